@@ -1,0 +1,162 @@
+/*
+ * log.c - line-oriented logging to stderr or syslog for cairn's programs.
+ *
+ * It is deliberately small: no files, no rotation (syslog or the service
+ * manager do that). Each line is formatted into one buffer and written with
+ * one write(2), so lines from several threads never interleave.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+static const char *log_progname = "cairn";
+static int log_syslog;
+static volatile int log_level = LOG_INFO;
+
+static const char *const subsys_names[LOG_SUBSYS_MAX] = {
+	[LOG_MAIN] = "main", [LOG_CS] = "cs",	  [LOG_PROTO] = "proto",
+	[LOG_VOL] = "vol",   [LOG_HTTP] = "http", [LOG_FUSE] = "fuse",
+	[LOG_FETCH] = "fetch", [LOG_VC] = "vc",	  [LOG_RLOG] = "rlog",
+	[LOG_CTL] = "ctl",   [LOG_EV] = "ev",
+};
+
+static const char *
+level_name(int level)
+{
+	switch (level) {
+	case LOG_EMERG:
+	case LOG_ALERT:
+	case LOG_CRIT:
+	case LOG_ERR:
+		return "error";
+	case LOG_WARNING:
+		return "warning";
+	case LOG_NOTICE:
+	case LOG_INFO:
+		return "info";
+	default:
+		return "debug";
+	}
+}
+
+void
+log_init(const char *progname, int use_syslog, int level)
+{
+	const char *slash;
+
+	if (progname) {
+		slash = strrchr(progname, '/');
+		log_progname = slash ? slash + 1 : progname;
+	}
+	log_syslog = use_syslog;
+	log_level = level;
+	if (use_syslog)
+		openlog(log_progname, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+void
+log_set_level(int level)
+{
+	log_level = level;
+}
+
+int
+log_get_level(void)
+{
+	return log_level;
+}
+
+int
+log_enabled(int level)
+{
+	return level <= log_level;
+}
+
+int
+log_parse_level(const char *s)
+{
+	static const struct {
+		const char *name;
+		int level;
+	} names[] = {
+		{ "err", LOG_ERR },	    { "error", LOG_ERR },
+		{ "warn", LOG_WARNING },    { "warning", LOG_WARNING },
+		{ "notice", LOG_NOTICE },   { "info", LOG_INFO },
+		{ "debug", LOG_DEBUG },
+	};
+	char *end;
+	long v;
+	size_t i;
+
+	if (!s || !*s)
+		return -EINVAL;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcasecmp(s, names[i].name))
+			return names[i].level;
+	v = strtol(s, &end, 10);
+	if (*end || v < LOG_EMERG || v > LOG_DEBUG)
+		return -EINVAL;
+	return (int)v;
+}
+
+void
+log_msg(enum log_subsys sub, int level, const char *fmt, ...)
+{
+	char line[2048];
+	const char *tag;
+	struct timespec ts;
+	struct tm tm;
+	va_list ap;
+	int saved = errno;
+	int n, m;
+
+	if (!log_enabled(level))
+		return;
+	tag = (unsigned)sub < LOG_SUBSYS_MAX ? subsys_names[sub] : "?";
+	if (log_syslog) {
+		n = snprintf(line, sizeof(line), "%s: ", tag);
+		va_start(ap, fmt);
+		vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+		va_end(ap);
+		syslog(level, "%s", line);
+		errno = saved;
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	n = snprintf(line, sizeof(line),
+		     "%04d-%02d-%02d %02d:%02d:%02d.%03ld %s[%d] %s %s: ",
+		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, log_progname,
+		     (int)getpid(), level_name(level), tag);
+	va_start(ap, fmt);
+	m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		m = 0;
+	n += m;
+	if (n > (int)sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	/* One write per line keeps concurrent lines whole; a short write to a
+	 * dead terminal is not worth handling. */
+	if (write(STDERR_FILENO, line, n) < 0) {
+		/* nothing sensible to do */
+	}
+	errno = saved;
+}
+
+void
+log_callback(void *arg, int level, const char *msg)
+{
+	log_msg((enum log_subsys)(long)arg, level, "%s", msg);
+}

@@ -1,0 +1,312 @@
+/*
+ * proto.h - the cairn wire protocol, version 1: types, encoders, decoders.
+ *
+ * Layer rule: this header is where vol/ (cairn-vold) and cm/ (cairnd) meet;
+ * neither includes the other. It does no I/O: every function turns structs
+ * into bytes or bytes into structs. doc/protocol.md is the normative text;
+ * this header and that page change together.
+ *
+ * Decoders take untrusted bytes (a response from the network, a request from
+ * a client): they never abort, never read past @len, and return -EINVAL (or
+ * -E2BIG for oversized lists) on anything malformed, leaving *out released.
+ * Encoders return a NUL-terminated heap buffer the caller frees with free(),
+ * and its length in *lenp; NULL + errno=ENOMEM on allocation failure.
+ *
+ * All functions are thread-safe (no shared state).
+ */
+#ifndef CAIRN_PROTO_H
+#define CAIRN_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/fid.h"
+
+#define PROTO_VERSION 1
+#define PROTO_NAME_MAX 255         /* bytes in one path component */
+#define PROTO_PATH_MAX 4096        /* bytes in a symlink target */
+#define PROTO_XATTR_NAME_MAX 255
+#define PROTO_XATTR_VALUE_MAX 65536
+#define PROTO_GETATTR_MAX 1024     /* FIDs in one getattr request */
+#define PROTO_BODY_MAX (64u << 20) /* largest JSON body either side accepts */
+#define PROTO_CHUNK_MIN (64u * 1024)
+#define PROTO_CHUNK_MAX (4u * 1024 * 1024)
+
+enum proto_type {
+	PROTO_T_NONE = 0,
+	PROTO_T_FILE,
+	PROTO_T_DIR,
+	PROTO_T_SYMLINK,
+	PROTO_T_FIFO,
+};
+
+/* An object's attributes as the server holds them. Times in ns since the
+ * epoch. @mode holds permission bits only (07777); the type is @type. */
+struct proto_attr {
+	struct fid fid;
+	enum proto_type type;
+	uint32_t mode;
+	uint32_t uid, gid;
+	uint64_t size;
+	uint64_t nlink;
+	uint64_t dv; /* data version: bumped by every content change */
+	int64_t atime_ns, mtime_ns, ctime_ns;
+};
+
+struct proto_dirent {
+	char *name; /* heap, NUL-terminated, validated with proto_name_check() */
+	struct proto_attr attr;
+};
+
+/* GET /v1/vol/NAME/dir/FID: a directory and every entry's attributes. */
+struct proto_dir {
+	struct proto_attr dir;
+	size_t n;
+	struct proto_dirent *ents; /* heap array of n */
+};
+
+/* GET /v1/vol/NAME: volume information. */
+struct proto_volinfo {
+	int version;	       /* protocol version the server speaks */
+	char name[65];	       /* volume name */
+	uint32_t id;	       /* volume id (the vol part of every FID) */
+	struct fid root;       /* root directory */
+	uint64_t event_seq;    /* last event sequence number */
+	uint64_t bytes_used;   /* data bytes in the volume */
+	uint64_t bytes_limit;  /* quota, 0 = none */
+	uint64_t files_used;   /* objects in the volume */
+	uint64_t files_limit;  /* 0 = none */
+	bool readonly;	       /* the token used only allows reads */
+};
+
+struct proto_xattr {
+	char *name;	/* heap, NUL-terminated */
+	void *value;	/* heap, @len bytes (decoded from base64) */
+	size_t len;
+};
+
+enum proto_ev_kind {
+	PROTO_EV_DATA = 1, /* content changed: new DV */
+	PROTO_EV_ATTR,	   /* attributes or xattrs changed */
+	PROTO_EV_DIR,	   /* directory entries changed */
+	PROTO_EV_GONE,	   /* object removed (last link gone) */
+	PROTO_EV_PING,	   /* heartbeat: no object, carries the current seq */
+	PROTO_EV_RESET,	   /* events were lost: revalidate everything */
+};
+
+/* One line of the event stream. */
+struct proto_event {
+	uint64_t seq;
+	enum proto_ev_kind kind;
+	struct fid fid; /* null for PING and RESET */
+	uint64_t dv;
+};
+
+/* Mutations: POST /v1/vol/NAME/op. Which fields count depends on @op;
+ * doc/protocol.md has the table. Strings are heap, NUL-terminated. */
+enum proto_op_kind {
+	PROTO_OP_NONE = 0,
+	PROTO_OP_CREATE,      /* parent, name, fid (optional), mode, uid, gid, type */
+	PROTO_OP_MKDIR,       /* parent, name, fid (optional), mode, uid, gid */
+	PROTO_OP_SYMLINK,     /* parent, name, fid (optional), target, uid, gid */
+	PROTO_OP_LINK,	      /* parent, name, fid (existing object) */
+	PROTO_OP_UNLINK,      /* parent, name, fid (expected) */
+	PROTO_OP_RMDIR,	      /* parent, name, fid (expected) */
+	PROTO_OP_RENAME,      /* parent, name, fid, newparent, newname, flags, victim */
+	PROTO_OP_SETATTR,     /* fid, base_dv, mask + values */
+	PROTO_OP_SETXATTR,    /* fid, xname, xvalue, flags */
+	PROTO_OP_REMOVEXATTR, /* fid, xname */
+	PROTO_OP_STORE,	      /* fid, base_dv, txid, chunk_size, size, chunks */
+};
+
+/* setattr mask bits */
+enum {
+	PROTO_SA_MODE = 1,
+	PROTO_SA_UID = 2,
+	PROTO_SA_GID = 4,
+	PROTO_SA_SIZE = 8,
+	PROTO_SA_ATIME = 16,
+	PROTO_SA_MTIME = 32,
+};
+
+/* rename flags (as renameat2) and setxattr flags (as setxattr(2)) */
+enum {
+	PROTO_RENAME_NOREPLACE = 1,
+	PROTO_RENAME_EXCHANGE = 2,
+	PROTO_XATTR_CREATE = 1,
+	PROTO_XATTR_REPLACE = 2,
+};
+
+struct proto_op {
+	enum proto_op_kind kind;
+	uint8_t opid[16];	/* client-chosen operation id, never reused */
+	struct fid parent;
+	char *name;
+	struct fid fid;		/* object (or chosen FID of a new one; null = server picks) */
+	struct fid newparent;
+	char *newname;
+	struct fid victim;	/* rename: the FID expected at newname, null = none */
+	enum proto_type type;	/* create: FILE or FIFO */
+	uint32_t mode, uid, gid;
+	char *target;		/* symlink */
+	uint64_t base_dv;	/* setattr, store: DV this change was based on */
+	uint32_t mask;		/* setattr: PROTO_SA_* */
+	uint64_t size;		/* setattr size, store final size */
+	int64_t atime_ns, mtime_ns;
+	uint32_t flags;		/* rename / setxattr flags */
+	char *xname;
+	void *xvalue;
+	size_t xlen;
+	uint8_t txid[16];	/* store: the staging transaction */
+	uint32_t chunk_size;	/* store: chunk size of the staged chunks */
+	uint64_t *chunks;	/* store: chunk numbers staged in txid */
+	size_t nchunks;
+};
+
+/* The reply to a mutation: the objects it touched, after the change. */
+struct proto_op_result {
+	bool has_attr, has_parent, has_newparent, has_victim;
+	struct proto_attr attr;	     /* the object created / changed */
+	struct proto_attr parent;    /* the directory changed */
+	struct proto_attr newparent; /* rename: the target directory */
+	struct proto_attr victim;    /* unlink/rename: what was removed/replaced
+					(nlink 0 = gone) */
+};
+
+/* An error reply body: {"error": "...", "errno": "ENOENT"}. */
+struct proto_error {
+	int err;	   /* positive errno parsed from "errno", EIO if unknown */
+	char msg[256];	   /* the human message, truncated */
+	uint64_t cur_dv;   /* 410/412: the server's current DV, if sent */
+};
+
+/* --- names, types, errors --- */
+
+/* Check one path component: 1..255 bytes, valid UTF-8, no '/', no NUL,
+ * not "." or "..". @return 0, -EINVAL, or -ENAMETOOLONG. */
+int proto_name_check(const char *name, size_t len);
+
+const char *proto_type_name(enum proto_type t);	 /* "file", "dir", ... */
+enum proto_type proto_type_parse(const char *s); /* PROTO_T_NONE if unknown */
+const char *proto_op_name(enum proto_op_kind k); /* "create", ... */
+enum proto_op_kind proto_op_parse(const char *s);
+const char *proto_ev_name(enum proto_ev_kind k);
+
+/* The one table between errno values and HTTP statuses (doc/protocol.md).
+ * @err is positive. */
+int proto_errno_to_status(int err);
+const char *proto_errno_name(int err); /* "ENOENT"; "EIO" for unknown */
+int proto_errno_parse(const char *name); /* positive errno, 0 if unknown */
+/* For a reply without a usable body: the errno that best fits @status. */
+int proto_status_to_errno(int status);
+
+/* --- encoders (server side and client side) --- */
+
+char *proto_volinfo_encode(const struct proto_volinfo *v, size_t *lenp);
+char *proto_attrs_encode(const struct proto_attr *a, const int *errs,
+			 size_t n, size_t *lenp);
+char *proto_getattr_req_encode(const struct fid *fids, size_t n, size_t *lenp);
+char *proto_dir_encode(const struct proto_dir *d, size_t *lenp);
+char *proto_link_encode(const char *target, size_t *lenp);
+char *proto_xattrs_encode(const struct fid *fid, uint64_t dv,
+			  const struct proto_xattr *x, size_t n, size_t *lenp);
+char *proto_event_encode(const struct proto_event *e, size_t *lenp); /* one line, ends in '\n' */
+char *proto_op_encode(const struct proto_op *op, size_t *lenp);
+char *proto_op_result_encode(const struct proto_op_result *r, size_t *lenp);
+char *proto_error_encode(int err, const char *msg, uint64_t cur_dv,
+			 size_t *lenp);
+
+/* --- decoders (untrusted input) --- */
+
+int proto_volinfo_decode(const char *buf, size_t len, struct proto_volinfo *v);
+/* @attrs and @errs (positive errno per entry, 0 = ok) are heap arrays of
+ * *np entries; free both with free(). */
+int proto_attrs_decode(const char *buf, size_t len, struct proto_attr **attrs,
+		       int **errs, size_t *np);
+int proto_getattr_req_decode(const char *buf, size_t len, struct fid **fids,
+			     size_t *np);
+int proto_dir_decode(const char *buf, size_t len, struct proto_dir *d);
+void proto_dir_release(struct proto_dir *d);
+int proto_link_decode(const char *buf, size_t len, char **target);
+int proto_xattrs_decode(const char *buf, size_t len, uint64_t *dv,
+			struct proto_xattr **x, size_t *np);
+void proto_xattrs_free(struct proto_xattr *x, size_t n);
+int proto_event_decode(const char *line, size_t len, struct proto_event *e);
+int proto_op_decode(const char *buf, size_t len, struct proto_op *op);
+void proto_op_release(struct proto_op *op);
+int proto_op_result_decode(const char *buf, size_t len,
+			   struct proto_op_result *r);
+int proto_error_decode(const char *buf, size_t len, struct proto_error *e);
+
+/* --- URLs (both sides build/parse the same paths) --- */
+
+/* Path of a chunk GET: /v1/vol/NAME/data/FID/DV/CHUNK?size=CS, into @buf.
+ * @return bytes written, or -ENAMETOOLONG if @len is too small. */
+int proto_chunk_path(char *buf, size_t len, const char *vol,
+		     const struct fid *fid, uint64_t dv, uint64_t chunk,
+		     uint32_t chunk_size);
+
+/* Path of a staged chunk PUT: /v1/vol/NAME/stage/FID/TXID/CHUNK?size=CS. */
+int proto_stage_path(char *buf, size_t len, const char *vol,
+		     const struct fid *fid, const uint8_t txid[16],
+		     uint64_t chunk, uint32_t chunk_size);
+
+/* Check a volume name: 1..64 bytes of [A-Za-z0-9._-], not starting with
+ * '.'. @return 0 or -EINVAL. */
+int proto_volname_check(const char *name);
+
+/* What a request path names (server side: route before anything else). */
+enum proto_path_kind {
+	PROTO_P_NONE = 0,
+	PROTO_P_PING,	 /* /v1/ping */
+	PROTO_P_VOL,	 /* /v1/vol/NAME */
+	PROTO_P_GETATTR, /* /v1/vol/NAME/getattr */
+	PROTO_P_DIR,	 /* /v1/vol/NAME/dir/FID */
+	PROTO_P_LINK,	 /* /v1/vol/NAME/link/FID */
+	PROTO_P_XATTR,	 /* /v1/vol/NAME/xattr/FID */
+	PROTO_P_DATA,	 /* /v1/vol/NAME/data/FID/DV/CHUNK?size=CS */
+	PROTO_P_EVENTS,	 /* /v1/vol/NAME/events[?since=SEQ] */
+	PROTO_P_OP,	 /* /v1/vol/NAME/op */
+	PROTO_P_STAGE,	 /* /v1/vol/NAME/stage/FID/TXID/CHUNK?size=CS */
+};
+
+/* A parsed request path; which fields are set depends on @kind, the rest
+ * are zero. */
+struct proto_path {
+	enum proto_path_kind kind;
+	char vol[65];	     /* all but PING; passed proto_volname_check() */
+	struct fid fid;	     /* DIR, LINK, XATTR, DATA, STAGE */
+	uint64_t dv;	     /* DATA */
+	uint8_t txid[16];    /* STAGE */
+	uint64_t chunk;	     /* DATA, STAGE */
+	uint32_t chunk_size; /* DATA, STAGE: power of two, CHUNK_MIN..MAX */
+	bool has_since;	     /* EVENTS: "since" was given */
+	uint64_t since;	     /* EVENTS */
+};
+
+/*
+ * Split and validate a request target (path plus optional query string) as
+ * received in the HTTP request line, e.g. "/v1/vol/home/data/FID/7/0?size=
+ * 262144". Strict, because these URLs name immutable cacheable content and
+ * one content must have exactly one URL: FIDs and TXIDs in lower-case hex
+ * only; DV, CHUNK, SIZE and SEQ plain decimal without sign, blanks or
+ * leading zeros ("0" itself is fine) and without uint64 overflow; no '%'
+ * escapes, no empty segments, no trailing '/', no fragment. Query
+ * parameters: "size" is required for DATA and STAGE, "since" is optional
+ * for EVENTS; a known parameter given twice, or one given to a route that
+ * does not take it, is -EINVAL; unknown parameters are ignored.
+ * The HTTP method is not checked here.
+ *
+ * @return 0 and *out filled in;
+ *   -ENOENT  the path is not a route of the protocol (404),
+ *   -EINVAL  a route, but a part is malformed: volume name, FID, TXID, a
+ *            number, a chunk size that is not a power of two from
+ *            PROTO_CHUNK_MIN to PROTO_CHUNK_MAX (400),
+ *   -ERANGE  CHUNK * CS does not fit in an off_t: certainly past the end of
+ *            any file (416).
+ * On error *out is zeroed. Thread-safe.
+ */
+int proto_parse_path(const char *target, struct proto_path *out);
+
+#endif /* CAIRN_PROTO_H */

@@ -1,0 +1,49 @@
+/*
+ * util.h - small helpers every cairn program needs: sizes, hex, whole-buffer
+ * I/O, monotonic time. No policy, no allocation unless said.
+ */
+#ifndef CAIRN_UTIL_H
+#define CAIRN_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Parse "4096", "256K", "10M", "2G", "1T" (binary units, optional "iB" or
+ * "B"). @return 0 and *out, or -EINVAL / -ERANGE; *out untouched then. */
+int util_parse_size(const char *s, uint64_t *out);
+
+/* Format @bytes as "1.5 GiB" into @buf of @len bytes; returns @buf. */
+char *util_fmt_size(uint64_t bytes, char *buf, size_t len);
+
+/* Parse a duration "500ms", "3s", "2m", "1h" or plain seconds into
+ * milliseconds. @return 0 or -EINVAL / -ERANGE. */
+int util_parse_duration_ms(const char *s, uint64_t *out_ms);
+
+/* Lower-case hex of @len bytes into @out (2*len+1 bytes, NUL-terminated). */
+void util_hex_encode(const void *in, size_t len, char *out);
+
+/* Decode exactly @inlen hex digits into at most @outlen bytes.
+ * @return the number of bytes written, or -EINVAL on a bad digit or odd
+ * length, -ERANGE if @out is too small. */
+int util_hex_decode(const char *in, size_t inlen, void *out, size_t outlen);
+
+/* pwrite()/write() the whole buffer, retrying on EINTR and short writes.
+ * @return 0 or -errno. */
+int util_write_all(int fd, const void *buf, size_t len);
+int util_pwrite_all(int fd, const void *buf, size_t len, off_t off);
+
+/* pread() until @len bytes or end of file. @return bytes read or -errno. */
+ssize_t util_pread_all(int fd, void *buf, size_t len, off_t off);
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+uint64_t util_now_ms(void);
+
+/* fsync() the directory that holds @path (after a rename into it).
+ * @return 0 or -errno. */
+int util_fsync_parent(const char *path);
+
+/* mkdir -p with @mode. @return 0 or -errno. */
+int util_mkdir_p(const char *path, mode_t mode);
+
+#endif /* CAIRN_UTIL_H */

@@ -1,0 +1,44 @@
+#!/bin/sh
+# check-layers.sh - fail when a source file includes a header its layer may
+# not see (STYLE.md section 1). Reads only #include lines, so it is cheap and
+# runs in make check.
+#
+#   chunkstore/  -> libc only (no cairn header, no fuse/event/curl/tdb)
+#   common/      -> common/ only
+#   vol/         -> common/, vol/ (never cm/ or chunkstore/)
+#   cm/          -> common/, chunkstore/, cm/ (never vol/)
+#   admin/fs*    -> common/ctl_proto.h and generic common helpers; never
+#                   chunkstore/ or cm/ internals
+#   admin/cairn_fsck.c -> chunkstore/ only (no fuse, no common/)
+#   admin/vos*   -> common/, vol/ storage library
+: "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
+cd "$top_srcdir" || exit 99
+fail=0
+n=0
+
+check() { # label, files, forbidden-regex
+	label=$1 pattern=$3
+	for f in $2; do
+		[ -f "$f" ] || continue
+		n=$((n + 1))
+		bad=$(grep -nE '^[[:space:]]*#[[:space:]]*include' "$f" | grep -E "$pattern")
+		if [ -n "$bad" ]; then
+			echo "layer violation ($label) in $f:"
+			echo "$bad" | sed 's/^/    /'
+			fail=1
+		fi
+	done
+}
+
+check chunkstore "chunkstore/*.c chunkstore/*.h" \
+	'"(common|cm|vol|admin)/|<fuse|<event2?/|<curl/|<tdb\.h>|<jansson|<openssl/'
+check common "common/*.c common/*.h" '"(chunkstore|cm|vol|admin)/|<fuse|<tdb\.h>|<curl/'
+check vol "vol/*.c vol/*.h" '"(cm|chunkstore)/|<fuse|<curl/'
+check cm "cm/*.c cm/*.h" '"vol/'
+check fs "admin/fs.c admin/fs_*.c admin/fs*.h" '"(chunkstore|cm|vol)/|<fuse|<tdb\.h>'
+check fsck "admin/cairn_fsck.c" '"(common|cm|vol)/|<fuse|<event2?/|<curl/|<tdb\.h>'
+check vos "admin/vos*.c" '"(cm|chunkstore)/|<fuse|<curl/'
+
+echo "checked $n files"
+[ "$n" -gt 0 ] || { echo "no source files found under $top_srcdir"; exit 99; }
+exit $fail

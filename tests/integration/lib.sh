@@ -1,0 +1,213 @@
+# lib.sh - shared verbs for cairn's integration tests (sourced, not run).
+#
+# Environment contract: make check sets top_srcdir and top_builddir; run by
+# hand, they default to this checkout and ./build. Each test gets its own
+# work directory $T_DIR (logs, server root, caches, mountpoints) that is
+# removed when the test passes and kept when it fails. A trap on EXIT
+# unmounts every mount and kills every process the test started, whatever
+# happened, so a failed test never wedges the next one.
+#
+# Verbs:
+#   t_need_fuse            exit 77 unless root with /dev/fuse and fusermount3
+#   t_timeout SECONDS      kill the whole test after SECONDS (default 300)
+#   vold_start [ARGS]      start cairn-vold on 127.0.0.1 (port picked by the
+#                          server); sets VOLD_PID VOLD_PORT VOLD_URL SRV_ROOT
+#   vold_stop / vold_kill9 stop it with SIGTERM / SIGKILL
+#   vos ARGS               run vos on $SRV_ROOT
+#   make_token VOL rw|ro FILE   mint a token into FILE (mode 0600)
+#   cairnd_mount MNT CACHE VOL TOKENFILE [ARGS]   mount and wait until ready
+#   cairnd_umount MNT      unmount (fusermount3 -u) and wait for exit
+#   cairnd_kill9 MNT       SIGKILL the cairnd serving MNT, lazy-unmount
+#   t_ok COND-STATUS DESC  (use: t_ok "$(cmd && echo 0 || echo 1)" desc) or
+#   t_check DESC CMD...    run CMD; pass if it exits 0
+#   t_is GOT WANT DESC     string equality
+#   t_done                 print the summary, exit 0 if all passed, else 1
+#   wait_for SECONDS CMD.. poll CMD every 0.05 s until it succeeds
+
+set -u
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+: "${top_builddir:=$top_srcdir/build}"
+export top_srcdir top_builddir
+
+VOLD=$top_builddir/vol/cairn-vold
+VOS_BIN=$top_builddir/admin/vos
+CAIRND=$top_builddir/cm/cairnd
+FS=$top_builddir/admin/fs
+FSCK=$top_builddir/admin/cairn-fsck
+
+T_NAME=$(basename "$0" .sh)
+T_DIR=${T_DIR:-$top_builddir/tests/work/$T_NAME}
+rm -rf "$T_DIR" 2>/dev/null || { fusermount3 -uz "$T_DIR"/*.mnt 2>/dev/null; rm -rf "$T_DIR"; }
+mkdir -p "$T_DIR"
+T_PASS=0
+T_FAIL=0
+T_N=0
+_T_PIDS=""
+_T_MOUNTS=""
+_T_WATCHDOG=""
+
+_t_cleanup() {
+	local rc=$? m p
+	for m in $_T_MOUNTS; do
+		mountpoint -q "$m" 2>/dev/null && { fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null; }
+	done
+	for p in $_T_PIDS; do
+		kill -TERM "$p" 2>/dev/null
+	done
+	for p in $_T_PIDS; do
+		for _ in $(seq 1 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+		kill -KILL "$p" 2>/dev/null
+	done
+	[ -n "$_T_WATCHDOG" ] && kill "$_T_WATCHDOG" 2>/dev/null
+	if [ "$rc" -eq 0 ] && [ "$T_FAIL" -eq 0 ] && [ -z "${T_KEEP:-}" ]; then
+		rm -rf "$T_DIR"
+	else
+		echo "# logs kept in $T_DIR"
+		echo "# repro: top_srcdir=$top_srcdir top_builddir=$top_builddir bash $0"
+		for f in "$T_DIR"/*.log; do
+			[ -f "$f" ] || continue
+			echo "# --- last lines of $f"
+			tail -n 15 "$f" | sed 's/^/#   /'
+		done
+	fi
+	exit "$rc"
+}
+trap _t_cleanup EXIT
+trap 'exit 99' INT TERM
+
+t_need_fuse() {
+	[ "$(id -u)" -eq 0 ] || { echo "# SKIP: needs root"; exit 77; }
+	[ -c /dev/fuse ] || { echo "# SKIP: no /dev/fuse"; exit 77; }
+	command -v fusermount3 >/dev/null || { echo "# SKIP: no fusermount3"; exit 77; }
+}
+
+t_timeout() {
+	local secs=${1:-300} me=$$
+	( sleep "$secs"; echo "# TIMEOUT after ${secs}s"; kill -TERM "$me" ) 2>/dev/null &
+	_T_WATCHDOG=$!
+}
+
+_t_report() { # ok|fail desc
+	T_N=$((T_N + 1))
+	if [ "$1" = ok ]; then
+		T_PASS=$((T_PASS + 1)); echo "ok $T_N - $2"
+	else
+		T_FAIL=$((T_FAIL + 1)); echo "not ok $T_N - $2"
+	fi
+}
+
+t_ok() { if [ "$1" = 0 ]; then _t_report ok "$2"; else _t_report fail "$2"; fi; }
+t_check() {
+	local desc=$1; shift
+	if "$@" >>"$T_DIR/check.log" 2>&1; then _t_report ok "$desc"; else
+		_t_report fail "$desc"; echo "#   command: $*"; fi
+}
+t_is() {
+	if [ "$1" = "$2" ]; then _t_report ok "$3"; else
+		_t_report fail "$3"; echo "#   got:      '$1'"; echo "#   expected: '$2'"; fi
+}
+t_done() {
+	echo "# $T_NAME: $T_PASS passed, $T_FAIL failed"
+	[ "$T_N" -gt 0 ] || { echo "# no checks ran"; exit 99; }
+	[ "$T_FAIL" -eq 0 ] && exit 0
+	exit 1
+}
+
+wait_for() {
+	local secs=$1 i n; shift
+	n=$((secs * 20))
+	for i in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.05; done
+	return 1
+}
+
+t_track_pid() { _T_PIDS="$_T_PIDS $1"; }
+
+SRV_ROOT=$T_DIR/srv
+vos() { "$VOS_BIN" --root "$SRV_ROOT" "$@"; }
+
+vold_start() {
+	[ -x "$VOLD" ] || { echo "# SKIP: $VOLD not built"; exit 77; }
+	mkdir -p "$SRV_ROOT"
+	rm -f "$T_DIR/vold.port"
+	"$VOLD" --root "$SRV_ROOT" --listen 127.0.0.1:0 --port-file "$T_DIR/vold.port" \
+		--foreground --log-level "${VOLD_LOG_LEVEL:-info}" "$@" >>"$T_DIR/vold.log" 2>&1 &
+	VOLD_PID=$!
+	t_track_pid "$VOLD_PID"
+	wait_for 10 test -s "$T_DIR/vold.port" || { echo "# vold did not start"; return 1; }
+	VOLD_PORT=$(cat "$T_DIR/vold.port")
+	VOLD_URL=http://127.0.0.1:$VOLD_PORT
+	wait_for 10 curl -sf "$VOLD_URL/v1/ping" || { echo "# vold does not answer"; return 1; }
+	export VOLD_PID VOLD_PORT VOLD_URL
+}
+
+# Restart on the same port (clients keep their URL).
+vold_restart() {
+	"$VOLD" --root "$SRV_ROOT" --listen "127.0.0.1:$VOLD_PORT" --foreground \
+		--log-level "${VOLD_LOG_LEVEL:-info}" "$@" >>"$T_DIR/vold.log" 2>&1 &
+	VOLD_PID=$!
+	t_track_pid "$VOLD_PID"
+	wait_for 10 curl -sf "$VOLD_URL/v1/ping"
+}
+
+vold_stop() {
+	[ -n "${VOLD_PID:-}" ] || return 0
+	kill -TERM "$VOLD_PID" 2>/dev/null
+	for _ in $(seq 1 100); do kill -0 "$VOLD_PID" 2>/dev/null || break; sleep 0.05; done
+	kill -KILL "$VOLD_PID" 2>/dev/null
+	wait "$VOLD_PID" 2>/dev/null
+	VOLD_PID=""
+}
+
+vold_kill9() {
+	[ -n "${VOLD_PID:-}" ] || return 0
+	kill -KILL "$VOLD_PID" 2>/dev/null
+	wait "$VOLD_PID" 2>/dev/null
+	VOLD_PID=""
+}
+
+make_token() { # VOL rw|ro FILE
+	(umask 077; vos token "$1" "--$2" >"$3")
+}
+
+cairnd_mount() { # MNT CACHE VOL TOKENFILE [ARGS]
+	local mnt=$1 cache=$2 vol=$3 tok=$4 log pid
+	shift 4
+	[ -x "$CAIRND" ] || { echo "# SKIP: $CAIRND not built"; exit 77; }
+	mkdir -p "$mnt"
+	log=$T_DIR/cairnd-$(basename "$mnt").log
+	"$CAIRND" --server "$VOLD_URL" --volume "$vol" --token "$tok" \
+		--cache "$cache" --mountpoint "$mnt" --foreground \
+		--log-level "${CAIRND_LOG_LEVEL:-info}" "$@" >>"$log" 2>&1 &
+	pid=$!
+	t_track_pid "$pid"
+	_T_MOUNTS="$_T_MOUNTS $mnt"
+	echo "$pid" >"$T_DIR/$(basename "$mnt").pid"
+	if ! wait_for 15 mountpoint -q "$mnt"; then
+		echo "# cairnd did not mount $mnt"; return 1
+	fi
+}
+
+cairnd_pid() { cat "$T_DIR/$(basename "$1").pid" 2>/dev/null; }
+
+cairnd_umount() { # MNT
+	local pid
+	pid=$(cairnd_pid "$1")
+	fusermount3 -u "$1" 2>/dev/null || fusermount3 -uz "$1" 2>/dev/null
+	[ -n "$pid" ] || return 0
+	for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+	kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid"; return 1; }
+	wait "$pid" 2>/dev/null
+	return 0
+}
+
+cairnd_kill9() { # MNT
+	local pid
+	pid=$(cairnd_pid "$1")
+	[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+	[ -n "$pid" ] && wait "$pid" 2>/dev/null
+	fusermount3 -uz "$1" 2>/dev/null
+	return 0
+}
+
+# Drop the kernel's page cache for files under PATH (warm vs hot reads).
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
