@@ -10,7 +10,16 @@
  * a client): they never abort, never read past @len, and return -EINVAL (or
  * -E2BIG for oversized lists) on anything malformed, leaving *out released.
  * Encoders return a NUL-terminated heap buffer the caller frees with free(),
- * and its length in *lenp; NULL + errno=ENOMEM on allocation failure.
+ * and its length in *lenp; NULL + errno=ENOMEM on allocation failure, and
+ * NULL + errno=EINVAL (ERANGE for a uint64 above INT64_MAX) for a value the
+ * protocol cannot carry: unknown type or kind, mode above 07777, a name
+ * that fails proto_name_check(), a string that is not UTF-8.
+ *
+ * Decoders check everything doc/protocol.md states (types, ranges, names,
+ * list limits, base64) and also: required members are present, FIDs that
+ * must name an object are not the null FID, a directory reply lists no name
+ * twice, a store lists no chunk twice. Unknown members are ignored; JSON
+ * with a duplicate key is -EINVAL.
  *
  * All functions are thread-safe (no shared state).
  */
@@ -28,6 +37,8 @@
 #define PROTO_PATH_MAX 4096        /* bytes in a symlink target */
 #define PROTO_XATTR_NAME_MAX 255
 #define PROTO_XATTR_VALUE_MAX 65536
+#define PROTO_XATTR_LIST_MAX 65536 /* sum of (name length + 1) per object,
+				      as Linux's XATTR_LIST_MAX */
 #define PROTO_GETATTR_MAX 1024     /* FIDs in one getattr request */
 #define PROTO_BODY_MAX (64u << 20) /* largest JSON body either side accepts */
 #define PROTO_CHUNK_MIN (64u * 1024)
@@ -204,6 +215,8 @@ int proto_status_to_errno(int status);
 /* --- encoders (server side and client side) --- */
 
 char *proto_volinfo_encode(const struct proto_volinfo *v, size_t *lenp);
+/* @errs may be NULL (all ok); entry i with errs[i] != 0 is written as
+ * {"fid", "errno"}, using only a[i].fid. */
 char *proto_attrs_encode(const struct proto_attr *a, const int *errs,
 			 size_t n, size_t *lenp);
 char *proto_getattr_req_encode(const struct fid *fids, size_t n, size_t *lenp);
@@ -214,40 +227,79 @@ char *proto_xattrs_encode(const struct fid *fid, uint64_t dv,
 char *proto_event_encode(const struct proto_event *e, size_t *lenp); /* one line, ends in '\n' */
 char *proto_op_encode(const struct proto_op *op, size_t *lenp);
 char *proto_op_result_encode(const struct proto_op_result *r, size_t *lenp);
+/* @err positive or negative; @msg NULL = strerror(err). "dv" (= @cur_dv)
+ * is written exactly when @err maps to 410 or 412. */
 char *proto_error_encode(int err, const char *msg, uint64_t cur_dv,
 			 size_t *lenp);
 
 /* --- decoders (untrusted input) --- */
 
+/* Every decoder: @buf of @len bytes (no NUL needed, at most PROTO_BODY_MAX)
+ * holding one JSON object. @return 0, -EINVAL (malformed, a required member
+ * missing or of the wrong type, a value out of range), -E2BIG (a list over
+ * its limit), -ENAMETOOLONG where said, or -ENOMEM. On any error the
+ * outputs are zeroed / NULL and nothing needs releasing. */
+
+/* "protocol" >= 1, a valid "volume" name, "root" in volume "id". */
 int proto_volinfo_decode(const char *buf, size_t len, struct proto_volinfo *v);
 /* @attrs and @errs (positive errno per entry, 0 = ok) are heap arrays of
- * *np entries; free both with free(). */
+ * *np entries (never NULL on success, even for 0); free both with free().
+ * An error entry has only @attrs[i].fid set; an errno name this side does
+ * not know reads as EIO. At most PROTO_GETATTR_MAX entries (-E2BIG). */
 int proto_attrs_decode(const char *buf, size_t len, struct proto_attr **attrs,
 		       int **errs, size_t *np);
+/* *fids: heap array of *np non-null FIDs (never NULL on success); free()
+ * it. At most PROTO_GETATTR_MAX (-E2BIG). */
 int proto_getattr_req_decode(const char *buf, size_t len, struct fid **fids,
 			     size_t *np);
+/* "dir" must be of type dir; at most 1,000,000 entries (-E2BIG); every
+ * name passes proto_name_check() and none appears twice. Release with
+ * proto_dir_release(), which zeroes @d and accepts NULL. */
 int proto_dir_decode(const char *buf, size_t len, struct proto_dir *d);
 void proto_dir_release(struct proto_dir *d);
+/* *target: heap string of 1..PROTO_PATH_MAX-1 bytes (-ENAMETOOLONG
+ * beyond); free() it. */
 int proto_link_decode(const char *buf, size_t len, char **target);
+/* *x: heap array of *np xattrs in the order sent, values decoded from
+ * strict base64 (at most PROTO_XATTR_VALUE_MAX bytes, -E2BIG beyond; names
+ * 1..PROTO_XATTR_NAME_MAX bytes of UTF-8, PROTO_XATTR_LIST_MAX in all);
+ * @value is never NULL, even for an empty value. Free with
+ * proto_xattrs_free(x, n), which accepts NULL. The "fid" member is checked
+ * but not returned. */
 int proto_xattrs_decode(const char *buf, size_t len, uint64_t *dv,
 			struct proto_xattr **x, size_t *np);
 void proto_xattrs_free(struct proto_xattr *x, size_t n);
+/* One line, with or without its '\n'. data/attr/dir/gone need "fid" and
+ * "dv"; ping/reset leave @fid null and @dv 0. An unknown kind is -EINVAL. */
 int proto_event_decode(const char *line, size_t len, struct proto_event *e);
+/* Checks the members the op table of doc/protocol.md lists for the kind
+ * (names with proto_name_check(), which may give -ENAMETOOLONG; setattr
+ * values only for mask bits; store chunk sizes and offsets); @type is set
+ * to DIR for mkdir and SYMLINK for symlink. Release with
+ * proto_op_release(), which zeroes @op and accepts NULL. */
 int proto_op_decode(const char *buf, size_t len, struct proto_op *op);
 void proto_op_release(struct proto_op *op);
+/* Any of the four attribute objects may be absent; "parent" and
+ * "newparent" must be directories. Nothing to release. */
 int proto_op_result_decode(const char *buf, size_t len,
 			   struct proto_op_result *r);
+/* "errno" is required (an unknown name gives EIO); "error" and "dv" are
+ * optional. A body that is not such JSON (an HTML page from a proxy) is
+ * -EINVAL: use proto_status_to_errno() then. */
 int proto_error_decode(const char *buf, size_t len, struct proto_error *e);
 
 /* --- URLs (both sides build/parse the same paths) --- */
 
 /* Path of a chunk GET: /v1/vol/NAME/data/FID/DV/CHUNK?size=CS, into @buf.
- * @return bytes written, or -ENAMETOOLONG if @len is too small. */
+ * @return bytes written, -ENAMETOOLONG if @len is too small, -EINVAL for
+ * a bad volume name or a chunk size that is not a power of two from
+ * PROTO_CHUNK_MIN to PROTO_CHUNK_MAX. */
 int proto_chunk_path(char *buf, size_t len, const char *vol,
 		     const struct fid *fid, uint64_t dv, uint64_t chunk,
 		     uint32_t chunk_size);
 
-/* Path of a staged chunk PUT: /v1/vol/NAME/stage/FID/TXID/CHUNK?size=CS. */
+/* Path of a staged chunk PUT: /v1/vol/NAME/stage/FID/TXID/CHUNK?size=CS;
+ * returns as proto_chunk_path(). */
 int proto_stage_path(char *buf, size_t len, const char *vol,
 		     const struct fid *fid, const uint8_t txid[16],
 		     uint64_t chunk, uint32_t chunk_size);

@@ -1,0 +1,2082 @@
+/*
+ * proto.c - encoders and decoders of the cairn wire protocol, version 1
+ * (doc/protocol.md is normative, proto.h is the interface).
+ *
+ * It turns structs into JSON text and JSON text into structs, with jansson,
+ * and builds and parses request paths. It does no I/O and keeps no state.
+ * Every decoder treats its input as hostile: sizes, list lengths, integer
+ * ranges, names and encodings are checked here so that vol/ and cm/ can
+ * trust a struct that a decoder returned with 0.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/proto.h"
+#include "common/util.h"
+
+#define PROTO_DIR_MAX 1000000 /* entries in one directory reply */
+
+/* --- names, types, errors --- */
+
+/*
+ * Length of the UTF-8 sequence at @p (at most @n bytes available), or 0 if
+ * it is not a valid, shortest-form encoding of a scalar value (no overlongs,
+ * no surrogates, nothing above U+10FFFF).
+ */
+static size_t
+utf8_seq(const unsigned char *p, size_t n)
+{
+	uint32_t cp;
+	size_t len, i;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		len = 2;
+		cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		len = 3;
+		cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		len = 4;
+		cp = p[0] & 0x07;
+	} else {
+		return 0; /* continuation byte, 0xc0/0xc1 overlong, 0xf5.. */
+	}
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000))
+		return 0;
+	if (cp >= 0xd800 && cp <= 0xdfff)
+		return 0;
+	if (cp > 0x10ffff)
+		return 0;
+	return len;
+}
+
+static int
+utf8_check(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, l;
+
+	while (i < len) {
+		if (p[i] == 0)
+			return -EINVAL;
+		l = utf8_seq(p + i, len - i);
+		if (!l)
+			return -EINVAL;
+		i += l;
+	}
+	return 0;
+}
+
+int
+proto_name_check(const char *name, size_t len)
+{
+	if (!name || len == 0)
+		return -EINVAL;
+	if (len > PROTO_NAME_MAX)
+		return -ENAMETOOLONG;
+	if (memchr(name, '/', len))
+		return -EINVAL;
+	if ((len == 1 && name[0] == '.') ||
+	    (len == 2 && name[0] == '.' && name[1] == '.'))
+		return -EINVAL;
+	return utf8_check(name, len);
+}
+
+int
+proto_volname_check(const char *name)
+{
+	size_t i;
+
+	if (!name || !name[0] || name[0] == '.')
+		return -EINVAL;
+	for (i = 0; name[i]; i++) {
+		char c = name[i];
+
+		if (i >= 64)
+			return -EINVAL;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static const char *const type_names[] = {
+	[PROTO_T_FILE] = "file",
+	[PROTO_T_DIR] = "dir",
+	[PROTO_T_SYMLINK] = "symlink",
+	[PROTO_T_FIFO] = "fifo",
+};
+
+const char *
+proto_type_name(enum proto_type t)
+{
+	if (t <= PROTO_T_NONE || t > PROTO_T_FIFO)
+		return "none";
+	return type_names[t];
+}
+
+enum proto_type
+proto_type_parse(const char *s)
+{
+	int t;
+
+	for (t = PROTO_T_FILE; s && t <= PROTO_T_FIFO; t++)
+		if (!strcmp(s, type_names[t]))
+			return (enum proto_type)t;
+	return PROTO_T_NONE;
+}
+
+static const char *const op_names[] = {
+	[PROTO_OP_CREATE] = "create",
+	[PROTO_OP_MKDIR] = "mkdir",
+	[PROTO_OP_SYMLINK] = "symlink",
+	[PROTO_OP_LINK] = "link",
+	[PROTO_OP_UNLINK] = "unlink",
+	[PROTO_OP_RMDIR] = "rmdir",
+	[PROTO_OP_RENAME] = "rename",
+	[PROTO_OP_SETATTR] = "setattr",
+	[PROTO_OP_SETXATTR] = "setxattr",
+	[PROTO_OP_REMOVEXATTR] = "removexattr",
+	[PROTO_OP_STORE] = "store",
+};
+
+const char *
+proto_op_name(enum proto_op_kind k)
+{
+	if (k <= PROTO_OP_NONE || k > PROTO_OP_STORE)
+		return "none";
+	return op_names[k];
+}
+
+enum proto_op_kind
+proto_op_parse(const char *s)
+{
+	int k;
+
+	for (k = PROTO_OP_CREATE; s && k <= PROTO_OP_STORE; k++)
+		if (!strcmp(s, op_names[k]))
+			return (enum proto_op_kind)k;
+	return PROTO_OP_NONE;
+}
+
+static const char *const ev_names[] = {
+	[PROTO_EV_DATA] = "data", [PROTO_EV_ATTR] = "attr",
+	[PROTO_EV_DIR] = "dir",	  [PROTO_EV_GONE] = "gone",
+	[PROTO_EV_PING] = "ping", [PROTO_EV_RESET] = "reset",
+};
+
+const char *
+proto_ev_name(enum proto_ev_kind k)
+{
+	if (k < PROTO_EV_DATA || k > PROTO_EV_RESET)
+		return "none";
+	return ev_names[k];
+}
+
+static enum proto_ev_kind
+ev_parse(const char *s)
+{
+	int k;
+
+	for (k = PROTO_EV_DATA; k <= PROTO_EV_RESET; k++)
+		if (!strcmp(s, ev_names[k]))
+			return (enum proto_ev_kind)k;
+	return 0;
+}
+
+/* The one errno <-> status table of doc/protocol.md. The first errno of each
+ * status is what proto_status_to_errno() gives back. */
+static const struct {
+	int err;
+	int status;
+} status_table[] = {
+	{EINVAL, 400},	{ENAMETOOLONG, 400}, {EISDIR, 400},    {ENOTDIR, 400},
+	{ENOTSUP, 400}, {EACCES, 403},	     {EPERM, 403},     {EROFS, 403},
+	{ENOENT, 404},	{EEXIST, 409},	     {ENOTEMPTY, 409}, {EXDEV, 409},
+	{EBUSY, 409},	{ESTALE, 410},	     {ECANCELED, 412}, {E2BIG, 413},
+	{EFBIG, 413},	{ERANGE, 416},	     {ENOSPC, 507},    {EDQUOT, 507},
+};
+
+int
+proto_errno_to_status(int err)
+{
+	size_t i;
+
+	if (err < 0)
+		err = -err;
+	for (i = 0; i < sizeof(status_table) / sizeof(status_table[0]); i++)
+		if (status_table[i].err == err)
+			return status_table[i].status;
+	return 500;
+}
+
+int
+proto_status_to_errno(int status)
+{
+	size_t i;
+
+	if (status == 401)
+		return EACCES;
+	if (status == 431)
+		return E2BIG;
+	for (i = 0; i < sizeof(status_table) / sizeof(status_table[0]); i++)
+		if (status_table[i].status == status)
+			return status_table[i].err;
+	return EIO;
+}
+
+#define E(x)                                                                   \
+	{                                                                      \
+		x, #x                                                          \
+	}
+static const struct {
+	int err;
+	const char *name;
+} errno_names[] = {
+	E(EPERM),	 E(ENOENT),	 E(ESRCH),	  E(EINTR),
+	E(EIO),		 E(ENXIO),	 E(E2BIG),	  E(EBADF),
+	E(EAGAIN),	 E(ENOMEM),	 E(EACCES),	  E(EFAULT),
+	E(EBUSY),	 E(EEXIST),	 E(EXDEV),	  E(ENODEV),
+	E(ENOTDIR),	 E(EISDIR),	 E(EINVAL),	  E(ENFILE),
+	E(EMFILE),	 E(ETXTBSY),	 E(EFBIG),	  E(ENOSPC),
+	E(ESPIPE),	 E(EROFS),	 E(EMLINK),	  E(EPIPE),
+	E(ERANGE),	 E(EDEADLK),	 E(ENAMETOOLONG), E(ENOLCK),
+	E(ENOSYS),	 E(ENOTEMPTY),	 E(ELOOP),	  E(ENODATA),
+	E(EPROTO),	 E(EBADMSG),	 E(EOVERFLOW),	  E(EILSEQ),
+	E(ENOTSUP),	 E(ENOTCONN),	 E(ESHUTDOWN),	  E(ETIMEDOUT),
+	E(ECONNREFUSED), E(ECONNRESET),	 E(EHOSTUNREACH), E(ENETUNREACH),
+	E(EALREADY),	 E(EINPROGRESS), E(ESTALE),	  E(EDQUOT),
+	E(ECANCELED),
+};
+#undef E
+
+const char *
+proto_errno_name(int err)
+{
+	size_t i;
+
+	if (err < 0)
+		err = -err;
+	for (i = 0; i < sizeof(errno_names) / sizeof(errno_names[0]); i++)
+		if (errno_names[i].err == err)
+			return errno_names[i].name;
+	return "EIO";
+}
+
+int
+proto_errno_parse(const char *name)
+{
+	size_t i;
+
+	if (!name)
+		return 0;
+	/* EOPNOTSUPP is ENOTSUP on Linux; accept the other spelling too. */
+	if (!strcmp(name, "EOPNOTSUPP"))
+		return ENOTSUP;
+	for (i = 0; i < sizeof(errno_names) / sizeof(errno_names[0]); i++)
+		if (!strcmp(errno_names[i].name, name))
+			return errno_names[i].err;
+	return 0;
+}
+
+/* --- base64 (RFC 4648, standard alphabet, padded, strict) --- */
+
+static const char b64_chars[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Encode @len bytes; returns a heap string or NULL (errno ENOMEM). */
+static char *
+b64_encode(const void *in, size_t len)
+{
+	const unsigned char *p = in;
+	size_t i, o = 0;
+	char *out;
+	uint32_t v;
+
+	if (len > (SIZE_MAX - 1) / 4 * 3 - 3) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	out = malloc((len + 2) / 3 * 4 + 1);
+	if (!out)
+		return NULL;
+	for (i = 0; i + 2 < len; i += 3) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		out[o++] = b64_chars[v >> 18 & 63];
+		out[o++] = b64_chars[v >> 12 & 63];
+		out[o++] = b64_chars[v >> 6 & 63];
+		out[o++] = b64_chars[v & 63];
+	}
+	if (len - i == 1) {
+		v = (uint32_t)p[i] << 16;
+		out[o++] = b64_chars[v >> 18 & 63];
+		out[o++] = b64_chars[v >> 12 & 63];
+		out[o++] = '=';
+		out[o++] = '=';
+	} else if (len - i == 2) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+		out[o++] = b64_chars[v >> 18 & 63];
+		out[o++] = b64_chars[v >> 12 & 63];
+		out[o++] = b64_chars[v >> 6 & 63];
+		out[o++] = '=';
+	}
+	out[o] = 0;
+	return out;
+}
+
+static int
+b64_val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/*
+ * Decode @len characters of padded base64 into a heap buffer of at most
+ * @max bytes. Refuses whitespace, missing or misplaced padding and nonzero
+ * bits after the last byte, so every value has exactly one encoding.
+ * @return 0 with *out (never NULL) and *outlen, -EINVAL, -E2BIG or -ENOMEM.
+ */
+static int
+b64_decode(const char *in, size_t len, size_t max, void **out, size_t *outlen)
+{
+	const unsigned char *p = (const unsigned char *)in;
+	unsigned char *buf;
+	size_t i, o = 0, pad = 0, n;
+	int v[4], k;
+
+	if (len % 4)
+		return -EINVAL;
+	if (len >= 1 && p[len - 1] == '=')
+		pad++;
+	if (len >= 2 && p[len - 2] == '=')
+		pad++;
+	n = len / 4 * 3 - pad;
+	if (n > max)
+		return -E2BIG;
+	buf = malloc(n ? n : 1);
+	if (!buf)
+		return -ENOMEM;
+	for (i = 0; i < len; i += 4) {
+		for (k = 0; k < 4; k++) {
+			if (i + 4 == len && k >= 4 - (int)pad)
+				v[k] = 0;
+			else if ((v[k] = b64_val(p[i + k])) < 0)
+				goto bad;
+		}
+		buf[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
+		if (i + 4 < len || pad < 2)
+			buf[o++] =
+				(unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
+		else if (v[1] & 15)
+			goto bad;
+		if (i + 4 < len || pad < 1)
+			buf[o++] = (unsigned char)((v[2] & 3) << 6 | v[3]);
+		else if (pad == 1 && (v[2] & 3))
+			goto bad;
+	}
+	*out = buf;
+	*outlen = o;
+	return 0;
+bad:
+	free(buf);
+	return -EINVAL;
+}
+
+/* --- decoding helpers --- */
+
+/* Parse a JSON body: an object, no duplicate keys, nothing after it. */
+static json_t *
+load(const char *buf, size_t len)
+{
+	json_error_t jerr;
+	json_t *j;
+
+	if (!buf || len > PROTO_BODY_MAX)
+		return NULL;
+	j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (j && !json_is_object(j)) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
+/* Unsigned integer member @key no larger than @max. A missing member is
+ * -ENOENT so callers can tell optional from malformed. */
+static int
+get_uint(json_t *o, const char *key, uint64_t max, uint64_t *out)
+{
+	json_t *v = json_object_get(o, key);
+	json_int_t i;
+
+	if (!v)
+		return -ENOENT;
+	if (!json_is_integer(v))
+		return -EINVAL;
+	i = json_integer_value(v);
+	if (i < 0 || (uint64_t)i > max)
+		return -EINVAL;
+	*out = (uint64_t)i;
+	return 0;
+}
+
+static int
+need_u64(json_t *o, const char *key, uint64_t *out)
+{
+	return get_uint(o, key, INT64_MAX, out) ? -EINVAL : 0;
+}
+
+static int
+need_u32(json_t *o, const char *key, uint64_t max, uint32_t *out)
+{
+	uint64_t v;
+
+	if (get_uint(o, key, max, &v))
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int
+need_i64(json_t *o, const char *key, int64_t *out)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!json_is_integer(v))
+		return -EINVAL;
+	*out = json_integer_value(v);
+	return 0;
+}
+
+/* String member: -ENOENT if missing, -EINVAL if not a string. */
+static int
+get_str(json_t *o, const char *key, const char **s, size_t *len)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!v)
+		return -ENOENT;
+	if (!json_is_string(v))
+		return -EINVAL;
+	*s = json_string_value(v);
+	*len = json_string_length(v);
+	return 0;
+}
+
+static int
+get_fid(json_t *o, const char *key, struct fid *f)
+{
+	const char *s;
+	size_t len;
+	int rc;
+
+	rc = get_str(o, key, &s, &len);
+	if (rc)
+		return rc;
+	return fid_parse_n(s, len, f) ? -EINVAL : 0;
+}
+
+/* A FID that must be present and not null. */
+static int
+need_fid(json_t *o, const char *key, struct fid *f)
+{
+	if (get_fid(o, key, f) || fid_is_null(f))
+		return -EINVAL;
+	return 0;
+}
+
+static int
+get_hex16(json_t *o, const char *key, uint8_t out[16])
+{
+	const char *s;
+	size_t len;
+
+	if (get_str(o, key, &s, &len) || len != 32)
+		return -EINVAL;
+	return util_hex_decode(s, len, out, 16) == 16 ? 0 : -EINVAL;
+}
+
+/* A validated path component, copied to the heap. */
+static int
+get_name(json_t *o, const char *key, char **out)
+{
+	const char *s;
+	size_t len;
+	int rc;
+
+	if (get_str(o, key, &s, &len))
+		return -EINVAL;
+	rc = proto_name_check(s, len);
+	if (rc)
+		return rc;
+	*out = strndup(s, len);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int
+attr_from_json(json_t *o, struct proto_attr *a)
+{
+	const char *s;
+	size_t len;
+
+	memset(a, 0, sizeof(*a));
+	if (!json_is_object(o))
+		return -EINVAL;
+	if (need_fid(o, "fid", &a->fid))
+		return -EINVAL;
+	if (get_str(o, "type", &s, &len) || strlen(s) != len)
+		return -EINVAL;
+	a->type = proto_type_parse(s);
+	if (a->type == PROTO_T_NONE)
+		return -EINVAL;
+	if (need_u32(o, "mode", 07777, &a->mode) ||
+	    need_u32(o, "uid", UINT32_MAX, &a->uid) ||
+	    need_u32(o, "gid", UINT32_MAX, &a->gid) ||
+	    need_u64(o, "size", &a->size) || need_u64(o, "nlink", &a->nlink) ||
+	    need_u64(o, "dv", &a->dv) || need_i64(o, "atime", &a->atime_ns) ||
+	    need_i64(o, "mtime", &a->mtime_ns) ||
+	    need_i64(o, "ctime", &a->ctime_ns))
+		return -EINVAL;
+	return 0;
+}
+
+/* --- encoding helpers --- */
+
+/*
+ * Encoders build a jansson tree; any failure while building sets enc->err
+ * (the first one wins) and the final dump turns it into NULL + errno.
+ */
+struct enc {
+	int err; /* positive errno, 0 = fine */
+};
+
+static void
+enc_fail(struct enc *e, int err)
+{
+	if (!e->err)
+		e->err = err;
+}
+
+static void
+put(struct enc *e, json_t *o, const char *key, json_t *v)
+{
+	if (!v) {
+		enc_fail(e, ENOMEM);
+		return;
+	}
+	if (json_object_set_new(o, key, v))
+		enc_fail(e, ENOMEM);
+}
+
+static void
+put_u64(struct enc *e, json_t *o, const char *key, uint64_t v)
+{
+	if (v > INT64_MAX) {
+		enc_fail(e, ERANGE);
+		return;
+	}
+	put(e, o, key, json_integer((json_int_t)v));
+}
+
+static void
+put_i64(struct enc *e, json_t *o, const char *key, int64_t v)
+{
+	put(e, o, key, json_integer(v));
+}
+
+/* A string that must be valid UTF-8 without NUL (jansson checks UTF-8). */
+static void
+put_str(struct enc *e, json_t *o, const char *key, const char *s)
+{
+	json_t *v;
+
+	if (!s) {
+		enc_fail(e, EINVAL);
+		return;
+	}
+	v = json_string(s);
+	if (!v) {
+		enc_fail(e, EINVAL);
+		return;
+	}
+	put(e, o, key, v);
+}
+
+static void
+put_name(struct enc *e, json_t *o, const char *key, const char *s)
+{
+	if (!s || proto_name_check(s, strlen(s))) {
+		enc_fail(e, EINVAL);
+		return;
+	}
+	put_str(e, o, key, s);
+}
+
+static void
+put_fid(struct enc *e, json_t *o, const char *key, const struct fid *f)
+{
+	char buf[FID_STRLEN];
+
+	put(e, o, key, json_string(fid_fmt(f, buf)));
+}
+
+static void
+put_hex16(struct enc *e, json_t *o, const char *key, const uint8_t v[16])
+{
+	char buf[33];
+
+	util_hex_encode(v, 16, buf);
+	put(e, o, key, json_string(buf));
+}
+
+static json_t *
+attr_to_json(struct enc *e, const struct proto_attr *a)
+{
+	json_t *o = json_object();
+
+	if (!o) {
+		enc_fail(e, ENOMEM);
+		return NULL;
+	}
+	if (a->type <= PROTO_T_NONE || a->type > PROTO_T_FIFO ||
+	    a->mode > 07777)
+		enc_fail(e, EINVAL);
+	put_fid(e, o, "fid", &a->fid);
+	put(e, o, "type", json_string(proto_type_name(a->type)));
+	put_u64(e, o, "mode", a->mode);
+	put_u64(e, o, "uid", a->uid);
+	put_u64(e, o, "gid", a->gid);
+	put_u64(e, o, "size", a->size);
+	put_u64(e, o, "nlink", a->nlink);
+	put_u64(e, o, "dv", a->dv);
+	put_i64(e, o, "atime", a->atime_ns);
+	put_i64(e, o, "mtime", a->mtime_ns);
+	put_i64(e, o, "ctime", a->ctime_ns);
+	return o;
+}
+
+static void
+append(struct enc *e, json_t *arr, json_t *v)
+{
+	if (!v) {
+		enc_fail(e, ENOMEM);
+		return;
+	}
+	if (json_array_append_new(arr, v))
+		enc_fail(e, ENOMEM);
+}
+
+/* Serialize @root (consumed) unless building failed. */
+static char *
+finish(struct enc *e, json_t *root, size_t *lenp)
+{
+	char *s = NULL;
+
+	if (!root)
+		enc_fail(e, ENOMEM);
+	if (!e->err) {
+		s = json_dumps(root, JSON_COMPACT);
+		if (!s)
+			enc_fail(e, ENOMEM);
+	}
+	json_decref(root);
+	if (e->err) {
+		errno = e->err;
+		return NULL;
+	}
+	if (lenp)
+		*lenp = strlen(s);
+	return s;
+}
+
+/* --- volinfo --- */
+
+char *
+proto_volinfo_encode(const struct proto_volinfo *v, size_t *lenp)
+{
+	struct enc e = {0};
+	json_t *o = json_object();
+
+	if (o) {
+		if (proto_volname_check(v->name))
+			enc_fail(&e, EINVAL);
+		put_u64(&e, o, "protocol",
+			v->version > 0 ? (uint64_t)v->version : 0);
+		put_str(&e, o, "volume", v->name);
+		put_u64(&e, o, "id", v->id);
+		put_fid(&e, o, "root", &v->root);
+		put_u64(&e, o, "event_seq", v->event_seq);
+		put_u64(&e, o, "bytes_used", v->bytes_used);
+		put_u64(&e, o, "bytes_limit", v->bytes_limit);
+		put_u64(&e, o, "files_used", v->files_used);
+		put_u64(&e, o, "files_limit", v->files_limit);
+		put(&e, o, "readonly", json_boolean(v->readonly));
+	}
+	return finish(&e, o, lenp);
+}
+
+int
+proto_volinfo_decode(const char *buf, size_t len, struct proto_volinfo *v)
+{
+	json_t *o = load(buf, len), *ro;
+	const char *s;
+	size_t slen;
+	uint64_t ver;
+	int rc = -EINVAL;
+
+	memset(v, 0, sizeof(*v));
+	if (!o)
+		return -EINVAL;
+	if (get_uint(o, "protocol", INT_MAX, &ver) || ver < 1)
+		goto out;
+	v->version = (int)ver;
+	if (get_str(o, "volume", &s, &slen) || slen >= sizeof(v->name) ||
+	    strlen(s) != slen || proto_volname_check(s))
+		goto out;
+	memcpy(v->name, s, slen + 1);
+	ro = json_object_get(o, "readonly");
+	if (!json_is_boolean(ro))
+		goto out;
+	v->readonly = json_is_true(ro);
+	if (need_u32(o, "id", UINT32_MAX, &v->id) ||
+	    need_fid(o, "root", &v->root) || v->root.vol != v->id ||
+	    need_u64(o, "event_seq", &v->event_seq) ||
+	    need_u64(o, "bytes_used", &v->bytes_used) ||
+	    need_u64(o, "bytes_limit", &v->bytes_limit) ||
+	    need_u64(o, "files_used", &v->files_used) ||
+	    need_u64(o, "files_limit", &v->files_limit))
+		goto out;
+	rc = 0;
+out:
+	json_decref(o);
+	if (rc)
+		memset(v, 0, sizeof(*v));
+	return rc;
+}
+
+/* --- getattr --- */
+
+char *
+proto_attrs_encode(const struct proto_attr *a, const int *errs, size_t n,
+		   size_t *lenp)
+{
+	struct enc e = {0};
+	json_t *o = json_object(), *arr = json_array(), *x;
+	size_t i;
+
+	if (!o || !arr) {
+		json_decref(arr);
+		arr = NULL;
+		enc_fail(&e, ENOMEM);
+	}
+	for (i = 0; arr && i < n && !e.err; i++) {
+		if (errs && errs[i]) {
+			x = json_object();
+			if (x) {
+				put_fid(&e, x, "fid", &a[i].fid);
+				put(&e, x, "errno",
+				    json_string(proto_errno_name(errs[i])));
+			}
+		} else {
+			x = attr_to_json(&e, &a[i]);
+		}
+		append(&e, arr, x);
+	}
+	if (o)
+		put(&e, o, "attrs", arr);
+	return finish(&e, o, lenp);
+}
+
+int
+proto_attrs_decode(const char *buf, size_t len, struct proto_attr **attrs,
+		   int **errs, size_t *np)
+{
+	json_t *o = load(buf, len), *arr, *x;
+	struct proto_attr *a = NULL;
+	int *er = NULL, rc = -EINVAL, en;
+	const char *s;
+	size_t i, n, slen;
+
+	*attrs = NULL;
+	*errs = NULL;
+	*np = 0;
+	if (!o)
+		return -EINVAL;
+	arr = json_object_get(o, "attrs");
+	if (!json_is_array(arr))
+		goto out;
+	n = json_array_size(arr);
+	if (n > PROTO_GETATTR_MAX) {
+		rc = -E2BIG;
+		goto out;
+	}
+	a = calloc(n ? n : 1, sizeof(*a));
+	er = calloc(n ? n : 1, sizeof(*er));
+	if (!a || !er) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	json_array_foreach(arr, i, x)
+	{
+		if (json_is_object(x) && json_object_get(x, "errno")) {
+			if (need_fid(x, "fid", &a[i].fid) ||
+			    get_str(x, "errno", &s, &slen) || strlen(s) != slen)
+				goto out;
+			en = proto_errno_parse(s);
+			er[i] = en ? en : EIO;
+		} else if (attr_from_json(x, &a[i])) {
+			goto out;
+		}
+	}
+	*attrs = a;
+	*errs = er;
+	*np = n;
+	a = NULL;
+	er = NULL;
+	rc = 0;
+out:
+	free(a);
+	free(er);
+	json_decref(o);
+	return rc;
+}
+
+char *
+proto_getattr_req_encode(const struct fid *fids, size_t n, size_t *lenp)
+{
+	struct enc e = {0};
+	json_t *o = json_object(), *arr = json_array();
+	char buf[FID_STRLEN];
+	size_t i;
+
+	if (!arr)
+		enc_fail(&e, ENOMEM);
+	if (n > PROTO_GETATTR_MAX)
+		enc_fail(&e, E2BIG);
+	for (i = 0; arr && i < n && !e.err; i++)
+		append(&e, arr, json_string(fid_fmt(&fids[i], buf)));
+	if (o)
+		put(&e, o, "fids", arr);
+	else
+		json_decref(arr);
+	return finish(&e, o, lenp);
+}
+
+int
+proto_getattr_req_decode(const char *buf, size_t len, struct fid **fids,
+			 size_t *np)
+{
+	json_t *o = load(buf, len), *arr, *x;
+	struct fid *f = NULL;
+	int rc = -EINVAL;
+	size_t i, n;
+
+	*fids = NULL;
+	*np = 0;
+	if (!o)
+		return -EINVAL;
+	arr = json_object_get(o, "fids");
+	if (!json_is_array(arr))
+		goto out;
+	n = json_array_size(arr);
+	if (n > PROTO_GETATTR_MAX) {
+		rc = -E2BIG;
+		goto out;
+	}
+	f = calloc(n ? n : 1, sizeof(*f));
+	if (!f) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	json_array_foreach(arr, i, x)
+	{
+		if (!json_is_string(x) ||
+		    fid_parse_n(json_string_value(x), json_string_length(x),
+				&f[i]) ||
+		    fid_is_null(&f[i]))
+			goto out;
+	}
+	*fids = f;
+	*np = n;
+	f = NULL;
+	rc = 0;
+out:
+	free(f);
+	json_decref(o);
+	return rc;
+}
+
+/* --- directories --- */
+
+char *
+proto_dir_encode(const struct proto_dir *d, size_t *lenp)
+{
+	struct enc e = {0};
+	json_t *o = json_object(), *arr = json_array(), *x;
+	size_t i;
+
+	if (!arr)
+		enc_fail(&e, ENOMEM);
+	if (o)
+		put(&e, o, "dir", attr_to_json(&e, &d->dir));
+	for (i = 0; arr && i < d->n && !e.err; i++) {
+		x = json_object();
+		if (x) {
+			put_name(&e, x, "name", d->ents[i].name);
+			put(&e, x, "attr", attr_to_json(&e, &d->ents[i].attr));
+		}
+		append(&e, arr, x);
+	}
+	if (o)
+		put(&e, o, "entries", arr);
+	else
+		json_decref(arr);
+	return finish(&e, o, lenp);
+}
+
+static int
+cmp_name(const void *a, const void *b)
+{
+	const struct proto_dirent *x = a, *y = b;
+
+	return strcmp(x->name, y->name);
+}
+
+void
+proto_dir_release(struct proto_dir *d)
+{
+	size_t i;
+
+	if (!d)
+		return;
+	for (i = 0; i < d->n; i++)
+		free(d->ents[i].name);
+	free(d->ents);
+	memset(d, 0, sizeof(*d));
+}
+
+int
+proto_dir_decode(const char *buf, size_t len, struct proto_dir *d)
+{
+	json_t *o = load(buf, len), *arr, *x;
+	struct proto_dirent *sorted = NULL;
+	int rc = -EINVAL;
+	size_t i, n;
+
+	memset(d, 0, sizeof(*d));
+	if (!o)
+		return -EINVAL;
+	if (attr_from_json(json_object_get(o, "dir"), &d->dir) ||
+	    d->dir.type != PROTO_T_DIR)
+		goto out;
+	arr = json_object_get(o, "entries");
+	if (!json_is_array(arr))
+		goto out;
+	n = json_array_size(arr);
+	if (n > PROTO_DIR_MAX) {
+		rc = -E2BIG;
+		goto out;
+	}
+	d->ents = calloc(n ? n : 1, sizeof(*d->ents));
+	if (!d->ents) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	json_array_foreach(arr, i, x)
+	{
+		if (!json_is_object(x))
+			goto out;
+		rc = get_name(x, "name", &d->ents[i].name);
+		if (rc) {
+			if (rc == -ENAMETOOLONG)
+				rc = -EINVAL;
+			goto out;
+		}
+		d->n = i + 1;
+		rc = -EINVAL;
+		if (attr_from_json(json_object_get(x, "attr"),
+				   &d->ents[i].attr))
+			goto out;
+	}
+	/* A name listed twice would make two caches disagree on what it
+	 * means: refuse the reply. */
+	if (n > 1) {
+		sorted = malloc(n * sizeof(*sorted));
+		if (!sorted) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		memcpy(sorted, d->ents, n * sizeof(*sorted));
+		qsort(sorted, n, sizeof(*sorted), cmp_name);
+		for (i = 1; i < n; i++)
+			if (!strcmp(sorted[i - 1].name, sorted[i].name))
+				goto out;
+	}
+	rc = 0;
+out:
+	free(sorted);
+	json_decref(o);
+	if (rc)
+		proto_dir_release(d);
+	return rc;
+}
+
+/* --- symlinks --- */
+
+char *
+proto_link_encode(const char *target, size_t *lenp)
+{
+	struct enc e = {0};
+	json_t *o = json_object();
+
+	if (!target || !target[0] || strlen(target) >= PROTO_PATH_MAX)
+		enc_fail(&e, EINVAL);
+	if (o)
+		put_str(&e, o, "target", target);
+	return finish(&e, o, lenp);
+}
+
+/* A symlink target: 1..PROTO_PATH_MAX-1 bytes (as Linux), no NUL. */
+static int
+get_target(json_t *o, const char *key, char **target)
+{
+	const char *s;
+	size_t len;
+
+	if (get_str(o, key, &s, &len) || len == 0 || strlen(s) != len)
+		return -EINVAL;
+	if (len >= PROTO_PATH_MAX)
+		return -ENAMETOOLONG;
+	*target = strndup(s, len);
+	return *target ? 0 : -ENOMEM;
+}
+
+int
+proto_link_decode(const char *buf, size_t len, char **target)
+{
+	json_t *o = load(buf, len);
+	int rc;
+
+	*target = NULL;
+	if (!o)
+		return -EINVAL;
+	rc = get_target(o, "target", target);
+	json_decref(o);
+	return rc;
+}
+
+/* --- xattrs --- */
+
+static int
+xname_check(const char *s, size_t len)
+{
+	if (len == 0 || strlen(s) != len)
+		return -EINVAL;
+	/* Not ERANGE as setxattr(2) says: that errno means 416 on the wire. */
+	if (len > PROTO_XATTR_NAME_MAX)
+		return -ENAMETOOLONG;
+	return utf8_check(s, len);
+}
+
+char *
+proto_xattrs_encode(const struct fid *fid, uint64_t dv,
+		    const struct proto_xattr *x, size_t n, size_t *lenp)
+{
+	struct enc e = {0};
+	json_t *o = json_object(), *xo = json_object();
+	size_t i, total = 0;
+	char *b;
+
+	if (!xo)
+		enc_fail(&e, ENOMEM);
+	if (o) {
+		put_fid(&e, o, "fid", fid);
+		put_u64(&e, o, "dv", dv);
+	}
+	for (i = 0; xo && i < n && !e.err; i++) {
+		total += strlen(x[i].name) + 1;
+		if (xname_check(x[i].name, strlen(x[i].name)) ||
+		    x[i].len > PROTO_XATTR_VALUE_MAX ||
+		    total > PROTO_XATTR_LIST_MAX) {
+			enc_fail(&e, EINVAL);
+			break;
+		}
+		b = b64_encode(x[i].value, x[i].len);
+		if (!b) {
+			enc_fail(&e, ENOMEM);
+			break;
+		}
+		if (json_object_get(xo, x[i].name))
+			enc_fail(&e, EINVAL);
+		put(&e, xo, x[i].name, json_string(b));
+		free(b);
+	}
+	if (o)
+		put(&e, o, "xattrs", xo);
+	else
+		json_decref(xo);
+	return finish(&e, o, lenp);
+}
+
+void
+proto_xattrs_free(struct proto_xattr *x, size_t n)
+{
+	size_t i;
+
+	if (!x)
+		return;
+	for (i = 0; i < n; i++) {
+		free(x[i].name);
+		free(x[i].value);
+	}
+	free(x);
+}
+
+int
+proto_xattrs_decode(const char *buf, size_t len, uint64_t *dv,
+		    struct proto_xattr **xp, size_t *np)
+{
+	json_t *o = load(buf, len), *xo, *v;
+	struct proto_xattr *x = NULL;
+	struct fid fid;
+	size_t n = 0, i = 0, klen, total = 0;
+	const char *key;
+	int rc = -EINVAL;
+
+	*dv = 0;
+	*xp = NULL;
+	*np = 0;
+	if (!o)
+		return -EINVAL;
+	if (need_fid(o, "fid", &fid) || need_u64(o, "dv", dv))
+		goto out;
+	xo = json_object_get(o, "xattrs");
+	if (!json_is_object(xo))
+		goto out;
+	n = json_object_size(xo);
+	if (n > PROTO_XATTR_LIST_MAX / 2) {
+		rc = -E2BIG;
+		goto out;
+	}
+	x = calloc(n ? n : 1, sizeof(*x));
+	if (!x) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	json_object_keylen_foreach(xo, key, klen, v)
+	{
+		if (i >= n || xname_check(key, klen) || !json_is_string(v))
+			goto out;
+		total += klen + 1;
+		if (total > PROTO_XATTR_LIST_MAX) {
+			rc = -E2BIG;
+			goto out;
+		}
+		x[i].name = strndup(key, klen);
+		if (!x[i].name) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		rc = b64_decode(json_string_value(v), json_string_length(v),
+				PROTO_XATTR_VALUE_MAX, &x[i].value, &x[i].len);
+		i++;
+		if (rc)
+			goto out;
+		rc = -EINVAL;
+	}
+	*xp = x;
+	*np = i;
+	x = NULL;
+	rc = 0;
+out:
+	proto_xattrs_free(x, n);
+	json_decref(o);
+	if (rc)
+		*dv = 0;
+	return rc;
+}
+
+/* --- events --- */
+
+static bool
+ev_has_object(enum proto_ev_kind k)
+{
+	return k == PROTO_EV_DATA || k == PROTO_EV_ATTR || k == PROTO_EV_DIR ||
+	       k == PROTO_EV_GONE;
+}
+
+char *
+proto_event_encode(const struct proto_event *ev, size_t *lenp)
+{
+	struct enc e = {0};
+	json_t *o = json_object();
+	size_t len;
+	char *s, *t;
+
+	if (ev->kind < PROTO_EV_DATA || ev->kind > PROTO_EV_RESET)
+		enc_fail(&e, EINVAL);
+	if (o) {
+		put_u64(&e, o, "seq", ev->seq);
+		put(&e, o, "kind", json_string(proto_ev_name(ev->kind)));
+		if (ev_has_object(ev->kind)) {
+			put_fid(&e, o, "fid", &ev->fid);
+			put_u64(&e, o, "dv", ev->dv);
+		}
+	}
+	s = finish(&e, o, &len);
+	if (!s)
+		return NULL;
+	t = realloc(s, len + 2);
+	if (!t) {
+		free(s);
+		errno = ENOMEM;
+		return NULL;
+	}
+	t[len] = '\n';
+	t[len + 1] = 0;
+	if (lenp)
+		*lenp = len + 1;
+	return t;
+}
+
+int
+proto_event_decode(const char *line, size_t len, struct proto_event *ev)
+{
+	json_t *o;
+	const char *s;
+	size_t slen;
+	int rc = -EINVAL;
+
+	memset(ev, 0, sizeof(*ev));
+	o = load(line, len);
+	if (!o)
+		return -EINVAL;
+	if (need_u64(o, "seq", &ev->seq) || get_str(o, "kind", &s, &slen) ||
+	    strlen(s) != slen)
+		goto out;
+	ev->kind = ev_parse(s);
+	if (!ev->kind)
+		goto out;
+	if (ev_has_object(ev->kind) &&
+	    (need_fid(o, "fid", &ev->fid) || need_u64(o, "dv", &ev->dv)))
+		goto out;
+	rc = 0;
+out:
+	json_decref(o);
+	if (rc)
+		memset(ev, 0, sizeof(*ev));
+	return rc;
+}
+
+/* --- operations --- */
+
+static const char *const sa_names[] = {"mode", "uid",	"gid",
+				       "size", "atime", "mtime"};
+#define SA_COUNT (sizeof(sa_names) / sizeof(sa_names[0]))
+
+static void
+put_flags(struct enc *e, json_t *o, uint32_t flags, const char *f1,
+	  const char *f2)
+{
+	json_t *arr = json_array();
+
+	if (flags & ~3u)
+		enc_fail(e, EINVAL);
+	if (arr && (flags & 1))
+		append(e, arr, json_string(f1));
+	if (arr && (flags & 2))
+		append(e, arr, json_string(f2));
+	put(e, o, "flags", arr);
+}
+
+char *
+proto_op_encode(const struct proto_op *op, size_t *lenp)
+{
+	struct enc e = {0};
+	json_t *o = json_object(), *arr;
+	char *b;
+	size_t i;
+
+	if (op->kind <= PROTO_OP_NONE || op->kind > PROTO_OP_STORE)
+		enc_fail(&e, EINVAL);
+	if (!o || e.err)
+		return finish(&e, o, lenp);
+	put(&e, o, "op", json_string(proto_op_name(op->kind)));
+	put_hex16(&e, o, "opid", op->opid);
+	switch (op->kind) {
+	case PROTO_OP_CREATE:
+	case PROTO_OP_MKDIR:
+	case PROTO_OP_SYMLINK:
+		put_fid(&e, o, "parent", &op->parent);
+		put_name(&e, o, "name", op->name);
+		if (!fid_is_null(&op->fid))
+			put_fid(&e, o, "fid", &op->fid);
+		if (op->kind == PROTO_OP_CREATE) {
+			if (op->type != PROTO_T_FILE &&
+			    op->type != PROTO_T_FIFO)
+				enc_fail(&e, EINVAL);
+			put(&e, o, "type",
+			    json_string(proto_type_name(op->type)));
+		}
+		if (op->kind == PROTO_OP_SYMLINK) {
+			if (!op->target || !op->target[0] ||
+			    strlen(op->target) >= PROTO_PATH_MAX)
+				enc_fail(&e, EINVAL);
+			put_str(&e, o, "target", op->target);
+		} else {
+			if (op->mode > 07777)
+				enc_fail(&e, EINVAL);
+			put_u64(&e, o, "mode", op->mode);
+		}
+		put_u64(&e, o, "uid", op->uid);
+		put_u64(&e, o, "gid", op->gid);
+		break;
+	case PROTO_OP_LINK:
+	case PROTO_OP_UNLINK:
+	case PROTO_OP_RMDIR:
+		put_fid(&e, o, "parent", &op->parent);
+		put_name(&e, o, "name", op->name);
+		put_fid(&e, o, "fid", &op->fid);
+		break;
+	case PROTO_OP_RENAME:
+		put_fid(&e, o, "parent", &op->parent);
+		put_name(&e, o, "name", op->name);
+		put_fid(&e, o, "fid", &op->fid);
+		put_fid(&e, o, "newparent", &op->newparent);
+		put_name(&e, o, "newname", op->newname);
+		put_flags(&e, o, op->flags, "noreplace", "exchange");
+		if (!fid_is_null(&op->victim))
+			put_fid(&e, o, "victim", &op->victim);
+		break;
+	case PROTO_OP_SETATTR:
+		put_fid(&e, o, "fid", &op->fid);
+		put_u64(&e, o, "base_dv", op->base_dv);
+		if (op->mask & ~((1u << SA_COUNT) - 1))
+			enc_fail(&e, EINVAL);
+		arr = json_array();
+		for (i = 0; arr && i < SA_COUNT; i++)
+			if (op->mask & (1u << i))
+				append(&e, arr, json_string(sa_names[i]));
+		put(&e, o, "mask", arr);
+		if (op->mask & PROTO_SA_MODE) {
+			if (op->mode > 07777)
+				enc_fail(&e, EINVAL);
+			put_u64(&e, o, "mode", op->mode);
+		}
+		if (op->mask & PROTO_SA_UID)
+			put_u64(&e, o, "uid", op->uid);
+		if (op->mask & PROTO_SA_GID)
+			put_u64(&e, o, "gid", op->gid);
+		if (op->mask & PROTO_SA_SIZE)
+			put_u64(&e, o, "size", op->size);
+		if (op->mask & PROTO_SA_ATIME)
+			put_i64(&e, o, "atime", op->atime_ns);
+		if (op->mask & PROTO_SA_MTIME)
+			put_i64(&e, o, "mtime", op->mtime_ns);
+		break;
+	case PROTO_OP_SETXATTR:
+	case PROTO_OP_REMOVEXATTR:
+		put_fid(&e, o, "fid", &op->fid);
+		if (!op->xname || xname_check(op->xname, strlen(op->xname)))
+			enc_fail(&e, EINVAL);
+		else
+			put_str(&e, o, "xname", op->xname);
+		if (op->kind == PROTO_OP_REMOVEXATTR)
+			break;
+		if (op->xlen > PROTO_XATTR_VALUE_MAX ||
+		    (op->xlen && !op->xvalue)) {
+			enc_fail(&e, EINVAL);
+			break;
+		}
+		b = b64_encode(op->xvalue, op->xlen);
+		if (!b) {
+			enc_fail(&e, ENOMEM);
+			break;
+		}
+		put(&e, o, "xvalue", json_string(b));
+		free(b);
+		put_flags(&e, o, op->flags, "create", "replace");
+		break;
+	case PROTO_OP_STORE:
+		put_fid(&e, o, "fid", &op->fid);
+		put_u64(&e, o, "base_dv", op->base_dv);
+		put_hex16(&e, o, "txid", op->txid);
+		put_u64(&e, o, "chunk_size", op->chunk_size);
+		put_u64(&e, o, "size", op->size);
+		arr = json_array();
+		for (i = 0; arr && i < op->nchunks && !e.err; i++) {
+			if (op->chunks[i] > INT64_MAX)
+				enc_fail(&e, ERANGE);
+			else
+				append(&e, arr,
+				       json_integer((json_int_t)op->chunks[i]));
+		}
+		put(&e, o, "chunks", arr);
+		break;
+	default:
+		break;
+	}
+	return finish(&e, o, lenp);
+}
+
+void
+proto_op_release(struct proto_op *op)
+{
+	if (!op)
+		return;
+	free(op->name);
+	free(op->newname);
+	free(op->target);
+	free(op->xname);
+	free(op->xvalue);
+	free(op->chunks);
+	memset(op, 0, sizeof(*op));
+}
+
+/* An optional FID: absent (or the null FID) means "none". */
+static int
+opt_fid(json_t *o, const char *key, struct fid *f)
+{
+	int rc = get_fid(o, key, f);
+
+	if (rc == -ENOENT) {
+		memset(f, 0, sizeof(*f));
+		return 0;
+	}
+	return rc;
+}
+
+/* "flags": an optional list of the two names @f1 (bit 1) and @f2 (bit 2);
+ * not both. */
+static int
+get_flags(json_t *o, const char *f1, const char *f2, uint32_t *flags)
+{
+	json_t *arr = json_object_get(o, "flags"), *x;
+	const char *s;
+	size_t i;
+
+	*flags = 0;
+	if (!arr)
+		return 0;
+	if (!json_is_array(arr) || json_array_size(arr) > 2)
+		return -EINVAL;
+	json_array_foreach(arr, i, x)
+	{
+		if (!json_is_string(x))
+			return -EINVAL;
+		s = json_string_value(x);
+		if (!strcmp(s, f1) && strlen(s) == json_string_length(x))
+			*flags |= 1;
+		else if (!strcmp(s, f2) && strlen(s) == json_string_length(x))
+			*flags |= 2;
+		else
+			return -EINVAL;
+	}
+	return *flags == 3 ? -EINVAL : 0;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
+decode_store(json_t *o, struct proto_op *op)
+{
+	json_t *arr, *x;
+	uint64_t *sorted;
+	json_int_t v;
+	size_t i, n;
+
+	if (need_fid(o, "fid", &op->fid) ||
+	    need_u64(o, "base_dv", &op->base_dv) ||
+	    get_hex16(o, "txid", op->txid) ||
+	    need_u32(o, "chunk_size", PROTO_CHUNK_MAX, &op->chunk_size) ||
+	    op->chunk_size < PROTO_CHUNK_MIN ||
+	    (op->chunk_size & (op->chunk_size - 1)) ||
+	    need_u64(o, "size", &op->size))
+		return -EINVAL;
+	arr = json_object_get(o, "chunks");
+	if (!json_is_array(arr))
+		return -EINVAL;
+	n = json_array_size(arr);
+	op->chunks = calloc(n ? n : 1, sizeof(*op->chunks));
+	if (!op->chunks)
+		return -ENOMEM;
+	json_array_foreach(arr, i, x)
+	{
+		if (!json_is_integer(x))
+			return -EINVAL;
+		v = json_integer_value(x);
+		/* The chunk's offset must fit in an off_t. */
+		if (v < 0 || (uint64_t)v > INT64_MAX / op->chunk_size)
+			return -EINVAL;
+		op->chunks[i] = (uint64_t)v;
+	}
+	op->nchunks = n;
+	if (n < 2)
+		return 0;
+	sorted = malloc(n * sizeof(*sorted));
+	if (!sorted)
+		return -ENOMEM;
+	memcpy(sorted, op->chunks, n * sizeof(*sorted));
+	qsort(sorted, n, sizeof(*sorted), cmp_u64);
+	for (i = 1; i < n; i++)
+		if (sorted[i - 1] == sorted[i])
+			break;
+	free(sorted);
+	return i < n ? -EINVAL : 0;
+}
+
+static int
+decode_setattr(json_t *o, struct proto_op *op)
+{
+	json_t *arr, *x;
+	const char *s;
+	size_t i, k;
+	uint64_t sz;
+
+	if (need_fid(o, "fid", &op->fid) ||
+	    need_u64(o, "base_dv", &op->base_dv))
+		return -EINVAL;
+	arr = json_object_get(o, "mask");
+	if (!json_is_array(arr) || json_array_size(arr) > SA_COUNT)
+		return -EINVAL;
+	json_array_foreach(arr, i, x)
+	{
+		if (!json_is_string(x))
+			return -EINVAL;
+		s = json_string_value(x);
+		for (k = 0; k < SA_COUNT; k++)
+			if (!strcmp(s, sa_names[k]))
+				break;
+		if (k == SA_COUNT || strlen(s) != json_string_length(x) ||
+		    (op->mask & (1u << k)))
+			return -EINVAL;
+		op->mask |= 1u << k;
+	}
+	if ((op->mask & PROTO_SA_MODE) && need_u32(o, "mode", 07777, &op->mode))
+		return -EINVAL;
+	if ((op->mask & PROTO_SA_UID) &&
+	    need_u32(o, "uid", UINT32_MAX, &op->uid))
+		return -EINVAL;
+	if ((op->mask & PROTO_SA_GID) &&
+	    need_u32(o, "gid", UINT32_MAX, &op->gid))
+		return -EINVAL;
+	if (op->mask & PROTO_SA_SIZE) {
+		if (need_u64(o, "size", &sz))
+			return -EINVAL;
+		op->size = sz;
+	}
+	if ((op->mask & PROTO_SA_ATIME) && need_i64(o, "atime", &op->atime_ns))
+		return -EINVAL;
+	if ((op->mask & PROTO_SA_MTIME) && need_i64(o, "mtime", &op->mtime_ns))
+		return -EINVAL;
+	return 0;
+}
+
+static int
+decode_xattr(json_t *o, struct proto_op *op)
+{
+	const char *s;
+	size_t len;
+	int rc;
+
+	if (need_fid(o, "fid", &op->fid) || get_str(o, "xname", &s, &len))
+		return -EINVAL;
+	rc = xname_check(s, len);
+	if (rc)
+		return rc;
+	op->xname = strndup(s, len);
+	if (!op->xname)
+		return -ENOMEM;
+	if (op->kind == PROTO_OP_REMOVEXATTR)
+		return 0;
+	if (get_str(o, "xvalue", &s, &len))
+		return -EINVAL;
+	rc = b64_decode(s, len, PROTO_XATTR_VALUE_MAX, &op->xvalue, &op->xlen);
+	if (rc)
+		return rc;
+	return get_flags(o, "create", "replace", &op->flags);
+}
+
+int
+proto_op_decode(const char *buf, size_t len, struct proto_op *op)
+{
+	json_t *o = load(buf, len);
+	const char *s;
+	size_t slen;
+	int rc = -EINVAL;
+
+	memset(op, 0, sizeof(*op));
+	if (!o)
+		return -EINVAL;
+	if (get_str(o, "op", &s, &slen) || strlen(s) != slen)
+		goto out;
+	op->kind = proto_op_parse(s);
+	if (op->kind == PROTO_OP_NONE || get_hex16(o, "opid", op->opid))
+		goto out;
+	switch (op->kind) {
+	case PROTO_OP_CREATE:
+	case PROTO_OP_MKDIR:
+	case PROTO_OP_SYMLINK:
+		if (need_fid(o, "parent", &op->parent))
+			goto out;
+		rc = get_name(o, "name", &op->name);
+		if (rc)
+			goto out;
+		rc = -EINVAL;
+		if (opt_fid(o, "fid", &op->fid) ||
+		    need_u32(o, "uid", UINT32_MAX, &op->uid) ||
+		    need_u32(o, "gid", UINT32_MAX, &op->gid))
+			goto out;
+		if (op->kind == PROTO_OP_SYMLINK) {
+			op->type = PROTO_T_SYMLINK;
+			rc = get_target(o, "target", &op->target);
+			if (rc)
+				goto out;
+			rc = -EINVAL;
+			break;
+		}
+		if (need_u32(o, "mode", 07777, &op->mode))
+			goto out;
+		if (op->kind == PROTO_OP_MKDIR) {
+			op->type = PROTO_T_DIR;
+			break;
+		}
+		if (get_str(o, "type", &s, &slen) || strlen(s) != slen)
+			goto out;
+		op->type = proto_type_parse(s);
+		if (op->type != PROTO_T_FILE && op->type != PROTO_T_FIFO)
+			goto out;
+		break;
+	case PROTO_OP_LINK:
+	case PROTO_OP_UNLINK:
+	case PROTO_OP_RMDIR:
+	case PROTO_OP_RENAME:
+		if (need_fid(o, "parent", &op->parent))
+			goto out;
+		rc = get_name(o, "name", &op->name);
+		if (rc)
+			goto out;
+		rc = -EINVAL;
+		if (need_fid(o, "fid", &op->fid))
+			goto out;
+		if (op->kind != PROTO_OP_RENAME)
+			break;
+		if (need_fid(o, "newparent", &op->newparent))
+			goto out;
+		rc = get_name(o, "newname", &op->newname);
+		if (rc)
+			goto out;
+		rc = -EINVAL;
+		if (opt_fid(o, "victim", &op->victim) ||
+		    get_flags(o, "noreplace", "exchange", &op->flags))
+			goto out;
+		/* An exchange swaps two objects: the client must name both. */
+		if ((op->flags & PROTO_RENAME_EXCHANGE) &&
+		    fid_is_null(&op->victim))
+			goto out;
+		break;
+	case PROTO_OP_SETATTR:
+		if (decode_setattr(o, op))
+			goto out;
+		break;
+	case PROTO_OP_SETXATTR:
+	case PROTO_OP_REMOVEXATTR:
+		rc = decode_xattr(o, op);
+		if (rc)
+			goto out;
+		rc = -EINVAL;
+		break;
+	case PROTO_OP_STORE:
+		rc = decode_store(o, op);
+		if (rc)
+			goto out;
+		rc = -EINVAL;
+		break;
+	default:
+		goto out;
+	}
+	rc = 0;
+out:
+	json_decref(o);
+	if (rc)
+		proto_op_release(op);
+	return rc;
+}
+
+/* --- operation results --- */
+
+char *
+proto_op_result_encode(const struct proto_op_result *r, size_t *lenp)
+{
+	struct enc e = {0};
+	json_t *o = json_object();
+
+	if (o && r->has_attr)
+		put(&e, o, "attr", attr_to_json(&e, &r->attr));
+	if (o && r->has_parent)
+		put(&e, o, "parent", attr_to_json(&e, &r->parent));
+	if (o && r->has_newparent)
+		put(&e, o, "newparent", attr_to_json(&e, &r->newparent));
+	if (o && r->has_victim)
+		put(&e, o, "victim", attr_to_json(&e, &r->victim));
+	return finish(&e, o, lenp);
+}
+
+static int
+opt_attr(json_t *o, const char *key, bool *has, struct proto_attr *a)
+{
+	json_t *v = json_object_get(o, key);
+
+	*has = false;
+	if (!v)
+		return 0;
+	if (attr_from_json(v, a))
+		return -EINVAL;
+	*has = true;
+	return 0;
+}
+
+int
+proto_op_result_decode(const char *buf, size_t len, struct proto_op_result *r)
+{
+	json_t *o = load(buf, len);
+	int rc = -EINVAL;
+
+	memset(r, 0, sizeof(*r));
+	if (!o)
+		return -EINVAL;
+	if (opt_attr(o, "attr", &r->has_attr, &r->attr) ||
+	    opt_attr(o, "parent", &r->has_parent, &r->parent) ||
+	    opt_attr(o, "newparent", &r->has_newparent, &r->newparent) ||
+	    opt_attr(o, "victim", &r->has_victim, &r->victim))
+		goto out;
+	if ((r->has_parent && r->parent.type != PROTO_T_DIR) ||
+	    (r->has_newparent && r->newparent.type != PROTO_T_DIR))
+		goto out;
+	rc = 0;
+out:
+	json_decref(o);
+	if (rc)
+		memset(r, 0, sizeof(*r));
+	return rc;
+}
+
+/* --- errors --- */
+
+char *
+proto_error_encode(int err, const char *msg, uint64_t cur_dv, size_t *lenp)
+{
+	struct enc e = {0};
+	json_t *o = json_object();
+	int status;
+
+	if (err < 0)
+		err = -err;
+	status = proto_errno_to_status(err);
+	if (o) {
+		put_str(&e, o, "error", msg ? msg : strerror(err));
+		put(&e, o, "errno", json_string(proto_errno_name(err)));
+		/* The current DV goes with exactly the statuses that mean
+		 * "your version is stale" (410, 412). */
+		if (status == 410 || status == 412)
+			put_u64(&e, o, "dv", cur_dv);
+	}
+	return finish(&e, o, lenp);
+}
+
+int
+proto_error_decode(const char *buf, size_t len, struct proto_error *er)
+{
+	json_t *o = load(buf, len);
+	const char *s;
+	size_t slen, n;
+	int rc = -EINVAL, en;
+
+	memset(er, 0, sizeof(*er));
+	if (!o)
+		return -EINVAL;
+	if (get_str(o, "errno", &s, &slen) || strlen(s) != slen)
+		goto out;
+	en = proto_errno_parse(s);
+	er->err = en ? en : EIO;
+	switch (get_str(o, "error", &s, &slen)) {
+	case 0:
+		n = slen < sizeof(er->msg) - 1 ? slen : sizeof(er->msg) - 1;
+		/* Cut at a character boundary, not inside a UTF-8 sequence. */
+		if (n < slen)
+			while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+				n--;
+		memcpy(er->msg, s, n);
+		er->msg[n] = 0;
+		break;
+	case -ENOENT:
+		break;
+	default:
+		goto out;
+	}
+	switch (get_uint(o, "dv", INT64_MAX, &er->cur_dv)) {
+	case 0:
+	case -ENOENT:
+		break;
+	default:
+		goto out;
+	}
+	rc = 0;
+out:
+	json_decref(o);
+	if (rc)
+		memset(er, 0, sizeof(*er));
+	return rc;
+}
+
+/* --- URLs --- */
+
+static int
+path_result(int n, size_t len)
+{
+	if (n < 0)
+		return -EINVAL;
+	if ((size_t)n >= len)
+		return -ENAMETOOLONG;
+	return n;
+}
+
+static bool
+chunk_size_ok(uint64_t cs)
+{
+	return cs >= PROTO_CHUNK_MIN && cs <= PROTO_CHUNK_MAX &&
+	       !(cs & (cs - 1));
+}
+
+int
+proto_chunk_path(char *buf, size_t len, const char *vol, const struct fid *fid,
+		 uint64_t dv, uint64_t chunk, uint32_t chunk_size)
+{
+	char f[FID_STRLEN];
+
+	if (proto_volname_check(vol) || !chunk_size_ok(chunk_size))
+		return -EINVAL;
+	return path_result(snprintf(buf, len,
+				    "/v1/vol/%s/data/%s/%" PRIu64 "/%" PRIu64
+				    "?size=%" PRIu32,
+				    vol, fid_fmt(fid, f), dv, chunk,
+				    chunk_size),
+			   len);
+}
+
+int
+proto_stage_path(char *buf, size_t len, const char *vol, const struct fid *fid,
+		 const uint8_t txid[16], uint64_t chunk, uint32_t chunk_size)
+{
+	char f[FID_STRLEN], t[33];
+
+	if (proto_volname_check(vol) || !chunk_size_ok(chunk_size))
+		return -EINVAL;
+	util_hex_encode(txid, 16, t);
+	return path_result(snprintf(buf, len,
+				    "/v1/vol/%s/stage/%s/%s/%" PRIu64
+				    "?size=%" PRIu32,
+				    vol, fid_fmt(fid, f), t, chunk, chunk_size),
+			   len);
+}
+
+/* Strict decimal: 1..20 digits, no sign, no leading zero, no overflow. */
+static int
+parse_dec(const char *s, size_t len, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	if (len == 0 || len > 20 || (len > 1 && s[0] == '0'))
+		return -EINVAL;
+	for (i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		if (v > (UINT64_MAX - (uint64_t)(s[i] - '0')) / 10)
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* Lower-case hex only, so every object has one URL. */
+static bool
+lower_hex(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+static int
+parse_fid_seg(const char *s, size_t len, struct fid *f)
+{
+	if (len != FID_STRLEN - 1 || !lower_hex(s, 8) || !lower_hex(s + 9, 32))
+		return -EINVAL;
+	if (fid_parse_n(s, len, f) || fid_is_null(f))
+		return -EINVAL;
+	return 0;
+}
+
+#define PATH_SEGS_MAX 8
+
+int
+proto_parse_path(const char *target, struct proto_path *out)
+{
+	const char *seg[PATH_SEGS_MAX], *q, *p, *amp, *eq;
+	size_t seglen[PATH_SEGS_MAX], plen, qlen, n = 0, k, vlen;
+	bool has_size = false;
+	uint64_t v, size = 0;
+	int rc = -ENOENT;
+
+	memset(out, 0, sizeof(*out));
+	if (!target || target[0] != '/')
+		return -ENOENT;
+	if (strlen(target) > 1024)
+		return -EINVAL;
+	if (strchr(target, '%') || strchr(target, '#'))
+		return -EINVAL;
+	q = strchr(target, '?');
+	plen = q ? (size_t)(q - target) : strlen(target);
+
+	/* Split the path into segments; an empty one (// or a trailing /)
+	 * is not a route. */
+	p = target + 1;
+	while (p <= target + plen) {
+		const char *slash = memchr(p, '/', plen - (size_t)(p - target));
+		size_t l = slash ? (size_t)(slash - p)
+				 : plen - (size_t)(p - target);
+
+		if (l == 0 || n == PATH_SEGS_MAX)
+			return -ENOENT;
+		seg[n] = p;
+		seglen[n++] = l;
+		p += l + 1;
+	}
+#define SEG(i, lit)                                                            \
+	(seglen[i] == strlen(lit) && !memcmp(seg[i], lit, seglen[i]))
+	if (n < 2 || !SEG(0, "v1"))
+		return -ENOENT;
+	if (n == 2 && SEG(1, "ping")) {
+		out->kind = PROTO_P_PING;
+	} else if (SEG(1, "vol") && n >= 3) {
+		if (n == 3)
+			out->kind = PROTO_P_VOL;
+		else if (n == 4 && SEG(3, "getattr"))
+			out->kind = PROTO_P_GETATTR;
+		else if (n == 4 && SEG(3, "events"))
+			out->kind = PROTO_P_EVENTS;
+		else if (n == 4 && SEG(3, "op"))
+			out->kind = PROTO_P_OP;
+		else if (n == 5 && SEG(3, "dir"))
+			out->kind = PROTO_P_DIR;
+		else if (n == 5 && SEG(3, "link"))
+			out->kind = PROTO_P_LINK;
+		else if (n == 5 && SEG(3, "xattr"))
+			out->kind = PROTO_P_XATTR;
+		else if (n == 7 && SEG(3, "data"))
+			out->kind = PROTO_P_DATA;
+		else if (n == 7 && SEG(3, "stage"))
+			out->kind = PROTO_P_STAGE;
+		else
+			return -ENOENT;
+	} else {
+		return -ENOENT;
+	}
+#undef SEG
+	rc = -EINVAL;
+	if (out->kind != PROTO_P_PING) {
+		if (seglen[2] >= sizeof(out->vol))
+			goto out;
+		memcpy(out->vol, seg[2], seglen[2]);
+		out->vol[seglen[2]] = 0;
+		if (proto_volname_check(out->vol))
+			goto out;
+	}
+	if (n >= 5 && parse_fid_seg(seg[4], seglen[4], &out->fid))
+		goto out;
+	if (out->kind == PROTO_P_DATA && parse_dec(seg[5], seglen[5], &out->dv))
+		goto out;
+	if (out->kind == PROTO_P_STAGE &&
+	    (seglen[5] != 32 || !lower_hex(seg[5], 32) ||
+	     util_hex_decode(seg[5], 32, out->txid, 16) != 16))
+		goto out;
+	if (n == 7 && parse_dec(seg[6], seglen[6], &out->chunk))
+		goto out;
+
+	/* Query: name=value pairs joined by '&'. */
+	for (p = q ? q + 1 : NULL; p && *p; p = amp ? amp + 1 : NULL) {
+		amp = strchr(p, '&');
+		qlen = amp ? (size_t)(amp - p) : strlen(p);
+		eq = memchr(p, '=', qlen);
+		k = eq ? (size_t)(eq - p) : qlen;
+		vlen = eq ? qlen - k - 1 : 0;
+		if (k == 4 && !memcmp(p, "size", 4)) {
+			if ((out->kind != PROTO_P_DATA &&
+			     out->kind != PROTO_P_STAGE) ||
+			    has_size || !eq || parse_dec(eq + 1, vlen, &size))
+				goto out;
+			has_size = true;
+		} else if (k == 5 && !memcmp(p, "since", 5)) {
+			if (out->kind != PROTO_P_EVENTS || out->has_since ||
+			    !eq || parse_dec(eq + 1, vlen, &v))
+				goto out;
+			out->has_since = true;
+			out->since = v;
+		}
+	}
+	if (out->kind == PROTO_P_DATA || out->kind == PROTO_P_STAGE) {
+		if (!has_size || !chunk_size_ok(size))
+			goto out;
+		out->chunk_size = (uint32_t)size;
+		if (out->chunk > INT64_MAX / size) {
+			rc = -ERANGE;
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	if (rc)
+		memset(out, 0, sizeof(*out));
+	return rc;
+}

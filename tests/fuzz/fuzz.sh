@@ -1,0 +1,109 @@
+#!/bin/bash
+# fuzz.sh [SECONDS] [TARGET...] - build every fuzz target (or the named
+# ones) with clang and libFuzzer (+ASan +UBSan) and run each for SECONDS
+# (default 3). Exit 0 pass, 1 a target crashed, 77 when clang or its
+# libFuzzer runtime is missing (Debian: clang, libclang-rt-14-dev), 99 on
+# a build failure. Never writes to the source tree: work happens in a
+# temporary directory, kept (and named) when something fails or when
+# FUZZ_KEEP=1. FUZZ_CC picks the compiler (default clang).
+set -u
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+: "${top_builddir:=$top_srcdir}"
+secs=${1:-3}
+[ $# -gt 0 ] && shift
+case $secs in
+''|*[!0-9]*) echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 99 ;;
+esac
+cc=${FUZZ_CC:-clang}
+targets=${*:-$(cat "$top_srcdir/tests/fuzz/targets.list")}
+
+if ! command -v "$cc" >/dev/null 2>&1; then
+	echo "SKIP: $cc not installed (apt-get install clang)"
+	exit 77
+fi
+for p in jansson openssl; do
+	if ! pkg-config --exists $p; then
+		echo "SKIP: pkg-config cannot find $p"
+		exit 77
+	fi
+done
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/cairn-fuzz.XXXXXX") || exit 99
+keep=${FUZZ_KEEP:-0}
+cleanup() {
+	if [ "$keep" = 1 ]; then
+		echo "fuzz work directory kept: $tmp"
+	else
+		rm -rf "$tmp"
+	fi
+}
+trap cleanup EXIT
+
+# Can this clang link a fuzzer at all? (The runtime is a separate package.)
+printf '%s\n' '#include <stddef.h>' '#include <stdint.h>' \
+	'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);' \
+	'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }' \
+	>"$tmp/probe.c"
+if ! "$cc" -fsanitize=fuzzer,address,undefined "$tmp/probe.c" -o "$tmp/probe" \
+	>"$tmp/probe.log" 2>&1; then
+	echo "SKIP: $cc cannot link -fsanitize=fuzzer (apt-get install libclang-rt-14-dev)"
+	sed 's/^/# /' "$tmp/probe.log" | head -5
+	exit 77
+fi
+
+# config.h from the build tree, or a minimal one for a tree never configured.
+inc="-I$top_srcdir"
+if [ -f "$top_builddir/config.h" ]; then
+	inc="$inc -I$top_builddir"
+else
+	printf '#define _GNU_SOURCE 1\n' >"$tmp/config.h"
+	inc="$inc -I$tmp"
+fi
+san="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+cflags="-g -O1 -fno-omit-frame-pointer $san $inc $(pkg-config --cflags jansson openssl)"
+libs="$(pkg-config --libs jansson openssl)"
+
+objs=
+for m in log fid util proto token; do
+	if ! "$cc" $cflags -fsanitize=fuzzer-no-link -c "$top_srcdir/common/$m.c" \
+		-o "$tmp/$m.o" 2>"$tmp/build.log"; then
+		echo "ERROR: cannot build common/$m.c with $cc"
+		cat "$tmp/build.log"
+		keep=1
+		exit 99
+	fi
+	objs="$objs $tmp/$m.o"
+done
+
+fail=0
+for t in $targets; do
+	src="$top_srcdir/tests/fuzz/fuzz_$t.c"
+	if [ ! -f "$src" ]; then
+		echo "ERROR: no target $src"
+		exit 99
+	fi
+	if ! "$cc" $cflags -fsanitize=fuzzer "$src" $objs $libs \
+		-o "$tmp/fuzz_$t" 2>"$tmp/build.log"; then
+		echo "ERROR: cannot build fuzz_$t"
+		cat "$tmp/build.log"
+		keep=1
+		exit 99
+	fi
+	# libFuzzer adds new inputs to its first corpus directory: give it a
+	# copy, never the checked-in seeds.
+	mkdir -p "$tmp/corpus-$t"
+	cp "$top_srcdir/tests/fuzz/corpus/$t/"* "$tmp/corpus-$t/" 2>/dev/null
+	if "$tmp/fuzz_$t" -max_total_time="$secs" -timeout=10 \
+		-rss_limit_mb=2048 -print_final_stats=1 \
+		-artifact_prefix="$tmp/crash-$t-" "$tmp/corpus-$t" \
+		>"$tmp/log-$t" 2>&1; then
+		runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$tmp/log-$t")
+		echo "ok fuzz_$t: ${runs:-?} runs in ${secs}s"
+	else
+		echo "FAIL fuzz_$t; last lines of its log:"
+		tail -40 "$tmp/log-$t"
+		ls "$tmp"/crash-"$t"-* 2>/dev/null | sed 's/^/crash input: /'
+		fail=1
+		keep=1
+	fi
+done
+exit $fail

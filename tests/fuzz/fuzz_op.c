@@ -1,0 +1,38 @@
+/*
+ * fuzz_op.c - fuzz target for proto_op_decode: mutations, the richest decoder;
+ * accepted operations re-encode to the same bytes.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/proto.h"
+#include "tests/fuzz/fuzz.h"
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct proto_op op, op2;
+	size_t l1, l2;
+	char *e1, *e2;
+
+	if (proto_op_decode((const char *)data, size, &op))
+		return 0;
+	FUZZ_ASSERT(op.kind > PROTO_OP_NONE && op.kind <= PROTO_OP_STORE);
+	if (op.name)
+		FUZZ_ASSERT(!proto_name_check(op.name, strlen(op.name)));
+	if (op.newname)
+		FUZZ_ASSERT(!proto_name_check(op.newname, strlen(op.newname)));
+	FUZZ_ASSERT(op.mode <= 07777 && op.xlen <= PROTO_XATTR_VALUE_MAX);
+	e1 = proto_op_encode(&op, &l1);
+	FUZZ_ASSERT(e1);
+	FUZZ_ASSERT(proto_op_decode(e1, l1, &op2) == 0);
+	e2 = proto_op_encode(&op2, &l2);
+	FUZZ_ASSERT(fuzz_same(e1, l1, e2, l2));
+	free(e1);
+	free(e2);
+	proto_op_release(&op);
+	proto_op_release(&op2);
+	return 0;
+}

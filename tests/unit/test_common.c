@@ -1,0 +1,248 @@
+/*
+ * test_common.c - unit tests of common/'s small modules: FIDs, sizes,
+ * durations, hex, whole-buffer I/O and log level parsing.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/fid.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "tests/tap.h"
+
+static void
+test_fid(void)
+{
+	struct fid f, g;
+	char buf[FID_STRLEN];
+
+	is_int(fid_parse("0000002a.00112233445566778899aabbccddeeff", &f), 0,
+	       "fid parse");
+	is_int(f.vol, 42, "fid vol");
+	ok(f.oid[0] == 0x00 && f.oid[15] == 0xff, "fid oid bytes");
+	is_str(fid_fmt(&f, buf), "0000002a.00112233445566778899aabbccddeeff",
+	       "fid format round trip");
+	is_int(fid_parse("FFFFFFFF.00112233445566778899AABBCCDDEEFF", &g), 0,
+	       "upper-case hex accepted");
+	is_int(g.vol, 0xffffffffu, "max vol");
+	is_str(fid_fmt(&g, buf), "ffffffff.00112233445566778899aabbccddeeff",
+	       "formatted in lower case");
+	is_int(fid_parse("0000002a.00112233445566778899aabbccddeef", &g),
+	       -EINVAL, "short fid");
+	is_int(fid_parse("0000002a.00112233445566778899aabbccddeeff0", &g),
+	       -EINVAL, "long fid");
+	is_int(fid_parse("0000002a-00112233445566778899aabbccddeeff", &g),
+	       -EINVAL, "wrong separator");
+	is_int(fid_parse("0000002g.00112233445566778899aabbccddeeff", &g),
+	       -EINVAL, "bad vol digit");
+	is_int(fid_parse("0000002a.0011223344556677889 aabbccddeeff", &g),
+	       -EINVAL, "space in oid");
+	is_int(fid_parse("", &g), -EINVAL, "empty fid");
+	is_int(fid_parse(NULL, &g), -EINVAL, "NULL fid");
+	is_int(fid_parse_n("0000002a.00112233445566778899aabbccddeeffXX", 41,
+			   &g),
+	       0, "fid_parse_n takes a prefix");
+	ok(fid_eq(&f, &g), "fid_eq");
+	g.oid[7] ^= 1;
+	ok(!fid_eq(&f, &g), "fid_eq sees one bit");
+	memset(&g, 0, sizeof(g));
+	ok(fid_is_null(&g), "null fid");
+	g.vol = 1;
+	ok(!fid_is_null(&g), "vol only is not null");
+	is_int(fid_random(42, &f), 0, "fid_random");
+	is_int(fid_random(42, &g), 0, "fid_random again");
+	ok(f.vol == 42 && !fid_eq(&f, &g), "random fids differ");
+}
+
+static void
+test_size(void)
+{
+	static const struct {
+		const char *s;
+		int rc;
+		uint64_t v;
+	} t[] = {
+		{"0", 0, 0},
+		{"4096", 0, 4096},
+		{"256K", 0, 256 << 10},
+		{"256k", 0, 256 << 10},
+		{"256KiB", 0, 256 << 10},
+		{"256kib", 0, 256 << 10},
+		{"256KB", 0, 256 << 10},
+		{"10M", 0, 10 << 20},
+		{"2G", 0, 2ull << 30},
+		{"1T", 0, 1ull << 40},
+		{"100B", 0, 100},
+		{"18446744073709551615", 0, UINT64_MAX},
+		{"16777215T", 0, 16777215ull << 40},
+		{"16777216T", -ERANGE, 0},
+		{"18446744073709551616", -ERANGE, 0},
+		{"99999999999999999999999", -ERANGE, 0},
+		{"", -EINVAL, 0},
+		{"K", -EINVAL, 0},
+		{"-1", -EINVAL, 0},
+		{"+1", -EINVAL, 0},
+		{" 1", -EINVAL, 0},
+		{"1 ", -EINVAL, 0},
+		{"1X", -EINVAL, 0},
+		{"1Ki", -EINVAL, 0},
+		{"1KiBx", -EINVAL, 0},
+		{"1BB", -EINVAL, 0},
+		{"1.5M", -EINVAL, 0},
+		{"0x10", -EINVAL, 0},
+	};
+	uint64_t v;
+	size_t i;
+	char buf[32];
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		v = 12345;
+		is_int(util_parse_size(t[i].s, &v), t[i].rc, "parse_size '%s'",
+		       t[i].s);
+		if (t[i].rc == 0)
+			ok(v == t[i].v, "  value of '%s'", t[i].s);
+		else
+			ok(v == 12345, "  '%s' leaves *out alone", t[i].s);
+	}
+	is_int(util_parse_size(NULL, &v), -EINVAL, "parse_size NULL");
+	is_str(util_fmt_size(0, buf, sizeof(buf)), "0 B", "fmt 0");
+	is_str(util_fmt_size(1023, buf, sizeof(buf)), "1023 B", "fmt 1023");
+	is_str(util_fmt_size(1536, buf, sizeof(buf)), "1.5 KiB", "fmt 1.5K");
+	is_str(util_fmt_size(3ull << 30, buf, sizeof(buf)), "3.0 GiB",
+	       "fmt 3G");
+	is_str(util_fmt_size(UINT64_MAX, buf, sizeof(buf)), "16384.0 PiB",
+	       "fmt max");
+}
+
+static void
+test_duration(void)
+{
+	uint64_t ms;
+
+	is_int(util_parse_duration_ms("500ms", &ms), 0, "500ms");
+	is_int(ms, 500, "500ms value");
+	is_int(util_parse_duration_ms("3s", &ms), 0, "3s");
+	is_int(ms, 3000, "3s value");
+	is_int(util_parse_duration_ms("3", &ms), 0, "bare seconds");
+	is_int(ms, 3000, "bare value");
+	is_int(util_parse_duration_ms("2m", &ms), 0, "2m");
+	is_int(ms, 120000, "2m value");
+	is_int(util_parse_duration_ms("1h", &ms), 0, "1h");
+	is_int(ms, 3600000, "1h value");
+	is_int(util_parse_duration_ms("1d", &ms), -EINVAL, "unknown unit");
+	is_int(util_parse_duration_ms("-1s", &ms), -EINVAL, "negative");
+	is_int(util_parse_duration_ms("", &ms), -EINVAL, "empty");
+	is_int(util_parse_duration_ms("s", &ms), -EINVAL, "unit only");
+	is_int(util_parse_duration_ms("18446744073709551615s", &ms), -ERANGE,
+	       "seconds overflow");
+	is_int(util_parse_duration_ms("18446744073709551615ms", &ms), 0,
+	       "max ms");
+	is_int(util_parse_duration_ms("99999999999999999999999ms", &ms),
+	       -ERANGE, "strtoull overflow");
+}
+
+static void
+test_hex(void)
+{
+	uint8_t in[4] = {0x00, 0x7f, 0xa5, 0xff}, out[4];
+	char buf[9];
+
+	util_hex_encode(in, 4, buf);
+	is_str(buf, "007fa5ff", "hex encode");
+	util_hex_encode(in, 0, buf);
+	is_str(buf, "", "hex encode empty");
+	is_int(util_hex_decode("007fa5ff", 8, out, 4), 4, "hex decode");
+	ok(!memcmp(in, out, 4), "hex round trip");
+	is_int(util_hex_decode("007FA5FF", 8, out, 4), 4, "upper-case hex");
+	is_int(util_hex_decode("007fa5f", 7, out, 4), -EINVAL, "odd length");
+	is_int(util_hex_decode("007fa5fg", 8, out, 4), -EINVAL, "bad digit");
+	is_int(util_hex_decode("0x", 2, out, 4), -EINVAL, "0x");
+	is_int(util_hex_decode("007fa5ff00", 10, out, 4), -ERANGE,
+	       "output too small");
+	is_int(util_hex_decode("", 0, out, 4), 0, "empty");
+}
+
+static void
+test_io(void)
+{
+	char dir[] = "/tmp/cairn-common-XXXXXX", path[128], sub[160];
+	char buf[64];
+	struct stat st;
+	int fd;
+
+	if (!mkdtemp(dir)) {
+		skip(8, "mkdtemp failed");
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/f", dir);
+	fd = open(path, O_RDWR | O_CREAT, 0600);
+	ok(fd >= 0, "open temp file");
+	is_int(util_write_all(fd, "hello world", 11), 0, "write_all");
+	is_int(util_pwrite_all(fd, "W", 1, 6), 0, "pwrite_all");
+	is_int(util_pread_all(fd, buf, sizeof(buf), 0), 11,
+	       "pread_all stops at end of file");
+	ok(!memcmp(buf, "hello World", 11), "contents");
+	is_int(util_pread_all(fd, buf, 4, 100), 0, "pread past end");
+	is_int(util_write_all(-1, "x", 1), -EBADF, "write_all bad fd");
+	close(fd);
+	is_int(util_fsync_parent(path), 0, "fsync_parent");
+	snprintf(sub, sizeof(sub), "%s/a/b/c", dir);
+	is_int(util_mkdir_p(sub, 0700), 0, "mkdir_p");
+	ok(stat(sub, &st) == 0 && S_ISDIR(st.st_mode), "made the tree");
+	is_int(util_mkdir_p(sub, 0700), 0, "mkdir_p again");
+	is_int(util_mkdir_p(path, 0700), -ENOTDIR,
+	       "mkdir_p on an existing file is ENOTDIR");
+	{
+		uint64_t a = util_now_ms(), b = util_now_ms();
+
+		ok(b >= a, "monotonic clock");
+	}
+	unlink(path);
+	snprintf(sub, sizeof(sub), "%s/a/b/c", dir);
+	rmdir(sub);
+	snprintf(sub, sizeof(sub), "%s/a/b", dir);
+	rmdir(sub);
+	snprintf(sub, sizeof(sub), "%s/a", dir);
+	rmdir(sub);
+	rmdir(dir);
+}
+
+static void
+test_log(void)
+{
+	is_int(log_parse_level("err"), LOG_ERR, "err");
+	is_int(log_parse_level("warn"), LOG_WARNING, "warn");
+	is_int(log_parse_level("info"), LOG_INFO, "info");
+	is_int(log_parse_level("debug"), LOG_DEBUG, "debug");
+	is_int(log_parse_level("7"), LOG_DEBUG, "number");
+	is_int(log_parse_level("loud"), -EINVAL, "unknown level");
+	is_int(log_parse_level(""), -EINVAL, "empty level");
+	is_int(log_parse_level("8"), -EINVAL, "level out of range");
+	is_int(log_parse_level("-1"), -EINVAL, "negative level");
+	log_init("test_common", 0, LOG_WARNING);
+	is_int(log_get_level(), LOG_WARNING, "level set");
+	ok(!log_enabled(LOG_INFO) && log_enabled(LOG_ERR), "log_enabled");
+	log_set_level(LOG_DEBUG);
+	ok(log_enabled(LOG_DEBUG), "set_level");
+	log_set_level(LOG_ERR);
+}
+
+int
+main(void)
+{
+	test_fid();
+	test_size();
+	test_duration();
+	test_hex();
+	test_io();
+	test_log();
+	return done_testing();
+}

@@ -1,0 +1,1441 @@
+/*
+ * test_proto.c - unit tests of the wire protocol codecs (common/proto.c):
+ * round trips of every encoder/decoder pair, then a table of hostile inputs
+ * per decoder, then the checked-in files tests/data/proto-*.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/proto.h"
+#include "tests/tap.h"
+
+#define F1   "0000002a.00112233445566778899aabbccddeeff"
+#define F2   "0000002a.ffeeddccbbaa99887766554433221100"
+#define F3   "0000002a.0123456789abcdef0123456789abcdef"
+#define OPID "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+
+static void
+mkattr(struct proto_attr *a, const char *fid, enum proto_type t)
+{
+	memset(a, 0, sizeof(*a));
+	fid_parse(fid, &a->fid);
+	a->type = t;
+	a->mode = 0644;
+	a->uid = 1000;
+	a->gid = 4294967295u;
+	a->size = 1234;
+	a->nlink = 2;
+	a->dv = 7;
+	a->atime_ns = 1700000000123456789LL;
+	a->mtime_ns = -5; /* before the epoch */
+	a->ctime_ns = 0;
+}
+
+static int
+attr_eq(const struct proto_attr *a, const struct proto_attr *b)
+{
+	return fid_eq(&a->fid, &b->fid) && a->type == b->type &&
+	       a->mode == b->mode && a->uid == b->uid && a->gid == b->gid &&
+	       a->size == b->size && a->nlink == b->nlink && a->dv == b->dv &&
+	       a->atime_ns == b->atime_ns && a->mtime_ns == b->mtime_ns &&
+	       a->ctime_ns == b->ctime_ns;
+}
+
+static void
+test_names(void)
+{
+	char big[300];
+
+	is_int(proto_name_check("a.txt", 5), 0, "plain name");
+	is_int(proto_name_check("\xc3\xa9t\xc3\xa9", 5), 0, "utf-8 name");
+	is_int(proto_name_check("\xf0\x9f\x98\x80", 4), 0, "4-byte utf-8");
+	is_int(proto_name_check("...", 3), 0, "'...' is a name");
+	is_int(proto_name_check("", 0), -EINVAL, "empty name");
+	is_int(proto_name_check(".", 1), -EINVAL, "'.'");
+	is_int(proto_name_check("..", 2), -EINVAL, "'..'");
+	is_int(proto_name_check("a/b", 3), -EINVAL, "slash");
+	is_int(proto_name_check("a\0b", 3), -EINVAL, "embedded NUL");
+	is_int(proto_name_check("\xc0\xaf", 2), -EINVAL, "overlong '/'");
+	is_int(proto_name_check("\xe0\x80\xaf", 3), -EINVAL, "3-byte overlong");
+	is_int(proto_name_check("\xf0\x80\x80\xaf", 4), -EINVAL,
+	       "4-byte overlong");
+	is_int(proto_name_check("\xed\xa0\x80", 3), -EINVAL, "surrogate");
+	is_int(proto_name_check("\xf4\x90\x80\x80", 4), -EINVAL,
+	       "above U+10FFFF");
+	is_int(proto_name_check("\xf5\x80\x80\x80", 4), -EINVAL, "0xf5 lead");
+	is_int(proto_name_check("a\x80", 2), -EINVAL, "stray continuation");
+	is_int(proto_name_check("\xc3", 1), -EINVAL, "truncated sequence");
+	is_int(proto_name_check("\xe2\x82", 2), -EINVAL, "truncated 3-byte");
+	is_int(proto_name_check("\xff", 1), -EINVAL, "0xff");
+	memset(big, 'x', sizeof(big));
+	is_int(proto_name_check(big, 255), 0, "255 bytes");
+	is_int(proto_name_check(big, 256), -ENAMETOOLONG, "256 bytes");
+
+	is_int(proto_volname_check("home"), 0, "volname home");
+	is_int(proto_volname_check("a.b_c-D9"), 0, "volname punctuation");
+	is_int(proto_volname_check(".hidden"), -EINVAL, "volname leading dot");
+	is_int(proto_volname_check(""), -EINVAL, "volname empty");
+	is_int(proto_volname_check("a/b"), -EINVAL, "volname slash");
+	is_int(proto_volname_check("a b"), -EINVAL, "volname space");
+	is_int(proto_volname_check(NULL), -EINVAL, "volname NULL");
+	big[64] = 0;
+	is_int(proto_volname_check(big), 0, "volname 64 bytes");
+	big[64] = 'x';
+	big[65] = 0;
+	is_int(proto_volname_check(big), -EINVAL, "volname 65 bytes");
+
+	is_str(proto_type_name(PROTO_T_SYMLINK), "symlink", "type name");
+	is_int(proto_type_parse("fifo"), PROTO_T_FIFO, "type parse");
+	is_int(proto_type_parse("socket"), PROTO_T_NONE, "type unknown");
+	is_str(proto_op_name(PROTO_OP_REMOVEXATTR), "removexattr", "op name");
+	is_int(proto_op_parse("store"), PROTO_OP_STORE, "op parse");
+	is_int(proto_op_parse("Store"), PROTO_OP_NONE, "op parse is exact");
+	is_str(proto_ev_name(PROTO_EV_RESET), "reset", "event name");
+}
+
+static void
+test_errnos(void)
+{
+	static const struct {
+		int err, status;
+	} t[] = {
+		{EINVAL, 400},	{ENAMETOOLONG, 400}, {EISDIR, 400},
+		{ENOTDIR, 400}, {ENOTSUP, 400},	     {EACCES, 403},
+		{EPERM, 403},	{EROFS, 403},	     {ENOENT, 404},
+		{EEXIST, 409},	{ENOTEMPTY, 409},    {EXDEV, 409},
+		{EBUSY, 409},	{ESTALE, 410},	     {ECANCELED, 412},
+		{E2BIG, 413},	{EFBIG, 413},	     {ERANGE, 416},
+		{ENOSPC, 507},	{EDQUOT, 507},	     {EIO, 500},
+		{ENOMEM, 500},	{ENODATA, 500},
+	};
+	static const int names[] = {
+		EINVAL,	   ENAMETOOLONG, EISDIR, ENOTDIR,   ENOTSUP,
+		EACCES,	   EPERM,	 EROFS,	 ENOENT,    EEXIST,
+		ENOTEMPTY, EXDEV,	 EBUSY,	 ESTALE,    ECANCELED,
+		E2BIG,	   EFBIG,	 ERANGE, ENOSPC,    EDQUOT,
+		EIO,	   ENODATA,	 ENOSYS, ETIMEDOUT, ECONNREFUSED,
+		EAGAIN};
+	size_t i;
+	int bad = 0;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (proto_errno_to_status(t[i].err) != t[i].status) {
+			diag("errno %d -> %d", t[i].err,
+			     proto_errno_to_status(t[i].err));
+			bad++;
+		}
+	is_int(bad, 0, "errno -> status table");
+	is_int(proto_errno_to_status(-ENOENT), 404, "negative errno accepted");
+	bad = 0;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (proto_errno_parse(proto_errno_name(names[i])) != names[i]) {
+			diag("errno %d name %s", names[i],
+			     proto_errno_name(names[i]));
+			bad++;
+		}
+	is_int(bad, 0, "errno names round trip");
+	is_str(proto_errno_name(ENOENT), "ENOENT", "ENOENT name");
+	is_str(proto_errno_name(99999), "EIO", "unknown errno name is EIO");
+	is_int(proto_errno_parse("EWHATEVER"), 0, "unknown name parses to 0");
+	is_int(proto_errno_parse("enoent"), 0, "names are case-sensitive");
+	is_int(proto_errno_parse(NULL), 0, "NULL name");
+	is_int(proto_errno_parse("EOPNOTSUPP"), ENOTSUP, "EOPNOTSUPP alias");
+
+	is_int(proto_status_to_errno(400), EINVAL, "400");
+	is_int(proto_status_to_errno(401), EACCES, "401");
+	is_int(proto_status_to_errno(403), EACCES, "403");
+	is_int(proto_status_to_errno(404), ENOENT, "404");
+	is_int(proto_status_to_errno(409), EEXIST, "409");
+	is_int(proto_status_to_errno(410), ESTALE, "410");
+	is_int(proto_status_to_errno(412), ECANCELED, "412");
+	is_int(proto_status_to_errno(413), E2BIG, "413");
+	is_int(proto_status_to_errno(416), ERANGE, "416");
+	is_int(proto_status_to_errno(431), E2BIG, "431");
+	is_int(proto_status_to_errno(507), ENOSPC, "507");
+	is_int(proto_status_to_errno(500), EIO, "500");
+	is_int(proto_status_to_errno(502), EIO, "502");
+}
+
+static void
+test_volinfo(void)
+{
+	struct proto_volinfo v = {0}, w;
+	size_t len;
+	char *s;
+
+	v.version = 1;
+	strcpy(v.name, "home");
+	v.id = 42;
+	fid_parse(F1, &v.root);
+	v.event_seq = 1234;
+	v.bytes_used = 1ull << 40;
+	v.bytes_limit = 0;
+	v.files_used = 1;
+	v.files_limit = 99;
+	v.readonly = true;
+	s = proto_volinfo_encode(&v, &len);
+	ok(s && len == strlen(s), "volinfo encodes");
+	is_int(proto_volinfo_decode(s, len, &w), 0, "volinfo decodes");
+	ok(w.version == 1 && !strcmp(w.name, "home") && w.id == 42 &&
+		   fid_eq(&w.root, &v.root) && w.event_seq == 1234 &&
+		   w.bytes_used == 1ull << 40 && w.files_limit == 99 &&
+		   w.readonly,
+	   "volinfo round trip");
+	free(s);
+	strcpy(v.name, ".bad");
+	s = proto_volinfo_encode(&v, &len);
+	ok(!s && errno == EINVAL, "volinfo with a bad name is not encoded");
+	free(s);
+	strcpy(v.name, "home");
+	v.event_seq = UINT64_MAX;
+	s = proto_volinfo_encode(&v, &len);
+	ok(!s && errno == ERANGE, "uint64 above INT64_MAX is not encoded");
+	free(s);
+}
+
+static void
+test_attrs(void)
+{
+	struct proto_attr a[3], *got;
+	int errs[3] = {0, ENOENT, 0}, *gerr;
+	struct fid fids[2], *gf;
+	size_t n, len;
+	char *s;
+
+	mkattr(&a[0], F1, PROTO_T_FILE);
+	mkattr(&a[1], F2, PROTO_T_DIR);
+	mkattr(&a[2], F3, PROTO_T_FIFO);
+	a[2].mode = 07777;
+	s = proto_attrs_encode(a, errs, 3, &len);
+	ok(s != NULL, "attrs encode");
+	is_int(proto_attrs_decode(s, len, &got, &gerr, &n), 0, "attrs decode");
+	is_int(n, 3, "three entries");
+	ok(n == 3 && attr_eq(&got[0], &a[0]) && attr_eq(&got[2], &a[2]),
+	   "attrs round trip");
+	ok(n == 3 && gerr[0] == 0 && gerr[1] == ENOENT && gerr[2] == 0 &&
+		   fid_eq(&got[1].fid, &a[1].fid),
+	   "error entries keep fid and errno");
+	free(s);
+	free(got);
+	free(gerr);
+
+	s = proto_attrs_encode(a, NULL, 0, &len);
+	is_int(proto_attrs_decode(s, len, &got, &gerr, &n), 0,
+	       "empty attrs list");
+	ok(n == 0 && got && gerr, "empty list gives non-NULL arrays");
+	free(s);
+	free(got);
+	free(gerr);
+
+	a[0].mode = 010644;
+	s = proto_attrs_encode(a, NULL, 1, &len);
+	ok(!s && errno == EINVAL, "mode with type bits is not encoded");
+	a[0].mode = 0644;
+	a[0].type = PROTO_T_NONE;
+	s = proto_attrs_encode(a, NULL, 1, &len);
+	ok(!s && errno == EINVAL, "type none is not encoded");
+
+	fid_parse(F1, &fids[0]);
+	fid_parse(F2, &fids[1]);
+	s = proto_getattr_req_encode(fids, 2, &len);
+	is_int(proto_getattr_req_decode(s, len, &gf, &n), 0, "getattr req");
+	ok(n == 2 && fid_eq(&gf[0], &fids[0]) && fid_eq(&gf[1], &fids[1]),
+	   "getattr req round trip");
+	free(s);
+	free(gf);
+	s = proto_getattr_req_encode(fids, PROTO_GETATTR_MAX + 1, &len);
+	ok(!s && errno == E2BIG, "getattr req over the limit not encoded");
+}
+
+static void
+test_dir(void)
+{
+	struct proto_dir d = {0}, g;
+	struct proto_dirent e[2];
+	size_t len;
+	char *s;
+
+	mkattr(&d.dir, F1, PROTO_T_DIR);
+	e[0].name = "a.txt";
+	mkattr(&e[0].attr, F2, PROTO_T_FILE);
+	e[1].name = "\xc3\xa9t\xc3\xa9";
+	mkattr(&e[1].attr, F3, PROTO_T_SYMLINK);
+	d.n = 2;
+	d.ents = e;
+	s = proto_dir_encode(&d, &len);
+	ok(s != NULL, "dir encodes");
+	is_int(proto_dir_decode(s, len, &g), 0, "dir decodes");
+	ok(g.n == 2 && attr_eq(&g.dir, &d.dir) &&
+		   !strcmp(g.ents[0].name, "a.txt") &&
+		   !strcmp(g.ents[1].name, e[1].name) &&
+		   attr_eq(&g.ents[1].attr, &e[1].attr),
+	   "dir round trip");
+	proto_dir_release(&g);
+	ok(g.n == 0 && g.ents == NULL, "dir release zeroes");
+	proto_dir_release(NULL);
+	free(s);
+	e[1].name = "..";
+	s = proto_dir_encode(&d, &len);
+	ok(!s && errno == EINVAL, "dir with '..' entry is not encoded");
+	d.n = 0;
+	s = proto_dir_encode(&d, &len);
+	is_int(proto_dir_decode(s, len, &g), 0, "empty dir");
+	ok(g.n == 0, "no entries");
+	proto_dir_release(&g);
+	free(s);
+}
+
+static void
+test_link(void)
+{
+	char big[PROTO_PATH_MAX + 1], *s, *t;
+	size_t len;
+
+	s = proto_link_encode("../x/y", &len);
+	is_int(proto_link_decode(s, len, &t), 0, "link decodes");
+	is_str(t, "../x/y", "link round trip");
+	free(s);
+	free(t);
+	memset(big, 'a', sizeof(big));
+	big[PROTO_PATH_MAX - 1] = 0;
+	s = proto_link_encode(big, &len);
+	is_int(proto_link_decode(s, len, &t), 0, "4095-byte target");
+	free(s);
+	free(t);
+	big[PROTO_PATH_MAX - 1] = 'a';
+	big[PROTO_PATH_MAX] = 0;
+	s = proto_link_encode(big, &len);
+	ok(!s && errno == EINVAL, "4096-byte target not encoded");
+	s = proto_link_encode("", &len);
+	ok(!s, "empty target not encoded");
+}
+
+static void
+test_xattrs(void)
+{
+	struct proto_xattr x[4], *g;
+	unsigned char bin[256];
+	struct fid f;
+	uint64_t dv;
+	size_t n, len, i;
+	char *s;
+	int good = 1;
+
+	for (i = 0; i < sizeof(bin); i++)
+		bin[i] = (unsigned char)i;
+	fid_parse(F1, &f);
+	x[0] = (struct proto_xattr){"user.color", "red", 3};
+	x[1] = (struct proto_xattr){"user.empty", "", 0};
+	x[2] = (struct proto_xattr){"user.bin", bin, sizeof(bin)};
+	x[3] = (struct proto_xattr){"user.two", "ab", 2};
+	s = proto_xattrs_encode(&f, 3, x, 4, &len);
+	ok(s && strstr(s, "\"cmVk\""), "red is cmVk");
+	is_int(proto_xattrs_decode(s, len, &dv, &g, &n), 0, "xattrs decode");
+	is_int(n, 4, "four xattrs");
+	is_int(dv, 3, "dv");
+	for (i = 0; i < n && i < 4; i++)
+		if (strcmp(g[i].name, x[i].name) || g[i].len != x[i].len ||
+		    memcmp(g[i].value, x[i].value, x[i].len))
+			good = 0;
+	ok(good && n == 4, "xattrs round trip, in order, all byte values");
+	proto_xattrs_free(g, n);
+	proto_xattrs_free(NULL, 0);
+	free(s);
+	/* Every length mod 3 round trips. */
+	good = 1;
+	for (i = 0; i < 7; i++) {
+		x[0] = (struct proto_xattr){"user.a", bin + 100, i};
+		s = proto_xattrs_encode(&f, 1, x, 1, &len);
+		if (!s || proto_xattrs_decode(s, len, &dv, &g, &n) || n != 1 ||
+		    g[0].len != i || memcmp(g[0].value, bin + 100, i))
+			good = 0;
+		else
+			proto_xattrs_free(g, n);
+		free(s);
+	}
+	ok(good, "base64 of 0..6 bytes round trips");
+	x[0] = (struct proto_xattr){"", "a", 1};
+	s = proto_xattrs_encode(&f, 1, x, 1, &len);
+	ok(!s, "empty xattr name not encoded");
+	x[0] = (struct proto_xattr){"user.x", bin, PROTO_XATTR_VALUE_MAX + 1};
+	s = proto_xattrs_encode(&f, 1, x, 1, &len);
+	ok(!s, "oversize xattr value not encoded");
+}
+
+static void
+test_events(void)
+{
+	struct proto_event e = {0}, g;
+	size_t len;
+	char *s;
+
+	e.seq = 1235;
+	e.kind = PROTO_EV_DATA;
+	fid_parse(F1, &e.fid);
+	e.dv = 8;
+	s = proto_event_encode(&e, &len);
+	ok(s && len == strlen(s) && s[len - 1] == '\n' && !strchr(s, '\n')[1],
+	   "event is one line ending in newline");
+	is_int(proto_event_decode(s, len, &g), 0, "event decodes with newline");
+	ok(g.seq == 1235 && g.kind == PROTO_EV_DATA && fid_eq(&g.fid, &e.fid) &&
+		   g.dv == 8,
+	   "event round trip");
+	free(s);
+	e.kind = PROTO_EV_PING;
+	s = proto_event_encode(&e, &len);
+	ok(s && !strstr(s, "fid"), "ping carries no fid");
+	is_int(proto_event_decode(s, len, &g), 0, "ping decodes");
+	ok(g.kind == PROTO_EV_PING && fid_is_null(&g.fid) && g.dv == 0,
+	   "ping round trip");
+	free(s);
+	e.kind = 0;
+	s = proto_event_encode(&e, &len);
+	ok(!s && errno == EINVAL, "kind 0 not encoded");
+}
+
+static void
+op_round_trip(struct proto_op *op, const char *what)
+{
+	struct proto_op g;
+	size_t len;
+	char *s;
+	int same;
+
+	s = proto_op_encode(op, &len);
+	if (!ok(s != NULL, "%s encodes", what)) {
+		diag("errno %d", errno);
+		skip(2, "no encoding");
+		return;
+	}
+	is_int(proto_op_decode(s, len, &g), 0, "%s decodes", what);
+	same = g.kind == op->kind && !memcmp(g.opid, op->opid, 16) &&
+	       fid_eq(&g.parent, &op->parent) && fid_eq(&g.fid, &op->fid) &&
+	       fid_eq(&g.newparent, &op->newparent) &&
+	       fid_eq(&g.victim, &op->victim) &&
+	       !(op->name ? !g.name || strcmp(g.name, op->name) : !!g.name) &&
+	       !(op->newname ? !g.newname || strcmp(g.newname, op->newname)
+			     : !!g.newname) &&
+	       !(op->target ? !g.target || strcmp(g.target, op->target)
+			    : !!g.target) &&
+	       !(op->xname ? !g.xname || strcmp(g.xname, op->xname)
+			   : !!g.xname) &&
+	       g.mode == op->mode && g.uid == op->uid && g.gid == op->gid &&
+	       g.base_dv == op->base_dv && g.mask == op->mask &&
+	       g.size == op->size && g.atime_ns == op->atime_ns &&
+	       g.mtime_ns == op->mtime_ns && g.flags == op->flags &&
+	       g.xlen == op->xlen &&
+	       (!op->xlen || !memcmp(g.xvalue, op->xvalue, op->xlen)) &&
+	       !memcmp(g.txid, op->txid, 16) &&
+	       g.chunk_size == op->chunk_size && g.nchunks == op->nchunks &&
+	       (!op->nchunks ||
+		!memcmp(g.chunks, op->chunks, op->nchunks * sizeof(uint64_t)));
+	if (!ok(same, "%s round trip", what))
+		diag("%s", s);
+	proto_op_release(&g);
+	free(s);
+}
+
+static void
+test_ops(void)
+{
+	struct proto_op op;
+	uint64_t chunks[3] = {0, 5, 2};
+	struct proto_op g;
+	size_t len;
+	char *s;
+
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_CREATE;
+	memcpy(op.opid, "0123456789abcdef", 16);
+	fid_parse(F1, &op.parent);
+	op.name = "a.txt";
+	fid_parse(F2, &op.fid);
+	op.type = PROTO_T_FILE;
+	op.mode = 0644;
+	op.uid = 1000;
+	op.gid = 100;
+	op_round_trip(&op, "create");
+	op.type = PROTO_T_FIFO;
+	memset(&op.fid, 0, sizeof(op.fid));
+	op_round_trip(&op, "create fifo, server picks fid");
+
+	op.kind = PROTO_OP_MKDIR;
+	op.type = PROTO_T_DIR;
+	op.mode = 01777;
+	op_round_trip(&op, "mkdir");
+
+	op.kind = PROTO_OP_SYMLINK;
+	op.type = PROTO_T_SYMLINK;
+	op.mode = 0;
+	op.target = "/etc/passwd";
+	op_round_trip(&op, "symlink");
+	op.target = NULL;
+
+	memset(&op, 0, sizeof(op));
+	memcpy(op.opid, "fedcba9876543210", 16);
+	fid_parse(F1, &op.parent);
+	fid_parse(F2, &op.fid);
+	op.name = "b";
+	op.kind = PROTO_OP_LINK;
+	op_round_trip(&op, "link");
+	op.kind = PROTO_OP_UNLINK;
+	op_round_trip(&op, "unlink");
+	op.kind = PROTO_OP_RMDIR;
+	op_round_trip(&op, "rmdir");
+	op.kind = PROTO_OP_RENAME;
+	fid_parse(F3, &op.newparent);
+	op.newname = "c";
+	op_round_trip(&op, "rename");
+	op.flags = PROTO_RENAME_NOREPLACE;
+	op_round_trip(&op, "rename noreplace");
+	op.flags = PROTO_RENAME_EXCHANGE;
+	fid_parse(F3, &op.victim);
+	op_round_trip(&op, "rename exchange");
+
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_SETATTR;
+	fid_parse(F2, &op.fid);
+	op.base_dv = 9;
+	op.mask = PROTO_SA_MODE | PROTO_SA_SIZE | PROTO_SA_MTIME;
+	op.mode = 0600;
+	op.size = 1ull << 50;
+	op.mtime_ns = 1700000000000000001LL;
+	op_round_trip(&op, "setattr");
+	op.mask = PROTO_SA_UID | PROTO_SA_GID | PROTO_SA_ATIME;
+	op.mode = 0;
+	op.size = 0;
+	op.mtime_ns = 0;
+	op.uid = 0;
+	op.gid = 4294967295u;
+	op.atime_ns = -1;
+	op_round_trip(&op, "setattr uid gid atime");
+	op.mask = 0;
+	op.uid = op.gid = 0;
+	op.atime_ns = 0;
+	op_round_trip(&op, "setattr empty mask");
+
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_SETXATTR;
+	fid_parse(F2, &op.fid);
+	op.xname = "user.color";
+	op.xvalue = "blue\0green";
+	op.xlen = 10;
+	op.flags = PROTO_XATTR_CREATE;
+	op_round_trip(&op, "setxattr");
+	op.xvalue = NULL;
+	op.xlen = 0;
+	op.flags = PROTO_XATTR_REPLACE;
+	op_round_trip(&op, "setxattr empty value");
+	op.kind = PROTO_OP_REMOVEXATTR;
+	op.flags = 0;
+	op_round_trip(&op, "removexattr");
+
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_STORE;
+	fid_parse(F2, &op.fid);
+	op.base_dv = 3;
+	memcpy(op.txid, "txid-0123456789a", 16);
+	op.chunk_size = 262144;
+	op.size = 5 * 262144 + 17;
+	op.chunks = chunks;
+	op.nchunks = 3;
+	op_round_trip(&op, "store");
+	op.nchunks = 0;
+	op_round_trip(&op, "store without chunks (truncate)");
+
+	memset(&op, 0, sizeof(op));
+	s = proto_op_encode(&op, &len);
+	ok(!s && errno == EINVAL, "op kind none not encoded");
+	op.kind = PROTO_OP_UNLINK;
+	op.name = "a/b";
+	s = proto_op_encode(&op, &len);
+	ok(!s && errno == EINVAL, "op with bad name not encoded");
+
+	/* Unknown members are ignored; required ones are not optional. */
+	s = "{\"op\":\"unlink\",\"opid\":\"" OPID "\",\"parent\":\"" F1
+	    "\",\"name\":\"x\",\"fid\":\"" F2 "\",\"future\":[1,{\"a\":2}]}";
+	is_int(proto_op_decode(s, strlen(s), &g), 0, "unknown member ignored");
+	proto_op_release(&g);
+	proto_op_release(NULL);
+}
+
+static void
+test_result_error(void)
+{
+	struct proto_op_result r = {0}, g;
+	struct proto_error e;
+	size_t len;
+	char *s, msg[600];
+
+	r.has_attr = r.has_parent = r.has_victim = true;
+	mkattr(&r.attr, F1, PROTO_T_FILE);
+	mkattr(&r.parent, F2, PROTO_T_DIR);
+	mkattr(&r.victim, F3, PROTO_T_FILE);
+	r.victim.nlink = 0;
+	s = proto_op_result_encode(&r, &len);
+	is_int(proto_op_result_decode(s, len, &g), 0, "op result decodes");
+	ok(g.has_attr && g.has_parent && !g.has_newparent && g.has_victim &&
+		   attr_eq(&g.attr, &r.attr) && attr_eq(&g.victim, &r.victim) &&
+		   attr_eq(&g.parent, &r.parent),
+	   "op result round trip");
+	free(s);
+	memset(&r, 0, sizeof(r));
+	s = proto_op_result_encode(&r, &len);
+	is_str(s, "{}", "empty op result");
+	is_int(proto_op_result_decode(s, len, &g), 0, "empty result decodes");
+	free(s);
+
+	s = proto_error_encode(EEXIST, "name exists", 9, &len);
+	is_str(s, "{\"error\":\"name exists\",\"errno\":\"EEXIST\"}",
+	       "error body without dv for 409");
+	is_int(proto_error_decode(s, len, &e), 0, "error decodes");
+	ok(e.err == EEXIST && !strcmp(e.msg, "name exists") && e.cur_dv == 0,
+	   "error round trip");
+	free(s);
+	s = proto_error_encode(-ESTALE, NULL, 0, &len);
+	ok(s && strstr(s, "\"dv\":0") && strstr(s, "ESTALE"),
+	   "410 error carries dv, even 0");
+	free(s);
+	s = proto_error_encode(ECANCELED, "stale", 12, &len);
+	is_int(proto_error_decode(s, len, &e), 0, "412 decodes");
+	ok(e.err == ECANCELED && e.cur_dv == 12, "412 carries the current dv");
+	free(s);
+	s = "{\"errno\":\"EWEIRD\"}";
+	is_int(proto_error_decode(s, strlen(s), &e), 0, "unknown errno");
+	ok(e.err == EIO && e.msg[0] == 0, "unknown errno reads as EIO");
+	/* A long message is cut at a character boundary. */
+	strcpy(msg, "{\"errno\":\"EIO\",\"error\":\"");
+	len = strlen(msg);
+	while (len < 20 + 300) {
+		memcpy(msg + len, "\xc3\xa9", 2);
+		len += 2;
+	}
+	strcpy(msg + len, "\"}");
+	is_int(proto_error_decode(msg, strlen(msg), &e), 0, "long message");
+	ok(strlen(e.msg) <= 255 && strlen(e.msg) % 2 == 0 &&
+		   strlen(e.msg) >= 250 &&
+		   proto_name_check(e.msg, strlen(e.msg)) == 0,
+	   "message truncated on a UTF-8 boundary");
+}
+
+static void
+test_paths(void)
+{
+	struct proto_path p;
+	struct fid f;
+	uint8_t txid[16];
+	char buf[200];
+	int n;
+
+	fid_parse(F1, &f);
+	n = proto_chunk_path(buf, sizeof(buf), "home", &f, 7, 3, 262144);
+	is_str(buf, "/v1/vol/home/data/" F1 "/7/3?size=262144", "chunk path");
+	is_int(n, (int)strlen(buf), "returns its length");
+	is_int(proto_chunk_path(buf, 20, "home", &f, 7, 3, 262144),
+	       -ENAMETOOLONG, "chunk path buffer too small");
+	is_int(proto_chunk_path(buf, sizeof(buf), "ho/me", &f, 7, 3, 262144),
+	       -EINVAL, "chunk path with bad volume");
+	is_int(proto_chunk_path(buf, sizeof(buf), "home", &f, 7, 3, 1000),
+	       -EINVAL, "chunk path with bad chunk size");
+	is_int(proto_parse_path("/v1/vol/home/data/" F1 "/7/3?size=262144", &p),
+	       0, "parse chunk path");
+	ok(p.kind == PROTO_P_DATA && !strcmp(p.vol, "home") &&
+		   fid_eq(&p.fid, &f) && p.dv == 7 && p.chunk == 3 &&
+		   p.chunk_size == 262144,
+	   "chunk path parts");
+	memcpy(txid,
+	       "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c"
+	       "\x0d\x0e\xff",
+	       16);
+	proto_stage_path(buf, sizeof(buf), "v.1", &f, txid, 2199023255551ull,
+			 4194304);
+	is_str(buf,
+	       "/v1/vol/v.1/stage/" F1 "/000102030405060708090a0b0c0d0eff/"
+	       "2199023255551?size=4194304",
+	       "stage path");
+	is_int(proto_parse_path(buf, &p), 0, "parse stage path");
+	ok(p.kind == PROTO_P_STAGE && !memcmp(p.txid, txid, 16) &&
+		   p.chunk == 2199023255551ull && p.chunk_size == 4194304,
+	   "stage path parts");
+
+	is_int(proto_parse_path("/v1/ping", &p), 0, "ping");
+	is_int(p.kind, PROTO_P_PING, "ping kind");
+	is_int(proto_parse_path("/v1/vol/home", &p), 0, "volume");
+	is_int(p.kind, PROTO_P_VOL, "volume kind");
+	is_int(proto_parse_path("/v1/vol/home/getattr", &p), 0, "getattr");
+	is_int(proto_parse_path("/v1/vol/home/op", &p), 0, "op");
+	is_int(p.kind, PROTO_P_OP, "op kind");
+	is_int(proto_parse_path("/v1/vol/home/dir/" F1, &p), 0, "dir");
+	is_int(p.kind, PROTO_P_DIR, "dir kind");
+	is_int(proto_parse_path("/v1/vol/home/link/" F1, &p), 0, "link");
+	is_int(proto_parse_path("/v1/vol/home/xattr/" F1, &p), 0, "xattr");
+	is_int(p.kind, PROTO_P_XATTR, "xattr kind");
+	is_int(proto_parse_path("/v1/vol/home/events", &p), 0, "events");
+	ok(p.kind == PROTO_P_EVENTS && !p.has_since, "events without since");
+	is_int(proto_parse_path("/v1/vol/home/events?since=0", &p), 0,
+	       "events since 0");
+	ok(p.has_since && p.since == 0, "since 0");
+	is_int(proto_parse_path(
+		       "/v1/vol/home/events?x=1&since=18446744073709551615",
+		       &p),
+	       0, "events since max, unknown parameter");
+	ok(p.since == UINT64_MAX, "since max");
+	is_int(proto_parse_path("/v1/vol/home/data/" F1
+				"/0/9223372036854775807?size=65536",
+				&p),
+	       -ERANGE, "chunk offset overflows off_t");
+}
+
+/* Which decoder a malformed case targets. */
+enum dec {
+	D_VOLINFO,
+	D_ATTRS,
+	D_GETATTR,
+	D_DIR,
+	D_LINK,
+	D_XATTRS,
+	D_EVENT,
+	D_OP,
+	D_RESULT,
+	D_ERROR,
+	D_PATH,
+};
+
+static const char *const dec_names[] = {
+	"volinfo", "attrs", "getattr_req", "dir",   "link", "xattrs",
+	"event",   "op",    "op_result",   "error", "path"};
+
+/* Run decoder @d on @buf; on success release what it returned. */
+static int
+decode_any(enum dec d, const char *buf, size_t len)
+{
+	struct proto_volinfo v;
+	struct proto_attr *a;
+	struct proto_dir dir;
+	struct proto_xattr *x;
+	struct proto_event ev;
+	struct proto_op op;
+	struct proto_op_result r;
+	struct proto_error e;
+	struct proto_path p;
+	struct fid *f;
+	uint64_t dv;
+	size_t n;
+	char *t, *z;
+	int *errs, rc = -EINVAL;
+
+	switch (d) {
+	case D_VOLINFO:
+		return proto_volinfo_decode(buf, len, &v);
+	case D_ATTRS:
+		rc = proto_attrs_decode(buf, len, &a, &errs, &n);
+		if (!rc) {
+			free(a);
+			free(errs);
+		} else if (a || errs || n) {
+			rc = 1000; /* outputs not released */
+		}
+		return rc;
+	case D_GETATTR:
+		rc = proto_getattr_req_decode(buf, len, &f, &n);
+		if (!rc)
+			free(f);
+		else if (f || n)
+			rc = 1000;
+		return rc;
+	case D_DIR:
+		rc = proto_dir_decode(buf, len, &dir);
+		if (!rc)
+			proto_dir_release(&dir);
+		else if (dir.n || dir.ents)
+			rc = 1000;
+		return rc;
+	case D_LINK:
+		rc = proto_link_decode(buf, len, &t);
+		if (!rc)
+			free(t);
+		else if (t)
+			rc = 1000;
+		return rc;
+	case D_XATTRS:
+		rc = proto_xattrs_decode(buf, len, &dv, &x, &n);
+		if (!rc)
+			proto_xattrs_free(x, n);
+		else if (x || n)
+			rc = 1000;
+		return rc;
+	case D_EVENT:
+		return proto_event_decode(buf, len, &ev);
+	case D_OP:
+		rc = proto_op_decode(buf, len, &op);
+		if (!rc)
+			proto_op_release(&op);
+		else if (op.name || op.newname || op.target || op.xname ||
+			 op.xvalue || op.chunks)
+			rc = 1000;
+		return rc;
+	case D_RESULT:
+		return proto_op_result_decode(buf, len, &r);
+	case D_ERROR:
+		return proto_error_decode(buf, len, &e);
+	case D_PATH:
+		/* The path parser takes a C string. */
+		z = strndup(buf, len);
+		if (!z)
+			return -ENOMEM;
+		rc = proto_parse_path(z, &p);
+		free(z);
+		return rc;
+	}
+	return rc;
+}
+
+#define ATTR_F(fid, type)                                                      \
+	"{\"fid\":\"" fid "\",\"type\":\"" type "\",\"mode\":420,\"uid\":1,"   \
+	"\"gid\":2,\"size\":3,\"nlink\":1,\"dv\":1,\"atime\":0,\"mtime\":0,"   \
+	"\"ctime\":0}"
+#define ATTR ATTR_F(F1, "file")
+#define DIRA ATTR_F(F1, "dir")
+#define VOLINFO_HEAD                                                           \
+	"{\"protocol\":1,\"volume\":\"home\",\"id\":42,\"root\":\"" F1 "\","   \
+	"\"event_seq\":1,\"bytes_used\":0,\"bytes_limit\":0,"                  \
+	"\"files_used\":1,\"files_limit\":0,"
+#define OPHEAD(kind) "{\"op\":\"" kind "\",\"opid\":\"" OPID "\","
+#define UNLINK_OK    OPHEAD("unlink") "\"parent\":\"" F2 "\",\"fid\":\"" F3 "\","
+#define STORE_HEAD                                                             \
+	OPHEAD("store")                                                        \
+	"\"fid\":\"" F2 "\",\"base_dv\":1,\"txid\":\"" OPID "\",\"size\":10,"
+#define XA_HEAD "{\"fid\":\"" F1 "\",\"dv\":1,\"xattrs\":"
+
+static const struct {
+	enum dec d;
+	const char *in;
+	int want;
+} cases[] = {
+	/* volinfo */
+	{D_VOLINFO, VOLINFO_HEAD "\"readonly\":false}", 0},
+	{D_VOLINFO, VOLINFO_HEAD "\"readonly\":0}", -EINVAL},
+	{D_VOLINFO, VOLINFO_HEAD "\"readonly\":false", -EINVAL},
+	{D_VOLINFO, VOLINFO_HEAD "}", -EINVAL},
+	{D_VOLINFO, "", -EINVAL},
+	{D_VOLINFO, "[]", -EINVAL},
+	{D_VOLINFO, "null", -EINVAL},
+	{D_VOLINFO, "\"str\"", -EINVAL},
+	{D_VOLINFO, "{} {}", -EINVAL},
+	{D_VOLINFO, "{\"protocol\":1,\"protocol\":1}", -EINVAL},
+	{D_VOLINFO,
+	 "{\"protocol\":1,\"volume\":\"../etc\",\"id\":42,\"root\":\"" F1
+	 "\",\"event_seq\":1,\"bytes_used\":0,\"bytes_limit\":0,"
+	 "\"files_used\":1,\"files_limit\":0,\"readonly\":true}",
+	 -EINVAL},
+	{D_VOLINFO,
+	 "{\"protocol\":1,\"volume\":\"home\",\"id\":43,\"root\":\"" F1
+	 "\",\"event_seq\":1,\"bytes_used\":0,\"bytes_limit\":0,"
+	 "\"files_used\":1,\"files_limit\":0,\"readonly\":true}",
+	 -EINVAL}, /* root in another volume */
+	{D_VOLINFO,
+	 "{\"protocol\":1,\"volume\":\"home\",\"id\":42,\"root\":\"" F1
+	 "\",\"event_seq\":-1,\"bytes_used\":0,\"bytes_limit\":0,"
+	 "\"files_used\":1,\"files_limit\":0,\"readonly\":true}",
+	 -EINVAL},
+	{D_VOLINFO,
+	 "{\"protocol\":1,\"volume\":\"home\",\"id\":42,\"root\":\"" F1
+	 "\",\"event_seq\":18446744073709551615,\"bytes_used\":0,"
+	 "\"bytes_limit\":0,\"files_used\":1,\"files_limit\":0,"
+	 "\"readonly\":true}",
+	 -EINVAL},
+	{D_VOLINFO,
+	 "{\"protocol\":1,\"volume\":\"home\",\"id\":42,\"root\":\"" F1
+	 "\",\"event_seq\":1.5,\"bytes_used\":0,\"bytes_limit\":0,"
+	 "\"files_used\":1,\"files_limit\":0,\"readonly\":true}",
+	 -EINVAL},
+	{D_VOLINFO,
+	 "{\"protocol\":1,\"volume\":\"home\",\"id\":4294967296,\"root\":\"" F1
+	 "\",\"event_seq\":1,\"bytes_used\":0,\"bytes_limit\":0,"
+	 "\"files_used\":1,\"files_limit\":0,\"readonly\":true}",
+	 -EINVAL},
+
+	/* attrs */
+	{D_ATTRS, "{\"attrs\":[" ATTR "]}", 0},
+	{D_ATTRS, "{\"attrs\":[" ATTR "," ATTR_F(F2, "symlink") "]}", 0},
+	{D_ATTRS, "{\"attrs\":[{\"fid\":\"" F1 "\",\"errno\":\"ENOENT\"}]}", 0},
+	{D_ATTRS, "{\"attrs\":[{\"fid\":\"" F1 "\",\"errno\":5}]}", -EINVAL},
+	{D_ATTRS, "{\"attrs\":[{\"errno\":\"ENOENT\"}]}", -EINVAL},
+	{D_ATTRS, "{\"attrs\":{}}", -EINVAL},
+	{D_ATTRS, "{\"attrs\":[1]}", -EINVAL},
+	{D_ATTRS, "{\"attrs\":[" ATTR "," ATTR_F(F2, "socket") "]}", -EINVAL},
+	{D_ATTRS, "{\"attrs\":[" ATTR_F("0000002a.0011", "file") "]}", -EINVAL},
+	{D_ATTRS,
+	 "{\"attrs\":[" ATTR_F("0000002a.0011223344556677889900aabbccddeg",
+			       "file") "]}",
+	 -EINVAL},
+	{D_ATTRS,
+	 "{\"attrs\":[" ATTR_F("00000000.00000000000000000000000000000000",
+			       "file") "]}",
+	 -EINVAL},
+	{D_ATTRS,
+	 "{\"attrs\":[{\"fid\":\"" F1 "\",\"type\":\"file\",\"mode\":4096,"
+	 "\"uid\":1,\"gid\":2,\"size\":3,\"nlink\":1,\"dv\":1,\"atime\":0,"
+	 "\"mtime\":0,\"ctime\":0}]}",
+	 -EINVAL},
+	{D_ATTRS,
+	 "{\"attrs\":[{\"fid\":\"" F1 "\",\"type\":\"file\",\"mode\":420,"
+	 "\"uid\":-1,\"gid\":2,\"size\":3,\"nlink\":1,\"dv\":1,\"atime\":0,"
+	 "\"mtime\":0,\"ctime\":0}]}",
+	 -EINVAL},
+	{D_ATTRS,
+	 "{\"attrs\":[{\"fid\":\"" F1 "\",\"type\":\"file\",\"mode\":420,"
+	 "\"uid\":1,\"gid\":2,\"size\":-3,\"nlink\":1,\"dv\":1,\"atime\":0,"
+	 "\"mtime\":0,\"ctime\":0}]}",
+	 -EINVAL},
+	{D_ATTRS,
+	 "{\"attrs\":[{\"fid\":\"" F1 "\",\"type\":\"file\",\"mode\":420,"
+	 "\"uid\":1,\"gid\":2,\"size\":3,\"nlink\":1,\"dv\":1,\"atime\":0,"
+	 "\"mtime\":0}]}",
+	 -EINVAL},
+	{D_ATTRS,
+	 "{\"attrs\":[{\"fid\":\"" F1 "\",\"type\":\"file\",\"mode\":420,"
+	 "\"uid\":1,\"gid\":2,\"size\":3,\"nlink\":1,\"dv\":1,\"atime\":0,"
+	 "\"mtime\":\"0\",\"ctime\":0}]}",
+	 -EINVAL},
+	{D_ATTRS,
+	 "{\"attrs\":[{\"fid\":\"" F1 "\",\"type\":\"file\",\"mode\":420,"
+	 "\"uid\":1,\"gid\":2,\"size\":99999999999999999999,\"nlink\":1,"
+	 "\"dv\":1,\"atime\":0,\"mtime\":0,\"ctime\":0}]}",
+	 -EINVAL},
+	{D_ATTRS,
+	 "{\"attrs\":[{\"fid\":\"" F1
+	 "\",\"type\":\"fi\\u0000le\",\"mode\":420,"
+	 "\"uid\":1,\"gid\":2,\"size\":3,\"nlink\":1,\"dv\":1,\"atime\":0,"
+	 "\"mtime\":0,\"ctime\":0}]}",
+	 -EINVAL},
+
+	/* getattr request */
+	{D_GETATTR, "{\"fids\":[\"" F1 "\",\"" F2 "\"]}", 0},
+	{D_GETATTR, "{\"fids\":[]}", 0},
+	{D_GETATTR, "{\"fids\":[\"" F1 "\",3]}", -EINVAL},
+	{D_GETATTR, "{\"fids\":\"" F1 "\"}", -EINVAL},
+	{D_GETATTR, "{\"fids\":[\"" F1 "x\"]}", -EINVAL},
+	{D_GETATTR, "{\"fids\":[\"" F1 "\"]", -EINVAL},
+	{D_GETATTR, "{}", -EINVAL},
+
+	/* dir */
+	{D_DIR,
+	 "{\"dir\":" DIRA ",\"entries\":[{\"name\":\"a\",\"attr\":" ATTR "}]}",
+	 0},
+	{D_DIR, "{\"dir\":" ATTR ",\"entries\":[]}", -EINVAL}, /* not dir */
+	{D_DIR, "{\"dir\":" DIRA "}", -EINVAL},
+	{D_DIR, "{\"dir\":" DIRA ",\"entries\":[{\"name\":\"a\"}]}", -EINVAL},
+	{D_DIR,
+	 "{\"dir\":" DIRA ",\"entries\":[{\"name\":\"a\",\"attr\":" ATTR
+	 "},{\"name\":\"a\",\"attr\":" ATTR "}]}",
+	 -EINVAL},
+	{D_DIR,
+	 "{\"dir\":" DIRA ",\"entries\":[{\"name\":\"a/b\",\"attr\":" ATTR
+	 "}]}",
+	 -EINVAL},
+	{D_DIR,
+	 "{\"dir\":" DIRA ",\"entries\":[{\"name\":\".\",\"attr\":" ATTR "}]}",
+	 -EINVAL},
+	{D_DIR,
+	 "{\"dir\":" DIRA ",\"entries\":[{\"name\":\"..\",\"attr\":" ATTR "}]}",
+	 -EINVAL},
+	{D_DIR,
+	 "{\"dir\":" DIRA ",\"entries\":[{\"name\":\"\",\"attr\":" ATTR "}]}",
+	 -EINVAL},
+	{D_DIR,
+	 "{\"dir\":" DIRA ",\"entries\":[{\"name\":\"a\\u0000b\","
+	 "\"attr\":" ATTR "}]}",
+	 -EINVAL},
+	{D_DIR,
+	 "{\"dir\":" DIRA ",\"entries\":[{\"name\":\"\\ud800\","
+	 "\"attr\":" ATTR "}]}",
+	 -EINVAL},
+	{D_DIR,
+	 "{\"dir\":" DIRA ",\"entries\":[{\"name\":\"\xc0\xaf\","
+	 "\"attr\":" ATTR "}]}",
+	 -EINVAL},
+	{D_DIR,
+	 "{\"dir\":" DIRA ",\"entries\":[{\"name\":\"\xed\xa0\x80\","
+	 "\"attr\":" ATTR "}]}",
+	 -EINVAL},
+	{D_DIR,
+	 "{\"dir\":" DIRA ",\"entries\":[{\"name\":7,\"attr\":" ATTR "}]}",
+	 -EINVAL},
+	{D_DIR, "{\"dir\":" DIRA ",\"entries\":[\"a\"]}", -EINVAL},
+
+	/* link */
+	{D_LINK, "{\"target\":\"a\"}", 0},
+	{D_LINK, "{\"target\":\"\"}", -EINVAL},
+	{D_LINK, "{\"target\":null}", -EINVAL},
+	{D_LINK, "{\"target\":\"a\\u0000b\"}", -EINVAL},
+	{D_LINK, "{\"targ\":\"a\"}", -EINVAL},
+	{D_LINK, "{\"target\":\"\xff\"}", -EINVAL},
+
+	/* xattrs */
+	{D_XATTRS, XA_HEAD "{\"user.a\":\"cmVk\",\"user.b\":\"\"}}", 0},
+	{D_XATTRS, XA_HEAD "{}}", 0},
+	{D_XATTRS, XA_HEAD "{\"user.a\":\"cmV\"}}", -EINVAL},
+	{D_XATTRS, XA_HEAD "{\"user.a\":\"cmVk=\"}}", -EINVAL},
+	{D_XATTRS, XA_HEAD "{\"user.a\":\"cm=k\"}}", -EINVAL},
+	{D_XATTRS, XA_HEAD "{\"user.a\":\"cmV!\"}}", -EINVAL},
+	{D_XATTRS, XA_HEAD "{\"user.a\":\"cm Vk\"}}", -EINVAL},
+	{D_XATTRS, XA_HEAD "{\"user.a\":\"cmVk\\n\"}}", -EINVAL},
+	{D_XATTRS, XA_HEAD "{\"user.a\":\"cmW=\"}}", -EINVAL}, /* bits */
+	{D_XATTRS, XA_HEAD "{\"user.a\":\"cn==\"}}", -EINVAL}, /* bits */
+	{D_XATTRS, XA_HEAD "{\"user.a\":\"====\"}}", -EINVAL},
+	{D_XATTRS, XA_HEAD "{\"user.a\":\"Y===\"}}", -EINVAL},
+	{D_XATTRS, XA_HEAD "{\"user.a\":\"Y2==Y2==\"}}", -EINVAL},
+	{D_XATTRS, XA_HEAD "{\"user.a\":1}}", -EINVAL},
+	{D_XATTRS, XA_HEAD "{\"\":\"cmVk\"}}", -EINVAL},
+	{D_XATTRS, XA_HEAD "{\"user.a\":\"cmVk\",\"user.a\":\"cmVk\"}}",
+	 -EINVAL},
+	{D_XATTRS, XA_HEAD "[]}", -EINVAL},
+	{D_XATTRS, "{\"dv\":1,\"xattrs\":{}}", -EINVAL},
+	{D_XATTRS, "{\"fid\":\"" F1 "\",\"xattrs\":{}}", -EINVAL},
+
+	/* events */
+	{D_EVENT, "{\"seq\":1,\"kind\":\"dir\",\"fid\":\"" F1 "\",\"dv\":2}\n",
+	 0},
+	{D_EVENT, "{\"seq\":1,\"kind\":\"reset\"}", 0},
+	{D_EVENT, "{\"seq\":1,\"kind\":\"gone\",\"fid\":\"" F1 "\",\"dv\":0}",
+	 0},
+	{D_EVENT, "{\"seq\":1,\"kind\":\"data\",\"fid\":\"" F1 "\"}", -EINVAL},
+	{D_EVENT, "{\"seq\":1,\"kind\":\"data\",\"dv\":1}", -EINVAL},
+	{D_EVENT, "{\"seq\":1,\"kind\":\"boom\"}", -EINVAL},
+	{D_EVENT, "{\"kind\":\"ping\"}", -EINVAL},
+	{D_EVENT, "{\"seq\":-1,\"kind\":\"ping\"}", -EINVAL},
+	{D_EVENT,
+	 "{\"seq\":1,\"kind\":\"ping\"}\n{\"seq\":2,\"kind\":\"ping\"}",
+	 -EINVAL},
+	{D_EVENT, "{\"seq\":1,\"kind\":\"pi", -EINVAL},
+
+	/* ops */
+	{D_OP, UNLINK_OK "\"name\":\"x\"}", 0},
+	{D_OP, UNLINK_OK "\"name\":\"x/y\"}", -EINVAL},
+	{D_OP, UNLINK_OK "\"name\":\"..\"}", -EINVAL},
+	{D_OP, UNLINK_OK "\"name\":\"\"}", -EINVAL},
+	{D_OP, UNLINK_OK "\"name\":\"x\\u0000\"}", -EINVAL},
+	{D_OP, UNLINK_OK "\"name\":\"\xfe\"}", -EINVAL},
+	{D_OP,
+	 UNLINK_OK
+	 "\"name\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+	 -ENAMETOOLONG}, /* 256 bytes */
+	{D_OP, UNLINK_OK "\"name\":1}", -EINVAL},
+	{D_OP, UNLINK_OK "\"name\":\"x\",\"name\":\"y\"}", -EINVAL},
+	{D_OP, OPHEAD("unlink") "\"parent\":\"" F2 "\",\"name\":\"x\"}",
+	 -EINVAL},
+	{D_OP,
+	 "{\"op\":\"unlink\",\"parent\":\"" F2 "\",\"name\":\"x\","
+	 "\"fid\":\"" F3 "\"}",
+	 -EINVAL}, /* no opid */
+	{D_OP,
+	 "{\"op\":\"unlink\",\"opid\":\"9f\",\"parent\":\"" F2
+	 "\",\"name\":\"x\",\"fid\":\"" F3 "\"}",
+	 -EINVAL},
+	{D_OP,
+	 "{\"op\":\"unlink\",\"opid\":\"zz8e7d6c5b4a39281706f5e4d3c2b1a0\","
+	 "\"parent\":\"" F2 "\",\"name\":\"x\",\"fid\":\"" F3 "\"}",
+	 -EINVAL},
+	{D_OP, OPHEAD("explode") "\"fid\":\"" F3 "\"}", -EINVAL},
+	{D_OP,
+	 OPHEAD("create") "\"parent\":\"" F2 "\",\"name\":\"x\","
+			  "\"type\":\"file\",\"mode\":420,\"uid\":0,"
+			  "\"gid\":0}",
+	 0},
+	{D_OP,
+	 OPHEAD("create") "\"parent\":\"" F2 "\",\"name\":\"x\","
+			  "\"type\":\"dir\",\"mode\":420,\"uid\":0,"
+			  "\"gid\":0}",
+	 -EINVAL},
+	{D_OP,
+	 OPHEAD("create") "\"parent\":\"" F2 "\",\"name\":\"x\","
+			  "\"type\":\"file\",\"mode\":4096,\"uid\":0,"
+			  "\"gid\":0}",
+	 -EINVAL},
+	{D_OP,
+	 OPHEAD("create") "\"parent\":\"" F2 "\",\"name\":\"x\","
+			  "\"type\":\"file\",\"mode\":420,\"uid\":0}",
+	 -EINVAL},
+	{D_OP,
+	 OPHEAD("create") "\"parent\":\"" F2 "\",\"name\":\"x\","
+			  "\"fid\":\"bad\",\"type\":\"file\","
+			  "\"mode\":420,\"uid\":0,\"gid\":0}",
+	 -EINVAL},
+	{D_OP,
+	 OPHEAD("symlink") "\"parent\":\"" F2 "\",\"name\":\"x\","
+			   "\"target\":\"\",\"uid\":0,\"gid\":0}",
+	 -EINVAL},
+	{D_OP,
+	 OPHEAD("rename") "\"parent\":\"" F2 "\",\"name\":\"x\","
+			  "\"fid\":\"" F3 "\",\"newparent\":\"" F2
+			  "\",\"newname\":\"y\",\"flags\":[\"exchange\"]}",
+	 -EINVAL}, /* exchange without victim */
+	{D_OP,
+	 OPHEAD("rename") "\"parent\":\"" F2 "\",\"name\":\"x\","
+			  "\"fid\":\"" F3 "\",\"newparent\":\"" F2
+			  "\",\"newname\":\"y\",\"victim\":\"" F1
+			  "\",\"flags\":[\"exchange\",\"noreplace\"]}",
+	 -EINVAL},
+	{D_OP,
+	 OPHEAD("rename") "\"parent\":\"" F2 "\",\"name\":\"x\","
+			  "\"fid\":\"" F3 "\",\"newparent\":\"" F2
+			  "\",\"newname\":\"y\",\"flags\":[\"sideways\"]}",
+	 -EINVAL},
+	{D_OP,
+	 OPHEAD("rename") "\"parent\":\"" F2 "\",\"name\":\"x\","
+			  "\"fid\":\"" F3 "\",\"newparent\":\"" F2
+			  "\",\"newname\":\"y\",\"flags\":\"noreplace\"}",
+	 -EINVAL},
+	{D_OP,
+	 OPHEAD("rename") "\"parent\":\"" F2 "\",\"name\":\"x\","
+			  "\"fid\":\"" F3 "\",\"newparent\":\"" F2
+			  "\",\"newname\":\"..\"}",
+	 -EINVAL},
+	{D_OP,
+	 OPHEAD("setattr") "\"fid\":\"" F3 "\",\"base_dv\":1,"
+			   "\"mask\":[\"mode\"],\"mode\":511}",
+	 0},
+	{D_OP,
+	 OPHEAD("setattr") "\"fid\":\"" F3 "\",\"base_dv\":1,"
+			   "\"mask\":[\"mode\"]}",
+	 -EINVAL},
+	{D_OP,
+	 OPHEAD("setattr") "\"fid\":\"" F3 "\",\"base_dv\":1,"
+			   "\"mask\":[\"colour\"]}",
+	 -EINVAL},
+	{D_OP,
+	 OPHEAD("setattr") "\"fid\":\"" F3 "\",\"base_dv\":1,"
+			   "\"mask\":[\"size\"],\"size\":-1}",
+	 -EINVAL},
+	{D_OP,
+	 OPHEAD("setattr") "\"fid\":\"" F3 "\",\"base_dv\":1,"
+			   "\"mask\":[\"mode\",\"mode\"],\"mode\":1}",
+	 -EINVAL},
+	{D_OP, OPHEAD("setattr") "\"fid\":\"" F3 "\",\"mask\":[]}", -EINVAL},
+	{D_OP,
+	 OPHEAD("setxattr") "\"fid\":\"" F3 "\",\"xname\":\"user.a\","
+			    "\"xvalue\":\"cmVk\"}",
+	 0},
+	{D_OP,
+	 OPHEAD("setxattr") "\"fid\":\"" F3 "\",\"xname\":\"user.a\","
+			    "\"xvalue\":\"cmVk===\"}",
+	 -EINVAL},
+	{D_OP,
+	 OPHEAD("setxattr") "\"fid\":\"" F3 "\",\"xname\":\"\","
+			    "\"xvalue\":\"cmVk\"}",
+	 -EINVAL},
+	{D_OP, OPHEAD("setxattr") "\"fid\":\"" F3 "\",\"xname\":\"user.a\"}",
+	 -EINVAL},
+	{D_OP,
+	 OPHEAD("setxattr") "\"fid\":\"" F3 "\",\"xname\":\"user.a\","
+			    "\"xvalue\":\"cmVk\",\"flags\":[\"create\","
+			    "\"replace\"]}",
+	 -EINVAL},
+	{D_OP, STORE_HEAD "\"chunk_size\":65536,\"chunks\":[0,1]}", 0},
+	{D_OP, STORE_HEAD "\"chunk_size\":65536,\"chunks\":[1,1]}", -EINVAL},
+	{D_OP, STORE_HEAD "\"chunk_size\":65537,\"chunks\":[]}", -EINVAL},
+	{D_OP, STORE_HEAD "\"chunk_size\":32768,\"chunks\":[]}", -EINVAL},
+	{D_OP, STORE_HEAD "\"chunk_size\":8388608,\"chunks\":[]}", -EINVAL},
+	{D_OP, STORE_HEAD "\"chunk_size\":65536,\"chunks\":[-1]}", -EINVAL},
+	{D_OP, STORE_HEAD "\"chunk_size\":65536,\"chunks\":[1.0]}", -EINVAL},
+	{D_OP,
+	 STORE_HEAD "\"chunk_size\":65536,"
+		    "\"chunks\":[9223372036854775807]}",
+	 -EINVAL},
+	{D_OP, STORE_HEAD "\"chunk_size\":65536}", -EINVAL},
+
+	/* op results */
+	{D_RESULT, "{\"attr\":" ATTR ",\"parent\":" DIRA "}", 0},
+	{D_RESULT, "{\"attr\":" ATTR ",\"parent\":" ATTR "}", -EINVAL},
+	{D_RESULT, "{\"attr\":{}}", -EINVAL},
+	{D_RESULT, "{\"victim\":null}", -EINVAL},
+
+	/* errors */
+	{D_ERROR, "{\"error\":\"x\",\"errno\":\"ENOENT\"}", 0},
+	{D_ERROR, "{\"error\":\"x\"}", -EINVAL},
+	{D_ERROR, "{\"error\":3,\"errno\":\"ENOENT\"}", -EINVAL},
+	{D_ERROR, "{\"errno\":\"ESTALE\",\"dv\":-2}", -EINVAL},
+	{D_ERROR, "{\"errno\":\"ESTALE\",\"dv\":\"2\"}", -EINVAL},
+	{D_ERROR, "<html><body>502 Bad Gateway</body></html>", -EINVAL},
+
+	/* request paths */
+	{D_PATH, "/v1/vol/home/data/" F1 "/7/0?size=65536", 0},
+	{D_PATH, "/v1/vol/home/data/" F1 "/7/0?size=65536&size=65536", -EINVAL},
+	{D_PATH, "/v1/vol/home/data/" F1 "/7/0", -EINVAL},
+	{D_PATH, "/v1/vol/home/data/" F1 "/7/0?size=", -EINVAL},
+	{D_PATH, "/v1/vol/home/data/" F1 "/7/0?size", -EINVAL},
+	{D_PATH, "/v1/vol/home/data/" F1 "/7/0?size=100000", -EINVAL},
+	{D_PATH, "/v1/vol/home/data/" F1 "/7/0?size=8388608", -EINVAL},
+	{D_PATH, "/v1/vol/home/data/" F1 "/7/0?size=0065536", -EINVAL},
+	{D_PATH, "/v1/vol/home/data/" F1 "/07/0?size=65536", -EINVAL},
+	{D_PATH, "/v1/vol/home/data/" F1 "/+7/0?size=65536", -EINVAL},
+	{D_PATH, "/v1/vol/home/data/" F1 "/-7/0?size=65536", -EINVAL},
+	{D_PATH, "/v1/vol/home/data/" F1 "/ 7/0?size=65536", -EINVAL},
+	{D_PATH, "/v1/vol/home/data/" F1 "/18446744073709551616/0?size=65536",
+	 -EINVAL},
+	{D_PATH, "/v1/vol/home/data/" F1 "/18446744073709551615/0?size=65536",
+	 0},
+	{D_PATH, "/v1/vol/home/data/" F1 "/7/0?size=65536#frag", -EINVAL},
+	{D_PATH,
+	 "/v1/vol/home/data/0000002A.00112233445566778899AABBCCDDEEFF"
+	 "/7/0?size=65536",
+	 -EINVAL},
+	{D_PATH,
+	 "/v1/vol/home/data/00000000.00000000000000000000000000000000"
+	 "/7/0?size=65536",
+	 -EINVAL},
+	{D_PATH, "/v1/vol/home/data/" F1 "/7?size=65536", -ENOENT},
+	{D_PATH, "/v1/vol/home/data/" F1 "/7/0/1?size=65536", -ENOENT},
+	{D_PATH, "/v1/vol/home/stage/" F1 "/" OPID "/0?size=65536", 0},
+	{D_PATH, "/v1/vol/home/stage/" F1 "/" OPID "0/0?size=65536", -EINVAL},
+	{D_PATH,
+	 "/v1/vol/home/stage/" F1 "/9F8E7D6C5B4A39281706F5E4D3C2B1A0"
+	 "/0?size=65536",
+	 -EINVAL},
+	{D_PATH, "/v1/vol/h%6fme", -EINVAL},
+	{D_PATH, "/v1/vol/.home", -EINVAL},
+	{D_PATH, "/v1/vol/..", -EINVAL},
+	{D_PATH, "/v1/vol/home/", -ENOENT},
+	{D_PATH, "/v1/vol//getattr", -ENOENT},
+	{D_PATH, "/v1/vol", -ENOENT},
+	{D_PATH, "/v1/vol/home/dir", -ENOENT},
+	{D_PATH, "/v1/vol/home/dir/" F1 "/x", -ENOENT},
+	{D_PATH, "/v1/vol/home/dir/../../etc", -ENOENT},
+	{D_PATH, "/v1/vol/home/link/../../etc", -ENOENT},
+	{D_PATH, "/v1/vol/home/link/..", -EINVAL},
+	{D_PATH, "/v1/vol/home/data/" F1 "/0/2199023255552?size=4194304",
+	 -ERANGE},
+	{D_PATH, "/v1/vol/home/bogus", -ENOENT},
+	{D_PATH, "/v2/ping", -ENOENT},
+	{D_PATH, "v1/ping", -ENOENT},
+	{D_PATH, "", -ENOENT},
+	{D_PATH, "/", -ENOENT},
+	{D_PATH, "/v1/ping?since=1", -EINVAL}, /* not a ping parameter */
+	{D_PATH, "/v1/ping?cachebust=1", 0},   /* unknown: ignored */
+	{D_PATH, "/v1/vol/home?size=65536", -EINVAL},
+	{D_PATH, "/v1/vol/home/events?since=-1", -EINVAL},
+	{D_PATH, "/v1/vol/home/events?since=1&since=2", -EINVAL},
+	{D_PATH, "/v1/vol/home/events?&&since=5&", 0},
+	{D_PATH,
+	 "/v1/vol/"
+	 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	 -EINVAL}, /* 65-byte volume name */
+};
+
+static void
+test_malformed(void)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		rc = decode_any(cases[i].d, cases[i].in, strlen(cases[i].in));
+		if (!ok(rc == cases[i].want, "%s case %zu -> %d",
+			dec_names[cases[i].d], i, cases[i].want))
+			diag("got %d for: %.300s", rc, cases[i].in);
+	}
+}
+
+/* Inputs too big to write as literals: built at run time. */
+static void
+test_big(void)
+{
+	size_t len, i, cap;
+	char *b, *p;
+	int rc;
+
+	/* 2000 nested arrays: jansson's depth limit must refuse it cleanly. */
+	cap = 10000;
+	b = malloc(cap);
+	p = b;
+	p += sprintf(p, "{\"fids\":");
+	for (i = 0; i < 3000; i++)
+		*p++ = '[';
+	for (i = 0; i < 3000; i++)
+		*p++ = ']';
+	*p++ = '}';
+	is_int(decode_any(D_GETATTR, b, (size_t)(p - b)), -EINVAL,
+	       "3000-deep nesting refused");
+	free(b);
+
+	/* 1025 FIDs: over the getattr limit. */
+	cap = 20 + (PROTO_GETATTR_MAX + 1) * 45;
+	b = malloc(cap);
+	p = b + sprintf(b, "{\"fids\":[");
+	for (i = 0; i <= PROTO_GETATTR_MAX; i++)
+		p += sprintf(p, "%s\"%s\"", i ? "," : "", F1);
+	p += sprintf(p, "]}");
+	is_int(decode_any(D_GETATTR, b, (size_t)(p - b)), -E2BIG,
+	       "1025 fids is E2BIG");
+	/* Exactly 1024 is fine. */
+	p = b + sprintf(b, "{\"fids\":[");
+	for (i = 0; i < PROTO_GETATTR_MAX; i++)
+		p += sprintf(p, "%s\"%s\"", i ? "," : "", F1);
+	p += sprintf(p, "]}");
+	is_int(decode_any(D_GETATTR, b, (size_t)(p - b)), 0, "1024 fids ok");
+	free(b);
+
+	/* A body over PROTO_BODY_MAX is refused before parsing. */
+	len = (size_t)PROTO_BODY_MAX + 1;
+	b = malloc(len);
+	memset(b, ' ', len);
+	b[0] = '{';
+	b[len - 1] = '}';
+	is_int(decode_any(D_LINK, b, len), -EINVAL, "body over 64 MiB");
+	free(b);
+
+	/* Xattr value of 64 KiB + 1 byte (base64 of 65537 bytes). */
+	len = (PROTO_XATTR_VALUE_MAX + 1 + 2) / 3 * 4;
+	b = malloc(len + 200);
+	p = b + sprintf(b, "{\"fid\":\"%s\",\"dv\":1,\"xattrs\":{\"user.a\":\"",
+			F1);
+	for (i = 0; i < len - 4; i++)
+		*p++ = 'A';
+	p += sprintf(p, "AAA=\"}}");
+	rc = decode_any(D_XATTRS, b, (size_t)(p - b));
+	is_int(rc, -E2BIG, "xattr value over 64 KiB");
+	free(b);
+
+	/* Xattr names totalling more than 64 KiB. */
+	cap = 300 * 300 + 100;
+	b = malloc(cap);
+	p = b + sprintf(b, "{\"fid\":\"%s\",\"dv\":1,\"xattrs\":{", F1);
+	for (i = 0; i < 300; i++)
+		p += sprintf(p, "%s\"user.%0245zu\":\"\"", i ? "," : "", i);
+	p += sprintf(p, "}}");
+	is_int(decode_any(D_XATTRS, b, (size_t)(p - b)), -E2BIG,
+	       "xattr names over 64 KiB in all");
+	free(b);
+
+	/* Xattr name of 256 bytes. */
+	b = malloc(600);
+	p = b + sprintf(b,
+			"{\"fid\":\"%s\",\"dv\":1,\"xattrs\":{\"user.%0251d\""
+			":\"\"}}",
+			F1, 0);
+	rc = decode_any(D_XATTRS, b, (size_t)(p - b));
+	ok(rc < 0, "256-byte xattr name refused (%d)", rc);
+	free(b);
+
+	/* A setxattr naming a 256-byte xattr: 400 ENAMETOOLONG, not ERANGE
+	 * (which would be 416 on the wire). */
+	b = malloc(600);
+	p = b + sprintf(b,
+			"{\"op\":\"setxattr\",\"opid\":\"%s\",\"fid\":\"%s\","
+			"\"xname\":\"user.%0251d\",\"xvalue\":\"\"}",
+			OPID, F1, 0);
+	is_int(decode_any(D_OP, b, (size_t)(p - b)), -ENAMETOOLONG,
+	       "256-byte xattr name in setxattr");
+	free(b);
+
+	/* Symlink target of 4096 bytes. */
+	b = malloc(4200);
+	p = b + sprintf(b, "{\"target\":\"");
+	memset(p, 'x', 4096);
+	p += 4096;
+	p += sprintf(p, "\"}");
+	is_int(decode_any(D_LINK, b, (size_t)(p - b)), -ENAMETOOLONG,
+	       "4096-byte target");
+	free(b);
+
+	/* Truncations of a valid op at every length are refused, never
+	 * crash, never leak. */
+	{
+		const char *op =
+			OPHEAD("rename") "\"parent\":\"" F2
+					 "\",\"name\":\"x\",\"fid\":\"" F3
+					 "\",\"newparent\":\"" F2
+					 "\",\"newname\":\"y\"}";
+		int bad = 0;
+
+		for (i = 0; i < strlen(op); i++)
+			if (decode_any(D_OP, op, i) != -EINVAL)
+				bad++;
+		is_int(bad, 0, "every truncation of an op is -EINVAL");
+		is_int(decode_any(D_OP, op, strlen(op)), 0, "whole op decodes");
+	}
+}
+
+/* Checked-in hostile inputs: tests/data/proto-DECODER-*.json must all be
+ * refused by that decoder (and proto-DECODER-ok-* accepted). */
+static void
+test_files(void)
+{
+	const char *top = getenv("top_srcdir");
+	char dirpath[4096], path[4352], buf[1 << 16];
+	struct dirent *de;
+	size_t i, len;
+	FILE *f;
+	DIR *d;
+	int rc, n = 0;
+
+	snprintf(dirpath, sizeof(dirpath), "%s/tests/data", top ? top : ".");
+	d = opendir(dirpath);
+	if (!d) {
+		skip(1, "no tests/data (top_srcdir not set)");
+		return;
+	}
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, "proto-", 6))
+			continue;
+		for (i = 0; i < sizeof(dec_names) / sizeof(dec_names[0]); i++) {
+			size_t l = strlen(dec_names[i]);
+
+			if (!strncmp(de->d_name + 6, dec_names[i], l) &&
+			    de->d_name[6 + l] == '-')
+				break;
+		}
+		if (i == sizeof(dec_names) / sizeof(dec_names[0])) {
+			ok(0, "unknown decoder in file name %s", de->d_name);
+			continue;
+		}
+		snprintf(path, sizeof(path), "%s/%s", dirpath, de->d_name);
+		f = fopen(path, "rb");
+		if (!f) {
+			ok(0, "open %s", path);
+			continue;
+		}
+		len = fread(buf, 1, sizeof(buf), f);
+		fclose(f);
+		rc = decode_any((enum dec)i, buf, len);
+		if (strstr(de->d_name, "-ok-"))
+			ok(rc == 0, "%s accepted (%d)", de->d_name, rc);
+		else
+			ok(rc < 0 && rc != 1000, "%s refused (%d)", de->d_name,
+			   rc);
+		n++;
+	}
+	closedir(d);
+	ok(n > 0, "%d data files checked", n);
+}
+
+int
+main(void)
+{
+	test_names();
+	test_errnos();
+	test_volinfo();
+	test_attrs();
+	test_dir();
+	test_link();
+	test_xattrs();
+	test_events();
+	test_ops();
+	test_result_error();
+	test_paths();
+	test_malformed();
+	test_big();
+	test_files();
+	return done_testing();
+}
