@@ -1,0 +1,197 @@
+/*
+ * cairn_fsck.c - cairn-fsck(8): check and repair a cairnd cache folder
+ * offline.
+ *
+ * A thin front over cs_check() in libchunkstore: it parses options, prints
+ * findings in plain words (or JSON) and maps the result to fsck(8) exit
+ * codes. It links libchunkstore only, no libfuse and nothing of common/,
+ * which proves the chunk store stands alone (STYLE.md section 1).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "chunkstore/cs.h"
+
+/* fsck(8) exit codes. */
+enum {
+	EXIT_CLEAN = 0,
+	EXIT_CORRECTED = 1,
+	EXIT_UNCORRECTED = 4,
+	EXIT_OPERATIONAL = 8,
+	EXIT_USAGE = 16,
+};
+
+struct opts {
+	int repair;
+	int quiet;
+	int json;
+	int json_first;
+};
+
+static const char usage_text[] =
+	"usage: cairn-fsck [--check | --repair] [--quiet] [--json] CACHEDIR\n"
+	"       cairn-fsck --help | --version\n"
+	"\n"
+	"Check a cairnd cache folder (index, chunk files, checksums) offline.\n"
+	"  -n, --check    only check, change nothing (the default)\n"
+	"  -r, --repair   fix what is found: drop bad records and chunk "
+	"files,\n"
+	"                 adopt orphan chunk files, remove temporary files,\n"
+	"                 rewrite the index\n"
+	"  -q, --quiet    print errors only, no notes or summary\n"
+	"  -j, --json     print one JSON object instead of text\n"
+	"  -h, --help     print this help\n"
+	"  -V, --version  print the version\n"
+	"\n"
+	"Exit status: 0 clean, 1 errors corrected, 4 errors left uncorrected,\n"
+	"8 operational error, 16 usage error.\n";
+
+static void
+json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static void
+report(void *arg, enum cs_finding kind, const char *msg)
+{
+	struct opts *o = arg;
+
+	if (o->json) {
+		printf("%s\n    {\"kind\": \"%s\", \"message\": ",
+		       o->json_first ? "" : ",",
+		       kind == CS_FIND_ERROR ? "error" : "note");
+		json_str(stdout, msg);
+		fputc('}', stdout);
+		o->json_first = 0;
+		return;
+	}
+	if (kind == CS_FIND_NOTE && o->quiet)
+		return;
+	printf("%s: %s\n", kind == CS_FIND_ERROR ? "error" : "note", msg);
+}
+
+static void
+log_cb(void *arg, int level, const char *msg)
+{
+	if (level <= LOG_WARNING)
+		fprintf(stderr, "cairn-fsck: %s\n", msg);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"check", no_argument, NULL, 'n'},
+		{"repair", no_argument, NULL, 'r'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	struct opts o = {.json_first = 1};
+	struct cs_check_result res;
+	const char *dir;
+	int c, rc, status;
+
+	while ((c = getopt_long(argc, argv, "nrqjhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			o.repair = 0;
+			break;
+		case 'r':
+			o.repair = 1;
+			break;
+		case 'q':
+			o.quiet = 1;
+			break;
+		case 'j':
+			o.json = 1;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return EXIT_CLEAN;
+		case 'V':
+			printf("cairn-fsck (%s) %s\n", PACKAGE_NAME,
+			       PACKAGE_VERSION);
+			return EXIT_CLEAN;
+		default:
+			fputs(usage_text, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		fputs(usage_text, stderr);
+		return EXIT_USAGE;
+	}
+	dir = argv[optind];
+	if (o.json)
+		fputs("{\n  \"findings\": [", stdout);
+	rc = cs_check(dir, o.repair ? CS_CHECK_REPAIR : 0, report, &o, &res,
+		      log_cb, NULL);
+	if (rc < 0)
+		status = EXIT_OPERATIONAL;
+	else if (!res.errors)
+		status = EXIT_CLEAN;
+	else if (res.fixed == res.errors)
+		status = EXIT_CORRECTED;
+	else
+		status = EXIT_UNCORRECTED;
+	if (o.json) {
+		printf("\n  ],\n  \"cache\": ");
+		json_str(stdout, dir);
+		printf(",\n  \"status\": %d,\n", status);
+		if (rc < 0) {
+			printf("  \"error\": ");
+			json_str(stdout, strerror(-rc));
+			printf("\n}\n");
+		} else {
+			printf("  \"chunk_size\": %u,\n  \"chunks\": %llu,\n"
+			       "  \"files_checked\": %llu,\n  "
+			       "\"bytes_checked\": %llu,\n"
+			       "  \"errors\": %llu,\n  \"corrected\": %llu,\n"
+			       "  \"notes\": %llu,\n  \"was_clean\": %s\n}\n",
+			       res.chunk_size, (unsigned long long)res.records,
+			       (unsigned long long)res.files,
+			       (unsigned long long)res.bytes,
+			       (unsigned long long)res.errors,
+			       (unsigned long long)res.fixed,
+			       (unsigned long long)res.notes,
+			       res.clean ? "true" : "false");
+		}
+		return status;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "cairn-fsck: cannot check '%s': %s\n", dir,
+			strerror(-rc));
+		return status;
+	}
+	if (!o.quiet)
+		printf("%s: %llu chunks, %llu files and %llu bytes checked; "
+		       "%llu errors (%llu corrected), %llu notes\n",
+		       dir, (unsigned long long)res.records,
+		       (unsigned long long)res.files,
+		       (unsigned long long)res.bytes,
+		       (unsigned long long)res.errors,
+		       (unsigned long long)res.fixed,
+		       (unsigned long long)res.notes);
+	return status;
+}

@@ -1,0 +1,264 @@
+/*
+ * cs_i.h - internals shared by the files of libchunkstore.
+ *
+ * Users of the library need not know any of this: cs.h is its whole face.
+ * Tests, the benchmark and nothing else may include it (for the fault hook,
+ * the checksum and the on-disk layout). Same layer rule as cs.h: libc and
+ * pthreads only.
+ */
+#ifndef CAIRN_CS_I_H
+#define CAIRN_CS_I_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cs.h"
+
+/* On-disk constants; cs_format.c explains them. */
+#define CS_MAGIC       "CAIRNCSI"
+#define CS_VERSION     1
+#define CS_HDR_SIZE    128
+#define CS_REC_SIZE    64
+#define CS_TRL_SIZE    64
+#define CS_TRL_MAGIC   0x52545343u /* "CSTR" read little-endian */
+#define CS_TRL_VERSION 1
+#define CS_NDIRS       256
+#define CS_INDEX_NAME  "index"
+#define CS_INDEX_TMP   "index.tmp"
+#define CS_CHUNKS_DIR  "chunks"
+#define CS_TMP_SUFFIX  ".tmp"
+#define CS_WIP_SUFFIX  ".wip"
+#define CS_PATH_MAX    32
+#define CS_NONE	       UINT32_MAX
+#define CS_MAX_SLOTS   (1u << 30)
+
+/* Flags of an index record and a trailer (bits 0..2 equal CS_F_*). */
+#define CS_RF_VALID  1u
+#define CS_RF_DIRTY  2u
+#define CS_RF_PINNED 4u
+#define CS_RF_MASK   7u
+
+/* The index header, decoded. */
+struct cs_hdr {
+	uint32_t version;
+	uint32_t chunk_size;
+	uint64_t slot_count;
+	uint64_t max_bytes, max_files;
+	uint8_t cull_pct, run_pct, stop_pct;
+	uint32_t clean;
+	uint64_t clock;
+	uint64_t create_time;
+	uint64_t open_count;
+};
+
+/* One index record, decoded. A free slot has no CS_RF_VALID. */
+struct cs_rec {
+	struct cs_key key;
+	uint64_t dv;
+	uint64_t last_use;
+	uint32_t len;
+	uint32_t crc;
+	uint32_t gen;
+	uint32_t flags;
+};
+
+/* A chunk file's trailer (its tag), decoded. */
+struct cs_trl {
+	struct cs_key key;
+	uint64_t dv;
+	uint32_t len;
+	uint32_t crc;
+	uint32_t gen;
+	uint32_t slot;
+	uint32_t flags; /* CS_RF_DIRTY | CS_RF_PINNED */
+	uint8_t shift;	/* log2 of the cache's chunk size */
+};
+
+void cs_hdr_encode(const struct cs_hdr *h, uint8_t out[CS_HDR_SIZE]);
+int cs_hdr_decode(const uint8_t *in, size_t n, struct cs_hdr *h);
+void cs_rec_encode(const struct cs_rec *r, uint8_t out[CS_REC_SIZE]);
+int cs_rec_decode(const uint8_t in[CS_REC_SIZE], struct cs_rec *r);
+void cs_trl_encode(const struct cs_trl *t, uint8_t out[CS_TRL_SIZE]);
+int cs_trl_decode(const uint8_t in[CS_TRL_SIZE], struct cs_trl *t);
+void cs_chunk_path(char out[CS_PATH_MAX], uint32_t slot, const char *suffix);
+int cs_parse_chunk_name(const char *name, uint32_t *slot, const char **suffix);
+int cs_valid_chunk_size(uint32_t sz);
+int cs_check_limits(const struct cs_limits *l);
+void cs_key_str(char *out, size_t n, const struct cs_key *k);
+
+/* CRC32C (Castagnoli), chainable: crc = cs_crc32c(crc, p, n), start at 0. */
+uint32_t cs_crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t cs_crc32c_sw(uint32_t crc, const void *buf, size_t len);
+int cs_crc32c_hw_available(void);
+
+/* Logging through the caller's callback; formats like printf. */
+void cs_logf(cs_log_fn fn, void *arg, int level, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+#define cs_log(cs, level, ...)                                                 \
+	cs_logf((cs)->log, (cs)->log_arg, level, __VA_ARGS__)
+
+/*
+ * Fault injection for the crash tests. Every write-side system call of the
+ * library goes through a cs_io_ wrapper that first calls cs_fault_hook when
+ * it is set: the hook returns 0 to let the call run, a -errno to fail it,
+ * or calls _exit() to "die" at that step. NULL (the default) costs one
+ * load and branch. Only tests arm it; it is not thread-safe to change while
+ * a store is in use.
+ */
+enum cs_fault_op {
+	CS_FOP_OPEN, /* open with O_CREAT */
+	CS_FOP_PWRITE,
+	CS_FOP_FSYNC, /* fsync and fdatasync */
+	CS_FOP_RENAME,
+	CS_FOP_FTRUNCATE,
+	CS_FOP_UNLINK,
+	CS_FOP_MKDIR,
+};
+typedef int (*cs_fault_fn)(enum cs_fault_op op, const char *what);
+extern cs_fault_fn cs_fault_hook;
+
+int cs_io_open(int dirfd, const char *path, int flags, mode_t mode);
+int cs_io_pwrite(int fd, const void *buf, size_t n, off_t off);
+ssize_t cs_io_pread(int fd, void *buf, size_t n, off_t off);
+int cs_io_fsync(int fd);
+int cs_io_fdatasync(int fd);
+int cs_io_rename(int dirfd, const char *from, const char *to);
+int cs_io_ftruncate(int fd, off_t len);
+int cs_io_unlink(int dirfd, const char *path);
+int cs_io_mkdir(int dirfd, const char *path, mode_t mode);
+int cs_io_fsync_dir(int dirfd, const char *path);
+
+/* In-memory slot state (struct cs_slot.flags). */
+enum {
+	CS_SF_USED = 0x01,	/* holds a key; in the key and file tables */
+	CS_SF_COMMITTED = 0x02, /* a committed chunk file exists */
+	CS_SF_DIRTY = 0x04,	/* committed content is dirty */
+	CS_SF_PINNED = 0x08,
+	CS_SF_VERIFIED = 0x10, /* content checked since cs_open */
+	CS_SF_BUSY = 0x20,     /* a put or commit is between its steps */
+	CS_SF_RECDIRTY = 0x40, /* the index record on disk is out of date */
+};
+
+/* One index slot in memory: 72 bytes, kept small for 1M-slot caches. */
+struct cs_slot {
+	uint64_t chunk;
+	uint64_t dv;
+	uint64_t last_use;
+	uint8_t fid[16];
+	uint32_t vol;
+	uint32_t len;
+	uint32_t crc;
+	uint32_t gen;
+	uint32_t fnext, fprev; /* chain of the file's slots, CS_NONE ends */
+	uint32_t wc;	       /* 1 + index in cs->wcs, 0 = no working copy */
+	uint16_t flags;	       /* CS_SF_* */
+	uint16_t unused;
+};
+
+/* An uncommitted working copy: chunks/XX/SSSSSSSS.wip, data only. */
+struct cs_wc {
+	int fd;
+	uint32_t slot;
+	uint32_t len;
+	uint64_t dv;
+};
+
+#define CS_FDC 256 /* read fd cache entries, direct-mapped by slot */
+
+struct cs_store {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* signalled when a slot leaves CS_SF_BUSY */
+	char *dir;
+	int dirfd; /* the cache folder */
+	int idxfd; /* the index, flock()ed */
+	cs_log_fn log;
+	void *log_arg;
+	uint32_t chunk_size;
+	uint8_t shift;
+	uint64_t create_time;
+	uint64_t open_count;
+
+	/* Everything below is protected by lock. */
+	struct cs_limits lim;
+	struct cs_slot *slots;
+	uint32_t nslots, slots_cap;
+	uint32_t *freel; /* stack of free slot numbers */
+	uint32_t nfree, free_cap;
+	uint64_t *ktab; /* key -> tag | 1 + slot, linear probing */
+	uint32_t kmask, nkeys;
+	uint64_t *ftab; /* (vol, fid) -> tag | 1 + first slot of the file */
+	uint32_t fmask, nfiles;
+	struct cs_wc **wcs;
+	uint32_t nwcs;
+	uint64_t clock;
+	uint64_t bytes_used, files_used, dirty_bytes, pinned_bytes;
+	uint64_t hits, misses, evictions;
+	int io_error; /* an index write failed: do not set the clean flag */
+	struct {
+		uint32_t slot, gen;
+		int fd;
+	} fdc[CS_FDC];
+};
+
+/* cs_store.c helpers used by recovery and culling (lock held). */
+int cs_tables_init(struct cs_store *cs, uint32_t nslots);
+int cs_slot_grow(struct cs_store *cs, uint32_t nslots);
+uint32_t cs_key_find(struct cs_store *cs, const struct cs_key *k);
+int cs_key_insert(struct cs_store *cs, uint32_t slot);
+int cs_key_insert_dup(struct cs_store *cs, uint32_t slot, uint32_t *dup);
+void cs_key_remove(struct cs_store *cs, uint32_t slot);
+void cs_acct(struct cs_store *cs, const struct cs_slot *s, int sign);
+int cs_write_rec(struct cs_store *cs, uint32_t slot);
+void cs_slot_rec(const struct cs_store *cs, uint32_t slot, struct cs_rec *r);
+void cs_slot_from_rec(struct cs_slot *s, const struct cs_rec *r);
+int cs_drop_slot(struct cs_store *cs, uint32_t slot, const char *why);
+void cs_fdc_forget(struct cs_store *cs, uint32_t slot);
+int cs_write_hdr(struct cs_store *cs, int clean);
+void cs_slot_key(const struct cs_slot *s, struct cs_key *k);
+void cs_default_limits(struct cs_limits *l, const struct cs_limits *src);
+
+/* cs_cull.c (lock held). */
+int cs_reserve(struct cs_store *cs, uint64_t add_bytes, uint64_t add_files);
+int cs_cull_locked(struct cs_store *cs, uint64_t add_bytes, uint64_t add_files);
+
+/*
+ * cs_recover.c: loading, recovery and checking. One context serves cs_open
+ * (fast: trailers only where the index cannot be trusted) and cs_check
+ * (deep: every file read and verified; changes only with repair).
+ */
+struct cs_rctx {
+	int deep;    /* read and verify every chunk file */
+	int apply;   /* change files; 0 for cs_check without repair */
+	int full;    /* no usable index: rebuild it from the trailers */
+	int unclean; /* the clean flag was not set, or the index is short */
+	int rdonly;  /* the index was opened read-only */
+	uint32_t want_chunk_size; /* for a rebuild with no trailer to go by */
+	uint8_t *bad;		  /* per slot: its record failed its CRC */
+	uint8_t *present; /* per slot: bit 0 chunk file, bit 1 tmp, 2 wip */
+	uint32_t ncap;	  /* entries in bad[] and present[] */
+	cs_report_fn report;
+	void *report_arg;
+	struct cs_check_result *res;
+};
+
+int cs_load(struct cs_store *cs, struct cs_rctx *rc, int oflags);
+int cs_scan(struct cs_store *cs, struct cs_rctx *rc);
+int cs_reconcile(struct cs_store *cs, struct cs_rctx *rc);
+int cs_build(struct cs_store *cs, struct cs_rctx *rc);
+int cs_write_index_full(struct cs_store *cs, int clean);
+int cs_flush_recs(struct cs_store *cs);
+void cs_rctx_release(struct cs_rctx *rc);
+int cs_verify_buf(const uint8_t *file, size_t size, uint32_t slot,
+		  uint8_t shift, const struct cs_rec *rec, struct cs_trl *out);
+struct cs_store *cs_store_new(const char *dir, cs_log_fn log, void *log_arg);
+void cs_store_free(struct cs_store *cs);
+
+/*
+ * Benchmark-only: add @n clean committed records with keys (vol, fid from
+ * @i, chunk 0) and no chunk files, as if chunks had been stored. Lets the
+ * benchmark measure index costs at 1M records without 1M files.
+ */
+int cs_bench_insert(struct cs_store *cs, uint32_t n);
+
+#endif /* CAIRN_CS_I_H */

@@ -1,0 +1,824 @@
+/*
+ * test_cs.c - libchunkstore's public API, call by call, with bad input:
+ * damaged index and chunk files (checked-in ones under tests/data/cs-* and
+ * ones made here), a read-only and a full file system (tmpfs mounts,
+ * skipped when mounting is not allowed), and a threaded smoke test.
+ */
+#include "tests/unit/cs_test_util.h"
+
+#include <pthread.h>
+#include <sys/mount.h>
+
+#include "chunkstore/cs_i.h"
+#include "tests/tap.h"
+
+#define CHUNK  CS_CHUNK_MIN
+#define MAXLEN 5000
+
+static char base[256];
+
+static char *
+newdir(char *buf, size_t n, const char *name)
+{
+	snprintf(buf, n, "%s/%s", base, name);
+	t_rm_rf(buf);
+	return buf;
+}
+
+static struct cs_store *
+mkstore(const char *dir)
+{
+	struct cs_params p = t_params(CHUNK);
+	int err = 0;
+	struct cs_store *cs;
+
+	if (cs_create(dir, &p) < 0)
+		return NULL;
+	cs = cs_open(dir, &p, &err);
+	return cs;
+}
+
+static struct cs_store *
+reopen(const char *dir, int *err)
+{
+	struct cs_params p = t_params(0);
+
+	return cs_open(dir, &p, err);
+}
+
+/* Read all of (@k, @dv) and check it against its derived content. */
+static int
+read_ok(struct cs_store *cs, const struct cs_key *k, uint64_t dv)
+{
+	uint8_t buf[CHUNK];
+	ssize_t n = cs_read(cs, k, dv, 0, buf, sizeof(buf));
+
+	return n >= 0 && t_check(buf, (size_t)n, k, dv, MAXLEN);
+}
+
+static void
+flip_byte(const char *path, off_t off)
+{
+	int fd = open(path, O_RDWR);
+	uint8_t b = 0;
+
+	if (fd < 0 || pread(fd, &b, 1, off) != 1)
+		exit(99);
+	b ^= 0x40;
+	if (pwrite(fd, &b, 1, off) != 1)
+		exit(99);
+	close(fd);
+}
+
+static int
+file_exists(const char *dir, const char *rel)
+{
+	char p[512];
+
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	return access(p, F_OK) == 0;
+}
+
+/* Simulate a crash: the child stores and exits without cs_close. */
+static void
+crash_after(const char *dir, void (*fn)(struct cs_store *))
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		int err;
+		struct cs_store *cs = reopen(dir, &err);
+
+		if (!cs)
+			_exit(3);
+		fn(cs);
+		_exit(0);
+	}
+	waitpid(pid, &st, 0);
+}
+
+static void
+test_crc(void)
+{
+	uint8_t buf[1000];
+
+	is_int(cs_crc32c(0, "123456789", 9), 0xe3069283u, "crc32c check value");
+	is_int(cs_crc32c_sw(0, "123456789", 9), 0xe3069283u,
+	       "crc32c table path check value");
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)t_mix(i);
+	is_int(cs_crc32c(cs_crc32c(0, buf, 333), buf + 333, 667),
+	       cs_crc32c(0, buf, 1000), "crc32c chains");
+	{
+		int same = 1;
+
+		for (size_t off = 0; off < 9; off++)
+			for (size_t len = 0; len < 70; len += 7)
+				same &= cs_crc32c(0, buf + off, len) ==
+					cs_crc32c_sw(0, buf + off, len);
+		ok(same,
+		   "hardware (%s) and table crc32c agree at all alignments",
+		   cs_crc32c_hw_available() ? "sse4.2" : "absent");
+	}
+}
+
+static void
+test_create_open(void)
+{
+	char d[512];
+	struct cs_params p = t_params(1000);
+	struct cs_store *cs, *cs2;
+	int err = 0;
+
+	newdir(d, sizeof(d), "create");
+	is_int(cs_create(d, &p), -EINVAL, "create: chunk size 1000 is -EINVAL");
+	p.chunk_size = CHUNK * 3;
+	is_int(cs_create(d, &p), -EINVAL,
+	       "create: non power of two is -EINVAL");
+	p = t_params(CHUNK);
+	p.limits.stop_pct = 50;
+	is_int(cs_create(d, &p), -EINVAL, "create: stop > cull is -EINVAL");
+	ok(!file_exists(d, "index") && !file_exists(d, "chunks"),
+	   "failed create left nothing behind");
+	p = t_params(CHUNK);
+	cs = cs_open(d, &p, &err);
+	ok(!cs && err == -ENOENT, "open before create: -ENOENT (got %d)", err);
+	is_int(cs_create(d, &p), 0, "create");
+	is_int(cs_create(d, &p), -EEXIST, "create twice: -EEXIST");
+	cs = cs_open(d, &p, &err);
+	ok(cs && err == 0, "open");
+	is_int(cs_chunk_size(cs), CHUNK, "chunk size kept");
+	cs2 = cs_open(d, &p, &err);
+	ok(!cs2 && err == -EBUSY, "second open of the same cache: -EBUSY");
+	{
+		struct cs_check_result r;
+
+		is_int(cs_check(d, 0, NULL, NULL, &r, NULL, NULL), -EBUSY,
+		       "cs_check while open: -EBUSY");
+	}
+	cs_close(cs);
+	cs_close(NULL);
+	cs = cs_open("/nonexistent/cairn/cache", &p, &err);
+	ok(!cs && err == -ENOENT, "open of a missing folder: -ENOENT");
+	cs = cs_open(NULL, &p, NULL);
+	ok(!cs, "open(NULL) fails");
+	is_int(cs_chunk_size(NULL), 0, "chunk size of NULL");
+}
+
+static void
+test_put_read(void)
+{
+	char d[512];
+	struct cs_store *cs = mkstore(newdir(d, sizeof(d), "putread"));
+	struct cs_key k1 = t_key(7, 1, 4), k2 = t_key(7, 1, 5),
+		      kx = t_key(8, 1, 4);
+	struct cs_info info;
+	struct cs_stats st;
+	uint8_t buf[CHUNK + 1];
+	ssize_t n;
+	uint32_t len1;
+
+	ok(cs != NULL, "store for put/read");
+	is_int(t_put(cs, &k1, 5, MAXLEN, 0), 0, "put clean chunk");
+	len1 = t_len(&k1, 5, MAXLEN);
+	is_int(cs_lookup(cs, &k1, &info), 0, "lookup finds it");
+	ok(info.dv == 5 && info.len == len1 && info.flags == CS_F_VALID &&
+		   info.key.chunk == 4 && info.key.vol == 7,
+	   "lookup: dv, len, flags, key");
+	is_int(cs_lookup(cs, &kx, &info), -ENOENT,
+	       "lookup other volume: -ENOENT");
+	ok(read_ok(cs, &k1, 5), "read returns the content");
+	n = cs_read(cs, &k1, 5, len1 - 10, buf, 100);
+	is_int(n, 10, "read near the end is short");
+	is_int(cs_read(cs, &k1, 5, len1, buf, 100), 0, "read at the end: 0");
+	is_int(cs_read(cs, &k1, 5, CHUNK + 10, buf, 100), 0,
+	       "read past the end: 0");
+	is_int(cs_read(cs, &k1, 6, 0, buf, 100), -ESTALE,
+	       "read with another dv: -ESTALE");
+	is_int(cs_read(cs, &k2, 5, 0, buf, 100), -ENOENT,
+	       "read absent: -ENOENT");
+	is_int(cs_read(cs, NULL, 5, 0, buf, 100), -EINVAL,
+	       "read NULL key: -EINVAL");
+	is_int(cs_read(cs, &k1, 5, 0, NULL, 100), -EINVAL,
+	       "read NULL buf: -EINVAL");
+	is_int(cs_put(cs, &k2, 1, buf, CHUNK + 1, 0), -EINVAL,
+	       "put above the chunk size: -EINVAL");
+	is_int(cs_put(cs, &k2, 1, buf, 10, 0x80), -EINVAL,
+	       "put bad flags: -EINVAL");
+	is_int(cs_put(cs, &k2, 1, NULL, 10, 0), -EINVAL,
+	       "put NULL buf: -EINVAL");
+	is_int(cs_put(cs, &k2, 1, buf, 0, 0), 0, "put empty chunk");
+	is_int(cs_read(cs, &k2, 1, 0, buf, 10), 0, "read empty chunk: 0");
+	is_int(t_put(cs, &k1, 6, MAXLEN, 0), 0, "put replaces");
+	ok(read_ok(cs, &k1, 6), "read new content");
+	is_int(cs_read(cs, &k1, 5, 0, buf, 10), -ESTALE, "old dv now -ESTALE");
+	cs_get_stats(cs, &st);
+	ok(st.files_used == 2 && st.bytes_used == t_len(&k1, 6, MAXLEN) &&
+		   st.chunk_size == CHUNK,
+	   "stats: 2 files, bytes of the live chunks");
+	ok(st.hits >= 5 && st.misses >= 3, "stats: hits %llu misses %llu",
+	   (unsigned long long)st.hits, (unsigned long long)st.misses);
+	is_int(cs_lookup(cs, NULL, &info), -EINVAL, "lookup NULL: -EINVAL");
+	is_int(cs_sync(cs), 0, "sync");
+	cs_close(cs);
+	cs = reopen(d, NULL);
+	ok(cs && read_ok(cs, &k1, 6), "content survives close and open");
+	cs_close(cs);
+}
+
+static void
+test_working_copy(void)
+{
+	char d[512];
+	struct cs_store *cs = mkstore(newdir(d, sizeof(d), "wc"));
+	struct cs_key k = t_key(7, 2, 0), kn = t_key(7, 2, 1);
+	uint8_t buf[CHUNK], want[CHUNK];
+	struct cs_info info;
+	uint32_t len = t_len(&k, 1, MAXLEN);
+	ssize_t n;
+
+	is_int(t_put(cs, &k, 1, MAXLEN, 0), 0, "put base chunk");
+	is_int(cs_write(cs, &k, 2, 0, "x", 1), -ESTALE,
+	       "write with another dv: -ESTALE");
+	is_int(cs_write(cs, &k, 1, CHUNK - 1, "xy", 2), -EINVAL,
+	       "write past the chunk size: -EINVAL");
+	is_int(cs_write(cs, &k, 1, 100, "hello", 5), 0,
+	       "write into working copy");
+	t_fill(want, len, &k, 1);
+	memcpy(want + 100, "hello", 5);
+	n = cs_read(cs, &k, 1, 0, buf, sizeof(buf));
+	ok(n == len && !memcmp(buf, want, len),
+	   "read sees the working copy at once");
+	is_int(cs_lookup(cs, &k, &info), 0, "lookup");
+	ok(info.flags == (CS_F_VALID | CS_F_DIRTY),
+	   "working copy shows VALID|DIRTY");
+	is_int(t_put(cs, &k, 1, MAXLEN, 0), -EBUSY,
+	       "put over a working copy: -EBUSY");
+	is_int(cs_write(cs, &k, 1, len + 10, "Z", 1), 0, "write past the end");
+	n = cs_read(cs, &k, 1, 0, buf, sizeof(buf));
+	ok(n == len + 11 && buf[len] == 0 && buf[len + 9] == 0 &&
+		   buf[len + 10] == 'Z',
+	   "gap before a write past the end reads as zeros");
+	cs_close(cs); /* discards the working copy */
+	ok(strstr(t_last_log, "discarding uncommitted working copy") != NULL,
+	   "close logged: %s", t_last_log);
+	cs = reopen(d, NULL);
+	ok(cs && read_ok(cs, &k, 1), "uncommitted write discarded by close");
+	is_int(cs_lookup(cs, &k, &info), 0, "lookup after reopen");
+	is_int(info.flags, CS_F_VALID, "clean again");
+	is_int(cs_write(cs, &k, 1, 0, "abc", 3), 0, "write again");
+	is_int(cs_truncate(cs, &k, 1, 10), 0, "truncate to 10");
+	n = cs_read(cs, &k, 1, 0, buf, sizeof(buf));
+	ok(n == 10 && !memcmp(buf, "abc", 3),
+	   "truncated working copy reads 10 bytes");
+	is_int(cs_truncate(cs, &k, 1, 20), 0, "truncate up to 20");
+	n = cs_read(cs, &k, 1, 0, buf, sizeof(buf));
+	ok(n == 20 && buf[15] == 0, "growing truncate zero-fills");
+	is_int(cs_truncate(cs, &k, 1, CHUNK + 1), -EINVAL,
+	       "truncate past chunk: -EINVAL");
+	is_int(cs_commit(cs, &k), 0, "commit");
+	is_int(cs_commit(cs, &k), 0, "commit without working copy: 0");
+	is_int(cs_commit(cs, &kn), -ENOENT, "commit of absent chunk: -ENOENT");
+	cs_lookup(cs, &k, &info);
+	ok(info.flags == (CS_F_VALID | CS_F_DIRTY) && info.len == 20,
+	   "committed chunk is dirty, 20 bytes");
+	/* A chunk born of cs_write alone. */
+	is_int(cs_write(cs, &kn, 9, 10, "abc", 3), 0, "write to a new chunk");
+	n = cs_read(cs, &kn, 9, 0, buf, sizeof(buf));
+	ok(n == 13 && buf[0] == 0 && buf[9] == 0 && !memcmp(buf + 10, "abc", 3),
+	   "new chunk: zeros then data");
+	is_int(cs_write(cs, &kn, 9, 0, "Q", 1), 0, "second write");
+	is_int(cs_commit_file(cs, 7, k.fid), 1,
+	       "commit_file commits 1 working copy");
+	is_int(cs_commit_file(cs, 7, k.fid), 0, "commit_file again: 0");
+	cs_close(cs);
+	cs = reopen(d, NULL);
+	n = cs_read(cs, &kn, 9, 0, buf, sizeof(buf));
+	ok(n == 13 && buf[0] == 'Q' && !memcmp(buf + 10, "abc", 3),
+	   "committed new chunk survives reopen");
+	cs_lookup(cs, &kn, &info);
+	is_int(info.flags, CS_F_VALID | CS_F_DIRTY, "still dirty after reopen");
+	is_int(cs_mark_clean(cs, &kn, 10), 0, "mark clean with dv 10");
+	cs_lookup(cs, &kn, &info);
+	ok(info.flags == CS_F_VALID && info.dv == 10, "clean, dv 10");
+	is_int(cs_read(cs, &kn, 9, 0, buf, 1), -ESTALE, "old dv: -ESTALE");
+	is_int(cs_mark_clean(cs, &kn, 10), 0, "mark clean twice is fine");
+	{
+		struct cs_key ka = t_key(1, 1, 1);
+
+		is_int(cs_mark_clean(cs, &ka, 1), -ENOENT,
+		       "mark clean absent: -ENOENT");
+	}
+	cs_close(cs);
+	cs = reopen(d, NULL);
+	cs_lookup(cs, &kn, &info);
+	ok(info.flags == CS_F_VALID && info.dv == 10, "mark clean persisted");
+	n = cs_read(cs, &kn, 10, 0, buf, sizeof(buf));
+	ok(n == 13 && buf[0] == 'Q', "retagged content verified after reopen");
+	cs_close(cs);
+}
+
+static int
+count_cb(const struct cs_info *i, void *arg)
+{
+	(void)i;
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int
+stop_cb(const struct cs_info *i, void *arg)
+{
+	(void)i;
+	return ++(*(int *)arg) == 3 ? 42 : 0;
+}
+
+static void
+test_file_ops(void)
+{
+	char d[512];
+	struct cs_store *cs = mkstore(newdir(d, sizeof(d), "fileops"));
+	struct cs_key f[6], other = t_key(3, 99, 0);
+	struct cs_info info;
+	int n = 0;
+
+	for (int i = 0; i < 6; i++)
+		f[i] = t_key(3, 50, (uint64_t)i);
+	for (int i = 0; i < 4; i++)
+		is_int(t_put(cs, &f[i], 7, MAXLEN, 0), 0,
+		       "put chunk %d of file at dv 7", i);
+	is_int(t_put(cs, &f[4], 7, MAXLEN, CS_F_DIRTY), 0, "put dirty chunk 4");
+	is_int(t_put(cs, &f[5], 3, MAXLEN, 0), 0, "put chunk 5 at dv 3");
+	is_int(t_put(cs, &other, 7, MAXLEN, 0), 0, "put another file's chunk");
+	is_int(cs_set_dv_file(cs, 3, f[0].fid, 7, 8), 4,
+	       "set_dv_file retags 4 clean chunks");
+	{
+		uint8_t buf[16];
+
+		ok(cs_read(cs, &f[0], 8, 0, buf, 16) > 0,
+		   "retagged chunk reads at dv 8");
+	}
+	cs_lookup(cs, &f[4], &info);
+	is_int(info.dv, 7, "dirty chunk not retagged");
+	cs_lookup(cs, &other, &info);
+	is_int(info.dv, 7, "other file not retagged");
+	is_int(cs_pin_file(cs, 3, f[0].fid, 1), 6, "pin 6 chunks");
+	is_int(cs_pin_file(cs, 3, f[0].fid, 1), 0, "pin again: 0 changed");
+	cs_lookup(cs, &f[2], &info);
+	ok(info.flags & CS_F_PINNED, "pinned flag shows");
+	cs_close(cs);
+	cs = reopen(d, NULL);
+	cs_lookup(cs, &f[2], &info);
+	ok(info.flags & CS_F_PINNED, "pin persisted");
+	is_int(cs_iterate_file(cs, 3, f[0].fid, count_cb, &n), 0,
+	       "iterate_file");
+	is_int(n, 6, "iterate_file saw 6 chunks");
+	n = 0;
+	is_int(cs_iterate(cs, count_cb, &n), 0, "iterate");
+	is_int(n, 7, "iterate saw 7 chunks");
+	n = 0;
+	is_int(cs_iterate(cs, stop_cb, &n), 42, "iterate returns fn's nonzero");
+	is_int(n, 3, "iterate stopped at the third");
+	is_int(cs_invalidate(cs, 3, f[0].fid, 8), 1,
+	       "invalidate below 8 drops the dv-3 chunk");
+	is_int(cs_lookup(cs, &f[5], &info), -ENOENT, "dv-3 chunk gone");
+	is_int(cs_invalidate(cs, 3, f[0].fid, UINT64_MAX), 4,
+	       "invalidate all drops 4 clean");
+	is_int(cs_lookup(cs, &f[4], &info), 0, "dirty chunk kept");
+	is_int(cs_lookup(cs, &other, &info), 0, "other file kept");
+	is_int(cs_pin_file(cs, 3, f[0].fid, 0), 1, "unpin the remaining chunk");
+	is_int(cs_invalidate(cs, 3, NULL, 1), -EINVAL,
+	       "invalidate NULL fid: -EINVAL");
+	is_int(cs_iterate(cs, NULL, NULL), -EINVAL, "iterate NULL fn: -EINVAL");
+	{
+		struct cs_limits l = {.stop_pct = 9, .cull_pct = 8};
+		struct cs_stats st;
+
+		is_int(cs_set_limits(cs, &l), -EINVAL,
+		       "limits stop > cull: -EINVAL");
+		l = (struct cs_limits){.max_bytes = 123456789,
+				       .max_files = 4321};
+		is_int(cs_set_limits(cs, &l), 0, "set limits");
+		cs_get_stats(cs, &st);
+		ok(st.bytes_limit == 123456789 && st.files_limit == 4321,
+		   "limits in stats");
+		cs_close(cs);
+		cs = reopen(d, NULL);
+		cs_get_stats(cs, &st);
+		ok(st.bytes_limit == 123456789 && st.files_limit == 4321,
+		   "limits persisted");
+		is_int(cs_cull(cs), 0, "cull below level: 0");
+	}
+	cs_close(cs);
+}
+
+static void
+put_one_more(struct cs_store *cs)
+{
+	struct cs_key k = t_key(5, 5, 5);
+
+	t_put(cs, &k, 1, MAXLEN, 0);
+}
+
+static void
+test_damage(void)
+{
+	char d[512], p[600];
+	struct cs_key k = t_key(4, 4, 0), k2 = t_key(4, 4, 1),
+		      k5 = t_key(5, 5, 5);
+	struct cs_store *cs = mkstore(newdir(d, sizeof(d), "damage"));
+	struct cs_info info;
+	uint8_t buf[64];
+	int err;
+
+	is_int(t_put(cs, &k, 1, MAXLEN, 0), 0, "put chunk for damage tests");
+	is_int(t_put(cs, &k2, 1, MAXLEN, CS_F_DIRTY), 0, "put dirty chunk");
+	cs_close(cs);
+
+	/* Bit flip in the content: read fails once, record dropped. */
+	snprintf(p, sizeof(p), "%s/chunks/00/00000000", d);
+	flip_byte(p, 3);
+	cs = reopen(d, &err);
+	t_nlog = 0;
+	is_int(cs_read(cs, &k, 1, 0, buf, 10), -EIO, "flipped chunk: -EIO");
+	ok(t_nlog > 0 && strstr(t_last_log, "checksum mismatch"), "logged: %s",
+	   t_last_log);
+	is_int(cs_lookup(cs, &k, &info), -ENOENT, "record dropped after -EIO");
+	ok(!file_exists(d, "chunks/00/00000000"), "bad chunk file removed");
+	is_int(t_put(cs, &k, 1, MAXLEN, 0), 0, "refetched chunk stored again");
+	ok(read_ok(cs, &k, 1), "and reads fine");
+	cs_close(cs);
+
+	/* Bit flip in an index record: rebuilt from the file's tag. */
+	snprintf(p, sizeof(p), "%s/index", d);
+	flip_byte(p, CS_HDR_SIZE + 1 * CS_REC_SIZE + 30);
+	cs = reopen(d, &err);
+	ok(cs != NULL, "open with a damaged record");
+	cs_lookup(cs, &k2, &info);
+	ok(read_ok(cs, &k2, 1) && info.flags == (CS_F_VALID | CS_F_DIRTY),
+	   "damaged record rebuilt from the chunk's tag, still dirty");
+	cs_close(cs);
+
+	/* Record pointing at a missing file (clean open trusts the index). */
+	snprintf(p, sizeof(p), "%s/chunks/00/00000000", d);
+	unlink(p);
+	cs = reopen(d, &err);
+	is_int(cs_read(cs, &k, 1, 0, buf, 10), -ENOENT,
+	       "missing chunk file: -ENOENT");
+	is_int(cs_lookup(cs, &k, &info), -ENOENT, "its record dropped");
+	ok(read_ok(cs, &k2, 1), "other chunk fine");
+	cs_close(cs);
+
+	/* Crash after a put, plus leftovers: tmp and wip files. */
+	crash_after(d, put_one_more);
+	snprintf(p, sizeof(p), "%s/chunks/07/00000007.tmp", d);
+	close(open(p, O_CREAT | O_WRONLY, 0600));
+	snprintf(p, sizeof(p), "%s/chunks/08/00000008.wip", d);
+	close(open(p, O_CREAT | O_WRONLY, 0600));
+	snprintf(p, sizeof(p), "%s/chunks/09/README", d);
+	close(open(p, O_CREAT | O_WRONLY, 0600));
+	cs = reopen(d, &err);
+	ok(cs != NULL, "open after a crash");
+	ok(read_ok(cs, &k5, 1), "chunk put before the crash is there");
+	ok(!file_exists(d, "chunks/07/00000007.tmp") &&
+		   !file_exists(d, "chunks/08/00000008.wip"),
+	   "tmp and wip files removed by recovery");
+	ok(file_exists(d, "chunks/09/README"), "foreign file left alone");
+	unlink(p);
+	cs_close(cs);
+
+	/* Orphan chunk file: index cut back to its header. */
+	snprintf(p, sizeof(p), "%s/index", d);
+	if (truncate(p, CS_HDR_SIZE) < 0)
+		exit(99);
+	cs = reopen(d, &err);
+	ok(cs && read_ok(cs, &k2, 1) && read_ok(cs, &k5, 1),
+	   "orphan chunk files adopted after the index was truncated");
+	cs_lookup(cs, &k2, &info);
+	is_int(info.flags, CS_F_VALID | CS_F_DIRTY,
+	       "adopted dirty chunk stays dirty");
+	cs_close(cs);
+
+	/* Torn header, truncated header, missing index: all rebuilt. */
+	flip_byte(p, 21);
+	cs = reopen(d, &err);
+	ok(cs && read_ok(cs, &k2, 1) && cs_chunk_size(cs) == CHUNK,
+	   "torn header: index rebuilt, chunk size from the tags");
+	cs_close(cs);
+	if (truncate(p, 50) < 0)
+		exit(99);
+	cs = reopen(d, &err);
+	ok(cs && read_ok(cs, &k5, 1), "index shorter than a header: rebuilt");
+	cs_close(cs);
+	unlink(p);
+	cs = reopen(d, &err);
+	ok(cs && read_ok(cs, &k2, 1) && read_ok(cs, &k5, 1),
+	   "missing index: rebuilt");
+	cs_close(cs);
+	{
+		struct cs_check_result r;
+
+		is_int(cs_check(d, 0, NULL, NULL, &r, NULL, NULL), 0,
+		       "cs_check runs");
+		ok(r.errors == 0 && r.records == 2 && r.clean,
+		   "cache consistent after all that");
+	}
+}
+
+/* Copy checked-in file @name over @dir/index and try to open it. */
+static void
+test_data_file(const char *dir, const char *name, int want, const char *what)
+{
+	char src[1024], dst[600], a[4096], b[4096];
+	const char *srcdir = getenv("top_srcdir");
+	ssize_t na, nb;
+	int fi, fo, err = 0;
+	struct cs_store *cs;
+
+	snprintf(src, sizeof(src), "%s/tests/data/%s", srcdir ? srcdir : "..",
+		 name);
+	snprintf(dst, sizeof(dst), "%s/index", dir);
+	fi = open(src, O_RDONLY);
+	if (fi < 0) {
+		skip(2, "checked-in test file missing");
+		return;
+	}
+	na = read(fi, a, sizeof(a));
+	close(fi);
+	fo = open(dst, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+	if (na < 0 || fo < 0 || write(fo, a, (size_t)na) != na)
+		exit(99);
+	close(fo);
+	cs = reopen(dir, &err);
+	if (want < 0) {
+		ok(!cs && err == want, "%s: open fails with %d (got %d)", what,
+		   want, err);
+		fi = open(dst, O_RDONLY);
+		nb = read(fi, b, sizeof(b));
+		close(fi);
+		ok(nb == na && !memcmp(a, b, (size_t)na),
+		   "%s: index left unchanged", what);
+	} else {
+		ok(cs != NULL, "%s: opens (rebuilt)", what);
+		ok(t_nlog > 0, "%s: logged '%s'", what, t_last_log);
+	}
+	cs_close(cs);
+}
+
+static void
+test_data_files(void)
+{
+	char d[512];
+	struct cs_store *cs = mkstore(newdir(d, sizeof(d), "datafiles"));
+
+	cs_close(cs);
+	test_data_file(d, "cs-bad-magic.index", -EINVAL, "wrong magic");
+	test_data_file(d, "cs-future-version.index", -ENOTSUP, "version 2");
+	t_nlog = 0;
+	test_data_file(d, "cs-torn-header.index", 0, "torn header");
+}
+
+/* Mount a tmpfs of @opts on @dir; @return 0 or -1 (then the test skips). */
+static int
+mount_tmpfs(const char *dir, const char *opts)
+{
+	mkdir(dir, 0700);
+	return mount("cs-test", dir, "tmpfs", 0, opts);
+}
+
+static void
+test_readonly(void)
+{
+	char d[512], c[600];
+	struct cs_store *cs;
+	int err = 0;
+
+	newdir(d, sizeof(d), "ro");
+	if (mount_tmpfs(d, "size=4m") < 0) {
+		diag("cannot mount tmpfs (%s): skipping read-only tests",
+		     strerror(errno));
+		skip(4, "mount not permitted");
+		return;
+	}
+	snprintf(c, sizeof(c), "%s/cache", d);
+	cs = mkstore(c);
+	cs_close(cs);
+	if (mount(NULL, d, NULL, MS_REMOUNT | MS_RDONLY, NULL) < 0) {
+		skip(4, "remount read-only not permitted");
+		umount(d);
+		return;
+	}
+	t_nlog = 0;
+	cs = reopen(c, &err);
+	ok(!cs && err == -EROFS, "open on a read-only fs: -EROFS (got %d)",
+	   err);
+	ok(t_nlog > 0 && strstr(t_last_log, "Read-only"), "logged: %s",
+	   t_last_log);
+	{
+		char c2[600];
+		struct cs_params p = t_params(CHUNK);
+
+		snprintf(c2, sizeof(c2), "%s/other", d);
+		is_int(cs_create(c2, &p), -EROFS,
+		       "create on a read-only fs: -EROFS");
+	}
+	{
+		struct cs_check_result r;
+
+		is_int(cs_check(c, 0, NULL, NULL, &r, NULL, NULL), 0,
+		       "cs_check works on a read-only fs");
+	}
+	umount(d);
+}
+
+static void
+test_full_disk(void)
+{
+	char d[512], c[600];
+	struct cs_params p = t_params(CS_CHUNK_DEFAULT);
+	struct cs_store *cs;
+	struct cs_stats before, after;
+	uint8_t *buf = malloc(CS_CHUNK_DEFAULT);
+	int rc = 0, i, err;
+
+	newdir(d, sizeof(d), "full");
+	if (mount_tmpfs(d, "size=2m") < 0) {
+		skip(5, "mount not permitted");
+		free(buf);
+		return;
+	}
+	snprintf(c, sizeof(c), "%s/cache", d);
+	p.limits.max_bytes = 1ull << 30;
+	cs_create(c, &p);
+	cs = cs_open(c, &p, &err);
+	memset(buf, 0x5a, CS_CHUNK_DEFAULT);
+	for (i = 0; i < 100; i++) {
+		struct cs_key k = t_key(1, 1, (uint64_t)i);
+
+		cs_get_stats(cs, &before);
+		rc = cs_put(cs, &k, 1, buf, CS_CHUNK_DEFAULT, 0);
+		if (rc < 0)
+			break;
+	}
+	is_int(rc, -ENOSPC, "put on a full disk: -ENOSPC after %d chunks", i);
+	cs_get_stats(cs, &after);
+	ok(after.files_used == before.files_used &&
+		   after.bytes_used == before.bytes_used,
+	   "failed put changed no counters");
+	{
+		struct cs_key k0 = t_key(1, 1, 0),
+			      kf = t_key(1, 1, (uint64_t)i);
+		struct cs_info info;
+
+		ok(cs_read(cs, &k0, 1, 0, buf, 10) == 10,
+		   "earlier chunk still readable");
+		is_int(cs_lookup(cs, &kf, &info), -ENOENT,
+		       "failed chunk not there");
+	}
+	{
+		char tmp[700];
+
+		snprintf(tmp, sizeof(tmp), "%s/chunks/%02x/%08x.tmp", c,
+			 i & 0xff, i);
+		ok(access(tmp, F_OK) < 0, "no temporary file left behind");
+	}
+	cs_close(cs);
+	umount(d);
+	free(buf);
+}
+
+struct thr {
+	struct cs_store *cs;
+	int id;
+	int bad;
+};
+
+static void *
+thr_main(void *arg)
+{
+	struct thr *t = arg;
+	uint8_t buf[CHUNK];
+
+	for (int i = 0; i < 1500; i++) {
+		uint64_t r = t_mix((uint64_t)t->id << 32 | (uint64_t)i);
+		struct cs_key k = t_key(9, (unsigned)(r % 16), (r >> 8) % 4);
+		uint64_t dv = (r >> 16) % 3;
+		ssize_t n;
+
+		switch ((r >> 24) % 4) {
+		case 0:
+			if (t_put(t->cs, &k, dv, MAXLEN, 0) < 0)
+				t->bad++;
+			break;
+		case 1: {
+			struct cs_key kw =
+				t_key(10 + (uint32_t)t->id, 1, r % 4);
+
+			if (cs_write(t->cs, &kw, 1, (uint32_t)(r % 1000),
+				     "data", 4) < 0 ||
+			    ((r >> 40) % 4 == 0 && cs_commit(t->cs, &kw) < 0))
+				t->bad++;
+			break;
+		}
+		default:
+			n = cs_read(t->cs, &k, dv, 0, buf, sizeof(buf));
+			if (n == -EIO || (n >= 0 && !t_check(buf, (size_t)n, &k,
+							     dv, MAXLEN)))
+				t->bad++;
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void
+test_threads(void)
+{
+	char d[512];
+	struct cs_store *cs = mkstore(newdir(d, sizeof(d), "threads"));
+	pthread_t th[6];
+	struct thr t[6];
+	int bad = 0;
+
+	for (int i = 0; i < 6; i++) {
+		t[i] = (struct thr){.cs = cs, .id = i};
+		pthread_create(&th[i], NULL, thr_main, &t[i]);
+	}
+	for (int i = 0; i < 6; i++) {
+		pthread_join(th[i], NULL);
+		bad += t[i].bad;
+	}
+	is_int(bad, 0,
+	       "6 threads: puts, reads, writes, commits; no bad result");
+	cs_close(cs);
+	{
+		struct cs_check_result r;
+
+		is_int(cs_check(d, 0, NULL, NULL, &r, NULL, NULL), 0,
+		       "check after threads");
+		is_int(r.errors, 0, "no errors after the threaded run");
+	}
+}
+
+static void
+report_cb(void *arg, enum cs_finding kind, const char *msg)
+{
+	(void)kind;
+	snprintf(arg, 512, "%s", msg);
+}
+
+static void
+test_check_repair(void)
+{
+	char d[512], p[600], msg[512] = "";
+	struct cs_store *cs = mkstore(newdir(d, sizeof(d), "check"));
+	struct cs_key k = t_key(6, 6, 4);
+	struct cs_check_result r;
+
+	t_put(cs, &k, 3, MAXLEN, 0);
+	cs_close(cs);
+	is_int(cs_check(d, 0, report_cb, msg, &r, NULL, NULL), 0,
+	       "check clean cache");
+	ok(r.errors == 0 && r.notes == 0 && r.records == 1 && r.files == 1 &&
+		   r.bytes == t_len(&k, 3, MAXLEN) + CS_TRL_SIZE,
+	   "clean: 1 chunk, every byte read");
+	snprintf(p, sizeof(p), "%s/chunks/00/00000000", d);
+	flip_byte(p, 0);
+	is_int(cs_check(d, 0, report_cb, msg, &r, NULL, NULL), 0,
+	       "check flipped cache");
+	ok(r.errors == 1 && r.fixed == 0, "one error, not fixed");
+	ok(strstr(msg, "checksum mismatch") && strstr(msg, "chunk 4"),
+	   "report: %s", msg);
+	ok(file_exists(d, "chunks/00/00000000"), "check alone changed nothing");
+	is_int(cs_check(d, CS_CHECK_REPAIR, report_cb, msg, &r, NULL, NULL), 0,
+	       "repair");
+	ok(r.errors == 1 && r.fixed == 1 && r.records == 0,
+	   "repaired: chunk dropped");
+	is_int(cs_check(d, 0, NULL, NULL, &r, NULL, NULL), 0, "check again");
+	ok(r.errors == 0 && r.notes == 0 && r.clean, "clean after repair");
+	is_int(cs_check("/nonexistent/x", 0, NULL, NULL, &r, NULL, NULL),
+	       -ENOENT, "check missing folder: -ENOENT");
+	is_int(cs_check(d, 0x10, NULL, NULL, &r, NULL, NULL), -EINVAL,
+	       "check bad flags");
+}
+
+int
+main(void)
+{
+	t_mkdtemp(base, sizeof(base), "test");
+	plan(0);
+	test_crc();
+	test_create_open();
+	test_put_read();
+	test_working_copy();
+	test_file_ops();
+	test_damage();
+	test_data_files();
+	test_readonly();
+	test_full_disk();
+	test_threads();
+	test_check_repair();
+	t_rm_rf(base);
+	return done_testing();
+}
