@@ -58,7 +58,10 @@ _t_cleanup() {
 		for _ in $(seq 1 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
 		kill -KILL "$p" 2>/dev/null
 	done
-	[ -n "$_T_WATCHDOG" ] && kill "$_T_WATCHDOG" 2>/dev/null
+	if [ -n "$_T_WATCHDOG" ]; then
+		pkill -P "$_T_WATCHDOG" 2>/dev/null
+		kill "$_T_WATCHDOG" 2>/dev/null
+	fi
 	if [ "$rc" -eq 0 ] && [ "$T_FAIL" -eq 0 ] && [ -z "${T_KEEP:-}" ]; then
 		rm -rf "$T_DIR"
 	else
@@ -83,7 +86,10 @@ t_need_fuse() {
 
 t_timeout() {
 	local secs=${1:-300} me=$$
-	( sleep "$secs"; echo "# TIMEOUT after ${secs}s"; kill -TERM "$me" ) 2>/dev/null &
+	# The watchdog must not hold the test's stdout open, or "test | grep"
+	# would wait for the whole timeout.
+	( sleep "$secs"; echo "# TIMEOUT after ${secs}s" >>"$T_DIR/timeout.log"
+	  kill -TERM "$me" ) >/dev/null 2>&1 </dev/null &
 	_T_WATCHDOG=$!
 }
 

@@ -1,0 +1,328 @@
+/*
+ * cm.c - cairnd's context: the event loop thread, the job queue that
+ * carries parked requests to it, counters, and small shared helpers.
+ *
+ * It is the only place that starts or stops the loop thread; the modules
+ * it sets up (meta, fetch, events) live entirely on that thread.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "chunkstore/cs.h"
+#include "cm/cm.h"
+#include "cm/events.h"
+#include "cm/fetch.h"
+#include "cm/http.h"
+#include "cm/inode.h"
+#include "cm/meta.h"
+#include "cm/vc.h"
+#include "common/log.h"
+
+int
+cm_init(struct cm *cm, struct cm_config *cfg)
+{
+	memset(cm, 0, sizeof(*cm));
+	cm->cfg = *cfg;
+	memset(cfg, 0, sizeof(*cfg));
+	pthread_mutex_init(&cm->lock, NULL);
+	pthread_mutex_init(&cm->qlock, NULL);
+	TAILQ_INIT(&cm->queue);
+	atomic_init(&cm->online, 0);
+	return 0;
+}
+
+void
+cm_release(struct cm *cm)
+{
+	cm_config_release(&cm->cfg);
+	free(cm->token);
+	cm->token = NULL;
+	pthread_mutex_destroy(&cm->lock);
+	pthread_mutex_destroy(&cm->qlock);
+}
+
+/* Run every queued job; on the loop thread. */
+static void
+run_queue(evutil_socket_t fd, short what, void *arg)
+{
+	struct cm *cm = arg;
+	struct cm_jobq q;
+	struct cm_job *j;
+
+	(void)fd;
+	(void)what;
+	TAILQ_INIT(&q);
+	pthread_mutex_lock(&cm->qlock);
+	TAILQ_CONCAT(&q, &cm->queue, link);
+	pthread_mutex_unlock(&cm->qlock);
+	while ((j = TAILQ_FIRST(&q))) {
+		TAILQ_REMOVE(&q, j, link);
+		j->run(cm, j);
+	}
+}
+
+void
+cm_post(struct cm *cm, struct cm_job *job)
+{
+	pthread_mutex_lock(&cm->qlock);
+	TAILQ_INSERT_TAIL(&cm->queue, job, link);
+	pthread_mutex_unlock(&cm->qlock);
+	/* event_active() is thread-safe with evthread_use_pthreads(). */
+	event_active(cm->qev, EV_READ, 0);
+}
+
+int
+cm_loop_setup(struct cm *cm)
+{
+	struct http_config hc = {0};
+	int rc;
+
+	if (evthread_use_pthreads() < 0)
+		return -ENOMEM;
+	cm->base = event_base_new();
+	if (!cm->base)
+		return -ENOMEM;
+	cm->qev = event_new(cm->base, -1, EV_PERSIST, run_queue, cm);
+	if (!cm->qev)
+		return -ENOMEM;
+	hc.base_url = cm->cfg.server;
+	hc.token = cm->token;
+	hc.ca_file = cm->cfg.ca_file;
+	hc.max_parallel = cm->cfg.max_parallel;
+	hc.connect_timeout_ms = cm->cfg.fetch_timeout_ms < 3000
+					? (unsigned)cm->cfg.fetch_timeout_ms
+					: 3000;
+	hc.timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms;
+	cm->http = http_new(cm->base, &hc);
+	if (!cm->http)
+		return -errno;
+	rc = meta_new(cm);
+	if (rc == 0)
+		rc = fetch_new(cm);
+	return rc;
+}
+
+static void *
+loop_main(void *arg)
+{
+	struct cm *cm = arg;
+
+	event_base_dispatch(cm->base);
+	return NULL;
+}
+
+struct start_job {
+	struct cm_job job;
+	uint64_t since;
+};
+
+static void
+start_events(struct cm *cm, struct cm_job *job)
+{
+	struct start_job *sj = (struct start_job *)job;
+	int rc = ev_start(cm, sj->since);
+
+	if (rc < 0)
+		log_err(LOG_EV, "cannot follow events: %s", strerror(-rc));
+	free(sj);
+}
+
+int
+cm_loop_start(struct cm *cm)
+{
+	struct start_job *sj;
+	uint64_t seq = 0;
+	int rc;
+
+	vc_get_seq(cm->vc, &seq);
+	rc = pthread_create(&cm->loop_thread, NULL, loop_main, cm);
+	if (rc)
+		return -rc;
+	cm->loop_running = true;
+	sj = calloc(1, sizeof(*sj));
+	if (!sj)
+		return -ENOMEM;
+	sj->job.run = start_events;
+	sj->since = seq;
+	cm_post(cm, &sj->job);
+	return 0;
+}
+
+/* The last job: tear down on the loop thread, then leave the loop. */
+static void
+stop_job(struct cm *cm, struct cm_job *job)
+{
+	ev_stop(cm);
+	/* Cancels every transfer: parked requests are answered (EIO) from
+	 * their callbacks, inside this call. */
+	http_free(cm->http);
+	cm->http = NULL;
+	fetch_free(cm);
+	meta_free(cm);
+	ev_free(cm);
+	event_base_loopbreak(cm->base);
+	free(job);
+}
+
+void
+cm_loop_stop(struct cm *cm)
+{
+	struct cm_job *j;
+
+	if (cm->loop_running) {
+		j = calloc(1, sizeof(*j));
+		if (j) {
+			j->run = stop_job;
+			pthread_mutex_lock(&cm->qlock);
+			cm->stopping = true;
+			pthread_mutex_unlock(&cm->qlock);
+			cm_post(cm, j);
+			pthread_join(cm->loop_thread, NULL);
+		}
+		cm->loop_running = false;
+		/* Jobs posted after the stop job: run them so they fail. */
+		run_queue(-1, 0, cm);
+	} else {
+		http_free(cm->http);
+		cm->http = NULL;
+		fetch_free(cm);
+		meta_free(cm);
+		ev_free(cm);
+	}
+	if (cm->qev)
+		event_free(cm->qev);
+	cm->qev = NULL;
+	if (cm->base)
+		event_base_free(cm->base);
+	cm->base = NULL;
+}
+
+int
+cm_volinfo(struct cm *cm, struct proto_volinfo *vi)
+{
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&cm->lock);
+	if (cm->have_vi) {
+		*vi = cm->vi;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&cm->lock);
+	return rc;
+}
+
+#define LD(x) ((unsigned long long)atomic_load_explicit(&cm->st.x, \
+			memory_order_relaxed))
+
+size_t
+cm_stats_format(struct cm *cm, char *buf, size_t len)
+{
+	static const char *const kinds[CM_R_MAX] = {
+		"lookup", "getattr", "readdir", "open", "read",
+		"readlink", "xattr", "statfs", "other"};
+	struct cs_stats cs = {0};
+	size_t off = 0;
+	int n;
+
+	if (cm->cs)
+		cs_get_stats(cm->cs, &cs);
+#define P(...)                                                               \
+	do {                                                                 \
+		n = snprintf(buf + off, len - off, __VA_ARGS__);             \
+		if (n < 0 || (size_t)n >= len - off)                         \
+			return off;                                          \
+		off += (size_t)n;                                            \
+	} while (0)
+	if (len == 0)
+		return 0;
+	buf[0] = '\0';
+	P("online %d\n", atomic_load(&cm->online));
+	for (int i = 0; i < CM_R_MAX; i++)
+		P("req_%s %llu\n", kinds[i], LD(reqs[i]));
+	P("parked %llu\n", LD(parked));
+	P("chunk_hits %llu\n", LD(chunk_hits));
+	P("chunk_misses %llu\n", LD(chunk_misses));
+	P("chunks_fetched %llu\n", LD(chunks_fetched));
+	P("bytes_fetched %llu\n", LD(bytes_fetched));
+	P("prefetches %llu\n", LD(prefetches));
+	P("fetch_retries %llu\n", LD(fetch_retries));
+	P("fetch_errors %llu\n", LD(fetch_errors));
+	P("bad_chunks %llu\n", LD(bad_chunks));
+	P("stale_chunks %llu\n", LD(stale_chunks));
+	P("dir_fetches %llu\n", LD(dir_fetches));
+	P("getattr_requests %llu\n", LD(getattr_reqs));
+	P("getattr_fids %llu\n", LD(getattr_fids));
+	P("link_fetches %llu\n", LD(link_fetches));
+	P("xattr_fetches %llu\n", LD(xattr_fetches));
+	P("events %llu\n", LD(events));
+	P("event_reconnects %llu\n", LD(ev_reconnects));
+	P("revalidations %llu\n", LD(revalidations));
+	P("invalidations %llu\n", LD(invalidations));
+	P("inodes %zu\n", cm->ino ? ino_count(cm->ino) : (size_t)0);
+	P("cache_bytes_used %llu\n", (unsigned long long)cs.bytes_used);
+	P("cache_bytes_limit %llu\n", (unsigned long long)cs.bytes_limit);
+	P("cache_files_used %llu\n", (unsigned long long)cs.files_used);
+	P("cache_evictions %llu\n", (unsigned long long)cs.evictions);
+	P("chunk_size %u\n", cm->chunk_size);
+#undef P
+	return off;
+}
+
+int
+cm_http_errno(int err, long status, const char *body, size_t len)
+{
+	struct proto_error pe;
+
+	if (err)
+		return err == -ECANCELED ? -ECANCELED : -EIO;
+	if (status >= 200 && status < 300)
+		return 0;
+	if (status == 304)
+		return 0;
+	if (body && len && proto_error_decode(body, len, &pe) == 0 && pe.err)
+		return -pe.err;
+	if (status <= 0)
+		return -EIO;
+	return -proto_status_to_errno((int)status);
+}
+
+char *
+cm_read_token(const char *path)
+{
+	char buf[1024];
+	FILE *f;
+	size_t n;
+	char *p, *e;
+
+	f = fopen(path, "re");
+	if (!f)
+		return NULL;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = buf;
+	while (*p && isspace((unsigned char)*p))
+		p++;
+	e = p;
+	while (*e && !isspace((unsigned char)*e)) {
+		if (!isprint((unsigned char)*e)) {
+			errno = EINVAL;
+			return NULL;
+		}
+		e++;
+	}
+	*e = '\0';
+	if (!*p) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return strdup(p);
+}

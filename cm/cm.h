@@ -1,0 +1,230 @@
+/*
+ * cm.h - the shared context of cairnd: configuration, the stores, the event
+ * loop, the job queue that carries parked FUSE requests to the loop, and the
+ * counters. Every module of cm/ takes a struct cm *.
+ *
+ * Layer rule: FUSE-free (this header is part of libcm). The FUSE front
+ * (fuse_ops.c) plugs kernel notifications in through struct cm_kernel_ops,
+ * so the modules below it never include fuse_lowlevel.h.
+ *
+ * Threads (DESIGN.md "Data flow"):
+ *  - FUSE workers answer what the caches hold, at once. For a miss they
+ *    package the request as a struct cm_job and cm_post() it; they never
+ *    wait for the network.
+ *  - ONE loop thread runs @base: HTTP (http.h), the fetch engine, metadata
+ *    fetches, the event stream, and the jobs. Modules whose functions say
+ *    "loop thread only" keep their state unlocked for that reason.
+ *  - Kernel invalidations are queued by the loop and written to /dev/fuse
+ *    by a notifier thread of the FUSE front (doc/cm.md explains why not by
+ *    the loop itself: a parked lookup holds the directory's lock in the
+ *    kernel that an entry invalidation needs).
+ *
+ * Locks, outermost first: ino table lock (inode.h) > vc lock (vc.h) > cs
+ * (internal) > cm->lock. Nothing is called with cm->qlock held.
+ */
+#ifndef CAIRN_CM_CM_H
+#define CAIRN_CM_CM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "common/fid.h"
+#include "common/proto.h"
+
+struct cm;
+struct event;
+struct event_base;
+struct http_client;
+struct cs_store;
+struct vc;
+struct ino_table;
+struct meta;
+struct fetch;
+struct evstream;
+
+/* Settings of one cairnd, from the command line and cairn.conf(5). */
+struct cm_config {
+	char *server;	    /* base URL of cairn-vold */
+	char *volume;	    /* volume name */
+	char *token_file;   /* file holding the bearer token */
+	char *cache_dir;    /* chunk store + metadata cache */
+	char *mountpoint;
+	char *config_file;  /* what was loaded, or NULL */
+	char *fuse_opts;    /* extra -o options, comma-separated, or NULL */
+	char *ca_file;	    /* HTTPS CA bundle, or NULL */
+	uint64_t cache_size;	   /* bytes (cs limit) */
+	uint32_t chunk_size;	   /* bytes, for a new cache only */
+	uint64_t fetch_timeout_ms; /* bound on a miss */
+	double entry_timeout;	   /* seconds the kernel keeps names */
+	double attr_timeout;	   /* seconds the kernel keeps attributes */
+	unsigned max_parallel;	   /* HTTP transfers at once */
+	unsigned readahead_max;	   /* chunks of readahead per open file */
+	unsigned threads;	   /* FUSE worker threads (max idle) */
+	int log_level;
+	bool foreground;
+	bool use_syslog;
+};
+
+/* Default values (doc'd in cairnd(8)); fields not set stay NULL/0. */
+void cm_config_init(struct cm_config *c);
+void cm_config_release(struct cm_config *c);
+/*
+ * Set one setting by its long-option / ini key name ("server", "cache-size",
+ * "fetch-timeout", ...). @return 0, -ENOENT for an unknown key, -EINVAL for
+ * a bad value (a message goes to *why, a static string).
+ */
+int cm_config_set(struct cm_config *c, const char *key, const char *value,
+		  const char **why);
+/*
+ * Load an ini file (inih): keys as cm_config_set(), in the [cairnd]
+ * section or before any section. Keys in @skip (NULL-terminated list, may
+ * be NULL) are ignored, so the command line wins. @return 0 or -errno;
+ * on a bad line *line is its number.
+ */
+int cm_config_load(struct cm_config *c, const char *path,
+		   const char *const *skip, int *line);
+/* Check that the required settings are present. @return 0 or -EINVAL
+ * with *why naming the first missing one. */
+int cm_config_check(const struct cm_config *c, const char **why);
+
+/* Kinds of FUSE requests, for the per-kind counters. */
+enum cm_req_kind {
+	CM_R_LOOKUP,
+	CM_R_GETATTR,
+	CM_R_READDIR,
+	CM_R_OPEN,
+	CM_R_READ,
+	CM_R_READLINK,
+	CM_R_XATTR,
+	CM_R_STATFS,
+	CM_R_OTHER,
+	CM_R_MAX
+};
+
+/* Counters, relaxed atomics: any thread adds, cm_stats_format() reads. */
+struct cm_stats {
+	atomic_uint_fast64_t reqs[CM_R_MAX];
+	atomic_uint_fast64_t parked;	     /* requests that had to wait */
+	atomic_uint_fast64_t chunk_hits;     /* chunk reads served from cs */
+	atomic_uint_fast64_t chunk_misses;   /* chunk reads that waited */
+	atomic_uint_fast64_t chunks_fetched; /* verified and stored */
+	atomic_uint_fast64_t bytes_fetched;
+	atomic_uint_fast64_t prefetches;     /* fetches started by readahead */
+	atomic_uint_fast64_t fetch_retries;
+	atomic_uint_fast64_t fetch_errors;   /* fetches given up */
+	atomic_uint_fast64_t bad_chunks;     /* checksum/length mismatches */
+	atomic_uint_fast64_t stale_chunks;   /* 410 replies */
+	atomic_uint_fast64_t dir_fetches;
+	atomic_uint_fast64_t getattr_reqs;   /* POST getattr requests */
+	atomic_uint_fast64_t getattr_fids;
+	atomic_uint_fast64_t link_fetches;
+	atomic_uint_fast64_t xattr_fetches;
+	atomic_uint_fast64_t events;
+	atomic_uint_fast64_t ev_reconnects;
+	atomic_uint_fast64_t revalidations;
+	atomic_uint_fast64_t invalidations;  /* kernel notifications queued */
+};
+
+#define CM_STAT_ADD(cm, f, n) \
+	atomic_fetch_add_explicit(&(cm)->st.f, (n), memory_order_relaxed)
+#define CM_STAT_INC(cm, f) CM_STAT_ADD(cm, f, 1)
+
+/*
+ * Kernel notifications; set by the FUSE front, NULL-safe (a NULL hook is
+ * skipped). Called on the loop thread only; they queue and return.
+ */
+struct cm_kernel_ops {
+	/* Invalidate the attributes (@off < 0) or attributes and cached
+	 * data from @off for @len bytes (0 = to the end) of @ino. */
+	void (*inval_inode)(void *arg, uint64_t ino, int64_t off, int64_t len);
+	/* Drop the kernel's dentry @name in directory @parent. */
+	void (*inval_entry)(void *arg, uint64_t parent, const char *name,
+			    size_t len);
+	void *arg;
+};
+
+/*
+ * A unit of work for the loop thread. The poster allocates the job (usually
+ * embedded in a bigger struct); @run owns it from then on.
+ */
+struct cm_job {
+	TAILQ_ENTRY(cm_job) link;
+	void (*run)(struct cm *cm, struct cm_job *job);
+};
+TAILQ_HEAD(cm_jobq, cm_job);
+
+struct cm {
+	struct cm_config cfg;
+	char *token;		/* bearer token read from cfg.token_file */
+	uint32_t chunk_size;	/* of the open chunk store */
+
+	struct event_base *base;
+	struct http_client *http;   /* loop thread (submit: any) */
+	struct cs_store *cs;	    /* thread-safe */
+	struct vc *vc;		    /* thread-safe */
+	struct ino_table *ino;	    /* thread-safe (own lock) */
+	struct meta *meta;	    /* loop thread only */
+	struct fetch *fetch;	    /* loop thread only */
+	struct evstream *evs;	    /* loop thread only */
+	struct cm_kernel_ops kops;
+
+	pthread_mutex_t lock;
+	struct proto_volinfo vi;    /* protected by lock */
+	bool have_vi;		    /* protected by lock */
+
+	pthread_mutex_t qlock;
+	struct cm_jobq queue;	    /* protected by qlock */
+	bool stopping;		    /* protected by qlock */
+	struct event *qev;	    /* fired by cm_post() */
+	pthread_t loop_thread;
+	bool loop_running;
+
+	atomic_int online;	    /* last server contact worked */
+	struct cm_stats st;
+};
+
+/*
+ * Set up @cm's locks and queue; cfg is taken over (moved) from @cfg.
+ * @return 0 or -errno.
+ */
+int cm_init(struct cm *cm, struct cm_config *cfg);
+/*
+ * Create the event base (with pthreads support), the HTTP client and the
+ * loop's modules (meta, fetch, events), open nothing on disk. Stores must
+ * be open (cm->cs, cm->vc) before cm_loop_start(). @return 0 or -errno.
+ */
+int cm_loop_setup(struct cm *cm);
+/* Run the loop in a new thread; starts the event stream. */
+int cm_loop_start(struct cm *cm);
+/*
+ * Stop the loop: cancels every transfer (parked requests get EIO through
+ * their callbacks), joins the thread, frees the HTTP client and modules.
+ * Safe to call if the loop never started.
+ */
+void cm_loop_stop(struct cm *cm);
+void cm_release(struct cm *cm);
+
+/* Hand @job to the loop thread; any thread. Returns at once. After
+ * cm_loop_stop() began, jobs are run with cm->stopping set so they can
+ * fail their requests. */
+void cm_post(struct cm *cm, struct cm_job *job);
+
+/* The current volume information (copy). @return 0 or -ENOENT. */
+int cm_volinfo(struct cm *cm, struct proto_volinfo *vi);
+
+/* Write the counters as "name value\n" lines into @buf (at most @len
+ * bytes, NUL-terminated). @return the length. Any thread. */
+size_t cm_stats_format(struct cm *cm, char *buf, size_t len);
+
+/* Map an HTTP result (transport errno or status + error body) to a
+ * negative errno: what a FUSE request should see. */
+int cm_http_errno(int err, long status, const char *body, size_t len);
+
+/* Bearer token from a file: first line, trimmed. @return heap string or
+ * NULL + errno (EINVAL for an empty or binary file). */
+char *cm_read_token(const char *path);
+
+#endif /* CAIRN_CM_CM_H */

@@ -1,0 +1,655 @@
+/*
+ * fetch.c - chunk transfers and parked reads.
+ *
+ * The loop thread owns every transfer and parked read; FUSE workers only
+ * read the chunk store (fetch_read_cached) and post jobs. A transfer
+ * collects the body in a chunk-sized buffer while it streams in (its
+ * valid-bytes mark is @have), checks length and SHA-256 when it ends, hands
+ * the verified bytes to its waiters, then stores the chunk. Waiters are not
+ * answered from a partial body: bytes are served only once verified (see
+ * doc/cm.md "Why readers wait for the whole chunk").
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <openssl/evp.h>
+
+#include "chunkstore/cs.h"
+#include "cm/fetch.h"
+#include "cm/http.h"
+#include "cm/meta.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define FETCH_BUCKETS 256
+#define FETCH_MAX_INFLIGHT 64 /* readahead stops adding beyond this */
+#define READ_TRIES 4	       /* attribute refreshes of one parked read */
+
+struct xfer;
+
+/* One reader's interest in one chunk. */
+struct waiter {
+	struct waiter *next;
+	struct rd *rd;
+	uint64_t chunk;
+};
+
+struct xfer {
+	TAILQ_ENTRY(xfer) link;
+	struct cm *cm;
+	struct fid fid;
+	uint64_t dv, chunk, fsize;
+	uint32_t expect;   /* body length the chunk must have */
+	uint8_t *buf;
+	size_t have;	   /* valid bytes in buf */
+	bool overflow;
+	unsigned attempts;
+	uint64_t deadline; /* util_now_ms() bound for the whole fetch */
+	struct waiter *waiters;
+	struct http_req *req;
+	struct event *retry_ev;
+};
+TAILQ_HEAD(xferq, xfer);
+
+struct fetch {
+	struct xferq buckets[FETCH_BUCKETS];
+	size_t inflight;
+};
+
+/* A parked read. */
+struct rd {
+	struct cm_job job;
+	struct cm *cm;
+	struct fid fid;
+	uint64_t off;
+	size_t want;	/* bytes asked for */
+	void *req;
+	fetch_reply_fn reply;
+	uint64_t dv, fsize;
+	uint8_t *buf;
+	size_t len;	/* bytes this read returns (clipped to fsize) */
+	unsigned pending;
+	int err;
+	unsigned tries;
+	bool started;	/* chunks were requested at least once */
+};
+
+struct pf_job {
+	struct cm_job job;
+	struct fid fid;
+	uint64_t dv, fsize, first, last;
+};
+
+static void rd_start(struct cm *cm, struct rd *rd);
+
+static size_t
+bucket_of(const struct fid *fid, uint64_t dv, uint64_t chunk)
+{
+	uint64_t h = chunk * 0x9e3779b97f4a7c15ULL ^ dv;
+
+	h ^= (uint64_t)fid->oid[0] | (uint64_t)fid->oid[1] << 8 |
+	     (uint64_t)fid->oid[2] << 16;
+	return (size_t)(h % FETCH_BUCKETS);
+}
+
+static struct xfer *
+xfer_find(struct fetch *f, const struct fid *fid, uint64_t dv, uint64_t chunk)
+{
+	struct xfer *x;
+
+	TAILQ_FOREACH(x, &f->buckets[bucket_of(fid, dv, chunk)], link)
+	if (x->chunk == chunk && x->dv == dv && fid_eq(&x->fid, fid))
+		return x;
+	return NULL;
+}
+
+static void
+mkkey(struct cs_key *k, const struct fid *fid, uint64_t chunk)
+{
+	k->vol = fid->vol;
+	memcpy(k->fid, fid->oid, sizeof(k->fid));
+	k->chunk = chunk;
+}
+
+/* --- the hot path --- */
+
+ssize_t
+fetch_read_cached(struct cm *cm, const struct fid *fid, uint64_t dv,
+		  uint64_t off, void *buf, size_t len)
+{
+	uint32_t cs = cm->chunk_size;
+	struct cs_key k;
+	size_t done = 0;
+
+	mkkey(&k, fid, 0);
+	while (done < len) {
+		uint64_t pos = off + done;
+		uint32_t in = (uint32_t)(pos % cs);
+		size_t n = cs - in;
+		ssize_t got;
+
+		if (n > len - done)
+			n = len - done;
+		k.chunk = pos / cs;
+		got = cs_read(cm->cs, &k, dv, in, (uint8_t *)buf + done, n);
+		if (got < 0 || (size_t)got != n) {
+			CM_STAT_INC(cm, chunk_misses);
+			return -ENOENT;
+		}
+		CM_STAT_INC(cm, chunk_hits);
+		done += n;
+	}
+	return (ssize_t)len;
+}
+
+/* --- transfers --- */
+
+static void xfer_send(struct xfer *x);
+
+static void
+xfer_finish(struct xfer *x, int err)
+{
+	struct cm *cm = x->cm;
+	struct fetch *f = cm->fetch;
+	struct waiter *w = x->waiters, *nx;
+
+	TAILQ_REMOVE(&f->buckets[bucket_of(&x->fid, x->dv, x->chunk)], x,
+		     link);
+	f->inflight--;
+	x->waiters = NULL;
+	for (; w; w = nx) {
+		struct rd *rd = w->rd;
+
+		nx = w->next;
+		free(w);
+		if (rd->err == 0 && err)
+			rd->err = err;
+		if (!err) {
+			/* Copy this chunk's share of the read. */
+			uint64_t cstart = x->chunk * cm->chunk_size;
+			uint64_t a = rd->off > cstart ? rd->off : cstart;
+			uint64_t b = rd->off + rd->len;
+
+			if (b > cstart + x->have)
+				b = cstart + x->have;
+			if (b > a)
+				memcpy(rd->buf + (a - rd->off),
+				       x->buf + (a - cstart), b - a);
+		}
+		if (--rd->pending == 0)
+			rd_start(cm, rd);
+	}
+	if (!err) {
+		struct cs_key k;
+		int rc;
+
+		mkkey(&k, &x->fid, x->chunk);
+		rc = cs_put(cm->cs, &k, x->dv, x->buf, (uint32_t)x->have, 0);
+		if (rc < 0)
+			log_warn(LOG_FETCH, "cannot store chunk %llu: %s",
+				 (unsigned long long)x->chunk, strerror(-rc));
+	}
+	if (x->retry_ev)
+		event_free(x->retry_ev);
+	free(x->buf);
+	free(x);
+}
+
+static void
+xfer_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	xfer_send(arg);
+}
+
+/* Try again after a short backoff if attempts and time are left. */
+static void
+xfer_fail(struct xfer *x, int err, bool retriable)
+{
+	struct cm *cm = x->cm;
+	uint64_t now = util_now_ms(), delay;
+
+	delay = 100u << (x->attempts > 4 ? 4 : x->attempts);
+	if (retriable && x->attempts < FETCH_ATTEMPTS &&
+	    now + delay < x->deadline) {
+		struct timeval tv = {(time_t)(delay / 1000),
+				     (suseconds_t)(delay % 1000) * 1000};
+
+		CM_STAT_INC(cm, fetch_retries);
+		if (!x->retry_ev)
+			x->retry_ev = evtimer_new(cm->base, xfer_retry_cb, x);
+		if (x->retry_ev && evtimer_add(x->retry_ev, &tv) == 0)
+			return;
+	}
+	CM_STAT_INC(cm, fetch_errors);
+	xfer_finish(x, err);
+}
+
+static int
+xfer_data(void *arg, const void *data, size_t len)
+{
+	struct xfer *x = arg;
+
+	if (len > x->cm->chunk_size - x->have) {
+		x->overflow = true;
+		return 1;
+	}
+	memcpy(x->buf + x->have, data, len);
+	x->have += len;
+	return 0;
+}
+
+static bool
+sha_ok(const struct xfer *x, const char *hex)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	char got[2 * 32 + 1];
+
+	if (!hex || strlen(hex) != 64)
+		return false;
+	if (!EVP_Digest(x->buf, x->have, md, &mdlen, EVP_sha256(), NULL) ||
+	    mdlen != 32)
+		return false;
+	util_hex_encode(md, 32, got);
+	return strcasecmp(got, hex) == 0;
+}
+
+static void
+xfer_done(void *arg, const struct http_result *res)
+{
+	struct xfer *x = arg;
+	struct cm *cm = x->cm;
+	char fs[FID_STRLEN];
+	int err;
+
+	x->req = NULL;
+	fid_fmt(&x->fid, fs);
+	if (res->err == -ECANCELED && !x->overflow) {
+		xfer_finish(x, -EIO);
+		return;
+	}
+	if (res->err && !x->overflow) {
+		int was = atomic_exchange(&cm->online, 0);
+
+		if (was)
+			log_warn(LOG_FETCH, "server '%s' unreachable: %s",
+				 cm->cfg.server, strerror(-res->err));
+		xfer_fail(x, -EIO, true);
+		return;
+	}
+	atomic_store(&cm->online, 1);
+	if (res->status == 410 || res->status == 416) {
+		CM_STAT_INC(cm, stale_chunks);
+		xfer_finish(x, -ESTALE);
+		return;
+	}
+	if (res->status != 200 || x->overflow) {
+		err = x->overflow ? -EIO
+				  : cm_http_errno(0, res->status, NULL, 0);
+		log_warn(LOG_FETCH, "cannot fetch chunk %llu of '%s' dv %llu: "
+				    "%s",
+			 (unsigned long long)x->chunk, fs,
+			 (unsigned long long)x->dv,
+			 x->overflow ? "body longer than a chunk"
+				     : strerror(-err));
+		if (x->overflow)
+			CM_STAT_INC(cm, bad_chunks);
+		if (err == -ENOENT) {
+			xfer_finish(x, -ENOENT);
+			return;
+		}
+		xfer_fail(x, -EIO, true);
+		return;
+	}
+	if (res->file_size >= 0 && (uint64_t)res->file_size != x->fsize) {
+		/* Same DV, other size: our attributes are not the server's;
+		 * refresh them like a 410 would. */
+		log_warn(LOG_FETCH, "chunk %llu of '%s': server says size %lld, "
+				    "cached %llu",
+			 (unsigned long long)x->chunk, fs,
+			 (long long)res->file_size,
+			 (unsigned long long)x->fsize);
+		xfer_finish(x, -ESTALE);
+		return;
+	}
+	if (x->have != x->expect || !sha_ok(x, res->sha256)) {
+		CM_STAT_INC(cm, bad_chunks);
+		log_warn(LOG_FETCH, "chunk %llu of '%s' dv %llu: %s (attempt "
+				    "%u of %u); not stored",
+			 (unsigned long long)x->chunk, fs,
+			 (unsigned long long)x->dv,
+			 x->have != x->expect ? "wrong length"
+					      : "checksum mismatch",
+			 x->attempts, FETCH_ATTEMPTS);
+		xfer_fail(x, -EIO, true);
+		return;
+	}
+	CM_STAT_INC(cm, chunks_fetched);
+	CM_STAT_ADD(cm, bytes_fetched, x->have);
+	xfer_finish(x, 0);
+}
+
+static void
+xfer_send(struct xfer *x)
+{
+	struct cm *cm = x->cm;
+	char path[256];
+	uint64_t now = util_now_ms();
+	struct http_request r = {0};
+	int rc;
+
+	x->attempts++;
+	x->have = 0;
+	x->overflow = false;
+	rc = proto_chunk_path(path, sizeof(path), cm->cfg.volume, &x->fid,
+			      x->dv, x->chunk, cm->chunk_size);
+	if (rc < 0) {
+		xfer_finish(x, -EIO);
+		return;
+	}
+	r.method = "GET";
+	r.path = path;
+	r.timeout_ms = x->deadline > now ? (unsigned)(x->deadline - now) : 1;
+	r.on_data = xfer_data;
+	r.on_done = xfer_done;
+	r.arg = x;
+	x->req = http_submit(cm->http, &r);
+	if (!x->req)
+		xfer_fail(x, -EIO, false);
+}
+
+/* Find or start the transfer of a chunk; add @w (may be NULL). @return
+ * 0, -EAGAIN when @w is NULL and the in-flight limit is reached, -ENOMEM. */
+static int
+xfer_want(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
+	  uint64_t chunk, struct waiter *w)
+{
+	struct fetch *f = cm->fetch;
+	struct xfer *x = xfer_find(f, fid, dv, chunk);
+	uint64_t start = chunk * cm->chunk_size;
+
+	if (!x) {
+		if (!w && f->inflight >= FETCH_MAX_INFLIGHT)
+			return -EAGAIN;
+		x = calloc(1, sizeof(*x));
+		if (!x)
+			return -ENOMEM;
+		x->buf = malloc(cm->chunk_size);
+		if (!x->buf) {
+			free(x);
+			return -ENOMEM;
+		}
+		x->cm = cm;
+		x->fid = *fid;
+		x->dv = dv;
+		x->chunk = chunk;
+		x->fsize = fsize;
+		x->expect = fsize - start < cm->chunk_size
+				    ? (uint32_t)(fsize - start)
+				    : cm->chunk_size;
+		x->deadline = util_now_ms() + cm->cfg.fetch_timeout_ms;
+		TAILQ_INSERT_TAIL(&f->buckets[bucket_of(fid, dv, chunk)], x,
+				  link);
+		f->inflight++;
+		if (!w)
+			CM_STAT_INC(cm, prefetches);
+		xfer_send(x);
+		/* xfer_send may have failed and freed x already. */
+		x = xfer_find(f, fid, dv, chunk);
+		if (!x && w) {
+			w->rd->err = w->rd->err ? w->rd->err : -EIO;
+			return -EIO;
+		}
+	}
+	if (w && x) {
+		w->next = x->waiters;
+		x->waiters = w;
+	}
+	return 0;
+}
+
+/* --- parked reads --- */
+
+static void
+rd_reply(struct cm *cm, struct rd *rd, int err)
+{
+	(void)cm;
+	rd->reply(rd->req, rd->buf, err ? 0 : rd->len, err);
+	free(rd->buf);
+	free(rd);
+}
+
+static void
+rd_attr_cb(struct cm *cm, void *arg, int err)
+{
+	struct rd *rd = arg;
+
+	if (err) {
+		rd_reply(cm, rd, err == -ENOENT ? -ESTALE : -EIO);
+		return;
+	}
+	rd_start(cm, rd);
+}
+
+/*
+ * (Re)start a parked read: called first from the job, and again when the
+ * last chunk it waited for has arrived (pending == 0). If it has all its
+ * bytes, reply; if a chunk was stale, refresh the attributes and start over
+ * with the new DV; otherwise serve hits and wait for the misses.
+ */
+static void
+rd_start(struct cm *cm, struct rd *rd)
+{
+	struct proto_attr a;
+	uint64_t c0, c1;
+	int rc;
+
+	if (rd->started) {
+		/* Second entry: the chunks we waited for are in. */
+		if (rd->err == 0) {
+			rd_reply(cm, rd, 0);
+			return;
+		}
+		if (rd->err != -ESTALE || rd->tries >= READ_TRIES) {
+			rd_reply(cm, rd, rd->err == -ENOENT ? -ESTALE : -EIO);
+			return;
+		}
+		/* The DV moved under us: fetch the attributes again. */
+		rd->err = 0;
+		rd->started = false;
+		free(rd->buf);
+		rd->buf = NULL;
+		meta_drop_attr(cm, &rd->fid);
+	}
+	rd->tries++;
+	if (meta_cached_attr(cm, &rd->fid, &a) < 0) {
+		if (rd->tries > READ_TRIES) {
+			rd_reply(cm, rd, -EIO);
+			return;
+		}
+		meta_want_attr(cm, &rd->fid, rd_attr_cb, rd);
+		return;
+	}
+	if (a.type != PROTO_T_FILE) {
+		rd_reply(cm, rd, -EISDIR);
+		return;
+	}
+	rd->dv = a.dv;
+	rd->fsize = a.size;
+	rd->len = rd->off >= a.size ? 0
+		  : a.size - rd->off < rd->want ? (size_t)(a.size - rd->off)
+						 : rd->want;
+	rd->buf = malloc(rd->len ? rd->len : 1);
+	if (!rd->buf) {
+		rd_reply(cm, rd, -ENOMEM);
+		return;
+	}
+	if (rd->len == 0) {
+		rd_reply(cm, rd, 0);
+		return;
+	}
+	rd->started = true;
+	c0 = rd->off / cm->chunk_size;
+	c1 = (rd->off + rd->len - 1) / cm->chunk_size;
+	rd->pending = 1; /* held while we walk the chunks */
+	for (uint64_t c = c0; c <= c1; c++) {
+		uint64_t cstart = c * cm->chunk_size;
+		uint64_t a0 = rd->off > cstart ? rd->off : cstart;
+		uint64_t b0 = rd->off + rd->len;
+		struct cs_key k;
+		struct waiter *w;
+		ssize_t got;
+
+		if (b0 > cstart + cm->chunk_size)
+			b0 = cstart + cm->chunk_size;
+		mkkey(&k, &rd->fid, c);
+		got = cs_read(cm->cs, &k, rd->dv, (uint32_t)(a0 - cstart),
+			      rd->buf + (a0 - rd->off), b0 - a0);
+		if (got == (ssize_t)(b0 - a0)) {
+			CM_STAT_INC(cm, chunk_hits);
+			continue;
+		}
+		CM_STAT_INC(cm, chunk_misses);
+		w = calloc(1, sizeof(*w));
+		if (!w) {
+			rd->err = -ENOMEM;
+			break;
+		}
+		w->rd = rd;
+		w->chunk = c;
+		rd->pending++;
+		rc = xfer_want(cm, &rd->fid, rd->dv, rd->fsize, c, w);
+		if (rc < 0) {
+			rd->pending--;
+			free(w);
+			if (!rd->err)
+				rd->err = rc;
+			break;
+		}
+	}
+	if (--rd->pending == 0)
+		rd_start(cm, rd);
+}
+
+static void
+rd_job(struct cm *cm, struct cm_job *job)
+{
+	struct rd *rd = (struct rd *)job;
+
+	if (!cm->fetch) {
+		rd->reply(rd->req, NULL, 0, -EIO);
+		free(rd);
+		return;
+	}
+	rd_start(cm, rd);
+}
+
+int
+fetch_read_park(struct cm *cm, const struct fid *fid, uint64_t off,
+		size_t len, void *req, fetch_reply_fn reply)
+{
+	struct rd *rd = calloc(1, sizeof(*rd));
+
+	if (!rd)
+		return -ENOMEM;
+	rd->job.run = rd_job;
+	rd->cm = cm;
+	rd->fid = *fid;
+	rd->off = off;
+	rd->want = len;
+	rd->req = req;
+	rd->reply = reply;
+	CM_STAT_INC(cm, parked);
+	cm_post(cm, &rd->job);
+	return 0;
+}
+
+/* --- readahead --- */
+
+static void
+pf_run(struct cm *cm, struct cm_job *job)
+{
+	struct pf_job *p = (struct pf_job *)job;
+	uint64_t nchunks;
+
+	if (!cm->fetch || p->fsize == 0)
+		goto out;
+	nchunks = (p->fsize + cm->chunk_size - 1) / cm->chunk_size;
+	if (p->last >= nchunks)
+		p->last = nchunks - 1;
+	for (uint64_t c = p->first; c <= p->last; c++) {
+		struct cs_key k;
+		struct cs_info info;
+
+		if (xfer_find(cm->fetch, &p->fid, p->dv, c))
+			continue;
+		mkkey(&k, &p->fid, c);
+		if (cs_lookup(cm->cs, &k, &info) == 0 && info.dv == p->dv)
+			continue;
+		if (xfer_want(cm, &p->fid, p->dv, p->fsize, c, NULL) < 0)
+			break;
+	}
+out:
+	free(p);
+}
+
+void
+fetch_prefetch(struct cm *cm, const struct fid *fid, uint64_t dv,
+	       uint64_t fsize, uint64_t first, uint64_t last)
+{
+	struct pf_job *p;
+
+	if (first > last || first * cm->chunk_size >= fsize)
+		return;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return;
+	p->job.run = pf_run;
+	p->fid = *fid;
+	p->dv = dv;
+	p->fsize = fsize;
+	p->first = first;
+	p->last = last;
+	cm_post(cm, &p->job);
+}
+
+/* --- setup --- */
+
+int
+fetch_new(struct cm *cm)
+{
+	struct fetch *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -ENOMEM;
+	for (size_t i = 0; i < FETCH_BUCKETS; i++)
+		TAILQ_INIT(&f->buckets[i]);
+	cm->fetch = f;
+	return 0;
+}
+
+void
+fetch_free(struct cm *cm)
+{
+	struct fetch *f = cm->fetch;
+
+	if (!f)
+		return;
+	/* http_free() ran first, so transfers waiting for a reply are gone;
+	 * what is left waits for a retry timer. */
+	for (size_t i = 0; i < FETCH_BUCKETS; i++) {
+		struct xfer *x;
+
+		while ((x = TAILQ_FIRST(&f->buckets[i])))
+			xfer_finish(x, -EIO);
+	}
+	free(f);
+	cm->fetch = NULL;
+}

@@ -1,0 +1,69 @@
+/*
+ * fetch.h - cairnd's chunk fetch engine and read path.
+ *
+ * Layer rule: FUSE-free (libcm). A FUSE read reaches it as an opaque
+ * request pointer plus a reply function.
+ *
+ * Promises:
+ *  - A byte handed to a reader comes from a chunk whose whole body matched
+ *    the server's X-Cairn-SHA256 and expected length for that (FID, DV,
+ *    chunk) (DESIGN.md invariant 1), either just now or when it was stored
+ *    (the chunk store's CRC32C guards it on disk).
+ *  - One transfer per (FID, DV, chunk) at a time, shared by every reader
+ *    that waits for it and by readahead.
+ *  - A wrong checksum, a short or long body, or a malformed reply is never
+ *    stored; the chunk is tried FETCH_ATTEMPTS times in all, then every
+ *    waiter gets -EIO. Every miss is answered within the fetch timeout
+ *    (cfg.fetch_timeout_ms) plus the retry backoff.
+ *  - A 410 (the DV is no longer current) makes the reader refresh the
+ *    file's attributes and read the new DV.
+ */
+#ifndef CAIRN_CM_FETCH_H
+#define CAIRN_CM_FETCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cm/cm.h"
+
+#define FETCH_ATTEMPTS 3
+
+/* How a parked read is answered, on the loop thread, exactly once:
+ * @err 0 and @len bytes at @buf (0 at end of file), or a negative errno. */
+typedef void (*fetch_reply_fn)(void *req, const void *buf, size_t len,
+			       int err);
+
+/* Loop thread: set up / tear down (transfers are cancelled by http_free,
+ * which must run first). */
+int fetch_new(struct cm *cm);
+void fetch_free(struct cm *cm);
+
+/*
+ * Any thread, the hot path: copy [@off, @off+@len) of file @fid at @dv
+ * (size @fsize; the caller has clipped @len to it) from the chunk store
+ * into @buf. No allocation, no metadata access.
+ * @return @len when every chunk was there; -ENOENT when one is missing or
+ * stale (the caller parks the read); another -errno only for bad input.
+ */
+ssize_t fetch_read_cached(struct cm *cm, const struct fid *fid, uint64_t dv,
+			  uint64_t off, void *buf, size_t len);
+
+/*
+ * Any thread: park a read of @len bytes at @off of @fid; the loop looks at
+ * the file's current attributes, serves what is cached, fetches the rest,
+ * and calls @reply(@req, ...) once. @return 0, or -ENOMEM (then @reply is
+ * not called).
+ */
+int fetch_read_park(struct cm *cm, const struct fid *fid, uint64_t off,
+		    size_t len, void *req, fetch_reply_fn reply);
+
+/*
+ * Any thread: start fetching chunks @first..@last (inclusive) of @fid at
+ * @dv / @fsize that are neither cached nor in flight (readahead). Bounded:
+ * chunks beyond the in-flight limit are skipped.
+ */
+void fetch_prefetch(struct cm *cm, const struct fid *fid, uint64_t dv,
+		    uint64_t fsize, uint64_t first, uint64_t last);
+
+#endif /* CAIRN_CM_FETCH_H */

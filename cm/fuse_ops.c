@@ -1,0 +1,1373 @@
+/*
+ * fuse_ops.c - the FUSE low-level handlers of cairnd: thin, each one reads
+ * the caches and replies at once, or parks the request for the loop thread.
+ *
+ * It is not where data is fetched or caches are filled (meta.c, fetch.c),
+ * and mutations are not implemented yet: they reply EROFS from one place,
+ * mutation_refused(), where the replay log will plug in.
+ *
+ * The park/retry pattern: a handler fills a struct park with its
+ * arguments and calls its try_*() function. try_*() either replies (and
+ * returns 0) or says what it needs (returns 1 with p->need and p->need_fid
+ * set). On a worker a need turns into a heap copy of the park posted to the
+ * loop; the loop asks meta.c for the need and, when it is in the cache,
+ * calls the same try_*() again there. A park gets PARK_TRIES tries.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "chunkstore/cs.h"
+#include "cm/fetch.h"
+#include "cm/fuse_ops.h"
+#include "cm/inode.h"
+#include "cm/meta.h"
+#include "cm/vc.h"
+#include "common/log.h"
+
+#define PARK_TRIES 4
+#define STATS_XATTR "cairn.stats"
+#define READ_BUF_MAX (8u << 20)
+
+enum park_op {
+	P_LOOKUP,
+	P_GETATTR,
+	P_OPENDIR,
+	P_READDIR,
+	P_OPEN,
+	P_READLINK,
+	P_GETXATTR,
+	P_LISTXATTR,
+};
+
+enum need_kind { NEED_ATTR, NEED_DIR, NEED_LINK, NEED_XATTR };
+
+struct park {
+	struct cm_job job;
+	struct cm *cm;
+	fuse_req_t req;
+	enum park_op op;
+	fuse_ino_t ino;
+	char *name;
+	size_t size;
+	off_t off;
+	bool plus;
+	struct fuse_file_info fi;
+	unsigned tries;
+	enum need_kind need;
+	struct fid need_fid;
+};
+
+/* Per open file: what the read hot path needs without touching tdb. */
+struct cm_file {
+	struct ino_ent *e; /* held by an open count */
+	struct fid fid;
+	pthread_mutex_t mu;
+	uint64_t next_off;  /* protected by mu: end of the last read */
+	uint64_t last_chunk;/* protected by mu */
+	uint64_t ra_next;   /* protected by mu: chunks before it were asked */
+	uint64_t ra_dv;	    /* protected by mu */
+	unsigned window;    /* protected by mu: readahead in chunks */
+};
+
+static int try_op(struct cm *cm, struct park *p);
+
+static struct cm *
+req_cm(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void
+count(struct cm *cm, enum cm_req_kind k)
+{
+	atomic_fetch_add_explicit(&cm->st.reqs[k], 1, memory_order_relaxed);
+}
+
+/* --- attribute conversion --- */
+
+static void
+to_stat(struct cm *cm, const struct proto_attr *a, uint64_t ino,
+	struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	switch (a->type) {
+	case PROTO_T_DIR:
+		st->st_mode = S_IFDIR;
+		break;
+	case PROTO_T_SYMLINK:
+		st->st_mode = S_IFLNK;
+		break;
+	case PROTO_T_FIFO:
+		st->st_mode = S_IFIFO;
+		break;
+	default:
+		st->st_mode = S_IFREG;
+	}
+	st->st_mode |= a->mode & 07777;
+	st->st_nlink = (nlink_t)a->nlink;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_size = (off_t)a->size;
+	st->st_blksize = (blksize_t)cm->chunk_size;
+	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	st->st_atim.tv_sec = a->atime_ns / 1000000000;
+	st->st_atim.tv_nsec = a->atime_ns % 1000000000;
+	st->st_mtim.tv_sec = a->mtime_ns / 1000000000;
+	st->st_mtim.tv_nsec = a->mtime_ns % 1000000000;
+	st->st_ctim.tv_sec = a->ctime_ns / 1000000000;
+	st->st_ctim.tv_nsec = a->ctime_ns % 1000000000;
+	if (a->atime_ns < 0 && st->st_atim.tv_nsec) {
+		st->st_atim.tv_sec--;
+		st->st_atim.tv_nsec += 1000000000;
+	}
+	if (a->mtime_ns < 0 && st->st_mtim.tv_nsec) {
+		st->st_mtim.tv_sec--;
+		st->st_mtim.tv_nsec += 1000000000;
+	}
+	if (a->ctime_ns < 0 && st->st_ctim.tv_nsec) {
+		st->st_ctim.tv_sec--;
+		st->st_ctim.tv_nsec += 1000000000;
+	}
+}
+
+/* A stable d_ino for an entry the kernel has not looked up yet. */
+static uint64_t
+fid_hash_ino(const struct fid *f)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (int i = 0; i < FID_OID_LEN; i++)
+		h = (h ^ f->oid[i]) * 1099511628211ULL;
+	return h | (1ULL << 63);
+}
+
+static int
+need(struct park *p, enum need_kind k, const struct fid *fid)
+{
+	p->need = k;
+	p->need_fid = *fid;
+	return 1;
+}
+
+/* --- parking --- */
+
+static void park_free(struct park *p)
+{
+	free(p->name);
+	free(p);
+}
+
+static void
+park_resume(struct cm *cm, void *arg, int err)
+{
+	struct park *p = arg;
+
+	if (err) {
+		/* ENOENT of the object we needed: the object is gone.
+		 * Anything else (no answer, a bad reply): EIO. */
+		fuse_reply_err(p->req, err == -ENOENT	  ? ENOENT
+				       : err == -ENOTDIR ? ENOTDIR
+							  : EIO);
+		park_free(p);
+		return;
+	}
+	p->tries++;
+	if (try_op(cm, p) == 0) {
+		park_free(p);
+		return;
+	}
+	if (p->tries >= PARK_TRIES) {
+		log_warn(LOG_FUSE, "request still not answerable after %u "
+				   "fetches; giving up",
+			 p->tries);
+		fuse_reply_err(p->req, EIO);
+		park_free(p);
+		return;
+	}
+	p->job.run(cm, &p->job);
+}
+
+static void
+park_run(struct cm *cm, struct cm_job *job)
+{
+	struct park *p = (struct park *)job;
+
+	if (!cm->meta) {
+		fuse_reply_err(p->req, EIO);
+		park_free(p);
+		return;
+	}
+	switch (p->need) {
+	case NEED_ATTR:
+		meta_want_attr(cm, &p->need_fid, park_resume, p);
+		break;
+	case NEED_DIR:
+		meta_want_dir(cm, &p->need_fid, park_resume, p);
+		break;
+	case NEED_LINK:
+		meta_want_link(cm, &p->need_fid, park_resume, p);
+		break;
+	case NEED_XATTR:
+		meta_want_xattrs(cm, &p->need_fid, park_resume, p);
+		break;
+	}
+}
+
+/* From a worker: copy @p to the heap and hand it to the loop. */
+static void
+park(struct cm *cm, struct park *p)
+{
+	struct park *h = malloc(sizeof(*h));
+
+	if (!h) {
+		fuse_reply_err(p->req, ENOMEM);
+		return;
+	}
+	*h = *p;
+	h->name = NULL;
+	if (p->name) {
+		h->name = strdup(p->name);
+		if (!h->name) {
+			free(h);
+			fuse_reply_err(p->req, ENOMEM);
+			return;
+		}
+	}
+	h->job.run = park_run;
+	CM_STAT_INC(cm, parked);
+	cm_post(cm, &h->job);
+}
+
+static void
+run_or_park(struct cm *cm, struct park *p)
+{
+	if (try_op(cm, p) != 0)
+		park(cm, p);
+}
+
+/* --- lookup / getattr --- */
+
+/* Valid replies: fuse_reply_entry (positive or negative), fuse_reply_err. */
+static int
+try_lookup(struct cm *cm, struct park *p)
+{
+	struct fuse_entry_param e;
+	struct vc_dir *d;
+	struct proto_attr a;
+	struct fid pfid, cfid;
+	struct ino_ent *ent;
+	long idx;
+	int rc;
+
+	if (ino_fid(cm->ino, p->ino, &pfid) < 0) {
+		fuse_reply_err(p->req, ESTALE);
+		return 0;
+	}
+	rc = meta_cached_dir(cm, &pfid, &d);
+	if (rc == -ENOTDIR) {
+		fuse_reply_err(p->req, ENOTDIR);
+		return 0;
+	}
+	if (rc < 0)
+		return need(p, NEED_DIR, &pfid);
+	idx = vc_dir_find(d, p->name, strlen(p->name));
+	if (idx < 0) {
+		vc_dir_put(d);
+		/* A negative entry the kernel may keep: a later create on
+		 * the server sends a dir event and we invalidate the name. */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = cm->cfg.entry_timeout;
+		fuse_reply_entry(p->req, &e);
+		return 0;
+	}
+	cfid = d->ents[idx].fid;
+	vc_dir_put(d);
+	if (meta_cached_attr(cm, &cfid, &a) < 0)
+		return need(p, NEED_DIR, &pfid);
+	memset(&e, 0, sizeof(e));
+	ino_lock(cm->ino);
+	ent = ino_add_locked(cm->ino, &cfid);
+	if (ent) {
+		ent->nlookup++;
+		if (!ent->have_attr) {
+			ent->attr = a;
+			ent->have_attr = true;
+		}
+		e.ino = ent->ino;
+	}
+	ino_unlock(cm->ino);
+	if (!e.ino) {
+		fuse_reply_err(p->req, ENOMEM);
+		return 0;
+	}
+	to_stat(cm, &a, e.ino, &e.attr);
+	e.attr_timeout = cm->cfg.attr_timeout;
+	e.entry_timeout = cm->cfg.entry_timeout;
+	if (fuse_reply_entry(p->req, &e) != 0)
+		ino_forget(cm->ino, e.ino, 1);
+	return 0;
+}
+
+static void
+op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct cm *cm = req_cm(req);
+	struct park p = {.cm = cm, .req = req, .op = P_LOOKUP, .ino = parent,
+			 .name = (char *)name};
+
+	count(cm, CM_R_LOOKUP);
+	run_or_park(cm, &p);
+}
+
+/* Valid replies: fuse_reply_none. */
+static void
+op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	ino_forget(req_cm(req)->ino, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void
+op_forget_multi(fuse_req_t req, size_t count_, struct fuse_forget_data *f)
+{
+	struct cm *cm = req_cm(req);
+
+	for (size_t i = 0; i < count_; i++)
+		ino_forget(cm->ino, f[i].ino, f[i].nlookup);
+	fuse_reply_none(req);
+}
+
+/* Valid replies: fuse_reply_attr, fuse_reply_err. */
+static int
+try_getattr(struct cm *cm, struct park *p)
+{
+	struct proto_attr a;
+	struct fid fid;
+	struct stat st;
+
+	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
+		fuse_reply_err(p->req, ESTALE);
+		return 0;
+	}
+	if (meta_cached_attr(cm, &fid, &a) < 0)
+		return need(p, NEED_ATTR, &fid);
+	to_stat(cm, &a, p->ino, &st);
+	fuse_reply_attr(p->req, &st, cm->cfg.attr_timeout);
+	return 0;
+}
+
+static void
+op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct cm *cm = req_cm(req);
+	struct park p = {.cm = cm, .req = req, .op = P_GETATTR, .ino = ino};
+
+	(void)fi;
+	count(cm, CM_R_GETATTR);
+	run_or_park(cm, &p);
+}
+
+/* --- directories --- */
+
+/* Valid replies: fuse_reply_open, fuse_reply_err. */
+static int
+try_opendir(struct cm *cm, struct park *p)
+{
+	struct vc_dir *d;
+	struct ino_ent *e;
+	struct fid fid;
+	int rc;
+
+	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
+		fuse_reply_err(p->req, ESTALE);
+		return 0;
+	}
+	rc = meta_cached_dir(cm, &fid, &d);
+	if (rc == -ENOTDIR) {
+		fuse_reply_err(p->req, ENOTDIR);
+		return 0;
+	}
+	if (rc < 0)
+		return need(p, NEED_DIR, &fid);
+	p->fi.fh = (uintptr_t)d;
+	/* The kernel may cache the listing pages (we invalidate the inode
+	 * when the listing changes), and keep them across opens while the
+	 * listing's DV is the one it saw last time. */
+	p->fi.cache_readdir = 1;
+	ino_lock(cm->ino);
+	e = ino_get_locked(cm->ino, p->ino);
+	if (e) {
+		p->fi.keep_cache = e->opened && e->open_dv == d->dv;
+		e->opened = true;
+		e->open_dv = d->dv;
+	}
+	ino_unlock(cm->ino);
+	if (fuse_reply_open(p->req, &p->fi) != 0)
+		vc_dir_put(d);
+	return 0;
+}
+
+static void
+op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct cm *cm = req_cm(req);
+	struct park p = {.cm = cm, .req = req, .op = P_OPENDIR, .ino = ino,
+			 .fi = *fi};
+
+	count(cm, CM_R_READDIR);
+	run_or_park(cm, &p);
+}
+
+/*
+ * Valid replies: fuse_reply_buf, fuse_reply_err. Offsets: 1 is ".", 2 is
+ * "..", 3 + i is entry i of the snapshot taken at opendir, so offsets stay
+ * valid however the directory changes meanwhile. readdirplus counts a
+ * lookup for every entry it returns with an inode (not "." and "..",
+ * which the kernel does not link).
+ */
+static int
+try_readdir(struct cm *cm, struct park *p)
+{
+	struct vc_dir *d = (struct vc_dir *)(uintptr_t)p->fi.fh;
+	size_t size = p->size, used = 0;
+	char *buf;
+	off_t i;
+
+	if (!d) {
+		fuse_reply_err(p->req, EBADF);
+		return 0;
+	}
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(p->req, ENOMEM);
+		return 0;
+	}
+	for (i = p->off; i < (off_t)d->n + 2; i++) {
+		struct fuse_entry_param e;
+		const char *name;
+		size_t n;
+
+		memset(&e, 0, sizeof(e));
+		if (i < 2) {
+			name = i == 0 ? "." : "..";
+			e.attr.st_ino = p->ino;
+			e.attr.st_mode = S_IFDIR;
+		} else {
+			const struct vc_dirent *de = &d->ents[i - 2];
+			struct proto_attr a;
+
+			name = de->name;
+			if (!p->plus) {
+				uint64_t ino = ino_of(cm->ino, &de->fid);
+
+				e.attr.st_ino = ino ? ino
+						    : fid_hash_ino(&de->fid);
+				e.attr.st_mode =
+					de->type == PROTO_T_DIR	      ? S_IFDIR
+					: de->type == PROTO_T_SYMLINK ? S_IFLNK
+					: de->type == PROTO_T_FIFO    ? S_IFIFO
+								      : S_IFREG;
+			} else if (meta_cached_attr(cm, &de->fid, &a) < 0) {
+				if (p->tries == 0 && used == 0) {
+					/* One listing fetch brings every
+					 * entry's attributes at once. */
+					free(buf);
+					return need(p, NEED_DIR, &d->fid);
+				}
+				/* Still missing: a plain entry, no lookup. */
+				e.attr.st_ino = fid_hash_ino(&de->fid);
+				e.attr.st_mode = S_IFREG;
+			} else {
+				struct ino_ent *ent;
+
+				ino_lock(cm->ino);
+				ent = ino_add_locked(cm->ino, &de->fid);
+				e.ino = ent ? ent->ino : 0;
+				ino_unlock(cm->ino);
+				to_stat(cm, &a, e.ino, &e.attr);
+				if (e.ino) {
+					e.attr_timeout = cm->cfg.attr_timeout;
+					e.entry_timeout =
+						cm->cfg.entry_timeout;
+				} else {
+					e.attr.st_ino =
+						fid_hash_ino(&de->fid);
+				}
+			}
+		}
+		if (p->plus)
+			n = fuse_add_direntry_plus(p->req, buf + used,
+						   size - used, name, &e,
+						   i + 1);
+		else
+			n = fuse_add_direntry(p->req, buf + used, size - used,
+					      name, &e.attr, i + 1);
+		if (n > size - used)
+			break; /* not added: no lookup counted */
+		used += n;
+		if (p->plus && e.ino) {
+			struct ino_ent *ent;
+
+			ino_lock(cm->ino);
+			ent = ino_get_locked(cm->ino, e.ino);
+			if (ent)
+				ent->nlookup++;
+			ino_unlock(cm->ino);
+		}
+	}
+	fuse_reply_buf(p->req, buf, used);
+	free(buf);
+	return 0;
+}
+
+static void
+do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	   struct fuse_file_info *fi, bool plus)
+{
+	struct cm *cm = req_cm(req);
+	struct park p = {.cm = cm, .req = req, .op = P_READDIR, .ino = ino,
+			 .size = size, .off = off, .plus = plus, .fi = *fi};
+
+	count(cm, CM_R_READDIR);
+	run_or_park(cm, &p);
+}
+
+static void
+op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	   struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void
+op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+/* Valid replies: fuse_reply_err. */
+static void
+op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	vc_dir_put((struct vc_dir *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+/* --- files --- */
+
+/* Valid replies: fuse_reply_open, fuse_reply_err. */
+static int
+try_open(struct cm *cm, struct park *p)
+{
+	struct proto_attr a;
+	struct cm_file *f;
+	struct ino_ent *e;
+	struct fid fid;
+
+	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
+		fuse_reply_err(p->req, ESTALE);
+		return 0;
+	}
+	if (meta_cached_attr(cm, &fid, &a) < 0)
+		return need(p, NEED_ATTR, &fid);
+	if (a.type == PROTO_T_DIR) {
+		fuse_reply_err(p->req, EISDIR);
+		return 0;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		fuse_reply_err(p->req, ENOMEM);
+		return 0;
+	}
+	pthread_mutex_init(&f->mu, NULL);
+	f->fid = fid;
+	ino_lock(cm->ino);
+	e = ino_get_locked(cm->ino, p->ino);
+	if (e) {
+		e->nopen++;
+		/* Keep the page cache when the content is the one the
+		 * kernel cached at the last open: events invalidate it
+		 * precisely when it changes. */
+		p->fi.keep_cache = e->opened && e->open_dv == a.dv;
+		e->opened = true;
+		e->open_dv = a.dv;
+		f->e = e;
+	}
+	ino_unlock(cm->ino);
+	if (!e) {
+		pthread_mutex_destroy(&f->mu);
+		free(f);
+		fuse_reply_err(p->req, ESTALE);
+		return 0;
+	}
+	p->fi.fh = (uintptr_t)f;
+	if (fuse_reply_open(p->req, &p->fi) != 0) {
+		ino_close(cm->ino, e);
+		pthread_mutex_destroy(&f->mu);
+		free(f);
+	}
+	return 0;
+}
+
+static void
+op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct cm *cm = req_cm(req);
+	struct park p = {.cm = cm, .req = req, .op = P_OPEN, .ino = ino,
+			 .fi = *fi};
+
+	count(cm, CM_R_OPEN);
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	run_or_park(cm, &p);
+}
+
+static void
+read_reply(void *req, const void *buf, size_t len, int err)
+{
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_buf(req, buf, len);
+}
+
+/*
+ * Sequential readahead per open file: the window starts at 2 chunks when a
+ * reader goes forward, doubles each time it enters a new chunk, up to
+ * cfg.readahead_max; a jump resets it. Requests go out when the reader
+ * has used half of what was asked ahead.
+ */
+static void
+file_readahead(struct cm *cm, struct cm_file *f, uint64_t dv, uint64_t fsize,
+	  uint64_t off, size_t len)
+{
+	uint64_t cs = cm->chunk_size, c1 = (off + len - 1) / cs;
+	uint64_t first = 0, last = 0;
+	bool go = false;
+	/* Kernel readahead sends several reads at once, slightly out of
+	 * order: anything near the last end counts as sequential. */
+	bool seq = off + 4 * cs >= f->next_off && off <= f->next_off + 4 * cs;
+
+	if (cm->cfg.readahead_max == 0)
+		return;
+	pthread_mutex_lock(&f->mu);
+	if (f->ra_dv != dv) {
+		f->ra_dv = dv;
+		f->ra_next = 0;
+		f->window = 0;
+	}
+	if (seq) {
+		if (f->window == 0)
+			f->window = 2;
+		else if (c1 > f->last_chunk)
+			f->window = f->window * 2 > cm->cfg.readahead_max
+					    ? cm->cfg.readahead_max
+					    : f->window * 2;
+		if (c1 + 1 + f->window / 2 >= f->ra_next) {
+			first = c1 + 1 > f->ra_next ? c1 + 1 : f->ra_next;
+			last = c1 + f->window;
+			if (first <= last && first * cs < fsize) {
+				go = true;
+				f->ra_next = last + 1;
+			}
+		}
+	} else {
+		f->window = 0;
+	}
+	if (c1 > f->last_chunk || !seq)
+		f->last_chunk = c1;
+	if (off + len > f->next_off || !seq)
+		f->next_off = off + len;
+	pthread_mutex_unlock(&f->mu);
+	if (go)
+		fetch_prefetch(cm, &f->fid, dv, fsize, first, last);
+}
+
+/* Per worker thread read buffer, freed by the key's destructor when
+ * libfuse retires an idle worker. */
+struct tbuf {
+	char *p;
+	size_t len;
+};
+static pthread_key_t tbuf_key;
+static pthread_once_t tbuf_once = PTHREAD_ONCE_INIT;
+
+static void
+tbuf_free(void *arg)
+{
+	struct tbuf *t = arg;
+
+	free(t->p);
+	free(t);
+}
+
+static void
+tbuf_init(void)
+{
+	pthread_key_create(&tbuf_key, tbuf_free);
+}
+
+/* The calling thread's buffer of at least @len bytes, or NULL. */
+static char *
+tbuf_get(size_t len)
+{
+	struct tbuf *t;
+
+	pthread_once(&tbuf_once, tbuf_init);
+	t = pthread_getspecific(tbuf_key);
+	if (!t) {
+		t = calloc(1, sizeof(*t));
+		if (!t || pthread_setspecific(tbuf_key, t) != 0) {
+			free(t);
+			return NULL;
+		}
+	}
+	if (len > t->len) {
+		char *nb;
+
+		if (len > READ_BUF_MAX)
+			return NULL;
+		nb = realloc(t->p, len);
+		if (!nb)
+			return NULL;
+		t->p = nb;
+		t->len = len;
+	}
+	return t->p;
+}
+
+/* Valid replies: fuse_reply_buf, fuse_reply_err (possibly from the loop). */
+static void
+op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	struct fuse_file_info *fi)
+{
+	struct cm *cm = req_cm(req);
+	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
+	uint64_t dv = 0, fsize = 0;
+	bool have;
+	size_t len;
+	char *buf;
+	int rc;
+
+	(void)ino;
+	count(cm, CM_R_READ);
+	if (!f || off < 0) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	ino_lock(cm->ino);
+	have = f->e->have_attr;
+	if (have) {
+		dv = f->e->attr.dv;
+		fsize = f->e->attr.size;
+	}
+	ino_unlock(cm->ino);
+	if (!have)
+		goto park;
+	if ((uint64_t)off >= fsize) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	len = fsize - (uint64_t)off < size ? (size_t)(fsize - (uint64_t)off)
+					    : size;
+	file_readahead(cm, f, dv, fsize, (uint64_t)off, len);
+	buf = tbuf_get(len);
+	if (buf && fetch_read_cached(cm, &f->fid, dv, (uint64_t)off, buf,
+				     len) == (ssize_t)len) {
+		fuse_reply_buf(req, buf, len);
+		return;
+	}
+park:
+	rc = fetch_read_park(cm, &f->fid, (uint64_t)off, size, req,
+			     read_reply);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+}
+
+/* Valid replies: fuse_reply_err. */
+static void
+op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct cm *cm = req_cm(req);
+	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if (f) {
+		ino_close(cm->ino, f->e);
+		pthread_mutex_destroy(&f->mu);
+		free(f);
+	}
+	fuse_reply_err(req, 0);
+}
+
+/* Valid replies: fuse_reply_err (0: nothing to flush on a read-only
+ * mount yet; stores will report their errors here). */
+static void
+op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+/* --- symlinks --- */
+
+/* Valid replies: fuse_reply_readlink, fuse_reply_err. */
+static int
+try_readlink(struct cm *cm, struct park *p)
+{
+	struct fid fid;
+	char *target;
+
+	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
+		fuse_reply_err(p->req, ESTALE);
+		return 0;
+	}
+	if (vc_get_link(cm->vc, &fid, &target) < 0)
+		return need(p, NEED_LINK, &fid);
+	fuse_reply_readlink(p->req, target);
+	free(target);
+	return 0;
+}
+
+static void
+op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct cm *cm = req_cm(req);
+	struct park p = {.cm = cm, .req = req, .op = P_READLINK, .ino = ino};
+
+	count(cm, CM_R_READLINK);
+	run_or_park(cm, &p);
+}
+
+/* --- xattrs --- */
+
+static void
+reply_bytes(fuse_req_t req, size_t size, const void *v, size_t len)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, v, len);
+}
+
+/*
+ * Valid replies: fuse_reply_buf, fuse_reply_xattr (size query),
+ * fuse_reply_err (ERANGE, ENODATA). The root answers the virtual
+ * "cairn.stats" with the counters as text (doc/cm.md "Counters").
+ */
+static int
+try_xattr(struct cm *cm, struct park *p)
+{
+	struct proto_xattr *x = NULL;
+	struct proto_attr a;
+	struct fid fid;
+	int64_t stamp;
+	size_t n = 0;
+
+	if (p->op == P_GETXATTR && p->ino == INO_ROOT &&
+	    !strcmp(p->name, STATS_XATTR)) {
+		char buf[4096];
+		size_t len = cm_stats_format(cm, buf, sizeof(buf));
+
+		reply_bytes(p->req, p->size, buf, len);
+		return 0;
+	}
+	if (p->op == P_GETXATTR && strncmp(p->name, "user.", 5)) {
+		/* v1 stores the user namespace only: the ACL and security
+		 * lookups ls -l makes on every file need no fetch. */
+		fuse_reply_err(p->req, ENODATA);
+		return 0;
+	}
+	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
+		fuse_reply_err(p->req, ESTALE);
+		return 0;
+	}
+	if (meta_cached_attr(cm, &fid, &a) < 0)
+		return need(p, NEED_ATTR, &fid);
+	if (vc_get_xattrs(cm->vc, &fid, &stamp, &x, &n) < 0)
+		return need(p, NEED_XATTR, &fid);
+	if (stamp != a.ctime_ns) {
+		proto_xattrs_free(x, n);
+		return need(p, NEED_XATTR, &fid);
+	}
+	if (p->op == P_GETXATTR) {
+		size_t i;
+
+		for (i = 0; i < n; i++)
+			if (!strcmp(x[i].name, p->name))
+				break;
+		if (i == n)
+			fuse_reply_err(p->req, ENODATA);
+		else
+			reply_bytes(p->req, p->size, x[i].value, x[i].len);
+	} else {
+		size_t total = 0, off = 0;
+		char *list;
+
+		for (size_t i = 0; i < n; i++)
+			total += strlen(x[i].name) + 1;
+		list = malloc(total ? total : 1);
+		if (!list) {
+			fuse_reply_err(p->req, ENOMEM);
+		} else {
+			for (size_t i = 0; i < n; i++) {
+				size_t l = strlen(x[i].name) + 1;
+
+				memcpy(list + off, x[i].name, l);
+				off += l;
+			}
+			reply_bytes(p->req, p->size, list, total);
+			free(list);
+		}
+	}
+	proto_xattrs_free(x, n);
+	return 0;
+}
+
+static void
+op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct cm *cm = req_cm(req);
+	struct park p = {.cm = cm, .req = req, .op = P_GETXATTR, .ino = ino,
+			 .name = (char *)name, .size = size};
+
+	count(cm, CM_R_XATTR);
+	run_or_park(cm, &p);
+}
+
+static void
+op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct cm *cm = req_cm(req);
+	struct park p = {.cm = cm, .req = req, .op = P_LISTXATTR, .ino = ino,
+			 .size = size};
+
+	count(cm, CM_R_XATTR);
+	run_or_park(cm, &p);
+}
+
+/* --- the rest --- */
+
+/*
+ * Valid replies: fuse_reply_statfs. Blocks of 4 KiB: the volume's quota
+ * when it has one, else what it uses plus what the cache has free (the
+ * most a disconnected client could add).
+ */
+static void
+op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct cm *cm = req_cm(req);
+	struct proto_volinfo vi;
+	struct cs_stats cs;
+	struct statvfs sv;
+	uint64_t bs = 4096, total, used, ftotal, fused;
+
+	(void)ino;
+	count(cm, CM_R_STATFS);
+	memset(&vi, 0, sizeof(vi));
+	cm_volinfo(cm, &vi);
+	cs_get_stats(cm->cs, &cs);
+	used = vi.bytes_used;
+	total = vi.bytes_limit ? vi.bytes_limit
+			       : used + (cs.bytes_limit > cs.bytes_used
+						 ? cs.bytes_limit - cs.bytes_used
+						 : 0);
+	if (total < used)
+		total = used;
+	fused = vi.files_used;
+	ftotal = vi.files_limit ? vi.files_limit : fused + 1000000;
+	if (ftotal < fused)
+		ftotal = fused;
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = bs;
+	sv.f_frsize = bs;
+	sv.f_blocks = (fsblkcnt_t)((total + bs - 1) / bs);
+	sv.f_bfree = (fsblkcnt_t)((total - used) / bs);
+	sv.f_bavail = sv.f_bfree;
+	sv.f_files = (fsfilcnt_t)ftotal;
+	sv.f_ffree = (fsfilcnt_t)(ftotal - fused);
+	sv.f_favail = sv.f_ffree;
+	sv.f_namemax = PROTO_NAME_MAX;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* Valid replies: fuse_reply_err. With default_permissions the kernel does
+ * the checks; this only refuses writing. */
+static void
+op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	(void)ino;
+	count(req_cm(req), CM_R_OTHER);
+	fuse_reply_err(req, (mask & W_OK) ? EROFS : 0);
+}
+
+/*
+ * Every mutation, for now. NEEDSWORK: the replay log (cm/rlog.h) goes
+ * here: append the op, apply it to the caches, send it from the loop.
+ */
+static void
+mutation_refused(fuse_req_t req)
+{
+	count(req_cm(req), CM_R_OTHER);
+	fuse_reply_err(req, EROFS);
+}
+
+static void
+op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+	   struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)attr;
+	(void)to_set;
+	(void)fi;
+	mutation_refused(req);
+}
+
+static void
+op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+	 dev_t rdev)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)rdev;
+	mutation_refused(req);
+}
+
+static void
+op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	mutation_refused(req);
+}
+
+static void
+op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent;
+	(void)name;
+	mutation_refused(req);
+}
+
+static void
+op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+	   const char *name)
+{
+	(void)link;
+	(void)parent;
+	(void)name;
+	mutation_refused(req);
+}
+
+static void
+op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+	  fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	(void)parent;
+	(void)name;
+	(void)newparent;
+	(void)newname;
+	(void)flags;
+	mutation_refused(req);
+}
+
+static void
+op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+	const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	mutation_refused(req);
+}
+
+static void
+op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+	 off_t off, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)buf;
+	(void)size;
+	(void)off;
+	(void)fi;
+	mutation_refused(req);
+}
+
+static void
+op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+	  struct fuse_file_info *fi)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)fi;
+	mutation_refused(req);
+}
+
+static void
+op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+	    const char *value, size_t size, int flags)
+{
+	(void)ino;
+	(void)name;
+	(void)value;
+	(void)size;
+	(void)flags;
+	mutation_refused(req);
+}
+
+static void
+op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino;
+	(void)name;
+	mutation_refused(req);
+}
+
+static void
+op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+	     off_t length, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)mode;
+	(void)offset;
+	(void)length;
+	(void)fi;
+	mutation_refused(req);
+}
+
+static void
+op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct cm *cm = userdata;
+
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
+		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* max_readahead stays what the kernel offers (it can only be
+	 * lowered here); our own readahead fetches further ahead. */
+	(void)cm;
+	log_info(LOG_FUSE, "fuse protocol %u.%u, max_readahead %u",
+		 conn->proto_major, conn->proto_minor, conn->max_readahead);
+}
+
+static int
+try_op(struct cm *cm, struct park *p)
+{
+	switch (p->op) {
+	case P_LOOKUP:
+		return try_lookup(cm, p);
+	case P_GETATTR:
+		return try_getattr(cm, p);
+	case P_OPENDIR:
+		return try_opendir(cm, p);
+	case P_READDIR:
+		return try_readdir(cm, p);
+	case P_OPEN:
+		return try_open(cm, p);
+	case P_READLINK:
+		return try_readlink(cm, p);
+	case P_GETXATTR:
+	case P_LISTXATTR:
+		return try_xattr(cm, p);
+	}
+	fuse_reply_err(p->req, ENOSYS);
+	return 0;
+}
+
+const struct fuse_lowlevel_ops fops_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_unlink,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.access = op_access,
+	.create = op_create,
+	.fallocate = op_fallocate,
+};
+
+/* --- the notifier thread --- */
+
+struct note {
+	TAILQ_ENTRY(note) link;
+	bool entry;
+	uint64_t ino;
+	int64_t off, len;
+	size_t namelen;
+	char name[];
+};
+TAILQ_HEAD(noteq, note);
+
+struct notifier {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct noteq q;	  /* protected by mu */
+	bool stop;	  /* protected by mu */
+	pthread_t thread;
+	bool started;
+	struct fuse_session *se;
+};
+
+static struct notifier g_nt;
+
+static void
+nt_push(struct note *n)
+{
+	pthread_mutex_lock(&g_nt.mu);
+	if (g_nt.stop) {
+		pthread_mutex_unlock(&g_nt.mu);
+		free(n);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&g_nt.q, n, link);
+	pthread_cond_signal(&g_nt.cv);
+	pthread_mutex_unlock(&g_nt.mu);
+}
+
+static void
+nt_inval_inode(void *arg, uint64_t ino, int64_t off, int64_t len)
+{
+	struct note *n = calloc(1, sizeof(*n));
+
+	(void)arg;
+	if (!n)
+		return;
+	n->ino = ino;
+	n->off = off;
+	n->len = len;
+	nt_push(n);
+}
+
+static void
+nt_inval_entry(void *arg, uint64_t parent, const char *name, size_t len)
+{
+	struct note *n = calloc(1, sizeof(*n) + len + 1);
+
+	(void)arg;
+	if (!n)
+		return;
+	n->entry = true;
+	n->ino = parent;
+	n->namelen = len;
+	memcpy(n->name, name, len);
+	nt_push(n);
+}
+
+static void *
+nt_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&g_nt.mu);
+	for (;;) {
+		struct note *n;
+		int rc;
+
+		while (!g_nt.stop && TAILQ_EMPTY(&g_nt.q))
+			pthread_cond_wait(&g_nt.cv, &g_nt.mu);
+		if (g_nt.stop)
+			break;
+		n = TAILQ_FIRST(&g_nt.q);
+		TAILQ_REMOVE(&g_nt.q, n, link);
+		pthread_mutex_unlock(&g_nt.mu);
+		if (n->entry)
+			rc = fuse_lowlevel_notify_inval_entry(
+				g_nt.se, n->ino, n->name, n->namelen);
+		else
+			rc = fuse_lowlevel_notify_inval_inode(g_nt.se, n->ino,
+							      n->off, n->len);
+		/* -ENOENT: the kernel had already dropped it. */
+		if (rc < 0 && rc != -ENOENT)
+			log_debug(LOG_FUSE, "cannot invalidate inode %llu: %s",
+				  (unsigned long long)n->ino, strerror(-rc));
+		free(n);
+		pthread_mutex_lock(&g_nt.mu);
+	}
+	pthread_mutex_unlock(&g_nt.mu);
+	return NULL;
+}
+
+int
+fops_notifier_start(struct cm *cm, struct fuse_session *se)
+{
+	int rc;
+
+	pthread_mutex_init(&g_nt.mu, NULL);
+	pthread_cond_init(&g_nt.cv, NULL);
+	TAILQ_INIT(&g_nt.q);
+	g_nt.stop = false;
+	g_nt.se = se;
+	rc = pthread_create(&g_nt.thread, NULL, nt_main, NULL);
+	if (rc)
+		return -rc;
+	g_nt.started = true;
+	cm->kops.inval_inode = nt_inval_inode;
+	cm->kops.inval_entry = nt_inval_entry;
+	cm->kops.arg = NULL;
+	return 0;
+}
+
+void
+fops_notifier_stop(struct cm *cm)
+{
+	struct note *n;
+
+	cm->kops.inval_inode = NULL;
+	cm->kops.inval_entry = NULL;
+	if (!g_nt.started)
+		return;
+	g_nt.started = false;
+	pthread_mutex_lock(&g_nt.mu);
+	g_nt.stop = true;
+	pthread_cond_signal(&g_nt.cv);
+	pthread_mutex_unlock(&g_nt.mu);
+	pthread_join(g_nt.thread, NULL);
+	while ((n = TAILQ_FIRST(&g_nt.q))) {
+		TAILQ_REMOVE(&g_nt.q, n, link);
+		free(n);
+	}
+}

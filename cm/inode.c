@@ -1,0 +1,289 @@
+/*
+ * inode.c - FUSE inode number <-> FID table with lookup counts.
+ *
+ * Two chained hash tables over the same entries (by number, by FID) that
+ * grow by doubling. It does not load or fetch anything: callers fill the
+ * per-entry state from the metadata cache.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm/inode.h"
+#include "cm/vc.h"
+
+struct ino_table {
+	pthread_mutex_t lock;
+	struct ino_ent **by_ino; /* protected by lock */
+	struct ino_ent **by_fid; /* protected by lock */
+	size_t nbuckets;	 /* protected by lock; a power of two */
+	size_t count;		 /* protected by lock */
+	uint64_t next_ino;	 /* protected by lock */
+};
+
+static size_t
+hash_ino(uint64_t ino)
+{
+	ino ^= ino >> 33;
+	ino *= 0xff51afd7ed558ccdULL;
+	ino ^= ino >> 33;
+	return (size_t)ino;
+}
+
+static size_t
+hash_fid(const struct fid *f)
+{
+	uint64_t h = 1469598103934665603ULL ^ f->vol;
+
+	/* Object ids are random: a few of their bytes hash well enough. */
+	for (int i = 0; i < FID_OID_LEN; i++)
+		h = (h ^ f->oid[i]) * 1099511628211ULL;
+	return (size_t)h;
+}
+
+static int
+table_grow(struct ino_table *t)
+{
+	size_t nb = t->nbuckets * 2;
+	struct ino_ent **bi = calloc(nb, sizeof(*bi));
+	struct ino_ent **bf = calloc(nb, sizeof(*bf));
+
+	if (!bi || !bf) {
+		free(bi);
+		free(bf);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < t->nbuckets; i++) {
+		struct ino_ent *e = t->by_ino[i], *nx;
+
+		for (; e; e = nx) {
+			size_t h = hash_ino(e->ino) & (nb - 1);
+
+			nx = e->next_ino;
+			e->next_ino = bi[h];
+			bi[h] = e;
+		}
+		for (e = t->by_fid[i]; e; e = nx) {
+			size_t h = hash_fid(&e->fid) & (nb - 1);
+
+			nx = e->next_fid;
+			e->next_fid = bf[h];
+			bf[h] = e;
+		}
+	}
+	free(t->by_ino);
+	free(t->by_fid);
+	t->by_ino = bi;
+	t->by_fid = bf;
+	t->nbuckets = nb;
+	return 0;
+}
+
+static struct ino_ent *
+insert(struct ino_table *t, const struct fid *fid, uint64_t ino)
+{
+	struct ino_ent *e;
+	size_t h;
+
+	if (t->count >= t->nbuckets && table_grow(t) < 0)
+		return NULL;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->ino = ino;
+	e->fid = *fid;
+	h = hash_ino(ino) & (t->nbuckets - 1);
+	e->next_ino = t->by_ino[h];
+	t->by_ino[h] = e;
+	h = hash_fid(fid) & (t->nbuckets - 1);
+	e->next_fid = t->by_fid[h];
+	t->by_fid[h] = e;
+	t->count++;
+	return e;
+}
+
+static void
+unlink_free(struct ino_table *t, struct ino_ent *e)
+{
+	struct ino_ent **pp;
+
+	pp = &t->by_ino[hash_ino(e->ino) & (t->nbuckets - 1)];
+	while (*pp && *pp != e)
+		pp = &(*pp)->next_ino;
+	if (*pp)
+		*pp = e->next_ino;
+	pp = &t->by_fid[hash_fid(&e->fid) & (t->nbuckets - 1)];
+	while (*pp && *pp != e)
+		pp = &(*pp)->next_fid;
+	if (*pp)
+		*pp = e->next_fid;
+	t->count--;
+	vc_dir_put(e->dir);
+	free(e);
+}
+
+struct ino_table *
+ino_new(const struct fid *root)
+{
+	struct ino_table *t = calloc(1, sizeof(*t));
+	struct ino_ent *r;
+
+	if (!t)
+		return NULL;
+	pthread_mutex_init(&t->lock, NULL);
+	t->nbuckets = 1024;
+	t->by_ino = calloc(t->nbuckets, sizeof(*t->by_ino));
+	t->by_fid = calloc(t->nbuckets, sizeof(*t->by_fid));
+	if (!t->by_ino || !t->by_fid)
+		goto fail;
+	r = insert(t, root, INO_ROOT);
+	if (!r)
+		goto fail;
+	r->nlookup = 1; /* the kernel never forgets the root */
+	t->next_ino = INO_ROOT + 1;
+	return t;
+fail:
+	ino_free(t);
+	errno = ENOMEM;
+	return NULL;
+}
+
+void
+ino_free(struct ino_table *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; t->by_ino && i < t->nbuckets; i++) {
+		struct ino_ent *e = t->by_ino[i], *nx;
+
+		for (; e; e = nx) {
+			nx = e->next_ino;
+			vc_dir_put(e->dir);
+			free(e);
+		}
+	}
+	free(t->by_ino);
+	free(t->by_fid);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+void
+ino_lock(struct ino_table *t)
+{
+	pthread_mutex_lock(&t->lock);
+}
+
+void
+ino_unlock(struct ino_table *t)
+{
+	pthread_mutex_unlock(&t->lock);
+}
+
+struct ino_ent *
+ino_get_locked(struct ino_table *t, uint64_t ino)
+{
+	struct ino_ent *e = t->by_ino[hash_ino(ino) & (t->nbuckets - 1)];
+
+	while (e && e->ino != ino)
+		e = e->next_ino;
+	return e;
+}
+
+struct ino_ent *
+ino_find_locked(struct ino_table *t, const struct fid *fid)
+{
+	struct ino_ent *e = t->by_fid[hash_fid(fid) & (t->nbuckets - 1)];
+
+	while (e && !fid_eq(&e->fid, fid))
+		e = e->next_fid;
+	return e;
+}
+
+struct ino_ent *
+ino_add_locked(struct ino_table *t, const struct fid *fid)
+{
+	struct ino_ent *e = ino_find_locked(t, fid);
+
+	if (e)
+		return e;
+	e = insert(t, fid, t->next_ino);
+	if (e)
+		t->next_ino++;
+	return e;
+}
+
+static void
+maybe_free(struct ino_table *t, struct ino_ent *e)
+{
+	if (e->nlookup == 0 && e->nopen == 0 && e->ino != INO_ROOT)
+		unlink_free(t, e);
+}
+
+void
+ino_forget(struct ino_table *t, uint64_t ino, uint64_t n)
+{
+	struct ino_ent *e;
+
+	pthread_mutex_lock(&t->lock);
+	e = ino_get_locked(t, ino);
+	if (e && e->ino != INO_ROOT) {
+		e->nlookup = n > e->nlookup ? 0 : e->nlookup - n;
+		maybe_free(t, e);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void
+ino_close(struct ino_table *t, struct ino_ent *e)
+{
+	pthread_mutex_lock(&t->lock);
+	if (e->nopen > 0)
+		e->nopen--;
+	maybe_free(t, e);
+	pthread_mutex_unlock(&t->lock);
+}
+
+int
+ino_fid(struct ino_table *t, uint64_t ino, struct fid *fid)
+{
+	struct ino_ent *e;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&t->lock);
+	e = ino_get_locked(t, ino);
+	if (e) {
+		*fid = e->fid;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+uint64_t
+ino_of(struct ino_table *t, const struct fid *fid)
+{
+	struct ino_ent *e;
+	uint64_t ino = 0;
+
+	pthread_mutex_lock(&t->lock);
+	e = ino_find_locked(t, fid);
+	if (e)
+		ino = e->ino;
+	pthread_mutex_unlock(&t->lock);
+	return ino;
+}
+
+size_t
+ino_count(struct ino_table *t)
+{
+	size_t n;
+
+	pthread_mutex_lock(&t->lock);
+	n = t->count;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}

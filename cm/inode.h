@@ -1,0 +1,80 @@
+/*
+ * inode.h - the table between FUSE inode numbers and FIDs, with the kernel's
+ * lookup counts, and the in-memory state cairnd keeps per known inode (the
+ * attributes last seen, the current listing snapshot of a directory).
+ *
+ * Layer rule: FUSE-free (libcm); inode numbers are plain uint64_t.
+ *
+ * Invariants:
+ *  1. One FID has at most one inode number and the other way round, so hard
+ *     links show one inode. Numbers are never reused while cairnd runs.
+ *  2. Inode 1 (FUSE_ROOT_ID) is the volume root and is never forgotten.
+ *  3. An entry lives while the kernel holds a lookup on it (nlookup > 0) or
+ *     a file handle is open on it (nopen > 0); then it is freed, and with it
+ *     its reference to a listing snapshot.
+ *
+ * Threads: one mutex guards the table and every field of every entry.
+ * Functions named *_locked need it held (ino_lock()); others take it. An
+ * entry pointer stays valid while the lock is held, or while the caller
+ * holds an open count on it (ino_open()/ino_close()).
+ */
+#ifndef CAIRN_CM_INODE_H
+#define CAIRN_CM_INODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/fid.h"
+#include "common/proto.h"
+
+#define INO_ROOT 1
+
+struct vc_dir;
+
+struct ino_ent {
+	uint64_t ino;
+	struct fid fid;
+	uint64_t nlookup;	   /* kernel lookups not yet forgotten */
+	unsigned nopen;		   /* open file/dir handles */
+	bool have_attr;		   /* @attr is the current known state */
+	struct proto_attr attr;
+	struct vc_dir *dir;	   /* current listing (a reference), or NULL */
+	bool opened;		   /* opened before: @open_dv is meaningful */
+	uint64_t open_dv;	   /* DV at the last open (keep_cache) */
+	struct ino_ent *next_ino;  /* hash chains */
+	struct ino_ent *next_fid;
+};
+
+struct ino_table;
+
+/* A table whose root (inode 1) is @root. NULL + errno on failure. */
+struct ino_table *ino_new(const struct fid *root);
+/* Free every entry; NULL ok. */
+void ino_free(struct ino_table *t);
+
+void ino_lock(struct ino_table *t);
+void ino_unlock(struct ino_table *t);
+
+/* The entry of inode @ino, or NULL. */
+struct ino_ent *ino_get_locked(struct ino_table *t, uint64_t ino);
+/* The entry of @fid, or NULL. */
+struct ino_ent *ino_find_locked(struct ino_table *t, const struct fid *fid);
+/* The entry of @fid, created with nlookup 0 if missing; NULL on ENOMEM. */
+struct ino_ent *ino_add_locked(struct ino_table *t, const struct fid *fid);
+
+/* Drop @n lookups of @ino (FUSE forget); frees the entry when unused. */
+void ino_forget(struct ino_table *t, uint64_t ino, uint64_t n);
+/* Drop one open count taken by the caller (entry->nopen++ under the lock);
+ * frees the entry when unused. */
+void ino_close(struct ino_table *t, struct ino_ent *e);
+
+/* The FID of @ino. @return 0 or -ENOENT (the kernel used a forgotten or
+ * unknown number: a bug, or a hostile /dev/fuse client). */
+int ino_fid(struct ino_table *t, uint64_t ino, struct fid *fid);
+/* The inode number of @fid, 0 if unknown. */
+uint64_t ino_of(struct ino_table *t, const struct fid *fid);
+/* Number of entries. */
+size_t ino_count(struct ino_table *t);
+
+#endif /* CAIRN_CM_INODE_H */

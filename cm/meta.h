@@ -1,0 +1,75 @@
+/*
+ * meta.h - metadata for cairnd: what the caches hold (any thread) and the
+ * asynchronous fetches that fill them (loop thread): volume info, whole
+ * directory listings (readdirplus), bulk getattr, symlink targets, xattrs;
+ * plus the one place where news about an object (a fresh attribute, an
+ * event) turns into dropped cache entries and kernel invalidations.
+ *
+ * Layer rule: FUSE-free (libcm).
+ *
+ * Freshness rules (doc/cm.md "Freshness"):
+ *  - a listing is current iff its DV equals the directory's cached DV;
+ *  - chunks are current iff tagged with the file's cached DV;
+ *  - xattrs are current iff stamped with the object's cached ctime;
+ *  - symlink targets never change;
+ *  - cached attributes are trusted until an event, a 410, or a bulk
+ *    revalidation says otherwise.
+ *
+ * Requests for the same thing are shared: one transfer per (kind, FID),
+ * and attribute requests of one loop iteration go out as one POST getattr
+ * of up to PROTO_GETATTR_MAX FIDs.
+ */
+#ifndef CAIRN_CM_META_H
+#define CAIRN_CM_META_H
+
+#include <stdint.h>
+
+#include "cm/cm.h"
+
+struct vc_dir;
+struct proto_event;
+
+/* Completion of a want: @err is 0 (the cache now holds it) or a negative
+ * errno (-ENOENT: the object is gone; -EIO, -ETIMEDOUT: no answer).
+ * Runs on the loop thread. */
+typedef void (*meta_cb)(struct cm *cm, void *arg, int err);
+
+/* Loop thread: set up / tear down (pending wants get -ECANCELED). */
+int meta_new(struct cm *cm);
+void meta_free(struct cm *cm);
+
+/* Loop thread: fetch into the caches, then call @cb (may be NULL). */
+void meta_want_attr(struct cm *cm, const struct fid *fid, meta_cb cb,
+		    void *arg);
+void meta_want_dir(struct cm *cm, const struct fid *fid, meta_cb cb,
+		   void *arg);
+void meta_want_link(struct cm *cm, const struct fid *fid, meta_cb cb,
+		    void *arg);
+void meta_want_xattrs(struct cm *cm, const struct fid *fid, meta_cb cb,
+		      void *arg);
+
+/* Loop thread: bulk getattr of every FID in the metadata cache, applying
+ * what changed (after a reset or a broken event stream). */
+void meta_revalidate_all(struct cm *cm);
+
+/* Loop thread: apply one event of the stream. */
+void meta_event(struct cm *cm, const struct proto_event *e);
+
+/* Loop thread: the server said @fid's chunk at DV is stale (410): forget
+ * the cached attributes so the next use fetches them. */
+void meta_drop_attr(struct cm *cm, const struct fid *fid);
+
+/*
+ * Any thread: the cached attributes of @fid (inode entry first, then the
+ * tdb; a tdb hit is copied into the entry). @return 0 or -ENOENT.
+ */
+int meta_cached_attr(struct cm *cm, const struct fid *fid,
+		     struct proto_attr *out);
+/*
+ * Any thread: a reference to the current listing of directory @fid (drop
+ * it with vc_dir_put()). @return 0, -ENOENT (not cached, or stale: its DV
+ * is not the directory's), -ENOTDIR.
+ */
+int meta_cached_dir(struct cm *cm, const struct fid *fid, struct vc_dir **out);
+
+#endif /* CAIRN_CM_META_H */

@@ -1,0 +1,141 @@
+/*
+ * vc.h - cairnd's persistent metadata cache: attributes, whole directory
+ * listings, symlink targets, extended attributes and a few volume-wide
+ * values, kept in one tdb file in the cache directory so that a restarted
+ * cairnd serves them without asking the server.
+ *
+ * Layer rule: FUSE-free and network-free (libcm). It includes common/ only.
+ *
+ * Invariants:
+ *  1. Everything is keyed by FID; a record says nothing about whether it is
+ *     current. Freshness is the caller's business (the event stream and bulk
+ *     getattr revalidation, doc/cm.md "Freshness").
+ *  2. Every record starts with a format byte (VC_REC_VERSION); a record of
+ *     another version, or one that does not parse, reads as a miss
+ *     (-ENOENT) and is deleted, never trusted.
+ *  3. A directory listing is stored with all of its entries' attributes in
+ *     one tdb transaction: a process killed half-way leaves either the old
+ *     records or the new ones.
+ *  4. The file belongs to one volume: vc_open() with another volume id
+ *     empties it.
+ *
+ * Threads: every function may be called from any thread. One mutex guards
+ * the tdb handle (tdb is not thread-safe within a process).
+ *
+ * Errors: 0 or a negative errno; -ENOENT for a miss.
+ */
+#ifndef CAIRN_CM_VC_H
+#define CAIRN_CM_VC_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/fid.h"
+#include "common/proto.h"
+
+#define VC_REC_VERSION 1
+
+struct vc;
+
+/* One entry of a cached directory listing. */
+struct vc_dirent {
+	const char *name; /* points into the listing's name blob */
+	uint16_t namelen;
+	uint8_t type;	  /* enum proto_type */
+	struct fid fid;
+};
+
+/*
+ * An immutable snapshot of one directory listing, shared by reference:
+ * readdir serves from the snapshot an opendir took, so a concurrent
+ * refresh never changes offsets under a reader. Entries are in the
+ * server's order; @byname holds entry indices sorted by name for lookup.
+ * Get a reference with vc_dir_get(), drop it with vc_dir_put().
+ */
+struct vc_dir {
+	atomic_uint refcnt;
+	struct fid fid;
+	uint64_t dv;
+	size_t n;
+	struct vc_dirent *ents;
+	uint32_t *byname;
+	char *names;
+};
+
+/*
+ * Open (creating if needed) the metadata cache file @path for volume
+ * @vol_id with chunk size @chunk_size. A file made for another volume or
+ * chunk size, or of another format, is emptied (it is a cache). @vol_id 0
+ * means "whatever volume the file holds" (a disconnected start): a file
+ * without a header then fails with ENOENT.
+ * @return the handle, or NULL and errno.
+ */
+struct vc *vc_open(const char *path, uint32_t vol_id, uint32_t chunk_size);
+/* Close; NULL is fine. */
+void vc_close(struct vc *vc);
+
+/* Attributes of @fid into *out. @return 0, -ENOENT. */
+int vc_get_attr(struct vc *vc, const struct fid *fid, struct proto_attr *out);
+int vc_put_attr(struct vc *vc, const struct proto_attr *a);
+/* Store many attributes in one transaction. */
+int vc_put_attrs(struct vc *vc, const struct proto_attr *a, size_t n);
+
+/* Drop every record of @fid (attributes, listing, link, xattrs). */
+int vc_forget(struct vc *vc, const struct fid *fid);
+/* Drop only the listing / only the xattrs / only the attributes. */
+int vc_del_dir(struct vc *vc, const struct fid *fid);
+int vc_del_xattrs(struct vc *vc, const struct fid *fid);
+int vc_del_attr(struct vc *vc, const struct fid *fid);
+
+/*
+ * Store a directory listing as the server sent it: the listing, the
+ * directory's attributes and every entry's attributes, in one transaction.
+ * @return 0 or -errno.
+ */
+int vc_put_dir(struct vc *vc, const struct proto_dir *d);
+/*
+ * Load the listing of @fid as a new snapshot (refcount 1) into *out; the
+ * caller drops it with vc_dir_put(). @return 0, -ENOENT, -ENOMEM.
+ */
+int vc_get_dir(struct vc *vc, const struct fid *fid, struct vc_dir **out);
+/* Build a snapshot from a decoded reply (refcount 1); NULL + errno. */
+struct vc_dir *vc_dir_from_proto(const struct proto_dir *d);
+struct vc_dir *vc_dir_get(struct vc_dir *d); /* +1 ref, returns @d */
+void vc_dir_put(struct vc_dir *d);	     /* -1 ref, frees at 0; NULL ok */
+/* Index of the entry called @name (@len bytes) or -1. */
+long vc_dir_find(const struct vc_dir *d, const char *name, size_t len);
+
+/* Symlink target: *out is a heap string the caller frees. */
+int vc_get_link(struct vc *vc, const struct fid *fid, char **out);
+int vc_put_link(struct vc *vc, const struct fid *fid, const char *target);
+
+/* Extended attributes: the whole set of @fid at once, with the @stamp
+ * (the object's ctime when they were fetched: an xattr change moves ctime,
+ * so a set whose stamp differs from the current ctime is stale). *x is
+ * freed with proto_xattrs_free(*x, *n). */
+int vc_get_xattrs(struct vc *vc, const struct fid *fid, int64_t *stamp,
+		  struct proto_xattr **x, size_t *n);
+int vc_put_xattrs(struct vc *vc, const struct fid *fid, int64_t stamp,
+		  const struct proto_xattr *x, size_t n);
+
+/* The last event sequence number applied (0 if none). */
+int vc_get_seq(struct vc *vc, uint64_t *seq);
+int vc_put_seq(struct vc *vc, uint64_t seq);
+
+/* The volume information of the last successful connect. */
+int vc_get_volinfo(struct vc *vc, struct proto_volinfo *vi);
+int vc_put_volinfo(struct vc *vc, const struct proto_volinfo *vi);
+
+/*
+ * Call @cb for the FID of every cached attribute record. The list is
+ * collected first and @cb runs without the lock held, so it may call any
+ * vc function. A nonzero return from @cb stops the walk and is returned.
+ */
+int vc_iterate_fids(struct vc *vc,
+		    int (*cb)(void *arg, const struct fid *fid), void *arg);
+
+/* Number of attribute records (for stats). */
+size_t vc_count(struct vc *vc);
+
+#endif /* CAIRN_CM_VC_H */

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# t2050-cm-badresponse: cairnd talks to cairn-vold through a small python3
+# proxy on 127.0.0.1 that spoils chunk replies on demand: a body that does
+# not match X-Cairn-SHA256, a truncated body, a body longer than a chunk.
+# None of them is ever cached or served: the reader gets EIO after a bounded
+# number of attempts, and once the proxy behaves the same read succeeds.
+. "$top_srcdir/tests/integration/lib.sh"
+t_need_fuse
+t_timeout 150
+
+src=$T_DIR/src
+mkdir -p "$src"
+head -c $((600 * 1024)) /dev/urandom >"$src/f.bin"
+vold_start
+vos init >/dev/null 2>&1
+vos import bad "$src" >/dev/null || exit 99
+make_token bad ro "$T_DIR/tok"
+
+echo good >"$T_DIR/mode"
+cat >"$T_DIR/proxy.py" <<'PY'
+import http.client, http.server, os, sys, threading
+up_port, mode_file, log_file, port_file = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+lock = threading.Lock()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a):
+        pass
+    def relay(self):
+        mode = open(mode_file).read().strip()
+        if "/events" in self.path:
+            # No event stream through the proxy: cairnd retries it.
+            body = b'{"error": "no events here", "errno": "EIO"}'
+            self.send_response(500)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        n = int(self.headers.get("Content-Length") or 0)
+        req_body = self.rfile.read(n) if n else None
+        c = http.client.HTTPConnection("127.0.0.1", up_port, timeout=10)
+        hdrs = {k: v for k, v in self.headers.items() if k.lower() in
+                ("authorization", "content-type", "if-none-match")}
+        c.request(self.command, self.path, body=req_body, headers=hdrs)
+        r = c.getresponse()
+        body = r.read()
+        is_data = "/data/" in self.path and r.status == 200
+        if is_data:
+            with lock, open(log_file, "a") as f:
+                f.write("%s %s\n" % (mode, self.path))
+            if mode == "badsum" and body:
+                body = bytes([body[0] ^ 0xff]) + body[1:]
+            elif mode == "short":
+                body = body[:len(body) // 2]
+            elif mode == "long":
+                body = body + b"x" * (4 << 20)
+        self.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        c.close()
+    do_GET = do_POST = do_PUT = relay
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+open(port_file, "w").write(str(s.server_address[1]))
+s.serve_forever()
+PY
+: >"$T_DIR/proxy.req"
+python3 "$T_DIR/proxy.py" "$VOLD_PORT" "$T_DIR/mode" "$T_DIR/proxy.req" "$T_DIR/proxy.port" \
+	>"$T_DIR/proxy.log" 2>&1 &
+t_track_pid $!
+wait_for 10 test -s "$T_DIR/proxy.port" || { echo "# proxy did not start"; exit 99; }
+real_url=$VOLD_URL
+VOLD_URL=http://127.0.0.1:$(cat "$T_DIR/proxy.port")
+mnt=$T_DIR/mnt
+cairnd_mount "$mnt" "$T_DIR/cache" bad "$T_DIR/tok" --fetch-timeout 3s --readahead 0 || exit 1
+stat_of() { getfattr --only-values -n cairn.stats "$mnt" 2>/dev/null | awk -v k="$1" '$1 == k {print $2}'; }
+t_check "metadata passes through the proxy" test -f "$mnt/f.bin"
+
+for mode in badsum short long; do
+	echo "$mode" >"$T_DIR/mode"
+	t0=$(date +%s%N)
+	err=$(dd if="$mnt/f.bin" of=/dev/null bs=4096 count=1 2>&1 | grep -c "Input/output error")
+	t1=$(date +%s%N)
+	t_is "$err" 1 "$mode: the reader gets EIO"
+	t_ok "$([ $(( (t1 - t0) / 1000000 )) -le 8000 ] && echo 0 || echo 1)" \
+		"$mode: within the bound ($(( (t1 - t0) / 1000000 )) ms)"
+	n=$(grep -c "^$mode .*/data/.*/0?size=" "$T_DIR/proxy.req")
+	# FETCH_ATTEMPTS (3) per fetch; the kernel may retry the page once.
+	t_ok "$([ "$n" -ge 3 ] && [ "$n" -le 6 ] && echo 0 || echo 1)" \
+		"$mode: chunk 0 was tried a bounded number of times ($n)"
+	t_is "$(stat_of chunks_fetched)" 0 "$mode: nothing was stored"
+done
+bad=$(stat_of bad_chunks)
+t_ok "$([ "${bad:-0}" -ge 9 ] && echo 0 || echo 1)" "every spoiled reply was counted ($bad)"
+t_is "$(stat_of cache_files_used)" 0 "the cache holds no chunk"
+
+echo good >"$T_DIR/mode"
+t_check "good replies again: the same read succeeds" cmp "$src/f.bin" "$mnt/f.bin"
+t_ok "$([ "$(stat_of chunks_fetched)" -eq 3 ] && echo 0 || echo 1)" "the three chunks were stored"
+cairnd_umount "$mnt"
+VOLD_URL=$real_url
+t_done

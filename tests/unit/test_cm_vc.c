@@ -1,0 +1,283 @@
+/*
+ * test_cm_vc.c - the metadata cache (cm/vc.c) and the inode table
+ * (cm/inode.c): round trips, versioned records, damaged records read as
+ * misses, volume mismatch empties the file, disconnected open.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tdb.h>
+#include <unistd.h>
+
+#include "cm/inode.h"
+#include "cm/vc.h"
+#include "common/log.h"
+#include "tests/tap.h"
+
+static char dir[] = "/tmp/test_cm_vc.XXXXXX";
+static char path[256];
+
+static struct fid
+mkfid(uint32_t vol, uint8_t b)
+{
+	struct fid f;
+
+	memset(&f, 0, sizeof(f));
+	f.vol = vol;
+	memset(f.oid, b, sizeof(f.oid));
+	return f;
+}
+
+static struct proto_attr
+mkattr(struct fid f, enum proto_type t, uint64_t dv)
+{
+	struct proto_attr a;
+
+	memset(&a, 0, sizeof(a));
+	a.fid = f;
+	a.type = t;
+	a.mode = 0644;
+	a.uid = 1000;
+	a.gid = 100;
+	a.size = 12345;
+	a.nlink = 2;
+	a.dv = dv;
+	a.atime_ns = -5;
+	a.mtime_ns = 1700000000123456789LL;
+	a.ctime_ns = 1700000000987654321LL;
+	return a;
+}
+
+/* Overwrite the value of a record directly with tdb, as a damaged file. */
+static void
+poke(char tag, const struct fid *f, const void *val, size_t len)
+{
+	struct tdb_context *t = tdb_open(path, 0, 0, O_RDWR, 0600);
+	uint8_t kb[21];
+	TDB_DATA k = {kb, 21}, v = {(uint8_t *)val, len};
+
+	kb[0] = (uint8_t)tag;
+	for (int i = 0; i < 4; i++)
+		kb[1 + i] = (uint8_t)(f->vol >> (8 * i));
+	memcpy(kb + 5, f->oid, 16);
+	tdb_store(t, k, v, TDB_REPLACE);
+	tdb_close(t);
+}
+
+static void
+test_attrs(void)
+{
+	struct vc *vc = vc_open(path, 7, 262144);
+	struct fid f = mkfid(7, 1), g = mkfid(7, 2);
+	struct proto_attr a = mkattr(f, PROTO_T_FILE, 3), b;
+
+	ok(vc != NULL, "vc_open creates the file");
+	is_int(vc_get_attr(vc, &f, &b), -ENOENT, "miss is -ENOENT");
+	is_int(vc_put_attr(vc, &a), 0, "put attr");
+	is_int(vc_get_attr(vc, &f, &b), 0, "get attr");
+	ok(!memcmp(&a, &b, sizeof(a)), "attr round trip, negative time too");
+	is_int(vc_get_attr(vc, &g, &b), -ENOENT, "other fid misses");
+	is_int(vc_count(vc), 1, "one attr record");
+	vc_close(vc);
+	/* Reopen: persistent. */
+	vc = vc_open(path, 7, 262144);
+	is_int(vc_get_attr(vc, &f, &b), 0, "attr survives reopen");
+	vc_close(vc);
+	/* A record of a future version reads as a miss and is dropped. */
+	{
+		uint8_t v[64] = {VC_REC_VERSION + 1};
+
+		poke('A', &f, v, sizeof(v));
+	}
+	vc = vc_open(path, 7, 262144);
+	is_int(vc_get_attr(vc, &f, &b), -ENOENT, "future record is a miss");
+	vc_close(vc);
+	/* A truncated record too. */
+	{
+		uint8_t v[5] = {VC_REC_VERSION, 1, 2, 3, 4};
+
+		poke('A', &f, v, sizeof(v));
+	}
+	vc = vc_open(path, 7, 262144);
+	is_int(vc_get_attr(vc, &f, &b), -ENOENT, "truncated record is a miss");
+	vc_close(vc);
+}
+
+static void
+test_dirs(void)
+{
+	struct vc *vc = vc_open(path, 7, 262144);
+	struct fid d = mkfid(7, 9);
+	struct proto_dirent ents[3];
+	struct proto_dir pd;
+	struct vc_dir *vd;
+	struct proto_attr a;
+	const char *names[3] = {"zeta", "alpha b", "\xc3\xa9t\xc3\xa9"};
+
+	for (int i = 0; i < 3; i++) {
+		ents[i].name = (char *)names[i];
+		ents[i].attr = mkattr(mkfid(7, (uint8_t)(20 + i)),
+				      i == 1 ? PROTO_T_DIR : PROTO_T_FILE, 1);
+	}
+	pd.dir = mkattr(d, PROTO_T_DIR, 5);
+	pd.n = 3;
+	pd.ents = ents;
+	is_int(vc_put_dir(vc, &pd), 0, "put dir");
+	is_int(vc_get_dir(vc, &d, &vd), 0, "get dir");
+	is_int(vd->n, 3, "three entries");
+	is_int(vd->dv, 5, "listing dv");
+	is_str(vd->ents[0].name, "zeta", "server order kept");
+	is_int(vc_dir_find(vd, "alpha b", 7), 1, "find by name");
+	is_int(vc_dir_find(vd, "\xc3\xa9t\xc3\xa9", 5), 2, "find utf-8 name");
+	is_int(vc_dir_find(vd, "alpha", 5), -1, "prefix is not a match");
+	is_int(vc_dir_find(vd, "nope", 4), -1, "missing name");
+	vc_dir_put(vd);
+	is_int(vc_get_attr(vc, &ents[1].attr.fid, &a), 0,
+	       "entry attrs stored with the listing");
+	is_int(a.type, PROTO_T_DIR, "entry type kept");
+	is_int(vc_get_attr(vc, &d, &a), 0, "dir attrs stored");
+	is_int(vc_del_dir(vc, &d), 0, "del dir");
+	is_int(vc_get_dir(vc, &d, &vd), -ENOENT, "listing gone");
+	vc_close(vc);
+	/* A listing whose count lies. */
+	{
+		uint8_t v[17] = {VC_REC_VERSION, 5, 0, 0, 0, 0, 0, 0, 0,
+				 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0};
+
+		poke('D', &d, v, sizeof(v));
+	}
+	vc = vc_open(path, 7, 262144);
+	is_int(vc_get_dir(vc, &d, &vd), -ENOENT, "lying count is a miss");
+	vc_close(vc);
+}
+
+static void
+test_link_xattr_seq(void)
+{
+	struct vc *vc = vc_open(path, 7, 262144);
+	struct fid f = mkfid(7, 3);
+	struct proto_xattr x[2] = {{"user.a", "1", 1}, {"user.empty", "", 0}};
+	struct proto_xattr *got;
+	struct proto_volinfo vi = {0}, vi2;
+	size_t n;
+	int64_t stamp;
+	uint64_t seq;
+	char *t;
+
+	is_int(vc_put_link(vc, &f, "../some/target"), 0, "put link");
+	is_int(vc_get_link(vc, &f, &t), 0, "get link");
+	is_str(t, "../some/target", "link round trip");
+	free(t);
+	is_int(vc_put_xattrs(vc, &f, 42, x, 2), 0, "put xattrs");
+	is_int(vc_get_xattrs(vc, &f, &stamp, &got, &n), 0, "get xattrs");
+	is_int(n, 2, "two xattrs");
+	is_int(stamp, 42, "stamp kept");
+	is_str(got[1].name, "user.empty", "xattr name");
+	is_int(got[1].len, 0, "empty value");
+	ok(got[0].len == 1 && !memcmp(got[0].value, "1", 1), "value");
+	proto_xattrs_free(got, n);
+	is_int(vc_put_seq(vc, 1234), 0, "put seq");
+	is_int(vc_get_seq(vc, &seq), 0, "get seq");
+	is_int(seq, 1234, "seq round trip");
+	vi.version = 1;
+	strcpy(vi.name, "home");
+	vi.id = 7;
+	vi.root = mkfid(7, 1);
+	vi.event_seq = 99;
+	vi.readonly = true;
+	is_int(vc_put_volinfo(vc, &vi), 0, "put volinfo");
+	is_int(vc_get_volinfo(vc, &vi2), 0, "get volinfo");
+	ok(!memcmp(&vi, &vi2, sizeof(vi)), "volinfo round trip");
+	is_int(vc_forget(vc, &f), 0, "forget");
+	is_int(vc_get_link(vc, &f, &t), -ENOENT, "link forgotten");
+	vc_close(vc);
+	/* Disconnected open: takes the stored volume. */
+	vc = vc_open(path, 0, 262144);
+	ok(vc != NULL, "open with vol 0 takes the stored volume");
+	is_int(vc_get_seq(vc, &seq), 0, "seq still there");
+	vc_close(vc);
+	/* Another volume empties it. */
+	vc = vc_open(path, 8, 262144);
+	is_int(vc_get_seq(vc, &seq), -ENOENT, "other volume: emptied");
+	vc_close(vc);
+	unlink(path);
+	vc = vc_open(path, 0, 262144);
+	ok(vc == NULL && errno == ENOENT, "vol 0 on an empty file fails");
+	unlink(path);
+}
+
+static void
+test_inodes(void)
+{
+	struct fid r = mkfid(7, 1), a = mkfid(7, 2), b = mkfid(7, 3);
+	struct ino_table *t = ino_new(&r);
+	struct ino_ent *e;
+	struct fid got;
+	uint64_t ia, ib;
+
+	ok(t != NULL, "ino_new");
+	is_int(ino_of(t, &r), INO_ROOT, "root is inode 1");
+	ino_lock(t);
+	e = ino_add_locked(t, &a);
+	e->nlookup++;
+	ia = e->ino;
+	e = ino_add_locked(t, &a);
+	e->nlookup++;
+	ok(e->ino == ia, "same fid, same inode (hard links)");
+	e = ino_add_locked(t, &b);
+	e->nlookup++;
+	ib = e->ino;
+	ino_unlock(t);
+	ok(ia != ib && ia > 1 && ib > 1, "distinct inodes");
+	is_int(ino_fid(t, ia, &got), 0, "ino -> fid");
+	ok(fid_eq(&got, &a), "right fid");
+	ino_forget(t, ia, 1);
+	is_int(ino_of(t, &a), ia, "one lookup left");
+	ino_forget(t, ia, 1);
+	is_int(ino_of(t, &a), 0, "forgotten at zero");
+	ino_forget(t, INO_ROOT, 100);
+	is_int(ino_of(t, &r), INO_ROOT, "root is never forgotten");
+	/* An open file keeps its entry past the last forget. */
+	ino_lock(t);
+	e = ino_get_locked(t, ib);
+	e->nopen++;
+	ino_unlock(t);
+	ino_forget(t, ib, 1);
+	is_int(ino_of(t, &b), ib, "open entry survives forget");
+	ino_close(t, e);
+	is_int(ino_of(t, &b), 0, "freed at close");
+	/* Growth. */
+	for (int i = 0; i < 5000; i++) {
+		struct fid f = mkfid(7, 0);
+
+		memcpy(f.oid, &i, sizeof(i));
+		f.oid[15] = 0xaa;
+		ino_lock(t);
+		ino_add_locked(t, &f)->nlookup = 1;
+		ino_unlock(t);
+	}
+	is_int(ino_count(t), 5001, "5000 entries plus the root");
+	ino_free(t);
+}
+
+int
+main(void)
+{
+	log_init("test_cm_vc", 0, LOG_ERR);
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 99;
+	}
+	snprintf(path, sizeof(path), "%s/meta.tdb", dir);
+	test_attrs();
+	test_dirs();
+	test_link_xattr_seq();
+	test_inodes();
+	unlink(path);
+	rmdir(dir);
+	return done_testing();
+}
