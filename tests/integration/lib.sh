@@ -88,8 +88,9 @@ t_timeout() {
 	local secs=${1:-300} me=$$
 	# The watchdog must not hold the test's stdout open, or "test | grep"
 	# would wait for the whole timeout.
-	( sleep "$secs"; echo "# TIMEOUT after ${secs}s" >>"$T_DIR/timeout.log"
-	  kill -TERM "$me" ) >/dev/null 2>&1 </dev/null &
+	# "&&": when cleanup kills the sleep, the watchdog must not fire.
+	( sleep "$secs" && { echo "# TIMEOUT after ${secs}s" >>"$T_DIR/timeout.log"
+	  kill -TERM "$me"; } ) >/dev/null 2>&1 </dev/null &
 	_T_WATCHDOG=$!
 }
 
