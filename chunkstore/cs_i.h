@@ -153,7 +153,7 @@ struct cs_slot {
 	uint32_t fnext, fprev; /* chain of the file's slots, CS_NONE ends */
 	uint32_t wc;	       /* 1 + index in cs->wcs, 0 = no working copy */
 	uint16_t flags;	       /* CS_SF_* */
-	uint16_t unused;
+	uint16_t fdc;	       /* 1 + its read fd cache entry, 0 = none */
 };
 
 /* An uncommitted working copy: chunks/XX/SSSSSSSS.wip, data only. */
@@ -164,7 +164,38 @@ struct cs_wc {
 	uint64_t dv;
 };
 
-#define CS_FDC 256 /* read fd cache entries, direct-mapped by slot */
+/*
+ * The read fd cache: up to CS_FDC open read-only fds of committed chunk
+ * files, so a FUSE read costs a lookup and a pread, not an open and a
+ * close. An entry is keyed by slot and generation (a put or commit renames
+ * a new file over the slot and bumps the generation, so a stale fd is never
+ * handed out) and reached from its slot's fdc field.
+ *
+ * Lifetime: refs counts the cache's own reference (while the entry is
+ * mapped from its slot) plus one per reader. Entries are handed out and
+ * unmapped only under the store's lock; readers pread outside it and give
+ * their reference back with an atomic decrement. Whoever drops refs to 0
+ * closes the fd and frees the entry (a reader takes the lock for that),
+ * so an fd is never closed while another thread reads it. Eviction is
+ * CLOCK over the entries: a use sets @used, the hand clears it and evicts
+ * mapped entries found unused.
+ */
+#define CS_FDC 256
+
+struct cs_fdc_ent {
+	int fd; /* -1: free entry */
+	uint32_t slot, gen;
+	uint32_t refs;	/* atomic; see above */
+	uint8_t mapped; /* slots[slot].fdc points here, cache ref held */
+	uint8_t used;	/* CLOCK reference bit */
+};
+
+/* A reader's hold on a chunk fd: ent >= 0 a cache entry, -1 a private fd
+ * the holder closes (working copies, or every entry busy). */
+struct cs_fdref {
+	int fd;
+	int ent;
+};
 
 struct cs_store {
 	pthread_mutex_t lock;
@@ -195,10 +226,10 @@ struct cs_store {
 	uint64_t bytes_used, files_used, dirty_bytes, pinned_bytes;
 	uint64_t hits, misses, evictions;
 	int io_error; /* an index write failed: do not set the clean flag */
-	struct {
-		uint32_t slot, gen;
-		int fd;
-	} fdc[CS_FDC];
+	struct cs_fdc_ent fdc[CS_FDC];
+	uint32_t fdc_hand;
+	uint64_t fdc_opens; /* chunk files opened for reading (tests) */
+	int readahead;	    /* WILLNEED the next chunk at a chunk's end */
 };
 
 /* cs_store.c helpers used by recovery and culling (lock held). */
@@ -214,6 +245,8 @@ void cs_slot_rec(const struct cs_store *cs, uint32_t slot, struct cs_rec *r);
 void cs_slot_from_rec(struct cs_slot *s, const struct cs_rec *r);
 int cs_drop_slot(struct cs_store *cs, uint32_t slot, const char *why);
 void cs_fdc_forget(struct cs_store *cs, uint32_t slot);
+int cs_fdc_get(struct cs_store *cs, uint32_t slot, struct cs_fdref *out);
+void cs_fdc_release(struct cs_store *cs, struct cs_fdref *r, int locked);
 int cs_write_hdr(struct cs_store *cs, int clean);
 void cs_slot_key(const struct cs_slot *s, struct cs_key *k);
 void cs_default_limits(struct cs_limits *l, const struct cs_limits *src);

@@ -519,40 +519,142 @@ cs_write_hdr(struct cs_store *cs, int clean)
 	return rc;
 }
 
-/* ---- read fd cache: readers get a dup, so closing here is safe ---- */
+/* ---- read fd cache (the rules are in cs_i.h, struct cs_fdc_ent) ---- */
 
+/* Close a free-to-be entry's fd (lock held; no references left). */
+static void
+fdc_free(struct cs_fdc_ent *e)
+{
+	close(e->fd);
+	e->fd = -1;
+	e->used = 0;
+	e->mapped = 0;
+}
+
+/* Unmap a mapped entry: drop the cache's reference (lock held). The fd is
+ * closed now if no reader holds it, else by the last reader. @return 1 if
+ * the entry is free now. */
+static int
+fdc_unmap(struct cs_store *cs, struct cs_fdc_ent *e)
+{
+	if (cs->slots[e->slot].fdc == (uint16_t)(e - cs->fdc + 1))
+		cs->slots[e->slot].fdc = 0;
+	e->mapped = 0;
+	if (__atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		fdc_free(e);
+		return 1;
+	}
+	return 0;
+}
+
+/* Lock held: the slot's file changes or goes; later reads must reopen. */
 void
 cs_fdc_forget(struct cs_store *cs, uint32_t slot)
 {
-	typeof(cs->fdc[0]) *e = &cs->fdc[slot % CS_FDC];
+	struct cs_slot *s = &cs->slots[slot];
+	struct cs_fdc_ent *e;
 
-	if (e->fd >= 0 && e->slot == slot) {
-		close(e->fd);
-		e->fd = -1;
-	}
+	if (!s->fdc)
+		return;
+	e = &cs->fdc[s->fdc - 1];
+	s->fdc = 0;
+	if (e->mapped && e->slot == slot)
+		fdc_unmap(cs, e);
 }
 
+/* CLOCK: a free entry, or one made free by evicting an unused mapped
+ * entry. Entries only readers hold are passed over. @return its index or
+ * -1 if every entry is held by a reader right now. */
 static int
-fdc_get(struct cs_store *cs, uint32_t slot)
+fdc_victim(struct cs_store *cs)
 {
-	typeof(cs->fdc[0]) *e = &cs->fdc[slot % CS_FDC];
-	uint32_t gen = cs->slots[slot].gen;
-	char path[CS_PATH_MAX];
-	int fd;
+	for (uint32_t n = 0; n < 2 * CS_FDC + 1; n++) {
+		uint32_t i = cs->fdc_hand;
+		struct cs_fdc_ent *e = &cs->fdc[i];
 
-	if (e->fd < 0 || e->slot != slot || e->gen != gen) {
-		cs_chunk_path(path, slot, NULL);
-		fd = openat(cs->dirfd, path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return -errno;
-		if (e->fd >= 0)
-			close(e->fd);
-		e->fd = fd;
-		e->slot = slot;
-		e->gen = gen;
+		cs->fdc_hand = (i + 1) % CS_FDC;
+		if (e->fd < 0)
+			return (int)i;
+		if (!e->mapped)
+			continue;
+		if (e->used) {
+			e->used = 0;
+			continue;
+		}
+		if (fdc_unmap(cs, e))
+			return (int)i;
 	}
-	fd = fcntl(e->fd, F_DUPFD_CLOEXEC, 0);
-	return fd < 0 ? -errno : fd;
+	return -1;
+}
+
+/*
+ * Lock held: a read-only fd of committed slot @slot's current file in
+ * *out, from the cache or opened now (and cached). The caller preads
+ * (with or without the lock) and gives it back with cs_fdc_release.
+ * @return 0 or -errno from openat (-ENOENT: the file is missing).
+ */
+int
+cs_fdc_get(struct cs_store *cs, uint32_t slot, struct cs_fdref *out)
+{
+	struct cs_slot *s = &cs->slots[slot];
+	char path[CS_PATH_MAX];
+	struct cs_fdc_ent *e;
+	int fd, i;
+
+	if (s->fdc) {
+		e = &cs->fdc[s->fdc - 1];
+		if (e->mapped && e->slot == slot && e->gen == s->gen)
+			goto hit;
+		cs_fdc_forget(cs, slot);
+	}
+	cs_chunk_path(path, slot, NULL);
+	fd = openat(cs->dirfd, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	cs->fdc_opens++;
+	if ((i = fdc_victim(cs)) < 0) {
+		out->fd = fd;
+		out->ent = -1;
+		return 0;
+	}
+	e = &cs->fdc[i];
+	e->fd = fd;
+	e->slot = slot;
+	e->gen = s->gen;
+	e->mapped = 1;
+	__atomic_store_n(&e->refs, 1, __ATOMIC_RELEASE);
+	s->fdc = (uint16_t)(i + 1);
+hit:
+	e->used = 1;
+	__atomic_add_fetch(&e->refs, 1, __ATOMIC_ACQ_REL);
+	out->fd = e->fd;
+	out->ent = (int)(e - cs->fdc);
+	return 0;
+}
+
+/* Give back what cs_fdc_get returned; @locked: the caller holds the
+ * store's lock. Accepts a released ref (fd -1). */
+void
+cs_fdc_release(struct cs_store *cs, struct cs_fdref *r, int locked)
+{
+	struct cs_fdc_ent *e;
+
+	if (r->ent < 0) {
+		if (r->fd >= 0)
+			close(r->fd);
+	} else {
+		e = &cs->fdc[r->ent];
+		if (__atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+			/* Unmapped while we read: ours was the last hold. */
+			if (!locked)
+				pthread_mutex_lock(&cs->lock);
+			fdc_free(e);
+			if (!locked)
+				pthread_mutex_unlock(&cs->lock);
+		}
+	}
+	r->fd = -1;
+	r->ent = -1;
 }
 
 static void
@@ -883,6 +985,7 @@ cs_store_new(const char *dir, cs_log_fn log, void *log_arg)
 	cs->log_arg = log_arg;
 	for (int i = 0; i < CS_FDC; i++)
 		cs->fdc[i].fd = -1;
+	cs->readahead = 0; /* measured: no gain, see bench_cs D */
 	return cs;
 }
 
@@ -1165,20 +1268,20 @@ ensure_verified(struct cs_store *cs, uint32_t slot)
 	struct cs_slot *s = &cs->slots[slot];
 	struct cs_rec rec;
 	struct cs_trl t;
+	struct cs_fdref fr;
 	uint8_t *whole;
 	size_t size = 0;
-	int fd, v;
+	int rc, v;
 
 	if (s->flags & CS_SF_VERIFIED)
 		return 0;
-	fd = fdc_get(cs, slot);
-	if (fd < 0) {
-		if (fd == -ENOENT)
+	if ((rc = cs_fdc_get(cs, slot, &fr)) < 0) {
+		if (rc == -ENOENT)
 			cs_drop_slot(cs, slot, "file missing");
-		return fd;
+		return rc;
 	}
-	whole = read_whole(cs, fd, &size);
-	close(fd);
+	whole = read_whole(cs, fr.fd, &size);
+	cs_fdc_release(cs, &fr, 1);
 	cs_slot_rec(cs, slot, &rec);
 	v = whole ? cs_verify_buf(whole, size, slot, cs->shift, &rec, &t)
 		  : -EBADMSG;
@@ -1206,17 +1309,44 @@ verify_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 	} while (n == 64);
 }
 
+/*
+ * Lock held: after a read that ends at the end of a full chunk, take a
+ * hold on the next chunk's cached fd (if it is committed and idle) so the
+ * caller can start readahead on it outside the lock. @return 0 if *nx
+ * holds an fd.
+ */
+static int
+next_chunk_fd(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
+	      struct cs_fdref *nx, uint32_t *len)
+{
+	struct cs_key nk = *k;
+	struct cs_slot *s;
+	uint32_t slot;
+
+	nk.chunk++;
+	slot = cs_key_find(cs, &nk);
+	if (slot == CS_NONE)
+		return -ENOENT;
+	s = &cs->slots[slot];
+	if ((s->flags & (CS_SF_COMMITTED | CS_SF_BUSY)) != CS_SF_COMMITTED ||
+	    s->wc || s->dv != dv || !s->len)
+		return -ENOENT;
+	*len = s->len;
+	return cs_fdc_get(cs, slot, nx);
+}
+
 ssize_t
 cs_read(struct cs_store *cs, const struct cs_key *k, uint64_t dv, uint32_t off,
 	void *buf, size_t len)
 {
+	struct cs_fdref fr = {-1, -1}, nx = {-1, -1};
 	struct cs_slot *s;
 	struct cs_wc *wc;
-	uint32_t slot, end, gen;
+	uint32_t slot, end, gen, nlen = 0;
 	uint8_t *whole;
 	size_t n, size = 0;
 	ssize_t r;
-	int fd, v;
+	int v;
 
 	if (!cs || !k || (len && !buf))
 		return -EINVAL;
@@ -1235,24 +1365,24 @@ again:
 	}
 	end = wc ? wc->len : s->len;
 	n = off >= end ? 0 : end - off < len ? end - off : len;
+	r = 0;
 	if (wc) {
-		fd = fcntl(wc->fd, F_DUPFD_CLOEXEC, 0);
-	} else if (!n) {
-		fd = -1;
-	} else {
-		fd = fdc_get(cs, slot);
-		if (fd == -ENOENT) {
+		/* Working copies change in place: a private dup, as before. */
+		fr.fd = fcntl(wc->fd, F_DUPFD_CLOEXEC, 0);
+		if (fr.fd < 0)
+			r = -errno;
+	} else if (n) {
+		r = cs_fdc_get(cs, slot, &fr);
+		if (r == -ENOENT) {
 			cs_log(cs, LOG_WARNING,
 			       "chunk file of slot %u missing; dropping its "
 			       "record",
 			       slot);
 			cs_drop_slot(cs, slot, "file missing");
-			r = -ENOENT;
 			goto miss;
 		}
 	}
-	if (fd < 0 && n) {
-		r = fd < 0 ? fd : -EIO;
+	if (r < 0 && n) {
 		pthread_mutex_unlock(&cs->lock);
 		cs_log(cs, LOG_ERR, "cannot open chunk of slot %u: %s", slot,
 		       strerror((int)-r));
@@ -1267,11 +1397,11 @@ again:
 		cs_slot_rec(cs, slot, &rec);
 		gen = s->gen;
 		pthread_mutex_unlock(&cs->lock);
-		whole = read_whole(cs, fd, &size);
+		whole = read_whole(cs, fr.fd, &size);
 		v = whole ? cs_verify_buf(whole, size, slot, cs->shift, &rec,
 					  &t)
 			  : -EBADMSG;
-		close(fd);
+		cs_fdc_release(cs, &fr, 0);
 		pthread_mutex_lock(&cs->lock);
 		s = &cs->slots[slot];
 		if (!(s->flags & CS_SF_USED) || s->gen != gen ||
@@ -1304,16 +1434,25 @@ again:
 	s->last_use = ++cs->clock;
 	s->flags |= CS_SF_RECDIRTY;
 	cs->hits++;
+	/* A sequential reader is about to cross into the next chunk: with a
+	 * cold page cache its first read would wait for the disk. */
+	if (cs->readahead && !wc && n && off + n == end &&
+	    end == cs->chunk_size && next_chunk_fd(cs, k, dv, &nx, &nlen) < 0)
+		nx.fd = -1;
 	pthread_mutex_unlock(&cs->lock);
 	if (!n)
-		return 0;
-	r = cs_io_pread(fd, buf, n, off);
-	close(fd);
+		goto out;
+	r = cs_io_pread(fr.fd, buf, n, off);
 	if (r >= 0 && (size_t)r < n) {
 		cs_log(cs, LOG_ERR, "chunk of slot %u shorter than its record",
 		       slot);
-		return -EIO;
+		r = -EIO;
 	}
+	if (nx.fd >= 0)
+		(void)posix_fadvise(nx.fd, 0, nlen, POSIX_FADV_WILLNEED);
+out:
+	cs_fdc_release(cs, &fr, 0);
+	cs_fdc_release(cs, &nx, 0);
 	return r;
 miss:
 	cs->misses++;
@@ -1497,6 +1636,7 @@ wc_prepare(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 	struct cs_slot *s;
 	struct cs_wc *wc;
 	uint32_t slot = cs_key_find(cs, k);
+	struct cs_fdref fr;
 	uint8_t *whole = NULL;
 	size_t size = 0;
 	int fd = -1, rc;
@@ -1545,13 +1685,10 @@ wc_prepare(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 	if (rc < 0)
 		return rc;
 	/* Copy on write; the committed content is checked on the way. */
-	if ((fd = fdc_get(cs, slot)) < 0) {
-		rc = fd;
+	if ((rc = cs_fdc_get(cs, slot, &fr)) < 0)
 		goto fail_copy;
-	}
-	whole = read_whole(cs, fd, &size);
-	close(fd);
-	fd = -1;
+	whole = read_whole(cs, fr.fd, &size);
+	cs_fdc_release(cs, &fr, 1);
 	if (!(s->flags & CS_SF_VERIFIED)) {
 		struct cs_rec rec;
 		struct cs_trl t;

@@ -12,11 +12,18 @@
  *    _exit()s without cs_close), and a rebuild with the index deleted.
  *    Reads there touch a different chunk each time (a cold fd cache).
  *  C "hot": 128 KiB reads of 64 chunks of 256 KiB, the FUSE read pattern.
+ *  D "seq": a warm sequential read of a 256 MiB file (1024 cached chunks
+ *    of 256 KiB) in 128 KiB cs_read calls, page cache dropped first, next
+ *    to reading one plain 256 MiB file the same way. Caches are dropped
+ *    with /proc/sys/vm/drop_caches when writable, else file by file with
+ *    posix_fadvise(DONTNEED) after a sync (containers).
  *
- * usage: bench_cs [-n RECORDS] [-f FILES] DIR
+ * usage: bench_cs [-s] [-R] [-n RECORDS] [-f FILES] DIR   (-s: D only)
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,14 +277,170 @@ bench_hot(const char *top)
 	cs_close(cs);
 }
 
+/* Evict the pages of every regular file under @dir (recursively). */
+static void
+fadvise_tree(const char *dir)
+{
+	char path[1024];
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (de->d_type == DT_DIR) {
+			fadvise_tree(path);
+			continue;
+		}
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+		close(fd);
+	}
+	closedir(d);
+}
+
+/* Drop the page cache; @return how, for the printout. */
+static const char *
+drop_caches(const char *top)
+{
+	int fd;
+
+	sync();
+	fd = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0 && write(fd, "3\n", 2) == 2) {
+		close(fd);
+		return "drop_caches";
+	}
+	if (fd >= 0)
+		close(fd);
+	fadvise_tree(top);
+	return "fadvise";
+}
+
+static int seq_readahead = 1;
+
+static void
+bench_seq(const char *top)
+{
+	enum { NCHUNK = 1024, RD = 128u << 10 };
+	char dir[1024], plain[1024];
+	struct cs_params p = {.chunk_size = CS_CHUNK_DEFAULT};
+	static uint8_t buf[CS_CHUNK_DEFAULT];
+	struct cs_store *cs;
+	const char *how;
+	double t, cs_secs[3], pl_secs[3];
+	int rc, fd;
+
+	snprintf(dir, sizeof(dir), "%s/seq", top);
+	snprintf(plain, sizeof(plain), "%s/plain", top);
+	if ((rc = cs_create(dir, &p)) < 0)
+		die("cs_create", rc);
+	cs = open_timed(dir, &t);
+	cs->readahead = seq_readahead;
+	fd = open(plain, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		die("open plain", -errno);
+	for (uint32_t i = 0; i < NCHUNK; i++) {
+		struct cs_key k = {.vol = 4, .chunk = i};
+
+		memset(buf, (int)(i * 7 + 1), sizeof(buf));
+		if ((rc = cs_put(cs, &k, 1, buf, sizeof(buf), 0)) < 0)
+			die("cs_put", rc);
+		if (pwrite(fd, buf, sizeof(buf), (off_t)i * sizeof(buf)) !=
+		    (ssize_t)sizeof(buf))
+			die("pwrite plain", -EIO);
+	}
+	/* First reads verify checksums: do them before timing. */
+	for (uint32_t i = 0; i < NCHUNK; i++) {
+		struct cs_key k = {.vol = 4, .chunk = i};
+
+		if (cs_read(cs, &k, 1, 0, buf, 1) != 1)
+			die("cs_read", -EIO);
+	}
+	fsync(fd);
+	for (int rep = 0; rep < 3; rep++) {
+		how = drop_caches(top);
+		if (rep == 0)
+			printf("D  next-chunk readahead %s, fd cache %d "
+			       "entries\n",
+			       seq_readahead ? "on" : "off", CS_FDC);
+		t = now();
+		for (uint64_t off = 0; off < (uint64_t)NCHUNK * sizeof(buf);
+		     off += RD) {
+			struct cs_key k = {.vol = 4,
+					   .chunk = off / sizeof(buf)};
+
+			if (cs_read(cs, &k, 1, (uint32_t)(off % sizeof(buf)),
+				    buf, RD) != RD)
+				die("cs_read", -EIO);
+		}
+		cs_secs[rep] = now() - t;
+		drop_caches(top);
+		t = now();
+		for (uint64_t off = 0; off < (uint64_t)NCHUNK * sizeof(buf);
+		     off += RD)
+			if (pread(fd, buf, RD, (off_t)off) != RD)
+				die("pread plain", -EIO);
+		pl_secs[rep] = now() - t;
+	}
+	for (int rep = 0; rep < 3; rep++)
+		printf("D  seq 256 MiB cold-page (%s) run %d: chunk store "
+		       "%7.0f MB/s, plain file %7.0f MB/s, ratio %.2f\n",
+		       how, rep, 256 * 1.048576 / cs_secs[rep],
+		       256 * 1.048576 / pl_secs[rep],
+		       pl_secs[rep] / cs_secs[rep]);
+	/* Warm page cache: the per-call overhead alone (rep 0 warms it). */
+	for (int rep = 0; rep < 5; rep++) {
+		if (rep == 1)
+			t = now();
+		for (uint64_t off = 0; off < (uint64_t)NCHUNK * sizeof(buf);
+		     off += RD) {
+			struct cs_key k = {.vol = 4,
+					   .chunk = off / sizeof(buf)};
+
+			if (cs_read(cs, &k, 1, (uint32_t)(off % sizeof(buf)),
+				    buf, RD) != RD)
+				die("cs_read", -EIO);
+		}
+	}
+	cs_secs[0] = now() - t;
+	for (int rep = 0; rep < 5; rep++) {
+		if (rep == 1)
+			t = now();
+		for (uint64_t off = 0; off < (uint64_t)NCHUNK * sizeof(buf);
+		     off += RD)
+			if (pread(fd, buf, RD, (off_t)off) != RD)
+				die("pread plain", -EIO);
+	}
+	pl_secs[0] = now() - t;
+	printf("D  seq 1 GiB in page cache: chunk store %7.0f MB/s, plain "
+	       "file %7.0f MB/s, ratio %.2f\n",
+	       1024 * 1.048576 / cs_secs[0], 1024 * 1.048576 / pl_secs[0],
+	       pl_secs[0] / cs_secs[0]);
+	close(fd);
+	unlink(plain);
+	cs_close(cs);
+}
+
 int
 main(int argc, char **argv)
 {
 	uint32_t n = 1000000, f = 1000000;
-	int c;
+	int c, seq_only = 0;
 
-	while ((c = getopt(argc, argv, "n:f:")) != -1) {
-		if (c == 'n')
+	while ((c = getopt(argc, argv, "n:f:sR")) != -1) {
+		if (c == 'R')
+			seq_readahead = 0;
+		else if (c == 's')
+			seq_only = 1;
+		else if (c == 'n')
 			n = (uint32_t)strtoul(optarg, NULL, 0);
 		else if (c == 'f')
 			f = (uint32_t)strtoul(optarg, NULL, 0);
@@ -289,12 +452,18 @@ main(int argc, char **argv)
 	printf("chunk store benchmark: %u index records (A), %u chunk files "
 	       "(B), crc32c %s\n",
 	       n, f, cs_crc32c_hw_available() ? "sse4.2" : "table");
+	if (seq_only) {
+		bench_seq(argv[optind]);
+		return 0;
+	}
 	bench_index(argv[optind], n);
 	bench_hot(argv[optind]);
+	bench_seq(argv[optind]);
 	if (f)
 		bench_files(argv[optind], f);
 	return 0;
 usage:
-	fprintf(stderr, "usage: bench_cs [-n RECORDS] [-f FILES] DIR\n");
+	fprintf(stderr,
+		"usage: bench_cs [-s] [-R] [-n RECORDS] [-f FILES] DIR\n");
 	return 2;
 }

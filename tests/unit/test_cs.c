@@ -2,10 +2,13 @@
  * test_cs.c - libchunkstore's public API, call by call, with bad input:
  * damaged index and chunk files (checked-in ones under tests/data/cs-* and
  * ones made here), a read-only and a full file system (tmpfs mounts,
- * skipped when mounting is not allowed), and a threaded smoke test.
+ * skipped when mounting is not allowed), a threaded smoke test, and the
+ * read fd cache (no stale fd after a replace, bounded fd count, readers
+ * racing replacements).
  */
 #include "tests/unit/cs_test_util.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <sys/mount.h>
 
@@ -761,6 +764,272 @@ test_threads(void)
 	}
 }
 
+/* ---- read fd cache ---- */
+
+static int
+count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* opendir's own */
+}
+
+/* Store @len bytes of @c for @k, tagged @dv. */
+static int
+put_byte(struct cs_store *cs, const struct cs_key *k, uint64_t dv, int c,
+	 uint32_t len)
+{
+	uint8_t buf[CHUNK];
+
+	memset(buf, c, len);
+	return cs_put(cs, k, dv, buf, len, 0);
+}
+
+/* Does a read of (@k, @dv) give @len bytes of @c? */
+static int
+read_byte(struct cs_store *cs, const struct cs_key *k, uint64_t dv, int c,
+	  uint32_t len)
+{
+	uint8_t buf[CHUNK];
+	ssize_t n = cs_read(cs, k, dv, 0, buf, sizeof(buf));
+
+	if (n != (ssize_t)len)
+		return 0;
+	for (ssize_t i = 0; i < n; i++)
+		if (buf[i] != (uint8_t)c)
+			return 0;
+	return 1;
+}
+
+static void
+test_fdc_stale(void)
+{
+	char d[512], p[600];
+	struct cs_store *cs = mkstore(newdir(d, sizeof(d), "fdc-stale"));
+	struct cs_key k = t_key(21, 1, 0), k2 = t_key(21, 1, 1);
+	struct cs_key other = t_key(21, 2, 0);
+	uint64_t opens;
+	int err;
+
+	/* Same key, same DV, new bytes: only the generation tells them
+	 * apart, so this is the stale-fd case proper. */
+	put_byte(cs, &k, 5, 'a', 1000);
+	ok(read_byte(cs, &k, 5, 'a', 1000), "fdc: first read");
+	opens = cs->fdc_opens;
+	ok(read_byte(cs, &k, 5, 'a', 1000) && cs->fdc_opens == opens,
+	   "fdc: second read reuses the cached fd");
+	put_byte(cs, &k, 5, 'b', 900);
+	ok(read_byte(cs, &k, 5, 'b', 900),
+	   "fdc: replaced (same DV): new bytes");
+	put_byte(cs, &k, 6, 'c', 800);
+	ok(read_byte(cs, &k, 6, 'c', 800), "fdc: replaced (new DV): new bytes");
+	is_int((int)cs_read(cs, &k, 5, 0, NULL, 0), -ESTALE,
+	       "fdc: old DV -ESTALE");
+
+	/* Working copy over a cached committed chunk, then commit. */
+	is_int(cs_write(cs, &k, 6, 0, "dd", 2), 0, "fdc: write into wc");
+	{
+		uint8_t buf[CHUNK];
+		ssize_t n = cs_read(cs, &k, 6, 0, buf, sizeof(buf));
+
+		ok(n == 800 && buf[0] == 'd' && buf[1] == 'd' && buf[2] == 'c',
+		   "fdc: reads see the working copy");
+		is_int(cs_truncate(cs, &k, 6, 10), 0, "fdc: truncate wc");
+		n = cs_read(cs, &k, 6, 0, buf, sizeof(buf));
+		ok(n == 10 && buf[1] == 'd' && buf[9] == 'c',
+		   "fdc: reads see the truncated working copy");
+		is_int(cs_commit(cs, &k), 0, "fdc: commit");
+		memset(buf, 0, sizeof(buf));
+		n = cs_read(cs, &k, 6, 0, buf, sizeof(buf));
+		ok(n == 10 && buf[0] == 'd' && buf[9] == 'c',
+		   "fdc: after commit the committed copy is read");
+		is_int(cs_mark_clean(cs, &k, 7), 0, "fdc: mark clean");
+		n = cs_read(cs, &k, 7, 0, buf, sizeof(buf));
+		ok(n == 10 && buf[0] == 'd', "fdc: read after retag");
+	}
+
+	/* Invalidate drops; a later put of the key reads its own bytes. */
+	put_byte(cs, &k2, 7, 'e', 700);
+	ok(read_byte(cs, &k2, 7, 'e', 700), "fdc: read chunk 1");
+	is_int(cs_invalidate(cs, 21, k.fid, UINT64_MAX), 2,
+	       "fdc: invalidate the file");
+	is_int((int)cs_read(cs, &k2, 7, 0, NULL, 0), -ENOENT,
+	       "fdc: invalidated chunk -ENOENT");
+	/* The freed slots are reused by the next puts. */
+	put_byte(cs, &other, 1, 'f', 600);
+	put_byte(cs, &k2, 7, 'g', 500);
+	ok(read_byte(cs, &other, 1, 'f', 600) &&
+		   read_byte(cs, &k2, 7, 'g', 500),
+	   "fdc: reused slots read their new chunks");
+
+	/* Checksum on first read after open still holds. */
+	cs_close(cs);
+	snprintf(p, sizeof(p), "%s/chunks/%02x/%08x", d, 0u, 0u);
+	cs = reopen(d, &err);
+	{
+		struct cs_info inf;
+
+		if (cs_lookup(cs, &k2, &inf) == 0)
+			snprintf(p, sizeof(p), "%s/chunks/%02x/%08x", d,
+				 inf.slot & 0xff, inf.slot);
+	}
+	cs_close(cs);
+	flip_byte(p, 3);
+	cs = reopen(d, &err);
+	{
+		uint8_t b1[16];
+
+		is_int((int)cs_read(cs, &k2, 7, 0, b1, 1), -EIO,
+		       "fdc: damaged chunk -EIO on first read after open");
+		is_int((int)cs_read(cs, &k2, 7, 0, b1, 1), -ENOENT,
+		       "fdc: and dropped");
+	}
+	ok(read_byte(cs, &other, 1, 'f', 600), "fdc: other chunk intact");
+	cs_close(cs);
+}
+
+static void
+test_fdc_bound(void)
+{
+	char d[512];
+	struct cs_store *cs = mkstore(newdir(d, sizeof(d), "fdc-bound"));
+	struct cs_limits l = {0};
+	int before, after, bad = 0, culled = 0;
+	uint64_t opens;
+
+	for (unsigned i = 0; i < 600; i++) {
+		struct cs_key k = t_key(22, i / 16, i % 16);
+
+		if (t_put(cs, &k, 1, MAXLEN, 0) < 0)
+			bad++;
+	}
+	is_int(bad, 0, "fdc: 600 chunks stored");
+	before = count_fds();
+	for (int pass = 0; pass < 3; pass++)
+		for (unsigned i = 0; i < 600; i++) {
+			struct cs_key k = t_key(22, i / 16, i % 16);
+
+			if (!read_ok(cs, &k, 1))
+				bad++;
+		}
+	after = count_fds();
+	is_int(bad, 0, "fdc: 1800 reads of 600 chunks correct");
+	ok(after >= before && after - before <= CS_FDC,
+	   "fdc: open fds bounded (%d before, %d after, cache %d)", before,
+	   after, CS_FDC);
+	/* A working set that fits is opened once. */
+	opens = cs->fdc_opens;
+	for (int pass = 0; pass < 5; pass++)
+		for (unsigned i = 0; i < 100; i++) {
+			struct cs_key k = t_key(22, i / 16, i % 16);
+
+			if (!read_ok(cs, &k, 1))
+				bad++;
+		}
+	ok(bad == 0 && cs->fdc_opens - opens <= 100,
+	   "fdc: 500 reads of 100 chunks: %llu opens",
+	   (unsigned long long)(cs->fdc_opens - opens));
+	/* Cull most of it away: the culled chunks' fds go too. */
+	l.max_files = 100;
+	is_int(cs_set_limits(cs, &l), 0, "fdc: limit to 100 files");
+	for (unsigned i = 0; i < 600; i++) {
+		struct cs_key k = t_key(22, i / 16, i % 16);
+		ssize_t n = cs_read(cs, &k, 1, 0, NULL, 0);
+
+		if (n == -ENOENT)
+			culled++;
+		else if (!read_ok(cs, &k, 1))
+			bad++;
+	}
+	ok(culled >= 500 && bad == 0, "fdc: %d culled, the rest correct",
+	   culled);
+	ok(count_fds() - before <= 100 + 1,
+	   "fdc: fds of culled chunks closed (%d over)", count_fds() - before);
+	cs_close(cs);
+	is_int(count_fds(), before - 2, "fdc: cs_close closes every cached fd");
+}
+
+struct fdc_thr {
+	struct cs_store *cs;
+	int id, writer;
+	int bad, reads;
+};
+
+static void *
+fdc_thr_main(void *arg)
+{
+	struct fdc_thr *t = arg;
+	uint8_t buf[CHUNK];
+
+	for (int i = 0; i < 3000; i++) {
+		uint64_t r = t_mix((uint64_t)t->id << 32 | (uint64_t)i);
+		/* 400 chunks: more than the cache holds, so entries are
+		 * evicted while other threads read through them. */
+		struct cs_key k = t_key(23, (unsigned)(r % 25), (r >> 8) % 16);
+		uint64_t dv = 1 + (r >> 16) % 2;
+		ssize_t n;
+
+		if (t->writer) {
+			if ((r >> 24) % 50 == 0)
+				cs_invalidate(t->cs, 23, k.fid, UINT64_MAX);
+			else if (t_put(t->cs, &k, dv, MAXLEN, 0) < 0)
+				t->bad++;
+			continue;
+		}
+		n = cs_read(t->cs, &k, dv, 0, buf, sizeof(buf));
+		if (n >= 0) {
+			t->reads++;
+			if (!t_check(buf, (size_t)n, &k, dv, MAXLEN))
+				t->bad++;
+		} else if (n != -ENOENT && n != -ESTALE) {
+			t->bad++;
+		}
+	}
+	return NULL;
+}
+
+static void
+test_fdc_threads(void)
+{
+	char d[512];
+	struct cs_store *cs = mkstore(newdir(d, sizeof(d), "fdc-threads"));
+	pthread_t th[6];
+	struct fdc_thr t[6];
+	int bad = 0, reads = 0, before = count_fds();
+
+	for (unsigned i = 0; i < 400; i++) {
+		struct cs_key k = t_key(23, i / 16, i % 16);
+
+		t_put(cs, &k, 1, MAXLEN, 0);
+	}
+	for (int i = 0; i < 6; i++) {
+		t[i] = (struct fdc_thr){.cs = cs, .id = i, .writer = i >= 4};
+		pthread_create(&th[i], NULL, fdc_thr_main, &t[i]);
+	}
+	for (int i = 0; i < 6; i++) {
+		pthread_join(th[i], NULL);
+		bad += t[i].bad;
+		reads += t[i].reads;
+	}
+	is_int(bad, 0,
+	       "fdc: 4 readers, 2 replacing/invalidating: no bad "
+	       "result");
+	ok(reads > 1000, "fdc: %d reads returned data", reads);
+	ok(count_fds() - before <= CS_FDC, "fdc: fds bounded after threads");
+	cs_close(cs);
+	/* before counted the store's folder and index fds. */
+	is_int(count_fds(), before - 2,
+	       "fdc: no fd leaked by the threaded run");
+}
+
 static void
 report_cb(void *arg, enum cs_finding kind, const char *msg)
 {
@@ -818,6 +1087,9 @@ main(void)
 	test_readonly();
 	test_full_disk();
 	test_threads();
+	test_fdc_stale();
+	test_fdc_bound();
+	test_fdc_threads();
 	test_check_repair();
 	t_rm_rf(base);
 	return done_testing();
