@@ -1,0 +1,1179 @@
+/*
+ * vos.c - administer the volumes of a cairn-vold server root: create, list,
+ * examine, remove, import a tree, export it back, mint tokens. It works on
+ * the files directly through vol/'s storage library (volstore.h), so it
+ * runs on the server host, with or without cairn-vold running; it never
+ * talks HTTP.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/fid.h"
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/token.h"
+#include "common/util.h"
+#include "vol/volstore.h"
+
+/* sysexits(3) */
+#define EX_OK_ 0
+#define EX_USAGE_ 64
+#define EX_DATAERR_ 65
+#define EX_NOINPUT_ 66
+#define EX_UNAVAILABLE_ 69
+#define EX_SOFTWARE_ 70
+#define EX_CANTCREAT_ 73
+#define EX_IOERR_ 74
+#define EX_TEMPFAIL_ 75
+#define EX_NOPERM_ 77
+
+/* Fixed, not under --prefix: the one place admins and docs expect. */
+#define DEFAULT_ROOT "/var/lib/cairn"
+
+static const char *root_path;
+static bool opt_json;
+
+struct cmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *usage;
+};
+
+static int
+ex_of(int rc)
+{
+	switch (-rc) {
+	case 0: return EX_OK_;
+	case ENOENT: return EX_NOINPUT_;
+	case EEXIST: return EX_CANTCREAT_;
+	case EINVAL: case ENAMETOOLONG: return EX_DATAERR_;
+	case EACCES: case EPERM: return EX_NOPERM_;
+	case EAGAIN: case EBUSY: return EX_TEMPFAIL_;
+	case ENOMEM: return EX_SOFTWARE_;
+	default: return EX_IOERR_;
+	}
+}
+
+/* Print "vos: MESSAGE: strerror" and return @rc (a negative errno). */
+static int
+report(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int
+report(int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("vos: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (rc)
+		fprintf(stderr, ": %s", strerror(-rc));
+	fputc('\n', stderr);
+	return rc;
+}
+
+/* report() for a command's last word: returns the sysexits code. */
+#define fail(...) ex_of(report(__VA_ARGS__))
+
+static int
+open_root(bool create, struct vs_root **r)
+{
+	int rc = vs_root_open(root_path, create, r);
+
+	if (rc)
+		fprintf(stderr, "vos: cannot open server root '%s': %s%s\n",
+			root_path, strerror(-rc),
+			rc == -ENOENT ? " (run 'vos init')" : "");
+	return rc;
+}
+
+/* A getopt_long loop shared by the commands: returns the option or -1;
+ * "--help" prints @usage and exits 0. */
+static int
+getopt_cmd(int argc, char **argv, const struct option *lo, const char *usage)
+{
+	int c = getopt_long(argc, argv, "h", lo, NULL);
+
+	if (c == 'h') {
+		fputs(usage, stdout);
+		exit(0);
+	}
+	if (c == '?') {
+		fputs(usage, stderr);
+		exit(EX_USAGE_);
+	}
+	return c;
+}
+
+/* ---- init, create, list, examine, remove ---- */
+
+static const char usage_init[] =
+	"usage: vos [--root DIR] init\n"
+	"Create the server root and its secret key (if missing).\n";
+
+static int
+cmd_init(int argc, char **argv)
+{
+	static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	uint8_t key[TOKEN_KEY_MAX];
+	size_t klen = sizeof(key);
+	struct vs_root *r;
+	int rc;
+
+	while (getopt_cmd(argc, argv, lo, usage_init) != -1)
+		;
+	if (optind != argc)
+		return fprintf(stderr, "%s", usage_init), EX_USAGE_;
+	rc = open_root(true, &r);
+	if (rc)
+		return ex_of(rc);
+	rc = vs_root_key(r, true, key, &klen);
+	memset(key, 0, sizeof(key));
+	vs_root_close(r);
+	if (rc)
+		return fail(rc, "cannot create the secret key in '%s'", root_path);
+	printf("server root %s ready\n", root_path);
+	return 0;
+}
+
+static const char usage_create[] =
+	"usage: vos [--root DIR] create NAME [--quota SIZE] [--files N]\n"
+	"Create an empty volume. SIZE like 10G; 0 = no limit.\n";
+
+static int
+parse_limits(int c, uint64_t *bytes, uint64_t *files)
+{
+	char *end;
+
+	if (c == 'q') {
+		if (util_parse_size(optarg, bytes))
+			return fail(-EINVAL, "bad --quota '%s'", optarg);
+	} else if (c == 'f') {
+		errno = 0;
+		*files = strtoull(optarg, &end, 10);
+		if (errno || *end || end == optarg)
+			return fail(-EINVAL, "bad --files '%s'", optarg);
+	}
+	return 0;
+}
+
+static int
+cmd_create(int argc, char **argv)
+{
+	static const struct option lo[] = {{"quota", required_argument, NULL, 'q'},
+					   {"files", required_argument, NULL, 'f'},
+					   {"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	uint8_t key[TOKEN_KEY_MAX];
+	size_t klen = sizeof(key);
+	uint64_t bytes = 0, files = 0;
+	struct vs_root *r;
+	uint32_t id;
+	int c, rc;
+
+	while ((c = getopt_cmd(argc, argv, lo, usage_create)) != -1)
+		if ((rc = parse_limits(c, &bytes, &files)))
+			return rc;
+	if (optind + 1 != argc)
+		return fprintf(stderr, "%s", usage_create), EX_USAGE_;
+	if (proto_volname_check(argv[optind]))
+		return fail(-EINVAL, "bad volume name '%s' (1-64 of "
+			    "[A-Za-z0-9._-], not starting with '.')",
+			    argv[optind]);
+	rc = open_root(true, &r);
+	if (rc)
+		return ex_of(rc);
+	rc = vs_root_key(r, true, key, &klen);
+	memset(key, 0, sizeof(key));
+	if (rc) {
+		vs_root_close(r);
+		return fail(rc, "cannot create the secret key");
+	}
+	rc = vs_vol_create(r, argv[optind], bytes, files, 0, &id);
+	vs_root_close(r);
+	if (rc)
+		return fail(rc, "cannot create volume '%s'", argv[optind]);
+	printf("created volume %s (id %08x)\n", argv[optind], id);
+	return 0;
+}
+
+static void
+json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+static void
+print_info(const struct vs_volinfo *vi, bool long_form)
+{
+	char fid[FID_STRLEN], b1[32], b2[32];
+
+	fid_fmt(&vi->root, fid);
+	if (opt_json) {
+		printf("{\"name\": ");
+		json_str(vi->name);
+		printf(", \"id\": %u, \"root\": \"%s\", \"files\": %" PRIu64
+		       ", \"bytes\": %" PRIu64 ", \"bytes_limit\": %" PRIu64
+		       ", \"files_limit\": %" PRIu64 ", \"dv_max\": %" PRIu64
+		       ", \"event_seq\": %" PRIu64 ", \"created\": %" PRId64 "}",
+		       vi->id, fid, vi->files_used, vi->bytes_used,
+		       vi->bytes_limit, vi->files_limit, vi->dv_max,
+		       vi->event_seq, vi->created_ns);
+		return;
+	}
+	if (!long_form) {
+		printf("%-24s %08x %10" PRIu64 " %12s %12s\n", vi->name, vi->id,
+		       vi->files_used, util_fmt_size(vi->bytes_used, b1, sizeof(b1)),
+		       vi->bytes_limit ? util_fmt_size(vi->bytes_limit, b2,
+						       sizeof(b2)) : "-");
+		return;
+	}
+	printf("volume     %s\n", vi->name);
+	printf("id         %08x (%u)\n", vi->id, vi->id);
+	printf("root       %s\n", fid);
+	printf("objects    %" PRIu64 "%s\n", vi->files_used,
+	       vi->files_limit ? "" : " (no limit)");
+	if (vi->files_limit)
+		printf("obj limit  %" PRIu64 "\n", vi->files_limit);
+	printf("bytes      %" PRIu64 " (%s)\n", vi->bytes_used,
+	       util_fmt_size(vi->bytes_used, b1, sizeof(b1)));
+	printf("quota      %s\n", vi->bytes_limit ?
+	       util_fmt_size(vi->bytes_limit, b2, sizeof(b2)) : "none");
+	printf("dv max     %" PRIu64 "\n", vi->dv_max);
+	printf("event seq  %" PRIu64 "\n", vi->event_seq);
+	{
+		time_t t = (time_t)(vi->created_ns / 1000000000);
+		char tb[64];
+
+		strftime(tb, sizeof(tb), "%Y-%m-%d %H:%M:%S %z", localtime(&t));
+		printf("created    %s\n", tb);
+	}
+}
+
+static int
+info_of(struct vs_root *r, const char *name, struct vs_volinfo *vi)
+{
+	struct vs_vol *v;
+	int rc = vs_vol_open(r, name, VS_RDONLY, &v);
+
+	if (rc)
+		return rc;
+	rc = vs_vol_info(v, vi);
+	vs_vol_close(v);
+	return rc;
+}
+
+static const char usage_list[] =
+	"usage: vos [--root DIR] list [--json]\n"
+	"List the volumes: name, id, objects, bytes, quota.\n";
+
+static int
+cmd_list(int argc, char **argv)
+{
+	static const struct option lo[] = {{"json", no_argument, NULL, 'j'},
+					   {"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	struct vs_root *r;
+	char **names;
+	size_t n;
+	int c, rc, ex = 0;
+
+	while ((c = getopt_cmd(argc, argv, lo, usage_list)) != -1)
+		if (c == 'j')
+			opt_json = true;
+	if (optind != argc)
+		return fprintf(stderr, "%s", usage_list), EX_USAGE_;
+	rc = open_root(false, &r);
+	if (rc)
+		return ex_of(rc);
+	rc = vs_vol_list(r, &names, &n);
+	if (rc) {
+		vs_root_close(r);
+		return fail(rc, "cannot list volumes");
+	}
+	if (opt_json)
+		printf("[");
+	else
+		printf("%-24s %-8s %10s %12s %12s\n", "NAME", "ID", "OBJECTS",
+		       "BYTES", "QUOTA");
+	for (size_t i = 0; i < n; i++) {
+		struct vs_volinfo vi;
+
+		rc = info_of(r, names[i], &vi);
+		if (rc) {
+			fprintf(stderr, "vos: cannot read volume '%s': %s\n",
+				names[i], strerror(-rc));
+			ex = EX_IOERR_;
+			continue;
+		}
+		if (opt_json && i)
+			printf(", ");
+		print_info(&vi, false);
+	}
+	if (opt_json)
+		printf("]\n");
+	vs_names_free(names, n);
+	vs_root_close(r);
+	return ex;
+}
+
+static const char usage_examine[] =
+	"usage: vos [--root DIR] examine NAME [--json]\n"
+	"Show a volume: id, root FID, objects, bytes, quota, DV high-water.\n";
+
+static int
+cmd_examine(int argc, char **argv)
+{
+	static const struct option lo[] = {{"json", no_argument, NULL, 'j'},
+					   {"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	struct vs_volinfo vi;
+	struct vs_root *r;
+	int c, rc;
+
+	while ((c = getopt_cmd(argc, argv, lo, usage_examine)) != -1)
+		if (c == 'j')
+			opt_json = true;
+	if (optind + 1 != argc)
+		return fprintf(stderr, "%s", usage_examine), EX_USAGE_;
+	rc = open_root(false, &r);
+	if (rc)
+		return ex_of(rc);
+	rc = info_of(r, argv[optind], &vi);
+	vs_root_close(r);
+	if (rc)
+		return fail(rc, "cannot examine volume '%s'", argv[optind]);
+	print_info(&vi, true);
+	if (opt_json)
+		printf("\n");
+	return 0;
+}
+
+static const char usage_remove[] =
+	"usage: vos [--root DIR] remove NAME [--force] [--staged]\n"
+	"Remove a volume. A volume holding anything but its empty root needs\n"
+	"--force. --staged removes the leftover of an interrupted import.\n";
+
+static int
+cmd_remove(int argc, char **argv)
+{
+	static const struct option lo[] = {{"force", no_argument, NULL, 'f'},
+					   {"staged", no_argument, NULL, 's'},
+					   {"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	bool force = false, staged = false;
+	struct vs_volinfo vi;
+	struct vs_root *r;
+	int c, rc;
+
+	while ((c = getopt_cmd(argc, argv, lo, usage_remove)) != -1) {
+		if (c == 'f')
+			force = true;
+		else if (c == 's')
+			staged = true;
+	}
+	if (optind + 1 != argc)
+		return fprintf(stderr, "%s", usage_remove), EX_USAGE_;
+	rc = open_root(false, &r);
+	if (rc)
+		return ex_of(rc);
+	if (!staged && !force) {
+		rc = info_of(r, argv[optind], &vi);
+		if (rc) {
+			vs_root_close(r);
+			return fail(rc, "cannot remove volume '%s'", argv[optind]);
+		}
+		if (vi.files_used > 1) {
+			vs_root_close(r);
+			fprintf(stderr, "vos: volume '%s' holds %" PRIu64
+				" objects; use --force to remove it\n",
+				argv[optind], vi.files_used - 1);
+			return EX_TEMPFAIL_;
+		}
+	}
+	rc = vs_vol_remove(r, argv[optind], staged ? VS_STAGED : 0);
+	vs_root_close(r);
+	if (rc)
+		return fail(rc, "cannot remove volume '%s'", argv[optind]);
+	printf("removed volume %s\n", argv[optind]);
+	return 0;
+}
+
+/* ---- token ---- */
+
+static const char usage_token[] =
+	"usage: vos [--root DIR] token NAME --rw|--ro [--expires DURATION]\n"
+	"Print a bearer token for volume NAME (DURATION like 30d, 12h, 90m;\n"
+	"default: never expires).\n";
+
+static int
+cmd_token(int argc, char **argv)
+{
+	static const struct option lo[] = {{"rw", no_argument, NULL, 'w'},
+					   {"ro", no_argument, NULL, 'r'},
+					   {"expires", required_argument, NULL, 'e'},
+					   {"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	uint8_t key[TOKEN_KEY_MAX];
+	size_t klen = sizeof(key);
+	char tok[TOKEN_MAX];
+	struct vs_volinfo vi;
+	struct vs_root *r;
+	uint64_t expiry = 0, ms;
+	int c, rc, rw = -1;
+
+	while ((c = getopt_cmd(argc, argv, lo, usage_token)) != -1) {
+		if (c == 'w')
+			rw = rw == 0 ? -2 : 1;
+		else if (c == 'r')
+			rw = rw == 1 ? -2 : 0;
+		else if (c == 'e') {
+			size_t l = strlen(optarg);
+			char buf[64];
+
+			/* "30d" is the natural way to say it; util knows h. */
+			if (l && l < sizeof(buf) && optarg[l - 1] == 'd') {
+				char *end;
+				unsigned long long d;
+
+				errno = 0;
+				d = strtoull(optarg, &end, 10);
+				if (errno || *end != 'd' || end == optarg ||
+				    d > 100000)
+					return fail(-EINVAL, "bad --expires '%s'",
+						    optarg);
+				snprintf(buf, sizeof(buf), "%lluh", d * 24);
+				rc = util_parse_duration_ms(buf, &ms);
+			} else {
+				rc = util_parse_duration_ms(optarg, &ms);
+			}
+			if (rc || ms < 1000)
+				return fail(-EINVAL, "bad --expires '%s'", optarg);
+			expiry = (uint64_t)time(NULL) + ms / 1000;
+		}
+	}
+	if (optind + 1 != argc || rw < 0) {
+		if (rw == -2)
+			fprintf(stderr, "vos: give one of --rw and --ro\n");
+		fputs(usage_token, stderr);
+		return EX_USAGE_;
+	}
+	rc = open_root(false, &r);
+	if (rc)
+		return ex_of(rc);
+	rc = info_of(r, argv[optind], &vi);
+	if (rc) {
+		vs_root_close(r);
+		return fail(rc, "no volume '%s'", argv[optind]);
+	}
+	rc = vs_root_key(r, false, key, &klen);
+	vs_root_close(r);
+	if (rc)
+		return fail(rc, "cannot read the secret key");
+	rc = token_mint(key, klen, argv[optind], rw, expiry, tok, sizeof(tok));
+	memset(key, 0, sizeof(key));
+	if (rc < 0)
+		return fail(rc, "cannot mint a token");
+	printf("%s\n", tok);
+	return 0;
+}
+
+/* ---- import ---- */
+
+struct hl {
+	dev_t dev;
+	ino_t ino;
+	struct fid fid;
+	char *path; /* export: where the first link was written */
+};
+
+struct hlmap {
+	struct hl *v;
+	size_t n, cap; /* open addressing, cap a power of two */
+};
+
+static size_t
+hl_slot(const struct hlmap *m, dev_t dev, ino_t ino)
+{
+	size_t h = (size_t)(ino * 0x9e3779b97f4a7c15ull ^ dev) & (m->cap - 1);
+
+	while (m->v[h].ino && !(m->v[h].ino == ino && m->v[h].dev == dev))
+		h = (h + 1) & (m->cap - 1);
+	return h;
+}
+
+static struct hl *
+hl_find(struct hlmap *m, dev_t dev, ino_t ino)
+{
+	size_t h;
+
+	if (!m->cap)
+		return NULL;
+	h = hl_slot(m, dev, ino);
+	return m->v[h].ino ? &m->v[h] : NULL;
+}
+
+static struct hl *
+hl_add(struct hlmap *m, dev_t dev, ino_t ino)
+{
+	size_t h;
+
+	if ((m->n + 1) * 2 > m->cap) {
+		struct hlmap nm = {0};
+
+		nm.cap = m->cap ? m->cap * 2 : 64;
+		nm.v = calloc(nm.cap, sizeof(*nm.v));
+		if (!nm.v)
+			return NULL;
+		for (size_t i = 0; i < m->cap; i++)
+			if (m->v[i].ino)
+				nm.v[hl_slot(&nm, m->v[i].dev, m->v[i].ino)] =
+					m->v[i];
+		nm.n = m->n;
+		free(m->v);
+		*m = nm;
+	}
+	h = hl_slot(m, dev, ino);
+	m->v[h].dev = dev;
+	m->v[h].ino = ino ? ino : 1;
+	m->n++;
+	return &m->v[h];
+}
+
+static void
+hl_free(struct hlmap *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		free(m->v[i].path);
+	free(m->v);
+}
+
+struct imp {
+	struct vs_vol *v;
+	struct hlmap hl;
+	uint64_t files, bytes;
+	int warned;
+};
+
+static void
+new_opid(struct proto_op *op)
+{
+	struct fid f;
+
+	fid_random(0, &f);
+	memcpy(op->opid, f.oid, 16);
+}
+
+static int
+ts_ns(const struct timespec *t, int64_t *out)
+{
+	*out = (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+	return 0;
+}
+
+/* Copy the user.* xattrs of open file @fd to @fid. */
+static int
+import_xattrs(struct imp *im, int fd, const struct fid *fid, const char *path)
+{
+	char *names = NULL, *val = NULL;
+	ssize_t n;
+	int rc = 0;
+
+	n = flistxattr(fd, NULL, 0);
+	if (n <= 0)
+		return n < 0 && errno != ENOTSUP ? -errno : 0;
+	names = malloc((size_t)n);
+	val = malloc(PROTO_XATTR_VALUE_MAX);
+	if (!names || !val) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	n = flistxattr(fd, names, (size_t)n);
+	if (n < 0) {
+		rc = -errno;
+		goto out;
+	}
+	for (char *p = names; p < names + n; p += strlen(p) + 1) {
+		struct proto_op op = {0};
+		ssize_t vl;
+
+		if (strncmp(p, "user.", 5))
+			continue;
+		vl = fgetxattr(fd, p, val, PROTO_XATTR_VALUE_MAX);
+		if (vl < 0) {
+			rc = -errno;
+			goto out;
+		}
+		op.kind = PROTO_OP_SETXATTR;
+		op.fid = *fid;
+		op.xname = p;
+		op.xvalue = val;
+		op.xlen = (size_t)vl;
+		rc = vs_apply_raw(im->v, &op, NULL);
+		if (rc) {
+			fprintf(stderr, "vos: cannot import xattr '%s' of '%s': %s\n",
+				p, path, strerror(-rc));
+			goto out;
+		}
+	}
+out:
+	free(names);
+	free(val);
+	return rc;
+}
+
+static int import_dir(struct imp *im, int dfd, const struct fid *dir,
+		      const char *path, int depth);
+
+static int
+import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
+	     const char *dpath, int depth)
+{
+	char path[PATH_MAX];
+	struct proto_op op = {0};
+	struct proto_op_result res;
+	struct stat st;
+	struct hl *h = NULL;
+	int64_t at, mt, ct;
+	int rc, fd = -1;
+
+	snprintf(path, sizeof(path), "%s/%s", dpath, name);
+	rc = proto_name_check(name, strlen(name));
+	if (rc)
+		return report(rc, "cannot import '%s': the name is not valid in a "
+			    "volume", path);
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return report(-errno, "cannot stat '%s'", path);
+	ts_ns(&st.st_atim, &at);
+	ts_ns(&st.st_mtim, &mt);
+	ts_ns(&st.st_ctim, &ct);
+	op.parent = *dir;
+	op.name = (char *)name;
+	op.uid = st.st_uid;
+	op.gid = st.st_gid;
+	op.mode = st.st_mode & 07777;
+	if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+		h = hl_find(&im->hl, st.st_dev, st.st_ino);
+		if (h) {
+			op.kind = PROTO_OP_LINK;
+			op.fid = h->fid;
+			rc = vs_apply_raw(im->v, &op, NULL);
+			if (rc)
+				fail(rc, "cannot link '%s'", path);
+			return rc;
+		}
+	}
+	if (S_ISREG(st.st_mode) || S_ISFIFO(st.st_mode)) {
+		op.kind = PROTO_OP_CREATE;
+		op.type = S_ISREG(st.st_mode) ? PROTO_T_FILE : PROTO_T_FIFO;
+	} else if (S_ISDIR(st.st_mode)) {
+		op.kind = PROTO_OP_MKDIR;
+		op.type = PROTO_T_DIR;
+	} else if (S_ISLNK(st.st_mode)) {
+		char *t = malloc(PROTO_PATH_MAX + 1);
+		ssize_t n;
+
+		if (!t)
+			return -ENOMEM;
+		n = readlinkat(dfd, name, t, PROTO_PATH_MAX);
+		if (n <= 0 || n >= PROTO_PATH_MAX) {
+			free(t);
+			return report(n < 0 ? -errno : -ENAMETOOLONG,
+				    "cannot read symlink '%s'", path);
+		}
+		t[n] = 0;
+		op.kind = PROTO_OP_SYMLINK;
+		op.type = PROTO_T_SYMLINK;
+		op.target = t;
+	} else {
+		fprintf(stderr, "vos: skipping '%s': sockets and device nodes "
+			"are not stored in volumes\n", path);
+		return 0;
+	}
+	new_opid(&op);
+	rc = vs_apply_raw(im->v, &op, &res);
+	free(op.target);
+	if (rc)
+		return report(rc, "cannot import '%s'", path);
+	im->files++;
+	if (h == NULL && !S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+		h = hl_add(&im->hl, st.st_dev, st.st_ino);
+		if (!h)
+			return -ENOMEM;
+		h->fid = res.attr.fid;
+	}
+	if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
+		fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
+					       (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0));
+		if (fd < 0)
+			return report(-errno, "cannot open '%s'", path);
+		rc = import_xattrs(im, fd, &res.attr.fid, path);
+		if (!rc && S_ISREG(st.st_mode)) {
+			rc = vs_import_data(im->v, &res.attr.fid, fd,
+					    (uint64_t)st.st_size);
+			if (rc)
+				fail(rc, "cannot import the data of '%s'", path);
+			im->bytes += (uint64_t)st.st_size;
+		}
+		if (!rc && S_ISDIR(st.st_mode)) {
+			if (depth > 4096)
+				rc = report(-ELOOP, "'%s' is too deep", path);
+			else
+				rc = import_dir(im, fd, &res.attr.fid, path,
+						depth + 1);
+		}
+		close(fd);
+		if (rc)
+			return rc;
+	}
+	rc = vs_import_times(im->v, &res.attr.fid, at, mt, ct);
+	if (rc)
+		fail(rc, "cannot set the times of '%s'", path);
+	return rc;
+}
+
+static int
+import_dir(struct imp *im, int dfd, const struct fid *dir, const char *path,
+	   int depth)
+{
+	int fd = dup(dfd);
+	DIR *d;
+	struct dirent *de;
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while (!rc && (errno = 0, de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		rc = import_entry(im, dirfd(d), dir, de->d_name, path, depth);
+	}
+	if (!rc && errno)
+		rc = -errno;
+	closedir(d);
+	return rc;
+}
+
+static const char usage_import[] =
+	"usage: vos [--root DIR] import NAME SRCDIR [--quota SIZE] [--files N]\n"
+	"Make a new volume NAME from the tree SRCDIR, keeping modes, owners,\n"
+	"times, symlinks, hard links, user.* xattrs, FIFOs and holes. The\n"
+	"volume appears only when the whole tree is in.\n";
+
+static int
+cmd_import(int argc, char **argv)
+{
+	static const struct option lo[] = {{"quota", required_argument, NULL, 'q'},
+					   {"files", required_argument, NULL, 'f'},
+					   {"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	uint8_t key[TOKEN_KEY_MAX];
+	size_t klen = sizeof(key);
+	uint64_t bytes = 0, files = 0;
+	struct imp im = {0};
+	struct vs_root *r = NULL;
+	struct vs_volinfo vi;
+	struct proto_op op = {0};
+	struct proto_attr ra;
+	struct stat st;
+	const char *name, *src;
+	int c, rc, sfd = -1;
+	int64_t at, mt, ct;
+	bool made = false;
+
+	while ((c = getopt_cmd(argc, argv, lo, usage_import)) != -1)
+		if ((rc = parse_limits(c, &bytes, &files)))
+			return rc;
+	if (optind + 2 != argc)
+		return fprintf(stderr, "%s", usage_import), EX_USAGE_;
+	name = argv[optind];
+	src = argv[optind + 1];
+	if (proto_volname_check(name))
+		return fail(-EINVAL, "bad volume name '%s'", name);
+	sfd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sfd < 0 || fstat(sfd, &st) < 0)
+		return fail(-errno, "cannot open '%s'", src);
+	rc = open_root(true, &r);
+	if (rc)
+		goto out;
+	rc = vs_root_key(r, true, key, &klen);
+	memset(key, 0, sizeof(key));
+	if (rc) {
+		fail(rc, "cannot create the secret key");
+		goto out;
+	}
+	rc = vs_vol_create(r, name, bytes, files, VS_STAGED, NULL);
+	if (rc == -EEXIST) {
+		fail(rc, "cannot import into '%s' (a volume of that name, or "
+		     "an interrupted import: 'vos remove --staged %s')", name,
+		     name);
+		goto out;
+	}
+	if (rc) {
+		fail(rc, "cannot create volume '%s'", name);
+		goto out;
+	}
+	made = true;
+	rc = vs_vol_open(r, name, VS_STAGED | VS_NOSYNC, &im.v);
+	if (rc) {
+		fail(rc, "cannot open the new volume");
+		goto out;
+	}
+	rc = vs_vol_info(im.v, &vi);
+	if (!rc)
+		rc = vs_getattr(im.v, &vi.root, &ra);
+	if (rc)
+		goto out;
+	/* The root directory takes SRCDIR's owner, mode, xattrs, times. */
+	op.kind = PROTO_OP_SETATTR;
+	op.fid = vi.root;
+	op.base_dv = ra.dv;
+	op.mask = PROTO_SA_MODE | PROTO_SA_UID | PROTO_SA_GID;
+	op.mode = st.st_mode & 07777;
+	op.uid = st.st_uid;
+	op.gid = st.st_gid;
+	rc = vs_apply_raw(im.v, &op, NULL);
+	if (!rc)
+		rc = import_xattrs(&im, sfd, &vi.root, src);
+	if (!rc)
+		rc = import_dir(&im, sfd, &vi.root, src, 0);
+	if (rc)
+		goto out;
+	ts_ns(&st.st_atim, &at);
+	ts_ns(&st.st_mtim, &mt);
+	ts_ns(&st.st_ctim, &ct);
+	rc = vs_import_times(im.v, &vi.root, at, mt, ct);
+	if (!rc)
+		rc = vs_vol_sync(im.v);
+	if (rc) {
+		fail(rc, "cannot finish the import");
+		goto out;
+	}
+	vs_vol_close(im.v);
+	im.v = NULL;
+	rc = vs_vol_publish(r, name);
+	if (rc) {
+		fail(rc, "cannot publish volume '%s'", name);
+		goto out;
+	}
+	made = false;
+	printf("imported %s into volume %s (id %08x): %" PRIu64 " objects, "
+	       "%" PRIu64 " bytes\n", src, name, vi.id, im.files, im.bytes);
+out:
+	vs_vol_close(im.v);
+	if (made)
+		vs_vol_remove(r, name, VS_STAGED);
+	hl_free(&im.hl);
+	vs_root_close(r);
+	if (sfd >= 0)
+		close(sfd);
+	return ex_of(rc);
+}
+
+/* ---- export ---- */
+
+struct exp {
+	struct vs_vol *v;
+	struct hlmap hl; /* keyed by the first 8 bytes of the oid */
+	bool chown_ok;
+	int warned;
+};
+
+static int
+export_meta(struct exp *ex, const char *path, const struct proto_attr *a)
+{
+	struct proto_xattr *x = NULL;
+	struct timespec ts[2];
+	size_t n = 0;
+	uint64_t dv;
+	int rc;
+
+	if (lchown(path, a->uid, a->gid) < 0 && !ex->warned++)
+		fprintf(stderr, "vos: cannot set the owner of '%s': %s "
+			"(owners are not kept)\n", path, strerror(errno));
+	if (a->type != PROTO_T_SYMLINK && chmod(path, a->mode) < 0)
+		return report(-errno, "cannot chmod '%s'", path);
+	if (a->type != PROTO_T_SYMLINK) {
+		rc = vs_xattrs(ex->v, &a->fid, &dv, &x, &n);
+		if (rc)
+			return report(rc, "cannot read the xattrs of '%s'", path);
+		for (size_t i = 0; i < n; i++)
+			if (lsetxattr(path, x[i].name, x[i].value, x[i].len, 0) <
+			    0) {
+				rc = -errno;
+				fail(rc, "cannot set xattr '%s' on '%s'",
+				     x[i].name, path);
+				proto_xattrs_free(x, n);
+				return rc;
+			}
+		proto_xattrs_free(x, n);
+	}
+	ts[0].tv_sec = a->atime_ns / 1000000000;
+	ts[0].tv_nsec = a->atime_ns % 1000000000;
+	ts[1].tv_sec = a->mtime_ns / 1000000000;
+	ts[1].tv_nsec = a->mtime_ns % 1000000000;
+	if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) < 0)
+		return report(-errno, "cannot set the times of '%s'", path);
+	return 0;
+}
+
+static int
+export_file(struct exp *ex, const char *path, const struct proto_attr *a)
+{
+	uint64_t size, cur;
+	int in = -1, out, rc;
+
+	rc = vs_data_open(ex->v, &a->fid, a->dv, &in, &size, &cur);
+	if (rc)
+		return report(rc, "cannot read the data of '%s'", path);
+	out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		   0600);
+	if (out < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (in >= 0)
+		rc = vs_copy_sparse(in, out, size);
+	if (!rc && ftruncate(out, (off_t)size) < 0)
+		rc = -errno;
+	if (close(out) < 0 && !rc)
+		rc = -errno;
+out:
+	if (in >= 0)
+		close(in);
+	if (rc)
+		fail(rc, "cannot write '%s'", path);
+	return rc;
+}
+
+static int
+export_dir(struct exp *ex, const struct fid *dir, const char *dpath, int depth)
+{
+	struct proto_dir d;
+	int rc;
+
+	if (depth > 4096)
+		return report(-ELOOP, "'%s' is too deep", dpath);
+	rc = vs_readdir(ex->v, dir, &d);
+	if (rc)
+		return report(rc, "cannot read directory '%s'", dpath);
+	for (size_t i = 0; i < d.n && !rc; i++) {
+		const struct proto_attr *a = &d.ents[i].attr;
+		char path[PATH_MAX];
+		struct hl *h = NULL;
+		dev_t k1;
+		ino_t k2;
+
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dpath,
+				     d.ents[i].name) >= sizeof(path)) {
+			rc = report(-ENAMETOOLONG, "path too long under '%s'",
+				  dpath);
+			break;
+		}
+		memcpy(&k1, a->fid.oid, sizeof(k1));
+		memcpy(&k2, a->fid.oid + 8, sizeof(k2));
+		if (a->type != PROTO_T_DIR && a->nlink > 1) {
+			h = hl_find(&ex->hl, k1, k2 ? k2 : 1);
+			if (h) {
+				if (link(h->path, path) < 0)
+					rc = report(-errno, "cannot link '%s'", path);
+				continue;
+			}
+		}
+		switch (a->type) {
+		case PROTO_T_FILE:
+			rc = export_file(ex, path, a);
+			break;
+		case PROTO_T_DIR:
+			if (mkdir(path, 0700) < 0)
+				rc = report(-errno, "cannot mkdir '%s'", path);
+			else
+				rc = export_dir(ex, &a->fid, path, depth + 1);
+			break;
+		case PROTO_T_SYMLINK: {
+			char *t = NULL;
+
+			rc = vs_readlink(ex->v, &a->fid, &t);
+			if (!rc && symlink(t, path) < 0)
+				rc = -errno;
+			if (rc)
+				fail(rc, "cannot make symlink '%s'", path);
+			free(t);
+			break;
+		}
+		case PROTO_T_FIFO:
+			if (mkfifo(path, 0600) < 0)
+				rc = report(-errno, "cannot make FIFO '%s'", path);
+			break;
+		default:
+			break;
+		}
+		if (!rc)
+			rc = export_meta(ex, path, a);
+		if (!rc && a->type != PROTO_T_DIR && a->nlink > 1) {
+			h = hl_add(&ex->hl, k1, k2 ? k2 : 1);
+			if (!h || !(h->path = strdup(path)))
+				rc = -ENOMEM;
+		}
+	}
+	proto_dir_release(&d);
+	return rc;
+}
+
+static const char usage_export[] =
+	"usage: vos [--root DIR] export NAME DESTDIR\n"
+	"Write the tree of volume NAME into DESTDIR (made if missing; must be\n"
+	"empty), byte for byte with modes, owners, times, links and xattrs.\n";
+
+static int
+cmd_export(int argc, char **argv)
+{
+	static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	struct exp ex = {0};
+	struct vs_root *r = NULL;
+	struct vs_volinfo vi;
+	struct proto_attr ra;
+	const char *name, *dst;
+	DIR *d;
+	int c, rc;
+
+	while ((c = getopt_cmd(argc, argv, lo, usage_export)) != -1)
+		;
+	if (optind + 2 != argc)
+		return fprintf(stderr, "%s", usage_export), EX_USAGE_;
+	name = argv[optind];
+	dst = argv[optind + 1];
+	if (mkdir(dst, 0700) < 0 && errno != EEXIST)
+		return fail(-errno, "cannot make '%s'", dst);
+	d = opendir(dst);
+	if (!d)
+		return fail(-errno, "cannot open '%s'", dst);
+	for (struct dirent *de; (de = readdir(d));)
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			closedir(d);
+			return fail(-ENOTEMPTY, "cannot export into '%s'", dst);
+		}
+	closedir(d);
+	rc = open_root(false, &r);
+	if (rc)
+		return ex_of(rc);
+	rc = vs_vol_open(r, name, VS_RDONLY, &ex.v);
+	if (rc) {
+		fail(rc, "cannot open volume '%s'", name);
+		goto out;
+	}
+	rc = vs_vol_info(ex.v, &vi);
+	if (!rc)
+		rc = vs_getattr(ex.v, &vi.root, &ra);
+	if (!rc)
+		rc = export_dir(&ex, &vi.root, dst, 0);
+	if (!rc)
+		rc = export_meta(&ex, dst, &ra);
+out:
+	vs_vol_close(ex.v);
+	hl_free(&ex.hl);
+	vs_root_close(r);
+	return ex_of(rc);
+}
+
+/* ---- main ---- */
+
+static const struct cmd cmds[] = {
+	{"init", cmd_init, usage_init},
+	{"create", cmd_create, usage_create},
+	{"list", cmd_list, usage_list},
+	{"examine", cmd_examine, usage_examine},
+	{"remove", cmd_remove, usage_remove},
+	{"import", cmd_import, usage_import},
+	{"export", cmd_export, usage_export},
+	{"token", cmd_token, usage_token},
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: vos [--root DIR] COMMAND [ARGS]\n"
+		   "       vos --help | --version | COMMAND --help\n"
+		   "Administer the volumes of a cairn-vold server root (default\n"
+		   "$CAIRN_ROOT or " DEFAULT_ROOT ").\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		const char *s = strchr(cmds[i].usage, ']') + 2;
+
+		fprintf(f, "  %.*s\n", (int)strcspn(s, "\n"), s);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *env = getenv("CAIRN_ROOT");
+	int i = 1;
+
+	log_init("vos", 0, LOG_WARNING);
+	root_path = env && *env ? env : DEFAULT_ROOT;
+	while (i < argc && argv[i][0] == '-') {
+		if (!strcmp(argv[i], "--root") && i + 1 < argc) {
+			root_path = argv[i + 1];
+			i += 2;
+		} else if (!strncmp(argv[i], "--root=", 7)) {
+			root_path = argv[i] + 7;
+			i++;
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage(stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "--version")) {
+			printf("vos (cairn) %s\n", PACKAGE_VERSION);
+			return 0;
+		} else {
+			fprintf(stderr, "vos: unknown option '%s'\n", argv[i]);
+			usage(stderr);
+			return EX_USAGE_;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return EX_USAGE_;
+	}
+	for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++)
+		if (!strcmp(argv[i], cmds[k].name)) {
+			optind = 1;
+			return cmds[k].fn(argc - i, argv + i);
+		}
+	fprintf(stderr, "vos: unknown command '%s'\n", argv[i]);
+	usage(stderr);
+	return EX_USAGE_;
+}

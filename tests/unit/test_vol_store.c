@@ -1,0 +1,765 @@
+/*
+ * test_vol_store.c - unit tests of the volume storage (vol/volstore.c):
+ * every mutation and its refusals (409/412/4xx), opid replay, hard links,
+ * atomic multi-chunk stores, events, crash leftovers removed at open, a
+ * large directory (4,000 entries). Runs in a temporary server root.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/fid.h"
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/util.h"
+#include "tests/tap.h"
+#include "vol/volstore.h"
+
+static char rootdir[256];
+static struct vs_root *root;
+static struct vs_vol *vol;
+static struct fid rootfid;
+static unsigned opcount;
+
+/* Entries of the big directory: enough for several bucket splits (the
+ * 10,000-entry case is timed by tests/bench/bench-vol.sh). */
+#define BIGDIR_N 4000
+
+static void
+opid(struct proto_op *op)
+{
+	memset(op->opid, 0, 16);
+	opcount++;
+	memcpy(op->opid, &opcount, sizeof(opcount));
+	op->opid[15] = 0x5a;
+}
+
+/* Apply @op with a fresh opid; return the status, *res filled on 200. */
+static int
+apply(struct proto_op *op, struct proto_op_result *res, struct vs_reply *keep)
+{
+	struct vs_reply rep;
+	int rc;
+
+	opid(op);
+	rc = vs_apply(vol, op, &rep);
+	if (rc) {
+		diag("vs_apply: %s", strerror(-rc));
+		return -1;
+	}
+	if (res) {
+		memset(res, 0, sizeof(*res));
+		if (rep.status == 200 &&
+		    proto_op_result_decode(rep.body, rep.len, res))
+			diag("cannot decode result");
+	}
+	rc = rep.status;
+	if (keep)
+		*keep = rep;
+	else
+		free(rep.body);
+	return rc;
+}
+
+static int
+err_of(const struct vs_reply *rep)
+{
+	struct proto_error e;
+
+	if (proto_error_decode(rep->body, rep->len, &e))
+		return -1;
+	return e.err;
+}
+
+static int
+mk(enum proto_op_kind k, const struct fid *parent, const char *name,
+   struct fid *out)
+{
+	struct proto_op op = {0};
+	struct proto_op_result res;
+	int st;
+
+	op.kind = k;
+	op.parent = *parent;
+	op.name = (char *)name;
+	op.type = k == PROTO_OP_MKDIR ? PROTO_T_DIR : PROTO_T_FILE;
+	op.mode = 0644;
+	op.uid = 1000;
+	op.gid = 1000;
+	if (k == PROTO_OP_SYMLINK)
+		op.target = (char *)"target/of/link";
+	st = apply(&op, &res, NULL);
+	if (st == 200 && out)
+		*out = res.attr.fid;
+	return st;
+}
+
+static int
+rm(enum proto_op_kind k, const struct fid *parent, const char *name,
+   const struct fid *fid, struct vs_reply *rep)
+{
+	struct proto_op op = {0};
+
+	op.kind = k;
+	op.parent = *parent;
+	op.name = (char *)name;
+	op.fid = *fid;
+	return apply(&op, NULL, rep);
+}
+
+static int
+stage(const struct fid *f, const uint8_t txid[16], uint64_t chunk,
+      uint32_t cs, char fill, size_t len)
+{
+	char *buf = malloc(len ? len : 1);
+	int rc;
+
+	memset(buf, fill, len);
+	rc = vs_stage_put(vol, f, txid, chunk, cs, buf, len);
+	free(buf);
+	return rc;
+}
+
+/* Read the current data of @f into a heap buffer. */
+static char *
+slurp(const struct fid *f, uint64_t *size)
+{
+	struct proto_attr a;
+	uint64_t cur;
+	int fd = -1;
+	char *buf;
+
+	if (vs_getattr(vol, f, &a) || vs_data_open(vol, f, a.dv, &fd, size, &cur))
+		return NULL;
+	buf = calloc(1, *size + 1);
+	if (fd >= 0) {
+		util_pread_all(fd, buf, *size, 0);
+		close(fd);
+	}
+	return buf;
+}
+
+static void
+test_volumes(void)
+{
+	char **names;
+	size_t n;
+	uint32_t id, id2;
+	struct vs_volinfo vi;
+
+	is_int(vs_vol_create(root, "home", 0, 0, 0, &id), 0, "create volume");
+	is_int(vs_vol_create(root, "home", 0, 0, 0, NULL), -EEXIST,
+	       "create twice is EEXIST");
+	is_int(vs_vol_create(root, "../x", 0, 0, 0, NULL), -EINVAL,
+	       "a path as a volume name is refused");
+	is_int(vs_vol_create(root, ".hidden", 0, 0, 0, NULL), -EINVAL,
+	       "a leading dot is refused");
+	is_int(vs_vol_create(root, "other", 0, 0, 0, &id2), 0, "second volume");
+	ok(id != id2 && id && id2, "volume ids differ and are not 0");
+	is_int(vs_vol_list(root, &names, &n), 0, "list");
+	ok(n == 2 && !strcmp(names[0], "home") && !strcmp(names[1], "other"),
+	   "list is sorted: home, other");
+	vs_names_free(names, n);
+	is_int(vs_vol_remove(root, "other", 0), 0, "remove");
+	is_int(vs_vol_remove(root, "other", 0), -ENOENT, "remove twice");
+	is_int(vs_vol_open(root, "nope", 0, &vol), -ENOENT, "open missing");
+	is_int(vs_vol_open(root, "home", VS_CLEANUP, &vol), 0, "open home");
+	is_int(vs_vol_info(vol, &vi), 0, "info");
+	is_int(vi.id, id, "info id");
+	is_int(vi.files_used, 1, "one object: the root");
+	rootfid = vi.root;
+}
+
+static void
+test_create(void)
+{
+	struct fid f, d, s, g;
+	struct proto_attr a;
+	struct proto_dir dir;
+	struct proto_op op = {0};
+	struct vs_reply rep;
+	char *t;
+
+	is_int(mk(PROTO_OP_CREATE, &rootfid, "a.txt", &f), 200, "create file");
+	is_int(mk(PROTO_OP_CREATE, &rootfid, "a.txt", NULL), 409,
+	       "create existing name is 409");
+	is_int(mk(PROTO_OP_MKDIR, &rootfid, "d", &d), 200, "mkdir");
+	is_int(mk(PROTO_OP_SYMLINK, &d, "s", &s), 200, "symlink in d");
+	is_int(mk(PROTO_OP_CREATE, &f, "x", NULL), 400,
+	       "create in a file is 400 ENOTDIR");
+	is_int(vs_readlink(vol, &s, &t), 0, "readlink");
+	is_str(t, "target/of/link", "symlink target");
+	free(t);
+	is_int(vs_readlink(vol, &f, &t), -EINVAL, "readlink of a file");
+	is_int(vs_getattr(vol, &s, &a), 0, "getattr symlink");
+	is_int(a.size, 14, "symlink size is the target length");
+	is_int(vs_getattr(vol, &rootfid, &a), 0, "getattr root");
+	is_int(a.nlink, 3, "root nlink counts the subdirectory");
+	is_int(vs_readdir(vol, &rootfid, &dir), 0, "readdir");
+	is_int(dir.n, 2, "two entries");
+	proto_dir_release(&dir);
+	is_int(vs_readdir(vol, &f, &dir), -ENOTDIR, "readdir of a file");
+
+	/* A client-chosen FID. */
+	fid_random(vs_vol_info(vol, &(struct vs_volinfo){0}) == 0 ? rootfid.vol : 0,
+		   &g);
+	op.kind = PROTO_OP_CREATE;
+	op.parent = rootfid;
+	op.name = (char *)"chosen";
+	op.fid = g;
+	op.type = PROTO_T_FIFO;
+	op.mode = 0600;
+	is_int(apply(&op, NULL, NULL), 200, "create with a chosen FID");
+	is_int(vs_getattr(vol, &g, &a), 0, "chosen FID exists");
+	is_int(a.type, PROTO_T_FIFO, "it is a FIFO");
+	op.name = (char *)"chosen2";
+	is_int(apply(&op, NULL, &rep), 409, "a chosen FID that exists is 409");
+	is_int(err_of(&rep), EEXIST, "... EEXIST");
+	free(rep.body);
+	op.fid.vol ^= 1;
+	is_int(apply(&op, NULL, NULL), 400, "a FID of another volume is 400");
+}
+
+static void
+test_link_unlink(void)
+{
+	struct fid f, d, h, x;
+	struct proto_op op = {0};
+	struct proto_attr a;
+	struct vs_reply rep;
+	struct vs_volinfo vi;
+	uint64_t files;
+
+	vs_vol_info(vol, &vi);
+	files = vi.files_used;
+	vs_lookup(vol, &rootfid, "a.txt", &f);
+	vs_lookup(vol, &rootfid, "d", &d);
+	op.kind = PROTO_OP_LINK;
+	op.parent = d;
+	op.name = (char *)"hard";
+	op.fid = f;
+	is_int(apply(&op, NULL, NULL), 200, "link");
+	is_int(vs_getattr(vol, &f, &a), 0, "getattr linked");
+	is_int(a.nlink, 2, "nlink 2");
+	is_int(vs_lookup(vol, &d, "hard", &h), 0, "lookup the link");
+	ok(fid_eq(&h, &f), "same FID under both names");
+	op.name = (char *)"dirlink";
+	op.fid = d;
+	is_int(apply(&op, NULL, &rep), 403, "link of a directory is 403");
+	is_int(err_of(&rep), EPERM, "... EPERM");
+	free(rep.body);
+
+	is_int(rm(PROTO_OP_UNLINK, &rootfid, "a.txt", &d, &rep), 412,
+	       "unlink with the wrong FID is 412");
+	free(rep.body);
+	is_int(rm(PROTO_OP_UNLINK, &rootfid, "nope", &f, NULL), 404,
+	       "unlink of a missing name is 404");
+	is_int(rm(PROTO_OP_UNLINK, &rootfid, "d", &d, &rep), 400,
+	       "unlink of a directory is 400");
+	is_int(err_of(&rep), EISDIR, "... EISDIR");
+	free(rep.body);
+	is_int(rm(PROTO_OP_RMDIR, &rootfid, "d", &d, &rep), 409,
+	       "rmdir of a non-empty directory is 409");
+	is_int(err_of(&rep), ENOTEMPTY, "... ENOTEMPTY");
+	free(rep.body);
+	is_int(rm(PROTO_OP_RMDIR, &rootfid, "a.txt", &f, NULL), 400,
+	       "rmdir of a file is 400");
+	is_int(rm(PROTO_OP_UNLINK, &rootfid, "a.txt", &f, NULL), 200,
+	       "unlink one name");
+	is_int(vs_getattr(vol, &f, &a), 0, "object still there");
+	is_int(a.nlink, 1, "nlink 1");
+	is_int(rm(PROTO_OP_UNLINK, &d, "hard", &f, NULL), 200,
+	       "unlink the last name");
+	is_int(vs_getattr(vol, &f, &a), -ENOENT, "object gone");
+	vs_vol_info(vol, &vi);
+	is_int(vi.files_used, files - 1, "files_used went down by one");
+	is_int(mk(PROTO_OP_MKDIR, &d, "sub", &x), 200, "mkdir d/sub");
+	is_int(rm(PROTO_OP_RMDIR, &d, "sub", &x, NULL), 200, "rmdir d/sub");
+	is_int(vs_getattr(vol, &x, &a), -ENOENT, "d/sub gone");
+}
+
+static void
+test_rename(void)
+{
+	struct fid d, e, a, b, c, sub;
+	struct proto_op op = {0};
+	struct proto_attr at;
+	struct vs_reply rep;
+
+	vs_lookup(vol, &rootfid, "d", &d);
+	mk(PROTO_OP_MKDIR, &rootfid, "e", &e);
+	mk(PROTO_OP_CREATE, &d, "a", &a);
+	mk(PROTO_OP_CREATE, &d, "b", &b);
+	mk(PROTO_OP_CREATE, &e, "c", &c);
+	op.kind = PROTO_OP_RENAME;
+	op.parent = d;
+	op.name = (char *)"a";
+	op.fid = a;
+	op.newparent = d;
+	op.newname = (char *)"b";
+	is_int(apply(&op, NULL, &rep), 412,
+	       "rename onto an existing name without victim is 412");
+	free(rep.body);
+	op.flags = PROTO_RENAME_NOREPLACE;
+	is_int(apply(&op, NULL, &rep), 409, "noreplace onto a name is 409");
+	free(rep.body);
+	op.flags = 0;
+	op.victim = c;
+	is_int(apply(&op, NULL, NULL), 412, "victim not the one there is 412");
+	op.fid = b;
+	op.victim = (struct fid){0};
+	is_int(apply(&op, NULL, NULL), 412, "name points to another FID: 412");
+	op.fid = a;
+	op.victim = b;
+	is_int(apply(&op, NULL, NULL), 200, "rename a over b with victim b");
+	is_int(vs_getattr(vol, &b, &at), -ENOENT, "b is gone");
+	is_int(vs_lookup(vol, &d, "b", &sub), 0, "name b exists");
+	ok(fid_eq(&sub, &a), "and points at a");
+	is_int(vs_lookup(vol, &d, "a", &sub), -ENOENT, "name a gone");
+
+	/* exchange across directories */
+	op.parent = d;
+	op.name = (char *)"b";
+	op.fid = a;
+	op.newparent = e;
+	op.newname = (char *)"c";
+	op.victim = c;
+	op.flags = PROTO_RENAME_EXCHANGE;
+	is_int(apply(&op, NULL, NULL), 200, "exchange d/b and e/c");
+	vs_lookup(vol, &d, "b", &sub);
+	ok(fid_eq(&sub, &c), "d/b is now c");
+	vs_lookup(vol, &e, "c", &sub);
+	ok(fid_eq(&sub, &a), "e/c is now a");
+
+	/* a directory into itself */
+	mk(PROTO_OP_MKDIR, &e, "inner", &sub);
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_RENAME;
+	op.parent = rootfid;
+	op.name = (char *)"e";
+	op.fid = e;
+	op.newparent = sub;
+	op.newname = (char *)"loop";
+	is_int(apply(&op, NULL, &rep), 400,
+	       "moving a directory into its own subtree is 400");
+	is_int(err_of(&rep), EINVAL, "... EINVAL");
+	free(rep.body);
+	op.newparent = d;
+	op.newname = (char *)"e-moved";
+	is_int(apply(&op, NULL, NULL), 200, "move directory e into d");
+	is_int(vs_getattr(vol, &d, &at), 0, "getattr d");
+	is_int(at.nlink, 3, "d nlink counts e");
+}
+
+static void
+test_setattr_xattr(void)
+{
+	struct fid f;
+	struct proto_op op = {0};
+	struct proto_attr a;
+	struct proto_xattr *x;
+	struct vs_reply rep;
+	uint64_t dv, size;
+	size_t n;
+	char *data;
+
+	mk(PROTO_OP_CREATE, &rootfid, "sa", &f);
+	vs_getattr(vol, &f, &a);
+	op.kind = PROTO_OP_SETATTR;
+	op.fid = f;
+	op.base_dv = a.dv + 5;
+	op.mask = PROTO_SA_MODE;
+	op.mode = 0600;
+	is_int(apply(&op, NULL, &rep), 412, "setattr on a stale dv is 412");
+	{
+		struct proto_error e;
+
+		proto_error_decode(rep.body, rep.len, &e);
+		is_int(e.cur_dv, a.dv, "412 carries the current dv");
+	}
+	free(rep.body);
+	op.base_dv = a.dv;
+	is_int(apply(&op, NULL, NULL), 200, "chmod");
+	vs_getattr(vol, &f, &a);
+	is_int(a.mode, 0600, "mode set");
+	dv = a.dv;
+	is_int(dv, op.base_dv, "chmod keeps the dv");
+	op.mask = PROTO_SA_SIZE | PROTO_SA_MTIME;
+	op.size = 100000;
+	op.mtime_ns = 1234567890123456789LL;
+	op.base_dv = dv;
+	is_int(apply(&op, NULL, NULL), 200, "truncate up");
+	vs_getattr(vol, &f, &a);
+	is_int(a.dv, dv + 1, "truncate bumps the dv");
+	is_int(a.size, 100000, "size set");
+	is_int(a.mtime_ns, 1234567890123456789LL, "mtime set");
+	data = slurp(&f, &size);
+	ok(data && size == 100000 && data[0] == 0 && data[99999] == 0,
+	   "grown file reads as zeros");
+	free(data);
+
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_SETXATTR;
+	op.fid = f;
+	op.xname = (char *)"user.color";
+	op.xvalue = (void *)"red";
+	op.xlen = 3;
+	op.flags = PROTO_XATTR_REPLACE;
+	is_int(apply(&op, NULL, NULL), 404, "replace of a missing xattr: 404");
+	op.flags = PROTO_XATTR_CREATE;
+	is_int(apply(&op, NULL, NULL), 200, "setxattr create");
+	is_int(apply(&op, NULL, NULL), 409, "create again: 409");
+	op.flags = 0;
+	op.xvalue = (void *)"blue";
+	op.xlen = 4;
+	is_int(apply(&op, NULL, NULL), 200, "setxattr overwrite");
+	op.xname = (char *)"trusted.x";
+	is_int(apply(&op, NULL, &rep), 400, "non-user xattr is 400");
+	is_int(err_of(&rep), ENOTSUP, "... ENOTSUP");
+	free(rep.body);
+	is_int(vs_xattrs(vol, &f, &dv, &x, &n), 0, "list xattrs");
+	ok(n == 1 && !strcmp(x[0].name, "user.color") && x[0].len == 4 &&
+	   !memcmp(x[0].value, "blue", 4), "one xattr user.color=blue");
+	proto_xattrs_free(x, n);
+	op.kind = PROTO_OP_REMOVEXATTR;
+	op.xname = (char *)"user.color";
+	is_int(apply(&op, NULL, NULL), 200, "removexattr");
+	is_int(apply(&op, NULL, NULL), 404, "removexattr again: 404");
+	/* XATTR_LIST_MAX: names add up to at most 64 KiB. */
+	{
+		char name[256];
+		int st = 200, i;
+
+		op.kind = PROTO_OP_SETXATTR;
+		op.xvalue = (void *)"";
+		op.xlen = 0;
+		for (i = 0; i < 400 && st == 200; i++) {
+			snprintf(name, sizeof(name), "user.%0240d", i);
+			op.xname = name;
+			st = apply(&op, NULL, NULL);
+		}
+		is_int(st, 413, "xattr names beyond 64 KiB in all: 413");
+	}
+}
+
+static void
+test_opid(void)
+{
+	struct proto_op op = {0};
+	struct vs_reply r1, r2;
+	struct vs_volinfo v1, v2;
+
+	op.kind = PROTO_OP_CREATE;
+	op.parent = rootfid;
+	op.name = (char *)"once";
+	op.type = PROTO_T_FILE;
+	op.mode = 0644;
+	memset(op.opid, 0xab, 16);
+	is_int(vs_apply(vol, &op, &r1), 0, "first apply");
+	is_int(r1.status, 200, "first reply 200");
+	vs_vol_info(vol, &v1);
+	is_int(vs_apply(vol, &op, &r2), 0, "replay");
+	is_int(r2.status, 200, "replay is 200 again, not 409");
+	ok(r2.replayed, "marked as replayed");
+	ok(r1.len == r2.len && !memcmp(r1.body, r2.body, r1.len),
+	   "replay body is the first body");
+	is_int(r2.nev, 0, "replay makes no events");
+	vs_vol_info(vol, &v2);
+	is_int(v2.files_used, v1.files_used, "replay changed nothing");
+	is_int(v2.event_seq, v1.event_seq, "no new event seq");
+	free(r1.body);
+	free(r2.body);
+	/* A refusal is remembered too. */
+	op.name = (char *)"d";
+	memset(op.opid, 0xcd, 16);
+	vs_apply(vol, &op, &r1);
+	is_int(r1.status, 409, "create over d: 409");
+	free(r1.body);
+	vs_apply(vol, &op, &r1);
+	ok(r1.status == 409 && r1.replayed, "its replay: the same 409");
+	free(r1.body);
+}
+
+static void
+test_store(void)
+{
+	struct fid f;
+	struct proto_op op = {0};
+	struct proto_attr a;
+	uint8_t txid[16];
+	uint64_t chunks[3] = {0, 1, 3}, size, cur;
+	struct vs_reply rep;
+	char *data;
+	int fd;
+	bool good = true;
+
+	mk(PROTO_OP_CREATE, &rootfid, "st", &f);
+	vs_getattr(vol, &f, &a);
+	memset(txid, 7, 16);
+	is_int(stage(&f, txid, 0, 65536, 'A', 65536), 0, "stage chunk 0");
+	is_int(stage(&f, txid, 1, 65536, 'B', 65536), 0, "stage chunk 1");
+	is_int(stage(&f, txid, 3, 65536, 'D', 1000), 0, "stage short chunk 3");
+	is_int(stage(&f, txid, 2, 65536, 'C', 65537), -E2BIG,
+	       "a chunk above its size is refused");
+	is_int(stage(&rootfid, txid, 0, 65536, 'x', 10), -EISDIR,
+	       "staging into a directory is refused");
+	op.kind = PROTO_OP_STORE;
+	op.fid = f;
+	op.base_dv = a.dv;
+	memcpy(op.txid, txid, 16);
+	op.chunk_size = 65536;
+	op.size = 3 * 65536 + 1000;
+	op.chunks = chunks;
+	op.nchunks = 3;
+	op.base_dv = a.dv + 1;
+	is_int(apply(&op, NULL, NULL), 412, "store on a stale dv is 412");
+	op.base_dv = a.dv;
+	chunks[2] = 2;
+	is_int(apply(&op, NULL, &rep), 400, "store of an unstaged chunk: 400");
+	free(rep.body);
+	chunks[2] = 3;
+	is_int(apply(&op, NULL, NULL), 200, "store three chunks");
+	is_int(vs_data_open(vol, &f, a.dv, &fd, &size, &cur), -ESTALE,
+	       "the old dv is stale now");
+	is_int(cur, a.dv + 1, "new dv = base + 1");
+	data = slurp(&f, &size);
+	is_int(size, 3 * 65536 + 1000, "size");
+	for (uint64_t i = 0; data && i < size; i++) {
+		char want = i < 65536 ? 'A' : i < 131072 ? 'B' :
+			    i < 196608 ? 0 : 'D';
+
+		if (data[i] != want) {
+			diag("byte %" PRIu64 " is %d", i, data[i]);
+			good = false;
+			break;
+		}
+	}
+	ok(data && good, "content: A, B, hole, D");
+	free(data);
+
+	/* A second store changes one chunk; the rest keeps its bytes. */
+	memset(txid, 8, 16);
+	stage(&f, txid, 1, 65536, 'Z', 65536);
+	vs_getattr(vol, &f, &a);
+	memcpy(op.txid, txid, 16);
+	op.base_dv = a.dv;
+	chunks[0] = 1;
+	op.nchunks = 1;
+	is_int(apply(&op, NULL, NULL), 200, "store one chunk");
+	data = slurp(&f, &size);
+	ok(data && data[0] == 'A' && data[65536] == 'Z' &&
+	   data[size - 1] == 'D', "unlisted chunks keep their bytes");
+	free(data);
+	/* Shrink with a store of no chunks. */
+	vs_getattr(vol, &f, &a);
+	op.base_dv = a.dv;
+	op.nchunks = 0;
+	op.size = 10;
+	is_int(apply(&op, NULL, NULL), 200, "store to 10 bytes, no chunks");
+	data = slurp(&f, &size);
+	ok(data && size == 10 && data[9] == 'A', "shrunk to 10 bytes of A");
+	free(data);
+}
+
+static int
+count_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void
+test_events(void)
+{
+	struct proto_event ev[VS_MAX_EVENTS * 4];
+	struct vs_volinfo vi;
+	struct fid f;
+	size_t n;
+	bool mono = true;
+
+	vs_vol_info(vol, &vi);
+	mk(PROTO_OP_CREATE, &rootfid, "evt", &f);
+	rm(PROTO_OP_UNLINK, &rootfid, "evt", &f, NULL);
+	is_int(vs_events_read(vol, vi.event_seq + 1, ev, 16, &n), 0,
+	       "read events");
+	is_int(n, 3, "create: dir; unlink: dir + gone");
+	for (size_t i = 0; i < n; i++)
+		if (ev[i].seq != vi.event_seq + 1 + i)
+			mono = false;
+	ok(mono, "sequence numbers increase by one");
+	ok(n == 3 && ev[0].kind == PROTO_EV_DIR && fid_eq(&ev[0].fid, &rootfid),
+	   "first: dir event of the root");
+	ok(n == 3 && ev[2].kind == PROTO_EV_GONE && fid_eq(&ev[2].fid, &f),
+	   "last: the file is gone");
+}
+
+static void
+test_cleanup(void)
+{
+	char path[700], sub[300];
+	struct fid f;
+	struct proto_attr a;
+	uint64_t size;
+	char *data;
+	int fd;
+
+	vs_lookup(vol, &rootfid, "st", &f);
+	vs_getattr(vol, &f, &a);
+	/* What a crash leaves: a new DV file never committed, a torn
+	 * staged chunk, an old DV file not yet unlinked. */
+	snprintf(sub, sizeof(sub), "%s/volumes/home/data/%02x", rootdir,
+		 f.oid[0]);
+	{
+		char hex[33];
+
+		util_hex_encode(f.oid, 16, hex);
+		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex,
+			 a.dv + 1);
+		fd = open(path, O_CREAT | O_WRONLY, 0600);
+		close(fd);
+		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex,
+			 a.dv - 1);
+		fd = open(path, O_CREAT | O_WRONLY, 0600);
+		close(fd);
+	}
+	snprintf(path, sizeof(path), "%s/volumes/home/stage/abc", rootdir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/volumes/home/stage/abc/x.1.0.99.tmp",
+		 rootdir);
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	close(fd);
+	is_int(count_files(sub) >= 3, 1, "leftovers in place");
+	vs_vol_close(vol);
+	is_int(vs_vol_open(root, "home", VS_CLEANUP, &vol), 0,
+	       "reopen with cleanup");
+	is_int(access(path, F_OK), -1, "staged temp file removed");
+	data = slurp(&f, &size);
+	ok(data && size == 10, "the current data survives");
+	free(data);
+	{
+		char hex[33];
+
+		util_hex_encode(f.oid, 16, hex);
+		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex,
+			 a.dv + 1);
+		is_int(access(path, F_OK), -1, "uncommitted DV file removed");
+		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex,
+			 a.dv - 1);
+		is_int(access(path, F_OK), -1, "stale DV file removed");
+	}
+}
+
+static void
+test_bigdir(void)
+{
+	struct vs_vol *saved = vol;
+	struct proto_dir d;
+	struct fid dir, f;
+	uint64_t t0, t1, t2;
+	char name[32];
+	int bad = 0;
+
+	/* No fsync here: this checks the directory structure, not the disk. */
+	vs_vol_create(root, "big", 0, 0, 0, NULL);
+	if (vs_vol_open(root, "big", VS_NOSYNC, &vol)) {
+		vol = saved;
+		ok(0, "open big");
+		return;
+	}
+	{
+		struct vs_volinfo vi;
+
+		vs_vol_info(vol, &vi);
+		dir = vi.root;
+	}
+	t0 = util_now_ms();
+	for (int i = 0; i < BIGDIR_N; i++) {
+		snprintf(name, sizeof(name), "file-%05d", i);
+		if (mk(PROTO_OP_CREATE, &dir, name, &f) != 200)
+			bad++;
+	}
+	t1 = util_now_ms();
+	is_int(bad, 0, "%d creates", BIGDIR_N);
+	is_int(vs_readdir(vol, &dir, &d), 0, "readdir of %d", BIGDIR_N);
+	t2 = util_now_ms();
+	is_int(d.n, BIGDIR_N, "all entries listed");
+	{
+		char *seen = calloc(BIGDIR_N, 1);
+		int dup = 0;
+
+		for (size_t i = 0; i < d.n; i++) {
+			int k = atoi(d.ents[i].name + 5);
+
+			if (seen[k]++)
+				dup++;
+		}
+		is_int(dup, 0, "no name twice");
+		free(seen);
+	}
+	proto_dir_release(&d);
+	diag("%d creates: %" PRIu64 " ms, readdirplus: %" PRIu64 " ms",
+	     BIGDIR_N, t1 - t0, t2 - t1);
+	ok(t2 - t1 < 2000, "readdirplus under 2 s");
+	is_int(vs_lookup(vol, &dir, "file-02424", &f), 0, "lookup one");
+	is_int(rm(PROTO_OP_UNLINK, &dir, "file-02424", &f, NULL), 200,
+	       "unlink one");
+	is_int(vs_readdir(vol, &dir, &d), 0, "readdir again");
+	is_int(d.n, BIGDIR_N - 1, "one fewer left");
+	proto_dir_release(&d);
+	vs_vol_close(vol);
+	vol = saved;
+}
+
+int
+main(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	char cmd[600];
+
+	log_init("test_vol_store", 0, LOG_WARNING);
+	snprintf(rootdir, sizeof(rootdir), "%s/test_vol_store.XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(rootdir)) {
+		printf("Bail out! mkdtemp\n");
+		return 1;
+	}
+	plan(0);
+	is_int(vs_root_open(rootdir, true, &root), 0, "open root");
+	test_volumes();
+	if (vol) {
+		test_create();
+		test_link_unlink();
+		test_rename();
+		test_setattr_xattr();
+		test_opid();
+		test_store();
+		test_events();
+		test_cleanup();
+		test_bigdir();
+		vs_vol_close(vol);
+	}
+	vs_root_close(root);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rootdir);
+	if (system(cmd) != 0)
+		diag("cannot remove %s", rootdir);
+	done_testing();
+	return tap_failed ? 1 : 0;
+}

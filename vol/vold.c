@@ -1,0 +1,432 @@
+/*
+ * vold.c - cairn-vold, the volume server program: options and the config
+ * file, daemon start-up, the root lock, signals. The HTTP front is
+ * vold_http.c and the storage volstore.c; this file only wires them.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <ini.h>
+
+#include "common/log.h"
+#include "common/token.h"
+#include "common/util.h"
+#include "vol/vold.h"
+#include "vol/volstore.h"
+
+#define DEFAULT_CONF SYSCONFDIR "/cairn/cairn-vold.conf"
+/* Fixed, not under --prefix: the one place admins and docs expect. */
+#define DEFAULT_ROOT "/var/lib/cairn"
+
+static const char usage[] =
+	"usage: cairn-vold --root DIR [--listen ADDR:PORT] [--port-file FILE]\n"
+	"                  [--cert PEM --key PEM] [--config FILE] [--foreground]\n"
+	"                  [--pidfile FILE] [--workers N] [--log-level LEVEL]\n"
+	"                  [--syslog] [--help] [--version]\n"
+	"\n"
+	"Serve the volumes under DIR over HTTP(S) (see cairn-vold(8)).\n"
+	"  --root DIR          server root (default " DEFAULT_ROOT ")\n"
+	"  --listen ADDR:PORT  address to listen on (default 127.0.0.1:7070;\n"
+	"                      port 0 picks a free port)\n"
+	"  --port-file FILE    write the bound port to FILE\n"
+	"  --cert PEM --key PEM  serve HTTPS with this certificate and key\n"
+	"  --config FILE       config file (default " DEFAULT_CONF ")\n"
+	"  --foreground        do not daemonize\n"
+	"  --pidfile FILE      write the process id to FILE\n"
+	"  --workers N         disk worker threads (default 4)\n"
+	"  --log-level LEVEL   err, warn, info or debug (default info)\n"
+	"  --syslog            log to syslog instead of stderr\n";
+
+void
+vold_conf_release(struct vold_conf *c)
+{
+	free(c->root);
+	free(c->listen);
+	free(c->port_file);
+	free(c->cert);
+	free(c->key);
+	free(c->pidfile);
+	memset(c, 0, sizeof(*c));
+}
+
+static int
+set_str(char **dst, const char *v)
+{
+	char *n = strdup(v);
+
+	if (!n)
+		return -ENOMEM;
+	free(*dst);
+	*dst = n;
+	return 0;
+}
+
+static int
+parse_int(const char *v, int min, int max, int *out)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || *end || end == v || n < min || n > max)
+		return -EINVAL;
+	*out = (int)n;
+	return 0;
+}
+
+/* inih callback: [vold] section keys. Unknown keys are errors so a typo
+ * does not silently leave a default in place. */
+static int
+conf_line(void *arg, const char *section, const char *name, const char *value)
+{
+	struct vold_conf *c = arg;
+	int rc = 0;
+
+	if (strcmp(section, "vold")) {
+		fprintf(stderr, "cairn-vold: unknown config section [%s]\n",
+			section);
+		return 0;
+	}
+	if (!strcmp(name, "root"))
+		rc = set_str(&c->root, value);
+	else if (!strcmp(name, "listen"))
+		rc = set_str(&c->listen, value);
+	else if (!strcmp(name, "cert"))
+		rc = set_str(&c->cert, value);
+	else if (!strcmp(name, "key"))
+		rc = set_str(&c->key, value);
+	else if (!strcmp(name, "pidfile"))
+		rc = set_str(&c->pidfile, value);
+	else if (!strcmp(name, "workers"))
+		rc = parse_int(value, 1, 256, &c->workers);
+	else if (!strcmp(name, "timeout"))
+		rc = parse_int(value, 1, 86400, &c->timeout_s);
+	else if (!strcmp(name, "cache_objects"))
+		rc = parse_int(value, 16, 1000000, &c->cache_objects);
+	else if (!strcmp(name, "log_level")) {
+		rc = log_parse_level(value);
+		if (rc >= 0) {
+			c->log_level = rc;
+			rc = 0;
+		}
+	} else if (!strcmp(name, "syslog"))
+		c->use_syslog = !strcmp(value, "yes") || !strcmp(value, "true") ||
+				!strcmp(value, "1");
+	else
+		rc = -EINVAL;
+	if (rc)
+		fprintf(stderr, "cairn-vold: bad config line '%s = %s'\n", name,
+			value);
+	return rc == 0;
+}
+
+static int
+write_file_atomic(const char *path, const char *text)
+{
+	char tmp[PATH_MAX];
+	int fd, rc;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path,
+			     (int)getpid()) >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	rc = util_write_all(fd, text, strlen(text));
+	if (close(fd) < 0 && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
+static void
+daemonize(void)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0) {
+		perror("cairn-vold: fork");
+		exit(71);
+	}
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	pid = fork();
+	if (pid < 0)
+		_exit(71);
+	if (pid > 0)
+		_exit(0);
+	if (chdir("/") < 0)
+		_exit(71);
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+}
+
+static void
+on_stop(evutil_socket_t sig, short what, void *arg)
+{
+	log_info(LOG_MAIN, "signal %d: stopping", (int)sig);
+	event_base_loopexit(arg, NULL);
+}
+
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	vold_rescan(arg);
+}
+
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+enum {
+	OPT_ROOT = 256,
+	OPT_LISTEN,
+	OPT_PORT_FILE,
+	OPT_CERT,
+	OPT_KEY,
+	OPT_CONFIG,
+	OPT_FOREGROUND,
+	OPT_PIDFILE,
+	OPT_LOG_LEVEL,
+	OPT_SYSLOG,
+	OPT_WORKERS,
+	OPT_HELP,
+	OPT_VERSION,
+};
+
+static const struct option longopts[] = {
+	{"root", required_argument, NULL, OPT_ROOT},
+	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"port-file", required_argument, NULL, OPT_PORT_FILE},
+	{"cert", required_argument, NULL, OPT_CERT},
+	{"key", required_argument, NULL, OPT_KEY},
+	{"config", required_argument, NULL, OPT_CONFIG},
+	{"foreground", no_argument, NULL, OPT_FOREGROUND},
+	{"pidfile", required_argument, NULL, OPT_PIDFILE},
+	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	{"syslog", no_argument, NULL, OPT_SYSLOG},
+	{"workers", required_argument, NULL, OPT_WORKERS},
+	{"help", no_argument, NULL, OPT_HELP},
+	{"version", no_argument, NULL, OPT_VERSION},
+	{NULL, 0, NULL, 0},
+};
+
+int
+main(int argc, char **argv)
+{
+	struct vold_conf conf = {0}, cli = {0};
+	const char *config = NULL;
+	uint8_t key[TOKEN_KEY_MAX];
+	size_t keylen = sizeof(key);
+	struct event_base *base = NULL;
+	struct event *sigs[3] = {NULL, NULL, NULL};
+	struct vs_root *root = NULL;
+	struct vold *vd = NULL;
+	char buf[PATH_MAX];
+	int c, rc, ex = 0, lockfd = -1;
+	bool cli_syslog = false, cli_level = false;
+
+	cli.log_level = LOG_INFO;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_ROOT: set_str(&cli.root, optarg); break;
+		case OPT_LISTEN: set_str(&cli.listen, optarg); break;
+		case OPT_PORT_FILE: set_str(&cli.port_file, optarg); break;
+		case OPT_CERT: set_str(&cli.cert, optarg); break;
+		case OPT_KEY: set_str(&cli.key, optarg); break;
+		case OPT_CONFIG: config = optarg; break;
+		case OPT_FOREGROUND: cli.foreground = true; break;
+		case OPT_PIDFILE: set_str(&cli.pidfile, optarg); break;
+		case OPT_SYSLOG: cli_syslog = true; break;
+		case OPT_WORKERS:
+			if (parse_int(optarg, 1, 256, &cli.workers)) {
+				fprintf(stderr, "cairn-vold: bad --workers '%s'\n",
+					optarg);
+				return 64;
+			}
+			break;
+		case OPT_LOG_LEVEL:
+			rc = log_parse_level(optarg);
+			if (rc < 0) {
+				fprintf(stderr, "cairn-vold: bad --log-level '%s'\n",
+					optarg);
+				return 64;
+			}
+			cli.log_level = rc;
+			cli_level = true;
+			break;
+		case OPT_HELP:
+			fputs(usage, stdout);
+			return 0;
+		case OPT_VERSION:
+			printf("cairn-vold %s (protocol %d)\n", PACKAGE_VERSION,
+			       PROTO_VERSION);
+			return 0;
+		default:
+			fputs(usage, stderr);
+			return 64;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "cairn-vold: unexpected argument '%s'\n",
+			argv[optind]);
+		fputs(usage, stderr);
+		return 64;
+	}
+	/* The config file first, then the command line over it. */
+	conf.log_level = LOG_INFO;
+	if (config || access(DEFAULT_CONF, R_OK) == 0) {
+		const char *f = config ? config : DEFAULT_CONF;
+
+		rc = ini_parse(f, conf_line, &conf);
+		if (rc) {
+			fprintf(stderr, "cairn-vold: cannot read config '%s'%s\n",
+				f, rc < 0 ? "" : " (bad line)");
+			ex = 78;
+			goto out;
+		}
+	}
+#define OVER(f)                                                             \
+	if (cli.f) {                                                        \
+		free(conf.f);                                               \
+		conf.f = cli.f;                                             \
+		cli.f = NULL;                                               \
+	}
+	OVER(root)
+	OVER(listen)
+	OVER(port_file)
+	OVER(cert)
+	OVER(key)
+	OVER(pidfile)
+#undef OVER
+	if (cli.workers)
+		conf.workers = cli.workers;
+	if (cli_level)
+		conf.log_level = cli.log_level;
+	conf.foreground = cli.foreground;
+	if (cli_syslog)
+		conf.use_syslog = true;
+	if (!conf.root) {
+		const char *env = getenv("CAIRN_ROOT");
+
+		set_str(&conf.root, env && *env ? env : DEFAULT_ROOT);
+	}
+	if (!conf.foreground) {
+		daemonize();
+		conf.use_syslog = true;
+	}
+	log_init("cairn-vold", conf.use_syslog, conf.log_level);
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
+
+	rc = vs_root_open(conf.root, true, &root);
+	if (rc) {
+		log_err(LOG_MAIN, "cannot open root '%s': %s", conf.root,
+			strerror(-rc));
+		ex = 73;
+		goto out;
+	}
+	snprintf(buf, sizeof(buf), "%s/vold.lock", conf.root);
+	lockfd = open(buf, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+		log_err(LOG_MAIN, "cannot lock '%s': %s (another cairn-vold "
+			"serves this root?)", buf, strerror(errno));
+		ex = 75;
+		goto out;
+	}
+	rc = vs_root_key(root, true, key, &keylen);
+	if (rc) {
+		log_err(LOG_MAIN, "cannot load the key of '%s': %s", conf.root,
+			strerror(-rc));
+		ex = 77;
+		goto out;
+	}
+	if (evthread_use_pthreads() != 0) {
+		log_err(LOG_MAIN, "cannot set up libevent threads");
+		ex = 71;
+		goto out;
+	}
+	base = event_base_new();
+	if (!base) {
+		ex = 71;
+		goto out;
+	}
+	rc = vold_start(&conf, base, root, key, keylen, &vd);
+	memset(key, 0, sizeof(key));
+	if (rc) {
+		ex = rc == -EINVAL ? 78 : 69;
+		goto out;
+	}
+	log_info(LOG_MAIN, "listening on %s%s", vold_addr(vd),
+		 conf.cert ? " (https)" : "");
+	if (conf.port_file) {
+		snprintf(buf, sizeof(buf), "%d\n", vold_port(vd));
+		rc = write_file_atomic(conf.port_file, buf);
+		if (rc)
+			log_err(LOG_MAIN, "cannot write port file '%s': %s",
+				conf.port_file, strerror(-rc));
+	}
+	if (conf.pidfile) {
+		snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+		rc = write_file_atomic(conf.pidfile, buf);
+		if (rc)
+			log_err(LOG_MAIN, "cannot write pid file '%s': %s",
+				conf.pidfile, strerror(-rc));
+	}
+	sigs[0] = evsignal_new(base, SIGTERM, on_stop, base);
+	sigs[1] = evsignal_new(base, SIGINT, on_stop, base);
+	sigs[2] = evsignal_new(base, SIGHUP, on_hup, vd);
+	for (int i = 0; i < 3; i++)
+		if (sigs[i])
+			event_add(sigs[i], NULL);
+	event_base_dispatch(base);
+	log_info(LOG_MAIN, "shutting down");
+out:
+	vold_stop(vd);
+	for (int i = 0; i < 3; i++)
+		if (sigs[i])
+			event_free(sigs[i]);
+	if (base)
+		event_base_free(base);
+	vs_root_close(root);
+	if (conf.pidfile && ex == 0)
+		unlink(conf.pidfile);
+	if (lockfd >= 0)
+		close(lockfd);
+	vold_conf_release(&conf);
+	vold_conf_release(&cli);
+	return ex;
+}

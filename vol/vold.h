@@ -1,0 +1,60 @@
+/*
+ * vold.h - cairn-vold internals shared by vold.c (program: options, config
+ * file, daemon) and vold_http.c (the HTTP front: routes, volumes, event
+ * streams, chunk cache). Not a library: nothing outside vol/ includes it.
+ *
+ * Threads: everything here runs on the one event-loop thread, except what
+ * vold_http.c hands to the worker pool (vold_pool.h).
+ */
+#ifndef CAIRN_VOLD_H
+#define CAIRN_VOLD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct vs_root;
+struct vold;
+
+/* Settings: command line over config file over defaults. Strings are
+ * heap (free with vold_conf_release()). */
+struct vold_conf {
+	char *root;	 /* server root (--root, [vold] root) */
+	char *listen;	 /* ADDR:PORT, [::1]:PORT (default 127.0.0.1:7070) */
+	char *port_file; /* write the bound port here */
+	char *cert, *key; /* PEM files: HTTPS when both are set */
+	char *pidfile;
+	int workers;	 /* disk worker threads (default 4) */
+	int timeout_s;	 /* HTTP read/write timeout (default 60) */
+	int cache_objects; /* open data files kept for chunk GETs (1024) */
+	int log_level;
+	bool use_syslog;
+	bool foreground;
+};
+
+void vold_conf_release(struct vold_conf *c);
+
+/*
+ * Start serving: bind conf->listen, set up HTTP(S) with the limits of
+ * doc/protocol.md and the worker pool. @key is the token key (copied).
+ * @return 0 and *out, or -errno (logged).
+ */
+int vold_start(const struct vold_conf *conf, struct event_base *base,
+	       struct vs_root *root, const uint8_t *key, size_t keylen,
+	       struct vold **out);
+
+/* The TCP port actually bound (port 0 asked = the one the kernel chose). */
+int vold_port(const struct vold *vd);
+/* The address as bound, for the "listening on" line. */
+const char *vold_addr(const struct vold *vd);
+
+/* Forget every volume not in use so the next request reopens it (SIGHUP:
+ * volumes created or removed by vos meanwhile). */
+void vold_rescan(struct vold *vd);
+
+/* Stop accepting, end event streams, let running jobs finish (bounded),
+ * close every volume, free. Loop thread; the loop must not be running. */
+void vold_stop(struct vold *vd);
+
+#endif /* CAIRN_VOLD_H */

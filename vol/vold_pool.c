@@ -1,0 +1,149 @@
+/*
+ * vold_pool.c - a fixed pool of worker threads for cairn-vold: a job queue
+ * in, a done queue out, and one libevent event that the workers activate
+ * so done() runs on the loop. Not a general thread pool: no priorities,
+ * no cancellation (a job whose client went away still runs; its done()
+ * finds the request gone).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "vol/vold_pool.h"
+
+struct vold_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	TAILQ_HEAD(, vold_job) todo;	/* protected by lock */
+	TAILQ_HEAD(, vold_job) done;	/* protected by lock */
+	bool stop;			/* protected by lock */
+	unsigned pending;		/* loop thread only */
+	struct event *ev;
+	int n;
+	pthread_t *threads;
+};
+
+static void *
+worker(void *arg)
+{
+	struct vold_pool *p = arg;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		struct vold_job *j;
+
+		while (!p->stop && TAILQ_EMPTY(&p->todo))
+			pthread_cond_wait(&p->cond, &p->lock);
+		j = TAILQ_FIRST(&p->todo);
+		if (!j)
+			break; /* stop, and nothing left to do */
+		TAILQ_REMOVE(&p->todo, j, link);
+		pthread_mutex_unlock(&p->lock);
+		j->run(j);
+		pthread_mutex_lock(&p->lock);
+		TAILQ_INSERT_TAIL(&p->done, j, link);
+		event_active(p->ev, EV_READ, 0);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+static void
+drain(struct vold_pool *p)
+{
+	TAILQ_HEAD(, vold_job) q = TAILQ_HEAD_INITIALIZER(q);
+	struct vold_job *j;
+
+	pthread_mutex_lock(&p->lock);
+	TAILQ_CONCAT(&q, &p->done, link);
+	pthread_mutex_unlock(&p->lock);
+	/* done() may submit new jobs (a request that needs a second step):
+	 * take the list first so that never loops here. */
+	while ((j = TAILQ_FIRST(&q))) {
+		TAILQ_REMOVE(&q, j, link);
+		p->pending--;
+		j->done(j);
+	}
+}
+
+static void
+on_done(evutil_socket_t fd, short what, void *arg)
+{
+	drain(arg);
+}
+
+struct vold_pool *
+vold_pool_new(struct event_base *base, int nthreads)
+{
+	struct vold_pool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	TAILQ_INIT(&p->todo);
+	TAILQ_INIT(&p->done);
+	p->ev = event_new(base, -1, 0, on_done, p);
+	p->threads = calloc((size_t)nthreads, sizeof(*p->threads));
+	if (!p->ev || !p->threads)
+		goto fail;
+	for (p->n = 0; p->n < nthreads; p->n++) {
+		int rc = pthread_create(&p->threads[p->n], NULL, worker, p);
+
+		if (rc) {
+			errno = rc;
+			log_err(LOG_MAIN, "cannot start worker thread: %s",
+				strerror(rc));
+			goto fail;
+		}
+	}
+	return p;
+fail:
+	vold_pool_free(p);
+	errno = errno ? errno : ENOMEM;
+	return NULL;
+}
+
+void
+vold_pool_submit(struct vold_pool *p, struct vold_job *job)
+{
+	p->pending++;
+	pthread_mutex_lock(&p->lock);
+	TAILQ_INSERT_TAIL(&p->todo, job, link);
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+unsigned
+vold_pool_pending(const struct vold_pool *p)
+{
+	return p->pending;
+}
+
+void
+vold_pool_free(struct vold_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	for (int i = 0; i < p->n; i++)
+		pthread_join(p->threads[i], NULL);
+	if (p->ev)
+		drain(p);
+	if (p->ev)
+		event_free(p->ev);
+	free(p->threads);
+	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}

@@ -1,0 +1,219 @@
+/*
+ * volstore.h - the volume storage of cairn: a server root holding volumes,
+ * each a tdb of metadata plus one file per (object, data version).
+ *
+ * Layer rule: this is a FUSE-free, HTTP-free library (vol/libvolstore.a).
+ * It includes common/ only and is linked by cairn-vold and by admin/vos,
+ * so that both write volumes through the same code. It must not include
+ * libevent or anything of cm/ or chunkstore/. doc/vol-format.md describes
+ * the files; the design essay at the top of volstore.c says which writes
+ * and fsyncs happen in which order.
+ *
+ * Threads: a struct vs_root may be shared by threads (it holds only the
+ * root path and its directory fd). A struct vs_vol is NOT thread-safe: the
+ * caller serializes every call on one handle (cairn-vold keeps one mutex
+ * per volume). tdb refuses to open one file twice in one process, so there
+ * is at most one vs_vol per volume per process. Several processes (vold
+ * and vos) may hold the same volume open: tdb's fcntl locks order them.
+ *
+ * Errors: 0 or -errno, as everywhere in cairn. The errno values are the
+ * ones doc/protocol.md maps to HTTP statuses (-ENOENT 404, -EEXIST 409,
+ * -ECANCELED 412, -ESTALE 410, -ERANGE 416, -EDQUOT 507, ...).
+ */
+#ifndef CAIRN_VOLSTORE_H
+#define CAIRN_VOLSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/fid.h"
+#include "common/proto.h"
+
+#define VS_EVENT_RING 65536	 /* events kept per volume (tdb and memory) */
+#define VS_OPID_KEEP 100000	 /* opids kept at least (and 7 days) */
+#define VS_OPID_AGE_MS (7ull * 24 * 3600 * 1000)
+#define VS_STAGE_AGE_S (24 * 3600) /* uncommitted staging is removed after */
+#define VS_MAX_EVENTS 6		 /* events one mutation can produce */
+#define VS_FILE_MAX (1ull << 44) /* largest file size (16 TiB) */
+
+struct vs_root;
+struct vs_vol;
+
+/* vs_vol_open() flags */
+enum {
+	VS_RDONLY = 1,	/* no mutation allowed (-EROFS) */
+	VS_CLEANUP = 2, /* remove crash leftovers (only the serving process) */
+	VS_NOSYNC = 4,	/* no fsync (bulk import into an unpublished volume) */
+	VS_STAGED = 8,	/* the volume made by vs_vol_create(VS_STAGED) */
+};
+
+/*
+ * Open the server root @path. With @create, make it (mode 0700) and its
+ * volumes/ directory, and the secret key if missing. Without, a missing
+ * root is -ENOENT. @return 0 and *out (free with vs_root_close()).
+ */
+int vs_root_open(const char *path, bool create, struct vs_root **out);
+void vs_root_close(struct vs_root *r);
+const char *vs_root_path(const struct vs_root *r);
+
+/*
+ * Load the server's secret key (ROOT/secret.key) into @key (TOKEN_KEY_MAX
+ * bytes), creating it first if it does not exist and @create is set.
+ * @return 0 and *len, or -errno (-EPERM for a key file others can read).
+ */
+int vs_root_key(struct vs_root *r, bool create, uint8_t *key, size_t *len);
+
+/*
+ * Create volume @name (proto_volname_check() rules) with a fresh random id
+ * unique in the root and an empty root directory owned by @uid/@gid, mode
+ * 0755. Limits of 0 mean none. With VS_STAGED in @flags the volume is
+ * made under a hidden name and appears only with vs_vol_publish() (vos
+ * import fills it first). @return 0 and *id, -EEXIST, -EINVAL, -errno.
+ */
+int vs_vol_create(struct vs_root *r, const char *name, uint64_t bytes_limit,
+		  uint64_t files_limit, int flags, uint32_t *id);
+
+/* Make a staged volume visible under its name (atomic rename, fsynced).
+ * @return 0, -EEXIST if a volume of that name appeared meanwhile. */
+int vs_vol_publish(struct vs_root *r, const char *name);
+
+/* Remove volume @name (or its staged copy with VS_STAGED): renamed away
+ * first, so it disappears atomically, then deleted. @return 0, -ENOENT. */
+int vs_vol_remove(struct vs_root *r, const char *name, int flags);
+
+/* Names of all published volumes, sorted. *names is a heap array of *n
+ * heap strings; free with vs_names_free(). */
+int vs_vol_list(struct vs_root *r, char ***names, size_t *n);
+void vs_names_free(char **names, size_t n);
+
+/* Path of a volume's metadata file into @buf (to stat it). */
+int vs_vol_meta_path(const struct vs_root *r, const char *name, char *buf,
+		     size_t len);
+
+/*
+ * Open volume @name with VS_* @flags. VS_CLEANUP removes data files no
+ * object points at, temporary files and staging older than a day: only
+ * the process that serves the volume may ask for it (a store in flight in
+ * another process would lose its new file). @return 0 and *out, -ENOENT,
+ * -EINVAL (bad name or a corrupt volume record), -errno.
+ */
+int vs_vol_open(struct vs_root *r, const char *name, int flags,
+		struct vs_vol **out);
+void vs_vol_close(struct vs_vol *v);
+
+struct vs_volinfo {
+	char name[65];
+	uint32_t id;
+	struct fid root;
+	uint64_t event_seq; /* last event's sequence number (0 = none yet) */
+	uint64_t bytes_used, bytes_limit;
+	uint64_t files_used, files_limit;
+	uint64_t dv_max; /* highest data version ever given out */
+	int64_t created_ns;
+};
+int vs_vol_info(struct vs_vol *v, struct vs_volinfo *out);
+
+/* Change the quota (vos). Limits of 0 mean none. */
+int vs_vol_set_limits(struct vs_vol *v, uint64_t bytes_limit,
+		      uint64_t files_limit);
+
+/* --- reads --- */
+
+/* Attributes of @fid. @return 0, -ENOENT (also for another volume's FID). */
+int vs_getattr(struct vs_vol *v, const struct fid *fid, struct proto_attr *a);
+
+/* The FID a name in directory @dir points at. @return 0, -ENOENT,
+ * -ENOTDIR. */
+int vs_lookup(struct vs_vol *v, const struct fid *dir, const char *name,
+	      struct fid *child);
+
+/* readdirplus: @out filled as proto_dir (heap; proto_dir_release()).
+ * @return 0, -ENOENT, -ENOTDIR. */
+int vs_readdir(struct vs_vol *v, const struct fid *dir, struct proto_dir *out);
+
+/* Symlink target, heap string the caller frees. @return 0, -ENOENT,
+ * -EINVAL (not a symlink). */
+int vs_readlink(struct vs_vol *v, const struct fid *fid, char **target);
+
+/* All xattrs of @fid (heap array, free with proto_xattrs_free()) and the
+ * object's dv. @return 0, -ENOENT. */
+int vs_xattrs(struct vs_vol *v, const struct fid *fid, uint64_t *dv,
+	      struct proto_xattr **x, size_t *n);
+
+/*
+ * Open the data of file @fid at data version @dv for reading. *fd is -1
+ * when the file has no bytes on disk (size 0 or all holes): read zeros.
+ * Otherwise the caller closes *fd; the file behind it never changes (a
+ * new DV is a new file), even after the DV stops being current.
+ * @return 0 with *fd and *size; -ESTALE with *cur_dv if @dv is not
+ * current; -ENOENT; -EISDIR / -EINVAL for a directory / other type.
+ */
+int vs_data_open(struct vs_vol *v, const struct fid *fid, uint64_t dv,
+		 int *fd, uint64_t *size, uint64_t *cur_dv);
+
+/* Events with seq >= @from, oldest first, at most @max, from the volume's
+ * persistent ring. @return 0 and *n. */
+int vs_events_read(struct vs_vol *v, uint64_t from, struct proto_event *out,
+		   size_t max, size_t *n);
+
+/* --- mutations --- */
+
+/*
+ * Stage one chunk of a store (PUT /stage): @len bytes (at most @cs) of
+ * chunk @chunk of @fid in transaction @txid, written and fsynced (so a
+ * later store after a power loss still finds the bytes it was promised).
+ * @return 0, -ENOENT (no such object), -EISDIR/-EINVAL (not a file),
+ * -EFBIG (beyond VS_FILE_MAX), -E2BIG (@len > @cs), -errno.
+ */
+int vs_stage_put(struct vs_vol *v, const struct fid *fid,
+		 const uint8_t txid[16], uint64_t chunk, uint32_t cs,
+		 const void *buf, size_t len);
+
+/* Remove staging transactions older than @age_s seconds. */
+int vs_stage_gc(struct vs_vol *v, int64_t age_s);
+
+/* The outcome of one mutation. */
+struct vs_reply {
+	int status;   /* HTTP status: 200, or the one of the error */
+	char *body;   /* heap JSON (op result or error body); free() */
+	size_t len;
+	bool replayed; /* answered from the opid table */
+	int nev;
+	struct proto_event ev[VS_MAX_EVENTS]; /* appended, in seq order */
+};
+
+/*
+ * Apply one decoded mutation (POST /op), as doc/protocol.md says: checks,
+ * then one tdb transaction that changes the objects, appends the events,
+ * records the reply under the opid and is committed (fsynced) before this
+ * returns. A repeated opid gets the first reply again and changes
+ * nothing. Semantic failures (4xx) are replies too, recorded under the
+ * opid; only server failures return -errno (nothing changed, nothing
+ * recorded). @rep is filled either way; free rep->body.
+ */
+int vs_apply(struct vs_vol *v, const struct proto_op *op,
+	     struct vs_reply *rep);
+
+/* As vs_apply() without the opid table and without events: for vos
+ * import into an unpublished volume. Failures are returned as -errno. */
+int vs_apply_raw(struct vs_vol *v, const struct proto_op *op,
+		 struct proto_op_result *res);
+
+/* vos import: set all three times (ctime too, which no op can) and the
+ * whole data of file @fid from @srcfd (@size bytes, holes kept), without a
+ * new DV. @return 0 or -errno. */
+int vs_import_times(struct vs_vol *v, const struct fid *fid, int64_t atime,
+		    int64_t mtime, int64_t ctime);
+int vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
+		   uint64_t size);
+
+/* Flush everything (after a VS_NOSYNC bulk load). @return 0 or -errno. */
+int vs_vol_sync(struct vs_vol *v);
+
+/* Copy bytes [0, @len) of @in to @out at the same offsets, skipping holes
+ * (SEEK_DATA/SEEK_HOLE) so a sparse file stays sparse. Helper shared with
+ * vos export. @return 0 or -errno. */
+int vs_copy_sparse(int in, int out, uint64_t len);
+
+#endif /* CAIRN_VOLSTORE_H */
