@@ -22,6 +22,7 @@
 
 #include "chunkstore/cs.h"
 #include "cm/cm.h"
+#include "cm/cm_ctl.h"
 #include "cm/fuse_ops.h"
 #include "cm/http.h"
 #include "cm/inode.h"
@@ -39,7 +40,8 @@ static const char usage_text[] =
 	"              [--syslog] [--fetch-timeout DURATION]\n"
 	"              [--entry-timeout DURATION] [--attr-timeout DURATION]\n"
 	"              [--max-parallel N] [--readahead CHUNKS] [--threads N]\n"
-	"              [--ca-file FILE] [-o FUSE-OPTIONS] [--help] [--version]\n";
+	"              [--ca-file FILE] [--ctl-socket PATH] [-o FUSE-OPTIONS]\n"
+	"              [--help] [--version]\n";
 
 static const struct option long_opts[] = {
 	{"server", required_argument, NULL, 's'},
@@ -60,6 +62,7 @@ static const struct option long_opts[] = {
 	{"readahead", required_argument, NULL, 10},
 	{"threads", required_argument, NULL, 11},
 	{"ca-file", required_argument, NULL, 12},
+	{"ctl-socket", required_argument, NULL, 13},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},
@@ -514,6 +517,9 @@ main(int argc, char **argv)
 			strerror(-rc));
 		goto out;
 	}
+	rc = cm_ctl_start(&cm);
+	if (rc < 0)
+		goto out;
 	rc = fops_notifier_start(&cm, se);
 	if (rc == 0)
 		rc = cm_loop_start(&cm);
@@ -529,6 +535,7 @@ main(int argc, char **argv)
 out:
 	if (sig)
 		fuse_remove_signal_handlers(se);
+	cm_ctl_stop(&cm);
 	cm_loop_stop(&cm);
 	fops_notifier_stop(&cm);
 	if (mounted)

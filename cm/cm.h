@@ -55,6 +55,7 @@ struct cm_config {
 	char *config_file;  /* what was loaded, or NULL */
 	char *fuse_opts;    /* extra -o options, comma-separated, or NULL */
 	char *ca_file;	    /* HTTPS CA bundle, or NULL */
+	char *ctl_socket;   /* control socket path, or NULL: the default */
 	uint64_t cache_size;	   /* bytes (cs limit) */
 	uint32_t chunk_size;	   /* bytes, for a new cache only */
 	uint64_t fetch_timeout_ms; /* bound on a miss */

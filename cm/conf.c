@@ -47,6 +47,7 @@ cm_config_release(struct cm_config *c)
 	free(c->config_file);
 	free(c->fuse_opts);
 	free(c->ca_file);
+	free(c->ctl_socket);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -131,6 +132,8 @@ cm_config_set(struct cm_config *c, const char *key, const char *v,
 		return set_str(&c->cache_dir, v);
 	if (!strcmp(key, "mountpoint"))
 		return set_str(&c->mountpoint, v);
+	if (!strcmp(key, "ctl-socket"))
+		return set_str(&c->ctl_socket, v);
 	if (!strcmp(key, "ca-file"))
 		return set_str(&c->ca_file, v);
 	if (!strcmp(key, "fuse-options") || !strcmp(key, "o")) {

@@ -1,0 +1,24 @@
+/*
+ * cm_ctl.h - cairnd's control socket handlers: the cache manager's side of
+ * fs(1) (doc/control.md, "Implementing the handlers in cairnd"). cm/ctl.c
+ * is the transport; this module resolves paths through the metadata cache
+ * and answers from the chunk store, the fetch counters and the HTTP client.
+ *
+ * Threads: cm_ctl_start() before the loop runs (or on it); every handler
+ * runs on the loop thread. cm_ctl_stop() from the main thread at shutdown,
+ * before cm_loop_stop(): it frees the server on the loop thread (through
+ * the job queue) so the socket file is gone before the loop's base is.
+ * One control server per process (it is kept in this module).
+ */
+#ifndef CAIRN_CM_CM_CTL_H
+#define CAIRN_CM_CM_CTL_H
+
+struct cm;
+
+/* Listen on cfg.ctl_socket, or on ctl_socket_path(cfg.mountpoint) (which
+ * must be canonical). Needs cm->base. @return 0 or -errno (logged). */
+int cm_ctl_start(struct cm *cm);
+/* Stop listening and remove the socket file. Safe if never started. */
+void cm_ctl_stop(struct cm *cm);
+
+#endif /* CAIRN_CM_CM_CTL_H */
