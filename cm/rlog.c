@@ -72,6 +72,7 @@
 #include <tdb.h>
 
 #include "cm/rlog.h"
+#include "chunkstore/cs.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -202,30 +203,10 @@ lid_make(struct lid *id, uint8_t type, const struct fid *f)
 
 /* CRC32C (Castagnoli), table driven: records are checked on every read,
  * so a flipped bit on disk is -EUCLEAN, never a wrong op replayed. */
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void
-crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-		crc_table[i] = c;
-	}
-}
-
 static uint32_t
 crc32c(const uint8_t *p, size_t n)
 {
-	uint32_t c = 0xffffffffu;
-
-	pthread_once(&crc_once, crc_init);
-	while (n--)
-		c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
-	return c ^ 0xffffffffu;
+	return cs_crc32c(0, p, n);
 }
 
 /* --- little-endian encoder / bounds-checked decoder --- */
