@@ -187,7 +187,8 @@ ssize_t cs_read(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
  * can be refetched). Culls synchronously when the limits require it.
  *
  * @return 0; -EINVAL (len > chunk size, bad flags); -EBUSY (the chunk has
- * an uncommitted working copy); -ENOSPC (above the stop level even after
+ * an uncommitted working copy, or this is a clean put over a DIRTY chunk:
+ * local changes are never replaced by a fetched copy); -ENOSPC (above the stop level even after
  * culling, or the disk is full); another -errno on I/O error. On error the
  * old chunk, if any, is unchanged.
  */
@@ -227,10 +228,27 @@ int cs_truncate(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 int cs_commit(struct cs_store *cs, const struct cs_key *k);
 
 /*
+ * As cs_commit; with CS_C_NOSYNC nothing is fsynced, so the commit
+ * survives the death of the process (kill -9) but not a power cut. cairnd
+ * commits every write this way, so data a write(2) returned survives a
+ * crash of cairnd, and fsyncs where durability is promised (cs_sync_file).
+ */
+enum { CS_C_NOSYNC = 1 };
+int cs_commit_flags(struct cs_store *cs, const struct cs_key *k,
+		    unsigned flags);
+
+/*
  * cs_commit every working copy of file (@vol, @fid), with one index fsync.
  * @return the number of chunks committed (>= 0) or the first -errno.
  */
 int cs_commit_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16]);
+
+/*
+ * Make every local change of file (@vol, @fid) durable: commit its working
+ * copies and fsync its DIRTY chunk files (those committed with
+ * CS_C_NOSYNC), their folders and the index. @return 0 or -errno.
+ */
+int cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16]);
 
 /*
  * After the server stored chunk @k: clear DIRTY and retag it (and a working

@@ -1482,7 +1482,10 @@ cs_put(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 	slot = find_idle(cs, k);
 	if (slot != CS_NONE) {
 		s = &cs->slots[slot];
-		if (s->wc) {
+		/* Local changes are never overwritten by a clean copy (a
+		 * fetch that raced a write): the caller must store them or
+		 * mark them clean first. */
+		if (s->wc || (!dirty && (s->flags & CS_SF_DIRTY))) {
 			rc = -EBUSY;
 			goto out_unlock;
 		}
@@ -1847,7 +1850,7 @@ commit_begin(struct cs_store *cs, uint32_t slot, struct commit_job *j)
 
 /* No lock: checksum the working copy, append its trailer, fsync it. */
 static void
-commit_io(struct cs_store *cs, struct commit_job *j)
+commit_io(struct cs_store *cs, struct commit_job *j, int nosync)
 {
 	uint8_t tbuf[CS_TRL_SIZE];
 	uint8_t *data = malloc(j->len ? j->len : 1);
@@ -1866,7 +1869,8 @@ commit_io(struct cs_store *cs, struct commit_job *j)
 	j->t.crc = cs_crc32c(0, data, j->len);
 	free(data);
 	cs_trl_encode(&j->t, tbuf);
-	if ((j->rc = cs_io_pwrite(j->fd, tbuf, sizeof(tbuf), j->len)) == 0)
+	if ((j->rc = cs_io_pwrite(j->fd, tbuf, sizeof(tbuf), j->len)) == 0 &&
+	    !nosync)
 		j->rc = cs_io_fsync(j->fd);
 }
 
@@ -1903,16 +1907,18 @@ commit_finish(struct cs_store *cs, struct commit_job *j)
 	unbusy(cs, j->slot);
 }
 
-/* Commit jobs @j[0..n) (begun), then sync folders and the index once. */
+/* Commit jobs @j[0..n) (begun), then sync folders and the index once
+ * (unless @nosync: then the commit survives the death of the process,
+ * not of the machine). */
 static int
-commit_run(struct cs_store *cs, struct commit_job *j, uint32_t n)
+commit_run(struct cs_store *cs, struct commit_job *j, uint32_t n, int nosync)
 {
 	char sub[CS_PATH_MAX];
 	uint8_t synced[CS_NDIRS] = {0};
 	int rc = 0, done = 0;
 
 	for (uint32_t i = 0; i < n; i++)
-		commit_io(cs, &j[i]);
+		commit_io(cs, &j[i], nosync);
 	pthread_mutex_lock(&cs->lock);
 	for (uint32_t i = 0; i < n; i++)
 		commit_finish(cs, &j[i]);
@@ -1924,14 +1930,14 @@ commit_run(struct cs_store *cs, struct commit_job *j, uint32_t n)
 			continue;
 		}
 		done++;
-		if (synced[j[i].slot & 0xff]++)
+		if (nosync || synced[j[i].slot & 0xff]++)
 			continue;
 		snprintf(sub, sizeof(sub), CS_CHUNKS_DIR "/%02x",
 			 j[i].slot & 0xff);
 		if ((j[i].rc = cs_io_fsync_dir(cs->dirfd, sub)) < 0 && !rc)
 			rc = j[i].rc;
 	}
-	if (done && !rc)
+	if (done && !rc && !nosync)
 		rc = cs_io_fdatasync(cs->idxfd);
 	if (rc < 0)
 		cs_log(cs, LOG_ERR, "cannot make commit durable in '%s': %s",
@@ -1942,11 +1948,17 @@ commit_run(struct cs_store *cs, struct commit_job *j, uint32_t n)
 int
 cs_commit(struct cs_store *cs, const struct cs_key *k)
 {
+	return cs_commit_flags(cs, k, 0);
+}
+
+int
+cs_commit_flags(struct cs_store *cs, const struct cs_key *k, unsigned flags)
+{
 	struct commit_job j;
 	uint32_t slot;
 	int rc;
 
-	if (!cs || !k)
+	if (!cs || !k || (flags & ~(unsigned)CS_C_NOSYNC))
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
 	slot = find_idle(cs, k);
@@ -1962,7 +1974,7 @@ cs_commit(struct cs_store *cs, const struct cs_key *k)
 	pthread_mutex_unlock(&cs->lock);
 	if (rc < 0)
 		return rc;
-	rc = commit_run(cs, &j, 1);
+	rc = commit_run(cs, &j, 1, !!(flags & CS_C_NOSYNC));
 	return rc < 0 ? rc : 0;
 }
 
@@ -2014,13 +2026,79 @@ cs_commit_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 	}
 	pthread_mutex_unlock(&cs->lock);
 	if (n) {
-		int r = commit_run(cs, jobs, n);
+		int r = commit_run(cs, jobs, n, 0);
 
 		if (!rc)
 			rc = r;
 	}
 	free(jobs);
 	return rc;
+}
+
+int
+cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
+{
+	uint32_t *slots = NULL, n = 0, cap = 0, s;
+	uint8_t synced[CS_NDIRS] = {0};
+	char path[CS_PATH_MAX], sub[CS_PATH_MAX];
+	int rc, first = 0;
+
+	if (!cs || !fid)
+		return -EINVAL;
+	rc = cs_commit_file(cs, vol, fid);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&cs->lock);
+	for (s = file_idle(cs, vol, fid); s != CS_NONE;
+	     s = cs->slots[s].fnext) {
+		if (!(cs->slots[s].flags & CS_SF_DIRTY) ||
+		    !(cs->slots[s].flags & CS_SF_COMMITTED))
+			continue;
+		if (n == cap) {
+			uint32_t *ns;
+
+			cap = cap ? cap * 2 : 16;
+			ns = realloc(slots, cap * sizeof(*ns));
+			if (!ns) {
+				first = -ENOMEM;
+				break;
+			}
+			slots = ns;
+		}
+		slots[n++] = s;
+	}
+	pthread_mutex_unlock(&cs->lock);
+	/* A chunk replaced meanwhile was fsynced by its own commit or is
+	 * clean; ENOENT is therefore not an error here. */
+	for (uint32_t i = 0; i < n && !first; i++) {
+		int fd;
+
+		cs_chunk_path(path, slots[i], NULL);
+		fd = cs_io_open(cs->dirfd, path, O_RDONLY, 0);
+		if (fd == -ENOENT)
+			continue;
+		if (fd < 0) {
+			first = fd;
+			break;
+		}
+		rc = cs_io_fsync(fd);
+		close(fd);
+		if (rc < 0 && !first)
+			first = rc;
+		if (synced[slots[i] & 0xff]++)
+			continue;
+		snprintf(sub, sizeof(sub), CS_CHUNKS_DIR "/%02x",
+			 slots[i] & 0xff);
+		if ((rc = cs_io_fsync_dir(cs->dirfd, sub)) < 0 && !first)
+			first = rc;
+	}
+	free(slots);
+	if (!first && n)
+		first = cs_io_fdatasync(cs->idxfd);
+	if (first < 0)
+		cs_log(cs, LOG_ERR, "cannot sync the chunks of a file in '%s': %s",
+		       cs->dir, strerror(-first));
+	return first < 0 ? first : 0;
 }
 
 /* ---- retagging, pins, invalidation ---- */

@@ -9,6 +9,8 @@
 #include "tests/unit/cs_test_util.h"
 
 #include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <pthread.h>
 #include <sys/mount.h>
 
@@ -227,6 +229,57 @@ test_put_read(void)
 	cs_close(cs);
 	cs = reopen(d, NULL);
 	ok(cs && read_ok(cs, &k1, 6), "content survives close and open");
+	cs_close(cs);
+}
+
+/* cairnd's write path: commits without fsync survive the death of the
+ * process; a fetched (clean) copy never replaces local changes. */
+static void
+test_nosync_commit(void)
+{
+	char d[512];
+	struct cs_store *cs = mkstore(newdir(d, sizeof(d), "nosync"));
+	struct cs_key k = t_key(3, 5, 0);
+	uint8_t buf[CHUNK];
+	struct cs_info info;
+	pid_t pid;
+	int st = 0;
+	ssize_t n;
+
+	cs_close(cs);
+	pid = fork();
+	if (pid == 0) {
+		struct cs_store *c = reopen(d, NULL);
+
+		if (!c || cs_write(c, &k, 4, 0, "durable", 7) < 0 ||
+		    cs_commit_flags(c, &k, CS_C_NOSYNC) < 0 ||
+		    cs_write(c, &k, 4, 7, "-lost", 5) < 0)
+			_exit(1);
+		raise(SIGKILL); /* no close: as kill -9 */
+		_exit(2);
+	}
+	waitpid(pid, &st, 0);
+	ok(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child killed");
+	cs = reopen(d, NULL);
+	ok(cs != NULL, "reopen after the kill");
+	n = cs_read(cs, &k, 4, 0, buf, sizeof(buf));
+	ok(n == 7 && !memcmp(buf, "durable", 7),
+	   "commit without fsync survived the kill; later write did not");
+	is_int(cs_lookup(cs, &k, &info), 0, "lookup");
+	is_int(info.flags, CS_F_VALID | CS_F_DIRTY, "still dirty");
+	is_int(t_put(cs, &k, 4, MAXLEN, 0), -EBUSY,
+	       "clean put over a dirty chunk: -EBUSY");
+	n = cs_read(cs, &k, 4, 0, buf, sizeof(buf));
+	ok(n == 7 && !memcmp(buf, "durable", 7), "dirty data unchanged");
+	is_int(t_put(cs, &k, 4, MAXLEN, CS_F_DIRTY), 0,
+	       "dirty put over a dirty chunk is fine");
+	is_int(cs_commit_flags(cs, &k, 99), -EINVAL, "bad commit flags");
+	is_int(cs_write(cs, &k, 4, 0, "again", 5), 0, "write");
+	is_int(cs_sync_file(cs, 3, k.fid), 0, "sync_file commits and syncs");
+	is_int(cs_lookup(cs, &k, &info), 0, "lookup");
+	ok(info.flags == (CS_F_VALID | CS_F_DIRTY), "committed, dirty");
+	is_int(cs_mark_clean(cs, &k, 5), 0, "mark clean");
+	is_int(t_put(cs, &k, 5, MAXLEN, 0), 0, "clean put over clean: fine");
 	cs_close(cs);
 }
 
@@ -1081,6 +1134,7 @@ main(void)
 	test_create_open();
 	test_put_read();
 	test_working_copy();
+	test_nosync_commit();
 	test_file_ops();
 	test_damage();
 	test_data_files();
