@@ -153,6 +153,8 @@ struct rlog {
 	pthread_cond_t qcond;
 	STAILQ_HEAD(, greq) queue; /* protected by qlock */
 	bool leader;		   /* a group commit runs; protected by qlock */
+	bool tx_nosync;		   /* the running transaction need not be
+				      fsynced (RLOG_A_NOSYNC); under lock */
 };
 
 /* --- small helpers --- */
@@ -2184,12 +2186,20 @@ static int
 txn_commit(struct rlog *l)
 {
 	int rc = hdr_put(l, &l->tx);
+	bool nosync = l->tx_nosync && !(l->flags & RLOG_O_NOSYNC);
 
+	l->tx_nosync = false;
 	if (rc) {
 		tdb_transaction_cancel(l->tdb);
 		return rc;
 	}
-	if (tdb_transaction_commit(l->tdb)) {
+	/* A per-call RLOG_A_NOSYNC: only this commit skips the fsyncs. */
+	if (nosync)
+		tdb_add_flags(l->tdb, TDB_NOSYNC);
+	rc = tdb_transaction_commit(l->tdb);
+	if (nosync)
+		tdb_remove_flags(l->tdb, TDB_NOSYNC);
+	if (rc) {
 		rc = tdb_errno(l);
 		log_err(LOG_RLOG, "cannot commit to replay log '%s': %s",
 			l->path, strerror(-rc));
@@ -2203,6 +2213,7 @@ txn_commit(struct rlog *l)
 static void
 txn_cancel(struct rlog *l)
 {
+	l->tx_nosync = false;
 	tdb_transaction_cancel(l->tdb);
 }
 
@@ -2221,9 +2232,15 @@ commit_reqs(struct rlog *l, struct greq **reqs, size_t nreq)
 	size_t i, j;
 	int rc;
 
+	bool nosync = true;
+
 	rc = txn_begin(l);
 	if (rc)
 		return rc;
+	for (i = 0; i < nreq; i++)
+		if (!(reqs[i]->flags & RLOG_A_NOSYNC))
+			nosync = false;
+	l->tx_nosync = nosync;
 	for (i = 0; !rc && i < nreq; i++)
 		for (j = 0; !rc && j < reqs[i]->n; j++)
 			rc = apply_one(l, &reqs[i]->ops[j], reqs[i]->flags,
@@ -2321,7 +2338,8 @@ append_common(struct rlog *l, const struct proto_op *ops, size_t n,
 	/* The effects are outputs: whatever they held is overwritten. */
 	if (effs && n)
 		memset(effs, 0, n * sizeof(*effs));
-	if (!l || (n && !ops) || (flags & ~(unsigned)RLOG_A_INFLIGHT))
+	if (!l || (n && !ops) ||
+	    (flags & ~(unsigned)(RLOG_A_INFLIGHT | RLOG_A_NOSYNC)))
 		return -EINVAL;
 	if (l->flags & RLOG_O_RDONLY)
 		return -EROFS;
@@ -2801,12 +2819,20 @@ remove_locked(struct rlog *l, const uint64_t *seqs, size_t n, bool conflict)
 int
 rlog_remove(struct rlog *l, uint64_t seq)
 {
+	return rlog_remove_flags(l, seq, 0);
+}
+
+int
+rlog_remove_flags(struct rlog *l, uint64_t seq, unsigned flags)
+{
 	int rc;
 
-	if (!l)
+	if (!l || (flags & ~(unsigned)RLOG_A_NOSYNC))
 		return -EINVAL;
 	pthread_mutex_lock(&l->lock);
+	l->tx_nosync = !!(flags & RLOG_A_NOSYNC);
 	rc = remove_locked(l, &seq, 1, false);
+	l->tx_nosync = false;
 	pthread_mutex_unlock(&l->lock);
 	return rc < 0 ? rc : 0;
 }

@@ -191,6 +191,13 @@ enum {
 	/* The record is born INFLIGHT and no rule merges it: connected mode
 	 * sends it at once, so it must not change after the call returns. */
 	RLOG_A_INFLIGHT = 1,
+	/* This change need not survive a power cut, only the death of the
+	 * process: its transaction skips the fsyncs (tdb TDB_NOSYNC for one
+	 * commit). Connected mode uses it: the caller is answered only once
+	 * the server replied, so a record lost with the machine was never
+	 * acknowledged to anyone. A group commit fsyncs if any member did
+	 * not ask for this. */
+	RLOG_A_NOSYNC = 2,
 };
 
 /*
@@ -262,6 +269,9 @@ int rlog_set_state(struct rlog *l, uint64_t seq, enum rlog_state state);
  * -EBUSY for a CONFLICT record (use rlog_conflict_resolve()).
  */
 int rlog_remove(struct rlog *l, uint64_t seq);
+/* Same, with @flags RLOG_A_NOSYNC (a lost removal only resends an op
+ * whose opid the server remembers). */
+int rlog_remove_flags(struct rlog *l, uint64_t seq, unsigned flags);
 
 /* Drop @n acknowledged records in one transaction; stops at nothing:
  * missing seqs are skipped, a CONFLICT one fails the whole call (-EBUSY,

@@ -1230,6 +1230,39 @@ test_reopen(void)
 	rlog_close(l);
 }
 
+/* Connected mode's appends and removals skip the fsyncs, one call at a
+ * time; a log reopened after them has what they wrote. */
+static void
+test_nosync(void)
+{
+	const char *p = newpath();
+	struct rlog_effect eff;
+	struct proto_op op = op_create(ROOT, "ns", F(400));
+	struct rlog_stats st;
+	struct rlog *l;
+	int err;
+
+	l = rlog_open(p, &err);
+	is_int(rlog_append_ex(l, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff),
+	       0, "append with RLOG_A_NOSYNC");
+	ok(eff.seq == 1, "got seq 1");
+	rlog_effect_release(&eff);
+	is_int(rlog_append_ex(l, &op, 64, &eff), -EINVAL, "unknown flag");
+	rlog_effect_release(&eff);
+	is_int(rlog_remove_flags(l, 1, 64), -EINVAL, "unknown remove flag");
+	rlog_close(l);
+	l = rlog_open(p, &err);
+	is_int(nrec(l), 1, "record there after reopen");
+	is_int(rlog_remove_flags(l, 1, RLOG_A_NOSYNC), 0, "remove, no sync");
+	rlog_stats(l, &st);
+	ok(st.records == 0 && st.commits == 1, "removed in one commit");
+	ok(consistent(l), "consistent");
+	rlog_close(l);
+	l = rlog_open(p, &err);
+	is_int(nrec(l), 0, "removal there after reopen");
+	rlog_close(l);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -1250,6 +1283,7 @@ static const struct {
 	{"damaged", test_damaged},
 	{"threads", test_threads},
 	{"reopen", test_reopen},
+	{"nosync", test_nosync},
 };
 
 int
