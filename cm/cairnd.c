@@ -24,6 +24,8 @@
 #include "cm/cm.h"
 #include "cm/cm_ctl.h"
 #include "cm/fuse_ops.h"
+#include "cm/rlog.h"
+#include "cm/wb.h"
 #include "cm/http.h"
 #include "cm/inode.h"
 #include "cm/vc.h"
@@ -408,6 +410,31 @@ absolutize(char **p)
 	return *p ? 0 : -ENOMEM;
 }
 
+/*
+ * The replay log and the write states, after the fork (tdb handles must
+ * not cross it). A damaged replay log is never replaced here: cairnd
+ * refuses to start, so nothing it holds is lost (cairn-fsck tells more).
+ */
+static int
+open_write_state(struct cm *cm)
+{
+	char path[4096];
+	int err = 0, rc;
+
+	snprintf(path, sizeof(path), "%s/rlog.tdb", cm->cfg.cache_dir);
+	cm->rlog = rlog_open(path, &err);
+	if (!cm->rlog) {
+		log_err(LOG_MAIN, "cannot open the replay log '%s': %s", path,
+			strerror(-err));
+		return err;
+	}
+	rc = wb_new(cm);
+	if (rc < 0)
+		log_err(LOG_MAIN, "cannot open the write-back state: %s",
+			strerror(-rc));
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -511,6 +538,9 @@ main(int argc, char **argv)
 		}
 	}
 	(void)vc_reopen;
+	rc = open_write_state(&cm);
+	if (rc < 0)
+		goto out;
 	rc = cm_loop_setup(&cm);
 	if (rc < 0) {
 		log_err(LOG_MAIN, "cannot set up the event loop: %s",
@@ -548,6 +578,9 @@ out:
 	for (char *l = strtok(stats, "\n"); l; l = strtok(NULL, "\n"))
 		log_info(LOG_MAIN, "stat %s", l);
 	ino_free(cm.ino);
+	wb_free(&cm);
+	rlog_close(cm.rlog);
+	cm.rlog = NULL;
 	vc_close(cm.vc);
 	cs_close(cm.cs);
 	cm_release(&cm);

@@ -23,6 +23,7 @@
 #include "cm/http.h"
 #include "cm/inode.h"
 #include "cm/meta.h"
+#include "cm/mut.h"
 #include "cm/vc.h"
 #include "common/log.h"
 
@@ -107,6 +108,8 @@ cm_loop_setup(struct cm *cm)
 	rc = meta_new(cm);
 	if (rc == 0)
 		rc = fetch_new(cm);
+	if (rc == 0)
+		rc = mut_new(cm);
 	return rc;
 }
 
@@ -133,6 +136,8 @@ start_events(struct cm *cm, struct cm_job *job)
 	if (rc < 0)
 		log_err(LOG_EV, "cannot follow events: %s", strerror(-rc));
 	free(sj);
+	/* Finish what a crash left half done: logged ops, dirty files. */
+	mut_resume(cm);
 }
 
 int
@@ -165,6 +170,7 @@ stop_job(struct cm *cm, struct cm_job *job)
 	 * their callbacks, inside this call. */
 	http_free(cm->http);
 	cm->http = NULL;
+	mut_free(cm);
 	fetch_free(cm);
 	meta_free(cm);
 	ev_free(cm);
@@ -193,6 +199,7 @@ cm_loop_stop(struct cm *cm)
 	} else {
 		http_free(cm->http);
 		cm->http = NULL;
+		mut_free(cm);
 		fetch_free(cm);
 		meta_free(cm);
 		ev_free(cm);

@@ -44,6 +44,9 @@ struct ino_table;
 struct meta;
 struct fetch;
 struct evstream;
+struct rlog;
+struct mut;
+struct wb;
 
 /* Settings of one cairnd, from the command line and cairn.conf(5). */
 struct cm_config {
@@ -170,6 +173,9 @@ struct cm {
 	struct meta *meta;	    /* loop thread only */
 	struct fetch *fetch;	    /* loop thread only */
 	struct evstream *evs;	    /* loop thread only */
+	struct rlog *rlog;	    /* thread-safe: the replay log */
+	struct mut *mut;	    /* loop thread only (mut.h) */
+	struct wb *wb;		    /* thread-safe (wb.h) */
 	struct cm_kernel_ops kops;
 
 	pthread_mutex_t lock;

@@ -32,11 +32,14 @@
 
 struct xfer;
 
-/* One reader's interest in one chunk. */
+/* One reader's interest in one chunk: a parked read (@rd), or a caller
+ * of fetch_chunk() (@cb, called once the chunk is in the store). */
 struct waiter {
 	struct waiter *next;
 	struct rd *rd;
 	uint64_t chunk;
+	fetch_done_fn cb;
+	void *cb_arg;
 };
 
 struct xfer {
@@ -156,7 +159,7 @@ xfer_finish(struct xfer *x, int err)
 {
 	struct cm *cm = x->cm;
 	struct fetch *f = cm->fetch;
-	struct waiter *w = x->waiters, *nx;
+	struct waiter *w = x->waiters, *nx, *cbs = NULL;
 
 	TAILQ_REMOVE(&f->buckets[bucket_of(&x->fid, x->dv, x->chunk)], x,
 		     link);
@@ -166,6 +169,11 @@ xfer_finish(struct xfer *x, int err)
 		struct rd *rd = w->rd;
 
 		nx = w->next;
+		if (w->cb) {
+			w->next = cbs;
+			cbs = w;
+			continue;
+		}
 		free(w);
 		if (rd->err == 0 && err)
 			rd->err = err;
@@ -190,9 +198,19 @@ xfer_finish(struct xfer *x, int err)
 
 		mkkey(&k, &x->fid, x->chunk);
 		rc = cs_put(cm->cs, &k, x->dv, x->buf, (uint32_t)x->have, 0);
-		if (rc < 0)
+		if (rc < 0 && rc != -EBUSY)
 			log_warn(LOG_FETCH, "cannot store chunk %llu: %s",
 				 (unsigned long long)x->chunk, strerror(-rc));
+		/* EBUSY: local changes of the chunk are newer; keep them. */
+		if (rc == -EBUSY)
+			rc = 0;
+		if (rc < 0)
+			err = rc;
+	}
+	for (w = cbs; w; w = nx) {
+		nx = w->next;
+		w->cb(cm, w->cb_arg, err);
+		free(w);
 	}
 	if (x->retry_ev)
 		event_free(x->retry_ev);
@@ -404,7 +422,8 @@ xfer_want(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
 		/* xfer_send may have failed and freed x already. */
 		x = xfer_find(f, fid, dv, chunk);
 		if (!x && w) {
-			w->rd->err = w->rd->err ? w->rd->err : -EIO;
+			if (w->rd)
+				w->rd->err = w->rd->err ? w->rd->err : -EIO;
 			return -EIO;
 		}
 	}
@@ -569,6 +588,29 @@ fetch_read_park(struct cm *cm, const struct fid *fid, uint64_t off,
 	CM_STAT_INC(cm, parked);
 	cm_post(cm, &rd->job);
 	return 0;
+}
+
+int
+fetch_chunk(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
+	    uint64_t chunk, fetch_done_fn cb, void *arg)
+{
+	struct waiter *w;
+	int rc;
+
+	if (!cm->fetch)
+		return -EIO;
+	if (chunk * (uint64_t)cm->chunk_size >= fsize)
+		return -EINVAL;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->chunk = chunk;
+	w->cb = cb;
+	w->cb_arg = arg;
+	rc = xfer_want(cm, fid, dv, fsize, chunk, w);
+	if (rc < 0)
+		free(w);
+	return rc;
 }
 
 /* --- readahead --- */

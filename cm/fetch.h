@@ -36,6 +36,18 @@ typedef void (*fetch_reply_fn)(void *req, const void *buf, size_t len,
 
 /* Loop thread: set up / tear down (transfers are cancelled by http_free,
  * which must run first). */
+/* Loop thread: the chunk is in the store (0) or could not be had. */
+typedef void (*fetch_done_fn)(struct cm *cm, void *arg, int err);
+
+/*
+ * Loop thread: fetch chunk @chunk of (@fid, @dv), a file of @fsize bytes,
+ * into the chunk store (joining a transfer already under way) and call @cb
+ * once it is there or failed. @return 0 (@cb will run, maybe before this
+ * returns) or -errno (no call; -EINVAL for a chunk past @fsize).
+ */
+int fetch_chunk(struct cm *cm, const struct fid *fid, uint64_t dv,
+		uint64_t fsize, uint64_t chunk, fetch_done_fn cb, void *arg);
+
 int fetch_new(struct cm *cm);
 void fetch_free(struct cm *cm);
 

@@ -22,14 +22,19 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <stdio.h>
 
 #include "chunkstore/cs.h"
 #include "cm/fetch.h"
 #include "cm/fuse_ops.h"
 #include "cm/inode.h"
 #include "cm/meta.h"
+#include "cm/mut.h"
+#include "cm/wb.h"
 #include "cm/vc.h"
 #include "common/log.h"
+#include "common/util.h"
 
 #define PARK_TRIES 4
 #define STATS_XATTR "cairn.stats"
@@ -74,9 +79,27 @@ struct cm_file {
 	uint64_t ra_next;   /* protected by mu: chunks before it were asked */
 	uint64_t ra_dv;	    /* protected by mu */
 	unsigned window;    /* protected by mu: readahead in chunks */
+	bool writer;	    /* opened for writing: holds a wb write state */
 };
 
 static int try_op(struct cm *cm, struct park *p);
+
+enum wio_kind { W_READ, W_WRITE, W_TRUNC };
+static void wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
+		      const struct fid *fid, uint64_t off, const void *buf,
+		      size_t len);
+
+/* Did the server say our token only reads? */
+static bool
+read_only(struct cm *cm)
+{
+	bool ro;
+
+	pthread_mutex_lock(&cm->lock);
+	ro = cm->have_vi && cm->vi.readonly;
+	pthread_mutex_unlock(&cm->lock);
+	return ro;
+}
 
 static struct cm *
 req_cm(fuse_req_t req)
@@ -610,8 +633,24 @@ try_open(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
+	if ((p->fi.flags & O_ACCMODE) != O_RDONLY) {
+		int rc = wb_open_write(cm, &a, NULL, NULL);
+
+		if (rc < 0) {
+			ino_close(cm->ino, e);
+			pthread_mutex_destroy(&f->mu);
+			free(f);
+			fuse_reply_err(p->req, -rc);
+			return 0;
+		}
+		f->writer = true;
+		/* Reads must see our writes: no stale pages from before. */
+		p->fi.keep_cache = p->fi.keep_cache && !wb_dirty(cm, &fid);
+	}
 	p->fi.fh = (uintptr_t)f;
 	if (fuse_reply_open(p->req, &p->fi) != 0) {
+		if (f->writer)
+			wb_release_write(cm, &fid);
 		ino_close(cm->ino, e);
 		pthread_mutex_destroy(&f->mu);
 		free(f);
@@ -627,7 +666,8 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			 .fi = *fi};
 
 	count(cm, CM_R_OPEN);
-	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+	if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) &&
+	    read_only(cm)) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -767,6 +807,10 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EBADF);
 		return;
 	}
+	if (wb_active(cm, &f->fid)) {
+		wio_start(cm, req, W_READ, &f->fid, (uint64_t)off, NULL, size);
+		return;
+	}
 	ino_lock(cm->ino);
 	have = f->e->have_attr;
 	if (have) {
@@ -805,6 +849,11 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	(void)ino;
 	if (f) {
+		if (f->writer) {
+			/* Data not stored by a flush (it failed) stays
+			 * dirty and is stored later (wb_resume). */
+			wb_release_write(cm, &f->fid);
+		}
 		ino_close(cm->ino, f->e);
 		pthread_mutex_destroy(&f->mu);
 		free(f);
@@ -812,12 +861,54 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, 0);
 }
 
-/* Valid replies: fuse_reply_err (0: nothing to flush on a read-only
- * mount yet; stores will report their errors here). */
+static void
+flush_reply(struct cm *cm, void *arg, int err)
+{
+	(void)cm;
+	fuse_reply_err(arg, err == -ESTALE ? EIO : -err);
+}
+
+/* Valid replies: fuse_reply_err. close(2) waits for this, so a store
+ * that fails is reported here (AFS: store on close). */
 static void
 op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct cm *cm = req_cm(req);
+	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
+
 	(void)ino;
+	if (!f || !f->writer) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	wb_flush(cm, &f->fid, flush_reply, req);
+}
+
+/* Valid replies: fuse_reply_err. Connected: the server has the data. */
+static void
+op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+	 struct fuse_file_info *fi)
+{
+	struct cm *cm = req_cm(req);
+	struct fid fid;
+
+	(void)datasync;
+	(void)fi;
+	if (ino_fid(cm->ino, ino, &fid) < 0) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	wb_flush(cm, &fid, flush_reply, req);
+}
+
+/* Valid replies: fuse_reply_err. Directory changes are on the server
+ * when their call returns. */
+static void
+op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+	    struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
 	(void)fi;
 	fuse_reply_err(req, 0);
 }
@@ -1013,145 +1104,11 @@ op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	(void)ino;
 	count(req_cm(req), CM_R_OTHER);
-	fuse_reply_err(req, (mask & W_OK) ? EROFS : 0);
+	fuse_reply_err(req, (mask & W_OK) && read_only(req_cm(req)) ? EROFS
+								      : 0);
 }
 
-/*
- * Every mutation, for now. NEEDSWORK: the replay log (cm/rlog.h) goes
- * here: append the op, apply it to the caches, send it from the loop.
- */
-static void
-mutation_refused(fuse_req_t req)
-{
-	count(req_cm(req), CM_R_OTHER);
-	fuse_reply_err(req, EROFS);
-}
-
-static void
-op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
-	   struct fuse_file_info *fi)
-{
-	(void)ino;
-	(void)attr;
-	(void)to_set;
-	(void)fi;
-	mutation_refused(req);
-}
-
-static void
-op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-	 dev_t rdev)
-{
-	(void)parent;
-	(void)name;
-	(void)mode;
-	(void)rdev;
-	mutation_refused(req);
-}
-
-static void
-op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
-{
-	(void)parent;
-	(void)name;
-	(void)mode;
-	mutation_refused(req);
-}
-
-static void
-op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	(void)parent;
-	(void)name;
-	mutation_refused(req);
-}
-
-static void
-op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
-	   const char *name)
-{
-	(void)link;
-	(void)parent;
-	(void)name;
-	mutation_refused(req);
-}
-
-static void
-op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
-	  fuse_ino_t newparent, const char *newname, unsigned int flags)
-{
-	(void)parent;
-	(void)name;
-	(void)newparent;
-	(void)newname;
-	(void)flags;
-	mutation_refused(req);
-}
-
-static void
-op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
-	const char *newname)
-{
-	(void)ino;
-	(void)newparent;
-	(void)newname;
-	mutation_refused(req);
-}
-
-static void
-op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
-	 off_t off, struct fuse_file_info *fi)
-{
-	(void)ino;
-	(void)buf;
-	(void)size;
-	(void)off;
-	(void)fi;
-	mutation_refused(req);
-}
-
-static void
-op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-	  struct fuse_file_info *fi)
-{
-	(void)parent;
-	(void)name;
-	(void)mode;
-	(void)fi;
-	mutation_refused(req);
-}
-
-static void
-op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-	    const char *value, size_t size, int flags)
-{
-	(void)ino;
-	(void)name;
-	(void)value;
-	(void)size;
-	(void)flags;
-	mutation_refused(req);
-}
-
-static void
-op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	(void)ino;
-	(void)name;
-	mutation_refused(req);
-}
-
-static void
-op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
-	     off_t length, struct fuse_file_info *fi)
-{
-	(void)ino;
-	(void)mode;
-	(void)offset;
-	(void)length;
-	(void)fi;
-	mutation_refused(req);
-}
+#include "cm/fuse_mut.inc"
 
 static void
 op_init(void *userdata, struct fuse_conn_info *conn)
@@ -1208,7 +1165,7 @@ const struct fuse_lowlevel_ops fops_ops = {
 	.mknod = op_mknod,
 	.mkdir = op_mkdir,
 	.unlink = op_unlink,
-	.rmdir = op_unlink,
+	.rmdir = op_rmdir,
 	.symlink = op_symlink,
 	.rename = op_rename,
 	.link = op_link,
@@ -1216,6 +1173,8 @@ const struct fuse_lowlevel_ops fops_ops = {
 	.read = op_read,
 	.write = op_write,
 	.flush = op_flush,
+	.fsync = op_fsync,
+	.fsyncdir = op_fsyncdir,
 	.release = op_release,
 	.opendir = op_opendir,
 	.readdir = op_readdir,

@@ -19,7 +19,9 @@
 #include "cm/http.h"
 #include "cm/inode.h"
 #include "cm/meta.h"
+#include "cm/mut.h"
 #include "cm/vc.h"
+#include "cm/wb.h"
 #include "common/log.h"
 
 enum meta_kind { MK_ATTR, MK_DIR, MK_LINK, MK_XATTR };
@@ -242,6 +244,7 @@ meta_cached_attr(struct cm *cm, const struct fid *fid, struct proto_attr *out)
 	if (e && e->have_attr) {
 		*out = e->attr;
 		ino_unlock(cm->ino);
+		wb_overlay(cm, out);
 		return 0;
 	}
 	ino_unlock(cm->ino);
@@ -255,6 +258,7 @@ meta_cached_attr(struct cm *cm, const struct fid *fid, struct proto_attr *out)
 		e->have_attr = true;
 	}
 	ino_unlock(cm->ino);
+	wb_overlay(cm, out);
 	return 0;
 }
 
@@ -822,6 +826,88 @@ apply_attr(struct cm *cm, const struct proto_attr *a, bool store,
 		vc_del_xattrs(cm->vc, &a->fid);
 }
 
+/* --- our own changes (mut.c) --- */
+
+void
+meta_local_attr(struct cm *cm, const struct proto_attr *a)
+{
+	apply_attr(cm, a, true, true);
+}
+
+void
+meta_stored_attr(struct cm *cm, const struct proto_attr *a)
+{
+	struct ino_ent *e;
+	uint64_t ino = 0;
+
+	vc_put_attr(cm->vc, a);
+	ino_lock(cm->ino);
+	e = ino_find_locked(cm->ino, &a->fid);
+	if (e) {
+		ino = e->ino;
+		e->attr = *a;
+		e->have_attr = true;
+		/* The kernel's pages are what was just stored. */
+		e->open_dv = a->dv;
+	}
+	ino_unlock(cm->ino);
+	kinval_inode(cm, ino, -1, 0);
+}
+
+void
+meta_dir_changed(struct cm *cm, const struct proto_attr *a)
+{
+	apply_attr(cm, a, true, false);
+}
+
+void
+meta_local_dir(struct cm *cm, const struct proto_attr *dir_after,
+	       const char *del, const char *add,
+	       const struct proto_attr *add_attr)
+{
+	struct vc_dir *old = NULL, *nw = NULL, *prev = NULL;
+	struct ino_ent *e;
+	int rc;
+
+	ino_lock(cm->ino);
+	e = ino_find_locked(cm->ino, &dir_after->fid);
+	if (e && e->dir && e->dir->dv + 1 == dir_after->dv)
+		old = vc_dir_get(e->dir);
+	ino_unlock(cm->ino);
+	if (!old && vc_get_dir(cm->vc, &dir_after->fid, &old) == 0 &&
+	    old->dv + 1 != dir_after->dv) {
+		vc_dir_put(old);
+		old = NULL;
+	}
+	if (!old) {
+		/* Another change came between: the listing we hold (if any)
+		 * is not the one the server edited. Fetch it again. */
+		apply_attr(cm, dir_after, true, false);
+		return;
+	}
+	rc = vc_dir_edit(cm->vc, old, dir_after, del, add, add_attr, &nw);
+	vc_dir_put(old);
+	if (rc < 0) {
+		log_warn(LOG_VC, "cannot update a cached listing: %s",
+			 strerror(-rc));
+		vc_del_dir(cm->vc, &dir_after->fid);
+		apply_attr(cm, dir_after, true, false);
+		return;
+	}
+	vc_put_attr(cm->vc, dir_after);
+	ino_lock(cm->ino);
+	e = ino_find_locked(cm->ino, &dir_after->fid);
+	if (e) {
+		e->attr = *dir_after;
+		e->have_attr = true;
+		prev = e->dir;
+		e->dir = vc_dir_get(nw);
+	}
+	ino_unlock(cm->ino);
+	vc_dir_put(prev);
+	vc_dir_put(nw);
+}
+
 void
 meta_event(struct cm *cm, const struct proto_event *ev)
 {
@@ -831,6 +917,8 @@ meta_event(struct cm *cm, const struct proto_event *ev)
 	char fs[FID_STRLEN];
 
 	CM_STAT_INC(cm, events);
+	if (mut_defer_event(cm, ev))
+		return; /* looked at again when our change is applied */
 	log_debug(LOG_EV, "event %llu %s '%s' dv %llu",
 		  (unsigned long long)ev->seq, proto_ev_name(ev->kind),
 		  fid_fmt(&ev->fid, fs), (unsigned long long)ev->dv);

@@ -60,6 +60,26 @@ void meta_event(struct cm *cm, const struct proto_event *e);
 void meta_drop_attr(struct cm *cm, const struct fid *fid);
 
 /*
+ * Our own changes, as the server's reply to them says (loop thread):
+ * meta_local_attr() stores an object's new attributes (dropping chunks of
+ * older DVs, telling the kernel what changed); meta_local_dir() edits the
+ * cached listing of a directory the server changed from DV d-1 to
+ * @dir_after->dv = d (entry @del removed, @add of @add_attr added or
+ * replaced; either may be NULL) without fetching it. If the listing we
+ * hold is not at d-1 (someone else changed it too) it is fetched again.
+ */
+void meta_local_attr(struct cm *cm, const struct proto_attr *a);
+/* A directory changed in a way no local edit describes: store @a and
+ * fetch the listing again. */
+void meta_dir_changed(struct cm *cm, const struct proto_attr *a);
+/* Our own store made @a current: the data we hold (chunks, the kernel's
+ * pages) is that of @a, so only attributes are refreshed. */
+void meta_stored_attr(struct cm *cm, const struct proto_attr *a);
+void meta_local_dir(struct cm *cm, const struct proto_attr *dir_after,
+		    const char *del, const char *add,
+		    const struct proto_attr *add_attr);
+
+/*
  * Any thread: the cached attributes of @fid (inode entry first, then the
  * tdb; a tdb hit is copied into the entry). @return 0 or -ENOENT.
  */

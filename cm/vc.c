@@ -552,23 +552,29 @@ vc_forget(struct vc *vc, const struct fid *fid)
 
 /* --- directories --- */
 
+static void
+enc_listing(struct wbuf *w, const struct proto_dir *d)
+{
+	wb_u8(w, VC_REC_VERSION);
+	wb_u64(w, d->dir.dv);
+	wb_u64(w, d->n);
+	for (size_t i = 0; i < d->n; i++) {
+		size_t nl = strlen(d->ents[i].name);
+
+		wb_u16(w, (uint16_t)nl);
+		wb_bytes(w, d->ents[i].name, nl);
+		wb_u8(w, (uint8_t)d->ents[i].attr.type);
+		wb_fid(w, &d->ents[i].attr.fid);
+	}
+}
+
 int
 vc_put_dir(struct vc *vc, const struct proto_dir *d)
 {
 	struct wbuf w = {0};
 	int rc = 0;
 
-	wb_u8(&w, VC_REC_VERSION);
-	wb_u64(&w, d->dir.dv);
-	wb_u64(&w, d->n);
-	for (size_t i = 0; i < d->n; i++) {
-		size_t nl = strlen(d->ents[i].name);
-
-		wb_u16(&w, (uint16_t)nl);
-		wb_bytes(&w, d->ents[i].name, nl);
-		wb_u8(&w, (uint8_t)d->ents[i].attr.type);
-		wb_fid(&w, &d->ents[i].attr.fid);
-	}
+	enc_listing(&w, d);
 	if (w.err) {
 		free(w.p);
 		return w.err;
@@ -595,6 +601,53 @@ vc_put_dir(struct vc *vc, const struct proto_dir *d)
 out:
 	pthread_mutex_unlock(&vc->lock);
 	free(w.p);
+	return rc;
+}
+
+int
+vc_dir_edit(struct vc *vc, const struct vc_dir *old,
+	    const struct proto_attr *dir_after, const char *del,
+	    const char *add, const struct proto_attr *add_attr,
+	    struct vc_dir **out)
+{
+	struct proto_dir pd = {.dir = *dir_after};
+	struct wbuf w = {0};
+	int rc;
+
+	*out = NULL;
+	pd.ents = calloc(old->n + 1, sizeof(*pd.ents));
+	if (!pd.ents)
+		return -ENOMEM;
+	for (size_t i = 0; i < old->n; i++) {
+		const struct vc_dirent *e = &old->ents[i];
+
+		if ((del && !strcmp(e->name, del)) ||
+		    (add && !strcmp(e->name, add)))
+			continue;
+		pd.ents[pd.n].name = (char *)e->name;
+		pd.ents[pd.n].attr.type = (enum proto_type)e->type;
+		pd.ents[pd.n].attr.fid = e->fid;
+		pd.n++;
+	}
+	if (add) {
+		pd.ents[pd.n].name = (char *)add;
+		pd.ents[pd.n].attr = *add_attr;
+		pd.n++;
+	}
+	enc_listing(&w, &pd);
+	rc = w.err;
+	if (!rc) {
+		pthread_mutex_lock(&vc->lock);
+		rc = vc_store_locked(vc, 'D', &dir_after->fid, &w);
+		pthread_mutex_unlock(&vc->lock);
+	}
+	if (!rc) {
+		*out = vc_dir_from_proto(&pd);
+		if (!*out)
+			rc = -ENOMEM;
+	}
+	free(w.p);
+	free(pd.ents);
 	return rc;
 }
 

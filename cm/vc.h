@@ -99,6 +99,17 @@ int vc_put_dir(struct vc *vc, const struct proto_dir *d);
  * caller drops it with vc_dir_put(). @return 0, -ENOENT, -ENOMEM.
  */
 int vc_get_dir(struct vc *vc, const struct fid *fid, struct vc_dir **out);
+/*
+ * A local change to a listing (our own create, unlink, rename ...): the
+ * listing @old with entry @del removed and entry @add (of @add_attr's type
+ * and FID) added or replaced, either may be NULL, stored as the listing of
+ * DV @dir_after->dv (only the listing record: attributes are stored
+ * apart). *@out is the new snapshot (a reference). @return 0 or -errno.
+ */
+int vc_dir_edit(struct vc *vc, const struct vc_dir *old,
+		const struct proto_attr *dir_after, const char *del,
+		const char *add, const struct proto_attr *add_attr,
+		struct vc_dir **out);
 /* Build a snapshot from a decoded reply (refcount 1); NULL + errno. */
 struct vc_dir *vc_dir_from_proto(const struct proto_dir *d);
 struct vc_dir *vc_dir_get(struct vc_dir *d); /* +1 ref, returns @d */

@@ -1,0 +1,555 @@
+/*
+ * mut.c - sending mutations through the replay log (see mut.h).
+ *
+ * One struct mreq per op, from mut_submit() to its done callback. The loop
+ * keeps the ops in flight on a list, which is also what mut_defer_event()
+ * consults. Retries: a transport failure (no reply, a refused connection,
+ * 502/503/504 from a proxy) is retried with the same opid, with backoff,
+ * until cfg.fetch_timeout_ms has passed since the first try; then the
+ * caller gets EIO and the record is dropped (the server may or may not
+ * have applied it: its event tells us if it did, as with NFS).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "cm/cm.h"
+#include "cm/http.h"
+#include "cm/meta.h"
+#include "cm/mut.h"
+#include "cm/rlog.h"
+#include "cm/wb.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define MUT_DEFER_MAX 256
+
+struct mreq {
+	struct cm_job job;
+	TAILQ_ENTRY(mreq) link;
+	struct cm *cm;
+	struct proto_op op;
+	uint64_t seq;
+	mut_done_fn done;
+	void *arg;
+	unsigned attempts;
+	uint64_t deadline;
+	struct event *retry_ev;
+	bool listed;
+};
+TAILQ_HEAD(mreqq, mreq);
+
+struct mut {
+	struct mreqq inflight;
+	unsigned n;
+	atomic_uint count; /* for mut_inflight() from other threads */
+	struct proto_event deferred[MUT_DEFER_MAX];
+	size_t ndeferred;
+	bool overflow; /* deferred events were lost: revalidate */
+	/* resume state */
+	uint64_t resume_after;
+	bool resuming;
+};
+
+static void send_req(struct mreq *m);
+
+/* --- copies --- */
+
+static char *
+dup_or_null(const char *s, int *rc)
+{
+	char *d;
+
+	if (!s)
+		return NULL;
+	d = strdup(s);
+	if (!d)
+		*rc = -ENOMEM;
+	return d;
+}
+
+int
+mut_op_copy(struct proto_op *dst, const struct proto_op *src)
+{
+	int rc = 0;
+
+	*dst = *src;
+	dst->name = dup_or_null(src->name, &rc);
+	dst->newname = dup_or_null(src->newname, &rc);
+	dst->target = dup_or_null(src->target, &rc);
+	dst->xname = dup_or_null(src->xname, &rc);
+	dst->xvalue = NULL;
+	dst->chunks = NULL;
+	if (src->xvalue || src->xlen) {
+		dst->xvalue = malloc(src->xlen ? src->xlen : 1);
+		if (dst->xvalue)
+			memcpy(dst->xvalue, src->xvalue, src->xlen);
+		else
+			rc = -ENOMEM;
+	}
+	if (src->nchunks) {
+		dst->chunks = malloc(src->nchunks * sizeof(*dst->chunks));
+		if (dst->chunks)
+			memcpy(dst->chunks, src->chunks,
+			       src->nchunks * sizeof(*dst->chunks));
+		else
+			rc = -ENOMEM;
+	}
+	if (rc)
+		proto_op_release(dst);
+	return rc;
+}
+
+static void
+mreq_free(struct mreq *m)
+{
+	if (m->retry_ev)
+		event_free(m->retry_ev);
+	proto_op_release(&m->op);
+	free(m);
+}
+
+/* --- applying a reply --- */
+
+static bool
+touches(const struct proto_op *op, const struct fid *f)
+{
+	return fid_eq(&op->fid, f) || fid_eq(&op->parent, f) ||
+	       fid_eq(&op->newparent, f) || fid_eq(&op->victim, f);
+}
+
+void
+mut_apply(struct cm *cm, const struct proto_op *op,
+	  const struct proto_op_result *r)
+{
+	switch (op->kind) {
+	case PROTO_OP_CREATE:
+	case PROTO_OP_MKDIR:
+	case PROTO_OP_SYMLINK:
+	case PROTO_OP_LINK:
+		if (r->has_attr)
+			meta_local_attr(cm, &r->attr);
+		if (r->has_parent)
+			meta_local_dir(cm, &r->parent, NULL, op->name,
+				       &r->attr);
+		break;
+	case PROTO_OP_UNLINK:
+	case PROTO_OP_RMDIR:
+		if (r->has_victim && r->victim.nlink > 0 &&
+		    op->kind == PROTO_OP_UNLINK)
+			meta_local_attr(cm, &r->victim);
+		if (r->has_parent)
+			meta_local_dir(cm, &r->parent, op->name, NULL, NULL);
+		if (r->has_victim &&
+		    (r->victim.nlink == 0 || op->kind == PROTO_OP_RMDIR))
+			wb_gone(cm, &op->fid);
+		break;
+	case PROTO_OP_RENAME:
+		if (r->has_attr)
+			meta_local_attr(cm, &r->attr);
+		if (op->flags & PROTO_RENAME_EXCHANGE) {
+			/* Both names stay; they swapped objects. */
+			if (r->has_victim)
+				meta_local_attr(cm, &r->victim);
+			if (r->has_parent && r->has_newparent &&
+			    r->has_victim) {
+				meta_local_dir(cm, &r->parent, NULL, op->name,
+					       &r->victim);
+				meta_local_dir(cm, &r->newparent, NULL,
+					       op->newname, &r->attr);
+			} else if (r->has_parent) {
+				/* Two names in one DV step: fetch it. */
+				meta_dir_changed(cm, &r->parent);
+			}
+			break;
+		}
+		if (r->has_victim) {
+			if (r->victim.nlink == 0)
+				wb_gone(cm, &r->victim.fid);
+			else
+				meta_local_attr(cm, &r->victim);
+		}
+		if (r->has_newparent) {
+			if (r->has_parent)
+				meta_local_dir(cm, &r->parent, op->name, NULL,
+					       NULL);
+			meta_local_dir(cm, &r->newparent, NULL, op->newname,
+				       &r->attr);
+		} else if (r->has_parent) {
+			/* Same directory: one DV step for both names. */
+			meta_local_dir(cm, &r->parent, op->name, op->newname,
+				       &r->attr);
+		}
+		break;
+	case PROTO_OP_STORE:
+		if (r->has_attr)
+			wb_stored(cm, op, &r->attr);
+		break;
+	case PROTO_OP_SETATTR:
+	case PROTO_OP_SETXATTR:
+	case PROTO_OP_REMOVEXATTR:
+		if (r->has_attr)
+			meta_local_attr(cm, &r->attr);
+		break;
+	default:
+		break;
+	}
+}
+
+/* --- deferred events --- */
+
+bool
+mut_defer_event(struct cm *cm, const struct proto_event *ev)
+{
+	struct mut *mu = cm->mut;
+	struct mreq *m;
+
+	if (!mu || fid_is_null(&ev->fid))
+		return false;
+	TAILQ_FOREACH(m, &mu->inflight, link) {
+		if (!touches(&m->op, &ev->fid))
+			continue;
+		if (mu->ndeferred < MUT_DEFER_MAX)
+			mu->deferred[mu->ndeferred++] = *ev;
+		else
+			mu->overflow = true;
+		return true;
+	}
+	return false;
+}
+
+/* Replay the held-back events whose objects have no op in flight now. */
+static void
+replay_deferred(struct cm *cm)
+{
+	struct mut *mu = cm->mut;
+	struct proto_event evs[MUT_DEFER_MAX];
+	size_t n = 0, keep = 0;
+
+	for (size_t i = 0; i < mu->ndeferred; i++) {
+		struct mreq *m;
+		bool busy = false;
+
+		TAILQ_FOREACH(m, &mu->inflight, link) {
+			if (touches(&m->op, &mu->deferred[i].fid)) {
+				busy = true;
+				break;
+			}
+		}
+		if (busy)
+			mu->deferred[keep++] = mu->deferred[i];
+		else
+			evs[n++] = mu->deferred[i];
+	}
+	mu->ndeferred = keep;
+	for (size_t i = 0; i < n; i++)
+		meta_event(cm, &evs[i]);
+	if (mu->overflow && TAILQ_EMPTY(&mu->inflight)) {
+		mu->overflow = false;
+		meta_revalidate_all(cm);
+	}
+}
+
+/* --- sending --- */
+
+static void
+finish(struct mreq *m, int err, const struct proto_op_result *r)
+{
+	struct cm *cm = m->cm;
+	struct mut *mu = cm->mut;
+	int rc;
+
+	if (m->listed) {
+		TAILQ_REMOVE(&mu->inflight, m, link);
+		m->listed = false;
+		mu->n--;
+		atomic_fetch_sub(&mu->count, 1);
+	}
+	if (!err && r)
+		mut_apply(cm, &m->op, r);
+	if (m->seq && cm->rlog) {
+		rc = rlog_remove_flags(cm->rlog, m->seq, RLOG_A_NOSYNC);
+		if (rc < 0 && rc != -ENOENT)
+			log_warn(LOG_RLOG,
+				 "cannot drop replay record %llu: %s",
+				 (unsigned long long)m->seq, strerror(-rc));
+	}
+	if (m->done)
+		m->done(cm, m->arg, err, r);
+	mreq_free(m);
+	if (cm->mut)
+		replay_deferred(cm);
+}
+
+static void
+retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	send_req(arg);
+}
+
+static bool
+retriable(const struct http_result *res)
+{
+	if (res->err == -ECANCELED)
+		return false;
+	if (res->err)
+		return true;
+	return res->status == 0 || res->status == 502 || res->status == 503 ||
+	       res->status == 504;
+}
+
+static void
+http_done(void *arg, const struct http_result *res)
+{
+	struct mreq *m = arg;
+	struct cm *cm = m->cm;
+	struct proto_op_result r;
+	int rc;
+
+	if (retriable(res) && util_now_ms() < m->deadline && cm->mut &&
+	    !cm->stopping) {
+		unsigned ms = 50u << (m->attempts < 6 ? m->attempts : 6);
+		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+		atomic_store(&cm->online, 0);
+		if (!m->retry_ev)
+			m->retry_ev = evtimer_new(cm->base, retry_cb, m);
+		if (m->retry_ev && evtimer_add(m->retry_ev, &tv) == 0)
+			return;
+	}
+	rc = cm_http_errno(res->err, res->status, res->body, res->body_len);
+	if (rc == 0) {
+		atomic_store(&cm->online, 1);
+		rc = proto_op_result_decode(res->body, res->body_len, &r);
+		if (rc < 0) {
+			log_err(LOG_FETCH, "bad reply to %s: %s",
+				proto_op_name(m->op.kind), strerror(-rc));
+			finish(m, -EIO, NULL);
+			return;
+		}
+		finish(m, 0, &r);
+		return;
+	}
+	if (rc == -ECANCELED)
+		rc = -EIO;
+	log_debug(LOG_FETCH, "%s '%s' refused: %s (HTTP %ld)",
+		  proto_op_name(m->op.kind), m->op.name ? m->op.name : "",
+		  strerror(-rc), res->status);
+	finish(m, rc, NULL);
+}
+
+static void
+send_req(struct mreq *m)
+{
+	struct cm *cm = m->cm;
+	struct http_request hr = {0};
+	char path[160];
+	size_t len = 0;
+	char *body;
+
+	m->attempts++;
+	snprintf(path, sizeof(path), "/v1/vol/%s/op", cm->cfg.volume);
+	body = proto_op_encode(&m->op, &len);
+	if (!body) {
+		finish(m, errno == ENOMEM ? -ENOMEM : -EINVAL, NULL);
+		return;
+	}
+	hr.method = "POST";
+	hr.path = path;
+	hr.body = body;
+	hr.body_len = len;
+	hr.on_done = http_done;
+	hr.arg = m;
+	if (!http_submit(cm->http, &hr)) {
+		free(body);
+		finish(m, -EIO, NULL);
+		return;
+	}
+	free(body);
+}
+
+static void
+start(struct cm *cm, struct mreq *m)
+{
+	struct mut *mu = cm->mut;
+
+	if (!mu || cm->stopping || !cm->http) {
+		finish(m, -EIO, NULL);
+		return;
+	}
+	m->deadline = util_now_ms() + cm->cfg.fetch_timeout_ms;
+	TAILQ_INSERT_TAIL(&mu->inflight, m, link);
+	m->listed = true;
+	mu->n++;
+	atomic_fetch_add(&mu->count, 1);
+	send_req(m);
+}
+
+static void
+run_job(struct cm *cm, struct cm_job *job)
+{
+	start(cm, (struct mreq *)job);
+}
+
+static struct mreq *
+mreq_new(struct cm *cm, const struct proto_op *op, mut_done_fn done,
+	 void *arg)
+{
+	struct mreq *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	if (mut_op_copy(&m->op, op) < 0) {
+		free(m);
+		return NULL;
+	}
+	m->cm = cm;
+	m->done = done;
+	m->arg = arg;
+	m->job.run = run_job;
+	return m;
+}
+
+int
+mut_submit(struct cm *cm, const struct proto_op *op, mut_done_fn done,
+	   void *arg)
+{
+	struct rlog_effect eff;
+	struct mreq *m = mreq_new(cm, op, done, arg);
+	int rc;
+
+	if (!m)
+		return -ENOMEM;
+	if (cm->rlog) {
+		rc = rlog_append_ex(cm->rlog, &m->op,
+				    RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff);
+		if (rc < 0) {
+			rlog_effect_release(&eff);
+			log_err(LOG_RLOG, "cannot log %s: %s",
+				proto_op_name(op->kind), strerror(-rc));
+			mreq_free(m);
+			return rc == -ENOSPC ? -ENOSPC : -EIO;
+		}
+		m->seq = eff.seq;
+		memcpy(m->op.opid, eff.opid, sizeof(m->op.opid));
+		rlog_effect_release(&eff);
+	} else {
+		static const uint8_t zero[16];
+		struct fid r;
+
+		if (!memcmp(m->op.opid, zero, 16) && fid_random(0, &r) == 0)
+			memcpy(m->op.opid, r.oid, sizeof(m->op.opid));
+	}
+	cm_post(cm, &m->job);
+	return 0;
+}
+
+int
+mut_send_logged(struct cm *cm, uint64_t seq, const struct proto_op *op,
+		mut_done_fn done, void *arg)
+{
+	struct mreq *m = mreq_new(cm, op, done, arg);
+
+	if (!m)
+		return -ENOMEM;
+	m->seq = seq;
+	start(cm, m);
+	return 0;
+}
+
+unsigned
+mut_inflight(struct cm *cm)
+{
+	return cm->mut ? atomic_load(&cm->mut->count) : 0;
+}
+
+/* --- resume after a crash --- */
+
+static void resume_next(struct cm *cm);
+
+static void
+resume_done(struct cm *cm, void *arg, int err,
+	    const struct proto_op_result *r)
+{
+	(void)arg;
+	(void)r;
+	if (err)
+		log_warn(LOG_RLOG, "replayed record refused: %s",
+			 strerror(-err));
+	if (cm->mut)
+		resume_next(cm);
+}
+
+static void
+resume_next(struct cm *cm)
+{
+	struct mut *mu = cm->mut;
+	struct rlog_rec rec;
+	int rc;
+
+	if (!cm->rlog || cm->stopping) {
+		mu->resuming = false;
+		return;
+	}
+	rc = rlog_next(cm->rlog, mu->resume_after, RLOG_MASK(RLOG_INFLIGHT),
+		       &rec);
+	if (rc < 0) {
+		mu->resuming = false;
+		wb_resume(cm);
+		return;
+	}
+	mu->resume_after = rec.seq;
+	log_info(LOG_RLOG, "resending %s (record %llu) left by a crash",
+		 proto_op_name(rec.op.kind), (unsigned long long)rec.seq);
+	if (rec.op.kind == PROTO_OP_STORE)
+		rc = wb_resend_store(cm, rec.seq, &rec.op, resume_done, NULL);
+	else
+		rc = mut_send_logged(cm, rec.seq, &rec.op, resume_done, NULL);
+	rlog_rec_release(&rec);
+	if (rc < 0)
+		resume_next(cm);
+}
+
+void
+mut_resume(struct cm *cm)
+{
+	if (!cm->mut || cm->mut->resuming)
+		return;
+	cm->mut->resuming = true;
+	cm->mut->resume_after = 0;
+	resume_next(cm);
+}
+
+/* --- setup --- */
+
+int
+mut_new(struct cm *cm)
+{
+	struct mut *mu = calloc(1, sizeof(*mu));
+
+	if (!mu)
+		return -ENOMEM;
+	TAILQ_INIT(&mu->inflight);
+	cm->mut = mu;
+	return 0;
+}
+
+void
+mut_free(struct cm *cm)
+{
+	struct mut *mu = cm->mut;
+	struct mreq *m;
+
+	if (!mu)
+		return;
+	while ((m = TAILQ_FIRST(&mu->inflight)))
+		finish(m, -EIO, NULL);
+	cm->mut = NULL;
+	free(mu);
+}

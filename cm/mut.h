@@ -1,0 +1,77 @@
+/*
+ * mut.h - mutations of a connected cairnd: every change goes into the
+ * replay log (rlog.h) as an INFLIGHT record, is sent to the server as one
+ * POST op, and once the server answered, its reply is applied to the
+ * caches (attributes, listings, kernel) and the record is removed.
+ *
+ * Layer rule: FUSE-free (libcm). The FUSE front builds a struct proto_op
+ * and answers its request from the done callback.
+ *
+ * Promises:
+ *  1. A record is in the log before any byte of its op leaves, with the
+ *     opid it is sent under; retries (a lost reply, a refused connection)
+ *     reuse the opid, so the server applies the op at most once. A record
+ *     left INFLIGHT by a crash is resent, under the same opid, by
+ *     mut_resume() at the next start.
+ *  2. The caches change only from the server's reply, never ahead of it:
+ *     a refused op leaves nothing behind.
+ *  3. An event about an object with an op in flight is held back and
+ *     looked at again after the reply was applied, so our own change is not
+ *     fetched back, and someone else's change in between is not missed.
+ *
+ * Threads: mut_submit() from any thread; the rest on the loop thread.
+ */
+#ifndef CAIRN_CM_MUT_H
+#define CAIRN_CM_MUT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/proto.h"
+
+struct cm;
+struct mut;
+
+/* Loop thread, exactly once per accepted op: @err 0 and the server's
+ * reply @r, or a negative errno (@r NULL). */
+typedef void (*mut_done_fn)(struct cm *cm, void *arg, int err,
+			    const struct proto_op_result *r);
+
+int mut_new(struct cm *cm);
+/* Fails what is still waiting (-EIO); after http_free(). */
+void mut_free(struct cm *cm);
+
+/*
+ * Log @op (copied; a zero opid gets a random one) and send it. @return 0
+ * (@done will be called) or -errno (nothing logged or sent, no call).
+ * Any thread.
+ */
+int mut_submit(struct cm *cm, const struct proto_op *op, mut_done_fn done,
+	       void *arg);
+
+/* Send an op whose record @seq is already in the log, under its opid (a
+ * store whose chunks were just staged, a record found at start). Loop
+ * thread. Same contract as mut_submit(). */
+int mut_send_logged(struct cm *cm, uint64_t seq, const struct proto_op *op,
+		    mut_done_fn done, void *arg);
+
+/* Apply a reply to the caches as mut does for its own ops (loop). */
+void mut_apply(struct cm *cm, const struct proto_op *op,
+	       const struct proto_op_result *r);
+
+/* Loop thread, from meta_event(): true if @ev is about an object with an
+ * op in flight (the event is then replayed once the op is done). */
+bool mut_defer_event(struct cm *cm, const struct proto_event *ev);
+
+/* Loop thread, at start: resend the records a crash left INFLIGHT, in
+ * order (stores go through wb.c, which stages their chunks again). */
+void mut_resume(struct cm *cm);
+
+/* Ops sent and not yet answered (for fs status / tests). Any thread. */
+unsigned mut_inflight(struct cm *cm);
+
+/* Copy @src into @dst (heap strings, value, chunks), or -ENOMEM.
+ * Release with proto_op_release(). */
+int mut_op_copy(struct proto_op *dst, const struct proto_op *src);
+
+#endif /* CAIRN_CM_MUT_H */

@@ -1,0 +1,1352 @@
+/*
+ * wb.c - write-back of file data (see wb.h).
+ *
+ * One mutex (wb->lock) guards the table of write states and every field
+ * of them; chunk I/O runs outside it. A state is "busy writing" while
+ * writes run (writing > 0) and "storing" while a store is staged and sent;
+ * a store waits for running writes to end, new writes wait for the store.
+ *
+ * dirty.tdb: key = the FID's 20 bytes, value = struct wrec below (little-
+ * endian on the machines we build for; the record carries a version byte
+ * and its length, and a record that does not parse is ignored and logged).
+ * Opened with TDB_NOSYNC|TDB_NOLOCK (one process: the chunk store's flock
+ * guards the cache directory); each change is one transaction, so a killed
+ * process leaves the old or the new record.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <tdb.h>
+
+#include "chunkstore/cs.h"
+#include "cm/cm.h"
+#include "cm/fetch.h"
+#include "cm/http.h"
+#include "cm/inode.h"
+#include "cm/meta.h"
+#include "cm/mut.h"
+#include "cm/rlog.h"
+#include "cm/wb.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define WB_BUCKETS 256
+#define WB_STAGE_PARALLEL 8
+#define WREC_VERSION 1
+
+struct flush_waiter {
+	struct flush_waiter *next;
+	wb_done_fn done;
+	void *arg;
+};
+
+struct wstate {
+	struct wstate *next;
+	struct fid fid;
+	uint64_t base_dv, srv_size, size, zero_from;
+	int64_t mtime_ns, ctime_ns;
+	struct fid parent;
+	char *name;
+	unsigned writers;
+	unsigned writing;
+	bool dirty, storing, gone, saved;
+	struct flush_waiter *waiters; /* loop thread */
+};
+
+struct wb {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct wstate *tab[WB_BUCKETS];
+	struct tdb_context *tdb;
+	uint64_t ndirty;
+};
+
+/* The persistent form of a dirty write state. */
+struct wrec {
+	uint8_t version;
+	uint8_t pad[3];
+	uint32_t namelen;
+	uint64_t base_dv, srv_size, size, zero_from;
+	int64_t mtime_ns, ctime_ns;
+	struct fid parent;
+} __attribute__((packed));
+
+/* --- table --- */
+
+static size_t
+bucket(const struct fid *f)
+{
+	return (f->oid[0] ^ f->oid[7] ^ f->oid[15]) % WB_BUCKETS;
+}
+
+static struct wstate *
+find_locked(struct wb *wb, const struct fid *f)
+{
+	struct wstate *w;
+
+	for (w = wb->tab[bucket(f)]; w; w = w->next)
+		if (fid_eq(&w->fid, f))
+			return w;
+	return NULL;
+}
+
+static void
+unlink_free_locked(struct wb *wb, struct wstate *ws)
+{
+	struct wstate **pp = &wb->tab[bucket(&ws->fid)];
+
+	while (*pp && *pp != ws)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = ws->next;
+	free(ws->name);
+	free(ws);
+}
+
+static TDB_DATA
+fid_key(const struct fid *f)
+{
+	TDB_DATA k = {(unsigned char *)f, sizeof(*f)};
+
+	return k;
+}
+
+/* Persist @ws (lock held). A failure is logged: the data itself is safe
+ * in the chunk store; only the size would be guessed after a crash. */
+static void
+save_locked(struct wb *wb, struct wstate *ws)
+{
+	size_t nl = ws->name ? strlen(ws->name) : 0;
+	struct wrec *r = calloc(1, sizeof(*r) + nl);
+	TDB_DATA v;
+	int rc = -1;
+
+	if (!r || !wb->tdb)
+		goto out;
+	r->version = WREC_VERSION;
+	r->namelen = (uint32_t)nl;
+	r->base_dv = ws->base_dv;
+	r->srv_size = ws->srv_size;
+	r->size = ws->size;
+	r->zero_from = ws->zero_from;
+	r->mtime_ns = ws->mtime_ns;
+	r->ctime_ns = ws->ctime_ns;
+	r->parent = ws->parent;
+	if (nl)
+		memcpy(r + 1, ws->name, nl);
+	v.dptr = (unsigned char *)r;
+	v.dsize = sizeof(*r) + nl;
+	if (tdb_transaction_start(wb->tdb) == 0) {
+		rc = tdb_store(wb->tdb, fid_key(&ws->fid), v, TDB_REPLACE);
+		if (rc == 0)
+			rc = tdb_transaction_commit(wb->tdb);
+		else
+			tdb_transaction_cancel(wb->tdb);
+	}
+	if (rc == 0)
+		ws->saved = true;
+out:
+	if (rc != 0)
+		log_warn(LOG_VC, "cannot save a write state in dirty.tdb");
+	free(r);
+}
+
+static void
+forget_locked(struct wb *wb, struct wstate *ws)
+{
+	if (!ws->saved || !wb->tdb)
+		return;
+	if (tdb_transaction_start(wb->tdb) == 0) {
+		tdb_delete(wb->tdb, fid_key(&ws->fid));
+		if (tdb_transaction_commit(wb->tdb) != 0)
+			log_warn(LOG_VC, "cannot drop a write state");
+	}
+	ws->saved = false;
+}
+
+static int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void
+mkkey(struct cs_key *k, const struct fid *fid, uint64_t chunk)
+{
+	memset(k, 0, sizeof(*k));
+	k->vol = fid->vol;
+	memcpy(k->fid, fid->oid, sizeof(k->fid));
+	k->chunk = chunk;
+}
+
+static void
+mark_dirty_locked(struct wb *wb, struct wstate *ws)
+{
+	if (ws->gone)
+		return;
+	if (!ws->dirty) {
+		ws->dirty = true;
+		wb->ndirty++;
+	}
+}
+
+static void
+mark_clean_locked(struct wb *wb, struct wstate *ws)
+{
+	if (ws->dirty) {
+		ws->dirty = false;
+		wb->ndirty--;
+	}
+}
+
+/* Wait (lock held) until no store runs on @ws; bounded. */
+static int
+wait_store_locked(struct cm *cm, struct wstate *ws)
+{
+	struct wb *wb = cm->wb;
+	struct timespec until;
+	uint64_t ms = 2 * cm->cfg.fetch_timeout_ms + 5000;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (time_t)(ms / 1000);
+	while (ws->storing) {
+		if (pthread_cond_timedwait(&wb->cond, &wb->lock, &until) ==
+		    ETIMEDOUT)
+			return -EIO;
+	}
+	return 0;
+}
+
+/* --- attributes --- */
+
+void
+wb_overlay(struct cm *cm, struct proto_attr *a)
+{
+	struct wb *wb = cm->wb;
+	struct wstate *ws;
+
+	if (!wb || a->type != PROTO_T_FILE)
+		return;
+	pthread_mutex_lock(&wb->lock);
+	ws = find_locked(wb, &a->fid);
+	if (ws && !ws->gone) {
+		a->size = ws->size;
+		if (ws->dirty) {
+			a->mtime_ns = ws->mtime_ns;
+			a->ctime_ns = ws->ctime_ns;
+		}
+	}
+	pthread_mutex_unlock(&wb->lock);
+}
+
+bool
+wb_dirty(struct cm *cm, const struct fid *fid)
+{
+	struct wstate *ws;
+	bool d;
+
+	if (!cm->wb)
+		return false;
+	pthread_mutex_lock(&cm->wb->lock);
+	ws = find_locked(cm->wb, fid);
+	d = ws && ws->dirty;
+	pthread_mutex_unlock(&cm->wb->lock);
+	return d;
+}
+
+bool
+wb_active(struct cm *cm, const struct fid *fid)
+{
+	bool a;
+
+	if (!cm->wb)
+		return false;
+	pthread_mutex_lock(&cm->wb->lock);
+	a = find_locked(cm->wb, fid) != NULL;
+	pthread_mutex_unlock(&cm->wb->lock);
+	return a;
+}
+
+uint64_t
+wb_dirty_files(struct cm *cm)
+{
+	uint64_t n;
+
+	if (!cm->wb)
+		return 0;
+	pthread_mutex_lock(&cm->wb->lock);
+	n = cm->wb->ndirty;
+	pthread_mutex_unlock(&cm->wb->lock);
+	return n;
+}
+
+static void
+set_name_locked(struct wstate *ws, const struct fid *parent, const char *name)
+{
+	char *n;
+
+	if (!parent || !name)
+		return;
+	n = strdup(name);
+	if (!n)
+		return;
+	free(ws->name);
+	ws->name = n;
+	ws->parent = *parent;
+}
+
+int
+wb_open_write(struct cm *cm, const struct proto_attr *a,
+	      const struct fid *parent, const char *name)
+{
+	struct wb *wb = cm->wb;
+	struct wstate *ws;
+	bool fresh = false;
+
+	if (!wb)
+		return -EIO;
+	pthread_mutex_lock(&wb->lock);
+	ws = find_locked(wb, &a->fid);
+	if (!ws) {
+		ws = calloc(1, sizeof(*ws));
+		if (!ws) {
+			pthread_mutex_unlock(&wb->lock);
+			return -ENOMEM;
+		}
+		ws->fid = a->fid;
+		ws->base_dv = a->dv;
+		ws->srv_size = ws->size = ws->zero_from = a->size;
+		ws->mtime_ns = a->mtime_ns;
+		ws->ctime_ns = a->ctime_ns;
+		ws->next = wb->tab[bucket(&a->fid)];
+		wb->tab[bucket(&a->fid)] = ws;
+		fresh = true;
+	}
+	ws->writers++;
+	set_name_locked(ws, parent, name);
+	pthread_mutex_unlock(&wb->lock);
+	/* Chunks of older DVs would only get in the way of writes. */
+	if (fresh && a->dv > 0)
+		cs_invalidate(cm->cs, a->fid.vol, a->fid.oid, a->dv);
+	return 0;
+}
+
+/* Drop every local chunk of @fid, dirty ones included (lock NOT held). */
+static int
+drop_dirty_cb(const struct cs_info *i, void *arg)
+{
+	struct cm *cm = arg;
+
+	if (i->flags & CS_F_DIRTY) {
+		cs_commit(cm->cs, &i->key);
+		cs_mark_clean(cm->cs, &i->key, i->dv);
+	}
+	return 0;
+}
+
+static void
+drop_chunks(struct cm *cm, const struct fid *fid)
+{
+	cs_iterate_file(cm->cs, fid->vol, fid->oid, drop_dirty_cb, cm);
+	cs_invalidate(cm->cs, fid->vol, fid->oid, UINT64_MAX);
+}
+
+void
+wb_release_write(struct cm *cm, const struct fid *fid)
+{
+	struct wb *wb = cm->wb;
+	struct wstate *ws;
+	bool drop = false;
+
+	if (!wb)
+		return;
+	pthread_mutex_lock(&wb->lock);
+	ws = find_locked(wb, fid);
+	if (ws && ws->writers > 0)
+		ws->writers--;
+	if (ws && !ws->writers && !ws->storing && (!ws->dirty || ws->gone)) {
+		drop = ws->gone;
+		forget_locked(wb, ws);
+		unlink_free_locked(wb, ws);
+	}
+	pthread_mutex_unlock(&wb->lock);
+	if (drop)
+		drop_chunks(cm, fid);
+}
+
+void
+wb_renamed(struct cm *cm, const struct fid *fid, const struct fid *parent,
+	   const char *name)
+{
+	struct wstate *ws;
+
+	if (!cm->wb)
+		return;
+	pthread_mutex_lock(&cm->wb->lock);
+	ws = find_locked(cm->wb, fid);
+	if (ws) {
+		set_name_locked(ws, parent, name);
+		if (ws->saved)
+			save_locked(cm->wb, ws);
+	}
+	pthread_mutex_unlock(&cm->wb->lock);
+}
+
+void
+wb_gone(struct cm *cm, const struct fid *fid)
+{
+	struct wb *wb = cm->wb;
+	struct wstate *ws;
+	bool drop = false;
+
+	if (!wb)
+		return;
+	pthread_mutex_lock(&wb->lock);
+	ws = find_locked(wb, fid);
+	if (ws) {
+		ws->gone = true;
+		mark_clean_locked(wb, ws);
+		forget_locked(wb, ws);
+		if (!ws->writers && !ws->storing) {
+			unlink_free_locked(wb, ws);
+			drop = true;
+		}
+	}
+	pthread_mutex_unlock(&wb->lock);
+	if (drop)
+		drop_chunks(cm, fid);
+}
+
+/* --- writes --- */
+
+/*
+ * Make chunk @c of @ws (snapshot values) ready for a write of [a, b)
+ * (offsets in the chunk): returns 0, or -EAGAIN when the server's bytes
+ * of the chunk that the write leaves must be fetched first.
+ */
+static int
+prepare_chunk(struct cm *cm, const struct fid *fid, uint64_t base_dv,
+	      uint64_t zero_from, uint64_t c, uint32_t a, uint32_t b)
+{
+	uint64_t cstart = c * cm->chunk_size;
+	struct cs_key k;
+	struct cs_info info;
+	bool present;
+
+	mkkey(&k, fid, c);
+	present = cs_lookup(cm->cs, &k, &info) == 0 && info.dv == base_dv;
+	if (present) {
+		if (info.flags & CS_F_DIRTY)
+			return 0;
+		/* A clean copy of the server's bytes: cut what must read as
+		 * zeros (after a truncate) before changing it. */
+		if (cstart >= zero_from)
+			return cs_truncate(cm->cs, &k, base_dv, 0);
+		if (cstart + info.len > zero_from)
+			return cs_truncate(cm->cs, &k, base_dv,
+					   (uint32_t)(zero_from - cstart));
+		return 0;
+	}
+	if (cstart >= zero_from || (a == 0 && cstart + b >= zero_from))
+		return 0; /* nothing of the server's is left in it */
+	return -EAGAIN;
+}
+
+/* Take a write slot on @fid's state; fills the snapshot. */
+static int
+begin_io(struct cm *cm, const struct fid *fid, struct wstate *snap)
+{
+	struct wb *wb = cm->wb;
+	struct wstate *ws;
+	int rc;
+
+	if (!wb)
+		return -EIO;
+	pthread_mutex_lock(&wb->lock);
+	ws = find_locked(wb, fid);
+	if (!ws) {
+		pthread_mutex_unlock(&wb->lock);
+		return -EBADF;
+	}
+	rc = wait_store_locked(cm, ws);
+	if (rc == 0) {
+		ws->writing++;
+		*snap = *ws;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	return rc;
+}
+
+static void
+end_io(struct cm *cm, const struct fid *fid, int rc, uint64_t new_size,
+       bool set_size, uint64_t zero_from)
+{
+	struct wb *wb = cm->wb;
+	struct wstate *ws;
+
+	pthread_mutex_lock(&wb->lock);
+	ws = find_locked(wb, fid);
+	if (ws) {
+		ws->writing--;
+		if (rc >= 0) {
+			bool grow = set_size ? new_size != ws->size
+					     : new_size > ws->size;
+
+			if (grow)
+				ws->size = new_size;
+			if (zero_from < ws->zero_from)
+				ws->zero_from = zero_from;
+			ws->mtime_ns = ws->ctime_ns = now_ns();
+			if (!ws->dirty || grow || !ws->saved) {
+				mark_dirty_locked(wb, ws);
+				if (!ws->gone)
+					save_locked(wb, ws);
+			}
+		}
+		pthread_cond_broadcast(&wb->cond);
+	}
+	pthread_mutex_unlock(&wb->lock);
+}
+
+ssize_t
+wb_write(struct cm *cm, const struct fid *fid, uint64_t off, const void *buf,
+	 size_t len, uint64_t *need)
+{
+	uint32_t csz = cm->chunk_size;
+	struct wstate s;
+	size_t done = 0;
+	int rc;
+
+	if (len == 0)
+		return 0;
+	rc = begin_io(cm, fid, &s);
+	if (rc < 0)
+		return rc;
+	while (done < len) {
+		uint64_t pos = off + done, c = pos / csz;
+		uint32_t a = (uint32_t)(pos % csz);
+		size_t n = csz - a < len - done ? csz - a : len - done;
+		struct cs_key k;
+
+		rc = prepare_chunk(cm, fid, s.base_dv, s.zero_from, c, a,
+				   a + (uint32_t)n);
+		if (rc == -EAGAIN)
+			*need = c;
+		if (rc < 0)
+			break;
+		mkkey(&k, fid, c);
+		rc = cs_write(cm->cs, &k, s.base_dv, a,
+			      (const uint8_t *)buf + done, n);
+		if (rc == 0)
+			rc = cs_commit_flags(cm->cs, &k, CS_C_NOSYNC);
+		if (rc < 0)
+			break;
+		done += n;
+	}
+	end_io(cm, fid, done == len ? 0 : -1, off + len, false, UINT64_MAX);
+	if (done == len)
+		return (ssize_t)len;
+	if (rc == -ESTALE)
+		rc = -EIO;
+	return rc;
+}
+
+struct trunc_ctx {
+	struct cm *cm;
+	uint64_t size;
+	int rc;
+};
+
+/* Cut every dirty chunk at or past the new size. */
+static int
+trunc_cb(const struct cs_info *i, void *arg)
+{
+	struct trunc_ctx *t = arg;
+	uint64_t cstart = i->key.chunk * t->cm->chunk_size;
+	int rc = 0;
+
+	if (!(i->flags & CS_F_DIRTY) || cstart + i->len <= t->size)
+		return 0;
+	rc = cs_truncate(t->cm->cs, &i->key, i->dv,
+			 cstart >= t->size ? 0 : (uint32_t)(t->size - cstart));
+	if (rc == 0)
+		rc = cs_commit_flags(t->cm->cs, &i->key, CS_C_NOSYNC);
+	if (rc < 0 && !t->rc)
+		t->rc = rc;
+	return 0;
+}
+
+int
+wb_truncate(struct cm *cm, const struct fid *fid, uint64_t size,
+	    uint64_t *need)
+{
+	uint32_t csz = cm->chunk_size;
+	struct trunc_ctx t = {cm, size, 0};
+	struct wstate s;
+	uint64_t zf = UINT64_MAX;
+	int rc;
+
+	rc = begin_io(cm, fid, &s);
+	if (rc < 0)
+		return rc;
+	if (size < s.size) {
+		uint64_t c = size / csz;
+		uint32_t in = (uint32_t)(size % csz);
+
+		if (size < s.zero_from && in) {
+			/* The chunk that keeps its head must hold it. */
+			struct cs_key k;
+
+			rc = prepare_chunk(cm, fid, s.base_dv, s.zero_from, c,
+					   0, 0);
+			if (rc == -EAGAIN)
+				*need = c;
+			if (rc == 0) {
+				mkkey(&k, fid, c);
+				rc = cs_truncate(cm->cs, &k, s.base_dv, in);
+				if (rc == 0)
+					rc = cs_commit_flags(cm->cs, &k,
+							     CS_C_NOSYNC);
+			}
+		}
+		if (rc == 0) {
+			cs_iterate_file(cm->cs, fid->vol, fid->oid, trunc_cb,
+					&t);
+			rc = t.rc;
+		}
+		if (size < s.zero_from)
+			zf = size;
+	}
+	end_io(cm, fid, rc, size, true, zf);
+	return rc == -ESTALE ? -EIO : rc;
+}
+
+/* --- reads --- */
+
+ssize_t
+wb_read(struct cm *cm, const struct fid *fid, uint64_t off, void *buf,
+	size_t len, uint64_t *need)
+{
+	struct wb *wb = cm->wb;
+	uint32_t csz = cm->chunk_size;
+	struct wstate *ws, s;
+	size_t done = 0;
+
+	if (!wb)
+		return -ENOENT;
+	pthread_mutex_lock(&wb->lock);
+	ws = find_locked(wb, fid);
+	if (ws)
+		s = *ws;
+	pthread_mutex_unlock(&wb->lock);
+	if (!ws)
+		return -ENOENT;
+	if (off >= s.size)
+		return 0;
+	if (len > s.size - off)
+		len = (size_t)(s.size - off);
+	while (done < len) {
+		uint64_t pos = off + done, c = pos / csz, cstart = c * csz;
+		uint32_t a = (uint32_t)(pos % csz);
+		size_t n = csz - a < len - done ? csz - a : len - done;
+		uint8_t *dst = (uint8_t *)buf + done;
+		struct cs_key k;
+		struct cs_info info;
+		uint64_t valid; /* bytes of the chunk that hold data */
+		ssize_t got = 0;
+
+		mkkey(&k, fid, c);
+		if (cs_lookup(cm->cs, &k, &info) == 0 && info.dv == s.base_dv) {
+			valid = info.len;
+			if (!(info.flags & CS_F_DIRTY)) {
+				if (cstart >= s.zero_from)
+					valid = 0;
+				else if (cstart + valid > s.zero_from)
+					valid = s.zero_from - cstart;
+			}
+		} else if (pos >= s.zero_from) {
+			valid = 0;
+		} else {
+			*need = c;
+			return -EAGAIN;
+		}
+		if (a < valid) {
+			size_t m = valid - a < n ? (size_t)(valid - a) : n;
+
+			got = cs_read(cm->cs, &k, s.base_dv, a, dst, m);
+			if (got != (ssize_t)m) {
+				*need = c;
+				return -EAGAIN; /* culled meanwhile */
+			}
+		}
+		memset(dst + got, 0, n - (size_t)got);
+		done += n;
+	}
+	return (ssize_t)len;
+}
+
+/* --- fetching for a write --- */
+
+struct wfetch {
+	wb_done_fn done;
+	void *arg;
+};
+
+static void
+wfetch_cb(struct cm *cm, void *arg, int err)
+{
+	struct wfetch *w = arg;
+
+	w->done(cm, w->arg, err);
+	free(w);
+}
+
+void
+wb_fetch(struct cm *cm, const struct fid *fid, uint64_t chunk,
+	 wb_done_fn done, void *arg)
+{
+	struct wstate *ws;
+	uint64_t dv = 0, size = 0;
+	struct wfetch *w;
+	int rc;
+
+	pthread_mutex_lock(&cm->wb->lock);
+	ws = find_locked(cm->wb, fid);
+	if (ws) {
+		dv = ws->base_dv;
+		size = ws->srv_size;
+	}
+	pthread_mutex_unlock(&cm->wb->lock);
+	if (!ws || chunk * (uint64_t)cm->chunk_size >= size) {
+		done(cm, arg, ws ? 0 : -EBADF);
+		return;
+	}
+	w = malloc(sizeof(*w));
+	if (!w) {
+		done(cm, arg, -ENOMEM);
+		return;
+	}
+	w->done = done;
+	w->arg = arg;
+	rc = fetch_chunk(cm, fid, dv, size, chunk, wfetch_cb, w);
+	if (rc < 0) {
+		free(w);
+		done(cm, arg, rc);
+	}
+}
+
+/* --- stores --- */
+
+struct store {
+	struct cm *cm;
+	struct fid fid;
+	struct proto_op op;
+	uint64_t seq;
+	bool *dirty;	/* per op.chunks[i]: send its data (else empty) */
+	size_t next;	/* next chunk to stage */
+	unsigned inflight;
+	int err;
+	bool owns_state; /* set ws->storing: clear it at the end */
+	mut_done_fn mdone; /* resend at resume: report here */
+	void *marg;
+};
+
+static void store_send(struct store *st);
+static void store_end(struct store *st, int err,
+		      const struct proto_op_result *r);
+
+static void
+store_free(struct store *st)
+{
+	proto_op_release(&st->op);
+	free(st->dirty);
+	free(st);
+}
+
+static void
+stage_done(void *arg, const struct http_result *res)
+{
+	struct store *st = arg;
+	int rc = cm_http_errno(res->err, res->status, res->body, res->body_len);
+
+	st->inflight--;
+	if (rc < 0 && !st->err)
+		st->err = rc == -ECANCELED ? -EIO : rc;
+	store_send(st);
+}
+
+static int
+stage_one(struct store *st, size_t i)
+{
+	struct cm *cm = st->cm;
+	struct http_request hr = {0};
+	char path[256];
+	uint8_t *buf = NULL;
+	ssize_t got = 0;
+	int rc;
+
+	rc = proto_stage_path(path, sizeof(path), cm->cfg.volume, &st->fid,
+			      st->op.txid, st->op.chunks[i], cm->chunk_size);
+	if (rc < 0)
+		return rc;
+	if (st->dirty[i]) {
+		struct cs_key k;
+
+		buf = malloc(cm->chunk_size);
+		if (!buf)
+			return -ENOMEM;
+		mkkey(&k, &st->fid, st->op.chunks[i]);
+		got = cs_read(cm->cs, &k, st->op.base_dv, 0, buf,
+			      cm->chunk_size);
+		if (got < 0) {
+			log_err(LOG_FETCH,
+				"dirty chunk %llu of a file cannot be read: %s",
+				(unsigned long long)st->op.chunks[i],
+				strerror((int)-got));
+			free(buf);
+			return (int)got;
+		}
+	}
+	hr.method = "PUT";
+	hr.path = path;
+	hr.body = buf ? (const void *)buf : "";
+	hr.body_len = (size_t)got;
+	hr.content_type = "application/octet-stream";
+	hr.on_done = stage_done;
+	hr.arg = st;
+	st->inflight++;
+	if (!http_submit(cm->http, &hr)) {
+		st->inflight--;
+		free(buf);
+		return -EIO;
+	}
+	free(buf);
+	return 0;
+}
+
+static void
+store_sent(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
+{
+	(void)cm;
+	store_end(arg, err, r);
+}
+
+/* Stage what is left (bounded), then send the op once all are in. */
+static void
+store_send(struct store *st)
+{
+	struct cm *cm = st->cm;
+	int rc;
+
+	while (!st->err && st->inflight < WB_STAGE_PARALLEL &&
+	       st->next < st->op.nchunks) {
+		rc = stage_one(st, st->next);
+		if (rc < 0) {
+			st->err = rc;
+			break;
+		}
+		st->next++;
+	}
+	if (st->inflight)
+		return;
+	if (st->err || cm->stopping) {
+		store_end(st, st->err ? st->err : -EIO, NULL);
+		return;
+	}
+	rc = mut_send_logged(cm, st->seq, &st->op, store_sent, st);
+	if (rc < 0)
+		store_end(st, rc, NULL);
+}
+
+static void
+store_end(struct store *st, int err, const struct proto_op_result *r)
+{
+	struct cm *cm = st->cm;
+	struct wb *wb = cm->wb;
+	struct flush_waiter *w = NULL, *nx;
+	struct wstate *ws;
+
+	if (err && st->seq && cm->rlog && !st->mdone) {
+		/* The op never went (a staging failure): drop the record;
+		 * the data stays dirty and the next flush tries again. */
+		rlog_remove_flags(cm->rlog, st->seq, RLOG_A_NOSYNC);
+	}
+	if (err)
+		log_warn(LOG_FETCH, "store of a file failed: %s",
+			 strerror(-err));
+	if (wb) {
+		pthread_mutex_lock(&wb->lock);
+		ws = find_locked(wb, &st->fid);
+		if (ws && st->owns_state) {
+			ws->storing = false;
+			w = ws->waiters;
+			ws->waiters = NULL;
+			if (!ws->writers && (!ws->dirty || ws->gone)) {
+				forget_locked(wb, ws);
+				unlink_free_locked(wb, ws);
+			}
+		}
+		pthread_cond_broadcast(&wb->cond);
+		pthread_mutex_unlock(&wb->lock);
+	}
+	for (; w; w = nx) {
+		nx = w->next;
+		w->done(cm, w->arg, err);
+		free(w);
+	}
+	if (st->mdone)
+		st->mdone(cm, st->marg, err, r);
+	store_free(st);
+}
+
+struct collect {
+	struct store *st;
+	uint64_t size;
+	uint64_t *chunks;
+	bool *dirty;
+	size_t n, cap;
+	int err;
+};
+
+static int
+collect_add(struct collect *c, uint64_t chunk, bool dirty)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->chunks[i] == chunk) {
+			c->dirty[i] |= dirty;
+			return 0;
+		}
+	}
+	if (c->n == c->cap) {
+		size_t nc = c->cap ? c->cap * 2 : 16;
+		uint64_t *a = realloc(c->chunks, nc * sizeof(*a));
+		bool *d;
+
+		if (!a)
+			return -ENOMEM;
+		c->chunks = a;
+		d = realloc(c->dirty, nc * sizeof(*d));
+		if (!d)
+			return -ENOMEM;
+		c->dirty = d;
+		c->cap = nc;
+	}
+	c->chunks[c->n] = chunk;
+	c->dirty[c->n] = dirty;
+	c->n++;
+	return 0;
+}
+
+static int
+collect_cb(const struct cs_info *i, void *arg)
+{
+	struct collect *c = arg;
+
+	if ((i->flags & CS_F_DIRTY) && i->dv == c->st->op.base_dv &&
+	    i->key.chunk * (uint64_t)c->st->cm->chunk_size < c->size &&
+	    collect_add(c, i->key.chunk, true) < 0)
+		c->err = -ENOMEM;
+	return 0;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
+{
+	struct wb *wb = cm->wb;
+	struct flush_waiter *w = NULL;
+	struct collect c = {0};
+	struct rlog_effect eff;
+	struct wstate *ws, s;
+	struct store *st;
+	struct fid rnd;
+	uint64_t csz = cm->chunk_size, end;
+	int rc;
+
+	if (done) {
+		w = calloc(1, sizeof(*w));
+		if (!w) {
+			done(cm, arg, -ENOMEM);
+			return;
+		}
+		w->done = done;
+		w->arg = arg;
+	}
+	pthread_mutex_lock(&wb->lock);
+	ws = find_locked(wb, fid);
+	if (!ws || !ws->dirty || ws->gone) {
+		pthread_mutex_unlock(&wb->lock);
+		if (w) {
+			done(cm, arg, 0);
+			free(w);
+		}
+		return;
+	}
+	if (w) {
+		w->next = ws->waiters;
+		ws->waiters = w;
+	}
+	if (ws->storing) {
+		/* Joins the running store. NEEDSWORK: a write that came
+		 * after its snapshot waits for the next flush. */
+		pthread_mutex_unlock(&wb->lock);
+		return;
+	}
+	ws->storing = true;
+	while (ws->writing > 0)
+		pthread_cond_wait(&wb->cond, &wb->lock);
+	s = *ws;
+	pthread_mutex_unlock(&wb->lock);
+
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		rc = -ENOMEM;
+		goto fail_nost;
+	}
+	st->cm = cm;
+	st->fid = *fid;
+	st->owns_state = true;
+	st->op.kind = PROTO_OP_STORE;
+	st->op.fid = *fid;
+	st->op.base_dv = s.base_dv;
+	st->op.chunk_size = cm->chunk_size;
+	st->op.size = s.size;
+	if ((rc = fid_random(0, &rnd)) < 0)
+		goto fail;
+	memcpy(st->op.txid, rnd.oid, sizeof(st->op.txid));
+	c.st = st;
+	c.size = s.size;
+	cs_iterate_file(cm->cs, fid->vol, fid->oid, collect_cb, &c);
+	/* After a truncate, the server's bytes from zero_from on must read
+	 * as zeros: send those chunks (empty unless dirty). */
+	end = s.srv_size < s.size ? s.srv_size : s.size;
+	for (uint64_t ch = s.zero_from / csz; s.zero_from < end &&
+					       ch * csz < end && !c.err;
+	     ch++)
+		if (collect_add(&c, ch, false) < 0)
+			c.err = -ENOMEM;
+	if (c.err) {
+		rc = c.err;
+		free(c.chunks);
+		free(c.dirty);
+		goto fail;
+	}
+	/* Sort chunk numbers, keeping the dirty flags with them. */
+	{
+		uint64_t *packed = malloc((c.n ? c.n : 1) * sizeof(*packed));
+
+		if (!packed) {
+			free(c.chunks);
+			free(c.dirty);
+			rc = -ENOMEM;
+			goto fail;
+		}
+		for (size_t i = 0; i < c.n; i++)
+			packed[i] = c.chunks[i] << 1 | (c.dirty[i] ? 1 : 0);
+		qsort(packed, c.n, sizeof(*packed), cmp_u64);
+		for (size_t i = 0; i < c.n; i++) {
+			c.chunks[i] = packed[i] >> 1;
+			c.dirty[i] = packed[i] & 1;
+		}
+		free(packed);
+	}
+	st->op.chunks = c.chunks;
+	st->op.nchunks = c.n;
+	st->dirty = c.dirty;
+	if (cm->rlog) {
+		rc = rlog_append_ex(cm->rlog, &st->op,
+				    RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff);
+		if (rc == 0) {
+			st->seq = eff.seq;
+			memcpy(st->op.opid, eff.opid, sizeof(st->op.opid));
+		}
+		rlog_effect_release(&eff);
+		if (rc < 0)
+			goto fail;
+	} else if ((rc = fid_random(0, &rnd)) == 0) {
+		memcpy(st->op.opid, rnd.oid, sizeof(st->op.opid));
+	} else {
+		goto fail;
+	}
+	log_debug(LOG_FETCH, "storing %zu chunks, size %llu",
+		  st->op.nchunks, (unsigned long long)st->op.size);
+	store_send(st);
+	return;
+fail:
+	store_end(st, rc, NULL);
+	return;
+fail_nost:
+	pthread_mutex_lock(&wb->lock);
+	ws = find_locked(wb, fid);
+	if (ws) {
+		ws->storing = false;
+		w = ws->waiters;
+		ws->waiters = NULL;
+	}
+	pthread_cond_broadcast(&wb->cond);
+	pthread_mutex_unlock(&wb->lock);
+	while (w) {
+		struct flush_waiter *nx = w->next;
+
+		w->done(cm, w->arg, rc);
+		free(w);
+		w = nx;
+	}
+}
+
+struct flush_job {
+	struct cm_job job;
+	struct fid fid;
+	wb_done_fn done;
+	void *arg;
+};
+
+static void
+flush_run(struct cm *cm, struct cm_job *job)
+{
+	struct flush_job *fj = (struct flush_job *)job;
+
+	if (cm->stopping || !cm->wb) {
+		if (fj->done)
+			fj->done(cm, fj->arg, -EIO);
+	} else {
+		store_start(cm, &fj->fid, fj->done, fj->arg);
+	}
+	free(fj);
+}
+
+void
+wb_flush(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
+{
+	struct flush_job *fj;
+
+	if (!wb_dirty(cm, fid)) {
+		/* Nothing to store; the caller still wants its answer from
+		 * the loop thread's point of view: answer at once. */
+		if (done)
+			done(cm, arg, 0);
+		return;
+	}
+	fj = calloc(1, sizeof(*fj));
+	if (!fj) {
+		if (done)
+			done(cm, arg, -ENOMEM);
+		return;
+	}
+	fj->job.run = flush_run;
+	fj->fid = *fid;
+	fj->done = done;
+	fj->arg = arg;
+	cm_post(cm, &fj->job);
+}
+
+/* Retag after the server stored op (loop thread, from mut_apply). */
+void
+wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
+{
+	struct wb *wb = cm->wb;
+	struct wstate *ws;
+	bool retag = true;
+
+	for (size_t i = 0; i < op->nchunks; i++) {
+		struct cs_key k;
+
+		mkkey(&k, &op->fid, op->chunks[i]);
+		cs_mark_clean(cm->cs, &k, a->dv);
+	}
+	if (wb) {
+		pthread_mutex_lock(&wb->lock);
+		ws = find_locked(wb, &op->fid);
+		if (ws && ws->base_dv == op->base_dv) {
+			retag = ws->zero_from >= ws->srv_size;
+			ws->base_dv = a->dv;
+			ws->srv_size = ws->zero_from = a->size;
+			ws->size = a->size;
+			ws->mtime_ns = a->mtime_ns;
+			ws->ctime_ns = a->ctime_ns;
+			mark_clean_locked(wb, ws);
+			forget_locked(wb, ws);
+		}
+		pthread_mutex_unlock(&wb->lock);
+	}
+	/* Chunks we did not change hold the same bytes at the new DV. */
+	if (retag)
+		cs_set_dv_file(cm->cs, op->fid.vol, op->fid.oid, op->base_dv,
+			       a->dv);
+	meta_stored_attr(cm, a);
+}
+
+int
+wb_resend_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
+		void (*done)(struct cm *, void *, int,
+			     const struct proto_op_result *),
+		void *arg)
+{
+	struct store *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return -ENOMEM;
+	if (mut_op_copy(&st->op, op) < 0 ||
+	    !(st->dirty = calloc(op->nchunks ? op->nchunks : 1, 1))) {
+		store_free(st);
+		return -ENOMEM;
+	}
+	st->cm = cm;
+	st->fid = op->fid;
+	st->seq = seq;
+	st->mdone = done;
+	st->marg = arg;
+	for (size_t i = 0; i < op->nchunks; i++) {
+		struct cs_key k;
+		struct cs_info info;
+
+		mkkey(&k, &op->fid, op->chunks[i]);
+		st->dirty[i] = cs_lookup(cm->cs, &k, &info) == 0 &&
+			       info.dv == op->base_dv &&
+			       (info.flags & CS_F_DIRTY);
+	}
+	store_send(st);
+	return 0;
+}
+
+void
+wb_resume(struct cm *cm)
+{
+	struct wb *wb = cm->wb;
+	struct fid *todo = NULL;
+	size_t n = 0, cap = 0;
+
+	if (!wb)
+		return;
+	pthread_mutex_lock(&wb->lock);
+	for (size_t b = 0; b < WB_BUCKETS; b++) {
+		for (struct wstate *ws = wb->tab[b]; ws; ws = ws->next) {
+			if (!ws->dirty)
+				continue;
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 16;
+				struct fid *t = realloc(todo, nc * sizeof(*t));
+
+				if (!t)
+					break;
+				todo = t;
+				cap = nc;
+			}
+			todo[n++] = ws->fid;
+		}
+	}
+	pthread_mutex_unlock(&wb->lock);
+	for (size_t i = 0; i < n; i++) {
+		log_info(LOG_FETCH, "storing data a crash left dirty");
+		store_start(cm, &todo[i], NULL, NULL);
+	}
+	free(todo);
+}
+
+/* --- setup --- */
+
+static int
+load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
+{
+	struct wb *wb = arg;
+	struct wrec r;
+	struct wstate *ws;
+
+	(void)tdb;
+	if (k.dsize != sizeof(struct fid) || v.dsize < sizeof(r)) {
+		log_warn(LOG_VC, "dirty.tdb: ignoring a malformed record");
+		return 0;
+	}
+	memcpy(&r, v.dptr, sizeof(r));
+	if (r.version != WREC_VERSION || v.dsize != sizeof(r) + r.namelen ||
+	    r.namelen > PROTO_NAME_MAX || r.zero_from > r.size + r.srv_size) {
+		log_warn(LOG_VC, "dirty.tdb: ignoring a malformed record");
+		return 0;
+	}
+	ws = calloc(1, sizeof(*ws));
+	if (!ws)
+		return -1;
+	memcpy(&ws->fid, k.dptr, sizeof(ws->fid));
+	ws->base_dv = r.base_dv;
+	ws->srv_size = r.srv_size;
+	ws->size = r.size;
+	ws->zero_from = r.zero_from;
+	ws->mtime_ns = r.mtime_ns;
+	ws->ctime_ns = r.ctime_ns;
+	ws->parent = r.parent;
+	if (r.namelen) {
+		ws->name = strndup((const char *)v.dptr + sizeof(r), r.namelen);
+	}
+	ws->dirty = true;
+	ws->saved = true;
+	wb->ndirty++;
+	ws->next = wb->tab[bucket(&ws->fid)];
+	wb->tab[bucket(&ws->fid)] = ws;
+	return 0;
+}
+
+int
+wb_new(struct cm *cm)
+{
+	struct wb *wb = calloc(1, sizeof(*wb));
+	char path[4096];
+
+	if (!wb)
+		return -ENOMEM;
+	pthread_mutex_init(&wb->lock, NULL);
+	pthread_cond_init(&wb->cond, NULL);
+	snprintf(path, sizeof(path), "%s/dirty.tdb", cm->cfg.cache_dir);
+	wb->tdb = tdb_open(path, 0, TDB_NOSYNC | TDB_NOLOCK, O_RDWR | O_CREAT,
+			   0600);
+	if (!wb->tdb) {
+		int e = errno ? errno : EIO;
+
+		log_err(LOG_VC, "cannot open '%s': %s", path, strerror(e));
+		pthread_mutex_destroy(&wb->lock);
+		pthread_cond_destroy(&wb->cond);
+		free(wb);
+		return -e;
+	}
+	tdb_traverse(wb->tdb, load_cb, wb);
+	if (wb->ndirty)
+		log_info(LOG_VC, "%llu files have local changes to store",
+			 (unsigned long long)wb->ndirty);
+	cm->wb = wb;
+	return 0;
+}
+
+void
+wb_free(struct cm *cm)
+{
+	struct wb *wb = cm->wb;
+
+	if (!wb)
+		return;
+	for (size_t b = 0; b < WB_BUCKETS; b++) {
+		while (wb->tab[b])
+			unlink_free_locked(wb, wb->tab[b]);
+	}
+	if (wb->tdb)
+		tdb_close(wb->tdb);
+	pthread_mutex_destroy(&wb->lock);
+	pthread_cond_destroy(&wb->cond);
+	cm->wb = NULL;
+	free(wb);
+}
