@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# t2090-cm-write: a read-write mount. Each mutation works and reaches the
+# server (checked through a second mount with its own empty cache);
+# partial writes into chunks not cached yet keep the server's other
+# bytes; a read-only token gets EROFS; data a write returned survives
+# kill -9 of cairnd before close and is stored at restart; a change made
+# on one client is seen on another within a second.
+. "$top_srcdir/tests/integration/lib.sh"
+t_need_fuse
+t_timeout 180
+
+src=$T_DIR/src
+mkdir -p "$src/d"
+echo hello >"$src/d/a.txt"
+head -c $((3 * 256 * 1024 + 1000)) /dev/urandom >"$src/big"
+vold_start
+vos init >/dev/null 2>&1
+vos import wv "$src" >/dev/null || exit 99
+make_token wv rw "$T_DIR/tok"
+make_token wv ro "$T_DIR/rotok"
+A=$T_DIR/a
+B=$T_DIR/b
+cairnd_mount "$A" "$T_DIR/ca" wv "$T_DIR/tok" || exit 1
+
+exp=$T_DIR/exp
+mkdir -p "$exp"
+cp "$src/big" "$exp/big"
+
+# --- each call ---
+echo new >"$A/new.txt"
+t_is "$(cat "$A/new.txt")" "new" "create + write + read back"
+t_check "mkdir" mkdir "$A/nd"
+t_check "rename across directories" mv "$A/new.txt" "$A/nd/moved.txt"
+t_is "$(ls "$A/nd")" "moved.txt" "listing after rename"
+t_check "symlink" ln -s nd/moved.txt "$A/sl"
+t_is "$(readlink "$A/sl")" "nd/moved.txt" "readlink"
+t_check "hard link" ln "$A/nd/moved.txt" "$A/hard"
+t_is "$(stat -c %h "$A/hard")" 2 "nlink 2 after link"
+t_check "chmod" chmod 640 "$A/hard"
+t_is "$(stat -c %a "$A/nd/moved.txt")" 640 "mode seen through the other name"
+t_check "setxattr" setfattr -n user.k -v v1 "$A/hard"
+t_is "$(getfattr -n user.k --only-values "$A/hard" 2>/dev/null)" "v1" "getxattr after set"
+t_check "removexattr" setfattr -x user.k "$A/hard"
+getfattr -n user.k "$A/hard" >/dev/null 2>"$T_DIR/err"
+t_ok "$(grep -q 'No such attribute' "$T_DIR/err" && echo 0 || echo 1)" "removed xattr: ENODATA"
+# A write into the middle of a chunk that was never read: the rest of
+# the chunk must come from the server, not read as zeros.
+printf 'XY' | dd of="$A/big" bs=1 seek=300000 conv=notrunc 2>/dev/null
+printf 'XY' | dd of="$exp/big" bs=1 seek=300000 conv=notrunc 2>/dev/null
+t_check "partial write into an uncached chunk" cmp "$A/big" "$exp/big"
+truncate -s 1000 "$A/big"
+truncate -s 1000 "$exp/big"
+t_is "$(stat -c %s "$A/big")" 1000 "truncate"
+truncate -s 600000 "$A/big"
+truncate -s 600000 "$exp/big"
+t_check "truncate down then up reads zeros" cmp "$A/big" "$exp/big"
+rmdir "$A/nd" 2>"$T_DIR/err"
+t_ok "$(grep -q 'not empty' "$T_DIR/err" && echo 0 || echo 1)" "rmdir of a non-empty dir: ENOTEMPTY"
+mkdir "$A/nd" 2>"$T_DIR/err"
+t_ok "$(grep -q 'File exists' "$T_DIR/err" && echo 0 || echo 1)" "mkdir of an existing name: EEXIST"
+t_check "unlink" rm "$A/hard"
+t_is "$(stat -c %h "$A/nd/moved.txt")" 1 "nlink back to 1"
+t_check "rmdir" sh -c "rm '$A/nd/moved.txt' && rmdir '$A/nd'"
+t_ok "$([ ! -e "$A/nd" ] && echo 0 || echo 1)" "directory gone"
+long=$(printf 'x%.0s' $(seq 1 256))
+touch "$A/$long" 2>"$T_DIR/err"
+t_ok "$(grep -q 'too long' "$T_DIR/err" && echo 0 || echo 1)" "256-byte name: ENAMETOOLONG"
+mkfifo "$A/fifo"
+t_is "$(stat -c %F "$A/fifo")" "fifo" "mkfifo"
+seq 1 20000 >"$A/seq.txt"
+seq 1 20000 >"$exp/seq.txt"
+t_check "a bigger file written sequentially" cmp "$A/seq.txt" "$exp/seq.txt"
+
+# --- the server has all of it: a second client with an empty cache ---
+cairnd_mount "$B" "$T_DIR/cb" wv "$T_DIR/tok" || exit 1
+t_check "other client: big matches" cmp "$B/big" "$exp/big"
+t_check "other client: seq.txt matches" cmp "$B/seq.txt" "$exp/seq.txt"
+t_is "$(readlink "$B/sl")" "nd/moved.txt" "other client: symlink"
+t_is "$(stat -c %F "$B/fifo")" "fifo" "other client: fifo"
+
+# --- changes from one client show on the other within a second ---
+cat "$B/d/a.txt" >/dev/null
+echo changed >"$A/d/a.txt"
+wait_for 1 sh -c "[ \"\$(cat '$B/d/a.txt')\" = changed ]"
+t_ok $? "write+close on A read on B within 1 s"
+mkdir "$A/fresh"
+wait_for 1 test -d "$B/fresh"
+t_ok $? "mkdir on A seen on B within 1 s"
+cairnd_umount "$B"
+
+# --- a read-only token ---
+cairnd_mount "$B" "$T_DIR/cro" wv "$T_DIR/rotok" || exit 1
+echo x 2>"$T_DIR/err" >"$B/ro.txt"
+t_ok "$(grep -q 'Read-only' "$T_DIR/err" && echo 0 || echo 1)" "create with a read-only token: EROFS"
+cairnd_umount "$B"
+
+# --- kill -9 after a write returned, before close ---
+( exec 3>"$A/k.txt"; printf 'survives the crash' >&3; sleep 60 ) &
+wpid=$!
+wait_for 5 sh -c "[ \"\$(cat '$A/k.txt' 2>/dev/null)\" = 'survives the crash' ]"
+t_ok $? "write visible before close"
+cairnd_kill9 "$A"
+kill "$wpid" 2>/dev/null
+wait "$wpid" 2>/dev/null
+cairnd_mount "$A" "$T_DIR/ca" wv "$T_DIR/tok" || exit 1
+t_is "$(cat "$A/k.txt")" "survives the crash" "dirty data still there after restart"
+cairnd_mount "$B" "$T_DIR/cb2" wv "$T_DIR/tok" || exit 1
+wait_for 10 sh -c "[ \"\$(cat '$B/k.txt' 2>/dev/null)\" = 'survives the crash' ]"
+t_ok $? "and stored to the server after the restart"
+cairnd_umount "$B"
+
+# --- kill -9 after close returned: the server has it ---
+head -c 700000 /dev/urandom >"$exp/after"
+cp "$exp/after" "$A/after"
+cairnd_kill9 "$A"
+cairnd_mount "$B" "$T_DIR/cb3" wv "$T_DIR/tok" || exit 1
+t_check "closed file on the server after kill -9" cmp "$B/after" "$exp/after"
+cairnd_umount "$B"
+t_done
