@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -450,6 +451,24 @@ absolutize(char **p)
 	return *p ? 0 : -ENOMEM;
 }
 
+/* SIG_IGN for the signals libfuse turns into a session exit. libfuse's
+ * fuse_remove_signal_handlers() only resets a handler that is still its
+ * own, so this survives it. */
+static void
+ignore_stop_signals(void)
+{
+	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (sigaction(sigs[i], &sa, NULL) < 0)
+			log_warn(LOG_MAIN, "cannot ignore signal %d: %s",
+				 sigs[i], strerror(errno));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -575,6 +594,11 @@ main(int argc, char **argv)
 	ret = rc < 0 ? 1 : 0;
 	log_info(LOG_MAIN, "stopping");
 out:
+	/* Shutdown has begun: ignore further termination signals, process
+	 * wide, before libfuse puts their default (fatal) action back.
+	 * Otherwise a second SIGTERM while the chunk store closes kills us
+	 * and leaves the cache marked unclean. SIGKILL still works. */
+	ignore_stop_signals();
 	if (sig)
 		fuse_remove_signal_handlers(se);
 	cm_ctl_stop(&cm);
