@@ -104,9 +104,20 @@ struct cs_limits {
  * with the store's lock held: it must not call back into the store. */
 typedef void (*cs_log_fn)(void *arg, int level, const char *msg);
 
+/* Read fds cs_open keeps open (struct cs_params fd_cache): the default
+ * suits tools; a daemon sizes it from its RLIMIT_NOFILE. */
+#define CS_FD_CACHE_DEFAULT 256
+#define CS_FD_CACHE_MIN 16
+#define CS_FD_CACHE_MAX 16384
+
 struct cs_params {
 	uint32_t chunk_size; /* power of two, CS_CHUNK_MIN..MAX; 0 = default */
 	struct cs_limits limits;
+	/* cs_open only: chunk files kept open for reading; 0 = default,
+	 * else clamped to CS_FD_CACHE_MIN..MAX. The store holds at most
+	 * this many fds for cached reads, plus one per read in flight when
+	 * every cached one is busy. */
+	uint32_t fd_cache;
 	cs_log_fn log; /* NULL: messages are dropped */
 	void *log_arg;
 };

@@ -164,7 +164,7 @@ struct cs_wc {
 };
 
 /*
- * The read fd cache: up to CS_FDC open read-only fds of committed chunk
+ * The read fd cache: up to nfdc (cs_params fd_cache) open read-only fds of committed chunk
  * files, so a FUSE read costs a lookup and a pread, not an open and a
  * close. An entry is keyed by slot and generation (a put or commit renames
  * a new file over the slot and bumps the generation, so a stale fd is never
@@ -179,8 +179,6 @@ struct cs_wc {
  * CLOCK over the entries: a use sets @used, the hand clears it and evicts
  * mapped entries found unused.
  */
-#define CS_FDC 256
-
 struct cs_fdc_ent {
 	int fd; /* -1: free entry */
 	uint32_t slot, gen;
@@ -225,7 +223,8 @@ struct cs_store {
 	uint64_t bytes_used, files_used, dirty_bytes, pinned_bytes;
 	uint64_t hits, misses, evictions;
 	int io_error; /* an index write failed: do not set the clean flag */
-	struct cs_fdc_ent fdc[CS_FDC];
+	struct cs_fdc_ent *fdc; /* nfdc entries, fixed at cs_open */
+	uint32_t nfdc;
 	uint32_t fdc_hand;
 	uint64_t fdc_opens; /* chunk files opened for reading (tests) */
 	int readahead;	    /* WILLNEED the next chunk at a chunk's end */
@@ -283,7 +282,8 @@ int cs_flush_recs(struct cs_store *cs);
 void cs_rctx_release(struct cs_rctx *rc);
 int cs_verify_buf(const uint8_t *file, size_t size, uint32_t slot,
 		  uint8_t shift, const struct cs_rec *rec, struct cs_trl *out);
-struct cs_store *cs_store_new(const char *dir, cs_log_fn log, void *log_arg);
+struct cs_store *cs_store_new(const char *dir, cs_log_fn log, void *log_arg,
+			      uint32_t nfdc);
 void cs_store_free(struct cs_store *cs);
 
 /*

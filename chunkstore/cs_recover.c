@@ -850,7 +850,7 @@ cs_check(const char *dir, unsigned flags, cs_report_fn report, void *arg,
 	memset(res, 0, sizeof(*res));
 	if (!dir || (flags & ~(unsigned)CS_CHECK_REPAIR))
 		return -EINVAL;
-	cs = cs_store_new(dir, log, log_arg);
+	cs = cs_store_new(dir, log, log_arg, 0);
 	if (!cs)
 		return -ENOMEM;
 	rc.deep = 1;

@@ -568,11 +568,11 @@ cs_fdc_forget(struct cs_store *cs, uint32_t slot)
 static int
 fdc_victim(struct cs_store *cs)
 {
-	for (uint32_t n = 0; n < 2 * CS_FDC + 1; n++) {
+	for (uint32_t n = 0; n < 2 * cs->nfdc + 1; n++) {
 		uint32_t i = cs->fdc_hand;
 		struct cs_fdc_ent *e = &cs->fdc[i];
 
-		cs->fdc_hand = (i + 1) % CS_FDC;
+		cs->fdc_hand = (i + 1) % cs->nfdc;
 		if (e->fd < 0)
 			return (int)i;
 		if (!e->mapped)
@@ -967,14 +967,24 @@ fail:
 }
 
 struct cs_store *
-cs_store_new(const char *dir, cs_log_fn log, void *log_arg)
+cs_store_new(const char *dir, cs_log_fn log, void *log_arg, uint32_t nfdc)
 {
 	struct cs_store *cs = calloc(1, sizeof(*cs));
 
 	if (!cs)
 		return NULL;
+	if (nfdc == 0)
+		nfdc = CS_FD_CACHE_DEFAULT;
+	else if (nfdc < CS_FD_CACHE_MIN)
+		nfdc = CS_FD_CACHE_MIN;
+	else if (nfdc > CS_FD_CACHE_MAX)
+		nfdc = CS_FD_CACHE_MAX;
+	cs->nfdc = nfdc;
 	cs->dir = strdup(dir);
-	if (!cs->dir) {
+	cs->fdc = calloc(nfdc, sizeof(*cs->fdc));
+	if (!cs->dir || !cs->fdc) {
+		free(cs->fdc);
+		free(cs->dir);
 		free(cs);
 		return NULL;
 	}
@@ -983,7 +993,7 @@ cs_store_new(const char *dir, cs_log_fn log, void *log_arg)
 	cs->dirfd = cs->idxfd = -1;
 	cs->log = log;
 	cs->log_arg = log_arg;
-	for (int i = 0; i < CS_FDC; i++)
+	for (uint32_t i = 0; i < cs->nfdc; i++)
 		cs->fdc[i].fd = -1;
 	cs->readahead = 0; /* measured: no gain, see bench_cs D */
 	return cs;
@@ -994,7 +1004,7 @@ cs_store_free(struct cs_store *cs)
 {
 	if (!cs)
 		return;
-	for (int i = 0; i < CS_FDC; i++)
+	for (uint32_t i = 0; i < cs->nfdc; i++)
 		if (cs->fdc[i].fd >= 0)
 			close(cs->fdc[i].fd);
 	for (uint32_t i = 0; i < cs->nwcs; i++) {
@@ -1016,6 +1026,7 @@ cs_store_free(struct cs_store *cs)
 	}
 	pthread_mutex_destroy(&cs->lock);
 	pthread_cond_destroy(&cs->cond);
+	free(cs->fdc);
 	free(cs->dir);
 	free(cs);
 }
@@ -1032,7 +1043,8 @@ cs_open(const char *dir, const struct cs_params *p, int *err)
 		r = -EINVAL;
 		goto fail_nocs;
 	}
-	cs = cs_store_new(dir, p ? p->log : NULL, p ? p->log_arg : NULL);
+	cs = cs_store_new(dir, p ? p->log : NULL, p ? p->log_arg : NULL,
+			  p ? p->fd_cache : 0);
 	if (!cs) {
 		r = -ENOMEM;
 		goto fail_nocs;

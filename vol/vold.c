@@ -157,18 +157,39 @@ write_file_atomic(const char *path, const char *text)
 	return rc;
 }
 
-static void
+/*
+ * Detach, but let the parent exit with the start-up result: the daemon
+ * writes one status byte on the returned pipe (0 once it listens, else
+ * its exit code) and the parent exits with it, so a bad certificate or
+ * root fails the command that started the server, not only syslog.
+ * @return the write end of the status pipe (the daemon's to write).
+ */
+static int
 daemonize(void)
 {
-	pid_t pid = fork();
-	int fd;
+	int pfd[2], fd;
+	unsigned char st = 70;
+	pid_t pid;
 
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		perror("cairn-vold: pipe");
+		exit(71);
+	}
+	pid = fork();
 	if (pid < 0) {
 		perror("cairn-vold: fork");
 		exit(71);
 	}
-	if (pid > 0)
-		_exit(0);
+	if (pid > 0) {
+		close(pfd[1]);
+		while (read(pfd[0], &st, 1) < 0 && errno == EINTR)
+			;
+		if (st)
+			fprintf(stderr, "cairn-vold: start-up failed (exit %d), "
+				"see syslog\n", st);
+		_exit(st);
+	}
+	close(pfd[0]);
 	setsid();
 	pid = fork();
 	if (pid < 0)
@@ -185,6 +206,40 @@ daemonize(void)
 		if (fd > 2)
 			close(fd);
 	}
+	return pfd[1];
+}
+
+/* Tell the waiting parent (if any) how start-up ended; once only. */
+static void
+report_start(int *fd, int ex)
+{
+	unsigned char st = (unsigned char)ex;
+
+	if (*fd < 0)
+		return;
+	if (write(*fd, &st, 1) < 0)
+		log_warn(LOG_MAIN, "cannot report start-up: %s",
+			 strerror(errno));
+	close(*fd);
+	*fd = -1;
+}
+
+/* A daemon runs in /, so paths given relative to where it was started
+ * are made absolute first. */
+static int
+make_abs(char **p)
+{
+	char cwd[PATH_MAX], *n;
+
+	if (!*p || (*p)[0] == '/')
+		return 0;
+	if (!getcwd(cwd, sizeof(cwd)))
+		return -errno;
+	if (asprintf(&n, "%s/%s", cwd, *p) < 0)
+		return -ENOMEM;
+	free(*p);
+	*p = n;
+	return 0;
 }
 
 static void
@@ -256,7 +311,7 @@ main(int argc, char **argv)
 	struct vs_root *root = NULL;
 	struct vold *vd = NULL;
 	char buf[PATH_MAX];
-	int c, rc, ex = 0, lockfd = -1;
+	int c, rc, ex = 0, lockfd = -1, startfd = -1;
 	bool cli_syslog = false, cli_level = false;
 
 	cli.log_level = LOG_INFO;
@@ -345,7 +400,14 @@ main(int argc, char **argv)
 		set_str(&conf.root, env && *env ? env : DEFAULT_ROOT);
 	}
 	if (!conf.foreground) {
-		daemonize();
+		if (make_abs(&conf.root) || make_abs(&conf.cert) ||
+		    make_abs(&conf.key) || make_abs(&conf.port_file) ||
+		    make_abs(&conf.pidfile)) {
+			fprintf(stderr, "cairn-vold: cannot make paths absolute\n");
+			ex = 71;
+			goto out;
+		}
+		startfd = daemonize();
 		conf.use_syslog = true;
 	}
 	log_init("cairn-vold", conf.use_syslog, conf.log_level);
@@ -406,6 +468,7 @@ main(int argc, char **argv)
 			log_err(LOG_MAIN, "cannot write pid file '%s': %s",
 				conf.pidfile, strerror(-rc));
 	}
+	report_start(&startfd, 0);
 	sigs[0] = evsignal_new(base, SIGTERM, on_stop, base);
 	sigs[1] = evsignal_new(base, SIGINT, on_stop, base);
 	sigs[2] = evsignal_new(base, SIGHUP, on_hup, vd);
@@ -415,6 +478,7 @@ main(int argc, char **argv)
 	event_base_dispatch(base);
 	log_info(LOG_MAIN, "shutting down");
 out:
+	report_start(&startfd, ex ? ex : 70);
 	vold_stop(vd);
 	for (int i = 0; i < 3; i++)
 		if (sigs[i])

@@ -1364,21 +1364,37 @@ ssl_bevcb(struct event_base *base, void *arg)
 					      BEV_OPT_CLOSE_ON_FREE);
 }
 
+/* Log the oldest OpenSSL error (the queue is then cleared): what failed
+ * and on which file, so a wrong path or a mismatched pair is plain. */
+static void
+ssl_log_err(const char *what, const char *file)
+{
+	unsigned long e = ERR_get_error();
+	char msg[256];
+
+	ERR_error_string_n(e, msg, sizeof(msg));
+	ERR_clear_error();
+	log_err(LOG_MAIN, "cannot %s '%s': %s", what, file,
+		e ? msg : "unknown error");
+}
+
 static int
 ssl_setup(struct vold *vd, const char *cert, const char *key)
 {
-	unsigned long e;
-
 	vd->ssl = SSL_CTX_new(TLS_server_method());
 	if (!vd->ssl)
 		return -ENOMEM;
 	SSL_CTX_set_min_proto_version(vd->ssl, TLS1_2_VERSION);
-	if (SSL_CTX_use_certificate_chain_file(vd->ssl, cert) != 1 ||
-	    SSL_CTX_use_PrivateKey_file(vd->ssl, key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(vd->ssl) != 1) {
-		e = ERR_get_error();
-		log_err(LOG_MAIN, "cannot load certificate '%s' / key '%s': %s",
-			cert, key, ERR_error_string(e, NULL));
+	if (SSL_CTX_use_certificate_chain_file(vd->ssl, cert) != 1) {
+		ssl_log_err("load certificate", cert);
+		return -EINVAL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(vd->ssl, key, SSL_FILETYPE_PEM) != 1) {
+		ssl_log_err("load key", key);
+		return -EINVAL;
+	}
+	if (SSL_CTX_check_private_key(vd->ssl) != 1) {
+		ssl_log_err("use key (it does not match the certificate)", key);
 		return -EINVAL;
 	}
 	evhttp_set_bevcb(vd->http, ssl_bevcb, vd->ssl);

@@ -11,7 +11,11 @@
 #   t_need_fuse            exit 77 unless root with /dev/fuse and fusermount3
 #   t_timeout SECONDS      kill the whole test after SECONDS (default 300)
 #   vold_start [ARGS]      start cairn-vold on 127.0.0.1 (port picked by the
-#                          server); sets VOLD_PID VOLD_PORT VOLD_URL SRV_ROOT
+#                          server); sets VOLD_PID VOLD_PORT VOLD_URL SRV_ROOT.
+#                          With "--cert PEM --key PEM" in ARGS the URL is
+#                          https:// and VOLD_CA=PEM (a self-signed cert is
+#                          its own CA): vold_curl and cairnd_mount use it
+#   vold_curl ARGS         curl -sf, with --cacert $VOLD_CA when it is set
 #   vold_stop / vold_kill9 stop it with SIGTERM / SIGKILL
 #   vos ARGS               run vos on $SRV_ROOT
 #   make_token VOL rw|ro FILE   mint a token into FILE (mode 0600)
@@ -132,28 +136,46 @@ t_track_pid() { _T_PIDS="$_T_PIDS $1"; }
 SRV_ROOT=$T_DIR/srv
 vos() { "$VOS_BIN" --root "$SRV_ROOT" "$@"; }
 
+vold_curl() { curl -sf ${VOLD_CA:+--cacert "$VOLD_CA"} "$@"; }
+
+# Sets VOLD_CA and VOLD_SCHEME from the server's arguments.
+_vold_tls_args() {
+	VOLD_CA=""
+	VOLD_SCHEME=http
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--cert) [ $# -gt 1 ] && VOLD_CA=$2 && VOLD_SCHEME=https; shift ;;
+		--cert=*) VOLD_CA=${1#--cert=}; VOLD_SCHEME=https ;;
+		esac
+		shift
+	done
+	export VOLD_CA VOLD_SCHEME
+}
+
 vold_start() {
 	[ -x "$VOLD" ] || { echo "# SKIP: $VOLD not built"; exit 77; }
 	mkdir -p "$SRV_ROOT"
 	rm -f "$T_DIR/vold.port"
+	_vold_tls_args "$@"
 	"$VOLD" --root "$SRV_ROOT" --listen 127.0.0.1:0 --port-file "$T_DIR/vold.port" \
 		--foreground --log-level "${VOLD_LOG_LEVEL:-info}" "$@" >>"$T_DIR/vold.log" 2>&1 &
 	VOLD_PID=$!
 	t_track_pid "$VOLD_PID"
 	wait_for 10 test -s "$T_DIR/vold.port" || { echo "# vold did not start"; return 1; }
 	VOLD_PORT=$(cat "$T_DIR/vold.port")
-	VOLD_URL=http://127.0.0.1:$VOLD_PORT
-	wait_for 10 curl -sf "$VOLD_URL/v1/ping" || { echo "# vold does not answer"; return 1; }
+	VOLD_URL=$VOLD_SCHEME://127.0.0.1:$VOLD_PORT
+	wait_for 10 vold_curl "$VOLD_URL/v1/ping" || { echo "# vold does not answer"; return 1; }
 	export VOLD_PID VOLD_PORT VOLD_URL
 }
 
-# Restart on the same port (clients keep their URL).
+# Restart on the same port (clients keep their URL; pass the same
+# --cert/--key again for HTTPS).
 vold_restart() {
 	"$VOLD" --root "$SRV_ROOT" --listen "127.0.0.1:$VOLD_PORT" --foreground \
 		--log-level "${VOLD_LOG_LEVEL:-info}" "$@" >>"$T_DIR/vold.log" 2>&1 &
 	VOLD_PID=$!
 	t_track_pid "$VOLD_PID"
-	wait_for 10 curl -sf "$VOLD_URL/v1/ping"
+	wait_for 10 vold_curl "$VOLD_URL/v1/ping"
 }
 
 vold_stop() {
@@ -184,6 +206,7 @@ cairnd_mount() { # MNT CACHE VOL TOKENFILE [ARGS]
 	log=$T_DIR/cairnd-$(basename "$mnt").log
 	"$CAIRND" --server "$VOLD_URL" --volume "$vol" --token "$tok" \
 		--cache "$cache" --mountpoint "$mnt" --foreground \
+		${VOLD_CA:+--ca-file "$VOLD_CA"} \
 		--log-level "${CAIRND_LOG_LEVEL:-info}" "$@" >>"$log" 2>&1 &
 	pid=$!
 	t_track_pid "$pid"

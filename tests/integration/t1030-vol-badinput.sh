@@ -85,9 +85,46 @@ t_is "$(raw DELETE "/v1/vol/home/dir/$R" | cut -d' ' -f1)" 405 "DELETE: 405"
 t_is "$(raw GET /v1/vol/home/op | cut -d' ' -f1)" 405 "GET of /op: 405"
 
 # Huge headers and bodies.
-big=$(head -c 20000 /dev/zero | tr '\0' a)
-code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Big: $big" -H "$(TOKH)" "$VOLD_URL/v1/vol/home")
-t_ok "$([ "$code" = 431 ] || [ "$code" = 400 ] || [ "$code" = 413 ] && echo 0 || echo 1)" "20 KiB of headers: 4xx ($code)"
+# Headers under 16 KiB are ours to answer (JSON); at 16 KiB or more
+# libevent 2.1 answers its own 400 with an HTML body and closes
+# (doc/protocol.md, "Oversized headers").
+hdrs() { # HEADER-BYTES [PATH-SUFFIX]: prints "STATUS TYPE CONNECTION JSON|NOJSON"
+	local v
+	v=$(head -c "$1" /dev/zero | tr '\0' a)
+	curl -s -D "$T_DIR/h.txt" -o "$T_DIR/b.txt" -H "X-Big: $v" -H "$(TOKH)" \
+		"$VOLD_URL/v1/vol/home${2:-}" >/dev/null
+	python3 - "$T_DIR/h.txt" "$T_DIR/b.txt" <<'PY'
+import json, sys
+h = open(sys.argv[1], encoding="latin-1", newline="").read().split("\r\n")
+st = h[0].split(" ")[1] if h and " " in h[0] else "none"
+kv = dict((l.split(":", 1)[0].lower(), l.split(":", 1)[1].strip()) for l in h[1:] if ":" in l)
+try:
+    json.load(open(sys.argv[2])); js = "JSON"
+except Exception:
+    js = "NOJSON"
+print(st, kv.get("content-type", "-").split(";")[0], kv.get("connection", "-"), js)
+PY
+}
+t_is "$(hdrs 15000 | cut -d' ' -f1,4)" "200 JSON" "15 KiB of headers: served"
+t_is "$(hdrs 15000 /nosuch | cut -d' ' -f1,4)" "404 JSON" "15 KiB of headers, an error: our JSON"
+t_is "$(hdrs 20000)" "400 text/html close NOJSON" "20 KiB of headers: libevent's HTML 400, connection closed"
+long=$(head -c 17000 /dev/zero | tr '\0' a)
+t_is "$(curl -s -o /dev/null -w '%{http_code}' -H "$(TOKH)" "$VOLD_URL/v1/vol/home?$long")" 400 "a 17 KiB request line: 400"
+# A client that keeps sending headers (1 MiB) is cut off; others go on.
+python3 - "$VOLD_PORT" <<'PY' >"$T_DIR/hdrflood.log" 2>&1
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(b"GET /v1/ping HTTP/1.1\r\nHost: x\r\n")
+try:
+    for i in range(1024):
+        s.sendall(b"X-Flood: " + b"a" * 1000 + b"\r\n")
+    r = s.recv(100)
+    print("reply", r[:12])
+except OSError as e:
+    print("cut off", e)
+PY
+t_check "1 MiB of headers: refused or cut off" grep -qE "reply b'HTTP/1.1 400|cut off" "$T_DIR/hdrflood.log"
+t_is "$(curl -s -o /dev/null -w '%{http_code}' "$VOLD_URL/v1/ping")" 200 "server alive after oversized headers"
 head -c $((65 * 1024 * 1024)) /dev/zero >"$T_DIR/huge"
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data-binary "@$T_DIR/huge" -H "$(TOKH)" "$VOLD_URL/v1/vol/home/op")
 t_is "$code" 413 "65 MiB body: 413"

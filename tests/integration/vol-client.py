@@ -2,8 +2,9 @@
 """vol-client.py - a tiny cairn protocol client for the t1xxx integration
 tests (python3 standard library only; 127.0.0.1 only).
 
-Environment: VC_URL (http://127.0.0.1:PORT), VC_TOKEN (bearer token),
-VC_VOL (volume name).
+Environment: VC_URL (http://127.0.0.1:PORT or https://...), VC_TOKEN
+(bearer token), VC_VOL (volume name), VC_CA (the CA file for https://;
+VOLD_CA from lib.sh when VC_CA is not set).
 
 Commands (print "STATUS" on the first line, then the body, unless said):
   req METHOD PATH [BODY]      raw request; BODY a string, or @FILE
@@ -24,12 +25,18 @@ import http.client
 import json
 import os
 import signal
+import ssl
 import sys
 import urllib.parse
 
 
 def conn():
     u = urllib.parse.urlparse(os.environ["VC_URL"])
+    if u.scheme == "https":
+        ca = os.environ.get("VC_CA") or os.environ.get("VOLD_CA") or None
+        ctx = ssl.create_default_context(cafile=ca)
+        return http.client.HTTPSConnection(u.hostname, u.port, timeout=30,
+                                           context=ctx)
     return http.client.HTTPConnection(u.hostname, u.port, timeout=30)
 
 

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <pthread.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 
 #include "chunkstore/cs_i.h"
 #include "tests/tap.h"
@@ -975,9 +976,9 @@ test_fdc_bound(void)
 		}
 	after = count_fds();
 	is_int(bad, 0, "fdc: 1800 reads of 600 chunks correct");
-	ok(after >= before && after - before <= CS_FDC,
+	ok(after >= before && after - before <= CS_FD_CACHE_DEFAULT,
 	   "fdc: open fds bounded (%d before, %d after, cache %d)", before,
-	   after, CS_FDC);
+	   after, CS_FD_CACHE_DEFAULT);
 	/* A working set that fits is opened once. */
 	opens = cs->fdc_opens;
 	for (int pass = 0; pass < 5; pass++)
@@ -1008,6 +1009,124 @@ test_fdc_bound(void)
 	   "fdc: fds of culled chunks closed (%d over)", count_fds() - before);
 	cs_close(cs);
 	is_int(count_fds(), before - 2, "fdc: cs_close closes every cached fd");
+}
+
+/* Read @n chunks of fid @f @passes times; @return the bad reads. */
+static int
+read_chunks(struct cs_store *cs, unsigned f, unsigned n, int passes)
+{
+	int bad = 0;
+
+	for (int pass = 0; pass < passes; pass++)
+		for (unsigned i = 0; i < n; i++) {
+			struct cs_key k = t_key(24, f + i / 16, i % 16);
+
+			if (!read_ok(cs, &k, 1))
+				bad++;
+		}
+	return bad;
+}
+
+/* cs_params.fd_cache: the size of the read fd cache, clamped. */
+static void
+test_fdc_param(void)
+{
+	char d[512];
+	struct cs_params p = t_params(CHUNK);
+	struct cs_store *cs;
+	int err = 0, bad = 0, before, peak;
+	uint64_t opens;
+
+	newdir(d, sizeof(d), "fdc-param");
+	is_int(cs_create(d, &p), 0, "fdc param: created");
+	/* Default, minimum and maximum clamps. */
+	cs = cs_open(d, &p, &err);
+	is_int(cs ? (int)cs->nfdc : -1, CS_FD_CACHE_DEFAULT,
+	       "fdc param: 0 gives the default");
+	cs_close(cs);
+	p.fd_cache = 1;
+	cs = cs_open(d, &p, &err);
+	is_int(cs ? (int)cs->nfdc : -1, CS_FD_CACHE_MIN,
+	       "fdc param: 1 is raised to the minimum");
+	cs_close(cs);
+	p.fd_cache = 1u << 30;
+	cs = cs_open(d, &p, &err);
+	is_int(cs ? (int)cs->nfdc : -1, CS_FD_CACHE_MAX,
+	       "fdc param: 2^30 is capped at the maximum");
+	cs_close(cs);
+
+	/* A small cache: 200 chunks read 3 times stay correct, and the
+	 * process never holds more than the cache's fds for them. */
+	p.fd_cache = 32;
+	before = count_fds();
+	cs = cs_open(d, &p, &err);
+	if (!cs) {
+		ok(0, "fdc param: open with fd_cache 32 (%d)", err);
+		return;
+	}
+	for (unsigned i = 0; i < 600; i++) {
+		struct cs_key k = t_key(24, i / 16, i % 16);
+
+		if (t_put(cs, &k, 1, MAXLEN, 0) < 0)
+			bad++;
+	}
+	is_int(bad, 0, "fdc param: 600 chunks stored");
+	opens = cs->fdc_opens;
+	peak = 0;
+	for (int pass = 0; pass < 3; pass++) {
+		bad += read_chunks(cs, 0, 200, 1);
+		if (count_fds() > peak)
+			peak = count_fds();
+	}
+	is_int(bad, 0, "fdc param 32: 600 reads of 200 chunks correct");
+	/* before: nothing open; the store adds its folder and index. */
+	ok(peak - before <= 32 + 2,
+	   "fdc param 32: at most 32 cached fds (%d over the start)",
+	   peak - before);
+	ok(cs->fdc_opens - opens >= 400,
+	   "fdc param 32: 200 chunks do not fit: %llu opens",
+	   (unsigned long long)(cs->fdc_opens - opens));
+	cs_close(cs);
+	is_int(count_fds(), before, "fdc param 32: cs_close closes them all");
+
+	/* A cache larger than the default: 500 chunks, more than 256, are
+	 * opened once over 3 passes, and the fds stay bounded by it. It
+	 * needs ~530 fds: raise the soft limit as cairnd does. */
+	{
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1024 &&
+		    rl.rlim_max > rl.rlim_cur) {
+			rl.rlim_cur = rl.rlim_max < 1024 ? rl.rlim_max : 1024;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+		if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < 600) {
+			skip(7, "fdc param 520: RLIMIT_NOFILE below 600");
+			return;
+		}
+	}
+	p.fd_cache = 520;
+	cs = cs_open(d, &p, &err);
+	if (!cs) {
+		ok(0, "fdc param: open with fd_cache 520 (%d)", err);
+		return;
+	}
+	opens = cs->fdc_opens;
+	bad = read_chunks(cs, 0, 500, 3);
+	is_int(bad, 0, "fdc param 520: 1500 reads of 500 chunks correct");
+	is_int((int)(cs->fdc_opens - opens), 500,
+	       "fdc param 520: each of 500 chunks opened once");
+	ok(count_fds() - before <= 520 + 2,
+	   "fdc param 520: fds bounded (%d over the start)",
+	   count_fds() - before);
+	/* All 600: the cache evicts, reads stay right, fds stay bounded. */
+	bad = read_chunks(cs, 0, 600, 2);
+	is_int(bad, 0, "fdc param 520: 1200 reads of 600 chunks correct");
+	ok(count_fds() - before <= 520 + 2,
+	   "fdc param 520: still bounded (%d over the start)",
+	   count_fds() - before);
+	cs_close(cs);
+	is_int(count_fds(), before, "fdc param 520: cs_close closes them all");
 }
 
 struct fdc_thr {
@@ -1076,7 +1195,8 @@ test_fdc_threads(void)
 	       "fdc: 4 readers, 2 replacing/invalidating: no bad "
 	       "result");
 	ok(reads > 1000, "fdc: %d reads returned data", reads);
-	ok(count_fds() - before <= CS_FDC, "fdc: fds bounded after threads");
+	ok(count_fds() - before <= CS_FD_CACHE_DEFAULT,
+	   "fdc: fds bounded after threads");
 	cs_close(cs);
 	/* before counted the store's folder and index fds. */
 	is_int(count_fds(), before - 2,
@@ -1143,6 +1263,7 @@ main(void)
 	test_threads();
 	test_fdc_stale();
 	test_fdc_bound();
+	test_fdc_param();
 	test_fdc_threads();
 	test_check_repair();
 	t_rm_rf(base);
