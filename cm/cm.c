@@ -23,6 +23,7 @@
 #include "cm/http.h"
 #include "cm/inode.h"
 #include "cm/meta.h"
+#include "cm/pin.h"
 #include "cm/vc.h"
 #include "common/log.h"
 
@@ -167,6 +168,7 @@ stop_job(struct cm *cm, struct cm_job *job)
 	cm->http = NULL;
 	fetch_free(cm);
 	meta_free(cm);
+	pin_free(cm);
 	ev_free(cm);
 	event_base_loopbreak(cm->base);
 	free(job);
@@ -195,6 +197,7 @@ cm_loop_stop(struct cm *cm)
 		cm->http = NULL;
 		fetch_free(cm);
 		meta_free(cm);
+		pin_free(cm);
 		ev_free(cm);
 	}
 	if (cm->qev)

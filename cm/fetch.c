@@ -23,6 +23,7 @@
 #include "cm/fetch.h"
 #include "cm/http.h"
 #include "cm/meta.h"
+#include "cm/pin.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -32,11 +33,14 @@
 
 struct xfer;
 
-/* One reader's interest in one chunk. */
+/* One reader's interest in one chunk: a parked read (@rd), or a caller of
+ * fetch_chunk() (@rd NULL, @done called once the chunk is stored). */
 struct waiter {
 	struct waiter *next;
 	struct rd *rd;
 	uint64_t chunk;
+	fetch_done_fn done;
+	void *arg;
 };
 
 struct xfer {
@@ -156,7 +160,7 @@ xfer_finish(struct xfer *x, int err)
 {
 	struct cm *cm = x->cm;
 	struct fetch *f = cm->fetch;
-	struct waiter *w = x->waiters, *nx;
+	struct waiter *w = x->waiters, *nx, *later = NULL;
 
 	TAILQ_REMOVE(&f->buckets[bucket_of(&x->fid, x->dv, x->chunk)], x,
 		     link);
@@ -166,6 +170,12 @@ xfer_finish(struct xfer *x, int err)
 		struct rd *rd = w->rd;
 
 		nx = w->next;
+		if (!rd) {
+			/* fetch_chunk() callers hear after the store. */
+			w->next = later;
+			later = w;
+			continue;
+		}
 		free(w);
 		if (rd->err == 0 && err)
 			rd->err = err;
@@ -189,10 +199,18 @@ xfer_finish(struct xfer *x, int err)
 		int rc;
 
 		mkkey(&k, &x->fid, x->chunk);
-		rc = cs_put(cm->cs, &k, x->dv, x->buf, (uint32_t)x->have, 0);
+		rc = cs_put(cm->cs, &k, x->dv, x->buf, (uint32_t)x->have,
+			    pin_covers(cm, &x->fid) ? CS_F_PINNED : 0);
 		if (rc < 0)
 			log_warn(LOG_FETCH, "cannot store chunk %llu: %s",
 				 (unsigned long long)x->chunk, strerror(-rc));
+		if (rc < 0 && !err)
+			err = rc;
+	}
+	for (w = later; w; w = nx) {
+		nx = w->next;
+		w->done(cm, w->arg, err);
+		free(w);
 	}
 	if (x->retry_ev)
 		event_free(x->retry_ev);
@@ -404,7 +422,8 @@ xfer_want(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
 		/* xfer_send may have failed and freed x already. */
 		x = xfer_find(f, fid, dv, chunk);
 		if (!x && w) {
-			w->rd->err = w->rd->err ? w->rd->err : -EIO;
+			if (w->rd)
+				w->rd->err = w->rd->err ? w->rd->err : -EIO;
 			return -EIO;
 		}
 	}
@@ -618,6 +637,31 @@ fetch_prefetch(struct cm *cm, const struct fid *fid, uint64_t dv,
 	p->first = first;
 	p->last = last;
 	cm_post(cm, &p->job);
+}
+
+/* --- fetches without a reader (fs pin) --- */
+
+int
+fetch_chunk(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
+	    uint64_t chunk, fetch_done_fn done, void *arg)
+{
+	struct waiter *w;
+	int rc;
+
+	if (!cm->fetch)
+		return -ECANCELED;
+	if (chunk * cm->chunk_size >= fsize)
+		return -EINVAL;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->chunk = chunk;
+	w->done = done;
+	w->arg = arg;
+	rc = xfer_want(cm, fid, dv, fsize, chunk, w);
+	if (rc < 0)
+		free(w);
+	return rc;
 }
 
 /* --- setup --- */

@@ -19,6 +19,7 @@
 #include "cm/http.h"
 #include "cm/inode.h"
 #include "cm/meta.h"
+#include "cm/pin.h"
 #include "cm/vc.h"
 #include "common/log.h"
 
@@ -822,8 +823,8 @@ apply_attr(struct cm *cm, const struct proto_attr *a, bool store,
 		vc_del_xattrs(cm->vc, &a->fid);
 }
 
-void
-meta_event(struct cm *cm, const struct proto_event *ev)
+static void
+event_apply(struct cm *cm, const struct proto_event *ev)
 {
 	struct proto_attr a;
 	uint64_t ino = 0;
@@ -883,6 +884,15 @@ meta_event(struct cm *cm, const struct proto_event *ev)
 	default:
 		break;
 	}
+}
+
+void
+meta_event(struct cm *cm, const struct proto_event *ev)
+{
+	event_apply(cm, ev);
+	/* After the caches dropped what changed: pinned objects are fetched
+	 * again (pin.h). */
+	pin_event(cm, ev);
 }
 
 /* --- bulk revalidation --- */
