@@ -663,10 +663,11 @@ scan_done(struct pjob *j)
 		return;
 	j->fetching = true;
 	if (j->err && j->call) {
-		ctl_reply_err(j->call, j->err,
-			      j->err == -EIO && !atomic_load(&cm->online)
-				      ? "the volume server does not answer"
-				      : NULL);
+		if (j->err == -EIO && !atomic_load(&cm->online))
+			ctl_reply_err(j->call, EHOSTUNREACH,
+				      "the volume server does not answer");
+		else
+			ctl_reply_err(j->call, j->err, NULL);
 		j->call = NULL;
 		job_finish(j);
 		return;
