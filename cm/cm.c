@@ -24,6 +24,7 @@
 #include "cm/inode.h"
 #include "cm/meta.h"
 #include "cm/mut.h"
+#include "cm/pin.h"
 #include "cm/vc.h"
 #include "common/log.h"
 
@@ -173,6 +174,7 @@ stop_job(struct cm *cm, struct cm_job *job)
 	mut_free(cm);
 	fetch_free(cm);
 	meta_free(cm);
+	pin_free(cm);
 	ev_free(cm);
 	event_base_loopbreak(cm->base);
 	free(job);
@@ -202,6 +204,7 @@ cm_loop_stop(struct cm *cm)
 		mut_free(cm);
 		fetch_free(cm);
 		meta_free(cm);
+		pin_free(cm);
 		ev_free(cm);
 	}
 	if (cm->qev)

@@ -6,8 +6,11 @@
  * what is missing and coming back from its callback, so a handler never
  * waits on the network inside the loop.
  *
- * NEEDSWORK: pin/unpin/pins and the disconnected operation requests are
- * not implemented yet (NULL slots: ENOSYS); flushall drops data only.
+ * Pins are pin.c's business: the handlers here resolve the path and hand
+ * the call over.
+ *
+ * NEEDSWORK: the disconnected operation requests are not implemented yet
+ * (NULL slots: ENOSYS); flushall drops data only.
  */
 #include "config.h"
 
@@ -27,6 +30,7 @@
 #include "cm/ctl.h"
 #include "cm/http.h"
 #include "cm/meta.h"
+#include "cm/pin.h"
 #include "cm/vc.h"
 #include "common/ctl_proto.h"
 #include "common/fid.h"
@@ -52,6 +56,7 @@ struct resolve {
 	const char *cur;  /* next component in @path */
 	struct fid fid;	  /* object reached so far */
 	int want;	  /* R_OK etc. needed on the target */
+	bool recursive;	  /* the request's "recursive" (pin, unpin) */
 	unsigned tries;
 	resolve_done_fn done;
 };
@@ -196,6 +201,7 @@ resolve_start(struct cm *cm, struct ctl_call *call,
 	r->cur = r->path;
 	r->fid = vi.root;
 	r->want = want;
+	r->recursive = json_is_true(json_object_get(args, "recursive"));
 	r->done = done;
 	resolve_step(r);
 }
@@ -479,11 +485,13 @@ flush_done(struct resolve *r, const struct proto_attr *a)
 		resolve_fail(r, rc, NULL);
 		return;
 	}
-	/* NEEDSWORK: kernel page cache invalidation and refetching pinned
-	 * files come with pin support. */
-	ctl_reply_ok(r->call, json_pack("{s:I,s:I,s:b}", "bytes_dropped",
-					(json_int_t)c.bytes, "bytes_stored",
-					(json_int_t)0, "refetching", 0));
+	/* NEEDSWORK: kernel page cache invalidation. */
+	ctl_reply_ok(r->call,
+		     json_pack("{s:I,s:I,s:b}", "bytes_dropped",
+			       (json_int_t)c.bytes, "bytes_stored",
+			       (json_int_t)0, "refetching",
+			       a->type == PROTO_T_FILE &&
+				       pin_refetch(r->cm, &a->fid)));
 	resolve_free(r);
 }
 
@@ -609,7 +617,47 @@ h_flushvolume(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 				     (json_int_t)kept));
 }
 
+static void
+pin_done(struct resolve *r, const struct proto_attr *a)
+{
+	pin_ctl_pin(r->cm, r->call, &r->peer, a, r->path, r->recursive);
+	resolve_free(r);
+}
+
+static void
+h_pin(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
+      json_t *args)
+{
+	resolve_start(arg, call, peer, args, R_OK, pin_done);
+}
+
+static void
+unpin_done(struct resolve *r, const struct proto_attr *a)
+{
+	pin_ctl_unpin(r->cm, r->call, a, r->path, r->recursive);
+	resolve_free(r);
+}
+
+static void
+h_unpin(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
+	json_t *args)
+{
+	resolve_start(arg, call, peer, args, R_OK, unpin_done);
+}
+
+static void
+h_pins(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
+       json_t *args)
+{
+	(void)peer;
+	pin_ctl_pins(arg, call,
+		     json_string_value(json_object_get(args, "path")));
+}
+
 static const struct ctl_handlers cm_ctl_handlers = { .on = {
+	[CTL_PIN] = h_pin,
+	[CTL_UNPIN] = h_unpin,
+	[CTL_PINS] = h_pins,
 	[CTL_GETCACHEPARMS] = h_getcacheparms,
 	[CTL_SETCACHESIZE] = h_setcachesize,
 	[CTL_STATUS] = h_status,
@@ -625,6 +673,33 @@ static const struct ctl_handlers cm_ctl_handlers = { .on = {
 } };
 
 /* ---- start / stop --------------------------------------------------- */
+
+static void
+restore_job(struct cm *cm, struct cm_job *job)
+{
+	bool stopping;
+
+	free(job);
+	pthread_mutex_lock(&cm->qlock);
+	stopping = cm->stopping;
+	pthread_mutex_unlock(&cm->qlock);
+	if (!stopping && cm->vc)
+		pin_restore(cm);
+}
+
+/* Re-apply the recorded pins on the loop thread (pin.h). */
+static void
+pin_restore_post(struct cm *cm)
+{
+	struct cm_job *j = calloc(1, sizeof(*j));
+
+	if (!j) {
+		log_err(LOG_CTL, "cannot re-apply pins: %s", strerror(ENOMEM));
+		return;
+	}
+	j->run = restore_job;
+	cm_post(cm, j);
+}
 
 int
 cm_ctl_start(struct cm *cm)
@@ -649,6 +724,7 @@ cm_ctl_start(struct cm *cm)
 			strerror(-err));
 		return err < 0 ? err : -EIO;
 	}
+	pin_restore_post(cm);
 	return 0;
 }
 

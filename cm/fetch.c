@@ -23,6 +23,7 @@
 #include "cm/fetch.h"
 #include "cm/http.h"
 #include "cm/meta.h"
+#include "cm/pin.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -32,14 +33,14 @@
 
 struct xfer;
 
-/* One reader's interest in one chunk: a parked read (@rd), or a caller
- * of fetch_chunk() (@cb, called once the chunk is in the store). */
+/* One reader's interest in one chunk: a parked read (@rd), or a caller of
+ * fetch_chunk() (@rd NULL, @done called once the chunk is stored). */
 struct waiter {
 	struct waiter *next;
 	struct rd *rd;
 	uint64_t chunk;
-	fetch_done_fn cb;
-	void *cb_arg;
+	fetch_done_fn done;
+	void *arg;
 };
 
 struct xfer {
@@ -159,7 +160,7 @@ xfer_finish(struct xfer *x, int err)
 {
 	struct cm *cm = x->cm;
 	struct fetch *f = cm->fetch;
-	struct waiter *w = x->waiters, *nx, *cbs = NULL;
+	struct waiter *w = x->waiters, *nx, *later = NULL;
 
 	TAILQ_REMOVE(&f->buckets[bucket_of(&x->fid, x->dv, x->chunk)], x,
 		     link);
@@ -169,9 +170,10 @@ xfer_finish(struct xfer *x, int err)
 		struct rd *rd = w->rd;
 
 		nx = w->next;
-		if (w->cb) {
-			w->next = cbs;
-			cbs = w;
+		if (!rd) {
+			/* fetch_chunk() callers hear after the store. */
+			w->next = later;
+			later = w;
 			continue;
 		}
 		free(w);
@@ -197,19 +199,18 @@ xfer_finish(struct xfer *x, int err)
 		int rc;
 
 		mkkey(&k, &x->fid, x->chunk);
-		rc = cs_put(cm->cs, &k, x->dv, x->buf, (uint32_t)x->have, 0);
+		rc = cs_put(cm->cs, &k, x->dv, x->buf, (uint32_t)x->have,
+			    pin_covers(cm, &x->fid) ? CS_F_PINNED : 0);
 		if (rc < 0 && rc != -EBUSY)
 			log_warn(LOG_FETCH, "cannot store chunk %llu: %s",
 				 (unsigned long long)x->chunk, strerror(-rc));
 		/* EBUSY: local changes of the chunk are newer; keep them. */
-		if (rc == -EBUSY)
-			rc = 0;
-		if (rc < 0)
+		if (rc < 0 && rc != -EBUSY && !err)
 			err = rc;
 	}
-	for (w = cbs; w; w = nx) {
+	for (w = later; w; w = nx) {
 		nx = w->next;
-		w->cb(cm, w->cb_arg, err);
+		w->done(cm, w->arg, err);
 		free(w);
 	}
 	if (x->retry_ev)
@@ -590,28 +591,6 @@ fetch_read_park(struct cm *cm, const struct fid *fid, uint64_t off,
 	return 0;
 }
 
-int
-fetch_chunk(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
-	    uint64_t chunk, fetch_done_fn cb, void *arg)
-{
-	struct waiter *w;
-	int rc;
-
-	if (!cm->fetch)
-		return -EIO;
-	if (chunk * (uint64_t)cm->chunk_size >= fsize)
-		return -EINVAL;
-	w = calloc(1, sizeof(*w));
-	if (!w)
-		return -ENOMEM;
-	w->chunk = chunk;
-	w->cb = cb;
-	w->cb_arg = arg;
-	rc = xfer_want(cm, fid, dv, fsize, chunk, w);
-	if (rc < 0)
-		free(w);
-	return rc;
-}
 
 /* --- readahead --- */
 
@@ -660,6 +639,31 @@ fetch_prefetch(struct cm *cm, const struct fid *fid, uint64_t dv,
 	p->first = first;
 	p->last = last;
 	cm_post(cm, &p->job);
+}
+
+/* --- fetches without a reader (fs pin) --- */
+
+int
+fetch_chunk(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
+	    uint64_t chunk, fetch_done_fn done, void *arg)
+{
+	struct waiter *w;
+	int rc;
+
+	if (!cm->fetch)
+		return -ECANCELED;
+	if (chunk * cm->chunk_size >= fsize)
+		return -EINVAL;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->chunk = chunk;
+	w->done = done;
+	w->arg = arg;
+	rc = xfer_want(cm, fid, dv, fsize, chunk, w);
+	if (rc < 0)
+		free(w);
+	return rc;
 }
 
 /* --- setup --- */

@@ -36,18 +36,6 @@ typedef void (*fetch_reply_fn)(void *req, const void *buf, size_t len,
 
 /* Loop thread: set up / tear down (transfers are cancelled by http_free,
  * which must run first). */
-/* Loop thread: the chunk is in the store (0) or could not be had. */
-typedef void (*fetch_done_fn)(struct cm *cm, void *arg, int err);
-
-/*
- * Loop thread: fetch chunk @chunk of (@fid, @dv), a file of @fsize bytes,
- * into the chunk store (joining a transfer already under way) and call @cb
- * once it is there or failed. @return 0 (@cb will run, maybe before this
- * returns) or -errno (no call; -EINVAL for a chunk past @fsize).
- */
-int fetch_chunk(struct cm *cm, const struct fid *fid, uint64_t dv,
-		uint64_t fsize, uint64_t chunk, fetch_done_fn cb, void *arg);
-
 int fetch_new(struct cm *cm);
 void fetch_free(struct cm *cm);
 
@@ -77,5 +65,21 @@ int fetch_read_park(struct cm *cm, const struct fid *fid, uint64_t off,
  */
 void fetch_prefetch(struct cm *cm, const struct fid *fid, uint64_t dv,
 		    uint64_t fsize, uint64_t first, uint64_t last);
+
+/* Completion of fetch_chunk(), on the loop thread: @err 0 once the chunk
+ * is verified and stored, else a negative errno (-ESTALE: @dv is no longer
+ * current; -EIO, -ENOSPC, -ECANCELED at shutdown). */
+typedef void (*fetch_done_fn)(struct cm *cm, void *arg, int err);
+
+/*
+ * Loop thread only: fetch chunk @chunk of @fid at @dv / @fsize into the
+ * chunk store (joining a transfer already under way) and call @done once.
+ * There is no in-flight limit here: the caller bounds how many it starts
+ * (fs pin uses cfg.max_parallel). Chunks of a pinned file (pin_covers())
+ * are stored with CS_F_PINNED, whoever fetched them.
+ * @return 0 (@done will be called), or -errno and @done is never called.
+ */
+int fetch_chunk(struct cm *cm, const struct fid *fid, uint64_t dv,
+		uint64_t fsize, uint64_t chunk, fetch_done_fn done, void *arg);
 
 #endif /* CAIRN_CM_FETCH_H */

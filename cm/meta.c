@@ -20,6 +20,7 @@
 #include "cm/inode.h"
 #include "cm/meta.h"
 #include "cm/mut.h"
+#include "cm/pin.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
 #include "common/log.h"
@@ -908,8 +909,8 @@ meta_local_dir(struct cm *cm, const struct proto_attr *dir_after,
 	vc_dir_put(nw);
 }
 
-void
-meta_event(struct cm *cm, const struct proto_event *ev)
+static void
+event_apply(struct cm *cm, const struct proto_event *ev)
 {
 	struct proto_attr a;
 	uint64_t ino = 0;
@@ -971,6 +972,15 @@ meta_event(struct cm *cm, const struct proto_event *ev)
 	default:
 		break;
 	}
+}
+
+void
+meta_event(struct cm *cm, const struct proto_event *ev)
+{
+	event_apply(cm, ev);
+	/* After the caches dropped what changed: pinned objects are fetched
+	 * again (pin.h). */
+	pin_event(cm, ev);
 }
 
 /* --- bulk revalidation --- */

@@ -17,6 +17,8 @@
  *              (u16 name length, name, u8 type, 20-byte FID)
  *   'L'+FID    symlink target
  *   'X'+FID    xattrs: ctime stamp, count, then (u16 name len, name, u32 len, value)
+ *   'P'+FID    a pin (fs pin): u8 flags (1 = recursive), u16 path length,
+ *              the mount-relative path it was pinned by (for display)
  *
  * Every value begins with VC_REC_VERSION; integers are little-endian. A
  * record that fails to parse is deleted and reads as a miss.
@@ -1128,4 +1130,110 @@ vc_count(struct vc *vc)
 	tdb_traverse_read(vc->tdb, count_cb, &n);
 	pthread_mutex_unlock(&vc->lock);
 	return n;
+}
+
+/* --- pins --- */
+
+int
+vc_put_pin(struct vc *vc, const struct fid *fid, int recursive,
+	   const char *path)
+{
+	struct wbuf w = {0};
+	size_t len = strlen(path);
+	int rc;
+
+	if (len > UINT16_MAX)
+		return -ENAMETOOLONG;
+	wb_u8(&w, VC_REC_VERSION);
+	wb_u8(&w, recursive ? 1 : 0);
+	wb_u16(&w, (uint16_t)len);
+	wb_bytes(&w, path, len);
+	rc = vc_store(vc, 'P', fid, &w);
+	free(w.p);
+	return rc;
+}
+
+int
+vc_del_pin(struct vc *vc, const struct fid *fid)
+{
+	return vc_delete(vc, 'P', fid);
+}
+
+struct pin_rec_list {
+	struct pin_item {
+		struct fid fid;
+		int recursive;
+		char *path;
+	} *v;
+	size_t n, cap;
+	int err;
+};
+
+static int
+pin_collect_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
+{
+	struct pin_rec_list *l = arg;
+	struct rbuf r;
+	struct pin_item *it;
+	const uint8_t *q;
+	uint16_t len;
+	uint8_t flags;
+
+	(void)tdb;
+	if (k.dsize != VC_KEY_LEN || k.dptr[0] != 'P')
+		return 0;
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 16;
+		struct pin_item *nv = realloc(l->v, ncap * sizeof(*nv));
+
+		if (!nv) {
+			l->err = -ENOMEM;
+			return 1;
+		}
+		l->v = nv;
+		l->cap = ncap;
+	}
+	it = &l->v[l->n];
+	r = (struct rbuf){.p = k.dptr, .len = k.dsize, .off = 1};
+	rb_fid(&r, &it->fid);
+	r = (struct rbuf){.p = v.dptr, .len = v.dsize};
+	if (rb_u8(&r) != VC_REC_VERSION)
+		return 0; /* skipped: another format, never trusted */
+	flags = rb_u8(&r);
+	len = rb_u16(&r);
+	q = rb_take(&r, len);
+	if (r.bad || r.off != r.len || (len && memchr(q, '\0', len)))
+		return 0;
+	it->recursive = flags & 1;
+	it->path = strndup(len ? (const char *)q : "", len);
+	if (!it->path) {
+		l->err = -ENOMEM;
+		return 1;
+	}
+	l->n++;
+	return 0;
+}
+
+int
+vc_iterate_pins(struct vc *vc,
+		int (*cb)(void *arg, const struct fid *fid, int recursive,
+			  const char *path),
+		void *arg)
+{
+	struct pin_rec_list l = {0};
+	int rc = 0;
+	size_t i;
+
+	pthread_mutex_lock(&vc->lock);
+	if (tdb_traverse_read(vc->tdb, pin_collect_cb, &l) < 0 && !l.err)
+		l.err = tdb_errno(vc->tdb);
+	pthread_mutex_unlock(&vc->lock);
+	if (!l.err)
+		for (i = 0; i < l.n && rc == 0; i++)
+			rc = cb(arg, &l.v[i].fid, l.v[i].recursive,
+				l.v[i].path);
+	for (i = 0; i < l.n; i++)
+		free(l.v[i].path);
+	free(l.v);
+	return l.err ? l.err : rc;
 }

@@ -146,6 +146,22 @@ int vc_put_volinfo(struct vc *vc, const struct proto_volinfo *vi);
 int vc_iterate_fids(struct vc *vc,
 		    int (*cb)(void *arg, const struct fid *fid), void *arg);
 
+/*
+ * Pins (fs pin): one record per pinned object, keyed by its FID, with the
+ * recursive flag and the mount-relative path it was pinned by (display
+ * only; the FID is what counts). vc_forget() keeps them: a pin outlives
+ * its object's cached metadata. vc_iterate_pins() collects the records
+ * first and calls @cb without the lock; a record that does not parse is
+ * skipped. @return 0, -errno, or the first nonzero value of @cb.
+ */
+int vc_put_pin(struct vc *vc, const struct fid *fid, int recursive,
+	       const char *path);
+int vc_del_pin(struct vc *vc, const struct fid *fid);
+int vc_iterate_pins(struct vc *vc,
+		    int (*cb)(void *arg, const struct fid *fid, int recursive,
+			      const char *path),
+		    void *arg);
+
 /* Number of attribute records (for stats). */
 size_t vc_count(struct vc *vc);
 

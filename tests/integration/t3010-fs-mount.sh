@@ -75,17 +75,9 @@ t_is "$(jget "$T_DIR/wh" 0 volume)" home "whereis: volume"
 t_check "whereis: the server URL" grep -q "127.0.0.1:$VOLD_PORT" "$T_DIR/wh"
 
 # --- pin -------------------------------------------------------------
-# A cairnd that answers ENOSYS for pin: every check that needs pins is
-# reported as a skip (not a pass) and the rest still runs.
+# (t3020-fs-pin.sh tests pins in depth.)
 "$FS" pin -r "$mnt/data" >"$T_DIR/pin.out" 2>"$T_DIR/pin.err"
-rc=$?
-have_pin=yes
-if [ "$rc" = 69 ] && grep -q "not implemented" "$T_DIR/pin.err"; then
-	have_pin=
-	echo "# SKIP fs pin/pins/unpin: not implemented by cairnd: $(cat "$T_DIR/pin.err")"
-fi
-if [ -n "$have_pin" ]; then
-t_is "$rc" 0 "pin -r data"
+t_is "$?" 0 "pin -r data"
 t_check "pin prints a summary" grep -q "pinned $mnt/data" "$T_DIR/pin.out"
 fsj ex2 examine "$mnt/data/a.bin" "$mnt/data/b.bin"
 t_is "$(jget "$T_DIR/ex2" 0 chunks_cached)/$(jget "$T_DIR/ex2" 0 pinned)" "3/true" \
@@ -105,27 +97,15 @@ vold_stop
 t_check "pinned file readable with the server down" cmp "$src/data/a.bin" "$mnt/data/a.bin"
 vold_restart || exit 99
 
-# A new file in a pinned directory is pinned too (needs writes).
-if echo "later" >"$mnt/data/new.txt" 2>/dev/null; then
-	sync
-	fsj ex3 examine "$mnt/data/new.txt"
-	t_is "$(jget "$T_DIR/ex3" 0 pinned)" true "a file created in a pinned directory is pinned"
-fi
-
 "$FS" pin "$mnt/other/big.bin" >/dev/null 2>"$T_DIR/big.err"
 t_is "$?" 73 "pin that cannot fit is refused (exit 73)"
 t_check "and says by how much" grep -q "short by" "$T_DIR/big.err"
 fsj ex4 examine "$mnt/other/big.bin"
 t_is "$(jget "$T_DIR/ex4" 0 pinned)" false "nothing was pinned"
-fi # have_pin
 
 # --- setcachesize --------------------------------------------------------
-if [ -n "$have_pin" ]; then
-	"$FS" setcachesize -m "$mnt" 512K >/dev/null 2>"$T_DIR/scs.err"
-	t_is "$?" 73 "setcachesize below the pinned bytes is refused"
-else
-	echo "# SKIP setcachesize below the pinned bytes: fs pin not implemented"
-fi
+"$FS" setcachesize -m "$mnt" 512K >/dev/null 2>"$T_DIR/scs.err"
+t_is "$?" 73 "setcachesize below the pinned bytes is refused"
 "$FS" setcachesize -m "$mnt" 32M >/dev/null 2>&1
 t_is "$?" 0 "setcachesize 32M"
 fsj gcp2 getcacheparms -m "$mnt"
@@ -134,7 +114,6 @@ t_is "$(jget "$T_DIR/gcp2" bytes_limit)" $((32 * 1024 * 1024)) "applied at once"
 
 # --- flush ----------------------------------------------------------------
 cat "$mnt/data/c.txt" >/dev/null
-if [ -n "$have_pin" ]; then
 "$FS" unpin -r "$mnt/data" >/dev/null 2>&1
 t_is "$?" 0 "unpin -r data"
 fsj pins2 pins -m "$mnt"
@@ -142,17 +121,12 @@ t_is "$(jget "$T_DIR/pins2" pins)" "[]" "no pins left"
 fsj ex5 examine "$mnt/data/a.bin"
 t_is "$(jget "$T_DIR/ex5" 0 pinned)/$(jget "$T_DIR/ex5" 0 chunks_cached)" "false/3" \
 	"unpinned data stays cached"
-else
-	echo "# SKIP unpin: fs pin not implemented"
-	cat "$mnt/data/a.bin" >/dev/null
-fi
 "$FS" flush "$mnt/data/a.bin" >/dev/null 2>&1
 t_is "$?" 0 "flush a.bin"
 fsj ex6 examine "$mnt/data/a.bin"
 t_is "$(jget "$T_DIR/ex6" 0 chunks_cached)" 0 "flushed: no chunk cached"
 t_check "flushed file reads back right" cmp "$src/data/a.bin" "$mnt/data/a.bin"
 
-if [ -n "$have_pin" ]; then
 "$FS" pin "$mnt/data/b.bin" >/dev/null 2>&1
 "$FS" flush "$mnt/data/b.bin" >/dev/null 2>&1
 t_is "$?" 0 "flush a pinned file"
@@ -161,9 +135,6 @@ refetched() {
 		[ "$(jget "$T_DIR/ex7" 0 chunks_cached)" = 2 ]
 }
 t_check "a flushed pinned file is fetched again" wait_for 10 refetched
-else
-	echo "# SKIP flush of a pinned file: fs pin not implemented"
-fi
 "$FS" flushmeta "$mnt/data" >/dev/null 2>&1
 t_is "$?" 0 "flushmeta"
 t_check "listing after flushmeta" ls "$mnt/data/c.txt"
@@ -204,12 +175,8 @@ if nobody test -x "$mnt/data"; then
 	# permission on the directory is needed, which 65534 has.
 	nobody "$FS" examine "$mnt/secret.txt" >/dev/null 2>&1
 	t_is "$?" 77 "uid 65534 may not examine a file it cannot read"
-	if [ -n "$have_pin" ]; then
-		nobody "$FS" pin "$mnt/secret.txt" >/dev/null 2>"$T_DIR/perm2.err"
-		t_is "$?" 77 "uid 65534 may not pin a file it cannot read"
-	else
-		echo "# SKIP uid 65534 pin of an unreadable file: fs pin not implemented"
-	fi
+	nobody "$FS" pin "$mnt/secret.txt" >/dev/null 2>"$T_DIR/perm2.err"
+	t_is "$?" 77 "uid 65534 may not pin a file it cannot read"
 	fsj ex8 examine "$mnt/secret.txt"
 	t_is "$(jget "$T_DIR/ex8" 0 pinned)" false "and nothing was pinned"
 else
@@ -217,20 +184,15 @@ else
 fi
 
 # --- pins survive a restart ----------------------------------------------------
-if [ -n "$have_pin" ]; then
 "$FS" pin "$mnt/data/c.txt" >/dev/null 2>&1
-fi
+t_is "$?" 0 "pin c.txt"
 sock=$(sed -n "s/.*control socket at '\(.*\)'\$/\1/p" "$T_DIR/cairnd-mnt.log" | tail -n 1)
 t_check "cairnd logs its control socket" test -S "$sock"
 cairnd_umount "$mnt"
 t_check "the control socket is removed at exit" test ! -S "$sock"
 cairnd_mount "$mnt" "$T_DIR/cache" home "$T_DIR/tok" --cache-size 16M || exit 1
-if [ -n "$have_pin" ]; then
 fsj pins3 pins -m "$mnt"
 t_check "pins survive a restart" grep -q '"data/c.txt"' "$T_DIR/pins3"
-else
-	echo "# SKIP pins surviving a restart: fs pin not implemented"
-fi
 fsj gcp3 getcacheparms -m "$mnt"
 t_is "$?" 0 "the control socket answers again after a restart"
 

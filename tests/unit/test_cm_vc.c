@@ -210,6 +210,57 @@ test_link_xattr_seq(void)
 	unlink(path);
 }
 
+struct pin_seen {
+	int n, rec;
+	char path[64];
+	struct fid fid;
+};
+
+static int
+pin_cb(void *arg, const struct fid *fid, int recursive, const char *p)
+{
+	struct pin_seen *s = arg;
+
+	s->n++;
+	s->rec = recursive;
+	s->fid = *fid;
+	snprintf(s->path, sizeof(s->path), "%s", p);
+	return 0;
+}
+
+static void
+test_pins(void)
+{
+	struct vc *vc = vc_open(path, 7, 262144);
+	struct fid f = mkfid(7, 9), g = mkfid(7, 10);
+	struct pin_seen s = {0};
+
+	is_int(vc_put_pin(vc, &f, 1, "data/sub"), 0, "put pin");
+	is_int(vc_put_attr(vc, &(struct proto_attr){.fid = g, .type =
+					   PROTO_T_FILE}),
+	       0, "an attr beside it");
+	is_int(vc_iterate_pins(vc, pin_cb, &s), 0, "iterate pins");
+	is_int(s.n, 1, "one pin (attrs are not pins)");
+	ok(s.rec == 1 && fid_eq(&s.fid, &f), "fid and recursive flag");
+	is_str(s.path, "data/sub", "path round trip");
+	is_int(vc_forget(vc, &f), 0, "forget the object's metadata");
+	s.n = 0;
+	vc_iterate_pins(vc, pin_cb, &s);
+	is_int(s.n, 1, "the pin outlives vc_forget");
+	vc_close(vc);
+	vc = vc_open(path, 7, 262144);
+	s.n = 0;
+	vc_iterate_pins(vc, pin_cb, &s);
+	is_int(s.n, 1, "and a reopen");
+	is_int(vc_del_pin(vc, &f), 0, "delete pin");
+	is_int(vc_del_pin(vc, &f), 0, "deleting a missing pin is fine");
+	s.n = 0;
+	vc_iterate_pins(vc, pin_cb, &s);
+	is_int(s.n, 0, "gone");
+	vc_close(vc);
+	unlink(path);
+}
+
 static void
 test_inodes(void)
 {
@@ -276,6 +327,7 @@ main(void)
 	test_attrs();
 	test_dirs();
 	test_link_xattr_seq();
+	test_pins();
 	test_inodes();
 	unlink(path);
 	rmdir(dir);

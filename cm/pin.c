@@ -1,0 +1,1218 @@
+/*
+ * pin.c - the pinned set of cairnd and the jobs that fill it (see pin.h).
+ *
+ * It decides what is pinned and makes sure it is cached; it does not fetch
+ * anything itself (meta.c and fetch.c do) and never talks to FUSE. All
+ * state belongs to the loop thread.
+ *
+ * A job runs in two phases. The scan walks the tree from the pin's object
+ * with an explicit stack, taking what the metadata cache holds and asking
+ * meta.c for the rest (attributes, listings, symlink targets, xattrs; at
+ * most SCAN_PARALLEL requests at once), and collects the objects and files
+ * of the set; nothing is pinned yet. Then a foreground pin checks the
+ * space, records the pin in the tdb, adds the objects to the set (pinning
+ * the chunks already cached), and the fetch phase asks fetch.c for every
+ * missing chunk, cfg.max_parallel at a time, sending PROGRESS at most ten
+ * times a second. Callbacks may come synchronously (meta.c answers at once
+ * on shutdown or ENOMEM), so the pumps guard against re-entry.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "chunkstore/cs.h"
+#include "cm/ctl.h"
+#include "cm/fetch.h"
+#include "cm/meta.h"
+#include "cm/pin.h"
+#include "cm/vc.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define PIN_BUCKETS   4096
+#define SCAN_PARALLEL 32 /* metadata requests of one job at once */
+#define SCAN_TRIES    4	 /* fetches of one object's attrs or listing */
+#define REFETCH_DEPTH 3	 /* background refetches started by refetches */
+#define PROGRESS_MS   100
+
+struct prec;
+
+/* One object of the pinned set and the pins that cover it. */
+struct pobj {
+	LIST_ENTRY(pobj) link;
+	struct fid fid;
+	uint8_t type;
+	unsigned nrecs;
+	struct prec **recs;
+};
+LIST_HEAD(pobj_list, pobj);
+
+/* One pin record. @objs lists what it covers (each FID once). */
+struct prec {
+	TAILQ_ENTRY(prec) link;
+	struct fid fid;
+	bool recursive;
+	bool dead;     /* unpinned; freed when the last job lets go */
+	bool listed;   /* in pin->recs */
+	unsigned refs; /* jobs holding it, plus 1 while listed */
+	char *path;
+	struct fid *objs;
+	size_t nobjs, capobjs;
+};
+TAILQ_HEAD(prec_list, prec);
+
+struct pjob;
+TAILQ_HEAD(pjob_list, pjob);
+
+struct pin {
+	struct pobj_list buckets[PIN_BUCKETS];
+	struct prec_list recs;
+	struct pjob_list jobs;
+};
+
+static struct pin *pst;
+
+/* --- the pinned set --- */
+
+static size_t
+fid_bucket(const struct fid *fid)
+{
+	uint64_t h = fid->vol * 0x9e3779b97f4a7c15ULL;
+
+	for (size_t i = 0; i < FID_OID_LEN; i++)
+		h = (h ^ fid->oid[i]) * 0x100000001b3ULL;
+	return (size_t)(h % PIN_BUCKETS);
+}
+
+static struct pobj *
+pobj_find(const struct fid *fid)
+{
+	struct pobj *o;
+
+	if (!pst)
+		return NULL;
+	LIST_FOREACH(o, &pst->buckets[fid_bucket(fid)], link)
+	if (fid_eq(&o->fid, fid))
+		return o;
+	return NULL;
+}
+
+bool
+pin_covers(struct cm *cm, const struct fid *fid)
+{
+	(void)cm;
+	return pobj_find(fid) != NULL;
+}
+
+static struct pin *
+pin_get(void)
+{
+	if (pst)
+		return pst;
+	pst = calloc(1, sizeof(*pst));
+	if (!pst)
+		return NULL;
+	for (size_t i = 0; i < PIN_BUCKETS; i++)
+		LIST_INIT(&pst->buckets[i]);
+	TAILQ_INIT(&pst->recs);
+	TAILQ_INIT(&pst->jobs);
+	return pst;
+}
+
+/* Add @fid to @rec's cover and the set; pin a file's cached chunks. */
+static int
+pobj_add(struct cm *cm, struct prec *rec, const struct fid *fid, uint8_t type)
+{
+	struct pobj *o = pobj_find(fid);
+	struct prec **nr;
+	struct fid *nf;
+
+	if (o) {
+		for (unsigned i = 0; i < o->nrecs; i++)
+			if (o->recs[i] == rec)
+				return 0;
+	} else {
+		o = calloc(1, sizeof(*o));
+		if (!o)
+			return -ENOMEM;
+		o->fid = *fid;
+		o->type = type;
+		LIST_INSERT_HEAD(&pst->buckets[fid_bucket(fid)], o, link);
+		if (type == PROTO_T_FILE)
+			cs_pin_file(cm->cs, fid->vol, fid->oid, 1);
+	}
+	if (rec->nobjs == rec->capobjs) {
+		size_t ncap = rec->capobjs ? 2 * rec->capobjs : 16;
+
+		nf = realloc(rec->objs, ncap * sizeof(*nf));
+		if (!nf)
+			return -ENOMEM;
+		rec->objs = nf;
+		rec->capobjs = ncap;
+	}
+	nr = realloc(o->recs, (o->nrecs + 1) * sizeof(*nr));
+	if (!nr)
+		return -ENOMEM;
+	o->recs = nr;
+	o->recs[o->nrecs++] = rec;
+	rec->objs[rec->nobjs++] = *fid;
+	return 0;
+}
+
+static void
+pobj_free(struct cm *cm, struct pobj *o, bool unpin_chunks)
+{
+	if (unpin_chunks && o->type == PROTO_T_FILE)
+		cs_pin_file(cm->cs, o->fid.vol, o->fid.oid, 0);
+	LIST_REMOVE(o, link);
+	free(o->recs);
+	free(o);
+}
+
+/* Take @rec's cover out of the set. @return the bytes of the files that
+ * are no longer pinned at all (by their cached size). */
+static uint64_t
+prec_uncover(struct cm *cm, struct prec *rec)
+{
+	struct proto_attr a;
+	uint64_t bytes = 0;
+
+	for (size_t i = 0; i < rec->nobjs; i++) {
+		struct pobj *o = pobj_find(&rec->objs[i]);
+
+		if (!o)
+			continue; /* gone from the server meanwhile */
+		for (unsigned j = 0; j < o->nrecs; j++)
+			if (o->recs[j] == rec) {
+				o->recs[j] = o->recs[--o->nrecs];
+				break;
+			}
+		if (o->nrecs)
+			continue;
+		if (o->type == PROTO_T_FILE &&
+		    meta_cached_attr(cm, &o->fid, &a) == 0)
+			bytes += a.size;
+		pobj_free(cm, o, true);
+	}
+	rec->nobjs = 0;
+	return bytes;
+}
+
+static void
+prec_put(struct prec *rec)
+{
+	if (!rec || --rec->refs)
+		return;
+	free(rec->objs);
+	free(rec->path);
+	free(rec);
+}
+
+static struct prec *
+prec_find(const struct fid *fid)
+{
+	struct prec *r;
+
+	if (!pst)
+		return NULL;
+	TAILQ_FOREACH(r, &pst->recs, link)
+	if (fid_eq(&r->fid, fid))
+		return r;
+	return NULL;
+}
+
+/* A new record, not yet listed (refs 1: the caller's). */
+static struct prec *
+prec_new(const struct fid *fid, bool recursive, const char *path)
+{
+	struct prec *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->path = strdup(path);
+	if (!r->path) {
+		free(r);
+		return NULL;
+	}
+	r->fid = *fid;
+	r->recursive = recursive;
+	r->refs = 1;
+	return r;
+}
+
+static void
+prec_list_add(struct prec *r)
+{
+	if (r->listed)
+		return;
+	r->listed = true;
+	r->refs++;
+	TAILQ_INSERT_TAIL(&pst->recs, r, link);
+}
+
+static void
+prec_unlist(struct prec *r)
+{
+	if (!r->listed)
+		return;
+	r->listed = false;
+	r->dead = true;
+	TAILQ_REMOVE(&pst->recs, r, link);
+	prec_put(r);
+}
+
+/* --- jobs --- */
+
+struct pitem {
+	struct fid fid;
+	uint8_t tries;
+	bool root;
+	bool asked;	/* xattrs / link requested already */
+	bool want_dir;	/* fetch the listing even if one is cached */
+};
+
+struct pfile {
+	struct fid fid;
+	uint64_t dv, size;
+	uint32_t left;	/* chunk fetches outstanding */
+	bool issued;	/* every missing chunk was asked for */
+	bool stale;	/* a chunk came back 410: refetch at the new DV */
+};
+
+struct pjob {
+	TAILQ_ENTRY(pjob) link;
+	struct cm *cm;
+	struct ctl_call *call; /* NULL: a background job */
+	struct ctl_peer peer;
+	struct prec *rec;      /* ref held; NULL: add nothing to the set */
+	bool new_rec;	       /* rec was made by this job */
+	bool recursive;
+	bool check_space;
+	unsigned depth;	       /* background refetch generation */
+
+	struct pitem *q;
+	size_t qn, qcap;
+	struct {
+		struct fid fid;
+		uint8_t type;
+	} *objs;
+	size_t nobjs, capobjs;
+	struct pfile *files;
+	size_t nfiles, capfiles;
+	unsigned mpending;
+	int err;
+	uint64_t skipped;
+	bool pumping, fetching, finished;
+
+	size_t fi;
+	uint64_t ci;
+	unsigned inflight;
+	uint64_t bytes_total, bytes_done, bytes_fetched, files_done;
+	uint64_t chunk_errs;
+	int fetch_err;
+	uint64_t last_progress;
+};
+
+/* A request of a job in flight, so its callback finds its place. */
+struct preq {
+	struct pjob *job;
+	struct pitem it; /* scan: the item to look at again */
+	size_t fi;	 /* fetch: the file */
+	uint32_t len;	 /* fetch: the chunk's length */
+};
+
+static void scan_pump(struct pjob *j);
+static void fetch_pump(struct pjob *j);
+static struct pjob *job_new(struct cm *cm, const struct fid *fid,
+			    struct prec *rec, bool recursive);
+static void job_start(struct pjob *j);
+
+static void
+job_free(struct pjob *j)
+{
+	if (!j)
+		return;
+	if (pst)
+		TAILQ_REMOVE(&pst->jobs, j, link);
+	prec_put(j->rec);
+	free(j->q);
+	free(j->objs);
+	free(j->files);
+	free(j);
+}
+
+static bool
+job_stopping(struct pjob *j)
+{
+	/* At shutdown http goes first, then fetch and meta (cm.c). */
+	return !j->cm->http || !j->cm->fetch || !j->cm->meta;
+}
+
+static int
+push_item(struct pjob *j, const struct pitem *it)
+{
+	if (j->qn == j->qcap) {
+		size_t ncap = j->qcap ? 2 * j->qcap : 64;
+		struct pitem *nq = realloc(j->q, ncap * sizeof(*nq));
+
+		if (!nq)
+			return -ENOMEM;
+		j->q = nq;
+		j->qcap = ncap;
+	}
+	j->q[j->qn++] = *it;
+	return 0;
+}
+
+static void
+job_error(struct pjob *j, int err)
+{
+	if (!j->err)
+		j->err = err;
+}
+
+static int
+add_obj(struct pjob *j, const struct fid *fid, uint8_t type)
+{
+	if (j->nobjs == j->capobjs) {
+		size_t ncap = j->capobjs ? 2 * j->capobjs : 64;
+		void *n = realloc(j->objs, ncap * sizeof(*j->objs));
+
+		if (!n)
+			return -ENOMEM;
+		j->objs = n;
+		j->capobjs = ncap;
+	}
+	j->objs[j->nobjs].fid = *fid;
+	j->objs[j->nobjs++].type = type;
+	return 0;
+}
+
+static int
+add_file(struct pjob *j, const struct proto_attr *a)
+{
+	if (j->nfiles == j->capfiles) {
+		size_t ncap = j->capfiles ? 2 * j->capfiles : 64;
+		struct pfile *n = realloc(j->files, ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		j->files = n;
+		j->capfiles = ncap;
+	}
+	memset(&j->files[j->nfiles], 0, sizeof(j->files[0]));
+	j->files[j->nfiles].fid = a->fid;
+	j->files[j->nfiles].dv = a->dv;
+	j->files[j->nfiles++].size = a->size;
+	return 0;
+}
+
+/* --- scan --- */
+
+/* A metadata request came back: look at the item again (or, for the
+ * xattr and link side requests, just count it). */
+static void
+scan_cb(struct cm *cm, void *arg, int err)
+{
+	struct preq *r = arg;
+	struct pjob *j = r->job;
+
+	(void)cm;
+	j->mpending--;
+	if (r->it.tries > 0) {
+		/* An attribute or listing request: retry the item. */
+		if (err == -ENOENT && !r->it.root) {
+			/* Removed meanwhile: not part of the set. */
+		} else if (err == -ENOENT) {
+			job_error(j, err);
+		} else if (err < 0 && err != -EAGAIN &&
+			   r->it.tries >= SCAN_TRIES) {
+			job_error(j, err);
+		} else if (push_item(j, &r->it) < 0) {
+			job_error(j, -ENOMEM);
+		}
+	} else if (err < 0 && err != -ENOENT && err != -EAGAIN) {
+		char fs[FID_STRLEN];
+
+		log_debug(LOG_CTL, "pin: cannot fetch metadata of '%s': %s",
+			  fid_fmt(&r->it.fid, fs), strerror(-err));
+	}
+	free(r);
+	scan_pump(j);
+}
+
+typedef void (*want_fn)(struct cm *, const struct fid *, meta_cb, void *);
+
+/* Ask meta.c for something about @it; retry: look at @it again after. */
+static void
+scan_want(struct pjob *j, const struct pitem *it, want_fn fn, bool retry)
+{
+	struct preq *r = calloc(1, sizeof(*r));
+
+	if (!r) {
+		job_error(j, -ENOMEM);
+		return;
+	}
+	r->job = j;
+	r->it = *it;
+	if (retry) {
+		r->it.tries++;
+		if (r->it.tries > SCAN_TRIES) {
+			free(r);
+			job_error(j, -EIO);
+			return;
+		}
+	} else {
+		r->it.tries = 0;
+	}
+	j->mpending++;
+	fn(j->cm, &it->fid, scan_cb, r);
+}
+
+static uint32_t
+attr_mode(const struct proto_attr *a)
+{
+	return (a->mode & 07777) | (a->type == PROTO_T_DIR ? S_IFDIR : 0);
+}
+
+static void
+scan_item(struct pjob *j, struct pitem *it)
+{
+	struct cm *cm = j->cm;
+	struct proto_attr a;
+	struct proto_xattr *x = NULL;
+	struct vc_dir *d = NULL;
+	size_t nx = 0;
+	int64_t stamp;
+	char *link;
+	int rc;
+
+	if (it->want_dir) {
+		it->want_dir = false;
+		scan_want(j, it, meta_want_dir, true);
+		return;
+	}
+	rc = meta_cached_attr(cm, &it->fid, &a);
+	if (rc == -ENOENT) {
+		scan_want(j, it, meta_want_attr, true);
+		return;
+	}
+	if (rc < 0) {
+		job_error(j, rc);
+		return;
+	}
+	/* What the caller may not read is left out of a tree (and counted);
+	 * the pinned object itself was checked by the resolver. */
+	if (ctl_peer_may(&j->peer, attr_mode(&a), a.uid, a.gid,
+			 a.type == PROTO_T_DIR ? R_OK | X_OK : R_OK) < 0) {
+		if (it->root)
+			job_error(j, -EACCES);
+		else
+			j->skipped++;
+		return;
+	}
+	if (!it->asked) {
+		it->asked = true;
+		if (vc_get_xattrs(cm->vc, &it->fid, &stamp, &x, &nx) == 0) {
+			proto_xattrs_free(x, nx);
+			if (stamp != a.ctime_ns)
+				scan_want(j, it, meta_want_xattrs, false);
+		} else {
+			scan_want(j, it, meta_want_xattrs, false);
+		}
+		if (a.type == PROTO_T_SYMLINK) {
+			if (vc_get_link(cm->vc, &it->fid, &link) == 0)
+				free(link);
+			else
+				scan_want(j, it, meta_want_link, false);
+		}
+	}
+	if (a.type == PROTO_T_DIR && (it->root || j->recursive)) {
+		rc = meta_cached_dir(cm, &it->fid, &d);
+		if (rc == -ENOENT) {
+			scan_want(j, it, meta_want_dir, true);
+			return;
+		}
+		if (rc < 0) {
+			job_error(j, rc);
+			return;
+		}
+		for (size_t i = 0; j->recursive && i < d->n; i++) {
+			struct pitem c = {.fid = d->ents[i].fid};
+
+			if (push_item(j, &c) < 0) {
+				job_error(j, -ENOMEM);
+				break;
+			}
+		}
+		vc_dir_put(d);
+	}
+	if (add_obj(j, &it->fid, a.type) < 0 ||
+	    (a.type == PROTO_T_FILE && add_file(j, &a) < 0))
+		job_error(j, -ENOMEM);
+}
+
+static void scan_done(struct pjob *j);
+
+static void
+scan_pump(struct pjob *j)
+{
+	struct pitem it;
+
+	if (j->pumping)
+		return;
+	j->pumping = true;
+	while (j->qn > 0 && j->mpending < SCAN_PARALLEL && !job_stopping(j)) {
+		/* A foreground pin stops at its first error; a background
+		 * job pins what it can reach. */
+		if (j->err && j->call)
+			break;
+		it = j->q[--j->qn];
+		scan_item(j, &it);
+	}
+	j->pumping = false;
+	if (j->qn > 0 && job_stopping(j))
+		job_error(j, -ECANCELED);
+	if (j->mpending == 0 && (j->qn == 0 || job_stopping(j) ||
+				 (j->err && j->call)))
+		scan_done(j);
+}
+
+/* --- space --- */
+
+struct pinned_count {
+	uint64_t dv, bytes;
+};
+
+static int
+count_pinned(const struct cs_info *ci, void *arg)
+{
+	struct pinned_count *c = arg;
+
+	if (ci->dv == c->dv && (ci->flags & CS_F_PINNED))
+		c->bytes += ci->len;
+	return 0;
+}
+
+/* Refuse (ENOSPC) if what the set adds to the pinned bytes does not fit
+ * beside what is pinned and dirty already. @return 0 if it fits. */
+static int
+check_space(struct pjob *j)
+{
+	struct cm *cm = j->cm;
+	struct cs_stats st;
+	uint64_t need = 0, usable, avail;
+	char a[32], b[32], c[32], msg[256];
+
+	for (size_t i = 0; i < j->nfiles; i++) {
+		struct pinned_count pc = {.dv = j->files[i].dv};
+
+		cs_iterate_file(cm->cs, j->files[i].fid.vol,
+				j->files[i].fid.oid, count_pinned, &pc);
+		if (pc.bytes < j->files[i].size)
+			need += j->files[i].size - pc.bytes;
+	}
+	cs_get_stats(cm->cs, &st);
+	/* The store refuses allocations that leave less than the stop level
+	 * free, so that part of the limit cannot hold pinned data. */
+	usable = st.bytes_limit - st.bytes_limit * CS_DEFAULT_STOP_PCT / 100;
+	avail = usable > st.pinned_bytes + st.dirty_bytes
+			? usable - st.pinned_bytes - st.dirty_bytes
+			: 0;
+	if (need <= avail)
+		return 0;
+	util_fmt_size(need, a, sizeof(a));
+	util_fmt_size(avail, b, sizeof(b));
+	util_fmt_size(need - avail, c, sizeof(c));
+	snprintf(msg, sizeof(msg),
+		 "the pinned set needs %s more, the cache can hold %s more: "
+		 "short by %s",
+		 a, b, c);
+	ctl_reply_err_detail(j->call, ENOSPC,
+			     json_pack("{s:I,s:I,s:I}", "bytes_needed",
+				       (json_int_t)need, "bytes_available",
+				       (json_int_t)avail, "bytes_short",
+				       (json_int_t)(need - avail)),
+			     msg);
+	j->call = NULL;
+	return -ENOSPC;
+}
+
+/* --- commit and fetch --- */
+
+static void job_finish(struct pjob *j);
+static void send_progress(struct pjob *j, bool force);
+
+static void
+scan_done(struct pjob *j)
+{
+	struct cm *cm = j->cm;
+	struct prec *rec = j->rec;
+	char fs[FID_STRLEN];
+	int rc;
+
+	if (j->fetching || j->finished)
+		return;
+	j->fetching = true;
+	if (j->err && j->call) {
+		if (j->err == -EIO && !atomic_load(&cm->online))
+			ctl_reply_err(j->call, EHOSTUNREACH,
+				      "the volume server does not answer");
+		else
+			ctl_reply_err(j->call, j->err, NULL);
+		j->call = NULL;
+		job_finish(j);
+		return;
+	}
+	if (j->err)
+		log_warn(LOG_CTL, "pin of '%s': %s; pinning what was reached",
+			 rec ? rec->path : fid_fmt(&j->q[0].fid, fs),
+			 strerror(-j->err));
+	if (j->check_space && check_space(j) < 0) {
+		job_finish(j);
+		return;
+	}
+	if (rec && !rec->dead) {
+		if (j->new_rec || j->call) {
+			rc = vc_put_pin(cm->vc, &rec->fid, j->recursive,
+					rec->path);
+			if (rc < 0)
+				log_warn(LOG_CTL,
+					 "cannot record the pin of '%s': %s",
+					 rec->path, strerror(-rc));
+		}
+		if (j->call)
+			rec->recursive = j->recursive;
+		prec_list_add(rec);
+		for (size_t i = 0; i < j->nobjs; i++)
+			if (pobj_add(cm, rec, &j->objs[i].fid,
+				     j->objs[i].type) < 0)
+				job_error(j, -ENOMEM);
+	} else {
+		for (size_t i = 0; i < j->nfiles; i++)
+			if (pin_covers(cm, &j->files[i].fid))
+				cs_pin_file(cm->cs, j->files[i].fid.vol,
+					    j->files[i].fid.oid, 1);
+	}
+	for (size_t i = 0; i < j->nfiles; i++)
+		j->bytes_total += j->files[i].size;
+	j->fi = 0;
+	j->ci = 0;
+	send_progress(j, true);
+	fetch_pump(j);
+}
+
+static void
+send_progress(struct pjob *j, bool force)
+{
+	uint64_t now = util_now_ms();
+
+	if (!j->call || (!force && now - j->last_progress < PROGRESS_MS))
+		return;
+	j->last_progress = now;
+	ctl_progress(j->call,
+		     json_pack("{s:I,s:I,s:I,s:I}", "bytes_done",
+			       (json_int_t)j->bytes_done, "bytes_total",
+			       (json_int_t)j->bytes_total, "files_done",
+			       (json_int_t)j->files_done, "files_total",
+			       (json_int_t)j->nfiles));
+}
+
+static void
+file_step_done(struct pjob *j, struct pfile *f)
+{
+	if (f->issued && f->left == 0)
+		j->files_done++;
+}
+
+static void
+fetch_cb(struct cm *cm, void *arg, int err)
+{
+	struct preq *r = arg;
+	struct pjob *j = r->job;
+	struct pfile *f = &j->files[r->fi];
+
+	(void)cm;
+	j->inflight--;
+	f->left--;
+	if (err == 0) {
+		j->bytes_done += r->len;
+		j->bytes_fetched += r->len;
+	} else if (err == -ESTALE) {
+		f->stale = true;
+	} else {
+		j->chunk_errs++;
+		if (!j->fetch_err)
+			j->fetch_err = err;
+	}
+	free(r);
+	file_step_done(j, f);
+	send_progress(j, false);
+	fetch_pump(j);
+}
+
+static void
+fetch_pump(struct pjob *j)
+{
+	struct cm *cm = j->cm;
+	unsigned max = cm->cfg.max_parallel ? cm->cfg.max_parallel : 8;
+
+	if (j->pumping)
+		return;
+	j->pumping = true;
+	while (j->fi < j->nfiles && j->inflight < max) {
+		struct pfile *f = &j->files[j->fi];
+		uint64_t n = (f->size + cm->chunk_size - 1) / cm->chunk_size;
+		struct cs_info info;
+		struct cs_key k;
+		struct preq *r;
+		int rc;
+
+		if (j->ci >= n || job_stopping(j)) {
+			f->issued = true;
+			file_step_done(j, f);
+			j->fi++;
+			j->ci = 0;
+			continue;
+		}
+		k.vol = f->fid.vol;
+		memcpy(k.fid, f->fid.oid, sizeof(k.fid));
+		k.chunk = j->ci++;
+		if (cs_lookup(cm->cs, &k, &info) == 0 && info.dv == f->dv &&
+		    (info.flags & CS_F_VALID)) {
+			j->bytes_done += info.len;
+			continue;
+		}
+		r = calloc(1, sizeof(*r));
+		if (!r) {
+			j->chunk_errs++;
+			j->fetch_err = j->fetch_err ? j->fetch_err : -ENOMEM;
+			continue;
+		}
+		r->job = j;
+		r->fi = j->fi;
+		r->len = f->size - k.chunk * cm->chunk_size < cm->chunk_size
+				 ? (uint32_t)(f->size - k.chunk * cm->chunk_size)
+				 : cm->chunk_size;
+		f->left++;
+		j->inflight++;
+		rc = fetch_chunk(cm, &f->fid, f->dv, f->size, k.chunk, fetch_cb,
+				 r);
+		if (rc < 0) {
+			free(r);
+			f->left--;
+			j->inflight--;
+			j->chunk_errs++;
+			j->fetch_err = j->fetch_err ? j->fetch_err : rc;
+		}
+	}
+	j->pumping = false;
+	if (j->fi >= j->nfiles && j->inflight == 0)
+		job_finish(j);
+}
+
+static void
+job_finish(struct pjob *j)
+{
+	struct cm *cm = j->cm;
+	char msg[200];
+	int err;
+
+	if (j->finished)
+		return;
+	j->finished = true;
+	for (size_t i = 0; i < j->nfiles && !job_stopping(j); i++) {
+		struct pjob *n;
+
+		if (!j->files[i].stale || j->depth >= REFETCH_DEPTH ||
+		    !pin_covers(cm, &j->files[i].fid))
+			continue;
+		/* The file changed under us: the attributes we used are
+		 * old. Look again and fetch the new data version. */
+		meta_drop_attr(cm, &j->files[i].fid);
+		n = job_new(cm, &j->files[i].fid, NULL, false);
+		if (n) {
+			n->depth = j->depth + 1;
+			job_start(n);
+		}
+	}
+	if (j->call) {
+		send_progress(j, true);
+		if (j->chunk_errs) {
+			err = j->fetch_err;
+			if (err == -EIO && !atomic_load(&cm->online))
+				err = -EHOSTUNREACH;
+			snprintf(msg, sizeof(msg),
+				 "pinned, but %llu chunks could not be "
+				 "fetched (%s); 'fs pins' shows what is "
+				 "missing",
+				 (unsigned long long)j->chunk_errs,
+				 strerror(-j->fetch_err));
+			ctl_reply_err_detail(
+				j->call, err,
+				json_pack("{s:I,s:I}", "bytes_missing",
+					  (json_int_t)(j->bytes_total -
+						       j->bytes_done),
+					  "chunks_failed",
+					  (json_int_t)j->chunk_errs),
+				msg);
+		} else {
+			ctl_reply_ok(
+				j->call,
+				json_pack("{s:I,s:I,s:I,s:I}", "bytes",
+					  (json_int_t)j->bytes_total, "files",
+					  (json_int_t)j->nfiles,
+					  "bytes_fetched",
+					  (json_int_t)j->bytes_fetched,
+					  "files_skipped",
+					  (json_int_t)j->skipped));
+		}
+		j->call = NULL;
+	} else if (j->chunk_errs) {
+		log_info(LOG_CTL, "pin: %llu chunks of %s could not be fetched: "
+				  "%s",
+			 (unsigned long long)j->chunk_errs,
+			 j->rec ? j->rec->path : "a pinned file",
+			 strerror(-j->fetch_err));
+	}
+	job_free(j);
+}
+
+static struct pjob *
+job_new(struct cm *cm, const struct fid *fid, struct prec *rec,
+	bool recursive)
+{
+	struct pjob *j;
+	struct pitem it = {.fid = *fid, .root = true};
+
+	if (!pin_get())
+		return NULL;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return NULL;
+	j->cm = cm;
+	j->recursive = recursive;
+	j->rec = rec;
+	if (rec)
+		rec->refs++;
+	/* Background jobs act for the pins, which were checked when made. */
+	j->peer.uid = 0;
+	j->peer.gid = 0;
+	TAILQ_INSERT_TAIL(&pst->jobs, j, link);
+	if (push_item(j, &it) < 0) {
+		job_free(j);
+		return NULL;
+	}
+	return j;
+}
+
+static void
+job_start(struct pjob *j)
+{
+	scan_pump(j);
+}
+
+/* --- entry points --- */
+
+void
+pin_ctl_pin(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
+	    const struct proto_attr *attr, const char *path, bool recursive)
+{
+	struct prec *rec = prec_find(&attr->fid);
+	bool fresh = false;
+	struct pjob *j;
+
+	if (!pin_get()) {
+		ctl_reply_err(call, ENOMEM, NULL);
+		return;
+	}
+	if (rec) {
+		/* Pinning again refreshes the pin (and may widen it). */
+		recursive = recursive || rec->recursive;
+		rec->refs++;
+	} else {
+		rec = prec_new(&attr->fid, recursive, path);
+		fresh = true;
+		if (!rec) {
+			ctl_reply_err(call, ENOMEM, NULL);
+			return;
+		}
+	}
+	j = job_new(cm, &attr->fid, rec, recursive);
+	prec_put(rec); /* the job holds its own reference */
+	if (!j) {
+		ctl_reply_err(call, ENOMEM, NULL);
+		return;
+	}
+	j->call = call;
+	j->peer = *peer;
+	j->new_rec = fresh;
+	j->check_space = true;
+	log_info(LOG_CTL, "pin%s of '%s' by uid %u", recursive ? " -r" : "",
+		 path, (unsigned)peer->uid);
+	job_start(j);
+}
+
+static bool
+path_under(const char *p, const char *top)
+{
+	size_t n = strlen(top);
+
+	if (!strcmp(top, "."))
+		return true;
+	return !strncmp(p, top, n) && (p[n] == '\0' || p[n] == '/');
+}
+
+void
+pin_ctl_unpin(struct cm *cm, struct ctl_call *call,
+	      const struct proto_attr *attr, const char *path, bool recursive)
+{
+	struct prec *r, *nx;
+	uint64_t bytes = 0, removed = 0;
+	int rc;
+
+	if (pst) {
+		for (r = TAILQ_FIRST(&pst->recs); r; r = nx) {
+			nx = TAILQ_NEXT(r, link);
+			if (!fid_eq(&r->fid, &attr->fid) &&
+			    !(recursive && path_under(r->path, path)))
+				continue;
+			rc = vc_del_pin(cm->vc, &r->fid);
+			if (rc < 0)
+				log_warn(LOG_CTL,
+					 "cannot remove the pin record of "
+					 "'%s': %s",
+					 r->path, strerror(-rc));
+			bytes += prec_uncover(cm, r);
+			removed++;
+			log_info(LOG_CTL, "unpinned '%s'", r->path);
+			prec_unlist(r);
+		}
+	}
+	ctl_reply_ok(call, json_pack("{s:I,s:I}", "pins_removed",
+				     (json_int_t)removed, "bytes",
+				     (json_int_t)bytes));
+}
+
+struct cached_count {
+	uint64_t dv, bytes;
+};
+
+static int
+count_cached(const struct cs_info *ci, void *arg)
+{
+	struct cached_count *c = arg;
+
+	if (ci->dv == c->dv && (ci->flags & CS_F_VALID))
+		c->bytes += ci->len;
+	return 0;
+}
+
+/* Size and bytes missing of file @fid by the cached metadata; a file
+ * whose attributes are not cached counts as 0 bytes, all missing. */
+static bool
+file_bytes(struct cm *cm, const struct fid *fid, uint64_t *size,
+	   uint64_t *missing)
+{
+	struct proto_attr a;
+	struct cached_count c;
+
+	if (meta_cached_attr(cm, fid, &a) < 0 || a.type != PROTO_T_FILE)
+		return false;
+	c.dv = a.dv;
+	c.bytes = 0;
+	cs_iterate_file(cm->cs, fid->vol, fid->oid, count_cached, &c);
+	*size = a.size;
+	*missing = c.bytes < a.size ? a.size - c.bytes : 0;
+	return true;
+}
+
+void
+pin_ctl_pins(struct cm *cm, struct ctl_call *call, const char *under)
+{
+	json_t *arr = json_array(), *res;
+	uint64_t tb = 0, tm = 0, size, missing;
+	struct prec *r;
+	struct pobj *o;
+
+	if (!arr) {
+		ctl_reply_err(call, ENOMEM, NULL);
+		return;
+	}
+	for (r = pst ? TAILQ_FIRST(&pst->recs) : NULL; r;
+	     r = TAILQ_NEXT(r, link)) {
+		uint64_t b = 0, m = 0, files = 0;
+
+		if (under && !path_under(r->path, under))
+			continue;
+		for (size_t i = 0; i < r->nobjs; i++) {
+			if (!file_bytes(cm, &r->objs[i], &size, &missing))
+				continue;
+			b += size;
+			m += missing;
+			files++;
+		}
+		json_array_append_new(
+			arr, json_pack("{s:s,s:b,s:I,s:I,s:I}", "path",
+				       r->path, "recursive", r->recursive,
+				       "bytes", (json_int_t)b, "bytes_missing",
+				       (json_int_t)m, "files",
+				       (json_int_t)files));
+	}
+	/* Totals count each file once, however many pins cover it. */
+	for (size_t i = 0; pst && i < PIN_BUCKETS; i++)
+		LIST_FOREACH(o, &pst->buckets[i], link)
+		{
+			if (o->type != PROTO_T_FILE ||
+			    !file_bytes(cm, &o->fid, &size, &missing))
+				continue;
+			if (under) {
+				bool in = false;
+
+				for (unsigned k = 0; k < o->nrecs; k++)
+					in = in ||
+					     path_under(o->recs[k]->path, under);
+				if (!in)
+					continue;
+			}
+			tb += size;
+			tm += missing;
+		}
+	res = json_pack("{s:o,s:I,s:I}", "pins", arr, "bytes_pinned",
+			(json_int_t)tb, "bytes_missing", (json_int_t)tm);
+	if (!res)
+		ctl_reply_err(call, ENOMEM, NULL);
+	else
+		ctl_reply_ok(call, res);
+}
+
+bool
+pin_refetch(struct cm *cm, const struct fid *fid)
+{
+	struct pjob *j;
+
+	if (!pin_covers(cm, fid))
+		return false;
+	j = job_new(cm, fid, NULL, false);
+	if (j)
+		job_start(j);
+	return true;
+}
+
+void
+pin_event(struct cm *cm, const struct proto_event *ev)
+{
+	struct pobj *o = pobj_find(&ev->fid);
+	struct prec *rec = NULL;
+	struct pjob *j;
+
+	if (!o)
+		return;
+	switch (ev->kind) {
+	case PROTO_EV_DATA:
+	case PROTO_EV_ATTR:
+		/* meta.c dropped what changed; the job fetches it again. */
+		j = job_new(cm, &ev->fid, NULL, false);
+		if (j)
+			job_start(j);
+		break;
+	case PROTO_EV_DIR:
+		/* A recursive pin over this directory takes in its new
+		 * entries; a plain pin of it just keeps the listing. */
+		for (unsigned i = 0; i < o->nrecs; i++)
+			if (o->recs[i]->recursive && !o->recs[i]->dead)
+				rec = o->recs[i];
+		j = job_new(cm, &ev->fid, rec, rec != NULL);
+		if (j) {
+			j->q[0].want_dir = true;
+			job_start(j);
+		}
+		break;
+	case PROTO_EV_GONE:
+		/* Leave its pins' records alone (fs pins shows them). */
+		pobj_free(cm, o, false);
+		break;
+	default:
+		break;
+	}
+}
+
+static int
+restore_cb(void *arg, const struct fid *fid, int recursive, const char *path)
+{
+	struct cm *cm = arg;
+	struct prec *rec;
+	struct pjob *j;
+
+	if (prec_find(fid))
+		return 0;
+	rec = prec_new(fid, recursive, path);
+	if (!rec)
+		return -ENOMEM;
+	prec_list_add(rec);
+	j = job_new(cm, fid, rec, recursive);
+	prec_put(rec);
+	if (!j)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+pin_restore(struct cm *cm)
+{
+	struct pjob *j, *nx;
+	size_t n = 0;
+	int rc;
+
+	if (!pin_get())
+		return -ENOMEM;
+	rc = vc_iterate_pins(cm->vc, restore_cb, cm);
+	if (rc < 0)
+		log_err(LOG_CTL, "cannot load pins: %s", strerror(-rc));
+	/* Start them only now: a job may finish at once and free itself. */
+	for (j = TAILQ_FIRST(&pst->jobs); j; j = nx) {
+		nx = TAILQ_NEXT(j, link);
+		n++;
+		job_start(j);
+	}
+	if (n)
+		log_info(LOG_CTL, "re-applying %zu pins", n);
+	return rc;
+}
+
+void
+pin_free(struct cm *cm)
+{
+	struct prec *r;
+	struct pobj *o;
+
+	(void)cm;
+	if (!pst)
+		return;
+	while (!TAILQ_EMPTY(&pst->jobs)) {
+		struct pjob *j = TAILQ_FIRST(&pst->jobs);
+
+		if (j->call)
+			ctl_reply_err(j->call, ECANCELED, "cairnd is stopping");
+		j->call = NULL;
+		job_free(j);
+	}
+	while ((r = TAILQ_FIRST(&pst->recs)))
+		prec_unlist(r);
+	for (size_t i = 0; i < PIN_BUCKETS; i++)
+		while ((o = LIST_FIRST(&pst->buckets[i]))) {
+			LIST_REMOVE(o, link);
+			free(o->recs);
+			free(o);
+		}
+	free(pst);
+	pst = NULL;
+}
