@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# bench-write.sh - cairnd write-path benchmark (make bench; not part of check).
+#
+# Every number is a ratio against local disk measured in the same run on
+# the same machine (these machines are noisy), as in bench-cm.sh:
+#   untar of BENCH_WRITE_FILES (2,000) small files: until tar exits (the
+#       close of the last file)            vs  local tar
+#     and until the server has every file and byte (vos examine: objects
+#       and bytes of the volume)           vs  local tar + sync
+#   write of one BENCH_WRITE_MB (256) MiB file, dd conv=fsync, with close
+#                                          vs  the same dd to local disk
+#   git status, warm, in a BENCH_GIT_FILES (5,000)-file repository (median
+#       of 3 runs after 2 warm-up runs)    vs  local disk
+# A measurement that fails (an error from the mount, a wrong result) is
+# shown as "failed" and the script exits 1.
+set -u
+. "$top_srcdir/tests/integration/lib.sh"
+t_need_fuse
+t_timeout 1800
+NFILES=${BENCH_WRITE_FILES:-2000}
+FILE_MB=${BENCH_WRITE_MB:-256}
+NGIT=${BENCH_GIT_FILES:-5000}
+failed=0
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+ratio() { awk -v b="$1" -v c="$2" 'BEGIN { if (c > 0) printf "%.2f", b / c; else print "-" }'; }
+median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+
+# Inputs, made once: a tar of small files, a random file, a git repository.
+echo "# preparing: $NFILES small files, ${FILE_MB} MiB file, $NGIT-file git repository"
+python3 - "$T_DIR/small" "$NFILES" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, "d%02d" % (i // 100))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%05d.txt" % i), "w") as f:
+        f.write(("small file %d\n" % i) * (1 + i % 40))
+PY
+tar -C "$T_DIR/small" -cf "$T_DIR/small.tar" . || exit 99
+want_files=$(( $(find "$T_DIR/small" | wc -l) ))       # files + dirs + the root
+want_bytes=$(find "$T_DIR/small" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
+head -c $((FILE_MB * 1024 * 1024)) /dev/urandom >"$T_DIR/big.src"
+repo=$T_DIR/gitsrc/repo
+python3 - "$repo" "$NGIT" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, "dir%03d" % (i // 100))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "file%05d.c" % i), "w") as f:
+        f.write("int f%d(void) { return %d; }\n" % (i, i))
+PY
+export HOME=$T_DIR/home GIT_CONFIG_NOSYSTEM=1
+mkdir -p "$HOME"
+git config --global safe.directory '*'
+(cd "$repo" && git init -q && git add -A && git -c user.name=b -c user.email=b@l commit -qm init) ||
+	{ echo "# cannot make the git repository"; exit 99; }
+
+# Baselines on local disk.
+loc=$T_DIR/local
+mkdir -p "$loc/untar"
+sync
+t0=$(now); tar -C "$loc/untar" -xf "$T_DIR/small.tar"; t1=$(now); sync -f "$loc/untar"; t2=$(now)
+base_untar=$(secs "$t0" "$t1"); base_untar_sync=$(secs "$t0" "$t2")
+cat "$T_DIR/big.src" >/dev/null
+t0=$(now); dd if="$T_DIR/big.src" of="$loc/big" bs=1M conv=fsync 2>/dev/null; t1=$(now)
+base_big=$(secs "$t0" "$t1")
+gs() { (cd "$1" && git status --porcelain >/dev/null 2>&1); }
+timed_gs() { local t0 t1; t0=$(now); gs "$1" || return 1; t1=$(now); secs "$t0" "$t1"; }
+gs "$repo"; gs "$repo"
+base_git=$(median3 "$(timed_gs "$repo")" "$(timed_gs "$repo")" "$(timed_gs "$repo")")
+
+# The same on a cairnd mount: an empty volume for the writes, the
+# repository imported with vos (what is measured is git status, not the copy).
+vold_start || exit 99
+vos init >/dev/null 2>&1
+vos create wbench >/dev/null 2>&1 || exit 99
+vos import gitbench "$T_DIR/gitsrc" >"$T_DIR/import.log" 2>&1 || { echo "# vos import failed: $(tail -n 3 "$T_DIR/import.log")"; exit 99; }
+make_token wbench rw "$T_DIR/tok"
+make_token gitbench rw "$T_DIR/tok-git"
+mnt=$T_DIR/mnt
+cairnd_mount "$mnt" "$T_DIR/cache" wbench "$T_DIR/tok" --cache-size 4G || exit 1
+server_has_all() {
+	vos examine wbench --json 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+sys.exit(0 if d["files"] >= int(sys.argv[1]) and d["bytes"] >= int(sys.argv[2]) else 1)' \
+		"$((want_files + 1))" "$want_bytes"   # + 1: the volume root
+}
+
+untar="failed"; untar_srv="failed"
+mkdir -p "$mnt/untar" 2>/dev/null
+t0=$(now)
+if tar -C "$mnt/untar" -xf "$T_DIR/small.tar" 2>"$T_DIR/untar.err"; then
+	t1=$(now)
+	untar=$(secs "$t0" "$t1")
+	for _ in $(seq 1 6000); do server_has_all && break; sleep 0.01; done
+	t2=$(now)
+	server_has_all && untar_srv=$(secs "$t0" "$t2")
+	diff -r "$T_DIR/small" "$mnt/untar" >/dev/null 2>&1 || { echo "# WARNING: untarred tree differs"; untar="failed"; }
+else
+	echo "# untar on the mount failed: $(head -n 2 "$T_DIR/untar.err")"
+fi
+
+big="failed"
+t0=$(now)
+if dd if="$T_DIR/big.src" of="$mnt/big" bs=1M conv=fsync 2>"$T_DIR/dd.err"; then
+	t1=$(now)
+	big=$(secs "$t0" "$t1")
+	cmp -s "$T_DIR/big.src" "$mnt/big" || { echo "# WARNING: the big file differs"; big="failed"; }
+else
+	echo "# dd on the mount failed: $(head -n 2 "$T_DIR/dd.err")"
+fi
+rss=$(awk '/VmHWM/ {print $2}' "/proc/$(cairnd_pid "$mnt")/status" 2>/dev/null)
+cairnd_umount "$mnt"
+
+mnt2=$T_DIR/mntgit
+cairnd_mount "$mnt2" "$T_DIR/cache-git" gitbench "$T_DIR/tok-git" --cache-size 4G || exit 1
+gs "$mnt2/repo"; gs "$mnt2/repo"
+gitw="failed"
+if a=$(timed_gs "$mnt2/repo") && b=$(timed_gs "$mnt2/repo") && c=$(timed_gs "$mnt2/repo"); then
+	gitw=$(median3 "$a" "$b" "$c")
+	[ -z "$(cd "$mnt2/repo" && git status --porcelain 2>&1)" ] ||
+		{ echo "# WARNING: git status on the mount is not clean"; gitw="failed"; }
+fi
+cairnd_umount "$mnt2"
+
+printf '\n%-52s %10s %10s %8s\n' "measurement" "cairn s" "local s" "ratio"
+row() {
+	if [ "$2" = failed ]; then
+		printf '%-52s %10s %10.3f %8s\n' "$1" failed "$3" "-"; failed=1
+	else
+		printf '%-52s %10.3f %10.3f %8s\n' "$1" "$2" "$3" "$(ratio "$3" "$2")"
+	fi
+}
+row "untar $NFILES small files, until tar exits" "$untar" "$base_untar"
+row "untar $NFILES small files, until the server has all" "$untar_srv" "$base_untar_sync"
+row "write ${FILE_MB} MiB, dd conv=fsync + close" "$big" "$base_big"
+row "git status warm, $NGIT files (median of 3)" "$gitw" "$base_git"
+[ "$big" != failed ] && echo "write MB/s: $(awk -v m="$FILE_MB" -v s="$big" 'BEGIN { printf "%.0f", m / s }')"
+echo "cairnd peak RSS during the writes: ${rss:-?} KiB"
+echo "(ratio = local time / cairn time; 1.00 = as fast as local disk)"
+T_PASS=1
+[ "$failed" = 0 ] || { echo "# some measurements failed"; T_FAIL=1; exit 1; }
+exit 0
