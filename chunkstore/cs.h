@@ -107,8 +107,8 @@ typedef void (*cs_log_fn)(void *arg, int level, const char *msg);
 /* Read fds cs_open keeps open (struct cs_params fd_cache): the default
  * suits tools; a daemon sizes it from its RLIMIT_NOFILE. */
 #define CS_FD_CACHE_DEFAULT 256
-#define CS_FD_CACHE_MIN 16
-#define CS_FD_CACHE_MAX 16384
+#define CS_FD_CACHE_MIN	    16
+#define CS_FD_CACHE_MAX	    16384
 
 struct cs_params {
 	uint32_t chunk_size; /* power of two, CS_CHUNK_MIN..MAX; 0 = default */

@@ -164,11 +164,11 @@ struct cs_wc {
 };
 
 /*
- * The read fd cache: up to nfdc (cs_params fd_cache) open read-only fds of committed chunk
- * files, so a FUSE read costs a lookup and a pread, not an open and a
- * close. An entry is keyed by slot and generation (a put or commit renames
- * a new file over the slot and bumps the generation, so a stale fd is never
- * handed out) and reached from its slot's fdc field.
+ * The read fd cache: up to nfdc (cs_params fd_cache) open read-only fds of
+ * committed chunk files, so a FUSE read costs a lookup and a pread, not an open
+ * and a close. An entry is keyed by slot and generation (a put or commit
+ * renames a new file over the slot and bumps the generation, so a stale fd is
+ * never handed out) and reached from its slot's fdc field.
  *
  * Lifetime: refs counts the cache's own reference (while the entry is
  * mapped from its slot) plus one per reader. Entries are handed out and

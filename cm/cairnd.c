@@ -280,8 +280,10 @@ fd_cache_size(void)
 		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
 			rl.rlim_cur = rl.rlim_max;
 		else
-			log_warn(LOG_MAIN, "cannot raise the fd limit to %llu: "
-				 "%s", (unsigned long long)rl.rlim_max,
+			log_warn(LOG_MAIN,
+				 "cannot raise the fd limit to %llu: "
+				 "%s",
+				 (unsigned long long)rl.rlim_max,
 				 strerror(errno));
 	}
 	soft = rl.rlim_cur == RLIM_INFINITY ? (rlim_t)2 * CS_FD_CACHE_MAX

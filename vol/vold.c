@@ -185,8 +185,10 @@ daemonize(void)
 		while (read(pfd[0], &st, 1) < 0 && errno == EINTR)
 			;
 		if (st)
-			fprintf(stderr, "cairn-vold: start-up failed (exit %d), "
-				"see syslog\n", st);
+			fprintf(stderr,
+				"cairn-vold: start-up failed (exit %d), "
+				"see syslog\n",
+				st);
 		_exit(st);
 	}
 	close(pfd[0]);
@@ -403,7 +405,8 @@ main(int argc, char **argv)
 		if (make_abs(&conf.root) || make_abs(&conf.cert) ||
 		    make_abs(&conf.key) || make_abs(&conf.port_file) ||
 		    make_abs(&conf.pidfile)) {
-			fprintf(stderr, "cairn-vold: cannot make paths absolute\n");
+			fprintf(stderr,
+				"cairn-vold: cannot make paths absolute\n");
 			ex = 71;
 			goto out;
 		}

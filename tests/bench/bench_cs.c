@@ -370,7 +370,8 @@ bench_seq(const char *top)
 		if (rep == 0)
 			printf("D  next-chunk readahead %s, fd cache %d "
 			       "entries\n",
-			       seq_readahead ? "on" : "off", CS_FD_CACHE_DEFAULT);
+			       seq_readahead ? "on" : "off",
+			       CS_FD_CACHE_DEFAULT);
 		t = now();
 		for (uint64_t off = 0; off < (uint64_t)NCHUNK * sizeof(buf);
 		     off += RD) {
