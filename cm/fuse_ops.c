@@ -2,9 +2,9 @@
  * fuse_ops.c - the FUSE low-level handlers of cairnd: thin, each one reads
  * the caches and replies at once, or parks the request for the loop thread.
  *
- * It is not where data is fetched or caches are filled (meta.c, fetch.c),
- * and mutations are not implemented yet: they reply EROFS from one place,
- * mutation_refused(), where the replay log will plug in.
+ * It is not where data is fetched or caches are filled (meta.c, fetch.c);
+ * the mutating handlers are in fuse_mut.inc (included below), which hands
+ * metadata changes to mut.c and file data to wb.c.
  *
  * The park/retry pattern: a handler fills a struct park with its
  * arguments and calls its try_*() function. try_*() either replies (and
