@@ -11,12 +11,16 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -480,22 +484,106 @@ open_write_state(struct cm *cm)
 	return rc;
 }
 
-/* SIG_IGN for the signals libfuse turns into a session exit. libfuse's
- * fuse_remove_signal_handlers() only resets a handler that is still its
- * own, so this survives it. */
+/*
+ * Stop signals. SIGTERM, SIGINT and SIGHUP are blocked in every thread
+ * (the mask is set before the first thread exists, so all inherit it) and
+ * taken by one thread with sigwait(). libfuse's own handlers only set the
+ * session's exit flag in whatever thread the signal lands on; when that
+ * is one of our threads, nothing wakes the FUSE loop and cairnd stays up
+ * (seen under a burst of SIGHUP). Here the signal thread sets the flag
+ * and then kicks the main thread with SIGUSR1 (an empty handler, so
+ * sem_wait() in fuse_session_loop_mt returns EINTR) every 100 ms until
+ * the loop has returned: no lost wake-up. Signals after that stay blocked
+ * and pending: a second SIGTERM cannot cut the clean close short.
+ */
+static const int stop_sigs[] = {SIGTERM, SIGINT, SIGHUP};
+
+struct sigctl {
+	sigset_t set;
+	pthread_t main_thread, thread;
+	struct fuse_session *se;
+	atomic_bool loop_done;
+	bool started;
+};
+
 static void
-ignore_stop_signals(void)
+kick_handler(int sig)
 {
-	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+	(void)sig;
+}
+
+/* Before any thread: block the stop signals, set up the kick. */
+static int
+signals_block(struct sigctl *sc)
+{
 	struct sigaction sa;
 
+	sigemptyset(&sc->set);
+	for (size_t i = 0; i < sizeof(stop_sigs) / sizeof(stop_sigs[0]); i++)
+		sigaddset(&sc->set, stop_sigs[i]);
+	if (pthread_sigmask(SIG_BLOCK, &sc->set, NULL) != 0)
+		return -1;
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_IGN;
+	sa.sa_handler = kick_handler; /* no SA_RESTART */
 	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		if (sigaction(sigs[i], &sa, NULL) < 0)
-			log_warn(LOG_MAIN, "cannot ignore signal %d: %s",
-				 sigs[i], strerror(errno));
+	if (sigaction(SIGUSR1, &sa, NULL) < 0)
+		return -1;
+	sa.sa_handler = SIG_IGN;
+	return sigaction(SIGPIPE, &sa, NULL);
+}
+
+static void *
+signal_main(void *arg)
+{
+	struct sigctl *sc = arg;
+	bool stopping = false;
+	int sig, old;
+
+	for (;;) {
+		if (sigwait(&sc->set, &sig) != 0)
+			continue;
+		if (stopping)
+			continue; /* swallowed: shutdown is under way */
+		stopping = true;
+		/* Not cancelled in the middle of a log line (stdio locks). */
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+		log_info(LOG_MAIN, "signal %d: stopping", sig);
+		fuse_session_exit(sc->se);
+		pthread_setcancelstate(old, NULL);
+		while (!atomic_load(&sc->loop_done)) {
+			struct timespec ts = {0, 100 * 1000 * 1000};
+
+			pthread_kill(sc->main_thread, SIGUSR1);
+			nanosleep(&ts, NULL);
+		}
+	}
+	return NULL;
+}
+
+/* After the fork: the thread that takes the stop signals. */
+static int
+signals_start(struct sigctl *sc, struct fuse_session *se)
+{
+	sc->se = se;
+	sc->main_thread = pthread_self();
+	atomic_store(&sc->loop_done, false);
+	if (pthread_create(&sc->thread, NULL, signal_main, sc) != 0)
+		return -1;
+	sc->started = true;
+	return 0;
+}
+
+/* The FUSE loop has returned: stop kicking, end the thread. The stop
+ * signals stay blocked until exit. */
+static void
+signals_stop(struct sigctl *sc)
+{
+	atomic_store(&sc->loop_done, true);
+	if (!sc->started)
+		return;
+	pthread_cancel(sc->thread);
+	pthread_join(sc->thread, NULL);
+	sc->started = false;
 }
 
 int
@@ -508,7 +596,8 @@ main(int argc, char **argv)
 	struct fuse_loop_config lc = {0};
 	char *opts = NULL;
 	char stats[4096];
-	bool mounted = false, sig = false, vc_reopen = false;
+	static struct sigctl sc;
+	bool mounted = false, vc_reopen = false;
 	int rc, ret = 1;
 
 	cm_config_init(&cfg);
@@ -516,6 +605,12 @@ main(int argc, char **argv)
 	if (rc) {
 		cm_config_release(&cfg);
 		return rc == 1 ? 0 : 2;
+	}
+	if (signals_block(&sc) != 0) {
+		fprintf(stderr, "cairnd: cannot set up signals: %s\n",
+			strerror(errno));
+		cm_config_release(&cfg);
+		return 1;
 	}
 	log_init("cairnd", cfg.use_syslog, cfg.log_level);
 	cm_init(&cm, &cfg);
@@ -572,11 +667,6 @@ main(int argc, char **argv)
 			opts);
 		goto out;
 	}
-	if (fuse_set_signal_handlers(se) != 0) {
-		log_err(LOG_MAIN, "cannot install signal handlers");
-		goto out;
-	}
-	sig = true;
 	if (fuse_session_mount(se, cm.cfg.mountpoint) != 0) {
 		log_err(LOG_MAIN, "cannot mount on '%s'", cm.cfg.mountpoint);
 		goto out;
@@ -616,6 +706,8 @@ main(int argc, char **argv)
 	rc = fops_notifier_start(&cm, se);
 	if (rc == 0)
 		rc = cm_loop_start(&cm);
+	if (rc == 0 && signals_start(&sc, se) != 0)
+		rc = -EAGAIN;
 	if (rc < 0) {
 		log_err(LOG_MAIN, "cannot start threads: %s", strerror(-rc));
 		goto out;
@@ -626,13 +718,7 @@ main(int argc, char **argv)
 	ret = rc < 0 ? 1 : 0;
 	log_info(LOG_MAIN, "stopping");
 out:
-	/* Shutdown has begun: ignore further termination signals, process
-	 * wide, before libfuse puts their default (fatal) action back.
-	 * Otherwise a second SIGTERM while the chunk store closes kills us
-	 * and leaves the cache marked unclean. SIGKILL still works. */
-	ignore_stop_signals();
-	if (sig)
-		fuse_remove_signal_handlers(se);
+	signals_stop(&sc);
 	cm_ctl_stop(&cm);
 	cm_loop_stop(&cm);
 	fops_notifier_stop(&cm);
