@@ -54,6 +54,7 @@ struct wstate {
 	int64_t mtime_ns, ctime_ns;
 	struct fid parent;
 	char *name;
+	struct proto_attr attr; /* the server's, at the first open */
 	unsigned writers;
 	unsigned writing;
 	bool dirty, storing, gone, saved;
@@ -171,15 +172,6 @@ forget_locked(struct wb *wb, struct wstate *ws)
 	ws->saved = false;
 }
 
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void
 mkkey(struct cs_key *k, const struct fid *fid, uint64_t chunk)
 {
@@ -245,8 +237,37 @@ wb_overlay(struct cm *cm, struct proto_attr *a)
 			a->mtime_ns = ws->mtime_ns;
 			a->ctime_ns = ws->ctime_ns;
 		}
+	} else if (ws) {
+		/* Unlinked while open: what the open handles see. */
+		a->nlink = 0;
+		a->size = ws->size;
+		a->mtime_ns = ws->mtime_ns;
+		a->ctime_ns = ws->ctime_ns;
 	}
 	pthread_mutex_unlock(&wb->lock);
+}
+
+int
+wb_orphan_attr(struct cm *cm, const struct fid *fid, struct proto_attr *out)
+{
+	struct wb *wb = cm->wb;
+	struct wstate *ws;
+	int rc = -ENOENT;
+
+	if (!wb)
+		return rc;
+	pthread_mutex_lock(&wb->lock);
+	ws = find_locked(wb, fid);
+	if (ws && ws->gone && ws->attr.type == PROTO_T_FILE) {
+		*out = ws->attr;
+		out->nlink = 0;
+		out->size = ws->size;
+		out->mtime_ns = ws->mtime_ns;
+		out->ctime_ns = ws->ctime_ns;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	return rc;
 }
 
 bool
@@ -324,6 +345,7 @@ wb_open_write(struct cm *cm, const struct proto_attr *a,
 			return -ENOMEM;
 		}
 		ws->fid = a->fid;
+		ws->attr = *a;
 		ws->base_dv = a->dv;
 		ws->srv_size = ws->size = ws->zero_from = a->size;
 		ws->mtime_ns = a->mtime_ns;
@@ -506,7 +528,7 @@ end_io(struct cm *cm, const struct fid *fid, int rc, uint64_t new_size,
 				ws->size = new_size;
 			if (zero_from < ws->zero_from)
 				ws->zero_from = zero_from;
-			ws->mtime_ns = ws->ctime_ns = now_ns();
+			ws->mtime_ns = ws->ctime_ns = util_wall_ns();
 			if (!ws->dirty || grow || !ws->saved) {
 				mark_dirty_locked(wb, ws);
 				if (!ws->gone)
@@ -567,7 +589,12 @@ struct trunc_ctx {
 	int rc;
 };
 
-/* Cut every dirty chunk at or past the new size. */
+/*
+ * Cut every dirty chunk at or past the new size. One wholly past it is
+ * emptied and made clean: a store sends only chunks below the size, and a
+ * dirty chunk left behind would keep the old DV after the store and turn
+ * the next write into it into -ESTALE.
+ */
 static int
 trunc_cb(const struct cs_info *i, void *arg)
 {
@@ -581,6 +608,8 @@ trunc_cb(const struct cs_info *i, void *arg)
 			 cstart >= t->size ? 0 : (uint32_t)(t->size - cstart));
 	if (rc == 0)
 		rc = cs_commit_flags(t->cm->cs, &i->key, CS_C_NOSYNC);
+	if (rc == 0 && cstart >= t->size)
+		rc = cs_mark_clean(t->cm->cs, &i->key, i->dv);
 	if (rc < 0 && !t->rc)
 		t->rc = rc;
 	return 0;
@@ -743,6 +772,103 @@ wb_fetch(struct cm *cm, const struct fid *fid, uint64_t chunk,
 		free(w);
 		done(cm, arg, rc);
 	}
+}
+
+/*
+ * Fetching every chunk of a file that is about to lose its last name
+ * while open: up to WB_STAGE_PARALLEL fetches at a time; the first error
+ * is reported once all have ended. The chunks are pinned, so a cull
+ * cannot take what the server no longer has.
+ */
+struct fetch_all {
+	struct fid fid;
+	uint64_t dv, srv_size, upto, next;
+	unsigned inflight;
+	int err;
+	bool busy; /* in fetch_all_more: a callback from inside waits */
+	wb_done_fn done;
+	void *arg;
+};
+
+static void fetch_all_more(struct cm *cm, struct fetch_all *fa);
+
+static void
+fetch_all_cb(struct cm *cm, void *arg, int err)
+{
+	struct fetch_all *fa = arg;
+
+	fa->inflight--;
+	if (err < 0 && !fa->err)
+		fa->err = err;
+	fetch_all_more(cm, fa);
+}
+
+static void
+fetch_all_more(struct cm *cm, struct fetch_all *fa)
+{
+	uint64_t csz = cm->chunk_size;
+
+	if (fa->busy)
+		return;
+	fa->busy = true;
+	while (!fa->err && fa->inflight < WB_STAGE_PARALLEL &&
+	       fa->next * csz < fa->upto) {
+		uint64_t c = fa->next++;
+		struct cs_key k;
+		struct cs_info info;
+		int rc;
+
+		mkkey(&k, &fa->fid, c);
+		if (cs_lookup(cm->cs, &k, &info) == 0 && info.dv == fa->dv)
+			continue;
+		fa->inflight++;
+		rc = fetch_chunk(cm, &fa->fid, fa->dv, fa->srv_size, c,
+				 fetch_all_cb, fa);
+		if (rc < 0) {
+			fa->inflight--;
+			fa->err = rc;
+		}
+	}
+	fa->busy = false;
+	if (fa->inflight)
+		return;
+	if (!fa->err)
+		cs_pin_file(cm->cs, fa->fid.vol, fa->fid.oid, 1);
+	fa->done(cm, fa->arg, fa->err);
+	free(fa);
+}
+
+void
+wb_fetch_all(struct cm *cm, const struct fid *fid, wb_done_fn done,
+	     void *arg)
+{
+	struct fetch_all *fa;
+	struct wstate *ws;
+
+	fa = calloc(1, sizeof(*fa));
+	if (!fa) {
+		done(cm, arg, -ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&cm->wb->lock);
+	ws = find_locked(cm->wb, fid);
+	if (ws) {
+		fa->dv = ws->base_dv;
+		fa->srv_size = ws->srv_size;
+		/* Past zero_from the server's bytes are not needed. */
+		fa->upto = ws->zero_from < ws->srv_size ? ws->zero_from
+							: ws->srv_size;
+	}
+	pthread_mutex_unlock(&cm->wb->lock);
+	if (!ws) {
+		free(fa);
+		done(cm, arg, -EBADF);
+		return;
+	}
+	fa->fid = *fid;
+	fa->done = done;
+	fa->arg = arg;
+	fetch_all_more(cm, fa);
 }
 
 /* --- stores --- */
@@ -1165,11 +1291,17 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 	struct wstate *ws;
 	bool retag = true;
 
+	/* Only chunks sent with data hold the new DV's bytes; the others
+	 * the op names were sent empty (the range a truncate zeroed) and
+	 * still hold the server's old bytes: dropped below. */
 	for (size_t i = 0; i < op->nchunks; i++) {
 		struct cs_key k;
+		struct cs_info info;
 
 		mkkey(&k, &op->fid, op->chunks[i]);
-		cs_mark_clean(cm->cs, &k, a->dv);
+		if (cs_lookup(cm->cs, &k, &info) == 0 &&
+		    (info.flags & CS_F_DIRTY) && info.dv == op->base_dv)
+			cs_mark_clean(cm->cs, &k, a->dv);
 	}
 	if (wb) {
 		pthread_mutex_lock(&wb->lock);
@@ -1186,10 +1318,14 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 		}
 		pthread_mutex_unlock(&wb->lock);
 	}
-	/* Chunks we did not change hold the same bytes at the new DV. */
+	/* Chunks we did not change hold the same bytes at the new DV, unless
+	 * a truncate cut the file below the server's size: then the old
+	 * ones go (refetched at the new DV when read). */
 	if (retag)
 		cs_set_dv_file(cm->cs, op->fid.vol, op->fid.oid, op->base_dv,
 			       a->dv);
+	else
+		cs_invalidate(cm->cs, op->fid.vol, op->fid.oid, a->dv);
 	meta_stored_attr(cm, a);
 }
 

@@ -38,6 +38,8 @@ ssize_t util_pread_all(int fd, void *buf, size_t len, off_t off);
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t util_now_ms(void);
+/* Wall-clock time in nanoseconds since the epoch (file times). */
+int64_t util_wall_ns(void);
 
 /* fsync() the directory that holds @path (after a rename into it).
  * @return 0 or -errno. */
