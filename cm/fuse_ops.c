@@ -30,6 +30,7 @@
 #include "cm/fuse_ops.h"
 #include "cm/inode.h"
 #include "cm/meta.h"
+#include "cm/pin.h"
 #include "cm/mut.h"
 #include "cm/wb.h"
 #include "cm/vc.h"
@@ -347,6 +348,10 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			 .name = (char *)name};
 
 	count(cm, CM_R_LOOKUP);
+	if (strlen(name) > PROTO_NAME_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
 	run_or_park(cm, &p);
 }
 
@@ -588,6 +593,15 @@ op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 /* --- files --- */
 
+/* Drop an open count of @e; the last close of a file unlinked while open
+ * lets its local copy go. */
+static void
+file_close(struct cm *cm, struct ino_ent *e, const struct fid *fid)
+{
+	if (ino_close(cm->ino, e))
+		wb_release_write(cm, fid);
+}
+
 /* Valid replies: fuse_reply_open, fuse_reply_err. */
 static int
 try_open(struct cm *cm, struct park *p)
@@ -633,11 +647,20 @@ try_open(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
-	if ((p->fi.flags & O_ACCMODE) != O_RDONLY) {
+	/* O_TRUNC comes with the open (atomic_o_trunc), even O_RDONLY. */
+	if ((p->fi.flags & O_ACCMODE) != O_RDONLY || (p->fi.flags & O_TRUNC)) {
 		int rc = wb_open_write(cm, &a, NULL, NULL);
+		uint64_t need = 0;
+
+		if (rc == 0 && (p->fi.flags & O_TRUNC) && a.size > 0) {
+			/* Local, like ftruncate: stored at close. */
+			rc = wb_truncate(cm, &fid, 0, &need);
+			if (rc < 0)
+				wb_release_write(cm, &fid);
+		}
 
 		if (rc < 0) {
-			ino_close(cm->ino, e);
+			file_close(cm, e, &fid);
 			pthread_mutex_destroy(&f->mu);
 			free(f);
 			fuse_reply_err(p->req, -rc);
@@ -645,13 +668,14 @@ try_open(struct cm *cm, struct park *p)
 		}
 		f->writer = true;
 		/* Reads must see our writes: no stale pages from before. */
-		p->fi.keep_cache = p->fi.keep_cache && !wb_dirty(cm, &fid);
+		p->fi.keep_cache = p->fi.keep_cache && !wb_dirty(cm, &fid) &&
+				   !(p->fi.flags & O_TRUNC);
 	}
 	p->fi.fh = (uintptr_t)f;
 	if (fuse_reply_open(p->req, &p->fi) != 0) {
 		if (f->writer)
 			wb_release_write(cm, &fid);
-		ino_close(cm->ino, e);
+		file_close(cm, e, &fid);
 		pthread_mutex_destroy(&f->mu);
 		free(f);
 	}
@@ -854,7 +878,7 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			 * dirty and is stored later (wb_resume). */
 			wb_release_write(cm, &f->fid);
 		}
-		ino_close(cm->ino, f->e);
+		file_close(cm, f->e, &f->fid);
 		pthread_mutex_destroy(&f->mu);
 		free(f);
 	}

@@ -237,14 +237,21 @@ ino_forget(struct ino_table *t, uint64_t ino, uint64_t n)
 	pthread_mutex_unlock(&t->lock);
 }
 
-void
+bool
 ino_close(struct ino_table *t, struct ino_ent *e)
 {
+	bool release = false;
+
 	pthread_mutex_lock(&t->lock);
 	if (e->nopen > 0)
 		e->nopen--;
+	if (e->nopen == 0 && e->orphan_hold) {
+		e->orphan_hold = false;
+		release = true;
+	}
 	maybe_free(t, e);
 	pthread_mutex_unlock(&t->lock);
+	return release;
 }
 
 int

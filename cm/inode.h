@@ -42,6 +42,8 @@ struct ino_ent {
 	struct vc_dir *dir;	   /* current listing (a reference), or NULL */
 	bool opened;		   /* opened before: @open_dv is meaningful */
 	uint64_t open_dv;	   /* DV at the last open (keep_cache) */
+	bool orphan_hold;	   /* unlinked while open: wb.c holds its
+				      write state until the last close */
 	struct ino_ent *next_ino;  /* hash chains */
 	struct ino_ent *next_fid;
 };
@@ -66,8 +68,9 @@ struct ino_ent *ino_add_locked(struct ino_table *t, const struct fid *fid);
 /* Drop @n lookups of @ino (FUSE forget); frees the entry when unused. */
 void ino_forget(struct ino_table *t, uint64_t ino, uint64_t n);
 /* Drop one open count taken by the caller (entry->nopen++ under the lock);
- * frees the entry when unused. */
-void ino_close(struct ino_table *t, struct ino_ent *e);
+ * frees the entry when unused. @return true when this was the last open
+ * of an entry with orphan_hold (cleared): the caller releases the hold. */
+bool ino_close(struct ino_table *t, struct ino_ent *e);
 
 /* The FID of @ino. @return 0 or -ENOENT (the kernel used a forgotten or
  * unknown number: a bug, or a hostile /dev/fuse client). */

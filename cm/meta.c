@@ -251,7 +251,7 @@ meta_cached_attr(struct cm *cm, const struct fid *fid, struct proto_attr *out)
 	ino_unlock(cm->ino);
 	rc = vc_get_attr(cm->vc, fid, out);
 	if (rc < 0)
-		return rc;
+		return wb_orphan_attr(cm, fid, out) == 0 ? 0 : rc;
 	ino_lock(cm->ino);
 	e = ino_find_locked(cm->ino, fid);
 	if (e && !e->have_attr) {
@@ -767,7 +767,10 @@ gone(struct cm *cm, const struct fid *fid)
 	ino_unlock(cm->ino);
 	vc_dir_put(old);
 	vc_forget(cm->vc, fid);
-	cs_invalidate(cm->cs, fid->vol, fid->oid, UINT64_MAX);
+	/* A file open here keeps its chunks (unlinked while open, or
+	 * written): wb.c drops them when the last handle goes. */
+	if (!wb_active(cm, fid))
+		cs_invalidate(cm->cs, fid->vol, fid->oid, UINT64_MAX);
 	kinval_inode(cm, ino, 0, 0);
 }
 

@@ -51,6 +51,12 @@ void wb_free(struct cm *cm);
  * ones. */
 void wb_overlay(struct cm *cm, struct proto_attr *a);
 
+/* The attributes of an open file whose last name is gone (unlinked while
+ * open): the ones it had, with nlink 0 and the local size and times.
+ * @return 0, or -ENOENT if @fid is not such a file. */
+int wb_orphan_attr(struct cm *cm, const struct fid *fid,
+		   struct proto_attr *out);
+
 /* Does @fid have local changes not stored yet? */
 bool wb_dirty(struct cm *cm, const struct fid *fid);
 /* Does @fid have a write state (open for writing, or dirty)? */
@@ -89,6 +95,12 @@ ssize_t wb_read(struct cm *cm, const struct fid *fid, uint64_t off, void *buf,
 /* Loop thread: fetch chunk @chunk of @fid at its base DV; @done(err). */
 void wb_fetch(struct cm *cm, const struct fid *fid, uint64_t chunk,
 	      wb_done_fn done, void *arg);
+
+/* Loop thread: fetch every chunk of @fid (a write state) the chunk store
+ * lacks at its base DV, then pin them all: the file is about to lose its
+ * last name while open, and the server will not have it any more. */
+void wb_fetch_all(struct cm *cm, const struct fid *fid, wb_done_fn done,
+		  void *arg);
 
 /* Store @fid's local changes if it has any; @done (loop thread) gets 0
  * once the server has them, or the error. Any thread. */

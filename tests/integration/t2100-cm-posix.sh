@@ -94,5 +94,22 @@ cairnd_umount "$mnt"
 cairnd_mount "$mnt2" "$T_DIR/cache3" posix "$T_DIR/tok" || exit 1
 t_check "a fresh cache reads the same file from the server" \
 	"$FSX" --check-model "$T_DIR/fsx.model" "$mnt2/fsx.bin"
+
+# A file that is not cached at all, open read-only, then unlinked: it must
+# stay readable through the open descriptor (cairnd fetches it whole
+# before the unlink), while the server and its name are gone.
+head -c 1500000 /dev/urandom >"$T_DIR/ou.src"
+cp "$T_DIR/ou.src" "$mnt2/ou-big"
+cairnd_umount "$mnt2"
+cairnd_mount "$mnt2" "$T_DIR/cache4" posix "$T_DIR/tok" || exit 1
+exec 7<"$mnt2/ou-big"
+rm "$mnt2/ou-big"
+t_is "$(ls "$mnt2" | grep -c '^ou-big$')" 0 "uncached open file: the name is gone"
+t_is "$(stat -L -c %h.%s /proc/$$/fd/7)" "0.1500000" "uncached open file: fstat shows nlink 0, its size"
+t_is "$(sha256sum <&7 | cut -c1-64)" "$(sha256sum <"$T_DIR/ou.src" | cut -c1-64)" \
+	"uncached open file: all of it reads back after the unlink"
+exec 7<&-
+t_is "$(grep -c 'could not be fetched whole' "$T_DIR/cairnd-mnt2.log")" 0 \
+	"uncached open file: fetched whole before the unlink (no warning logged)"
 cairnd_umount "$mnt2"
 t_done
