@@ -321,6 +321,7 @@ try_lookup(struct cm *cm, struct park *p)
 	ent = ino_add_locked(cm->ino, &cfid);
 	if (ent) {
 		ent->nlookup++;
+		ino_set_name_locked(ent, &pfid, p->name);
 		if (!ent->have_attr) {
 			ent->attr = a;
 			ent->have_attr = true;
@@ -649,7 +650,12 @@ try_open(struct cm *cm, struct park *p)
 	}
 	/* O_TRUNC comes with the open (atomic_o_trunc), even O_RDONLY. */
 	if ((p->fi.flags & O_ACCMODE) != O_RDONLY || (p->fi.flags & O_TRUNC)) {
-		int rc = wb_open_write(cm, &a, NULL, NULL);
+		char name[PROTO_NAME_MAX + 1];
+		struct fid pfid;
+		bool named = ino_name_of(cm->ino, &fid, &pfid, name,
+					 sizeof(name)) == 0;
+		int rc = wb_open_write(cm, &a, named ? &pfid : NULL,
+				       named ? name : NULL);
 		uint64_t need = 0;
 
 		if (rc == 0 && (p->fi.flags & O_TRUNC) && a.size > 0) {

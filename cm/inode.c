@@ -122,6 +122,7 @@ unlink_free(struct ino_table *t, struct ino_ent *e)
 		*pp = e->next_fid;
 	t->count--;
 	vc_dir_put(e->dir);
+	free(e->name);
 	free(e);
 }
 
@@ -235,6 +236,40 @@ ino_forget(struct ino_table *t, uint64_t ino, uint64_t n)
 		maybe_free(t, e);
 	}
 	pthread_mutex_unlock(&t->lock);
+}
+
+void
+ino_set_name_locked(struct ino_ent *e, const struct fid *parent,
+		    const char *name)
+{
+	char *n;
+
+	if (e->name && fid_eq(&e->parent, parent) && !strcmp(e->name, name))
+		return;
+	n = strdup(name);
+	if (!n)
+		return; /* keeps the old name: only used for conflict copies */
+	free(e->name);
+	e->name = n;
+	e->parent = *parent;
+}
+
+int
+ino_name_of(struct ino_table *t, const struct fid *fid, struct fid *parent,
+	    char *buf, size_t len)
+{
+	struct ino_ent *e;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&t->lock);
+	e = ino_find_locked(t, fid);
+	if (e && e->name && strlen(e->name) < len) {
+		strcpy(buf, e->name);
+		*parent = e->parent;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
 }
 
 bool

@@ -44,6 +44,8 @@ struct ino_ent {
 	uint64_t open_dv;	   /* DV at the last open (keep_cache) */
 	bool orphan_hold;	   /* unlinked while open: wb.c holds its
 				      write state until the last close */
+	struct fid parent;	   /* the last name the kernel looked it */
+	char *name;		   /* up by (for conflict copies), or NULL */
 	struct ino_ent *next_ino;  /* hash chains */
 	struct ino_ent *next_fid;
 };
@@ -64,6 +66,14 @@ struct ino_ent *ino_get_locked(struct ino_table *t, uint64_t ino);
 struct ino_ent *ino_find_locked(struct ino_table *t, const struct fid *fid);
 /* The entry of @fid, created with nlookup 0 if missing; NULL on ENOMEM. */
 struct ino_ent *ino_add_locked(struct ino_table *t, const struct fid *fid);
+
+/* Remember @parent/@name as the last name of @e (best effort). */
+void ino_set_name_locked(struct ino_ent *e, const struct fid *parent,
+			 const char *name);
+/* Copy the last name of @fid into @buf. @return 0, or -ENOENT (unknown
+ * or too long). */
+int ino_name_of(struct ino_table *t, const struct fid *fid, struct fid *parent,
+		char *buf, size_t len);
 
 /* Drop @n lookups of @ino (FUSE forget); frees the entry when unused. */
 void ino_forget(struct ino_table *t, uint64_t ino, uint64_t n);

@@ -470,6 +470,24 @@ attr_done(void *arg, const struct http_result *res)
 }
 
 void
+meta_drop_file(struct cm *cm, const struct fid *fid)
+{
+	struct ino_ent *e;
+	uint64_t ino = 0;
+
+	ino_lock(cm->ino);
+	e = ino_find_locked(cm->ino, fid);
+	if (e) {
+		e->have_attr = false;
+		e->opened = false; /* no keep_cache at the next open */
+		ino = e->ino;
+	}
+	ino_unlock(cm->ino);
+	vc_del_attr(cm->vc, fid);
+	kinval_inode(cm, ino, 0, 0);
+}
+
+void
 meta_drop_attr(struct cm *cm, const struct fid *fid)
 {
 	struct ino_ent *e;

@@ -55,6 +55,10 @@ void meta_revalidate_all(struct cm *cm);
 /* Loop thread: apply one event of the stream. */
 void meta_event(struct cm *cm, const struct proto_event *e);
 
+/* Our idea of @fid's content was wrong (a conflict dropped local
+ * changes): drop its attributes and the kernel's pages of it. */
+void meta_drop_file(struct cm *cm, const struct fid *fid);
+
 /* Loop thread: the server said @fid's chunk at DV is stale (410): forget
  * the cached attributes so the next use fetches them. */
 void meta_drop_attr(struct cm *cm, const struct fid *fid);

@@ -336,7 +336,12 @@ http_done(void *arg, const struct http_result *res)
 		finish(m, 0, &r);
 		return;
 	}
-	if (rc == -ECANCELED)
+	/* 410/412: what the op was based on is stale (a DV, or a name that
+	 * now points elsewhere). Callers get -ESTALE for it; other
+	 * ECANCELEDs (transport) are plain I/O errors. */
+	if (res->status == 410 || res->status == 412)
+		rc = -ESTALE;
+	else if (rc == -ECANCELED)
 		rc = -EIO;
 	log_debug(LOG_FETCH, "%s '%s' refused: %s (HTTP %ld)",
 		  proto_op_name(m->op.kind), m->op.name ? m->op.name : "",

@@ -33,7 +33,8 @@ struct cm;
 struct mut;
 
 /* Loop thread, exactly once per accepted op: @err 0 and the server's
- * reply @r, or a negative errno (@r NULL). */
+ * reply @r, or a negative errno (@r NULL): -ESTALE when the server refused
+ * it as stale (HTTP 410/412: a DV or a name it was based on changed). */
 typedef void (*mut_done_fn)(struct cm *cm, void *arg, int err,
 			    const struct proto_op_result *r);
 

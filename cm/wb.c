@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <tdb.h>
 
@@ -58,6 +59,7 @@ struct wstate {
 	unsigned writers;
 	unsigned writing;
 	bool dirty, storing, gone, saved;
+	bool conflicted; /* its changes went to a conflict copy */
 	struct flush_waiter *waiters; /* loop thread */
 };
 
@@ -231,7 +233,9 @@ wb_overlay(struct cm *cm, struct proto_attr *a)
 		return;
 	pthread_mutex_lock(&wb->lock);
 	ws = find_locked(wb, &a->fid);
-	if (ws && !ws->gone) {
+	if (ws && ws->conflicted) {
+		/* the server's attributes stand */
+	} else if (ws && !ws->gone) {
 		a->size = ws->size;
 		if (ws->dirty) {
 			a->mtime_ns = ws->mtime_ns;
@@ -501,6 +505,8 @@ begin_io(struct cm *cm, const struct fid *fid, struct wstate *snap)
 		return -EBADF;
 	}
 	rc = wait_store_locked(cm, ws);
+	if (rc == 0 && ws->conflicted)
+		rc = -EIO; /* this handle's version is in the conflict copy */
 	if (rc == 0) {
 		ws->writing++;
 		*snap = *ws;
@@ -678,7 +684,7 @@ wb_read(struct cm *cm, const struct fid *fid, uint64_t off, void *buf,
 	if (ws)
 		s = *ws;
 	pthread_mutex_unlock(&wb->lock);
-	if (!ws)
+	if (!ws || s.conflicted)
 		return -ENOENT;
 	if (off >= s.size)
 		return 0;
@@ -885,11 +891,19 @@ struct store {
 	bool owns_state; /* set ws->storing: clear it at the end */
 	mut_done_fn mdone; /* resend at resume: report here */
 	void *marg;
+	/* Where the data comes from: the file itself, or for a conflict
+	 * copy the refused file's chunks at its base DV (clean ones only
+	 * below src_valid_to, the refused state's zero_from). */
+	struct fid src_fid;
+	uint64_t src_dv, src_valid_to;
+	struct conflict *cf; /* set: this store writes a conflict copy */
 };
 
 static void store_send(struct store *st);
 static void store_end(struct store *st, int err,
 		      const struct proto_op_result *r);
+struct conflict;
+static int conflict_create(struct cm *cm, struct conflict *cf);
 
 static void
 store_free(struct store *st)
@@ -928,12 +942,22 @@ stage_one(struct store *st, size_t i)
 	if (st->dirty[i]) {
 		struct cs_key k;
 
+		struct cs_info info;
+		uint64_t cstart = st->op.chunks[i] * (uint64_t)cm->chunk_size;
+
 		buf = malloc(cm->chunk_size);
 		if (!buf)
 			return -ENOMEM;
-		mkkey(&k, &st->fid, st->op.chunks[i]);
-		got = cs_read(cm->cs, &k, st->op.base_dv, 0, buf,
-			      cm->chunk_size);
+		mkkey(&k, &st->src_fid, st->op.chunks[i]);
+		got = cs_read(cm->cs, &k, st->src_dv, 0, buf, cm->chunk_size);
+		if (got > 0 && st->cf && cs_lookup(cm->cs, &k, &info) == 0 &&
+		    !(info.flags & CS_F_DIRTY)) {
+			/* The server's old bytes: only those still valid. */
+			if (cstart >= st->src_valid_to)
+				got = 0;
+			else if (cstart + (uint64_t)got > st->src_valid_to)
+				got = (ssize_t)(st->src_valid_to - cstart);
+		}
 		if (got < 0) {
 			log_err(LOG_FETCH,
 				"dirty chunk %llu of a file cannot be read: %s",
@@ -994,6 +1018,8 @@ store_send(struct store *st)
 		store_end(st, rc, NULL);
 }
 
+static int conflict_start(struct store *st);
+
 static void
 store_end(struct store *st, int err, const struct proto_op_result *r)
 {
@@ -1001,6 +1027,14 @@ store_end(struct store *st, int err, const struct proto_op_result *r)
 	struct wb *wb = cm->wb;
 	struct flush_waiter *w = NULL, *nx;
 	struct wstate *ws;
+
+	/* Refused as stale: someone else stored the file since our base
+	 * DV. Ours goes to a conflict copy; this store ends from there. */
+	if (err == -ESTALE && st->owns_state && !st->cf && !cm->stopping &&
+	    conflict_start(st) == 0)
+		return;
+	if (err == -ESTALE)
+		err = -EIO;
 
 	if (err && st->seq && cm->rlog && !st->mdone) {
 		/* The op never went (a staging failure): drop the record;
@@ -1148,6 +1182,9 @@ store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 	}
 	st->cm = cm;
 	st->fid = *fid;
+	st->src_fid = *fid;
+	st->src_dv = s.base_dv;
+	st->src_valid_to = UINT64_MAX;
 	st->owns_state = true;
 	st->op.kind = PROTO_OP_STORE;
 	st->op.fid = *fid;
@@ -1235,6 +1272,255 @@ fail_nost:
 		free(w);
 		w = nx;
 	}
+}
+
+/* --- conflict copies --- */
+
+/*
+ * A store refused with 412 (the file changed on the server since our base
+ * DV) does not lose either side: the server keeps its version under the
+ * name, and ours is created beside it as NAME.conflict-HOST-YYYYMMDD-HHMMSS
+ * (local time; "-2", "-3" ... appended if that name is taken; the name
+ * part is shortened to fit 255 bytes), written from our chunks at the base
+ * DV, and logged. Only once the copy is stored are the local changes
+ * dropped; until then they stay dirty, so a failure or a crash on the way
+ * retries the whole thing at the next flush (a crash can leave an
+ * incomplete earlier copy; never less than the local data).
+ */
+struct conflict {
+	struct store *orig; /* the refused store; its waiters wait */
+	struct fid parent;
+	char base[PROTO_NAME_MAX + 1]; /* the file's name */
+	char name[PROTO_NAME_MAX + 1]; /* the copy's */
+	uint32_t mode, uid, gid;
+	uint64_t size, srv_size, zero_from, base_dv;
+	unsigned attempt;
+	size_t missing; /* chunks of the base version we did not hold */
+};
+
+static void
+conflict_name(struct conflict *cf)
+{
+	char host[65], tail[128], ts[32];
+	size_t keep, tl;
+	struct tm tm;
+	time_t now = time(NULL);
+
+	if (gethostname(host, sizeof(host)) < 0)
+		strcpy(host, "localhost");
+	host[sizeof(host) - 1] = '\0';
+	host[strcspn(host, ".")] = '\0';
+	localtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%Y%m%d-%H%M%S", &tm);
+	if (cf->attempt)
+		snprintf(tail, sizeof(tail), ".conflict-%s-%s-%u", host, ts,
+			 cf->attempt + 1);
+	else
+		snprintf(tail, sizeof(tail), ".conflict-%s-%s", host, ts);
+	tl = strlen(tail);
+	keep = strlen(cf->base);
+	if (keep + tl > PROTO_NAME_MAX) {
+		keep = PROTO_NAME_MAX - tl;
+		/* do not cut a UTF-8 sequence in two */
+		while (keep > 0 && ((unsigned char)cf->base[keep] & 0xc0) == 0x80)
+			keep--;
+	}
+	snprintf(cf->name, sizeof(cf->name), "%.*s%s", (int)keep, cf->base,
+		 tail);
+}
+
+static void
+conflict_end(struct conflict *cf, int err)
+{
+	struct store *orig = cf->orig;
+
+	free(cf);
+	store_end(orig, err == -ESTALE ? -EIO : err, NULL);
+}
+
+static void
+conflict_stored(struct cm *cm, void *arg, int err,
+		const struct proto_op_result *r)
+{
+	struct conflict *cf = arg;
+	struct wb *wb = cm->wb;
+	struct fid fid = cf->orig->fid;
+	struct wstate *ws;
+
+	(void)r;
+	if (err) {
+		log_err(LOG_FETCH, "conflict copy '%s' of '%s' could not be "
+				   "stored (%s); the local version stays dirty",
+			cf->name, cf->base, strerror(-err));
+		conflict_end(cf, err);
+		return;
+	}
+	log_warn(LOG_FETCH,
+		 "conflict: '%s' changed on the server after DV %llu, which "
+		 "this client's changes were based on; the server's version "
+		 "stays, the local one is saved as '%s'%s",
+		 cf->base, (unsigned long long)cf->base_dv, cf->name,
+		 cf->missing ? " (parts of the old version that were not "
+			       "cached read as zeros there)"
+			     : "");
+	pthread_mutex_lock(&wb->lock);
+	ws = find_locked(wb, &fid);
+	if (ws) {
+		mark_clean_locked(wb, ws);
+		forget_locked(wb, ws);
+		ws->conflicted = true;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	drop_chunks(cm, &fid);
+	meta_drop_file(cm, &fid);
+	/* close/fsync report it: the data is safe, but not in this file. */
+	conflict_end(cf, -EIO);
+}
+
+static void
+conflict_created(struct cm *cm, void *arg, int err,
+		 const struct proto_op_result *r)
+{
+	struct conflict *cf = arg;
+	struct store *cp;
+	struct collect c = {0};
+	struct fid rnd;
+	uint64_t csz = cm->chunk_size;
+	int rc;
+
+	if (err == -EEXIST && cf->attempt < 20) {
+		cf->attempt++;
+		rc = conflict_create(cm, cf);
+		if (rc < 0)
+			conflict_end(cf, rc);
+		return;
+	}
+	if (err || !r->has_attr) {
+		log_err(LOG_FETCH, "conflict copy '%s' of '%s' could not be "
+				   "created (%s); the local version stays dirty",
+			cf->name, cf->base, strerror(err ? -err : EIO));
+		conflict_end(cf, err ? err : -EIO);
+		return;
+	}
+	cp = calloc(1, sizeof(*cp));
+	if (!cp) {
+		conflict_end(cf, -ENOMEM);
+		return;
+	}
+	cp->cm = cm;
+	cp->fid = r->attr.fid;
+	cp->src_fid = cf->orig->fid;
+	cp->src_dv = cf->base_dv;
+	cp->src_valid_to = cf->zero_from;
+	cp->cf = cf;
+	cp->mdone = conflict_stored;
+	cp->marg = cf;
+	cp->op.kind = PROTO_OP_STORE;
+	cp->op.fid = r->attr.fid;
+	cp->op.base_dv = r->attr.dv;
+	cp->op.chunk_size = cm->chunk_size;
+	cp->op.size = cf->size;
+	c.st = cp;
+	for (uint64_t ch = 0; ch * csz < cf->size && !c.err; ch++) {
+		struct cs_key k;
+		struct cs_info info;
+
+		mkkey(&k, &cp->src_fid, ch);
+		if (cs_lookup(cm->cs, &k, &info) == 0 &&
+		    info.dv == cf->base_dv) {
+			if (collect_add(&c, ch, true) < 0)
+				c.err = -ENOMEM;
+		} else if (ch * csz < cf->zero_from &&
+			   ch * csz < cf->srv_size) {
+			cf->missing++;
+		}
+	}
+	if (c.err || fid_random(0, &rnd) < 0) {
+		free(c.chunks);
+		free(c.dirty);
+		cp->cf = NULL;
+		cp->mdone = NULL;
+		store_free(cp);
+		conflict_end(cf, c.err ? c.err : -EIO);
+		return;
+	}
+	memcpy(cp->op.txid, rnd.oid, sizeof(cp->op.txid));
+	if (fid_random(0, &rnd) == 0)
+		memcpy(cp->op.opid, rnd.oid, sizeof(cp->op.opid));
+	cp->op.chunks = c.chunks;
+	cp->op.nchunks = c.n;
+	cp->dirty = c.dirty;
+	/* Not logged: after a crash the original is still dirty and a new
+	 * copy is made from it. */
+	store_send(cp);
+}
+
+static int
+conflict_create(struct cm *cm, struct conflict *cf)
+{
+	struct proto_op op;
+
+	memset(&op, 0, sizeof(op));
+	conflict_name(cf);
+	op.kind = PROTO_OP_CREATE;
+	op.parent = cf->parent;
+	op.name = cf->name;
+	op.type = PROTO_T_FILE;
+	op.mode = cf->mode;
+	op.uid = cf->uid;
+	op.gid = cf->gid;
+	if (fid_random(cf->parent.vol, &op.fid) < 0)
+		return -EIO;
+	return mut_submit(cm, &op, conflict_created, cf);
+}
+
+/* Loop thread, from store_end: 0 = the conflict copy is under way and
+ * will end @st; else end @st with the error as usual. */
+static int
+conflict_start(struct store *st)
+{
+	struct cm *cm = st->cm;
+	struct conflict *cf = calloc(1, sizeof(*cf));
+	struct wstate *ws;
+	char fs[FID_STRLEN];
+	int rc;
+
+	if (!cf)
+		return -ENOMEM;
+	cf->orig = st;
+	pthread_mutex_lock(&cm->wb->lock);
+	ws = find_locked(cm->wb, &st->fid);
+	if (ws && !ws->gone && ws->dirty) {
+		if (ws->name) {
+			cf->parent = ws->parent;
+			snprintf(cf->base, sizeof(cf->base), "%s", ws->name);
+		}
+		cf->mode = ws->attr.mode & 07777;
+		cf->uid = ws->attr.uid;
+		cf->gid = ws->attr.gid;
+		cf->size = ws->size;
+		cf->srv_size = ws->srv_size;
+		cf->zero_from = ws->zero_from;
+		cf->base_dv = ws->base_dv;
+	}
+	pthread_mutex_unlock(&cm->wb->lock);
+	if (!ws || !cf->base_dv) {
+		free(cf);
+		return -ENOENT;
+	}
+	if (!cf->base[0]) {
+		/* No name known (never looked up by one): the volume's
+		 * root gets it, named after the FID. */
+		fid_fmt(&st->fid, fs);
+		snprintf(cf->base, sizeof(cf->base), "cairn-%s", fs);
+		cf->parent = cm->vi.root;
+	}
+	if (!cf->mode)
+		cf->mode = 0600;
+	rc = conflict_create(cm, cf);
+	if (rc < 0)
+		free(cf);
+	return rc;
 }
 
 struct flush_job {
@@ -1346,6 +1632,9 @@ wb_resend_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
 	}
 	st->cm = cm;
 	st->fid = op->fid;
+	st->src_fid = op->fid;
+	st->src_dv = op->base_dv;
+	st->src_valid_to = UINT64_MAX;
 	st->seq = seq;
 	st->mdone = done;
 	st->marg = arg;
