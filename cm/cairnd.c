@@ -48,7 +48,8 @@ static const char usage_text[] =
 	"              [--syslog] [--fetch-timeout DURATION]\n"
 	"              [--entry-timeout DURATION] [--attr-timeout DURATION]\n"
 	"              [--max-parallel N] [--readahead CHUNKS] [--threads N]\n"
-	"              [--ca-file FILE] [--ctl-socket PATH] [-o FUSE-OPTIONS]\n"
+	"              [--dirty-limit SIZE] [--ca-file FILE] [--ctl-socket PATH]\n"
+	"              [-o FUSE-OPTIONS]\n"
 	"              [--help] [--version]\n";
 
 static const struct option long_opts[] = {
@@ -71,6 +72,7 @@ static const struct option long_opts[] = {
 	{"threads", required_argument, NULL, 11},
 	{"ca-file", required_argument, NULL, 12},
 	{"ctl-socket", required_argument, NULL, 13},
+	{"dirty-limit", required_argument, NULL, 14},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},

@@ -276,6 +276,9 @@ cm_stats_format(struct cm *cm, char *buf, size_t len)
 	P("event_reconnects %llu\n", LD(ev_reconnects));
 	P("revalidations %llu\n", LD(revalidations));
 	P("invalidations %llu\n", LD(invalidations));
+	P("stores %llu\n", LD(stores));
+	P("writebacks %llu\n", LD(writebacks));
+	P("conflicts %llu\n", LD(conflicts));
 	P("inodes %zu\n", cm->ino ? ino_count(cm->ino) : (size_t)0);
 	P("cache_bytes_used %llu\n", (unsigned long long)cs.bytes_used);
 	P("cache_bytes_limit %llu\n", (unsigned long long)cs.bytes_limit);

@@ -60,6 +60,7 @@ struct cm_config {
 	char *ca_file;	    /* HTTPS CA bundle, or NULL */
 	char *ctl_socket;   /* control socket path, or NULL: the default */
 	uint64_t cache_size;	   /* bytes (cs limit) */
+	uint64_t dirty_limit;	   /* bytes; 0: cm_dirty_limit() default */
 	uint32_t chunk_size;	   /* bytes, for a new cache only */
 	uint64_t fetch_timeout_ms; /* bound on a miss */
 	double entry_timeout;	   /* seconds the kernel keeps names */
@@ -130,6 +131,9 @@ struct cm_stats {
 	atomic_uint_fast64_t ev_reconnects;
 	atomic_uint_fast64_t revalidations;
 	atomic_uint_fast64_t invalidations;  /* kernel notifications queued */
+	atomic_uint_fast64_t stores;	     /* data stores the server took */
+	atomic_uint_fast64_t writebacks;     /* stores started by dirty-limit */
+	atomic_uint_fast64_t conflicts;	     /* conflict copies saved */
 };
 
 #define CM_STAT_ADD(cm, f, n) \

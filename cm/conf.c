@@ -158,6 +158,14 @@ cm_config_set(struct cm_config *c, const char *key, const char *v,
 		c->cache_size = u;
 		return 0;
 	}
+	if (!strcmp(key, "dirty-limit")) {
+		if (util_parse_size(v, &u) < 0 || u < (1u << 20)) {
+			*why = "dirty-limit must be a size of at least 1M";
+			return -EINVAL;
+		}
+		c->dirty_limit = u;
+		return 0;
+	}
 	if (!strcmp(key, "chunk-size")) {
 		if (util_parse_size(v, &u) < 0 || u < PROTO_CHUNK_MIN ||
 		    u > PROTO_CHUNK_MAX || (u & (u - 1))) {

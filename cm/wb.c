@@ -60,6 +60,7 @@ struct wstate {
 	unsigned writing;
 	bool dirty, storing, gone, saved;
 	bool conflicted; /* its changes went to a conflict copy */
+	bool writeback;	 /* a store above the dirty limit is queued */
 	struct flush_waiter *waiters; /* loop thread */
 };
 
@@ -546,6 +547,46 @@ end_io(struct cm *cm, const struct fid *fid, int rc, uint64_t new_size,
 	pthread_mutex_unlock(&wb->lock);
 }
 
+uint64_t
+wb_dirty_limit(const struct cm *cm)
+{
+	uint64_t l = cm->cfg.cache_size / 4;
+
+	if (cm->cfg.dirty_limit)
+		return cm->cfg.dirty_limit;
+	return l > (256ull << 20) ? 256ull << 20 : l;
+}
+
+/*
+ * Above the dirty limit, store the file just written before its close
+ * (one queued store at a time per file). Its next writes wait for that
+ * store (promise 3 of wb.h), which is the back-pressure that keeps dirty
+ * data within bounds while a big file streams in.
+ */
+static void
+maybe_write_back(struct cm *cm, const struct fid *fid)
+{
+	struct wb *wb = cm->wb;
+	struct cs_stats st;
+	struct wstate *ws;
+	bool go = false;
+
+	cs_get_stats(cm->cs, &st);
+	if (st.dirty_bytes <= wb_dirty_limit(cm))
+		return;
+	pthread_mutex_lock(&wb->lock);
+	ws = find_locked(wb, fid);
+	if (ws && ws->dirty && !ws->storing && !ws->writeback && !ws->gone) {
+		ws->writeback = true;
+		go = true;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	if (go) {
+		CM_STAT_INC(cm, writebacks);
+		wb_flush(cm, fid, NULL, NULL);
+	}
+}
+
 ssize_t
 wb_write(struct cm *cm, const struct fid *fid, uint64_t off, const void *buf,
 	 size_t len, uint64_t *need)
@@ -582,8 +623,10 @@ wb_write(struct cm *cm, const struct fid *fid, uint64_t off, const void *buf,
 		done += n;
 	}
 	end_io(cm, fid, done == len ? 0 : -1, off + len, false, UINT64_MAX);
-	if (done == len)
+	if (done == len) {
+		maybe_write_back(cm, fid);
 		return (ssize_t)len;
+	}
 	if (rc == -ESTALE)
 		rc = -EIO;
 	return rc;
@@ -1170,6 +1213,7 @@ store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 		return;
 	}
 	ws->storing = true;
+	ws->writeback = false;
 	while (ws->writing > 0)
 		pthread_cond_wait(&wb->cond, &wb->lock);
 	s = *ws;
@@ -1363,6 +1407,7 @@ conflict_stored(struct cm *cm, void *arg, int err,
 		 cf->missing ? " (parts of the old version that were not "
 			       "cached read as zeros there)"
 			     : "");
+	CM_STAT_INC(cm, conflicts);
 	pthread_mutex_lock(&wb->lock);
 	ws = find_locked(wb, &fid);
 	if (ws) {
@@ -1577,6 +1622,7 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 	struct wstate *ws;
 	bool retag = true;
 
+	CM_STAT_INC(cm, stores);
 	/* Only chunks sent with data hold the new DV's bytes; the others
 	 * the op names were sent empty (the range a truncate zeroed) and
 	 * still hold the server's old bytes: dropped below. */

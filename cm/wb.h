@@ -125,6 +125,10 @@ int wb_resend_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
 /* Loop thread, after mut_resume(): store what a crash left dirty. */
 void wb_resume(struct cm *cm);
 
+/* Dirty bytes above which a file is stored before close (cfg.dirty_limit,
+ * or a quarter of the cache size, at most 256 MiB). */
+uint64_t wb_dirty_limit(const struct cm *cm);
+
 /* Bytes of dirty data (for fs getcacheparms). */
 uint64_t wb_dirty_files(struct cm *cm);
 

@@ -116,4 +116,23 @@ cairnd_kill9 "$A"
 cairnd_mount "$B" "$T_DIR/cb3" wv "$T_DIR/tok" || exit 1
 t_check "closed file on the server after kill -9" cmp "$B/after" "$exp/after"
 cairnd_umount "$B"
+
+# --- a file bigger than the cache: the dirty limit stores it while it is
+# written (else the cache fills with dirty chunks and the write fails
+# with ENOSPC), and what the server gets is the whole file ---
+stat_of() { getfattr --absolute-names --only-values -n cairn.stats "$1" | awk -v k="$2" '$1 == k {print $2}'; }
+cairnd_mount "$A" "$T_DIR/csmall" wv "$T_DIR/tok" --cache-size 32M --dirty-limit 8M || exit 1
+head -c $((80 * 1024 * 1024)) /dev/urandom >"$exp/huge"
+dd if="$exp/huge" of="$A/huge" bs=1M 2>"$T_DIR/dd.err"
+t_is "$?" 0 "write 80 MiB through a 32 MiB cache (dirty limit 8 MiB)"
+[ -s "$T_DIR/dd.err" ] && grep -v records "$T_DIR/dd.err" | sed 's/^/#   /'
+wb=$(stat_of "$A" writebacks)
+t_ok "$([ "${wb:-0}" -ge 5 ] && echo 0 || echo 1)" "stored before close, more than once ($wb write-backs)"
+used=$(stat_of "$A" cache_bytes_used)
+t_ok "$([ "${used:-999999999}" -le $((32 * 1024 * 1024)) ] && echo 0 || echo 1)" \
+	"the cache stayed within its limit ($used bytes)"
+cairnd_mount "$B" "$T_DIR/cb4" wv "$T_DIR/tok" || exit 1
+t_check "the server has all 80 MiB" cmp "$B/huge" "$exp/huge"
+cairnd_umount "$B"
+cairnd_umount "$A"
 t_done
