@@ -46,6 +46,11 @@ main(void)
 	is_int(set(&c, "cache-size", "2G"), 0, "cache-size");
 	is_int(c.cache_size, 2ull << 30, "2G parsed");
 	is_int(set(&c, "cache-size", "1K"), -EINVAL, "tiny cache refused");
+	is_int(set(&c, "dirty-limit", "64M"), 0, "dirty-limit");
+	is_int(c.dirty_limit, 64ull << 20, "64M parsed");
+	is_int(set(&c, "dirty-limit", "512K"), -EINVAL, "dirty-limit below 1M");
+	is_int(set(&c, "dirty-limit", "-1"), -EINVAL, "negative dirty-limit");
+	is_int(set(&c, "dirty-limit", ""), -EINVAL, "empty dirty-limit");
 	is_int(set(&c, "chunk-size", "1M"), 0, "chunk-size 1M");
 	is_int(set(&c, "chunk-size", "300K"), -EINVAL, "not a power of two");
 	is_int(set(&c, "chunk-size", "32K"), -EINVAL, "below 64K");
