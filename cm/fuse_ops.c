@@ -116,12 +116,35 @@ count(struct cm *cm, enum cm_req_kind k)
 
 /* --- attribute conversion --- */
 
+static struct fid root_fid; /* set at init */
+
+/*
+ * st_ino and d_ino of an object: from its FID, so it stays the same when
+ * the kernel forgets the inode and looks it up again under a new node id
+ * (tar compares st_ino of a directory before and after extracting into
+ * it). The root is 1.
+ */
+static uint64_t
+fid_hash_ino(const struct fid *f)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	if (fid_eq(f, &root_fid))
+		return 1;
+
+	for (int i = 0; i < FID_OID_LEN; i++)
+		h = (h ^ f->oid[i]) * 1099511628211ULL;
+	return h | (1ULL << 63);
+}
+
+
 static void
 to_stat(struct cm *cm, const struct proto_attr *a, uint64_t ino,
 	struct stat *st)
 {
+	(void)ino;
 	memset(st, 0, sizeof(*st));
-	st->st_ino = ino;
+	st->st_ino = fid_hash_ino(&a->fid);
 	switch (a->type) {
 	case PROTO_T_DIR:
 		st->st_mode = S_IFDIR;
@@ -162,16 +185,6 @@ to_stat(struct cm *cm, const struct proto_attr *a, uint64_t ino,
 	}
 }
 
-/* A stable d_ino for an entry the kernel has not looked up yet. */
-static uint64_t
-fid_hash_ino(const struct fid *f)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	for (int i = 0; i < FID_OID_LEN; i++)
-		h = (h ^ f->oid[i]) * 1099511628211ULL;
-	return h | (1ULL << 63);
-}
 
 static int
 need(struct park *p, enum need_kind k, const struct fid *fid)
@@ -487,7 +500,7 @@ try_readdir(struct cm *cm, struct park *p)
 		memset(&e, 0, sizeof(e));
 		if (i < 2) {
 			name = i == 0 ? "." : "..";
-			e.attr.st_ino = p->ino;
+			e.attr.st_ino = fid_hash_ino(&d->fid);
 			e.attr.st_mode = S_IFDIR;
 		} else {
 			const struct vc_dirent *de = &d->ents[i - 2];
@@ -495,10 +508,7 @@ try_readdir(struct cm *cm, struct park *p)
 
 			name = de->name;
 			if (!p->plus) {
-				uint64_t ino = ino_of(cm->ino, &de->fid);
-
-				e.attr.st_ino = ino ? ino
-						    : fid_hash_ino(&de->fid);
+				e.attr.st_ino = fid_hash_ino(&de->fid);
 				e.attr.st_mode =
 					de->type == PROTO_T_DIR	      ? S_IFDIR
 					: de->type == PROTO_T_SYMLINK ? S_IFLNK
@@ -1144,6 +1154,10 @@ static void
 op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct cm *cm = userdata;
+
+	pthread_mutex_lock(&cm->lock);
+	root_fid = cm->vi.root;
+	pthread_mutex_unlock(&cm->lock);
 
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
