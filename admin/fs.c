@@ -71,6 +71,30 @@ const struct fs_cmd fs_commands[] = {
 	 "stop talking to the server; work from the cache (root)", NULL},
 	{"reconnect", fs_cmd_reconnect, FS_F_ROOT | FS_F_LONG, COMMON_OPTS,
 	 "talk to the server again and replay changes (root)", NULL},
+	{"conflicts", fs_cmd_conflicts, FS_F_OPTPATH, COMMON_OPTS " [path]",
+	 "list changes the server refused at reintegration",
+	 "Each conflict names its path, the change, why it was refused, the\n"
+	 "local size and the data version it was based on. A refused store\n"
+	 "saved its data as NAME.conflict-HOST-YYYYMMDD-HHMMSS beside the "
+	 "file."},
+	{"resolve", fs_cmd_resolve, FS_F_RESOLVE | FS_F_ARGS,
+	 "--keep local|server|both " COMMON_OPTS
+	 " (path ... | --all [--match GLOB])",
+	 "settle conflicts",
+	 "--keep server or both: the server's version stands and the record "
+	 "goes\n"
+	 "(both: any conflict copy stays). --all settles every conflict, or "
+	 "those\n"
+	 "whose path or name matches GLOB (e.g. --match '*.o')."},
+	{"replaylog", fs_cmd_replaylog, 0, COMMON_OPTS,
+	 "list the changes waiting to be replayed to the server", NULL},
+	{"setpolicy", fs_cmd_setpolicy, FS_F_ROOT | FS_F_ARGS,
+	 COMMON_OPTS " offline-miss=error|wait",
+	 "set a policy of the mount (root)",
+	 "offline-miss=error: while disconnected, a read of data that is not\n"
+	 "cached fails with EIO at once (the default). offline-miss=wait: it "
+	 "is\n"
+	 "tried on the server anyway, bounded by cairnd's fetch-timeout."},
 	{"help", fs_cmd_help, FS_F_LOCAL | FS_F_OPTPATH, "[command]",
 	 "list commands, or show one command's help", NULL},
 	{"version", fs_cmd_version, FS_F_LOCAL, "",
@@ -179,6 +203,9 @@ parse_opts(const struct fs_cmd *c, int argc, char **argv, struct fs_ctx *ctx)
 		{"recursive", no_argument, NULL, 'r'},
 		{"socket", required_argument, NULL, 's'},
 		{"mountpoint", required_argument, NULL, 'm'},
+		{"keep", required_argument, NULL, 'k'},
+		{"all", no_argument, NULL, 'a'},
+		{"match", required_argument, NULL, 'M'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -213,6 +240,18 @@ parse_opts(const struct fs_cmd *c, int argc, char **argv, struct fs_ctx *ctx)
 				goto notapply;
 			ctx->mount = optarg;
 			break;
+		case 'k':
+		case 'a':
+		case 'M':
+			if (!(c->flags & FS_F_RESOLVE))
+				goto notapply;
+			if (ch == 'k')
+				ctx->keep = optarg;
+			else if (ch == 'a')
+				ctx->all = 1;
+			else
+				ctx->match = optarg;
+			break;
 		case ':':
 			fprintf(stderr,
 				"fs %s: option '%s' needs an argument\n",
@@ -235,7 +274,7 @@ parse_opts(const struct fs_cmd *c, int argc, char **argv, struct fs_ctx *ctx)
 		fs_cmd_usage(c, stderr);
 		return FS_EX_USAGE;
 	}
-	if (!(c->flags & (FS_F_PATHS | FS_F_SIZE | FS_F_OPTPATH)) &&
+	if (!(c->flags & (FS_F_PATHS | FS_F_SIZE | FS_F_OPTPATH | FS_F_ARGS)) &&
 	    ctx->argc > 0) {
 		fprintf(stderr, "fs %s: unexpected argument '%s'\n", c->name,
 			ctx->argv[0]);

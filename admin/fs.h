@@ -48,6 +48,8 @@
 #define FS_F_RECURSIVE 0x20 /* accepts -r */
 #define FS_F_LOCAL     0x40 /* talks to no cairnd (help, version) */
 #define FS_F_ALLMOUNTS 0x80 /* without -m/-s: every cairn mount */
+#define FS_F_RESOLVE   0x100 /* accepts --keep, --all, --match */
+#define FS_F_ARGS      0x200 /* free-form arguments (checked by the command) */
 
 struct fs_ctx;
 
@@ -71,6 +73,9 @@ struct fs_ctx {
 	int argc;	    /* positional arguments */
 	char **argv;
 	unsigned timeout_ms; /* per reply for short commands; 0 = none */
+	const char *keep;    /* resolve --keep local|server|both */
+	const char *match;   /* resolve --match GLOB */
+	int all;	     /* resolve --all */
 };
 
 /* Where to send a request, and the path to name in it. */
@@ -196,6 +201,10 @@ int fs_cmd_checkservers(struct fs_ctx *ctx);
 int fs_cmd_status(struct fs_ctx *ctx);
 int fs_cmd_disconnect(struct fs_ctx *ctx);
 int fs_cmd_reconnect(struct fs_ctx *ctx);
+int fs_cmd_conflicts(struct fs_ctx *ctx);
+int fs_cmd_resolve(struct fs_ctx *ctx);
+int fs_cmd_replaylog(struct fs_ctx *ctx);
+int fs_cmd_setpolicy(struct fs_ctx *ctx);
 int fs_cmd_help(struct fs_ctx *ctx);
 int fs_cmd_version(struct fs_ctx *ctx);
 

@@ -24,7 +24,9 @@
 #include "cm/inode.h"
 #include "cm/meta.h"
 #include "cm/mut.h"
+#include "cm/offline.h"
 #include "cm/pin.h"
+#include "cm/wb.h"
 #include "cm/vc.h"
 #include "common/log.h"
 
@@ -111,6 +113,8 @@ cm_loop_setup(struct cm *cm)
 		rc = fetch_new(cm);
 	if (rc == 0)
 		rc = mut_new(cm);
+	if (rc == 0)
+		rc = offline_new(cm);
 	return rc;
 }
 
@@ -137,8 +141,15 @@ start_events(struct cm *cm, struct cm_job *job)
 	if (rc < 0)
 		log_err(LOG_EV, "cannot follow events: %s", strerror(-rc));
 	free(sj);
-	/* Finish what a crash left half done: logged ops, dirty files. */
-	mut_resume(cm);
+	/* Finish what a crash left half done: logged ops, dirty files.
+	 * Disconnected, they wait for reintegration (dirty files are
+	 * logged now). */
+	if (cm_offline(cm)) {
+		offline_start(cm);
+		wb_resume(cm);
+	} else {
+		mut_resume(cm);
+	}
 }
 
 int
@@ -167,6 +178,7 @@ static void
 stop_job(struct cm *cm, struct cm_job *job)
 {
 	ev_stop(cm);
+	offline_free(cm);
 	/* Cancels every transfer: parked requests are answered (EIO) from
 	 * their callbacks, inside this call. */
 	http_free(cm->http);

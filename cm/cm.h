@@ -109,6 +109,16 @@ enum cm_req_kind {
 	CM_R_MAX
 };
 
+/* Modes of the cache manager (offline.h). */
+enum cm_mode {
+	CM_CONNECTED = 0,
+	CM_DISCONNECTED = 1,
+	CM_REINTEGRATING = 2,
+};
+
+/* DVs made while disconnected have this bit; server DVs never do. */
+#define CM_DV_LOCAL (1ull << 63)
+
 /* Counters, relaxed atomics: any thread adds, cm_stats_format() reads. */
 struct cm_stats {
 	atomic_uint_fast64_t reqs[CM_R_MAX];
@@ -194,6 +204,8 @@ struct cm {
 	bool loop_running;
 
 	atomic_int online;	    /* last server contact worked */
+	atomic_int mode;	    /* enum cm_mode */
+	struct offline *off;	    /* loop thread only (offline.h) */
 	struct cm_stats st;
 };
 

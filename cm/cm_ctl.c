@@ -9,8 +9,8 @@
  * Pins are pin.c's business: the handlers here resolve the path and hand
  * the call over.
  *
- * NEEDSWORK: the disconnected operation requests are not implemented yet
- * (NULL slots: ENOSYS); flushall drops data only.
+ * The disconnected-operation requests are offline.c's. NEEDSWORK:
+ * flushall drops data only.
  */
 #include "config.h"
 
@@ -30,6 +30,7 @@
 #include "cm/ctl.h"
 #include "cm/http.h"
 #include "cm/meta.h"
+#include "cm/offline.h"
 #include "cm/pin.h"
 #include "cm/vc.h"
 #include "common/ctl_proto.h"
@@ -324,14 +325,16 @@ h_status(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 
 	(void)peer;
 	(void)args;
-	/* cairnd has no disconnected mode yet: it is always "connected";
-	 * "online" says whether the last server contact worked. */
-	ctl_reply_ok(call, json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:b}", "mode",
-				     "connected", "volume", cm->cfg.volume,
-				     "server", cm->cfg.server,
-				     "replay_pending", 0, "conflicts", 0,
-				     "version", PACKAGE_VERSION, "online",
-				     atomic_load(&cm->online) ? 1 : 0));
+	json_t *o = json_pack("{s:s,s:s,s:s,s:b}", "volume", cm->cfg.volume,
+			      "server", cm->cfg.server, "version",
+			      PACKAGE_VERSION, "online",
+			      atomic_load(&cm->online) ? 1 : 0);
+
+	/* "online": whether the last server contact worked; mode, replay
+	 * log and conflicts from offline.c. */
+	if (o)
+		offline_status(cm, o);
+	ctl_reply_ok(call, o);
 }
 
 static void
@@ -668,6 +671,12 @@ static const struct ctl_handlers cm_ctl_handlers = { .on = {
 	[CTL_FLUSH] = h_flush,
 	[CTL_FLUSHMETA] = h_flushmeta,
 	[CTL_FLUSHVOLUME] = h_flushvolume,
+	[CTL_DISCONNECT] = offline_ctl_disconnect,
+	[CTL_RECONNECT] = offline_ctl_reconnect,
+	[CTL_SETPOLICY] = offline_ctl_setpolicy,
+	[CTL_CONFLICTS] = offline_ctl_conflicts,
+	[CTL_RESOLVE] = offline_ctl_resolve,
+	[CTL_REPLAYLOG] = offline_ctl_replaylog,
 	/* NEEDSWORK: flushall should also drop cached metadata. */
 	[CTL_FLUSHALL] = h_flushvolume,
 } };

@@ -215,8 +215,11 @@ ev_connect(struct evstream *es)
 		CM_STAT_INC(cm, ev_reconnects);
 	es->req = http_submit(cm->http, &r);
 	if (!es->req) {
-		log_err(LOG_EV, "cannot start event stream: %s",
-			strerror(errno));
+		/* Disconnected (the gate): wait quietly for the mode. */
+		if (errno != EHOSTUNREACH)
+			log_err(LOG_EV, "cannot start event stream: %s",
+				strerror(errno));
+		es->need_reval = true;
 		ev_arm(es, EV_BACKOFF_MAX_MS);
 		return;
 	}

@@ -153,6 +153,8 @@ struct http_client {
 
 	/* Counters: atomics, written by the loop (and submitters), read by
 	 * anyone through http_get_stats(). */
+	http_gate_fn gate; /* set before use; read without the lock */
+	void *gate_arg;
 	_Atomic uint64_t st_requests;
 	_Atomic uint64_t st_failures;
 	_Atomic uint64_t st_bytes_in;
@@ -1059,6 +1061,13 @@ http_free(struct http_client *c)
 	free(c);
 }
 
+void
+http_set_gate(struct http_client *c, http_gate_fn fn, void *arg)
+{
+	c->gate = fn;
+	c->gate_arg = arg;
+}
+
 struct http_req *
 http_submit(struct http_client *c, const struct http_request *r)
 {
@@ -1072,6 +1081,14 @@ http_submit(struct http_client *c, const struct http_request *r)
 	    (r->body_len && !r->body)) {
 		errno = EINVAL;
 		return NULL;
+	}
+	if (c->gate && !r->ungated) {
+		int g = c->gate(c->gate_arg, r);
+
+		if (g < 0) {
+			errno = -g;
+			return NULL;
+		}
 	}
 	req = req_new(c, r);
 	if (!req) {

@@ -113,7 +113,17 @@ struct http_request {
 	http_data_fn on_data;	 /* or NULL to accumulate the body */
 	http_done_fn on_done;	 /* required */
 	void *arg;
+	int ungated;		 /* not subject to http_set_gate()'s gate */
 };
+
+/*
+ * A gate every submission passes first (unless marked ungated): @fn
+ * returns 0 to let it through or a negative errno, and http_submit() then
+ * fails with that errno. cairnd uses it to keep a disconnected mount off
+ * the network. Set it before the client is used from other threads.
+ */
+typedef int (*http_gate_fn)(void *arg, const struct http_request *r);
+void http_set_gate(struct http_client *c, http_gate_fn fn, void *arg);
 
 /*
  * Create a client on @base. @cfg strings are copied; base_url must start

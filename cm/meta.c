@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "cm/vc.h"
 #include "cm/wb.h"
 #include "common/log.h"
+#include "common/util.h"
 
 enum meta_kind { MK_ATTR, MK_DIR, MK_LINK, MK_XATTR };
 
@@ -880,6 +882,96 @@ void
 meta_dir_changed(struct cm *cm, const struct proto_attr *a)
 {
 	apply_attr(cm, a, true, false);
+}
+
+/* --- disconnected edits --- */
+
+uint64_t
+meta_local_dv(void)
+{
+	static _Atomic uint64_t next;
+	uint64_t v = atomic_load(&next);
+
+	if (!v) {
+		/* Unique across restarts: milliseconds since the epoch. */
+		uint64_t seed = CM_DV_LOCAL | ((uint64_t)util_wall_ns() /
+					       1000000) << 16;
+
+		atomic_compare_exchange_strong(&next, &v, seed);
+	}
+	return atomic_fetch_add(&next, 1) | CM_DV_LOCAL;
+}
+
+void
+meta_offline_attr(struct cm *cm, const struct proto_attr *a)
+{
+	struct ino_ent *e;
+	uint64_t ino = 0;
+
+	vc_put_attr(cm->vc, a);
+	ino_lock(cm->ino);
+	e = ino_find_locked(cm->ino, &a->fid);
+	if (e) {
+		e->attr = *a;
+		e->have_attr = true;
+		ino = e->ino;
+	}
+	ino_unlock(cm->ino);
+	kinval_inode(cm, ino, -1, 0);
+}
+
+int
+meta_offline_dir(struct cm *cm, const struct fid *dir, const char *del,
+		 const char *add, const struct proto_attr *add_attr,
+		 int nlink_delta, struct proto_attr *dir_after)
+{
+	struct vc_dir *old = NULL, *nw = NULL, *prev = NULL;
+	struct proto_attr a;
+	struct ino_ent *e;
+	int rc;
+
+	rc = meta_cached_dir(cm, dir, &old);
+	if (rc < 0)
+		return rc;
+	rc = meta_cached_attr(cm, dir, &a);
+	if (rc < 0) {
+		vc_dir_put(old);
+		return rc;
+	}
+	a.dv = meta_local_dv();
+	a.mtime_ns = a.ctime_ns = util_wall_ns();
+	if (nlink_delta < 0 && a.nlink > 2)
+		a.nlink--;
+	else if (nlink_delta > 0)
+		a.nlink++;
+	rc = vc_dir_edit(cm->vc, old, &a, del, add, add_attr, &nw);
+	vc_dir_put(old);
+	if (rc < 0)
+		return rc;
+	vc_put_attr(cm->vc, &a);
+	ino_lock(cm->ino);
+	e = ino_find_locked(cm->ino, dir);
+	if (e) {
+		e->attr = a;
+		e->have_attr = true;
+		prev = e->dir;
+		e->dir = vc_dir_get(nw);
+	}
+	ino_unlock(cm->ino);
+	vc_dir_put(prev);
+	vc_dir_put(nw);
+	*dir_after = a;
+	return 0;
+}
+
+int
+meta_offline_newdir(struct cm *cm, const struct proto_attr *a)
+{
+	struct proto_dir d;
+
+	memset(&d, 0, sizeof(d));
+	d.dir = *a;
+	return vc_put_dir(cm->vc, &d);
 }
 
 void

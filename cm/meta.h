@@ -55,6 +55,26 @@ void meta_revalidate_all(struct cm *cm);
 /* Loop thread: apply one event of the stream. */
 void meta_event(struct cm *cm, const struct proto_event *e);
 
+/*
+ * Disconnected changes (offline.c). A change made without the server gets
+ * a *local* DV (CM_DV_LOCAL set: never a server DV, so nothing cached with
+ * one is ever taken for the server's; after reintegration a bulk
+ * revalidation replaces them).
+ * meta_local_dv(): a fresh local DV. meta_offline_attr(): store @a as the
+ * cached attributes (kernel told). meta_offline_dir(): edit the cached
+ * listing of @dir (entry @del removed, @add of @add_attr added or
+ * replaced), give the directory a local DV and now as mtime, its nlink
+ * moved by @nlink_delta; *@dir_after its new attributes. @return 0, or
+ * -ENOENT when the listing is not cached (nothing changed).
+ * meta_offline_newdir(): an empty listing for a directory made offline.
+ */
+uint64_t meta_local_dv(void);
+void meta_offline_attr(struct cm *cm, const struct proto_attr *a);
+int meta_offline_dir(struct cm *cm, const struct fid *dir, const char *del,
+		     const char *add, const struct proto_attr *add_attr,
+		     int nlink_delta, struct proto_attr *dir_after);
+int meta_offline_newdir(struct cm *cm, const struct proto_attr *a);
+
 /* Our idea of @fid's content was wrong (a conflict dropped local
  * changes): drop its attributes and the kernel's pages of it. */
 void meta_drop_file(struct cm *cm, const struct fid *fid);

@@ -21,6 +21,7 @@
 #include "cm/http.h"
 #include "cm/meta.h"
 #include "cm/mut.h"
+#include "cm/offline.h"
 #include "cm/rlog.h"
 #include "cm/wb.h"
 #include "common/log.h"
@@ -40,6 +41,7 @@ struct mreq {
 	uint64_t deadline;
 	struct event *retry_ev;
 	bool listed;
+	bool replay; /* reintegration: a refusal keeps the record */
 };
 TAILQ_HEAD(mreqq, mreq);
 
@@ -271,7 +273,9 @@ finish(struct mreq *m, int err, const struct proto_op_result *r)
 	}
 	if (!err && r)
 		mut_apply(cm, &m->op, r);
-	if (m->seq && cm->rlog) {
+	/* Reintegration keeps a refused record (it becomes a conflict) and
+	 * one that got no answer (it is resent first next time). */
+	if (m->seq && cm->rlog && !(m->replay && err)) {
 		rc = rlog_remove_flags(cm->rlog, m->seq, RLOG_A_NOSYNC);
 		if (rc < 0 && rc != -ENOENT)
 			log_warn(LOG_RLOG,
@@ -312,6 +316,26 @@ http_done(void *arg, const struct http_result *res)
 	struct proto_op_result r;
 	int rc;
 
+	if (retriable(res) && util_now_ms() >= m->deadline && m->seq &&
+	    !m->replay && cm->mut && !cm->stopping &&
+	    offline_auto(cm)) {
+		/* The server stopped answering: disconnect, and this op
+		 * stays in the log (INFLIGHT: it may have arrived) to be
+		 * replayed; the caller gets the local result. */
+		if (m->listed) {
+			TAILQ_REMOVE(&cm->mut->inflight, m, link);
+			m->listed = false;
+			cm->mut->n--;
+			atomic_fetch_sub(&cm->mut->count, 1);
+		}
+		offline_absorb(cm, &m->op, m->done, m->arg);
+		mreq_free(m);
+		return;
+	}
+	if (m->replay && res->err && res->err != -ECANCELED) {
+		finish(m, -EHOSTUNREACH, NULL);
+		return;
+	}
 	if (retriable(res) && util_now_ms() < m->deadline && cm->mut &&
 	    !cm->stopping) {
 		unsigned ms = 50u << (m->attempts < 6 ? m->attempts : 6);
@@ -371,6 +395,7 @@ send_req(struct mreq *m)
 	hr.body_len = len;
 	hr.on_done = http_done;
 	hr.arg = m;
+	hr.ungated = m->replay;
 	if (!http_submit(cm->http, &hr)) {
 		free(body);
 		finish(m, -EIO, NULL);
@@ -399,7 +424,17 @@ start(struct cm *cm, struct mreq *m)
 static void
 run_job(struct cm *cm, struct cm_job *job)
 {
-	start(cm, (struct mreq *)job);
+	struct mreq *m = (struct mreq *)job;
+
+	/* Disconnected between the append and now: the record is INFLIGHT
+	 * and never left; it is replayed with the rest. */
+	if (atomic_load(&cm->mode) == CM_DISCONNECTED && m->seq &&
+	    !cm->stopping) {
+		offline_absorb(cm, &m->op, m->done, m->arg);
+		mreq_free(m);
+		return;
+	}
+	start(cm, m);
 }
 
 static struct mreq *
@@ -422,13 +457,37 @@ mreq_new(struct cm *cm, const struct proto_op *op, mut_done_fn done,
 }
 
 int
+mut_send_replay(struct cm *cm, uint64_t seq, const struct proto_op *op,
+		mut_done_fn done, void *arg)
+{
+	struct mreq *m = mreq_new(cm, op, done, arg);
+
+	if (!m)
+		return -ENOMEM;
+	m->seq = seq;
+	m->replay = true;
+	start(cm, m);
+	return 0;
+}
+
+int
 mut_submit(struct cm *cm, const struct proto_op *op, mut_done_fn done,
 	   void *arg)
 {
+	if (cm_offline(cm))
+		return offline_submit(cm, op, done, arg);
+	return mut_submit_direct(cm, op, done, arg);
+}
+
+int
+mut_submit_direct(struct cm *cm, const struct proto_op *op, mut_done_fn done,
+		  void *arg)
+{
 	struct rlog_effect eff;
-	struct mreq *m = mreq_new(cm, op, done, arg);
+	struct mreq *m;
 	int rc;
 
+	m = mreq_new(cm, op, done, arg);
 	if (!m)
 		return -ENOMEM;
 	if (cm->rlog) {

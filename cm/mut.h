@@ -50,10 +50,22 @@ void mut_free(struct cm *cm);
 int mut_submit(struct cm *cm, const struct proto_op *op, mut_done_fn done,
 	       void *arg);
 
+/* As mut_submit(), whatever the mode: logged INFLIGHT and sent now (the
+ * conflict copies of reintegration). */
+int mut_submit_direct(struct cm *cm, const struct proto_op *op,
+		      mut_done_fn done, void *arg);
+
 /* Send an op whose record @seq is already in the log, under its opid (a
  * store whose chunks were just staged, a record found at start). Loop
  * thread. Same contract as mut_submit(). */
 int mut_send_logged(struct cm *cm, uint64_t seq, const struct proto_op *op,
+		    mut_done_fn done, void *arg);
+
+/* Reintegration (offline.c): send the logged record @seq as
+ * mut_send_logged() does, but a refusal keeps the record (it becomes a
+ * conflict) and a transport failure reports -EHOSTUNREACH at once (the
+ * record stays for the next attempt). Not gated. Loop thread. */
+int mut_send_replay(struct cm *cm, uint64_t seq, const struct proto_op *op,
 		    mut_done_fn done, void *arg);
 
 /* Apply a reply to the caches as mut does for its own ops (loop). */

@@ -33,6 +33,7 @@
 #include "cm/inode.h"
 #include "cm/meta.h"
 #include "cm/mut.h"
+#include "cm/offline.h"
 #include "cm/rlog.h"
 #include "cm/wb.h"
 #include "common/log.h"
@@ -41,6 +42,7 @@
 #define WB_BUCKETS 256
 #define WB_STAGE_PARALLEL 8
 #define WREC_VERSION 1
+#define WREC_LOGGED 1
 
 struct flush_waiter {
 	struct flush_waiter *next;
@@ -61,6 +63,13 @@ struct wstate {
 	bool dirty, storing, gone, saved;
 	bool conflicted; /* its changes went to a conflict copy */
 	bool writeback;	 /* a store above the dirty limit is queued */
+	/* Disconnected: the changes are in the replay log as a STORE record
+	 * (their chunks stay DIRTY until it is replayed). */
+	bool logged;
+	/* A logged store is being replayed with base DV replay_to standing
+	 * for replay_from (our own earlier changes moved the DV). */
+	bool replaying;
+	uint64_t replay_from, replay_to;
 	struct flush_waiter *waiters; /* loop thread */
 };
 
@@ -75,7 +84,8 @@ struct wb {
 /* The persistent form of a dirty write state. */
 struct wrec {
 	uint8_t version;
-	uint8_t pad[3];
+	uint8_t flags; /* WREC_LOGGED */
+	uint8_t pad[2];
 	uint32_t namelen;
 	uint64_t base_dv, srv_size, size, zero_from;
 	int64_t mtime_ns, ctime_ns;
@@ -135,6 +145,7 @@ save_locked(struct wb *wb, struct wstate *ws)
 	if (!r || !wb->tdb)
 		goto out;
 	r->version = WREC_VERSION;
+	r->flags = ws->logged ? WREC_LOGGED : 0;
 	r->namelen = (uint32_t)nl;
 	r->base_dv = ws->base_dv;
 	r->srv_size = ws->srv_size;
@@ -401,7 +412,8 @@ wb_release_write(struct cm *cm, const struct fid *fid)
 	ws = find_locked(wb, fid);
 	if (ws && ws->writers > 0)
 		ws->writers--;
-	if (ws && !ws->writers && !ws->storing && (!ws->dirty || ws->gone)) {
+	if (ws && !ws->writers && !ws->storing &&
+	    ((!ws->dirty && !ws->logged) || ws->gone)) {
 		drop = ws->gone;
 		forget_locked(wb, ws);
 		unlink_free_locked(wb, ws);
@@ -940,6 +952,7 @@ struct store {
 	struct fid src_fid;
 	uint64_t src_dv, src_valid_to;
 	struct conflict *cf; /* set: this store writes a conflict copy */
+	bool replay;	     /* reintegration: mut_send_replay, ungated */
 };
 
 static void store_send(struct store *st);
@@ -947,6 +960,7 @@ static void store_end(struct store *st, int err,
 		      const struct proto_op_result *r);
 struct conflict;
 static int conflict_create(struct cm *cm, struct conflict *cf);
+static void store_offline(struct store *st, const struct wstate *s);
 
 static void
 store_free(struct store *st)
@@ -1017,6 +1031,7 @@ stage_one(struct store *st, size_t i)
 	hr.content_type = "application/octet-stream";
 	hr.on_done = stage_done;
 	hr.arg = st;
+	hr.ungated = st->replay;
 	st->inflight++;
 	if (!http_submit(cm->http, &hr)) {
 		st->inflight--;
@@ -1056,7 +1071,8 @@ store_send(struct store *st)
 		store_end(st, st->err ? st->err : -EIO, NULL);
 		return;
 	}
-	rc = mut_send_logged(cm, st->seq, &st->op, store_sent, st);
+	rc = st->replay ? mut_send_replay(cm, st->seq, &st->op, store_sent, st)
+			: mut_send_logged(cm, st->seq, &st->op, store_sent, st);
 	if (rc < 0)
 		store_end(st, rc, NULL);
 }
@@ -1076,10 +1092,17 @@ store_end(struct store *st, int err, const struct proto_op_result *r)
 	if (err == -ESTALE && st->owns_state && !st->cf && !cm->stopping &&
 	    conflict_start(st) == 0)
 		return;
-	if (err == -ESTALE)
+	if (st->replay && wb) {
+		pthread_mutex_lock(&wb->lock);
+		ws = find_locked(wb, &st->fid);
+		if (ws)
+			ws->replaying = false;
+		pthread_mutex_unlock(&wb->lock);
+	}
+	if (err == -ESTALE && !st->replay)
 		err = -EIO;
 
-	if (err && st->seq && cm->rlog && !st->mdone) {
+	if (err && st->seq && cm->rlog && !st->mdone && !st->replay) {
 		/* The op never went (a staging failure): drop the record;
 		 * the data stays dirty and the next flush tries again. */
 		rlog_remove_flags(cm->rlog, st->seq, RLOG_A_NOSYNC);
@@ -1094,7 +1117,8 @@ store_end(struct store *st, int err, const struct proto_op_result *r)
 			ws->storing = false;
 			w = ws->waiters;
 			ws->waiters = NULL;
-			if (!ws->writers && (!ws->dirty || ws->gone)) {
+			if (!ws->writers &&
+			    ((!ws->dirty && !ws->logged) || ws->gone)) {
 				forget_locked(wb, ws);
 				unlink_free_locked(wb, ws);
 			}
@@ -1277,6 +1301,10 @@ store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 	st->op.chunks = c.chunks;
 	st->op.nchunks = c.n;
 	st->dirty = c.dirty;
+	if (cm_offline(cm)) {
+		store_offline(st, &s);
+		return;
+	}
 	if (cm->rlog) {
 		rc = rlog_append_ex(cm->rlog, &st->op,
 				    RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff);
@@ -1332,7 +1360,12 @@ fail_nost:
  * incomplete earlier copy; never less than the local data).
  */
 struct conflict {
+	struct cm *cm;
+	struct fid fid;	    /* the refused file */
 	struct store *orig; /* the refused store; its waiters wait */
+	/* or, from reintegration (no store of ours): report here */
+	void (*cdone)(struct cm *, void *, int, const char *);
+	void *carg;
 	struct fid parent;
 	char base[PROTO_NAME_MAX + 1]; /* the file's name */
 	char name[PROTO_NAME_MAX + 1]; /* the copy's */
@@ -1378,6 +1411,11 @@ conflict_end(struct conflict *cf, int err)
 {
 	struct store *orig = cf->orig;
 
+	if (!orig) {
+		cf->cdone(cf->cm, cf->carg, err, err ? NULL : cf->name);
+		free(cf);
+		return;
+	}
 	free(cf);
 	store_end(orig, err == -ESTALE ? -EIO : err, NULL);
 }
@@ -1388,7 +1426,7 @@ conflict_stored(struct cm *cm, void *arg, int err,
 {
 	struct conflict *cf = arg;
 	struct wb *wb = cm->wb;
-	struct fid fid = cf->orig->fid;
+	struct fid fid = cf->fid;
 	struct wstate *ws;
 
 	(void)r;
@@ -1414,6 +1452,9 @@ conflict_stored(struct cm *cm, void *arg, int err,
 		mark_clean_locked(wb, ws);
 		forget_locked(wb, ws);
 		ws->conflicted = true;
+		ws->logged = false;
+		if (!cf->orig && !ws->writers && !ws->storing)
+			unlink_free_locked(wb, ws);
 	}
 	pthread_mutex_unlock(&wb->lock);
 	drop_chunks(cm, &fid);
@@ -1440,6 +1481,15 @@ conflict_created(struct cm *cm, void *arg, int err,
 			conflict_end(cf, rc);
 		return;
 	}
+	if (err == -ENOENT && !fid_eq(&cf->parent, &cm->vi.root)) {
+		/* The directory is gone on the server: the root gets it. */
+		cf->parent = cm->vi.root;
+		cf->attempt = 0;
+		rc = conflict_create(cm, cf);
+		if (rc < 0)
+			conflict_end(cf, rc);
+		return;
+	}
 	if (err || !r->has_attr) {
 		log_err(LOG_FETCH, "conflict copy '%s' of '%s' could not be "
 				   "created (%s); the local version stays dirty",
@@ -1454,7 +1504,7 @@ conflict_created(struct cm *cm, void *arg, int err,
 	}
 	cp->cm = cm;
 	cp->fid = r->attr.fid;
-	cp->src_fid = cf->orig->fid;
+	cp->src_fid = cf->fid;
 	cp->src_dv = cf->base_dv;
 	cp->src_valid_to = cf->zero_from;
 	cp->cf = cf;
@@ -1516,26 +1566,23 @@ conflict_create(struct cm *cm, struct conflict *cf)
 	op.gid = cf->gid;
 	if (fid_random(cf->parent.vol, &op.fid) < 0)
 		return -EIO;
-	return mut_submit(cm, &op, conflict_created, cf);
+	/* Not through the disconnected path: reintegration makes copies. */
+	return mut_submit_direct(cm, &op, conflict_created, cf);
 }
 
 /* Loop thread, from store_end: 0 = the conflict copy is under way and
  * will end @st; else end @st with the error as usual. */
 static int
-conflict_start(struct store *st)
+conflict_begin(struct cm *cm, struct conflict *cf)
 {
-	struct cm *cm = st->cm;
-	struct conflict *cf = calloc(1, sizeof(*cf));
 	struct wstate *ws;
 	char fs[FID_STRLEN];
 	int rc;
 
-	if (!cf)
-		return -ENOMEM;
-	cf->orig = st;
+	cf->cm = cm;
 	pthread_mutex_lock(&cm->wb->lock);
-	ws = find_locked(cm->wb, &st->fid);
-	if (ws && !ws->gone && ws->dirty) {
+	ws = find_locked(cm->wb, &cf->fid);
+	if (ws && !ws->gone && (ws->dirty || ws->logged)) {
 		if (ws->name) {
 			cf->parent = ws->parent;
 			snprintf(cf->base, sizeof(cf->base), "%s", ws->name);
@@ -1556,7 +1603,7 @@ conflict_start(struct store *st)
 	if (!cf->base[0]) {
 		/* No name known (never looked up by one): the volume's
 		 * root gets it, named after the FID. */
-		fid_fmt(&st->fid, fs);
+		fid_fmt(&cf->fid, fs);
 		snprintf(cf->base, sizeof(cf->base), "cairn-%s", fs);
 		cf->parent = cm->vi.root;
 	}
@@ -1566,6 +1613,153 @@ conflict_start(struct store *st)
 	if (rc < 0)
 		free(cf);
 	return rc;
+}
+
+static int
+conflict_start(struct store *st)
+{
+	struct conflict *cf = calloc(1, sizeof(*cf));
+
+	if (!cf)
+		return -ENOMEM;
+	cf->orig = st;
+	cf->fid = st->fid;
+	return conflict_begin(st->cm, cf);
+}
+
+void
+wb_conflict_copy(struct cm *cm, const struct fid *fid,
+		 void (*done)(struct cm *, void *, int, const char *),
+		 void *arg)
+{
+	struct conflict *cf = calloc(1, sizeof(*cf));
+	int rc;
+
+	if (!cf) {
+		done(cm, arg, -ENOMEM, NULL);
+		return;
+	}
+	cf->fid = *fid;
+	cf->cdone = done;
+	cf->carg = arg;
+	rc = conflict_begin(cm, cf); /* frees @cf on failure */
+	if (rc < 0)
+		done(cm, arg, rc, NULL);
+}
+
+/* --- disconnected stores --- */
+
+/* The changes are in the replay log now (or the store was absorbed by a
+ * disconnect): the write state stops being dirty and becomes "logged",
+ * its chunks stay DIRTY for the replay, and the cached attributes take
+ * the local size and times. */
+static void
+mark_logged(struct cm *cm, const struct fid *fid)
+{
+	struct wb *wb = cm->wb;
+	struct proto_attr a;
+	struct wstate *ws;
+	bool have = false;
+	uint64_t size = 0;
+	int64_t mt = 0, ct = 0;
+
+	pthread_mutex_lock(&wb->lock);
+	ws = find_locked(wb, fid);
+	if (ws && !ws->gone) {
+		mark_clean_locked(wb, ws);
+		ws->logged = true;
+		save_locked(wb, ws);
+		size = ws->size;
+		mt = ws->mtime_ns;
+		ct = ws->ctime_ns;
+		have = true;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	if (have && meta_cached_attr(cm, fid, &a) == 0) {
+		a.size = size;
+		a.mtime_ns = mt;
+		a.ctime_ns = ct;
+		meta_offline_attr(cm, &a);
+	}
+}
+
+/* store_start, disconnected: log the store (PENDING, durable: the rules of
+ * doc/replay-log.md may merge it with an earlier one) instead of sending
+ * it. */
+static void
+store_offline(struct store *st, const struct wstate *s)
+{
+	struct cm *cm = st->cm;
+	struct rlog_effect eff;
+	int rc = -EIO;
+
+	(void)s;
+	if (cm->rlog)
+		rc = rlog_append_ex(cm->rlog, &st->op, 0, &eff);
+	if (cm->rlog)
+		rlog_effect_release(&eff);
+	if (rc < 0) {
+		log_err(LOG_RLOG, "cannot log a store while disconnected: %s",
+			strerror(-rc));
+		store_end(st, rc == -ENOSPC ? -ENOSPC : -EIO, NULL);
+		return;
+	}
+	mark_logged(cm, &st->fid);
+	store_end(st, 0, NULL);
+}
+
+void
+wb_absorbed(struct cm *cm, const struct proto_op *op)
+{
+	if (cm->wb && op->kind == PROTO_OP_STORE)
+		mark_logged(cm, &op->fid);
+}
+
+int
+wb_replay_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
+		uint64_t src_dv,
+		void (*done)(struct cm *, void *, int,
+			     const struct proto_op_result *),
+		void *arg)
+{
+	struct store *st = calloc(1, sizeof(*st));
+	struct wstate *ws;
+
+	if (!st)
+		return -ENOMEM;
+	if (mut_op_copy(&st->op, op) < 0 ||
+	    !(st->dirty = calloc(op->nchunks ? op->nchunks : 1, 1))) {
+		store_free(st);
+		return -ENOMEM;
+	}
+	st->cm = cm;
+	st->fid = op->fid;
+	st->src_fid = op->fid;
+	st->src_dv = src_dv;
+	st->src_valid_to = UINT64_MAX;
+	st->seq = seq;
+	st->replay = true;
+	st->mdone = done;
+	st->marg = arg;
+	for (size_t i = 0; i < op->nchunks; i++) {
+		struct cs_key k;
+		struct cs_info info;
+
+		mkkey(&k, &op->fid, op->chunks[i]);
+		st->dirty[i] = cs_lookup(cm->cs, &k, &info) == 0 &&
+			       info.dv == src_dv &&
+			       (info.flags & CS_F_DIRTY);
+	}
+	pthread_mutex_lock(&cm->wb->lock);
+	ws = find_locked(cm->wb, &op->fid);
+	if (ws) {
+		ws->replaying = true;
+		ws->replay_from = src_dv;
+		ws->replay_to = op->base_dv;
+	}
+	pthread_mutex_unlock(&cm->wb->lock);
+	store_send(st);
+	return 0;
 }
 
 struct flush_job {
@@ -1621,8 +1815,16 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 	struct wb *wb = cm->wb;
 	struct wstate *ws;
 	bool retag = true;
+	uint64_t src = op->base_dv; /* the DV our chunks are tagged with */
 
 	CM_STAT_INC(cm, stores);
+	if (wb) {
+		pthread_mutex_lock(&wb->lock);
+		ws = find_locked(wb, &op->fid);
+		if (ws && ws->replaying && ws->replay_to == op->base_dv)
+			src = ws->replay_from;
+		pthread_mutex_unlock(&wb->lock);
+	}
 	/* Only chunks sent with data hold the new DV's bytes; the others
 	 * the op names were sent empty (the range a truncate zeroed) and
 	 * still hold the server's old bytes: dropped below. */
@@ -1632,13 +1834,15 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 
 		mkkey(&k, &op->fid, op->chunks[i]);
 		if (cs_lookup(cm->cs, &k, &info) == 0 &&
-		    (info.flags & CS_F_DIRTY) && info.dv == op->base_dv)
+		    (info.flags & CS_F_DIRTY) && info.dv == src)
 			cs_mark_clean(cm->cs, &k, a->dv);
 	}
 	if (wb) {
 		pthread_mutex_lock(&wb->lock);
 		ws = find_locked(wb, &op->fid);
-		if (ws && ws->base_dv == op->base_dv) {
+		if (ws && ws->base_dv == src) {
+			ws->logged = false;
+			ws->replaying = false;
 			retag = ws->zero_from >= ws->srv_size;
 			ws->base_dv = a->dv;
 			ws->srv_size = ws->zero_from = a->size;
@@ -1647,6 +1851,8 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 			ws->ctime_ns = a->ctime_ns;
 			mark_clean_locked(wb, ws);
 			forget_locked(wb, ws);
+			if (!ws->writers && !ws->storing)
+				unlink_free_locked(wb, ws);
 		}
 		pthread_mutex_unlock(&wb->lock);
 	}
@@ -1654,8 +1860,7 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 	 * a truncate cut the file below the server's size: then the old
 	 * ones go (refetched at the new DV when read). */
 	if (retag)
-		cs_set_dv_file(cm->cs, op->fid.vol, op->fid.oid, op->base_dv,
-			       a->dv);
+		cs_set_dv_file(cm->cs, op->fid.vol, op->fid.oid, src, a->dv);
 	else
 		cs_invalidate(cm->cs, op->fid.vol, op->fid.oid, a->dv);
 	meta_stored_attr(cm, a);
@@ -1765,9 +1970,11 @@ load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 	if (r.namelen) {
 		ws->name = strndup((const char *)v.dptr + sizeof(r), r.namelen);
 	}
-	ws->dirty = true;
+	ws->logged = (r.flags & WREC_LOGGED) != 0;
+	ws->dirty = !ws->logged;
 	ws->saved = true;
-	wb->ndirty++;
+	if (ws->dirty)
+		wb->ndirty++;
 	ws->next = wb->tab[bucket(&ws->fid)];
 	wb->tab[bucket(&ws->fid)] = ws;
 	return 0;

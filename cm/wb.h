@@ -122,6 +122,28 @@ int wb_resend_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
 				 const struct proto_op_result *),
 		    void *arg);
 
+/* Disconnected (offline.c): a store op of @op's file was absorbed into the
+ * replay log by a disconnect: its write state becomes "logged" (no longer
+ * dirty; chunks stay DIRTY for the replay). Loop thread. */
+void wb_absorbed(struct cm *cm, const struct proto_op *op);
+
+/* Reintegration: stage and send logged store @seq whose chunks are tagged
+ * @src_dv (op->base_dv may differ: our own earlier replayed changes moved
+ * the DV). A refusal keeps the record (mut_send_replay()). Loop thread. */
+int wb_replay_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
+		    uint64_t src_dv,
+		    void (*done)(struct cm *, void *, int,
+				 const struct proto_op_result *),
+		    void *arg);
+
+/* Reintegration: a logged store of @fid was refused (stale or gone):
+ * save the local version as a conflict copy beside the file (as for a
+ * connected conflict), drop the local changes, and call @done with 0 and
+ * the copy's name, or an error. Loop thread. */
+void wb_conflict_copy(struct cm *cm, const struct fid *fid,
+		      void (*done)(struct cm *, void *, int, const char *),
+		      void *arg);
+
 /* Loop thread, after mut_resume(): store what a crash left dirty. */
 void wb_resume(struct cm *cm);
 

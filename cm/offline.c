@@ -1,0 +1,1377 @@
+/*
+ * offline.c - disconnected operation (see offline.h).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "cm/cm.h"
+#include "cm/ctl.h"
+#include "cm/http.h"
+#include "cm/inode.h"
+#include "cm/meta.h"
+#include "cm/mut.h"
+#include "cm/offline.h"
+#include "cm/rlog.h"
+#include "cm/vc.h"
+#include "cm/wb.h"
+#include "common/ctl_proto.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define PROBE_FIRST_MS 1000
+#define PROBE_MAX_MS 30000
+#define PATH_DEPTH_MAX 64
+
+enum { POLICY_ERROR = 0, POLICY_WAIT = 1 };
+
+struct dvsub {
+	struct fid fid;
+	uint64_t dv; /* the server's DV after our last replayed change */
+};
+
+struct offline {
+	bool manual;	  /* by fs disconnect: no probes */
+	int64_t since_ms; /* wall clock of the last mode change */
+	atomic_int policy;
+	struct event *probe_ev;
+	unsigned probe_ms;
+	bool probe_inflight;
+	/* reintegration */
+	bool running;
+	uint64_t after;
+	uint64_t done_recs, total_recs, done_bytes, total_bytes, refused;
+	struct dvsub *map;
+	size_t nmap, capmap;
+	struct ctl_call *waiter; /* fs reconnect, answered at the end */
+};
+
+const char *
+cm_mode_name(int mode)
+{
+	switch (mode) {
+	case CM_CONNECTED:
+		return "connected";
+	case CM_DISCONNECTED:
+		return "disconnected";
+	case CM_REINTEGRATING:
+		return "reintegrating";
+	}
+	return "unknown";
+}
+
+bool
+cm_offline(struct cm *cm)
+{
+	return atomic_load(&cm->mode) != CM_CONNECTED;
+}
+
+bool
+offline_auto(struct cm *cm)
+{
+	return cm->off != NULL && cm->rlog != NULL;
+}
+
+static int64_t
+wall_ms(void)
+{
+	return util_wall_ns() / 1000000;
+}
+
+/* --- the mode file --- */
+
+static void
+mode_path(struct cm *cm, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/mode", cm->cfg.cache_dir);
+}
+
+/* <cache>/mode: "disconnected manual|auto SINCE_MS\n" while not connected
+ * (written atomically: temp file, fsync, rename, fsync of the folder);
+ * absent when connected. */
+static void
+mode_save(struct cm *cm)
+{
+	struct offline *o = cm->off;
+	char path[4096], tmp[4200], line[96];
+	int fd, n;
+
+	mode_path(cm, path, sizeof(path));
+	if (atomic_load(&cm->mode) == CM_CONNECTED) {
+		if (unlink(path) == 0)
+			util_fsync_parent(path);
+		return;
+	}
+	n = snprintf(line, sizeof(line), "disconnected %s %lld\n",
+		     o->manual ? "manual" : "auto", (long long)o->since_ms);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, line, (size_t)n) != n || fsync(fd) < 0 ||
+	    close(fd) < 0 || rename(tmp, path) < 0) {
+		log_err(LOG_MAIN, "cannot record the mode in '%s': %s", path,
+			strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	util_fsync_parent(path);
+}
+
+static void
+mode_load(struct cm *cm)
+{
+	struct offline *o = cm->off;
+	char path[4096], line[96], how[16];
+	long long since = 0;
+	FILE *f;
+
+	mode_path(cm, path, sizeof(path));
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	if (fgets(line, sizeof(line), f) &&
+	    sscanf(line, "disconnected %15s %lld", how, &since) == 2 &&
+	    (!strcmp(how, "manual") || !strcmp(how, "auto"))) {
+		o->manual = !strcmp(how, "manual");
+		o->since_ms = since;
+		atomic_store(&cm->mode, CM_DISCONNECTED);
+		log_info(LOG_MAIN, "starting disconnected (%s, as when "
+				   "cairnd stopped)",
+			 how);
+	} else {
+		log_warn(LOG_MAIN, "'%s' is not a mode record: ignored", path);
+	}
+	fclose(f);
+}
+
+/* --- the network gate --- */
+
+static int
+gate(void *arg, const struct http_request *r)
+{
+	struct cm *cm = arg;
+
+	(void)r;
+	if (atomic_load(&cm->mode) != CM_DISCONNECTED)
+		return 0;
+	if (cm->off && atomic_load(&cm->off->policy) == POLICY_WAIT)
+		return 0;
+	return -EHOSTUNREACH;
+}
+
+/* --- probes --- */
+
+static void probe_arm(struct cm *cm);
+static void reint_begin(struct cm *cm);
+
+static void
+probe_done(void *arg, const struct http_result *res)
+{
+	struct cm *cm = arg;
+	struct offline *o = cm->off;
+
+	if (!o)
+		return;
+	o->probe_inflight = false;
+	if (atomic_load(&cm->mode) != CM_DISCONNECTED || o->manual ||
+	    cm->stopping)
+		return;
+	if (!res->err && res->status == 200) {
+		log_info(LOG_MAIN, "the server answers again: reintegrating");
+		reint_begin(cm);
+		return;
+	}
+	o->probe_ms = o->probe_ms * 2 > PROBE_MAX_MS ? PROBE_MAX_MS
+						     : o->probe_ms * 2;
+	probe_arm(cm);
+}
+
+static void
+probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cm *cm = arg;
+	struct http_request hr = {0};
+
+	(void)fd;
+	(void)what;
+	if (!cm->off || !cm->http || cm->off->manual ||
+	    atomic_load(&cm->mode) != CM_DISCONNECTED)
+		return;
+	hr.path = "/v1/ping";
+	hr.timeout_ms = 2000;
+	hr.on_done = probe_done;
+	hr.arg = cm;
+	hr.ungated = 1;
+	if (http_submit(cm->http, &hr))
+		cm->off->probe_inflight = true;
+	else
+		probe_arm(cm);
+}
+
+static void
+probe_arm(struct cm *cm)
+{
+	struct offline *o = cm->off;
+	struct timeval tv;
+
+	if (!o->probe_ev)
+		o->probe_ev = evtimer_new(cm->base, probe_cb, cm);
+	if (!o->probe_ev)
+		return;
+	tv.tv_sec = o->probe_ms / 1000;
+	tv.tv_usec = (o->probe_ms % 1000) * 1000;
+	evtimer_add(o->probe_ev, &tv);
+}
+
+/* --- modes --- */
+
+void
+offline_disconnect(struct cm *cm, bool manual, const char *why)
+{
+	struct offline *o = cm->off;
+	int was = atomic_load(&cm->mode);
+
+	if (!o)
+		return;
+	if (was == CM_DISCONNECTED) {
+		if (manual && !o->manual) {
+			o->manual = true;
+			mode_save(cm);
+		}
+		return;
+	}
+	o->manual = manual;
+	o->since_ms = wall_ms();
+	o->running = false;
+	atomic_store(&cm->mode, CM_DISCONNECTED);
+	atomic_store(&cm->online, 0);
+	mode_save(cm);
+	log_warn(LOG_MAIN, "disconnected (%s): changes go to the replay log",
+		 why);
+	if (!manual) {
+		o->probe_ms = PROBE_FIRST_MS;
+		probe_arm(cm);
+	}
+}
+
+/* --- local application --- */
+
+static int
+cached_listing(struct cm *cm, const struct fid *dir, struct vc_dir **d)
+{
+	int rc = meta_cached_dir(cm, dir, d);
+
+	if (rc == -ENOTDIR)
+		return rc;
+	/* Not cached: nothing can be decided about its names offline. */
+	return rc < 0 ? -EIO : 0;
+}
+
+/* The FID and type of @name in directory @dir: 0, -ENOENT, -EIO. */
+static int
+lookup_name(struct cm *cm, const struct fid *dir, const char *name,
+	    struct fid *fid, enum proto_type *type)
+{
+	struct vc_dir *d;
+	long idx;
+	int rc = cached_listing(cm, dir, &d);
+
+	if (rc < 0)
+		return rc;
+	idx = vc_dir_find(d, name, strlen(name));
+	if (idx >= 0) {
+		if (fid)
+			*fid = d->ents[idx].fid;
+		if (type)
+			*type = (enum proto_type)d->ents[idx].type;
+	}
+	vc_dir_put(d);
+	return idx >= 0 ? 0 : -ENOENT;
+}
+
+static int
+dir_is_empty(struct cm *cm, const struct fid *dir)
+{
+	struct vc_dir *d;
+	int rc = cached_listing(cm, dir, &d);
+
+	if (rc < 0)
+		return rc;
+	rc = d->n == 0 ? 0 : -ENOTEMPTY;
+	vc_dir_put(d);
+	return rc;
+}
+
+static void
+now_times(struct proto_attr *a, bool m)
+{
+	int64_t t = util_wall_ns();
+
+	a->ctime_ns = t;
+	if (m)
+		a->mtime_ns = t;
+}
+
+/* One less name for @fid (unlink, rmdir, rename over it); fills @out. */
+static void
+drop_name(struct cm *cm, const struct fid *fid, bool is_dir, bool commit,
+	  struct proto_attr *out)
+{
+	struct proto_attr a;
+
+	if (meta_cached_attr(cm, fid, &a) < 0) {
+		memset(&a, 0, sizeof(a));
+		a.fid = *fid;
+	}
+	a.nlink = is_dir || a.nlink <= 1 ? 0 : a.nlink - 1;
+	now_times(&a, false);
+	*out = a;
+	if (!commit)
+		return;
+	if (a.nlink > 0)
+		meta_offline_attr(cm, &a);
+	else
+		wb_gone(cm, fid);
+}
+
+static int
+apply_xattr(struct cm *cm, const struct proto_op *op, bool commit,
+	    struct proto_op_result *r)
+{
+	struct proto_xattr *x = NULL, *nx;
+	struct proto_attr a;
+	size_t n = 0, i, m = 0;
+	int64_t stamp;
+	int rc;
+
+	if (meta_cached_attr(cm, &op->fid, &a) < 0)
+		return -EIO;
+	rc = vc_get_xattrs(cm->vc, &op->fid, &stamp, &x, &n);
+	if (rc < 0 || stamp != a.ctime_ns) {
+		proto_xattrs_free(x, n);
+		return -EIO; /* not known offline */
+	}
+	for (i = 0; i < n && strcmp(x[i].name, op->xname); i++)
+		;
+	if (op->kind == PROTO_OP_SETXATTR) {
+		if (i < n && (op->flags & PROTO_XATTR_CREATE))
+			rc = -EEXIST;
+		else if (i == n && (op->flags & PROTO_XATTR_REPLACE))
+			rc = -ENODATA;
+	} else if (i == n) {
+		rc = -ENODATA;
+	}
+	if (rc < 0 || !commit) {
+		proto_xattrs_free(x, n);
+		return rc;
+	}
+	nx = calloc(n + 1, sizeof(*nx));
+	if (!nx) {
+		proto_xattrs_free(x, n);
+		return -ENOMEM;
+	}
+	for (size_t j = 0; j < n; j++)
+		if (j != i)
+			nx[m++] = x[j];
+		else
+			free(x[j].name), free(x[j].value);
+	if (op->kind == PROTO_OP_SETXATTR) {
+		nx[m].name = strdup(op->xname);
+		nx[m].value = malloc(op->xlen ? op->xlen : 1);
+		if (nx[m].name && nx[m].value) {
+			memcpy(nx[m].value, op->xvalue, op->xlen);
+			nx[m].len = op->xlen;
+			m++;
+		} else {
+			free(nx[m].name);
+			free(nx[m].value);
+		}
+	}
+	free(x);
+	now_times(&a, false);
+	vc_put_xattrs(cm->vc, &op->fid, a.ctime_ns, nx, m);
+	proto_xattrs_free(nx, m);
+	meta_offline_attr(cm, &a);
+	r->has_attr = true;
+	r->attr = a;
+	return 0;
+}
+
+/*
+ * Check @op against what the caches hold (the server's errors, decided
+ * locally) and, with @commit, apply it as the server would and fill @r.
+ */
+static int
+local_apply(struct cm *cm, const struct proto_op *op, bool commit,
+	    struct proto_op_result *r)
+{
+	struct proto_attr a, pa;
+	struct fid f, victim;
+	enum proto_type t = PROTO_T_NONE, vt = PROTO_T_NONE;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	switch (op->kind) {
+	case PROTO_OP_CREATE:
+	case PROTO_OP_MKDIR:
+	case PROTO_OP_SYMLINK:
+		rc = lookup_name(cm, &op->parent, op->name, NULL, NULL);
+		if (rc == 0)
+			return -EEXIST;
+		if (rc != -ENOENT)
+			return rc;
+		if (!commit)
+			return 0;
+		memset(&a, 0, sizeof(a));
+		a.fid = op->fid;
+		a.type = op->kind == PROTO_OP_MKDIR ? PROTO_T_DIR
+			 : op->kind == PROTO_OP_SYMLINK ? PROTO_T_SYMLINK
+							: op->type;
+		a.mode = op->mode & 07777;
+		a.uid = op->uid;
+		a.gid = op->gid;
+		a.nlink = a.type == PROTO_T_DIR ? 2 : 1;
+		a.size = op->target ? strlen(op->target) : 0;
+		a.dv = meta_local_dv();
+		a.atime_ns = util_wall_ns();
+		a.mtime_ns = a.ctime_ns = a.atime_ns;
+		meta_offline_attr(cm, &a);
+		if (a.type == PROTO_T_DIR)
+			meta_offline_newdir(cm, &a);
+		if (op->target)
+			vc_put_link(cm->vc, &a.fid, op->target);
+		rc = meta_offline_dir(cm, &op->parent, NULL, op->name, &a,
+				      a.type == PROTO_T_DIR ? 1 : 0,
+				      &r->parent);
+		r->has_attr = true;
+		r->attr = a;
+		r->has_parent = rc == 0;
+		return rc;
+	case PROTO_OP_LINK:
+		rc = lookup_name(cm, &op->parent, op->name, NULL, NULL);
+		if (rc == 0)
+			return -EEXIST;
+		if (rc != -ENOENT)
+			return rc;
+		if (meta_cached_attr(cm, &op->fid, &a) < 0)
+			return -EIO;
+		if (a.type == PROTO_T_DIR)
+			return -EPERM;
+		if (!commit)
+			return 0;
+		a.nlink++;
+		now_times(&a, false);
+		meta_offline_attr(cm, &a);
+		rc = meta_offline_dir(cm, &op->parent, NULL, op->name, &a, 0,
+				      &r->parent);
+		r->has_attr = true;
+		r->attr = a;
+		r->has_parent = rc == 0;
+		return rc;
+	case PROTO_OP_UNLINK:
+	case PROTO_OP_RMDIR:
+		rc = lookup_name(cm, &op->parent, op->name, &f, &t);
+		if (rc < 0)
+			return rc;
+		if (op->kind == PROTO_OP_RMDIR) {
+			if (t != PROTO_T_DIR)
+				return -ENOTDIR;
+			rc = dir_is_empty(cm, &f);
+			if (rc < 0)
+				return rc;
+		} else if (t == PROTO_T_DIR) {
+			return -EISDIR;
+		}
+		if (!commit)
+			return 0;
+		drop_name(cm, &f, t == PROTO_T_DIR, true, &r->victim);
+		r->has_victim = true;
+		rc = meta_offline_dir(cm, &op->parent, op->name, NULL, NULL,
+				      t == PROTO_T_DIR ? -1 : 0, &r->parent);
+		r->has_parent = rc == 0;
+		return rc;
+	case PROTO_OP_RENAME: {
+		bool exch = op->flags & PROTO_RENAME_EXCHANGE;
+		bool have_victim;
+		struct proto_attr va;
+
+		rc = lookup_name(cm, &op->parent, op->name, &f, &t);
+		if (rc < 0)
+			return rc;
+		rc = lookup_name(cm, &op->newparent, op->newname, &victim,
+				 &vt);
+		if (rc < 0 && rc != -ENOENT)
+			return rc;
+		have_victim = rc == 0;
+		if (have_victim && fid_eq(&f, &victim))
+			return 0; /* two names of one object */
+		if ((op->flags & PROTO_RENAME_NOREPLACE) && have_victim)
+			return -EEXIST;
+		if (exch && !have_victim)
+			return -ENOENT;
+		if (have_victim && !exch) {
+			if (vt == PROTO_T_DIR && t != PROTO_T_DIR)
+				return -EISDIR;
+			if (vt != PROTO_T_DIR && t == PROTO_T_DIR)
+				return -ENOTDIR;
+			if (vt == PROTO_T_DIR &&
+			    (rc = dir_is_empty(cm, &victim)) < 0)
+				return rc;
+		}
+		if (meta_cached_attr(cm, &f, &a) < 0)
+			return -EIO;
+		if (!commit)
+			return 0;
+		now_times(&a, false);
+		meta_offline_attr(cm, &a);
+		r->has_attr = true;
+		r->attr = a;
+		if (exch) {
+			if (meta_cached_attr(cm, &victim, &va) < 0)
+				return -EIO;
+			meta_offline_dir(cm, &op->parent, NULL, op->name, &va,
+					 0, &r->parent);
+			meta_offline_dir(cm, &op->newparent, NULL,
+					 op->newname, &a, 0, &r->newparent);
+			r->has_victim = true;
+			r->victim = va;
+			r->has_parent = r->has_newparent = true;
+			return 0;
+		}
+		if (have_victim) {
+			drop_name(cm, &victim, vt == PROTO_T_DIR, true,
+				  &r->victim);
+			r->has_victim = true;
+		}
+		if (fid_eq(&op->parent, &op->newparent)) {
+			rc = meta_offline_dir(cm, &op->parent, op->name,
+					      op->newname, &a,
+					      have_victim && vt == PROTO_T_DIR
+						      ? -1
+						      : 0,
+					      &r->parent);
+			r->has_parent = rc == 0;
+			return rc;
+		}
+		rc = meta_offline_dir(cm, &op->parent, op->name, NULL, NULL,
+				      t == PROTO_T_DIR ? -1 : 0, &r->parent);
+		if (rc == 0)
+			rc = meta_offline_dir(
+				cm, &op->newparent, NULL, op->newname, &a,
+				t == PROTO_T_DIR &&
+						!(have_victim && vt == PROTO_T_DIR)
+					? 1
+					: 0,
+				&r->newparent);
+		r->has_parent = r->has_newparent = rc == 0;
+		return rc;
+	}
+	case PROTO_OP_SETATTR:
+		if (meta_cached_attr(cm, &op->fid, &a) < 0)
+			return -EIO;
+		if (!commit)
+			return 0;
+		if (op->mask & PROTO_SA_MODE)
+			a.mode = op->mode & 07777;
+		if (op->mask & PROTO_SA_UID)
+			a.uid = op->uid;
+		if (op->mask & PROTO_SA_GID)
+			a.gid = op->gid;
+		if (op->mask & PROTO_SA_SIZE)
+			a.size = op->size;
+		if (op->mask & PROTO_SA_ATIME)
+			a.atime_ns = op->atime_ns;
+		if (op->mask & PROTO_SA_MTIME)
+			a.mtime_ns = op->mtime_ns;
+		now_times(&a, (op->mask & PROTO_SA_SIZE) &&
+				      !(op->mask & PROTO_SA_MTIME));
+		meta_offline_attr(cm, &a);
+		r->has_attr = true;
+		r->attr = a;
+		return 0;
+	case PROTO_OP_SETXATTR:
+	case PROTO_OP_REMOVEXATTR:
+		return apply_xattr(cm, op, commit, r);
+	case PROTO_OP_STORE:
+		/* wb.c logs stores itself; an absorbed one lands here. */
+		if (commit)
+			wb_absorbed(cm, op);
+		if (meta_cached_attr(cm, &op->fid, &pa) == 0) {
+			r->has_attr = true;
+			r->attr = pa;
+		}
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* --- mutations while disconnected --- */
+
+struct oreq {
+	struct cm_job job;
+	struct proto_op op;
+	mut_done_fn done;
+	void *arg;
+};
+
+static void
+oreq_run(struct cm *cm, struct cm_job *job)
+{
+	struct oreq *q = (struct oreq *)job;
+	struct proto_op_result r;
+	struct rlog_effect eff;
+	int rc;
+
+	rc = cm->stopping ? -EIO : local_apply(cm, &q->op, false, &r);
+	if (rc == 0) {
+		rc = rlog_append_ex(cm->rlog, &q->op, 0, &eff);
+		if (rc == 0) {
+			/* A FID created in the log and now removed leaves
+			 * nothing: drop what is local about it. */
+			for (size_t i = 0; i < eff.nchanges; i++)
+				if (eff.changes[i].why == RLOG_WHY_IDENTITY)
+					wb_gone(cm, &eff.changes[i].fid);
+		} else {
+			log_err(LOG_RLOG, "cannot log %s: %s",
+				proto_op_name(q->op.kind), strerror(-rc));
+			rc = rc == -ENOSPC ? -ENOSPC : -EIO;
+		}
+		rlog_effect_release(&eff);
+	}
+	if (rc == 0)
+		rc = local_apply(cm, &q->op, true, &r);
+	q->done(cm, q->arg, rc, rc ? NULL : &r);
+	proto_op_release(&q->op);
+	free(q);
+}
+
+int
+offline_submit(struct cm *cm, const struct proto_op *op, mut_done_fn done,
+	       void *arg)
+{
+	struct oreq *q;
+
+	if (!cm->rlog)
+		return -EIO;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	if (mut_op_copy(&q->op, op) < 0) {
+		free(q);
+		return -ENOMEM;
+	}
+	q->done = done;
+	q->arg = arg;
+	q->job.run = oreq_run;
+	cm_post(cm, &q->job);
+	return 0;
+}
+
+void
+offline_absorb(struct cm *cm, const struct proto_op *op, mut_done_fn done,
+	       void *arg)
+{
+	struct proto_op_result r;
+	int rc;
+
+	offline_disconnect(cm, false, "the server does not answer");
+	rc = local_apply(cm, op, false, &r);
+	if (rc == 0)
+		rc = local_apply(cm, op, true, &r);
+	done(cm, arg, rc, rc ? NULL : &r);
+}
+
+/* --- reintegration --- */
+
+static struct dvsub *
+map_find(struct offline *o, const struct fid *fid)
+{
+	for (size_t i = 0; i < o->nmap; i++)
+		if (fid_eq(&o->map[i].fid, fid))
+			return &o->map[i];
+	return NULL;
+}
+
+static void
+map_set(struct offline *o, const struct fid *fid, uint64_t dv)
+{
+	struct dvsub *s = map_find(o, fid);
+
+	if (!s) {
+		if (o->nmap == o->capmap) {
+			size_t nc = o->capmap ? o->capmap * 2 : 64;
+			struct dvsub *m = realloc(o->map, nc * sizeof(*m));
+
+			if (!m)
+				return;
+			o->map = m;
+			o->capmap = nc;
+		}
+		s = &o->map[o->nmap++];
+		s->fid = *fid;
+	}
+	s->dv = dv;
+}
+
+/* The path of @fid below the mount, from the names the inode table knows
+ * (best effort; the FID when unknown). */
+static void
+path_of(struct cm *cm, const struct fid *fid, char *buf, size_t len)
+{
+	char name[PROTO_NAME_MAX + 1], tmp[CTL_PATH_MAX];
+	struct fid cur = *fid, parent;
+	int depth = 0;
+
+	buf[0] = '\0';
+	while (!fid_eq(&cur, &cm->vi.root) && depth++ < PATH_DEPTH_MAX) {
+		if (ino_name_of(cm->ino, &cur, &parent, name, sizeof(name)) <
+		    0) {
+			char fs[FID_STRLEN];
+
+			snprintf(buf, len, "%s", fid_fmt(fid, fs));
+			return;
+		}
+		if (snprintf(tmp, sizeof(tmp), "%s%s%s", name,
+			     buf[0] ? "/" : "", buf) >= (int)sizeof(tmp) ||
+		    snprintf(buf, len, "%s", tmp) >= (int)len)
+			return; /* too deep to show whole */
+		cur = parent;
+	}
+}
+
+/* The path an op is about: the object, or the name it makes. */
+static void
+op_path(struct cm *cm, const struct proto_op *op, char *buf, size_t len)
+{
+	char dir[CTL_PATH_MAX];
+
+	switch (op->kind) {
+	case PROTO_OP_CREATE:
+	case PROTO_OP_MKDIR:
+	case PROTO_OP_SYMLINK:
+	case PROTO_OP_LINK:
+	case PROTO_OP_UNLINK:
+	case PROTO_OP_RMDIR:
+	case PROTO_OP_RENAME:
+		path_of(cm, &op->parent, dir, sizeof(dir));
+		if (snprintf(buf, len, "%s%s%s", dir, dir[0] ? "/" : "",
+			     op->name ? op->name : "") >= (int)len)
+			buf[0] = '\0'; /* too long to show */
+		return;
+	default:
+		path_of(cm, &op->fid, buf, len);
+	}
+}
+
+static enum rlog_conflict_kind
+conflict_kind(const struct proto_op *op, int err)
+{
+	switch (-err) {
+	case ESTALE:
+		return op->kind == PROTO_OP_STORE ||
+				       op->kind == PROTO_OP_SETATTR
+			       ? RLOG_CF_STALE_DV
+			       : RLOG_CF_NAME_CHANGED;
+	case EEXIST:
+		return RLOG_CF_NAME_EXISTS;
+	case ENOTEMPTY:
+		return RLOG_CF_NOT_EMPTY;
+	case ENOSPC:
+	case EDQUOT:
+		return RLOG_CF_NO_SPACE;
+	case ENOENT:
+		return op->kind == PROTO_OP_CREATE ||
+				       op->kind == PROTO_OP_MKDIR ||
+				       op->kind == PROTO_OP_SYMLINK
+			       ? RLOG_CF_PARENT_GONE
+			       : RLOG_CF_OBJECT_GONE;
+	default:
+		return RLOG_CF_REFUSED;
+	}
+}
+
+struct rctx {
+	struct cm *cm;
+	uint64_t seq;
+	struct proto_op op; /* a copy, for the conflict record */
+	int err;
+	uint64_t nbytes;
+};
+
+static void reint_next(struct cm *cm);
+
+static void
+rctx_free(struct rctx *c)
+{
+	proto_op_release(&c->op);
+	free(c);
+}
+
+/* Record a refusal as a CONFLICT (with the copy's path, if one was made)
+ * and go on. */
+static void
+reint_conflict(struct cm *cm, struct rctx *c, const char *copy)
+{
+	struct offline *o = cm->off;
+	struct rlog_conflict cf;
+	struct proto_attr a;
+	char path[CTL_PATH_MAX], cpath[CTL_PATH_MAX + PROTO_NAME_MAX + 2];
+	char msg[CTL_PATH_MAX + PROTO_NAME_MAX + 128];
+	int rc;
+
+	memset(&cf, 0, sizeof(cf));
+	cf.kind = conflict_kind(&c->op, c->err);
+	cf.err = -c->err;
+	op_path(cm, &c->op, path, sizeof(path));
+	if (copy) {
+		char dir[CTL_PATH_MAX];
+		const char *slash = strrchr(path, '/');
+
+		snprintf(dir, sizeof(dir), "%.*s",
+			 slash ? (int)(slash - path) : 0, path);
+		if (snprintf(cpath, sizeof(cpath), "%s%s%s", dir,
+			     dir[0] ? "/" : "", copy) >= (int)sizeof(cpath) ||
+		    snprintf(msg, sizeof(msg),
+			     "%s; the local version is saved as '%s'",
+			     strerror(-c->err), cpath) >= (int)sizeof(msg))
+			snprintf(msg, sizeof(msg), "%s", strerror(-c->err));
+	} else {
+		snprintf(msg, sizeof(msg), "%s", strerror(-c->err));
+	}
+	cf.msg = msg;
+	/* local.path: the path the change is about (fs conflicts, fs
+	 * resolve match on it). */
+	cf.local.path = path;
+	cf.local.dv = c->op.base_dv;
+	if (meta_cached_attr(cm, &c->op.fid, &a) == 0) {
+		cf.local.size = a.size;
+		cf.local.mtime_ns = a.mtime_ns;
+	}
+	rc = rlog_conflict_add(cm->rlog, c->seq, &cf);
+	if (rc < 0)
+		log_err(LOG_RLOG, "cannot record a conflict for record %llu: "
+				  "%s",
+			(unsigned long long)c->seq, strerror(-rc));
+	o->refused++;
+	log_warn(LOG_RLOG, "conflict: %s '%s' refused by the server (%s)%s",
+		 proto_op_name(c->op.kind), path, strerror(-c->err),
+		 copy ? "; local data saved as a conflict copy" : "");
+	rctx_free(c);
+	reint_next(cm);
+}
+
+static void
+reint_copied(struct cm *cm, void *arg, int err, const char *copy)
+{
+	struct rctx *c = arg;
+
+	if (err)
+		log_err(LOG_RLOG, "the local version of a refused store could "
+				  "not be saved (%s): it stays in the cache",
+			strerror(-err));
+	reint_conflict(cm, c, err ? NULL : copy);
+}
+
+static void
+reint_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
+{
+	struct rctx *c = arg;
+	struct offline *o = cm->off;
+
+	if (!o || cm->stopping) {
+		rctx_free(c);
+		return;
+	}
+	if (!err) {
+		o->done_recs++;
+		o->done_bytes += c->nbytes;
+		if (r && r->has_attr && c->op.kind != PROTO_OP_UNLINK &&
+		    c->op.kind != PROTO_OP_RMDIR)
+			map_set(o, &r->attr.fid, r->attr.dv);
+		rctx_free(c);
+		reint_next(cm);
+		return;
+	}
+	if (err == -EHOSTUNREACH || err == -ECANCELED || err == -EIO) {
+		/* No answer (or not a real one): stop here; the record
+		 * stays and is sent first next time. */
+		rctx_free(c);
+		o->after = 0;
+		offline_disconnect(cm, false, "the server was lost while "
+					      "reintegrating");
+		return;
+	}
+	c->err = err;
+	if (c->op.kind == PROTO_OP_STORE) {
+		wb_conflict_copy(cm, &c->op.fid, reint_copied, c);
+		return;
+	}
+	reint_conflict(cm, c, NULL);
+}
+
+static void
+reint_finish(struct cm *cm)
+{
+	struct offline *o = cm->off;
+	struct rlog_stats st;
+
+	o->running = false;
+	atomic_store(&cm->mode, CM_CONNECTED);
+	atomic_store(&cm->online, 1);
+	o->since_ms = wall_ms();
+	mode_save(cm);
+	free(o->map);
+	o->map = NULL;
+	o->nmap = o->capmap = 0;
+	memset(&st, 0, sizeof(st));
+	rlog_stats(cm->rlog, &st);
+	log_info(LOG_MAIN, "connected: %llu records replayed, %llu refused "
+			   "(%llu conflicts to resolve)",
+		 (unsigned long long)o->done_recs,
+		 (unsigned long long)o->refused,
+		 (unsigned long long)st.conflicts);
+	/* Everything made or changed offline carries a local DV: take the
+	 * server's view of it all. */
+	meta_revalidate_all(cm);
+	wb_resume(cm);
+	if (o->waiter) {
+		ctl_reply_ok(o->waiter,
+			     json_pack("{s:s,s:I,s:I,s:I}", "mode",
+				       "connected", "replayed",
+				       (json_int_t)o->done_recs, "refused",
+				       (json_int_t)o->refused, "conflicts",
+				       (json_int_t)st.conflicts));
+		o->waiter = NULL;
+	}
+}
+
+static void
+reint_next(struct cm *cm)
+{
+	struct offline *o = cm->off;
+	struct rlog_rec rec;
+	struct rctx *c;
+	struct dvsub *s;
+	uint64_t src;
+	int rc;
+
+	if (!o || cm->stopping || atomic_load(&cm->mode) != CM_REINTEGRATING)
+		return;
+	rc = rlog_next(cm->rlog, o->after,
+		       RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT),
+		       &rec);
+	if (rc < 0) {
+		reint_finish(cm);
+		return;
+	}
+	o->after = rec.seq;
+	c = calloc(1, sizeof(*c));
+	if (!c || mut_op_copy(&c->op, &rec.op) < 0) {
+		free(c);
+		rlog_rec_release(&rec);
+		o->after = 0;
+		offline_disconnect(cm, false, "out of memory");
+		return;
+	}
+	c->cm = cm;
+	c->seq = rec.seq;
+	c->nbytes = rec.nbytes;
+	src = rec.op.base_dv;
+	/* Based on our own earlier change: the DV the server gave it. */
+	s = map_find(o, &rec.op.fid);
+	if (s && (rec.op.kind == PROTO_OP_STORE ||
+		  rec.op.kind == PROTO_OP_SETATTR))
+		rec.op.base_dv = s->dv;
+	if (rec.state == RLOG_PENDING &&
+	    (rc = rlog_set_state(cm->rlog, rec.seq, RLOG_INFLIGHT)) < 0) {
+		log_err(LOG_RLOG, "cannot mark record %llu in flight: %s",
+			(unsigned long long)rec.seq, strerror(-rc));
+		rlog_rec_release(&rec);
+		rctx_free(c);
+		o->after = 0;
+		offline_disconnect(cm, false, "the replay log cannot be written");
+		return;
+	}
+	log_debug(LOG_RLOG, "replaying %s (record %llu)",
+		  proto_op_name(rec.op.kind), (unsigned long long)rec.seq);
+	if (rec.op.kind == PROTO_OP_STORE)
+		rc = wb_replay_store(cm, rec.seq, &rec.op, src, reint_done, c);
+	else
+		rc = mut_send_replay(cm, rec.seq, &rec.op, reint_done, c);
+	rlog_rec_release(&rec);
+	if (rc < 0) {
+		rctx_free(c);
+		o->after = 0;
+		offline_disconnect(cm, false, "cannot send the replay log");
+	}
+}
+
+static void
+reint_begin(struct cm *cm)
+{
+	struct offline *o = cm->off;
+	struct rlog_stats st;
+
+	if (atomic_load(&cm->mode) != CM_DISCONNECTED)
+		return;
+	memset(&st, 0, sizeof(st));
+	rlog_stats(cm->rlog, &st);
+	o->running = true;
+	o->after = 0;
+	o->done_recs = o->done_bytes = o->refused = 0;
+	o->total_recs = st.pending + st.inflight;
+	o->total_bytes = st.data_bytes;
+	o->since_ms = wall_ms();
+	if (o->probe_ev)
+		evtimer_del(o->probe_ev);
+	atomic_store(&cm->mode, CM_REINTEGRATING);
+	log_info(LOG_MAIN, "reintegrating %llu records (%llu bytes)",
+		 (unsigned long long)o->total_recs,
+		 (unsigned long long)o->total_bytes);
+	reint_next(cm);
+}
+
+/* --- setup --- */
+
+int
+offline_new(struct cm *cm)
+{
+	struct offline *o = calloc(1, sizeof(*o));
+
+	if (!o)
+		return -ENOMEM;
+	o->since_ms = wall_ms();
+	o->probe_ms = PROBE_FIRST_MS;
+	cm->off = o;
+	atomic_store(&cm->mode, CM_CONNECTED);
+	mode_load(cm);
+	if (cm->http)
+		http_set_gate(cm->http, gate, cm);
+	return 0;
+}
+
+void
+offline_start(struct cm *cm)
+{
+	struct offline *o = cm->off;
+
+	if (o && atomic_load(&cm->mode) == CM_DISCONNECTED && !o->manual)
+		probe_arm(cm);
+}
+
+void
+offline_free(struct cm *cm)
+{
+	struct offline *o = cm->off;
+
+	if (!o)
+		return;
+	if (o->probe_ev)
+		event_free(o->probe_ev);
+	if (o->waiter)
+		ctl_reply_err(o->waiter, -ESHUTDOWN, "cairnd is stopping");
+	free(o->map);
+	cm->off = NULL;
+	free(o);
+}
+
+/* --- control socket --- */
+
+void
+offline_status(struct cm *cm, json_t *o)
+{
+	struct offline *off = cm->off;
+	struct rlog_stats st;
+	int mode = atomic_load(&cm->mode);
+
+	memset(&st, 0, sizeof(st));
+	if (cm->rlog)
+		rlog_stats(cm->rlog, &st);
+	json_object_set_new(o, "mode", json_string(cm_mode_name(mode)));
+	json_object_set_new(o, "replay_pending",
+			    json_integer((json_int_t)(st.pending +
+						      st.inflight)));
+	json_object_set_new(o, "replay_bytes",
+			    json_integer((json_int_t)st.data_bytes));
+	json_object_set_new(o, "conflicts",
+			    json_integer((json_int_t)st.conflicts));
+	if (!off)
+		return;
+	json_object_set_new(o, "since_ms", json_integer(off->since_ms));
+	json_object_set_new(o, "manual", json_boolean(off->manual));
+	json_object_set_new(o, "offline_miss",
+			    json_string(atomic_load(&off->policy) ==
+						    POLICY_WAIT
+					    ? "wait"
+					    : "error"));
+	if (mode == CM_REINTEGRATING) {
+		json_object_set_new(o, "replay_done",
+				    json_integer((json_int_t)off->done_recs));
+		json_object_set_new(o, "replay_total",
+				    json_integer((json_int_t)off->total_recs));
+		json_object_set_new(
+			o, "replay_bytes_done",
+			json_integer((json_int_t)off->done_bytes));
+		json_object_set_new(
+			o, "replay_bytes_total",
+			json_integer((json_int_t)off->total_bytes));
+	}
+}
+
+void
+offline_ctl_disconnect(void *arg, struct ctl_call *call,
+		       const struct ctl_peer *peer, json_t *args)
+{
+	struct cm *cm = arg;
+
+	(void)args;
+	if (!cm->rlog) {
+		ctl_reply_err(call, -EIO, "no replay log: cannot disconnect");
+		return;
+	}
+	offline_disconnect(cm, true, "fs disconnect");
+	log_info(LOG_CTL, "disconnected by uid %u", (unsigned)peer->uid);
+	ctl_reply_ok(call, json_pack("{s:s}", "mode", "disconnected"));
+}
+
+void
+offline_ctl_reconnect(void *arg, struct ctl_call *call,
+		      const struct ctl_peer *peer, json_t *args)
+{
+	struct cm *cm = arg;
+	struct offline *o = cm->off;
+
+	(void)args;
+	if (!o) {
+		ctl_reply_err(call, -EIO, NULL);
+		return;
+	}
+	if (o->waiter) {
+		ctl_reply_err(call, -EBUSY, "a reconnect is already running");
+		return;
+	}
+	if (atomic_load(&cm->mode) == CM_CONNECTED) {
+		ctl_reply_ok(call, json_pack("{s:s,s:i,s:i,s:i}", "mode",
+					     "connected", "replayed", 0,
+					     "refused", 0, "conflicts", 0));
+		return;
+	}
+	log_info(LOG_CTL, "reconnect asked by uid %u", (unsigned)peer->uid);
+	o->manual = false;
+	o->waiter = call;
+	if (atomic_load(&cm->mode) == CM_DISCONNECTED)
+		reint_begin(cm);
+	/* answered by reint_finish(), or below if it stopped at once */
+	if (o->waiter && atomic_load(&cm->mode) == CM_DISCONNECTED) {
+		o->waiter = NULL;
+		ctl_reply_err(call, -EHOSTUNREACH,
+			      "the server did not take the replay log; still "
+			      "disconnected (cairnd retries by itself)");
+	}
+}
+
+void
+offline_ctl_setpolicy(void *arg, struct ctl_call *call,
+		      const struct ctl_peer *peer, json_t *args)
+{
+	struct cm *cm = arg;
+	const char *name = json_string_value(json_object_get(args, "name"));
+	const char *value = json_string_value(json_object_get(args, "value"));
+	int p;
+
+	(void)peer;
+	if (!name || strcmp(name, "offline-miss")) {
+		ctl_reply_err(call, -EINVAL,
+			      "unknown policy (known: offline-miss)");
+		return;
+	}
+	if (!value || (strcmp(value, "error") && strcmp(value, "wait"))) {
+		ctl_reply_err(call, -EINVAL,
+			      "offline-miss is error or wait");
+		return;
+	}
+	p = !strcmp(value, "wait") ? POLICY_WAIT : POLICY_ERROR;
+	atomic_store(&cm->off->policy, p);
+	ctl_reply_ok(call, json_pack("{s:s,s:s}", "name", name, "value",
+				     value));
+}
+
+struct clist {
+	json_t *arr;
+	const char *path; /* filter, or NULL */
+	size_t n, limit;
+};
+
+static int
+conflict_cb(const struct rlog_rec *rec, void *arg)
+{
+	struct clist *l = arg;
+	const struct rlog_conflict *c = &rec->conflict;
+	json_t *o;
+
+	if (l->path && (!c->local.path || strcmp(c->local.path, l->path)))
+		return 0;
+	o = json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "seq",
+		      (json_int_t)rec->seq, "path",
+		      c->local.path ? c->local.path : "", "op",
+		      proto_op_name(rec->op.kind), "kind",
+		      rlog_conflict_name(c->kind), "message",
+		      c->msg ? c->msg : "", "base_dv",
+		      (json_int_t)c->local.dv, "local_size",
+		      (json_int_t)c->local.size, "time_ms",
+		      (json_int_t)c->time_ms);
+	if (o)
+		json_array_append_new(l->arr, o);
+	return 0;
+}
+
+void
+offline_ctl_conflicts(void *arg, struct ctl_call *call,
+		      const struct ctl_peer *peer, json_t *args)
+{
+	struct cm *cm = arg;
+	struct clist l = {0};
+	int rc;
+
+	(void)peer;
+	l.arr = json_array();
+	l.path = json_string_value(json_object_get(args, "path"));
+	rc = cm->rlog ? rlog_conflicts(cm->rlog, conflict_cb, &l) : 0;
+	if (rc < 0) {
+		json_decref(l.arr);
+		ctl_reply_err(call, rc, NULL);
+		return;
+	}
+	ctl_reply_ok(call, json_pack("{s:o}", "conflicts", l.arr));
+}
+
+static int
+replay_cb(const struct rlog_rec *rec, void *arg)
+{
+	struct clist *l = arg;
+	char fs[FID_STRLEN];
+	json_t *o;
+
+	if (rec->state == RLOG_CONFLICT)
+		return 0;
+	l->n++;
+	if (l->limit && json_array_size(l->arr) >= l->limit)
+		return 0;
+	o = json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:I}", "seq",
+		      (json_int_t)rec->seq, "op", proto_op_name(rec->op.kind),
+		      "state", rlog_state_name(rec->state), "fid",
+		      fid_fmt(&rec->op.fid, fs), "name",
+		      rec->op.name ? rec->op.name : "", "bytes",
+		      (json_int_t)rec->nbytes, "time_ms",
+		      (json_int_t)rec->time_ms);
+	if (o)
+		json_array_append_new(l->arr, o);
+	return 0;
+}
+
+void
+offline_ctl_replaylog(void *arg, struct ctl_call *call,
+		      const struct ctl_peer *peer, json_t *args)
+{
+	struct cm *cm = arg;
+	struct clist l = {0};
+	json_t *lim = json_object_get(args, "limit");
+	int rc;
+
+	(void)peer;
+	l.arr = json_array();
+	l.limit = json_is_integer(lim) ? (size_t)json_integer_value(lim) : 0;
+	rc = cm->rlog ? rlog_iterate(cm->rlog, replay_cb, &l) : 0;
+	if (rc < 0) {
+		json_decref(l.arr);
+		ctl_reply_err(call, rc, NULL);
+		return;
+	}
+	ctl_reply_ok(call, json_pack("{s:o,s:I}", "records", l.arr, "pending",
+				     (json_int_t)l.n));
+}
+
+/* fs resolve PATH --keep local|server|both. */
+struct resolve {
+	const char *path, *how;
+	uint64_t seq;
+	bool is_store;
+	int found;
+};
+
+static int
+resolve_cb(const struct rlog_rec *rec, void *arg)
+{
+	struct resolve *r = arg;
+
+	if (!rec->conflict.local.path ||
+	    strcmp(rec->conflict.local.path, r->path))
+		return 0;
+	r->seq = rec->seq;
+	r->is_store = rec->op.kind == PROTO_OP_STORE;
+	r->found++;
+	return 1;
+}
+
+void
+offline_ctl_resolve(void *arg, struct ctl_call *call,
+		    const struct ctl_peer *peer, json_t *args)
+{
+	struct cm *cm = arg;
+	struct resolve r = {0};
+	int rc;
+
+	r.path = json_string_value(json_object_get(args, "path"));
+	r.how = json_string_value(json_object_get(args, "how"));
+	if (!r.path || !r.how) {
+		ctl_reply_err(call, -EINVAL, "path and how are needed");
+		return;
+	}
+	while (r.path[0] == '/')
+		r.path++;
+	if (strcmp(r.how, "keep-local") && strcmp(r.how, "keep-remote") &&
+	    strcmp(r.how, "keep-both")) {
+		ctl_reply_err(call, -EINVAL,
+			      "how is keep-local, keep-remote or keep-both");
+		return;
+	}
+	rc = cm->rlog ? rlog_conflicts(cm->rlog, resolve_cb, &r) : 0;
+	if (rc < 0) {
+		ctl_reply_err(call, rc, NULL);
+		return;
+	}
+	if (!r.found) {
+		ctl_reply_err(call, -ENOENT, "no conflict at this path");
+		return;
+	}
+	/* NEEDSWORK: keep-local of a refused store should move the conflict
+	 * copy over the file, and of a metadata change redo it on the
+	 * server's current state; today the server's version stands and
+	 * the local data stays in the conflict copy. */
+	if (!strcmp(r.how, "keep-local")) {
+		ctl_reply_err(call, -ENOTSUP,
+			      "keep-local is not supported yet: the local "
+			      "data is in the conflict copy (fs conflicts "
+			      "names it); use keep-remote or keep-both");
+		return;
+	}
+	rc = rlog_conflict_resolve(cm->rlog, r.seq);
+	if (rc < 0) {
+		ctl_reply_err(call, rc, NULL);
+		return;
+	}
+	log_info(LOG_CTL, "conflict at '%s' settled (%s) by uid %u", r.path,
+		 r.how, (unsigned)peer->uid);
+	ctl_reply_ok(call, json_pack("{s:s,s:s}", "path", r.path, "how",
+				     r.how));
+}

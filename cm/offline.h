@@ -1,0 +1,93 @@
+/*
+ * offline.h - disconnected operation of cairnd: the modes, the local
+ * application of mutations while disconnected, and reintegration.
+ *
+ * Layer rule: FUSE-free (libcm).
+ *
+ * Modes (cm->mode): CONNECTED -> DISCONNECTED by `fs disconnect` (manual:
+ * stays until `fs reconnect`) or when the server stops answering a
+ * mutation for fetch-timeout (auto: probes every 1 s doubling to 30 s, and
+ * reconnects by itself when one answers). DISCONNECTED -> REINTEGRATING ->
+ * CONNECTED: the replay log is sent in order; new mutations meanwhile are
+ * logged too (they go after it). The mode is kept in <cache>/mode, so a
+ * restart keeps it.
+ *
+ * While disconnected (and reintegrating), every mutation is appended to
+ * the replay log as a PENDING record, durably (fsync), before the call
+ * returns, and applied to the caches as the server would: objects made
+ * offline and directories changed offline get local DVs (CM_DV_LOCAL), so
+ * none of it can pass for the server's; a bulk revalidation after
+ * reintegration replaces it. The network is gated: requests other than
+ * probes and the replay fail at once (offline-miss=error, the default) or
+ * are tried with the usual bound (offline-miss=wait).
+ *
+ * Reintegration replays records in seq order. A record's base DV is the
+ * server's when we went offline; once a record about an object succeeded,
+ * later records about it are based on our own change and are sent with the
+ * DV the server gave it. A refusal never loses anything: the record stays
+ * in the log as a CONFLICT (kind, the server's message, the local size and
+ * mtime), and a refused store first saves the local data as a conflict
+ * copy (NAME.conflict-HOST-YYYYMMDD-HHMMSS, wb.c). Replay goes on with
+ * the rest. doc/replay-log.md and doc/cm.md ("Disconnected operation").
+ *
+ * Threads: cm_offline() and offline_submit() from any thread; the rest on
+ * the loop thread unless said.
+ */
+#ifndef CAIRN_CM_OFFLINE_H
+#define CAIRN_CM_OFFLINE_H
+
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "cm/cm.h"
+#include "cm/mut.h"
+
+struct ctl_call;
+struct ctl_peer;
+
+/* Before the loop starts: read <cache>/mode, set cm->mode, install the
+ * network gate. @return 0 or -errno. */
+int offline_new(struct cm *cm);
+void offline_free(struct cm *cm);
+/* Loop thread, once running: probe if auto-disconnected. */
+void offline_start(struct cm *cm);
+
+/* Any thread: are mutations logged instead of sent? (not CONNECTED) */
+bool cm_offline(struct cm *cm);
+/* Any thread: may a connected mutation that gets no answer disconnect
+ * (true unless stopping)? */
+bool offline_auto(struct cm *cm);
+
+/* Disconnect (loop thread). @manual: by fs disconnect (no probes). */
+void offline_disconnect(struct cm *cm, bool manual, const char *why);
+
+/* Any thread: log @op (PENDING, durable) and apply it locally; @done gets
+ * the local result on the loop thread. Same contract as mut_submit(). */
+int offline_submit(struct cm *cm, const struct proto_op *op,
+		   mut_done_fn done, void *arg);
+/* Loop thread: a connected op that got no answer becomes part of the
+ * disconnected log (its record stays INFLIGHT); apply it locally and call
+ * @done with the local result. Disconnects (auto) first. */
+void offline_absorb(struct cm *cm, const struct proto_op *op,
+		    mut_done_fn done, void *arg);
+
+/* Control socket handlers (cm_ctl.c's table); loop thread. */
+void offline_ctl_disconnect(void *arg, struct ctl_call *call,
+			    const struct ctl_peer *peer, json_t *args);
+void offline_ctl_reconnect(void *arg, struct ctl_call *call,
+			   const struct ctl_peer *peer, json_t *args);
+void offline_ctl_setpolicy(void *arg, struct ctl_call *call,
+			   const struct ctl_peer *peer, json_t *args);
+void offline_ctl_conflicts(void *arg, struct ctl_call *call,
+			   const struct ctl_peer *peer, json_t *args);
+void offline_ctl_resolve(void *arg, struct ctl_call *call,
+			 const struct ctl_peer *peer, json_t *args);
+void offline_ctl_replaylog(void *arg, struct ctl_call *call,
+			   const struct ctl_peer *peer, json_t *args);
+/* Mode, since, progress and log counts for fs status (added to @o). */
+void offline_status(struct cm *cm, json_t *o);
+
+const char *cm_mode_name(int mode);
+
+#endif /* CAIRN_CM_OFFLINE_H */

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# t4000-offline-day: the laptop promise of issue #7. Pin a tree, stop the
+# server, edit, create, delete, rename, chmod, setxattr, mkdir while it is
+# gone (cairnd notices by itself), restart cairnd while offline, start the
+# server, reconnect: the server's tree then equals the one expected
+# (content hashes, modes, xattrs), checked from a second client with an
+# empty cache. Along the way: fs status shows the mode and the pending
+# records, the log rules keep the log small (store over store, create then
+# remove, counted with fs replaylog), an uncached read offline fails at
+# once with EIO, and a concurrent change by another client becomes a
+# conflict with the local data saved beside it.
+. "$top_srcdir/tests/integration/lib.sh"
+t_need_fuse
+t_timeout 300
+[ -x "$FS" ] || { echo "# SKIP: $FS not built"; exit 77; }
+
+src=$T_DIR/src
+mkdir -p "$src/proj/sub" "$src/other"
+printf 'keep me\n' >"$src/proj/keep.txt"
+printf 'edit me\n' >"$src/proj/edit.txt"
+printf 'delete me\n' >"$src/proj/gone.txt"
+printf 'rename me\n' >"$src/proj/old-name.txt"
+printf 'chmod me\n' >"$src/proj/mode.txt"
+printf 'xattr me\n' >"$src/proj/x.txt"
+printf 'both edit\n' >"$src/proj/both.txt"
+head -c 300000 /dev/urandom >"$src/proj/sub/data.bin"
+head -c 100000 /dev/urandom >"$src/other/uncached.bin"
+vold_start || exit 99
+vos init >/dev/null 2>&1
+vos import day "$src" >/dev/null || exit 99
+make_token day rw "$T_DIR/tok"
+A=$T_DIR/a
+cairnd_mount "$A" "$T_DIR/ca" day "$T_DIR/tok" --fetch-timeout 2s || exit 1
+fsj() { "$FS" "$@" --json -m "$A" 2>/dev/null; }
+jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get(sys.argv[1], ""))' "$1"; }
+status() { fsj status | jget "$1"; }
+
+t_check "fs pin -r the project" "$FS" pin -r "$A/proj"
+t_is "$(status mode)" connected "mode: connected"
+
+# --- the server goes away; the first change notices it ---
+vold_stop
+t0=$(date +%s.%N)
+printf 'edited offline\n' >"$A/proj/edit.txt"
+rc=$?
+secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+t_is "$rc" 0 "a write and close with the server gone succeeds"
+t_ok "$(awk -v s="$secs" 'BEGIN { exit !(s < 10) }' && echo 0 || echo 1)" \
+	"disconnect detected in bounded time ($secs s, fetch-timeout 2 s)"
+t_is "$(status mode)" disconnected "mode: disconnected (automatic)"
+
+# --- an offline day ---
+t_check "read a pinned file offline" cmp "$A/proj/sub/data.bin" "$src/proj/sub/data.bin"
+t_is "$(cat "$A/proj/edit.txt")" "edited offline" "the edit reads back"
+t0=$(date +%s.%N)
+cat "$A/other/uncached.bin" >/dev/null 2>"$T_DIR/miss.err"
+t_ok "$(grep -q 'Input/output error\|No such' "$T_DIR/miss.err" && echo 0 || echo 1)" \
+	"an uncached read offline fails ($(head -c 60 "$T_DIR/miss.err"))"
+t_check "rm offline" rm "$A/proj/gone.txt"
+t_check "mv offline" mv "$A/proj/old-name.txt" "$A/proj/new-name.txt"
+t_check "chmod offline" chmod 0600 "$A/proj/mode.txt"
+t_check "setfattr offline" setfattr -n user.tag -v offline "$A/proj/x.txt"
+t_check "mkdir offline" mkdir "$A/proj/newdir"
+t_check "create in the new dir" sh -c "printf 'brand new\\n' >'$A/proj/newdir/new.txt'"
+t_check "symlink offline" ln -s new-name.txt "$A/proj/link"
+t_is "$(ls "$A/proj" | tr '\n' ' ')" "both.txt edit.txt keep.txt link mode.txt new-name.txt newdir sub x.txt " \
+	"the listing shows the offline changes"
+t_is "$(getfattr --absolute-names --only-values -n user.tag "$A/proj/x.txt" 2>&1)" offline "the xattr reads back offline"
+
+# Log rules: two more stores of one file keep one record; a file created
+# and removed offline leaves none.
+n0=$(fsj replaylog | jget pending)
+printf 'second\n' >"$A/proj/edit.txt"
+printf 'edited twice offline\n' >"$A/proj/edit.txt"
+t_is "$(fsj replaylog | jget pending)" "$n0" "store over store: still $n0 records"
+printf 'temp\n' >"$A/proj/tmp.txt"
+rm "$A/proj/tmp.txt"
+t_is "$(fsj replaylog | jget pending)" "$n0" "create + remove offline: no records left"
+t_ok "$([ "$n0" -ge 8 ] && echo 0 || echo 1)" "the day's changes are logged ($n0 records)"
+
+# --- restart cairnd while offline: the mode, the log and the data stay ---
+cairnd_umount "$A"
+cairnd_mount "$A" "$T_DIR/ca" day "$T_DIR/tok" --fetch-timeout 2s || exit 1
+t_is "$(status mode)" disconnected "after a restart: still disconnected"
+t_is "$(status replay_pending)" "$n0" "after a restart: the log is intact"
+t_is "$(cat "$A/proj/edit.txt" 2>&1)" "edited twice offline" "after a restart: the edit is there"
+t_is "$(cat "$A/proj/newdir/new.txt" 2>&1)" "brand new" "after a restart: the new file is there"
+
+# --- meanwhile another client changes both.txt on the server ---
+vold_restart || exit 99
+t_check "A does not see the server yet (probe interval)" true
+printf 'offline side\n' >"$A/proj/both.txt" 2>/dev/null
+B=$T_DIR/b
+cairnd_mount "$B" "$T_DIR/cb" day "$T_DIR/tok" || exit 1
+t_check "B edits both.txt on the server" sh -c "printf 'server side\\n' >'$B/proj/both.txt'"
+cairnd_umount "$B"
+
+# --- reconnect: everything replays ---
+"$FS" reconnect -m "$A" >"$T_DIR/reconnect.out" 2>&1
+echo "# fs reconnect: $(cat "$T_DIR/reconnect.out")"
+wait_for 20 sh -c "[ \"\$('$FS' status --json -m '$A' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"mode\"])')\" = connected ]"
+t_is "$(status mode)" connected "reconnected"
+t_is "$(status replay_pending)" 0 "the log is empty"
+t_is "$(status conflicts)" 1 "one conflict (both.txt)"
+
+C=$T_DIR/c
+cairnd_mount "$C" "$T_DIR/cc" day "$T_DIR/tok" || exit 1
+t_is "$(cat "$C/proj/edit.txt" 2>&1)" "edited twice offline" "server: the edit"
+t_is "$(ls "$C/proj" 2>&1 | grep -v conflict | tr '\n' ' ')" "both.txt edit.txt keep.txt link mode.txt new-name.txt newdir sub x.txt " \
+	"server: the listing"
+t_is "$(cat "$C/proj/new-name.txt" 2>&1)" "rename me" "server: the renamed file"
+t_is "$(stat -c %a "$C/proj/mode.txt")" 600 "server: the mode"
+t_is "$(getfattr --absolute-names --only-values -n user.tag "$C/proj/x.txt" 2>&1)" offline "server: the xattr"
+t_is "$(cat "$C/proj/newdir/new.txt" 2>&1)" "brand new" "server: the file in the new dir"
+t_is "$(readlink "$C/proj/link")" new-name.txt "server: the symlink"
+t_check "server: untouched data" cmp "$C/proj/sub/data.bin" "$src/proj/sub/data.bin"
+t_is "$(cat "$C/proj/both.txt")" "server side" "conflict: the server keeps its version"
+copy=$(ls "$C/proj" | grep '^both\.txt\.conflict-' | head -n 1)
+t_is "$(cat "$C/proj/$copy" 2>&1)" "offline side" "conflict: the local version is saved beside it ($copy)"
+t_is "$(fsj conflicts | python3 -c 'import json,sys; print(" ".join(c["path"] + ":" + c["kind"] for c in json.load(sys.stdin)["conflicts"]))')" \
+	"proj/both.txt:stale-dv" "fs conflicts lists it"
+t_check "fs resolve --keep both" "$FS" resolve -m "$A" --keep both "$A/proj/both.txt"
+t_is "$(status conflicts)" 0 "no conflicts left"
+cairnd_umount "$C"
+cairnd_umount "$A"
+t_done
