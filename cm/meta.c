@@ -482,6 +482,25 @@ meta_drop_attr(struct cm *cm, const struct fid *fid)
 	vc_del_attr(cm->vc, fid);
 }
 
+/* Forget every cached record of @fid (fs flushmeta, flushall). */
+void
+meta_forget(struct cm *cm, const struct fid *fid)
+{
+	struct ino_ent *e;
+	struct vc_dir *old = NULL;
+
+	ino_lock(cm->ino);
+	e = ino_find_locked(cm->ino, fid);
+	if (e) {
+		e->have_attr = false;
+		old = e->dir;
+		e->dir = NULL;
+	}
+	ino_unlock(cm->ino);
+	vc_dir_put(old);
+	vc_forget(cm->vc, fid);
+}
+
 /* --- directories --- */
 
 struct dir_req {
