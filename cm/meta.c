@@ -842,6 +842,8 @@ apply_attr(struct cm *cm, const struct proto_attr *a, bool store,
 		if (a->type == PROTO_T_DIR && ino && !from_listing)
 			meta_want_dir(cm, &a->fid, NULL, NULL);
 		kinval_inode(cm, ino, 0, 0);
+		/* Also when no event said so (bulk revalidation). */
+		pin_changed(cm, a);
 	} else if (!same_attr(&old, a)) {
 		kinval_inode(cm, ino, -1, 0);
 	}

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <jansson.h>
 
 #include "chunkstore/cs.h"
@@ -350,10 +351,16 @@ job_free(struct pjob *j)
 }
 
 static bool
-job_stopping(struct pjob *j)
+job_stopping_cm(struct cm *cm)
 {
 	/* At shutdown http goes first, then fetch and meta (cm.c). */
-	return !j->cm->http || !j->cm->fetch || !j->cm->meta;
+	return !cm->http || !cm->fetch || !cm->meta;
+}
+
+static bool
+job_stopping(struct pjob *j)
+{
+	return job_stopping_cm(j->cm);
 }
 
 static int
@@ -1143,6 +1150,45 @@ pin_event(struct cm *cm, const struct proto_event *ev)
 	default:
 		break;
 	}
+}
+
+struct changed {
+	struct cm *cm;
+	struct proto_event ev;
+};
+
+static void
+changed_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct changed *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (pst && !job_stopping_cm(c->cm))
+		pin_event(c->cm, &c->ev);
+	free(c);
+}
+
+void
+pin_changed(struct cm *cm, const struct proto_attr *a)
+{
+	static const struct timeval now = {0, 0};
+	struct changed *c;
+
+	if (!pin_covers(cm, &a->fid) ||
+	    (a->type != PROTO_T_FILE && a->type != PROTO_T_DIR))
+		return;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->cm = cm;
+	c->ev.kind = a->type == PROTO_T_FILE ? PROTO_EV_DATA : PROTO_EV_DIR;
+	c->ev.fid = a->fid;
+	c->ev.dv = a->dv;
+	/* Next loop turn: the caller is in the middle of storing what it
+	 * learnt, and a job would read the cache right away. */
+	if (event_base_once(cm->base, -1, EV_TIMEOUT, changed_cb, c, &now) < 0)
+		free(c);
 }
 
 static int

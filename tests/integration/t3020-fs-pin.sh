@@ -189,6 +189,36 @@ t_check "a pinned file changed on the server is fetched again" wait_for 15 a_in
 t_check "in the background (chunks fetched: $fetched0 -> $(stat_of chunks_fetched))" \
 	test "$(stat_of chunks_fetched)" -ge $((fetched0 + 3))
 
+# A change made while cairnd's event stream is down: through a second
+# server on another port. When the stream comes back cairnd revalidates
+# and the server replays the event it kept; either way the pinned file is
+# fetched again. (A revalidation that finds a new DV with no event, as
+# after a stream RESET, takes pin_changed(); the server keeps 65536 events,
+# too many to make it forget one here.)
+head -c $((400 * 1024)) /dev/urandom >"$T_DIR/e2.bin"
+reval0=$(stat_of revalidations)
+vold_stop
+"$VOLD" --root "$SRV_ROOT" --listen 127.0.0.1:0 --port-file "$T_DIR/vold2.port" \
+	--foreground >>"$T_DIR/vold2.log" 2>&1 &
+v2=$!
+t_track_pid "$v2"
+wait_for 10 test -s "$T_DIR/vold2.port"
+VOLD_URL=http://127.0.0.1:$(cat "$T_DIR/vold2.port") wait_for 10 \
+	vold_curl "http://127.0.0.1:$(cat "$T_DIR/vold2.port")/v1/ping"
+VOLD_URL=http://127.0.0.1:$(cat "$T_DIR/vold2.port") srv store /tree/d1/d2/e.bin "$T_DIR/e2.bin"
+t_is "$?" 0 "e.bin changed behind cairnd's back"
+kill "$v2"; wait "$v2" 2>/dev/null
+cp "$T_DIR/e2.bin" "$src/tree/d1/d2/e.bin"
+vold_restart || exit 99
+e_in() {
+	"$FS" examine --json "$mnt/tree/d1/d2/e.bin" >"$T_DIR/exe.json" 2>/dev/null &&
+		[ "$(jget "$T_DIR/exe.json" 0 size)" = $((400 * 1024)) ] &&
+		[ "$(jget "$T_DIR/exe.json" 0 chunks_cached)" = 2 ] &&
+		[ "$(jget "$T_DIR/exe.json" 0 pinned)" = true ]
+}
+t_check "a pinned file changed while the stream was down is fetched again" wait_for 20 e_in
+t_check "(cairnd revalidated: $reval0 -> $(stat_of revalidations))" test "$(stat_of revalidations)" -gt "$reval0"
+
 # --- restart ---------------------------------------------------------------------
 cairnd_umount "$mnt"
 cairnd_mount "$mnt" "$T_DIR/cache" pins "$T_DIR/tok" --cache-size 16M || exit 1
