@@ -61,6 +61,8 @@ struct prec {
 	TAILQ_ENTRY(prec) link;
 	struct fid fid;
 	bool recursive;
+	struct ctl_peer owner; /* who pinned it: background jobs read as
+				* this user (uid 0 for records without one) */
 	bool dead;     /* unpinned; freed when the last job lets go */
 	bool listed;   /* in pin->recs */
 	unsigned refs; /* jobs holding it, plus 1 while listed */
@@ -659,6 +661,33 @@ static void job_finish(struct pjob *j);
 static void send_progress(struct pjob *j, bool force);
 
 static void
+owner_to_vc(const struct ctl_peer *p, struct vc_pin_owner *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->uid = p->uid;
+	o->gid = p->gid;
+	/* Groups beyond the record's room are dropped: that can only take
+	 * access away, never give it. */
+	o->ngroups = p->ngroups < VC_PIN_GROUPS_MAX ? (uint32_t)p->ngroups
+						   : VC_PIN_GROUPS_MAX;
+	for (uint32_t i = 0; i < o->ngroups; i++)
+		o->groups[i] = p->groups[i];
+}
+
+static void
+owner_from_vc(const struct vc_pin_owner *o, struct ctl_peer *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (!o)
+		return; /* a record from before owners: root, as it was */
+	p->uid = o->uid;
+	p->gid = o->gid;
+	p->ngroups = o->ngroups;
+	for (uint32_t i = 0; i < o->ngroups && i < CTL_PEER_GROUPS_MAX; i++)
+		p->groups[i] = o->groups[i];
+}
+
+static void
 scan_done(struct pjob *j)
 {
 	struct cm *cm = j->cm;
@@ -688,9 +717,17 @@ scan_done(struct pjob *j)
 		return;
 	}
 	if (rec && !rec->dead) {
+		if (j->call) {
+			/* The latest pinner's identity is the pin's. */
+			rec->owner = j->peer;
+			rec->owner.pid = 0;
+		}
 		if (j->new_rec || j->call) {
+			struct vc_pin_owner ow;
+
+			owner_to_vc(&rec->owner, &ow);
 			rc = vc_put_pin(cm->vc, &rec->fid, j->recursive,
-					rec->path);
+					rec->path, &ow);
 			if (rc < 0)
 				log_warn(LOG_CTL,
 					 "cannot record the pin of '%s': %s",
@@ -899,6 +936,7 @@ job_new(struct cm *cm, const struct fid *fid, struct prec *rec,
 {
 	struct pjob *j;
 	struct pitem it = {.fid = *fid, .root = true};
+	struct pobj *o;
 
 	if (!pin_get())
 		return NULL;
@@ -910,9 +948,17 @@ job_new(struct cm *cm, const struct fid *fid, struct prec *rec,
 	j->rec = rec;
 	if (rec)
 		rec->refs++;
-	/* Background jobs act for the pins, which were checked when made. */
-	j->peer.uid = 0;
-	j->peer.gid = 0;
+	/* A background job reads the tree as the user who pinned it (as
+	 * the first pin that covers the object, for a refetch), so it never
+	 * takes in what that user could not read. A foreground pin sets its
+	 * caller instead. */
+	o = rec ? NULL : pobj_find(fid);
+	if (rec)
+		j->peer = rec->owner;
+	else if (o && o->nrecs)
+		j->peer = o->recs[0]->owner;
+	else
+		j->peer.uid = j->peer.gid = 0;
 	TAILQ_INSERT_TAIL(&pst->jobs, j, link);
 	if (push_item(j, &it) < 0) {
 		job_free(j);
@@ -1192,7 +1238,8 @@ pin_changed(struct cm *cm, const struct proto_attr *a)
 }
 
 static int
-restore_cb(void *arg, const struct fid *fid, int recursive, const char *path)
+restore_cb(void *arg, const struct fid *fid, int recursive, const char *path,
+	   const struct vc_pin_owner *owner)
 {
 	struct cm *cm = arg;
 	struct prec *rec;
@@ -1203,6 +1250,7 @@ restore_cb(void *arg, const struct fid *fid, int recursive, const char *path)
 	rec = prec_new(fid, recursive, path);
 	if (!rec)
 		return -ENOMEM;
+	owner_from_vc(owner, &rec->owner);
 	prec_list_add(rec);
 	j = job_new(cm, fid, rec, recursive);
 	prec_put(rec);
