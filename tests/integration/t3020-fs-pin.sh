@@ -25,10 +25,12 @@ for i in 1 2 3 4 5; do head -c $((4 * 1024 * 1024)) /dev/urandom >"$src/fill2/f$
 head -c $((24 * 1024 * 1024)) /dev/urandom >"$src/big/huge.bin"
 echo "for root only" >"$src/secret.txt"
 chmod 0600 "$src/secret.txt"
-mkdir -p "$src/mixed"
+mkdir -p "$src/mixed" "$src/many"
+# 16 MiB of cache has 256 chunk slots: 300 small files fit by bytes only.
+for i in $(seq 1 300); do echo "$i" >"$src/many/f$i"; done
 echo "for all" >"$src/mixed/open.txt"
 echo "for root only" >"$src/mixed/secret.txt"
-chmod -R a+rX "$src/tree" "$src/fill" "$src/fill2" "$src/big" "$src/mixed"
+chmod -R a+rX "$src/tree" "$src/fill" "$src/fill2" "$src/big" "$src/mixed" "$src/many"
 chmod 0600 "$src/mixed/secret.txt"
 
 vold_start || exit 99
@@ -97,6 +99,10 @@ short=$(jget "$T_DIR/big.json" 0 bytes_short)
 t_check "--json: bytes_short is about 4 MiB ($short)" test "$short" -gt $((3 * 1024 * 1024))
 t_is "$(stat_of chunks_fetched)" "$before" "no chunk was fetched"
 t_is "$(pinned "$mnt/big/huge.bin")" false "nothing was pinned"
+"$FS" pin -r "$mnt/many" >/dev/null 2>"$T_DIR/many.err"
+t_is "$?" 73 "a pin of more files than the cache's file limit is refused (exit 73)"
+t_check "and says so" grep -q "chunk files.*file limit is 256" "$T_DIR/many.err"
+t_is "$(stat_of chunks_fetched)" "$before" "still no chunk fetched"
 "$FS" pins --json -m "$mnt" >"$T_DIR/pins0.json"
 t_is "$(jget "$T_DIR/pins0.json" pins)" "[]" "no pin recorded"
 
