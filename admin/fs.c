@@ -40,15 +40,23 @@ const struct fs_cmd fs_commands[] = {
 	 "list pins with bytes pinned and bytes still missing", NULL},
 	{"flush", fs_cmd_flush, FS_F_PATHS | FS_F_LONG, COMMON_OPTS " path ...",
 	 "drop cached data of files (dirty data is stored first)",
-	 "Drops the cached chunks of each path. Data not yet stored on the\n"
-	 "server is stored first, never dropped; a pinned file is fetched "
-	 "again."},
+	 "Drops the cached chunks of each path (a directory: the files in "
+	 "it),\n"
+	 "also from the kernel's page cache, so the next read goes to the\n"
+	 "server. Changes not yet stored on the server are stored first and\n"
+	 "never dropped: if that fails, the file keeps its data and fs exits\n"
+	 "75 (server unreachable) or 1. A pinned file is fetched again."},
 	{"flushvolume", fs_cmd_flushvolume, FS_F_ROOT | FS_F_LONG, COMMON_OPTS,
-	 "drop all cached data of the mount's volume (root)", NULL},
+	 "drop all cached data of the mount's volume (root)",
+	 "Stores changes first, as flush does; pinned files are fetched "
+	 "again."},
 	{"flushall", fs_cmd_flushall, FS_F_ROOT | FS_F_LONG, COMMON_OPTS,
-	 "drop all cached data and metadata of the mount (root)", NULL},
+	 "drop all cached data and metadata of the mount (root)",
+	 "As flushvolume, then forgets cached metadata, except what pins and\n"
+	 "files with local changes need."},
 	{"flushmeta", fs_cmd_flushmeta, FS_F_PATHS, COMMON_OPTS " path ...",
-	 "drop cached attributes and directory entries", NULL},
+	 "drop cached attributes and directory entries",
+	 "The next stat or ls of each path asks the server; data is kept."},
 	{"getcacheparms", fs_cmd_getcacheparms, 0, COMMON_OPTS,
 	 "show cache size, use, pinned and dirty bytes, hit rate", NULL},
 	{"setcachesize", fs_cmd_setcachesize, FS_F_SIZE | FS_F_ROOT | FS_F_LONG,

@@ -16,6 +16,7 @@ render(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
 	uint64_t limit = fs_u64(res, "bytes_limit", NULL);
 	uint64_t hits = fs_u64(res, "hits", NULL);
 	uint64_t misses = fs_u64(res, "misses", NULL);
+	uint64_t n;
 	int found;
 
 	if (json_is_string(json_object_get(res, "cache_dir")))
@@ -30,8 +31,15 @@ render(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
 	      fs_size(fs_u64(res, "chunk_size", NULL), a, sizeof(a)));
 	fs_kv("pinned", "%s",
 	      fs_size(fs_u64(res, "pinned_bytes", NULL), a, sizeof(a)));
-	fs_kv("dirty", "%s",
-	      fs_size(fs_u64(res, "dirty_bytes", NULL), a, sizeof(a)));
+	n = fs_u64(res, "dirty_files", &found);
+	if (found)
+		fs_kv("dirty", "%s in %llu file%s (not stored yet)",
+		      fs_size(fs_u64(res, "dirty_bytes", NULL), a, sizeof(a)),
+		      (unsigned long long)n, n == 1 ? "" : "s");
+	else
+		fs_kv("dirty", "%s",
+		      fs_size(fs_u64(res, "dirty_bytes", NULL), a,
+			      sizeof(a)));
 	if (hits + misses)
 		fs_kv("hit rate", "%.1f%% (%llu hits, %llu misses)",
 		      100.0 * (double)hits / (double)(hits + misses),

@@ -9,8 +9,10 @@
  * Pins are pin.c's business: the handlers here resolve the path and hand
  * the call over.
  *
- * The disconnected-operation requests are offline.c's. NEEDSWORK:
- * flushall drops data only.
+ * Flushes store a file's local changes (wb.c) before they drop anything
+ * of it, one file at a time, and answer when the last one is done.
+ *
+ * The disconnected-operation requests are offline.c's.
  */
 #include "config.h"
 
@@ -29,10 +31,12 @@
 #include "cm/cm_ctl.h"
 #include "cm/ctl.h"
 #include "cm/http.h"
+#include "cm/inode.h"
 #include "cm/meta.h"
 #include "cm/offline.h"
 #include "cm/pin.h"
 #include "cm/vc.h"
+#include "cm/wb.h"
 #include "common/ctl_proto.h"
 #include "common/fid.h"
 #include "common/log.h"
@@ -56,6 +60,9 @@ struct resolve {
 	char *path;	  /* the request's path (copy) */
 	const char *cur;  /* next component in @path */
 	struct fid fid;	  /* object reached so far */
+	struct fid parent; /* the directory @fid was found in */
+	bool have_parent;
+	char name[256];	  /* @fid's name in @parent */
 	int want;	  /* R_OK etc. needed on the target */
 	bool recursive;	  /* the request's "recursive" (pin, unpin) */
 	unsigned tries;
@@ -168,6 +175,10 @@ resolve_step(struct resolve *r)
 			resolve_fail(r, ENOENT, NULL);
 			return;
 		}
+		r->parent = r->fid;
+		r->have_parent = true;
+		/* The schema bounds components to 255 bytes. */
+		snprintf(r->name, sizeof(r->name), "%.*s", (int)len, r->cur);
 		r->fid = d->ents[i].fid;
 		vc_dir_put(d);
 		r->cur += len;
@@ -251,8 +262,12 @@ h_getcacheparms(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 	(void)peer;
 	(void)args;
 	cs_get_stats(cm->cs, &st);
+	/* dirty_bytes: the chunk store's dirty chunks (whole chunks, as they
+	 * take cache space); dirty_files: files with unstored changes. */
 	ctl_reply_ok(call,
-		     json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}",
+		     json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+			       "s:s}",
+			       "dirty_files", (json_int_t)wb_dirty_files(cm),
 			       "bytes_used", (json_int_t)st.bytes_used,
 			       "bytes_limit", (json_int_t)st.bytes_limit,
 			       "files_used", (json_int_t)st.files_used,
@@ -465,37 +480,364 @@ h_examine(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 	resolve_start(arg, call, peer, args, R_OK, examine_done);
 }
 
+/* ---- flush ---------------------------------------------------------- */
+
+/*
+ * A flush job: for each file in turn, store its local changes (wb_flush),
+ * then drop its clean chunks, invalidate the kernel's page cache of it and,
+ * if it is pinned, fetch it again in the background. A file whose store
+ * fails keeps everything (dirty data is never dropped) and is counted;
+ * the others are flushed all the same. Files go one at a time: a store is
+ * the server's work, and a flush of a clean file is quick. flushall then
+ * drops the cached metadata nothing needs.
+ */
+struct fjob {
+	struct cm *cm;
+	struct ctl_call *call;
+	unsigned type;	 /* CTL_FLUSH, CTL_FLUSHVOLUME or CTL_FLUSHALL */
+	bool one_file;	 /* fs flush FILE: its error is the answer */
+	struct fid *fids;
+	size_t n, i;
+	bool waiting, pumping;
+	uint64_t dirty_now; /* dirty bytes of fids[i] before its store */
+	uint64_t dropped, stored, failed, meta_dropped;
+	int err;	    /* first store error */
+	bool probed, server_down, meta_done;
+	bool refetching;
+	uint64_t last_progress;
+};
+
+struct file_bytes {
+	uint64_t clean, dirty;
+};
+
+static int
+count_bytes(const struct cs_info *ci, void *arg)
+{
+	struct file_bytes *b = arg;
+
+	if (ci->flags & CS_F_DIRTY)
+		b->dirty += ci->len;
+	else
+		b->clean += ci->len;
+	return 0;
+}
+
+/* Tell the kernel to forget @fid's pages and attributes (the notifier
+ * thread sends it: never from inside a FUSE handler). */
+static void
+kernel_forget_data(struct cm *cm, const struct fid *fid)
+{
+	uint64_t ino = ino_of(cm->ino, fid);
+
+	if (!ino || !cm->kops.inval_inode)
+		return;
+	CM_STAT_INC(cm, invalidations);
+	cm->kops.inval_inode(cm->kops.arg, ino, 0, 0);
+}
+
+static void fjob_pump(struct fjob *j);
+
+static void
+fjob_free(struct fjob *j)
+{
+	if (!j)
+		return;
+	free(j->fids);
+	free(j);
+}
+
+static int
+fjob_add(struct fjob *j, const struct fid *fid, size_t *cap)
+{
+	struct fid *nf;
+
+	if (j->n == *cap) {
+		*cap = *cap ? 2 * *cap : 16;
+		nf = realloc(j->fids, *cap * sizeof(*nf));
+		if (!nf)
+			return -ENOMEM;
+		j->fids = nf;
+	}
+	j->fids[j->n++] = *fid;
+	return 0;
+}
+
+/* The store of fids[i] is over (@err): drop the file's data unless it
+ * failed, then go on with the next one. Loop thread. */
+static void
+fjob_stored(struct cm *cm, void *arg, int err)
+{
+	struct fjob *j = arg;
+	const struct fid *fid = &j->fids[j->i];
+	struct file_bytes b = {0};
+	char fs[FID_STRLEN];
+	int rc;
+
+	if (err < 0) {
+		/* Never drop what the server does not have. */
+		j->failed++;
+		if (!j->err)
+			j->err = err;
+		log_warn(LOG_CTL, "flush: cannot store '%s', keeping it: %s",
+			 fid_fmt(fid, fs), strerror(-err));
+	} else {
+		j->stored += j->dirty_now;
+		cs_iterate_file(cm->cs, fid->vol, fid->oid, count_bytes, &b);
+		rc = cs_invalidate(cm->cs, fid->vol, fid->oid, UINT64_MAX);
+		if (rc < 0)
+			log_warn(LOG_CTL, "flush: cannot drop chunks of '%s': %s",
+				 fid_fmt(fid, fs), strerror(-rc));
+		else
+			j->dropped += b.clean;
+		kernel_forget_data(cm, fid);
+		if (pin_refetch(cm, fid))
+			j->refetching = true;
+	}
+	j->i++;
+	j->waiting = false;
+	fjob_pump(j);
+}
+
+struct meta_drop {
+	struct cm *cm;
+	struct fid *v;
+	size_t n, cap;
+};
+
+static int
+collect_meta(void *arg, const struct fid *fid)
+{
+	struct meta_drop *m = arg;
+	struct fid *nv;
+
+	/* What a pin or a local change needs stays: offline work reads it,
+	 * and a store is based on it. */
+	if (pin_covers(m->cm, fid) || wb_active(m->cm, fid))
+		return 0;
+	if (m->n == m->cap) {
+		m->cap = m->cap ? 2 * m->cap : 256;
+		nv = realloc(m->v, m->cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		m->v = nv;
+	}
+	m->v[m->n++] = *fid;
+	return 0;
+}
+
+/* flushall: forget the cached metadata of every object no pin and no
+ * local change needs; the kernel forgets its attributes and pages. */
+static uint64_t
+drop_all_meta(struct cm *cm)
+{
+	struct meta_drop m = {.cm = cm};
+	struct proto_volinfo vi;
+	int rc;
+
+	rc = vc_iterate_fids(cm->vc, collect_meta, &m);
+	if (rc < 0)
+		log_warn(LOG_CTL, "flushall: cannot list cached metadata: %s",
+			 strerror(-rc));
+	for (size_t i = 0; i < m.n; i++) {
+		/* The root stays: the mount's own attributes. */
+		if (cm_volinfo(cm, &vi) == 0 && fid_eq(&vi.root, &m.v[i]))
+			continue;
+		meta_forget(cm, &m.v[i]);
+		kernel_forget_data(cm, &m.v[i]);
+	}
+	free(m.v);
+	return m.n;
+}
+
+static void fjob_finish(struct fjob *j);
+
+static void
+probe_done(void *arg, const struct http_result *res)
+{
+	struct fjob *j = arg;
+
+	j->server_down = res->err != 0 || res->status < 200 ||
+			 res->status > 299;
+	fjob_finish(j);
+}
+
+/* A store failed with EIO: is the server there at all? Ask it (a ping,
+ * at most 3 s) so the answer can say "unreachable" (fs exits 75) rather
+ * than a bare I/O error. @return 0 if the ping is on its way. */
+static int
+fjob_probe(struct fjob *j)
+{
+	struct http_request req = {0};
+
+	j->probed = true;
+	req.method = "GET";
+	req.path = "/v1/ping";
+	req.timeout_ms = 3000;
+	req.max_body = 65536;
+	req.on_done = probe_done;
+	req.arg = j;
+	return http_submit(j->cm->http, &req) ? 0 : -EIO;
+}
+
+static void
+fjob_finish(struct fjob *j)
+{
+	struct cm *cm = j->cm;
+	char msg[256], a[32];
+	int err = j->err;
+	json_t *res;
+
+	if (j->type == CTL_FLUSHALL && !j->meta_done) {
+		j->meta_done = true;
+		j->meta_dropped = drop_all_meta(cm);
+	}
+	if (j->type != CTL_FLUSH)
+		log_info(LOG_CTL, "%s: dropped %llu bytes, stored %llu bytes "
+				  "first, %llu files could not be stored",
+			 j->type == CTL_FLUSHALL ? "flushall" : "flushvolume",
+			 (unsigned long long)j->dropped,
+			 (unsigned long long)j->stored,
+			 (unsigned long long)j->failed);
+	if (j->failed && err == -EIO && !j->probed && fjob_probe(j) == 0)
+		return; /* back here when the ping is answered */
+	if (j->failed) {
+		/* A store that failed because the server is away is a
+		 * temporary failure (fs exits 75), as for pin. */
+		if (err == -EIO && (j->server_down || !atomic_load(&cm->online)))
+			err = -EHOSTUNREACH;
+		if (j->one_file)
+			snprintf(msg, sizeof(msg),
+				 "cannot store the file's changes on the "
+				 "server (%s); nothing was dropped",
+				 strerror(-err));
+		else
+			snprintf(msg, sizeof(msg),
+				 "%llu of %zu files could not be stored on "
+				 "the server (%s) and were kept; %s of the "
+				 "others was dropped",
+				 (unsigned long long)j->failed, j->n,
+				 strerror(-err),
+				 util_fmt_size(j->dropped, a, sizeof(a)));
+		ctl_reply_err_detail(
+			j->call, err,
+			json_pack("{s:I,s:I,s:I}", "bytes_dropped",
+				  (json_int_t)j->dropped, "bytes_stored",
+				  (json_int_t)j->stored, "files_failed",
+				  (json_int_t)j->failed),
+			msg);
+		fjob_free(j);
+		return;
+	}
+	res = json_pack("{s:I,s:I,s:I}", "bytes_dropped",
+			(json_int_t)j->dropped, "bytes_stored",
+			(json_int_t)j->stored, "files", (json_int_t)j->n);
+	if (res && j->type == CTL_FLUSH)
+		json_object_set_new(res, "refetching",
+				    json_boolean(j->refetching));
+	if (res && j->type != CTL_FLUSH)
+		json_object_set_new(res, "volume",
+				    json_string(cm->cfg.volume));
+	if (res && j->type == CTL_FLUSHALL)
+		json_object_set_new(res, "entries_dropped",
+				    json_integer((json_int_t)j->meta_dropped));
+	if (!res)
+		ctl_reply_err(j->call, ENOMEM, NULL);
+	else
+		ctl_reply_ok(j->call, res);
+	fjob_free(j);
+}
+
+static void
+fjob_progress(struct fjob *j)
+{
+	uint64_t now = util_now_ms();
+
+	if (j->n < 2 || now - j->last_progress < 100)
+		return;
+	j->last_progress = now;
+	ctl_progress(j->call, json_pack("{s:I,s:I}", "files_done",
+					(json_int_t)j->i, "files_total",
+					(json_int_t)j->n));
+}
+
+/* Store and drop the files one by one. wb_flush() answers a clean file
+ * at once (inside the call), so this loops instead of recursing. */
+static void
+fjob_pump(struct fjob *j)
+{
+	if (j->pumping)
+		return;
+	j->pumping = true;
+	while (!j->waiting && j->i < j->n) {
+		struct file_bytes b = {0};
+		const struct fid *fid = &j->fids[j->i];
+
+		fjob_progress(j);
+		cs_iterate_file(j->cm->cs, fid->vol, fid->oid, count_bytes, &b);
+		j->dirty_now = b.dirty;
+		j->waiting = true;
+		wb_flush(j->cm, fid, fjob_stored, j);
+	}
+	j->pumping = false;
+	if (!j->waiting && j->i >= j->n)
+		fjob_finish(j);
+}
+
+static struct fjob *
+fjob_new(struct cm *cm, struct ctl_call *call)
+{
+	struct fjob *j = calloc(1, sizeof(*j));
+
+	if (!j) {
+		ctl_reply_err(call, ENOMEM, NULL);
+		return NULL;
+	}
+	j->cm = cm;
+	j->call = call;
+	j->type = ctl_call_type(call);
+	return j;
+}
+
 static void
 flush_done(struct resolve *r, const struct proto_attr *a)
 {
-	struct chunk_count c = {.dv = a->dv};
+	struct fjob *j = fjob_new(r->cm, r->call);
+	struct vc_dir *d = NULL;
+	size_t cap = 0;
 	int rc = 0;
 
-	if (a->type == PROTO_T_FILE) {
-		cs_iterate_file(r->cm->cs, a->fid.vol, a->fid.oid, count_chunk,
-				&c);
-		if (c.dirty) {
-			/* NEEDSWORK: store dirty data first (replay log). */
-			resolve_fail(r, EBUSY,
-				     "the file has data not yet stored on the "
-				     "server");
-			return;
-		}
-		rc = cs_invalidate(r->cm->cs, a->fid.vol, a->fid.oid,
-				   UINT64_MAX);
-	}
-	if (rc < 0) {
-		resolve_fail(r, rc, NULL);
+	if (!j) {
+		resolve_free(r);
 		return;
 	}
-	/* NEEDSWORK: kernel page cache invalidation. */
-	ctl_reply_ok(r->call,
-		     json_pack("{s:I,s:I,s:b}", "bytes_dropped",
-			       (json_int_t)c.bytes, "bytes_stored",
-			       (json_int_t)0, "refetching",
-			       a->type == PROTO_T_FILE &&
-				       pin_refetch(r->cm, &a->fid)));
+	if (a->type == PROTO_T_FILE) {
+		j->one_file = true;
+		rc = fjob_add(j, &a->fid, &cap);
+	} else if (a->type == PROTO_T_DIR) {
+		/* The files of the directory, not recursive. Their mode is
+		 * not checked: reading the directory shows them anyway, and
+		 * a flush hands nobody their data. */
+		rc = meta_cached_dir(r->cm, &a->fid, &d);
+		if (rc == -ENOENT)
+			rc = 0; /* no listing cached: nothing of it either */
+		for (size_t i = 0; d && rc == 0 && i < d->n; i++) {
+			struct proto_attr ea;
+
+			if (meta_cached_attr(r->cm, &d->ents[i].fid, &ea) ==
+				    0 &&
+			    ea.type == PROTO_T_FILE)
+				rc = fjob_add(j, &ea.fid, &cap);
+		}
+		vc_dir_put(d);
+	}
 	resolve_free(r);
+	if (rc < 0) {
+		ctl_reply_err(j->call, rc, NULL);
+		fjob_free(j);
+		return;
+	}
+	fjob_pump(j);
 }
 
 static void
@@ -508,11 +850,44 @@ h_flush(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 static void
 flushmeta_done(struct resolve *r, const struct proto_attr *a)
 {
-	if (a->type == PROTO_T_DIR)
-		vc_del_dir(r->cm->vc, &a->fid);
-	vc_del_xattrs(r->cm->vc, &a->fid);
-	meta_drop_attr(r->cm, &a->fid);
-	ctl_reply_ok(r->call, NULL);
+	struct cm *cm = r->cm;
+	struct vc_dir *d = NULL;
+	uint64_t ino = ino_of(cm->ino, &a->fid), pino = 0;
+	uint64_t n = 1;
+
+	/* The kernel forgets the names in a directory and the object's own
+	 * name, so the next lookup and stat come to cairnd again. */
+	if (a->type == PROTO_T_DIR && meta_cached_dir(cm, &a->fid, &d) == 0) {
+		for (size_t i = 0; ino && cm->kops.inval_entry && i < d->n;
+		     i++) {
+			CM_STAT_INC(cm, invalidations);
+			cm->kops.inval_entry(cm->kops.arg, ino,
+					     d->ents[i].name,
+					     strlen(d->ents[i].name));
+		}
+		n += d->n;
+		vc_dir_put(d);
+	}
+	if (r->have_parent)
+		pino = ino_of(cm->ino, &r->parent);
+	if (pino && cm->kops.inval_entry) {
+		CM_STAT_INC(cm, invalidations);
+		cm->kops.inval_entry(cm->kops.arg, pino, r->name,
+				     strlen(r->name));
+	}
+	/* A file with local changes keeps its attributes (its store is
+	 * based on them); the rest is forgotten. */
+	if (!wb_active(cm, &a->fid))
+		meta_forget(cm, &a->fid);
+	if (ino && cm->kops.inval_inode) {
+		CM_STAT_INC(cm, invalidations);
+		/* -1: attributes only; a directory also drops its pages
+		 * (readdir), a file keeps its data (tagged by DV). */
+		cm->kops.inval_inode(cm->kops.arg, ino,
+				     a->type == PROTO_T_DIR ? 0 : -1, 0);
+	}
+	ctl_reply_ok(r->call, json_pack("{s:I}", "entries_dropped",
+					(json_int_t)n));
 	resolve_free(r);
 }
 
@@ -525,13 +900,9 @@ h_flushmeta(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 
 /* flushvolume / flushall: every file of the volume with cached chunks. */
 struct vol_files {
+	struct fjob *j;
 	uint32_t vol;
-	struct vf {
-		uint8_t oid[16];
-		bool dirty;
-		uint64_t bytes; /* clean bytes */
-	} *f;
-	size_t n, cap;
+	size_t cap;
 	int err;
 };
 
@@ -539,36 +910,23 @@ static int
 collect_file(const struct cs_info *ci, void *arg)
 {
 	struct vol_files *v = arg;
-	struct vf *e = NULL, *nf;
-	size_t i;
+	struct fjob *j = v->j;
+	struct fid fid;
 
 	if (ci->key.vol != v->vol)
 		return 0;
+	fid.vol = ci->key.vol;
+	memcpy(fid.oid, ci->key.fid, sizeof(fid.oid));
 	/* Chunks of one file are usually in neighbouring slots: look at the
-	 * last file first. NEEDSWORK: a hash for very large caches. */
-	for (i = v->n; i-- > 0;)
-		if (!memcmp(v->f[i].oid, ci->key.fid, 16)) {
-			e = &v->f[i];
-			break;
-		}
-	if (!e) {
-		if (v->n == v->cap) {
-			v->cap = v->cap ? 2 * v->cap : 64;
-			nf = realloc(v->f, v->cap * sizeof(*nf));
-			if (!nf) {
-				v->err = -ENOMEM;
-				return 1;
-			}
-			v->f = nf;
-		}
-		e = &v->f[v->n++];
-		memset(e, 0, sizeof(*e));
-		memcpy(e->oid, ci->key.fid, 16);
+	 * last files only. A file seen twice is flushed twice, harmlessly
+	 * (the second finds nothing). */
+	for (size_t i = j->n, k = 0; i-- > 0 && k < 8; k++)
+		if (fid_eq(&j->fids[i], &fid))
+			return 0;
+	if (fjob_add(j, &fid, &v->cap) < 0) {
+		v->err = -ENOMEM;
+		return 1;
 	}
-	if (ci->flags & CS_F_DIRTY)
-		e->dirty = true;
-	else
-		e->bytes += ci->len;
 	return 0;
 }
 
@@ -579,9 +937,6 @@ h_flushvolume(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 	struct cm *cm = arg;
 	struct proto_volinfo vi;
 	struct vol_files v = {0};
-	uint64_t dropped = 0, kept = 0;
-	size_t i;
-	int rc;
 
 	(void)peer;
 	(void)args;
@@ -589,35 +944,19 @@ h_flushvolume(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 		ctl_reply_err(call, EAGAIN, "the volume is not known yet");
 		return;
 	}
+	v.j = fjob_new(cm, call);
+	if (!v.j)
+		return;
 	v.vol = vi.id;
 	/* NEEDSWORK: one pass over the whole index on the loop thread; split
 	 * it for very large caches. */
 	cs_iterate(cm->cs, collect_file, &v);
 	if (v.err < 0) {
-		free(v.f);
 		ctl_reply_err(call, v.err, NULL);
+		fjob_free(v.j);
 		return;
 	}
-	for (i = 0; i < v.n; i++) {
-		if (v.f[i].dirty) {
-			/* Never drop what is not stored yet (no store path
-			 * here yet: the file is left alone). */
-			kept++;
-			continue;
-		}
-		rc = cs_invalidate(cm->cs, vi.id, v.f[i].oid, UINT64_MAX);
-		if (rc >= 0)
-			dropped += v.f[i].bytes;
-	}
-	free(v.f);
-	log_info(LOG_CTL, "%s: dropped %llu bytes of cached data",
-		 ctl_call_type(call) == CTL_FLUSHALL ? "flushall"
-						     : "flushvolume",
-		 (unsigned long long)dropped);
-	ctl_reply_ok(call, json_pack("{s:I,s:I,s:I}", "bytes_dropped",
-				     (json_int_t)dropped, "bytes_stored",
-				     (json_int_t)0, "files_kept_dirty",
-				     (json_int_t)kept));
+	fjob_pump(v.j);
 }
 
 static void
@@ -677,8 +1016,7 @@ static const struct ctl_handlers cm_ctl_handlers = { .on = {
 	[CTL_CONFLICTS] = offline_ctl_conflicts,
 	[CTL_RESOLVE] = offline_ctl_resolve,
 	[CTL_REPLAYLOG] = offline_ctl_replaylog,
-	/* NEEDSWORK: flushall should also drop cached metadata. */
-	[CTL_FLUSHALL] = h_flushvolume,
+	[CTL_FLUSHALL] = h_flushvolume, /* and then the metadata */
 } };
 
 /* ---- start / stop --------------------------------------------------- */

@@ -502,6 +502,25 @@ meta_drop_attr(struct cm *cm, const struct fid *fid)
 	vc_del_attr(cm->vc, fid);
 }
 
+/* Forget every cached record of @fid (fs flushmeta, flushall). */
+void
+meta_forget(struct cm *cm, const struct fid *fid)
+{
+	struct ino_ent *e;
+	struct vc_dir *old = NULL;
+
+	ino_lock(cm->ino);
+	e = ino_find_locked(cm->ino, fid);
+	if (e) {
+		e->have_attr = false;
+		old = e->dir;
+		e->dir = NULL;
+	}
+	ino_unlock(cm->ino);
+	vc_dir_put(old);
+	vc_forget(cm->vc, fid);
+}
+
 /* --- directories --- */
 
 struct dir_req {
@@ -843,6 +862,8 @@ apply_attr(struct cm *cm, const struct proto_attr *a, bool store,
 		if (a->type == PROTO_T_DIR && ino && !from_listing)
 			meta_want_dir(cm, &a->fid, NULL, NULL);
 		kinval_inode(cm, ino, 0, 0);
+		/* Also when no event said so (bulk revalidation). */
+		pin_changed(cm, a);
 	} else if (!same_attr(&old, a)) {
 		kinval_inode(cm, ino, -1, 0);
 	}

@@ -82,6 +82,9 @@ void meta_drop_file(struct cm *cm, const struct fid *fid);
 /* Loop thread: the server said @fid's chunk at DV is stale (410): forget
  * the cached attributes so the next use fetches them. */
 void meta_drop_attr(struct cm *cm, const struct fid *fid);
+/* Forget every cached record of @fid: attributes, listing, symlink
+ * target, xattrs (pins stay). The next access fetches them. Loop thread. */
+void meta_forget(struct cm *cm, const struct fid *fid);
 
 /*
  * Our own changes, as the server's reply to them says (loop thread):

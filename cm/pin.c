@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <jansson.h>
 
 #include "chunkstore/cs.h"
@@ -60,6 +61,8 @@ struct prec {
 	TAILQ_ENTRY(prec) link;
 	struct fid fid;
 	bool recursive;
+	struct ctl_peer owner; /* who pinned it: background jobs read as
+				* this user (uid 0 for records without one) */
 	bool dead;     /* unpinned; freed when the last job lets go */
 	bool listed;   /* in pin->recs */
 	unsigned refs; /* jobs holding it, plus 1 while listed */
@@ -350,10 +353,16 @@ job_free(struct pjob *j)
 }
 
 static bool
-job_stopping(struct pjob *j)
+job_stopping_cm(struct cm *cm)
 {
 	/* At shutdown http goes first, then fetch and meta (cm.c). */
-	return !j->cm->http || !j->cm->fetch || !j->cm->meta;
+	return !cm->http || !cm->fetch || !cm->meta;
+}
+
+static bool
+job_stopping(struct pjob *j)
+{
+	return job_stopping_cm(j->cm);
 }
 
 static int
@@ -589,7 +598,7 @@ scan_pump(struct pjob *j)
 /* --- space --- */
 
 struct pinned_count {
-	uint64_t dv, bytes;
+	uint64_t dv, bytes, chunks;
 };
 
 static int
@@ -597,9 +606,56 @@ count_pinned(const struct cs_info *ci, void *arg)
 {
 	struct pinned_count *c = arg;
 
-	if (ci->dv == c->dv && (ci->flags & CS_F_PINNED))
+	if (ci->dv == c->dv && (ci->flags & CS_F_PINNED)) {
 		c->bytes += ci->len;
+		c->chunks++;
+	}
 	return 0;
+}
+
+/* Chunk files culling cannot free: pinned or dirty. */
+static int
+count_held(const struct cs_info *ci, void *arg)
+{
+	uint64_t *n = arg;
+
+	if (ci->flags & (CS_F_PINNED | CS_F_DIRTY))
+		(*n)++;
+	return 0;
+}
+
+/* The same check for the cache's file limit: every chunk is one chunk
+ * file, however small, so many small files can fill the slots while the
+ * bytes fit. @return 0 if the set's chunks fit. */
+static int
+check_files(struct pjob *j, uint64_t need, const struct cs_stats *st)
+{
+	uint64_t held = 0, usable, avail;
+	char msg[256];
+
+	if (!need)
+		return 0;
+	/* NEEDSWORK: one pass over the whole index; the chunk store could
+	 * count pinned and dirty chunks as it counts their bytes. */
+	cs_iterate(j->cm->cs, count_held, &held);
+	usable = st->files_limit - st->files_limit * CS_DEFAULT_STOP_PCT / 100;
+	avail = usable > held ? usable - held : 0;
+	if (need <= avail)
+		return 0;
+	snprintf(msg, sizeof(msg),
+		 "the pinned set needs %llu more chunk files, the cache can "
+		 "hold %llu more (its file limit is %llu): short by %llu",
+		 (unsigned long long)need, (unsigned long long)avail,
+		 (unsigned long long)st->files_limit,
+		 (unsigned long long)(need - avail));
+	ctl_reply_err_detail(j->call, ENOSPC,
+			     json_pack("{s:I,s:I,s:I}", "files_needed",
+				       (json_int_t)need, "files_available",
+				       (json_int_t)avail, "files_short",
+				       (json_int_t)(need - avail)),
+			     msg);
+	j->call = NULL;
+	return -ENOSPC;
 }
 
 /* Refuse (ENOSPC) if what the set adds to the pinned bytes does not fit
@@ -609,16 +665,20 @@ check_space(struct pjob *j)
 {
 	struct cm *cm = j->cm;
 	struct cs_stats st;
-	uint64_t need = 0, usable, avail;
+	uint64_t need = 0, need_files = 0, usable, avail;
 	char a[32], b[32], c[32], msg[256];
 
 	for (size_t i = 0; i < j->nfiles; i++) {
 		struct pinned_count pc = {.dv = j->files[i].dv};
+		uint64_t n = (j->files[i].size + cm->chunk_size - 1) /
+			     cm->chunk_size;
 
 		cs_iterate_file(cm->cs, j->files[i].fid.vol,
 				j->files[i].fid.oid, count_pinned, &pc);
 		if (pc.bytes < j->files[i].size)
 			need += j->files[i].size - pc.bytes;
+		if (pc.chunks < n)
+			need_files += n - pc.chunks;
 	}
 	cs_get_stats(cm->cs, &st);
 	/* The store refuses allocations that leave less than the stop level
@@ -628,7 +688,7 @@ check_space(struct pjob *j)
 			? usable - st.pinned_bytes - st.dirty_bytes
 			: 0;
 	if (need <= avail)
-		return 0;
+		return check_files(j, need_files, &st);
 	util_fmt_size(need, a, sizeof(a));
 	util_fmt_size(avail, b, sizeof(b));
 	util_fmt_size(need - avail, c, sizeof(c));
@@ -650,6 +710,33 @@ check_space(struct pjob *j)
 
 static void job_finish(struct pjob *j);
 static void send_progress(struct pjob *j, bool force);
+
+static void
+owner_to_vc(const struct ctl_peer *p, struct vc_pin_owner *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->uid = p->uid;
+	o->gid = p->gid;
+	/* Groups beyond the record's room are dropped: that can only take
+	 * access away, never give it. */
+	o->ngroups = p->ngroups < VC_PIN_GROUPS_MAX ? (uint32_t)p->ngroups
+						   : VC_PIN_GROUPS_MAX;
+	for (uint32_t i = 0; i < o->ngroups; i++)
+		o->groups[i] = p->groups[i];
+}
+
+static void
+owner_from_vc(const struct vc_pin_owner *o, struct ctl_peer *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (!o)
+		return; /* a record from before owners: root, as it was */
+	p->uid = o->uid;
+	p->gid = o->gid;
+	p->ngroups = o->ngroups;
+	for (uint32_t i = 0; i < o->ngroups && i < CTL_PEER_GROUPS_MAX; i++)
+		p->groups[i] = o->groups[i];
+}
 
 static void
 scan_done(struct pjob *j)
@@ -681,9 +768,17 @@ scan_done(struct pjob *j)
 		return;
 	}
 	if (rec && !rec->dead) {
+		if (j->call) {
+			/* The latest pinner's identity is the pin's. */
+			rec->owner = j->peer;
+			rec->owner.pid = 0;
+		}
 		if (j->new_rec || j->call) {
+			struct vc_pin_owner ow;
+
+			owner_to_vc(&rec->owner, &ow);
 			rc = vc_put_pin(cm->vc, &rec->fid, j->recursive,
-					rec->path);
+					rec->path, &ow);
 			if (rc < 0)
 				log_warn(LOG_CTL,
 					 "cannot record the pin of '%s': %s",
@@ -892,6 +987,7 @@ job_new(struct cm *cm, const struct fid *fid, struct prec *rec,
 {
 	struct pjob *j;
 	struct pitem it = {.fid = *fid, .root = true};
+	struct pobj *o;
 
 	if (!pin_get())
 		return NULL;
@@ -903,9 +999,17 @@ job_new(struct cm *cm, const struct fid *fid, struct prec *rec,
 	j->rec = rec;
 	if (rec)
 		rec->refs++;
-	/* Background jobs act for the pins, which were checked when made. */
-	j->peer.uid = 0;
-	j->peer.gid = 0;
+	/* A background job reads the tree as the user who pinned it (as
+	 * the first pin that covers the object, for a refetch), so it never
+	 * takes in what that user could not read. A foreground pin sets its
+	 * caller instead. */
+	o = rec ? NULL : pobj_find(fid);
+	if (rec)
+		j->peer = rec->owner;
+	else if (o && o->nrecs)
+		j->peer = o->recs[0]->owner;
+	else
+		j->peer.uid = j->peer.gid = 0;
 	TAILQ_INSERT_TAIL(&pst->jobs, j, link);
 	if (push_item(j, &it) < 0) {
 		job_free(j);
@@ -1145,8 +1249,48 @@ pin_event(struct cm *cm, const struct proto_event *ev)
 	}
 }
 
+struct changed {
+	struct cm *cm;
+	struct proto_event ev;
+};
+
+static void
+changed_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct changed *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (pst && !job_stopping_cm(c->cm))
+		pin_event(c->cm, &c->ev);
+	free(c);
+}
+
+void
+pin_changed(struct cm *cm, const struct proto_attr *a)
+{
+	static const struct timeval now = {0, 0};
+	struct changed *c;
+
+	if (!pin_covers(cm, &a->fid) ||
+	    (a->type != PROTO_T_FILE && a->type != PROTO_T_DIR))
+		return;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->cm = cm;
+	c->ev.kind = a->type == PROTO_T_FILE ? PROTO_EV_DATA : PROTO_EV_DIR;
+	c->ev.fid = a->fid;
+	c->ev.dv = a->dv;
+	/* Next loop turn: the caller is in the middle of storing what it
+	 * learnt, and a job would read the cache right away. */
+	if (event_base_once(cm->base, -1, EV_TIMEOUT, changed_cb, c, &now) < 0)
+		free(c);
+}
+
 static int
-restore_cb(void *arg, const struct fid *fid, int recursive, const char *path)
+restore_cb(void *arg, const struct fid *fid, int recursive, const char *path,
+	   const struct vc_pin_owner *owner)
 {
 	struct cm *cm = arg;
 	struct prec *rec;
@@ -1157,6 +1301,7 @@ restore_cb(void *arg, const struct fid *fid, int recursive, const char *path)
 	rec = prec_new(fid, recursive, path);
 	if (!rec)
 		return -ENOMEM;
+	owner_from_vc(owner, &rec->owner);
 	prec_list_add(rec);
 	j = job_new(cm, fid, rec, recursive);
 	prec_put(rec);

@@ -51,6 +51,12 @@ void pin_free(struct cm *cm);
  * object leaves the set. Loop thread. */
 void pin_event(struct cm *cm, const struct proto_event *ev);
 
+/* Metadata learnt outside the event stream (a bulk revalidation after the
+ * stream broke, a listing) says pinned @a's data version changed: fetch
+ * it again (a file) or rescan it (a directory) in the background, as for
+ * an event. Loop thread; the job starts on the next loop turn. */
+void pin_changed(struct cm *cm, const struct proto_attr *a);
+
 /* If @fid is pinned, fetch its missing chunks again in the background
  * (after fs flush). @return true if it is pinned. Loop thread. */
 bool pin_refetch(struct cm *cm, const struct fid *fid);

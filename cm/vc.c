@@ -1136,7 +1136,7 @@ vc_count(struct vc *vc)
 
 int
 vc_put_pin(struct vc *vc, const struct fid *fid, int recursive,
-	   const char *path)
+	   const char *path, const struct vc_pin_owner *owner)
 {
 	struct wbuf w = {0};
 	size_t len = strlen(path);
@@ -1144,10 +1144,20 @@ vc_put_pin(struct vc *vc, const struct fid *fid, int recursive,
 
 	if (len > UINT16_MAX)
 		return -ENAMETOOLONG;
+	if (owner && owner->ngroups > VC_PIN_GROUPS_MAX)
+		return -EINVAL;
 	wb_u8(&w, VC_REC_VERSION);
-	wb_u8(&w, recursive ? 1 : 0);
+	/* Flags: 1 recursive, 2 an owner follows the path. */
+	wb_u8(&w, (recursive ? 1 : 0) | (owner ? 2 : 0));
 	wb_u16(&w, (uint16_t)len);
 	wb_bytes(&w, path, len);
+	if (owner) {
+		wb_u32(&w, owner->uid);
+		wb_u32(&w, owner->gid);
+		wb_u16(&w, (uint16_t)owner->ngroups);
+		for (uint32_t i = 0; i < owner->ngroups; i++)
+			wb_u32(&w, owner->groups[i]);
+	}
 	rc = vc_store(vc, 'P', fid, &w);
 	free(w.p);
 	return rc;
@@ -1164,6 +1174,8 @@ struct pin_rec_list {
 		struct fid fid;
 		int recursive;
 		char *path;
+		bool has_owner;
+		struct vc_pin_owner owner;
 	} *v;
 	size_t n, cap;
 	int err;
@@ -1202,7 +1214,18 @@ pin_collect_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 	flags = rb_u8(&r);
 	len = rb_u16(&r);
 	q = rb_take(&r, len);
-	if (r.bad || r.off != r.len || (len && memchr(q, '\0', len)))
+	it->has_owner = flags & 2;
+	if (it->has_owner) {
+		it->owner.uid = rb_u32(&r);
+		it->owner.gid = rb_u32(&r);
+		it->owner.ngroups = rb_u16(&r);
+		if (it->owner.ngroups > VC_PIN_GROUPS_MAX)
+			return 0;
+		for (uint32_t i = 0; i < it->owner.ngroups; i++)
+			it->owner.groups[i] = rb_u32(&r);
+	}
+	if (r.bad || r.off != r.len || (flags & ~3) ||
+	    (len && memchr(q, '\0', len)))
 		return 0;
 	it->recursive = flags & 1;
 	it->path = strndup(len ? (const char *)q : "", len);
@@ -1217,7 +1240,7 @@ pin_collect_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 int
 vc_iterate_pins(struct vc *vc,
 		int (*cb)(void *arg, const struct fid *fid, int recursive,
-			  const char *path),
+			  const char *path, const struct vc_pin_owner *owner),
 		void *arg)
 {
 	struct pin_rec_list l = {0};
@@ -1231,7 +1254,8 @@ vc_iterate_pins(struct vc *vc,
 	if (!l.err)
 		for (i = 0; i < l.n && rc == 0; i++)
 			rc = cb(arg, &l.v[i].fid, l.v[i].recursive,
-				l.v[i].path);
+				l.v[i].path,
+				l.v[i].has_owner ? &l.v[i].owner : NULL);
 	for (i = 0; i < l.n; i++)
 		free(l.v[i].path);
 	free(l.v);

@@ -148,18 +148,28 @@ int vc_iterate_fids(struct vc *vc,
 
 /*
  * Pins (fs pin): one record per pinned object, keyed by its FID, with the
- * recursive flag and the mount-relative path it was pinned by (display
- * only; the FID is what counts). vc_forget() keeps them: a pin outlives
+ * recursive flag, the mount-relative path it was pinned by (display
+ * only; the FID is what counts) and, optionally, who pinned it. vc_forget() keeps them: a pin outlives
  * its object's cached metadata. vc_iterate_pins() collects the records
  * first and calls @cb without the lock; a record that does not parse is
  * skipped. @return 0, -errno, or the first nonzero value of @cb.
  */
+/* Who made a pin: background pin jobs read the tree as this user. */
+#define VC_PIN_GROUPS_MAX 64
+struct vc_pin_owner {
+	uint32_t uid, gid;
+	uint32_t ngroups;
+	uint32_t groups[VC_PIN_GROUPS_MAX];
+};
+/* @owner NULL: no owner recorded (the record reads back with NULL, as
+ * records written before owners were). */
 int vc_put_pin(struct vc *vc, const struct fid *fid, int recursive,
-	       const char *path);
+	       const char *path, const struct vc_pin_owner *owner);
 int vc_del_pin(struct vc *vc, const struct fid *fid);
 int vc_iterate_pins(struct vc *vc,
 		    int (*cb)(void *arg, const struct fid *fid, int recursive,
-			      const char *path),
+			      const char *path,
+			      const struct vc_pin_owner *owner),
 		    void *arg);
 
 /* Number of attribute records (for stats). */

@@ -55,6 +55,9 @@ PY
 export HOME=$T_DIR/home GIT_CONFIG_NOSYSTEM=1
 mkdir -p "$HOME"
 git config --global safe.directory '*'
+# No background gc: vos import must not see objects move under it.
+git config --global gc.auto 0
+git config --global maintenance.auto false
 (cd "$repo" && git init -q && git add -A && git -c user.name=b -c user.email=b@l commit -qm init) ||
 	{ echo "# cannot make the git repository"; exit 99; }
 

@@ -139,11 +139,13 @@ t_check "a flushed pinned file is fetched again" wait_for 10 refetched
 t_is "$?" 0 "flushmeta"
 t_check "listing after flushmeta" ls "$mnt/data/c.txt"
 
-cat "$mnt/data/b.bin" >/dev/null
+cat "$mnt/data/a.bin" >/dev/null
 "$FS" flushvolume -m "$mnt" >/dev/null 2>"$T_DIR/fv.err"
 t_is "$?" 0 "flushvolume"
-fsj ex9 examine "$mnt/data/b.bin"
-t_is "$(jget "$T_DIR/ex9" 0 chunks_cached)" 0 "flushvolume: no chunk of b.bin cached"
+fsj ex9 examine "$mnt/data/a.bin"
+t_is "$(jget "$T_DIR/ex9" 0 chunks_cached)" 0 "flushvolume: no chunk of a.bin cached"
+t_check "a.bin reads back right after flushvolume" cmp "$src/data/a.bin" "$mnt/data/a.bin"
+t_check "flushvolume: the pinned b.bin is fetched again" wait_for 10 refetched
 t_check "b.bin reads back right after flushvolume" cmp "$src/data/b.bin" "$mnt/data/b.bin"
 
 # --- status, listvol, checkservers ------------------------------------------

@@ -214,14 +214,33 @@ struct pin_seen {
 	int n, rec;
 	char path[64];
 	struct fid fid;
+	bool has_owner;
+	struct vc_pin_owner owner;
 };
 
+static int pin_cb(void *arg, const struct fid *fid, int recursive,
+		  const char *p, const struct vc_pin_owner *o);
+
+/* Like pin_cb, for the record of FID (7, 10) only. */
 static int
-pin_cb(void *arg, const struct fid *fid, int recursive, const char *p)
+pin_cb_g(void *arg, const struct fid *fid, int recursive, const char *p,
+	 const struct vc_pin_owner *o)
+{
+	struct fid g = mkfid(7, 10);
+
+	return fid_eq(fid, &g) ? pin_cb(arg, fid, recursive, p, o) : 0;
+}
+
+static int
+pin_cb(void *arg, const struct fid *fid, int recursive, const char *p,
+       const struct vc_pin_owner *o)
 {
 	struct pin_seen *s = arg;
 
 	s->n++;
+	s->has_owner = o != NULL;
+	if (o)
+		s->owner = *o;
 	s->rec = recursive;
 	s->fid = *fid;
 	snprintf(s->path, sizeof(s->path), "%s", p);
@@ -235,7 +254,7 @@ test_pins(void)
 	struct fid f = mkfid(7, 9), g = mkfid(7, 10);
 	struct pin_seen s = {0};
 
-	is_int(vc_put_pin(vc, &f, 1, "data/sub"), 0, "put pin");
+	is_int(vc_put_pin(vc, &f, 1, "data/sub", NULL), 0, "put pin");
 	is_int(vc_put_attr(vc, &(struct proto_attr){.fid = g, .type =
 					   PROTO_T_FILE}),
 	       0, "an attr beside it");
@@ -243,6 +262,23 @@ test_pins(void)
 	is_int(s.n, 1, "one pin (attrs are not pins)");
 	ok(s.rec == 1 && fid_eq(&s.fid, &f), "fid and recursive flag");
 	is_str(s.path, "data/sub", "path round trip");
+	ok(!s.has_owner, "no owner given, none read back");
+	{
+		struct vc_pin_owner ow = {.uid = 1000, .gid = 100,
+					  .ngroups = 2, .groups = {5, 6}};
+
+		is_int(vc_put_pin(vc, &g, 0, "f", &ow), 0, "put an owned pin");
+		s.n = 0;
+		memset(&s.owner, 0, sizeof(s.owner));
+		is_int(vc_iterate_pins(vc, pin_cb_g, &s), 0, "iterate again");
+		ok(s.has_owner && s.owner.uid == 1000 && s.owner.gid == 100 &&
+			   s.owner.ngroups == 2 && s.owner.groups[1] == 6,
+		   "owner round trip");
+		ow.ngroups = VC_PIN_GROUPS_MAX + 1;
+		is_int(vc_put_pin(vc, &g, 0, "f", &ow), -EINVAL,
+		       "too many groups refused");
+		is_int(vc_del_pin(vc, &g), 0, "delete the owned pin");
+	}
 	is_int(vc_forget(vc, &f), 0, "forget the object's metadata");
 	s.n = 0;
 	vc_iterate_pins(vc, pin_cb, &s);
