@@ -86,9 +86,12 @@ t_is "$(status replay_pending)" "$n0" "after a restart: the log is intact"
 t_is "$(cat "$A/proj/edit.txt" 2>&1)" "edited twice offline" "after a restart: the edit is there"
 t_is "$(cat "$A/proj/newdir/new.txt" 2>&1)" "brand new" "after a restart: the new file is there"
 
-# --- meanwhile another client changes both.txt on the server ---
+# --- meanwhile another client changes both.txt on the server; A, made
+# to stay disconnected (fs disconnect: no probes), edits it too ---
+t_check "fs disconnect (manual: stays until fs reconnect)" "$FS" disconnect -m "$A"
 vold_restart || exit 99
-t_check "A does not see the server yet (probe interval)" true
+sleep 2
+t_is "$(status mode)" disconnected "a manual disconnect does not reconnect by itself"
 printf 'offline side\n' >"$A/proj/both.txt" 2>/dev/null
 B=$T_DIR/b
 cairnd_mount "$B" "$T_DIR/cb" day "$T_DIR/tok" || exit 1
