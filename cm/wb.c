@@ -1715,12 +1715,14 @@ wb_absorbed(struct cm *cm, const struct proto_op *op)
 		mark_logged(cm, &op->fid);
 }
 
-int
-wb_replay_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
-		uint64_t src_dv,
-		void (*done)(struct cm *, void *, int,
-			     const struct proto_op_result *),
-		void *arg)
+/* A store op from the replay log, its chunks tagged @src_dv: stage what
+ * the chunk store holds DIRTY, then send (replayed or resent). */
+static int
+store_from_log(struct cm *cm, uint64_t seq, const struct proto_op *op,
+	       uint64_t src_dv, bool replay,
+	       void (*done)(struct cm *, void *, int,
+			    const struct proto_op_result *),
+	       void *arg)
 {
 	struct store *st = calloc(1, sizeof(*st));
 	struct wstate *ws;
@@ -1738,7 +1740,7 @@ wb_replay_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
 	st->src_dv = src_dv;
 	st->src_valid_to = UINT64_MAX;
 	st->seq = seq;
-	st->replay = true;
+	st->replay = replay;
 	st->mdone = done;
 	st->marg = arg;
 	for (size_t i = 0; i < op->nchunks; i++) {
@@ -1750,16 +1752,28 @@ wb_replay_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
 			       info.dv == src_dv &&
 			       (info.flags & CS_F_DIRTY);
 	}
-	pthread_mutex_lock(&cm->wb->lock);
-	ws = find_locked(cm->wb, &op->fid);
-	if (ws) {
-		ws->replaying = true;
-		ws->replay_from = src_dv;
-		ws->replay_to = op->base_dv;
+	if (replay) {
+		pthread_mutex_lock(&cm->wb->lock);
+		ws = find_locked(cm->wb, &op->fid);
+		if (ws) {
+			ws->replaying = true;
+			ws->replay_from = src_dv;
+			ws->replay_to = op->base_dv;
+		}
+		pthread_mutex_unlock(&cm->wb->lock);
 	}
-	pthread_mutex_unlock(&cm->wb->lock);
 	store_send(st);
 	return 0;
+}
+
+int
+wb_replay_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
+		uint64_t src_dv,
+		void (*done)(struct cm *, void *, int,
+			     const struct proto_op_result *),
+		void *arg)
+{
+	return store_from_log(cm, seq, op, src_dv, true, done, arg);
 }
 
 struct flush_job {
@@ -1872,34 +1886,7 @@ wb_resend_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
 			     const struct proto_op_result *),
 		void *arg)
 {
-	struct store *st = calloc(1, sizeof(*st));
-
-	if (!st)
-		return -ENOMEM;
-	if (mut_op_copy(&st->op, op) < 0 ||
-	    !(st->dirty = calloc(op->nchunks ? op->nchunks : 1, 1))) {
-		store_free(st);
-		return -ENOMEM;
-	}
-	st->cm = cm;
-	st->fid = op->fid;
-	st->src_fid = op->fid;
-	st->src_dv = op->base_dv;
-	st->src_valid_to = UINT64_MAX;
-	st->seq = seq;
-	st->mdone = done;
-	st->marg = arg;
-	for (size_t i = 0; i < op->nchunks; i++) {
-		struct cs_key k;
-		struct cs_info info;
-
-		mkkey(&k, &op->fid, op->chunks[i]);
-		st->dirty[i] = cs_lookup(cm->cs, &k, &info) == 0 &&
-			       info.dv == op->base_dv &&
-			       (info.flags & CS_F_DIRTY);
-	}
-	store_send(st);
-	return 0;
+	return store_from_log(cm, seq, op, op->base_dv, false, done, arg);
 }
 
 void
