@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <fnmatch.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -175,6 +176,66 @@ resolve_all(struct fs_ctx *ctx, const char *how)
 	return bad ? code : FS_EX_OK;
 }
 
+/*
+ * --keep local of a refused store: the local data is in the conflict copy;
+ * rename it over the file through the mount (an ordinary change, replayed
+ * like any other), then settle the record with keep-both. @return the
+ * exit status.
+ */
+static int
+keep_local(struct fs_ctx *ctx, const char *path)
+{
+	struct fs_target t;
+	struct fs_result r, r2;
+	const char *copy = NULL;
+	char from[PATH_MAX * 2], to[PATH_MAX * 2];
+	json_t *list, *c, *args;
+	int code = FS_EX_OK;
+
+	if (get_conflicts(ctx, path, &t, &r) < 0) {
+		fs_print_error(ctx, path, &r);
+		code = fs_exit_code(r.err, r.local);
+		fs_result_release(&r);
+		return code;
+	}
+	list = json_object_get(r.json, "conflicts");
+	c = json_array_get(list, 0);
+	if (c)
+		copy = json_string_value(json_object_get(c, "copy"));
+	if (!c || !copy || !*copy) {
+		fprintf(stderr, "fs resolve: %s: %s\n", path,
+			c ? "no conflict copy to keep (only a refused store "
+			    "has one); use --keep server or both"
+			  : "no conflict here");
+		fs_result_release(&r);
+		return c ? FS_EX_UNAVAILABLE : FS_EX_NOINPUT;
+	}
+	snprintf(from, sizeof(from), "%s/%s", t.mount, copy);
+	snprintf(to, sizeof(to), "%s/%s", t.mount, t.rel);
+	if (rename(from, to) < 0) {
+		fprintf(stderr, "fs resolve: cannot move '%s' over '%s': %s\n",
+			from, to, strerror(errno));
+		fs_result_release(&r);
+		return FS_EX_FAIL;
+	}
+	args = json_pack("{s:s,s:s}", "path", t.rel, "how", "keep-both");
+	memset(&r2, 0, sizeof(r2));
+	if (fs_call(ctx, &t, CTL_RESOLVE, args, NULL, NULL, &r2) < 0) {
+		fs_print_error(ctx, path, &r2);
+		code = fs_exit_code(r2.err, r2.local);
+	} else if (ctx->json) {
+		printf("{\"path\": \"%s\", \"how\": \"keep-local\"}\n", t.rel);
+	} else {
+		printf("%s: settled (keep-local: the local version replaced "
+		       "the server's)\n",
+		       path);
+	}
+	json_decref(args);
+	fs_result_release(&r2);
+	fs_result_release(&r);
+	return code;
+}
+
 int
 fs_cmd_resolve(struct fs_ctx *ctx)
 {
@@ -197,8 +258,21 @@ fs_cmd_resolve(struct fs_ctx *ctx)
 		fprintf(stderr, "fs resolve: --match goes with --all\n");
 		return FS_EX_USAGE;
 	}
+	if (ctx->all && !strcmp(how, "keep-local")) {
+		fprintf(stderr, "fs resolve: --all goes with --keep server or "
+				"both\n");
+		return FS_EX_USAGE;
+	}
 	if (ctx->all)
 		return resolve_all(ctx, how);
+	if (!strcmp(how, "keep-local")) {
+		int code = FS_EX_OK, c;
+
+		for (int i = 0; i < ctx->argc; i++)
+			if ((c = keep_local(ctx, ctx->argv[i])) != FS_EX_OK)
+				code = c;
+		return code;
+	}
 	extra = json_pack("{s:s}", "how", how);
 	rc = fs_each_path(ctx, CTL_RESOLVE, extra, render_resolved, NULL);
 	json_decref(extra);

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <time.h>
 
 #include "admin/fs.h"
 
@@ -15,9 +16,31 @@ render(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
 		fs_kv("mount", "%s", t->mount);
 	fs_kv("volume", "%s", fs_str(res, "volume"));
 	fs_kv("server", "%s", fs_str(res, "server"));
-	fs_kv("mode", "%s", fs_str(res, "mode"));
-	fs_kv("replay pending", "%llu",
-	      (unsigned long long)fs_u64(res, "replay_pending", NULL));
+	{
+		int64_t since = (int64_t)fs_u64(res, "since_ms", NULL);
+		time_t secs = (time_t)(since / 1000);
+		struct tm tm;
+		char when[32] = "";
+
+		if (since && localtime_r(&secs, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+		fs_kv("mode", "%s%s%s%s", fs_str(res, "mode"),
+		      fs_bool(res, "manual") ? " (by hand)" : "",
+		      when[0] ? " since " : "", when);
+	}
+	fs_kv("replay pending", "%llu records, %llu bytes",
+	      (unsigned long long)fs_u64(res, "replay_pending", NULL),
+	      (unsigned long long)fs_u64(res, "replay_bytes", NULL));
+	if (json_object_get(res, "replay_total"))
+		fs_kv("reintegration", "%llu of %llu records, %llu of %llu "
+				       "bytes",
+		      (unsigned long long)fs_u64(res, "replay_done", NULL),
+		      (unsigned long long)fs_u64(res, "replay_total", NULL),
+		      (unsigned long long)fs_u64(res, "replay_bytes_done", NULL),
+		      (unsigned long long)fs_u64(res, "replay_bytes_total",
+						 NULL));
+	if (json_object_get(res, "offline_miss"))
+		fs_kv("offline-miss", "%s", fs_str(res, "offline_miss"));
 	fs_kv("conflicts", "%llu",
 	      (unsigned long long)fs_u64(res, "conflicts", NULL));
 	if (json_object_get(res, "version"))

@@ -116,6 +116,16 @@ count(struct cm *cm, enum cm_req_kind k)
 
 /* --- attribute conversion --- */
 
+/* The file type bits of a listing entry's type. */
+static mode_t
+dirent_mode(int type)
+{
+	return type == PROTO_T_DIR	 ? S_IFDIR
+	       : type == PROTO_T_SYMLINK ? S_IFLNK
+	       : type == PROTO_T_FIFO	 ? S_IFIFO
+					 : S_IFREG;
+}
+
 static struct fid root_fid; /* set at init */
 
 /*
@@ -207,6 +217,14 @@ park_resume(struct cm *cm, void *arg, int err)
 {
 	struct park *p = arg;
 
+	/* -EAGAIN: what was fetched was already stale (a change raced with
+	 * it, e.g. xattrs while their object changes): fetch again, within
+	 * the same bound on tries. */
+	if (err == -EAGAIN && p->tries + 1 < PARK_TRIES) {
+		p->tries++;
+		p->job.run(cm, &p->job);
+		return;
+	}
 	if (err) {
 		/* ENOENT of the object we needed: the object is gone.
 		 * Anything else (no answer, a bad reply): EIO. */
@@ -509,11 +527,7 @@ try_readdir(struct cm *cm, struct park *p)
 			name = de->name;
 			if (!p->plus) {
 				e.attr.st_ino = fid_hash_ino(&de->fid);
-				e.attr.st_mode =
-					de->type == PROTO_T_DIR	      ? S_IFDIR
-					: de->type == PROTO_T_SYMLINK ? S_IFLNK
-					: de->type == PROTO_T_FIFO    ? S_IFIFO
-								      : S_IFREG;
+				e.attr.st_mode = dirent_mode(de->type);
 			} else if (meta_cached_attr(cm, &de->fid, &a) < 0) {
 				if (p->tries == 0 && used == 0) {
 					/* One listing fetch brings every
@@ -521,9 +535,12 @@ try_readdir(struct cm *cm, struct park *p)
 					free(buf);
 					return need(p, NEED_DIR, &d->fid);
 				}
-				/* Still missing: a plain entry, no lookup. */
+				/* Still missing: a plain entry, no lookup,
+				 * with the type the listing says (find(1)
+				 * trusts d_type: a directory shown as a file
+				 * is not descended into). */
 				e.attr.st_ino = fid_hash_ino(&de->fid);
-				e.attr.st_mode = S_IFREG;
+				e.attr.st_mode = dirent_mode(de->type);
 			} else {
 				struct ino_ent *ent;
 

@@ -52,6 +52,7 @@ struct offline {
 	uint64_t done_recs, total_recs, done_bytes, total_bytes, refused;
 	struct dvsub *map;
 	size_t nmap, capmap;
+	int mapfd; /* <cache>/replay-dv, the map as it grows (or -1) */
 	struct ctl_call *waiter; /* fs reconnect, answered at the end */
 };
 
@@ -703,7 +704,7 @@ map_find(struct offline *o, const struct fid *fid)
 }
 
 static void
-map_set(struct offline *o, const struct fid *fid, uint64_t dv)
+map_put(struct offline *o, const struct fid *fid, uint64_t dv)
 {
 	struct dvsub *s = map_find(o, fid);
 
@@ -721,6 +722,84 @@ map_set(struct offline *o, const struct fid *fid, uint64_t dv)
 		s->fid = *fid;
 	}
 	s->dv = dv;
+}
+
+/*
+ * The map is also appended to <cache>/replay-dv ("FID DV" lines, no
+ * fsync: it must outlive the process, not the machine), so a cairnd killed
+ * in the middle of a reintegration still knows, when it goes on, which
+ * DVs its own replayed changes produced. Removed when the log is empty.
+ */
+static void
+map_path(struct cm *cm, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/replay-dv", cm->cfg.cache_dir);
+}
+
+static void
+map_set(struct cm *cm, const struct fid *fid, uint64_t dv)
+{
+	struct offline *o = cm->off;
+	char line[FID_STRLEN + 32], fs[FID_STRLEN];
+	int n;
+
+	map_put(o, fid, dv);
+	if (o->mapfd < 0)
+		return;
+	n = snprintf(line, sizeof(line), "%s %llu\n", fid_fmt(fid, fs),
+		     (unsigned long long)dv);
+	if (write(o->mapfd, line, (size_t)n) != n)
+		log_warn(LOG_RLOG, "cannot write the replay DV map: %s",
+			 strerror(errno));
+}
+
+static void
+map_open(struct cm *cm)
+{
+	struct offline *o = cm->off;
+	char path[4096], line[128];
+	FILE *f;
+
+	map_path(cm, path, sizeof(path));
+	f = fopen(path, "re");
+	if (f) {
+		while (fgets(line, sizeof(line), f)) {
+			char *sp = strchr(line, ' ');
+			unsigned long long dv;
+			struct fid fid;
+
+			if (sp && fid_parse_n(line, (size_t)(sp - line), &fid) ==
+					  0 &&
+			    sscanf(sp + 1, "%llu", &dv) == 1)
+				map_put(o, &fid, dv);
+		}
+		fclose(f);
+		if (o->nmap)
+			log_info(LOG_RLOG, "going on with a reintegration a "
+					   "restart cut short (%zu objects "
+					   "already replayed)",
+				 o->nmap);
+	}
+	o->mapfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+			0600);
+}
+
+static void
+map_close(struct cm *cm, bool remove)
+{
+	struct offline *o = cm->off;
+	char path[4096];
+
+	if (o->mapfd >= 0)
+		close(o->mapfd);
+	o->mapfd = -1;
+	free(o->map);
+	o->map = NULL;
+	o->nmap = o->capmap = 0;
+	if (remove) {
+		map_path(cm, path, sizeof(path));
+		unlink(path);
+	}
 }
 
 /* The path of @fid below the mount, from the names the inode table knows
@@ -897,7 +976,7 @@ reint_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 		o->done_bytes += c->nbytes;
 		if (r && r->has_attr && c->op.kind != PROTO_OP_UNLINK &&
 		    c->op.kind != PROTO_OP_RMDIR)
-			map_set(o, &r->attr.fid, r->attr.dv);
+			map_set(cm, &r->attr.fid, r->attr.dv);
 		rctx_free(c);
 		reint_next(cm);
 		return;
@@ -930,9 +1009,7 @@ reint_finish(struct cm *cm)
 	atomic_store(&cm->online, 1);
 	o->since_ms = wall_ms();
 	mode_save(cm);
-	free(o->map);
-	o->map = NULL;
-	o->nmap = o->capmap = 0;
+	map_close(cm, true);
 	memset(&st, 0, sizeof(st));
 	rlog_stats(cm->rlog, &st);
 	log_info(LOG_MAIN, "connected: %llu records replayed, %llu refused "
@@ -987,11 +1064,20 @@ reint_next(struct cm *cm)
 	c->seq = rec.seq;
 	c->nbytes = rec.nbytes;
 	src = rec.op.base_dv;
-	/* Based on our own earlier change: the DV the server gave it. */
+	/* Based on our own earlier change: the DV the server gave it. An
+	 * object made offline (a local DV) whose create went before a
+	 * restart: the DV the create's reply stored in the cache. */
 	s = map_find(o, &rec.op.fid);
-	if (s && (rec.op.kind == PROTO_OP_STORE ||
-		  rec.op.kind == PROTO_OP_SETATTR))
-		rec.op.base_dv = s->dv;
+	if (rec.op.kind == PROTO_OP_STORE || rec.op.kind == PROTO_OP_SETATTR) {
+		struct proto_attr ca;
+
+		if (s)
+			rec.op.base_dv = s->dv;
+		else if ((rec.op.base_dv & CM_DV_LOCAL) &&
+			 meta_cached_attr(cm, &rec.op.fid, &ca) == 0 &&
+			 !(ca.dv & CM_DV_LOCAL))
+			rec.op.base_dv = ca.dv;
+	}
 	if (rec.state == RLOG_PENDING &&
 	    (rc = rlog_set_state(cm->rlog, rec.seq, RLOG_INFLIGHT)) < 0) {
 		log_err(LOG_RLOG, "cannot mark record %llu in flight: %s",
@@ -1032,6 +1118,8 @@ reint_begin(struct cm *cm)
 	o->total_recs = st.pending + st.inflight;
 	o->total_bytes = st.data_bytes;
 	o->since_ms = wall_ms();
+	if (o->mapfd < 0)
+		map_open(cm);
 	if (o->probe_ev)
 		evtimer_del(o->probe_ev);
 	atomic_store(&cm->mode, CM_REINTEGRATING);
@@ -1052,6 +1140,7 @@ offline_new(struct cm *cm)
 		return -ENOMEM;
 	o->since_ms = wall_ms();
 	o->probe_ms = PROBE_FIRST_MS;
+	o->mapfd = -1;
 	cm->off = o;
 	atomic_store(&cm->mode, CM_CONNECTED);
 	mode_load(cm);
@@ -1080,7 +1169,7 @@ offline_free(struct cm *cm)
 		event_free(o->probe_ev);
 	if (o->waiter)
 		ctl_reply_err(o->waiter, -ESHUTDOWN, "cairnd is stopping");
-	free(o->map);
+	map_close(cm, false);
 	cm->off = NULL;
 	free(o);
 }
@@ -1230,6 +1319,16 @@ conflict_cb(const struct rlog_rec *rec, void *arg)
 		      (json_int_t)c->local.dv, "local_size",
 		      (json_int_t)c->local.size, "time_ms",
 		      (json_int_t)c->time_ms);
+	if (o && c->msg) {
+		/* the copy's path, from the message reint_conflict wrote */
+		const char *p = strstr(c->msg, "saved as '");
+		const char *e = p ? strrchr(p + 10, '\'') : NULL;
+
+		if (e)
+			json_object_set_new(o, "copy",
+					    json_stringn(p + 10,
+							 (size_t)(e - p - 10)));
+	}
 	if (o)
 		json_array_append_new(l->arr, o);
 	return 0;
@@ -1354,15 +1453,15 @@ offline_ctl_resolve(void *arg, struct ctl_call *call,
 		ctl_reply_err(call, -ENOENT, "no conflict at this path");
 		return;
 	}
-	/* NEEDSWORK: keep-local of a refused store should move the conflict
-	 * copy over the file, and of a metadata change redo it on the
-	 * server's current state; today the server's version stands and
-	 * the local data stays in the conflict copy. */
+	/* keep-local of a refused store is fs's job (it renames the
+	 * conflict copy over the file through the mount, then settles with
+	 * keep-both). NEEDSWORK: keep-local of a refused metadata change
+	 * (redo it on the server's current state). */
 	if (!strcmp(r.how, "keep-local")) {
 		ctl_reply_err(call, -ENOTSUP,
-			      "keep-local is not supported yet: the local "
-			      "data is in the conflict copy (fs conflicts "
-			      "names it); use keep-remote or keep-both");
+			      "keep-local is only for a refused store with a "
+			      "conflict copy (fs resolve renames it over the "
+			      "file); use keep-remote or keep-both");
 		return;
 	}
 	rc = rlog_conflict_resolve(cm->rlog, r.seq);

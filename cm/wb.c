@@ -1459,8 +1459,9 @@ conflict_stored(struct cm *cm, void *arg, int err,
 	pthread_mutex_unlock(&wb->lock);
 	drop_chunks(cm, &fid);
 	meta_drop_file(cm, &fid);
-	/* close/fsync report it: the data is safe, but not in this file. */
-	conflict_end(cf, -EIO);
+	/* close/fsync report it: the data is safe, but not in this file.
+	 * (Reintegration gets 0 and the copy's name.) */
+	conflict_end(cf, cf->orig ? -EIO : 0);
 }
 
 static void

@@ -23,6 +23,8 @@ printf 'rename me\n' >"$src/proj/old-name.txt"
 printf 'chmod me\n' >"$src/proj/mode.txt"
 printf 'xattr me\n' >"$src/proj/x.txt"
 printf 'both edit\n' >"$src/proj/both.txt"
+printf 'local edit\n' >"$src/proj/loc.txt"
+printf 'chain\n' >"$src/proj/chain.txt"
 head -c 300000 /dev/urandom >"$src/proj/sub/data.bin"
 head -c 100000 /dev/urandom >"$src/other/uncached.bin"
 vold_start || exit 99
@@ -63,7 +65,7 @@ t_check "setfattr offline" setfattr -n user.tag -v offline "$A/proj/x.txt"
 t_check "mkdir offline" mkdir "$A/proj/newdir"
 t_check "create in the new dir" sh -c "printf 'brand new\\n' >'$A/proj/newdir/new.txt'"
 t_check "symlink offline" ln -s new-name.txt "$A/proj/link"
-t_is "$(ls "$A/proj" | tr '\n' ' ')" "both.txt edit.txt keep.txt link mode.txt new-name.txt newdir sub x.txt " \
+t_is "$(ls "$A/proj" | tr '\n' ' ')" "both.txt chain.txt edit.txt keep.txt link loc.txt mode.txt new-name.txt newdir sub x.txt " \
 	"the listing shows the offline changes"
 t_is "$(getfattr --absolute-names --only-values -n user.tag "$A/proj/x.txt" 2>&1)" offline "the xattr reads back offline"
 
@@ -76,6 +78,9 @@ t_is "$(fsj replaylog | jget pending)" "$n0" "store over store: still $n0 record
 printf 'temp\n' >"$A/proj/tmp.txt"
 rm "$A/proj/tmp.txt"
 t_is "$(fsj replaylog | jget pending)" "$n0" "create + remove offline: no records left"
+mv "$A/proj/chain.txt" "$A/proj/c1" && mv "$A/proj/c1" "$A/proj/c2" && mv "$A/proj/c2" "$A/proj/chain-end.txt"
+t_is "$(fsj replaylog | jget pending)" "$((n0 + 1))" "a chain of 3 renames: one record"
+n0=$((n0 + 1))
 t_ok "$([ "$n0" -ge 8 ] && echo 0 || echo 1)" "the day's changes are logged ($n0 records)"
 
 # --- restart cairnd while offline: the mode, the log and the data stay ---
@@ -93,9 +98,14 @@ vold_restart || exit 99
 sleep 2
 t_is "$(status mode)" disconnected "a manual disconnect does not reconnect by itself"
 printf 'offline side\n' >"$A/proj/both.txt" 2>/dev/null
+printf 'local wins\n' >"$A/proj/loc.txt" 2>/dev/null
+"$FS" status -m "$A" >"$T_DIR/status.txt" 2>&1
+t_ok "$(grep -q 'mode.*disconnected (by hand) since' "$T_DIR/status.txt" && grep -q 'replay pending.*records' "$T_DIR/status.txt" && echo 0 || echo 1)" \
+	"fs status says disconnected by hand, since when, and what is pending"
 B=$T_DIR/b
 cairnd_mount "$B" "$T_DIR/cb" day "$T_DIR/tok" || exit 1
 t_check "B edits both.txt on the server" sh -c "printf 'server side\\n' >'$B/proj/both.txt'"
+t_check "B edits loc.txt on the server" sh -c "printf 'server loses\\n' >'$B/proj/loc.txt'"
 cairnd_umount "$B"
 
 # --- reconnect: everything replays ---
@@ -104,13 +114,14 @@ echo "# fs reconnect: $(cat "$T_DIR/reconnect.out")"
 wait_for 20 sh -c "[ \"\$('$FS' status --json -m '$A' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"mode\"])')\" = connected ]"
 t_is "$(status mode)" connected "reconnected"
 t_is "$(status replay_pending)" 0 "the log is empty"
-t_is "$(status conflicts)" 1 "one conflict (both.txt)"
+t_is "$(status conflicts)" 2 "two conflicts (both.txt, loc.txt)"
 
 C=$T_DIR/c
 cairnd_mount "$C" "$T_DIR/cc" day "$T_DIR/tok" || exit 1
 t_is "$(cat "$C/proj/edit.txt" 2>&1)" "edited twice offline" "server: the edit"
-t_is "$(ls "$C/proj" 2>&1 | grep -v conflict | tr '\n' ' ')" "both.txt edit.txt keep.txt link mode.txt new-name.txt newdir sub x.txt " \
+t_is "$(ls "$C/proj" 2>&1 | grep -v conflict | tr '\n' ' ')" "both.txt chain-end.txt edit.txt keep.txt link loc.txt mode.txt new-name.txt newdir sub x.txt " \
 	"server: the listing"
+t_is "$(cat "$C/proj/chain-end.txt" 2>&1)" chain "server: the end of the rename chain"
 t_is "$(cat "$C/proj/new-name.txt" 2>&1)" "rename me" "server: the renamed file"
 t_is "$(stat -c %a "$C/proj/mode.txt")" 600 "server: the mode"
 t_is "$(getfattr --absolute-names --only-values -n user.tag "$C/proj/x.txt" 2>&1)" offline "server: the xattr"
@@ -121,9 +132,18 @@ t_is "$(cat "$C/proj/both.txt")" "server side" "conflict: the server keeps its v
 copy=$(ls "$C/proj" | grep '^both\.txt\.conflict-' | head -n 1)
 t_is "$(cat "$C/proj/$copy" 2>&1)" "offline side" "conflict: the local version is saved beside it ($copy)"
 t_is "$(fsj conflicts | python3 -c 'import json,sys; print(" ".join(c["path"] + ":" + c["kind"] for c in json.load(sys.stdin)["conflicts"]))')" \
-	"proj/both.txt:stale-dv" "fs conflicts lists it"
+	"proj/both.txt:stale-dv proj/loc.txt:stale-dv" "fs conflicts lists them"
 t_check "fs resolve --keep both" "$FS" resolve -m "$A" --keep both "$A/proj/both.txt"
+t_check "fs resolve --keep local" "$FS" resolve -m "$A" --keep local "$A/proj/loc.txt"
 t_is "$(status conflicts)" 0 "no conflicts left"
+wait_for 5 sh -c "[ \"\$(cat '$C/proj/loc.txt' 2>/dev/null)\" = 'local wins' ]"
+t_is "$(cat "$C/proj/loc.txt" 2>&1)" "local wins" "keep local: the server now has the local version"
+t_is "$(ls "$C/proj" | grep -c '^loc\.txt\.conflict-')" 0 "keep local: its conflict copy is gone"
+t_is "$(ls "$C/proj" | grep -c '^both\.txt\.conflict-')" 1 "keep both: its conflict copy stays"
+"$FS" resolve -m "$A" --keep sideways "$A/proj/both.txt" >/dev/null 2>&1
+t_is "$?" 64 "fs resolve with a bad --keep: usage error (64)"
+"$FS" resolve -m "$A" --keep server "$A/proj/keep.txt" >/dev/null 2>&1
+t_is "$?" 66 "fs resolve where there is no conflict: 66"
 cairnd_umount "$C"
 cairnd_umount "$A"
 t_done
