@@ -44,12 +44,22 @@ render_conflicts(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
 	json_array_foreach (list, i, c) {
 		fs_display_path(t, fs_str(c, "path"), path, sizeof(path));
 		when((int64_t)fs_u64(c, "time_ms", NULL), tm, sizeof(tm));
-		printf("%s\n  %s of %s refused (%s) at %s\n  local size %llu, "
-		       "based on DV %llu\n",
+		printf("%s\n  %s refused: %s (%s) at %s\n  local:  size "
+		       "%llu, based on DV %llu\n",
 		       path, fs_str(c, "op"), fs_str(c, "kind"),
 		       fs_str(c, "message"), tm,
 		       (unsigned long long)fs_u64(c, "local_size", NULL),
 		       (unsigned long long)fs_u64(c, "base_dv", NULL));
+		if (json_object_get(c, "server_dv")) {
+			when((int64_t)fs_u64(c, "server_mtime_ns", NULL) /
+				     1000000,
+			     tm, sizeof(tm));
+			printf("  server: size %llu, DV %llu, modified %s\n",
+			       (unsigned long long)fs_u64(c, "server_size",
+							  NULL),
+			       (unsigned long long)fs_u64(c, "server_dv", NULL),
+			       tm);
+		}
 	}
 	printf("%zu conflict%s: settle with fs resolve --keep "
 	       "local|server|both PATH\n",
@@ -132,50 +142,6 @@ matches(const char *glob, const char *path)
 	       fnmatch(glob, base ? base + 1 : path, 0) == 0;
 }
 
-/* --all: every conflict whose path matches --match. */
-static int
-resolve_all(struct fs_ctx *ctx, const char *how)
-{
-	struct fs_target t;
-	struct fs_result r, r2;
-	json_t *c;
-	size_t i, n = 0, bad = 0;
-	int code = FS_EX_OK;
-
-	if (get_conflicts(ctx, NULL, &t, &r) < 0) {
-		fs_print_error(ctx, "", &r);
-		code = fs_exit_code(r.err, r.local);
-		fs_result_release(&r);
-		return code;
-	}
-	json_array_foreach (json_object_get(r.json, "conflicts"), i, c) {
-		const char *p = fs_str(c, "path");
-		json_t *args;
-
-		if (!matches(ctx->match, p))
-			continue;
-		args = json_pack("{s:s,s:s}", "path", p, "how", how);
-		memset(&r2, 0, sizeof(r2));
-		if (fs_call(ctx, &t, CTL_RESOLVE, args, NULL, NULL, &r2) < 0) {
-			fs_print_error(ctx, p, &r2);
-			code = fs_exit_code(r2.err, r2.local);
-			bad++;
-		} else {
-			n++;
-			if (!ctx->json)
-				printf("%s: settled (%s)\n", p, how);
-		}
-		fs_result_release(&r2);
-		json_decref(args);
-	}
-	if (ctx->json)
-		printf("{\"settled\": %zu, \"failed\": %zu}\n", n, bad);
-	else
-		printf("%zu conflict%s settled\n", n, n == 1 ? "" : "s");
-	fs_result_release(&r);
-	return bad ? code : FS_EX_OK;
-}
-
 /*
  * --keep local of a refused store: the local data is in the conflict copy;
  * rename it over the file through the mount (an ordinary change, replayed
@@ -236,6 +202,64 @@ keep_local(struct fs_ctx *ctx, const char *path)
 	return code;
 }
 
+/* --all: every conflict whose path matches --match. */
+static int
+resolve_all(struct fs_ctx *ctx, const char *how)
+{
+	struct fs_target t;
+	struct fs_result r, r2;
+	json_t *c;
+	size_t i, n = 0, bad = 0;
+	int code = FS_EX_OK;
+
+	if (get_conflicts(ctx, NULL, &t, &r) < 0) {
+		fs_print_error(ctx, "", &r);
+		code = fs_exit_code(r.err, r.local);
+		fs_result_release(&r);
+		return code;
+	}
+	json_array_foreach (json_object_get(r.json, "conflicts"), i, c) {
+		const char *p = fs_str(c, "path");
+		json_t *args;
+
+		if (!matches(ctx->match, p))
+			continue;
+		if (!strcmp(how, "keep-local")) {
+			char full[PATH_MAX * 2];
+			int c2;
+
+			snprintf(full, sizeof(full), "%s/%s", t.mount, p);
+			c2 = keep_local(ctx, full);
+			if (c2 != FS_EX_OK) {
+				code = c2;
+				bad++;
+			} else {
+				n++;
+			}
+			continue;
+		}
+		args = json_pack("{s:s,s:s}", "path", p, "how", how);
+		memset(&r2, 0, sizeof(r2));
+		if (fs_call(ctx, &t, CTL_RESOLVE, args, NULL, NULL, &r2) < 0) {
+			fs_print_error(ctx, p, &r2);
+			code = fs_exit_code(r2.err, r2.local);
+			bad++;
+		} else {
+			n++;
+			if (!ctx->json)
+				printf("%s: settled (%s)\n", p, how);
+		}
+		fs_result_release(&r2);
+		json_decref(args);
+	}
+	if (ctx->json)
+		printf("{\"settled\": %zu, \"failed\": %zu}\n", n, bad);
+	else
+		printf("%zu conflict%s settled\n", n, n == 1 ? "" : "s");
+	fs_result_release(&r);
+	return bad ? code : FS_EX_OK;
+}
+
 int
 fs_cmd_resolve(struct fs_ctx *ctx)
 {
@@ -256,11 +280,6 @@ fs_cmd_resolve(struct fs_ctx *ctx)
 	}
 	if (ctx->match && !ctx->all) {
 		fprintf(stderr, "fs resolve: --match goes with --all\n");
-		return FS_EX_USAGE;
-	}
-	if (ctx->all && !strcmp(how, "keep-local")) {
-		fprintf(stderr, "fs resolve: --all goes with --keep server or "
-				"both\n");
 		return FS_EX_USAGE;
 	}
 	if (ctx->all)

@@ -885,6 +885,9 @@ struct rctx {
 	struct proto_op op; /* a copy, for the conflict record */
 	int err;
 	uint64_t nbytes;
+	bool has_local;	      /* the local view when it was refused */
+	struct proto_attr local;
+	char *copy;	      /* the conflict copy's name, or NULL */
 };
 
 static void reint_next(struct cm *cm);
@@ -893,17 +896,18 @@ static void
 rctx_free(struct rctx *c)
 {
 	proto_op_release(&c->op);
+	free(c->copy);
 	free(c);
 }
 
 /* Record a refusal as a CONFLICT (with the copy's path, if one was made)
  * and go on. */
 static void
-reint_conflict(struct cm *cm, struct rctx *c, const char *copy)
+reint_record(struct cm *cm, struct rctx *c, const struct proto_attr *srv)
 {
 	struct offline *o = cm->off;
+	const char *copy = c->copy;
 	struct rlog_conflict cf;
-	struct proto_attr a;
 	char path[CTL_PATH_MAX], cpath[CTL_PATH_MAX + PROTO_NAME_MAX + 2];
 	char msg[CTL_PATH_MAX + PROTO_NAME_MAX + 128];
 	int rc;
@@ -932,9 +936,15 @@ reint_conflict(struct cm *cm, struct rctx *c, const char *copy)
 	 * resolve match on it). */
 	cf.local.path = path;
 	cf.local.dv = c->op.base_dv;
-	if (meta_cached_attr(cm, &c->op.fid, &a) == 0) {
-		cf.local.size = a.size;
-		cf.local.mtime_ns = a.mtime_ns;
+	if (c->has_local) {
+		cf.local.size = c->local.size;
+		cf.local.mtime_ns = c->local.mtime_ns;
+		/* NEEDSWORK: cf.base, the metadata from before the
+		 * disconnection, is not kept anywhere yet. */
+	}
+	if (srv) {
+		cf.has_server = true;
+		cf.server = *srv;
 	}
 	rc = rlog_conflict_add(cm->rlog, c->seq, &cf);
 	if (rc < 0)
@@ -947,6 +957,32 @@ reint_conflict(struct cm *cm, struct rctx *c, const char *copy)
 		 copy ? "; local data saved as a conflict copy" : "");
 	rctx_free(c);
 	reint_next(cm);
+}
+
+/* The server's version of the object, fetched: record the conflict. */
+static void
+reint_server_attr(struct cm *cm, void *arg, int err)
+{
+	struct rctx *c = arg;
+	struct proto_attr a;
+
+	if (!cm->off || cm->stopping) {
+		rctx_free(c);
+		return;
+	}
+	reint_record(cm, c,
+		     !err && meta_cached_attr(cm, &c->op.fid, &a) == 0 ? &a
+									: NULL);
+}
+
+static void
+reint_conflict(struct cm *cm, struct rctx *c, const char *copy)
+{
+	if (copy)
+		c->copy = strdup(copy);
+	/* What we cache of it is our own view: ask the server. */
+	meta_drop_attr(cm, &c->op.fid);
+	meta_want_attr(cm, &c->op.fid, reint_server_attr, c);
 }
 
 static void
@@ -991,6 +1027,7 @@ reint_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 		return;
 	}
 	c->err = err;
+	c->has_local = meta_cached_attr(cm, &c->op.fid, &c->local) == 0;
 	if (c->op.kind == PROTO_OP_STORE) {
 		wb_conflict_copy(cm, &c->op.fid, reint_copied, c);
 		return;
@@ -1319,8 +1356,19 @@ conflict_cb(const struct rlog_rec *rec, void *arg)
 		      (json_int_t)c->local.dv, "local_size",
 		      (json_int_t)c->local.size, "time_ms",
 		      (json_int_t)c->time_ms);
+	if (o && c->has_server) {
+		json_object_set_new(o, "server_size",
+				    json_integer((json_int_t)c->server.size));
+		json_object_set_new(o, "server_dv",
+				    json_integer((json_int_t)c->server.dv));
+		json_object_set_new(o, "server_mtime_ns",
+				    json_integer(c->server.mtime_ns));
+	}
+	if (o)
+		json_object_set_new(o, "local_mtime_ns",
+				    json_integer(c->local.mtime_ns));
 	if (o && c->msg) {
-		/* the copy's path, from the message reint_conflict wrote */
+		/* the copy's path, from the message reint_record wrote */
 		const char *p = strstr(c->msg, "saved as '");
 		const char *e = p ? strrchr(p + 10, '\'') : NULL;
 
