@@ -97,12 +97,14 @@ const struct fs_cmd fs_commands[] = {
 	{"replaylog", fs_cmd_replaylog, 0, COMMON_OPTS,
 	 "list the changes waiting to be replayed to the server", NULL},
 	{"setpolicy", fs_cmd_setpolicy, FS_F_ROOT | FS_F_ARGS,
-	 COMMON_OPTS " offline-miss=error|wait",
+	 COMMON_OPTS " offline-miss=error|wait[:SECONDS]",
 	 "set a policy of the mount (root)",
-	 "offline-miss=error: while disconnected, a read of data that is not\n"
-	 "cached fails with EIO at once (the default). offline-miss=wait: it "
-	 "is\n"
-	 "tried on the server anyway, bounded by cairnd's fetch-timeout."},
+	 "offline-miss=error: while disconnected, a read of what is not "
+	 "cached\n"
+	 "fails with EIO at once (the default). offline-miss=wait[:SECONDS]: "
+	 "it\n"
+	 "waits for the server up to SECONDS (default: cairnd's "
+	 "fetch-timeout)."},
 	{"help", fs_cmd_help, FS_F_LOCAL | FS_F_OPTPATH, "[command]",
 	 "list commands, or show one command's help", NULL},
 	{"version", fs_cmd_version, FS_F_LOCAL, "",

@@ -227,6 +227,40 @@ cm_loop_stop(struct cm *cm)
 	cm->base = NULL;
 }
 
+struct delayed {
+	struct cm *cm;
+	struct cm_job *job;
+};
+
+static void
+delayed_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct delayed *d = arg;
+
+	(void)fd;
+	(void)what;
+	d->job->run(d->cm, d->job);
+	free(d);
+}
+
+int
+cm_post_after(struct cm *cm, struct cm_job *job, unsigned ms)
+{
+	struct delayed *d = malloc(sizeof(*d));
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	if (!d)
+		return -ENOMEM;
+	d->cm = cm;
+	d->job = job;
+	if (event_base_once(cm->base, -1, EV_TIMEOUT, delayed_cb, d, &tv) <
+	    0) {
+		free(d);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 int
 cm_volinfo(struct cm *cm, struct proto_volinfo *vi)
 {

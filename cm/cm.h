@@ -235,6 +235,10 @@ void cm_release(struct cm *cm);
  * fail their requests. */
 void cm_post(struct cm *cm, struct cm_job *job);
 
+/* Loop thread: run @job on the loop in @ms milliseconds. @return 0 or
+ * -errno (then nothing happens: the caller still owns @job). */
+int cm_post_after(struct cm *cm, struct cm_job *job, unsigned ms);
+
 /* The current volume information (copy). @return 0 or -ENOENT. */
 int cm_volinfo(struct cm *cm, struct proto_volinfo *vi);
 

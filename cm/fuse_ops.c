@@ -32,6 +32,7 @@
 #include "cm/meta.h"
 #include "cm/pin.h"
 #include "cm/mut.h"
+#include "cm/offline.h"
 #include "cm/wb.h"
 #include "cm/vc.h"
 #include "common/log.h"
@@ -68,6 +69,7 @@ struct park {
 	unsigned tries;
 	enum need_kind need;
 	struct fid need_fid;
+	uint64_t wait_until; /* offline-miss=wait: util_now_ms() bound */
 };
 
 /* Per open file: what the read hot path needs without touching tdb. */
@@ -224,6 +226,17 @@ park_resume(struct cm *cm, void *arg, int err)
 		p->tries++;
 		p->job.run(cm, &p->job);
 		return;
+	}
+	/* Disconnected with offline-miss=wait: a miss waits for the
+	 * reconnection (probes, fs reconnect) up to the policy's bound. */
+	if (err && err != -ENOENT && err != -ENOTDIR && !cm->stopping) {
+		uint64_t bound = offline_miss_wait_ms(cm), now = util_now_ms();
+
+		if (bound && !p->wait_until)
+			p->wait_until = now + bound;
+		if (bound && now < p->wait_until &&
+		    cm_post_after(cm, &p->job, 250) == 0)
+			return;
 	}
 	if (err) {
 		/* ENOENT of the object we needed: the object is gone.

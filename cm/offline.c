@@ -33,6 +33,7 @@
 #define PATH_DEPTH_MAX 64
 
 enum { POLICY_ERROR = 0, POLICY_WAIT = 1 };
+#define WAIT_MAX_S 3600
 
 struct dvsub {
 	struct fid fid;
@@ -43,6 +44,7 @@ struct offline {
 	bool manual;	  /* by fs disconnect: no probes */
 	int64_t since_ms; /* wall clock of the last mode change */
 	atomic_int policy;
+	atomic_uint wait_ms; /* offline-miss=wait:SECONDS (0: fetch-timeout) */
 	struct event *probe_ev;
 	unsigned probe_ms;
 	bool probe_inflight;
@@ -74,6 +76,19 @@ bool
 cm_offline(struct cm *cm)
 {
 	return atomic_load(&cm->mode) != CM_CONNECTED;
+}
+
+uint64_t
+offline_miss_wait_ms(struct cm *cm)
+{
+	struct offline *o = cm->off;
+	unsigned ms;
+
+	if (!o || atomic_load(&cm->mode) == CM_CONNECTED ||
+	    atomic_load(&o->policy) != POLICY_WAIT)
+		return 0;
+	ms = atomic_load(&o->wait_ms);
+	return ms ? ms : cm->cfg.fetch_timeout_ms;
 }
 
 bool
@@ -1235,11 +1250,18 @@ offline_status(struct cm *cm, json_t *o)
 		return;
 	json_object_set_new(o, "since_ms", json_integer(off->since_ms));
 	json_object_set_new(o, "manual", json_boolean(off->manual));
-	json_object_set_new(o, "offline_miss",
-			    json_string(atomic_load(&off->policy) ==
-						    POLICY_WAIT
-					    ? "wait"
-					    : "error"));
+	if (atomic_load(&off->policy) == POLICY_WAIT) {
+		char w[32];
+
+		snprintf(w, sizeof(w), "wait:%u",
+			 (atomic_load(&off->wait_ms) ? atomic_load(&off->wait_ms)
+						     : (unsigned)cm->cfg
+							       .fetch_timeout_ms) /
+				 1000);
+		json_object_set_new(o, "offline_miss", json_string(w));
+	} else {
+		json_object_set_new(o, "offline_miss", json_string("error"));
+	}
 	if (mode == CM_REINTEGRATING) {
 		json_object_set_new(o, "replay_done",
 				    json_integer((json_int_t)off->done_recs));
@@ -1321,12 +1343,20 @@ offline_ctl_setpolicy(void *arg, struct ctl_call *call,
 			      "unknown policy (known: offline-miss)");
 		return;
 	}
-	if (!value || (strcmp(value, "error") && strcmp(value, "wait"))) {
+	unsigned secs = 0;
+	char extra;
+
+	if (!value ||
+	    (strcmp(value, "error") && strcmp(value, "wait") &&
+	     (sscanf(value, "wait:%u%c", &secs, &extra) != 1 || !secs ||
+	      secs > WAIT_MAX_S))) {
 		ctl_reply_err(call, -EINVAL,
-			      "offline-miss is error or wait");
+			      "offline-miss is error, wait or wait:SECONDS "
+			      "(1..3600)");
 		return;
 	}
-	p = !strcmp(value, "wait") ? POLICY_WAIT : POLICY_ERROR;
+	p = strncmp(value, "wait", 4) ? POLICY_ERROR : POLICY_WAIT;
+	atomic_store(&cm->off->wait_ms, secs * 1000);
 	atomic_store(&cm->off->policy, p);
 	ctl_reply_ok(call, json_pack("{s:s,s:s}", "name", name, "value",
 				     value));

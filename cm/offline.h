@@ -59,6 +59,10 @@ bool cm_offline(struct cm *cm);
  * (true unless stopping)? */
 bool offline_auto(struct cm *cm);
 
+/* Any thread: how long a miss may wait for the reconnection: 0 unless
+ * disconnected with offline-miss=wait[:SECONDS] (default fetch-timeout). */
+uint64_t offline_miss_wait_ms(struct cm *cm);
+
 /* Disconnect (loop thread). @manual: by fs disconnect (no probes). */
 void offline_disconnect(struct cm *cm, bool manual, const char *why);
 

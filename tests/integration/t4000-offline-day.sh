@@ -58,6 +58,21 @@ t0=$(date +%s.%N)
 cat "$A/other/uncached.bin" >/dev/null 2>"$T_DIR/miss.err"
 t_ok "$(grep -q 'Input/output error\|No such' "$T_DIR/miss.err" && echo 0 || echo 1)" \
 	"an uncached read offline fails ($(head -c 60 "$T_DIR/miss.err"))"
+ms0=$(( $(date +%s%N) / 1000000 ))
+cat "$A/other/uncached.bin" >/dev/null 2>&1
+t_ok "$([ $(( $(date +%s%N) / 1000000 - ms0 )) -lt 1000 ] && echo 0 || echo 1)" "offline-miss=error: at once"
+"$FS" setpolicy -m "$A" offline-miss=maybe >/dev/null 2>&1
+t_ok "$([ $? -ne 0 ] && echo 0 || echo 1)" "fs setpolicy with a bad value fails"
+t_is "$(status offline_miss)" error "and changes nothing"
+t_check "fs setpolicy offline-miss=wait:3" "$FS" setpolicy -m "$A" offline-miss=wait:3
+t_is "$(status offline_miss)" wait:3 "fs status shows the policy"
+ms0=$(( $(date +%s%N) / 1000000 ))
+cat "$A/other/uncached.bin" >/dev/null 2>&1
+rc=$?
+waited=$(( $(date +%s%N) / 1000000 - ms0 ))
+t_ok "$([ "$rc" -ne 0 ] && [ "$waited" -ge 2500 ] && [ "$waited" -lt 15000 ] && echo 0 || echo 1)" \
+	"offline-miss=wait:3: the miss waits about 3 s for the server, then fails ($waited ms)"
+t_check "fs setpolicy offline-miss=error" "$FS" setpolicy -m "$A" offline-miss=error
 t_check "rm offline" rm "$A/proj/gone.txt"
 t_check "mv offline" mv "$A/proj/old-name.txt" "$A/proj/new-name.txt"
 t_check "chmod offline" chmod 0600 "$A/proj/mode.txt"
