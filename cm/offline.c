@@ -279,6 +279,81 @@ offline_disconnect(struct cm *cm, bool manual, const char *why)
 	}
 }
 
+/* --- base metadata: what the server had before our first offline change
+ * of an object, for conflict records. Lines "FID SIZE MTIME_NS DV MODE UID
+ * GID" in <cache>/replay-base (no fsync: it must outlive the process),
+ * read on demand, removed when the log is empty. --- */
+
+static void
+base_path(struct cm *cm, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/replay-base", cm->cfg.cache_dir);
+}
+
+static int
+base_find(struct cm *cm, const struct fid *fid, struct proto_attr *out)
+{
+	char path[4096], line[256], fs[FID_STRLEN];
+	unsigned long long size, dv;
+	long long mt;
+	unsigned mode, uid, gid;
+	int rc = -ENOENT;
+	FILE *f;
+
+	base_path(cm, path, sizeof(path));
+	f = fopen(path, "re");
+	if (!f)
+		return rc;
+	fid_fmt(fid, fs);
+	while (fgets(line, sizeof(line), f)) {
+		size_t n = strlen(fs);
+
+		if (strncmp(line, fs, n) || line[n] != ' ' ||
+		    sscanf(line + n, "%llu %lld %llu %o %u %u", &size, &mt,
+			   &dv, &mode, &uid, &gid) != 6)
+			continue;
+		memset(out, 0, sizeof(*out));
+		out->fid = *fid;
+		out->size = size;
+		out->mtime_ns = mt;
+		out->dv = dv;
+		out->mode = mode;
+		out->uid = uid;
+		out->gid = gid;
+		rc = 0; /* the first line of a FID is its base */
+		break;
+	}
+	fclose(f);
+	return rc;
+}
+
+void
+offline_note_base(struct cm *cm, const struct fid *fid,
+		  const struct proto_attr *known)
+{
+	char path[4096], line[256], fs[FID_STRLEN];
+	struct proto_attr a, b;
+	int fd, n;
+
+	if (known)
+		a = *known;
+	else if (!cm->off || meta_cached_attr(cm, fid, &a) < 0)
+		return;
+	if (!cm->off || (a.dv & CM_DV_LOCAL) || base_find(cm, fid, &b) == 0)
+		return;
+	base_path(cm, path, sizeof(path));
+	n = snprintf(line, sizeof(line), "%s %llu %lld %llu %o %u %u\n",
+		     fid_fmt(fid, fs), (unsigned long long)a.size,
+		     (long long)a.mtime_ns, (unsigned long long)a.dv,
+		     (unsigned)a.mode, (unsigned)a.uid, (unsigned)a.gid);
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, line, (size_t)n) != n)
+		log_warn(LOG_RLOG, "cannot note base metadata: %s",
+			 strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 /* --- local application --- */
 
 static int
@@ -664,8 +739,10 @@ oreq_run(struct cm *cm, struct cm_job *job)
 		}
 		rlog_effect_release(&eff);
 	}
-	if (rc == 0)
+	if (rc == 0) {
+		offline_note_base(cm, &q->op.fid, NULL);
 		rc = local_apply(cm, &q->op, true, &r);
+	}
 	q->done(cm, q->arg, rc, rc ? NULL : &r);
 	proto_op_release(&q->op);
 	free(q);
@@ -954,9 +1031,9 @@ reint_record(struct cm *cm, struct rctx *c, const struct proto_attr *srv)
 	if (c->has_local) {
 		cf.local.size = c->local.size;
 		cf.local.mtime_ns = c->local.mtime_ns;
-		/* NEEDSWORK: cf.base, the metadata from before the
-		 * disconnection, is not kept anywhere yet. */
 	}
+	if (base_find(cm, &c->op.fid, &cf.base) == 0)
+		cf.has_base = true;
 	if (srv) {
 		cf.has_server = true;
 		cf.server = *srv;
@@ -1064,6 +1141,12 @@ reint_finish(struct cm *cm)
 	map_close(cm, true);
 	memset(&st, 0, sizeof(st));
 	rlog_stats(cm->rlog, &st);
+	if (!st.conflicts) {
+		char path[4096];
+
+		base_path(cm, path, sizeof(path));
+		unlink(path);
+	}
 	log_info(LOG_MAIN, "connected: %llu records replayed, %llu refused "
 			   "(%llu conflicts to resolve)",
 		 (unsigned long long)o->done_recs,
@@ -1397,6 +1480,12 @@ conflict_cb(const struct rlog_rec *rec, void *arg)
 	if (o)
 		json_object_set_new(o, "local_mtime_ns",
 				    json_integer(c->local.mtime_ns));
+	if (o && c->has_base) {
+		json_object_set_new(o, "base_size",
+				    json_integer((json_int_t)c->base.size));
+		json_object_set_new(o, "base_mtime_ns",
+				    json_integer(c->base.mtime_ns));
+	}
 	if (o && c->msg) {
 		/* the copy's path, from the message reint_record wrote */
 		const char *p = strstr(c->msg, "saved as '");

@@ -59,6 +59,12 @@ bool cm_offline(struct cm *cm);
  * (true unless stopping)? */
 bool offline_auto(struct cm *cm);
 
+/* Loop thread: remember what the server had of @fid before its first
+ * offline change (@known, or the cached attributes), for conflict
+ * records. */
+void offline_note_base(struct cm *cm, const struct fid *fid,
+		       const struct proto_attr *known);
+
 /* Any thread: how long a miss may wait for the reconnection: 0 unless
  * disconnected with offline-miss=wait[:SECONDS] (default fetch-timeout). */
 uint64_t offline_miss_wait_ms(struct cm *cm);

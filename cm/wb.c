@@ -1694,7 +1694,7 @@ store_offline(struct store *st, const struct wstate *s)
 	struct rlog_effect eff;
 	int rc = -EIO;
 
-	(void)s;
+	offline_note_base(cm, &st->fid, &s->attr);
 	if (cm->rlog)
 		rc = rlog_append_ex(cm->rlog, &st->op, 0, &eff);
 	if (cm->rlog)

@@ -148,8 +148,8 @@ copy=$(ls "$C/proj" | grep '^both\.txt\.conflict-' | head -n 1)
 t_is "$(cat "$C/proj/$copy" 2>&1)" "offline side" "conflict: the local version is saved beside it ($copy)"
 t_is "$(fsj conflicts | python3 -c 'import json,sys; print(" ".join(c["path"] + ":" + c["kind"] for c in json.load(sys.stdin)["conflicts"]))')" \
 	"proj/both.txt:stale-dv proj/loc.txt:stale-dv" "fs conflicts lists them"
-t_is "$(fsj conflicts | python3 -c 'import json,sys; c=[c for c in json.load(sys.stdin)["conflicts"] if c["path"]=="proj/both.txt"][0]; print(c.get("local_size"), c.get("server_size"), c.get("server_dv", 0) > 0, c.get("copy", "").startswith("proj/both.txt.conflict-"))')" \
-	"13 12 True True" "the conflict shows local and server sizes, the server's DV and the copy"
+t_is "$(fsj conflicts | python3 -c 'import json,sys; c=[c for c in json.load(sys.stdin)["conflicts"] if c["path"]=="proj/both.txt"][0]; print(c.get("local_size"), c.get("server_size"), c.get("base_size"), c.get("server_dv", 0) > 0, c.get("copy", "").startswith("proj/both.txt.conflict-"))')" \
+	"13 12 10 True True" "the conflict shows local, server and base sizes, the server's DV and the copy"
 "$FS" conflicts -m "$A" >"$T_DIR/conflicts.txt" 2>&1
 t_ok "$(grep -q 'server: size 12' "$T_DIR/conflicts.txt" && echo 0 || echo 1)" "fs conflicts prints the server's side"
 t_check "fs resolve --keep both" "$FS" resolve -m "$A" --keep both "$A/proj/both.txt"
