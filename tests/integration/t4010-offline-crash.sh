@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# t4010-offline-crash: cairnd killed (kill -9) in the middle of a
-# reintegration. Disconnected by hand, 150 files are created and written
-# (300 records); fs reconnect starts the replay and cairnd is killed once
+# t4010-offline-crash: cairnd killed (kill -9) while disconnected and in
+# the middle of a reintegration. Disconnected by hand, 150 files are
+# created and written (300 records); cairnd is killed and restarted (the
+# log and the data are intact); fs reconnect starts the replay and cairnd
+# is killed once
 # some of it is done. After the restart the mount is still disconnected,
 # the log holds the rest, and a second fs reconnect finishes it: the
 # server then has every file exactly once with its content, and no record
@@ -28,6 +30,12 @@ for i in $(seq 1 $N); do printf 'file %d\n' "$i" >"$A/d/f$i" || break; done
 t_is "$(ls "$A/d" | wc -l)" "$N" "$N files made offline"
 pending=$(jst replay_pending)
 t_ok "$([ "${pending:-0}" -ge $N ] && echo 0 || echo 1)" "they are in the replay log ($pending records)"
+
+# kill -9 while disconnected: every change made offline is still there.
+cairnd_kill9 "$A"
+cairnd_mount "$A" "$T_DIR/ca" crash "$T_DIR/tok" || exit 1
+t_is "$(jst mode)|$(jst replay_pending)" "disconnected|$pending" "kill -9 while offline: mode and log intact"
+t_is "$(cat "$A/d/f$N" 2>&1)" "file $N" "kill -9 while offline: the data is intact"
 
 "$FS" reconnect -m "$A" >"$T_DIR/reconnect1.out" 2>&1 &
 rpid=$!
