@@ -879,8 +879,10 @@ meta_local_attr(struct cm *cm, const struct proto_attr *a)
 	apply_attr(cm, a, true, true);
 }
 
-void
-meta_stored_attr(struct cm *cm, const struct proto_attr *a)
+/* Store @a as the cached attributes and tell the kernel; with
+ * @pages_current the kernel's pages are @a's data (our own store). */
+static void
+install_attr(struct cm *cm, const struct proto_attr *a, bool pages_current)
 {
 	struct ino_ent *e;
 	uint64_t ino = 0;
@@ -892,17 +894,45 @@ meta_stored_attr(struct cm *cm, const struct proto_attr *a)
 		ino = e->ino;
 		e->attr = *a;
 		e->have_attr = true;
-		/* The kernel's pages are what was just stored. */
-		e->open_dv = a->dv;
+		if (pages_current)
+			e->open_dv = a->dv;
 	}
 	ino_unlock(cm->ino);
 	kinval_inode(cm, ino, -1, 0);
 }
 
 void
+meta_stored_attr(struct cm *cm, const struct proto_attr *a)
+{
+	install_attr(cm, a, true);
+}
+
+void
 meta_dir_changed(struct cm *cm, const struct proto_attr *a)
 {
 	apply_attr(cm, a, true, false);
+}
+
+/* A directory's new attributes @a and its edited listing @nw (our
+ * reference, given up) become the cached ones. */
+static void
+install_dir(struct cm *cm, const struct proto_attr *a, struct vc_dir *nw)
+{
+	struct vc_dir *prev = NULL;
+	struct ino_ent *e;
+
+	vc_put_attr(cm->vc, a);
+	ino_lock(cm->ino);
+	e = ino_find_locked(cm->ino, &a->fid);
+	if (e) {
+		e->attr = *a;
+		e->have_attr = true;
+		prev = e->dir;
+		e->dir = vc_dir_get(nw);
+	}
+	ino_unlock(cm->ino);
+	vc_dir_put(prev);
+	vc_dir_put(nw);
 }
 
 /* --- disconnected edits --- */
@@ -926,19 +956,7 @@ meta_local_dv(void)
 void
 meta_offline_attr(struct cm *cm, const struct proto_attr *a)
 {
-	struct ino_ent *e;
-	uint64_t ino = 0;
-
-	vc_put_attr(cm->vc, a);
-	ino_lock(cm->ino);
-	e = ino_find_locked(cm->ino, &a->fid);
-	if (e) {
-		e->attr = *a;
-		e->have_attr = true;
-		ino = e->ino;
-	}
-	ino_unlock(cm->ino);
-	kinval_inode(cm, ino, -1, 0);
+	install_attr(cm, a, false);
 }
 
 int
@@ -946,9 +964,8 @@ meta_offline_dir(struct cm *cm, const struct fid *dir, const char *del,
 		 const char *add, const struct proto_attr *add_attr,
 		 int nlink_delta, struct proto_attr *dir_after)
 {
-	struct vc_dir *old = NULL, *nw = NULL, *prev = NULL;
+	struct vc_dir *old = NULL, *nw = NULL;
 	struct proto_attr a;
-	struct ino_ent *e;
 	int rc;
 
 	rc = meta_cached_dir(cm, dir, &old);
@@ -969,18 +986,7 @@ meta_offline_dir(struct cm *cm, const struct fid *dir, const char *del,
 	vc_dir_put(old);
 	if (rc < 0)
 		return rc;
-	vc_put_attr(cm->vc, &a);
-	ino_lock(cm->ino);
-	e = ino_find_locked(cm->ino, dir);
-	if (e) {
-		e->attr = a;
-		e->have_attr = true;
-		prev = e->dir;
-		e->dir = vc_dir_get(nw);
-	}
-	ino_unlock(cm->ino);
-	vc_dir_put(prev);
-	vc_dir_put(nw);
+	install_dir(cm, &a, nw);
 	*dir_after = a;
 	return 0;
 }
@@ -1000,7 +1006,7 @@ meta_local_dir(struct cm *cm, const struct proto_attr *dir_after,
 	       const char *del, const char *add,
 	       const struct proto_attr *add_attr)
 {
-	struct vc_dir *old = NULL, *nw = NULL, *prev = NULL;
+	struct vc_dir *old = NULL, *nw = NULL;
 	struct ino_ent *e;
 	int rc;
 
@@ -1029,18 +1035,7 @@ meta_local_dir(struct cm *cm, const struct proto_attr *dir_after,
 		apply_attr(cm, dir_after, true, false);
 		return;
 	}
-	vc_put_attr(cm->vc, dir_after);
-	ino_lock(cm->ino);
-	e = ino_find_locked(cm->ino, &dir_after->fid);
-	if (e) {
-		e->attr = *dir_after;
-		e->have_attr = true;
-		prev = e->dir;
-		e->dir = vc_dir_get(nw);
-	}
-	ino_unlock(cm->ino);
-	vc_dir_put(prev);
-	vc_dir_put(nw);
+	install_dir(cm, dir_after, nw);
 }
 
 static void

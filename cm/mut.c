@@ -456,19 +456,6 @@ mreq_new(struct cm *cm, const struct proto_op *op, mut_done_fn done,
 	return m;
 }
 
-int
-mut_send_replay(struct cm *cm, uint64_t seq, const struct proto_op *op,
-		mut_done_fn done, void *arg)
-{
-	struct mreq *m = mreq_new(cm, op, done, arg);
-
-	if (!m)
-		return -ENOMEM;
-	m->seq = seq;
-	m->replay = true;
-	start(cm, m);
-	return 0;
-}
 
 int
 mut_submit(struct cm *cm, const struct proto_op *op, mut_done_fn done,
@@ -514,17 +501,32 @@ mut_submit_direct(struct cm *cm, const struct proto_op *op, mut_done_fn done,
 	return 0;
 }
 
-int
-mut_send_logged(struct cm *cm, uint64_t seq, const struct proto_op *op,
-		mut_done_fn done, void *arg)
+static int
+send_logged(struct cm *cm, uint64_t seq, const struct proto_op *op,
+	    mut_done_fn done, void *arg, bool replay)
 {
 	struct mreq *m = mreq_new(cm, op, done, arg);
 
 	if (!m)
 		return -ENOMEM;
 	m->seq = seq;
+	m->replay = replay;
 	start(cm, m);
 	return 0;
+}
+
+int
+mut_send_logged(struct cm *cm, uint64_t seq, const struct proto_op *op,
+		mut_done_fn done, void *arg)
+{
+	return send_logged(cm, seq, op, done, arg, false);
+}
+
+int
+mut_send_replay(struct cm *cm, uint64_t seq, const struct proto_op *op,
+		mut_done_fn done, void *arg)
+{
+	return send_logged(cm, seq, op, done, arg, true);
 }
 
 unsigned
