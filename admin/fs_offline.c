@@ -168,13 +168,28 @@ keep_local(struct fs_ctx *ctx, const char *path)
 	c = json_array_get(list, 0);
 	if (c)
 		copy = json_string_value(json_object_get(c, "copy"));
-	if (!c || !copy || !*copy) {
-		fprintf(stderr, "fs resolve: %s: %s\n", path,
-			c ? "no conflict copy to keep (only a refused store "
-			    "has one); use --keep server or both"
-			  : "no conflict here");
+	if (!c) {
+		fprintf(stderr, "fs resolve: %s: no conflict here\n", path);
 		fs_result_release(&r);
-		return c ? FS_EX_UNAVAILABLE : FS_EX_NOINPUT;
+		return FS_EX_NOINPUT;
+	}
+	if (!copy || !*copy) {
+		/* A refused metadata change: cairnd redoes it. */
+		args = json_pack("{s:s,s:s}", "path", t.rel, "how",
+				 "keep-local");
+		memset(&r2, 0, sizeof(r2));
+		if (fs_call(ctx, &t, CTL_RESOLVE, args, NULL, NULL, &r2) < 0) {
+			fs_print_error(ctx, path, &r2);
+			code = fs_exit_code(r2.err, r2.local);
+		} else if (!ctx->json) {
+			printf("%s: settled (keep-local: redone on the "
+			       "server)\n",
+			       path);
+		}
+		json_decref(args);
+		fs_result_release(&r2);
+		fs_result_release(&r);
+		return code;
 	}
 	snprintf(from, sizeof(from), "%s/%s", t.mount, copy);
 	snprintf(to, sizeof(to), "%s/%s", t.mount, t.rel);

@@ -1573,6 +1573,7 @@ struct resolve {
 	uint64_t seq;
 	bool is_store;
 	int found;
+	struct proto_op op; /* a copy of the refused op */
 };
 
 static int
@@ -1586,7 +1587,114 @@ resolve_cb(const struct rlog_rec *rec, void *arg)
 	r->seq = rec->seq;
 	r->is_store = rec->op.kind == PROTO_OP_STORE;
 	r->found++;
+	if (mut_op_copy(&r->op, &rec->op) < 0)
+		memset(&r->op, 0, sizeof(r->op));
 	return 1;
+}
+
+/*
+ * keep-local of a refused metadata change: do it again on what the server
+ * has now. setattr and xattrs: based on the current DV. unlink, rmdir:
+ * remove what the name names now. The conflict goes once the server took
+ * it.
+ */
+struct redo {
+	struct cm *cm;
+	struct ctl_call *call;
+	struct proto_op op;
+	uint64_t seq;
+	char path[CTL_PATH_MAX];
+};
+
+static void
+redo_free(struct redo *d)
+{
+	proto_op_release(&d->op);
+	free(d);
+}
+
+static void
+redo_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
+{
+	struct redo *d = arg;
+	int rc;
+
+	(void)r;
+	if (err) {
+		ctl_reply_err(d->call, err == -ESTALE ? -EAGAIN : err,
+			      "the server refused the change again");
+		redo_free(d);
+		return;
+	}
+	rc = rlog_conflict_resolve(cm->rlog, d->seq);
+	if (rc < 0)
+		ctl_reply_err(d->call, rc, NULL);
+	else
+		ctl_reply_ok(d->call, json_pack("{s:s,s:s}", "path", d->path,
+						"how", "keep-local"));
+	log_info(LOG_CTL, "conflict at '%s' settled (keep-local: redone)",
+		 d->path);
+	redo_free(d);
+}
+
+static void
+redo_send(struct cm *cm, struct redo *d)
+{
+	int rc = mut_submit_direct(cm, &d->op, redo_done, d);
+
+	if (rc < 0) {
+		ctl_reply_err(d->call, rc, NULL);
+		redo_free(d);
+	}
+}
+
+static void
+redo_fetched(struct cm *cm, void *arg, int err)
+{
+	struct redo *d = arg;
+	struct proto_attr a;
+	enum proto_type t;
+	struct fid f;
+
+	if (err) {
+		ctl_reply_err(d->call, err, "the object is gone on the server");
+		redo_free(d);
+		return;
+	}
+	if (d->op.kind == PROTO_OP_UNLINK || d->op.kind == PROTO_OP_RMDIR) {
+		if (lookup_name(cm, &d->op.parent, d->op.name, &f, &t) < 0) {
+			/* Nothing there any more: what we wanted holds. */
+			redo_done(cm, d, 0, NULL);
+			return;
+		}
+		d->op.fid = f;
+	} else if (meta_cached_attr(cm, &d->op.fid, &a) == 0) {
+		d->op.base_dv = a.dv;
+	}
+	memset(d->op.opid, 0, sizeof(d->op.opid));
+	redo_send(cm, d);
+}
+
+static void
+redo_start(struct cm *cm, struct ctl_call *call, struct resolve *r)
+{
+	struct redo *d = calloc(1, sizeof(*d));
+
+	if (!d || mut_op_copy(&d->op, &r->op) < 0) {
+		free(d);
+		ctl_reply_err(call, -ENOMEM, NULL);
+		return;
+	}
+	d->cm = cm;
+	d->call = call;
+	d->seq = r->seq;
+	snprintf(d->path, sizeof(d->path), "%s", r->path);
+	if (d->op.kind == PROTO_OP_UNLINK || d->op.kind == PROTO_OP_RMDIR) {
+		meta_want_dir(cm, &d->op.parent, redo_fetched, d);
+		return;
+	}
+	meta_drop_attr(cm, &d->op.fid);
+	meta_want_attr(cm, &d->op.fid, redo_fetched, d);
 }
 
 void
@@ -1613,6 +1721,7 @@ offline_ctl_resolve(void *arg, struct ctl_call *call,
 	}
 	rc = cm->rlog ? rlog_conflicts(cm->rlog, resolve_cb, &r) : 0;
 	if (rc < 0) {
+		proto_op_release(&r.op);
 		ctl_reply_err(call, rc, NULL);
 		return;
 	}
@@ -1622,15 +1731,36 @@ offline_ctl_resolve(void *arg, struct ctl_call *call,
 	}
 	/* keep-local of a refused store is fs's job (it renames the
 	 * conflict copy over the file through the mount, then settles with
-	 * keep-both). NEEDSWORK: keep-local of a refused metadata change
-	 * (redo it on the server's current state). */
+	 * keep-both); of setattr, xattrs, unlink and rmdir it is redone here
+	 * on the server's current state. NEEDSWORK: keep-local of a create,
+	 * link or rename whose name was taken (the local object would have
+	 * to replace the server's). */
 	if (!strcmp(r.how, "keep-local")) {
+		enum proto_op_kind k = r.op.kind;
+
+		if (atomic_load(&cm->mode) != CM_CONNECTED) {
+			proto_op_release(&r.op);
+			ctl_reply_err(call, -EAGAIN,
+				      "keep-local needs the server: reconnect "
+				      "first");
+			return;
+		}
+		if (k == PROTO_OP_SETATTR || k == PROTO_OP_SETXATTR ||
+		    k == PROTO_OP_REMOVEXATTR || k == PROTO_OP_UNLINK ||
+		    k == PROTO_OP_RMDIR) {
+			redo_start(cm, call, &r);
+			proto_op_release(&r.op);
+			return;
+		}
+		proto_op_release(&r.op);
 		ctl_reply_err(call, -ENOTSUP,
-			      "keep-local is only for a refused store with a "
+			      "keep-local of this change is not supported: "
+			      "a refused store keeps its data in the "
 			      "conflict copy (fs resolve renames it over the "
 			      "file); use keep-remote or keep-both");
 		return;
 	}
+	proto_op_release(&r.op);
 	rc = rlog_conflict_resolve(cm->rlog, r.seq);
 	if (rc < 0) {
 		ctl_reply_err(call, rc, NULL);
