@@ -153,9 +153,10 @@ keep_local(struct fs_ctx *ctx, const char *path)
 {
 	struct fs_target t;
 	struct fs_result r, r2;
-	const char *copy = NULL;
+	const char *copy = NULL, *how = "keep-local";
 	char from[PATH_MAX * 2], to[PATH_MAX * 2];
 	json_t *list, *c, *args;
+	size_t i, n;
 	int code = FS_EX_OK;
 
 	if (get_conflicts(ctx, path, &t, &r) < 0) {
@@ -165,54 +166,50 @@ keep_local(struct fs_ctx *ctx, const char *path)
 		return code;
 	}
 	list = json_object_get(r.json, "conflicts");
-	c = json_array_get(list, 0);
-	if (c)
-		copy = json_string_value(json_object_get(c, "copy"));
-	if (!c) {
+	n = json_array_size(list);
+	if (!n) {
 		fprintf(stderr, "fs resolve: %s: no conflict here\n", path);
 		fs_result_release(&r);
 		return FS_EX_NOINPUT;
 	}
-	if (!copy || !*copy) {
-		/* A refused metadata change: cairnd redoes it. */
-		args = json_pack("{s:s,s:s}", "path", t.rel, "how",
-				 "keep-local");
+	/* One path may have several records (a create whose name was
+	 * taken, then its store): a conflict copy holds the local data. */
+	json_array_foreach (list, i, c)
+		if (!copy || !*copy)
+			copy = json_string_value(json_object_get(c, "copy"));
+	if (copy && *copy) {
+		snprintf(from, sizeof(from), "%s/%s", t.mount, copy);
+		snprintf(to, sizeof(to), "%s/%s", t.mount, t.rel);
+		if (rename(from, to) < 0) {
+			fprintf(stderr,
+				"fs resolve: cannot move '%s' over '%s': %s\n",
+				from, to, strerror(errno));
+			fs_result_release(&r);
+			return FS_EX_FAIL;
+		}
+		how = "keep-both"; /* the records only need to go now */
+	}
+	/* Else a refused metadata change: cairnd redoes it. */
+	for (i = 0; i < n && code == FS_EX_OK; i++) {
+		args = json_pack("{s:s,s:s}", "path", t.rel, "how", how);
 		memset(&r2, 0, sizeof(r2));
 		if (fs_call(ctx, &t, CTL_RESOLVE, args, NULL, NULL, &r2) < 0) {
 			fs_print_error(ctx, path, &r2);
 			code = fs_exit_code(r2.err, r2.local);
-		} else if (!ctx->json) {
-			printf("%s: settled (keep-local: redone on the "
-			       "server)\n",
-			       path);
 		}
 		json_decref(args);
 		fs_result_release(&r2);
-		fs_result_release(&r);
-		return code;
 	}
-	snprintf(from, sizeof(from), "%s/%s", t.mount, copy);
-	snprintf(to, sizeof(to), "%s/%s", t.mount, t.rel);
-	if (rename(from, to) < 0) {
-		fprintf(stderr, "fs resolve: cannot move '%s' over '%s': %s\n",
-			from, to, strerror(errno));
-		fs_result_release(&r);
-		return FS_EX_FAIL;
+	if (code == FS_EX_OK) {
+		if (ctx->json)
+			printf("{\"path\": \"%s\", \"how\": \"keep-local\"}\n",
+			       t.rel);
+		else
+			printf("%s: settled (keep-local: %s)\n", path,
+			       copy && *copy ? "the local version replaced "
+					       "the server's"
+					     : "redone on the server");
 	}
-	args = json_pack("{s:s,s:s}", "path", t.rel, "how", "keep-both");
-	memset(&r2, 0, sizeof(r2));
-	if (fs_call(ctx, &t, CTL_RESOLVE, args, NULL, NULL, &r2) < 0) {
-		fs_print_error(ctx, path, &r2);
-		code = fs_exit_code(r2.err, r2.local);
-	} else if (ctx->json) {
-		printf("{\"path\": \"%s\", \"how\": \"keep-local\"}\n", t.rel);
-	} else {
-		printf("%s: settled (keep-local: the local version replaced "
-		       "the server's)\n",
-		       path);
-	}
-	json_decref(args);
-	fs_result_release(&r2);
 	fs_result_release(&r);
 	return code;
 }

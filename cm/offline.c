@@ -906,7 +906,8 @@ path_of(struct cm *cm, const struct fid *fid, char *buf, size_t len)
 	buf[0] = '\0';
 	while (!fid_eq(&cur, &cm->vi.root) && depth++ < PATH_DEPTH_MAX) {
 		if (ino_name_of(cm->ino, &cur, &parent, name, sizeof(name)) <
-		    0) {
+			    0 &&
+		    wb_name_of(cm, &cur, &parent, name, sizeof(name)) < 0) {
 			char fs[FID_STRLEN];
 
 			snprintf(buf, len, "%s", fid_fmt(fid, fs));
@@ -979,6 +980,7 @@ struct rctx {
 	uint64_t nbytes;
 	bool has_local;	      /* the local view when it was refused */
 	struct proto_attr local;
+	char path[CTL_PATH_MAX]; /* what the change is about */
 	char *copy;	      /* the conflict copy's name, or NULL */
 };
 
@@ -1007,7 +1009,7 @@ reint_record(struct cm *cm, struct rctx *c, const struct proto_attr *srv)
 	memset(&cf, 0, sizeof(cf));
 	cf.kind = conflict_kind(&c->op, c->err);
 	cf.err = -c->err;
-	op_path(cm, &c->op, path, sizeof(path));
+	snprintf(path, sizeof(path), "%s", c->path);
 	if (copy) {
 		char dir[CTL_PATH_MAX];
 		const char *slash = strrchr(path, '/');
@@ -1120,6 +1122,8 @@ reint_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 	}
 	c->err = err;
 	c->has_local = meta_cached_attr(cm, &c->op.fid, &c->local) == 0;
+	/* now, while the write state still knows the file's name */
+	op_path(cm, &c->op, c->path, sizeof(c->path));
 	if (c->op.kind == PROTO_OP_STORE) {
 		wb_conflict_copy(cm, &c->op.fid, reint_copied, c);
 		return;

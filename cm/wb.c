@@ -286,6 +286,26 @@ wb_orphan_attr(struct cm *cm, const struct fid *fid, struct proto_attr *out)
 	return rc;
 }
 
+int
+wb_name_of(struct cm *cm, const struct fid *fid, struct fid *parent,
+	   char *buf, size_t len)
+{
+	struct wstate *ws;
+	int rc = -ENOENT;
+
+	if (!cm->wb)
+		return rc;
+	pthread_mutex_lock(&cm->wb->lock);
+	ws = find_locked(cm->wb, fid);
+	if (ws && ws->name && strlen(ws->name) < len) {
+		strcpy(buf, ws->name);
+		*parent = ws->parent;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&cm->wb->lock);
+	return rc;
+}
+
 bool
 wb_dirty(struct cm *cm, const struct fid *fid)
 {

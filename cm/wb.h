@@ -57,6 +57,11 @@ void wb_overlay(struct cm *cm, struct proto_attr *a);
 int wb_orphan_attr(struct cm *cm, const struct fid *fid,
 		   struct proto_attr *out);
 
+/* The name and directory @fid's write state knows it by (its last
+ * create, open by name or rename). @return 0 or -ENOENT. */
+int wb_name_of(struct cm *cm, const struct fid *fid, struct fid *parent,
+	       char *buf, size_t len);
+
 /* Does @fid have local changes not stored yet? */
 bool wb_dirty(struct cm *cm, const struct fid *fid);
 /* Does @fid have a write state (open for writing, or dirty)? */

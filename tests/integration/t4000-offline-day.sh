@@ -116,6 +116,7 @@ t_is "$(status mode)" disconnected "a manual disconnect does not reconnect by it
 printf 'offline side\n' >"$A/proj/both.txt" 2>/dev/null
 printf 'local wins\n' >"$A/proj/loc.txt" 2>/dev/null
 chmod 0640 "$A/proj/m2.txt"
+printf 'mine\n' >"$A/proj/new1.txt"
 "$FS" status -m "$A" >"$T_DIR/status.txt" 2>&1
 t_ok "$(grep -q 'mode.*disconnected (by hand) since' "$T_DIR/status.txt" && grep -q 'replay pending.*records' "$T_DIR/status.txt" && echo 0 || echo 1)" \
 	"fs status says disconnected by hand, since when, and what is pending"
@@ -124,6 +125,7 @@ cairnd_mount "$B" "$T_DIR/cb" day "$T_DIR/tok" || exit 1
 t_check "B edits both.txt on the server" sh -c "printf 'server side\\n' >'$B/proj/both.txt'"
 t_check "B edits loc.txt on the server" sh -c "printf 'server loses\\n' >'$B/proj/loc.txt'"
 t_check "B edits m2.txt on the server" sh -c "printf 'meta from B\\n' >'$B/proj/m2.txt'"
+t_check "B creates new1.txt, a name A created offline" sh -c "printf 'theirs\\n' >'$B/proj/new1.txt'"
 cairnd_umount "$B"
 
 # --- reconnect: everything replays ---
@@ -132,12 +134,12 @@ echo "# fs reconnect: $(cat "$T_DIR/reconnect.out")"
 wait_for 20 sh -c "[ \"\$('$FS' status --json -m '$A' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"mode\"])')\" = connected ]"
 t_is "$(status mode)" connected "reconnected"
 t_is "$(status replay_pending)" 0 "the log is empty"
-t_is "$(status conflicts)" 3 "three conflicts (both.txt, loc.txt, m2.txt)"
+t_is "$(status conflicts)" 5 "five conflicts (both.txt, loc.txt, m2.txt, new1.txt: its create and its data)"
 
 C=$T_DIR/c
 cairnd_mount "$C" "$T_DIR/cc" day "$T_DIR/tok" || exit 1
 t_is "$(cat "$C/proj/edit.txt" 2>&1)" "edited twice offline" "server: the edit"
-t_is "$(ls "$C/proj" 2>&1 | grep -v conflict | tr '\n' ' ')" "both.txt chain-end.txt edit.txt keep.txt link loc.txt m2.txt mode.txt new-name.txt newdir sub x.txt " \
+t_is "$(ls "$C/proj" 2>&1 | grep -v conflict | tr '\n' ' ')" "both.txt chain-end.txt edit.txt keep.txt link loc.txt m2.txt mode.txt new-name.txt new1.txt newdir sub x.txt " \
 	"server: the listing"
 t_is "$(cat "$C/proj/chain-end.txt" 2>&1)" chain "server: the end of the rename chain"
 t_is "$(cat "$C/proj/new-name.txt" 2>&1)" "rename me" "server: the renamed file"
@@ -150,7 +152,7 @@ t_is "$(cat "$C/proj/both.txt")" "server side" "conflict: the server keeps its v
 copy=$(ls "$C/proj" | grep '^both\.txt\.conflict-' | head -n 1)
 t_is "$(cat "$C/proj/$copy" 2>&1)" "offline side" "conflict: the local version is saved beside it ($copy)"
 t_is "$(fsj conflicts | python3 -c 'import json,sys; print(" ".join(c["path"] + ":" + c["kind"] for c in json.load(sys.stdin)["conflicts"]))')" \
-	"proj/both.txt:stale-dv proj/loc.txt:stale-dv proj/m2.txt:stale-dv" "fs conflicts lists them"
+	"proj/both.txt:stale-dv proj/loc.txt:stale-dv proj/m2.txt:stale-dv proj/new1.txt:name-exists proj/new1.txt:object-gone" "fs conflicts lists them"
 t_is "$(fsj conflicts | python3 -c 'import json,sys; c=[c for c in json.load(sys.stdin)["conflicts"] if c["path"]=="proj/both.txt"][0]; print(c.get("local_size"), c.get("server_size"), c.get("base_size"), c.get("server_dv", 0) > 0, c.get("copy", "").startswith("proj/both.txt.conflict-"))')" \
 	"13 12 10 True True" "the conflict shows local, server and base sizes, the server's DV and the copy"
 "$FS" conflicts -m "$A" >"$T_DIR/conflicts.txt" 2>&1
@@ -158,12 +160,15 @@ t_ok "$(grep -q 'server: size 12' "$T_DIR/conflicts.txt" && echo 0 || echo 1)" "
 t_check "fs resolve --keep both" "$FS" resolve -m "$A" --keep both "$A/proj/both.txt"
 t_check "fs resolve --keep local" "$FS" resolve -m "$A" --keep local "$A/proj/loc.txt"
 t_check "fs resolve --keep local of a refused chmod" "$FS" resolve -m "$A" --keep local "$A/proj/m2.txt"
+t_check "fs resolve --keep local of a name both created" "$FS" resolve -m "$A" --keep local "$A/proj/new1.txt"
 t_is "$(status conflicts)" 0 "no conflicts left"
 wait_for 5 sh -c "[ \"\$(cat '$C/proj/loc.txt' 2>/dev/null)\" = 'local wins' ]"
 t_is "$(cat "$C/proj/loc.txt" 2>&1)" "local wins" "keep local: the server now has the local version"
 t_is "$(ls "$C/proj" | grep -c '^loc\.txt\.conflict-')" 0 "keep local: its conflict copy is gone"
 wait_for 5 sh -c "[ \"\$(stat -c %a '$C/proj/m2.txt')\" = 640 ]"
 t_is "$(stat -c %a "$C/proj/m2.txt")|$(cat "$C/proj/m2.txt")" "640|meta from B" "keep local of the chmod: redone on B's version"
+wait_for 5 sh -c "[ \"\$(cat '$C/proj/new1.txt' 2>/dev/null)\" = mine ]"
+t_is "$(cat "$C/proj/new1.txt")|$(ls "$C/proj" | grep -c '^new1\.txt\.conflict-')" "mine|0" "keep local of the create: A's file has the name, no copy left"
 t_is "$(ls "$C/proj" | grep -c '^both\.txt\.conflict-')" 1 "keep both: its conflict copy stays"
 "$FS" resolve -m "$A" --keep sideways "$A/proj/both.txt" >/dev/null 2>&1
 t_is "$?" 64 "fs resolve with a bad --keep: usage error (64)"
