@@ -3,11 +3,14 @@
  *
  * The loop thread owns every transfer and parked read; FUSE workers only
  * read the chunk store (fetch_read_cached) and post jobs. A transfer
- * collects the body in a chunk-sized buffer while it streams in (its
- * valid-bytes mark is @have), checks length and SHA-256 when it ends, hands
- * the verified bytes to its waiters, then stores the chunk. Waiters are not
- * answered from a partial body: bytes are served only once verified (see
- * doc/cm.md "Why readers wait for the whole chunk").
+ * collects the body in a chunk-sized buffer while it streams in (@have
+ * bytes). When the server sent per-block CRC32Cs (X-Cairn-Blocks), each
+ * block is checked as soon as it is complete, and a waiter whose range lies
+ * inside the verified prefix (@verified) is answered from the buffer at
+ * once. When the body ends, its length and SHA-256 are checked, the rest
+ * of the waiters get their bytes, and only then is the chunk stored. No
+ * byte is served before the block holding it was verified (doc/cm.md
+ * "Early replies").
  */
 #include "config.h"
 
@@ -33,12 +36,14 @@
 
 struct xfer;
 
-/* One reader's interest in one chunk: a parked read (@rd), or a caller of
- * fetch_chunk() (@rd NULL, @done called once the chunk is stored). */
+/* One reader's interest in one chunk: a parked read (@rd), which needs
+ * bytes [@a, @b) of the chunk, or a caller of fetch_chunk() (@rd NULL,
+ * @done called once the chunk is stored). */
 struct waiter {
 	struct waiter *next;
 	struct rd *rd;
 	uint64_t chunk;
+	uint32_t a, b;
 	fetch_done_fn done;
 	void *arg;
 };
@@ -50,8 +55,11 @@ struct xfer {
 	uint64_t dv, chunk, fsize;
 	uint32_t expect;   /* body length the chunk must have */
 	uint8_t *buf;
-	size_t have;	   /* valid bytes in buf */
-	bool overflow;
+	size_t have;	   /* bytes received into buf */
+	size_t verified;   /* prefix of buf whose blocks matched their sums */
+	bool use_blocks;   /* the reply carried usable block sums (@pb) */
+	const char *bad;   /* why the body was refused, or NULL */
+	struct proto_blocks pb;
 	unsigned attempts;
 	uint64_t deadline; /* util_now_ms() bound for the whole fetch */
 	struct waiter *waiters;
@@ -90,6 +98,7 @@ struct pf_job {
 };
 
 static void rd_start(struct cm *cm, struct rd *rd);
+static void rd_copy(struct rd *rd, const struct xfer *x, size_t upto);
 
 static size_t
 bucket_of(const struct fid *fid, uint64_t dv, uint64_t chunk)
@@ -179,18 +188,8 @@ xfer_finish(struct xfer *x, int err)
 		free(w);
 		if (rd->err == 0 && err)
 			rd->err = err;
-		if (!err) {
-			/* Copy this chunk's share of the read. */
-			uint64_t cstart = x->chunk * cm->chunk_size;
-			uint64_t a = rd->off > cstart ? rd->off : cstart;
-			uint64_t b = rd->off + rd->len;
-
-			if (b > cstart + x->have)
-				b = cstart + x->have;
-			if (b > a)
-				memcpy(rd->buf + (a - rd->off),
-				       x->buf + (a - cstart), b - a);
-		}
+		if (!err)
+			rd_copy(rd, x, x->have);
 		if (--rd->pending == 0)
 			rd_start(cm, rd);
 	}
@@ -250,17 +249,98 @@ xfer_fail(struct xfer *x, int err, bool retriable)
 	xfer_finish(x, err);
 }
 
+/* Copy the share of @rd's read that chunk @x->chunk holds out of @x->buf
+ * (@upto bytes of it are good). */
+static void
+rd_copy(struct rd *rd, const struct xfer *x, size_t upto)
+{
+	uint64_t cstart = x->chunk * x->cm->chunk_size;
+	uint64_t a = rd->off > cstart ? rd->off : cstart;
+	uint64_t b = rd->off + rd->len;
+
+	if (b > cstart + upto)
+		b = cstart + upto;
+	if (b > a)
+		memcpy(rd->buf + (a - rd->off), x->buf + (a - cstart), b - a);
+}
+
+/* Answer every parked read whose share of this chunk now lies in the
+ * verified prefix. The waiters are unlinked first: a read that completes
+ * may start other work before we are done walking. */
+static void
+xfer_serve_verified(struct xfer *x)
+{
+	struct cm *cm = x->cm;
+	struct waiter **pp = &x->waiters, *w, *ready = NULL;
+
+	while ((w = *pp)) {
+		if (w->rd && w->b <= x->verified) {
+			*pp = w->next;
+			w->next = ready;
+			ready = w;
+		} else {
+			pp = &w->next;
+		}
+	}
+	for (; ready; ready = w) {
+		struct rd *rd = ready->rd;
+
+		w = ready->next;
+		free(ready);
+		rd_copy(rd, x, x->verified);
+		CM_STAT_INC(cm, early_reads);
+		if (--rd->pending == 0)
+			rd_start(cm, rd);
+	}
+}
+
+/* The reply's headers, before its first body byte: pick up block sums. */
+static int
+xfer_head(void *arg, const struct http_result *res)
+{
+	struct xfer *x = arg;
+	int rc;
+
+	if (res->status != 200 || !res->blocks ||
+	    (res->file_size >= 0 && (uint64_t)res->file_size != x->fsize))
+		return 0; /* xfer_done sorts these out */
+	rc = proto_blocks_parse(res->blocks, x->cm->chunk_size, x->expect,
+				&x->pb);
+	if (rc == -ENOTSUP)
+		return 0; /* another algorithm: wait for the whole body */
+	if (rc < 0) {
+		x->bad = "malformed X-Cairn-Blocks";
+		return 1;
+	}
+	x->use_blocks = true;
+	return 0;
+}
+
 static int
 xfer_data(void *arg, const void *data, size_t len)
 {
 	struct xfer *x = arg;
+	ssize_t v;
 
 	if (len > x->cm->chunk_size - x->have) {
-		x->overflow = true;
+		x->bad = "body longer than a chunk";
 		return 1;
 	}
 	memcpy(x->buf + x->have, data, len);
 	x->have += len;
+	if (!x->use_blocks)
+		return 0;
+	v = proto_blocks_verify(&x->pb, x->buf, x->verified, x->have);
+	if (v < 0) {
+		/* Nothing at or past the bad block was served; the
+		 * transfer is retried as a whole. */
+		x->bad = "block checksum mismatch";
+		return 1;
+	}
+	if ((size_t)v > x->verified) {
+		x->verified = (size_t)v;
+		xfer_serve_verified(x);
+	}
 	return 0;
 }
 
@@ -290,11 +370,11 @@ xfer_done(void *arg, const struct http_result *res)
 
 	x->req = NULL;
 	fid_fmt(&x->fid, fs);
-	if (res->err == -ECANCELED && !x->overflow) {
+	if (res->err == -ECANCELED && !x->bad) {
 		xfer_finish(x, -EIO);
 		return;
 	}
-	if (res->err && !x->overflow) {
+	if (res->err && !x->bad) {
 		int was = atomic_exchange(&cm->online, 0);
 
 		if (was)
@@ -309,16 +389,15 @@ xfer_done(void *arg, const struct http_result *res)
 		xfer_finish(x, -ESTALE);
 		return;
 	}
-	if (res->status != 200 || x->overflow) {
-		err = x->overflow ? -EIO
-				  : cm_http_errno(0, res->status, NULL, 0);
+	if (res->status != 200 || x->bad) {
+		err = x->bad ? -EIO : cm_http_errno(0, res->status, NULL, 0);
 		log_warn(LOG_FETCH, "cannot fetch chunk %llu of '%s' dv %llu: "
-				    "%s",
+				    "%s (attempt %u of %u)",
 			 (unsigned long long)x->chunk, fs,
 			 (unsigned long long)x->dv,
-			 x->overflow ? "body longer than a chunk"
-				     : strerror(-err));
-		if (x->overflow)
+			 x->bad ? x->bad : strerror(-err), x->attempts,
+			 FETCH_ATTEMPTS);
+		if (x->bad)
 			CM_STAT_INC(cm, bad_chunks);
 		if (err == -ENOENT) {
 			xfer_finish(x, -ENOENT);
@@ -366,7 +445,9 @@ xfer_send(struct xfer *x)
 
 	x->attempts++;
 	x->have = 0;
-	x->overflow = false;
+	x->verified = 0;
+	x->use_blocks = false;
+	x->bad = NULL;
 	rc = proto_chunk_path(path, sizeof(path), cm->cfg.volume, &x->fid,
 			      x->dv, x->chunk, cm->chunk_size);
 	if (rc < 0) {
@@ -376,6 +457,7 @@ xfer_send(struct xfer *x)
 	r.method = "GET";
 	r.path = path;
 	r.timeout_ms = x->deadline > now ? (unsigned)(x->deadline - now) : 1;
+	r.on_head = xfer_head;
 	r.on_data = xfer_data;
 	r.on_done = xfer_done;
 	r.arg = x;
@@ -427,6 +509,15 @@ xfer_want(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
 				w->rd->err = w->rd->err ? w->rd->err : -EIO;
 			return -EIO;
 		}
+	}
+	if (w && x && w->rd && w->b <= x->verified) {
+		/* Joining late: our bytes are verified already. The caller
+		 * holds a count on the read, so pending stays above 0. */
+		rd_copy(w->rd, x, x->verified);
+		CM_STAT_INC(cm, early_reads);
+		w->rd->pending--;
+		free(w);
+		return 0;
 	}
 	if (w && x) {
 		w->next = x->waiters;
@@ -544,6 +635,8 @@ rd_start(struct cm *cm, struct rd *rd)
 		}
 		w->rd = rd;
 		w->chunk = c;
+		w->a = (uint32_t)(a0 - cstart);
+		w->b = (uint32_t)(b0 - cstart);
 		rd->pending++;
 		rc = xfer_want(cm, &rd->fid, rd->dv, rd->fsize, c, w);
 		if (rc < 0) {
