@@ -8,7 +8,10 @@
  *  - A byte handed to a reader comes from a chunk whose whole body matched
  *    the server's X-Cairn-SHA256 and expected length for that (FID, DV,
  *    chunk) (DESIGN.md invariant 1), either just now or when it was stored
- *    (the chunk store's CRC32C guards it on disk).
+ *    (the chunk store's CRC32C guards it on disk) — or, while the chunk
+ *    is still arriving, from a block that matched its X-Cairn-Blocks
+ *    CRC32C (early replies, doc/cm.md). Only whole-body-verified chunks
+ *    are stored.
  *  - One transfer per (FID, DV, chunk) at a time, shared by every reader
  *    that waits for it and by readahead.
  *  - A wrong checksum, a short or long body, or a malformed reply is never
