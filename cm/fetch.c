@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -757,6 +758,71 @@ fetch_chunk(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
 	if (rc < 0)
 		free(w);
 	return rc;
+}
+
+/* --- kernel readahead --- */
+
+/* Escape @in as /proc/self/mountinfo does (space, tab, newline and
+ * backslash as \ooo). @return 0, or -ENAMETOOLONG. */
+static int
+mountinfo_escape(const char *in, char *out, size_t len)
+{
+	size_t o = 0;
+
+	for (; *in; in++) {
+		unsigned char ch = (unsigned char)*in;
+
+		if (o + 5 > len)
+			return -ENAMETOOLONG;
+		if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\\')
+			o += (size_t)snprintf(out + o, len - o, "\\%03o", ch);
+		else
+			out[o++] = (char)ch;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+void
+fetch_kernel_readahead(struct cm *cm, unsigned kib)
+{
+	static atomic_int done;
+	char want[8192], line[16384], path[64], dev[32] = "";
+	FILE *f;
+	int rc;
+
+	if (atomic_exchange(&done, 1) || !cm->cfg.mountpoint ||
+	    mountinfo_escape(cm->cfg.mountpoint, want, sizeof(want)) < 0)
+		return;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return;
+	/* "ID PARENT MAJ:MIN ROOT MOUNTPOINT ...": the last line for our
+	 * mount point is the mount on top. */
+	while (fgets(line, sizeof(line), f)) {
+		char d[32], mp[8192];
+
+		if (sscanf(line, "%*u %*u %31s %*s %8191s", d, mp) == 2 &&
+		    !strcmp(mp, want) && strstr(line, " - fuse"))
+			snprintf(dev, sizeof(dev), "%s", d);
+	}
+	fclose(f);
+	if (!dev[0] || strchr(dev, '/'))
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	f = fopen(path, "we");
+	if (!f) {
+		log_info(LOG_FETCH, "cannot raise kernel readahead ('%s'): %s",
+			 path, strerror(errno));
+		return;
+	}
+	rc = fprintf(f, "%u\n", kib) < 0 ? -EIO : 0;
+	if (fclose(f) != 0 || rc)
+		log_info(LOG_FETCH, "cannot raise kernel readahead ('%s')",
+			 path);
+	else
+		log_debug(LOG_FETCH, "kernel readahead of %s: %u KiB", dev,
+			  kib);
 }
 
 /* --- setup --- */

@@ -85,4 +85,17 @@ typedef void (*fetch_done_fn)(struct cm *cm, void *arg, int err);
 int fetch_chunk(struct cm *cm, const struct fid *fid, uint64_t dv,
 		uint64_t fsize, uint64_t chunk, fetch_done_fn done, void *arg);
 
+/*
+ * Any thread, once per process (later calls do nothing); call it only
+ * after the kernel has finished FUSE INIT (from a request handler), since
+ * INIT lowers the value again. Raise the kernel's readahead for the mount
+ * (its bdi's read_ahead_kb) to @kib. The kernel offers FUSE 128 KiB and a
+ * file system can only lower that in INIT; with 128 KiB a sequential
+ * reader sends 128-256 KiB reads one or two at a time, with a few MiB it
+ * sends 1 MiB reads (the FUSE request maximum) several at once, which
+ * roughly doubled warm sequential reads (doc/cm.md). Needs root; without
+ * it the kernel default stays (logged at info).
+ */
+void fetch_kernel_readahead(struct cm *cm, unsigned kib);
+
 #endif /* CAIRN_CM_FETCH_H */

@@ -40,6 +40,7 @@
 #define PARK_TRIES 4
 #define STATS_XATTR "cairn.stats"
 #define READ_BUF_MAX (8u << 20)
+#define KERNEL_RA_KB 4096 /* fetch_kernel_readahead(): after INIT */
 
 enum park_op {
 	P_LOOKUP,
@@ -690,6 +691,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			 .fi = *fi};
 
 	count(cm, CM_R_OPEN);
+	fetch_kernel_readahead(cm, KERNEL_RA_KB);
 	if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) &&
 	    read_only(cm)) {
 		fuse_reply_err(req, EROFS);
