@@ -7,15 +7,17 @@
  * bytes). When the server sent per-block CRC32Cs (X-Cairn-Blocks), each
  * block is checked as soon as it is complete, and a waiter whose range lies
  * inside the verified prefix (@verified) is answered from the buffer at
- * once. When the body ends, its length and SHA-256 are checked, the rest
- * of the waiters get their bytes, and only then is the chunk stored. No
- * byte is served before the block holding it was verified (doc/cm.md
- * "Early replies").
+ * once. When the body ends and its length is right, the transfer goes to
+ * the store thread, which checks the SHA-256 and, if it matches, stores
+ * the chunk; back on the loop the rest of the waiters get their bytes. No
+ * byte is served before the block holding it, or the whole body, was
+ * verified (doc/cm.md "Early replies", "The store thread").
  */
 #include "config.h"
 
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,12 +69,28 @@ struct xfer {
 	struct waiter *waiters;
 	struct http_req *req;
 	struct event *retry_ev;
+	/* Hand-off to the store thread: while @storing, that thread reads
+	 * buf/have/sha/fid/dv/chunk and sets @store_rc; the loop may read
+	 * buf and add waiters, nothing else. */
+	bool storing;
+	unsigned put_flags;	/* CS_F_PINNED or 0, decided on the loop */
+	char sha[65];		/* X-Cairn-SHA256 of this attempt, or "" */
+	int store_rc;		/* 0, -EBADMSG (wrong SHA-256), or cs_put's */
+	TAILQ_ENTRY(xfer) slink; /* in fetch->squeue, protected by slock */
+	struct cm_job sjob;	/* the store thread's answer to the loop */
 };
 TAILQ_HEAD(xferq, xfer);
 
 struct fetch {
 	struct xferq buckets[FETCH_BUCKETS];
 	size_t inflight;
+	/* The store thread: SHA-256 and cs_put() off the loop thread. */
+	pthread_t sthread;
+	bool sthread_started;
+	pthread_mutex_t slock;
+	pthread_cond_t scond;
+	struct xferq squeue;	/* protected by slock */
+	bool sstop;		/* protected by slock */
 };
 
 /* A parked read. */
@@ -101,6 +119,7 @@ struct pf_job {
 
 static void rd_start(struct cm *cm, struct rd *rd);
 static void rd_copy(struct rd *rd, const struct xfer *x, size_t upto);
+static void xfer_store(struct xfer *x);
 
 static size_t
 bucket_of(const struct fid *fid, uint64_t dv, uint64_t chunk)
@@ -166,8 +185,14 @@ fetch_read_cached(struct cm *cm, const struct fid *fid, uint64_t dv,
 
 static void xfer_send(struct xfer *x);
 
+/*
+ * End a transfer: @err 0 means verified, and stored as x->store_rc says.
+ * Readers get their bytes (or @err), fetch_chunk() callers the outcome of
+ * the store. Frees @x unless @keep (a transfer the store thread still
+ * holds at shutdown: its answer frees it).
+ */
 static void
-xfer_finish(struct xfer *x, int err)
+xfer_end(struct xfer *x, int err, bool keep)
 {
 	struct cm *cm = x->cm;
 	struct fetch *f = cm->fetch;
@@ -195,29 +220,29 @@ xfer_finish(struct xfer *x, int err)
 		if (--rd->pending == 0)
 			rd_start(cm, rd);
 	}
-	if (!err) {
-		struct cs_key k;
-		int rc;
-
-		mkkey(&k, &x->fid, x->chunk);
-		rc = cs_put(cm->cs, &k, x->dv, x->buf, (uint32_t)x->have,
-			    pin_covers(cm, &x->fid) ? CS_F_PINNED : 0);
-		if (rc < 0 && rc != -EBUSY)
-			log_warn(LOG_FETCH, "cannot store chunk %llu: %s",
-				 (unsigned long long)x->chunk, strerror(-rc));
-		/* EBUSY: local changes of the chunk are newer; keep them. */
-		if (rc < 0 && rc != -EBUSY && !err)
-			err = rc;
+	/* EBUSY: local changes of the chunk are newer; they stay. */
+	if (!err && x->store_rc < 0 && x->store_rc != -EBUSY) {
+		log_warn(LOG_FETCH, "cannot store chunk %llu: %s",
+			 (unsigned long long)x->chunk, strerror(-x->store_rc));
+		err = x->store_rc;
 	}
 	for (w = later; w; w = nx) {
 		nx = w->next;
 		w->done(cm, w->arg, err);
 		free(w);
 	}
+	if (keep)
+		return;
 	if (x->retry_ev)
 		event_free(x->retry_ev);
 	free(x->buf);
 	free(x);
+}
+
+static void
+xfer_finish(struct xfer *x, int err)
+{
+	xfer_end(x, err, false);
 }
 
 static void
@@ -346,6 +371,7 @@ xfer_data(void *arg, const void *data, size_t len)
 	return 0;
 }
 
+/* Store thread (or any): does the body match @hex? */
 static bool
 sha_ok(const struct xfer *x, const char *hex)
 {
@@ -360,6 +386,111 @@ sha_ok(const struct xfer *x, const char *hex)
 		return false;
 	util_hex_encode(md, 32, got);
 	return strcasecmp(got, hex) == 0;
+}
+
+/* --- the store thread --- */
+
+/*
+ * Verifying and storing a chunk is most of the CPU a cold read costs the
+ * loop thread (a SHA-256 pass, a CRC32C pass, a file written and renamed):
+ * a thread of its own does it, so the loop goes on receiving. Readers that
+ * were served from verified blocks do not wait for it; the others, and
+ * fetch_chunk() callers, are answered when it is done.
+ */
+static void *
+store_main(void *arg)
+{
+	struct cm *cm = arg;
+	struct fetch *f = cm->fetch;
+	struct xfer *x;
+
+	pthread_mutex_lock(&f->slock);
+	for (;;) {
+		while (!(x = TAILQ_FIRST(&f->squeue)) && !f->sstop)
+			pthread_cond_wait(&f->scond, &f->slock);
+		if (!x)
+			break;
+		TAILQ_REMOVE(&f->squeue, x, slink);
+		pthread_mutex_unlock(&f->slock);
+		if (!sha_ok(x, x->sha)) {
+			x->store_rc = -EBADMSG;
+		} else {
+			struct cs_key k;
+
+			mkkey(&k, &x->fid, x->chunk);
+			x->store_rc = cs_put(cm->cs, &k, x->dv, x->buf,
+					     (uint32_t)x->have, x->put_flags);
+		}
+		cm_post(cm, &x->sjob);
+		pthread_mutex_lock(&f->slock);
+	}
+	pthread_mutex_unlock(&f->slock);
+	return NULL;
+}
+
+/* Loop thread: the store thread is done with @x. */
+static void
+xfer_stored(struct cm *cm, struct cm_job *job)
+{
+	struct xfer *x = (struct xfer *)((char *)job - offsetof(struct xfer,
+								 sjob));
+	char fs[FID_STRLEN];
+
+	x->storing = false;
+	if (!cm->fetch) {
+		/* Shut down meanwhile: fetch_free() answered the waiters. */
+		if (x->retry_ev)
+			event_free(x->retry_ev);
+		free(x->buf);
+		free(x);
+		return;
+	}
+	if (x->store_rc == -EBADMSG) {
+		CM_STAT_INC(cm, bad_chunks);
+		fid_fmt(&x->fid, fs);
+		log_warn(LOG_FETCH, "chunk %llu of '%s' dv %llu: checksum "
+				    "mismatch (attempt %u of %u); not stored",
+			 (unsigned long long)x->chunk, fs,
+			 (unsigned long long)x->dv, x->attempts,
+			 FETCH_ATTEMPTS);
+		xfer_fail(x, -EIO, true);
+		return;
+	}
+	CM_STAT_INC(cm, chunks_fetched);
+	CM_STAT_ADD(cm, bytes_fetched, x->have);
+	xfer_finish(x, 0);
+}
+
+/* Loop thread: hand a complete body of the right length to the store
+ * thread (or, if it cannot run, do its work here). */
+static void
+xfer_store(struct xfer *x)
+{
+	struct cm *cm = x->cm;
+	struct fetch *f = cm->fetch;
+
+	x->storing = true;
+	x->store_rc = 0;
+	x->put_flags = pin_covers(cm, &x->fid) ? CS_F_PINNED : 0;
+	x->sjob.run = xfer_stored;
+	pthread_mutex_lock(&f->slock);
+	if (f->sthread_started && !f->sstop) {
+		TAILQ_INSERT_TAIL(&f->squeue, x, slink);
+		pthread_cond_signal(&f->scond);
+		pthread_mutex_unlock(&f->slock);
+		return;
+	}
+	pthread_mutex_unlock(&f->slock);
+	if (!sha_ok(x, x->sha)) {
+		x->store_rc = -EBADMSG;
+	} else {
+		struct cs_key k;
+
+		mkkey(&k, &x->fid, x->chunk);
+		x->store_rc = cs_put(cm->cs, &k, x->dv, x->buf,
+				     (uint32_t)x->have, x->put_flags);
+	}
+	xfer_stored(cm, &x->sjob);
 }
 
 static void
@@ -419,21 +550,22 @@ xfer_done(void *arg, const struct http_result *res)
 		xfer_finish(x, -ESTALE);
 		return;
 	}
-	if (x->have != x->expect || !sha_ok(x, res->sha256)) {
+	if (x->have != x->expect) {
 		CM_STAT_INC(cm, bad_chunks);
-		log_warn(LOG_FETCH, "chunk %llu of '%s' dv %llu: %s (attempt "
-				    "%u of %u); not stored",
+		log_warn(LOG_FETCH, "chunk %llu of '%s' dv %llu: wrong length "
+				    "(attempt %u of %u); not stored",
 			 (unsigned long long)x->chunk, fs,
-			 (unsigned long long)x->dv,
-			 x->have != x->expect ? "wrong length"
-					      : "checksum mismatch",
-			 x->attempts, FETCH_ATTEMPTS);
+			 (unsigned long long)x->dv, x->attempts,
+			 FETCH_ATTEMPTS);
 		xfer_fail(x, -EIO, true);
 		return;
 	}
-	CM_STAT_INC(cm, chunks_fetched);
-	CM_STAT_ADD(cm, bytes_fetched, x->have);
-	xfer_finish(x, 0);
+	/* The SHA-256 (and the store) run on the store thread. */
+	if (res->sha256 && strlen(res->sha256) == 64)
+		memcpy(x->sha, res->sha256, 65);
+	else
+		x->sha[0] = '\0';
+	xfer_store(x);
 }
 
 static void
@@ -844,7 +976,16 @@ fetch_new(struct cm *cm)
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	for (size_t i = 0; i < FETCH_BUCKETS; i++)
 		TAILQ_INIT(&f->buckets[i]);
+	TAILQ_INIT(&f->squeue);
+	pthread_mutex_init(&f->slock, NULL);
+	pthread_cond_init(&f->scond, NULL);
 	cm->fetch = f;
+	/* Without the thread, stores run on the loop (slower, still right). */
+	if (pthread_create(&f->sthread, NULL, store_main, cm) == 0)
+		f->sthread_started = true;
+	else
+		log_warn(LOG_FETCH, "cannot start the store thread; storing "
+				    "on the loop");
 	return 0;
 }
 
@@ -855,14 +996,25 @@ fetch_free(struct cm *cm)
 
 	if (!f)
 		return;
+	/* The store thread finishes its queue (each answer is a job that
+	 * runs later and, seeing cm->fetch gone, only frees). */
+	if (f->sthread_started) {
+		pthread_mutex_lock(&f->slock);
+		f->sstop = true;
+		pthread_cond_signal(&f->scond);
+		pthread_mutex_unlock(&f->slock);
+		pthread_join(f->sthread, NULL);
+	}
 	/* http_free() ran first, so transfers waiting for a reply are gone;
-	 * what is left waits for a retry timer. */
+	 * what is left waits for a retry timer or for its store answer. */
 	for (size_t i = 0; i < FETCH_BUCKETS; i++) {
 		struct xfer *x;
 
 		while ((x = TAILQ_FIRST(&f->buckets[i])))
-			xfer_finish(x, -EIO);
+			xfer_end(x, -EIO, x->storing);
 	}
+	pthread_cond_destroy(&f->scond);
+	pthread_mutex_destroy(&f->slock);
 	free(f);
 	cm->fetch = NULL;
 }
