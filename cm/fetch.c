@@ -37,6 +37,9 @@
 #define FETCH_BUCKETS 256
 #define FETCH_MAX_INFLIGHT 64 /* readahead stops adding beyond this */
 #define READ_TRIES 4	       /* attribute refreshes of one parked read */
+/* Chunks waiting for the store thread; past this the loop stores itself,
+ * which slows its receiving down to the disk's pace (and bounds memory). */
+#define STORE_QUEUE_MAX 16
 
 struct xfer;
 
@@ -90,6 +93,7 @@ struct fetch {
 	pthread_mutex_t slock;
 	pthread_cond_t scond;
 	struct xferq squeue;	/* protected by slock */
+	unsigned nqueued;	/* in squeue; protected by slock */
 	bool sstop;		/* protected by slock */
 };
 
@@ -390,6 +394,21 @@ sha_ok(const struct xfer *x, const char *hex)
 
 /* --- the store thread --- */
 
+/* Check the SHA-256 and store: x->store_rc is 0, -EBADMSG or cs_put's. */
+static void
+store_one(struct cm *cm, struct xfer *x)
+{
+	struct cs_key k;
+
+	if (!sha_ok(x, x->sha)) {
+		x->store_rc = -EBADMSG;
+		return;
+	}
+	mkkey(&k, &x->fid, x->chunk);
+	x->store_rc = cs_put(cm->cs, &k, x->dv, x->buf, (uint32_t)x->have,
+			     x->put_flags);
+}
+
 /*
  * Verifying and storing a chunk is most of the CPU a cold read costs the
  * loop thread (a SHA-256 pass, a CRC32C pass, a file written and renamed):
@@ -411,16 +430,9 @@ store_main(void *arg)
 		if (!x)
 			break;
 		TAILQ_REMOVE(&f->squeue, x, slink);
+		f->nqueued--;
 		pthread_mutex_unlock(&f->slock);
-		if (!sha_ok(x, x->sha)) {
-			x->store_rc = -EBADMSG;
-		} else {
-			struct cs_key k;
-
-			mkkey(&k, &x->fid, x->chunk);
-			x->store_rc = cs_put(cm->cs, &k, x->dv, x->buf,
-					     (uint32_t)x->have, x->put_flags);
-		}
+		store_one(cm, x);
 		cm_post(cm, &x->sjob);
 		pthread_mutex_lock(&f->slock);
 	}
@@ -462,7 +474,8 @@ xfer_stored(struct cm *cm, struct cm_job *job)
 }
 
 /* Loop thread: hand a complete body of the right length to the store
- * thread (or, if it cannot run, do its work here). */
+ * thread (or, if it cannot run or is STORE_QUEUE_MAX behind, do its work
+ * here). */
 static void
 xfer_store(struct xfer *x)
 {
@@ -474,22 +487,16 @@ xfer_store(struct xfer *x)
 	x->put_flags = pin_covers(cm, &x->fid) ? CS_F_PINNED : 0;
 	x->sjob.run = xfer_stored;
 	pthread_mutex_lock(&f->slock);
-	if (f->sthread_started && !f->sstop) {
+	if (f->sthread_started && !f->sstop &&
+	    f->nqueued < STORE_QUEUE_MAX) {
 		TAILQ_INSERT_TAIL(&f->squeue, x, slink);
+		f->nqueued++;
 		pthread_cond_signal(&f->scond);
 		pthread_mutex_unlock(&f->slock);
 		return;
 	}
 	pthread_mutex_unlock(&f->slock);
-	if (!sha_ok(x, x->sha)) {
-		x->store_rc = -EBADMSG;
-	} else {
-		struct cs_key k;
-
-		mkkey(&k, &x->fid, x->chunk);
-		x->store_rc = cs_put(cm->cs, &k, x->dv, x->buf,
-				     (uint32_t)x->have, x->put_flags);
-	}
+	store_one(cm, x);
 	xfer_stored(cm, &x->sjob);
 }
 

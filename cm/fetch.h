@@ -38,7 +38,9 @@ typedef void (*fetch_reply_fn)(void *req, const void *buf, size_t len,
 			       int err);
 
 /* Loop thread: set up / tear down (transfers are cancelled by http_free,
- * which must run first). */
+ * which must run first). fetch_new() starts the store thread, which
+ * checks each fetched chunk's SHA-256 and stores it; fetch_free() joins
+ * it. */
 int fetch_new(struct cm *cm);
 void fetch_free(struct cm *cm);
 
