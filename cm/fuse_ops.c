@@ -721,14 +721,14 @@ file_readahead(struct cm *cm, struct cm_file *f, uint64_t dv, uint64_t fsize,
 {
 	uint64_t cs = cm->chunk_size, c1 = (off + len - 1) / cs;
 	uint64_t first = 0, last = 0;
-	bool go = false;
-	/* Kernel readahead sends several reads at once, slightly out of
-	 * order: anything near the last end counts as sequential. */
-	bool seq = off + 4 * cs >= f->next_off && off <= f->next_off + 4 * cs;
+	bool go = false, seq;
 
 	if (cm->cfg.readahead_max == 0)
 		return;
 	pthread_mutex_lock(&f->mu);
+	/* Kernel readahead sends several reads at once, slightly out of
+	 * order: anything near the last end counts as sequential. */
+	seq = off + 4 * cs >= f->next_off && off <= f->next_off + 4 * cs;
 	if (f->ra_dv != dv) {
 		f->ra_dv = dv;
 		f->ra_next = 0;
