@@ -312,6 +312,7 @@ cm_stats_format(struct cm *cm, char *buf, size_t len)
 	P("fetch_retries %llu\n", LD(fetch_retries));
 	P("fetch_errors %llu\n", LD(fetch_errors));
 	P("bad_chunks %llu\n", LD(bad_chunks));
+	P("early_reads %llu\n", LD(early_reads));
 	P("stale_chunks %llu\n", LD(stale_chunks));
 	P("dir_fetches %llu\n", LD(dir_fetches));
 	P("getattr_requests %llu\n", LD(getattr_reqs));

@@ -8,7 +8,10 @@
  *  - A byte handed to a reader comes from a chunk whose whole body matched
  *    the server's X-Cairn-SHA256 and expected length for that (FID, DV,
  *    chunk) (DESIGN.md invariant 1), either just now or when it was stored
- *    (the chunk store's CRC32C guards it on disk).
+ *    (the chunk store's CRC32C guards it on disk) — or, while the chunk
+ *    is still arriving, from a block that matched its X-Cairn-Blocks
+ *    CRC32C (early replies, doc/cm.md). Only whole-body-verified chunks
+ *    are stored.
  *  - One transfer per (FID, DV, chunk) at a time, shared by every reader
  *    that waits for it and by readahead.
  *  - A wrong checksum, a short or long body, or a malformed reply is never
@@ -35,7 +38,9 @@ typedef void (*fetch_reply_fn)(void *req, const void *buf, size_t len,
 			       int err);
 
 /* Loop thread: set up / tear down (transfers are cancelled by http_free,
- * which must run first). */
+ * which must run first). fetch_new() starts the store thread, which
+ * checks each fetched chunk's SHA-256 and stores it; fetch_free() joins
+ * it. */
 int fetch_new(struct cm *cm);
 void fetch_free(struct cm *cm);
 
@@ -81,5 +86,18 @@ typedef void (*fetch_done_fn)(struct cm *cm, void *arg, int err);
  */
 int fetch_chunk(struct cm *cm, const struct fid *fid, uint64_t dv,
 		uint64_t fsize, uint64_t chunk, fetch_done_fn done, void *arg);
+
+/*
+ * Any thread, once per process (later calls do nothing); call it only
+ * after the kernel has finished FUSE INIT (from a request handler), since
+ * INIT lowers the value again. Raise the kernel's readahead for the mount
+ * (its bdi's read_ahead_kb) to @kib. The kernel offers FUSE 128 KiB and a
+ * file system can only lower that in INIT; with 128 KiB a sequential
+ * reader sends 128-256 KiB reads one or two at a time, with a few MiB it
+ * sends 1 MiB reads (the FUSE request maximum) several at once, which
+ * roughly doubled warm sequential reads (doc/cm.md). Needs root; without
+ * it the kernel default stays (logged at info).
+ */
+void fetch_kernel_readahead(struct cm *cm, unsigned kib);
 
 #endif /* CAIRN_CM_FETCH_H */

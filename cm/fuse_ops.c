@@ -41,6 +41,7 @@
 #define PARK_TRIES 4
 #define STATS_XATTR "cairn.stats"
 #define READ_BUF_MAX (8u << 20)
+#define KERNEL_RA_KB 4096 /* fetch_kernel_readahead(): after INIT */
 
 enum park_op {
 	P_LOOKUP,
@@ -736,6 +737,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			 .fi = *fi};
 
 	count(cm, CM_R_OPEN);
+	fetch_kernel_readahead(cm, KERNEL_RA_KB);
 	if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) &&
 	    read_only(cm)) {
 		fuse_reply_err(req, EROFS);
@@ -765,14 +767,14 @@ file_readahead(struct cm *cm, struct cm_file *f, uint64_t dv, uint64_t fsize,
 {
 	uint64_t cs = cm->chunk_size, c1 = (off + len - 1) / cs;
 	uint64_t first = 0, last = 0;
-	bool go = false;
-	/* Kernel readahead sends several reads at once, slightly out of
-	 * order: anything near the last end counts as sequential. */
-	bool seq = off + 4 * cs >= f->next_off && off <= f->next_off + 4 * cs;
+	bool go = false, seq;
 
 	if (cm->cfg.readahead_max == 0)
 		return;
 	pthread_mutex_lock(&f->mu);
+	/* Kernel readahead sends several reads at once, slightly out of
+	 * order: anything near the last end counts as sequential. */
+	seq = off + 4 * cs >= f->next_off && off <= f->next_off + 4 * cs;
 	if (f->ra_dv != dv) {
 		f->ra_dv = dv;
 		f->ra_next = 0;

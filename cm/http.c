@@ -53,7 +53,8 @@
  * from ~1.0 GiB/s with curl's default 16 KiB to ~1.25 GiB/s with 128 KiB;
  * larger gained nothing. Pooled handles keep the buffer between requests. */
 #define HTTP_RECV_BUFFER (128 * 1024)
-/* Longest header value we keep (ETag, X-Cairn-SHA256); longer is ignored. */
+/* Longest header value we keep (ETag, X-Cairn-SHA256, X-Cairn-Blocks);
+ * longer is ignored. */
 #define HTTP_MAX_HEADER_VALUE 1024
 /* A Content-Length sizes the body buffer up front, but a server's word is
  * trusted only this far; a bigger body grows the buffer as it arrives. */
@@ -96,6 +97,7 @@ struct http_req {
 	unsigned timeout_ms;
 	int no_timeout;
 	size_t max_body;
+	http_head_fn on_head;
 	http_data_fn on_data;
 	http_done_fn on_done;
 	void *arg;
@@ -107,7 +109,9 @@ struct http_req {
 	size_t cap;
 	char *etag;
 	char *sha256;
+	char *blocks;
 	int64_t file_size;
+	int head_seen;	/* on_head ran (before the first body byte) */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -265,6 +269,7 @@ req_new(struct http_client *c, const struct http_request *r)
 	req->no_timeout = r->no_timeout;
 	req->limited = !r->no_timeout;
 	req->max_body = r->max_body ? r->max_body : HTTP_DEFAULT_MAX_BODY;
+	req->on_head = r->on_head;
 	req->on_data = r->on_data;
 	req->on_done = r->on_done;
 	req->arg = r->arg;
@@ -294,6 +299,7 @@ req_free(struct http_client *c, struct http_req *req)
 	free(req->buf);
 	free(req->etag);
 	free(req->sha256);
+	free(req->blocks);
 	free(req);
 }
 
@@ -337,6 +343,7 @@ run_done(struct http_client *c)
 		}
 		res.etag = req->etag;
 		res.sha256 = req->sha256;
+		res.blocks = req->blocks;
 		res.file_size = req->file_size;
 		req->on_done(req->arg, &res);
 		req_free(c, req);
@@ -460,6 +467,24 @@ write_cb(char *data, size_t size, size_t nmemb, void *arg)
 	if (req->cancelled)
 		return HTTP_WRITE_ABORT;
 	stat_add(&req->c->st_bytes_in, len);
+	if (req->on_head && !req->head_seen) {
+		/* The headers are complete once the body starts. */
+		struct http_result res = {0};
+
+		req->head_seen = 1;
+		curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE,
+				  &res.status);
+		res.etag = req->etag;
+		res.sha256 = req->sha256;
+		res.blocks = req->blocks;
+		res.file_size = req->file_size;
+		if (req->on_head(req->arg, &res)) {
+			req->abort_err = -ECANCELED;
+			return HTTP_WRITE_ABORT;
+		}
+		if (req->cancelled)
+			return HTTP_WRITE_ABORT;
+	}
 	if (req->on_data) {
 		/* Streaming hands curl's own buffer through: no copy here. */
 		if (req->on_data(req->arg, data, len)) {
@@ -533,7 +558,8 @@ header_cb(char *line, size_t size, size_t nmemb, void *arg)
 		/* A new status line: forget what an interim reply said. */
 		free(req->etag);
 		free(req->sha256);
-		req->etag = req->sha256 = NULL;
+		free(req->blocks);
+		req->etag = req->sha256 = req->blocks = NULL;
 		req->file_size = -1;
 		return len;
 	}
@@ -553,6 +579,8 @@ header_cb(char *line, size_t size, size_t nmemb, void *arg)
 		keep_value(&req->etag, v, end - v);
 	} else if (name_is(line, nlen, "X-Cairn-SHA256")) {
 		keep_value(&req->sha256, v, end - v);
+	} else if (name_is(line, nlen, "X-Cairn-Blocks")) {
+		keep_value(&req->blocks, v, end - v);
 	} else if (name_is(line, nlen, "X-Cairn-Size")) {
 		req->file_size = parse_size(v, end - v);
 	} else if (name_is(line, nlen, "Content-Length") && !req->on_data &&

@@ -75,6 +75,7 @@ struct http_result {
 	size_t body_len;
 	const char *etag;	/* response header or NULL */
 	const char *sha256;	/* X-Cairn-SHA256 or NULL */
+	const char *blocks;	/* X-Cairn-Blocks or NULL */
 	int64_t file_size;	/* X-Cairn-Size, -1 if absent */
 };
 
@@ -88,8 +89,17 @@ typedef void (*http_done_fn)(void *arg, const struct http_result *res);
  * made). Return 0 to go on, nonzero to abort the transfer (done gets
  * -ECANCELED). With a data callback the body is not accumulated (res->body
  * is NULL) and max_body does not apply. Response headers (etag, sha256,
- * file_size) are only reported to the done callback. */
+ * blocks, file_size) reach the done callback, and on_head (below) before
+ * the body when the caller asks. */
 typedef int (*http_data_fn)(void *arg, const void *data, size_t len);
+
+/* Headers before the body: called on the loop thread once the response
+ * headers are complete, right before the first body byte is handed to
+ * on_data (never for a reply without a body: the done callback has the
+ * headers then). @res carries status, etag, sha256, blocks and file_size
+ * only (err 0, no body), valid during the call. Return 0 to go on,
+ * nonzero to abort (done gets -ECANCELED). */
+typedef int (*http_head_fn)(void *arg, const struct http_result *res);
 
 /* All pointers are copied by http_submit(); the struct may be on the stack.
  * Bad input (a path not starting with '/', not percent-encoded printable
@@ -110,6 +120,7 @@ struct http_request {
 				    low-speed abort, not limited by
 				    max_parallel */
 	size_t max_body;	 /* abort with -E2BIG past this (0 = 64 MiB) */
+	http_head_fn on_head;	 /* or NULL */
 	http_data_fn on_data;	 /* or NULL to accumulate the body */
 	http_done_fn on_done;	 /* required */
 	void *arg;

@@ -2080,3 +2080,140 @@ out:
 		memset(out, 0, sizeof(*out));
 	return rc;
 }
+
+/* --- per-block checksums (X-Cairn-Blocks) --- */
+
+static bool
+block_size_ok(uint32_t b)
+{
+	return b >= PROTO_BLOCK_MIN && (b & (b - 1)) == 0;
+}
+
+uint32_t
+proto_block_size(uint32_t chunk_size)
+{
+	uint32_t b = chunk_size / 16;
+
+	return b > 16384 ? b : 16384;
+}
+
+int
+proto_blocks_compute(struct proto_blocks *pb, uint32_t bsize,
+		     const void *body, size_t len)
+{
+	const uint8_t *p = body;
+	uint64_t n;
+
+	if (!block_size_ok(bsize) || len > UINT32_MAX)
+		return -EINVAL;
+	n = (len + bsize - 1) / bsize;
+	if (n > PROTO_BLOCKS_MAX)
+		return -EINVAL;
+	pb->bsize = bsize;
+	pb->len = (uint32_t)len;
+	pb->n = (uint32_t)n;
+	for (uint32_t i = 0; i < pb->n; i++) {
+		size_t off = (size_t)i * bsize;
+		size_t l = len - off < bsize ? len - off : bsize;
+
+		pb->crc[i] = util_crc32c(0, p + off, l);
+	}
+	return 0;
+}
+
+int
+proto_blocks_format(char *buf, size_t len, const struct proto_blocks *pb)
+{
+	size_t at;
+	int n;
+
+	if (!block_size_ok(pb->bsize) || pb->n > PROTO_BLOCKS_MAX)
+		return -EINVAL;
+	n = snprintf(buf, len, "crc32c %" PRIu32, pb->bsize);
+	if (n < 0 || (size_t)n >= len)
+		return -ERANGE;
+	at = (size_t)n;
+	for (uint32_t i = 0; i < pb->n; i++) {
+		n = snprintf(buf + at, len - at, " %08" PRIx32, pb->crc[i]);
+		if (n < 0 || (size_t)n >= len - at)
+			return -ERANGE;
+		at += (size_t)n;
+	}
+	return (int)at;
+}
+
+int
+proto_blocks_parse(const char *value, uint32_t chunk_size, uint32_t body_len,
+		   struct proto_blocks *pb)
+{
+	const char *p = value, *sp;
+	uint64_t b = 0, n;
+
+	memset(pb, 0, sizeof(*pb));
+	if (!value)
+		return -EINVAL;
+	sp = strchr(p, ' ');
+	if (!sp || sp == p)
+		return -EINVAL;
+	if ((size_t)(sp - p) != 6 || memcmp(p, "crc32c", 6))
+		return -ENOTSUP;
+	p = sp + 1;
+	/* The block size: plain decimal, no leading zero. */
+	if (*p < '1' || *p > '9')
+		return -EINVAL;
+	while (*p >= '0' && *p <= '9') {
+		b = b * 10 + (uint64_t)(*p++ - '0');
+		if (b > chunk_size)
+			return -EINVAL;
+	}
+	if (!block_size_ok((uint32_t)b) || b > chunk_size ||
+	    body_len > chunk_size)
+		return -EINVAL;
+	n = (body_len + b - 1) / b;
+	if (n > PROTO_BLOCKS_MAX)
+		return -EINVAL;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t v = 0;
+
+		if (*p++ != ' ')
+			return -EINVAL;
+		for (int d = 0; d < 8; d++, p++) {
+			if (*p >= '0' && *p <= '9')
+				v = v << 4 | (uint32_t)(*p - '0');
+			else if (*p >= 'a' && *p <= 'f')
+				v = v << 4 | (uint32_t)(*p - 'a' + 10);
+			else
+				return -EINVAL;
+		}
+		pb->crc[i] = v;
+	}
+	if (*p != '\0')
+		return -EINVAL;
+	pb->bsize = (uint32_t)b;
+	pb->len = body_len;
+	pb->n = (uint32_t)n;
+	return 0;
+}
+
+ssize_t
+proto_blocks_verify(const struct proto_blocks *pb, const void *buf,
+		    size_t verified, size_t have)
+{
+	const uint8_t *p = buf;
+
+	if (have > pb->len)
+		have = pb->len;
+	while (verified < have) {
+		size_t i = verified / pb->bsize;
+		size_t end = verified + pb->bsize;
+
+		if (end > pb->len)
+			end = pb->len;
+		if (end > have || i >= pb->n)
+			break;
+		if (util_crc32c(0, p + verified, end - verified) != pb->crc[i])
+			return -EIO;
+		verified = end;
+	}
+	return (ssize_t)verified;
+}

@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/fid.h"
 
@@ -360,5 +361,63 @@ struct proto_path {
  * On error *out is zeroed. Thread-safe.
  */
 int proto_parse_path(const char *target, struct proto_path *out);
+
+/*
+ * Per-block checksums of a chunk body, the optional X-Cairn-Blocks reply
+ * header of a chunk GET (doc/protocol.md): "crc32c B C0 C1 ...", B the
+ * block size (a power of two from PROTO_BLOCK_MIN to the chunk size), then
+ * one CRC32C (util_crc32c) per B bytes of the body in 8 lower-case hex
+ * digits; the last block may be shorter. They let a client serve a prefix
+ * of a chunk before the rest (and the whole-body SHA-256) has arrived.
+ */
+#define PROTO_BLOCKS_HEADER "X-Cairn-Blocks"
+#define PROTO_BLOCK_MIN 4096u
+#define PROTO_BLOCKS_MAX 64u
+/* Longest header value proto_blocks_format() writes, with the NUL. */
+#define PROTO_BLOCKS_STRLEN (7 + 11 + 9 * PROTO_BLOCKS_MAX + 1)
+
+struct proto_blocks {
+	uint32_t bsize;			/* block size */
+	uint32_t len;			/* body length the sums cover */
+	uint32_t n;			/* blocks: ceil(len / bsize) */
+	uint32_t crc[PROTO_BLOCKS_MAX];
+};
+
+/* The block size cairn-vold uses for chunks of @chunk_size: 16 KiB, or a
+ * sixteenth of the chunk when that is more (at most 16 blocks). */
+uint32_t proto_block_size(uint32_t chunk_size);
+
+/* Fill @pb with the sums of @len bytes at @body in blocks of @bsize.
+ * @return 0, or -EINVAL (@bsize not a power of two >= PROTO_BLOCK_MIN, or
+ * more than PROTO_BLOCKS_MAX blocks). Thread-safe. */
+int proto_blocks_compute(struct proto_blocks *pb, uint32_t bsize,
+			 const void *body, size_t len);
+
+/* Format @pb as the header value into @buf (PROTO_BLOCKS_STRLEN is
+ * enough). @return the length, or -ERANGE / -EINVAL. */
+int proto_blocks_format(char *buf, size_t len, const struct proto_blocks *pb);
+
+/*
+ * Parse an X-Cairn-Blocks value for a body of @body_len bytes of a chunk of
+ * @chunk_size. Strict: single spaces, lower-case hex, exactly
+ * ceil(@body_len / B) sums.
+ * @return 0 and *pb; -ENOTSUP when the first word names an algorithm we do
+ * not know (the client then ignores the header); -EINVAL when it is
+ * malformed or does not fit the body (a bad reply). Thread-safe.
+ */
+int proto_blocks_parse(const char *value, uint32_t chunk_size,
+		       uint32_t body_len, struct proto_blocks *pb);
+
+/*
+ * Verify a body as it grows: @buf holds @have bytes, the first @verified
+ * of them already verified (0 at the start, else a value this function
+ * returned). Checks every block that is now complete (the last one once
+ * @have reaches pb->len).
+ * @return the new verified mark (a multiple of pb->bsize, or pb->len), or
+ * -EIO when a block does not match its sum (nothing after the previous
+ * mark may be used). Thread-safe.
+ */
+ssize_t proto_blocks_verify(const struct proto_blocks *pb, const void *buf,
+			    size_t verified, size_t have);
 
 #endif /* CAIRN_PROTO_H */

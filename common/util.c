@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,4 +292,78 @@ util_mkdir_p(const char *path, mode_t mode)
 			return -ENOTDIR;
 	}
 	return 0;
+}
+
+/* --- CRC32C --- */
+
+#define CRC32C_POLY 0x82f63b78u /* reflected Castagnoli polynomial */
+
+static uint32_t crc_tab[4][256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+static int crc_hw_ok;
+
+static void
+crc_setup(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int j = 0; j < 8; j++)
+			c = (c >> 1) ^ (c & 1 ? CRC32C_POLY : 0);
+		crc_tab[0][i] = c;
+	}
+	for (int t = 1; t < 4; t++)
+		for (uint32_t i = 0; i < 256; i++)
+			crc_tab[t][i] = (crc_tab[t - 1][i] >> 8) ^
+					crc_tab[0][crc_tab[t - 1][i] & 0xff];
+#if defined(__x86_64__) && defined(__GNUC__)
+	__builtin_cpu_init();
+	crc_hw_ok = __builtin_cpu_supports("sse4.2");
+#endif
+}
+
+/* Slice-by-4 over the inverted register. */
+static uint32_t
+crc_table(uint32_t c, const uint8_t *p, size_t len)
+{
+	while (len >= 4) {
+		c ^= (uint32_t)p[0] | (uint32_t)p[1] << 8 |
+		     (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+		c = crc_tab[3][c & 0xff] ^ crc_tab[2][(c >> 8) & 0xff] ^
+		    crc_tab[1][(c >> 16) & 0xff] ^ crc_tab[0][c >> 24];
+		p += 4;
+		len -= 4;
+	}
+	for (; len; len--)
+		c = crc_tab[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+	return c;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("sse4.2"))) static uint32_t
+crc_sse42(uint32_t c, const uint8_t *p, size_t len)
+{
+	uint64_t r = c;
+
+	for (; len >= 8; p += 8, len -= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, sizeof(w));
+		r = __builtin_ia32_crc32di(r, w);
+	}
+	for (; len; len--)
+		r = __builtin_ia32_crc32qi((uint32_t)r, *p++);
+	return (uint32_t)r;
+}
+#endif
+
+uint32_t
+util_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	pthread_once(&crc_once, crc_setup);
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (crc_hw_ok)
+		return ~crc_sse42(~crc, buf, len);
+#endif
+	return ~crc_table(~crc, buf, len);
 }

@@ -49,13 +49,22 @@
 #define EVQ_MAX (4u << 20)	/* queued stream bytes before a drop */
 #define PING_MS 15000
 #define OC_HASH 1024
-#define OC_SHA_MAX 65536	/* chunks per object whose SHA we keep */
+#define OC_SHA_MAX 65536	/* chunks per object whose sums we keep */
+/* Block sums per chunk: proto_block_size() makes at most 16 blocks. */
+#define VOLD_BLOCKS 16
 #define STAGE_GC_S 3600
 
 struct vold;
 struct vvol;
 
-/* One open data file and the SHA-256s of its chunks (loop thread). */
+/* What a chunk GET reply carries about its body: the SHA-256 of the whole
+ * (X-Cairn-SHA256) and the CRC32C of each block (X-Cairn-Blocks). */
+struct csum {
+	uint8_t sha[32];
+	uint32_t crc[VOLD_BLOCKS];
+};
+
+/* One open data file and the sums of its chunks (loop thread). */
 struct ocache {
 	TAILQ_ENTRY(ocache) lru;
 	LIST_ENTRY(ocache) hlink;
@@ -65,7 +74,7 @@ struct ocache {
 	struct evbuffer_file_segment *seg; /* NULL: no bytes on disk */
 	uint32_t cs;
 	uint64_t nchunks;
-	uint8_t (*sha)[32];
+	struct csum *sum;
 	uint8_t *have;
 };
 
@@ -158,7 +167,7 @@ struct rjob {
 	/* data */
 	int fd;
 	uint64_t size, off, len;
-	uint8_t sha[32];
+	struct csum sum;
 };
 
 static void vvol_put(struct vvol *vol);
@@ -290,7 +299,7 @@ oc_free(struct ocache *oc)
 	vd->ncache--;
 	if (oc->seg)
 		evbuffer_file_segment_free(oc->seg);
-	free(oc->sha);
+	free(oc->sum);
 	free(oc->have);
 	free(oc);
 }
@@ -464,9 +473,9 @@ oc_insert(struct vvol *vol, const uint8_t oid[16], uint64_t dv, uint64_t size,
 	oc->cs = cs;
 	oc->nchunks = (size + cs - 1) / cs;
 	if (oc->nchunks <= OC_SHA_MAX && oc->nchunks) {
-		oc->sha = malloc(oc->nchunks * sizeof(*oc->sha));
+		oc->sum = malloc(oc->nchunks * sizeof(*oc->sum));
 		oc->have = calloc(oc->nchunks, 1);
-		if (!oc->sha || !oc->have)
+		if (!oc->sum || !oc->have)
 			goto fail;
 	}
 	if (fd >= 0) {
@@ -486,7 +495,7 @@ oc_insert(struct vvol *vol, const uint8_t oid[16], uint64_t dv, uint64_t size,
 	return oc;
 fail:
 	if (oc) {
-		free(oc->sha);
+		free(oc->sum);
 		free(oc->have);
 		free(oc);
 	}
@@ -499,18 +508,20 @@ fail:
 static void
 send_chunk(struct vold *vd, struct evhttp_request *req,
 	   const struct proto_path *p, uint64_t size, uint64_t off,
-	   uint64_t len, const uint8_t sha[32],
+	   uint64_t len, const struct csum *sum,
 	   struct evbuffer_file_segment *seg)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	char fid[FID_STRLEN], etag[128], hex[65], num[32];
+	char blocks[PROTO_BLOCKS_STRLEN];
+	struct proto_blocks pb = {0};
 	const char *inm;
 	struct evbuffer *b;
 
 	fid_fmt(&p->fid, fid);
 	snprintf(etag, sizeof(etag), "\"%s-%" PRIu64 "-%u-%" PRIu64 "\"", fid,
 		 p->dv, p->chunk_size, p->chunk);
-	util_hex_encode(sha, 32, hex);
+	util_hex_encode(sum->sha, 32, hex);
 	snprintf(num, sizeof(num), "%" PRIu64, size);
 	evhttp_add_header(h, "Content-Type", "application/octet-stream");
 	evhttp_add_header(h, "Cache-Control",
@@ -518,6 +529,16 @@ send_chunk(struct vold *vd, struct evhttp_request *req,
 	evhttp_add_header(h, "ETag", etag);
 	evhttp_add_header(h, "X-Cairn-SHA256", hex);
 	evhttp_add_header(h, "X-Cairn-Size", num);
+	/* Block sums let a client serve the front of the chunk before the
+	 * rest has arrived; an empty body has none. */
+	pb.bsize = proto_block_size(p->chunk_size);
+	pb.len = (uint32_t)len;
+	pb.n = (uint32_t)((len + pb.bsize - 1) / pb.bsize);
+	if (len && pb.n <= VOLD_BLOCKS) {
+		memcpy(pb.crc, sum->crc, pb.n * sizeof(pb.crc[0]));
+		if (proto_blocks_format(blocks, sizeof(blocks), &pb) > 0)
+			evhttp_add_header(h, PROTO_BLOCKS_HEADER, blocks);
+	}
 	inm = evhttp_find_header(evhttp_request_get_input_headers(req),
 				 "If-None-Match");
 	if (inm && !strcmp(inm, etag)) {
@@ -569,13 +590,13 @@ chunk_from_cache(struct vold *vd, struct vvol *vol, struct evhttp_request *req,
 		return true;
 	}
 	if (oc->size == 0) {
-		static const uint8_t empty[32] = {
+		static const struct csum empty = {{
 			0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14,
 			0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
 			0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c,
-			0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
+			0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55}, {0}};
 
-		send_chunk(vd, req, p, 0, 0, 0, empty, NULL);
+		send_chunk(vd, req, p, 0, 0, 0, &empty, NULL);
 		return true;
 	}
 	if (!oc->have || !oc->have[p->chunk])
@@ -584,7 +605,7 @@ chunk_from_cache(struct vold *vd, struct vvol *vol, struct evhttp_request *req,
 	len = oc->size - off < oc->cs ? oc->size - off : oc->cs;
 	TAILQ_REMOVE(&vd->lru, oc, lru);
 	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
-	send_chunk(vd, req, p, oc->size, off, len, oc->sha[p->chunk], oc->seg);
+	send_chunk(vd, req, p, oc->size, off, len, &oc->sum[p->chunk], oc->seg);
 	return true;
 }
 
@@ -755,21 +776,33 @@ events_start(struct rjob *r)
 
 /* ---- jobs (worker side) ---- */
 
+/* SHA-256 of [@off, @off+@len) of @fd and CRC32C of each @bsize block of
+ * it (the range is at most one chunk, so VOLD_BLOCKS blocks), in one pass.
+ * Bytes past the end of the file read as zeros. */
 static int
-sha_range(int fd, uint64_t off, uint64_t len, uint8_t out[32])
+sum_range(int fd, uint64_t off, uint64_t len, uint32_t bsize,
+	  struct csum *out)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	char *buf = malloc(1u << 18);
 	unsigned int olen = 0;
+	uint64_t done = 0;
 	int rc = 0;
 
+	memset(out, 0, sizeof(*out));
+	if ((len + bsize - 1) / bsize > VOLD_BLOCKS) {
+		rc = -EINVAL;
+		goto out;
+	}
 	if (!ctx || !buf || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	while (len) {
-		size_t want = len > (1u << 18) ? (1u << 18) : (size_t)len;
-		ssize_t n = fd >= 0 ? util_pread_all(fd, buf, want, (off_t)off)
+	while (done < len) {
+		size_t want = len - done > (1u << 18) ? (1u << 18)
+						      : (size_t)(len - done);
+		ssize_t n = fd >= 0 ? util_pread_all(fd, buf, want,
+						     (off_t)(off + done))
 				    : 0;
 
 		if (n < 0) {
@@ -780,10 +813,19 @@ sha_range(int fd, uint64_t off, uint64_t len, uint8_t out[32])
 		if ((size_t)n < want)
 			memset(buf + n, 0, want - (size_t)n);
 		EVP_DigestUpdate(ctx, buf, want);
-		off += want;
-		len -= want;
+		for (size_t at = 0; at < want;) {
+			uint64_t pos = done + at;
+			size_t b = (size_t)(pos / bsize);
+			size_t l = bsize - (size_t)(pos % bsize);
+
+			if (l > want - at)
+				l = want - at;
+			out->crc[b] = util_crc32c(out->crc[b], buf + at, l);
+			at += l;
+		}
+		done += want;
 	}
-	if (EVP_DigestFinal_ex(ctx, out, &olen) != 1)
+	if (EVP_DigestFinal_ex(ctx, out->sha, &olen) != 1)
 		rc = -EIO;
 out:
 	free(buf);
@@ -992,7 +1034,8 @@ job_run(struct vold_job *j)
 			r->len = r->size - r->off < cs ? r->size - r->off : cs;
 		}
 		if (!r->err) {
-			rc = sha_range(r->fd, r->off, r->len, r->sha);
+			rc = sum_range(r->fd, r->off, r->len,
+				       proto_block_size(cs), &r->sum);
 			if (rc)
 				r->err = -rc;
 		}
@@ -1026,13 +1069,13 @@ done_data(struct rjob *r)
 			       r->path.chunk_size);
 		r->fd = -1;
 		if (oc && oc->have && r->path.chunk < oc->nchunks) {
-			memcpy(oc->sha[r->path.chunk], r->sha, 32);
+			oc->sum[r->path.chunk] = r->sum;
 			oc->have[r->path.chunk] = 1;
 		}
 	}
 	if (oc) {
 		send_chunk(vol->vd, r->req, &r->path, r->size, r->off, r->len,
-			   r->sha, oc->seg);
+			   &r->sum, oc->seg);
 		return;
 	}
 	if (r->fd >= 0) {
@@ -1048,7 +1091,7 @@ done_data(struct rjob *r)
 			return;
 		}
 	}
-	send_chunk(vol->vd, r->req, &r->path, r->size, r->off, r->len, r->sha,
+	send_chunk(vol->vd, r->req, &r->path, r->size, r->off, r->len, &r->sum,
 		   seg);
 	if (seg)
 		evbuffer_file_segment_free(seg);

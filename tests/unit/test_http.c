@@ -158,6 +158,7 @@ h_big(struct evhttp_request *req, void *arg)
 	snprintf(n, sizeof(n), "%u", BIG_SIZE);
 	evhttp_add_header(oh, "X-CAIRN-SIZE", n);
 	evhttp_add_header(oh, "etag", "\"big-1\"");
+	evhttp_add_header(oh, "x-cairn-blocks", "crc32c 4096 0000abcd");
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
 		/* libevent 2.1 would send a body after a HEAD reply and
 		 * poison the kept-alive connection: the handler must not. */
@@ -724,6 +725,80 @@ test_stream(struct http_client *c)
 	res_clear(&s);
 }
 
+/* on_head: headers before the first body byte, once; nonzero aborts. */
+struct head {
+	int calls, data_before, abort;
+	long status;
+	char blocks[64], sha[65];
+	int64_t size;
+	struct res *r;
+};
+
+static int
+on_head(void *arg, const struct http_result *hr)
+{
+	struct head *h = arg;
+
+	h->calls++;
+	h->data_before = h->r->calls;
+	h->status = hr->status;
+	h->size = hr->file_size;
+	snprintf(h->blocks, sizeof(h->blocks), "%s",
+		 hr->blocks ? hr->blocks : "(none)");
+	snprintf(h->sha, sizeof(h->sha), "%s", hr->sha256 ? hr->sha256 : "");
+	return h->abort;
+}
+
+static int
+on_data_h(void *arg, const void *data, size_t len)
+{
+	return on_data(((struct head *)arg)->r, data, len);
+}
+
+static void
+on_done_h(void *arg, const struct http_result *hr)
+{
+	struct head *h = arg;
+
+	on_done(h->r, hr);
+	is_str(hr->blocks, "crc32c 4096 0000abcd",
+	       "head: X-Cairn-Blocks reaches the done callback too");
+}
+
+static void
+test_head(struct http_client *c)
+{
+	struct res r = { .order_ok = 1 };
+	struct head h = { .r = &r };
+	struct http_request rq = { .path = "/big", .on_head = on_head,
+				   .on_data = on_data_h, .on_done = on_done_h,
+				   .arg = &h };
+
+	ndone = 0;
+	http_submit(c, &rq);
+	run_until(1, 20000);
+	ok(r.err == 0 && r.status == 200, "head: ok");
+	is_int(h.calls, 1, "head: on_head called once");
+	is_int(h.data_before, 0, "head: before any body byte");
+	is_int(h.status, 200, "head: status known");
+	is_str(h.blocks, "crc32c 4096 0000abcd", "head: X-Cairn-Blocks");
+	is_str(h.sha, big_sha, "head: X-Cairn-SHA256");
+	is_int(h.size, BIG_SIZE, "head: X-Cairn-Size");
+	is_int(r.got, BIG_SIZE, "head: then every byte");
+	res_clear(&r);
+
+	ndone = 0;
+	memset(&h, 0, sizeof(h));
+	h.r = &r;
+	h.abort = 1;
+	r.order_ok = 1;
+	http_submit(c, &rq);
+	run_until(1, 20000);
+	is_int(r.err, -ECANCELED, "head nonzero: -ECANCELED");
+	ok(h.calls == 1 && r.calls == 0, "head nonzero: no data delivered");
+	res_clear(&r);
+}
+
 static void
 test_abort(struct http_client *c)
 {
@@ -1100,6 +1175,7 @@ main(void)
 	test_status(c);
 	test_big(c);
 	test_stream(c);
+	test_head(c);
 	test_abort(c);
 	test_errors(c);
 	http_free(c);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/proto.h"
+#include "common/util.h"
 #include "tests/tap.h"
 
 #define F1   "0000002a.00112233445566778899aabbccddeeff"
@@ -1420,6 +1421,142 @@ test_files(void)
 	ok(n > 0, "%d data files checked", n);
 }
 
+/* X-Cairn-Blocks: CRC32C, format/parse round trip, hostile values, and the
+ * incremental verification that gates early replies in cairnd. */
+static void
+test_blocks(void)
+{
+	static uint8_t body[262144];
+	struct proto_blocks pb, got;
+	char hdr[PROTO_BLOCKS_STRLEN], bad[PROTO_BLOCKS_STRLEN + 64];
+	uint32_t cs = 262144, bs;
+	ssize_t v;
+	size_t mark;
+	int n;
+
+	is_int(util_crc32c(0, "123456789", 9), 0xe3069283u, "crc32c check value");
+	is_int(util_crc32c(util_crc32c(0, "1234", 4), "56789", 5), 0xe3069283u,
+	       "crc32c chains");
+	is_int(util_crc32c(0, "", 0), 0, "crc32c of nothing");
+	for (size_t i = 0; i < sizeof(body); i++)
+		body[i] = (uint8_t)(i * 7 + (i >> 9));
+
+	is_int(proto_block_size(65536), 16384, "block size of 64 KiB chunks");
+	is_int(proto_block_size(262144), 16384, "block size of 256 KiB chunks");
+	is_int(proto_block_size(4u << 20), 262144, "block size of 4 MiB chunks");
+	bs = proto_block_size(cs);
+
+	/* A short last block: 100000 bytes = 6 blocks of 16 KiB + 1696. */
+	ok(proto_blocks_compute(&pb, bs, body, 100000) == 0, "compute");
+	is_int(pb.n, 7, "7 blocks for 100000 bytes");
+	n = proto_blocks_format(hdr, sizeof(hdr), &pb);
+	ok(n > 0 && (size_t)n == strlen(hdr), "format: %s", hdr);
+	ok(!strncmp(hdr, "crc32c 16384 ", 13), "format starts with the size");
+	ok(proto_blocks_parse(hdr, cs, 100000, &got) == 0 && got.n == 7 &&
+		   got.bsize == bs && got.len == 100000 &&
+		   !memcmp(got.crc, pb.crc, 7 * sizeof(uint32_t)),
+	   "parse round trip");
+	ok(proto_blocks_format(hdr, 20, &pb) == -ERANGE, "format: short buffer");
+	ok(proto_blocks_compute(&pb, 1000, body, 100) == -EINVAL,
+	   "compute: block size not a power of two");
+	ok(proto_blocks_compute(&pb, 4096, body, 65 * 4096) == -EINVAL,
+	   "compute: more than 64 blocks");
+
+	/* The largest header fits its buffer and the client's header limit. */
+	ok(proto_blocks_compute(&pb, 4096, body, 64 * 4096) == 0,
+	   "compute 64 blocks");
+	n = proto_blocks_format(hdr, sizeof(hdr), &pb);
+	ok(n > 0 && n < 1024, "64 sums take %d bytes", n);
+	ok(proto_blocks_parse(hdr, cs, 64 * 4096, &got) == 0 && got.n == 64,
+	   "parse 64 sums");
+
+	/* Hostile or mismatched values. */
+	ok(proto_blocks_compute(&pb, bs, body, 100000) == 0, "compute again");
+	proto_blocks_format(hdr, sizeof(hdr), &pb);
+	/* One byte more still needs 7 sums: it parses, but the last block
+	 * can never verify. */
+	ok(proto_blocks_parse(hdr, cs, 100001, &got) == 0 &&
+		   proto_blocks_verify(&got, body, 0, 100001) == -EIO,
+	   "a body one byte longer than summed is refused at its last block");
+	ok(proto_blocks_parse(hdr, cs, 120000, &got) == -EINVAL,
+	   "too few sums for the body");
+	ok(proto_blocks_parse(hdr, cs, 90000, &got) == -EINVAL,
+	   "too many sums for the body");
+	ok(proto_blocks_parse("sha1 16384 00000000", cs, 10, &got) == -ENOTSUP,
+	   "unknown algorithm: ignored");
+	ok(proto_blocks_parse(NULL, cs, 10, &got) == -EINVAL, "NULL");
+	ok(proto_blocks_parse("", cs, 10, &got) == -EINVAL, "empty");
+	ok(proto_blocks_parse("crc32c", cs, 10, &got) == -EINVAL, "no size");
+	ok(proto_blocks_parse("crc32c 16384", cs, 0, &got) == 0 && got.n == 0,
+	   "empty body, no sums");
+	ok(proto_blocks_parse("crc32c 16384 ", cs, 0, &got) == -EINVAL,
+	   "trailing space");
+	ok(proto_blocks_parse("crc32c 16384 0000000A", cs, 10, &got) == -EINVAL,
+	   "upper-case hex");
+	ok(proto_blocks_parse("crc32c 16384 0000000", cs, 10, &got) == -EINVAL,
+	   "7 hex digits");
+	ok(proto_blocks_parse("crc32c 16384 000000000", cs, 10, &got) ==
+		   -EINVAL,
+	   "9 hex digits");
+	ok(proto_blocks_parse("crc32c 16384  00000000", cs, 10, &got) ==
+		   -EINVAL,
+	   "double space");
+	ok(proto_blocks_parse("crc32c 016384 00000000", cs, 10, &got) ==
+		   -EINVAL,
+	   "leading zero");
+	ok(proto_blocks_parse("crc32c 1000 00000000", cs, 10, &got) == -EINVAL,
+	   "block size not a power of two");
+	ok(proto_blocks_parse("crc32c 2048 00000000", cs, 10, &got) == -EINVAL,
+	   "block size below the minimum");
+	ok(proto_blocks_parse("crc32c 524288 00000000", cs, 10, &got) ==
+		   -EINVAL,
+	   "block size above the chunk size");
+	ok(proto_blocks_parse("crc32c 99999999999999999999999 00000000", cs, 10,
+			      &got) == -EINVAL,
+	   "huge block size");
+	snprintf(bad, sizeof(bad), "crc32c 4096");
+	for (int i = 0; i < 65; i++)
+		strcat(bad, " 00000000");
+	ok(proto_blocks_parse(bad, cs, 65 * 4096, &got) == -EINVAL,
+	   "65 sums");
+
+	/* Incremental verification: the mark moves by whole blocks, the last
+	 * block counts only when complete, a bad block stops it. */
+	ok(proto_blocks_compute(&pb, bs, body, 100000) == 0, "compute for verify");
+	is_int(proto_blocks_verify(&pb, body, 0, 0), 0, "nothing yet");
+	is_int(proto_blocks_verify(&pb, body, 0, 16383), 0, "one byte short");
+	is_int(proto_blocks_verify(&pb, body, 0, 16384), 16384, "first block");
+	is_int(proto_blocks_verify(&pb, body, 16384, 50000), 49152,
+	       "two more blocks");
+	is_int(proto_blocks_verify(&pb, body, 49152, 99999), 98304,
+	   "the short last block waits for its last byte");
+	is_int(proto_blocks_verify(&pb, body, 98304, 100000), 100000,
+	       "the whole body");
+	is_int(proto_blocks_verify(&pb, body, 100000, 100000), 100000,
+	       "done stays done");
+	mark = 0;
+	for (size_t have = 0; have <= 100000; have += 777) {
+		v = proto_blocks_verify(&pb, body, mark, have);
+		if (v < 0 || (size_t)v > have || (size_t)v < mark)
+			break;
+		mark = (size_t)v;
+	}
+	v = proto_blocks_verify(&pb, body, mark, 100000);
+	is_int(v, 100000, "arbitrary arrival sizes reach the end");
+
+	body[40000] ^= 0x20; /* in block 2 */
+	is_int(proto_blocks_verify(&pb, body, 0, 32768), 32768,
+	       "blocks before the damage verify");
+	is_int(proto_blocks_verify(&pb, body, 32768, 49152), -EIO,
+	       "the damaged block is refused");
+	is_int(proto_blocks_verify(&pb, body, 0, 100000), -EIO,
+	       "a whole body with damage is refused");
+	body[40000] ^= 0x20;
+	pb.crc[6] ^= 1; /* a wrong sum for the short last block */
+	is_int(proto_blocks_verify(&pb, body, 0, 100000), -EIO,
+	       "a wrong last sum is refused");
+}
+
 int
 main(void)
 {
@@ -1437,5 +1574,6 @@ main(void)
 	test_malformed();
 	test_big();
 	test_files();
+	test_blocks();
 	return done_testing();
 }
