@@ -505,6 +505,7 @@ struct sigctl {
 	pthread_t main_thread, thread;
 	struct fuse_session *se;
 	atomic_bool loop_done;
+	atomic_bool quit; /* signals_stop(): return at the next signal */
 	bool started;
 };
 
@@ -539,19 +540,18 @@ signal_main(void *arg)
 {
 	struct sigctl *sc = arg;
 	bool stopping = false;
-	int sig, old;
+	int sig;
 
 	for (;;) {
 		if (sigwait(&sc->set, &sig) != 0)
 			continue;
+		if (atomic_load(&sc->quit))
+			return NULL;
 		if (stopping)
 			continue; /* swallowed: shutdown is under way */
 		stopping = true;
-		/* Not cancelled in the middle of a log line (stdio locks). */
-		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 		log_info(LOG_MAIN, "signal %d: stopping", sig);
 		fuse_session_exit(sc->se);
-		pthread_setcancelstate(old, NULL);
 		while (!atomic_load(&sc->loop_done)) {
 			struct timespec ts = {0, 100 * 1000 * 1000};
 
@@ -575,15 +575,18 @@ signals_start(struct sigctl *sc, struct fuse_session *se)
 	return 0;
 }
 
-/* The FUSE loop has returned: stop kicking, end the thread. The stop
- * signals stay blocked until exit. */
+/* The FUSE loop has returned: stop kicking, end the thread (woken by a
+ * SIGTERM aimed at it, not cancelled: cancellation unwinds through
+ * sigwait, which sanitizers report). The stop signals stay blocked until
+ * exit. */
 static void
 signals_stop(struct sigctl *sc)
 {
 	atomic_store(&sc->loop_done, true);
 	if (!sc->started)
 		return;
-	pthread_cancel(sc->thread);
+	atomic_store(&sc->quit, true);
+	pthread_kill(sc->thread, SIGTERM);
 	pthread_join(sc->thread, NULL);
 	sc->started = false;
 }
