@@ -76,6 +76,7 @@ struct fs_ctx {
 	const char *keep;    /* resolve --keep local|server|both */
 	const char *match;   /* resolve --match GLOB */
 	int all;	     /* resolve --all */
+	int nofollow;	     /* paths: do not follow the last component */
 };
 
 /* Where to send a request, and the path to name in it. */

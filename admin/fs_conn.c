@@ -248,6 +248,39 @@ canon(const char *path, char *out, struct fs_result *r)
 	return 0;
 }
 
+/* As canon(), but the last component is taken as it is, not followed:
+ * the name a conflict is about may be a dangling symlink, or gone. */
+static int
+canon_parent(const char *path, char *out, struct fs_result *r)
+{
+	char dir[PATH_MAX], real[PATH_MAX];
+	const char *slash = strrchr(path, '/'), *base;
+	int rc;
+
+	base = slash ? slash + 1 : path;
+	if (!*base || !strcmp(base, ".") || !strcmp(base, "..") ||
+	    strlen(path) >= sizeof(dir))
+		return canon(path, out, r);
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == path)
+		strcpy(dir, "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	rc = canon(dir, real, r);
+	if (rc < 0)
+		return rc;
+	if (strlen(real) + 1 + strlen(base) >= PATH_MAX)
+		return set_err(r, ENAMETOOLONG, 1, "%s: %s", path,
+			       strerror(ENAMETOOLONG));
+	if (snprintf(out, PATH_MAX, "%s%s%s", real,
+		     real[strlen(real) - 1] == '/' ? "" : "/",
+		     base) >= PATH_MAX)
+		return set_err(r, ENAMETOOLONG, 1, "%s: %s", path,
+			       strerror(ENAMETOOLONG));
+	return 0;
+}
+
 int
 fs_target_path(const struct fs_ctx *ctx, const char *path, struct fs_target *t,
 	       struct fs_result *r)
@@ -260,7 +293,7 @@ fs_target_path(const struct fs_ctx *ctx, const char *path, struct fs_target *t,
 	int rc;
 
 	memset(t, 0, sizeof(*t));
-	rc = canon(path, real, r);
+	rc = ctx->nofollow ? canon_parent(path, real, r) : canon(path, real, r);
 	if (rc < 0)
 		return rc;
 	rc = mnt_load(&tab);

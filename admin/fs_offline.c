@@ -89,6 +89,7 @@ get_conflicts(struct fs_ctx *ctx, const char *path, struct fs_target *t,
 int
 fs_cmd_conflicts(struct fs_ctx *ctx)
 {
+	ctx->nofollow = 1;
 	const char *path = ctx->argc ? ctx->argv[0] : NULL;
 	struct fs_target t;
 	struct fs_result r;
@@ -279,6 +280,7 @@ fs_cmd_resolve(struct fs_ctx *ctx)
 	json_t *extra;
 	int rc;
 
+	ctx->nofollow = 1; /* the name itself, whatever it is now */
 	if (!how) {
 		fprintf(stderr, "fs resolve: --keep local, server or both is "
 				"needed\n");

@@ -1608,6 +1608,7 @@ struct redo {
 	struct proto_op op;
 	uint64_t seq;
 	char path[CTL_PATH_MAX];
+	bool have_both; /* rename: both listings fetched */
 };
 
 static void
@@ -1652,6 +1653,32 @@ redo_send(struct cm *cm, struct redo *d)
 	}
 }
 
+static bool
+takes_name(enum proto_op_kind k)
+{
+	return k == PROTO_OP_CREATE || k == PROTO_OP_MKDIR ||
+	       k == PROTO_OP_SYMLINK || k == PROTO_OP_LINK;
+}
+
+/* The server's object that had the name is gone: now make ours. */
+static void
+redo_removed(struct cm *cm, void *arg, int err,
+	     const struct proto_op_result *r)
+{
+	struct redo *d = arg;
+
+	(void)r;
+	if (err) {
+		ctl_reply_err(d->call, err,
+			      "the server's object at that name cannot be "
+			      "removed (a directory must be empty)");
+		redo_free(d);
+		return;
+	}
+	memset(d->op.opid, 0, sizeof(d->op.opid));
+	redo_send(cm, d);
+}
+
 static void
 redo_fetched(struct cm *cm, void *arg, int err)
 {
@@ -1665,7 +1692,51 @@ redo_fetched(struct cm *cm, void *arg, int err)
 		redo_free(d);
 		return;
 	}
-	if (d->op.kind == PROTO_OP_UNLINK || d->op.kind == PROTO_OP_RMDIR) {
+	if (takes_name(d->op.kind)) {
+		/* keep-local: ours takes the name; what has it now goes. */
+		struct proto_op rm;
+		int rc;
+
+		if (lookup_name(cm, &d->op.parent, d->op.name, &f, &t) < 0) {
+			memset(d->op.opid, 0, sizeof(d->op.opid));
+			redo_send(cm, d);
+			return;
+		}
+		memset(&rm, 0, sizeof(rm));
+		rm.kind = t == PROTO_T_DIR ? PROTO_OP_RMDIR : PROTO_OP_UNLINK;
+		rm.parent = d->op.parent;
+		rm.name = d->op.name;
+		rm.fid = f;
+		rc = mut_submit_direct(cm, &rm, redo_removed, d);
+		if (rc < 0) {
+			ctl_reply_err(d->call, rc, NULL);
+			redo_free(d);
+		}
+		return;
+	}
+	if (d->op.kind == PROTO_OP_RENAME && !d->have_both) {
+		d->have_both = true;
+		meta_want_dir(cm, &d->op.newparent, redo_fetched, d);
+		return;
+	}
+	if (d->op.kind == PROTO_OP_RENAME) {
+		/* keep-local: the rename happens, over what has the new
+		 * name now, if the object still has its old one. */
+		if (lookup_name(cm, &d->op.parent, d->op.name, &f, NULL) < 0 ||
+		    !fid_eq(&f, &d->op.fid)) {
+			ctl_reply_err(d->call, -ESTALE,
+				      "the object no longer has its old name on "
+				      "the server");
+			redo_free(d);
+			return;
+		}
+		memset(&d->op.victim, 0, sizeof(d->op.victim));
+		if (lookup_name(cm, &d->op.newparent, d->op.newname, &f,
+				NULL) == 0)
+			d->op.victim = f;
+		d->op.flags &= ~(uint32_t)PROTO_RENAME_NOREPLACE;
+	} else if (d->op.kind == PROTO_OP_UNLINK ||
+		   d->op.kind == PROTO_OP_RMDIR) {
 		if (lookup_name(cm, &d->op.parent, d->op.name, &f, &t) < 0) {
 			/* Nothing there any more: what we wanted holds. */
 			redo_done(cm, d, 0, NULL);
@@ -1693,7 +1764,13 @@ redo_start(struct cm *cm, struct ctl_call *call, struct resolve *r)
 	d->call = call;
 	d->seq = r->seq;
 	snprintf(d->path, sizeof(d->path), "%s", r->path);
-	if (d->op.kind == PROTO_OP_UNLINK || d->op.kind == PROTO_OP_RMDIR) {
+	if (d->op.kind == PROTO_OP_UNLINK || d->op.kind == PROTO_OP_RMDIR ||
+	    takes_name(d->op.kind)) {
+		meta_want_dir(cm, &d->op.parent, redo_fetched, d);
+		return;
+	}
+	if (d->op.kind == PROTO_OP_RENAME) {
+		/* the old name's listing, then the new one's */
 		meta_want_dir(cm, &d->op.parent, redo_fetched, d);
 		return;
 	}
@@ -1735,10 +1812,11 @@ offline_ctl_resolve(void *arg, struct ctl_call *call,
 	}
 	/* keep-local of a refused store is fs's job (it renames the
 	 * conflict copy over the file through the mount, then settles with
-	 * keep-both); of setattr, xattrs, unlink and rmdir it is redone here
-	 * on the server's current state. NEEDSWORK: keep-local of a create,
-	 * link or rename whose name was taken (the local object would have
-	 * to replace the server's). */
+	 * keep-both); any other change is redone here on the server's
+	 * current state: setattr and xattrs on the current DV, unlink and
+	 * rmdir of what the name names now, a create, mkdir, symlink or
+	 * link after removing what took its name (a directory must be
+	 * empty), a rename over what has the new name now. */
 	if (!strcmp(r.how, "keep-local")) {
 		enum proto_op_kind k = r.op.kind;
 
@@ -1751,17 +1829,16 @@ offline_ctl_resolve(void *arg, struct ctl_call *call,
 		}
 		if (k == PROTO_OP_SETATTR || k == PROTO_OP_SETXATTR ||
 		    k == PROTO_OP_REMOVEXATTR || k == PROTO_OP_UNLINK ||
-		    k == PROTO_OP_RMDIR) {
+		    k == PROTO_OP_RMDIR || k == PROTO_OP_RENAME ||
+		    takes_name(k)) {
 			redo_start(cm, call, &r);
 			proto_op_release(&r.op);
 			return;
 		}
 		proto_op_release(&r.op);
 		ctl_reply_err(call, -ENOTSUP,
-			      "keep-local of this change is not supported: "
-			      "a refused store keeps its data in the "
-			      "conflict copy (fs resolve renames it over the "
-			      "file); use keep-remote or keep-both");
+			      "keep-local of a refused store is done by fs "
+			      "(it renames the conflict copy over the file)");
 		return;
 	}
 	proto_op_release(&r.op);
