@@ -354,6 +354,72 @@ offline_note_base(struct cm *cm, const struct fid *fid,
 		close(fd);
 }
 
+/* --- paths noted at append time: the names an offline change was about
+ * may be gone by the time it is refused (a directory removed on the
+ * server, an inode the kernel forgot). Lines "SEQ<TAB>PATH" in
+ * <cache>/replay-paths, the last line of a seq wins. --- */
+
+static void op_path(struct cm *cm, const struct proto_op *op, char *buf,
+		    size_t len);
+
+static void
+paths_file(struct cm *cm, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/replay-paths", cm->cfg.cache_dir);
+}
+
+void
+offline_note_path(struct cm *cm, uint64_t seq, const struct proto_op *op)
+{
+	char file[4096], path[CTL_PATH_MAX], line[CTL_PATH_MAX + 32];
+	int fd, n;
+
+	if (!seq)
+		return;
+	op_path(cm, op, path, sizeof(path));
+	if (!path[0] || strchr(path, '\n'))
+		return;
+	n = snprintf(line, sizeof(line), "%llu\t%s\n",
+		     (unsigned long long)seq, path);
+	if (n < 0 || n >= (int)sizeof(line))
+		return;
+	paths_file(cm, file, sizeof(file));
+	fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, line, (size_t)n) != n)
+		log_warn(LOG_RLOG, "cannot note the path of a change: %s",
+			 strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+static int
+path_noted(struct cm *cm, uint64_t seq, char *buf, size_t len)
+{
+	char file[4096], line[CTL_PATH_MAX + 32];
+	int rc = -ENOENT;
+	FILE *f;
+
+	paths_file(cm, file, sizeof(file));
+	f = fopen(file, "re");
+	if (!f)
+		return rc;
+	while (fgets(line, sizeof(line), f)) {
+		char *tab = strchr(line, '\t'), *nl;
+
+		if (!tab || strtoull(line, NULL, 10) != seq)
+			continue;
+		nl = strchr(tab + 1, '\n');
+		if (nl)
+			*nl = '\0';
+		if (strlen(tab + 1) < len) {
+			strcpy(buf, tab + 1);
+			rc = 0;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
 /* --- local application --- */
 
 static int
@@ -726,6 +792,8 @@ oreq_run(struct cm *cm, struct cm_job *job)
 	rc = cm->stopping ? -EIO : local_apply(cm, &q->op, false, &r);
 	if (rc == 0) {
 		rc = rlog_append_ex(cm->rlog, &q->op, 0, &eff);
+		if (rc == 0)
+			offline_note_path(cm, eff.seq, &q->op);
 		if (rc == 0) {
 			/* A FID created in the log and now removed leaves
 			 * nothing: drop what is local about it. */
@@ -1122,8 +1190,10 @@ reint_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 	}
 	c->err = err;
 	c->has_local = meta_cached_attr(cm, &c->op.fid, &c->local) == 0;
-	/* now, while the write state still knows the file's name */
-	op_path(cm, &c->op, c->path, sizeof(c->path));
+	/* as noted when it was logged, or now, while the write state still
+	 * knows the file's name */
+	if (path_noted(cm, c->seq, c->path, sizeof(c->path)) < 0)
+		op_path(cm, &c->op, c->path, sizeof(c->path));
 	if (c->op.kind == PROTO_OP_STORE) {
 		wb_conflict_copy(cm, &c->op.fid, reint_copied, c);
 		return;
@@ -1149,6 +1219,8 @@ reint_finish(struct cm *cm)
 		char path[4096];
 
 		base_path(cm, path, sizeof(path));
+		unlink(path);
+		paths_file(cm, path, sizeof(path));
 		unlink(path);
 	}
 	log_info(LOG_MAIN, "connected: %llu records replayed, %llu refused "

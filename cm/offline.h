@@ -65,6 +65,10 @@ bool offline_auto(struct cm *cm);
 void offline_note_base(struct cm *cm, const struct fid *fid,
 		       const struct proto_attr *known);
 
+/* Loop thread: remember the path record @seq (just appended, @op) is
+ * about, for a conflict found later (<cache>/replay-paths). */
+void offline_note_path(struct cm *cm, uint64_t seq, const struct proto_op *op);
+
 /* Any thread: how long a miss may wait for the reconnection: 0 unless
  * disconnected with offline-miss=wait[:SECONDS] (default fetch-timeout). */
 uint64_t offline_miss_wait_ms(struct cm *cm);

@@ -1717,6 +1717,8 @@ store_offline(struct store *st, const struct wstate *s)
 	offline_note_base(cm, &st->fid, &s->attr);
 	if (cm->rlog)
 		rc = rlog_append_ex(cm->rlog, &st->op, 0, &eff);
+	if (cm->rlog && rc == 0)
+		offline_note_path(cm, eff.seq, &st->op);
 	if (cm->rlog)
 		rlog_effect_release(&eff);
 	if (rc < 0) {

@@ -27,6 +27,9 @@ printf 'local edit\n' >"$src/proj/loc.txt"
 printf 'chain\n' >"$src/proj/chain.txt"
 printf 'meta\n' >"$src/proj/m2.txt"
 printf 'r1\n' >"$src/proj/r1"
+printf 'srv\n' >"$src/proj/srv.txt"
+mkdir -p "$src/proj/pd"
+printf 'pd\n' >"$src/proj/pd/old"
 head -c 300000 /dev/urandom >"$src/proj/sub/data.bin"
 head -c 100000 /dev/urandom >"$src/other/uncached.bin"
 vold_start || exit 99
@@ -82,7 +85,7 @@ t_check "setfattr offline" setfattr -n user.tag -v offline "$A/proj/x.txt"
 t_check "mkdir offline" mkdir "$A/proj/newdir"
 t_check "create in the new dir" sh -c "printf 'brand new\\n' >'$A/proj/newdir/new.txt'"
 t_check "symlink offline" ln -s new-name.txt "$A/proj/link"
-t_is "$(ls "$A/proj" | tr '\n' ' ')" "both.txt chain.txt edit.txt keep.txt link loc.txt m2.txt mode.txt new-name.txt newdir r1 sub x.txt " \
+t_is "$(ls "$A/proj" | tr '\n' ' ')" "both.txt chain.txt edit.txt keep.txt link loc.txt m2.txt mode.txt new-name.txt newdir pd r1 srv.txt sub x.txt " \
 	"the listing shows the offline changes"
 t_is "$(getfattr --absolute-names --only-values -n user.tag "$A/proj/x.txt" 2>&1)" offline "the xattr reads back offline"
 
@@ -120,6 +123,9 @@ chmod 0640 "$A/proj/m2.txt"
 printf 'mine\n' >"$A/proj/new1.txt"
 ln -s mine "$A/proj/sl2"
 mv "$A/proj/r1" "$A/proj/r2"
+printf 'srv from A\n' >"$A/proj/srv.txt"
+ls "$A/proj/pd" >/dev/null
+printf 'made offline in pd\n' >"$A/proj/pd/f"
 "$FS" status -m "$A" >"$T_DIR/status.txt" 2>&1
 t_ok "$(grep -q 'mode.*disconnected (by hand) since' "$T_DIR/status.txt" && grep -q 'replay pending.*records' "$T_DIR/status.txt" && echo 0 || echo 1)" \
 	"fs status says disconnected by hand, since when, and what is pending"
@@ -130,6 +136,7 @@ t_check "B edits loc.txt on the server" sh -c "printf 'server loses\\n' >'$B/pro
 t_check "B edits m2.txt on the server" sh -c "printf 'meta from B\\n' >'$B/proj/m2.txt'"
 t_check "B creates new1.txt, a name A created offline" sh -c "printf 'theirs\\n' >'$B/proj/new1.txt'"
 t_check "B makes symlink sl2 and file r2, names A took offline" sh -c "ln -s theirs '$B/proj/sl2' && echo b >'$B/proj/r2'"
+t_check "B edits srv.txt and removes pd" sh -c "printf 'srv from B\\n' >'$B/proj/srv.txt' && rm -r '$B/proj/pd'"
 cairnd_umount "$B"
 
 # --- reconnect: everything replays ---
@@ -138,12 +145,12 @@ echo "# fs reconnect: $(cat "$T_DIR/reconnect.out")"
 wait_for 20 sh -c "[ \"\$('$FS' status --json -m '$A' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"mode\"])')\" = connected ]"
 t_is "$(status mode)" connected "reconnected"
 t_is "$(status replay_pending)" 0 "the log is empty"
-t_is "$(status conflicts)" 7 "seven conflicts (both.txt, loc.txt, m2.txt, new1.txt: its create and its data, sl2, r1 -> r2)"
+t_is "$(status conflicts)" 10 "ten conflicts (both.txt, loc.txt, m2.txt, new1.txt: create and data, sl2, r1 -> r2, srv.txt, pd/f: create and data)"
 
 C=$T_DIR/c
 cairnd_mount "$C" "$T_DIR/cc" day "$T_DIR/tok" || exit 1
 t_is "$(cat "$C/proj/edit.txt" 2>&1)" "edited twice offline" "server: the edit"
-t_is "$(ls "$C/proj" 2>&1 | grep -v conflict | tr '\n' ' ')" "both.txt chain-end.txt edit.txt keep.txt link loc.txt m2.txt mode.txt new-name.txt new1.txt newdir r1 r2 sl2 sub x.txt " \
+t_is "$(ls "$C/proj" 2>&1 | grep -v conflict | tr '\n' ' ')" "both.txt chain-end.txt edit.txt keep.txt link loc.txt m2.txt mode.txt new-name.txt new1.txt newdir r1 r2 sl2 srv.txt sub x.txt " \
 	"server: the listing"
 t_is "$(cat "$C/proj/chain-end.txt" 2>&1)" chain "server: the end of the rename chain"
 t_is "$(cat "$C/proj/new-name.txt" 2>&1)" "rename me" "server: the renamed file"
@@ -156,7 +163,7 @@ t_is "$(cat "$C/proj/both.txt")" "server side" "conflict: the server keeps its v
 copy=$(ls "$C/proj" | grep '^both\.txt\.conflict-' | head -n 1)
 t_is "$(cat "$C/proj/$copy" 2>&1)" "offline side" "conflict: the local version is saved beside it ($copy)"
 t_is "$(fsj conflicts | python3 -c 'import json,sys; print(" ".join(c["path"] + ":" + c["kind"] for c in json.load(sys.stdin)["conflicts"]))')" \
-	"proj/both.txt:stale-dv proj/loc.txt:stale-dv proj/m2.txt:stale-dv proj/new1.txt:name-exists proj/new1.txt:object-gone proj/sl2:name-exists proj/r1:name-exists" "fs conflicts lists them"
+	"proj/both.txt:stale-dv proj/loc.txt:stale-dv proj/m2.txt:stale-dv proj/new1.txt:name-exists proj/new1.txt:object-gone proj/sl2:name-exists proj/r1:name-exists proj/srv.txt:stale-dv proj/pd/f:parent-gone proj/pd/f:object-gone" "fs conflicts lists them"
 t_is "$(fsj conflicts | python3 -c 'import json,sys; c=[c for c in json.load(sys.stdin)["conflicts"] if c["path"]=="proj/both.txt"][0]; print(c.get("local_size"), c.get("server_size"), c.get("base_size"), c.get("server_dv", 0) > 0, c.get("copy", "").startswith("proj/both.txt.conflict-"))')" \
 	"13 12 10 True True" "the conflict shows local, server and base sizes, the server's DV and the copy"
 "$FS" conflicts -m "$A" >"$T_DIR/conflicts.txt" 2>&1
@@ -167,6 +174,8 @@ t_check "fs resolve --keep local of a refused chmod" "$FS" resolve -m "$A" --kee
 t_check "fs resolve --keep local of a name both created" "$FS" resolve -m "$A" --keep local "$A/proj/new1.txt"
 t_check "fs resolve --keep local of a symlink name both made" "$FS" resolve -m "$A" --keep local "$A/proj/sl2"
 t_check "fs resolve --keep local of a rename onto a taken name" "$FS" resolve -m "$A" --keep local "$A/proj/r1"
+t_check "fs resolve --all --keep server --match 'srv*'" "$FS" resolve -m "$A" --all --keep server --match 'srv*'
+t_check "fs resolve --all --keep server --match f (the file in the removed dir)" "$FS" resolve -m "$A" --all --keep server --match f
 t_is "$(status conflicts)" 0 "no conflicts left"
 wait_for 5 sh -c "[ \"\$(cat '$C/proj/loc.txt' 2>/dev/null)\" = 'local wins' ]"
 t_is "$(cat "$C/proj/loc.txt" 2>&1)" "local wins" "keep local: the server now has the local version"
@@ -180,6 +189,11 @@ t_is "$(readlink "$C/proj/sl2")" mine "keep local of the symlink: A's target"
 wait_for 5 sh -c "[ ! -e '$C/proj/r1' ]"
 t_is "$(cat "$C/proj/r2" 2>&1)|$([ -e "$C/proj/r1" ] && echo r1 || echo no-r1)" "r1|no-r1" "keep local of the rename: r1 replaced B's r2"
 t_is "$(ls "$C/proj" | grep -c '^both\.txt\.conflict-')" 1 "keep both: its conflict copy stays"
+t_is "$(cat "$C/proj/srv.txt")" "srv from B" "keep server: B's version stands"
+t_is "$(cat "$C/proj/$(ls "$C/proj" | grep '^srv\.txt\.conflict-' | head -n 1)" 2>&1)" "srv from A" \
+	"keep server: A's version is still findable in its conflict copy"
+t_is "$(cat "$C/$(ls "$C" | grep '^f\.conflict-' | head -n 1)" 2>&1)" "made offline in pd" \
+	"a file made offline in a directory removed meanwhile: saved in the root"
 "$FS" resolve -m "$A" --keep sideways "$A/proj/both.txt" >/dev/null 2>&1
 t_is "$?" 64 "fs resolve with a bad --keep: usage error (64)"
 "$FS" resolve -m "$A" --keep server "$A/proj/keep.txt" >/dev/null 2>&1
