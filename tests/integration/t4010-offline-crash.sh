@@ -2,10 +2,10 @@
 # t4010-offline-crash: cairnd killed (kill -9) while disconnected and in
 # the middle of a reintegration. Disconnected by hand, 150 files are
 # created and written (300 records); cairnd is killed and restarted (the
-# log and the data are intact); fs reconnect starts the replay and cairnd
-# is killed once
-# some of it is done. After the restart the mount is still disconnected,
-# the log holds the rest, and a second fs reconnect finishes it: the
+# log and the data are intact); then three times fs reconnect starts the
+# replay and cairnd is killed at a random point (seed printed; SEED=N
+# replays). After each restart with records left the mount is still
+# disconnected and the log holds the rest; a last fs reconnect finishes: the
 # server then has every file exactly once with its content, and no record
 # became a conflict (an op resent after the crash carries its opid, so the
 # server does not apply it twice).
@@ -37,28 +37,38 @@ cairnd_mount "$A" "$T_DIR/ca" crash "$T_DIR/tok" || exit 1
 t_is "$(jst mode)|$(jst replay_pending)" "disconnected|$pending" "kill -9 while offline: mode and log intact"
 t_is "$(cat "$A/d/f$N" 2>&1)" "file $N" "kill -9 while offline: the data is intact"
 
-"$FS" reconnect -m "$A" >"$T_DIR/reconnect1.out" 2>&1 &
-rpid=$!
-# Kill once part of the log is replayed (bounded: 30 s).
-done_=0
-for _ in $(seq 1 600); do
-	done_=$(jst replay_done)
-	[ "${done_:-0}" -ge 40 ] && break
-	[ "$(jst mode)" = connected ] && break
-	sleep 0.05
+# Three rounds: start the replay, kill -9 at a random point of it,
+# restart.
+SEED=${SEED:-$RANDOM}
+echo "# seed $SEED"
+RANDOM=$SEED
+prev_left=$pending
+killed_mid=0 shrank=0 badmode=0
+for round in 1 2 3; do
+	left0=$(jst replay_pending)
+	[ "${left0:-0}" -gt 0 ] || break
+	"$FS" reconnect -m "$A" >"$T_DIR/reconnect$round.out" 2>&1 &
+	rpid=$!
+	# a random point: 0 to 0.39 s into the replay (the poll is too
+	# slow to aim at a record count)
+	sleep "0.$(( RANDOM % 4 ))$(( RANDOM % 10 ))"
+	cairnd_kill9 "$A"
+	wait "$rpid" 2>/dev/null
+	cairnd_mount "$A" "$T_DIR/ca" crash "$T_DIR/tok" || exit 1
+	left=$(jst replay_pending)
+	mode=$([ "${left:-0}" -gt 0 ] && [ "$left" -lt "$left0" ] && echo reintegrating || echo other)
+	echo "# round $round: killed with $left of $left0 records left"
+	[ "$mode" = reintegrating ] && killed_mid=$((killed_mid + 1))
+	[ "${left:-0}" -lt "${prev_left:-0}" ] && shrank=$((shrank + 1))
+	# a restart with records left comes back disconnected
+	[ "${left:-0}" -gt 0 ] && [ "$(jst mode)" != disconnected ] && badmode=1
+	prev_left=$left
 done
-mode=$(jst mode)
-cairnd_kill9 "$A"
-wait "$rpid" 2>/dev/null
-echo "# killed at $done_ records replayed (mode was $mode)"
-t_is "$mode" reintegrating "killed in the middle of reintegration"
-
-cairnd_mount "$A" "$T_DIR/ca" crash "$T_DIR/tok" || exit 1
-t_is "$(jst mode)" disconnected "after the restart: disconnected (as it was)"
-left=$(jst replay_pending)
-t_ok "$([ "${left:-0}" -gt 0 ] && [ "${left:-0}" -lt "${pending:-0}" ] && echo 0 || echo 1)" \
-	"the log holds the rest ($left of $pending records)"
-t_check "fs reconnect again" "$FS" reconnect -m "$A"
+t_ok "$([ "$killed_mid" -ge 1 ] && echo 0 || echo 1)" "killed in the middle of reintegration ($killed_mid of 3 rounds)"
+t_is "$badmode" 0 "a restart with records left comes back disconnected"
+t_ok "$([ "$shrank" -ge 1 ] && [ "${left:-0}" -lt "${pending:-0}" ] && echo 0 || echo 1)" \
+	"the log holds the rest, shorter after the rounds ($left of $pending records left)"
+t_check "fs reconnect again (finishes what is left)" "$FS" reconnect -m "$A"
 t_is "$(jst mode)" connected "connected"
 t_is "$(jst replay_pending)|$(jst conflicts)" "0|0" "the log is empty, no conflicts"
 
