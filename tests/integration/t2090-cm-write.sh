@@ -135,4 +135,14 @@ cairnd_mount "$B" "$T_DIR/cb4" wv "$T_DIR/tok" || exit 1
 t_check "the server has all 80 MiB" cmp "$B/huge" "$exp/huge"
 cairnd_umount "$B"
 cairnd_umount "$A"
+
+# --- a volume quota: a store past it fails with EDQUOT at close, one
+# within it works ---
+vos create wq --quota 1M >/dev/null 2>&1 || exit 99
+make_token wq rw "$T_DIR/qtok"
+cairnd_mount "$A" "$T_DIR/cq" wq "$T_DIR/qtok" || exit 1
+t_check "within the quota: 100 KiB" sh -c "head -c 102400 /dev/zero >'$A/small'"
+head -c $((2 * 1024 * 1024)) /dev/zero 2>/dev/null | dd of="$A/big" bs=1M conv=fsync 2>"$T_DIR/q.err"
+t_ok "$(grep -q 'quota' "$T_DIR/q.err" && echo 0 || echo 1)" "past the quota: EDQUOT ($(grep -o 'Disk quota exceeded' "$T_DIR/q.err" | head -n 1))"
+cairnd_umount "$A"
 t_done
