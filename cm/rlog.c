@@ -84,6 +84,7 @@
  * and each transaction and traverse reads the whole 128 KiB table;
  * bench_rlog measured this size against 10007 and 131071. */
 #define HASH_SIZE 32749
+#define RLOG_MAX_DEAD 8
 /* A rule gives up (keeps the op as it came) beyond this many steps. */
 #define SCAN_MAX	 65536
 #define MERGE_CHUNKS_MAX (1u << 20) /* largest chunk list a merge builds */
@@ -2443,7 +2444,16 @@ tdb_open_log(const char *path, int oflags, unsigned flags)
 
 	if (flags & RLOG_O_NOSYNC)
 		tflags |= TDB_NOSYNC;
-	return tdb_open_ex(path, HASH_SIZE, tflags, oflags, 0600, &lc, NULL);
+	struct tdb_context *t =
+		tdb_open_ex(path, HASH_SIZE, tflags, oflags, 0600, &lc, NULL);
+
+	/* Removed records stay in their hash chain as dead ones, reused by
+	 * the next record of that chain: without it every removal grows
+	 * the free list, which each allocation walks, and replaying a log
+	 * of 20,000 records slowed to ~170 ms a record (4,000 preads). */
+	if (t)
+		tdb_set_max_dead(t, RLOG_MAX_DEAD);
+	return t;
 }
 
 /* Build a complete empty log at @path: under @path.new, then link(2), which
