@@ -29,16 +29,90 @@
 #include "common/util.h"
 
 #define PROBE_FIRST_MS 1000
-#define PROBE_MAX_MS 30000
+#define PROBE_MAX_MS   30000
 #define PATH_DEPTH_MAX 64
 
 enum { POLICY_ERROR = 0, POLICY_WAIT = 1 };
 #define WAIT_MAX_S 3600
 
+/* FID -> u64, open addressing (linear probing), grows at 1/2 full: the
+ * replay's DV map and the set of objects whose base is noted are looked
+ * up once per record, so a linear list made replay O(records^2). */
 struct dvsub {
 	struct fid fid;
 	uint64_t dv; /* the server's DV after our last replayed change */
+	bool used;
 };
+
+struct fidmap {
+	struct dvsub *slot;
+	size_t n, cap; /* cap: 0 or a power of two */
+};
+
+static size_t
+fidmap_hash(const struct fid *f)
+{
+	uint64_t h = 1469598103934665603ULL ^ f->vol;
+
+	for (size_t i = 0; i < sizeof(f->oid); i++)
+		h = (h ^ f->oid[i]) * 1099511628211ULL;
+	return (size_t)h;
+}
+
+static struct dvsub *
+fidmap_find(const struct fidmap *m, const struct fid *f)
+{
+	if (!m->cap)
+		return NULL;
+	for (size_t i = fidmap_hash(f) & (m->cap - 1);;
+	     i = (i + 1) & (m->cap - 1)) {
+		if (!m->slot[i].used)
+			return NULL;
+		if (fid_eq(&m->slot[i].fid, f))
+			return &m->slot[i];
+	}
+}
+
+static struct dvsub *
+fidmap_put(struct fidmap *m, const struct fid *f, uint64_t dv)
+{
+	struct dvsub *s = fidmap_find(m, f);
+	size_t i;
+
+	if (s) {
+		s->dv = dv;
+		return s;
+	}
+	if ((m->n + 1) * 2 > m->cap) {
+		size_t nc = m->cap ? m->cap * 2 : 256;
+		struct dvsub *ns = calloc(nc, sizeof(*ns));
+		struct fidmap grown = {ns, 0, nc};
+
+		if (!ns)
+			return NULL;
+		for (i = 0; i < m->cap; i++)
+			if (m->slot[i].used)
+				fidmap_put(&grown, &m->slot[i].fid,
+					   m->slot[i].dv);
+		free(m->slot);
+		*m = grown;
+	}
+	for (i = fidmap_hash(f) & (m->cap - 1); m->slot[i].used;
+	     i = (i + 1) & (m->cap - 1))
+		;
+	m->slot[i].used = true;
+	m->slot[i].fid = *f;
+	m->slot[i].dv = dv;
+	m->n++;
+	return &m->slot[i];
+}
+
+static void
+fidmap_clear(struct fidmap *m)
+{
+	free(m->slot);
+	memset(m, 0, sizeof(*m));
+}
 
 struct offline {
 	bool manual;	  /* by fs disconnect: no probes */
@@ -52,8 +126,9 @@ struct offline {
 	bool running;
 	uint64_t after;
 	uint64_t done_recs, total_recs, done_bytes, total_bytes, refused;
-	struct dvsub *map;
-	size_t nmap, capmap;
+	struct fidmap map;   /* replay: FID -> the DV our change produced */
+	struct fidmap based; /* FIDs whose base is in replay-base */
+	bool based_loaded;
 	int mapfd; /* <cache>/replay-dv, the map as it grows (or -1) */
 	struct ctl_call *waiter; /* fs reconnect, answered at the end */
 };
@@ -160,8 +235,9 @@ mode_load(struct cm *cm)
 		o->manual = !strcmp(how, "manual");
 		o->since_ms = since;
 		atomic_store(&cm->mode, CM_DISCONNECTED);
-		log_info(LOG_MAIN, "starting disconnected (%s, as when "
-				   "cairnd stopped)",
+		log_info(LOG_MAIN,
+			 "starting disconnected (%s, as when "
+			 "cairnd stopped)",
 			 how);
 	} else {
 		log_warn(LOG_MAIN, "'%s' is not a mode record: ignored", path);
@@ -206,8 +282,8 @@ probe_done(void *arg, const struct http_result *res)
 		reint_begin(cm);
 		return;
 	}
-	o->probe_ms = o->probe_ms * 2 > PROBE_MAX_MS ? PROBE_MAX_MS
-						     : o->probe_ms * 2;
+	o->probe_ms =
+		o->probe_ms * 2 > PROBE_MAX_MS ? PROBE_MAX_MS : o->probe_ms * 2;
 	probe_arm(cm);
 }
 
@@ -309,8 +385,8 @@ base_find(struct cm *cm, const struct fid *fid, struct proto_attr *out)
 		size_t n = strlen(fs);
 
 		if (strncmp(line, fs, n) || line[n] != ' ' ||
-		    sscanf(line + n, "%llu %lld %llu %o %u %u", &size, &mt,
-			   &dv, &mode, &uid, &gid) != 6)
+		    sscanf(line + n, "%llu %lld %llu %o %u %u", &size, &mt, &dv,
+			   &mode, &uid, &gid) != 6)
 			continue;
 		memset(out, 0, sizeof(*out));
 		out->fid = *fid;
@@ -332,16 +408,34 @@ offline_note_base(struct cm *cm, const struct fid *fid,
 		  const struct proto_attr *known)
 {
 	char path[4096], line[256], fs[FID_STRLEN];
-	struct proto_attr a, b;
+	struct proto_attr a;
 	int fd, n;
 
 	if (known)
 		a = *known;
 	else if (!cm->off || meta_cached_attr(cm, fid, &a) < 0)
 		return;
-	if (!cm->off || (a.dv & CM_DV_LOCAL) || base_find(cm, fid, &b) == 0)
+	if (!cm->off || (a.dv & CM_DV_LOCAL))
 		return;
 	base_path(cm, path, sizeof(path));
+	if (!cm->off->based_loaded) {
+		/* the FIDs already noted (a restart while disconnected) */
+		FILE *f = fopen(path, "re");
+		char l[256];
+		struct fid nf;
+
+		cm->off->based_loaded = true;
+		while (f && fgets(l, sizeof(l), f))
+			if (strchr(l, ' ') &&
+			    fid_parse_n(l, (size_t)(strchr(l, ' ') - l), &nf) ==
+				    0)
+				fidmap_put(&cm->off->based, &nf, 0);
+		if (f)
+			fclose(f);
+	}
+	if (fidmap_find(&cm->off->based, fid))
+		return;
+	fidmap_put(&cm->off->based, fid, 0);
 	n = snprintf(line, sizeof(line), "%s %llu %lld %llu %o %u %u\n",
 		     fid_fmt(fid, fs), (unsigned long long)a.size,
 		     (long long)a.mtime_ns, (unsigned long long)a.dv,
@@ -379,8 +473,8 @@ offline_note_path(struct cm *cm, uint64_t seq, const struct proto_op *op)
 	op_path(cm, op, path, sizeof(path));
 	if (!path[0] || strchr(path, '\n'))
 		return;
-	n = snprintf(line, sizeof(line), "%llu\t%s\n",
-		     (unsigned long long)seq, path);
+	n = snprintf(line, sizeof(line), "%llu\t%s\n", (unsigned long long)seq,
+		     path);
 	if (n < 0 || n >= (int)sizeof(line))
 		return;
 	paths_file(cm, file, sizeof(file));
@@ -590,7 +684,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			return 0;
 		memset(&a, 0, sizeof(a));
 		a.fid = op->fid;
-		a.type = op->kind == PROTO_OP_MKDIR ? PROTO_T_DIR
+		a.type = op->kind == PROTO_OP_MKDIR	? PROTO_T_DIR
 			 : op->kind == PROTO_OP_SYMLINK ? PROTO_T_SYMLINK
 							: op->type;
 		a.mode = op->mode & 07777;
@@ -664,8 +758,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 		rc = lookup_name(cm, &op->parent, op->name, &f, &t);
 		if (rc < 0)
 			return rc;
-		rc = lookup_name(cm, &op->newparent, op->newname, &victim,
-				 &vt);
+		rc = lookup_name(cm, &op->newparent, op->newname, &victim, &vt);
 		if (rc < 0 && rc != -ENOENT)
 			return rc;
 		have_victim = rc == 0;
@@ -697,8 +790,8 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 				return -EIO;
 			meta_offline_dir(cm, &op->parent, NULL, op->name, &va,
 					 0, &r->parent);
-			meta_offline_dir(cm, &op->newparent, NULL,
-					 op->newname, &a, 0, &r->newparent);
+			meta_offline_dir(cm, &op->newparent, NULL, op->newname,
+					 &a, 0, &r->newparent);
 			r->has_victim = true;
 			r->victim = va;
 			r->has_parent = r->has_newparent = true;
@@ -710,12 +803,10 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			r->has_victim = true;
 		}
 		if (fid_eq(&op->parent, &op->newparent)) {
-			rc = meta_offline_dir(cm, &op->parent, op->name,
-					      op->newname, &a,
-					      have_victim && vt == PROTO_T_DIR
-						      ? -1
-						      : 0,
-					      &r->parent);
+			rc = meta_offline_dir(
+				cm, &op->parent, op->name, op->newname, &a,
+				have_victim && vt == PROTO_T_DIR ? -1 : 0,
+				&r->parent);
 			r->has_parent = rc == 0;
 			return rc;
 		}
@@ -724,8 +815,8 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 		if (rc == 0)
 			rc = meta_offline_dir(
 				cm, &op->newparent, NULL, op->newname, &a,
-				t == PROTO_T_DIR &&
-						!(have_victim && vt == PROTO_T_DIR)
+				t == PROTO_T_DIR && !(have_victim &&
+						      vt == PROTO_T_DIR)
 					? 1
 					: 0,
 				&r->newparent);
@@ -857,31 +948,14 @@ offline_absorb(struct cm *cm, const struct proto_op *op, mut_done_fn done,
 static struct dvsub *
 map_find(struct offline *o, const struct fid *fid)
 {
-	for (size_t i = 0; i < o->nmap; i++)
-		if (fid_eq(&o->map[i].fid, fid))
-			return &o->map[i];
-	return NULL;
+	return fidmap_find(&o->map, fid);
 }
 
 static void
 map_put(struct offline *o, const struct fid *fid, uint64_t dv)
 {
-	struct dvsub *s = map_find(o, fid);
-
-	if (!s) {
-		if (o->nmap == o->capmap) {
-			size_t nc = o->capmap ? o->capmap * 2 : 64;
-			struct dvsub *m = realloc(o->map, nc * sizeof(*m));
-
-			if (!m)
-				return;
-			o->map = m;
-			o->capmap = nc;
-		}
-		s = &o->map[o->nmap++];
-		s->fid = *fid;
-	}
-	s->dv = dv;
+	if (!fidmap_put(&o->map, fid, dv))
+		log_warn(LOG_RLOG, "out of memory for the replay DV map");
 }
 
 /*
@@ -928,20 +1002,20 @@ map_open(struct cm *cm)
 			unsigned long long dv;
 			struct fid fid;
 
-			if (sp && fid_parse_n(line, (size_t)(sp - line), &fid) ==
-					  0 &&
+			if (sp &&
+			    fid_parse_n(line, (size_t)(sp - line), &fid) == 0 &&
 			    sscanf(sp + 1, "%llu", &dv) == 1)
 				map_put(o, &fid, dv);
 		}
 		fclose(f);
-		if (o->nmap)
-			log_info(LOG_RLOG, "going on with a reintegration a "
-					   "restart cut short (%zu objects "
-					   "already replayed)",
-				 o->nmap);
+		if (o->map.n)
+			log_info(LOG_RLOG,
+				 "going on with a reintegration a "
+				 "restart cut short (%zu objects "
+				 "already replayed)",
+				 o->map.n);
 	}
-	o->mapfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-			0600);
+	o->mapfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 }
 
 static void
@@ -953,9 +1027,7 @@ map_close(struct cm *cm, bool remove)
 	if (o->mapfd >= 0)
 		close(o->mapfd);
 	o->mapfd = -1;
-	free(o->map);
-	o->map = NULL;
-	o->nmap = o->capmap = 0;
+	fidmap_clear(&o->map);
 	if (remove) {
 		map_path(cm, path, sizeof(path));
 		unlink(path);
@@ -1046,10 +1118,10 @@ struct rctx {
 	struct proto_op op; /* a copy, for the conflict record */
 	int err;
 	uint64_t nbytes;
-	bool has_local;	      /* the local view when it was refused */
+	bool has_local; /* the local view when it was refused */
 	struct proto_attr local;
 	char path[CTL_PATH_MAX]; /* what the change is about */
-	char *copy;	      /* the conflict copy's name, or NULL */
+	char *copy;		 /* the conflict copy's name, or NULL */
 };
 
 static void reint_next(struct cm *cm);
@@ -1110,8 +1182,9 @@ reint_record(struct cm *cm, struct rctx *c, const struct proto_attr *srv)
 	}
 	rc = rlog_conflict_add(cm->rlog, c->seq, &cf);
 	if (rc < 0)
-		log_err(LOG_RLOG, "cannot record a conflict for record %llu: "
-				  "%s",
+		log_err(LOG_RLOG,
+			"cannot record a conflict for record %llu: "
+			"%s",
 			(unsigned long long)c->seq, strerror(-rc));
 	o->refused++;
 	log_warn(LOG_RLOG, "conflict: %s '%s' refused by the server (%s)%s",
@@ -1134,7 +1207,7 @@ reint_server_attr(struct cm *cm, void *arg, int err)
 	}
 	reint_record(cm, c,
 		     !err && meta_cached_attr(cm, &c->op.fid, &a) == 0 ? &a
-									: NULL);
+								       : NULL);
 }
 
 static void
@@ -1153,8 +1226,9 @@ reint_copied(struct cm *cm, void *arg, int err, const char *copy)
 	struct rctx *c = arg;
 
 	if (err)
-		log_err(LOG_RLOG, "the local version of a refused store could "
-				  "not be saved (%s): it stays in the cache",
+		log_err(LOG_RLOG,
+			"the local version of a refused store could "
+			"not be saved (%s): it stays in the cache",
 			strerror(-err));
 	reint_conflict(cm, c, err ? NULL : copy);
 }
@@ -1184,8 +1258,9 @@ reint_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 		 * stays and is sent first next time. */
 		rctx_free(c);
 		o->after = 0;
-		offline_disconnect(cm, false, "the server was lost while "
-					      "reintegrating");
+		offline_disconnect(cm, false,
+				   "the server was lost while "
+				   "reintegrating");
 		return;
 	}
 	c->err = err;
@@ -1220,11 +1295,14 @@ reint_finish(struct cm *cm)
 
 		base_path(cm, path, sizeof(path));
 		unlink(path);
+		fidmap_clear(&o->based);
+		o->based_loaded = false;
 		paths_file(cm, path, sizeof(path));
 		unlink(path);
 	}
-	log_info(LOG_MAIN, "connected: %llu records replayed, %llu refused "
-			   "(%llu conflicts to resolve)",
+	log_info(LOG_MAIN,
+		 "connected: %llu records replayed, %llu refused "
+		 "(%llu conflicts to resolve)",
 		 (unsigned long long)o->done_recs,
 		 (unsigned long long)o->refused,
 		 (unsigned long long)st.conflicts);
@@ -1234,11 +1312,10 @@ reint_finish(struct cm *cm)
 	wb_resume(cm);
 	if (o->waiter) {
 		ctl_reply_ok(o->waiter,
-			     json_pack("{s:s,s:I,s:I,s:I}", "mode",
-				       "connected", "replayed",
-				       (json_int_t)o->done_recs, "refused",
-				       (json_int_t)o->refused, "conflicts",
-				       (json_int_t)st.conflicts));
+			     json_pack("{s:s,s:I,s:I,s:I}", "mode", "connected",
+				       "replayed", (json_int_t)o->done_recs,
+				       "refused", (json_int_t)o->refused,
+				       "conflicts", (json_int_t)st.conflicts));
 		o->waiter = NULL;
 	}
 }
@@ -1296,7 +1373,8 @@ reint_next(struct cm *cm)
 		rlog_rec_release(&rec);
 		rctx_free(c);
 		o->after = 0;
-		offline_disconnect(cm, false, "the replay log cannot be written");
+		offline_disconnect(cm, false,
+				   "the replay log cannot be written");
 		return;
 	}
 	log_debug(LOG_RLOG, "replaying %s (record %llu)",
@@ -1381,6 +1459,7 @@ offline_free(struct cm *cm)
 	if (o->waiter)
 		ctl_reply_err(o->waiter, -ESHUTDOWN, "cairnd is stopping");
 	map_close(cm, false);
+	fidmap_clear(&o->based);
 	cm->off = NULL;
 	free(o);
 }
@@ -1398,9 +1477,9 @@ offline_status(struct cm *cm, json_t *o)
 	if (cm->rlog)
 		rlog_stats(cm->rlog, &st);
 	json_object_set_new(o, "mode", json_string(cm_mode_name(mode)));
-	json_object_set_new(o, "replay_pending",
-			    json_integer((json_int_t)(st.pending +
-						      st.inflight)));
+	json_object_set_new(
+		o, "replay_pending",
+		json_integer((json_int_t)(st.pending + st.inflight)));
 	json_object_set_new(o, "replay_bytes",
 			    json_integer((json_int_t)st.data_bytes));
 	json_object_set_new(o, "conflicts",
@@ -1413,9 +1492,9 @@ offline_status(struct cm *cm, json_t *o)
 		char w[32];
 
 		snprintf(w, sizeof(w), "wait:%u",
-			 (atomic_load(&off->wait_ms) ? atomic_load(&off->wait_ms)
-						     : (unsigned)cm->cfg
-							       .fetch_timeout_ms) /
+			 (atomic_load(&off->wait_ms)
+				  ? atomic_load(&off->wait_ms)
+				  : (unsigned)cm->cfg.fetch_timeout_ms) /
 				 1000);
 		json_object_set_new(o, "offline_miss", json_string(w));
 	} else {
@@ -1426,12 +1505,10 @@ offline_status(struct cm *cm, json_t *o)
 				    json_integer((json_int_t)off->done_recs));
 		json_object_set_new(o, "replay_total",
 				    json_integer((json_int_t)off->total_recs));
-		json_object_set_new(
-			o, "replay_bytes_done",
-			json_integer((json_int_t)off->done_bytes));
-		json_object_set_new(
-			o, "replay_bytes_total",
-			json_integer((json_int_t)off->total_bytes));
+		json_object_set_new(o, "replay_bytes_done",
+				    json_integer((json_int_t)off->done_bytes));
+		json_object_set_new(o, "replay_bytes_total",
+				    json_integer((json_int_t)off->total_bytes));
 	}
 }
 
@@ -1505,10 +1582,9 @@ offline_ctl_setpolicy(void *arg, struct ctl_call *call,
 	unsigned secs = 0;
 	char extra;
 
-	if (!value ||
-	    (strcmp(value, "error") && strcmp(value, "wait") &&
-	     (sscanf(value, "wait:%u%c", &secs, &extra) != 1 || !secs ||
-	      secs > WAIT_MAX_S))) {
+	if (!value || (strcmp(value, "error") && strcmp(value, "wait") &&
+		       (sscanf(value, "wait:%u%c", &secs, &extra) != 1 ||
+			!secs || secs > WAIT_MAX_S))) {
 		ctl_reply_err(call, -EINVAL,
 			      "offline-miss is error, wait or wait:SECONDS "
 			      "(1..3600)");
@@ -1517,8 +1593,8 @@ offline_ctl_setpolicy(void *arg, struct ctl_call *call,
 	p = strncmp(value, "wait", 4) ? POLICY_ERROR : POLICY_WAIT;
 	atomic_store(&cm->off->wait_ms, secs * 1000);
 	atomic_store(&cm->off->policy, p);
-	ctl_reply_ok(call, json_pack("{s:s,s:s}", "name", name, "value",
-				     value));
+	ctl_reply_ok(call,
+		     json_pack("{s:s,s:s}", "name", name, "value", value));
 }
 
 struct clist {
@@ -1541,9 +1617,8 @@ conflict_cb(const struct rlog_rec *rec, void *arg)
 		      c->local.path ? c->local.path : "", "op",
 		      proto_op_name(rec->op.kind), "kind",
 		      rlog_conflict_name(c->kind), "message",
-		      c->msg ? c->msg : "", "base_dv",
-		      (json_int_t)c->local.dv, "local_size",
-		      (json_int_t)c->local.size, "time_ms",
+		      c->msg ? c->msg : "", "base_dv", (json_int_t)c->local.dv,
+		      "local_size", (json_int_t)c->local.size, "time_ms",
 		      (json_int_t)c->time_ms);
 	if (o && c->has_server) {
 		json_object_set_new(o, "server_size",
@@ -1568,9 +1643,9 @@ conflict_cb(const struct rlog_rec *rec, void *arg)
 		const char *e = p ? strrchr(p + 10, '\'') : NULL;
 
 		if (e)
-			json_object_set_new(o, "copy",
-					    json_stringn(p + 10,
-							 (size_t)(e - p - 10)));
+			json_object_set_new(
+				o, "copy",
+				json_stringn(p + 10, (size_t)(e - p - 10)));
 	}
 	if (o)
 		json_array_append_new(l->arr, o);
@@ -1609,13 +1684,12 @@ replay_cb(const struct rlog_rec *rec, void *arg)
 	l->n++;
 	if (l->limit && json_array_size(l->arr) >= l->limit)
 		return 0;
-	o = json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:I}", "seq",
-		      (json_int_t)rec->seq, "op", proto_op_name(rec->op.kind),
-		      "state", rlog_state_name(rec->state), "fid",
-		      fid_fmt(&rec->op.fid, fs), "name",
-		      rec->op.name ? rec->op.name : "", "bytes",
-		      (json_int_t)rec->nbytes, "time_ms",
-		      (json_int_t)rec->time_ms);
+	o = json_pack(
+		"{s:I,s:s,s:s,s:s,s:s,s:I,s:I}", "seq", (json_int_t)rec->seq,
+		"op", proto_op_name(rec->op.kind), "state",
+		rlog_state_name(rec->state), "fid", fid_fmt(&rec->op.fid, fs),
+		"name", rec->op.name ? rec->op.name : "", "bytes",
+		(json_int_t)rec->nbytes, "time_ms", (json_int_t)rec->time_ms);
 	if (o)
 		json_array_append_new(l->arr, o);
 	return 0;
@@ -1734,8 +1808,7 @@ takes_name(enum proto_op_kind k)
 
 /* The server's object that had the name is gone: now make ours. */
 static void
-redo_removed(struct cm *cm, void *arg, int err,
-	     const struct proto_op_result *r)
+redo_removed(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 {
 	struct redo *d = arg;
 
@@ -1796,9 +1869,10 @@ redo_fetched(struct cm *cm, void *arg, int err)
 		 * name now, if the object still has its old one. */
 		if (lookup_name(cm, &d->op.parent, d->op.name, &f, NULL) < 0 ||
 		    !fid_eq(&f, &d->op.fid)) {
-			ctl_reply_err(d->call, -ESTALE,
-				      "the object no longer has its old name on "
-				      "the server");
+			ctl_reply_err(
+				d->call, -ESTALE,
+				"the object no longer has its old name on "
+				"the server");
 			redo_free(d);
 			return;
 		}
@@ -1921,6 +1995,6 @@ offline_ctl_resolve(void *arg, struct ctl_call *call,
 	}
 	log_info(LOG_CTL, "conflict at '%s' settled (%s) by uid %u", r.path,
 		 r.how, (unsigned)peer->uid);
-	ctl_reply_ok(call, json_pack("{s:s,s:s}", "path", r.path, "how",
-				     r.how));
+	ctl_reply_ok(call,
+		     json_pack("{s:s,s:s}", "path", r.path, "how", r.how));
 }

@@ -39,10 +39,10 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define WB_BUCKETS 256
+#define WB_BUCKETS	  256
 #define WB_STAGE_PARALLEL 8
-#define WREC_VERSION 1
-#define WREC_LOGGED 1
+#define WREC_VERSION	  1
+#define WREC_LOGGED	  1
 
 struct flush_waiter {
 	struct flush_waiter *next;
@@ -287,8 +287,8 @@ wb_orphan_attr(struct cm *cm, const struct fid *fid, struct proto_attr *out)
 }
 
 int
-wb_name_of(struct cm *cm, const struct fid *fid, struct fid *parent,
-	   char *buf, size_t len)
+wb_name_of(struct cm *cm, const struct fid *fid, struct fid *parent, char *buf,
+	   size_t len)
 {
 	struct wstate *ws;
 	int rc = -ENOENT;
@@ -697,8 +697,7 @@ trunc_cb(const struct cs_info *i, void *arg)
 }
 
 int
-wb_truncate(struct cm *cm, const struct fid *fid, uint64_t size,
-	    uint64_t *need)
+wb_truncate(struct cm *cm, const struct fid *fid, uint64_t size, uint64_t *need)
 {
 	uint32_t csz = cm->chunk_size;
 	struct trunc_ctx t = {cm, size, 0};
@@ -822,8 +821,8 @@ wfetch_cb(struct cm *cm, void *arg, int err)
 }
 
 void
-wb_fetch(struct cm *cm, const struct fid *fid, uint64_t chunk,
-	 wb_done_fn done, void *arg)
+wb_fetch(struct cm *cm, const struct fid *fid, uint64_t chunk, wb_done_fn done,
+	 void *arg)
 {
 	struct wstate *ws;
 	uint64_t dv = 0, size = 0;
@@ -920,8 +919,7 @@ fetch_all_more(struct cm *cm, struct fetch_all *fa)
 }
 
 void
-wb_fetch_all(struct cm *cm, const struct fid *fid, wb_done_fn done,
-	     void *arg)
+wb_fetch_all(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 {
 	struct fetch_all *fa;
 	struct wstate *ws;
@@ -959,11 +957,11 @@ struct store {
 	struct fid fid;
 	struct proto_op op;
 	uint64_t seq;
-	bool *dirty;	/* per op.chunks[i]: send its data (else empty) */
-	size_t next;	/* next chunk to stage */
+	bool *dirty; /* per op.chunks[i]: send its data (else empty) */
+	size_t next; /* next chunk to stage */
 	unsigned inflight;
 	int err;
-	bool owns_state; /* set ws->storing: clear it at the end */
+	bool owns_state;   /* set ws->storing: clear it at the end */
 	mut_done_fn mdone; /* resend at resume: report here */
 	void *marg;
 	/* Where the data comes from: the file itself, or for a conflict
@@ -1288,9 +1286,8 @@ store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 	/* After a truncate, the server's bytes from zero_from on must read
 	 * as zeros: send those chunks (empty unless dirty). */
 	end = s.srv_size < s.size ? s.srv_size : s.size;
-	for (uint64_t ch = s.zero_from / csz; s.zero_from < end &&
-					       ch * csz < end && !c.err;
-	     ch++)
+	for (uint64_t ch = s.zero_from / csz;
+	     s.zero_from < end && ch * csz < end && !c.err; ch++)
 		if (collect_add(&c, ch, false) < 0)
 			c.err = -ENOMEM;
 	if (c.err) {
@@ -1340,8 +1337,8 @@ store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 	} else {
 		goto fail;
 	}
-	log_debug(LOG_FETCH, "storing %zu chunks, size %llu",
-		  st->op.nchunks, (unsigned long long)st->op.size);
+	log_debug(LOG_FETCH, "storing %zu chunks, size %llu", st->op.nchunks,
+		  (unsigned long long)st->op.size);
 	store_send(st);
 	return;
 fail:
@@ -1419,7 +1416,8 @@ conflict_name(struct conflict *cf)
 	if (keep + tl > PROTO_NAME_MAX) {
 		keep = PROTO_NAME_MAX - tl;
 		/* do not cut a UTF-8 sequence in two */
-		while (keep > 0 && ((unsigned char)cf->base[keep] & 0xc0) == 0x80)
+		while (keep > 0 &&
+		       ((unsigned char)cf->base[keep] & 0xc0) == 0x80)
 			keep--;
 	}
 	snprintf(cf->name, sizeof(cf->name), "%.*s%s", (int)keep, cf->base,
@@ -1451,8 +1449,9 @@ conflict_stored(struct cm *cm, void *arg, int err,
 
 	(void)r;
 	if (err) {
-		log_err(LOG_FETCH, "conflict copy '%s' of '%s' could not be "
-				   "stored (%s); the local version stays dirty",
+		log_err(LOG_FETCH,
+			"conflict copy '%s' of '%s' could not be "
+			"stored (%s); the local version stays dirty",
 			cf->name, cf->base, strerror(-err));
 		conflict_end(cf, err);
 		return;
@@ -1512,8 +1511,9 @@ conflict_created(struct cm *cm, void *arg, int err,
 		return;
 	}
 	if (err || !r->has_attr) {
-		log_err(LOG_FETCH, "conflict copy '%s' of '%s' could not be "
-				   "created (%s); the local version stays dirty",
+		log_err(LOG_FETCH,
+			"conflict copy '%s' of '%s' could not be "
+			"created (%s); the local version stays dirty",
 			cf->name, cf->base, strerror(err ? -err : EIO));
 		conflict_end(cf, err ? err : -EIO);
 		return;
@@ -1772,8 +1772,7 @@ store_from_log(struct cm *cm, uint64_t seq, const struct proto_op *op,
 
 		mkkey(&k, &op->fid, op->chunks[i]);
 		st->dirty[i] = cs_lookup(cm->cs, &k, &info) == 0 &&
-			       info.dv == src_dv &&
-			       (info.flags & CS_F_DIRTY);
+			       info.dv == src_dv && (info.flags & CS_F_DIRTY);
 	}
 	if (replay) {
 		pthread_mutex_lock(&cm->wb->lock);
@@ -1916,7 +1915,7 @@ void
 wb_resume(struct cm *cm)
 {
 	struct wb *wb = cm->wb;
-	struct fid *todo = NULL;
+	struct fid *dirty_fids = NULL;
 	size_t n = 0, cap = 0;
 
 	if (!wb)
@@ -1928,22 +1927,23 @@ wb_resume(struct cm *cm)
 				continue;
 			if (n == cap) {
 				size_t nc = cap ? cap * 2 : 16;
-				struct fid *t = realloc(todo, nc * sizeof(*t));
+				struct fid *t =
+					realloc(dirty_fids, nc * sizeof(*t));
 
 				if (!t)
 					break;
-				todo = t;
+				dirty_fids = t;
 				cap = nc;
 			}
-			todo[n++] = ws->fid;
+			dirty_fids[n++] = ws->fid;
 		}
 	}
 	pthread_mutex_unlock(&wb->lock);
 	for (size_t i = 0; i < n; i++) {
 		log_info(LOG_FETCH, "storing data a crash left dirty");
-		store_start(cm, &todo[i], NULL, NULL);
+		store_start(cm, &dirty_fids[i], NULL, NULL);
 	}
-	free(todo);
+	free(dirty_fids);
 }
 
 /* --- setup --- */
