@@ -31,6 +31,10 @@
 #define PROBE_FIRST_MS 1000
 #define PROBE_MAX_MS   30000
 #define PATH_DEPTH_MAX 64
+/* records a replay marks INFLIGHT ahead of sending, per durable commit;
+ * the ones it never got to stay INFLIGHT (not merged with later changes)
+ * and are sent first next time */
+#define REINT_WINDOW 64
 
 enum { POLICY_ERROR = 0, POLICY_WAIT = 1 };
 #define WAIT_MAX_S 3600
@@ -1366,8 +1370,11 @@ reint_next(struct cm *cm)
 			 !(ca.dv & CM_DV_LOCAL))
 			rec.op.base_dv = ca.dv;
 	}
+	/* INFLIGHT before any byte leaves: a window of records ahead in one
+	 * commit, not a durable commit per record. */
 	if (rec.state == RLOG_PENDING &&
-	    (rc = rlog_set_state(cm->rlog, rec.seq, RLOG_INFLIGHT)) < 0) {
+	    (rc = rlog_set_inflight_run(cm->rlog, rec.seq, REINT_WINDOW,
+					NULL)) < 0) {
 		log_err(LOG_RLOG, "cannot mark record %llu in flight: %s",
 			(unsigned long long)rec.seq, strerror(-rc));
 		rlog_rec_release(&rec);

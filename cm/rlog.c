@@ -1054,9 +1054,44 @@ link_next_of(struct rlog *l, const struct lid *id, struct lhead *h,
 	return lnode_put(l, id, prev, &n);
 }
 
-/* Insert @seq in order. Appends land at the tail in O(1); a record that
- * re-enters a list (INFLIGHT -> PENDING, a rewritten record naming a new
- * directory) walks back from the tail to its place. */
+/* The last node of list @h below @seq (0: none), walking from whichever
+ * end @seq is nearer by value: appends land at the tail in O(1), and a
+ * record re-entering a list near its head (INFLIGHT -> PENDING of the
+ * oldest records, a conflict from the front of a replay) in O(1) too. */
+static int
+list_find_before(struct rlog *l, const struct lid *id, const struct lhead *h,
+		 uint64_t seq, uint64_t *out)
+{
+	struct lnode cur;
+	uint64_t at, before = 0;
+	size_t steps = 0;
+	int rc;
+
+	if (h->count && seq > h->first && seq < h->last &&
+	    seq - h->first < h->last - seq) {
+		for (at = h->first; at && at < seq; at = cur.next) {
+			if (++steps > h->count)
+				return -EUCLEAN;
+			rc = lnode_get(l, id, at, &cur);
+			if (rc)
+				return rc == -ENOENT ? -EUCLEAN : rc;
+			before = at;
+		}
+		*out = at == seq ? seq : before;
+		return 0;
+	}
+	for (at = h->last; at && at > seq; at = cur.prev) {
+		if (++steps > h->count)
+			return -EUCLEAN;
+		rc = lnode_get(l, id, at, &cur);
+		if (rc)
+			return rc == -ENOENT ? -EUCLEAN : rc;
+	}
+	*out = at;
+	return 0;
+}
+
+/* Insert @seq in order (see list_find_before()). */
 static int
 list_insert(struct rlog *l, const struct lid *id, uint64_t seq, uint8_t aux,
 	    uint8_t kind)
@@ -1064,21 +1099,13 @@ list_insert(struct rlog *l, const struct lid *id, uint64_t seq, uint8_t aux,
 	struct lhead h;
 	struct lnode n = {.aux = aux, .kind = kind}, cur;
 	uint64_t after;
-	size_t steps = 0;
 	int rc;
 
 	rc = lhead_get(l, id, &h);
+	if (!rc)
+		rc = list_find_before(l, id, &h, seq, &after);
 	if (rc)
 		return rc;
-	after = h.last;
-	while (after && after > seq) {
-		if (++steps > h.count)
-			return -EUCLEAN;
-		rc = lnode_get(l, id, after, &cur);
-		if (rc)
-			return rc == -ENOENT ? -EUCLEAN : rc;
-		after = cur.prev;
-	}
 	if (after == seq)
 		return -EEXIST;
 	n.prev = after;
@@ -2746,11 +2773,9 @@ rec_move(struct rlog *l, struct rlog_rec *r, enum rlog_state state,
 	 const struct rlog_conflict *c)
 {
 	struct rlog_rec nw = *r;
+	struct lid id;
 	int rc;
 
-	rc = state_lists_del(l, r);
-	if (rc)
-		return rc;
 	nw.state = state;
 	if (c) {
 		nw.has_conflict = true;
@@ -2759,8 +2784,20 @@ rec_move(struct rlog *l, struct rlog_rec *r, enum rlog_state state,
 			nw.conflict.time_ms = now_real_ms();
 	}
 	rc = rec_store(l, &nw, TDB_MODIFY);
-	if (!rc)
-		rc = state_lists_add(l, &nw);
+	if (rc)
+		return rc;
+	/* The 'A' list keeps its order: only the node's state changes. */
+	lid_make(&id, LT_ALL, NULL);
+	rc = list_set(l, &id, r->seq, state, r->op.kind);
+	if (!rc && r->state != RLOG_INFLIGHT) {
+		lid_make(&id, r->state == RLOG_PENDING ? LT_PEND : LT_CONF,
+			 NULL);
+		rc = list_remove(l, &id, r->seq);
+	}
+	if (!rc && state != RLOG_INFLIGHT) {
+		lid_make(&id, state == RLOG_PENDING ? LT_PEND : LT_CONF, NULL);
+		rc = list_insert(l, &id, r->seq, state, r->op.kind);
+	}
 	if (rc)
 		return rc;
 	(*hdr_state_count(&l->tx, r->state))--;
@@ -2790,6 +2827,57 @@ rlog_set_state(struct rlog *l, uint64_t seq, enum rlog_state state)
 		rc = txn_commit(l);
 	else
 		txn_cancel(l);
+out:
+	pthread_mutex_unlock(&l->lock);
+	return rc;
+}
+
+int
+rlog_set_inflight_run(struct rlog *l, uint64_t seq, size_t max, size_t *moved)
+{
+	struct rlog_rec r;
+	struct lnode n;
+	struct lid pid;
+	size_t done = 0;
+	int rc = 0;
+
+	if (moved)
+		*moved = 0;
+	if (!l || !seq || !max)
+		return -EINVAL;
+	lid_make(&pid, LT_PEND, NULL);
+	pthread_mutex_lock(&l->lock);
+	rc = txn_begin(l);
+	if (rc)
+		goto out;
+	while (seq && done < max) {
+		rc = rec_load(l, seq, &r);
+		if (rc)
+			break;
+		if (r.state != RLOG_PENDING) {
+			if (r.state == RLOG_CONFLICT && !done)
+				rc = -EBUSY;
+			rlog_rec_release(&r);
+			break;
+		}
+		/* the next PENDING one, read before this one leaves the list */
+		rc = lnode_get(l, &pid, seq, &n);
+		if (!rc)
+			rc = rec_move(l, &r, RLOG_INFLIGHT, NULL);
+		rlog_rec_release(&r);
+		if (rc) {
+			rc = rc == -ENOENT ? -EUCLEAN : rc;
+			break;
+		}
+		done++;
+		seq = n.next;
+	}
+	if (!rc)
+		rc = txn_commit(l);
+	else
+		txn_cancel(l);
+	if (!rc && moved)
+		*moved = done;
 out:
 	pthread_mutex_unlock(&l->lock);
 	return rc;

@@ -264,6 +264,17 @@ int rlog_iterate(struct rlog *l, rlog_iter_fn fn, void *arg);
 int rlog_set_state(struct rlog *l, uint64_t seq, enum rlog_state state);
 
 /*
+ * PENDING -> INFLIGHT for @seq and the PENDING records after it, in log
+ * order (records in other states are passed over), up to @max of them,
+ * in ONE transaction: a replay marks a window of records ahead instead of
+ * paying a durable commit per record. @seq already INFLIGHT moves nothing
+ * (*moved = 0) and returns 0; -EBUSY when @seq is a CONFLICT, -ENOENT when
+ * it does not exist. Durable on return.
+ */
+int rlog_set_inflight_run(struct rlog *l, uint64_t seq, size_t max,
+			  size_t *moved);
+
+/*
  * Drop a record the server acknowledged. Durable on return (a removal lost
  * in a crash would only resend an op whose opid the server remembers).
  * -EBUSY for a CONFLICT record (use rlog_conflict_resolve()).

@@ -491,6 +491,76 @@ test_states(void)
 	rlog_close(l);
 }
 
+/* rlog_set_inflight_run: a window of PENDING records in one commit; the
+ * order of the log and the other states are untouched. */
+static void
+test_inflight_run(void)
+{
+	struct rlog *l = fresh();
+	struct rlog_conflict c;
+	struct rlog_rec r;
+	struct rlog_stats st;
+	uint64_t s[10];
+	size_t moved = 99;
+	char name[8];
+	int i, inorder = 1;
+
+	for (i = 0; i < 10; i++) {
+		snprintf(name, sizeof(name), "g%d", i);
+		s[i] = (uint64_t)app(l, op_create(ROOT, name, F(30 + i)));
+	}
+	rlog_set_state(l, s[3], RLOG_INFLIGHT);
+	rlog_set_state(l, s[6], RLOG_INFLIGHT);
+	memset(&c, 0, sizeof(c));
+	c.kind = RLOG_CF_NAME_EXISTS;
+	c.err = EEXIST;
+	c.msg = "exists";
+	is_int(rlog_conflict_add(l, s[6], &c), 0, "s6 is a conflict");
+	is_int(rlog_set_inflight_run(l, s[0], 3, &moved), 0, "run of 3");
+	is_int(moved, 3, "moved 3");
+	is_int(rlog_first(l, &r), 0, "a pending record is left");
+	is_int(r.seq, s[4], "the first pending is s4 (s3 was in flight)");
+	rlog_rec_release(&r);
+	is_int(rlog_set_inflight_run(l, s[4], 64, &moved), 0, "run of 64");
+	is_int(moved, 5, "moved the 5 pending ones, past s6's conflict");
+	is_int(rlog_first(l, &r), -ENOENT, "nothing pending");
+	rlog_stats(l, &st);
+	ok(st.pending == 0 && st.inflight == 9 && st.conflicts == 1 &&
+		   st.records == 10,
+	   "stats: 9 in flight, 1 conflict");
+	is_int(collect(l), 10, "iterate sees all 10");
+	for (i = 0; i < 10; i++)
+		if (recs[i].seq != s[i] ||
+		    recs[i].state != (i == 6 ? RLOG_CONFLICT : RLOG_INFLIGHT))
+			inorder = 0;
+	ok(inorder, "log order and states as expected");
+	is_int(rlog_set_inflight_run(l, s[0], 8, &moved), 0,
+	       "a record already in flight: 0");
+	is_int(moved, 0, "moves nothing");
+	is_int(rlog_set_inflight_run(l, s[6], 8, &moved), -EBUSY,
+	       "a conflict: -EBUSY");
+	is_int(rlog_set_inflight_run(l, 999, 8, &moved), -ENOENT,
+	       "a missing record: -ENOENT");
+	is_int(rlog_set_inflight_run(l, s[0], 0, &moved), -EINVAL,
+	       "max 0: -EINVAL");
+	/* Back to PENDING near the head and near the tail: the pending list
+	 * takes each at its place (walked from the nearer end). */
+	is_int(rlog_set_state(l, s[8], RLOG_PENDING), 0, "s8 pending again");
+	is_int(rlog_set_state(l, s[1], RLOG_PENDING), 0, "s1 pending again");
+	is_int(rlog_set_state(l, s[2], RLOG_PENDING), 0, "s2 pending again");
+	is_int(rlog_first(l, &r), 0, "first pending");
+	is_int(r.seq, s[1], "is s1");
+	rlog_rec_release(&r);
+	is_int(rlog_next(l, s[1], RLOG_MASK(RLOG_PENDING), &r), 0, "next");
+	is_int(r.seq, s[2], "is s2");
+	rlog_rec_release(&r);
+	is_int(rlog_next(l, s[2], RLOG_MASK(RLOG_PENDING), &r), 0, "next");
+	is_int(r.seq, s[8], "is s8");
+	rlog_rec_release(&r);
+	ok(consistent(l), "consistent after runs");
+	rlog_close(l);
+}
+
 static int
 stop_at_2(const struct rlog_rec *r, void *arg)
 {
@@ -1282,6 +1352,7 @@ static const struct {
 	{"batch", test_batch},
 	{"damaged", test_damaged},
 	{"threads", test_threads},
+	{"inflight_run", test_inflight_run},
 	{"reopen", test_reopen},
 	{"nosync", test_nosync},
 };
