@@ -30,6 +30,7 @@
 #include "cm/fetch.h"
 #include "cm/http.h"
 #include "cm/meta.h"
+#include "cm/offline.h"
 #include "cm/pin.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -113,6 +114,7 @@ struct rd {
 	int err;
 	unsigned tries;
 	bool started;	/* chunks were requested at least once */
+	uint64_t wait_until; /* offline-miss=wait: util_now_ms() bound */
 };
 
 struct pf_job {
@@ -678,12 +680,43 @@ rd_reply(struct cm *cm, struct rd *rd, int err)
 	free(rd);
 }
 
+/*
+ * Disconnected with offline-miss=wait: a read that found no server starts
+ * over every 250 ms until the policy's bound (counted from the first
+ * failure), so it is answered as soon as the server is back. @return true
+ * when the read was put back.
+ */
+static bool
+rd_wait_offline(struct cm *cm, struct rd *rd, int err)
+{
+	uint64_t bound, now;
+
+	if (err == -ENOENT || err == -ESTALE || err == -ENOMEM || cm->stopping)
+		return false;
+	bound = offline_miss_wait_ms(cm);
+	if (!bound)
+		return false;
+	now = util_now_ms();
+	if (!rd->wait_until)
+		rd->wait_until = now + bound;
+	if (now >= rd->wait_until)
+		return false;
+	rd->err = 0;
+	rd->tries = 0;
+	rd->started = false;
+	free(rd->buf);
+	rd->buf = NULL;
+	return cm_post_after(cm, &rd->job, 250) == 0;
+}
+
 static void
 rd_attr_cb(struct cm *cm, void *arg, int err)
 {
 	struct rd *rd = arg;
 
 	if (err) {
+		if (rd_wait_offline(cm, rd, err))
+			return;
 		rd_reply(cm, rd, err == -ENOENT ? -ESTALE : -EIO);
 		return;
 	}
@@ -710,6 +743,8 @@ rd_start(struct cm *cm, struct rd *rd)
 			return;
 		}
 		if (rd->err != -ESTALE || rd->tries >= READ_TRIES) {
+			if (rd_wait_offline(cm, rd, rd->err))
+				return;
 			rd_reply(cm, rd, rd->err == -ENOENT ? -ESTALE : -EIO);
 			return;
 		}

@@ -32,6 +32,7 @@ mkdir -p "$src/proj/pd"
 printf 'pd\n' >"$src/proj/pd/old"
 head -c 300000 /dev/urandom >"$src/proj/sub/data.bin"
 head -c 100000 /dev/urandom >"$src/other/uncached.bin"
+head -c 100000 /dev/urandom >"$src/other/statted.bin"
 vold_start || exit 99
 vos init >/dev/null 2>&1
 vos import day "$src" >/dev/null || exit 99
@@ -43,6 +44,7 @@ jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get(sys.ar
 status() { fsj status | jget "$1"; }
 
 t_check "fs pin -r the project" "$FS" pin -r "$A/proj"
+t_check "stat a file (its attributes cached, not its data)" stat "$A/other/statted.bin"
 t_is "$(status mode)" connected "mode: connected"
 
 # --- the server goes away; the first change notices it ---
@@ -114,7 +116,25 @@ t_is "$(cat "$A/proj/newdir/new.txt" 2>&1)" "brand new" "after a restart: the ne
 # --- meanwhile another client changes both.txt on the server; A, made
 # to stay disconnected (fs disconnect: no probes), edits it too ---
 t_check "fs disconnect (manual: stays until fs reconnect)" "$FS" disconnect -m "$A"
+# offline-miss=wait longer than fetch-timeout (2 s): a read of data not
+# cached (the attributes are) waits for the server and is answered once it
+# is back.
+t_check "fs setpolicy offline-miss=wait:60" "$FS" setpolicy -m "$A" offline-miss=wait:60
+ms0=$(( $(date +%s%N) / 1000000 ))
+cat "$A/other/statted.bin" >"$T_DIR/waited.bin" 2>"$T_DIR/waited.err" &
+catpid=$!
+t_track_pid "$catpid"
+sleep 5
+t_ok "$(kill -0 "$catpid" 2>/dev/null && echo 0 || echo 1)" \
+	"offline-miss=wait:60: the read still waits after 5 s ($(head -c 60 "$T_DIR/waited.err"))"
 vold_restart || exit 99
+wait_for 30 sh -c "! kill -0 $catpid 2>/dev/null"
+wait "$catpid" 2>/dev/null
+rc=$?
+waited=$(( $(date +%s%N) / 1000000 - ms0 ))
+t_ok "$([ "$rc" = 0 ] && cmp -s "$T_DIR/waited.bin" "$src/other/statted.bin" && echo 0 || echo 1)" \
+	"the waiting read gets the file's bytes once the server is back ($waited ms)"
+t_check "fs setpolicy offline-miss=error" "$FS" setpolicy -m "$A" offline-miss=error
 sleep 2
 t_is "$(status mode)" disconnected "a manual disconnect does not reconnect by itself"
 printf 'offline side\n' >"$A/proj/both.txt" 2>/dev/null
