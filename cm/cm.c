@@ -320,6 +320,7 @@ cm_stats_format(struct cm *cm, char *buf, size_t len)
 	P("link_fetches %llu\n", LD(link_fetches));
 	P("xattr_fetches %llu\n", LD(xattr_fetches));
 	P("events %llu\n", LD(events));
+	P("own_events %llu\n", LD(own_events));
 	P("event_reconnects %llu\n", LD(ev_reconnects));
 	P("revalidations %llu\n", LD(revalidations));
 	P("invalidations %llu\n", LD(invalidations));

@@ -139,6 +139,7 @@ struct cm_stats {
 	atomic_uint_fast64_t link_fetches;
 	atomic_uint_fast64_t xattr_fetches;
 	atomic_uint_fast64_t events;
+	atomic_uint_fast64_t own_events;     /* attr events our reply covered */
 	atomic_uint_fast64_t ev_reconnects;
 	atomic_uint_fast64_t revalidations;
 	atomic_uint_fast64_t invalidations;  /* kernel notifications queued */

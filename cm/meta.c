@@ -45,6 +45,7 @@ struct meta_op {
 TAILQ_HEAD(meta_opq, meta_op);
 
 #define META_RING 1024
+#define META_OWN  64 /* our own recent changes, for event_apply() */
 
 struct meta {
 	struct meta_opq ops;	 /* every op not yet completed */
@@ -55,6 +56,14 @@ struct meta {
 		struct fid fid;
 		uint64_t gen;
 	} ring[META_RING];
+	/* Our last META_OWN changes (meta_own_change()): an attr event
+	 * about one of these FIDs with a seq up to the one noted was ours,
+	 * and the op's reply already gave us its result. */
+	struct {
+		struct fid fid;
+		uint64_t seq;
+	} own[META_OWN];
+	unsigned own_next;
 	size_t attr_unsent;	 /* MK_ATTR ops waiting for a batch */
 	struct event *flush_ev;	 /* sends the attr batch */
 	bool shutting;
@@ -874,6 +883,29 @@ apply_attr(struct cm *cm, const struct proto_attr *a, bool store,
 /* --- our own changes (mut.c) --- */
 
 void
+meta_own_change(struct cm *cm, const struct fid *fid, uint64_t event_seq)
+{
+	struct meta *m = cm->meta;
+
+	if (!m || !event_seq)
+		return;
+	m->own[m->own_next % META_OWN].fid = *fid;
+	m->own[m->own_next % META_OWN].seq = event_seq;
+	m->own_next++;
+}
+
+/* Does a reply we applied already include event @ev? */
+static bool
+own_covers(struct meta *m, const struct proto_event *ev)
+{
+	for (unsigned i = 0; i < META_OWN; i++)
+		if (m->own[i].seq && ev->seq <= m->own[i].seq &&
+		    fid_eq(&m->own[i].fid, &ev->fid))
+			return true;
+	return false;
+}
+
+void
 meta_local_attr(struct cm *cm, const struct proto_attr *a)
 {
 	apply_attr(cm, a, true, true);
@@ -1075,6 +1107,12 @@ event_apply(struct cm *cm, const struct proto_event *ev)
 	case PROTO_EV_ATTR:
 		if (!have && !ino)
 			return;
+		/* Attr changes keep the DV, so only the seq tells our own
+		 * setattr's event (its reply is applied) from another's. */
+		if (have && own_covers(cm->meta, ev)) {
+			CM_STAT_INC(cm, own_events);
+			return;
+		}
 		meta_drop_attr(cm, &ev->fid);
 		vc_del_xattrs(cm->vc, &ev->fid);
 		kinval_inode(cm, ino, -1, 0);

@@ -96,6 +96,12 @@ void meta_forget(struct cm *cm, const struct fid *fid);
  * hold is not at d-1 (someone else changed it too) it is fetched again.
  */
 void meta_local_attr(struct cm *cm, const struct proto_attr *a);
+
+/* The reply to our change of @fid covered every event up to @event_seq
+ * (proto_op_result.event_seq): an attr event about @fid at or below it
+ * needs no refetch. Loop thread. */
+void meta_own_change(struct cm *cm, const struct fid *fid,
+		     uint64_t event_seq);
 /* A directory changed in a way no local edit describes: store @a and
  * fetch the listing again. */
 void meta_dir_changed(struct cm *cm, const struct proto_attr *a);

@@ -271,8 +271,11 @@ finish(struct mreq *m, int err, const struct proto_op_result *r)
 		mu->n--;
 		atomic_fetch_sub(&mu->count, 1);
 	}
-	if (!err && r)
+	if (!err && r) {
 		mut_apply(cm, &m->op, r);
+		if (r->has_attr)
+			meta_own_change(cm, &r->attr.fid, r->event_seq);
+	}
 	/* Reintegration keeps a refused record (it becomes a conflict) and
 	 * one that got no answer (it is resent first next time). */
 	if (m->seq && cm->rlog && !(m->replay && err)) {

@@ -1754,6 +1754,8 @@ proto_op_result_encode(const struct proto_op_result *r, size_t *lenp)
 		put(&e, o, "newparent", attr_to_json(&e, &r->newparent));
 	if (o && r->has_victim)
 		put(&e, o, "victim", attr_to_json(&e, &r->victim));
+	if (o && r->event_seq)
+		put_u64(&e, o, "event_seq", r->event_seq);
 	return finish(&e, o, lenp);
 }
 
@@ -1787,6 +1789,9 @@ proto_op_result_decode(const char *buf, size_t len, struct proto_op_result *r)
 		goto out;
 	if ((r->has_parent && r->parent.type != PROTO_T_DIR) ||
 	    (r->has_newparent && r->newparent.type != PROTO_T_DIR))
+		goto out;
+	if (json_object_get(o, "event_seq") &&
+	    get_uint(o, "event_seq", INT64_MAX, &r->event_seq))
 		goto out;
 	rc = 0;
 out:

@@ -184,6 +184,9 @@ struct proto_op_result {
 	struct proto_attr newparent; /* rename: the target directory */
 	struct proto_attr victim;    /* unlink/rename: what was removed/replaced
 					(nlink 0 = gone) */
+	uint64_t event_seq;	     /* the last event the op made; the attrs
+					above include every event up to it
+					(0: not sent, as from older servers) */
 };
 
 /* An error reply body: {"error": "...", "errno": "ENOENT"}. */

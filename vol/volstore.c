@@ -2957,14 +2957,20 @@ vs_apply(struct vs_vol *v, const struct proto_op *op, struct vs_reply *rep)
 		return rc;
 	rc = do_op(&t, op);
 	if (rc == 0) {
+		/* The events get their seqs first: the reply names the last,
+		 * so a client can tell the events its reply already covers. */
+		rc = append_events(&t);
+		if (rc) {
+			txn_abort(&t);
+			return rc;
+		}
+		t.res.event_seq = t.nev ? t.vr.ev_seq : 0;
 		body = proto_op_result_encode(&t.res, &blen);
 		if (!body) {
 			txn_abort(&t);
 			return -errno ? -errno : -ENOMEM;
 		}
-		rc = append_events(&t);
-		if (!rc)
-			rc = opid_record(&t, op->opid, 200, body, blen);
+		rc = opid_record(&t, op->opid, 200, body, blen);
 		if (rc) {
 			free(body);
 			txn_abort(&t);

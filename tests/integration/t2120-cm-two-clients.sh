@@ -74,8 +74,21 @@ seen "B sees d2/f1r" content_is "$B/d2/f1r" two-two && saw=1 || saw=0
 gone "B no longer sees d" "$B/d"
 t_check "A: unlink d2/f1r" rm "$A/d2/f1r"
 gone "B no longer sees d2/f1r" "$B/d2/f1r"
+stat_of() { getfattr --only-values -n cairn.stats "$1" 2>/dev/null | awk -v k="$2" '$1 == k {print $2}'; }
+stat -c %a "$A/big" >/dev/null
+own0=$(stat_of "$A" own_events)
+ga0=$(stat_of "$A" getattr_requests)
 t_check "A: chmod big 0600" chmod 0600 "$A/big"
 seen "B sees the new mode" sh -c "[ \"\$(stat -c %a '$B/big')\" = 600 ]"
+t_is "$(stat -c %a "$A/big")" 600 "A sees its own mode"
+# The event of A's own chmod is covered by the op's reply (event_seq):
+# A does not fetch the attributes again.
+t_ok "$([ "$(stat_of "$A" own_events)" -gt "${own0:-0}" ] && echo 0 || echo 1)" \
+	"A's own attr event was recognised (own_events $own0 -> $(stat_of "$A" own_events))"
+t_is "$(stat_of "$A" getattr_requests)" "$ga0" "A sent no getattr for its own chmod"
+# Another client's later change of the same object is not mistaken for ours.
+t_check "B: chmod big 0640" chmod 0640 "$B/big"
+seen "A sees B's mode (an event after A's own is applied)" sh -c "[ \"\$(stat -c %a '$A/big')\" = 640 ]"
 t_check "B: write back to A's directory" sh -c "echo from-b >'$B/d2/fromb'"
 seen "A reads what B wrote" content_is "$A/d2/fromb" from-b
 

@@ -579,13 +579,34 @@ test_result_error(void)
 	mkattr(&r.parent, F2, PROTO_T_DIR);
 	mkattr(&r.victim, F3, PROTO_T_FILE);
 	r.victim.nlink = 0;
+	r.event_seq = 12345678901ull;
 	s = proto_op_result_encode(&r, &len);
 	is_int(proto_op_result_decode(s, len, &g), 0, "op result decodes");
 	ok(g.has_attr && g.has_parent && !g.has_newparent && g.has_victim &&
 		   attr_eq(&g.attr, &r.attr) && attr_eq(&g.victim, &r.victim) &&
-		   attr_eq(&g.parent, &r.parent),
-	   "op result round trip");
+		   attr_eq(&g.parent, &r.parent) &&
+		   g.event_seq == 12345678901ull,
+	   "op result round trip, event_seq included");
 	free(s);
+	/* event_seq is optional (older servers); a bad one fails the reply */
+	{
+		static const char *const bad[] = {
+			"{\"event_seq\":-1}",
+			"{\"event_seq\":\"7\"}",
+			"{\"event_seq\":1.5}",
+			"{\"event_seq\":null}",
+			"{\"event_seq\":18446744073709551615}",
+		};
+
+		ok(proto_op_result_decode("{}", 2, &g) == 0 &&
+			   g.event_seq == 0,
+		   "no event_seq: 0");
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+			ok(proto_op_result_decode(bad[i], strlen(bad[i]), &g) ==
+					   -EINVAL &&
+				   g.event_seq == 0,
+			   "bad event_seq %s: -EINVAL, nothing kept", bad[i]);
+	}
 	memset(&r, 0, sizeof(r));
 	s = proto_op_result_encode(&r, &len);
 	is_str(s, "{}", "empty op result");

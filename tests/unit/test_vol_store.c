@@ -467,6 +467,15 @@ test_opid(void)
 	is_int(vs_apply(vol, &op, &r1), 0, "first apply");
 	is_int(r1.status, 200, "first reply 200");
 	vs_vol_info(vol, &v1);
+	{
+		struct proto_op_result res;
+
+		ok(r1.nev > 0 &&
+			   proto_op_result_decode(r1.body, r1.len, &res) == 0 &&
+			   res.event_seq == r1.ev[r1.nev - 1].seq &&
+			   res.event_seq == v1.event_seq,
+		   "the reply names the op's last event (event_seq)");
+	}
 	is_int(vs_apply(vol, &op, &r2), 0, "replay");
 	is_int(r2.status, 200, "replay is 200 again, not 409");
 	ok(r2.replayed, "marked as replayed");
