@@ -29,8 +29,10 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/queue.h>
 
+#include "chunkstore/cs.h"
 #include "common/fid.h"
 #include "common/proto.h"
 
@@ -118,6 +120,16 @@ enum cm_mode {
 
 /* DVs made while disconnected have this bit; server DVs never do. */
 #define CM_DV_LOCAL (1ull << 63)
+
+/* The chunk store's key of chunk @chunk of @fid. */
+static inline void
+cm_chunk_key(struct cs_key *k, const struct fid *fid, uint64_t chunk)
+{
+	memset(k, 0, sizeof(*k));
+	k->vol = fid->vol;
+	memcpy(k->fid, fid->oid, sizeof(k->fid));
+	k->chunk = chunk;
+}
 
 /* Counters, relaxed atomics: any thread adds, cm_stats_format() reads. */
 struct cm_stats {

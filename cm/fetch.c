@@ -148,14 +148,6 @@ xfer_find(struct fetch *f, const struct fid *fid, uint64_t dv, uint64_t chunk)
 	return NULL;
 }
 
-static void
-mkkey(struct cs_key *k, const struct fid *fid, uint64_t chunk)
-{
-	k->vol = fid->vol;
-	memcpy(k->fid, fid->oid, sizeof(k->fid));
-	k->chunk = chunk;
-}
-
 /* --- the hot path --- */
 
 ssize_t
@@ -166,7 +158,7 @@ fetch_read_cached(struct cm *cm, const struct fid *fid, uint64_t dv,
 	struct cs_key k;
 	size_t done = 0;
 
-	mkkey(&k, fid, 0);
+	cm_chunk_key(&k, fid, 0);
 	while (done < len) {
 		uint64_t pos = off + done;
 		uint32_t in = (uint32_t)(pos % cs);
@@ -406,7 +398,7 @@ store_one(struct cm *cm, struct xfer *x)
 		x->store_rc = -EBADMSG;
 		return;
 	}
-	mkkey(&k, &x->fid, x->chunk);
+	cm_chunk_key(&k, &x->fid, x->chunk);
 	x->store_rc = cs_put(cm->cs, &k, x->dv, x->buf, (uint32_t)x->have,
 			     x->put_flags);
 }
@@ -796,7 +788,7 @@ rd_start(struct cm *cm, struct rd *rd)
 
 		if (b0 > cstart + cm->chunk_size)
 			b0 = cstart + cm->chunk_size;
-		mkkey(&k, &rd->fid, c);
+		cm_chunk_key(&k, &rd->fid, c);
 		got = cs_read(cm->cs, &k, rd->dv, (uint32_t)(a0 - cstart),
 			      rd->buf + (a0 - rd->off), b0 - a0);
 		if (got == (ssize_t)(b0 - a0)) {
@@ -880,7 +872,7 @@ pf_run(struct cm *cm, struct cm_job *job)
 
 		if (xfer_find(cm->fetch, &p->fid, p->dv, c))
 			continue;
-		mkkey(&k, &p->fid, c);
+		cm_chunk_key(&k, &p->fid, c);
 		if (cs_lookup(cm->cs, &k, &info) == 0 && info.dv == p->dv)
 			continue;
 		if (xfer_want(cm, &p->fid, p->dv, p->fsize, c, NULL) < 0)

@@ -1078,9 +1078,9 @@ event_apply(struct cm *cm, const struct proto_event *ev)
 	bool have;
 	char fs[FID_STRLEN];
 
-	CM_STAT_INC(cm, events);
 	if (mut_defer_event(cm, ev))
 		return; /* looked at again when our change is applied */
+	CM_STAT_INC(cm, events);
 	log_debug(LOG_EV, "event %llu %s '%s' dv %llu",
 		  (unsigned long long)ev->seq, proto_ev_name(ev->kind),
 		  fid_fmt(&ev->fid, fs), (unsigned long long)ev->dv);

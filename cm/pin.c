@@ -878,9 +878,7 @@ fetch_pump(struct pjob *j)
 			j->ci = 0;
 			continue;
 		}
-		k.vol = f->fid.vol;
-		memcpy(k.fid, f->fid.oid, sizeof(k.fid));
-		k.chunk = j->ci++;
+		cm_chunk_key(&k, &f->fid, j->ci++);
 		if (cs_lookup(cm->cs, &k, &info) == 0 && info.dv == f->dv &&
 		    (info.flags & CS_F_VALID)) {
 			j->bytes_done += info.len;

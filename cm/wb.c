@@ -187,15 +187,6 @@ forget_locked(struct wb *wb, struct wstate *ws)
 }
 
 static void
-mkkey(struct cs_key *k, const struct fid *fid, uint64_t chunk)
-{
-	memset(k, 0, sizeof(*k));
-	k->vol = fid->vol;
-	memcpy(k->fid, fid->oid, sizeof(k->fid));
-	k->chunk = chunk;
-}
-
-static void
 mark_dirty_locked(struct wb *wb, struct wstate *ws)
 {
 	if (ws->gone)
@@ -502,7 +493,7 @@ prepare_chunk(struct cm *cm, const struct fid *fid, uint64_t base_dv,
 	struct cs_info info;
 	bool present;
 
-	mkkey(&k, fid, c);
+	cm_chunk_key(&k, fid, c);
 	present = cs_lookup(cm->cs, &k, &info) == 0 && info.dv == base_dv;
 	if (present) {
 		if (info.flags & CS_F_DIRTY)
@@ -645,7 +636,7 @@ wb_write(struct cm *cm, const struct fid *fid, uint64_t off, const void *buf,
 			*need = c;
 		if (rc < 0)
 			break;
-		mkkey(&k, fid, c);
+		cm_chunk_key(&k, fid, c);
 		rc = cs_write(cm->cs, &k, s.base_dv, a,
 			      (const uint8_t *)buf + done, n);
 		if (rc == 0)
@@ -721,7 +712,7 @@ wb_truncate(struct cm *cm, const struct fid *fid, uint64_t size, uint64_t *need)
 			if (rc == -EAGAIN)
 				*need = c;
 			if (rc == 0) {
-				mkkey(&k, fid, c);
+				cm_chunk_key(&k, fid, c);
 				rc = cs_truncate(cm->cs, &k, s.base_dv, in);
 				if (rc == 0)
 					rc = cs_commit_flags(cm->cs, &k,
@@ -774,7 +765,7 @@ wb_read(struct cm *cm, const struct fid *fid, uint64_t off, void *buf,
 		uint64_t valid; /* bytes of the chunk that hold data */
 		ssize_t got = 0;
 
-		mkkey(&k, fid, c);
+		cm_chunk_key(&k, fid, c);
 		if (cs_lookup(cm->cs, &k, &info) == 0 && info.dv == s.base_dv) {
 			valid = info.len;
 			if (!(info.flags & CS_F_DIRTY)) {
@@ -898,7 +889,7 @@ fetch_all_more(struct cm *cm, struct fetch_all *fa)
 		struct cs_info info;
 		int rc;
 
-		mkkey(&k, &fa->fid, c);
+		cm_chunk_key(&k, &fa->fid, c);
 		if (cs_lookup(cm->cs, &k, &info) == 0 && info.dv == fa->dv)
 			continue;
 		fa->inflight++;
@@ -1023,7 +1014,7 @@ stage_one(struct store *st, size_t i)
 		buf = malloc(cm->chunk_size);
 		if (!buf)
 			return -ENOMEM;
-		mkkey(&k, &st->src_fid, st->op.chunks[i]);
+		cm_chunk_key(&k, &st->src_fid, st->op.chunks[i]);
 		got = cs_read(cm->cs, &k, st->src_dv, 0, buf, cm->chunk_size);
 		if (got > 0 && st->cf && cs_lookup(cm->cs, &k, &info) == 0 &&
 		    !(info.flags & CS_F_DIRTY)) {
@@ -1541,7 +1532,7 @@ conflict_created(struct cm *cm, void *arg, int err,
 		struct cs_key k;
 		struct cs_info info;
 
-		mkkey(&k, &cp->src_fid, ch);
+		cm_chunk_key(&k, &cp->src_fid, ch);
 		if (cs_lookup(cm->cs, &k, &info) == 0 &&
 		    info.dv == cf->base_dv) {
 			if (collect_add(&c, ch, true) < 0)
@@ -1770,7 +1761,7 @@ store_from_log(struct cm *cm, uint64_t seq, const struct proto_op *op,
 		struct cs_key k;
 		struct cs_info info;
 
-		mkkey(&k, &op->fid, op->chunks[i]);
+		cm_chunk_key(&k, &op->fid, op->chunks[i]);
 		st->dirty[i] = cs_lookup(cm->cs, &k, &info) == 0 &&
 			       info.dv == src_dv && (info.flags & CS_F_DIRTY);
 	}
@@ -1868,7 +1859,7 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 		struct cs_key k;
 		struct cs_info info;
 
-		mkkey(&k, &op->fid, op->chunks[i]);
+		cm_chunk_key(&k, &op->fid, op->chunks[i]);
 		if (cs_lookup(cm->cs, &k, &info) == 0 &&
 		    (info.flags & CS_F_DIRTY) && info.dv == src)
 			cs_mark_clean(cm->cs, &k, a->dv);

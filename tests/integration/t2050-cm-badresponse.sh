@@ -19,60 +19,23 @@ vos import bad "$src" >/dev/null || exit 99
 make_token bad ro "$T_DIR/tok"
 
 echo good >"$T_DIR/mode"
-cat >"$T_DIR/proxy.py" <<'PY'
-import http.client, http.server, os, sys, threading
-up_port, mode_file, log_file, port_file = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-lock = threading.Lock()
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *a):
-        pass
-    def relay(self):
-        mode = open(mode_file).read().strip()
-        if "/events" in self.path:
-            # No event stream through the proxy: cairnd retries it.
-            body = b'{"error": "no events here", "errno": "EIO"}'
-            self.send_response(500)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        n = int(self.headers.get("Content-Length") or 0)
-        req_body = self.rfile.read(n) if n else None
-        c = http.client.HTTPConnection("127.0.0.1", up_port, timeout=10)
-        hdrs = {k: v for k, v in self.headers.items() if k.lower() in
-                ("authorization", "content-type", "if-none-match")}
-        c.request(self.command, self.path, body=req_body, headers=hdrs)
-        r = c.getresponse()
-        body = r.read()
-        is_data = "/data/" in self.path and r.status == 200
-        if is_data:
-            with lock, open(log_file, "a") as f:
-                f.write("%s %s\n" % (mode, self.path))
-            if mode == "badsum" and body:
-                body = bytes([body[0] ^ 0xff]) + body[1:]
-            elif mode == "short":
-                body = body[:len(body) // 2]
-            elif mode == "long":
-                body = body + b"x" * (4 << 20)
-        self.send_response(r.status)
-        for k, v in r.getheaders():
-            # Without block sums, as from a server older than them: this
-            # test holds the whole-chunk path (t2130 tests the block path).
-            if k.lower() not in ("content-length", "transfer-encoding", "connection",
-                                 "x-cairn-blocks"):
-                self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        c.close()
-    do_GET = do_POST = do_PUT = relay
-s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-open(port_file, "w").write(str(s.server_address[1]))
-s.serve_forever()
+# How the relay (spoilproxy.py) spoils a chunk reply in each mode. Without
+# X-Cairn-Blocks, as from a server older than them: this test holds the
+# whole-chunk path (t2130 tests the block path).
+cat >"$T_DIR/spoil.py" <<'PY'
+def spoil(mode, status, headers, body):
+    headers = [(k, v) for k, v in headers if k.lower() != "x-cairn-blocks"]
+    if mode[0] == "badsum" and body:
+        body = bytes([body[0] ^ 0xff]) + body[1:]
+    elif mode[0] == "short":
+        body = body[:len(body) // 2]
+    elif mode[0] == "long":
+        body = body + b"x" * (4 << 20)
+    return headers, body, len(body), 0
 PY
 : >"$T_DIR/proxy.req"
-python3 "$T_DIR/proxy.py" "$VOLD_PORT" "$T_DIR/mode" "$T_DIR/proxy.req" "$T_DIR/proxy.port" \
+python3 "$top_srcdir/tests/integration/spoilproxy.py" "$VOLD_PORT" "$T_DIR/mode" \
+	"$T_DIR/proxy.req" "$T_DIR/proxy.port" "$T_DIR/spoil.py" \
 	>"$T_DIR/proxy.log" 2>&1 &
 t_track_pid $!
 wait_for 10 test -s "$T_DIR/proxy.port" || { echo "# proxy did not start"; exit 99; }

@@ -23,64 +23,18 @@ make_token early ro "$T_DIR/tok"
 # MS, send the rest), "corrupt OFF" (flip the byte at OFF of every chunk
 # body), "noblocks BYTES MS" (like slow, without X-Cairn-Blocks).
 echo good >"$T_DIR/mode"
-cat >"$T_DIR/proxy.py" <<'PY'
-import http.client, http.server, sys, threading, time
-up_port, mode_file, log_file, port_file = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-lock = threading.Lock()
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *a):
-        pass
-    def relay(self):
-        mode = open(mode_file).read().split()
-        if "/events" in self.path:
-            # No event stream through the proxy: cairnd retries it.
-            body = b'{"error": "no events here", "errno": "EIO"}'
-            self.send_response(500)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        n = int(self.headers.get("Content-Length") or 0)
-        req_body = self.rfile.read(n) if n else None
-        c = http.client.HTTPConnection("127.0.0.1", up_port, timeout=10)
-        hdrs = {k: v for k, v in self.headers.items() if k.lower() in
-                ("authorization", "content-type", "if-none-match")}
-        c.request(self.command, self.path, body=req_body, headers=hdrs)
-        r = c.getresponse()
-        body = r.read()
-        c.close()
-        is_data = "/data/" in self.path and r.status == 200
-        first, stall, drop = len(body), 0, False
-        if is_data:
-            with lock, open(log_file, "a") as f:
-                f.write("%s %s %s\n" % (mode[0], self.path,
-                        r.getheader("X-Cairn-Blocks") is not None))
-            if mode[0] in ("slow", "noblocks"):
-                first, stall = int(mode[1]), int(mode[2]) / 1000.0
-                drop = mode[0] == "noblocks"
-            elif mode[0] == "corrupt" and len(body) > int(mode[1]):
-                o = int(mode[1])
-                body = body[:o] + bytes([body[o] ^ 0x01]) + body[o + 1:]
-        self.send_response(r.status)
-        for k, v in r.getheaders():
-            if k.lower() in ("content-length", "transfer-encoding", "connection"):
-                continue
-            if drop and k.lower() == "x-cairn-blocks":
-                continue
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body[:first])
-        self.wfile.flush()
-        if first < len(body):
-            time.sleep(stall)
-            self.wfile.write(body[first:])
-    do_GET = do_POST = do_PUT = relay
-s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-s.daemon_threads = True
-open(port_file, "w").write(str(s.server_address[1]))
-s.serve_forever()
+cat >"$T_DIR/spoil.py" <<'PY'
+def spoil(mode, status, headers, body):
+    first, stall = len(body), 0
+    if mode[0] in ("slow", "noblocks"):
+        first, stall = int(mode[1]), int(mode[2]) / 1000.0
+        if mode[0] == "noblocks":
+            headers = [(k, v) for k, v in headers
+                       if k.lower() != "x-cairn-blocks"]
+    elif mode[0] == "corrupt" and len(body) > int(mode[1]):
+        o = int(mode[1])
+        body = body[:o] + bytes([body[o] ^ 0x01]) + body[o + 1:]
+    return headers, body, first, stall
 PY
 # Reads of LEN bytes at OFF, one after the other, past readahead
 # (FADV_RANDOM): one line per read, "ok MS SAME" (MS since the first read
@@ -104,7 +58,8 @@ for off, n in zip(args[0::2], args[1::2]):
     print("ok %d %d" % (ms, 1 if got == want else 0), flush=True)
 PY
 : >"$T_DIR/proxy.req"
-python3 "$T_DIR/proxy.py" "$VOLD_PORT" "$T_DIR/mode" "$T_DIR/proxy.req" "$T_DIR/proxy.port" \
+python3 "$top_srcdir/tests/integration/spoilproxy.py" "$VOLD_PORT" "$T_DIR/mode" \
+	"$T_DIR/proxy.req" "$T_DIR/proxy.port" "$T_DIR/spoil.py" \
 	>"$T_DIR/proxy.log" 2>&1 &
 t_track_pid $!
 wait_for 10 test -s "$T_DIR/proxy.port" || { echo "# proxy did not start"; exit 99; }

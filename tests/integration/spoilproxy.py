@@ -1,0 +1,97 @@
+"""spoilproxy.py - an HTTP relay between cairnd and cairn-vold on 127.0.0.1
+that spoils chunk replies on demand (tests only).
+
+    python3 spoilproxy.py UP_PORT MODE_FILE LOG_FILE PORT_FILE SPOILER
+
+It listens on an ephemeral 127.0.0.1 port (written to PORT_FILE) and relays
+every request to 127.0.0.1:UP_PORT, except the event stream, which gets a
+500 (cairnd retries it). MODE_FILE holds the current mode, read again for
+every request, so a test changes the proxy's behaviour by rewriting it.
+
+SPOILER is a python file defining
+
+    spoil(mode, status, headers, body) -> (headers, body, first, stall)
+
+called for every 200 reply to a GET of chunk data (".../data/..."), with
+mode = MODE_FILE's words, headers = [(name, value)] of the upstream reply
+(without Content-Length, Transfer-Encoding and Connection), body = bytes.
+The proxy sends the returned headers and body, stopping after the first
+`first` bytes for `stall` seconds. Each such request is logged to LOG_FILE
+as "MODE PATH BLOCKS" (BLOCKS: whether upstream sent X-Cairn-Blocks).
+"""
+import http.client
+import http.server
+import sys
+import threading
+import time
+
+HOP = ("content-length", "transfer-encoding", "connection")
+FORWARD = ("authorization", "content-type", "if-none-match")
+
+
+def main():
+    up_port, mode_file, log_file, port_file, spoiler = sys.argv[1:6]
+    up_port = int(up_port)
+    env = {}
+    with open(spoiler) as f:
+        exec(compile(f.read(), spoiler, "exec"), env)
+    spoil = env["spoil"]
+    lock = threading.Lock()
+
+    class Relay(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def reply(self, status, headers, body, first, stall):
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[:first])
+            self.wfile.flush()
+            if first < len(body):
+                time.sleep(stall)
+                self.wfile.write(body[first:])
+
+        def relay(self):
+            with open(mode_file) as f:
+                mode = f.read().split()
+            if "/events" in self.path:
+                body = b'{"error": "no events here", "errno": "EIO"}'
+                self.reply(500, [], body, len(body), 0)
+                return
+            n = int(self.headers.get("Content-Length") or 0)
+            req_body = self.rfile.read(n) if n else None
+            c = http.client.HTTPConnection("127.0.0.1", up_port, timeout=10)
+            hdrs = {k: v for k, v in self.headers.items()
+                    if k.lower() in FORWARD}
+            c.request(self.command, self.path, body=req_body, headers=hdrs)
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            headers = [(k, v) for k, v in r.getheaders()
+                       if k.lower() not in HOP]
+            first, stall = len(body), 0
+            if "/data/" in self.path and r.status == 200:
+                with lock, open(log_file, "a") as f:
+                    f.write("%s %s %s\n" % (mode[0] if mode else "-",
+                            self.path,
+                            r.getheader("X-Cairn-Blocks") is not None))
+                headers, body, first, stall = spoil(mode, r.status,
+                                                    headers, body)
+            self.reply(r.status, headers, body, first, stall)
+
+        do_GET = do_POST = do_PUT = relay
+
+    s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Relay)
+    s.daemon_threads = True
+    with open(port_file, "w") as f:
+        f.write(str(s.server_address[1]))
+    s.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
