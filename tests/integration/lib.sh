@@ -240,4 +240,17 @@ cairnd_kill9() { # MNT
 }
 
 # Drop the kernel's page cache for files under PATH (warm vs hot reads).
+# spoilproxy_start SPOILER: start tests/integration/spoilproxy.py between
+# cairnd and cairn-vold (mode in $T_DIR/mode, data requests logged to
+# $T_DIR/proxy.req); sets real_url (the server) and points VOLD_URL at the
+# proxy, so mounts made next go through it.
+spoilproxy_start() {
+	: >"$T_DIR/proxy.req"
+	python3 "$top_srcdir/tests/integration/spoilproxy.py" "$VOLD_PORT" "$T_DIR/mode" \
+		"$T_DIR/proxy.req" "$T_DIR/proxy.port" "$1" >"$T_DIR/proxy.log" 2>&1 &
+	t_track_pid $!
+	wait_for 10 test -s "$T_DIR/proxy.port" || { echo "# proxy did not start"; return 1; }
+	real_url=$VOLD_URL
+	VOLD_URL=http://127.0.0.1:$(cat "$T_DIR/proxy.port")
+}
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }

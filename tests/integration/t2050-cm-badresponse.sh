@@ -33,14 +33,7 @@ def spoil(mode, status, headers, body):
         body = body + b"x" * (4 << 20)
     return headers, body, len(body), 0
 PY
-: >"$T_DIR/proxy.req"
-python3 "$top_srcdir/tests/integration/spoilproxy.py" "$VOLD_PORT" "$T_DIR/mode" \
-	"$T_DIR/proxy.req" "$T_DIR/proxy.port" "$T_DIR/spoil.py" \
-	>"$T_DIR/proxy.log" 2>&1 &
-t_track_pid $!
-wait_for 10 test -s "$T_DIR/proxy.port" || { echo "# proxy did not start"; exit 99; }
-real_url=$VOLD_URL
-VOLD_URL=http://127.0.0.1:$(cat "$T_DIR/proxy.port")
+spoilproxy_start "$T_DIR/spoil.py" || exit 99
 mnt=$T_DIR/mnt
 cairnd_mount "$mnt" "$T_DIR/cache" bad "$T_DIR/tok" --fetch-timeout 3s --readahead 0 || exit 1
 stat_of() { getfattr --only-values -n cairn.stats "$mnt" 2>/dev/null | awk -v k="$1" '$1 == k {print $2}'; }
