@@ -106,9 +106,10 @@ open_root(bool create, struct vs_root **r)
 /* A getopt_long loop shared by the commands: returns the option or -1;
  * "--help" prints @usage and exits 0. */
 static int
-getopt_cmd(int argc, char **argv, const struct option *lo, const char *usage)
+getopt_cmd_s(int argc, char **argv, const char *shortopts,
+	     const struct option *lo, const char *usage)
 {
-	int c = getopt_long(argc, argv, "h", lo, NULL);
+	int c = getopt_long(argc, argv, shortopts, lo, NULL);
 
 	if (c == 'h') {
 		fputs(usage, stdout);
@@ -119,6 +120,12 @@ getopt_cmd(int argc, char **argv, const struct option *lo, const char *usage)
 		exit(EX_USAGE_);
 	}
 	return c;
+}
+
+static int
+getopt_cmd(int argc, char **argv, const struct option *lo, const char *usage)
+{
+	return getopt_cmd_s(argc, argv, "h", lo, usage);
 }
 
 /* ---- init, create, list, examine, remove ---- */
@@ -430,9 +437,45 @@ cmd_remove(int argc, char **argv)
 /* ---- token ---- */
 
 static const char usage_token[] =
-	"usage: vos [--root DIR] token NAME --rw|--ro [--expires DURATION]\n"
+	"usage: vos [--root DIR] token NAME --rw|--ro [--expires DURATION] [-o FILE]\n"
 	"Print a bearer token for volume NAME (DURATION like 30d, 12h, 90m;\n"
-	"default: never expires).\n";
+	"default: never expires). With -o FILE, write it to FILE instead,\n"
+	"created with mode 0600 (replaced atomically if it exists): cairnd\n"
+	"refuses a token file that others can read. The token names the\n"
+	"volume's id and token epoch: 'vos revoke NAME' voids it.\n";
+
+/* Write @tok and a newline to @path with mode 0600 from the first byte:
+ * a temporary file made by mkstemp() (always 0600) beside it, fsynced,
+ * renamed over @path. @return 0 or -errno. */
+static int
+write_token_file(const char *path, const char *tok)
+{
+	char tmp[PATH_MAX];
+	int fd, rc = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fchmod(fd, 0600) < 0)
+		rc = -errno;
+	if (!rc)
+		rc = util_write_all(fd, tok, strlen(tok));
+	if (!rc)
+		rc = util_write_all(fd, "\n", 1);
+	if (!rc && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	else
+		util_fsync_parent(path);
+	return rc;
+}
 
 static int
 cmd_token(int argc, char **argv)
@@ -440,21 +483,27 @@ cmd_token(int argc, char **argv)
 	static const struct option lo[] = {{"rw", no_argument, NULL, 'w'},
 					   {"ro", no_argument, NULL, 'r'},
 					   {"expires", required_argument, NULL, 'e'},
+					   {"output", required_argument, NULL, 'o'},
 					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
 	uint8_t key[TOKEN_KEY_MAX];
 	size_t klen = sizeof(key);
 	char tok[TOKEN_MAX];
+	const char *out = NULL;
+	struct token_info ti = {0};
+	struct vs_tokstate ts = {0};
 	struct vs_volinfo vi;
 	struct vs_root *r;
 	uint64_t expiry = 0, ms;
 	int c, rc, rw = -1;
 
-	while ((c = getopt_cmd(argc, argv, lo, usage_token)) != -1) {
+	while ((c = getopt_cmd_s(argc, argv, "ho:", lo, usage_token)) != -1) {
 		if (c == 'w')
 			rw = rw == 0 ? -2 : 1;
 		else if (c == 'r')
 			rw = rw == 1 ? -2 : 0;
+		else if (c == 'o')
+			out = optarg;
 		else if (c == 'e') {
 			size_t l = strlen(optarg);
 			char buf[64];
@@ -480,7 +529,7 @@ cmd_token(int argc, char **argv)
 			expiry = (uint64_t)time(NULL) + ms / 1000;
 		}
 	}
-	if (optind + 1 != argc || rw < 0) {
+	if (optind + 1 != argc || rw < 0 || (out && !*out)) {
 		if (rw == -2)
 			fprintf(stderr, "vos: give one of --rw and --ro\n");
 		fputs(usage_token, stderr);
@@ -494,15 +543,71 @@ cmd_token(int argc, char **argv)
 		vs_root_close(r);
 		return fail(rc, "no volume '%s'", argv[optind]);
 	}
+	rc = vs_tokstate_ensure(r, argv[optind]);
+	if (!rc)
+		rc = vs_tokstate_get(r, argv[optind], true, &ts);
+	if (!rc && ts.id != vi.id)
+		rc = -EINVAL;
+	if (rc) {
+		vs_root_close(r);
+		return fail(rc, "cannot read the token state of '%s'",
+			    argv[optind]);
+	}
 	rc = vs_root_key(r, false, key, &klen);
 	vs_root_close(r);
 	if (rc)
 		return fail(rc, "cannot read the secret key");
-	rc = token_mint(key, klen, argv[optind], rw, expiry, tok, sizeof(tok));
+	snprintf(ti.vol, sizeof(ti.vol), "%s", argv[optind]);
+	ti.volid = ts.id;
+	ti.epoch = ts.epoch;
+	ti.rw = rw;
+	ti.expiry = expiry;
+	rc = token_mint(key, klen, &ti, tok, sizeof(tok));
 	memset(key, 0, sizeof(key));
 	if (rc < 0)
 		return fail(rc, "cannot mint a token");
+	if (out) {
+		rc = write_token_file(out, tok);
+		memset(tok, 0, sizeof(tok));
+		if (rc)
+			return fail(rc, "cannot write '%s'", out);
+		return 0;
+	}
 	printf("%s\n", tok);
+	return 0;
+}
+
+static const char usage_revoke[] =
+	"usage: vos [--root DIR] revoke NAME\n"
+	"Void every token minted so far for volume NAME (its token epoch\n"
+	"moves on; the server key stays); mint new ones with 'vos token'.\n";
+
+static int
+cmd_revoke(int argc, char **argv)
+{
+	static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	struct vs_root *r;
+	uint64_t epoch = 0;
+	int rc;
+
+	while (getopt_cmd(argc, argv, lo, usage_revoke) != -1)
+		;
+	if (optind + 1 != argc) {
+		fputs(usage_revoke, stderr);
+		return EX_USAGE_;
+	}
+	rc = open_root(false, &r);
+	if (rc)
+		return ex_of(rc);
+	rc = vs_vol_revoke(r, argv[optind], &epoch);
+	vs_root_close(r);
+	if (rc == -ENOENT)
+		return fail(rc, "no volume '%s'", argv[optind]);
+	if (rc)
+		return fail(rc, "cannot revoke the tokens of '%s'", argv[optind]);
+	printf("tokens of '%s' revoked (token epoch %" PRIu64 ")\n",
+	       argv[optind], epoch);
 	return 0;
 }
 
@@ -1121,6 +1226,7 @@ static const struct cmd cmds[] = {
 	{"import", cmd_import, usage_import},
 	{"export", cmd_export, usage_export},
 	{"token", cmd_token, usage_token},
+	{"revoke", cmd_revoke, usage_revoke},
 };
 
 static void

@@ -441,8 +441,12 @@ make_fuse_opts(struct cm *cm)
 
 	if (!s)
 		return NULL;
+	/* nosuid,nodev first, whatever libfuse's defaults are: a volume's
+	 * set-id bits and device numbers come from whoever wrote them, and
+	 * with allow_other any local user reaches them. "-o suid" or "-o dev"
+	 * come later in the list and win (cairnd(8)). */
 	snprintf(s, n,
-		 "allow_other,default_permissions,fsname=cairn:%s,"
+		 "nosuid,nodev,allow_other,default_permissions,fsname=cairn:%s,"
 		 "subtype=cairn%s%s",
 		 cm->cfg.volume, cm->cfg.fuse_opts ? "," : "",
 		 cm->cfg.fuse_opts ? cm->cfg.fuse_opts : "");

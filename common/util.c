@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,4 +367,46 @@ util_crc32c(uint32_t crc, const void *buf, size_t len)
 		return ~crc_sse42(~crc, buf, len);
 #endif
 	return ~crc_table(~crc, buf, len);
+}
+
+int
+util_check_secret_file(int fd, const char *path, char *why, size_t whylen)
+{
+	struct passwd pw, *pp = NULL, mpw, *mp = NULL;
+	char pbuf[1024], mbuf[1024], owner[64], me[64];
+	const char *what = NULL;
+	uid_t euid = geteuid();
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode) && st.st_uid == euid && !(st.st_mode & 077))
+		return 0;
+	if (!S_ISREG(st.st_mode))
+		what = "not a regular file";
+	else if (st.st_uid != euid)
+		what = "owned by another user";
+	else
+		what = "group or others may read or change it";
+	getpwuid_r(st.st_uid, &pw, pbuf, sizeof(pbuf), &pp);
+	getpwuid_r(euid, &mpw, mbuf, sizeof(mbuf), &mp);
+	if (pp)
+		snprintf(owner, sizeof(owner), "%s (uid %u)", pp->pw_name,
+			 (unsigned)st.st_uid);
+	else
+		snprintf(owner, sizeof(owner), "uid %u", (unsigned)st.st_uid);
+	if (mp)
+		snprintf(me, sizeof(me), "%s", mpw.pw_name);
+	else
+		snprintf(me, sizeof(me), "%u", (unsigned)euid);
+	if (!S_ISREG(st.st_mode))
+		snprintf(why, whylen, "mode %04o, owner %s: %s",
+			 (unsigned)(st.st_mode & 07777), owner, what);
+	else
+		snprintf(why, whylen,
+			 "mode %04o, owner %s: %s; it must be readable by %s "
+			 "alone; fix: chmod 600 '%s'; chown %s '%s'",
+			 (unsigned)(st.st_mode & 07777), owner, what, me, path,
+			 me, path);
+	return -EPERM;
 }
