@@ -1014,6 +1014,8 @@ struct exp {
 	struct vs_vol *v;
 	struct hlmap hl; /* keyed by the first 8 bytes of the oid */
 	bool chown_ok;
+	bool keep_setid; /* --keep-setid */
+	uint64_t dropped; /* objects whose set-id bits were dropped */
 	int warned;
 };
 
@@ -1026,10 +1028,21 @@ export_meta(struct exp *ex, const char *path, const struct proto_attr *a)
 	uint64_t dv;
 	int rc;
 
+	uint32_t mode = a->mode;
+
+	/* Set-id bits are what any client with a rw token chose: written
+	 * as they are, with the owners a client chose too, they would hand
+	 * whoever runs the file the rights of that owner on this machine.
+	 * The sticky bit grants nothing and stays. */
+	if (!ex->keep_setid && a->type != PROTO_T_SYMLINK &&
+	    (mode & (S_ISUID | S_ISGID))) {
+		mode &= ~(uint32_t)(S_ISUID | S_ISGID);
+		ex->dropped++;
+	}
 	if (lchown(path, a->uid, a->gid) < 0 && !ex->warned++)
 		fprintf(stderr, "vos: cannot set the owner of '%s': %s "
 			"(owners are not kept)\n", path, strerror(errno));
-	if (a->type != PROTO_T_SYMLINK && chmod(path, a->mode) < 0)
+	if (a->type != PROTO_T_SYMLINK && chmod(path, mode) < 0)
 		return report(-errno, "cannot chmod '%s'", path);
 	if (a->type != PROTO_T_SYMLINK) {
 		rc = vs_xattrs(ex->v, &a->fid, &dv, &x, &n);
@@ -1159,15 +1172,19 @@ export_dir(struct exp *ex, const struct fid *dir, const char *dpath, int depth)
 }
 
 static const char usage_export[] =
-	"usage: vos [--root DIR] export NAME DESTDIR\n"
+	"usage: vos [--root DIR] export NAME DESTDIR [--keep-setid]\n"
 	"Write the tree of volume NAME into DESTDIR (made if missing; must be\n"
-	"empty), byte for byte with modes, owners, times, links and xattrs.\n";
+	"empty), byte for byte with modes, owners, times, links and xattrs.\n"
+	"Set-user-id and set-group-id bits are dropped (a client chose them)\n"
+	"unless --keep-setid is given; the sticky bit is kept.\n";
 
 static int
 cmd_export(int argc, char **argv)
 {
-	static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
-					   {NULL, 0, NULL, 0}};
+	static const struct option lo[] = {
+		{"keep-setid", no_argument, NULL, 'k'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}};
 	struct exp ex = {0};
 	struct vs_root *r = NULL;
 	struct vs_volinfo vi;
@@ -1177,7 +1194,8 @@ cmd_export(int argc, char **argv)
 	int c, rc;
 
 	while ((c = getopt_cmd(argc, argv, lo, usage_export)) != -1)
-		;
+		if (c == 'k')
+			ex.keep_setid = true;
 	if (optind + 2 != argc)
 		return fprintf(stderr, "%s", usage_export), EX_USAGE_;
 	name = argv[optind];
@@ -1208,6 +1226,10 @@ cmd_export(int argc, char **argv)
 		rc = export_dir(&ex, &vi.root, dst, 0);
 	if (!rc)
 		rc = export_meta(&ex, dst, &ra);
+	if (ex.dropped)
+		fprintf(stderr, "vos: dropped the set-user-id/set-group-id bits "
+			"of %" PRIu64 " object%s (--keep-setid keeps them)\n",
+			ex.dropped, ex.dropped == 1 ? "" : "s");
 out:
 	vs_vol_close(ex.v);
 	hl_free(&ex.hl);
