@@ -70,18 +70,37 @@ ex_of(int rc)
 	}
 }
 
-/* Print "vos: MESSAGE: strerror" and return @rc (a negative errno). */
+/* @s escaped for a terminal (util_escape()) in one of 4 buffers reused
+ * in turn, so one printf() may hold up to 4. Names in a volume may hold
+ * any byte but '/' and NUL: a newline or an escape sequence in one must
+ * not forge lines or move the cursor. */
+static const char *
+esc(const char *s)
+{
+	static char *ring[4];
+	static unsigned next;
+	char **slot = &ring[next++ % 4];
+
+	free(*slot);
+	*slot = util_escape_dup(s ? s : "");
+	return *slot ? *slot : "?";
+}
+
+/* Print "vos: MESSAGE: strerror" and return @rc (a negative errno). The
+ * message is escaped as a whole: its arguments are often paths. */
 static int
 report(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int
 report(int rc, const char *fmt, ...)
 {
+	char msg[PATH_MAX * 2];
 	va_list ap;
 
 	fputs("vos: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	fputs(esc(msg), stderr);
 	if (rc)
 		fprintf(stderr, ": %s", strerror(-rc));
 	fputc('\n', stderr);
@@ -745,7 +764,7 @@ import_xattrs(struct imp *im, int fd, const struct fid *fid, const char *path)
 		rc = vs_apply_raw(im->v, &op, NULL);
 		if (rc) {
 			fprintf(stderr, "vos: cannot import xattr '%s' of '%s': %s\n",
-				p, path, strerror(-rc));
+				esc(p), esc(path), strerror(-rc));
 			goto out;
 		}
 	}
@@ -820,7 +839,7 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 		op.target = t;
 	} else {
 		fprintf(stderr, "vos: skipping '%s': sockets and device nodes "
-			"are not stored in volumes\n", path);
+			"are not stored in volumes\n", esc(path));
 		return 0;
 	}
 	new_opid(&op);
@@ -996,7 +1015,7 @@ cmd_import(int argc, char **argv)
 	}
 	made = false;
 	printf("imported %s into volume %s (id %08x): %" PRIu64 " objects, "
-	       "%" PRIu64 " bytes\n", src, name, vi.id, im.files, im.bytes);
+	       "%" PRIu64 " bytes\n", esc(src), name, vi.id, im.files, im.bytes);
 out:
 	vs_vol_close(im.v);
 	if (made)
@@ -1041,7 +1060,7 @@ export_meta(struct exp *ex, const char *path, const struct proto_attr *a)
 	}
 	if (lchown(path, a->uid, a->gid) < 0 && !ex->warned++)
 		fprintf(stderr, "vos: cannot set the owner of '%s': %s "
-			"(owners are not kept)\n", path, strerror(errno));
+			"(owners are not kept)\n", esc(path), strerror(errno));
 	if (a->type != PROTO_T_SYMLINK && chmod(path, mode) < 0)
 		return report(-errno, "cannot chmod '%s'", path);
 	if (a->type != PROTO_T_SYMLINK) {

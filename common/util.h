@@ -63,6 +63,26 @@ int util_mkdir_p(const char *path, mode_t mode);
 int util_check_secret_file(int fd, const char *path, char *why,
 			   size_t whylen);
 
+/*
+ * Escape @len bytes at @in for display on a terminal or in a log line, as
+ * C escapes: \a \b \t \n \v \f \r, "\\" for a backslash, \xHH for
+ * any other byte below 0x20, DEL (0x7f), the C1 controls U+0080..U+009F
+ * (both bytes) and every byte that is not part of valid UTF-8 (overlong
+ * forms, surrogates and code points above U+10FFFF count as invalid).
+ * Printable ASCII and valid UTF-8 are kept as they are. Names may hold
+ * any byte but '/' and NUL; this keeps what a user sees unambiguous and
+ * keeps a hostile name from moving the cursor or forging log lines.
+ * Writes at most @outlen bytes to @out, always NUL-terminated when
+ * @outlen > 0. @return the length the whole escaped text needs (without
+ * the NUL), like snprintf(); at most 4 * @len. Any thread.
+ */
+size_t util_escape(const char *in, size_t len, char *out, size_t outlen);
+
+/* util_escape() of the NUL-terminated @s into a heap string the caller
+ * frees. @return NULL and errno ENOMEM if out of memory; NULL @s gives
+ * NULL with errno EINVAL. */
+char *util_escape_dup(const char *s);
+
 /* CRC32C (Castagnoli), chainable: crc = util_crc32c(crc, buf, len) starting
  * at 0; util_crc32c(0, "123456789", 9) is 0xe3069283. The wire's per-block
  * checksums (doc/protocol.md, X-Cairn-Blocks) use it. The chunk store has
