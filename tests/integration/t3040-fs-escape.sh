@@ -30,6 +30,11 @@ t_is "$(has_raw "$T_DIR/examine.out")" 0 "fs examine: no raw ESC"
 "$FS" flushmeta "$mnt/$evil" >"$T_DIR/flushmeta.out" 2>&1
 t_ok "$(grep -qF 'flushed metadata of' "$T_DIR/flushmeta.out" && [ "$(wc -l <"$T_DIR/flushmeta.out")" = 1 ] && echo 0 || echo 1)" "fs flushmeta: one escaped line"
 t_is "$(has_raw "$T_DIR/flushmeta.out")" 0 "fs flushmeta: no raw ESC"
+"$FS" pin -q "$mnt/$evil" >"$T_DIR/pin.out" 2>&1
+t_ok "$(grep -qF 'pinned '"$mnt"'/evil\nname\x1b[31m' "$T_DIR/pin.out" && echo 0 || echo 1)" "fs pin names the file escaped"
+"$FS" pins -m "$mnt" >"$T_DIR/pins.out" 2>&1
+t_ok "$(grep -qF "$mnt/evil\\nname\\x1b[31m" "$T_DIR/pins.out" && [ "$(wc -l <"$T_DIR/pins.out")" = 3 ] && echo 0 || echo 1)" "fs pins lists it escaped, on one line"
+t_is "$(has_raw "$T_DIR/pins.out")" 0 "fs pins: no raw ESC"
 "$FS" examine "$mnt/$evil" --json >"$T_DIR/examine.json" 2>&1
 t_is "$(has_raw "$T_DIR/examine.json")" 0 "fs --json: JSON escapes it"
 "$FS" whereis "$mnt/$(printf 'no\033such')" >"$T_DIR/err.out" 2>&1
