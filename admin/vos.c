@@ -456,7 +456,8 @@ cmd_remove(int argc, char **argv)
 /* ---- token ---- */
 
 static const char usage_token[] =
-	"usage: vos [--root DIR] token NAME --rw|--ro [--expires DURATION] [-o FILE]\n"
+	"usage: vos [--root DIR] token NAME --rw|--ro [--expires DURATION]\n"
+	"       [-o FILE]\n"
 	"Print a bearer token for volume NAME (DURATION like 30d, 12h, 90m;\n"
 	"default: never expires). With -o FILE, write it to FILE instead,\n"
 	"created with mode 0600 (replaced atomically if it exists): cairnd\n"
@@ -499,12 +500,13 @@ write_token_file(const char *path, const char *tok)
 static int
 cmd_token(int argc, char **argv)
 {
-	static const struct option lo[] = {{"rw", no_argument, NULL, 'w'},
-					   {"ro", no_argument, NULL, 'r'},
-					   {"expires", required_argument, NULL, 'e'},
-					   {"output", required_argument, NULL, 'o'},
-					   {"help", no_argument, NULL, 'h'},
-					   {NULL, 0, NULL, 0}};
+	static const struct option lo[] = {
+		{"rw", no_argument, NULL, 'w'},
+		{"ro", no_argument, NULL, 'r'},
+		{"expires", required_argument, NULL, 'e'},
+		{"output", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}};
 	uint8_t key[TOKEN_KEY_MAX];
 	size_t klen = sizeof(key);
 	char tok[TOKEN_MAX];
@@ -624,7 +626,8 @@ cmd_revoke(int argc, char **argv)
 	if (rc == -ENOENT)
 		return fail(rc, "no volume '%s'", argv[optind]);
 	if (rc)
-		return fail(rc, "cannot revoke the tokens of '%s'", argv[optind]);
+		return fail(rc, "cannot revoke the tokens of '%s'",
+			    argv[optind]);
 	printf("tokens of '%s' revoked (token epoch %" PRIu64 ")\n",
 	       argv[optind], epoch);
 	return 0;
@@ -763,7 +766,8 @@ import_xattrs(struct imp *im, int fd, const struct fid *fid, const char *path)
 		op.xlen = (size_t)vl;
 		rc = vs_apply_raw(im->v, &op, NULL);
 		if (rc) {
-			fprintf(stderr, "vos: cannot import xattr '%s' of '%s': %s\n",
+			fprintf(stderr,
+				"vos: cannot import xattr '%s' of '%s': %s\n",
 				esc(p), esc(path), strerror(-rc));
 			goto out;
 		}
@@ -838,8 +842,10 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 		op.type = PROTO_T_SYMLINK;
 		op.target = t;
 	} else {
-		fprintf(stderr, "vos: skipping '%s': sockets and device nodes "
-			"are not stored in volumes\n", esc(path));
+		fprintf(stderr,
+			"vos: skipping '%s': sockets and device nodes "
+			"are not stored in volumes\n",
+			esc(path));
 		return 0;
 	}
 	new_opid(&op);
@@ -1015,7 +1021,8 @@ cmd_import(int argc, char **argv)
 	}
 	made = false;
 	printf("imported %s into volume %s (id %08x): %" PRIu64 " objects, "
-	       "%" PRIu64 " bytes\n", esc(src), name, vi.id, im.files, im.bytes);
+	       "%" PRIu64 " bytes\n",
+	       esc(src), name, vi.id, im.files, im.bytes);
 out:
 	vs_vol_close(im.v);
 	if (made)
@@ -1033,7 +1040,7 @@ struct exp {
 	struct vs_vol *v;
 	struct hlmap hl; /* keyed by the first 8 bytes of the oid */
 	bool chown_ok;
-	bool keep_setid; /* --keep-setid */
+	bool keep_setid;  /* --keep-setid */
 	uint64_t dropped; /* objects whose set-id bits were dropped */
 	int warned;
 };
@@ -1059,8 +1066,10 @@ export_meta(struct exp *ex, const char *path, const struct proto_attr *a)
 		ex->dropped++;
 	}
 	if (lchown(path, a->uid, a->gid) < 0 && !ex->warned++)
-		fprintf(stderr, "vos: cannot set the owner of '%s': %s "
-			"(owners are not kept)\n", esc(path), strerror(errno));
+		fprintf(stderr,
+			"vos: cannot set the owner of '%s': %s "
+			"(owners are not kept)\n",
+			esc(path), strerror(errno));
 	if (a->type != PROTO_T_SYMLINK && chmod(path, mode) < 0)
 		return report(-errno, "cannot chmod '%s'", path);
 	if (a->type != PROTO_T_SYMLINK) {
@@ -1246,7 +1255,8 @@ cmd_export(int argc, char **argv)
 	if (!rc)
 		rc = export_meta(&ex, dst, &ra);
 	if (ex.dropped)
-		fprintf(stderr, "vos: dropped the set-user-id/set-group-id bits "
+		fprintf(stderr,
+			"vos: dropped the set-user-id/set-group-id bits "
 			"of %" PRIu64 " object%s (--keep-setid keeps them)\n",
 			ex.dropped, ex.dropped == 1 ? "" : "s");
 out:

@@ -52,8 +52,8 @@ static const char usage_text[] =
 	"              [-o FUSE-OPTIONS]\n"
 	"              [--help] [--version]\n"
 	"The token FILE must be a regular file of cairnd's user, mode 0600\n"
-	"('vos token NAME --rw -o FILE' writes it so). The mount is nosuid,nodev\n"
-	"unless -o suid,dev says otherwise.\n";
+	"('vos token NAME --rw -o FILE' writes it so). The mount is\n"
+	"nosuid,nodev unless -o suid,dev says otherwise.\n";
 
 static const struct option long_opts[] = {
 	{"server", required_argument, NULL, 's'},

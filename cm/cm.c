@@ -370,8 +370,10 @@ cm_read_token(const char *path)
 	if (fd < 0) {
 		rc = errno;
 		if (rc == ELOOP)
-			log_err(LOG_MAIN, "cannot use token file '%s': it is a "
-				"symbolic link; give the file itself", path);
+			log_err(LOG_MAIN,
+				"cannot use token file '%s': it is a "
+				"symbolic link; give the file itself",
+				path);
 		errno = rc;
 		return NULL;
 	}

@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TOKEN_PREFIX  "cairn2"
+#define TOKEN_PREFIX	"cairn2"
 #define TOKEN_PREFIX_V1 "cairn1" /* parsed for display, never verified */
 #define TOKEN_KEY_LEN 32   /* bytes of a key made by token_key_generate() */
 #define TOKEN_KEY_MIN 16   /* shortest key token_key_load() accepts */
@@ -78,8 +78,8 @@ int token_verify(const void *key, size_t keylen, const char *token,
  *            volume was made again or its tokens were revoked since. The
  *            caller replies 401 (the token is no longer good at all).
  */
-int token_allows(const struct token_info *ti, const char *vol,
-		 uint32_t volid, uint64_t epoch, int need_rw);
+int token_allows(const struct token_info *ti, const char *vol, uint32_t volid,
+		 uint64_t epoch, int need_rw);
 
 /*
  * Split @tok into its parts WITHOUT checking the MAC (for display and for

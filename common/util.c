@@ -475,14 +475,30 @@ util_escape(const char *in, size_t len, char *out, size_t outlen)
 			continue;
 		}
 		switch (c) {
-		case '\a': e = 'a'; break;
-		case '\b': e = 'b'; break;
-		case '\t': e = 't'; break;
-		case '\n': e = 'n'; break;
-		case '\v': e = 'v'; break;
-		case '\f': e = 'f'; break;
-		case '\r': e = 'r'; break;
-		case '\\': e = '\\'; break;
+		case '\a':
+			e = 'a';
+			break;
+		case '\b':
+			e = 'b';
+			break;
+		case '\t':
+			e = 't';
+			break;
+		case '\n':
+			e = 'n';
+			break;
+		case '\v':
+			e = 'v';
+			break;
+		case '\f':
+			e = 'f';
+			break;
+		case '\r':
+			e = 'r';
+			break;
+		case '\\':
+			e = '\\';
+			break;
 		default:
 			break;
 		}

@@ -60,8 +60,7 @@ int util_mkdir_p(const char *path, mode_t mode);
  * '/etc/cairn/home.token'; chown cairn '/etc/cairn/home.token'".
  * @return 0, -EPERM (refused; @why set), or -errno of fstat().
  */
-int util_check_secret_file(int fd, const char *path, char *why,
-			   size_t whylen);
+int util_check_secret_file(int fd, const char *path, char *why, size_t whylen);
 
 /*
  * Escape @len bytes at @in for display on a terminal or in a log line, as

@@ -449,8 +449,10 @@ main(int argc, char **argv)
 			for (size_t i = 0; i < n; i++) {
 				rc = vs_tokstate_ensure(root, names[i]);
 				if (rc)
-					log_warn(LOG_MAIN, "cannot set up the "
-						 "token state of volume '%s': %s",
+					log_warn(LOG_MAIN,
+						 "cannot set up the "
+						 "token state of volume '%s': "
+						 "%s",
 						 names[i], strerror(-rc));
 			}
 		vs_names_free(names, n);

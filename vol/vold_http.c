@@ -1215,11 +1215,11 @@ check_token(struct vold *vd, struct evhttp_request *req, const char *vol,
 	rc = token_verify(vd->key, vd->keylen, h, (uint64_t)time(NULL), &ti);
 	if (rc) {
 		struct token_info old;
+		const char *why = "invalid or expired token";
 
-		reply_err(req, EACCES, 401,
-			  token_parse(h, &old) == 0 && old.version == 1 ?
-			  "old-format token: mint a new one with vos token" :
-			  "invalid or expired token", 0);
+		if (token_parse(h, &old) == 0 && old.version == 1)
+			why = "old-format token: mint a new one with vos token";
+		reply_err(req, EACCES, 401, why, 0);
 		return -1;
 	}
 	if (strcmp(ti.vol, vol)) {
@@ -1255,8 +1255,8 @@ check_token(struct vold *vd, struct evhttp_request *req, const char *vol,
 		return -1;
 	}
 	if (rc) {
-		log_err(LOG_VOL, "cannot read the token state of '%s': %s",
-			vol, strerror(-rc));
+		log_err(LOG_VOL, "cannot read the token state of '%s': %s", vol,
+			strerror(-rc));
 		reply_err(req, EIO, 0, "cannot read the volume's token state",
 			  0);
 		return -1;

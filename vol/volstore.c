@@ -774,8 +774,9 @@ tokstate_write(int dfd, uint32_t id, uint64_t epoch)
 	n = snprintf(buf, sizeof(buf), "%08" PRIx32 " %" PRIu64 "\n", id,
 		     epoch);
 	snprintf(tmp, sizeof(tmp), "tokens.tmp.%d", (int)getpid());
-	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
-				      O_CLOEXEC, 0600);
+	fd = openat(dfd, tmp,
+		    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+		    0600);
 	if (fd < 0)
 		return -errno;
 	rc = util_write_all(fd, buf, (size_t)n);
@@ -1344,9 +1345,11 @@ vs_vol_open(struct vs_root *r, const char *name, int flags,
 	 * now on are bound and old-format ones stay refused. */
 	if (faccessat(v->dirfd, "tokens", F_OK, AT_SYMLINK_NOFOLLOW) < 0 &&
 	    errno == ENOENT) {
-		rc = tokstate_write(v->dirfd, vr.id, (uint64_t)vr.created / 1000);
+		rc = tokstate_write(v->dirfd, vr.id,
+				    (uint64_t)vr.created / 1000);
 		if (rc)
-			log_warn(LOG_VOL, "cannot write the token state of '%s': %s",
+			log_warn(LOG_VOL,
+				 "cannot write the token state of '%s': %s",
 				 name, strerror(-rc));
 	}
 	if (flags & VS_CLEANUP) {

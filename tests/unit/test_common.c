@@ -296,9 +296,13 @@ test_escape(void)
 	esc_is("\xc0\xaf", 2, "\\xc0\\xaf", "overlong '/'");
 	esc_is("\xe0\x80\xaf", 3, "\\xe0\\x80\\xaf", "overlong 3-byte");
 	esc_is("\xed\xa0\x80", 3, "\\xed\\xa0\\x80", "UTF-16 surrogate");
-	esc_is("\xf4\x90\x80\x80", 4, "\\xf4\\x90\\x80\\x80",
-	       "above U+10FFFF");
-	esc_is("\xc2\x9b" "2J", 4, "\\xc2\\x9b" "2J", "C1 control (CSI) escaped");
+	esc_is("\xf4\x90\x80\x80", 4, "\\xf4\\x90\\x80\\x80", "above U+10FFFF");
+	esc_is("\xc2\x9b"
+	       "2J",
+	       4,
+	       "\\xc2\\x9b"
+	       "2J",
+	       "C1 control (CSI) escaped");
 	esc_is("\xc2\xa0", 2, "\xc2\xa0", "U+00A0 kept");
 	/* snprintf-like truncation. */
 	len = util_escape("ab\ncd", 5, small, sizeof(small));
