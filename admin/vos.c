@@ -456,8 +456,8 @@ cmd_remove(int argc, char **argv)
 /* ---- token ---- */
 
 static const char usage_token[] =
-	"usage: vos [--root DIR] token NAME --rw|--ro [--expires DURATION]\n"
-	"       [-o FILE]\n"
+	"usage: vos [--root DIR] token NAME --rw|--ro [--expires DURATION]"
+	" [-o FILE]\n"
 	"Print a bearer token for volume NAME (DURATION like 30d, 12h, 90m;\n"
 	"default: never expires). With -o FILE, write it to FILE instead,\n"
 	"created with mode 0600 (replaced atomically if it exists): cairnd\n"
