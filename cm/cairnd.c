@@ -50,7 +50,10 @@ static const char usage_text[] =
 	"              [--max-parallel N] [--readahead CHUNKS] [--threads N]\n"
 	"              [--dirty-limit SIZE] [--ca-file FILE] [--ctl-socket PATH]\n"
 	"              [-o FUSE-OPTIONS]\n"
-	"              [--help] [--version]\n";
+	"              [--help] [--version]\n"
+	"The token FILE must be a regular file of cairnd's user, mode 0600\n"
+	"('vos token NAME --rw -o FILE' writes it so). The mount is\n"
+	"nosuid,nodev unless -o suid,dev says otherwise.\n";
 
 static const struct option long_opts[] = {
 	{"server", required_argument, NULL, 's'},
@@ -441,8 +444,12 @@ make_fuse_opts(struct cm *cm)
 
 	if (!s)
 		return NULL;
+	/* nosuid,nodev first, whatever libfuse's defaults are: a volume's
+	 * set-id bits and device numbers come from whoever wrote them, and
+	 * with allow_other any local user reaches them. "-o suid" or "-o dev"
+	 * come later in the list and win (cairnd(8)). */
 	snprintf(s, n,
-		 "allow_other,default_permissions,fsname=cairn:%s,"
+		 "nosuid,nodev,allow_other,default_permissions,fsname=cairn:%s,"
 		 "subtype=cairn%s%s",
 		 cm->cfg.volume, cm->cfg.fuse_opts ? "," : "",
 		 cm->cfg.fuse_opts ? cm->cfg.fuse_opts : "");

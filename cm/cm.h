@@ -264,8 +264,13 @@ size_t cm_stats_format(struct cm *cm, char *buf, size_t len);
  * negative errno: what a FUSE request should see. */
 int cm_http_errno(int err, long status, const char *body, size_t len);
 
-/* Bearer token from a file: first line, trimmed. @return heap string or
- * NULL + errno (EINVAL for an empty or binary file). */
+/* Bearer token from a file: first line, trimmed. The file is opened with
+ * O_NOFOLLOW and must pass util_check_secret_file() (a regular file owned
+ * by our user, mode 0600 or stricter): anyone who can read the token can
+ * read the volume past every file mode (Invariant 6). A refusal is logged
+ * with the mode, the owner and the fix. @return heap string or NULL +
+ * errno (EPERM refused, ELOOP a symbolic link, EINVAL an empty or binary
+ * file). */
 char *cm_read_token(const char *path);
 
 #endif /* CAIRN_CM_CM_H */

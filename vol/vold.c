@@ -439,6 +439,24 @@ main(int argc, char **argv)
 		ex = 77;
 		goto out;
 	}
+	/* Volumes made by an older vos have no token state yet; the loop
+	 * thread checks tokens against it without opening the volume. */
+	{
+		char **names = NULL;
+		size_t n = 0;
+
+		if (vs_vol_list(root, &names, &n) == 0)
+			for (size_t i = 0; i < n; i++) {
+				rc = vs_tokstate_ensure(root, names[i]);
+				if (rc)
+					log_warn(LOG_MAIN,
+						 "cannot set up the "
+						 "token state of volume '%s': "
+						 "%s",
+						 names[i], strerror(-rc));
+			}
+		vs_names_free(names, n);
+	}
 	if (evthread_use_pthreads() != 0) {
 		log_err(LOG_MAIN, "cannot set up libevent threads");
 		ex = 71;

@@ -97,6 +97,8 @@ struct vvol {
 	bool listed;	 /* loop thread: in vd->vols */
 	bool opened;	 /* loop thread: a job saw it open */
 	uint64_t gen;	 /* loop thread: bumped by data-changing mutations */
+	struct vs_tokstate ts; /* loop thread: id and token epoch */
+	uint64_t ts_ms;	       /* loop thread: when ts was last re-read */
 	uint64_t last_gc_ms;
 	TAILQ_HEAD(, sub) subs;
 	LIST_HEAD(, ocache) oc[OC_HASH];
@@ -1187,34 +1189,79 @@ rjob_new(struct vold *vd, struct vvol *vol, enum jkind kind,
 
 /* ---- routing ---- */
 
-/* Check the bearer token of @req for @vol. @return 0, or replies. */
+/*
+ * Check the bearer token of @req for @vol. @return 0, or replies. The
+ * token must name the volume as it is now: its id and its token epoch
+ * (vs_tokstate_get(), one fstatat() while nothing changed), so a token
+ * of a removed and re-made volume, or one minted before `vos revoke`,
+ * gets 401 like an expired one.
+ */
 static int
 check_token(struct vold *vd, struct evhttp_request *req, const char *vol,
 	    bool need_rw, bool *readonly)
 {
 	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
 					   "Authorization");
-	int rc, rw = 0;
+	uint64_t now_ms = util_now_ms();
+	struct token_info ti;
+	struct vvol *vv;
+	int rc;
 
 	if (!h || strncmp(h, "Bearer ", 7)) {
 		reply_err(req, EACCES, 401, "missing bearer token", 0);
 		return -1;
 	}
 	h += 7;
-	rc = token_verify(vd->key, vd->keylen, h, vol, need_rw,
-			  (uint64_t)time(NULL));
+	rc = token_verify(vd->key, vd->keylen, h, (uint64_t)time(NULL), &ti);
+	if (rc) {
+		struct token_info old;
+		const char *why = "invalid or expired token";
+
+		if (token_parse(h, &old) == 0 && old.version == 1)
+			why = "old-format token: mint a new one with vos token";
+		reply_err(req, EACCES, 401, why, 0);
+		return -1;
+	}
+	if (strcmp(ti.vol, vol)) {
+		reply_err(req, EPERM, 403, "token is for another volume", 0);
+		return -1;
+	}
+	vv = vvol_get(vd, vol);
+	if (!vv) {
+		reply_err(req, ENOMEM, 0, NULL, 0);
+		return -1;
+	}
+	/* Re-read at least once a second even if the file looks the same:
+	 * an inode number may be reused within one mtime tick. */
+	rc = vs_tokstate_get(vd->root, vol, now_ms - vv->ts_ms >= 1000,
+			     &vv->ts);
+	if (!rc && now_ms - vv->ts_ms >= 1000)
+		vv->ts_ms = now_ms;
+	if (rc == 0)
+		rc = token_allows(&ti, vol, vv->ts.id, vv->ts.epoch, need_rw);
+	vvol_put(vv);
+	if (rc == -ESTALE) {
+		reply_err(req, EACCES, 401,
+			  "token revoked, or the volume was made again", 0);
+		return -1;
+	}
 	if (rc == -EPERM) {
-		reply_err(req, EPERM, 403, need_rw ?
-			  "token does not allow this on this volume" :
-			  "token is for another volume", 0);
+		reply_err(req, EPERM, 403,
+			  "token does not allow this on this volume", 0);
+		return -1;
+	}
+	if (rc == -ENOENT) {
+		reply_err(req, ENOENT, 0, "no such volume", 0);
 		return -1;
 	}
 	if (rc) {
-		reply_err(req, EACCES, 401, "invalid or expired token", 0);
+		log_err(LOG_VOL, "cannot read the token state of '%s': %s", vol,
+			strerror(-rc));
+		reply_err(req, EIO, 0, "cannot read the volume's token state",
+			  0);
 		return -1;
 	}
-	token_parse(h, NULL, 0, &rw, NULL);
-	*readonly = !rw;
+	*readonly = !ti.rw;
 	return 0;
 }
 

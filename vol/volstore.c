@@ -8,6 +8,8 @@
  *
  *   ROOT/secret.key                  token key (0600)
  *   ROOT/volumes/NAME/meta.tdb       every piece of metadata
+ *   ROOT/volumes/NAME/tokens         "ID EPOCH": what a token must name
+ *                                    (replaced by rename, never edited)
  *   ROOT/volumes/NAME/data/XX/OID.DV one file per (file object, data
  *                                    version) with size > 0; XX = first
  *                                    byte of OID in hex
@@ -43,6 +45,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -752,6 +755,162 @@ random_bytes(void *buf, size_t len)
 	return 0;
 }
 
+/* ---- token state (ROOT/volumes/NAME/tokens) ----
+ *
+ * One line "ID EPOCH\n": the volume id in 8 lower-case hex digits and the
+ * token epoch in decimal (microseconds since the Unix epoch when it was
+ * set). A token is honoured only if it names both (doc/protocol.md,
+ * "Tokens"). The file lives beside meta.tdb, not in it, so cairn-vold's
+ * loop thread can check a token with one stat() while a worker holds the
+ * volume's tdb; it is replaced by write-fsync-rename, never edited, so a
+ * reader sees the old line or the new one. */
+
+static int
+tokstate_write(int dfd, uint32_t id, uint64_t epoch)
+{
+	char buf[64], tmp[64];
+	int n, fd, rc = 0;
+
+	n = snprintf(buf, sizeof(buf), "%08" PRIx32 " %" PRIu64 "\n", id,
+		     epoch);
+	snprintf(tmp, sizeof(tmp), "tokens.tmp.%d", (int)getpid());
+	fd = openat(dfd, tmp,
+		    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+		    0600);
+	if (fd < 0)
+		return -errno;
+	rc = util_write_all(fd, buf, (size_t)n);
+	if (!rc && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && !rc)
+		rc = -errno;
+	if (!rc && renameat(dfd, tmp, dfd, "tokens") < 0)
+		rc = -errno;
+	if (rc) {
+		unlinkat(dfd, tmp, 0);
+		return rc;
+	}
+	if (fsync(dfd) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Parse the token state in the open file @fd, strictly. */
+static int
+tokstate_parse(int fd, uint32_t *id, uint64_t *epoch)
+{
+	char buf[64], *end;
+	unsigned long long e;
+	unsigned long i;
+	ssize_t n;
+
+	n = util_pread_all(fd, buf, sizeof(buf) - 1, 0);
+	if (n < 0)
+		return (int)n;
+	buf[n] = 0;
+	if (n < 11 || buf[8] != ' ' || buf[n - 1] != '\n')
+		return -EINVAL;
+	for (int k = 0; k < 8; k++)
+		if (!isxdigit((unsigned char)buf[k]))
+			return -EINVAL;
+	i = strtoul(buf, NULL, 16);
+	if (!isdigit((unsigned char)buf[9]))
+		return -EINVAL;
+	errno = 0;
+	e = strtoull(buf + 9, &end, 10);
+	if (errno || *end != '\n' || i == 0)
+		return -EINVAL;
+	*id = (uint32_t)i;
+	*epoch = e;
+	return 0;
+}
+
+int
+vs_tokstate_get(struct vs_root *r, const char *name, bool force,
+		struct vs_tokstate *ts)
+{
+	char path[128];
+	struct stat st;
+	int fd, rc;
+
+	if (proto_volname_check(name))
+		return -EINVAL;
+	snprintf(path, sizeof(path), "%s/tokens", name);
+	if (fstatat(r->volfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		ts->valid = false;
+		return -errno;
+	}
+	/* The file is only ever replaced, so the same inode with the same
+	 * times and size is the same line. */
+	if (!force && ts->valid && st.st_dev == ts->dev &&
+	    st.st_ino == ts->ino && st.st_size == ts->size &&
+	    st.st_mtim.tv_sec == ts->mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == ts->mtime.tv_nsec)
+		return 0;
+	ts->valid = false;
+	fd = openat(r->volfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = tokstate_parse(fd, &ts->id, &ts->epoch);
+	if (rc)
+		goto out;
+	ts->dev = st.st_dev;
+	ts->ino = st.st_ino;
+	ts->size = st.st_size;
+	ts->mtime = st.st_mtim;
+	ts->valid = true;
+out:
+	close(fd);
+	return rc;
+}
+
+int
+vs_tokstate_ensure(struct vs_root *r, const char *name)
+{
+	struct vs_tokstate ts = {0};
+	struct vs_vol *v;
+	int rc;
+
+	rc = vs_tokstate_get(r, name, true, &ts);
+	if (rc != -ENOENT)
+		return rc;
+	/* A volume made before token binding: vs_vol_open() writes it. */
+	rc = vs_vol_open(r, name, VS_RDONLY, &v);
+	if (rc)
+		return rc;
+	vs_vol_close(v);
+	return vs_tokstate_get(r, name, true, &ts);
+}
+
+int
+vs_vol_revoke(struct vs_root *r, const char *name, uint64_t *epochp)
+{
+	struct vs_tokstate ts = {0};
+	uint64_t now = (uint64_t)now_ns() / 1000, epoch;
+	int dfd, rc;
+
+	rc = vs_tokstate_ensure(r, name);
+	if (!rc)
+		rc = vs_tokstate_get(r, name, true, &ts);
+	if (rc)
+		return rc;
+	/* Later than every token minted so far, and meaningful as a time. */
+	epoch = now > ts.epoch ? now : ts.epoch + 1;
+	dfd = openat(r->volfd, name,
+		     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	rc = tokstate_write(dfd, ts.id, epoch);
+	close(dfd);
+	if (!rc && epochp)
+		*epochp = epoch;
+	return rc;
+}
+
 int
 vs_vol_create(struct vs_root *r, const char *name, uint64_t bytes_limit,
 	      uint64_t files_limit, int flags, uint32_t *idp)
@@ -849,7 +1008,9 @@ vs_vol_create(struct vs_root *r, const char *name, uint64_t bytes_limit,
 	}
 	tdb_close(tdb);
 	tdb = NULL;
-	fsync(dfd);
+	rc = tokstate_write(dfd, id, (uint64_t)vr.created / 1000);
+	if (rc)
+		goto out;
 	if (!(flags & VS_STAGED)) {
 		if (renameat2(r->volfd, tmp, r->volfd, name, RENAME_NOREPLACE) <
 		    0) {
@@ -1179,6 +1340,18 @@ vs_vol_open(struct vs_root *r, const char *name, int flags,
 	}
 	v->id = vr.id;
 	memcpy(v->rootoid, vr.root, 16);
+	/* Volumes made before tokens were bound to the id have no token
+	 * state yet: start it at the creation time, so tokens minted from
+	 * now on are bound and old-format ones stay refused. */
+	if (faccessat(v->dirfd, "tokens", F_OK, AT_SYMLINK_NOFOLLOW) < 0 &&
+	    errno == ENOENT) {
+		rc = tokstate_write(v->dirfd, vr.id,
+				    (uint64_t)vr.created / 1000);
+		if (rc)
+			log_warn(LOG_VOL,
+				 "cannot write the token state of '%s': %s",
+				 name, strerror(-rc));
+	}
 	if (flags & VS_CLEANUP) {
 		cleanup_data(v);
 		cleanup_stage_tmp(v);

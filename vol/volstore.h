@@ -26,6 +26,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include "common/fid.h"
 #include "common/proto.h"
@@ -63,6 +65,48 @@ const char *vs_root_path(const struct vs_root *r);
  * @return 0 and *len, or -errno (-EPERM for a key file others can read).
  */
 int vs_root_key(struct vs_root *r, bool create, uint8_t *key, size_t *len);
+
+/*
+ * Token state of a volume: its id and its token epoch. A token names both
+ * (common/token.h), so a token of a removed volume does not work on a new
+ * one of the same name, and vs_vol_revoke() voids every token minted
+ * before it. Kept in ROOT/volumes/NAME/tokens (doc/vol-format.md).
+ */
+struct vs_tokstate {
+	uint32_t id;
+	uint64_t epoch;
+	/* Private: the file the values were read from (vs_tokstate_get()). */
+	bool valid;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+};
+
+/*
+ * Read the token state of volume @name into @ts. Unless @force, a @ts
+ * that already holds the values of the same file is kept after one
+ * fstatat() (cairn-vold calls this on every request, from its loop
+ * thread; it touches neither the tdb nor the volume's lock). Zero @ts
+ * before the first call. @return 0, -ENOENT (no such volume, or one made
+ * by an older vos that nothing has opened since: vs_tokstate_ensure()),
+ * -EINVAL (a corrupt file), -errno.
+ */
+int vs_tokstate_get(struct vs_root *r, const char *name, bool force,
+		    struct vs_tokstate *ts);
+
+/* Make sure volume @name has its token state (older volumes get one
+ * starting at their creation time). @return 0, -ENOENT, -errno. */
+int vs_tokstate_ensure(struct vs_root *r, const char *name);
+
+/*
+ * Revoke every token of volume @name: set its token epoch to now (in
+ * microseconds), or one more than the old epoch if that is not later.
+ * Written to a temporary file, fsynced and renamed into place; a running
+ * cairn-vold sees it on the next request. @return 0 and *epoch (may be
+ * NULL), -ENOENT, -errno.
+ */
+int vs_vol_revoke(struct vs_root *r, const char *name, uint64_t *epoch);
 
 /*
  * Create volume @name (proto_volname_check() rules) with a fresh random id
