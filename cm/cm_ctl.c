@@ -402,7 +402,6 @@ h_checkservers(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 	       json_t *args)
 {
 	struct cm *cm = arg;
-	json_t *t = json_object_get(args, "timeout_ms");
 	struct http_request req = {0};
 	struct ping *p = calloc(1, sizeof(*p));
 
@@ -416,9 +415,8 @@ h_checkservers(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 	p->start_ms = util_now_ms();
 	req.method = "GET";
 	req.path = "/v1/ping";
-	req.timeout_ms = t ? (unsigned)json_integer_value(t) : 5000;
-	if (!req.timeout_ms)
-		req.timeout_ms = 5000;
+	/* Clamped: the call holds the caller's connection meanwhile. */
+	req.timeout_ms = ctl_timeout_ms(args, "timeout_ms", 5000);
 	req.max_body = 65536;
 	req.on_done = ping_done;
 	req.arg = p;
@@ -1053,6 +1051,7 @@ cm_ctl_start(struct cm *cm)
 {
 	char sock[108];
 	const char *p = cm->cfg.ctl_socket;
+	struct ctl_limits lim;
 	int rc, err = 0;
 
 	if (!p) {
@@ -1071,6 +1070,9 @@ cm_ctl_start(struct cm *cm)
 			strerror(-err));
 		return err < 0 ? err : -EIO;
 	}
+	ctl_server_get_limits(ctl_srv, &lim);
+	lim.max_conns_per_uid = cm->cfg.ctl_conns_per_uid;
+	ctl_server_set_limits(ctl_srv, &lim);
 	pin_restore_post(cm);
 	return 0;
 }
