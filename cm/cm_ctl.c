@@ -974,7 +974,7 @@ h_pin(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 static void
 unpin_done(struct resolve *r, const struct proto_attr *a)
 {
-	pin_ctl_unpin(r->cm, r->call, a, r->path, r->recursive);
+	pin_ctl_unpin(r->cm, r->call, &r->peer, a, r->path, r->recursive);
 	resolve_free(r);
 }
 
@@ -989,8 +989,7 @@ static void
 h_pins(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
        json_t *args)
 {
-	(void)peer;
-	pin_ctl_pins(arg, call,
+	pin_ctl_pins(arg, call, peer,
 		     json_string_value(json_object_get(args, "path")));
 }
 

@@ -97,8 +97,8 @@ ms_tv(unsigned ms)
 /* ------------------------------------------------------------------ */
 /* Peers and permissions                                               */
 
-static int
-peer_in_group(const struct ctl_peer *p, gid_t gid)
+int
+ctl_peer_in_group(const struct ctl_peer *p, gid_t gid)
 {
 	size_t i;
 
@@ -131,7 +131,7 @@ ctl_peer_may(const struct ctl_peer *p, uint32_t mode, uint32_t uid,
 	}
 	if (p->uid == (uid_t)uid)
 		bits = (mode >> 6) & 7;
-	else if (peer_in_group(p, (gid_t)gid))
+	else if (ctl_peer_in_group(p, (gid_t)gid))
 		bits = (mode >> 3) & 7;
 	else
 		bits = mode & 7;

@@ -205,4 +205,7 @@ void ctl_call_on_cancel(struct ctl_call *call,
 int ctl_peer_may(const struct ctl_peer *p, uint32_t mode, uint32_t uid,
 		 uint32_t gid, int want);
 
+/* 1 if @gid is @p's group or one of its supplementary groups, else 0. */
+int ctl_peer_in_group(const struct ctl_peer *p, gid_t gid);
+
 #endif /* CAIRN_CM_CTL_H */
