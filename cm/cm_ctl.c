@@ -418,6 +418,7 @@ h_checkservers(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 	/* Clamped: the call holds the caller's connection meanwhile. */
 	req.timeout_ms = ctl_timeout_ms(args, "timeout_ms", 5000);
 	req.max_body = 65536;
+	req.probe = 1; /* its own slot: a user cannot fill the read slots */
 	req.on_done = ping_done;
 	req.arg = p;
 	if (!http_submit(cm->http, &req)) {
@@ -673,6 +674,7 @@ fjob_probe(struct fjob *j)
 	req.path = "/v1/ping";
 	req.timeout_ms = 3000;
 	req.max_body = 65536;
+	req.probe = 1;
 	req.on_done = probe_done;
 	req.arg = j;
 	return http_submit(j->cm->http, &req) ? 0 : -EIO;

@@ -308,6 +308,7 @@ probe_cb(evutil_socket_t fd, short what, void *arg)
 	hr.on_done = probe_done;
 	hr.arg = cm;
 	hr.ungated = 1;
+	hr.probe = 1; /* not in a slot that reads need */
 	if (http_submit(cm->http, &hr))
 		cm->off->probe_inflight = true;
 	else
