@@ -26,12 +26,20 @@ attr_mode(const struct proto_attr *a)
 	return (a->mode & 07777) | (a->type == PROTO_T_DIR ? S_IFDIR : 0);
 }
 
+/* The attributes acc_may_change() falls back on for its op's object
+ * when the cache lacks them (loop thread only, like everything here). */
+static const struct proto_attr *fallback;
+
 static int
 need_attr(struct cm *cm, const struct fid *fid, struct proto_attr *a,
 	  struct acc_need *need)
 {
 	if (meta_cached_attr(cm, fid, a) == 0)
 		return 0;
+	if (fallback && fid_eq(&fallback->fid, fid)) {
+		*a = *fallback;
+		return 0;
+	}
 	if (need) {
 		need->fid = *fid;
 		need->dir = false;
@@ -187,10 +195,26 @@ may_xattr(const struct ctl_peer *p, const struct proto_op *op,
 	return owns(p, a) ? 0 : -EPERM;
 }
 
+static int may_change(struct cm *cm, const struct ctl_peer *p,
+		      const struct proto_op *op, const struct fid *victim,
+		      struct acc_need *need);
+
 int
 acc_may_change(struct cm *cm, const struct ctl_peer *p,
 	       const struct proto_op *op, const struct fid *victim,
-	       struct acc_need *need)
+	       const struct proto_attr *known, struct acc_need *need)
+{
+	int rc;
+
+	fallback = known;
+	rc = may_change(cm, p, op, victim, need);
+	fallback = NULL;
+	return rc;
+}
+
+static int
+may_change(struct cm *cm, const struct ctl_peer *p, const struct proto_op *op,
+	   const struct fid *victim, struct acc_need *need)
 {
 	const struct fid *gone = victim && !fid_is_null(victim) ? victim
 							       : NULL;

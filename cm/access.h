@@ -58,12 +58,15 @@ int acc_reach(struct cm *cm, const struct ctl_peer *p, const char *path,
  *   setxattr, removexattr: "user." write permission, "trusted." and
  *     "security." root only, others owning the object;
  *   store: write permission on the object.
+ * @known (may be NULL): attributes of an object (known->fid) to use when
+ * the cache has none for it, e.g. those a conflict recorded of an object
+ * gone on the server since.
  * Loop thread. @return 0, -EACCES, -EPERM (only root may), -EAGAIN
  * (*@need not cached).
  */
 int acc_may_change(struct cm *cm, const struct ctl_peer *p,
 		   const struct proto_op *op, const struct fid *victim,
-		   struct acc_need *need);
+		   const struct proto_attr *known, struct acc_need *need);
 
 /*
  * May @p see a record about @path whose directory is @dir (a null FID:

@@ -1781,6 +1781,8 @@ struct resolve {
 	bool is_store;
 	int found;
 	struct proto_op op; /* a copy of the refused op */
+	bool has_base;
+	struct proto_attr base; /* the object before the local change */
 };
 
 static int
@@ -1793,6 +1795,9 @@ resolve_cb(const struct rlog_rec *rec, void *arg)
 		return 0;
 	r->seq = rec->seq;
 	r->is_store = rec->op.kind == PROTO_OP_STORE;
+	r->has_base = rec->conflict.has_base;
+	if (r->has_base)
+		r->base = rec->conflict.base;
 	r->found++;
 	if (mut_op_copy(&r->op, &rec->op) < 0)
 		memset(&r->op, 0, sizeof(r->op));
@@ -1891,7 +1896,7 @@ static void resolve_deny(struct ctl_call *call, const char *path,
 static bool
 redo_allowed(struct cm *cm, struct redo *d, const struct fid *victim)
 {
-	int rc = acc_may_change(cm, &d->peer, &d->op, victim, NULL);
+	int rc = acc_may_change(cm, &d->peer, &d->op, victim, NULL, NULL);
 
 	if (rc == 0)
 		return true;
@@ -2059,7 +2064,24 @@ resolve_may(struct cm *cm, const struct ctl_peer *peer, const struct resolve *r,
 
 	if (rc < 0 && rc != -ENOENT)
 		return rc;
-	return acc_may_change(cm, peer, &r->op, NULL, need);
+	/* The object may be gone on the server: judge it then by what it
+	 * was before the local change. */
+	return acc_may_change(cm, peer, &r->op, NULL,
+			      r->has_base ? &r->base : NULL, need);
+}
+
+/* keep-remote and keep-both change nothing on the server. When what the
+ * check needs is gone there (a create in a directory removed since), the
+ * object the caller made offline is enough: it was made as op uid. */
+static bool
+resolve_own_gone(const struct ctl_peer *peer, const struct resolve *r)
+{
+	enum proto_op_kind k = r->op.kind;
+
+	return strcmp(r->how, "keep-local") &&
+	       (k == PROTO_OP_CREATE || k == PROTO_OP_MKDIR ||
+		k == PROTO_OP_SYMLINK) &&
+	       (uid_t)r->op.uid == peer->uid;
 }
 
 static void resolve_go(struct cm *cm, struct ctl_call *call,
@@ -2100,6 +2122,9 @@ rauth_step(struct rauth *a, int err)
 			meta_want_attr(a->cm, &need.fid, rauth_cb, a);
 		return;
 	}
+	if (rc == -EAGAIN && err == -ENOENT &&
+	    resolve_own_gone(&a->peer, &a->r))
+		rc = 0;
 	if (rc == 0) {
 		resolve_go(a->cm, a->call, &a->peer, &a->r);
 	} else {

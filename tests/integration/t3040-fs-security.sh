@@ -18,13 +18,17 @@ jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get(sys.ar
 paths() { python3 -c 'import json,sys; print(" ".join(sorted(x.get("path", x.get("name", "")) for x in json.load(sys.stdin)[sys.argv[1]])))' "$1"; }
 
 src=$T_DIR/src
-mkdir -p "$src/secret" "$src/pub"
+mkdir -p "$src/secret" "$src/pub" "$src/nob"
 printf 'root data\n' >"$src/secret/m.txt"
 printf 'open\n' >"$src/pub/open.txt"
 printf 'open too\n' >"$src/pub/open2.txt"
 chmod 0755 "$src/pub"
 chmod 0644 "$src/secret/m.txt" "$src/pub/open.txt" "$src/pub/open2.txt"
 chmod 0700 "$src/secret"
+printf 'nobody data\n' >"$src/nob/x.txt"
+chown -R 65534:65534 "$src/nob"
+chmod 0755 "$src/nob"
+chmod 0644 "$src/nob/x.txt"
 vold_start || exit 99
 vos init >/dev/null 2>&1
 vos import sec "$src" >/dev/null || exit 99
@@ -56,28 +60,31 @@ t_is "$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))[0]; print(d[
 t_is "$(fsj pins | paths pins)" "pub/open.txt secret/m.txt" "root's pins survive uid 65534's unpin -r"
 
 # --- conflicts inside secret/: A changes offline, B on the server ---
+t_check "read nob/x.txt (cached for the offline write)" cat "$A/nob/x.txt"
 t_check "fs disconnect" "$FS" disconnect -m "$A"
 t_check "offline: chmod secret/m.txt" chmod 0600 "$A/secret/m.txt"
 t_check "offline: create secret/new.txt" sh -c "printf 'mine\\n' >'$A/secret/new.txt'"
 t_check "offline: create pub/p.txt" sh -c "printf 'pub\\n' >'$A/pub/p.txt'"
+t_check "offline: uid 65534 writes its nob/x.txt" nobody sh -c "printf 'nobody offline\\n' >'$A/nob/x.txt'"
 root_log=$(fsj replaylog | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["records"]))')
 t_ok "$([ "$root_log" -ge 3 ] && echo 0 || echo 1)" "root sees every replay record ($root_log)"
 nobody "$FS" replaylog --json -m "$A" >"$T_DIR/rl.json" 2>&1
 t_is "$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); r=d["records"]; print([x["name"] for x in r if x["op"] == "create"], len(set(x["fid"] for x in r)), d["pending"])' "$T_DIR/rl.json")" \
-	"['p.txt'] 1 2" "uid 65534 sees only the records of pub/ (p.txt: create and data)"
+	"['p.txt'] 2 3" "uid 65534 sees only the records of pub/ and nob/ (p.txt: create and data; x.txt: data)"
 B=$T_DIR/b
 cairnd_mount "$B" "$T_DIR/cb" sec "$T_DIR/tok" || exit 1
 t_check "B writes secret/m.txt" sh -c "printf 'from B\\n' >'$B/secret/m.txt'"
 t_check "B creates secret/new.txt" sh -c "printf 'theirs\\n' >'$B/secret/new.txt'"
+t_check "B writes nob/x.txt" sh -c "printf 'from B\\n' >'$B/nob/x.txt'"
 cairnd_umount "$B"
 "$FS" reconnect -m "$A" >"$T_DIR/reconnect.out" 2>&1
 wait_for 20 sh -c "[ \"\$('$FS' status --json -m '$A' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"mode\"])')\" = connected ]"
 t_is "$(fsj status | jget mode)" connected "reconnected"
 
-t_is "$(fsj conflicts | paths conflicts)" "secret/m.txt secret/new.txt secret/new.txt" \
-	"root sees the conflicts in secret/"
-t_is "$(nobody "$FS" conflicts --json -m "$A" 2>/dev/null | paths conflicts)" "" \
-	"uid 65534 sees none of them"
+t_is "$(fsj conflicts | paths conflicts)" "nob/x.txt secret/m.txt secret/new.txt secret/new.txt" \
+	"root sees the conflicts in secret/ (and nob/x.txt)"
+t_is "$(nobody "$FS" conflicts --json -m "$A" 2>/dev/null | paths conflicts)" "nob/x.txt" \
+	"uid 65534 sees none of those in secret/, and its own"
 t_is "$(nobody "$FS" replaylog --json -m "$A" 2>/dev/null | jget pending)" 0 "nor any replay record"
 
 # --- uid 65534 tries to settle them ---
@@ -90,7 +97,9 @@ nobody "$FS" resolve -m "$A" --keep local "$A/secret/m.txt" >/dev/null 2>&1
 t_is "$?" 77 "uid 65534: keep local of root's chmod fails too"
 nobody "$FS" resolve -m "$A" --keep server "$A/secret/m.txt" >/dev/null 2>&1
 t_is "$?" 77 "uid 65534: keep server (dropping root's change) fails too"
-t_is "$(fsj status | jget conflicts)" 3 "every conflict is still there"
+t_is "$(fsj status | jget conflicts)" 4 "every conflict is still there"
+t_check "uid 65534 may settle its own conflict (keep server)" nobody "$FS" resolve -m "$A" --keep server "$A/nob/x.txt"
+t_is "$(fsj status | jget conflicts)" 3 "that one is gone"
 C=$T_DIR/c
 cairnd_mount "$C" "$T_DIR/cc" sec "$T_DIR/tok" || exit 1
 t_is "$(cat "$C/secret/new.txt" 2>&1)|$(stat -c %a "$C/secret/m.txt")" "theirs|644" \
