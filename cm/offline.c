@@ -2125,6 +2125,17 @@ rauth_step(struct rauth *a, int err)
 	if (rc == -EAGAIN && err == -ENOENT &&
 	    resolve_own_gone(&a->peer, &a->r))
 		rc = 0;
+	if (rc == -EAGAIN && ((err && err != -ENOENT) ||
+			      atomic_load(&a->cm->mode) != CM_CONNECTED)) {
+		/* Not a refusal: the answer is not to be had now. */
+		ctl_reply_err(a->call, EAGAIN,
+			      "cannot check your permission now: what it "
+			      "needs is not cached and the server cannot be "
+			      "asked; try again when connected");
+		proto_op_release(&a->r.op);
+		free(a);
+		return;
+	}
 	if (rc == 0) {
 		resolve_go(a->cm, a->call, &a->peer, &a->r);
 	} else {

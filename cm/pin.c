@@ -66,6 +66,7 @@ struct prec {
 				* this user (uid 0 for records without one) */
 	bool dead;     /* unpinned; freed when the last job lets go */
 	bool listed;   /* in pin->recs */
+	bool shown;    /* scratch of pin_ctl_pins(): the caller sees it */
 	unsigned refs; /* jobs holding it, plus 1 while listed */
 	char *path;
 	struct fid *objs;
@@ -1198,9 +1199,10 @@ pin_ctl_pins(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
 	     r = TAILQ_NEXT(r, link)) {
 		uint64_t b = 0, m = 0, files = 0;
 
-		if (under && !path_under(r->path, under))
-			continue;
-		if (!sees_pin(cm, peer, r))
+		/* Once per record: the totals below look again. */
+		r->shown = (!under || path_under(r->path, under)) &&
+			   sees_pin(cm, peer, r);
+		if (!r->shown)
 			continue;
 		for (size_t i = 0; i < r->nobjs; i++) {
 			if (!file_bytes(cm, &r->objs[i], &size, &missing))
@@ -1228,11 +1230,8 @@ pin_ctl_pins(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
 
 				/* Covered by a pin the caller sees. */
 				for (unsigned k = 0; k < o->nrecs; k++)
-					in = in ||
-					     ((!under ||
-					       path_under(o->recs[k]->path,
-							  under)) &&
-					      sees_pin(cm, peer, o->recs[k]));
+					in = in || (o->recs[k]->listed &&
+						    o->recs[k]->shown);
 				if (!in)
 					continue;
 			}
