@@ -168,12 +168,11 @@ keep_local(struct fs_ctx *ctx, const char *path)
 	}
 	list = json_object_get(r.json, "conflicts");
 	n = json_array_size(list);
-	if (!n) {
-		fprintf(stderr, "fs resolve: %s: no conflict here\n",
-			fs_esc(path));
-		fs_result_release(&r);
-		return FS_EX_NOINPUT;
-	}
+	/* None listed: none there, or one the caller may not see (another
+	 * user's, in a directory it cannot search). cairnd tells which:
+	 * ENOENT or EACCES. */
+	if (!n)
+		n = 1;
 	/* One path may have several records (a create whose name was
 	 * taken, then its store): a conflict copy holds the local data. */
 	json_array_foreach (list, i, c)

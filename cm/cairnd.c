@@ -49,6 +49,7 @@ static const char usage_text[] =
 	"              [--entry-timeout DURATION] [--attr-timeout DURATION]\n"
 	"              [--max-parallel N] [--readahead CHUNKS] [--threads N]\n"
 	"              [--dirty-limit SIZE] [--ca-file FILE] [--ctl-socket PATH]\n"
+	"              [--ctl-conns-per-uid N]\n"
 	"              [-o FUSE-OPTIONS]\n"
 	"              [--help] [--version]\n"
 	"The token FILE must be a regular file of cairnd's user, mode 0600\n"
@@ -76,6 +77,7 @@ static const struct option long_opts[] = {
 	{"ca-file", required_argument, NULL, 12},
 	{"ctl-socket", required_argument, NULL, 13},
 	{"dirty-limit", required_argument, NULL, 14},
+	{"ctl-conns-per-uid", required_argument, NULL, 15},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},

@@ -70,6 +70,8 @@ struct cm_config {
 	unsigned max_parallel;	   /* HTTP transfers at once */
 	unsigned readahead_max;	   /* chunks of readahead per open file */
 	unsigned threads;	   /* FUSE worker threads (max idle) */
+	unsigned ctl_conns_per_uid; /* control connections of one non-root
+				       uid; 0 = no per-uid cap */
 	int log_level;
 	bool foreground;
 	bool use_syslog;

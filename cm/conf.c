@@ -31,6 +31,7 @@ cm_config_init(struct cm_config *c)
 	c->max_parallel = 16;
 	c->readahead_max = 32;
 	c->threads = 16;
+	c->ctl_conns_per_uid = 8;
 	c->log_level = LOG_INFO;
 }
 
@@ -199,6 +200,13 @@ cm_config_set(struct cm_config *c, const char *key, const char *v,
 	if (!strcmp(key, "max-parallel")) {
 		if (parse_uint(v, 1, 1024, &c->max_parallel) < 0) {
 			*why = "max-parallel must be 1..1024";
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (!strcmp(key, "ctl-conns-per-uid")) {
+		if (parse_uint(v, 0, 1024, &c->ctl_conns_per_uid) < 0) {
+			*why = "ctl-conns-per-uid must be 0..1024 (0: no cap)";
 			return -EINVAL;
 		}
 		return 0;

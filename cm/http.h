@@ -26,7 +26,11 @@
  * Limits: at most max_parallel requests are in transfer at once; the rest
  * wait in FIFO order (http_stats.queued). Requests with no_timeout (event
  * streams) bypass that limit, so a stream never eats a chunk fetch's slot.
- * curl keeps up to max_parallel + 4 connections open (keep-alive).
+ * Probes (http_request.probe: pings of a server that may be down) do not
+ * count against it either: at most 2 run at once, in slots of their own,
+ * so probes waiting on a dead server never hold up reads and reads never
+ * hold up the probe that would find the server back.
+ * curl keeps up to max_parallel + 6 connections open (keep-alive).
  *
  * Errors in http_result.err (0 means a reply came; check status then):
  *   -ECONNREFUSED  nobody listens (curl COULDNT_CONNECT; -EHOSTUNREACH,
@@ -125,6 +129,9 @@ struct http_request {
 	http_done_fn on_done;	 /* required */
 	void *arg;
 	int ungated;		 /* not subject to http_set_gate()'s gate */
+	int probe;		 /* a small liveness request (ping): runs in
+				    one of 2 probe slots, not one of
+				    max_parallel (ignored with no_timeout) */
 };
 
 /*

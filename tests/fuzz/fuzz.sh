@@ -63,7 +63,7 @@ cflags="-g -O1 -fno-omit-frame-pointer $san $inc $(pkg-config --cflags jansson o
 libs="$(pkg-config --libs jansson openssl)"
 
 objs=
-for m in log fid util proto token; do
+for m in log fid util proto token ctl_proto; do
 	if ! "$cc" $cflags -fsanitize=fuzzer-no-link -c "$top_srcdir/common/$m.c" \
 		-o "$tmp/$m.o" 2>"$tmp/build.log"; then
 		echo "ERROR: cannot build common/$m.c with $cc"

@@ -64,6 +64,14 @@ main(void)
 	ok(c.entry_timeout == 60.0, "1m is 60 s");
 	is_int(set(&c, "max-parallel", "0"), -EINVAL, "max-parallel 0");
 	is_int(set(&c, "max-parallel", "12x"), -EINVAL, "max-parallel junk");
+	is_int(c.ctl_conns_per_uid, 8, "default: 8 control connections per uid");
+	is_int(set(&c, "ctl-conns-per-uid", "3"), 0, "ctl-conns-per-uid 3");
+	is_int(c.ctl_conns_per_uid, 3, "3 parsed");
+	is_int(set(&c, "ctl-conns-per-uid", "0"), 0, "ctl-conns-per-uid 0 (no cap)");
+	is_int(set(&c, "ctl-conns-per-uid", "5000"), -EINVAL,
+	       "ctl-conns-per-uid above 1024");
+	is_int(set(&c, "ctl-conns-per-uid", "many"), -EINVAL,
+	       "ctl-conns-per-uid junk");
 	is_int(set(&c, "log-level", "debug"), 0, "log-level");
 	is_int(set(&c, "log-level", "loud"), -EINVAL, "bad log-level");
 	is_int(set(&c, "foreground", "yes"), 0, "foreground");

@@ -936,6 +936,72 @@ test_cancel(void)
 	res_clear(&e);
 }
 
+/* Probes (issue #12, Medium 5): with every read slot taken by transfers
+ * to a server that does not answer, a probe still goes out at once, and
+ * probes that hang themselves do not take the read slots. */
+static void
+test_probe_slot(void)
+{
+	struct http_client *c = client(1, NULL);
+	struct res a = { 0 }, q = { 0 }, p1 = { 0 }, p2 = { 0 }, p3 = { 0 };
+	struct res e = { 0 };
+	struct http_request rq = { .path = "/echo", .on_done = on_done,
+				   .probe = 1 };
+	struct http_req *ha, *h1, *h2, *h3;
+	struct http_stats st;
+
+	ndone = 0;
+	ha = submit(c, NULL, "/hang", NULL, &a); /* takes the one slot */
+	submit(c, NULL, "/echo", NULL, &q);	 /* waits behind it */
+	run_for(100);
+	rq.arg = &p1;
+	ok(http_submit(c, &rq) != NULL, "a probe is accepted");
+	run_until(1, 3000);
+	ok(p1.done == 1 && p1.err == 0 && p1.status == 200,
+	   "the probe is answered while the read slot is taken (err %d)",
+	   p1.err);
+	ok(a.done == 0 && q.done == 0,
+	   "the read still holds its slot, the queued one still waits");
+
+	/* Probes that hang stay in their own slots: 2 at once, a third
+	 * waits for one of them, reads are not held up by them. */
+	http_cancel(c, ha);
+	run_until(3, 3000);
+	ok(q.done == 1 && q.err == 0, "the queued read ran once the slot freed");
+	rq.path = "/hang";
+	rq.arg = &p1;
+	res_clear(&p1);
+	h1 = http_submit(c, &rq);
+	rq.arg = &p2;
+	h2 = http_submit(c, &rq);
+	rq.arg = &p3;
+	h3 = http_submit(c, &rq);
+	run_for(150);
+	http_get_stats(c, &st);
+	ok(st.active == 2 && st.queued == 1,
+	   "two probes in transfer, the third queued (%u, %u)", st.active,
+	   st.queued);
+	ndone = 0;
+	submit(c, NULL, "/echo", NULL, &e);
+	run_until(1, 3000);
+	ok(e.done == 1 && e.err == 0 && e.status == 200,
+	   "a read goes through while probes hang");
+	http_cancel(c, h3);
+	http_cancel(c, h2);
+	http_cancel(c, h1);
+	run_until(4, 3000);
+	ok(p1.err == -ECANCELED && p2.err == -ECANCELED &&
+		   p3.err == -ECANCELED,
+	   "hung and queued probes cancel cleanly");
+	http_free(c);
+	res_clear(&a);
+	res_clear(&q);
+	res_clear(&p1);
+	res_clear(&p2);
+	res_clear(&p3);
+	res_clear(&e);
+}
+
 static void
 test_parallel(void)
 {
@@ -1180,6 +1246,7 @@ main(void)
 	test_errors(c);
 	http_free(c);
 	test_cancel();
+	test_probe_slot();
 	test_parallel();
 	test_keepalive();
 	test_threads();
