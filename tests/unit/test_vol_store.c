@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <tdb.h>
+
 #include "common/fid.h"
 #include "common/log.h"
 #include "common/proto.h"
@@ -154,6 +156,9 @@ static void
 test_public(uint32_t *id)
 {
 	struct vs_vol *ro = NULL;
+	struct tdb_context *tdb;
+	struct vs_volinfo vi;
+	char path[4096];
 	bool pub = true;
 
 	is_int(vs_vol_public(vol, &pub), 0, "read the public flag");
@@ -177,6 +182,29 @@ test_public(uint32_t *id)
 	is_int(vs_vol_set_public(vol, false), 0, "make it private");
 	vs_vol_public(vol, &pub);
 	ok(!pub, "private again");
+
+	/* A damaged flag record: an error, read as private, and the volume
+	 * stays usable. */
+	vs_vol_close(vol);
+	vol = NULL;
+	if (vs_vol_meta_path(root, "home", path, sizeof(path)) == 0 &&
+	    (tdb = tdb_open(path, 0, 0, O_RDWR, 0600))) {
+		TDB_DATA k = {.dptr = (unsigned char *)"F", .dsize = 1};
+		TDB_DATA d = {.dptr = (unsigned char *)"\1\0\0", .dsize = 3};
+
+		tdb_store(tdb, k, d, TDB_REPLACE);
+		tdb_close(tdb);
+	}
+	if (vs_vol_open(root, "home", VS_CLEANUP, &vol))
+		return;
+	pub = true;
+	is_int(vs_vol_public(vol, &pub), -EINVAL, "a damaged flag: EINVAL");
+	ok(!pub, "and read as private");
+	is_int(vs_vol_info(vol, &vi), 0, "the volume info still reads");
+	ok(!vi.public, "showing it private");
+	is_int(vs_vol_set_public(vol, false), 0, "setting repairs it");
+	is_int(vs_vol_public(vol, &pub), 0, "the flag reads again");
+	ok(!pub, "private");
 
 	vs_vol_set_public(vol, true);
 	vs_vol_close(vol);
