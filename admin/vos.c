@@ -269,10 +269,12 @@ print_info(const struct vs_volinfo *vi, bool long_form)
 		printf(", \"id\": %u, \"root\": \"%s\", \"files\": %" PRIu64
 		       ", \"bytes\": %" PRIu64 ", \"bytes_limit\": %" PRIu64
 		       ", \"files_limit\": %" PRIu64 ", \"dv_max\": %" PRIu64
-		       ", \"event_seq\": %" PRIu64 ", \"created\": %" PRId64 "}",
+		       ", \"event_seq\": %" PRIu64 ", \"created\": %" PRId64
+		       ", \"public\": %s}",
 		       vi->id, fid, vi->files_used, vi->bytes_used,
 		       vi->bytes_limit, vi->files_limit, vi->dv_max,
-		       vi->event_seq, vi->created_ns);
+		       vi->event_seq, vi->created_ns,
+		       vi->public ? "true" : "false");
 		return;
 	}
 	if (!long_form) {
@@ -295,6 +297,9 @@ print_info(const struct vs_volinfo *vi, bool long_form)
 	       util_fmt_size(vi->bytes_limit, b2, sizeof(b2)) : "none");
 	printf("dv max     %" PRIu64 "\n", vi->dv_max);
 	printf("event seq  %" PRIu64 "\n", vi->event_seq);
+	printf("public     %s\n", vi->public ? "yes (shared HTTP caches may "
+					       "keep its chunks)"
+					     : "no");
 	{
 		time_t t = (time_t)(vi->created_ns / 1000000000);
 		char tb[64];
@@ -450,6 +455,50 @@ cmd_remove(int argc, char **argv)
 	if (rc)
 		return fail(rc, "cannot remove volume '%s'", argv[optind]);
 	printf("removed volume %s\n", argv[optind]);
+	return 0;
+}
+
+static const char usage_setpublic[] =
+	"usage: vos [--root DIR] setpublic NAME on|off\n"
+	"Let shared HTTP caches keep the volume's chunks (on), or not (off,\n"
+	"the default). Anyone who can reach such a cache can read what it\n"
+	"holds, token or not: turn it on only for content that is public.\n";
+
+static int
+cmd_setpublic(int argc, char **argv)
+{
+	static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	struct vs_root *r;
+	struct vs_vol *v;
+	bool pub;
+	int rc;
+
+	while (getopt_cmd(argc, argv, lo, usage_setpublic) != -1)
+		;
+	if (optind + 2 != argc)
+		return fprintf(stderr, "%s", usage_setpublic), EX_USAGE_;
+	if (!strcmp(argv[optind + 1], "on"))
+		pub = true;
+	else if (!strcmp(argv[optind + 1], "off"))
+		pub = false;
+	else
+		return fprintf(stderr, "%s", usage_setpublic), EX_USAGE_;
+	rc = open_root(false, &r);
+	if (rc)
+		return ex_of(rc);
+	rc = vs_vol_open(r, argv[optind], 0, &v);
+	if (!rc) {
+		rc = vs_vol_set_public(v, pub);
+		vs_vol_close(v);
+	}
+	vs_root_close(r);
+	if (rc)
+		return fail(rc, "cannot change volume '%s'", argv[optind]);
+	/* A running cairn-vold looks at the flag every second. */
+	printf("volume %s is %s\n", argv[optind],
+	       pub ? "public: shared HTTP caches may keep its chunks"
+		   : "private: chunk replies say Cache-Control: private");
 	return 0;
 }
 
@@ -1274,6 +1323,7 @@ static const struct cmd cmds[] = {
 	{"list", cmd_list, usage_list},
 	{"examine", cmd_examine, usage_examine},
 	{"remove", cmd_remove, usage_remove},
+	{"setpublic", cmd_setpublic, usage_setpublic},
 	{"import", cmd_import, usage_import},
 	{"export", cmd_export, usage_export},
 	{"token", cmd_token, usage_token},

@@ -103,6 +103,7 @@ cm_loop_setup(struct cm *cm)
 	hc.base_url = cm->cfg.server;
 	hc.token = cm->token;
 	hc.ca_file = cm->cfg.ca_file;
+	hc.proxy = cm->cfg.proxy;
 	hc.max_parallel = cm->cfg.max_parallel;
 	hc.connect_timeout_ms = cm->cfg.fetch_timeout_ms < 3000
 					? (unsigned)cm->cfg.fetch_timeout_ms

@@ -61,6 +61,8 @@ struct cm_config {
 	char *fuse_opts;    /* extra -o options, comma-separated, or NULL */
 	char *ca_file;	    /* HTTPS CA bundle, or NULL */
 	char *ctl_socket;   /* control socket path, or NULL: the default */
+	char *proxy;	    /* HTTP proxy URL, or NULL: none (never the
+			       environment's http_proxy) */
 	uint64_t cache_size;	   /* bytes (cs limit) */
 	uint64_t dirty_limit;	   /* bytes; 0: cm_dirty_limit() default */
 	uint32_t chunk_size;	   /* bytes, for a new cache only */
@@ -75,6 +77,7 @@ struct cm_config {
 	int log_level;
 	bool foreground;
 	bool use_syslog;
+	bool allow_insecure_http; /* http:// to a host not on this machine */
 };
 
 /* Default values (doc'd in cairnd(8)); fields not set stay NULL/0. */
@@ -95,9 +98,29 @@ int cm_config_set(struct cm_config *c, const char *key, const char *value,
  */
 int cm_config_load(struct cm_config *c, const char *path,
 		   const char *const *skip, int *line);
-/* Check that the required settings are present. @return 0 or -EINVAL
- * with *why naming the first missing one. */
+/* Check that the required settings are present, and the transport rule
+ * below. @return 0 or -EINVAL with *why naming the first missing one, or
+ * -EPERM when plain http:// would leave the machine without
+ * allow-insecure-http (*why names the option). */
 int cm_config_check(const struct cm_config *c, const char **why);
+
+/*
+ * The transport rule. The bearer token goes with every request, so plain
+ * http:// is accepted only where nobody else can read it: a loopback
+ * server (127.0.0.0/8, ::1, "localhost"), reached directly or through a
+ * loopback proxy. Anything else needs https:// or allow-insecure-http.
+ *
+ * cm_url_loopback(): whether the host of the http(s) URL @url is one of
+ * those loopback names, written literally; a host name other than
+ * "localhost", a numeric form inet_pton() does not take ("127.1"), user
+ * information with several '@' or a malformed port count as not loopback,
+ * so doubt always falls on the refusing side.
+ * cm_config_cleartext(): whether @c's requests cross the network in clear
+ * text (the case allow-insecure-http allows, and cairnd then warns about).
+ * Both are pure: no name is resolved, nothing is connected.
+ */
+bool cm_url_loopback(const char *url);
+bool cm_config_cleartext(const struct cm_config *c);
 
 /* Kinds of FUSE requests, for the per-kind counters. */
 enum cm_req_kind {

@@ -135,6 +135,7 @@ struct http_client {
 
 	char *base_url;
 	char *ca_file;
+	char *proxy; /* or NULL: none */
 	int insecure;
 	unsigned max_parallel;
 	unsigned connect_timeout_ms;
@@ -829,6 +830,12 @@ transfer_start(struct http_client *c, struct http_req *req)
 			    (long)((c->low_speed_ms + 999) / 1000));
 		}
 	}
+	/* libcurl reads http_proxy, HTTPS_PROXY, ALL_PROXY and NO_PROXY from
+	 * the environment unless told otherwise: whoever starts cairnd could
+	 * then route its token through a host of their choosing. "" means
+	 * no proxy, and an empty NOPROXY means no host bypasses ours. */
+	SET(CURLOPT_PROXY, c->proxy ? c->proxy : "");
+	SET(CURLOPT_NOPROXY, "");
 	if (c->ca_file)
 		SET(CURLOPT_CAINFO, c->ca_file);
 	if (c->insecure) {
@@ -971,6 +978,8 @@ http_new(struct event_base *base, const struct http_config *cfg)
 		goto fail;
 	if (cfg->token && !header_value_ok(cfg->token))
 		goto fail;
+	if (cfg->proxy && !header_value_ok(cfg->proxy))
+		goto fail;
 	if (cfg->max_parallel > HTTP_MAX_PARALLEL)
 		goto fail;
 
@@ -1003,6 +1012,8 @@ http_new(struct event_base *base, const struct http_config *cfg)
 	if (cfg->token && !(c->token = strdup(cfg->token)))
 		goto fail;
 	if (cfg->ca_file && !(c->ca_file = strdup(cfg->ca_file)))
+		goto fail;
+	if (cfg->proxy && *cfg->proxy && !(c->proxy = strdup(cfg->proxy)))
 		goto fail;
 	c->insecure = cfg->insecure;
 	c->max_parallel =
@@ -1111,6 +1122,7 @@ http_free(struct http_client *c)
 	curl_global_cleanup();
 	free(c->base_url);
 	free(c->ca_file);
+	free(c->proxy);
 	free(c->token);
 	pthread_mutex_destroy(&c->lock);
 	free(c);

@@ -59,6 +59,9 @@ struct http_config {
 	const char *token;	  /* bearer token, or NULL */
 	const char *ca_file;	  /* HTTPS: CA bundle, NULL = system default */
 	int insecure;		  /* HTTPS: skip verification (tests only) */
+	const char *proxy;	  /* proxy URL, or NULL: connect directly. The
+				     environment (http_proxy, HTTPS_PROXY,
+				     ALL_PROXY, NO_PROXY) is never read */
 	unsigned max_parallel;	  /* concurrent transfers (default 16) */
 	unsigned connect_timeout_ms; /* default 3000 */
 	unsigned timeout_ms;	  /* whole transfer, 0 = none (streams) */

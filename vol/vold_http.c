@@ -100,6 +100,8 @@ struct vvol {
 	struct vs_tokstate ts; /* loop thread: id and token epoch */
 	uint64_t ts_ms;	       /* loop thread: when ts was last re-read */
 	uint64_t last_gc_ms;
+	bool public;	 /* loop thread: chunk replies may be shared-cached */
+	bool flags_pending; /* loop thread: a J_FLAGS job is out */
 	TAILQ_HEAD(, sub) subs;
 	LIST_HEAD(, ocache) oc[OC_HASH];
 
@@ -142,6 +144,7 @@ enum jkind {
 	J_OP,
 	J_STAGE,
 	J_GC,
+	J_FLAGS,
 };
 
 /* One request's trip to a worker and back. */
@@ -166,6 +169,7 @@ struct rjob {
 	size_t outlen;
 	uint64_t etag_dv;
 	struct vs_reply rep;
+	bool pub;		/* J_DATA, J_FLAGS: vs_vol_public() */
 	/* data */
 	int fd;
 	uint64_t size, off, len;
@@ -508,7 +512,7 @@ fail:
 
 /* Reply to a chunk GET from what we know; @seg NULL means zeros. */
 static void
-send_chunk(struct vold *vd, struct evhttp_request *req,
+send_chunk(struct vold *vd, struct evhttp_request *req, bool pub,
 	   const struct proto_path *p, uint64_t size, uint64_t off,
 	   uint64_t len, const struct csum *sum,
 	   struct evbuffer_file_segment *seg)
@@ -526,8 +530,14 @@ send_chunk(struct vold *vd, struct evhttp_request *req,
 	util_hex_encode(sum->sha, 32, hex);
 	snprintf(num, sizeof(num), "%" PRIu64, size);
 	evhttp_add_header(h, "Content-Type", "application/octet-stream");
+	/* The URL names one content forever, so every cache may keep it
+	 * for good; but a shared cache hands what it keeps to anyone who
+	 * asks, token or not (RFC 9111 3.5 lets it store a reply to an
+	 * authorized request only when told "public"). So "public" only for
+	 * a volume vos made public; "private" keeps it in the client. */
 	evhttp_add_header(h, "Cache-Control",
-			  "public, max-age=31536000, immutable");
+			  pub ? "public, max-age=31536000, immutable"
+			      : "private, max-age=31536000, immutable");
 	evhttp_add_header(h, "ETag", etag);
 	evhttp_add_header(h, "X-Cairn-SHA256", hex);
 	evhttp_add_header(h, "X-Cairn-Size", num);
@@ -598,7 +608,7 @@ chunk_from_cache(struct vold *vd, struct vvol *vol, struct evhttp_request *req,
 			0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c,
 			0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55}, {0}};
 
-		send_chunk(vd, req, p, 0, 0, 0, &empty, NULL);
+		send_chunk(vd, req, vol->public, p, 0, 0, 0, &empty, NULL);
 		return true;
 	}
 	if (!oc->have || !oc->have[p->chunk])
@@ -607,7 +617,8 @@ chunk_from_cache(struct vold *vd, struct vvol *vol, struct evhttp_request *req,
 	len = oc->size - off < oc->cs ? oc->size - off : oc->cs;
 	TAILQ_REMOVE(&vd->lru, oc, lru);
 	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
-	send_chunk(vd, req, p, oc->size, off, len, &oc->sum[p->chunk], oc->seg);
+	send_chunk(vd, req, vol->public, p, oc->size, off, len,
+		   &oc->sum[p->chunk], oc->seg);
 	return true;
 }
 
@@ -966,6 +977,9 @@ run_locked(struct rjob *r)
 				  &r->size, &r->cur_dv);
 		if (rc == -ESTALE)
 			r->msg = "data version is not current";
+		/* A flag that cannot be read is no flag: private. */
+		if (!rc)
+			vs_vol_public(vs, &r->pub);
 		break;
 	case J_EVENTS:
 		break;
@@ -995,6 +1009,9 @@ run_locked(struct rjob *r)
 		break;
 	case J_GC:
 		vs_stage_gc(vs, VS_STAGE_AGE_S);
+		break;
+	case J_FLAGS:
+		rc = vs_vol_public(vs, &r->pub);
 		break;
 	}
 	if (rc)
@@ -1076,8 +1093,8 @@ done_data(struct rjob *r)
 		}
 	}
 	if (oc) {
-		send_chunk(vol->vd, r->req, &r->path, r->size, r->off, r->len,
-			   &r->sum, oc->seg);
+		send_chunk(vol->vd, r->req, vol->public, &r->path, r->size,
+			   r->off, r->len, &r->sum, oc->seg);
 		return;
 	}
 	if (r->fd >= 0) {
@@ -1093,8 +1110,8 @@ done_data(struct rjob *r)
 			return;
 		}
 	}
-	send_chunk(vol->vd, r->req, &r->path, r->size, r->off, r->len, &r->sum,
-		   seg);
+	send_chunk(vol->vd, r->req, vol->public, &r->path, r->size, r->off,
+		   r->len, &r->sum, seg);
 	if (seg)
 		evbuffer_file_segment_free(seg);
 }
@@ -1108,6 +1125,12 @@ job_done(struct vold_job *j)
 
 	if (r->kind == J_GC)
 		goto out;
+	if (r->kind == J_FLAGS) {
+		vol->flags_pending = false;
+		/* An unreadable flag makes the volume private, not stuck. */
+		vol->public = !r->err && r->pub;
+		goto out;
+	}
 	if (r->err == ENOENT && r->msg && !strcmp(r->msg, "no such volume")) {
 		vvol_unlist(vol);
 	} else if (!r->err) {
@@ -1131,6 +1154,7 @@ job_done(struct vold_job *j)
 	}
 	switch (r->kind) {
 	case J_DATA:
+		vol->public = r->pub;
 		done_data(r);
 		break;
 	case J_EVENTS:
@@ -1414,6 +1438,18 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 			ns = TAILQ_NEXT(s, link);
 			if (now - s->last_ms >= PING_MS)
 				sub_flush(s, true);
+		}
+		/* vos setpublic changes the flag on disk: look every tick,
+		 * so turning it off takes effect within a second, also for
+		 * chunks answered from the cache on this thread. */
+		if (!vol->flags_pending) {
+			struct rjob *r = rjob_new(vd, vol, J_FLAGS, NULL, NULL);
+
+			if (r) {
+				vol->flags_pending = true;
+				vol->refs++;
+				vold_pool_submit(vd->pool, &r->job);
+			}
 		}
 		if (now - vol->last_gc_ms >= STAGE_GC_S * 1000ull) {
 			struct rjob *r = rjob_new(vd, vol, J_GC, NULL, NULL);

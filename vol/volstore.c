@@ -1396,6 +1396,9 @@ vs_vol_info(struct vs_vol *v, struct vs_volinfo *out)
 	out->files_limit = vr.files_limit;
 	out->dv_max = vr.dv_max;
 	out->created_ns = vr.created;
+	/* A damaged flag record must not make the volume unusable: it
+	 * reads as private (vs_vol_public() says why). */
+	vs_vol_public(v, &out->public);
 	return 0;
 }
 
@@ -1415,6 +1418,67 @@ vs_vol_set_limits(struct vs_vol *v, uint64_t bytes_limit,
 		vr.bytes_limit = bytes_limit;
 		vr.files_limit = files_limit;
 		rc = vrec_put(v, &vr);
+	}
+	if (rc) {
+		tdb_transaction_cancel(v->tdb);
+		return rc;
+	}
+	return tdb_transaction_commit(v->tdb) ? -EIO : 0;
+}
+
+/* The volume flags, key "F": one u32, host order. A record of its own
+ * (not a field of "V") so volumes made before it need no conversion: a
+ * missing key reads as no flag set. */
+#define VFLAG_PUBLIC 1u
+
+static int
+vflags_get(struct vs_vol *v, uint32_t *flags)
+{
+	uint8_t *val;
+	size_t len;
+	int rc = kv_get(v, "F", 1, &val, &len);
+
+	*flags = 0;
+	if (rc == -ENOENT)
+		return 0;
+	if (rc)
+		return rc;
+	if (len != sizeof(*flags)) {
+		free(val);
+		return -EINVAL;
+	}
+	memcpy(flags, val, sizeof(*flags));
+	free(val);
+	return 0;
+}
+
+int
+vs_vol_public(struct vs_vol *v, bool *pub)
+{
+	uint32_t flags;
+	int rc = vflags_get(v, &flags);
+
+	*pub = !rc && (flags & VFLAG_PUBLIC);
+	return rc;
+}
+
+int
+vs_vol_set_public(struct vs_vol *v, bool pub)
+{
+	uint32_t flags;
+	int rc;
+
+	if (v->flags & VS_RDONLY)
+		return -EROFS;
+	if (tdb_transaction_start(v->tdb) != 0)
+		return tdb_errno(v->tdb) ? tdb_errno(v->tdb) : -EIO;
+	rc = vflags_get(v, &flags);
+	/* A damaged record holds no flag we could keep: setting repairs it. */
+	if (rc == -EINVAL)
+		rc = 0;
+	if (!rc) {
+		flags = pub ? flags | VFLAG_PUBLIC : flags & ~VFLAG_PUBLIC;
+		rc = kv_put(v, "F", 1, &flags, sizeof(flags));
 	}
 	if (rc) {
 		tdb_transaction_cancel(v->tdb);

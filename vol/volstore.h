@@ -155,12 +155,25 @@ struct vs_volinfo {
 	uint64_t files_used, files_limit;
 	uint64_t dv_max; /* highest data version ever given out */
 	int64_t created_ns;
+	bool public; /* vs_vol_public(); false if it cannot be read */
 };
 int vs_vol_info(struct vs_vol *v, struct vs_volinfo *out);
 
 /* Change the quota (vos). Limits of 0 mean none. */
 int vs_vol_set_limits(struct vs_vol *v, uint64_t bytes_limit,
 		      uint64_t files_limit);
+
+/*
+ * The public flag: whether chunk replies may be kept by shared HTTP caches
+ * (doc/protocol.md, "Caching and trust"). Off unless vos set it; a volume
+ * created anew starts private, whatever an older volume of that name was.
+ * vs_vol_public() reads it (false when never set, and when the record is
+ * damaged: -EINVAL then); vs_vol_set_public() writes it in a transaction
+ * of its own, replacing a damaged record. @return 0, -EROFS (set on a
+ * VS_RDONLY handle), -EINVAL, -errno.
+ */
+int vs_vol_public(struct vs_vol *v, bool *pub);
+int vs_vol_set_public(struct vs_vol *v, bool pub);
 
 /* --- reads --- */
 

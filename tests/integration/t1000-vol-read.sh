@@ -74,7 +74,7 @@ for chunk in 0 3; do
 	t_is "$(sha256sum <"$body" | cut -d' ' -f1)" "$want" "chunk $chunk: the bytes of the file"
 	t_is "$(tr -d '\r' <"$hdr" | sed -n 's/^X-Cairn-SHA256: //p')" "$want" "chunk $chunk: X-Cairn-SHA256 matches sha256sum"
 	t_is "$(tr -d '\r' <"$hdr" | sed -n 's/^X-Cairn-Size: //p')" 200000 "chunk $chunk: X-Cairn-Size"
-	t_is "$(tr -d '\r' <"$hdr" | sed -n 's/^Cache-Control: //p')" "public, max-age=31536000, immutable" "chunk $chunk: immutable"
+	t_is "$(tr -d '\r' <"$hdr" | sed -n 's/^Cache-Control: //p')" "private, max-age=31536000, immutable" "chunk $chunk: immutable, private (volume not public)"
 	t_is "$(tr -d '\r' <"$hdr" | sed -n 's/^ETag: //p')" "\"$DATA-$DV-$cs-$chunk\"" "chunk $chunk: ETag"
 done
 t_is "$(stat -c %s "$T_DIR/b3")" $((200000 - 3 * cs)) "last chunk is short"

@@ -172,6 +172,18 @@ h_big(struct evhttp_request *req, void *arg)
 	evbuffer_free(out);
 }
 
+/* /uri: the request target as it came, so a test tells a direct request
+ * ("/uri") from one sent through a proxy ("http://host:port/uri"). */
+static void
+h_uri(struct evhttp_request *req, void *arg)
+{
+	struct evbuffer *out = evbuffer_new();
+
+	evbuffer_add_printf(out, "%s", evhttp_request_get_uri(req));
+	evhttp_send_reply(req, 200, "OK", out);
+	evbuffer_free(out);
+}
+
 /* /blob/N: the first N bytes of the pattern. */
 static void
 h_gen(struct evhttp_request *req, void *arg)
@@ -359,6 +371,7 @@ srv_start(void)
 	evhttp_set_cb(srv.http, "/delay", h_delay, NULL);
 	evhttp_set_cb(srv.http, "/trunc", h_trunc, NULL);
 	evhttp_set_cb(srv.http, "/drop", h_drop, NULL);
+	evhttp_set_cb(srv.http, "/uri", h_uri, NULL);
 	evhttp_set_cb(srv.http, "/status/404", h_status, (void *)404);
 	evhttp_set_cb(srv.http, "/status/412", h_status, (void *)412);
 	evhttp_set_gencb(srv.http, h_gen, NULL);
@@ -541,6 +554,70 @@ test_new_bad(void)
 	c = http_new(base, &cfg);
 	ok(!c && errno == EINVAL, "http_new refuses an absurd max_parallel");
 	http_free(NULL);
+}
+
+/*
+ * Proxies: only the configured one. The environment names this very
+ * server as proxy for everything; a client without a proxy must connect
+ * directly all the same (the target arrives as "/uri", not as an absolute
+ * URL). A client told to use the server as proxy must, even for a host
+ * NO_PROXY exempts, send the absolute URL of a loopback address nothing
+ * listens on (127.0.0.2: if the proxy were skipped, the connection would
+ * be refused; no packet leaves the machine either way).
+ */
+static void
+test_proxy(void)
+{
+	static const char *const vars[] = {"http_proxy", "HTTP_PROXY",
+					   "https_proxy", "HTTPS_PROXY",
+					   "all_proxy", "ALL_PROXY"};
+	struct http_config cfg = {
+		.base_url = base_url,
+		.token = TOKEN,
+		.connect_timeout_ms = 2000,
+		.timeout_ms = 5000,
+	};
+	struct res d = { 0 }, p = { 0 };
+	struct http_client *c;
+	char proxy[64], target[64], want[80];
+
+	snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", srv.port);
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		setenv(vars[i], proxy, 1);
+
+	c = http_new(base, &cfg);
+	ndone = 0;
+	submit(c, NULL, "/uri", NULL, &d);
+	ok(run_until(1, 5000) == 0, "direct request with *_proxy set ends");
+	is_int(d.status, 200, "direct request: 200");
+	is_str(d.body, "/uri", "the environment's proxy is not used");
+	http_free(c);
+
+	setenv("NO_PROXY", "*", 1);
+	setenv("no_proxy", "*", 1);
+	snprintf(target, sizeof(target), "http://127.0.0.2:%d", srv.port);
+	snprintf(want, sizeof(want), "%s/uri", target);
+	cfg.base_url = target;
+	cfg.proxy = proxy;
+	c = http_new(base, &cfg);
+	ndone = 0;
+	submit(c, NULL, "/uri", NULL, &p);
+	ok(run_until(1, 5000) == 0,
+	   "request through the configured proxy ends");
+	is_int(p.err, 0, "proxied request: no transport error");
+	is_str(p.body, want, "the configured proxy is used, NO_PROXY or not");
+	http_free(c);
+
+	cfg.proxy = "http://127.0.0.1:1\r\nX-Evil: 1";
+	c = http_new(base, &cfg);
+	ok(!c && errno == EINVAL, "http_new refuses a proxy with CR/LF");
+
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		unsetenv(vars[i]);
+	unsetenv("NO_PROXY");
+	unsetenv("no_proxy");
+	res_clear(&d);
+	res_clear(&p);
 }
 
 static void
@@ -1251,6 +1328,7 @@ main(void)
 	test_keepalive();
 	test_threads();
 	test_free_in_flight();
+	test_proxy();
 
 	event_free(tk);
 	event_base_free(base);

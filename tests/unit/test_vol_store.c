@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <tdb.h>
+
 #include "common/fid.h"
 #include "common/log.h"
 #include "common/proto.h"
@@ -148,6 +150,73 @@ slurp(const struct fid *f, uint64_t *size)
 	return buf;
 }
 
+/* The public flag: off by default, persistent, refused read-only, and
+ * gone with the volume (a re-created one starts private). */
+static void
+test_public(uint32_t *id)
+{
+	struct vs_vol *ro = NULL;
+	struct tdb_context *tdb;
+	struct vs_volinfo vi;
+	char path[4096];
+	bool pub = true;
+
+	is_int(vs_vol_public(vol, &pub), 0, "read the public flag");
+	ok(!pub, "a new volume is private");
+	is_int(vs_vol_set_public(vol, true), 0, "make it public");
+	is_int(vs_vol_public(vol, &pub), 0, "read it again");
+	ok(pub, "now public");
+	/* One handle per volume per process (tdb): reopen read-only. */
+	vs_vol_close(vol);
+	is_int(vs_vol_open(root, "home", VS_RDONLY, &ro), 0,
+	       "reopen read-only");
+	pub = false;
+	is_int(vs_vol_public(ro, &pub), 0, "read through the new handle");
+	ok(pub, "the flag is on disk");
+	is_int(vs_vol_set_public(ro, false), -EROFS,
+	       "read-only handle cannot change it");
+	vs_vol_close(ro);
+	vol = NULL;
+	if (vs_vol_open(root, "home", VS_CLEANUP, &vol))
+		return;
+	is_int(vs_vol_set_public(vol, false), 0, "make it private");
+	vs_vol_public(vol, &pub);
+	ok(!pub, "private again");
+
+	/* A damaged flag record: an error, read as private, and the volume
+	 * stays usable. */
+	vs_vol_close(vol);
+	vol = NULL;
+	if (vs_vol_meta_path(root, "home", path, sizeof(path)) == 0 &&
+	    (tdb = tdb_open(path, 0, 0, O_RDWR, 0600))) {
+		TDB_DATA k = {.dptr = (unsigned char *)"F", .dsize = 1};
+		TDB_DATA d = {.dptr = (unsigned char *)"\1\0\0", .dsize = 3};
+
+		tdb_store(tdb, k, d, TDB_REPLACE);
+		tdb_close(tdb);
+	}
+	if (vs_vol_open(root, "home", VS_CLEANUP, &vol))
+		return;
+	pub = true;
+	is_int(vs_vol_public(vol, &pub), -EINVAL, "a damaged flag: EINVAL");
+	ok(!pub, "and read as private");
+	is_int(vs_vol_info(vol, &vi), 0, "the volume info still reads");
+	ok(!vi.public, "showing it private");
+	is_int(vs_vol_set_public(vol, false), 0, "setting repairs it");
+	is_int(vs_vol_public(vol, &pub), 0, "the flag reads again");
+	ok(!pub, "private");
+
+	vs_vol_set_public(vol, true);
+	vs_vol_close(vol);
+	vol = NULL;
+	is_int(vs_vol_remove(root, "home", 0), 0, "remove the public volume");
+	is_int(vs_vol_create(root, "home", 0, 0, 0, id), 0,
+	       "re-create it under the same name");
+	is_int(vs_vol_open(root, "home", VS_CLEANUP, &vol), 0, "open it");
+	vs_vol_public(vol, &pub);
+	ok(!pub, "the re-created volume is private");
+}
+
 static void
 test_volumes(void)
 {
@@ -173,6 +242,8 @@ test_volumes(void)
 	is_int(vs_vol_remove(root, "other", 0), -ENOENT, "remove twice");
 	is_int(vs_vol_open(root, "nope", 0, &vol), -ENOENT, "open missing");
 	is_int(vs_vol_open(root, "home", VS_CLEANUP, &vol), 0, "open home");
+	if (vol)
+		test_public(&id);
 	is_int(vs_vol_info(vol, &vi), 0, "info");
 	is_int(vi.id, id, "info id");
 	is_int(vi.files_used, 1, "one object: the root");
