@@ -1,5 +1,5 @@
 #!/bin/bash
-# t2140-cm-transport: how cairnd reaches its server (issue #12, medium 4).
+# t2150-cm-transport: how cairnd reaches its server (issue #12, medium 4).
 #  1. Plain http:// to a host that is not loopback (192.0.2.1, a
 #     documentation address) is refused at startup, before anything is
 #     opened or connected, with a message naming allow-insecure-http.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t3040-fs-escape: names may hold newlines, terminal escapes and bytes that
+# t3050-fs-escape: names may hold newlines, terminal escapes and bytes that
 # are not UTF-8; they are stored as they are, but fs and vos print them as
 # C escapes (\n, \x1b, \xff), one line per name, and never the raw byte.
 . "$top_srcdir/tests/integration/lib.sh"
