@@ -49,6 +49,8 @@ struct evstream;
 struct rlog;
 struct mut;
 struct wb;
+struct pin;
+struct ctl_server;
 
 /* Settings of one cairnd, from the command line and cairn.conf(5). */
 struct cm_config {
@@ -229,6 +231,8 @@ struct cm {
 	struct rlog *rlog;	    /* thread-safe: the replay log */
 	struct mut *mut;	    /* loop thread only (mut.h) */
 	struct wb *wb;		    /* thread-safe (wb.h) */
+	struct pin *pin;	    /* loop thread only (pin.h) */
+	struct ctl_server *ctl;    /* loop thread only (cm_ctl.h) */
 	struct cm_kernel_ops kops;
 
 	pthread_mutex_t lock;
