@@ -205,9 +205,8 @@ cm_loop_stop(struct cm *cm)
 		j = calloc(1, sizeof(*j));
 		if (j) {
 			j->run = stop_job;
-			pthread_mutex_lock(&cm->qlock);
-			cm->stopping = true;
-			pthread_mutex_unlock(&cm->qlock);
+			atomic_store_explicit(&cm->stopping, true,
+					      memory_order_release);
 			cm_post(cm, j);
 			pthread_join(cm->loop_thread, NULL);
 		}

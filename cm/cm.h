@@ -19,8 +19,18 @@
  *    the loop itself: a parked lookup holds the directory's lock in the
  *    kernel that an entry invalidation needs).
  *
- * Locks, outermost first: ino table lock (inode.h) > vc lock (vc.h) > cs
- * (internal) > cm->lock. Nothing is called with cm->qlock held.
+ * Locks. The only nesting is ino table lock (inode.h) > vc lock (vc.h) >
+ * cs lock (chunkstore, internal): a thread holding one may take those to
+ * its right, never to its left. Every other lock is a leaf: nothing else
+ * is locked and no other module is called while it is held.
+ *   wb->lock (wb.c: write states; only its own dirty.tdb under it)
+ *   rlog's l->lock (the tdb) and l->qlock (group-commit queue): rlog.c
+ *     drops qlock before it takes l->lock, so they do not nest either
+ *   cm->lock (volinfo), cm->qlock (the job queue)
+ *   fetch.c's slock (store thread queue), http.c's submit lock
+ *   fuse_ops.c: the notifier's mu, and struct cm_file's mu (readahead
+ *     state; fetch_prefetch() is called after it is dropped)
+ * cm->stopping is an atomic, read without a lock (cm_stopping()).
  */
 #ifndef CAIRN_CM_CM_H
 #define CAIRN_CM_CM_H
@@ -241,7 +251,8 @@ struct cm {
 
 	pthread_mutex_t qlock;
 	struct cm_jobq queue;	    /* protected by qlock */
-	bool stopping;		    /* protected by qlock */
+	atomic_bool stopping;	    /* set once by cm_loop_stop(); read by
+				       any thread (cm_stopping()) */
 	struct event *qev;	    /* fired by cm_post() */
 	pthread_t loop_thread;
 	bool loop_running;
@@ -277,6 +288,15 @@ void cm_release(struct cm *cm);
  * cm_loop_stop() began, jobs are run with cm->stopping set so they can
  * fail their requests. */
 void cm_post(struct cm *cm, struct cm_job *job);
+
+/* Has cm_loop_stop() begun? Any thread, no lock: the flag only goes
+ * from false to true, and a job posted after it was set still runs (with
+ * it set), so a reader that misses the change by a moment is harmless. */
+static inline bool
+cm_stopping(struct cm *cm)
+{
+	return atomic_load_explicit(&cm->stopping, memory_order_acquire);
+}
 
 /* Loop thread: run @job on the loop in @ms milliseconds. @return 0 or
  * -errno (then nothing happens: the caller still owns @job). */

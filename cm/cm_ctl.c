@@ -224,13 +224,8 @@ static const struct ctl_handlers cm_ctl_handlers = { .on = {
 static void
 restore_job(struct cm *cm, struct cm_job *job)
 {
-	bool stopping;
-
 	free(job);
-	pthread_mutex_lock(&cm->qlock);
-	stopping = cm->stopping;
-	pthread_mutex_unlock(&cm->qlock);
-	if (!stopping && cm->vc)
+	if (!cm_stopping(cm) && cm->vc)
 		pin_restore(cm);
 }
 

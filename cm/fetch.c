@@ -683,7 +683,7 @@ rd_wait_offline(struct cm *cm, struct rd *rd, int err)
 {
 	uint64_t bound, now;
 
-	if (err == -ENOENT || err == -ESTALE || err == -ENOMEM || cm->stopping)
+	if (err == -ENOENT || err == -ESTALE || err == -ENOMEM || cm_stopping(cm))
 		return false;
 	bound = offline_miss_wait_ms(cm);
 	if (!bound)

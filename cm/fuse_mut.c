@@ -144,7 +144,7 @@ wio_job(struct cm *cm, struct cm_job *job)
 	struct wio *w = (struct wio *)job;
 	uint8_t *rbuf = NULL;
 
-	if (cm->stopping) {
+	if (cm_stopping(cm)) {
 		fuse_reply_err(w->req, EIO);
 		wio_free(w);
 		return;
@@ -490,7 +490,7 @@ mop_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 		orphan_settle(cm, m,
 			      !err && r->has_victim && r->victim.nlink == 0);
 	if (err == -ESTALE && m->kind == M_SETATTR && !m->retried_stale &&
-	    !cm->stopping) {
+	    !cm_stopping(cm)) {
 		/* Our DV was old (someone wrote the file): once more with
 		 * fresh attributes. */
 		m->retried_stale = true;
@@ -831,7 +831,7 @@ mop_job(struct cm *cm, struct cm_job *job)
 	struct mop *m = (struct mop *)job;
 	int rc;
 
-	if (cm->stopping || !cm->meta) {
+	if (cm_stopping(cm) || !cm->meta) {
 		fuse_reply_err(m->req, EIO);
 		mop_free(m);
 		return;

@@ -214,7 +214,7 @@ park_resume(struct cm *cm, void *arg, int err)
 	}
 	/* Disconnected with offline-miss=wait: a miss waits for the
 	 * reconnection (probes, fs reconnect) up to the policy's bound. */
-	if (err && err != -ENOENT && err != -ENOTDIR && !cm->stopping) {
+	if (err && err != -ENOENT && err != -ENOTDIR && !cm_stopping(cm)) {
 		uint64_t bound = offline_miss_wait_ms(cm), now = util_now_ms();
 
 		if (bound && !p->wait_until)

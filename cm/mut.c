@@ -320,7 +320,7 @@ http_done(void *arg, const struct http_result *res)
 	int rc;
 
 	if (retriable(res) && util_now_ms() >= m->deadline && m->seq &&
-	    !m->replay && cm->mut && !cm->stopping &&
+	    !m->replay && cm->mut && !cm_stopping(cm) &&
 	    offline_auto(cm)) {
 		/* The server stopped answering: disconnect, and this op
 		 * stays in the log (INFLIGHT: it may have arrived) to be
@@ -340,7 +340,7 @@ http_done(void *arg, const struct http_result *res)
 		return;
 	}
 	if (retriable(res) && util_now_ms() < m->deadline && cm->mut &&
-	    !cm->stopping) {
+	    !cm_stopping(cm)) {
 		unsigned ms = 50u << (m->attempts < 6 ? m->attempts : 6);
 		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
@@ -412,7 +412,7 @@ start(struct cm *cm, struct mreq *m)
 {
 	struct mut *mu = cm->mut;
 
-	if (!mu || cm->stopping || !cm->http) {
+	if (!mu || cm_stopping(cm) || !cm->http) {
 		finish(m, -EIO, NULL);
 		return;
 	}
@@ -432,7 +432,7 @@ run_job(struct cm *cm, struct cm_job *job)
 	/* Disconnected between the append and now: the record is INFLIGHT
 	 * and never left; it is replayed with the rest. */
 	if (atomic_load(&cm->mode) == CM_DISCONNECTED && m->seq &&
-	    !cm->stopping) {
+	    !cm_stopping(cm)) {
 		offline_absorb(cm, &m->op, m->done, m->arg);
 		mreq_free(m);
 		return;
@@ -562,7 +562,7 @@ resume_next(struct cm *cm)
 	struct rlog_rec rec;
 	int rc;
 
-	if (!cm->rlog || cm->stopping) {
+	if (!cm->rlog || cm_stopping(cm)) {
 		mu->resuming = false;
 		return;
 	}

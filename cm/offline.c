@@ -280,7 +280,7 @@ probe_done(void *arg, const struct http_result *res)
 		return;
 	o->probe_inflight = false;
 	if (atomic_load(&cm->mode) != CM_DISCONNECTED || o->manual ||
-	    cm->stopping)
+	    cm_stopping(cm))
 		return;
 	if (!res->err && res->status == 200) {
 		log_info(LOG_MAIN, "the server answers again: reintegrating");
@@ -884,7 +884,7 @@ oreq_run(struct cm *cm, struct cm_job *job)
 	struct rlog_effect eff;
 	int rc;
 
-	rc = cm->stopping ? -EIO : local_apply(cm, &q->op, false, &r);
+	rc = cm_stopping(cm) ? -EIO : local_apply(cm, &q->op, false, &r);
 	if (rc == 0) {
 		rc = rlog_append_ex(cm->rlog, &q->op, 0, &eff);
 		if (rc == 0)
@@ -1212,7 +1212,7 @@ reint_server_attr(struct cm *cm, void *arg, int err)
 	struct rctx *c = arg;
 	struct proto_attr a;
 
-	if (!cm->off || cm->stopping) {
+	if (!cm->off || cm_stopping(cm)) {
 		rctx_free(c);
 		return;
 	}
@@ -1250,7 +1250,7 @@ reint_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 	struct rctx *c = arg;
 	struct offline *o = cm->off;
 
-	if (!o || cm->stopping) {
+	if (!o || cm_stopping(cm)) {
 		rctx_free(c);
 		return;
 	}
@@ -1339,7 +1339,7 @@ reint_next(struct cm *cm)
 	uint64_t src;
 	int rc;
 
-	if (!o || cm->stopping || atomic_load(&cm->mode) != CM_REINTEGRATING)
+	if (!o || cm_stopping(cm) || atomic_load(&cm->mode) != CM_REINTEGRATING)
 		return;
 	rc = rlog_next(cm->rlog, o->after,
 		       RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT),

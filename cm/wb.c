@@ -1076,7 +1076,7 @@ store_send(struct store *st)
 	}
 	if (st->inflight)
 		return;
-	if (st->err || cm->stopping) {
+	if (st->err || cm_stopping(cm)) {
 		store_end(st, st->err ? st->err : -EIO, NULL);
 		return;
 	}
@@ -1098,7 +1098,7 @@ store_end(struct store *st, int err, const struct proto_op_result *r)
 
 	/* Refused as stale: someone else stored the file since our base
 	 * DV. Ours goes to a conflict copy; this store ends from there. */
-	if (err == -ESTALE && st->owns_state && !st->cf && !cm->stopping &&
+	if (err == -ESTALE && st->owns_state && !st->cf && !cm_stopping(cm) &&
 	    conflict_start(st) == 0)
 		return;
 	if (st->replay && wb) {
@@ -1801,7 +1801,7 @@ flush_run(struct cm *cm, struct cm_job *job)
 {
 	struct flush_job *fj = (struct flush_job *)job;
 
-	if (cm->stopping || !cm->wb) {
+	if (cm_stopping(cm) || !cm->wb) {
 		if (fj->done)
 			fj->done(cm, fj->arg, -EIO);
 	} else {
