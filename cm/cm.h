@@ -268,20 +268,18 @@ struct cm {
  * @return 0 or -errno.
  */
 int cm_init(struct cm *cm, struct cm_config *cfg);
+/* Create the event base (with pthreads support) and the job queue's
+ * event; nothing runs yet. @return 0 or -errno. */
+int cm_loop_new(struct cm *cm);
+/* Run the loop in a new thread: queued jobs start running. */
+int cm_loop_run(struct cm *cm);
 /*
- * Create the event base (with pthreads support), the HTTP client and the
- * loop's modules (meta, fetch, events), open nothing on disk. Stores must
- * be open (cm->cs, cm->vc) before cm_loop_start(). @return 0 or -errno.
+ * Stop the loop: set cm->stopping, run @teardown (may be NULL) on the loop
+ * thread as its last job, join the thread, run what was posted after it
+ * (so it fails), free the base. If the loop never ran, @teardown runs
+ * here. Safe to call if cm_loop_new() never ran or failed.
  */
-int cm_loop_setup(struct cm *cm);
-/* Run the loop in a new thread; starts the event stream. */
-int cm_loop_start(struct cm *cm);
-/*
- * Stop the loop: cancels every transfer (parked requests get EIO through
- * their callbacks), joins the thread, frees the HTTP client and modules.
- * Safe to call if the loop never started.
- */
-void cm_loop_stop(struct cm *cm);
+void cm_loop_stop(struct cm *cm, void (*teardown)(struct cm *cm));
 void cm_release(struct cm *cm);
 
 /* Hand @job to the loop thread; any thread. Returns at once. After

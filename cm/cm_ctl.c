@@ -221,28 +221,6 @@ static const struct ctl_handlers cm_ctl_handlers = { .on = {
 
 /* ---- start / stop --------------------------------------------------- */
 
-static void
-restore_job(struct cm *cm, struct cm_job *job)
-{
-	free(job);
-	if (!cm_stopping(cm) && cm->vc)
-		pin_restore(cm);
-}
-
-/* Re-apply the recorded pins on the loop thread (pin.h). */
-static void
-pin_restore_post(struct cm *cm)
-{
-	struct cm_job *j = calloc(1, sizeof(*j));
-
-	if (!j) {
-		log_err(LOG_CTL, "cannot re-apply pins: %s", strerror(ENOMEM));
-		return;
-	}
-	j->run = restore_job;
-	cm_post(cm, j);
-}
-
 int
 cm_ctl_start(struct cm *cm)
 {
@@ -270,7 +248,6 @@ cm_ctl_start(struct cm *cm)
 	ctl_server_get_limits(cm->ctl, &lim);
 	lim.max_conns_per_uid = cm->cfg.ctl_conns_per_uid;
 	ctl_server_set_limits(cm->ctl, &lim);
-	pin_restore_post(cm);
 	return 0;
 }
 

@@ -1,8 +1,9 @@
 /*
  * fuse_i.h - what the two halves of cairnd's FUSE front share: fuse_ops.c
  * (the operation table, lookups, reads, the notifier thread) and
- * fuse_mut.c (the handlers that change metadata or data). Private to the
- * front: nothing below it includes this.
+ * fuse_mut.c (the handlers that change metadata or data); fuse_common.c
+ * holds the helpers both use, so neither calls the other back. Private to
+ * the front: nothing below it includes this.
  */
 #ifndef CAIRN_CM_FUSE_I_H
 #define CAIRN_CM_FUSE_I_H
@@ -32,13 +33,17 @@ struct cm_file {
 	bool writer;	    /* opened for writing: holds a wb write state */
 };
 
-/* --- fuse_ops.c --- */
+/* --- fuse_common.c --- */
 
 struct cm *fops_req_cm(fuse_req_t req);
 /* Count one request of kind @k. */
 void fops_count(struct cm *cm, enum cm_req_kind k);
 /* Did the server say our token only reads? */
 bool fops_read_only(struct cm *cm);
+/* st_ino of an object: from its FID, so it survives a forget; root is 1. */
+uint64_t fops_st_ino(struct cm *cm, const struct fid *f);
+/* The file type bits of a listing entry's type. */
+mode_t fops_dirent_mode(int type);
 /* Fill @st from @a for the kernel (inode number @ino). */
 void fops_to_stat(struct cm *cm, const struct proto_attr *a, uint64_t ino,
 		  struct stat *st);

@@ -40,7 +40,6 @@
 #include "common/util.h"
 
 #define PARK_TRIES 4
-#define READ_BUF_MAX (8u << 20)
 #define KERNEL_RA_KB 4096 /* fetch_kernel_readahead(): after INIT */
 
 enum park_op {
@@ -75,112 +74,6 @@ struct park {
 
 
 static int try_op(struct cm *cm, struct park *p);
-
-
-/* Did the server say our token only reads? */
-bool
-fops_read_only(struct cm *cm)
-{
-	bool ro;
-
-	pthread_mutex_lock(&cm->lock);
-	ro = cm->have_vi && cm->vi.readonly;
-	pthread_mutex_unlock(&cm->lock);
-	return ro;
-}
-
-struct cm *
-fops_req_cm(fuse_req_t req)
-{
-	return fuse_req_userdata(req);
-}
-
-void
-fops_count(struct cm *cm, enum cm_req_kind k)
-{
-	atomic_fetch_add_explicit(&cm->st.reqs[k], 1, memory_order_relaxed);
-}
-
-/* --- attribute conversion --- */
-
-/* The file type bits of a listing entry's type. */
-static mode_t
-dirent_mode(int type)
-{
-	return type == PROTO_T_DIR	 ? S_IFDIR
-	       : type == PROTO_T_SYMLINK ? S_IFLNK
-	       : type == PROTO_T_FIFO	 ? S_IFIFO
-					 : S_IFREG;
-}
-
-static struct fid root_fid; /* set at init */
-
-/*
- * st_ino and d_ino of an object: from its FID, so it stays the same when
- * the kernel forgets the inode and looks it up again under a new node id
- * (tar compares st_ino of a directory before and after extracting into
- * it). The root is 1.
- */
-static uint64_t
-fid_hash_ino(const struct fid *f)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	if (fid_eq(f, &root_fid))
-		return 1;
-
-	for (int i = 0; i < FID_OID_LEN; i++)
-		h = (h ^ f->oid[i]) * 1099511628211ULL;
-	return h | (1ULL << 63);
-}
-
-
-void
-fops_to_stat(struct cm *cm, const struct proto_attr *a, uint64_t ino,
-	struct stat *st)
-{
-	(void)ino;
-	memset(st, 0, sizeof(*st));
-	st->st_ino = fid_hash_ino(&a->fid);
-	switch (a->type) {
-	case PROTO_T_DIR:
-		st->st_mode = S_IFDIR;
-		break;
-	case PROTO_T_SYMLINK:
-		st->st_mode = S_IFLNK;
-		break;
-	case PROTO_T_FIFO:
-		st->st_mode = S_IFIFO;
-		break;
-	default:
-		st->st_mode = S_IFREG;
-	}
-	st->st_mode |= a->mode & 07777;
-	st->st_nlink = (nlink_t)a->nlink;
-	st->st_uid = a->uid;
-	st->st_gid = a->gid;
-	st->st_size = (off_t)a->size;
-	st->st_blksize = (blksize_t)cm->chunk_size;
-	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
-	st->st_atim.tv_sec = a->atime_ns / 1000000000;
-	st->st_atim.tv_nsec = a->atime_ns % 1000000000;
-	st->st_mtim.tv_sec = a->mtime_ns / 1000000000;
-	st->st_mtim.tv_nsec = a->mtime_ns % 1000000000;
-	st->st_ctim.tv_sec = a->ctime_ns / 1000000000;
-	st->st_ctim.tv_nsec = a->ctime_ns % 1000000000;
-	if (a->atime_ns < 0 && st->st_atim.tv_nsec) {
-		st->st_atim.tv_sec--;
-		st->st_atim.tv_nsec += 1000000000;
-	}
-	if (a->mtime_ns < 0 && st->st_mtim.tv_nsec) {
-		st->st_mtim.tv_sec--;
-		st->st_mtim.tv_nsec += 1000000000;
-	}
-	if (a->ctime_ns < 0 && st->st_ctim.tv_nsec) {
-		st->st_ctim.tv_sec--;
-		st->st_ctim.tv_nsec += 1000000000;
-	}
-}
 
 
 static int
@@ -516,7 +409,7 @@ try_readdir(struct cm *cm, struct park *p)
 		memset(&e, 0, sizeof(e));
 		if (i < 2) {
 			name = i == 0 ? "." : "..";
-			e.attr.st_ino = fid_hash_ino(&d->fid);
+			e.attr.st_ino = fops_st_ino(cm, &d->fid);
 			e.attr.st_mode = S_IFDIR;
 		} else {
 			const struct vc_dirent *de = &d->ents[i - 2];
@@ -524,8 +417,8 @@ try_readdir(struct cm *cm, struct park *p)
 
 			name = de->name;
 			if (!p->plus) {
-				e.attr.st_ino = fid_hash_ino(&de->fid);
-				e.attr.st_mode = dirent_mode(de->type);
+				e.attr.st_ino = fops_st_ino(cm, &de->fid);
+				e.attr.st_mode = fops_dirent_mode(de->type);
 			} else if (meta_cached_attr(cm, &de->fid, &a) < 0) {
 				if (p->tries == 0 && used == 0) {
 					/* One listing fetch brings every
@@ -537,8 +430,8 @@ try_readdir(struct cm *cm, struct park *p)
 				 * with the type the listing says (find(1)
 				 * trusts d_type: a directory shown as a file
 				 * is not descended into). */
-				e.attr.st_ino = fid_hash_ino(&de->fid);
-				e.attr.st_mode = dirent_mode(de->type);
+				e.attr.st_ino = fops_st_ino(cm, &de->fid);
+				e.attr.st_mode = fops_dirent_mode(de->type);
 			} else {
 				struct ino_ent *ent;
 
@@ -553,7 +446,7 @@ try_readdir(struct cm *cm, struct park *p)
 						cm->cfg.entry_timeout;
 				} else {
 					e.attr.st_ino =
-						fid_hash_ino(&de->fid);
+						fops_st_ino(cm, &de->fid);
 				}
 			}
 		}
@@ -618,15 +511,6 @@ op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /* --- files --- */
-
-/* Drop an open fops_count of @e; the last close of a file unlinked while open
- * lets its local copy go. */
-void
-fops_file_close(struct cm *cm, struct ino_ent *e, const struct fid *fid)
-{
-	if (ino_close(cm->ino, e))
-		wb_release_write(cm, fid);
-}
 
 /* Valid replies: fuse_reply_open, fuse_reply_err. */
 static int
@@ -730,15 +614,6 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	run_or_park(cm, &p);
 }
 
-void
-fops_read_reply(void *req, const void *buf, size_t len, int err)
-{
-	if (err)
-		fuse_reply_err(req, -err);
-	else
-		fuse_reply_buf(req, buf, len);
-}
-
 /*
  * Sequential readahead per open file: the window starts at 2 chunks when a
  * reader goes forward, doubles each time it enters a new chunk, up to
@@ -789,59 +664,6 @@ file_readahead(struct cm *cm, struct cm_file *f, uint64_t dv, uint64_t fsize,
 	pthread_mutex_unlock(&f->mu);
 	if (go)
 		fetch_prefetch(cm, &f->fid, dv, fsize, first, last);
-}
-
-/* Per worker thread read buffer, freed by the key's destructor when
- * libfuse retires an idle worker. */
-struct tbuf {
-	char *p;
-	size_t len;
-};
-static pthread_key_t tbuf_key;
-static pthread_once_t tbuf_once = PTHREAD_ONCE_INIT;
-
-static void
-tbuf_free(void *arg)
-{
-	struct tbuf *t = arg;
-
-	free(t->p);
-	free(t);
-}
-
-static void
-tbuf_init(void)
-{
-	pthread_key_create(&tbuf_key, tbuf_free);
-}
-
-/* The calling thread's buffer of at least @len bytes, or NULL. */
-char *
-fops_tbuf_get(size_t len)
-{
-	struct tbuf *t;
-
-	pthread_once(&tbuf_once, tbuf_init);
-	t = pthread_getspecific(tbuf_key);
-	if (!t) {
-		t = calloc(1, sizeof(*t));
-		if (!t || pthread_setspecific(tbuf_key, t) != 0) {
-			free(t);
-			return NULL;
-		}
-	}
-	if (len > t->len) {
-		char *nb;
-
-		if (len > READ_BUF_MAX)
-			return NULL;
-		nb = realloc(t->p, len);
-		if (!nb)
-			return NULL;
-		t->p = nb;
-		t->len = len;
-	}
-	return t->p;
 }
 
 /* Valid replies: fuse_reply_buf, fuse_reply_err (possibly from the loop). */
@@ -1168,10 +990,6 @@ static void
 op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct cm *cm = userdata;
-
-	pthread_mutex_lock(&cm->lock);
-	root_fid = cm->vi.root;
-	pthread_mutex_unlock(&cm->lock);
 
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
