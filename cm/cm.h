@@ -61,6 +61,8 @@ struct mut;
 struct wb;
 struct pin;
 struct ctl_server;
+struct mut_hooks;
+struct wb_hooks;
 
 /* Settings of one cairnd, from the command line and cairn.conf(5). */
 struct cm_config {
@@ -76,7 +78,8 @@ struct cm_config {
 	char *proxy;	    /* HTTP proxy URL, or NULL: none (never the
 			       environment's http_proxy) */
 	uint64_t cache_size;	   /* bytes (cs limit) */
-	uint64_t dirty_limit;	   /* bytes; 0: cm_dirty_limit() default */
+	uint64_t dirty_limit;	   /* bytes; 0: a quarter of cache_size, at
+				      most 256 MiB (wb.c) */
 	uint32_t chunk_size;	   /* bytes, for a new cache only */
 	uint64_t fetch_timeout_ms; /* bound on a miss */
 	double entry_timeout;	   /* seconds the kernel keeps names */
@@ -216,6 +219,41 @@ struct cm_kernel_ops {
 };
 
 /*
+ * Upward hooks of the read half. meta.c and fetch.c answer reads from the
+ * caches; what the modules above them (write states, the op log, pins,
+ * disconnected operation) add to a read comes through these, given to
+ * meta_new() and fetch_new() by daemon.c, so the read half includes none
+ * of those modules (the pattern of cm_kernel_ops and http_set_gate()).
+ * They are kept in struct cm and never cleared: FUSE threads may still
+ * read while the loop's modules are torn down. NULL-safe: a NULL hook is
+ * skipped (no overlay, false, 0).
+ */
+struct cm_meta_hooks {
+	/* Write state (wb): put the local size and times of a file being
+	 * written over @a; attributes of an orphan (open, unlinked) @fid
+	 * (0 or -ENOENT); does @fid have a write state (its chunks stay). */
+	void (*overlay)(struct cm *cm, struct proto_attr *a);
+	int (*orphan_attr)(struct cm *cm, const struct fid *fid,
+			   struct proto_attr *out);
+	bool (*active)(struct cm *cm, const struct fid *fid);
+	/* Op log (mut): true if @ev is about an object with an op in flight
+	 * (it is held back and applied after the reply). */
+	bool (*defer_event)(struct cm *cm, const struct proto_event *ev);
+	/* Pins: after @ev was applied to the caches; when an object's DV
+	 * changed without an event (a bulk revalidation). */
+	void (*applied_event)(struct cm *cm, const struct proto_event *ev);
+	void (*dv_changed)(struct cm *cm, const struct proto_attr *a);
+};
+
+struct cm_fetch_hooks {
+	/* Must a chunk of @fid be stored pinned? */
+	bool (*pinned)(struct cm *cm, const struct fid *fid);
+	/* How long a failed read may keep retrying (disconnected with
+	 * offline-miss=wait), 0: not at all. */
+	uint64_t (*miss_wait_ms)(struct cm *cm);
+};
+
+/*
  * A unit of work for the loop thread. The poster allocates the job (usually
  * embedded in a bigger struct); @run owns it from then on.
  */
@@ -244,6 +282,10 @@ struct cm {
 	struct pin *pin;	    /* loop thread only (pin.h) */
 	struct ctl_server *ctl;    /* loop thread only (cm_ctl.h) */
 	struct cm_kernel_ops kops;
+	struct cm_meta_hooks mhooks; /* set by meta_new(), never cleared */
+	struct cm_fetch_hooks fhooks; /* set by fetch_new(), never cleared */
+	const struct mut_hooks *muth; /* set by mut_new() (mut.h) */
+	const struct wb_hooks *wbh;   /* set by wb_new() (wb.h) */
 
 	pthread_mutex_t lock;
 	struct proto_volinfo vi;    /* protected by lock */
@@ -294,6 +336,14 @@ static inline bool
 cm_stopping(struct cm *cm)
 {
 	return atomic_load_explicit(&cm->stopping, memory_order_acquire);
+}
+
+/* Any thread: are mutations logged instead of sent? (not CONNECTED;
+ * offline.h has the modes) */
+static inline bool
+cm_offline(struct cm *cm)
+{
+	return atomic_load(&cm->mode) != CM_CONNECTED;
 }
 
 /* Loop thread: run @job on the loop in @ms milliseconds. @return 0 or

@@ -274,6 +274,39 @@ out:
 	return rc;
 }
 
+/* What the write half, pins and disconnected operation add to a read:
+ * meta.c and fetch.c call up only through these (cm.h). */
+static const struct cm_meta_hooks meta_hooks = {
+	.overlay = wb_overlay,
+	.orphan_attr = wb_orphan_attr,
+	.active = wb_active,
+	.defer_event = mut_defer_event,
+	.applied_event = pin_event,
+	.dv_changed = pin_changed,
+};
+
+static const struct cm_fetch_hooks fetch_hooks = {
+	.pinned = pin_covers,
+	.miss_wait_ms = offline_miss_wait_ms,
+};
+
+/* The op log calls up into write states and disconnected operation,
+ * write states into disconnected operation, only through these. */
+static const struct mut_hooks mut_hooks = {
+	.file_gone = wb_gone,
+	.file_stored = wb_stored,
+	.resend_store = wb_resend_store,
+	.log_resumed = wb_resume,
+	.may_absorb = offline_auto,
+	.absorb = offline_absorb,
+	.submit_offline = offline_submit,
+};
+
+static const struct wb_hooks wb_hooks = {
+	.note_base = offline_note_base,
+	.note_path = offline_note_path,
+};
+
 /*
  * The replay log and the write states, after the fork (tdb handles must
  * not cross it). A damaged replay log is never replaced here: cairnd
@@ -292,7 +325,7 @@ open_write_state(struct cm *cm)
 			strerror(-err));
 		return err;
 	}
-	rc = wb_new(cm);
+	rc = wb_new(cm, &wb_hooks);
 	if (rc < 0)
 		log_err(LOG_MAIN, "cannot open the write-back state: %s",
 			strerror(-rc));
@@ -369,11 +402,11 @@ loop_modules_new(struct cm *cm)
 	cm->http = http_new(cm->base, &hc);
 	if (!cm->http)
 		return -errno;
-	rc = meta_new(cm);
+	rc = meta_new(cm, &meta_hooks);
 	if (rc == 0)
-		rc = fetch_new(cm);
+		rc = fetch_new(cm, &fetch_hooks);
 	if (rc == 0)
-		rc = mut_new(cm);
+		rc = mut_new(cm, &mut_hooks);
 	if (rc == 0)
 		rc = offline_new(cm);
 	return rc;

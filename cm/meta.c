@@ -20,10 +20,7 @@
 #include "cm/http.h"
 #include "cm/inode.h"
 #include "cm/meta.h"
-#include "cm/mut.h"
-#include "cm/pin.h"
 #include "cm/vc.h"
-#include "cm/wb.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -256,13 +253,17 @@ meta_cached_attr(struct cm *cm, const struct fid *fid, struct proto_attr *out)
 	if (e && e->have_attr) {
 		*out = e->attr;
 		ino_unlock(cm->ino);
-		wb_overlay(cm, out);
+		if (cm->mhooks.overlay)
+			cm->mhooks.overlay(cm, out);
 		return 0;
 	}
 	ino_unlock(cm->ino);
 	rc = vc_get_attr(cm->vc, fid, out);
 	if (rc < 0)
-		return wb_orphan_attr(cm, fid, out) == 0 ? 0 : rc;
+		return cm->mhooks.orphan_attr &&
+				       cm->mhooks.orphan_attr(cm, fid, out) == 0
+			       ? 0
+			       : rc;
 	ino_lock(cm->ino);
 	e = ino_find_locked(cm->ino, fid);
 	if (e && !e->have_attr) {
@@ -270,7 +271,8 @@ meta_cached_attr(struct cm *cm, const struct fid *fid, struct proto_attr *out)
 		e->have_attr = true;
 	}
 	ino_unlock(cm->ino);
-	wb_overlay(cm, out);
+	if (cm->mhooks.overlay)
+		cm->mhooks.overlay(cm, out);
 	return 0;
 }
 
@@ -817,7 +819,7 @@ gone(struct cm *cm, const struct fid *fid)
 	vc_forget(cm->vc, fid);
 	/* A file open here keeps its chunks (unlinked while open, or
 	 * written): wb.c drops them when the last handle goes. */
-	if (!wb_active(cm, fid))
+	if (!cm->mhooks.active || !cm->mhooks.active(cm, fid))
 		cs_invalidate(cm->cs, fid->vol, fid->oid, UINT64_MAX);
 	kinval_inode(cm, ino, 0, 0);
 }
@@ -872,7 +874,8 @@ apply_attr(struct cm *cm, const struct proto_attr *a, bool store,
 			meta_want_dir(cm, &a->fid, NULL, NULL);
 		kinval_inode(cm, ino, 0, 0);
 		/* Also when no event said so (bulk revalidation). */
-		pin_changed(cm, a);
+		if (cm->mhooks.dv_changed)
+			cm->mhooks.dv_changed(cm, a);
 	} else if (!same_attr(&old, a)) {
 		kinval_inode(cm, ino, -1, 0);
 	}
@@ -1078,7 +1081,7 @@ event_apply(struct cm *cm, const struct proto_event *ev)
 	bool have;
 	char fs[FID_STRLEN];
 
-	if (mut_defer_event(cm, ev))
+	if (cm->mhooks.defer_event && cm->mhooks.defer_event(cm, ev))
 		return; /* looked at again when our change is applied */
 	CM_STAT_INC(cm, events);
 	log_debug(LOG_EV, "event %llu %s '%s' dv %llu",
@@ -1147,7 +1150,8 @@ meta_event(struct cm *cm, const struct proto_event *ev)
 	event_apply(cm, ev);
 	/* After the caches dropped what changed: pinned objects are fetched
 	 * again (pin.h). */
-	pin_event(cm, ev);
+	if (cm->mhooks.applied_event)
+		cm->mhooks.applied_event(cm, ev);
 }
 
 /* --- bulk revalidation --- */
@@ -1214,12 +1218,14 @@ meta_revalidate_all(struct cm *cm)
 /* --- setup --- */
 
 int
-meta_new(struct cm *cm)
+meta_new(struct cm *cm, const struct cm_meta_hooks *hooks)
 {
 	struct meta *m = calloc(1, sizeof(*m));
 
 	if (!m)
 		return -ENOMEM;
+	if (hooks)
+		cm->mhooks = *hooks;
 	TAILQ_INIT(&m->ops);
 	m->flush_ev = event_new(cm->base, -1, 0, flush_attrs, cm);
 	if (!m->flush_ev) {

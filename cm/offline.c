@@ -152,12 +152,6 @@ cm_mode_name(int mode)
 	return "unknown";
 }
 
-bool
-cm_offline(struct cm *cm)
-{
-	return atomic_load(&cm->mode) != CM_CONNECTED;
-}
-
 uint64_t
 offline_miss_wait_ms(struct cm *cm)
 {

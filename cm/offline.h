@@ -48,8 +48,8 @@ void offline_free(struct cm *cm);
 /* Loop thread, once running: probe if auto-disconnected. */
 void offline_start(struct cm *cm);
 
-/* Any thread: are mutations logged instead of sent? (not CONNECTED) */
-bool cm_offline(struct cm *cm);
+/* cm_offline() (cm.h), any thread: are mutations logged instead of
+ * sent? */
 /* Any thread: may a connected mutation that gets no answer disconnect
  * (true unless stopping)? */
 bool offline_auto(struct cm *cm);

@@ -33,7 +33,6 @@
 #include "cm/inode.h"
 #include "cm/meta.h"
 #include "cm/mut.h"
-#include "cm/offline.h"
 #include "cm/rlog.h"
 #include "cm/wb.h"
 #include "common/log.h"
@@ -570,8 +569,10 @@ end_io(struct cm *cm, const struct fid *fid, int rc, uint64_t new_size,
 	pthread_mutex_unlock(&wb->lock);
 }
 
-uint64_t
-wb_dirty_limit(const struct cm *cm)
+/* Dirty bytes above which a file is stored before close (cfg.dirty_limit,
+ * or a quarter of the cache size, at most 256 MiB). */
+static uint64_t
+dirty_limit(const struct cm *cm)
 {
 	uint64_t l = cm->cfg.cache_size / 4;
 
@@ -595,7 +596,7 @@ maybe_write_back(struct cm *cm, const struct fid *fid)
 	bool go = false;
 
 	cs_get_stats(cm->cs, &st);
-	if (st.dirty_bytes <= wb_dirty_limit(cm))
+	if (st.dirty_bytes <= dirty_limit(cm))
 		return;
 	pthread_mutex_lock(&wb->lock);
 	ws = find_locked(wb, fid);
@@ -1705,11 +1706,12 @@ store_offline(struct store *st, const struct wstate *s)
 	struct rlog_effect eff;
 	int rc = -EIO;
 
-	offline_note_base(cm, &st->fid, &s->attr);
+	if (cm->wbh && cm->wbh->note_base)
+		cm->wbh->note_base(cm, &st->fid, &s->attr);
 	if (cm->rlog)
 		rc = rlog_append_ex(cm->rlog, &st->op, 0, &eff);
-	if (cm->rlog && rc == 0)
-		offline_note_path(cm, eff.seq, &st->op);
+	if (cm->rlog && rc == 0 && cm->wbh && cm->wbh->note_path)
+		cm->wbh->note_path(cm, eff.seq, &st->op);
 	if (cm->rlog)
 		rlog_effect_release(&eff);
 	if (rc < 0) {
@@ -1982,13 +1984,14 @@ load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 }
 
 int
-wb_new(struct cm *cm)
+wb_new(struct cm *cm, const struct wb_hooks *hooks)
 {
 	struct wb *wb = calloc(1, sizeof(*wb));
 	char path[4096];
 
 	if (!wb)
 		return -ENOMEM;
+	cm->wbh = hooks;
 	pthread_mutex_init(&wb->lock, NULL);
 	pthread_cond_init(&wb->cond, NULL);
 	snprintf(path, sizeof(path), "%s/dirty.tdb", cm->cfg.cache_dir);
