@@ -6,9 +6,10 @@
  * writes run (writing > 0) and "storing" while a store is staged and sent;
  * a store waits for running writes to end, new writes wait for the store.
  *
- * dirty.tdb: key = the FID's 20 bytes, value = struct wrec below (little-
- * endian on the machines we build for; the record carries a version byte
- * and its length, and a record that does not parse is ignored and logged).
+ * dirty.tdb: key = the FID's 20 bytes, value = a wb_rec.h record (explicit
+ * little-endian, versioned, CRC32C; a record that does not parse is
+ * ignored and logged, one of the old host-order version 1 is read and
+ * rewritten at once).
  * Opened with TDB_NOSYNC|TDB_NOLOCK (one process: the chunk store's flock
  * guards the cache directory); each change is one transaction, so a killed
  * process leaves the old or the new record.
@@ -35,13 +36,12 @@
 #include "cm/mut.h"
 #include "cm/rlog.h"
 #include "cm/wb.h"
+#include "cm/wb_rec.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #define WB_BUCKETS	  256
 #define WB_STAGE_PARALLEL 8
-#define WREC_VERSION	  1
-#define WREC_LOGGED	  1
 
 struct flush_waiter {
 	struct flush_waiter *next;
@@ -78,18 +78,9 @@ struct wb {
 	struct wstate *tab[WB_BUCKETS];
 	struct tdb_context *tdb;
 	uint64_t ndirty;
+	unsigned nold; /* version-1 records found at load */
 };
 
-/* The persistent form of a dirty write state. */
-struct wrec {
-	uint8_t version;
-	uint8_t flags; /* WREC_LOGGED */
-	uint8_t pad[2];
-	uint32_t namelen;
-	uint64_t base_dv, srv_size, size, zero_from;
-	int64_t mtime_ns, ctime_ns;
-	struct fid parent;
-} __attribute__((packed));
 
 /* --- table --- */
 
@@ -136,27 +127,29 @@ fid_key(const struct fid *f)
 static void
 save_locked(struct wb *wb, struct wstate *ws)
 {
-	size_t nl = ws->name ? strlen(ws->name) : 0;
-	struct wrec *r = calloc(1, sizeof(*r) + nl);
+	struct wb_rec r = {0};
+	size_t len = 0;
+	void *buf = NULL;
 	TDB_DATA v;
 	int rc = -1;
 
-	if (!r || !wb->tdb)
+	if (!wb->tdb)
 		goto out;
-	r->version = WREC_VERSION;
-	r->flags = ws->logged ? WREC_LOGGED : 0;
-	r->namelen = (uint32_t)nl;
-	r->base_dv = ws->base_dv;
-	r->srv_size = ws->srv_size;
-	r->size = ws->size;
-	r->zero_from = ws->zero_from;
-	r->mtime_ns = ws->mtime_ns;
-	r->ctime_ns = ws->ctime_ns;
-	r->parent = ws->parent;
-	if (nl)
-		memcpy(r + 1, ws->name, nl);
-	v.dptr = (unsigned char *)r;
-	v.dsize = sizeof(*r) + nl;
+	r.flags = ws->logged ? WB_REC_LOGGED : 0;
+	r.base_dv = ws->base_dv;
+	r.srv_size = ws->srv_size;
+	r.size = ws->size;
+	r.zero_from = ws->zero_from;
+	r.mtime_ns = ws->mtime_ns;
+	r.ctime_ns = ws->ctime_ns;
+	r.parent = ws->parent;
+	r.name = ws->name;
+	r.namelen = ws->name ? strlen(ws->name) : 0;
+	buf = wb_rec_encode(&r, &len);
+	if (!buf)
+		goto out;
+	v.dptr = buf;
+	v.dsize = len;
 	if (tdb_transaction_start(wb->tdb) == 0) {
 		rc = tdb_store(wb->tdb, fid_key(&ws->fid), v, TDB_REPLACE);
 		if (rc == 0)
@@ -169,7 +162,7 @@ save_locked(struct wb *wb, struct wstate *ws)
 out:
 	if (rc != 0)
 		log_warn(LOG_VC, "cannot save a write state in dirty.tdb");
-	free(r);
+	free(buf);
 }
 
 static void
@@ -1945,18 +1938,20 @@ static int
 load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 {
 	struct wb *wb = arg;
-	struct wrec r;
+	struct wb_rec r;
 	struct wstate *ws;
+	int rc;
 
 	(void)tdb;
-	if (k.dsize != sizeof(struct fid) || v.dsize < sizeof(r)) {
-		log_warn(LOG_VC, "dirty.tdb: ignoring a malformed record");
-		return 0;
+	rc = k.dsize == sizeof(struct fid) ? wb_rec_decode(v.dptr, v.dsize, &r)
+					    : -EUCLEAN;
+	if (rc == 0 || rc == 1) {
+		if (r.zero_from > r.size + r.srv_size)
+			rc = -EUCLEAN;
 	}
-	memcpy(&r, v.dptr, sizeof(r));
-	if (r.version != WREC_VERSION || v.dsize != sizeof(r) + r.namelen ||
-	    r.namelen > PROTO_NAME_MAX || r.zero_from > r.size + r.srv_size) {
-		log_warn(LOG_VC, "dirty.tdb: ignoring a malformed record");
+	if (rc < 0) {
+		log_warn(LOG_VC, "dirty.tdb: ignoring a %s record",
+			 rc == -EPROTONOSUPPORT ? "newer" : "malformed");
 		return 0;
 	}
 	ws = calloc(1, sizeof(*ws));
@@ -1970,17 +1965,41 @@ load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 	ws->mtime_ns = r.mtime_ns;
 	ws->ctime_ns = r.ctime_ns;
 	ws->parent = r.parent;
-	if (r.namelen) {
-		ws->name = strndup((const char *)v.dptr + sizeof(r), r.namelen);
-	}
-	ws->logged = (r.flags & WREC_LOGGED) != 0;
+	if (r.namelen)
+		ws->name = strndup(r.name, r.namelen);
+	ws->logged = (r.flags & WB_REC_LOGGED) != 0;
 	ws->dirty = !ws->logged;
-	ws->saved = true;
+	/* A version-1 record is rewritten once the table is loaded. */
+	ws->saved = rc == 0;
+	if (rc == 1)
+		wb->nold++;
 	if (ws->dirty)
 		wb->ndirty++;
 	ws->next = wb->tab[bucket(&ws->fid)];
 	wb->tab[bucket(&ws->fid)] = ws;
 	return 0;
+}
+
+/* Rewrite the version-1 records load_cb() found (not inside the
+ * traverse: it would visit what it rewrites). */
+static void
+rewrite_old(struct wb *wb)
+{
+	unsigned n = 0;
+
+	for (size_t b = 0; b < WB_BUCKETS; b++) {
+		for (struct wstate *ws = wb->tab[b]; ws; ws = ws->next) {
+			if (ws->saved)
+				continue;
+			save_locked(wb, ws);
+			n += ws->saved;
+			/* Failed: the old record is still there, and read. */
+			ws->saved = true;
+		}
+	}
+	log_info(LOG_VC, "dirty.tdb: rewrote %u of %u records in the new "
+			 "format",
+		 n, wb->nold);
 }
 
 int
@@ -2007,6 +2026,8 @@ wb_new(struct cm *cm, const struct wb_hooks *hooks)
 		return -e;
 	}
 	tdb_traverse(wb->tdb, load_cb, wb);
+	if (wb->nold)
+		rewrite_old(wb);
 	if (wb->ndirty)
 		log_info(LOG_VC, "%llu files have local changes to store",
 			 (unsigned long long)wb->ndirty);

@@ -48,7 +48,7 @@ check vos "admin/vos*.c" '"(cm|chunkstore)/|<fuse|<curl/'
 # The level of a cm/ file (empty: not in the table).
 cm_level() {
 	case ${1#cm/} in
-	http.[ch] | vc.[ch] | rlog.[ch] | ctl.[ch]) echo 0 ;;
+	http.[ch] | vc.[ch] | rlog.[ch] | ctl.[ch] | wb_rec.[ch]) echo 0 ;;
 	inode.[ch]) echo 1 ;; # the inode table holds vc listings
 	cm.[ch] | conf.c) echo 2 ;;
 	meta.[ch]) echo 3 ;; # cached answers and fetches of metadata
