@@ -203,10 +203,10 @@ note_net(struct cm *cm, int err)
 	int was = atomic_exchange(&cm->online, err == 0);
 
 	if (was && err)
-		log_warn(LOG_FETCH, "server '%s' unreachable: %s",
+		log_warn(LOG_META, "server '%s' unreachable: %s",
 			 cm->cfg.server, strerror(-err));
 	else if (!was && !err)
-		log_info(LOG_FETCH, "server '%s' reachable again",
+		log_info(LOG_META, "server '%s' reachable again",
 			 cm->cfg.server);
 }
 
@@ -405,7 +405,7 @@ flush_attrs(evutil_socket_t fd, short what, void *arg)
 		m->attr_unsent -= b->n;
 		rc = send_attr_batch(cm, b);
 		if (rc < 0) {
-			log_err(LOG_FETCH, "cannot send getattr: %s",
+			log_err(LOG_META, "cannot send getattr: %s",
 				strerror(-rc));
 			for (size_t i = 0; i < b->n; i++)
 				op_complete(cm, b->ops[i], rc);
@@ -453,7 +453,7 @@ attr_done(void *arg, const struct http_result *res)
 		if (rc == 0 && n != b->n)
 			rc = -EINVAL;
 		if (rc < 0) {
-			log_err(LOG_FETCH, "bad getattr reply: %s",
+			log_err(LOG_META, "bad getattr reply: %s",
 				strerror(-rc));
 			rc = -EIO;
 		}
@@ -601,7 +601,7 @@ dir_done(void *arg, const struct http_result *res)
 		if (rc == 0 && !fid_eq(&pd.dir.fid, &dr->op->fid))
 			rc = -EINVAL;
 		if (rc < 0) {
-			log_err(LOG_FETCH, "bad directory reply: %s",
+			log_err(LOG_META, "bad directory reply: %s",
 				strerror(-rc));
 			rc = -EIO;
 		}
@@ -628,7 +628,7 @@ dir_done(void *arg, const struct http_result *res)
 	apply_attr(cm, &pd.dir, false, true);
 	rc = vc_put_dir(cm->vc, &pd);
 	if (rc < 0)
-		log_warn(LOG_VC, "cannot store listing: %s", strerror(-rc));
+		log_warn(LOG_META, "cannot store listing: %s", strerror(-rc));
 	rc = 0;
 	ino_lock(cm->ino);
 	e = ino_find_locked(cm->ino, &pd.dir.fid);
@@ -702,7 +702,7 @@ link_done(void *arg, const struct http_result *res)
 	if (rc == 0) {
 		rc = proto_link_decode(res->body, res->body_len, &target);
 		if (rc < 0) {
-			log_err(LOG_FETCH, "bad readlink reply: %s",
+			log_err(LOG_META, "bad readlink reply: %s",
 				strerror(-rc));
 			rc = -EIO;
 		}
@@ -731,7 +731,7 @@ xattr_done(void *arg, const struct http_result *res)
 	if (rc == 0) {
 		rc = proto_xattrs_decode(res->body, res->body_len, &dv, &x, &n);
 		if (rc < 0) {
-			log_err(LOG_FETCH, "bad xattr reply: %s",
+			log_err(LOG_META, "bad xattr reply: %s",
 				strerror(-rc));
 			rc = -EIO;
 		}
@@ -1064,7 +1064,7 @@ meta_local_dir(struct cm *cm, const struct proto_attr *dir_after,
 	rc = vc_dir_edit(cm->vc, old, dir_after, del, add, add_attr, &nw);
 	vc_dir_put(old);
 	if (rc < 0) {
-		log_warn(LOG_VC, "cannot update a cached listing: %s",
+		log_warn(LOG_META, "cannot update a cached listing: %s",
 			 strerror(-rc));
 		vc_del_dir(cm->vc, &dir_after->fid);
 		apply_attr(cm, dir_after, true, false);
@@ -1084,7 +1084,7 @@ event_apply(struct cm *cm, const struct proto_event *ev)
 	if (cm->mhooks.defer_event && cm->mhooks.defer_event(cm, ev))
 		return; /* looked at again when our change is applied */
 	CM_STAT_INC(cm, events);
-	log_debug(LOG_EV, "event %llu %s '%s' dv %llu",
+	log_debug(LOG_META, "event %llu %s '%s' dv %llu",
 		  (unsigned long long)ev->seq, proto_ev_name(ev->kind),
 		  fid_fmt(&ev->fid, fs), (unsigned long long)ev->dv);
 	if (ev->kind == PROTO_EV_DATA || ev->kind == PROTO_EV_ATTR ||
@@ -1207,10 +1207,10 @@ meta_revalidate_all(struct cm *cm)
 	else
 		batch_free(rv.b);
 	if (rc < 0)
-		log_err(LOG_EV, "cannot revalidate the cache: %s",
+		log_err(LOG_META, "cannot revalidate the cache: %s",
 			strerror(-rc));
 	else
-		log_info(LOG_EV, "revalidating cached metadata (%zu getattr "
+		log_info(LOG_META, "revalidating cached metadata (%zu getattr "
 				 "requests)",
 			 rv.batches);
 }

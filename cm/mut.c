@@ -285,7 +285,7 @@ finish(struct mreq *m, int err, const struct proto_op_result *r)
 	if (m->seq && cm->rlog && !(m->replay && err)) {
 		rc = rlog_remove_flags(cm->rlog, m->seq, RLOG_A_NOSYNC);
 		if (rc < 0 && rc != -ENOENT)
-			log_warn(LOG_RLOG,
+			log_warn(LOG_MUT,
 				 "cannot drop replay record %llu: %s",
 				 (unsigned long long)m->seq, strerror(-rc));
 	}
@@ -358,7 +358,7 @@ http_done(void *arg, const struct http_result *res)
 		atomic_store(&cm->online, 1);
 		rc = proto_op_result_decode(res->body, res->body_len, &r);
 		if (rc < 0) {
-			log_err(LOG_FETCH, "bad reply to %s: %s",
+			log_err(LOG_MUT, "bad reply to %s: %s",
 				proto_op_name(m->op.kind), strerror(-rc));
 			finish(m, -EIO, NULL);
 			return;
@@ -373,7 +373,7 @@ http_done(void *arg, const struct http_result *res)
 		rc = -ESTALE;
 	else if (rc == -ECANCELED)
 		rc = -EIO;
-	log_debug(LOG_FETCH, "%s '%s' refused: %s (HTTP %ld)",
+	log_debug(LOG_MUT, "%s '%s' refused: %s (HTTP %ld)",
 		  proto_op_name(m->op.kind), m->op.name ? m->op.name : "",
 		  strerror(-rc), res->status);
 	finish(m, rc, NULL);
@@ -489,7 +489,7 @@ mut_submit_direct(struct cm *cm, const struct proto_op *op, mut_done_fn done,
 				    RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff);
 		if (rc < 0) {
 			rlog_effect_release(&eff);
-			log_err(LOG_RLOG, "cannot log %s: %s",
+			log_err(LOG_MUT, "cannot log %s: %s",
 				proto_op_name(op->kind), strerror(-rc));
 			mreq_free(m);
 			return rc == -ENOSPC ? -ENOSPC : -EIO;
@@ -547,7 +547,7 @@ resume_done(struct cm *cm, void *arg, int err,
 	(void)arg;
 	(void)r;
 	if (err)
-		log_warn(LOG_RLOG, "replayed record refused: %s",
+		log_warn(LOG_MUT, "replayed record refused: %s",
 			 strerror(-err));
 	if (cm->mut)
 		resume_next(cm);
@@ -573,7 +573,7 @@ resume_next(struct cm *cm)
 		return;
 	}
 	mu->resume_after = rec.seq;
-	log_info(LOG_RLOG, "resending %s (record %llu) left by a crash",
+	log_info(LOG_MUT, "resending %s (record %llu) left by a crash",
 		 proto_op_name(rec.op.kind), (unsigned long long)rec.seq);
 	if (rec.op.kind == PROTO_OP_STORE)
 		rc = cm->muth && cm->muth->resend_store

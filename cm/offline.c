@@ -207,7 +207,7 @@ mode_save(struct cm *cm)
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || write(fd, line, (size_t)n) != n || fsync(fd) < 0 ||
 	    close(fd) < 0 || rename(tmp, path) < 0) {
-		log_err(LOG_MAIN, "cannot record the mode in '%s': %s", path,
+		log_err(LOG_OFF, "cannot record the mode in '%s': %s", path,
 			strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -234,12 +234,12 @@ mode_load(struct cm *cm)
 		o->manual = !strcmp(how, "manual");
 		o->since_ms = since;
 		atomic_store(&cm->mode, CM_DISCONNECTED);
-		log_info(LOG_MAIN,
+		log_info(LOG_OFF,
 			 "starting disconnected (%s, as when "
 			 "cairnd stopped)",
 			 how);
 	} else {
-		log_warn(LOG_MAIN, "'%s' is not a mode record: ignored", path);
+		log_warn(LOG_OFF, "'%s' is not a mode record: ignored", path);
 	}
 	fclose(f);
 }
@@ -277,7 +277,7 @@ probe_done(void *arg, const struct http_result *res)
 	    cm_stopping(cm))
 		return;
 	if (!res->err && res->status == 200) {
-		log_info(LOG_MAIN, "the server answers again: reintegrating");
+		log_info(LOG_OFF, "the server answers again: reintegrating");
 		reint_begin(cm);
 		return;
 	}
@@ -347,7 +347,7 @@ offline_disconnect(struct cm *cm, bool manual, const char *why)
 	atomic_store(&cm->mode, CM_DISCONNECTED);
 	atomic_store(&cm->online, 0);
 	mode_save(cm);
-	log_warn(LOG_MAIN, "disconnected (%s): changes go to the replay log",
+	log_warn(LOG_OFF, "disconnected (%s): changes go to the replay log",
 		 why);
 	if (!manual) {
 		o->probe_ms = PROBE_FIRST_MS;
@@ -442,7 +442,7 @@ offline_note_base(struct cm *cm, const struct fid *fid,
 		     (unsigned)a.mode, (unsigned)a.uid, (unsigned)a.gid);
 	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0 || write(fd, line, (size_t)n) != n)
-		log_warn(LOG_RLOG, "cannot note base metadata: %s",
+		log_warn(LOG_OFF, "cannot note base metadata: %s",
 			 strerror(errno));
 	if (fd >= 0)
 		close(fd);
@@ -478,7 +478,7 @@ offline_note_path(struct cm *cm, uint64_t seq, const struct proto_op *op)
 	paths_file(cm, file, sizeof(file));
 	fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0 || write(fd, line, (size_t)n) != n)
-		log_warn(LOG_RLOG, "cannot note the path of a change: %s",
+		log_warn(LOG_OFF, "cannot note the path of a change: %s",
 			 strerror(errno));
 	if (fd >= 0)
 		close(fd);
@@ -890,7 +890,7 @@ oreq_run(struct cm *cm, struct cm_job *job)
 				if (eff.changes[i].why == RLOG_WHY_IDENTITY)
 					wb_gone(cm, &eff.changes[i].fid);
 		} else {
-			log_err(LOG_RLOG, "cannot log %s: %s",
+			log_err(LOG_OFF, "cannot log %s: %s",
 				proto_op_name(q->op.kind), strerror(-rc));
 			rc = rc == -ENOSPC ? -ENOSPC : -EIO;
 		}
@@ -953,7 +953,7 @@ static void
 map_put(struct offline *o, const struct fid *fid, uint64_t dv)
 {
 	if (!fidmap_put(&o->map, fid, dv))
-		log_warn(LOG_RLOG, "out of memory for the replay DV map");
+		log_warn(LOG_OFF, "out of memory for the replay DV map");
 }
 
 /*
@@ -981,7 +981,7 @@ map_set(struct cm *cm, const struct fid *fid, uint64_t dv)
 	n = snprintf(line, sizeof(line), "%s %llu\n", fid_fmt(fid, fs),
 		     (unsigned long long)dv);
 	if (write(o->mapfd, line, (size_t)n) != n)
-		log_warn(LOG_RLOG, "cannot write the replay DV map: %s",
+		log_warn(LOG_OFF, "cannot write the replay DV map: %s",
 			 strerror(errno));
 }
 
@@ -1007,7 +1007,7 @@ map_open(struct cm *cm)
 		}
 		fclose(f);
 		if (o->map.n)
-			log_info(LOG_RLOG,
+			log_info(LOG_OFF,
 				 "going on with a reintegration a "
 				 "restart cut short (%zu objects "
 				 "already replayed)",
@@ -1187,12 +1187,12 @@ reint_record(struct cm *cm, struct rctx *c, const struct proto_attr *srv)
 	}
 	rc = rlog_conflict_add(cm->rlog, c->seq, &cf);
 	if (rc < 0)
-		log_err(LOG_RLOG,
+		log_err(LOG_OFF,
 			"cannot record a conflict for record %llu: "
 			"%s",
 			(unsigned long long)c->seq, strerror(-rc));
 	o->refused++;
-	log_warn(LOG_RLOG, "conflict: %s '%s' refused by the server (%s)%s",
+	log_warn(LOG_OFF, "conflict: %s '%s' refused by the server (%s)%s",
 		 proto_op_name(c->op.kind), path, strerror(-c->err),
 		 copy ? "; local data saved as a conflict copy" : "");
 	rctx_free(c);
@@ -1231,7 +1231,7 @@ reint_copied(struct cm *cm, void *arg, int err, const char *copy)
 	struct rctx *c = arg;
 
 	if (err)
-		log_err(LOG_RLOG,
+		log_err(LOG_OFF,
 			"the local version of a refused store could "
 			"not be saved (%s): it stays in the cache",
 			strerror(-err));
@@ -1305,7 +1305,7 @@ reint_finish(struct cm *cm)
 		paths_file(cm, path, sizeof(path));
 		unlink(path);
 	}
-	log_info(LOG_MAIN,
+	log_info(LOG_OFF,
 		 "connected: %llu records replayed, %llu refused "
 		 "(%llu conflicts to resolve)",
 		 (unsigned long long)o->done_recs,
@@ -1374,7 +1374,7 @@ reint_next(struct cm *cm)
 	if (rec.state == RLOG_PENDING &&
 	    (rc = rlog_set_inflight_run(cm->rlog, rec.seq, REINT_WINDOW,
 					NULL)) < 0) {
-		log_err(LOG_RLOG, "cannot mark record %llu in flight: %s",
+		log_err(LOG_OFF, "cannot mark record %llu in flight: %s",
 			(unsigned long long)rec.seq, strerror(-rc));
 		rlog_rec_release(&rec);
 		rctx_free(c);
@@ -1383,7 +1383,7 @@ reint_next(struct cm *cm)
 				   "the replay log cannot be written");
 		return;
 	}
-	log_debug(LOG_RLOG, "replaying %s (record %llu)",
+	log_debug(LOG_OFF, "replaying %s (record %llu)",
 		  proto_op_name(rec.op.kind), (unsigned long long)rec.seq);
 	if (rec.op.kind == PROTO_OP_STORE)
 		rc = wb_replay_store(cm, rec.seq, &rec.op, src, reint_done, c);
@@ -1418,7 +1418,7 @@ reint_begin(struct cm *cm)
 	if (o->probe_ev)
 		evtimer_del(o->probe_ev);
 	atomic_store(&cm->mode, CM_REINTEGRATING);
-	log_info(LOG_MAIN, "reintegrating %llu records (%llu bytes)",
+	log_info(LOG_OFF, "reintegrating %llu records (%llu bytes)",
 		 (unsigned long long)o->total_recs,
 		 (unsigned long long)o->total_bytes);
 	reint_next(cm);

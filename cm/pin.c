@@ -450,7 +450,7 @@ scan_cb(struct cm *cm, void *arg, int err)
 	} else if (err < 0 && err != -ENOENT && err != -EAGAIN) {
 		char fs[FID_STRLEN];
 
-		log_debug(LOG_CTL, "pin: cannot fetch metadata of '%s': %s",
+		log_debug(LOG_PIN, "pin: cannot fetch metadata of '%s': %s",
 			  fid_fmt(&r->it.fid, fs), strerror(-err));
 	}
 	free(r);
@@ -759,7 +759,7 @@ scan_done(struct pjob *j)
 		return;
 	}
 	if (j->err)
-		log_warn(LOG_CTL, "pin of '%s': %s; pinning what was reached",
+		log_warn(LOG_PIN, "pin of '%s': %s; pinning what was reached",
 			 rec ? rec->path : fid_fmt(&j->q[0].fid, fs),
 			 strerror(-j->err));
 	if (j->check_space && check_space(j) < 0) {
@@ -782,7 +782,7 @@ scan_done(struct pjob *j)
 			rc = vc_put_pin(cm->vc, &rec->fid, j->recursive,
 					rec->path, &ow);
 			if (rc < 0)
-				log_warn(LOG_CTL,
+				log_warn(LOG_PIN,
 					 "cannot record the pin of '%s': %s",
 					 rec->path, strerror(-rc));
 		}
@@ -972,7 +972,7 @@ job_finish(struct pjob *j)
 		}
 		j->call = NULL;
 	} else if (j->chunk_errs) {
-		log_info(LOG_CTL, "pin: %llu chunks of %s could not be fetched: "
+		log_info(LOG_PIN, "pin: %llu chunks of %s could not be fetched: "
 				  "%s",
 			 (unsigned long long)j->chunk_errs,
 			 j->rec ? j->rec->path : "a pinned file",
@@ -1060,7 +1060,7 @@ pin_ctl_pin(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
 	j->peer = *peer;
 	j->new_rec = fresh;
 	j->check_space = true;
-	log_info(LOG_CTL, "pin%s of '%s' by uid %u", recursive ? " -r" : "",
+	log_info(LOG_PIN, "pin%s of '%s' by uid %u", recursive ? " -r" : "",
 		 path, (unsigned)peer->uid);
 	job_start(j);
 }
@@ -1120,13 +1120,13 @@ pin_ctl_unpin(struct cm *cm, struct ctl_call *call,
 			}
 			rc = vc_del_pin(cm->vc, &r->fid);
 			if (rc < 0)
-				log_warn(LOG_CTL,
+				log_warn(LOG_PIN,
 					 "cannot remove the pin record of "
 					 "'%s': %s",
 					 r->path, strerror(-rc));
 			bytes += prec_uncover(cm, r);
 			removed++;
-			log_info(LOG_CTL, "unpinned '%s' (uid %u)", r->path,
+			log_info(LOG_PIN, "unpinned '%s' (uid %u)", r->path,
 				 (unsigned)peer->uid);
 			prec_unlist(cm, r);
 		}
@@ -1366,7 +1366,7 @@ pin_restore(struct cm *cm)
 		return -ENOMEM;
 	rc = vc_iterate_pins(cm->vc, restore_cb, cm);
 	if (rc < 0)
-		log_err(LOG_CTL, "cannot load pins: %s", strerror(-rc));
+		log_err(LOG_PIN, "cannot load pins: %s", strerror(-rc));
 	/* Start them only now: a job may finish at once and free itself. */
 	for (j = TAILQ_FIRST(&cm->pin->jobs); j; j = nx) {
 		nx = TAILQ_NEXT(j, link);
@@ -1374,7 +1374,7 @@ pin_restore(struct cm *cm)
 		job_start(j);
 	}
 	if (n)
-		log_info(LOG_CTL, "re-applying %zu pins", n);
+		log_info(LOG_PIN, "re-applying %zu pins", n);
 	return rc;
 }
 

@@ -161,7 +161,7 @@ save_locked(struct wb *wb, struct wstate *ws)
 		ws->saved = true;
 out:
 	if (rc != 0)
-		log_warn(LOG_VC, "cannot save a write state in dirty.tdb");
+		log_warn(LOG_WB, "cannot save a write state in dirty.tdb");
 	free(buf);
 }
 
@@ -173,7 +173,7 @@ forget_locked(struct wb *wb, struct wstate *ws)
 	if (tdb_transaction_start(wb->tdb) == 0) {
 		tdb_delete(wb->tdb, fid_key(&ws->fid));
 		if (tdb_transaction_commit(wb->tdb) != 0)
-			log_warn(LOG_VC, "cannot drop a write state");
+			log_warn(LOG_WB, "cannot drop a write state");
 	}
 	ws->saved = false;
 }
@@ -1019,7 +1019,7 @@ stage_one(struct store *st, size_t i)
 				got = (ssize_t)(st->src_valid_to - cstart);
 		}
 		if (got < 0) {
-			log_err(LOG_FETCH,
+			log_err(LOG_WB,
 				"dirty chunk %llu of a file cannot be read: %s",
 				(unsigned long long)st->op.chunks[i],
 				strerror((int)-got));
@@ -1111,7 +1111,7 @@ store_end(struct store *st, int err, const struct proto_op_result *r)
 		rlog_remove_flags(cm->rlog, st->seq, RLOG_A_NOSYNC);
 	}
 	if (err)
-		log_warn(LOG_FETCH, "store of a file failed: %s",
+		log_warn(LOG_WB, "store of a file failed: %s",
 			 strerror(-err));
 	if (wb) {
 		pthread_mutex_lock(&wb->lock);
@@ -1322,7 +1322,7 @@ store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 	} else {
 		goto fail;
 	}
-	log_debug(LOG_FETCH, "storing %zu chunks, size %llu", st->op.nchunks,
+	log_debug(LOG_WB, "storing %zu chunks, size %llu", st->op.nchunks,
 		  (unsigned long long)st->op.size);
 	store_send(st);
 	return;
@@ -1434,14 +1434,14 @@ conflict_stored(struct cm *cm, void *arg, int err,
 
 	(void)r;
 	if (err) {
-		log_err(LOG_FETCH,
+		log_err(LOG_WB,
 			"conflict copy '%s' of '%s' could not be "
 			"stored (%s); the local version stays dirty",
 			cf->name, cf->base, strerror(-err));
 		conflict_end(cf, err);
 		return;
 	}
-	log_warn(LOG_FETCH,
+	log_warn(LOG_WB,
 		 "conflict: '%s' changed on the server after DV %llu, which "
 		 "this client's changes were based on; the server's version "
 		 "stays, the local one is saved as '%s'%s",
@@ -1496,7 +1496,7 @@ conflict_created(struct cm *cm, void *arg, int err,
 		return;
 	}
 	if (err || !r->has_attr) {
-		log_err(LOG_FETCH,
+		log_err(LOG_WB,
 			"conflict copy '%s' of '%s' could not be "
 			"created (%s); the local version stays dirty",
 			cf->name, cf->base, strerror(err ? -err : EIO));
@@ -1708,7 +1708,7 @@ store_offline(struct store *st, const struct wstate *s)
 	if (cm->rlog)
 		rlog_effect_release(&eff);
 	if (rc < 0) {
-		log_err(LOG_RLOG, "cannot log a store while disconnected: %s",
+		log_err(LOG_WB, "cannot log a store while disconnected: %s",
 			strerror(-rc));
 		store_end(st, rc == -ENOSPC ? -ENOSPC : -EIO, NULL);
 		return;
@@ -1926,7 +1926,7 @@ wb_resume(struct cm *cm)
 	}
 	pthread_mutex_unlock(&wb->lock);
 	for (size_t i = 0; i < n; i++) {
-		log_info(LOG_FETCH, "storing data a crash left dirty");
+		log_info(LOG_WB, "storing data a crash left dirty");
 		store_start(cm, &dirty_fids[i], NULL, NULL);
 	}
 	free(dirty_fids);
@@ -1950,7 +1950,7 @@ load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 			rc = -EUCLEAN;
 	}
 	if (rc < 0) {
-		log_warn(LOG_VC, "dirty.tdb: ignoring a %s record",
+		log_warn(LOG_WB, "dirty.tdb: ignoring a %s record",
 			 rc == -EPROTONOSUPPORT ? "newer" : "malformed");
 		return 0;
 	}
@@ -1997,7 +1997,7 @@ rewrite_old(struct wb *wb)
 			ws->saved = true;
 		}
 	}
-	log_info(LOG_VC, "dirty.tdb: rewrote %u of %u records in the new "
+	log_info(LOG_WB, "dirty.tdb: rewrote %u of %u records in the new "
 			 "format",
 		 n, wb->nold);
 }
@@ -2019,7 +2019,7 @@ wb_new(struct cm *cm, const struct wb_hooks *hooks)
 	if (!wb->tdb) {
 		int e = errno ? errno : EIO;
 
-		log_err(LOG_VC, "cannot open '%s': %s", path, strerror(e));
+		log_err(LOG_WB, "cannot open '%s': %s", path, strerror(e));
 		pthread_mutex_destroy(&wb->lock);
 		pthread_cond_destroy(&wb->cond);
 		free(wb);
@@ -2029,7 +2029,7 @@ wb_new(struct cm *cm, const struct wb_hooks *hooks)
 	if (wb->nold)
 		rewrite_old(wb);
 	if (wb->ndirty)
-		log_info(LOG_VC, "%llu files have local changes to store",
+		log_info(LOG_WB, "%llu files have local changes to store",
 			 (unsigned long long)wb->ndirty);
 	cm->wb = wb;
 	return 0;
