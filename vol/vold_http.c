@@ -160,6 +160,15 @@ struct rjob {
 	uint64_t inm_dv;
 	struct evbuffer *in;	/* request body (moved from evhttp) */
 	uint64_t gen;
+	/* decoded outside vvol->lock, before it is taken */
+	struct fid *fids;	/* getattr */
+	size_t nfids;
+	struct proto_attr *attrs; /* getattr results, encoded after unlock */
+	int *errs;
+	struct proto_op op;	/* op */
+	struct proto_dir dir;	/* dir: the page (or listing) to encode */
+	struct proto_dir_cursor next;
+	bool more;
 	/* results */
 	int err;		/* positive errno: reply with an error */
 	const char *msg;
@@ -888,61 +897,15 @@ run_locked(struct rjob *r)
 			rc = -errno;
 		break;
 	}
-	case J_GETATTR: {
-		struct fid *fids = NULL;
-		struct proto_attr *a = NULL;
-		int *errs = NULL;
-		size_t n = 0;
-
-		body = body_of(r, &blen);
-		rc = proto_getattr_req_decode(body, blen, &fids, &n);
-		if (rc) {
-			r->msg = rc == -E2BIG ? "too many fids" :
-						"malformed getattr request";
-			break;
-		}
-		a = calloc(n ? n : 1, sizeof(*a));
-		errs = calloc(n ? n : 1, sizeof(*errs));
-		if (!a || !errs) {
-			rc = -ENOMEM;
-		} else {
-			for (size_t i = 0; i < n; i++)
-				errs[i] = -vs_getattr(vs, &fids[i], &a[i]);
-			r->out = proto_attrs_encode(a, errs, n, &r->outlen);
-			if (!r->out)
-				rc = -errno;
-		}
-		free(fids);
-		free(a);
-		free(errs);
+	case J_GETATTR:
+		/* Decoded before the lock (job_run); only the lookups here. */
+		for (size_t i = 0; i < r->nfids; i++)
+			r->errs[i] = -vs_getattr(vs, &r->fids[i], &r->attrs[i]);
 		break;
-	}
-	case J_DIR: {
-		struct proto_dir d;
-		struct proto_attr a;
-
-		rc = vs_getattr(vs, &r->path.fid, &a);
-		if (rc)
-			break;
-		if (a.type != PROTO_T_DIR) {
-			rc = -ENOTDIR;
-			break;
-		}
-		r->etag_dv = a.dv;
-		if (r->has_inm && r->inm_dv == a.dv) {
-			r->status = 304;
-			break;
-		}
-		rc = vs_readdir(vs, &r->path.fid, &d);
-		if (rc)
-			break;
-		r->etag_dv = d.dir.dv;
-		r->out = proto_dir_encode(&d, &r->outlen);
-		if (!r->out)
-			rc = -errno;
-		proto_dir_release(&d);
+	case J_DIR:
+		/* job_run pages through run_dir_locked(). */
+		rc = -EINVAL;
 		break;
-	}
 	case J_LINK: {
 		char *t = NULL;
 
@@ -983,21 +946,11 @@ run_locked(struct rjob *r)
 		break;
 	case J_EVENTS:
 		break;
-	case J_OP: {
-		struct proto_op op;
-
-		body = body_of(r, &blen);
-		rc = proto_op_decode(body, blen, &op);
-		if (rc) {
-			r->msg = "malformed operation";
-			break;
-		}
-		rc = vs_apply(vs, &op, &r->rep);
-		proto_op_release(&op);
+	case J_OP:
+		rc = vs_apply(vs, &r->op, &r->rep);
 		if (!rc && r->rep.nev)
 			ring_append(vol, r->rep.ev, r->rep.nev);
 		break;
-	}
 	case J_STAGE:
 		body = body_of(r, &blen);
 		rc = vs_stage_put(vs, &r->path.fid, r->path.txid, r->path.chunk,
@@ -1018,6 +971,161 @@ run_locked(struct rjob *r)
 		r->err = -rc;
 }
 
+/* Worker: take vol->lock and open the volume. @return 0 with the lock
+ * held, or -errno (r->err set) without it. */
+static int
+lock_open(struct rjob *r)
+{
+	struct vvol *vol = r->vol;
+	int rc;
+
+	pthread_mutex_lock(&vol->lock);
+	rc = vvol_open_locked(vol);
+	if (rc) {
+		pthread_mutex_unlock(&vol->lock);
+		r->err = -rc;
+		if (rc == -ENOENT)
+			r->msg = "no such volume";
+		else
+			log_err(LOG_VOL, "cannot open volume '%s': %s",
+				vol->name, strerror(-rc));
+	}
+	return rc;
+}
+
+/* Worker, before the lock: check the size of a getattr or op body
+ * against its route's limit, then parse it, so a big or malformed body
+ * costs the volume's other clients nothing. @return 0 or sets r->err. */
+static int
+decode_body(struct rjob *r)
+{
+	size_t max = r->kind == J_GETATTR ? PROTO_GETATTR_BODY_MAX :
+					    PROTO_OP_BODY_MAX;
+	size_t blen = r->in ? evbuffer_get_length(r->in) : 0;
+	const char *body;
+	int rc;
+
+	if (blen > max) {
+		r->err = E2BIG;
+		r->msg = "body too large for this route";
+		return -E2BIG;
+	}
+	body = body_of(r, &blen);
+	if (!body) {
+		r->err = ENOMEM;
+		return -ENOMEM;
+	}
+	if (r->kind == J_OP) {
+		rc = proto_op_decode(body, blen, &r->op);
+		if (rc)
+			r->msg = rc == -E2BIG ? "too many chunks" :
+						"malformed operation";
+	} else {
+		rc = proto_getattr_req_decode(body, blen, &r->fids, &r->nfids);
+		if (rc)
+			r->msg = rc == -E2BIG ? "too many fids" :
+						"malformed getattr request";
+		if (!rc) {
+			r->attrs = calloc(r->nfids ? r->nfids : 1,
+					  sizeof(*r->attrs));
+			r->errs = calloc(r->nfids ? r->nfids : 1,
+					 sizeof(*r->errs));
+			if (!r->attrs || !r->errs)
+				rc = -ENOMEM;
+		}
+	}
+	/* The body is parsed: give its memory back before we queue on the
+	 * lock. */
+	if (r->in)
+		evbuffer_free(r->in);
+	r->in = NULL;
+	if (rc)
+		r->err = -rc;
+	return rc;
+}
+
+/*
+ * Worker: a listing. With ?limit=, one page under the lock. Without (a
+ * version 1 client wants the whole directory), the same pages one after
+ * the other, the lock released between them so writers and other readers
+ * get in; if the directory changes meanwhile, start over (a few times).
+ * The reply is encoded after the lock is released (job_run).
+ */
+#define DIR_RESTARTS 8
+
+static void
+run_dir(struct rjob *r)
+{
+	const struct proto_dir_cursor *from =
+		r->path.has_cursor ? &r->path.cursor : NULL;
+	size_t limit = r->path.limit ? r->path.limit : PROTO_DIR_PAGE_MAX;
+	struct proto_dir page = {0};
+	struct proto_dir_cursor at;
+	struct proto_attr a;
+	int rc, tries = 0;
+
+	if (lock_open(r))
+		return;
+	rc = vs_getattr(r->vol->vs, &r->path.fid, &a);
+	if (!rc && a.type != PROTO_T_DIR)
+		rc = -ENOTDIR;
+	if (!rc) {
+		r->etag_dv = a.dv;
+		/* A revalidation names the DV of the whole listing: only a
+		 * first page can be "not modified". */
+		if (r->has_inm && r->inm_dv == a.dv && !from) {
+			r->status = 304;
+			pthread_mutex_unlock(&r->vol->lock);
+			return;
+		}
+	}
+	for (;;) {
+		if (!rc)
+			rc = vs_readdir_page(r->vol->vs, &r->path.fid, from,
+					     limit, &page, &r->next, &r->more);
+		pthread_mutex_unlock(&r->vol->lock);
+		if (rc == -ESTALE && r->path.limit) {
+			/* The client's cursor is for an older DV. */
+			r->msg = "directory changed since the first page";
+			r->cur_dv = page.dir.dv;
+			break;
+		}
+		if (rc == -ESTALE && ++tries < DIR_RESTARTS) {
+			proto_dir_release(&r->dir);
+			from = NULL;
+			rc = lock_open(r);
+			if (rc)
+				return;
+			continue;
+		}
+		if (rc)
+			break;
+		if (!r->dir.ents && !r->dir.n) {
+			r->dir = page;
+		} else {
+			rc = proto_dir_append(&r->dir, &page);
+			if (rc == -E2BIG)
+				r->msg = "directory too large for one reply: "
+					 "ask for pages (?limit=)";
+			if (rc)
+				break;
+		}
+		r->etag_dv = r->dir.dir.dv;
+		if (r->path.limit || !r->more)
+			break;
+		/* A copy: vs_readdir_page() writes r->next first. */
+		at = r->next;
+		from = &at;
+		rc = lock_open(r);
+		if (rc)
+			return;
+	}
+	if (rc) {
+		r->err = -rc;
+		proto_dir_release(&r->dir);
+	}
+}
+
 static void
 job_run(struct vold_job *j)
 {
@@ -1025,19 +1133,33 @@ job_run(struct vold_job *j)
 	struct vvol *vol = r->vol;
 	int rc;
 
-	pthread_mutex_lock(&vol->lock);
-	rc = vvol_open_locked(vol);
-	if (rc) {
-		r->err = -rc;
-		if (rc == -ENOENT)
-			r->msg = "no such volume";
-		else
-			log_err(LOG_VOL, "cannot open volume '%s': %s",
-				vol->name, strerror(-rc));
-	} else {
-		run_locked(r);
+	if ((r->kind == J_GETATTR || r->kind == J_OP) && decode_body(r))
+		return;
+	if (r->kind == J_DIR) {
+		run_dir(r);
+		if (!r->err && r->status != 304) {
+			char cur[PROTO_CURSOR_MAX] = "";
+
+			if (r->more)
+				proto_cursor_format(cur, sizeof(cur), &r->next);
+			r->out = proto_dir_page_encode(&r->dir, cur,
+						       &r->outlen);
+			if (!r->out)
+				r->err = errno ? errno : ENOMEM;
+			proto_dir_release(&r->dir);
+		}
+		return;
 	}
+	if (lock_open(r))
+		return;
+	run_locked(r);
 	pthread_mutex_unlock(&vol->lock);
+	if (r->kind == J_GETATTR && !r->err) {
+		r->out = proto_attrs_encode(r->attrs, r->errs, r->nfids,
+					    &r->outlen);
+		if (!r->out)
+			r->err = errno ? errno : ENOMEM;
+	}
 	/* Hash outside the lock: the file never changes under us. */
 	if (r->kind == J_DATA && !r->err) {
 		uint64_t cs = r->path.chunk_size;
@@ -1072,6 +1194,11 @@ rjob_free(struct rjob *r)
 		close(r->fd);
 	free(r->out);
 	free(r->rep.body);
+	free(r->fids);
+	free(r->attrs);
+	free(r->errs);
+	proto_op_release(&r->op);
+	proto_dir_release(&r->dir);
 	vvol_put(r->vol);
 	free(r);
 }

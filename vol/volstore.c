@@ -1830,6 +1830,115 @@ out:
 }
 
 int
+vs_readdir_page(struct vs_vol *v, const struct fid *dirfid,
+		const struct proto_dir_cursor *from, size_t limit,
+		struct proto_dir *out, struct proto_dir_cursor *next,
+		bool *more)
+{
+	uint64_t b = from ? from->bucket : 0, skip = from ? from->index : 0;
+	struct obj d;
+	size_t cap;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	memset(next, 0, sizeof(*next));
+	*more = false;
+	if (limit == 0)
+		return -EINVAL;
+	rc = obj_get_fid(v, dirfid, &d);
+	if (rc)
+		return rc;
+	if (d.r.type != PROTO_T_DIR) {
+		obj_release(&d);
+		return -ENOTDIR;
+	}
+	obj_attr(v, &d, &out->dir);
+	if (from && from->dv != d.r.dv) {
+		rc = -ESTALE;
+		goto out;
+	}
+	cap = d.r.nentries < limit ? (size_t)d.r.nentries : limit;
+	if (!cap)
+		cap = 1;
+	out->ents = calloc(cap, sizeof(*out->ents));
+	if (!out->ents) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (; b < d.r.nbuckets; b++, skip = 0) {
+		uint8_t *buf;
+		size_t len, off = 0, n;
+		uint64_t k = 0;
+
+		rc = bucket_get(v, d.oid, (uint32_t)b, &buf, &len);
+		if (rc)
+			goto out;
+		for (; (n = brec_next(buf + off, len - off)); off += n, k++) {
+			struct obj c;
+			struct proto_dirent *e;
+
+			if (k < skip)
+				continue;
+			if (out->n == limit) {
+				/* Full: the next page starts here. */
+				next->dv = d.r.dv;
+				next->bucket = b;
+				next->index = k;
+				*more = true;
+				free(buf);
+				rc = 0;
+				goto out;
+			}
+			if (obj_get(v, buf + off, &c)) {
+				log_err(LOG_VOL, "volume '%s': dangling entry",
+					v->name);
+				continue;
+			}
+			if (out->n == cap) {
+				/* nentries was low; grow up to @limit. */
+				size_t nc = cap * 2 < limit ? cap * 2 : limit;
+				struct proto_dirent *ne;
+
+				ne = realloc(out->ents, nc * sizeof(*ne));
+				if (!ne) {
+					obj_release(&c);
+					free(buf);
+					rc = -ENOMEM;
+					goto out;
+				}
+				out->ents = ne;
+				cap = nc;
+			}
+			e = &out->ents[out->n];
+			e->name = strndup((const char *)buf + off + 18,
+					  buf[off + 17]);
+			if (!e->name) {
+				obj_release(&c);
+				free(buf);
+				rc = -ENOMEM;
+				goto out;
+			}
+			obj_attr(v, &c, &e->attr);
+			obj_release(&c);
+			out->n++;
+		}
+		free(buf);
+	}
+	rc = 0;
+out:
+	obj_release(&d);
+	if (rc) {
+		struct proto_attr keep = out->dir;
+
+		proto_dir_release(out);
+		if (rc == -ESTALE)
+			out->dir = keep;
+		*more = false;
+	}
+	return rc;
+}
+
+int
 vs_readlink(struct vs_vol *v, const struct fid *fid, char **target)
 {
 	struct obj o;

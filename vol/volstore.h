@@ -189,6 +189,23 @@ int vs_lookup(struct vs_vol *v, const struct fid *dir, const char *name,
  * @return 0, -ENOENT, -ENOTDIR. */
 int vs_readdir(struct vs_vol *v, const struct fid *dir, struct proto_dir *out);
 
+/*
+ * One page of a listing: at most @limit (>= 1) entries of directory @dir,
+ * from @from (NULL: the start; else a cursor this function gave for the
+ * same directory). *next receives where the following page starts and
+ * *more whether there is one. The pages of one DV together hold every
+ * entry exactly once; positions are the hash bucket and the rank in it, so
+ * they stay valid exactly as long as the directory's DV does.
+ * @return 0; -ESTALE when @from is for another DV (out->dir is then set,
+ * so the caller can report the current DV, and there are no entries);
+ * -ENOENT, -ENOTDIR, -ENOMEM. @out is released with proto_dir_release()
+ * in every case.
+ */
+int vs_readdir_page(struct vs_vol *v, const struct fid *dir,
+		    const struct proto_dir_cursor *from, size_t limit,
+		    struct proto_dir *out, struct proto_dir_cursor *next,
+		    bool *more);
+
 /* Symlink target, heap string the caller frees. @return 0, -ENOENT,
  * -EINVAL (not a symlink). */
 int vs_readlink(struct vs_vol *v, const struct fid *fid, char **target);

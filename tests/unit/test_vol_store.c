@@ -798,6 +798,65 @@ test_bigdir(void)
 	diag("%d creates: %" PRIu64 " ms, readdirplus: %" PRIu64 " ms",
 	     BIGDIR_N, t1 - t0, t2 - t1);
 	ok(t2 - t1 < 2000, "readdirplus under 2 s");
+	/* The same directory in pages: every entry once, on pages of at
+	 * most the limit, all tied to one DV. */
+	{
+		char *seen = calloc(BIGDIR_N, 1);
+		struct proto_dir_cursor cur, nx;
+		struct proto_dir pg;
+		size_t total = 0, pages = 0, over = 0;
+		bool more = true, first = true;
+		int dup = 0, rc = 0;
+
+		while (more && pages < 1000) {
+			rc = vs_readdir_page(vol, &dir, first ? NULL : &cur,
+					     333, &pg, &nx, &more);
+			if (rc)
+				break;
+			first = false;
+			pages++;
+			if (pg.n > 333)
+				over++;
+			for (size_t i = 0; i < pg.n; i++)
+				if (seen[atoi(pg.ents[i].name + 5)]++)
+					dup++;
+			total += pg.n;
+			if (more && nx.dv != pg.dir.dv)
+				over++;
+			proto_dir_release(&pg);
+			cur = nx;
+		}
+		is_int(rc, 0, "paged readdir");
+		is_int((int)total, BIGDIR_N, "pages hold every entry");
+		is_int(dup, 0, "no entry on two pages");
+		is_int((int)over, 0, "no page over the limit, cursors carry "
+				     "the DV");
+		is_int((int)pages, (BIGDIR_N + 332) / 333, "fewest pages");
+		free(seen);
+
+		/* A cursor from the first page, then a change: stale. */
+		is_int(vs_readdir_page(vol, &dir, NULL, 10, &pg, &cur, &more),
+		       0, "first page of 10");
+		ok(more && pg.n == 10, "more to come");
+		proto_dir_release(&pg);
+		is_int(mk(PROTO_OP_CREATE, &dir, "late", &f), 200,
+		       "a create between pages");
+		is_int(vs_readdir_page(vol, &dir, &cur, 10, &pg, &nx, &more),
+		       -ESTALE, "the old cursor is stale");
+		ok(pg.dir.dv == cur.dv + 1 && pg.n == 0 && !more,
+		   "stale reply names the new DV, no entries");
+		proto_dir_release(&pg);
+		is_int(rm(PROTO_OP_UNLINK, &dir, "late", &f, NULL), 200,
+		       "unlink it again");
+		cur.bucket = 1u << 30;
+		cur.dv += 2; /* the create and the unlink */
+		is_int(vs_readdir_page(vol, &dir, &cur, 10, &pg, &nx, &more), 0,
+		       "a cursor past the last bucket");
+		ok(pg.n == 0 && !more, "is an empty last page");
+		proto_dir_release(&pg);
+		is_int(vs_readdir_page(vol, &f, NULL, 10, &pg, &nx, &more),
+		       -ENOENT, "paging a removed object");
+	}
 	is_int(vs_lookup(vol, &dir, "file-02424", &f), 0, "lookup one");
 	is_int(rm(PROTO_OP_UNLINK, &dir, "file-02424", &f, NULL), 200,
 	       "unlink one");
