@@ -52,7 +52,7 @@
 #define OC_SHA_MAX 65536	/* chunks per object whose sums we keep */
 /* Block sums per chunk: proto_block_size() makes at most 16 blocks. */
 #define VOLD_BLOCKS 16
-#define STAGE_GC_S 3600
+#define STAGE_GC_S 3600	/* staging expiry checked at least this often */
 
 struct vold;
 struct vvol;
@@ -128,6 +128,9 @@ struct vold {
 	char addr[80];
 	int cache_max;
 	int ncache;
+	uint64_t stage_max;	/* bytes staged per volume, 0 = quota only */
+	int64_t stage_expire_s;	/* staged uploads live this long */
+	uint64_t gc_every_ms;	/* how often each volume's staging is swept */
 	TAILQ_HEAD(oc_lru, ocache) lru;
 	TAILQ_HEAD(, vvol) vols;
 	struct event *tick;
@@ -407,9 +410,11 @@ vvol_open_locked(struct vvol *vol)
 	vol->ring_first = n ? evs[0].seq : vi.event_seq + 1;
 	pthread_mutex_unlock(&vol->evlock);
 	free(evs);
+	vs_vol_set_stage_max(vol->vs, vol->vd->stage_max);
 	log_info(LOG_VOL, "volume '%s' (id %08x) opened: %" PRIu64
-		 " objects, event seq %" PRIu64, vol->name, vi.id,
-		 vi.files_used, vi.event_seq);
+		 " objects, event seq %" PRIu64 ", %" PRIu64 " bytes staged",
+		 vol->name, vi.id, vi.files_used, vi.event_seq,
+		 vs_staged_bytes(vol->vs));
 	return 0;
 fail:
 	free(evs);
@@ -957,11 +962,14 @@ run_locked(struct rjob *r)
 				  r->path.chunk_size, body, blen);
 		if (rc == -E2BIG)
 			r->msg = "staged chunk larger than the chunk size";
+		if (rc == -EDQUOT)
+			r->msg = "staged bytes would pass the volume quota or "
+				 "the staging cap";
 		if (!rc)
 			r->status = 204;
 		break;
 	case J_GC:
-		vs_stage_gc(vs, VS_STAGE_AGE_S);
+		vs_stage_gc(vs, vol->vd->stage_expire_s);
 		break;
 	case J_FLAGS:
 		rc = vs_vol_public(vs, &r->pub);
@@ -1578,7 +1586,7 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 				vold_pool_submit(vd->pool, &r->job);
 			}
 		}
-		if (now - vol->last_gc_ms >= STAGE_GC_S * 1000ull) {
+		if (now - vol->last_gc_ms >= vd->gc_every_ms) {
 			struct rjob *r = rjob_new(vd, vol, J_GC, NULL, NULL);
 
 			vol->last_gc_ms = now;
@@ -1712,6 +1720,16 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 	memcpy(vd->key, key, keylen);
 	vd->keylen = keylen;
 	vd->cache_max = conf->cache_objects > 0 ? conf->cache_objects : 1024;
+	vd->stage_max = conf->stage_max;
+	vd->stage_expire_s = conf->stage_expire_s > 0 ? conf->stage_expire_s :
+							 VS_STAGE_AGE_S;
+	/* Sweep often enough that an upload lives at most about 1.5 times
+	 * its expiry, at least once an hour, at most once a second. */
+	vd->gc_every_ms = (uint64_t)vd->stage_expire_s * 500;
+	if (vd->gc_every_ms > STAGE_GC_S * 1000ull)
+		vd->gc_every_ms = STAGE_GC_S * 1000ull;
+	if (vd->gc_every_ms < 1000)
+		vd->gc_every_ms = 1000;
 	TAILQ_INIT(&vd->lru);
 	TAILQ_INIT(&vd->vols);
 	rc = parse_listen(conf->listen ? conf->listen : "127.0.0.1:7070", addr,

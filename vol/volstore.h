@@ -237,15 +237,29 @@ int vs_events_read(struct vs_vol *v, uint64_t from, struct proto_event *out,
  * Stage one chunk of a store (PUT /stage): @len bytes (at most @cs) of
  * chunk @chunk of @fid in transaction @txid, written and fsynced (so a
  * later store after a power loss still finds the bytes it was promised).
- * @return 0, -ENOENT (no such object), -EISDIR/-EINVAL (not a file),
- * -EFBIG (beyond VS_FILE_MAX), -E2BIG (@len > @cs), -errno.
+ * Staged bytes count against the volume's quota (bytes used + everything
+ * staged, this chunk included, must fit in the byte limit) and against the
+ * staging cap of vs_vol_set_stage_limits(); a chunk written again counts
+ * once. @return 0, -ENOENT (no such object), -EISDIR/-EINVAL (not a file),
+ * -EFBIG (beyond VS_FILE_MAX), -E2BIG (@len > @cs), -EDQUOT (over the
+ * quota or the cap: nothing written), -errno.
  */
 int vs_stage_put(struct vs_vol *v, const struct fid *fid,
 		 const uint8_t txid[16], uint64_t chunk, uint32_t cs,
 		 const void *buf, size_t len);
 
-/* Remove staging transactions older than @age_s seconds. */
+/* Remove staging transactions created @age_s seconds ago or earlier, by
+ * their creation time: writing more chunks into one does not keep it. */
 int vs_stage_gc(struct vs_vol *v, int64_t age_s);
+
+/* Cap the bytes staged in the volume at @max_bytes (0: only the quota
+ * bounds them). Per open handle, not stored in the volume (cairn-vold
+ * sets it from its configuration at open). */
+void vs_vol_set_stage_max(struct vs_vol *v, uint64_t max_bytes);
+
+/* Bytes staged in the volume now (counted at open, kept up to date by
+ * this handle). */
+uint64_t vs_staged_bytes(const struct vs_vol *v);
 
 /* The outcome of one mutation. */
 struct vs_reply {

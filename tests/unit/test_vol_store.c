@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <tdb.h>
@@ -747,6 +748,119 @@ test_cleanup(void)
 	}
 }
 
+/* Staged bytes count against the quota and the staging cap, refusals
+ * change nothing, and staging expires by creation time (issue #12). */
+static void
+test_stage_limits(void)
+{
+	struct vs_vol *saved = vol;
+	struct vs_volinfo vi;
+	struct proto_op op = {0};
+	struct fid f;
+	uint8_t txid[16], txid2[16];
+	uint64_t chunks[3] = {0, 1, 2};
+	char path[512], hex[33];
+	struct timespec old[2];
+	struct stat st;
+
+	vs_vol_create(root, "quota", 200 << 10, 0, 0, NULL);
+	if (vs_vol_open(root, "quota", VS_NOSYNC, &vol)) {
+		vol = saved;
+		ok(0, "open quota");
+		return;
+	}
+	vs_vol_info(vol, &vi);
+	is_int(mk(PROTO_OP_CREATE, &vi.root, "f", &f), 200, "create f");
+	memset(txid, 0x31, 16);
+	is_int(stage(&f, txid, 0, 65536, 'a', 65536), 0, "stage 64 KiB");
+	is_int(stage(&f, txid, 1, 65536, 'b', 65536), 0, "stage 128 KiB");
+	is_int(stage(&f, txid, 2, 65536, 'c', 65536), 0, "stage 192 KiB");
+	is_int((int)vs_staged_bytes(vol), 3 * 65536, "192 KiB staged");
+	is_int(stage(&f, txid, 3, 65536, 'd', 65536), -EDQUOT,
+	       "a chunk past the 200 KiB quota is EDQUOT");
+	util_hex_encode(txid, 16, hex);
+	snprintf(path, sizeof(path), "%s/volumes/quota/stage/%s", rootdir, hex);
+	{
+		DIR *d = opendir(path);
+		struct dirent *de;
+		int n = 0;
+
+		while (d && (de = readdir(d)))
+			if (de->d_name[0] != '.')
+				n++;
+		if (d)
+			closedir(d);
+		is_int(n, 3, "the refused chunk left no file");
+	}
+	is_int((int)vs_staged_bytes(vol), 3 * 65536, "nor counts");
+	is_int(stage(&f, txid, 1, 65536, 'B', 65536), 0,
+	       "writing a staged chunk again counts once");
+	op.kind = PROTO_OP_STORE;
+	op.fid = f;
+	op.base_dv = 0;
+	{
+		struct proto_attr a;
+
+		vs_getattr(vol, &f, &a);
+		op.base_dv = a.dv;
+	}
+	memcpy(op.txid, txid, 16);
+	op.chunk_size = 65536;
+	op.size = 3 * 65536;
+	op.chunks = chunks;
+	op.nchunks = 3;
+	is_int(apply(&op, NULL, NULL), 200, "store the three");
+	is_int((int)vs_staged_bytes(vol), 0, "the store used up the stage");
+	is_int(access(path, F_OK), -1, "and removed its directory");
+	vs_vol_info(vol, &vi);
+	is_int((int)vi.bytes_used, 3 * 65536, "192 KiB used");
+	is_int(stage(&f, txid, 3, 65536, 'd', 65536), -EDQUOT,
+	       "used + staged past the quota is EDQUOT");
+	is_int(stage(&f, txid, 3, 65536, 'd', 8192), 0,
+	       "what still fits is fine");
+
+	/* The staging cap, for volumes without a quota. */
+	vs_vol_set_limits(vol, 0, 0);
+	vs_vol_set_stage_max(vol, 100 << 10);
+	memset(txid2, 0x32, 16);
+	is_int(stage(&f, txid2, 0, 65536, 'x', 65536), 0,
+	       "64 KiB more under a 100 KiB cap");
+	is_int(stage(&f, txid2, 1, 65536, 'y', 65536), -EDQUOT,
+	       "past the staging cap is EDQUOT");
+	vs_vol_set_stage_max(vol, 0);
+
+	/* Expiry goes by creation: txid2 was created long ago (its marker
+	 * says so) but written just now; txid is as old but untouched;
+	 * a third one is new. */
+	is_int(stage(&f, txid2, 1, 65536, 'y', 65536), 0,
+	       "a write into the old transaction");
+	old[0].tv_sec = old[1].tv_sec = time(NULL) - 1000;
+	old[0].tv_nsec = old[1].tv_nsec = 0;
+	util_hex_encode(txid2, 16, hex);
+	snprintf(path, sizeof(path), "%s/volumes/quota/stage/%s/.born",
+		 rootdir, hex);
+	is_int(utimensat(AT_FDCWD, path, old, 0), 0,
+	       "age its creation to 1000 s ago");
+	snprintf(path, sizeof(path), "%s/volumes/quota/stage/%s", rootdir, hex);
+	is_int(stage(&f, txid2, 2, 65536, 'z', 100), 0,
+	       "and write into it once more");
+	memset(txid, 0x33, 16);
+	is_int(stage(&f, txid, 0, 65536, 'n', 100), 0, "a new transaction");
+	is_int(vs_stage_gc(vol, 500), 1, "gc at 500 s removes one");
+	is_int(stat(path, &st), -1, "the old one, written to recently");
+	util_hex_encode(txid, 16, hex);
+	snprintf(path, sizeof(path), "%s/volumes/quota/stage/%s", rootdir, hex);
+	is_int(stat(path, &st), 0, "the new one stays");
+	is_int((int)vs_staged_bytes(vol), 8192 + 100,
+	       "the count follows (the 8 KiB chunk and the new one)");
+	vs_vol_close(vol);
+	is_int(vs_vol_open(root, "quota", VS_NOSYNC, &vol), 0, "reopen");
+	is_int((int)vs_staged_bytes(vol), 8192 + 100,
+	       "staged bytes are counted again at open");
+	vs_vol_close(vol);
+	vol = saved;
+}
+
 static void
 test_bigdir(void)
 {
@@ -893,6 +1007,7 @@ main(void)
 		test_events();
 		test_cleanup();
 		test_bigdir();
+		test_stage_limits();
 		vs_vol_close(vol);
 	}
 	vs_root_close(root);
