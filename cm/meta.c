@@ -540,12 +540,16 @@ struct dir_req {
 	uint64_t gen;
 	struct proto_dir acc;	      /* the pages so far */
 	bool have;		      /* acc holds the first page */
+	bool whole;		      /* ask for everything at once */
 	int restarts;		      /* the directory changed mid-way */
 	char next[PROTO_CURSOR_MAX]; /* the page to ask for, "" = first */
 };
 
 /* Pages of one listing must all come from one DV of the directory; when
- * it changes mid-way we start over, a bounded number of times. */
+ * it changes mid-way we start over. After DIR_RESTARTS of those, the last
+ * try asks for the whole listing in one reply (the server reads it in one
+ * hold of its lock), so a directory that changes faster than it can be
+ * paged through still lists, within the 64 MiB of one reply. */
 #define DIR_RESTARTS 8
 
 static void dir_done(void *arg, const struct http_result *res);
@@ -564,8 +568,10 @@ dir_send(struct dir_req *dr)
 	if (rc)
 		return rc;
 	n = strlen(path);
-	snprintf(path + n, sizeof(path) - n, "?limit=%u%s%s",
-		 PROTO_DIR_PAGE_MAX, dr->next[0] ? "&cursor=" : "", dr->next);
+	if (!dr->whole)
+		snprintf(path + n, sizeof(path) - n, "?limit=%u%s%s",
+			 PROTO_DIR_PAGE_MAX, dr->next[0] ? "&cursor=" : "",
+			 dr->next);
 	if (!submit(cm, "GET", path, NULL, 0, dir_done, dr))
 		return errno ? -errno : -ENOMEM;
 	return 0;
@@ -579,6 +585,7 @@ dir_restart(struct dir_req *dr)
 	dr->have = false;
 	dr->next[0] = 0;
 	dr->gen = dr->cm->meta->gen;
+	dr->whole = ++dr->restarts >= DIR_RESTARTS;
 	log_debug(LOG_FETCH, "directory changed while listed: starting over");
 	return dir_send(dr);
 }
@@ -592,9 +599,8 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 	struct proto_dir page;
 	int rc = result_errno(cm, res);
 
-	if (rc == -ESTALE && dr->have && dr->restarts < DIR_RESTARTS) {
+	if (rc == -ESTALE && dr->have && !dr->whole) {
 		/* Our cursor is for a DV the directory has left. */
-		dr->restarts++;
 		return dir_restart(dr) ?: 1;
 	}
 	if (rc)
@@ -607,7 +613,7 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 	}
 	if (rc == 0 && dr->have && page.dir.dv != dr->acc.dir.dv) {
 		proto_dir_release(&page);
-		if (dr->restarts++ < DIR_RESTARTS)
+		if (!dr->whole)
 			return dir_restart(dr) ?: 1;
 		rc = -EIO;
 	} else if (rc == 0 && dr->have) {

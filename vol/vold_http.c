@@ -1056,8 +1056,9 @@ decode_body(struct rjob *r)
  * Worker: a listing. With ?limit=, one page under the lock. Without (a
  * version 1 client wants the whole directory), the same pages one after
  * the other, the lock released between them so writers and other readers
- * get in; if the directory changes meanwhile, start over (a few times).
- * The reply is encoded after the lock is released (job_run).
+ * get in; if the directory changes meanwhile, start over, and after
+ * DIR_RESTARTS such tries read all pages in one hold of the lock. The
+ * reply is encoded after the lock is released (job_run).
  */
 #define DIR_RESTARTS 8
 
@@ -1070,6 +1071,7 @@ run_dir(struct rjob *r)
 	struct proto_dir page = {0};
 	struct proto_dir_cursor at;
 	struct proto_attr a;
+	bool hold = false, locked = true;
 	int rc, tries = 0;
 
 	if (lock_open(r))
@@ -1091,19 +1093,28 @@ run_dir(struct rjob *r)
 		if (!rc)
 			rc = vs_readdir_page(r->vol->vs, &r->path.fid, from,
 					     limit, &page, &r->next, &r->more);
-		pthread_mutex_unlock(&r->vol->lock);
+		if (!hold || rc || r->path.limit || !r->more) {
+			pthread_mutex_unlock(&r->vol->lock);
+			locked = false;
+		}
+		if (rc == -ESTALE)
+			r->cur_dv = page.dir.dv;
 		if (rc == -ESTALE && r->path.limit) {
 			/* The client's cursor is for an older DV. */
 			r->msg = "directory changed since the first page";
-			r->cur_dv = page.dir.dv;
 			break;
 		}
-		if (rc == -ESTALE && ++tries < DIR_RESTARTS) {
+		if (rc == -ESTALE && tries++ < DIR_RESTARTS) {
 			proto_dir_release(&r->dir);
 			from = NULL;
+			/* The last try keeps the lock across its pages, so a
+			 * directory that changes faster than it can be read
+			 * page by page still lists (as it did before pages). */
+			hold = tries == DIR_RESTARTS;
 			rc = lock_open(r);
 			if (rc)
 				return;
+			locked = true;
 			continue;
 		}
 		if (rc)
@@ -1124,10 +1135,17 @@ run_dir(struct rjob *r)
 		/* A copy: vs_readdir_page() writes r->next first. */
 		at = r->next;
 		from = &at;
-		rc = lock_open(r);
-		if (rc)
-			return;
+		if (!locked) {
+			rc = lock_open(r);
+			if (rc)
+				return;
+			locked = true;
+		}
 	}
+	if (locked)
+		pthread_mutex_unlock(&r->vol->lock);
+	if (rc == -ESTALE && !r->msg)
+		r->msg = "directory kept changing while it was listed";
 	if (rc) {
 		r->err = -rc;
 		proto_dir_release(&r->dir);
