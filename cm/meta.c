@@ -590,6 +590,13 @@ dir_restart(struct dir_req *dr)
 	return dir_send(dr);
 }
 
+/* Turn the result of asking for another page into dir_page()'s. */
+static int
+asked(int rc)
+{
+	return rc < 0 ? rc : 1;
+}
+
 /* One page arrived: add it to dr->acc. @return 1 when another page was
  * asked for (dr lives on), 0 when dr->acc is the whole listing, -errno. */
 static int
@@ -601,7 +608,7 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 
 	if (rc == -ESTALE && dr->have && !dr->whole) {
 		/* Our cursor is for a DV the directory has left. */
-		return dir_restart(dr) ?: 1;
+		return asked(dir_restart(dr));
 	}
 	if (rc)
 		return rc;
@@ -614,7 +621,7 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 	if (rc == 0 && dr->have && page.dir.dv != dr->acc.dir.dv) {
 		proto_dir_release(&page);
 		if (!dr->whole)
-			return dir_restart(dr) ?: 1;
+			return asked(dir_restart(dr));
 		rc = -EIO;
 	} else if (rc == 0 && dr->have) {
 		rc = proto_dir_append(&dr->acc, &page);
@@ -623,7 +630,7 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 		dr->have = true;
 	}
 	if (rc == 0 && dr->next[0])
-		return dir_send(dr) ?: 1;
+		return asked(dir_send(dr));
 	/* Each page was checked alone; a name on two pages is caught
 	 * here. */
 	if (rc == 0)
