@@ -55,8 +55,11 @@ VC_TOKEN=$(cat "$T_DIR/rw.tok")
 # and not before.
 tx3=$(printf '3%.0s' $(seq 32))
 c1=$stage/$tx3/$(echo "$F" | cut -d. -f2).65536.1
+# First tx1 must go (it is older than 3 s, or soon): it holds 128 KiB of
+# the 150 KiB cap.
+t_ok "$(wait_for 10 sh -c "[ ! -e '$stage/$tx1' ]" && echo 0 || echo 1)" "the first transaction expires"
 t0=$(date +%s.%N)
-put home "$F" "$tx3" 1 >/dev/null
+t_is "$(put home "$F" "$tx3" 1)" "204 -" "stage chunk 1 of a new transaction"
 gone=""
 while [ "$(echo "$(date +%s.%N) - $t0 < 12" | bc)" = 1 ]; do
 	put home "$F" "$tx3" 0 >/dev/null
