@@ -8,6 +8,7 @@
 # to work, which takes minutes to import here: run it by hand with
 # CAIRN_BIGDIR_N=300000).
 . "$top_srcdir/tests/integration/lib.sh"
+hwm() { awk '/VmHWM/ {print $2, $3}' /proc/"$1"/status; }
 t_need_fuse
 N=${CAIRN_BIGDIR_N:-20000}
 # Importing is most of the time (and grows faster than N): allow for it.
@@ -34,11 +35,32 @@ vol_url=$VOLD_URL/v1/vol/big
 root=$(vold_curl -H "Authorization: Bearer $tok" "$vol_url" |
 	python3 -c 'import json,sys; print(json.load(sys.stdin)["root"])')
 
-# The server side first: pages of at most 4,096 entries with a cursor.
 dirfid=$(vold_curl -H "Authorization: Bearer $tok" "$vol_url/dir/$root" |
 	python3 -c 'import json,sys
 d = json.load(sys.stdin)
 print([e["attr"]["fid"] for e in d["entries"] if e["name"] == "dir"][0])')
+
+# Through the mount first (cairnd asks in pages), so the peak RSS of
+# cairn-vold below is that of paged listings.
+cairnd_mount "$T_DIR/m.mnt" "$T_DIR/cache" big "$T_DIR/tok" || exit 99
+t0=$(date +%s.%N)
+cnt=$(ls -f "$T_DIR/m.mnt/dir" | wc -l)
+t1=$(date +%s.%N)
+echo "# ls -f of $N entries through the mount: $(echo "$t1 - $t0" | bc) s"
+t_is "$cnt" $((N + 2)) "ls -f lists every entry (and . ..)"
+t_is "$(ls -f "$T_DIR/m.mnt/dir" | grep '^f' | sort -u | wc -l)" "$N" "no name twice"
+last=$(printf 'f%06d' $((N - 1)))
+mid=$(printf 'f%06d' $((N / 2 + 3)))
+t_check "first, middle and last names stat" \
+	stat "$T_DIR/m.mnt/dir/f000000" "$T_DIR/m.mnt/dir/$mid" "$T_DIR/m.mnt/dir/$last"
+t_is "$(cat "$T_DIR/m.mnt/dir/f000007")" hello "a file in it reads"
+t_check "a name that is not there is ENOENT" \
+	bash -c "! stat '$T_DIR/m.mnt/dir/$(printf 'f%06d' "$N")' 2>/dev/null"
+cm=$(cairnd_pid "$T_DIR/m.mnt")
+echo "# peak RSS after the paged listing: cairn-vold $(hwm "$VOLD_PID"), cairnd $(hwm "$cm")"
+
+# The protocol itself: pages of at most 4,096 entries with a cursor, and a
+# whole listing for a version 1 client.
 cat >"$T_DIR/pages.py" <<'PY'
 import json, sys, urllib.request
 url, tok = sys.argv[1], sys.argv[2]
@@ -75,21 +97,8 @@ t_is "$ndv" 0 "every page of one DV"
 t_is "$whole/$wnext" "$N/False" "a version 1 client still gets the whole listing"
 t_is "$st2/$e2/$dvok" "410/ESTALE/True" "a cursor of an older DV is 410 with the DV"
 
-# Then through the mount.
-cairnd_mount "$T_DIR/m.mnt" "$T_DIR/cache" big "$T_DIR/tok" || exit 99
-t0=$(date +%s.%N)
-cnt=$(ls -f "$T_DIR/m.mnt/dir" | wc -l)
-t1=$(date +%s.%N)
-echo "# ls -f of $N entries through the mount: $(echo "$t1 - $t0" | bc) s"
-t_is "$cnt" $((N + 2)) "ls -f lists every entry (and . ..)"
-t_is "$(ls -f "$T_DIR/m.mnt/dir" | grep '^f' | sort -u | wc -l)" "$N" "no name twice"
-last=$(printf 'f%06d' $((N - 1)))
-mid=$(printf 'f%06d' $((N / 2 + 3)))
-t_check "first, middle and last names stat" \
-	stat "$T_DIR/m.mnt/dir/f000000" "$T_DIR/m.mnt/dir/$mid" "$T_DIR/m.mnt/dir/$last"
-t_is "$(cat "$T_DIR/m.mnt/dir/f000007")" hello "a file in it reads"
-t_check "a name that is not there is ENOENT" \
-	bash -c "! stat '$T_DIR/m.mnt/dir/$(printf 'f%06d' "$N")' 2>/dev/null"
+echo "# peak RSS of cairn-vold after one whole (version 1) listing: $(hwm "$VOLD_PID")"
+
 # Pages of a directory that changes while cairnd lists it: the server
 # refuses a cursor of an older DV (410), cairnd starts over, and what it
 # shows is one consistent listing (no name twice, nothing lost).
@@ -126,9 +135,6 @@ t_is "$bad" 0 "listings while the directory changes: every old name, none twice"
 made=$(cat "$T_DIR/churn.out")
 t_ok "$(wait_for 10 sh -c "[ \$(ls -f '$T_DIR/m.mnt/dir' | grep -c '^new') = '$made' ]" && echo 0 || echo 1)" \
 	"and the $made names made meanwhile show up"
-cm=$(cairnd_pid "$T_DIR/m.mnt")
-echo "# peak RSS: cairn-vold $(awk '/VmHWM/ {print $2, $3}' /proc/"$VOLD_PID"/status)," \
-	"cairnd $(awk '/VmHWM/ {print $2, $3}' /proc/"$cm"/status)"
 t_check "cairnd logged no bad reply" bash -c "! grep -q 'bad directory reply' '$T_DIR/cairnd-m.mnt.log'"
 cairnd_umount "$T_DIR/m.mnt"
 t_done
