@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t2140-cm-bigdir: a directory far larger than one page of a listing
+# t2160-cm-bigdir: a directory far larger than one page of a listing
 # (protocol version 2 pages at 4,096 entries) lists through the mount:
 # `ls -f` counts every entry once, names at both ends and in the middle
 # stat, and the server answers pages (?limit=, "next", 410 for a cursor
