@@ -538,10 +538,10 @@ struct dir_req {
 	struct cm *cm;
 	struct meta_op *op;
 	uint64_t gen;
-	struct proto_dir acc;	      /* the pages so far */
-	bool have;		      /* acc holds the first page */
-	bool whole;		      /* ask for everything at once */
-	int restarts;		      /* the directory changed mid-way */
+	struct proto_dir acc;	     /* the pages so far */
+	bool have;		     /* acc holds the first page */
+	bool whole;		     /* ask for everything at once */
+	int restarts;		     /* the directory changed mid-way */
 	char next[PROTO_CURSOR_MAX]; /* the page to ask for, "" = first */
 };
 

@@ -22,7 +22,6 @@
 #include "common/proto.h"
 #include "common/util.h"
 
-
 /* --- names, types, errors --- */
 
 /*
@@ -972,8 +971,7 @@ proto_dir_encode(const struct proto_dir *d, size_t *lenp)
 }
 
 char *
-proto_dir_page_encode(const struct proto_dir *d, const char *next,
-		      size_t *lenp)
+proto_dir_page_encode(const struct proto_dir *d, const char *next, size_t *lenp)
 {
 	struct enc e = {0};
 	json_t *o = json_object(), *arr = json_array(), *x;
@@ -1120,9 +1118,9 @@ int
 proto_dir_page_decode(const char *buf, size_t len, bool allow_whole,
 		      struct proto_dir *d, char *next)
 {
-	int rc = dir_decode(buf, len, allow_whole ? PROTO_DIR_MAX :
-						    PROTO_DIR_PAGE_MAX,
-			    d, next);
+	int rc = dir_decode(buf, len,
+			    allow_whole ? PROTO_DIR_MAX : PROTO_DIR_PAGE_MAX, d,
+			    next);
 
 	/* Only a last page (no "next") may be a whole version 1 listing. */
 	if (!rc && next[0] && d->n > PROTO_DIR_PAGE_MAX) {

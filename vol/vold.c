@@ -34,7 +34,8 @@
 
 static const char usage[] =
 	"usage: cairn-vold --root DIR [--listen ADDR:PORT] [--port-file FILE]\n"
-	"                  [--cert PEM --key PEM] [--config FILE] [--foreground]\n"
+	"                  [--cert PEM --key PEM] [--config FILE] "
+	"[--foreground]\n"
 	"                  [--pidfile FILE] [--workers N] [--log-level LEVEL]\n"
 	"                  [--stage-max SIZE] [--stage-expire SECONDS]\n"
 	"                  [--syslog] [--help] [--version]\n"
@@ -51,7 +52,8 @@ static const char usage[] =
 	"  --workers N         disk worker threads (default 4)\n"
 	"  --stage-max SIZE    bytes staged per volume at most (K, M, G, T;\n"
 	"                      default 0: only the volume's quota)\n"
-	"  --stage-expire SECONDS  remove staged uploads this long after their\n"
+	"  --stage-expire SECONDS  remove staged uploads this long after "
+	"their\n"
 	"                      creation (default 86400)\n"
 	"  --log-level LEVEL   err, warn, info or debug (default info)\n"
 	"  --syslog            log to syslog instead of stderr\n";
@@ -351,7 +353,8 @@ main(int argc, char **argv)
 			break;
 		case OPT_STAGE_MAX:
 			if (util_parse_size(optarg, &cli.stage_max)) {
-				fprintf(stderr, "cairn-vold: bad --stage-max '%s'\n",
+				fprintf(stderr,
+					"cairn-vold: bad --stage-max '%s'\n",
 					optarg);
 				return 64;
 			}

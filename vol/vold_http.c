@@ -52,7 +52,7 @@
 #define OC_SHA_MAX 65536	/* chunks per object whose sums we keep */
 /* Block sums per chunk: proto_block_size() makes at most 16 blocks. */
 #define VOLD_BLOCKS 16
-#define STAGE_GC_S 3600	/* staging expiry checked at least this often */
+#define STAGE_GC_S  3600 /* staging expiry checked at least this often */
 
 struct vold;
 struct vvol;
@@ -129,7 +129,7 @@ struct vold {
 	int cache_max;
 	int ncache;
 	uint64_t stage_max;	/* bytes staged per volume, 0 = quota only */
-	int64_t stage_expire_s;	/* staged uploads live this long */
+	int64_t stage_expire_s; /* staged uploads live this long */
 	uint64_t gc_every_ms;	/* how often each volume's staging is swept */
 	TAILQ_HEAD(oc_lru, ocache) lru;
 	TAILQ_HEAD(, vvol) vols;
@@ -164,12 +164,12 @@ struct rjob {
 	struct evbuffer *in;	/* request body (moved from evhttp) */
 	uint64_t gen;
 	/* decoded outside vvol->lock, before it is taken */
-	struct fid *fids;	/* getattr */
+	struct fid *fids; /* getattr */
 	size_t nfids;
 	struct proto_attr *attrs; /* getattr results, encoded after unlock */
 	int *errs;
-	struct proto_op op;	/* op */
-	struct proto_dir dir;	/* dir: the page (or listing) to encode */
+	struct proto_op op;   /* op */
+	struct proto_dir dir; /* dir: the page (or listing) to encode */
 	struct proto_dir_cursor next;
 	bool more;
 	/* results */
@@ -411,7 +411,8 @@ vvol_open_locked(struct vvol *vol)
 	pthread_mutex_unlock(&vol->evlock);
 	free(evs);
 	vs_vol_set_stage_max(vol->vs, vol->vd->stage_max);
-	log_info(LOG_VOL, "volume '%s' (id %08x) opened: %" PRIu64
+	log_info(LOG_VOL,
+		 "volume '%s' (id %08x) opened: %" PRIu64
 		 " objects, event seq %" PRIu64 ", %" PRIu64 " bytes staged",
 		 vol->name, vi.id, vi.files_used, vi.event_seq,
 		 vs_staged_bytes(vol->vs));
@@ -1007,8 +1008,8 @@ lock_open(struct rjob *r)
 static int
 decode_body(struct rjob *r)
 {
-	size_t max = r->kind == J_GETATTR ? PROTO_GETATTR_BODY_MAX :
-					    PROTO_OP_BODY_MAX;
+	size_t max = r->kind == J_GETATTR ? PROTO_GETATTR_BODY_MAX
+					  : PROTO_OP_BODY_MAX;
 	size_t blen = r->in ? evbuffer_get_length(r->in) : 0;
 	const char *body;
 	int rc;
@@ -1026,13 +1027,13 @@ decode_body(struct rjob *r)
 	if (r->kind == J_OP) {
 		rc = proto_op_decode(body, blen, &r->op);
 		if (rc)
-			r->msg = rc == -E2BIG ? "too many chunks" :
-						"malformed operation";
+			r->msg = rc == -E2BIG ? "too many chunks"
+					      : "malformed operation";
 	} else {
 		rc = proto_getattr_req_decode(body, blen, &r->fids, &r->nfids);
 		if (rc)
-			r->msg = rc == -E2BIG ? "too many fids" :
-						"malformed getattr request";
+			r->msg = rc == -E2BIG ? "too many fids"
+					      : "malformed getattr request";
 		if (!rc) {
 			r->attrs = calloc(r->nfids ? r->nfids : 1,
 					  sizeof(*r->attrs));
@@ -1168,8 +1169,8 @@ job_run(struct vold_job *j)
 
 			if (r->more)
 				proto_cursor_format(cur, sizeof(cur), &r->next);
-			r->out = proto_dir_page_encode(&r->dir, cur,
-						       &r->outlen);
+			r->out =
+				proto_dir_page_encode(&r->dir, cur, &r->outlen);
 			if (!r->out)
 				r->err = errno ? errno : ENOMEM;
 			proto_dir_release(&r->dir);
@@ -1739,8 +1740,8 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 	vd->keylen = keylen;
 	vd->cache_max = conf->cache_objects > 0 ? conf->cache_objects : 1024;
 	vd->stage_max = conf->stage_max;
-	vd->stage_expire_s = conf->stage_expire_s > 0 ? conf->stage_expire_s :
-							 VS_STAGE_AGE_S;
+	vd->stage_expire_s = conf->stage_expire_s > 0 ? conf->stage_expire_s
+						      : VS_STAGE_AGE_S;
 	/* Sweep often enough that an upload lives at most about 1.5 times
 	 * its expiry, at least once an hour, at most once a second. */
 	vd->gc_every_ms = (uint64_t)vd->stage_expire_s * 500;

@@ -124,8 +124,8 @@ struct vs_vol {
 	struct tdb_context *tdb;
 	uint32_t id;
 	uint8_t rootoid[16];
-	uint64_t staged;	/* bytes in stage/ (chunk files) */
-	uint64_t stage_max;	/* 0 = only the quota */
+	uint64_t staged;    /* bytes in stage/ (chunk files) */
+	uint64_t stage_max; /* 0 = only the quota */
 };
 
 struct obj {
@@ -1285,8 +1285,8 @@ stage_count(struct vs_vol *v)
 static void
 stage_dir_drop(struct vs_vol *v, const char *sdir)
 {
-	int fd = openat(v->dirfd, sdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-						 O_CLOEXEC);
+	int fd = openat(v->dirfd, sdir,
+			O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	char born[96];
 	struct dirent *de;
 	bool other = false;
@@ -1370,7 +1370,8 @@ vs_stage_gc(struct vs_vol *v, int64_t age_s)
 	}
 	closedir(d);
 	if (removed) {
-		log_info(LOG_VOL, "volume '%s': %d staging transaction%s expired",
+		log_info(LOG_VOL,
+			 "volume '%s': %d staging transaction%s expired",
 			 v->name, removed, removed == 1 ? "" : "s");
 		stage_count(v);
 	}
@@ -3454,10 +3455,10 @@ txn_commit(struct txn *t)
 			if (fstatat(t->v->dirfd, sfile, &st,
 				    AT_SYMLINK_NOFOLLOW) == 0 &&
 			    unlinkat(t->v->dirfd, sfile, 0) == 0)
-				t->v->staged -= t->v->staged >
-							(uint64_t)st.st_size ?
-							(uint64_t)st.st_size :
-							t->v->staged;
+				t->v->staged -=
+					t->v->staged > (uint64_t)st.st_size
+						? (uint64_t)st.st_size
+						: t->v->staged;
 		}
 		stage_dir_drop(t->v, sdir);
 	}

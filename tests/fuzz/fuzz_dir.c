@@ -19,13 +19,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t i, l1, l2;
 	char *e1, *e2;
 
-	if (proto_dir_page_decode((const char *)data, size, false, &d,
-				  next) == 0) {
+	if (proto_dir_page_decode((const char *)data, size, false, &d, next) ==
+	    0) {
 		FUZZ_ASSERT(d.n <= PROTO_DIR_PAGE_MAX);
 		e1 = proto_dir_page_encode(&d, next, &l1);
 		FUZZ_ASSERT(e1);
-		FUZZ_ASSERT(proto_dir_page_decode(e1, l1, false, &d2,
-						  next2) == 0 &&
+		FUZZ_ASSERT(proto_dir_page_decode(e1, l1, false, &d2, next2) ==
+				    0 &&
 			    d2.n == d.n && !strcmp(next, next2));
 		free(e1);
 		proto_dir_release(&d2);

@@ -341,9 +341,14 @@ test_dir_pages(void)
 	/* Malformed cursors and truncated pages are refused whole. */
 	{
 		static const char *bad[] = {
-			"\"\"", "\"a/b\"", "\"a%20b\"", "\"a\\u00e9\"", "7",
-			"null", "\"1234567890123456789012345678901234567890"
-				"123456789012345678901234\"",
+			"\"\"",
+			"\"a/b\"",
+			"\"a%20b\"",
+			"\"a\\u00e9\"",
+			"7",
+			"null",
+			"\"1234567890123456789012345678901234567890"
+			"123456789012345678901234\"",
 		};
 		char *attr, buf[1024];
 		size_t alen;
@@ -358,8 +363,8 @@ test_dir_pages(void)
 				 "{\"next\":%s,\"dir\":%s,\"entries\":[]}",
 				 bad[i], attr);
 			strcpy(next, "junk");
-			is_int(proto_dir_page_decode(buf, strlen(buf), true,
-						     &g, next),
+			is_int(proto_dir_page_decode(buf, strlen(buf), true, &g,
+						     next),
 			       -EINVAL, "malformed cursor %zu refused", i);
 			ok(next[0] == 0 && g.n == 0 && !g.ents,
 			   "nothing left after refusal %zu", i);
@@ -384,7 +389,8 @@ test_dir_pages(void)
 	for (int withnext = 1; withnext >= 0; withnext--) {
 		char fs[FID_STRLEN];
 
-		p = b + sprintf(b, "{%s\"dir\":{\"fid\":\"%s\","
+		p = b + sprintf(b,
+				"{%s\"dir\":{\"fid\":\"%s\","
 				"\"type\":\"dir\",\"mode\":493,\"uid\":0,"
 				"\"gid\":0,\"size\":0,\"nlink\":2,\"dv\":3,"
 				"\"atime\":0,\"mtime\":0,\"ctime\":0},"
@@ -392,7 +398,8 @@ test_dir_pages(void)
 				withnext ? "\"next\":\"1.2.3\"," : "", F1);
 		fid_fmt(&e[0].attr.fid, fs);
 		for (i = 0; i <= PROTO_DIR_PAGE_MAX; i++)
-			p += sprintf(p, "%s{\"name\":\"n%zu\",\"attr\":"
+			p += sprintf(p,
+				     "%s{\"name\":\"n%zu\",\"attr\":"
 				     "{\"fid\":\"%s\",\"type\":\"file\","
 				     "\"mode\":420,\"uid\":0,\"gid\":0,"
 				     "\"size\":0,\"nlink\":1,\"dv\":1,"
@@ -405,8 +412,9 @@ test_dir_pages(void)
 			       -E2BIG, "oversized page refused");
 			is_int(proto_dir_page_decode(b, (size_t)(p - b), true,
 						     &g, next),
-			       -E2BIG, "oversized page with next refused "
-				       "even first");
+			       -E2BIG,
+			       "oversized page with next refused "
+			       "even first");
 			continue;
 		}
 		/* Without "next" it is a whole (version 1) listing. */
@@ -459,23 +467,27 @@ test_dir_pages(void)
 	   "limit parsed");
 	is_int(proto_parse_path("/v1/vol/v/dir/" F1 "?limit=4097", &pp),
 	       -EINVAL, "oversized limit refused");
-	is_int(proto_parse_path("/v1/vol/v/dir/" F1 "?limit=0", &pp),
-	       -EINVAL, "limit 0 refused");
+	is_int(proto_parse_path("/v1/vol/v/dir/" F1 "?limit=0", &pp), -EINVAL,
+	       "limit 0 refused");
 	is_int(proto_parse_path("/v1/vol/v/dir/" F1
-				"?limit=99999999999999999999999", &pp),
+				"?limit=99999999999999999999999",
+				&pp),
 	       -EINVAL, "limit overflow refused");
 	is_int(proto_parse_path("/v1/vol/v/dir/" F1 "?limit=1&limit=2", &pp),
 	       -EINVAL, "limit twice refused");
-	is_int(proto_parse_path("/v1/vol/v/dir/" F1
-				"?limit=10&cursor=7.1.2", &pp), 0,
-	       "cursor parsed");
+	is_int(proto_parse_path("/v1/vol/v/dir/" F1 "?limit=10&cursor=7.1.2",
+				&pp),
+	       0, "cursor parsed");
 	ok(pp.has_cursor && pp.cursor.dv == 7 && pp.cursor.bucket == 1 &&
 		   pp.cursor.index == 2 && pp.limit == 10,
 	   "cursor fields");
 	{
 		static const char *badc[] = {
-			"7.1", "7.1.2.3", "7..2", ".1.2", "7.1.", "07.1.2",
-			"a.b.c", "7.1.2x", "", "18446744073709551616.0.0",
+			"7.1",	 "7.1.2.3",
+			"7..2",	 ".1.2",
+			"7.1.",	 "07.1.2",
+			"a.b.c", "7.1.2x",
+			"",	 "18446744073709551616.0.0",
 		};
 		char url[200];
 
@@ -489,8 +501,8 @@ test_dir_pages(void)
 	}
 	is_int(proto_parse_path("/v1/vol/v/dir/" F1 "?cursor=7.1.2", &pp),
 	       -EINVAL, "cursor without limit refused");
-	is_int(proto_parse_path("/v1/vol/v/link/" F1 "?limit=5", &pp),
-	       -EINVAL, "limit on another route refused");
+	is_int(proto_parse_path("/v1/vol/v/link/" F1 "?limit=5", &pp), -EINVAL,
+	       "limit on another route refused");
 }
 
 static void
@@ -1533,13 +1545,13 @@ test_big(void)
 	cap = 300 + (PROTO_STORE_CHUNKS_MAX + 1) * 9;
 	b = malloc(cap);
 	p = b + sprintf(b, "{\"op\":\"store\",\"opid\":\"" OPID "\","
-			"\"fid\":\"" F1 "\",\"base_dv\":1,\"txid\":\"" OPID
-			"\",\"chunk_size\":65536,\"size\":1,\"chunks\":[");
+			   "\"fid\":\"" F1 "\",\"base_dv\":1,\"txid\":\"" OPID
+			   "\",\"chunk_size\":65536,\"size\":1,\"chunks\":[");
 	for (i = 0; i <= PROTO_STORE_CHUNKS_MAX; i++)
 		p += sprintf(p, "%s%zu", i ? "," : "", i);
 	p += sprintf(p, "]}");
 	ok((size_t)(p - b) < PROTO_OP_BODY_MAX, "(that body is within the op "
-						 "limit)");
+						"limit)");
 	is_int(decode_any(D_OP, b, (size_t)(p - b)), -E2BIG,
 	       "store of 2^20 + 1 chunks");
 	free(b);

@@ -837,8 +837,8 @@ test_stage_limits(void)
 	old[0].tv_sec = old[1].tv_sec = time(NULL) - 1000;
 	old[0].tv_nsec = old[1].tv_nsec = 0;
 	util_hex_encode(txid2, 16, hex);
-	snprintf(path, sizeof(path), "%s/volumes/quota/stage/%s/.born",
-		 rootdir, hex);
+	snprintf(path, sizeof(path), "%s/volumes/quota/stage/%s/.born", rootdir,
+		 hex);
 	is_int(utimensat(AT_FDCWD, path, old, 0), 0,
 	       "age its creation to 1000 s ago");
 	snprintf(path, sizeof(path), "%s/volumes/quota/stage/%s", rootdir, hex);
@@ -943,8 +943,9 @@ test_bigdir(void)
 		is_int(rc, 0, "paged readdir");
 		is_int((int)total, BIGDIR_N, "pages hold every entry");
 		is_int(dup, 0, "no entry on two pages");
-		is_int((int)over, 0, "no page over the limit, cursors carry "
-				     "the DV");
+		is_int((int)over, 0,
+		       "no page over the limit, cursors carry "
+		       "the DV");
 		is_int((int)pages, (BIGDIR_N + 332) / 333, "fewest pages");
 		free(seen);
 
