@@ -1,11 +1,14 @@
 /*
  * cm.h - the shared context of cairnd: configuration, the stores, the event
  * loop, the job queue that carries parked FUSE requests to the loop, and the
- * counters. Every module of cm/ takes a struct cm *.
+ * counters. Every module of cm/ takes a struct cm *; daemon.c builds them.
  *
- * Layer rule: FUSE-free (this header is part of libcm). The FUSE front
+ * Layer rule: FUSE-free (this header is part of libcm), level 2 of
+ * doc/cm.md "Levels": it includes no other cm/ header. The FUSE front
  * (fuse_ops.c) plugs kernel notifications in through struct cm_kernel_ops,
- * so the modules below it never include fuse_lowlevel.h.
+ * so the modules below it never include fuse_lowlevel.h; the hook tables
+ * below (and mut.h's, wb.h's) let a lower module call a higher one without
+ * including it.
  *
  * Threads (DESIGN.md "Data flow"):
  *  - FUSE workers answer what the caches hold, at once. For a miss they
