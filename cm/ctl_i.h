@@ -25,14 +25,14 @@ struct resolve {
 	struct cm *cm;
 	struct ctl_call *call;
 	struct ctl_peer peer;
-	char *path;	  /* the request's path (copy) */
-	const char *cur;  /* next component in @path */
-	struct fid fid;	  /* object reached so far */
+	char *path;	   /* the request's path (copy) */
+	const char *cur;   /* next component in @path */
+	struct fid fid;	   /* object reached so far */
 	struct fid parent; /* the directory @fid was found in */
 	bool have_parent;
-	char name[256];	  /* @fid's name in @parent */
-	int want;	  /* R_OK etc. needed on the target */
-	bool recursive;	  /* the request's "recursive" (pin, unpin) */
+	char name[256]; /* @fid's name in @parent */
+	int want;	/* R_OK etc. needed on the target */
+	bool recursive; /* the request's "recursive" (pin, unpin) */
 	unsigned tries;
 	resolve_done_fn done;
 };
@@ -50,8 +50,8 @@ void cm_ctl_resolve_fail(struct resolve *r, int err, const char *msg);
 uint32_t cm_ctl_attr_mode(const struct proto_attr *a);
 
 /* The handlers (struct ctl_handlers signature; @arg is the struct cm). */
-#define CM_CTL_HANDLER(name)                                                 \
-	void name(void *arg, struct ctl_call *call,                          \
+#define CM_CTL_HANDLER(name)                                                   \
+	void name(void *arg, struct ctl_call *call,                            \
 		  const struct ctl_peer *peer, json_t *args)
 
 /* ctl_cache.c */

@@ -25,12 +25,12 @@ struct cm_file {
 	struct ino_ent *e; /* held by an open count */
 	struct fid fid;
 	pthread_mutex_t mu;
-	uint64_t next_off;  /* protected by mu: end of the last read */
-	uint64_t last_chunk;/* protected by mu */
-	uint64_t ra_next;   /* protected by mu: chunks before it were asked */
-	uint64_t ra_dv;	    /* protected by mu */
-	unsigned window;    /* protected by mu: readahead in chunks */
-	bool writer;	    /* opened for writing: holds a wb write state */
+	uint64_t next_off;   /* protected by mu: end of the last read */
+	uint64_t last_chunk; /* protected by mu */
+	uint64_t ra_next;    /* protected by mu: chunks before it were asked */
+	uint64_t ra_dv;	     /* protected by mu */
+	unsigned window;     /* protected by mu: readahead in chunks */
+	bool writer;	     /* opened for writing: holds a wb write state */
 };
 
 /* --- fuse_common.c --- */
@@ -79,8 +79,8 @@ void fmut_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fmut_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fmut_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		 fuse_ino_t newparent, const char *newname, unsigned int flags);
-void fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
-		  int to_set, struct fuse_file_info *fi);
+void fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		  struct fuse_file_info *fi);
 void fmut_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		   const char *value, size_t size, int flags);
 void fmut_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);

@@ -93,9 +93,11 @@ test_codec(void)
 	ok(same(&r, &d), "every field round trips, negative time too");
 
 	buf[40] ^= 0x10;
-	is_int(wb_rec_decode(buf, len, &d), -EUCLEAN, "a flipped bit: -EUCLEAN");
+	is_int(wb_rec_decode(buf, len, &d), -EUCLEAN,
+	       "a flipped bit: -EUCLEAN");
 	buf[40] ^= 0x10;
-	is_int(wb_rec_decode(buf, len - 1, &d), -EUCLEAN, "one byte short: -EUCLEAN");
+	is_int(wb_rec_decode(buf, len - 1, &d), -EUCLEAN,
+	       "one byte short: -EUCLEAN");
 	is_int(wb_rec_decode(buf, 3, &d), -EUCLEAN, "three bytes: -EUCLEAN");
 	buf[0] = 3;
 	is_int(wb_rec_decode(buf, len, &d), -EPROTONOSUPPORT,
@@ -147,7 +149,8 @@ test_old_format(void)
 	uint8_t buf[512];
 	size_t len = old_record(&r, buf);
 
-	is_int(wb_rec_decode(buf, len, &d), 1, "a version-1 record reads, as old");
+	is_int(wb_rec_decode(buf, len, &d), 1,
+	       "a version-1 record reads, as old");
 	ok(same(&r, &d), "with every field");
 	is_int(wb_rec_decode(buf, len - 1, &d), -EUCLEAN,
 	       "a version-1 record of the wrong length: -EUCLEAN");
