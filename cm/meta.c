@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sys/queue.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,15 +30,16 @@ enum meta_kind { MK_ATTR, MK_DIR, MK_LINK, MK_XATTR };
 struct meta_waiter {
 	meta_cb cb;
 	void *arg;
-	struct meta_waiter *next;
+	SLIST_ENTRY(meta_waiter) link;
 };
+SLIST_HEAD(meta_waiters, meta_waiter);
 
 struct meta_op {
 	TAILQ_ENTRY(meta_op) link;
 	enum meta_kind kind;
 	struct fid fid;
 	bool sent;
-	struct meta_waiter *waiters;
+	struct meta_waiters waiters; /* newest first */
 };
 TAILQ_HEAD(meta_opq, meta_op);
 
@@ -129,12 +131,13 @@ mkpath(struct cm *cm, char *buf, size_t len, const char *what,
 static void
 op_complete(struct cm *cm, struct meta_op *op, int err)
 {
-	struct meta_waiter *w = op->waiters, *nx;
+	struct meta_waiters ws = op->waiters;
+	struct meta_waiter *w;
 
 	TAILQ_REMOVE(&cm->meta->ops, op, link);
 	free(op);
-	for (; w; w = nx) {
-		nx = w->next;
+	while ((w = SLIST_FIRST(&ws))) {
+		SLIST_REMOVE_HEAD(&ws, link);
 		if (w->cb)
 			w->cb(cm, w->arg, err);
 		free(w);
@@ -192,8 +195,7 @@ op_join(struct cm *cm, enum meta_kind kind, const struct fid *fid,
 	}
 	w->cb = cb;
 	w->arg = arg;
-	w->next = op->waiters;
-	op->waiters = w;
+	SLIST_INSERT_HEAD(&op->waiters, w, link);
 	return op;
 }
 

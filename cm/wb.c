@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,7 +51,7 @@ struct flush_waiter {
 };
 
 struct wstate {
-	struct wstate *next;
+	SLIST_ENTRY(wstate) link; /* in its bucket of wb->tab */
 	struct fid fid;
 	uint64_t base_dv, srv_size, size, zero_from;
 	int64_t mtime_ns, ctime_ns;
@@ -75,7 +76,7 @@ struct wstate {
 struct wb {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct wstate *tab[WB_BUCKETS];
+	SLIST_HEAD(wstate_list, wstate) tab[WB_BUCKETS];
 	struct tdb_context *tdb;
 	uint64_t ndirty;
 	unsigned nold; /* version-1 records found at load */
@@ -95,21 +96,16 @@ find_locked(struct wb *wb, const struct fid *f)
 {
 	struct wstate *w;
 
-	for (w = wb->tab[bucket(f)]; w; w = w->next)
-		if (fid_eq(&w->fid, f))
-			return w;
+	SLIST_FOREACH(w, &wb->tab[bucket(f)], link)
+	if (fid_eq(&w->fid, f))
+		return w;
 	return NULL;
 }
 
 static void
 unlink_free_locked(struct wb *wb, struct wstate *ws)
 {
-	struct wstate **pp = &wb->tab[bucket(&ws->fid)];
-
-	while (*pp && *pp != ws)
-		pp = &(*pp)->next;
-	if (*pp)
-		*pp = ws->next;
+	SLIST_REMOVE(&wb->tab[bucket(&ws->fid)], ws, wstate, link);
 	free(ws->name);
 	free(ws);
 }
@@ -369,8 +365,7 @@ wb_open_write(struct cm *cm, const struct proto_attr *a,
 		ws->srv_size = ws->size = ws->zero_from = a->size;
 		ws->mtime_ns = a->mtime_ns;
 		ws->ctime_ns = a->ctime_ns;
-		ws->next = wb->tab[bucket(&a->fid)];
-		wb->tab[bucket(&a->fid)] = ws;
+		SLIST_INSERT_HEAD(&wb->tab[bucket(&a->fid)], ws, link);
 		fresh = true;
 	}
 	ws->writers++;
@@ -1908,7 +1903,9 @@ wb_resume(struct cm *cm)
 		return;
 	pthread_mutex_lock(&wb->lock);
 	for (size_t b = 0; b < WB_BUCKETS; b++) {
-		for (struct wstate *ws = wb->tab[b]; ws; ws = ws->next) {
+		struct wstate *ws;
+
+		SLIST_FOREACH(ws, &wb->tab[b], link) {
 			if (!ws->dirty)
 				continue;
 			if (n == cap) {
@@ -1975,8 +1972,7 @@ load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 		wb->nold++;
 	if (ws->dirty)
 		wb->ndirty++;
-	ws->next = wb->tab[bucket(&ws->fid)];
-	wb->tab[bucket(&ws->fid)] = ws;
+	SLIST_INSERT_HEAD(&wb->tab[bucket(&ws->fid)], ws, link);
 	return 0;
 }
 
@@ -1988,7 +1984,9 @@ rewrite_old(struct wb *wb)
 	unsigned n = 0;
 
 	for (size_t b = 0; b < WB_BUCKETS; b++) {
-		for (struct wstate *ws = wb->tab[b]; ws; ws = ws->next) {
+		struct wstate *ws;
+
+		SLIST_FOREACH(ws, &wb->tab[b], link) {
 			if (ws->saved)
 				continue;
 			save_locked(wb, ws);
@@ -2043,8 +2041,8 @@ wb_free(struct cm *cm)
 	if (!wb)
 		return;
 	for (size_t b = 0; b < WB_BUCKETS; b++) {
-		while (wb->tab[b])
-			unlink_free_locked(wb, wb->tab[b]);
+		while (!SLIST_EMPTY(&wb->tab[b]))
+			unlink_free_locked(wb, SLIST_FIRST(&wb->tab[b]));
 	}
 	if (wb->tdb)
 		tdb_close(wb->tdb);
