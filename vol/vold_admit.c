@@ -140,6 +140,27 @@ vold_head_parse(const char *buf, size_t len, struct vold_head *h)
 	}
 }
 
+size_t
+vold_head_end(const char *buf, size_t len, size_t from)
+{
+	/* Step back over what a match may have begun with. */
+	size_t i = from > 2 ? from - 2 : 0;
+
+	for (; i < len; i++) {
+		size_t end = 0;
+
+		if (buf[i] != '\n')
+			continue;
+		if (i + 1 < len && buf[i + 1] == '\n')
+			end = i + 2;
+		else if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')
+			end = i + 3;
+		if (end > from)
+			return end;
+	}
+	return 0;
+}
+
 uint64_t
 vold_body_limit(enum vold_method method, const struct proto_path *p)
 {

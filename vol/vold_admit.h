@@ -79,6 +79,17 @@ struct vold_head {
 int vold_head_parse(const char *buf, size_t len, struct vold_head *h);
 
 /*
+ * Where the head in @buf (@len bytes) may end: the offset just past the
+ * first empty line ("\n\n" or "\n\r\n") that ends after @from (pass the
+ * previous @len, or the previous hit, so each byte is looked at about once
+ * however slowly the head arrives), or 0 if there is none yet. A hit is a candidate only:
+ * blank lines before the request line look the same, so the caller parses
+ * with vold_head_parse() and, if that says incomplete, searches on from
+ * the hit.
+ */
+size_t vold_head_end(const char *buf, size_t len, size_t from);
+
+/*
  * The largest body a request of @method on route @p may carry (bytes);
  * 0 for every route that takes no body. HEAD requests never have one.
  */

@@ -144,6 +144,7 @@ struct vconn {
 	enum vconn_state state;
 	uint64_t body_left;
 	uint64_t body_held; /* its share of vd->body_held */
+	size_t scanned;	    /* head bytes searched for its end so far */
 };
 
 struct vvol {
@@ -1637,13 +1638,27 @@ vconn_head(struct vconn *c, struct evbuffer *src, struct evbuffer *dst)
 	uint64_t body;
 	int n;
 
+	const char *buf;
+	size_t end;
+
 	if (!have)
 		return BEV_NEED_MORE;
 	vconn_arm(c);
-	n = vold_head_parse((const char *)evbuffer_pullup(src, (ev_ssize_t)look),
-			    look, &h);
+	buf = (const char *)evbuffer_pullup(src, (ev_ssize_t)look);
+	/* Parse only once a possible end has come, and search each byte for
+	 * it once: a head trickled a byte at a time costs linear time. */
+	n = 0;
+	while (buf && (end = vold_head_end(buf, look, c->scanned))) {
+		c->scanned = end;
+		n = vold_head_parse(buf, look, &h);
+		if (n)
+			break;
+	}
+	if (n == 0)
+		c->scanned = look;
 	if (n == 0 && look < VOLD_HEAD_MAX)
 		return BEV_NEED_MORE;
+	c->scanned = 0;
 	if (n == 0) {
 		/* No end in sight: evhttp's own header limit (lower than
 		 * ours) answers it with its 400 and closes. */

@@ -90,6 +90,33 @@ test_parse(void)
 	   "DELETE may carry a body");
 }
 
+static void
+test_head_end(void)
+{
+	const char *r = "GET / HTTP/1.1\r\nA: b\r\n\r\nbody";
+	size_t len = strlen(r), at = 0, hits = 0;
+
+	is_int((int)vold_head_end(r, len, 0), (int)(len - 4), "CRLF end found");
+	is_int((int)vold_head_end("a\n\nb", 4, 0), 3, "LF end found");
+	is_int((int)vold_head_end(r, len - 6, 0), 0, "no end yet");
+	/* Fed a byte at a time, the end is found once, at its last byte. */
+	for (size_t n = 1; n <= len; n++) {
+		size_t e = vold_head_end(r, n, at);
+
+		if (e) {
+			hits++;
+			ok(e == len - 4 && n == len - 4, "end at byte %zu", n);
+		}
+		at = e ? e : n;
+	}
+	is_int((int)hits, 1, "one hit in a byte-by-byte feed");
+	r = "\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+	at = vold_head_end(r, strlen(r), 0);
+	ok(at == 4, "leading blank lines give an early candidate");
+	is_int((int)vold_head_end(r, strlen(r), at), (int)strlen(r),
+	       "searching on from it finds the real end");
+}
+
 /* The limit for METHOD on TARGET, or UINT64_MAX if TARGET is no route. */
 static uint64_t
 limit(enum vold_method m, const char *target)
@@ -150,6 +177,7 @@ int
 main(void)
 {
 	test_parse();
+	test_head_end();
 	test_limits();
 	return done_testing();
 }
