@@ -4,6 +4,10 @@
  * sends the replies; keeps the event streams and a cache of open data
  * files with chunk SHA-256s so repeated chunk GETs are served from the loop
  * with sendfile. It does not know the on-disk format (volstore.c does).
+ * Between the sockets and evhttp sits the admission layer (struct vconn):
+ * connection caps, the receive deadline, and the decision about each
+ * request from its head before any body is read (doc/protocol.md,
+ * "Limits").
  *
  * Threads: the loop thread owns every evhttp object, the volume registry,
  * the chunk cache and the subscribers. Workers touch a volume only through
