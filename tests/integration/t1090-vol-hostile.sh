@@ -5,8 +5,9 @@
 # route's limit and requests without a valid token are refused from their
 # head, before the body is sent; connections beyond the per-address cap are
 # closed at once; a trickling client is cut off at the receive deadline;
-# event streams are capped per token and end when their token expires; out
-# of descriptors the server pauses accepting instead of spinning.
+# event streams are capped per token and end when their token expires; the
+# total cap stops accepting; out of descriptors the server pauses
+# accepting instead of spinning.
 . "$top_srcdir/tests/integration/lib.sh"
 t_timeout 90
 VC="$top_srcdir/tests/integration/vol-client.py"
@@ -244,7 +245,26 @@ PY
 t_ok "$([ "$t" != no-stream ] && [ "$t" -le 5 ] && echo 0 || echo 1)" "a stream whose token expires ends (after ${t} s)"
 t_is "$(VC_TOKEN=$SHORT vc get /v1/vol/h | head -1)" 401 "... and the expired token gets 401"
 
-# 8. Out of descriptors: with 40 allowed, 60 connections make accept()
+# 8. The cap on connections in all: at 5 the server stops accepting (a
+# 6th client waits in the listen queue) and accepts again once one closes.
+vold_stop
+vold_start --max-conns 5 --max-conns-per-addr 100 || exit 99
+python3 - "$VOLD_PORT" <<'PY' >"$T_DIR/total.log" 2>&1
+import socket, subprocess, sys, time
+port = sys.argv[1]
+def ping():
+    return subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "1",
+                           "http://127.0.0.1:%s/v1/ping" % port], capture_output=True, text=True).stdout
+socks = [socket.create_connection(("127.0.0.1", int(port))) for _ in range(5)]
+time.sleep(0.3)
+full = ping()
+socks[0].close()
+time.sleep(0.3)
+print(full, ping())
+PY
+t_is "$(cat "$T_DIR/total.log")" "000 200" "5 connections in all: a 6th waits unserved, served once one closes"
+
+# 9. Out of descriptors: with 40 allowed, 60 connections make accept()
 # fail; vold logs it once, does not spin, and still serves.
 vold_stop
 ( ulimit -n 40; exec "$VOLD" --root "$SRV_ROOT" --listen 127.0.0.1:0 \
