@@ -37,9 +37,9 @@ method_of(const char *m, size_t n)
 		const char *name;
 		enum vold_method m;
 	} tab[] = {
-		{"GET", VOLD_M_GET},	 {"POST", VOLD_M_POST},
-		{"PUT", VOLD_M_PUT},	 {"HEAD", VOLD_M_HEAD},
-		{"PATCH", VOLD_M_BODY},	 {"DELETE", VOLD_M_BODY},
+		{"GET", VOLD_M_GET},	  {"POST", VOLD_M_POST},
+		{"PUT", VOLD_M_PUT},	  {"HEAD", VOLD_M_HEAD},
+		{"PATCH", VOLD_M_BODY},	  {"DELETE", VOLD_M_BODY},
 		{"OPTIONS", VOLD_M_BODY}, {"CONNECT", VOLD_M_BODY},
 	};
 
@@ -123,7 +123,8 @@ vold_head_parse(const char *buf, size_t len, struct vold_head *h)
 			v = colon + 1;
 			vn = (size_t)(p + n - v);
 			trim(&v, &vn);
-			if (is_header(p, (size_t)(colon - p), "content-length")) {
+			if (is_header(p, (size_t)(colon - p),
+				      "content-length")) {
 				h->n_content_length++;
 				if (parse_length(v, vn, &h->content_length))
 					return -EINVAL;
@@ -153,7 +154,8 @@ vold_head_end(const char *buf, size_t len, size_t from)
 			continue;
 		if (i + 1 < len && buf[i + 1] == '\n')
 			end = i + 2;
-		else if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')
+		else if (i + 2 < len && buf[i + 1] == '\r' &&
+			 buf[i + 2] == '\n')
 			end = i + 3;
 		if (end > from)
 			return end;
@@ -172,9 +174,9 @@ vold_body_limit(enum vold_method method, const struct proto_path *p)
 	case PROTO_P_OP:
 		return method == VOLD_M_POST ? VOLD_OP_BODY_MAX : 0;
 	case PROTO_P_STAGE:
-		return method == VOLD_M_PUT ?
-			       (uint64_t)p->chunk_size + VOLD_STAGE_SLACK :
-			       0;
+		return method == VOLD_M_PUT
+			       ? (uint64_t)p->chunk_size + VOLD_STAGE_SLACK
+			       : 0;
 	default:
 		return 0;
 	}

@@ -23,7 +23,8 @@
  * followed by ", ": 45 bytes a FID, 46,080 in all, plus 4 KiB for the key
  * and whatever white space a client adds.
  */
-#define VOLD_GETATTR_BODY_MAX ((uint64_t)PROTO_GETATTR_MAX * (FID_STRLEN + 3) + 4096)
+#define VOLD_GETATTR_BODY_MAX                                                  \
+	((uint64_t)PROTO_GETATTR_MAX * (FID_STRLEN + 3) + 4096)
 /*
  * One op: every op but `store` is under 128 KiB (the largest, setxattr,
  * carries PROTO_XATTR_VALUE_MAX bytes as base64, 87,384 characters, and
@@ -32,9 +33,10 @@
  * 2^20 chunks into one store, each a number of at most 19 digits plus a
  * separator: 20 bytes a chunk.
  */
-#define VOLD_OP_SMALL_MAX (128u * 1024)
+#define VOLD_OP_SMALL_MAX     (128u * 1024)
 #define VOLD_STORE_CHUNKS_MAX (1u << 20)
-#define VOLD_OP_BODY_MAX (VOLD_OP_SMALL_MAX + (uint64_t)VOLD_STORE_CHUNKS_MAX * 20)
+#define VOLD_OP_BODY_MAX                                                       \
+	(VOLD_OP_SMALL_MAX + (uint64_t)VOLD_STORE_CHUNKS_MAX * 20)
 /* A staged chunk: at most its chunk size (?size=CS); the slack only lets
  * the request reach the handler, which names the real limit in its 413. */
 #define VOLD_STAGE_SLACK 4096u
@@ -59,9 +61,9 @@ enum vold_method {
  * vold_head_parse(); strings there are not NUL-terminated. */
 struct vold_head {
 	enum vold_method method;
-	const char *target;	/* request target (path and query) */
+	const char *target; /* request target (path and query) */
 	size_t target_len;
-	const char *auth;	/* value of Authorization, or NULL */
+	const char *auth; /* value of Authorization, or NULL */
 	size_t auth_len;
 	int64_t content_length; /* -1: none given */
 	int n_content_length;	/* how many Content-Length headers */
@@ -82,10 +84,10 @@ int vold_head_parse(const char *buf, size_t len, struct vold_head *h);
  * Where the head in @buf (@len bytes) may end: the offset just past the
  * first empty line ("\n\n" or "\n\r\n") that ends after @from (pass the
  * previous @len, or the previous hit, so each byte is looked at about once
- * however slowly the head arrives), or 0 if there is none yet. A hit is a candidate only:
- * blank lines before the request line look the same, so the caller parses
- * with vold_head_parse() and, if that says incomplete, searches on from
- * the hit.
+ * however slowly the head arrives), or 0 if there is none yet. A hit is a
+ * candidate only: blank lines before the request line look the same, so the
+ * caller parses with vold_head_parse() and, if that says incomplete, searches
+ * on from the hit.
  */
 size_t vold_head_end(const char *buf, size_t len, size_t from);
 

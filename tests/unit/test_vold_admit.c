@@ -15,7 +15,7 @@
 #include "vol/vold_admit.h"
 
 #define FID "0000002a.00112233445566778899aabbccddeeff"
-#define TX "00112233445566778899aabbccddeeff"
+#define TX  "00112233445566778899aabbccddeeff"
 
 static void
 test_parse(void)
@@ -63,12 +63,15 @@ test_parse(void)
 	ok(n > 0 && h.method == VOLD_M_PUT && h.content_length == 7 &&
 		   h.chunked,
 	   "header names are case-blind; Transfer-Encoding seen");
-	r = "POST /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+	r = "POST /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: "
+	    "2\r\n\r\n";
 	n = vold_head_parse(r, strlen(r), &h);
-	ok(n > 0 && h.n_content_length == 2, "two Content-Length headers counted");
+	ok(n > 0 && h.n_content_length == 2,
+	   "two Content-Length headers counted");
 
 	is_int(vold_head_parse("POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-			       41, &h), -EINVAL, "negative length refused");
+			       41, &h),
+	       -EINVAL, "negative length refused");
 	r = "POST /x HTTP/1.1\r\nContent-Length: 1x\r\n\r\n";
 	is_int(vold_head_parse(r, strlen(r), &h), -EINVAL,
 	       "length with junk refused");
@@ -138,18 +141,19 @@ test_limits(void)
 	ok(VOLD_OP_BODY_MAX == 21102592, "op limit 21,102,592 bytes");
 	is_int((int)limit(VOLD_M_POST, "/v1/vol/home/getattr"), 50176,
 	       "POST getattr");
-	ok(limit(VOLD_M_POST, "/v1/vol/home/op") == VOLD_OP_BODY_MAX, "POST op");
-	is_int((int)limit(VOLD_M_PUT, "/v1/vol/home/stage/" FID "/" TX
-				      "/3?size=65536"),
+	ok(limit(VOLD_M_POST, "/v1/vol/home/op") == VOLD_OP_BODY_MAX,
+	   "POST op");
+	is_int((int)limit(VOLD_M_PUT,
+			  "/v1/vol/home/stage/" FID "/" TX "/3?size=65536"),
 	       65536 + 4096, "PUT stage of 64 KiB chunks");
-	is_int((int)limit(VOLD_M_PUT, "/v1/vol/home/stage/" FID "/" TX
-				      "/0?size=4194304"),
+	is_int((int)limit(VOLD_M_PUT,
+			  "/v1/vol/home/stage/" FID "/" TX "/0?size=4194304"),
 	       4194304 + 4096, "PUT stage of 4 MiB chunks");
 	is_int((int)limit(VOLD_M_GET, "/v1/vol/home/op"), 0, "GET op: no body");
 	is_int((int)limit(VOLD_M_PUT, "/v1/vol/home/getattr"), 0,
 	       "PUT getattr: no body");
-	is_int((int)limit(VOLD_M_POST, "/v1/vol/home/stage/" FID "/" TX
-				       "/0?size=65536"),
+	is_int((int)limit(VOLD_M_POST,
+			  "/v1/vol/home/stage/" FID "/" TX "/0?size=65536"),
 	       0, "POST stage: no body");
 	is_int((int)limit(VOLD_M_HEAD, "/v1/vol/home/op"), 0, "HEAD: no body");
 	static const char *const gets[] = {
@@ -170,7 +174,7 @@ test_limits(void)
 	is_int((int)vold_body_limit(VOLD_M_POST, &none), 0,
 	       "no route: no body");
 	ok(VOLD_HEAD_MAX < 64 * 1024, "a whole head fits below the socket's "
-	   "read mark");
+				      "read mark");
 }
 
 int
