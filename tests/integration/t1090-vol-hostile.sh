@@ -231,18 +231,26 @@ s = socket.create_connection(("127.0.0.1", port), timeout=10)
 s.sendall(("GET /v1/vol/h/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % tok).encode())
 t0 = time.time()
 data = b""
-while time.time() - t0 < 10:
-    b = s.recv(4096)
-    if not b:
-        break
-    data += b
-    if data.endswith(b"0\r\n\r\n"):
-        break
-ok = data.startswith(b"HTTP/1.1 200")
-print("%.0f" % (time.time() - t0) if ok else "no-stream")
+ended = False
+try:
+    while time.time() - t0 < 10:
+        b = s.recv(4096)
+        if not b or data.endswith(b"0\r\n\r\n"):
+            ended = True
+            break
+        data += b
+        if data.endswith(b"0\r\n\r\n"):
+            ended = True
+            break
+except OSError:
+    pass
+if not data.startswith(b"HTTP/1.1 200"):
+    print("no-stream")
+else:
+    print("%.0f" % (time.time() - t0) if ended else "never")
 PY
 )
-t_ok "$([ "$t" != no-stream ] && [ "$t" -le 5 ] && echo 0 || echo 1)" "a stream whose token expires ends (after ${t} s)"
+t_ok "$(case $t in [0-5]) echo 0 ;; *) echo 1 ;; esac)" "a stream whose token expires ends (after ${t} s)"
 t_is "$(VC_TOKEN=$SHORT vc get /v1/vol/h | head -1)" 401 "... and the expired token gets 401"
 
 # 8. The cap on connections in all: at 5 the server stops accepting (a
