@@ -204,6 +204,7 @@ struct vold {
 	bool accept_emfile; /* not accepting: out of descriptors */
 	struct event *resume; /* ends the descriptor pause */
 	uint64_t log_full_ms, log_emfile_ms, log_addr_ms, log_deadline_ms;
+	uint64_t log_stream_ms;
 };
 
 /* Every running server, to find ours from the listener's error callback
@@ -253,6 +254,7 @@ struct rjob {
 
 static void vvol_put(struct vvol *vol);
 static void sub_drop(struct sub *s, bool close_conn);
+static bool log_due(uint64_t *last, uint64_t period);
 
 /* ---- replies ---- */
 
@@ -836,9 +838,10 @@ events_start(struct rjob *r)
 		TAILQ_FOREACH(s, &v->subs, link)
 			n += s->token && !strcmp(s->token, auth);
 	if (n >= vd->max_streams_token) {
-		log_info(LOG_EV, "refusing event stream on '%s': its token "
-			 "has %d open (max %d)", vol->name, n,
-			 vd->max_streams_token);
+		if (log_due(&vd->log_stream_ms, LOG_EVERY_MS))
+			log_info(LOG_EV, "refusing event stream on '%s': its "
+				 "token has %d open (max %d)", vol->name, n,
+				 vd->max_streams_token);
 		reply_err(r->req, EAGAIN, 429,
 			  "too many event streams for this token", 0);
 		return;
