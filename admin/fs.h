@@ -167,7 +167,18 @@ int fs_bool(const json_t *o, const char *key);
 char *fs_size(uint64_t bytes, char *buf, size_t len); /* "1.5 GiB" */
 void fs_kv(const char *key, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* The absolute path of mount-relative @rel on @t (for display). */
+/*
+ * @s escaped for a terminal (util_escape(): C escapes for control
+ * characters, DEL and bytes that are not UTF-8), in one of 8 buffers
+ * that fs_esc() reuses in turn: valid until the 8th call after this one,
+ * so one printf() may hold up to 8. NULL gives "-". Names may hold any
+ * byte but '/' and NUL; fs prints every name and path through this (the
+ * --json output is escaped by JSON itself).
+ */
+const char *fs_esc(const char *s);
+
+/* The absolute path of mount-relative @rel on @t, escaped for display
+ * like fs_esc(). */
 const char *fs_display_path(const struct fs_target *t, const char *rel,
 			    char *buf, size_t len);
 

@@ -706,7 +706,7 @@ fs_print_error(const struct fs_ctx *ctx, const char *what,
 	uint64_t n, a;
 
 	if (r->local) {
-		fprintf(stderr, "fs: %s\n", r->msg);
+		fprintf(stderr, "fs: %s\n", fs_esc(r->msg));
 		return;
 	}
 	/* A pin or size change that does not fit says by how much. */
@@ -721,11 +721,11 @@ fs_print_error(const struct fs_ctx *ctx, const char *what,
 				 fs_size(n - a, shortby, sizeof(shortby)));
 	}
 	if (what)
-		fprintf(stderr, "fs: %s %s: %s%s\n", ctx->cmd->name, what,
-			r->msg, extra);
+		fprintf(stderr, "fs: %s %s: %s%s\n", ctx->cmd->name,
+			fs_esc(what), fs_esc(r->msg), extra);
 	else
-		fprintf(stderr, "fs: %s: %s%s\n", ctx->cmd->name, r->msg,
-			extra);
+		fprintf(stderr, "fs: %s: %s%s\n", ctx->cmd->name,
+			fs_esc(r->msg), extra);
 }
 
 /* The --json element for one path. */
@@ -767,7 +767,7 @@ fs_each_path(struct fs_ctx *ctx, unsigned type, json_t *extra,
 			json_object_set_new(args, "path", json_string(t.rel));
 			if (prog) {
 				snprintf(label, sizeof(label), "%s %s",
-					 ctx->cmd->name, ctx->argv[i]);
+					 ctx->cmd->name, fs_esc(ctx->argv[i]));
 				fs_progress_reset(prog, label);
 			}
 			fs_call(ctx, &t, type, args,

@@ -25,7 +25,7 @@ render(struct fs_ctx *ctx, const char *path, const struct fs_target *t,
 	else
 		snprintf(when, sizeof(when), "never");
 	if (ctx->argc > 1)
-		printf("%s:\n", path);
+		printf("%s:\n", fs_esc(path));
 	fs_kv("fid", "%s", fs_str(res, "fid"));
 	fs_kv("volume", "%s", fs_str(res, "volume"));
 	fs_kv("type", "%s", fs_str(res, "type"));

@@ -15,7 +15,7 @@ render(struct fs_ctx *ctx, const char *path, const struct fs_target *t,
 {
 	char d[32], s[32];
 
-	printf("flushed %s: %s dropped, %s stored first%s\n", path,
+	printf("flushed %s: %s dropped, %s stored first%s\n", fs_esc(path),
 	       fs_size(fs_u64(res, "bytes_dropped", NULL), d, sizeof(d)),
 	       fs_size(fs_u64(res, "bytes_stored", NULL), s, sizeof(s)),
 	       fs_bool(res, "refetching") ? " (pinned: fetching again)" : "");

@@ -13,7 +13,7 @@ static void
 render(struct fs_ctx *ctx, const char *path, const struct fs_target *t,
        json_t *res)
 {
-	printf("flushed metadata of %s\n", path);
+	printf("flushed metadata of %s\n", fs_esc(path));
 }
 
 int

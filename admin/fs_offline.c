@@ -33,7 +33,7 @@ static void
 render_conflicts(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
 {
 	json_t *list = json_object_get(res, "conflicts"), *c;
-	char path[PATH_MAX + 16], tm[32];
+	char path[PATH_MAX * 4 + 16], tm[32];
 	size_t i;
 
 	(void)ctx;
@@ -47,7 +47,7 @@ render_conflicts(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
 		printf("%s\n  %s refused: %s (%s) at %s\n  local:  size "
 		       "%llu, based on DV %llu\n",
 		       path, fs_str(c, "op"), fs_str(c, "kind"),
-		       fs_str(c, "message"), tm,
+		       fs_esc(fs_str(c, "message")), tm,
 		       (unsigned long long)fs_u64(c, "local_size", NULL),
 		       (unsigned long long)fs_u64(c, "base_dv", NULL));
 		if (json_object_get(c, "server_dv")) {
@@ -129,7 +129,7 @@ render_resolved(struct fs_ctx *ctx, const char *path,
 {
 	(void)ctx;
 	(void)t;
-	printf("%s: settled (%s)\n", path, fs_str(res, "how"));
+	printf("%s: settled (%s)\n", fs_esc(path), fs_str(res, "how"));
 }
 
 static bool
@@ -168,11 +168,11 @@ keep_local(struct fs_ctx *ctx, const char *path)
 	}
 	list = json_object_get(r.json, "conflicts");
 	n = json_array_size(list);
-	if (!n) {
-		fprintf(stderr, "fs resolve: %s: no conflict here\n", path);
-		fs_result_release(&r);
-		return FS_EX_NOINPUT;
-	}
+	/* None listed: none there, or one the caller may not see (another
+	 * user's, in a directory it cannot search). cairnd tells which:
+	 * ENOENT or EACCES. */
+	if (!n)
+		n = 1;
 	/* One path may have several records (a create whose name was
 	 * taken, then its store): a conflict copy holds the local data. */
 	json_array_foreach (list, i, c)
@@ -184,7 +184,7 @@ keep_local(struct fs_ctx *ctx, const char *path)
 		if (rename(from, to) < 0) {
 			fprintf(stderr,
 				"fs resolve: cannot move '%s' over '%s': %s\n",
-				from, to, strerror(errno));
+				fs_esc(from), fs_esc(to), strerror(errno));
 			fs_result_release(&r);
 			return FS_EX_FAIL;
 		}
@@ -202,11 +202,16 @@ keep_local(struct fs_ctx *ctx, const char *path)
 		fs_result_release(&r2);
 	}
 	if (code == FS_EX_OK) {
-		if (ctx->json)
-			printf("{\"path\": \"%s\", \"how\": \"keep-local\"}\n",
-			       t.rel);
-		else
-			printf("%s: settled (keep-local: %s)\n", path,
+		if (ctx->json) {
+			/* Through jansson: a name may hold '"' or '\n'. */
+			json_t *o = json_pack("{s:s,s:s}", "path", t.rel, "how",
+					      "keep-local");
+
+			if (o)
+				fs_json_print(o);
+			json_decref(o);
+		} else
+			printf("%s: settled (keep-local: %s)\n", fs_esc(path),
 			       copy && *copy ? "the local version replaced "
 					       "the server's"
 					     : "redone on the server");
@@ -260,7 +265,7 @@ resolve_all(struct fs_ctx *ctx, const char *how)
 		} else {
 			n++;
 			if (!ctx->json)
-				printf("%s: settled (%s)\n", p, how);
+				printf("%s: settled (%s)\n", fs_esc(p), how);
 		}
 		fs_result_release(&r2);
 		json_decref(args);
@@ -332,7 +337,7 @@ render_log(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
 		       fs_str(r, "op"), fs_str(r, "state"),
 		       (unsigned long long)fs_u64(r, "bytes", NULL), tm,
 		       fs_str(r, "fid"), *fs_str(r, "name") ? " " : "",
-		       fs_str(r, "name"));
+		       fs_esc(fs_str(r, "name")));
 	}
 	printf("%llu record%s waiting\n",
 	       (unsigned long long)fs_u64(res, "pending", NULL),

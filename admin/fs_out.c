@@ -9,7 +9,9 @@
 #include "config.h"
 
 #include <stdarg.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -73,16 +75,33 @@ fs_kv(const char *key, const char *fmt, ...)
 }
 
 const char *
+fs_esc(const char *s)
+{
+	static char *ring[8];
+	static unsigned next;
+	char **slot = &ring[next++ % 8];
+
+	if (!s)
+		return "-";
+	free(*slot);
+	*slot = util_escape_dup(s);
+	return *slot ? *slot : "?";
+}
+
+const char *
 fs_display_path(const struct fs_target *t, const char *rel, char *buf,
 		size_t len)
 {
+	char raw[PATH_MAX * 2];
+
 	if (!t->mount[0])
-		snprintf(buf, len, "%s", rel);
+		snprintf(raw, sizeof(raw), "%s", rel);
 	else if (!strcmp(rel, "."))
-		snprintf(buf, len, "%s", t->mount);
+		snprintf(raw, sizeof(raw), "%s", t->mount);
 	else
-		snprintf(buf, len, "%s%s%s", t->mount,
+		snprintf(raw, sizeof(raw), "%s%s%s", t->mount,
 			 strcmp(t->mount, "/") ? "/" : "", rel);
+	util_escape(raw, strlen(raw), buf, len);
 	return buf;
 }
 

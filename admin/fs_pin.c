@@ -16,7 +16,7 @@ render(struct fs_ctx *ctx, const char *path, const struct fs_target *t,
 {
 	char b[32], f[32];
 
-	printf("pinned %s%s: %s in %llu files (%s fetched)\n", path,
+	printf("pinned %s%s: %s in %llu files (%s fetched)\n", fs_esc(path),
 	       ctx->recursive ? " (recursive)" : "",
 	       fs_size(fs_u64(res, "bytes", NULL), b, sizeof(b)),
 	       (unsigned long long)fs_u64(res, "files", NULL),

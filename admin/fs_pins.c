@@ -13,7 +13,7 @@ static void
 render(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
 {
 	json_t *pins = json_object_get(res, "pins"), *p;
-	char a[32], b[32], path[PATH_MAX + 16];
+	char a[32], b[32], path[PATH_MAX * 4 + 16];
 	size_t i;
 
 	if (!json_array_size(pins)) {

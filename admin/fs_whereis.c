@@ -11,9 +11,9 @@ static void
 render(struct fs_ctx *ctx, const char *path, const struct fs_target *t,
        json_t *res)
 {
-	printf("%s is on volume %s (fid %s) served by %s\n", path,
-	       fs_str(res, "volume"), fs_str(res, "fid"),
-	       fs_str(res, "server"));
+	printf("%s is on volume %s (fid %s) served by %s\n", fs_esc(path),
+	       fs_esc(fs_str(res, "volume")), fs_esc(fs_str(res, "fid")),
+	       fs_esc(fs_str(res, "server")));
 }
 
 int

@@ -70,18 +70,37 @@ ex_of(int rc)
 	}
 }
 
-/* Print "vos: MESSAGE: strerror" and return @rc (a negative errno). */
+/* @s escaped for a terminal (util_escape()) in one of 4 buffers reused
+ * in turn, so one printf() may hold up to 4. Names in a volume may hold
+ * any byte but '/' and NUL: a newline or an escape sequence in one must
+ * not forge lines or move the cursor. */
+static const char *
+esc(const char *s)
+{
+	static char *ring[4];
+	static unsigned next;
+	char **slot = &ring[next++ % 4];
+
+	free(*slot);
+	*slot = util_escape_dup(s ? s : "");
+	return *slot ? *slot : "?";
+}
+
+/* Print "vos: MESSAGE: strerror" and return @rc (a negative errno). The
+ * message is escaped as a whole: its arguments are often paths. */
 static int
 report(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int
 report(int rc, const char *fmt, ...)
 {
+	char msg[PATH_MAX * 2];
 	va_list ap;
 
 	fputs("vos: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	fputs(esc(msg), stderr);
 	if (rc)
 		fprintf(stderr, ": %s", strerror(-rc));
 	fputc('\n', stderr);
@@ -106,9 +125,10 @@ open_root(bool create, struct vs_root **r)
 /* A getopt_long loop shared by the commands: returns the option or -1;
  * "--help" prints @usage and exits 0. */
 static int
-getopt_cmd(int argc, char **argv, const struct option *lo, const char *usage)
+getopt_cmd_s(int argc, char **argv, const char *shortopts,
+	     const struct option *lo, const char *usage)
 {
-	int c = getopt_long(argc, argv, "h", lo, NULL);
+	int c = getopt_long(argc, argv, shortopts, lo, NULL);
 
 	if (c == 'h') {
 		fputs(usage, stdout);
@@ -119,6 +139,12 @@ getopt_cmd(int argc, char **argv, const struct option *lo, const char *usage)
 		exit(EX_USAGE_);
 	}
 	return c;
+}
+
+static int
+getopt_cmd(int argc, char **argv, const struct option *lo, const char *usage)
+{
+	return getopt_cmd_s(argc, argv, "h", lo, usage);
 }
 
 /* ---- init, create, list, examine, remove ---- */
@@ -243,10 +269,12 @@ print_info(const struct vs_volinfo *vi, bool long_form)
 		printf(", \"id\": %u, \"root\": \"%s\", \"files\": %" PRIu64
 		       ", \"bytes\": %" PRIu64 ", \"bytes_limit\": %" PRIu64
 		       ", \"files_limit\": %" PRIu64 ", \"dv_max\": %" PRIu64
-		       ", \"event_seq\": %" PRIu64 ", \"created\": %" PRId64 "}",
+		       ", \"event_seq\": %" PRIu64 ", \"created\": %" PRId64
+		       ", \"public\": %s}",
 		       vi->id, fid, vi->files_used, vi->bytes_used,
 		       vi->bytes_limit, vi->files_limit, vi->dv_max,
-		       vi->event_seq, vi->created_ns);
+		       vi->event_seq, vi->created_ns,
+		       vi->public ? "true" : "false");
 		return;
 	}
 	if (!long_form) {
@@ -269,6 +297,9 @@ print_info(const struct vs_volinfo *vi, bool long_form)
 	       util_fmt_size(vi->bytes_limit, b2, sizeof(b2)) : "none");
 	printf("dv max     %" PRIu64 "\n", vi->dv_max);
 	printf("event seq  %" PRIu64 "\n", vi->event_seq);
+	printf("public     %s\n", vi->public ? "yes (shared HTTP caches may "
+					       "keep its chunks)"
+					     : "no");
 	{
 		time_t t = (time_t)(vi->created_ns / 1000000000);
 		char tb[64];
@@ -427,34 +458,122 @@ cmd_remove(int argc, char **argv)
 	return 0;
 }
 
+static const char usage_setpublic[] =
+	"usage: vos [--root DIR] setpublic NAME on|off\n"
+	"Let shared HTTP caches keep the volume's chunks (on), or not (off,\n"
+	"the default). Anyone who can reach such a cache can read what it\n"
+	"holds, token or not: turn it on only for content that is public.\n";
+
+static int
+cmd_setpublic(int argc, char **argv)
+{
+	static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	struct vs_root *r;
+	struct vs_vol *v;
+	bool pub;
+	int rc;
+
+	while (getopt_cmd(argc, argv, lo, usage_setpublic) != -1)
+		;
+	if (optind + 2 != argc)
+		return fprintf(stderr, "%s", usage_setpublic), EX_USAGE_;
+	if (!strcmp(argv[optind + 1], "on"))
+		pub = true;
+	else if (!strcmp(argv[optind + 1], "off"))
+		pub = false;
+	else
+		return fprintf(stderr, "%s", usage_setpublic), EX_USAGE_;
+	rc = open_root(false, &r);
+	if (rc)
+		return ex_of(rc);
+	rc = vs_vol_open(r, argv[optind], 0, &v);
+	if (!rc) {
+		rc = vs_vol_set_public(v, pub);
+		vs_vol_close(v);
+	}
+	vs_root_close(r);
+	if (rc)
+		return fail(rc, "cannot change volume '%s'", argv[optind]);
+	/* A running cairn-vold looks at the flag every second. */
+	printf("volume %s is %s\n", argv[optind],
+	       pub ? "public: shared HTTP caches may keep its chunks"
+		   : "private: chunk replies say Cache-Control: private");
+	return 0;
+}
+
 /* ---- token ---- */
 
 static const char usage_token[] =
-	"usage: vos [--root DIR] token NAME --rw|--ro [--expires DURATION]\n"
+	"usage: vos [--root DIR] token NAME --rw|--ro [--expires DURATION]"
+	" [-o FILE]\n"
 	"Print a bearer token for volume NAME (DURATION like 30d, 12h, 90m;\n"
-	"default: never expires).\n";
+	"default: never expires). With -o FILE, write it to FILE instead,\n"
+	"created with mode 0600 (replaced atomically if it exists): cairnd\n"
+	"refuses a token file that others can read. The token names the\n"
+	"volume's id and token epoch: 'vos revoke NAME' voids it.\n";
+
+/* Write @tok and a newline to @path with mode 0600 from the first byte:
+ * a temporary file made by mkstemp() (always 0600) beside it, fsynced,
+ * renamed over @path. @return 0 or -errno. */
+static int
+write_token_file(const char *path, const char *tok)
+{
+	char tmp[PATH_MAX];
+	int fd, rc = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fchmod(fd, 0600) < 0)
+		rc = -errno;
+	if (!rc)
+		rc = util_write_all(fd, tok, strlen(tok));
+	if (!rc)
+		rc = util_write_all(fd, "\n", 1);
+	if (!rc && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	else
+		util_fsync_parent(path);
+	return rc;
+}
 
 static int
 cmd_token(int argc, char **argv)
 {
-	static const struct option lo[] = {{"rw", no_argument, NULL, 'w'},
-					   {"ro", no_argument, NULL, 'r'},
-					   {"expires", required_argument, NULL, 'e'},
-					   {"help", no_argument, NULL, 'h'},
-					   {NULL, 0, NULL, 0}};
+	static const struct option lo[] = {
+		{"rw", no_argument, NULL, 'w'},
+		{"ro", no_argument, NULL, 'r'},
+		{"expires", required_argument, NULL, 'e'},
+		{"output", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}};
 	uint8_t key[TOKEN_KEY_MAX];
 	size_t klen = sizeof(key);
 	char tok[TOKEN_MAX];
+	const char *out = NULL;
+	struct token_info ti = {0};
+	struct vs_tokstate ts = {0};
 	struct vs_volinfo vi;
 	struct vs_root *r;
 	uint64_t expiry = 0, ms;
 	int c, rc, rw = -1;
 
-	while ((c = getopt_cmd(argc, argv, lo, usage_token)) != -1) {
+	while ((c = getopt_cmd_s(argc, argv, "ho:", lo, usage_token)) != -1) {
 		if (c == 'w')
 			rw = rw == 0 ? -2 : 1;
 		else if (c == 'r')
 			rw = rw == 1 ? -2 : 0;
+		else if (c == 'o')
+			out = optarg;
 		else if (c == 'e') {
 			size_t l = strlen(optarg);
 			char buf[64];
@@ -480,7 +599,7 @@ cmd_token(int argc, char **argv)
 			expiry = (uint64_t)time(NULL) + ms / 1000;
 		}
 	}
-	if (optind + 1 != argc || rw < 0) {
+	if (optind + 1 != argc || rw < 0 || (out && !*out)) {
 		if (rw == -2)
 			fprintf(stderr, "vos: give one of --rw and --ro\n");
 		fputs(usage_token, stderr);
@@ -494,15 +613,72 @@ cmd_token(int argc, char **argv)
 		vs_root_close(r);
 		return fail(rc, "no volume '%s'", argv[optind]);
 	}
+	rc = vs_tokstate_ensure(r, argv[optind]);
+	if (!rc)
+		rc = vs_tokstate_get(r, argv[optind], true, &ts);
+	if (!rc && ts.id != vi.id)
+		rc = -EINVAL;
+	if (rc) {
+		vs_root_close(r);
+		return fail(rc, "cannot read the token state of '%s'",
+			    argv[optind]);
+	}
 	rc = vs_root_key(r, false, key, &klen);
 	vs_root_close(r);
 	if (rc)
 		return fail(rc, "cannot read the secret key");
-	rc = token_mint(key, klen, argv[optind], rw, expiry, tok, sizeof(tok));
+	snprintf(ti.vol, sizeof(ti.vol), "%s", argv[optind]);
+	ti.volid = ts.id;
+	ti.epoch = ts.epoch;
+	ti.rw = rw;
+	ti.expiry = expiry;
+	rc = token_mint(key, klen, &ti, tok, sizeof(tok));
 	memset(key, 0, sizeof(key));
 	if (rc < 0)
 		return fail(rc, "cannot mint a token");
+	if (out) {
+		rc = write_token_file(out, tok);
+		memset(tok, 0, sizeof(tok));
+		if (rc)
+			return fail(rc, "cannot write '%s'", out);
+		return 0;
+	}
 	printf("%s\n", tok);
+	return 0;
+}
+
+static const char usage_revoke[] =
+	"usage: vos [--root DIR] revoke NAME\n"
+	"Void every token minted so far for volume NAME (its token epoch\n"
+	"moves on; the server key stays); mint new ones with 'vos token'.\n";
+
+static int
+cmd_revoke(int argc, char **argv)
+{
+	static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	struct vs_root *r;
+	uint64_t epoch = 0;
+	int rc;
+
+	while (getopt_cmd(argc, argv, lo, usage_revoke) != -1)
+		;
+	if (optind + 1 != argc) {
+		fputs(usage_revoke, stderr);
+		return EX_USAGE_;
+	}
+	rc = open_root(false, &r);
+	if (rc)
+		return ex_of(rc);
+	rc = vs_vol_revoke(r, argv[optind], &epoch);
+	vs_root_close(r);
+	if (rc == -ENOENT)
+		return fail(rc, "no volume '%s'", argv[optind]);
+	if (rc)
+		return fail(rc, "cannot revoke the tokens of '%s'",
+			    argv[optind]);
+	printf("tokens of '%s' revoked (token epoch %" PRIu64 ")\n",
+	       argv[optind], epoch);
 	return 0;
 }
 
@@ -639,8 +815,9 @@ import_xattrs(struct imp *im, int fd, const struct fid *fid, const char *path)
 		op.xlen = (size_t)vl;
 		rc = vs_apply_raw(im->v, &op, NULL);
 		if (rc) {
-			fprintf(stderr, "vos: cannot import xattr '%s' of '%s': %s\n",
-				p, path, strerror(-rc));
+			fprintf(stderr,
+				"vos: cannot import xattr '%s' of '%s': %s\n",
+				esc(p), esc(path), strerror(-rc));
 			goto out;
 		}
 	}
@@ -714,8 +891,10 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 		op.type = PROTO_T_SYMLINK;
 		op.target = t;
 	} else {
-		fprintf(stderr, "vos: skipping '%s': sockets and device nodes "
-			"are not stored in volumes\n", path);
+		fprintf(stderr,
+			"vos: skipping '%s': sockets and device nodes "
+			"are not stored in volumes\n",
+			esc(path));
 		return 0;
 	}
 	new_opid(&op);
@@ -891,7 +1070,8 @@ cmd_import(int argc, char **argv)
 	}
 	made = false;
 	printf("imported %s into volume %s (id %08x): %" PRIu64 " objects, "
-	       "%" PRIu64 " bytes\n", src, name, vi.id, im.files, im.bytes);
+	       "%" PRIu64 " bytes\n",
+	       esc(src), name, vi.id, im.files, im.bytes);
 out:
 	vs_vol_close(im.v);
 	if (made)
@@ -909,6 +1089,8 @@ struct exp {
 	struct vs_vol *v;
 	struct hlmap hl; /* keyed by the first 8 bytes of the oid */
 	bool chown_ok;
+	bool keep_setid;  /* --keep-setid */
+	uint64_t dropped; /* objects whose set-id bits were dropped */
 	int warned;
 };
 
@@ -921,10 +1103,23 @@ export_meta(struct exp *ex, const char *path, const struct proto_attr *a)
 	uint64_t dv;
 	int rc;
 
+	uint32_t mode = a->mode;
+
+	/* Set-id bits are what any client with a rw token chose: written
+	 * as they are, with the owners a client chose too, they would hand
+	 * whoever runs the file the rights of that owner on this machine.
+	 * The sticky bit grants nothing and stays. */
+	if (!ex->keep_setid && a->type != PROTO_T_SYMLINK &&
+	    (mode & (S_ISUID | S_ISGID))) {
+		mode &= ~(uint32_t)(S_ISUID | S_ISGID);
+		ex->dropped++;
+	}
 	if (lchown(path, a->uid, a->gid) < 0 && !ex->warned++)
-		fprintf(stderr, "vos: cannot set the owner of '%s': %s "
-			"(owners are not kept)\n", path, strerror(errno));
-	if (a->type != PROTO_T_SYMLINK && chmod(path, a->mode) < 0)
+		fprintf(stderr,
+			"vos: cannot set the owner of '%s': %s "
+			"(owners are not kept)\n",
+			esc(path), strerror(errno));
+	if (a->type != PROTO_T_SYMLINK && chmod(path, mode) < 0)
 		return report(-errno, "cannot chmod '%s'", path);
 	if (a->type != PROTO_T_SYMLINK) {
 		rc = vs_xattrs(ex->v, &a->fid, &dv, &x, &n);
@@ -1054,15 +1249,19 @@ export_dir(struct exp *ex, const struct fid *dir, const char *dpath, int depth)
 }
 
 static const char usage_export[] =
-	"usage: vos [--root DIR] export NAME DESTDIR\n"
+	"usage: vos [--root DIR] export NAME DESTDIR [--keep-setid]\n"
 	"Write the tree of volume NAME into DESTDIR (made if missing; must be\n"
-	"empty), byte for byte with modes, owners, times, links and xattrs.\n";
+	"empty), byte for byte with modes, owners, times, links and xattrs.\n"
+	"Set-user-id and set-group-id bits are dropped (a client chose them)\n"
+	"unless --keep-setid is given; the sticky bit is kept.\n";
 
 static int
 cmd_export(int argc, char **argv)
 {
-	static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
-					   {NULL, 0, NULL, 0}};
+	static const struct option lo[] = {
+		{"keep-setid", no_argument, NULL, 'k'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}};
 	struct exp ex = {0};
 	struct vs_root *r = NULL;
 	struct vs_volinfo vi;
@@ -1072,7 +1271,8 @@ cmd_export(int argc, char **argv)
 	int c, rc;
 
 	while ((c = getopt_cmd(argc, argv, lo, usage_export)) != -1)
-		;
+		if (c == 'k')
+			ex.keep_setid = true;
 	if (optind + 2 != argc)
 		return fprintf(stderr, "%s", usage_export), EX_USAGE_;
 	name = argv[optind];
@@ -1103,6 +1303,11 @@ cmd_export(int argc, char **argv)
 		rc = export_dir(&ex, &vi.root, dst, 0);
 	if (!rc)
 		rc = export_meta(&ex, dst, &ra);
+	if (ex.dropped)
+		fprintf(stderr,
+			"vos: dropped the set-user-id/set-group-id bits "
+			"of %" PRIu64 " object%s (--keep-setid keeps them)\n",
+			ex.dropped, ex.dropped == 1 ? "" : "s");
 out:
 	vs_vol_close(ex.v);
 	hl_free(&ex.hl);
@@ -1118,9 +1323,11 @@ static const struct cmd cmds[] = {
 	{"list", cmd_list, usage_list},
 	{"examine", cmd_examine, usage_examine},
 	{"remove", cmd_remove, usage_remove},
+	{"setpublic", cmd_setpublic, usage_setpublic},
 	{"import", cmd_import, usage_import},
 	{"export", cmd_export, usage_export},
 	{"token", cmd_token, usage_token},
+	{"revoke", cmd_revoke, usage_revoke},
 };
 
 static void

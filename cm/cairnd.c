@@ -49,8 +49,12 @@ static const char usage_text[] =
 	"              [--entry-timeout DURATION] [--attr-timeout DURATION]\n"
 	"              [--max-parallel N] [--readahead CHUNKS] [--threads N]\n"
 	"              [--dirty-limit SIZE] [--ca-file FILE] [--ctl-socket PATH]\n"
+	"              [--ctl-conns-per-uid N] [--proxy URL] [--allow-insecure-http]\n"
 	"              [-o FUSE-OPTIONS]\n"
-	"              [--help] [--version]\n";
+	"              [--help] [--version]\n"
+	"The token FILE must be a regular file of cairnd's user, mode 0600\n"
+	"('vos token NAME --rw -o FILE' writes it so). The mount is\n"
+	"nosuid,nodev unless -o suid,dev says otherwise.\n";
 
 static const struct option long_opts[] = {
 	{"server", required_argument, NULL, 's'},
@@ -73,6 +77,9 @@ static const struct option long_opts[] = {
 	{"ca-file", required_argument, NULL, 12},
 	{"ctl-socket", required_argument, NULL, 13},
 	{"dirty-limit", required_argument, NULL, 14},
+	{"ctl-conns-per-uid", required_argument, NULL, 15},
+	{"proxy", required_argument, NULL, 17},
+	{"allow-insecure-http", no_argument, NULL, 16},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},
@@ -101,7 +108,7 @@ parse_args(int argc, char **argv, struct cm_config *cfg)
 	const char **skip = calloc((size_t)argc + 1, sizeof(*skip));
 	const char *config = NULL, *why;
 	size_t n = 0;
-	int c, rc = 0, line;
+	int c, chk, rc = 0, line;
 	struct stat st;
 
 	if (!kv || !skip) {
@@ -130,6 +137,10 @@ parse_args(int argc, char **argv, struct cm_config *cfg)
 			break;
 		case 5:
 			kv[n].key = "syslog";
+			kv[n++].value = "yes";
+			break;
+		case 16:
+			kv[n].key = "allow-insecure-http";
 			kv[n++].value = "yes";
 			break;
 		case ':':
@@ -185,7 +196,12 @@ parse_args(int argc, char **argv, struct cm_config *cfg)
 			goto out;
 		}
 	}
-	if (cm_config_check(cfg, &why) < 0) {
+	chk = cm_config_check(cfg, &why);
+	if (chk == -EPERM) {
+		/* Refused before anything is opened or connected. */
+		fprintf(stderr, "cairnd: server '%s': %s\n", cfg->server, why);
+		rc = 2;
+	} else if (chk < 0) {
 		fprintf(stderr, "cairnd: %s\n%s", why, usage_text);
 		rc = 2;
 	}
@@ -237,6 +253,7 @@ fetch_volinfo(struct cm *cm, struct proto_volinfo *vi)
 	hc.base_url = cm->cfg.server;
 	hc.token = cm->token;
 	hc.ca_file = cm->cfg.ca_file;
+	hc.proxy = cm->cfg.proxy;
 	hc.connect_timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms;
 	hc.timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms;
 	h = http_new(r.base, &hc);
@@ -441,8 +458,12 @@ make_fuse_opts(struct cm *cm)
 
 	if (!s)
 		return NULL;
+	/* nosuid,nodev first, whatever libfuse's defaults are: a volume's
+	 * set-id bits and device numbers come from whoever wrote them, and
+	 * with allow_other any local user reaches them. "-o suid" or "-o dev"
+	 * come later in the list and win (cairnd(8)). */
 	snprintf(s, n,
-		 "allow_other,default_permissions,fsname=cairn:%s,"
+		 "nosuid,nodev,allow_other,default_permissions,fsname=cairn:%s,"
 		 "subtype=cairn%s%s",
 		 cm->cfg.volume, cm->cfg.fuse_opts ? "," : "",
 		 cm->cfg.fuse_opts ? cm->cfg.fuse_opts : "");
@@ -618,6 +639,19 @@ main(int argc, char **argv)
 		return 1;
 	}
 	log_init("cairnd", cfg.use_syslog, cfg.log_level);
+	if (cm_config_cleartext(&cfg))
+		log_warn(LOG_MAIN,
+			 "server '%s' is plain http:// %s, allowed by "
+			 "allow-insecure-http: the token and file "
+			 "data cross the network in clear text",
+			 cfg.server,
+			 cfg.proxy && !cm_url_loopback(cfg.proxy)
+				 ? "through a proxy that is not on "
+				   "this machine"
+				 : "to a host that is not loopback");
+	if (cfg.proxy)
+		log_info(LOG_MAIN, "requests to the server go through the "
+				   "configured proxy");
 	cm_init(&cm, &cfg);
 	if (evthread_use_pthreads() < 0) {
 		log_err(LOG_MAIN, "cannot set up libevent threads");

@@ -9,9 +9,11 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -29,6 +31,7 @@
 #include "cm/wb.h"
 #include "cm/vc.h"
 #include "common/log.h"
+#include "common/util.h"
 
 int
 cm_init(struct cm *cm, struct cm_config *cfg)
@@ -100,6 +103,7 @@ cm_loop_setup(struct cm *cm)
 	hc.base_url = cm->cfg.server;
 	hc.token = cm->token;
 	hc.ca_file = cm->cfg.ca_file;
+	hc.proxy = cm->cfg.proxy;
 	hc.max_parallel = cm->cfg.max_parallel;
 	hc.connect_timeout_ms = cm->cfg.fetch_timeout_ms < 3000
 					? (unsigned)cm->cfg.fetch_timeout_ms
@@ -358,16 +362,37 @@ cm_http_errno(int err, long status, const char *body, size_t len)
 char *
 cm_read_token(const char *path)
 {
-	char buf[1024];
-	FILE *f;
-	size_t n;
+	char buf[1024], why[512];
+	ssize_t n;
 	char *p, *e;
+	int fd, rc;
 
-	f = fopen(path, "re");
-	if (!f)
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0) {
+		rc = errno;
+		if (rc == ELOOP)
+			log_err(LOG_MAIN,
+				"cannot use token file '%s': it is a "
+				"symbolic link; give the file itself",
+				path);
+		errno = rc;
 		return NULL;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
+	}
+	rc = util_check_secret_file(fd, path, why, sizeof(why));
+	if (rc) {
+		if (rc == -EPERM)
+			log_err(LOG_MAIN, "cannot use token file '%s': %s",
+				path, why);
+		close(fd);
+		errno = -rc;
+		return NULL;
+	}
+	n = util_pread_all(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	if (n < 0) {
+		errno = (int)-n;
+		return NULL;
+	}
 	buf[n] = '\0';
 	p = buf;
 	while (*p && isspace((unsigned char)*p))
@@ -385,5 +410,7 @@ cm_read_token(const char *path)
 		errno = EINVAL;
 		return NULL;
 	}
-	return strdup(p);
+	p = strdup(p);
+	explicit_bzero(buf, sizeof(buf));
+	return p;
 }

@@ -61,6 +61,8 @@ struct cm_config {
 	char *fuse_opts;    /* extra -o options, comma-separated, or NULL */
 	char *ca_file;	    /* HTTPS CA bundle, or NULL */
 	char *ctl_socket;   /* control socket path, or NULL: the default */
+	char *proxy;	    /* HTTP proxy URL, or NULL: none (never the
+			       environment's http_proxy) */
 	uint64_t cache_size;	   /* bytes (cs limit) */
 	uint64_t dirty_limit;	   /* bytes; 0: cm_dirty_limit() default */
 	uint32_t chunk_size;	   /* bytes, for a new cache only */
@@ -70,9 +72,12 @@ struct cm_config {
 	unsigned max_parallel;	   /* HTTP transfers at once */
 	unsigned readahead_max;	   /* chunks of readahead per open file */
 	unsigned threads;	   /* FUSE worker threads (max idle) */
+	unsigned ctl_conns_per_uid; /* control connections of one non-root
+				       uid; 0 = no per-uid cap */
 	int log_level;
 	bool foreground;
 	bool use_syslog;
+	bool allow_insecure_http; /* http:// to a host not on this machine */
 };
 
 /* Default values (doc'd in cairnd(8)); fields not set stay NULL/0. */
@@ -93,9 +98,29 @@ int cm_config_set(struct cm_config *c, const char *key, const char *value,
  */
 int cm_config_load(struct cm_config *c, const char *path,
 		   const char *const *skip, int *line);
-/* Check that the required settings are present. @return 0 or -EINVAL
- * with *why naming the first missing one. */
+/* Check that the required settings are present, and the transport rule
+ * below. @return 0 or -EINVAL with *why naming the first missing one, or
+ * -EPERM when plain http:// would leave the machine without
+ * allow-insecure-http (*why names the option). */
 int cm_config_check(const struct cm_config *c, const char **why);
+
+/*
+ * The transport rule. The bearer token goes with every request, so plain
+ * http:// is accepted only where nobody else can read it: a loopback
+ * server (127.0.0.0/8, ::1, "localhost"), reached directly or through a
+ * loopback proxy. Anything else needs https:// or allow-insecure-http.
+ *
+ * cm_url_loopback(): whether the host of the http(s) URL @url is one of
+ * those loopback names, written literally; a host name other than
+ * "localhost", a numeric form inet_pton() does not take ("127.1"), user
+ * information with several '@' or a malformed port count as not loopback,
+ * so doubt always falls on the refusing side.
+ * cm_config_cleartext(): whether @c's requests cross the network in clear
+ * text (the case allow-insecure-http allows, and cairnd then warns about).
+ * Both are pure: no name is resolved, nothing is connected.
+ */
+bool cm_url_loopback(const char *url);
+bool cm_config_cleartext(const struct cm_config *c);
 
 /* Kinds of FUSE requests, for the per-kind counters. */
 enum cm_req_kind {
@@ -264,8 +289,13 @@ size_t cm_stats_format(struct cm *cm, char *buf, size_t len);
  * negative errno: what a FUSE request should see. */
 int cm_http_errno(int err, long status, const char *body, size_t len);
 
-/* Bearer token from a file: first line, trimmed. @return heap string or
- * NULL + errno (EINVAL for an empty or binary file). */
+/* Bearer token from a file: first line, trimmed. The file is opened with
+ * O_NOFOLLOW and must pass util_check_secret_file() (a regular file owned
+ * by our user, mode 0600 or stricter): anyone who can read the token can
+ * read the volume past every file mode (Invariant 6). A refusal is logged
+ * with the mode, the owner and the fix. @return heap string or NULL +
+ * errno (EPERM refused, ELOOP a symbolic link, EINVAL an empty or binary
+ * file). */
 char *cm_read_token(const char *path);
 
 #endif /* CAIRN_CM_CM_H */

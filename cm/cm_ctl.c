@@ -402,7 +402,6 @@ h_checkservers(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 	       json_t *args)
 {
 	struct cm *cm = arg;
-	json_t *t = json_object_get(args, "timeout_ms");
 	struct http_request req = {0};
 	struct ping *p = calloc(1, sizeof(*p));
 
@@ -416,10 +415,10 @@ h_checkservers(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 	p->start_ms = util_now_ms();
 	req.method = "GET";
 	req.path = "/v1/ping";
-	req.timeout_ms = t ? (unsigned)json_integer_value(t) : 5000;
-	if (!req.timeout_ms)
-		req.timeout_ms = 5000;
+	/* Clamped: the call holds the caller's connection meanwhile. */
+	req.timeout_ms = ctl_timeout_ms(args, "timeout_ms", 5000);
 	req.max_body = 65536;
+	req.probe = 1; /* its own slot: a user cannot fill the read slots */
 	req.on_done = ping_done;
 	req.arg = p;
 	if (!http_submit(cm->http, &req)) {
@@ -675,6 +674,7 @@ fjob_probe(struct fjob *j)
 	req.path = "/v1/ping";
 	req.timeout_ms = 3000;
 	req.max_body = 65536;
+	req.probe = 1;
 	req.on_done = probe_done;
 	req.arg = j;
 	return http_submit(j->cm->http, &req) ? 0 : -EIO;
@@ -976,7 +976,7 @@ h_pin(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 static void
 unpin_done(struct resolve *r, const struct proto_attr *a)
 {
-	pin_ctl_unpin(r->cm, r->call, a, r->path, r->recursive);
+	pin_ctl_unpin(r->cm, r->call, &r->peer, a, r->path, r->recursive);
 	resolve_free(r);
 }
 
@@ -991,8 +991,7 @@ static void
 h_pins(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
        json_t *args)
 {
-	(void)peer;
-	pin_ctl_pins(arg, call,
+	pin_ctl_pins(arg, call, peer,
 		     json_string_value(json_object_get(args, "path")));
 }
 
@@ -1053,6 +1052,7 @@ cm_ctl_start(struct cm *cm)
 {
 	char sock[108];
 	const char *p = cm->cfg.ctl_socket;
+	struct ctl_limits lim;
 	int rc, err = 0;
 
 	if (!p) {
@@ -1071,6 +1071,9 @@ cm_ctl_start(struct cm *cm)
 			strerror(-err));
 		return err < 0 ? err : -EIO;
 	}
+	ctl_server_get_limits(ctl_srv, &lim);
+	lim.max_conns_per_uid = cm->cfg.ctl_conns_per_uid;
+	ctl_server_set_limits(ctl_srv, &lim);
 	pin_restore_post(cm);
 	return 0;
 }

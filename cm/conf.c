@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@ cm_config_init(struct cm_config *c)
 	c->max_parallel = 16;
 	c->readahead_max = 32;
 	c->threads = 16;
+	c->ctl_conns_per_uid = 8;
 	c->log_level = LOG_INFO;
 }
 
@@ -48,6 +50,7 @@ cm_config_release(struct cm_config *c)
 	free(c->fuse_opts);
 	free(c->ca_file);
 	free(c->ctl_socket);
+	free(c->proxy);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -136,6 +139,20 @@ cm_config_set(struct cm_config *c, const char *key, const char *v,
 		return set_str(&c->ctl_socket, v);
 	if (!strcmp(key, "ca-file"))
 		return set_str(&c->ca_file, v);
+	if (!strcmp(key, "proxy")) {
+		/* Empty means none, so a command line can undo the file. */
+		if (!*v) {
+			free(c->proxy);
+			c->proxy = NULL;
+			return 0;
+		}
+		if (strncasecmp(v, "http://", 7) &&
+		    strncasecmp(v, "https://", 8)) {
+			*why = "proxy must be an http:// or https:// URL";
+			return -EINVAL;
+		}
+		return set_str(&c->proxy, v);
+	}
 	if (!strcmp(key, "fuse-options") || !strcmp(key, "o")) {
 		if (c->fuse_opts && !strcmp(key, "o")) {
 			size_t n = strlen(c->fuse_opts) + strlen(v) + 2;
@@ -203,6 +220,13 @@ cm_config_set(struct cm_config *c, const char *key, const char *v,
 		}
 		return 0;
 	}
+	if (!strcmp(key, "ctl-conns-per-uid")) {
+		if (parse_uint(v, 0, 1024, &c->ctl_conns_per_uid) < 0) {
+			*why = "ctl-conns-per-uid must be 0..1024 (0: no cap)";
+			return -EINVAL;
+		}
+		return 0;
+	}
 	if (!strcmp(key, "readahead")) {
 		if (parse_uint(v, 0, 1024, &c->readahead_max) < 0) {
 			*why = "readahead must be 0..1024 chunks";
@@ -229,6 +253,13 @@ cm_config_set(struct cm_config *c, const char *key, const char *v,
 	if (!strcmp(key, "foreground") || !strcmp(key, "syslog")) {
 		if (parse_bool(v, key[0] == 'f' ? &c->foreground
 						: &c->use_syslog) < 0) {
+			*why = "expected yes or no";
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (!strcmp(key, "allow-insecure-http")) {
+		if (parse_bool(v, &c->allow_insecure_http) < 0) {
 			*why = "expected yes or no";
 			return -EINVAL;
 		}
@@ -306,5 +337,109 @@ cm_config_check(const struct cm_config *c, const char **why)
 		*why = "no cache directory given (--cache DIR)";
 	else if (!c->mountpoint)
 		*why = "no mountpoint given (--mountpoint DIR)";
-	return *why ? -EINVAL : 0;
+	if (*why)
+		return -EINVAL;
+	if (cm_config_cleartext(c) && !c->allow_insecure_http) {
+		*why = c->proxy && !cm_url_loopback(c->proxy)
+			       ? "refusing plain http:// through a proxy that "
+				 "is not on this machine: the token and the "
+				 "data would cross the network in clear "
+				 "text; use an https:// server, or set "
+				 "allow-insecure-http (--allow-insecure-http) "
+				 "to accept that"
+			       : "refusing plain http:// to a server that is "
+				 "not on this machine: the token and the data "
+				 "would cross the network in clear text; use "
+				 "https://, or set allow-insecure-http "
+				 "(--allow-insecure-http) to accept that";
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* Is the host (@h, @n bytes, brackets already removed for IPv6) a
+ * loopback name written literally? */
+static bool
+host_loopback(const char *h, size_t n, bool v6)
+{
+	char buf[INET6_ADDRSTRLEN];
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (n == 0 || n >= sizeof(buf))
+		return false;
+	memcpy(buf, h, n);
+	buf[n] = '\0';
+	if (v6) {
+		/* A zone ("%eth0") is refused by inet_pton: not loopback. */
+		if (inet_pton(AF_INET6, buf, &a6) != 1)
+			return false;
+		if (IN6_IS_ADDR_LOOPBACK(&a6))
+			return true;
+		/* ::ffff:127.x.y.z is the IPv4 loopback net in IPv6 form. */
+		return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+	}
+	if (!strcasecmp(buf, "localhost") || !strcasecmp(buf, "localhost."))
+		return true;
+	/* inet_pton takes only the dotted quad, not "127.1" or "0x7f.1". */
+	if (inet_pton(AF_INET, buf, &a4) != 1)
+		return false;
+	return ((const uint8_t *)&a4.s_addr)[0] == 127;
+}
+
+bool
+cm_url_loopback(const char *url)
+{
+	const char *auth, *end, *at, *host, *hend, *p;
+	bool v6 = false;
+
+	if (!url)
+		return false;
+	if (!strncasecmp(url, "http://", 7))
+		auth = url + 7;
+	else if (!strncasecmp(url, "https://", 8))
+		auth = url + 8;
+	else
+		return false;
+	end = auth + strcspn(auth, "/?#");
+	/* user:password@host: the host is after the '@'. Two of them is a
+	 * URL parsers disagree on; doubt means no. */
+	at = memchr(auth, '@', (size_t)(end - auth));
+	if (at && memchr(at + 1, '@', (size_t)(end - at - 1)))
+		return false;
+	host = at ? at + 1 : auth;
+	if (*host == '[') {
+		v6 = true;
+		host++;
+		hend = memchr(host, ']', (size_t)(end - host));
+		if (!hend)
+			return false;
+		p = hend + 1;
+	} else {
+		hend = memchr(host, ':', (size_t)(end - host));
+		if (!hend)
+			hend = end;
+		p = hend;
+	}
+	/* Nothing but an optional ":digits" may follow the host. */
+	if (p < end) {
+		if (*p++ != ':')
+			return false;
+		for (; p < end; p++)
+			if (*p < '0' || *p > '9')
+				return false;
+	}
+	return host_loopback(host, (size_t)(hend - host), v6);
+}
+
+bool
+cm_config_cleartext(const struct cm_config *c)
+{
+	if (!c->server || strncasecmp(c->server, "http://", 7))
+		return false;
+	/* Through a proxy the request, token included, goes to the proxy
+	 * first: both hops must stay on this machine. */
+	if (c->proxy && !cm_url_loopback(c->proxy))
+		return true;
+	return !cm_url_loopback(c->server);
 }

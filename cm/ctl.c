@@ -8,7 +8,9 @@
  * sure that no client - malformed, hostile, slow or gone - can crash cairnd
  * or stall its loop: input is bounded by the frame limit (read high
  * watermark), output by max_pending final replies plus max_outbuf of lossy
- * progress, and a client that neither writes nor reads is timed out.
+ * progress, and a client that neither writes nor reads is timed out. No
+ * one user can starve the others: connections are capped per uid, and the
+ * last few are kept for root.
  */
 #include "config.h"
 
@@ -95,8 +97,8 @@ ms_tv(unsigned ms)
 /* ------------------------------------------------------------------ */
 /* Peers and permissions                                               */
 
-static int
-peer_in_group(const struct ctl_peer *p, gid_t gid)
+int
+ctl_peer_in_group(const struct ctl_peer *p, gid_t gid)
 {
 	size_t i;
 
@@ -129,7 +131,7 @@ ctl_peer_may(const struct ctl_peer *p, uint32_t mode, uint32_t uid,
 	}
 	if (p->uid == (uid_t)uid)
 		bits = (mode >> 6) & 7;
-	else if (peer_in_group(p, (gid_t)gid))
+	else if (ctl_peer_in_group(p, (gid_t)gid))
 		bits = (mode >> 3) & 7;
 	else
 		bits = mode & 7;
@@ -498,26 +500,70 @@ refuse(int fd, int err, const char *msg)
 	close(fd);
 }
 
+/* Open connections of @uid. The list holds at most max_conns entries, so
+ * a walk is cheap next to an accept. */
+static unsigned
+conns_of_uid(const struct ctl_server *s, uid_t uid)
+{
+	const struct ctl_conn *c;
+	unsigned n = 0;
+
+	LIST_FOREACH(c, &s->conns, link)
+	if (c->peer.uid == uid)
+		n++;
+	return n;
+}
+
+/* May a connection of @p open now? @return 0, or -EBUSY with the reason
+ * in @why: the whole socket is full (max_conns), the users' share of it
+ * is (all but CTL_ROOT_RESERVE), or @p's uid has its max_conns_per_uid. */
+static int
+admit(const struct ctl_server *s, const struct ctl_peer *p, char *why,
+      size_t len)
+{
+	unsigned total = s->lim.max_conns, mine;
+
+	if (s->st.conns_open >= total) {
+		snprintf(why, len, "too many control connections (%u open)",
+			 s->st.conns_open);
+		return -EBUSY;
+	}
+	if (p->uid == 0)
+		return 0;
+	if (total > CTL_ROOT_RESERVE &&
+	    s->st.conns_open >= total - CTL_ROOT_RESERVE) {
+		snprintf(why, len,
+			 "too many control connections (%u open; the last "
+			 "%u are kept for root)",
+			 s->st.conns_open, CTL_ROOT_RESERVE);
+		return -EBUSY;
+	}
+	mine = conns_of_uid(s, p->uid);
+	if (s->lim.max_conns_per_uid && mine >= s->lim.max_conns_per_uid) {
+		snprintf(why, len,
+			 "too many control connections of uid %u (%u open, "
+			 "the limit is %u per user)",
+			 (unsigned)p->uid, mine, s->lim.max_conns_per_uid);
+		return -EBUSY;
+	}
+	return 0;
+}
+
 static void
 accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 	  int salen, void *arg)
 {
 	struct ctl_server *s = arg;
 	struct ctl_conn *c;
+	char why[160];
 	int rc;
 
-	if (s->st.conns_open >= s->lim.max_conns) {
-		s->st.conns_refused++;
-		log_warn(LOG_CTL, "refusing control connection: %u open",
-			 s->st.conns_open);
-		refuse(fd, EBUSY, "too many control connections");
-		return;
-	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
 		return;
 	}
+	/* The credentials come first: the caps below are per uid. */
 	rc = peer_read(fd, &c->peer);
 	if (rc < 0) {
 		log_warn(LOG_CTL, "cannot read control peer credentials: %s",
@@ -528,6 +574,15 @@ accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 	}
 	if (s->peer_hook)
 		s->peer_hook(s->peer_hook_arg, &c->peer);
+	if (admit(s, &c->peer, why, sizeof(why)) < 0) {
+		s->st.conns_refused++;
+		log_warn(LOG_CTL, "refusing control connection of uid %u pid "
+				  "%d: %s",
+			 (unsigned)c->peer.uid, (int)c->peer.pid, why);
+		free(c);
+		refuse(fd, EBUSY, why);
+		return;
+	}
 	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->resume = event_new(s->base, -1, 0, conn_resume_cb, c);
 	if (!c->bev || !c->resume) {
@@ -679,6 +734,7 @@ ctl_server_new(struct event_base *base, const char *sockpath,
 	s->h = *h;
 	s->arg = arg;
 	s->lim.max_conns = 64;
+	s->lim.max_conns_per_uid = 8;
 	s->lim.max_pending = 16;
 	s->lim.max_outbuf = 256 * 1024;
 	s->lim.idle_timeout_ms = 60000;
@@ -759,6 +815,20 @@ ctl_server_set_peer_hook(struct ctl_server *s,
 {
 	s->peer_hook = fn;
 	s->peer_hook_arg = arg;
+}
+
+unsigned
+ctl_timeout_ms(const json_t *args, const char *key, unsigned dflt)
+{
+	json_t *v = json_object_get(args, key);
+	json_int_t ms = json_is_integer(v) ? json_integer_value(v) : 0;
+
+	if (dflt > CTL_TIMEOUT_MAX_MS)
+		dflt = CTL_TIMEOUT_MAX_MS;
+	if (ms <= 0)
+		return dflt;
+	return ms > (json_int_t)CTL_TIMEOUT_MAX_MS ? CTL_TIMEOUT_MAX_MS
+						     : (unsigned)ms;
 }
 
 /* ------------------------------------------------------------------ */

@@ -82,6 +82,11 @@ struct ctl_handlers {
 /* Limits; ctl_server_new() starts with the defaults below. */
 struct ctl_limits {
 	unsigned max_conns;	   /* open connections; more are refused (64) */
+	unsigned max_conns_per_uid; /* open connections of one non-root uid
+				       (8; 0 = no per-uid cap). Root has no
+				       per-uid cap, and the last
+				       CTL_ROOT_RESERVE of max_conns are
+				       root's alone */
 	unsigned max_pending;	   /* unanswered calls per connection; reading
 				      pauses at this many (16) */
 	size_t max_outbuf;	   /* PROGRESS is dropped while a connection's
@@ -91,6 +96,22 @@ struct ctl_limits {
 	unsigned write_timeout_ms; /* close a client that does not read its
 				      replies for this long (30000) */
 };
+
+/* Connections of max_conns that only root may use, so that users who fill
+ * the socket never lock root out (fs disconnect, flushall, ...). */
+#define CTL_ROOT_RESERVE 4
+
+/* Bounds of a client-supplied timeout (e.g. checkservers' "timeout_ms"):
+ * a call that parks on the network holds a connection and a pending slot,
+ * so no client may ask for more than CTL_TIMEOUT_MAX_MS. */
+#define CTL_TIMEOUT_MAX_MS 60000u
+
+/*
+ * The timeout a request asks for in its integer member @key of @args, in
+ * ms: @dflt when absent or 0, CTL_TIMEOUT_MAX_MS when larger than that.
+ * Any thread (no state).
+ */
+unsigned ctl_timeout_ms(const json_t *args, const char *key, unsigned dflt);
 
 /*
  * Listen on @sockpath (a directory missing above it is created 0755; the
@@ -118,7 +139,7 @@ void ctl_server_set_limits(struct ctl_server *s, const struct ctl_limits *l);
 /* Counters, for logs and tests. */
 struct ctl_stats {
 	uint64_t conns_accepted;
-	uint64_t conns_refused; /* over max_conns */
+	uint64_t conns_refused; /* over max_conns or max_conns_per_uid */
 	uint64_t calls;		/* handed to a handler */
 	uint64_t bad_frames;	/* closed for a bad header or size */
 	uint64_t bad_requests;	/* EINVAL, EPERM, ENOSYS before a handler */
@@ -183,5 +204,8 @@ void ctl_call_on_cancel(struct ctl_call *call,
  */
 int ctl_peer_may(const struct ctl_peer *p, uint32_t mode, uint32_t uid,
 		 uint32_t gid, int want);
+
+/* 1 if @gid is @p's group or one of its supplementary groups, else 0. */
+int ctl_peer_in_group(const struct ctl_peer *p, gid_t gid);
 
 #endif /* CAIRN_CM_CTL_H */

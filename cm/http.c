@@ -49,6 +49,10 @@
 #define HTTP_DEFAULT_MAX_BODY ((size_t)64 << 20)
 /* Connections curl may open beyond max_parallel, for streams. */
 #define HTTP_STREAM_HEADROOM 4
+/* Probes (pings) in transfer at once, outside max_parallel: a server that
+ * does not answer must not park its probes in the slots reads need, nor
+ * probes wait behind a queue of reads to find out. */
+#define HTTP_PROBE_PARALLEL 2
 /* Bytes per recv() and per write callback. On loopback, 8 MiB streamed went
  * from ~1.0 GiB/s with curl's default 16 KiB to ~1.25 GiB/s with 128 KiB;
  * larger gained nothing. Pooled handles keep the buffer between requests. */
@@ -80,6 +84,7 @@ struct http_req {
 	enum req_state state;
 	int cancelled;	/* http_cancel() or http_free() asked for it */
 	int limited;	/* counts against max_parallel */
+	int probe;	/* a probe: counts against HTTP_PROBE_PARALLEL */
 	int abort_err;	/* why our callback stopped the transfer, or 0 */
 	struct http_client *c;
 	int err;	/* final result */
@@ -130,6 +135,7 @@ struct http_client {
 
 	char *base_url;
 	char *ca_file;
+	char *proxy; /* or NULL: none */
 	int insecure;
 	unsigned max_parallel;
 	unsigned connect_timeout_ms;
@@ -144,9 +150,11 @@ struct http_client {
 
 	/* Loop thread only. */
 	struct req_list pending;
+	struct req_list probes; /* probes waiting for a probe slot */
 	struct req_list active;
 	struct req_list done;
 	unsigned nlimited;   /* limited transfers on c->active */
+	unsigned nprobes;    /* probes on c->active */
 	int in_curl;	     /* depth of calls into curl that run callbacks */
 	int cancel_deferred; /* a flagged transfer may sit on c->active */
 	int running_done;
@@ -267,7 +275,8 @@ req_new(struct http_client *c, const struct http_request *r)
 	}
 	req->timeout_ms = r->timeout_ms ? r->timeout_ms : c->timeout_ms;
 	req->no_timeout = r->no_timeout;
-	req->limited = !r->no_timeout;
+	req->probe = r->probe && !r->no_timeout;
+	req->limited = !r->no_timeout && !req->probe;
 	req->max_body = r->max_body ? r->max_body : HTTP_DEFAULT_MAX_BODY;
 	req->on_head = r->on_head;
 	req->on_data = r->on_data;
@@ -424,6 +433,8 @@ transfer_end(struct http_client *c, struct http_req *req, CURLcode rc)
 	TAILQ_REMOVE(&c->active, req, link);
 	if (req->limited)
 		c->nlimited--;
+	if (req->probe)
+		c->nprobes--;
 	atomic_fetch_sub_explicit(&c->st_active, 1, memory_order_relaxed);
 	if (err && !req->cancelled)
 		log_debug(LOG_HTTP, "cannot %s '%s': %s (%s)", req->method,
@@ -819,6 +830,12 @@ transfer_start(struct http_client *c, struct http_req *req)
 			    (long)((c->low_speed_ms + 999) / 1000));
 		}
 	}
+	/* libcurl reads http_proxy, HTTPS_PROXY, ALL_PROXY and NO_PROXY from
+	 * the environment unless told otherwise: whoever starts cairnd could
+	 * then route its token through a host of their choosing. "" means
+	 * no proxy, and an empty NOPROXY means no host bypasses ours. */
+	SET(CURLOPT_PROXY, c->proxy ? c->proxy : "");
+	SET(CURLOPT_NOPROXY, "");
 	if (c->ca_file)
 		SET(CURLOPT_CAINFO, c->ca_file);
 	if (c->insecure) {
@@ -848,6 +865,8 @@ transfer_start(struct http_client *c, struct http_req *req)
 	TAILQ_INSERT_TAIL(&c->active, req, link);
 	if (req->limited)
 		c->nlimited++;
+	if (req->probe)
+		c->nprobes++;
 	atomic_fetch_add_explicit(&c->st_active, 1, memory_order_relaxed);
 	return;
 out:
@@ -871,6 +890,13 @@ start_pending(struct http_client *c)
 					  memory_order_relaxed);
 		transfer_start(c, req);
 	}
+	while (c->nprobes < HTTP_PROBE_PARALLEL &&
+	       (req = TAILQ_FIRST(&c->probes))) {
+		TAILQ_REMOVE(&c->probes, req, link);
+		atomic_fetch_sub_explicit(&c->st_queued, 1,
+					  memory_order_relaxed);
+		transfer_start(c, req);
+	}
 }
 
 /* Everything that must happen outside curl's callbacks: take submitted
@@ -889,9 +915,10 @@ process(struct http_client *c)
 
 	while ((req = TAILQ_FIRST(&in))) {
 		TAILQ_REMOVE(&in, req, link);
-		if (req->limited) {
+		if (req->limited || req->probe) {
 			req->state = REQ_PENDING;
-			TAILQ_INSERT_TAIL(&c->pending, req, link);
+			TAILQ_INSERT_TAIL(req->probe ? &c->probes : &c->pending,
+					  req, link);
 		} else {
 			atomic_fetch_sub_explicit(&c->st_queued, 1,
 						  memory_order_relaxed);
@@ -951,6 +978,8 @@ http_new(struct event_base *base, const struct http_config *cfg)
 		goto fail;
 	if (cfg->token && !header_value_ok(cfg->token))
 		goto fail;
+	if (cfg->proxy && !header_value_ok(cfg->proxy))
+		goto fail;
 	if (cfg->max_parallel > HTTP_MAX_PARALLEL)
 		goto fail;
 
@@ -963,6 +992,7 @@ http_new(struct event_base *base, const struct http_config *cfg)
 	pthread_mutex_init(&c->lock, NULL);
 	TAILQ_INIT(&c->inbox);
 	TAILQ_INIT(&c->pending);
+	TAILQ_INIT(&c->probes);
 	TAILQ_INIT(&c->active);
 	TAILQ_INIT(&c->done);
 	LIST_INIT(&c->socks);
@@ -983,6 +1013,8 @@ http_new(struct event_base *base, const struct http_config *cfg)
 		goto fail;
 	if (cfg->ca_file && !(c->ca_file = strdup(cfg->ca_file)))
 		goto fail;
+	if (cfg->proxy && *cfg->proxy && !(c->proxy = strdup(cfg->proxy)))
+		goto fail;
 	c->insecure = cfg->insecure;
 	c->max_parallel =
 		cfg->max_parallel ? cfg->max_parallel : HTTP_DEFAULT_PARALLEL;
@@ -999,7 +1031,8 @@ http_new(struct event_base *base, const struct http_config *cfg)
 	c->multi = curl_multi_init();
 	if (!c->multi)
 		goto fail;
-	conns = (long)c->max_parallel + HTTP_STREAM_HEADROOM;
+	conns = (long)c->max_parallel + HTTP_STREAM_HEADROOM +
+		HTTP_PROBE_PARALLEL;
 	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
 	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
 	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
@@ -1058,6 +1091,11 @@ http_free(struct http_client *c)
 		req->cancelled = 1;
 		finish(c, req, -ECANCELED);
 	}
+	while ((req = TAILQ_FIRST(&c->probes))) {
+		TAILQ_REMOVE(&c->probes, req, link);
+		req->cancelled = 1;
+		finish(c, req, -ECANCELED);
+	}
 	while ((req = TAILQ_FIRST(&c->active))) {
 		req->cancelled = 1;
 		transfer_end(c, req, CURLE_ABORTED_BY_CALLBACK);
@@ -1084,6 +1122,7 @@ http_free(struct http_client *c)
 	curl_global_cleanup();
 	free(c->base_url);
 	free(c->ca_file);
+	free(c->proxy);
 	free(c->token);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
@@ -1168,7 +1207,7 @@ http_cancel(struct http_client *c, struct http_req *req)
 		finish(c, req, -ECANCELED);
 		break;
 	case REQ_PENDING:
-		TAILQ_REMOVE(&c->pending, req, link);
+		TAILQ_REMOVE(req->probe ? &c->probes : &c->pending, req, link);
 		atomic_fetch_sub_explicit(&c->st_queued, 1,
 					  memory_order_relaxed);
 		finish(c, req, -ECANCELED);

@@ -26,7 +26,11 @@
  * Limits: at most max_parallel requests are in transfer at once; the rest
  * wait in FIFO order (http_stats.queued). Requests with no_timeout (event
  * streams) bypass that limit, so a stream never eats a chunk fetch's slot.
- * curl keeps up to max_parallel + 4 connections open (keep-alive).
+ * Probes (http_request.probe: pings of a server that may be down) do not
+ * count against it either: at most 2 run at once, in slots of their own,
+ * so probes waiting on a dead server never hold up reads and reads never
+ * hold up the probe that would find the server back.
+ * curl keeps up to max_parallel + 6 connections open (keep-alive).
  *
  * Errors in http_result.err (0 means a reply came; check status then):
  *   -ECONNREFUSED  nobody listens (curl COULDNT_CONNECT; -EHOSTUNREACH,
@@ -55,6 +59,9 @@ struct http_config {
 	const char *token;	  /* bearer token, or NULL */
 	const char *ca_file;	  /* HTTPS: CA bundle, NULL = system default */
 	int insecure;		  /* HTTPS: skip verification (tests only) */
+	const char *proxy;	  /* proxy URL, or NULL: connect directly. The
+				     environment (http_proxy, HTTPS_PROXY,
+				     ALL_PROXY, NO_PROXY) is never read */
 	unsigned max_parallel;	  /* concurrent transfers (default 16) */
 	unsigned connect_timeout_ms; /* default 3000 */
 	unsigned timeout_ms;	  /* whole transfer, 0 = none (streams) */
@@ -125,6 +132,9 @@ struct http_request {
 	http_done_fn on_done;	 /* required */
 	void *arg;
 	int ungated;		 /* not subject to http_set_gate()'s gate */
+	int probe;		 /* a small liveness request (ping): runs in
+				    one of 2 probe slots, not one of
+				    max_parallel (ignored with no_timeout) */
 };
 
 /*

@@ -163,6 +163,7 @@ ino_free(struct ino_table *t)
 		for (; e; e = nx) {
 			nx = e->next_ino;
 			vc_dir_put(e->dir);
+			free(e->name);
 			free(e);
 		}
 	}

@@ -14,6 +14,7 @@
 
 #include <event2/event.h>
 
+#include "cm/access.h"
 #include "cm/cm.h"
 #include "cm/ctl.h"
 #include "cm/http.h"
@@ -307,6 +308,7 @@ probe_cb(evutil_socket_t fd, short what, void *arg)
 	hr.on_done = probe_done;
 	hr.arg = cm;
 	hr.ungated = 1;
+	hr.probe = 1; /* not in a slot that reads need */
 	if (http_submit(cm->http, &hr))
 		cm->off->probe_inflight = true;
 	else
@@ -457,7 +459,7 @@ offline_note_base(struct cm *cm, const struct fid *fid,
  * server, an inode the kernel forgot). Lines "SEQ<TAB>PATH" in
  * <cache>/replay-paths, the last line of a seq wins. --- */
 
-static void op_path(struct cm *cm, const struct proto_op *op, char *buf,
+static int op_path(struct cm *cm, const struct proto_op *op, char *buf,
 		    size_t len);
 
 static void
@@ -1039,8 +1041,9 @@ map_close(struct cm *cm, bool remove)
 }
 
 /* The path of @fid below the mount, from the names the inode table knows
- * (best effort; the FID when unknown). */
-static void
+ * (best effort; the FID when unknown). @return 0, or -ENOENT when @buf
+ * holds the FID or a cut path rather than a mount path. */
+static int
 path_of(struct cm *cm, const struct fid *fid, char *buf, size_t len)
 {
 	char name[PROTO_NAME_MAX + 1], tmp[CTL_PATH_MAX];
@@ -1055,21 +1058,24 @@ path_of(struct cm *cm, const struct fid *fid, char *buf, size_t len)
 			char fs[FID_STRLEN];
 
 			snprintf(buf, len, "%s", fid_fmt(fid, fs));
-			return;
+			return -ENOENT;
 		}
 		if (snprintf(tmp, sizeof(tmp), "%s%s%s", name,
 			     buf[0] ? "/" : "", buf) >= (int)sizeof(tmp) ||
 		    snprintf(buf, len, "%s", tmp) >= (int)len)
-			return; /* too deep to show whole */
+			return -ENOENT; /* too deep to show whole */
 		cur = parent;
 	}
+	return fid_eq(&cur, &cm->vi.root) ? 0 : -ENOENT;
 }
 
-/* The path an op is about: the object, or the name it makes. */
-static void
+/* The path an op is about: the object, or the name it makes. @return 0,
+ * or -ENOENT when it is not a whole mount path (see path_of()). */
+static int
 op_path(struct cm *cm, const struct proto_op *op, char *buf, size_t len)
 {
 	char dir[CTL_PATH_MAX];
+	int rc;
 
 	switch (op->kind) {
 	case PROTO_OP_CREATE:
@@ -1079,13 +1085,15 @@ op_path(struct cm *cm, const struct proto_op *op, char *buf, size_t len)
 	case PROTO_OP_UNLINK:
 	case PROTO_OP_RMDIR:
 	case PROTO_OP_RENAME:
-		path_of(cm, &op->parent, dir, sizeof(dir));
+		rc = path_of(cm, &op->parent, dir, sizeof(dir));
 		if (snprintf(buf, len, "%s%s%s", dir, dir[0] ? "/" : "",
-			     op->name ? op->name : "") >= (int)len)
+			     op->name ? op->name : "") >= (int)len) {
 			buf[0] = '\0'; /* too long to show */
-		return;
+			return -ENOENT;
+		}
+		return rc;
 	default:
-		path_of(cm, &op->fid, buf, len);
+		return path_of(cm, &op->fid, buf, len);
 	}
 }
 
@@ -1605,10 +1613,33 @@ offline_ctl_setpolicy(void *arg, struct ctl_call *call,
 }
 
 struct clist {
+	struct cm *cm;
+	const struct ctl_peer *peer; /* who asks: sees what the mount shows */
 	json_t *arr;
 	const char *path; /* filter, or NULL */
 	size_t n, limit;
 };
+
+/* The directory a change is in, if the op names it (else null). */
+static struct fid
+op_dir(const struct proto_op *op)
+{
+	struct fid none;
+
+	switch (op->kind) {
+	case PROTO_OP_CREATE:
+	case PROTO_OP_MKDIR:
+	case PROTO_OP_SYMLINK:
+	case PROTO_OP_LINK:
+	case PROTO_OP_UNLINK:
+	case PROTO_OP_RMDIR:
+	case PROTO_OP_RENAME:
+		return op->parent;
+	default:
+		memset(&none, 0, sizeof(none));
+		return none;
+	}
+}
 
 static int
 conflict_cb(const struct rlog_rec *rec, void *arg)
@@ -1619,6 +1650,15 @@ conflict_cb(const struct rlog_rec *rec, void *arg)
 
 	if (l->path && (!c->local.path || strcmp(c->local.path, l->path)))
 		return 0;
+	if (l->peer->uid != 0) {
+		struct fid dir = op_dir(&rec->op);
+
+		/* Another user's change is none of the caller's business
+		 * unless the mount would show the caller its path. */
+		if (!c->local.path ||
+		    !acc_sees(l->cm, l->peer, c->local.path, &dir))
+			return 0;
+	}
 	o = json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "seq",
 		      (json_int_t)rec->seq, "path",
 		      c->local.path ? c->local.path : "", "op",
@@ -1664,10 +1704,9 @@ offline_ctl_conflicts(void *arg, struct ctl_call *call,
 		      const struct ctl_peer *peer, json_t *args)
 {
 	struct cm *cm = arg;
-	struct clist l = {0};
+	struct clist l = {.cm = cm, .peer = peer};
 	int rc;
 
-	(void)peer;
 	l.arr = json_array();
 	l.path = json_string_value(json_object_get(args, "path"));
 	rc = cm->rlog ? rlog_conflicts(cm->rlog, conflict_cb, &l) : 0;
@@ -1688,6 +1727,18 @@ replay_cb(const struct rlog_rec *rec, void *arg)
 
 	if (rec->state == RLOG_CONFLICT)
 		return 0;
+	if (l->peer->uid != 0) {
+		char path[CTL_PATH_MAX];
+		struct fid dir = op_dir(&rec->op);
+
+		/* Shown only if its path is known and the mount would show
+		 * it to the caller; "pending" counts what is shown. */
+		if (op_path(l->cm, &rec->op, path, sizeof(path)) < 0 &&
+		    path_noted(l->cm, rec->seq, path, sizeof(path)) < 0)
+			return 0;
+		if (!acc_sees(l->cm, l->peer, path, &dir))
+			return 0;
+	}
 	l->n++;
 	if (l->limit && json_array_size(l->arr) >= l->limit)
 		return 0;
@@ -1707,11 +1758,10 @@ offline_ctl_replaylog(void *arg, struct ctl_call *call,
 		      const struct ctl_peer *peer, json_t *args)
 {
 	struct cm *cm = arg;
-	struct clist l = {0};
+	struct clist l = {.cm = cm, .peer = peer};
 	json_t *lim = json_object_get(args, "limit");
 	int rc;
 
-	(void)peer;
 	l.arr = json_array();
 	l.limit = json_is_integer(lim) ? (size_t)json_integer_value(lim) : 0;
 	rc = cm->rlog ? rlog_iterate(cm->rlog, replay_cb, &l) : 0;
@@ -1731,6 +1781,8 @@ struct resolve {
 	bool is_store;
 	int found;
 	struct proto_op op; /* a copy of the refused op */
+	bool has_base;
+	struct proto_attr base; /* the object before the local change */
 };
 
 static int
@@ -1743,6 +1795,9 @@ resolve_cb(const struct rlog_rec *rec, void *arg)
 		return 0;
 	r->seq = rec->seq;
 	r->is_store = rec->op.kind == PROTO_OP_STORE;
+	r->has_base = rec->conflict.has_base;
+	if (r->has_base)
+		r->base = rec->conflict.base;
 	r->found++;
 	if (mut_op_copy(&r->op, &rec->op) < 0)
 		memset(&r->op, 0, sizeof(r->op));
@@ -1758,6 +1813,7 @@ resolve_cb(const struct rlog_rec *rec, void *arg)
 struct redo {
 	struct cm *cm;
 	struct ctl_call *call;
+	struct ctl_peer peer; /* who asked: the redo is done for them */
 	struct proto_op op;
 	uint64_t seq;
 	char path[CTL_PATH_MAX];
@@ -1831,6 +1887,26 @@ redo_removed(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 	redo_send(cm, d);
 }
 
+static void resolve_deny(struct ctl_call *call, const char *path,
+			 const struct proto_op *op, int err);
+
+/* The listings and attributes are fresh now: may the caller still make
+ * the change, on what the server has now (@victim: what has the name and
+ * would go, or NULL)? If not, answer and free @d. */
+static bool
+redo_allowed(struct cm *cm, struct redo *d, const struct fid *victim)
+{
+	int rc = acc_may_change(cm, &d->peer, &d->op, victim, NULL, NULL);
+
+	if (rc == 0)
+		return true;
+	log_info(LOG_CTL, "keep-local at '%s' refused to uid %u: %s", d->path,
+		 (unsigned)d->peer.uid, strerror(rc == -EAGAIN ? EACCES : -rc));
+	resolve_deny(d->call, d->path, &d->op, rc == -EAGAIN ? -EACCES : rc);
+	redo_free(d);
+	return false;
+}
+
 static void
 redo_fetched(struct cm *cm, void *arg, int err)
 {
@@ -1850,10 +1926,14 @@ redo_fetched(struct cm *cm, void *arg, int err)
 		int rc;
 
 		if (lookup_name(cm, &d->op.parent, d->op.name, &f, &t) < 0) {
+			if (!redo_allowed(cm, d, NULL))
+				return;
 			memset(d->op.opid, 0, sizeof(d->op.opid));
 			redo_send(cm, d);
 			return;
 		}
+		if (!redo_allowed(cm, d, &f))
+			return;
 		memset(&rm, 0, sizeof(rm));
 		rm.kind = t == PROTO_T_DIR ? PROTO_OP_RMDIR : PROTO_OP_UNLINK;
 		rm.parent = d->op.parent;
@@ -1888,6 +1968,8 @@ redo_fetched(struct cm *cm, void *arg, int err)
 				NULL) == 0)
 			d->op.victim = f;
 		d->op.flags &= ~(uint32_t)PROTO_RENAME_NOREPLACE;
+		if (!redo_allowed(cm, d, NULL))
+			return;
 	} else if (d->op.kind == PROTO_OP_UNLINK ||
 		   d->op.kind == PROTO_OP_RMDIR) {
 		if (lookup_name(cm, &d->op.parent, d->op.name, &f, &t) < 0) {
@@ -1896,15 +1978,21 @@ redo_fetched(struct cm *cm, void *arg, int err)
 			return;
 		}
 		d->op.fid = f;
-	} else if (meta_cached_attr(cm, &d->op.fid, &a) == 0) {
-		d->op.base_dv = a.dv;
+		if (!redo_allowed(cm, d, NULL))
+			return;
+	} else {
+		if (meta_cached_attr(cm, &d->op.fid, &a) == 0)
+			d->op.base_dv = a.dv;
+		if (!redo_allowed(cm, d, NULL))
+			return;
 	}
 	memset(d->op.opid, 0, sizeof(d->op.opid));
 	redo_send(cm, d);
 }
 
 static void
-redo_start(struct cm *cm, struct ctl_call *call, struct resolve *r)
+redo_start(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
+	   struct resolve *r)
 {
 	struct redo *d = calloc(1, sizeof(*d));
 
@@ -1915,6 +2003,7 @@ redo_start(struct cm *cm, struct ctl_call *call, struct resolve *r)
 	}
 	d->cm = cm;
 	d->call = call;
+	d->peer = *peer;
 	d->seq = r->seq;
 	snprintf(d->path, sizeof(d->path), "%s", r->path);
 	if (d->op.kind == PROTO_OP_UNLINK || d->op.kind == PROTO_OP_RMDIR ||
@@ -1931,12 +2020,144 @@ redo_start(struct cm *cm, struct ctl_call *call, struct resolve *r)
 	meta_want_attr(cm, &d->op.fid, redo_fetched, d);
 }
 
+/* Refuse to settle @op's conflict at @path: the caller could not make
+ * the change through the mount (@err -EACCES or -EPERM). */
+static void
+resolve_deny(struct ctl_call *call, const char *path, const struct proto_op *op,
+	     int err)
+{
+	char msg[CTL_PATH_MAX + 256];
+	const char *need;
+
+	switch (op->kind) {
+	case PROTO_OP_SETATTR:
+	case PROTO_OP_SETXATTR:
+	case PROTO_OP_REMOVEXATTR:
+		need = "owning the object (or write permission on it)";
+		break;
+	case PROTO_OP_STORE:
+		need = "write permission on the file";
+		break;
+	default:
+		need = "write and search permission on the directory (and "
+		       "the new object being yours)";
+	}
+	snprintf(msg, sizeof(msg),
+		 "you may not settle the conflict at '%s': the %s needs %s, "
+		 "which you do not have through the mount; ask its owner or "
+		 "root",
+		 path, proto_op_name(op->kind) ? proto_op_name(op->kind)
+					       : "change",
+		 need);
+	ctl_reply_err(call, err == -EPERM ? EPERM : EACCES, msg);
+}
+
+/* May @peer settle @r's conflict? What the change itself needs (access.h:
+ * keep-local redoes it, keep-remote and keep-both drop or set aside a
+ * change that was theirs to make), plus reaching its path. A directory on
+ * the way that is gone leaves the change's own checks. */
+static int
+resolve_may(struct cm *cm, const struct ctl_peer *peer, const struct resolve *r,
+	    struct acc_need *need)
+{
+	int rc = acc_reach(cm, peer, r->path, need);
+
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	/* The object may be gone on the server: judge it then by what it
+	 * was before the local change. */
+	return acc_may_change(cm, peer, &r->op, NULL,
+			      r->has_base ? &r->base : NULL, need);
+}
+
+/* keep-remote and keep-both change nothing on the server. When what the
+ * check needs is gone there (a create in a directory removed since), the
+ * object the caller made offline is enough: it was made as op uid. */
+static bool
+resolve_own_gone(const struct ctl_peer *peer, const struct resolve *r)
+{
+	enum proto_op_kind k = r->op.kind;
+
+	return strcmp(r->how, "keep-local") &&
+	       (k == PROTO_OP_CREATE || k == PROTO_OP_MKDIR ||
+		k == PROTO_OP_SYMLINK) &&
+	       (uid_t)r->op.uid == peer->uid;
+}
+
+static void resolve_go(struct cm *cm, struct ctl_call *call,
+		       const struct ctl_peer *peer, struct resolve *r);
+
+/* A permission check waiting for metadata the cache did not hold. */
+struct rauth {
+	struct cm *cm;
+	struct ctl_call *call;
+	struct ctl_peer peer;
+	struct resolve r; /* r.path, r.how point at the copies below */
+	char path[CTL_PATH_MAX];
+	char how[16];
+	unsigned tries;
+};
+
+static void rauth_step(struct rauth *a, int err);
+
+static void
+rauth_cb(struct cm *cm, void *arg, int err)
+{
+	(void)cm;
+	rauth_step(arg, err);
+}
+
+static void
+rauth_step(struct rauth *a, int err)
+{
+	struct acc_need need;
+	int rc;
+
+	rc = resolve_may(a->cm, &a->peer, &a->r, &need);
+	if (rc == -EAGAIN && !err && a->tries++ < 8 &&
+	    atomic_load(&a->cm->mode) == CM_CONNECTED) {
+		if (need.dir)
+			meta_want_dir(a->cm, &need.fid, rauth_cb, a);
+		else
+			meta_want_attr(a->cm, &need.fid, rauth_cb, a);
+		return;
+	}
+	if (rc == -EAGAIN && err == -ENOENT &&
+	    resolve_own_gone(&a->peer, &a->r))
+		rc = 0;
+	if (rc == -EAGAIN && ((err && err != -ENOENT) ||
+			      atomic_load(&a->cm->mode) != CM_CONNECTED)) {
+		/* Not a refusal: the answer is not to be had now. */
+		ctl_reply_err(a->call, EAGAIN,
+			      "cannot check your permission now: what it "
+			      "needs is not cached and the server cannot be "
+			      "asked; try again when connected");
+		proto_op_release(&a->r.op);
+		free(a);
+		return;
+	}
+	if (rc == 0) {
+		resolve_go(a->cm, a->call, &a->peer, &a->r);
+	} else {
+		/* Not provable from what the cache holds (or can fetch):
+		 * no proof, no change. */
+		log_info(LOG_CTL, "resolve at '%s' refused to uid %u: %s",
+			 a->r.path, (unsigned)a->peer.uid,
+			 strerror(rc == -EAGAIN ? EACCES : -rc));
+		resolve_deny(a->call, a->r.path, &a->r.op,
+			     rc == -EAGAIN ? -EACCES : rc);
+		proto_op_release(&a->r.op);
+	}
+	free(a);
+}
+
 void
 offline_ctl_resolve(void *arg, struct ctl_call *call,
 		    const struct ctl_peer *peer, json_t *args)
 {
 	struct cm *cm = arg;
 	struct resolve r = {0};
+	struct rauth *a;
 	int rc;
 
 	r.path = json_string_value(json_object_get(args, "path"));
@@ -1963,18 +2184,49 @@ offline_ctl_resolve(void *arg, struct ctl_call *call,
 		ctl_reply_err(call, -ENOENT, "no conflict at this path");
 		return;
 	}
+	if (peer->uid == 0) {
+		resolve_go(cm, call, peer, &r);
+		return;
+	}
+	/* Anyone else must be allowed the change itself; the check may have
+	 * to fetch metadata first, so it outlives @args: copy. */
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		proto_op_release(&r.op);
+		ctl_reply_err(call, -ENOMEM, NULL);
+		return;
+	}
+	a->cm = cm;
+	a->call = call;
+	a->peer = *peer;
+	a->r = r;
+	snprintf(a->path, sizeof(a->path), "%s", r.path);
+	snprintf(a->how, sizeof(a->how), "%s", r.how);
+	a->r.path = a->path;
+	a->r.how = a->how;
+	rauth_step(a, 0);
+}
+
+/* Settle @r's conflict as r->how says (the caller may). Releases r->op. */
+static void
+resolve_go(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
+	   struct resolve *r)
+{
+	int rc;
+
 	/* keep-local of a refused store is fs's job (it renames the
 	 * conflict copy over the file through the mount, then settles with
 	 * keep-both); any other change is redone here on the server's
 	 * current state: setattr and xattrs on the current DV, unlink and
 	 * rmdir of what the name names now, a create, mkdir, symlink or
 	 * link after removing what took its name (a directory must be
-	 * empty), a rename over what has the new name now. */
-	if (!strcmp(r.how, "keep-local")) {
-		enum proto_op_kind k = r.op.kind;
+	 * empty), a rename over what has the new name now. Either way it
+	 * is checked again, as the caller, on what the server has then. */
+	if (!strcmp(r->how, "keep-local")) {
+		enum proto_op_kind k = r->op.kind;
 
 		if (atomic_load(&cm->mode) != CM_CONNECTED) {
-			proto_op_release(&r.op);
+			proto_op_release(&r->op);
 			ctl_reply_err(call, -EAGAIN,
 				      "keep-local needs the server: reconnect "
 				      "first");
@@ -1984,24 +2236,24 @@ offline_ctl_resolve(void *arg, struct ctl_call *call,
 		    k == PROTO_OP_REMOVEXATTR || k == PROTO_OP_UNLINK ||
 		    k == PROTO_OP_RMDIR || k == PROTO_OP_RENAME ||
 		    takes_name(k)) {
-			redo_start(cm, call, &r);
-			proto_op_release(&r.op);
+			redo_start(cm, call, peer, r);
+			proto_op_release(&r->op);
 			return;
 		}
-		proto_op_release(&r.op);
+		proto_op_release(&r->op);
 		ctl_reply_err(call, -ENOTSUP,
 			      "keep-local of a refused store is done by fs "
 			      "(it renames the conflict copy over the file)");
 		return;
 	}
-	proto_op_release(&r.op);
-	rc = rlog_conflict_resolve(cm->rlog, r.seq);
+	proto_op_release(&r->op);
+	rc = rlog_conflict_resolve(cm->rlog, r->seq);
 	if (rc < 0) {
 		ctl_reply_err(call, rc, NULL);
 		return;
 	}
-	log_info(LOG_CTL, "conflict at '%s' settled (%s) by uid %u", r.path,
-		 r.how, (unsigned)peer->uid);
+	log_info(LOG_CTL, "conflict at '%s' settled (%s) by uid %u", r->path,
+		 r->how, (unsigned)peer->uid);
 	ctl_reply_ok(call,
-		     json_pack("{s:s,s:s}", "path", r.path, "how", r.how));
+		     json_pack("{s:s,s:s}", "path", r->path, "how", r->how));
 }

@@ -30,6 +30,7 @@
 #include <jansson.h>
 
 #include "chunkstore/cs.h"
+#include "cm/access.h"
 #include "cm/ctl.h"
 #include "cm/fetch.h"
 #include "cm/meta.h"
@@ -65,6 +66,7 @@ struct prec {
 				* this user (uid 0 for records without one) */
 	bool dead;     /* unpinned; freed when the last job lets go */
 	bool listed;   /* in pin->recs */
+	bool shown;    /* scratch of pin_ctl_pins(): the caller sees it */
 	unsigned refs; /* jobs holding it, plus 1 while listed */
 	char *path;
 	struct fid *objs;
@@ -768,8 +770,11 @@ scan_done(struct pjob *j)
 		return;
 	}
 	if (rec && !rec->dead) {
-		if (j->call) {
-			/* The latest pinner's identity is the pin's. */
+		if (j->call && (j->new_rec || rec->owner.uid == j->peer.uid)) {
+			/* The pinner's identity is the pin's (refreshed when
+			 * its owner pins again). Pinning another user's pin
+			 * again does not take it over: it stays theirs, so
+			 * only they (or root) may remove it. */
 			rec->owner = j->peer;
 			rec->owner.pid = 0;
 		}
@@ -1073,20 +1078,49 @@ path_under(const char *p, const char *top)
 	return !strncmp(p, top, n) && (p[n] == '\0' || p[n] == '/');
 }
 
+/* May @p remove pin @r? Its owner or root (a record from before owners
+ * were kept belongs to root). */
+static bool
+may_unpin(const struct ctl_peer *p, const struct prec *r)
+{
+	return p->uid == 0 || p->uid == r->owner.uid;
+}
+
 void
 pin_ctl_unpin(struct cm *cm, struct ctl_call *call,
-	      const struct proto_attr *attr, const char *path, bool recursive)
+	      const struct ctl_peer *peer, const struct proto_attr *attr,
+	      const char *path, bool recursive)
 {
 	struct prec *r, *nx;
-	uint64_t bytes = 0, removed = 0;
+	uint64_t bytes = 0, removed = 0, kept = 0;
+	char msg[CTL_PATH_MAX + 128];
 	int rc;
 
+	/* The pin on the object itself, if another user's, is refused
+	 * before anything goes: "fs unpin FILE" names it. */
+	for (r = pst ? TAILQ_FIRST(&pst->recs) : NULL; r;
+	     r = TAILQ_NEXT(r, link)) {
+		if (!recursive && fid_eq(&r->fid, &attr->fid) &&
+		    !may_unpin(peer, r)) {
+			snprintf(msg, sizeof(msg),
+				 "the pin of '%s' is uid %u's: only its owner "
+				 "or root may remove it",
+				 r->path, (unsigned)r->owner.uid);
+			ctl_reply_err(call, EPERM, msg);
+			return;
+		}
+	}
 	if (pst) {
 		for (r = TAILQ_FIRST(&pst->recs); r; r = nx) {
 			nx = TAILQ_NEXT(r, link);
 			if (!fid_eq(&r->fid, &attr->fid) &&
 			    !(recursive && path_under(r->path, path)))
 				continue;
+			/* unpin -r takes the caller's pins only. */
+			if (!may_unpin(peer, r)) {
+				kept++;
+				continue;
+			}
 			rc = vc_del_pin(cm->vc, &r->fid);
 			if (rc < 0)
 				log_warn(LOG_CTL,
@@ -1095,13 +1129,24 @@ pin_ctl_unpin(struct cm *cm, struct ctl_call *call,
 					 r->path, strerror(-rc));
 			bytes += prec_uncover(cm, r);
 			removed++;
-			log_info(LOG_CTL, "unpinned '%s'", r->path);
+			log_info(LOG_CTL, "unpinned '%s' (uid %u)", r->path,
+				 (unsigned)peer->uid);
 			prec_unlist(r);
 		}
 	}
-	ctl_reply_ok(call, json_pack("{s:I,s:I}", "pins_removed",
+	ctl_reply_ok(call, json_pack("{s:I,s:I,s:I}", "pins_removed",
 				     (json_int_t)removed, "bytes",
-				     (json_int_t)bytes));
+				     (json_int_t)bytes, "pins_kept",
+				     (json_int_t)kept));
+}
+
+/* Does @p see pin @r? Its own always; others' if the mount would show
+ * their path to @p. */
+static bool
+sees_pin(struct cm *cm, const struct ctl_peer *p, const struct prec *r)
+{
+	return p->uid == 0 || p->uid == r->owner.uid ||
+	       acc_sees(cm, p, r->path, NULL);
 }
 
 struct cached_count {
@@ -1138,7 +1183,8 @@ file_bytes(struct cm *cm, const struct fid *fid, uint64_t *size,
 }
 
 void
-pin_ctl_pins(struct cm *cm, struct ctl_call *call, const char *under)
+pin_ctl_pins(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
+	     const char *under)
 {
 	json_t *arr = json_array(), *res;
 	uint64_t tb = 0, tm = 0, size, missing;
@@ -1153,7 +1199,10 @@ pin_ctl_pins(struct cm *cm, struct ctl_call *call, const char *under)
 	     r = TAILQ_NEXT(r, link)) {
 		uint64_t b = 0, m = 0, files = 0;
 
-		if (under && !path_under(r->path, under))
+		/* Once per record: the totals below look again. */
+		r->shown = (!under || path_under(r->path, under)) &&
+			   sees_pin(cm, peer, r);
+		if (!r->shown)
 			continue;
 		for (size_t i = 0; i < r->nobjs; i++) {
 			if (!file_bytes(cm, &r->objs[i], &size, &missing))
@@ -1176,12 +1225,13 @@ pin_ctl_pins(struct cm *cm, struct ctl_call *call, const char *under)
 			if (o->type != PROTO_T_FILE ||
 			    !file_bytes(cm, &o->fid, &size, &missing))
 				continue;
-			if (under) {
+			if (under || peer->uid != 0) {
 				bool in = false;
 
+				/* Covered by a pin the caller sees. */
 				for (unsigned k = 0; k < o->nrecs; k++)
-					in = in ||
-					     path_under(o->recs[k]->path, under);
+					in = in || (o->recs[k]->listed &&
+						    o->recs[k]->shown);
 				if (!in)
 					continue;
 			}

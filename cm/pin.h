@@ -66,14 +66,20 @@ bool pin_refetch(struct cm *cm, const struct fid *fid);
  * pin_ctl_pin() answers @call when the pin is fetched (or refused);
  * @attr is the object's, @path its mount-relative path. The others answer
  * at once. All take over @call.
+ * A pin belongs to the user who made it (root for records written before
+ * owners were kept): pin_ctl_unpin() removes only @peer's pins unless
+ * @peer is root; naming another user's pin without recursive is EPERM,
+ * with recursive others' pins stay (counted as "pins_kept").
  */
 void pin_ctl_pin(struct cm *cm, struct ctl_call *call,
 		 const struct ctl_peer *peer, const struct proto_attr *attr,
 		 const char *path, bool recursive);
 void pin_ctl_unpin(struct cm *cm, struct ctl_call *call,
-		   const struct proto_attr *attr, const char *path,
-		   bool recursive);
-/* @under: only pins at or under this path (NULL or "." = all). */
-void pin_ctl_pins(struct cm *cm, struct ctl_call *call, const char *under);
+		   const struct ctl_peer *peer, const struct proto_attr *attr,
+		   const char *path, bool recursive);
+/* @under: only pins at or under this path (NULL or "." = all). @peer sees
+ * its own pins and those whose path the mount would show it. */
+void pin_ctl_pins(struct cm *cm, struct ctl_call *call,
+		  const struct ctl_peer *peer, const char *under);
 
 #endif /* CAIRN_CM_PIN_H */

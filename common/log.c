@@ -3,7 +3,10 @@
  *
  * It is deliberately small: no files, no rotation (syslog or the service
  * manager do that). Each line is formatted into one buffer and written with
- * one write(2), so lines from several threads never interleave.
+ * one write(2), so lines from several threads never interleave. The message
+ * goes through util_escape(): names in a volume may hold newlines and
+ * terminal escapes, and a log line must stay one line that says what it
+ * says (a name cannot forge a second line or recolour a terminal).
  */
 #include "config.h"
 
@@ -17,6 +20,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/util.h"
 
 static const char *log_progname = "cairn";
 static int log_syslog;
@@ -111,7 +115,7 @@ log_parse_level(const char *s)
 void
 log_msg(enum log_subsys sub, int level, const char *fmt, ...)
 {
-	char line[2048];
+	char line[2048], msg[2048];
 	const char *tag;
 	struct timespec ts;
 	struct tm tm;
@@ -125,8 +129,9 @@ log_msg(enum log_subsys sub, int level, const char *fmt, ...)
 	if (log_syslog) {
 		n = snprintf(line, sizeof(line), "%s: ", tag);
 		va_start(ap, fmt);
-		vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
 		va_end(ap);
+		util_escape(msg, strlen(msg), line + n, sizeof(line) - n);
 		syslog(level, "%s", line);
 		errno = saved;
 		return;
@@ -139,11 +144,12 @@ log_msg(enum log_subsys sub, int level, const char *fmt, ...)
 		     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, log_progname,
 		     (int)getpid(), level_name(level), tag);
 	va_start(ap, fmt);
-	m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+	m = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (m < 0)
-		m = 0;
-	n += m;
+		msg[0] = 0;
+	util_escape(msg, strlen(msg), line + n, sizeof(line) - n - 1);
+	n += (int)strlen(line + n);
 	if (n > (int)sizeof(line) - 2)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';

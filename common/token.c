@@ -51,16 +51,18 @@ mac_hex(const void *key, size_t keylen, const char *msg, size_t len,
 }
 
 int
-token_mint(const void *key, size_t keylen, const char *vol, int rw,
-	   uint64_t expiry, char *out, size_t outlen)
+token_mint(const void *key, size_t keylen, const struct token_info *ti,
+	   char *out, size_t outlen)
 {
 	char mac[MAC_HEX + 1];
 	int n, m, rc;
 
-	if (proto_volname_check(vol))
+	if (!ti || proto_volname_check(ti->vol) || ti->volid == 0)
 		return -EINVAL;
-	n = snprintf(out, outlen, TOKEN_PREFIX ".%s.%s.%" PRIu64, vol,
-		     rw ? "rw" : "ro", expiry);
+	n = snprintf(out, outlen,
+		     TOKEN_PREFIX ".%s.%08" PRIx32 ".%" PRIu64 ".%s.%" PRIu64,
+		     ti->vol, ti->volid, ti->epoch, ti->rw ? "rw" : "ro",
+		     ti->expiry);
 	if (n < 0)
 		return -EINVAL;
 	if ((size_t)n + 1 + MAC_HEX >= outlen)
@@ -72,47 +74,31 @@ token_mint(const void *key, size_t keylen, const char *vol, int rw,
 	return n + m;
 }
 
-/*
- * Split @tok. On success *body_len is the length of the signed part and
- * *mac points at the 64 hex digits. Strict: the parts must be exactly as
- * token_mint() writes them (no leading zeros, lower-case hex), so one
- * grant has one spelling.
- */
-static int
-split(const char *tok, char *vol, size_t vollen, int *rw, uint64_t *expiry,
-      size_t *body_len, const char **mac)
+/* The field that ends at @end (exclusive) and starts after the previous
+ * '.', which must lie after @min. @return its start or NULL. */
+static const char *
+field_back(const char *min, const char *end)
 {
-	const char *p, *dot, *v;
-	size_t vl, el, i;
-	uint64_t e = 0;
-	char vbuf[65];
+	const char *f = end;
 
-	if (!tok || strncmp(tok, TOKEN_PREFIX ".", sizeof(TOKEN_PREFIX)))
-		return -EINVAL;
-	if (strnlen(tok, TOKEN_MAX) >= TOKEN_MAX)
-		return -EINVAL;
-	/* VOLUME */
-	v = tok + sizeof(TOKEN_PREFIX);
-	dot = strchr(v, '.');
-	/* Volume names may contain '.', so find RIGHT from the end instead:
-	 * VOLUME.RIGHT.EXPIRY.MAC with the last three fixed in shape. */
-	p = strrchr(tok, '.');
-	if (!dot || !p || strlen(p + 1) != MAC_HEX)
-		return -EINVAL;
-	for (i = 1; i <= MAC_HEX; i++)
-		if (!((p[i] >= '0' && p[i] <= '9') ||
-		      (p[i] >= 'a' && p[i] <= 'f')))
-			return -EINVAL;
-	*mac = p + 1;
-	*body_len = (size_t)(p - tok);
-	/* EXPIRY: digits back to the previous '.'. */
-	el = 0;
-	while (p - el - 1 > v && p[-(ptrdiff_t)el - 1] != '.')
-		el++;
-	if (el == 0 || el > 20 || p - el - 1 <= v)
+	while (f > min && f[-1] != '.')
+		f--;
+	if (f <= min + 1 || f[-1] != '.')
+		return NULL;
+	return f;
+}
+
+/* Plain decimal of [@f, @end), no leading zeros, into *v. */
+static int
+dec_field(const char *f, const char *end, uint64_t *v)
+{
+	size_t el = (size_t)(end - f), i;
+	uint64_t e = 0;
+
+	if (el == 0 || el > 20)
 		return -EINVAL;
 	for (i = 0; i < el; i++) {
-		char c = p[-(ptrdiff_t)el + (ptrdiff_t)i];
+		char c = f[i];
 
 		if (c < '0' || c > '9' || (i == 0 && c == '0' && el > 1))
 			return -EINVAL;
@@ -120,61 +106,132 @@ split(const char *tok, char *vol, size_t vollen, int *rw, uint64_t *expiry,
 			return -EINVAL;
 		e = e * 10 + (uint64_t)(c - '0');
 	}
-	p -= el + 1; /* p at the '.' before EXPIRY */
-	if (p - 3 < v || p[-3] != '.' ||
-	    !(p[-2] == 'r' && (p[-1] == 'o' || p[-1] == 'w')))
+	*v = e;
+	return 0;
+}
+
+/*
+ * Split @tok. On success *body_len is the length of the signed part and
+ * *mac points at the 64 hex digits. Strict: the parts must be exactly as
+ * token_mint() writes them (no leading zeros, lower-case hex), so one
+ * grant has one spelling. Volume names may contain '.', so the fields are
+ * taken from the end, where their shapes are fixed.
+ */
+static int
+split(const char *tok, struct token_info *ti, size_t *body_len,
+      const char **mac)
+{
+	const char *p, *v, *f;
+	struct token_info t = {0};
+	size_t vl, i;
+
+	if (!tok || strnlen(tok, TOKEN_MAX) >= TOKEN_MAX)
 		return -EINVAL;
-	vl = (size_t)(p - 3 - v);
-	if (vl == 0 || vl >= sizeof(vbuf))
+	if (!strncmp(tok, TOKEN_PREFIX ".", sizeof(TOKEN_PREFIX)))
+		t.version = 2;
+	else if (!strncmp(tok, TOKEN_PREFIX_V1 ".", sizeof(TOKEN_PREFIX_V1)))
+		t.version = 1;
+	else
 		return -EINVAL;
-	memcpy(vbuf, v, vl);
-	vbuf[vl] = 0;
-	if (proto_volname_check(vbuf))
+	v = tok + sizeof(TOKEN_PREFIX); /* both prefixes are 6 long */
+	/* MAC */
+	p = strrchr(tok, '.');
+	if (!p || p < v || strlen(p + 1) != MAC_HEX)
 		return -EINVAL;
-	if (vol) {
-		if (vl >= vollen)
-			return -ENAMETOOLONG;
-		memcpy(vol, vbuf, vl + 1);
+	for (i = 1; i <= MAC_HEX; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') ||
+		      (p[i] >= 'a' && p[i] <= 'f')))
+			return -EINVAL;
+	*mac = p + 1;
+	*body_len = (size_t)(p - tok);
+	/* EXPIRY */
+	f = field_back(v - 1, p);
+	if (!f || dec_field(f, p, &t.expiry))
+		return -EINVAL;
+	p = f - 1;
+	/* RIGHT */
+	f = field_back(v - 1, p);
+	if (!f || p - f != 2 || f[0] != 'r' || (f[1] != 'o' && f[1] != 'w'))
+		return -EINVAL;
+	t.rw = f[1] == 'w';
+	p = f - 1;
+	if (t.version == 2) {
+		/* EPOCH */
+		f = field_back(v - 1, p);
+		if (!f || dec_field(f, p, &t.epoch))
+			return -EINVAL;
+		p = f - 1;
+		/* VOLID: exactly 8 lower-case hex digits, not all zero. */
+		f = field_back(v - 1, p);
+		if (!f || p - f != 8)
+			return -EINVAL;
+		for (i = 0; i < 8; i++) {
+			char c = f[i];
+
+			if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+				return -EINVAL;
+			t.volid = (t.volid << 4) |
+				  (uint32_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+		}
+		if (t.volid == 0)
+			return -EINVAL;
+		p = f - 1;
 	}
-	if (rw)
-		*rw = p[-1] == 'w';
-	if (expiry)
-		*expiry = e;
+	/* VOLUME: what is left between the prefix and p. */
+	vl = (size_t)(p - v);
+	if (p < v || vl == 0 || vl >= sizeof(t.vol))
+		return -EINVAL;
+	memcpy(t.vol, v, vl);
+	t.vol[vl] = 0;
+	if (proto_volname_check(t.vol))
+		return -EINVAL;
+	if (ti)
+		*ti = t;
 	return 0;
 }
 
 int
-token_parse(const char *tok, char *vol, size_t vollen, int *rw,
-	    uint64_t *expiry)
+token_parse(const char *tok, struct token_info *ti)
 {
 	const char *mac;
 	size_t blen;
 
-	return split(tok, vol, vollen, rw, expiry, &blen, &mac);
+	return split(tok, ti, &blen, &mac);
 }
 
 int
-token_verify(const void *key, size_t keylen, const char *token, const char *vol,
-	     int need_rw, uint64_t now)
+token_verify(const void *key, size_t keylen, const char *token, uint64_t now,
+	     struct token_info *ti)
 {
-	char tvol[65], want[MAC_HEX + 1];
+	char want[MAC_HEX + 1];
+	struct token_info t;
 	const char *mac;
-	uint64_t expiry;
 	size_t blen;
-	int rw, rc;
+	int rc;
 
-	if (split(token, tvol, sizeof(tvol), &rw, &expiry, &blen, &mac))
+	if (split(token, &t, &blen, &mac) || t.version != 2)
 		return -EACCES;
 	rc = mac_hex(key, keylen, token, blen, want);
 	if (rc)
 		return -EACCES;
 	if (CRYPTO_memcmp(want, mac, MAC_HEX))
 		return -EACCES;
-	if (expiry != 0 && expiry <= now)
+	if (t.expiry != 0 && t.expiry <= now)
 		return -EACCES;
-	if (!vol || strcmp(vol, tvol))
+	if (ti)
+		*ti = t;
+	return 0;
+}
+
+int
+token_allows(const struct token_info *ti, const char *vol, uint32_t volid,
+	     uint64_t epoch, int need_rw)
+{
+	if (!ti || !vol || strcmp(vol, ti->vol))
 		return -EPERM;
-	if (need_rw && !rw)
+	if (ti->volid != volid || ti->epoch != epoch)
+		return -ESTALE;
+	if (need_rw && !ti->rw)
 		return -EPERM;
 	return 0;
 }
@@ -223,6 +280,7 @@ out:
 int
 token_key_load(const char *path, uint8_t *key, size_t *len)
 {
+	char why[512];
 	struct stat st;
 	ssize_t n;
 	int fd, rc = 0;
@@ -234,18 +292,12 @@ token_key_load(const char *path, uint8_t *key, size_t *len)
 		rc = -errno;
 		goto out;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		log_err(LOG_MAIN,
-			"cannot use key file '%s': not a regular file", path);
-		rc = -EPERM;
-		goto out;
-	}
-	if (st.st_mode & 077) {
-		log_err(LOG_MAIN,
-			"cannot use key file '%s': mode %04o lets others read "
-			"or change it (chmod 600)",
-			path, (unsigned)(st.st_mode & 07777));
-		rc = -EPERM;
+	/* The same rule as cairnd's token file: the key mints every token. */
+	rc = util_check_secret_file(fd, path, why, sizeof(why));
+	if (rc) {
+		if (rc == -EPERM)
+			log_err(LOG_MAIN, "cannot use key file '%s': %s", path,
+				why);
 		goto out;
 	}
 	if (st.st_size < TOKEN_KEY_MIN || (uint64_t)st.st_size > *len) {

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,4 +367,172 @@ util_crc32c(uint32_t crc, const void *buf, size_t len)
 		return ~crc_sse42(~crc, buf, len);
 #endif
 	return ~crc_table(~crc, buf, len);
+}
+
+int
+util_check_secret_file(int fd, const char *path, char *why, size_t whylen)
+{
+	struct passwd pw, *pp = NULL, mpw, *mp = NULL;
+	char pbuf[1024], mbuf[1024], owner[64], me[64];
+	const char *what = NULL;
+	uid_t euid = geteuid();
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode) && st.st_uid == euid && !(st.st_mode & 077))
+		return 0;
+	if (!S_ISREG(st.st_mode))
+		what = "not a regular file";
+	else if (st.st_uid != euid)
+		what = "owned by another user";
+	else
+		what = "group or others may read or change it";
+	getpwuid_r(st.st_uid, &pw, pbuf, sizeof(pbuf), &pp);
+	getpwuid_r(euid, &mpw, mbuf, sizeof(mbuf), &mp);
+	if (pp)
+		snprintf(owner, sizeof(owner), "%s (uid %u)", pp->pw_name,
+			 (unsigned)st.st_uid);
+	else
+		snprintf(owner, sizeof(owner), "uid %u", (unsigned)st.st_uid);
+	if (mp)
+		snprintf(me, sizeof(me), "%s", mpw.pw_name);
+	else
+		snprintf(me, sizeof(me), "%u", (unsigned)euid);
+	if (!S_ISREG(st.st_mode))
+		snprintf(why, whylen, "mode %04o, owner %s: %s",
+			 (unsigned)(st.st_mode & 07777), owner, what);
+	else
+		snprintf(why, whylen,
+			 "mode %04o, owner %s: %s; it must be readable by %s "
+			 "alone; fix: chmod 600 '%s'; chown %s '%s'",
+			 (unsigned)(st.st_mode & 07777), owner, what, me, path,
+			 me, path);
+	return -EPERM;
+}
+
+/* Length of the valid UTF-8 sequence of 2..4 bytes at @s (at most @n
+ * bytes), or 0 when it is not one (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF). */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len, i;
+	uint32_t cp;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2;
+		cp = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		cp = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		cp = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return len;
+}
+
+size_t
+util_escape(const char *in, size_t len, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)in;
+	size_t i = 0, o = 0, k;
+	char e;
+
+#define PUT(c)                                                                 \
+	do {                                                                   \
+		if (o + 1 < outlen)                                            \
+			out[o] = (c);                                          \
+		o++;                                                           \
+	} while (0)
+	while (i < len) {
+		unsigned char c = s[i];
+
+		e = 0;
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			PUT((char)c);
+			i++;
+			continue;
+		}
+		if (c >= 0x80 && (k = utf8_len(s + i, len - i)) &&
+		    !(c == 0xc2 && s[i + 1] < 0xa0)) {
+			for (; k; k--)
+				PUT((char)s[i++]);
+			continue;
+		}
+		switch (c) {
+		case '\a':
+			e = 'a';
+			break;
+		case '\b':
+			e = 'b';
+			break;
+		case '\t':
+			e = 't';
+			break;
+		case '\n':
+			e = 'n';
+			break;
+		case '\v':
+			e = 'v';
+			break;
+		case '\f':
+			e = 'f';
+			break;
+		case '\r':
+			e = 'r';
+			break;
+		case '\\':
+			e = '\\';
+			break;
+		default:
+			break;
+		}
+		PUT('\\');
+		if (e) {
+			PUT(e);
+		} else {
+			PUT('x');
+			PUT(hex[c >> 4]);
+			PUT(hex[c & 15]);
+		}
+		i++;
+	}
+#undef PUT
+	if (outlen)
+		out[o < outlen ? o : outlen - 1] = '\0';
+	return o;
+}
+
+char *
+util_escape_dup(const char *s)
+{
+	size_t len, n;
+	char *out;
+
+	if (!s) {
+		errno = EINVAL;
+		return NULL;
+	}
+	len = strlen(s);
+	n = util_escape(s, len, NULL, 0);
+	out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	util_escape(s, len, out, n + 1);
+	return out;
 }

@@ -48,6 +48,40 @@ int util_fsync_parent(const char *path);
 /* mkdir -p with @mode. @return 0 or -errno. */
 int util_mkdir_p(const char *path, mode_t mode);
 
+/*
+ * Check that the open file @fd, named @path, is fit to hold a secret (a
+ * bearer token, the server's key): a regular file owned by the effective
+ * uid, with no permission bit for group or others (a token is as good as
+ * the access it grants, so "readable by the owner alone" is the rule). The
+ * caller opens @path with O_NOFOLLOW, so a symbolic link never gets here.
+ * On refusal @why (@whylen bytes) says what is wrong and the fix, naming
+ * the file, its mode and its owner, ready for a log line, e.g.
+ * "mode 0644, owner root (uid 0): others may read it; fix: chmod 600
+ * '/etc/cairn/home.token'; chown cairn '/etc/cairn/home.token'".
+ * @return 0, -EPERM (refused; @why set), or -errno of fstat().
+ */
+int util_check_secret_file(int fd, const char *path, char *why, size_t whylen);
+
+/*
+ * Escape @len bytes at @in for display on a terminal or in a log line, as
+ * C escapes: \a \b \t \n \v \f \r, "\\" for a backslash, \xHH for
+ * any other byte below 0x20, DEL (0x7f), the C1 controls U+0080..U+009F
+ * (both bytes) and every byte that is not part of valid UTF-8 (overlong
+ * forms, surrogates and code points above U+10FFFF count as invalid).
+ * Printable ASCII and valid UTF-8 are kept as they are. Names may hold
+ * any byte but '/' and NUL; this keeps what a user sees unambiguous and
+ * keeps a hostile name from moving the cursor or forging log lines.
+ * Writes at most @outlen bytes to @out, always NUL-terminated when
+ * @outlen > 0. @return the length the whole escaped text needs (without
+ * the NUL), like snprintf(); at most 4 * @len. Any thread.
+ */
+size_t util_escape(const char *in, size_t len, char *out, size_t outlen);
+
+/* util_escape() of the NUL-terminated @s into a heap string the caller
+ * frees. @return NULL and errno ENOMEM if out of memory; NULL @s gives
+ * NULL with errno EINVAL. */
+char *util_escape_dup(const char *s);
+
 /* CRC32C (Castagnoli), chainable: crc = util_crc32c(crc, buf, len) starting
  * at 0; util_crc32c(0, "123456789", 9) is 0xe3069283. The wire's per-block
  * checksums (doc/protocol.md, X-Cairn-Blocks) use it. The chunk store has

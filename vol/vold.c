@@ -34,11 +34,13 @@
 
 static const char usage[] =
 	"usage: cairn-vold --root DIR [--listen ADDR:PORT] [--port-file FILE]\n"
-	"                  [--cert PEM --key PEM] [--config FILE] [--foreground]\n"
+	"                  [--cert PEM --key PEM] [--config FILE] "
+	"[--foreground]\n"
 	"                  [--pidfile FILE] [--workers N] [--log-level LEVEL]\n"
 	"                  [--max-conns N] [--max-conns-per-addr N]\n"
 	"                  [--request-deadline SECONDS]\n"
 	"                  [--max-streams-per-token N]\n"
+	"                  [--stage-max SIZE] [--stage-expire SECONDS]\n"
 	"                  [--syslog] [--help] [--version]\n"
 	"\n"
 	"Serve the volumes under DIR over HTTP(S) (see cairn-vold(8)).\n"
@@ -51,6 +53,11 @@ static const char usage[] =
 	"  --foreground        do not daemonize\n"
 	"  --pidfile FILE      write the process id to FILE\n"
 	"  --workers N         disk worker threads (default 4)\n"
+	"  --stage-max SIZE    bytes staged per volume at most (K, M, G, T;\n"
+	"                      default 0: only the volume's quota)\n"
+	"  --stage-expire SECONDS  remove staged uploads this long after "
+	"their\n"
+	"                      creation (default 86400)\n"
 	"  --log-level LEVEL   err, warn, info or debug (default info)\n"
 	"  --max-conns N       connections open at once, in all (default 1024)\n"
 	"  --max-conns-per-addr N  connections from one client address\n"
@@ -136,6 +143,11 @@ conf_line(void *arg, const char *section, const char *name, const char *value)
 		rc = parse_int(value, 1, 86400, &c->request_deadline_s);
 	else if (!strcmp(name, "max_streams_per_token"))
 		rc = parse_int(value, 1, 1000000, &c->max_streams_token);
+	else if (!strcmp(name, "stage_max")) {
+		rc = util_parse_size(value, &c->stage_max);
+		c->has_stage_max = !rc;
+	} else if (!strcmp(name, "stage_expire"))
+		rc = parse_int(value, 1, 365 * 86400, &c->stage_expire_s);
 	else if (!strcmp(name, "log_level")) {
 		rc = log_parse_level(value);
 		if (rc >= 0) {
@@ -302,6 +314,8 @@ enum {
 	OPT_MAX_CONNS_ADDR,
 	OPT_DEADLINE,
 	OPT_MAX_STREAMS,
+	OPT_STAGE_MAX,
+	OPT_STAGE_EXPIRE,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -322,6 +336,8 @@ static const struct option longopts[] = {
 	{"max-conns-per-addr", required_argument, NULL, OPT_MAX_CONNS_ADDR},
 	{"request-deadline", required_argument, NULL, OPT_DEADLINE},
 	{"max-streams-per-token", required_argument, NULL, OPT_MAX_STREAMS},
+	{"stage-max", required_argument, NULL, OPT_STAGE_MAX},
+	{"stage-expire", required_argument, NULL, OPT_STAGE_EXPIRE},
 	{"help", no_argument, NULL, OPT_HELP},
 	{"version", no_argument, NULL, OPT_VERSION},
 	{NULL, 0, NULL, 0},
@@ -380,6 +396,24 @@ main(int argc, char **argv)
 			}
 			break;
 		}
+		case OPT_STAGE_MAX:
+			if (util_parse_size(optarg, &cli.stage_max)) {
+				fprintf(stderr,
+					"cairn-vold: bad --stage-max '%s'\n",
+					optarg);
+				return 64;
+			}
+			cli.has_stage_max = true;
+			break;
+		case OPT_STAGE_EXPIRE:
+			if (parse_int(optarg, 1, 365 * 86400,
+				      &cli.stage_expire_s)) {
+				fprintf(stderr,
+					"cairn-vold: bad --stage-expire '%s'\n",
+					optarg);
+				return 64;
+			}
+			break;
 		case OPT_LOG_LEVEL:
 			rc = log_parse_level(optarg);
 			if (rc < 0) {
@@ -444,6 +478,10 @@ main(int argc, char **argv)
 		conf.request_deadline_s = cli.request_deadline_s;
 	if (cli.max_streams_token)
 		conf.max_streams_token = cli.max_streams_token;
+	if (cli.has_stage_max)
+		conf.stage_max = cli.stage_max;
+	if (cli.stage_expire_s)
+		conf.stage_expire_s = cli.stage_expire_s;
 	if (cli_level)
 		conf.log_level = cli.log_level;
 	conf.foreground = cli.foreground;
@@ -491,6 +529,24 @@ main(int argc, char **argv)
 			strerror(-rc));
 		ex = 77;
 		goto out;
+	}
+	/* Volumes made by an older vos have no token state yet; the loop
+	 * thread checks tokens against it without opening the volume. */
+	{
+		char **names = NULL;
+		size_t n = 0;
+
+		if (vs_vol_list(root, &names, &n) == 0)
+			for (size_t i = 0; i < n; i++) {
+				rc = vs_tokstate_ensure(root, names[i]);
+				if (rc)
+					log_warn(LOG_MAIN,
+						 "cannot set up the "
+						 "token state of volume '%s': "
+						 "%s",
+						 names[i], strerror(-rc));
+			}
+		vs_names_free(names, n);
 	}
 	if (evthread_use_pthreads() != 0) {
 		log_err(LOG_MAIN, "cannot set up libevent threads");

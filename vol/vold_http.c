@@ -58,7 +58,7 @@
 #define OC_SHA_MAX 65536	/* chunks per object whose sums we keep */
 /* Block sums per chunk: proto_block_size() makes at most 16 blocks. */
 #define VOLD_BLOCKS 16
-#define STAGE_GC_S 3600
+#define STAGE_GC_S 3600 /* staging expiry checked at least this often */
 #define VCONN_HASH 256
 /* Read high-water mark below the admission filter: what one connection
  * may hold unparsed (a request head being looked at, or a pipelined
@@ -160,7 +160,11 @@ struct vvol {
 	bool listed;	 /* loop thread: in vd->vols */
 	bool opened;	 /* loop thread: a job saw it open */
 	uint64_t gen;	 /* loop thread: bumped by data-changing mutations */
+	struct vs_tokstate ts; /* loop thread: id and token epoch */
+	uint64_t ts_ms;	       /* loop thread: when ts was last re-read */
 	uint64_t last_gc_ms;
+	bool public;	 /* loop thread: chunk replies may be shared-cached */
+	bool flags_pending; /* loop thread: a J_FLAGS job is out */
 	TAILQ_HEAD(, sub) subs;
 	LIST_HEAD(, ocache) oc[OC_HASH];
 
@@ -187,6 +191,9 @@ struct vold {
 	char addr[80];
 	int cache_max;
 	int ncache;
+	uint64_t stage_max;	/* bytes staged per volume, 0 = quota only */
+	int64_t stage_expire_s; /* staged uploads live this long */
+	uint64_t gc_every_ms;	/* how often each volume's staging is swept */
 	TAILQ_HEAD(oc_lru, ocache) lru;
 	TAILQ_HEAD(, vvol) vols;
 	struct event *tick;
@@ -222,6 +229,7 @@ enum jkind {
 	J_OP,
 	J_STAGE,
 	J_GC,
+	J_FLAGS,
 };
 
 /* One request's trip to a worker and back. */
@@ -237,6 +245,15 @@ struct rjob {
 	uint64_t inm_dv;
 	struct evbuffer *in;	/* request body (moved from evhttp) */
 	uint64_t gen;
+	/* decoded outside vvol->lock, before it is taken */
+	struct fid *fids; /* getattr */
+	size_t nfids;
+	struct proto_attr *attrs; /* getattr results, encoded after unlock */
+	int *errs;
+	struct proto_op op;   /* op */
+	struct proto_dir dir; /* dir: the page (or listing) to encode */
+	struct proto_dir_cursor next;
+	bool more;
 	/* results */
 	int err;		/* positive errno: reply with an error */
 	const char *msg;
@@ -246,6 +263,7 @@ struct rjob {
 	size_t outlen;
 	uint64_t etag_dv;
 	struct vs_reply rep;
+	bool pub;		/* J_DATA, J_FLAGS: vs_vol_public() */
 	/* data */
 	int fd;
 	uint64_t size, off, len;
@@ -478,9 +496,12 @@ vvol_open_locked(struct vvol *vol)
 	vol->ring_first = n ? evs[0].seq : vi.event_seq + 1;
 	pthread_mutex_unlock(&vol->evlock);
 	free(evs);
-	log_info(LOG_VOL, "volume '%s' (id %08x) opened: %" PRIu64
-		 " objects, event seq %" PRIu64, vol->name, vi.id,
-		 vi.files_used, vi.event_seq);
+	vs_vol_set_stage_max(vol->vs, vol->vd->stage_max);
+	log_info(LOG_VOL,
+		 "volume '%s' (id %08x) opened: %" PRIu64
+		 " objects, event seq %" PRIu64 ", %" PRIu64 " bytes staged",
+		 vol->name, vi.id, vi.files_used, vi.event_seq,
+		 vs_staged_bytes(vol->vs));
 	return 0;
 fail:
 	free(evs);
@@ -592,7 +613,7 @@ fail:
 
 /* Reply to a chunk GET from what we know; @seg NULL means zeros. */
 static void
-send_chunk(struct vold *vd, struct evhttp_request *req,
+send_chunk(struct vold *vd, struct evhttp_request *req, bool pub,
 	   const struct proto_path *p, uint64_t size, uint64_t off,
 	   uint64_t len, const struct csum *sum,
 	   struct evbuffer_file_segment *seg)
@@ -610,8 +631,14 @@ send_chunk(struct vold *vd, struct evhttp_request *req,
 	util_hex_encode(sum->sha, 32, hex);
 	snprintf(num, sizeof(num), "%" PRIu64, size);
 	evhttp_add_header(h, "Content-Type", "application/octet-stream");
+	/* The URL names one content forever, so every cache may keep it
+	 * for good; but a shared cache hands what it keeps to anyone who
+	 * asks, token or not (RFC 9111 3.5 lets it store a reply to an
+	 * authorized request only when told "public"). So "public" only for
+	 * a volume vos made public; "private" keeps it in the client. */
 	evhttp_add_header(h, "Cache-Control",
-			  "public, max-age=31536000, immutable");
+			  pub ? "public, max-age=31536000, immutable"
+			      : "private, max-age=31536000, immutable");
 	evhttp_add_header(h, "ETag", etag);
 	evhttp_add_header(h, "X-Cairn-SHA256", hex);
 	evhttp_add_header(h, "X-Cairn-Size", num);
@@ -682,7 +709,7 @@ chunk_from_cache(struct vold *vd, struct vvol *vol, struct evhttp_request *req,
 			0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c,
 			0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55}, {0}};
 
-		send_chunk(vd, req, p, 0, 0, 0, &empty, NULL);
+		send_chunk(vd, req, vol->public, p, 0, 0, 0, &empty, NULL);
 		return true;
 	}
 	if (!oc->have || !oc->have[p->chunk])
@@ -691,7 +718,8 @@ chunk_from_cache(struct vold *vd, struct vvol *vol, struct evhttp_request *req,
 	len = oc->size - off < oc->cs ? oc->size - off : oc->cs;
 	TAILQ_REMOVE(&vd->lru, oc, lru);
 	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
-	send_chunk(vd, req, p, oc->size, off, len, &oc->sum[p->chunk], oc->seg);
+	send_chunk(vd, req, vol->public, p, oc->size, off, len,
+		   &oc->sum[p->chunk], oc->seg);
 	return true;
 }
 
@@ -852,7 +880,12 @@ events_start(struct rjob *r)
 		reply_err(r->req, ENOMEM, 0, NULL, 0);
 		return;
 	}
-	token_parse(auth, NULL, 0, NULL, &s->expiry);
+	{
+		struct token_info ti;
+
+		if (token_parse(auth, &ti) == 0)
+			s->expiry = ti.expiry;
+	}
 	pthread_mutex_lock(&vol->evlock);
 	first = vol->ring_first;
 	last = vol->ring_last;
@@ -999,61 +1032,15 @@ run_locked(struct rjob *r)
 			rc = -errno;
 		break;
 	}
-	case J_GETATTR: {
-		struct fid *fids = NULL;
-		struct proto_attr *a = NULL;
-		int *errs = NULL;
-		size_t n = 0;
-
-		body = body_of(r, &blen);
-		rc = proto_getattr_req_decode(body, blen, &fids, &n);
-		if (rc) {
-			r->msg = rc == -E2BIG ? "too many fids" :
-						"malformed getattr request";
-			break;
-		}
-		a = calloc(n ? n : 1, sizeof(*a));
-		errs = calloc(n ? n : 1, sizeof(*errs));
-		if (!a || !errs) {
-			rc = -ENOMEM;
-		} else {
-			for (size_t i = 0; i < n; i++)
-				errs[i] = -vs_getattr(vs, &fids[i], &a[i]);
-			r->out = proto_attrs_encode(a, errs, n, &r->outlen);
-			if (!r->out)
-				rc = -errno;
-		}
-		free(fids);
-		free(a);
-		free(errs);
+	case J_GETATTR:
+		/* Decoded before the lock (job_run); only the lookups here. */
+		for (size_t i = 0; i < r->nfids; i++)
+			r->errs[i] = -vs_getattr(vs, &r->fids[i], &r->attrs[i]);
 		break;
-	}
-	case J_DIR: {
-		struct proto_dir d;
-		struct proto_attr a;
-
-		rc = vs_getattr(vs, &r->path.fid, &a);
-		if (rc)
-			break;
-		if (a.type != PROTO_T_DIR) {
-			rc = -ENOTDIR;
-			break;
-		}
-		r->etag_dv = a.dv;
-		if (r->has_inm && r->inm_dv == a.dv) {
-			r->status = 304;
-			break;
-		}
-		rc = vs_readdir(vs, &r->path.fid, &d);
-		if (rc)
-			break;
-		r->etag_dv = d.dir.dv;
-		r->out = proto_dir_encode(&d, &r->outlen);
-		if (!r->out)
-			rc = -errno;
-		proto_dir_release(&d);
+	case J_DIR:
+		/* job_run pages through run_dir_locked(). */
+		rc = -EINVAL;
 		break;
-	}
 	case J_LINK: {
 		char *t = NULL;
 
@@ -1088,39 +1075,211 @@ run_locked(struct rjob *r)
 				  &r->size, &r->cur_dv);
 		if (rc == -ESTALE)
 			r->msg = "data version is not current";
+		/* A flag that cannot be read is no flag: private. */
+		if (!rc)
+			vs_vol_public(vs, &r->pub);
 		break;
 	case J_EVENTS:
 		break;
-	case J_OP: {
-		struct proto_op op;
-
-		body = body_of(r, &blen);
-		rc = proto_op_decode(body, blen, &op);
-		if (rc) {
-			r->msg = "malformed operation";
-			break;
-		}
-		rc = vs_apply(vs, &op, &r->rep);
-		proto_op_release(&op);
+	case J_OP:
+		rc = vs_apply(vs, &r->op, &r->rep);
 		if (!rc && r->rep.nev)
 			ring_append(vol, r->rep.ev, r->rep.nev);
 		break;
-	}
 	case J_STAGE:
 		body = body_of(r, &blen);
 		rc = vs_stage_put(vs, &r->path.fid, r->path.txid, r->path.chunk,
 				  r->path.chunk_size, body, blen);
 		if (rc == -E2BIG)
 			r->msg = "staged chunk larger than the chunk size";
+		if (rc == -EDQUOT)
+			r->msg = "staged bytes would pass the volume quota or "
+				 "the staging cap";
 		if (!rc)
 			r->status = 204;
 		break;
 	case J_GC:
-		vs_stage_gc(vs, VS_STAGE_AGE_S);
+		vs_stage_gc(vs, vol->vd->stage_expire_s);
+		break;
+	case J_FLAGS:
+		rc = vs_vol_public(vs, &r->pub);
 		break;
 	}
 	if (rc)
 		r->err = -rc;
+}
+
+/* Worker: take vol->lock and open the volume. @return 0 with the lock
+ * held, or -errno (r->err set) without it. */
+static int
+lock_open(struct rjob *r)
+{
+	struct vvol *vol = r->vol;
+	int rc;
+
+	pthread_mutex_lock(&vol->lock);
+	rc = vvol_open_locked(vol);
+	if (rc) {
+		pthread_mutex_unlock(&vol->lock);
+		r->err = -rc;
+		if (rc == -ENOENT)
+			r->msg = "no such volume";
+		else
+			log_err(LOG_VOL, "cannot open volume '%s': %s",
+				vol->name, strerror(-rc));
+	}
+	return rc;
+}
+
+/* Worker, before the lock: check the size of a getattr or op body
+ * against its route's limit, then parse it, so a big or malformed body
+ * costs the volume's other clients nothing. @return 0 or sets r->err. */
+static int
+decode_body(struct rjob *r)
+{
+	size_t max = r->kind == J_GETATTR ? PROTO_GETATTR_BODY_MAX
+					  : PROTO_OP_BODY_MAX;
+	size_t blen = r->in ? evbuffer_get_length(r->in) : 0;
+	const char *body;
+	int rc;
+
+	if (blen > max) {
+		r->err = E2BIG;
+		r->msg = "body too large for this route";
+		return -E2BIG;
+	}
+	body = body_of(r, &blen);
+	if (!body) {
+		r->err = ENOMEM;
+		return -ENOMEM;
+	}
+	if (r->kind == J_OP) {
+		rc = proto_op_decode(body, blen, &r->op);
+		if (rc)
+			r->msg = rc == -E2BIG ? "too many chunks"
+					      : "malformed operation";
+	} else {
+		rc = proto_getattr_req_decode(body, blen, &r->fids, &r->nfids);
+		if (rc)
+			r->msg = rc == -E2BIG ? "too many fids"
+					      : "malformed getattr request";
+		if (!rc) {
+			r->attrs = calloc(r->nfids ? r->nfids : 1,
+					  sizeof(*r->attrs));
+			r->errs = calloc(r->nfids ? r->nfids : 1,
+					 sizeof(*r->errs));
+			if (!r->attrs || !r->errs)
+				rc = -ENOMEM;
+		}
+	}
+	/* The body is parsed: give its memory back before we queue on the
+	 * lock. */
+	if (r->in)
+		evbuffer_free(r->in);
+	r->in = NULL;
+	if (rc)
+		r->err = -rc;
+	return rc;
+}
+
+/*
+ * Worker: a listing. With ?limit=, one page under the lock. Without (a
+ * version 1 client wants the whole directory), the same pages one after
+ * the other, the lock released between them so writers and other readers
+ * get in; if the directory changes meanwhile, start over, and after
+ * DIR_RESTARTS such tries read all pages in one hold of the lock. The
+ * reply is encoded after the lock is released (job_run).
+ */
+#define DIR_RESTARTS 8
+
+static void
+run_dir(struct rjob *r)
+{
+	const struct proto_dir_cursor *from =
+		r->path.has_cursor ? &r->path.cursor : NULL;
+	size_t limit = r->path.limit ? r->path.limit : PROTO_DIR_PAGE_MAX;
+	struct proto_dir page = {0};
+	struct proto_dir_cursor at;
+	struct proto_attr a;
+	bool hold = false, locked = true;
+	int rc, tries = 0;
+
+	if (lock_open(r))
+		return;
+	rc = vs_getattr(r->vol->vs, &r->path.fid, &a);
+	if (!rc && a.type != PROTO_T_DIR)
+		rc = -ENOTDIR;
+	if (!rc) {
+		r->etag_dv = a.dv;
+		/* A revalidation names the DV of the whole listing: only a
+		 * first page can be "not modified". */
+		if (r->has_inm && r->inm_dv == a.dv && !from) {
+			r->status = 304;
+			pthread_mutex_unlock(&r->vol->lock);
+			return;
+		}
+	}
+	for (;;) {
+		if (!rc)
+			rc = vs_readdir_page(r->vol->vs, &r->path.fid, from,
+					     limit, &page, &r->next, &r->more);
+		if (!hold || rc || r->path.limit || !r->more) {
+			pthread_mutex_unlock(&r->vol->lock);
+			locked = false;
+		}
+		if (rc == -ESTALE)
+			r->cur_dv = page.dir.dv;
+		if (rc == -ESTALE && r->path.limit) {
+			/* The client's cursor is for an older DV. */
+			r->msg = "directory changed since the first page";
+			break;
+		}
+		if (rc == -ESTALE && tries++ < DIR_RESTARTS) {
+			proto_dir_release(&r->dir);
+			from = NULL;
+			/* The last try keeps the lock across its pages, so a
+			 * directory that changes faster than it can be read
+			 * page by page still lists (as it did before pages). */
+			hold = tries == DIR_RESTARTS;
+			rc = lock_open(r);
+			if (rc)
+				return;
+			locked = true;
+			continue;
+		}
+		if (rc)
+			break;
+		if (!r->dir.ents && !r->dir.n) {
+			r->dir = page;
+		} else {
+			rc = proto_dir_append(&r->dir, &page);
+			if (rc == -E2BIG)
+				r->msg = "directory too large for one reply: "
+					 "ask for pages (?limit=)";
+			if (rc)
+				break;
+		}
+		r->etag_dv = r->dir.dir.dv;
+		if (r->path.limit || !r->more)
+			break;
+		/* A copy: vs_readdir_page() writes r->next first. */
+		at = r->next;
+		from = &at;
+		if (!locked) {
+			rc = lock_open(r);
+			if (rc)
+				return;
+			locked = true;
+		}
+	}
+	if (locked)
+		pthread_mutex_unlock(&r->vol->lock);
+	if (rc == -ESTALE && !r->msg)
+		r->msg = "directory kept changing while it was listed";
+	if (rc) {
+		r->err = -rc;
+		proto_dir_release(&r->dir);
+	}
 }
 
 static void
@@ -1130,19 +1289,33 @@ job_run(struct vold_job *j)
 	struct vvol *vol = r->vol;
 	int rc;
 
-	pthread_mutex_lock(&vol->lock);
-	rc = vvol_open_locked(vol);
-	if (rc) {
-		r->err = -rc;
-		if (rc == -ENOENT)
-			r->msg = "no such volume";
-		else
-			log_err(LOG_VOL, "cannot open volume '%s': %s",
-				vol->name, strerror(-rc));
-	} else {
-		run_locked(r);
+	if ((r->kind == J_GETATTR || r->kind == J_OP) && decode_body(r))
+		return;
+	if (r->kind == J_DIR) {
+		run_dir(r);
+		if (!r->err && r->status != 304) {
+			char cur[PROTO_CURSOR_MAX] = "";
+
+			if (r->more)
+				proto_cursor_format(cur, sizeof(cur), &r->next);
+			r->out =
+				proto_dir_page_encode(&r->dir, cur, &r->outlen);
+			if (!r->out)
+				r->err = errno ? errno : ENOMEM;
+			proto_dir_release(&r->dir);
+		}
+		return;
 	}
+	if (lock_open(r))
+		return;
+	run_locked(r);
 	pthread_mutex_unlock(&vol->lock);
+	if (r->kind == J_GETATTR && !r->err) {
+		r->out = proto_attrs_encode(r->attrs, r->errs, r->nfids,
+					    &r->outlen);
+		if (!r->out)
+			r->err = errno ? errno : ENOMEM;
+	}
 	/* Hash outside the lock: the file never changes under us. */
 	if (r->kind == J_DATA && !r->err) {
 		uint64_t cs = r->path.chunk_size;
@@ -1177,6 +1350,11 @@ rjob_free(struct rjob *r)
 		close(r->fd);
 	free(r->out);
 	free(r->rep.body);
+	free(r->fids);
+	free(r->attrs);
+	free(r->errs);
+	proto_op_release(&r->op);
+	proto_dir_release(&r->dir);
 	vvol_put(r->vol);
 	free(r);
 }
@@ -1198,8 +1376,8 @@ done_data(struct rjob *r)
 		}
 	}
 	if (oc) {
-		send_chunk(vol->vd, r->req, &r->path, r->size, r->off, r->len,
-			   &r->sum, oc->seg);
+		send_chunk(vol->vd, r->req, vol->public, &r->path, r->size,
+			   r->off, r->len, &r->sum, oc->seg);
 		return;
 	}
 	if (r->fd >= 0) {
@@ -1215,8 +1393,8 @@ done_data(struct rjob *r)
 			return;
 		}
 	}
-	send_chunk(vol->vd, r->req, &r->path, r->size, r->off, r->len, &r->sum,
-		   seg);
+	send_chunk(vol->vd, r->req, vol->public, &r->path, r->size, r->off,
+		   r->len, &r->sum, seg);
 	if (seg)
 		evbuffer_file_segment_free(seg);
 }
@@ -1230,6 +1408,12 @@ job_done(struct vold_job *j)
 
 	if (r->kind == J_GC)
 		goto out;
+	if (r->kind == J_FLAGS) {
+		vol->flags_pending = false;
+		/* An unreadable flag makes the volume private, not stuck. */
+		vol->public = !r->err && r->pub;
+		goto out;
+	}
 	if (r->err == ENOENT && r->msg && !strcmp(r->msg, "no such volume")) {
 		vvol_unlist(vol);
 	} else if (!r->err) {
@@ -1253,6 +1437,7 @@ job_done(struct vold_job *j)
 	}
 	switch (r->kind) {
 	case J_DATA:
+		vol->public = r->pub;
 		done_data(r);
 		break;
 	case J_EVENTS:
@@ -1311,34 +1496,125 @@ rjob_new(struct vold *vd, struct vvol *vol, enum jkind kind,
 
 /* ---- routing ---- */
 
-/* Check the bearer token of @req for @vol. @return 0, or replies. */
+/*
+ * The one token check, for on_request() (check_token()) and for the
+ * admission filter (head_token()), so the two cannot drift apart: a
+ * request the filter lets send its body is one on_request() then serves,
+ * and one the filter refuses gets the same reply on_request() would give.
+ */
+enum tok_verdict {
+	TV_OK = 0,
+	TV_MISSING,  /* no "Bearer " Authorization */
+	TV_INVALID,  /* malformed, bad MAC or expired */
+	TV_OLD,	     /* a cairn1 token: never honoured */
+	TV_OTHER,    /* names another volume */
+	TV_PERM,     /* read-only token on a mutation */
+	TV_STALE,    /* another volume id or epoch: re-made or revoked */
+	TV_NO_VOL,   /* the volume does not exist */
+	TV_IO,	     /* its token state cannot be read */
+	TV_COUNT
+};
+
+static const struct {
+	int status, err;
+	const char *msg;
+} tok_replies[TV_COUNT] = {
+	[TV_MISSING] = {401, EACCES, "missing bearer token"},
+	[TV_INVALID] = {401, EACCES, "invalid or expired token"},
+	[TV_OLD] = {401, EACCES,
+		    "old-format token: mint a new one with vos token"},
+	[TV_OTHER] = {403, EPERM, "token is for another volume"},
+	[TV_PERM] = {403, EPERM, "token does not allow this on this volume"},
+	[TV_STALE] = {401, EACCES,
+		      "token revoked, or the volume was made again"},
+	[TV_NO_VOL] = {404, ENOENT, "no such volume"},
+	[TV_IO] = {500, EIO, "cannot read the volume's token state"},
+};
+
+/*
+ * Judge the Authorization header value @auth (@auth_len bytes, need not be
+ * NUL-terminated; NULL if absent) for a request on volume @vol that needs
+ * write access if @need_rw. The token must verify (form, MAC, expiry; old
+ * cairn1 tokens never do) and name the volume as it is now: its id and
+ * its token epoch (vs_tokstate_get(), one fstatat() while nothing
+ * changed), so a token of a removed and re-made volume, or one minted
+ * before `vos revoke`, is refused like an expired one. Loop thread only
+ * (it updates the vvol's cached token state). On TV_OK, @ti (may be NULL)
+ * holds what the token says.
+ */
+static enum tok_verdict
+token_judge(struct vold *vd, const char *auth, size_t auth_len,
+	    const char *vol, bool need_rw, struct token_info *ti)
+{
+	char tok[TOKEN_MAX + 1];
+	uint64_t now_ms = util_now_ms();
+	struct token_info t, old;
+	struct vvol *vv;
+	size_t n;
+	int rc;
+
+	if (!auth || auth_len < 7 || strncmp(auth, "Bearer ", 7))
+		return TV_MISSING;
+	n = auth_len - 7;
+	if (n >= sizeof(tok))
+		return TV_INVALID;
+	memcpy(tok, auth + 7, n);
+	tok[n] = 0;
+	if (token_verify(vd->key, vd->keylen, tok, (uint64_t)time(NULL), &t))
+		return token_parse(tok, &old) == 0 && old.version == 1
+			       ? TV_OLD
+			       : TV_INVALID;
+	if (strcmp(t.vol, vol))
+		return TV_OTHER;
+	vv = vvol_get(vd, vol);
+	if (!vv)
+		return TV_IO;
+	/* Re-read at least once a second even if the file looks the same:
+	 * an inode number may be reused within one mtime tick. */
+	rc = vs_tokstate_get(vd->root, vol, now_ms - vv->ts_ms >= 1000,
+			     &vv->ts);
+	if (!rc && now_ms - vv->ts_ms >= 1000)
+		vv->ts_ms = now_ms;
+	if (rc == 0)
+		rc = token_allows(&t, vol, vv->ts.id, vv->ts.epoch, need_rw);
+	vvol_put(vv);
+	switch (rc) {
+	case 0:
+		break;
+	case -ESTALE:
+		return TV_STALE;
+	case -EPERM:
+		return TV_PERM;
+	case -ENOENT:
+		return TV_NO_VOL;
+	default:
+		log_err(LOG_VOL, "cannot read the token state of '%s': %s", vol,
+			strerror(-rc));
+		return TV_IO;
+	}
+	if (ti)
+		*ti = t;
+	return TV_OK;
+}
+
+/* Check the bearer token of @req for @vol (token_judge()). @return 0, or
+ * replies and returns -1. */
 static int
 check_token(struct vold *vd, struct evhttp_request *req, const char *vol,
 	    bool need_rw, bool *readonly)
 {
 	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
 					   "Authorization");
-	int rc, rw = 0;
+	struct token_info ti;
+	enum tok_verdict v;
 
-	if (!h || strncmp(h, "Bearer ", 7)) {
-		reply_err(req, EACCES, 401, "missing bearer token", 0);
+	v = token_judge(vd, h, h ? strlen(h) : 0, vol, need_rw, &ti);
+	if (v != TV_OK) {
+		reply_err(req, tok_replies[v].err, tok_replies[v].status,
+			  tok_replies[v].msg, 0);
 		return -1;
 	}
-	h += 7;
-	rc = token_verify(vd->key, vd->keylen, h, vol, need_rw,
-			  (uint64_t)time(NULL));
-	if (rc == -EPERM) {
-		reply_err(req, EPERM, 403, need_rw ?
-			  "token does not allow this on this volume" :
-			  "token is for another volume", 0);
-		return -1;
-	}
-	if (rc) {
-		reply_err(req, EACCES, 401, "invalid or expired token", 0);
-		return -1;
-	}
-	token_parse(h, NULL, 0, &rw, NULL);
-	*readonly = !rw;
+	*readonly = !ti.rw;
 	return 0;
 }
 
@@ -1536,10 +1812,8 @@ vconn_admit_peer(struct vconn *c)
 
 enum refusal {
 	RF_NONE = 0,
-	RF_NO_TOKEN,
-	RF_BAD_TOKEN,
-	RF_TOKEN_PERM,
-	RF_TOO_LARGE,
+	RF_TOKEN,     /* + a tok_verdict: as token_judge() said */
+	RF_TOO_LARGE = RF_TOKEN + TV_COUNT,
 	RF_CHUNKED,
 	RF_BAD,
 	RF_BUSY,
@@ -1550,38 +1824,24 @@ static const struct {
 	int status, err;
 	const char *msg;
 } refusals[RF_COUNT] = {
-	[RF_NO_TOKEN] = {401, EACCES, "missing bearer token"},
-	[RF_BAD_TOKEN] = {401, EACCES, "invalid or expired token"},
-	[RF_TOKEN_PERM] = {403, EPERM, "token does not allow this on this volume"},
 	[RF_TOO_LARGE] = {413, E2BIG, "body too large for this request"},
 	[RF_CHUNKED] = {411, EINVAL, "a request body needs a Content-Length"},
 	[RF_BAD] = {400, EINVAL, "malformed request head"},
 	[RF_BUSY] = {503, EAGAIN, "too many request bodies in flight, retry"},
 };
 
-/* The token of a request with a body, checked like check_token() does
- * (keep the two in step). */
+/* The token of a request with a body: token_judge(), as on_request()
+ * will judge it again once the body is in. */
 static enum refusal
 head_token(struct vold *vd, const struct vold_head *h,
 	   const struct proto_path *p)
 {
-	char tok[TOKEN_MAX + 1];
-	size_t n;
-	int rc;
+	enum tok_verdict v;
 
-	if (!h->auth || h->auth_len < 7 || strncmp(h->auth, "Bearer ", 7))
-		return RF_NO_TOKEN;
-	n = h->auth_len - 7;
-	if (n >= sizeof(tok))
-		return RF_BAD_TOKEN;
-	memcpy(tok, h->auth + 7, n);
-	tok[n] = 0;
-	rc = token_verify(vd->key, vd->keylen, tok, p->vol,
-			  p->kind == PROTO_P_OP || p->kind == PROTO_P_STAGE,
-			  (uint64_t)time(NULL));
-	if (rc == -EPERM)
-		return RF_TOKEN_PERM;
-	return rc ? RF_BAD_TOKEN : RF_NONE;
+	v = token_judge(vd, h->auth, h->auth_len, p->vol,
+			p->kind == PROTO_P_OP || p->kind == PROTO_P_STAGE,
+			NULL);
+	return v == TV_OK ? RF_NONE : (enum refusal)(RF_TOKEN + v);
 }
 
 /* Decide about a complete head: *@body is how many body bytes follow. */
@@ -1960,11 +2220,17 @@ reply_refused(struct evhttp_request *req, const char *uri)
 {
 	int i = atoi(uri + strlen(VOLD_REFUSED_PATH));
 
-	if (i <= RF_NONE || i >= RF_COUNT)
+	if (i <= RF_NONE || i >= RF_COUNT || i == RF_TOKEN + TV_OK)
 		i = RF_BAD;
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
 			  "close");
-	reply_err(req, refusals[i].err, refusals[i].status, refusals[i].msg, 0);
+	if (i < RF_TOKEN + TV_COUNT)
+		reply_err(req, tok_replies[i - RF_TOKEN].err,
+			  tok_replies[i - RF_TOKEN].status,
+			  tok_replies[i - RF_TOKEN].msg, 0);
+	else
+		reply_err(req, refusals[i].err, refusals[i].status,
+			  refusals[i].msg, 0);
 }
 
 static bool
@@ -2130,7 +2396,19 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 			if (now - s->last_ms >= PING_MS)
 				sub_flush(s, true);
 		}
-		if (now - vol->last_gc_ms >= STAGE_GC_S * 1000ull) {
+		/* vos setpublic changes the flag on disk: look every tick,
+		 * so turning it off takes effect within a second, also for
+		 * chunks answered from the cache on this thread. */
+		if (!vol->flags_pending) {
+			struct rjob *r = rjob_new(vd, vol, J_FLAGS, NULL, NULL);
+
+			if (r) {
+				vol->flags_pending = true;
+				vol->refs++;
+				vold_pool_submit(vd->pool, &r->job);
+			}
+		}
+		if (now - vol->last_gc_ms >= vd->gc_every_ms) {
 			struct rjob *r = rjob_new(vd, vol, J_GC, NULL, NULL);
 
 			vol->last_gc_ms = now;
@@ -2262,6 +2540,16 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 	vd->max_streams_token = conf->max_streams_token > 0 ?
 					conf->max_streams_token :
 					VOLD_DEFAULT_MAX_STREAMS_TOKEN;
+	vd->stage_max = conf->stage_max;
+	vd->stage_expire_s = conf->stage_expire_s > 0 ? conf->stage_expire_s
+						      : VS_STAGE_AGE_S;
+	/* Sweep often enough that an upload lives at most about 1.5 times
+	 * its expiry, at least once an hour, at most once a second. */
+	vd->gc_every_ms = (uint64_t)vd->stage_expire_s * 500;
+	if (vd->gc_every_ms > STAGE_GC_S * 1000ull)
+		vd->gc_every_ms = STAGE_GC_S * 1000ull;
+	if (vd->gc_every_ms < 1000)
+		vd->gc_every_ms = 1000;
 	TAILQ_INIT(&vd->lru);
 	TAILQ_INIT(&vd->vols);
 	TAILQ_INIT(&vd->conns);

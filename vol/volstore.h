@@ -26,6 +26,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include "common/fid.h"
 #include "common/proto.h"
@@ -63,6 +65,48 @@ const char *vs_root_path(const struct vs_root *r);
  * @return 0 and *len, or -errno (-EPERM for a key file others can read).
  */
 int vs_root_key(struct vs_root *r, bool create, uint8_t *key, size_t *len);
+
+/*
+ * Token state of a volume: its id and its token epoch. A token names both
+ * (common/token.h), so a token of a removed volume does not work on a new
+ * one of the same name, and vs_vol_revoke() voids every token minted
+ * before it. Kept in ROOT/volumes/NAME/tokens (doc/vol-format.md).
+ */
+struct vs_tokstate {
+	uint32_t id;
+	uint64_t epoch;
+	/* Private: the file the values were read from (vs_tokstate_get()). */
+	bool valid;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+};
+
+/*
+ * Read the token state of volume @name into @ts. Unless @force, a @ts
+ * that already holds the values of the same file is kept after one
+ * fstatat() (cairn-vold calls this on every request, from its loop
+ * thread; it touches neither the tdb nor the volume's lock). Zero @ts
+ * before the first call. @return 0, -ENOENT (no such volume, or one made
+ * by an older vos that nothing has opened since: vs_tokstate_ensure()),
+ * -EINVAL (a corrupt file), -errno.
+ */
+int vs_tokstate_get(struct vs_root *r, const char *name, bool force,
+		    struct vs_tokstate *ts);
+
+/* Make sure volume @name has its token state (older volumes get one
+ * starting at their creation time). @return 0, -ENOENT, -errno. */
+int vs_tokstate_ensure(struct vs_root *r, const char *name);
+
+/*
+ * Revoke every token of volume @name: set its token epoch to now (in
+ * microseconds), or one more than the old epoch if that is not later.
+ * Written to a temporary file, fsynced and renamed into place; a running
+ * cairn-vold sees it on the next request. @return 0 and *epoch (may be
+ * NULL), -ENOENT, -errno.
+ */
+int vs_vol_revoke(struct vs_root *r, const char *name, uint64_t *epoch);
 
 /*
  * Create volume @name (proto_volname_check() rules) with a fresh random id
@@ -111,12 +155,25 @@ struct vs_volinfo {
 	uint64_t files_used, files_limit;
 	uint64_t dv_max; /* highest data version ever given out */
 	int64_t created_ns;
+	bool public; /* vs_vol_public(); false if it cannot be read */
 };
 int vs_vol_info(struct vs_vol *v, struct vs_volinfo *out);
 
 /* Change the quota (vos). Limits of 0 mean none. */
 int vs_vol_set_limits(struct vs_vol *v, uint64_t bytes_limit,
 		      uint64_t files_limit);
+
+/*
+ * The public flag: whether chunk replies may be kept by shared HTTP caches
+ * (doc/protocol.md, "Caching and trust"). Off unless vos set it; a volume
+ * created anew starts private, whatever an older volume of that name was.
+ * vs_vol_public() reads it (false when never set, and when the record is
+ * damaged: -EINVAL then); vs_vol_set_public() writes it in a transaction
+ * of its own, replacing a damaged record. @return 0, -EROFS (set on a
+ * VS_RDONLY handle), -EINVAL, -errno.
+ */
+int vs_vol_public(struct vs_vol *v, bool *pub);
+int vs_vol_set_public(struct vs_vol *v, bool pub);
 
 /* --- reads --- */
 
@@ -131,6 +188,23 @@ int vs_lookup(struct vs_vol *v, const struct fid *dir, const char *name,
 /* readdirplus: @out filled as proto_dir (heap; proto_dir_release()).
  * @return 0, -ENOENT, -ENOTDIR. */
 int vs_readdir(struct vs_vol *v, const struct fid *dir, struct proto_dir *out);
+
+/*
+ * One page of a listing: at most @limit (>= 1) entries of directory @dir,
+ * from @from (NULL: the start; else a cursor this function gave for the
+ * same directory). *next receives where the following page starts and
+ * *more whether there is one. The pages of one DV together hold every
+ * entry exactly once; positions are the hash bucket and the rank in it, so
+ * they stay valid exactly as long as the directory's DV does.
+ * @return 0; -ESTALE when @from is for another DV (out->dir is then set,
+ * so the caller can report the current DV, and there are no entries);
+ * -ENOENT, -ENOTDIR, -ENOMEM. @out is released with proto_dir_release()
+ * in every case.
+ */
+int vs_readdir_page(struct vs_vol *v, const struct fid *dir,
+		    const struct proto_dir_cursor *from, size_t limit,
+		    struct proto_dir *out, struct proto_dir_cursor *next,
+		    bool *more);
 
 /* Symlink target, heap string the caller frees. @return 0, -ENOENT,
  * -EINVAL (not a symlink). */
@@ -163,15 +237,29 @@ int vs_events_read(struct vs_vol *v, uint64_t from, struct proto_event *out,
  * Stage one chunk of a store (PUT /stage): @len bytes (at most @cs) of
  * chunk @chunk of @fid in transaction @txid, written and fsynced (so a
  * later store after a power loss still finds the bytes it was promised).
- * @return 0, -ENOENT (no such object), -EISDIR/-EINVAL (not a file),
- * -EFBIG (beyond VS_FILE_MAX), -E2BIG (@len > @cs), -errno.
+ * Staged bytes count against the volume's quota (bytes used + everything
+ * staged, this chunk included, must fit in the byte limit) and against the
+ * staging cap of vs_vol_set_stage_limits(); a chunk written again counts
+ * once. @return 0, -ENOENT (no such object), -EISDIR/-EINVAL (not a file),
+ * -EFBIG (beyond VS_FILE_MAX), -E2BIG (@len > @cs), -EDQUOT (over the
+ * quota or the cap: nothing written), -errno.
  */
 int vs_stage_put(struct vs_vol *v, const struct fid *fid,
 		 const uint8_t txid[16], uint64_t chunk, uint32_t cs,
 		 const void *buf, size_t len);
 
-/* Remove staging transactions older than @age_s seconds. */
+/* Remove staging transactions created @age_s seconds ago or earlier, by
+ * their creation time: writing more chunks into one does not keep it. */
 int vs_stage_gc(struct vs_vol *v, int64_t age_s);
+
+/* Cap the bytes staged in the volume at @max_bytes (0: only the quota
+ * bounds them). Per open handle, not stored in the volume (cairn-vold
+ * sets it from its configuration at open). */
+void vs_vol_set_stage_max(struct vs_vol *v, uint64_t max_bytes);
+
+/* Bytes staged in the volume now (counted at open, kept up to date by
+ * this handle). */
+uint64_t vs_staged_bytes(const struct vs_vol *v);
 
 /* The outcome of one mutation. */
 struct vs_reply {

@@ -1,7 +1,11 @@
 #!/bin/bash
-# fuzz.sh [SECONDS] [TARGET...] - build every fuzz target (or the named
-# ones) with clang and libFuzzer (+ASan +UBSan) and run each for SECONDS
-# (default 3). Exit 0 pass, 1 a target crashed, 77 when clang or its
+# fuzz.sh [SECONDS] [TARGET...] - build every fuzz target of
+# tests/fuzz/targets.list (or the named ones) with clang and libFuzzer
+# (+ASan +UBSan) and run each for SECONDS (default 3), one after another,
+# then print a table: per target the executions, executions per second,
+# seconds run and findings (crashes, leaks, timeouts, out-of-memory).
+# `make fuzz` runs it with FUZZ_SECONDS (default 60).
+# Exit 0 pass, 1 a target found something, 77 when clang or its
 # libFuzzer runtime is missing (Debian: clang, libclang-rt-14-dev), 99 on
 # a build failure. Never writes to the source tree: work happens in a
 # temporary directory, kept (and named) when something fails or when
@@ -63,7 +67,7 @@ cflags="-g -O1 -fno-omit-frame-pointer $san $inc $(pkg-config --cflags jansson o
 libs="$(pkg-config --libs jansson openssl)"
 
 objs=
-for m in log fid util proto token; do
+for m in log fid util proto token ctl_proto; do
 	if ! "$cc" $cflags -fsanitize=fuzzer-no-link -c "$top_srcdir/common/$m.c" \
 		-o "$tmp/$m.o" 2>"$tmp/build.log"; then
 		echo "ERROR: cannot build common/$m.c with $cc"
@@ -74,7 +78,13 @@ for m in log fid util proto token; do
 	objs="$objs $tmp/$m.o"
 done
 
+# stat NAME LOG: a number from libFuzzer's final stats, or "".
+stat() {
+	sed -n "s/^stat::$1: *//p" "$2" | tail -1
+}
+
 fail=0
+table=""
 for t in $targets; do
 	src="$top_srcdir/tests/fuzz/fuzz_$t.c"
 	if [ ! -f "$src" ]; then
@@ -92,18 +102,48 @@ for t in $targets; do
 	# copy, never the checked-in seeds.
 	mkdir -p "$tmp/corpus-$t"
 	cp "$top_srcdir/tests/fuzz/corpus/$t/"* "$tmp/corpus-$t/" 2>/dev/null
-	if "$tmp/fuzz_$t" -max_total_time="$secs" -timeout=10 \
+	t0=$(date +%s%N)
+	"$tmp/fuzz_$t" -max_total_time="$secs" -timeout=10 \
 		-rss_limit_mb=2048 -print_final_stats=1 \
-		-artifact_prefix="$tmp/crash-$t-" "$tmp/corpus-$t" \
-		>"$tmp/log-$t" 2>&1; then
-		runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$tmp/log-$t")
-		echo "ok fuzz_$t: ${runs:-?} runs in ${secs}s"
+		-artifact_prefix="$tmp/$t-" "$tmp/corpus-$t" \
+		>"$tmp/log-$t" 2>&1
+	rc=$?
+	t1=$(date +%s%N)
+	ms=$(( (t1 - t0) / 1000000 ))
+	runs=$(stat number_of_executed_units "$tmp/log-$t")
+	# A run cut short may not print its stats: take the last status line
+	# ("#123456  pulse ...").
+	[ -n "$runs" ] || runs=$(sed -n 's/^#\([0-9][0-9]*\)[[:space:]].*/\1/p' \
+		"$tmp/log-$t" | tail -1)
+	runs=${runs:-0}
+	n_crash=$(ls "$tmp/$t"-crash-* 2>/dev/null | wc -l)
+	n_leak=$(ls "$tmp/$t"-leak-* 2>/dev/null | wc -l)
+	n_timeout=$(ls "$tmp/$t"-timeout-* 2>/dev/null | wc -l)
+	n_oom=$(ls "$tmp/$t"-oom-* 2>/dev/null | wc -l)
+	findings=$((n_crash + n_leak + n_timeout + n_oom))
+	if [ "$rc" -eq 0 ] && [ "$findings" -eq 0 ]; then
+		result=ok
+		echo "ok fuzz_$t: $runs runs in $((ms / 1000))s"
 	else
+		result=FAIL
+		# A failure without an artifact (the fuzzer itself died) still
+		# counts as a finding.
+		[ "$findings" -gt 0 ] || n_crash=1
 		echo "FAIL fuzz_$t; last lines of its log:"
 		tail -40 "$tmp/log-$t"
-		ls "$tmp"/crash-"$t"-* 2>/dev/null | sed 's/^/crash input: /'
+		ls "$tmp/$t"-* 2>/dev/null | grep -v "^$tmp/$t-corpus" |
+			sed 's/^/finding: /'
 		fail=1
 		keep=1
 	fi
+	rate=$(( ms > 0 ? runs * 1000 / ms : 0 ))
+	table="$table$(printf '%-14s %12s %9s %8s %7s %5s %8s %4s  %s' \
+		"$t" "$runs" "$rate" "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))" \
+		"$n_crash" "$n_leak" "$n_timeout" "$n_oom" "$result")
+"
 done
+echo
+printf '%-14s %12s %9s %8s %7s %5s %8s %4s  %s\n' target execs 'execs/s' \
+	seconds crashes leaks timeouts ooms result
+printf '%s' "$table"
 exit $fail

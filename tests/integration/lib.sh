@@ -18,7 +18,7 @@
 #   vold_curl ARGS         curl -sf, with --cacert $VOLD_CA when it is set
 #   vold_stop / vold_kill9 stop it with SIGTERM / SIGKILL
 #   vos ARGS               run vos on $SRV_ROOT
-#   make_token VOL rw|ro FILE   mint a token into FILE (mode 0600)
+#   make_token VOL rw|ro FILE   mint a token into FILE (vos token -o: 0600)
 #   cairnd_mount MNT CACHE VOL TOKENFILE [ARGS]   mount and wait until ready
 #   cairnd_umount MNT      unmount (fusermount3 -u) and wait for exit
 #   cairnd_kill9 MNT       SIGKILL the cairnd serving MNT, lazy-unmount
@@ -195,7 +195,7 @@ vold_kill9() {
 }
 
 make_token() { # VOL rw|ro FILE
-	(umask 077; vos token "$1" "--$2" >"$3")
+	vos token "$1" "--$2" -o "$3"
 }
 
 cairnd_mount() { # MNT CACHE VOL TOKENFILE [ARGS]

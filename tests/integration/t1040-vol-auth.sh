@@ -33,7 +33,7 @@ t_is "$(VC_TOKEN=$RO vc get "/v1/vol/home/dir/$R" | head -1)" 200 "ro token list
 t_is "$(VC_TOKEN=$RO vc op "$mkop" | jerr)" "403 EPERM" "ro token on a mutation: 403"
 t_is "$(curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary x -H "Authorization: Bearer $RO" "$VOLD_URL/v1/vol/home/stage/$R/0123456789abcdef0123456789abcdef/0?size=65536")" 403 "ro token on a stage PUT: 403"
 t_is "$(VC_TOKEN=$RW vc op "$mkop" | head -1)" 200 "rw token mutates"
-vos token home --rw --expires 10s >"$T_DIR/exp.tok" || exit 99
+vos token home --rw --expires 10s -o "$T_DIR/exp.tok" || exit 99
 t_is "$(VC_TOKEN=$(cat "$T_DIR/exp.tok") vc get /v1/vol/home | head -1)" 200 "short-lived token works at first"
 sleep 11
 t_is "$(VC_TOKEN=$(cat "$T_DIR/exp.tok") vc get /v1/vol/home | jerr)" "401 EACCES" "expired token: 401"

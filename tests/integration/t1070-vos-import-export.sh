@@ -2,6 +2,7 @@
 # t1070-vos-import-export: vos import then vos export gives the tree back
 # byte for byte: modes (setuid too), owners, times in ns, symlinks, hard
 # links, user.* xattrs, FIFOs, empty and sparse files (still sparse).
+# Without --keep-setid, export drops set-uid/set-gid bits (kept: sticky).
 . "$top_srcdir/tests/integration/lib.sh"
 t_timeout 120
 [ "$(id -u)" -eq 0 ] || { echo "# SKIP: needs root (owners)"; exit 77; }
@@ -12,6 +13,7 @@ head -c 1000000 /dev/urandom >"$src/random"
 echo hi >"$src/a/b/c/deep"
 chmod 4755 "$src/random"
 chmod 0700 "$src/private"
+mkdir "$src/shared" && chmod 3775 "$src/shared"
 chmod 0640 "$src/a/b/c/deep"
 chown 1234:5678 "$src/a/b/c/deep"
 chown 42:43 "$src/private"
@@ -70,14 +72,19 @@ vold_start || exit 99
 t_check "vos import" "$VOS_BIN" --root "$SRV_ROOT" import tree "$src"
 t_is "$(vos import tree "$src" >/dev/null 2>&1; echo $?)" 73 "import over an existing volume: 73"
 t_is "$(vos list | awk '$1 == "tree" { print $1 }')" tree "vos list shows it"
-t_is "$(vos examine tree --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["name"], d["files"])')" "tree 13" "vos examine --json: 13 objects (3 names of one file)"
-t_check "vos export" "$VOS_BIN" --root "$SRV_ROOT" export tree "$T_DIR/out"
+t_is "$(vos examine tree --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["name"], d["files"])')" "tree 14" "vos examine --json: 14 objects (3 names of one file)"
+t_check "vos export --keep-setid" "$VOS_BIN" --root "$SRV_ROOT" export tree "$T_DIR/out" --keep-setid
 python3 "$T_DIR/snap.py" "$T_DIR/out" "$T_DIR/out.json"
 t_check "metadata, contents, links and xattrs identical" diff "$T_DIR/src.json" "$T_DIR/out.json"
 t_ok "$([ "$(stat -c %b "$T_DIR/out/sparse")" -lt 1024 ] && echo 0 || echo 1)" "the sparse file stays sparse ($(stat -c %b "$T_DIR/out/sparse") blocks)"
 vdir=$SRV_ROOT/volumes/tree/data
 t_ok "$([ "$(du -sk "$vdir" | cut -f1)" -lt 4096 ] && echo 0 || echo 1)" "and sparse on the server ($(du -sk "$vdir" | cut -f1) KiB for 65 MiB)"
 t_is "$(vos export tree "$T_DIR/out" >/dev/null 2>&1; echo $?)" 74 "export into a non-empty directory fails"
+t_check "vos export (default)" sh -c "'$VOS_BIN' --root '$SRV_ROOT' export tree '$T_DIR/plain' 2>'$T_DIR/plain.err'"
+t_is "$(stat -c %a "$T_DIR/plain/random")" 755 "default export drops the set-uid bit (4755 -> 755)"
+t_is "$(stat -c %a "$T_DIR/plain/shared")" 1775 "and set-gid on a directory, keeping sticky (3775 -> 1775)"
+t_is "$(stat -c %u:%a "$T_DIR/plain/a/b/c/deep")" 1234:640 "owners and other bits stay"
+t_is "$(grep -c 'dropped the set-user-id/set-group-id bits of 2 objects' "$T_DIR/plain.err")" 1 "and says how many objects lost them"
 t_is "$(vos export nosuch "$T_DIR/out2" >/dev/null 2>&1; echo $?)" 66 "export of a missing volume: 66"
 mkdir "$src/bad"; : >"$src/bad/$(printf 'x\xff')"
 t_is "$(vos import bad "$src/bad" >/dev/null 2>&1; echo $?)" 65 "a name that is not UTF-8: import fails (65)"

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,120 @@ set(struct cm_config *c, const char *k, const char *v)
 	const char *why;
 
 	return cm_config_set(c, k, v, &why);
+}
+
+/* Which server URLs count as loopback: literal names only, and doubt
+ * (a name to resolve, odd numeric forms, user info tricks) refuses. */
+static void
+test_url_loopback(void)
+{
+	static const struct {
+		const char *url;
+		bool loopback;
+	} cases[] = {
+		{"http://127.0.0.1:7070", true},
+		{"http://127.0.0.1", true},
+		{"http://127.0.0.1/", true},
+		{"http://127.0.0.1:7070/v1/ping", true},
+		{"http://127.255.3.4:1", true},
+		{"HTTP://LOCALHOST:7070", true},
+		{"http://localhost.:7070", true},
+		{"https://localhost", true},
+		{"http://[::1]:7070", true},
+		{"http://[::1]", true},
+		{"http://[0:0:0:0:0:0:0:1]:80/", true},
+		{"http://[::ffff:127.0.0.1]:7070", true},
+		{"http://user:pw@127.0.0.1:7070", true},
+		{"http://192.0.2.1:7070", false},
+		{"http://192.0.2.1", false},
+		{"http://10.0.0.1:1", false},
+		{"http://128.0.0.1:7070", false},
+		{"http://server.example:7070", false},
+		{"http://localhost.example:7070", false},
+		{"http://localhostx:7070", false},
+		{"http://[::2]:7070", false},
+		{"http://[::ffff:192.0.2.1]:7070", false},
+		{"http://[::1%lo]:7070", false},
+		{"http://[::1:7070", false},
+		{"http://127.1:7070", false},
+		{"http://2130706433:7070", false},
+		{"http://0x7f.0.0.1:7070", false},
+		{"http://127.0.0.1@192.0.2.1:7070", false},
+		{"http://a@127.0.0.1@192.0.2.1/", false},
+		{"http://127.0.0.1:7070x", false},
+		{"http://127.0.0.1:70:70", false},
+		{"http://127.0.0.1.example/", false},
+		{"http://", false},
+		{"http:///v1", false},
+		{"ftp://127.0.0.1", false},
+		{"127.0.0.1:7070", false},
+		{NULL, false},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		ok(cm_url_loopback(cases[i].url) == cases[i].loopback,
+		   "%s is %sloopback", cases[i].url ? cases[i].url : "NULL",
+		   cases[i].loopback ? "" : "not ");
+}
+
+/* The transport rule of cm_config_check(): plain http:// leaves the
+ * machine only with allow-insecure-http. */
+static void
+test_transport(void)
+{
+	struct cm_config c;
+	const char *why;
+
+	cm_config_init(&c);
+	ok(!c.allow_insecure_http && !c.proxy, "default: no proxy, no "
+					       "insecure http");
+	set(&c, "volume", "home");
+	set(&c, "token", "/tmp/tok");
+	set(&c, "cache", "/tmp/cache");
+	set(&c, "mountpoint", "/mnt");
+
+	set(&c, "server", "http://127.0.0.1:7070");
+	is_int(cm_config_check(&c, &why), 0, "http:// to loopback accepted");
+	ok(!cm_config_cleartext(&c), "loopback is not clear text on a wire");
+	set(&c, "server", "https://192.0.2.1:7070");
+	is_int(cm_config_check(&c, &why), 0, "https:// anywhere accepted");
+	set(&c, "server", "http://192.0.2.1:7070");
+	ok(cm_config_cleartext(&c), "http:// to 192.0.2.1 is clear text");
+	is_int(cm_config_check(&c, &why), -EPERM,
+	       "http:// to a non-loopback host refused");
+	ok(why && strstr(why, "allow-insecure-http"),
+	   "the refusal names the option");
+	is_int(set(&c, "allow-insecure-http", "perhaps"), -EINVAL,
+	       "allow-insecure-http takes yes or no");
+	is_int(set(&c, "allow-insecure-http", "yes"), 0, "allow-insecure-http");
+	is_int(cm_config_check(&c, &why), 0, "accepted with the option");
+	ok(cm_config_cleartext(&c), "and still reported as clear text "
+				    "(for the warning)");
+	set(&c, "allow-insecure-http", "no");
+
+	/* The proxy: a setting, not the environment. */
+	setenv("http_proxy", "http://192.0.2.9:3128", 1);
+	set(&c, "server", "http://127.0.0.1:7070");
+	ok(c.proxy == NULL, "http_proxy in the environment sets no proxy");
+	is_int(cm_config_check(&c, &why), 0, "and changes nothing");
+	unsetenv("http_proxy");
+	is_int(set(&c, "proxy", "socks5://127.0.0.1:1080"), -EINVAL,
+	       "non-http proxy refused");
+	is_int(set(&c, "proxy", "http://127.0.0.1:3128"), 0, "proxy");
+	is_str(c.proxy, "http://127.0.0.1:3128", "proxy kept");
+	is_int(cm_config_check(&c, &why), 0,
+	       "http:// to loopback through a loopback proxy accepted");
+	is_int(set(&c, "proxy", "http://192.0.2.9:3128"), 0, "remote proxy");
+	is_int(cm_config_check(&c, &why), -EPERM,
+	       "http:// through a remote proxy refused");
+	ok(why && strstr(why, "proxy") && strstr(why, "allow-insecure-http"),
+	   "that refusal names the proxy and the option");
+	set(&c, "server", "https://192.0.2.1:7070");
+	is_int(cm_config_check(&c, &why), 0,
+	       "https:// through a remote proxy accepted (tunnelled)");
+	is_int(set(&c, "proxy", ""), 0, "empty proxy");
+	ok(c.proxy == NULL, "empty proxy means none");
+	cm_config_release(&c);
 }
 
 int
@@ -64,6 +179,14 @@ main(void)
 	ok(c.entry_timeout == 60.0, "1m is 60 s");
 	is_int(set(&c, "max-parallel", "0"), -EINVAL, "max-parallel 0");
 	is_int(set(&c, "max-parallel", "12x"), -EINVAL, "max-parallel junk");
+	is_int(c.ctl_conns_per_uid, 8, "default: 8 control connections per uid");
+	is_int(set(&c, "ctl-conns-per-uid", "3"), 0, "ctl-conns-per-uid 3");
+	is_int(c.ctl_conns_per_uid, 3, "3 parsed");
+	is_int(set(&c, "ctl-conns-per-uid", "0"), 0, "ctl-conns-per-uid 0 (no cap)");
+	is_int(set(&c, "ctl-conns-per-uid", "5000"), -EINVAL,
+	       "ctl-conns-per-uid above 1024");
+	is_int(set(&c, "ctl-conns-per-uid", "many"), -EINVAL,
+	       "ctl-conns-per-uid junk");
 	is_int(set(&c, "log-level", "debug"), 0, "log-level");
 	is_int(set(&c, "log-level", "loud"), -EINVAL, "bad log-level");
 	is_int(set(&c, "foreground", "yes"), 0, "foreground");
@@ -103,5 +226,7 @@ main(void)
 	unlink(path);
 	ok(cm_config_load(&c, path, NULL, &line) == -ENOENT, "missing file");
 	cm_config_release(&c);
+	test_url_loopback();
+	test_transport();
 	return done_testing();
 }

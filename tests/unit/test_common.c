@@ -1,6 +1,7 @@
 /*
  * test_common.c - unit tests of common/'s small modules: FIDs, sizes,
- * durations, hex, whole-buffer I/O and log level parsing.
+ * durations, hex, whole-buffer I/O, log level parsing and escaping, names
+ * escaped for display, and the secret-file rule.
  */
 #include "config.h"
 
@@ -233,6 +234,131 @@ test_log(void)
 	log_set_level(LOG_DEBUG);
 	ok(log_enabled(LOG_DEBUG), "set_level");
 	log_set_level(LOG_ERR);
+
+	/* A name with a newline and an escape sequence stays on one line,
+	 * escaped: it cannot forge a second log line. */
+	{
+		char path[] = "/tmp/cairn-log-XXXXXX", buf[512] = "";
+		int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+		ssize_t n = -1;
+
+		if (fd >= 0 && saved >= 0 && dup2(fd, STDERR_FILENO) >= 0) {
+			log_err(LOG_MAIN, "cannot open '%s'",
+				"a\n2026-01-01 forged\x1b[2J");
+			dup2(saved, STDERR_FILENO);
+			n = pread(fd, buf, sizeof(buf) - 1, 0);
+		}
+		buf[n > 0 ? n : 0] = 0;
+		ok(n > 0 && strchr(buf, '\n') == buf + n - 1 &&
+			   strstr(buf, "cannot open 'a\\n2026-01-01 forged"
+				       "\\x1b[2J'") &&
+			   !strchr(buf, 0x1b),
+		   "log line escaped, one line");
+		if (fd >= 0)
+			close(fd);
+		if (saved >= 0)
+			close(saved);
+		unlink(path);
+	}
+}
+
+/* util_escape() of @n bytes at @in must give @want. */
+static void
+esc_is(const char *in, size_t n, const char *want, const char *desc)
+{
+	char out[256];
+	size_t len = util_escape(in, n, out, sizeof(out));
+
+	is_str(out, want, "escape: %s", desc);
+	is_int((int)len, (int)strlen(want), "escape: %s (length)", desc);
+}
+
+static void
+test_escape(void)
+{
+	char small[6], *d;
+	size_t len;
+
+	esc_is("plain name.txt", 14, "plain name.txt", "printable ASCII kept");
+	esc_is("a\nb", 3, "a\\nb", "newline");
+	esc_is("\a\b\t\v\f\r", 6, "\\a\\b\\t\\v\\f\\r", "C escapes");
+	esc_is("\x1b[31mred", 8, "\\x1b[31mred", "ESC");
+	esc_is("x\x7f", 2, "x\\x7f", "DEL");
+	esc_is("a\\b", 3, "a\\\\b", "backslash doubled (unambiguous)");
+	esc_is("a\0b", 3, "a\\x00b", "NUL inside a counted buffer");
+	esc_is("\x01\x1f", 2, "\\x01\\x1f", "other C0 controls");
+	esc_is("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14,
+	       "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+	       "valid UTF-8 (2, 3 and 4 bytes) kept");
+	esc_is("x\xffy", 3, "x\\xffy", "invalid byte 0xff");
+	esc_is("\xc3", 1, "\\xc3", "truncated sequence");
+	esc_is("\xc3(", 2, "\\xc3(", "bad continuation");
+	esc_is("\xc0\xaf", 2, "\\xc0\\xaf", "overlong '/'");
+	esc_is("\xe0\x80\xaf", 3, "\\xe0\\x80\\xaf", "overlong 3-byte");
+	esc_is("\xed\xa0\x80", 3, "\\xed\\xa0\\x80", "UTF-16 surrogate");
+	esc_is("\xf4\x90\x80\x80", 4, "\\xf4\\x90\\x80\\x80", "above U+10FFFF");
+	esc_is("\xc2\x9b"
+	       "2J",
+	       4,
+	       "\\xc2\\x9b"
+	       "2J",
+	       "C1 control (CSI) escaped");
+	esc_is("\xc2\xa0", 2, "\xc2\xa0", "U+00A0 kept");
+	/* snprintf-like truncation. */
+	len = util_escape("ab\ncd", 5, small, sizeof(small));
+	is_int((int)len, 6, "truncated: full length reported");
+	is_str(small, "ab\\nc", "truncated: NUL-terminated prefix");
+	is_int((int)util_escape("\n", 1, NULL, 0), 2, "length only");
+	d = util_escape_dup("new\nline");
+	is_str(d, "new\\nline", "escape_dup");
+	free(d);
+	ok(!util_escape_dup(NULL) && errno == EINVAL, "escape_dup(NULL)");
+}
+
+static void
+test_secret_file(void)
+{
+	char dir[] = "/tmp/cairn-secret-XXXXXX", path[128], why[512];
+	int fd;
+
+	if (!mkdtemp(dir)) {
+		skip(5, "mkdtemp failed");
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/tok", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	fchmod(fd, 0600);
+	is_int(util_check_secret_file(fd, path, why, sizeof(why)), 0,
+	       "0600 file of ours is fine");
+	fchmod(fd, 0400);
+	is_int(util_check_secret_file(fd, path, why, sizeof(why)), 0,
+	       "0400 is fine too");
+	fchmod(fd, 0644);
+	is_int(util_check_secret_file(fd, path, why, sizeof(why)), -EPERM,
+	       "0644 refused");
+	ok(strstr(why, "mode 0644") && strstr(why, "owner ") &&
+		   strstr(why, "chmod 600 '") && strstr(why, path),
+	   "the reason names mode, owner, fix and file: %s", why);
+	fchmod(fd, 0620);
+	is_int(util_check_secret_file(fd, path, why, sizeof(why)), -EPERM,
+	       "group-writable refused");
+	if (geteuid() == 0 && fchown(fd, 65534, 65534) == 0) {
+		fchmod(fd, 0600);
+		is_int(util_check_secret_file(fd, path, why, sizeof(why)),
+		       -EPERM, "another user's 0600 file refused");
+		ok(strstr(why, "owned by another user") &&
+			   strstr(why, "chown "),
+		   "the reason says chown: %s", why);
+	} else {
+		skip(2, "not root: cannot give the file away");
+	}
+	close(fd);
+	fd = open(dir, O_RDONLY | O_DIRECTORY);
+	is_int(util_check_secret_file(fd, dir, why, sizeof(why)), -EPERM,
+	       "a directory refused");
+	close(fd);
+	unlink(path);
+	rmdir(dir);
 }
 
 int
@@ -244,5 +370,7 @@ main(void)
 	test_hex();
 	test_io();
 	test_log();
+	test_escape();
+	test_secret_file();
 	return done_testing();
 }

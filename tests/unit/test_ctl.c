@@ -8,7 +8,8 @@
  * progress, root-only enforcement (test hook, and a real setuid child when
  * run as root), malformed, oversized and truncated frames (error, close,
  * others keep being served), client gone during an async call, server freed
- * with calls pending, limits, and ctl_peer_may().
+ * with calls pending, limits, per-uid connection caps and the root
+ * reserve, timeout clamping, and ctl_peer_may().
  */
 #include "config.h"
 
@@ -835,6 +836,124 @@ test_limits(struct ctl_server *s)
 	pump(20);
 }
 
+/* Per-uid caps (issue #12, Medium 5): one user cannot take the socket. */
+static void
+test_uid_caps(struct ctl_server *s)
+{
+	struct ctl_limits lim, saved;
+	struct ctl_hdr h;
+	json_t *p = NULL;
+	const char *msg = "";
+	int fds[16], extra, other, rootfd, e = 0, i;
+
+	ctl_server_get_limits(s, &saved);
+	is_int(saved.max_conns_per_uid, 8, "default: 8 connections per uid");
+
+	fake_uid = 1000;
+	for (i = 0; i < 8; i++)
+		fds[i] = cli_connect(sockpath);
+	is_int(call(fds[7], CTL_STATUS, 100, NULL, &p), CTL_OK,
+	       "the 8th connection of uid 1000 is served");
+	json_decref(p);
+	extra = cli_connect(sockpath);
+	ok(cli_recv(extra, &h, &p, 2000) == 0 && h.type == CTL_ERROR &&
+		   h.id == 0 && ctl_error_decode(p, &e, &msg) == 0 &&
+		   e == EBUSY,
+	   "the 9th connection of uid 1000: EBUSY");
+	ok(strstr(msg, "uid 1000") && strstr(msg, "per user"),
+	   "with a message naming the uid and the cap ('%s')", msg);
+	json_decref(p);
+	ok(cli_closed(extra, 2000), "and closed");
+	close(extra);
+
+	fake_uid = 1001;
+	other = cli_connect(sockpath);
+	is_int(call(other, CTL_STATUS, 101, NULL, &p), CTL_OK,
+	       "uid 1001 still gets through");
+	json_decref(p);
+	fake_uid = -1;
+	rootfd = cli_connect(sockpath);
+	is_int(call(rootfd, CTL_STATUS, 102, NULL, &p), CTL_OK,
+	       "root still gets through");
+	json_decref(p);
+	is_int(call(fds[0], CTL_STATUS, 103, NULL, &p), CTL_OK,
+	       "uid 1000's open connections are unaffected");
+	json_decref(p);
+
+	/* Closing one lets uid 1000 in again. */
+	close(fds[0]);
+	pump(20);
+	fake_uid = 1000;
+	fds[0] = cli_connect(sockpath);
+	is_int(call(fds[0], CTL_STATUS, 104, NULL, &p), CTL_OK,
+	       "after closing one, uid 1000 connects again");
+	json_decref(p);
+	for (i = 0; i < 8; i++)
+		close(fds[i]);
+	close(other);
+	close(rootfd);
+	pump(20);
+
+	/* Many users together may not take the root reserve. */
+	lim = saved;
+	lim.max_conns = CTL_ROOT_RESERVE + 3;
+	lim.max_conns_per_uid = 0;
+	ctl_server_set_limits(s, &lim);
+	for (i = 0; i < 3; i++) {
+		fake_uid = 2000 + i;
+		fds[i] = cli_connect(sockpath);
+	}
+	fake_uid = 2010;
+	extra = cli_connect(sockpath);
+	ok(cli_recv(extra, &h, &p, 2000) == 0 && h.type == CTL_ERROR &&
+		   err_of(p) == EBUSY,
+	   "users cannot take the connections kept for root");
+	json_decref(p);
+	close(extra);
+	fake_uid = -1;
+	rootfd = cli_connect(sockpath);
+	is_int(call(rootfd, CTL_STATUS, 105, NULL, &p), CTL_OK,
+	       "root gets one of the reserved connections");
+	json_decref(p);
+	close(rootfd);
+	for (i = 0; i < 3; i++)
+		close(fds[i]);
+	ctl_server_set_limits(s, &saved);
+	pump(20);
+}
+
+static void
+test_timeout_clamp(void)
+{
+	json_t *a;
+
+	a = json_object();
+	is_int(ctl_timeout_ms(a, "timeout_ms", 5000), 5000,
+	       "timeout absent: the default");
+	json_decref(a);
+	a = json_pack("{s:I}", "timeout_ms", (json_int_t)0);
+	is_int(ctl_timeout_ms(a, "timeout_ms", 5000), 5000, "0: the default");
+	json_decref(a);
+	a = json_pack("{s:I}", "timeout_ms", (json_int_t)1500);
+	is_int(ctl_timeout_ms(a, "timeout_ms", 5000), 1500,
+	       "a small timeout is kept");
+	json_decref(a);
+	a = json_pack("{s:I}", "timeout_ms", (json_int_t)UINT32_MAX);
+	is_int(ctl_timeout_ms(a, "timeout_ms", 5000), CTL_TIMEOUT_MAX_MS,
+	       "4294967295 ms is clamped to %u", CTL_TIMEOUT_MAX_MS);
+	json_decref(a);
+	a = json_pack("{s:I}", "timeout_ms", (json_int_t)CTL_TIMEOUT_MAX_MS);
+	is_int(ctl_timeout_ms(a, "timeout_ms", 5000), CTL_TIMEOUT_MAX_MS,
+	       "the maximum itself is allowed");
+	json_decref(a);
+	a = json_pack("{s:s}", "timeout_ms", "forever");
+	is_int(ctl_timeout_ms(a, "timeout_ms", 5000), 5000,
+	       "not an integer: the default");
+	json_decref(a);
+	is_int(ctl_timeout_ms(NULL, "timeout_ms", 999999), CTL_TIMEOUT_MAX_MS,
+	       "a default above the maximum is clamped too");
+}
+
 static void
 test_free_pending(void)
 {
@@ -914,9 +1033,11 @@ main(void)
 	test_malformed(s);
 	test_disconnect(s);
 	test_limits(s);
+	test_uid_caps(s);
 	ctl_server_free(s);
 	test_free_pending();
 	test_peer_may();
+	test_timeout_clamp();
 
 	event_base_free(base);
 	{

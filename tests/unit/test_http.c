@@ -172,6 +172,18 @@ h_big(struct evhttp_request *req, void *arg)
 	evbuffer_free(out);
 }
 
+/* /uri: the request target as it came, so a test tells a direct request
+ * ("/uri") from one sent through a proxy ("http://host:port/uri"). */
+static void
+h_uri(struct evhttp_request *req, void *arg)
+{
+	struct evbuffer *out = evbuffer_new();
+
+	evbuffer_add_printf(out, "%s", evhttp_request_get_uri(req));
+	evhttp_send_reply(req, 200, "OK", out);
+	evbuffer_free(out);
+}
+
 /* /blob/N: the first N bytes of the pattern. */
 static void
 h_gen(struct evhttp_request *req, void *arg)
@@ -359,6 +371,7 @@ srv_start(void)
 	evhttp_set_cb(srv.http, "/delay", h_delay, NULL);
 	evhttp_set_cb(srv.http, "/trunc", h_trunc, NULL);
 	evhttp_set_cb(srv.http, "/drop", h_drop, NULL);
+	evhttp_set_cb(srv.http, "/uri", h_uri, NULL);
 	evhttp_set_cb(srv.http, "/status/404", h_status, (void *)404);
 	evhttp_set_cb(srv.http, "/status/412", h_status, (void *)412);
 	evhttp_set_gencb(srv.http, h_gen, NULL);
@@ -541,6 +554,70 @@ test_new_bad(void)
 	c = http_new(base, &cfg);
 	ok(!c && errno == EINVAL, "http_new refuses an absurd max_parallel");
 	http_free(NULL);
+}
+
+/*
+ * Proxies: only the configured one. The environment names this very
+ * server as proxy for everything; a client without a proxy must connect
+ * directly all the same (the target arrives as "/uri", not as an absolute
+ * URL). A client told to use the server as proxy must, even for a host
+ * NO_PROXY exempts, send the absolute URL of a loopback address nothing
+ * listens on (127.0.0.2: if the proxy were skipped, the connection would
+ * be refused; no packet leaves the machine either way).
+ */
+static void
+test_proxy(void)
+{
+	static const char *const vars[] = {"http_proxy", "HTTP_PROXY",
+					   "https_proxy", "HTTPS_PROXY",
+					   "all_proxy", "ALL_PROXY"};
+	struct http_config cfg = {
+		.base_url = base_url,
+		.token = TOKEN,
+		.connect_timeout_ms = 2000,
+		.timeout_ms = 5000,
+	};
+	struct res d = { 0 }, p = { 0 };
+	struct http_client *c;
+	char proxy[64], target[64], want[80];
+
+	snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", srv.port);
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		setenv(vars[i], proxy, 1);
+
+	c = http_new(base, &cfg);
+	ndone = 0;
+	submit(c, NULL, "/uri", NULL, &d);
+	ok(run_until(1, 5000) == 0, "direct request with *_proxy set ends");
+	is_int(d.status, 200, "direct request: 200");
+	is_str(d.body, "/uri", "the environment's proxy is not used");
+	http_free(c);
+
+	setenv("NO_PROXY", "*", 1);
+	setenv("no_proxy", "*", 1);
+	snprintf(target, sizeof(target), "http://127.0.0.2:%d", srv.port);
+	snprintf(want, sizeof(want), "%s/uri", target);
+	cfg.base_url = target;
+	cfg.proxy = proxy;
+	c = http_new(base, &cfg);
+	ndone = 0;
+	submit(c, NULL, "/uri", NULL, &p);
+	ok(run_until(1, 5000) == 0,
+	   "request through the configured proxy ends");
+	is_int(p.err, 0, "proxied request: no transport error");
+	is_str(p.body, want, "the configured proxy is used, NO_PROXY or not");
+	http_free(c);
+
+	cfg.proxy = "http://127.0.0.1:1\r\nX-Evil: 1";
+	c = http_new(base, &cfg);
+	ok(!c && errno == EINVAL, "http_new refuses a proxy with CR/LF");
+
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		unsetenv(vars[i]);
+	unsetenv("NO_PROXY");
+	unsetenv("no_proxy");
+	res_clear(&d);
+	res_clear(&p);
 }
 
 static void
@@ -936,6 +1013,72 @@ test_cancel(void)
 	res_clear(&e);
 }
 
+/* Probes (issue #12, Medium 5): with every read slot taken by transfers
+ * to a server that does not answer, a probe still goes out at once, and
+ * probes that hang themselves do not take the read slots. */
+static void
+test_probe_slot(void)
+{
+	struct http_client *c = client(1, NULL);
+	struct res a = { 0 }, q = { 0 }, p1 = { 0 }, p2 = { 0 }, p3 = { 0 };
+	struct res e = { 0 };
+	struct http_request rq = { .path = "/echo", .on_done = on_done,
+				   .probe = 1 };
+	struct http_req *ha, *h1, *h2, *h3;
+	struct http_stats st;
+
+	ndone = 0;
+	ha = submit(c, NULL, "/hang", NULL, &a); /* takes the one slot */
+	submit(c, NULL, "/echo", NULL, &q);	 /* waits behind it */
+	run_for(100);
+	rq.arg = &p1;
+	ok(http_submit(c, &rq) != NULL, "a probe is accepted");
+	run_until(1, 3000);
+	ok(p1.done == 1 && p1.err == 0 && p1.status == 200,
+	   "the probe is answered while the read slot is taken (err %d)",
+	   p1.err);
+	ok(a.done == 0 && q.done == 0,
+	   "the read still holds its slot, the queued one still waits");
+
+	/* Probes that hang stay in their own slots: 2 at once, a third
+	 * waits for one of them, reads are not held up by them. */
+	http_cancel(c, ha);
+	run_until(3, 3000);
+	ok(q.done == 1 && q.err == 0, "the queued read ran once the slot freed");
+	rq.path = "/hang";
+	rq.arg = &p1;
+	res_clear(&p1);
+	h1 = http_submit(c, &rq);
+	rq.arg = &p2;
+	h2 = http_submit(c, &rq);
+	rq.arg = &p3;
+	h3 = http_submit(c, &rq);
+	run_for(150);
+	http_get_stats(c, &st);
+	ok(st.active == 2 && st.queued == 1,
+	   "two probes in transfer, the third queued (%u, %u)", st.active,
+	   st.queued);
+	ndone = 0;
+	submit(c, NULL, "/echo", NULL, &e);
+	run_until(1, 3000);
+	ok(e.done == 1 && e.err == 0 && e.status == 200,
+	   "a read goes through while probes hang");
+	http_cancel(c, h3);
+	http_cancel(c, h2);
+	http_cancel(c, h1);
+	run_until(4, 3000);
+	ok(p1.err == -ECANCELED && p2.err == -ECANCELED &&
+		   p3.err == -ECANCELED,
+	   "hung and queued probes cancel cleanly");
+	http_free(c);
+	res_clear(&a);
+	res_clear(&q);
+	res_clear(&p1);
+	res_clear(&p2);
+	res_clear(&p3);
+	res_clear(&e);
+}
+
 static void
 test_parallel(void)
 {
@@ -1180,10 +1323,12 @@ main(void)
 	test_errors(c);
 	http_free(c);
 	test_cancel();
+	test_probe_slot();
 	test_parallel();
 	test_keepalive();
 	test_threads();
 	test_free_in_flight();
+	test_proxy();
 
 	event_free(tk);
 	event_base_free(base);

@@ -1,5 +1,5 @@
 #!/bin/bash
-# t1090-vol-hostile: clients with and without tokens cannot exhaust
+# t1095-vol-hostile: clients with and without tokens cannot exhaust
 # cairn-vold (issue #12, "High 2"): 50 connections announcing huge bodies
 # keep its RSS bounded while a well-behaved client is served; bodies over a
 # route's limit and requests without a valid token are refused from their

@@ -1,0 +1,291 @@
+/*
+ * access.c - what a control-socket caller may see and change, from the
+ * cached metadata (see access.h).
+ *
+ * It is the mount's default_permissions done again for requests that do
+ * not pass through the kernel: the conflict, replay-log and pin lists,
+ * and fs resolve, whose keep-local makes cairnd redo a change with the
+ * volume's token. It decides; it fetches nothing and answers nobody.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cm/access.h"
+#include "cm/ctl.h"
+#include "cm/meta.h"
+#include "cm/vc.h"
+#include "common/proto.h"
+
+static uint32_t
+attr_mode(const struct proto_attr *a)
+{
+	return (a->mode & 07777) | (a->type == PROTO_T_DIR ? S_IFDIR : 0);
+}
+
+/* The attributes acc_may_change() falls back on for its op's object
+ * when the cache lacks them (loop thread only, like everything here). */
+static const struct proto_attr *fallback;
+
+static int
+need_attr(struct cm *cm, const struct fid *fid, struct proto_attr *a,
+	  struct acc_need *need)
+{
+	if (meta_cached_attr(cm, fid, a) == 0)
+		return 0;
+	if (fallback && fid_eq(&fallback->fid, fid)) {
+		*a = *fallback;
+		return 0;
+	}
+	if (need) {
+		need->fid = *fid;
+		need->dir = false;
+	}
+	return -EAGAIN;
+}
+
+int
+acc_reach(struct cm *cm, const struct ctl_peer *p, const char *path,
+	  struct acc_need *need)
+{
+	struct proto_volinfo vi;
+	struct proto_attr a;
+	struct vc_dir *d;
+	const char *cur = path, *slash;
+	struct fid fid;
+	size_t len;
+	long i;
+	int rc;
+
+	if (p->uid == 0)
+		return 0;
+	if (!path || cm_volinfo(cm, &vi) < 0)
+		return -EAGAIN;
+	fid = vi.root;
+	for (;;) {
+		while (*cur == '/')
+			cur++;
+		if (!*cur || !strcmp(cur, "."))
+			return 0; /* the root itself, or a trailing "." */
+		/* @fid is the directory the next component is in: reaching
+		 * that component takes search permission on it. */
+		rc = need_attr(cm, &fid, &a, need);
+		if (rc < 0)
+			return rc;
+		if (a.type != PROTO_T_DIR)
+			return -ENOENT;
+		if (ctl_peer_may(p, attr_mode(&a), a.uid, a.gid, X_OK) < 0)
+			return -EACCES;
+		slash = strchr(cur, '/');
+		if (!slash)
+			return 0; /* the object itself: no more to search */
+		len = (size_t)(slash - cur);
+		if (len == 1 && cur[0] == '.') {
+			cur = slash;
+			continue;
+		}
+		rc = meta_cached_dir(cm, &fid, &d);
+		if (rc == -ENOTDIR)
+			return -ENOENT;
+		if (rc < 0) {
+			if (need) {
+				need->fid = fid;
+				need->dir = true;
+			}
+			return -EAGAIN;
+		}
+		i = vc_dir_find(d, cur, len);
+		if (i < 0) {
+			vc_dir_put(d);
+			return -ENOENT;
+		}
+		fid = d->ents[i].fid;
+		vc_dir_put(d);
+		cur = slash;
+	}
+}
+
+static bool
+owns(const struct ctl_peer *p, const struct proto_attr *a)
+{
+	return p->uid == 0 || p->uid == (uid_t)a->uid;
+}
+
+/* Write and search permission on directory @dir; with the sticky bit
+ * and a removal of @obj (may be NULL: nothing removed), owning @dir or
+ * @obj as well. */
+static int
+may_dir(struct cm *cm, const struct ctl_peer *p, const struct fid *dir,
+	const struct fid *obj, struct acc_need *need)
+{
+	struct proto_attr d, o;
+	int rc;
+
+	rc = need_attr(cm, dir, &d, need);
+	if (rc < 0)
+		return rc;
+	if (d.type != PROTO_T_DIR)
+		return -EACCES;
+	if (ctl_peer_may(p, attr_mode(&d), d.uid, d.gid, W_OK | X_OK) < 0)
+		return -EACCES;
+	if (!obj || fid_is_null(obj) || !(d.mode & S_ISVTX) || owns(p, &d))
+		return 0;
+	rc = need_attr(cm, obj, &o, need);
+	if (rc < 0)
+		return rc;
+	return owns(p, &o) ? 0 : -EACCES;
+}
+
+/* A new object of @op in @parent would belong to @p: the owner is the
+ * caller, the group one of the caller's or the parent's (as a set-gid
+ * directory gives). */
+static int
+may_own_new(struct cm *cm, const struct ctl_peer *p, const struct proto_op *op,
+	    struct acc_need *need)
+{
+	struct proto_attr d;
+	int rc;
+
+	if ((uid_t)op->uid != p->uid)
+		return -EPERM;
+	if (ctl_peer_in_group(p, (gid_t)op->gid))
+		return 0;
+	rc = need_attr(cm, &op->parent, &d, need);
+	if (rc < 0)
+		return rc;
+	return op->gid == d.gid ? 0 : -EPERM;
+}
+
+static int
+may_setattr(const struct ctl_peer *p, const struct proto_op *op,
+	    const struct proto_attr *a)
+{
+	bool w = ctl_peer_may(p, attr_mode(a), a->uid, a->gid, W_OK) == 0;
+
+	if ((op->mask & PROTO_SA_UID) && op->uid != a->uid)
+		return -EPERM;
+	if ((op->mask & PROTO_SA_GID) && op->gid != a->gid &&
+	    (!owns(p, a) || !ctl_peer_in_group(p, (gid_t)op->gid)))
+		return -EPERM;
+	if ((op->mask & (PROTO_SA_MODE | PROTO_SA_UID | PROTO_SA_GID)) &&
+	    !owns(p, a))
+		return -EPERM;
+	/* The op does not say whether the times were "now" (which write
+	 * permission allows) or chosen (which takes ownership). */
+	if ((op->mask & (PROTO_SA_ATIME | PROTO_SA_MTIME)) && !owns(p, a) && !w)
+		return -EPERM;
+	if ((op->mask & PROTO_SA_SIZE) && !w)
+		return -EACCES;
+	return 0;
+}
+
+static int
+may_xattr(const struct ctl_peer *p, const struct proto_op *op,
+	  const struct proto_attr *a)
+{
+	const char *n = op->xname ? op->xname : "";
+
+	if (!strncmp(n, "user.", 5))
+		return ctl_peer_may(p, attr_mode(a), a->uid, a->gid, W_OK);
+	if (!strncmp(n, "trusted.", 8) || !strncmp(n, "security.", 9))
+		return -EPERM;
+	return owns(p, a) ? 0 : -EPERM;
+}
+
+static int may_change(struct cm *cm, const struct ctl_peer *p,
+		      const struct proto_op *op, const struct fid *victim,
+		      struct acc_need *need);
+
+int
+acc_may_change(struct cm *cm, const struct ctl_peer *p,
+	       const struct proto_op *op, const struct fid *victim,
+	       const struct proto_attr *known, struct acc_need *need)
+{
+	int rc;
+
+	fallback = known;
+	rc = may_change(cm, p, op, victim, need);
+	fallback = NULL;
+	return rc;
+}
+
+static int
+may_change(struct cm *cm, const struct ctl_peer *p, const struct proto_op *op,
+	   const struct fid *victim, struct acc_need *need)
+{
+	const struct fid *gone = victim && !fid_is_null(victim) ? victim
+							       : NULL;
+	struct proto_attr a;
+	int rc;
+
+	if (p->uid == 0)
+		return 0;
+	switch (op->kind) {
+	case PROTO_OP_CREATE:
+	case PROTO_OP_MKDIR:
+	case PROTO_OP_SYMLINK:
+		rc = may_dir(cm, p, &op->parent, gone, need);
+		return rc < 0 ? rc : may_own_new(cm, p, op, need);
+	case PROTO_OP_LINK:
+		rc = may_dir(cm, p, &op->parent, gone, need);
+		if (rc < 0)
+			return rc;
+		rc = need_attr(cm, &op->fid, &a, need);
+		if (rc < 0)
+			return rc;
+		if (owns(p, &a) || ctl_peer_may(p, attr_mode(&a), a.uid, a.gid,
+						R_OK | W_OK) == 0)
+			return 0;
+		return -EPERM;
+	case PROTO_OP_UNLINK:
+	case PROTO_OP_RMDIR:
+		return may_dir(cm, p, &op->parent, gone ? gone : &op->fid,
+			       need);
+	case PROTO_OP_RENAME:
+		rc = may_dir(cm, p, &op->parent, &op->fid, need);
+		if (rc < 0)
+			return rc;
+		return may_dir(cm, p, &op->newparent,
+			       gone ? gone
+				    : (fid_is_null(&op->victim) ? NULL
+								: &op->victim),
+			       need);
+	case PROTO_OP_SETATTR:
+		rc = need_attr(cm, &op->fid, &a, need);
+		return rc < 0 ? rc : may_setattr(p, op, &a);
+	case PROTO_OP_SETXATTR:
+	case PROTO_OP_REMOVEXATTR:
+		rc = need_attr(cm, &op->fid, &a, need);
+		return rc < 0 ? rc : may_xattr(p, op, &a);
+	case PROTO_OP_STORE:
+		rc = need_attr(cm, &op->fid, &a, need);
+		if (rc < 0)
+			return rc;
+		return ctl_peer_may(p, attr_mode(&a), a.uid, a.gid, W_OK);
+	default:
+		return -EPERM;
+	}
+}
+
+bool
+acc_sees(struct cm *cm, const struct ctl_peer *p, const char *path,
+	 const struct fid *dir)
+{
+	struct proto_attr a;
+	bool have_dir;
+	int rc;
+
+	if (p->uid == 0)
+		return true;
+	have_dir = dir && !fid_is_null(dir) &&
+		   meta_cached_attr(cm, dir, &a) == 0;
+	if (have_dir && ctl_peer_may(p, attr_mode(&a), a.uid, a.gid, X_OK) < 0)
+		return false;
+	rc = acc_reach(cm, p, path, NULL);
+	if (rc == -ENOENT)
+		return have_dir;
+	return rc == 0;
+}
