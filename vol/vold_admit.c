@@ -170,13 +170,11 @@ vold_body_limit(enum vold_method method, const struct proto_path *p)
 		return 0;
 	switch (p->kind) {
 	case PROTO_P_GETATTR:
-		return method == VOLD_M_POST ? VOLD_GETATTR_BODY_MAX : 0;
+		return method == VOLD_M_POST ? PROTO_GETATTR_BODY_MAX : 0;
 	case PROTO_P_OP:
-		return method == VOLD_M_POST ? VOLD_OP_BODY_MAX : 0;
+		return method == VOLD_M_POST ? PROTO_OP_BODY_MAX : 0;
 	case PROTO_P_STAGE:
-		return method == VOLD_M_PUT
-			       ? (uint64_t)p->chunk_size + VOLD_STAGE_SLACK
-			       : 0;
+		return method == VOLD_M_PUT ? p->chunk_size : 0;
 	default:
 		return 0;
 	}

@@ -17,29 +17,9 @@
 #include "common/fid.h"
 #include "common/proto.h"
 
-/*
- * Body limits per route. A getattr body is {"fids": [...]} with at most
- * PROTO_GETATTR_MAX FIDs of FID_STRLEN-1 characters, each quoted and
- * followed by ", ": 45 bytes a FID, 46,080 in all, plus 4 KiB for the key
- * and whatever white space a client adds.
- */
-#define VOLD_GETATTR_BODY_MAX                                                  \
-	((uint64_t)PROTO_GETATTR_MAX * (FID_STRLEN + 3) + 4096)
-/*
- * One op: every op but `store` is under 128 KiB (the largest, setxattr,
- * carries PROTO_XATTR_VALUE_MAX bytes as base64, 87,384 characters, and
- * a symlink target of PROTO_PATH_MAX bytes is at most 6 times that as JSON
- * \u escapes). A `store` lists its chunk numbers; cairnd merges at most
- * 2^20 chunks into one store, each a number of at most 19 digits plus a
- * separator: 20 bytes a chunk.
- */
-#define VOLD_OP_SMALL_MAX     (128u * 1024)
-#define VOLD_STORE_CHUNKS_MAX (1u << 20)
-#define VOLD_OP_BODY_MAX                                                       \
-	(VOLD_OP_SMALL_MAX + (uint64_t)VOLD_STORE_CHUNKS_MAX * 20)
-/* A staged chunk: at most its chunk size (?size=CS); the slack only lets
- * the request reach the handler, which names the real limit in its 413. */
-#define VOLD_STAGE_SLACK 4096u
+/* Body limits per route: common/proto.h's PROTO_GETATTR_BODY_MAX,
+ * PROTO_OP_BODY_MAX and a staged chunk's ?size=, the same numbers the
+ * decoders and the stage handler enforce (vold_body_limit()). */
 /* The sum of admitted request bodies not yet answered, over all
  * connections; a body beyond it is refused with 503 until others end. */
 #define VOLD_BODY_BUDGET ((uint64_t)256 << 20)

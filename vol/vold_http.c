@@ -2574,7 +2574,7 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 	/* The admission filter (vconn_filter_in) holds each body to its
 	 * route's limit before evhttp reads a byte; this is a backstop at the
 	 * largest of those limits (an op). */
-	evhttp_set_max_body_size(vd->http, (ev_ssize_t)VOLD_OP_BODY_MAX);
+	evhttp_set_max_body_size(vd->http, (ev_ssize_t)PROTO_OP_BODY_MAX);
 	evhttp_set_bevcb(vd->http, vconn_bevcb, vd);
 	vd->timeout_s = conf->timeout_s > 0 ? conf->timeout_s : 60;
 	evhttp_set_timeout(vd->http, vd->timeout_s);
