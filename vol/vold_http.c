@@ -106,6 +106,8 @@ struct sub {
 	uint64_t last_ms; /* last write (for pings) */
 	char *token;	  /* the bearer token it was opened with */
 	uint64_t expiry;  /* the token's expiry (Unix s), 0 = never */
+	uint32_t volid;	  /* the volume id and token epoch the token */
+	uint64_t epoch;	  /* names: the stream ends when either moves */
 };
 
 /*
@@ -881,10 +883,16 @@ events_start(struct rjob *r)
 		return;
 	}
 	{
+		/* check_token() verified it and matched volid and epoch to
+		 * the volume's; on_tick() ends the stream when they no
+		 * longer match (vos revoke, volume made again). */
 		struct token_info ti;
 
-		if (token_parse(auth, &ti) == 0)
+		if (token_parse(auth, &ti) == 0) {
 			s->expiry = ti.expiry;
+			s->volid = ti.volid;
+			s->epoch = ti.epoch;
+		}
 	}
 	pthread_mutex_lock(&vol->evlock);
 	first = vol->ring_first;
@@ -1496,6 +1504,24 @@ rjob_new(struct vold *vd, struct vvol *vol, enum jkind kind,
 
 /* ---- routing ---- */
 
+/* Bring @vv's cached id and token epoch (vv->ts) up to date: one
+ * fstatat() while the file is unchanged. Loop thread only. @return 0,
+ * -ENOENT (no such volume), -EINVAL (corrupt), -errno. */
+static int
+vvol_tokstate(struct vold *vd, struct vvol *vv)
+{
+	uint64_t now_ms = util_now_ms();
+	int rc;
+
+	/* Re-read at least once a second even if the file looks the same:
+	 * an inode number may be reused within one mtime tick. */
+	rc = vs_tokstate_get(vd->root, vv->name, now_ms - vv->ts_ms >= 1000,
+			     &vv->ts);
+	if (!rc && now_ms - vv->ts_ms >= 1000)
+		vv->ts_ms = now_ms;
+	return rc;
+}
+
 /*
  * The one token check, for on_request() (check_token()) and for the
  * admission filter (head_token()), so the two cannot drift apart: a
@@ -1547,7 +1573,6 @@ token_judge(struct vold *vd, const char *auth, size_t auth_len,
 	    const char *vol, bool need_rw, struct token_info *ti)
 {
 	char tok[TOKEN_MAX + 1];
-	uint64_t now_ms = util_now_ms();
 	struct token_info t, old;
 	struct vvol *vv;
 	size_t n;
@@ -1569,12 +1594,7 @@ token_judge(struct vold *vd, const char *auth, size_t auth_len,
 	vv = vvol_get(vd, vol);
 	if (!vv)
 		return TV_IO;
-	/* Re-read at least once a second even if the file looks the same:
-	 * an inode number may be reused within one mtime tick. */
-	rc = vs_tokstate_get(vd->root, vol, now_ms - vv->ts_ms >= 1000,
-			     &vv->ts);
-	if (!rc && now_ms - vv->ts_ms >= 1000)
-		vv->ts_ms = now_ms;
+	rc = vvol_tokstate(vd, vv);
 	if (rc == 0)
 		rc = token_allows(&t, vol, vv->ts.id, vv->ts.epoch, need_rw);
 	vvol_put(vv);
@@ -2365,6 +2385,7 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 		struct stat st;
 		dev_t dev;
 		ino_t ino;
+		int ts_rc;
 
 		nv = TAILQ_NEXT(vol, link);
 		if (!vol->opened)
@@ -2383,13 +2404,30 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 			vvol_unlist(vol);
 			continue;
 		}
+		/* A stream lives no longer than its token: not past its
+		 * expiry, nor past `vos revoke` (a new epoch) or the volume
+		 * being made again (a new id). A token state that cannot be
+		 * read now (say EMFILE) keeps the streams until the next
+		 * tick; one that is gone or corrupt ends them, as
+		 * check_token() would refuse them. */
+		ts_rc = TAILQ_EMPTY(&vol->subs) ? 0 : vvol_tokstate(vd, vol);
 		for (s = TAILQ_FIRST(&vol->subs); s; s = ns) {
+			const char *why = NULL;
+
 			ns = TAILQ_NEXT(s, link);
-			if (s->expiry && (uint64_t)time(NULL) >= s->expiry) {
+			if (s->expiry && (uint64_t)time(NULL) >= s->expiry)
+				why = "its token expired";
+			else if (ts_rc == -ENOENT || ts_rc == -EINVAL)
+				why = "the volume's token state is gone";
+			else if (!ts_rc && (s->volid != vol->ts.id ||
+					    s->epoch != vol->ts.epoch))
+				why = "its token was revoked, or the volume "
+				      "made again";
+			if (why) {
 				/* The client reconnects and learns from the
 				 * 401 that it needs a new token. */
-				log_info(LOG_EV, "event stream on '%s' ended: "
-					 "its token expired", vol->name);
+				log_info(LOG_EV, "event stream on '%s' ended: %s",
+					 vol->name, why);
 				sub_drop(s, false);
 				continue;
 			}

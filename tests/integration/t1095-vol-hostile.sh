@@ -5,9 +5,10 @@
 # route's limit and requests without a valid token are refused from their
 # head, before the body is sent; connections beyond the per-address cap are
 # closed at once; a trickling client is cut off at the receive deadline;
-# event streams are capped per token and end when their token expires; the
-# total cap stops accepting; out of descriptors the server pauses
-# accepting instead of spinning.
+# event streams are capped per token and end when their token expires or
+# is revoked; a body is refused for its token (revoked, old-format) exactly
+# as the request without one would be; the total cap stops accepting; out
+# of descriptors the server pauses accepting instead of spinning.
 . "$top_srcdir/tests/integration/lib.sh"
 t_timeout 90
 VC="$top_srcdir/tests/integration/vol-client.py"
@@ -142,8 +143,14 @@ t_is "$(over GET /v1/vol/h 10 "$RW")" "413 E2BIG closed" "a body on a GET route:
 t_is "$(over POST /v1/vol/h/op 10000 -)" "401 EACCES closed" "op without a token: 401 before the body"
 t_is "$(over POST /v1/vol/h/op $((64 << 20)) -)" "401 EACCES closed" "64 MiB op without a token: 401 before the body"
 t_is "$(over POST /v1/vol/h/op 10000 "$RO")" "403 EPERM closed" "op with a read-only token: 403 before the body"
-t_is "$(over PUT "/v1/vol/h/stage/$HELLO/$TX/0?size=65536" 65536 "cairn1.h.rw.0.$(printf '0%.0s' $(seq 64))")" "401 EACCES closed" "stage with a forged token: 401 before the body"
+t_is "$(over PUT "/v1/vol/h/stage/$HELLO/$TX/0?size=65536" 65536 "cairn2.h.$(printf '%08x' 1).0.rw.0.$(printf '0%.0s' $(seq 64))")" "401 EACCES closed" "stage with a forged token: 401 before the body"
 t_is "$(over POST /v1/vol/other/getattr 1000 "$RW")" "403 EPERM closed" "getattr on another volume: 403 before the body"
+V1=$(python3 -c '
+import hmac, hashlib, sys
+key = open(sys.argv[1], "rb").read()
+body = "cairn1.h.rw.0"
+print(body + "." + hmac.new(key, body.encode(), hashlib.sha256).hexdigest())' "$SRV_ROOT/secret.key")
+t_is "$(over POST /v1/vol/h/op 10000 "$V1")" "401 EACCES closed" "op with an old-format token (genuine MAC): 401 before the body"
 t_check "a good client still works after the refusals" good
 
 # 4. Per-address cap: of 80 idle connections 64 stay, 16 are closed at
@@ -220,38 +227,60 @@ print(a[1], b[1], c[1], d[1])
 PY
 t_is "$(cat "$T_DIR/streams.log")" "200 200 429 200" "event streams: 2 per token, the third refused (429), another token served"
 
-# 7. A stream ends when its token expires (the client then gets 401).
-EXP=$(($(date +%s) + 2))
-MAC=$(printf 'cairn1.h.ro.%s' "$EXP" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(xxd -p -c 256 "$SRV_ROOT/secret.key")" | sed 's/^.*= //')
-SHORT="cairn1.h.ro.$EXP.$MAC"
-t=$(python3 - "$VOLD_PORT" "$SHORT" <<'PY'
-import socket, sys, time
-port, tok = int(sys.argv[1]), sys.argv[2]
+# 7. A stream lives no longer than its token: it ends when the token
+# expires, and when `vos revoke` voids it (the client then gets 401).
+# stream_end TOKEN [CMD...]: open a stream, run CMD once it is open, and
+# print the seconds from then until the server ended it ("never" within
+# 10 s, "no-stream" if it was not opened).
+stream_end() {
+	local tok=$1
+	shift
+	python3 - "$VOLD_PORT" "$tok" "$T_DIR/stream.go" <<'PY' &
+import os, socket, sys, time
+port, tok, go = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 s = socket.create_connection(("127.0.0.1", port), timeout=10)
 s.sendall(("GET /v1/vol/h/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % tok).encode())
+data = s.recv(4096)
+if not data.startswith(b"HTTP/1.1 200"):
+    open(go + ".out", "w").write("no-stream\n")
+    open(go, "w").close()
+    sys.exit(0)
+open(go, "w").close()
 t0 = time.time()
-data = b""
 ended = False
 try:
     while time.time() - t0 < 10:
-        b = s.recv(4096)
-        if not b or data.endswith(b"0\r\n\r\n"):
-            ended = True
-            break
-        data += b
         if data.endswith(b"0\r\n\r\n"):
             ended = True
             break
+        b = s.recv(4096)
+        if not b:
+            ended = True
+            break
+        data += b
 except OSError:
     pass
-if not data.startswith(b"HTTP/1.1 200"):
-    print("no-stream")
-else:
-    print("%.0f" % (time.time() - t0) if ended else "never")
+open(go + ".out", "w").write(("%.1f" % (time.time() - t0) if ended else "never") + "\n")
 PY
-)
-t_ok "$(case $t in [0-5]) echo 0 ;; *) echo 1 ;; esac)" "a stream whose token expires ends (after ${t} s)"
+	local spid=$!
+	t_track_pid "$spid"
+	wait_for 5 test -e "$T_DIR/stream.go"
+	[ $# -gt 0 ] && "$@" >/dev/null
+	wait "$spid"
+	cat "$T_DIR/stream.go.out"
+	rm -f "$T_DIR/stream.go" "$T_DIR/stream.go.out"
+}
+vos token h --ro --expires 2 -o "$T_DIR/short.tok" || exit 99
+SHORT=$(cat "$T_DIR/short.tok")
+t=$(stream_end "$SHORT")
+t_ok "$(awk -v t="$t" 'BEGIN { exit !(t ~ /^[0-9.]+$/ && t <= 4) }' && echo 0 || echo 1)" "a stream whose token expires ends (after ${t} s)"
 t_is "$(VC_TOKEN=$SHORT vc get /v1/vol/h | head -1)" 401 "... and the expired token gets 401"
+make_token h ro "$T_DIR/rev.tok"
+REV=$(cat "$T_DIR/rev.tok")
+t=$(stream_end "$REV" vos revoke h)
+t_ok "$(awk -v t="$t" 'BEGIN { exit !(t ~ /^[0-9.]+$/ && t <= 2.5) }' && echo 0 || echo 1)" "a stream open before vos revoke ends ${t} s after it"
+t_is "$(VC_TOKEN=$REV vc get /v1/vol/h | head -1)" 401 "... and the revoked token gets 401"
+t_is "$(over POST /v1/vol/h/op 10000 "$RW")" "401 EACCES closed" "op with a token revoked since: 401 before the body"
 
 # 8. The cap on connections in all: at 5 the server stops accepting (a
 # 6th client waits in the listen queue) and accepts again once one closes.
