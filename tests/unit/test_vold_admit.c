@@ -142,8 +142,7 @@ test_limits(void)
 	 * decoder does not refuse for its size, and vice versa. */
 	is_int((int)PROTO_GETATTR_BODY_MAX, 131072, "getattr limit 131,072");
 	is_int((int)PROTO_OP_BODY_MAX, 25427968, "op limit 25,427,968");
-	ok(limit(VOLD_M_POST, "/v1/vol/home/getattr") ==
-		   PROTO_GETATTR_BODY_MAX,
+	ok(limit(VOLD_M_POST, "/v1/vol/home/getattr") == PROTO_GETATTR_BODY_MAX,
 	   "POST getattr: the decoder's limit");
 	ok(limit(VOLD_M_POST, "/v1/vol/home/op") == PROTO_OP_BODY_MAX,
 	   "POST op: the decoder's limit");
