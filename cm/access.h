@@ -19,6 +19,7 @@
 #define CAIRN_CM_ACCESS_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "cm/cm.h"
 
@@ -70,12 +71,15 @@ int acc_may_change(struct cm *cm, const struct ctl_peer *p,
 
 /*
  * May @p see a record about @path whose directory is @dir (a null FID:
- * unknown): acc_reach() of @path and, if @dir's attributes are cached,
- * search permission on it; when a directory on @path is gone, only that
- * second test counts (and @dir must be known and cached). Never fetches:
- * what is not cached is not seen. Loop thread.
+ * unknown), made by @owner? Root and @owner always; anyone else if
+ * acc_reach() of @path succeeds and @p may read and search the directory
+ * @path's last component is in (a list of names is a listing: a 0711
+ * directory lets one reach names one knows, not learn them) and, if
+ * @dir's attributes are cached, @dir as well. A record whose path is
+ * gone (a directory on it removed) is seen by its owner and root only.
+ * Never fetches: what is not cached is not seen. Loop thread.
  */
 bool acc_sees(struct cm *cm, const struct ctl_peer *p, const char *path,
-	      const struct fid *dir);
+	      const struct fid *dir, uid_t owner);
 
 #endif /* CAIRN_CM_ACCESS_H */
