@@ -167,8 +167,8 @@ may_dir(struct cm *cm, const struct ctl_peer *p, const struct fid *dir,
 }
 
 /* A new object of @op in @parent would belong to @p: the owner is the
- * caller, the group one of the caller's or the parent's (as a set-gid
- * directory gives). */
+ * caller, the group one of the caller's, or the parent's when the parent
+ * is set-gid (which is what gives a new object the parent's group). */
 static int
 may_own_new(struct cm *cm, const struct ctl_peer *p, const struct proto_op *op,
 	    struct acc_need *need)
@@ -183,7 +183,7 @@ may_own_new(struct cm *cm, const struct ctl_peer *p, const struct proto_op *op,
 	rc = need_attr(cm, &op->parent, &d, need);
 	if (rc < 0)
 		return rc;
-	return op->gid == d.gid ? 0 : -EPERM;
+	return op->gid == d.gid && (d.mode & S_ISGID) ? 0 : -EPERM;
 }
 
 static int
@@ -199,6 +199,14 @@ may_setattr(const struct ctl_peer *p, const struct proto_op *op,
 		return -EPERM;
 	if ((op->mask & (PROTO_SA_MODE | PROTO_SA_UID | PROTO_SA_GID)) &&
 	    !owns(p, a))
+		return -EPERM;
+	/* chmod by anyone but root outside the file's group drops S_ISGID
+	 * (the kernel clears it): redone with the bit, it would make a
+	 * set-gid file of a group the caller is not in. */
+	if ((op->mask & PROTO_SA_MODE) && (op->mode & S_ISGID) &&
+	    p->uid != 0 &&
+	    !ctl_peer_in_group(p, (gid_t)((op->mask & PROTO_SA_GID) ? op->gid
+								   : a->gid)))
 		return -EPERM;
 	/* The op does not say whether the times were "now" (which write
 	 * permission allows) or chosen (which takes ownership). */

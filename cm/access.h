@@ -47,14 +47,15 @@ int acc_reach(struct cm *cm, const struct ctl_peer *p, const char *path,
  * holds now (the parents' and the object's current attributes)? What each
  * kind needs, root aside:
  *   create, mkdir, symlink: write+search on the parent, the new object
- *     owned by @p (op uid) and of a group of @p's or the parent's;
+ *     owned by @p (op uid) and of a group of @p's or, if the parent is
+ *     set-gid, the parent's;
  *   link: write+search on the parent, read+write on (or owning) the object;
  *   unlink, rmdir: write+search on the parent, and with the sticky bit
  *     owning the parent or the object (@victim, if not null, is the object
  *     that has the name now; else op->fid);
  *   rename: the same on both parents (the object, and a victim);
  *   setattr: mode, times: owning the object (times also with write
- *     permission); uid: root only unless unchanged; gid: owning it and in
+ *     permission; a mode with S_ISGID also being in the file's group); uid: root only unless unchanged; gid: owning it and in
  *     the group; size: write permission;
  *   setxattr, removexattr: "user." write permission, "trusted." and
  *     "security." root only, others owning the object;

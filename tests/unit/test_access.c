@@ -39,6 +39,8 @@ enum {
 	HIDF,	/* /hide/f 0644 root */
 	HIDS,	/* /hide/sub 0755 root */
 	HIDSF,	/* /hide/sub/f 0644 root */
+	MG,	/* /home/mg 0644 uid 1000 gid 300 (not one of 1000's) */
+	SGD,	/* /sgd 02777 root gid 300: set-gid */
 	NOBJ
 };
 
@@ -65,6 +67,8 @@ static const struct node tree[NOBJ] = {
 	[HIDF] = {HIDE, "f", PROTO_T_FILE, 0644, 0, 0},
 	[HIDS] = {HIDE, "sub", PROTO_T_DIR, 0755, 0, 0},
 	[HIDSF] = {HIDS, "f", PROTO_T_FILE, 0644, 0, 0},
+	[MG] = {HOME, "mg", PROTO_T_FILE, 0644, 1000, 300},
+	[SGD] = {ROOT, "sgd", PROTO_T_DIR, 02777, 0, 300},
 };
 
 static struct fid
@@ -264,8 +268,11 @@ test_names(void)
 	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EPERM,
 	       "nor of a group not one's own");
 	op.gid = 300;
+	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EPERM,
+	       "the parent's group, the parent not set-gid: EPERM");
+	op.parent = F(SGD);
 	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
-	       "the parent's group is fine");
+	       "the parent's group under a set-gid parent is fine");
 	op.parent = F(PUB);
 	op.gid = 100;
 	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
@@ -322,6 +329,19 @@ test_objects(void)
 	       "chmod of one's own file");
 	is_int(acc_may_change(NULL, &u2000, &op, NULL, NULL, NULL), -EPERM,
 	       "chmod of another's: EPERM");
+	op.mode = 02644;
+	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	       "chmod g+s of one's own file of one's group");
+	op.fid = F(MG);
+	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EPERM,
+	       "chmod g+s of one's file of a group not one's own: EPERM");
+	is_int(acc_may_change(NULL, &root, &op, NULL, NULL, NULL), 0,
+	       "root may");
+	op.mode = 0644;
+	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	       "a chmod without S_ISGID of it is fine");
+	op.fid = F(HD);
+	op.mode = 0;
 	op.mask = PROTO_SA_UID;
 	op.uid = 2000;
 	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EPERM,
