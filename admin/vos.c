@@ -1107,8 +1107,8 @@ struct exp {
  * given away), and set up through its own fd where it has one.
  */
 static int
-export_meta(struct exp *ex, int dfd, const char *name, int fd,
-	    const char *path, const struct proto_attr *a)
+export_meta(struct exp *ex, int dfd, const char *name, int fd, const char *path,
+	    const struct proto_attr *a)
 {
 	struct proto_xattr *x = NULL;
 	struct timespec ts[2];
@@ -1181,7 +1181,8 @@ export_file(struct exp *ex, int dfd, const char *name, const char *path,
 	if (rc)
 		return report(rc, "cannot read the data of '%s'", path);
 	out = openat(dfd, name,
-		     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		     0600);
 	if (out < 0) {
 		rc = -errno;
 		goto out;
@@ -1246,8 +1247,8 @@ export_link(struct exp *ex, const struct hl *h, int dfd, const char *name)
 	struct stat st;
 	int pfd, rc = 0;
 
-	snprintf(dir, sizeof(dir), "%.*s",
-		 slash ? (int)(slash - h->path) : 0, h->path);
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - h->path) : 0,
+		 h->path);
 	pfd = open_under(ex->top, dir);
 	if (pfd < 0)
 		return pfd;

@@ -203,10 +203,9 @@ may_setattr(const struct ctl_peer *p, const struct proto_op *op,
 	/* chmod by anyone but root outside the file's group drops S_ISGID
 	 * (the kernel clears it): redone with the bit, it would make a
 	 * set-gid file of a group the caller is not in. */
-	if ((op->mask & PROTO_SA_MODE) && (op->mode & S_ISGID) &&
-	    p->uid != 0 &&
-	    !ctl_peer_in_group(p, (gid_t)((op->mask & PROTO_SA_GID) ? op->gid
-								   : a->gid)))
+	if ((op->mask & PROTO_SA_MODE) && (op->mode & S_ISGID) && p->uid != 0 &&
+	    !ctl_peer_in_group(
+		    p, (gid_t)((op->mask & PROTO_SA_GID) ? op->gid : a->gid)))
 		return -EPERM;
 	/* The op does not say whether the times were "now" (which write
 	 * permission allows) or chosen (which takes ownership). */

@@ -247,8 +247,8 @@ peer_read(int fd, struct ctl_peer *p)
 		 * them all and keep the first CTL_PEER_GROUPS_MAX, rather
 		 * than guessing from /proc. */
 		more = malloc(len);
-		if (more &&
-		    getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, more, &len) == 0) {
+		if (more && getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, more,
+				       &len) == 0) {
 			p->ngroups = len / sizeof(gid_t);
 			if (p->ngroups > CTL_PEER_GROUPS_MAX)
 				p->ngroups = CTL_PEER_GROUPS_MAX;

@@ -1656,9 +1656,8 @@ conflict_cb(const struct rlog_rec *rec, void *arg)
 
 		/* Another user's change is none of the caller's business
 		 * unless the mount would show the caller its path. */
-		if (!c->local.path ||
-		    !acc_sees(l->cm, l->peer, c->local.path, &dir,
-			      (uid_t)rec->op.uid))
+		if (!c->local.path || !acc_sees(l->cm, l->peer, c->local.path,
+						&dir, (uid_t)rec->op.uid))
 			return 0;
 	}
 	o = json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "seq",

@@ -1007,7 +1007,8 @@ test_peer_groups_parse(void)
 	fclose(f);
 	ok(u.ngroups == 0, "no groups");
 	f = fmemopen((void *)noids, sizeof(noids) - 1, "r");
-	is_int(ctl_peer_groups_parse(&u, f), -ESRCH, "no Uid:/Gid: lines: ESRCH");
+	is_int(ctl_peer_groups_parse(&u, f), -ESRCH,
+	       "no Uid:/Gid: lines: ESRCH");
 	fclose(f);
 }
 
