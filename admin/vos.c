@@ -689,6 +689,8 @@ struct hl {
 	ino_t ino;
 	struct fid fid;
 	char *path; /* export: where the first link was written */
+	dev_t wdev; /* export: and the inode it got */
+	ino_t wino;
 };
 
 struct hlmap {
@@ -1089,16 +1091,28 @@ struct exp {
 	struct vs_vol *v;
 	struct hlmap hl; /* keyed by the first 8 bytes of the oid */
 	bool chown_ok;
+	int top;	  /* fd of DESTDIR */
 	bool keep_setid;  /* --keep-setid */
 	uint64_t dropped; /* objects whose set-id bits were dropped */
 	int warned;
 };
 
+/*
+ * The export is written through directory fds, never through paths: run
+ * as root into a tree that other users come to own piece by piece (each
+ * directory gets its recorded owner once its contents are written), a
+ * path would follow whatever symlink such a user put in place of a
+ * directory. Every object is made with *at() relative to an fd of its
+ * parent, which is a directory vos made and still owns (0700, not yet
+ * given away), and set up through its own fd where it has one.
+ */
 static int
-export_meta(struct exp *ex, const char *path, const struct proto_attr *a)
+export_meta(struct exp *ex, int dfd, const char *name, int fd, const char *path,
+	    const struct proto_attr *a)
 {
 	struct proto_xattr *x = NULL;
 	struct timespec ts[2];
+	char at[64 + NAME_MAX];
 	size_t n = 0;
 	uint64_t dv;
 	int rc;
@@ -1114,20 +1128,30 @@ export_meta(struct exp *ex, const char *path, const struct proto_attr *a)
 		mode &= ~(uint32_t)(S_ISUID | S_ISGID);
 		ex->dropped++;
 	}
-	if (lchown(path, a->uid, a->gid) < 0 && !ex->warned++)
+	/* Objects without an fd of their own (symlinks, FIFOs) are named
+	 * relative to their parent's fd; xattr calls take a path only, so
+	 * they go through /proc's link to that fd. */
+	snprintf(at, sizeof(at), "/proc/self/fd/%d/%s", dfd, name);
+	if ((fd >= 0 ? fchown(fd, a->uid, a->gid)
+		     : fchownat(dfd, name, a->uid, a->gid,
+				AT_SYMLINK_NOFOLLOW)) < 0 &&
+	    !ex->warned++)
 		fprintf(stderr,
 			"vos: cannot set the owner of '%s': %s "
 			"(owners are not kept)\n",
 			esc(path), strerror(errno));
-	if (a->type != PROTO_T_SYMLINK && chmod(path, mode) < 0)
+	if (a->type != PROTO_T_SYMLINK &&
+	    (fd >= 0 ? fchmod(fd, mode) : fchmodat(dfd, name, mode, 0)) < 0)
 		return report(-errno, "cannot chmod '%s'", path);
 	if (a->type != PROTO_T_SYMLINK) {
 		rc = vs_xattrs(ex->v, &a->fid, &dv, &x, &n);
 		if (rc)
 			return report(rc, "cannot read the xattrs of '%s'", path);
 		for (size_t i = 0; i < n; i++)
-			if (lsetxattr(path, x[i].name, x[i].value, x[i].len, 0) <
-			    0) {
+			if ((fd >= 0 ? fsetxattr(fd, x[i].name, x[i].value,
+						 x[i].len, 0)
+				     : lsetxattr(at, x[i].name, x[i].value,
+						 x[i].len, 0)) < 0) {
 				rc = -errno;
 				fail(rc, "cannot set xattr '%s' on '%s'",
 				     x[i].name, path);
@@ -1140,13 +1164,15 @@ export_meta(struct exp *ex, const char *path, const struct proto_attr *a)
 	ts[0].tv_nsec = a->atime_ns % 1000000000;
 	ts[1].tv_sec = a->mtime_ns / 1000000000;
 	ts[1].tv_nsec = a->mtime_ns % 1000000000;
-	if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) < 0)
+	if ((fd >= 0 ? futimens(fd, ts)
+		     : utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW)) < 0)
 		return report(-errno, "cannot set the times of '%s'", path);
 	return 0;
 }
 
 static int
-export_file(struct exp *ex, const char *path, const struct proto_attr *a)
+export_file(struct exp *ex, int dfd, const char *name, const char *path,
+	    const struct proto_attr *a, struct stat *st)
 {
 	uint64_t size, cur;
 	int in = -1, out, rc;
@@ -1154,8 +1180,9 @@ export_file(struct exp *ex, const char *path, const struct proto_attr *a)
 	rc = vs_data_open(ex->v, &a->fid, a->dv, &in, &size, &cur);
 	if (rc)
 		return report(rc, "cannot read the data of '%s'", path);
-	out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		   0600);
+	out = openat(dfd, name,
+		     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		     0600);
 	if (out < 0) {
 		rc = -errno;
 		goto out;
@@ -1164,8 +1191,17 @@ export_file(struct exp *ex, const char *path, const struct proto_attr *a)
 		rc = vs_copy_sparse(in, out, size);
 	if (!rc && ftruncate(out, (off_t)size) < 0)
 		rc = -errno;
-	if (close(out) < 0 && !rc)
+	if (!rc && fstat(out, st) < 0)
 		rc = -errno;
+	if (!rc) {
+		rc = export_meta(ex, dfd, name, out, path, a);
+		if (close(out) < 0 && !rc)
+			rc = -errno;
+		if (in >= 0)
+			close(in);
+		return rc;
+	}
+	close(out);
 out:
 	if (in >= 0)
 		close(in);
@@ -1174,28 +1210,87 @@ out:
 	return rc;
 }
 
+/* An fd of directory @rel (relative to the export's top, "" for the top
+ * itself), opened one component at a time without following symlinks. */
 static int
-export_dir(struct exp *ex, const struct fid *dir, const char *dpath, int depth)
+open_under(int top, const char *rel)
+{
+	char buf[PATH_MAX], *comp, *save = NULL;
+	int fd, nfd;
+
+	if ((size_t)snprintf(buf, sizeof(buf), "%s", rel) >= sizeof(buf))
+		return -ENAMETOOLONG;
+	fd = openat(top, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (comp = strtok_r(buf, "/", &save); comp;
+	     comp = strtok_r(NULL, "/", &save)) {
+		nfd = openat(fd, comp,
+			     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(fd);
+		if (nfd < 0)
+			return -errno;
+		fd = nfd;
+	}
+	return fd;
+}
+
+/* Link @name in @dfd to the file first written as @h (relative to the
+ * export's top): the very file vos wrote (same inode), found through
+ * directories, never through a symlink. */
+static int
+export_link(struct exp *ex, const struct hl *h, int dfd, const char *name)
+{
+	const char *slash = strrchr(h->path, '/');
+	const char *leaf = slash ? slash + 1 : h->path;
+	char dir[PATH_MAX];
+	struct stat st;
+	int pfd, rc = 0;
+
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - h->path) : 0,
+		 h->path);
+	pfd = open_under(ex->top, dir);
+	if (pfd < 0)
+		return pfd;
+	if (fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		rc = -errno;
+	else if (st.st_dev != h->wdev || st.st_ino != h->wino)
+		rc = -ESTALE; /* replaced since vos wrote it */
+	else if (linkat(pfd, leaf, dfd, name, 0) < 0)
+		rc = -errno;
+	close(pfd);
+	return rc;
+}
+
+static int
+export_dir(struct exp *ex, const struct fid *dir, int dfd, const char *rel,
+	   int depth)
 {
 	struct proto_dir d;
 	int rc;
 
 	if (depth > 4096)
-		return report(-ELOOP, "'%s' is too deep", dpath);
+		return report(-ELOOP, "'%s' is too deep", rel);
 	rc = vs_readdir(ex->v, dir, &d);
 	if (rc)
-		return report(rc, "cannot read directory '%s'", dpath);
+		return report(rc, "cannot read directory '%s'", rel);
 	for (size_t i = 0; i < d.n && !rc; i++) {
 		const struct proto_attr *a = &d.ents[i].attr;
+		const char *name = d.ents[i].name;
 		char path[PATH_MAX];
+		struct stat st;
 		struct hl *h = NULL;
+		bool done = false;
 		dev_t k1;
 		ino_t k2;
+		int fd;
 
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dpath,
-				     d.ents[i].name) >= sizeof(path)) {
+		/* @path: for messages and the hard-link map, relative to
+		 * the top. */
+		if ((size_t)snprintf(path, sizeof(path), "%s%s%s", rel,
+				     *rel ? "/" : "", name) >= sizeof(path)) {
 			rc = report(-ENAMETOOLONG, "path too long under '%s'",
-				  dpath);
+				    rel);
 			break;
 		}
 		memcpy(&k1, a->fid.oid, sizeof(k1));
@@ -1203,26 +1298,41 @@ export_dir(struct exp *ex, const struct fid *dir, const char *dpath, int depth)
 		if (a->type != PROTO_T_DIR && a->nlink > 1) {
 			h = hl_find(&ex->hl, k1, k2 ? k2 : 1);
 			if (h) {
-				if (link(h->path, path) < 0)
-					rc = report(-errno, "cannot link '%s'", path);
+				rc = export_link(ex, h, dfd, name);
+				if (rc)
+					report(rc, "cannot link '%s'", path);
 				continue;
 			}
 		}
+		memset(&st, 0, sizeof(st));
 		switch (a->type) {
 		case PROTO_T_FILE:
-			rc = export_file(ex, path, a);
+			rc = export_file(ex, dfd, name, path, a, &st);
+			done = true;
 			break;
 		case PROTO_T_DIR:
-			if (mkdir(path, 0700) < 0)
+			if (mkdirat(dfd, name, 0700) < 0) {
 				rc = report(-errno, "cannot mkdir '%s'", path);
-			else
-				rc = export_dir(ex, &a->fid, path, depth + 1);
+				break;
+			}
+			fd = openat(dfd, name,
+				    O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+					    O_CLOEXEC);
+			if (fd < 0) {
+				rc = report(-errno, "cannot open '%s'", path);
+				break;
+			}
+			rc = export_dir(ex, &a->fid, fd, path, depth + 1);
+			if (!rc)
+				rc = export_meta(ex, dfd, name, fd, path, a);
+			close(fd);
+			done = true;
 			break;
 		case PROTO_T_SYMLINK: {
 			char *t = NULL;
 
 			rc = vs_readlink(ex->v, &a->fid, &t);
-			if (!rc && symlink(t, path) < 0)
+			if (!rc && symlinkat(t, dfd, name) < 0)
 				rc = -errno;
 			if (rc)
 				fail(rc, "cannot make symlink '%s'", path);
@@ -1230,28 +1340,102 @@ export_dir(struct exp *ex, const struct fid *dir, const char *dpath, int depth)
 			break;
 		}
 		case PROTO_T_FIFO:
-			if (mkfifo(path, 0600) < 0)
+			if (mkfifoat(dfd, name, 0600) < 0)
 				rc = report(-errno, "cannot make FIFO '%s'", path);
 			break;
 		default:
 			break;
 		}
-		if (!rc)
-			rc = export_meta(ex, path, a);
+		if (!rc && !done)
+			rc = export_meta(ex, dfd, name, -1, path, a);
+		if (!rc && !done && a->nlink > 1 &&
+		    fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			rc = report(-errno, "cannot stat '%s'", path);
 		if (!rc && a->type != PROTO_T_DIR && a->nlink > 1) {
 			h = hl_add(&ex->hl, k1, k2 ? k2 : 1);
 			if (!h || !(h->path = strdup(path)))
 				rc = -ENOMEM;
+			else {
+				h->wdev = st.st_dev;
+				h->wino = st.st_ino;
+			}
 		}
 	}
 	proto_dir_release(&d);
 	return rc;
 }
 
+/* Open the export's top @dst, made by vos (0700) or already there. An
+ * existing one must be a real directory of the user running vos that
+ * nobody else may write into: root writing a tree below a directory that
+ * another user controls follows whatever symlinks that user swaps in.
+ * @return an fd, or a negative errno (reported). */
+static int
+export_top(const char *dst)
+{
+	struct stat l, st;
+	uid_t me = geteuid();
+	bool made;
+	DIR *d;
+	int fd, dfd;
+
+	made = mkdir(dst, 0700) == 0;
+	if (!made && errno != EEXIST)
+		return report(-errno, "cannot make '%s'", dst);
+	if (lstat(dst, &l) < 0)
+		return report(-errno, "cannot stat '%s'", dst);
+	if (S_ISLNK(l.st_mode))
+		return report(-EPERM,
+			      "will not export into '%s': it is a symbolic "
+			      "link; give the directory it points to, or a "
+			      "new path (vos makes it)",
+			      dst);
+	if (!S_ISDIR(l.st_mode))
+		return report(-ENOTDIR, "cannot export into '%s'", dst);
+	if (l.st_uid != me || (l.st_mode & (S_IWGRP | S_IWOTH)))
+		return report(-EPERM,
+			      "will not export into '%s': it is owned by uid "
+			      "%u with mode %04o, and must be owned by uid %u "
+			      "(who runs vos) and writable by nobody else; "
+			      "give a new path (vos makes it 0700) or chown "
+			      "%u and chmod go-w it",
+			      dst, (unsigned)l.st_uid,
+			      (unsigned)(l.st_mode & 07777), (unsigned)me,
+			      (unsigned)me);
+	fd = open(dst, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return report(-errno, "cannot open '%s'", dst);
+	if (fstat(fd, &st) < 0 || st.st_dev != l.st_dev ||
+	    st.st_ino != l.st_ino) {
+		close(fd);
+		return report(-EAGAIN, "'%s' changed while vos looked at it",
+			      dst);
+	}
+	dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	d = dfd < 0 ? NULL : fdopendir(dfd);
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		close(fd);
+		return report(-errno, "cannot read '%s'", dst);
+	}
+	for (struct dirent *de; (de = readdir(d));)
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			closedir(d);
+			close(fd);
+			return report(-ENOTEMPTY, "cannot export into '%s'",
+				      dst);
+		}
+	closedir(d);
+	return fd;
+}
+
 static const char usage_export[] =
 	"usage: vos [--root DIR] export NAME DESTDIR [--keep-setid]\n"
 	"Write the tree of volume NAME into DESTDIR (made if missing; must be\n"
 	"empty), byte for byte with modes, owners, times, links and xattrs.\n"
+	"An existing DESTDIR must be a directory (not a symlink) owned by the\n"
+	"user running vos and not writable by group or other.\n"
 	"Set-user-id and set-group-id bits are dropped (a client chose them)\n"
 	"unless --keep-setid is given; the sticky bit is kept.\n";
 
@@ -1262,12 +1446,11 @@ cmd_export(int argc, char **argv)
 		{"keep-setid", no_argument, NULL, 'k'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
-	struct exp ex = {0};
+	struct exp ex = {.top = -1};
 	struct vs_root *r = NULL;
 	struct vs_volinfo vi;
 	struct proto_attr ra;
 	const char *name, *dst;
-	DIR *d;
 	int c, rc;
 
 	while ((c = getopt_cmd(argc, argv, lo, usage_export)) != -1)
@@ -1277,20 +1460,12 @@ cmd_export(int argc, char **argv)
 		return fprintf(stderr, "%s", usage_export), EX_USAGE_;
 	name = argv[optind];
 	dst = argv[optind + 1];
-	if (mkdir(dst, 0700) < 0 && errno != EEXIST)
-		return fail(-errno, "cannot make '%s'", dst);
-	d = opendir(dst);
-	if (!d)
-		return fail(-errno, "cannot open '%s'", dst);
-	for (struct dirent *de; (de = readdir(d));)
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-			closedir(d);
-			return fail(-ENOTEMPTY, "cannot export into '%s'", dst);
-		}
-	closedir(d);
+	ex.top = export_top(dst);
+	if (ex.top < 0)
+		return ex_of(ex.top);
 	rc = open_root(false, &r);
 	if (rc)
-		return ex_of(rc);
+		goto out;
 	rc = vs_vol_open(r, name, VS_RDONLY, &ex.v);
 	if (rc) {
 		fail(rc, "cannot open volume '%s'", name);
@@ -1300,9 +1475,9 @@ cmd_export(int argc, char **argv)
 	if (!rc)
 		rc = vs_getattr(ex.v, &vi.root, &ra);
 	if (!rc)
-		rc = export_dir(&ex, &vi.root, dst, 0);
+		rc = export_dir(&ex, &vi.root, ex.top, "", 0);
 	if (!rc)
-		rc = export_meta(&ex, dst, &ra);
+		rc = export_meta(&ex, ex.top, ".", ex.top, dst, &ra);
 	if (ex.dropped)
 		fprintf(stderr,
 			"vos: dropped the set-user-id/set-group-id bits "
@@ -1312,6 +1487,7 @@ out:
 	vs_vol_close(ex.v);
 	hl_free(&ex.hl);
 	vs_root_close(r);
+	close(ex.top);
 	return ex_of(rc);
 }
 

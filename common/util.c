@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -415,7 +416,7 @@ util_check_secret_file(int fd, const char *path, char *why, size_t whylen)
  * bytes), or 0 when it is not one (RFC 3629: no overlong forms, no
  * surrogates, nothing above U+10FFFF). */
 static size_t
-utf8_len(const unsigned char *s, size_t n)
+utf8_len(const unsigned char *s, size_t n, uint32_t *out)
 {
 	size_t len, i;
 	uint32_t cp;
@@ -442,7 +443,20 @@ utf8_len(const unsigned char *s, size_t n)
 	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
 	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
 		return 0;
+	*out = cp;
 	return len;
+}
+
+/* Code points that reorder or break the text around them on a terminal
+ * without being visible: bidi embeddings, overrides and isolates, the
+ * marks (LRM, RLM, ALM), and the line and paragraph separators. A name
+ * holding U+202E shows its end first ("txt.exe" as "exe.txt"). */
+static bool
+utf8_invisible(uint32_t cp)
+{
+	return (cp >= 0x202a && cp <= 0x202e) ||
+	       (cp >= 0x2066 && cp <= 0x2069) || cp == 0x200e || cp == 0x200f ||
+	       cp == 0x061c || cp == 0x2028 || cp == 0x2029;
 }
 
 size_t
@@ -451,6 +465,7 @@ util_escape(const char *in, size_t len, char *out, size_t outlen)
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *s = (const unsigned char *)in;
 	size_t i = 0, o = 0, k;
+	uint32_t cp = 0;
 	char e;
 
 #define PUT(c)                                                                 \
@@ -468,8 +483,18 @@ util_escape(const char *in, size_t len, char *out, size_t outlen)
 			i++;
 			continue;
 		}
-		if (c >= 0x80 && (k = utf8_len(s + i, len - i)) &&
+		if (c >= 0x80 && (k = utf8_len(s + i, len - i, &cp)) &&
 		    !(c == 0xc2 && s[i + 1] < 0xa0)) {
+			if (utf8_invisible(cp)) {
+				char u[16];
+
+				/* "\u{202e}": at most 8 bytes for 2 or 3. */
+				snprintf(u, sizeof(u), "\\u{%x}", (unsigned)cp);
+				for (char *q = u; *q; q++)
+					PUT(*q);
+				i += k;
+				continue;
+			}
 			for (; k; k--)
 				PUT((char)s[i++]);
 			continue;

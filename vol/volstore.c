@@ -823,7 +823,8 @@ tokstate_parse(int fd, uint32_t *id, uint64_t *epoch)
 		return -EINVAL;
 	errno = 0;
 	e = strtoull(buf + 9, &end, 10);
-	if (errno || *end != '\n' || i == 0)
+	/* One line, nothing after it. */
+	if (errno || *end != '\n' || end + 1 != buf + n || i == 0)
 		return -EINVAL;
 	*id = (uint32_t)i;
 	*epoch = e;
@@ -903,7 +904,10 @@ vs_vol_revoke(struct vs_root *r, const char *name, uint64_t *epochp)
 		rc = vs_tokstate_get(r, name, true, &ts);
 	if (rc)
 		return rc;
-	/* Later than every token minted so far, and meaningful as a time. */
+	/* Later than every token minted so far, and meaningful as a time;
+	 * never wrapped to 0, which would make every old token good. */
+	if (now <= ts.epoch && ts.epoch == UINT64_MAX)
+		return -EOVERFLOW;
 	epoch = now > ts.epoch ? now : ts.epoch + 1;
 	dfd = openat(r->volfd, name,
 		     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

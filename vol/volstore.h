@@ -104,7 +104,8 @@ int vs_tokstate_ensure(struct vs_root *r, const char *name);
  * microseconds), or one more than the old epoch if that is not later.
  * Written to a temporary file, fsynced and renamed into place; a running
  * cairn-vold sees it on the next request. @return 0 and *epoch (may be
- * NULL), -ENOENT, -errno.
+ * NULL), -ENOENT, -EOVERFLOW (the epoch is at UINT64_MAX: it would wrap),
+ * -errno.
  */
 int vs_vol_revoke(struct vs_root *r, const char *name, uint64_t *epoch);
 

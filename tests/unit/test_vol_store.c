@@ -982,6 +982,52 @@ test_bigdir(void)
 	vol = saved;
 }
 
+/* Write @text as volume @name's token state file. */
+static void
+put_tokens(const char *name, const char *text)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/volumes/%s/tokens", rootdir, name);
+	f = fopen(path, "w");
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+/* The token state is parsed strictly, and a revoke never wraps the epoch
+ * back to 0 (which would make every old token valid again). */
+static void
+test_tokstate(void)
+{
+	struct vs_tokstate ts = {0};
+	uint64_t e = 0;
+
+	is_int(vs_vol_create(root, "tk", 0, 0, 0, NULL), 0, "volume tk");
+	put_tokens("tk", "0000abcd 5\n");
+	is_int(vs_tokstate_get(root, "tk", true, &ts), 0, "token state read");
+	ok(ts.id == 0xabcd && ts.epoch == 5, "id and epoch (%" PRIu64 ")",
+	   ts.epoch);
+	put_tokens("tk", "0000abcd 5\n0000abcd 0\n");
+	is_int(vs_tokstate_get(root, "tk", true, &ts), -EINVAL,
+	       "a trailing line: EINVAL");
+	put_tokens("tk", "0000abcd 5\n\n");
+	is_int(vs_tokstate_get(root, "tk", true, &ts), -EINVAL,
+	       "a trailing empty line: EINVAL");
+	put_tokens("tk", "0000abcd 18446744073709551615\n");
+	is_int(vs_vol_revoke(root, "tk", &e), -EOVERFLOW,
+	       "revoke at the largest epoch: EOVERFLOW, not a wrap to 0");
+	memset(&ts, 0, sizeof(ts));
+	is_int(vs_tokstate_get(root, "tk", true, &ts), 0, "state still read");
+	ok(ts.epoch == UINT64_MAX, "and unchanged");
+	put_tokens("tk", "0000abcd 5\n");
+	is_int(vs_vol_revoke(root, "tk", &e), 0, "a normal revoke");
+	ok(e > 5, "moves the epoch on (%" PRIu64 ")", e);
+	is_int(vs_vol_remove(root, "tk", 0), 0, "remove tk");
+}
+
 int
 main(void)
 {
@@ -998,6 +1044,7 @@ main(void)
 	plan(0);
 	is_int(vs_root_open(rootdir, true, &root), 0, "open root");
 	test_volumes();
+	test_tokstate();
 	if (vol) {
 		test_create();
 		test_link_unlink();
