@@ -10,7 +10,8 @@
  * Adding a subcommand, in four steps (git's builtin.h): write
  * admin/fs_<cmd>.c with fs_cmd_<cmd>(); declare it below; add a row to
  * commands[] in fs.c; document it in man/fs.1 (same synopsis) and add the
- * file to admin/include.am.
+ * file to admin/include.am. HACKING.md walks the whole way, the request
+ * type in ctl_proto and cairnd's handler included.
  *
  * Errors: functions return 0 or a negative errno like the rest of cairn;
  * fs_exit_code() turns the outcome into the exit status, once, at the edge.
