@@ -357,7 +357,7 @@ main(int argc, char **argv)
 				fprintf(stderr,
 					"cairn-vold: bad --stage-max '%s'\n",
 					optarg);
-				return 64;
+				return EX_USAGE;
 			}
 			cli.has_stage_max = true;
 			break;
@@ -367,7 +367,7 @@ main(int argc, char **argv)
 				fprintf(stderr,
 					"cairn-vold: bad --stage-expire '%s'\n",
 					optarg);
-				return 64;
+				return EX_USAGE;
 			}
 			break;
 		case OPT_LOG_LEVEL:
