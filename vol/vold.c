@@ -393,7 +393,7 @@ main(int argc, char **argv)
 				fprintf(stderr, "cairn-vold: bad value '%s'\n",
 					optarg);
 				fputs(usage, stderr);
-				return 64;
+				return EX_USAGE;
 			}
 			break;
 		}
