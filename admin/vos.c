@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,18 +31,6 @@
 #include "common/token.h"
 #include "common/util.h"
 #include "vol/volstore.h"
-
-/* sysexits(3) */
-#define EX_OK_ 0
-#define EX_USAGE_ 64
-#define EX_DATAERR_ 65
-#define EX_NOINPUT_ 66
-#define EX_UNAVAILABLE_ 69
-#define EX_SOFTWARE_ 70
-#define EX_CANTCREAT_ 73
-#define EX_IOERR_ 74
-#define EX_TEMPFAIL_ 75
-#define EX_NOPERM_ 77
 
 /* Fixed, not under --prefix: the one place admins and docs expect. */
 #define DEFAULT_ROOT "/var/lib/cairn"
@@ -55,18 +44,19 @@ struct cmd {
 	const char *usage;
 };
 
+/* The sysexits(3) status for -errno @rc; man/vos.8 EXIT STATUS lists them. */
 static int
 ex_of(int rc)
 {
 	switch (-rc) {
-	case 0: return EX_OK_;
-	case ENOENT: return EX_NOINPUT_;
-	case EEXIST: return EX_CANTCREAT_;
-	case EINVAL: case ENAMETOOLONG: return EX_DATAERR_;
-	case EACCES: case EPERM: return EX_NOPERM_;
-	case EAGAIN: case EBUSY: return EX_TEMPFAIL_;
-	case ENOMEM: return EX_SOFTWARE_;
-	default: return EX_IOERR_;
+	case 0: return EX_OK;
+	case ENOENT: return EX_NOINPUT;
+	case EEXIST: return EX_CANTCREAT;
+	case EINVAL: case ENAMETOOLONG: return EX_DATAERR;
+	case EACCES: case EPERM: return EX_NOPERM;
+	case EAGAIN: case EBUSY: return EX_TEMPFAIL;
+	case ENOMEM: return EX_SOFTWARE;
+	default: return EX_IOERR;
 	}
 }
 
@@ -132,11 +122,11 @@ getopt_cmd_s(int argc, char **argv, const char *shortopts,
 
 	if (c == 'h') {
 		fputs(usage, stdout);
-		exit(0);
+		exit(EX_OK);
 	}
 	if (c == '?') {
 		fputs(usage, stderr);
-		exit(EX_USAGE_);
+		exit(EX_USAGE);
 	}
 	return c;
 }
@@ -166,7 +156,7 @@ cmd_init(int argc, char **argv)
 	while (getopt_cmd(argc, argv, lo, usage_init) != -1)
 		;
 	if (optind != argc)
-		return fprintf(stderr, "%s", usage_init), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_init), EX_USAGE;
 	rc = open_root(true, &r);
 	if (rc)
 		return ex_of(rc);
@@ -176,7 +166,7 @@ cmd_init(int argc, char **argv)
 	if (rc)
 		return fail(rc, "cannot create the secret key in '%s'", root_path);
 	printf("server root %s ready\n", root_path);
-	return 0;
+	return EX_OK;
 }
 
 static const char usage_create[] =
@@ -218,7 +208,7 @@ cmd_create(int argc, char **argv)
 		if ((rc = parse_limits(c, &bytes, &files)))
 			return rc;
 	if (optind + 1 != argc)
-		return fprintf(stderr, "%s", usage_create), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_create), EX_USAGE;
 	if (proto_volname_check(argv[optind]))
 		return fail(-EINVAL, "bad volume name '%s' (1-64 of "
 			    "[A-Za-z0-9._-], not starting with '.')",
@@ -237,7 +227,7 @@ cmd_create(int argc, char **argv)
 	if (rc)
 		return fail(rc, "cannot create volume '%s'", argv[optind]);
 	printf("created volume %s (id %08x)\n", argv[optind], id);
-	return 0;
+	return EX_OK;
 }
 
 static void
@@ -335,13 +325,13 @@ cmd_list(int argc, char **argv)
 	struct vs_root *r;
 	char **names;
 	size_t n;
-	int c, rc, ex = 0;
+	int c, rc, ex = EX_OK;
 
 	while ((c = getopt_cmd(argc, argv, lo, usage_list)) != -1)
 		if (c == 'j')
 			opt_json = true;
 	if (optind != argc)
-		return fprintf(stderr, "%s", usage_list), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_list), EX_USAGE;
 	rc = open_root(false, &r);
 	if (rc)
 		return ex_of(rc);
@@ -362,7 +352,7 @@ cmd_list(int argc, char **argv)
 		if (rc) {
 			fprintf(stderr, "vos: cannot read volume '%s': %s\n",
 				names[i], strerror(-rc));
-			ex = EX_IOERR_;
+			ex = EX_IOERR;
 			continue;
 		}
 		if (opt_json && i)
@@ -394,7 +384,7 @@ cmd_examine(int argc, char **argv)
 		if (c == 'j')
 			opt_json = true;
 	if (optind + 1 != argc)
-		return fprintf(stderr, "%s", usage_examine), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_examine), EX_USAGE;
 	rc = open_root(false, &r);
 	if (rc)
 		return ex_of(rc);
@@ -405,7 +395,7 @@ cmd_examine(int argc, char **argv)
 	print_info(&vi, true);
 	if (opt_json)
 		printf("\n");
-	return 0;
+	return EX_OK;
 }
 
 static const char usage_remove[] =
@@ -432,7 +422,7 @@ cmd_remove(int argc, char **argv)
 			staged = true;
 	}
 	if (optind + 1 != argc)
-		return fprintf(stderr, "%s", usage_remove), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_remove), EX_USAGE;
 	rc = open_root(false, &r);
 	if (rc)
 		return ex_of(rc);
@@ -447,7 +437,7 @@ cmd_remove(int argc, char **argv)
 			fprintf(stderr, "vos: volume '%s' holds %" PRIu64
 				" objects; use --force to remove it\n",
 				argv[optind], vi.files_used - 1);
-			return EX_TEMPFAIL_;
+			return EX_TEMPFAIL;
 		}
 	}
 	rc = vs_vol_remove(r, argv[optind], staged ? VS_STAGED : 0);
@@ -455,7 +445,7 @@ cmd_remove(int argc, char **argv)
 	if (rc)
 		return fail(rc, "cannot remove volume '%s'", argv[optind]);
 	printf("removed volume %s\n", argv[optind]);
-	return 0;
+	return EX_OK;
 }
 
 static const char usage_setpublic[] =
@@ -477,13 +467,13 @@ cmd_setpublic(int argc, char **argv)
 	while (getopt_cmd(argc, argv, lo, usage_setpublic) != -1)
 		;
 	if (optind + 2 != argc)
-		return fprintf(stderr, "%s", usage_setpublic), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_setpublic), EX_USAGE;
 	if (!strcmp(argv[optind + 1], "on"))
 		pub = true;
 	else if (!strcmp(argv[optind + 1], "off"))
 		pub = false;
 	else
-		return fprintf(stderr, "%s", usage_setpublic), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_setpublic), EX_USAGE;
 	rc = open_root(false, &r);
 	if (rc)
 		return ex_of(rc);
@@ -499,7 +489,7 @@ cmd_setpublic(int argc, char **argv)
 	printf("volume %s is %s\n", argv[optind],
 	       pub ? "public: shared HTTP caches may keep its chunks"
 		   : "private: chunk replies say Cache-Control: private");
-	return 0;
+	return EX_OK;
 }
 
 /* ---- token ---- */
@@ -603,7 +593,7 @@ cmd_token(int argc, char **argv)
 		if (rw == -2)
 			fprintf(stderr, "vos: give one of --rw and --ro\n");
 		fputs(usage_token, stderr);
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	rc = open_root(false, &r);
 	if (rc)
@@ -641,10 +631,10 @@ cmd_token(int argc, char **argv)
 		memset(tok, 0, sizeof(tok));
 		if (rc)
 			return fail(rc, "cannot write '%s'", out);
-		return 0;
+		return EX_OK;
 	}
 	printf("%s\n", tok);
-	return 0;
+	return EX_OK;
 }
 
 static const char usage_revoke[] =
@@ -665,7 +655,7 @@ cmd_revoke(int argc, char **argv)
 		;
 	if (optind + 1 != argc) {
 		fputs(usage_revoke, stderr);
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	rc = open_root(false, &r);
 	if (rc)
@@ -679,7 +669,7 @@ cmd_revoke(int argc, char **argv)
 			    argv[optind]);
 	printf("tokens of '%s' revoked (token epoch %" PRIu64 ")\n",
 	       argv[optind], epoch);
-	return 0;
+	return EX_OK;
 }
 
 /* ---- import ---- */
@@ -999,7 +989,7 @@ cmd_import(int argc, char **argv)
 		if ((rc = parse_limits(c, &bytes, &files)))
 			return rc;
 	if (optind + 2 != argc)
-		return fprintf(stderr, "%s", usage_import), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_import), EX_USAGE;
 	name = argv[optind];
 	src = argv[optind + 1];
 	if (proto_volname_check(name))
@@ -1457,7 +1447,7 @@ cmd_export(int argc, char **argv)
 		if (c == 'k')
 			ex.keep_setid = true;
 	if (optind + 2 != argc)
-		return fprintf(stderr, "%s", usage_export), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_export), EX_USAGE;
 	name = argv[optind];
 	dst = argv[optind + 1];
 	ex.top = export_top(dst);
@@ -1537,19 +1527,19 @@ main(int argc, char **argv)
 			i++;
 		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			usage(stdout);
-			return 0;
+			return EX_OK;
 		} else if (!strcmp(argv[i], "--version")) {
 			printf("vos (cairn) %s\n", PACKAGE_VERSION);
-			return 0;
+			return EX_OK;
 		} else {
 			fprintf(stderr, "vos: unknown option '%s'\n", argv[i]);
 			usage(stderr);
-			return EX_USAGE_;
+			return EX_USAGE;
 		}
 	}
 	if (i >= argc) {
 		usage(stderr);
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++)
 		if (!strcmp(argv[i], cmds[k].name)) {
@@ -1558,5 +1548,5 @@ main(int argc, char **argv)
 		}
 	fprintf(stderr, "vos: unknown command '%s'\n", argv[i]);
 	usage(stderr);
-	return EX_USAGE_;
+	return EX_USAGE;
 }

@@ -16,6 +16,7 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -198,17 +199,17 @@ static int
 daemonize(void)
 {
 	int pfd[2], fd;
-	unsigned char st = 70;
+	unsigned char st = EX_SOFTWARE;
 	pid_t pid;
 
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
 		perror("cairn-vold: pipe");
-		exit(71);
+		exit(EX_OSERR);
 	}
 	pid = fork();
 	if (pid < 0) {
 		perror("cairn-vold: fork");
-		exit(71);
+		exit(EX_OSERR);
 	}
 	if (pid > 0) {
 		close(pfd[1]);
@@ -225,11 +226,11 @@ daemonize(void)
 	setsid();
 	pid = fork();
 	if (pid < 0)
-		_exit(71);
+		_exit(EX_OSERR);
 	if (pid > 0)
-		_exit(0);
+		_exit(EX_OK);
 	if (chdir("/") < 0)
-		_exit(71);
+		_exit(EX_OSERR);
 	fd = open("/dev/null", O_RDWR);
 	if (fd >= 0) {
 		dup2(fd, 0);
@@ -355,7 +356,7 @@ main(int argc, char **argv)
 	struct vs_root *root = NULL;
 	struct vold *vd = NULL;
 	char buf[PATH_MAX];
-	int c, rc, ex = 0, lockfd = -1, startfd = -1;
+	int c, rc, ex = EX_OK, lockfd = -1, startfd = -1;
 	bool cli_syslog = false, cli_level = false;
 
 	cli.log_level = LOG_INFO;
@@ -374,7 +375,7 @@ main(int argc, char **argv)
 			if (parse_int(optarg, 1, 256, &cli.workers)) {
 				fprintf(stderr, "cairn-vold: bad --workers '%s'\n",
 					optarg);
-				return 64;
+				return EX_USAGE;
 			}
 			break;
 		case OPT_MAX_CONNS:
@@ -392,7 +393,7 @@ main(int argc, char **argv)
 				fprintf(stderr, "cairn-vold: bad value '%s'\n",
 					optarg);
 				fputs(usage, stderr);
-				return 64;
+				return EX_USAGE;
 			}
 			break;
 		}
@@ -401,7 +402,7 @@ main(int argc, char **argv)
 				fprintf(stderr,
 					"cairn-vold: bad --stage-max '%s'\n",
 					optarg);
-				return 64;
+				return EX_USAGE;
 			}
 			cli.has_stage_max = true;
 			break;
@@ -411,7 +412,7 @@ main(int argc, char **argv)
 				fprintf(stderr,
 					"cairn-vold: bad --stage-expire '%s'\n",
 					optarg);
-				return 64;
+				return EX_USAGE;
 			}
 			break;
 		case OPT_LOG_LEVEL:
@@ -419,28 +420,28 @@ main(int argc, char **argv)
 			if (rc < 0) {
 				fprintf(stderr, "cairn-vold: bad --log-level '%s'\n",
 					optarg);
-				return 64;
+				return EX_USAGE;
 			}
 			cli.log_level = rc;
 			cli_level = true;
 			break;
 		case OPT_HELP:
 			fputs(usage, stdout);
-			return 0;
+			return EX_OK;
 		case OPT_VERSION:
 			printf("cairn-vold %s (protocol %d)\n", PACKAGE_VERSION,
 			       PROTO_VERSION);
-			return 0;
+			return EX_OK;
 		default:
 			fputs(usage, stderr);
-			return 64;
+			return EX_USAGE;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "cairn-vold: unexpected argument '%s'\n",
 			argv[optind]);
 		fputs(usage, stderr);
-		return 64;
+		return EX_USAGE;
 	}
 	/* The config file first, then the command line over it. */
 	conf.log_level = LOG_INFO;
@@ -451,7 +452,7 @@ main(int argc, char **argv)
 		if (rc) {
 			fprintf(stderr, "cairn-vold: cannot read config '%s'%s\n",
 				f, rc < 0 ? "" : " (bad line)");
-			ex = 78;
+			ex = EX_CONFIG;
 			goto out;
 		}
 	}
@@ -498,7 +499,7 @@ main(int argc, char **argv)
 		    make_abs(&conf.pidfile)) {
 			fprintf(stderr,
 				"cairn-vold: cannot make paths absolute\n");
-			ex = 71;
+			ex = EX_OSERR;
 			goto out;
 		}
 		startfd = daemonize();
@@ -512,7 +513,7 @@ main(int argc, char **argv)
 	if (rc) {
 		log_err(LOG_MAIN, "cannot open root '%s': %s", conf.root,
 			strerror(-rc));
-		ex = 73;
+		ex = EX_CANTCREAT;
 		goto out;
 	}
 	snprintf(buf, sizeof(buf), "%s/vold.lock", conf.root);
@@ -520,14 +521,14 @@ main(int argc, char **argv)
 	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
 		log_err(LOG_MAIN, "cannot lock '%s': %s (another cairn-vold "
 			"serves this root?)", buf, strerror(errno));
-		ex = 75;
+		ex = EX_TEMPFAIL;
 		goto out;
 	}
 	rc = vs_root_key(root, true, key, &keylen);
 	if (rc) {
 		log_err(LOG_MAIN, "cannot load the key of '%s': %s", conf.root,
 			strerror(-rc));
-		ex = 77;
+		ex = EX_NOPERM;
 		goto out;
 	}
 	/* Volumes made by an older vos have no token state yet; the loop
@@ -550,18 +551,18 @@ main(int argc, char **argv)
 	}
 	if (evthread_use_pthreads() != 0) {
 		log_err(LOG_MAIN, "cannot set up libevent threads");
-		ex = 71;
+		ex = EX_OSERR;
 		goto out;
 	}
 	base = event_base_new();
 	if (!base) {
-		ex = 71;
+		ex = EX_OSERR;
 		goto out;
 	}
 	rc = vold_start(&conf, base, root, key, keylen, &vd);
 	memset(key, 0, sizeof(key));
 	if (rc) {
-		ex = rc == -EINVAL ? 78 : 69;
+		ex = rc == -EINVAL ? EX_CONFIG : EX_UNAVAILABLE;
 		goto out;
 	}
 	log_info(LOG_MAIN, "listening on %s%s", vold_addr(vd),
@@ -590,7 +591,7 @@ main(int argc, char **argv)
 	event_base_dispatch(base);
 	log_info(LOG_MAIN, "shutting down");
 out:
-	report_start(&startfd, ex ? ex : 70);
+	report_start(&startfd, ex ? ex : EX_SOFTWARE);
 	vold_stop(vd);
 	for (int i = 0; i < 3; i++)
 		if (sigs[i])
@@ -598,7 +599,7 @@ out:
 	if (base)
 		event_base_free(base);
 	vs_root_close(root);
-	if (conf.pidfile && ex == 0)
+	if (conf.pidfile && ex == EX_OK)
 		unlink(conf.pidfile);
 	if (lockfd >= 0)
 		close(lockfd);
