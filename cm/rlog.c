@@ -93,7 +93,7 @@ txn_begin(struct rlog *l)
 static int
 txn_commit(struct rlog *l)
 {
-	int rc = hdr_put(l, &l->tx);
+	int rc = rlog_hdr_put(l, &l->tx);
 	bool nosync = l->tx_nosync && !(l->flags & RLOG_O_NOSYNC);
 
 	l->tx_nosync = false;
@@ -151,7 +151,7 @@ commit_reqs(struct rlog *l, struct greq **reqs, size_t nreq)
 	l->tx_nosync = nosync;
 	for (i = 0; !rc && i < nreq; i++)
 		for (j = 0; !rc && j < reqs[i]->n; j++)
-			rc = apply_one(l, &reqs[i]->ops[j], reqs[i]->flags,
+			rc = rlog_apply_one(l, &reqs[i]->ops[j], reqs[i]->flags,
 				       &reqs[i]->effs[j]);
 	if (!rc)
 		rc = txn_commit(l);
@@ -252,7 +252,7 @@ append_common(struct rlog *l, const struct proto_op *ops, size_t n,
 	if (l->flags & RLOG_O_RDONLY)
 		return -EROFS;
 	for (i = 0; i < n; i++) {
-		rc = op_check(&ops[i]);
+		rc = rlog_op_check(&ops[i]);
 		if (rc)
 			return rc;
 	}
@@ -369,7 +369,7 @@ static int
 create_log(const char *path, unsigned flags)
 {
 	struct tdb_context *t;
-	struct hdr h = {.next_seq = 1, .created_ms = now_real_ms()};
+	struct hdr h = {.next_seq = 1, .created_ms = rlog_now_real_ms()};
 	uint8_t buf[HDR_LEN];
 	TDB_DATA key = {(unsigned char *)"H", 1}, val = {buf, sizeof(buf)};
 	char *tmp;
@@ -387,7 +387,7 @@ create_log(const char *path, unsigned flags)
 		rc = errno ? -errno : -EIO;
 		goto out;
 	}
-	hdr_encode(&h, buf);
+	rlog_hdr_encode(&h, buf);
 	if (tdb_transaction_start(t) || tdb_store(t, key, val, TDB_INSERT) ||
 	    tdb_transaction_commit(t))
 		rc = -EIO;
@@ -478,7 +478,7 @@ rlog_open_flags(const char *path, unsigned flags, int *err)
 							  : tdb_errno(l);
 		goto fail;
 	}
-	rc = hdr_decode(val.dptr, val.dsize, &l->hdr);
+	rc = rlog_hdr_decode(val.dptr, val.dsize, &l->hdr);
 	free(val.dptr);
 	if (rc)
 		goto fail;
@@ -535,7 +535,7 @@ rlog_get(struct rlog *l, uint64_t seq, struct rlog_rec *rec)
 	if (!seq)
 		return -ENOENT;
 	pthread_mutex_lock(&l->lock);
-	rc = rec_load(l, seq, rec);
+	rc = rlog_rec_load(l, seq, rec);
 	pthread_mutex_unlock(&l->lock);
 	return rc;
 }
@@ -555,13 +555,13 @@ list_next_locked(struct rlog *l, uint8_t type, uint64_t after, unsigned states,
 	int rc;
 
 	*out = 0;
-	lid_make(&id, type, NULL);
-	rc = lhead_get(l, &id, &h);
+	rlog_lid_make(&id, type, NULL);
+	rc = rlog_lhead_get(l, &id, &h);
 	if (rc)
 		return rc;
 	seq = h.first;
 	if (after && after < h.last && h.first <= after) {
-		rc = lnode_get(l, &id, after, &n);
+		rc = rlog_lnode_get(l, &id, after, &n);
 		if (!rc)
 			seq = n.next;
 		else if (rc != -ENOENT)
@@ -570,7 +570,7 @@ list_next_locked(struct rlog *l, uint8_t type, uint64_t after, unsigned states,
 	for (; seq; seq = n.next) {
 		if (++steps > h.count + 1)
 			return -EUCLEAN;
-		rc = lnode_get(l, &id, seq, &n);
+		rc = rlog_lnode_get(l, &id, seq, &n);
 		if (rc)
 			return rc == -ENOENT ? -EUCLEAN : rc;
 		if (seq > after && (states & RLOG_MASK(n.aux))) {
@@ -598,7 +598,7 @@ rlog_next(struct rlog *l, uint64_t after, unsigned states, struct rlog_rec *rec)
 	pthread_mutex_lock(&l->lock);
 	rc = list_next_locked(l, type, after, states, &seq);
 	if (!rc)
-		rc = rec_load(l, seq, rec);
+		rc = rlog_rec_load(l, seq, rec);
 	pthread_mutex_unlock(&l->lock);
 	return rc;
 }
@@ -610,7 +610,7 @@ rlog_first(struct rlog *l, struct rlog_rec *rec)
 }
 
 int
-walk(struct rlog *l, unsigned states, rlog_iter_fn fn, void *arg)
+rlog_walk(struct rlog *l, unsigned states, rlog_iter_fn fn, void *arg)
 {
 	struct rlog_rec rec;
 	uint64_t cur = 0;
@@ -635,13 +635,13 @@ walk(struct rlog *l, unsigned states, rlog_iter_fn fn, void *arg)
 int
 rlog_iterate(struct rlog *l, rlog_iter_fn fn, void *arg)
 {
-	return walk(l, RLOG_MASK_ALL, fn, arg);
+	return rlog_walk(l, RLOG_MASK_ALL, fn, arg);
 }
 
 int
 rlog_conflicts(struct rlog *l, rlog_iter_fn fn, void *arg)
 {
-	return walk(l, RLOG_MASK(RLOG_CONFLICT), fn, arg);
+	return rlog_walk(l, RLOG_MASK(RLOG_CONFLICT), fn, arg);
 }
 
 /* --- changing records --- */
@@ -661,27 +661,27 @@ rec_move(struct rlog *l, struct rlog_rec *r, enum rlog_state state,
 		nw.has_conflict = true;
 		nw.conflict = *c;
 		if (!nw.conflict.time_ms)
-			nw.conflict.time_ms = now_real_ms();
+			nw.conflict.time_ms = rlog_now_real_ms();
 	}
-	rc = rec_store(l, &nw, TDB_MODIFY);
+	rc = rlog_rec_store(l, &nw, TDB_MODIFY);
 	if (rc)
 		return rc;
 	/* The 'A' list keeps its order: only the node's state changes. */
-	lid_make(&id, LT_ALL, NULL);
-	rc = list_set(l, &id, r->seq, state, r->op.kind);
+	rlog_lid_make(&id, LT_ALL, NULL);
+	rc = rlog_list_set(l, &id, r->seq, state, r->op.kind);
 	if (!rc && r->state != RLOG_INFLIGHT) {
-		lid_make(&id, r->state == RLOG_PENDING ? LT_PEND : LT_CONF,
+		rlog_lid_make(&id, r->state == RLOG_PENDING ? LT_PEND : LT_CONF,
 			 NULL);
-		rc = list_remove(l, &id, r->seq);
+		rc = rlog_list_remove(l, &id, r->seq);
 	}
 	if (!rc && state != RLOG_INFLIGHT) {
-		lid_make(&id, state == RLOG_PENDING ? LT_PEND : LT_CONF, NULL);
-		rc = list_insert(l, &id, r->seq, state, r->op.kind);
+		rlog_lid_make(&id, state == RLOG_PENDING ? LT_PEND : LT_CONF, NULL);
+		rc = rlog_list_insert(l, &id, r->seq, state, r->op.kind);
 	}
 	if (rc)
 		return rc;
-	(*hdr_state_count(&l->tx, r->state))--;
-	(*hdr_state_count(&l->tx, state))++;
+	(*rlog_hdr_state_count(&l->tx, r->state))--;
+	(*rlog_hdr_state_count(&l->tx, state))++;
 	return 0;
 }
 
@@ -697,7 +697,7 @@ rlog_set_state(struct rlog *l, uint64_t seq, enum rlog_state state)
 	rc = txn_begin(l);
 	if (rc)
 		goto out;
-	rc = rec_load(l, seq, &r);
+	rc = rlog_rec_load(l, seq, &r);
 	if (!rc && r.state == RLOG_CONFLICT)
 		rc = -EBUSY;
 	if (!rc && r.state != state)
@@ -725,13 +725,13 @@ rlog_set_inflight_run(struct rlog *l, uint64_t seq, size_t max, size_t *moved)
 		*moved = 0;
 	if (!l || !seq || !max)
 		return -EINVAL;
-	lid_make(&pid, LT_PEND, NULL);
+	rlog_lid_make(&pid, LT_PEND, NULL);
 	pthread_mutex_lock(&l->lock);
 	rc = txn_begin(l);
 	if (rc)
 		goto out;
 	while (seq && done < max) {
-		rc = rec_load(l, seq, &r);
+		rc = rlog_rec_load(l, seq, &r);
 		if (rc)
 			break;
 		if (r.state != RLOG_PENDING) {
@@ -741,7 +741,7 @@ rlog_set_inflight_run(struct rlog *l, uint64_t seq, size_t max, size_t *moved)
 			break;
 		}
 		/* the next PENDING one, read before this one leaves the list */
-		rc = lnode_get(l, &pid, seq, &n);
+		rc = rlog_lnode_get(l, &pid, seq, &n);
 		if (!rc)
 			rc = rec_move(l, &r, RLOG_INFLIGHT, NULL);
 		rlog_rec_release(&r);
@@ -774,7 +774,7 @@ remove_locked(struct rlog *l, const uint64_t *seqs, size_t n, bool conflict)
 	if (rc)
 		return rc;
 	for (i = 0; !rc && i < n; i++) {
-		rc = rec_load(l, seqs[i], &r);
+		rc = rlog_rec_load(l, seqs[i], &r);
 		if (rc == -ENOENT && !conflict && n > 1) {
 			rc = 0;
 			continue;
@@ -782,7 +782,7 @@ remove_locked(struct rlog *l, const uint64_t *seqs, size_t n, bool conflict)
 		if (!rc && (r.state == RLOG_CONFLICT) != conflict)
 			rc = conflict ? -EINVAL : -EBUSY;
 		if (!rc)
-			rc = rec_del(l, &r);
+			rc = rlog_rec_del(l, &r);
 		if (!rc)
 			removed++;
 		rlog_rec_release(&r);
@@ -844,7 +844,7 @@ rlog_conflict_add(struct rlog *l, uint64_t seq, const struct rlog_conflict *c)
 	rc = txn_begin(l);
 	if (rc)
 		goto out;
-	rc = rec_load(l, seq, &r);
+	rc = rlog_rec_load(l, seq, &r);
 	if (!rc && r.state == RLOG_CONFLICT)
 		rc = -EEXIST;
 	if (!rc)
@@ -903,7 +903,7 @@ rlog_stats(struct rlog *l, struct rlog_stats *st)
 	 * which is what it must send first anyway). */
 	rc = list_next_locked(l, LT_ALL, 0, RLOG_MASK_ALL, &seq);
 	if (!rc)
-		rc = rec_load(l, seq, &r);
+		rc = rlog_rec_load(l, seq, &r);
 	if (!rc) {
 		st->oldest_ms = r.time_ms;
 		rlog_rec_release(&r);

@@ -40,7 +40,7 @@ static int
 cancel_rec(struct rlog *l, const struct rlog_rec *r, struct rlog_effect *eff,
 	   enum rlog_why why)
 {
-	int rc = rec_del(l, r);
+	int rc = rlog_rec_del(l, r);
 
 	if (!rc)
 		rc = eff_add(eff, r, why, true);
@@ -71,9 +71,9 @@ back_start(struct rlog *l, struct back *w, const struct fid *f)
 	struct lhead h;
 	int rc;
 
-	lid_make(&w->id, LT_FID, f);
+	rlog_lid_make(&w->id, LT_FID, f);
 	w->steps = 0;
-	rc = lhead_get(l, &w->id, &h);
+	rc = rlog_lhead_get(l, &w->id, &h);
 	w->seq = h.last;
 	return rc;
 }
@@ -89,7 +89,7 @@ back_next(struct rlog *l, struct back *w)
 		return 0;
 	if (++w->steps > SCAN_MAX)
 		return -E2BIG;
-	rc = lnode_get(l, &w->id, w->seq, &w->node);
+	rc = rlog_lnode_get(l, &w->id, w->seq, &w->node);
 	return rc == -ENOENT ? -EUCLEAN : rc;
 }
 
@@ -123,20 +123,20 @@ rule_identity(struct rlog *l, const struct fid *f, struct rlog_effect *eff,
 	int rc;
 
 	*gone = false;
-	lid_make(&id, LT_FID, f);
-	rc = lhead_get(l, &id, &h);
+	rlog_lid_make(&id, LT_FID, f);
+	rc = rlog_lhead_get(l, &id, &h);
 	if (rc || !h.count || h.count > SCAN_MAX)
 		return rc;
 	seqs = malloc(h.count * sizeof(*seqs));
 	if (!seqs)
 		return -ENOMEM;
 	for (seq = h.first; seq && cnt < h.count; seq = n.next) {
-		rc = lnode_get(l, &id, seq, &n);
+		rc = rlog_lnode_get(l, &id, seq, &n);
 		if (rc)
 			goto out;
 		if (n.aux != ROLE_OBJ)
 			goto out;
-		rc = rec_state(l, seq, &st);
+		rc = rlog_rec_state(l, seq, &st);
 		if (rc)
 			goto out;
 		if (st != RLOG_PENDING)
@@ -171,12 +171,12 @@ rule_identity(struct rlog *l, const struct fid *f, struct rlog_effect *eff,
 	for (i = 0; i < cnt; i++) {
 		bool exchange;
 
-		rc = lnode_get(l, &id, seqs[i], &n);
+		rc = rlog_lnode_get(l, &id, seqs[i], &n);
 		if (rc)
 			goto out;
 		if (n.kind != PROTO_OP_RENAME)
 			continue;
-		rc = rec_load(l, seqs[i], &r);
+		rc = rlog_rec_load(l, seqs[i], &r);
 		if (rc)
 			goto out;
 		exchange = r.op.flags & PROTO_RENAME_EXCHANGE;
@@ -185,14 +185,14 @@ rule_identity(struct rlog *l, const struct fid *f, struct rlog_effect *eff,
 			goto out;
 	}
 	for (i = 0; i < cnt; i++) {
-		rc = rec_load(l, seqs[i], &r);
+		rc = rlog_rec_load(l, seqs[i], &r);
 		if (rc)
 			goto out;
 		if (r.op.kind == PROTO_OP_RENAME &&
 		    !fid_is_null(&r.op.victim)) {
 			/* "rename tmp over a" then "rm a" (tmp created in the
 			 * log): the server must still lose the old a. */
-			rc = rec_dup(&nw, &r);
+			rc = rlog_rec_dup(&nw, &r);
 			if (rc)
 				goto out;
 			nw.op.kind = created == PROTO_OP_MKDIR
@@ -206,7 +206,7 @@ rule_identity(struct rlog *l, const struct fid *f, struct rlog_effect *eff,
 			memset(&nw.op.newparent, 0, sizeof(nw.op.newparent));
 			memset(&nw.op.victim, 0, sizeof(nw.op.victim));
 			nw.op.flags = 0;
-			rc = rec_rewrite(l, &r, &nw);
+			rc = rlog_rec_rewrite(l, &r, &nw);
 			if (!rc)
 				rc = eff_add(eff, &r, RLOG_WHY_REWRITTEN,
 					     false);
@@ -228,8 +228,8 @@ out:
 static bool
 names_entry(const struct proto_op *op, const struct fid *dir, const char *name)
 {
-	return (fid_eq(&op->parent, dir) && streq(op->name, name)) ||
-	       (fid_eq(&op->newparent, dir) && streq(op->newname, name));
+	return (fid_eq(&op->parent, dir) && rlog_streq(op->name, name)) ||
+	       (fid_eq(&op->newparent, dir) && rlog_streq(op->newname, name));
 }
 
 /* Does any record newer than @after in @dir's list name (@dir, @n1) or
@@ -254,7 +254,7 @@ dir_touched_after(struct rlog *l, const struct fid *dir, uint64_t after,
 			return 0;
 		}
 		if (w.node.aux & (ROLE_PARENT | ROLE_NEWPARENT)) {
-			rc = rec_load(l, w.seq, &r);
+			rc = rlog_rec_load(l, w.seq, &r);
 			if (rc)
 				break;
 			*hit = (n1 && names_entry(&r.op, dir, n1)) ||
@@ -280,12 +280,12 @@ rename_after(struct rlog *l, uint64_t after, bool *hit)
 	int rc;
 
 	*hit = false;
-	lid_make(&id, LT_ALL, NULL);
-	rc = lhead_get(l, &id, &h);
+	rlog_lid_make(&id, LT_ALL, NULL);
+	rc = rlog_lhead_get(l, &id, &h);
 	for (seq = h.last; !rc && seq > after; seq = n.prev) {
 		if (++steps > SCAN_MAX)
 			return -E2BIG;
-		rc = lnode_get(l, &id, seq, &n);
+		rc = rlog_lnode_get(l, &id, seq, &n);
 		if (!rc && n.kind == PROTO_OP_RENAME) {
 			*hit = true;
 			return 0;
@@ -329,7 +329,7 @@ rule_fold(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff,
 	*done = false;
 	if ((op->flags & PROTO_RENAME_EXCHANGE) ||
 	    (fid_eq(&op->parent, &op->newparent) &&
-	     streq(op->name, op->newname)))
+	     rlog_streq(op->name, op->newname)))
 		return 0;
 	rc = back_start(l, &w, &op->fid);
 	while (!rc && w.seq) {
@@ -337,7 +337,7 @@ rule_fold(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff,
 		if (rc)
 			break;
 		if (w.node.aux & ROLE_OBJ) {
-			rc = rec_load(l, w.seq, &r);
+			rc = rlog_rec_load(l, w.seq, &r);
 			if (rc)
 				break;
 			switch (r.op.kind) {
@@ -346,11 +346,11 @@ rule_fold(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff,
 			case PROTO_OP_SYMLINK:
 			case PROTO_OP_LINK:
 				found = fid_eq(&r.op.parent, &op->parent) &&
-					streq(r.op.name, op->name);
+					rlog_streq(r.op.name, op->name);
 				break;
 			case PROTO_OP_RENAME:
 				found = fid_eq(&r.op.newparent, &op->parent) &&
-					streq(r.op.newname, op->name);
+					rlog_streq(r.op.newname, op->name);
 				break;
 			default:
 				break;
@@ -364,7 +364,7 @@ rule_fold(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff,
 	if (rc || !found)
 		goto keep;
 	/* a, b */
-	rc = rec_state(l, r.seq, &st);
+	rc = rlog_rec_state(l, r.seq, &st);
 	if (rc || st != RLOG_PENDING)
 		goto keep;
 	if (r.op.kind == PROTO_OP_RENAME) {
@@ -389,8 +389,8 @@ rule_fold(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff,
 	}
 	/* d */
 	if (!fid_is_null(&op->victim)) {
-		lid_make(&vid, LT_FID, &op->victim);
-		rc = lhead_get(l, &vid, &vh);
+		rlog_lid_make(&vid, LT_FID, &op->victim);
+		rc = rlog_lhead_get(l, &vid, &vh);
 		if (rc || vh.last > r.seq)
 			goto keep;
 	}
@@ -403,7 +403,7 @@ rule_fold(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff,
 	}
 	origin = r.op.kind == PROTO_OP_RENAME && fid_is_null(&op->victim) &&
 		 fid_eq(&r.op.parent, &op->newparent) &&
-		 streq(r.op.name, op->newname);
+		 rlog_streq(r.op.name, op->newname);
 	if (origin) {
 		/* R's own source name must not have been touched either: the
 		 * object goes back to a name nobody else used meanwhile. */
@@ -419,7 +419,7 @@ rule_fold(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff,
 		*done = true;
 		goto out;
 	}
-	rc = rec_dup(&nw, &r);
+	rc = rlog_rec_dup(&nw, &r);
 	if (rc)
 		goto out;
 	if (r.op.kind == PROTO_OP_RENAME) {
@@ -437,7 +437,7 @@ rule_fold(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff,
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = rec_rewrite(l, &r, &nw);
+	rc = rlog_rec_rewrite(l, &r, &nw);
 	if (!rc)
 		rc = eff_add(eff, &r, RLOG_WHY_FOLDED, false);
 	if (rc)
@@ -472,7 +472,7 @@ chunks_union(uint64_t **set, size_t *n, const uint64_t *add, size_t nadd)
 		memcpy(s + *n, add, nadd * sizeof(*s));
 	*n += nadd;
 	*set = s;
-	qsort(s, *n, sizeof(*s), cmp_u64);
+	qsort(s, *n, sizeof(*s), rlog_cmp_u64);
 	for (i = k = 0; i < *n; i++)
 		if (!k || s[k - 1] != s[i])
 			s[k++] = s[i];
@@ -511,7 +511,7 @@ rule_store(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff)
 			break;
 		if ((w.node.aux & ROLE_OBJ) &&
 		    w.node.kind == PROTO_OP_SETATTR) {
-			rc = rec_load(l, w.seq, &r);
+			rc = rlog_rec_load(l, w.seq, &r);
 			if (rc)
 				break;
 			k = r.op.mask & PROTO_SA_SIZE;
@@ -523,10 +523,10 @@ rule_store(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff)
 	}
 	if (rc || !w.seq)
 		goto keep;
-	rc = rec_state(l, w.seq, &st);
+	rc = rlog_rec_state(l, w.seq, &st);
 	if (rc || st != RLOG_PENDING)
 		goto keep;
-	rc = rec_load(l, w.seq, &r);
+	rc = rlog_rec_load(l, w.seq, &r);
 	if (rc || r.op.chunk_size != op->chunk_size)
 		goto keep;
 	rc = chunks_union(&set, &nset, r.op.chunks, r.op.nchunks);
@@ -604,10 +604,10 @@ rule_setattr(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff)
 	}
 	if (rc || !w.seq)
 		goto keep;
-	rc = rec_state(l, w.seq, &st);
+	rc = rlog_rec_state(l, w.seq, &st);
 	if (rc || st != RLOG_PENDING)
 		goto keep;
-	rc = rec_load(l, w.seq, &r);
+	rc = rlog_rec_load(l, w.seq, &r);
 	if (rc)
 		goto keep;
 	if ((r.op.mask & op->mask & PROTO_SA_SIZE) && op->size > r.op.size)
@@ -672,10 +672,10 @@ rule_xattr(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff,
 		if ((w.node.aux & ROLE_OBJ) &&
 		    (w.node.kind == PROTO_OP_SETXATTR ||
 		     w.node.kind == PROTO_OP_REMOVEXATTR)) {
-			rc = rec_load(l, w.seq, &r);
+			rc = rlog_rec_load(l, w.seq, &r);
 			if (rc)
 				break;
-			found = streq(r.op.xname, op->xname);
+			found = rlog_streq(r.op.xname, op->xname);
 			if (found)
 				break;
 			rlog_rec_release(&r);
@@ -684,7 +684,7 @@ rule_xattr(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff,
 	}
 	if (rc || !found)
 		goto keep;
-	rc = rec_state(l, r.seq, &st);
+	rc = rlog_rec_state(l, r.seq, &st);
 	if (rc || st != RLOG_PENDING)
 		goto keep;
 	if (r.op.kind == PROTO_OP_SETXATTR) {
@@ -725,7 +725,7 @@ out:
 
 /* Apply one (checked) op inside the open transaction. */
 int
-apply_one(struct rlog *l, const struct proto_op *op, unsigned flags,
+rlog_apply_one(struct rlog *l, const struct proto_op *op, unsigned flags,
 	  struct rlog_effect *eff)
 {
 	struct rlog_rec n = {0};
@@ -733,16 +733,16 @@ apply_one(struct rlog *l, const struct proto_op *op, unsigned flags,
 	int rc;
 
 	memset(eff, 0, sizeof(*eff));
-	rc = op_dup(&n.op, op);
+	rc = rlog_op_dup(&n.op, op);
 	if (rc)
 		return rc;
-	if (zero16(n.op.opid) && getrandom(n.op.opid, 16, 0) != 16) {
+	if (rlog_zero16(n.op.opid) && getrandom(n.op.opid, 16, 0) != 16) {
 		rc = -errno;
 		goto out;
 	}
 	memcpy(eff->opid, n.op.opid, 16);
 	n.state = (flags & RLOG_A_INFLIGHT) ? RLOG_INFLIGHT : RLOG_PENDING;
-	n.time_ms = now_real_ms();
+	n.time_ms = rlog_now_real_ms();
 	if (n.state == RLOG_PENDING) {
 		switch (n.op.kind) {
 		case PROTO_OP_UNLINK:
@@ -780,8 +780,8 @@ apply_one(struct rlog *l, const struct proto_op *op, unsigned flags,
 	}
 	if (rc || done)
 		goto out;
-	n.nbytes = store_bytes(&n.op);
-	rc = rec_new(l, &n);
+	n.nbytes = rlog_store_bytes(&n.op);
+	rc = rlog_rec_new(l, &n);
 	if (rc)
 		goto out;
 	eff->seq = n.seq;

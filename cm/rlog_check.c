@@ -81,13 +81,13 @@ check_list(struct rlog *l, const struct lid *id, uint64_t *count, char *why,
 	uint64_t seq, prev = 0, cnt = 0;
 	int rc;
 
-	rc = lhead_get(l, id, &h);
+	rc = rlog_lhead_get(l, id, &h);
 	if (rc)
 		return rc;
 	for (seq = h.first; seq; prev = seq, seq = n.next) {
 		CHECK(cnt++ < h.count, "list '%c' longer than its count",
 		      id->b[0]);
-		rc = lnode_get(l, id, seq, &n);
+		rc = rlog_lnode_get(l, id, seq, &n);
 		CHECK(!rc, "list '%c' misses node %llu", id->b[0],
 		      (unsigned long long)seq);
 		CHECK(n.prev == prev && seq > prev,
@@ -121,9 +121,9 @@ rlog_check(struct rlog *l, unsigned flags, char *why, size_t len)
 	if (why && len)
 		why[0] = 0;
 	pthread_mutex_lock(&l->lock);
-	lid_make(&id, LT_ALL, NULL);
-	lid_make(&pid, LT_PEND, NULL);
-	lid_make(&cid, LT_CONF, NULL);
+	rlog_lid_make(&id, LT_ALL, NULL);
+	rlog_lid_make(&pid, LT_PEND, NULL);
+	rlog_lid_make(&cid, LT_CONF, NULL);
 	rc = check_list(l, &id, &nal, why, len);
 	if (!rc)
 		rc = check_list(l, &pid, &npl, why, len);
@@ -131,12 +131,12 @@ rlog_check(struct rlog *l, unsigned flags, char *why, size_t len)
 		rc = check_list(l, &cid, &ncl, why, len);
 	if (rc)
 		goto out;
-	rc = lhead_get(l, &id, &h);
+	rc = rlog_lhead_get(l, &id, &h);
 	for (seq = h.first; !rc && seq; seq = n.next) {
-		rc = lnode_get(l, &id, seq, &n);
+		rc = rlog_lnode_get(l, &id, seq, &n);
 		if (rc)
 			break;
-		rc = rec_load(l, seq, &r);
+		rc = rlog_rec_load(l, seq, &r);
 		CHECK(!rc, "record %llu unreadable: %s",
 		      (unsigned long long)seq, strerror(-rc));
 		CHECK(r.state == n.aux && r.op.kind == n.kind &&
@@ -145,20 +145,20 @@ rlog_check(struct rlog *l, unsigned flags, char *why, size_t len)
 		      (unsigned long long)seq);
 		cnt[r.state]++;
 		bytes += r.nbytes;
-		CHECK(r.nbytes == store_bytes(&r.op),
+		CHECK(r.nbytes == rlog_store_bytes(&r.op),
 		      "record %llu byte count wrong", (unsigned long long)seq);
 		if (r.state != RLOG_INFLIGHT) {
-			rc = lnode_get(l, r.state == RLOG_PENDING ? &pid : &cid,
+			rc = rlog_lnode_get(l, r.state == RLOG_PENDING ? &pid : &cid,
 				       seq, &sn);
 			CHECK(!rc, "record %llu missing from its state list",
 			      (unsigned long long)seq);
 		}
-		nm = op_membs(&r.op, m);
+		nm = rlog_op_membs(&r.op, m);
 		for (i = 0; i < nm; i++) {
 			struct lid fid;
 
-			lid_make(&fid, LT_FID, &m[i].fid);
-			rc = lnode_get(l, &fid, seq, &sn);
+			rlog_lid_make(&fid, LT_FID, &m[i].fid);
+			rc = rlog_lnode_get(l, &fid, seq, &sn);
 			CHECK(!rc && sn.aux == m[i].roles &&
 				      sn.kind == r.op.kind,
 			      "record %llu missing from a FID index",
@@ -194,7 +194,7 @@ rlog_check(struct rlog *l, unsigned flags, char *why, size_t len)
 		     i + same < nfids && !cmp_fid(&fids[i], &fids[i + same]);
 		     same++)
 			;
-		lid_make(&fid, LT_FID, &fids[i]);
+		rlog_lid_make(&fid, LT_FID, &fids[i]);
 		rc = check_list(l, &fid, &k, why, len);
 		if (rc)
 			goto out;

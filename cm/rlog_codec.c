@@ -20,7 +20,7 @@
 /* --- small helpers --- */
 
 int64_t
-now_real_ms(void)
+rlog_now_real_ms(void)
 {
 	struct timespec ts;
 
@@ -29,7 +29,7 @@ now_real_ms(void)
 }
 
 bool
-zero16(const uint8_t b[16])
+rlog_zero16(const uint8_t b[16])
 {
 	static const uint8_t z[16];
 
@@ -37,20 +37,20 @@ zero16(const uint8_t b[16])
 }
 
 bool
-streq(const char *a, const char *b)
+rlog_streq(const char *a, const char *b)
 {
 	return a && b && !strcmp(a, b);
 }
 
 void
-be64_put(uint8_t *p, uint64_t v)
+rlog_be64_put(uint8_t *p, uint64_t v)
 {
 	for (int i = 7; i >= 0; i--, v >>= 8)
 		p[i] = (uint8_t)v;
 }
 
 void
-lid_make(struct lid *id, uint8_t type, const struct fid *f)
+rlog_lid_make(struct lid *id, uint8_t type, const struct fid *f)
 {
 	memset(id, 0, sizeof(*id));
 	id->b[0] = type;
@@ -105,7 +105,7 @@ w_bytes(struct wbuf *b, const void *src, size_t n)
 }
 
 void
-w_uint(struct wbuf *b, uint64_t v, int n)
+rlog_w_uint(struct wbuf *b, uint64_t v, int n)
 {
 	uint8_t t[8];
 
@@ -151,7 +151,7 @@ r_take(struct rbuf *b, size_t n)
 }
 
 uint64_t
-r_uint(struct rbuf *b, int n)
+rlog_r_uint(struct rbuf *b, int n)
 {
 	const uint8_t *p = r_take(b, (size_t)n);
 	uint64_t v = 0;
@@ -243,7 +243,7 @@ r_attr(struct rbuf *b, struct proto_attr *a)
 
 /* Encode @r into @b (which the caller frees). */
 int
-rec_encode(const struct rlog_rec *r, struct wbuf *b)
+rlog_rec_encode(const struct rlog_rec *r, struct wbuf *b)
 {
 	const struct proto_op *op = &r->op;
 	uint32_t crc;
@@ -309,7 +309,7 @@ rec_encode(const struct rlog_rec *r, struct wbuf *b)
 /* Decode @len bytes of record @seq into @r. @return 0, -EUCLEAN for
  * anything that is not a well-formed record of this format, -ENOMEM. */
 int
-rec_decode(const uint8_t *p, size_t len, uint64_t seq, struct rlog_rec *r)
+rlog_rec_decode(const uint8_t *p, size_t len, uint64_t seq, struct rlog_rec *r)
 {
 	struct rbuf b = {.p = p, .len = len};
 	struct proto_op *op = &r->op;
@@ -426,7 +426,7 @@ rlog_effect_release(struct rlog_effect *eff)
 
 /* Deep copy of an op (strings, value, chunks). */
 int
-op_dup(struct proto_op *dst, const struct proto_op *src)
+rlog_op_dup(struct proto_op *dst, const struct proto_op *src)
 {
 	*dst = *src;
 	dst->name = dst->newname = dst->target = dst->xname = NULL;
@@ -472,13 +472,13 @@ conflict_dup(struct rlog_conflict *dst, const struct rlog_conflict *src)
 }
 
 int
-rec_dup(struct rlog_rec *dst, const struct rlog_rec *src)
+rlog_rec_dup(struct rlog_rec *dst, const struct rlog_rec *src)
 {
 	int rc;
 
 	*dst = *src;
 	memset(&dst->conflict, 0, sizeof(dst->conflict));
-	rc = op_dup(&dst->op, &src->op);
+	rc = rlog_op_dup(&dst->op, &src->op);
 	if (rc)
 		return rc;
 	if (src->has_conflict) {
@@ -493,7 +493,7 @@ rec_dup(struct rlog_rec *dst, const struct rlog_rec *src)
 
 /* Bytes of file data a store sends: each listed chunk, up to the size. */
 uint64_t
-store_bytes(const struct proto_op *op)
+rlog_store_bytes(const struct proto_op *op)
 {
 	uint64_t n = 0;
 
@@ -518,7 +518,7 @@ name_ok(const char *s)
 }
 
 int
-cmp_u64(const void *a, const void *b)
+rlog_cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
@@ -526,7 +526,7 @@ cmp_u64(const void *a, const void *b)
 }
 
 int
-op_check(const struct proto_op *op)
+rlog_op_check(const struct proto_op *op)
 {
 	const uint32_t sa_all = PROTO_SA_MODE | PROTO_SA_UID | PROTO_SA_GID |
 				PROTO_SA_SIZE | PROTO_SA_ATIME | PROTO_SA_MTIME;
@@ -605,7 +605,7 @@ op_check(const struct proto_op *op)
 		if (!s)
 			return -ENOMEM;
 		memcpy(s, op->chunks, op->nchunks * sizeof(*s));
-		qsort(s, op->nchunks, sizeof(*s), cmp_u64);
+		qsort(s, op->nchunks, sizeof(*s), rlog_cmp_u64);
 		for (i = 1; i < op->nchunks && s[i - 1] != s[i]; i++)
 			;
 		free(s);
@@ -619,7 +619,7 @@ op_check(const struct proto_op *op)
 /* --- the header --- */
 
 void
-hdr_encode(const struct hdr *h, uint8_t out[HDR_LEN])
+rlog_hdr_encode(const struct hdr *h, uint8_t out[HDR_LEN])
 {
 	struct wbuf b = {.p = out, .cap = HDR_LEN};
 	uint32_t crc;
@@ -642,7 +642,7 @@ hdr_encode(const struct hdr *h, uint8_t out[HDR_LEN])
 /* @return 0, -EUCLEAN (not a header of ours, or damaged) or
  * -EPROTONOSUPPORT (a replay log of another version). */
 int
-hdr_decode(const uint8_t *p, size_t len, struct hdr *h)
+rlog_hdr_decode(const uint8_t *p, size_t len, struct hdr *h)
 {
 	struct rbuf b = {.p = p, .len = len};
 	uint32_t version, hlen;

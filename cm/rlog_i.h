@@ -119,13 +119,12 @@ struct wbuf {
 	int err;
 };
 
-void
-w_uint(struct wbuf *b, uint64_t v, int n);
+void rlog_w_uint(struct wbuf *b, uint64_t v, int n);
 
-#define w_u8(b, v)  w_uint((b), (uint64_t)(v), 1)
-#define w_u16(b, v) w_uint((b), (uint64_t)(v), 2)
-#define w_u32(b, v) w_uint((b), (uint64_t)(v), 4)
-#define w_u64(b, v) w_uint((b), (uint64_t)(v), 8)
+#define w_u8(b, v)  rlog_w_uint((b), (uint64_t)(v), 1)
+#define w_u16(b, v) rlog_w_uint((b), (uint64_t)(v), 2)
+#define w_u32(b, v) rlog_w_uint((b), (uint64_t)(v), 4)
+#define w_u64(b, v) rlog_w_uint((b), (uint64_t)(v), 8)
 
 struct rbuf {
 	const uint8_t *p;
@@ -133,92 +132,64 @@ struct rbuf {
 	int err;
 };
 
-uint64_t
-r_uint(struct rbuf *b, int n);
+uint64_t rlog_r_uint(struct rbuf *b, int n);
 
-#define r_u8(b)	 ((uint8_t)r_uint((b), 1))
-#define r_u16(b) ((uint16_t)r_uint((b), 2))
-#define r_u32(b) ((uint32_t)r_uint((b), 4))
-#define r_u64(b) r_uint((b), 8)
-#define r_i64(b) ((int64_t)r_uint((b), 8))
+#define r_u8(b)	 ((uint8_t)rlog_r_uint((b), 1))
+#define r_u16(b) ((uint16_t)rlog_r_uint((b), 2))
+#define r_u32(b) ((uint32_t)rlog_r_uint((b), 4))
+#define r_u64(b) rlog_r_uint((b), 8)
+#define r_i64(b) ((int64_t)rlog_r_uint((b), 8))
 
 struct memb {
 	struct fid fid;
 	uint8_t roles;
 };
 
+/* rlog.c: @fn on every record whose state is in @states, in seq order;
+ * takes l->lock per step, so the caller must not hold it. */
+int rlog_walk(struct rlog *l, unsigned states, rlog_iter_fn fn, void *arg);
 
-/* /tmp/cms/rlog.c */
-int
-walk(struct rlog *l, unsigned states, rlog_iter_fn fn, void *arg);
+/* rlog_codec.c: no handle, no lock. */
+void rlog_be64_put(uint8_t *p, uint64_t v);
+int rlog_cmp_u64(const void *a, const void *b);
+int rlog_hdr_decode(const uint8_t *p, size_t len, struct hdr *h);
+void rlog_hdr_encode(const struct hdr *h, uint8_t out[HDR_LEN]);
+void rlog_lid_make(struct lid *id, uint8_t type, const struct fid *f);
+int64_t rlog_now_real_ms(void);
+int rlog_op_check(const struct proto_op *op);
+int rlog_op_dup(struct proto_op *dst, const struct proto_op *src);
+int rlog_rec_decode(const uint8_t *p, size_t len, uint64_t seq,
+		    struct rlog_rec *r);
+int rlog_rec_dup(struct rlog_rec *dst, const struct rlog_rec *src);
+int rlog_rec_encode(const struct rlog_rec *r, struct wbuf *b);
+uint64_t rlog_store_bytes(const struct proto_op *op);
+bool rlog_streq(const char *a, const char *b);
+bool rlog_zero16(const uint8_t b[16]);
 
-/* /tmp/cms/rlog_codec.c */
-void
-be64_put(uint8_t *p, uint64_t v);
-int
-cmp_u64(const void *a, const void *b);
-int
-hdr_decode(const uint8_t *p, size_t len, struct hdr *h);
-void
-hdr_encode(const struct hdr *h, uint8_t out[HDR_LEN]);
-void
-lid_make(struct lid *id, uint8_t type, const struct fid *f);
-int64_t
-now_real_ms(void);
-int
-op_check(const struct proto_op *op);
-int
-op_dup(struct proto_op *dst, const struct proto_op *src);
-int
-rec_decode(const uint8_t *p, size_t len, uint64_t seq, struct rlog_rec *r);
-int
-rec_dup(struct rlog_rec *dst, const struct rlog_rec *src);
-int
-rec_encode(const struct rlog_rec *r, struct wbuf *b);
-uint64_t
-store_bytes(const struct proto_op *op);
-bool
-streq(const char *a, const char *b);
-bool
-zero16(const uint8_t b[16]);
+/* rlog_list.c: l->lock held, inside a transaction for the writers. */
+int rlog_hdr_put(struct rlog *l, const struct hdr *h);
+uint64_t *rlog_hdr_state_count(struct hdr *h, enum rlog_state s);
+int rlog_lhead_get(struct rlog *l, const struct lid *id, struct lhead *h);
+int rlog_list_insert(struct rlog *l, const struct lid *id, uint64_t seq,
+		     uint8_t aux, uint8_t kind);
+int rlog_list_remove(struct rlog *l, const struct lid *id, uint64_t seq);
+int rlog_list_set(struct rlog *l, const struct lid *id, uint64_t seq,
+		  uint8_t aux, uint8_t kind);
+int rlog_lnode_get(struct rlog *l, const struct lid *id, uint64_t seq,
+		   struct lnode *n);
+size_t rlog_op_membs(const struct proto_op *op, struct memb m[4]);
+int rlog_rec_del(struct rlog *l, const struct rlog_rec *r);
+int rlog_rec_load(struct rlog *l, uint64_t seq, struct rlog_rec *rec);
+int rlog_rec_new(struct rlog *l, struct rlog_rec *r);
+int rlog_rec_rewrite(struct rlog *l, const struct rlog_rec *old,
+		     struct rlog_rec *nw);
+int rlog_rec_state(struct rlog *l, uint64_t seq, enum rlog_state *st);
+int rlog_rec_store(struct rlog *l, const struct rlog_rec *rec, int flag);
+int tdb_errno(struct rlog *l);
 
-/* /tmp/cms/rlog_list.c */
-int
-hdr_put(struct rlog *l, const struct hdr *h);
-uint64_t *
-hdr_state_count(struct hdr *h, enum rlog_state s);
-int
-lhead_get(struct rlog *l, const struct lid *id, struct lhead *h);
-int
-list_insert(struct rlog *l, const struct lid *id, uint64_t seq, uint8_t aux,
-	    uint8_t kind);
-int
-list_remove(struct rlog *l, const struct lid *id, uint64_t seq);
-int
-list_set(struct rlog *l, const struct lid *id, uint64_t seq, uint8_t aux,
-	 uint8_t kind);
-int
-lnode_get(struct rlog *l, const struct lid *id, uint64_t seq, struct lnode *n);
-size_t
-op_membs(const struct proto_op *op, struct memb m[4]);
-int
-rec_del(struct rlog *l, const struct rlog_rec *r);
-int
-rec_load(struct rlog *l, uint64_t seq, struct rlog_rec *rec);
-int
-rec_new(struct rlog *l, struct rlog_rec *r);
-int
-rec_rewrite(struct rlog *l, const struct rlog_rec *old, struct rlog_rec *nw);
-int
-rec_state(struct rlog *l, uint64_t seq, enum rlog_state *st);
-int
-rec_store(struct rlog *l, const struct rlog_rec *rec, int flag);
-int
-tdb_errno(struct rlog *l);
-
-/* /tmp/cms/rlog_cancel.c */
-int
-apply_one(struct rlog *l, const struct proto_op *op, unsigned flags,
-	  struct rlog_effect *eff);
+/* rlog_cancel.c: one op through the cancellation rules and into the log,
+ * inside the append's transaction. */
+int rlog_apply_one(struct rlog *l, const struct proto_op *op, unsigned flags,
+		   struct rlog_effect *eff);
 
 #endif /* CAIRN_CM_RLOG_I_H */

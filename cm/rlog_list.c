@@ -96,16 +96,16 @@ kv_get_fixed(struct rlog *l, const void *k, size_t klen, void *dst, size_t len)
 }
 
 int
-hdr_put(struct rlog *l, const struct hdr *h)
+rlog_hdr_put(struct rlog *l, const struct hdr *h)
 {
 	uint8_t buf[HDR_LEN];
 
-	hdr_encode(h, buf);
+	rlog_hdr_encode(h, buf);
 	return kv_put(l, "H", 1, buf, sizeof(buf), TDB_REPLACE);
 }
 
 uint64_t *
-hdr_state_count(struct hdr *h, enum rlog_state s)
+rlog_hdr_state_count(struct hdr *h, enum rlog_state s)
 {
 	return s == RLOG_PENDING    ? &h->npend
 	       : s == RLOG_INFLIGHT ? &h->ninfl
@@ -126,11 +126,11 @@ lnode_key(uint8_t k[1 + LID_LEN + 8], const struct lid *id, uint64_t seq)
 {
 	k[0] = 'n';
 	memcpy(k + 1, id->b, LID_LEN);
-	be64_put(k + 1 + LID_LEN, seq);
+	rlog_be64_put(k + 1 + LID_LEN, seq);
 }
 
 int
-lhead_get(struct rlog *l, const struct lid *id, struct lhead *h)
+rlog_lhead_get(struct rlog *l, const struct lid *id, struct lhead *h)
 {
 	uint8_t k[1 + LID_LEN], v[24];
 	struct rbuf b = {.p = v, .len = sizeof(v)};
@@ -166,7 +166,7 @@ lhead_put(struct rlog *l, const struct lid *id, const struct lhead *h)
 }
 
 int
-lnode_get(struct rlog *l, const struct lid *id, uint64_t seq, struct lnode *n)
+rlog_lnode_get(struct rlog *l, const struct lid *id, uint64_t seq, struct lnode *n)
 {
 	uint8_t k[1 + LID_LEN + 8], v[18];
 	struct rbuf b = {.p = v, .len = sizeof(v)};
@@ -210,7 +210,7 @@ link_prev_of(struct rlog *l, const struct lid *id, struct lhead *h,
 		h->last = to;
 		return 0;
 	}
-	rc = lnode_get(l, id, next, &n);
+	rc = rlog_lnode_get(l, id, next, &n);
 	if (rc)
 		return rc == -ENOENT ? -EUCLEAN : rc;
 	n.prev = to;
@@ -228,7 +228,7 @@ link_next_of(struct rlog *l, const struct lid *id, struct lhead *h,
 		h->first = to;
 		return 0;
 	}
-	rc = lnode_get(l, id, prev, &n);
+	rc = rlog_lnode_get(l, id, prev, &n);
 	if (rc)
 		return rc == -ENOENT ? -EUCLEAN : rc;
 	n.next = to;
@@ -253,7 +253,7 @@ list_find_before(struct rlog *l, const struct lid *id, const struct lhead *h,
 		for (at = h->first; at && at < seq; at = cur.next) {
 			if (++steps > h->count)
 				return -EUCLEAN;
-			rc = lnode_get(l, id, at, &cur);
+			rc = rlog_lnode_get(l, id, at, &cur);
 			if (rc)
 				return rc == -ENOENT ? -EUCLEAN : rc;
 			before = at;
@@ -264,7 +264,7 @@ list_find_before(struct rlog *l, const struct lid *id, const struct lhead *h,
 	for (at = h->last; at && at > seq; at = cur.prev) {
 		if (++steps > h->count)
 			return -EUCLEAN;
-		rc = lnode_get(l, id, at, &cur);
+		rc = rlog_lnode_get(l, id, at, &cur);
 		if (rc)
 			return rc == -ENOENT ? -EUCLEAN : rc;
 	}
@@ -274,7 +274,7 @@ list_find_before(struct rlog *l, const struct lid *id, const struct lhead *h,
 
 /* Insert @seq in order (see list_find_before()). */
 int
-list_insert(struct rlog *l, const struct lid *id, uint64_t seq, uint8_t aux,
+rlog_list_insert(struct rlog *l, const struct lid *id, uint64_t seq, uint8_t aux,
 	    uint8_t kind)
 {
 	struct lhead h;
@@ -282,7 +282,7 @@ list_insert(struct rlog *l, const struct lid *id, uint64_t seq, uint8_t aux,
 	uint64_t after;
 	int rc;
 
-	rc = lhead_get(l, id, &h);
+	rc = rlog_lhead_get(l, id, &h);
 	if (!rc)
 		rc = list_find_before(l, id, &h, seq, &after);
 	if (rc)
@@ -291,7 +291,7 @@ list_insert(struct rlog *l, const struct lid *id, uint64_t seq, uint8_t aux,
 		return -EEXIST;
 	n.prev = after;
 	if (after) {
-		rc = lnode_get(l, id, after, &cur);
+		rc = rlog_lnode_get(l, id, after, &cur);
 		if (rc)
 			return rc == -ENOENT ? -EUCLEAN : rc;
 		n.next = cur.next;
@@ -310,16 +310,16 @@ list_insert(struct rlog *l, const struct lid *id, uint64_t seq, uint8_t aux,
 }
 
 int
-list_remove(struct rlog *l, const struct lid *id, uint64_t seq)
+rlog_list_remove(struct rlog *l, const struct lid *id, uint64_t seq)
 {
 	uint8_t k[1 + LID_LEN + 8];
 	struct lhead h;
 	struct lnode n;
 	int rc;
 
-	rc = lhead_get(l, id, &h);
+	rc = rlog_lhead_get(l, id, &h);
 	if (!rc)
-		rc = lnode_get(l, id, seq, &n);
+		rc = rlog_lnode_get(l, id, seq, &n);
 	if (rc)
 		return rc == -ENOENT ? -EUCLEAN : rc;
 	rc = link_next_of(l, id, &h, n.prev, n.next);
@@ -338,13 +338,13 @@ list_remove(struct rlog *l, const struct lid *id, uint64_t seq)
 }
 
 int
-list_set(struct rlog *l, const struct lid *id, uint64_t seq, uint8_t aux,
+rlog_list_set(struct rlog *l, const struct lid *id, uint64_t seq, uint8_t aux,
 	 uint8_t kind)
 {
 	struct lnode n;
 	int rc;
 
-	rc = lnode_get(l, id, seq, &n);
+	rc = rlog_lnode_get(l, id, seq, &n);
 	if (rc)
 		return rc == -ENOENT ? -EUCLEAN : rc;
 	n.aux = aux;
@@ -358,7 +358,7 @@ static void
 rec_key(uint8_t k[9], uint64_t seq)
 {
 	k[0] = 'R';
-	be64_put(k + 1, seq);
+	rlog_be64_put(k + 1, seq);
 }
 
 struct rec_ctx {
@@ -373,13 +373,13 @@ rec_parse(TDB_DATA key, TDB_DATA data, void *arg)
 	struct rec_ctx *c = arg;
 
 	(void)key;
-	c->rc = rec_decode(data.dptr, data.dsize, c->seq, c->rec);
+	c->rc = rlog_rec_decode(data.dptr, data.dsize, c->seq, c->rec);
 	return 0;
 }
 
 /* Read record @seq. -ENOENT if absent; -EUCLEAN if damaged (logged). */
 int
-rec_load(struct rlog *l, uint64_t seq, struct rlog_rec *rec)
+rlog_rec_load(struct rlog *l, uint64_t seq, struct rlog_rec *rec)
 {
 	uint8_t k[9];
 	TDB_DATA key = {k, sizeof(k)};
@@ -396,13 +396,13 @@ rec_load(struct rlog *l, uint64_t seq, struct rlog_rec *rec)
 }
 
 int
-rec_store(struct rlog *l, const struct rlog_rec *rec, int flag)
+rlog_rec_store(struct rlog *l, const struct rlog_rec *rec, int flag)
 {
 	struct wbuf b = {0};
 	uint8_t k[9];
 	int rc;
 
-	rc = rec_encode(rec, &b);
+	rc = rlog_rec_encode(rec, &b);
 	rec_key(k, rec->seq);
 	if (!rc)
 		rc = kv_put(l, k, sizeof(k), b.p, b.len, flag);
@@ -412,7 +412,7 @@ rec_store(struct rlog *l, const struct rlog_rec *rec, int flag)
 
 /* The FIDs a record names, each once, with the roles it names them in. */
 size_t
-op_membs(const struct proto_op *op, struct memb m[4])
+rlog_op_membs(const struct proto_op *op, struct memb m[4])
 {
 	const struct {
 		const struct fid *f;
@@ -445,12 +445,12 @@ state_lists_add(struct rlog *l, const struct rlog_rec *r)
 	struct lid id;
 	int rc;
 
-	lid_make(&id, LT_ALL, NULL);
-	rc = list_insert(l, &id, r->seq, r->state, r->op.kind);
+	rlog_lid_make(&id, LT_ALL, NULL);
+	rc = rlog_list_insert(l, &id, r->seq, r->state, r->op.kind);
 	if (rc || r->state == RLOG_INFLIGHT)
 		return rc;
-	lid_make(&id, r->state == RLOG_PENDING ? LT_PEND : LT_CONF, NULL);
-	return list_insert(l, &id, r->seq, r->state, r->op.kind);
+	rlog_lid_make(&id, r->state == RLOG_PENDING ? LT_PEND : LT_CONF, NULL);
+	return rlog_list_insert(l, &id, r->seq, r->state, r->op.kind);
 }
 
 static int
@@ -459,17 +459,17 @@ state_lists_del(struct rlog *l, const struct rlog_rec *r)
 	struct lid id;
 	int rc;
 
-	lid_make(&id, LT_ALL, NULL);
-	rc = list_remove(l, &id, r->seq);
+	rlog_lid_make(&id, LT_ALL, NULL);
+	rc = rlog_list_remove(l, &id, r->seq);
 	if (rc || r->state == RLOG_INFLIGHT)
 		return rc;
-	lid_make(&id, r->state == RLOG_PENDING ? LT_PEND : LT_CONF, NULL);
-	return list_remove(l, &id, r->seq);
+	rlog_lid_make(&id, r->state == RLOG_PENDING ? LT_PEND : LT_CONF, NULL);
+	return rlog_list_remove(l, &id, r->seq);
 }
 
 /* Store a new record: it gets the next seq. */
 int
-rec_new(struct rlog *l, struct rlog_rec *r)
+rlog_rec_new(struct rlog *l, struct rlog_rec *r)
 {
 	struct memb m[4];
 	struct lid id;
@@ -477,25 +477,25 @@ rec_new(struct rlog *l, struct rlog_rec *r)
 	int rc;
 
 	r->seq = l->tx.next_seq++;
-	rc = rec_store(l, r, TDB_INSERT);
+	rc = rlog_rec_store(l, r, TDB_INSERT);
 	if (!rc)
 		rc = state_lists_add(l, r);
-	n = op_membs(&r->op, m);
+	n = rlog_op_membs(&r->op, m);
 	for (i = 0; !rc && i < n; i++) {
-		lid_make(&id, LT_FID, &m[i].fid);
-		rc = list_insert(l, &id, r->seq, m[i].roles, r->op.kind);
+		rlog_lid_make(&id, LT_FID, &m[i].fid);
+		rc = rlog_list_insert(l, &id, r->seq, m[i].roles, r->op.kind);
 	}
 	if (rc)
 		return rc;
 	l->tx.nrec++;
-	(*hdr_state_count(&l->tx, r->state))++;
+	(*rlog_hdr_state_count(&l->tx, r->state))++;
 	l->tx.data_bytes += r->nbytes;
 	return 0;
 }
 
 /* Delete record @r (as loaded) with every index entry. */
 int
-rec_del(struct rlog *l, const struct rlog_rec *r)
+rlog_rec_del(struct rlog *l, const struct rlog_rec *r)
 {
 	struct memb m[4];
 	struct lid id;
@@ -505,17 +505,17 @@ rec_del(struct rlog *l, const struct rlog_rec *r)
 	int rc;
 
 	rc = state_lists_del(l, r);
-	n = op_membs(&r->op, m);
+	n = rlog_op_membs(&r->op, m);
 	for (i = 0; !rc && i < n; i++) {
-		lid_make(&id, LT_FID, &m[i].fid);
-		rc = list_remove(l, &id, r->seq);
+		rlog_lid_make(&id, LT_FID, &m[i].fid);
+		rc = rlog_list_remove(l, &id, r->seq);
 	}
 	rec_key(k, r->seq);
 	if (!rc)
 		rc = kv_del(l, k, sizeof(k));
 	if (rc)
 		return rc;
-	cnt = hdr_state_count(&l->tx, r->state);
+	cnt = rlog_hdr_state_count(&l->tx, r->state);
 	if (!l->tx.nrec || !*cnt || l->tx.data_bytes < r->nbytes)
 		return -EUCLEAN;
 	l->tx.nrec--;
@@ -527,40 +527,40 @@ rec_del(struct rlog *l, const struct rlog_rec *r)
 /* Replace record @old by @nw: same seq and state, another op. The FID
  * lists follow the op; a FID @nw names anew is inserted at its place. */
 int
-rec_rewrite(struct rlog *l, const struct rlog_rec *old, struct rlog_rec *nw)
+rlog_rec_rewrite(struct rlog *l, const struct rlog_rec *old, struct rlog_rec *nw)
 {
 	struct memb mo[4], mn[4];
 	struct lid id;
 	size_t no, nn, i, j;
 	int rc;
 
-	nw->nbytes = store_bytes(&nw->op);
-	rc = rec_store(l, nw, TDB_MODIFY);
+	nw->nbytes = rlog_store_bytes(&nw->op);
+	rc = rlog_rec_store(l, nw, TDB_MODIFY);
 	if (rc)
 		return rc;
 	if (old->op.kind != nw->op.kind) {
-		lid_make(&id, LT_ALL, NULL);
-		rc = list_set(l, &id, nw->seq, nw->state, nw->op.kind);
+		rlog_lid_make(&id, LT_ALL, NULL);
+		rc = rlog_list_set(l, &id, nw->seq, nw->state, nw->op.kind);
 		if (!rc && nw->state != RLOG_INFLIGHT) {
-			lid_make(&id,
+			rlog_lid_make(&id,
 				 nw->state == RLOG_PENDING ? LT_PEND : LT_CONF,
 				 NULL);
-			rc = list_set(l, &id, nw->seq, nw->state, nw->op.kind);
+			rc = rlog_list_set(l, &id, nw->seq, nw->state, nw->op.kind);
 		}
 		if (rc)
 			return rc;
 	}
-	no = op_membs(&old->op, mo);
-	nn = op_membs(&nw->op, mn);
+	no = rlog_op_membs(&old->op, mo);
+	nn = rlog_op_membs(&nw->op, mn);
 	for (i = 0; i < no; i++) {
 		for (j = 0; j < nn && !fid_eq(&mo[i].fid, &mn[j].fid); j++)
 			;
-		lid_make(&id, LT_FID, &mo[i].fid);
+		rlog_lid_make(&id, LT_FID, &mo[i].fid);
 		if (j == nn)
-			rc = list_remove(l, &id, nw->seq);
+			rc = rlog_list_remove(l, &id, nw->seq);
 		else if (mn[j].roles != mo[i].roles ||
 			 old->op.kind != nw->op.kind)
-			rc = list_set(l, &id, nw->seq, mn[j].roles,
+			rc = rlog_list_set(l, &id, nw->seq, mn[j].roles,
 				      nw->op.kind);
 		if (rc)
 			return rc;
@@ -570,8 +570,8 @@ rec_rewrite(struct rlog *l, const struct rlog_rec *old, struct rlog_rec *nw)
 			;
 		if (i < no)
 			continue;
-		lid_make(&id, LT_FID, &mn[j].fid);
-		rc = list_insert(l, &id, nw->seq, mn[j].roles, nw->op.kind);
+		rlog_lid_make(&id, LT_FID, &mn[j].fid);
+		rc = rlog_list_insert(l, &id, nw->seq, mn[j].roles, nw->op.kind);
 		if (rc)
 			return rc;
 	}
@@ -583,14 +583,14 @@ rec_rewrite(struct rlog *l, const struct rlog_rec *old, struct rlog_rec *nw)
 
 /* State of record @seq from its 'A' node (no record read). */
 int
-rec_state(struct rlog *l, uint64_t seq, enum rlog_state *st)
+rlog_rec_state(struct rlog *l, uint64_t seq, enum rlog_state *st)
 {
 	struct lid id;
 	struct lnode n;
 	int rc;
 
-	lid_make(&id, LT_ALL, NULL);
-	rc = lnode_get(l, &id, seq, &n);
+	rlog_lid_make(&id, LT_ALL, NULL);
+	rc = rlog_lnode_get(l, &id, seq, &n);
 	if (rc)
 		return rc;
 	*st = (enum rlog_state)n.aux;
