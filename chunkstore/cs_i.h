@@ -249,6 +249,41 @@ int cs_write_hdr(struct cs_store *cs, int clean);
 void cs_slot_key(const struct cs_slot *s, struct cs_key *k);
 void cs_default_limits(struct cs_limits *l, const struct cs_limits *src);
 
+/* cs_hash.c (lock held) */
+void
+big_free(void *p, size_t size);
+uint32_t
+file_find(struct cs_store *cs, uint32_t vol, const uint8_t fid[16]);
+int
+key_eq(const struct cs_slot *s, uint32_t vol, const uint8_t fid[16],
+       uint64_t chunk);
+
+/* cs_slot.c (lock held) */
+int
+alloc_slot(struct cs_store *cs, const struct cs_key *k, uint32_t *out);
+int
+apply_verdict(struct cs_store *cs, uint32_t slot, int v, const struct cs_trl *t);
+uint32_t
+file_idle(struct cs_store *cs, uint32_t vol, const uint8_t fid[16]);
+void
+fill_info(const struct cs_store *cs, uint32_t slot, struct cs_info *out);
+void
+fill_limits(struct cs_limits *dst, const struct cs_limits *src);
+uint32_t
+find_idle(struct cs_store *cs, const struct cs_key *k);
+int
+present(const struct cs_slot *s);
+uint8_t *
+read_whole(struct cs_store *cs, int fd, size_t *size);
+int
+rewrite_trl(struct cs_store *cs, uint32_t slot);
+struct cs_wc *
+slot_wc(const struct cs_store *cs, const struct cs_slot *s);
+void
+unalloc_slot(struct cs_store *cs, uint32_t slot);
+void
+unbusy(struct cs_store *cs, uint32_t slot);
+
 /* cs_cull.c (lock held). */
 int cs_reserve(struct cs_store *cs, uint64_t add_bytes, uint64_t add_files);
 int cs_cull_locked(struct cs_store *cs, uint64_t add_bytes, uint64_t add_files);
