@@ -2,8 +2,8 @@
  * cs_format.c - the chunk store's on-disk format: encoders, decoders, file
  * names and the fault-injectable I/O wrappers every write goes through.
  *
- * It holds no policy (that is cs_store.c, cs_cull.c, cs_recover.c); it is
- * the one place that knows byte offsets. The design essay below is the
+ * It holds no policy (that is cs_store.c, cs_txn.c, cs_cull.c,
+ * cs_recover.c); it is the one place that knows byte offsets. The design essay below is the
  * reference for doc/cache-format.md and cairn-cache(5).
  *
  * chunk store design:

@@ -153,7 +153,7 @@ big_realloc(void *old, size_t old_size, size_t size)
 }
 
 void
-big_free(void *p, size_t size)
+cs_big_free(void *p, size_t size)
 {
 	if (p)
 		munmap(p, size);
@@ -167,8 +167,8 @@ tab_rebuild(struct cs_store *cs, uint32_t size)
 	uint32_t mask = size - 1;
 
 	if (!kt || !ft) {
-		big_free(kt, (size_t)size * sizeof(*kt));
-		big_free(ft, (size_t)size * sizeof(*ft));
+		cs_big_free(kt, (size_t)size * sizeof(*kt));
+		cs_big_free(ft, (size_t)size * sizeof(*ft));
 		return -ENOMEM;
 	}
 	for (uint32_t s = 0; s < cs->nslots; s++) {
@@ -190,8 +190,8 @@ tab_rebuild(struct cs_store *cs, uint32_t size)
 		}
 	}
 	if (cs->ktab) {
-		big_free(cs->ktab, ((size_t)cs->kmask + 1) * sizeof(*kt));
-		big_free(cs->ftab, ((size_t)cs->fmask + 1) * sizeof(*ft));
+		cs_big_free(cs->ktab, ((size_t)cs->kmask + 1) * sizeof(*kt));
+		cs_big_free(cs->ftab, ((size_t)cs->fmask + 1) * sizeof(*ft));
 	}
 	cs->ktab = kt;
 	cs->ftab = ft;
@@ -240,7 +240,7 @@ out:
 }
 
 int
-key_eq(const struct cs_slot *s, uint32_t vol, const uint8_t fid[16],
+cs_key_eq(const struct cs_slot *s, uint32_t vol, const uint8_t fid[16],
        uint64_t chunk)
 {
 	return s->chunk == chunk && s->vol == vol && !memcmp(s->fid, fid, 16);
@@ -259,7 +259,7 @@ cs_key_find(struct cs_store *cs, const struct cs_key *k)
 	for (i = (uint32_t)h & cs->kmask; (e = cs->ktab[i]);
 	     i = (i + 1) & cs->kmask)
 		if ((e & 0xffffffff00000000ull) == tag &&
-		    key_eq(&cs->slots[entry_slot(e)], k->vol, k->fid, k->chunk))
+		    cs_key_eq(&cs->slots[entry_slot(e)], k->vol, k->fid, k->chunk))
 			return entry_slot(e);
 	return CS_NONE;
 }
@@ -286,7 +286,7 @@ file_find_h(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
 }
 
 uint32_t
-file_find(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
+cs_file_find(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 {
 	uint32_t pos;
 
@@ -319,7 +319,7 @@ key_insert(struct cs_store *cs, uint32_t slot, uint32_t *dup)
 	for (i = (uint32_t)h & cs->kmask; (e = cs->ktab[i]);
 	     i = (i + 1) & cs->kmask) {
 		if ((e & 0xffffffff00000000ull) == tag &&
-		    key_eq(&cs->slots[entry_slot(e)], s->vol, s->fid,
+		    cs_key_eq(&cs->slots[entry_slot(e)], s->vol, s->fid,
 			   s->chunk)) {
 			if (dup)
 				*dup = entry_slot(e);

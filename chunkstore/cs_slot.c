@@ -25,7 +25,7 @@
 #include "cs_i.h"
 
 struct cs_wc *
-slot_wc(const struct cs_store *cs, const struct cs_slot *s)
+cs_slot_wc(const struct cs_store *cs, const struct cs_slot *s)
 {
 	return s->wc ? cs->wcs[s->wc - 1] : NULL;
 }
@@ -34,7 +34,7 @@ slot_wc(const struct cs_store *cs, const struct cs_slot *s)
 void
 cs_acct(struct cs_store *cs, const struct cs_slot *s, int sign)
 {
-	const struct cs_wc *wc = slot_wc(cs, s);
+	const struct cs_wc *wc = cs_slot_wc(cs, s);
 	uint64_t com = s->flags & CS_SF_COMMITTED ? s->len : 0;
 	uint64_t w = wc ? wc->len : 0;
 	uint64_t dirty = (s->flags & CS_SF_DIRTY ? com : 0) + w;
@@ -186,7 +186,7 @@ cs_drop_slot(struct cs_store *cs, uint32_t slot, const char *why)
 }
 
 int
-alloc_slot(struct cs_store *cs, const struct cs_key *k, uint32_t *out)
+cs_alloc_slot(struct cs_store *cs, const struct cs_key *k, uint32_t *out)
 {
 	uint32_t slot;
 	struct cs_slot *s;
@@ -219,9 +219,9 @@ alloc_slot(struct cs_store *cs, const struct cs_key *k, uint32_t *out)
 	return 0;
 }
 
-/* Give back a slot from alloc_slot that never got content. */
+/* Give back a slot from cs_alloc_slot that never got content. */
 void
-unalloc_slot(struct cs_store *cs, uint32_t slot)
+cs_unalloc_slot(struct cs_store *cs, uint32_t slot)
 {
 	cs->files_used--;
 	cs_key_remove(cs, slot);
@@ -231,7 +231,7 @@ unalloc_slot(struct cs_store *cs, uint32_t slot)
 
 /* Find @k, waiting while a put or commit is between its steps. */
 uint32_t
-find_idle(struct cs_store *cs, const struct cs_key *k)
+cs_find_idle(struct cs_store *cs, const struct cs_key *k)
 {
 	uint32_t slot;
 
@@ -242,7 +242,7 @@ find_idle(struct cs_store *cs, const struct cs_key *k)
 }
 
 void
-unbusy(struct cs_store *cs, uint32_t slot)
+cs_unbusy(struct cs_store *cs, uint32_t slot)
 {
 	cs->slots[slot].flags &= (uint16_t)~CS_SF_BUSY;
 	pthread_cond_broadcast(&cs->cond);
@@ -268,7 +268,7 @@ fill_trl(const struct cs_store *cs, uint32_t slot, struct cs_trl *t)
 /* Rewrite a committed chunk's trailer in place after a retag. A torn
  * rewrite is caught by the trailer CRC and the record then rules. */
 int
-rewrite_trl(struct cs_store *cs, uint32_t slot)
+cs_rewrite_trl(struct cs_store *cs, uint32_t slot)
 {
 	uint8_t buf[CS_TRL_SIZE];
 	char path[CS_PATH_MAX];
@@ -293,10 +293,10 @@ out:
 }
 
 void
-fill_info(const struct cs_store *cs, uint32_t slot, struct cs_info *out)
+cs_fill_info(const struct cs_store *cs, uint32_t slot, struct cs_info *out)
 {
 	const struct cs_slot *s = &cs->slots[slot];
-	const struct cs_wc *wc = slot_wc(cs, s);
+	const struct cs_wc *wc = cs_slot_wc(cs, s);
 
 	memset(out, 0, sizeof(*out));
 	cs_slot_key(s, &out->key);
@@ -310,14 +310,14 @@ fill_info(const struct cs_store *cs, uint32_t slot, struct cs_info *out)
 }
 
 int
-present(const struct cs_slot *s)
+cs_slot_present(const struct cs_slot *s)
 {
 	return (s->flags & CS_SF_USED) &&
 	       ((s->flags & CS_SF_COMMITTED) || s->wc);
 }
 
 void
-fill_limits(struct cs_limits *dst, const struct cs_limits *src)
+cs_fill_limits(struct cs_limits *dst, const struct cs_limits *src)
 {
 	if (!src)
 		return;
@@ -341,7 +341,7 @@ cs_default_limits(struct cs_limits *l, const struct cs_limits *src)
 	l->cull_pct = CS_DEFAULT_CULL_PCT;
 	l->run_pct = CS_DEFAULT_RUN_PCT;
 	l->stop_pct = CS_DEFAULT_STOP_PCT;
-	fill_limits(l, src);
+	cs_fill_limits(l, src);
 	if (!l->max_files)
 		l->max_files = l->max_bytes / CS_CHUNK_MIN
 				       ? l->max_bytes / CS_CHUNK_MIN
@@ -400,11 +400,11 @@ cs_store_free(struct cs_store *cs)
 	if (cs->dirfd >= 0)
 		close(cs->dirfd);
 	free(cs->wcs);
-	big_free(cs->slots, (size_t)cs->slots_cap * sizeof(*cs->slots));
+	cs_big_free(cs->slots, (size_t)cs->slots_cap * sizeof(*cs->slots));
 	free(cs->freel);
 	if (cs->ktab) {
-		big_free(cs->ktab, ((size_t)cs->kmask + 1) * sizeof(*cs->ktab));
-		big_free(cs->ftab, ((size_t)cs->fmask + 1) * sizeof(*cs->ftab));
+		cs_big_free(cs->ktab, ((size_t)cs->kmask + 1) * sizeof(*cs->ktab));
+		cs_big_free(cs->ftab, ((size_t)cs->fmask + 1) * sizeof(*cs->ftab));
 	}
 	pthread_mutex_destroy(&cs->lock);
 	pthread_cond_destroy(&cs->cond);
@@ -419,7 +419,7 @@ cs_store_free(struct cs_store *cs)
  * @return 0 if the slot still holds verified content, -EIO if dropped.
  */
 int
-apply_verdict(struct cs_store *cs, uint32_t slot, int v, const struct cs_trl *t)
+cs_apply_verdict(struct cs_store *cs, uint32_t slot, int v, const struct cs_trl *t)
 {
 	struct cs_slot *s = &cs->slots[slot];
 	char path[CS_PATH_MAX], key[96];
@@ -472,7 +472,7 @@ apply_verdict(struct cs_store *cs, uint32_t slot, int v, const struct cs_trl *t)
 		cs_write_rec(cs, slot);
 	} else if (v == 2) {
 		cs_log(cs, LOG_INFO, "rewriting torn trailer of '%s'", path);
-		rewrite_trl(cs, slot);
+		cs_rewrite_trl(cs, slot);
 	}
 	s->flags |= CS_SF_VERIFIED;
 	return 0;
@@ -481,7 +481,7 @@ apply_verdict(struct cs_store *cs, uint32_t slot, int v, const struct cs_trl *t)
 /* Read and verify the whole chunk file behind @fd. @return a malloc'd
  * buffer of the file (caller frees) with *size, or NULL and *v < 0. */
 uint8_t *
-read_whole(struct cs_store *cs, int fd, size_t *size)
+cs_read_whole(struct cs_store *cs, int fd, size_t *size)
 {
 	struct stat st;
 	uint8_t *buf;
@@ -504,12 +504,12 @@ read_whole(struct cs_store *cs, int fd, size_t *size)
 
 /* Wait until no slot of the file is busy (lock held). @return its head. */
 uint32_t
-file_idle(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
+cs_file_idle(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 {
 	uint32_t head, s;
 
 again:
-	head = file_find(cs, vol, fid);
+	head = cs_file_find(cs, vol, fid);
 	for (s = head; s != CS_NONE; s = cs->slots[s].fnext) {
 		if (cs->slots[s].flags & CS_SF_BUSY) {
 			pthread_cond_wait(&cs->cond, &cs->lock);

@@ -164,7 +164,7 @@ cs_open(const char *dir, const struct cs_params *p, int *err)
 	if ((r = cs_build(cs, &rc)) < 0)
 		goto fail;
 	lim = cs->lim;
-	fill_limits(&lim, p ? &p->limits : NULL);
+	cs_fill_limits(&lim, p ? &p->limits : NULL);
 	if (cs_check_limits(&lim) < 0) {
 		cs_log(cs, LOG_WARNING, "ignoring bad limits for cache '%s'",
 		       dir);
@@ -262,8 +262,8 @@ cs_lookup(struct cs_store *cs, const struct cs_key *k, struct cs_info *out)
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
 	slot = cs_key_find(cs, k);
-	if (slot != CS_NONE && present(&cs->slots[slot])) {
-		fill_info(cs, slot, out);
+	if (slot != CS_NONE && cs_slot_present(&cs->slots[slot])) {
+		cs_fill_info(cs, slot, out);
 		rc = 0;
 	}
 	pthread_mutex_unlock(&cs->lock);
@@ -296,13 +296,13 @@ ensure_verified(struct cs_store *cs, uint32_t slot)
 			cs_drop_slot(cs, slot, "file missing");
 		return rc;
 	}
-	whole = read_whole(cs, fr.fd, &size);
+	whole = cs_read_whole(cs, fr.fd, &size);
 	cs_fdc_release(cs, &fr, 1);
 	cs_slot_rec(cs, slot, &rec);
 	v = whole ? cs_verify_buf(whole, size, slot, cs->shift, &rec, &t)
 		  : -EBADMSG;
 	free(whole);
-	return apply_verdict(cs, slot, v, &t);
+	return cs_apply_verdict(cs, slot, v, &t);
 }
 
 /* Lock held: verify every committed slot of the file (see above). */
@@ -313,7 +313,7 @@ verify_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 
 	do {
 		n = 0;
-		for (uint32_t s = file_find(cs, vol, fid);
+		for (uint32_t s = cs_file_find(cs, vol, fid);
 		     s != CS_NONE && n < 64; s = cs->slots[s].fnext)
 			if ((cs->slots[s].flags &
 			     (CS_SF_COMMITTED | CS_SF_VERIFIED)) ==
@@ -369,12 +369,12 @@ cs_read(struct cs_store *cs, const struct cs_key *k, uint64_t dv, uint32_t off,
 	pthread_mutex_lock(&cs->lock);
 again:
 	slot = cs_key_find(cs, k);
-	if (slot == CS_NONE || !present(&cs->slots[slot])) {
+	if (slot == CS_NONE || !cs_slot_present(&cs->slots[slot])) {
 		r = -ENOENT;
 		goto miss;
 	}
 	s = &cs->slots[slot];
-	wc = slot_wc(cs, s);
+	wc = cs_slot_wc(cs, s);
 	if ((wc ? wc->dv : s->dv) != dv) {
 		r = -ESTALE;
 		goto miss;
@@ -413,7 +413,7 @@ again:
 		cs_slot_rec(cs, slot, &rec);
 		gen = s->gen;
 		pthread_mutex_unlock(&cs->lock);
-		whole = read_whole(cs, fr.fd, &size);
+		whole = cs_read_whole(cs, fr.fd, &size);
 		v = whole ? cs_verify_buf(whole, size, slot, cs->shift, &rec,
 					  &t)
 			  : -EBADMSG;
@@ -426,13 +426,13 @@ again:
 			free(whole);
 			goto again;
 		}
-		if (apply_verdict(cs, slot, v, &t) < 0) {
+		if (cs_apply_verdict(cs, slot, v, &t) < 0) {
 			free(whole);
 			cs->misses++;
 			pthread_mutex_unlock(&cs->lock);
 			return -EIO;
 		}
-		if (!key_eq(s, k->vol, k->fid, k->chunk) || s->dv != dv) {
+		if (!cs_key_eq(s, k->vol, k->fid, k->chunk) || s->dv != dv) {
 			free(whole);
 			goto again;
 		}
@@ -489,7 +489,7 @@ cs_mark_clean(struct cs_store *cs, const struct cs_key *k, uint64_t new_dv)
 	if (!cs || !k)
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
-	slot = find_idle(cs, k);
+	slot = cs_find_idle(cs, k);
 	if (slot != CS_NONE && (cs->slots[slot].flags & CS_SF_COMMITTED)) {
 		uint32_t gen = cs->slots[slot].gen;
 		uint64_t dv = cs->slots[slot].dv;
@@ -511,7 +511,7 @@ cs_mark_clean(struct cs_store *cs, const struct cs_key *k, uint64_t new_dv)
 		goto out;
 	}
 	s = &cs->slots[slot];
-	wc = slot_wc(cs, s);
+	wc = cs_slot_wc(cs, s);
 	cs_acct(cs, s, -1);
 	s->flags &= (uint16_t)~CS_SF_DIRTY;
 	s->dv = new_dv;
@@ -519,7 +519,7 @@ cs_mark_clean(struct cs_store *cs, const struct cs_key *k, uint64_t new_dv)
 		wc->dv = new_dv;
 	cs_acct(cs, s, 1);
 	/* Trailer first, record second: see "generation" in cs_format.c. */
-	rewrite_trl(cs, slot);
+	cs_rewrite_trl(cs, slot);
 	rc = cs_write_rec(cs, slot);
 out:
 	pthread_mutex_unlock(&cs->lock);
@@ -536,12 +536,12 @@ cs_set_dv_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
 	if (!cs || !fid)
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
-	file_idle(cs, vol, fid);
+	cs_file_idle(cs, vol, fid);
 	verify_file(cs, vol, fid);
-	for (s = file_idle(cs, vol, fid); s != CS_NONE;
+	for (s = cs_file_idle(cs, vol, fid); s != CS_NONE;
 	     s = cs->slots[s].fnext) {
 		struct cs_slot *sl = &cs->slots[s];
-		struct cs_wc *wc = slot_wc(cs, sl);
+		struct cs_wc *wc = cs_slot_wc(cs, sl);
 
 		if (wc && wc->dv == old_dv)
 			wc->dv = new_dv;
@@ -549,7 +549,7 @@ cs_set_dv_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
 		    (sl->flags & CS_SF_DIRTY) || sl->dv != old_dv)
 			continue;
 		sl->dv = new_dv;
-		rewrite_trl(cs, s);
+		cs_rewrite_trl(cs, s);
 		cs_write_rec(cs, s);
 		n++;
 	}
@@ -566,9 +566,9 @@ cs_pin_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16], int pin)
 	if (!cs || !fid)
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
-	file_idle(cs, vol, fid);
+	cs_file_idle(cs, vol, fid);
 	verify_file(cs, vol, fid);
-	for (s = file_idle(cs, vol, fid); s != CS_NONE;
+	for (s = cs_file_idle(cs, vol, fid); s != CS_NONE;
 	     s = cs->slots[s].fnext) {
 		struct cs_slot *sl = &cs->slots[s];
 
@@ -583,7 +583,7 @@ cs_pin_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16], int pin)
 		}
 		cs_acct(cs, sl, 1);
 		if (sl->flags & CS_SF_COMMITTED) {
-			rewrite_trl(cs, s);
+			cs_rewrite_trl(cs, s);
 			cs_write_rec(cs, s);
 		}
 		n++;
@@ -602,7 +602,7 @@ cs_invalidate(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
 	if (!cs || !fid)
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
-	for (s = file_idle(cs, vol, fid); s != CS_NONE; s = next) {
+	for (s = cs_file_idle(cs, vol, fid); s != CS_NONE; s = next) {
 		struct cs_slot *sl = &cs->slots[s];
 
 		/* Dropping unlinks s from the chain: read the next first. The
@@ -634,8 +634,8 @@ cs_iterate(struct cs_store *cs, int (*fn)(const struct cs_info *, void *),
 	for (;;) {
 		pthread_mutex_lock(&cs->lock);
 		for (n = 0; i < cs->nslots && n < 256; i++)
-			if (present(&cs->slots[i]))
-				fill_info(cs, i, &batch[n++]);
+			if (cs_slot_present(&cs->slots[i]))
+				cs_fill_info(cs, i, &batch[n++]);
 		pthread_mutex_unlock(&cs->lock);
 		if (!n)
 			return 0;
@@ -659,9 +659,9 @@ cs_iterate_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
 	if (!cs || !fid || !fn)
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
-	for (s = file_find(cs, vol, fid); s != CS_NONE;
+	for (s = cs_file_find(cs, vol, fid); s != CS_NONE;
 	     s = cs->slots[s].fnext) {
-		if (!present(&cs->slots[s]))
+		if (!cs_slot_present(&cs->slots[s]))
 			continue;
 		if (n == cap) {
 			struct cs_info *nv;
@@ -675,7 +675,7 @@ cs_iterate_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
 			}
 			v = nv;
 		}
-		fill_info(cs, s, &v[n++]);
+		cs_fill_info(cs, s, &v[n++]);
 	}
 	pthread_mutex_unlock(&cs->lock);
 	for (uint32_t i = 0; i < n && !rc; i++)
@@ -716,7 +716,7 @@ cs_set_limits(struct cs_store *cs, const struct cs_limits *l)
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
 	nl = cs->lim;
-	fill_limits(&nl, l);
+	cs_fill_limits(&nl, l);
 	if ((rc = cs_check_limits(&nl)) < 0)
 		goto out;
 	cs->lim = nl;
@@ -768,7 +768,7 @@ cs_bench_insert(struct cs_store *cs, uint32_t n)
 		uint32_t slot;
 
 		memcpy(k.fid, &i, sizeof(i));
-		if ((rc = alloc_slot(cs, &k, &slot)) < 0)
+		if ((rc = cs_alloc_slot(cs, &k, &slot)) < 0)
 			break;
 		cs->files_used--;
 		cs->slots[slot].flags |= CS_SF_COMMITTED | CS_SF_RECDIRTY;

@@ -41,7 +41,7 @@ cs_put(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 		return -EINVAL;
 	crc = cs_crc32c(0, buf, len);
 	pthread_mutex_lock(&cs->lock);
-	slot = find_idle(cs, k);
+	slot = cs_find_idle(cs, k);
 	if (slot != CS_NONE) {
 		s = &cs->slots[slot];
 		/* Local changes are never overwritten by a clean copy (a
@@ -56,12 +56,12 @@ cs_put(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 		/* Busy first, so the cull below cannot pick this slot. */
 		s->flags |= CS_SF_BUSY;
 		if ((rc = cs_reserve(cs, add, 0)) < 0) {
-			unbusy(cs, slot);
+			cs_unbusy(cs, slot);
 			goto out_unlock;
 		}
 	} else {
 		if ((rc = cs_reserve(cs, len, 1)) < 0 ||
-		    (rc = alloc_slot(cs, k, &slot)) < 0)
+		    (rc = cs_alloc_slot(cs, k, &slot)) < 0)
 			goto out_unlock;
 		fresh = 1;
 		cs->slots[slot].flags |= CS_SF_BUSY;
@@ -116,7 +116,7 @@ cs_put(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 	s->last_use = ++cs->clock;
 	cs_acct(cs, s, 1);
 	rc = cs_write_rec(cs, slot);
-	unbusy(cs, slot);
+	cs_unbusy(cs, slot);
 	pthread_mutex_unlock(&cs->lock);
 	if (dirty) {
 		snprintf(sub, sizeof(sub), CS_CHUNKS_DIR "/%02x", slot & 0xff);
@@ -136,8 +136,8 @@ fail_io:
 	unlinkat(cs->dirfd, tmp, 0);
 	pthread_mutex_lock(&cs->lock);
 	if (fresh)
-		unalloc_slot(cs, slot);
-	unbusy(cs, slot);
+		cs_unalloc_slot(cs, slot);
+	cs_unbusy(cs, slot);
 out_unlock:
 	pthread_mutex_unlock(&cs->lock);
 	return rc;
@@ -179,7 +179,7 @@ wc_attach(struct cs_store *cs, uint32_t slot, int fd, uint32_t len, uint64_t dv)
 static void
 wc_detach(struct cs_store *cs, struct cs_slot *s)
 {
-	struct cs_wc *wc = slot_wc(cs, s);
+	struct cs_wc *wc = cs_slot_wc(cs, s);
 
 	if (!wc)
 		return;
@@ -206,11 +206,11 @@ wc_prepare(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 	size_t size = 0;
 	int fd = -1, rc;
 
-	if (slot == CS_NONE || !present(&cs->slots[slot])) {
+	if (slot == CS_NONE || !cs_slot_present(&cs->slots[slot])) {
 		if (slot != CS_NONE)
 			return -EBUSY; /* a first put is in flight */
 		if ((rc = cs_reserve(cs, end, 1)) < 0 ||
-		    (rc = alloc_slot(cs, k, &slot)) < 0)
+		    (rc = cs_alloc_slot(cs, k, &slot)) < 0)
 			return rc;
 		cs_chunk_path(wip, slot, CS_WIP_SUFFIX);
 		fd = cs_io_open(cs->dirfd, wip, O_CREAT | O_TRUNC | O_RDWR,
@@ -221,7 +221,7 @@ wc_prepare(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 				close(fd);
 				unlinkat(cs->dirfd, wip, 0);
 			}
-			unalloc_slot(cs, slot);
+			cs_unalloc_slot(cs, slot);
 			cs_log(cs, LOG_ERR,
 			       "cannot create working copy '%s': %s", wip,
 			       strerror(-rc));
@@ -231,7 +231,7 @@ wc_prepare(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 		return 0;
 	}
 	s = &cs->slots[slot];
-	wc = slot_wc(cs, s);
+	wc = cs_slot_wc(cs, s);
 	if (wc) {
 		if (wc->dv != dv)
 			return -ESTALE;
@@ -252,7 +252,7 @@ wc_prepare(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 	/* Copy on write; the committed content is checked on the way. */
 	if ((rc = cs_fdc_get(cs, slot, &fr)) < 0)
 		goto fail_copy;
-	whole = read_whole(cs, fr.fd, &size);
+	whole = cs_read_whole(cs, fr.fd, &size);
 	cs_fdc_release(cs, &fr, 1);
 	if (!(s->flags & CS_SF_VERIFIED)) {
 		struct cs_rec rec;
@@ -263,11 +263,11 @@ wc_prepare(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 		v = whole ? cs_verify_buf(whole, size, slot, cs->shift, &rec,
 					  &t)
 			  : -EBADMSG;
-		if ((rc = apply_verdict(cs, slot, v, &t)) < 0) {
+		if ((rc = cs_apply_verdict(cs, slot, v, &t)) < 0) {
 			free(whole);
 			return rc;
 		}
-		if (!key_eq(s, k->vol, k->fid, k->chunk) || s->dv != dv) {
+		if (!cs_key_eq(s, k->vol, k->fid, k->chunk) || s->dv != dv) {
 			free(whole);
 			return -ESTALE;
 		}
@@ -319,11 +319,11 @@ cs_write(struct cs_store *cs, const struct cs_key *k, uint64_t dv, uint32_t off,
 		return -EINVAL;
 	end = off + (uint32_t)len;
 	pthread_mutex_lock(&cs->lock);
-	find_idle(cs, k);
+	cs_find_idle(cs, k);
 	if ((rc = wc_prepare(cs, k, dv, end, &slot)) < 0)
 		goto out;
 	s = &cs->slots[slot];
-	wc = slot_wc(cs, s);
+	wc = cs_slot_wc(cs, s);
 	/* A gap between the old end and @off reads back as zeros (a hole). */
 	if (len && (rc = cs_io_pwrite(wc->fd, buf, len, off)) < 0) {
 		cs_log(cs, LOG_ERR, "cannot write working copy of slot %u: %s",
@@ -356,11 +356,11 @@ cs_truncate(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 	if (!cs || !k || len > cs->chunk_size)
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
-	find_idle(cs, k);
+	cs_find_idle(cs, k);
 	if ((rc = wc_prepare(cs, k, dv, len, &slot)) < 0)
 		goto out;
 	s = &cs->slots[slot];
-	wc = slot_wc(cs, s);
+	wc = cs_slot_wc(cs, s);
 	if ((rc = cs_io_ftruncate(wc->fd, len)) < 0) {
 		cs_log(cs, LOG_ERR,
 		       "cannot truncate working copy of slot %u: %s", slot,
@@ -391,7 +391,7 @@ static int
 commit_begin(struct cs_store *cs, uint32_t slot, struct commit_job *j)
 {
 	struct cs_slot *s = &cs->slots[slot];
-	struct cs_wc *wc = slot_wc(cs, s);
+	struct cs_wc *wc = cs_slot_wc(cs, s);
 
 	memset(j, 0, sizeof(*j));
 	j->slot = slot;
@@ -466,7 +466,7 @@ commit_finish(struct cs_store *cs, struct commit_job *j)
 		j->rc = cs_write_rec(cs, j->slot);
 	}
 	close(j->fd);
-	unbusy(cs, j->slot);
+	cs_unbusy(cs, j->slot);
 }
 
 /* Commit jobs @j[0..n) (begun), then sync folders and the index once
@@ -523,8 +523,8 @@ cs_commit_flags(struct cs_store *cs, const struct cs_key *k, unsigned flags)
 	if (!cs || !k || (flags & ~(unsigned)CS_C_NOSYNC))
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
-	slot = find_idle(cs, k);
-	if (slot == CS_NONE || !present(&cs->slots[slot])) {
+	slot = cs_find_idle(cs, k);
+	if (slot == CS_NONE || !cs_slot_present(&cs->slots[slot])) {
 		pthread_mutex_unlock(&cs->lock);
 		return -ENOENT;
 	}
@@ -550,7 +550,7 @@ cs_commit_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 	if (!cs || !fid)
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
-	for (s = file_idle(cs, vol, fid); s != CS_NONE;
+	for (s = cs_file_idle(cs, vol, fid); s != CS_NONE;
 	     s = cs->slots[s].fnext) {
 		if (!cs->slots[s].wc)
 			continue;
@@ -594,7 +594,7 @@ cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&cs->lock);
-	for (s = file_idle(cs, vol, fid); s != CS_NONE;
+	for (s = cs_file_idle(cs, vol, fid); s != CS_NONE;
 	     s = cs->slots[s].fnext) {
 		if (!(cs->slots[s].flags & CS_SF_DIRTY) ||
 		    !(cs->slots[s].flags & CS_SF_COMMITTED))
