@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "base/crc32c.h"
 #include "cs.h"
 
 /* On-disk constants; cs_format.c explains them. */
@@ -86,10 +87,6 @@ int cs_parse_chunk_name(const char *name, uint32_t *slot, const char **suffix);
 int cs_valid_chunk_size(uint32_t sz);
 int cs_check_limits(const struct cs_limits *l);
 void cs_key_str(char *out, size_t n, const struct cs_key *k);
-
-/* CRC32C: cs_crc32c() is declared in cs.h; these are for its tests. */
-uint32_t cs_crc32c_sw(uint32_t crc, const void *buf, size_t len);
-int cs_crc32c_hw_available(void);
 
 /* Logging through the caller's callback; formats like printf. */
 void cs_logf(cs_log_fn fn, void *arg, int level, const char *fmt, ...)

@@ -39,7 +39,7 @@ cs_put(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 	if (!cs || !k || (len && !buf) || len > cs->chunk_size ||
 	    (flags & ~(unsigned)(CS_F_DIRTY | CS_F_PINNED)))
 		return -EINVAL;
-	crc = cs_crc32c(0, buf, len);
+	crc = crc32c(0, buf, len);
 	pthread_mutex_lock(&cs->lock);
 	slot = cs_find_idle(cs, k);
 	if (slot != CS_NONE) {
@@ -428,7 +428,7 @@ commit_io(struct cs_store *cs, struct commit_job *j, int nosync)
 		free(data);
 		return;
 	}
-	j->t.crc = cs_crc32c(0, data, j->len);
+	j->t.crc = crc32c(0, data, j->len);
 	free(data);
 	cs_trl_encode(&j->t, tbuf);
 	if ((j->rc = cs_io_pwrite(j->fd, tbuf, sizeof(tbuf), j->len)) == 0 &&

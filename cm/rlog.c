@@ -73,7 +73,6 @@
 
 #include "cm/rlog.h"
 #include "cm/rlog_i.h"
-#include "chunkstore/cs.h"
 #include "common/log.h"
 #include "common/util.h"
 

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/crc32c.h"
 #include "cm/rlog_i.h"
-#include "chunkstore/cs.h"
 
 /* --- small helpers --- */
 
@@ -61,14 +61,6 @@ rlog_lid_make(struct lid *id, uint8_t type, const struct fid *f)
 		id->b[4] = (uint8_t)f->vol;
 		memcpy(id->b + 5, f->oid, FID_OID_LEN);
 	}
-}
-
-/* CRC32C (Castagnoli), table driven: records are checked on every read,
- * so a flipped bit on disk is -EUCLEAN, never a wrong op replayed. */
-static uint32_t
-crc32c(const uint8_t *p, size_t n)
-{
-	return cs_crc32c(0, p, n);
 }
 
 /* --- little-endian encoder / bounds-checked decoder --- */
@@ -300,7 +292,7 @@ rlog_rec_encode(const struct rlog_rec *r, struct wbuf *b)
 	}
 	if (b->err)
 		return b->err;
-	crc = crc32c(b->p + 4, b->len - 4);
+	crc = crc32c(0, b->p + 4, b->len - 4);
 	for (int i = 0; i < 4; i++)
 		b->p[i] = (uint8_t)(crc >> (8 * i));
 	return 0;
@@ -319,7 +311,9 @@ rlog_rec_decode(const uint8_t *p, size_t len, uint64_t seq, struct rlog_rec *r)
 
 	memset(r, 0, sizeof(*r));
 	crc = r_u32(&b);
-	if (b.err || crc != crc32c(p + 4, len - 4))
+	/* Records are checked on every read, so a flipped bit on disk is
+	 * -EUCLEAN, never a wrong op replayed. */
+	if (b.err || crc != crc32c(0, p + 4, len - 4))
 		return -EUCLEAN;
 	fmt = r_u8(&b);
 	r->state = (enum rlog_state)r_u8(&b);
@@ -635,7 +629,7 @@ rlog_hdr_encode(const struct hdr *h, uint8_t out[HDR_LEN])
 	w_u64(&b, h->nconf);
 	w_u64(&b, h->data_bytes);
 	w_u32(&b, 0); /* reserved */
-	crc = crc32c(out, HDR_LEN - 4);
+	crc = crc32c(0, out, HDR_LEN - 4);
 	w_u32(&b, crc);
 }
 
@@ -655,7 +649,7 @@ rlog_hdr_decode(const uint8_t *p, size_t len, struct hdr *h)
 	if (version != RLOG_FORMAT_VERSION)
 		return -EPROTONOSUPPORT;
 	if (hlen != HDR_LEN || len != HDR_LEN ||
-	    crc32c(p, HDR_LEN - 4) !=
+	    crc32c(0, p, HDR_LEN - 4) !=
 		    (uint32_t)(p[HDR_LEN - 4] | p[HDR_LEN - 3] << 8 |
 			       p[HDR_LEN - 2] << 16 |
 			       (uint32_t)p[HDR_LEN - 1] << 24))
