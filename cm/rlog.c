@@ -69,8 +69,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <tdb.h>
-
 #include "cm/rlog.h"
 #include "cm/rlog_i.h"
 #include "common/log.h"
@@ -81,10 +79,13 @@
 static int
 txn_begin(struct rlog *l)
 {
+	int rc;
+
 	if (l->flags & RLOG_O_RDONLY)
 		return -EROFS;
-	if (tdb_transaction_start(l->tdb))
-		return tdb_errno(l);
+	rc = tdbw_txn_start(l->tdb);
+	if (rc)
+		return rc;
 	l->tx = l->hdr;
 	return 0;
 }
@@ -97,17 +98,16 @@ txn_commit(struct rlog *l)
 
 	l->tx_nosync = false;
 	if (rc) {
-		tdb_transaction_cancel(l->tdb);
+		tdbw_txn_cancel(l->tdb);
 		return rc;
 	}
 	/* A per-call RLOG_A_NOSYNC: only this commit skips the fsyncs. */
 	if (nosync)
 		tdb_add_flags(l->tdb, TDB_NOSYNC);
-	rc = tdb_transaction_commit(l->tdb);
+	rc = tdbw_txn_commit(l->tdb);
 	if (nosync)
 		tdb_remove_flags(l->tdb, TDB_NOSYNC);
 	if (rc) {
-		rc = tdb_errno(l);
 		log_err(LOG_RLOG, "cannot commit to replay log '%s': %s",
 			l->path, strerror(-rc));
 		return rc;
@@ -121,7 +121,7 @@ static void
 txn_cancel(struct rlog *l)
 {
 	l->tx_nosync = false;
-	tdb_transaction_cancel(l->tdb);
+	tdbw_txn_cancel(l->tdb);
 }
 
 static void
@@ -370,7 +370,6 @@ create_log(const char *path, unsigned flags)
 	struct tdb_context *t;
 	struct hdr h = {.next_seq = 1, .created_ms = rlog_now_real_ms()};
 	uint8_t buf[HDR_LEN];
-	TDB_DATA key = {(unsigned char *)"H", 1}, val = {buf, sizeof(buf)};
 	char *tmp;
 	int rc = 0;
 
@@ -387,9 +386,11 @@ create_log(const char *path, unsigned flags)
 		goto out;
 	}
 	rlog_hdr_encode(&h, buf);
-	if (tdb_transaction_start(t) || tdb_store(t, key, val, TDB_INSERT) ||
-	    tdb_transaction_commit(t))
-		rc = -EIO;
+	rc = tdbw_txn_start(t);
+	if (!rc)
+		rc = tdbw_store(t, "H", 1, buf, sizeof(buf), TDB_INSERT);
+	if (!rc)
+		rc = tdbw_txn_commit(t);
 	tdb_close(t);
 	if (!rc && !(flags & RLOG_O_NOSYNC)) {
 		int fd = open(tmp, O_RDONLY | O_CLOEXEC);
@@ -422,7 +423,8 @@ struct rlog *
 rlog_open_flags(const char *path, unsigned flags, int *err)
 {
 	struct rlog *l = NULL;
-	TDB_DATA key = {(unsigned char *)"H", 1}, val = {0};
+	uint8_t *val;
+	size_t vlen;
 	int rc = 0, tries;
 	bool ro = flags & RLOG_O_RDONLY;
 
@@ -465,20 +467,18 @@ rlog_open_flags(const char *path, unsigned flags, int *err)
 	errno = 0;
 	l->tdb = tdb_open_log(path, ro ? O_RDONLY : O_RDWR, flags);
 	if (!l->tdb) {
-		rc = errno == ENOENT   ? -ENOENT
-		     : errno == EACCES ? -EACCES
-		     : errno == ENOMEM ? -ENOMEM
-				       : -EUCLEAN;
+		rc = tdbw_open_errno(errno);
 		goto fail;
 	}
-	val = tdb_fetch(l->tdb, key);
-	if (!val.dptr) {
-		rc = tdb_error(l->tdb) == TDB_ERR_NOEXIST ? -EUCLEAN
-							  : tdb_errno(l);
+	rc = tdbw_fetch(l->tdb, "H", 1, &val, &vlen);
+	if (rc) {
+		/* A tdb without our header is not a replay log. */
+		if (rc == -ENOENT)
+			rc = -EUCLEAN;
 		goto fail;
 	}
-	rc = rlog_hdr_decode(val.dptr, val.dsize, &l->hdr);
-	free(val.dptr);
+	rc = rlog_hdr_decode(val, vlen, &l->hdr);
+	free(val);
 	if (rc)
 		goto fail;
 	if (err)

@@ -210,7 +210,7 @@ rlog_check(struct rlog *l, unsigned flags, char *why, size_t len)
 	if (!(flags & RLOG_CHECK_KEYS))
 		goto out;
 	if (tdb_traverse_read(l->tdb, check_traverse, &c) < 0 && !c.rc)
-		c.rc = tdb_errno(l);
+		c.rc = tdbw_errno(l->tdb);
 	rc = c.rc;
 	CHECK(!rc, "unknown key in the file");
 	for (i = 0; i < c.nf; i++) {

@@ -6,7 +6,7 @@
  * its own code (common/io.c, common/transaction.c, ...):
  *
  *   rlog_codec.c   the record and header byte layout, op validation
- *   rlog_list.c    tdb access, the ordered lists, records in the file
+ *   rlog_list.c    the header, the ordered lists, records in the file
  *   rlog_cancel.c  the cancellation rules run at append
  *   rlog_check.c   rlog_check(), the consistency check
  *   rlog.c         transactions, group commit, open/close, reading,
@@ -25,9 +25,8 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-#include <tdb.h>
-
 #include "cm/rlog.h"
+#include "common/tdbw.h"
 
 #define HDR_MAGIC  "cairnrlg" /* 8 bytes, no NUL on disk */
 #define HDR_LEN	   80	      /* bytes of header version 1 */
@@ -185,7 +184,6 @@ int rlog_rec_rewrite(struct rlog *l, const struct rlog_rec *old,
 		     struct rlog_rec *nw);
 int rlog_rec_state(struct rlog *l, uint64_t seq, enum rlog_state *st);
 int rlog_rec_store(struct rlog *l, const struct rlog_rec *rec, int flag);
-int tdb_errno(struct rlog *l);
 
 /* rlog_cancel.c: one op through the cancellation rules and into the log,
  * inside the append's transaction. */

@@ -1,7 +1,7 @@
 /*
- * rlog_list.c - the replay log inside its tdb file: tdb access (the only
- * place tdb's -1 + tdb_error() is seen), the header, the doubly linked
- * lists that give a hash file its order and indexes, and records as stored.
+ * rlog_list.c - the replay log inside its tdb file: the header, the doubly
+ * linked lists that give a hash file its order and indexes, and records as
+ * stored. tdb is reached through common/tdbw.h, which maps its errors.
  *
  * Callers hold l->lock and an open transaction; nothing here commits.
  */
@@ -16,92 +16,13 @@
 #include "cm/rlog_i.h"
 #include "common/log.h"
 
-/* --- tdb access (the only place tdb's -1 + tdb_error() is seen) --- */
-
-int
-tdb_errno(struct rlog *l)
-{
-	switch (tdb_error(l->tdb)) {
-	case TDB_ERR_CORRUPT:
-		return -EUCLEAN;
-	case TDB_ERR_OOM:
-		return -ENOMEM;
-	case TDB_ERR_EXISTS:
-		return -EEXIST;
-	case TDB_ERR_NOEXIST:
-		return -ENOENT;
-	case TDB_ERR_RDONLY:
-		return -EROFS;
-	case TDB_ERR_EINVAL:
-		return -EINVAL;
-	case TDB_ERR_LOCK:
-	case TDB_ERR_NOLOCK:
-	case TDB_ERR_LOCK_TIMEOUT:
-	case TDB_ERR_NESTING:
-		return -EBUSY;
-	default:
-		return -EIO;
-	}
-}
-
-static int
-kv_put(struct rlog *l, const void *k, size_t klen, const void *v, size_t vlen,
-       int flag)
-{
-	TDB_DATA key = {(unsigned char *)k, klen};
-	TDB_DATA val = {(unsigned char *)v, vlen};
-
-	return tdb_store(l->tdb, key, val, flag) ? tdb_errno(l) : 0;
-}
-
-static int
-kv_del(struct rlog *l, const void *k, size_t klen)
-{
-	TDB_DATA key = {(unsigned char *)k, klen};
-
-	return tdb_delete(l->tdb, key) ? tdb_errno(l) : 0;
-}
-
-/* Copy a small fixed-size value out with tdb_parse_record (no malloc). */
-struct fixed_ctx {
-	void *dst;
-	size_t len;
-	int rc;
-};
-
-static int
-fixed_parse(TDB_DATA key, TDB_DATA data, void *arg)
-{
-	struct fixed_ctx *c = arg;
-
-	(void)key;
-	if (data.dsize != c->len) {
-		c->rc = -EUCLEAN;
-		return 0;
-	}
-	memcpy(c->dst, data.dptr, c->len);
-	c->rc = 0;
-	return 0;
-}
-
-static int
-kv_get_fixed(struct rlog *l, const void *k, size_t klen, void *dst, size_t len)
-{
-	TDB_DATA key = {(unsigned char *)k, klen};
-	struct fixed_ctx c = {dst, len, -EIO};
-
-	if (tdb_parse_record(l->tdb, key, fixed_parse, &c) == -1)
-		return tdb_errno(l);
-	return c.rc;
-}
-
 int
 rlog_hdr_put(struct rlog *l, const struct hdr *h)
 {
 	uint8_t buf[HDR_LEN];
 
 	rlog_hdr_encode(h, buf);
-	return kv_put(l, "H", 1, buf, sizeof(buf), TDB_REPLACE);
+	return tdbw_store(l->tdb, "H", 1, buf, sizeof(buf), TDB_REPLACE);
 }
 
 uint64_t *
@@ -137,7 +58,7 @@ rlog_lhead_get(struct rlog *l, const struct lid *id, struct lhead *h)
 	int rc;
 
 	lhead_key(k, id);
-	rc = kv_get_fixed(l, k, sizeof(k), v, sizeof(v));
+	rc = tdbw_fetch_fixed(l->tdb, k, sizeof(k), v, sizeof(v));
 	if (rc == -ENOENT) {
 		memset(h, 0, sizeof(*h));
 		return 0;
@@ -158,11 +79,11 @@ lhead_put(struct rlog *l, const struct lid *id, const struct lhead *h)
 
 	lhead_key(k, id);
 	if (!h->count)
-		return kv_del(l, k, sizeof(k));
+		return tdbw_delete(l->tdb, k, sizeof(k));
 	w_u64(&b, h->first);
 	w_u64(&b, h->last);
 	w_u64(&b, h->count);
-	return kv_put(l, k, sizeof(k), v, sizeof(v), TDB_REPLACE);
+	return tdbw_store(l->tdb, k, sizeof(k), v, sizeof(v), TDB_REPLACE);
 }
 
 int
@@ -173,7 +94,7 @@ rlog_lnode_get(struct rlog *l, const struct lid *id, uint64_t seq, struct lnode 
 	int rc;
 
 	lnode_key(k, id, seq);
-	rc = kv_get_fixed(l, k, sizeof(k), v, sizeof(v));
+	rc = tdbw_fetch_fixed(l->tdb, k, sizeof(k), v, sizeof(v));
 	if (rc)
 		return rc;
 	n->prev = r_u64(&b);
@@ -195,7 +116,7 @@ lnode_put(struct rlog *l, const struct lid *id, uint64_t seq,
 	w_u64(&b, n->next);
 	w_u8(&b, n->aux);
 	w_u8(&b, n->kind);
-	return kv_put(l, k, sizeof(k), v, sizeof(v), TDB_REPLACE);
+	return tdbw_store(l->tdb, k, sizeof(k), v, sizeof(v), TDB_REPLACE);
 }
 
 /* Point the neighbour of a node (or the head) at @to. */
@@ -328,7 +249,7 @@ rlog_list_remove(struct rlog *l, const struct lid *id, uint64_t seq)
 	if (rc)
 		return rc;
 	lnode_key(k, id, seq);
-	rc = kv_del(l, k, sizeof(k));
+	rc = tdbw_delete(l->tdb, k, sizeof(k));
 	if (rc)
 		return rc;
 	if (!h.count)
@@ -388,7 +309,7 @@ rlog_rec_load(struct rlog *l, uint64_t seq, struct rlog_rec *rec)
 	memset(rec, 0, sizeof(*rec));
 	rec_key(k, seq);
 	if (tdb_parse_record(l->tdb, key, rec_parse, &c) == -1)
-		return tdb_errno(l);
+		return tdbw_errno(l->tdb);
 	if (c.rc == -EUCLEAN)
 		log_err(LOG_RLOG, "cannot read record %llu of '%s': %s",
 			(unsigned long long)seq, l->path, strerror(EUCLEAN));
@@ -405,7 +326,7 @@ rlog_rec_store(struct rlog *l, const struct rlog_rec *rec, int flag)
 	rc = rlog_rec_encode(rec, &b);
 	rec_key(k, rec->seq);
 	if (!rc)
-		rc = kv_put(l, k, sizeof(k), b.p, b.len, flag);
+		rc = tdbw_store(l->tdb, k, sizeof(k), b.p, b.len, flag);
 	free(b.p);
 	return rc;
 }
@@ -512,7 +433,7 @@ rlog_rec_del(struct rlog *l, const struct rlog_rec *r)
 	}
 	rec_key(k, r->seq);
 	if (!rc)
-		rc = kv_del(l, k, sizeof(k));
+		rc = tdbw_delete(l->tdb, k, sizeof(k));
 	if (rc)
 		return rc;
 	cnt = rlog_hdr_state_count(&l->tx, r->state);
