@@ -303,13 +303,14 @@ int
 rlog_rec_load(struct rlog *l, uint64_t seq, struct rlog_rec *rec)
 {
 	uint8_t k[9];
-	TDB_DATA key = {k, sizeof(k)};
 	struct rec_ctx c = {seq, rec, -EIO};
+	int rc;
 
 	memset(rec, 0, sizeof(*rec));
 	rec_key(k, seq);
-	if (tdb_parse_record(l->tdb, key, rec_parse, &c) == -1)
-		return tdbw_errno(l->tdb);
+	rc = tdbw_parse(l->tdb, k, sizeof(k), rec_parse, &c);
+	if (rc)
+		return rc;
 	if (c.rc == -EUCLEAN)
 		log_err(LOG_RLOG, "cannot read record %llu of '%s': %s",
 			(unsigned long long)seq, l->path, strerror(EUCLEAN));

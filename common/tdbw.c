@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/tdbw.h"
@@ -72,6 +73,39 @@ tdbw_fetch(struct tdb_context *tdb, const void *k, size_t klen,
 	return 0;
 }
 
+/*
+ * tdb_parse_record() reports every failed lookup as TDB_ERR_NOEXIST, also
+ * one that stopped at a damaged record in the hash chain, while tdb_fetch()
+ * keeps the error it met. So a miss is asked again through tdb_fetch(): a
+ * hit costs one lookup, a miss two.
+ */
+static int
+parse_errno(struct tdb_context *tdb, TDB_DATA key)
+{
+	TDB_DATA d;
+
+	if (tdb_error(tdb) != TDB_ERR_NOEXIST)
+		return tdbw_errno(tdb);
+	d = tdb_fetch(tdb, key);
+	if (d.dptr) {
+		/* Found the second time: the handle's owner is not alone. */
+		free(d.dptr);
+		return -EIO;
+	}
+	return tdbw_errno(tdb);
+}
+
+int
+tdbw_parse(struct tdb_context *tdb, const void *k, size_t klen,
+	   int (*parser)(TDB_DATA key, TDB_DATA data, void *arg), void *arg)
+{
+	TDB_DATA key = tdbw_data(k, klen);
+
+	if (tdb_parse_record(tdb, key, parser, arg) == -1)
+		return parse_errno(tdb, key);
+	return 0;
+}
+
 struct fixed_ctx {
 	void *dst;
 	size_t len;
@@ -98,10 +132,9 @@ tdbw_fetch_fixed(struct tdb_context *tdb, const void *k, size_t klen,
 		 void *dst, size_t len)
 {
 	struct fixed_ctx c = {dst, len, -EIO};
+	int rc = tdbw_parse(tdb, k, klen, fixed_parse, &c);
 
-	if (tdb_parse_record(tdb, tdbw_data(k, klen), fixed_parse, &c) == -1)
-		return tdbw_errno(tdb);
-	return c.rc;
+	return rc ? rc : c.rc;
 }
 
 int

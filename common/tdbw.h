@@ -74,7 +74,15 @@ int tdbw_open_errno(int err);
 int tdbw_fetch(struct tdb_context *tdb, const void *k, size_t klen,
 	       uint8_t **val, size_t *vlen);
 
-/* Copy the value of @k into @dst without a malloc (tdb_parse_record).
+/* Call @parser on the value of @k in place, without a malloc
+ * (tdb_parse_record; @parser's return value is ignored, it reports through
+ * @arg). @return 0 when @parser ran, -ENOENT when the key is not there,
+ * -EUCLEAN when the lookup met a damaged record, or the mapped error. */
+int tdbw_parse(struct tdb_context *tdb, const void *k, size_t klen,
+	       int (*parser)(TDB_DATA key, TDB_DATA data, void *arg),
+	       void *arg);
+
+/* Copy the value of @k into @dst without a malloc (tdbw_parse).
  * @return 0, -ENOENT, -EUCLEAN when the value is not exactly @len bytes,
  * or the mapped error. */
 int tdbw_fetch_fixed(struct tdb_context *tdb, const void *k, size_t klen,

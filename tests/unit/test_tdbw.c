@@ -17,6 +17,7 @@
 
 #include "common/tdbw.h"
 #include "tests/tap.h"
+#include "tests/unit/tdb_damage.h"
 
 static char dir[] = "/tmp/test_tdbw.XXXXXX";
 
@@ -41,32 +42,6 @@ db_fill(const char *name, char *path, size_t len)
 		tdbw_store(t, k, strlen(k), v, sizeof(v), TDB_REPLACE);
 	}
 	tdb_close(t);
-}
-
-/* Overwrite the record magic of @key (the 4 bytes before the key in the
- * file, tdb's struct tdb_record) with zeros. @return 0 if found. */
-static int
-smash_magic(const char *path, const char *key)
-{
-	struct stat st;
-	uint8_t *buf;
-	size_t klen = strlen(key);
-	int fd = open(path, O_RDWR), rc = -1;
-
-	if (fd < 0 || fstat(fd, &st) < 0)
-		return -1;
-	buf = malloc((size_t)st.st_size);
-	if (buf && pread(fd, buf, (size_t)st.st_size, 0) == st.st_size) {
-		for (off_t i = 24; i + (off_t)klen < st.st_size; i++) {
-			if (memcmp(buf + i, key, klen))
-				continue;
-			rc = pwrite(fd, "\0\0\0\0", 4, i - 4) == 4 ? 0 : -1;
-			break;
-		}
-	}
-	free(buf);
-	close(fd);
-	return rc;
 }
 
 static void
@@ -121,17 +96,19 @@ test_damage(void)
 {
 	char path[256];
 	struct tdb_context *t;
-	uint8_t *val = NULL;
+	uint8_t *val = NULL, fixed[40];
 	size_t vlen;
 	int fd;
 
 	/* A record whose header tdb finds damaged: TDB_ERR_CORRUPT. */
 	db_fill("c.tdb", path, sizeof(path));
-	is_int(smash_magic(path, "key17"), 0, "smash a record's magic");
+	is_int(tdb_damage_record(path, "key17", 5), 0, "smash a record's magic");
 	t = db_open("c.tdb", O_RDWR, path, sizeof(path));
 	ok(t != NULL, "the damaged database still opens");
 	is_int(tdbw_fetch(t, "key17", 5, &val, &vlen), -EUCLEAN,
 	       "fetch of the damaged record: -EUCLEAN");
+	is_int(tdbw_fetch_fixed(t, "key17", 5, fixed, sizeof(fixed)),
+	       -EUCLEAN, "fixed fetch of it too (tdb_parse_record says NOEXIST)");
 	tdb_close(t);
 	unlink(path);
 
