@@ -532,11 +532,113 @@ meta_forget(struct cm *cm, const struct fid *fid)
 
 /* --- directories --- */
 
+/* A listing being fetched, one page after the other (protocol version 2;
+ * a version 1 server answers the first request with everything). */
 struct dir_req {
 	struct cm *cm;
 	struct meta_op *op;
 	uint64_t gen;
+	struct proto_dir acc;	     /* the pages so far */
+	bool have;		     /* acc holds the first page */
+	bool whole;		     /* ask for everything at once */
+	int restarts;		     /* the directory changed mid-way */
+	char next[PROTO_CURSOR_MAX]; /* the page to ask for, "" = first */
 };
+
+/* Pages of one listing must all come from one DV of the directory; when
+ * it changes mid-way we start over. After DIR_RESTARTS of those, the last
+ * try asks for the whole listing in one reply (the server reads it in one
+ * hold of its lock), so a directory that changes faster than it can be
+ * paged through still lists, within the 64 MiB of one reply. */
+#define DIR_RESTARTS 8
+
+static void dir_done(void *arg, const struct http_result *res);
+
+/* Ask for the page dr->next names (the first one if ""). @return 0 or
+ * -errno. */
+static int
+dir_send(struct dir_req *dr)
+{
+	struct cm *cm = dr->cm;
+	char path[192 + PROTO_CURSOR_MAX];
+	size_t n;
+	int rc = mkpath(cm, path, sizeof(path) - PROTO_CURSOR_MAX - 32, "dir",
+			&dr->op->fid);
+
+	if (rc)
+		return rc;
+	n = strlen(path);
+	if (!dr->whole)
+		snprintf(path + n, sizeof(path) - n, "?limit=%u%s%s",
+			 PROTO_DIR_PAGE_MAX, dr->next[0] ? "&cursor=" : "",
+			 dr->next);
+	if (!submit(cm, "GET", path, NULL, 0, dir_done, dr))
+		return errno ? -errno : -ENOMEM;
+	return 0;
+}
+
+/* Forget the pages so far and ask for the first one again. */
+static int
+dir_restart(struct dir_req *dr)
+{
+	proto_dir_release(&dr->acc);
+	dr->have = false;
+	dr->next[0] = 0;
+	dr->gen = dr->cm->meta->gen;
+	dr->whole = ++dr->restarts >= DIR_RESTARTS;
+	log_debug(LOG_FETCH, "directory changed while listed: starting over");
+	return dir_send(dr);
+}
+
+/* Turn the result of asking for another page into dir_page()'s. */
+static int
+asked(int rc)
+{
+	return rc < 0 ? rc : 1;
+}
+
+/* One page arrived: add it to dr->acc. @return 1 when another page was
+ * asked for (dr lives on), 0 when dr->acc is the whole listing, -errno. */
+static int
+dir_page(struct dir_req *dr, const struct http_result *res)
+{
+	struct cm *cm = dr->cm;
+	struct proto_dir page;
+	int rc = result_errno(cm, res);
+
+	if (rc == -ESTALE && dr->have && !dr->whole) {
+		/* Our cursor is for a DV the directory has left. */
+		return asked(dir_restart(dr));
+	}
+	if (rc)
+		return rc;
+	rc = proto_dir_page_decode(res->body, res->body_len, !dr->have, &page,
+				   dr->next);
+	if (rc == 0 && !fid_eq(&page.dir.fid, &dr->op->fid)) {
+		proto_dir_release(&page);
+		rc = -EINVAL;
+	}
+	if (rc == 0 && dr->have && page.dir.dv != dr->acc.dir.dv) {
+		proto_dir_release(&page);
+		if (!dr->whole)
+			return asked(dir_restart(dr));
+		rc = -EIO;
+	} else if (rc == 0 && dr->have) {
+		rc = proto_dir_append(&dr->acc, &page);
+	} else if (rc == 0) {
+		dr->acc = page;
+		dr->have = true;
+	}
+	if (rc == 0 && dr->next[0])
+		return asked(dir_send(dr));
+	/* Each page was checked alone; a name on two pages is caught
+	 * here. */
+	if (rc == 0)
+		rc = proto_dir_check_names(&dr->acc);
+	if (rc < 0 && rc != -ENOMEM)
+		log_err(LOG_FETCH, "bad directory reply: %s", strerror(-rc));
+	return rc == -ENOMEM ? rc : rc < 0 ? -EIO : 0;
+}
 
 /* Tell the kernel which names of directory @ino changed between @old and
  * @new (both sorted by name through byname). */
@@ -593,17 +695,11 @@ dir_done(void *arg, const struct http_result *res)
 	bool refetch = false;
 	int rc;
 
-	rc = result_errno(cm, res);
-	if (rc == 0) {
-		rc = proto_dir_decode(res->body, res->body_len, &pd);
-		if (rc == 0 && !fid_eq(&pd.dir.fid, &dr->op->fid))
-			rc = -EINVAL;
-		if (rc < 0) {
-			log_err(LOG_FETCH, "bad directory reply: %s",
-				strerror(-rc));
-			rc = -EIO;
-		}
-	}
+	rc = dir_page(dr, res);
+	if (rc > 0)
+		return; /* the next page is on its way */
+	pd = dr->acc;
+	memset(&dr->acc, 0, sizeof(dr->acc));
 	if (rc == 0 && changed_since(cm->meta, &dr->op->fid, dr->gen)) {
 		/* The directory changed after this reply left the server:
 		 * fetch it again once this op is done (below). */
@@ -653,26 +749,23 @@ out:
 void
 meta_want_dir(struct cm *cm, const struct fid *fid, meta_cb cb, void *arg)
 {
-	char path[192];
 	bool fresh;
 	struct meta_op *op = op_join(cm, MK_DIR, fid, cb, arg, &fresh);
 	struct dir_req *dr;
-	int rc;
+	int rc = 0;
 
 	if (!op || !fresh)
 		return;
 	op->sent = true;
-	rc = mkpath(cm, path, sizeof(path), "dir", fid);
 	dr = calloc(1, sizeof(*dr));
-	if (rc == 0 && !dr)
+	if (!dr)
 		rc = -ENOMEM;
 	if (rc == 0) {
 		dr->cm = cm;
 		dr->op = op;
 		dr->gen = cm->meta->gen;
 		CM_STAT_INC(cm, dir_fetches);
-		if (!submit(cm, "GET", path, NULL, 0, dir_done, dr))
-			rc = -errno;
+		rc = dir_send(dr);
 	}
 	if (rc < 0) {
 		free(dr);

@@ -23,8 +23,6 @@
 #include "common/proto.h"
 #include "common/util.h"
 
-#define PROTO_DIR_MAX 1000000 /* entries in one directory reply */
-
 /* --- names, types, errors --- */
 
 /*
@@ -896,13 +894,18 @@ int
 proto_getattr_req_decode(const char *buf, size_t len, struct fid **fids,
 			 size_t *np)
 {
-	json_t *o = load(buf, len), *arr, *x;
+	json_t *o, *arr, *x;
 	struct fid *f = NULL;
 	int rc = -EINVAL;
 	size_t i, n;
 
 	*fids = NULL;
 	*np = 0;
+	/* Refuse before parsing: a parse tree costs several times its
+	 * text, and no list of PROTO_GETATTR_MAX FIDs is this long. */
+	if (len > PROTO_GETATTR_BODY_MAX)
+		return -E2BIG;
+	o = load(buf, len);
 	if (!o)
 		return -EINVAL;
 	arr = json_object_get(o, "fids");
@@ -938,8 +941,38 @@ out:
 
 /* --- directories --- */
 
+/* A cursor as clients see it: opaque, short, URL-safe as it is. */
+static bool
+cursor_ok(const char *s, size_t len)
+{
+	if (len == 0 || len >= PROTO_CURSOR_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '.' ||
+		      s[i] == '_' || s[i] == '-'))
+			return false;
+	return true;
+}
+
+int
+proto_cursor_format(char *buf, size_t len, const struct proto_dir_cursor *c)
+{
+	int n = snprintf(buf, len, "%" PRIu64 ".%" PRIu64 ".%" PRIu64, c->dv,
+			 c->bucket, c->index);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : n;
+}
+
 char *
 proto_dir_encode(const struct proto_dir *d, size_t *lenp)
+{
+	return proto_dir_page_encode(d, NULL, lenp);
+}
+
+char *
+proto_dir_page_encode(const struct proto_dir *d, const char *next, size_t *lenp)
 {
 	struct enc e = {0};
 	json_t *o = json_object(), *arr = json_array(), *x;
@@ -947,6 +980,10 @@ proto_dir_encode(const struct proto_dir *d, size_t *lenp)
 
 	if (!arr)
 		enc_fail(&e, ENOMEM);
+	if (next && *next && !cursor_ok(next, strlen(next)))
+		enc_fail(&e, EINVAL);
+	if (o && next && *next)
+		put_str(&e, o, "next", next);
 	if (o)
 		put(&e, o, "dir", attr_to_json(&e, &d->dir));
 	for (i = 0; arr && i < d->n && !e.err; i++) {
@@ -985,25 +1022,58 @@ proto_dir_release(struct proto_dir *d)
 	memset(d, 0, sizeof(*d));
 }
 
-int
-proto_dir_decode(const char *buf, size_t len, struct proto_dir *d)
+/* A name listed twice would make two caches disagree on what it means.
+ * @return 0, -EINVAL (a duplicate) or -ENOMEM. */
+static int
+dir_names_unique(const struct proto_dir *d)
 {
-	json_t *o = load(buf, len), *arr, *x;
-	struct proto_dirent *sorted = NULL;
+	struct proto_dirent *sorted;
+	size_t i;
+
+	if (d->n < 2)
+		return 0;
+	sorted = malloc(d->n * sizeof(*sorted));
+	if (!sorted)
+		return -ENOMEM;
+	memcpy(sorted, d->ents, d->n * sizeof(*sorted));
+	qsort(sorted, d->n, sizeof(*sorted), cmp_name);
+	for (i = 1; i < d->n; i++)
+		if (!strcmp(sorted[i - 1].name, sorted[i].name))
+			break;
+	free(sorted);
+	return i < d->n ? -EINVAL : 0;
+}
+
+/* The one decoder of listings: at most @max entries; @next NULL means a
+ * "next" member is ignored (version 1 decoding). */
+static int
+dir_decode(const char *buf, size_t len, size_t max, struct proto_dir *d,
+	   char *next)
+{
+	json_t *o = load(buf, len), *arr, *x, *nx;
 	int rc = -EINVAL;
 	size_t i, n;
 
 	memset(d, 0, sizeof(*d));
+	if (next)
+		next[0] = 0;
 	if (!o)
 		return -EINVAL;
 	if (attr_from_json(json_object_get(o, "dir"), &d->dir) ||
 	    d->dir.type != PROTO_T_DIR)
 		goto out;
+	nx = next ? json_object_get(o, "next") : NULL;
+	if (nx) {
+		if (!json_is_string(nx) ||
+		    !cursor_ok(json_string_value(nx), json_string_length(nx)))
+			goto out;
+		memcpy(next, json_string_value(nx), json_string_length(nx) + 1);
+	}
 	arr = json_object_get(o, "entries");
 	if (!json_is_array(arr))
 		goto out;
 	n = json_array_size(arr);
-	if (n > PROTO_DIR_MAX) {
+	if (n > max) {
 		rc = -E2BIG;
 		goto out;
 	}
@@ -1028,26 +1098,79 @@ proto_dir_decode(const char *buf, size_t len, struct proto_dir *d)
 				   &d->ents[i].attr))
 			goto out;
 	}
-	/* A name listed twice would make two caches disagree on what it
-	 * means: refuse the reply. */
-	if (n > 1) {
-		sorted = malloc(n * sizeof(*sorted));
-		if (!sorted) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		memcpy(sorted, d->ents, n * sizeof(*sorted));
-		qsort(sorted, n, sizeof(*sorted), cmp_name);
-		for (i = 1; i < n; i++)
-			if (!strcmp(sorted[i - 1].name, sorted[i].name))
-				goto out;
-	}
-	rc = 0;
+	rc = dir_names_unique(d);
 out:
-	free(sorted);
 	json_decref(o);
-	if (rc)
+	if (rc) {
 		proto_dir_release(d);
+		if (next)
+			next[0] = 0;
+	}
+	return rc;
+}
+
+int
+proto_dir_decode(const char *buf, size_t len, struct proto_dir *d)
+{
+	return dir_decode(buf, len, PROTO_DIR_MAX, d, NULL);
+}
+
+int
+proto_dir_page_decode(const char *buf, size_t len, bool allow_whole,
+		      struct proto_dir *d, char *next)
+{
+	int rc = dir_decode(buf, len,
+			    allow_whole ? PROTO_DIR_MAX : PROTO_DIR_PAGE_MAX, d,
+			    next);
+
+	/* Only a last page (no "next") may be a whole version 1 listing. */
+	if (!rc && next[0] && d->n > PROTO_DIR_PAGE_MAX) {
+		proto_dir_release(d);
+		next[0] = 0;
+		rc = -E2BIG;
+	}
+	return rc;
+}
+
+int
+proto_dir_check_names(const struct proto_dir *d)
+{
+	return dir_names_unique(d);
+}
+
+int
+proto_dir_append(struct proto_dir *acc, struct proto_dir *page)
+{
+	struct proto_dirent *ne;
+	int rc;
+
+	if (!fid_eq(&acc->dir.fid, &page->dir.fid) ||
+	    acc->dir.dv != page->dir.dv) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if (page->n > PROTO_DIR_MAX - acc->n) {
+		rc = -E2BIG;
+		goto out;
+	}
+	if (!page->n) {
+		rc = 0;
+		goto out;
+	}
+	ne = realloc(acc->ents, (acc->n + page->n) * sizeof(*ne));
+	if (!ne) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	acc->ents = ne;
+	memcpy(acc->ents + acc->n, page->ents, page->n * sizeof(*ne));
+	acc->n += page->n;
+	/* The names now belong to @acc. */
+	free(page->ents);
+	memset(page, 0, sizeof(*page));
+	return 0;
+out:
+	proto_dir_release(page);
 	return rc;
 }
 
@@ -1533,6 +1656,8 @@ decode_store(json_t *o, struct proto_op *op)
 	if (!json_is_array(arr))
 		return -EINVAL;
 	n = json_array_size(arr);
+	if (n > PROTO_STORE_CHUNKS_MAX)
+		return -E2BIG;
 	op->chunks = calloc(n ? n : 1, sizeof(*op->chunks));
 	if (!op->chunks)
 		return -ENOMEM;
@@ -1636,12 +1761,16 @@ decode_xattr(json_t *o, struct proto_op *op)
 int
 proto_op_decode(const char *buf, size_t len, struct proto_op *op)
 {
-	json_t *o = load(buf, len);
+	json_t *o;
 	const char *s;
 	size_t slen;
 	int rc = -EINVAL;
 
 	memset(op, 0, sizeof(*op));
+	/* Refuse before parsing what no single op can need. */
+	if (len > PROTO_OP_BODY_MAX)
+		return -E2BIG;
+	o = load(buf, len);
 	if (!o)
 		return -EINVAL;
 	if (get_str(o, "op", &s, &slen) || strlen(s) != slen)
@@ -1964,6 +2093,26 @@ parse_fid_seg(const char *s, size_t len, struct fid *f)
 	return 0;
 }
 
+/* "DV.BUCKET.INDEX", each as parse_dec(). */
+static int
+parse_cursor(const char *s, size_t len, struct proto_dir_cursor *c)
+{
+	uint64_t *part[3] = {&c->dv, &c->bucket, &c->index};
+	const char *end = s + len, *dot;
+
+	for (int i = 0; i < 3; i++) {
+		dot = memchr(s, '.', (size_t)(end - s));
+		if ((i < 2) != (dot != NULL))
+			return -EINVAL;
+		if (!dot)
+			dot = end;
+		if (parse_dec(s, (size_t)(dot - s), part[i]))
+			return -EINVAL;
+		s = dot + 1;
+	}
+	return 0;
+}
+
 #define PATH_SEGS_MAX 8
 
 int
@@ -2069,8 +2218,21 @@ proto_parse_path(const char *target, struct proto_path *out)
 				goto out;
 			out->has_since = true;
 			out->since = v;
+		} else if (k == 5 && !memcmp(p, "limit", 5)) {
+			if (out->kind != PROTO_P_DIR || out->limit || !eq ||
+			    parse_dec(eq + 1, vlen, &v) || v == 0 ||
+			    v > PROTO_DIR_PAGE_MAX)
+				goto out;
+			out->limit = (uint32_t)v;
+		} else if (k == 6 && !memcmp(p, "cursor", 6)) {
+			if (out->kind != PROTO_P_DIR || out->has_cursor ||
+			    !eq || parse_cursor(eq + 1, vlen, &out->cursor))
+				goto out;
+			out->has_cursor = true;
 		}
 	}
+	if (out->has_cursor && !out->limit)
+		goto out;
 	if (out->kind == PROTO_P_DATA || out->kind == PROTO_P_STAGE) {
 		if (!has_size || !chunk_size_ok(size))
 			goto out;

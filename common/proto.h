@@ -1,5 +1,5 @@
 /*
- * proto.h - the cairn wire protocol, version 1: types, encoders, decoders.
+ * proto.h - the cairn wire protocol, version 2: types, encoders, decoders.
  *
  * Layer rule: this header is where vol/ (cairn-vold) and cm/ (cairnd) meet;
  * neither includes the other. It does no I/O: every function turns structs
@@ -33,7 +33,9 @@
 
 #include "common/fid.h"
 
-#define PROTO_VERSION 1
+/* 2: paged directory listings (?limit=, ?cursor=, "next"); a version 1
+ * server ignores the query and sends the whole listing without "next". */
+#define PROTO_VERSION 2
 #define PROTO_NAME_MAX 255         /* bytes in one path component */
 #define PROTO_PATH_MAX 4096        /* bytes in a symlink target */
 #define PROTO_XATTR_NAME_MAX 255
@@ -42,6 +44,17 @@
 				      as Linux's XATTR_LIST_MAX */
 #define PROTO_GETATTR_MAX 1024     /* FIDs in one getattr request */
 #define PROTO_BODY_MAX (64u << 20) /* largest JSON body either side accepts */
+/* Per-route request bodies, checked before any parsing: what 1,024 FIDs
+ * need (with room for blanks), and what one op needs: its largest part is
+ * the chunk list of a store (at most PROTO_STORE_CHUNKS_MAX numbers of up
+ * to 19 digits and a separator), the rest is at most a base64 xattr value,
+ * a symlink target and two names. */
+#define PROTO_GETATTR_BODY_MAX (128u << 10)
+#define PROTO_STORE_CHUNKS_MAX (1u << 20)
+#define PROTO_OP_BODY_MAX (PROTO_STORE_CHUNKS_MAX * 24u + (256u << 10))
+#define PROTO_DIR_MAX 1000000      /* entries in one whole listing */
+#define PROTO_DIR_PAGE_MAX 4096    /* entries in one page of a listing */
+#define PROTO_CURSOR_MAX 64        /* bytes of a page cursor, with the NUL */
 #define PROTO_CHUNK_MIN (64u * 1024)
 #define PROTO_CHUNK_MAX (4u * 1024 * 1024)
 
@@ -225,6 +238,9 @@ char *proto_attrs_encode(const struct proto_attr *a, const int *errs,
 			 size_t n, size_t *lenp);
 char *proto_getattr_req_encode(const struct fid *fids, size_t n, size_t *lenp);
 char *proto_dir_encode(const struct proto_dir *d, size_t *lenp);
+/* A page: as proto_dir_encode() plus "next": @next when not NULL/"". */
+char *proto_dir_page_encode(const struct proto_dir *d, const char *next,
+			    size_t *lenp);
 char *proto_link_encode(const char *target, size_t *lenp);
 char *proto_xattrs_encode(const struct fid *fid, uint64_t dv,
 			  const struct proto_xattr *x, size_t n, size_t *lenp);
@@ -261,6 +277,23 @@ int proto_getattr_req_decode(const char *buf, size_t len, struct fid **fids,
  * proto_dir_release(), which zeroes @d and accepts NULL. */
 int proto_dir_decode(const char *buf, size_t len, struct proto_dir *d);
 void proto_dir_release(struct proto_dir *d);
+/* One page of a paged listing (version 2): as proto_dir_decode(), but at
+ * most PROTO_DIR_PAGE_MAX entries (-E2BIG), and @next (PROTO_CURSOR_MAX
+ * bytes) receives the optional "next" cursor, "" when this is the last
+ * page. A cursor is opaque to clients: 1..PROTO_CURSOR_MAX-1 bytes of
+ * [0-9A-Za-z._-] (-EINVAL otherwise). A reply from a version 1 server (no
+ * "next", any number of entries up to PROTO_DIR_MAX) decodes as a last
+ * page: @allow_whole says it may be one (the first request). */
+int proto_dir_page_decode(const char *buf, size_t len, bool allow_whole,
+			  struct proto_dir *d, char *next);
+/* Move the entries of @page (released and zeroed after, whatever the
+ * result) to the end of @acc. -E2BIG past PROTO_DIR_MAX entries in all,
+ * -EINVAL if the pages disagree on the directory (FID or DV); -ENOMEM. On
+ * error @acc is left as it was. Names are not compared across pages here
+ * (that is O(n log n)): call proto_dir_check_names() on the whole. */
+int proto_dir_append(struct proto_dir *acc, struct proto_dir *page);
+/* 0 if no name appears twice in @d, else -EINVAL; -ENOMEM. */
+int proto_dir_check_names(const struct proto_dir *d);
 /* *target: heap string of 1..PROTO_PATH_MAX-1 bytes (-ENAMETOOLONG
  * beyond); free() it. */
 int proto_link_decode(const char *buf, size_t len, char **target);
@@ -327,6 +360,15 @@ enum proto_path_kind {
 	PROTO_P_STAGE,	 /* /v1/vol/NAME/stage/FID/TXID/CHUNK?size=CS */
 };
 
+/* Where the next page of a listing starts, as cairn-vold writes it in a
+ * "next" cursor: "DV.BUCKET.INDEX" in decimal (clients pass it back as an
+ * opaque string). @dv ties every page to one state of the directory. */
+struct proto_dir_cursor {
+	uint64_t dv;
+	uint64_t bucket;
+	uint64_t index;
+};
+
 /* A parsed request path; which fields are set depends on @kind, the rest
  * are zero. */
 struct proto_path {
@@ -339,7 +381,16 @@ struct proto_path {
 	uint32_t chunk_size; /* DATA, STAGE: power of two, CHUNK_MIN..MAX */
 	bool has_since;	     /* EVENTS: "since" was given */
 	uint64_t since;	     /* EVENTS */
+	uint32_t limit;	     /* DIR: "limit" (1..PROTO_DIR_PAGE_MAX), 0 =
+				not given: the whole listing */
+	bool has_cursor;     /* DIR: "cursor" was given (needs "limit") */
+	struct proto_dir_cursor cursor; /* DIR */
 };
+
+/* Format @c in cairn-vold's form into @buf (PROTO_CURSOR_MAX bytes is
+ * enough). @return the length, or -ENAMETOOLONG if @len is too small. */
+int proto_cursor_format(char *buf, size_t len,
+			const struct proto_dir_cursor *c);
 
 /*
  * Split and validate a request target (path plus optional query string) as
@@ -350,8 +401,10 @@ struct proto_path {
  * leading zeros ("0" itself is fine) and without uint64 overflow; no '%'
  * escapes, no empty segments, no trailing '/', no fragment. Query
  * parameters: "size" is required for DATA and STAGE, "since" is optional
- * for EVENTS; a known parameter given twice, or one given to a route that
- * does not take it, is -EINVAL; unknown parameters are ignored.
+ * for EVENTS; "limit" (1..PROTO_DIR_PAGE_MAX) and "cursor" (DV.BUCKET.INDEX,
+ * needs "limit") are optional for DIR; a known parameter given twice, one
+ * given to a route that does not take it, or a limit out of its range is
+ * -EINVAL; unknown parameters are ignored.
  * The HTTP method is not checked here.
  *
  * @return 0 and *out filled in;

@@ -34,8 +34,10 @@
 
 static const char usage[] =
 	"usage: cairn-vold --root DIR [--listen ADDR:PORT] [--port-file FILE]\n"
-	"                  [--cert PEM --key PEM] [--config FILE] [--foreground]\n"
+	"                  [--cert PEM --key PEM] [--config FILE] "
+	"[--foreground]\n"
 	"                  [--pidfile FILE] [--workers N] [--log-level LEVEL]\n"
+	"                  [--stage-max SIZE] [--stage-expire SECONDS]\n"
 	"                  [--syslog] [--help] [--version]\n"
 	"\n"
 	"Serve the volumes under DIR over HTTP(S) (see cairn-vold(8)).\n"
@@ -48,6 +50,11 @@ static const char usage[] =
 	"  --foreground        do not daemonize\n"
 	"  --pidfile FILE      write the process id to FILE\n"
 	"  --workers N         disk worker threads (default 4)\n"
+	"  --stage-max SIZE    bytes staged per volume at most (K, M, G, T;\n"
+	"                      default 0: only the volume's quota)\n"
+	"  --stage-expire SECONDS  remove staged uploads this long after "
+	"their\n"
+	"                      creation (default 86400)\n"
 	"  --log-level LEVEL   err, warn, info or debug (default info)\n"
 	"  --syslog            log to syslog instead of stderr\n";
 
@@ -118,6 +125,11 @@ conf_line(void *arg, const char *section, const char *name, const char *value)
 		rc = parse_int(value, 1, 86400, &c->timeout_s);
 	else if (!strcmp(name, "cache_objects"))
 		rc = parse_int(value, 16, 1000000, &c->cache_objects);
+	else if (!strcmp(name, "stage_max")) {
+		rc = util_parse_size(value, &c->stage_max);
+		c->has_stage_max = !rc;
+	} else if (!strcmp(name, "stage_expire"))
+		rc = parse_int(value, 1, 365 * 86400, &c->stage_expire_s);
 	else if (!strcmp(name, "log_level")) {
 		rc = log_parse_level(value);
 		if (rc >= 0) {
@@ -280,6 +292,8 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_SYSLOG,
 	OPT_WORKERS,
+	OPT_STAGE_MAX,
+	OPT_STAGE_EXPIRE,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -296,6 +310,8 @@ static const struct option longopts[] = {
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"syslog", no_argument, NULL, OPT_SYSLOG},
 	{"workers", required_argument, NULL, OPT_WORKERS},
+	{"stage-max", required_argument, NULL, OPT_STAGE_MAX},
+	{"stage-expire", required_argument, NULL, OPT_STAGE_EXPIRE},
 	{"help", no_argument, NULL, OPT_HELP},
 	{"version", no_argument, NULL, OPT_VERSION},
 	{NULL, 0, NULL, 0},
@@ -331,6 +347,24 @@ main(int argc, char **argv)
 		case OPT_WORKERS:
 			if (parse_int(optarg, 1, 256, &cli.workers)) {
 				fprintf(stderr, "cairn-vold: bad --workers '%s'\n",
+					optarg);
+				return 64;
+			}
+			break;
+		case OPT_STAGE_MAX:
+			if (util_parse_size(optarg, &cli.stage_max)) {
+				fprintf(stderr,
+					"cairn-vold: bad --stage-max '%s'\n",
+					optarg);
+				return 64;
+			}
+			cli.has_stage_max = true;
+			break;
+		case OPT_STAGE_EXPIRE:
+			if (parse_int(optarg, 1, 365 * 86400,
+				      &cli.stage_expire_s)) {
+				fprintf(stderr,
+					"cairn-vold: bad --stage-expire '%s'\n",
 					optarg);
 				return 64;
 			}
@@ -391,6 +425,10 @@ main(int argc, char **argv)
 #undef OVER
 	if (cli.workers)
 		conf.workers = cli.workers;
+	if (cli.has_stage_max)
+		conf.stage_max = cli.stage_max;
+	if (cli.stage_expire_s)
+		conf.stage_expire_s = cli.stage_expire_s;
 	if (cli_level)
 		conf.log_level = cli.log_level;
 	conf.foreground = cli.foreground;

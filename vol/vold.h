@@ -28,6 +28,10 @@ struct vold_conf {
 	int workers;	 /* disk worker threads (default 4) */
 	int timeout_s;	 /* HTTP read/write timeout (default 60) */
 	int cache_objects; /* open data files kept for chunk GETs (1024) */
+	uint64_t stage_max; /* bytes staged per volume, 0 = only the quota */
+	bool has_stage_max; /* (command line: given) */
+	int stage_expire_s; /* staged uploads removed this long after their
+			       creation (0 = VS_STAGE_AGE_S) */
 	int log_level;
 	bool use_syslog;
 	bool foreground;

@@ -53,7 +53,7 @@
 #define OC_SHA_MAX 65536	/* chunks per object whose sums we keep */
 /* Block sums per chunk: proto_block_size() makes at most 16 blocks. */
 #define VOLD_BLOCKS 16
-#define STAGE_GC_S 3600
+#define STAGE_GC_S  3600 /* staging expiry checked at least this often */
 
 struct vold;
 struct vvol;
@@ -129,6 +129,9 @@ struct vold {
 	char addr[80];
 	int cache_max;
 	int ncache;
+	uint64_t stage_max;	/* bytes staged per volume, 0 = quota only */
+	int64_t stage_expire_s; /* staged uploads live this long */
+	uint64_t gc_every_ms;	/* how often each volume's staging is swept */
 	TAILQ_HEAD(oc_lru, ocache) lru;
 	TAILQ_HEAD(, vvol) vols;
 	struct event *tick;
@@ -161,6 +164,15 @@ struct rjob {
 	uint64_t inm_dv;
 	struct evbuffer *in;	/* request body (moved from evhttp) */
 	uint64_t gen;
+	/* decoded outside vvol->lock, before it is taken */
+	struct fid *fids; /* getattr */
+	size_t nfids;
+	struct proto_attr *attrs; /* getattr results, encoded after unlock */
+	int *errs;
+	struct proto_op op;   /* op */
+	struct proto_dir dir; /* dir: the page (or listing) to encode */
+	struct proto_dir_cursor next;
+	bool more;
 	/* results */
 	int err;		/* positive errno: reply with an error */
 	const char *msg;
@@ -399,9 +411,12 @@ vvol_open_locked(struct vvol *vol)
 	vol->ring_first = n ? evs[0].seq : vi.event_seq + 1;
 	pthread_mutex_unlock(&vol->evlock);
 	free(evs);
-	log_info(LOG_VOL, "volume '%s' (id %08x) opened: %" PRIu64
-		 " objects, event seq %" PRIu64, vol->name, vi.id,
-		 vi.files_used, vi.event_seq);
+	vs_vol_set_stage_max(vol->vs, vol->vd->stage_max);
+	log_info(LOG_VOL,
+		 "volume '%s' (id %08x) opened: %" PRIu64
+		 " objects, event seq %" PRIu64 ", %" PRIu64 " bytes staged",
+		 vol->name, vi.id, vi.files_used, vi.event_seq,
+		 vs_staged_bytes(vol->vs));
 	return 0;
 fail:
 	free(evs);
@@ -889,61 +904,15 @@ run_locked(struct rjob *r)
 			rc = -errno;
 		break;
 	}
-	case J_GETATTR: {
-		struct fid *fids = NULL;
-		struct proto_attr *a = NULL;
-		int *errs = NULL;
-		size_t n = 0;
-
-		body = body_of(r, &blen);
-		rc = proto_getattr_req_decode(body, blen, &fids, &n);
-		if (rc) {
-			r->msg = rc == -E2BIG ? "too many fids" :
-						"malformed getattr request";
-			break;
-		}
-		a = calloc(n ? n : 1, sizeof(*a));
-		errs = calloc(n ? n : 1, sizeof(*errs));
-		if (!a || !errs) {
-			rc = -ENOMEM;
-		} else {
-			for (size_t i = 0; i < n; i++)
-				errs[i] = -vs_getattr(vs, &fids[i], &a[i]);
-			r->out = proto_attrs_encode(a, errs, n, &r->outlen);
-			if (!r->out)
-				rc = -errno;
-		}
-		free(fids);
-		free(a);
-		free(errs);
+	case J_GETATTR:
+		/* Decoded before the lock (job_run); only the lookups here. */
+		for (size_t i = 0; i < r->nfids; i++)
+			r->errs[i] = -vs_getattr(vs, &r->fids[i], &r->attrs[i]);
 		break;
-	}
-	case J_DIR: {
-		struct proto_dir d;
-		struct proto_attr a;
-
-		rc = vs_getattr(vs, &r->path.fid, &a);
-		if (rc)
-			break;
-		if (a.type != PROTO_T_DIR) {
-			rc = -ENOTDIR;
-			break;
-		}
-		r->etag_dv = a.dv;
-		if (r->has_inm && r->inm_dv == a.dv) {
-			r->status = 304;
-			break;
-		}
-		rc = vs_readdir(vs, &r->path.fid, &d);
-		if (rc)
-			break;
-		r->etag_dv = d.dir.dv;
-		r->out = proto_dir_encode(&d, &r->outlen);
-		if (!r->out)
-			rc = -errno;
-		proto_dir_release(&d);
+	case J_DIR:
+		/* job_run pages through run_dir_locked(). */
+		rc = -EINVAL;
 		break;
-	}
 	case J_LINK: {
 		char *t = NULL;
 
@@ -984,32 +953,25 @@ run_locked(struct rjob *r)
 		break;
 	case J_EVENTS:
 		break;
-	case J_OP: {
-		struct proto_op op;
-
-		body = body_of(r, &blen);
-		rc = proto_op_decode(body, blen, &op);
-		if (rc) {
-			r->msg = "malformed operation";
-			break;
-		}
-		rc = vs_apply(vs, &op, &r->rep);
-		proto_op_release(&op);
+	case J_OP:
+		rc = vs_apply(vs, &r->op, &r->rep);
 		if (!rc && r->rep.nev)
 			ring_append(vol, r->rep.ev, r->rep.nev);
 		break;
-	}
 	case J_STAGE:
 		body = body_of(r, &blen);
 		rc = vs_stage_put(vs, &r->path.fid, r->path.txid, r->path.chunk,
 				  r->path.chunk_size, body, blen);
 		if (rc == -E2BIG)
 			r->msg = "staged chunk larger than the chunk size";
+		if (rc == -EDQUOT)
+			r->msg = "staged bytes would pass the volume quota or "
+				 "the staging cap";
 		if (!rc)
 			r->status = 204;
 		break;
 	case J_GC:
-		vs_stage_gc(vs, VS_STAGE_AGE_S);
+		vs_stage_gc(vs, vol->vd->stage_expire_s);
 		break;
 	case J_FLAGS:
 		rc = vs_vol_public(vs, &r->pub);
@@ -1019,6 +981,179 @@ run_locked(struct rjob *r)
 		r->err = -rc;
 }
 
+/* Worker: take vol->lock and open the volume. @return 0 with the lock
+ * held, or -errno (r->err set) without it. */
+static int
+lock_open(struct rjob *r)
+{
+	struct vvol *vol = r->vol;
+	int rc;
+
+	pthread_mutex_lock(&vol->lock);
+	rc = vvol_open_locked(vol);
+	if (rc) {
+		pthread_mutex_unlock(&vol->lock);
+		r->err = -rc;
+		if (rc == -ENOENT)
+			r->msg = "no such volume";
+		else
+			log_err(LOG_VOL, "cannot open volume '%s': %s",
+				vol->name, strerror(-rc));
+	}
+	return rc;
+}
+
+/* Worker, before the lock: check the size of a getattr or op body
+ * against its route's limit, then parse it, so a big or malformed body
+ * costs the volume's other clients nothing. @return 0 or sets r->err. */
+static int
+decode_body(struct rjob *r)
+{
+	size_t max = r->kind == J_GETATTR ? PROTO_GETATTR_BODY_MAX
+					  : PROTO_OP_BODY_MAX;
+	size_t blen = r->in ? evbuffer_get_length(r->in) : 0;
+	const char *body;
+	int rc;
+
+	if (blen > max) {
+		r->err = E2BIG;
+		r->msg = "body too large for this route";
+		return -E2BIG;
+	}
+	body = body_of(r, &blen);
+	if (!body) {
+		r->err = ENOMEM;
+		return -ENOMEM;
+	}
+	if (r->kind == J_OP) {
+		rc = proto_op_decode(body, blen, &r->op);
+		if (rc)
+			r->msg = rc == -E2BIG ? "too many chunks"
+					      : "malformed operation";
+	} else {
+		rc = proto_getattr_req_decode(body, blen, &r->fids, &r->nfids);
+		if (rc)
+			r->msg = rc == -E2BIG ? "too many fids"
+					      : "malformed getattr request";
+		if (!rc) {
+			r->attrs = calloc(r->nfids ? r->nfids : 1,
+					  sizeof(*r->attrs));
+			r->errs = calloc(r->nfids ? r->nfids : 1,
+					 sizeof(*r->errs));
+			if (!r->attrs || !r->errs)
+				rc = -ENOMEM;
+		}
+	}
+	/* The body is parsed: give its memory back before we queue on the
+	 * lock. */
+	if (r->in)
+		evbuffer_free(r->in);
+	r->in = NULL;
+	if (rc)
+		r->err = -rc;
+	return rc;
+}
+
+/*
+ * Worker: a listing. With ?limit=, one page under the lock. Without (a
+ * version 1 client wants the whole directory), the same pages one after
+ * the other, the lock released between them so writers and other readers
+ * get in; if the directory changes meanwhile, start over, and after
+ * DIR_RESTARTS such tries read all pages in one hold of the lock. The
+ * reply is encoded after the lock is released (job_run).
+ */
+#define DIR_RESTARTS 8
+
+static void
+run_dir(struct rjob *r)
+{
+	const struct proto_dir_cursor *from =
+		r->path.has_cursor ? &r->path.cursor : NULL;
+	size_t limit = r->path.limit ? r->path.limit : PROTO_DIR_PAGE_MAX;
+	struct proto_dir page = {0};
+	struct proto_dir_cursor at;
+	struct proto_attr a;
+	bool hold = false, locked = true;
+	int rc, tries = 0;
+
+	if (lock_open(r))
+		return;
+	rc = vs_getattr(r->vol->vs, &r->path.fid, &a);
+	if (!rc && a.type != PROTO_T_DIR)
+		rc = -ENOTDIR;
+	if (!rc) {
+		r->etag_dv = a.dv;
+		/* A revalidation names the DV of the whole listing: only a
+		 * first page can be "not modified". */
+		if (r->has_inm && r->inm_dv == a.dv && !from) {
+			r->status = 304;
+			pthread_mutex_unlock(&r->vol->lock);
+			return;
+		}
+	}
+	for (;;) {
+		if (!rc)
+			rc = vs_readdir_page(r->vol->vs, &r->path.fid, from,
+					     limit, &page, &r->next, &r->more);
+		if (!hold || rc || r->path.limit || !r->more) {
+			pthread_mutex_unlock(&r->vol->lock);
+			locked = false;
+		}
+		if (rc == -ESTALE)
+			r->cur_dv = page.dir.dv;
+		if (rc == -ESTALE && r->path.limit) {
+			/* The client's cursor is for an older DV. */
+			r->msg = "directory changed since the first page";
+			break;
+		}
+		if (rc == -ESTALE && tries++ < DIR_RESTARTS) {
+			proto_dir_release(&r->dir);
+			from = NULL;
+			/* The last try keeps the lock across its pages, so a
+			 * directory that changes faster than it can be read
+			 * page by page still lists (as it did before pages). */
+			hold = tries == DIR_RESTARTS;
+			rc = lock_open(r);
+			if (rc)
+				return;
+			locked = true;
+			continue;
+		}
+		if (rc)
+			break;
+		if (!r->dir.ents && !r->dir.n) {
+			r->dir = page;
+		} else {
+			rc = proto_dir_append(&r->dir, &page);
+			if (rc == -E2BIG)
+				r->msg = "directory too large for one reply: "
+					 "ask for pages (?limit=)";
+			if (rc)
+				break;
+		}
+		r->etag_dv = r->dir.dir.dv;
+		if (r->path.limit || !r->more)
+			break;
+		/* A copy: vs_readdir_page() writes r->next first. */
+		at = r->next;
+		from = &at;
+		if (!locked) {
+			rc = lock_open(r);
+			if (rc)
+				return;
+			locked = true;
+		}
+	}
+	if (locked)
+		pthread_mutex_unlock(&r->vol->lock);
+	if (rc == -ESTALE && !r->msg)
+		r->msg = "directory kept changing while it was listed";
+	if (rc) {
+		r->err = -rc;
+		proto_dir_release(&r->dir);
+	}
+}
+
 static void
 job_run(struct vold_job *j)
 {
@@ -1026,19 +1161,33 @@ job_run(struct vold_job *j)
 	struct vvol *vol = r->vol;
 	int rc;
 
-	pthread_mutex_lock(&vol->lock);
-	rc = vvol_open_locked(vol);
-	if (rc) {
-		r->err = -rc;
-		if (rc == -ENOENT)
-			r->msg = "no such volume";
-		else
-			log_err(LOG_VOL, "cannot open volume '%s': %s",
-				vol->name, strerror(-rc));
-	} else {
-		run_locked(r);
+	if ((r->kind == J_GETATTR || r->kind == J_OP) && decode_body(r))
+		return;
+	if (r->kind == J_DIR) {
+		run_dir(r);
+		if (!r->err && r->status != 304) {
+			char cur[PROTO_CURSOR_MAX] = "";
+
+			if (r->more)
+				proto_cursor_format(cur, sizeof(cur), &r->next);
+			r->out =
+				proto_dir_page_encode(&r->dir, cur, &r->outlen);
+			if (!r->out)
+				r->err = errno ? errno : ENOMEM;
+			proto_dir_release(&r->dir);
+		}
+		return;
 	}
+	if (lock_open(r))
+		return;
+	run_locked(r);
 	pthread_mutex_unlock(&vol->lock);
+	if (r->kind == J_GETATTR && !r->err) {
+		r->out = proto_attrs_encode(r->attrs, r->errs, r->nfids,
+					    &r->outlen);
+		if (!r->out)
+			r->err = errno ? errno : ENOMEM;
+	}
 	/* Hash outside the lock: the file never changes under us. */
 	if (r->kind == J_DATA && !r->err) {
 		uint64_t cs = r->path.chunk_size;
@@ -1073,6 +1222,11 @@ rjob_free(struct rjob *r)
 		close(r->fd);
 	free(r->out);
 	free(r->rep.body);
+	free(r->fids);
+	free(r->attrs);
+	free(r->errs);
+	proto_op_release(&r->op);
+	proto_dir_release(&r->dir);
 	vvol_put(r->vol);
 	free(r);
 }
@@ -1452,7 +1606,7 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 				vold_pool_submit(vd->pool, &r->job);
 			}
 		}
-		if (now - vol->last_gc_ms >= STAGE_GC_S * 1000ull) {
+		if (now - vol->last_gc_ms >= vd->gc_every_ms) {
 			struct rjob *r = rjob_new(vd, vol, J_GC, NULL, NULL);
 
 			vol->last_gc_ms = now;
@@ -1586,6 +1740,16 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 	memcpy(vd->key, key, keylen);
 	vd->keylen = keylen;
 	vd->cache_max = conf->cache_objects > 0 ? conf->cache_objects : 1024;
+	vd->stage_max = conf->stage_max;
+	vd->stage_expire_s = conf->stage_expire_s > 0 ? conf->stage_expire_s
+						      : VS_STAGE_AGE_S;
+	/* Sweep often enough that an upload lives at most about 1.5 times
+	 * its expiry, at least once an hour, at most once a second. */
+	vd->gc_every_ms = (uint64_t)vd->stage_expire_s * 500;
+	if (vd->gc_every_ms > STAGE_GC_S * 1000ull)
+		vd->gc_every_ms = STAGE_GC_S * 1000ull;
+	if (vd->gc_every_ms < 1000)
+		vd->gc_every_ms = 1000;
 	TAILQ_INIT(&vd->lru);
 	TAILQ_INIT(&vd->vols);
 	rc = parse_listen(conf->listen ? conf->listen : "127.0.0.1:7070", addr,

@@ -14,6 +14,9 @@
  *                                    version) with size > 0; XX = first
  *                                    byte of OID in hex
  *   ROOT/volumes/NAME/stage/TXID/OID.CS.CHUNK   staged chunks
+ *   ROOT/volumes/NAME/stage/TXID/.born          created with TXID/, never
+ *                                    written: its mtime is the creation
+ *                                    time that expiry goes by
  *
  * Paths on the server are built from hex object ids, hex txids and decimal
  * numbers only; a client's names are tdb keys and never touch the file
@@ -121,6 +124,8 @@ struct vs_vol {
 	struct tdb_context *tdb;
 	uint32_t id;
 	uint8_t rootoid[16];
+	uint64_t staged;    /* bytes in stage/ (chunk files) */
+	uint64_t stage_max; /* 0 = only the quota */
 };
 
 struct obj {
@@ -1219,13 +1224,129 @@ cleanup_data(struct vs_vol *v)
 			 v->name, removed);
 }
 
+#define STAGE_BORN ".born"
+
+/* Sum the sizes of the staged chunk files into v->staged (.tmp files of
+ * PUTs in flight or dead, and the .born markers, do not count). */
+static void
+stage_count(struct vs_vol *v)
+{
+	int fd = openat(v->dirfd, "stage", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+	struct dirent *de;
+	uint64_t sum = 0;
+
+	if (fd < 0) {
+		v->staged = 0;
+		return;
+	}
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		int sfd;
+		DIR *sd;
+		struct dirent *se;
+
+		if (de->d_name[0] == '.')
+			continue;
+		sfd = openat(dirfd(d), de->d_name,
+			     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sfd < 0)
+			continue;
+		sd = fdopendir(sfd);
+		if (!sd) {
+			close(sfd);
+			continue;
+		}
+		while ((se = readdir(sd))) {
+			size_t l = strlen(se->d_name);
+			struct stat st;
+
+			if (se->d_name[0] == '.' ||
+			    (l > 4 && !strcmp(se->d_name + l - 4, ".tmp")))
+				continue;
+			if (fstatat(dirfd(sd), se->d_name, &st,
+				    AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISREG(st.st_mode))
+				sum += (uint64_t)st.st_size;
+		}
+		closedir(sd);
+	}
+	closedir(d);
+	v->staged = sum;
+}
+
+/* Remove the staging directory @sdir if only its .born marker is left
+ * (other files' chunks of the same transaction keep it, marker and all,
+ * so their expiry still counts from its creation). */
+static void
+stage_dir_drop(struct vs_vol *v, const char *sdir)
+{
+	int fd = openat(v->dirfd, sdir,
+			O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	char born[96];
+	struct dirent *de;
+	bool other = false;
+	DIR *d;
+
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+		    strcmp(de->d_name, STAGE_BORN))
+			other = true;
+	closedir(d);
+	if (other)
+		return;
+	snprintf(born, sizeof(born), "%s/" STAGE_BORN, sdir);
+	unlinkat(v->dirfd, born, 0);
+	unlinkat(v->dirfd, sdir, AT_REMOVEDIR);
+}
+
+/* When staging transaction @name (a directory in @sfd) was created: the
+ * mtime of its .born marker. A transaction without one (made by an older
+ * server, or a crash between mkdir and marker) gets one now, so it expires
+ * at the latest one age after it was first seen. */
+static int
+stage_born(int sfd, const char *name, int64_t *born_ms)
+{
+	char path[64];
+	struct stat st;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/" STAGE_BORN, name);
+	if (fstatat(sfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		*born_ms = (int64_t)st.st_mtim.tv_sec * 1000 +
+			   st.st_mtim.tv_nsec / 1000000;
+		return 0;
+	}
+	if (errno != ENOENT)
+		return -errno;
+	fd = openat(sfd, path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+		    0600);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	*born_ms = (int64_t)wall_ms();
+	return 0;
+}
+
 int
 vs_stage_gc(struct vs_vol *v, int64_t age_s)
 {
 	int fd = openat(v->dirfd, "stage", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d;
 	struct dirent *de;
-	time_t now = time(NULL);
+	int64_t now = (int64_t)wall_ms();
+	int removed = 0;
 
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
@@ -1235,17 +1356,38 @@ vs_stage_gc(struct vs_vol *v, int64_t age_s)
 		return -errno;
 	}
 	while ((de = readdir(d))) {
-		struct stat st;
+		int64_t born = 0;
 
-		if (de->d_name[0] == '.')
+		if (de->d_name[0] == '.' || strlen(de->d_name) != 32)
 			continue;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		/* By creation, not by last write: a client that keeps
+		 * writing into a transaction must not keep it forever. */
+		if (stage_born(dirfd(d), de->d_name, &born))
 			continue;
-		if (now - st.st_mtime >= age_s)
-			rm_tree(dirfd(d), de->d_name, 1);
+		if (now - born >= age_s * 1000 &&
+		    rm_tree(dirfd(d), de->d_name, 1) == 0)
+			removed++;
 	}
 	closedir(d);
-	return 0;
+	if (removed) {
+		log_info(LOG_VOL,
+			 "volume '%s': %d staging transaction%s expired",
+			 v->name, removed, removed == 1 ? "" : "s");
+		stage_count(v);
+	}
+	return removed;
+}
+
+void
+vs_vol_set_stage_max(struct vs_vol *v, uint64_t max_bytes)
+{
+	v->stage_max = max_bytes;
+}
+
+uint64_t
+vs_staged_bytes(const struct vs_vol *v)
+{
+	return v->staged;
 }
 
 /* Remove the temporary files of PUTs that died half-way. */
@@ -1357,6 +1499,7 @@ vs_vol_open(struct vs_root *r, const char *name, int flags,
 		cleanup_stage_tmp(v);
 		vs_stage_gc(v, VS_STAGE_AGE_S);
 	}
+	stage_count(v);
 	*out = v;
 	return 0;
 fail:
@@ -1830,6 +1973,115 @@ out:
 }
 
 int
+vs_readdir_page(struct vs_vol *v, const struct fid *dirfid,
+		const struct proto_dir_cursor *from, size_t limit,
+		struct proto_dir *out, struct proto_dir_cursor *next,
+		bool *more)
+{
+	uint64_t b = from ? from->bucket : 0, skip = from ? from->index : 0;
+	struct obj d;
+	size_t cap;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	memset(next, 0, sizeof(*next));
+	*more = false;
+	if (limit == 0)
+		return -EINVAL;
+	rc = obj_get_fid(v, dirfid, &d);
+	if (rc)
+		return rc;
+	if (d.r.type != PROTO_T_DIR) {
+		obj_release(&d);
+		return -ENOTDIR;
+	}
+	obj_attr(v, &d, &out->dir);
+	if (from && from->dv != d.r.dv) {
+		rc = -ESTALE;
+		goto out;
+	}
+	cap = d.r.nentries < limit ? (size_t)d.r.nentries : limit;
+	if (!cap)
+		cap = 1;
+	out->ents = calloc(cap, sizeof(*out->ents));
+	if (!out->ents) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (; b < d.r.nbuckets; b++, skip = 0) {
+		uint8_t *buf;
+		size_t len, off = 0, n;
+		uint64_t k = 0;
+
+		rc = bucket_get(v, d.oid, (uint32_t)b, &buf, &len);
+		if (rc)
+			goto out;
+		for (; (n = brec_next(buf + off, len - off)); off += n, k++) {
+			struct obj c;
+			struct proto_dirent *e;
+
+			if (k < skip)
+				continue;
+			if (out->n == limit) {
+				/* Full: the next page starts here. */
+				next->dv = d.r.dv;
+				next->bucket = b;
+				next->index = k;
+				*more = true;
+				free(buf);
+				rc = 0;
+				goto out;
+			}
+			if (obj_get(v, buf + off, &c)) {
+				log_err(LOG_VOL, "volume '%s': dangling entry",
+					v->name);
+				continue;
+			}
+			if (out->n == cap) {
+				/* nentries was low; grow up to @limit. */
+				size_t nc = cap * 2 < limit ? cap * 2 : limit;
+				struct proto_dirent *ne;
+
+				ne = realloc(out->ents, nc * sizeof(*ne));
+				if (!ne) {
+					obj_release(&c);
+					free(buf);
+					rc = -ENOMEM;
+					goto out;
+				}
+				out->ents = ne;
+				cap = nc;
+			}
+			e = &out->ents[out->n];
+			e->name = strndup((const char *)buf + off + 18,
+					  buf[off + 17]);
+			if (!e->name) {
+				obj_release(&c);
+				free(buf);
+				rc = -ENOMEM;
+				goto out;
+			}
+			obj_attr(v, &c, &e->attr);
+			obj_release(&c);
+			out->n++;
+		}
+		free(buf);
+	}
+	rc = 0;
+out:
+	obj_release(&d);
+	if (rc) {
+		struct proto_attr keep = out->dir;
+
+		proto_dir_release(out);
+		if (rc == -ESTALE)
+			out->dir = keep;
+		*more = false;
+	}
+	return rc;
+}
+
+int
 vs_readlink(struct vs_vol *v, const struct fid *fid, char **target)
 {
 	struct obj o;
@@ -2030,6 +2282,9 @@ vs_stage_put(struct vs_vol *v, const struct fid *fid, const uint8_t txid[16],
 {
 	char dir[64], file[128], tmp[160];
 	struct obj o;
+	struct vrec vr;
+	struct stat st;
+	uint64_t old = 0, total;
 	int rc, fd = -1;
 
 	if (v->flags & VS_RDONLY)
@@ -2049,10 +2304,36 @@ vs_stage_put(struct vs_vol *v, const struct fid *fid, const uint8_t txid[16],
 	obj_release(&o);
 	stage_names(dir, sizeof(dir), file, sizeof(file), txid, fid->oid, cs,
 		    chunk);
+	/* Staged bytes are disk the volume uses: they count against its
+	 * quota and the staging cap before anything is written. A chunk
+	 * written again replaces its old bytes. */
+	if (fstatat(v->dirfd, file, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		old = (uint64_t)st.st_size;
+	total = (v->staged > old ? v->staged - old : 0) + len;
+	if (v->stage_max && total > v->stage_max)
+		return -EDQUOT;
+	rc = vrec_get(v, &vr);
+	if (rc)
+		return rc;
+	if (vr.bytes_limit && len > old &&
+	    (vr.bytes_used > vr.bytes_limit ||
+	     total > vr.bytes_limit - vr.bytes_used))
+		return -EDQUOT;
 	if (mkdirat(v->dirfd, dir, 0700) < 0) {
 		if (errno != EEXIST)
 			return -errno;
-	} else if (!(v->flags & VS_NOSYNC)) {
+	} else {
+		char born[96];
+		int bfd;
+
+		/* The creation time expiry goes by (vs_stage_gc). */
+		snprintf(born, sizeof(born), "%s/" STAGE_BORN, dir);
+		bfd = openat(v->dirfd, born, O_WRONLY | O_CREAT | O_CLOEXEC,
+			     0600);
+		if (bfd >= 0)
+			close(bfd);
+	}
+	if (!(v->flags & VS_NOSYNC)) {
 		int sfd = openat(v->dirfd, "stage", O_RDONLY | O_DIRECTORY |
 							    O_CLOEXEC);
 
@@ -2077,6 +2358,7 @@ vs_stage_put(struct vs_vol *v, const struct fid *fid, const uint8_t txid[16],
 		unlinkat(v->dirfd, tmp, 0);
 		return rc;
 	}
+	v->staged = total;
 	/* The rename must be durable too: fsync the transaction directory. */
 	if (!(v->flags & VS_NOSYNC)) {
 		int dfd = openat(v->dirfd, dir, O_RDONLY | O_DIRECTORY |
@@ -3165,12 +3447,20 @@ txn_commit(struct txn *t)
 			    t->store->txid, t->store->fid.oid,
 			    t->store->chunk_size, 0);
 		for (size_t i = 0; i < t->store->nchunks; i++) {
+			struct stat st;
+
 			stage_names(sdir, sizeof(sdir), sfile, sizeof(sfile),
 				    t->store->txid, t->store->fid.oid,
 				    t->store->chunk_size, t->store->chunks[i]);
-			unlinkat(t->v->dirfd, sfile, 0);
+			if (fstatat(t->v->dirfd, sfile, &st,
+				    AT_SYMLINK_NOFOLLOW) == 0 &&
+			    unlinkat(t->v->dirfd, sfile, 0) == 0)
+				t->v->staged -=
+					t->v->staged > (uint64_t)st.st_size
+						? (uint64_t)st.st_size
+						: t->v->staged;
 		}
-		unlinkat(t->v->dirfd, sdir, AT_REMOVEDIR);
+		stage_dir_drop(t->v, sdir);
 	}
 	return 0;
 }

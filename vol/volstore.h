@@ -189,6 +189,23 @@ int vs_lookup(struct vs_vol *v, const struct fid *dir, const char *name,
  * @return 0, -ENOENT, -ENOTDIR. */
 int vs_readdir(struct vs_vol *v, const struct fid *dir, struct proto_dir *out);
 
+/*
+ * One page of a listing: at most @limit (>= 1) entries of directory @dir,
+ * from @from (NULL: the start; else a cursor this function gave for the
+ * same directory). *next receives where the following page starts and
+ * *more whether there is one. The pages of one DV together hold every
+ * entry exactly once; positions are the hash bucket and the rank in it, so
+ * they stay valid exactly as long as the directory's DV does.
+ * @return 0; -ESTALE when @from is for another DV (out->dir is then set,
+ * so the caller can report the current DV, and there are no entries);
+ * -ENOENT, -ENOTDIR, -ENOMEM. @out is released with proto_dir_release()
+ * in every case.
+ */
+int vs_readdir_page(struct vs_vol *v, const struct fid *dir,
+		    const struct proto_dir_cursor *from, size_t limit,
+		    struct proto_dir *out, struct proto_dir_cursor *next,
+		    bool *more);
+
 /* Symlink target, heap string the caller frees. @return 0, -ENOENT,
  * -EINVAL (not a symlink). */
 int vs_readlink(struct vs_vol *v, const struct fid *fid, char **target);
@@ -220,15 +237,29 @@ int vs_events_read(struct vs_vol *v, uint64_t from, struct proto_event *out,
  * Stage one chunk of a store (PUT /stage): @len bytes (at most @cs) of
  * chunk @chunk of @fid in transaction @txid, written and fsynced (so a
  * later store after a power loss still finds the bytes it was promised).
- * @return 0, -ENOENT (no such object), -EISDIR/-EINVAL (not a file),
- * -EFBIG (beyond VS_FILE_MAX), -E2BIG (@len > @cs), -errno.
+ * Staged bytes count against the volume's quota (bytes used + everything
+ * staged, this chunk included, must fit in the byte limit) and against the
+ * staging cap of vs_vol_set_stage_limits(); a chunk written again counts
+ * once. @return 0, -ENOENT (no such object), -EISDIR/-EINVAL (not a file),
+ * -EFBIG (beyond VS_FILE_MAX), -E2BIG (@len > @cs), -EDQUOT (over the
+ * quota or the cap: nothing written), -errno.
  */
 int vs_stage_put(struct vs_vol *v, const struct fid *fid,
 		 const uint8_t txid[16], uint64_t chunk, uint32_t cs,
 		 const void *buf, size_t len);
 
-/* Remove staging transactions older than @age_s seconds. */
+/* Remove staging transactions created @age_s seconds ago or earlier, by
+ * their creation time: writing more chunks into one does not keep it. */
 int vs_stage_gc(struct vs_vol *v, int64_t age_s);
+
+/* Cap the bytes staged in the volume at @max_bytes (0: only the quota
+ * bounds them). Per open handle, not stored in the volume (cairn-vold
+ * sets it from its configuration at open). */
+void vs_vol_set_stage_max(struct vs_vol *v, uint64_t max_bytes);
+
+/* Bytes staged in the volume now (counted at open, kept up to date by
+ * this handle). */
+uint64_t vs_staged_bytes(const struct vs_vol *v);
 
 /* The outcome of one mutation. */
 struct vs_reply {

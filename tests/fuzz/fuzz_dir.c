@@ -1,6 +1,7 @@
 /*
- * fuzz_dir.c - fuzz target for proto_dir_decode: readdirplus replies; every
- * accepted name passes proto_name_check().
+ * fuzz_dir.c - fuzz target for proto_dir_decode and proto_dir_page_decode:
+ * readdirplus replies and pages of them; every accepted name passes
+ * proto_name_check(), a page re-encodes to the same bytes with its cursor.
  */
 #include "config.h"
 
@@ -14,9 +15,22 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct proto_dir d, d2;
+	char next[PROTO_CURSOR_MAX], next2[PROTO_CURSOR_MAX];
 	size_t i, l1, l2;
 	char *e1, *e2;
 
+	if (proto_dir_page_decode((const char *)data, size, false, &d, next) ==
+	    0) {
+		FUZZ_ASSERT(d.n <= PROTO_DIR_PAGE_MAX);
+		e1 = proto_dir_page_encode(&d, next, &l1);
+		FUZZ_ASSERT(e1);
+		FUZZ_ASSERT(proto_dir_page_decode(e1, l1, false, &d2, next2) ==
+				    0 &&
+			    d2.n == d.n && !strcmp(next, next2));
+		free(e1);
+		proto_dir_release(&d2);
+		proto_dir_release(&d);
+	}
 	if (proto_dir_decode((const char *)data, size, &d))
 		return 0;
 	FUZZ_ASSERT(d.dir.type == PROTO_T_DIR);

@@ -293,6 +293,219 @@ test_dir(void)
 	free(s);
 }
 
+/* Paged listings (protocol version 2): the page codec, the cursor in the
+ * path, and assembling pages. */
+static void
+test_dir_pages(void)
+{
+	struct proto_dir d = {0}, g, acc;
+	struct proto_dirent e[3];
+	struct proto_dir_cursor c = {12, 3, 40};
+	struct proto_path pp;
+	char next[PROTO_CURSOR_MAX], cur[PROTO_CURSOR_MAX], *s, *b, *p;
+	size_t len, i;
+
+	mkattr(&d.dir, F1, PROTO_T_DIR);
+	e[0].name = "a";
+	mkattr(&e[0].attr, F2, PROTO_T_FILE);
+	e[1].name = "b";
+	mkattr(&e[1].attr, F3, PROTO_T_FILE);
+	e[2].name = "a";
+	mkattr(&e[2].attr, F3, PROTO_T_FILE);
+	d.ents = e;
+	d.n = 1;
+
+	is_int(proto_cursor_format(cur, sizeof(cur), &c), 7, "cursor format");
+	is_str(cur, "12.3.40", "cursor text");
+	is_int(proto_cursor_format(cur, 4, &c), -ENAMETOOLONG,
+	       "cursor format into a short buffer");
+	proto_cursor_format(cur, sizeof(cur), &c);
+	s = proto_dir_page_encode(&d, cur, &len);
+	ok(s && strstr(s, "\"next\":\"12.3.40\""), "page carries next");
+	is_int(proto_dir_page_decode(s, len, false, &g, next), 0,
+	       "page decodes");
+	ok(g.n == 1 && !strcmp(next, "12.3.40"), "page round trip");
+	proto_dir_release(&g);
+	/* A version 1 decoder ignores "next": old clients still parse. */
+	is_int(proto_dir_decode(s, len, &g), 0, "v1 decoder takes a page");
+	proto_dir_release(&g);
+	free(s);
+	s = proto_dir_page_encode(&d, NULL, &len);
+	is_int(proto_dir_page_decode(s, len, false, &g, next), 0,
+	       "last page decodes");
+	ok(next[0] == 0 && !strstr(s, "next"), "last page has no next");
+	proto_dir_release(&g);
+	free(s);
+	s = proto_dir_page_encode(&d, "a b", &len);
+	ok(!s && errno == EINVAL, "a cursor with a blank is not encoded");
+
+	/* Malformed cursors and truncated pages are refused whole. */
+	{
+		static const char *bad[] = {
+			"\"\"",
+			"\"a/b\"",
+			"\"a%20b\"",
+			"\"a\\u00e9\"",
+			"7",
+			"null",
+			"\"1234567890123456789012345678901234567890"
+			"123456789012345678901234\"",
+		};
+		char *attr, buf[1024];
+		size_t alen;
+
+		d.n = 0;
+		s = proto_dir_encode(&d, &len);
+		attr = strstr(s, "\"dir\":") + 6;
+		alen = (size_t)(strstr(attr, "}") - attr) + 1;
+		attr = strndup(attr, alen);
+		for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			snprintf(buf, sizeof(buf),
+				 "{\"next\":%s,\"dir\":%s,\"entries\":[]}",
+				 bad[i], attr);
+			strcpy(next, "junk");
+			is_int(proto_dir_page_decode(buf, strlen(buf), true, &g,
+						     next),
+			       -EINVAL, "malformed cursor %zu refused", i);
+			ok(next[0] == 0 && g.n == 0 && !g.ents,
+			   "nothing left after refusal %zu", i);
+		}
+		free(attr);
+		free(s);
+		d.n = 2;
+		s = proto_dir_page_encode(&d, "5.0.2", &len);
+		for (i = 1; i < len; i += 7)
+			if (proto_dir_page_decode(s, i, false, &g, next) !=
+			    -EINVAL)
+				break;
+		ok(i >= len, "every truncation of a page is refused");
+		free(s);
+	}
+
+	/* Page size: a page with "next" holds at most PROTO_DIR_PAGE_MAX
+	 * entries; only a last page (a version 1 whole listing) may hold
+	 * more, and only as the first reply. */
+	len = 200 + (PROTO_DIR_PAGE_MAX + 1) * 300;
+	b = malloc(len);
+	for (int withnext = 1; withnext >= 0; withnext--) {
+		char fs[FID_STRLEN];
+
+		p = b + sprintf(b,
+				"{%s\"dir\":{\"fid\":\"%s\","
+				"\"type\":\"dir\",\"mode\":493,\"uid\":0,"
+				"\"gid\":0,\"size\":0,\"nlink\":2,\"dv\":3,"
+				"\"atime\":0,\"mtime\":0,\"ctime\":0},"
+				"\"entries\":[",
+				withnext ? "\"next\":\"1.2.3\"," : "", F1);
+		fid_fmt(&e[0].attr.fid, fs);
+		for (i = 0; i <= PROTO_DIR_PAGE_MAX; i++)
+			p += sprintf(p,
+				     "%s{\"name\":\"n%zu\",\"attr\":"
+				     "{\"fid\":\"%s\",\"type\":\"file\","
+				     "\"mode\":420,\"uid\":0,\"gid\":0,"
+				     "\"size\":0,\"nlink\":1,\"dv\":1,"
+				     "\"atime\":0,\"mtime\":0,\"ctime\":0}}",
+				     i ? "," : "", i, fs);
+		p += sprintf(p, "]}");
+		if (withnext) {
+			is_int(proto_dir_page_decode(b, (size_t)(p - b), false,
+						     &g, next),
+			       -E2BIG, "oversized page refused");
+			is_int(proto_dir_page_decode(b, (size_t)(p - b), true,
+						     &g, next),
+			       -E2BIG,
+			       "oversized page with next refused "
+			       "even first");
+			continue;
+		}
+		/* Without "next" it is a whole (version 1) listing. */
+		is_int(proto_dir_page_decode(b, (size_t)(p - b), true, &g,
+					     next),
+		       0, "a whole listing as the first reply");
+		ok(g.n == PROTO_DIR_PAGE_MAX + 1 && next[0] == 0,
+		   "all of it, no next");
+		proto_dir_release(&g);
+		is_int(proto_dir_page_decode(b, (size_t)(p - b), false, &g,
+					     next),
+		       -E2BIG, "but not as a later page");
+	}
+	free(b);
+
+	/* Assembling pages: same directory and DV, names across pages. */
+	d.n = 1;
+	d.ents = &e[0];
+	s = proto_dir_page_encode(&d, "1.0.1", &len);
+	proto_dir_page_decode(s, len, true, &acc, next);
+	free(s);
+	d.ents = &e[1];
+	s = proto_dir_page_encode(&d, NULL, &len);
+	proto_dir_page_decode(s, len, false, &g, next);
+	is_int(proto_dir_append(&acc, &g), 0, "append a page");
+	ok(acc.n == 2 && g.n == 0 && !g.ents, "entries moved");
+	is_int(proto_dir_check_names(&acc), 0, "names unique");
+	d.ents = &e[2];
+	proto_dir_page_decode(s, len, false, &g, next); /* "b" again */
+	is_int(proto_dir_append(&acc, &g), 0, "append the same page again");
+	is_int(proto_dir_check_names(&acc), -EINVAL,
+	       "a name on two pages is refused");
+	free(s);
+	s = proto_dir_page_encode(&d, NULL, &len);
+	proto_dir_page_decode(s, len, false, &g, next);
+	g.dir.dv++;
+	is_int(proto_dir_append(&acc, &g), -EINVAL, "a page of another DV");
+	ok(acc.n == 3 && g.n == 0, "accumulator unchanged, page released");
+	proto_dir_page_decode(s, len, false, &g, next);
+	g.dir.fid.oid[3] ^= 1;
+	is_int(proto_dir_append(&acc, &g), -EINVAL,
+	       "a page of another directory");
+	free(s);
+	proto_dir_release(&acc);
+
+	/* The query of the directory route. */
+	is_int(proto_parse_path("/v1/vol/v/dir/" F1 "?limit=4096", &pp), 0,
+	       "limit at the maximum");
+	ok(pp.kind == PROTO_P_DIR && pp.limit == 4096 && !pp.has_cursor,
+	   "limit parsed");
+	is_int(proto_parse_path("/v1/vol/v/dir/" F1 "?limit=4097", &pp),
+	       -EINVAL, "oversized limit refused");
+	is_int(proto_parse_path("/v1/vol/v/dir/" F1 "?limit=0", &pp), -EINVAL,
+	       "limit 0 refused");
+	is_int(proto_parse_path("/v1/vol/v/dir/" F1
+				"?limit=99999999999999999999999",
+				&pp),
+	       -EINVAL, "limit overflow refused");
+	is_int(proto_parse_path("/v1/vol/v/dir/" F1 "?limit=1&limit=2", &pp),
+	       -EINVAL, "limit twice refused");
+	is_int(proto_parse_path("/v1/vol/v/dir/" F1 "?limit=10&cursor=7.1.2",
+				&pp),
+	       0, "cursor parsed");
+	ok(pp.has_cursor && pp.cursor.dv == 7 && pp.cursor.bucket == 1 &&
+		   pp.cursor.index == 2 && pp.limit == 10,
+	   "cursor fields");
+	{
+		static const char *badc[] = {
+			"7.1",	 "7.1.2.3",
+			"7..2",	 ".1.2",
+			"7.1.",	 "07.1.2",
+			"a.b.c", "7.1.2x",
+			"",	 "18446744073709551616.0.0",
+		};
+		char url[200];
+
+		for (i = 0; i < sizeof(badc) / sizeof(badc[0]); i++) {
+			snprintf(url, sizeof(url),
+				 "/v1/vol/v/dir/" F1 "?limit=5&cursor=%s",
+				 badc[i]);
+			is_int(proto_parse_path(url, &pp), -EINVAL,
+			       "malformed cursor '%s' refused", badc[i]);
+		}
+	}
+	is_int(proto_parse_path("/v1/vol/v/dir/" F1 "?cursor=7.1.2", &pp),
+	       -EINVAL, "cursor without limit refused");
+	is_int(proto_parse_path("/v1/vol/v/link/" F1 "?limit=5", &pp), -EINVAL,
+	       "limit on another route refused");
+}
+
 static void
 test_link(void)
 {
@@ -1309,6 +1522,41 @@ test_big(void)
 	is_int(decode_any(D_GETATTR, b, (size_t)(p - b)), 0, "1024 fids ok");
 	free(b);
 
+	/* Per-route limits come before parsing: a getattr body past
+	 * PROTO_GETATTR_BODY_MAX is E2BIG even when it is valid JSON (here
+	 * one FID and blanks), and so is an op past PROTO_OP_BODY_MAX. */
+	len = PROTO_GETATTR_BODY_MAX + 1;
+	b = malloc(len);
+	memset(b, ' ', len);
+	memcpy(b, "{\"fids\":[\"" F1 "\"]", 11 + strlen(F1));
+	b[len - 1] = '}';
+	is_int(decode_any(D_GETATTR, b, len), -E2BIG,
+	       "getattr body over its route limit");
+	is_int(decode_any(D_GETATTR, b, len - 1000), -EINVAL,
+	       "(the same cut short is only malformed)");
+	free(b);
+	len = (size_t)PROTO_OP_BODY_MAX + 1;
+	b = malloc(len);
+	memset(b, ' ', len);
+	b[0] = '{';
+	b[len - 1] = '}';
+	is_int(decode_any(D_OP, b, len), -E2BIG, "op body over its limit");
+	free(b);
+	/* A store of more than PROTO_STORE_CHUNKS_MAX chunks. */
+	cap = 300 + (PROTO_STORE_CHUNKS_MAX + 1) * 9;
+	b = malloc(cap);
+	p = b + sprintf(b, "{\"op\":\"store\",\"opid\":\"" OPID "\","
+			   "\"fid\":\"" F1 "\",\"base_dv\":1,\"txid\":\"" OPID
+			   "\",\"chunk_size\":65536,\"size\":1,\"chunks\":[");
+	for (i = 0; i <= PROTO_STORE_CHUNKS_MAX; i++)
+		p += sprintf(p, "%s%zu", i ? "," : "", i);
+	p += sprintf(p, "]}");
+	ok((size_t)(p - b) < PROTO_OP_BODY_MAX, "(that body is within the op "
+						"limit)");
+	is_int(decode_any(D_OP, b, (size_t)(p - b)), -E2BIG,
+	       "store of 2^20 + 1 chunks");
+	free(b);
+
 	/* A body over PROTO_BODY_MAX is refused before parsing. */
 	len = (size_t)PROTO_BODY_MAX + 1;
 	b = malloc(len);
@@ -1587,6 +1835,7 @@ main(void)
 	test_volinfo();
 	test_attrs();
 	test_dir();
+	test_dir_pages();
 	test_link();
 	test_xattrs();
 	test_events();

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <tdb.h>
@@ -747,6 +748,119 @@ test_cleanup(void)
 	}
 }
 
+/* Staged bytes count against the quota and the staging cap, refusals
+ * change nothing, and staging expires by creation time (issue #12). */
+static void
+test_stage_limits(void)
+{
+	struct vs_vol *saved = vol;
+	struct vs_volinfo vi;
+	struct proto_op op = {0};
+	struct fid f;
+	uint8_t txid[16], txid2[16];
+	uint64_t chunks[3] = {0, 1, 2};
+	char path[512], hex[33];
+	struct timespec old[2];
+	struct stat st;
+
+	vs_vol_create(root, "quota", 200 << 10, 0, 0, NULL);
+	if (vs_vol_open(root, "quota", VS_NOSYNC, &vol)) {
+		vol = saved;
+		ok(0, "open quota");
+		return;
+	}
+	vs_vol_info(vol, &vi);
+	is_int(mk(PROTO_OP_CREATE, &vi.root, "f", &f), 200, "create f");
+	memset(txid, 0x31, 16);
+	is_int(stage(&f, txid, 0, 65536, 'a', 65536), 0, "stage 64 KiB");
+	is_int(stage(&f, txid, 1, 65536, 'b', 65536), 0, "stage 128 KiB");
+	is_int(stage(&f, txid, 2, 65536, 'c', 65536), 0, "stage 192 KiB");
+	is_int((int)vs_staged_bytes(vol), 3 * 65536, "192 KiB staged");
+	is_int(stage(&f, txid, 3, 65536, 'd', 65536), -EDQUOT,
+	       "a chunk past the 200 KiB quota is EDQUOT");
+	util_hex_encode(txid, 16, hex);
+	snprintf(path, sizeof(path), "%s/volumes/quota/stage/%s", rootdir, hex);
+	{
+		DIR *d = opendir(path);
+		struct dirent *de;
+		int n = 0;
+
+		while (d && (de = readdir(d)))
+			if (de->d_name[0] != '.')
+				n++;
+		if (d)
+			closedir(d);
+		is_int(n, 3, "the refused chunk left no file");
+	}
+	is_int((int)vs_staged_bytes(vol), 3 * 65536, "nor counts");
+	is_int(stage(&f, txid, 1, 65536, 'B', 65536), 0,
+	       "writing a staged chunk again counts once");
+	op.kind = PROTO_OP_STORE;
+	op.fid = f;
+	op.base_dv = 0;
+	{
+		struct proto_attr a;
+
+		vs_getattr(vol, &f, &a);
+		op.base_dv = a.dv;
+	}
+	memcpy(op.txid, txid, 16);
+	op.chunk_size = 65536;
+	op.size = 3 * 65536;
+	op.chunks = chunks;
+	op.nchunks = 3;
+	is_int(apply(&op, NULL, NULL), 200, "store the three");
+	is_int((int)vs_staged_bytes(vol), 0, "the store used up the stage");
+	is_int(access(path, F_OK), -1, "and removed its directory");
+	vs_vol_info(vol, &vi);
+	is_int((int)vi.bytes_used, 3 * 65536, "192 KiB used");
+	is_int(stage(&f, txid, 3, 65536, 'd', 65536), -EDQUOT,
+	       "used + staged past the quota is EDQUOT");
+	is_int(stage(&f, txid, 3, 65536, 'd', 8192), 0,
+	       "what still fits is fine");
+
+	/* The staging cap, for volumes without a quota. */
+	vs_vol_set_limits(vol, 0, 0);
+	vs_vol_set_stage_max(vol, 100 << 10);
+	memset(txid2, 0x32, 16);
+	is_int(stage(&f, txid2, 0, 65536, 'x', 65536), 0,
+	       "64 KiB more under a 100 KiB cap");
+	is_int(stage(&f, txid2, 1, 65536, 'y', 65536), -EDQUOT,
+	       "past the staging cap is EDQUOT");
+	vs_vol_set_stage_max(vol, 0);
+
+	/* Expiry goes by creation: txid2 was created long ago (its marker
+	 * says so) but written just now; txid is as old but untouched;
+	 * a third one is new. */
+	is_int(stage(&f, txid2, 1, 65536, 'y', 65536), 0,
+	       "a write into the old transaction");
+	old[0].tv_sec = old[1].tv_sec = time(NULL) - 1000;
+	old[0].tv_nsec = old[1].tv_nsec = 0;
+	util_hex_encode(txid2, 16, hex);
+	snprintf(path, sizeof(path), "%s/volumes/quota/stage/%s/.born", rootdir,
+		 hex);
+	is_int(utimensat(AT_FDCWD, path, old, 0), 0,
+	       "age its creation to 1000 s ago");
+	snprintf(path, sizeof(path), "%s/volumes/quota/stage/%s", rootdir, hex);
+	is_int(stage(&f, txid2, 2, 65536, 'z', 100), 0,
+	       "and write into it once more");
+	memset(txid, 0x33, 16);
+	is_int(stage(&f, txid, 0, 65536, 'n', 100), 0, "a new transaction");
+	is_int(vs_stage_gc(vol, 500), 1, "gc at 500 s removes one");
+	is_int(stat(path, &st), -1, "the old one, written to recently");
+	util_hex_encode(txid, 16, hex);
+	snprintf(path, sizeof(path), "%s/volumes/quota/stage/%s", rootdir, hex);
+	is_int(stat(path, &st), 0, "the new one stays");
+	is_int((int)vs_staged_bytes(vol), 8192 + 100,
+	       "the count follows (the 8 KiB chunk and the new one)");
+	vs_vol_close(vol);
+	is_int(vs_vol_open(root, "quota", VS_NOSYNC, &vol), 0, "reopen");
+	is_int((int)vs_staged_bytes(vol), 8192 + 100,
+	       "staged bytes are counted again at open");
+	vs_vol_close(vol);
+	vol = saved;
+}
+
 static void
 test_bigdir(void)
 {
@@ -798,6 +912,66 @@ test_bigdir(void)
 	diag("%d creates: %" PRIu64 " ms, readdirplus: %" PRIu64 " ms",
 	     BIGDIR_N, t1 - t0, t2 - t1);
 	ok(t2 - t1 < 2000, "readdirplus under 2 s");
+	/* The same directory in pages: every entry once, on pages of at
+	 * most the limit, all tied to one DV. */
+	{
+		char *seen = calloc(BIGDIR_N, 1);
+		struct proto_dir_cursor cur, nx;
+		struct proto_dir pg;
+		size_t total = 0, pages = 0, over = 0;
+		bool more = true, first = true;
+		int dup = 0, rc = 0;
+
+		while (more && pages < 1000) {
+			rc = vs_readdir_page(vol, &dir, first ? NULL : &cur,
+					     333, &pg, &nx, &more);
+			if (rc)
+				break;
+			first = false;
+			pages++;
+			if (pg.n > 333)
+				over++;
+			for (size_t i = 0; i < pg.n; i++)
+				if (seen[atoi(pg.ents[i].name + 5)]++)
+					dup++;
+			total += pg.n;
+			if (more && nx.dv != pg.dir.dv)
+				over++;
+			proto_dir_release(&pg);
+			cur = nx;
+		}
+		is_int(rc, 0, "paged readdir");
+		is_int((int)total, BIGDIR_N, "pages hold every entry");
+		is_int(dup, 0, "no entry on two pages");
+		is_int((int)over, 0,
+		       "no page over the limit, cursors carry "
+		       "the DV");
+		is_int((int)pages, (BIGDIR_N + 332) / 333, "fewest pages");
+		free(seen);
+
+		/* A cursor from the first page, then a change: stale. */
+		is_int(vs_readdir_page(vol, &dir, NULL, 10, &pg, &cur, &more),
+		       0, "first page of 10");
+		ok(more && pg.n == 10, "more to come");
+		proto_dir_release(&pg);
+		is_int(mk(PROTO_OP_CREATE, &dir, "late", &f), 200,
+		       "a create between pages");
+		is_int(vs_readdir_page(vol, &dir, &cur, 10, &pg, &nx, &more),
+		       -ESTALE, "the old cursor is stale");
+		ok(pg.dir.dv == cur.dv + 1 && pg.n == 0 && !more,
+		   "stale reply names the new DV, no entries");
+		proto_dir_release(&pg);
+		is_int(rm(PROTO_OP_UNLINK, &dir, "late", &f, NULL), 200,
+		       "unlink it again");
+		cur.bucket = 1u << 30;
+		cur.dv += 2; /* the create and the unlink */
+		is_int(vs_readdir_page(vol, &dir, &cur, 10, &pg, &nx, &more), 0,
+		       "a cursor past the last bucket");
+		ok(pg.n == 0 && !more, "is an empty last page");
+		proto_dir_release(&pg);
+		is_int(vs_readdir_page(vol, &f, NULL, 10, &pg, &nx, &more),
+		       -ENOENT, "paging a removed object");
+	}
 	is_int(vs_lookup(vol, &dir, "file-02424", &f), 0, "lookup one");
 	is_int(rm(PROTO_OP_UNLINK, &dir, "file-02424", &f, NULL), 200,
 	       "unlink one");
@@ -834,6 +1008,7 @@ main(void)
 		test_events();
 		test_cleanup();
 		test_bigdir();
+		test_stage_limits();
 		vs_vol_close(vol);
 	}
 	vs_root_close(root);
