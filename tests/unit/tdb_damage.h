@@ -14,11 +14,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* tdb's record header (struct tdb_record in its tdb_private.h): next,
+ * rec_len, key_len, data_len, full_hash, magic, all 32-bit in host order,
+ * then the key. A live record's magic is TDB_MAGIC. */
+#define TDB_DAMAGE_MAGIC 0x26011999u
+
+static inline uint32_t
+tdb_damage_u32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return v;
+}
+
 /*
- * Zero the record magic of the first record whose key is the @klen bytes
- * at @key: tdb's struct tdb_record ends with the 4-byte magic right before
- * the key, so tdb then reports TDB_ERR_CORRUPT for every lookup that walks
- * that hash chain. @return 0 if the key was found and smashed, -1 if not.
+ * Zero the magic of the live record whose key is the @klen bytes at @key,
+ * so tdb reports TDB_ERR_CORRUPT for every lookup that walks that hash
+ * chain. @return 0 if the record was found and smashed, -1 if not.
  */
 static inline int
 tdb_damage_record(const char *path, const void *key, size_t klen)
@@ -35,7 +48,9 @@ tdb_damage_record(const char *path, const void *key, size_t klen)
 	if (!buf || pread(fd, buf, (size_t)st.st_size, 0) != st.st_size)
 		goto out;
 	for (off_t i = 24; i + (off_t)klen <= st.st_size; i++) {
-		if (memcmp(buf + i, key, klen))
+		if (memcmp(buf + i, key, klen) ||
+		    tdb_damage_u32(buf + i - 4) != TDB_DAMAGE_MAGIC ||
+		    tdb_damage_u32(buf + i - 16) != klen)
 			continue;
 		rc = pwrite(fd, "\0\0\0\0", 4, i - 4) == 4 ? 0 : -1;
 		break;
