@@ -37,6 +37,9 @@ static const char usage[] =
 	"                  [--cert PEM --key PEM] [--config FILE] "
 	"[--foreground]\n"
 	"                  [--pidfile FILE] [--workers N] [--log-level LEVEL]\n"
+	"                  [--max-conns N] [--max-conns-per-addr N]\n"
+	"                  [--request-deadline SECONDS]\n"
+	"                  [--max-streams-per-token N]\n"
 	"                  [--stage-max SIZE] [--stage-expire SECONDS]\n"
 	"                  [--syslog] [--help] [--version]\n"
 	"\n"
@@ -56,6 +59,13 @@ static const char usage[] =
 	"their\n"
 	"                      creation (default 86400)\n"
 	"  --log-level LEVEL   err, warn, info or debug (default info)\n"
+	"  --max-conns N       connections open at once, in all (default 1024)\n"
+	"  --max-conns-per-addr N  connections from one client address\n"
+	"                      (default 64; loopback too)\n"
+	"  --request-deadline SECONDS  time to receive a whole request, head\n"
+	"                      and body (default 30)\n"
+	"  --max-streams-per-token N  event streams open with one token\n"
+	"                      (default 8)\n"
 	"  --syslog            log to syslog instead of stderr\n";
 
 void
@@ -125,6 +135,14 @@ conf_line(void *arg, const char *section, const char *name, const char *value)
 		rc = parse_int(value, 1, 86400, &c->timeout_s);
 	else if (!strcmp(name, "cache_objects"))
 		rc = parse_int(value, 16, 1000000, &c->cache_objects);
+	else if (!strcmp(name, "max_conns"))
+		rc = parse_int(value, 1, 1000000, &c->max_conns);
+	else if (!strcmp(name, "max_conns_per_addr"))
+		rc = parse_int(value, 1, 1000000, &c->max_conns_addr);
+	else if (!strcmp(name, "request_deadline"))
+		rc = parse_int(value, 1, 86400, &c->request_deadline_s);
+	else if (!strcmp(name, "max_streams_per_token"))
+		rc = parse_int(value, 1, 1000000, &c->max_streams_token);
 	else if (!strcmp(name, "stage_max")) {
 		rc = util_parse_size(value, &c->stage_max);
 		c->has_stage_max = !rc;
@@ -292,6 +310,10 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_SYSLOG,
 	OPT_WORKERS,
+	OPT_MAX_CONNS,
+	OPT_MAX_CONNS_ADDR,
+	OPT_DEADLINE,
+	OPT_MAX_STREAMS,
 	OPT_STAGE_MAX,
 	OPT_STAGE_EXPIRE,
 	OPT_HELP,
@@ -310,6 +332,10 @@ static const struct option longopts[] = {
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"syslog", no_argument, NULL, OPT_SYSLOG},
 	{"workers", required_argument, NULL, OPT_WORKERS},
+	{"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+	{"max-conns-per-addr", required_argument, NULL, OPT_MAX_CONNS_ADDR},
+	{"request-deadline", required_argument, NULL, OPT_DEADLINE},
+	{"max-streams-per-token", required_argument, NULL, OPT_MAX_STREAMS},
 	{"stage-max", required_argument, NULL, OPT_STAGE_MAX},
 	{"stage-expire", required_argument, NULL, OPT_STAGE_EXPIRE},
 	{"help", no_argument, NULL, OPT_HELP},
@@ -351,6 +377,25 @@ main(int argc, char **argv)
 				return 64;
 			}
 			break;
+		case OPT_MAX_CONNS:
+		case OPT_MAX_CONNS_ADDR:
+		case OPT_DEADLINE:
+		case OPT_MAX_STREAMS: {
+			int *dst = c == OPT_MAX_CONNS ? &cli.max_conns :
+				   c == OPT_MAX_CONNS_ADDR ? &cli.max_conns_addr :
+				   c == OPT_DEADLINE ? &cli.request_deadline_s :
+							&cli.max_streams_token;
+
+			if (parse_int(optarg, 1,
+				      c == OPT_DEADLINE ? 86400 : 1000000,
+				      dst)) {
+				fprintf(stderr, "cairn-vold: bad value '%s'\n",
+					optarg);
+				fputs(usage, stderr);
+				return 64;
+			}
+			break;
+		}
 		case OPT_STAGE_MAX:
 			if (util_parse_size(optarg, &cli.stage_max)) {
 				fprintf(stderr,
@@ -425,6 +470,14 @@ main(int argc, char **argv)
 #undef OVER
 	if (cli.workers)
 		conf.workers = cli.workers;
+	if (cli.max_conns)
+		conf.max_conns = cli.max_conns;
+	if (cli.max_conns_addr)
+		conf.max_conns_addr = cli.max_conns_addr;
+	if (cli.request_deadline_s)
+		conf.request_deadline_s = cli.request_deadline_s;
+	if (cli.max_streams_token)
+		conf.max_streams_token = cli.max_streams_token;
 	if (cli.has_stage_max)
 		conf.stage_max = cli.stage_max;
 	if (cli.stage_expire_s)
