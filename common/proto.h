@@ -434,7 +434,7 @@ int proto_parse_path(const char *target, struct proto_path *out);
  * Per-block checksums of a chunk body, the optional X-Cairn-Blocks reply
  * header of a chunk GET (doc/protocol.md): "crc32c B C0 C1 ...", B the
  * block size (a power of two from PROTO_BLOCK_MIN to the chunk size), then
- * one CRC32C (util_crc32c) per B bytes of the body in 8 lower-case hex
+ * one CRC32C (base/crc32c.h) per B bytes of the body in 8 lower-case hex
  * digits; the last block may be shorter. They let a client serve a prefix
  * of a chunk before the rest (and the whole-body SHA-256) has arrived.
  */

@@ -85,11 +85,4 @@ size_t util_escape(const char *in, size_t len, char *out, size_t outlen);
  * NULL with errno EINVAL. */
 char *util_escape_dup(const char *s);
 
-/* CRC32C (Castagnoli), chainable: crc = util_crc32c(crc, buf, len) starting
- * at 0; util_crc32c(0, "123456789", 9) is 0xe3069283. The wire's per-block
- * checksums (doc/protocol.md, X-Cairn-Blocks) use it. The chunk store has
- * its own copy (cs_crc32c) because chunkstore/ may not include common/.
- * SSE4.2 when the CPU has it. Any thread. */
-uint32_t util_crc32c(uint32_t crc, const void *buf, size_t len);
-
 #endif /* CAIRN_UTIL_H */

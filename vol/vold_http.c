@@ -43,6 +43,7 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
+#include "base/crc32c.h"
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/token.h"
@@ -985,7 +986,7 @@ sum_range(int fd, uint64_t off, uint64_t len, uint32_t bsize,
 
 			if (l > want - at)
 				l = want - at;
-			out->crc[b] = util_crc32c(out->crc[b], buf + at, l);
+			out->crc[b] = crc32c(out->crc[b], buf + at, l);
 			at += l;
 		}
 		done += want;

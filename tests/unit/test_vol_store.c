@@ -25,6 +25,7 @@
 #include "common/proto.h"
 #include "common/util.h"
 #include "tests/tap.h"
+#include "tests/unit/tdb_damage.h"
 #include "vol/volstore.h"
 
 static char rootdir[256];
@@ -750,6 +751,38 @@ test_cleanup(void)
 
 /* Staged bytes count against the quota and the staging cap, refusals
  * change nothing, and staging expires by creation time (issue #12). */
+/* A damaged meta.tdb gives the errno common/tdbw.h documents, -EUCLEAN,
+ * as the replay log and the metadata cache do (it was -EIO here). */
+static void
+test_damaged_meta(void)
+{
+	struct vs_vol *v = NULL;
+	char path[512];
+	int fd;
+
+	is_int(vs_vol_create(root, "dmg1", 0, 0, 0, NULL), 0,
+	       "create a volume to damage");
+	snprintf(path, sizeof(path), "%s/volumes/dmg1/meta.tdb", rootdir);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ok(fd >= 0 && write(fd, "not a tdb file at all, none", 27) == 27,
+	   "overwrite its meta.tdb with garbage");
+	if (fd >= 0)
+		close(fd);
+	is_int(vs_vol_open(root, "dmg1", VS_NOSYNC, &v), -EUCLEAN,
+	       "open of a garbage meta.tdb: -EUCLEAN");
+	ok(v == NULL, "no handle");
+
+	is_int(vs_vol_create(root, "dmg2", 0, 0, 0, NULL), 0,
+	       "create another");
+	snprintf(path, sizeof(path), "%s/volumes/dmg2/meta.tdb", rootdir);
+	is_int(tdb_damage_record(path, "V", 1), 0,
+	       "smash the volume record's tdb header");
+	v = NULL;
+	is_int(vs_vol_open(root, "dmg2", VS_NOSYNC, &v), -EUCLEAN,
+	       "open with a corrupt volume record: -EUCLEAN");
+	vs_vol_close(v);
+}
+
 static void
 test_stage_limits(void)
 {
@@ -1055,6 +1088,7 @@ main(void)
 		test_events();
 		test_cleanup();
 		test_bigdir();
+		test_damaged_meta();
 		test_stage_limits();
 		vs_vol_close(vol);
 	}
