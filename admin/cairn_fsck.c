@@ -18,7 +18,9 @@
 
 #include "chunkstore/cs.h"
 
-/* fsck(8) exit codes. */
+/* fsck(8) exit codes, deliberately not sysexits(3) like the other cairn
+ * programs: fsck -A, boot scripts and monitoring read a checker's status
+ * as a bit mask (man/cairn-fsck.8 EXIT STATUS). */
 enum {
 	EXIT_CLEAN = 0,
 	EXIT_CORRECTED = 1,

@@ -173,17 +173,17 @@ fs_cmd_help(struct fs_ctx *ctx)
 
 	if (ctx->argc == 0) {
 		usage_all(stdout);
-		return FS_EX_OK;
+		return EX_OK;
 	}
 	c = fs_cmd_find(ctx->argv[0]);
 	if (!c) {
 		fprintf(stderr,
 			"fs: '%s' is not an fs command; see 'fs help'\n",
 			ctx->argv[0]);
-		return FS_EX_USAGE;
+		return EX_USAGE;
 	}
 	cmd_help_full(c);
-	return FS_EX_OK;
+	return EX_OK;
 }
 
 int
@@ -195,14 +195,19 @@ fs_cmd_version(struct fs_ctx *ctx)
 
 		fs_json_print(j);
 		json_decref(j);
-		return FS_EX_OK;
+		return EX_OK;
 	}
 	printf("fs (cairn) %s, control protocol %d\n", PACKAGE_VERSION,
 	       CTL_VERSION);
-	return FS_EX_OK;
+	return EX_OK;
 }
 
-/* Parse the options of subcommand @c from argv (argv[0] is its name). */
+/* parse_opts() printed what was asked (--help): exit EX_OK. */
+#define PARSE_DONE (-1)
+
+/* Parse the options of subcommand @c from argv (argv[0] is its name).
+ * @return 0 to run the command, PARSE_DONE, or the exit status of a
+ * usage error (printed). */
 static int
 parse_opts(const struct fs_cmd *c, int argc, char **argv, struct fs_ctx *ctx)
 {
@@ -226,7 +231,7 @@ parse_opts(const struct fs_cmd *c, int argc, char **argv, struct fs_ctx *ctx)
 		switch (ch) {
 		case 'h':
 			cmd_help_full(c);
-			return FS_EX_OK + 1000; /* "done, exit 0" */
+			return PARSE_DONE;
 		case 'j':
 			ctx->json = 1;
 			break;
@@ -267,7 +272,7 @@ parse_opts(const struct fs_cmd *c, int argc, char **argv, struct fs_ctx *ctx)
 				"fs %s: option '%s' needs an argument\n",
 				c->name, argv[optind - 1]);
 			fs_cmd_usage(c, stderr);
-			return FS_EX_USAGE;
+			return EX_USAGE;
 		default:
 			goto bad;
 		}
@@ -277,31 +282,31 @@ parse_opts(const struct fs_cmd *c, int argc, char **argv, struct fs_ctx *ctx)
 	if ((c->flags & FS_F_PATHS) && ctx->argc < 1) {
 		fprintf(stderr, "fs %s: no path given\n", c->name);
 		fs_cmd_usage(c, stderr);
-		return FS_EX_USAGE;
+		return EX_USAGE;
 	}
 	if ((c->flags & FS_F_SIZE) && ctx->argc != 1) {
 		fprintf(stderr, "fs %s: give exactly one size\n", c->name);
 		fs_cmd_usage(c, stderr);
-		return FS_EX_USAGE;
+		return EX_USAGE;
 	}
 	if (!(c->flags & (FS_F_PATHS | FS_F_SIZE | FS_F_OPTPATH | FS_F_ARGS)) &&
 	    ctx->argc > 0) {
 		fprintf(stderr, "fs %s: unexpected argument '%s'\n", c->name,
 			ctx->argv[0]);
 		fs_cmd_usage(c, stderr);
-		return FS_EX_USAGE;
+		return EX_USAGE;
 	}
 	if ((c->flags & FS_F_OPTPATH) && ctx->argc > 1) {
 		fprintf(stderr, "fs %s: too many arguments\n", c->name);
 		fs_cmd_usage(c, stderr);
-		return FS_EX_USAGE;
+		return EX_USAGE;
 	}
 	return 0;
 notapply:
 	fprintf(stderr, "fs %s: option '-%c' does not apply to %s\n", c->name,
 		ch, c->name);
 	fs_cmd_usage(c, stderr);
-	return FS_EX_USAGE;
+	return EX_USAGE;
 bad:
 	/* optopt is 0 for an unknown long option; name the word itself. */
 	if (optopt && optopt != '?')
@@ -311,7 +316,7 @@ bad:
 		fprintf(stderr, "fs %s: unknown option '%s'\n", c->name,
 			argv[optind - 1]);
 	fs_cmd_usage(c, stderr);
-	return FS_EX_USAGE;
+	return EX_USAGE;
 }
 
 int
@@ -326,12 +331,12 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {
 		usage_all(stderr);
-		return FS_EX_USAGE;
+		return EX_USAGE;
 	}
 	name = argv[1];
 	if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
 		usage_all(stdout);
-		return FS_EX_OK;
+		return EX_OK;
 	}
 	if (!strcmp(name, "--version") || !strcmp(name, "-V"))
 		name = "version";
@@ -339,7 +344,7 @@ main(int argc, char **argv)
 	if (!c) {
 		fprintf(stderr,
 			"fs: '%s' is not an fs command; see 'fs help'\n", name);
-		return FS_EX_USAGE;
+		return EX_USAGE;
 	}
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.cmd = c;
@@ -348,15 +353,15 @@ main(int argc, char **argv)
 		ctx.socket = NULL;
 	ctx.timeout_ms = (c->flags & FS_F_LONG) ? 0 : 30000;
 	rc = parse_opts(c, argc - 1, argv + 1, &ctx);
-	if (rc == FS_EX_OK + 1000)
-		return FS_EX_OK;
+	if (rc == PARSE_DONE)
+		return EX_OK;
 	if (rc)
 		return rc;
 	rc = c->fn(&ctx);
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		fprintf(stderr, "fs: cannot write output: %s\n",
 			strerror(errno));
-		return FS_EX_FAIL;
+		return EXIT_FAILURE;
 	}
 	return rc;
 }

@@ -10,7 +10,8 @@
  * Adding a subcommand, in four steps (git's builtin.h): write
  * admin/fs_<cmd>.c with fs_cmd_<cmd>(); declare it below; add a row to
  * commands[] in fs.c; document it in man/fs.1 (same synopsis) and add the
- * file to admin/include.am.
+ * file to admin/include.am. HACKING.md walks the whole way, the request
+ * type in ctl_proto and cairnd's handler included.
  *
  * Errors: functions return 0 or a negative errno like the rest of cairn;
  * fs_exit_code() turns the outcome into the exit status, once, at the edge.
@@ -21,23 +22,27 @@
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/un.h>
+#include <sysexits.h>
 
 #include <jansson.h>
 
 #include "common/ctl_proto.h"
 
-/* Exit statuses (sysexits(3)); man/fs.1 EXIT STATUS lists the same. */
-#define FS_EX_OK	  0
-#define FS_EX_FAIL	  1 /* failed for another reason; or some paths failed */
-#define FS_EX_USAGE	  64 /* bad command line */
-#define FS_EX_NOTCAIRN	  65 /* not on a cairn mount; argument refused */
-#define FS_EX_NOINPUT	  66 /* no such file or directory */
-#define FS_EX_UNAVAILABLE 69 /* cairnd not running / not implemented */
-#define FS_EX_SOFTWARE	  70 /* internal or protocol error */
-#define FS_EX_NOSPACE	  73 /* the cache cannot hold it */
-#define FS_EX_TEMPFAIL	  75 /* server unreachable, timed out, busy */
-#define FS_EX_NOPERM	  77 /* permission denied */
+/*
+ * Exit statuses: <sysexits.h> names, and EXIT_FAILURE for "failed for
+ * another reason, or some paths failed". man/fs.1 EXIT STATUS lists the
+ * same; fs_exit_code() is the one place an errno becomes one of them.
+ *   EX_USAGE 64        bad command line; several mounts and no -m
+ *   EX_DATAERR 65      not on a cairn mount; cairnd refused an argument
+ *   EX_NOINPUT 66      no such file or directory
+ *   EX_UNAVAILABLE 69  cairnd not running, or it lacks the command
+ *   EX_SOFTWARE 70     internal or protocol error
+ *   EX_CANTCREAT 73    the cache cannot hold it
+ *   EX_TEMPFAIL 75     server unreachable, timed out, busy
+ *   EX_NOPERM 77       permission denied
+ */
 
 /* Command flags. */
 #define FS_F_PATHS     0x01 /* one or more PATH arguments */

@@ -45,7 +45,7 @@ fs_cmd_checkservers(struct fs_ctx *ctx)
 	ctx->json = 0;
 	rc = fs_simple(ctx, CTL_CHECKSERVERS, NULL, render);
 	ctx->json = want_json;
-	if (rc == FS_EX_OK && any_down)
-		rc = FS_EX_TEMPFAIL;
+	if (rc == EX_OK && any_down)
+		rc = EX_TEMPFAIL;
 	return rc;
 }

@@ -656,26 +656,26 @@ fs_exit_code(int err, int local)
 {
 	switch (err) {
 	case 0:
-		return FS_EX_OK;
+		return EX_OK;
 	case EDOM: /* several mounts, none chosen */
-		return FS_EX_USAGE;
+		return EX_USAGE;
 	case EINVAL:
-		return FS_EX_NOTCAIRN;
+		return EX_DATAERR;
 	case ENOENT:
 	case ENOTDIR:
 	case ELOOP:
 	case ENAMETOOLONG:
-		return FS_EX_NOINPUT;
+		return EX_NOINPUT;
 	case ESRCH:
 	case ENOSYS:
 	case ENOTCONN:
-		return FS_EX_UNAVAILABLE;
+		return EX_UNAVAILABLE;
 	case EACCES:
 	case EPERM:
-		return FS_EX_NOPERM;
+		return EX_NOPERM;
 	case ENOSPC:
 	case EDQUOT:
-		return FS_EX_NOSPACE;
+		return EX_CANTCREAT;
 	case ETIMEDOUT:
 	case ECONNRESET:
 	case ECONNREFUSED:
@@ -684,16 +684,16 @@ fs_exit_code(int err, int local)
 	case EAGAIN:
 	case EBUSY:
 	case ESHUTDOWN:
-		return FS_EX_TEMPFAIL;
+		return EX_TEMPFAIL;
 	case EPROTO:
 	case EBADMSG:
 	case EPROTONOSUPPORT:
 	case EOPNOTSUPP:
 	case EMSGSIZE:
 	case ENOMEM:
-		return FS_EX_SOFTWARE;
+		return EX_SOFTWARE;
 	default:
-		return local ? FS_EX_SOFTWARE : FS_EX_FAIL;
+		return local ? EX_SOFTWARE : EXIT_FAILURE;
 	}
 }
 
@@ -799,9 +799,9 @@ fs_each_path(struct fs_ctx *ctx, unsigned type, json_t *extra,
 		json_decref(arr);
 	}
 	if (first < 0)
-		return FS_EX_OK;
+		return EX_OK;
 	if (nok || mixed)
-		return FS_EX_FAIL;
+		return EXIT_FAILURE;
 	return first;
 }
 
@@ -830,5 +830,5 @@ fs_simple(struct fs_ctx *ctx, unsigned type, json_t *args,
 	else if (render)
 		render(ctx, &t, r.json);
 	fs_result_release(&r);
-	return FS_EX_OK;
+	return EX_OK;
 }

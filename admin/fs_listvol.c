@@ -42,7 +42,7 @@ one(void *arg, const struct fs_target *t)
 	fs_call(lv->ctx, t, CTL_LISTVOL, NULL, NULL, NULL, &r);
 	if (r.err) {
 		fs_print_error(lv->ctx, t->mount, &r);
-		lv->code = FS_EX_FAIL;
+		lv->code = EXIT_FAILURE;
 		fs_result_release(&r);
 		return;
 	}
@@ -72,7 +72,7 @@ render(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
 int
 fs_cmd_listvol(struct fs_ctx *ctx)
 {
-	struct lv lv = {ctx, NULL, 0, FS_EX_OK};
+	struct lv lv = {ctx, NULL, 0, EX_OK};
 	json_t *out;
 	int n;
 

@@ -93,7 +93,7 @@ fs_cmd_conflicts(struct fs_ctx *ctx)
 	const char *path = ctx->argc ? ctx->argv[0] : NULL;
 	struct fs_target t;
 	struct fs_result r;
-	int code = FS_EX_OK;
+	int code = EX_OK;
 
 	if (get_conflicts(ctx, path, &t, &r) < 0) {
 		fs_print_error(ctx, path ? path : "", &r);
@@ -158,7 +158,7 @@ keep_local(struct fs_ctx *ctx, const char *path)
 	char from[PATH_MAX * 2], to[PATH_MAX * 2];
 	json_t *list, *c, *args;
 	size_t i, n;
-	int code = FS_EX_OK;
+	int code = EX_OK;
 
 	if (get_conflicts(ctx, path, &t, &r) < 0) {
 		fs_print_error(ctx, path, &r);
@@ -186,12 +186,12 @@ keep_local(struct fs_ctx *ctx, const char *path)
 				"fs resolve: cannot move '%s' over '%s': %s\n",
 				fs_esc(from), fs_esc(to), strerror(errno));
 			fs_result_release(&r);
-			return FS_EX_FAIL;
+			return EXIT_FAILURE;
 		}
 		how = "keep-both"; /* the records only need to go now */
 	}
 	/* Else a refused metadata change: cairnd redoes it. */
-	for (i = 0; i < n && code == FS_EX_OK; i++) {
+	for (i = 0; i < n && code == EX_OK; i++) {
 		args = json_pack("{s:s,s:s}", "path", t.rel, "how", how);
 		memset(&r2, 0, sizeof(r2));
 		if (fs_call(ctx, &t, CTL_RESOLVE, args, NULL, NULL, &r2) < 0) {
@@ -201,7 +201,7 @@ keep_local(struct fs_ctx *ctx, const char *path)
 		json_decref(args);
 		fs_result_release(&r2);
 	}
-	if (code == FS_EX_OK) {
+	if (code == EX_OK) {
 		if (ctx->json) {
 			/* Through jansson: a name may hold '"' or '\n'. */
 			json_t *o = json_pack("{s:s,s:s}", "path", t.rel, "how",
@@ -228,7 +228,7 @@ resolve_all(struct fs_ctx *ctx, const char *how)
 	struct fs_result r, r2;
 	json_t *c;
 	size_t i, n = 0, bad = 0;
-	int code = FS_EX_OK;
+	int code = EX_OK;
 
 	if (get_conflicts(ctx, NULL, &t, &r) < 0) {
 		fs_print_error(ctx, "", &r);
@@ -248,7 +248,7 @@ resolve_all(struct fs_ctx *ctx, const char *how)
 
 			snprintf(full, sizeof(full), "%s/%s", t.mount, p);
 			c2 = keep_local(ctx, full);
-			if (c2 != FS_EX_OK) {
+			if (c2 != EX_OK) {
 				code = c2;
 				bad++;
 			} else {
@@ -275,7 +275,7 @@ resolve_all(struct fs_ctx *ctx, const char *how)
 	else
 		printf("%zu conflict%s settled\n", n, n == 1 ? "" : "s");
 	fs_result_release(&r);
-	return bad ? code : FS_EX_OK;
+	return bad ? code : EX_OK;
 }
 
 int
@@ -290,24 +290,24 @@ fs_cmd_resolve(struct fs_ctx *ctx)
 		fprintf(stderr, "fs resolve: --keep local, server or both is "
 				"needed\n");
 		fs_cmd_usage(ctx->cmd, stderr);
-		return FS_EX_USAGE;
+		return EX_USAGE;
 	}
 	if (ctx->all == (ctx->argc > 0)) {
 		fprintf(stderr, "fs resolve: give paths, or --all\n");
 		fs_cmd_usage(ctx->cmd, stderr);
-		return FS_EX_USAGE;
+		return EX_USAGE;
 	}
 	if (ctx->match && !ctx->all) {
 		fprintf(stderr, "fs resolve: --match goes with --all\n");
-		return FS_EX_USAGE;
+		return EX_USAGE;
 	}
 	if (ctx->all)
 		return resolve_all(ctx, how);
 	if (!strcmp(how, "keep-local")) {
-		int code = FS_EX_OK, c;
+		int code = EX_OK, c;
 
 		for (int i = 0; i < ctx->argc; i++)
-			if ((c = keep_local(ctx, ctx->argv[i])) != FS_EX_OK)
+			if ((c = keep_local(ctx, ctx->argv[i])) != EX_OK)
 				code = c;
 		return code;
 	}
@@ -373,7 +373,7 @@ fs_cmd_setpolicy(struct fs_ctx *ctx)
 		fprintf(stderr, "fs setpolicy: give one NAME=VALUE "
 				"(offline-miss=error or offline-miss=wait)\n");
 		fs_cmd_usage(ctx->cmd, stderr);
-		return FS_EX_USAGE;
+		return EX_USAGE;
 	}
 	snprintf(name, sizeof(name), "%.*s", (int)(eq - ctx->argv[0]),
 		 ctx->argv[0]);

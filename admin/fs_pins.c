@@ -58,7 +58,7 @@ fs_cmd_pins(struct fs_ctx *ctx)
 			fs_json_print(r.json);
 		else
 			render(ctx, &t, r.json);
-		code = FS_EX_OK;
+		code = EX_OK;
 	}
 	fs_result_release(&r);
 	return code;

@@ -35,7 +35,7 @@ fs_cmd_setcachesize(struct fs_ctx *ctx)
 			"(examples: 512M, 10G)\n",
 			ctx->argv[0]);
 		fs_cmd_usage(ctx->cmd, stderr);
-		return FS_EX_USAGE;
+		return EX_USAGE;
 	}
 	args = json_pack("{s:I}", "bytes", (json_int_t)bytes);
 	rc = fs_simple(ctx, CTL_SETCACHESIZE, args, render);

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,18 +31,6 @@
 #include "common/token.h"
 #include "common/util.h"
 #include "vol/volstore.h"
-
-/* sysexits(3) */
-#define EX_OK_ 0
-#define EX_USAGE_ 64
-#define EX_DATAERR_ 65
-#define EX_NOINPUT_ 66
-#define EX_UNAVAILABLE_ 69
-#define EX_SOFTWARE_ 70
-#define EX_CANTCREAT_ 73
-#define EX_IOERR_ 74
-#define EX_TEMPFAIL_ 75
-#define EX_NOPERM_ 77
 
 /* Fixed, not under --prefix: the one place admins and docs expect. */
 #define DEFAULT_ROOT "/var/lib/cairn"
@@ -55,18 +44,19 @@ struct cmd {
 	const char *usage;
 };
 
+/* The sysexits(3) status for -errno @rc; man/vos.8 EXIT STATUS lists them. */
 static int
 ex_of(int rc)
 {
 	switch (-rc) {
-	case 0: return EX_OK_;
-	case ENOENT: return EX_NOINPUT_;
-	case EEXIST: return EX_CANTCREAT_;
-	case EINVAL: case ENAMETOOLONG: return EX_DATAERR_;
-	case EACCES: case EPERM: return EX_NOPERM_;
-	case EAGAIN: case EBUSY: return EX_TEMPFAIL_;
-	case ENOMEM: return EX_SOFTWARE_;
-	default: return EX_IOERR_;
+	case 0: return EX_OK;
+	case ENOENT: return EX_NOINPUT;
+	case EEXIST: return EX_CANTCREAT;
+	case EINVAL: case ENAMETOOLONG: return EX_DATAERR;
+	case EACCES: case EPERM: return EX_NOPERM;
+	case EAGAIN: case EBUSY: return EX_TEMPFAIL;
+	case ENOMEM: return EX_SOFTWARE;
+	default: return EX_IOERR;
 	}
 }
 
@@ -132,11 +122,11 @@ getopt_cmd_s(int argc, char **argv, const char *shortopts,
 
 	if (c == 'h') {
 		fputs(usage, stdout);
-		exit(0);
+		exit(EX_OK);
 	}
 	if (c == '?') {
 		fputs(usage, stderr);
-		exit(EX_USAGE_);
+		exit(EX_USAGE);
 	}
 	return c;
 }
@@ -166,7 +156,7 @@ cmd_init(int argc, char **argv)
 	while (getopt_cmd(argc, argv, lo, usage_init) != -1)
 		;
 	if (optind != argc)
-		return fprintf(stderr, "%s", usage_init), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_init), EX_USAGE;
 	rc = open_root(true, &r);
 	if (rc)
 		return ex_of(rc);
@@ -176,7 +166,7 @@ cmd_init(int argc, char **argv)
 	if (rc)
 		return fail(rc, "cannot create the secret key in '%s'", root_path);
 	printf("server root %s ready\n", root_path);
-	return 0;
+	return EX_OK;
 }
 
 static const char usage_create[] =
@@ -218,7 +208,7 @@ cmd_create(int argc, char **argv)
 		if ((rc = parse_limits(c, &bytes, &files)))
 			return rc;
 	if (optind + 1 != argc)
-		return fprintf(stderr, "%s", usage_create), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_create), EX_USAGE;
 	if (proto_volname_check(argv[optind]))
 		return fail(-EINVAL, "bad volume name '%s' (1-64 of "
 			    "[A-Za-z0-9._-], not starting with '.')",
@@ -237,7 +227,7 @@ cmd_create(int argc, char **argv)
 	if (rc)
 		return fail(rc, "cannot create volume '%s'", argv[optind]);
 	printf("created volume %s (id %08x)\n", argv[optind], id);
-	return 0;
+	return EX_OK;
 }
 
 static void
@@ -335,13 +325,13 @@ cmd_list(int argc, char **argv)
 	struct vs_root *r;
 	char **names;
 	size_t n;
-	int c, rc, ex = 0;
+	int c, rc, ex = EX_OK;
 
 	while ((c = getopt_cmd(argc, argv, lo, usage_list)) != -1)
 		if (c == 'j')
 			opt_json = true;
 	if (optind != argc)
-		return fprintf(stderr, "%s", usage_list), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_list), EX_USAGE;
 	rc = open_root(false, &r);
 	if (rc)
 		return ex_of(rc);
@@ -362,7 +352,7 @@ cmd_list(int argc, char **argv)
 		if (rc) {
 			fprintf(stderr, "vos: cannot read volume '%s': %s\n",
 				names[i], strerror(-rc));
-			ex = EX_IOERR_;
+			ex = EX_IOERR;
 			continue;
 		}
 		if (opt_json && i)
@@ -394,7 +384,7 @@ cmd_examine(int argc, char **argv)
 		if (c == 'j')
 			opt_json = true;
 	if (optind + 1 != argc)
-		return fprintf(stderr, "%s", usage_examine), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_examine), EX_USAGE;
 	rc = open_root(false, &r);
 	if (rc)
 		return ex_of(rc);
@@ -405,7 +395,7 @@ cmd_examine(int argc, char **argv)
 	print_info(&vi, true);
 	if (opt_json)
 		printf("\n");
-	return 0;
+	return EX_OK;
 }
 
 static const char usage_remove[] =
@@ -432,7 +422,7 @@ cmd_remove(int argc, char **argv)
 			staged = true;
 	}
 	if (optind + 1 != argc)
-		return fprintf(stderr, "%s", usage_remove), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_remove), EX_USAGE;
 	rc = open_root(false, &r);
 	if (rc)
 		return ex_of(rc);
@@ -447,7 +437,7 @@ cmd_remove(int argc, char **argv)
 			fprintf(stderr, "vos: volume '%s' holds %" PRIu64
 				" objects; use --force to remove it\n",
 				argv[optind], vi.files_used - 1);
-			return EX_TEMPFAIL_;
+			return EX_TEMPFAIL;
 		}
 	}
 	rc = vs_vol_remove(r, argv[optind], staged ? VS_STAGED : 0);
@@ -455,7 +445,7 @@ cmd_remove(int argc, char **argv)
 	if (rc)
 		return fail(rc, "cannot remove volume '%s'", argv[optind]);
 	printf("removed volume %s\n", argv[optind]);
-	return 0;
+	return EX_OK;
 }
 
 static const char usage_setpublic[] =
@@ -477,13 +467,13 @@ cmd_setpublic(int argc, char **argv)
 	while (getopt_cmd(argc, argv, lo, usage_setpublic) != -1)
 		;
 	if (optind + 2 != argc)
-		return fprintf(stderr, "%s", usage_setpublic), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_setpublic), EX_USAGE;
 	if (!strcmp(argv[optind + 1], "on"))
 		pub = true;
 	else if (!strcmp(argv[optind + 1], "off"))
 		pub = false;
 	else
-		return fprintf(stderr, "%s", usage_setpublic), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_setpublic), EX_USAGE;
 	rc = open_root(false, &r);
 	if (rc)
 		return ex_of(rc);
@@ -499,7 +489,7 @@ cmd_setpublic(int argc, char **argv)
 	printf("volume %s is %s\n", argv[optind],
 	       pub ? "public: shared HTTP caches may keep its chunks"
 		   : "private: chunk replies say Cache-Control: private");
-	return 0;
+	return EX_OK;
 }
 
 /* ---- token ---- */
@@ -603,7 +593,7 @@ cmd_token(int argc, char **argv)
 		if (rw == -2)
 			fprintf(stderr, "vos: give one of --rw and --ro\n");
 		fputs(usage_token, stderr);
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	rc = open_root(false, &r);
 	if (rc)
@@ -641,10 +631,10 @@ cmd_token(int argc, char **argv)
 		memset(tok, 0, sizeof(tok));
 		if (rc)
 			return fail(rc, "cannot write '%s'", out);
-		return 0;
+		return EX_OK;
 	}
 	printf("%s\n", tok);
-	return 0;
+	return EX_OK;
 }
 
 static const char usage_revoke[] =
@@ -665,7 +655,7 @@ cmd_revoke(int argc, char **argv)
 		;
 	if (optind + 1 != argc) {
 		fputs(usage_revoke, stderr);
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	rc = open_root(false, &r);
 	if (rc)
@@ -679,7 +669,7 @@ cmd_revoke(int argc, char **argv)
 			    argv[optind]);
 	printf("tokens of '%s' revoked (token epoch %" PRIu64 ")\n",
 	       argv[optind], epoch);
-	return 0;
+	return EX_OK;
 }
 
 /* ---- import ---- */
@@ -689,6 +679,8 @@ struct hl {
 	ino_t ino;
 	struct fid fid;
 	char *path; /* export: where the first link was written */
+	dev_t wdev; /* export: and the inode it got */
+	ino_t wino;
 };
 
 struct hlmap {
@@ -997,7 +989,7 @@ cmd_import(int argc, char **argv)
 		if ((rc = parse_limits(c, &bytes, &files)))
 			return rc;
 	if (optind + 2 != argc)
-		return fprintf(stderr, "%s", usage_import), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_import), EX_USAGE;
 	name = argv[optind];
 	src = argv[optind + 1];
 	if (proto_volname_check(name))
@@ -1089,16 +1081,28 @@ struct exp {
 	struct vs_vol *v;
 	struct hlmap hl; /* keyed by the first 8 bytes of the oid */
 	bool chown_ok;
+	int top;	  /* fd of DESTDIR */
 	bool keep_setid;  /* --keep-setid */
 	uint64_t dropped; /* objects whose set-id bits were dropped */
 	int warned;
 };
 
+/*
+ * The export is written through directory fds, never through paths: run
+ * as root into a tree that other users come to own piece by piece (each
+ * directory gets its recorded owner once its contents are written), a
+ * path would follow whatever symlink such a user put in place of a
+ * directory. Every object is made with *at() relative to an fd of its
+ * parent, which is a directory vos made and still owns (0700, not yet
+ * given away), and set up through its own fd where it has one.
+ */
 static int
-export_meta(struct exp *ex, const char *path, const struct proto_attr *a)
+export_meta(struct exp *ex, int dfd, const char *name, int fd, const char *path,
+	    const struct proto_attr *a)
 {
 	struct proto_xattr *x = NULL;
 	struct timespec ts[2];
+	char at[64 + NAME_MAX];
 	size_t n = 0;
 	uint64_t dv;
 	int rc;
@@ -1114,20 +1118,30 @@ export_meta(struct exp *ex, const char *path, const struct proto_attr *a)
 		mode &= ~(uint32_t)(S_ISUID | S_ISGID);
 		ex->dropped++;
 	}
-	if (lchown(path, a->uid, a->gid) < 0 && !ex->warned++)
+	/* Objects without an fd of their own (symlinks, FIFOs) are named
+	 * relative to their parent's fd; xattr calls take a path only, so
+	 * they go through /proc's link to that fd. */
+	snprintf(at, sizeof(at), "/proc/self/fd/%d/%s", dfd, name);
+	if ((fd >= 0 ? fchown(fd, a->uid, a->gid)
+		     : fchownat(dfd, name, a->uid, a->gid,
+				AT_SYMLINK_NOFOLLOW)) < 0 &&
+	    !ex->warned++)
 		fprintf(stderr,
 			"vos: cannot set the owner of '%s': %s "
 			"(owners are not kept)\n",
 			esc(path), strerror(errno));
-	if (a->type != PROTO_T_SYMLINK && chmod(path, mode) < 0)
+	if (a->type != PROTO_T_SYMLINK &&
+	    (fd >= 0 ? fchmod(fd, mode) : fchmodat(dfd, name, mode, 0)) < 0)
 		return report(-errno, "cannot chmod '%s'", path);
 	if (a->type != PROTO_T_SYMLINK) {
 		rc = vs_xattrs(ex->v, &a->fid, &dv, &x, &n);
 		if (rc)
 			return report(rc, "cannot read the xattrs of '%s'", path);
 		for (size_t i = 0; i < n; i++)
-			if (lsetxattr(path, x[i].name, x[i].value, x[i].len, 0) <
-			    0) {
+			if ((fd >= 0 ? fsetxattr(fd, x[i].name, x[i].value,
+						 x[i].len, 0)
+				     : lsetxattr(at, x[i].name, x[i].value,
+						 x[i].len, 0)) < 0) {
 				rc = -errno;
 				fail(rc, "cannot set xattr '%s' on '%s'",
 				     x[i].name, path);
@@ -1140,13 +1154,15 @@ export_meta(struct exp *ex, const char *path, const struct proto_attr *a)
 	ts[0].tv_nsec = a->atime_ns % 1000000000;
 	ts[1].tv_sec = a->mtime_ns / 1000000000;
 	ts[1].tv_nsec = a->mtime_ns % 1000000000;
-	if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) < 0)
+	if ((fd >= 0 ? futimens(fd, ts)
+		     : utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW)) < 0)
 		return report(-errno, "cannot set the times of '%s'", path);
 	return 0;
 }
 
 static int
-export_file(struct exp *ex, const char *path, const struct proto_attr *a)
+export_file(struct exp *ex, int dfd, const char *name, const char *path,
+	    const struct proto_attr *a, struct stat *st)
 {
 	uint64_t size, cur;
 	int in = -1, out, rc;
@@ -1154,8 +1170,9 @@ export_file(struct exp *ex, const char *path, const struct proto_attr *a)
 	rc = vs_data_open(ex->v, &a->fid, a->dv, &in, &size, &cur);
 	if (rc)
 		return report(rc, "cannot read the data of '%s'", path);
-	out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		   0600);
+	out = openat(dfd, name,
+		     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		     0600);
 	if (out < 0) {
 		rc = -errno;
 		goto out;
@@ -1164,8 +1181,17 @@ export_file(struct exp *ex, const char *path, const struct proto_attr *a)
 		rc = vs_copy_sparse(in, out, size);
 	if (!rc && ftruncate(out, (off_t)size) < 0)
 		rc = -errno;
-	if (close(out) < 0 && !rc)
+	if (!rc && fstat(out, st) < 0)
 		rc = -errno;
+	if (!rc) {
+		rc = export_meta(ex, dfd, name, out, path, a);
+		if (close(out) < 0 && !rc)
+			rc = -errno;
+		if (in >= 0)
+			close(in);
+		return rc;
+	}
+	close(out);
 out:
 	if (in >= 0)
 		close(in);
@@ -1174,28 +1200,87 @@ out:
 	return rc;
 }
 
+/* An fd of directory @rel (relative to the export's top, "" for the top
+ * itself), opened one component at a time without following symlinks. */
 static int
-export_dir(struct exp *ex, const struct fid *dir, const char *dpath, int depth)
+open_under(int top, const char *rel)
+{
+	char buf[PATH_MAX], *comp, *save = NULL;
+	int fd, nfd;
+
+	if ((size_t)snprintf(buf, sizeof(buf), "%s", rel) >= sizeof(buf))
+		return -ENAMETOOLONG;
+	fd = openat(top, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (comp = strtok_r(buf, "/", &save); comp;
+	     comp = strtok_r(NULL, "/", &save)) {
+		nfd = openat(fd, comp,
+			     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(fd);
+		if (nfd < 0)
+			return -errno;
+		fd = nfd;
+	}
+	return fd;
+}
+
+/* Link @name in @dfd to the file first written as @h (relative to the
+ * export's top): the very file vos wrote (same inode), found through
+ * directories, never through a symlink. */
+static int
+export_link(struct exp *ex, const struct hl *h, int dfd, const char *name)
+{
+	const char *slash = strrchr(h->path, '/');
+	const char *leaf = slash ? slash + 1 : h->path;
+	char dir[PATH_MAX];
+	struct stat st;
+	int pfd, rc = 0;
+
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - h->path) : 0,
+		 h->path);
+	pfd = open_under(ex->top, dir);
+	if (pfd < 0)
+		return pfd;
+	if (fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		rc = -errno;
+	else if (st.st_dev != h->wdev || st.st_ino != h->wino)
+		rc = -ESTALE; /* replaced since vos wrote it */
+	else if (linkat(pfd, leaf, dfd, name, 0) < 0)
+		rc = -errno;
+	close(pfd);
+	return rc;
+}
+
+static int
+export_dir(struct exp *ex, const struct fid *dir, int dfd, const char *rel,
+	   int depth)
 {
 	struct proto_dir d;
 	int rc;
 
 	if (depth > 4096)
-		return report(-ELOOP, "'%s' is too deep", dpath);
+		return report(-ELOOP, "'%s' is too deep", rel);
 	rc = vs_readdir(ex->v, dir, &d);
 	if (rc)
-		return report(rc, "cannot read directory '%s'", dpath);
+		return report(rc, "cannot read directory '%s'", rel);
 	for (size_t i = 0; i < d.n && !rc; i++) {
 		const struct proto_attr *a = &d.ents[i].attr;
+		const char *name = d.ents[i].name;
 		char path[PATH_MAX];
+		struct stat st;
 		struct hl *h = NULL;
+		bool done = false;
 		dev_t k1;
 		ino_t k2;
+		int fd;
 
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dpath,
-				     d.ents[i].name) >= sizeof(path)) {
+		/* @path: for messages and the hard-link map, relative to
+		 * the top. */
+		if ((size_t)snprintf(path, sizeof(path), "%s%s%s", rel,
+				     *rel ? "/" : "", name) >= sizeof(path)) {
 			rc = report(-ENAMETOOLONG, "path too long under '%s'",
-				  dpath);
+				    rel);
 			break;
 		}
 		memcpy(&k1, a->fid.oid, sizeof(k1));
@@ -1203,26 +1288,41 @@ export_dir(struct exp *ex, const struct fid *dir, const char *dpath, int depth)
 		if (a->type != PROTO_T_DIR && a->nlink > 1) {
 			h = hl_find(&ex->hl, k1, k2 ? k2 : 1);
 			if (h) {
-				if (link(h->path, path) < 0)
-					rc = report(-errno, "cannot link '%s'", path);
+				rc = export_link(ex, h, dfd, name);
+				if (rc)
+					report(rc, "cannot link '%s'", path);
 				continue;
 			}
 		}
+		memset(&st, 0, sizeof(st));
 		switch (a->type) {
 		case PROTO_T_FILE:
-			rc = export_file(ex, path, a);
+			rc = export_file(ex, dfd, name, path, a, &st);
+			done = true;
 			break;
 		case PROTO_T_DIR:
-			if (mkdir(path, 0700) < 0)
+			if (mkdirat(dfd, name, 0700) < 0) {
 				rc = report(-errno, "cannot mkdir '%s'", path);
-			else
-				rc = export_dir(ex, &a->fid, path, depth + 1);
+				break;
+			}
+			fd = openat(dfd, name,
+				    O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+					    O_CLOEXEC);
+			if (fd < 0) {
+				rc = report(-errno, "cannot open '%s'", path);
+				break;
+			}
+			rc = export_dir(ex, &a->fid, fd, path, depth + 1);
+			if (!rc)
+				rc = export_meta(ex, dfd, name, fd, path, a);
+			close(fd);
+			done = true;
 			break;
 		case PROTO_T_SYMLINK: {
 			char *t = NULL;
 
 			rc = vs_readlink(ex->v, &a->fid, &t);
-			if (!rc && symlink(t, path) < 0)
+			if (!rc && symlinkat(t, dfd, name) < 0)
 				rc = -errno;
 			if (rc)
 				fail(rc, "cannot make symlink '%s'", path);
@@ -1230,28 +1330,102 @@ export_dir(struct exp *ex, const struct fid *dir, const char *dpath, int depth)
 			break;
 		}
 		case PROTO_T_FIFO:
-			if (mkfifo(path, 0600) < 0)
+			if (mkfifoat(dfd, name, 0600) < 0)
 				rc = report(-errno, "cannot make FIFO '%s'", path);
 			break;
 		default:
 			break;
 		}
-		if (!rc)
-			rc = export_meta(ex, path, a);
+		if (!rc && !done)
+			rc = export_meta(ex, dfd, name, -1, path, a);
+		if (!rc && !done && a->nlink > 1 &&
+		    fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			rc = report(-errno, "cannot stat '%s'", path);
 		if (!rc && a->type != PROTO_T_DIR && a->nlink > 1) {
 			h = hl_add(&ex->hl, k1, k2 ? k2 : 1);
 			if (!h || !(h->path = strdup(path)))
 				rc = -ENOMEM;
+			else {
+				h->wdev = st.st_dev;
+				h->wino = st.st_ino;
+			}
 		}
 	}
 	proto_dir_release(&d);
 	return rc;
 }
 
+/* Open the export's top @dst, made by vos (0700) or already there. An
+ * existing one must be a real directory of the user running vos that
+ * nobody else may write into: root writing a tree below a directory that
+ * another user controls follows whatever symlinks that user swaps in.
+ * @return an fd, or a negative errno (reported). */
+static int
+export_top(const char *dst)
+{
+	struct stat l, st;
+	uid_t me = geteuid();
+	bool made;
+	DIR *d;
+	int fd, dfd;
+
+	made = mkdir(dst, 0700) == 0;
+	if (!made && errno != EEXIST)
+		return report(-errno, "cannot make '%s'", dst);
+	if (lstat(dst, &l) < 0)
+		return report(-errno, "cannot stat '%s'", dst);
+	if (S_ISLNK(l.st_mode))
+		return report(-EPERM,
+			      "will not export into '%s': it is a symbolic "
+			      "link; give the directory it points to, or a "
+			      "new path (vos makes it)",
+			      dst);
+	if (!S_ISDIR(l.st_mode))
+		return report(-ENOTDIR, "cannot export into '%s'", dst);
+	if (l.st_uid != me || (l.st_mode & (S_IWGRP | S_IWOTH)))
+		return report(-EPERM,
+			      "will not export into '%s': it is owned by uid "
+			      "%u with mode %04o, and must be owned by uid %u "
+			      "(who runs vos) and writable by nobody else; "
+			      "give a new path (vos makes it 0700) or chown "
+			      "%u and chmod go-w it",
+			      dst, (unsigned)l.st_uid,
+			      (unsigned)(l.st_mode & 07777), (unsigned)me,
+			      (unsigned)me);
+	fd = open(dst, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return report(-errno, "cannot open '%s'", dst);
+	if (fstat(fd, &st) < 0 || st.st_dev != l.st_dev ||
+	    st.st_ino != l.st_ino) {
+		close(fd);
+		return report(-EAGAIN, "'%s' changed while vos looked at it",
+			      dst);
+	}
+	dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	d = dfd < 0 ? NULL : fdopendir(dfd);
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		close(fd);
+		return report(-errno, "cannot read '%s'", dst);
+	}
+	for (struct dirent *de; (de = readdir(d));)
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			closedir(d);
+			close(fd);
+			return report(-ENOTEMPTY, "cannot export into '%s'",
+				      dst);
+		}
+	closedir(d);
+	return fd;
+}
+
 static const char usage_export[] =
 	"usage: vos [--root DIR] export NAME DESTDIR [--keep-setid]\n"
 	"Write the tree of volume NAME into DESTDIR (made if missing; must be\n"
 	"empty), byte for byte with modes, owners, times, links and xattrs.\n"
+	"An existing DESTDIR must be a directory (not a symlink) owned by the\n"
+	"user running vos and not writable by group or other.\n"
 	"Set-user-id and set-group-id bits are dropped (a client chose them)\n"
 	"unless --keep-setid is given; the sticky bit is kept.\n";
 
@@ -1262,35 +1436,26 @@ cmd_export(int argc, char **argv)
 		{"keep-setid", no_argument, NULL, 'k'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
-	struct exp ex = {0};
+	struct exp ex = {.top = -1};
 	struct vs_root *r = NULL;
 	struct vs_volinfo vi;
 	struct proto_attr ra;
 	const char *name, *dst;
-	DIR *d;
 	int c, rc;
 
 	while ((c = getopt_cmd(argc, argv, lo, usage_export)) != -1)
 		if (c == 'k')
 			ex.keep_setid = true;
 	if (optind + 2 != argc)
-		return fprintf(stderr, "%s", usage_export), EX_USAGE_;
+		return fprintf(stderr, "%s", usage_export), EX_USAGE;
 	name = argv[optind];
 	dst = argv[optind + 1];
-	if (mkdir(dst, 0700) < 0 && errno != EEXIST)
-		return fail(-errno, "cannot make '%s'", dst);
-	d = opendir(dst);
-	if (!d)
-		return fail(-errno, "cannot open '%s'", dst);
-	for (struct dirent *de; (de = readdir(d));)
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-			closedir(d);
-			return fail(-ENOTEMPTY, "cannot export into '%s'", dst);
-		}
-	closedir(d);
+	ex.top = export_top(dst);
+	if (ex.top < 0)
+		return ex_of(ex.top);
 	rc = open_root(false, &r);
 	if (rc)
-		return ex_of(rc);
+		goto out;
 	rc = vs_vol_open(r, name, VS_RDONLY, &ex.v);
 	if (rc) {
 		fail(rc, "cannot open volume '%s'", name);
@@ -1300,9 +1465,9 @@ cmd_export(int argc, char **argv)
 	if (!rc)
 		rc = vs_getattr(ex.v, &vi.root, &ra);
 	if (!rc)
-		rc = export_dir(&ex, &vi.root, dst, 0);
+		rc = export_dir(&ex, &vi.root, ex.top, "", 0);
 	if (!rc)
-		rc = export_meta(&ex, dst, &ra);
+		rc = export_meta(&ex, ex.top, ".", ex.top, dst, &ra);
 	if (ex.dropped)
 		fprintf(stderr,
 			"vos: dropped the set-user-id/set-group-id bits "
@@ -1312,6 +1477,7 @@ out:
 	vs_vol_close(ex.v);
 	hl_free(&ex.hl);
 	vs_root_close(r);
+	close(ex.top);
 	return ex_of(rc);
 }
 
@@ -1361,19 +1527,19 @@ main(int argc, char **argv)
 			i++;
 		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			usage(stdout);
-			return 0;
+			return EX_OK;
 		} else if (!strcmp(argv[i], "--version")) {
 			printf("vos (cairn) %s\n", PACKAGE_VERSION);
-			return 0;
+			return EX_OK;
 		} else {
 			fprintf(stderr, "vos: unknown option '%s'\n", argv[i]);
 			usage(stderr);
-			return EX_USAGE_;
+			return EX_USAGE;
 		}
 	}
 	if (i >= argc) {
 		usage(stderr);
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++)
 		if (!strcmp(argv[i], cmds[k].name)) {
@@ -1382,5 +1548,5 @@ main(int argc, char **argv)
 		}
 	fprintf(stderr, "vos: unknown command '%s'\n", argv[i]);
 	usage(stderr);
-	return EX_USAGE_;
+	return EX_USAGE;
 }

@@ -372,12 +372,4 @@ typedef void (*cs_report_fn)(void *arg, enum cs_finding kind, const char *msg);
 int cs_check(const char *dir, unsigned flags, cs_report_fn report, void *arg,
 	     struct cs_check_result *res, cs_log_fn log, void *log_arg);
 
-/*
- * CRC32C (Castagnoli), the checksum of the cache format, exported so other
- * on-disk formats of cairnd (the replay log) use the same, hardware-
- * accelerated code. Chainable: crc = cs_crc32c(crc, buf, len), starting at
- * 0; cs_crc32c(0, buf, len) is the standard CRC32C of buf. Any thread.
- */
-uint32_t cs_crc32c(uint32_t crc, const void *buf, size_t len);
-
 #endif /* CAIRN_CS_H */

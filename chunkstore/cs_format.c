@@ -2,8 +2,8 @@
  * cs_format.c - the chunk store's on-disk format: encoders, decoders, file
  * names and the fault-injectable I/O wrappers every write goes through.
  *
- * It holds no policy (that is cs_store.c, cs_cull.c, cs_recover.c); it is
- * the one place that knows byte offsets. The design essay below is the
+ * It holds no policy (that is cs_store.c, cs_txn.c, cs_cull.c,
+ * cs_recover.c); it is the one place that knows byte offsets. The design essay below is the
  * reference for doc/cache-format.md and cairn-cache(5).
  *
  * chunk store design:
@@ -168,7 +168,7 @@ cs_hdr_encode(const struct cs_hdr *h, uint8_t out[CS_HDR_SIZE])
 	put64(out + 56, h->clock);
 	put64(out + 64, h->create_time);
 	put64(out + 72, h->open_count);
-	put32(out + 124, cs_crc32c(0, out, 124));
+	put32(out + 124, crc32c(0, out, 124));
 }
 
 /*
@@ -188,7 +188,7 @@ cs_hdr_decode(const uint8_t *in, size_t n, struct cs_hdr *h)
 	if (memcmp(in, CS_MAGIC, 8))
 		return -EINVAL;
 	h->version = get32(in + 8);
-	if (get32(in + 124) != cs_crc32c(0, in, 124))
+	if (get32(in + 124) != crc32c(0, in, 124))
 		return h->version > CS_VERSION ? -ENOTSUP : -EBADMSG;
 	if (h->version > CS_VERSION)
 		return -ENOTSUP;
@@ -232,7 +232,7 @@ cs_rec_encode(const struct cs_rec *r, uint8_t out[CS_REC_SIZE])
 	put32(out + 48, r->crc);
 	put32(out + 52, r->gen);
 	out[56] = (uint8_t)(r->flags & CS_RF_MASK);
-	put32(out + 60, cs_crc32c(0, out, 60));
+	put32(out + 60, crc32c(0, out, 60));
 }
 
 /* @return 0 a record (free or valid), 1 all zero (free), -EBADMSG torn. */
@@ -244,7 +244,7 @@ cs_rec_decode(const uint8_t in[CS_REC_SIZE], struct cs_rec *r)
 	memset(r, 0, sizeof(*r));
 	if (!memcmp(in, zero, CS_REC_SIZE))
 		return 1;
-	if (get32(in + 60) != cs_crc32c(0, in, 60))
+	if (get32(in + 60) != crc32c(0, in, 60))
 		return -EBADMSG;
 	r->key.vol = get32(in);
 	memcpy(r->key.fid, in + 4, 16);
@@ -285,7 +285,7 @@ cs_trl_encode(const struct cs_trl *t, uint8_t out[CS_TRL_SIZE])
 	out[56] = (uint8_t)(t->flags & (CS_RF_DIRTY | CS_RF_PINNED));
 	out[58] = t->shift;
 	out[59] = CS_TRL_VERSION;
-	put32(out + 60, cs_crc32c(0, out, 60));
+	put32(out + 60, crc32c(0, out, 60));
 }
 
 /* @return 0 or -EBADMSG. */
@@ -293,7 +293,7 @@ int
 cs_trl_decode(const uint8_t in[CS_TRL_SIZE], struct cs_trl *t)
 {
 	memset(t, 0, sizeof(*t));
-	if (get32(in) != CS_TRL_MAGIC || get32(in + 60) != cs_crc32c(0, in, 60))
+	if (get32(in) != CS_TRL_MAGIC || get32(in + 60) != crc32c(0, in, 60))
 		return -EBADMSG;
 	t->key.vol = get32(in + 4);
 	memcpy(t->key.fid, in + 8, 16);

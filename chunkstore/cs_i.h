@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "base/crc32c.h"
 #include "cs.h"
 
 /* On-disk constants; cs_format.c explains them. */
@@ -86,10 +87,6 @@ int cs_parse_chunk_name(const char *name, uint32_t *slot, const char **suffix);
 int cs_valid_chunk_size(uint32_t sz);
 int cs_check_limits(const struct cs_limits *l);
 void cs_key_str(char *out, size_t n, const struct cs_key *k);
-
-/* CRC32C: cs_crc32c() is declared in cs.h; these are for its tests. */
-uint32_t cs_crc32c_sw(uint32_t crc, const void *buf, size_t len);
-int cs_crc32c_hw_available(void);
 
 /* Logging through the caller's callback; formats like printf. */
 void cs_logf(cs_log_fn fn, void *arg, int level, const char *fmt, ...)
@@ -230,24 +227,66 @@ struct cs_store {
 	int readahead;	    /* WILLNEED the next chunk at a chunk's end */
 };
 
-/* cs_store.c helpers used by recovery and culling (lock held). */
+/*
+ * The levels of libchunkstore, each calling only the ones above it in this
+ * list (tests/check-layers.sh does not see calls; keep it so by hand):
+ *   crc32c.c, cs_format.c   checksum, byte layout, I/O wrappers
+ *   cs_hash.c               key and file tables over the slot array
+ *   cs_fdc.c                read fd cache
+ *   cs_slot.c               the handle, slots, records, verdicts
+ *   cs_cull.c               eviction
+ *   cs_recover.c            load, recovery, cs_check
+ *   cs_txn.c                put, working copies, commit
+ *   cs_store.c              open/close, read, retag, iterate, stats
+ * Everything below runs with cs->lock held unless it says otherwise.
+ */
+
+/* cs_hash.c */
 int cs_tables_init(struct cs_store *cs, uint32_t nslots);
 int cs_slot_grow(struct cs_store *cs, uint32_t nslots);
 uint32_t cs_key_find(struct cs_store *cs, const struct cs_key *k);
 int cs_key_insert(struct cs_store *cs, uint32_t slot);
 int cs_key_insert_dup(struct cs_store *cs, uint32_t slot, uint32_t *dup);
 void cs_key_remove(struct cs_store *cs, uint32_t slot);
-void cs_acct(struct cs_store *cs, const struct cs_slot *s, int sign);
-int cs_write_rec(struct cs_store *cs, uint32_t slot);
-void cs_slot_rec(const struct cs_store *cs, uint32_t slot, struct cs_rec *r);
-void cs_slot_from_rec(struct cs_slot *s, const struct cs_rec *r);
-int cs_drop_slot(struct cs_store *cs, uint32_t slot, const char *why);
+void cs_slot_key(const struct cs_slot *s, struct cs_key *k);
+int cs_key_eq(const struct cs_slot *s, uint32_t vol, const uint8_t fid[16],
+	      uint64_t chunk);
+/* The first slot of file (@vol, @fid), CS_NONE if it has none. */
+uint32_t cs_file_find(struct cs_store *cs, uint32_t vol, const uint8_t fid[16]);
+/* Free what cs_tables_init and cs_slot_grow mapped (any thread, no lock). */
+void cs_big_free(void *p, size_t size);
+
+/* cs_fdc.c */
 void cs_fdc_forget(struct cs_store *cs, uint32_t slot);
 int cs_fdc_get(struct cs_store *cs, uint32_t slot, struct cs_fdref *out);
 void cs_fdc_release(struct cs_store *cs, struct cs_fdref *r, int locked);
+
+/* cs_slot.c */
+struct cs_wc *cs_slot_wc(const struct cs_store *cs, const struct cs_slot *s);
+int cs_slot_present(const struct cs_slot *s);
+void cs_acct(struct cs_store *cs, const struct cs_slot *s, int sign);
+int cs_write_rec(struct cs_store *cs, uint32_t slot);
 int cs_write_hdr(struct cs_store *cs, int clean);
-void cs_slot_key(const struct cs_slot *s, struct cs_key *k);
+void cs_slot_rec(const struct cs_store *cs, uint32_t slot, struct cs_rec *r);
+void cs_slot_from_rec(struct cs_slot *s, const struct cs_rec *r);
+int cs_alloc_slot(struct cs_store *cs, const struct cs_key *k, uint32_t *out);
+void cs_unalloc_slot(struct cs_store *cs, uint32_t slot);
+int cs_drop_slot(struct cs_store *cs, uint32_t slot, const char *why);
+uint32_t cs_find_idle(struct cs_store *cs, const struct cs_key *k);
+uint32_t cs_file_idle(struct cs_store *cs, uint32_t vol, const uint8_t fid[16]);
+void cs_unbusy(struct cs_store *cs, uint32_t slot);
+int cs_rewrite_trl(struct cs_store *cs, uint32_t slot);
+void cs_fill_info(const struct cs_store *cs, uint32_t slot,
+		  struct cs_info *out);
+int cs_apply_verdict(struct cs_store *cs, uint32_t slot, int v,
+		     const struct cs_trl *t);
+/* No lock: read a whole chunk file (caller frees), NULL if it cannot. */
+uint8_t *cs_read_whole(struct cs_store *cs, int fd, size_t *size);
+void cs_fill_limits(struct cs_limits *dst, const struct cs_limits *src);
 void cs_default_limits(struct cs_limits *l, const struct cs_limits *src);
+struct cs_store *cs_store_new(const char *dir, cs_log_fn log, void *log_arg,
+			      uint32_t nfdc);
+void cs_store_free(struct cs_store *cs);
 
 /* cs_cull.c (lock held). */
 int cs_reserve(struct cs_store *cs, uint64_t add_bytes, uint64_t add_files);
@@ -282,9 +321,6 @@ int cs_flush_recs(struct cs_store *cs);
 void cs_rctx_release(struct cs_rctx *rc);
 int cs_verify_buf(const uint8_t *file, size_t size, uint32_t slot,
 		  uint8_t shift, const struct cs_rec *rec, struct cs_trl *out);
-struct cs_store *cs_store_new(const char *dir, cs_log_fn log, void *log_arg,
-			      uint32_t nfdc);
-void cs_store_free(struct cs_store *cs);
 
 /*
  * Benchmark-only: add @n clean committed records with keys (vol, fid from

@@ -373,7 +373,7 @@ cs_verify_buf(const uint8_t *file, size_t size, uint32_t slot, uint8_t shift,
 	    cs_trl_decode(file + size - CS_TRL_SIZE, &t) == 0 &&
 	    t.slot == slot && (size_t)t.len + CS_TRL_SIZE == size &&
 	    (!shift || t.shift == shift)) {
-		if (cs_crc32c(0, file, t.len) != t.crc)
+		if (crc32c(0, file, t.len) != t.crc)
 			return -EIO;
 		*out = t;
 		if (rec && rec->gen == t.gen && rec->len == t.len &&
@@ -383,7 +383,7 @@ cs_verify_buf(const uint8_t *file, size_t size, uint32_t slot, uint8_t shift,
 		return 1;
 	}
 	if (rec && (size_t)rec->len + CS_TRL_SIZE == size &&
-	    cs_crc32c(0, file, rec->len) == rec->crc) {
+	    crc32c(0, file, rec->len) == rec->crc) {
 		memset(out, 0, sizeof(*out));
 		out->key = rec->key;
 		out->dv = rec->dv;

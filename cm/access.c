@@ -47,29 +47,38 @@ need_attr(struct cm *cm, const struct fid *fid, struct proto_attr *a,
 	return -EAGAIN;
 }
 
-int
-acc_reach(struct cm *cm, const struct ctl_peer *p, const char *path,
-	  struct acc_need *need)
+/* acc_reach() for anyone but root; on success *@last holds the
+ * attributes of the directory the last component is in and *@have_last
+ * says whether there is one (not for the root itself). */
+static int
+reach(struct cm *cm, const struct ctl_peer *p, const char *path,
+      struct acc_need *need, struct proto_attr *last, bool *have_last)
 {
 	struct proto_volinfo vi;
-	struct proto_attr a;
+	struct proto_attr a, up;
 	struct vc_dir *d;
 	const char *cur = path, *slash;
 	struct fid fid;
+	bool have_up = false;
 	size_t len;
 	long i;
 	int rc;
 
-	if (p->uid == 0)
-		return 0;
+	memset(&up, 0, sizeof(up));
+	*have_last = false;
 	if (!path || cm_volinfo(cm, &vi) < 0)
 		return -EAGAIN;
 	fid = vi.root;
 	for (;;) {
 		while (*cur == '/')
 			cur++;
-		if (!*cur || !strcmp(cur, "."))
-			return 0; /* the root itself, or a trailing "." */
+		if (!*cur || !strcmp(cur, ".")) {
+			/* The root itself, or a trailing "." after a
+			 * directory: that one is in @up. */
+			*last = up;
+			*have_last = have_up;
+			return 0;
+		}
 		/* @fid is the directory the next component is in: reaching
 		 * that component takes search permission on it. */
 		rc = need_attr(cm, &fid, &a, need);
@@ -80,8 +89,12 @@ acc_reach(struct cm *cm, const struct ctl_peer *p, const char *path,
 		if (ctl_peer_may(p, attr_mode(&a), a.uid, a.gid, X_OK) < 0)
 			return -EACCES;
 		slash = strchr(cur, '/');
-		if (!slash)
-			return 0; /* the object itself: no more to search */
+		if (!slash) {
+			/* The object itself: no more to search. */
+			*last = a;
+			*have_last = true;
+			return 0;
+		}
 		len = (size_t)(slash - cur);
 		if (len == 1 && cur[0] == '.') {
 			cur = slash;
@@ -105,7 +118,21 @@ acc_reach(struct cm *cm, const struct ctl_peer *p, const char *path,
 		fid = d->ents[i].fid;
 		vc_dir_put(d);
 		cur = slash;
+		up = a;
+		have_up = true;
 	}
+}
+
+int
+acc_reach(struct cm *cm, const struct ctl_peer *p, const char *path,
+	  struct acc_need *need)
+{
+	struct proto_attr last;
+	bool have_last;
+
+	if (p->uid == 0)
+		return 0;
+	return reach(cm, p, path, need, &last, &have_last);
 }
 
 static bool
@@ -140,8 +167,8 @@ may_dir(struct cm *cm, const struct ctl_peer *p, const struct fid *dir,
 }
 
 /* A new object of @op in @parent would belong to @p: the owner is the
- * caller, the group one of the caller's or the parent's (as a set-gid
- * directory gives). */
+ * caller, the group one of the caller's, or the parent's when the parent
+ * is set-gid (which is what gives a new object the parent's group). */
 static int
 may_own_new(struct cm *cm, const struct ctl_peer *p, const struct proto_op *op,
 	    struct acc_need *need)
@@ -156,7 +183,7 @@ may_own_new(struct cm *cm, const struct ctl_peer *p, const struct proto_op *op,
 	rc = need_attr(cm, &op->parent, &d, need);
 	if (rc < 0)
 		return rc;
-	return op->gid == d.gid ? 0 : -EPERM;
+	return op->gid == d.gid && (d.mode & S_ISGID) ? 0 : -EPERM;
 }
 
 static int
@@ -172,6 +199,13 @@ may_setattr(const struct ctl_peer *p, const struct proto_op *op,
 		return -EPERM;
 	if ((op->mask & (PROTO_SA_MODE | PROTO_SA_UID | PROTO_SA_GID)) &&
 	    !owns(p, a))
+		return -EPERM;
+	/* chmod by anyone but root outside the file's group drops S_ISGID
+	 * (the kernel clears it): redone with the bit, it would make a
+	 * set-gid file of a group the caller is not in. */
+	if ((op->mask & PROTO_SA_MODE) && (op->mode & S_ISGID) && p->uid != 0 &&
+	    !ctl_peer_in_group(
+		    p, (gid_t)((op->mask & PROTO_SA_GID) ? op->gid : a->gid)))
 		return -EPERM;
 	/* The op does not say whether the times were "now" (which write
 	 * permission allows) or chosen (which takes ownership). */
@@ -272,20 +306,26 @@ may_change(struct cm *cm, const struct ctl_peer *p, const struct proto_op *op,
 
 bool
 acc_sees(struct cm *cm, const struct ctl_peer *p, const char *path,
-	 const struct fid *dir)
+	 const struct fid *dir, uid_t owner)
 {
 	struct proto_attr a;
-	bool have_dir;
-	int rc;
+	bool have_last;
 
-	if (p->uid == 0)
+	if (p->uid == 0 || p->uid == owner)
 		return true;
-	have_dir = dir && !fid_is_null(dir) &&
-		   meta_cached_attr(cm, dir, &a) == 0;
-	if (have_dir && ctl_peer_may(p, attr_mode(&a), a.uid, a.gid, X_OK) < 0)
+	/* A directory on the way gone (-ENOENT) leaves no current path to
+	 * judge by: the record is its owner's and root's only. */
+	if (reach(cm, p, path, NULL, &a, &have_last) < 0)
 		return false;
-	rc = acc_reach(cm, p, path, NULL);
-	if (rc == -ENOENT)
-		return have_dir;
-	return rc == 0;
+	/* Searching a directory (0711, as home directories often are)
+	 * reaches a name one knows; a list of names is a listing, which
+	 * takes read permission as well, as readdir would. */
+	if (have_last &&
+	    ctl_peer_may(p, attr_mode(&a), a.uid, a.gid, R_OK | X_OK) < 0)
+		return false;
+	/* The directory the change was made in, if still cached, too. */
+	if (dir && !fid_is_null(dir) && meta_cached_attr(cm, dir, &a) == 0 &&
+	    ctl_peer_may(p, attr_mode(&a), a.uid, a.gid, R_OK | X_OK) < 0)
+		return false;
+	return true;
 }

@@ -19,6 +19,7 @@
 #define CAIRN_CM_ACCESS_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "cm/cm.h"
 
@@ -46,14 +47,15 @@ int acc_reach(struct cm *cm, const struct ctl_peer *p, const char *path,
  * holds now (the parents' and the object's current attributes)? What each
  * kind needs, root aside:
  *   create, mkdir, symlink: write+search on the parent, the new object
- *     owned by @p (op uid) and of a group of @p's or the parent's;
+ *     owned by @p (op uid) and of a group of @p's or, if the parent is
+ *     set-gid, the parent's;
  *   link: write+search on the parent, read+write on (or owning) the object;
  *   unlink, rmdir: write+search on the parent, and with the sticky bit
  *     owning the parent or the object (@victim, if not null, is the object
  *     that has the name now; else op->fid);
  *   rename: the same on both parents (the object, and a victim);
  *   setattr: mode, times: owning the object (times also with write
- *     permission); uid: root only unless unchanged; gid: owning it and in
+ *     permission; a mode with S_ISGID also being in the file's group); uid: root only unless unchanged; gid: owning it and in
  *     the group; size: write permission;
  *   setxattr, removexattr: "user." write permission, "trusted." and
  *     "security." root only, others owning the object;
@@ -70,12 +72,15 @@ int acc_may_change(struct cm *cm, const struct ctl_peer *p,
 
 /*
  * May @p see a record about @path whose directory is @dir (a null FID:
- * unknown): acc_reach() of @path and, if @dir's attributes are cached,
- * search permission on it; when a directory on @path is gone, only that
- * second test counts (and @dir must be known and cached). Never fetches:
- * what is not cached is not seen. Loop thread.
+ * unknown), made by @owner? Root and @owner always; anyone else if
+ * acc_reach() of @path succeeds and @p may read and search the directory
+ * @path's last component is in (a list of names is a listing: a 0711
+ * directory lets one reach names one knows, not learn them) and, if
+ * @dir's attributes are cached, @dir as well. A record whose path is
+ * gone (a directory on it removed) is seen by its owner and root only.
+ * Never fetches: what is not cached is not seen. Loop thread.
  */
 bool acc_sees(struct cm *cm, const struct ctl_peer *p, const char *path,
-	      const struct fid *dir);
+	      const struct fid *dir, uid_t owner);
 
 #endif /* CAIRN_CM_ACCESS_H */

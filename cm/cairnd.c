@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,8 +95,11 @@ opt_key(int c)
 	return c == 'o' ? "o" : NULL;
 }
 
-/* Parse argv. @return 0, 1 (--help/--version done: exit 0), or 2 (usage
- * error, message printed). */
+/* Parse argv. @return 0, PARSE_DONE (--help/--version printed: exit
+ * EX_OK), or the sysexits(3) status of an error whose message is printed:
+ * EX_USAGE for the command line, EX_CONFIG for the config file or a
+ * server refused as insecure. */
+#define PARSE_DONE (-1)
 static int
 parse_args(int argc, char **argv, struct cm_config *cfg)
 {
@@ -108,7 +112,7 @@ parse_args(int argc, char **argv, struct cm_config *cfg)
 
 	if (!kv || !skip) {
 		fprintf(stderr, "cairnd: out of memory\n");
-		rc = 2;
+		rc = EX_OSERR;
 		goto out;
 	}
 	opterr = 0;
@@ -117,11 +121,11 @@ parse_args(int argc, char **argv, struct cm_config *cfg)
 		switch (c) {
 		case 'h':
 			fputs(usage_text, stdout);
-			rc = 1;
+			rc = PARSE_DONE;
 			goto out;
 		case 'V':
 			printf("cairnd %s\n", PACKAGE_VERSION);
-			rc = 1;
+			rc = PARSE_DONE;
 			goto out;
 		case 3:
 			config = optarg;
@@ -141,12 +145,12 @@ parse_args(int argc, char **argv, struct cm_config *cfg)
 		case ':':
 			fprintf(stderr, "cairnd: option '%s' needs a value\n%s",
 				argv[optind - 1], usage_text);
-			rc = 2;
+			rc = EX_USAGE;
 			goto out;
 		case '?':
 			fprintf(stderr, "cairnd: unknown option '%s'\n%s",
 				argv[optind - 1], usage_text);
-			rc = 2;
+			rc = EX_USAGE;
 			goto out;
 		default:
 			kv[n].key = opt_key(c);
@@ -156,7 +160,7 @@ parse_args(int argc, char **argv, struct cm_config *cfg)
 	if (optind < argc) {
 		fprintf(stderr, "cairnd: unexpected argument '%s'\n%s",
 			argv[optind], usage_text);
-		rc = 2;
+		rc = EX_USAGE;
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
@@ -177,7 +181,7 @@ parse_args(int argc, char **argv, struct cm_config *cfg)
 				fprintf(stderr, "cairnd: cannot read config "
 						"file '%s': %s\n",
 					config, strerror(-r));
-			rc = 2;
+			rc = EX_CONFIG;
 			goto out;
 		}
 	}
@@ -187,7 +191,7 @@ parse_args(int argc, char **argv, struct cm_config *cfg)
 		if (r < 0) {
 			fprintf(stderr, "cairnd: --%s '%s': %s\n", kv[i].key,
 				kv[i].value, why ? why : strerror(-r));
-			rc = 2;
+			rc = EX_USAGE;
 			goto out;
 		}
 	}
@@ -195,10 +199,10 @@ parse_args(int argc, char **argv, struct cm_config *cfg)
 	if (chk == -EPERM) {
 		/* Refused before anything is opened or connected. */
 		fprintf(stderr, "cairnd: server '%s': %s\n", cfg->server, why);
-		rc = 2;
+		rc = EX_CONFIG;
 	} else if (chk < 0) {
 		fprintf(stderr, "cairnd: %s\n%s", why, usage_text);
-		rc = 2;
+		rc = EX_USAGE;
 	}
 out:
 	free(kv);
@@ -355,19 +359,19 @@ main(int argc, char **argv)
 	char *opts = NULL;
 	static struct sigctl sc;
 	bool mounted = false;
-	int rc, ret = 1;
+	int rc, ret = EX_UNAVAILABLE; /* could not mount: see the log */
 
 	cm_config_init(&cfg);
 	rc = parse_args(argc, argv, &cfg);
 	if (rc) {
 		cm_config_release(&cfg);
-		return rc == 1 ? 0 : 2;
+		return rc == PARSE_DONE ? EX_OK : rc;
 	}
 	if (signals_block(&sc) != 0) {
 		fprintf(stderr, "cairnd: cannot set up signals: %s\n",
 			strerror(errno));
 		cm_config_release(&cfg);
-		return 1;
+		return EX_OSERR;
 	}
 	log_init("cairnd", cfg.use_syslog, cfg.log_level);
 	if (cm_config_cleartext(&cfg))
@@ -451,7 +455,7 @@ main(int argc, char **argv)
 	lc.clone_fd = 0;
 	lc.max_idle_threads = cm.cfg.threads;
 	rc = fuse_session_loop_mt(se, &lc);
-	ret = rc < 0 ? 1 : 0;
+	ret = rc < 0 ? EX_SOFTWARE : EX_OK;
 	log_info(LOG_MAIN, "stopping");
 out:
 	signals_stop(&sc);

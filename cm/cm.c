@@ -316,8 +316,9 @@ cm_read_token(const char *path)
 	n = util_pread_all(fd, buf, sizeof(buf) - 1, 0);
 	close(fd);
 	if (n < 0) {
-		errno = (int)-n;
-		return NULL;
+		rc = (int)-n;
+		p = NULL;
+		goto out;
 	}
 	buf[n] = '\0';
 	p = buf;
@@ -325,18 +326,26 @@ cm_read_token(const char *path)
 		p++;
 	e = p;
 	while (*e && !isspace((unsigned char)*e)) {
-		if (!isprint((unsigned char)*e)) {
-			errno = EINVAL;
-			return NULL;
-		}
+		if (!isprint((unsigned char)*e))
+			break;
 		e++;
+	}
+	if (*e && !isspace((unsigned char)*e)) {
+		rc = EINVAL; /* a control byte in the token */
+		p = NULL;
+		goto out;
 	}
 	*e = '\0';
 	if (!*p) {
-		errno = EINVAL;
-		return NULL;
+		rc = EINVAL;
+		p = NULL;
+		goto out;
 	}
 	p = strdup(p);
+	rc = p ? 0 : errno;
+out:
+	/* On every path: whatever part of the token was read. */
 	explicit_bzero(buf, sizeof(buf));
+	errno = rc;
 	return p;
 }

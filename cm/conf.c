@@ -379,7 +379,9 @@ host_loopback(const char *h, size_t n, bool v6)
 		/* ::ffff:127.x.y.z is the IPv4 loopback net in IPv6 form. */
 		return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 	}
-	if (!strcasecmp(buf, "localhost") || !strcasecmp(buf, "localhost."))
+	/* Not "localhost.": the trailing dot makes it a fully qualified
+	 * name, which glibc asks DNS about instead of /etc/hosts. */
+	if (!strcasecmp(buf, "localhost"))
 		return true;
 	/* inet_pton takes only the dotted quad, not "127.1" or "0x7f.1". */
 	if (inet_pton(AF_INET, buf, &a4) != 1)

@@ -138,37 +138,86 @@ ctl_peer_may(const struct ctl_peer *p, uint32_t mode, uint32_t uid,
 	return (bits & need) == need ? 0 : -EACCES;
 }
 
-/* Supplementary groups from /proc/PID/status, for kernels before 4.13.
- * Racy by nature (the pid may be gone), which only loses groups: the peer
- * then gets fewer rights, never more. */
+/* Is the second field of a "Uid:"/"Gid:" line @s (the effective id,
+ * the one SO_PEERCRED reported; the real one comes first) @want? */
+static bool
+ids_match(const char *s, unsigned long want)
+{
+	unsigned long v;
+	char *end;
+
+	for (int i = 0; i < 2; i++) {
+		while (*s == ' ' || *s == '\t')
+			s++;
+		errno = 0;
+		v = strtoul(s, &end, 10);
+		if (errno || end == s || (i == 1 && v != want))
+			return false;
+		s = end;
+	}
+	return true;
+}
+
+int
+ctl_peer_groups_parse(struct ctl_peer *p, FILE *f)
+{
+	char line[4096], *s, *end;
+	gid_t g[CTL_PEER_GROUPS_MAX];
+	size_t n = 0;
+	bool uid_ok = false, gid_ok = false;
+	unsigned long v;
+
+	p->ngroups = 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "Uid:", 4)) {
+			uid_ok = ids_match(line + 4, (unsigned long)p->uid);
+		} else if (!strncmp(line, "Gid:", 4)) {
+			gid_ok = ids_match(line + 4, (unsigned long)p->gid);
+		} else if (!strncmp(line, "Groups:", 7)) {
+			for (s = line + 7; n < CTL_PEER_GROUPS_MAX;) {
+				while (*s == ' ' || *s == '\t')
+					s++;
+				if (*s < '0' || *s > '9')
+					break;
+				errno = 0;
+				v = strtoul(s, &end, 10);
+				if (errno || end == s || v > (gid_t)-1)
+					break;
+				g[n++] = (gid_t)v;
+				s = end;
+			}
+		}
+	}
+	/* Another process now (the pid was reused, or it changed ids):
+	 * its groups are not the peer's. */
+	if (!uid_ok || !gid_ok)
+		return -ESRCH;
+	memcpy(p->groups, g, n * sizeof(g[0]));
+	p->ngroups = n;
+	return 0;
+}
+
+/* Supplementary groups from /proc/PID/status, for kernels before 4.13
+ * (no SO_PEERGROUPS). Racy by nature: the pid may be gone or reused. The
+ * groups are taken only when the process there still has the peer's
+ * (effective) uid and gid, else none are: a peer then gets fewer rights
+ * (or, through a mode that gives a group less than others, the others'
+ * class, which any process of its uid without the group would have). */
 static void
 peer_groups_from_proc(struct ctl_peer *p)
 {
-	char path[64], line[4096], *s, *end;
-	unsigned long v;
+	char path[64];
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)p->pid);
 	f = fopen(path, "re");
 	if (!f)
 		return;
-	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "Groups:", 7))
-			continue;
-		for (s = line + 7; p->ngroups < CTL_PEER_GROUPS_MAX;) {
-			while (*s == ' ' || *s == '\t')
-				s++;
-			if (*s < '0' || *s > '9')
-				break;
-			errno = 0;
-			v = strtoul(s, &end, 10);
-			if (errno || end == s || v > (gid_t)-1)
-				break;
-			p->groups[p->ngroups++] = (gid_t)v;
-			s = end;
-		}
-		break;
-	}
+	if (ctl_peer_groups_parse(p, f) < 0)
+		log_info(LOG_CTL,
+			 "pid %d is no longer uid %u gid %u: its groups are "
+			 "not used",
+			 (int)p->pid, (unsigned)p->uid, (unsigned)p->gid);
 	fclose(f);
 }
 
@@ -177,6 +226,8 @@ peer_read(int fd, struct ctl_peer *p)
 {
 	struct ucred uc;
 	socklen_t len = sizeof(uc);
+	gid_t *more;
+	int err;
 
 	memset(p, 0, sizeof(*p));
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
@@ -185,9 +236,28 @@ peer_read(int fd, struct ctl_peer *p)
 	p->gid = uc.gid;
 	p->pid = uc.pid;
 	len = sizeof(p->groups);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, p->groups, &len) == 0)
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, p->groups, &len) == 0) {
 		p->ngroups = len / sizeof(gid_t);
-	else
+		return 0;
+	}
+	err = errno;
+	if (err == ERANGE && len > sizeof(p->groups) &&
+	    len <= 65536 * sizeof(gid_t)) {
+		/* More groups than we keep: the kernel said how many. Read
+		 * them all and keep the first CTL_PEER_GROUPS_MAX, rather
+		 * than guessing from /proc. */
+		more = malloc(len);
+		if (more && getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, more,
+				       &len) == 0) {
+			p->ngroups = len / sizeof(gid_t);
+			if (p->ngroups > CTL_PEER_GROUPS_MAX)
+				p->ngroups = CTL_PEER_GROUPS_MAX;
+			memcpy(p->groups, more, p->ngroups * sizeof(gid_t));
+		}
+		free(more);
+		return 0;
+	}
+	if (err == ENOPROTOOPT)
 		peer_groups_from_proc(p);
 	return 0;
 }

@@ -41,6 +41,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -54,7 +55,9 @@ struct ctl_call;
 #define CTL_PEER_GROUPS_MAX 256
 
 /* Who is asking: SO_PEERCRED at accept time, plus supplementary groups
- * (SO_PEERGROUPS, or /proc/PID/status "Groups:" on older kernels). */
+ * (SO_PEERGROUPS, the first CTL_PEER_GROUPS_MAX of them; or on kernels
+ * without it /proc/PID/status "Groups:", used only when its "Uid:" and
+ * "Gid:" still match the peer's). */
 struct ctl_peer {
 	uid_t uid;
 	gid_t gid;
@@ -207,5 +210,13 @@ int ctl_peer_may(const struct ctl_peer *p, uint32_t mode, uint32_t uid,
 
 /* 1 if @gid is @p's group or one of its supplementary groups, else 0. */
 int ctl_peer_in_group(const struct ctl_peer *p, gid_t gid);
+
+/*
+ * Fill @p's groups from a /proc/PID/status text @f (the fallback for
+ * kernels without SO_PEERGROUPS; public for the unit test): only when its
+ * effective uid and gid ("Uid:", "Gid:") are @p->uid, @p->gid.
+ * @return 0, or -ESRCH (another process now: @p gets no groups).
+ */
+int ctl_peer_groups_parse(struct ctl_peer *p, FILE *f);
 
 #endif /* CAIRN_CM_CTL_H */

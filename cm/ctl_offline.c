@@ -216,8 +216,8 @@ conflict_cb(const struct rlog_rec *rec, void *arg)
 
 		/* Another user's change is none of the caller's business
 		 * unless the mount would show the caller its path. */
-		if (!c->local.path ||
-		    !acc_sees(l->cm, l->peer, c->local.path, &dir))
+		if (!c->local.path || !acc_sees(l->cm, l->peer, c->local.path,
+						&dir, (uid_t)rec->op.uid))
 			return 0;
 	}
 	o = json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "seq",
@@ -297,7 +297,7 @@ replay_cb(const struct rlog_rec *rec, void *arg)
 		if (offline_op_path(l->cm, &rec->op, path, sizeof(path)) < 0 &&
 		    offline_path_noted(l->cm, rec->seq, path, sizeof(path)) < 0)
 			return 0;
-		if (!acc_sees(l->cm, l->peer, path, &dir))
+		if (!acc_sees(l->cm, l->peer, path, &dir, (uid_t)rec->op.uid))
 			return 0;
 	}
 	l->n++;
@@ -660,6 +660,7 @@ struct rauth {
 };
 
 static void rauth_step(struct rauth *a, int err);
+static void rreach_step(struct rauth *a, int err);
 
 static void
 rauth_cb(struct cm *cm, void *arg, int err)
@@ -712,6 +713,67 @@ rauth_step(struct rauth *a, int err)
 	free(a);
 }
 
+static void
+rreach_cb(struct cm *cm, void *arg, int err)
+{
+	(void)cm;
+	rreach_step(arg, err);
+}
+
+/* Before rauth_step(): may the caller reach a->r.path through the mount?
+ * A refusal here is the same whether or not there is a conflict at the
+ * path and names no change: the path is not the caller's to ask about. */
+static void
+rreach_step(struct rauth *a, int err)
+{
+	struct acc_need need;
+	int rc;
+
+	rc = acc_reach(a->cm, &a->peer, a->r.path, &need);
+	if (rc == -EAGAIN && !err && a->tries++ < 8 &&
+	    atomic_load(&a->cm->mode) == CM_CONNECTED) {
+		if (need.dir)
+			meta_want_dir(a->cm, &need.fid, rreach_cb, a);
+		else
+			meta_want_attr(a->cm, &need.fid, rreach_cb, a);
+		return;
+	}
+	if (rc == -EACCES) {
+		log_info(LOG_CTL, "resolve at '%s' refused to uid %u: %s",
+			 a->r.path, (unsigned)a->peer.uid, strerror(EACCES));
+		ctl_reply_err(a->call, EACCES,
+			      "you may not settle conflicts there: a "
+			      "directory on the path is not searchable for "
+			      "you through the mount; ask root");
+		free(a);
+		return;
+	}
+	if (rc == -EAGAIN && ((err && err != -ENOENT) ||
+			      atomic_load(&a->cm->mode) != CM_CONNECTED)) {
+		ctl_reply_err(a->call, EAGAIN,
+			      "cannot check your permission now: what it "
+			      "needs is not cached and the server cannot be "
+			      "asked; try again when connected");
+		free(a);
+		return;
+	}
+	/* Reached, or a directory on the way is gone (the change's own
+	 * checks decide then): now look. */
+	rc = a->cm->rlog ? rlog_conflicts(a->cm->rlog, resolve_cb, &a->r) : 0;
+	if (rc < 0 || !a->r.found) {
+		proto_op_release(&a->r.op);
+		if (rc < 0)
+			ctl_reply_err(a->call, rc, NULL);
+		else
+			ctl_reply_err(a->call, -ENOENT,
+				      "no conflict at this path");
+		free(a);
+		return;
+	}
+	a->tries = 0;
+	rauth_step(a, 0);
+}
+
 void
 cm_ctl_h_resolve(void *arg, struct ctl_call *call,
 		    const struct ctl_peer *peer, json_t *args)
@@ -735,6 +797,26 @@ cm_ctl_h_resolve(void *arg, struct ctl_call *call,
 			      "how is keep-local, keep-remote or keep-both");
 		return;
 	}
+	if (peer->uid != 0) {
+		/* Anyone else must first reach the path, before it learns
+		 * whether there is a conflict there (and of what kind); the
+		 * checks may have to fetch metadata, so they outlive @args:
+		 * copy. */
+		a = calloc(1, sizeof(*a));
+		if (!a) {
+			ctl_reply_err(call, -ENOMEM, NULL);
+			return;
+		}
+		a->cm = cm;
+		a->call = call;
+		a->peer = *peer;
+		snprintf(a->path, sizeof(a->path), "%s", r.path);
+		snprintf(a->how, sizeof(a->how), "%s", r.how);
+		a->r.path = a->path;
+		a->r.how = a->how;
+		rreach_step(a, 0);
+		return;
+	}
 	rc = cm->rlog ? rlog_conflicts(cm->rlog, resolve_cb, &r) : 0;
 	if (rc < 0) {
 		proto_op_release(&r.op);
@@ -745,27 +827,7 @@ cm_ctl_h_resolve(void *arg, struct ctl_call *call,
 		ctl_reply_err(call, -ENOENT, "no conflict at this path");
 		return;
 	}
-	if (peer->uid == 0) {
-		resolve_go(cm, call, peer, &r);
-		return;
-	}
-	/* Anyone else must be allowed the change itself; the check may have
-	 * to fetch metadata first, so it outlives @args: copy. */
-	a = calloc(1, sizeof(*a));
-	if (!a) {
-		proto_op_release(&r.op);
-		ctl_reply_err(call, -ENOMEM, NULL);
-		return;
-	}
-	a->cm = cm;
-	a->call = call;
-	a->peer = *peer;
-	a->r = r;
-	snprintf(a->path, sizeof(a->path), "%s", r.path);
-	snprintf(a->how, sizeof(a->how), "%s", r.how);
-	a->r.path = a->path;
-	a->r.how = a->how;
-	rauth_step(a, 0);
+	resolve_go(cm, call, peer, &r);
 }
 
 /* Settle @r's conflict as r->how says (the caller may). Releases r->op. */

@@ -37,6 +37,8 @@ struct evstream {
 	uint64_t saved_seq;	/* last persisted */
 	bool up;		/* this stream delivered bytes */
 	bool need_reval;	/* revalidate once the next stream is up */
+	bool resume;		/* a stream was asked for before: ask with
+				   since=, even since=0 */
 	uint64_t last_data;	/* util_now_ms() of the last byte */
 	unsigned backoff;
 	struct event *timer;	/* reconnect / dead-stream watchdog */
@@ -197,7 +199,14 @@ ev_connect(struct evstream *es)
 	struct http_request r = {0};
 	char path[160];
 
-	if (es->seq)
+	/* Only the very first stream of a cache that never saw an event may
+	 * start at the server's current sequence. Every later one asks from
+	 * the last applied event, 0 included: without since= a reconnect
+	 * would silently skip what happened while the stream was down (the
+	 * first stream may have ended before it delivered a byte, so 'up'
+	 * and need_reval cannot tell), and with it the server replays those
+	 * events or answers reset. */
+	if (es->seq || es->resume)
 		snprintf(path, sizeof(path), "/v1/vol/%s/events?since=%llu",
 			 cm->cfg.volume, (unsigned long long)es->seq);
 	else
@@ -210,6 +219,7 @@ ev_connect(struct evstream *es)
 	r.on_done = ev_done;
 	r.arg = es;
 	es->up = false;
+	es->resume = true;
 	es->last_data = util_now_ms();
 	if (es->need_reval)
 		CM_STAT_INC(cm, ev_reconnects);

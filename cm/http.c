@@ -85,6 +85,7 @@ struct http_req {
 	int cancelled;	/* http_cancel() or http_free() asked for it */
 	int limited;	/* counts against max_parallel */
 	int probe;	/* a probe: counts against HTTP_PROBE_PARALLEL */
+	int probe_first; /* a probe queued ahead of other probes */
 	int abort_err;	/* why our callback stopped the transfer, or 0 */
 	struct http_client *c;
 	int err;	/* final result */
@@ -276,6 +277,7 @@ req_new(struct http_client *c, const struct http_request *r)
 	req->timeout_ms = r->timeout_ms ? r->timeout_ms : c->timeout_ms;
 	req->no_timeout = r->no_timeout;
 	req->probe = r->probe && !r->no_timeout;
+	req->probe_first = req->probe && r->probe_first;
 	req->limited = !r->no_timeout && !req->probe;
 	req->max_body = r->max_body ? r->max_body : HTTP_DEFAULT_MAX_BODY;
 	req->on_head = r->on_head;
@@ -915,7 +917,20 @@ process(struct http_client *c)
 
 	while ((req = TAILQ_FIRST(&in))) {
 		TAILQ_REMOVE(&in, req, link);
-		if (req->limited || req->probe) {
+		if (req->probe_first) {
+			struct http_req *at;
+
+			/* Behind the other probe_first ones, in front of
+			 * everyone else's. */
+			req->state = REQ_PENDING;
+			TAILQ_FOREACH (at, &c->probes, link)
+				if (!at->probe_first)
+					break;
+			if (at)
+				TAILQ_INSERT_BEFORE(at, req, link);
+			else
+				TAILQ_INSERT_TAIL(&c->probes, req, link);
+		} else if (req->limited || req->probe) {
 			req->state = REQ_PENDING;
 			TAILQ_INSERT_TAIL(req->probe ? &c->probes : &c->pending,
 					  req, link);

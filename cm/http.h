@@ -29,7 +29,9 @@
  * Probes (http_request.probe: pings of a server that may be down) do not
  * count against it either: at most 2 run at once, in slots of their own,
  * so probes waiting on a dead server never hold up reads and reads never
- * hold up the probe that would find the server back.
+ * hold up the probe that would find the server back. Probes wait in FIFO
+ * order too, except those marked probe_first, which go ahead of the rest:
+ * users cannot queue pings in front of the one that reconnects the mount.
  * curl keeps up to max_parallel + 6 connections open (keep-alive).
  *
  * Errors in http_result.err (0 means a reply came; check status then):
@@ -135,6 +137,9 @@ struct http_request {
 	int probe;		 /* a small liveness request (ping): runs in
 				    one of 2 probe slots, not one of
 				    max_parallel (ignored with no_timeout) */
+	int probe_first;	 /* with probe: queued ahead of every probe
+				    without it (cairnd's own reconnect
+				    pings ahead of users' checkservers) */
 };
 
 /*

@@ -303,6 +303,7 @@ probe_cb(evutil_socket_t fd, short what, void *arg)
 	hr.arg = cm;
 	hr.ungated = 1;
 	hr.probe = 1; /* not in a slot that reads need */
+	hr.probe_first = 1; /* nor behind users' checkservers pings */
 	if (http_submit(cm->http, &hr))
 		cm->off->probe_inflight = true;
 	else

@@ -1142,8 +1142,7 @@ pin_ctl_unpin(struct cm *cm, struct ctl_call *call,
 static bool
 sees_pin(struct cm *cm, const struct ctl_peer *p, const struct prec *r)
 {
-	return p->uid == 0 || p->uid == r->owner.uid ||
-	       acc_sees(cm, p, r->path, NULL);
+	return acc_sees(cm, p, r->path, NULL, r->owner.uid);
 }
 
 struct cached_count {

@@ -40,10 +40,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <tdb.h>
-
 #include "cm/vc.h"
 #include "common/log.h"
+#include "common/tdbw.h"
 
 #define VC_KEY_LEN (1 + 20)
 #define VC_HASH_SIZE 10007
@@ -261,37 +260,30 @@ mkkey(uint8_t *buf, char tag, const struct fid *fid)
 	return k;
 }
 
-static int
-tdb_errno(struct tdb_context *tdb)
-{
-	switch (tdb_error(tdb)) {
-	case TDB_ERR_NOEXIST:
-		return -ENOENT;
-	case TDB_ERR_OOM:
-		return -ENOMEM;
-	case TDB_ERR_EINVAL:
-		return -EINVAL;
-	case TDB_ERR_RDONLY:
-		return -EROFS;
-	case TDB_ERR_CORRUPT:
-		return -EUCLEAN;
-	default:
-		return -EIO;
-	}
-}
-
 /* Fetch a record under the lock; on success the caller frees d->dptr. */
 static int
 vc_fetch(struct vc *vc, char tag, const struct fid *fid, TDB_DATA *d)
 {
 	uint8_t kb[VC_KEY_LEN];
 	TDB_DATA k = mkkey(kb, tag, fid);
+	uint8_t *p;
+	size_t n;
+	int rc;
 
+	d->dptr = NULL;
+	d->dsize = 0;
 	pthread_mutex_lock(&vc->lock);
-	*d = tdb_fetch(vc->tdb, k);
+	rc = tdbw_fetch(vc->tdb, k.dptr, k.dsize, &p, &n);
 	pthread_mutex_unlock(&vc->lock);
-	if (!d->dptr)
+	/* A record tdb finds damaged goes the way of one that does not
+	 * parse (the caller drops it); any other failure to read is a miss,
+	 * which the caller answers from the server. */
+	if (rc == -EUCLEAN)
+		return rc;
+	if (rc)
 		return -ENOENT;
+	d->dptr = p;
+	d->dsize = n;
 	if (d->dsize < 1 || d->dptr[0] != VC_REC_VERSION) {
 		free(d->dptr);
 		d->dptr = NULL;
@@ -305,15 +297,11 @@ vc_store_locked(struct vc *vc, char tag, const struct fid *fid,
 		const struct wbuf *w)
 {
 	uint8_t kb[VC_KEY_LEN];
-	TDB_DATA k = mkkey(kb, tag, fid), v;
+	TDB_DATA k = mkkey(kb, tag, fid);
 
 	if (w->err)
 		return w->err;
-	v.dptr = w->p;
-	v.dsize = w->len;
-	if (tdb_store(vc->tdb, k, v, TDB_REPLACE) != 0)
-		return tdb_errno(vc->tdb);
-	return 0;
+	return tdbw_store(vc->tdb, k.dptr, k.dsize, w->p, w->len, TDB_REPLACE);
 }
 
 static int
@@ -332,14 +320,12 @@ vc_delete(struct vc *vc, char tag, const struct fid *fid)
 {
 	uint8_t kb[VC_KEY_LEN];
 	TDB_DATA k = mkkey(kb, tag, fid);
-	int rc = 0;
+	int rc;
 
 	pthread_mutex_lock(&vc->lock);
-	if (tdb_delete(vc->tdb, k) != 0 &&
-	    tdb_error(vc->tdb) != TDB_ERR_NOEXIST)
-		rc = tdb_errno(vc->tdb);
+	rc = tdbw_delete(vc->tdb, k.dptr, k.dsize);
 	pthread_mutex_unlock(&vc->lock);
-	return rc;
+	return rc == -ENOENT ? 0 : rc;
 }
 
 /* A record that does not parse: drop it so it is refetched, and say so. */
@@ -431,7 +417,7 @@ vc_open(const char *path, uint32_t vol_id, uint32_t chunk_size)
 				 "volume or format; emptying it",
 			 path);
 	if (tdb_wipe_all(vc->tdb) != 0) {
-		err = -tdb_errno(vc->tdb);
+		err = -tdbw_errno(vc->tdb);
 		goto fail;
 	}
 	wb_u8(&w, VC_REC_VERSION);
@@ -498,10 +484,8 @@ vc_put_attrs(struct vc *vc, const struct proto_attr *a, size_t n)
 	bool txn = n > 1;
 
 	pthread_mutex_lock(&vc->lock);
-	if (txn && tdb_transaction_start(vc->tdb) != 0) {
-		rc = tdb_errno(vc->tdb);
+	if (txn && (rc = tdbw_txn_start(vc->tdb)) != 0)
 		goto out;
-	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		w.len = 0;
 		wb_u8(&w, VC_REC_VERSION);
@@ -509,10 +493,10 @@ vc_put_attrs(struct vc *vc, const struct proto_attr *a, size_t n)
 		rc = vc_store_locked(vc, 'A', &a[i].fid, &w);
 	}
 	if (txn) {
-		if (rc == 0 && tdb_transaction_commit(vc->tdb) != 0)
-			rc = tdb_errno(vc->tdb);
-		else if (rc != 0)
-			tdb_transaction_cancel(vc->tdb);
+		if (rc == 0)
+			rc = tdbw_txn_commit(vc->tdb);
+		else
+			tdbw_txn_cancel(vc->tdb);
 	}
 out:
 	pthread_mutex_unlock(&vc->lock);
@@ -582,10 +566,8 @@ vc_put_dir(struct vc *vc, const struct proto_dir *d)
 		return w.err;
 	}
 	pthread_mutex_lock(&vc->lock);
-	if (tdb_transaction_start(vc->tdb) != 0) {
-		rc = tdb_errno(vc->tdb);
+	if ((rc = tdbw_txn_start(vc->tdb)) != 0)
 		goto out;
-	}
 	rc = vc_store_locked(vc, 'D', &d->dir.fid, &w);
 	for (size_t i = 0; i <= d->n && rc == 0; i++) {
 		const struct proto_attr *a =
@@ -596,10 +578,10 @@ vc_put_dir(struct vc *vc, const struct proto_dir *d)
 		enc_attr(&w, a);
 		rc = vc_store_locked(vc, 'A', &a->fid, &w);
 	}
-	if (rc == 0 && tdb_transaction_commit(vc->tdb) != 0)
-		rc = tdb_errno(vc->tdb);
-	else if (rc != 0)
-		tdb_transaction_cancel(vc->tdb);
+	if (rc == 0)
+		rc = tdbw_txn_commit(vc->tdb);
+	else
+		tdbw_txn_cancel(vc->tdb);
 out:
 	pthread_mutex_unlock(&vc->lock);
 	free(w.p);
@@ -1099,7 +1081,7 @@ vc_iterate_fids(struct vc *vc, int (*cb)(void *arg, const struct fid *fid),
 
 	pthread_mutex_lock(&vc->lock);
 	if (tdb_traverse_read(vc->tdb, collect_cb, &c) < 0 && !c.err)
-		c.err = tdb_errno(vc->tdb);
+		c.err = tdbw_errno(vc->tdb);
 	pthread_mutex_unlock(&vc->lock);
 	if (c.err) {
 		free(c.fids);
@@ -1249,7 +1231,7 @@ vc_iterate_pins(struct vc *vc,
 
 	pthread_mutex_lock(&vc->lock);
 	if (tdb_traverse_read(vc->tdb, pin_collect_cb, &l) < 0 && !l.err)
-		l.err = tdb_errno(vc->tdb);
+		l.err = tdbw_errno(vc->tdb);
 	pthread_mutex_unlock(&vc->lock);
 	if (!l.err)
 		for (i = 0; i < l.n && rc == 0; i++)

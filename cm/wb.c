@@ -1482,8 +1482,11 @@ conflict_created(struct cm *cm, void *arg, int err,
 		return;
 	}
 	if (err == -ENOENT && !fid_eq(&cf->parent, &cm->vi.root)) {
-		/* The directory is gone on the server: the root gets it. */
+		/* The directory is gone on the server: the root gets it,
+		 * for its owner only (what the directory kept from others
+		 * the root would show them). */
 		cf->parent = cm->vi.root;
+		cf->mode &= ~(uint32_t)077;
 		cf->attempt = 0;
 		rc = conflict_create(cm, cf);
 		if (rc < 0)
@@ -1607,6 +1610,7 @@ conflict_begin(struct cm *cm, struct conflict *cf)
 		fid_fmt(&cf->fid, fs);
 		snprintf(cf->base, sizeof(cf->base), "cairn-%s", fs);
 		cf->parent = cm->vi.root;
+		cf->mode &= ~(uint32_t)077; /* as above: owner only */
 	}
 	if (!cf->mode)
 		cf->mode = 0600;

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/crc32c.h"
 #include "cm/wb_rec.h"
 #include "common/proto.h"
-#include "common/util.h"
 
 #define REC_FIXED 76 /* everything but the name */
 
@@ -72,7 +72,7 @@ wb_rec_encode(const struct wb_rec *r, size_t *len)
 	if (r->namelen)
 		memcpy(p, r->name, r->namelen);
 	p += r->namelen;
-	put_le(p, util_crc32c(0, buf, (size_t)(p - buf)), 4);
+	put_le(p, crc32c(0, buf, (size_t)(p - buf)), 4);
 	*len = n;
 	return buf;
 }
@@ -122,7 +122,7 @@ wb_rec_decode(const void *v, size_t len, struct wb_rec *r)
 	{
 		const uint8_t *c = b + len - 4;
 
-		if (get_le(&c, 4) != util_crc32c(0, b, len - 4))
+		if (get_le(&c, 4) != crc32c(0, b, len - 4))
 			return -EUCLEAN;
 	}
 	r->flags = b[1];

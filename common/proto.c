@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "base/crc32c.h"
 #include "common/proto.h"
 #include "common/util.h"
 
@@ -2283,7 +2284,7 @@ proto_blocks_compute(struct proto_blocks *pb, uint32_t bsize,
 		size_t off = (size_t)i * bsize;
 		size_t l = len - off < bsize ? len - off : bsize;
 
-		pb->crc[i] = util_crc32c(0, p + off, l);
+		pb->crc[i] = crc32c(0, p + off, l);
 	}
 	return 0;
 }
@@ -2378,7 +2379,7 @@ proto_blocks_verify(const struct proto_blocks *pb, const void *buf,
 			end = pb->len;
 		if (end > have || i >= pb->n)
 			break;
-		if (util_crc32c(0, p + verified, end - verified) != pb->crc[i])
+		if (crc32c(0, p + verified, end - verified) != pb->crc[i])
 			return -EIO;
 		verified = end;
 	}

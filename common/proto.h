@@ -44,11 +44,23 @@
 				      as Linux's XATTR_LIST_MAX */
 #define PROTO_GETATTR_MAX 1024     /* FIDs in one getattr request */
 #define PROTO_BODY_MAX (64u << 20) /* largest JSON body either side accepts */
-/* Per-route request bodies, checked before any parsing: what 1,024 FIDs
- * need (with room for blanks), and what one op needs: its largest part is
- * the chunk list of a store (at most PROTO_STORE_CHUNKS_MAX numbers of up
- * to 19 digits and a separator), the rest is at most a base64 xattr value,
- * a symlink target and two names. */
+/*
+ * Per-route request bodies: the one table (doc/protocol.md, "Limits").
+ * cairn-vold's admission filter refuses a larger Content-Length from the
+ * request head, before reading the body, and the decoders refuse a larger
+ * body before parsing it; both use these constants, so a body the head
+ * admits is never one the decoder refuses for its size.
+ * - getattr: PROTO_GETATTR_MAX FIDs of 41 characters, quoted and
+ *   separated, are 46,080 bytes; 128 KiB leaves room for any white space.
+ * - op: every op but store is under 128 KiB (setxattr's value is at most
+ *   87,384 base64 characters; a symlink target and two names escaped as
+ *   JSON \u sequences stay under 32 KiB). A store lists at most
+ *   PROTO_STORE_CHUNKS_MAX chunk numbers, each at most 19 digits and a
+ *   ", " separator (cairnd merges stores up to that many chunks and sends
+ *   numbers of at most 15 digits without blanks: 16 bytes each), so 24
+ *   bytes a chunk plus 256 KiB covers the largest store any client sends.
+ * - stage: the chunk size given in ?size= (PROTO_CHUNK_MIN..MAX).
+ */
 #define PROTO_GETATTR_BODY_MAX (128u << 10)
 #define PROTO_STORE_CHUNKS_MAX (1u << 20)
 #define PROTO_OP_BODY_MAX (PROTO_STORE_CHUNKS_MAX * 24u + (256u << 10))
@@ -422,7 +434,7 @@ int proto_parse_path(const char *target, struct proto_path *out);
  * Per-block checksums of a chunk body, the optional X-Cairn-Blocks reply
  * header of a chunk GET (doc/protocol.md): "crc32c B C0 C1 ...", B the
  * block size (a power of two from PROTO_BLOCK_MIN to the chunk size), then
- * one CRC32C (util_crc32c) per B bytes of the body in 8 lower-case hex
+ * one CRC32C (base/crc32c.h) per B bytes of the body in 8 lower-case hex
  * digits; the last block may be shorter. They let a client serve a prefix
  * of a chunk before the rest (and the whole-body SHA-256) has arrived.
  */

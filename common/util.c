@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -295,80 +296,6 @@ util_mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
-/* --- CRC32C --- */
-
-#define CRC32C_POLY 0x82f63b78u /* reflected Castagnoli polynomial */
-
-static uint32_t crc_tab[4][256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-static int crc_hw_ok;
-
-static void
-crc_setup(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-
-		for (int j = 0; j < 8; j++)
-			c = (c >> 1) ^ (c & 1 ? CRC32C_POLY : 0);
-		crc_tab[0][i] = c;
-	}
-	for (int t = 1; t < 4; t++)
-		for (uint32_t i = 0; i < 256; i++)
-			crc_tab[t][i] = (crc_tab[t - 1][i] >> 8) ^
-					crc_tab[0][crc_tab[t - 1][i] & 0xff];
-#if defined(__x86_64__) && defined(__GNUC__)
-	__builtin_cpu_init();
-	crc_hw_ok = __builtin_cpu_supports("sse4.2");
-#endif
-}
-
-/* Slice-by-4 over the inverted register. */
-static uint32_t
-crc_table(uint32_t c, const uint8_t *p, size_t len)
-{
-	while (len >= 4) {
-		c ^= (uint32_t)p[0] | (uint32_t)p[1] << 8 |
-		     (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-		c = crc_tab[3][c & 0xff] ^ crc_tab[2][(c >> 8) & 0xff] ^
-		    crc_tab[1][(c >> 16) & 0xff] ^ crc_tab[0][c >> 24];
-		p += 4;
-		len -= 4;
-	}
-	for (; len; len--)
-		c = crc_tab[0][(c ^ *p++) & 0xff] ^ (c >> 8);
-	return c;
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("sse4.2"))) static uint32_t
-crc_sse42(uint32_t c, const uint8_t *p, size_t len)
-{
-	uint64_t r = c;
-
-	for (; len >= 8; p += 8, len -= 8) {
-		uint64_t w;
-
-		memcpy(&w, p, sizeof(w));
-		r = __builtin_ia32_crc32di(r, w);
-	}
-	for (; len; len--)
-		r = __builtin_ia32_crc32qi((uint32_t)r, *p++);
-	return (uint32_t)r;
-}
-#endif
-
-uint32_t
-util_crc32c(uint32_t crc, const void *buf, size_t len)
-{
-	pthread_once(&crc_once, crc_setup);
-#if defined(__x86_64__) && defined(__GNUC__)
-	if (crc_hw_ok)
-		return ~crc_sse42(~crc, buf, len);
-#endif
-	return ~crc_table(~crc, buf, len);
-}
-
 int
 util_check_secret_file(int fd, const char *path, char *why, size_t whylen)
 {
@@ -415,7 +342,7 @@ util_check_secret_file(int fd, const char *path, char *why, size_t whylen)
  * bytes), or 0 when it is not one (RFC 3629: no overlong forms, no
  * surrogates, nothing above U+10FFFF). */
 static size_t
-utf8_len(const unsigned char *s, size_t n)
+utf8_len(const unsigned char *s, size_t n, uint32_t *out)
 {
 	size_t len, i;
 	uint32_t cp;
@@ -442,7 +369,20 @@ utf8_len(const unsigned char *s, size_t n)
 	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
 	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
 		return 0;
+	*out = cp;
 	return len;
+}
+
+/* Code points that reorder or break the text around them on a terminal
+ * without being visible: bidi embeddings, overrides and isolates, the
+ * marks (LRM, RLM, ALM), and the line and paragraph separators. A name
+ * holding U+202E shows its end first ("txt.exe" as "exe.txt"). */
+static bool
+utf8_invisible(uint32_t cp)
+{
+	return (cp >= 0x202a && cp <= 0x202e) ||
+	       (cp >= 0x2066 && cp <= 0x2069) || cp == 0x200e || cp == 0x200f ||
+	       cp == 0x061c || cp == 0x2028 || cp == 0x2029;
 }
 
 size_t
@@ -451,6 +391,7 @@ util_escape(const char *in, size_t len, char *out, size_t outlen)
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *s = (const unsigned char *)in;
 	size_t i = 0, o = 0, k;
+	uint32_t cp = 0;
 	char e;
 
 #define PUT(c)                                                                 \
@@ -468,8 +409,18 @@ util_escape(const char *in, size_t len, char *out, size_t outlen)
 			i++;
 			continue;
 		}
-		if (c >= 0x80 && (k = utf8_len(s + i, len - i)) &&
+		if (c >= 0x80 && (k = utf8_len(s + i, len - i, &cp)) &&
 		    !(c == 0xc2 && s[i + 1] < 0xa0)) {
+			if (utf8_invisible(cp)) {
+				char u[16];
+
+				/* "\u{202e}": at most 8 bytes for 2 or 3. */
+				snprintf(u, sizeof(u), "\\u{%x}", (unsigned)cp);
+				for (char *q = u; *q; q++)
+					PUT(*q);
+				i += k;
+				continue;
+			}
 			for (; k; k--)
 				PUT((char)s[i++]);
 			continue;

@@ -68,7 +68,10 @@ int util_check_secret_file(int fd, const char *path, char *why, size_t whylen);
  * any other byte below 0x20, DEL (0x7f), the C1 controls U+0080..U+009F
  * (both bytes) and every byte that is not part of valid UTF-8 (overlong
  * forms, surrogates and code points above U+10FFFF count as invalid).
- * Printable ASCII and valid UTF-8 are kept as they are. Names may hold
+ * Code points that reorder or split the text invisibly are written
+ * \u{HEX}: the bidi controls U+202A..U+202E, U+2066..U+2069, U+200E,
+ * U+200F, U+061C and the separators U+2028, U+2029.
+ * Printable ASCII and other valid UTF-8 are kept as they are. Names may hold
  * any byte but '/' and NUL; this keeps what a user sees unambiguous and
  * keeps a hostile name from moving the cursor or forging log lines.
  * Writes at most @outlen bytes to @out, always NUL-terminated when
@@ -81,12 +84,5 @@ size_t util_escape(const char *in, size_t len, char *out, size_t outlen);
  * frees. @return NULL and errno ENOMEM if out of memory; NULL @s gives
  * NULL with errno EINVAL. */
 char *util_escape_dup(const char *s);
-
-/* CRC32C (Castagnoli), chainable: crc = util_crc32c(crc, buf, len) starting
- * at 0; util_crc32c(0, "123456789", 9) is 0xe3069283. The wire's per-block
- * checksums (doc/protocol.md, X-Cairn-Blocks) use it. The chunk store has
- * its own copy (cs_crc32c) because chunkstore/ may not include common/.
- * SSE4.2 when the CPU has it. Any thread. */
-uint32_t util_crc32c(uint32_t crc, const void *buf, size_t len);
 
 #endif /* CAIRN_UTIL_H */

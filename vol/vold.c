@@ -16,6 +16,7 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -37,6 +38,9 @@ static const char usage[] =
 	"                  [--cert PEM --key PEM] [--config FILE] "
 	"[--foreground]\n"
 	"                  [--pidfile FILE] [--workers N] [--log-level LEVEL]\n"
+	"                  [--max-conns N] [--max-conns-per-addr N]\n"
+	"                  [--request-deadline SECONDS]\n"
+	"                  [--max-streams-per-token N]\n"
 	"                  [--stage-max SIZE] [--stage-expire SECONDS]\n"
 	"                  [--syslog] [--help] [--version]\n"
 	"\n"
@@ -56,6 +60,13 @@ static const char usage[] =
 	"their\n"
 	"                      creation (default 86400)\n"
 	"  --log-level LEVEL   err, warn, info or debug (default info)\n"
+	"  --max-conns N       connections open at once, in all (default 1024)\n"
+	"  --max-conns-per-addr N  connections from one client address\n"
+	"                      (default 64; loopback too)\n"
+	"  --request-deadline SECONDS  time to receive a whole request, head\n"
+	"                      and body (default 30)\n"
+	"  --max-streams-per-token N  event streams open with one token\n"
+	"                      (default 8)\n"
 	"  --syslog            log to syslog instead of stderr\n";
 
 void
@@ -125,6 +136,14 @@ conf_line(void *arg, const char *section, const char *name, const char *value)
 		rc = parse_int(value, 1, 86400, &c->timeout_s);
 	else if (!strcmp(name, "cache_objects"))
 		rc = parse_int(value, 16, 1000000, &c->cache_objects);
+	else if (!strcmp(name, "max_conns"))
+		rc = parse_int(value, 1, 1000000, &c->max_conns);
+	else if (!strcmp(name, "max_conns_per_addr"))
+		rc = parse_int(value, 1, 1000000, &c->max_conns_addr);
+	else if (!strcmp(name, "request_deadline"))
+		rc = parse_int(value, 1, 86400, &c->request_deadline_s);
+	else if (!strcmp(name, "max_streams_per_token"))
+		rc = parse_int(value, 1, 1000000, &c->max_streams_token);
 	else if (!strcmp(name, "stage_max")) {
 		rc = util_parse_size(value, &c->stage_max);
 		c->has_stage_max = !rc;
@@ -180,17 +199,17 @@ static int
 daemonize(void)
 {
 	int pfd[2], fd;
-	unsigned char st = 70;
+	unsigned char st = EX_SOFTWARE;
 	pid_t pid;
 
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
 		perror("cairn-vold: pipe");
-		exit(71);
+		exit(EX_OSERR);
 	}
 	pid = fork();
 	if (pid < 0) {
 		perror("cairn-vold: fork");
-		exit(71);
+		exit(EX_OSERR);
 	}
 	if (pid > 0) {
 		close(pfd[1]);
@@ -207,11 +226,11 @@ daemonize(void)
 	setsid();
 	pid = fork();
 	if (pid < 0)
-		_exit(71);
+		_exit(EX_OSERR);
 	if (pid > 0)
-		_exit(0);
+		_exit(EX_OK);
 	if (chdir("/") < 0)
-		_exit(71);
+		_exit(EX_OSERR);
 	fd = open("/dev/null", O_RDWR);
 	if (fd >= 0) {
 		dup2(fd, 0);
@@ -292,6 +311,10 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_SYSLOG,
 	OPT_WORKERS,
+	OPT_MAX_CONNS,
+	OPT_MAX_CONNS_ADDR,
+	OPT_DEADLINE,
+	OPT_MAX_STREAMS,
 	OPT_STAGE_MAX,
 	OPT_STAGE_EXPIRE,
 	OPT_HELP,
@@ -310,6 +333,10 @@ static const struct option longopts[] = {
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"syslog", no_argument, NULL, OPT_SYSLOG},
 	{"workers", required_argument, NULL, OPT_WORKERS},
+	{"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+	{"max-conns-per-addr", required_argument, NULL, OPT_MAX_CONNS_ADDR},
+	{"request-deadline", required_argument, NULL, OPT_DEADLINE},
+	{"max-streams-per-token", required_argument, NULL, OPT_MAX_STREAMS},
 	{"stage-max", required_argument, NULL, OPT_STAGE_MAX},
 	{"stage-expire", required_argument, NULL, OPT_STAGE_EXPIRE},
 	{"help", no_argument, NULL, OPT_HELP},
@@ -329,7 +356,7 @@ main(int argc, char **argv)
 	struct vs_root *root = NULL;
 	struct vold *vd = NULL;
 	char buf[PATH_MAX];
-	int c, rc, ex = 0, lockfd = -1, startfd = -1;
+	int c, rc, ex = EX_OK, lockfd = -1, startfd = -1;
 	bool cli_syslog = false, cli_level = false;
 
 	cli.log_level = LOG_INFO;
@@ -348,15 +375,34 @@ main(int argc, char **argv)
 			if (parse_int(optarg, 1, 256, &cli.workers)) {
 				fprintf(stderr, "cairn-vold: bad --workers '%s'\n",
 					optarg);
-				return 64;
+				return EX_USAGE;
 			}
 			break;
+		case OPT_MAX_CONNS:
+		case OPT_MAX_CONNS_ADDR:
+		case OPT_DEADLINE:
+		case OPT_MAX_STREAMS: {
+			int *dst = c == OPT_MAX_CONNS ? &cli.max_conns :
+				   c == OPT_MAX_CONNS_ADDR ? &cli.max_conns_addr :
+				   c == OPT_DEADLINE ? &cli.request_deadline_s :
+							&cli.max_streams_token;
+
+			if (parse_int(optarg, 1,
+				      c == OPT_DEADLINE ? 86400 : 1000000,
+				      dst)) {
+				fprintf(stderr, "cairn-vold: bad value '%s'\n",
+					optarg);
+				fputs(usage, stderr);
+				return EX_USAGE;
+			}
+			break;
+		}
 		case OPT_STAGE_MAX:
 			if (util_parse_size(optarg, &cli.stage_max)) {
 				fprintf(stderr,
 					"cairn-vold: bad --stage-max '%s'\n",
 					optarg);
-				return 64;
+				return EX_USAGE;
 			}
 			cli.has_stage_max = true;
 			break;
@@ -366,7 +412,7 @@ main(int argc, char **argv)
 				fprintf(stderr,
 					"cairn-vold: bad --stage-expire '%s'\n",
 					optarg);
-				return 64;
+				return EX_USAGE;
 			}
 			break;
 		case OPT_LOG_LEVEL:
@@ -374,28 +420,28 @@ main(int argc, char **argv)
 			if (rc < 0) {
 				fprintf(stderr, "cairn-vold: bad --log-level '%s'\n",
 					optarg);
-				return 64;
+				return EX_USAGE;
 			}
 			cli.log_level = rc;
 			cli_level = true;
 			break;
 		case OPT_HELP:
 			fputs(usage, stdout);
-			return 0;
+			return EX_OK;
 		case OPT_VERSION:
 			printf("cairn-vold %s (protocol %d)\n", PACKAGE_VERSION,
 			       PROTO_VERSION);
-			return 0;
+			return EX_OK;
 		default:
 			fputs(usage, stderr);
-			return 64;
+			return EX_USAGE;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "cairn-vold: unexpected argument '%s'\n",
 			argv[optind]);
 		fputs(usage, stderr);
-		return 64;
+		return EX_USAGE;
 	}
 	/* The config file first, then the command line over it. */
 	conf.log_level = LOG_INFO;
@@ -406,7 +452,7 @@ main(int argc, char **argv)
 		if (rc) {
 			fprintf(stderr, "cairn-vold: cannot read config '%s'%s\n",
 				f, rc < 0 ? "" : " (bad line)");
-			ex = 78;
+			ex = EX_CONFIG;
 			goto out;
 		}
 	}
@@ -425,6 +471,14 @@ main(int argc, char **argv)
 #undef OVER
 	if (cli.workers)
 		conf.workers = cli.workers;
+	if (cli.max_conns)
+		conf.max_conns = cli.max_conns;
+	if (cli.max_conns_addr)
+		conf.max_conns_addr = cli.max_conns_addr;
+	if (cli.request_deadline_s)
+		conf.request_deadline_s = cli.request_deadline_s;
+	if (cli.max_streams_token)
+		conf.max_streams_token = cli.max_streams_token;
 	if (cli.has_stage_max)
 		conf.stage_max = cli.stage_max;
 	if (cli.stage_expire_s)
@@ -445,7 +499,7 @@ main(int argc, char **argv)
 		    make_abs(&conf.pidfile)) {
 			fprintf(stderr,
 				"cairn-vold: cannot make paths absolute\n");
-			ex = 71;
+			ex = EX_OSERR;
 			goto out;
 		}
 		startfd = daemonize();
@@ -459,7 +513,7 @@ main(int argc, char **argv)
 	if (rc) {
 		log_err(LOG_MAIN, "cannot open root '%s': %s", conf.root,
 			strerror(-rc));
-		ex = 73;
+		ex = EX_CANTCREAT;
 		goto out;
 	}
 	snprintf(buf, sizeof(buf), "%s/vold.lock", conf.root);
@@ -467,14 +521,14 @@ main(int argc, char **argv)
 	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
 		log_err(LOG_MAIN, "cannot lock '%s': %s (another cairn-vold "
 			"serves this root?)", buf, strerror(errno));
-		ex = 75;
+		ex = EX_TEMPFAIL;
 		goto out;
 	}
 	rc = vs_root_key(root, true, key, &keylen);
 	if (rc) {
 		log_err(LOG_MAIN, "cannot load the key of '%s': %s", conf.root,
 			strerror(-rc));
-		ex = 77;
+		ex = EX_NOPERM;
 		goto out;
 	}
 	/* Volumes made by an older vos have no token state yet; the loop
@@ -497,18 +551,18 @@ main(int argc, char **argv)
 	}
 	if (evthread_use_pthreads() != 0) {
 		log_err(LOG_MAIN, "cannot set up libevent threads");
-		ex = 71;
+		ex = EX_OSERR;
 		goto out;
 	}
 	base = event_base_new();
 	if (!base) {
-		ex = 71;
+		ex = EX_OSERR;
 		goto out;
 	}
 	rc = vold_start(&conf, base, root, key, keylen, &vd);
 	memset(key, 0, sizeof(key));
 	if (rc) {
-		ex = rc == -EINVAL ? 78 : 69;
+		ex = rc == -EINVAL ? EX_CONFIG : EX_UNAVAILABLE;
 		goto out;
 	}
 	log_info(LOG_MAIN, "listening on %s%s", vold_addr(vd),
@@ -537,7 +591,7 @@ main(int argc, char **argv)
 	event_base_dispatch(base);
 	log_info(LOG_MAIN, "shutting down");
 out:
-	report_start(&startfd, ex ? ex : 70);
+	report_start(&startfd, ex ? ex : EX_SOFTWARE);
 	vold_stop(vd);
 	for (int i = 0; i < 3; i++)
 		if (sigs[i])
@@ -545,7 +599,7 @@ out:
 	if (base)
 		event_base_free(base);
 	vs_root_close(root);
-	if (conf.pidfile && ex == 0)
+	if (conf.pidfile && ex == EX_OK)
 		unlink(conf.pidfile);
 	if (lockfd >= 0)
 		close(lockfd);

@@ -17,6 +17,12 @@ struct event_base;
 struct vs_root;
 struct vold;
 
+/* Admission defaults (doc/protocol.md, "Limits"). Loopback is not exempt. */
+#define VOLD_DEFAULT_MAX_CONNS 1024
+#define VOLD_DEFAULT_MAX_CONNS_ADDR 64
+#define VOLD_DEFAULT_REQUEST_DEADLINE 30
+#define VOLD_DEFAULT_MAX_STREAMS_TOKEN 8
+
 /* Settings: command line over config file over defaults. Strings are
  * heap (free with vold_conf_release()). */
 struct vold_conf {
@@ -28,6 +34,10 @@ struct vold_conf {
 	int workers;	 /* disk worker threads (default 4) */
 	int timeout_s;	 /* HTTP read/write timeout (default 60) */
 	int cache_objects; /* open data files kept for chunk GETs (1024) */
+	int max_conns;	    /* connections in all (VOLD_DEFAULT_MAX_CONNS) */
+	int max_conns_addr; /* connections from one address */
+	int request_deadline_s; /* to receive one request, head and body */
+	int max_streams_token;	/* event streams open with one token */
 	uint64_t stage_max; /* bytes staged per volume, 0 = only the quota */
 	bool has_stage_max; /* (command line: given) */
 	int stage_expire_s; /* staged uploads removed this long after their

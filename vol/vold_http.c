@@ -4,6 +4,10 @@
  * sends the replies; keeps the event streams and a cache of open data
  * files with chunk SHA-256s so repeated chunk GETs are served from the loop
  * with sendfile. It does not know the on-disk format (volstore.c does).
+ * Between the sockets and evhttp sits the admission layer (struct vconn):
+ * connection caps, the receive deadline, and the decision about each
+ * request from its head before any body is read (doc/protocol.md,
+ * "Limits").
  *
  * Threads: the loop thread owns every evhttp object, the volume registry,
  * the chunk cache and the subscribers. Workers touch a volume only through
@@ -34,15 +38,18 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
+#include "base/crc32c.h"
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/token.h"
 #include "common/util.h"
 #include "vol/vold.h"
+#include "vol/vold_admit.h"
 #include "vol/vold_pool.h"
 #include "vol/volstore.h"
 
@@ -52,7 +59,19 @@
 #define OC_SHA_MAX 65536	/* chunks per object whose sums we keep */
 /* Block sums per chunk: proto_block_size() makes at most 16 blocks. */
 #define VOLD_BLOCKS 16
-#define STAGE_GC_S  3600 /* staging expiry checked at least this often */
+#define STAGE_GC_S 3600 /* staging expiry checked at least this often */
+#define VCONN_HASH 256
+/* Read high-water mark below the admission filter: what one connection
+ * may hold unparsed (a request head being looked at, or a pipelined
+ * request waiting for the reply before it). Above VOLD_HEAD_MAX so a
+ * whole head always fits. */
+#define VCONN_UNDER_WM (64u * 1024)
+#define EMFILE_PAUSE_MS 250
+#define LOG_EVERY_MS 10000
+/* Requests the admission filter refused reach on_request() under this
+ * path, followed by the refusal's index; any client may send it and get
+ * that refusal, which tells it nothing. */
+#define VOLD_REFUSED_PATH "/.cairn-refused/"
 
 struct vold;
 struct vvol;
@@ -86,6 +105,53 @@ struct sub {
 	struct evhttp_connection *evcon;
 	uint64_t next;	  /* next seq to send */
 	uint64_t last_ms; /* last write (for pings) */
+	char *token;	  /* the bearer token it was opened with */
+	uint64_t expiry;  /* the token's expiry (Unix s), 0 = never */
+	uint32_t volid;	  /* the volume id and token epoch the token */
+	uint64_t epoch;	  /* names: the stream ends when either moves */
+};
+
+/*
+ * One accepted connection, as the admission filter sees it (loop thread).
+ * libevent 2.1 has neither evhttp_set_newreqcb() nor a way to hand an
+ * accepted socket to evhttp ourselves (evhttp_get_request() is static),
+ * so the one place to stand between the socket and evhttp's parser is the
+ * bufferevent evhttp_set_bevcb() lets us make: a filter over the socket
+ * (or TLS) bufferevent. It holds each request head until it is complete,
+ * decides from it alone (route, Content-Length, token), and then passes
+ * exactly that head and at most Content-Length body bytes, so evhttp never
+ * buffers a byte we did not admit. Its lifetime is the filter's: the
+ * filter's free_context (vconn_free) is the one close callback that runs
+ * for every connection however it ends, which is why the counts live
+ * here and not in evhttp_connection_set_closecb() (that one is evhttp's to
+ * call only once the connection is "connected", and the event streams
+ * already use it).
+ */
+enum vconn_state {
+	VC_HEAD,    /* waiting for a complete request head */
+	VC_BODY,    /* passing the admitted body (body_left bytes to go) */
+	VC_BUSY,    /* request passed; evhttp has not replied yet */
+	VC_DISCARD, /* refused or cut off: input is dropped until the close */
+};
+
+struct vconn {
+	TAILQ_ENTRY(vconn) link;
+	LIST_ENTRY(vconn) hlink; /* vd->conn_hash, by bev */
+	struct vold *vd;	 /* NULL once vold_stop() let go */
+	struct bufferevent *bev;   /* the filter, which evhttp owns */
+	struct bufferevent *under; /* the socket or TLS bufferevent */
+	struct event *kick;	   /* admission of the peer; resume */
+	struct event *deadline;	   /* the request's receive deadline */
+	struct event *wdone;	   /* all output handed to the kernel */
+	struct evbuffer_cb_entry *fout_cb, *uout_cb;
+	struct sockaddr_storage peer;
+	socklen_t peerlen;
+	bool admit_pending; /* peer address not checked yet */
+	bool timing;	    /* deadline armed */
+	enum vconn_state state;
+	uint64_t body_left;
+	uint64_t body_held; /* its share of vd->body_held */
+	size_t scanned;	    /* head bytes searched for its end so far */
 };
 
 struct vvol {
@@ -134,7 +200,26 @@ struct vold {
 	TAILQ_HEAD(oc_lru, ocache) lru;
 	TAILQ_HEAD(, vvol) vols;
 	struct event *tick;
+	LIST_ENTRY(vold) all; /* all_volds */
+
+	/* Connection admission (loop thread). */
+	TAILQ_HEAD(, vconn) conns;
+	LIST_HEAD(, vconn) conn_hash[VCONN_HASH];
+	int nconns;
+	int max_conns, max_conns_addr, max_streams_token;
+	int deadline_s;
+	int timeout_s; /* evhttp's inactivity timeout */
+	uint64_t body_held; /* admitted bodies of requests not yet answered */
+	bool accept_full;   /* not accepting: max_conns reached */
+	bool accept_emfile; /* not accepting: out of descriptors */
+	struct event *resume; /* ends the descriptor pause */
+	uint64_t log_full_ms, log_emfile_ms, log_addr_ms, log_deadline_ms;
+	uint64_t log_stream_ms;
 };
+
+/* Every running server, to find ours from the listener's error callback
+ * (evhttp gives the listener its own argument). Loop thread. */
+static LIST_HEAD(, vold) all_volds = LIST_HEAD_INITIALIZER(all_volds);
 
 enum jkind {
 	J_VOLINFO,
@@ -190,6 +275,7 @@ struct rjob {
 
 static void vvol_put(struct vvol *vol);
 static void sub_drop(struct sub *s, bool close_conn);
+static bool log_due(uint64_t *last, uint64_t period);
 
 /* ---- replies ---- */
 
@@ -209,8 +295,11 @@ reason(int status)
 	case 410: return "Gone";
 	case 412: return "Precondition Failed";
 	case 413: return "Payload Too Large";
+	case 411: return "Length Required";
 	case 416: return "Range Not Satisfiable";
+	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
+	case 503: return "Service Unavailable";
 	case 507: return "Insufficient Storage";
 	default: return status >= 500 ? "Internal Server Error" : "Error";
 	}
@@ -669,8 +758,22 @@ sub_drop(struct sub *s, bool close_conn)
 			evhttp_send_reply_end(s->req);
 	}
 	log_debug(LOG_EV, "event stream on '%s' ended", vol->name);
+	free(s->token);
 	free(s);
 	vvol_put(vol);
+}
+
+/* Bytes written to @evcon but not yet sent: its own output and, through
+ * the admission filter, the output of every bufferevent below it. */
+static size_t
+conn_queued(struct evhttp_connection *evcon)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+	size_t n = 0;
+
+	for (; bev; bev = bufferevent_get_underlying(bev))
+		n += evbuffer_get_length(bufferevent_get_output(bev));
+	return n;
 }
 
 static int
@@ -691,7 +794,7 @@ static void
 sub_flush(struct sub *s, bool ping)
 {
 	struct vvol *vol = s->vol;
-	struct evbuffer *b = evbuffer_new(), *q;
+	struct evbuffer *b = evbuffer_new();
 	struct proto_event e;
 	size_t queued;
 
@@ -720,8 +823,7 @@ sub_flush(struct sub *s, bool ping)
 		evbuffer_free(b);
 		return;
 	}
-	q = bufferevent_get_output(evhttp_connection_get_bufferevent(s->evcon));
-	queued = evbuffer_get_length(q);
+	queued = conn_queued(s->evcon);
 	if (queued + evbuffer_get_length(b) > EVQ_MAX) {
 		log_info(LOG_EV, "dropping event stream client of '%s': %zu "
 			 "bytes unread", vol->name, queued);
@@ -751,12 +853,47 @@ events_start(struct rjob *r)
 {
 	struct vvol *vol = r->vol;
 	struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
-	struct sub *s = calloc(1, sizeof(*s));
+	const char *auth = evhttp_find_header(
+		evhttp_request_get_input_headers(r->req), "Authorization");
+	struct vold *vd = r->vd;
+	struct sub *s;
+	struct vvol *v;
 	uint64_t first, last;
+	int n = 0;
 
-	if (!s) {
+	/* check_token() let it in, so it is "Bearer " and a token. A token
+	 * may hold only so many streams (each pins a connection and up to
+	 * EVQ_MAX of queue), and a stream lives no longer than its token. */
+	auth = auth && !strncmp(auth, "Bearer ", 7) ? auth + 7 : "";
+	TAILQ_FOREACH(v, &vd->vols, link)
+		TAILQ_FOREACH(s, &v->subs, link)
+			n += s->token && !strcmp(s->token, auth);
+	if (n >= vd->max_streams_token) {
+		if (log_due(&vd->log_stream_ms, LOG_EVERY_MS))
+			log_info(LOG_EV, "refusing event stream on '%s': its "
+				 "token has %d open (max %d)", vol->name, n,
+				 vd->max_streams_token);
+		reply_err(r->req, EAGAIN, 429,
+			  "too many event streams for this token", 0);
+		return;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->token = strdup(auth))) {
+		free(s);
 		reply_err(r->req, ENOMEM, 0, NULL, 0);
 		return;
+	}
+	{
+		/* check_token() verified it and matched volid and epoch to
+		 * the volume's; on_tick() ends the stream when they no
+		 * longer match (vos revoke, volume made again). */
+		struct token_info ti;
+
+		if (token_parse(auth, &ti) == 0) {
+			s->expiry = ti.expiry;
+			s->volid = ti.volid;
+			s->epoch = ti.epoch;
+		}
 	}
 	pthread_mutex_lock(&vol->evlock);
 	first = vol->ring_first;
@@ -766,6 +903,7 @@ events_start(struct rjob *r)
 	s->req = r->req;
 	s->evcon = evhttp_request_get_connection(r->req);
 	if (!s->evcon) {
+		free(s->token);
 		free(s);
 		evhttp_send_reply(r->req, 200, "OK", NULL); /* frees it */
 		return;
@@ -848,7 +986,7 @@ sum_range(int fd, uint64_t off, uint64_t len, uint32_t bsize,
 
 			if (l > want - at)
 				l = want - at;
-			out->crc[b] = util_crc32c(out->crc[b], buf + at, l);
+			out->crc[b] = crc32c(out->crc[b], buf + at, l);
 			at += l;
 		}
 		done += want;
@@ -1367,80 +1505,753 @@ rjob_new(struct vold *vd, struct vvol *vol, enum jkind kind,
 
 /* ---- routing ---- */
 
+/* Bring @vv's cached id and token epoch (vv->ts) up to date: one
+ * fstatat() while the file is unchanged. Loop thread only. @return 0,
+ * -ENOENT (no such volume), -EINVAL (corrupt), -errno. */
+static int
+vvol_tokstate(struct vold *vd, struct vvol *vv)
+{
+	uint64_t now_ms = util_now_ms();
+	int rc;
+
+	/* Re-read at least once a second even if the file looks the same:
+	 * an inode number may be reused within one mtime tick. */
+	rc = vs_tokstate_get(vd->root, vv->name, now_ms - vv->ts_ms >= 1000,
+			     &vv->ts);
+	if (!rc && now_ms - vv->ts_ms >= 1000)
+		vv->ts_ms = now_ms;
+	return rc;
+}
+
 /*
- * Check the bearer token of @req for @vol. @return 0, or replies. The
- * token must name the volume as it is now: its id and its token epoch
- * (vs_tokstate_get(), one fstatat() while nothing changed), so a token
- * of a removed and re-made volume, or one minted before `vos revoke`,
- * gets 401 like an expired one.
+ * The one token check, for on_request() (check_token()) and for the
+ * admission filter (head_token()), so the two cannot drift apart: a
+ * request the filter lets send its body is one on_request() then serves,
+ * and one the filter refuses gets the same reply on_request() would give.
  */
+enum tok_verdict {
+	TV_OK = 0,
+	TV_MISSING,  /* no "Bearer " Authorization */
+	TV_INVALID,  /* malformed, bad MAC or expired */
+	TV_OLD,	     /* a cairn1 token: never honoured */
+	TV_OTHER,    /* names another volume */
+	TV_PERM,     /* read-only token on a mutation */
+	TV_STALE,    /* another volume id or epoch: re-made or revoked */
+	TV_NO_VOL,   /* the volume does not exist */
+	TV_IO,	     /* its token state cannot be read */
+	TV_COUNT
+};
+
+static const struct {
+	int status, err;
+	const char *msg;
+} tok_replies[TV_COUNT] = {
+	[TV_MISSING] = {401, EACCES, "missing bearer token"},
+	[TV_INVALID] = {401, EACCES, "invalid or expired token"},
+	[TV_OLD] = {401, EACCES,
+		    "old-format token: mint a new one with vos token"},
+	[TV_OTHER] = {403, EPERM, "token is for another volume"},
+	[TV_PERM] = {403, EPERM, "token does not allow this on this volume"},
+	[TV_STALE] = {401, EACCES,
+		      "token revoked, or the volume was made again"},
+	[TV_NO_VOL] = {404, ENOENT, "no such volume"},
+	[TV_IO] = {500, EIO, "cannot read the volume's token state"},
+};
+
+/*
+ * Judge the Authorization header value @auth (@auth_len bytes, need not be
+ * NUL-terminated; NULL if absent) for a request on volume @vol that needs
+ * write access if @need_rw. The token must verify (form, MAC, expiry; old
+ * cairn1 tokens never do) and name the volume as it is now: its id and
+ * its token epoch (vs_tokstate_get(), one fstatat() while nothing
+ * changed), so a token of a removed and re-made volume, or one minted
+ * before `vos revoke`, is refused like an expired one. Loop thread only
+ * (it updates the vvol's cached token state). On TV_OK, @ti (may be NULL)
+ * holds what the token says.
+ */
+static enum tok_verdict
+token_judge(struct vold *vd, const char *auth, size_t auth_len,
+	    const char *vol, bool need_rw, struct token_info *ti)
+{
+	char tok[TOKEN_MAX + 1];
+	struct token_info t, old;
+	struct vvol *vv;
+	size_t n;
+	int rc;
+
+	if (!auth || auth_len < 7 || strncmp(auth, "Bearer ", 7))
+		return TV_MISSING;
+	n = auth_len - 7;
+	if (n >= sizeof(tok))
+		return TV_INVALID;
+	memcpy(tok, auth + 7, n);
+	tok[n] = 0;
+	if (token_verify(vd->key, vd->keylen, tok, (uint64_t)time(NULL), &t))
+		return token_parse(tok, &old) == 0 && old.version == 1
+			       ? TV_OLD
+			       : TV_INVALID;
+	if (strcmp(t.vol, vol))
+		return TV_OTHER;
+	vv = vvol_get(vd, vol);
+	if (!vv)
+		return TV_IO;
+	rc = vvol_tokstate(vd, vv);
+	if (rc == 0)
+		rc = token_allows(&t, vol, vv->ts.id, vv->ts.epoch, need_rw);
+	vvol_put(vv);
+	switch (rc) {
+	case 0:
+		break;
+	case -ESTALE:
+		return TV_STALE;
+	case -EPERM:
+		return TV_PERM;
+	case -ENOENT:
+		return TV_NO_VOL;
+	default:
+		log_err(LOG_VOL, "cannot read the token state of '%s': %s", vol,
+			strerror(-rc));
+		return TV_IO;
+	}
+	if (ti)
+		*ti = t;
+	return TV_OK;
+}
+
+/* Check the bearer token of @req for @vol (token_judge()). @return 0, or
+ * replies and returns -1. */
 static int
 check_token(struct vold *vd, struct evhttp_request *req, const char *vol,
 	    bool need_rw, bool *readonly)
 {
 	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
 					   "Authorization");
-	uint64_t now_ms = util_now_ms();
 	struct token_info ti;
-	struct vvol *vv;
-	int rc;
+	enum tok_verdict v;
 
-	if (!h || strncmp(h, "Bearer ", 7)) {
-		reply_err(req, EACCES, 401, "missing bearer token", 0);
-		return -1;
-	}
-	h += 7;
-	rc = token_verify(vd->key, vd->keylen, h, (uint64_t)time(NULL), &ti);
-	if (rc) {
-		struct token_info old;
-		const char *why = "invalid or expired token";
-
-		if (token_parse(h, &old) == 0 && old.version == 1)
-			why = "old-format token: mint a new one with vos token";
-		reply_err(req, EACCES, 401, why, 0);
-		return -1;
-	}
-	if (strcmp(ti.vol, vol)) {
-		reply_err(req, EPERM, 403, "token is for another volume", 0);
-		return -1;
-	}
-	vv = vvol_get(vd, vol);
-	if (!vv) {
-		reply_err(req, ENOMEM, 0, NULL, 0);
-		return -1;
-	}
-	/* Re-read at least once a second even if the file looks the same:
-	 * an inode number may be reused within one mtime tick. */
-	rc = vs_tokstate_get(vd->root, vol, now_ms - vv->ts_ms >= 1000,
-			     &vv->ts);
-	if (!rc && now_ms - vv->ts_ms >= 1000)
-		vv->ts_ms = now_ms;
-	if (rc == 0)
-		rc = token_allows(&ti, vol, vv->ts.id, vv->ts.epoch, need_rw);
-	vvol_put(vv);
-	if (rc == -ESTALE) {
-		reply_err(req, EACCES, 401,
-			  "token revoked, or the volume was made again", 0);
-		return -1;
-	}
-	if (rc == -EPERM) {
-		reply_err(req, EPERM, 403,
-			  "token does not allow this on this volume", 0);
-		return -1;
-	}
-	if (rc == -ENOENT) {
-		reply_err(req, ENOENT, 0, "no such volume", 0);
-		return -1;
-	}
-	if (rc) {
-		log_err(LOG_VOL, "cannot read the token state of '%s': %s", vol,
-			strerror(-rc));
-		reply_err(req, EIO, 0, "cannot read the volume's token state",
-			  0);
+	v = token_judge(vd, h, h ? strlen(h) : 0, vol, need_rw, &ti);
+	if (v != TV_OK) {
+		reply_err(req, tok_replies[v].err, tok_replies[v].status,
+			  tok_replies[v].msg, 0);
 		return -1;
 	}
 	*readonly = !ti.rw;
 	return 0;
+}
+
+/* ---- admission: connections and request heads (loop thread) ---- */
+
+/* True once every @period ms per *@last: for log lines an attacker could
+ * otherwise repeat at will. */
+static bool
+log_due(uint64_t *last, uint64_t period)
+{
+	uint64_t now = util_now_ms();
+
+	if (*last && now - *last < period)
+		return false;
+	*last = now;
+	return true;
+}
+
+static void
+peer_str(const struct vconn *c, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (c->peer.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)&c->peer)->sin_addr,
+			  host, sizeof(host));
+	else if (c->peer.ss_family == AF_INET6)
+		inet_ntop(AF_INET6,
+			  &((const struct sockaddr_in6 *)&c->peer)->sin6_addr,
+			  host, sizeof(host));
+	snprintf(buf, len, "%s", host);
+}
+
+static bool
+same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	if (a->ss_family == AF_INET6)
+		return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+			       &((const struct sockaddr_in6 *)b)->sin6_addr, 16);
+	return false;
+}
+
+static unsigned
+vconn_hash(const struct bufferevent *bev)
+{
+	return (unsigned)(((uintptr_t)bev >> 4) % VCONN_HASH);
+}
+
+static struct vconn *
+vconn_find(struct vold *vd, const struct bufferevent *bev)
+{
+	struct vconn *c;
+
+	LIST_FOREACH(c, &vd->conn_hash[vconn_hash(bev)], hlink)
+		if (c->bev == bev)
+			return c;
+	return NULL;
+}
+
+/* Accept new connections unless at the cap or out of descriptors. */
+static void
+accept_update(struct vold *vd)
+{
+	struct evconnlistener *l;
+	bool full = vd->nconns >= vd->max_conns;
+
+	if (full && !vd->accept_full && log_due(&vd->log_full_ms, LOG_EVERY_MS))
+		log_warn(LOG_HTTP, "%d connections open (the maximum): not "
+			 "accepting more until one closes", vd->nconns);
+	vd->accept_full = full;
+	if (!vd->bound)
+		return;
+	l = evhttp_bound_socket_get_listener(vd->bound);
+	if (vd->accept_full || vd->accept_emfile)
+		evconnlistener_disable(l);
+	else
+		evconnlistener_enable(l);
+}
+
+static void
+on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct vold *vd = arg;
+
+	vd->accept_emfile = false;
+	accept_update(vd);
+}
+
+/* accept() failed for another reason than a retriable one. Out of
+ * descriptors the listening socket stays readable, so without a pause the
+ * loop would spin on it; existing connections go on being served. */
+static void
+on_accept_error(struct evconnlistener *l, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = {0, EMFILE_PAUSE_MS * 1000};
+	struct vold *vd;
+
+	LIST_FOREACH(vd, &all_volds, all)
+		if (vd->http == arg)
+			break;
+	if (!vd)
+		return;
+	if (log_due(&vd->log_emfile_ms, LOG_EVERY_MS))
+		log_warn(LOG_HTTP, "cannot accept a connection: %s (%d open); "
+			 "pausing accept for %d ms", strerror(err), vd->nconns,
+			 EMFILE_PAUSE_MS);
+	vd->accept_emfile = true;
+	accept_update(vd);
+	evtimer_add(vd->resume, &tv);
+}
+
+/* Make evhttp drop the connection of @c, as if the client had gone: its
+ * error path frees the connection and with it our filter. */
+static void
+vconn_close(struct vconn *c)
+{
+	bufferevent_event_cb ecb = NULL;
+
+	c->state = VC_DISCARD;
+	bufferevent_getcb(c->bev, NULL, NULL, &ecb, NULL);
+	if (ecb)
+		bufferevent_trigger_event(c->bev,
+					  BEV_EVENT_ERROR | BEV_EVENT_READING, 0);
+}
+
+static void
+vconn_arm(struct vconn *c)
+{
+	struct timeval tv = {c->vd ? c->vd->deadline_s : 30, 0};
+
+	if (c->timing)
+		return;
+	c->timing = true;
+	evtimer_add(c->deadline, &tv);
+}
+
+static void
+vconn_disarm(struct vconn *c)
+{
+	c->timing = false;
+	evtimer_del(c->deadline);
+}
+
+static void
+on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct vconn *c = arg;
+	char host[INET6_ADDRSTRLEN];
+
+	c->timing = false;
+	if (!c->vd || c->state == VC_DISCARD)
+		return;
+	peer_str(c, host, sizeof(host));
+	if (log_due(&c->vd->log_deadline_ms, LOG_EVERY_MS))
+		log_info(LOG_HTTP, "request from %s not received within %d s: "
+			 "closing the connection", host, c->vd->deadline_s);
+	vconn_close(c);
+}
+
+/* Right after accept: the peer's address is known only now (the filter
+ * is made before evhttp sets its socket). @return false if it holds too
+ * many connections already. */
+static bool
+vconn_admit_peer(struct vconn *c)
+{
+	struct vold *vd = c->vd;
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	char host[INET6_ADDRSTRLEN];
+	struct vconn *o;
+	int n = 0;
+
+	c->peerlen = sizeof(c->peer);
+	if (fd < 0 ||
+	    getpeername(fd, (struct sockaddr *)&c->peer, &c->peerlen) < 0) {
+		memset(&c->peer, 0, sizeof(c->peer));
+		return true;
+	}
+	/* Linear, but bounded by max_conns and only once a connection. */
+	TAILQ_FOREACH(o, &vd->conns, link)
+		n += !o->admit_pending && o != c && same_host(&o->peer, &c->peer);
+	if (n < vd->max_conns_addr)
+		return true;
+	peer_str(c, host, sizeof(host));
+	if (log_due(&vd->log_addr_ms, LOG_EVERY_MS))
+		log_warn(LOG_HTTP, "refusing a connection from %s: it has %d "
+			 "open (the maximum)", host, n);
+	return false;
+}
+
+enum refusal {
+	RF_NONE = 0,
+	RF_TOKEN,     /* + a tok_verdict: as token_judge() said */
+	RF_TOO_LARGE = RF_TOKEN + TV_COUNT,
+	RF_CHUNKED,
+	RF_BAD,
+	RF_BUSY,
+	RF_COUNT
+};
+
+static const struct {
+	int status, err;
+	const char *msg;
+} refusals[RF_COUNT] = {
+	[RF_TOO_LARGE] = {413, E2BIG, "body too large for this request"},
+	[RF_CHUNKED] = {411, EINVAL, "a request body needs a Content-Length"},
+	[RF_BAD] = {400, EINVAL, "malformed request head"},
+	[RF_BUSY] = {503, EAGAIN, "too many request bodies in flight, retry"},
+};
+
+/* The token of a request with a body: token_judge(), as on_request()
+ * will judge it again once the body is in. */
+static enum refusal
+head_token(struct vold *vd, const struct vold_head *h,
+	   const struct proto_path *p)
+{
+	enum tok_verdict v;
+
+	v = token_judge(vd, h->auth, h->auth_len, p->vol,
+			p->kind == PROTO_P_OP || p->kind == PROTO_P_STAGE,
+			NULL);
+	return v == TV_OK ? RF_NONE : (enum refusal)(RF_TOKEN + v);
+}
+
+/* Decide about a complete head: *@body is how many body bytes follow. */
+static enum refusal
+head_decide(struct vold *vd, const struct vold_head *h, uint64_t *body)
+{
+	struct proto_path p;
+	char target[2048];
+	uint64_t limit;
+	enum refusal rf;
+
+	*body = 0;
+	if (h->chunked)
+		return RF_CHUNKED;
+	if (h->n_content_length > 1)
+		return RF_BAD;
+	/* libevent reads no body for these, whatever the headers say. */
+	if (h->method == VOLD_M_HEAD || h->method == VOLD_M_OTHER ||
+	    h->content_length <= 0)
+		return RF_NONE;
+	memset(&p, 0, sizeof(p));
+	if (h->target_len < sizeof(target)) {
+		memcpy(target, h->target, h->target_len);
+		target[h->target_len] = 0;
+		if (proto_parse_path(target, &p))
+			p.kind = PROTO_P_NONE;
+	}
+	limit = vold_body_limit(h->method, &p);
+	if (limit) {
+		rf = head_token(vd, h, &p);
+		if (rf)
+			return rf;
+	}
+	if ((uint64_t)h->content_length > limit)
+		return RF_TOO_LARGE;
+	/* Each body is bounded by its route, their sum by the budget: even
+	 * token holders cannot make us hold more than that at once. */
+	if (vd->body_held + (uint64_t)h->content_length > VOLD_BODY_BUDGET)
+		return RF_BUSY;
+	*body = (uint64_t)h->content_length;
+	return RF_NONE;
+}
+
+/* The body of @c's request was answered (or the connection is gone). */
+static void
+vconn_release(struct vconn *c)
+{
+	if (c->vd)
+		c->vd->body_held -= c->body_held;
+	c->body_held = 0;
+}
+
+/* The filter at VC_HEAD: wait for a whole head, then pass or refuse it. */
+static enum bufferevent_filter_result
+vconn_head(struct vconn *c, struct evbuffer *src, struct evbuffer *dst)
+{
+	size_t have = evbuffer_get_length(src);
+	size_t look = have < VOLD_HEAD_MAX ? have : VOLD_HEAD_MAX;
+	struct vold_head h;
+	enum refusal rf;
+	uint64_t body;
+	int n;
+
+	const char *buf;
+	size_t end;
+
+	if (!have)
+		return BEV_NEED_MORE;
+	vconn_arm(c);
+	buf = (const char *)evbuffer_pullup(src, (ev_ssize_t)look);
+	/* Parse only once a possible end has come, and search each byte for
+	 * it once: a head trickled a byte at a time costs linear time. */
+	n = 0;
+	while (buf && (end = vold_head_end(buf, look, c->scanned))) {
+		c->scanned = end;
+		n = vold_head_parse(buf, look, &h);
+		if (n)
+			break;
+	}
+	if (n == 0)
+		c->scanned = look;
+	if (n == 0 && look < VOLD_HEAD_MAX)
+		return BEV_NEED_MORE;
+	c->scanned = 0;
+	if (n == 0) {
+		/* No end in sight: evhttp's own header limit (lower than
+		 * ours) answers it with its 400 and closes. */
+		evbuffer_remove_buffer(src, dst, look);
+		c->state = VC_DISCARD;
+		vconn_disarm(c);
+		return BEV_OK;
+	}
+	rf = n < 0 ? RF_BAD : head_decide(c->vd, &h, &body);
+	if (rf) {
+		/* Not one byte of the body is read: what came with the head
+		 * is dropped, and evhttp gets a stand-in request it answers
+		 * through on_request() (JSON error, Connection: close). */
+		evbuffer_drain(src, have);
+		evbuffer_add_printf(dst, "GET " VOLD_REFUSED_PATH "%d HTTP/1.1\r\n"
+				    "Connection: close\r\n\r\n", (int)rf);
+		c->state = VC_DISCARD;
+		vconn_disarm(c);
+		return BEV_OK;
+	}
+	evbuffer_remove_buffer(src, dst, (size_t)n);
+	c->body_left = body;
+	c->body_held = body;
+	c->vd->body_held += body;
+	if (body) {
+		c->state = VC_BODY;
+	} else {
+		c->state = VC_BUSY;
+		vconn_disarm(c);
+	}
+	return BEV_OK;
+}
+
+/*
+ * The admission filter's input side: between the socket (@src) and evhttp
+ * (@dst). It passes one request at a time: after a complete request it
+ * holds the next one in @src (bounded by VCONN_UNDER_WM) until evhttp has
+ * replied (on_req_done), so pipelining cannot pile requests up in evhttp's
+ * buffers, and evhttp never sees input while it is not reading.
+ */
+static enum bufferevent_filter_result
+vconn_filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t lim,
+		enum bufferevent_flush_mode mode, void *arg)
+{
+	struct vconn *c = arg;
+	size_t have = evbuffer_get_length(src), n;
+
+	if (!c->vd)
+		c->state = VC_DISCARD;
+	switch (c->state) {
+	case VC_HEAD:
+		return vconn_head(c, src, dst);
+	case VC_BODY:
+		n = have < c->body_left ? have : (size_t)c->body_left;
+		if (!n)
+			return BEV_NEED_MORE;
+		evbuffer_remove_buffer(src, dst, n);
+		c->body_left -= n;
+		if (!c->body_left) {
+			c->state = VC_BUSY;
+			vconn_disarm(c);
+		}
+		return BEV_OK;
+	case VC_BUSY:
+		/* The next request's clock starts with its first byte. */
+		if (have)
+			vconn_arm(c);
+		return BEV_NEED_MORE;
+	case VC_DISCARD:
+	default:
+		evbuffer_drain(src, have);
+		return BEV_NEED_MORE;
+	}
+}
+
+/* After accept: check the peer. After a reply: pass on what the client
+ * pipelined meanwhile (no new bytes may come to wake the filter). */
+static void
+on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	struct vconn *c = arg;
+	bufferevent_data_cb rcb = NULL;
+	bufferevent_event_cb ecb = NULL;
+	struct evbuffer *src, *dst;
+
+	/* A freed bufferevent has no callbacks left: evhttp let go of it
+	 * and vconn_free() is on its way. */
+	bufferevent_getcb(c->bev, &rcb, NULL, &ecb, NULL);
+	if (!ecb || !c->vd)
+		return;
+	if (c->admit_pending) {
+		c->admit_pending = false;
+		if (!vconn_admit_peer(c)) {
+			vconn_close(c);
+			return;
+		}
+	}
+	if (c->state != VC_HEAD)
+		return;
+	src = bufferevent_get_input(c->under);
+	dst = bufferevent_get_input(c->bev);
+	while (evbuffer_get_length(src) &&
+	       vconn_filter_in(src, dst, -1, BEV_NORMAL, c) == BEV_OK)
+		;
+	if (evbuffer_get_length(dst) && rcb &&
+	    (bufferevent_get_enabled(c->bev) & EV_READ))
+		bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS);
+}
+
+/*
+ * The output side. libevent's filter would pass evhttp's output down as it
+ * comes and then tell evhttp "written" as soon as its own buffer is empty,
+ * while the bytes still sit in the bufferevent below: evhttp then frees a
+ * connection it closes after the reply (and shuts its socket down) with
+ * the reply unsent. So the filter itself passes nothing (vconn_filter_out);
+ * on_fout() moves evhttp's output down at once, and evhttp hears "written"
+ * (on_wdone) only when the bufferevent below has handed everything to the
+ * kernel (or to TLS).
+ */
+static enum bufferevent_filter_result
+vconn_filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t lim,
+		 enum bufferevent_flush_mode mode, void *arg)
+{
+	return BEV_NEED_MORE;
+}
+
+static void
+on_fout(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct vconn *c = arg;
+
+	if (info->n_added && evbuffer_get_length(buf))
+		evbuffer_add_buffer(bufferevent_get_output(c->under), buf);
+}
+
+static void
+on_uout(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct vconn *c = arg;
+
+	if (info->n_deleted)
+		event_active(c->wdone, EV_TIMEOUT, 1);
+}
+
+static void
+on_wdone(evutil_socket_t fd, short what, void *arg)
+{
+	struct vconn *c = arg;
+	bufferevent_event_cb ecb = NULL;
+	struct timeval tv;
+
+	bufferevent_getcb(c->bev, NULL, NULL, &ecb, NULL);
+	if (!ecb || !c->vd)
+		return;
+	/* Progress: evhttp's timeouts count idleness, as on a socket. */
+	tv.tv_sec = c->vd->timeout_s;
+	tv.tv_usec = 0;
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	if (!evbuffer_get_length(bufferevent_get_output(c->under)) &&
+	    !evbuffer_get_length(bufferevent_get_output(c->bev)) &&
+	    (bufferevent_get_enabled(c->bev) & EV_WRITE))
+		bufferevent_trigger(c->bev, EV_WRITE, 0);
+}
+
+/* The filter is being freed (libevent's finalizer): the connection is
+ * gone for good. The bufferevent below outlives this call a little. */
+static void
+vconn_free(void *arg)
+{
+	struct vconn *c = arg;
+	struct vold *vd = c->vd;
+
+	if (c->uout_cb)
+		evbuffer_remove_cb_entry(bufferevent_get_output(c->under),
+					 c->uout_cb);
+	if (c->fout_cb)
+		evbuffer_remove_cb_entry(bufferevent_get_output(c->bev),
+					 c->fout_cb);
+	if (c->kick)
+		event_free(c->kick);
+	if (c->deadline)
+		event_free(c->deadline);
+	if (c->wdone)
+		event_free(c->wdone);
+	if (vd) {
+		vconn_release(c);
+		TAILQ_REMOVE(&vd->conns, c, link);
+		LIST_REMOVE(c, hlink);
+		vd->nconns--;
+		accept_update(vd);
+	}
+	free(c);
+}
+
+/* evhttp_set_bevcb(): called for each accepted connection before evhttp
+ * sets its socket. */
+static struct bufferevent *
+vconn_bevcb(struct event_base *base, void *arg)
+{
+	struct vold *vd = arg;
+	struct vconn *c = calloc(1, sizeof(*c));
+	struct bufferevent *under = NULL;
+	SSL *ssl;
+
+	/* On failure evhttp makes a plain bufferevent of its own: that
+	 * connection goes unfiltered, which only happens out of memory. */
+	if (!c)
+		return NULL;
+	c->kick = event_new(base, -1, 0, on_kick, c);
+	c->deadline = evtimer_new(base, on_deadline, c);
+	c->wdone = event_new(base, -1, 0, on_wdone, c);
+	if (vd->ssl) {
+		ssl = SSL_new(vd->ssl);
+		if (ssl)
+			under = bufferevent_openssl_socket_new(
+				base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+				BEV_OPT_CLOSE_ON_FREE);
+	} else {
+		under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (under)
+		c->bev = bufferevent_filter_new(under, vconn_filter_in,
+						vconn_filter_out,
+						BEV_OPT_CLOSE_ON_FREE,
+						vconn_free, c);
+	if (c->bev) {
+		c->under = under;
+		c->fout_cb = evbuffer_add_cb(bufferevent_get_output(c->bev),
+					     on_fout, c);
+		c->uout_cb = evbuffer_add_cb(bufferevent_get_output(under),
+					     on_uout, c);
+	}
+	if (!c->kick || !c->deadline || !c->wdone || !c->bev || !c->fout_cb ||
+	    !c->uout_cb) {
+		if (c->kick)
+			event_free(c->kick);
+		if (c->deadline)
+			event_free(c->deadline);
+		if (c->wdone)
+			event_free(c->wdone);
+		c->kick = c->deadline = c->wdone = NULL;
+		if (c->bev) {
+			/* Frees @under and, through vconn_free(), @c. */
+			bufferevent_free(c->bev);
+		} else {
+			if (under)
+				bufferevent_free(under);
+			free(c);
+		}
+		return NULL;
+	}
+	c->vd = vd;
+	c->state = VC_HEAD;
+	c->admit_pending = true;
+	bufferevent_setwatermark(under, EV_READ, 0, VCONN_UNDER_WM);
+	TAILQ_INSERT_TAIL(&vd->conns, c, link);
+	LIST_INSERT_HEAD(&vd->conn_hash[vconn_hash(c->bev)], c, hlink);
+	vd->nconns++;
+	/* The first request's clock starts at accept: a client that
+	 * connects and says nothing holds a slot no longer than that. */
+	vconn_arm(c);
+	event_active(c->kick, EV_TIMEOUT, 1);
+	if (vd->nconns >= vd->max_conns)
+		accept_update(vd);
+	return c->bev;
+}
+
+/* The reply to a request went out (evhttp_request_set_on_complete_cb):
+ * evhttp reads the next request now; let the filter give it one. */
+static void
+on_req_done(struct evhttp_request *req, void *arg)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct vconn *c;
+
+	if (!evcon)
+		return;
+	c = vconn_find(arg, evhttp_connection_get_bufferevent(evcon));
+	if (!c)
+		return;
+	vconn_release(c);
+	if (c->state != VC_BUSY)
+		return;
+	c->state = VC_HEAD;
+	if (evbuffer_get_length(bufferevent_get_input(c->under)))
+		event_active(c->kick, EV_TIMEOUT, 1);
+}
+
+/* The reply to a request the filter refused (VOLD_REFUSED_PATH). */
+static void
+reply_refused(struct evhttp_request *req, const char *uri)
+{
+	int i = atoi(uri + strlen(VOLD_REFUSED_PATH));
+
+	if (i <= RF_NONE || i >= RF_COUNT || i == RF_TOKEN + TV_OK)
+		i = RF_BAD;
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+			  "close");
+	if (i < RF_TOKEN + TV_COUNT)
+		reply_err(req, tok_replies[i - RF_TOKEN].err,
+			  tok_replies[i - RF_TOKEN].status,
+			  tok_replies[i - RF_TOKEN].msg, 0);
+	else
+		reply_err(req, refusals[i].err, refusals[i].status,
+			  refusals[i].msg, 0);
 }
 
 static bool
@@ -1470,6 +2281,11 @@ on_request(struct evhttp_request *req, void *arg)
 	enum jkind kind;
 	int rc;
 
+	if (uri && !strncmp(uri, VOLD_REFUSED_PATH, strlen(VOLD_REFUSED_PATH))) {
+		reply_refused(req, uri);
+		return;
+	}
+	evhttp_request_set_on_complete_cb(req, on_req_done, vd);
 	rc = uri ? proto_parse_path(uri, &p) : -EINVAL;
 	if (rc) {
 		reply_err(req, -rc, 0, rc == -ENOENT ? "no such route" :
@@ -1570,6 +2386,7 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 		struct stat st;
 		dev_t dev;
 		ino_t ino;
+		int ts_rc;
 
 		nv = TAILQ_NEXT(vol, link);
 		if (!vol->opened)
@@ -1588,8 +2405,33 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 			vvol_unlist(vol);
 			continue;
 		}
+		/* A stream lives no longer than its token: not past its
+		 * expiry, nor past `vos revoke` (a new epoch) or the volume
+		 * being made again (a new id). A token state that cannot be
+		 * read now (say EMFILE) keeps the streams until the next
+		 * tick; one that is gone or corrupt ends them, as
+		 * check_token() would refuse them. */
+		ts_rc = TAILQ_EMPTY(&vol->subs) ? 0 : vvol_tokstate(vd, vol);
 		for (s = TAILQ_FIRST(&vol->subs); s; s = ns) {
+			const char *why = NULL;
+
 			ns = TAILQ_NEXT(s, link);
+			if (s->expiry && (uint64_t)time(NULL) >= s->expiry)
+				why = "its token expired";
+			else if (ts_rc == -ENOENT || ts_rc == -EINVAL)
+				why = "the volume's token state is gone";
+			else if (!ts_rc && (s->volid != vol->ts.id ||
+					    s->epoch != vol->ts.epoch))
+				why = "its token was revoked, or the volume "
+				      "made again";
+			if (why) {
+				/* The client reconnects and learns from the
+				 * 401 that it needs a new token. */
+				log_info(LOG_EV, "event stream on '%s' ended: %s",
+					 vol->name, why);
+				sub_drop(s, false);
+				continue;
+			}
 			if (now - s->last_ms >= PING_MS)
 				sub_flush(s, true);
 		}
@@ -1632,18 +2474,6 @@ vold_rescan(struct vold *vd)
 
 /* ---- set-up ---- */
 
-static struct bufferevent *
-ssl_bevcb(struct event_base *base, void *arg)
-{
-	SSL *ssl = SSL_new(arg);
-
-	if (!ssl)
-		return NULL;
-	return bufferevent_openssl_socket_new(base, -1, ssl,
-					      BUFFEREVENT_SSL_ACCEPTING,
-					      BEV_OPT_CLOSE_ON_FREE);
-}
-
 /* Log the oldest OpenSSL error (the queue is then cleared): what failed
  * and on which file, so a wrong path or a mismatched pair is plain. */
 static void
@@ -1677,7 +2507,6 @@ ssl_setup(struct vold *vd, const char *cert, const char *key)
 		ssl_log_err("use key (it does not match the certificate)", key);
 		return -EINVAL;
 	}
-	evhttp_set_bevcb(vd->http, ssl_bevcb, vd->ssl);
 	return 0;
 }
 
@@ -1739,6 +2568,17 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 	memcpy(vd->key, key, keylen);
 	vd->keylen = keylen;
 	vd->cache_max = conf->cache_objects > 0 ? conf->cache_objects : 1024;
+	vd->max_conns = conf->max_conns > 0 ? conf->max_conns :
+					      VOLD_DEFAULT_MAX_CONNS;
+	vd->max_conns_addr = conf->max_conns_addr > 0 ?
+				     conf->max_conns_addr :
+				     VOLD_DEFAULT_MAX_CONNS_ADDR;
+	vd->deadline_s = conf->request_deadline_s > 0 ?
+				 conf->request_deadline_s :
+				 VOLD_DEFAULT_REQUEST_DEADLINE;
+	vd->max_streams_token = conf->max_streams_token > 0 ?
+					conf->max_streams_token :
+					VOLD_DEFAULT_MAX_STREAMS_TOKEN;
 	vd->stage_max = conf->stage_max;
 	vd->stage_expire_s = conf->stage_expire_s > 0 ? conf->stage_expire_s
 						      : VS_STAGE_AGE_S;
@@ -1751,6 +2591,10 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 		vd->gc_every_ms = 1000;
 	TAILQ_INIT(&vd->lru);
 	TAILQ_INIT(&vd->vols);
+	TAILQ_INIT(&vd->conns);
+	for (int i = 0; i < VCONN_HASH; i++)
+		LIST_INIT(&vd->conn_hash[i]);
+	LIST_INSERT_HEAD(&all_volds, vd, all);
 	rc = parse_listen(conf->listen ? conf->listen : "127.0.0.1:7070", addr,
 			  sizeof(addr), &port);
 	if (rc) {
@@ -1760,15 +2604,19 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 	vd->http = evhttp_new(base);
 	vd->pool = vold_pool_new(base, conf->workers > 0 ? conf->workers : 4);
 	vd->tick = event_new(base, -1, EV_PERSIST, on_tick, vd);
-	if (!vd->http || !vd->pool || !vd->tick) {
+	vd->resume = evtimer_new(base, on_resume, vd);
+	if (!vd->http || !vd->pool || !vd->tick || !vd->resume) {
 		rc = -ENOMEM;
 		goto fail;
 	}
 	evhttp_set_max_headers_size(vd->http, 16384);
-	/* The largest body is a 64 MiB JSON op/getattr; a staged chunk is at
-	 * most 4 MiB and checked per request against its ?size=. */
-	evhttp_set_max_body_size(vd->http, PROTO_BODY_MAX + 65536);
-	evhttp_set_timeout(vd->http, conf->timeout_s > 0 ? conf->timeout_s : 60);
+	/* The admission filter (vconn_filter_in) holds each body to its
+	 * route's limit before evhttp reads a byte; this is a backstop at the
+	 * largest of those limits (an op). */
+	evhttp_set_max_body_size(vd->http, (ev_ssize_t)PROTO_OP_BODY_MAX);
+	evhttp_set_bevcb(vd->http, vconn_bevcb, vd);
+	vd->timeout_s = conf->timeout_s > 0 ? conf->timeout_s : 60;
+	evhttp_set_timeout(vd->http, vd->timeout_s);
 	/* Let every method we can name reach on_request, so a wrong one
 	 * gets our 405 with a JSON body instead of evhttp's bare 501. */
 	evhttp_set_allowed_methods(vd->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
@@ -1795,6 +2643,8 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 			strerror(-rc));
 		goto fail;
 	}
+	evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(vd->bound),
+				    on_accept_error);
 	/* Replies are a header write then a body (sendfile): without
 	 * TCP_NODELAY, Nagle holds the tail until the client's delayed ACK,
 	 * 40 ms per request. Accepted sockets inherit it on Linux. */
@@ -1838,6 +2688,7 @@ vold_addr(const struct vold *vd)
 void
 vold_stop(struct vold *vd)
 {
+	struct vconn *c;
 	struct vvol *vol;
 
 	if (!vd)
@@ -1848,6 +2699,9 @@ vold_stop(struct vold *vd)
 	if (vd->tick)
 		event_free(vd->tick);
 	vd->tick = NULL;
+	if (vd->resume)
+		event_free(vd->resume);
+	vd->resume = NULL;
 	while ((vol = TAILQ_FIRST(&vd->vols))) {
 		while (!TAILQ_EMPTY(&vol->subs))
 			sub_drop(TAILQ_FIRST(&vol->subs), false);
@@ -1863,6 +2717,18 @@ vold_stop(struct vold *vd)
 	}
 	if (vd->http)
 		evhttp_free(vd->http);
+	/* Filters whose finalizers have not run yet outlive us: they must
+	 * not touch @vd or the events of a base about to go. */
+	while ((c = TAILQ_FIRST(&vd->conns))) {
+		TAILQ_REMOVE(&vd->conns, c, link);
+		LIST_REMOVE(c, hlink);
+		event_free(c->kick);
+		event_free(c->deadline);
+		event_free(c->wdone);
+		c->kick = c->deadline = c->wdone = NULL;
+		c->vd = NULL;
+	}
+	LIST_REMOVE(vd, all);
 	vold_pool_free(vd->pool);
 	while ((vol = TAILQ_FIRST(&vd->vols)))
 		vvol_unlist(vol);

@@ -63,9 +63,8 @@
 #include <unistd.h>
 #include <linux/falloc.h>
 
-#include <tdb.h>
-
 #include "common/log.h"
+#include "common/tdbw.h"
 #include "common/token.h"
 #include "common/util.h"
 #include "vol/volstore.h"
@@ -182,70 +181,27 @@ name_hash(const char *s, size_t len)
 	return h;
 }
 
-static int
-tdb_errno(struct tdb_context *tdb)
-{
-	switch (tdb_error(tdb)) {
-	case TDB_SUCCESS:
-		return 0;
-	case TDB_ERR_NOEXIST:
-		return -ENOENT;
-	case TDB_ERR_EXISTS:
-		return -EEXIST;
-	case TDB_ERR_OOM:
-		return -ENOMEM;
-	case TDB_ERR_RDONLY:
-		return -EROFS;
-	case TDB_ERR_NOLOCK:
-	case TDB_ERR_LOCK:
-	case TDB_ERR_LOCK_TIMEOUT:
-		return -EAGAIN;
-	default:
-		return -EIO;
-	}
-}
-
 /* Fetch @key into a heap buffer (*val, free()). -ENOENT if missing. */
 static int
 kv_get(struct vs_vol *v, const void *k, size_t klen, uint8_t **val,
        size_t *vlen)
 {
-	TDB_DATA key = {.dptr = (unsigned char *)k, .dsize = klen};
-	TDB_DATA d = tdb_fetch(v->tdb, key);
-
-	if (!d.dptr) {
-		int rc = tdb_errno(v->tdb);
-
-		return rc ? rc : -ENOENT;
-	}
-	*val = d.dptr;
-	*vlen = d.dsize;
-	return 0;
+	return tdbw_fetch(v->tdb, k, klen, val, vlen);
 }
 
 static int
 kv_put(struct vs_vol *v, const void *k, size_t klen, const void *val,
        size_t vlen)
 {
-	TDB_DATA key = {.dptr = (unsigned char *)k, .dsize = klen};
-	TDB_DATA d = {.dptr = (unsigned char *)val, .dsize = vlen};
-
-	if (tdb_store(v->tdb, key, d, TDB_REPLACE) != 0)
-		return tdb_errno(v->tdb) ? tdb_errno(v->tdb) : -EIO;
-	return 0;
+	return tdbw_store(v->tdb, k, klen, val, vlen, TDB_REPLACE);
 }
 
 static int
 kv_del(struct vs_vol *v, const void *k, size_t klen)
 {
-	TDB_DATA key = {.dptr = (unsigned char *)k, .dsize = klen};
+	int rc = tdbw_delete(v->tdb, k, klen);
 
-	if (tdb_delete(v->tdb, key) != 0) {
-		int rc = tdb_errno(v->tdb);
-
-		return rc == -ENOENT ? 0 : (rc ? rc : -EIO);
-	}
-	return 0;
+	return rc == -ENOENT ? 0 : rc;
 }
 
 static bool
@@ -823,7 +779,8 @@ tokstate_parse(int fd, uint32_t *id, uint64_t *epoch)
 		return -EINVAL;
 	errno = 0;
 	e = strtoull(buf + 9, &end, 10);
-	if (errno || *end != '\n' || i == 0)
+	/* One line, nothing after it. */
+	if (errno || *end != '\n' || end + 1 != buf + n || i == 0)
 		return -EINVAL;
 	*id = (uint32_t)i;
 	*epoch = e;
@@ -903,7 +860,10 @@ vs_vol_revoke(struct vs_root *r, const char *name, uint64_t *epochp)
 		rc = vs_tokstate_get(r, name, true, &ts);
 	if (rc)
 		return rc;
-	/* Later than every token minted so far, and meaningful as a time. */
+	/* Later than every token minted so far, and meaningful as a time;
+	 * never wrapped to 0, which would make every old token good. */
+	if (now <= ts.epoch && ts.epoch == UINT64_MAX)
+		return -EOVERFLOW;
 	epoch = now > ts.epoch ? now : ts.epoch + 1;
 	dfd = openat(r->volfd, name,
 		     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -996,21 +956,19 @@ vs_vol_create(struct vs_root *r, const char *name, uint64_t bytes_limit,
 	root.r.dv = 1;
 	root.r.atime = root.r.mtime = root.r.ctime = vr.created;
 	memcpy(root.r.parent, root.oid, 16);
-	if (tdb_transaction_start(tdb) != 0) {
-		rc = -EIO;
+	rc = tdbw_txn_start(tdb);
+	if (rc)
 		goto out;
-	}
 	rc = vrec_put(&v, &vr);
 	if (!rc)
 		rc = obj_put(&v, &root);
 	if (rc) {
-		tdb_transaction_cancel(tdb);
+		tdbw_txn_cancel(tdb);
 		goto out;
 	}
-	if (tdb_transaction_commit(tdb) != 0) {
-		rc = -EIO;
+	rc = tdbw_txn_commit(tdb);
+	if (rc)
 		goto out;
-	}
 	tdb_close(tdb);
 	tdb = NULL;
 	rc = tokstate_write(dfd, id, (uint64_t)vr.created / 1000);
@@ -1471,7 +1429,7 @@ vs_vol_open(struct vs_root *r, const char *name, int flags,
 	errno = 0;
 	v->tdb = tdb_open(path, HASH_SIZE, tflags, oflags, 0600);
 	if (!v->tdb) {
-		rc = errno ? -errno : -EIO;
+		rc = tdbw_open_errno(errno);
 		goto fail;
 	}
 	rc = vrec_get(v, &vr);
@@ -1554,8 +1512,8 @@ vs_vol_set_limits(struct vs_vol *v, uint64_t bytes_limit,
 
 	if (v->flags & VS_RDONLY)
 		return -EROFS;
-	if (tdb_transaction_start(v->tdb) != 0)
-		return tdb_errno(v->tdb) ? tdb_errno(v->tdb) : -EIO;
+	if ((rc = tdbw_txn_start(v->tdb)) != 0)
+		return rc;
 	rc = vrec_get(v, &vr);
 	if (!rc) {
 		vr.bytes_limit = bytes_limit;
@@ -1563,10 +1521,10 @@ vs_vol_set_limits(struct vs_vol *v, uint64_t bytes_limit,
 		rc = vrec_put(v, &vr);
 	}
 	if (rc) {
-		tdb_transaction_cancel(v->tdb);
+		tdbw_txn_cancel(v->tdb);
 		return rc;
 	}
-	return tdb_transaction_commit(v->tdb) ? -EIO : 0;
+	return tdbw_txn_commit(v->tdb);
 }
 
 /* The volume flags, key "F": one u32, host order. A record of its own
@@ -1613,8 +1571,8 @@ vs_vol_set_public(struct vs_vol *v, bool pub)
 
 	if (v->flags & VS_RDONLY)
 		return -EROFS;
-	if (tdb_transaction_start(v->tdb) != 0)
-		return tdb_errno(v->tdb) ? tdb_errno(v->tdb) : -EIO;
+	if ((rc = tdbw_txn_start(v->tdb)) != 0)
+		return rc;
 	rc = vflags_get(v, &flags);
 	/* A damaged record holds no flag we could keep: setting repairs it. */
 	if (rc == -EINVAL)
@@ -1624,10 +1582,10 @@ vs_vol_set_public(struct vs_vol *v, bool pub)
 		rc = kv_put(v, "F", 1, &flags, sizeof(flags));
 	}
 	if (rc) {
-		tdb_transaction_cancel(v->tdb);
+		tdbw_txn_cancel(v->tdb);
 		return rc;
 	}
-	return tdb_transaction_commit(v->tdb) ? -EIO : 0;
+	return tdbw_txn_commit(v->tdb);
 }
 
 int
@@ -3401,20 +3359,19 @@ txn_start(struct txn *t, struct vs_vol *v, bool events)
 	t->now = now_ns();
 	if (v->flags & VS_RDONLY)
 		return -EROFS;
-	if (tdb_transaction_start(v->tdb) != 0) {
-		rc = tdb_errno(v->tdb);
-		return rc ? rc : -EIO;
-	}
+	rc = tdbw_txn_start(v->tdb);
+	if (rc)
+		return rc;
 	rc = vrec_get(v, &t->vr);
 	if (rc)
-		tdb_transaction_cancel(v->tdb);
+		tdbw_txn_cancel(v->tdb);
 	return rc;
 }
 
 static void
 txn_abort(struct txn *t)
 {
-	tdb_transaction_cancel(t->v->tdb);
+	tdbw_txn_cancel(t->v->tdb);
 	if (t->newfile[0])
 		unlinkat(t->v->dirfd, t->newfile, 0);
 }
@@ -3428,13 +3385,14 @@ txn_commit(struct txn *t)
 		txn_abort(t);
 		return rc;
 	}
-	if (tdb_transaction_commit(t->v->tdb) != 0) {
-		rc = tdb_errno(t->v->tdb);
+	rc = tdbw_txn_commit(t->v->tdb);
+	if (rc) {
 		log_err(LOG_VOL, "cannot commit to volume '%s': %s",
-			t->v->name, strerror(rc ? -rc : EIO));
+			t->v->name, strerror(-rc));
 		if (t->newfile[0])
 			unlinkat(t->v->dirfd, t->newfile, 0);
-		return rc && rc != -ENOENT ? rc : -EIO;
+		/* A commit that failed is never "not found" to the caller. */
+		return rc != -ENOENT ? rc : -EIO;
 	}
 	/* Committed: old data files may go now (a crash before this leaves
 	 * them for the next cleanup). */

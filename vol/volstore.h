@@ -104,7 +104,8 @@ int vs_tokstate_ensure(struct vs_root *r, const char *name);
  * microseconds), or one more than the old epoch if that is not later.
  * Written to a temporary file, fsynced and renamed into place; a running
  * cairn-vold sees it on the next request. @return 0 and *epoch (may be
- * NULL), -ENOENT, -errno.
+ * NULL), -ENOENT, -EOVERFLOW (the epoch is at UINT64_MAX: it would wrap),
+ * -errno.
  */
 int vs_vol_revoke(struct vs_root *r, const char *name, uint64_t *epoch);
 
@@ -140,7 +141,8 @@ int vs_vol_meta_path(const struct vs_root *r, const char *name, char *buf,
  * object points at, temporary files and staging older than a day: only
  * the process that serves the volume may ask for it (a store in flight in
  * another process would lose its new file). @return 0 and *out, -ENOENT,
- * -EINVAL (bad name or a corrupt volume record), -errno.
+ * -EINVAL (bad name or a volume record that does not decode), -EUCLEAN
+ * (meta.tdb is damaged, as common/tdbw.h defines it), -errno.
  */
 int vs_vol_open(struct vs_root *r, const char *name, int flags,
 		struct vs_vol **out);

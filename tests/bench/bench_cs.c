@@ -452,7 +452,7 @@ main(int argc, char **argv)
 		goto usage;
 	printf("chunk store benchmark: %u index records (A), %u chunk files "
 	       "(B), crc32c %s\n",
-	       n, f, cs_crc32c_hw_available() ? "sse4.2" : "table");
+	       n, f, crc32c_hw_available() ? "sse4.2" : "table");
 	if (seq_only) {
 		bench_seq(argv[optind]);
 		return 0;

@@ -86,6 +86,24 @@ t_is "$(stat -c %a "$T_DIR/plain/shared")" 1775 "and set-gid on a directory, kee
 t_is "$(stat -c %u:%a "$T_DIR/plain/a/b/c/deep")" 1234:640 "owners and other bits stay"
 t_is "$(grep -c 'dropped the set-user-id/set-group-id bits of 2 objects' "$T_DIR/plain.err")" 1 "and says how many objects lost them"
 t_is "$(vos export nosuch "$T_DIR/out2" >/dev/null 2>&1; echo $?)" 66 "export of a missing volume: 66"
+# An existing destination another user controls (or a symlink) is refused
+# before anything is written: swapping a directory for a symlink there
+# would send root's writes anywhere.
+mkdir -m 0777 "$T_DIR/theirs" && chown 65534:65534 "$T_DIR/theirs" && chmod 0777 "$T_DIR/theirs"
+t_is "$(vos export tree "$T_DIR/theirs" 2>"$T_DIR/theirs.err" >/dev/null; echo $?)" 77 \
+	"export into an empty 0777 directory owned by uid 65534: refused (77)"
+t_check "the message names the owner and the fix" grep -q "owned by uid 65534 with mode 0777.*chmod go-w" "$T_DIR/theirs.err"
+t_is "$(ls -A "$T_DIR/theirs" | wc -l)" 0 "and nothing is written there"
+mkdir -m 0777 "$T_DIR/wide" && chmod 0777 "$T_DIR/wide"
+t_is "$(vos export tree "$T_DIR/wide" >/dev/null 2>&1; echo $?)" 77 "one of root's but writable by all: refused too"
+mkdir -m 0700 "$T_DIR/real" && ln -s "$T_DIR/real" "$T_DIR/link"
+t_is "$(vos export tree "$T_DIR/link" 2>"$T_DIR/link.err" >/dev/null; echo $?)" 77 "export into a symlink to a directory: refused (77)"
+t_check "saying it is a symbolic link" grep -q "it is a symbolic link" "$T_DIR/link.err"
+t_is "$(ls -A "$T_DIR/real" | wc -l)" 0 "and nothing is written through it"
+mkdir -m 0755 "$T_DIR/mine"
+t_check "export into an existing empty 0755 directory of root's" "$VOS_BIN" --root "$SRV_ROOT" export tree "$T_DIR/mine" --keep-setid
+python3 "$T_DIR/snap.py" "$T_DIR/mine" "$T_DIR/mine.json"
+t_check "identical to the source as well" diff "$T_DIR/src.json" "$T_DIR/mine.json"
 mkdir "$src/bad"; : >"$src/bad/$(printf 'x\xff')"
 t_is "$(vos import bad "$src/bad" >/dev/null 2>&1; echo $?)" 65 "a name that is not UTF-8: import fails (65)"
 t_is "$(vos list | awk '$1 == "bad"' | wc -l)" 0 "and leaves no volume behind"

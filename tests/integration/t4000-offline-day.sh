@@ -145,7 +145,7 @@ ln -s mine "$A/proj/sl2"
 mv "$A/proj/r1" "$A/proj/r2"
 printf 'srv from A\n' >"$A/proj/srv.txt"
 ls "$A/proj/pd" >/dev/null
-printf 'made offline in pd\n' >"$A/proj/pd/f"
+(umask 022 && printf 'made offline in pd\n' >"$A/proj/pd/f") # 0644
 "$FS" status -m "$A" >"$T_DIR/status.txt" 2>&1
 t_ok "$(grep -q 'mode.*disconnected (by hand) since' "$T_DIR/status.txt" && grep -q 'replay pending.*records' "$T_DIR/status.txt" && echo 0 || echo 1)" \
 	"fs status says disconnected by hand, since when, and what is pending"
@@ -214,6 +214,8 @@ t_is "$(cat "$C/proj/$(ls "$C/proj" | grep '^srv\.txt\.conflict-' | head -n 1)" 
 	"keep server: A's version is still findable in its conflict copy"
 t_is "$(cat "$C/$(ls "$C" | grep '^f\.conflict-' | head -n 1)" 2>&1)" "made offline in pd" \
 	"a file made offline in a directory removed meanwhile: saved in the root"
+t_is "$(stat -c %a "$C/$(ls "$C" | grep '^f\.conflict-' | head -n 1)" 2>&1)" 600 \
+	"and for its owner only there (0644 -> 0600): the root shows what pd/ may have kept from others"
 "$FS" resolve -m "$A" --keep sideways "$A/proj/both.txt" >/dev/null 2>&1
 t_is "$?" 64 "fs resolve with a bad --keep: usage error (64)"
 "$FS" resolve -m "$A" --keep server "$A/proj/keep.txt" >/dev/null 2>&1

@@ -35,6 +35,12 @@ enum {
 	PUB,	/* /pub 0775 root gid 100 */
 	PF,	/* /pub/f 0664 root gid 100 */
 	GONE,	/* attributes not cached */
+	HIDE,	/* /hide 0711 root: reachable, not listable */
+	HIDF,	/* /hide/f 0644 root */
+	HIDS,	/* /hide/sub 0755 root */
+	HIDSF,	/* /hide/sub/f 0644 root */
+	MG,	/* /home/mg 0644 uid 1000 gid 300 (not one of 1000's) */
+	SGD,	/* /sgd 02777 root gid 300: set-gid */
 	NOBJ
 };
 
@@ -57,6 +63,12 @@ static const struct node tree[NOBJ] = {
 	[PUB] = {ROOT, "pub", PROTO_T_DIR, 0775, 0, 100},
 	[PF] = {PUB, "f", PROTO_T_FILE, 0664, 0, 100},
 	[GONE] = {HOME, "gone", PROTO_T_FILE, 0600, 2000, 200},
+	[HIDE] = {ROOT, "hide", PROTO_T_DIR, 0711, 0, 0},
+	[HIDF] = {HIDE, "f", PROTO_T_FILE, 0644, 0, 0},
+	[HIDS] = {HIDE, "sub", PROTO_T_DIR, 0755, 0, 0},
+	[HIDSF] = {HIDS, "f", PROTO_T_FILE, 0644, 0, 0},
+	[MG] = {HOME, "mg", PROTO_T_FILE, 0644, 1000, 300},
+	[SGD] = {ROOT, "sgd", PROTO_T_DIR, 02777, 0, 300},
 };
 
 static struct fid
@@ -198,18 +210,37 @@ test_reach(void)
 	       "attributes not cached: EAGAIN");
 	ok(idx(&need.fid) == GONE && !need.dir, "and says which");
 
-	ok(!acc_sees(NULL, &u1000, "secret/f", NULL),
+	ok(!acc_sees(NULL, &u1000, "secret/f", NULL, 0),
 	   "a user does not see a record under secret/");
-	ok(acc_sees(NULL, &root, "secret/f", NULL), "root does");
-	ok(acc_sees(NULL, &u1000, "pub/f", NULL), "anyone sees pub/f");
+	ok(acc_sees(NULL, &root, "secret/f", NULL, 1000), "root does");
+	ok(acc_sees(NULL, &u1000, "secret/f", NULL, 1000),
+	   "nor does its owner need to reach it: its own record");
+	ok(acc_sees(NULL, &u1000, "pub/f", NULL, 0), "anyone sees pub/f");
+	ok(acc_sees(NULL, &u1000, "hide", NULL, 0),
+	   "a 0711 directory itself is seen (its parent is listable)");
+	ok(!acc_sees(NULL, &u1000, "hide/f", NULL, 0),
+	   "a record in a 0711 directory of root's is hidden: no listing");
+	ok(!acc_sees(NULL, &u1000, "hide/sub/.", NULL, 0),
+	   "hide/sub/. names sub, which is in hide: hidden");
+	ok(acc_sees(NULL, &u1000, "hide/sub/f", NULL, 0),
+	   "but a listable directory reached through it is listed");
+	ok(acc_sees(NULL, &u1000, "hide/f", NULL, 1000),
+	   "the user's own record in it is seen");
+	ok(acc_sees(NULL, &root, "hide/f", NULL, 0), "root sees it");
+	ok(acc_sees(NULL, &u1000, "home/doc", NULL, 0),
+	   "a 0755 directory's records are seen");
 	{
-		struct fid s = F(SECRET), p = F(PUB);
+		struct fid s = F(SECRET), p = F(PUB), h = F(HIDE);
 
-		ok(!acc_sees(NULL, &u1000, "was-here/x", &s),
+		ok(!acc_sees(NULL, &u1000, "pub/f", &h, 0),
+		   "the change's directory not listable: hidden");
+		ok(!acc_sees(NULL, &u1000, "was-here/x", &s, 0),
 		   "a gone path in a directory the user cannot search: hidden");
-		ok(acc_sees(NULL, &u1000, "was-here/x", &p),
-		   "a gone path in one it can search: seen");
-		ok(!acc_sees(NULL, &u1000, "was-here/x", NULL),
+		ok(!acc_sees(NULL, &u1000, "was-here/x", &p, 0),
+		   "a gone path in one it can list: hidden all the same");
+		ok(acc_sees(NULL, &u1000, "was-here/x", &s, 1000),
+		   "a gone path is seen by the record's owner");
+		ok(!acc_sees(NULL, &u1000, "was-here/x", NULL, 0),
 		   "a gone path and no directory known: hidden");
 	}
 }
@@ -237,8 +268,11 @@ test_names(void)
 	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EPERM,
 	       "nor of a group not one's own");
 	op.gid = 300;
+	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EPERM,
+	       "the parent's group, the parent not set-gid: EPERM");
+	op.parent = F(SGD);
 	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
-	       "the parent's group is fine");
+	       "the parent's group under a set-gid parent is fine");
 	op.parent = F(PUB);
 	op.gid = 100;
 	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
@@ -295,6 +329,19 @@ test_objects(void)
 	       "chmod of one's own file");
 	is_int(acc_may_change(NULL, &u2000, &op, NULL, NULL, NULL), -EPERM,
 	       "chmod of another's: EPERM");
+	op.mode = 02644;
+	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	       "chmod g+s of one's own file of one's group");
+	op.fid = F(MG);
+	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EPERM,
+	       "chmod g+s of one's file of a group not one's own: EPERM");
+	is_int(acc_may_change(NULL, &root, &op, NULL, NULL, NULL), 0,
+	       "root may");
+	op.mode = 0644;
+	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	       "a chmod without S_ISGID of it is fine");
+	op.fid = F(HD);
+	op.mode = 0;
 	op.mask = PROTO_SA_UID;
 	op.uid = 2000;
 	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EPERM,

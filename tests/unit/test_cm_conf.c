@@ -39,7 +39,7 @@ test_url_loopback(void)
 		{"http://127.0.0.1:7070/v1/ping", true},
 		{"http://127.255.3.4:1", true},
 		{"HTTP://LOCALHOST:7070", true},
-		{"http://localhost.:7070", true},
+		{"http://localhost.:7070", false},
 		{"https://localhost", true},
 		{"http://[::1]:7070", true},
 		{"http://[::1]", true},

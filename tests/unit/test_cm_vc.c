@@ -17,6 +17,7 @@
 #include "cm/vc.h"
 #include "common/log.h"
 #include "tests/tap.h"
+#include "tests/unit/tdb_damage.h"
 
 static char dir[] = "/tmp/test_cm_vc.XXXXXX";
 static char path[256];
@@ -105,6 +106,31 @@ test_attrs(void)
 	vc = vc_open(path, 7, 262144);
 	is_int(vc_get_attr(vc, &f, &b), -ENOENT, "truncated record is a miss");
 	vc_close(vc);
+	/* A record tdb itself finds damaged (common/tdbw.h: -EUCLEAN) is a
+	 * miss, as a record that does not parse is: the caller refetches it
+	 * from the server and writes it again. */
+	{
+		uint8_t kb[21] = {'A'};
+
+		for (int i = 0; i < 4; i++)
+			kb[1 + i] = (uint8_t)(f.vol >> (8 * i));
+		memcpy(kb + 5, f.oid, 16);
+		unlink(path);
+		vc = vc_open(path, 7, 262144);
+		is_int(vc_put_attr(vc, &a), 0, "put attr in a new file");
+		vc_close(vc);
+		is_int(tdb_damage_record(path, kb, sizeof(kb)), 0,
+		       "smash the record's tdb header");
+		vc = vc_open(path, 7, 262144);
+		ok(vc != NULL, "the damaged file still opens");
+		is_int(vc_get_attr(vc, &f, &b), -ENOENT,
+		       "tdb-damaged record is a miss");
+		is_int(vc_put_attr(vc, &a), 0,
+		       "the attr is written again over the damaged one");
+		is_int(vc_get_attr(vc, &f, &b), 0, "and reads back");
+		vc_close(vc);
+		unlink(path);
+	}
 }
 
 static void

@@ -304,6 +304,20 @@ test_escape(void)
 	       "2J",
 	       "C1 control (CSI) escaped");
 	esc_is("\xc2\xa0", 2, "\xc2\xa0", "U+00A0 kept");
+	esc_is("a\xe2\x80\xaetxt.exe", 11, "a\\u{202e}txt.exe",
+	       "U+202E right-to-left override escaped");
+	esc_is("\xe2\x80\xaa\xe2\x80\xab\xe2\x80\xac\xe2\x80\xad", 12,
+	       "\\u{202a}\\u{202b}\\u{202c}\\u{202d}",
+	       "U+202A..U+202D embeddings and overrides");
+	esc_is("\xe2\x81\xa6\xe2\x81\xa9", 6, "\\u{2066}\\u{2069}",
+	       "U+2066..U+2069 isolates");
+	esc_is("\xe2\x80\x8e\xe2\x80\x8f\xd8\x9c", 8,
+	       "\\u{200e}\\u{200f}\\u{61c}", "LRM, RLM, ALM");
+	esc_is("a\xe2\x80\xa8" "b\xe2\x80\xa9", 8, "a\\u{2028}b\\u{2029}",
+	       "line and paragraph separators");
+	esc_is("\xe2\x80\x8d\xe2\x80\xaf\xe2\x81\xa5", 9,
+	       "\xe2\x80\x8d\xe2\x80\xaf\xe2\x81\xa5",
+	       "neighbours kept (U+200D, U+202F, U+2065)");
 	/* snprintf-like truncation. */
 	len = util_escape("ab\ncd", 5, small, sizeof(small));
 	is_int((int)len, 6, "truncated: full length reported");

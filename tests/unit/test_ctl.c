@@ -973,6 +973,45 @@ test_free_pending(void)
 	close(fd);
 }
 
+/* The /proc/PID/status fallback (no SO_PEERGROUPS): the groups count
+ * only when the process there still has the peer's effective ids. */
+static void
+test_peer_groups_parse(void)
+{
+	static const char same[] = "Name:\tx\nUid:\t1000\t1000\t1000\t1000\n"
+				   "Gid:\t100\t100\t100\t100\n"
+				   "Groups:\t100 200 300 \n";
+	static const char other[] = "Name:\tx\nUid:\t2000\t2000\t2000\t2000\n"
+				    "Gid:\t100\t100\t100\t100\n"
+				    "Groups:\t0 10 27 \n";
+	static const char othergid[] = "Uid:\t1000\t1000\t1000\t1000\n"
+				       "Gid:\t100\t500\t500\t500\n"
+				       "Groups:\t500 \n";
+	static const char noids[] = "Groups:\t0 10\n";
+	struct ctl_peer u = {.uid = 1000, .gid = 100, .pid = 1};
+	FILE *f;
+
+	f = fmemopen((void *)same, sizeof(same) - 1, "r");
+	is_int(ctl_peer_groups_parse(&u, f), 0, "status of the peer's ids");
+	fclose(f);
+	ok(u.ngroups == 3 && u.groups[0] == 100 && u.groups[2] == 300,
+	   "its groups are taken (%zu)", u.ngroups);
+	f = fmemopen((void *)other, sizeof(other) - 1, "r");
+	is_int(ctl_peer_groups_parse(&u, f), -ESRCH,
+	       "a reused pid of another uid: ESRCH");
+	fclose(f);
+	ok(u.ngroups == 0, "and no groups at all (not root's 0, 10, 27)");
+	f = fmemopen((void *)othergid, sizeof(othergid) - 1, "r");
+	is_int(ctl_peer_groups_parse(&u, f), -ESRCH,
+	       "another effective gid: ESRCH");
+	fclose(f);
+	ok(u.ngroups == 0, "no groups");
+	f = fmemopen((void *)noids, sizeof(noids) - 1, "r");
+	is_int(ctl_peer_groups_parse(&u, f), -ESRCH,
+	       "no Uid:/Gid: lines: ESRCH");
+	fclose(f);
+}
+
 static void
 test_peer_may(void)
 {
@@ -1037,6 +1076,7 @@ main(void)
 	ctl_server_free(s);
 	test_free_pending();
 	test_peer_may();
+	test_peer_groups_parse();
 	test_timeout_clamp();
 
 	event_base_free(base);

@@ -1013,6 +1013,52 @@ test_cancel(void)
 	res_clear(&e);
 }
 
+/* A probe marked probe_first (cairnd's reconnect ping) goes ahead of
+ * probes queued before it (users' checkservers): with both probe slots
+ * hung and two more user probes waiting, it runs as soon as a slot frees. */
+static void
+test_probe_first(void)
+{
+	struct http_client *c = client(1, NULL);
+	struct res u[4] = { 0 }, f = { 0 };
+	struct http_request rq = { .path = "/hang", .on_done = on_done,
+				   .probe = 1 };
+	struct http_req *h[4];
+	struct http_stats st;
+
+	ndone = 0;
+	for (int i = 0; i < 4; i++) {
+		rq.arg = &u[i];
+		h[i] = http_submit(c, &rq);
+	}
+	run_for(150);
+	rq.path = "/echo";
+	rq.probe_first = 1;
+	rq.arg = &f;
+	ok(http_submit(c, &rq) != NULL, "a probe_first probe is accepted");
+	run_for(100);
+	http_get_stats(c, &st);
+	ok(st.active == 2 && st.queued == 3 && f.done == 0,
+	   "both probe slots hung, it waits with two user probes (%u, %u)",
+	   st.active, st.queued);
+	http_cancel(c, h[0]);
+	run_until(2, 3000);
+	ok(f.done == 1 && f.err == 0 && f.status == 200,
+	   "it runs first once a slot frees (err %d)", f.err);
+	ok(u[2].done == 0 && u[3].done == 0,
+	   "the user probes queued before it still wait");
+	for (int i = 1; i < 4; i++)
+		http_cancel(c, h[i]);
+	run_until(5, 3000);
+	ok(u[1].err == -ECANCELED && u[2].err == -ECANCELED &&
+		   u[3].err == -ECANCELED,
+	   "the rest cancel cleanly");
+	http_free(c);
+	for (int i = 0; i < 4; i++)
+		res_clear(&u[i]);
+	res_clear(&f);
+}
+
 /* Probes (issue #12, Medium 5): with every read slot taken by transfers
  * to a server that does not answer, a probe still goes out at once, and
  * probes that hang themselves do not take the read slots. */
@@ -1324,6 +1370,7 @@ main(void)
 	http_free(c);
 	test_cancel();
 	test_probe_slot();
+	test_probe_first();
 	test_parallel();
 	test_keepalive();
 	test_threads();

@@ -22,6 +22,7 @@
 #include "cm/rlog.h"
 #include "common/log.h"
 #include "tests/tap.h"
+#include "tests/unit/tdb_damage.h"
 
 #define CS (256u * 1024)
 
@@ -1197,6 +1198,20 @@ test_damaged(void)
 	is_int(rlog_get(l, 1, &r), -EUCLEAN, "reading it: -EUCLEAN");
 	ok(rlog_check(l, 0, NULL, 0) == -EUCLEAN, "rlog_check reports it");
 	rlog_close(l);
+
+	/* Damage tdb sees itself (common/tdbw.h): the same -EUCLEAN. */
+	p = newpath();
+	l = rlog_open(p, &err);
+	app(l, op_create(ROOT, "a", F(2)));
+	rlog_close(l);
+	is_int(tdb_damage_record(p, k, sizeof(k)), 0,
+	       "smash record 1's tdb header");
+	l = rlog_open(p, &err);
+	ok(l != NULL, "a record tdb finds corrupt does not stop the open");
+	is_int(rlog_get(l, 1, &r), -EUCLEAN, "reading it: -EUCLEAN");
+	rlog_close(l);
+	ok(truncate(p, 100) == 0, "cut the log inside tdb's header");
+	open_fails_untouched(p, -EUCLEAN, "a log cut short");
 
 	p = newpath();
 	t = tdb_open(p, 0, 0, O_RDWR | O_CREAT, 0600);

@@ -25,6 +25,7 @@
 #include "common/proto.h"
 #include "common/util.h"
 #include "tests/tap.h"
+#include "tests/unit/tdb_damage.h"
 #include "vol/volstore.h"
 
 static char rootdir[256];
@@ -750,6 +751,38 @@ test_cleanup(void)
 
 /* Staged bytes count against the quota and the staging cap, refusals
  * change nothing, and staging expires by creation time (issue #12). */
+/* A damaged meta.tdb gives the errno common/tdbw.h documents, -EUCLEAN,
+ * as the replay log and the metadata cache do (it was -EIO here). */
+static void
+test_damaged_meta(void)
+{
+	struct vs_vol *v = NULL;
+	char path[512];
+	int fd;
+
+	is_int(vs_vol_create(root, "dmg1", 0, 0, 0, NULL), 0,
+	       "create a volume to damage");
+	snprintf(path, sizeof(path), "%s/volumes/dmg1/meta.tdb", rootdir);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ok(fd >= 0 && write(fd, "not a tdb file at all, none", 27) == 27,
+	   "overwrite its meta.tdb with garbage");
+	if (fd >= 0)
+		close(fd);
+	is_int(vs_vol_open(root, "dmg1", VS_NOSYNC, &v), -EUCLEAN,
+	       "open of a garbage meta.tdb: -EUCLEAN");
+	ok(v == NULL, "no handle");
+
+	is_int(vs_vol_create(root, "dmg2", 0, 0, 0, NULL), 0,
+	       "create another");
+	snprintf(path, sizeof(path), "%s/volumes/dmg2/meta.tdb", rootdir);
+	is_int(tdb_damage_record(path, "V", 1), 0,
+	       "smash the volume record's tdb header");
+	v = NULL;
+	is_int(vs_vol_open(root, "dmg2", VS_NOSYNC, &v), -EUCLEAN,
+	       "open with a corrupt volume record: -EUCLEAN");
+	vs_vol_close(v);
+}
+
 static void
 test_stage_limits(void)
 {
@@ -982,6 +1015,52 @@ test_bigdir(void)
 	vol = saved;
 }
 
+/* Write @text as volume @name's token state file. */
+static void
+put_tokens(const char *name, const char *text)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/volumes/%s/tokens", rootdir, name);
+	f = fopen(path, "w");
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+/* The token state is parsed strictly, and a revoke never wraps the epoch
+ * back to 0 (which would make every old token valid again). */
+static void
+test_tokstate(void)
+{
+	struct vs_tokstate ts = {0};
+	uint64_t e = 0;
+
+	is_int(vs_vol_create(root, "tk", 0, 0, 0, NULL), 0, "volume tk");
+	put_tokens("tk", "0000abcd 5\n");
+	is_int(vs_tokstate_get(root, "tk", true, &ts), 0, "token state read");
+	ok(ts.id == 0xabcd && ts.epoch == 5, "id and epoch (%" PRIu64 ")",
+	   ts.epoch);
+	put_tokens("tk", "0000abcd 5\n0000abcd 0\n");
+	is_int(vs_tokstate_get(root, "tk", true, &ts), -EINVAL,
+	       "a trailing line: EINVAL");
+	put_tokens("tk", "0000abcd 5\n\n");
+	is_int(vs_tokstate_get(root, "tk", true, &ts), -EINVAL,
+	       "a trailing empty line: EINVAL");
+	put_tokens("tk", "0000abcd 18446744073709551615\n");
+	is_int(vs_vol_revoke(root, "tk", &e), -EOVERFLOW,
+	       "revoke at the largest epoch: EOVERFLOW, not a wrap to 0");
+	memset(&ts, 0, sizeof(ts));
+	is_int(vs_tokstate_get(root, "tk", true, &ts), 0, "state still read");
+	ok(ts.epoch == UINT64_MAX, "and unchanged");
+	put_tokens("tk", "0000abcd 5\n");
+	is_int(vs_vol_revoke(root, "tk", &e), 0, "a normal revoke");
+	ok(e > 5, "moves the epoch on (%" PRIu64 ")", e);
+	is_int(vs_vol_remove(root, "tk", 0), 0, "remove tk");
+}
+
 int
 main(void)
 {
@@ -998,6 +1077,7 @@ main(void)
 	plan(0);
 	is_int(vs_root_open(rootdir, true, &root), 0, "open root");
 	test_volumes();
+	test_tokstate();
 	if (vol) {
 		test_create();
 		test_link_unlink();
@@ -1008,6 +1088,7 @@ main(void)
 		test_events();
 		test_cleanup();
 		test_bigdir();
+		test_damaged_meta();
 		test_stage_limits();
 		vs_vol_close(vol);
 	}

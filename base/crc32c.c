@@ -1,17 +1,19 @@
 /*
- * crc32c.c - CRC32C (Castagnoli) for chunk contents and index records.
+ * crc32c.c - CRC32C (Castagnoli), the one copy every part of cairn uses:
+ * chunk contents and index records (chunkstore/), replay log records (cm/),
+ * the wire's per-block checksums (common/proto.c, vol/).
  *
  * Uses the SSE4.2 crc32 instruction when the CPU has it (checked once at
- * run time), a slice-by-8 table otherwise. It catches torn and rotted local
- * files; it is not a cryptographic hash (the wire's SHA-256 is verified by
- * the cache manager when it fills a chunk).
+ * run time), a slice-by-8 table otherwise. It catches torn and rotted
+ * files and blocks; it is not a cryptographic hash (the wire's SHA-256 is
+ * verified by the cache manager when it fills a chunk).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "cs_i.h"
+#include "base/crc32c.h"
 
 #define POLY 0x82f63b78u /* reflected Castagnoli polynomial */
 
@@ -88,7 +90,7 @@ crc_hw(uint32_t crc, const uint8_t *p, size_t len)
 #endif
 
 uint32_t
-cs_crc32c(uint32_t crc, const void *buf, size_t len)
+crc32c(uint32_t crc, const void *buf, size_t len)
 {
 	pthread_once(&once, crc_init);
 	crc = ~crc;
@@ -101,14 +103,14 @@ cs_crc32c(uint32_t crc, const void *buf, size_t len)
 
 /* The table version alone, so tests can compare both paths. */
 uint32_t
-cs_crc32c_sw(uint32_t crc, const void *buf, size_t len)
+crc32c_sw(uint32_t crc, const void *buf, size_t len)
 {
 	pthread_once(&once, crc_init);
 	return ~crc_sw(~crc, buf, len);
 }
 
 int
-cs_crc32c_hw_available(void)
+crc32c_hw_available(void)
 {
 	pthread_once(&once, crc_init);
 	return have_sse42;

@@ -1,0 +1,108 @@
+/*
+ * tdbw.h - the one wrapper around tdb: its -1 + tdb_error() convention
+ * turned into cairn's negative errno, and the fetch/store/delete and
+ * transaction calls every tdb user in cairn makes (cm/rlog*.c, cm/vc.c,
+ * vol/volstore.c).
+ *
+ * Layer rule: common/ includes no library headers but this one's <tdb.h>
+ * (tests/check-layers.sh allows it for tdbw.* alone), so both cm/ and vol/
+ * can share it; a program that never calls tdbw_* does not link libtdb.
+ * The wrapper knows nothing of keys or values: callers lay out their own.
+ *
+ * The errno mapping, the same for every user:
+ *   TDB_ERR_CORRUPT   -EUCLEAN  the file's structure is damaged
+ *   TDB_ERR_IO        -EIO      a read or write failed, or a read ran past
+ *                               the end of a file cut short (tdb does not
+ *                               tell these apart, so neither do we)
+ *   TDB_ERR_OOM       -ENOMEM
+ *   TDB_ERR_EXISTS    -EEXIST   TDB_INSERT of a key that is there
+ *   TDB_ERR_NOEXIST   -ENOENT
+ *   TDB_ERR_RDONLY    -EROFS
+ *   TDB_ERR_EINVAL    -EINVAL
+ *   TDB_ERR_LOCK, TDB_ERR_NOLOCK, TDB_ERR_LOCK_TIMEOUT
+ *                     -EAGAIN   another process holds the lock: try again
+ *   TDB_ERR_NESTING   -EBUSY    a transaction is already open
+ *   anything else     -EIO      (also a failed call that set no error)
+ * and tdb_open() failing on a file that exists gives -EUCLEAN unless the
+ * system said why (-ENOENT, -EACCES, ...): tdb_open reports a header it
+ * rejects (bad magic, bad version, a file shorter than its header) as EIO.
+ *
+ * Why -EUCLEAN and not -EIO for a corrupt database: the two need different
+ * answers. -EUCLEAN ("structure needs cleaning", what ext4 and xfs return
+ * when they find damaged metadata) means the disk works and the file is
+ * wrong: the metadata cache drops the record and fetches it again
+ * (vc_bad_record), the replay log refuses it as rlog.h promises and
+ * cairn-fsck is the answer, the volume server answers 500. -EIO means the
+ * device failed and retrying or another disk is the answer. Before this
+ * wrapper the replay log and the metadata cache said -EUCLEAN and the
+ * volume store -EIO for the same damage.
+ *
+ * Threads: a tdb handle is not thread-safe; callers serialise (rlog and vc
+ * under their mutex, volstore on its owner thread). tdb_error() is per
+ * handle, so call tdbw_errno() before anything else touches the handle.
+ */
+#ifndef CAIRN_COMMON_TDBW_H
+#define CAIRN_COMMON_TDBW_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <tdb.h>
+
+/* A TDB_DATA over @n bytes at @p (tdb never writes through it). */
+static inline TDB_DATA
+tdbw_data(const void *p, size_t n)
+{
+	TDB_DATA d = {(unsigned char *)p, n};
+
+	return d;
+}
+
+/* The -errno for the last failed call on @tdb, as in the table above.
+ * Never 0: call it only after a call failed. */
+int tdbw_errno(struct tdb_context *tdb);
+
+/* The -errno for a tdb_open()/tdb_open_ex() that returned NULL, given the
+ * errno it left (pass 0 if none): -ENOENT, -EACCES, -EPERM, -ENOMEM,
+ * -EMFILE, -ENFILE, -EROFS, -EEXIST, -ENOSPC and -EDQUOT as they are,
+ * anything else -EUCLEAN. Set errno to 0 before the open. */
+int tdbw_open_errno(int err);
+
+/* Fetch @k into a malloc'd buffer (*val, the caller frees) of *vlen bytes.
+ * @return 0, -ENOENT when the key is not there, or the mapped error. */
+int tdbw_fetch(struct tdb_context *tdb, const void *k, size_t klen,
+	       uint8_t **val, size_t *vlen);
+
+/* Call @parser on the value of @k in place, without a malloc
+ * (tdb_parse_record; @parser's return value is ignored, it reports through
+ * @arg). @return 0 when @parser ran, -ENOENT when the key is not there,
+ * -EUCLEAN when the lookup met a damaged record, or the mapped error. */
+int tdbw_parse(struct tdb_context *tdb, const void *k, size_t klen,
+	       int (*parser)(TDB_DATA key, TDB_DATA data, void *arg),
+	       void *arg);
+
+/* Copy the value of @k into @dst without a malloc (tdbw_parse).
+ * @return 0, -ENOENT, -EUCLEAN when the value is not exactly @len bytes,
+ * or the mapped error. */
+int tdbw_fetch_fixed(struct tdb_context *tdb, const void *k, size_t klen,
+		     void *dst, size_t len);
+
+/* tdb_store(): @flag TDB_REPLACE, TDB_INSERT (-EEXIST if there) or
+ * TDB_MODIFY (-ENOENT if not). @return 0 or the mapped error. */
+int tdbw_store(struct tdb_context *tdb, const void *k, size_t klen,
+	       const void *v, size_t vlen, int flag);
+
+/* Delete @k. @return 0, -ENOENT when it was not there, or the mapped
+ * error. Callers to whom a missing key is success test for -ENOENT. */
+int tdbw_delete(struct tdb_context *tdb, const void *k, size_t klen);
+
+/* Transactions: start, commit (durable unless the handle has TDB_NOSYNC)
+ * and cancel. start and commit @return 0 or the mapped error; after a
+ * failed commit, tdb has cancelled the transaction. cancel cannot fail in
+ * a way the caller could act on. */
+int tdbw_txn_start(struct tdb_context *tdb);
+int tdbw_txn_commit(struct tdb_context *tdb);
+void tdbw_txn_cancel(struct tdb_context *tdb);
+
+#endif /* CAIRN_COMMON_TDBW_H */
