@@ -1184,24 +1184,24 @@ cleanup_data(struct vs_vol *v)
 
 #define STAGE_BORN ".born"
 
-/* Sum the sizes of the staged chunk files into v->staged (.tmp files of
- * PUTs in flight or dead, and the .born markers, do not count). */
-static void
-stage_count(struct vs_vol *v)
+/* Call @fn(txfd, name, @arg) for every entry of every staging transaction
+ * in the directory @fd, which it takes over (closed when done, as
+ * fdopendir(3) does). Transactions are the names in it not starting with
+ * a dot; @fn sees every entry of one but "." and "..", the .born marker and
+ * .tmp files of PUTs included, and @txfd is valid only during the call. A
+ * transaction that cannot be opened is passed over.
+ * @return 0, or -errno if @fd cannot be read (then @fn was not called). */
+static int
+stage_walk(int fd, void (*fn)(int txfd, const char *name, void *arg), void *arg)
 {
-	int fd = openat(v->dirfd, "stage", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d;
+	DIR *d = fdopendir(fd);
 	struct dirent *de;
-	uint64_t sum = 0;
 
-	if (fd < 0) {
-		v->staged = 0;
-		return;
-	}
-	d = fdopendir(fd);
 	if (!d) {
+		int rc = -errno;
+
 		close(fd);
-		return;
+		return rc;
 	}
 	while ((de = readdir(d))) {
 		int sfd;
@@ -1219,22 +1219,50 @@ stage_count(struct vs_vol *v)
 			close(sfd);
 			continue;
 		}
-		while ((se = readdir(sd))) {
-			size_t l = strlen(se->d_name);
-			struct stat st;
-
-			if (se->d_name[0] == '.' ||
-			    (l > 4 && !strcmp(se->d_name + l - 4, ".tmp")))
-				continue;
-			if (fstatat(dirfd(sd), se->d_name, &st,
-				    AT_SYMLINK_NOFOLLOW) == 0 &&
-			    S_ISREG(st.st_mode))
-				sum += (uint64_t)st.st_size;
-		}
+		while ((se = readdir(sd)))
+			if (strcmp(se->d_name, ".") && strcmp(se->d_name, ".."))
+				fn(dirfd(sd), se->d_name, arg);
 		closedir(sd);
 	}
 	closedir(d);
-	v->staged = sum;
+	return 0;
+}
+
+static bool
+stage_is_tmp(const char *name)
+{
+	size_t l = strlen(name);
+
+	return l > 4 && !strcmp(name + l - 4, ".tmp");
+}
+
+static void
+stage_count_one(int txfd, const char *name, void *arg)
+{
+	uint64_t *sum = arg;
+	struct stat st;
+
+	if (name[0] == '.' || stage_is_tmp(name))
+		return;
+	if (fstatat(txfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(st.st_mode))
+		*sum += (uint64_t)st.st_size;
+}
+
+/* Sum the sizes of the staged chunk files into v->staged (.tmp files of
+ * PUTs in flight or dead, and the .born markers, do not count). */
+static void
+stage_count(struct vs_vol *v)
+{
+	int fd = openat(v->dirfd, "stage", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	uint64_t sum = 0;
+
+	/* A stage/ that cannot be opened (none yet) counts as empty; one
+	 * opened but not readable leaves the count as it was. */
+	if (fd < 0)
+		v->staged = 0;
+	else if (stage_walk(fd, stage_count_one, &sum) == 0)
+		v->staged = sum;
 }
 
 /* Remove the staging directory @sdir if only its .born marker is left
@@ -1348,46 +1376,22 @@ vs_staged_bytes(const struct vs_vol *v)
 	return v->staged;
 }
 
+static void
+stage_tmp_drop(int txfd, const char *name, void *arg)
+{
+	(void)arg;
+	if (stage_is_tmp(name))
+		unlinkat(txfd, name, 0);
+}
+
 /* Remove the temporary files of PUTs that died half-way. */
 static void
 cleanup_stage_tmp(struct vs_vol *v)
 {
 	int fd = openat(v->dirfd, "stage", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d;
-	struct dirent *de;
 
-	if (fd < 0)
-		return;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
-	while ((de = readdir(d))) {
-		int sfd;
-		DIR *sd;
-		struct dirent *se;
-
-		if (de->d_name[0] == '.')
-			continue;
-		sfd = openat(dirfd(d), de->d_name,
-			     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (sfd < 0)
-			continue;
-		sd = fdopendir(sfd);
-		if (!sd) {
-			close(sfd);
-			continue;
-		}
-		while ((se = readdir(sd))) {
-			size_t l = strlen(se->d_name);
-
-			if (l > 4 && !strcmp(se->d_name + l - 4, ".tmp"))
-				unlinkat(dirfd(sd), se->d_name, 0);
-		}
-		closedir(sd);
-	}
-	closedir(d);
+	if (fd >= 0)
+		stage_walk(fd, stage_tmp_drop, NULL);
 }
 
 /* ---- open / close ---- */

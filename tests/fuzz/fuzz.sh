@@ -67,15 +67,19 @@ cflags="-g -O1 -fno-omit-frame-pointer $san $inc $(pkg-config --cflags jansson o
 libs="$(pkg-config --libs jansson openssl)"
 
 objs=
-for m in log fid util proto token ctl_proto; do
-	if ! "$cc" $cflags -fsanitize=fuzzer-no-link -c "$top_srcdir/common/$m.c" \
-		-o "$tmp/$m.o" 2>"$tmp/build.log"; then
-		echo "ERROR: cannot build common/$m.c with $cc"
+# What libcairncommon is made of (common/include.am): its own modules and
+# base/'s CRC32C.
+for m in common/log common/fid common/util common/proto common/token \
+	common/ctl_proto base/crc32c; do
+	o=$tmp/$(basename "$m").o
+	if ! "$cc" $cflags -fsanitize=fuzzer-no-link -c "$top_srcdir/$m.c" \
+		-o "$o" 2>"$tmp/build.log"; then
+		echo "ERROR: cannot build $m.c with $cc"
 		cat "$tmp/build.log"
 		keep=1
 		exit 99
 	fi
-	objs="$objs $tmp/$m.o"
+	objs="$objs $o"
 done
 
 # stat NAME LOG: a number from libFuzzer's final stats, or "".

@@ -19,6 +19,10 @@
 #   vold_stop / vold_kill9 stop it with SIGTERM / SIGKILL
 #   vos ARGS               run vos on $SRV_ROOT
 #   make_token VOL rw|ro FILE   mint a token into FILE (vos token -o: 0600)
+#   vc CMD ARGS            run vol-client.py, the protocol client; it reads
+#                          VC_URL, VC_TOKEN and VC_VOL from the environment
+#   jerr                   filter a vc reply (status line, JSON error body)
+#                          down to "STATUS ERRNO", or "STATUS NOJSON"
 #   cairnd_mount MNT CACHE VOL TOKENFILE [ARGS]   mount and wait until ready
 #   cairnd_umount MNT      unmount (fusermount3 -u) and wait for exit
 #   cairnd_kill9 MNT       SIGKILL the cairnd serving MNT, lazy-unmount
@@ -196,6 +200,15 @@ vold_kill9() {
 
 make_token() { # VOL rw|ro FILE
 	vos token "$1" "--$2" -o "$3"
+}
+
+vc() { python3 "$top_srcdir/tests/integration/vol-client.py" "$@"; }
+
+jerr() {
+	python3 -c 'import json,sys
+t=sys.stdin.read().split("\n",1)
+try: print(t[0], json.loads(t[1])["errno"])
+except Exception: print(t[0], "NOJSON")'
 }
 
 cairnd_mount() { # MNT CACHE VOL TOKENFILE [ARGS]

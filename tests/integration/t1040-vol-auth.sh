@@ -3,12 +3,6 @@
 # for another volume or an ro token on a mutation, expiry; ping needs none.
 . "$top_srcdir/tests/integration/lib.sh"
 t_timeout 60
-VC="$top_srcdir/tests/integration/vol-client.py"
-vc() { python3 "$VC" "$@"; }
-jerr() { python3 -c 'import json,sys
-t=sys.stdin.read().split("\n",1)
-try: print(t[0], json.loads(t[1])["errno"])
-except Exception: print(t[0], "NOJSON")'; }
 
 vold_start || exit 99
 vos create home >/dev/null && vos create other >/dev/null || exit 99

@@ -6,12 +6,6 @@
 # (cairn1) tokens are refused; `vos token -o` writes a 0600 file.
 . "$top_srcdir/tests/integration/lib.sh"
 t_timeout 60
-VC="$top_srcdir/tests/integration/vol-client.py"
-vc() { python3 "$VC" "$@"; }
-jerr() { python3 -c 'import json,sys
-t=sys.stdin.read().split("\n",1)
-try: print(t[0], json.loads(t[1])["errno"])
-except Exception: print(t[0], "NOJSON")'; }
 
 vold_start || exit 99
 vos create home >/dev/null && vos create other >/dev/null || exit 99
