@@ -1,7 +1,8 @@
 /*
- * cairnd.c - main() of the cache manager: options and config, opening the
- * cache, checking the volume with the server (or finding it in the cache
- * when the server is away), mounting, and an orderly stop.
+ * cairnd.c - main() of the cache manager: options and config, signals,
+ * the FUSE session and the mount. What it mounts is built and stopped by
+ * daemon.c (opening the cache, checking the volume with the server or
+ * finding it in the cache when the server is away, the modules, recovery).
  *
  * It holds no policy of its own: the read path lives in fetch.c and
  * meta.c, the FUSE handlers in fuse_ops.c.
@@ -27,15 +28,9 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#include "chunkstore/cs.h"
 #include "cm/cm.h"
-#include "cm/cm_ctl.h"
+#include "cm/daemon.h"
 #include "cm/fuse_ops.h"
-#include "cm/rlog.h"
-#include "cm/wb.h"
-#include "cm/http.h"
-#include "cm/inode.h"
-#include "cm/vc.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -215,244 +210,6 @@ out:
 	return rc;
 }
 
-/* --- one blocking volinfo request, before any thread exists --- */
-
-struct vi_req {
-	struct event_base *base;
-	int rc;
-	struct proto_volinfo vi;
-};
-
-static void
-vi_done(void *arg, const struct http_result *res)
-{
-	struct vi_req *r = arg;
-
-	r->rc = cm_http_errno(res->err, res->status, res->body, res->body_len);
-	if (res->err)
-		r->rc = res->err;
-	if (r->rc == 0) {
-		r->rc = proto_volinfo_decode(res->body, res->body_len, &r->vi);
-		if (r->rc < 0)
-			log_err(LOG_MAIN, "bad volume information from the "
-					  "server: %s",
-				strerror(-r->rc));
-	}
-	event_base_loopbreak(r->base);
-}
-
-static int
-fetch_volinfo(struct cm *cm, struct proto_volinfo *vi)
-{
-	struct http_config hc = {0};
-	struct http_request rq = {0};
-	struct http_client *h = NULL;
-	struct vi_req r = {0};
-	char path[128];
-
-	r.rc = -EIO;
-	r.base = event_base_new();
-	if (!r.base)
-		return -ENOMEM;
-	hc.base_url = cm->cfg.server;
-	hc.token = cm->token;
-	hc.ca_file = cm->cfg.ca_file;
-	hc.proxy = cm->cfg.proxy;
-	hc.connect_timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms;
-	hc.timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms;
-	h = http_new(r.base, &hc);
-	if (!h) {
-		r.rc = -errno;
-		goto out;
-	}
-	snprintf(path, sizeof(path), "/v1/vol/%s", cm->cfg.volume);
-	rq.path = path;
-	rq.on_done = vi_done;
-	rq.arg = &r;
-	if (!http_submit(h, &rq)) {
-		r.rc = -errno;
-		goto out;
-	}
-	event_base_dispatch(r.base);
-	*vi = r.vi;
-out:
-	http_free(h);
-	event_base_free(r.base);
-	return r.rc;
-}
-
-/* --- the stores --- */
-
-/*
- * Raise the soft RLIMIT_NOFILE to the hard limit and size the chunk
- * store's read fd cache from it: half the descriptors (the other half is
- * for FUSE, sockets, tdb and working copies), at least 64, at most 16384.
- * A warm sequential read of a 256 MiB file touches 1024 chunk files; with
- * the library's default of 256 it reopened every one of them.
- */
-static uint32_t
-fd_cache_size(void)
-{
-	struct rlimit rl;
-	rlim_t soft;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
-		log_warn(LOG_MAIN, "cannot read the fd limit: %s",
-			 strerror(errno));
-		return CS_FD_CACHE_DEFAULT;
-	}
-	if (rl.rlim_cur < rl.rlim_max) {
-		struct rlimit want = {rl.rlim_max, rl.rlim_max};
-
-		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
-			rl.rlim_cur = rl.rlim_max;
-		else
-			log_warn(LOG_MAIN,
-				 "cannot raise the fd limit to %llu: "
-				 "%s",
-				 (unsigned long long)rl.rlim_max,
-				 strerror(errno));
-	}
-	soft = rl.rlim_cur == RLIM_INFINITY ? (rlim_t)2 * CS_FD_CACHE_MAX
-					    : rl.rlim_cur;
-	soft /= 2;
-	if (soft < 64)
-		soft = 64;
-	if (soft > CS_FD_CACHE_MAX)
-		soft = CS_FD_CACHE_MAX;
-	log_info(LOG_MAIN, "fd limit %llu: up to %u chunk files kept open",
-		 (unsigned long long)rl.rlim_cur, (unsigned)soft);
-	return (uint32_t)soft;
-}
-
-static int
-open_cs(struct cm *cm)
-{
-	struct cs_params p = {0};
-	int err = 0;
-
-	p.chunk_size = cm->cfg.chunk_size;
-	p.fd_cache = fd_cache_size();
-	p.limits.max_bytes = cm->cfg.cache_size;
-	p.log = log_callback;
-	p.log_arg = (void *)(uintptr_t)LOG_CS;
-	cm->cs = cs_open(cm->cfg.cache_dir, &p, &err);
-	if (!cm->cs && err == -ENOENT) {
-		err = cs_create(cm->cfg.cache_dir, &p);
-		if (err < 0)
-			return err;
-		log_info(LOG_MAIN, "created cache in '%s'", cm->cfg.cache_dir);
-		cm->cs = cs_open(cm->cfg.cache_dir, &p, &err);
-	}
-	if (!cm->cs)
-		return err ? err : -EIO;
-	cm->chunk_size = cs_chunk_size(cm->cs);
-	if (cm->chunk_size != cm->cfg.chunk_size)
-		log_info(LOG_MAIN, "the cache's chunk size is %u (fixed when "
-				   "it was created)",
-			 cm->chunk_size);
-	return 0;
-}
-
-static char *
-vc_path(struct cm *cm)
-{
-	size_t n = strlen(cm->cfg.cache_dir) + 16;
-	char *p = malloc(n);
-
-	if (p)
-		snprintf(p, n, "%s/meta.tdb", cm->cfg.cache_dir);
-	return p;
-}
-
-/*
- * Find the volume: ask the server, else take what the cache remembers.
- * On success cm->vi holds the volume and cm->vc is open for it.
- * @return 0 or -errno (message logged).
- */
-static int
-find_volume(struct cm *cm)
-{
-	struct proto_volinfo vi, cached;
-	struct proto_attr root;
-	char *path = vc_path(cm);
-	uint64_t seq = 0;
-	int rc;
-
-	if (!path)
-		return -ENOMEM;
-	rc = fetch_volinfo(cm, &vi);
-	if (rc == 0) {
-		if (strcmp(vi.name, cm->cfg.volume)) {
-			log_err(LOG_MAIN, "server answered for volume '%s', "
-					  "not '%s'",
-				vi.name, cm->cfg.volume);
-			rc = -EPROTO;
-			goto out;
-		}
-		atomic_store(&cm->online, 1);
-		cm->vc = vc_open(path, vi.id, cm->chunk_size);
-		if (!cm->vc) {
-			rc = -errno;
-			log_err(LOG_MAIN, "cannot open metadata cache '%s': %s",
-				path, strerror(-rc));
-			goto out;
-		}
-		if (vc_get_volinfo(cm->vc, &cached) == 0 &&
-		    !fid_eq(&cached.root, &vi.root)) {
-			/* Same id, other root: a recreated volume. */
-			log_warn(LOG_MAIN, "volume '%s' was recreated on the "
-					   "server; dropping cached metadata",
-				 vi.name);
-			vc_close(cm->vc);
-			unlink(path);
-			cm->vc = vc_open(path, vi.id, cm->chunk_size);
-			if (!cm->vc) {
-				rc = -errno;
-				goto out;
-			}
-		}
-		vc_get_seq(cm->vc, &seq);
-		if (seq > vi.event_seq) {
-			/* The server lost its event history: resume would
-			 * miss changes. Start from now; the stream's first
-			 * ping after a reset revalidates. */
-			log_warn(LOG_MAIN, "server event sequence %llu is "
-					   "behind ours (%llu); revalidating",
-				 (unsigned long long)vi.event_seq,
-				 (unsigned long long)seq);
-			vc_put_seq(cm->vc, 0);
-		}
-		vc_put_volinfo(cm->vc, &vi);
-	} else {
-		log_warn(LOG_MAIN, "cannot reach server '%s' for volume '%s': "
-				   "%s; trying the cache",
-			 cm->cfg.server, cm->cfg.volume, strerror(-rc));
-		cm->vc = vc_open(path, 0, cm->chunk_size);
-		if (!cm->vc || vc_get_volinfo(cm->vc, &vi) < 0 ||
-		    strcmp(vi.name, cm->cfg.volume) ||
-		    vc_get_attr(cm->vc, &vi.root, &root) < 0) {
-			log_err(LOG_MAIN, "cannot mount volume '%s': the server "
-					  "is unreachable and the cache in '%s' "
-					  "holds no copy of it",
-				cm->cfg.volume, cm->cfg.cache_dir);
-			rc = -EHOSTUNREACH;
-			goto out;
-		}
-		log_info(LOG_MAIN, "mounting volume '%s' from the cache "
-				   "(disconnected)",
-			 vi.name);
-	}
-	pthread_mutex_lock(&cm->lock);
-	cm->vi = vi;
-	cm->have_vi = true;
-	pthread_mutex_unlock(&cm->lock);
-	rc = 0;
-out:
-	free(path);
-	return rc;
-}
-
 static char *
 make_fuse_opts(struct cm *cm)
 {
@@ -484,31 +241,6 @@ absolutize(char **p)
 	free(*p);
 	*p = strdup(buf);
 	return *p ? 0 : -ENOMEM;
-}
-
-/*
- * The replay log and the write states, after the fork (tdb handles must
- * not cross it). A damaged replay log is never replaced here: cairnd
- * refuses to start, so nothing it holds is lost (cairn-fsck tells more).
- */
-static int
-open_write_state(struct cm *cm)
-{
-	char path[4096];
-	int err = 0, rc;
-
-	snprintf(path, sizeof(path), "%s/rlog.tdb", cm->cfg.cache_dir);
-	cm->rlog = rlog_open(path, &err);
-	if (!cm->rlog) {
-		log_err(LOG_MAIN, "cannot open the replay log '%s': %s", path,
-			strerror(-err));
-		return err;
-	}
-	rc = wb_new(cm);
-	if (rc < 0)
-		log_err(LOG_MAIN, "cannot open the write-back state: %s",
-			strerror(-rc));
-	return rc;
 }
 
 /*
@@ -625,9 +357,8 @@ main(int argc, char **argv)
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config lc = {0};
 	char *opts = NULL;
-	char stats[4096];
 	static struct sigctl sc;
-	bool mounted = false, vc_reopen = false;
+	bool mounted = false;
 	int rc, ret = EX_UNAVAILABLE; /* could not mount: see the log */
 
 	cm_config_init(&cfg);
@@ -681,21 +412,8 @@ main(int argc, char **argv)
 			cm.cfg.mountpoint, strerror(-rc));
 		goto out;
 	}
-	rc = open_cs(&cm);
-	if (rc < 0) {
-		log_err(LOG_MAIN, "cannot open cache '%s': %s",
-			cm.cfg.cache_dir,
-			rc == -EBUSY ? "in use by another process"
-				     : strerror(-rc));
+	if (cm_daemon_open(&cm) < 0)
 		goto out;
-	}
-	if (find_volume(&cm) < 0)
-		goto out;
-	cm.ino = ino_new(&cm.vi.root);
-	if (!cm.ino) {
-		log_err(LOG_MAIN, "out of memory");
-		goto out;
-	}
 
 	opts = make_fuse_opts(&cm);
 	if (!opts || fuse_opt_add_arg(&args, argv[0]) ||
@@ -718,37 +436,16 @@ main(int argc, char **argv)
 	log_info(LOG_MAIN, "mounted volume '%s' from %s on '%s'",
 		 cm.cfg.volume, cm.cfg.server, cm.cfg.mountpoint);
 	if (!cm.cfg.foreground) {
-		/* tdb's fcntl locks do not survive fork(): reopen. The chunk
-		 * store's flock does (it is on the shared open file). */
-		char *p = vc_path(&cm);
-
-		vc_close(cm.vc);
-		cm.vc = NULL;
+		cm_daemon_before_fork(&cm);
 		fuse_daemonize(0);
-		cm.vc = p ? vc_open(p, cm.vi.id, cm.chunk_size) : NULL;
-		free(p);
-		vc_reopen = true;
-		if (!cm.vc) {
-			log_err(LOG_MAIN, "cannot reopen the metadata cache");
+		if (cm_daemon_after_fork(&cm) < 0)
 			goto out;
-		}
 	}
-	(void)vc_reopen;
-	rc = open_write_state(&cm);
-	if (rc < 0)
-		goto out;
-	rc = cm_loop_setup(&cm);
-	if (rc < 0) {
-		log_err(LOG_MAIN, "cannot set up the event loop: %s",
-			strerror(-rc));
-		goto out;
-	}
-	rc = cm_ctl_start(&cm);
-	if (rc < 0)
+	if (cm_daemon_build(&cm) < 0)
 		goto out;
 	rc = fops_notifier_start(&cm, se);
 	if (rc == 0)
-		rc = cm_loop_start(&cm);
+		rc = cm_daemon_start(&cm);
 	if (rc == 0 && signals_start(&sc, se) != 0)
 		rc = -EAGAIN;
 	if (rc < 0) {
@@ -762,8 +459,7 @@ main(int argc, char **argv)
 	log_info(LOG_MAIN, "stopping");
 out:
 	signals_stop(&sc);
-	cm_ctl_stop(&cm);
-	cm_loop_stop(&cm);
+	cm_daemon_stop(&cm);
 	fops_notifier_stop(&cm);
 	if (mounted)
 		fuse_session_unmount(se);
@@ -771,15 +467,7 @@ out:
 		fuse_session_destroy(se);
 	fuse_opt_free_args(&args);
 	free(opts);
-	cm_stats_format(&cm, stats, sizeof(stats));
-	for (char *l = strtok(stats, "\n"); l; l = strtok(NULL, "\n"))
-		log_info(LOG_MAIN, "stat %s", l);
-	ino_free(cm.ino);
-	wb_free(&cm);
-	rlog_close(cm.rlog);
-	cm.rlog = NULL;
-	vc_close(cm.vc);
-	cs_close(cm.cs);
+	cm_daemon_close(&cm);
 	cm_release(&cm);
 	return ret;
 }

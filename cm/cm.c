@@ -2,8 +2,8 @@
  * cm.c - cairnd's context: the event loop thread, the job queue that
  * carries parked requests to it, counters, and small shared helpers.
  *
- * It is the only place that starts or stops the loop thread; the modules
- * it sets up (meta, fetch, events) live entirely on that thread.
+ * It runs the loop but builds nothing on it: daemon.c creates the modules,
+ * starts recovery and hands cm_loop_stop() its teardown.
  */
 #include "config.h"
 
@@ -20,16 +20,7 @@
 
 #include "chunkstore/cs.h"
 #include "cm/cm.h"
-#include "cm/events.h"
-#include "cm/fetch.h"
-#include "cm/http.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
-#include "cm/mut.h"
-#include "cm/offline.h"
-#include "cm/pin.h"
-#include "cm/wb.h"
-#include "cm/vc.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -87,11 +78,8 @@ cm_post(struct cm *cm, struct cm_job *job)
 }
 
 int
-cm_loop_setup(struct cm *cm)
+cm_loop_new(struct cm *cm)
 {
-	struct http_config hc = {0};
-	int rc;
-
 	if (evthread_use_pthreads() < 0)
 		return -ENOMEM;
 	cm->base = event_base_new();
@@ -100,26 +88,7 @@ cm_loop_setup(struct cm *cm)
 	cm->qev = event_new(cm->base, -1, EV_PERSIST, run_queue, cm);
 	if (!cm->qev)
 		return -ENOMEM;
-	hc.base_url = cm->cfg.server;
-	hc.token = cm->token;
-	hc.ca_file = cm->cfg.ca_file;
-	hc.proxy = cm->cfg.proxy;
-	hc.max_parallel = cm->cfg.max_parallel;
-	hc.connect_timeout_ms = cm->cfg.fetch_timeout_ms < 3000
-					? (unsigned)cm->cfg.fetch_timeout_ms
-					: 3000;
-	hc.timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms;
-	cm->http = http_new(cm->base, &hc);
-	if (!cm->http)
-		return -errno;
-	rc = meta_new(cm);
-	if (rc == 0)
-		rc = fetch_new(cm);
-	if (rc == 0)
-		rc = mut_new(cm);
-	if (rc == 0)
-		rc = offline_new(cm);
-	return rc;
+	return 0;
 }
 
 static void *
@@ -131,97 +100,54 @@ loop_main(void *arg)
 	return NULL;
 }
 
-struct start_job {
-	struct cm_job job;
-	uint64_t since;
-};
-
-static void
-start_events(struct cm *cm, struct cm_job *job)
-{
-	struct start_job *sj = (struct start_job *)job;
-	int rc = ev_start(cm, sj->since);
-
-	if (rc < 0)
-		log_err(LOG_EV, "cannot follow events: %s", strerror(-rc));
-	free(sj);
-	/* Finish what a crash left half done: logged ops, dirty files.
-	 * Disconnected, they wait for reintegration (dirty files are
-	 * logged now). */
-	if (cm_offline(cm)) {
-		offline_start(cm);
-		wb_resume(cm);
-	} else {
-		mut_resume(cm);
-	}
-}
-
 int
-cm_loop_start(struct cm *cm)
+cm_loop_run(struct cm *cm)
 {
-	struct start_job *sj;
-	uint64_t seq = 0;
-	int rc;
+	int rc = pthread_create(&cm->loop_thread, NULL, loop_main, cm);
 
-	vc_get_seq(cm->vc, &seq);
-	rc = pthread_create(&cm->loop_thread, NULL, loop_main, cm);
 	if (rc)
 		return -rc;
 	cm->loop_running = true;
-	sj = calloc(1, sizeof(*sj));
-	if (!sj)
-		return -ENOMEM;
-	sj->job.run = start_events;
-	sj->since = seq;
-	cm_post(cm, &sj->job);
 	return 0;
 }
+
+struct stop_job {
+	struct cm_job job;
+	void (*teardown)(struct cm *cm);
+};
 
 /* The last job: tear down on the loop thread, then leave the loop. */
 static void
 stop_job(struct cm *cm, struct cm_job *job)
 {
-	ev_stop(cm);
-	offline_free(cm);
-	/* Cancels every transfer: parked requests are answered (EIO) from
-	 * their callbacks, inside this call. */
-	http_free(cm->http);
-	cm->http = NULL;
-	mut_free(cm);
-	fetch_free(cm);
-	meta_free(cm);
-	pin_free(cm);
-	ev_free(cm);
+	struct stop_job *sj = (struct stop_job *)job;
+
+	if (sj->teardown)
+		sj->teardown(cm);
 	event_base_loopbreak(cm->base);
-	free(job);
+	free(sj);
 }
 
 void
-cm_loop_stop(struct cm *cm)
+cm_loop_stop(struct cm *cm, void (*teardown)(struct cm *cm))
 {
-	struct cm_job *j;
+	struct stop_job *sj;
 
 	if (cm->loop_running) {
-		j = calloc(1, sizeof(*j));
-		if (j) {
-			j->run = stop_job;
-			pthread_mutex_lock(&cm->qlock);
-			cm->stopping = true;
-			pthread_mutex_unlock(&cm->qlock);
-			cm_post(cm, j);
+		sj = calloc(1, sizeof(*sj));
+		if (sj) {
+			sj->job.run = stop_job;
+			sj->teardown = teardown;
+			atomic_store_explicit(&cm->stopping, true,
+					      memory_order_release);
+			cm_post(cm, &sj->job);
 			pthread_join(cm->loop_thread, NULL);
 		}
 		cm->loop_running = false;
 		/* Jobs posted after the stop job: run them so they fail. */
 		run_queue(-1, 0, cm);
-	} else {
-		http_free(cm->http);
-		cm->http = NULL;
-		mut_free(cm);
-		fetch_free(cm);
-		meta_free(cm);
-		pin_free(cm);
-		ev_free(cm);
+	} else if (teardown) {
+		teardown(cm);
 	}
 	if (cm->qev)
 		event_free(cm->qev);

@@ -1,11 +1,14 @@
 /*
  * cm.h - the shared context of cairnd: configuration, the stores, the event
  * loop, the job queue that carries parked FUSE requests to the loop, and the
- * counters. Every module of cm/ takes a struct cm *.
+ * counters. Every module of cm/ takes a struct cm *; daemon.c builds them.
  *
- * Layer rule: FUSE-free (this header is part of libcm). The FUSE front
+ * Layer rule: FUSE-free (this header is part of libcm), level 2 of
+ * doc/cm.md "Levels": it includes no other cm/ header. The FUSE front
  * (fuse_ops.c) plugs kernel notifications in through struct cm_kernel_ops,
- * so the modules below it never include fuse_lowlevel.h.
+ * so the modules below it never include fuse_lowlevel.h; the hook tables
+ * below (and mut.h's, wb.h's) let a lower module call a higher one without
+ * including it.
  *
  * Threads (DESIGN.md "Data flow"):
  *  - FUSE workers answer what the caches hold, at once. For a miss they
@@ -19,8 +22,18 @@
  *    the loop itself: a parked lookup holds the directory's lock in the
  *    kernel that an entry invalidation needs).
  *
- * Locks, outermost first: ino table lock (inode.h) > vc lock (vc.h) > cs
- * (internal) > cm->lock. Nothing is called with cm->qlock held.
+ * Locks. The only nesting is ino table lock (inode.h) > vc lock (vc.h) >
+ * cs lock (chunkstore, internal): a thread holding one may take those to
+ * its right, never to its left. Every other lock is a leaf: nothing else
+ * is locked and no other module is called while it is held.
+ *   wb->lock (wb.c: write states; only its own dirty.tdb under it)
+ *   rlog's l->lock (the tdb) and l->qlock (group-commit queue): rlog.c
+ *     drops qlock before it takes l->lock, so they do not nest either
+ *   cm->lock (volinfo), cm->qlock (the job queue)
+ *   fetch.c's slock (store thread queue), http.c's submit lock
+ *   fuse_ops.c: the notifier's mu, and struct cm_file's mu (readahead
+ *     state; fetch_prefetch() is called after it is dropped)
+ * cm->stopping is an atomic, read without a lock (cm_stopping()).
  */
 #ifndef CAIRN_CM_CM_H
 #define CAIRN_CM_CM_H
@@ -49,6 +62,10 @@ struct evstream;
 struct rlog;
 struct mut;
 struct wb;
+struct pin;
+struct ctl_server;
+struct mut_hooks;
+struct wb_hooks;
 
 /* Settings of one cairnd, from the command line and cairn.conf(5). */
 struct cm_config {
@@ -64,7 +81,8 @@ struct cm_config {
 	char *proxy;	    /* HTTP proxy URL, or NULL: none (never the
 			       environment's http_proxy) */
 	uint64_t cache_size;	   /* bytes (cs limit) */
-	uint64_t dirty_limit;	   /* bytes; 0: cm_dirty_limit() default */
+	uint64_t dirty_limit;	   /* bytes; 0: a quarter of cache_size, at
+				      most 256 MiB (wb.c) */
 	uint32_t chunk_size;	   /* bytes, for a new cache only */
 	uint64_t fetch_timeout_ms; /* bound on a miss */
 	double entry_timeout;	   /* seconds the kernel keeps names */
@@ -204,6 +222,41 @@ struct cm_kernel_ops {
 };
 
 /*
+ * Upward hooks of the read half. meta.c and fetch.c answer reads from the
+ * caches; what the modules above them (write states, the op log, pins,
+ * disconnected operation) add to a read comes through these, given to
+ * meta_new() and fetch_new() by daemon.c, so the read half includes none
+ * of those modules (the pattern of cm_kernel_ops and http_set_gate()).
+ * They are kept in struct cm and never cleared: FUSE threads may still
+ * read while the loop's modules are torn down. NULL-safe: a NULL hook is
+ * skipped (no overlay, false, 0).
+ */
+struct cm_meta_hooks {
+	/* Write state (wb): put the local size and times of a file being
+	 * written over @a; attributes of an orphan (open, unlinked) @fid
+	 * (0 or -ENOENT); does @fid have a write state (its chunks stay). */
+	void (*overlay)(struct cm *cm, struct proto_attr *a);
+	int (*orphan_attr)(struct cm *cm, const struct fid *fid,
+			   struct proto_attr *out);
+	bool (*active)(struct cm *cm, const struct fid *fid);
+	/* Op log (mut): true if @ev is about an object with an op in flight
+	 * (it is held back and applied after the reply). */
+	bool (*defer_event)(struct cm *cm, const struct proto_event *ev);
+	/* Pins: after @ev was applied to the caches; when an object's DV
+	 * changed without an event (a bulk revalidation). */
+	void (*applied_event)(struct cm *cm, const struct proto_event *ev);
+	void (*dv_changed)(struct cm *cm, const struct proto_attr *a);
+};
+
+struct cm_fetch_hooks {
+	/* Must a chunk of @fid be stored pinned? */
+	bool (*pinned)(struct cm *cm, const struct fid *fid);
+	/* How long a failed read may keep retrying (disconnected with
+	 * offline-miss=wait), 0: not at all. */
+	uint64_t (*miss_wait_ms)(struct cm *cm);
+};
+
+/*
  * A unit of work for the loop thread. The poster allocates the job (usually
  * embedded in a bigger struct); @run owns it from then on.
  */
@@ -229,7 +282,13 @@ struct cm {
 	struct rlog *rlog;	    /* thread-safe: the replay log */
 	struct mut *mut;	    /* loop thread only (mut.h) */
 	struct wb *wb;		    /* thread-safe (wb.h) */
+	struct pin *pin;	    /* loop thread only (pin.h) */
+	struct ctl_server *ctl;    /* loop thread only (cm_ctl.h) */
 	struct cm_kernel_ops kops;
+	struct cm_meta_hooks mhooks; /* set by meta_new(), never cleared */
+	struct cm_fetch_hooks fhooks; /* set by fetch_new(), never cleared */
+	const struct mut_hooks *muth; /* set by mut_new() (mut.h) */
+	const struct wb_hooks *wbh;   /* set by wb_new() (wb.h) */
 
 	pthread_mutex_t lock;
 	struct proto_volinfo vi;    /* protected by lock */
@@ -237,7 +296,8 @@ struct cm {
 
 	pthread_mutex_t qlock;
 	struct cm_jobq queue;	    /* protected by qlock */
-	bool stopping;		    /* protected by qlock */
+	atomic_bool stopping;	    /* set once by cm_loop_stop(); read by
+				       any thread (cm_stopping()) */
 	struct event *qev;	    /* fired by cm_post() */
 	pthread_t loop_thread;
 	bool loop_running;
@@ -253,26 +313,41 @@ struct cm {
  * @return 0 or -errno.
  */
 int cm_init(struct cm *cm, struct cm_config *cfg);
+/* Create the event base (with pthreads support) and the job queue's
+ * event; nothing runs yet. @return 0 or -errno. */
+int cm_loop_new(struct cm *cm);
+/* Run the loop in a new thread: queued jobs start running. */
+int cm_loop_run(struct cm *cm);
 /*
- * Create the event base (with pthreads support), the HTTP client and the
- * loop's modules (meta, fetch, events), open nothing on disk. Stores must
- * be open (cm->cs, cm->vc) before cm_loop_start(). @return 0 or -errno.
+ * Stop the loop: set cm->stopping, run @teardown (may be NULL) on the loop
+ * thread as its last job, join the thread, run what was posted after it
+ * (so it fails), free the base. If the loop never ran, @teardown runs
+ * here. Safe to call if cm_loop_new() never ran or failed.
  */
-int cm_loop_setup(struct cm *cm);
-/* Run the loop in a new thread; starts the event stream. */
-int cm_loop_start(struct cm *cm);
-/*
- * Stop the loop: cancels every transfer (parked requests get EIO through
- * their callbacks), joins the thread, frees the HTTP client and modules.
- * Safe to call if the loop never started.
- */
-void cm_loop_stop(struct cm *cm);
+void cm_loop_stop(struct cm *cm, void (*teardown)(struct cm *cm));
 void cm_release(struct cm *cm);
 
 /* Hand @job to the loop thread; any thread. Returns at once. After
  * cm_loop_stop() began, jobs are run with cm->stopping set so they can
  * fail their requests. */
 void cm_post(struct cm *cm, struct cm_job *job);
+
+/* Has cm_loop_stop() begun? Any thread, no lock: the flag only goes
+ * from false to true, and a job posted after it was set still runs (with
+ * it set), so a reader that misses the change by a moment is harmless. */
+static inline bool
+cm_stopping(struct cm *cm)
+{
+	return atomic_load_explicit(&cm->stopping, memory_order_acquire);
+}
+
+/* Any thread: are mutations logged instead of sent? (not CONNECTED;
+ * offline.h has the modes) */
+static inline bool
+cm_offline(struct cm *cm)
+{
+	return atomic_load(&cm->mode) != CM_CONNECTED;
+}
 
 /* Loop thread: run @job on the loop in @ms milliseconds. @return 0 or
  * -errno (then nothing happens: the caller still owns @job). */

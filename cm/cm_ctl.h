@@ -1,14 +1,14 @@
 /*
- * cm_ctl.h - cairnd's control socket handlers: the cache manager's side of
- * fs(1) (doc/control.md, "Implementing the handlers in cairnd"). cm/ctl.c
- * is the transport; this module resolves paths through the metadata cache
- * and answers from the chunk store, the fetch counters and the HTTP client.
+ * cm_ctl.h - cairnd's control server: the cache manager's side of fs(1)
+ * (doc/control.md, "Implementing the handlers in cairnd"). cm/ctl.c is the
+ * transport; cm_ctl.c holds the table and the path resolver, the handlers
+ * are in ctl_cache.c, ctl_flush.c, ctl_pin.c and ctl_offline.c (ctl_i.h).
  *
  * Threads: cm_ctl_start() before the loop runs (or on it); every handler
  * runs on the loop thread. cm_ctl_stop() from the main thread at shutdown,
  * before cm_loop_stop(): it frees the server on the loop thread (through
  * the job queue) so the socket file is gone before the loop's base is.
- * One control server per process (it is kept in this module).
+ * The server is cm->ctl; daemon.c starts and stops it.
  */
 #ifndef CAIRN_CM_CM_CTL_H
 #define CAIRN_CM_CM_CTL_H

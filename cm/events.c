@@ -283,9 +283,3 @@ ev_free(struct cm *cm)
 	free(es);
 	cm->evs = NULL;
 }
-
-uint64_t
-ev_seq(struct cm *cm)
-{
-	return cm->evs ? cm->evs->seq : 0;
-}

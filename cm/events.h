@@ -29,7 +29,5 @@ int ev_start(struct cm *cm, uint64_t since);
 void ev_stop(struct cm *cm);
 /* Free the follower; after http_free() (its callback may still run). */
 void ev_free(struct cm *cm);
-/* The last sequence number applied. */
-uint64_t ev_seq(struct cm *cm);
 
 #endif /* CAIRN_CM_EVENTS_H */

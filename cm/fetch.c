@@ -30,8 +30,6 @@
 #include "cm/fetch.h"
 #include "cm/http.h"
 #include "cm/meta.h"
-#include "cm/offline.h"
-#include "cm/pin.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -478,7 +476,9 @@ xfer_store(struct xfer *x)
 
 	x->storing = true;
 	x->store_rc = 0;
-	x->put_flags = pin_covers(cm, &x->fid) ? CS_F_PINNED : 0;
+	x->put_flags = cm->fhooks.pinned && cm->fhooks.pinned(cm, &x->fid)
+			       ? CS_F_PINNED
+			       : 0;
 	x->sjob.run = xfer_stored;
 	pthread_mutex_lock(&f->slock);
 	if (f->sthread_started && !f->sstop &&
@@ -683,9 +683,9 @@ rd_wait_offline(struct cm *cm, struct rd *rd, int err)
 {
 	uint64_t bound, now;
 
-	if (err == -ENOENT || err == -ESTALE || err == -ENOMEM || cm->stopping)
+	if (err == -ENOENT || err == -ESTALE || err == -ENOMEM || cm_stopping(cm))
 		return false;
-	bound = offline_miss_wait_ms(cm);
+	bound = cm->fhooks.miss_wait_ms ? cm->fhooks.miss_wait_ms(cm) : 0;
 	if (!bound)
 		return false;
 	now = util_now_ms();
@@ -995,12 +995,14 @@ fetch_kernel_readahead(struct cm *cm, unsigned kib)
 /* --- setup --- */
 
 int
-fetch_new(struct cm *cm)
+fetch_new(struct cm *cm, const struct cm_fetch_hooks *hooks)
 {
 	struct fetch *f = calloc(1, sizeof(*f));
 
 	if (!f)
 		return -ENOMEM;
+	if (hooks)
+		cm->fhooks = *hooks;
 	/* Every transfer has a chunk-sized buffer and every parked read one
 	 * of up to 1 MiB. Above glibc's mmap threshold each would be a fresh
 	 * mmap, zero-filled page by page and unmapped again: a cold read

@@ -40,8 +40,8 @@ typedef void (*fetch_reply_fn)(void *req, const void *buf, size_t len,
 /* Loop thread: set up / tear down (transfers are cancelled by http_free,
  * which must run first). fetch_new() starts the store thread, which
  * checks each fetched chunk's SHA-256 and stores it; fetch_free() joins
- * it. */
-int fetch_new(struct cm *cm);
+ * it. @hooks (may be NULL): pins and the offline-miss policy (cm.h). */
+int fetch_new(struct cm *cm, const struct cm_fetch_hooks *hooks);
 void fetch_free(struct cm *cm);
 
 /*

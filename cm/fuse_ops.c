@@ -3,8 +3,8 @@
  * the caches and replies at once, or parks the request for the loop thread.
  *
  * It is not where data is fetched or caches are filled (meta.c, fetch.c);
- * the mutating handlers are in fuse_mut.inc (included below), which hands
- * metadata changes to mut.c and file data to wb.c.
+ * the mutating handlers are in fuse_mut.c (fuse_i.h is what the two
+ * share), which hands metadata changes to mut.c and file data to wb.c.
  *
  * The park/retry pattern: a handler fills a struct park with its
  * arguments and calls its try_*() function. try_*() either replies (and
@@ -27,6 +27,7 @@
 
 #include "chunkstore/cs.h"
 #include "cm/fetch.h"
+#include "cm/fuse_i.h"
 #include "cm/fuse_ops.h"
 #include "cm/inode.h"
 #include "cm/meta.h"
@@ -39,8 +40,6 @@
 #include "common/util.h"
 
 #define PARK_TRIES 4
-#define STATS_XATTR "cairn.stats"
-#define READ_BUF_MAX (8u << 20)
 #define KERNEL_RA_KB 4096 /* fetch_kernel_readahead(): after INIT */
 
 enum park_op {
@@ -73,130 +72,8 @@ struct park {
 	uint64_t wait_until; /* offline-miss=wait: util_now_ms() bound */
 };
 
-/* Per open file: what the read hot path needs without touching tdb. */
-struct cm_file {
-	struct ino_ent *e; /* held by an open count */
-	struct fid fid;
-	pthread_mutex_t mu;
-	uint64_t next_off;  /* protected by mu: end of the last read */
-	uint64_t last_chunk;/* protected by mu */
-	uint64_t ra_next;   /* protected by mu: chunks before it were asked */
-	uint64_t ra_dv;	    /* protected by mu */
-	unsigned window;    /* protected by mu: readahead in chunks */
-	bool writer;	    /* opened for writing: holds a wb write state */
-};
 
 static int try_op(struct cm *cm, struct park *p);
-
-enum wio_kind { W_READ, W_WRITE, W_TRUNC };
-static void wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
-		      const struct fid *fid, uint64_t off, const void *buf,
-		      size_t len);
-
-/* Did the server say our token only reads? */
-static bool
-read_only(struct cm *cm)
-{
-	bool ro;
-
-	pthread_mutex_lock(&cm->lock);
-	ro = cm->have_vi && cm->vi.readonly;
-	pthread_mutex_unlock(&cm->lock);
-	return ro;
-}
-
-static struct cm *
-req_cm(fuse_req_t req)
-{
-	return fuse_req_userdata(req);
-}
-
-static void
-count(struct cm *cm, enum cm_req_kind k)
-{
-	atomic_fetch_add_explicit(&cm->st.reqs[k], 1, memory_order_relaxed);
-}
-
-/* --- attribute conversion --- */
-
-/* The file type bits of a listing entry's type. */
-static mode_t
-dirent_mode(int type)
-{
-	return type == PROTO_T_DIR	 ? S_IFDIR
-	       : type == PROTO_T_SYMLINK ? S_IFLNK
-	       : type == PROTO_T_FIFO	 ? S_IFIFO
-					 : S_IFREG;
-}
-
-static struct fid root_fid; /* set at init */
-
-/*
- * st_ino and d_ino of an object: from its FID, so it stays the same when
- * the kernel forgets the inode and looks it up again under a new node id
- * (tar compares st_ino of a directory before and after extracting into
- * it). The root is 1.
- */
-static uint64_t
-fid_hash_ino(const struct fid *f)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	if (fid_eq(f, &root_fid))
-		return 1;
-
-	for (int i = 0; i < FID_OID_LEN; i++)
-		h = (h ^ f->oid[i]) * 1099511628211ULL;
-	return h | (1ULL << 63);
-}
-
-
-static void
-to_stat(struct cm *cm, const struct proto_attr *a, uint64_t ino,
-	struct stat *st)
-{
-	(void)ino;
-	memset(st, 0, sizeof(*st));
-	st->st_ino = fid_hash_ino(&a->fid);
-	switch (a->type) {
-	case PROTO_T_DIR:
-		st->st_mode = S_IFDIR;
-		break;
-	case PROTO_T_SYMLINK:
-		st->st_mode = S_IFLNK;
-		break;
-	case PROTO_T_FIFO:
-		st->st_mode = S_IFIFO;
-		break;
-	default:
-		st->st_mode = S_IFREG;
-	}
-	st->st_mode |= a->mode & 07777;
-	st->st_nlink = (nlink_t)a->nlink;
-	st->st_uid = a->uid;
-	st->st_gid = a->gid;
-	st->st_size = (off_t)a->size;
-	st->st_blksize = (blksize_t)cm->chunk_size;
-	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
-	st->st_atim.tv_sec = a->atime_ns / 1000000000;
-	st->st_atim.tv_nsec = a->atime_ns % 1000000000;
-	st->st_mtim.tv_sec = a->mtime_ns / 1000000000;
-	st->st_mtim.tv_nsec = a->mtime_ns % 1000000000;
-	st->st_ctim.tv_sec = a->ctime_ns / 1000000000;
-	st->st_ctim.tv_nsec = a->ctime_ns % 1000000000;
-	if (a->atime_ns < 0 && st->st_atim.tv_nsec) {
-		st->st_atim.tv_sec--;
-		st->st_atim.tv_nsec += 1000000000;
-	}
-	if (a->mtime_ns < 0 && st->st_mtim.tv_nsec) {
-		st->st_mtim.tv_sec--;
-		st->st_mtim.tv_nsec += 1000000000;
-	}
-	if (a->ctime_ns < 0 && st->st_ctim.tv_nsec) {
-		st->st_ctim.tv_sec--;
-		st->st_ctim.tv_nsec += 1000000000;
-	}
-}
 
 
 static int
@@ -230,7 +107,7 @@ park_resume(struct cm *cm, void *arg, int err)
 	}
 	/* Disconnected with offline-miss=wait: a miss waits for the
 	 * reconnection (probes, fs reconnect) up to the policy's bound. */
-	if (err && err != -ENOENT && err != -ENOTDIR && !cm->stopping) {
+	if (err && err != -ENOENT && err != -ENOTDIR && !cm_stopping(cm)) {
 		uint64_t bound = offline_miss_wait_ms(cm), now = util_now_ms();
 
 		if (bound && !p->wait_until)
@@ -378,7 +255,7 @@ try_lookup(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ENOMEM);
 		return 0;
 	}
-	to_stat(cm, &a, e.ino, &e.attr);
+	fops_to_stat(cm, &a, e.ino, &e.attr);
 	e.attr_timeout = cm->cfg.attr_timeout;
 	e.entry_timeout = cm->cfg.entry_timeout;
 	if (fuse_reply_entry(p->req, &e) != 0)
@@ -389,11 +266,11 @@ try_lookup(struct cm *cm, struct park *p)
 static void
 op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 	struct park p = {.cm = cm, .req = req, .op = P_LOOKUP, .ino = parent,
 			 .name = (char *)name};
 
-	count(cm, CM_R_LOOKUP);
+	fops_count(cm, CM_R_LOOKUP);
 	if (strlen(name) > PROTO_NAME_MAX) {
 		fuse_reply_err(req, ENAMETOOLONG);
 		return;
@@ -405,14 +282,14 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void
 op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	ino_forget(req_cm(req)->ino, ino, nlookup);
+	ino_forget(fops_req_cm(req)->ino, ino, nlookup);
 	fuse_reply_none(req);
 }
 
 static void
 op_forget_multi(fuse_req_t req, size_t count_, struct fuse_forget_data *f)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 
 	for (size_t i = 0; i < count_; i++)
 		ino_forget(cm->ino, f[i].ino, f[i].nlookup);
@@ -433,7 +310,7 @@ try_getattr(struct cm *cm, struct park *p)
 	}
 	if (meta_cached_attr(cm, &fid, &a) < 0)
 		return need(p, NEED_ATTR, &fid);
-	to_stat(cm, &a, p->ino, &st);
+	fops_to_stat(cm, &a, p->ino, &st);
 	fuse_reply_attr(p->req, &st, cm->cfg.attr_timeout);
 	return 0;
 }
@@ -441,11 +318,11 @@ try_getattr(struct cm *cm, struct park *p)
 static void
 op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 	struct park p = {.cm = cm, .req = req, .op = P_GETATTR, .ino = ino};
 
 	(void)fi;
-	count(cm, CM_R_GETATTR);
+	fops_count(cm, CM_R_GETATTR);
 	run_or_park(cm, &p);
 }
 
@@ -492,11 +369,11 @@ try_opendir(struct cm *cm, struct park *p)
 static void
 op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 	struct park p = {.cm = cm, .req = req, .op = P_OPENDIR, .ino = ino,
 			 .fi = *fi};
 
-	count(cm, CM_R_READDIR);
+	fops_count(cm, CM_R_READDIR);
 	run_or_park(cm, &p);
 }
 
@@ -532,7 +409,7 @@ try_readdir(struct cm *cm, struct park *p)
 		memset(&e, 0, sizeof(e));
 		if (i < 2) {
 			name = i == 0 ? "." : "..";
-			e.attr.st_ino = fid_hash_ino(&d->fid);
+			e.attr.st_ino = fops_st_ino(cm, &d->fid);
 			e.attr.st_mode = S_IFDIR;
 		} else {
 			const struct vc_dirent *de = &d->ents[i - 2];
@@ -540,8 +417,8 @@ try_readdir(struct cm *cm, struct park *p)
 
 			name = de->name;
 			if (!p->plus) {
-				e.attr.st_ino = fid_hash_ino(&de->fid);
-				e.attr.st_mode = dirent_mode(de->type);
+				e.attr.st_ino = fops_st_ino(cm, &de->fid);
+				e.attr.st_mode = fops_dirent_mode(de->type);
 			} else if (meta_cached_attr(cm, &de->fid, &a) < 0) {
 				if (p->tries == 0 && used == 0) {
 					/* One listing fetch brings every
@@ -553,8 +430,8 @@ try_readdir(struct cm *cm, struct park *p)
 				 * with the type the listing says (find(1)
 				 * trusts d_type: a directory shown as a file
 				 * is not descended into). */
-				e.attr.st_ino = fid_hash_ino(&de->fid);
-				e.attr.st_mode = dirent_mode(de->type);
+				e.attr.st_ino = fops_st_ino(cm, &de->fid);
+				e.attr.st_mode = fops_dirent_mode(de->type);
 			} else {
 				struct ino_ent *ent;
 
@@ -562,14 +439,14 @@ try_readdir(struct cm *cm, struct park *p)
 				ent = ino_add_locked(cm->ino, &de->fid);
 				e.ino = ent ? ent->ino : 0;
 				ino_unlock(cm->ino);
-				to_stat(cm, &a, e.ino, &e.attr);
+				fops_to_stat(cm, &a, e.ino, &e.attr);
 				if (e.ino) {
 					e.attr_timeout = cm->cfg.attr_timeout;
 					e.entry_timeout =
 						cm->cfg.entry_timeout;
 				} else {
 					e.attr.st_ino =
-						fid_hash_ino(&de->fid);
+						fops_st_ino(cm, &de->fid);
 				}
 			}
 		}
@@ -602,11 +479,11 @@ static void
 do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	   struct fuse_file_info *fi, bool plus)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 	struct park p = {.cm = cm, .req = req, .op = P_READDIR, .ino = ino,
 			 .size = size, .off = off, .plus = plus, .fi = *fi};
 
-	count(cm, CM_R_READDIR);
+	fops_count(cm, CM_R_READDIR);
 	run_or_park(cm, &p);
 }
 
@@ -634,15 +511,6 @@ op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /* --- files --- */
-
-/* Drop an open count of @e; the last close of a file unlinked while open
- * lets its local copy go. */
-static void
-file_close(struct cm *cm, struct ino_ent *e, const struct fid *fid)
-{
-	if (ino_close(cm->ino, e))
-		wb_release_write(cm, fid);
-}
 
 /* Valid replies: fuse_reply_open, fuse_reply_err. */
 static int
@@ -707,7 +575,7 @@ try_open(struct cm *cm, struct park *p)
 		}
 
 		if (rc < 0) {
-			file_close(cm, e, &fid);
+			fops_file_close(cm, e, &fid);
 			pthread_mutex_destroy(&f->mu);
 			free(f);
 			fuse_reply_err(p->req, -rc);
@@ -722,7 +590,7 @@ try_open(struct cm *cm, struct park *p)
 	if (fuse_reply_open(p->req, &p->fi) != 0) {
 		if (f->writer)
 			wb_release_write(cm, &fid);
-		file_close(cm, e, &fid);
+		fops_file_close(cm, e, &fid);
 		pthread_mutex_destroy(&f->mu);
 		free(f);
 	}
@@ -732,27 +600,18 @@ try_open(struct cm *cm, struct park *p)
 static void
 op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 	struct park p = {.cm = cm, .req = req, .op = P_OPEN, .ino = ino,
 			 .fi = *fi};
 
-	count(cm, CM_R_OPEN);
+	fops_count(cm, CM_R_OPEN);
 	fetch_kernel_readahead(cm, KERNEL_RA_KB);
 	if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) &&
-	    read_only(cm)) {
+	    fops_read_only(cm)) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
 	run_or_park(cm, &p);
-}
-
-static void
-read_reply(void *req, const void *buf, size_t len, int err)
-{
-	if (err)
-		fuse_reply_err(req, -err);
-	else
-		fuse_reply_buf(req, buf, len);
 }
 
 /*
@@ -807,65 +666,12 @@ file_readahead(struct cm *cm, struct cm_file *f, uint64_t dv, uint64_t fsize,
 		fetch_prefetch(cm, &f->fid, dv, fsize, first, last);
 }
 
-/* Per worker thread read buffer, freed by the key's destructor when
- * libfuse retires an idle worker. */
-struct tbuf {
-	char *p;
-	size_t len;
-};
-static pthread_key_t tbuf_key;
-static pthread_once_t tbuf_once = PTHREAD_ONCE_INIT;
-
-static void
-tbuf_free(void *arg)
-{
-	struct tbuf *t = arg;
-
-	free(t->p);
-	free(t);
-}
-
-static void
-tbuf_init(void)
-{
-	pthread_key_create(&tbuf_key, tbuf_free);
-}
-
-/* The calling thread's buffer of at least @len bytes, or NULL. */
-static char *
-tbuf_get(size_t len)
-{
-	struct tbuf *t;
-
-	pthread_once(&tbuf_once, tbuf_init);
-	t = pthread_getspecific(tbuf_key);
-	if (!t) {
-		t = calloc(1, sizeof(*t));
-		if (!t || pthread_setspecific(tbuf_key, t) != 0) {
-			free(t);
-			return NULL;
-		}
-	}
-	if (len > t->len) {
-		char *nb;
-
-		if (len > READ_BUF_MAX)
-			return NULL;
-		nb = realloc(t->p, len);
-		if (!nb)
-			return NULL;
-		t->p = nb;
-		t->len = len;
-	}
-	return t->p;
-}
-
 /* Valid replies: fuse_reply_buf, fuse_reply_err (possibly from the loop). */
 static void
 op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fuse_file_info *fi)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
 	uint64_t dv = 0, fsize = 0;
 	bool have;
@@ -874,13 +680,13 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	int rc;
 
 	(void)ino;
-	count(cm, CM_R_READ);
+	fops_count(cm, CM_R_READ);
 	if (!f || off < 0) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}
 	if (wb_active(cm, &f->fid)) {
-		wio_start(cm, req, W_READ, &f->fid, (uint64_t)off, NULL, size);
+		fmut_wio_start(cm, req, W_READ, &f->fid, (uint64_t)off, NULL, size);
 		return;
 	}
 	ino_lock(cm->ino);
@@ -899,7 +705,7 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	len = fsize - (uint64_t)off < size ? (size_t)(fsize - (uint64_t)off)
 					    : size;
 	file_readahead(cm, f, dv, fsize, (uint64_t)off, len);
-	buf = tbuf_get(len);
+	buf = fops_tbuf_get(len);
 	if (buf && fetch_read_cached(cm, &f->fid, dv, (uint64_t)off, buf,
 				     len) == (ssize_t)len) {
 		fuse_reply_buf(req, buf, len);
@@ -907,7 +713,7 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 park:
 	rc = fetch_read_park(cm, &f->fid, (uint64_t)off, size, req,
-			     read_reply);
+			     fops_read_reply);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 }
@@ -916,7 +722,7 @@ park:
 static void
 op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
 
 	(void)ino;
@@ -926,7 +732,7 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			 * dirty and is stored later (wb_resume). */
 			wb_release_write(cm, &f->fid);
 		}
-		file_close(cm, f->e, &f->fid);
+		fops_file_close(cm, f->e, &f->fid);
 		pthread_mutex_destroy(&f->mu);
 		free(f);
 	}
@@ -945,7 +751,7 @@ flush_reply(struct cm *cm, void *arg, int err)
 static void
 op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
 
 	(void)ino;
@@ -961,7 +767,7 @@ static void
 op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	 struct fuse_file_info *fi)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 	struct fid fid;
 
 	(void)datasync;
@@ -1008,10 +814,10 @@ try_readlink(struct cm *cm, struct park *p)
 static void
 op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 	struct park p = {.cm = cm, .req = req, .op = P_READLINK, .ino = ino};
 
-	count(cm, CM_R_READLINK);
+	fops_count(cm, CM_R_READLINK);
 	run_or_park(cm, &p);
 }
 
@@ -1105,22 +911,22 @@ try_xattr(struct cm *cm, struct park *p)
 static void
 op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 	struct park p = {.cm = cm, .req = req, .op = P_GETXATTR, .ino = ino,
 			 .name = (char *)name, .size = size};
 
-	count(cm, CM_R_XATTR);
+	fops_count(cm, CM_R_XATTR);
 	run_or_park(cm, &p);
 }
 
 static void
 op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 	struct park p = {.cm = cm, .req = req, .op = P_LISTXATTR, .ino = ino,
 			 .size = size};
 
-	count(cm, CM_R_XATTR);
+	fops_count(cm, CM_R_XATTR);
 	run_or_park(cm, &p);
 }
 
@@ -1134,14 +940,14 @@ op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void
 op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 	struct proto_volinfo vi;
 	struct cs_stats cs;
 	struct statvfs sv;
 	uint64_t bs = 4096, total, used, ftotal, fused;
 
 	(void)ino;
-	count(cm, CM_R_STATFS);
+	fops_count(cm, CM_R_STATFS);
 	memset(&vi, 0, sizeof(vi));
 	cm_volinfo(cm, &vi);
 	cs_get_stats(cm->cs, &cs);
@@ -1175,21 +981,15 @@ static void
 op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	(void)ino;
-	count(req_cm(req), CM_R_OTHER);
-	fuse_reply_err(req, (mask & W_OK) && read_only(req_cm(req)) ? EROFS
+	fops_count(fops_req_cm(req), CM_R_OTHER);
+	fuse_reply_err(req, (mask & W_OK) && fops_read_only(fops_req_cm(req)) ? EROFS
 								      : 0);
 }
-
-#include "cm/fuse_mut.inc"
 
 static void
 op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct cm *cm = userdata;
-
-	pthread_mutex_lock(&cm->lock);
-	root_fid = cm->vi.root;
-	pthread_mutex_unlock(&cm->lock);
 
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
@@ -1236,18 +1036,18 @@ const struct fuse_lowlevel_ops fops_ops = {
 	.forget = op_forget,
 	.forget_multi = op_forget_multi,
 	.getattr = op_getattr,
-	.setattr = op_setattr,
+	.setattr = fmut_setattr,
 	.readlink = op_readlink,
-	.mknod = op_mknod,
-	.mkdir = op_mkdir,
-	.unlink = op_unlink,
-	.rmdir = op_rmdir,
-	.symlink = op_symlink,
-	.rename = op_rename,
-	.link = op_link,
+	.mknod = fmut_mknod,
+	.mkdir = fmut_mkdir,
+	.unlink = fmut_unlink,
+	.rmdir = fmut_rmdir,
+	.symlink = fmut_symlink,
+	.rename = fmut_rename,
+	.link = fmut_link,
 	.open = op_open,
 	.read = op_read,
-	.write = op_write,
+	.write = fmut_write,
 	.flush = op_flush,
 	.fsync = op_fsync,
 	.fsyncdir = op_fsyncdir,
@@ -1257,13 +1057,13 @@ const struct fuse_lowlevel_ops fops_ops = {
 	.readdirplus = op_readdirplus,
 	.releasedir = op_releasedir,
 	.statfs = op_statfs,
-	.setxattr = op_setxattr,
+	.setxattr = fmut_setxattr,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,
-	.removexattr = op_removexattr,
+	.removexattr = fmut_removexattr,
 	.access = op_access,
-	.create = op_create,
-	.fallocate = op_fallocate,
+	.create = fmut_create,
+	.fallocate = fmut_fallocate,
 };
 
 /* --- the notifier thread --- */

@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sys/queue.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,10 +21,7 @@
 #include "cm/http.h"
 #include "cm/inode.h"
 #include "cm/meta.h"
-#include "cm/mut.h"
-#include "cm/pin.h"
 #include "cm/vc.h"
-#include "cm/wb.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -32,15 +30,16 @@ enum meta_kind { MK_ATTR, MK_DIR, MK_LINK, MK_XATTR };
 struct meta_waiter {
 	meta_cb cb;
 	void *arg;
-	struct meta_waiter *next;
+	SLIST_ENTRY(meta_waiter) link;
 };
+SLIST_HEAD(meta_waiters, meta_waiter);
 
 struct meta_op {
 	TAILQ_ENTRY(meta_op) link;
 	enum meta_kind kind;
 	struct fid fid;
 	bool sent;
-	struct meta_waiter *waiters;
+	struct meta_waiters waiters; /* newest first */
 };
 TAILQ_HEAD(meta_opq, meta_op);
 
@@ -132,12 +131,13 @@ mkpath(struct cm *cm, char *buf, size_t len, const char *what,
 static void
 op_complete(struct cm *cm, struct meta_op *op, int err)
 {
-	struct meta_waiter *w = op->waiters, *nx;
+	struct meta_waiters ws = op->waiters;
+	struct meta_waiter *w;
 
 	TAILQ_REMOVE(&cm->meta->ops, op, link);
 	free(op);
-	for (; w; w = nx) {
-		nx = w->next;
+	while ((w = SLIST_FIRST(&ws))) {
+		SLIST_REMOVE_HEAD(&ws, link);
 		if (w->cb)
 			w->cb(cm, w->arg, err);
 		free(w);
@@ -195,8 +195,7 @@ op_join(struct cm *cm, enum meta_kind kind, const struct fid *fid,
 	}
 	w->cb = cb;
 	w->arg = arg;
-	w->next = op->waiters;
-	op->waiters = w;
+	SLIST_INSERT_HEAD(&op->waiters, w, link);
 	return op;
 }
 
@@ -206,10 +205,10 @@ note_net(struct cm *cm, int err)
 	int was = atomic_exchange(&cm->online, err == 0);
 
 	if (was && err)
-		log_warn(LOG_FETCH, "server '%s' unreachable: %s",
+		log_warn(LOG_META, "server '%s' unreachable: %s",
 			 cm->cfg.server, strerror(-err));
 	else if (!was && !err)
-		log_info(LOG_FETCH, "server '%s' reachable again",
+		log_info(LOG_META, "server '%s' reachable again",
 			 cm->cfg.server);
 }
 
@@ -256,13 +255,17 @@ meta_cached_attr(struct cm *cm, const struct fid *fid, struct proto_attr *out)
 	if (e && e->have_attr) {
 		*out = e->attr;
 		ino_unlock(cm->ino);
-		wb_overlay(cm, out);
+		if (cm->mhooks.overlay)
+			cm->mhooks.overlay(cm, out);
 		return 0;
 	}
 	ino_unlock(cm->ino);
 	rc = vc_get_attr(cm->vc, fid, out);
 	if (rc < 0)
-		return wb_orphan_attr(cm, fid, out) == 0 ? 0 : rc;
+		return cm->mhooks.orphan_attr &&
+				       cm->mhooks.orphan_attr(cm, fid, out) == 0
+			       ? 0
+			       : rc;
 	ino_lock(cm->ino);
 	e = ino_find_locked(cm->ino, fid);
 	if (e && !e->have_attr) {
@@ -270,7 +273,8 @@ meta_cached_attr(struct cm *cm, const struct fid *fid, struct proto_attr *out)
 		e->have_attr = true;
 	}
 	ino_unlock(cm->ino);
-	wb_overlay(cm, out);
+	if (cm->mhooks.overlay)
+		cm->mhooks.overlay(cm, out);
 	return 0;
 }
 
@@ -403,7 +407,7 @@ flush_attrs(evutil_socket_t fd, short what, void *arg)
 		m->attr_unsent -= b->n;
 		rc = send_attr_batch(cm, b);
 		if (rc < 0) {
-			log_err(LOG_FETCH, "cannot send getattr: %s",
+			log_err(LOG_META, "cannot send getattr: %s",
 				strerror(-rc));
 			for (size_t i = 0; i < b->n; i++)
 				op_complete(cm, b->ops[i], rc);
@@ -451,7 +455,7 @@ attr_done(void *arg, const struct http_result *res)
 		if (rc == 0 && n != b->n)
 			rc = -EINVAL;
 		if (rc < 0) {
-			log_err(LOG_FETCH, "bad getattr reply: %s",
+			log_err(LOG_META, "bad getattr reply: %s",
 				strerror(-rc));
 			rc = -EIO;
 		}
@@ -586,7 +590,7 @@ dir_restart(struct dir_req *dr)
 	dr->next[0] = 0;
 	dr->gen = dr->cm->meta->gen;
 	dr->whole = ++dr->restarts >= DIR_RESTARTS;
-	log_debug(LOG_FETCH, "directory changed while listed: starting over");
+	log_debug(LOG_META, "directory changed while listed: starting over");
 	return dir_send(dr);
 }
 
@@ -636,7 +640,7 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 	if (rc == 0)
 		rc = proto_dir_check_names(&dr->acc);
 	if (rc < 0 && rc != -ENOMEM)
-		log_err(LOG_FETCH, "bad directory reply: %s", strerror(-rc));
+		log_err(LOG_META, "bad directory reply: %s", strerror(-rc));
 	return rc == -ENOMEM ? rc : rc < 0 ? -EIO : 0;
 }
 
@@ -722,7 +726,7 @@ dir_done(void *arg, const struct http_result *res)
 	apply_attr(cm, &pd.dir, false, true);
 	rc = vc_put_dir(cm->vc, &pd);
 	if (rc < 0)
-		log_warn(LOG_VC, "cannot store listing: %s", strerror(-rc));
+		log_warn(LOG_META, "cannot store listing: %s", strerror(-rc));
 	rc = 0;
 	ino_lock(cm->ino);
 	e = ino_find_locked(cm->ino, &pd.dir.fid);
@@ -793,7 +797,7 @@ link_done(void *arg, const struct http_result *res)
 	if (rc == 0) {
 		rc = proto_link_decode(res->body, res->body_len, &target);
 		if (rc < 0) {
-			log_err(LOG_FETCH, "bad readlink reply: %s",
+			log_err(LOG_META, "bad readlink reply: %s",
 				strerror(-rc));
 			rc = -EIO;
 		}
@@ -822,7 +826,7 @@ xattr_done(void *arg, const struct http_result *res)
 	if (rc == 0) {
 		rc = proto_xattrs_decode(res->body, res->body_len, &dv, &x, &n);
 		if (rc < 0) {
-			log_err(LOG_FETCH, "bad xattr reply: %s",
+			log_err(LOG_META, "bad xattr reply: %s",
 				strerror(-rc));
 			rc = -EIO;
 		}
@@ -910,7 +914,7 @@ gone(struct cm *cm, const struct fid *fid)
 	vc_forget(cm->vc, fid);
 	/* A file open here keeps its chunks (unlinked while open, or
 	 * written): wb.c drops them when the last handle goes. */
-	if (!wb_active(cm, fid))
+	if (!cm->mhooks.active || !cm->mhooks.active(cm, fid))
 		cs_invalidate(cm->cs, fid->vol, fid->oid, UINT64_MAX);
 	kinval_inode(cm, ino, 0, 0);
 }
@@ -965,7 +969,8 @@ apply_attr(struct cm *cm, const struct proto_attr *a, bool store,
 			meta_want_dir(cm, &a->fid, NULL, NULL);
 		kinval_inode(cm, ino, 0, 0);
 		/* Also when no event said so (bulk revalidation). */
-		pin_changed(cm, a);
+		if (cm->mhooks.dv_changed)
+			cm->mhooks.dv_changed(cm, a);
 	} else if (!same_attr(&old, a)) {
 		kinval_inode(cm, ino, -1, 0);
 	}
@@ -1154,7 +1159,7 @@ meta_local_dir(struct cm *cm, const struct proto_attr *dir_after,
 	rc = vc_dir_edit(cm->vc, old, dir_after, del, add, add_attr, &nw);
 	vc_dir_put(old);
 	if (rc < 0) {
-		log_warn(LOG_VC, "cannot update a cached listing: %s",
+		log_warn(LOG_META, "cannot update a cached listing: %s",
 			 strerror(-rc));
 		vc_del_dir(cm->vc, &dir_after->fid);
 		apply_attr(cm, dir_after, true, false);
@@ -1171,10 +1176,10 @@ event_apply(struct cm *cm, const struct proto_event *ev)
 	bool have;
 	char fs[FID_STRLEN];
 
-	if (mut_defer_event(cm, ev))
+	if (cm->mhooks.defer_event && cm->mhooks.defer_event(cm, ev))
 		return; /* looked at again when our change is applied */
 	CM_STAT_INC(cm, events);
-	log_debug(LOG_EV, "event %llu %s '%s' dv %llu",
+	log_debug(LOG_META, "event %llu %s '%s' dv %llu",
 		  (unsigned long long)ev->seq, proto_ev_name(ev->kind),
 		  fid_fmt(&ev->fid, fs), (unsigned long long)ev->dv);
 	if (ev->kind == PROTO_EV_DATA || ev->kind == PROTO_EV_ATTR ||
@@ -1240,7 +1245,8 @@ meta_event(struct cm *cm, const struct proto_event *ev)
 	event_apply(cm, ev);
 	/* After the caches dropped what changed: pinned objects are fetched
 	 * again (pin.h). */
-	pin_event(cm, ev);
+	if (cm->mhooks.applied_event)
+		cm->mhooks.applied_event(cm, ev);
 }
 
 /* --- bulk revalidation --- */
@@ -1296,10 +1302,10 @@ meta_revalidate_all(struct cm *cm)
 	else
 		batch_free(rv.b);
 	if (rc < 0)
-		log_err(LOG_EV, "cannot revalidate the cache: %s",
+		log_err(LOG_META, "cannot revalidate the cache: %s",
 			strerror(-rc));
 	else
-		log_info(LOG_EV, "revalidating cached metadata (%zu getattr "
+		log_info(LOG_META, "revalidating cached metadata (%zu getattr "
 				 "requests)",
 			 rv.batches);
 }
@@ -1307,12 +1313,14 @@ meta_revalidate_all(struct cm *cm)
 /* --- setup --- */
 
 int
-meta_new(struct cm *cm)
+meta_new(struct cm *cm, const struct cm_meta_hooks *hooks)
 {
 	struct meta *m = calloc(1, sizeof(*m));
 
 	if (!m)
 		return -ENOMEM;
+	if (hooks)
+		cm->mhooks = *hooks;
 	TAILQ_INIT(&m->ops);
 	m->flush_ev = event_new(cm->base, -1, 0, flush_attrs, cm);
 	if (!m->flush_ev) {

@@ -34,8 +34,9 @@ struct proto_event;
  * Runs on the loop thread. */
 typedef void (*meta_cb)(struct cm *cm, void *arg, int err);
 
-/* Loop thread: set up / tear down (pending wants get -ECANCELED). */
-int meta_new(struct cm *cm);
+/* Loop thread: set up / tear down (pending wants get -ECANCELED).
+ * @hooks (may be NULL) is what the modules above add to a read (cm.h). */
+int meta_new(struct cm *cm, const struct cm_meta_hooks *hooks);
 void meta_free(struct cm *cm);
 
 /* Loop thread: fetch into the caches, then call @cb (may be NULL). */

@@ -21,9 +21,7 @@
 #include "cm/http.h"
 #include "cm/meta.h"
 #include "cm/mut.h"
-#include "cm/offline.h"
 #include "cm/rlog.h"
-#include "cm/wb.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -48,7 +46,6 @@ TAILQ_HEAD(mreqq, mreq);
 struct mut {
 	struct mreqq inflight;
 	unsigned n;
-	atomic_uint count; /* for mut_inflight() from other threads */
 	struct proto_event deferred[MUT_DEFER_MAX];
 	size_t ndeferred;
 	bool overflow; /* deferred events were lost: revalidate */
@@ -117,6 +114,14 @@ mreq_free(struct mreq *m)
 
 /* --- applying a reply --- */
 
+/* The object's last name is gone: its write state goes too (wb). */
+static void
+file_gone(struct cm *cm, const struct fid *fid)
+{
+	if (cm->muth && cm->muth->file_gone)
+		cm->muth->file_gone(cm, fid);
+}
+
 static bool
 touches(const struct proto_op *op, const struct fid *f)
 {
@@ -148,7 +153,7 @@ mut_apply(struct cm *cm, const struct proto_op *op,
 			meta_local_dir(cm, &r->parent, op->name, NULL, NULL);
 		if (r->has_victim &&
 		    (r->victim.nlink == 0 || op->kind == PROTO_OP_RMDIR))
-			wb_gone(cm, &op->fid);
+			file_gone(cm, &op->fid);
 		break;
 	case PROTO_OP_RENAME:
 		if (r->has_attr)
@@ -171,7 +176,7 @@ mut_apply(struct cm *cm, const struct proto_op *op,
 		}
 		if (r->has_victim) {
 			if (r->victim.nlink == 0)
-				wb_gone(cm, &r->victim.fid);
+				file_gone(cm, &r->victim.fid);
 			else
 				meta_local_attr(cm, &r->victim);
 		}
@@ -188,8 +193,8 @@ mut_apply(struct cm *cm, const struct proto_op *op,
 		}
 		break;
 	case PROTO_OP_STORE:
-		if (r->has_attr)
-			wb_stored(cm, op, &r->attr);
+		if (r->has_attr && cm->muth && cm->muth->file_stored)
+			cm->muth->file_stored(cm, op, &r->attr);
 		break;
 	case PROTO_OP_SETATTR:
 	case PROTO_OP_SETXATTR:
@@ -269,7 +274,6 @@ finish(struct mreq *m, int err, const struct proto_op_result *r)
 		TAILQ_REMOVE(&mu->inflight, m, link);
 		m->listed = false;
 		mu->n--;
-		atomic_fetch_sub(&mu->count, 1);
 	}
 	if (!err && r) {
 		mut_apply(cm, &m->op, r);
@@ -281,7 +285,7 @@ finish(struct mreq *m, int err, const struct proto_op_result *r)
 	if (m->seq && cm->rlog && !(m->replay && err)) {
 		rc = rlog_remove_flags(cm->rlog, m->seq, RLOG_A_NOSYNC);
 		if (rc < 0 && rc != -ENOENT)
-			log_warn(LOG_RLOG,
+			log_warn(LOG_MUT,
 				 "cannot drop replay record %llu: %s",
 				 (unsigned long long)m->seq, strerror(-rc));
 	}
@@ -320,8 +324,8 @@ http_done(void *arg, const struct http_result *res)
 	int rc;
 
 	if (retriable(res) && util_now_ms() >= m->deadline && m->seq &&
-	    !m->replay && cm->mut && !cm->stopping &&
-	    offline_auto(cm)) {
+	    !m->replay && cm->mut && !cm_stopping(cm) && cm->muth &&
+	    cm->muth->may_absorb && cm->muth->may_absorb(cm)) {
 		/* The server stopped answering: disconnect, and this op
 		 * stays in the log (INFLIGHT: it may have arrived) to be
 		 * replayed; the caller gets the local result. */
@@ -329,9 +333,8 @@ http_done(void *arg, const struct http_result *res)
 			TAILQ_REMOVE(&cm->mut->inflight, m, link);
 			m->listed = false;
 			cm->mut->n--;
-			atomic_fetch_sub(&cm->mut->count, 1);
 		}
-		offline_absorb(cm, &m->op, m->done, m->arg);
+		cm->muth->absorb(cm, &m->op, m->done, m->arg);
 		mreq_free(m);
 		return;
 	}
@@ -340,7 +343,7 @@ http_done(void *arg, const struct http_result *res)
 		return;
 	}
 	if (retriable(res) && util_now_ms() < m->deadline && cm->mut &&
-	    !cm->stopping) {
+	    !cm_stopping(cm)) {
 		unsigned ms = 50u << (m->attempts < 6 ? m->attempts : 6);
 		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
@@ -355,7 +358,7 @@ http_done(void *arg, const struct http_result *res)
 		atomic_store(&cm->online, 1);
 		rc = proto_op_result_decode(res->body, res->body_len, &r);
 		if (rc < 0) {
-			log_err(LOG_FETCH, "bad reply to %s: %s",
+			log_err(LOG_MUT, "bad reply to %s: %s",
 				proto_op_name(m->op.kind), strerror(-rc));
 			finish(m, -EIO, NULL);
 			return;
@@ -370,7 +373,7 @@ http_done(void *arg, const struct http_result *res)
 		rc = -ESTALE;
 	else if (rc == -ECANCELED)
 		rc = -EIO;
-	log_debug(LOG_FETCH, "%s '%s' refused: %s (HTTP %ld)",
+	log_debug(LOG_MUT, "%s '%s' refused: %s (HTTP %ld)",
 		  proto_op_name(m->op.kind), m->op.name ? m->op.name : "",
 		  strerror(-rc), res->status);
 	finish(m, rc, NULL);
@@ -412,7 +415,7 @@ start(struct cm *cm, struct mreq *m)
 {
 	struct mut *mu = cm->mut;
 
-	if (!mu || cm->stopping || !cm->http) {
+	if (!mu || cm_stopping(cm) || !cm->http) {
 		finish(m, -EIO, NULL);
 		return;
 	}
@@ -420,7 +423,6 @@ start(struct cm *cm, struct mreq *m)
 	TAILQ_INSERT_TAIL(&mu->inflight, m, link);
 	m->listed = true;
 	mu->n++;
-	atomic_fetch_add(&mu->count, 1);
 	send_req(m);
 }
 
@@ -432,8 +434,8 @@ run_job(struct cm *cm, struct cm_job *job)
 	/* Disconnected between the append and now: the record is INFLIGHT
 	 * and never left; it is replayed with the rest. */
 	if (atomic_load(&cm->mode) == CM_DISCONNECTED && m->seq &&
-	    !cm->stopping) {
-		offline_absorb(cm, &m->op, m->done, m->arg);
+	    !cm_stopping(cm) && cm->muth && cm->muth->absorb) {
+		cm->muth->absorb(cm, &m->op, m->done, m->arg);
 		mreq_free(m);
 		return;
 	}
@@ -465,7 +467,9 @@ mut_submit(struct cm *cm, const struct proto_op *op, mut_done_fn done,
 	   void *arg)
 {
 	if (cm_offline(cm))
-		return offline_submit(cm, op, done, arg);
+		return cm->muth && cm->muth->submit_offline
+			       ? cm->muth->submit_offline(cm, op, done, arg)
+			       : -EIO;
 	return mut_submit_direct(cm, op, done, arg);
 }
 
@@ -485,7 +489,7 @@ mut_submit_direct(struct cm *cm, const struct proto_op *op, mut_done_fn done,
 				    RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff);
 		if (rc < 0) {
 			rlog_effect_release(&eff);
-			log_err(LOG_RLOG, "cannot log %s: %s",
+			log_err(LOG_MUT, "cannot log %s: %s",
 				proto_op_name(op->kind), strerror(-rc));
 			mreq_free(m);
 			return rc == -ENOSPC ? -ENOSPC : -EIO;
@@ -532,12 +536,6 @@ mut_send_replay(struct cm *cm, uint64_t seq, const struct proto_op *op,
 	return send_logged(cm, seq, op, done, arg, true);
 }
 
-unsigned
-mut_inflight(struct cm *cm)
-{
-	return cm->mut ? atomic_load(&cm->mut->count) : 0;
-}
-
 /* --- resume after a crash --- */
 
 static void resume_next(struct cm *cm);
@@ -549,7 +547,7 @@ resume_done(struct cm *cm, void *arg, int err,
 	(void)arg;
 	(void)r;
 	if (err)
-		log_warn(LOG_RLOG, "replayed record refused: %s",
+		log_warn(LOG_MUT, "replayed record refused: %s",
 			 strerror(-err));
 	if (cm->mut)
 		resume_next(cm);
@@ -562,7 +560,7 @@ resume_next(struct cm *cm)
 	struct rlog_rec rec;
 	int rc;
 
-	if (!cm->rlog || cm->stopping) {
+	if (!cm->rlog || cm_stopping(cm)) {
 		mu->resuming = false;
 		return;
 	}
@@ -570,14 +568,18 @@ resume_next(struct cm *cm)
 		       &rec);
 	if (rc < 0) {
 		mu->resuming = false;
-		wb_resume(cm);
+		if (cm->muth && cm->muth->log_resumed)
+			cm->muth->log_resumed(cm);
 		return;
 	}
 	mu->resume_after = rec.seq;
-	log_info(LOG_RLOG, "resending %s (record %llu) left by a crash",
+	log_info(LOG_MUT, "resending %s (record %llu) left by a crash",
 		 proto_op_name(rec.op.kind), (unsigned long long)rec.seq);
 	if (rec.op.kind == PROTO_OP_STORE)
-		rc = wb_resend_store(cm, rec.seq, &rec.op, resume_done, NULL);
+		rc = cm->muth && cm->muth->resend_store
+			     ? cm->muth->resend_store(cm, rec.seq, &rec.op,
+						      resume_done, NULL)
+			     : -EIO;
 	else
 		rc = mut_send_logged(cm, rec.seq, &rec.op, resume_done, NULL);
 	rlog_rec_release(&rec);
@@ -598,13 +600,14 @@ mut_resume(struct cm *cm)
 /* --- setup --- */
 
 int
-mut_new(struct cm *cm)
+mut_new(struct cm *cm, const struct mut_hooks *hooks)
 {
 	struct mut *mu = calloc(1, sizeof(*mu));
 
 	if (!mu)
 		return -ENOMEM;
 	TAILQ_INIT(&mu->inflight);
+	cm->muth = hooks;
 	cm->mut = mu;
 	return 0;
 }

@@ -38,7 +38,35 @@ struct mut;
 typedef void (*mut_done_fn)(struct cm *cm, void *arg, int err,
 			    const struct proto_op_result *r);
 
-int mut_new(struct cm *cm);
+/*
+ * What the op log asks of the modules above it (the write states, wb.c;
+ * disconnected operation, offline.c), given to mut_new() by daemon.c so
+ * mut.c includes neither (cm->muth; never cleared). A NULL hook is
+ * skipped (no disconnect, -EIO for what needs it).
+ */
+struct mut_hooks {
+	/* wb: an object's last name went (its write state goes); a store's
+	 * reply @a came back for @op; resend a store left INFLIGHT by a
+	 * crash (as wb_resend_store()); the log's INFLIGHT records are all
+	 * resent (the dirty files come next). */
+	void (*file_gone)(struct cm *cm, const struct fid *fid);
+	void (*file_stored)(struct cm *cm, const struct proto_op *op,
+			    const struct proto_attr *a);
+	int (*resend_store)(struct cm *cm, uint64_t seq,
+			    const struct proto_op *op, mut_done_fn done,
+			    void *arg);
+	void (*log_resumed)(struct cm *cm);
+	/* offline: may an op the server does not answer disconnect? take it
+	 * into the disconnected log and apply it locally; log and apply an
+	 * op while disconnected (as offline_submit()). */
+	bool (*may_absorb)(struct cm *cm);
+	void (*absorb)(struct cm *cm, const struct proto_op *op,
+		       mut_done_fn done, void *arg);
+	int (*submit_offline)(struct cm *cm, const struct proto_op *op,
+			      mut_done_fn done, void *arg);
+};
+
+int mut_new(struct cm *cm, const struct mut_hooks *hooks);
 /* Fails what is still waiting (-EIO); after http_free(). */
 void mut_free(struct cm *cm);
 
@@ -80,8 +108,6 @@ bool mut_defer_event(struct cm *cm, const struct proto_event *ev);
  * order (stores go through wb.c, which stages their chunks again). */
 void mut_resume(struct cm *cm);
 
-/* Ops sent and not yet answered (for fs status / tests). Any thread. */
-unsigned mut_inflight(struct cm *cm);
 
 /* Copy @src into @dst (heap strings, value, chunks), or -ENOMEM.
  * Release with proto_op_release(). */

@@ -14,9 +14,7 @@
 
 #include <event2/event.h>
 
-#include "cm/access.h"
 #include "cm/cm.h"
-#include "cm/ctl.h"
 #include "cm/http.h"
 #include "cm/inode.h"
 #include "cm/meta.h"
@@ -25,7 +23,7 @@
 #include "cm/rlog.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
-#include "common/ctl_proto.h"
+#include "common/ctl_proto.h" /* CTL_PATH_MAX */
 #include "common/log.h"
 #include "common/util.h"
 
@@ -135,7 +133,9 @@ struct offline {
 	struct fidmap based; /* FIDs whose base is in replay-base */
 	bool based_loaded;
 	int mapfd; /* <cache>/replay-dv, the map as it grows (or -1) */
-	struct ctl_call *waiter; /* fs reconnect, answered at the end */
+	/* fs reconnect: told at the end of the reintegration */
+	offline_reconnected_fn waiter;
+	void *waiter_arg;
 };
 
 const char *
@@ -150,12 +150,6 @@ cm_mode_name(int mode)
 		return "reintegrating";
 	}
 	return "unknown";
-}
-
-bool
-cm_offline(struct cm *cm)
-{
-	return atomic_load(&cm->mode) != CM_CONNECTED;
 }
 
 uint64_t
@@ -213,7 +207,7 @@ mode_save(struct cm *cm)
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || write(fd, line, (size_t)n) != n || fsync(fd) < 0 ||
 	    close(fd) < 0 || rename(tmp, path) < 0) {
-		log_err(LOG_MAIN, "cannot record the mode in '%s': %s", path,
+		log_err(LOG_OFF, "cannot record the mode in '%s': %s", path,
 			strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -240,12 +234,12 @@ mode_load(struct cm *cm)
 		o->manual = !strcmp(how, "manual");
 		o->since_ms = since;
 		atomic_store(&cm->mode, CM_DISCONNECTED);
-		log_info(LOG_MAIN,
+		log_info(LOG_OFF,
 			 "starting disconnected (%s, as when "
 			 "cairnd stopped)",
 			 how);
 	} else {
-		log_warn(LOG_MAIN, "'%s' is not a mode record: ignored", path);
+		log_warn(LOG_OFF, "'%s' is not a mode record: ignored", path);
 	}
 	fclose(f);
 }
@@ -280,10 +274,10 @@ probe_done(void *arg, const struct http_result *res)
 		return;
 	o->probe_inflight = false;
 	if (atomic_load(&cm->mode) != CM_DISCONNECTED || o->manual ||
-	    cm->stopping)
+	    cm_stopping(cm))
 		return;
 	if (!res->err && res->status == 200) {
-		log_info(LOG_MAIN, "the server answers again: reintegrating");
+		log_info(LOG_OFF, "the server answers again: reintegrating");
 		reint_begin(cm);
 		return;
 	}
@@ -354,7 +348,7 @@ offline_disconnect(struct cm *cm, bool manual, const char *why)
 	atomic_store(&cm->mode, CM_DISCONNECTED);
 	atomic_store(&cm->online, 0);
 	mode_save(cm);
-	log_warn(LOG_MAIN, "disconnected (%s): changes go to the replay log",
+	log_warn(LOG_OFF, "disconnected (%s): changes go to the replay log",
 		 why);
 	if (!manual) {
 		o->probe_ms = PROBE_FIRST_MS;
@@ -449,7 +443,7 @@ offline_note_base(struct cm *cm, const struct fid *fid,
 		     (unsigned)a.mode, (unsigned)a.uid, (unsigned)a.gid);
 	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0 || write(fd, line, (size_t)n) != n)
-		log_warn(LOG_RLOG, "cannot note base metadata: %s",
+		log_warn(LOG_OFF, "cannot note base metadata: %s",
 			 strerror(errno));
 	if (fd >= 0)
 		close(fd);
@@ -460,8 +454,6 @@ offline_note_base(struct cm *cm, const struct fid *fid,
  * server, an inode the kernel forgot). Lines "SEQ<TAB>PATH" in
  * <cache>/replay-paths, the last line of a seq wins. --- */
 
-static int op_path(struct cm *cm, const struct proto_op *op, char *buf,
-		    size_t len);
 
 static void
 paths_file(struct cm *cm, char *buf, size_t len)
@@ -477,7 +469,7 @@ offline_note_path(struct cm *cm, uint64_t seq, const struct proto_op *op)
 
 	if (!seq)
 		return;
-	op_path(cm, op, path, sizeof(path));
+	offline_op_path(cm, op, path, sizeof(path));
 	if (!path[0] || strchr(path, '\n'))
 		return;
 	n = snprintf(line, sizeof(line), "%llu\t%s\n", (unsigned long long)seq,
@@ -487,14 +479,14 @@ offline_note_path(struct cm *cm, uint64_t seq, const struct proto_op *op)
 	paths_file(cm, file, sizeof(file));
 	fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0 || write(fd, line, (size_t)n) != n)
-		log_warn(LOG_RLOG, "cannot note the path of a change: %s",
+		log_warn(LOG_OFF, "cannot note the path of a change: %s",
 			 strerror(errno));
 	if (fd >= 0)
 		close(fd);
 }
 
-static int
-path_noted(struct cm *cm, uint64_t seq, char *buf, size_t len)
+int
+offline_path_noted(struct cm *cm, uint64_t seq, char *buf, size_t len)
 {
 	char file[4096], line[CTL_PATH_MAX + 32];
 	int rc = -ENOENT;
@@ -535,9 +527,9 @@ cached_listing(struct cm *cm, const struct fid *dir, struct vc_dir **d)
 }
 
 /* The FID and type of @name in directory @dir: 0, -ENOENT, -EIO. */
-static int
-lookup_name(struct cm *cm, const struct fid *dir, const char *name,
-	    struct fid *fid, enum proto_type *type)
+int
+offline_lookup_name(struct cm *cm, const struct fid *dir, const char *name,
+		    struct fid *fid, enum proto_type *type)
 {
 	struct vc_dir *d;
 	long idx;
@@ -682,7 +674,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
 	case PROTO_OP_SYMLINK:
-		rc = lookup_name(cm, &op->parent, op->name, NULL, NULL);
+		rc = offline_lookup_name(cm, &op->parent, op->name, NULL, NULL);
 		if (rc == 0)
 			return -EEXIST;
 		if (rc != -ENOENT)
@@ -715,7 +707,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 		r->has_parent = rc == 0;
 		return rc;
 	case PROTO_OP_LINK:
-		rc = lookup_name(cm, &op->parent, op->name, NULL, NULL);
+		rc = offline_lookup_name(cm, &op->parent, op->name, NULL, NULL);
 		if (rc == 0)
 			return -EEXIST;
 		if (rc != -ENOENT)
@@ -737,7 +729,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 		return rc;
 	case PROTO_OP_UNLINK:
 	case PROTO_OP_RMDIR:
-		rc = lookup_name(cm, &op->parent, op->name, &f, &t);
+		rc = offline_lookup_name(cm, &op->parent, op->name, &f, &t);
 		if (rc < 0)
 			return rc;
 		if (op->kind == PROTO_OP_RMDIR) {
@@ -762,10 +754,10 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 		bool have_victim;
 		struct proto_attr va;
 
-		rc = lookup_name(cm, &op->parent, op->name, &f, &t);
+		rc = offline_lookup_name(cm, &op->parent, op->name, &f, &t);
 		if (rc < 0)
 			return rc;
-		rc = lookup_name(cm, &op->newparent, op->newname, &victim, &vt);
+		rc = offline_lookup_name(cm, &op->newparent, op->newname, &victim, &vt);
 		if (rc < 0 && rc != -ENOENT)
 			return rc;
 		have_victim = rc == 0;
@@ -887,7 +879,7 @@ oreq_run(struct cm *cm, struct cm_job *job)
 	struct rlog_effect eff;
 	int rc;
 
-	rc = cm->stopping ? -EIO : local_apply(cm, &q->op, false, &r);
+	rc = cm_stopping(cm) ? -EIO : local_apply(cm, &q->op, false, &r);
 	if (rc == 0) {
 		rc = rlog_append_ex(cm->rlog, &q->op, 0, &eff);
 		if (rc == 0)
@@ -899,7 +891,7 @@ oreq_run(struct cm *cm, struct cm_job *job)
 				if (eff.changes[i].why == RLOG_WHY_IDENTITY)
 					wb_gone(cm, &eff.changes[i].fid);
 		} else {
-			log_err(LOG_RLOG, "cannot log %s: %s",
+			log_err(LOG_OFF, "cannot log %s: %s",
 				proto_op_name(q->op.kind), strerror(-rc));
 			rc = rc == -ENOSPC ? -ENOSPC : -EIO;
 		}
@@ -962,7 +954,7 @@ static void
 map_put(struct offline *o, const struct fid *fid, uint64_t dv)
 {
 	if (!fidmap_put(&o->map, fid, dv))
-		log_warn(LOG_RLOG, "out of memory for the replay DV map");
+		log_warn(LOG_OFF, "out of memory for the replay DV map");
 }
 
 /*
@@ -990,7 +982,7 @@ map_set(struct cm *cm, const struct fid *fid, uint64_t dv)
 	n = snprintf(line, sizeof(line), "%s %llu\n", fid_fmt(fid, fs),
 		     (unsigned long long)dv);
 	if (write(o->mapfd, line, (size_t)n) != n)
-		log_warn(LOG_RLOG, "cannot write the replay DV map: %s",
+		log_warn(LOG_OFF, "cannot write the replay DV map: %s",
 			 strerror(errno));
 }
 
@@ -1016,7 +1008,7 @@ map_open(struct cm *cm)
 		}
 		fclose(f);
 		if (o->map.n)
-			log_info(LOG_RLOG,
+			log_info(LOG_OFF,
 				 "going on with a reintegration a "
 				 "restart cut short (%zu objects "
 				 "already replayed)",
@@ -1072,8 +1064,9 @@ path_of(struct cm *cm, const struct fid *fid, char *buf, size_t len)
 
 /* The path an op is about: the object, or the name it makes. @return 0,
  * or -ENOENT when it is not a whole mount path (see path_of()). */
-static int
-op_path(struct cm *cm, const struct proto_op *op, char *buf, size_t len)
+int
+offline_op_path(struct cm *cm, const struct proto_op *op, char *buf,
+		size_t len)
 {
 	char dir[CTL_PATH_MAX];
 	int rc;
@@ -1195,12 +1188,12 @@ reint_record(struct cm *cm, struct rctx *c, const struct proto_attr *srv)
 	}
 	rc = rlog_conflict_add(cm->rlog, c->seq, &cf);
 	if (rc < 0)
-		log_err(LOG_RLOG,
+		log_err(LOG_OFF,
 			"cannot record a conflict for record %llu: "
 			"%s",
 			(unsigned long long)c->seq, strerror(-rc));
 	o->refused++;
-	log_warn(LOG_RLOG, "conflict: %s '%s' refused by the server (%s)%s",
+	log_warn(LOG_OFF, "conflict: %s '%s' refused by the server (%s)%s",
 		 proto_op_name(c->op.kind), path, strerror(-c->err),
 		 copy ? "; local data saved as a conflict copy" : "");
 	rctx_free(c);
@@ -1214,7 +1207,7 @@ reint_server_attr(struct cm *cm, void *arg, int err)
 	struct rctx *c = arg;
 	struct proto_attr a;
 
-	if (!cm->off || cm->stopping) {
+	if (!cm->off || cm_stopping(cm)) {
 		rctx_free(c);
 		return;
 	}
@@ -1239,7 +1232,7 @@ reint_copied(struct cm *cm, void *arg, int err, const char *copy)
 	struct rctx *c = arg;
 
 	if (err)
-		log_err(LOG_RLOG,
+		log_err(LOG_OFF,
 			"the local version of a refused store could "
 			"not be saved (%s): it stays in the cache",
 			strerror(-err));
@@ -1252,7 +1245,7 @@ reint_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 	struct rctx *c = arg;
 	struct offline *o = cm->off;
 
-	if (!o || cm->stopping) {
+	if (!o || cm_stopping(cm)) {
 		rctx_free(c);
 		return;
 	}
@@ -1280,8 +1273,8 @@ reint_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 	c->has_local = meta_cached_attr(cm, &c->op.fid, &c->local) == 0;
 	/* as noted when it was logged, or now, while the write state still
 	 * knows the file's name */
-	if (path_noted(cm, c->seq, c->path, sizeof(c->path)) < 0)
-		op_path(cm, &c->op, c->path, sizeof(c->path));
+	if (offline_path_noted(cm, c->seq, c->path, sizeof(c->path)) < 0)
+		offline_op_path(cm, &c->op, c->path, sizeof(c->path));
 	if (c->op.kind == PROTO_OP_STORE) {
 		wb_conflict_copy(cm, &c->op.fid, reint_copied, c);
 		return;
@@ -1313,7 +1306,7 @@ reint_finish(struct cm *cm)
 		paths_file(cm, path, sizeof(path));
 		unlink(path);
 	}
-	log_info(LOG_MAIN,
+	log_info(LOG_OFF,
 		 "connected: %llu records replayed, %llu refused "
 		 "(%llu conflicts to resolve)",
 		 (unsigned long long)o->done_recs,
@@ -1324,12 +1317,10 @@ reint_finish(struct cm *cm)
 	meta_revalidate_all(cm);
 	wb_resume(cm);
 	if (o->waiter) {
-		ctl_reply_ok(o->waiter,
-			     json_pack("{s:s,s:I,s:I,s:I}", "mode", "connected",
-				       "replayed", (json_int_t)o->done_recs,
-				       "refused", (json_int_t)o->refused,
-				       "conflicts", (json_int_t)st.conflicts));
+		offline_reconnected_fn fn = o->waiter;
+
 		o->waiter = NULL;
+		fn(o->waiter_arg, 0, o->done_recs, o->refused, st.conflicts);
 	}
 }
 
@@ -1343,7 +1334,7 @@ reint_next(struct cm *cm)
 	uint64_t src;
 	int rc;
 
-	if (!o || cm->stopping || atomic_load(&cm->mode) != CM_REINTEGRATING)
+	if (!o || cm_stopping(cm) || atomic_load(&cm->mode) != CM_REINTEGRATING)
 		return;
 	rc = rlog_next(cm->rlog, o->after,
 		       RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT),
@@ -1384,7 +1375,7 @@ reint_next(struct cm *cm)
 	if (rec.state == RLOG_PENDING &&
 	    (rc = rlog_set_inflight_run(cm->rlog, rec.seq, REINT_WINDOW,
 					NULL)) < 0) {
-		log_err(LOG_RLOG, "cannot mark record %llu in flight: %s",
+		log_err(LOG_OFF, "cannot mark record %llu in flight: %s",
 			(unsigned long long)rec.seq, strerror(-rc));
 		rlog_rec_release(&rec);
 		rctx_free(c);
@@ -1393,7 +1384,7 @@ reint_next(struct cm *cm)
 				   "the replay log cannot be written");
 		return;
 	}
-	log_debug(LOG_RLOG, "replaying %s (record %llu)",
+	log_debug(LOG_OFF, "replaying %s (record %llu)",
 		  proto_op_name(rec.op.kind), (unsigned long long)rec.seq);
 	if (rec.op.kind == PROTO_OP_STORE)
 		rc = wb_replay_store(cm, rec.seq, &rec.op, src, reint_done, c);
@@ -1428,7 +1419,7 @@ reint_begin(struct cm *cm)
 	if (o->probe_ev)
 		evtimer_del(o->probe_ev);
 	atomic_store(&cm->mode, CM_REINTEGRATING);
-	log_info(LOG_MAIN, "reintegrating %llu records (%llu bytes)",
+	log_info(LOG_OFF, "reintegrating %llu records (%llu bytes)",
 		 (unsigned long long)o->total_recs,
 		 (unsigned long long)o->total_bytes);
 	reint_next(cm);
@@ -1473,850 +1464,64 @@ offline_free(struct cm *cm)
 	if (o->probe_ev)
 		event_free(o->probe_ev);
 	if (o->waiter)
-		ctl_reply_err(o->waiter, -ESHUTDOWN, "cairnd is stopping");
+		o->waiter(o->waiter_arg, -ESHUTDOWN, 0, 0, 0);
 	map_close(cm, false);
 	fidmap_clear(&o->based);
 	cm->off = NULL;
 	free(o);
 }
 
-/* --- control socket --- */
+/* --- for the control handlers (ctl_offline.c) --- */
 
-void
-offline_status(struct cm *cm, json_t *o)
+bool
+offline_get_state(struct cm *cm, struct offline_state *s)
 {
 	struct offline *off = cm->off;
-	struct rlog_stats st;
-	int mode = atomic_load(&cm->mode);
+	unsigned w;
 
-	memset(&st, 0, sizeof(st));
-	if (cm->rlog)
-		rlog_stats(cm->rlog, &st);
-	json_object_set_new(o, "mode", json_string(cm_mode_name(mode)));
-	json_object_set_new(
-		o, "replay_pending",
-		json_integer((json_int_t)(st.pending + st.inflight)));
-	json_object_set_new(o, "replay_bytes",
-			    json_integer((json_int_t)st.data_bytes));
-	json_object_set_new(o, "conflicts",
-			    json_integer((json_int_t)st.conflicts));
+	memset(s, 0, sizeof(*s));
+	s->mode = atomic_load(&cm->mode);
 	if (!off)
-		return;
-	json_object_set_new(o, "since_ms", json_integer(off->since_ms));
-	json_object_set_new(o, "manual", json_boolean(off->manual));
-	if (atomic_load(&off->policy) == POLICY_WAIT) {
-		char w[32];
-
-		snprintf(w, sizeof(w), "wait:%u",
-			 (atomic_load(&off->wait_ms)
-				  ? atomic_load(&off->wait_ms)
-				  : (unsigned)cm->cfg.fetch_timeout_ms) /
-				 1000);
-		json_object_set_new(o, "offline_miss", json_string(w));
-	} else {
-		json_object_set_new(o, "offline_miss", json_string("error"));
-	}
-	if (mode == CM_REINTEGRATING) {
-		json_object_set_new(o, "replay_done",
-				    json_integer((json_int_t)off->done_recs));
-		json_object_set_new(o, "replay_total",
-				    json_integer((json_int_t)off->total_recs));
-		json_object_set_new(o, "replay_bytes_done",
-				    json_integer((json_int_t)off->done_bytes));
-		json_object_set_new(o, "replay_bytes_total",
-				    json_integer((json_int_t)off->total_bytes));
-	}
+		return false;
+	s->since_ms = off->since_ms;
+	s->manual = off->manual;
+	s->miss_wait = atomic_load(&off->policy) == POLICY_WAIT;
+	w = atomic_load(&off->wait_ms);
+	s->wait_s = (w ? w : (unsigned)cm->cfg.fetch_timeout_ms) / 1000;
+	s->done_recs = off->done_recs;
+	s->total_recs = off->total_recs;
+	s->done_bytes = off->done_bytes;
+	s->total_bytes = off->total_bytes;
+	return true;
 }
 
-void
-offline_ctl_disconnect(void *arg, struct ctl_call *call,
-		       const struct ctl_peer *peer, json_t *args)
+int
+offline_reconnect(struct cm *cm, offline_reconnected_fn done, void *arg)
 {
-	struct cm *cm = arg;
-
-	(void)args;
-	if (!cm->rlog) {
-		ctl_reply_err(call, -EIO, "no replay log: cannot disconnect");
-		return;
-	}
-	offline_disconnect(cm, true, "fs disconnect");
-	log_info(LOG_CTL, "disconnected by uid %u", (unsigned)peer->uid);
-	ctl_reply_ok(call, json_pack("{s:s}", "mode", "disconnected"));
-}
-
-void
-offline_ctl_reconnect(void *arg, struct ctl_call *call,
-		      const struct ctl_peer *peer, json_t *args)
-{
-	struct cm *cm = arg;
 	struct offline *o = cm->off;
 
-	(void)args;
-	if (!o) {
-		ctl_reply_err(call, -EIO, NULL);
-		return;
-	}
-	if (o->waiter) {
-		ctl_reply_err(call, -EBUSY, "a reconnect is already running");
-		return;
-	}
-	if (atomic_load(&cm->mode) == CM_CONNECTED) {
-		ctl_reply_ok(call, json_pack("{s:s,s:i,s:i,s:i}", "mode",
-					     "connected", "replayed", 0,
-					     "refused", 0, "conflicts", 0));
-		return;
-	}
-	log_info(LOG_CTL, "reconnect asked by uid %u", (unsigned)peer->uid);
+	if (!o)
+		return -EIO;
+	if (o->waiter)
+		return -EBUSY;
+	if (atomic_load(&cm->mode) == CM_CONNECTED)
+		return 1;
 	o->manual = false;
-	o->waiter = call;
+	o->waiter = done;
+	o->waiter_arg = arg;
 	if (atomic_load(&cm->mode) == CM_DISCONNECTED)
 		reint_begin(cm);
-	/* answered by reint_finish(), or below if it stopped at once */
+	/* told by reint_finish(), or here if it stopped at once */
 	if (o->waiter && atomic_load(&cm->mode) == CM_DISCONNECTED) {
 		o->waiter = NULL;
-		ctl_reply_err(call, -EHOSTUNREACH,
-			      "the server did not take the replay log; still "
-			      "disconnected (cairnd retries by itself)");
+		return -EHOSTUNREACH;
 	}
-}
-
-void
-offline_ctl_setpolicy(void *arg, struct ctl_call *call,
-		      const struct ctl_peer *peer, json_t *args)
-{
-	struct cm *cm = arg;
-	const char *name = json_string_value(json_object_get(args, "name"));
-	const char *value = json_string_value(json_object_get(args, "value"));
-	int p;
-
-	(void)peer;
-	if (!name || strcmp(name, "offline-miss")) {
-		ctl_reply_err(call, -EINVAL,
-			      "unknown policy (known: offline-miss)");
-		return;
-	}
-	unsigned secs = 0;
-	char extra;
-
-	if (!value || (strcmp(value, "error") && strcmp(value, "wait") &&
-		       (sscanf(value, "wait:%u%c", &secs, &extra) != 1 ||
-			!secs || secs > WAIT_MAX_S))) {
-		ctl_reply_err(call, -EINVAL,
-			      "offline-miss is error, wait or wait:SECONDS "
-			      "(1..3600)");
-		return;
-	}
-	p = strncmp(value, "wait", 4) ? POLICY_ERROR : POLICY_WAIT;
-	atomic_store(&cm->off->wait_ms, secs * 1000);
-	atomic_store(&cm->off->policy, p);
-	ctl_reply_ok(call,
-		     json_pack("{s:s,s:s}", "name", name, "value", value));
-}
-
-struct clist {
-	struct cm *cm;
-	const struct ctl_peer *peer; /* who asks: sees what the mount shows */
-	json_t *arr;
-	const char *path; /* filter, or NULL */
-	size_t n, limit;
-};
-
-/* The directory a change is in, if the op names it (else null). */
-static struct fid
-op_dir(const struct proto_op *op)
-{
-	struct fid none;
-
-	switch (op->kind) {
-	case PROTO_OP_CREATE:
-	case PROTO_OP_MKDIR:
-	case PROTO_OP_SYMLINK:
-	case PROTO_OP_LINK:
-	case PROTO_OP_UNLINK:
-	case PROTO_OP_RMDIR:
-	case PROTO_OP_RENAME:
-		return op->parent;
-	default:
-		memset(&none, 0, sizeof(none));
-		return none;
-	}
-}
-
-static int
-conflict_cb(const struct rlog_rec *rec, void *arg)
-{
-	struct clist *l = arg;
-	const struct rlog_conflict *c = &rec->conflict;
-	json_t *o;
-
-	if (l->path && (!c->local.path || strcmp(c->local.path, l->path)))
-		return 0;
-	if (l->peer->uid != 0) {
-		struct fid dir = op_dir(&rec->op);
-
-		/* Another user's change is none of the caller's business
-		 * unless the mount would show the caller its path. */
-		if (!c->local.path || !acc_sees(l->cm, l->peer, c->local.path,
-						&dir, (uid_t)rec->op.uid))
-			return 0;
-	}
-	o = json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "seq",
-		      (json_int_t)rec->seq, "path",
-		      c->local.path ? c->local.path : "", "op",
-		      proto_op_name(rec->op.kind), "kind",
-		      rlog_conflict_name(c->kind), "message",
-		      c->msg ? c->msg : "", "base_dv", (json_int_t)c->local.dv,
-		      "local_size", (json_int_t)c->local.size, "time_ms",
-		      (json_int_t)c->time_ms);
-	if (o && c->has_server) {
-		json_object_set_new(o, "server_size",
-				    json_integer((json_int_t)c->server.size));
-		json_object_set_new(o, "server_dv",
-				    json_integer((json_int_t)c->server.dv));
-		json_object_set_new(o, "server_mtime_ns",
-				    json_integer(c->server.mtime_ns));
-	}
-	if (o)
-		json_object_set_new(o, "local_mtime_ns",
-				    json_integer(c->local.mtime_ns));
-	if (o && c->has_base) {
-		json_object_set_new(o, "base_size",
-				    json_integer((json_int_t)c->base.size));
-		json_object_set_new(o, "base_mtime_ns",
-				    json_integer(c->base.mtime_ns));
-	}
-	if (o && c->msg) {
-		/* the copy's path, from the message reint_record wrote */
-		const char *p = strstr(c->msg, "saved as '");
-		const char *e = p ? strrchr(p + 10, '\'') : NULL;
-
-		if (e)
-			json_object_set_new(
-				o, "copy",
-				json_stringn(p + 10, (size_t)(e - p - 10)));
-	}
-	if (o)
-		json_array_append_new(l->arr, o);
 	return 0;
 }
 
 void
-offline_ctl_conflicts(void *arg, struct ctl_call *call,
-		      const struct ctl_peer *peer, json_t *args)
+offline_set_miss_policy(struct cm *cm, bool wait, unsigned wait_s)
 {
-	struct cm *cm = arg;
-	struct clist l = {.cm = cm, .peer = peer};
-	int rc;
-
-	l.arr = json_array();
-	l.path = json_string_value(json_object_get(args, "path"));
-	rc = cm->rlog ? rlog_conflicts(cm->rlog, conflict_cb, &l) : 0;
-	if (rc < 0) {
-		json_decref(l.arr);
-		ctl_reply_err(call, rc, NULL);
-		return;
-	}
-	ctl_reply_ok(call, json_pack("{s:o}", "conflicts", l.arr));
-}
-
-static int
-replay_cb(const struct rlog_rec *rec, void *arg)
-{
-	struct clist *l = arg;
-	char fs[FID_STRLEN];
-	json_t *o;
-
-	if (rec->state == RLOG_CONFLICT)
-		return 0;
-	if (l->peer->uid != 0) {
-		char path[CTL_PATH_MAX];
-		struct fid dir = op_dir(&rec->op);
-
-		/* Shown only if its path is known and the mount would show
-		 * it to the caller; "pending" counts what is shown. */
-		if (op_path(l->cm, &rec->op, path, sizeof(path)) < 0 &&
-		    path_noted(l->cm, rec->seq, path, sizeof(path)) < 0)
-			return 0;
-		if (!acc_sees(l->cm, l->peer, path, &dir, (uid_t)rec->op.uid))
-			return 0;
-	}
-	l->n++;
-	if (l->limit && json_array_size(l->arr) >= l->limit)
-		return 0;
-	o = json_pack(
-		"{s:I,s:s,s:s,s:s,s:s,s:I,s:I}", "seq", (json_int_t)rec->seq,
-		"op", proto_op_name(rec->op.kind), "state",
-		rlog_state_name(rec->state), "fid", fid_fmt(&rec->op.fid, fs),
-		"name", rec->op.name ? rec->op.name : "", "bytes",
-		(json_int_t)rec->nbytes, "time_ms", (json_int_t)rec->time_ms);
-	if (o)
-		json_array_append_new(l->arr, o);
-	return 0;
-}
-
-void
-offline_ctl_replaylog(void *arg, struct ctl_call *call,
-		      const struct ctl_peer *peer, json_t *args)
-{
-	struct cm *cm = arg;
-	struct clist l = {.cm = cm, .peer = peer};
-	json_t *lim = json_object_get(args, "limit");
-	int rc;
-
-	l.arr = json_array();
-	l.limit = json_is_integer(lim) ? (size_t)json_integer_value(lim) : 0;
-	rc = cm->rlog ? rlog_iterate(cm->rlog, replay_cb, &l) : 0;
-	if (rc < 0) {
-		json_decref(l.arr);
-		ctl_reply_err(call, rc, NULL);
-		return;
-	}
-	ctl_reply_ok(call, json_pack("{s:o,s:I}", "records", l.arr, "pending",
-				     (json_int_t)l.n));
-}
-
-/* fs resolve PATH --keep local|server|both. */
-struct resolve {
-	const char *path, *how;
-	uint64_t seq;
-	bool is_store;
-	int found;
-	struct proto_op op; /* a copy of the refused op */
-	bool has_base;
-	struct proto_attr base; /* the object before the local change */
-};
-
-static int
-resolve_cb(const struct rlog_rec *rec, void *arg)
-{
-	struct resolve *r = arg;
-
-	if (!rec->conflict.local.path ||
-	    strcmp(rec->conflict.local.path, r->path))
-		return 0;
-	r->seq = rec->seq;
-	r->is_store = rec->op.kind == PROTO_OP_STORE;
-	r->has_base = rec->conflict.has_base;
-	if (r->has_base)
-		r->base = rec->conflict.base;
-	r->found++;
-	if (mut_op_copy(&r->op, &rec->op) < 0)
-		memset(&r->op, 0, sizeof(r->op));
-	return 1;
-}
-
-/*
- * keep-local of a refused metadata change: do it again on what the server
- * has now. setattr and xattrs: based on the current DV. unlink, rmdir:
- * remove what the name names now. The conflict goes once the server took
- * it.
- */
-struct redo {
-	struct cm *cm;
-	struct ctl_call *call;
-	struct ctl_peer peer; /* who asked: the redo is done for them */
-	struct proto_op op;
-	uint64_t seq;
-	char path[CTL_PATH_MAX];
-	bool have_both; /* rename: both listings fetched */
-};
-
-static void
-redo_free(struct redo *d)
-{
-	proto_op_release(&d->op);
-	free(d);
-}
-
-static void
-redo_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
-{
-	struct redo *d = arg;
-	int rc;
-
-	(void)r;
-	if (err) {
-		ctl_reply_err(d->call, err == -ESTALE ? -EAGAIN : err,
-			      "the server refused the change again");
-		redo_free(d);
-		return;
-	}
-	rc = rlog_conflict_resolve(cm->rlog, d->seq);
-	if (rc < 0)
-		ctl_reply_err(d->call, rc, NULL);
-	else
-		ctl_reply_ok(d->call, json_pack("{s:s,s:s}", "path", d->path,
-						"how", "keep-local"));
-	log_info(LOG_CTL, "conflict at '%s' settled (keep-local: redone)",
-		 d->path);
-	redo_free(d);
-}
-
-static void
-redo_send(struct cm *cm, struct redo *d)
-{
-	int rc = mut_submit_direct(cm, &d->op, redo_done, d);
-
-	if (rc < 0) {
-		ctl_reply_err(d->call, rc, NULL);
-		redo_free(d);
-	}
-}
-
-static bool
-takes_name(enum proto_op_kind k)
-{
-	return k == PROTO_OP_CREATE || k == PROTO_OP_MKDIR ||
-	       k == PROTO_OP_SYMLINK || k == PROTO_OP_LINK;
-}
-
-/* The server's object that had the name is gone: now make ours. */
-static void
-redo_removed(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
-{
-	struct redo *d = arg;
-
-	(void)r;
-	if (err) {
-		ctl_reply_err(d->call, err,
-			      "the server's object at that name cannot be "
-			      "removed (a directory must be empty)");
-		redo_free(d);
-		return;
-	}
-	memset(d->op.opid, 0, sizeof(d->op.opid));
-	redo_send(cm, d);
-}
-
-static void resolve_deny(struct ctl_call *call, const char *path,
-			 const struct proto_op *op, int err);
-
-/* The listings and attributes are fresh now: may the caller still make
- * the change, on what the server has now (@victim: what has the name and
- * would go, or NULL)? If not, answer and free @d. */
-static bool
-redo_allowed(struct cm *cm, struct redo *d, const struct fid *victim)
-{
-	int rc = acc_may_change(cm, &d->peer, &d->op, victim, NULL, NULL);
-
-	if (rc == 0)
-		return true;
-	log_info(LOG_CTL, "keep-local at '%s' refused to uid %u: %s", d->path,
-		 (unsigned)d->peer.uid, strerror(rc == -EAGAIN ? EACCES : -rc));
-	resolve_deny(d->call, d->path, &d->op, rc == -EAGAIN ? -EACCES : rc);
-	redo_free(d);
-	return false;
-}
-
-static void
-redo_fetched(struct cm *cm, void *arg, int err)
-{
-	struct redo *d = arg;
-	struct proto_attr a;
-	enum proto_type t;
-	struct fid f;
-
-	if (err) {
-		ctl_reply_err(d->call, err, "the object is gone on the server");
-		redo_free(d);
-		return;
-	}
-	if (takes_name(d->op.kind)) {
-		/* keep-local: ours takes the name; what has it now goes. */
-		struct proto_op rm;
-		int rc;
-
-		if (lookup_name(cm, &d->op.parent, d->op.name, &f, &t) < 0) {
-			if (!redo_allowed(cm, d, NULL))
-				return;
-			memset(d->op.opid, 0, sizeof(d->op.opid));
-			redo_send(cm, d);
-			return;
-		}
-		if (!redo_allowed(cm, d, &f))
-			return;
-		memset(&rm, 0, sizeof(rm));
-		rm.kind = t == PROTO_T_DIR ? PROTO_OP_RMDIR : PROTO_OP_UNLINK;
-		rm.parent = d->op.parent;
-		rm.name = d->op.name;
-		rm.fid = f;
-		rc = mut_submit_direct(cm, &rm, redo_removed, d);
-		if (rc < 0) {
-			ctl_reply_err(d->call, rc, NULL);
-			redo_free(d);
-		}
-		return;
-	}
-	if (d->op.kind == PROTO_OP_RENAME && !d->have_both) {
-		d->have_both = true;
-		meta_want_dir(cm, &d->op.newparent, redo_fetched, d);
-		return;
-	}
-	if (d->op.kind == PROTO_OP_RENAME) {
-		/* keep-local: the rename happens, over what has the new
-		 * name now, if the object still has its old one. */
-		if (lookup_name(cm, &d->op.parent, d->op.name, &f, NULL) < 0 ||
-		    !fid_eq(&f, &d->op.fid)) {
-			ctl_reply_err(
-				d->call, -ESTALE,
-				"the object no longer has its old name on "
-				"the server");
-			redo_free(d);
-			return;
-		}
-		memset(&d->op.victim, 0, sizeof(d->op.victim));
-		if (lookup_name(cm, &d->op.newparent, d->op.newname, &f,
-				NULL) == 0)
-			d->op.victim = f;
-		d->op.flags &= ~(uint32_t)PROTO_RENAME_NOREPLACE;
-		if (!redo_allowed(cm, d, NULL))
-			return;
-	} else if (d->op.kind == PROTO_OP_UNLINK ||
-		   d->op.kind == PROTO_OP_RMDIR) {
-		if (lookup_name(cm, &d->op.parent, d->op.name, &f, &t) < 0) {
-			/* Nothing there any more: what we wanted holds. */
-			redo_done(cm, d, 0, NULL);
-			return;
-		}
-		d->op.fid = f;
-		if (!redo_allowed(cm, d, NULL))
-			return;
-	} else {
-		if (meta_cached_attr(cm, &d->op.fid, &a) == 0)
-			d->op.base_dv = a.dv;
-		if (!redo_allowed(cm, d, NULL))
-			return;
-	}
-	memset(d->op.opid, 0, sizeof(d->op.opid));
-	redo_send(cm, d);
-}
-
-static void
-redo_start(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
-	   struct resolve *r)
-{
-	struct redo *d = calloc(1, sizeof(*d));
-
-	if (!d || mut_op_copy(&d->op, &r->op) < 0) {
-		free(d);
-		ctl_reply_err(call, -ENOMEM, NULL);
-		return;
-	}
-	d->cm = cm;
-	d->call = call;
-	d->peer = *peer;
-	d->seq = r->seq;
-	snprintf(d->path, sizeof(d->path), "%s", r->path);
-	if (d->op.kind == PROTO_OP_UNLINK || d->op.kind == PROTO_OP_RMDIR ||
-	    takes_name(d->op.kind)) {
-		meta_want_dir(cm, &d->op.parent, redo_fetched, d);
-		return;
-	}
-	if (d->op.kind == PROTO_OP_RENAME) {
-		/* the old name's listing, then the new one's */
-		meta_want_dir(cm, &d->op.parent, redo_fetched, d);
-		return;
-	}
-	meta_drop_attr(cm, &d->op.fid);
-	meta_want_attr(cm, &d->op.fid, redo_fetched, d);
-}
-
-/* Refuse to settle @op's conflict at @path: the caller could not make
- * the change through the mount (@err -EACCES or -EPERM). */
-static void
-resolve_deny(struct ctl_call *call, const char *path, const struct proto_op *op,
-	     int err)
-{
-	char msg[CTL_PATH_MAX + 256];
-	const char *need;
-
-	switch (op->kind) {
-	case PROTO_OP_SETATTR:
-	case PROTO_OP_SETXATTR:
-	case PROTO_OP_REMOVEXATTR:
-		need = "owning the object (or write permission on it)";
-		break;
-	case PROTO_OP_STORE:
-		need = "write permission on the file";
-		break;
-	default:
-		need = "write and search permission on the directory (and "
-		       "the new object being yours)";
-	}
-	snprintf(msg, sizeof(msg),
-		 "you may not settle the conflict at '%s': the %s needs %s, "
-		 "which you do not have through the mount; ask its owner or "
-		 "root",
-		 path, proto_op_name(op->kind) ? proto_op_name(op->kind)
-					       : "change",
-		 need);
-	ctl_reply_err(call, err == -EPERM ? EPERM : EACCES, msg);
-}
-
-/* May @peer settle @r's conflict? What the change itself needs (access.h:
- * keep-local redoes it, keep-remote and keep-both drop or set aside a
- * change that was theirs to make), plus reaching its path. A directory on
- * the way that is gone leaves the change's own checks. */
-static int
-resolve_may(struct cm *cm, const struct ctl_peer *peer, const struct resolve *r,
-	    struct acc_need *need)
-{
-	int rc = acc_reach(cm, peer, r->path, need);
-
-	if (rc < 0 && rc != -ENOENT)
-		return rc;
-	/* The object may be gone on the server: judge it then by what it
-	 * was before the local change. */
-	return acc_may_change(cm, peer, &r->op, NULL,
-			      r->has_base ? &r->base : NULL, need);
-}
-
-/* keep-remote and keep-both change nothing on the server. When what the
- * check needs is gone there (a create in a directory removed since), the
- * object the caller made offline is enough: it was made as op uid. */
-static bool
-resolve_own_gone(const struct ctl_peer *peer, const struct resolve *r)
-{
-	enum proto_op_kind k = r->op.kind;
-
-	return strcmp(r->how, "keep-local") &&
-	       (k == PROTO_OP_CREATE || k == PROTO_OP_MKDIR ||
-		k == PROTO_OP_SYMLINK) &&
-	       (uid_t)r->op.uid == peer->uid;
-}
-
-static void resolve_go(struct cm *cm, struct ctl_call *call,
-		       const struct ctl_peer *peer, struct resolve *r);
-
-/* A permission check waiting for metadata the cache did not hold. */
-struct rauth {
-	struct cm *cm;
-	struct ctl_call *call;
-	struct ctl_peer peer;
-	struct resolve r; /* r.path, r.how point at the copies below */
-	char path[CTL_PATH_MAX];
-	char how[16];
-	unsigned tries;
-};
-
-static void rauth_step(struct rauth *a, int err);
-static void rreach_step(struct rauth *a, int err);
-
-static void
-rauth_cb(struct cm *cm, void *arg, int err)
-{
-	(void)cm;
-	rauth_step(arg, err);
-}
-
-static void
-rauth_step(struct rauth *a, int err)
-{
-	struct acc_need need;
-	int rc;
-
-	rc = resolve_may(a->cm, &a->peer, &a->r, &need);
-	if (rc == -EAGAIN && !err && a->tries++ < 8 &&
-	    atomic_load(&a->cm->mode) == CM_CONNECTED) {
-		if (need.dir)
-			meta_want_dir(a->cm, &need.fid, rauth_cb, a);
-		else
-			meta_want_attr(a->cm, &need.fid, rauth_cb, a);
-		return;
-	}
-	if (rc == -EAGAIN && err == -ENOENT &&
-	    resolve_own_gone(&a->peer, &a->r))
-		rc = 0;
-	if (rc == -EAGAIN && ((err && err != -ENOENT) ||
-			      atomic_load(&a->cm->mode) != CM_CONNECTED)) {
-		/* Not a refusal: the answer is not to be had now. */
-		ctl_reply_err(a->call, EAGAIN,
-			      "cannot check your permission now: what it "
-			      "needs is not cached and the server cannot be "
-			      "asked; try again when connected");
-		proto_op_release(&a->r.op);
-		free(a);
-		return;
-	}
-	if (rc == 0) {
-		resolve_go(a->cm, a->call, &a->peer, &a->r);
-	} else {
-		/* Not provable from what the cache holds (or can fetch):
-		 * no proof, no change. */
-		log_info(LOG_CTL, "resolve at '%s' refused to uid %u: %s",
-			 a->r.path, (unsigned)a->peer.uid,
-			 strerror(rc == -EAGAIN ? EACCES : -rc));
-		resolve_deny(a->call, a->r.path, &a->r.op,
-			     rc == -EAGAIN ? -EACCES : rc);
-		proto_op_release(&a->r.op);
-	}
-	free(a);
-}
-
-static void
-rreach_cb(struct cm *cm, void *arg, int err)
-{
-	(void)cm;
-	rreach_step(arg, err);
-}
-
-/* Before rauth_step(): may the caller reach a->r.path through the mount?
- * A refusal here is the same whether or not there is a conflict at the
- * path and names no change: the path is not the caller's to ask about. */
-static void
-rreach_step(struct rauth *a, int err)
-{
-	struct acc_need need;
-	int rc;
-
-	rc = acc_reach(a->cm, &a->peer, a->r.path, &need);
-	if (rc == -EAGAIN && !err && a->tries++ < 8 &&
-	    atomic_load(&a->cm->mode) == CM_CONNECTED) {
-		if (need.dir)
-			meta_want_dir(a->cm, &need.fid, rreach_cb, a);
-		else
-			meta_want_attr(a->cm, &need.fid, rreach_cb, a);
-		return;
-	}
-	if (rc == -EACCES) {
-		log_info(LOG_CTL, "resolve at '%s' refused to uid %u: %s",
-			 a->r.path, (unsigned)a->peer.uid, strerror(EACCES));
-		ctl_reply_err(a->call, EACCES,
-			      "you may not settle conflicts there: a "
-			      "directory on the path is not searchable for "
-			      "you through the mount; ask root");
-		free(a);
-		return;
-	}
-	if (rc == -EAGAIN && ((err && err != -ENOENT) ||
-			      atomic_load(&a->cm->mode) != CM_CONNECTED)) {
-		ctl_reply_err(a->call, EAGAIN,
-			      "cannot check your permission now: what it "
-			      "needs is not cached and the server cannot be "
-			      "asked; try again when connected");
-		free(a);
-		return;
-	}
-	/* Reached, or a directory on the way is gone (the change's own
-	 * checks decide then): now look. */
-	rc = a->cm->rlog ? rlog_conflicts(a->cm->rlog, resolve_cb, &a->r) : 0;
-	if (rc < 0 || !a->r.found) {
-		proto_op_release(&a->r.op);
-		if (rc < 0)
-			ctl_reply_err(a->call, rc, NULL);
-		else
-			ctl_reply_err(a->call, -ENOENT,
-				      "no conflict at this path");
-		free(a);
-		return;
-	}
-	a->tries = 0;
-	rauth_step(a, 0);
-}
-
-void
-offline_ctl_resolve(void *arg, struct ctl_call *call,
-		    const struct ctl_peer *peer, json_t *args)
-{
-	struct cm *cm = arg;
-	struct resolve r = {0};
-	struct rauth *a;
-	int rc;
-
-	r.path = json_string_value(json_object_get(args, "path"));
-	r.how = json_string_value(json_object_get(args, "how"));
-	if (!r.path || !r.how) {
-		ctl_reply_err(call, -EINVAL, "path and how are needed");
-		return;
-	}
-	while (r.path[0] == '/')
-		r.path++;
-	if (strcmp(r.how, "keep-local") && strcmp(r.how, "keep-remote") &&
-	    strcmp(r.how, "keep-both")) {
-		ctl_reply_err(call, -EINVAL,
-			      "how is keep-local, keep-remote or keep-both");
-		return;
-	}
-	if (peer->uid != 0) {
-		/* Anyone else must first reach the path, before it learns
-		 * whether there is a conflict there (and of what kind); the
-		 * checks may have to fetch metadata, so they outlive @args:
-		 * copy. */
-		a = calloc(1, sizeof(*a));
-		if (!a) {
-			ctl_reply_err(call, -ENOMEM, NULL);
-			return;
-		}
-		a->cm = cm;
-		a->call = call;
-		a->peer = *peer;
-		snprintf(a->path, sizeof(a->path), "%s", r.path);
-		snprintf(a->how, sizeof(a->how), "%s", r.how);
-		a->r.path = a->path;
-		a->r.how = a->how;
-		rreach_step(a, 0);
-		return;
-	}
-	rc = cm->rlog ? rlog_conflicts(cm->rlog, resolve_cb, &r) : 0;
-	if (rc < 0) {
-		proto_op_release(&r.op);
-		ctl_reply_err(call, rc, NULL);
-		return;
-	}
-	if (!r.found) {
-		ctl_reply_err(call, -ENOENT, "no conflict at this path");
-		return;
-	}
-	resolve_go(cm, call, peer, &r);
-}
-
-/* Settle @r's conflict as r->how says (the caller may). Releases r->op. */
-static void
-resolve_go(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
-	   struct resolve *r)
-{
-	int rc;
-
-	/* keep-local of a refused store is fs's job (it renames the
-	 * conflict copy over the file through the mount, then settles with
-	 * keep-both); any other change is redone here on the server's
-	 * current state: setattr and xattrs on the current DV, unlink and
-	 * rmdir of what the name names now, a create, mkdir, symlink or
-	 * link after removing what took its name (a directory must be
-	 * empty), a rename over what has the new name now. Either way it
-	 * is checked again, as the caller, on what the server has then. */
-	if (!strcmp(r->how, "keep-local")) {
-		enum proto_op_kind k = r->op.kind;
-
-		if (atomic_load(&cm->mode) != CM_CONNECTED) {
-			proto_op_release(&r->op);
-			ctl_reply_err(call, -EAGAIN,
-				      "keep-local needs the server: reconnect "
-				      "first");
-			return;
-		}
-		if (k == PROTO_OP_SETATTR || k == PROTO_OP_SETXATTR ||
-		    k == PROTO_OP_REMOVEXATTR || k == PROTO_OP_UNLINK ||
-		    k == PROTO_OP_RMDIR || k == PROTO_OP_RENAME ||
-		    takes_name(k)) {
-			redo_start(cm, call, peer, r);
-			proto_op_release(&r->op);
-			return;
-		}
-		proto_op_release(&r->op);
-		ctl_reply_err(call, -ENOTSUP,
-			      "keep-local of a refused store is done by fs "
-			      "(it renames the conflict copy over the file)");
-		return;
-	}
-	proto_op_release(&r->op);
-	rc = rlog_conflict_resolve(cm->rlog, r->seq);
-	if (rc < 0) {
-		ctl_reply_err(call, rc, NULL);
-		return;
-	}
-	log_info(LOG_CTL, "conflict at '%s' settled (%s) by uid %u", r->path,
-		 r->how, (unsigned)peer->uid);
-	ctl_reply_ok(call,
-		     json_pack("{s:s,s:s}", "path", r->path, "how", r->how));
+	atomic_store(&cm->off->wait_ms, wait_s * 1000);
+	atomic_store(&cm->off->policy, wait ? POLICY_WAIT : POLICY_ERROR);
 }

@@ -38,13 +38,8 @@
 
 #include <stdbool.h>
 
-#include <jansson.h>
-
 #include "cm/cm.h"
 #include "cm/mut.h"
-
-struct ctl_call;
-struct ctl_peer;
 
 /* Before the loop starts: read <cache>/mode, set cm->mode, install the
  * network gate. @return 0 or -errno. */
@@ -53,8 +48,8 @@ void offline_free(struct cm *cm);
 /* Loop thread, once running: probe if auto-disconnected. */
 void offline_start(struct cm *cm);
 
-/* Any thread: are mutations logged instead of sent? (not CONNECTED) */
-bool cm_offline(struct cm *cm);
+/* cm_offline() (cm.h), any thread: are mutations logged instead of
+ * sent? */
 /* Any thread: may a connected mutation that gets no answer disconnect
  * (true unless stopping)? */
 bool offline_auto(struct cm *cm);
@@ -86,21 +81,37 @@ int offline_submit(struct cm *cm, const struct proto_op *op,
 void offline_absorb(struct cm *cm, const struct proto_op *op,
 		    mut_done_fn done, void *arg);
 
-/* Control socket handlers (cm_ctl.c's table); loop thread. */
-void offline_ctl_disconnect(void *arg, struct ctl_call *call,
-			    const struct ctl_peer *peer, json_t *args);
-void offline_ctl_reconnect(void *arg, struct ctl_call *call,
-			   const struct ctl_peer *peer, json_t *args);
-void offline_ctl_setpolicy(void *arg, struct ctl_call *call,
-			   const struct ctl_peer *peer, json_t *args);
-void offline_ctl_conflicts(void *arg, struct ctl_call *call,
-			   const struct ctl_peer *peer, json_t *args);
-void offline_ctl_resolve(void *arg, struct ctl_call *call,
-			 const struct ctl_peer *peer, json_t *args);
-void offline_ctl_replaylog(void *arg, struct ctl_call *call,
-			   const struct ctl_peer *peer, json_t *args);
-/* Mode, since, progress and log counts for fs status (added to @o). */
-void offline_status(struct cm *cm, json_t *o);
+/* What fs status shows (loop thread). @return false when the module is
+ * not set up (then only @s->mode is filled). */
+struct offline_state {
+	int mode; /* enum cm_mode */
+	int64_t since_ms;
+	bool manual;
+	bool miss_wait; /* offline-miss=wait */
+	unsigned wait_s;
+	uint64_t done_recs, total_recs, done_bytes, total_bytes;
+};
+bool offline_get_state(struct cm *cm, struct offline_state *s);
+
+/* fs reconnect (loop thread): start a reintegration and call @done when
+ * it ends (err 0 with its counts) or cairnd stops (-ESHUTDOWN). @return 0
+ * (@done will be called), 1 already connected, -EBUSY a reconnect is
+ * waiting already, -EHOSTUNREACH the server did not take the log (still
+ * disconnected), -EIO no offline module. */
+typedef void (*offline_reconnected_fn)(void *arg, int err, uint64_t replayed,
+				       uint64_t refused, uint64_t conflicts);
+int offline_reconnect(struct cm *cm, offline_reconnected_fn done, void *arg);
+/* fs setpolicy offline-miss=error|wait[:SECONDS] (0: fetch-timeout). */
+void offline_set_miss_policy(struct cm *cm, bool wait, unsigned wait_s);
+/* The path @op is about (from the cache), the path noted for record @seq
+ * (<cache>/replay-paths), and a name's FID in a cached listing: for
+ * conflict lists and fs resolve. @return 0 or -errno. */
+int offline_op_path(struct cm *cm, const struct proto_op *op, char *buf,
+		    size_t len);
+int offline_path_noted(struct cm *cm, uint64_t seq, char *buf, size_t len);
+int offline_lookup_name(struct cm *cm, const struct fid *dir, const char *name,
+			struct fid *fid, enum proto_type *type);
+
 
 const char *cm_mode_name(int mode);
 

@@ -83,8 +83,6 @@ struct pin {
 	struct pjob_list jobs;
 };
 
-static struct pin *pst;
-
 /* --- the pinned set --- */
 
 static size_t
@@ -98,13 +96,13 @@ fid_bucket(const struct fid *fid)
 }
 
 static struct pobj *
-pobj_find(const struct fid *fid)
+pobj_find(struct cm *cm, const struct fid *fid)
 {
 	struct pobj *o;
 
-	if (!pst)
+	if (!cm->pin)
 		return NULL;
-	LIST_FOREACH(o, &pst->buckets[fid_bucket(fid)], link)
+	LIST_FOREACH(o, &cm->pin->buckets[fid_bucket(fid)], link)
 	if (fid_eq(&o->fid, fid))
 		return o;
 	return NULL;
@@ -113,30 +111,29 @@ pobj_find(const struct fid *fid)
 bool
 pin_covers(struct cm *cm, const struct fid *fid)
 {
-	(void)cm;
-	return pobj_find(fid) != NULL;
+	return pobj_find(cm, fid) != NULL;
 }
 
 static struct pin *
-pin_get(void)
+pin_get(struct cm *cm)
 {
-	if (pst)
-		return pst;
-	pst = calloc(1, sizeof(*pst));
-	if (!pst)
+	if (cm->pin)
+		return cm->pin;
+	cm->pin = calloc(1, sizeof(*cm->pin));
+	if (!cm->pin)
 		return NULL;
 	for (size_t i = 0; i < PIN_BUCKETS; i++)
-		LIST_INIT(&pst->buckets[i]);
-	TAILQ_INIT(&pst->recs);
-	TAILQ_INIT(&pst->jobs);
-	return pst;
+		LIST_INIT(&cm->pin->buckets[i]);
+	TAILQ_INIT(&cm->pin->recs);
+	TAILQ_INIT(&cm->pin->jobs);
+	return cm->pin;
 }
 
 /* Add @fid to @rec's cover and the set; pin a file's cached chunks. */
 static int
 pobj_add(struct cm *cm, struct prec *rec, const struct fid *fid, uint8_t type)
 {
-	struct pobj *o = pobj_find(fid);
+	struct pobj *o = pobj_find(cm, fid);
 	struct prec **nr;
 	struct fid *nf;
 
@@ -150,7 +147,7 @@ pobj_add(struct cm *cm, struct prec *rec, const struct fid *fid, uint8_t type)
 			return -ENOMEM;
 		o->fid = *fid;
 		o->type = type;
-		LIST_INSERT_HEAD(&pst->buckets[fid_bucket(fid)], o, link);
+		LIST_INSERT_HEAD(&cm->pin->buckets[fid_bucket(fid)], o, link);
 		if (type == PROTO_T_FILE)
 			cs_pin_file(cm->cs, fid->vol, fid->oid, 1);
 	}
@@ -191,7 +188,7 @@ prec_uncover(struct cm *cm, struct prec *rec)
 	uint64_t bytes = 0;
 
 	for (size_t i = 0; i < rec->nobjs; i++) {
-		struct pobj *o = pobj_find(&rec->objs[i]);
+		struct pobj *o = pobj_find(cm, &rec->objs[i]);
 
 		if (!o)
 			continue; /* gone from the server meanwhile */
@@ -222,13 +219,13 @@ prec_put(struct prec *rec)
 }
 
 static struct prec *
-prec_find(const struct fid *fid)
+prec_find(struct cm *cm, const struct fid *fid)
 {
 	struct prec *r;
 
-	if (!pst)
+	if (!cm->pin)
 		return NULL;
-	TAILQ_FOREACH(r, &pst->recs, link)
+	TAILQ_FOREACH(r, &cm->pin->recs, link)
 	if (fid_eq(&r->fid, fid))
 		return r;
 	return NULL;
@@ -254,23 +251,23 @@ prec_new(const struct fid *fid, bool recursive, const char *path)
 }
 
 static void
-prec_list_add(struct prec *r)
+prec_list_add(struct cm *cm, struct prec *r)
 {
 	if (r->listed)
 		return;
 	r->listed = true;
 	r->refs++;
-	TAILQ_INSERT_TAIL(&pst->recs, r, link);
+	TAILQ_INSERT_TAIL(&cm->pin->recs, r, link);
 }
 
 static void
-prec_unlist(struct prec *r)
+prec_unlist(struct cm *cm, struct prec *r)
 {
 	if (!r->listed)
 		return;
 	r->listed = false;
 	r->dead = true;
-	TAILQ_REMOVE(&pst->recs, r, link);
+	TAILQ_REMOVE(&cm->pin->recs, r, link);
 	prec_put(r);
 }
 
@@ -345,8 +342,8 @@ job_free(struct pjob *j)
 {
 	if (!j)
 		return;
-	if (pst)
-		TAILQ_REMOVE(&pst->jobs, j, link);
+	if (j->cm->pin)
+		TAILQ_REMOVE(&j->cm->pin->jobs, j, link);
 	prec_put(j->rec);
 	free(j->q);
 	free(j->objs);
@@ -453,7 +450,7 @@ scan_cb(struct cm *cm, void *arg, int err)
 	} else if (err < 0 && err != -ENOENT && err != -EAGAIN) {
 		char fs[FID_STRLEN];
 
-		log_debug(LOG_CTL, "pin: cannot fetch metadata of '%s': %s",
+		log_debug(LOG_PIN, "pin: cannot fetch metadata of '%s': %s",
 			  fid_fmt(&r->it.fid, fs), strerror(-err));
 	}
 	free(r);
@@ -762,7 +759,7 @@ scan_done(struct pjob *j)
 		return;
 	}
 	if (j->err)
-		log_warn(LOG_CTL, "pin of '%s': %s; pinning what was reached",
+		log_warn(LOG_PIN, "pin of '%s': %s; pinning what was reached",
 			 rec ? rec->path : fid_fmt(&j->q[0].fid, fs),
 			 strerror(-j->err));
 	if (j->check_space && check_space(j) < 0) {
@@ -785,13 +782,13 @@ scan_done(struct pjob *j)
 			rc = vc_put_pin(cm->vc, &rec->fid, j->recursive,
 					rec->path, &ow);
 			if (rc < 0)
-				log_warn(LOG_CTL,
+				log_warn(LOG_PIN,
 					 "cannot record the pin of '%s': %s",
 					 rec->path, strerror(-rc));
 		}
 		if (j->call)
 			rec->recursive = j->recursive;
-		prec_list_add(rec);
+		prec_list_add(cm, rec);
 		for (size_t i = 0; i < j->nobjs; i++)
 			if (pobj_add(cm, rec, &j->objs[i].fid,
 				     j->objs[i].type) < 0)
@@ -975,7 +972,7 @@ job_finish(struct pjob *j)
 		}
 		j->call = NULL;
 	} else if (j->chunk_errs) {
-		log_info(LOG_CTL, "pin: %llu chunks of %s could not be fetched: "
+		log_info(LOG_PIN, "pin: %llu chunks of %s could not be fetched: "
 				  "%s",
 			 (unsigned long long)j->chunk_errs,
 			 j->rec ? j->rec->path : "a pinned file",
@@ -992,7 +989,7 @@ job_new(struct cm *cm, const struct fid *fid, struct prec *rec,
 	struct pitem it = {.fid = *fid, .root = true};
 	struct pobj *o;
 
-	if (!pin_get())
+	if (!pin_get(cm))
 		return NULL;
 	j = calloc(1, sizeof(*j));
 	if (!j)
@@ -1006,14 +1003,14 @@ job_new(struct cm *cm, const struct fid *fid, struct prec *rec,
 	 * the first pin that covers the object, for a refetch), so it never
 	 * takes in what that user could not read. A foreground pin sets its
 	 * caller instead. */
-	o = rec ? NULL : pobj_find(fid);
+	o = rec ? NULL : pobj_find(cm, fid);
 	if (rec)
 		j->peer = rec->owner;
 	else if (o && o->nrecs)
 		j->peer = o->recs[0]->owner;
 	else
 		j->peer.uid = j->peer.gid = 0;
-	TAILQ_INSERT_TAIL(&pst->jobs, j, link);
+	TAILQ_INSERT_TAIL(&cm->pin->jobs, j, link);
 	if (push_item(j, &it) < 0) {
 		job_free(j);
 		return NULL;
@@ -1033,11 +1030,11 @@ void
 pin_ctl_pin(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
 	    const struct proto_attr *attr, const char *path, bool recursive)
 {
-	struct prec *rec = prec_find(&attr->fid);
+	struct prec *rec = prec_find(cm, &attr->fid);
 	bool fresh = false;
 	struct pjob *j;
 
-	if (!pin_get()) {
+	if (!pin_get(cm)) {
 		ctl_reply_err(call, ENOMEM, NULL);
 		return;
 	}
@@ -1063,7 +1060,7 @@ pin_ctl_pin(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
 	j->peer = *peer;
 	j->new_rec = fresh;
 	j->check_space = true;
-	log_info(LOG_CTL, "pin%s of '%s' by uid %u", recursive ? " -r" : "",
+	log_info(LOG_PIN, "pin%s of '%s' by uid %u", recursive ? " -r" : "",
 		 path, (unsigned)peer->uid);
 	job_start(j);
 }
@@ -1098,7 +1095,7 @@ pin_ctl_unpin(struct cm *cm, struct ctl_call *call,
 
 	/* The pin on the object itself, if another user's, is refused
 	 * before anything goes: "fs unpin FILE" names it. */
-	for (r = pst ? TAILQ_FIRST(&pst->recs) : NULL; r;
+	for (r = cm->pin ? TAILQ_FIRST(&cm->pin->recs) : NULL; r;
 	     r = TAILQ_NEXT(r, link)) {
 		if (!recursive && fid_eq(&r->fid, &attr->fid) &&
 		    !may_unpin(peer, r)) {
@@ -1110,8 +1107,8 @@ pin_ctl_unpin(struct cm *cm, struct ctl_call *call,
 			return;
 		}
 	}
-	if (pst) {
-		for (r = TAILQ_FIRST(&pst->recs); r; r = nx) {
+	if (cm->pin) {
+		for (r = TAILQ_FIRST(&cm->pin->recs); r; r = nx) {
 			nx = TAILQ_NEXT(r, link);
 			if (!fid_eq(&r->fid, &attr->fid) &&
 			    !(recursive && path_under(r->path, path)))
@@ -1123,15 +1120,15 @@ pin_ctl_unpin(struct cm *cm, struct ctl_call *call,
 			}
 			rc = vc_del_pin(cm->vc, &r->fid);
 			if (rc < 0)
-				log_warn(LOG_CTL,
+				log_warn(LOG_PIN,
 					 "cannot remove the pin record of "
 					 "'%s': %s",
 					 r->path, strerror(-rc));
 			bytes += prec_uncover(cm, r);
 			removed++;
-			log_info(LOG_CTL, "unpinned '%s' (uid %u)", r->path,
+			log_info(LOG_PIN, "unpinned '%s' (uid %u)", r->path,
 				 (unsigned)peer->uid);
-			prec_unlist(r);
+			prec_unlist(cm, r);
 		}
 	}
 	ctl_reply_ok(call, json_pack("{s:I,s:I,s:I}", "pins_removed",
@@ -1194,7 +1191,7 @@ pin_ctl_pins(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
 		ctl_reply_err(call, ENOMEM, NULL);
 		return;
 	}
-	for (r = pst ? TAILQ_FIRST(&pst->recs) : NULL; r;
+	for (r = cm->pin ? TAILQ_FIRST(&cm->pin->recs) : NULL; r;
 	     r = TAILQ_NEXT(r, link)) {
 		uint64_t b = 0, m = 0, files = 0;
 
@@ -1218,8 +1215,8 @@ pin_ctl_pins(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
 				       (json_int_t)files));
 	}
 	/* Totals count each file once, however many pins cover it. */
-	for (size_t i = 0; pst && i < PIN_BUCKETS; i++)
-		LIST_FOREACH(o, &pst->buckets[i], link)
+	for (size_t i = 0; cm->pin && i < PIN_BUCKETS; i++)
+		LIST_FOREACH(o, &cm->pin->buckets[i], link)
 		{
 			if (o->type != PROTO_T_FILE ||
 			    !file_bytes(cm, &o->fid, &size, &missing))
@@ -1261,7 +1258,7 @@ pin_refetch(struct cm *cm, const struct fid *fid)
 void
 pin_event(struct cm *cm, const struct proto_event *ev)
 {
-	struct pobj *o = pobj_find(&ev->fid);
+	struct pobj *o = pobj_find(cm, &ev->fid);
 	struct prec *rec = NULL;
 	struct pjob *j;
 
@@ -1308,7 +1305,7 @@ changed_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (pst && !job_stopping_cm(c->cm))
+	if (c->cm->pin && !job_stopping_cm(c->cm))
 		pin_event(c->cm, &c->ev);
 	free(c);
 }
@@ -1343,13 +1340,13 @@ restore_cb(void *arg, const struct fid *fid, int recursive, const char *path,
 	struct prec *rec;
 	struct pjob *j;
 
-	if (prec_find(fid))
+	if (prec_find(cm, fid))
 		return 0;
 	rec = prec_new(fid, recursive, path);
 	if (!rec)
 		return -ENOMEM;
 	owner_from_vc(owner, &rec->owner);
-	prec_list_add(rec);
+	prec_list_add(cm, rec);
 	j = job_new(cm, fid, rec, recursive);
 	prec_put(rec);
 	if (!j)
@@ -1364,19 +1361,19 @@ pin_restore(struct cm *cm)
 	size_t n = 0;
 	int rc;
 
-	if (!pin_get())
+	if (!pin_get(cm))
 		return -ENOMEM;
 	rc = vc_iterate_pins(cm->vc, restore_cb, cm);
 	if (rc < 0)
-		log_err(LOG_CTL, "cannot load pins: %s", strerror(-rc));
+		log_err(LOG_PIN, "cannot load pins: %s", strerror(-rc));
 	/* Start them only now: a job may finish at once and free itself. */
-	for (j = TAILQ_FIRST(&pst->jobs); j; j = nx) {
+	for (j = TAILQ_FIRST(&cm->pin->jobs); j; j = nx) {
 		nx = TAILQ_NEXT(j, link);
 		n++;
 		job_start(j);
 	}
 	if (n)
-		log_info(LOG_CTL, "re-applying %zu pins", n);
+		log_info(LOG_PIN, "re-applying %zu pins", n);
 	return rc;
 }
 
@@ -1387,24 +1384,24 @@ pin_free(struct cm *cm)
 	struct pobj *o;
 
 	(void)cm;
-	if (!pst)
+	if (!cm->pin)
 		return;
-	while (!TAILQ_EMPTY(&pst->jobs)) {
-		struct pjob *j = TAILQ_FIRST(&pst->jobs);
+	while (!TAILQ_EMPTY(&cm->pin->jobs)) {
+		struct pjob *j = TAILQ_FIRST(&cm->pin->jobs);
 
 		if (j->call)
 			ctl_reply_err(j->call, ECANCELED, "cairnd is stopping");
 		j->call = NULL;
 		job_free(j);
 	}
-	while ((r = TAILQ_FIRST(&pst->recs)))
-		prec_unlist(r);
+	while ((r = TAILQ_FIRST(&cm->pin->recs)))
+		prec_unlist(cm, r);
 	for (size_t i = 0; i < PIN_BUCKETS; i++)
-		while ((o = LIST_FIRST(&pst->buckets[i]))) {
+		while ((o = LIST_FIRST(&cm->pin->buckets[i]))) {
 			LIST_REMOVE(o, link);
 			free(o->recs);
 			free(o);
 		}
-	free(pst);
-	pst = NULL;
+	free(cm->pin);
+	cm->pin = NULL;
 }

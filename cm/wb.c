@@ -6,9 +6,10 @@
  * writes run (writing > 0) and "storing" while a store is staged and sent;
  * a store waits for running writes to end, new writes wait for the store.
  *
- * dirty.tdb: key = the FID's 20 bytes, value = struct wrec below (little-
- * endian on the machines we build for; the record carries a version byte
- * and its length, and a record that does not parse is ignored and logged).
+ * dirty.tdb: key = the FID's 20 bytes, value = a wb_rec.h record (explicit
+ * little-endian, versioned, CRC32C; a record that does not parse is
+ * ignored and logged, one of the old host-order version 1 is read and
+ * rewritten at once).
  * Opened with TDB_NOSYNC|TDB_NOLOCK (one process: the chunk store's flock
  * guards the cache directory); each change is one transaction, so a killed
  * process leaves the old or the new record.
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,16 +35,14 @@
 #include "cm/inode.h"
 #include "cm/meta.h"
 #include "cm/mut.h"
-#include "cm/offline.h"
 #include "cm/rlog.h"
 #include "cm/wb.h"
+#include "cm/wb_rec.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #define WB_BUCKETS	  256
 #define WB_STAGE_PARALLEL 8
-#define WREC_VERSION	  1
-#define WREC_LOGGED	  1
 
 struct flush_waiter {
 	struct flush_waiter *next;
@@ -51,7 +51,7 @@ struct flush_waiter {
 };
 
 struct wstate {
-	struct wstate *next;
+	SLIST_ENTRY(wstate) link; /* in its bucket of wb->tab */
 	struct fid fid;
 	uint64_t base_dv, srv_size, size, zero_from;
 	int64_t mtime_ns, ctime_ns;
@@ -76,21 +76,12 @@ struct wstate {
 struct wb {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct wstate *tab[WB_BUCKETS];
+	SLIST_HEAD(wstate_list, wstate) tab[WB_BUCKETS];
 	struct tdb_context *tdb;
 	uint64_t ndirty;
+	unsigned nold; /* version-1 records found at load */
 };
 
-/* The persistent form of a dirty write state. */
-struct wrec {
-	uint8_t version;
-	uint8_t flags; /* WREC_LOGGED */
-	uint8_t pad[2];
-	uint32_t namelen;
-	uint64_t base_dv, srv_size, size, zero_from;
-	int64_t mtime_ns, ctime_ns;
-	struct fid parent;
-} __attribute__((packed));
 
 /* --- table --- */
 
@@ -105,21 +96,16 @@ find_locked(struct wb *wb, const struct fid *f)
 {
 	struct wstate *w;
 
-	for (w = wb->tab[bucket(f)]; w; w = w->next)
-		if (fid_eq(&w->fid, f))
-			return w;
+	SLIST_FOREACH(w, &wb->tab[bucket(f)], link)
+	if (fid_eq(&w->fid, f))
+		return w;
 	return NULL;
 }
 
 static void
 unlink_free_locked(struct wb *wb, struct wstate *ws)
 {
-	struct wstate **pp = &wb->tab[bucket(&ws->fid)];
-
-	while (*pp && *pp != ws)
-		pp = &(*pp)->next;
-	if (*pp)
-		*pp = ws->next;
+	SLIST_REMOVE(&wb->tab[bucket(&ws->fid)], ws, wstate, link);
 	free(ws->name);
 	free(ws);
 }
@@ -137,27 +123,29 @@ fid_key(const struct fid *f)
 static void
 save_locked(struct wb *wb, struct wstate *ws)
 {
-	size_t nl = ws->name ? strlen(ws->name) : 0;
-	struct wrec *r = calloc(1, sizeof(*r) + nl);
+	struct wb_rec r = {0};
+	size_t len = 0;
+	void *buf = NULL;
 	TDB_DATA v;
 	int rc = -1;
 
-	if (!r || !wb->tdb)
+	if (!wb->tdb)
 		goto out;
-	r->version = WREC_VERSION;
-	r->flags = ws->logged ? WREC_LOGGED : 0;
-	r->namelen = (uint32_t)nl;
-	r->base_dv = ws->base_dv;
-	r->srv_size = ws->srv_size;
-	r->size = ws->size;
-	r->zero_from = ws->zero_from;
-	r->mtime_ns = ws->mtime_ns;
-	r->ctime_ns = ws->ctime_ns;
-	r->parent = ws->parent;
-	if (nl)
-		memcpy(r + 1, ws->name, nl);
-	v.dptr = (unsigned char *)r;
-	v.dsize = sizeof(*r) + nl;
+	r.flags = ws->logged ? WB_REC_LOGGED : 0;
+	r.base_dv = ws->base_dv;
+	r.srv_size = ws->srv_size;
+	r.size = ws->size;
+	r.zero_from = ws->zero_from;
+	r.mtime_ns = ws->mtime_ns;
+	r.ctime_ns = ws->ctime_ns;
+	r.parent = ws->parent;
+	r.name = ws->name;
+	r.namelen = ws->name ? strlen(ws->name) : 0;
+	buf = wb_rec_encode(&r, &len);
+	if (!buf)
+		goto out;
+	v.dptr = buf;
+	v.dsize = len;
 	if (tdb_transaction_start(wb->tdb) == 0) {
 		rc = tdb_store(wb->tdb, fid_key(&ws->fid), v, TDB_REPLACE);
 		if (rc == 0)
@@ -169,8 +157,8 @@ save_locked(struct wb *wb, struct wstate *ws)
 		ws->saved = true;
 out:
 	if (rc != 0)
-		log_warn(LOG_VC, "cannot save a write state in dirty.tdb");
-	free(r);
+		log_warn(LOG_WB, "cannot save a write state in dirty.tdb");
+	free(buf);
 }
 
 static void
@@ -181,7 +169,7 @@ forget_locked(struct wb *wb, struct wstate *ws)
 	if (tdb_transaction_start(wb->tdb) == 0) {
 		tdb_delete(wb->tdb, fid_key(&ws->fid));
 		if (tdb_transaction_commit(wb->tdb) != 0)
-			log_warn(LOG_VC, "cannot drop a write state");
+			log_warn(LOG_WB, "cannot drop a write state");
 	}
 	ws->saved = false;
 }
@@ -377,8 +365,7 @@ wb_open_write(struct cm *cm, const struct proto_attr *a,
 		ws->srv_size = ws->size = ws->zero_from = a->size;
 		ws->mtime_ns = a->mtime_ns;
 		ws->ctime_ns = a->ctime_ns;
-		ws->next = wb->tab[bucket(&a->fid)];
-		wb->tab[bucket(&a->fid)] = ws;
+		SLIST_INSERT_HEAD(&wb->tab[bucket(&a->fid)], ws, link);
 		fresh = true;
 	}
 	ws->writers++;
@@ -570,8 +557,10 @@ end_io(struct cm *cm, const struct fid *fid, int rc, uint64_t new_size,
 	pthread_mutex_unlock(&wb->lock);
 }
 
-uint64_t
-wb_dirty_limit(const struct cm *cm)
+/* Dirty bytes above which a file is stored before close (cfg.dirty_limit,
+ * or a quarter of the cache size, at most 256 MiB). */
+static uint64_t
+dirty_limit(const struct cm *cm)
 {
 	uint64_t l = cm->cfg.cache_size / 4;
 
@@ -595,7 +584,7 @@ maybe_write_back(struct cm *cm, const struct fid *fid)
 	bool go = false;
 
 	cs_get_stats(cm->cs, &st);
-	if (st.dirty_bytes <= wb_dirty_limit(cm))
+	if (st.dirty_bytes <= dirty_limit(cm))
 		return;
 	pthread_mutex_lock(&wb->lock);
 	ws = find_locked(wb, fid);
@@ -1025,7 +1014,7 @@ stage_one(struct store *st, size_t i)
 				got = (ssize_t)(st->src_valid_to - cstart);
 		}
 		if (got < 0) {
-			log_err(LOG_FETCH,
+			log_err(LOG_WB,
 				"dirty chunk %llu of a file cannot be read: %s",
 				(unsigned long long)st->op.chunks[i],
 				strerror((int)-got));
@@ -1076,7 +1065,7 @@ store_send(struct store *st)
 	}
 	if (st->inflight)
 		return;
-	if (st->err || cm->stopping) {
+	if (st->err || cm_stopping(cm)) {
 		store_end(st, st->err ? st->err : -EIO, NULL);
 		return;
 	}
@@ -1098,7 +1087,7 @@ store_end(struct store *st, int err, const struct proto_op_result *r)
 
 	/* Refused as stale: someone else stored the file since our base
 	 * DV. Ours goes to a conflict copy; this store ends from there. */
-	if (err == -ESTALE && st->owns_state && !st->cf && !cm->stopping &&
+	if (err == -ESTALE && st->owns_state && !st->cf && !cm_stopping(cm) &&
 	    conflict_start(st) == 0)
 		return;
 	if (st->replay && wb) {
@@ -1117,7 +1106,7 @@ store_end(struct store *st, int err, const struct proto_op_result *r)
 		rlog_remove_flags(cm->rlog, st->seq, RLOG_A_NOSYNC);
 	}
 	if (err)
-		log_warn(LOG_FETCH, "store of a file failed: %s",
+		log_warn(LOG_WB, "store of a file failed: %s",
 			 strerror(-err));
 	if (wb) {
 		pthread_mutex_lock(&wb->lock);
@@ -1328,7 +1317,7 @@ store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 	} else {
 		goto fail;
 	}
-	log_debug(LOG_FETCH, "storing %zu chunks, size %llu", st->op.nchunks,
+	log_debug(LOG_WB, "storing %zu chunks, size %llu", st->op.nchunks,
 		  (unsigned long long)st->op.size);
 	store_send(st);
 	return;
@@ -1440,14 +1429,14 @@ conflict_stored(struct cm *cm, void *arg, int err,
 
 	(void)r;
 	if (err) {
-		log_err(LOG_FETCH,
+		log_err(LOG_WB,
 			"conflict copy '%s' of '%s' could not be "
 			"stored (%s); the local version stays dirty",
 			cf->name, cf->base, strerror(-err));
 		conflict_end(cf, err);
 		return;
 	}
-	log_warn(LOG_FETCH,
+	log_warn(LOG_WB,
 		 "conflict: '%s' changed on the server after DV %llu, which "
 		 "this client's changes were based on; the server's version "
 		 "stays, the local one is saved as '%s'%s",
@@ -1505,7 +1494,7 @@ conflict_created(struct cm *cm, void *arg, int err,
 		return;
 	}
 	if (err || !r->has_attr) {
-		log_err(LOG_FETCH,
+		log_err(LOG_WB,
 			"conflict copy '%s' of '%s' could not be "
 			"created (%s); the local version stays dirty",
 			cf->name, cf->base, strerror(err ? -err : EIO));
@@ -1709,15 +1698,16 @@ store_offline(struct store *st, const struct wstate *s)
 	struct rlog_effect eff;
 	int rc = -EIO;
 
-	offline_note_base(cm, &st->fid, &s->attr);
+	if (cm->wbh && cm->wbh->note_base)
+		cm->wbh->note_base(cm, &st->fid, &s->attr);
 	if (cm->rlog)
 		rc = rlog_append_ex(cm->rlog, &st->op, 0, &eff);
-	if (cm->rlog && rc == 0)
-		offline_note_path(cm, eff.seq, &st->op);
+	if (cm->rlog && rc == 0 && cm->wbh && cm->wbh->note_path)
+		cm->wbh->note_path(cm, eff.seq, &st->op);
 	if (cm->rlog)
 		rlog_effect_release(&eff);
 	if (rc < 0) {
-		log_err(LOG_RLOG, "cannot log a store while disconnected: %s",
+		log_err(LOG_WB, "cannot log a store while disconnected: %s",
 			strerror(-rc));
 		store_end(st, rc == -ENOSPC ? -ENOSPC : -EIO, NULL);
 		return;
@@ -1805,7 +1795,7 @@ flush_run(struct cm *cm, struct cm_job *job)
 {
 	struct flush_job *fj = (struct flush_job *)job;
 
-	if (cm->stopping || !cm->wb) {
+	if (cm_stopping(cm) || !cm->wb) {
 		if (fj->done)
 			fj->done(cm, fj->arg, -EIO);
 	} else {
@@ -1917,7 +1907,9 @@ wb_resume(struct cm *cm)
 		return;
 	pthread_mutex_lock(&wb->lock);
 	for (size_t b = 0; b < WB_BUCKETS; b++) {
-		for (struct wstate *ws = wb->tab[b]; ws; ws = ws->next) {
+		struct wstate *ws;
+
+		SLIST_FOREACH(ws, &wb->tab[b], link) {
 			if (!ws->dirty)
 				continue;
 			if (n == cap) {
@@ -1935,7 +1927,7 @@ wb_resume(struct cm *cm)
 	}
 	pthread_mutex_unlock(&wb->lock);
 	for (size_t i = 0; i < n; i++) {
-		log_info(LOG_FETCH, "storing data a crash left dirty");
+		log_info(LOG_WB, "storing data a crash left dirty");
 		store_start(cm, &dirty_fids[i], NULL, NULL);
 	}
 	free(dirty_fids);
@@ -1947,18 +1939,20 @@ static int
 load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 {
 	struct wb *wb = arg;
-	struct wrec r;
+	struct wb_rec r;
 	struct wstate *ws;
+	int rc;
 
 	(void)tdb;
-	if (k.dsize != sizeof(struct fid) || v.dsize < sizeof(r)) {
-		log_warn(LOG_VC, "dirty.tdb: ignoring a malformed record");
-		return 0;
+	rc = k.dsize == sizeof(struct fid) ? wb_rec_decode(v.dptr, v.dsize, &r)
+					    : -EUCLEAN;
+	if (rc == 0 || rc == 1) {
+		if (r.zero_from > r.size + r.srv_size)
+			rc = -EUCLEAN;
 	}
-	memcpy(&r, v.dptr, sizeof(r));
-	if (r.version != WREC_VERSION || v.dsize != sizeof(r) + r.namelen ||
-	    r.namelen > PROTO_NAME_MAX || r.zero_from > r.size + r.srv_size) {
-		log_warn(LOG_VC, "dirty.tdb: ignoring a malformed record");
+	if (rc < 0) {
+		log_warn(LOG_WB, "dirty.tdb: ignoring a %s record",
+			 rc == -EPROTONOSUPPORT ? "newer" : "malformed");
 		return 0;
 	}
 	ws = calloc(1, sizeof(*ws));
@@ -1972,27 +1966,53 @@ load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 	ws->mtime_ns = r.mtime_ns;
 	ws->ctime_ns = r.ctime_ns;
 	ws->parent = r.parent;
-	if (r.namelen) {
-		ws->name = strndup((const char *)v.dptr + sizeof(r), r.namelen);
-	}
-	ws->logged = (r.flags & WREC_LOGGED) != 0;
+	if (r.namelen)
+		ws->name = strndup(r.name, r.namelen);
+	ws->logged = (r.flags & WB_REC_LOGGED) != 0;
 	ws->dirty = !ws->logged;
-	ws->saved = true;
+	/* A version-1 record is rewritten once the table is loaded. */
+	ws->saved = rc == 0;
+	if (rc == 1)
+		wb->nold++;
 	if (ws->dirty)
 		wb->ndirty++;
-	ws->next = wb->tab[bucket(&ws->fid)];
-	wb->tab[bucket(&ws->fid)] = ws;
+	SLIST_INSERT_HEAD(&wb->tab[bucket(&ws->fid)], ws, link);
 	return 0;
 }
 
+/* Rewrite the version-1 records load_cb() found (not inside the
+ * traverse: it would visit what it rewrites). */
+static void
+rewrite_old(struct wb *wb)
+{
+	unsigned n = 0;
+
+	for (size_t b = 0; b < WB_BUCKETS; b++) {
+		struct wstate *ws;
+
+		SLIST_FOREACH(ws, &wb->tab[b], link) {
+			if (ws->saved)
+				continue;
+			save_locked(wb, ws);
+			n += ws->saved;
+			/* Failed: the old record is still there, and read. */
+			ws->saved = true;
+		}
+	}
+	log_info(LOG_WB, "dirty.tdb: rewrote %u of %u records in the new "
+			 "format",
+		 n, wb->nold);
+}
+
 int
-wb_new(struct cm *cm)
+wb_new(struct cm *cm, const struct wb_hooks *hooks)
 {
 	struct wb *wb = calloc(1, sizeof(*wb));
 	char path[4096];
 
 	if (!wb)
 		return -ENOMEM;
+	cm->wbh = hooks;
 	pthread_mutex_init(&wb->lock, NULL);
 	pthread_cond_init(&wb->cond, NULL);
 	snprintf(path, sizeof(path), "%s/dirty.tdb", cm->cfg.cache_dir);
@@ -2001,15 +2021,17 @@ wb_new(struct cm *cm)
 	if (!wb->tdb) {
 		int e = errno ? errno : EIO;
 
-		log_err(LOG_VC, "cannot open '%s': %s", path, strerror(e));
+		log_err(LOG_WB, "cannot open '%s': %s", path, strerror(e));
 		pthread_mutex_destroy(&wb->lock);
 		pthread_cond_destroy(&wb->cond);
 		free(wb);
 		return -e;
 	}
 	tdb_traverse(wb->tdb, load_cb, wb);
+	if (wb->nold)
+		rewrite_old(wb);
 	if (wb->ndirty)
-		log_info(LOG_VC, "%llu files have local changes to store",
+		log_info(LOG_WB, "%llu files have local changes to store",
 			 (unsigned long long)wb->ndirty);
 	cm->wb = wb;
 	return 0;
@@ -2023,8 +2045,8 @@ wb_free(struct cm *cm)
 	if (!wb)
 		return;
 	for (size_t b = 0; b < WB_BUCKETS; b++) {
-		while (wb->tab[b])
-			unlink_free_locked(wb, wb->tab[b]);
+		while (!SLIST_EMPTY(&wb->tab[b]))
+			unlink_free_locked(wb, SLIST_FIRST(&wb->tab[b]));
 	}
 	if (wb->tdb)
 		tdb_close(wb->tdb);

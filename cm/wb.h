@@ -43,8 +43,19 @@ struct cm;
 
 typedef void (*wb_done_fn)(struct cm *cm, void *arg, int err);
 
+/* What wb.c tells disconnected operation (offline.c) when it logs a store
+ * instead of sending it, given to wb_new() by daemon.c (cm->wbh): the
+ * server's attributes before the first offline change of @fid, and the
+ * path record @seq is about, for conflict records later. NULL: skipped. */
+struct wb_hooks {
+	void (*note_base)(struct cm *cm, const struct fid *fid,
+			  const struct proto_attr *known);
+	void (*note_path)(struct cm *cm, uint64_t seq,
+			  const struct proto_op *op);
+};
+
 /* Open <cache>/dirty.tdb and load the write states it holds. */
-int wb_new(struct cm *cm);
+int wb_new(struct cm *cm, const struct wb_hooks *hooks);
 void wb_free(struct cm *cm);
 
 /* If @a's object has a write state, replace size and times with the local
@@ -151,10 +162,6 @@ void wb_conflict_copy(struct cm *cm, const struct fid *fid,
 
 /* Loop thread, after mut_resume(): store what a crash left dirty. */
 void wb_resume(struct cm *cm);
-
-/* Dirty bytes above which a file is stored before close (cfg.dirty_limit,
- * or a quarter of the cache size, at most 256 MiB). */
-uint64_t wb_dirty_limit(const struct cm *cm);
 
 /* Bytes of dirty data (for fs getcacheparms). */
 uint64_t wb_dirty_files(struct cm *cm);

@@ -31,6 +31,8 @@ static const char *const subsys_names[LOG_SUBSYS_MAX] = {
 	[LOG_VOL] = "vol",   [LOG_HTTP] = "http", [LOG_FUSE] = "fuse",
 	[LOG_FETCH] = "fetch", [LOG_VC] = "vc",	  [LOG_RLOG] = "rlog",
 	[LOG_CTL] = "ctl",   [LOG_EV] = "ev",
+	[LOG_META] = "meta", [LOG_WB] = "wb",     [LOG_MUT] = "mut",
+	[LOG_PIN] = "pin",   [LOG_OFF] = "offline",
 };
 
 static const char *

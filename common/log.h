@@ -26,6 +26,11 @@ enum log_subsys {
 	LOG_RLOG,  /* replay log */
 	LOG_CTL,   /* control socket */
 	LOG_EV,    /* event stream / callbacks */
+	LOG_META,  /* cache manager metadata: cached answers, fetches, news */
+	LOG_WB,    /* cache manager write states, stores, conflict copies */
+	LOG_MUT,   /* cache manager op log: sending changes, their replies */
+	LOG_PIN,   /* cache manager pins */
+	LOG_OFF,   /* cache manager disconnected operation, reintegration */
 	LOG_SUBSYS_MAX
 };
 

@@ -14,6 +14,12 @@
 #                   chunkstore/ or cm/ internals
 #   admin/cairn_fsck.c -> chunkstore/, base/ only (no fuse, no common/)
 #   admin/vos*   -> common/, vol/ storage library
+#
+# Inside cm/ every file has a level (cm_level below, doc/cm.md "Levels"): a
+# file may include the cm/ headers of lower levels, its own header(s)
+# (cm_own) and nothing else of cm/, so an upward include, and with it an
+# include circle, fails. A cm/ file missing from the table fails too, so
+# a new module is placed on purpose.
 : "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
 cd "$top_srcdir" || exit 99
 fail=0
@@ -49,6 +55,59 @@ check cm "cm/*.c cm/*.h" '"vol/'
 check fs "admin/fs.c admin/fs_*.c admin/fs*.h" '"(chunkstore|cm|vol)/|<fuse|<tdb\.h>'
 check fsck "admin/cairn_fsck.c" '"(common|cm|vol)/|<fuse|<event2?/|<curl/|<tdb\.h>'
 check vos "admin/vos*.c" '"(cm|chunkstore)/|<fuse|<curl/'
+
+# The level of a cm/ file (empty: not in the table).
+cm_level() {
+	case ${1#cm/} in
+	http.[ch] | vc.[ch] | rlog.[ch] | rlog_*.c | rlog_i.h | ctl.[ch] | \
+		wb_rec.[ch]) echo 0 ;;
+	inode.[ch]) echo 1 ;; # the inode table holds vc listings
+	cm.[ch] | conf.c) echo 2 ;;
+	meta.[ch]) echo 3 ;; # cached answers and fetches of metadata
+	fetch.[ch] | access.[ch] | mut.[ch]) echo 4 ;;
+	wb.[ch] | pin.[ch]) echo 5 ;;
+	offline.[ch] | events.[ch]) echo 6 ;;
+	fuse_i.h | fuse_ops.[ch] | fuse_mut.c | fuse_common.c | cm_ctl.[ch] | ctl_i.h | \
+		ctl_*.c) echo 7 ;;
+	daemon.[ch] | cairnd.c) echo 8 ;;
+	esac
+}
+
+# Headers of its own level a cm/ file may include: its own, and the
+# private header of the front end it belongs to.
+cm_own() {
+	b=${1#cm/}
+	case $b in
+	conf.c) echo cm.h ;;
+	fuse_i.h) echo fuse_ops.h ;;
+	fuse_ops.c | fuse_mut.c | fuse_common.c) echo fuse_ops.h fuse_i.h ;;
+	cm_ctl.c | ctl_*.c) echo cm_ctl.h ctl_i.h ;;
+	cairnd.c) echo daemon.h ;;
+	rlog.c | rlog_*.c) echo rlog.h rlog_i.h ;;
+	rlog_i.h) echo rlog.h ;;
+	*.c) echo "${b%.c}.h" ;;
+	esac
+}
+
+for f in cm/*.c cm/*.h; do
+	[ -f "$f" ] || continue
+	n=$((n + 1))
+	lf=$(cm_level "$f")
+	if [ -z "$lf" ]; then
+		echo "cm level: $f is not in the table of tests/check-layers.sh"
+		fail=1
+		continue
+	fi
+	own=" $(cm_own "$f") "
+	for inc in $(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"cm\/\([^"]*\)".*/\1/p' "$f"); do
+		li=$(cm_level "cm/$inc")
+		[ -n "$li" ] || li=99
+		[ "$li" -lt "$lf" ] && continue
+		case $own in *" $inc "*) continue ;; esac
+		echo "cm level: $f (level $lf) includes cm/$inc (level $li)"
+		fail=1
+	done
+done
 
 echo "checked $n files"
 [ "$n" -gt 0 ] || { echo "no source files found under $top_srcdir"; exit 99; }

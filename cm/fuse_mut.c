@@ -1,6 +1,7 @@
 /*
- * fuse_mut.inc - the mutating FUSE handlers of cairnd, included by
- * fuse_ops.c (they share its statics: to_stat, the park helpers).
+ * fuse_mut.c - the mutating FUSE handlers of cairnd. fuse_ops.c holds the
+ * operation table and the read side; fuse_i.h is what the two share
+ * (to_stat, the per-open-file struct, the request counters).
  *
  * Metadata changes (create, mkdir, unlink, rename, setattr, xattrs ...)
  * become one struct proto_op each, sent through mut.c (replay log, then
@@ -9,6 +10,28 @@
  * A handler that needs a directory listing it does not hold parks the
  * request (as reads do) and runs again on the loop once it is there.
  */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h> /* RENAME_NOREPLACE, RENAME_EXCHANGE */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include "chunkstore/cs.h"
+#include "cm/fetch.h"
+#include "cm/fuse_i.h"
+#include "cm/inode.h"
+#include "cm/meta.h"
+#include "cm/mut.h"
+#include "cm/offline.h"
+#include "cm/pin.h"
+#include "cm/vc.h"
+#include "cm/wb.h"
+#include "common/log.h"
+#include "common/util.h"
 
 /* --- reads, writes and truncates of files with a write state --- */
 
@@ -46,7 +69,7 @@ reply_attr_of(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	to_stat(cm, &a, ino, &st);
+	fops_to_stat(cm, &a, ino, &st);
 	fuse_reply_attr(req, &st, cm->cfg.attr_timeout);
 }
 
@@ -66,7 +89,7 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 			/* The write state went away (stored and closed):
 			 * read the normal way. */
 			rc = fetch_read_park(cm, &w->fid, w->off, w->len,
-					     w->req, read_reply);
+					     w->req, fops_read_reply);
 			if (rc < 0)
 				fuse_reply_err(w->req, -rc);
 			return 0;
@@ -121,7 +144,7 @@ wio_job(struct cm *cm, struct cm_job *job)
 	struct wio *w = (struct wio *)job;
 	uint8_t *rbuf = NULL;
 
-	if (cm->stopping) {
+	if (cm_stopping(cm)) {
 		fuse_reply_err(w->req, EIO);
 		wio_free(w);
 		return;
@@ -147,8 +170,8 @@ wio_job(struct cm *cm, struct cm_job *job)
 	wb_fetch(cm, &w->fid, w->need, wio_fetched, w);
 }
 
-static void
-wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
+void
+fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
 	  const struct fid *fid, uint64_t off, const void *buf, size_t len)
 {
 	struct wio w = {.cm = cm, .req = req, .kind = kind, .fid = *fid,
@@ -156,7 +179,7 @@ wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
 	struct wio *h;
 	uint8_t *rbuf = NULL;
 
-	if (kind == W_READ && !(rbuf = (uint8_t *)tbuf_get(len ? len : 1))) {
+	if (kind == W_READ && !(rbuf = (uint8_t *)fops_tbuf_get(len ? len : 1))) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
@@ -186,15 +209,15 @@ wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
 	cm_post(cm, &h->job);
 }
 
-static void
-op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+void
+fmut_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	 off_t off, struct fuse_file_info *fi)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
 
 	(void)ino;
-	count(cm, CM_R_OTHER);
+	fops_count(cm, CM_R_OTHER);
 	if (!f || !f->writer || off < 0) {
 		fuse_reply_err(req, EBADF);
 		return;
@@ -203,7 +226,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, EFBIG);
 		return;
 	}
-	wio_start(cm, req, W_WRITE, &f->fid, (uint64_t)off, buf, size);
+	fmut_wio_start(cm, req, W_WRITE, &f->fid, (uint64_t)off, buf, size);
 }
 
 /* --- metadata operations --- */
@@ -425,7 +448,7 @@ reply_entry(struct cm *cm, struct mop *m, const struct proto_attr *attr)
 			wb_renamed(cm, &a.fid, &pfid, m->name);
 	}
 	wb_overlay(cm, &a);
-	to_stat(cm, &a, e.ino, &e.attr);
+	fops_to_stat(cm, &a, e.ino, &e.attr);
 	e.attr_timeout = cm->cfg.attr_timeout;
 	e.entry_timeout = cm->cfg.entry_timeout;
 	if (f) {
@@ -433,7 +456,7 @@ reply_entry(struct cm *cm, struct mop *m, const struct proto_attr *attr)
 		m->fi.keep_cache = 0;
 		if (fuse_reply_create(m->req, &e, &m->fi) != 0) {
 			wb_release_write(cm, &a.fid);
-			file_close(cm, ent, &a.fid);
+			fops_file_close(cm, ent, &a.fid);
 			ino_forget(cm->ino, e.ino, 1);
 			pthread_mutex_destroy(&f->mu);
 			free(f);
@@ -467,7 +490,7 @@ mop_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 		orphan_settle(cm, m,
 			      !err && r->has_victim && r->victim.nlink == 0);
 	if (err == -ESTALE && m->kind == M_SETATTR && !m->retried_stale &&
-	    !cm->stopping) {
+	    !cm_stopping(cm)) {
 		/* Our DV was old (someone wrote the file): once more with
 		 * fresh attributes. */
 		m->retried_stale = true;
@@ -513,7 +536,7 @@ mop_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 			struct stat st;
 
 			wb_overlay(cm, &a);
-			to_stat(cm, &a, m->ino, &st);
+			fops_to_stat(cm, &a, m->ino, &st);
 			fuse_reply_attr(m->req, &st, cm->cfg.attr_timeout);
 		} else {
 			fuse_reply_err(m->req, 0);
@@ -611,7 +634,7 @@ mop_try(struct cm *cm, struct mop *m)
 	int rc;
 
 	memset(&op, 0, sizeof(op));
-	if (read_only(cm)) {
+	if (fops_read_only(cm)) {
 		fuse_reply_err(m->req, EROFS);
 		return 0;
 	}
@@ -808,7 +831,7 @@ mop_job(struct cm *cm, struct cm_job *job)
 	struct mop *m = (struct mop *)job;
 	int rc;
 
-	if (cm->stopping || !cm->meta) {
+	if (cm_stopping(cm) || !cm->meta) {
 		fuse_reply_err(m->req, EIO);
 		mop_free(m);
 		return;
@@ -841,7 +864,7 @@ mop_start(struct cm *cm, struct mop *m)
 {
 	int rc;
 
-	count(cm, CM_R_OTHER);
+	fops_count(cm, CM_R_OTHER);
 	m->cm = cm;
 	m->job.run = mop_job;
 	rc = mop_try(cm, m);
@@ -883,8 +906,8 @@ mop_dup(struct mop *m, char **dst, const char *src)
 	return false;
 }
 
-static void
-op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+void
+fmut_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	  struct fuse_file_info *fi)
 {
 	struct mop *m = mop_new(req, M_CREATE);
@@ -894,11 +917,11 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	m->parent = parent;
 	m->mode = mode;
 	m->fi = *fi;
-	mop_start(req_cm(req), m);
+	mop_start(fops_req_cm(req), m);
 }
 
-static void
-op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+void
+fmut_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	 dev_t rdev)
 {
 	struct mop *m;
@@ -914,11 +937,11 @@ op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		return;
 	m->parent = parent;
 	m->mode = mode;
-	mop_start(req_cm(req), m);
+	mop_start(fops_req_cm(req), m);
 }
 
-static void
-op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+void
+fmut_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct mop *m = mop_new(req, M_MKDIR);
 
@@ -926,11 +949,11 @@ op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 		return;
 	m->parent = parent;
 	m->mode = mode;
-	mop_start(req_cm(req), m);
+	mop_start(fops_req_cm(req), m);
 }
 
-static void
-op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+void
+fmut_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	   const char *name)
 {
 	struct mop *m;
@@ -945,11 +968,11 @@ op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 		return;
 	m->parent = parent;
 	m->mode = 0777;
-	mop_start(req_cm(req), m);
+	mop_start(fops_req_cm(req), m);
 }
 
-static void
-op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+void
+fmut_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	const char *newname)
 {
 	struct mop *m = mop_new(req, M_LINK);
@@ -958,33 +981,33 @@ op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		return;
 	m->ino = ino;
 	m->newparent = newparent;
-	mop_start(req_cm(req), m);
+	mop_start(fops_req_cm(req), m);
 }
 
-static void
-op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+void
+fmut_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct mop *m = mop_new(req, M_UNLINK);
 
 	if (!m || !mop_dup(m, &m->name, name))
 		return;
 	m->parent = parent;
-	mop_start(req_cm(req), m);
+	mop_start(fops_req_cm(req), m);
 }
 
-static void
-op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+void
+fmut_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct mop *m = mop_new(req, M_RMDIR);
 
 	if (!m || !mop_dup(m, &m->name, name))
 		return;
 	m->parent = parent;
-	mop_start(req_cm(req), m);
+	mop_start(fops_req_cm(req), m);
 }
 
-static void
-op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+void
+fmut_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	  fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
 	struct mop *m = mop_new(req, M_RENAME);
@@ -995,24 +1018,24 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	m->parent = parent;
 	m->newparent = newparent;
 	m->flags = flags;
-	mop_start(req_cm(req), m);
+	mop_start(fops_req_cm(req), m);
 }
 
 #define LOCAL_SET                                                          \
 	(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME_NOW |                    \
 	 FUSE_SET_ATTR_CTIME)
 
-static void
-op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+void
+fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	   struct fuse_file_info *fi)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 	struct mop *m;
 	struct fid fid;
 	int set = to_set;
 
 	(void)fi;
-	if (read_only(cm)) {
+	if (fops_read_only(cm)) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -1034,7 +1057,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			fuse_reply_err(req, EINVAL);
 			return;
 		}
-		count(cm, CM_R_OTHER);
+		fops_count(cm, CM_R_OTHER);
 		if (wio_try(cm, &w, NULL) == 0)
 			return;
 		h = malloc(sizeof(*h));
@@ -1060,7 +1083,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		    (!(set & FUSE_SET_ATTR_UID) || a.uid == attr->st_uid) &&
 		    (!(set & FUSE_SET_ATTR_GID) || a.gid == attr->st_gid) &&
 		    !(a.mode & (S_ISUID | S_ISGID))) {
-			count(cm, CM_R_OTHER);
+			fops_count(cm, CM_R_OTHER);
 			reply_attr_of(cm, req, ino, &fid);
 			return;
 		}
@@ -1069,7 +1092,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		     FUSE_SET_ATTR_GID | FUSE_SET_ATTR_SIZE |
 		     FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW |
 		     FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
-		count(cm, CM_R_OTHER);
+		fops_count(cm, CM_R_OTHER);
 		reply_attr_of(cm, req, ino, &fid);
 		return;
 	}
@@ -1082,8 +1105,8 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	mop_start(cm, m);
 }
 
-static void
-op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+void
+fmut_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	    const char *value, size_t size, int flags)
 {
 	struct mop *m;
@@ -1114,27 +1137,27 @@ op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	m->ino = ino;
 	m->flags = (flags & XATTR_CREATE ? PROTO_XATTR_CREATE : 0) |
 		   (flags & XATTR_REPLACE ? PROTO_XATTR_REPLACE : 0);
-	mop_start(req_cm(req), m);
+	mop_start(fops_req_cm(req), m);
 }
 
-static void
-op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+void
+fmut_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	struct mop *m = mop_new(req, M_REMOVEXATTR);
 
 	if (!m || !mop_dup(m, &m->xname, name))
 		return;
 	m->ino = ino;
-	mop_start(req_cm(req), m);
+	mop_start(fops_req_cm(req), m);
 }
 
 /* Mode 0 only: make the file at least @offset + @length bytes long (the
  * server does not reserve space, so this is a growing truncate). */
-static void
-op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+void
+fmut_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	     off_t length, struct fuse_file_info *fi)
 {
-	struct cm *cm = req_cm(req);
+	struct cm *cm = fops_req_cm(req);
 	struct proto_attr a;
 	struct fid fid;
 	uint64_t end;

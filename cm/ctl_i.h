@@ -1,0 +1,84 @@
+/*
+ * ctl_i.h - what cairnd's control handlers (ctl_*.c) share with the control
+ * server (cm_ctl.c): the asynchronous path resolver and the handlers that
+ * go into the server's table. Private to the control front end: no module
+ * below it includes this.
+ *
+ * Threads: everything runs on the loop thread.
+ */
+#ifndef CAIRN_CM_CTL_I_H
+#define CAIRN_CM_CTL_I_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "cm/cm.h"
+#include "cm/ctl.h"
+
+struct resolve;
+typedef void (*resolve_done_fn)(struct resolve *r, const struct proto_attr *a);
+
+/* A path being resolved for a control call (cm_ctl.c). */
+struct resolve {
+	struct cm *cm;
+	struct ctl_call *call;
+	struct ctl_peer peer;
+	char *path;	   /* the request's path (copy) */
+	const char *cur;   /* next component in @path */
+	struct fid fid;	   /* object reached so far */
+	struct fid parent; /* the directory @fid was found in */
+	bool have_parent;
+	char name[256]; /* @fid's name in @parent */
+	int want;	/* R_OK etc. needed on the target */
+	bool recursive; /* the request's "recursive" (pin, unpin) */
+	unsigned tries;
+	resolve_done_fn done;
+};
+
+/* Resolve args.path for @call, checking @want (R_OK ...) for @peer on the
+ * way; @done answers the call and frees @r with cm_ctl_resolve_free() (or
+ * cm_ctl_resolve_fail()). */
+void cm_ctl_resolve(struct cm *cm, struct ctl_call *call,
+		    const struct ctl_peer *peer, json_t *args, int want,
+		    resolve_done_fn done);
+void cm_ctl_resolve_free(struct resolve *r);
+/* Answer the call with @err (and @msg, may be NULL) and free @r. */
+void cm_ctl_resolve_fail(struct resolve *r, int err, const char *msg);
+/* The st_mode-like mode the permission checks use. */
+uint32_t cm_ctl_attr_mode(const struct proto_attr *a);
+
+/* The handlers (struct ctl_handlers signature; @arg is the struct cm). */
+#define CM_CTL_HANDLER(name)                                                   \
+	void name(void *arg, struct ctl_call *call,                            \
+		  const struct ctl_peer *peer, json_t *args)
+
+/* ctl_cache.c */
+CM_CTL_HANDLER(cm_ctl_h_getcacheparms);
+CM_CTL_HANDLER(cm_ctl_h_setcachesize);
+CM_CTL_HANDLER(cm_ctl_h_status);
+CM_CTL_HANDLER(cm_ctl_h_listvol);
+CM_CTL_HANDLER(cm_ctl_h_checkservers);
+CM_CTL_HANDLER(cm_ctl_h_whereis);
+CM_CTL_HANDLER(cm_ctl_h_examine);
+/* ctl_flush.c (flushall is flushvolume, then the metadata) */
+CM_CTL_HANDLER(cm_ctl_h_flush);
+CM_CTL_HANDLER(cm_ctl_h_flushmeta);
+CM_CTL_HANDLER(cm_ctl_h_flushvolume);
+/* ctl_pin.c */
+CM_CTL_HANDLER(cm_ctl_h_pin);
+CM_CTL_HANDLER(cm_ctl_h_unpin);
+CM_CTL_HANDLER(cm_ctl_h_pins);
+
+/* ctl_offline.c */
+CM_CTL_HANDLER(cm_ctl_h_disconnect);
+CM_CTL_HANDLER(cm_ctl_h_reconnect);
+CM_CTL_HANDLER(cm_ctl_h_setpolicy);
+CM_CTL_HANDLER(cm_ctl_h_conflicts);
+CM_CTL_HANDLER(cm_ctl_h_resolve);
+CM_CTL_HANDLER(cm_ctl_h_replaylog);
+/* Mode, since, progress and log counts for fs status (added to @o). */
+void cm_ctl_offline_status(struct cm *cm, json_t *o);
+
+#endif /* CAIRN_CM_CTL_I_H */

@@ -1,0 +1,527 @@
+/*
+ * daemon.c - the one place that builds cairnd (see daemon.h): it opens
+ * the stores, creates every module in order and wires them, runs the
+ * recovery of what a crash left half done, and tears everything down
+ * once, in reverse. cairnd.c keeps the arguments, signals and the FUSE
+ * session; cm.c only runs the loop.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "chunkstore/cs.h"
+#include "cm/cm.h"
+#include "cm/cm_ctl.h"
+#include "cm/daemon.h"
+#include "cm/events.h"
+#include "cm/fetch.h"
+#include "cm/http.h"
+#include "cm/inode.h"
+#include "cm/meta.h"
+#include "cm/mut.h"
+#include "cm/offline.h"
+#include "cm/pin.h"
+#include "cm/rlog.h"
+#include "cm/vc.h"
+#include "cm/wb.h"
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/util.h"
+
+/* --- one blocking volinfo request, before any thread exists --- */
+
+struct vi_req {
+	struct event_base *base;
+	int rc;
+	struct proto_volinfo vi;
+};
+
+static void
+vi_done(void *arg, const struct http_result *res)
+{
+	struct vi_req *r = arg;
+
+	r->rc = cm_http_errno(res->err, res->status, res->body, res->body_len);
+	if (res->err)
+		r->rc = res->err;
+	if (r->rc == 0) {
+		r->rc = proto_volinfo_decode(res->body, res->body_len, &r->vi);
+		if (r->rc < 0)
+			log_err(LOG_MAIN, "bad volume information from the "
+					  "server: %s",
+				strerror(-r->rc));
+	}
+	event_base_loopbreak(r->base);
+}
+
+static int
+fetch_volinfo(struct cm *cm, struct proto_volinfo *vi)
+{
+	struct http_config hc = {0};
+	struct http_request rq = {0};
+	struct http_client *h = NULL;
+	struct vi_req r = {0};
+	char path[128];
+
+	r.rc = -EIO;
+	r.base = event_base_new();
+	if (!r.base)
+		return -ENOMEM;
+	hc.base_url = cm->cfg.server;
+	hc.token = cm->token;
+	hc.ca_file = cm->cfg.ca_file;
+	hc.proxy = cm->cfg.proxy;
+	hc.connect_timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms;
+	hc.timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms;
+	h = http_new(r.base, &hc);
+	if (!h) {
+		r.rc = -errno;
+		goto out;
+	}
+	snprintf(path, sizeof(path), "/v1/vol/%s", cm->cfg.volume);
+	rq.path = path;
+	rq.on_done = vi_done;
+	rq.arg = &r;
+	if (!http_submit(h, &rq)) {
+		r.rc = -errno;
+		goto out;
+	}
+	event_base_dispatch(r.base);
+	*vi = r.vi;
+out:
+	http_free(h);
+	event_base_free(r.base);
+	return r.rc;
+}
+
+/* --- the stores --- */
+
+/*
+ * Raise the soft RLIMIT_NOFILE to the hard limit and size the chunk
+ * store's read fd cache from it: half the descriptors (the other half is
+ * for FUSE, sockets, tdb and working copies), at least 64, at most 16384.
+ * A warm sequential read of a 256 MiB file touches 1024 chunk files; with
+ * the library's default of 256 it reopened every one of them.
+ */
+static uint32_t
+fd_cache_size(void)
+{
+	struct rlimit rl;
+	rlim_t soft;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		log_warn(LOG_MAIN, "cannot read the fd limit: %s",
+			 strerror(errno));
+		return CS_FD_CACHE_DEFAULT;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit want = {rl.rlim_max, rl.rlim_max};
+
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			rl.rlim_cur = rl.rlim_max;
+		else
+			log_warn(LOG_MAIN,
+				 "cannot raise the fd limit to %llu: "
+				 "%s",
+				 (unsigned long long)rl.rlim_max,
+				 strerror(errno));
+	}
+	soft = rl.rlim_cur == RLIM_INFINITY ? (rlim_t)2 * CS_FD_CACHE_MAX
+					    : rl.rlim_cur;
+	soft /= 2;
+	if (soft < 64)
+		soft = 64;
+	if (soft > CS_FD_CACHE_MAX)
+		soft = CS_FD_CACHE_MAX;
+	log_info(LOG_MAIN, "fd limit %llu: up to %u chunk files kept open",
+		 (unsigned long long)rl.rlim_cur, (unsigned)soft);
+	return (uint32_t)soft;
+}
+
+static int
+open_cs(struct cm *cm)
+{
+	struct cs_params p = {0};
+	int err = 0;
+
+	p.chunk_size = cm->cfg.chunk_size;
+	p.fd_cache = fd_cache_size();
+	p.limits.max_bytes = cm->cfg.cache_size;
+	p.log = log_callback;
+	p.log_arg = (void *)(uintptr_t)LOG_CS;
+	cm->cs = cs_open(cm->cfg.cache_dir, &p, &err);
+	if (!cm->cs && err == -ENOENT) {
+		err = cs_create(cm->cfg.cache_dir, &p);
+		if (err < 0)
+			return err;
+		log_info(LOG_MAIN, "created cache in '%s'", cm->cfg.cache_dir);
+		cm->cs = cs_open(cm->cfg.cache_dir, &p, &err);
+	}
+	if (!cm->cs)
+		return err ? err : -EIO;
+	cm->chunk_size = cs_chunk_size(cm->cs);
+	if (cm->chunk_size != cm->cfg.chunk_size)
+		log_info(LOG_MAIN, "the cache's chunk size is %u (fixed when "
+				   "it was created)",
+			 cm->chunk_size);
+	return 0;
+}
+
+static char *
+vc_path(struct cm *cm)
+{
+	size_t n = strlen(cm->cfg.cache_dir) + 16;
+	char *p = malloc(n);
+
+	if (p)
+		snprintf(p, n, "%s/meta.tdb", cm->cfg.cache_dir);
+	return p;
+}
+
+/*
+ * Find the volume: ask the server, else take what the cache remembers.
+ * On success cm->vi holds the volume and cm->vc is open for it.
+ * @return 0 or -errno (message logged).
+ */
+static int
+find_volume(struct cm *cm)
+{
+	struct proto_volinfo vi, cached;
+	struct proto_attr root;
+	char *path = vc_path(cm);
+	uint64_t seq = 0;
+	int rc;
+
+	if (!path)
+		return -ENOMEM;
+	rc = fetch_volinfo(cm, &vi);
+	if (rc == 0) {
+		if (strcmp(vi.name, cm->cfg.volume)) {
+			log_err(LOG_MAIN, "server answered for volume '%s', "
+					  "not '%s'",
+				vi.name, cm->cfg.volume);
+			rc = -EPROTO;
+			goto out;
+		}
+		atomic_store(&cm->online, 1);
+		cm->vc = vc_open(path, vi.id, cm->chunk_size);
+		if (!cm->vc) {
+			rc = -errno;
+			log_err(LOG_MAIN, "cannot open metadata cache '%s': %s",
+				path, strerror(-rc));
+			goto out;
+		}
+		if (vc_get_volinfo(cm->vc, &cached) == 0 &&
+		    !fid_eq(&cached.root, &vi.root)) {
+			/* Same id, other root: a recreated volume. */
+			log_warn(LOG_MAIN, "volume '%s' was recreated on the "
+					   "server; dropping cached metadata",
+				 vi.name);
+			vc_close(cm->vc);
+			unlink(path);
+			cm->vc = vc_open(path, vi.id, cm->chunk_size);
+			if (!cm->vc) {
+				rc = -errno;
+				goto out;
+			}
+		}
+		vc_get_seq(cm->vc, &seq);
+		if (seq > vi.event_seq) {
+			/* The server lost its event history: resume would
+			 * miss changes. Start from now; the stream's first
+			 * ping after a reset revalidates. */
+			log_warn(LOG_MAIN, "server event sequence %llu is "
+					   "behind ours (%llu); revalidating",
+				 (unsigned long long)vi.event_seq,
+				 (unsigned long long)seq);
+			vc_put_seq(cm->vc, 0);
+		}
+		vc_put_volinfo(cm->vc, &vi);
+	} else {
+		log_warn(LOG_MAIN, "cannot reach server '%s' for volume '%s': "
+				   "%s; trying the cache",
+			 cm->cfg.server, cm->cfg.volume, strerror(-rc));
+		cm->vc = vc_open(path, 0, cm->chunk_size);
+		if (!cm->vc || vc_get_volinfo(cm->vc, &vi) < 0 ||
+		    strcmp(vi.name, cm->cfg.volume) ||
+		    vc_get_attr(cm->vc, &vi.root, &root) < 0) {
+			log_err(LOG_MAIN, "cannot mount volume '%s': the server "
+					  "is unreachable and the cache in '%s' "
+					  "holds no copy of it",
+				cm->cfg.volume, cm->cfg.cache_dir);
+			rc = -EHOSTUNREACH;
+			goto out;
+		}
+		log_info(LOG_MAIN, "mounting volume '%s' from the cache "
+				   "(disconnected)",
+			 vi.name);
+	}
+	pthread_mutex_lock(&cm->lock);
+	cm->vi = vi;
+	cm->have_vi = true;
+	pthread_mutex_unlock(&cm->lock);
+	rc = 0;
+out:
+	free(path);
+	return rc;
+}
+
+/* What the write half, pins and disconnected operation add to a read:
+ * meta.c and fetch.c call up only through these (cm.h). */
+static const struct cm_meta_hooks meta_hooks = {
+	.overlay = wb_overlay,
+	.orphan_attr = wb_orphan_attr,
+	.active = wb_active,
+	.defer_event = mut_defer_event,
+	.applied_event = pin_event,
+	.dv_changed = pin_changed,
+};
+
+static const struct cm_fetch_hooks fetch_hooks = {
+	.pinned = pin_covers,
+	.miss_wait_ms = offline_miss_wait_ms,
+};
+
+/* The op log calls up into write states and disconnected operation,
+ * write states into disconnected operation, only through these. */
+static const struct mut_hooks mut_hooks = {
+	.file_gone = wb_gone,
+	.file_stored = wb_stored,
+	.resend_store = wb_resend_store,
+	.log_resumed = wb_resume,
+	.may_absorb = offline_auto,
+	.absorb = offline_absorb,
+	.submit_offline = offline_submit,
+};
+
+static const struct wb_hooks wb_hooks = {
+	.note_base = offline_note_base,
+	.note_path = offline_note_path,
+};
+
+/*
+ * The replay log and the write states, after the fork (tdb handles must
+ * not cross it). A damaged replay log is never replaced here: cairnd
+ * refuses to start, so nothing it holds is lost (cairn-fsck tells more).
+ */
+static int
+open_write_state(struct cm *cm)
+{
+	char path[4096];
+	int err = 0, rc;
+
+	snprintf(path, sizeof(path), "%s/rlog.tdb", cm->cfg.cache_dir);
+	cm->rlog = rlog_open(path, &err);
+	if (!cm->rlog) {
+		log_err(LOG_MAIN, "cannot open the replay log '%s': %s", path,
+			strerror(-err));
+		return err;
+	}
+	rc = wb_new(cm, &wb_hooks);
+	if (rc < 0)
+		log_err(LOG_MAIN, "cannot open the write-back state: %s",
+			strerror(-rc));
+	return rc;
+}
+
+
+/* --- opening the stores (before the mount) --- */
+
+int
+cm_daemon_open(struct cm *cm)
+{
+	int rc = open_cs(cm);
+
+	if (rc < 0) {
+		log_err(LOG_MAIN, "cannot open cache '%s': %s",
+			cm->cfg.cache_dir,
+			rc == -EBUSY ? "in use by another process"
+				     : strerror(-rc));
+		return rc;
+	}
+	rc = find_volume(cm);
+	if (rc < 0)
+		return rc;
+	cm->ino = ino_new(&cm->vi.root);
+	if (!cm->ino) {
+		log_err(LOG_MAIN, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void
+cm_daemon_before_fork(struct cm *cm)
+{
+	vc_close(cm->vc);
+	cm->vc = NULL;
+}
+
+int
+cm_daemon_after_fork(struct cm *cm)
+{
+	char *p = vc_path(cm);
+
+	cm->vc = p ? vc_open(p, cm->vi.id, cm->chunk_size) : NULL;
+	free(p);
+	if (!cm->vc) {
+		log_err(LOG_MAIN, "cannot reopen the metadata cache");
+		return -EIO;
+	}
+	return 0;
+}
+
+/* --- building the modules --- */
+
+static int
+loop_modules_new(struct cm *cm)
+{
+	struct http_config hc = {0};
+	int rc;
+
+	rc = cm_loop_new(cm);
+	if (rc < 0)
+		return rc;
+	hc.base_url = cm->cfg.server;
+	hc.token = cm->token;
+	hc.ca_file = cm->cfg.ca_file;
+	hc.proxy = cm->cfg.proxy;
+	hc.max_parallel = cm->cfg.max_parallel;
+	hc.connect_timeout_ms = cm->cfg.fetch_timeout_ms < 3000
+					? (unsigned)cm->cfg.fetch_timeout_ms
+					: 3000;
+	hc.timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms;
+	cm->http = http_new(cm->base, &hc);
+	if (!cm->http)
+		return -errno;
+	rc = meta_new(cm, &meta_hooks);
+	if (rc == 0)
+		rc = fetch_new(cm, &fetch_hooks);
+	if (rc == 0)
+		rc = mut_new(cm, &mut_hooks);
+	if (rc == 0)
+		rc = offline_new(cm);
+	return rc;
+}
+
+int
+cm_daemon_build(struct cm *cm)
+{
+	int rc = open_write_state(cm);
+
+	if (rc < 0)
+		return rc;
+	rc = loop_modules_new(cm);
+	if (rc < 0) {
+		log_err(LOG_MAIN, "cannot set up the event loop: %s",
+			strerror(-rc));
+		return rc;
+	}
+	return cm_ctl_start(cm);
+}
+
+/* --- recovery, on the loop thread --- */
+
+struct start_job {
+	struct cm_job job;
+	uint64_t since;
+};
+
+/*
+ * The first job: follow the events, finish what a crash left half done
+ * (logged ops, then dirty files: mut_resume() calls wb_resume() when the
+ * log is through; disconnected, both wait for reintegration and dirty
+ * files are logged now), then re-apply the recorded pins.
+ */
+static void
+recover(struct cm *cm, struct cm_job *job)
+{
+	struct start_job *sj = (struct start_job *)job;
+	int rc = ev_start(cm, sj->since);
+
+	if (rc < 0)
+		log_err(LOG_EV, "cannot follow events: %s", strerror(-rc));
+	free(sj);
+	if (cm_offline(cm)) {
+		offline_start(cm);
+		wb_resume(cm);
+	} else {
+		mut_resume(cm);
+	}
+	if (!cm_stopping(cm) && cm->vc)
+		pin_restore(cm);
+}
+
+int
+cm_daemon_start(struct cm *cm)
+{
+	struct start_job *sj;
+	uint64_t seq = 0;
+	int rc;
+
+	vc_get_seq(cm->vc, &seq);
+	rc = cm_loop_run(cm);
+	if (rc < 0)
+		return rc;
+	sj = calloc(1, sizeof(*sj));
+	if (!sj)
+		return -ENOMEM;
+	sj->job.run = recover;
+	sj->since = seq;
+	cm_post(cm, &sj->job);
+	return 0;
+}
+
+/* --- teardown, once, in reverse --- */
+
+/* On the loop thread (or here, if it never ran). Cancelling the HTTP
+ * client answers every parked request (EIO) from its callback, inside
+ * http_free(); pins go after fetch and meta so no callback reaches a
+ * freed pin job. */
+static void
+loop_modules_free(struct cm *cm)
+{
+	ev_stop(cm);
+	offline_free(cm);
+	http_free(cm->http);
+	cm->http = NULL;
+	mut_free(cm);
+	fetch_free(cm);
+	meta_free(cm);
+	pin_free(cm);
+	ev_free(cm);
+}
+
+void
+cm_daemon_stop(struct cm *cm)
+{
+	cm_ctl_stop(cm);
+	cm_loop_stop(cm, loop_modules_free);
+}
+
+void
+cm_daemon_close(struct cm *cm)
+{
+	char stats[4096];
+
+	cm_stats_format(cm, stats, sizeof(stats));
+	for (char *l = strtok(stats, "\n"); l; l = strtok(NULL, "\n"))
+		log_info(LOG_MAIN, "stat %s", l);
+	ino_free(cm->ino);
+	cm->ino = NULL;
+	wb_free(cm);
+	rlog_close(cm->rlog);
+	cm->rlog = NULL;
+	vc_close(cm->vc);
+	cm->vc = NULL;
+	cs_close(cm->cs);
+	cm->cs = NULL;
+}

@@ -1,0 +1,42 @@
+/*
+ * daemon.h - building and stopping cairnd, in one place (level 8 of
+ * doc/cm.md "Levels"; FUSE-free, so it is in libcm).
+ *
+ * The order, for cairnd.c:
+ *   cm_init()                   settings, token
+ *   cm_daemon_open()            chunk store, volume (server or cache) and
+ *                               meta.tdb, inode table; before the mount
+ *   [mount; fork: cm_daemon_before_fork() / cm_daemon_after_fork()]
+ *   cm_daemon_build()           replay log, write states, loop, HTTP
+ *                               client, meta, fetch, mut, offline, the
+ *                               control server
+ *   [FUSE notifier: plugs cm->kops]
+ *   cm_daemon_start()           the loop thread; its first job follows
+ *                               the events and recovers: mut_resume ->
+ *                               wb_resume -> pin restore
+ *   ... serve ...
+ *   cm_daemon_stop()            control server, then every loop module in
+ *                               reverse, on the loop thread
+ *   [FUSE notifier stop, unmount]
+ *   cm_daemon_close()           counters to the log, then the stores
+ *   cm_release()
+ * Each step may be called after an earlier one failed (it frees what is
+ * there).
+ */
+#ifndef CAIRN_CM_DAEMON_H
+#define CAIRN_CM_DAEMON_H
+
+struct cm;
+
+/* @return 0 or -errno; every failure is logged. */
+int cm_daemon_open(struct cm *cm);
+/* tdb's fcntl locks do not survive fork(): close meta.tdb before it and
+ * reopen it after (the chunk store's flock does survive). */
+void cm_daemon_before_fork(struct cm *cm);
+int cm_daemon_after_fork(struct cm *cm);
+int cm_daemon_build(struct cm *cm);
+int cm_daemon_start(struct cm *cm);
+void cm_daemon_stop(struct cm *cm);
+void cm_daemon_close(struct cm *cm);
+
+#endif /* CAIRN_CM_DAEMON_H */

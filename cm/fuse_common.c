@@ -1,0 +1,196 @@
+/*
+ * fuse_common.c - what both halves of cairnd's FUSE front use (fuse_i.h):
+ * attribute conversion, the request counters, the per-thread read buffer,
+ * the close of an open file. It calls neither fuse_ops.c nor fuse_mut.c,
+ * so the two do not call each other in a circle.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cm/fuse_i.h"
+#include "cm/inode.h"
+#include "cm/wb.h"
+
+#define READ_BUF_MAX (8u << 20)
+
+/* Did the server say our token only reads? */
+bool
+fops_read_only(struct cm *cm)
+{
+	bool ro;
+
+	pthread_mutex_lock(&cm->lock);
+	ro = cm->have_vi && cm->vi.readonly;
+	pthread_mutex_unlock(&cm->lock);
+	return ro;
+}
+
+struct cm *
+fops_req_cm(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+void
+fops_count(struct cm *cm, enum cm_req_kind k)
+{
+	atomic_fetch_add_explicit(&cm->st.reqs[k], 1, memory_order_relaxed);
+}
+
+/* --- attribute conversion --- */
+
+/* The file type bits of a listing entry's type. */
+mode_t
+fops_dirent_mode(int type)
+{
+	return type == PROTO_T_DIR	 ? S_IFDIR
+	       : type == PROTO_T_SYMLINK ? S_IFLNK
+	       : type == PROTO_T_FIFO	 ? S_IFIFO
+					 : S_IFREG;
+}
+
+/*
+ * st_ino and d_ino of an object: from its FID, so it stays the same when
+ * the kernel forgets the inode and looks it up again under a new node id
+ * (tar compares st_ino of a directory before and after extracting into
+ * it). The root is 1.
+ */
+uint64_t
+fops_st_ino(struct cm *cm, const struct fid *f)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	/* cm->vi is set before the mount and never changes after it. */
+	if (fid_eq(f, &cm->vi.root))
+		return 1;
+
+	for (int i = 0; i < FID_OID_LEN; i++)
+		h = (h ^ f->oid[i]) * 1099511628211ULL;
+	return h | (1ULL << 63);
+}
+
+
+void
+fops_to_stat(struct cm *cm, const struct proto_attr *a, uint64_t ino,
+	     struct stat *st)
+{
+	(void)ino;
+	memset(st, 0, sizeof(*st));
+	st->st_ino = fops_st_ino(cm, &a->fid);
+	switch (a->type) {
+	case PROTO_T_DIR:
+		st->st_mode = S_IFDIR;
+		break;
+	case PROTO_T_SYMLINK:
+		st->st_mode = S_IFLNK;
+		break;
+	case PROTO_T_FIFO:
+		st->st_mode = S_IFIFO;
+		break;
+	default:
+		st->st_mode = S_IFREG;
+	}
+	st->st_mode |= a->mode & 07777;
+	st->st_nlink = (nlink_t)a->nlink;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_size = (off_t)a->size;
+	st->st_blksize = (blksize_t)cm->chunk_size;
+	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	st->st_atim.tv_sec = a->atime_ns / 1000000000;
+	st->st_atim.tv_nsec = a->atime_ns % 1000000000;
+	st->st_mtim.tv_sec = a->mtime_ns / 1000000000;
+	st->st_mtim.tv_nsec = a->mtime_ns % 1000000000;
+	st->st_ctim.tv_sec = a->ctime_ns / 1000000000;
+	st->st_ctim.tv_nsec = a->ctime_ns % 1000000000;
+	if (a->atime_ns < 0 && st->st_atim.tv_nsec) {
+		st->st_atim.tv_sec--;
+		st->st_atim.tv_nsec += 1000000000;
+	}
+	if (a->mtime_ns < 0 && st->st_mtim.tv_nsec) {
+		st->st_mtim.tv_sec--;
+		st->st_mtim.tv_nsec += 1000000000;
+	}
+	if (a->ctime_ns < 0 && st->st_ctim.tv_nsec) {
+		st->st_ctim.tv_sec--;
+		st->st_ctim.tv_nsec += 1000000000;
+	}
+}
+
+
+/* Drop an open count of @e; the last close of a file unlinked while open
+ * lets its local copy go. */
+void
+fops_file_close(struct cm *cm, struct ino_ent *e, const struct fid *fid)
+{
+	if (ino_close(cm->ino, e))
+		wb_release_write(cm, fid);
+}
+
+void
+fops_read_reply(void *req, const void *buf, size_t len, int err)
+{
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_buf(req, buf, len);
+}
+
+/* Per worker thread read buffer, freed by the key's destructor when
+ * libfuse retires an idle worker. */
+struct tbuf {
+	char *p;
+	size_t len;
+};
+static pthread_key_t tbuf_key;
+static pthread_once_t tbuf_once = PTHREAD_ONCE_INIT;
+
+static void
+tbuf_free(void *arg)
+{
+	struct tbuf *t = arg;
+
+	free(t->p);
+	free(t);
+}
+
+static void
+tbuf_init(void)
+{
+	pthread_key_create(&tbuf_key, tbuf_free);
+}
+
+/* The calling thread's buffer of at least @len bytes, or NULL. */
+char *
+fops_tbuf_get(size_t len)
+{
+	struct tbuf *t;
+
+	pthread_once(&tbuf_once, tbuf_init);
+	t = pthread_getspecific(tbuf_key);
+	if (!t) {
+		t = calloc(1, sizeof(*t));
+		if (!t || pthread_setspecific(tbuf_key, t) != 0) {
+			free(t);
+			return NULL;
+		}
+	}
+	if (len > t->len) {
+		char *nb;
+
+		if (len > READ_BUF_MAX)
+			return NULL;
+		nb = realloc(t->p, len);
+		if (!nb)
+			return NULL;
+		t->p = nb;
+		t->len = len;
+	}
+	return t->p;
+}
+

@@ -1,0 +1,90 @@
+/*
+ * fuse_i.h - what the two halves of cairnd's FUSE front share: fuse_ops.c
+ * (the operation table, lookups, reads, the notifier thread) and
+ * fuse_mut.c (the handlers that change metadata or data); fuse_common.c
+ * holds the helpers both use, so neither calls the other back. Private to
+ * the front: nothing below it includes this.
+ */
+#ifndef CAIRN_CM_FUSE_I_H
+#define CAIRN_CM_FUSE_I_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "cm/fuse_ops.h"
+
+struct ino_ent;
+
+/* The virtual xattr of the root that prints the counters. */
+#define STATS_XATTR "cairn.stats"
+
+/* Per open file: what the read hot path needs without touching tdb. */
+struct cm_file {
+	struct ino_ent *e; /* held by an open count */
+	struct fid fid;
+	pthread_mutex_t mu;
+	uint64_t next_off;   /* protected by mu: end of the last read */
+	uint64_t last_chunk; /* protected by mu */
+	uint64_t ra_next;    /* protected by mu: chunks before it were asked */
+	uint64_t ra_dv;	     /* protected by mu */
+	unsigned window;     /* protected by mu: readahead in chunks */
+	bool writer;	     /* opened for writing: holds a wb write state */
+};
+
+/* --- fuse_common.c --- */
+
+struct cm *fops_req_cm(fuse_req_t req);
+/* Count one request of kind @k. */
+void fops_count(struct cm *cm, enum cm_req_kind k);
+/* Did the server say our token only reads? */
+bool fops_read_only(struct cm *cm);
+/* st_ino of an object: from its FID, so it survives a forget; root is 1. */
+uint64_t fops_st_ino(struct cm *cm, const struct fid *f);
+/* The file type bits of a listing entry's type. */
+mode_t fops_dirent_mode(int type);
+/* Fill @st from @a for the kernel (inode number @ino). */
+void fops_to_stat(struct cm *cm, const struct proto_attr *a, uint64_t ino,
+		  struct stat *st);
+/* Drop the open count @e held for an open of @fid. */
+void fops_file_close(struct cm *cm, struct ino_ent *e, const struct fid *fid);
+/* Completion of fetch_read_park(): @req is the fuse_req_t. */
+void fops_read_reply(void *req, const void *buf, size_t len, int err);
+/* A per-thread buffer of at least @len bytes, or NULL. */
+char *fops_tbuf_get(size_t len);
+
+/* --- fuse_mut.c --- */
+
+enum wio_kind { W_READ, W_WRITE, W_TRUNC };
+/* Read, write or truncate a file that has a write state; parks on the
+ * loop when a chunk must be fetched first. */
+void fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
+		    const struct fid *fid, uint64_t off, const void *buf,
+		    size_t len);
+
+void fmut_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+		off_t off, struct fuse_file_info *fi);
+void fmut_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		 mode_t mode, struct fuse_file_info *fi);
+void fmut_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		mode_t mode, dev_t rdev);
+void fmut_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		mode_t mode);
+void fmut_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		  const char *name);
+void fmut_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+	       const char *newname);
+void fmut_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fmut_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fmut_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		 fuse_ino_t newparent, const char *newname, unsigned int flags);
+void fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		  struct fuse_file_info *fi);
+void fmut_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+		   const char *value, size_t size, int flags);
+void fmut_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+void fmut_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+		    off_t length, struct fuse_file_info *fi);
+
+#endif /* CAIRN_CM_FUSE_I_H */
