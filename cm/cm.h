@@ -4,7 +4,8 @@
  * counters. Every module of cm/ takes a struct cm *; daemon.c builds them.
  *
  * Layer rule: FUSE-free (this header is part of libcm), level 2 of
- * doc/cm.md "Levels": it includes no other cm/ header. The FUSE front
+ * doc/cm.md "Levels": it includes no other cm/ header but conn.h (level
+ * 1, the connection modes). The FUSE front
  * (fuse_ops.c) plugs kernel notifications in through struct cm_kernel_ops,
  * so the modules below it never include fuse_lowlevel.h; the hook tables
  * below (and mut.h's, wb.h's) let a lower module call a higher one without
@@ -48,6 +49,7 @@
 #include "chunkstore/cs.h"
 #include "common/fid.h"
 #include "common/proto.h"
+#include "cm/conn.h"
 
 struct cm;
 struct event;
@@ -152,13 +154,6 @@ enum cm_req_kind {
 	CM_R_STATFS,
 	CM_R_OTHER,
 	CM_R_MAX
-};
-
-/* Modes of the cache manager (offline.h). */
-enum cm_mode {
-	CM_CONNECTED = 0,
-	CM_DISCONNECTED = 1,
-	CM_REINTEGRATING = 2,
 };
 
 /* DVs made while disconnected have this bit; server DVs never do. */
@@ -303,7 +298,8 @@ struct cm {
 	bool loop_running;
 
 	atomic_int online;	    /* last server contact worked */
-	atomic_int mode;	    /* enum cm_mode */
+	struct conn *conn;	    /* the mode (conn.h): built by daemon.c,
+				       freed after the FUSE threads */
 	struct offline *off;	    /* loop thread only (offline.h) */
 	struct cm_stats st;
 };
@@ -342,11 +338,11 @@ cm_stopping(struct cm *cm)
 }
 
 /* Any thread: are mutations logged instead of sent? (not CONNECTED;
- * offline.h has the modes) */
+ * conn.h has the modes) */
 static inline bool
 cm_offline(struct cm *cm)
 {
-	return atomic_load(&cm->mode) != CM_CONNECTED;
+	return cm->conn && conn_offline(cm->conn);
 }
 
 /* Loop thread: run @job on the loop in @ms milliseconds. @return 0 or

@@ -18,6 +18,7 @@
 
 #include "cm/access.h"
 #include "cm/cm.h"
+#include "cm/conn.h"
 #include "cm/ctl.h"
 #include "cm/ctl_i.h"
 #include "cm/http.h"
@@ -677,7 +678,7 @@ rauth_step(struct rauth *a, int err)
 
 	rc = resolve_may(a->cm, &a->peer, &a->r, &need);
 	if (rc == -EAGAIN && !err && a->tries++ < 8 &&
-	    atomic_load(&a->cm->mode) == CM_CONNECTED) {
+	    !cm_offline(a->cm)) {
 		if (need.dir)
 			meta_want_dir(a->cm, &need.fid, rauth_cb, a);
 		else
@@ -688,7 +689,7 @@ rauth_step(struct rauth *a, int err)
 	    resolve_own_gone(&a->peer, &a->r))
 		rc = 0;
 	if (rc == -EAGAIN && ((err && err != -ENOENT) ||
-			      atomic_load(&a->cm->mode) != CM_CONNECTED)) {
+			      cm_offline(a->cm))) {
 		/* Not a refusal: the answer is not to be had now. */
 		ctl_reply_err(a->call, EAGAIN,
 			      "cannot check your permission now: what it "
@@ -731,7 +732,7 @@ rreach_step(struct rauth *a, int err)
 
 	rc = acc_reach(a->cm, &a->peer, a->r.path, &need);
 	if (rc == -EAGAIN && !err && a->tries++ < 8 &&
-	    atomic_load(&a->cm->mode) == CM_CONNECTED) {
+	    !cm_offline(a->cm)) {
 		if (need.dir)
 			meta_want_dir(a->cm, &need.fid, rreach_cb, a);
 		else
@@ -749,7 +750,7 @@ rreach_step(struct rauth *a, int err)
 		return;
 	}
 	if (rc == -EAGAIN && ((err && err != -ENOENT) ||
-			      atomic_load(&a->cm->mode) != CM_CONNECTED)) {
+			      cm_offline(a->cm))) {
 		ctl_reply_err(a->call, EAGAIN,
 			      "cannot check your permission now: what it "
 			      "needs is not cached and the server cannot be "
@@ -848,7 +849,7 @@ resolve_go(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
 	if (!strcmp(r->how, "keep-local")) {
 		enum proto_op_kind k = r->op.kind;
 
-		if (atomic_load(&cm->mode) != CM_CONNECTED) {
+		if (cm_offline(cm)) {
 			proto_op_release(&r->op);
 			ctl_reply_err(call, -EAGAIN,
 				      "keep-local needs the server: reconnect "

@@ -20,6 +20,7 @@
 #include "chunkstore/cs.h"
 #include "cm/cm.h"
 #include "cm/cm_ctl.h"
+#include "cm/conn.h"
 #include "cm/daemon.h"
 #include "cm/events.h"
 #include "cm/fetch.h"
@@ -307,6 +308,12 @@ static const struct wb_hooks wb_hooks = {
 	.note_path = offline_note_path,
 };
 
+static bool
+conn_stopping(void *arg)
+{
+	return cm_stopping(arg);
+}
+
 /*
  * The replay log and the write states, after the fork (tdb handles must
  * not cross it). A damaged replay log is never replaced here: cairnd
@@ -402,6 +409,21 @@ loop_modules_new(struct cm *cm)
 	cm->http = http_new(cm->base, &hc);
 	if (!cm->http)
 		return -errno;
+	/* The connection modes call up into disconnected operation only
+	 * through these (conn.h). */
+	{
+		const struct conn_hooks ch = {
+			.went_offline = offline_went_offline,
+			.reintegrate = offline_reintegrate,
+			.stopping = conn_stopping,
+			.arg = cm,
+		};
+
+		cm->conn = conn_new(cm->base, cm->http, cm->cfg.cache_dir,
+				    &ch);
+		if (!cm->conn)
+			return -errno;
+	}
 	rc = meta_new(cm, &meta_hooks);
 	if (rc == 0)
 		rc = fetch_new(cm, &fetch_hooks);
@@ -451,7 +473,7 @@ recover(struct cm *cm, struct cm_job *job)
 		log_err(LOG_EV, "cannot follow events: %s", strerror(-rc));
 	free(sj);
 	if (cm_offline(cm)) {
-		offline_start(cm);
+		conn_start(cm->conn);
 		wb_resume(cm);
 	} else {
 		mut_resume(cm);
@@ -491,6 +513,7 @@ loop_modules_free(struct cm *cm)
 {
 	ev_stop(cm);
 	offline_free(cm);
+	conn_stop(cm->conn);
 	http_free(cm->http);
 	cm->http = NULL;
 	mut_free(cm);
@@ -518,6 +541,10 @@ cm_daemon_close(struct cm *cm)
 	ino_free(cm->ino);
 	cm->ino = NULL;
 	wb_free(cm);
+	/* last of the loop's modules: FUSE threads read the mode until the
+	 * session is gone */
+	conn_free(cm->conn);
+	cm->conn = NULL;
 	rlog_close(cm->rlog);
 	cm->rlog = NULL;
 	vc_close(cm->vc);

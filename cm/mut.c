@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "cm/cm.h"
+#include "cm/conn.h"
 #include "cm/http.h"
 #include "cm/meta.h"
 #include "cm/mut.h"
@@ -433,7 +434,8 @@ run_job(struct cm *cm, struct cm_job *job)
 
 	/* Disconnected between the append and now: the record is INFLIGHT
 	 * and never left; it is replayed with the rest. */
-	if (atomic_load(&cm->mode) == CM_DISCONNECTED && m->seq &&
+	if (cm->conn && conn_mode(cm->conn) == CM_DISCONNECTED &&
+	    m->seq &&
 	    !cm_stopping(cm) && cm->muth && cm->muth->absorb) {
 		cm->muth->absorb(cm, &m->op, m->done, m->arg);
 		mreq_free(m);

@@ -12,10 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <event2/event.h>
 
 #include "cm/cm.h"
-#include "cm/http.h"
+#include "cm/conn.h"
 #include "cm/inode.h"
 #include "cm/meta.h"
 #include "cm/mut.h"
@@ -27,15 +26,12 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define PROBE_FIRST_MS 1000
-#define PROBE_MAX_MS   30000
 #define PATH_DEPTH_MAX 64
 /* records a replay marks INFLIGHT ahead of sending, per durable commit;
  * the ones it never got to stay INFLIGHT (not merged with later changes)
  * and are sent first next time */
 #define REINT_WINDOW 64
 
-enum { POLICY_ERROR = 0, POLICY_WAIT = 1 };
 #define WAIT_MAX_S 3600
 
 /* FID -> u64, open addressing (linear probing), grows at 1/2 full: the
@@ -118,13 +114,6 @@ fidmap_clear(struct fidmap *m)
 }
 
 struct offline {
-	bool manual;	  /* by fs disconnect: no probes */
-	int64_t since_ms; /* wall clock of the last mode change */
-	atomic_int policy;
-	atomic_uint wait_ms; /* offline-miss=wait:SECONDS (0: fetch-timeout) */
-	struct event *probe_ev;
-	unsigned probe_ms;
-	bool probe_inflight;
 	/* reintegration */
 	bool running;
 	uint64_t after;
@@ -138,30 +127,14 @@ struct offline {
 	void *waiter_arg;
 };
 
-const char *
-cm_mode_name(int mode)
-{
-	switch (mode) {
-	case CM_CONNECTED:
-		return "connected";
-	case CM_DISCONNECTED:
-		return "disconnected";
-	case CM_REINTEGRATING:
-		return "reintegrating";
-	}
-	return "unknown";
-}
-
 uint64_t
 offline_miss_wait_ms(struct cm *cm)
 {
-	struct offline *o = cm->off;
 	unsigned ms;
 
-	if (!o || atomic_load(&cm->mode) == CM_CONNECTED ||
-	    atomic_load(&o->policy) != POLICY_WAIT)
+	if (!cm->off || !cm->conn || !conn_offline(cm->conn) ||
+	    !conn_miss_policy(cm->conn, &ms))
 		return 0;
-	ms = atomic_load(&o->wait_ms);
 	return ms ? ms : cm->cfg.fetch_timeout_ms;
 }
 
@@ -171,189 +144,25 @@ offline_auto(struct cm *cm)
 	return cm->off != NULL && cm->rlog != NULL;
 }
 
-static int64_t
-wall_ms(void)
-{
-	return util_wall_ns() / 1000000;
-}
-
-/* --- the mode file --- */
-
-static void
-mode_path(struct cm *cm, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/mode", cm->cfg.cache_dir);
-}
-
-/* <cache>/mode: "disconnected manual|auto SINCE_MS\n" while not connected
- * (written atomically: temp file, fsync, rename, fsync of the folder);
- * absent when connected. */
-static void
-mode_save(struct cm *cm)
-{
-	struct offline *o = cm->off;
-	char path[4096], tmp[4200], line[96];
-	int fd, n;
-
-	mode_path(cm, path, sizeof(path));
-	if (atomic_load(&cm->mode) == CM_CONNECTED) {
-		if (unlink(path) == 0)
-			util_fsync_parent(path);
-		return;
-	}
-	n = snprintf(line, sizeof(line), "disconnected %s %lld\n",
-		     o->manual ? "manual" : "auto", (long long)o->since_ms);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, line, (size_t)n) != n || fsync(fd) < 0 ||
-	    close(fd) < 0 || rename(tmp, path) < 0) {
-		log_err(LOG_OFF, "cannot record the mode in '%s': %s", path,
-			strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return;
-	}
-	util_fsync_parent(path);
-}
-
-static void
-mode_load(struct cm *cm)
-{
-	struct offline *o = cm->off;
-	char path[4096], line[96], how[16];
-	long long since = 0;
-	FILE *f;
-
-	mode_path(cm, path, sizeof(path));
-	f = fopen(path, "re");
-	if (!f)
-		return;
-	if (fgets(line, sizeof(line), f) &&
-	    sscanf(line, "disconnected %15s %lld", how, &since) == 2 &&
-	    (!strcmp(how, "manual") || !strcmp(how, "auto"))) {
-		o->manual = !strcmp(how, "manual");
-		o->since_ms = since;
-		atomic_store(&cm->mode, CM_DISCONNECTED);
-		log_info(LOG_OFF,
-			 "starting disconnected (%s, as when "
-			 "cairnd stopped)",
-			 how);
-	} else {
-		log_warn(LOG_OFF, "'%s' is not a mode record: ignored", path);
-	}
-	fclose(f);
-}
-
-/* --- the network gate --- */
-
-static int
-gate(void *arg, const struct http_request *r)
-{
-	struct cm *cm = arg;
-
-	(void)r;
-	if (atomic_load(&cm->mode) != CM_DISCONNECTED)
-		return 0;
-	if (cm->off && atomic_load(&cm->off->policy) == POLICY_WAIT)
-		return 0;
-	return -EHOSTUNREACH;
-}
-
-/* --- probes --- */
-
-static void probe_arm(struct cm *cm);
-static void reint_begin(struct cm *cm);
-
-static void
-probe_done(void *arg, const struct http_result *res)
-{
-	struct cm *cm = arg;
-	struct offline *o = cm->off;
-
-	if (!o)
-		return;
-	o->probe_inflight = false;
-	if (atomic_load(&cm->mode) != CM_DISCONNECTED || o->manual ||
-	    cm_stopping(cm))
-		return;
-	if (!res->err && res->status == 200) {
-		log_info(LOG_OFF, "the server answers again: reintegrating");
-		reint_begin(cm);
-		return;
-	}
-	o->probe_ms =
-		o->probe_ms * 2 > PROBE_MAX_MS ? PROBE_MAX_MS : o->probe_ms * 2;
-	probe_arm(cm);
-}
-
-static void
-probe_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct cm *cm = arg;
-	struct http_request hr = {0};
-
-	(void)fd;
-	(void)what;
-	if (!cm->off || !cm->http || cm->off->manual ||
-	    atomic_load(&cm->mode) != CM_DISCONNECTED)
-		return;
-	hr.path = "/v1/ping";
-	hr.timeout_ms = 2000;
-	hr.on_done = probe_done;
-	hr.arg = cm;
-	hr.ungated = 1;
-	hr.probe = 1; /* not in a slot that reads need */
-	hr.probe_first = 1; /* nor behind users' checkservers pings */
-	if (http_submit(cm->http, &hr))
-		cm->off->probe_inflight = true;
-	else
-		probe_arm(cm);
-}
-
-static void
-probe_arm(struct cm *cm)
-{
-	struct offline *o = cm->off;
-	struct timeval tv;
-
-	if (!o->probe_ev)
-		o->probe_ev = evtimer_new(cm->base, probe_cb, cm);
-	if (!o->probe_ev)
-		return;
-	tv.tv_sec = o->probe_ms / 1000;
-	tv.tv_usec = (o->probe_ms % 1000) * 1000;
-	evtimer_add(o->probe_ev, &tv);
-}
-
-/* --- modes --- */
+/* --- modes: conn.c switches them, these are its hooks --- */
 
 void
 offline_disconnect(struct cm *cm, bool manual, const char *why)
 {
-	struct offline *o = cm->off;
-	int was = atomic_load(&cm->mode);
+	if (cm->off && cm->conn)
+		conn_disconnect(cm->conn, manual, why);
+}
 
-	if (!o)
-		return;
-	if (was == CM_DISCONNECTED) {
-		if (manual && !o->manual) {
-			o->manual = true;
-			mode_save(cm);
-		}
-		return;
-	}
-	o->manual = manual;
-	o->since_ms = wall_ms();
-	o->running = false;
-	atomic_store(&cm->mode, CM_DISCONNECTED);
+void
+offline_went_offline(void *arg, bool manual, const char *why)
+{
+	struct cm *cm = arg;
+
+	(void)manual;
+	(void)why;
+	if (cm->off)
+		cm->off->running = false;
 	atomic_store(&cm->online, 0);
-	mode_save(cm);
-	log_warn(LOG_OFF, "disconnected (%s): changes go to the replay log",
-		 why);
-	if (!manual) {
-		o->probe_ms = PROBE_FIRST_MS;
-		probe_arm(cm);
-	}
 }
 
 /* --- base metadata: what the server had before our first offline change
@@ -1289,10 +1098,8 @@ reint_finish(struct cm *cm)
 	struct rlog_stats st;
 
 	o->running = false;
-	atomic_store(&cm->mode, CM_CONNECTED);
+	conn_reintegrated(cm->conn);
 	atomic_store(&cm->online, 1);
-	o->since_ms = wall_ms();
-	mode_save(cm);
 	map_close(cm, true);
 	memset(&st, 0, sizeof(st));
 	rlog_stats(cm->rlog, &st);
@@ -1334,7 +1141,7 @@ reint_next(struct cm *cm)
 	uint64_t src;
 	int rc;
 
-	if (!o || cm_stopping(cm) || atomic_load(&cm->mode) != CM_REINTEGRATING)
+	if (!o || cm_stopping(cm) || conn_mode(cm->conn) != CM_REINTEGRATING)
 		return;
 	rc = rlog_next(cm->rlog, o->after,
 		       RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT),
@@ -1398,13 +1205,15 @@ reint_next(struct cm *cm)
 	}
 }
 
-static void
-reint_begin(struct cm *cm)
+/* conn.c's hook: now REINTEGRATING (a probe answered, or fs reconnect). */
+void
+offline_reintegrate(void *arg)
 {
+	struct cm *cm = arg;
 	struct offline *o = cm->off;
 	struct rlog_stats st;
 
-	if (atomic_load(&cm->mode) != CM_DISCONNECTED)
+	if (!o)
 		return;
 	memset(&st, 0, sizeof(st));
 	rlog_stats(cm->rlog, &st);
@@ -1413,12 +1222,8 @@ reint_begin(struct cm *cm)
 	o->done_recs = o->done_bytes = o->refused = 0;
 	o->total_recs = st.pending + st.inflight;
 	o->total_bytes = st.data_bytes;
-	o->since_ms = wall_ms();
 	if (o->mapfd < 0)
 		map_open(cm);
-	if (o->probe_ev)
-		evtimer_del(o->probe_ev);
-	atomic_store(&cm->mode, CM_REINTEGRATING);
 	log_info(LOG_OFF, "reintegrating %llu records (%llu bytes)",
 		 (unsigned long long)o->total_recs,
 		 (unsigned long long)o->total_bytes);
@@ -1434,24 +1239,9 @@ offline_new(struct cm *cm)
 
 	if (!o)
 		return -ENOMEM;
-	o->since_ms = wall_ms();
-	o->probe_ms = PROBE_FIRST_MS;
 	o->mapfd = -1;
 	cm->off = o;
-	atomic_store(&cm->mode, CM_CONNECTED);
-	mode_load(cm);
-	if (cm->http)
-		http_set_gate(cm->http, gate, cm);
 	return 0;
-}
-
-void
-offline_start(struct cm *cm)
-{
-	struct offline *o = cm->off;
-
-	if (o && atomic_load(&cm->mode) == CM_DISCONNECTED && !o->manual)
-		probe_arm(cm);
 }
 
 void
@@ -1461,8 +1251,6 @@ offline_free(struct cm *cm)
 
 	if (!o)
 		return;
-	if (o->probe_ev)
-		event_free(o->probe_ev);
 	if (o->waiter)
 		o->waiter(o->waiter_arg, -ESHUTDOWN, 0, 0, 0);
 	map_close(cm, false);
@@ -1480,13 +1268,12 @@ offline_get_state(struct cm *cm, struct offline_state *s)
 	unsigned w;
 
 	memset(s, 0, sizeof(*s));
-	s->mode = atomic_load(&cm->mode);
-	if (!off)
+	s->mode = cm->conn ? conn_mode(cm->conn) : CM_CONNECTED;
+	if (!off || !cm->conn)
 		return false;
-	s->since_ms = off->since_ms;
-	s->manual = off->manual;
-	s->miss_wait = atomic_load(&off->policy) == POLICY_WAIT;
-	w = atomic_load(&off->wait_ms);
+	s->since_ms = conn_since_ms(cm->conn);
+	s->manual = conn_manual(cm->conn);
+	s->miss_wait = conn_miss_policy(cm->conn, &w);
 	s->wait_s = (w ? w : (unsigned)cm->cfg.fetch_timeout_ms) / 1000;
 	s->done_recs = off->done_recs;
 	s->total_recs = off->total_recs;
@@ -1500,19 +1287,19 @@ offline_reconnect(struct cm *cm, offline_reconnected_fn done, void *arg)
 {
 	struct offline *o = cm->off;
 
-	if (!o)
+	if (!o || !cm->conn)
 		return -EIO;
 	if (o->waiter)
 		return -EBUSY;
-	if (atomic_load(&cm->mode) == CM_CONNECTED)
+	if (conn_mode(cm->conn) == CM_CONNECTED)
 		return 1;
-	o->manual = false;
 	o->waiter = done;
 	o->waiter_arg = arg;
-	if (atomic_load(&cm->mode) == CM_DISCONNECTED)
-		reint_begin(cm);
+	/* a reintegration already running (-EINPROGRESS) tells the waiter
+	 * when it ends, like one this starts (offline_reintegrate()) */
+	conn_reconnect(cm->conn);
 	/* told by reint_finish(), or here if it stopped at once */
-	if (o->waiter && atomic_load(&cm->mode) == CM_DISCONNECTED) {
+	if (o->waiter && conn_mode(cm->conn) == CM_DISCONNECTED) {
 		o->waiter = NULL;
 		return -EHOSTUNREACH;
 	}
@@ -1522,6 +1309,5 @@ offline_reconnect(struct cm *cm, offline_reconnected_fn done, void *arg)
 void
 offline_set_miss_policy(struct cm *cm, bool wait, unsigned wait_s)
 {
-	atomic_store(&cm->off->wait_ms, wait_s * 1000);
-	atomic_store(&cm->off->policy, wait ? POLICY_WAIT : POLICY_ERROR);
+	conn_set_miss_policy(cm->conn, wait, wait_s * 1000);
 }

@@ -1,16 +1,18 @@
 /*
- * offline.h - disconnected operation of cairnd: the modes, the local
- * application of mutations while disconnected, and reintegration.
+ * offline.h - disconnected operation of cairnd: the local application of
+ * mutations while disconnected, and reintegration. The modes themselves,
+ * the network gate and the probes are conn.h's; conn.c calls up here
+ * through the hooks offline_went_offline() and offline_reintegrate(),
+ * which daemon.c gives it.
  *
  * Layer rule: FUSE-free (libcm).
  *
- * Modes (cm->mode): CONNECTED -> DISCONNECTED by `fs disconnect` (manual:
+ * Modes (conn.h): CONNECTED -> DISCONNECTED by `fs disconnect` (manual:
  * stays until `fs reconnect`) or when the server stops answering a
- * mutation for fetch-timeout (auto: probes every 1 s doubling to 30 s, and
- * reconnects by itself when one answers). DISCONNECTED -> REINTEGRATING ->
- * CONNECTED: the replay log is sent in order; new mutations meanwhile are
- * logged too (they go after it). The mode is kept in <cache>/mode, so a
- * restart keeps it.
+ * mutation for fetch-timeout (auto: conn.c probes and reconnects by itself
+ * when one answers). DISCONNECTED -> REINTEGRATING -> CONNECTED: the
+ * replay log is sent in order; new mutations meanwhile are logged too
+ * (they go after it).
  *
  * While disconnected (and reintegrating), every mutation is appended to
  * the replay log as a PENDING record, durably (fsync), before the call
@@ -41,12 +43,15 @@
 #include "cm/cm.h"
 #include "cm/mut.h"
 
-/* Before the loop starts: read <cache>/mode, set cm->mode, install the
- * network gate. @return 0 or -errno. */
+/* Before the loop starts, after cm->conn is built. @return 0 or -errno. */
 int offline_new(struct cm *cm);
 void offline_free(struct cm *cm);
-/* Loop thread, once running: probe if auto-disconnected. */
-void offline_start(struct cm *cm);
+
+/* conn_hooks (conn.h) for daemon.c, @arg the struct cm, loop thread:
+ * now disconnected (what was replaying stops); now reintegrating (start
+ * the replay, which ends in conn_reintegrated() or a disconnection). */
+void offline_went_offline(void *arg, bool manual, const char *why);
+void offline_reintegrate(void *arg);
 
 /* cm_offline() (cm.h), any thread: are mutations logged instead of
  * sent? */
@@ -68,7 +73,8 @@ void offline_note_path(struct cm *cm, uint64_t seq, const struct proto_op *op);
  * disconnected with offline-miss=wait[:SECONDS] (default fetch-timeout). */
 uint64_t offline_miss_wait_ms(struct cm *cm);
 
-/* Disconnect (loop thread). @manual: by fs disconnect (no probes). */
+/* Disconnect (loop thread; conn_disconnect() if the module is set up).
+ * @manual: by fs disconnect (no probes). */
 void offline_disconnect(struct cm *cm, bool manual, const char *why);
 
 /* Any thread: log @op (PENDING, durable) and apply it locally; @done gets
@@ -112,7 +118,5 @@ int offline_path_noted(struct cm *cm, uint64_t seq, char *buf, size_t len);
 int offline_lookup_name(struct cm *cm, const struct fid *dir, const char *name,
 			struct fid *fid, enum proto_type *type);
 
-
-const char *cm_mode_name(int mode);
 
 #endif /* CAIRN_CM_OFFLINE_H */

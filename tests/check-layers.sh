@@ -62,6 +62,7 @@ cm_level() {
 	http.[ch] | vc.[ch] | rlog.[ch] | rlog_*.c | rlog_i.h | ctl.[ch] | \
 		wb_rec.[ch]) echo 0 ;;
 	inode.[ch]) echo 1 ;; # the inode table holds vc listings
+	conn.[ch]) echo 1 ;;  # modes, gate, probes: over http only
 	cm.[ch] | conf.c) echo 2 ;;
 	meta.[ch]) echo 3 ;; # cached answers and fetches of metadata
 	fetch.[ch] | access.[ch] | mut.[ch]) echo 4 ;;
