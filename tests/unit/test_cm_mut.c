@@ -350,6 +350,17 @@ srv_nreq(void)
 	return n;
 }
 
+static int
+srv_applied(void)
+{
+	int n;
+
+	pthread_mutex_lock(&srv.mu);
+	n = srv.applied;
+	pthread_mutex_unlock(&srv.mu);
+	return n;
+}
+
 /* ---- the client ---------------------------------------------------------- */
 
 static struct cm cm;
@@ -645,7 +656,7 @@ test_create(void)
 	ok(!zero16(srv.req[0].opid), "create: a zero opid got a random one");
 	ok(srv.req[0].logged,
 	   "create: INFLIGHT in the log under that opid when it arrived");
-	is_int(srv.applied, 1, "create: applied once");
+	is_int(srv_applied(), 1, "create: applied once");
 	got = cached(&ffile, &rc);
 	ok(rc == 0 && got.dv == 1 && got.mode == 0644 &&
 	   got.type == PROTO_T_FILE,
@@ -735,47 +746,78 @@ test_refused(void)
 	       "409: and no name in the listing");
 }
 
-/* A transport failure: resent under the same opid, applied once, its
- * record in the log until the reply. */
+/* Submissions mut.c made (an observer on http.c's gate that passes
+ * everything): curl itself resends a request once when a kept-alive
+ * connection dies before any reply, so the server's count alone does not
+ * tell mut's retries from curl's. */
+static int nsubmits;
+
+static int
+count_gate(void *arg, const struct http_request *r)
+{
+	(void)arg;
+	(void)r;
+	nsubmits++;
+	return 0;
+}
+
+/* A transport failure, twice: resent by mut under the same opid, its
+ * record INFLIGHT in the log at every try, applied once. */
 static void
 test_transport(void)
 {
 	static const struct {
-		enum act first;
+		enum act fail;
 		int status, err;
 		const char *what;
-		int applied_first;
 	} t[] = {
-		{ACT_DROP, 0, 0, "connection closed", 0},
-		{ACT_LOST, 0, 0, "reply lost after apply", 1},
-		{ACT_TRUNC, 0, 0, "reply truncated after apply", 1},
-		{ACT_STATUS, 503, EAGAIN, "503", 0},
+		{ACT_DROP, 0, 0, "connection closed"},
+		{ACT_LOST, 0, 0, "reply lost after apply"},
+		{ACT_TRUNC, 0, 0, "reply truncated after apply"},
+		{ACT_STATUS, 503, EAGAIN, "503"},
 	};
 	uint32_t mode = 0600;
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++, mode++) {
 		struct proto_op op = setattr_op(2, PROTO_SA_MODE, mode, 0);
+		enum act script[2] = {t[i].fail, t[i].fail};
 		struct proto_attr got;
 		struct res res = {0};
-		int rc;
+		bool same = true, logged = true;
+		int rc, n;
 
-		srv_reset(&t[i].first, 1, ACT_APPLY);
-		if (t[i].status)
-			srv_refuse(t[i].status, t[i].err);
+		srv_reset(script, 2, ACT_APPLY);
+		if (t[i].status) {
+			pthread_mutex_lock(&srv.mu);
+			for (int j = 0; j < 2; j++) {
+				srv.status[j] = t[i].status;
+				srv.err[j] = t[i].err;
+			}
+			pthread_mutex_unlock(&srv.mu);
+		}
 		ndone = 0;
+		nsubmits = 0;
 		is_int(mut_submit(&cm, &op, done_cb, &res), 0,
 		       "%s: submitted", t[i].what);
 		run_until(1, 5000);
 		run_for(100);
+		n = srv_nreq();
 		is_int(res.calls, 1, "%s: done called once", t[i].what);
-		is_int(res.err, 0, "%s: the retry succeeded", t[i].what);
-		is_int(srv_nreq(), 2, "%s: sent twice", t[i].what);
-		ok(!memcmp(srv.req[0].opid, srv.req[1].opid, 16),
-		   "%s: both times under the same opid", t[i].what);
-		ok(srv.req[1].logged && srv.req[1].seq == srv.req[0].seq,
-		   "%s: the same record still INFLIGHT at the resend",
+		is_int(res.err, 0, "%s: a retry succeeded", t[i].what);
+		ok(nsubmits >= 2, "%s: mut sent it again (%d times, %d "
+				  "requests)",
+		   t[i].what, nsubmits, n);
+		for (int j = 1; j < n && j < MAXREQ; j++) {
+			same = same &&
+			       !memcmp(srv.req[j].opid, srv.req[0].opid, 16);
+			logged = logged && srv.req[j].logged &&
+				 srv.req[j].seq == srv.req[0].seq;
+		}
+		ok(n >= 3 && same, "%s: every try under the same opid",
 		   t[i].what);
-		is_int(srv.applied, 1, "%s: applied once on the server",
+		ok(srv.req[0].logged && logged,
+		   "%s: the same record INFLIGHT at every try", t[i].what);
+		is_int(srv_applied(), 1, "%s: applied once on the server",
 		       t[i].what);
 		got = cached(&ffile, &rc);
 		ok(rc == 0 && got.mode == mode,
@@ -907,7 +949,7 @@ test_deadline(void)
 		ok(srv.req[0].logged && !memcmp(hk.absorbed_opid,
 						srv.req[0].opid, 16),
 		   "absorb: with the opid it was sent under");
-		is_int(srv.applied, 1, "absorb: the server had applied it");
+		is_int(srv_applied(), 1, "absorb: the server had applied it");
 		got = cached(&ffile, &rc);
 		ok(rc == 0 && got.mode != 0730,
 		   "absorb: the cache did not take what no reply said");
@@ -926,7 +968,7 @@ test_deadline(void)
 		is_int(srv_nreq(), 1, "resume: sent once");
 		ok(!memcmp(srv.req[0].opid, hk.absorbed_opid, 16),
 		   "resume: under the logged opid");
-		is_int(srv.applied, 0,
+		is_int(srv_applied(), 0,
 		       "resume: not applied again (the server knew the opid)");
 		is_int(hk.resumed, 1, "resume: log_resumed hook called once");
 		is_int(log_count(), 0, "resume: the record is gone");
@@ -974,7 +1016,7 @@ test_order(void)
 	ok(srv.req[ia].logged && srv.req[ib].logged &&
 	   srv.req[ia].seq < srv.req[ib].seq,
 	   "order: the first op's record is the older one");
-	is_int(srv.applied, 2, "order: both applied once");
+	is_int(srv_applied(), 2, "order: both applied once");
 	if ((ia == 0) != (ra.order == 1))
 		diag("the replies came in another order than the requests");
 	got = cached(&ffile, &rc);
@@ -1155,6 +1197,7 @@ main(void)
 	tk = event_new(cm.base, -1, EV_PERSIST, tick, NULL);
 	event_add(tk, &tv);
 
+	http_set_gate(cm.http, count_gate, NULL);
 	test_create();
 	test_setattr();
 	test_refused();
