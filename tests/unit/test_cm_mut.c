@@ -3,7 +3,8 @@
  * 127.0.0.1 port 0: an op is logged INFLIGHT before it is sent, sent once
  * under its opid and its reply applied to the real metadata cache (meta.c,
  * vc.c); refusals, transport failures, lost, truncated and malformed
- * replies; the order of two ops on one object.
+ * replies; events held back while an op is in flight; resume after a
+ * crash and reintegration sends; the order of two ops on one object.
  *
  * Everything mut.c uses is real (rlog, http, meta, vc, inode table, chunk
  * store) except what it takes as hooks (struct mut_hooks: write states and
@@ -59,6 +60,14 @@ enum act {
 	ACT_DROP,      /* hang up without applying */
 	ACT_STATUS,    /* refuse: status and JSON error, nothing applied */
 	ACT_RAW,       /* 200 with srv.raw as the body, nothing applied */
+	ACT_DELAY,     /* apply, answer 200 after DELAY_MS */
+};
+
+#define DELAY_MS 300
+
+struct delayed {
+	struct evhttp_request *req;
+	char *reply;
 };
 
 struct sreq {
@@ -174,6 +183,22 @@ apply(const struct proto_op *op)
 }
 
 static void
+delayed_reply(evutil_socket_t fd, short what, void *arg)
+{
+	struct delayed *d = arg;
+	struct evbuffer *out = evbuffer_new();
+
+	(void)fd;
+	(void)what;
+	if (d->reply)
+		evbuffer_add(out, d->reply, strlen(d->reply));
+	evhttp_send_reply(d->req, d->reply ? 200 : 400, "OK", out);
+	evbuffer_free(out);
+	free(d->reply);
+	free(d);
+}
+
+static void
 h_op(struct evhttp_request *req, void *arg)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -215,7 +240,8 @@ h_op(struct evhttp_request *req, void *arg)
 	}
 	if (n >= MAXREQ)
 		a = srv.dflt;
-	if (decoded && (a == ACT_APPLY || a == ACT_LOST || a == ACT_TRUNC))
+	if (decoded && (a == ACT_APPLY || a == ACT_LOST || a == ACT_TRUNC ||
+			a == ACT_DELAY))
 		reply = apply(&op);
 	pthread_mutex_unlock(&srv.mu);
 	proto_op_release(&op);
@@ -249,6 +275,17 @@ h_op(struct evhttp_request *req, void *arg)
 		evbuffer_add(out, reply, strlen(reply));
 		evhttp_send_reply(req, status, "Refused", out);
 		break;
+	case ACT_DELAY: {
+		struct delayed *d = malloc(sizeof(*d));
+		struct timeval tv = {0, DELAY_MS * 1000};
+
+		d->req = req;
+		d->reply = reply;
+		reply = NULL;
+		event_base_once(srv.base, -1, EV_TIMEOUT, delayed_reply, d,
+				&tv);
+		break;
+	}
 	case ACT_RAW:
 		evbuffer_add(out, raw, raw ? strlen(raw) : 0);
 		evhttp_send_reply(req, 200, "OK", out);
@@ -827,6 +864,82 @@ test_transport(void)
 	}
 }
 
+/*
+ * Promise 3 of mut.h: an event about an object with an op in flight is
+ * held back and looked at again once the reply was applied. Our own
+ * change's event (seq covered by the reply's event_seq) then needs no
+ * refetch; another client's later one is not missed (the attributes are
+ * dropped). An event about another object goes through at once.
+ */
+static void
+test_deferred(void)
+{
+	enum act delay = ACT_DELAY;
+	struct proto_event ev, other;
+	struct proto_attr got;
+	uint64_t events, own, seq;
+	int rc;
+
+	for (int round = 0; round < 2; round++) {
+		struct proto_op op = setattr_op(2, PROTO_SA_MODE, 0766 - round,
+						0);
+		struct res res = {0};
+		uint64_t end = util_now_ms() + 5000;
+		const char *who = round ? "another's event" : "own event";
+
+		srv_reset(&delay, 1, ACT_APPLY);
+		ndone = 0;
+		is_int(mut_submit(&cm, &op, done_cb, &res), 0,
+		       "%s: submitted", who);
+		while (srv_nreq() < 1 && util_now_ms() < end)
+			event_base_loop(cm.base, EVLOOP_ONCE);
+		pthread_mutex_lock(&srv.mu);
+		seq = (uint64_t)srv.clock; /* the reply's event_seq */
+		pthread_mutex_unlock(&srv.mu);
+		events = atomic_load(&cm.st.events);
+		own = atomic_load(&cm.st.own_events);
+
+		memset(&ev, 0, sizeof(ev));
+		ev.kind = PROTO_EV_ATTR;
+		ev.fid = ffile;
+		ev.seq = round ? seq + 1 : seq;
+		other = ev;
+		other.fid = pdir;
+		other.kind = PROTO_EV_DIR;
+		other.dv = dir_dv(&pdir);
+		meta_event(&cm, &ev);
+		meta_event(&cm, &other);
+		is_int(res.calls, 0, "%s: the op is still in flight", who);
+		is_int(atomic_load(&cm.st.events) - events, 1,
+		       "%s: held back; the other object's went through", who);
+		got = cached(&ffile, &rc);
+		ok(rc == 0, "%s: nothing dropped meanwhile", who);
+
+		run_until(1, 5000);
+		run_for(50);
+		is_int(res.err, 0, "%s: the op succeeded", who);
+		is_int(atomic_load(&cm.st.events) - events, 2,
+		       "%s: looked at again after the reply", who);
+		got = cached(&ffile, &rc);
+		if (!round) {
+			is_int(atomic_load(&cm.st.own_events) - own, 1,
+			       "own event: known as ours, no refetch");
+			ok(rc == 0 && got.mode == 0766,
+			   "own event: the reply's attributes stay");
+		} else {
+			is_int(atomic_load(&cm.st.own_events) - own, 0,
+			       "another's event: not taken for ours");
+			is_int(rc, -ENOENT,
+			       "another's event: the attributes are dropped");
+		}
+	}
+	/* Cache F again as the server has it, for the cases that follow. */
+	pthread_mutex_lock(&srv.mu);
+	got = srv.fattr;
+	pthread_mutex_unlock(&srv.mu);
+	meta_local_attr(&cm, &got);
+}
+
 /* 500 is the server's own failure (EIO), not a transport one: not
  * retried, the record dropped, nothing applied locally. */
 static void
@@ -1067,6 +1180,78 @@ test_order(void)
 	rlog_effect_release(&eb);
 }
 
+/*
+ * Reintegration (mut_send_replay()): a refusal keeps the record (it
+ * becomes a conflict, offline.c's business), a transport failure reports
+ * EHOSTUNREACH at once and keeps it too; sent again and answered, under
+ * the record's opid, it goes.
+ */
+static void
+test_replay(void)
+{
+	struct proto_op op = setattr_op(1, PROTO_SA_SIZE, 0, 55);
+	struct rlog_effect eff = {0};
+	struct proto_attr before, got;
+	int rc;
+
+	before = cached(&ffile, &rc);
+	rc = rlog_append_ex(cm.rlog, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC,
+			    &eff);
+	is_int(rc, 0, "replay: a logged record");
+	memcpy(op.opid, eff.opid, 16);
+	{
+		struct res res = {0};
+
+		srv_reset(NULL, 0, ACT_APPLY);
+		srv_refuse(412, ECANCELED);
+		ndone = 0;
+		is_int(mut_send_replay(&cm, eff.seq, &op, done_cb, &res), 0,
+		       "replay refused: sent");
+		run_until(1, 5000);
+		run_for(50);
+		ok(res.calls == 1 && res.err == -ESTALE,
+		   "replay refused: ESTALE");
+		is_int(log_count(), 1, "replay refused: the record stays");
+		got = cached(&ffile, &rc);
+		ok(rc == 0 && got.dv == before.dv && got.size == before.size,
+		   "replay refused: the cache did not change");
+	}
+	{
+		struct res res = {0};
+
+		srv_reset(NULL, 0, ACT_DROP);
+		ndone = 0;
+		is_int(mut_send_replay(&cm, eff.seq, &op, done_cb, &res), 0,
+		       "replay unanswered: sent");
+		run_until(1, 5000);
+		run_for(50);
+		/* Not -EIO after the retries up to the deadline (3 s): the
+		 * first failure ends it. curl may have resent it once on a
+		 * fresh connection, which mut cannot see. */
+		ok(res.calls == 1 && res.err == -EHOSTUNREACH,
+		   "replay unanswered: EHOSTUNREACH at the first failure");
+		is_int(log_count(), 1, "replay unanswered: the record stays");
+	}
+	{
+		struct res res = {0};
+
+		srv_reset(NULL, 0, ACT_APPLY);
+		ndone = 0;
+		is_int(mut_send_replay(&cm, eff.seq, &op, done_cb, &res), 0,
+		       "replay answered: sent");
+		run_until(1, 5000);
+		run_for(50);
+		is_int(res.err, 0, "replay answered: no error");
+		ok(srv_nreq() == 1 && !memcmp(srv.req[0].opid, eff.opid, 16),
+		   "replay answered: under the record's opid");
+		is_int(log_count(), 0, "replay answered: the record is gone");
+		got = cached(&ffile, &rc);
+		ok(rc == 0 && got.size == 55, "replay answered: the cache "
+					      "has the reply");
+	}
+	rlog_effect_release(&eff);
+}
+
 /* Disconnected: mut_submit() hands the op to the offline hook, nothing is
  * logged by mut or sent. */
 static void
@@ -1188,6 +1373,7 @@ main(void)
 	ffile = mkfid(0x30);
 	gfile = mkfid(0x40);
 	srv.fattr = mkattr(&ffile, PROTO_T_FILE, 1);
+	srv.clock = 100; /* event seqs above the create's (10) */
 
 	plan(0);
 	if (srv_start() < 0 || setup() < 0) {
@@ -1202,10 +1388,12 @@ main(void)
 	test_setattr();
 	test_refused();
 	test_transport();
+	test_deferred();
 	test_500();
 	test_malformed();
 	test_deadline();
 	test_order();
+	test_replay();
 	test_offline();
 
 	event_free(tk);
