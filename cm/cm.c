@@ -173,6 +173,15 @@ delayed_cb(evutil_socket_t fd, short what, void *arg)
 	free(d);
 }
 
+void
+cm_kernel_barrier(struct cm *cm, struct cm_job *job)
+{
+	if (cm->kops.barrier)
+		cm->kops.barrier(cm->kops.arg, job);
+	else
+		cm_post(cm, job);
+}
+
 int
 cm_post_after(struct cm *cm, struct cm_job *job, unsigned ms)
 {

@@ -68,6 +68,7 @@ struct pin;
 struct ctl_server;
 struct mut_hooks;
 struct wb_hooks;
+struct cm_job;
 
 /* Settings of one cairnd, from the command line and cairn.conf(5). */
 struct cm_config {
@@ -213,6 +214,14 @@ struct cm_kernel_ops {
 	/* Drop the kernel's dentry @name in directory @parent. */
 	void (*inval_entry)(void *arg, uint64_t parent, const char *name,
 			    size_t len);
+	/* Post @job to the loop (cm_post) once every notification queued
+	 * before this call was written to the kernel, so an answer that
+	 * promises "the next stat asks cairnd" is sent after the kernel
+	 * forgot. @job is the caller's until it runs; it runs exactly once,
+	 * also at shutdown (then on the stopping thread, with
+	 * cm_stopping() true). Use cm_kernel_barrier(), which posts @job
+	 * at once when no hook is set. */
+	void (*barrier)(void *arg, struct cm_job *job);
 	void *arg;
 };
 
@@ -344,6 +353,11 @@ cm_offline(struct cm *cm)
 {
 	return cm->conn && conn_offline(cm->conn);
 }
+
+/* Loop thread: run @job on the loop once the kernel notifications queued
+ * so far were delivered (cm->kops.barrier), or, with no notifier, soon
+ * (cm_post). @job runs exactly once, never inside this call. */
+void cm_kernel_barrier(struct cm *cm, struct cm_job *job);
 
 /* Loop thread: run @job on the loop in @ms milliseconds. @return 0 or
  * -errno (then nothing happens: the caller still owns @job). */

@@ -2,12 +2,16 @@
  * ctl_flush.c - fs flush, flushmeta, flushvolume and flushall.
  *
  * Flushes store a file's local changes (wb.c) before they drop anything
- * of it, one file at a time, and answer when the last one is done.
+ * of it, one file at a time, and answer when the last one is done. Each
+ * of these commands answers only after the kernel invalidations it queued
+ * were written (cm_kernel_barrier()): "the next stat asks the server" must
+ * hold for a stat started right after the answer.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +60,8 @@ struct fjob {
 	int err;	    /* first store error */
 	bool probed, server_down, meta_done;
 	bool refetching;
+	bool fenced; /* the kernel barrier was passed */
+	struct cm_job fence;
 	uint64_t last_progress;
 };
 
@@ -205,6 +211,16 @@ drop_all_meta(struct cm *cm)
 static void fjob_finish(struct fjob *j);
 
 static void
+fjob_fenced(struct cm *cm, struct cm_job *job)
+{
+	struct fjob *j =
+		(struct fjob *)((char *)job - offsetof(struct fjob, fence));
+
+	(void)cm;
+	fjob_finish(j);
+}
+
+static void
 probe_done(void *arg, const struct http_result *res)
 {
 	struct fjob *j = arg;
@@ -245,6 +261,14 @@ fjob_finish(struct fjob *j)
 		j->meta_done = true;
 		j->meta_dropped = drop_all_meta(cm);
 	}
+	if (!j->fenced) {
+		/* Answer once the kernel forgot what was dropped; back
+		 * here from fjob_fenced(). */
+		j->fenced = true;
+		j->fence.run = fjob_fenced;
+		cm_kernel_barrier(cm, &j->fence);
+		return;
+	}
 	if (j->type != CTL_FLUSH)
 		log_info(LOG_CTL, "%s: dropped %llu bytes, stored %llu bytes "
 				  "first, %llu files could not be stored",
@@ -252,7 +276,9 @@ fjob_finish(struct fjob *j)
 			 (unsigned long long)j->dropped,
 			 (unsigned long long)j->stored,
 			 (unsigned long long)j->failed);
-	if (j->failed && err == -EIO && !j->probed && fjob_probe(j) == 0)
+	/* At shutdown (a barrier run late) the HTTP client is gone. */
+	if (j->failed && err == -EIO && !j->probed && !cm_stopping(cm) &&
+	    fjob_probe(j) == 0)
 		return; /* back here when the ping is answered */
 	if (j->failed) {
 		/* A store that failed because the server is away is a
@@ -400,6 +426,24 @@ cm_ctl_h_flush(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 	cm_ctl_resolve(arg, call, peer, args, R_OK, flush_done);
 }
 
+/* A flushmeta answer waiting for the kernel barrier. */
+struct fmeta {
+	struct cm_job job;
+	struct ctl_call *call;
+	uint64_t n;
+};
+
+static void
+flushmeta_reply(struct cm *cm, struct cm_job *job)
+{
+	struct fmeta *m = (struct fmeta *)job;
+
+	(void)cm;
+	ctl_reply_ok(m->call,
+		     json_pack("{s:I}", "entries_dropped", (json_int_t)m->n));
+	free(m);
+}
+
 static void
 flushmeta_done(struct resolve *r, const struct proto_attr *a)
 {
@@ -407,6 +451,7 @@ flushmeta_done(struct resolve *r, const struct proto_attr *a)
 	struct vc_dir *d = NULL;
 	uint64_t ino = ino_of(cm->ino, &a->fid), pino = 0;
 	uint64_t n = 1;
+	struct fmeta *m;
 
 	/* The kernel forgets the names in a directory and the object's own
 	 * name, so the next lookup and stat come to cairnd again. */
@@ -439,9 +484,18 @@ flushmeta_done(struct resolve *r, const struct proto_attr *a)
 		cm->kops.inval_inode(cm->kops.arg, ino,
 				     a->type == PROTO_T_DIR ? 0 : -1, 0);
 	}
-	ctl_reply_ok(r->call, json_pack("{s:I}", "entries_dropped",
-					(json_int_t)n));
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		ctl_reply_err(r->call, ENOMEM, NULL);
+		cm_ctl_resolve_free(r);
+		return;
+	}
+	m->job.run = flushmeta_reply;
+	m->call = r->call;
+	m->n = n;
 	cm_ctl_resolve_free(r);
+	/* Answer once the kernel forgot: the next stat must come here. */
+	cm_kernel_barrier(cm, &m->job);
 }
 
 void

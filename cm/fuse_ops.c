@@ -1068,8 +1068,12 @@ const struct fuse_lowlevel_ops fops_ops = {
 
 /* --- the notifier thread --- */
 
+/* One queued notification: an inode or entry invalidation, or a barrier
+ * (@job set: posted to the loop when the thread reaches it, so everything
+ * queued before it was written by then). */
 struct note {
 	TAILQ_ENTRY(note) link;
+	struct cm_job *job;
 	bool entry;
 	uint64_t ino;
 	int64_t off, len;
@@ -1086,6 +1090,7 @@ struct notifier {
 	pthread_t thread;
 	bool started;
 	struct fuse_session *se;
+	struct cm *cm; /* set before the thread starts */
 };
 
 static struct notifier g_nt;
@@ -1096,6 +1101,11 @@ nt_push(struct note *n)
 	pthread_mutex_lock(&g_nt.mu);
 	if (g_nt.stop) {
 		pthread_mutex_unlock(&g_nt.mu);
+		/* Not reached in practice: the hooks are unplugged before
+		 * the stop, and only the loop calls them. A barrier's job
+		 * must still run once; nothing is left to wait for. */
+		if (n->job)
+			n->job->run(g_nt.cm, n->job);
 		free(n);
 		return;
 	}
@@ -1133,6 +1143,22 @@ nt_inval_entry(void *arg, uint64_t parent, const char *name, size_t len)
 	nt_push(n);
 }
 
+static void
+nt_barrier(void *arg, struct cm_job *job)
+{
+	struct note *n = calloc(1, sizeof(*n));
+
+	(void)arg;
+	if (!n) {
+		/* The order of the queue cannot be kept: the answer may beat
+		 * the invalidations, as it did before barriers existed. */
+		cm_post(g_nt.cm, job);
+		return;
+	}
+	n->job = job;
+	nt_push(n);
+}
+
 static void *
 nt_main(void *arg)
 {
@@ -1149,6 +1175,15 @@ nt_main(void *arg)
 		n = TAILQ_FIRST(&g_nt.q);
 		TAILQ_REMOVE(&g_nt.q, n, link);
 		pthread_mutex_unlock(&g_nt.mu);
+		if (n->job) {
+			/* The writes before it returned, so the kernel has
+			 * applied them; cm_post() takes only the leaf qlock,
+			 * and mu is not held. */
+			cm_post(g_nt.cm, n->job);
+			free(n);
+			pthread_mutex_lock(&g_nt.mu);
+			continue;
+		}
 		if (n->entry)
 			rc = fuse_lowlevel_notify_inval_entry(
 				g_nt.se, n->ino, n->name, n->namelen);
@@ -1176,12 +1211,14 @@ fops_notifier_start(struct cm *cm, struct fuse_session *se)
 	TAILQ_INIT(&g_nt.q);
 	g_nt.stop = false;
 	g_nt.se = se;
+	g_nt.cm = cm;
 	rc = pthread_create(&g_nt.thread, NULL, nt_main, NULL);
 	if (rc)
 		return -rc;
 	g_nt.started = true;
 	cm->kops.inval_inode = nt_inval_inode;
 	cm->kops.inval_entry = nt_inval_entry;
+	cm->kops.barrier = nt_barrier;
 	cm->kops.arg = NULL;
 	return 0;
 }
@@ -1193,6 +1230,7 @@ fops_notifier_stop(struct cm *cm)
 
 	cm->kops.inval_inode = NULL;
 	cm->kops.inval_entry = NULL;
+	cm->kops.barrier = NULL;
 	if (!g_nt.started)
 		return;
 	g_nt.started = false;
@@ -1203,6 +1241,11 @@ fops_notifier_stop(struct cm *cm)
 	pthread_join(g_nt.thread, NULL);
 	while ((n = TAILQ_FIRST(&g_nt.q))) {
 		TAILQ_REMOVE(&g_nt.q, n, link);
+		/* The loop is gone (cm_loop_stop() ran): a barrier's job runs
+		 * here, with cm_stopping() true, as cm_loop_stop() runs
+		 * late jobs, so its control call is answered and freed. */
+		if (n->job)
+			n->job->run(cm, n->job);
 		free(n);
 	}
 }

@@ -21,7 +21,8 @@ extern const struct fuse_lowlevel_ops fops_ops;
  * the mount, before the loop starts. @return 0 or -errno.
  */
 int fops_notifier_start(struct cm *cm, struct fuse_session *se);
-/* Stop it (drops what is still queued); after cm_loop_stop(). */
+/* Stop it (drops the invalidations still queued; the jobs of barriers
+ * still queued run here); after cm_loop_stop(). */
 void fops_notifier_stop(struct cm *cm);
 
 #endif /* CAIRN_CM_FUSE_OPS_H */
