@@ -1260,8 +1260,15 @@ test_offline(void)
 	struct proto_op op = setattr_op(2, PROTO_SA_MODE, 0760, 0);
 	struct res res = {0};
 
+	/* A conn of its own, no gate and no probes, put in the manual
+	 * disconnected mode: what cm_offline() reads. */
+	static const struct conn_hooks none = {0};
+	struct conn *c = conn_new(cm.base, NULL, NULL, &none);
+
+	ok(c && conn_disconnect(c, true, "test") == 0 && conn_offline(c),
+	   "offline: a disconnected conn");
+	cm.conn = c;
 	srv_reset(NULL, 0, ACT_APPLY);
-	atomic_store(&cm.mode, CM_DISCONNECTED);
 	hk.offline = 0;
 	is_int(mut_submit(&cm, &op, done_cb, &res), -EROFS,
 	       "offline: the hook's answer is returned");
@@ -1270,7 +1277,8 @@ test_offline(void)
 	is_int(srv_nreq(), 0, "offline: nothing sent");
 	is_int(log_count(), 0, "offline: nothing logged by mut");
 	is_int(res.calls, 0, "offline: no done call");
-	atomic_store(&cm.mode, CM_CONNECTED);
+	cm.conn = NULL;
+	conn_free(c);
 }
 
 /* ---- setup --------------------------------------------------------------- */
