@@ -26,8 +26,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <tdb.h>
-
 #include "chunkstore/cs.h"
 #include "cm/cm.h"
 #include "cm/fetch.h"
@@ -39,6 +37,7 @@
 #include "cm/wb.h"
 #include "cm/wb_rec.h"
 #include "common/log.h"
+#include "common/tdbw.h"
 #include "common/util.h"
 
 #define WB_BUCKETS	  256
@@ -110,14 +109,6 @@ unlink_free_locked(struct wb *wb, struct wstate *ws)
 	free(ws);
 }
 
-static TDB_DATA
-fid_key(const struct fid *f)
-{
-	TDB_DATA k = {(unsigned char *)f, sizeof(*f)};
-
-	return k;
-}
-
 /* Persist @ws (lock held). A failure is logged: the data itself is safe
  * in the chunk store; only the size would be guessed after a crash. */
 static void
@@ -126,8 +117,7 @@ save_locked(struct wb *wb, struct wstate *ws)
 	struct wb_rec r = {0};
 	size_t len = 0;
 	void *buf = NULL;
-	TDB_DATA v;
-	int rc = -1;
+	int rc = -ENOMEM;
 
 	if (!wb->tdb)
 		goto out;
@@ -144,33 +134,43 @@ save_locked(struct wb *wb, struct wstate *ws)
 	buf = wb_rec_encode(&r, &len);
 	if (!buf)
 		goto out;
-	v.dptr = buf;
-	v.dsize = len;
-	if (tdb_transaction_start(wb->tdb) == 0) {
-		rc = tdb_store(wb->tdb, fid_key(&ws->fid), v, TDB_REPLACE);
+	rc = tdbw_txn_start(wb->tdb);
+	if (rc == 0) {
+		rc = tdbw_store(wb->tdb, &ws->fid, sizeof(ws->fid), buf, len,
+				TDB_REPLACE);
 		if (rc == 0)
-			rc = tdb_transaction_commit(wb->tdb);
+			rc = tdbw_txn_commit(wb->tdb);
 		else
-			tdb_transaction_cancel(wb->tdb);
+			tdbw_txn_cancel(wb->tdb);
 	}
 	if (rc == 0)
 		ws->saved = true;
 out:
 	if (rc != 0)
-		log_warn(LOG_WB, "cannot save a write state in dirty.tdb");
+		log_warn(LOG_WB, "cannot save a write state in dirty.tdb: %s",
+			 strerror(-rc));
 	free(buf);
 }
 
 static void
 forget_locked(struct wb *wb, struct wstate *ws)
 {
+	int rc;
+
 	if (!ws->saved || !wb->tdb)
 		return;
-	if (tdb_transaction_start(wb->tdb) == 0) {
-		tdb_delete(wb->tdb, fid_key(&ws->fid));
-		if (tdb_transaction_commit(wb->tdb) != 0)
-			log_warn(LOG_WB, "cannot drop a write state");
+	rc = tdbw_txn_start(wb->tdb);
+	if (rc == 0) {
+		/* Not there is as good as dropped. */
+		rc = tdbw_delete(wb->tdb, &ws->fid, sizeof(ws->fid));
+		if (rc == 0 || rc == -ENOENT)
+			rc = tdbw_txn_commit(wb->tdb);
+		else
+			tdbw_txn_cancel(wb->tdb);
 	}
+	if (rc != 0)
+		log_warn(LOG_WB, "cannot drop a write state from dirty.tdb: %s",
+			 strerror(-rc));
 	ws->saved = false;
 }
 
@@ -2016,16 +2016,17 @@ wb_new(struct cm *cm, const struct wb_hooks *hooks)
 	pthread_mutex_init(&wb->lock, NULL);
 	pthread_cond_init(&wb->cond, NULL);
 	snprintf(path, sizeof(path), "%s/dirty.tdb", cm->cfg.cache_dir);
+	errno = 0;
 	wb->tdb = tdb_open(path, 0, TDB_NOSYNC | TDB_NOLOCK, O_RDWR | O_CREAT,
 			   0600);
 	if (!wb->tdb) {
-		int e = errno ? errno : EIO;
+		int rc = tdbw_open_errno(errno);
 
-		log_err(LOG_WB, "cannot open '%s': %s", path, strerror(e));
+		log_err(LOG_WB, "cannot open '%s': %s", path, strerror(-rc));
 		pthread_mutex_destroy(&wb->lock);
 		pthread_cond_destroy(&wb->cond);
 		free(wb);
-		return -e;
+		return rc;
 	}
 	tdb_traverse(wb->tdb, load_cb, wb);
 	if (wb->nold)
