@@ -72,9 +72,36 @@ cm_post(struct cm *cm, struct cm_job *job)
 {
 	pthread_mutex_lock(&cm->qlock);
 	TAILQ_INSERT_TAIL(&cm->queue, job, link);
+	/* event_active() is thread-safe with evthread_use_pthreads(). It is
+	 * called under qlock so that cm_loop_stop(), which closes the queue
+	 * under qlock before it frees qev, cannot free it in between: the
+	 * FUSE notifier may post a barrier's job after the loop is gone.
+	 * No lock is taken inside qlock but libevent's own, and the loop
+	 * runs jobs without holding that one. */
+	if (!cm->qclosed)
+		event_active(cm->qev, EV_READ, 0);
 	pthread_mutex_unlock(&cm->qlock);
-	/* event_active() is thread-safe with evthread_use_pthreads(). */
-	event_active(cm->qev, EV_READ, 0);
+}
+
+void
+cm_run_late_jobs(struct cm *cm)
+{
+	bool closed;
+
+	pthread_mutex_lock(&cm->qlock);
+	closed = cm->qclosed;
+	pthread_mutex_unlock(&cm->qlock);
+	/* While the loop runs, its jobs are its own. */
+	if (closed)
+		run_queue(-1, 0, cm);
+}
+
+static void
+close_queue(struct cm *cm)
+{
+	pthread_mutex_lock(&cm->qlock);
+	cm->qclosed = true;
+	pthread_mutex_unlock(&cm->qlock);
 }
 
 int
@@ -145,9 +172,12 @@ cm_loop_stop(struct cm *cm, void (*teardown)(struct cm *cm))
 		}
 		cm->loop_running = false;
 		/* Jobs posted after the stop job: run them so they fail. */
+		close_queue(cm);
 		run_queue(-1, 0, cm);
-	} else if (teardown) {
-		teardown(cm);
+	} else {
+		close_queue(cm);
+		if (teardown)
+			teardown(cm);
 	}
 	if (cm->qev)
 		event_free(cm->qev);

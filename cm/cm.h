@@ -300,6 +300,9 @@ struct cm {
 
 	pthread_mutex_t qlock;
 	struct cm_jobq queue;	    /* protected by qlock */
+	bool qclosed;		    /* protected by qlock: qev is gone, a
+				       posted job waits for
+				       cm_run_late_jobs() */
 	atomic_bool stopping;	    /* set once by cm_loop_stop(); read by
 				       any thread (cm_stopping()) */
 	struct event *qev;	    /* fired by cm_post() */
@@ -334,8 +337,14 @@ void cm_release(struct cm *cm);
 
 /* Hand @job to the loop thread; any thread. Returns at once. After
  * cm_loop_stop() began, jobs are run with cm->stopping set so they can
- * fail their requests. */
+ * fail their requests; once the loop is gone they wait in the queue for
+ * cm_run_late_jobs(). */
 void cm_post(struct cm *cm, struct cm_job *job);
+/* After cm_loop_stop(), once no thread can post any more (the FUSE
+ * notifier is joined): run what was posted since, so every job runs
+ * exactly once and can answer and free its request. Does nothing before
+ * cm_loop_stop() closed the queue. */
+void cm_run_late_jobs(struct cm *cm);
 
 /* Has cm_loop_stop() begun? Any thread, no lock: the flag only goes
  * from false to true, and a job posted after it was set still runs (with

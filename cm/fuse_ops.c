@@ -1248,4 +1248,8 @@ fops_notifier_stop(struct cm *cm)
 			n->job->run(cm, n->job);
 		free(n);
 	}
+	/* Barriers the thread reached after cm_loop_stop() had drained the
+	 * queue were posted into a closed queue: run them now, when nothing
+	 * can post any more. */
+	cm_run_late_jobs(cm);
 }
