@@ -1857,6 +1857,44 @@ vs_lookup(struct vs_vol *v, const struct fid *dir, const char *name,
 	return ent_get(v, dir->oid, name, child->oid, NULL);
 }
 
+/* Append the entry of the bucket record @rec to @out, growing out->ents
+ * (doubling, at most to @max) as needed. @return 0, 1 when the record
+ * names an object that is not there (logged, skipped), or -ENOMEM. */
+static int
+dirent_push(struct vs_vol *v, struct proto_dir *out, size_t *cap, size_t max,
+	    const uint8_t *rec)
+{
+	struct proto_dirent *e;
+	struct obj c;
+
+	if (obj_get(v, rec, &c)) {
+		log_err(LOG_VOL, "volume '%s': dangling entry", v->name);
+		return 1;
+	}
+	if (out->n == *cap) {
+		size_t nc = *cap * 2 < max ? *cap * 2 : max;
+		struct proto_dirent *ne;
+
+		ne = realloc(out->ents, nc * sizeof(*ne));
+		if (!ne) {
+			obj_release(&c);
+			return -ENOMEM;
+		}
+		out->ents = ne;
+		*cap = nc;
+	}
+	e = &out->ents[out->n];
+	e->name = strndup((const char *)rec + 18, rec[17]);
+	if (!e->name) {
+		obj_release(&c);
+		return -ENOMEM;
+	}
+	obj_attr(v, &c, &e->attr);
+	obj_release(&c);
+	out->n++;
+	return 0;
+}
+
 int
 vs_readdir(struct vs_vol *v, const struct fid *dirfid, struct proto_dir *out)
 {
@@ -1887,41 +1925,11 @@ vs_readdir(struct vs_vol *v, const struct fid *dirfid, struct proto_dir *out)
 		if (rc)
 			goto out;
 		while ((n = brec_next(buf + off, len - off))) {
-			struct obj c;
-			struct proto_dirent *e;
-
-			if (obj_get(v, buf + off, &c)) {
-				log_err(LOG_VOL, "volume '%s': dangling entry",
-					v->name);
-				off += n;
-				continue;
-			}
-			if (out->n == cap) {
-				struct proto_dirent *ne;
-
-				ne = realloc(out->ents,
-					     cap * 2 * sizeof(*out->ents));
-				if (!ne) {
-					obj_release(&c);
-					free(buf);
-					rc = -ENOMEM;
-					goto out;
-				}
-				out->ents = ne;
-				cap *= 2;
-			}
-			e = &out->ents[out->n];
-			e->name = strndup((const char *)buf + off + 18,
-					  buf[off + 17]);
-			if (!e->name) {
-				obj_release(&c);
+			rc = dirent_push(v, out, &cap, SIZE_MAX, buf + off);
+			if (rc < 0) {
 				free(buf);
-				rc = -ENOMEM;
 				goto out;
 			}
-			obj_attr(v, &c, &e->attr);
-			obj_release(&c);
-			out->n++;
 			off += n;
 		}
 		free(buf);
@@ -1979,9 +1987,6 @@ vs_readdir_page(struct vs_vol *v, const struct fid *dirfid,
 		if (rc)
 			goto out;
 		for (; (n = brec_next(buf + off, len - off)); off += n, k++) {
-			struct obj c;
-			struct proto_dirent *e;
-
 			if (k < skip)
 				continue;
 			if (out->n == limit) {
@@ -1994,38 +1999,12 @@ vs_readdir_page(struct vs_vol *v, const struct fid *dirfid,
 				rc = 0;
 				goto out;
 			}
-			if (obj_get(v, buf + off, &c)) {
-				log_err(LOG_VOL, "volume '%s': dangling entry",
-					v->name);
-				continue;
-			}
-			if (out->n == cap) {
-				/* nentries was low; grow up to @limit. */
-				size_t nc = cap * 2 < limit ? cap * 2 : limit;
-				struct proto_dirent *ne;
-
-				ne = realloc(out->ents, nc * sizeof(*ne));
-				if (!ne) {
-					obj_release(&c);
-					free(buf);
-					rc = -ENOMEM;
-					goto out;
-				}
-				out->ents = ne;
-				cap = nc;
-			}
-			e = &out->ents[out->n];
-			e->name = strndup((const char *)buf + off + 18,
-					  buf[off + 17]);
-			if (!e->name) {
-				obj_release(&c);
+			/* nentries may be low: grow up to @limit. */
+			rc = dirent_push(v, out, &cap, limit, buf + off);
+			if (rc < 0) {
 				free(buf);
-				rc = -ENOMEM;
 				goto out;
 			}
-			obj_attr(v, &c, &e->attr);
-			obj_release(&c);
-			out->n++;
 		}
 		free(buf);
 	}
