@@ -143,7 +143,8 @@ int cm_config_check(const struct cm_config *c, const char **why);
 bool cm_url_loopback(const char *url);
 bool cm_config_cleartext(const struct cm_config *c);
 
-/* Kinds of FUSE requests, for the per-kind counters. */
+/* Kinds of FUSE requests, for the per-kind counters (the read path's
+ * profile in doc/cm.md is made of these). */
 enum cm_req_kind {
 	CM_R_LOOKUP,
 	CM_R_GETATTR,
@@ -154,6 +155,11 @@ enum cm_req_kind {
 	CM_R_XATTR,
 	CM_R_STATFS,
 	CM_R_OTHER,
+	CM_R_OPENDIR,
+	CM_R_RELEASE, /* release and releasedir */
+	CM_R_FLUSH,
+	CM_R_FORGET,  /* forget and batch forget: requests, not inodes */
+	CM_R_ACCESS,
 	CM_R_MAX
 };
 

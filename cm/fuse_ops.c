@@ -282,6 +282,7 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void
 op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
+	fops_count(fops_req_cm(req), CM_R_FORGET);
 	ino_forget(fops_req_cm(req)->ino, ino, nlookup);
 	fuse_reply_none(req);
 }
@@ -291,6 +292,7 @@ op_forget_multi(fuse_req_t req, size_t count_, struct fuse_forget_data *f)
 {
 	struct cm *cm = fops_req_cm(req);
 
+	fops_count(cm, CM_R_FORGET);
 	for (size_t i = 0; i < count_; i++)
 		ino_forget(cm->ino, f[i].ino, f[i].nlookup);
 	fuse_reply_none(req);
@@ -373,7 +375,7 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct park p = {.cm = cm, .req = req, .op = P_OPENDIR, .ino = ino,
 			 .fi = *fi};
 
-	fops_count(cm, CM_R_READDIR);
+	fops_count(cm, CM_R_OPENDIR);
 	run_or_park(cm, &p);
 }
 
@@ -506,6 +508,7 @@ static void
 op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
+	fops_count(fops_req_cm(req), CM_R_RELEASE);
 	vc_dir_put((struct vc_dir *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
@@ -726,6 +729,7 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
 
 	(void)ino;
+	fops_count(cm, CM_R_RELEASE);
 	if (f) {
 		if (f->writer) {
 			/* Data not stored by a flush (it failed) stays
@@ -755,6 +759,7 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
 
 	(void)ino;
+	fops_count(cm, CM_R_FLUSH);
 	if (!f || !f->writer) {
 		fuse_reply_err(req, 0);
 		return;
@@ -981,7 +986,7 @@ static void
 op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	(void)ino;
-	fops_count(fops_req_cm(req), CM_R_OTHER);
+	fops_count(fops_req_cm(req), CM_R_ACCESS);
 	fuse_reply_err(req, (mask & W_OK) && fops_read_only(fops_req_cm(req)) ? EROFS
 								      : 0);
 }
