@@ -154,6 +154,12 @@ ev_done(void *arg, const struct http_result *res)
 	es->overlong = false;
 	if (es->stopping)
 		return;
+	/* A refused reconnection: the server is away. Readers that miss
+	 * now fail at once instead of retrying (fetch.c, xfer_done). */
+	if (cm_server_refused(res->err) &&
+	    atomic_exchange(&es->cm->online, 0))
+		log_warn(LOG_EV, "server '%s' unreachable: %s",
+			 es->cm->cfg.server, strerror(-res->err));
 	if (es->up) {
 		log_warn(LOG_EV, "event stream ended (%s); reconnecting",
 			 res->err ? strerror(-res->err) : "closed by server");

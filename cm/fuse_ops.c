@@ -589,6 +589,10 @@ try_open(struct cm *cm, struct park *p)
 		p->fi.keep_cache = p->fi.keep_cache && !wb_dirty(cm, &fid) &&
 				   !(p->fi.flags & O_TRUNC);
 	}
+	/* A reader's close has nothing to store and cairnd keeps no POSIX
+	 * locks (the kernel does): no FLUSH round trip on its close
+	 * (FOPEN_NOFLUSH). Writers keep theirs: close reports the store. */
+	p->fi.noflush = !f->writer;
 	p->fi.fh = (uintptr_t)f;
 	if (fuse_reply_open(p->req, &p->fi) != 0) {
 		if (f->writer)
