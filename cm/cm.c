@@ -285,6 +285,7 @@ cm_stats_format(struct cm *cm, char *buf, size_t len)
 	P("early_reads %llu\n", LD(early_reads));
 	P("stale_chunks %llu\n", LD(stale_chunks));
 	P("dir_fetches %llu\n", LD(dir_fetches));
+	P("dir_prefetches %llu\n", LD(dir_prefetches));
 	P("getattr_requests %llu\n", LD(getattr_reqs));
 	P("getattr_fids %llu\n", LD(getattr_fids));
 	P("link_fetches %llu\n", LD(link_fetches));

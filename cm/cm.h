@@ -181,6 +181,8 @@ cm_chunk_key(struct cs_key *k, const struct fid *fid, uint64_t chunk)
 struct cm_stats {
 	atomic_uint_fast64_t reqs[CM_R_MAX];
 	atomic_uint_fast64_t parked;	     /* requests that had to wait */
+	atomic_uint_fast64_t dir_prefetches; /* subdirectory listings asked
+						ahead (fuse_ops.c) */
 	atomic_uint_fast64_t chunk_hits;     /* chunk reads served from cs */
 	atomic_uint_fast64_t chunk_misses;   /* chunk reads that waited */
 	atomic_uint_fast64_t chunks_fetched; /* verified and stored */

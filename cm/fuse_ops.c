@@ -330,6 +330,64 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 /* --- directories --- */
 
+/*
+ * Listing prefetch. A walker (ls -lR, find, du, cp -r, tar) opens a
+ * directory and then each of its subdirectories in turn; cold, each of
+ * those waits for its own listing fetch, one after the other. So the
+ * first open of a directory's inode asks for the listings of up to
+ * KIDS_MAX of its subdirectories that are not cached, all at once (a
+ * listing brings every entry's attributes too). One level only: a
+ * prefetched listing prefetches nothing until its directory is opened.
+ */
+#define KIDS_MAX 64
+
+struct kids_job {
+	struct cm_job job;
+	struct fid fid;
+};
+
+static void
+kids_run(struct cm *cm, struct cm_job *job)
+{
+	struct kids_job *k = (struct kids_job *)job;
+	struct vc_dir *d, *cd;
+	unsigned n = 0;
+
+	if (!cm_stopping(cm) && cm->meta && !cm_offline(cm) &&
+	    meta_cached_dir(cm, &k->fid, &d) == 0) {
+		for (size_t i = 0; i < d->n && n < KIDS_MAX; i++) {
+			if (d->ents[i].type != PROTO_T_DIR)
+				continue;
+			if (meta_cached_dir(cm, &d->ents[i].fid, &cd) == 0) {
+				vc_dir_put(cd);
+				continue;
+			}
+			meta_want_dir(cm, &d->ents[i].fid, NULL, NULL);
+			CM_STAT_INC(cm, dir_prefetches);
+			n++;
+		}
+		vc_dir_put(d);
+	}
+	free(k);
+}
+
+/* Any thread: prefetch the listings of @d's subdirectories (on the loop). */
+static void
+kids_prefetch(struct cm *cm, const struct vc_dir *d)
+{
+	struct kids_job *k;
+	size_t i;
+
+	for (i = 0; i < d->n; i++)
+		if (d->ents[i].type == PROTO_T_DIR)
+			break;
+	if (i == d->n || cm_offline(cm) || !(k = calloc(1, sizeof(*k))))
+		return;
+	k->fid = d->fid;
+	k->job.run = kids_run;
+	cm_post(cm, &k->job);
+}
+
 /* Valid replies: fuse_reply_open, fuse_reply_err. */
 static int
 try_opendir(struct cm *cm, struct park *p)
@@ -337,6 +395,7 @@ try_opendir(struct cm *cm, struct park *p)
 	struct vc_dir *d;
 	struct ino_ent *e;
 	struct fid fid;
+	bool first = false;
 	int rc;
 
 	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
@@ -359,10 +418,13 @@ try_opendir(struct cm *cm, struct park *p)
 	e = ino_get_locked(cm->ino, p->ino);
 	if (e) {
 		p->fi.keep_cache = e->opened && e->open_dv == d->dv;
+		first = !e->opened;
 		e->opened = true;
 		e->open_dv = d->dv;
 	}
 	ino_unlock(cm->ino);
+	if (first)
+		kids_prefetch(cm, d);
 	if (fuse_reply_open(p->req, &p->fi) != 0)
 		vc_dir_put(d);
 	return 0;
