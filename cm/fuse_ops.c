@@ -334,54 +334,79 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
  * Listing prefetch. A walker (ls -lR, find, du, cp -r, tar) opens a
  * directory and then each of its subdirectories in turn; cold, each of
  * those waits for its own listing fetch, one after the other. So the
- * first open of a directory's inode asks for the listings of up to
- * KIDS_MAX of its subdirectories that are not cached, all at once (a
- * listing brings every entry's attributes too). One level only: a
- * prefetched listing prefetches nothing until its directory is opened.
+ * first open of a directory's inode asks for the listings that are not
+ * cached of up to KIDS_MAX of its subdirectories and of the KIDS_MAX
+ * directories after it in its parent's listing (the order readdir gave
+ * the walker), all at once (a listing brings every entry's attributes
+ * too). A walk through a wide directory so keeps a window of listings
+ * ahead of it; a prefetched listing prefetches nothing until its own
+ * directory is opened, so a plain ls asks for one level at most.
  */
-#define KIDS_MAX 64
+#define KIDS_MAX 32
 
 struct kids_job {
 	struct cm_job job;
 	struct fid fid;
 };
 
+/* Loop: ask for the listings of up to KIDS_MAX directories of @d from
+ * entry @from on that are not cached (meta_want_dir() joins a fetch
+ * already going). */
+static void
+kids_want(struct cm *cm, const struct vc_dir *d, size_t from)
+{
+	struct vc_dir *cd;
+	unsigned n = 0;
+
+	for (size_t i = from; i < d->n && n < KIDS_MAX; i++) {
+		if (d->ents[i].type != PROTO_T_DIR)
+			continue;
+		n++;
+		if (meta_cached_dir(cm, &d->ents[i].fid, &cd) == 0) {
+			vc_dir_put(cd);
+			continue;
+		}
+		meta_want_dir(cm, &d->ents[i].fid, NULL, NULL);
+		CM_STAT_INC(cm, dir_prefetches);
+	}
+}
+
 static void
 kids_run(struct cm *cm, struct cm_job *job)
 {
 	struct kids_job *k = (struct kids_job *)job;
-	struct vc_dir *d, *cd;
-	unsigned n = 0;
+	char name[PROTO_NAME_MAX + 1];
+	struct vc_dir *d;
+	struct fid pfid;
+	long idx;
 
-	if (!cm_stopping(cm) && cm->meta && !cm_offline(cm) &&
-	    meta_cached_dir(cm, &k->fid, &d) == 0) {
-		for (size_t i = 0; i < d->n && n < KIDS_MAX; i++) {
-			if (d->ents[i].type != PROTO_T_DIR)
-				continue;
-			if (meta_cached_dir(cm, &d->ents[i].fid, &cd) == 0) {
-				vc_dir_put(cd);
-				continue;
-			}
-			meta_want_dir(cm, &d->ents[i].fid, NULL, NULL);
-			CM_STAT_INC(cm, dir_prefetches);
-			n++;
-		}
+	if (cm_stopping(cm) || !cm->meta || cm_offline(cm))
+		goto out;
+	if (meta_cached_dir(cm, &k->fid, &d) == 0) {
+		kids_want(cm, d, 0);
 		vc_dir_put(d);
 	}
+	/* The siblings after it: its name is the one the kernel last
+	 * looked it up by (lookup or readdirplus). */
+	if (ino_name_of(cm->ino, &k->fid, &pfid, name, sizeof(name)) == 0 &&
+	    meta_cached_dir(cm, &pfid, &d) == 0) {
+		idx = vc_dir_find(d, name, strlen(name));
+		if (idx >= 0)
+			kids_want(cm, d, (size_t)idx + 1);
+		vc_dir_put(d);
+	}
+out:
 	free(k);
 }
 
-/* Any thread: prefetch the listings of @d's subdirectories (on the loop). */
+/* Any thread: prefetch the listings of @d's subdirectories and of the
+ * directories after it (on the loop). */
 static void
 kids_prefetch(struct cm *cm, const struct vc_dir *d)
 {
 	struct kids_job *k;
-	size_t i;
 
-	for (i = 0; i < d->n; i++)
-		if (d->ents[i].type == PROTO_T_DIR)
-			break;
-	if (i == d->n || cm_offline(cm) || !(k = calloc(1, sizeof(*k))))
+	if (cm_offline(cm) || !(k = calloc(1, sizeof(*k))))
 		return;
 	k->fid = d->fid;
 	k->job.run = kids_run;
@@ -502,6 +527,11 @@ try_readdir(struct cm *cm, struct park *p)
 				ino_lock(cm->ino);
 				ent = ino_add_locked(cm->ino, &de->fid);
 				e.ino = ent ? ent->ino : 0;
+				/* The kernel now knows it by this name, as
+				 * after a lookup (sibling_prefetch uses it). */
+				if (ent)
+					ino_set_name_locked(ent, &d->fid,
+							    de->name);
 				ino_unlock(cm->ino);
 				fops_to_stat(cm, &a, e.ino, &e.attr);
 				if (e.ino) {
@@ -735,6 +765,64 @@ file_readahead(struct cm *cm, struct cm_file *f, uint64_t dv, uint64_t fsize,
 		fetch_prefetch(cm, &f->fid, dv, fsize, first, last);
 }
 
+/*
+ * Sibling prefetch. A cold cat, cp or tar of a tree of small files waits
+ * for one chunk GET per file, one after the other. So a read that misses
+ * at the start of a file also asks for the whole of the next SIB_MAX
+ * small files (one chunk at most) of its directory, in listing order
+ * (the order readdir gave the walker); fetch_prefetch() skips what is
+ * cached or in flight, so a sequential walk keeps SIB_MAX files ahead.
+ */
+#define SIB_MAX 16
+
+struct sib_job {
+	struct cm_job job;
+	struct fid fid;
+};
+
+static void
+sib_run(struct cm *cm, struct cm_job *job)
+{
+	struct sib_job *k = (struct sib_job *)job;
+	char name[PROTO_NAME_MAX + 1];
+	struct vc_dir *d;
+	struct fid pfid;
+	long idx;
+
+	if (cm_stopping(cm) || !cm->meta || cm_offline(cm) ||
+	    ino_name_of(cm->ino, &k->fid, &pfid, name, sizeof(name)) < 0 ||
+	    meta_cached_dir(cm, &pfid, &d) < 0)
+		goto out;
+	idx = vc_dir_find(d, name, strlen(name));
+	for (size_t i = idx < 0 ? d->n : (size_t)idx + 1, n = 0;
+	     i < d->n && n < SIB_MAX; i++) {
+		struct proto_attr a;
+
+		if (d->ents[i].type != PROTO_T_FILE)
+			continue;
+		n++;
+		if (meta_cached_attr(cm, &d->ents[i].fid, &a) == 0 &&
+		    a.size > 0 && a.size <= cm->chunk_size)
+			fetch_prefetch(cm, &d->ents[i].fid, a.dv, a.size, 0, 0);
+	}
+	vc_dir_put(d);
+out:
+	free(k);
+}
+
+static void
+sibling_prefetch(struct cm *cm, const struct fid *fid)
+{
+	struct sib_job *k;
+
+	if (cm->cfg.readahead_max == 0 || cm_offline(cm) ||
+	    !(k = calloc(1, sizeof(*k))))
+		return;
+	k->fid = *fid;
+	k->job.run = sib_run;
+	cm_post(cm, &k->job);
+}
+
 /* Valid replies: fuse_reply_buf, fuse_reply_err (possibly from the loop). */
 static void
 op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -780,6 +868,8 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, buf, len);
 		return;
 	}
+	if (off == 0 && fsize <= cm->chunk_size)
+		sibling_prefetch(cm, &f->fid);
 park:
 	rc = fetch_read_park(cm, &f->fid, (uint64_t)off, size, req,
 			     fops_read_reply);

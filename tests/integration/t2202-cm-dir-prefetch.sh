@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# t2202-cm-dir-prefetch: the first open of a directory asks for the
-# listings of its subdirectories at once (one level), so a cold walker
-# (ls -lR, find) does not wait for each subdirectory's listing in turn.
-# Counted with cairnd's counters: which listings were fetched, and which
-# requests had to wait (parked).
+# t2202-cm-dir-prefetch: the first open of a directory asks at once for
+# the listings of up to 32 of its subdirectories and of the 32
+# directories after it in its parent's listing, so a cold walker (ls -lR,
+# find) does not wait for each directory's listing in turn; a prefetched
+# listing prefetches nothing by itself. Counted with cairnd's counters:
+# which listings were fetched, and which requests had to wait (parked).
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
 t_timeout 120
 
 src=$T_DIR/src
-for i in $(seq -w 0 9); do
+for i in $(seq -w 0 39); do
 	mkdir -p "$src/top/s$i/deep"
 	for j in 1 2 3; do echo "s$i f$j" >"$src/top/s$i/f$j"; done
 	echo "deep $i" >"$src/top/s$i/deep/g"
@@ -22,25 +23,39 @@ make_token pf ro "$T_DIR/tok"
 mnt=$T_DIR/mnt
 cairnd_mount "$mnt" "$T_DIR/cache" pf "$T_DIR/tok" || exit 1
 stat_of() { getfattr -n cairn.stats --only-values "$mnt" 2>/dev/null | awk -v k="$1" '$1 == k {print $2}'; }
+fetches_reach() { # N: wait until dir_fetches >= N
+	wait_for 10 sh -c "[ \$(getfattr -n cairn.stats --only-values '$mnt' 2>/dev/null | awk '\$1 == \"dir_fetches\" {print \$2}') -ge $1 ]"
+}
 
 stat "$mnt/top" >/dev/null # the root's listing
 f0=$(stat_of dir_fetches)
 ls "$mnt/top" >/dev/null
-# top's listing, then its 10 subdirectories' listings, not deep/ ones.
-wait_for 10 sh -c "[ \$(getfattr -n cairn.stats --only-values '$mnt' 2>/dev/null | awk '\$1 == \"dir_fetches\" {print \$2}') -ge $((f0 + 11)) ]"
-t_ok $? "listing top fetched its 10 subdirectories' listings"
+fetches_reach $((f0 + 33))
+t_ok $? "listing top fetched 32 of its 40 subdirectories' listings"
 sleep 0.5
-t_is "$(( $(stat_of dir_fetches) - f0 ))" 11 "one level only: no deep/ listing"
-t_is "$(stat_of dir_prefetches)" 10 "10 prefetches counted"
+t_is "$(( $(stat_of dir_fetches) - f0 ))" 33 "no more: no deep/ listing, not all 40"
+t_is "$(stat_of dir_prefetches)" 32 "32 prefetches counted"
 
+# "After" is in listing order (the server's, what readdir gives).
+dirs=($(ls -U "$mnt/top" | grep '^s'))
+d3=${dirs[3]}
 p0=$(stat_of parked)
-t_is "$(ls "$mnt/top/s3" | tr '\n' ' ')" "deep f1 f2 f3 " "a prefetched listing is right"
+t_is "$(ls "$mnt/top/$d3" | tr '\n' ' ')" "deep f1 f2 f3 " "a prefetched listing is right"
 t_is "$(( $(stat_of parked) - p0 ))" 0 "and opening it waited for nothing"
+# Opening the 4th asked for its deep/ and the 32 directories after it,
+# of which the 33rd to 36th were not there yet.
+fetches_reach $((f0 + 33 + 5))
+t_ok $? "opening the 4th directory fetched its deep/ and 4 more beside it"
+sleep 0.5
+t_is "$(( $(stat_of dir_fetches) - f0 ))" 38 "nothing else"
+p0=$(stat_of parked)
+ls "$mnt/top/${dirs[35]}" "$mnt/top/$d3/deep" >/dev/null
+t_is "$(( $(stat_of parked) - p0 ))" 0 "the 36th and the 4th's deep/ open without waiting"
 
 # The whole walk: names and contents as on the server.
 t_is "$(cd "$mnt/top" && find . | sort | md5sum)" "$(cd "$src/top" && find . | sort | md5sum)" "find lists the tree"
 t_is "$(cat "$mnt"/top/s*/deep/g | md5sum)" "$(cat "$src"/top/s*/deep/g | md5sum)" "deep files read right"
-# A directory opened again prefetches nothing more.
+# Directories opened again prefetch nothing more.
 f1=$(stat_of dir_prefetches)
 ls "$mnt/top" >/dev/null
 ls -R "$mnt/top" >/dev/null
