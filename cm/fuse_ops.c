@@ -801,8 +801,11 @@ sib_run(struct cm *cm, struct cm_job *job)
 		if (d->ents[i].type != PROTO_T_FILE)
 			continue;
 		n++;
+		/* Not a file with local changes: its reads go through its
+		 * write state, and a local DV is not the server's. */
 		if (meta_cached_attr(cm, &d->ents[i].fid, &a) == 0 &&
-		    a.size > 0 && a.size <= cm->chunk_size)
+		    a.size > 0 && a.size <= cm->chunk_size &&
+		    !(a.dv & CM_DV_LOCAL) && !wb_active(cm, &d->ents[i].fid))
 			fetch_prefetch(cm, &d->ents[i].fid, a.dv, a.size, 0, 0);
 	}
 	vc_dir_put(d);
