@@ -338,9 +338,10 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
  * cached of up to KIDS_MAX of its subdirectories and of the KIDS_MAX
  * directories after it in its parent's listing (the order readdir gave
  * the walker), all at once (a listing brings every entry's attributes
- * too). A walk through a wide directory so keeps a window of listings
- * ahead of it; a prefetched listing prefetches nothing until its own
- * directory is opened, so a plain ls asks for one level at most.
+ * too). A walk through a wide directory so moves a window of listings
+ * ahead of it (it advances once the walk nears its end, where the
+ * directories after the one opened are not all cached); a prefetched
+ * listing prefetches nothing until its own directory is opened.
  */
 #define KIDS_MAX 32
 
@@ -351,12 +352,16 @@ struct kids_job {
 
 /* Loop: ask for the listings of up to KIDS_MAX directories of @d from
  * entry @from on that are not cached (meta_want_dir() joins a fetch
- * already going). */
+ * already going). When the first KIDS_WARM are all cached, the walk is
+ * warm (or behind its window): stop, rather than read listings from the
+ * metadata file to find that the rest are cached too. */
+#define KIDS_WARM 4
+
 static void
 kids_want(struct cm *cm, const struct vc_dir *d, size_t from)
 {
 	struct vc_dir *cd;
-	unsigned n = 0;
+	unsigned n = 0, cached = 0;
 
 	for (size_t i = from; i < d->n && n < KIDS_MAX; i++) {
 		if (d->ents[i].type != PROTO_T_DIR)
@@ -364,6 +369,8 @@ kids_want(struct cm *cm, const struct vc_dir *d, size_t from)
 		n++;
 		if (meta_cached_dir(cm, &d->ents[i].fid, &cd) == 0) {
 			vc_dir_put(cd);
+			if (++cached == KIDS_WARM && cached == n)
+				break;
 			continue;
 		}
 		meta_want_dir(cm, &d->ents[i].fid, NULL, NULL);

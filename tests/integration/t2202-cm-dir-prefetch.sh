@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # t2202-cm-dir-prefetch: the first open of a directory asks at once for
 # the listings of up to 32 of its subdirectories and of the 32
-# directories after it in its parent's listing, so a cold walker (ls -lR,
-# find) does not wait for each directory's listing in turn; a prefetched
-# listing prefetches nothing by itself. Counted with cairnd's counters:
+# directories after it in its parent's listing (unless the first 4 are
+# cached), so a cold walker (ls -lR, find) does not wait for each
+# directory's listing in turn; a prefetched listing prefetches nothing by
+# itself. Counted with cairnd's counters:
 # which listings were fetched, and which requests had to wait (parked).
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
@@ -42,15 +43,23 @@ d3=${dirs[3]}
 p0=$(stat_of parked)
 t_is "$(ls "$mnt/top/$d3" | tr '\n' ' ')" "deep f1 f2 f3 " "a prefetched listing is right"
 t_is "$(( $(stat_of parked) - p0 ))" 0 "and opening it waited for nothing"
-# Opening the 4th asked for its deep/ and the 32 directories after it,
-# of which the 33rd to 36th were not there yet.
-fetches_reach $((f0 + 33 + 5))
-t_ok $? "opening the 4th directory fetched its deep/ and 4 more beside it"
+# Opening the 4th asked for its deep/; the directories after it are all
+# cached, so no more.
+fetches_reach $((f0 + 34))
+t_ok $? "opening the 4th directory fetched its deep/"
 sleep 0.5
-t_is "$(( $(stat_of dir_fetches) - f0 ))" 38 "nothing else"
+t_is "$(( $(stat_of dir_fetches) - f0 ))" 34 "and nothing beside it (all cached)"
+# Opening the 32nd moves the window: its deep/ and the 8 after it.
 p0=$(stat_of parked)
-ls "$mnt/top/${dirs[35]}" "$mnt/top/$d3/deep" >/dev/null
-t_is "$(( $(stat_of parked) - p0 ))" 0 "the 36th and the 4th's deep/ open without waiting"
+ls "$mnt/top/${dirs[31]}" >/dev/null
+t_is "$(( $(stat_of parked) - p0 ))" 0 "the 32nd opens without waiting"
+fetches_reach $((f0 + 34 + 9))
+t_ok $? "and asks for its deep/ and the 33rd to 40th"
+sleep 0.5
+t_is "$(( $(stat_of dir_fetches) - f0 ))" 43 "nothing else"
+p0=$(stat_of parked)
+ls "$mnt/top/${dirs[39]}" "$mnt/top/$d3/deep" >/dev/null
+t_is "$(( $(stat_of parked) - p0 ))" 0 "the 40th and the 4th's deep/ open without waiting"
 
 # The whole walk: names and contents as on the server.
 t_is "$(cd "$mnt/top" && find . | sort | md5sum)" "$(cd "$src/top" && find . | sort | md5sum)" "find lists the tree"
