@@ -251,9 +251,9 @@ size_t
 cm_stats_format(struct cm *cm, char *buf, size_t len)
 {
 	static const char *const kinds[CM_R_MAX] = {
-		"lookup", "getattr", "readdir", "open", "read",
-		"readlink", "xattr", "statfs", "other", "opendir",
-		"release", "flush", "forget", "access"};
+		"lookup",   "getattr", "readdir", "open",  "read",
+		"readlink", "xattr",   "statfs",  "other", "opendir",
+		"release",  "flush",   "forget",  "access"};
 	struct cs_stats cs = {0};
 	size_t off = 0;
 	int n;

@@ -159,7 +159,7 @@ enum cm_req_kind {
 	CM_R_OPENDIR,
 	CM_R_RELEASE, /* release and releasedir */
 	CM_R_FLUSH,
-	CM_R_FORGET,  /* forget and batch forget: requests, not inodes */
+	CM_R_FORGET, /* forget and batch forget: requests, not inodes */
 	CM_R_ACCESS,
 	CM_R_MAX
 };

@@ -156,8 +156,7 @@ ev_done(void *arg, const struct http_result *res)
 		return;
 	/* A refused reconnection: the server is away. Readers that miss
 	 * now fail at once instead of retrying (fetch.c, xfer_done). */
-	if (cm_server_refused(res->err) &&
-	    atomic_exchange(&es->cm->online, 0))
+	if (cm_server_refused(res->err) && atomic_exchange(&es->cm->online, 0))
 		log_warn(LOG_EV, "server '%s' unreachable: %s",
 			 es->cm->cfg.server, strerror(-res->err));
 	if (es->up) {
