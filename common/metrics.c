@@ -322,9 +322,10 @@ metrics_hist_write(struct metrics_buf *b, const char *name,
 		printf_(b, "%" PRIu64 "\n", cum);
 	}
 	sum = atomic_load_explicit(&h->sum, memory_order_relaxed);
+	/* 15 digits: a sum of microseconds as seconds reads 0.000215, not
+	 * 0.00021499999999999999 (binary fractions). */
 	sample_start(b, name, "_sum", l, nl, NULL);
-	fmt_double(le, sizeof(le), (double)sum * h->scale);
-	printf_(b, "%s\n", le);
+	printf_(b, "%.15g\n", (double)sum * h->scale);
 	sample_start(b, name, "_count", l, nl, NULL);
 	printf_(b, "%" PRIu64 "\n", cum);
 }

@@ -42,6 +42,8 @@ static const char usage[] =
 	"                  [--request-deadline SECONDS]\n"
 	"                  [--max-streams-per-token N]\n"
 	"                  [--stage-max SIZE] [--stage-expire SECONDS]\n"
+	"                  [--metrics-listen [ADDR:]PORT] "
+	"[--metrics-port-file FILE]\n"
 	"                  [--syslog] [--help] [--version]\n"
 	"\n"
 	"Serve the volumes under DIR over HTTP(S) (see cairn-vold(8)).\n"
@@ -67,6 +69,10 @@ static const char usage[] =
 	"                      and body (default 30)\n"
 	"  --max-streams-per-token N  event streams open with one token\n"
 	"                      (default 8)\n"
+	"  --metrics-listen [ADDR:]PORT  serve GET /metrics (Prometheus text)\n"
+	"                      on this address, plain HTTP (a port alone:\n"
+	"                      127.0.0.1; default: no metrics)\n"
+	"  --metrics-port-file FILE  write the bound metrics port to FILE\n"
 	"  --syslog            log to syslog instead of stderr\n";
 
 void
@@ -78,6 +84,8 @@ vold_conf_release(struct vold_conf *c)
 	free(c->cert);
 	free(c->key);
 	free(c->pidfile);
+	free(c->metrics_listen);
+	free(c->metrics_port_file);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -130,6 +138,10 @@ conf_line(void *arg, const char *section, const char *name, const char *value)
 		rc = set_str(&c->key, value);
 	else if (!strcmp(name, "pidfile"))
 		rc = set_str(&c->pidfile, value);
+	else if (!strcmp(name, "metrics_listen"))
+		rc = set_str(&c->metrics_listen, value);
+	else if (!strcmp(name, "metrics_port_file"))
+		rc = set_str(&c->metrics_port_file, value);
 	else if (!strcmp(name, "workers"))
 		rc = parse_int(value, 1, 256, &c->workers);
 	else if (!strcmp(name, "timeout"))
@@ -317,6 +329,8 @@ enum {
 	OPT_MAX_STREAMS,
 	OPT_STAGE_MAX,
 	OPT_STAGE_EXPIRE,
+	OPT_METRICS_LISTEN,
+	OPT_METRICS_PORT_FILE,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -339,6 +353,8 @@ static const struct option longopts[] = {
 	{"max-streams-per-token", required_argument, NULL, OPT_MAX_STREAMS},
 	{"stage-max", required_argument, NULL, OPT_STAGE_MAX},
 	{"stage-expire", required_argument, NULL, OPT_STAGE_EXPIRE},
+	{"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
+	{"metrics-port-file", required_argument, NULL, OPT_METRICS_PORT_FILE},
 	{"help", no_argument, NULL, OPT_HELP},
 	{"version", no_argument, NULL, OPT_VERSION},
 	{NULL, 0, NULL, 0},
@@ -370,6 +386,12 @@ main(int argc, char **argv)
 		case OPT_CONFIG: config = optarg; break;
 		case OPT_FOREGROUND: cli.foreground = true; break;
 		case OPT_PIDFILE: set_str(&cli.pidfile, optarg); break;
+		case OPT_METRICS_LISTEN:
+			set_str(&cli.metrics_listen, optarg);
+			break;
+		case OPT_METRICS_PORT_FILE:
+			set_str(&cli.metrics_port_file, optarg);
+			break;
 		case OPT_SYSLOG: cli_syslog = true; break;
 		case OPT_WORKERS:
 			if (parse_int(optarg, 1, 256, &cli.workers)) {
@@ -468,6 +490,8 @@ main(int argc, char **argv)
 	OVER(cert)
 	OVER(key)
 	OVER(pidfile)
+	OVER(metrics_listen)
+	OVER(metrics_port_file)
 #undef OVER
 	if (cli.workers)
 		conf.workers = cli.workers;
@@ -496,7 +520,8 @@ main(int argc, char **argv)
 	if (!conf.foreground) {
 		if (make_abs(&conf.root) || make_abs(&conf.cert) ||
 		    make_abs(&conf.key) || make_abs(&conf.port_file) ||
-		    make_abs(&conf.pidfile)) {
+		    make_abs(&conf.pidfile) ||
+		    make_abs(&conf.metrics_port_file)) {
 			fprintf(stderr,
 				"cairn-vold: cannot make paths absolute\n");
 			ex = EX_OSERR;
@@ -573,6 +598,13 @@ main(int argc, char **argv)
 		if (rc)
 			log_err(LOG_MAIN, "cannot write port file '%s': %s",
 				conf.port_file, strerror(-rc));
+	}
+	if (conf.metrics_port_file && vold_metrics_port(vd)) {
+		snprintf(buf, sizeof(buf), "%d\n", vold_metrics_port(vd));
+		rc = write_file_atomic(conf.metrics_port_file, buf);
+		if (rc)
+			log_err(LOG_MAIN, "cannot write port file '%s': %s",
+				conf.metrics_port_file, strerror(-rc));
 	}
 	if (conf.pidfile) {
 		snprintf(buf, sizeof(buf), "%d\n", (int)getpid());

@@ -113,7 +113,7 @@ test_hist(void)
 	       "lat_seconds_bucket{route=\"op\",le=\"0.1\"} 3\n"
 	       "lat_seconds_bucket{route=\"op\",le=\"1\"} 3\n"
 	       "lat_seconds_bucket{route=\"op\",le=\"+Inf\"} 4\n"
-	       "lat_seconds_sum{route=\"op\"} 5.0209999999999999\n"
+	       "lat_seconds_sum{route=\"op\"} 5.021\n"
 	       "lat_seconds_count{route=\"op\"} 4\n",
 	       "buckets cumulative, le ascending, +Inf last, sum scaled");
 	free(s);
