@@ -31,12 +31,23 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* The Content-Type of the text format. */
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 /* Buckets a histogram may have at most, besides +Inf. */
 #define METRICS_BUCKETS_MAX 24
+
+/* Microseconds of CLOCK_MONOTONIC, for durations. Any thread. */
+static inline uint64_t
+metrics_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 /* A label: name (ours, [a-zA-Z_][a-zA-Z0-9_]*) and value (any bytes). */
 struct metrics_label {
