@@ -144,14 +144,6 @@ struct vold_stats {
 	struct metrics_hist commit_lat;	   /* workers: vs_apply() time */
 };
 
-static uint64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /* What a chunk GET reply carries about its body: the SHA-256 of the whole
  * (X-Cairn-SHA256) and the CRC32C of each block (X-Cairn-Blocks). */
@@ -1187,7 +1179,7 @@ run_locked(struct rjob *r)
 	case J_EVENTS:
 		break;
 	case J_OP: {
-		uint64_t t0 = now_us();
+		uint64_t t0 = metrics_now_us();
 
 		rc = vs_apply(vs, &r->op, &r->rep);
 		if (!rc && r->rep.nev)
@@ -1198,7 +1190,7 @@ run_locked(struct rjob *r)
 			metrics_counter_add(
 				&vol->vd->st.commits[r->rep.status != 200], 1);
 			metrics_hist_observe(&vol->vd->st.commit_lat,
-					     now_us() - t0);
+					     metrics_now_us() - t0);
 		}
 		break;
 	}
@@ -2115,7 +2107,7 @@ vconn_head(struct vconn *c, struct evbuffer *src, struct evbuffer *dst)
 	if (n == 0 && look < VOLD_HEAD_MAX)
 		return BEV_NEED_MORE;
 	c->scanned = 0;
-	c->t0_us = now_us();
+	c->t0_us = metrics_now_us();
 	c->route = VR_UNKNOWN;
 	if (n == 0) {
 		/* No end in sight: evhttp's own header limit (lower than
@@ -2436,7 +2428,7 @@ count_request(struct vold *vd, struct vconn *c, struct evhttp_request *req)
 	vd->st.req[c->route][k]++;
 	if (c->t0_us && !(c->route == VR_EVENTS && code == 200))
 		metrics_hist_observe(&vd->st.lat[c->route],
-				     now_us() - c->t0_us);
+				     metrics_now_us() - c->t0_us);
 	c->t0_us = 0;
 	c->route = VR_UNKNOWN;
 }
