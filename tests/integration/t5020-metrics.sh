@@ -180,7 +180,7 @@ for a in 10.0.0.1:9100 0.0.0.0:9100 "[::]:9100" example.com:9100 127.0.0.1:99999
 		--cache "$T_DIR/cache2" --mountpoint "$T_DIR/mnt2" --foreground \
 		--metrics-listen "$a" >"$T_DIR/bad.out" 2>&1
 	rc=$?
-	t_check "cairnd --metrics-listen $a: refused (exit $rc)" test "$rc" -ne 0
+	t_is "$rc" 64 "cairnd --metrics-listen $a: refused, EX_USAGE"
 	t_check "and says why ($a)" grep -q "metrics-listen" "$T_DIR/bad.out"
 done
 printf '[cairnd]\nmetrics-listen = 192.168.1.1:9100\n' >"$T_DIR/bad.conf"
@@ -188,7 +188,7 @@ printf '[cairnd]\nmetrics-listen = 192.168.1.1:9100\n' >"$T_DIR/bad.conf"
 	--token "$T_DIR/tok" --cache "$T_DIR/cache2" --mountpoint "$T_DIR/mnt2" \
 	--foreground >"$T_DIR/badconf.out" 2>&1
 rc=$?
-t_check "metrics-listen off loopback in cairn.conf: refused (exit $rc)" test "$rc" -ne 0
+t_is "$rc" 78 "metrics-listen off loopback in cairn.conf: refused, EX_CONFIG"
 t_check "and names loopback" grep -q "loopback" "$T_DIR/badconf.out"
 t_check "nothing was mounted" sh -c "! mountpoint -q '$T_DIR/mnt2'"
 
