@@ -51,16 +51,16 @@ lab(struct metrics_label *l, const char *name, const char *value)
 
 /* A counter family of one sample, labelled with the volume. */
 static void
-counter(struct metrics_buf *b, const struct metrics_label *vl,
-	const char *name, const char *help, uint64_t v)
+counter(struct metrics_buf *b, const struct metrics_label *vl, const char *name,
+	const char *help, uint64_t v)
 {
 	metrics_head(b, name, "counter", help);
 	metrics_u64(b, name, vl, 1, v);
 }
 
 static void
-gauge(struct metrics_buf *b, const struct metrics_label *vl,
-      const char *name, const char *help, uint64_t v)
+gauge(struct metrics_buf *b, const struct metrics_label *vl, const char *name,
+      const char *help, uint64_t v)
 {
 	metrics_head(b, name, "gauge", help);
 	metrics_u64(b, name, vl, 1, v);
@@ -74,8 +74,8 @@ static char *
 metrics_text(struct cm *cm, size_t *len)
 {
 	static const char *const kinds[CM_R_MAX] = {
-		"lookup", "getattr", "readdir", "open", "read",
-		"readlink", "xattr", "statfs", "other"};
+		"lookup",   "getattr", "readdir", "open", "read",
+		"readlink", "xattr",   "statfs",  "other"};
 	static const int modes[] = {CM_CONNECTED, CM_DISCONNECTED,
 				    CM_REINTEGRATING};
 	struct metrics_buf b;
@@ -150,8 +150,8 @@ metrics_text(struct cm *cm, size_t *len)
 		"Chunk fetches started by readahead.", LD(prefetches));
 	counter(&b, &vl, "cairnd_fetch_retries_total",
 		"Chunk fetch attempts retried.", LD(fetch_retries));
-	counter(&b, &vl, "cairnd_fetch_errors_total",
-		"Chunk fetches given up.", LD(fetch_errors));
+	counter(&b, &vl, "cairnd_fetch_errors_total", "Chunk fetches given up.",
+		LD(fetch_errors));
 	counter(&b, &vl, "cairnd_bad_chunks_total",
 		"Fetched chunks refused for their checksum or length.",
 		LD(bad_chunks));
@@ -170,8 +170,8 @@ metrics_text(struct cm *cm, size_t *len)
 		"Kernel cache invalidations queued.", LD(invalidations));
 	counter(&b, &vl, "cairnd_stores_total",
 		"File data stores the server took.", LD(stores));
-	counter(&b, &vl, "cairnd_conflicts_total",
-		"Conflict copies saved.", LD(conflicts));
+	counter(&b, &vl, "cairnd_conflicts_total", "Conflict copies saved.",
+		LD(conflicts));
 
 	gauge(&b, &vl, "cairnd_cache_used_bytes",
 	      "Bytes of chunks in the cache.", cs.bytes_used);
@@ -179,8 +179,8 @@ metrics_text(struct cm *cm, size_t *len)
 	      "The cache's size limit in bytes.", cs.bytes_limit);
 	gauge(&b, &vl, "cairnd_cache_files", "Chunk files in the cache.",
 	      cs.files_used);
-	gauge(&b, &vl, "cairnd_cache_pinned_bytes",
-	      "Bytes of pinned chunks.", cs.pinned_bytes);
+	gauge(&b, &vl, "cairnd_cache_pinned_bytes", "Bytes of pinned chunks.",
+	      cs.pinned_bytes);
 	gauge(&b, &vl, "cairnd_cache_dirty_bytes",
 	      "Bytes of dirty chunks (written, not stored on the server).",
 	      cs.dirty_bytes);
@@ -333,10 +333,9 @@ cm_metrics_listen_start(struct cm *cm)
 	evhttp_set_max_headers_size(s->http, 8192);
 	evhttp_set_max_body_size(s->http, 0);
 	evhttp_set_timeout(s->http, 10);
-	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-						    EVHTTP_REQ_PUT |
-						    EVHTTP_REQ_HEAD |
-						    EVHTTP_REQ_DELETE);
+	evhttp_set_allowed_methods(
+		s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+				 EVHTTP_REQ_HEAD | EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(s->http, on_request, cm);
 	s->bound = evhttp_bind_socket_with_handle(s->http, addr,
 						  (ev_uint16_t)port);

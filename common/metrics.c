@@ -17,9 +17,9 @@
 #include "common/metrics.h"
 
 const uint64_t metrics_latency_us[] = {
-	100,	 250,	  500,	    1000,     2500,	5000,	  10000,
-	25000,	 50000,	  100000,   250000,   500000,	1000000,  2500000,
-	5000000, 10000000, 30000000, 60000000,
+	100,	 250,	  500,	   1000,     2500,     5000,
+	10000,	 25000,	  50000,   100000,   250000,   500000,
+	1000000, 2500000, 5000000, 10000000, 30000000, 60000000,
 };
 const unsigned metrics_latency_us_n =
 	sizeof(metrics_latency_us) / sizeof(metrics_latency_us[0]);
@@ -139,8 +139,7 @@ puts_(struct metrics_buf *b, const char *s)
 	put(b, s, strlen(s));
 }
 
-static void
-printf_(struct metrics_buf *b, const char *fmt, ...)
+static void printf_(struct metrics_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void
 printf_(struct metrics_buf *b, const char *fmt, ...)

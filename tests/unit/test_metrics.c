@@ -98,7 +98,7 @@ test_hist(void)
 
 	metrics_hist_init(&h, bounds, 3, 1e-3);
 	metrics_hist_observe(&h, 0);
-	metrics_hist_observe(&h, 10);	/* on a bound: in that bucket */
+	metrics_hist_observe(&h, 10); /* on a bound: in that bucket */
 	metrics_hist_observe(&h, 11);
 	metrics_hist_observe(&h, 5000); /* only +Inf */
 	is_int(metrics_hist_count(&h), 4, "four observations");
@@ -196,7 +196,7 @@ test_grow(void)
 }
 
 #define THREADS 4
-#define ROUNDS 100000
+#define ROUNDS	100000
 
 static struct metrics_counter ctr;
 static struct metrics_hist th;
