@@ -91,6 +91,47 @@ t_is "$(code -X POST --data-binary "x=1" "$MURL")" 413 "a body on the metrics li
 t_is "$(code "$VOLD_URL/metrics")" 404 "the volume listener has no /metrics"
 t_is "$(code "$MURL?x=1")" 200 "a query string is ignored"
 
+# Admission refusals are counted by reason, and the refused request
+# under route "refused": a body without a token, and one too large.
+curl -s "$MURL" >"$T_DIR/r0.txt"
+code -X POST --data-binary '{}' "$VOLD_URL/v1/vol/home/op" >/dev/null
+code -X POST -H "Authorization: Bearer $(cat "$T_DIR/tok")" \
+	-H "Content-Type: application/json" --data-binary '{"fids":[]}' \
+	"$VOLD_URL/v1/vol/home/getattr" >/dev/null
+code -X POST -H "Authorization: Bearer $(cat "$T_DIR/tok")" \
+	--data-binary "@$src/d/big.bin" "$VOLD_URL/v1/vol/home/getattr" >/dev/null
+curl -s "$MURL" >"$T_DIR/r1.txt"
+scrape_ok "$T_DIR/r1.txt" "vold scrape after refusals"
+t_check "refusal for the token counted" moved "$T_DIR/r0.txt" "$T_DIR/r1.txt" \
+	cairn_vold_admission_refusals_total reason=token
+t_check "refusal for the size counted" moved "$T_DIR/r0.txt" "$T_DIR/r1.txt" \
+	cairn_vold_admission_refusals_total reason=body_too_large
+t_check "the refused request: route refused, code 401" moved "$T_DIR/r0.txt" "$T_DIR/r1.txt" \
+	cairn_vold_requests_total route=refused code=401
+t_check "the refused request: route refused, code 413" moved "$T_DIR/r0.txt" "$T_DIR/r1.txt" \
+	cairn_vold_requests_total route=refused code=413
+t_is "$(val "$T_DIR/r1.txt" cairn_vold_requests_total route=getattr code=200)" 1 \
+	"the admitted getattr under its route"
+
+# An HTTPS volume listener: the metrics listener still speaks plain HTTP.
+if openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
+	-addext subjectAltName=IP:127.0.0.1 -days 1 -keyout "$T_DIR/key.pem" \
+	-out "$T_DIR/cert.pem" >"$T_DIR/openssl.log" 2>&1; then
+	"$VOLD" --root "$T_DIR/srv3" --listen 127.0.0.1:0 --port-file "$T_DIR/tls.port" \
+		--cert "$T_DIR/cert.pem" --key "$T_DIR/key.pem" --metrics-listen 0 \
+		--metrics-port-file "$T_DIR/tls.mport" --foreground >"$T_DIR/vold-tls.log" 2>&1 &
+	t_track_pid $!
+	wait_for 10 test -s "$T_DIR/tls.mport"
+	curl -s "http://127.0.0.1:$(cat "$T_DIR/tls.mport")/metrics" >"$T_DIR/tls.txt"
+	scrape_ok "$T_DIR/tls.txt" "metrics of an HTTPS cairn-vold, over plain HTTP"
+	t_is "$(code --cacert "$T_DIR/cert.pem" "https://127.0.0.1:$(cat "$T_DIR/tls.port")/v1/ping")" 200 \
+		"its volume listener speaks HTTPS"
+	t_is "$(code "https://127.0.0.1:$(cat "$T_DIR/tls.mport")/metrics")" 000 \
+		"its metrics listener does not"
+else
+	echo "# openssl req failed: no HTTPS check"
+fi
+
 # --- cairnd ----------------------------------------------------------------
 mnt=$T_DIR/mnt
 cairnd_mount "$mnt" "$T_DIR/cache" home "$T_DIR/tok" --metrics-listen 127.0.0.1:0 || exit 1
