@@ -144,7 +144,6 @@ struct vold_stats {
 	struct metrics_hist commit_lat;	   /* workers: vs_apply() time */
 };
 
-
 /* What a chunk GET reply carries about its body: the SHA-256 of the whole
  * (X-Cairn-SHA256) and the CRC32C of each block (X-Cairn-Blocks). */
 struct csum {
@@ -219,7 +218,7 @@ struct vconn {
 	bool timing;	    /* deadline armed */
 	enum vconn_state state;
 	enum vroute route;  /* of the request being answered */
-	uint64_t t0_us;	    /* its head was complete (now_us()) */
+	uint64_t t0_us;	    /* its head was complete (metrics_now_us()) */
 	struct evbuffer_cb_entry *uin_cb;
 	uint64_t body_left;
 	uint64_t body_held; /* its share of vd->body_held */

@@ -113,13 +113,17 @@ t_check "the refused request: route refused, code 413" moved "$T_DIR/r0.txt" "$T
 t_is "$(val "$T_DIR/r1.txt" cairn_vold_requests_total route=getattr code=200)" 1 \
 	"the admitted getattr under its route"
 
-# An HTTPS volume listener: the metrics listener still speaks plain HTTP.
+# An HTTPS volume listener: the metrics listener still speaks plain HTTP
+# (set in the config file this time).
 if openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
 	-addext subjectAltName=IP:127.0.0.1 -days 1 -keyout "$T_DIR/key.pem" \
 	-out "$T_DIR/cert.pem" >"$T_DIR/openssl.log" 2>&1; then
+	# The listener from cairn-vold.conf(5) this time.
+	printf '[vold]\nmetrics_listen = 127.0.0.1:0\nmetrics_port_file = %s\n' \
+		"$T_DIR/tls.mport" >"$T_DIR/vold-tls.conf"
 	"$VOLD" --root "$T_DIR/srv3" --listen 127.0.0.1:0 --port-file "$T_DIR/tls.port" \
-		--cert "$T_DIR/cert.pem" --key "$T_DIR/key.pem" --metrics-listen 0 \
-		--metrics-port-file "$T_DIR/tls.mport" --foreground >"$T_DIR/vold-tls.log" 2>&1 &
+		--cert "$T_DIR/cert.pem" --key "$T_DIR/key.pem" --config "$T_DIR/vold-tls.conf" \
+		--foreground >"$T_DIR/vold-tls.log" 2>&1 &
 	t_track_pid $!
 	wait_for 10 test -s "$T_DIR/tls.mport"
 	curl -s "http://127.0.0.1:$(cat "$T_DIR/tls.mport")/metrics" >"$T_DIR/tls.txt"
