@@ -210,9 +210,13 @@ t_is "$(val "$T_DIR/v2.txt" cairn_vold_event_streams volume=home)" 1 "vold: cair
 t_is "$(val "$T_DIR/c3.txt" cairnd_mode volume=home mode=disconnected)" 1 "after fs disconnect: disconnected 1"
 t_is "$(val "$T_DIR/c3.txt" cairnd_mode volume=home mode=connected)" 0 "after fs disconnect: connected 0"
 echo "made offline" >"$mnt/d/offline.txt"
+sleep 1.2
 "$FS" metrics -m "$mnt" >"$T_DIR/c4.txt"
 t_check "offline write: the replay log has a record" \
 	test "$(val "$T_DIR/c4.txt" cairnd_replay_log_records volume=home)" -ge 1
+age=$(val "$T_DIR/c4.txt" cairnd_replay_log_oldest_age_seconds volume=home)
+t_check "its oldest record is over a second old ($age s)" \
+	python3 -c 'import sys; sys.exit(0 if 1.0 <= float(sys.argv[1]) < 60 else 1)' "$age"
 "$FS" reconnect -m "$mnt" >/dev/null 2>&1
 connected() { "$FS" metrics -m "$mnt" >"$T_DIR/c5.txt" && test "$(val "$T_DIR/c5.txt" cairnd_mode volume=home mode=connected)" = 1; }
 t_check "after fs reconnect: connected again" wait_for 20 connected
