@@ -356,6 +356,7 @@ struct rjob {
 	/* stat */
 	struct scrape *scrape;
 	size_t idx;
+	bool stat_idle; /* the volume was not open: a read-only look */
 };
 
 static void vvol_put(struct vvol *vol);
@@ -1408,19 +1409,32 @@ struct scrape {
 	bool *ok;
 };
 
-/* Worker: the usage and quota of one volume, opening it as its first
- * request would. One that cannot be opened is left out of the text;
- * why is logged by the requests that need it, not by every scrape. */
+/*
+ * Worker: the usage and quota of one volume. One in use is asked through
+ * its handle. One that is not gets a read-only look, not the open of a
+ * first request: that one loads the event ring (megabytes), and a scrape
+ * must not cost that for every volume of the server. vol->lock keeps any
+ * request from opening it meanwhile (tdb takes one handle per file in a
+ * process). One that cannot be opened is left out of the text; why is
+ * logged by the requests that need it, not by every scrape.
+ */
 static void
 stat_run(struct rjob *r)
 {
 	struct vvol *vol = r->vol;
+	struct vs_vol *v = NULL;
 	int rc;
 
 	pthread_mutex_lock(&vol->lock);
-	rc = vvol_open_locked(vol);
-	if (!rc)
+	if (vol->vs) {
 		rc = vs_vol_info(vol->vs, &r->scrape->vi[r->idx]);
+	} else {
+		r->stat_idle = true;
+		rc = vs_vol_open(vol->vd->root, vol->name, VS_RDONLY, &v);
+		if (!rc)
+			rc = vs_vol_info(v, &r->scrape->vi[r->idx]);
+		vs_vol_close(v);
+	}
 	pthread_mutex_unlock(&vol->lock);
 	r->scrape->ok[r->idx] = rc == 0;
 	if (rc)
@@ -1558,8 +1572,12 @@ job_done(struct vold_job *j)
 	if (r->kind == J_GC)
 		goto out;
 	if (r->kind == J_STAT) {
-		/* Removed meanwhile: forget it, as a request would. */
-		if (r->err == ENOENT)
+		/* Removed meanwhile, or registered only for this look and
+		 * used by nobody else (the registry's reference and ours):
+		 * forget it, so scrapes do not fill the registry. */
+		if (r->err == ENOENT ||
+		    (r->stat_idle && vol->refs == 2 && !vol->opened &&
+		     TAILQ_EMPTY(&vol->subs)))
 			vvol_unlist(vol);
 		scrape_put(r->scrape);
 		goto out;

@@ -49,6 +49,7 @@ chmod 0644 "$src/d/big.bin" "$src/d/small.txt"
 vold_start --metrics-listen 0 --metrics-port-file "$T_DIR/metrics.port" || exit 99
 vos init >/dev/null 2>&1
 vos import home "$src" >"$T_DIR/import.log" 2>&1 || { cat "$T_DIR/import.log"; exit 99; }
+vos create proj --quota 10M --files 500 >/dev/null 2>&1 || exit 99
 make_token home rw "$T_DIR/tok"
 wait_for 5 test -s "$T_DIR/metrics.port" || { echo "# no metrics port file"; exit 99; }
 MPORT=$(cat "$T_DIR/metrics.port")
@@ -77,6 +78,14 @@ t_is "$(val "$T_DIR/v0.txt" cairn_vold_volume_objects volume=home)" 4 \
 t_check "home's bytes are counted" \
 	test "$(val "$T_DIR/v0.txt" cairn_vold_volume_used_bytes volume=home)" -ge $((700 * 1024))
 t_is "$(val "$T_DIR/v0.txt" cairn_vold_volume_quota_bytes volume=home)" 0 "no quota: 0"
+t_is "$(val "$T_DIR/v0.txt" cairn_vold_volume_quota_bytes volume=proj)" 10485760 \
+	"an unused volume is there too, with its byte quota"
+t_is "$(val "$T_DIR/v0.txt" cairn_vold_volume_quota_objects volume=proj)" 500 "and object quota"
+t_is "$(val "$T_DIR/v0.txt" cairn_vold_volume_objects volume=proj)" 1 "proj: its root only"
+t_is "$(val "$T_DIR/v0.txt" cairn_vold_event_streams volume=proj)" none \
+	"looking at a volume does not keep it in use"
+t_check "nor open it as a request would (no 'opened' log line)" \
+	sh -c "! grep -q \"volume 'proj'.*opened\" '$T_DIR/vold.log'"
 t_is "$(val "$T_DIR/v0.txt" cairn_vold_requests_total route=ping code=200)" 1 \
 	"lib.sh's one ping was counted"
 
