@@ -26,6 +26,7 @@
 static const char *log_progname = "cairn";
 static int log_syslog;
 static int log_journal; /* stderr is the journal: "<N>" prefix, no time */
+static int log_copy;	/* syslog, and warnings and errors on stderr */
 static volatile int log_level = LOG_INFO;
 
 static const char *const subsys_names[LOG_SUBSYS_MAX] = {
@@ -84,15 +85,11 @@ log_init(const char *progname, int use_syslog, int level)
 		log_progname = slash ? slash + 1 : progname;
 	}
 	log_syslog = use_syslog != LOG_TO_STDERR;
+	log_copy = use_syslog == LOG_TO_SYSLOG_AND_STDERR;
 	log_level = level;
 	log_journal = !log_syslog && log_stderr_is_journal();
 	if (log_syslog)
-		openlog(log_progname,
-			LOG_PID | LOG_NDELAY |
-				(use_syslog == LOG_TO_SYSLOG_AND_STDERR
-					 ? LOG_PERROR
-					 : 0),
-			LOG_DAEMON);
+		openlog(log_progname, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
 
 void
@@ -161,6 +158,18 @@ log_msg(enum log_subsys sub, int level, const char *fmt, ...)
 		va_end(ap);
 		util_escape(msg, strlen(msg), line + n, sizeof(line) - n);
 		syslog(level, "%s", line);
+		if (log_copy && level <= LOG_WARNING) {
+			/* What the person who ran us must read, once. */
+			char out[2100];
+			int k = snprintf(out, sizeof(out), "%s: %s\n",
+					 log_progname, line + n);
+
+			if (k > (int)sizeof(out) - 1)
+				k = sizeof(out) - 1;
+			if (write(STDERR_FILENO, out, (size_t)k) < 0) {
+				/* nothing sensible to do */
+			}
+		}
 		errno = saved;
 		return;
 	}

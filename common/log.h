@@ -37,8 +37,9 @@ enum log_subsys {
 /* Where log_init() sends lines. */
 #define LOG_TO_STDERR 0
 #define LOG_TO_SYSLOG 1
-#define LOG_TO_SYSLOG_AND_STDERR 2 /* syslog, and a copy on stderr (a
-				      daemon before it detaches) */
+#define LOG_TO_SYSLOG_AND_STDERR 2 /* syslog, and warnings and errors on
+				      stderr as well (a daemon before it
+				      detaches) */
 
 /*
  * Set up logging for this process. @progname prefixes each line (and is the
