@@ -164,8 +164,10 @@ cm_config_set(struct cm_config *c, const char *key, const char *v,
 		return 0;
 	}
 	if (!strcmp(key, "dirty-limit")) {
-		if (util_parse_size(v, &u) < 0 || u < (1u << 20)) {
-			*why = "dirty-limit must be a size of at least 1M";
+		/* 0: the default, a quarter of cache-size (at most 256M). */
+		if (util_parse_size(v, &u) < 0 || (u && u < (1u << 20))) {
+			*why = "dirty-limit must be a size of at least 1M "
+			       "(0: the default)";
 			return -EINVAL;
 		}
 		c->dirty_limit = u;

@@ -168,6 +168,8 @@ main(void)
 	is_int(set(&c, "dirty-limit", "512K"), -EINVAL, "dirty-limit below 1M");
 	is_int(set(&c, "dirty-limit", "-1"), -EINVAL, "negative dirty-limit");
 	is_int(set(&c, "dirty-limit", ""), -EINVAL, "empty dirty-limit");
+	is_int(set(&c, "dirty-limit", "0"), 0, "dirty-limit 0: the default");
+	is_int(set(&c, "dirty-limit", "64M"), 0, "dirty-limit 64M again");
 	is_int(set(&c, "chunk-size", "1M"), 0, "chunk-size 1M");
 	is_int(set(&c, "chunk-size", "300K"), -EINVAL, "not a power of two");
 	is_int(set(&c, "chunk-size", "32K"), -EINVAL, "below 64K");
