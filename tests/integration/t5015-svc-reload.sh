@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# t5015-svc-reload: SIGHUP and SIGTERM as systemd sends them (ExecReload,
+# stop), and logs for the journal.
+#  - cairnd: after `vos revoke` and a new token in the token file, SIGHUP
+#    keeps the same mount and process, and the next requests (reads,
+#    writes, the event stream) use the new token; a changed setting that
+#    cannot change while mounted is named in the log and kept; log-level
+#    applies at once; a config that does not load changes nothing.
+#  - SIGTERM: a clean stop whose last line says nothing is left unstored.
+#  - cairn-vold: access log lines (no token in them), reopened on SIGHUP
+#    (rotation); SIGHUP rereads its config.
+#  - JOURNAL_STREAM: no timestamp of ours, a <N> priority prefix.
+. "$top_srcdir/tests/integration/lib.sh"
+t_need_fuse
+t_timeout 240
+
+src=$T_DIR/src
+mkdir -p "$src"
+for f in a b c d; do echo "file $f" >"$src/$f.txt"; done
+vconf=$T_DIR/vold.conf
+printf '[vold]\naccess-log = %s\n' "$T_DIR/access.log" >"$vconf"
+vold_start --config "$vconf" || exit 99
+vos init >/dev/null 2>&1
+vos import lab "$src" >/dev/null || exit 99
+tok=$T_DIR/lab.tok
+make_token lab rw "$tok"
+old=$(cat "$tok")
+conf=$T_DIR/cairnd.conf
+printf '[cairnd]\nthreads = 4\nfetch-timeout = 2s\n' >"$conf"
+mnt=$T_DIR/mnt
+log=$T_DIR/cairnd-mnt.log
+cairnd_mount "$mnt" "$T_DIR/cache" lab "$tok" --config "$conf" || exit 99
+pid=$(cairnd_pid "$mnt")
+t_is "$(cat "$mnt/a.txt")" "file a" "read with the first token"
+
+# Revoke: the old token is refused from now on.
+vos revoke lab >/dev/null || exit 99
+export VC_URL=$VOLD_URL VC_VOL=lab
+t_is "$(VC_TOKEN=$old vc get /v1/vol/lab | jerr)" "401 EACCES" "old token refused after vos revoke"
+cat "$mnt/b.txt" >/dev/null 2>&1
+t_ok $((! $?)) "an uncached read fails with the revoked token"
+
+# A new token in the same file, a changed setting, then SIGHUP.
+make_token lab rw "$tok"
+new=$(cat "$tok")
+printf '[cairnd]\nthreads = 8\nfetch-timeout = 2s\nlog-level = debug\n' >"$conf"
+kill -HUP "$pid"
+t_check "log: the new token is read" wait_for 10 grep -q "reload: new token read from '$tok'" "$log"
+t_check "log: threads cannot change while mounted" grep -q "reload: threads changed to '8'.*'4' stays until cairnd restarts" "$log"
+# lib.sh gives --log-level on the command line: that still wins.
+t_is "$(grep -c "reload: log-level" "$log")" 0 "log-level of the command line still wins over the file"
+t_check "same process" kill -0 "$pid"
+t_check "still mounted" mountpoint -q "$mnt"
+t_is "$(cat "$mnt/b.txt" 2>&1)" "file b" "an uncached read works with the new token"
+t_is "$(cat "$mnt/a.txt" 2>&1)" "file a" "a cached file still reads"
+echo "after reload" >"$mnt/w.txt"
+t_ok $? "a write (store) with the new token"
+t_is "$(VC_TOKEN=$new vc cat "$(VC_TOKEN=$new vc lookup "$(VC_TOKEN=$new vc root)" w.txt)")" "after reload" \
+	"the server has the write"
+# The event stream came back with the new token: a change made on the
+# server shows through the mount without any lookup of ours first.
+ls "$mnt" >/dev/null
+root=$(VC_TOKEN=$new vc root)
+VC_TOKEN=$new vc create "$root" from-server.txt >/dev/null
+t_check "a server-side create shows through the event stream" wait_for 10 sh -c "ls '$mnt' | grep -qx from-server.txt"
+
+# A config that does not load: the running settings stay.
+printf '[cairnd]\nthreads = lots\n' >"$conf"
+kill -HUP "$pid"
+t_check "log: a bad config on reload is refused" wait_for 10 grep -q "reload failed, the running settings stay: config '$conf:2': threads must be 1..256" "$log"
+t_check "still mounted after a failed reload" mountpoint -q "$mnt"
+t_is "$(cat "$mnt/c.txt" 2>&1)" "file c" "and still reading"
+# The token file made unreadable to others' standards: the old one stays.
+printf '[cairnd]\nthreads = 4\nfetch-timeout = 2s\n' >"$conf"
+chmod 644 "$tok"
+kill -HUP "$pid"
+t_check "log: a token file with a bad mode is refused, the token stays" \
+	wait_for 10 grep -q "reload: cannot read token file '$tok'.*the old token stays" "$log"
+chmod 600 "$tok"
+t_is "$(cat "$mnt/d.txt" 2>&1)" "file d" "reads go on with the token in use"
+
+# SIGTERM: clean stop, and the last line says so.
+echo "last" >"$mnt/last.txt"
+kill -TERM "$pid"
+t_check "cairnd exits on SIGTERM" wait_for 15 sh -c "! kill -0 $pid 2>/dev/null"
+wait "$pid" 2>/dev/null
+t_is "$?" 0 "exit status 0"
+t_check "log: stopped with every change stored" grep -q "stopped with every change stored on the server" "$log"
+t_check "not mounted after SIGTERM" sh -c "! mountpoint -q '$mnt'"
+
+# cairn-vold's access log.
+al=$T_DIR/access.log
+t_check "access log written" test -s "$al"
+t_check "a GET line: time, peer, method, path, status, bytes, duration" \
+	grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z 127\.0\.0\.1:[0-9]+ GET /v1/vol/lab[^ ]* 200 [0-9-]+ [0-9.]+$' "$al"
+t_check "a 401 line for the revoked token" grep -qE ' 401 [0-9-]+ [0-9.-]+$' "$al"
+t_check "a POST line (the store)" grep -qE ' POST /v1/vol/lab/op[^ ]* 200 ' "$al"
+t_is "$(grep -c -e "${old#cairn2.}" -e "${new#cairn2.}" "$al")" 0 "no token in the access log"
+# Rotation: move it away, SIGHUP, the next request goes to a new file.
+mv "$al" "$al.1"
+printf '[vold]\naccess-log = %s\nworkers = 7\n' "$al" >"$vconf"
+kill -HUP "$VOLD_PID"
+t_check "vold: reload logged" wait_for 10 grep -q "reload done" "$T_DIR/vold.log"
+t_check "vold: workers cannot change while serving" grep -q "reload: workers changed to '7'.*stays until cairn-vold restarts" "$T_DIR/vold.log"
+vold_curl "$VOLD_URL/v1/ping" >/dev/null
+t_check "access log reopened after rotation" wait_for 5 grep -q 'GET /v1/ping 200' "$al"
+t_check "vold still serves after reload" vold_curl "$VOLD_URL/v1/ping"
+
+# JOURNAL_STREAM naming stderr: no timestamp of ours, a <N> prefix.
+jl=$T_DIR/journal.log
+: >"$jl"
+js=$(stat -c '%d:%i' "$jl")
+mkdir -p "$T_DIR/srv2"
+JOURNAL_STREAM=$js "$VOLD" --root "$T_DIR/srv2" --listen 127.0.0.1:0 --foreground >/dev/null 2>>"$jl" &
+jp=$!
+t_track_pid "$jp"
+t_check "journal: started" wait_for 10 grep -q "listening on" "$jl"
+t_check "journal: <6>info main: listening on ..." grep -qE '^<6>info main: listening on 127\.0\.0\.1:[0-9]+$' "$jl"
+kill -TERM "$jp"; wait "$jp" 2>/dev/null
+# A JOURNAL_STREAM that names another file (inherited, not ours): normal lines.
+JOURNAL_STREAM=1:1 "$VOLD" --root "$T_DIR/srv2" --listen 127.0.0.1:0 --foreground >/dev/null 2>"$jl" &
+jp=$!
+t_track_pid "$jp"
+wait_for 10 grep -q "listening on" "$jl"
+t_check "not the journal: timestamped lines" grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2} .*cairn-vold\[[0-9]+\] info main: listening on' "$jl"
+kill -TERM "$jp"; wait "$jp" 2>/dev/null
+t_done
