@@ -109,8 +109,12 @@ struct cli {
 	const char **skip; /* the keys of kv, NULL-terminated */
 	size_t n;
 	const char *config; /* the file to read, or NULL: none */
+	char *config_abs;   /* config made absolute (freed by cli_release) */
 	bool must;	    /* --config given: the file must exist */
 	bool show;	    /* --show-config */
+	char cwd[PATH_MAX]; /* where we started: relative paths in the
+			       settings are from here, also after the
+			       fork has moved us to / */
 };
 
 static const char *
@@ -127,7 +131,33 @@ cli_release(struct cli *cl)
 {
 	free(cl->kv);
 	free(cl->skip);
+	free(cl->config_abs);
 	memset(cl, 0, sizeof(*cl));
+}
+
+/* Make the path in *@p absolute, relative to @cwd; with @real, resolve
+ * it too when it exists (as the start does for the cache and the mount
+ * point). @return 0 or -ENOMEM. */
+static int
+abs_from(const char *cwd, char **p, bool real)
+{
+	char buf[PATH_MAX], *n;
+
+	if (!*p)
+		return 0;
+	if ((*p)[0] != '/' && cwd[0]) {
+		if (asprintf(&n, "%s/%s", cwd, *p) < 0)
+			return -ENOMEM;
+		free(*p);
+		*p = n;
+	}
+	if (real && realpath(*p, buf)) {
+		if (!(n = strdup(buf)))
+			return -ENOMEM;
+		free(*p);
+		*p = n;
+	}
+	return 0;
 }
 
 /* Parse argv into @cl. @return 0, PARSE_DONE (--help/--version printed:
@@ -195,6 +225,8 @@ parse_cmdline(int argc, char **argv, struct cli *cl)
 	}
 	for (size_t i = 0; i < cl->n; i++)
 		cl->skip[i] = cl->kv[i].key;
+	if (!getcwd(cl->cwd, sizeof(cl->cwd)))
+		cl->cwd[0] = '\0';
 	/* The default file, or its drop-ins alone; the built-in path first
 	 * (a --prefix build), then /etc/cairn. */
 	if (!cl->config) {
@@ -205,18 +237,27 @@ parse_cmdline(int argc, char **argv, struct cli *cl)
 			 stat(ETC_CONFIG ".d", &st) == 0)
 			cl->config = ETC_CONFIG;
 	}
+	/* SIGHUP reads it again, maybe from / after the fork. */
+	if (cl->config && cl->config[0] != '/' && cl->cwd[0]) {
+		if (asprintf(&cl->config_abs, "%s/%s", cl->cwd, cl->config) < 0) {
+			fprintf(stderr, "cairnd: out of memory\n");
+			return EX_OSERR;
+		}
+		cl->config = cl->config_abs;
+	}
 	return 0;
 }
 
 /*
  * Build the settings from defaults, the config file and its drop-ins, and
  * the command line, in that order. Messages go to @err (stderr at start;
- * the log on SIGHUP goes through a memstream). @return 0 or the
+ * on SIGHUP, @reload, a memstream for the log). @return 0 or the
  * sysexits(3) status: EX_CONFIG for the config file or a server refused
  * as insecure, EX_USAGE for the command line or a missing setting.
  */
 static int
-load_settings(const struct cli *cl, struct cm_config *cfg, FILE *err)
+load_settings(const struct cli *cl, struct cm_config *cfg, FILE *err,
+	      bool reload)
 {
 	const char *why;
 	char where[4200];
@@ -248,14 +289,25 @@ load_settings(const struct cli *cl, struct cm_config *cfg, FILE *err)
 	}
 	if (cl->show)
 		return 0;
+	/* Relative file names are from where cairnd started (a reload runs
+	 * after the fork moved it to /). The cache and the mount point are
+	 * resolved as the start resolves them, so a reload compares like
+	 * with like. */
+	if (abs_from(cl->cwd, &cfg->token_file, false) ||
+	    abs_from(cl->cwd, &cfg->ca_file, false) ||
+	    abs_from(cl->cwd, &cfg->ctl_socket, false) ||
+	    (reload && (abs_from(cl->cwd, &cfg->cache_dir, true) ||
+			       abs_from(cl->cwd, &cfg->mountpoint, true)))) {
+		fprintf(err, "cairnd: out of memory\n");
+		return EX_OSERR;
+	}
 	chk = cm_config_check(cfg, &why);
 	if (chk == -EPERM) {
 		/* Refused before anything is opened or connected. */
 		fprintf(err, "cairnd: server '%s': %s\n", cfg->server, why);
 		return EX_CONFIG;
 	} else if (chk < 0) {
-		fprintf(err, "cairnd: %s\n%s", why, err == stderr ? usage_text
-								  : "");
+		fprintf(err, "cairnd: %s\n%s", why, reload ? "" : usage_text);
 		return EX_USAGE;
 	}
 	return 0;
@@ -434,7 +486,7 @@ reload(struct sigctl *sc)
 		 sc->cli->config ? " " : "",
 		 sc->cli->config ? sc->cli->config : "");
 	mf = open_memstream(&msg, &mlen);
-	rc = load_settings(sc->cli, &nc, mf ? mf : stderr);
+	rc = load_settings(sc->cli, &nc, mf ? mf : stderr, true);
 	if (mf)
 		fclose(mf);
 	if (rc) {
@@ -647,7 +699,7 @@ main(int argc, char **argv)
 
 	rc = parse_cmdline(argc, argv, &cl);
 	if (rc == 0)
-		rc = load_settings(&cl, &cfg, stderr);
+		rc = load_settings(&cl, &cfg, stderr, false);
 	else
 		cm_config_init(&cfg);
 	if (rc == 0 && cl.show)

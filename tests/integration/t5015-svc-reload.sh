@@ -88,6 +88,24 @@ t_is "$?" 0 "exit status 0"
 t_check "log: stopped with every change stored" grep -q "stopped with every change stored on the server" "$log"
 t_check "not mounted after SIGTERM" sh -c "! mountpoint -q '$mnt'"
 
+# A cairnd that detached (no --foreground) with relative paths: after the
+# fork it runs in /, and a reload still finds its config and token file.
+(cd "$T_DIR" && printf '[cairnd]\nserver = %s\nvolume = lab\ntoken = lab.tok\ncache = cache3\nmountpoint = mnt3\n' "$VOLD_URL" >t5015-rel.conf &&
+	mkdir -p mnt3 && "$CAIRND" --config t5015-rel.conf)
+t_ok $? "a detached cairnd with relative paths starts"
+_T_MOUNTS="$_T_MOUNTS $T_DIR/mnt3"
+dpid=$(pgrep -f -- "--config t5015-rel.conf\$")
+t_track_pid "$dpid"
+t_is "$(cat "$T_DIR/mnt3/a.txt" 2>&1)" "file a" "it reads"
+vos revoke lab >/dev/null
+make_token lab rw "$tok"
+kill -HUP "$dpid"
+sleep 1
+t_is "$(cat "$T_DIR/mnt3/c.txt" 2>&1)" "file c" "after revoke, new token and SIGHUP, an uncached read works"
+t_check "the detached cairnd still runs" kill -0 "$dpid"
+umount "$T_DIR/mnt3"
+t_check "it stops at umount" wait_for 10 sh -c "! kill -0 $dpid 2>/dev/null"
+
 # cairn-vold's access log.
 al=$T_DIR/access.log
 t_check "access log written" test -s "$al"
