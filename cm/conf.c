@@ -272,9 +272,9 @@ load_cb(void *user, const char *section, const char *name, const char *value,
 
 	if (section[0] && strcmp(section, "cairnd"))
 		return 1; /* other programs' sections */
+	/* Not fuse-options for a -o: those add to the file's list. */
 	for (const char *const *s = lc->skip; s && *s; s++)
-		if (!strcmp(*s, name) ||
-		    (!strcmp(*s, "o") && !strcmp(name, "fuse-options")))
+		if (!strcmp(*s, name))
 			return 1;
 	rc = cm_config_set_from(lc->c, name, value, origin, why);
 	if (rc == -ENOENT) {
