@@ -88,6 +88,21 @@ t_is "$?" 0 "exit status 0"
 t_check "log: stopped with every change stored" grep -q "stopped with every change stored on the server" "$log"
 t_check "not mounted after SIGTERM" sh -c "! mountpoint -q '$mnt'"
 
+# SIGTERM while disconnected: nothing can reach the server, and the last
+# line says what stays in the cache for the next start.
+mnt4=$T_DIR/mnt4
+cairnd_mount "$mnt4" "$T_DIR/cache4" lab "$tok" || exit 99
+pid4=$(cairnd_pid "$mnt4")
+ls "$mnt4" >/dev/null
+t_check "fs disconnect" "$FS" disconnect -m "$mnt4"
+echo "offline" >"$mnt4/offline.txt"
+t_ok $? "a write while disconnected"
+kill -TERM "$pid4"
+t_check "cairnd exits on SIGTERM while disconnected" wait_for 15 sh -c "! kill -0 $pid4 2>/dev/null"
+t_check "log: what stays in the cache is said" \
+	grep -qE "stopped with [0-9]+ files not stored and [1-9][0-9]* changes in the replay log: they stay in '$T_DIR/cache4' and go to the server at the next start" "$T_DIR/cairnd-mnt4.log"
+mountpoint -q "$mnt4" && fusermount3 -uz "$mnt4"
+
 # A cairnd that detached (no --foreground) with relative paths: after the
 # fork it runs in /, and a reload still finds its config and token file.
 (cd "$T_DIR" && printf '[cairnd]\nserver = %s\nvolume = lab\ntoken = lab.tok\ncache = cache3\nmountpoint = mnt3\n' "$VOLD_URL" >t5015-rel.conf &&
