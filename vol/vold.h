@@ -41,7 +41,6 @@ struct vold_conf {
 	int request_deadline_s; /* to receive one request, head and body */
 	int max_streams_token;	/* event streams open with one token */
 	uint64_t stage_max; /* bytes staged per volume, 0 = only the quota */
-	bool has_stage_max; /* (command line: given) */
 	int stage_expire_s; /* staged uploads removed this long after their
 			       creation (0 = VS_STAGE_AGE_S) */
 	char *access_log;   /* access log file, "-" for stderr, NULL: none */
