@@ -139,6 +139,43 @@ vold_curl "$VOLD_URL/v1/ping" >/dev/null
 t_check "access log reopened after rotation" wait_for 5 grep -q 'GET /v1/ping 200' "$al"
 t_check "vold still serves after reload" vold_curl "$VOLD_URL/v1/ping"
 
+# sd_notify as systemd's Type=notify sees it: a datagram socket in
+# NOTIFY_SOCKET gets READY=1 once cairn-vold listens and once cairnd's
+# mount is up, RELOADING=1 then READY=1 around a SIGHUP, STOPPING=1 at
+# SIGTERM.
+ns=$T_DIR/notify.sock
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a") as f:
+    while True:
+        m = s.recv(4096).decode(errors="replace").replace("\n", " ")
+        f.write(m + "\n"); f.flush()
+' "$ns" "$T_DIR/notify.log" &
+t_track_pid $!
+wait_for 5 test -S "$ns"
+mkdir -p "$T_DIR/srv3"
+NOTIFY_SOCKET=$ns "$VOLD" --root "$T_DIR/srv3" --listen 127.0.0.1:0 --foreground 2>>"$T_DIR/vold3.log" &
+np=$!
+t_track_pid "$np"
+t_check "vold: READY=1 with a status once it listens" wait_for 10 grep -qE '^READY=1 STATUS=listening on 127\.0\.0\.1:[0-9]+$' "$T_DIR/notify.log"
+kill -HUP "$np"
+t_check "vold: RELOADING=1, then READY=1 on SIGHUP" wait_for 10 sh -c "grep -A1 -x RELOADING=1 '$T_DIR/notify.log' | grep -qx READY=1"
+kill -TERM "$np"
+t_check "vold: STOPPING=1 on SIGTERM" wait_for 10 grep -qx STOPPING=1 "$T_DIR/notify.log"
+wait "$np" 2>/dev/null
+: >"$T_DIR/notify.log"
+mnt5=$T_DIR/mnt5
+NOTIFY_SOCKET=$ns cairnd_mount "$mnt5" "$T_DIR/cache5" lab "$tok" || exit 99
+pid5=$(cairnd_pid "$mnt5")
+t_check "cairnd: READY=1 naming the mount" wait_for 10 grep -q "^READY=1 STATUS=volume lab from $VOLD_URL on $mnt5\$" "$T_DIR/notify.log"
+kill -HUP "$pid5"
+t_check "cairnd: RELOADING=1, then READY=1 on SIGHUP" wait_for 10 sh -c "grep -A1 -x RELOADING=1 '$T_DIR/notify.log' | grep -qx READY=1"
+kill -TERM "$pid5"
+t_check "cairnd: STOPPING=1 on SIGTERM" wait_for 10 grep -qx STOPPING=1 "$T_DIR/notify.log"
+wait_for 10 sh -c "! kill -0 $pid5 2>/dev/null"
+
 # JOURNAL_STREAM naming stderr: no timestamp of ours, a <N> prefix.
 jl=$T_DIR/journal.log
 : >"$jl"
@@ -151,10 +188,11 @@ t_check "journal: started" wait_for 10 grep -q "listening on" "$jl"
 t_check "journal: <6>info main: listening on ..." grep -qE '^<6>info main: listening on 127\.0\.0\.1:[0-9]+$' "$jl"
 kill -TERM "$jp"; wait "$jp" 2>/dev/null
 # A JOURNAL_STREAM that names another file (inherited, not ours): normal lines.
-JOURNAL_STREAM=1:1 "$VOLD" --root "$T_DIR/srv2" --listen 127.0.0.1:0 --foreground >/dev/null 2>"$jl" &
+jl2=$T_DIR/notjournal.log
+JOURNAL_STREAM=1:1 "$VOLD" --root "$T_DIR/srv2" --listen 127.0.0.1:0 --foreground >/dev/null 2>>"$jl2" &
 jp=$!
 t_track_pid "$jp"
-wait_for 10 grep -q "listening on" "$jl"
-t_check "not the journal: timestamped lines" grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2} .*cairn-vold\[[0-9]+\] info main: listening on' "$jl"
+t_check "not the journal: started" wait_for 10 grep -q "listening on" "$jl2"
+t_check "not the journal: timestamped lines" grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2} .*cairn-vold\[[0-9]+\] info main: listening on' "$jl2"
 kill -TERM "$jp"; wait "$jp" 2>/dev/null
 t_done
