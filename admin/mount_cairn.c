@@ -29,15 +29,16 @@
 #endif
 
 /* mount(8)'s helper exit codes (mount(8) "RETURN CODES"). */
-#define MNT_EX_USAGE 1	 /* incorrect invocation */
+#define MNT_EX_USAGE  1	 /* incorrect invocation */
 #define MNT_EX_SYSERR 2	 /* system error (out of memory, cannot fork) */
-#define MNT_EX_FAIL 32	 /* mount failure */
+#define MNT_EX_FAIL   32 /* mount failure */
 
 static const char usage_text[] =
 	"usage: mount.cairn SPEC DIR [-fnsv] [-o OPTIONS]\n"
 	"SPEC is HOST[:PORT]:/VOLUME (https, port 7070 by default) or\n"
 	"http[s]://HOST[:PORT]/VOLUME. OPTIONS (comma-separated):\n"
-	"  token=FILE cache=DIR        the volume's token, the cache directory\n"
+	"  token=FILE cache=DIR        the volume's token, the cache "
+	"directory\n"
 	"  config=FILE                 a cairnd config file for the rest\n"
 	"  http                        plain http:// for HOST:/VOLUME\n"
 	"  cache-size= dirty-limit= chunk-size= fetch-timeout= entry-timeout=\n"
@@ -54,24 +55,26 @@ static const char usage_text[] =
 /* cairnd settings a mount option may give: name=VALUE becomes
  * --name VALUE (cairnd checks the value). */
 static const char *const cairnd_keys[] = {
-	"token", "cache", "config", "cache-size", "dirty-limit",
-	"chunk-size", "fetch-timeout", "entry-timeout", "attr-timeout",
-	"max-parallel", "readahead", "threads", "ca-file", "proxy",
-	"ctl-socket", "ctl-conns-per-uid", "log-level", NULL,
+	"token",	"cache",	"config",	 "cache-size",
+	"dirty-limit",	"chunk-size",	"fetch-timeout", "entry-timeout",
+	"attr-timeout", "max-parallel", "readahead",	 "threads",
+	"ca-file",	"proxy",	"ctl-socket",	 "ctl-conns-per-uid",
+	"log-level",	NULL,
 };
 
 /* Mount flags FUSE takes in its -o list. */
 static const char *const fuse_flags[] = {
-	"ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec",
-	"noatime", "atime", "relatime", "norelatime", "strictatime",
-	"nodiratime", "diratime", "lazytime", "nolazytime", "sync",
-	"async", "dirsync", NULL,
+	"ro",	    "rw",	  "nosuid",	 "suid",       "nodev",
+	"dev",	    "noexec",	  "exec",	 "noatime",    "atime",
+	"relatime", "norelatime", "strictatime", "nodiratime", "diratime",
+	"lazytime", "nolazytime", "sync",	 "async",      "dirsync",
+	NULL,
 };
 
 /* Options for mount(8), fstab and systemd, not for cairnd. */
 static const char *const ignored[] = {
-	"_netdev", "nofail", "auto", "noauto", "defaults", "user", "nouser",
-	"users", "owner", "group", "loop", "bg", "fg", NULL,
+	"_netdev", "nofail", "auto",  "noauto", "defaults", "user", "nouser",
+	"users",   "owner",  "group", "loop",	"bg",	    "fg",   NULL,
 };
 
 static bool
@@ -120,9 +123,11 @@ parse_spec(const char *spec, bool http, char **url, char **vol)
 	if (!strncmp(spec, "http://", 7) || !strncmp(spec, "https://", 8)) {
 		p = spec + (spec[4] == 's' ? 8 : 7);
 		slash = strchr(p, '/');
-		if (!slash || slash == p || !slash[1] || strchr(slash + 1, '/')) {
-			fprintf(stderr, "mount.cairn: '%s': expected "
-					"http[s]://HOST[:PORT]/VOLUME\n",
+		if (!slash || slash == p || !slash[1] ||
+		    strchr(slash + 1, '/')) {
+			fprintf(stderr,
+				"mount.cairn: '%s': expected "
+				"http[s]://HOST[:PORT]/VOLUME\n",
 				spec);
 			return -1;
 		}
@@ -131,33 +136,29 @@ parse_spec(const char *spec, bool http, char **url, char **vol)
 	} else {
 		/* HOST[:PORT]:/VOLUME; HOST may be [IPv6]. */
 		const char *sep = strstr(spec, ":/");
-		const char *host_end;
 		bool has_port = false;
 
 		if (spec[0] == '[') {
+			/* [ADDR]:/VOLUME or [ADDR]:PORT:/VOLUME */
 			const char *rb = strchr(spec, ']');
 
 			sep = rb ? strstr(rb, ":/") : NULL;
-			host_end = rb ? rb + 1 : NULL;
-			if (host_end && sep && host_end < sep)
-				has_port = *host_end == ':';
-		} else {
-			host_end = sep;
-			if (sep)
-				has_port = memchr(spec, ':',
-						  (size_t)(sep - spec)) != NULL;
+			has_port = sep && rb + 1 < sep && rb[1] == ':';
+		} else if (sep) {
+			has_port =
+				memchr(spec, ':', (size_t)(sep - spec)) != NULL;
 		}
 		if (!sep || sep == spec || !sep[2] || strchr(sep + 2, '/')) {
-			fprintf(stderr, "mount.cairn: '%s': expected "
-					"HOST[:PORT]:/VOLUME or "
-					"http[s]://HOST[:PORT]/VOLUME\n",
+			fprintf(stderr,
+				"mount.cairn: '%s': expected "
+				"HOST[:PORT]:/VOLUME or "
+				"http[s]://HOST[:PORT]/VOLUME\n",
 				spec);
 			return -1;
 		}
-		(void)host_end;
 		if (asprintf(url, "%s://%.*s%s", http ? "http" : "https",
-			     (int)(sep - spec), spec, has_port ? "" : ":7070") <
-		    0)
+			     (int)(sep - spec), spec,
+			     has_port ? "" : ":7070") < 0)
 			*url = NULL;
 		*vol = strdup(sep + 2);
 	}
@@ -192,19 +193,27 @@ main(int argc, char **argv)
 	int c, ret = MNT_EX_USAGE, st;
 	pid_t pid;
 
-	if (argc >= 2 && (!strcmp(argv[1], "--help") ||
-			  !strcmp(argv[1], "-h"))) {
+	if (argc >= 2 &&
+	    (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		fputs(usage_text, stdout);
 		return 0;
 	}
 	/* mount(8) puts SPEC and DIR first; getopt would permute anyway. */
 	while ((c = getopt(argc, argv, "fnsvo:t:N:h")) != -1) {
 		switch (c) {
-		case 'f': fake = true; break;
-		case 'v': verbose = true; break;
-		case 's': sloppy = true; break;
-		case 'n': break;
-		case 't': break; /* "cairn" or "cairn.SUBTYPE" */
+		case 'f':
+			fake = true;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 's':
+			sloppy = true;
+			break;
+		case 'n':
+			break;
+		case 't':
+			break; /* "cairn" or "cairn.SUBTYPE" */
 		case 'o':
 			if (opts) {
 				char *n;
@@ -280,8 +289,9 @@ main(int argc, char **argv)
 			char flag[80];
 
 			if (!eq || !*val) {
-				fprintf(stderr, "mount.cairn: option '%s' "
-						"needs a value (%s=...)\n",
+				fprintf(stderr,
+					"mount.cairn: option '%s' "
+					"needs a value (%s=...)\n",
 					key, key);
 				free(val);
 				goto out;
@@ -306,30 +316,32 @@ main(int argc, char **argv)
 			fuse = n2;
 			fuse_len++;
 		} else if ((!eq && in_list(ignored, key, kl)) ||
-			   !strncmp(key, "x-", 2) ||
-			   !strcmp(key, "comment")) {
+			   !strncmp(key, "x-", 2) || !strcmp(key, "comment")) {
 			/* for mount(8), fstab and systemd */
 		} else if (sloppy) {
 			if (verbose)
-				fprintf(stderr, "mount.cairn: ignoring "
-						"unknown option '%.*s' (-s)\n",
+				fprintf(stderr,
+					"mount.cairn: ignoring "
+					"unknown option '%.*s' (-s)\n",
 					(int)n, o);
 		} else {
-			fprintf(stderr, "mount.cairn: unknown option '%.*s' "
-					"(see mount.cairn(8))\n",
+			fprintf(stderr,
+				"mount.cairn: unknown option '%.*s' "
+				"(see mount.cairn(8))\n",
 				(int)n, o);
 			free(val);
 			goto out;
 		}
 		free(val);
-next:
+	next:
 		o += n;
 		if (*o)
 			o++;
 	}
 	if (!have_config && (!have_token || !have_cache)) {
-		fprintf(stderr, "mount.cairn: %s: give token=FILE and "
-				"cache=DIR (or config=FILE)\n",
+		fprintf(stderr,
+			"mount.cairn: %s: give token=FILE and "
+			"cache=DIR (or config=FILE)\n",
 			!have_token ? "no token=FILE" : "no cache=DIR");
 		goto out;
 	}
@@ -376,12 +388,14 @@ next:
 		ret = 0;
 	} else {
 		if (WIFEXITED(st))
-			fprintf(stderr, "mount.cairn: cairnd exited with "
-					"status %d; nothing mounted on '%s'\n",
+			fprintf(stderr,
+				"mount.cairn: cairnd exited with "
+				"status %d; nothing mounted on '%s'\n",
 				WEXITSTATUS(st), dir);
 		else
-			fprintf(stderr, "mount.cairn: cairnd died (signal "
-					"%d); nothing mounted on '%s'\n",
+			fprintf(stderr,
+				"mount.cairn: cairnd died (signal "
+				"%d); nothing mounted on '%s'\n",
 				WTERMSIG(st), dir);
 		ret = MNT_EX_FAIL;
 	}

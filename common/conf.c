@@ -158,8 +158,8 @@ byte_order(const struct dirent **a, const struct dirent **b)
 }
 
 int
-conf_load(const char *path, bool must, conf_set_fn set, void *arg,
-	  char *where, size_t wlen, const char **why)
+conf_load(const char *path, bool must, conf_set_fn set, void *arg, char *where,
+	  size_t wlen, const char **why)
 {
 	struct dirent **ents = NULL;
 	char dir[4096], file[4400];

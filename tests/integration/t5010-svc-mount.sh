@@ -127,4 +127,15 @@ umount "$mnt"
 out=$("$HELPER" "$spec" "$mnt" -f -o "http,token=/t,cache=/c,ro")
 t_is "$out" "$CAIRND --token /t --cache /c --server http://127.0.0.1:$VOLD_PORT --volume lab --mountpoint $mnt --syslog -o ro" \
 	"mount.cairn -f prints the cairnd command"
+# How SPEC becomes the server URL and the volume.
+spec_of() { "$HELPER" "$1" /m -f -o "token=/t,cache=/c${2:+,$2}" | sed 's/.* --server \([^ ]*\) --volume \([^ ]*\) .*/\1 \2/'; }
+t_is "$(spec_of fs1:/home)" "https://fs1:7070 home" "HOST:/VOL: https, port 7070"
+t_is "$(spec_of fs1:7443:/home)" "https://fs1:7443 home" "HOST:PORT:/VOL"
+t_is "$(spec_of '[::1]:/v')" "https://[::1]:7070 v" "[IPv6]:/VOL"
+t_is "$(spec_of '[::1]:8080:/v' http)" "http://[::1]:8080 v" "[IPv6]:PORT:/VOL with http"
+t_is "$(spec_of https://fs1.example.org/home)" "https://fs1.example.org home" "a URL"
+for bad in fs1 fs1:/ fs1:/a/b :/home http://fs1 http://fs1/ http:///home; do
+	"$HELPER" "$bad" /m -f -o token=/t,cache=/c >/dev/null 2>&1
+	t_is "$?" 1 "bad spec '$bad': exit 1"
+done
 t_done
