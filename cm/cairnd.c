@@ -19,8 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
@@ -366,6 +368,66 @@ absolutize(char **p)
 	free(*p);
 	*p = strdup(buf);
 	return *p ? 0 : -ENOMEM;
+}
+
+/*
+ * A cairnd that died (kill -9, a crash) leaves its mount behind: every
+ * access to it fails with ENOTCONN, so a restart (systemd's
+ * Restart=on-failure, mount.cairn again) could not even resolve the
+ * mount point. If @mp is such a dead mount and /proc/self/mounts says it
+ * is one of ours (fuse.cairn), detach it, say so, and go on. Anything
+ * else is left alone. @return 0 (nothing to do, or done) or -errno.
+ */
+static int
+clear_dead_mount(const char *mp)
+{
+	char abs[PATH_MAX * 2 + 2], line[PATH_MAX * 2 + 64], dev[PATH_MAX],
+		dir[PATH_MAX], type[64];
+	struct stat st;
+	bool ours = false;
+	FILE *f;
+
+	if (stat(mp, &st) == 0 || errno != ENOTCONN)
+		return 0;
+	if (mp[0] == '/') {
+		snprintf(abs, sizeof(abs), "%s", mp);
+	} else {
+		char cwd[PATH_MAX];
+
+		if (!getcwd(cwd, sizeof(cwd)))
+			return -errno;
+		snprintf(abs, sizeof(abs), "%s/%s", cwd, mp);
+	}
+	f = fopen("/proc/self/mounts", "re");
+	if (!f)
+		return -errno;
+	/* Mount points with blanks come as \040; a name that does not match
+	 * byte for byte is simply not ours to touch. */
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%4095s %4095s %63s", dev, dir, type) == 3 &&
+		    !strcmp(dir, abs) && !strcmp(type, "fuse.cairn"))
+			ours = true;
+	fclose(f);
+	if (!ours)
+		return -ENOTCONN;
+	log_warn(LOG_MAIN, "'%s' is the mount of a cairnd that is gone "
+			   "(transport endpoint not connected): detaching it",
+		 abs);
+	if (umount2(abs, MNT_DETACH) < 0) {
+		/* Not root: the set-uid helper may do it. */
+		pid_t pid = fork();
+		int wst;
+
+		if (pid == 0) {
+			execlp("fusermount3", "fusermount3", "-uz", abs,
+			       (char *)NULL);
+			_exit(127);
+		}
+		if (pid < 0 || waitpid(pid, &wst, 0) < 0 || !WIFEXITED(wst) ||
+		    WEXITSTATUS(wst) != 0)
+			return -EBUSY;
+	}
+	return 0;
 }
 
 /*
@@ -755,7 +817,9 @@ main(int argc, char **argv)
 			cm.cfg.cache_dir, strerror(-rc));
 		goto out;
 	}
-	rc = absolutize(&cm.cfg.mountpoint);
+	rc = clear_dead_mount(cm.cfg.mountpoint);
+	if (rc == 0)
+		rc = absolutize(&cm.cfg.mountpoint);
 	if (rc < 0) {
 		log_err(LOG_MAIN, "cannot use mountpoint '%s': %s",
 			cm.cfg.mountpoint, strerror(-rc));

@@ -94,6 +94,20 @@ umount "$mnt"
 t_ok $? "umount of the fstab mount"
 t_check "its cairnd gone" wait_for 10 sh -c "! kill -0 ${pid:-0} 2>/dev/null"
 
+# cairnd killed: its mount is left dead (ENOTCONN). Mounting again, as
+# systemd's Restart= or a second mount does, detaches it first.
+mount -t cairn "$spec" "$mnt" -o "http,token=$T_DIR/lab.tok,cache=$T_DIR/cache" >"$T_DIR/mount4.out" 2>&1
+pid=$(cairnd_of "$mnt")
+kill -KILL "$pid"
+wait_for 5 sh -c "! kill -0 $pid 2>/dev/null"
+t_check "a killed cairnd leaves a dead mount" sh -c "stat '$mnt' 2>&1 | grep -q 'not connected'"
+mount -t cairn "$spec" "$mnt" -o "http,token=$T_DIR/lab.tok,cache=$T_DIR/cache" >"$T_DIR/mount5.out" 2>&1
+t_ok $? "mount again over the dead mount"
+t_check "the dead mount is named" grep -q "is the mount of a cairnd that is gone" "$T_DIR/mount5.out"
+t_is "$(cat "$mnt/hello.txt" 2>&1)" "hello from the server" "reads after the remount"
+t_is "$(awk -v m="$mnt" '$2 == m' /proc/mounts | wc -l)" 1 "one mount on the mount point"
+umount "$mnt"
+
 # Bad options: a clear message, exit status non-zero, nothing mounted,
 # no cairnd left.
 bad() { # DESC EXPECTED-MESSAGE OPTIONS [SPEC]
