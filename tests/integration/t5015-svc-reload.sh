@@ -167,11 +167,24 @@ t_check "vold: STOPPING=1 on SIGTERM" wait_for 10 grep -qx STOPPING=1 "$T_DIR/no
 wait "$np" 2>/dev/null
 : >"$T_DIR/notify.log"
 mnt5=$T_DIR/mnt5
-NOTIFY_SOCKET=$ns cairnd_mount "$mnt5" "$T_DIR/cache5" lab "$tok" || exit 99
-pid5=$(cairnd_pid "$mnt5")
+# Started as cairnd@.service starts it: everything in the config file.
+c5=$T_DIR/cairnd5.conf
+printf '[cairnd]\nserver = %s\nvolume = lab\ntoken = %s\ncache = %s\nmountpoint = %s\nlog-level = info\n' \
+	"$VOLD_URL" "$tok" "$T_DIR/cache5" "$mnt5" >"$c5"
+mkdir -p "$mnt5"
+NOTIFY_SOCKET=$ns "$CAIRND" --config "$c5" --foreground >>"$T_DIR/cairnd-mnt5.log" 2>&1 &
+pid5=$!
+t_track_pid "$pid5"
+_T_MOUNTS="$_T_MOUNTS $mnt5"
 t_check "cairnd: READY=1 naming the mount" wait_for 10 grep -q "^READY=1 STATUS=volume lab from $VOLD_URL on $mnt5\$" "$T_DIR/notify.log"
+t_check "mounted when READY=1 came" mountpoint -q "$mnt5"
+t_is "$(grep -c ' debug ' "$T_DIR/cairnd-mnt5.log")" 0 "no debug lines at log-level info"
+sed -i 's/^log-level = info/log-level = debug/' "$c5"
 kill -HUP "$pid5"
 t_check "cairnd: RELOADING=1, then READY=1 on SIGHUP" wait_for 10 sh -c "grep -A1 -x RELOADING=1 '$T_DIR/notify.log' | grep -qx READY=1"
+t_check "log: log-level from the file applied on SIGHUP" grep -q "reload: log-level is now 'debug'" "$T_DIR/cairnd-mnt5.log"
+ls -R "$mnt5" >/dev/null; cat "$mnt5/d.txt" >/dev/null
+t_check "debug lines follow" wait_for 5 grep -q ' debug ' "$T_DIR/cairnd-mnt5.log"
 kill -TERM "$pid5"
 t_check "cairnd: STOPPING=1 on SIGTERM" wait_for 10 grep -qx STOPPING=1 "$T_DIR/notify.log"
 wait_for 10 sh -c "! kill -0 $pid5 2>/dev/null"
