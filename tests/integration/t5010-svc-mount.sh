@@ -106,7 +106,9 @@ t_ok $? "mount again over the dead mount"
 t_check "the dead mount is named" grep -q "is the mount of a cairnd that is gone" "$T_DIR/mount5.out"
 t_is "$(cat "$mnt/hello.txt" 2>&1)" "hello from the server" "reads after the remount"
 t_is "$(awk -v m="$mnt" '$2 == m' /proc/mounts | wc -l)" 1 "one mount on the mount point"
+pid=$(cairnd_of "$mnt")
 umount "$mnt"
+t_check "that cairnd gone after umount" wait_for 10 sh -c "! kill -0 ${pid:-0} 2>/dev/null"
 
 # Bad options: a clear message, exit status non-zero, nothing mounted,
 # no cairnd left.
@@ -136,7 +138,9 @@ chmod 600 "$T_DIR/lab.tok"
 mount -s -t cairn "$spec" "$mnt" -o "http,token=$T_DIR/lab.tok,cache=$T_DIR/cache,colour=blue" >"$T_DIR/mount3.out" 2>&1
 t_ok $? "mount -s ignores an unknown option"
 t_check "mounted with -s" mountpoint -q "$mnt"
+pid=$(cairnd_of "$mnt")
 umount "$mnt"
+wait_for 10 sh -c "! kill -0 ${pid:-0} 2>/dev/null"
 # -f: nothing runs.
 out=$("$HELPER" "$spec" "$mnt" -f -o "http,token=/t,cache=/c,ro")
 t_is "$out" "$CAIRND --token /t --cache /c --server http://127.0.0.1:$VOLD_PORT --volume lab --mountpoint $mnt --syslog -o ro" \
