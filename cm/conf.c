@@ -428,7 +428,7 @@ cm_config_show(const struct cm_config *c, FILE *out)
 		const char *from = conf_origin_get(&c->origins, k);
 
 		if (cm_config_value(c, k, val, sizeof(val)) > 0)
-			fprintf(out, "%s = %s  # %s\n", k, val, from);
+			fprintf(out, "%s = %s  ; %s\n", k, val, from);
 		else
 			fprintf(out, "# %s is not set  (%s)\n", k, from);
 	}

@@ -1,7 +1,7 @@
 /*
- * conf.c - the shared config file reader (conf.h): one ini parser that
- * knows line numbers, the drop-in directory, and the record of where each
- * setting came from. What a key means is the daemons' business
+ * conf.c - the shared config file reader (conf.h): inih's ini parser fed
+ * line by line so that each setting knows its line, the drop-in
+ * directory, and the record of where each setting came from. What a key means is the daemons' business
  * (cm/conf.c, vol/vold.c); this file only splits lines.
  */
 #include "config.h"
@@ -14,35 +14,77 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include <ini.h>
+
 #include "common/conf.h"
 
-/* Longest line read; a longer one is a syntax error, not a silent cut. */
-#define CONF_LINE_MAX 4096
+/* inih's line buffer (INI_MAX_LINE of Debian's build), newline included. */
+#define CONF_LINE_MAX_S "199"
+
+/*
+ * The lines are split by inih (libinih, Debian's package), the ini reader
+ * cairn has always used. It is fed through our own reader so that we know
+ * the number of the line each setting is on (Debian's build calls the
+ * handler without it) and can refuse a line longer than inih's buffer
+ * instead of letting inih cut it.
+ */
+struct conf_rd {
+	FILE *f;
+	const char *path;
+	conf_set_fn set;
+	void *arg;
+	char *buf;	  /* getline() buffer */
+	size_t cap;
+	int line;	  /* number of the line last handed to inih */
+	bool too_long;	  /* stopped at a line longer than inih takes */
+	int rc;		  /* what @set refused with, or 0 */
+	int rc_line;
+	const char *why;
+};
 
 static char *
-trim(char *s)
+rd_line(char *str, int num, void *stream)
 {
-	char *e;
+	struct conf_rd *r = stream;
+	ssize_t n;
 
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' ||
-			 e[-1] == '\r'))
-		*--e = '\0';
-	return s;
+	if (r->rc || r->too_long)
+		return NULL; /* stop at the first refusal */
+	n = getline(&r->buf, &r->cap, r->f);
+	if (n < 0)
+		return NULL;
+	r->line++;
+	if (n >= num) {
+		r->too_long = true;
+		return NULL;
+	}
+	memcpy(str, r->buf, (size_t)n + 1);
+	return str;
 }
 
-/* Cut an inline comment: ';' or '#' after a blank. */
-static void
-cut_comment(char *s)
+static int
+rd_setting(void *user, const char *section, const char *name,
+	   const char *value)
 {
-	for (char *p = s; *p; p++)
-		if ((*p == ';' || *p == '#') && p > s &&
-		    (p[-1] == ' ' || p[-1] == '\t')) {
-			*p = '\0';
-			return;
-		}
+	struct conf_rd *r = user;
+	char key[128], origin[4200];
+	const char *w = NULL;
+	size_t i;
+	int rc;
+
+	if (r->rc)
+		return 1;
+	for (i = 0; name[i] && i + 1 < sizeof(key); i++)
+		key[i] = name[i] == '_' ? '-' : name[i];
+	key[i] = '\0';
+	snprintf(origin, sizeof(origin), "%s:%d", r->path, r->line);
+	rc = r->set(r->arg, section, key, value, origin, &w);
+	if (rc < 0) {
+		r->rc = rc;
+		r->rc_line = r->line;
+		r->why = w;
+	}
+	return 1;
 }
 
 static void
@@ -56,89 +98,63 @@ set_where(char *where, size_t wlen, const char *path, int line)
 		snprintf(where, wlen, "%s", path);
 }
 
+/* What inih refuses: tell a broken section header from the rest. */
+static const char *
+syntax_why(const char *path, int line)
+{
+	char *buf = NULL;
+	size_t cap = 0;
+	const char *why = "expected 'key = value'";
+	FILE *f = fopen(path, "re");
+
+	for (int i = 0; f && i < line; i++)
+		if (getline(&buf, &cap, f) < 0)
+			break;
+	if (buf) {
+		const char *s = buf + strspn(buf, " \t");
+
+		if (*s == '[')
+			why = "malformed section header";
+	}
+	free(buf);
+	if (f)
+		fclose(f);
+	return why;
+}
+
 int
 conf_load_file(const char *path, conf_set_fn set, void *arg, char *where,
 	       size_t wlen, const char **why)
 {
-	char buf[CONF_LINE_MAX + 2], section[128] = "", origin[4200];
-	FILE *f;
-	int line = 0, rc = 0;
+	struct conf_rd r = {.path = path, .set = set, .arg = arg};
+	int bad, rc = 0;
 
 	*why = NULL;
 	set_where(where, wlen, path, 0);
-	f = fopen(path, "re");
-	if (!f)
+	r.f = fopen(path, "re");
+	if (!r.f)
 		return -errno;
-	while (fgets(buf, sizeof(buf), f)) {
-		char *s, *eq, *key, *val;
-		const char *w = NULL;
-		int r;
-
-		line++;
-		set_where(where, wlen, path, line);
-		if (!strchr(buf, '\n') && !feof(f)) {
-			*why = "line too long";
-			rc = -EINVAL;
-			goto out;
-		}
-		s = trim(buf);
-		/* A UTF-8 byte order mark on the first line is not a key. */
-		if (line == 1 && !strncmp(s, "\xef\xbb\xbf", 3))
-			s = trim(s + 3);
-		if (!*s || *s == ';' || *s == '#')
-			continue;
-		if (*s == '[') {
-			char *end = strchr(s, ']');
-
-			if (!end || end - s - 1 >= (long)sizeof(section)) {
-				*why = "malformed section header";
-				rc = -EINVAL;
-				goto out;
-			}
-			*end = '\0';
-			cut_comment(end + 1);
-			if (*trim(end + 1)) {
-				*why = "text after a section header";
-				rc = -EINVAL;
-				goto out;
-			}
-			snprintf(section, sizeof(section), "%s", trim(s + 1));
-			continue;
-		}
-		eq = strchr(s, '=');
-		if (!eq) {
-			*why = "expected 'key = value'";
-			rc = -EINVAL;
-			goto out;
-		}
-		*eq = '\0';
-		key = trim(s);
-		val = eq + 1;
-		cut_comment(val);
-		val = trim(val);
-		if (!*key) {
-			*why = "expected 'key = value'";
-			rc = -EINVAL;
-			goto out;
-		}
-		for (char *p = key; *p; p++)
-			if (*p == '_')
-				*p = '-';
-		snprintf(origin, sizeof(origin), "%s:%d", path, line);
-		r = set(arg, section, key, val, origin, &w);
-		if (r < 0) {
-			*why = w;
-			rc = r;
-			goto out;
-		}
-	}
-	if (ferror(f)) {
+	bad = ini_parse_stream(rd_line, &r, rd_setting, &r);
+	if (r.rc) {
+		/* inih goes on to the end of its line; ours stopped there */
+		set_where(where, wlen, path, r.rc_line);
+		*why = r.why;
+		rc = r.rc;
+	} else if (r.too_long) {
+		set_where(where, wlen, path, r.line);
+		*why = "line too long (at most " CONF_LINE_MAX_S " bytes)";
+		rc = -EINVAL;
+	} else if (ferror(r.f)) {
 		rc = -EIO;
-		goto out;
+	} else if (bad > 0) {
+		set_where(where, wlen, path, bad);
+		*why = syntax_why(path, bad);
+		rc = -EINVAL;
+	} else if (bad < 0) {
+		rc = -ENOMEM;
 	}
-	set_where(where, wlen, path, 0);
-out:
-	fclose(f);
+	free(r.buf);
+	fclose(r.f);
 	return rc;
 }
 

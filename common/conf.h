@@ -3,12 +3,16 @@
  * cairn-vold.conf(5)): an ini file plus a drop-in directory, read in one
  * pass that remembers where each setting came from, for --show-config.
  *
- * The format: "key = value" lines; "[section]" lines; comments are lines
- * whose first non-blank character is ';' or '#', and the rest of a line
- * from a ';' or '#' that follows a blank. Keys use dashes as the long
- * options do ("cache-size"); an underscore in a key is read as a dash
- * ("max_conns" is "max-conns"), so older files keep working. Blanks
- * around keys and values are dropped; a value may be empty.
+ * The format is inih's (libinih): "key = value" (or "key: value")
+ * lines and "[section]" lines; a line whose first non-blank character is
+ * ';' or '#' is a comment, and so is the rest of a line from a ';' that
+ * follows a blank. Keys use dashes as the long options do ("cache-size");
+ * an underscore in a key is read as a dash ("max_conns" is "max-conns"),
+ * so older files keep working. Blanks around keys and values are dropped;
+ * a value may be empty. A line is at most 199 bytes (inih's buffer): a
+ * longer one is refused, never cut. An indented line right after a
+ * setting continues it (inih's multi-line values): the key is set again
+ * to the indented text.
  *
  * The drop-in directory of FILE is "FILE.d": its regular files whose name
  * ends in ".conf" (and does not start with '.') are read after FILE, in

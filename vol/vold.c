@@ -391,7 +391,7 @@ show_conf(const struct cli *cl, const struct vold_conf *c)
 		const char *k = show_keys[i];
 
 		if (conf_value(c, k, val, sizeof(val)))
-			printf("%s = %s  # %s\n", k, val,
+			printf("%s = %s  ; %s\n", k, val,
 			       conf_origin_get(&c->origins, k));
 		else
 			printf("# %s is not set  (%s)\n", k,

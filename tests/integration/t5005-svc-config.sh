@@ -32,23 +32,23 @@ show() { "$CAIRND" --config "$c" "$@" --show-config 2>"$T_DIR/show.err"; }
 out=$(show)
 t_ok $? "cairnd --show-config exits 0"
 line() { echo "$out" | grep -E "^$1 = " ; }
-t_is "$(line server)" "server = http://127.0.0.1:7070  # $c:3" "server from the file, with its line"
-t_is "$(line cache-size)" "cache-size = 4294967296  # $c.d/20-host.conf:2" \
+t_is "$(line server)" "server = http://127.0.0.1:7070  ; $c:3" "server from the file, with its line"
+t_is "$(line cache-size)" "cache-size = 4294967296  ; $c.d/20-host.conf:2" \
 	"cache-size: the last drop-in wins (20 over 10 over the file; underscore key)"
-t_is "$(line readahead)" "readahead = 8  # $c.d/10-site.conf:2" "a key only in a drop-in"
-t_is "$(line threads)" "threads = 4  # $c:9" "a key the drop-ins leave alone"
-t_is "$(line fetch-timeout)" "fetch-timeout = 5000ms  # default" "a default says so"
+t_is "$(line readahead)" "readahead = 8  ; $c.d/10-site.conf:2" "a key only in a drop-in"
+t_is "$(line threads)" "threads = 4  ; $c:9" "a key the drop-ins leave alone"
+t_is "$(line fetch-timeout)" "fetch-timeout = 5000ms  ; default" "a default says so"
 t_check "an unset key says so" sh -c "echo '$out' | grep -qx '# ca-file is not set  (default)'"
-t_check "the token file is named, never read" sh -c "echo '$out' | grep -qx 'token = /etc/cairn/home.token  # $c:5'"
+t_check "the token file is named, never read" sh -c "echo '$out' | grep -qx 'token = /etc/cairn/home.token  ; $c:5'"
 out=$(show --threads 12 --cache-size 1G)
-t_is "$(line threads)" "threads = 12  # command line" "the command line wins over the file"
-t_is "$(line cache-size)" "cache-size = 1073741824  # command line" "and over the drop-ins"
+t_is "$(line threads)" "threads = 12  ; command line" "the command line wins over the file"
+t_is "$(line cache-size)" "cache-size = 1073741824  ; command line" "and over the drop-ins"
 # What --show-config prints reads back (values and comments).
 echo "$out" | grep -v '^#' >"$T_DIR/again.conf"
 "$CAIRND" --config "$T_DIR/again.conf" --show-config >"$T_DIR/again.out" 2>&1
 t_ok $? "--show-config output loads as a config file"
-sed 's/  #.*//' "$T_DIR/again.conf" >"$T_DIR/values1"
-grep -v '^#' "$T_DIR/again.out" | sed 's/  #.*//' >"$T_DIR/values2"
+sed 's/  ;.*//' "$T_DIR/again.conf" >"$T_DIR/values1"
+grep -v '^#' "$T_DIR/again.out" | sed 's/  ;.*//' >"$T_DIR/values2"
 t_check "and gives the same values" diff "$T_DIR/values1" "$T_DIR/values2"
 # An incomplete config is printed, then named as such (exit 64).
 mv "$c" "$c.full"
@@ -90,15 +90,15 @@ mkdir -p "$v.d"
 printf 'workers = 6\naccess-log = /var/log/cairn/access.log\n' >"$v.d/10-a.conf"
 out=$("$VOLD" --config "$v" --show-config 2>"$T_DIR/show.err")
 t_ok $? "cairn-vold --show-config exits 0"
-t_is "$(line root)" "root = /srv/cairn  # $v:2" "vold: root from the file"
-t_is "$(line max-conns)" "max-conns = 100  # $v:3" "vold: an old underscore key reads as max-conns"
-t_is "$(line workers)" "workers = 6  # $v.d/10-a.conf:1" "vold: the drop-in wins"
-t_is "$(line access-log)" "access-log = /var/log/cairn/access.log  # $v.d/10-a.conf:2" "vold: access-log"
-t_is "$(line listen)" "listen = 127.0.0.1:7070  # default" "vold: default listen address"
+t_is "$(line root)" "root = /srv/cairn  ; $v:2" "vold: root from the file"
+t_is "$(line max-conns)" "max-conns = 100  ; $v:3" "vold: an old underscore key reads as max-conns"
+t_is "$(line workers)" "workers = 6  ; $v.d/10-a.conf:1" "vold: the drop-in wins"
+t_is "$(line access-log)" "access-log = /var/log/cairn/access.log  ; $v.d/10-a.conf:2" "vold: access-log"
+t_is "$(line listen)" "listen = 127.0.0.1:7070  ; default" "vold: default listen address"
 out=$("$VOLD" --config "$v" --workers 9 --show-config 2>/dev/null)
-t_is "$(line workers)" "workers = 9  # command line" "vold: the command line wins"
+t_is "$(line workers)" "workers = 9  ; command line" "vold: the command line wins"
 out=$(CAIRN_ROOT=/env/root "$VOLD" --show-config --config /dev/null 2>/dev/null)
-t_is "$(line root)" "root = /env/root  # environment CAIRN_ROOT" "vold: root from CAIRN_ROOT"
+t_is "$(line root)" "root = /env/root  ; environment CAIRN_ROOT" "vold: root from CAIRN_ROOT"
 printf 'workers = 0\n' >"$v.d/20-bad.conf"
 out=$("$VOLD" --config "$v" --show-config 2>&1 >/dev/null)
 t_is "$?" 78 "vold: bad value in a drop-in: exit 78"

@@ -212,7 +212,7 @@ main(void)
 	fd = mkstemp(path);
 	f = fdopen(fd, "w");
 	fprintf(f, "; comment\nserver = http://10.0.0.1:1\n[cairnd]\n"
-		   "volume = other\ncache_size = 4G  # inline comment\n"
+		   "volume = other\ncache_size = 4G  ; inline comment\n"
 		   "[vold]\nport = 9\n");
 	fclose(f);
 	is_int(cm_config_load(&c, path, true, skip, where, sizeof(where),
@@ -315,6 +315,21 @@ main(void)
 	is_int(cm_config_load(&c, path, true, NULL, where, sizeof(where),
 			      &why),
 	       -EINVAL, "unclosed section refused");
+	ok(why && !strcmp(why, "malformed section header"),
+	   "and said so");
+	/* A line longer than inih's buffer is refused with its number,
+	 * never cut into a shorter value. */
+	f = fopen(path, "w");
+	fprintf(f, "threads = 3\nca-file = /%0300d\nthreads = 4\n", 0);
+	fclose(f);
+	c.threads = 1;
+	is_int(cm_config_load(&c, path, true, NULL, where, sizeof(where),
+			      &why),
+	       -EINVAL, "overlong line refused");
+	snprintf(exp, sizeof(exp), "%s:2", path);
+	is_str(where, exp, "its line is named");
+	ok(why && strstr(why, "too long"), "and why");
+	is_int(c.threads, 3, "nothing after it was read");
 	unlink(path);
 	ok(cm_config_load(&c, path, true, NULL, where, sizeof(where), &why) ==
 		   -ENOENT,
