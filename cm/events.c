@@ -258,6 +258,23 @@ ev_start(struct cm *cm, uint64_t since)
 }
 
 void
+ev_restart(struct cm *cm)
+{
+	struct evstream *es = cm->evs;
+
+	if (!es || es->stopping)
+		return;
+	es->backoff = EV_BACKOFF_MIN_MS;
+	if (es->req) {
+		/* ev_done() re-arms with the backoff just reset. */
+		http_cancel(cm->http, es->req);
+		return;
+	}
+	evtimer_del(es->timer);
+	ev_arm(es, 0);
+}
+
+void
 ev_stop(struct cm *cm)
 {
 	struct evstream *es = cm->evs;

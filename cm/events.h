@@ -24,6 +24,11 @@
 /* Start following from @since (the persisted seq; 0 = from now).
  * @return 0 or -errno. */
 int ev_start(struct cm *cm, uint64_t since);
+/* Reconnect now (SIGHUP gave a new token): end the current stream, or
+ * cut a reconnect's backoff short; the next request carries the HTTP
+ * client's current token. Events are not lost: it asks since= the last
+ * one applied. NULL-safe on cm->evs. */
+void ev_restart(struct cm *cm);
 /* Stop: cancel the stream and the timers, persist the seq; call before
  * http_free(). NULL-safe on cm->evs. */
 void ev_stop(struct cm *cm);

@@ -14,6 +14,7 @@
 #                   chunkstore/ or cm/ internals
 #   admin/cairn_fsck.c -> chunkstore/, base/ only (no fuse, no common/)
 #   admin/vos*   -> common/, vol/ storage library
+#   admin/mount_cairn.c -> libc only (it runs cairnd, links nothing of ours)
 #
 # Inside cm/ every file has a level (cm_level below, doc/cm.md "Levels"): a
 # file may include the cm/ headers of lower levels, its own header(s)
@@ -55,6 +56,8 @@ check cm "cm/*.c cm/*.h" '"vol/'
 check fs "admin/fs.c admin/fs_*.c admin/fs*.h" '"(chunkstore|cm|vol)/|<fuse|<tdb\.h>'
 check fsck "admin/cairn_fsck.c" '"(common|cm|vol)/|<fuse|<event2?/|<curl/|<tdb\.h>'
 check vos "admin/vos*.c" '"(cm|chunkstore)/|<fuse|<curl/'
+check mount-helper "admin/mount_cairn.c" \
+	'"(base|common|chunkstore|cm|vol|admin)/|<fuse|<event2?/|<curl/|<tdb\.h>|<jansson|<openssl/'
 
 # The level of a cm/ file (empty: not in the table).
 cm_level() {

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/conf.h"
+
 struct event_base;
 struct vs_root;
 struct vold;
@@ -42,12 +44,15 @@ struct vold_conf {
 	int request_deadline_s; /* to receive one request, head and body */
 	int max_streams_token;	/* event streams open with one token */
 	uint64_t stage_max; /* bytes staged per volume, 0 = only the quota */
-	bool has_stage_max; /* (command line: given) */
 	int stage_expire_s; /* staged uploads removed this long after their
 			       creation (0 = VS_STAGE_AGE_S) */
+	char *access_log;   /* access log file, "-" for stderr, NULL: none */
 	int log_level;
 	bool use_syslog;
 	bool foreground;
+	struct conf_origins origins; /* where each setting came from */
+	const char *const *skip;     /* while loading: keys the command
+					line gives (vold.c) */
 };
 
 void vold_conf_release(struct vold_conf *c);
@@ -71,6 +76,17 @@ int vold_metrics_port(const struct vold *vd);
 /* Forget every volume not in use so the next request reopens it (SIGHUP:
  * volumes created or removed by vos meanwhile). */
 void vold_rescan(struct vold *vd);
+
+/*
+ * The access log: one line per answered request, written with one
+ * write(2) to @fd (O_APPEND) from the loop thread: the time (UTC), the
+ * peer, the method, the path and query (escaped; tokens travel only in the
+ * Authorization header, never here), the status, the body bytes ("-" for
+ * a streamed reply) and the time from the request's head to the reply's
+ * end. @fd -1: none. The server takes @fd over and closes the one it had
+ * (SIGHUP reopens the file: log rotation). Loop thread.
+ */
+void vold_set_access_log(struct vold *vd, int fd);
 
 /* Stop accepting, end event streams, let running jobs finish (bounded),
  * close every volume, free. Loop thread; the loop must not be running. */

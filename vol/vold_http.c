@@ -286,6 +286,7 @@ struct vold {
 	struct event *resume; /* ends the descriptor pause */
 	uint64_t log_full_ms, log_emfile_ms, log_addr_ms, log_deadline_ms;
 	uint64_t log_stream_ms;
+	int alog_fd; /* access log (vold_set_access_log), -1: none */
 
 	/* The metrics listener (conf->metrics_listen), or NULL: plain HTTP,
 	 * GET /metrics only, through the same admission filter. */
@@ -2482,6 +2483,69 @@ vroute_of(enum proto_path_kind k)
 	}
 }
 
+/* One access log line for @req (vold_set_access_log() has the format);
+ * @start_us 0: unknown (a refused request: no duration). */
+static void
+access_log(struct vold *vd, struct evhttp_request *req, uint64_t start_us)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	const char *uri = evhttp_request_get_uri(req), *len, *meth;
+	char line[1400], path[1024], t[40], dur[32];
+	char *host = NULL;
+	ev_uint16_t port = 0;
+	struct timespec ts;
+	struct tm tm;
+	int n;
+
+	if (vd->alog_fd < 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%S", &tm);
+	if (evcon)
+		evhttp_connection_get_peer(evcon, &host, &port);
+	util_escape(uri ? uri : "-", uri ? strlen(uri) : 1, path,
+		    sizeof(path));
+	switch (evhttp_request_get_command(req)) {
+	case EVHTTP_REQ_GET: meth = "GET"; break;
+	case EVHTTP_REQ_POST: meth = "POST"; break;
+	case EVHTTP_REQ_PUT: meth = "PUT"; break;
+	case EVHTTP_REQ_HEAD: meth = "HEAD"; break;
+	case EVHTTP_REQ_DELETE: meth = "DELETE"; break;
+	default: meth = "OTHER"; break;
+	}
+	len = evhttp_find_header(evhttp_request_get_output_headers(req),
+				 "Content-Length");
+	if (start_us)
+		snprintf(dur, sizeof(dur), "%.3f",
+			 (double)(metrics_now_us() - start_us) / 1e6);
+	else
+		snprintf(dur, sizeof(dur), "-");
+	n = snprintf(line, sizeof(line), "%s.%03ldZ %s%s%s:%u %s %s %d %s %s\n",
+		     t, ts.tv_nsec / 1000000,
+		     host && strchr(host, ':') ? "[" : "", host ? host : "-",
+		     host && strchr(host, ':') ? "]" : "", (unsigned)port,
+		     meth, path, evhttp_request_get_response_code(req),
+		     len ? len : "-", dur);
+	if (n >= (int)sizeof(line)) {
+		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	/* One write per line (O_APPEND): a short write to a full disk is
+	 * not worth retrying on the loop. */
+	if (write(vd->alog_fd, line, (size_t)n) < 0) {
+		/* nothing sensible to do */
+	}
+}
+
+void
+vold_set_access_log(struct vold *vd, int fd)
+{
+	if (vd->alog_fd >= 0 && vd->alog_fd != fd)
+		close(vd->alog_fd);
+	vd->alog_fd = fd;
+}
+
 /* The reply to a request went out (evhttp_request_set_on_complete_cb):
  * evhttp reads the next request now; let the filter give it one. */
 static void
@@ -2493,6 +2557,11 @@ on_req_done(struct evhttp_request *req, void *arg)
 	if (!evcon)
 		return;
 	c = vconn_find(arg, evhttp_connection_get_bufferevent(evcon));
+	/* Before count_request(), which resets the clock. A refused
+	 * request has no duration: it was never read. */
+	if (((struct vold *)arg)->alog_fd >= 0)
+		access_log(arg, req,
+			   c && c->route != VR_REFUSED ? c->t0_us : 0);
 	if (!c)
 		return;
 	count_request(arg, c, req);
@@ -3128,6 +3197,7 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 		return -ENOMEM;
 	vd->base = base;
 	vd->root = root;
+	vd->alog_fd = -1;
 	memcpy(vd->key, key, keylen);
 	vd->keylen = keylen;
 	vd->cache_max = conf->cache_objects > 0 ? conf->cache_objects : 1024;
@@ -3319,5 +3389,7 @@ vold_stop(struct vold *vd)
 	if (vd->ssl)
 		SSL_CTX_free(vd->ssl);
 	memset(vd->key, 0, sizeof(vd->key));
+	if (vd->alog_fd >= 0)
+		close(vd->alog_fd);
 	free(vd);
 }

@@ -128,7 +128,7 @@ if openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
 	-addext subjectAltName=IP:127.0.0.1 -days 1 -keyout "$T_DIR/key.pem" \
 	-out "$T_DIR/cert.pem" >"$T_DIR/openssl.log" 2>&1; then
 	# The listener from cairn-vold.conf(5) this time.
-	printf '[vold]\nmetrics_listen = 127.0.0.1:0\nmetrics_port_file = %s\n' \
+	printf '[vold]\nmetrics-listen = 127.0.0.1:0\nmetrics-port-file = %s\n' \
 		"$T_DIR/tls.mport" >"$T_DIR/vold-tls.conf"
 	"$VOLD" --root "$T_DIR/srv3" --listen 127.0.0.1:0 --port-file "$T_DIR/tls.port" \
 		--cert "$T_DIR/cert.pem" --key "$T_DIR/key.pem" --config "$T_DIR/vold-tls.conf" \
