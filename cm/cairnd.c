@@ -55,6 +55,7 @@ static const char usage_text[] =
 	"              [--max-parallel N] [--readahead CHUNKS] [--threads N]\n"
 	"              [--dirty-limit SIZE] [--ca-file FILE] [--ctl-socket PATH]\n"
 	"              [--ctl-conns-per-uid N] [--proxy URL] [--allow-insecure-http]\n"
+	"              [--metrics-listen [ADDR:]PORT]\n"
 	"              [-o FUSE-OPTIONS]\n"
 	"       cairnd [options] --show-config\n"
 	"              [--help] [--version]\n"
@@ -91,6 +92,7 @@ static const struct option long_opts[] = {
 	{"proxy", required_argument, NULL, 17},
 	{"allow-insecure-http", no_argument, NULL, 16},
 	{"show-config", no_argument, NULL, 18},
+	{"metrics-listen", required_argument, NULL, 19},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},

@@ -34,6 +34,8 @@ cm_init(struct cm *cm, struct cm_config *cfg)
 	pthread_mutex_init(&cm->qlock, NULL);
 	TAILQ_INIT(&cm->queue);
 	atomic_init(&cm->online, 0);
+	metrics_hist_init(&cm->st.fetch_lat, metrics_latency_us,
+			  metrics_latency_us_n, 1e-6);
 	return 0;
 }
 

@@ -50,6 +50,7 @@
 #include "chunkstore/cs.h"
 #include "common/conf.h"
 #include "common/fid.h"
+#include "common/metrics.h"
 #include "common/proto.h"
 #include "cm/conn.h"
 
@@ -68,6 +69,7 @@ struct mut;
 struct wb;
 struct pin;
 struct ctl_server;
+struct cm_metrics_srv;
 struct mut_hooks;
 struct wb_hooks;
 struct cm_job;
@@ -85,6 +87,8 @@ struct cm_config {
 	char *ctl_socket;   /* control socket path, or NULL: the default */
 	char *proxy;	    /* HTTP proxy URL, or NULL: none (never the
 			       environment's http_proxy) */
+	char *metrics_listen; /* loopback ADDR:PORT for GET /metrics, or
+				 NULL: none (ctl_metrics.c) */
 	uint64_t cache_size;	   /* bytes (cs limit) */
 	uint64_t dirty_limit;	   /* bytes; 0: a quarter of cache_size, at
 				      most 256 MiB (wb.c) */
@@ -220,6 +224,9 @@ struct cm_stats {
 	atomic_uint_fast64_t stores;	     /* data stores the server took */
 	atomic_uint_fast64_t writebacks;     /* stores started by dirty-limit */
 	atomic_uint_fast64_t conflicts;	     /* conflict copies saved */
+	/* Chunk fetches from the first request to stored, microseconds;
+	 * set up by cm_init() (fetch.c observes, ctl_metrics.c shows). */
+	struct metrics_hist fetch_lat;
 };
 
 #define CM_STAT_ADD(cm, f, n) \
@@ -311,6 +318,8 @@ struct cm {
 	struct wb *wb;		    /* thread-safe (wb.h) */
 	struct pin *pin;	    /* loop thread only (pin.h) */
 	struct ctl_server *ctl;    /* loop thread only (cm_ctl.h) */
+	struct cm_metrics_srv *msrv; /* loop thread only: the metrics
+					listener (ctl_metrics.c), or NULL */
 	struct cm_kernel_ops kops;
 	struct cm_meta_hooks mhooks; /* set by meta_new(), never cleared */
 	struct cm_fetch_hooks fhooks; /* set by fetch_new(), never cleared */

@@ -217,6 +217,7 @@ static const struct ctl_handlers cm_ctl_handlers = { .on = {
 	[CTL_RESOLVE] = cm_ctl_h_resolve,
 	[CTL_REPLAYLOG] = cm_ctl_h_replaylog,
 	[CTL_FLUSHALL] = cm_ctl_h_flushvolume, /* and then the metadata */
+	[CTL_METRICS] = cm_ctl_h_metrics,
 } };
 
 /* ---- start / stop --------------------------------------------------- */
@@ -248,12 +249,13 @@ cm_ctl_start(struct cm *cm)
 	ctl_server_get_limits(cm->ctl, &lim);
 	lim.max_conns_per_uid = cm->cfg.ctl_conns_per_uid;
 	ctl_server_set_limits(cm->ctl, &lim);
-	return 0;
+	return cm_metrics_listen_start(cm);
 }
 
 static void
 stop_job(struct cm *cm, struct cm_job *job)
 {
+	cm_metrics_listen_stop(cm);
 	ctl_server_free(cm->ctl);
 	cm->ctl = NULL;
 	free(job);
@@ -270,6 +272,7 @@ cm_ctl_stop(struct cm *cm)
 	 * is not running, nobody else touches it. */
 	j = cm->loop_running ? calloc(1, sizeof(*j)) : NULL;
 	if (!j) {
+		cm_metrics_listen_stop(cm);
 		ctl_server_free(cm->ctl);
 		cm->ctl = NULL;
 		return;

@@ -52,6 +52,7 @@ cm_config_release(struct cm_config *c)
 	free(c->ca_file);
 	free(c->ctl_socket);
 	free(c->proxy);
+	free(c->metrics_listen);
 	conf_origins_release(&c->origins);
 	memset(c, 0, sizeof(*c));
 }
@@ -66,6 +67,69 @@ set_str(char **dst, const char *v)
 	free(*dst);
 	*dst = s;
 	return 0;
+}
+
+/*
+ * metrics-listen: "PORT" (127.0.0.1), "ADDR:PORT" or "[ADDR]:PORT" where
+ * ADDR is loopback (127.0.0.0/8, ::1, localhost), "" for none. Anything
+ * else is refused: the listener has no authentication, so it must not be
+ * reachable from another machine. Kept as "ADDR:PORT" / "[::1]:PORT".
+ */
+static int
+set_metrics_listen(struct cm_config *c, const char *v, const char **why)
+{
+	char host[64], norm[80];
+	const char *colon, *h = v;
+	size_t hl;
+	struct in_addr a4;
+	struct in6_addr a6;
+	char *end;
+	long port;
+	bool v6 = false;
+
+	if (!*v) {
+		free(c->metrics_listen);
+		c->metrics_listen = NULL;
+		return 0;
+	}
+	colon = strrchr(v, ':');
+	if (!colon) {
+		h = "127.0.0.1";
+		hl = strlen(h);
+		colon = v - 1;
+	} else if (v[0] == '[') {
+		if (colon == v || colon[-1] != ']')
+			goto bad;
+		h = v + 1;
+		hl = (size_t)(colon - 1 - h);
+		v6 = true;
+	} else {
+		hl = (size_t)(colon - v);
+	}
+	if (hl == 0 || hl >= sizeof(host))
+		goto bad;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno || *end || end == colon + 1 || port < 0 || port > 65535)
+		goto bad;
+	if (!strcmp(host, "localhost"))
+		snprintf(host, sizeof(host), "127.0.0.1");
+	if (v6 ? inet_pton(AF_INET6, host, &a6) != 1 ||
+			 !IN6_IS_ADDR_LOOPBACK(&a6)
+	       : inet_pton(AF_INET, host, &a4) != 1 ||
+			 (ntohl(a4.s_addr) >> 24) != 127) {
+		*why = "metrics-listen must be a loopback address (127.0.0.1, "
+		       "[::1] or localhost): the metrics listener has no "
+		       "authentication";
+		return -EINVAL;
+	}
+	snprintf(norm, sizeof(norm), v6 ? "[%s]:%ld" : "%s:%ld", host, port);
+	return set_str(&c->metrics_listen, norm);
+bad:
+	*why = "metrics-listen must be PORT, ADDR:PORT or [ADDR]:PORT";
+	return -EINVAL;
 }
 
 static int
@@ -125,6 +189,8 @@ cm_config_set(struct cm_config *c, const char *key, const char *v,
 		return set_str(&c->mountpoint, v);
 	if (!strcmp(key, "ctl-socket"))
 		return set_str(&c->ctl_socket, v);
+	if (!strcmp(key, "metrics-listen"))
+		return set_metrics_listen(c, v, why);
 	if (!strcmp(key, "ca-file"))
 		return set_str(&c->ca_file, v);
 	if (!strcmp(key, "proxy")) {
@@ -320,7 +386,7 @@ static const char *const show_keys[] = {
 	"dirty-limit", "chunk-size", "fetch-timeout", "entry-timeout",
 	"attr-timeout", "max-parallel", "readahead", "threads",
 	"ctl-socket", "ctl-conns-per-uid", "ca-file", "proxy",
-	"allow-insecure-http", "fuse-options", "log-level", "foreground",
+	"metrics-listen", "allow-insecure-http", "fuse-options", "log-level", "foreground",
 	"syslog",
 };
 
@@ -371,6 +437,7 @@ cm_config_value(const struct cm_config *c, const char *key, char *buf,
 	STR("ctl-socket", ctl_socket)
 	STR("ca-file", ca_file)
 	STR("proxy", proxy)
+	STR("metrics-listen", metrics_listen)
 	STR("fuse-options", fuse_opts)
 #undef STR
 	if (!strcmp(key, "cache-size"))

@@ -68,6 +68,7 @@ struct xfer {
 	struct proto_blocks pb;
 	unsigned attempts;
 	uint64_t deadline; /* util_now_ms() bound for the whole fetch */
+	uint64_t t0_us;	   /* metrics_now_us() at the first attempt */
 	struct waiter *waiters;
 	struct http_req *req;
 	struct event *retry_ev;
@@ -462,6 +463,7 @@ xfer_stored(struct cm *cm, struct cm_job *job)
 	}
 	CM_STAT_INC(cm, chunks_fetched);
 	CM_STAT_ADD(cm, bytes_fetched, x->have);
+	metrics_hist_observe(&cm->st.fetch_lat, metrics_now_us() - x->t0_us);
 	xfer_finish(x, 0);
 }
 
@@ -631,6 +633,7 @@ xfer_want(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
 				    ? (uint32_t)(fsize - start)
 				    : cm->chunk_size;
 		x->deadline = util_now_ms() + cm->cfg.fetch_timeout_ms;
+		x->t0_us = metrics_now_us();
 		TAILQ_INSERT_TAIL(&f->buckets[bucket_of(fid, dv, chunk)], x,
 				  link);
 		f->inflight++;

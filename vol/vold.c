@@ -49,6 +49,8 @@ static const char usage[] =
 	"                  [--max-streams-per-token N]\n"
 	"                  [--stage-max SIZE] [--stage-expire SECONDS]\n"
 	"                  [--syslog] [--access-log FILE]\n"
+	"                  [--metrics-listen [ADDR:]PORT] "
+	"[--metrics-port-file FILE]\n"
 	"       cairn-vold [options] --show-config\n"
 	"       cairn-vold --help | --version\n"
 	"\n"
@@ -80,6 +82,10 @@ static const char usage[] =
 	"                      and body (default 30)\n"
 	"  --max-streams-per-token N  event streams open with one token\n"
 	"                      (default 8)\n"
+	"  --metrics-listen [ADDR:]PORT  serve GET /metrics (Prometheus text)\n"
+	"                      on this address, plain HTTP (a port alone:\n"
+	"                      127.0.0.1; default: no metrics)\n"
+	"  --metrics-port-file FILE  write the bound metrics port to FILE\n"
 	"  --syslog            log to syslog instead of stderr\n";
 
 void
@@ -92,6 +98,8 @@ vold_conf_release(struct vold_conf *c)
 	free(c->key);
 	free(c->pidfile);
 	free(c->access_log);
+	free(c->metrics_listen);
+	free(c->metrics_port_file);
 	conf_origins_release(&c->origins);
 	memset(c, 0, sizeof(*c));
 }
@@ -168,6 +176,9 @@ vold_conf_set(struct vold_conf *c, const char *key, const char *v,
 		{"key", offsetof(struct vold_conf, key)},
 		{"pidfile", offsetof(struct vold_conf, pidfile)},
 		{"access-log", offsetof(struct vold_conf, access_log)},
+		{"metrics-listen", offsetof(struct vold_conf, metrics_listen)},
+		{"metrics-port-file",
+		 offsetof(struct vold_conf, metrics_port_file)},
 	};
 	int rc;
 
@@ -223,7 +234,8 @@ vold_conf_set(struct vold_conf *c, const char *key, const char *v,
 /* What --show-config prints, in this order. */
 static const char *const show_keys[] = {
 	"root", "listen", "port-file", "cert", "key", "pidfile",
-	"access-log", "workers", "timeout", "cache-objects", "max-conns",
+	"access-log", "metrics-listen", "metrics-port-file", "workers",
+	"timeout", "cache-objects", "max-conns",
 	"max-conns-per-addr", "request-deadline", "max-streams-per-token",
 	"stage-max", "stage-expire", "log-level", "syslog", "foreground",
 };
@@ -245,6 +257,9 @@ conf_value(const struct vold_conf *c, const char *key, char *buf, size_t len)
 	else if (!strcmp(key, "key")) str = c->key;
 	else if (!strcmp(key, "pidfile")) str = c->pidfile;
 	else if (!strcmp(key, "access-log")) str = c->access_log;
+	else if (!strcmp(key, "metrics-listen")) str = c->metrics_listen;
+	else if (!strcmp(key, "metrics-port-file"))
+		str = c->metrics_port_file;
 	else if (!strcmp(key, "workers")) n = c->workers ? c->workers : 4;
 	else if (!strcmp(key, "timeout")) n = c->timeout_s ? c->timeout_s : 60;
 	else if (!strcmp(key, "cache-objects"))
@@ -659,6 +674,8 @@ static const struct option longopts[] = {
 	{"stage-max", required_argument, NULL, OPT_SET},
 	{"stage-expire", required_argument, NULL, OPT_SET},
 	{"access-log", required_argument, NULL, OPT_SET},
+	{"metrics-listen", required_argument, NULL, OPT_SET},
+	{"metrics-port-file", required_argument, NULL, OPT_SET},
 	{"show-config", no_argument, NULL, OPT_SHOW},
 	{"help", no_argument, NULL, OPT_HELP},
 	{"version", no_argument, NULL, OPT_VERSION},
@@ -762,6 +779,7 @@ main(int argc, char **argv)
 		if (make_abs(&conf.root) || make_abs(&conf.cert) ||
 		    make_abs(&conf.key) || make_abs(&conf.port_file) ||
 		    make_abs(&conf.pidfile) ||
+		    make_abs(&conf.metrics_port_file) ||
 		    (conf.access_log && strcmp(conf.access_log, "-") &&
 		     make_abs(&conf.access_log))) {
 			fprintf(stderr,
@@ -840,6 +858,13 @@ main(int argc, char **argv)
 		if (rc)
 			log_err(LOG_MAIN, "cannot write port file '%s': %s",
 				conf.port_file, strerror(-rc));
+	}
+	if (conf.metrics_port_file && vold_metrics_port(vd)) {
+		snprintf(buf, sizeof(buf), "%d\n", vold_metrics_port(vd));
+		rc = write_file_atomic(conf.metrics_port_file, buf);
+		if (rc)
+			log_err(LOG_MAIN, "cannot write port file '%s': %s",
+				conf.metrics_port_file, strerror(-rc));
 	}
 	if (conf.pidfile) {
 		snprintf(buf, sizeof(buf), "%d\n", (int)getpid());

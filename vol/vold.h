@@ -33,6 +33,9 @@ struct vold_conf {
 	char *port_file; /* write the bound port here */
 	char *cert, *key; /* PEM files: HTTPS when both are set */
 	char *pidfile;
+	char *metrics_listen;	 /* GET /metrics here: ADDR:PORT, or PORT
+				    for 127.0.0.1; NULL: no metrics */
+	char *metrics_port_file; /* write the metrics port here */
 	int workers;	 /* disk worker threads (default 4) */
 	int timeout_s;	 /* HTTP read/write timeout (default 60) */
 	int cache_objects; /* open data files kept for chunk GETs (1024) */
@@ -67,6 +70,8 @@ int vold_start(const struct vold_conf *conf, struct event_base *base,
 int vold_port(const struct vold *vd);
 /* The address as bound, for the "listening on" line. */
 const char *vold_addr(const struct vold *vd);
+/* The port of the metrics listener, 0 if there is none. */
+int vold_metrics_port(const struct vold *vd);
 
 /* Forget every volume not in use so the next request reopens it (SIGHUP:
  * volumes created or removed by vos meanwhile). */

@@ -139,6 +139,65 @@ test_transport(void)
 	cm_config_release(&c);
 }
 
+/* metrics-listen: loopback only, kept in one canonical form. */
+static void
+test_metrics_listen(void)
+{
+	static const struct {
+		const char *v, *kept; /* kept NULL: refused */
+	} cases[] = {
+		{"9100", "127.0.0.1:9100"},
+		{"0", "127.0.0.1:0"},
+		{"127.0.0.1:9100", "127.0.0.1:9100"},
+		{"127.3.2.1:1", "127.3.2.1:1"},
+		{"localhost:9100", "127.0.0.1:9100"},
+		{"[::1]:9100", "[::1]:9100"},
+		{"[0:0:0:0:0:0:0:1]:9", "[0:0:0:0:0:0:0:1]:9"},
+		{"0.0.0.0:9100", NULL},
+		{"10.0.0.1:9100", NULL},
+		{"128.0.0.1:9100", NULL},
+		{"[::]:9100", NULL},
+		{"[::2]:9100", NULL},
+		{"[::ffff:10.0.0.1]:9100", NULL},
+		{"example.com:9100", NULL},
+		{"localhost.:9100", NULL},
+		{"127.1:9100", NULL},
+		{":9100", NULL},
+		{"127.0.0.1:", NULL},
+		{"127.0.0.1:65536", NULL},
+		{"127.0.0.1:-1", NULL},
+		{"127.0.0.1:9x", NULL},
+		{"[::1:9100", NULL},
+		{"::1:9100", NULL},
+		{"x", NULL},
+	};
+	struct cm_config c;
+	const char *why;
+
+	cm_config_init(&c);
+	ok(c.metrics_listen == NULL, "metrics-listen: none by default");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = cm_config_set(&c, "metrics-listen", cases[i].v, &why);
+
+		if (cases[i].kept) {
+			is_int(rc, 0, "metrics-listen %s accepted", cases[i].v);
+			is_str(c.metrics_listen, cases[i].kept, "kept as %s",
+			       cases[i].kept);
+		} else {
+			is_int(rc, -EINVAL, "metrics-listen %s refused",
+			       cases[i].v);
+			ok(why && strstr(why, "metrics-listen"),
+			   "and the reason names the key");
+		}
+	}
+	is_int(cm_config_set(&c, "metrics-listen", "10.0.0.1:1", &why), -EINVAL,
+	       "a refusal keeps the value before it");
+	ok(c.metrics_listen != NULL, "(still set)");
+	is_int(cm_config_set(&c, "metrics-listen", "", &why), 0, "empty");
+	ok(c.metrics_listen == NULL, "empty means none");
+	cm_config_release(&c);
+}
+
 int
 main(void)
 {
@@ -340,5 +399,6 @@ main(void)
 	cm_config_release(&c);
 	test_url_loopback();
 	test_transport();
+	test_metrics_listen();
 	return done_testing();
 }
