@@ -312,7 +312,7 @@ struct cm {
 	atomic_int online;	    /* last server contact worked */
 	struct conn *conn;	    /* the mode (conn.h): built by daemon.c,
 				       freed after the FUSE threads */
-	struct offline *off;	    /* loop thread only (offline.h) */
+	struct offline *off;	    /* loop thread only (replay.h) */
 	struct cm_stats st;
 };
 

@@ -22,7 +22,7 @@
 #include "cm/http.h"
 #include "cm/inode.h"
 #include "cm/meta.h"
-#include "cm/offline.h"
+#include "cm/replay.h"
 #include "cm/pin.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
@@ -159,7 +159,7 @@ cm_ctl_h_status(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 			      atomic_load(&cm->online) ? 1 : 0);
 
 	/* "online": whether the last server contact worked; mode, replay
-	 * log and conflicts from offline.c. */
+	 * log and conflicts from replay.c. */
 	if (o)
 		cm_ctl_offline_status(cm, o);
 	ctl_reply_ok(call, o);

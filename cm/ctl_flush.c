@@ -27,7 +27,7 @@
 #include "cm/http.h"
 #include "cm/inode.h"
 #include "cm/meta.h"
-#include "cm/offline.h"
+#include "cm/replay.h"
 #include "cm/pin.h"
 #include "cm/vc.h"
 #include "cm/wb.h"

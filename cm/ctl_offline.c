@@ -23,9 +23,10 @@
 #include "cm/ctl_i.h"
 #include "cm/http.h"
 #include "cm/inode.h"
+#include "cm/local.h"
 #include "cm/meta.h"
 #include "cm/mut.h"
-#include "cm/offline.h"
+#include "cm/replay.h"
 #include "cm/rlog.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
@@ -487,7 +488,7 @@ redo_fetched(struct cm *cm, void *arg, int err)
 		struct proto_op rm;
 		int rc;
 
-		if (offline_lookup_name(cm, &d->op.parent, d->op.name, &f, &t) < 0) {
+		if (local_lookup_name(cm, &d->op.parent, d->op.name, &f, &t) < 0) {
 			if (!redo_allowed(cm, d, NULL))
 				return;
 			memset(d->op.opid, 0, sizeof(d->op.opid));
@@ -516,7 +517,7 @@ redo_fetched(struct cm *cm, void *arg, int err)
 	if (d->op.kind == PROTO_OP_RENAME) {
 		/* keep-local: the rename happens, over what has the new
 		 * name now, if the object still has its old one. */
-		if (offline_lookup_name(cm, &d->op.parent, d->op.name, &f, NULL) < 0 ||
+		if (local_lookup_name(cm, &d->op.parent, d->op.name, &f, NULL) < 0 ||
 		    !fid_eq(&f, &d->op.fid)) {
 			ctl_reply_err(
 				d->call, -ESTALE,
@@ -526,7 +527,7 @@ redo_fetched(struct cm *cm, void *arg, int err)
 			return;
 		}
 		memset(&d->op.victim, 0, sizeof(d->op.victim));
-		if (offline_lookup_name(cm, &d->op.newparent, d->op.newname, &f,
+		if (local_lookup_name(cm, &d->op.newparent, d->op.newname, &f,
 				NULL) == 0)
 			d->op.victim = f;
 		d->op.flags &= ~(uint32_t)PROTO_RENAME_NOREPLACE;
@@ -534,7 +535,7 @@ redo_fetched(struct cm *cm, void *arg, int err)
 			return;
 	} else if (d->op.kind == PROTO_OP_UNLINK ||
 		   d->op.kind == PROTO_OP_RMDIR) {
-		if (offline_lookup_name(cm, &d->op.parent, d->op.name, &f, &t) < 0) {
+		if (local_lookup_name(cm, &d->op.parent, d->op.name, &f, &t) < 0) {
 			/* Nothing there any more: what we wanted holds. */
 			redo_done(cm, d, 0, NULL);
 			return;

@@ -28,7 +28,7 @@
 #include "cm/inode.h"
 #include "cm/meta.h"
 #include "cm/mut.h"
-#include "cm/offline.h"
+#include "cm/replay.h"
 #include "cm/pin.h"
 #include "cm/rlog.h"
 #include "cm/vc.h"

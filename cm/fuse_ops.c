@@ -33,7 +33,7 @@
 #include "cm/meta.h"
 #include "cm/pin.h"
 #include "cm/mut.h"
-#include "cm/offline.h"
+#include "cm/replay.h"
 #include "cm/wb.h"
 #include "cm/vc.h"
 #include "common/log.h"

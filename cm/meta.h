@@ -57,7 +57,7 @@ void meta_revalidate_all(struct cm *cm);
 void meta_event(struct cm *cm, const struct proto_event *e);
 
 /*
- * Disconnected changes (offline.c). A change made without the server gets
+ * Disconnected changes (local.c). A change made without the server gets
  * a *local* DV (CM_DV_LOCAL set: never a server DV, so nothing cached with
  * one is ever taken for the server's; after reintegration a bulk
  * revalidation replaces them).

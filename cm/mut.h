@@ -40,7 +40,7 @@ typedef void (*mut_done_fn)(struct cm *cm, void *arg, int err,
 
 /*
  * What the op log asks of the modules above it (the write states, wb.c;
- * disconnected operation, offline.c), given to mut_new() by daemon.c so
+ * disconnected operation, replay.c), given to mut_new() by daemon.c so
  * mut.c includes neither (cm->muth; never cleared). A NULL hook is
  * skipped (no disconnect, -EIO for what needs it).
  */
@@ -89,7 +89,7 @@ int mut_submit_direct(struct cm *cm, const struct proto_op *op,
 int mut_send_logged(struct cm *cm, uint64_t seq, const struct proto_op *op,
 		    mut_done_fn done, void *arg);
 
-/* Reintegration (offline.c): send the logged record @seq as
+/* Reintegration (replay.c): send the logged record @seq as
  * mut_send_logged() does, but a refusal keeps the record (it becomes a
  * conflict) and a transport failure reports -EHOSTUNREACH at once (the
  * record stays for the next attempt). Not gated. Loop thread. */

@@ -43,7 +43,7 @@ struct cm;
 
 typedef void (*wb_done_fn)(struct cm *cm, void *arg, int err);
 
-/* What wb.c tells disconnected operation (offline.c) when it logs a store
+/* What wb.c tells disconnected operation (replay.c) when it logs a store
  * instead of sending it, given to wb_new() by daemon.c (cm->wbh): the
  * server's attributes before the first offline change of @fid, and the
  * path record @seq is about, for conflict records later. NULL: skipped. */
@@ -138,7 +138,7 @@ int wb_resend_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
 				 const struct proto_op_result *),
 		    void *arg);
 
-/* Disconnected (offline.c): a store op of @op's file was absorbed into the
+/* Disconnected (replay.c): a store op of @op's file was absorbed into the
  * replay log by a disconnect: its write state becomes "logged" (no longer
  * dirty; chunks stay DIRTY for the replay). Loop thread. */
 void wb_absorbed(struct cm *cm, const struct proto_op *op);

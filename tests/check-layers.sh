@@ -67,7 +67,7 @@ cm_level() {
 	meta.[ch]) echo 3 ;; # cached answers and fetches of metadata
 	fetch.[ch] | access.[ch] | mut.[ch]) echo 4 ;;
 	wb.[ch] | pin.[ch]) echo 5 ;;
-	offline.[ch] | events.[ch]) echo 6 ;;
+	local.[ch] | replay.[ch] | events.[ch]) echo 6 ;;
 	fuse_i.h | fuse_ops.[ch] | fuse_mut.c | fuse_common.c | cm_ctl.[ch] | ctl_i.h | \
 		ctl_*.c) echo 7 ;;
 	daemon.[ch] | cairnd.c) echo 8 ;;
@@ -86,6 +86,7 @@ cm_own() {
 	cairnd.c) echo daemon.h ;;
 	rlog.c | rlog_*.c) echo rlog.h rlog_i.h ;;
 	rlog_i.h) echo rlog.h ;;
+	replay.c) echo replay.h local.h ;; # until local gets its hooks
 	*.c) echo "${b%.c}.h" ;;
 	esac
 }

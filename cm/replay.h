@@ -1,5 +1,5 @@
 /*
- * offline.h - disconnected operation of cairnd: the local application of
+ * replay.h - disconnected operation of cairnd: the local application of
  * mutations while disconnected, and reintegration. The modes themselves,
  * the network gate and the probes are conn.h's; conn.c calls up here
  * through the hooks offline_went_offline() and offline_reintegrate(),
@@ -35,8 +35,8 @@
  * Threads: cm_offline() and offline_submit() from any thread; the rest on
  * the loop thread unless said.
  */
-#ifndef CAIRN_CM_OFFLINE_H
-#define CAIRN_CM_OFFLINE_H
+#ifndef CAIRN_CM_REPLAY_H
+#define CAIRN_CM_REPLAY_H
 
 #include <stdbool.h>
 
@@ -109,14 +109,11 @@ typedef void (*offline_reconnected_fn)(void *arg, int err, uint64_t replayed,
 int offline_reconnect(struct cm *cm, offline_reconnected_fn done, void *arg);
 /* fs setpolicy offline-miss=error|wait[:SECONDS] (0: fetch-timeout). */
 void offline_set_miss_policy(struct cm *cm, bool wait, unsigned wait_s);
-/* The path @op is about (from the cache), the path noted for record @seq
- * (<cache>/replay-paths), and a name's FID in a cached listing: for
- * conflict lists and fs resolve. @return 0 or -errno. */
+/* The path @op is about (from the cache) and the path noted for record
+ * @seq (<cache>/replay-paths): for conflict lists and fs resolve.
+ * @return 0 or -errno. */
 int offline_op_path(struct cm *cm, const struct proto_op *op, char *buf,
 		    size_t len);
 int offline_path_noted(struct cm *cm, uint64_t seq, char *buf, size_t len);
-int offline_lookup_name(struct cm *cm, const struct fid *dir, const char *name,
-			struct fid *fid, enum proto_type *type);
 
-
-#endif /* CAIRN_CM_OFFLINE_H */
+#endif /* CAIRN_CM_REPLAY_H */
