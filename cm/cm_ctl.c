@@ -239,7 +239,7 @@ cm_ctl_start(struct cm *cm)
 		}
 		p = sock;
 	}
-	cm->ctl = ctl_server_new(cm->base, p, &cm_ctl_handlers, cm, &err);
+	cm->ctl = ctl_server_new(cm->loop.base, p, &cm_ctl_handlers, cm, &err);
 	if (!cm->ctl) {
 		log_err(LOG_CTL, "cannot listen on control socket '%s': %s", p,
 			strerror(-err));
@@ -252,8 +252,10 @@ cm_ctl_start(struct cm *cm)
 }
 
 static void
-stop_job(struct cm *cm, struct cm_job *job)
+stop_job(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
+
 	ctl_server_free(cm->ctl);
 	cm->ctl = NULL;
 	free(job);
@@ -268,13 +270,13 @@ cm_ctl_stop(struct cm *cm)
 		return;
 	/* The server belongs to the loop thread: free it there. If the loop
 	 * is not running, nobody else touches it. */
-	j = cm->loop_running ? calloc(1, sizeof(*j)) : NULL;
+	j = cm->loop.running ? calloc(1, sizeof(*j)) : NULL;
 	if (!j) {
 		ctl_server_free(cm->ctl);
 		cm->ctl = NULL;
 		return;
 	}
 	j->run = stop_job;
-	cm_post(cm, j);
+	cm_post(&cm->loop, j);
 }
 

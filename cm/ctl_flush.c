@@ -88,10 +88,10 @@ kernel_forget_data(struct cm *cm, const struct fid *fid)
 {
 	uint64_t ino = ino_of(cm->ino, fid);
 
-	if (!ino || !cm->kops.inval_inode)
+	if (!ino || !cm->loop.kops.inval_inode)
 		return;
-	CM_STAT_INC(cm, invalidations);
-	cm->kops.inval_inode(cm->kops.arg, ino, 0, 0);
+	CM_STAT_INC(&cm->st, invalidations);
+	cm->loop.kops.inval_inode(cm->loop.kops.arg, ino, 0, 0);
 }
 
 static void fjob_pump(struct fjob *j);
@@ -211,8 +211,9 @@ drop_all_meta(struct cm *cm)
 static void fjob_finish(struct fjob *j);
 
 static void
-fjob_fenced(struct cm *cm, struct cm_job *job)
+fjob_fenced(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct fjob *j =
 		(struct fjob *)((char *)job - offsetof(struct fjob, fence));
 
@@ -266,7 +267,7 @@ fjob_finish(struct fjob *j)
 		 * here from fjob_fenced(). */
 		j->fenced = true;
 		j->fence.run = fjob_fenced;
-		cm_kernel_barrier(cm, &j->fence);
+		cm_kernel_barrier(&cm->loop, &j->fence);
 		return;
 	}
 	if (j->type != CTL_FLUSH)
@@ -277,7 +278,7 @@ fjob_finish(struct fjob *j)
 			 (unsigned long long)j->stored,
 			 (unsigned long long)j->failed);
 	/* At shutdown (a barrier run late) the HTTP client is gone. */
-	if (j->failed && err == -EIO && !j->probed && !cm_stopping(cm) &&
+	if (j->failed && err == -EIO && !j->probed && !cm_stopping(&cm->loop) &&
 	    fjob_probe(j) == 0)
 		return; /* back here when the ping is answered */
 	if (j->failed) {
@@ -434,8 +435,9 @@ struct fmeta {
 };
 
 static void
-flushmeta_reply(struct cm *cm, struct cm_job *job)
+flushmeta_reply(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct fmeta *m = (struct fmeta *)job;
 
 	(void)cm;
@@ -456,10 +458,10 @@ flushmeta_done(struct resolve *r, const struct proto_attr *a)
 	/* The kernel forgets the names in a directory and the object's own
 	 * name, so the next lookup and stat come to cairnd again. */
 	if (a->type == PROTO_T_DIR && meta_cached_dir(cm, &a->fid, &d) == 0) {
-		for (size_t i = 0; ino && cm->kops.inval_entry && i < d->n;
+		for (size_t i = 0; ino && cm->loop.kops.inval_entry && i < d->n;
 		     i++) {
-			CM_STAT_INC(cm, invalidations);
-			cm->kops.inval_entry(cm->kops.arg, ino,
+			CM_STAT_INC(&cm->st, invalidations);
+			cm->loop.kops.inval_entry(cm->loop.kops.arg, ino,
 					     d->ents[i].name,
 					     strlen(d->ents[i].name));
 		}
@@ -468,20 +470,20 @@ flushmeta_done(struct resolve *r, const struct proto_attr *a)
 	}
 	if (r->have_parent)
 		pino = ino_of(cm->ino, &r->parent);
-	if (pino && cm->kops.inval_entry) {
-		CM_STAT_INC(cm, invalidations);
-		cm->kops.inval_entry(cm->kops.arg, pino, r->name,
+	if (pino && cm->loop.kops.inval_entry) {
+		CM_STAT_INC(&cm->st, invalidations);
+		cm->loop.kops.inval_entry(cm->loop.kops.arg, pino, r->name,
 				     strlen(r->name));
 	}
 	/* A file with local changes keeps its attributes (its store is
 	 * based on them); the rest is forgotten. */
 	if (!wb_active(cm, &a->fid))
 		meta_forget(cm, &a->fid);
-	if (ino && cm->kops.inval_inode) {
-		CM_STAT_INC(cm, invalidations);
+	if (ino && cm->loop.kops.inval_inode) {
+		CM_STAT_INC(&cm->st, invalidations);
 		/* -1: attributes only; a directory also drops its pages
 		 * (readdir), a file keeps its data (tagged by DV). */
-		cm->kops.inval_inode(cm->kops.arg, ino,
+		cm->loop.kops.inval_inode(cm->loop.kops.arg, ino,
 				     a->type == PROTO_T_DIR ? 0 : -1, 0);
 	}
 	m = calloc(1, sizeof(*m));
@@ -495,7 +497,7 @@ flushmeta_done(struct resolve *r, const struct proto_attr *a)
 	m->n = n;
 	cm_ctl_resolve_free(r);
 	/* Answer once the kernel forgot: the next stat must come here. */
-	cm_kernel_barrier(cm, &m->job);
+	cm_kernel_barrier(&cm->loop, &m->job);
 }
 
 void

@@ -311,7 +311,7 @@ static const struct wb_hooks wb_hooks = {
 static bool
 conn_stopping(void *arg)
 {
-	return cm_stopping(arg);
+	return cm_stopping(&((struct cm *)arg)->loop);
 }
 
 /*
@@ -394,7 +394,7 @@ loop_modules_new(struct cm *cm)
 	struct http_config hc = {0};
 	int rc;
 
-	rc = cm_loop_new(cm);
+	rc = cm_loop_new(&cm->loop);
 	if (rc < 0)
 		return rc;
 	hc.base_url = cm->cfg.server;
@@ -406,7 +406,7 @@ loop_modules_new(struct cm *cm)
 					? (unsigned)cm->cfg.fetch_timeout_ms
 					: 3000;
 	hc.timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms;
-	cm->http = http_new(cm->base, &hc);
+	cm->http = http_new(cm->loop.base, &hc);
 	if (!cm->http)
 		return -errno;
 	/* The connection modes call up into disconnected operation only
@@ -419,7 +419,7 @@ loop_modules_new(struct cm *cm)
 			.arg = cm,
 		};
 
-		cm->conn = conn_new(cm->base, cm->http, cm->cfg.cache_dir,
+		cm->conn = conn_new(cm->loop.base, cm->http, cm->cfg.cache_dir,
 				    &ch);
 		if (!cm->conn)
 			return -errno;
@@ -464,8 +464,9 @@ struct start_job {
  * files are logged now), then re-apply the recorded pins.
  */
 static void
-recover(struct cm *cm, struct cm_job *job)
+recover(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct start_job *sj = (struct start_job *)job;
 	int rc = ev_start(cm, sj->since);
 
@@ -478,7 +479,7 @@ recover(struct cm *cm, struct cm_job *job)
 	} else {
 		mut_resume(cm);
 	}
-	if (!cm_stopping(cm) && cm->vc)
+	if (!cm_stopping(&cm->loop) && cm->vc)
 		pin_restore(cm);
 }
 
@@ -490,7 +491,7 @@ cm_daemon_start(struct cm *cm)
 	int rc;
 
 	vc_get_seq(cm->vc, &seq);
-	rc = cm_loop_run(cm);
+	rc = cm_loop_run(&cm->loop);
 	if (rc < 0)
 		return rc;
 	sj = calloc(1, sizeof(*sj));
@@ -498,7 +499,7 @@ cm_daemon_start(struct cm *cm)
 		return -ENOMEM;
 	sj->job.run = recover;
 	sj->since = seq;
-	cm_post(cm, &sj->job);
+	cm_post(&cm->loop, &sj->job);
 	return 0;
 }
 
@@ -509,8 +510,10 @@ cm_daemon_start(struct cm *cm)
  * http_free(); pins go after fetch and meta so no callback reaches a
  * freed pin job. */
 static void
-loop_modules_free(struct cm *cm)
+loop_modules_free(void *arg)
 {
+	struct cm *cm = arg;
+
 	ev_stop(cm);
 	offline_free(cm);
 	conn_stop(cm->conn);
@@ -527,7 +530,7 @@ void
 cm_daemon_stop(struct cm *cm)
 {
 	cm_ctl_stop(cm);
-	cm_loop_stop(cm, loop_modules_free);
+	cm_loop_stop(&cm->loop, loop_modules_free, cm);
 }
 
 void

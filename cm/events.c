@@ -222,7 +222,7 @@ ev_connect(struct evstream *es)
 	es->resume = true;
 	es->last_data = util_now_ms();
 	if (es->need_reval)
-		CM_STAT_INC(cm, ev_reconnects);
+		CM_STAT_INC(&cm->st, ev_reconnects);
 	es->req = http_submit(cm->http, &r);
 	if (!es->req) {
 		/* Disconnected (the gate): wait quietly for the mode. */
@@ -247,7 +247,7 @@ ev_start(struct cm *cm, uint64_t since)
 	es->seq = since;
 	es->saved_seq = since;
 	es->backoff = EV_BACKOFF_MIN_MS;
-	es->timer = evtimer_new(cm->base, ev_timer, es);
+	es->timer = evtimer_new(cm->loop.base, ev_timer, es);
 	if (!es->timer) {
 		free(es);
 		return -ENOMEM;

@@ -168,10 +168,10 @@ fetch_read_cached(struct cm *cm, const struct fid *fid, uint64_t dv,
 		k.chunk = pos / cs;
 		got = cs_read(cm->cs, &k, dv, in, (uint8_t *)buf + done, n);
 		if (got < 0 || (size_t)got != n) {
-			CM_STAT_INC(cm, chunk_misses);
+			CM_STAT_INC(&cm->st, chunk_misses);
 			return -ENOENT;
 		}
-		CM_STAT_INC(cm, chunk_hits);
+		CM_STAT_INC(&cm->st, chunk_hits);
 		done += n;
 	}
 	return (ssize_t)len;
@@ -262,13 +262,14 @@ xfer_fail(struct xfer *x, int err, bool retriable)
 		struct timeval tv = {(time_t)(delay / 1000),
 				     (suseconds_t)(delay % 1000) * 1000};
 
-		CM_STAT_INC(cm, fetch_retries);
+		CM_STAT_INC(&cm->st, fetch_retries);
 		if (!x->retry_ev)
-			x->retry_ev = evtimer_new(cm->base, xfer_retry_cb, x);
+			x->retry_ev =
+				evtimer_new(cm->loop.base, xfer_retry_cb, x);
 		if (x->retry_ev && evtimer_add(x->retry_ev, &tv) == 0)
 			return;
 	}
-	CM_STAT_INC(cm, fetch_errors);
+	CM_STAT_INC(&cm->st, fetch_errors);
 	xfer_finish(x, err);
 }
 
@@ -311,7 +312,7 @@ xfer_serve_verified(struct xfer *x)
 		w = ready->next;
 		free(ready);
 		rd_copy(rd, x, x->verified);
-		CM_STAT_INC(cm, early_reads);
+		CM_STAT_INC(&cm->st, early_reads);
 		if (--rd->pending == 0)
 			rd_start(cm, rd);
 	}
@@ -425,7 +426,7 @@ store_main(void *arg)
 		f->nqueued--;
 		pthread_mutex_unlock(&f->slock);
 		store_one(cm, x);
-		cm_post(cm, &x->sjob);
+		cm_post(&cm->loop, &x->sjob);
 		pthread_mutex_lock(&f->slock);
 	}
 	pthread_mutex_unlock(&f->slock);
@@ -434,8 +435,9 @@ store_main(void *arg)
 
 /* Loop thread: the store thread is done with @x. */
 static void
-xfer_stored(struct cm *cm, struct cm_job *job)
+xfer_stored(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct xfer *x = (struct xfer *)((char *)job - offsetof(struct xfer,
 								 sjob));
 	char fs[FID_STRLEN];
@@ -450,7 +452,7 @@ xfer_stored(struct cm *cm, struct cm_job *job)
 		return;
 	}
 	if (x->store_rc == -EBADMSG) {
-		CM_STAT_INC(cm, bad_chunks);
+		CM_STAT_INC(&cm->st, bad_chunks);
 		fid_fmt(&x->fid, fs);
 		log_warn(LOG_FETCH, "chunk %llu of '%s' dv %llu: checksum "
 				    "mismatch (attempt %u of %u); not stored",
@@ -460,8 +462,8 @@ xfer_stored(struct cm *cm, struct cm_job *job)
 		xfer_fail(x, -EIO, true);
 		return;
 	}
-	CM_STAT_INC(cm, chunks_fetched);
-	CM_STAT_ADD(cm, bytes_fetched, x->have);
+	CM_STAT_INC(&cm->st, chunks_fetched);
+	CM_STAT_ADD(&cm->st, bytes_fetched, x->have);
 	xfer_finish(x, 0);
 }
 
@@ -491,7 +493,7 @@ xfer_store(struct xfer *x)
 	}
 	pthread_mutex_unlock(&f->slock);
 	store_one(cm, x);
-	xfer_stored(cm, &x->sjob);
+	xfer_stored(&cm->loop, &x->sjob);
 }
 
 static void
@@ -519,7 +521,7 @@ xfer_done(void *arg, const struct http_result *res)
 	}
 	atomic_store(&cm->online, 1);
 	if (res->status == 410 || res->status == 416) {
-		CM_STAT_INC(cm, stale_chunks);
+		CM_STAT_INC(&cm->st, stale_chunks);
 		xfer_finish(x, -ESTALE);
 		return;
 	}
@@ -532,7 +534,7 @@ xfer_done(void *arg, const struct http_result *res)
 			 x->bad ? x->bad : strerror(-err), x->attempts,
 			 FETCH_ATTEMPTS);
 		if (x->bad)
-			CM_STAT_INC(cm, bad_chunks);
+			CM_STAT_INC(&cm->st, bad_chunks);
 		if (err == -ENOENT) {
 			xfer_finish(x, -ENOENT);
 			return;
@@ -552,7 +554,7 @@ xfer_done(void *arg, const struct http_result *res)
 		return;
 	}
 	if (x->have != x->expect) {
-		CM_STAT_INC(cm, bad_chunks);
+		CM_STAT_INC(&cm->st, bad_chunks);
 		log_warn(LOG_FETCH, "chunk %llu of '%s' dv %llu: wrong length "
 				    "(attempt %u of %u); not stored",
 			 (unsigned long long)x->chunk, fs,
@@ -635,7 +637,7 @@ xfer_want(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
 				  link);
 		f->inflight++;
 		if (!w)
-			CM_STAT_INC(cm, prefetches);
+			CM_STAT_INC(&cm->st, prefetches);
 		xfer_send(x);
 		/* xfer_send may have failed and freed x already. */
 		x = xfer_find(f, fid, dv, chunk);
@@ -649,7 +651,7 @@ xfer_want(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
 		/* Joining late: our bytes are verified already. The caller
 		 * holds a count on the read, so pending stays above 0. */
 		rd_copy(w->rd, x, x->verified);
-		CM_STAT_INC(cm, early_reads);
+		CM_STAT_INC(&cm->st, early_reads);
 		w->rd->pending--;
 		free(w);
 		return 0;
@@ -683,7 +685,8 @@ rd_wait_offline(struct cm *cm, struct rd *rd, int err)
 {
 	uint64_t bound, now;
 
-	if (err == -ENOENT || err == -ESTALE || err == -ENOMEM || cm_stopping(cm))
+	if (err == -ENOENT || err == -ESTALE || err == -ENOMEM ||
+	    cm_stopping(&cm->loop))
 		return false;
 	bound = cm->fhooks.miss_wait_ms ? cm->fhooks.miss_wait_ms(cm) : 0;
 	if (!bound)
@@ -698,7 +701,7 @@ rd_wait_offline(struct cm *cm, struct rd *rd, int err)
 	rd->started = false;
 	free(rd->buf);
 	rd->buf = NULL;
-	return cm_post_after(cm, &rd->job, 250) == 0;
+	return cm_post_after(&cm->loop, &rd->job, 250) == 0;
 }
 
 static void
@@ -792,10 +795,10 @@ rd_start(struct cm *cm, struct rd *rd)
 		got = cs_read(cm->cs, &k, rd->dv, (uint32_t)(a0 - cstart),
 			      rd->buf + (a0 - rd->off), b0 - a0);
 		if (got == (ssize_t)(b0 - a0)) {
-			CM_STAT_INC(cm, chunk_hits);
+			CM_STAT_INC(&cm->st, chunk_hits);
 			continue;
 		}
-		CM_STAT_INC(cm, chunk_misses);
+		CM_STAT_INC(&cm->st, chunk_misses);
 		w = calloc(1, sizeof(*w));
 		if (!w) {
 			rd->err = -ENOMEM;
@@ -820,8 +823,9 @@ rd_start(struct cm *cm, struct rd *rd)
 }
 
 static void
-rd_job(struct cm *cm, struct cm_job *job)
+rd_job(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct rd *rd = (struct rd *)job;
 
 	if (!cm->fetch) {
@@ -847,8 +851,8 @@ fetch_read_park(struct cm *cm, const struct fid *fid, uint64_t off,
 	rd->want = len;
 	rd->req = req;
 	rd->reply = reply;
-	CM_STAT_INC(cm, parked);
-	cm_post(cm, &rd->job);
+	CM_STAT_INC(&cm->st, parked);
+	cm_post(&cm->loop, &rd->job);
 	return 0;
 }
 
@@ -856,8 +860,9 @@ fetch_read_park(struct cm *cm, const struct fid *fid, uint64_t off,
 /* --- readahead --- */
 
 static void
-pf_run(struct cm *cm, struct cm_job *job)
+pf_run(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct pf_job *p = (struct pf_job *)job;
 	uint64_t nchunks;
 
@@ -899,7 +904,7 @@ fetch_prefetch(struct cm *cm, const struct fid *fid, uint64_t dv,
 	p->fsize = fsize;
 	p->first = first;
 	p->last = last;
-	cm_post(cm, &p->job);
+	cm_post(&cm->loop, &p->job);
 }
 
 /* --- fetches without a reader (fs pin) --- */

@@ -122,7 +122,7 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 	return 0;
 }
 
-static void wio_job(struct cm *cm, struct cm_job *job);
+static void wio_job(struct cm_loop *loop, struct cm_job *job);
 
 static void
 wio_fetched(struct cm *cm, void *arg, int err)
@@ -134,17 +134,18 @@ wio_fetched(struct cm *cm, void *arg, int err)
 		wio_free(w);
 		return;
 	}
-	wio_job(cm, &w->job);
+	wio_job(&cm->loop, &w->job);
 }
 
 /* Loop thread: try again; fetch what is missing. */
 static void
-wio_job(struct cm *cm, struct cm_job *job)
+wio_job(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct wio *w = (struct wio *)job;
 	uint8_t *rbuf = NULL;
 
-	if (cm_stopping(cm)) {
+	if (cm_stopping(&cm->loop)) {
 		fuse_reply_err(w->req, EIO);
 		wio_free(w);
 		return;
@@ -205,8 +206,8 @@ fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
 	 * tries again. */
 	h->tries = 1;
 	h->job.run = wio_job;
-	CM_STAT_INC(cm, parked);
-	cm_post(cm, &h->job);
+	CM_STAT_INC(&cm->st, parked);
+	cm_post(&cm->loop, &h->job);
 }
 
 void
@@ -350,7 +351,7 @@ orphan_prepare(struct cm *cm, struct mop *m, const struct fid *fid)
 	return 4;
 }
 
-static void mop_job(struct cm *cm, struct cm_job *job);
+static void mop_job(struct cm_loop *loop, struct cm_job *job);
 
 static void
 mop_orphan_fetched(struct cm *cm, void *arg, int err)
@@ -362,7 +363,7 @@ mop_orphan_fetched(struct cm *cm, void *arg, int err)
 				   "fetched whole (%s): reads of its missing "
 				   "parts will fail", strerror(-err));
 	m->orphan_state = 2;
-	mop_job(cm, &m->job);
+	mop_job(&cm->loop, &m->job);
 }
 
 /* The server answered the unlink/rename that may have orphaned m->orphan:
@@ -477,7 +478,7 @@ mop_attr_fetched(struct cm *cm, void *arg, int err)
 		mop_free(m);
 		return;
 	}
-	mop_job(cm, &m->job);
+	mop_job(&cm->loop, &m->job);
 }
 
 /* Loop thread: the server answered. */
@@ -490,7 +491,7 @@ mop_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 		orphan_settle(cm, m,
 			      !err && r->has_victim && r->victim.nlink == 0);
 	if (err == -ESTALE && m->kind == M_SETATTR && !m->retried_stale &&
-	    !cm_stopping(cm)) {
+	    !cm_stopping(&cm->loop)) {
 		/* Our DV was old (someone wrote the file): once more with
 		 * fresh attributes. */
 		m->retried_stale = true;
@@ -577,7 +578,7 @@ mop_flushed(struct cm *cm, void *arg, int err)
 		return;
 	}
 	m->flushed = true;
-	mop_job(cm, &m->job);
+	mop_job(&cm->loop, &m->job);
 }
 
 /* Fill @op's setattr fields from m->st / m->to_set. */
@@ -821,17 +822,18 @@ mop_dir_cb(struct cm *cm, void *arg, int err)
 		mop_free(m);
 		return;
 	}
-	mop_job(cm, &m->job);
+	mop_job(&cm->loop, &m->job);
 }
 
 /* Loop thread: run again, getting what it needs first. */
 static void
-mop_job(struct cm *cm, struct cm_job *job)
+mop_job(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct mop *m = (struct mop *)job;
 	int rc;
 
-	if (cm_stopping(cm) || !cm->meta) {
+	if (cm_stopping(&cm->loop) || !cm->meta) {
 		fuse_reply_err(m->req, EIO);
 		mop_free(m);
 		return;
@@ -874,8 +876,8 @@ mop_start(struct cm *cm, struct mop *m)
 	}
 	if (rc < 0)
 		return;
-	CM_STAT_INC(cm, parked);
-	cm_post(cm, &m->job); /* mop_job retries, then fetches */
+	CM_STAT_INC(&cm->st, parked);
+	cm_post(&cm->loop, &m->job); /* mop_job retries, then fetches */
 }
 
 static struct mop *
@@ -1068,7 +1070,7 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		*h = w;
 		h->tries = 1;
 		h->job.run = wio_job;
-		cm_post(cm, &h->job);
+		cm_post(&cm->loop, &h->job);
 		return;
 	}
 	/* chown to the owner and group it has (tar -x does it for every

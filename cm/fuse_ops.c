@@ -102,18 +102,19 @@ park_resume(struct cm *cm, void *arg, int err)
 	 * the same bound on tries. */
 	if (err == -EAGAIN && p->tries + 1 < PARK_TRIES) {
 		p->tries++;
-		p->job.run(cm, &p->job);
+		p->job.run(&cm->loop, &p->job);
 		return;
 	}
 	/* Disconnected with offline-miss=wait: a miss waits for the
 	 * reconnection (probes, fs reconnect) up to the policy's bound. */
-	if (err && err != -ENOENT && err != -ENOTDIR && !cm_stopping(cm)) {
+	if (err && err != -ENOENT && err != -ENOTDIR &&
+	    !cm_stopping(&cm->loop)) {
 		uint64_t bound = offline_miss_wait_ms(cm), now = util_now_ms();
 
 		if (bound && !p->wait_until)
 			p->wait_until = now + bound;
 		if (bound && now < p->wait_until &&
-		    cm_post_after(cm, &p->job, 250) == 0)
+		    cm_post_after(&cm->loop, &p->job, 250) == 0)
 			return;
 	}
 	if (err) {
@@ -138,12 +139,13 @@ park_resume(struct cm *cm, void *arg, int err)
 		park_free(p);
 		return;
 	}
-	p->job.run(cm, &p->job);
+	p->job.run(&cm->loop, &p->job);
 }
 
 static void
-park_run(struct cm *cm, struct cm_job *job)
+park_run(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct park *p = (struct park *)job;
 
 	if (!cm->meta) {
@@ -188,8 +190,8 @@ park(struct cm *cm, struct park *p)
 		}
 	}
 	h->job.run = park_run;
-	CM_STAT_INC(cm, parked);
-	cm_post(cm, &h->job);
+	CM_STAT_INC(&cm->st, parked);
+	cm_post(&cm->loop, &h->job);
 }
 
 static void
@@ -1105,7 +1107,7 @@ nt_push(struct note *n)
 		 * the stop, and only the loop calls them. A barrier's job
 		 * must still run once; nothing is left to wait for. */
 		if (n->job)
-			n->job->run(g_nt.cm, n->job);
+			n->job->run(&g_nt.cm->loop, n->job);
 		free(n);
 		return;
 	}
@@ -1152,7 +1154,7 @@ nt_barrier(void *arg, struct cm_job *job)
 	if (!n) {
 		/* The order of the queue cannot be kept: the answer may beat
 		 * the invalidations, as it did before barriers existed. */
-		cm_post(g_nt.cm, job);
+		cm_post(&g_nt.cm->loop, job);
 		return;
 	}
 	n->job = job;
@@ -1179,7 +1181,7 @@ nt_main(void *arg)
 			/* The writes before it returned, so the kernel has
 			 * applied them; cm_post() takes only the leaf qlock,
 			 * and mu is not held. */
-			cm_post(g_nt.cm, n->job);
+			cm_post(&g_nt.cm->loop, n->job);
 			free(n);
 			pthread_mutex_lock(&g_nt.mu);
 			continue;
@@ -1216,10 +1218,10 @@ fops_notifier_start(struct cm *cm, struct fuse_session *se)
 	if (rc)
 		return -rc;
 	g_nt.started = true;
-	cm->kops.inval_inode = nt_inval_inode;
-	cm->kops.inval_entry = nt_inval_entry;
-	cm->kops.barrier = nt_barrier;
-	cm->kops.arg = NULL;
+	cm->loop.kops.inval_inode = nt_inval_inode;
+	cm->loop.kops.inval_entry = nt_inval_entry;
+	cm->loop.kops.barrier = nt_barrier;
+	cm->loop.kops.arg = NULL;
 	return 0;
 }
 
@@ -1228,9 +1230,9 @@ fops_notifier_stop(struct cm *cm)
 {
 	struct note *n;
 
-	cm->kops.inval_inode = NULL;
-	cm->kops.inval_entry = NULL;
-	cm->kops.barrier = NULL;
+	cm->loop.kops.inval_inode = NULL;
+	cm->loop.kops.inval_entry = NULL;
+	cm->loop.kops.barrier = NULL;
 	if (!g_nt.started)
 		return;
 	g_nt.started = false;
@@ -1245,11 +1247,11 @@ fops_notifier_stop(struct cm *cm)
 		 * here, with cm_stopping() true, as cm_loop_stop() runs
 		 * late jobs, so its control call is answered and freed. */
 		if (n->job)
-			n->job->run(cm, n->job);
+			n->job->run(&cm->loop, n->job);
 		free(n);
 	}
 	/* Barriers the thread reached after cm_loop_stop() had drained the
 	 * queue were posted into a closed queue: run them now, when nothing
 	 * can post any more. */
-	cm_run_late_jobs(cm);
+	cm_run_late_jobs(&cm->loop);
 }

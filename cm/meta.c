@@ -98,19 +98,19 @@ changed_since(struct meta *m, const struct fid *fid, uint64_t since)
 static void
 kinval_inode(struct cm *cm, uint64_t ino, int64_t off, int64_t len)
 {
-	if (!ino || !cm->kops.inval_inode)
+	if (!ino || !cm->loop.kops.inval_inode)
 		return;
-	CM_STAT_INC(cm, invalidations);
-	cm->kops.inval_inode(cm->kops.arg, ino, off, len);
+	CM_STAT_INC(&cm->st, invalidations);
+	cm->loop.kops.inval_inode(cm->loop.kops.arg, ino, off, len);
 }
 
 static void
 kinval_entry(struct cm *cm, uint64_t parent, const char *name, size_t len)
 {
-	if (!parent || !cm->kops.inval_entry)
+	if (!parent || !cm->loop.kops.inval_entry)
 		return;
-	CM_STAT_INC(cm, invalidations);
-	cm->kops.inval_entry(cm->kops.arg, parent, name, len);
+	CM_STAT_INC(&cm->st, invalidations);
+	cm->loop.kops.inval_entry(cm->loop.kops.arg, parent, name, len);
 }
 
 static int
@@ -338,8 +338,8 @@ send_attr_batch(struct cm *cm, struct attr_batch *b)
 	body = proto_getattr_req_encode(b->fids, b->n, &blen);
 	if (!body)
 		return -errno;
-	CM_STAT_INC(cm, getattr_reqs);
-	CM_STAT_ADD(cm, getattr_fids, b->n);
+	CM_STAT_INC(&cm->st, getattr_reqs);
+	CM_STAT_ADD(&cm->st, getattr_fids, b->n);
 	if (!submit(cm, "POST", path, body, blen, attr_done, b))
 		rc = -errno;
 	free(body);
@@ -768,7 +768,7 @@ meta_want_dir(struct cm *cm, const struct fid *fid, meta_cb cb, void *arg)
 		dr->cm = cm;
 		dr->op = op;
 		dr->gen = cm->meta->gen;
-		CM_STAT_INC(cm, dir_fetches);
+		CM_STAT_INC(&cm->st, dir_fetches);
 		rc = dir_send(dr);
 	}
 	if (rc < 0) {
@@ -880,14 +880,14 @@ want_one(struct cm *cm, enum meta_kind kind, const char *what,
 void
 meta_want_link(struct cm *cm, const struct fid *fid, meta_cb cb, void *arg)
 {
-	CM_STAT_INC(cm, link_fetches);
+	CM_STAT_INC(&cm->st, link_fetches);
 	want_one(cm, MK_LINK, "link", fid, cb, arg, link_done);
 }
 
 void
 meta_want_xattrs(struct cm *cm, const struct fid *fid, meta_cb cb, void *arg)
 {
-	CM_STAT_INC(cm, xattr_fetches);
+	CM_STAT_INC(&cm->st, xattr_fetches);
 	want_one(cm, MK_XATTR, "xattr", fid, cb, arg, xattr_done);
 }
 
@@ -1178,7 +1178,7 @@ event_apply(struct cm *cm, const struct proto_event *ev)
 
 	if (cm->mhooks.defer_event && cm->mhooks.defer_event(cm, ev))
 		return; /* looked at again when our change is applied */
-	CM_STAT_INC(cm, events);
+	CM_STAT_INC(&cm->st, events);
 	log_debug(LOG_META, "event %llu %s '%s' dv %llu",
 		  (unsigned long long)ev->seq, proto_ev_name(ev->kind),
 		  fid_fmt(&ev->fid, fs), (unsigned long long)ev->dv);
@@ -1208,7 +1208,7 @@ event_apply(struct cm *cm, const struct proto_event *ev)
 		/* Attr changes keep the DV, so only the seq tells our own
 		 * setattr's event (its reply is applied) from another's. */
 		if (have && own_covers(cm->meta, ev)) {
-			CM_STAT_INC(cm, own_events);
+			CM_STAT_INC(&cm->st, own_events);
 			return;
 		}
 		meta_drop_attr(cm, &ev->fid);
@@ -1295,7 +1295,7 @@ meta_revalidate_all(struct cm *cm)
 	struct reval rv = {.cm = cm};
 	int rc;
 
-	CM_STAT_INC(cm, revalidations);
+	CM_STAT_INC(&cm->st, revalidations);
 	rc = vc_iterate_fids(cm->vc, reval_cb, &rv);
 	if (rc == 0)
 		rc = reval_send(&rv);
@@ -1322,7 +1322,7 @@ meta_new(struct cm *cm, const struct cm_meta_hooks *hooks)
 	if (hooks)
 		cm->mhooks = *hooks;
 	TAILQ_INIT(&m->ops);
-	m->flush_ev = event_new(cm->base, -1, 0, flush_attrs, cm);
+	m->flush_ev = event_new(cm->loop.base, -1, 0, flush_attrs, cm);
 	if (!m->flush_ev) {
 		free(m);
 		return -ENOMEM;

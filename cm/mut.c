@@ -325,7 +325,7 @@ http_done(void *arg, const struct http_result *res)
 	int rc;
 
 	if (retriable(res) && util_now_ms() >= m->deadline && m->seq &&
-	    !m->replay && cm->mut && !cm_stopping(cm) && cm->muth &&
+	    !m->replay && cm->mut && !cm_stopping(&cm->loop) && cm->muth &&
 	    cm->muth->may_absorb && cm->muth->may_absorb(cm)) {
 		/* The server stopped answering: disconnect, and this op
 		 * stays in the log (INFLIGHT: it may have arrived) to be
@@ -344,13 +344,13 @@ http_done(void *arg, const struct http_result *res)
 		return;
 	}
 	if (retriable(res) && util_now_ms() < m->deadline && cm->mut &&
-	    !cm_stopping(cm)) {
+	    !cm_stopping(&cm->loop)) {
 		unsigned ms = 50u << (m->attempts < 6 ? m->attempts : 6);
 		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
 		atomic_store(&cm->online, 0);
 		if (!m->retry_ev)
-			m->retry_ev = evtimer_new(cm->base, retry_cb, m);
+			m->retry_ev = evtimer_new(cm->loop.base, retry_cb, m);
 		if (m->retry_ev && evtimer_add(m->retry_ev, &tv) == 0)
 			return;
 	}
@@ -416,7 +416,7 @@ start(struct cm *cm, struct mreq *m)
 {
 	struct mut *mu = cm->mut;
 
-	if (!mu || cm_stopping(cm) || !cm->http) {
+	if (!mu || cm_stopping(&cm->loop) || !cm->http) {
 		finish(m, -EIO, NULL);
 		return;
 	}
@@ -428,15 +428,16 @@ start(struct cm *cm, struct mreq *m)
 }
 
 static void
-run_job(struct cm *cm, struct cm_job *job)
+run_job(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct mreq *m = (struct mreq *)job;
 
 	/* Disconnected between the append and now: the record is INFLIGHT
 	 * and never left; it is replayed with the rest. */
 	if (cm->conn && conn_mode(cm->conn) == CM_DISCONNECTED &&
 	    m->seq &&
-	    !cm_stopping(cm) && cm->muth && cm->muth->absorb) {
+	    !cm_stopping(&cm->loop) && cm->muth && cm->muth->absorb) {
 		cm->muth->absorb(cm, &m->op, m->done, m->arg);
 		mreq_free(m);
 		return;
@@ -506,7 +507,7 @@ mut_submit_direct(struct cm *cm, const struct proto_op *op, mut_done_fn done,
 		if (!memcmp(m->op.opid, zero, 16) && fid_random(0, &r) == 0)
 			memcpy(m->op.opid, r.oid, sizeof(m->op.opid));
 	}
-	cm_post(cm, &m->job);
+	cm_post(&cm->loop, &m->job);
 	return 0;
 }
 
@@ -562,7 +563,7 @@ resume_next(struct cm *cm)
 	struct rlog_rec rec;
 	int rc;
 
-	if (!cm->rlog || cm_stopping(cm)) {
+	if (!cm->rlog || cm_stopping(&cm->loop)) {
 		mu->resuming = false;
 		return;
 	}

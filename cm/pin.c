@@ -1328,7 +1328,8 @@ pin_changed(struct cm *cm, const struct proto_attr *a)
 	c->ev.dv = a->dv;
 	/* Next loop turn: the caller is in the middle of storing what it
 	 * learnt, and a job would read the cache right away. */
-	if (event_base_once(cm->base, -1, EV_TIMEOUT, changed_cb, c, &now) < 0)
+	if (event_base_once(cm->loop.base, -1, EV_TIMEOUT, changed_cb, c,
+			    &now) < 0)
 		free(c);
 }
 

@@ -334,14 +334,15 @@ struct oreq {
 };
 
 static void
-oreq_run(struct cm *cm, struct cm_job *job)
+oreq_run(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct oreq *q = (struct oreq *)job;
 	struct proto_op_result r;
 	struct rlog_effect eff;
 	int rc;
 
-	rc = cm_stopping(cm) ? -EIO : local_apply(cm, &q->op, false, &r);
+	rc = cm_stopping(&cm->loop) ? -EIO : local_apply(cm, &q->op, false, &r);
 	if (rc == 0) {
 		rc = rlog_append_ex(cm->rlog, &q->op, 0, &eff);
 		if (rc == 0)
@@ -386,7 +387,7 @@ offline_submit(struct cm *cm, const struct proto_op *op, mut_done_fn done,
 	q->done = done;
 	q->arg = arg;
 	q->job.run = oreq_run;
-	cm_post(cm, &q->job);
+	cm_post(&cm->loop, &q->job);
 	return 0;
 }
 
@@ -669,7 +670,7 @@ reint_server_attr(struct cm *cm, void *arg, int err)
 	struct rctx *c = arg;
 	struct proto_attr a;
 
-	if (!cm->off || cm_stopping(cm)) {
+	if (!cm->off || cm_stopping(&cm->loop)) {
 		rctx_free(c);
 		return;
 	}
@@ -707,7 +708,7 @@ reint_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 	struct rctx *c = arg;
 	struct offline *o = cm->off;
 
-	if (!o || cm_stopping(cm)) {
+	if (!o || cm_stopping(&cm->loop)) {
 		rctx_free(c);
 		return;
 	}
@@ -794,7 +795,8 @@ reint_next(struct cm *cm)
 	uint64_t src;
 	int rc;
 
-	if (!o || cm_stopping(cm) || conn_mode(cm->conn) != CM_REINTEGRATING)
+	if (!o || cm_stopping(&cm->loop) ||
+	    conn_mode(cm->conn) != CM_REINTEGRATING)
 		return;
 	rc = rlog_next(cm->rlog, o->after,
 		       RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT),

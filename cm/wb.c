@@ -594,7 +594,7 @@ maybe_write_back(struct cm *cm, const struct fid *fid)
 	}
 	pthread_mutex_unlock(&wb->lock);
 	if (go) {
-		CM_STAT_INC(cm, writebacks);
+		CM_STAT_INC(&cm->st, writebacks);
 		wb_flush(cm, fid, NULL, NULL);
 	}
 }
@@ -1065,7 +1065,7 @@ store_send(struct store *st)
 	}
 	if (st->inflight)
 		return;
-	if (st->err || cm_stopping(cm)) {
+	if (st->err || cm_stopping(&cm->loop)) {
 		store_end(st, st->err ? st->err : -EIO, NULL);
 		return;
 	}
@@ -1087,7 +1087,8 @@ store_end(struct store *st, int err, const struct proto_op_result *r)
 
 	/* Refused as stale: someone else stored the file since our base
 	 * DV. Ours goes to a conflict copy; this store ends from there. */
-	if (err == -ESTALE && st->owns_state && !st->cf && !cm_stopping(cm) &&
+	if (err == -ESTALE && st->owns_state && !st->cf &&
+	    !cm_stopping(&cm->loop) &&
 	    conflict_start(st) == 0)
 		return;
 	if (st->replay && wb) {
@@ -1444,7 +1445,7 @@ conflict_stored(struct cm *cm, void *arg, int err,
 		 cf->missing ? " (parts of the old version that were not "
 			       "cached read as zeros there)"
 			     : "");
-	CM_STAT_INC(cm, conflicts);
+	CM_STAT_INC(&cm->st, conflicts);
 	pthread_mutex_lock(&wb->lock);
 	ws = find_locked(wb, &fid);
 	if (ws) {
@@ -1791,11 +1792,12 @@ struct flush_job {
 };
 
 static void
-flush_run(struct cm *cm, struct cm_job *job)
+flush_run(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct flush_job *fj = (struct flush_job *)job;
 
-	if (cm_stopping(cm) || !cm->wb) {
+	if (cm_stopping(&cm->loop) || !cm->wb) {
 		if (fj->done)
 			fj->done(cm, fj->arg, -EIO);
 	} else {
@@ -1826,7 +1828,7 @@ wb_flush(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 	fj->fid = *fid;
 	fj->done = done;
 	fj->arg = arg;
-	cm_post(cm, &fj->job);
+	cm_post(&cm->loop, &fj->job);
 }
 
 /* Retag after the server stored op (loop thread, from mut_apply). */
@@ -1838,7 +1840,7 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 	bool retag = true;
 	uint64_t src = op->base_dv; /* the DV our chunks are tagged with */
 
-	CM_STAT_INC(cm, stores);
+	CM_STAT_INC(&cm->st, stores);
 	if (wb) {
 		pthread_mutex_lock(&wb->lock);
 		ws = find_locked(wb, &op->fid);

@@ -63,7 +63,8 @@ cm_level() {
 		wb_rec.[ch]) echo 0 ;;
 	inode.[ch]) echo 1 ;; # the inode table holds vc listings
 	conn.[ch]) echo 1 ;;  # modes, gate, probes: over http only
-	cm.[ch] | conf.c) echo 2 ;;
+	loop.[ch] | stats.[ch]) echo 1 ;; # the loop runtime, the counters
+	cm.[ch] | conf.c) echo 2 ;; # configuration, stores, shared state
 	meta.[ch]) echo 3 ;; # cached answers and fetches of metadata
 	fetch.[ch] | access.[ch] | mut.[ch]) echo 4 ;;
 	wb.[ch] | pin.[ch]) echo 5 ;;

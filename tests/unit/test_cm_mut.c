@@ -519,7 +519,7 @@ run_until(int n, unsigned ms)
 	uint64_t end = util_now_ms() + ms;
 
 	while (ndone < n && util_now_ms() < end)
-		event_base_loop(cm.base, EVLOOP_ONCE);
+		event_base_loop(cm.loop.base, EVLOOP_ONCE);
 }
 
 /* Run the loop for @ms (to see that nothing more happens). */
@@ -529,7 +529,7 @@ run_for(unsigned ms)
 	uint64_t end = util_now_ms() + ms;
 
 	while (util_now_ms() < end)
-		event_base_loop(cm.base, EVLOOP_ONCE);
+		event_base_loop(cm.loop.base, EVLOOP_ONCE);
 }
 
 static int
@@ -892,7 +892,7 @@ test_deferred(void)
 		is_int(mut_submit(&cm, &op, done_cb, &res), 0,
 		       "%s: submitted", who);
 		while (srv_nreq() < 1 && util_now_ms() < end)
-			event_base_loop(cm.base, EVLOOP_ONCE);
+			event_base_loop(cm.loop.base, EVLOOP_ONCE);
 		pthread_mutex_lock(&srv.mu);
 		seq = (uint64_t)srv.clock; /* the reply's event_seq */
 		pthread_mutex_unlock(&srv.mu);
@@ -1263,7 +1263,7 @@ test_offline(void)
 	/* A conn of its own, no gate and no probes, put in the manual
 	 * disconnected mode: what cm_offline() reads. */
 	static const struct conn_hooks none = {0};
-	struct conn *c = conn_new(cm.base, NULL, NULL, &none);
+	struct conn *c = conn_new(cm.loop.base, NULL, NULL, &none);
 
 	ok(c && conn_disconnect(c, true, "test") == 0 && conn_offline(c),
 	   "offline: a disconnected conn");
@@ -1302,7 +1302,7 @@ setup(void)
 	cfg.cache_dir = strdup(dir);
 	cfg.fetch_timeout_ms = 3000;
 	cm_init(&cm, &cfg);
-	if (cm_loop_new(&cm) < 0)
+	if (cm_loop_new(&cm.loop) < 0)
 		return -1;
 
 	snprintf(path, sizeof(path), "%s/cs", dir);
@@ -1324,7 +1324,7 @@ setup(void)
 	hc.max_parallel = 4;
 	hc.connect_timeout_ms = 1000;
 	hc.timeout_ms = 2000;
-	cm.http = http_new(cm.base, &hc);
+	cm.http = http_new(cm.loop.base, &hc);
 	if (!cm.vc || !cm.ino || !cm.rlog || !cm.http)
 		return -1;
 	if (meta_new(&cm, &mhooks) < 0 || mut_new(&cm, &hooks) < 0)
@@ -1357,7 +1357,7 @@ teardown(void)
 	ino_free(cm.ino);
 	vc_close(cm.vc);
 	cs_close(cm.cs);
-	cm_loop_stop(&cm, NULL);
+	cm_loop_stop(&cm.loop, NULL, NULL);
 	cm_release(&cm);
 }
 
@@ -1388,7 +1388,7 @@ main(void)
 		ok(0, "server and client set up");
 		return done_testing();
 	}
-	tk = event_new(cm.base, -1, EV_PERSIST, tick, NULL);
+	tk = event_new(cm.loop.base, -1, EV_PERSIST, tick, NULL);
 	event_add(tk, &tv);
 
 	http_set_gate(cm.http, count_gate, NULL);
