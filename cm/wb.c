@@ -35,52 +35,11 @@
 #include "cm/mut.h"
 #include "cm/rlog.h"
 #include "cm/wb.h"
+#include "cm/wb_i.h"
 #include "cm/wb_rec.h"
 #include "common/log.h"
 #include "common/tdbw.h"
 #include "common/util.h"
-
-#define WB_BUCKETS	  256
-#define WB_STAGE_PARALLEL 8
-
-struct flush_waiter {
-	struct flush_waiter *next;
-	wb_done_fn done;
-	void *arg;
-};
-
-struct wstate {
-	SLIST_ENTRY(wstate) link; /* in its bucket of wb->tab */
-	struct fid fid;
-	uint64_t base_dv, srv_size, size, zero_from;
-	int64_t mtime_ns, ctime_ns;
-	struct fid parent;
-	char *name;
-	struct proto_attr attr; /* the server's, at the first open */
-	unsigned writers;
-	unsigned writing;
-	bool dirty, storing, gone, saved;
-	bool conflicted; /* its changes went to a conflict copy */
-	bool writeback;	 /* a store above the dirty limit is queued */
-	/* Disconnected: the changes are in the replay log as a STORE record
-	 * (their chunks stay DIRTY until it is replayed). */
-	bool logged;
-	/* A logged store is being replayed with base DV replay_to standing
-	 * for replay_from (our own earlier changes moved the DV). */
-	bool replaying;
-	uint64_t replay_from, replay_to;
-	struct flush_waiter *waiters; /* loop thread */
-};
-
-struct wb {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	SLIST_HEAD(wstate_list, wstate) tab[WB_BUCKETS];
-	struct tdb_context *tdb;
-	uint64_t ndirty;
-	unsigned nold; /* version-1 records found at load */
-};
-
 
 /* --- table --- */
 
@@ -90,8 +49,8 @@ bucket(const struct fid *f)
 	return (f->oid[0] ^ f->oid[7] ^ f->oid[15]) % WB_BUCKETS;
 }
 
-static struct wstate *
-find_locked(struct wb *wb, const struct fid *f)
+struct wstate *
+wb_find_locked(struct wb *wb, const struct fid *f)
 {
 	struct wstate *w;
 
@@ -101,8 +60,8 @@ find_locked(struct wb *wb, const struct fid *f)
 	return NULL;
 }
 
-static void
-unlink_free_locked(struct wb *wb, struct wstate *ws)
+void
+wb_unlink_free_locked(struct wb *wb, struct wstate *ws)
 {
 	SLIST_REMOVE(&wb->tab[bucket(&ws->fid)], ws, wstate, link);
 	free(ws->name);
@@ -111,8 +70,8 @@ unlink_free_locked(struct wb *wb, struct wstate *ws)
 
 /* Persist @ws (lock held). A failure is logged: the data itself is safe
  * in the chunk store; only the size would be guessed after a crash. */
-static void
-save_locked(struct wb *wb, struct wstate *ws)
+void
+wb_save_locked(struct wb *wb, struct wstate *ws)
 {
 	struct wb_rec r = {0};
 	size_t len = 0;
@@ -152,8 +111,8 @@ out:
 	free(buf);
 }
 
-static void
-forget_locked(struct wb *wb, struct wstate *ws)
+void
+wb_forget_locked(struct wb *wb, struct wstate *ws)
 {
 	int rc;
 
@@ -185,8 +144,8 @@ mark_dirty_locked(struct wb *wb, struct wstate *ws)
 	}
 }
 
-static void
-mark_clean_locked(struct wb *wb, struct wstate *ws)
+void
+wb_mark_clean_locked(struct wb *wb, struct wstate *ws)
 {
 	if (ws->dirty) {
 		ws->dirty = false;
@@ -223,7 +182,7 @@ wb_overlay(struct cm *cm, struct proto_attr *a)
 	if (!wb || a->type != PROTO_T_FILE)
 		return;
 	pthread_mutex_lock(&wb->lock);
-	ws = find_locked(wb, &a->fid);
+	ws = wb_find_locked(wb, &a->fid);
 	if (ws && ws->conflicted) {
 		/* the server's attributes stand */
 	} else if (ws && !ws->gone) {
@@ -252,7 +211,7 @@ wb_orphan_attr(struct cm *cm, const struct fid *fid, struct proto_attr *out)
 	if (!wb)
 		return rc;
 	pthread_mutex_lock(&wb->lock);
-	ws = find_locked(wb, fid);
+	ws = wb_find_locked(wb, fid);
 	if (ws && ws->gone && ws->attr.type == PROTO_T_FILE) {
 		*out = ws->attr;
 		out->nlink = 0;
@@ -275,7 +234,7 @@ wb_name_of(struct cm *cm, const struct fid *fid, struct fid *parent, char *buf,
 	if (!cm->wb)
 		return rc;
 	pthread_mutex_lock(&cm->wb->lock);
-	ws = find_locked(cm->wb, fid);
+	ws = wb_find_locked(cm->wb, fid);
 	if (ws && ws->name && strlen(ws->name) < len) {
 		strcpy(buf, ws->name);
 		*parent = ws->parent;
@@ -294,7 +253,7 @@ wb_dirty(struct cm *cm, const struct fid *fid)
 	if (!cm->wb)
 		return false;
 	pthread_mutex_lock(&cm->wb->lock);
-	ws = find_locked(cm->wb, fid);
+	ws = wb_find_locked(cm->wb, fid);
 	d = ws && ws->dirty;
 	pthread_mutex_unlock(&cm->wb->lock);
 	return d;
@@ -308,7 +267,7 @@ wb_active(struct cm *cm, const struct fid *fid)
 	if (!cm->wb)
 		return false;
 	pthread_mutex_lock(&cm->wb->lock);
-	a = find_locked(cm->wb, fid) != NULL;
+	a = wb_find_locked(cm->wb, fid) != NULL;
 	pthread_mutex_unlock(&cm->wb->lock);
 	return a;
 }
@@ -352,7 +311,7 @@ wb_open_write(struct cm *cm, const struct proto_attr *a,
 	if (!wb)
 		return -EIO;
 	pthread_mutex_lock(&wb->lock);
-	ws = find_locked(wb, &a->fid);
+	ws = wb_find_locked(wb, &a->fid);
 	if (!ws) {
 		ws = calloc(1, sizeof(*ws));
 		if (!ws) {
@@ -390,8 +349,8 @@ drop_dirty_cb(const struct cs_info *i, void *arg)
 	return 0;
 }
 
-static void
-drop_chunks(struct cm *cm, const struct fid *fid)
+void
+wb_drop_chunks(struct cm *cm, const struct fid *fid)
 {
 	cs_iterate_file(cm->cs, fid->vol, fid->oid, drop_dirty_cb, cm);
 	cs_invalidate(cm->cs, fid->vol, fid->oid, UINT64_MAX);
@@ -407,18 +366,18 @@ wb_release_write(struct cm *cm, const struct fid *fid)
 	if (!wb)
 		return;
 	pthread_mutex_lock(&wb->lock);
-	ws = find_locked(wb, fid);
+	ws = wb_find_locked(wb, fid);
 	if (ws && ws->writers > 0)
 		ws->writers--;
 	if (ws && !ws->writers && !ws->storing &&
 	    ((!ws->dirty && !ws->logged) || ws->gone)) {
 		drop = ws->gone;
-		forget_locked(wb, ws);
-		unlink_free_locked(wb, ws);
+		wb_forget_locked(wb, ws);
+		wb_unlink_free_locked(wb, ws);
 	}
 	pthread_mutex_unlock(&wb->lock);
 	if (drop)
-		drop_chunks(cm, fid);
+		wb_drop_chunks(cm, fid);
 }
 
 void
@@ -430,11 +389,11 @@ wb_renamed(struct cm *cm, const struct fid *fid, const struct fid *parent,
 	if (!cm->wb)
 		return;
 	pthread_mutex_lock(&cm->wb->lock);
-	ws = find_locked(cm->wb, fid);
+	ws = wb_find_locked(cm->wb, fid);
 	if (ws) {
 		set_name_locked(ws, parent, name);
 		if (ws->saved)
-			save_locked(cm->wb, ws);
+			wb_save_locked(cm->wb, ws);
 	}
 	pthread_mutex_unlock(&cm->wb->lock);
 }
@@ -449,19 +408,19 @@ wb_gone(struct cm *cm, const struct fid *fid)
 	if (!wb)
 		return;
 	pthread_mutex_lock(&wb->lock);
-	ws = find_locked(wb, fid);
+	ws = wb_find_locked(wb, fid);
 	if (ws) {
 		ws->gone = true;
-		mark_clean_locked(wb, ws);
-		forget_locked(wb, ws);
+		wb_mark_clean_locked(wb, ws);
+		wb_forget_locked(wb, ws);
 		if (!ws->writers && !ws->storing) {
-			unlink_free_locked(wb, ws);
+			wb_unlink_free_locked(wb, ws);
 			drop = true;
 		}
 	}
 	pthread_mutex_unlock(&wb->lock);
 	if (drop)
-		drop_chunks(cm, fid);
+		wb_drop_chunks(cm, fid);
 }
 
 /* --- writes --- */
@@ -510,7 +469,7 @@ begin_io(struct cm *cm, const struct fid *fid, struct wstate *snap)
 	if (!wb)
 		return -EIO;
 	pthread_mutex_lock(&wb->lock);
-	ws = find_locked(wb, fid);
+	ws = wb_find_locked(wb, fid);
 	if (!ws) {
 		pthread_mutex_unlock(&wb->lock);
 		return -EBADF;
@@ -534,7 +493,7 @@ end_io(struct cm *cm, const struct fid *fid, int rc, uint64_t new_size,
 	struct wstate *ws;
 
 	pthread_mutex_lock(&wb->lock);
-	ws = find_locked(wb, fid);
+	ws = wb_find_locked(wb, fid);
 	if (ws) {
 		ws->writing--;
 		if (rc >= 0) {
@@ -549,7 +508,7 @@ end_io(struct cm *cm, const struct fid *fid, int rc, uint64_t new_size,
 			if (!ws->dirty || grow || !ws->saved) {
 				mark_dirty_locked(wb, ws);
 				if (!ws->gone)
-					save_locked(wb, ws);
+					wb_save_locked(wb, ws);
 			}
 		}
 		pthread_cond_broadcast(&wb->cond);
@@ -587,7 +546,7 @@ maybe_write_back(struct cm *cm, const struct fid *fid)
 	if (st.dirty_bytes <= dirty_limit(cm))
 		return;
 	pthread_mutex_lock(&wb->lock);
-	ws = find_locked(wb, fid);
+	ws = wb_find_locked(wb, fid);
 	if (ws && ws->dirty && !ws->storing && !ws->writeback && !ws->gone) {
 		ws->writeback = true;
 		go = true;
@@ -734,7 +693,7 @@ wb_read(struct cm *cm, const struct fid *fid, uint64_t off, void *buf,
 	if (!wb)
 		return -ENOENT;
 	pthread_mutex_lock(&wb->lock);
-	ws = find_locked(wb, fid);
+	ws = wb_find_locked(wb, fid);
 	if (ws)
 		s = *ws;
 	pthread_mutex_unlock(&wb->lock);
@@ -810,7 +769,7 @@ wb_fetch(struct cm *cm, const struct fid *fid, uint64_t chunk, wb_done_fn done,
 	int rc;
 
 	pthread_mutex_lock(&cm->wb->lock);
-	ws = find_locked(cm->wb, fid);
+	ws = wb_find_locked(cm->wb, fid);
 	if (ws) {
 		dv = ws->base_dv;
 		size = ws->srv_size;
@@ -910,7 +869,7 @@ wb_fetch_all(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 		return;
 	}
 	pthread_mutex_lock(&cm->wb->lock);
-	ws = find_locked(cm->wb, fid);
+	ws = wb_find_locked(cm->wb, fid);
 	if (ws) {
 		fa->dv = ws->base_dv;
 		fa->srv_size = ws->srv_size;
@@ -930,860 +889,6 @@ wb_fetch_all(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 	fetch_all_more(cm, fa);
 }
 
-/* --- stores --- */
-
-struct store {
-	struct cm *cm;
-	struct fid fid;
-	struct proto_op op;
-	uint64_t seq;
-	bool *dirty; /* per op.chunks[i]: send its data (else empty) */
-	size_t next; /* next chunk to stage */
-	unsigned inflight;
-	int err;
-	bool owns_state;   /* set ws->storing: clear it at the end */
-	mut_done_fn mdone; /* resend at resume: report here */
-	void *marg;
-	/* Where the data comes from: the file itself, or for a conflict
-	 * copy the refused file's chunks at its base DV (clean ones only
-	 * below src_valid_to, the refused state's zero_from). */
-	struct fid src_fid;
-	uint64_t src_dv, src_valid_to;
-	struct conflict *cf; /* set: this store writes a conflict copy */
-	bool replay;	     /* reintegration: mut_send_replay, ungated */
-};
-
-static void store_send(struct store *st);
-static void store_end(struct store *st, int err,
-		      const struct proto_op_result *r);
-struct conflict;
-static int conflict_create(struct cm *cm, struct conflict *cf);
-static void store_offline(struct store *st, const struct wstate *s);
-
-static void
-store_free(struct store *st)
-{
-	proto_op_release(&st->op);
-	free(st->dirty);
-	free(st);
-}
-
-static void
-stage_done(void *arg, const struct http_result *res)
-{
-	struct store *st = arg;
-	int rc = cm_http_errno(res->err, res->status, res->body, res->body_len);
-
-	st->inflight--;
-	if (rc < 0 && !st->err)
-		st->err = rc == -ECANCELED ? -EIO : rc;
-	store_send(st);
-}
-
-static int
-stage_one(struct store *st, size_t i)
-{
-	struct cm *cm = st->cm;
-	struct http_request hr = {0};
-	char path[256];
-	uint8_t *buf = NULL;
-	ssize_t got = 0;
-	int rc;
-
-	rc = proto_stage_path(path, sizeof(path), cm->cfg.volume, &st->fid,
-			      st->op.txid, st->op.chunks[i], cm->chunk_size);
-	if (rc < 0)
-		return rc;
-	if (st->dirty[i]) {
-		struct cs_key k;
-
-		struct cs_info info;
-		uint64_t cstart = st->op.chunks[i] * (uint64_t)cm->chunk_size;
-
-		buf = malloc(cm->chunk_size);
-		if (!buf)
-			return -ENOMEM;
-		cm_chunk_key(&k, &st->src_fid, st->op.chunks[i]);
-		got = cs_read(cm->cs, &k, st->src_dv, 0, buf, cm->chunk_size);
-		if (got > 0 && st->cf && cs_lookup(cm->cs, &k, &info) == 0 &&
-		    !(info.flags & CS_F_DIRTY)) {
-			/* The server's old bytes: only those still valid. */
-			if (cstart >= st->src_valid_to)
-				got = 0;
-			else if (cstart + (uint64_t)got > st->src_valid_to)
-				got = (ssize_t)(st->src_valid_to - cstart);
-		}
-		if (got < 0) {
-			log_err(LOG_WB,
-				"dirty chunk %llu of a file cannot be read: %s",
-				(unsigned long long)st->op.chunks[i],
-				strerror((int)-got));
-			free(buf);
-			return (int)got;
-		}
-	}
-	hr.method = "PUT";
-	hr.path = path;
-	hr.body = buf ? (const void *)buf : "";
-	hr.body_len = (size_t)got;
-	hr.content_type = "application/octet-stream";
-	hr.on_done = stage_done;
-	hr.arg = st;
-	hr.ungated = st->replay;
-	st->inflight++;
-	if (!http_submit(cm->http, &hr)) {
-		st->inflight--;
-		free(buf);
-		return -EIO;
-	}
-	free(buf);
-	return 0;
-}
-
-static void
-store_sent(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
-{
-	(void)cm;
-	store_end(arg, err, r);
-}
-
-/* Stage what is left (bounded), then send the op once all are in. */
-static void
-store_send(struct store *st)
-{
-	struct cm *cm = st->cm;
-	int rc;
-
-	while (!st->err && st->inflight < WB_STAGE_PARALLEL &&
-	       st->next < st->op.nchunks) {
-		rc = stage_one(st, st->next);
-		if (rc < 0) {
-			st->err = rc;
-			break;
-		}
-		st->next++;
-	}
-	if (st->inflight)
-		return;
-	if (st->err || cm_stopping(&cm->loop)) {
-		store_end(st, st->err ? st->err : -EIO, NULL);
-		return;
-	}
-	rc = st->replay ? mut_send_replay(cm, st->seq, &st->op, store_sent, st)
-			: mut_send_logged(cm, st->seq, &st->op, store_sent, st);
-	if (rc < 0)
-		store_end(st, rc, NULL);
-}
-
-static int conflict_start(struct store *st);
-
-static void
-store_end(struct store *st, int err, const struct proto_op_result *r)
-{
-	struct cm *cm = st->cm;
-	struct wb *wb = cm->wb;
-	struct flush_waiter *w = NULL, *nx;
-	struct wstate *ws;
-
-	/* Refused as stale: someone else stored the file since our base
-	 * DV. Ours goes to a conflict copy; this store ends from there. */
-	if (err == -ESTALE && st->owns_state && !st->cf &&
-	    !cm_stopping(&cm->loop) &&
-	    conflict_start(st) == 0)
-		return;
-	if (st->replay && wb) {
-		pthread_mutex_lock(&wb->lock);
-		ws = find_locked(wb, &st->fid);
-		if (ws)
-			ws->replaying = false;
-		pthread_mutex_unlock(&wb->lock);
-	}
-	if (err == -ESTALE && !st->replay)
-		err = -EIO;
-
-	if (err && st->seq && cm->rlog && !st->mdone && !st->replay) {
-		/* The op never went (a staging failure): drop the record;
-		 * the data stays dirty and the next flush tries again. */
-		rlog_remove_flags(cm->rlog, st->seq, RLOG_A_NOSYNC);
-	}
-	if (err)
-		log_warn(LOG_WB, "store of a file failed: %s",
-			 strerror(-err));
-	if (wb) {
-		pthread_mutex_lock(&wb->lock);
-		ws = find_locked(wb, &st->fid);
-		if (ws && st->owns_state) {
-			ws->storing = false;
-			w = ws->waiters;
-			ws->waiters = NULL;
-			if (!ws->writers &&
-			    ((!ws->dirty && !ws->logged) || ws->gone)) {
-				forget_locked(wb, ws);
-				unlink_free_locked(wb, ws);
-			}
-		}
-		pthread_cond_broadcast(&wb->cond);
-		pthread_mutex_unlock(&wb->lock);
-	}
-	for (; w; w = nx) {
-		nx = w->next;
-		w->done(cm, w->arg, err);
-		free(w);
-	}
-	if (st->mdone)
-		st->mdone(cm, st->marg, err, r);
-	store_free(st);
-}
-
-struct collect {
-	struct store *st;
-	uint64_t size;
-	uint64_t *chunks;
-	bool *dirty;
-	size_t n, cap;
-	int err;
-};
-
-static int
-collect_add(struct collect *c, uint64_t chunk, bool dirty)
-{
-	for (size_t i = 0; i < c->n; i++) {
-		if (c->chunks[i] == chunk) {
-			c->dirty[i] |= dirty;
-			return 0;
-		}
-	}
-	if (c->n == c->cap) {
-		size_t nc = c->cap ? c->cap * 2 : 16;
-		uint64_t *a = realloc(c->chunks, nc * sizeof(*a));
-		bool *d;
-
-		if (!a)
-			return -ENOMEM;
-		c->chunks = a;
-		d = realloc(c->dirty, nc * sizeof(*d));
-		if (!d)
-			return -ENOMEM;
-		c->dirty = d;
-		c->cap = nc;
-	}
-	c->chunks[c->n] = chunk;
-	c->dirty[c->n] = dirty;
-	c->n++;
-	return 0;
-}
-
-static int
-collect_cb(const struct cs_info *i, void *arg)
-{
-	struct collect *c = arg;
-
-	if ((i->flags & CS_F_DIRTY) && i->dv == c->st->op.base_dv &&
-	    i->key.chunk * (uint64_t)c->st->cm->chunk_size < c->size &&
-	    collect_add(c, i->key.chunk, true) < 0)
-		c->err = -ENOMEM;
-	return 0;
-}
-
-static int
-cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static void
-store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
-{
-	struct wb *wb = cm->wb;
-	struct flush_waiter *w = NULL;
-	struct collect c = {0};
-	struct rlog_effect eff;
-	struct wstate *ws, s;
-	struct store *st;
-	struct fid rnd;
-	uint64_t csz = cm->chunk_size, end;
-	int rc;
-
-	if (done) {
-		w = calloc(1, sizeof(*w));
-		if (!w) {
-			done(cm, arg, -ENOMEM);
-			return;
-		}
-		w->done = done;
-		w->arg = arg;
-	}
-	pthread_mutex_lock(&wb->lock);
-	ws = find_locked(wb, fid);
-	if (!ws || !ws->dirty || ws->gone) {
-		pthread_mutex_unlock(&wb->lock);
-		if (w) {
-			done(cm, arg, 0);
-			free(w);
-		}
-		return;
-	}
-	if (w) {
-		w->next = ws->waiters;
-		ws->waiters = w;
-	}
-	if (ws->storing) {
-		/* Joins the running store. NEEDSWORK: a write that came
-		 * after its snapshot waits for the next flush. */
-		pthread_mutex_unlock(&wb->lock);
-		return;
-	}
-	ws->storing = true;
-	ws->writeback = false;
-	while (ws->writing > 0)
-		pthread_cond_wait(&wb->cond, &wb->lock);
-	s = *ws;
-	pthread_mutex_unlock(&wb->lock);
-
-	st = calloc(1, sizeof(*st));
-	if (!st) {
-		rc = -ENOMEM;
-		goto fail_nost;
-	}
-	st->cm = cm;
-	st->fid = *fid;
-	st->src_fid = *fid;
-	st->src_dv = s.base_dv;
-	st->src_valid_to = UINT64_MAX;
-	st->owns_state = true;
-	st->op.kind = PROTO_OP_STORE;
-	st->op.fid = *fid;
-	st->op.base_dv = s.base_dv;
-	st->op.chunk_size = cm->chunk_size;
-	st->op.size = s.size;
-	if ((rc = fid_random(0, &rnd)) < 0)
-		goto fail;
-	memcpy(st->op.txid, rnd.oid, sizeof(st->op.txid));
-	c.st = st;
-	c.size = s.size;
-	cs_iterate_file(cm->cs, fid->vol, fid->oid, collect_cb, &c);
-	/* After a truncate, the server's bytes from zero_from on must read
-	 * as zeros: send those chunks (empty unless dirty). */
-	end = s.srv_size < s.size ? s.srv_size : s.size;
-	for (uint64_t ch = s.zero_from / csz;
-	     s.zero_from < end && ch * csz < end && !c.err; ch++)
-		if (collect_add(&c, ch, false) < 0)
-			c.err = -ENOMEM;
-	if (c.err) {
-		rc = c.err;
-		free(c.chunks);
-		free(c.dirty);
-		goto fail;
-	}
-	/* Sort chunk numbers, keeping the dirty flags with them. */
-	{
-		uint64_t *packed = malloc((c.n ? c.n : 1) * sizeof(*packed));
-
-		if (!packed) {
-			free(c.chunks);
-			free(c.dirty);
-			rc = -ENOMEM;
-			goto fail;
-		}
-		for (size_t i = 0; i < c.n; i++)
-			packed[i] = c.chunks[i] << 1 | (c.dirty[i] ? 1 : 0);
-		qsort(packed, c.n, sizeof(*packed), cmp_u64);
-		for (size_t i = 0; i < c.n; i++) {
-			c.chunks[i] = packed[i] >> 1;
-			c.dirty[i] = packed[i] & 1;
-		}
-		free(packed);
-	}
-	st->op.chunks = c.chunks;
-	st->op.nchunks = c.n;
-	st->dirty = c.dirty;
-	if (cm_offline(cm)) {
-		store_offline(st, &s);
-		return;
-	}
-	if (cm->rlog) {
-		rc = rlog_append_ex(cm->rlog, &st->op,
-				    RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff);
-		if (rc == 0) {
-			st->seq = eff.seq;
-			memcpy(st->op.opid, eff.opid, sizeof(st->op.opid));
-		}
-		rlog_effect_release(&eff);
-		if (rc < 0)
-			goto fail;
-	} else if ((rc = fid_random(0, &rnd)) == 0) {
-		memcpy(st->op.opid, rnd.oid, sizeof(st->op.opid));
-	} else {
-		goto fail;
-	}
-	log_debug(LOG_WB, "storing %zu chunks, size %llu", st->op.nchunks,
-		  (unsigned long long)st->op.size);
-	store_send(st);
-	return;
-fail:
-	store_end(st, rc, NULL);
-	return;
-fail_nost:
-	pthread_mutex_lock(&wb->lock);
-	ws = find_locked(wb, fid);
-	if (ws) {
-		ws->storing = false;
-		w = ws->waiters;
-		ws->waiters = NULL;
-	}
-	pthread_cond_broadcast(&wb->cond);
-	pthread_mutex_unlock(&wb->lock);
-	while (w) {
-		struct flush_waiter *nx = w->next;
-
-		w->done(cm, w->arg, rc);
-		free(w);
-		w = nx;
-	}
-}
-
-/* --- conflict copies --- */
-
-/*
- * A store refused with 412 (the file changed on the server since our base
- * DV) does not lose either side: the server keeps its version under the
- * name, and ours is created beside it as NAME.conflict-HOST-YYYYMMDD-HHMMSS
- * (local time; "-2", "-3" ... appended if that name is taken; the name
- * part is shortened to fit 255 bytes), written from our chunks at the base
- * DV, and logged. Only once the copy is stored are the local changes
- * dropped; until then they stay dirty, so a failure or a crash on the way
- * retries the whole thing at the next flush (a crash can leave an
- * incomplete earlier copy; never less than the local data).
- */
-struct conflict {
-	struct cm *cm;
-	struct fid fid;	    /* the refused file */
-	struct store *orig; /* the refused store; its waiters wait */
-	/* or, from reintegration (no store of ours): report here */
-	void (*cdone)(struct cm *, void *, int, const char *);
-	void *carg;
-	struct fid parent;
-	char base[PROTO_NAME_MAX + 1]; /* the file's name */
-	char name[PROTO_NAME_MAX + 1]; /* the copy's */
-	uint32_t mode, uid, gid;
-	uint64_t size, srv_size, zero_from, base_dv;
-	unsigned attempt;
-	size_t missing; /* chunks of the base version we did not hold */
-};
-
-static void
-conflict_name(struct conflict *cf)
-{
-	char host[65], tail[128], ts[32];
-	size_t keep, tl;
-	struct tm tm;
-	time_t now = time(NULL);
-
-	if (gethostname(host, sizeof(host)) < 0)
-		strcpy(host, "localhost");
-	host[sizeof(host) - 1] = '\0';
-	host[strcspn(host, ".")] = '\0';
-	localtime_r(&now, &tm);
-	strftime(ts, sizeof(ts), "%Y%m%d-%H%M%S", &tm);
-	if (cf->attempt)
-		snprintf(tail, sizeof(tail), ".conflict-%s-%s-%u", host, ts,
-			 cf->attempt + 1);
-	else
-		snprintf(tail, sizeof(tail), ".conflict-%s-%s", host, ts);
-	tl = strlen(tail);
-	keep = strlen(cf->base);
-	if (keep + tl > PROTO_NAME_MAX) {
-		keep = PROTO_NAME_MAX - tl;
-		/* do not cut a UTF-8 sequence in two */
-		while (keep > 0 &&
-		       ((unsigned char)cf->base[keep] & 0xc0) == 0x80)
-			keep--;
-	}
-	snprintf(cf->name, sizeof(cf->name), "%.*s%s", (int)keep, cf->base,
-		 tail);
-}
-
-static void
-conflict_end(struct conflict *cf, int err)
-{
-	struct store *orig = cf->orig;
-
-	if (!orig) {
-		cf->cdone(cf->cm, cf->carg, err, err ? NULL : cf->name);
-		free(cf);
-		return;
-	}
-	free(cf);
-	store_end(orig, err == -ESTALE ? -EIO : err, NULL);
-}
-
-static void
-conflict_stored(struct cm *cm, void *arg, int err,
-		const struct proto_op_result *r)
-{
-	struct conflict *cf = arg;
-	struct wb *wb = cm->wb;
-	struct fid fid = cf->fid;
-	struct wstate *ws;
-
-	(void)r;
-	if (err) {
-		log_err(LOG_WB,
-			"conflict copy '%s' of '%s' could not be "
-			"stored (%s); the local version stays dirty",
-			cf->name, cf->base, strerror(-err));
-		conflict_end(cf, err);
-		return;
-	}
-	log_warn(LOG_WB,
-		 "conflict: '%s' changed on the server after DV %llu, which "
-		 "this client's changes were based on; the server's version "
-		 "stays, the local one is saved as '%s'%s",
-		 cf->base, (unsigned long long)cf->base_dv, cf->name,
-		 cf->missing ? " (parts of the old version that were not "
-			       "cached read as zeros there)"
-			     : "");
-	CM_STAT_INC(&cm->st, conflicts);
-	pthread_mutex_lock(&wb->lock);
-	ws = find_locked(wb, &fid);
-	if (ws) {
-		mark_clean_locked(wb, ws);
-		forget_locked(wb, ws);
-		ws->conflicted = true;
-		ws->logged = false;
-		if (!cf->orig && !ws->writers && !ws->storing)
-			unlink_free_locked(wb, ws);
-	}
-	pthread_mutex_unlock(&wb->lock);
-	drop_chunks(cm, &fid);
-	meta_drop_file(cm, &fid);
-	/* close/fsync report it: the data is safe, but not in this file.
-	 * (Reintegration gets 0 and the copy's name.) */
-	conflict_end(cf, cf->orig ? -EIO : 0);
-}
-
-static void
-conflict_created(struct cm *cm, void *arg, int err,
-		 const struct proto_op_result *r)
-{
-	struct conflict *cf = arg;
-	struct store *cp;
-	struct collect c = {0};
-	struct fid rnd;
-	uint64_t csz = cm->chunk_size;
-	int rc;
-
-	if (err == -EEXIST && cf->attempt < 20) {
-		cf->attempt++;
-		rc = conflict_create(cm, cf);
-		if (rc < 0)
-			conflict_end(cf, rc);
-		return;
-	}
-	if (err == -ENOENT && !fid_eq(&cf->parent, &cm->vi.root)) {
-		/* The directory is gone on the server: the root gets it,
-		 * for its owner only (what the directory kept from others
-		 * the root would show them). */
-		cf->parent = cm->vi.root;
-		cf->mode &= ~(uint32_t)077;
-		cf->attempt = 0;
-		rc = conflict_create(cm, cf);
-		if (rc < 0)
-			conflict_end(cf, rc);
-		return;
-	}
-	if (err || !r->has_attr) {
-		log_err(LOG_WB,
-			"conflict copy '%s' of '%s' could not be "
-			"created (%s); the local version stays dirty",
-			cf->name, cf->base, strerror(err ? -err : EIO));
-		conflict_end(cf, err ? err : -EIO);
-		return;
-	}
-	cp = calloc(1, sizeof(*cp));
-	if (!cp) {
-		conflict_end(cf, -ENOMEM);
-		return;
-	}
-	cp->cm = cm;
-	cp->fid = r->attr.fid;
-	cp->src_fid = cf->fid;
-	cp->src_dv = cf->base_dv;
-	cp->src_valid_to = cf->zero_from;
-	cp->cf = cf;
-	cp->mdone = conflict_stored;
-	cp->marg = cf;
-	cp->op.kind = PROTO_OP_STORE;
-	cp->op.fid = r->attr.fid;
-	cp->op.base_dv = r->attr.dv;
-	cp->op.chunk_size = cm->chunk_size;
-	cp->op.size = cf->size;
-	c.st = cp;
-	for (uint64_t ch = 0; ch * csz < cf->size && !c.err; ch++) {
-		struct cs_key k;
-		struct cs_info info;
-
-		cm_chunk_key(&k, &cp->src_fid, ch);
-		if (cs_lookup(cm->cs, &k, &info) == 0 &&
-		    info.dv == cf->base_dv) {
-			if (collect_add(&c, ch, true) < 0)
-				c.err = -ENOMEM;
-		} else if (ch * csz < cf->zero_from &&
-			   ch * csz < cf->srv_size) {
-			cf->missing++;
-		}
-	}
-	if (c.err || fid_random(0, &rnd) < 0) {
-		free(c.chunks);
-		free(c.dirty);
-		cp->cf = NULL;
-		cp->mdone = NULL;
-		store_free(cp);
-		conflict_end(cf, c.err ? c.err : -EIO);
-		return;
-	}
-	memcpy(cp->op.txid, rnd.oid, sizeof(cp->op.txid));
-	if (fid_random(0, &rnd) == 0)
-		memcpy(cp->op.opid, rnd.oid, sizeof(cp->op.opid));
-	cp->op.chunks = c.chunks;
-	cp->op.nchunks = c.n;
-	cp->dirty = c.dirty;
-	/* Not logged: after a crash the original is still dirty and a new
-	 * copy is made from it. */
-	store_send(cp);
-}
-
-static int
-conflict_create(struct cm *cm, struct conflict *cf)
-{
-	struct proto_op op;
-
-	memset(&op, 0, sizeof(op));
-	conflict_name(cf);
-	op.kind = PROTO_OP_CREATE;
-	op.parent = cf->parent;
-	op.name = cf->name;
-	op.type = PROTO_T_FILE;
-	op.mode = cf->mode;
-	op.uid = cf->uid;
-	op.gid = cf->gid;
-	if (fid_random(cf->parent.vol, &op.fid) < 0)
-		return -EIO;
-	/* Not through the disconnected path: reintegration makes copies. */
-	return mut_submit_direct(cm, &op, conflict_created, cf);
-}
-
-/* Loop thread, from store_end: 0 = the conflict copy is under way and
- * will end @st; else end @st with the error as usual. */
-static int
-conflict_begin(struct cm *cm, struct conflict *cf)
-{
-	struct wstate *ws;
-	char fs[FID_STRLEN];
-	int rc;
-
-	cf->cm = cm;
-	pthread_mutex_lock(&cm->wb->lock);
-	ws = find_locked(cm->wb, &cf->fid);
-	if (ws && !ws->gone && (ws->dirty || ws->logged)) {
-		if (ws->name) {
-			cf->parent = ws->parent;
-			snprintf(cf->base, sizeof(cf->base), "%s", ws->name);
-		}
-		cf->mode = ws->attr.mode & 07777;
-		cf->uid = ws->attr.uid;
-		cf->gid = ws->attr.gid;
-		cf->size = ws->size;
-		cf->srv_size = ws->srv_size;
-		cf->zero_from = ws->zero_from;
-		cf->base_dv = ws->base_dv;
-	}
-	pthread_mutex_unlock(&cm->wb->lock);
-	if (!ws || !cf->base_dv) {
-		free(cf);
-		return -ENOENT;
-	}
-	if (!cf->base[0]) {
-		/* No name known (never looked up by one): the volume's
-		 * root gets it, named after the FID. */
-		fid_fmt(&cf->fid, fs);
-		snprintf(cf->base, sizeof(cf->base), "cairn-%s", fs);
-		cf->parent = cm->vi.root;
-		cf->mode &= ~(uint32_t)077; /* as above: owner only */
-	}
-	if (!cf->mode)
-		cf->mode = 0600;
-	rc = conflict_create(cm, cf);
-	if (rc < 0)
-		free(cf);
-	return rc;
-}
-
-static int
-conflict_start(struct store *st)
-{
-	struct conflict *cf = calloc(1, sizeof(*cf));
-
-	if (!cf)
-		return -ENOMEM;
-	cf->orig = st;
-	cf->fid = st->fid;
-	return conflict_begin(st->cm, cf);
-}
-
-void
-wb_conflict_copy(struct cm *cm, const struct fid *fid,
-		 void (*done)(struct cm *, void *, int, const char *),
-		 void *arg)
-{
-	struct conflict *cf = calloc(1, sizeof(*cf));
-	int rc;
-
-	if (!cf) {
-		done(cm, arg, -ENOMEM, NULL);
-		return;
-	}
-	cf->fid = *fid;
-	cf->cdone = done;
-	cf->carg = arg;
-	rc = conflict_begin(cm, cf); /* frees @cf on failure */
-	if (rc < 0)
-		done(cm, arg, rc, NULL);
-}
-
-/* --- disconnected stores --- */
-
-/* The changes are in the replay log now (or the store was absorbed by a
- * disconnect): the write state stops being dirty and becomes "logged",
- * its chunks stay DIRTY for the replay, and the cached attributes take
- * the local size and times. */
-static void
-mark_logged(struct cm *cm, const struct fid *fid)
-{
-	struct wb *wb = cm->wb;
-	struct proto_attr a;
-	struct wstate *ws;
-	bool have = false;
-	uint64_t size = 0;
-	int64_t mt = 0, ct = 0;
-
-	pthread_mutex_lock(&wb->lock);
-	ws = find_locked(wb, fid);
-	if (ws && !ws->gone) {
-		mark_clean_locked(wb, ws);
-		ws->logged = true;
-		save_locked(wb, ws);
-		size = ws->size;
-		mt = ws->mtime_ns;
-		ct = ws->ctime_ns;
-		have = true;
-	}
-	pthread_mutex_unlock(&wb->lock);
-	if (have && meta_cached_attr(cm, fid, &a) == 0) {
-		a.size = size;
-		a.mtime_ns = mt;
-		a.ctime_ns = ct;
-		meta_offline_attr(cm, &a);
-	}
-}
-
-/* store_start, disconnected: log the store (PENDING, durable: the rules of
- * doc/replay-log.md may merge it with an earlier one) instead of sending
- * it. */
-static void
-store_offline(struct store *st, const struct wstate *s)
-{
-	struct cm *cm = st->cm;
-	struct rlog_effect eff;
-	int rc = -EIO;
-
-	if (cm->wbh && cm->wbh->note_base)
-		cm->wbh->note_base(cm, &st->fid, &s->attr);
-	if (cm->rlog)
-		rc = rlog_append_ex(cm->rlog, &st->op, 0, &eff);
-	if (cm->rlog && rc == 0 && cm->wbh && cm->wbh->note_path)
-		cm->wbh->note_path(cm, eff.seq, &st->op);
-	if (cm->rlog)
-		rlog_effect_release(&eff);
-	if (rc < 0) {
-		log_err(LOG_WB, "cannot log a store while disconnected: %s",
-			strerror(-rc));
-		store_end(st, rc == -ENOSPC ? -ENOSPC : -EIO, NULL);
-		return;
-	}
-	mark_logged(cm, &st->fid);
-	store_end(st, 0, NULL);
-}
-
-void
-wb_absorbed(struct cm *cm, const struct proto_op *op)
-{
-	if (cm->wb && op->kind == PROTO_OP_STORE)
-		mark_logged(cm, &op->fid);
-}
-
-/* A store op from the replay log, its chunks tagged @src_dv: stage what
- * the chunk store holds DIRTY, then send (replayed or resent). */
-static int
-store_from_log(struct cm *cm, uint64_t seq, const struct proto_op *op,
-	       uint64_t src_dv, bool replay,
-	       void (*done)(struct cm *, void *, int,
-			    const struct proto_op_result *),
-	       void *arg)
-{
-	struct store *st = calloc(1, sizeof(*st));
-	struct wstate *ws;
-
-	if (!st)
-		return -ENOMEM;
-	if (mut_op_copy(&st->op, op) < 0 ||
-	    !(st->dirty = calloc(op->nchunks ? op->nchunks : 1, 1))) {
-		store_free(st);
-		return -ENOMEM;
-	}
-	st->cm = cm;
-	st->fid = op->fid;
-	st->src_fid = op->fid;
-	st->src_dv = src_dv;
-	st->src_valid_to = UINT64_MAX;
-	st->seq = seq;
-	st->replay = replay;
-	st->mdone = done;
-	st->marg = arg;
-	for (size_t i = 0; i < op->nchunks; i++) {
-		struct cs_key k;
-		struct cs_info info;
-
-		cm_chunk_key(&k, &op->fid, op->chunks[i]);
-		st->dirty[i] = cs_lookup(cm->cs, &k, &info) == 0 &&
-			       info.dv == src_dv && (info.flags & CS_F_DIRTY);
-	}
-	if (replay) {
-		pthread_mutex_lock(&cm->wb->lock);
-		ws = find_locked(cm->wb, &op->fid);
-		if (ws) {
-			ws->replaying = true;
-			ws->replay_from = src_dv;
-			ws->replay_to = op->base_dv;
-		}
-		pthread_mutex_unlock(&cm->wb->lock);
-	}
-	store_send(st);
-	return 0;
-}
-
-int
-wb_replay_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
-		uint64_t src_dv,
-		void (*done)(struct cm *, void *, int,
-			     const struct proto_op_result *),
-		void *arg)
-{
-	return store_from_log(cm, seq, op, src_dv, true, done, arg);
-}
-
 struct flush_job {
 	struct cm_job job;
 	struct fid fid;
@@ -1801,7 +906,7 @@ flush_run(struct cm_loop *loop, struct cm_job *job)
 		if (fj->done)
 			fj->done(cm, fj->arg, -EIO);
 	} else {
-		store_start(cm, &fj->fid, fj->done, fj->arg);
+		wb_store_start(cm, &fj->fid, fj->done, fj->arg);
 	}
 	free(fj);
 }
@@ -1843,7 +948,7 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 	CM_STAT_INC(&cm->st, stores);
 	if (wb) {
 		pthread_mutex_lock(&wb->lock);
-		ws = find_locked(wb, &op->fid);
+		ws = wb_find_locked(wb, &op->fid);
 		if (ws && ws->replaying && ws->replay_to == op->base_dv)
 			src = ws->replay_from;
 		pthread_mutex_unlock(&wb->lock);
@@ -1862,7 +967,7 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 	}
 	if (wb) {
 		pthread_mutex_lock(&wb->lock);
-		ws = find_locked(wb, &op->fid);
+		ws = wb_find_locked(wb, &op->fid);
 		if (ws && ws->base_dv == src) {
 			ws->logged = false;
 			ws->replaying = false;
@@ -1872,10 +977,10 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 			ws->size = a->size;
 			ws->mtime_ns = a->mtime_ns;
 			ws->ctime_ns = a->ctime_ns;
-			mark_clean_locked(wb, ws);
-			forget_locked(wb, ws);
+			wb_mark_clean_locked(wb, ws);
+			wb_forget_locked(wb, ws);
 			if (!ws->writers && !ws->storing)
-				unlink_free_locked(wb, ws);
+				wb_unlink_free_locked(wb, ws);
 		}
 		pthread_mutex_unlock(&wb->lock);
 	}
@@ -1887,15 +992,6 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 	else
 		cs_invalidate(cm->cs, op->fid.vol, op->fid.oid, a->dv);
 	meta_stored_attr(cm, a);
-}
-
-int
-wb_resend_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
-		void (*done)(struct cm *, void *, int,
-			     const struct proto_op_result *),
-		void *arg)
-{
-	return store_from_log(cm, seq, op, op->base_dv, false, done, arg);
 }
 
 void
@@ -1930,7 +1026,7 @@ wb_resume(struct cm *cm)
 	pthread_mutex_unlock(&wb->lock);
 	for (size_t i = 0; i < n; i++) {
 		log_info(LOG_WB, "storing data a crash left dirty");
-		store_start(cm, &dirty_fids[i], NULL, NULL);
+		wb_store_start(cm, &dirty_fids[i], NULL, NULL);
 	}
 	free(dirty_fids);
 }
@@ -1995,7 +1091,7 @@ rewrite_old(struct wb *wb)
 		SLIST_FOREACH(ws, &wb->tab[b], link) {
 			if (ws->saved)
 				continue;
-			save_locked(wb, ws);
+			wb_save_locked(wb, ws);
 			n += ws->saved;
 			/* Failed: the old record is still there, and read. */
 			ws->saved = true;
@@ -2049,7 +1145,7 @@ wb_free(struct cm *cm)
 		return;
 	for (size_t b = 0; b < WB_BUCKETS; b++) {
 		while (!SLIST_EMPTY(&wb->tab[b]))
-			unlink_free_locked(wb, SLIST_FIRST(&wb->tab[b]));
+			wb_unlink_free_locked(wb, SLIST_FIRST(&wb->tab[b]));
 	}
 	if (wb->tdb)
 		tdb_close(wb->tdb);
@@ -2058,3 +1154,4 @@ wb_free(struct cm *cm)
 	cm->wb = NULL;
 	free(wb);
 }
+

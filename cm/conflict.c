@@ -1,0 +1,335 @@
+/*
+ * conflict.c - conflict copies: the local version of a file whose store
+ * the server refused is saved beside it (see below and wb.h).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chunkstore/cs.h"
+#include "cm/cm.h"
+#include "cm/http.h"
+#include "cm/meta.h"
+#include "cm/mut.h"
+#include "cm/rlog.h"
+#include "cm/wb.h"
+#include "cm/wb_i.h"
+#include "common/log.h"
+#include "common/util.h"
+
+
+/*
+ * A store refused with 412 (the file changed on the server since our base
+ * DV) does not lose either side: the server keeps its version under the
+ * name, and ours is created beside it as NAME.conflict-HOST-YYYYMMDD-HHMMSS
+ * (local time; "-2", "-3" ... appended if that name is taken; the name
+ * part is shortened to fit 255 bytes), written from our chunks at the base
+ * DV, and logged. Only once the copy is stored are the local changes
+ * dropped; until then they stay dirty, so a failure or a crash on the way
+ * retries the whole thing at the next flush (a crash can leave an
+ * incomplete earlier copy; never less than the local data).
+ */
+struct conflict {
+	struct cm *cm;
+	struct fid fid;	    /* the refused file */
+	struct store *orig; /* the refused store; its waiters wait */
+	/* or, from reintegration (no store of ours): report here */
+	void (*cdone)(struct cm *, void *, int, const char *);
+	void *carg;
+	struct fid parent;
+	char base[PROTO_NAME_MAX + 1]; /* the file's name */
+	char name[PROTO_NAME_MAX + 1]; /* the copy's */
+	uint32_t mode, uid, gid;
+	uint64_t size, srv_size, zero_from, base_dv;
+	unsigned attempt;
+	size_t missing; /* chunks of the base version we did not hold */
+};
+
+static int conflict_create(struct cm *cm, struct conflict *cf);
+
+static void
+conflict_name(struct conflict *cf)
+{
+	char host[65], tail[128], ts[32];
+	size_t keep, tl;
+	struct tm tm;
+	time_t now = time(NULL);
+
+	if (gethostname(host, sizeof(host)) < 0)
+		strcpy(host, "localhost");
+	host[sizeof(host) - 1] = '\0';
+	host[strcspn(host, ".")] = '\0';
+	localtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%Y%m%d-%H%M%S", &tm);
+	if (cf->attempt)
+		snprintf(tail, sizeof(tail), ".conflict-%s-%s-%u", host, ts,
+			 cf->attempt + 1);
+	else
+		snprintf(tail, sizeof(tail), ".conflict-%s-%s", host, ts);
+	tl = strlen(tail);
+	keep = strlen(cf->base);
+	if (keep + tl > PROTO_NAME_MAX) {
+		keep = PROTO_NAME_MAX - tl;
+		/* do not cut a UTF-8 sequence in two */
+		while (keep > 0 &&
+		       ((unsigned char)cf->base[keep] & 0xc0) == 0x80)
+			keep--;
+	}
+	snprintf(cf->name, sizeof(cf->name), "%.*s%s", (int)keep, cf->base,
+		 tail);
+}
+
+static void
+conflict_end(struct conflict *cf, int err)
+{
+	struct store *orig = cf->orig;
+
+	if (!orig) {
+		cf->cdone(cf->cm, cf->carg, err, err ? NULL : cf->name);
+		free(cf);
+		return;
+	}
+	free(cf);
+	wb_store_end(orig, err == -ESTALE ? -EIO : err, NULL);
+}
+
+static void
+conflict_stored(struct cm *cm, void *arg, int err,
+		const struct proto_op_result *r)
+{
+	struct conflict *cf = arg;
+	struct wb *wb = cm->wb;
+	struct fid fid = cf->fid;
+	struct wstate *ws;
+
+	(void)r;
+	if (err) {
+		log_err(LOG_WB,
+			"conflict copy '%s' of '%s' could not be "
+			"stored (%s); the local version stays dirty",
+			cf->name, cf->base, strerror(-err));
+		conflict_end(cf, err);
+		return;
+	}
+	log_warn(LOG_WB,
+		 "conflict: '%s' changed on the server after DV %llu, which "
+		 "this client's changes were based on; the server's version "
+		 "stays, the local one is saved as '%s'%s",
+		 cf->base, (unsigned long long)cf->base_dv, cf->name,
+		 cf->missing ? " (parts of the old version that were not "
+			       "cached read as zeros there)"
+			     : "");
+	CM_STAT_INC(&cm->st, conflicts);
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, &fid);
+	if (ws) {
+		wb_mark_clean_locked(wb, ws);
+		wb_forget_locked(wb, ws);
+		ws->conflicted = true;
+		ws->logged = false;
+		if (!cf->orig && !ws->writers && !ws->storing)
+			wb_unlink_free_locked(wb, ws);
+	}
+	pthread_mutex_unlock(&wb->lock);
+	wb_drop_chunks(cm, &fid);
+	meta_drop_file(cm, &fid);
+	/* close/fsync report it: the data is safe, but not in this file.
+	 * (Reintegration gets 0 and the copy's name.) */
+	conflict_end(cf, cf->orig ? -EIO : 0);
+}
+
+static void
+conflict_created(struct cm *cm, void *arg, int err,
+		 const struct proto_op_result *r)
+{
+	struct conflict *cf = arg;
+	struct store *cp;
+	struct collect c = {0};
+	struct fid rnd;
+	uint64_t csz = cm->chunk_size;
+	int rc;
+
+	if (err == -EEXIST && cf->attempt < 20) {
+		cf->attempt++;
+		rc = conflict_create(cm, cf);
+		if (rc < 0)
+			conflict_end(cf, rc);
+		return;
+	}
+	if (err == -ENOENT && !fid_eq(&cf->parent, &cm->vi.root)) {
+		/* The directory is gone on the server: the root gets it,
+		 * for its owner only (what the directory kept from others
+		 * the root would show them). */
+		cf->parent = cm->vi.root;
+		cf->mode &= ~(uint32_t)077;
+		cf->attempt = 0;
+		rc = conflict_create(cm, cf);
+		if (rc < 0)
+			conflict_end(cf, rc);
+		return;
+	}
+	if (err || !r->has_attr) {
+		log_err(LOG_WB,
+			"conflict copy '%s' of '%s' could not be "
+			"created (%s); the local version stays dirty",
+			cf->name, cf->base, strerror(err ? -err : EIO));
+		conflict_end(cf, err ? err : -EIO);
+		return;
+	}
+	cp = calloc(1, sizeof(*cp));
+	if (!cp) {
+		conflict_end(cf, -ENOMEM);
+		return;
+	}
+	cp->cm = cm;
+	cp->fid = r->attr.fid;
+	cp->src_fid = cf->fid;
+	cp->src_dv = cf->base_dv;
+	cp->src_valid_to = cf->zero_from;
+	cp->cf = cf;
+	cp->mdone = conflict_stored;
+	cp->marg = cf;
+	cp->op.kind = PROTO_OP_STORE;
+	cp->op.fid = r->attr.fid;
+	cp->op.base_dv = r->attr.dv;
+	cp->op.chunk_size = cm->chunk_size;
+	cp->op.size = cf->size;
+	c.st = cp;
+	for (uint64_t ch = 0; ch * csz < cf->size && !c.err; ch++) {
+		struct cs_key k;
+		struct cs_info info;
+
+		cm_chunk_key(&k, &cp->src_fid, ch);
+		if (cs_lookup(cm->cs, &k, &info) == 0 &&
+		    info.dv == cf->base_dv) {
+			if (wb_collect_add(&c, ch, true) < 0)
+				c.err = -ENOMEM;
+		} else if (ch * csz < cf->zero_from &&
+			   ch * csz < cf->srv_size) {
+			cf->missing++;
+		}
+	}
+	if (c.err || fid_random(0, &rnd) < 0) {
+		free(c.chunks);
+		free(c.dirty);
+		cp->cf = NULL;
+		cp->mdone = NULL;
+		wb_store_free(cp);
+		conflict_end(cf, c.err ? c.err : -EIO);
+		return;
+	}
+	memcpy(cp->op.txid, rnd.oid, sizeof(cp->op.txid));
+	if (fid_random(0, &rnd) == 0)
+		memcpy(cp->op.opid, rnd.oid, sizeof(cp->op.opid));
+	cp->op.chunks = c.chunks;
+	cp->op.nchunks = c.n;
+	cp->dirty = c.dirty;
+	/* Not logged: after a crash the original is still dirty and a new
+	 * copy is made from it. */
+	wb_store_send(cp);
+}
+
+static int
+conflict_create(struct cm *cm, struct conflict *cf)
+{
+	struct proto_op op;
+
+	memset(&op, 0, sizeof(op));
+	conflict_name(cf);
+	op.kind = PROTO_OP_CREATE;
+	op.parent = cf->parent;
+	op.name = cf->name;
+	op.type = PROTO_T_FILE;
+	op.mode = cf->mode;
+	op.uid = cf->uid;
+	op.gid = cf->gid;
+	if (fid_random(cf->parent.vol, &op.fid) < 0)
+		return -EIO;
+	/* Not through the disconnected path: reintegration makes copies. */
+	return mut_submit_direct(cm, &op, conflict_created, cf);
+}
+
+/* Loop thread, from wb_store_end: 0 = the conflict copy is under way and
+ * will end @st; else end @st with the error as usual. */
+static int
+conflict_begin(struct cm *cm, struct conflict *cf)
+{
+	struct wstate *ws;
+	char fs[FID_STRLEN];
+	int rc;
+
+	cf->cm = cm;
+	pthread_mutex_lock(&cm->wb->lock);
+	ws = wb_find_locked(cm->wb, &cf->fid);
+	if (ws && !ws->gone && (ws->dirty || ws->logged)) {
+		if (ws->name) {
+			cf->parent = ws->parent;
+			snprintf(cf->base, sizeof(cf->base), "%s", ws->name);
+		}
+		cf->mode = ws->attr.mode & 07777;
+		cf->uid = ws->attr.uid;
+		cf->gid = ws->attr.gid;
+		cf->size = ws->size;
+		cf->srv_size = ws->srv_size;
+		cf->zero_from = ws->zero_from;
+		cf->base_dv = ws->base_dv;
+	}
+	pthread_mutex_unlock(&cm->wb->lock);
+	if (!ws || !cf->base_dv) {
+		free(cf);
+		return -ENOENT;
+	}
+	if (!cf->base[0]) {
+		/* No name known (never looked up by one): the volume's
+		 * root gets it, named after the FID. */
+		fid_fmt(&cf->fid, fs);
+		snprintf(cf->base, sizeof(cf->base), "cairn-%s", fs);
+		cf->parent = cm->vi.root;
+		cf->mode &= ~(uint32_t)077; /* as above: owner only */
+	}
+	if (!cf->mode)
+		cf->mode = 0600;
+	rc = conflict_create(cm, cf);
+	if (rc < 0)
+		free(cf);
+	return rc;
+}
+
+int
+wb_conflict_start(struct store *st)
+{
+	struct conflict *cf = calloc(1, sizeof(*cf));
+
+	if (!cf)
+		return -ENOMEM;
+	cf->orig = st;
+	cf->fid = st->fid;
+	return conflict_begin(st->cm, cf);
+}
+
+void
+wb_conflict_copy(struct cm *cm, const struct fid *fid,
+		 void (*done)(struct cm *, void *, int, const char *),
+		 void *arg)
+{
+	struct conflict *cf = calloc(1, sizeof(*cf));
+	int rc;
+
+	if (!cf) {
+		done(cm, arg, -ENOMEM, NULL);
+		return;
+	}
+	cf->fid = *fid;
+	cf->cdone = done;
+	cf->carg = arg;
+	rc = conflict_begin(cm, cf); /* frees @cf on failure */
+	if (rc < 0)
+		done(cm, arg, rc, NULL);
+}
+
