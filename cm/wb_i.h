@@ -20,11 +20,14 @@
 #define WB_BUCKETS	  256
 #define WB_STAGE_PARALLEL 8
 
+/* Who waits for the store of a write state (wb_flush() callers), in the
+ * order they are told: the last to join first. */
 struct flush_waiter {
-	struct flush_waiter *next;
+	SLIST_ENTRY(flush_waiter) link;
 	wb_done_fn done;
 	void *arg;
 };
+SLIST_HEAD(flush_waiters, flush_waiter);
 
 struct wstate {
 	SLIST_ENTRY(wstate) link; /* in its bucket of wb->tab */
@@ -46,7 +49,7 @@ struct wstate {
 	 * for replay_from (our own earlier changes moved the DV). */
 	bool replaying;
 	uint64_t replay_from, replay_to;
-	struct flush_waiter *waiters; /* loop thread */
+	struct flush_waiters waiters; /* loop thread */
 };
 
 struct wb {

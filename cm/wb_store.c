@@ -144,12 +144,25 @@ wb_store_send(struct store *st)
 		wb_store_end(st, rc, NULL);
 }
 
+/* Tell the waiters taken off a write state, and free them. */
+static void
+wake_waiters(struct cm *cm, struct flush_waiters *l, int err)
+{
+	struct flush_waiter *w;
+
+	while ((w = SLIST_FIRST(l))) {
+		SLIST_REMOVE_HEAD(l, link);
+		w->done(cm, w->arg, err);
+		free(w);
+	}
+}
+
 void
 wb_store_end(struct store *st, int err, const struct proto_op_result *r)
 {
 	struct cm *cm = st->cm;
 	struct wb *wb = cm->wb;
-	struct flush_waiter *w = NULL, *nx;
+	struct flush_waiters w = SLIST_HEAD_INITIALIZER(w);
 	struct wstate *ws;
 
 	/* Refused as stale: someone else stored the file since our base
@@ -182,7 +195,7 @@ wb_store_end(struct store *st, int err, const struct proto_op_result *r)
 		if (ws && st->owns_state) {
 			ws->storing = false;
 			w = ws->waiters;
-			ws->waiters = NULL;
+			SLIST_INIT(&ws->waiters);
 			if (!ws->writers &&
 			    ((!ws->dirty && !ws->logged) || ws->gone)) {
 				wb_forget_locked(wb, ws);
@@ -192,11 +205,7 @@ wb_store_end(struct store *st, int err, const struct proto_op_result *r)
 		pthread_cond_broadcast(&wb->cond);
 		pthread_mutex_unlock(&wb->lock);
 	}
-	for (; w; w = nx) {
-		nx = w->next;
-		w->done(cm, w->arg, err);
-		free(w);
-	}
+	wake_waiters(cm, &w, err);
 	if (st->mdone)
 		st->mdone(cm, st->marg, err, r);
 	wb_store_free(st);
@@ -255,6 +264,7 @@ void
 wb_store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 {
 	struct wb *wb = cm->wb;
+	struct flush_waiters waiters = SLIST_HEAD_INITIALIZER(waiters);
 	struct flush_waiter *w = NULL;
 	struct collect c = {0};
 	struct rlog_effect eff;
@@ -284,8 +294,7 @@ wb_store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 		return;
 	}
 	if (w) {
-		w->next = ws->waiters;
-		ws->waiters = w;
+		SLIST_INSERT_HEAD(&ws->waiters, w, link);
 	}
 	if (ws->storing) {
 		/* Joins the running store. NEEDSWORK: a write that came
@@ -388,18 +397,12 @@ fail_nost:
 	ws = wb_find_locked(wb, fid);
 	if (ws) {
 		ws->storing = false;
-		w = ws->waiters;
-		ws->waiters = NULL;
+		waiters = ws->waiters;
+		SLIST_INIT(&ws->waiters);
 	}
 	pthread_cond_broadcast(&wb->cond);
 	pthread_mutex_unlock(&wb->lock);
-	while (w) {
-		struct flush_waiter *nx = w->next;
-
-		w->done(cm, w->arg, rc);
-		free(w);
-		w = nx;
-	}
+	wake_waiters(cm, &waiters, rc);
 }
 
 /* --- disconnected stores --- */
