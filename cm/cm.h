@@ -60,7 +60,6 @@ struct wb;
 struct pin;
 struct ctl_server;
 struct mut_hooks;
-struct wb_hooks;
 
 /* Settings of one cairnd, from the command line and cairn.conf(5). */
 struct cm_config {
@@ -204,7 +203,6 @@ struct cm {
 	struct cm_meta_hooks mhooks; /* set by meta_new(), never cleared */
 	struct cm_fetch_hooks fhooks; /* set by fetch_new(), never cleared */
 	const struct mut_hooks *muth; /* set by mut_new() (mut.h) */
-	const struct wb_hooks *wbh;   /* set by wb_new() (wb.h) */
 
 	pthread_mutex_t lock;
 	struct proto_volinfo vi;    /* protected by lock */

@@ -1,10 +1,12 @@
 /*
- * conflict.c - conflict copies: the local version of a file whose store
- * the server refused is saved beside it (see below and wb.h).
+ * conflict.c - conflicts (see conflict.h): the records that explain a
+ * refused change of reintegration, and conflict copies, the local version
+ * of a file whose store the server refused, saved beside it.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,15 +16,281 @@
 
 #include "chunkstore/cs.h"
 #include "cm/cm.h"
+#include "cm/conflict.h"
+#include "cm/fidmap.h"
 #include "cm/http.h"
+#include "cm/inode.h"
 #include "cm/meta.h"
 #include "cm/mut.h"
 #include "cm/rlog.h"
 #include "cm/wb.h"
 #include "cm/wb_i.h"
+#include "common/ctl_proto.h" /* CTL_PATH_MAX */
 #include "common/log.h"
 #include "common/util.h"
 
+
+#define PATH_DEPTH_MAX 64
+
+/* --- conflict records --- */
+
+/* --- base metadata: what the server had before our first offline change
+ * of an object, for conflict records. Lines "FID SIZE MTIME_NS DV MODE UID
+ * GID" in <cache>/replay-base (no fsync: it must outlive the process),
+ * read on demand, removed when the log is empty. --- */
+
+static void
+base_path(struct cm *cm, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/replay-base", cm->cfg.cache_dir);
+}
+
+int
+conflict_base_find(struct cm *cm, const struct fid *fid, struct proto_attr *out)
+{
+	char path[4096], line[256], fs[FID_STRLEN];
+	unsigned long long size, dv;
+	long long mt;
+	unsigned mode, uid, gid;
+	int rc = -ENOENT;
+	FILE *f;
+
+	base_path(cm, path, sizeof(path));
+	f = fopen(path, "re");
+	if (!f)
+		return rc;
+	fid_fmt(fid, fs);
+	while (fgets(line, sizeof(line), f)) {
+		size_t n = strlen(fs);
+
+		if (strncmp(line, fs, n) || line[n] != ' ' ||
+		    sscanf(line + n, "%llu %lld %llu %o %u %u", &size, &mt, &dv,
+			   &mode, &uid, &gid) != 6)
+			continue;
+		memset(out, 0, sizeof(*out));
+		out->fid = *fid;
+		out->size = size;
+		out->mtime_ns = mt;
+		out->dv = dv;
+		out->mode = mode;
+		out->uid = uid;
+		out->gid = gid;
+		rc = 0; /* the first line of a FID is its base */
+		break;
+	}
+	fclose(f);
+	return rc;
+}
+
+void
+conflict_note_base(struct cm *cm, const struct fid *fid,
+		  const struct proto_attr *known)
+{
+	char path[4096], line[256], fs[FID_STRLEN];
+	struct proto_attr a;
+	int fd, n;
+
+	if (known)
+		a = *known;
+	else if (!cm->wb || meta_cached_attr(cm, fid, &a) < 0)
+		return;
+	if (!cm->wb || (a.dv & CM_DV_LOCAL))
+		return;
+	base_path(cm, path, sizeof(path));
+	if (!cm->wb->based_loaded) {
+		/* the FIDs already noted (a restart while disconnected) */
+		FILE *f = fopen(path, "re");
+		char l[256];
+		struct fid nf;
+
+		cm->wb->based_loaded = true;
+		while (f && fgets(l, sizeof(l), f))
+			if (strchr(l, ' ') &&
+			    fid_parse_n(l, (size_t)(strchr(l, ' ') - l), &nf) ==
+				    0)
+				fidmap_put(&cm->wb->based, &nf, 0);
+		if (f)
+			fclose(f);
+	}
+	if (fidmap_find(&cm->wb->based, fid))
+		return;
+	fidmap_put(&cm->wb->based, fid, 0);
+	n = snprintf(line, sizeof(line), "%s %llu %lld %llu %o %u %u\n",
+		     fid_fmt(fid, fs), (unsigned long long)a.size,
+		     (long long)a.mtime_ns, (unsigned long long)a.dv,
+		     (unsigned)a.mode, (unsigned)a.uid, (unsigned)a.gid);
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, line, (size_t)n) != n)
+		log_warn(LOG_OFF, "cannot note base metadata: %s",
+			 strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+/* --- paths noted at append time: the names an offline change was about
+ * may be gone by the time it is refused (a directory removed on the
+ * server, an inode the kernel forgot). Lines "SEQ<TAB>PATH" in
+ * <cache>/replay-paths, the last line of a seq wins. --- */
+
+
+static void
+paths_file(struct cm *cm, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/replay-paths", cm->cfg.cache_dir);
+}
+
+void
+conflict_note_path(struct cm *cm, uint64_t seq, const struct proto_op *op)
+{
+	char file[4096], path[CTL_PATH_MAX], line[CTL_PATH_MAX + 32];
+	int fd, n;
+
+	if (!seq)
+		return;
+	conflict_op_path(cm, op, path, sizeof(path));
+	if (!path[0] || strchr(path, '\n'))
+		return;
+	n = snprintf(line, sizeof(line), "%llu\t%s\n", (unsigned long long)seq,
+		     path);
+	if (n < 0 || n >= (int)sizeof(line))
+		return;
+	paths_file(cm, file, sizeof(file));
+	fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, line, (size_t)n) != n)
+		log_warn(LOG_OFF, "cannot note the path of a change: %s",
+			 strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+int
+conflict_path_noted(struct cm *cm, uint64_t seq, char *buf, size_t len)
+{
+	char file[4096], line[CTL_PATH_MAX + 32];
+	int rc = -ENOENT;
+	FILE *f;
+
+	paths_file(cm, file, sizeof(file));
+	f = fopen(file, "re");
+	if (!f)
+		return rc;
+	while (fgets(line, sizeof(line), f)) {
+		char *tab = strchr(line, '\t'), *nl;
+
+		if (!tab || strtoull(line, NULL, 10) != seq)
+			continue;
+		nl = strchr(tab + 1, '\n');
+		if (nl)
+			*nl = '\0';
+		if (strlen(tab + 1) < len) {
+			strcpy(buf, tab + 1);
+			rc = 0;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+/* The path of @fid below the mount, from the names the inode table knows
+ * (best effort; the FID when unknown). @return 0, or -ENOENT when @buf
+ * holds the FID or a cut path rather than a mount path. */
+static int
+path_of(struct cm *cm, const struct fid *fid, char *buf, size_t len)
+{
+	char name[PROTO_NAME_MAX + 1], tmp[CTL_PATH_MAX];
+	struct fid cur = *fid, parent;
+	int depth = 0;
+
+	buf[0] = '\0';
+	while (!fid_eq(&cur, &cm->vi.root) && depth++ < PATH_DEPTH_MAX) {
+		if (ino_name_of(cm->ino, &cur, &parent, name, sizeof(name)) <
+			    0 &&
+		    wb_name_of(cm, &cur, &parent, name, sizeof(name)) < 0) {
+			char fs[FID_STRLEN];
+
+			snprintf(buf, len, "%s", fid_fmt(fid, fs));
+			return -ENOENT;
+		}
+		if (snprintf(tmp, sizeof(tmp), "%s%s%s", name,
+			     buf[0] ? "/" : "", buf) >= (int)sizeof(tmp) ||
+		    snprintf(buf, len, "%s", tmp) >= (int)len)
+			return -ENOENT; /* too deep to show whole */
+		cur = parent;
+	}
+	return fid_eq(&cur, &cm->vi.root) ? 0 : -ENOENT;
+}
+
+int
+conflict_op_path(struct cm *cm, const struct proto_op *op, char *buf,
+		size_t len)
+{
+	char dir[CTL_PATH_MAX];
+	int rc;
+
+	switch (op->kind) {
+	case PROTO_OP_CREATE:
+	case PROTO_OP_MKDIR:
+	case PROTO_OP_SYMLINK:
+	case PROTO_OP_LINK:
+	case PROTO_OP_UNLINK:
+	case PROTO_OP_RMDIR:
+	case PROTO_OP_RENAME:
+		rc = path_of(cm, &op->parent, dir, sizeof(dir));
+		if (snprintf(buf, len, "%s%s%s", dir, dir[0] ? "/" : "",
+			     op->name ? op->name : "") >= (int)len) {
+			buf[0] = '\0'; /* too long to show */
+			return -ENOENT;
+		}
+		return rc;
+	default:
+		return path_of(cm, &op->fid, buf, len);
+	}
+}
+
+enum rlog_conflict_kind
+conflict_kind(const struct proto_op *op, int err)
+{
+	switch (-err) {
+	case ESTALE:
+		return op->kind == PROTO_OP_STORE ||
+				       op->kind == PROTO_OP_SETATTR
+			       ? RLOG_CF_STALE_DV
+			       : RLOG_CF_NAME_CHANGED;
+	case EEXIST:
+		return RLOG_CF_NAME_EXISTS;
+	case ENOTEMPTY:
+		return RLOG_CF_NOT_EMPTY;
+	case ENOSPC:
+	case EDQUOT:
+		return RLOG_CF_NO_SPACE;
+	case ENOENT:
+		return op->kind == PROTO_OP_CREATE ||
+				       op->kind == PROTO_OP_MKDIR ||
+				       op->kind == PROTO_OP_SYMLINK
+			       ? RLOG_CF_PARENT_GONE
+			       : RLOG_CF_OBJECT_GONE;
+	default:
+		return RLOG_CF_REFUSED;
+	}
+}
+
+
+void
+conflict_records_clear(struct cm *cm)
+{
+	char path[4096];
+
+	base_path(cm, path, sizeof(path));
+	unlink(path);
+	if (cm->wb) {
+		fidmap_clear(&cm->wb->based);
+		cm->wb->based_loaded = false;
+	}
+	paths_file(cm, path, sizeof(path));
+	unlink(path);
+}
+
+/* --- conflict copies --- */
 
 /*
  * A store refused with 412 (the file changed on the server since our base

@@ -18,6 +18,7 @@
 
 #include "cm/access.h"
 #include "cm/cm.h"
+#include "cm/conflict.h"
 #include "cm/conn.h"
 #include "cm/ctl.h"
 #include "cm/ctl_i.h"
@@ -296,8 +297,8 @@ replay_cb(const struct rlog_rec *rec, void *arg)
 
 		/* Shown only if its path is known and the mount would show
 		 * it to the caller; "pending" counts what is shown. */
-		if (offline_op_path(l->cm, &rec->op, path, sizeof(path)) < 0 &&
-		    offline_path_noted(l->cm, rec->seq, path, sizeof(path)) < 0)
+		if (conflict_op_path(l->cm, &rec->op, path, sizeof(path)) < 0 &&
+		    conflict_path_noted(l->cm, rec->seq, path, sizeof(path)) < 0)
 			return 0;
 		if (!acc_sees(l->cm, l->peer, path, &dir, (uid_t)rec->op.uid))
 			return 0;

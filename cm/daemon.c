@@ -291,8 +291,8 @@ static const struct cm_fetch_hooks fetch_hooks = {
 	.miss_wait_ms = offline_miss_wait_ms,
 };
 
-/* The op log calls up into write states and disconnected operation,
- * write states into disconnected operation, only through these. */
+/* The op log calls up into write states and disconnected operation
+ * only through these. */
 static const struct mut_hooks mut_hooks = {
 	.file_gone = wb_gone,
 	.file_stored = wb_stored,
@@ -301,11 +301,6 @@ static const struct mut_hooks mut_hooks = {
 	.may_absorb = offline_auto,
 	.absorb = offline_absorb,
 	.submit_offline = offline_submit,
-};
-
-static const struct wb_hooks wb_hooks = {
-	.note_base = offline_note_base,
-	.note_path = offline_note_path,
 };
 
 static bool
@@ -332,7 +327,7 @@ open_write_state(struct cm *cm)
 			strerror(-err));
 		return err;
 	}
-	rc = wb_new(cm, &wb_hooks);
+	rc = wb_new(cm);
 	if (rc < 0)
 		log_err(LOG_MAIN, "cannot open the write-back state: %s",
 			strerror(-rc));

@@ -15,7 +15,9 @@
 
 
 #include "cm/cm.h"
+#include "cm/conflict.h"
 #include "cm/conn.h"
+#include "cm/fidmap.h"
 #include "cm/inode.h"
 #include "cm/local.h"
 #include "cm/meta.h"
@@ -36,93 +38,12 @@
 
 #define WAIT_MAX_S 3600
 
-/* FID -> u64, open addressing (linear probing), grows at 1/2 full: the
- * replay's DV map and the set of objects whose base is noted are looked
- * up once per record, so a linear list made replay O(records^2). */
-struct dvsub {
-	struct fid fid;
-	uint64_t dv; /* the server's DV after our last replayed change */
-	bool used;
-};
-
-struct fidmap {
-	struct dvsub *slot;
-	size_t n, cap; /* cap: 0 or a power of two */
-};
-
-static size_t
-fidmap_hash(const struct fid *f)
-{
-	uint64_t h = 1469598103934665603ULL ^ f->vol;
-
-	for (size_t i = 0; i < sizeof(f->oid); i++)
-		h = (h ^ f->oid[i]) * 1099511628211ULL;
-	return (size_t)h;
-}
-
-static struct dvsub *
-fidmap_find(const struct fidmap *m, const struct fid *f)
-{
-	if (!m->cap)
-		return NULL;
-	for (size_t i = fidmap_hash(f) & (m->cap - 1);;
-	     i = (i + 1) & (m->cap - 1)) {
-		if (!m->slot[i].used)
-			return NULL;
-		if (fid_eq(&m->slot[i].fid, f))
-			return &m->slot[i];
-	}
-}
-
-static struct dvsub *
-fidmap_put(struct fidmap *m, const struct fid *f, uint64_t dv)
-{
-	struct dvsub *s = fidmap_find(m, f);
-	size_t i;
-
-	if (s) {
-		s->dv = dv;
-		return s;
-	}
-	if ((m->n + 1) * 2 > m->cap) {
-		size_t nc = m->cap ? m->cap * 2 : 256;
-		struct dvsub *ns = calloc(nc, sizeof(*ns));
-		struct fidmap grown = {ns, 0, nc};
-
-		if (!ns)
-			return NULL;
-		for (i = 0; i < m->cap; i++)
-			if (m->slot[i].used)
-				fidmap_put(&grown, &m->slot[i].fid,
-					   m->slot[i].dv);
-		free(m->slot);
-		*m = grown;
-	}
-	for (i = fidmap_hash(f) & (m->cap - 1); m->slot[i].used;
-	     i = (i + 1) & (m->cap - 1))
-		;
-	m->slot[i].used = true;
-	m->slot[i].fid = *f;
-	m->slot[i].dv = dv;
-	m->n++;
-	return &m->slot[i];
-}
-
-static void
-fidmap_clear(struct fidmap *m)
-{
-	free(m->slot);
-	memset(m, 0, sizeof(*m));
-}
-
 struct offline {
 	/* reintegration */
 	bool running;
 	uint64_t after;
 	uint64_t done_recs, total_recs, done_bytes, total_bytes, refused;
 	struct fidmap map;   /* replay: FID -> the DV our change produced */
-	struct fidmap based; /* FIDs whose base is in replay-base */
-	bool based_loaded;
 	int mapfd; /* <cache>/replay-dv, the map as it grows (or -1) */
 	/* fs reconnect: told at the end of the reintegration */
 	offline_reconnected_fn waiter;
@@ -167,163 +88,6 @@ offline_went_offline(void *arg, bool manual, const char *why)
 	atomic_store(&cm->online, 0);
 }
 
-/* --- base metadata: what the server had before our first offline change
- * of an object, for conflict records. Lines "FID SIZE MTIME_NS DV MODE UID
- * GID" in <cache>/replay-base (no fsync: it must outlive the process),
- * read on demand, removed when the log is empty. --- */
-
-static void
-base_path(struct cm *cm, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/replay-base", cm->cfg.cache_dir);
-}
-
-static int
-base_find(struct cm *cm, const struct fid *fid, struct proto_attr *out)
-{
-	char path[4096], line[256], fs[FID_STRLEN];
-	unsigned long long size, dv;
-	long long mt;
-	unsigned mode, uid, gid;
-	int rc = -ENOENT;
-	FILE *f;
-
-	base_path(cm, path, sizeof(path));
-	f = fopen(path, "re");
-	if (!f)
-		return rc;
-	fid_fmt(fid, fs);
-	while (fgets(line, sizeof(line), f)) {
-		size_t n = strlen(fs);
-
-		if (strncmp(line, fs, n) || line[n] != ' ' ||
-		    sscanf(line + n, "%llu %lld %llu %o %u %u", &size, &mt, &dv,
-			   &mode, &uid, &gid) != 6)
-			continue;
-		memset(out, 0, sizeof(*out));
-		out->fid = *fid;
-		out->size = size;
-		out->mtime_ns = mt;
-		out->dv = dv;
-		out->mode = mode;
-		out->uid = uid;
-		out->gid = gid;
-		rc = 0; /* the first line of a FID is its base */
-		break;
-	}
-	fclose(f);
-	return rc;
-}
-
-void
-offline_note_base(struct cm *cm, const struct fid *fid,
-		  const struct proto_attr *known)
-{
-	char path[4096], line[256], fs[FID_STRLEN];
-	struct proto_attr a;
-	int fd, n;
-
-	if (known)
-		a = *known;
-	else if (!cm->off || meta_cached_attr(cm, fid, &a) < 0)
-		return;
-	if (!cm->off || (a.dv & CM_DV_LOCAL))
-		return;
-	base_path(cm, path, sizeof(path));
-	if (!cm->off->based_loaded) {
-		/* the FIDs already noted (a restart while disconnected) */
-		FILE *f = fopen(path, "re");
-		char l[256];
-		struct fid nf;
-
-		cm->off->based_loaded = true;
-		while (f && fgets(l, sizeof(l), f))
-			if (strchr(l, ' ') &&
-			    fid_parse_n(l, (size_t)(strchr(l, ' ') - l), &nf) ==
-				    0)
-				fidmap_put(&cm->off->based, &nf, 0);
-		if (f)
-			fclose(f);
-	}
-	if (fidmap_find(&cm->off->based, fid))
-		return;
-	fidmap_put(&cm->off->based, fid, 0);
-	n = snprintf(line, sizeof(line), "%s %llu %lld %llu %o %u %u\n",
-		     fid_fmt(fid, fs), (unsigned long long)a.size,
-		     (long long)a.mtime_ns, (unsigned long long)a.dv,
-		     (unsigned)a.mode, (unsigned)a.uid, (unsigned)a.gid);
-	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, line, (size_t)n) != n)
-		log_warn(LOG_OFF, "cannot note base metadata: %s",
-			 strerror(errno));
-	if (fd >= 0)
-		close(fd);
-}
-
-/* --- paths noted at append time: the names an offline change was about
- * may be gone by the time it is refused (a directory removed on the
- * server, an inode the kernel forgot). Lines "SEQ<TAB>PATH" in
- * <cache>/replay-paths, the last line of a seq wins. --- */
-
-
-static void
-paths_file(struct cm *cm, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/replay-paths", cm->cfg.cache_dir);
-}
-
-void
-offline_note_path(struct cm *cm, uint64_t seq, const struct proto_op *op)
-{
-	char file[4096], path[CTL_PATH_MAX], line[CTL_PATH_MAX + 32];
-	int fd, n;
-
-	if (!seq)
-		return;
-	offline_op_path(cm, op, path, sizeof(path));
-	if (!path[0] || strchr(path, '\n'))
-		return;
-	n = snprintf(line, sizeof(line), "%llu\t%s\n", (unsigned long long)seq,
-		     path);
-	if (n < 0 || n >= (int)sizeof(line))
-		return;
-	paths_file(cm, file, sizeof(file));
-	fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, line, (size_t)n) != n)
-		log_warn(LOG_OFF, "cannot note the path of a change: %s",
-			 strerror(errno));
-	if (fd >= 0)
-		close(fd);
-}
-
-int
-offline_path_noted(struct cm *cm, uint64_t seq, char *buf, size_t len)
-{
-	char file[4096], line[CTL_PATH_MAX + 32];
-	int rc = -ENOENT;
-	FILE *f;
-
-	paths_file(cm, file, sizeof(file));
-	f = fopen(file, "re");
-	if (!f)
-		return rc;
-	while (fgets(line, sizeof(line), f)) {
-		char *tab = strchr(line, '\t'), *nl;
-
-		if (!tab || strtoull(line, NULL, 10) != seq)
-			continue;
-		nl = strchr(tab + 1, '\n');
-		if (nl)
-			*nl = '\0';
-		if (strlen(tab + 1) < len) {
-			strcpy(buf, tab + 1);
-			rc = 0;
-		}
-	}
-	fclose(f);
-	return rc;
-}
-
 /* --- mutations while disconnected --- */
 
 struct oreq {
@@ -346,7 +110,7 @@ oreq_run(struct cm_loop *loop, struct cm_job *job)
 	if (rc == 0) {
 		rc = rlog_append_ex(cm->rlog, &q->op, 0, &eff);
 		if (rc == 0)
-			offline_note_path(cm, eff.seq, &q->op);
+			conflict_note_path(cm, eff.seq, &q->op);
 		if (rc == 0) {
 			/* A FID created in the log and now removed leaves
 			 * nothing: drop what is local about it. */
@@ -361,7 +125,7 @@ oreq_run(struct cm_loop *loop, struct cm_job *job)
 		rlog_effect_release(&eff);
 	}
 	if (rc == 0) {
-		offline_note_base(cm, &q->op.fid, NULL);
+		conflict_note_base(cm, &q->op.fid, NULL);
 		rc = local_apply(cm, &q->op, true, &r);
 	}
 	q->done(cm, q->arg, rc, rc ? NULL : &r);
@@ -407,7 +171,7 @@ offline_absorb(struct cm *cm, const struct proto_op *op, mut_done_fn done,
 
 /* --- reintegration --- */
 
-static struct dvsub *
+static struct fidmap_slot *
 map_find(struct offline *o, const struct fid *fid)
 {
 	return fidmap_find(&o->map, fid);
@@ -496,91 +260,6 @@ map_close(struct cm *cm, bool remove)
 	}
 }
 
-/* The path of @fid below the mount, from the names the inode table knows
- * (best effort; the FID when unknown). @return 0, or -ENOENT when @buf
- * holds the FID or a cut path rather than a mount path. */
-static int
-path_of(struct cm *cm, const struct fid *fid, char *buf, size_t len)
-{
-	char name[PROTO_NAME_MAX + 1], tmp[CTL_PATH_MAX];
-	struct fid cur = *fid, parent;
-	int depth = 0;
-
-	buf[0] = '\0';
-	while (!fid_eq(&cur, &cm->vi.root) && depth++ < PATH_DEPTH_MAX) {
-		if (ino_name_of(cm->ino, &cur, &parent, name, sizeof(name)) <
-			    0 &&
-		    wb_name_of(cm, &cur, &parent, name, sizeof(name)) < 0) {
-			char fs[FID_STRLEN];
-
-			snprintf(buf, len, "%s", fid_fmt(fid, fs));
-			return -ENOENT;
-		}
-		if (snprintf(tmp, sizeof(tmp), "%s%s%s", name,
-			     buf[0] ? "/" : "", buf) >= (int)sizeof(tmp) ||
-		    snprintf(buf, len, "%s", tmp) >= (int)len)
-			return -ENOENT; /* too deep to show whole */
-		cur = parent;
-	}
-	return fid_eq(&cur, &cm->vi.root) ? 0 : -ENOENT;
-}
-
-/* The path an op is about: the object, or the name it makes. @return 0,
- * or -ENOENT when it is not a whole mount path (see path_of()). */
-int
-offline_op_path(struct cm *cm, const struct proto_op *op, char *buf,
-		size_t len)
-{
-	char dir[CTL_PATH_MAX];
-	int rc;
-
-	switch (op->kind) {
-	case PROTO_OP_CREATE:
-	case PROTO_OP_MKDIR:
-	case PROTO_OP_SYMLINK:
-	case PROTO_OP_LINK:
-	case PROTO_OP_UNLINK:
-	case PROTO_OP_RMDIR:
-	case PROTO_OP_RENAME:
-		rc = path_of(cm, &op->parent, dir, sizeof(dir));
-		if (snprintf(buf, len, "%s%s%s", dir, dir[0] ? "/" : "",
-			     op->name ? op->name : "") >= (int)len) {
-			buf[0] = '\0'; /* too long to show */
-			return -ENOENT;
-		}
-		return rc;
-	default:
-		return path_of(cm, &op->fid, buf, len);
-	}
-}
-
-static enum rlog_conflict_kind
-conflict_kind(const struct proto_op *op, int err)
-{
-	switch (-err) {
-	case ESTALE:
-		return op->kind == PROTO_OP_STORE ||
-				       op->kind == PROTO_OP_SETATTR
-			       ? RLOG_CF_STALE_DV
-			       : RLOG_CF_NAME_CHANGED;
-	case EEXIST:
-		return RLOG_CF_NAME_EXISTS;
-	case ENOTEMPTY:
-		return RLOG_CF_NOT_EMPTY;
-	case ENOSPC:
-	case EDQUOT:
-		return RLOG_CF_NO_SPACE;
-	case ENOENT:
-		return op->kind == PROTO_OP_CREATE ||
-				       op->kind == PROTO_OP_MKDIR ||
-				       op->kind == PROTO_OP_SYMLINK
-			       ? RLOG_CF_PARENT_GONE
-			       : RLOG_CF_OBJECT_GONE;
-	default:
-		return RLOG_CF_REFUSED;
-	}
-}
-
 struct rctx {
 	struct cm *cm;
 	uint64_t seq;
@@ -643,7 +322,7 @@ reint_record(struct cm *cm, struct rctx *c, const struct proto_attr *srv)
 		cf.local.size = c->local.size;
 		cf.local.mtime_ns = c->local.mtime_ns;
 	}
-	if (base_find(cm, &c->op.fid, &cf.base) == 0)
+	if (conflict_base_find(cm, &c->op.fid, &cf.base) == 0)
 		cf.has_base = true;
 	if (srv) {
 		cf.has_server = true;
@@ -736,8 +415,8 @@ reint_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 	c->has_local = meta_cached_attr(cm, &c->op.fid, &c->local) == 0;
 	/* as noted when it was logged, or now, while the write state still
 	 * knows the file's name */
-	if (offline_path_noted(cm, c->seq, c->path, sizeof(c->path)) < 0)
-		offline_op_path(cm, &c->op, c->path, sizeof(c->path));
+	if (conflict_path_noted(cm, c->seq, c->path, sizeof(c->path)) < 0)
+		conflict_op_path(cm, &c->op, c->path, sizeof(c->path));
 	if (c->op.kind == PROTO_OP_STORE) {
 		wb_conflict_copy(cm, &c->op.fid, reint_copied, c);
 		return;
@@ -758,14 +437,7 @@ reint_finish(struct cm *cm)
 	memset(&st, 0, sizeof(st));
 	rlog_stats(cm->rlog, &st);
 	if (!st.conflicts) {
-		char path[4096];
-
-		base_path(cm, path, sizeof(path));
-		unlink(path);
-		fidmap_clear(&o->based);
-		o->based_loaded = false;
-		paths_file(cm, path, sizeof(path));
-		unlink(path);
+		conflict_records_clear(cm);
 	}
 	log_info(LOG_OFF,
 		 "connected: %llu records replayed, %llu refused "
@@ -791,7 +463,7 @@ reint_next(struct cm *cm)
 	struct offline *o = cm->off;
 	struct rlog_rec rec;
 	struct rctx *c;
-	struct dvsub *s;
+	struct fidmap_slot *s;
 	uint64_t src;
 	int rc;
 
@@ -909,7 +581,6 @@ offline_free(struct cm *cm)
 	if (o->waiter)
 		o->waiter(o->waiter_arg, -ESHUTDOWN, 0, 0, 0);
 	map_close(cm, false);
-	fidmap_clear(&o->based);
 	cm->off = NULL;
 	free(o);
 }
@@ -966,3 +637,4 @@ offline_set_miss_policy(struct cm *cm, bool wait, unsigned wait_s)
 {
 	conn_set_miss_policy(cm->conn, wait, wait_s * 1000);
 }
+

@@ -59,16 +59,6 @@ void offline_reintegrate(void *arg);
  * (true unless stopping)? */
 bool offline_auto(struct cm *cm);
 
-/* Loop thread: remember what the server had of @fid before its first
- * offline change (@known, or the cached attributes), for conflict
- * records. */
-void offline_note_base(struct cm *cm, const struct fid *fid,
-		       const struct proto_attr *known);
-
-/* Loop thread: remember the path record @seq (just appended, @op) is
- * about, for a conflict found later (<cache>/replay-paths). */
-void offline_note_path(struct cm *cm, uint64_t seq, const struct proto_op *op);
-
 /* Any thread: how long a miss may wait for the reconnection: 0 unless
  * disconnected with offline-miss=wait[:SECONDS] (default fetch-timeout). */
 uint64_t offline_miss_wait_ms(struct cm *cm);
@@ -109,11 +99,4 @@ typedef void (*offline_reconnected_fn)(void *arg, int err, uint64_t replayed,
 int offline_reconnect(struct cm *cm, offline_reconnected_fn done, void *arg);
 /* fs setpolicy offline-miss=error|wait[:SECONDS] (0: fetch-timeout). */
 void offline_set_miss_policy(struct cm *cm, bool wait, unsigned wait_s);
-/* The path @op is about (from the cache) and the path noted for record
- * @seq (<cache>/replay-paths): for conflict lists and fs resolve.
- * @return 0 or -errno. */
-int offline_op_path(struct cm *cm, const struct proto_op *op, char *buf,
-		    size_t len);
-int offline_path_noted(struct cm *cm, uint64_t seq, char *buf, size_t len);
-
 #endif /* CAIRN_CM_REPLAY_H */

@@ -1103,14 +1103,13 @@ rewrite_old(struct wb *wb)
 }
 
 int
-wb_new(struct cm *cm, const struct wb_hooks *hooks)
+wb_new(struct cm *cm)
 {
 	struct wb *wb = calloc(1, sizeof(*wb));
 	char path[4096];
 
 	if (!wb)
 		return -ENOMEM;
-	cm->wbh = hooks;
 	pthread_mutex_init(&wb->lock, NULL);
 	pthread_cond_init(&wb->cond, NULL);
 	snprintf(path, sizeof(path), "%s/dirty.tdb", cm->cfg.cache_dir);
@@ -1149,6 +1148,7 @@ wb_free(struct cm *cm)
 	}
 	if (wb->tdb)
 		tdb_close(wb->tdb);
+	fidmap_clear(&wb->based);
 	pthread_mutex_destroy(&wb->lock);
 	pthread_cond_destroy(&wb->cond);
 	cm->wb = NULL;

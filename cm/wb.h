@@ -43,19 +43,8 @@ struct cm;
 
 typedef void (*wb_done_fn)(struct cm *cm, void *arg, int err);
 
-/* What wb.c tells disconnected operation (replay.c) when it logs a store
- * instead of sending it, given to wb_new() by daemon.c (cm->wbh): the
- * server's attributes before the first offline change of @fid, and the
- * path record @seq is about, for conflict records later. NULL: skipped. */
-struct wb_hooks {
-	void (*note_base)(struct cm *cm, const struct fid *fid,
-			  const struct proto_attr *known);
-	void (*note_path)(struct cm *cm, uint64_t seq,
-			  const struct proto_op *op);
-};
-
 /* Open <cache>/dirty.tdb and load the write states it holds. */
-int wb_new(struct cm *cm, const struct wb_hooks *hooks);
+int wb_new(struct cm *cm);
 void wb_free(struct cm *cm);
 
 /* If @a's object has a write state, replace size and times with the local
@@ -151,14 +140,6 @@ int wb_replay_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
 		    void (*done)(struct cm *, void *, int,
 				 const struct proto_op_result *),
 		    void *arg);
-
-/* Reintegration: a logged store of @fid was refused (stale or gone):
- * save the local version as a conflict copy beside the file (as for a
- * connected conflict), drop the local changes, and call @done with 0 and
- * the copy's name, or an error. Loop thread. */
-void wb_conflict_copy(struct cm *cm, const struct fid *fid,
-		      void (*done)(struct cm *, void *, int, const char *),
-		      void *arg);
 
 /* Loop thread, after mut_resume(): store what a crash left dirty. */
 void wb_resume(struct cm *cm);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "cm/fidmap.h"
 #include "cm/mut.h"
 #include "cm/wb.h"
 
@@ -59,6 +60,9 @@ struct wb {
 	struct tdb_context *tdb;
 	uint64_t ndirty;
 	unsigned nold; /* version-1 records found at load */
+	/* conflict.c, loop thread: FIDs whose base is in replay-base */
+	struct fidmap based;
+	bool based_loaded;
 };
 
 

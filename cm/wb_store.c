@@ -16,6 +16,7 @@
 
 #include "chunkstore/cs.h"
 #include "cm/cm.h"
+#include "cm/conflict.h"
 #include "cm/http.h"
 #include "cm/meta.h"
 #include "cm/mut.h"
@@ -451,12 +452,11 @@ store_offline(struct store *st, const struct wstate *s)
 	struct rlog_effect eff;
 	int rc = -EIO;
 
-	if (cm->wbh && cm->wbh->note_base)
-		cm->wbh->note_base(cm, &st->fid, &s->attr);
+	conflict_note_base(cm, &st->fid, &s->attr);
 	if (cm->rlog)
 		rc = rlog_append_ex(cm->rlog, &st->op, 0, &eff);
-	if (cm->rlog && rc == 0 && cm->wbh && cm->wbh->note_path)
-		cm->wbh->note_path(cm, eff.seq, &st->op);
+	if (cm->rlog && rc == 0)
+		conflict_note_path(cm, eff.seq, &st->op);
 	if (cm->rlog)
 		rlog_effect_release(&eff);
 	if (rc < 0) {

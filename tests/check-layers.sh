@@ -60,14 +60,14 @@ check vos "admin/vos*.c" '"(cm|chunkstore)/|<fuse|<curl/'
 cm_level() {
 	case ${1#cm/} in
 	http.[ch] | vc.[ch] | rlog.[ch] | rlog_*.c | rlog_i.h | ctl.[ch] | \
-		wb_rec.[ch]) echo 0 ;;
+		wb_rec.[ch] | fidmap.[ch]) echo 0 ;;
 	inode.[ch]) echo 1 ;; # the inode table holds vc listings
 	conn.[ch]) echo 1 ;;  # modes, gate, probes: over http only
 	loop.[ch] | stats.[ch]) echo 1 ;; # the loop runtime, the counters
 	cm.[ch] | conf.c) echo 2 ;; # configuration, stores, shared state
 	meta.[ch]) echo 3 ;; # cached answers and fetches of metadata
 	fetch.[ch] | access.[ch] | mut.[ch]) echo 4 ;;
-	wb.[ch] | wb_i.h | wb_store.c | conflict.c | pin.[ch]) echo 5 ;;
+	wb.[ch] | wb_i.h | wb_store.c | conflict.[ch] | pin.[ch]) echo 5 ;;
 	local.[ch] | replay.[ch] | events.[ch]) echo 6 ;;
 	fuse_i.h | fuse_ops.[ch] | fuse_mut.c | fuse_common.c | cm_ctl.[ch] | ctl_i.h | \
 		ctl_*.c) echo 7 ;;
@@ -87,7 +87,7 @@ cm_own() {
 	cairnd.c) echo daemon.h ;;
 	rlog.c | rlog_*.c) echo rlog.h rlog_i.h ;;
 	rlog_i.h) echo rlog.h ;;
-	wb.c | wb_store.c | conflict.c) echo wb.h wb_i.h ;;
+	wb.c | wb_store.c | conflict.c) echo wb.h wb_i.h conflict.h ;;
 	wb_i.h) echo wb.h ;;
 	replay.c) echo replay.h local.h ;; # until local gets its hooks
 	*.c) echo "${b%.c}.h" ;;

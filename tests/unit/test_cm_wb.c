@@ -186,7 +186,7 @@ test_migration(void)
 	cm_config_init(&cfg);
 	cfg.cache_dir = strdup(dir);
 	cm_init(&cm, &cfg);
-	rc = wb_new(&cm, NULL);
+	rc = wb_new(&cm);
 	is_int(rc, 0, "wb_new reads it");
 	ok(wb_active(&cm, &fid), "the write state is there");
 	ok(wb_dirty(&cm, &fid), "and dirty");
