@@ -29,7 +29,8 @@
 #include "chunkstore/cs.h"
 #include "cm/fetch.h"
 #include "cm/http.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -705,9 +706,10 @@ rd_wait_offline(struct cm *cm, struct rd *rd, int err)
 }
 
 static void
-rd_attr_cb(struct cm *cm, void *arg, int err)
+rd_attr_cb(void *arg, int err)
 {
 	struct rd *rd = arg;
+	struct cm *cm = rd->cm;
 
 	if (err) {
 		if (rd_wait_offline(cm, rd, err))
@@ -748,15 +750,15 @@ rd_start(struct cm *cm, struct rd *rd)
 		rd->started = false;
 		free(rd->buf);
 		rd->buf = NULL;
-		meta_drop_attr(cm, &rd->fid);
+		mcache_drop_attr(cm->mc, &rd->fid);
 	}
 	rd->tries++;
-	if (meta_cached_attr(cm, &rd->fid, &a) < 0) {
+	if (mcache_attr(cm->mc, &rd->fid, &a) < 0) {
 		if (rd->tries > READ_TRIES) {
 			rd_reply(cm, rd, -EIO);
 			return;
 		}
-		meta_want_attr(cm, &rd->fid, rd_attr_cb, rd);
+		mfetch_want_attr(cm->mf, &rd->fid, rd_attr_cb, rd);
 		return;
 	}
 	if (a.type != PROTO_T_FILE) {

@@ -16,7 +16,8 @@
 #include "cm/cm.h"
 #include "cm/conn.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/mut.h"
 #include "cm/offline.h"
 #include "cm/rlog.h"
@@ -223,7 +224,7 @@ offline_note_base(struct cm *cm, const struct fid *fid,
 
 	if (known)
 		a = *known;
-	else if (!cm->off || meta_cached_attr(cm, fid, &a) < 0)
+	else if (!cm->off || mcache_attr(cm->mc, fid, &a) < 0)
 		return;
 	if (!cm->off || (a.dv & CM_DV_LOCAL))
 		return;
@@ -327,7 +328,7 @@ offline_path_noted(struct cm *cm, uint64_t seq, char *buf, size_t len)
 static int
 cached_listing(struct cm *cm, const struct fid *dir, struct vc_dir **d)
 {
-	int rc = meta_cached_dir(cm, dir, d);
+	int rc = mcache_dir(cm->mc, dir, d);
 
 	if (rc == -ENOTDIR)
 		return rc;
@@ -387,7 +388,7 @@ drop_name(struct cm *cm, const struct fid *fid, bool is_dir, bool commit,
 {
 	struct proto_attr a;
 
-	if (meta_cached_attr(cm, fid, &a) < 0) {
+	if (mcache_attr(cm->mc, fid, &a) < 0) {
 		memset(&a, 0, sizeof(a));
 		a.fid = *fid;
 	}
@@ -397,7 +398,7 @@ drop_name(struct cm *cm, const struct fid *fid, bool is_dir, bool commit,
 	if (!commit)
 		return;
 	if (a.nlink > 0)
-		meta_offline_attr(cm, &a);
+		mcache_offline_attr(cm->mc, &a);
 	else
 		wb_gone(cm, fid);
 }
@@ -412,7 +413,7 @@ apply_xattr(struct cm *cm, const struct proto_op *op, bool commit,
 	int64_t stamp;
 	int rc;
 
-	if (meta_cached_attr(cm, &op->fid, &a) < 0)
+	if (mcache_attr(cm->mc, &op->fid, &a) < 0)
 		return -EIO;
 	rc = vc_get_xattrs(cm->vc, &op->fid, &stamp, &x, &n);
 	if (rc < 0 || stamp != a.ctime_ns) {
@@ -459,7 +460,7 @@ apply_xattr(struct cm *cm, const struct proto_op *op, bool commit,
 	now_times(&a, false);
 	vc_put_xattrs(cm->vc, &op->fid, a.ctime_ns, nx, m);
 	proto_xattrs_free(nx, m);
-	meta_offline_attr(cm, &a);
+	mcache_offline_attr(cm->mc, &a);
 	r->has_attr = true;
 	r->attr = a;
 	return 0;
@@ -500,17 +501,17 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 		a.gid = op->gid;
 		a.nlink = a.type == PROTO_T_DIR ? 2 : 1;
 		a.size = op->target ? strlen(op->target) : 0;
-		a.dv = meta_local_dv();
+		a.dv = mcache_local_dv();
 		a.atime_ns = util_wall_ns();
 		a.mtime_ns = a.ctime_ns = a.atime_ns;
-		meta_offline_attr(cm, &a);
+		mcache_offline_attr(cm->mc, &a);
 		if (a.type == PROTO_T_DIR)
-			meta_offline_newdir(cm, &a);
+			mcache_offline_newdir(cm->mc, &a);
 		if (op->target)
 			vc_put_link(cm->vc, &a.fid, op->target);
-		rc = meta_offline_dir(cm, &op->parent, NULL, op->name, &a,
-				      a.type == PROTO_T_DIR ? 1 : 0,
-				      &r->parent);
+		rc = mcache_offline_dir(cm->mc, &op->parent, NULL, op->name, &a,
+					a.type == PROTO_T_DIR ? 1 : 0,
+					&r->parent);
 		r->has_attr = true;
 		r->attr = a;
 		r->has_parent = rc == 0;
@@ -521,7 +522,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			return -EEXIST;
 		if (rc != -ENOENT)
 			return rc;
-		if (meta_cached_attr(cm, &op->fid, &a) < 0)
+		if (mcache_attr(cm->mc, &op->fid, &a) < 0)
 			return -EIO;
 		if (a.type == PROTO_T_DIR)
 			return -EPERM;
@@ -529,9 +530,9 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			return 0;
 		a.nlink++;
 		now_times(&a, false);
-		meta_offline_attr(cm, &a);
-		rc = meta_offline_dir(cm, &op->parent, NULL, op->name, &a, 0,
-				      &r->parent);
+		mcache_offline_attr(cm->mc, &a);
+		rc = mcache_offline_dir(cm->mc, &op->parent, NULL, op->name, &a,
+					0, &r->parent);
 		r->has_attr = true;
 		r->attr = a;
 		r->has_parent = rc == 0;
@@ -554,8 +555,9 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			return 0;
 		drop_name(cm, &f, t == PROTO_T_DIR, true, &r->victim);
 		r->has_victim = true;
-		rc = meta_offline_dir(cm, &op->parent, op->name, NULL, NULL,
-				      t == PROTO_T_DIR ? -1 : 0, &r->parent);
+		rc = mcache_offline_dir(cm->mc, &op->parent, op->name, NULL,
+					NULL, t == PROTO_T_DIR ? -1 : 0,
+					&r->parent);
 		r->has_parent = rc == 0;
 		return rc;
 	case PROTO_OP_RENAME: {
@@ -585,21 +587,21 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			    (rc = dir_is_empty(cm, &victim)) < 0)
 				return rc;
 		}
-		if (meta_cached_attr(cm, &f, &a) < 0)
+		if (mcache_attr(cm->mc, &f, &a) < 0)
 			return -EIO;
 		if (!commit)
 			return 0;
 		now_times(&a, false);
-		meta_offline_attr(cm, &a);
+		mcache_offline_attr(cm->mc, &a);
 		r->has_attr = true;
 		r->attr = a;
 		if (exch) {
-			if (meta_cached_attr(cm, &victim, &va) < 0)
+			if (mcache_attr(cm->mc, &victim, &va) < 0)
 				return -EIO;
-			meta_offline_dir(cm, &op->parent, NULL, op->name, &va,
-					 0, &r->parent);
-			meta_offline_dir(cm, &op->newparent, NULL, op->newname,
-					 &a, 0, &r->newparent);
+			mcache_offline_dir(cm->mc, &op->parent, NULL, op->name,
+					   &va, 0, &r->parent);
+			mcache_offline_dir(cm->mc, &op->newparent, NULL,
+					   op->newname, &a, 0, &r->newparent);
 			r->has_victim = true;
 			r->victim = va;
 			r->has_parent = r->has_newparent = true;
@@ -611,18 +613,19 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			r->has_victim = true;
 		}
 		if (fid_eq(&op->parent, &op->newparent)) {
-			rc = meta_offline_dir(
-				cm, &op->parent, op->name, op->newname, &a,
+			rc = mcache_offline_dir(
+				cm->mc, &op->parent, op->name, op->newname, &a,
 				have_victim && vt == PROTO_T_DIR ? -1 : 0,
 				&r->parent);
 			r->has_parent = rc == 0;
 			return rc;
 		}
-		rc = meta_offline_dir(cm, &op->parent, op->name, NULL, NULL,
-				      t == PROTO_T_DIR ? -1 : 0, &r->parent);
+		rc = mcache_offline_dir(cm->mc, &op->parent, op->name, NULL,
+					NULL, t == PROTO_T_DIR ? -1 : 0,
+					&r->parent);
 		if (rc == 0)
-			rc = meta_offline_dir(
-				cm, &op->newparent, NULL, op->newname, &a,
+			rc = mcache_offline_dir(
+				cm->mc, &op->newparent, NULL, op->newname, &a,
 				t == PROTO_T_DIR && !(have_victim &&
 						      vt == PROTO_T_DIR)
 					? 1
@@ -632,7 +635,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 		return rc;
 	}
 	case PROTO_OP_SETATTR:
-		if (meta_cached_attr(cm, &op->fid, &a) < 0)
+		if (mcache_attr(cm->mc, &op->fid, &a) < 0)
 			return -EIO;
 		if (!commit)
 			return 0;
@@ -650,7 +653,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			a.mtime_ns = op->mtime_ns;
 		now_times(&a, (op->mask & PROTO_SA_SIZE) &&
 				      !(op->mask & PROTO_SA_MTIME));
-		meta_offline_attr(cm, &a);
+		mcache_offline_attr(cm->mc, &a);
 		r->has_attr = true;
 		r->attr = a;
 		return 0;
@@ -661,7 +664,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 		/* wb.c logs stores itself; an absorbed one lands here. */
 		if (commit)
 			wb_absorbed(cm, op);
-		if (meta_cached_attr(cm, &op->fid, &pa) == 0) {
+		if (mcache_attr(cm->mc, &op->fid, &pa) == 0) {
 			r->has_attr = true;
 			r->attr = pa;
 		}
@@ -1012,9 +1015,10 @@ reint_record(struct cm *cm, struct rctx *c, const struct proto_attr *srv)
 
 /* The server's version of the object, fetched: record the conflict. */
 static void
-reint_server_attr(struct cm *cm, void *arg, int err)
+reint_server_attr(void *arg, int err)
 {
 	struct rctx *c = arg;
+	struct cm *cm = c->cm;
 	struct proto_attr a;
 
 	if (!cm->off || cm_stopping(&cm->loop)) {
@@ -1022,8 +1026,8 @@ reint_server_attr(struct cm *cm, void *arg, int err)
 		return;
 	}
 	reint_record(cm, c,
-		     !err && meta_cached_attr(cm, &c->op.fid, &a) == 0 ? &a
-								       : NULL);
+		     !err && mcache_attr(cm->mc, &c->op.fid, &a) == 0 ? &a
+								      : NULL);
 }
 
 static void
@@ -1032,8 +1036,8 @@ reint_conflict(struct cm *cm, struct rctx *c, const char *copy)
 	if (copy)
 		c->copy = strdup(copy);
 	/* What we cache of it is our own view: ask the server. */
-	meta_drop_attr(cm, &c->op.fid);
-	meta_want_attr(cm, &c->op.fid, reint_server_attr, c);
+	mcache_drop_attr(cm->mc, &c->op.fid);
+	mfetch_want_attr(cm->mf, &c->op.fid, reint_server_attr, c);
 }
 
 static void
@@ -1080,7 +1084,7 @@ reint_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 		return;
 	}
 	c->err = err;
-	c->has_local = meta_cached_attr(cm, &c->op.fid, &c->local) == 0;
+	c->has_local = mcache_attr(cm->mc, &c->op.fid, &c->local) == 0;
 	/* as noted when it was logged, or now, while the write state still
 	 * knows the file's name */
 	if (offline_path_noted(cm, c->seq, c->path, sizeof(c->path)) < 0)
@@ -1122,7 +1126,7 @@ reint_finish(struct cm *cm)
 		 (unsigned long long)st.conflicts);
 	/* Everything made or changed offline carries a local DV: take the
 	 * server's view of it all. */
-	meta_revalidate_all(cm);
+	mfetch_revalidate_all(cm->mf);
 	wb_resume(cm);
 	if (o->waiter) {
 		offline_reconnected_fn fn = o->waiter;
@@ -1175,7 +1179,7 @@ reint_next(struct cm *cm)
 		if (s)
 			rec.op.base_dv = s->dv;
 		else if ((rec.op.base_dv & CM_DV_LOCAL) &&
-			 meta_cached_attr(cm, &rec.op.fid, &ca) == 0 &&
+			 mcache_attr(cm->mc, &rec.op.fid, &ca) == 0 &&
 			 !(ca.dv & CM_DV_LOCAL))
 			rec.op.base_dv = ca.dv;
 	}

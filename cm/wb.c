@@ -31,7 +31,8 @@
 #include "cm/fetch.h"
 #include "cm/http.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/mut.h"
 #include "cm/rlog.h"
 #include "cm/wb.h"
@@ -1458,7 +1459,7 @@ conflict_stored(struct cm *cm, void *arg, int err,
 	}
 	pthread_mutex_unlock(&wb->lock);
 	drop_chunks(cm, &fid);
-	meta_drop_file(cm, &fid);
+	mcache_drop_file(cm->mc, &fid);
 	/* close/fsync report it: the data is safe, but not in this file.
 	 * (Reintegration gets 0 and the copy's name.) */
 	conflict_end(cf, cf->orig ? -EIO : 0);
@@ -1681,11 +1682,11 @@ mark_logged(struct cm *cm, const struct fid *fid)
 		have = true;
 	}
 	pthread_mutex_unlock(&wb->lock);
-	if (have && meta_cached_attr(cm, fid, &a) == 0) {
+	if (have && mcache_attr(cm->mc, fid, &a) == 0) {
 		a.size = size;
 		a.mtime_ns = mt;
 		a.ctime_ns = ct;
-		meta_offline_attr(cm, &a);
+		mcache_offline_attr(cm->mc, &a);
 	}
 }
 
@@ -1886,7 +1887,7 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 		cs_set_dv_file(cm->cs, op->fid.vol, op->fid.oid, src, a->dv);
 	else
 		cs_invalidate(cm->cs, op->fid.vol, op->fid.oid, a->dv);
-	meta_stored_attr(cm, a);
+	mcache_stored_attr(cm->mc, a);
 }
 
 int
