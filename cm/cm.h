@@ -147,20 +147,6 @@ cm_chunk_key(struct cs_key *k, const struct fid *fid, uint64_t chunk)
 	k->chunk = chunk;
 }
 
-/*
- * Upward hooks of fetch.c: what pins and disconnected operation add to a
- * chunk read, given to fetch_new() by daemon.c (the pattern of
- * cm_kernel_ops and http_set_gate()). Kept in struct cm and never
- * cleared. NULL-safe.
- */
-struct cm_fetch_hooks {
-	/* Must a chunk of @fid be stored pinned? */
-	bool (*pinned)(struct cm *cm, const struct fid *fid);
-	/* How long a failed read may keep retrying (disconnected with
-	 * offline-miss=wait), 0: not at all. */
-	uint64_t (*miss_wait_ms)(struct cm *cm);
-};
-
 struct cm {
 	struct cm_config cfg;
 	char *token;		/* bearer token read from cfg.token_file */
@@ -175,14 +161,14 @@ struct cm {
 				       after the FUSE threads */
 	struct mfetch *mf;	    /* metadata fetches: loop thread only */
 	struct access *acc;	    /* control callers' rights: loop thread */
-	struct fetch *fetch;	    /* loop thread only */
+	struct fetch *fetch;	    /* chunks: loop thread (reads: any),
+				       freed after the FUSE threads */
 	struct evstream *evs;	    /* loop thread only */
 	struct rlog *rlog;	    /* thread-safe: the replay log */
 	struct mut *mut;	    /* loop thread only (mut.h) */
 	struct wb *wb;		    /* thread-safe (wb.h) */
 	struct pin *pin;	    /* loop thread only (pin.h) */
 	struct ctl_server *ctl;	    /* loop thread only (cm_ctl.h) */
-	struct cm_fetch_hooks fhooks; /* set by fetch_new(), never cleared */
 	const struct mut_hooks *muth; /* set by mut_new() (mut.h) */
 	const struct wb_hooks *wbh;   /* set by wb_new() (wb.h) */
 

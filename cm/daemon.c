@@ -316,10 +316,17 @@ h_applied_event(void *arg, const struct proto_event *ev)
 	pin_event(arg, ev);
 }
 
-static const struct cm_fetch_hooks fetch_hooks = {
-	.pinned = pin_covers,
-	.miss_wait_ms = offline_miss_wait_ms,
-};
+static bool
+h_pinned(void *arg, const struct fid *fid)
+{
+	return pin_covers(arg, fid);
+}
+
+static uint64_t
+h_miss_wait_ms(void *arg)
+{
+	return offline_miss_wait_ms(arg);
+}
 
 /* The op log calls up into write states and disconnected operation,
  * write states into disconnected operation, only through these. */
@@ -418,6 +425,35 @@ cm_daemon_after_fork(struct cm *cm)
 
 /* --- building the modules --- */
 
+/* The chunk fetch engine (it lives until cm_daemon_close(): FUSE threads
+ * read through it). */
+static int
+fetch_module_new(struct cm *cm)
+{
+	const struct fetch_hooks fh = {
+		.pinned = h_pinned,
+		.miss_wait_ms = h_miss_wait_ms,
+		.arg = cm,
+	};
+	const struct fetch_deps d = {
+		.loop = &cm->loop,
+		.http = cm->http,
+		.cs = cm->cs,
+		.mc = cm->mc,
+		.mf = cm->mf,
+		.st = &cm->st,
+		.online = &cm->online,
+		.chunk_size = cm->chunk_size,
+		.timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms,
+		.volume = cm->cfg.volume,
+		.server = cm->cfg.server,
+		.mountpoint = cm->cfg.mountpoint,
+	};
+
+	cm->fetch = fetch_new(&d, &fh);
+	return cm->fetch ? 0 : -errno;
+}
+
 /* The cached metadata (it lives until cm_daemon_close(): FUSE threads
  * read it) and the metadata fetches over it. */
 static int
@@ -497,7 +533,7 @@ loop_modules_new(struct cm *cm)
 	}
 	rc = meta_modules_new(cm);
 	if (rc == 0)
-		rc = fetch_new(cm, &fetch_hooks);
+		rc = fetch_module_new(cm);
 	if (rc == 0)
 		rc = mut_new(cm, &mut_hooks);
 	if (rc == 0)
@@ -591,7 +627,7 @@ loop_modules_free(void *arg)
 	http_free(cm->http);
 	cm->http = NULL;
 	mut_free(cm);
-	fetch_free(cm);
+	fetch_stop(cm->fetch);
 	acc_free(cm->acc);
 	cm->acc = NULL;
 	mfetch_free(cm->mf);
@@ -615,6 +651,8 @@ cm_daemon_close(struct cm *cm)
 	cm_stats_format(cm, stats, sizeof(stats));
 	for (char *l = strtok(stats, "\n"); l; l = strtok(NULL, "\n"))
 		log_info(LOG_MAIN, "stat %s", l);
+	fetch_free(cm->fetch);
+	cm->fetch = NULL;
 	mcache_free(cm->mc);
 	cm->mc = NULL;
 	ino_free(cm->ino);

@@ -89,7 +89,7 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 		if (n == -ENOENT) {
 			/* The write state went away (stored and closed):
 			 * read the normal way. */
-			rc = fetch_read_park(cm, &w->fid, w->off, w->len,
+			rc = fetch_read_park(cm->fetch, &w->fid, w->off, w->len,
 					     w->req, fops_read_reply);
 			if (rc < 0)
 				fuse_reply_err(w->req, -rc);

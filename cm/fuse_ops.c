@@ -609,7 +609,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			 .fi = *fi};
 
 	fops_count(cm, CM_R_OPEN);
-	fetch_kernel_readahead(cm, KERNEL_RA_KB);
+	fetch_kernel_readahead(cm->fetch, KERNEL_RA_KB);
 	if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) &&
 	    fops_read_only(cm)) {
 		fuse_reply_err(req, EROFS);
@@ -667,7 +667,7 @@ file_readahead(struct cm *cm, struct cm_file *f, uint64_t dv, uint64_t fsize,
 		f->next_off = off + len;
 	pthread_mutex_unlock(&f->mu);
 	if (go)
-		fetch_prefetch(cm, &f->fid, dv, fsize, first, last);
+		fetch_prefetch(cm->fetch, &f->fid, dv, fsize, first, last);
 }
 
 /* Valid replies: fuse_reply_buf, fuse_reply_err (possibly from the loop). */
@@ -710,13 +710,13 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 					    : size;
 	file_readahead(cm, f, dv, fsize, (uint64_t)off, len);
 	buf = fops_tbuf_get(len);
-	if (buf && fetch_read_cached(cm, &f->fid, dv, (uint64_t)off, buf,
+	if (buf && fetch_read_cached(cm->fetch, &f->fid, dv, (uint64_t)off, buf,
 				     len) == (ssize_t)len) {
 		fuse_reply_buf(req, buf, len);
 		return;
 	}
 park:
-	rc = fetch_read_park(cm, &f->fid, (uint64_t)off, size, req,
+	rc = fetch_read_park(cm->fetch, &f->fid, (uint64_t)off, size, req,
 			     fops_read_reply);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);

@@ -832,13 +832,12 @@ file_step_done(struct pjob *j, struct pfile *f)
 }
 
 static void
-fetch_cb(struct cm *cm, void *arg, int err)
+fetch_cb(void *arg, int err)
 {
 	struct preq *r = arg;
 	struct pjob *j = r->job;
 	struct pfile *f = &j->files[r->fi];
 
-	(void)cm;
 	j->inflight--;
 	f->left--;
 	if (err == 0) {
@@ -900,8 +899,8 @@ fetch_pump(struct pjob *j)
 				 : cm->chunk_size;
 		f->left++;
 		j->inflight++;
-		rc = fetch_chunk(cm, &f->fid, f->dv, f->size, k.chunk, fetch_cb,
-				 r);
+		rc = fetch_chunk(cm->fetch, &f->fid, f->dv, f->size, k.chunk,
+				 fetch_cb, r);
 		if (rc < 0) {
 			free(r);
 			f->left--;

@@ -43,7 +43,7 @@ bool pin_covers(struct cm *cm, const struct fid *fid);
 int pin_restore(struct cm *cm);
 
 /* Free the pin state and every job left. Loop thread, at shutdown, after
- * fetch_free() and meta_free() (so no callback into a job can follow). */
+ * fetch_stop() and mfetch_free() (so no callback into a job can follow). */
 void pin_free(struct cm *cm);
 
 /* An event from the server (after mfetch.c applied it): a changed pinned

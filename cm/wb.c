@@ -788,14 +788,16 @@ wb_read(struct cm *cm, const struct fid *fid, uint64_t off, void *buf,
 /* --- fetching for a write --- */
 
 struct wfetch {
+	struct cm *cm;
 	wb_done_fn done;
 	void *arg;
 };
 
 static void
-wfetch_cb(struct cm *cm, void *arg, int err)
+wfetch_cb(void *arg, int err)
 {
 	struct wfetch *w = arg;
+	struct cm *cm = w->cm;
 
 	w->done(cm, w->arg, err);
 	free(w);
@@ -826,9 +828,10 @@ wb_fetch(struct cm *cm, const struct fid *fid, uint64_t chunk, wb_done_fn done,
 		done(cm, arg, -ENOMEM);
 		return;
 	}
+	w->cm = cm;
 	w->done = done;
 	w->arg = arg;
-	rc = fetch_chunk(cm, fid, dv, size, chunk, wfetch_cb, w);
+	rc = fetch_chunk(cm->fetch, fid, dv, size, chunk, wfetch_cb, w);
 	if (rc < 0) {
 		free(w);
 		done(cm, arg, rc);
@@ -842,6 +845,7 @@ wb_fetch(struct cm *cm, const struct fid *fid, uint64_t chunk, wb_done_fn done,
  * cannot take what the server no longer has.
  */
 struct fetch_all {
+	struct cm *cm;
 	struct fid fid;
 	uint64_t dv, srv_size, upto, next;
 	unsigned inflight;
@@ -854,9 +858,10 @@ struct fetch_all {
 static void fetch_all_more(struct cm *cm, struct fetch_all *fa);
 
 static void
-fetch_all_cb(struct cm *cm, void *arg, int err)
+fetch_all_cb(void *arg, int err)
 {
 	struct fetch_all *fa = arg;
+	struct cm *cm = fa->cm;
 
 	fa->inflight--;
 	if (err < 0 && !fa->err)
@@ -883,7 +888,7 @@ fetch_all_more(struct cm *cm, struct fetch_all *fa)
 		if (cs_lookup(cm->cs, &k, &info) == 0 && info.dv == fa->dv)
 			continue;
 		fa->inflight++;
-		rc = fetch_chunk(cm, &fa->fid, fa->dv, fa->srv_size, c,
+		rc = fetch_chunk(cm->fetch, &fa->fid, fa->dv, fa->srv_size, c,
 				 fetch_all_cb, fa);
 		if (rc < 0) {
 			fa->inflight--;
@@ -925,6 +930,7 @@ wb_fetch_all(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 		done(cm, arg, -EBADF);
 		return;
 	}
+	fa->cm = cm;
 	fa->fid = *fid;
 	fa->done = done;
 	fa->arg = arg;
