@@ -51,7 +51,9 @@ struct http_client;
 struct cs_store;
 struct vc;
 struct ino_table;
-struct meta;
+struct mcache;
+struct access;
+struct mfetch;
 struct fetch;
 struct evstream;
 struct rlog;
@@ -134,9 +136,6 @@ int cm_config_check(const struct cm_config *c, const char **why);
 bool cm_url_loopback(const char *url);
 bool cm_config_cleartext(const struct cm_config *c);
 
-/* DVs made while disconnected have this bit; server DVs never do. */
-#define CM_DV_LOCAL (1ull << 63)
-
 /* The chunk store's key of chunk @chunk of @fid. */
 static inline void
 cm_chunk_key(struct cs_key *k, const struct fid *fid, uint64_t chunk)
@@ -146,41 +145,6 @@ cm_chunk_key(struct cs_key *k, const struct fid *fid, uint64_t chunk)
 	memcpy(k->fid, fid->oid, sizeof(k->fid));
 	k->chunk = chunk;
 }
-
-/*
- * Upward hooks of the read half. meta.c and fetch.c answer reads from the
- * caches; what the modules above them (write states, the op log, pins,
- * disconnected operation) add to a read comes through these, given to
- * meta_new() and fetch_new() by daemon.c, so the read half includes none
- * of those modules (the pattern of cm_kernel_ops and http_set_gate()).
- * They are kept in struct cm and never cleared: FUSE threads may still
- * read while the loop's modules are torn down. NULL-safe: a NULL hook is
- * skipped (no overlay, false, 0).
- */
-struct cm_meta_hooks {
-	/* Write state (wb): put the local size and times of a file being
-	 * written over @a; attributes of an orphan (open, unlinked) @fid
-	 * (0 or -ENOENT); does @fid have a write state (its chunks stay). */
-	void (*overlay)(struct cm *cm, struct proto_attr *a);
-	int (*orphan_attr)(struct cm *cm, const struct fid *fid,
-			   struct proto_attr *out);
-	bool (*active)(struct cm *cm, const struct fid *fid);
-	/* Op log (mut): true if @ev is about an object with an op in flight
-	 * (it is held back and applied after the reply). */
-	bool (*defer_event)(struct cm *cm, const struct proto_event *ev);
-	/* Pins: after @ev was applied to the caches; when an object's DV
-	 * changed without an event (a bulk revalidation). */
-	void (*applied_event)(struct cm *cm, const struct proto_event *ev);
-	void (*dv_changed)(struct cm *cm, const struct proto_attr *a);
-};
-
-struct cm_fetch_hooks {
-	/* Must a chunk of @fid be stored pinned? */
-	bool (*pinned)(struct cm *cm, const struct fid *fid);
-	/* How long a failed read may keep retrying (disconnected with
-	 * offline-miss=wait), 0: not at all. */
-	uint64_t (*miss_wait_ms)(struct cm *cm);
-};
 
 struct cm {
 	struct cm_config cfg;
@@ -192,16 +156,18 @@ struct cm {
 	struct cs_store *cs;	    /* thread-safe */
 	struct vc *vc;		    /* thread-safe */
 	struct ino_table *ino;	    /* thread-safe (own lock) */
-	struct meta *meta;	    /* loop thread only */
-	struct fetch *fetch;	    /* loop thread only */
+	struct mcache *mc;	    /* cached metadata: any thread, freed
+				       after the FUSE threads */
+	struct mfetch *mf;	    /* metadata fetches: loop thread only */
+	struct access *acc;	    /* control callers' rights: loop thread */
+	struct fetch *fetch;	    /* chunks: loop thread (reads: any),
+				       freed after the FUSE threads */
 	struct evstream *evs;	    /* loop thread only */
 	struct rlog *rlog;	    /* thread-safe: the replay log */
 	struct mut *mut;	    /* loop thread only (mut.h) */
 	struct wb *wb;		    /* thread-safe (wb.h) */
 	struct pin *pin;	    /* loop thread only (pin.h) */
-	struct ctl_server *ctl;    /* loop thread only (cm_ctl.h) */
-	struct cm_meta_hooks mhooks; /* set by meta_new(), never cleared */
-	struct cm_fetch_hooks fhooks; /* set by fetch_new(), never cleared */
+	struct ctl_server *ctl;	    /* loop thread only (cm_ctl.h) */
 	const struct mut_hooks *muth; /* set by mut_new() (mut.h) */
 
 	pthread_mutex_t lock;

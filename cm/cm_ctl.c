@@ -8,7 +8,7 @@
  * share with this file.
  *
  * Path requests go through an asynchronous resolver: from the volume root,
- * one component at a time, through the metadata cache, asking meta.c for
+ * one component at a time, through the metadata cache, asking mfetch.c for
  * what is missing and coming back from its callback, so a handler never
  * waits on the network inside the loop.
  */
@@ -31,7 +31,8 @@
 #include "cm/ctl_i.h"
 #include "cm/http.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/replay.h"
 #include "cm/pin.h"
 #include "cm/vc.h"
@@ -65,11 +66,10 @@ cm_ctl_resolve_fail(struct resolve *r, int err, const char *msg)
 }
 
 static void
-resolve_cb(struct cm *cm, void *arg, int err)
+resolve_cb(void *arg, int err)
 {
 	struct resolve *r = arg;
 
-	(void)cm;
 	if (err < 0) {
 		cm_ctl_resolve_fail(r, err, NULL);
 		return;
@@ -94,13 +94,13 @@ resolve_step(struct resolve *r)
 	int rc;
 
 	for (;;) {
-		rc = meta_cached_attr(r->cm, &r->fid, &a);
+		rc = mcache_attr(r->cm->mc, &r->fid, &a);
 		if (rc == -ENOENT) {
 			if (++r->tries > RESOLVE_TRIES) {
 				cm_ctl_resolve_fail(r, EAGAIN, NULL);
 				return;
 			}
-			meta_want_attr(r->cm, &r->fid, resolve_cb, r);
+			mfetch_want_attr(r->cm->mf, &r->fid, resolve_cb, r);
 			return;
 		}
 		if (rc < 0) {
@@ -127,13 +127,13 @@ resolve_step(struct resolve *r)
 			cm_ctl_resolve_fail(r, EACCES, NULL);
 			return;
 		}
-		rc = meta_cached_dir(r->cm, &r->fid, &d);
+		rc = mcache_dir(r->cm->mc, &r->fid, &d);
 		if (rc == -ENOENT) {
 			if (++r->tries > RESOLVE_TRIES) {
 				cm_ctl_resolve_fail(r, EAGAIN, NULL);
 				return;
 			}
-			meta_want_dir(r->cm, &r->fid, resolve_cb, r);
+			mfetch_want_dir(r->cm->mf, &r->fid, resolve_cb, r);
 			return;
 		}
 		if (rc < 0) {

@@ -20,7 +20,7 @@
 #include "cm/fidmap.h"
 #include "cm/http.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
 #include "cm/mut.h"
 #include "cm/rlog.h"
 #include "cm/wb.h"
@@ -92,7 +92,7 @@ conflict_note_base(struct cm *cm, const struct fid *fid,
 
 	if (known)
 		a = *known;
-	else if (!cm->wb || meta_cached_attr(cm, fid, &a) < 0)
+	else if (!cm->wb || mcache_attr(cm->mc, fid, &a) < 0)
 		return;
 	if (!cm->wb || (a.dv & CM_DV_LOCAL))
 		return;
@@ -406,7 +406,7 @@ conflict_stored(struct cm *cm, void *arg, int err,
 	}
 	pthread_mutex_unlock(&wb->lock);
 	wb_drop_chunks(cm, &fid);
-	meta_drop_file(cm, &fid);
+	mcache_drop_file(cm->mc, &fid);
 	/* close/fsync report it: the data is safe, but not in this file.
 	 * (Reintegration gets 0 and the copy's name.) */
 	conflict_end(cf, cf->orig ? -EIO : 0);

@@ -26,7 +26,8 @@
 #include "cm/ctl_i.h"
 #include "cm/http.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/replay.h"
 #include "cm/pin.h"
 #include "cm/vc.h"
@@ -201,7 +202,7 @@ drop_all_meta(struct cm *cm)
 		/* The root stays: the mount's own attributes. */
 		if (cm_volinfo(cm, &vi) == 0 && fid_eq(&vi.root, &m.v[i]))
 			continue;
-		meta_forget(cm, &m.v[i]);
+		mcache_forget(cm->mc, &m.v[i]);
 		kernel_forget_data(cm, &m.v[i]);
 	}
 	free(m.v);
@@ -398,14 +399,13 @@ flush_done(struct resolve *r, const struct proto_attr *a)
 		/* The files of the directory, not recursive. Their mode is
 		 * not checked: reading the directory shows them anyway, and
 		 * a flush hands nobody their data. */
-		rc = meta_cached_dir(r->cm, &a->fid, &d);
+		rc = mcache_dir(r->cm->mc, &a->fid, &d);
 		if (rc == -ENOENT)
 			rc = 0; /* no listing cached: nothing of it either */
 		for (size_t i = 0; d && rc == 0 && i < d->n; i++) {
 			struct proto_attr ea;
 
-			if (meta_cached_attr(r->cm, &d->ents[i].fid, &ea) ==
-				    0 &&
+			if (mcache_attr(r->cm->mc, &d->ents[i].fid, &ea) == 0 &&
 			    ea.type == PROTO_T_FILE)
 				rc = fjob_add(j, &ea.fid, &cap);
 		}
@@ -457,7 +457,7 @@ flushmeta_done(struct resolve *r, const struct proto_attr *a)
 
 	/* The kernel forgets the names in a directory and the object's own
 	 * name, so the next lookup and stat come to cairnd again. */
-	if (a->type == PROTO_T_DIR && meta_cached_dir(cm, &a->fid, &d) == 0) {
+	if (a->type == PROTO_T_DIR && mcache_dir(cm->mc, &a->fid, &d) == 0) {
 		for (size_t i = 0; ino && cm->loop.kops.inval_entry && i < d->n;
 		     i++) {
 			CM_STAT_INC(&cm->st, invalidations);
@@ -478,7 +478,7 @@ flushmeta_done(struct resolve *r, const struct proto_attr *a)
 	/* A file with local changes keeps its attributes (its store is
 	 * based on them); the rest is forgotten. */
 	if (!wb_active(cm, &a->fid))
-		meta_forget(cm, &a->fid);
+		mcache_forget(cm->mc, &a->fid);
 	if (ino && cm->loop.kops.inval_inode) {
 		CM_STAT_INC(&cm->st, invalidations);
 		/* -1: attributes only; a directory also drops its pages

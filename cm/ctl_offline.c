@@ -25,7 +25,8 @@
 #include "cm/http.h"
 #include "cm/inode.h"
 #include "cm/local.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/mut.h"
 #include "cm/replay.h"
 #include "cm/rlog.h"
@@ -219,8 +220,9 @@ conflict_cb(const struct rlog_rec *rec, void *arg)
 
 		/* Another user's change is none of the caller's business
 		 * unless the mount would show the caller its path. */
-		if (!c->local.path || !acc_sees(l->cm, l->peer, c->local.path,
-						&dir, (uid_t)rec->op.uid))
+		if (!c->local.path ||
+		    !acc_sees(l->cm->acc, l->peer, c->local.path, &dir,
+			      (uid_t)rec->op.uid))
 			return 0;
 	}
 	o = json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "seq",
@@ -300,7 +302,8 @@ replay_cb(const struct rlog_rec *rec, void *arg)
 		if (conflict_op_path(l->cm, &rec->op, path, sizeof(path)) < 0 &&
 		    conflict_path_noted(l->cm, rec->seq, path, sizeof(path)) < 0)
 			return 0;
-		if (!acc_sees(l->cm, l->peer, path, &dir, (uid_t)rec->op.uid))
+		if (!acc_sees(l->cm->acc, l->peer, path, &dir,
+			      (uid_t)rec->op.uid))
 			return 0;
 	}
 	l->n++;
@@ -460,7 +463,7 @@ static void resolve_deny(struct ctl_call *call, const char *path,
 static bool
 redo_allowed(struct cm *cm, struct redo *d, const struct fid *victim)
 {
-	int rc = acc_may_change(cm, &d->peer, &d->op, victim, NULL, NULL);
+	int rc = acc_may_change(cm->acc, &d->peer, &d->op, victim, NULL, NULL);
 
 	if (rc == 0)
 		return true;
@@ -472,9 +475,10 @@ redo_allowed(struct cm *cm, struct redo *d, const struct fid *victim)
 }
 
 static void
-redo_fetched(struct cm *cm, void *arg, int err)
+redo_fetched(void *arg, int err)
 {
 	struct redo *d = arg;
+	struct cm *cm = d->cm;
 	struct proto_attr a;
 	enum proto_type t;
 	struct fid f;
@@ -512,7 +516,7 @@ redo_fetched(struct cm *cm, void *arg, int err)
 	}
 	if (d->op.kind == PROTO_OP_RENAME && !d->have_both) {
 		d->have_both = true;
-		meta_want_dir(cm, &d->op.newparent, redo_fetched, d);
+		mfetch_want_dir(cm->mf, &d->op.newparent, redo_fetched, d);
 		return;
 	}
 	if (d->op.kind == PROTO_OP_RENAME) {
@@ -545,7 +549,7 @@ redo_fetched(struct cm *cm, void *arg, int err)
 		if (!redo_allowed(cm, d, NULL))
 			return;
 	} else {
-		if (meta_cached_attr(cm, &d->op.fid, &a) == 0)
+		if (mcache_attr(cm->mc, &d->op.fid, &a) == 0)
 			d->op.base_dv = a.dv;
 		if (!redo_allowed(cm, d, NULL))
 			return;
@@ -572,16 +576,16 @@ redo_start(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
 	snprintf(d->path, sizeof(d->path), "%s", r->path);
 	if (d->op.kind == PROTO_OP_UNLINK || d->op.kind == PROTO_OP_RMDIR ||
 	    takes_name(d->op.kind)) {
-		meta_want_dir(cm, &d->op.parent, redo_fetched, d);
+		mfetch_want_dir(cm->mf, &d->op.parent, redo_fetched, d);
 		return;
 	}
 	if (d->op.kind == PROTO_OP_RENAME) {
 		/* the old name's listing, then the new one's */
-		meta_want_dir(cm, &d->op.parent, redo_fetched, d);
+		mfetch_want_dir(cm->mf, &d->op.parent, redo_fetched, d);
 		return;
 	}
-	meta_drop_attr(cm, &d->op.fid);
-	meta_want_attr(cm, &d->op.fid, redo_fetched, d);
+	mcache_drop_attr(cm->mc, &d->op.fid);
+	mfetch_want_attr(cm->mf, &d->op.fid, redo_fetched, d);
 }
 
 /* Refuse to settle @op's conflict at @path: the caller could not make
@@ -624,13 +628,13 @@ static int
 resolve_may(struct cm *cm, const struct ctl_peer *peer, const struct cres *r,
 	    struct acc_need *need)
 {
-	int rc = acc_reach(cm, peer, r->path, need);
+	int rc = acc_reach(cm->acc, peer, r->path, need);
 
 	if (rc < 0 && rc != -ENOENT)
 		return rc;
 	/* The object may be gone on the server: judge it then by what it
 	 * was before the local change. */
-	return acc_may_change(cm, peer, &r->op, NULL,
+	return acc_may_change(cm->acc, peer, &r->op, NULL,
 			      r->has_base ? &r->base : NULL, need);
 }
 
@@ -666,9 +670,8 @@ static void rauth_step(struct rauth *a, int err);
 static void rreach_step(struct rauth *a, int err);
 
 static void
-rauth_cb(struct cm *cm, void *arg, int err)
+rauth_cb(void *arg, int err)
 {
-	(void)cm;
 	rauth_step(arg, err);
 }
 
@@ -682,9 +685,9 @@ rauth_step(struct rauth *a, int err)
 	if (rc == -EAGAIN && !err && a->tries++ < 8 &&
 	    !cm_offline(a->cm)) {
 		if (need.dir)
-			meta_want_dir(a->cm, &need.fid, rauth_cb, a);
+			mfetch_want_dir(a->cm->mf, &need.fid, rauth_cb, a);
 		else
-			meta_want_attr(a->cm, &need.fid, rauth_cb, a);
+			mfetch_want_attr(a->cm->mf, &need.fid, rauth_cb, a);
 		return;
 	}
 	if (rc == -EAGAIN && err == -ENOENT &&
@@ -717,9 +720,8 @@ rauth_step(struct rauth *a, int err)
 }
 
 static void
-rreach_cb(struct cm *cm, void *arg, int err)
+rreach_cb(void *arg, int err)
 {
-	(void)cm;
 	rreach_step(arg, err);
 }
 
@@ -732,13 +734,13 @@ rreach_step(struct rauth *a, int err)
 	struct acc_need need;
 	int rc;
 
-	rc = acc_reach(a->cm, &a->peer, a->r.path, &need);
+	rc = acc_reach(a->cm->acc, &a->peer, a->r.path, &need);
 	if (rc == -EAGAIN && !err && a->tries++ < 8 &&
 	    !cm_offline(a->cm)) {
 		if (need.dir)
-			meta_want_dir(a->cm, &need.fid, rreach_cb, a);
+			mfetch_want_dir(a->cm->mf, &need.fid, rreach_cb, a);
 		else
-			meta_want_attr(a->cm, &need.fid, rreach_cb, a);
+			mfetch_want_attr(a->cm->mf, &need.fid, rreach_cb, a);
 		return;
 	}
 	if (rc == -EACCES) {

@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "chunkstore/cs.h"
+#include "cm/access.h"
 #include "cm/cm.h"
 #include "cm/cm_ctl.h"
 #include "cm/conn.h"
@@ -26,7 +27,8 @@
 #include "cm/fetch.h"
 #include "cm/http.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/mut.h"
 #include "cm/replay.h"
 #include "cm/pin.h"
@@ -276,20 +278,55 @@ out:
 }
 
 /* What the write half, pins and disconnected operation add to a read:
- * meta.c and fetch.c call up only through these (cm.h). */
-static const struct cm_meta_hooks meta_hooks = {
-	.overlay = wb_overlay,
-	.orphan_attr = wb_orphan_attr,
-	.active = wb_active,
-	.defer_event = mut_defer_event,
-	.applied_event = pin_event,
-	.dv_changed = pin_changed,
-};
+ * mcache.c and mfetch.c call up only through these, with @arg the
+ * daemon's struct cm. */
+static void
+h_overlay(void *arg, struct proto_attr *a)
+{
+	wb_overlay(arg, a);
+}
 
-static const struct cm_fetch_hooks fetch_hooks = {
-	.pinned = pin_covers,
-	.miss_wait_ms = offline_miss_wait_ms,
-};
+static int
+h_orphan_attr(void *arg, const struct fid *fid, struct proto_attr *out)
+{
+	return wb_orphan_attr(arg, fid, out);
+}
+
+static bool
+h_active(void *arg, const struct fid *fid)
+{
+	return wb_active(arg, fid);
+}
+
+static void
+h_dv_changed(void *arg, const struct proto_attr *a)
+{
+	pin_changed(arg, a);
+}
+
+static bool
+h_defer_event(void *arg, const struct proto_event *ev)
+{
+	return mut_defer_event(arg, ev);
+}
+
+static void
+h_applied_event(void *arg, const struct proto_event *ev)
+{
+	pin_event(arg, ev);
+}
+
+static bool
+h_pinned(void *arg, const struct fid *fid)
+{
+	return pin_covers(arg, fid);
+}
+
+static uint64_t
+h_miss_wait_ms(void *arg)
+{
+	return offline_miss_wait_ms(arg);
+}
 
 /* The op log calls up into write states and disconnected operation
  * only through these. */
@@ -383,6 +420,76 @@ cm_daemon_after_fork(struct cm *cm)
 
 /* --- building the modules --- */
 
+/* The chunk fetch engine (it lives until cm_daemon_close(): FUSE threads
+ * read through it). */
+static int
+fetch_module_new(struct cm *cm)
+{
+	const struct fetch_hooks fh = {
+		.pinned = h_pinned,
+		.miss_wait_ms = h_miss_wait_ms,
+		.arg = cm,
+	};
+	const struct fetch_deps d = {
+		.loop = &cm->loop,
+		.http = cm->http,
+		.cs = cm->cs,
+		.mc = cm->mc,
+		.mf = cm->mf,
+		.st = &cm->st,
+		.online = &cm->online,
+		.chunk_size = cm->chunk_size,
+		.timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms,
+		.volume = cm->cfg.volume,
+		.server = cm->cfg.server,
+		.mountpoint = cm->cfg.mountpoint,
+	};
+
+	cm->fetch = fetch_new(&d, &fh);
+	return cm->fetch ? 0 : -errno;
+}
+
+/* The cached metadata (it lives until cm_daemon_close(): FUSE threads
+ * read it) and the metadata fetches over it. */
+static int
+meta_modules_new(struct cm *cm)
+{
+	const struct mcache_hooks mch = {
+		.overlay = h_overlay,
+		.orphan_attr = h_orphan_attr,
+		.active = h_active,
+		.dv_changed = h_dv_changed,
+		.arg = cm,
+	};
+	const struct mfetch_hooks mfh = {
+		.defer_event = h_defer_event,
+		.applied_event = h_applied_event,
+		.arg = cm,
+	};
+	struct mfetch_deps d = {
+		.loop = &cm->loop,
+		.http = cm->http,
+		.ino = cm->ino,
+		.vc = cm->vc,
+		.cs = cm->cs,
+		.st = &cm->st,
+		.online = &cm->online,
+		.volume = cm->cfg.volume,
+		.server = cm->cfg.server,
+		.timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms,
+	};
+
+	cm->mc = mcache_new(cm->ino, cm->vc, cm->cs, &cm->loop, &cm->st, &mch);
+	if (!cm->mc)
+		return -errno;
+	d.mc = cm->mc;
+	cm->mf = mfetch_new(&d, &mfh);
+	if (!cm->mf)
+		return -errno;
+	cm->acc = acc_new(cm->mc, &cm->vi.root);
+	return cm->acc ? 0 : -errno;
+}
+
 static int
 loop_modules_new(struct cm *cm)
 {
@@ -419,9 +526,9 @@ loop_modules_new(struct cm *cm)
 		if (!cm->conn)
 			return -errno;
 	}
-	rc = meta_new(cm, &meta_hooks);
+	rc = meta_modules_new(cm);
 	if (rc == 0)
-		rc = fetch_new(cm, &fetch_hooks);
+		rc = fetch_module_new(cm);
 	if (rc == 0)
 		rc = mut_new(cm, &mut_hooks);
 	if (rc == 0)
@@ -515,8 +622,11 @@ loop_modules_free(void *arg)
 	http_free(cm->http);
 	cm->http = NULL;
 	mut_free(cm);
-	fetch_free(cm);
-	meta_free(cm);
+	fetch_stop(cm->fetch);
+	acc_free(cm->acc);
+	cm->acc = NULL;
+	mfetch_free(cm->mf);
+	cm->mf = NULL;
 	pin_free(cm);
 	ev_free(cm);
 }
@@ -536,6 +646,10 @@ cm_daemon_close(struct cm *cm)
 	cm_stats_format(cm, stats, sizeof(stats));
 	for (char *l = strtok(stats, "\n"); l; l = strtok(NULL, "\n"))
 		log_info(LOG_MAIN, "stat %s", l);
+	fetch_free(cm->fetch);
+	cm->fetch = NULL;
+	mcache_free(cm->mc);
+	cm->mc = NULL;
 	ino_free(cm->ino);
 	cm->ino = NULL;
 	wb_free(cm);

@@ -24,7 +24,8 @@
 #include "cm/fetch.h"
 #include "cm/fuse_i.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/mut.h"
 #include "cm/replay.h"
 #include "cm/pin.h"
@@ -65,7 +66,7 @@ reply_attr_of(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
 	struct proto_attr a;
 	struct stat st;
 
-	if (meta_cached_attr(cm, fid, &a) < 0) {
+	if (mcache_attr(cm->mc, fid, &a) < 0) {
 		fuse_reply_err(req, EIO);
 		return;
 	}
@@ -88,7 +89,7 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 		if (n == -ENOENT) {
 			/* The write state went away (stored and closed):
 			 * read the normal way. */
-			rc = fetch_read_park(cm, &w->fid, w->off, w->len,
+			rc = fetch_read_park(cm->fetch, &w->fid, w->off, w->len,
 					     w->req, fops_read_reply);
 			if (rc < 0)
 				fuse_reply_err(w->req, -rc);
@@ -298,7 +299,7 @@ name_fid(struct cm *cm, struct mop *m, const struct fid *dir,
 {
 	struct vc_dir *d;
 	long idx;
-	int rc = meta_cached_dir(cm, dir, &d);
+	int rc = mcache_dir(cm->mc, dir, &d);
 
 	if (rc == -ENOTDIR)
 		return -ENOTDIR;
@@ -339,7 +340,7 @@ orphan_prepare(struct cm *cm, struct mop *m, const struct fid *fid)
 	e = ino_find_locked(cm->ino, fid);
 	open_here = e && e->nopen > 0 && !e->orphan_hold;
 	ino_unlock(cm->ino);
-	if (!open_here || meta_cached_attr(cm, fid, &a) < 0 ||
+	if (!open_here || mcache_attr(cm->mc, fid, &a) < 0 ||
 	    a.type != PROTO_T_FILE || a.nlink > 1 ||
 	    wb_open_write(cm, &a, NULL, NULL) < 0) {
 		m->orphan_state = 2;
@@ -469,9 +470,10 @@ reply_entry(struct cm *cm, struct mop *m, const struct proto_attr *attr)
 }
 
 static void
-mop_attr_fetched(struct cm *cm, void *arg, int err)
+mop_attr_fetched(void *arg, int err)
 {
 	struct mop *m = arg;
+	struct cm *cm = m->cm;
 
 	if (err) {
 		fuse_reply_err(m->req, EIO);
@@ -495,8 +497,8 @@ mop_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 		/* Our DV was old (someone wrote the file): once more with
 		 * fresh attributes. */
 		m->retried_stale = true;
-		meta_drop_attr(cm, &m->fid);
-		meta_want_attr(cm, &m->fid, mop_attr_fetched, m);
+		mcache_drop_attr(cm->mc, &m->fid);
+		mfetch_want_attr(cm->mf, &m->fid, mop_attr_fetched, m);
 		return;
 	}
 	if (err) {
@@ -506,7 +508,7 @@ mop_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 			struct fid pfid;
 
 			if (ino_fid(cm->ino, m->parent, &pfid) == 0)
-				meta_want_dir(cm, &pfid, NULL, NULL);
+				mfetch_want_dir(cm->mf, &pfid, NULL, NULL);
 			err = -EIO;
 		}
 		/* The server says ENOENT for a missing attribute
@@ -666,8 +668,7 @@ mop_try(struct cm *cm, struct mop *m)
 		/* BSD group semantics under a set-group-ID directory: the
 		 * new object takes the directory's group, and a new
 		 * directory the bit too. */
-		if (meta_cached_attr(cm, &pfid, &a) == 0 &&
-		    (a.mode & S_ISGID)) {
+		if (mcache_attr(cm->mc, &pfid, &a) == 0 && (a.mode & S_ISGID)) {
 			op.gid = a.gid;
 			if (m->kind == M_MKDIR)
 				op.mode |= S_ISGID;
@@ -776,7 +777,7 @@ mop_try(struct cm *cm, struct mop *m)
 			m->fid = op.fid;
 			return 2;
 		}
-		if (meta_cached_attr(cm, &op.fid, &a) < 0) {
+		if (mcache_attr(cm->mc, &op.fid, &a) < 0) {
 			m->need_dir = op.fid; /* attributes, in fact */
 			return 3;
 		}
@@ -813,9 +814,10 @@ mop_try(struct cm *cm, struct mop *m)
 }
 
 static void
-mop_dir_cb(struct cm *cm, void *arg, int err)
+mop_dir_cb(void *arg, int err)
 {
 	struct mop *m = arg;
+	struct cm *cm = m->cm;
 
 	if (err) {
 		fuse_reply_err(m->req, err == -ENOENT ? ENOENT : EIO);
@@ -833,7 +835,7 @@ mop_job(struct cm_loop *loop, struct cm_job *job)
 	struct mop *m = (struct mop *)job;
 	int rc;
 
-	if (cm_stopping(&cm->loop) || !cm->meta) {
+	if (cm_stopping(&cm->loop) || !cm->mf) {
 		fuse_reply_err(m->req, EIO);
 		mop_free(m);
 		return;
@@ -851,11 +853,11 @@ mop_job(struct cm_loop *loop, struct cm_job *job)
 		return;
 	}
 	if (rc == 1)
-		meta_want_dir(cm, &m->need_dir, mop_dir_cb, m);
+		mfetch_want_dir(cm->mf, &m->need_dir, mop_dir_cb, m);
 	else if (rc == 4)
 		wb_fetch_all(cm, &m->orphan, mop_orphan_fetched, m);
 	else if (rc == 3)
-		meta_want_attr(cm, &m->need_dir, mop_dir_cb, m);
+		mfetch_want_attr(cm->mf, &m->need_dir, mop_dir_cb, m);
 	else
 		wb_flush(cm, &m->fid, mop_flushed, m);
 }
@@ -1081,7 +1083,7 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		      FUSE_SET_ATTR_CTIME))) {
 		struct proto_attr a;
 
-		if (meta_cached_attr(cm, &fid, &a) == 0 &&
+		if (mcache_attr(cm->mc, &fid, &a) == 0 &&
 		    (!(set & FUSE_SET_ATTR_UID) || a.uid == attr->st_uid) &&
 		    (!(set & FUSE_SET_ATTR_GID) || a.gid == attr->st_gid) &&
 		    !(a.mode & (S_ISUID | S_ISGID))) {
@@ -1174,7 +1176,7 @@ fmut_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 		return;
 	}
 	if (ino_fid(cm->ino, ino, &fid) < 0 ||
-	    meta_cached_attr(cm, &fid, &a) < 0) {
+	    mcache_attr(cm->mc, &fid, &a) < 0) {
 		fuse_reply_err(req, EIO);
 		return;
 	}

@@ -2,7 +2,7 @@
  * fuse_ops.c - the FUSE low-level handlers of cairnd: thin, each one reads
  * the caches and replies at once, or parks the request for the loop thread.
  *
- * It is not where data is fetched or caches are filled (meta.c, fetch.c);
+ * It is not where data is fetched or caches are filled (mfetch.c, fetch.c);
  * the mutating handlers are in fuse_mut.c (fuse_i.h is what the two
  * share), which hands metadata changes to mut.c and file data to wb.c.
  *
@@ -10,7 +10,7 @@
  * arguments and calls its try_*() function. try_*() either replies (and
  * returns 0) or says what it needs (returns 1 with p->need and p->need_fid
  * set). On a worker a need turns into a heap copy of the park posted to the
- * loop; the loop asks meta.c for the need and, when it is in the cache,
+ * loop; the loop asks mfetch.c for the need and, when it is in the cache,
  * calls the same try_*() again there. A park gets PARK_TRIES tries.
  */
 #include "config.h"
@@ -30,7 +30,8 @@
 #include "cm/fuse_i.h"
 #include "cm/fuse_ops.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/pin.h"
 #include "cm/mut.h"
 #include "cm/replay.h"
@@ -93,9 +94,10 @@ static void park_free(struct park *p)
 }
 
 static void
-park_resume(struct cm *cm, void *arg, int err)
+park_resume(void *arg, int err)
 {
 	struct park *p = arg;
+	struct cm *cm = p->cm;
 
 	/* -EAGAIN: what was fetched was already stale (a change raced with
 	 * it, e.g. xattrs while their object changes): fetch again, within
@@ -148,23 +150,23 @@ park_run(struct cm_loop *loop, struct cm_job *job)
 	struct cm *cm = cm_of_loop(loop);
 	struct park *p = (struct park *)job;
 
-	if (!cm->meta) {
+	if (!cm->mf) {
 		fuse_reply_err(p->req, EIO);
 		park_free(p);
 		return;
 	}
 	switch (p->need) {
 	case NEED_ATTR:
-		meta_want_attr(cm, &p->need_fid, park_resume, p);
+		mfetch_want_attr(cm->mf, &p->need_fid, park_resume, p);
 		break;
 	case NEED_DIR:
-		meta_want_dir(cm, &p->need_fid, park_resume, p);
+		mfetch_want_dir(cm->mf, &p->need_fid, park_resume, p);
 		break;
 	case NEED_LINK:
-		meta_want_link(cm, &p->need_fid, park_resume, p);
+		mfetch_want_link(cm->mf, &p->need_fid, park_resume, p);
 		break;
 	case NEED_XATTR:
-		meta_want_xattrs(cm, &p->need_fid, park_resume, p);
+		mfetch_want_xattrs(cm->mf, &p->need_fid, park_resume, p);
 		break;
 	}
 }
@@ -219,7 +221,7 @@ try_lookup(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
-	rc = meta_cached_dir(cm, &pfid, &d);
+	rc = mcache_dir(cm->mc, &pfid, &d);
 	if (rc == -ENOTDIR) {
 		fuse_reply_err(p->req, ENOTDIR);
 		return 0;
@@ -238,7 +240,7 @@ try_lookup(struct cm *cm, struct park *p)
 	}
 	cfid = d->ents[idx].fid;
 	vc_dir_put(d);
-	if (meta_cached_attr(cm, &cfid, &a) < 0)
+	if (mcache_attr(cm->mc, &cfid, &a) < 0)
 		return need(p, NEED_DIR, &pfid);
 	memset(&e, 0, sizeof(e));
 	ino_lock(cm->ino);
@@ -310,7 +312,7 @@ try_getattr(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
-	if (meta_cached_attr(cm, &fid, &a) < 0)
+	if (mcache_attr(cm->mc, &fid, &a) < 0)
 		return need(p, NEED_ATTR, &fid);
 	fops_to_stat(cm, &a, p->ino, &st);
 	fuse_reply_attr(p->req, &st, cm->cfg.attr_timeout);
@@ -343,7 +345,7 @@ try_opendir(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
-	rc = meta_cached_dir(cm, &fid, &d);
+	rc = mcache_dir(cm->mc, &fid, &d);
 	if (rc == -ENOTDIR) {
 		fuse_reply_err(p->req, ENOTDIR);
 		return 0;
@@ -421,7 +423,7 @@ try_readdir(struct cm *cm, struct park *p)
 			if (!p->plus) {
 				e.attr.st_ino = fops_st_ino(cm, &de->fid);
 				e.attr.st_mode = fops_dirent_mode(de->type);
-			} else if (meta_cached_attr(cm, &de->fid, &a) < 0) {
+			} else if (mcache_attr(cm->mc, &de->fid, &a) < 0) {
 				if (p->tries == 0 && used == 0) {
 					/* One listing fetch brings every
 					 * entry's attributes at once. */
@@ -527,7 +529,7 @@ try_open(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
-	if (meta_cached_attr(cm, &fid, &a) < 0)
+	if (mcache_attr(cm->mc, &fid, &a) < 0)
 		return need(p, NEED_ATTR, &fid);
 	if (a.type == PROTO_T_DIR) {
 		fuse_reply_err(p->req, EISDIR);
@@ -607,7 +609,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			 .fi = *fi};
 
 	fops_count(cm, CM_R_OPEN);
-	fetch_kernel_readahead(cm, KERNEL_RA_KB);
+	fetch_kernel_readahead(cm->fetch, KERNEL_RA_KB);
 	if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) &&
 	    fops_read_only(cm)) {
 		fuse_reply_err(req, EROFS);
@@ -665,7 +667,7 @@ file_readahead(struct cm *cm, struct cm_file *f, uint64_t dv, uint64_t fsize,
 		f->next_off = off + len;
 	pthread_mutex_unlock(&f->mu);
 	if (go)
-		fetch_prefetch(cm, &f->fid, dv, fsize, first, last);
+		fetch_prefetch(cm->fetch, &f->fid, dv, fsize, first, last);
 }
 
 /* Valid replies: fuse_reply_buf, fuse_reply_err (possibly from the loop). */
@@ -708,13 +710,13 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 					    : size;
 	file_readahead(cm, f, dv, fsize, (uint64_t)off, len);
 	buf = fops_tbuf_get(len);
-	if (buf && fetch_read_cached(cm, &f->fid, dv, (uint64_t)off, buf,
+	if (buf && fetch_read_cached(cm->fetch, &f->fid, dv, (uint64_t)off, buf,
 				     len) == (ssize_t)len) {
 		fuse_reply_buf(req, buf, len);
 		return;
 	}
 park:
-	rc = fetch_read_park(cm, &f->fid, (uint64_t)off, size, req,
+	rc = fetch_read_park(cm->fetch, &f->fid, (uint64_t)off, size, req,
 			     fops_read_reply);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
@@ -868,7 +870,7 @@ try_xattr(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
-	if (meta_cached_attr(cm, &fid, &a) < 0)
+	if (mcache_attr(cm->mc, &fid, &a) < 0)
 		return need(p, NEED_ATTR, &fid);
 	if (vc_get_xattrs(cm->vc, &fid, &stamp, &x, &n) < 0)
 		return need(p, NEED_XATTR, &fid);

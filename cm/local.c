@@ -9,7 +9,7 @@
 
 #include "cm/cm.h"
 #include "cm/local.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
 #include "common/util.h"
@@ -17,7 +17,7 @@
 static int
 cached_listing(struct cm *cm, const struct fid *dir, struct vc_dir **d)
 {
-	int rc = meta_cached_dir(cm, dir, d);
+	int rc = mcache_dir(cm->mc, dir, d);
 
 	if (rc == -ENOTDIR)
 		return rc;
@@ -76,7 +76,7 @@ drop_name(struct cm *cm, const struct fid *fid, bool is_dir, bool commit,
 {
 	struct proto_attr a;
 
-	if (meta_cached_attr(cm, fid, &a) < 0) {
+	if (mcache_attr(cm->mc, fid, &a) < 0) {
 		memset(&a, 0, sizeof(a));
 		a.fid = *fid;
 	}
@@ -86,7 +86,7 @@ drop_name(struct cm *cm, const struct fid *fid, bool is_dir, bool commit,
 	if (!commit)
 		return;
 	if (a.nlink > 0)
-		meta_offline_attr(cm, &a);
+		mcache_offline_attr(cm->mc, &a);
 	else
 		wb_gone(cm, fid);
 }
@@ -101,7 +101,7 @@ apply_xattr(struct cm *cm, const struct proto_op *op, bool commit,
 	int64_t stamp;
 	int rc;
 
-	if (meta_cached_attr(cm, &op->fid, &a) < 0)
+	if (mcache_attr(cm->mc, &op->fid, &a) < 0)
 		return -EIO;
 	rc = vc_get_xattrs(cm->vc, &op->fid, &stamp, &x, &n);
 	if (rc < 0 || stamp != a.ctime_ns) {
@@ -148,7 +148,7 @@ apply_xattr(struct cm *cm, const struct proto_op *op, bool commit,
 	now_times(&a, false);
 	vc_put_xattrs(cm->vc, &op->fid, a.ctime_ns, nx, m);
 	proto_xattrs_free(nx, m);
-	meta_offline_attr(cm, &a);
+	mcache_offline_attr(cm->mc, &a);
 	r->has_attr = true;
 	r->attr = a;
 	return 0;
@@ -185,15 +185,15 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 		a.gid = op->gid;
 		a.nlink = a.type == PROTO_T_DIR ? 2 : 1;
 		a.size = op->target ? strlen(op->target) : 0;
-		a.dv = meta_local_dv();
+		a.dv = mcache_local_dv();
 		a.atime_ns = util_wall_ns();
 		a.mtime_ns = a.ctime_ns = a.atime_ns;
-		meta_offline_attr(cm, &a);
+		mcache_offline_attr(cm->mc, &a);
 		if (a.type == PROTO_T_DIR)
-			meta_offline_newdir(cm, &a);
+			mcache_offline_newdir(cm->mc, &a);
 		if (op->target)
 			vc_put_link(cm->vc, &a.fid, op->target);
-		rc = meta_offline_dir(cm, &op->parent, NULL, op->name, &a,
+		rc = mcache_offline_dir(cm->mc, &op->parent, NULL, op->name, &a,
 				      a.type == PROTO_T_DIR ? 1 : 0,
 				      &r->parent);
 		r->has_attr = true;
@@ -206,7 +206,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			return -EEXIST;
 		if (rc != -ENOENT)
 			return rc;
-		if (meta_cached_attr(cm, &op->fid, &a) < 0)
+		if (mcache_attr(cm->mc, &op->fid, &a) < 0)
 			return -EIO;
 		if (a.type == PROTO_T_DIR)
 			return -EPERM;
@@ -214,8 +214,8 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			return 0;
 		a.nlink++;
 		now_times(&a, false);
-		meta_offline_attr(cm, &a);
-		rc = meta_offline_dir(cm, &op->parent, NULL, op->name, &a, 0,
+		mcache_offline_attr(cm->mc, &a);
+		rc = mcache_offline_dir(cm->mc, &op->parent, NULL, op->name, &a, 0,
 				      &r->parent);
 		r->has_attr = true;
 		r->attr = a;
@@ -239,7 +239,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			return 0;
 		drop_name(cm, &f, t == PROTO_T_DIR, true, &r->victim);
 		r->has_victim = true;
-		rc = meta_offline_dir(cm, &op->parent, op->name, NULL, NULL,
+		rc = mcache_offline_dir(cm->mc, &op->parent, op->name, NULL, NULL,
 				      t == PROTO_T_DIR ? -1 : 0, &r->parent);
 		r->has_parent = rc == 0;
 		return rc;
@@ -270,20 +270,20 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			    (rc = dir_is_empty(cm, &victim)) < 0)
 				return rc;
 		}
-		if (meta_cached_attr(cm, &f, &a) < 0)
+		if (mcache_attr(cm->mc, &f, &a) < 0)
 			return -EIO;
 		if (!commit)
 			return 0;
 		now_times(&a, false);
-		meta_offline_attr(cm, &a);
+		mcache_offline_attr(cm->mc, &a);
 		r->has_attr = true;
 		r->attr = a;
 		if (exch) {
-			if (meta_cached_attr(cm, &victim, &va) < 0)
+			if (mcache_attr(cm->mc, &victim, &va) < 0)
 				return -EIO;
-			meta_offline_dir(cm, &op->parent, NULL, op->name, &va,
+			mcache_offline_dir(cm->mc, &op->parent, NULL, op->name, &va,
 					 0, &r->parent);
-			meta_offline_dir(cm, &op->newparent, NULL, op->newname,
+			mcache_offline_dir(cm->mc, &op->newparent, NULL, op->newname,
 					 &a, 0, &r->newparent);
 			r->has_victim = true;
 			r->victim = va;
@@ -296,18 +296,18 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			r->has_victim = true;
 		}
 		if (fid_eq(&op->parent, &op->newparent)) {
-			rc = meta_offline_dir(
-				cm, &op->parent, op->name, op->newname, &a,
+			rc = mcache_offline_dir(
+				cm->mc, &op->parent, op->name, op->newname, &a,
 				have_victim && vt == PROTO_T_DIR ? -1 : 0,
 				&r->parent);
 			r->has_parent = rc == 0;
 			return rc;
 		}
-		rc = meta_offline_dir(cm, &op->parent, op->name, NULL, NULL,
+		rc = mcache_offline_dir(cm->mc, &op->parent, op->name, NULL, NULL,
 				      t == PROTO_T_DIR ? -1 : 0, &r->parent);
 		if (rc == 0)
-			rc = meta_offline_dir(
-				cm, &op->newparent, NULL, op->newname, &a,
+			rc = mcache_offline_dir(
+				cm->mc, &op->newparent, NULL, op->newname, &a,
 				t == PROTO_T_DIR && !(have_victim &&
 						      vt == PROTO_T_DIR)
 					? 1
@@ -317,7 +317,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 		return rc;
 	}
 	case PROTO_OP_SETATTR:
-		if (meta_cached_attr(cm, &op->fid, &a) < 0)
+		if (mcache_attr(cm->mc, &op->fid, &a) < 0)
 			return -EIO;
 		if (!commit)
 			return 0;
@@ -335,7 +335,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			a.mtime_ns = op->mtime_ns;
 		now_times(&a, (op->mask & PROTO_SA_SIZE) &&
 				      !(op->mask & PROTO_SA_MTIME));
-		meta_offline_attr(cm, &a);
+		mcache_offline_attr(cm->mc, &a);
 		r->has_attr = true;
 		r->attr = a;
 		return 0;
@@ -346,7 +346,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 		/* wb.c logs stores itself; an absorbed one lands here. */
 		if (commit)
 			wb_absorbed(cm, op);
-		if (meta_cached_attr(cm, &op->fid, &pa) == 0) {
+		if (mcache_attr(cm->mc, &op->fid, &pa) == 0) {
 			r->has_attr = true;
 			r->attr = pa;
 		}

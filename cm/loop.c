@@ -208,8 +208,7 @@ cm_post_after(struct cm_loop *l, struct cm_job *job, unsigned ms)
 		return -ENOMEM;
 	d->l = l;
 	d->job = job;
-	if (event_base_once(l->base, -1, EV_TIMEOUT, delayed_cb, d, &tv) <
-	    0) {
+	if (event_base_once(l->base, -1, EV_TIMEOUT, delayed_cb, d, &tv) < 0) {
 		free(d);
 		return -ENOMEM;
 	}

@@ -39,8 +39,8 @@ struct event_base;
 struct cm_loop;
 
 #ifndef container_of
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member)                                        \
+	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 #endif
 
 /*
@@ -76,17 +76,17 @@ struct cm_kernel_ops {
 };
 
 struct cm_loop {
-	struct event_base *base;    /* the loop thread's */
-	struct cm_kernel_ops kops;  /* set by the FUSE front */
+	struct event_base *base;   /* the loop thread's */
+	struct cm_kernel_ops kops; /* set by the FUSE front */
 
 	pthread_mutex_t qlock;
-	struct cm_jobq queue;	    /* protected by qlock */
-	bool qclosed;		    /* protected by qlock: qev is gone, a
-				       posted job waits for
-				       cm_run_late_jobs() */
-	atomic_bool stopping;	    /* set once by cm_loop_stop(); read by
-				       any thread (cm_stopping()) */
-	struct event *qev;	    /* fired by cm_post() */
+	struct cm_jobq queue; /* protected by qlock */
+	bool qclosed;	      /* protected by qlock: qev is gone, a
+				 posted job waits for
+				 cm_run_late_jobs() */
+	atomic_bool stopping; /* set once by cm_loop_stop(); read by
+				 any thread (cm_stopping()) */
+	struct event *qev;    /* fired by cm_post() */
 	pthread_t thread;
 	bool running;
 };

@@ -20,7 +20,8 @@
 #include "cm/cm.h"
 #include "cm/conn.h"
 #include "cm/http.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/mut.h"
 #include "cm/rlog.h"
 #include "common/log.h"
@@ -140,38 +141,39 @@ mut_apply(struct cm *cm, const struct proto_op *op,
 	case PROTO_OP_SYMLINK:
 	case PROTO_OP_LINK:
 		if (r->has_attr)
-			meta_local_attr(cm, &r->attr);
+			mcache_local_attr(cm->mc, &r->attr);
 		if (r->has_parent)
-			meta_local_dir(cm, &r->parent, NULL, op->name,
-				       &r->attr);
+			mfetch_local_dir(cm->mf, &r->parent, NULL, op->name,
+					 &r->attr);
 		break;
 	case PROTO_OP_UNLINK:
 	case PROTO_OP_RMDIR:
 		if (r->has_victim && r->victim.nlink > 0 &&
 		    op->kind == PROTO_OP_UNLINK)
-			meta_local_attr(cm, &r->victim);
+			mcache_local_attr(cm->mc, &r->victim);
 		if (r->has_parent)
-			meta_local_dir(cm, &r->parent, op->name, NULL, NULL);
+			mfetch_local_dir(cm->mf, &r->parent, op->name, NULL,
+					 NULL);
 		if (r->has_victim &&
 		    (r->victim.nlink == 0 || op->kind == PROTO_OP_RMDIR))
 			file_gone(cm, &op->fid);
 		break;
 	case PROTO_OP_RENAME:
 		if (r->has_attr)
-			meta_local_attr(cm, &r->attr);
+			mcache_local_attr(cm->mc, &r->attr);
 		if (op->flags & PROTO_RENAME_EXCHANGE) {
 			/* Both names stay; they swapped objects. */
 			if (r->has_victim)
-				meta_local_attr(cm, &r->victim);
+				mcache_local_attr(cm->mc, &r->victim);
 			if (r->has_parent && r->has_newparent &&
 			    r->has_victim) {
-				meta_local_dir(cm, &r->parent, NULL, op->name,
-					       &r->victim);
-				meta_local_dir(cm, &r->newparent, NULL,
-					       op->newname, &r->attr);
+				mfetch_local_dir(cm->mf, &r->parent, NULL,
+						 op->name, &r->victim);
+				mfetch_local_dir(cm->mf, &r->newparent, NULL,
+						 op->newname, &r->attr);
 			} else if (r->has_parent) {
 				/* Two names in one DV step: fetch it. */
-				meta_dir_changed(cm, &r->parent);
+				mfetch_dir_changed(cm->mf, &r->parent);
 			}
 			break;
 		}
@@ -179,18 +181,18 @@ mut_apply(struct cm *cm, const struct proto_op *op,
 			if (r->victim.nlink == 0)
 				file_gone(cm, &r->victim.fid);
 			else
-				meta_local_attr(cm, &r->victim);
+				mcache_local_attr(cm->mc, &r->victim);
 		}
 		if (r->has_newparent) {
 			if (r->has_parent)
-				meta_local_dir(cm, &r->parent, op->name, NULL,
-					       NULL);
-			meta_local_dir(cm, &r->newparent, NULL, op->newname,
-				       &r->attr);
+				mfetch_local_dir(cm->mf, &r->parent, op->name,
+						 NULL, NULL);
+			mfetch_local_dir(cm->mf, &r->newparent, NULL,
+					 op->newname, &r->attr);
 		} else if (r->has_parent) {
 			/* Same directory: one DV step for both names. */
-			meta_local_dir(cm, &r->parent, op->name, op->newname,
-				       &r->attr);
+			mfetch_local_dir(cm->mf, &r->parent, op->name,
+					 op->newname, &r->attr);
 		}
 		break;
 	case PROTO_OP_STORE:
@@ -201,7 +203,7 @@ mut_apply(struct cm *cm, const struct proto_op *op,
 	case PROTO_OP_SETXATTR:
 	case PROTO_OP_REMOVEXATTR:
 		if (r->has_attr)
-			meta_local_attr(cm, &r->attr);
+			mcache_local_attr(cm->mc, &r->attr);
 		break;
 	default:
 		break;
@@ -255,10 +257,10 @@ replay_deferred(struct cm *cm)
 	}
 	mu->ndeferred = keep;
 	for (size_t i = 0; i < n; i++)
-		meta_event(cm, &evs[i]);
+		mfetch_event(cm->mf, &evs[i]);
 	if (mu->overflow && TAILQ_EMPTY(&mu->inflight)) {
 		mu->overflow = false;
-		meta_revalidate_all(cm);
+		mfetch_revalidate_all(cm->mf);
 	}
 }
 
@@ -279,7 +281,7 @@ finish(struct mreq *m, int err, const struct proto_op_result *r)
 	if (!err && r) {
 		mut_apply(cm, &m->op, r);
 		if (r->has_attr)
-			meta_own_change(cm, &r->attr.fid, r->event_seq);
+			mfetch_own_change(cm->mf, &r->attr.fid, r->event_seq);
 	}
 	/* Reintegration keeps a refused record (it becomes a conflict) and
 	 * one that got no answer (it is resent first next time). */

@@ -20,7 +20,8 @@
 #include "cm/fidmap.h"
 #include "cm/inode.h"
 #include "cm/local.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/mut.h"
 #include "cm/replay.h"
 #include "cm/rlog.h"
@@ -344,9 +345,10 @@ reint_record(struct cm *cm, struct rctx *c, const struct proto_attr *srv)
 
 /* The server's version of the object, fetched: record the conflict. */
 static void
-reint_server_attr(struct cm *cm, void *arg, int err)
+reint_server_attr(void *arg, int err)
 {
 	struct rctx *c = arg;
+	struct cm *cm = c->cm;
 	struct proto_attr a;
 
 	if (!cm->off || cm_stopping(&cm->loop)) {
@@ -354,7 +356,7 @@ reint_server_attr(struct cm *cm, void *arg, int err)
 		return;
 	}
 	reint_record(cm, c,
-		     !err && meta_cached_attr(cm, &c->op.fid, &a) == 0 ? &a
+		     !err && mcache_attr(cm->mc, &c->op.fid, &a) == 0 ? &a
 								       : NULL);
 }
 
@@ -364,8 +366,8 @@ reint_conflict(struct cm *cm, struct rctx *c, const char *copy)
 	if (copy)
 		c->copy = strdup(copy);
 	/* What we cache of it is our own view: ask the server. */
-	meta_drop_attr(cm, &c->op.fid);
-	meta_want_attr(cm, &c->op.fid, reint_server_attr, c);
+	mcache_drop_attr(cm->mc, &c->op.fid);
+	mfetch_want_attr(cm->mf, &c->op.fid, reint_server_attr, c);
 }
 
 static void
@@ -412,7 +414,7 @@ reint_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 		return;
 	}
 	c->err = err;
-	c->has_local = meta_cached_attr(cm, &c->op.fid, &c->local) == 0;
+	c->has_local = mcache_attr(cm->mc, &c->op.fid, &c->local) == 0;
 	/* as noted when it was logged, or now, while the write state still
 	 * knows the file's name */
 	if (conflict_path_noted(cm, c->seq, c->path, sizeof(c->path)) < 0)
@@ -447,7 +449,7 @@ reint_finish(struct cm *cm)
 		 (unsigned long long)st.conflicts);
 	/* Everything made or changed offline carries a local DV: take the
 	 * server's view of it all. */
-	meta_revalidate_all(cm);
+	mfetch_revalidate_all(cm->mf);
 	wb_resume(cm);
 	if (o->waiter) {
 		offline_reconnected_fn fn = o->waiter;
@@ -500,7 +502,7 @@ reint_next(struct cm *cm)
 		if (s)
 			rec.op.base_dv = s->dv;
 		else if ((rec.op.base_dv & CM_DV_LOCAL) &&
-			 meta_cached_attr(cm, &rec.op.fid, &ca) == 0 &&
+			 mcache_attr(cm->mc, &rec.op.fid, &ca) == 0 &&
 			 !(ca.dv & CM_DV_LOCAL))
 			rec.op.base_dv = ca.dv;
 	}

@@ -7,24 +7,24 @@
 
 #include "cm/stats.h"
 
-#define LD(x) ((unsigned long long)atomic_load_explicit(&st->x, \
-			memory_order_relaxed))
+#define LD(x)                                                                  \
+	((unsigned long long)atomic_load_explicit(&st->x, memory_order_relaxed))
 
 size_t
 cm_stats_format_counters(const struct cm_stats *st, char *buf, size_t len,
 			 size_t off)
 {
 	static const char *const kinds[CM_R_MAX] = {
-		"lookup", "getattr", "readdir", "open", "read",
-		"readlink", "xattr", "statfs", "other"};
+		"lookup",   "getattr", "readdir", "open", "read",
+		"readlink", "xattr",   "statfs",  "other"};
 	int n;
 
-#define P(...)                                                               \
-	do {                                                                 \
-		n = snprintf(buf + off, len - off, __VA_ARGS__);             \
-		if (n < 0 || (size_t)n >= len - off)                         \
-			return off;                                          \
-		off += (size_t)n;                                            \
+#define P(...)                                                                 \
+	do {                                                                   \
+		n = snprintf(buf + off, len - off, __VA_ARGS__);               \
+		if (n < 0 || (size_t)n >= len - off)                           \
+			return off;                                            \
+		off += (size_t)n;                                              \
 	} while (0)
 	if (off >= len)
 		return off;

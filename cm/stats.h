@@ -31,29 +31,29 @@ struct cm_stats {
 	atomic_uint_fast64_t chunk_misses;   /* chunk reads that waited */
 	atomic_uint_fast64_t chunks_fetched; /* verified and stored */
 	atomic_uint_fast64_t bytes_fetched;
-	atomic_uint_fast64_t prefetches;     /* fetches started by readahead */
+	atomic_uint_fast64_t prefetches; /* fetches started by readahead */
 	atomic_uint_fast64_t fetch_retries;
-	atomic_uint_fast64_t fetch_errors;   /* fetches given up */
-	atomic_uint_fast64_t bad_chunks;     /* checksum/length mismatches */
-	atomic_uint_fast64_t early_reads;    /* served from a verified prefix */
-	atomic_uint_fast64_t stale_chunks;   /* 410 replies */
+	atomic_uint_fast64_t fetch_errors; /* fetches given up */
+	atomic_uint_fast64_t bad_chunks;   /* checksum/length mismatches */
+	atomic_uint_fast64_t early_reads;  /* served from a verified prefix */
+	atomic_uint_fast64_t stale_chunks; /* 410 replies */
 	atomic_uint_fast64_t dir_fetches;
-	atomic_uint_fast64_t getattr_reqs;   /* POST getattr requests */
+	atomic_uint_fast64_t getattr_reqs; /* POST getattr requests */
 	atomic_uint_fast64_t getattr_fids;
 	atomic_uint_fast64_t link_fetches;
 	atomic_uint_fast64_t xattr_fetches;
 	atomic_uint_fast64_t events;
-	atomic_uint_fast64_t own_events;     /* attr events our reply covered */
+	atomic_uint_fast64_t own_events; /* attr events our reply covered */
 	atomic_uint_fast64_t ev_reconnects;
 	atomic_uint_fast64_t revalidations;
-	atomic_uint_fast64_t invalidations;  /* kernel notifications queued */
-	atomic_uint_fast64_t stores;	     /* data stores the server took */
-	atomic_uint_fast64_t writebacks;     /* stores started by dirty-limit */
-	atomic_uint_fast64_t conflicts;	     /* conflict copies saved */
+	atomic_uint_fast64_t invalidations; /* kernel notifications queued */
+	atomic_uint_fast64_t stores;	    /* data stores the server took */
+	atomic_uint_fast64_t writebacks;    /* stores started by dirty-limit */
+	atomic_uint_fast64_t conflicts;	    /* conflict copies saved */
 };
 
 /* Add @n to counter @f of @st (a struct cm_stats *). */
-#define CM_STAT_ADD(st, f, n) \
+#define CM_STAT_ADD(st, f, n)                                                  \
 	atomic_fetch_add_explicit(&(st)->f, (n), memory_order_relaxed)
 #define CM_STAT_INC(st, f) CM_STAT_ADD(st, f, 1)
 

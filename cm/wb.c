@@ -31,7 +31,8 @@
 #include "cm/fetch.h"
 #include "cm/http.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/mut.h"
 #include "cm/rlog.h"
 #include "cm/wb.h"
@@ -746,14 +747,16 @@ wb_read(struct cm *cm, const struct fid *fid, uint64_t off, void *buf,
 /* --- fetching for a write --- */
 
 struct wfetch {
+	struct cm *cm;
 	wb_done_fn done;
 	void *arg;
 };
 
 static void
-wfetch_cb(struct cm *cm, void *arg, int err)
+wfetch_cb(void *arg, int err)
 {
 	struct wfetch *w = arg;
+	struct cm *cm = w->cm;
 
 	w->done(cm, w->arg, err);
 	free(w);
@@ -784,9 +787,10 @@ wb_fetch(struct cm *cm, const struct fid *fid, uint64_t chunk, wb_done_fn done,
 		done(cm, arg, -ENOMEM);
 		return;
 	}
+	w->cm = cm;
 	w->done = done;
 	w->arg = arg;
-	rc = fetch_chunk(cm, fid, dv, size, chunk, wfetch_cb, w);
+	rc = fetch_chunk(cm->fetch, fid, dv, size, chunk, wfetch_cb, w);
 	if (rc < 0) {
 		free(w);
 		done(cm, arg, rc);
@@ -800,6 +804,7 @@ wb_fetch(struct cm *cm, const struct fid *fid, uint64_t chunk, wb_done_fn done,
  * cannot take what the server no longer has.
  */
 struct fetch_all {
+	struct cm *cm;
 	struct fid fid;
 	uint64_t dv, srv_size, upto, next;
 	unsigned inflight;
@@ -812,9 +817,10 @@ struct fetch_all {
 static void fetch_all_more(struct cm *cm, struct fetch_all *fa);
 
 static void
-fetch_all_cb(struct cm *cm, void *arg, int err)
+fetch_all_cb(void *arg, int err)
 {
 	struct fetch_all *fa = arg;
+	struct cm *cm = fa->cm;
 
 	fa->inflight--;
 	if (err < 0 && !fa->err)
@@ -841,7 +847,7 @@ fetch_all_more(struct cm *cm, struct fetch_all *fa)
 		if (cs_lookup(cm->cs, &k, &info) == 0 && info.dv == fa->dv)
 			continue;
 		fa->inflight++;
-		rc = fetch_chunk(cm, &fa->fid, fa->dv, fa->srv_size, c,
+		rc = fetch_chunk(cm->fetch, &fa->fid, fa->dv, fa->srv_size, c,
 				 fetch_all_cb, fa);
 		if (rc < 0) {
 			fa->inflight--;
@@ -883,6 +889,7 @@ wb_fetch_all(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 		done(cm, arg, -EBADF);
 		return;
 	}
+	fa->cm = cm;
 	fa->fid = *fid;
 	fa->done = done;
 	fa->arg = arg;
@@ -991,7 +998,7 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 		cs_set_dv_file(cm->cs, op->fid.vol, op->fid.oid, src, a->dv);
 	else
 		cs_invalidate(cm->cs, op->fid.vol, op->fid.oid, a->dv);
-	meta_stored_attr(cm, a);
+	mcache_stored_attr(cm->mc, a);
 }
 
 void

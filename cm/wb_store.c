@@ -18,7 +18,7 @@
 #include "cm/cm.h"
 #include "cm/conflict.h"
 #include "cm/http.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
 #include "cm/mut.h"
 #include "cm/rlog.h"
 #include "cm/wb.h"
@@ -434,11 +434,11 @@ mark_logged(struct cm *cm, const struct fid *fid)
 		have = true;
 	}
 	pthread_mutex_unlock(&wb->lock);
-	if (have && meta_cached_attr(cm, fid, &a) == 0) {
+	if (have && mcache_attr(cm->mc, fid, &a) == 0) {
 		a.size = size;
 		a.mtime_ns = mt;
 		a.ctime_ns = ct;
-		meta_offline_attr(cm, &a);
+		mcache_offline_attr(cm->mc, &a);
 	}
 }
 

@@ -65,8 +65,9 @@ cm_level() {
 	conn.[ch]) echo 1 ;;  # modes, gate, probes: over http only
 	loop.[ch] | stats.[ch]) echo 1 ;; # the loop runtime, the counters
 	cm.[ch] | conf.c) echo 2 ;; # configuration, stores, shared state
-	meta.[ch]) echo 3 ;; # cached answers and fetches of metadata
-	fetch.[ch] | access.[ch] | mut.[ch]) echo 4 ;;
+	mcache.[ch]) echo 2 ;; # cached attributes and listings, kernel hooks
+	mfetch.[ch] | access.[ch]) echo 3 ;; # metadata fetches; rights
+	fetch.[ch] | mut.[ch]) echo 4 ;;
 	wb.[ch] | wb_i.h | wb_store.c | conflict.[ch] | pin.[ch]) echo 5 ;;
 	local.[ch] | replay.[ch] | events.[ch]) echo 6 ;;
 	fuse_i.h | fuse_ops.[ch] | fuse_mut.c | fuse_common.c | cm_ctl.[ch] | ctl_i.h | \

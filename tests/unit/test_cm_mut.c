@@ -39,7 +39,8 @@
 #include "cm/cm.h"
 #include "cm/http.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/mut.h"
 #include "cm/rlog.h"
 #include "cm/vc.h"
@@ -499,9 +500,16 @@ static const struct mut_hooks hooks = {
 	.submit_offline = h_submit_offline,
 };
 
-/* meta.c holds events back through mut, as daemon.c wires it. */
-static const struct cm_meta_hooks mhooks = {
-	.defer_event = mut_defer_event,
+/* mfetch.c holds events back through mut, as daemon.c wires it. */
+static bool
+h_defer_event(void *arg, const struct proto_event *ev)
+{
+	return mut_defer_event(arg, ev);
+}
+
+static const struct mfetch_hooks mhooks = {
+	.defer_event = h_defer_event,
+	.arg = &cm,
 };
 
 static void
@@ -611,7 +619,7 @@ cached(const struct fid *f, int *rc)
 	struct proto_attr a;
 
 	memset(&a, 0, sizeof(a));
-	*rc = meta_cached_attr(&cm, f, &a);
+	*rc = mcache_attr(cm.mc, f, &a);
 	return a;
 }
 
@@ -907,8 +915,8 @@ test_deferred(void)
 		other.fid = pdir;
 		other.kind = PROTO_EV_DIR;
 		other.dv = dir_dv(&pdir);
-		meta_event(&cm, &ev);
-		meta_event(&cm, &other);
+		mfetch_event(cm.mf, &ev);
+		mfetch_event(cm.mf, &other);
 		is_int(res.calls, 0, "%s: the op is still in flight", who);
 		is_int(atomic_load(&cm.st.events) - events, 1,
 		       "%s: held back; the other object's went through", who);
@@ -937,7 +945,7 @@ test_deferred(void)
 	pthread_mutex_lock(&srv.mu);
 	got = srv.fattr;
 	pthread_mutex_unlock(&srv.mu);
-	meta_local_attr(&cm, &got);
+	mcache_local_attr(cm.mc, &got);
 }
 
 /* 500 is the server's own failure (EIO), not a transport one: not
@@ -1327,7 +1335,27 @@ setup(void)
 	cm.http = http_new(cm.loop.base, &hc);
 	if (!cm.vc || !cm.ino || !cm.rlog || !cm.http)
 		return -1;
-	if (meta_new(&cm, &mhooks) < 0 || mut_new(&cm, &hooks) < 0)
+	cm.mc = mcache_new(cm.ino, cm.vc, cm.cs, &cm.loop, &cm.st, NULL);
+	if (!cm.mc)
+		return -1;
+	{
+		const struct mfetch_deps md = {
+			.loop = &cm.loop,
+			.http = cm.http,
+			.mc = cm.mc,
+			.ino = cm.ino,
+			.vc = cm.vc,
+			.cs = cm.cs,
+			.st = &cm.st,
+			.online = &cm.online,
+			.volume = cm.cfg.volume,
+			.server = cm.cfg.server,
+			.timeout_ms = (unsigned)cm.cfg.fetch_timeout_ms,
+		};
+
+		cm.mf = mfetch_new(&md, &mhooks);
+	}
+	if (!cm.mf || mut_new(&cm, &hooks) < 0)
 		return -1;
 
 	/* The cache: root, directory P (DV 5, one entry), file F's
@@ -1350,10 +1378,13 @@ static void
 teardown(void)
 {
 	mut_free(&cm);
-	meta_free(&cm);
+	mfetch_free(cm.mf);
+	cm.mf = NULL;
 	http_free(cm.http);
 	rlog_close(cm.rlog);
 	srv.rlog = NULL;
+	mcache_free(cm.mc);
+	cm.mc = NULL;
 	ino_free(cm.ino);
 	vc_close(cm.vc);
 	cs_close(cm.cs);
