@@ -59,9 +59,10 @@ struct evstream;
 struct rlog;
 struct mut;
 struct wb;
+struct local;
+struct replay;
 struct pin;
 struct ctl_server;
-struct mut_hooks;
 
 /* Settings of one cairnd, from the command line and cairn.conf(5). */
 struct cm_config {
@@ -164,11 +165,12 @@ struct cm {
 				       freed after the FUSE threads */
 	struct evstream *evs;	    /* loop thread only */
 	struct rlog *rlog;	    /* thread-safe: the replay log */
-	struct mut *mut;	    /* loop thread only (mut.h) */
+	struct mut *mut;	    /* the op log (mut.h): submit from any
+				       thread; stopped with the loop, freed
+				       after the FUSE threads */
 	struct wb *wb;		    /* thread-safe (wb.h) */
 	struct pin *pin;	    /* loop thread only (pin.h) */
 	struct ctl_server *ctl;	    /* loop thread only (cm_ctl.h) */
-	const struct mut_hooks *muth; /* set by mut_new() (mut.h) */
 
 	pthread_mutex_t lock;
 	struct proto_volinfo vi;    /* protected by lock */
@@ -177,7 +179,10 @@ struct cm {
 	atomic_int online;	    /* last server contact worked */
 	struct conn *conn;	    /* the mode (conn.h): built by daemon.c,
 				       freed after the FUSE threads */
-	struct offline *off;	    /* loop thread only (replay.h) */
+	struct local *local;	    /* loop thread only (local.h) */
+	struct replay *replay;	    /* disconnected operation (replay.h):
+				       stopped with the loop, freed after
+				       the FUSE threads */
 	struct cm_stats st;
 };
 

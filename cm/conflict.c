@@ -40,13 +40,13 @@
  * read on demand, removed when the log is empty. --- */
 
 static void
-base_path(struct cm *cm, char *buf, size_t len)
+base_path(struct wb *wb, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/replay-base", cm->cfg.cache_dir);
+	snprintf(buf, len, "%s/replay-base", wb->d.cache_dir);
 }
 
 int
-conflict_base_find(struct cm *cm, const struct fid *fid, struct proto_attr *out)
+conflict_base_find(struct wb *wb, const struct fid *fid, struct proto_attr *out)
 {
 	char path[4096], line[256], fs[FID_STRLEN];
 	unsigned long long size, dv;
@@ -55,7 +55,7 @@ conflict_base_find(struct cm *cm, const struct fid *fid, struct proto_attr *out)
 	int rc = -ENOENT;
 	FILE *f;
 
-	base_path(cm, path, sizeof(path));
+	base_path(wb, path, sizeof(path));
 	f = fopen(path, "re");
 	if (!f)
 		return rc;
@@ -83,8 +83,8 @@ conflict_base_find(struct cm *cm, const struct fid *fid, struct proto_attr *out)
 }
 
 void
-conflict_note_base(struct cm *cm, const struct fid *fid,
-		  const struct proto_attr *known)
+conflict_note_base(struct wb *wb, const struct fid *fid,
+		   const struct proto_attr *known)
 {
 	char path[4096], line[256], fs[FID_STRLEN];
 	struct proto_attr a;
@@ -92,29 +92,29 @@ conflict_note_base(struct cm *cm, const struct fid *fid,
 
 	if (known)
 		a = *known;
-	else if (!cm->wb || mcache_attr(cm->mc, fid, &a) < 0)
+	else if (!wb || mcache_attr(wb->d.mc, fid, &a) < 0)
 		return;
-	if (!cm->wb || (a.dv & CM_DV_LOCAL))
+	if (!wb || (a.dv & CM_DV_LOCAL))
 		return;
-	base_path(cm, path, sizeof(path));
-	if (!cm->wb->based_loaded) {
+	base_path(wb, path, sizeof(path));
+	if (!wb->based_loaded) {
 		/* the FIDs already noted (a restart while disconnected) */
 		FILE *f = fopen(path, "re");
 		char l[256];
 		struct fid nf;
 
-		cm->wb->based_loaded = true;
+		wb->based_loaded = true;
 		while (f && fgets(l, sizeof(l), f))
 			if (strchr(l, ' ') &&
 			    fid_parse_n(l, (size_t)(strchr(l, ' ') - l), &nf) ==
 				    0)
-				fidmap_put(&cm->wb->based, &nf, 0);
+				fidmap_put(&wb->based, &nf, 0);
 		if (f)
 			fclose(f);
 	}
-	if (fidmap_find(&cm->wb->based, fid))
+	if (fidmap_find(&wb->based, fid))
 		return;
-	fidmap_put(&cm->wb->based, fid, 0);
+	fidmap_put(&wb->based, fid, 0);
 	n = snprintf(line, sizeof(line), "%s %llu %lld %llu %o %u %u\n",
 		     fid_fmt(fid, fs), (unsigned long long)a.size,
 		     (long long)a.mtime_ns, (unsigned long long)a.dv,
@@ -132,29 +132,28 @@ conflict_note_base(struct cm *cm, const struct fid *fid,
  * server, an inode the kernel forgot). Lines "SEQ<TAB>PATH" in
  * <cache>/replay-paths, the last line of a seq wins. --- */
 
-
 static void
-paths_file(struct cm *cm, char *buf, size_t len)
+paths_file(struct wb *wb, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/replay-paths", cm->cfg.cache_dir);
+	snprintf(buf, len, "%s/replay-paths", wb->d.cache_dir);
 }
 
 void
-conflict_note_path(struct cm *cm, uint64_t seq, const struct proto_op *op)
+conflict_note_path(struct wb *wb, uint64_t seq, const struct proto_op *op)
 {
 	char file[4096], path[CTL_PATH_MAX], line[CTL_PATH_MAX + 32];
 	int fd, n;
 
 	if (!seq)
 		return;
-	conflict_op_path(cm, op, path, sizeof(path));
+	conflict_op_path(wb, op, path, sizeof(path));
 	if (!path[0] || strchr(path, '\n'))
 		return;
 	n = snprintf(line, sizeof(line), "%llu\t%s\n", (unsigned long long)seq,
 		     path);
 	if (n < 0 || n >= (int)sizeof(line))
 		return;
-	paths_file(cm, file, sizeof(file));
+	paths_file(wb, file, sizeof(file));
 	fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0 || write(fd, line, (size_t)n) != n)
 		log_warn(LOG_OFF, "cannot note the path of a change: %s",
@@ -164,13 +163,13 @@ conflict_note_path(struct cm *cm, uint64_t seq, const struct proto_op *op)
 }
 
 int
-conflict_path_noted(struct cm *cm, uint64_t seq, char *buf, size_t len)
+conflict_path_noted(struct wb *wb, uint64_t seq, char *buf, size_t len)
 {
 	char file[4096], line[CTL_PATH_MAX + 32];
 	int rc = -ENOENT;
 	FILE *f;
 
-	paths_file(cm, file, sizeof(file));
+	paths_file(wb, file, sizeof(file));
 	f = fopen(file, "re");
 	if (!f)
 		return rc;
@@ -195,17 +194,17 @@ conflict_path_noted(struct cm *cm, uint64_t seq, char *buf, size_t len)
  * (best effort; the FID when unknown). @return 0, or -ENOENT when @buf
  * holds the FID or a cut path rather than a mount path. */
 static int
-path_of(struct cm *cm, const struct fid *fid, char *buf, size_t len)
+path_of(struct wb *wb, const struct fid *fid, char *buf, size_t len)
 {
 	char name[PROTO_NAME_MAX + 1], tmp[CTL_PATH_MAX];
 	struct fid cur = *fid, parent;
 	int depth = 0;
 
 	buf[0] = '\0';
-	while (!fid_eq(&cur, &cm->vi.root) && depth++ < PATH_DEPTH_MAX) {
-		if (ino_name_of(cm->ino, &cur, &parent, name, sizeof(name)) <
+	while (!fid_eq(&cur, &wb->d.root) && depth++ < PATH_DEPTH_MAX) {
+		if (ino_name_of(wb->d.ino, &cur, &parent, name, sizeof(name)) <
 			    0 &&
-		    wb_name_of(cm, &cur, &parent, name, sizeof(name)) < 0) {
+		    wb_name_of(wb, &cur, &parent, name, sizeof(name)) < 0) {
 			char fs[FID_STRLEN];
 
 			snprintf(buf, len, "%s", fid_fmt(fid, fs));
@@ -217,12 +216,12 @@ path_of(struct cm *cm, const struct fid *fid, char *buf, size_t len)
 			return -ENOENT; /* too deep to show whole */
 		cur = parent;
 	}
-	return fid_eq(&cur, &cm->vi.root) ? 0 : -ENOENT;
+	return fid_eq(&cur, &wb->d.root) ? 0 : -ENOENT;
 }
 
 int
-conflict_op_path(struct cm *cm, const struct proto_op *op, char *buf,
-		size_t len)
+conflict_op_path(struct wb *wb, const struct proto_op *op, char *buf,
+		 size_t len)
 {
 	char dir[CTL_PATH_MAX];
 	int rc;
@@ -235,7 +234,7 @@ conflict_op_path(struct cm *cm, const struct proto_op *op, char *buf,
 	case PROTO_OP_UNLINK:
 	case PROTO_OP_RMDIR:
 	case PROTO_OP_RENAME:
-		rc = path_of(cm, &op->parent, dir, sizeof(dir));
+		rc = path_of(wb, &op->parent, dir, sizeof(dir));
 		if (snprintf(buf, len, "%s%s%s", dir, dir[0] ? "/" : "",
 			     op->name ? op->name : "") >= (int)len) {
 			buf[0] = '\0'; /* too long to show */
@@ -243,7 +242,7 @@ conflict_op_path(struct cm *cm, const struct proto_op *op, char *buf,
 		}
 		return rc;
 	default:
-		return path_of(cm, &op->fid, buf, len);
+		return path_of(wb, &op->fid, buf, len);
 	}
 }
 
@@ -274,19 +273,18 @@ conflict_kind(const struct proto_op *op, int err)
 	}
 }
 
-
 void
-conflict_records_clear(struct cm *cm)
+conflict_records_clear(struct wb *wb)
 {
 	char path[4096];
 
-	base_path(cm, path, sizeof(path));
+	base_path(wb, path, sizeof(path));
 	unlink(path);
-	if (cm->wb) {
-		fidmap_clear(&cm->wb->based);
-		cm->wb->based_loaded = false;
+	if (wb) {
+		fidmap_clear(&wb->based);
+		wb->based_loaded = false;
 	}
-	paths_file(cm, path, sizeof(path));
+	paths_file(wb, path, sizeof(path));
 	unlink(path);
 }
 
@@ -304,11 +302,11 @@ conflict_records_clear(struct cm *cm)
  * incomplete earlier copy; never less than the local data).
  */
 struct conflict {
-	struct cm *cm;
+	struct wb *wb;
 	struct fid fid;	    /* the refused file */
 	struct store *orig; /* the refused store; its waiters wait */
 	/* or, from reintegration (no store of ours): report here */
-	void (*cdone)(struct cm *, void *, int, const char *);
+	void (*cdone)(void *, int, const char *);
 	void *carg;
 	struct fid parent;
 	char base[PROTO_NAME_MAX + 1]; /* the file's name */
@@ -319,7 +317,7 @@ struct conflict {
 	size_t missing; /* chunks of the base version we did not hold */
 };
 
-static int conflict_create(struct cm *cm, struct conflict *cf);
+static int conflict_create(struct wb *wb, struct conflict *cf);
 
 static void
 conflict_name(struct conflict *cf)
@@ -359,7 +357,7 @@ conflict_end(struct conflict *cf, int err)
 	struct store *orig = cf->orig;
 
 	if (!orig) {
-		cf->cdone(cf->cm, cf->carg, err, err ? NULL : cf->name);
+		cf->cdone(cf->carg, err, err ? NULL : cf->name);
 		free(cf);
 		return;
 	}
@@ -368,11 +366,10 @@ conflict_end(struct conflict *cf, int err)
 }
 
 static void
-conflict_stored(struct cm *cm, void *arg, int err,
-		const struct proto_op_result *r)
+conflict_stored(void *arg, int err, const struct proto_op_result *r)
 {
 	struct conflict *cf = arg;
-	struct wb *wb = cm->wb;
+	struct wb *wb = cf->wb;
 	struct fid fid = cf->fid;
 	struct wstate *ws;
 
@@ -393,7 +390,7 @@ conflict_stored(struct cm *cm, void *arg, int err,
 		 cf->missing ? " (parts of the old version that were not "
 			       "cached read as zeros there)"
 			     : "");
-	CM_STAT_INC(&cm->st, conflicts);
+	CM_STAT_INC(wb->d.st, conflicts);
 	pthread_mutex_lock(&wb->lock);
 	ws = wb_find_locked(wb, &fid);
 	if (ws) {
@@ -405,39 +402,39 @@ conflict_stored(struct cm *cm, void *arg, int err,
 			wb_unlink_free_locked(wb, ws);
 	}
 	pthread_mutex_unlock(&wb->lock);
-	wb_drop_chunks(cm, &fid);
-	mcache_drop_file(cm->mc, &fid);
+	wb_drop_chunks(wb, &fid);
+	mcache_drop_file(wb->d.mc, &fid);
 	/* close/fsync report it: the data is safe, but not in this file.
 	 * (Reintegration gets 0 and the copy's name.) */
 	conflict_end(cf, cf->orig ? -EIO : 0);
 }
 
 static void
-conflict_created(struct cm *cm, void *arg, int err,
-		 const struct proto_op_result *r)
+conflict_created(void *arg, int err, const struct proto_op_result *r)
 {
 	struct conflict *cf = arg;
+	struct wb *wb = cf->wb;
 	struct store *cp;
 	struct collect c = {0};
 	struct fid rnd;
-	uint64_t csz = cm->chunk_size;
+	uint64_t csz = wb->d.chunk_size;
 	int rc;
 
 	if (err == -EEXIST && cf->attempt < 20) {
 		cf->attempt++;
-		rc = conflict_create(cm, cf);
+		rc = conflict_create(wb, cf);
 		if (rc < 0)
 			conflict_end(cf, rc);
 		return;
 	}
-	if (err == -ENOENT && !fid_eq(&cf->parent, &cm->vi.root)) {
+	if (err == -ENOENT && !fid_eq(&cf->parent, &wb->d.root)) {
 		/* The directory is gone on the server: the root gets it,
 		 * for its owner only (what the directory kept from others
 		 * the root would show them). */
-		cf->parent = cm->vi.root;
+		cf->parent = wb->d.root;
 		cf->mode &= ~(uint32_t)077;
 		cf->attempt = 0;
-		rc = conflict_create(cm, cf);
+		rc = conflict_create(wb, cf);
 		if (rc < 0)
 			conflict_end(cf, rc);
 		return;
@@ -455,7 +452,7 @@ conflict_created(struct cm *cm, void *arg, int err,
 		conflict_end(cf, -ENOMEM);
 		return;
 	}
-	cp->cm = cm;
+	cp->wb = wb;
 	cp->fid = r->attr.fid;
 	cp->src_fid = cf->fid;
 	cp->src_dv = cf->base_dv;
@@ -466,7 +463,7 @@ conflict_created(struct cm *cm, void *arg, int err,
 	cp->op.kind = PROTO_OP_STORE;
 	cp->op.fid = r->attr.fid;
 	cp->op.base_dv = r->attr.dv;
-	cp->op.chunk_size = cm->chunk_size;
+	cp->op.chunk_size = wb->d.chunk_size;
 	cp->op.size = cf->size;
 	c.st = cp;
 	for (uint64_t ch = 0; ch * csz < cf->size && !c.err; ch++) {
@@ -474,7 +471,7 @@ conflict_created(struct cm *cm, void *arg, int err,
 		struct cs_info info;
 
 		cm_chunk_key(&k, &cp->src_fid, ch);
-		if (cs_lookup(cm->cs, &k, &info) == 0 &&
+		if (cs_lookup(wb->d.cs, &k, &info) == 0 &&
 		    info.dv == cf->base_dv) {
 			if (wb_collect_add(&c, ch, true) < 0)
 				c.err = -ENOMEM;
@@ -504,7 +501,7 @@ conflict_created(struct cm *cm, void *arg, int err,
 }
 
 static int
-conflict_create(struct cm *cm, struct conflict *cf)
+conflict_create(struct wb *wb, struct conflict *cf)
 {
 	struct proto_op op;
 
@@ -520,21 +517,21 @@ conflict_create(struct cm *cm, struct conflict *cf)
 	if (fid_random(cf->parent.vol, &op.fid) < 0)
 		return -EIO;
 	/* Not through the disconnected path: reintegration makes copies. */
-	return mut_submit_direct(cm, &op, conflict_created, cf);
+	return mut_submit_direct(wb->d.mut, &op, conflict_created, cf);
 }
 
 /* Loop thread, from wb_store_end: 0 = the conflict copy is under way and
  * will end @st; else end @st with the error as usual. */
 static int
-conflict_begin(struct cm *cm, struct conflict *cf)
+conflict_begin(struct wb *wb, struct conflict *cf)
 {
 	struct wstate *ws;
 	char fs[FID_STRLEN];
 	int rc;
 
-	cf->cm = cm;
-	pthread_mutex_lock(&cm->wb->lock);
-	ws = wb_find_locked(cm->wb, &cf->fid);
+	cf->wb = wb;
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, &cf->fid);
 	if (ws && !ws->gone && (ws->dirty || ws->logged)) {
 		if (ws->name) {
 			cf->parent = ws->parent;
@@ -548,7 +545,7 @@ conflict_begin(struct cm *cm, struct conflict *cf)
 		cf->zero_from = ws->zero_from;
 		cf->base_dv = ws->base_dv;
 	}
-	pthread_mutex_unlock(&cm->wb->lock);
+	pthread_mutex_unlock(&wb->lock);
 	if (!ws || !cf->base_dv) {
 		free(cf);
 		return -ENOENT;
@@ -558,12 +555,12 @@ conflict_begin(struct cm *cm, struct conflict *cf)
 		 * root gets it, named after the FID. */
 		fid_fmt(&cf->fid, fs);
 		snprintf(cf->base, sizeof(cf->base), "cairn-%s", fs);
-		cf->parent = cm->vi.root;
+		cf->parent = wb->d.root;
 		cf->mode &= ~(uint32_t)077; /* as above: owner only */
 	}
 	if (!cf->mode)
 		cf->mode = 0600;
-	rc = conflict_create(cm, cf);
+	rc = conflict_create(wb, cf);
 	if (rc < 0)
 		free(cf);
 	return rc;
@@ -578,26 +575,25 @@ wb_conflict_start(struct store *st)
 		return -ENOMEM;
 	cf->orig = st;
 	cf->fid = st->fid;
-	return conflict_begin(st->cm, cf);
+	return conflict_begin(st->wb, cf);
 }
 
 void
-wb_conflict_copy(struct cm *cm, const struct fid *fid,
-		 void (*done)(struct cm *, void *, int, const char *),
-		 void *arg)
+wb_conflict_copy(struct wb *wb, const struct fid *fid,
+		 void (*done)(void *, int, const char *), void *arg)
 {
 	struct conflict *cf = calloc(1, sizeof(*cf));
 	int rc;
 
 	if (!cf) {
-		done(cm, arg, -ENOMEM, NULL);
+		done(arg, -ENOMEM, NULL);
 		return;
 	}
 	cf->fid = *fid;
 	cf->cdone = done;
 	cf->carg = arg;
-	rc = conflict_begin(cm, cf); /* frees @cf on failure */
+	rc = conflict_begin(wb, cf); /* frees @cf on failure */
 	if (rc < 0)
-		done(cm, arg, rc, NULL);
+		done(arg, rc, NULL);
 }
 

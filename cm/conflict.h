@@ -26,36 +26,34 @@
 #include "common/fid.h"
 #include "common/proto.h"
 
-struct cm;
+struct wb;
 
 /* Remember what the server had of @fid before its first offline change
  * (@known, or the cached attributes; once per FID). */
-void conflict_note_base(struct cm *cm, const struct fid *fid,
+void conflict_note_base(struct wb *wb, const struct fid *fid,
 			const struct proto_attr *known);
 /* What was noted of @fid. @return 0 or -ENOENT. */
-int conflict_base_find(struct cm *cm, const struct fid *fid,
+int conflict_base_find(struct wb *wb, const struct fid *fid,
 		       struct proto_attr *out);
 /* Remember the path record @seq (just appended, @op) is about. */
-void conflict_note_path(struct cm *cm, uint64_t seq,
-			const struct proto_op *op);
+void conflict_note_path(struct wb *wb, uint64_t seq, const struct proto_op *op);
 /* The path noted for record @seq. @return 0 or -ENOENT. */
-int conflict_path_noted(struct cm *cm, uint64_t seq, char *buf, size_t len);
+int conflict_path_noted(struct wb *wb, uint64_t seq, char *buf, size_t len);
 /* The path @op is about (the object, or the name it makes), from the
  * names the inode table and the write states know. @return 0, or -ENOENT
  * when @buf holds a FID or a cut path rather than a whole mount path. */
-int conflict_op_path(struct cm *cm, const struct proto_op *op, char *buf,
+int conflict_op_path(struct wb *wb, const struct proto_op *op, char *buf,
 		     size_t len);
 /* The kind of conflict a refusal @err of @op is. */
 enum rlog_conflict_kind conflict_kind(const struct proto_op *op, int err);
 /* The log holds no conflict any more: forget the noted bases and paths. */
-void conflict_records_clear(struct cm *cm);
+void conflict_records_clear(struct wb *wb);
 
 /* Reintegration: a logged store of @fid was refused (stale or gone):
  * save the local version as a conflict copy beside the file (as for a
  * connected conflict), drop the local changes, and call @done with 0 and
  * the copy's name, or an error. */
-void wb_conflict_copy(struct cm *cm, const struct fid *fid,
-		      void (*done)(struct cm *, void *, int, const char *),
-		      void *arg);
+void wb_conflict_copy(struct wb *wb, const struct fid *fid,
+		      void (*done)(void *, int, const char *), void *arg);
 
 #endif /* CAIRN_CM_CONFLICT_H */

@@ -125,9 +125,10 @@ fjob_add(struct fjob *j, const struct fid *fid, size_t *cap)
 /* The store of fids[i] is over (@err): drop the file's data unless it
  * failed, then go on with the next one. Loop thread. */
 static void
-fjob_stored(struct cm *cm, void *arg, int err)
+fjob_stored(void *arg, int err)
 {
 	struct fjob *j = arg;
+	struct cm *cm = j->cm;
 	const struct fid *fid = &j->fids[j->i];
 	struct file_bytes b = {0};
 	char fs[FID_STRLEN];
@@ -172,7 +173,7 @@ collect_meta(void *arg, const struct fid *fid)
 
 	/* What a pin or a local change needs stays: offline work reads it,
 	 * and a store is based on it. */
-	if (pin_covers(m->cm, fid) || wb_active(m->cm, fid))
+	if (pin_covers(m->cm, fid) || wb_active(m->cm->wb, fid))
 		return 0;
 	if (m->n == m->cap) {
 		m->cap = m->cap ? 2 * m->cap : 256;
@@ -358,7 +359,7 @@ fjob_pump(struct fjob *j)
 		cs_iterate_file(j->cm->cs, fid->vol, fid->oid, count_bytes, &b);
 		j->dirty_now = b.dirty;
 		j->waiting = true;
-		wb_flush(j->cm, fid, fjob_stored, j);
+		wb_flush(j->cm->wb, fid, fjob_stored, j);
 	}
 	j->pumping = false;
 	if (!j->waiting && j->i >= j->n)
@@ -477,7 +478,7 @@ flushmeta_done(struct resolve *r, const struct proto_attr *a)
 	}
 	/* A file with local changes keeps its attributes (its store is
 	 * based on them); the rest is forgotten. */
-	if (!wb_active(cm, &a->fid))
+	if (!wb_active(cm->wb, &a->fid))
 		mcache_forget(cm->mc, &a->fid);
 	if (ino && cm->loop.kops.inval_inode) {
 		CM_STAT_INC(&cm->st, invalidations);

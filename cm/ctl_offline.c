@@ -54,13 +54,13 @@ offline_status_log(json_t *o, const struct rlog_stats *st)
 void
 cm_ctl_offline_status(struct cm *cm, json_t *o)
 {
-	struct offline_state s;
+	struct replay_state s;
 	struct rlog_stats st;
 
 	memset(&st, 0, sizeof(st));
 	if (cm->rlog)
 		rlog_stats(cm->rlog, &st);
-	if (!offline_get_state(cm, &s)) {
+	if (!replay_get_state(cm->replay, &s)) {
 		json_object_set_new(o, "mode",
 				    json_string(cm_mode_name(s.mode)));
 		offline_status_log(o, &st);
@@ -101,7 +101,7 @@ cm_ctl_h_disconnect(void *arg, struct ctl_call *call,
 		ctl_reply_err(call, -EIO, "no replay log: cannot disconnect");
 		return;
 	}
-	offline_disconnect(cm, true, "fs disconnect");
+	replay_disconnect(cm->replay, true, "fs disconnect");
 	log_info(LOG_CTL, "disconnected by uid %u", (unsigned)peer->uid);
 	ctl_reply_ok(call, json_pack("{s:s}", "mode", "disconnected"));
 }
@@ -133,7 +133,7 @@ cm_ctl_h_reconnect(void *arg, struct ctl_call *call,
 
 	(void)args;
 	log_info(LOG_CTL, "reconnect asked by uid %u", (unsigned)peer->uid);
-	rc = offline_reconnect(cm, reconnected, call);
+	rc = replay_reconnect(cm->replay, reconnected, call);
 	if (rc == 1)
 		ctl_reply_ok(call, json_pack("{s:s,s:i,s:i,s:i}", "mode",
 					     "connected", "replayed", 0,
@@ -172,7 +172,7 @@ cm_ctl_h_setpolicy(void *arg, struct ctl_call *call,
 			      "(1..3600)");
 		return;
 	}
-	offline_set_miss_policy(cm, !strncmp(value, "wait", 4), secs);
+	replay_set_miss_policy(cm->replay, !strncmp(value, "wait", 4), secs);
 	ctl_reply_ok(call,
 		     json_pack("{s:s,s:s}", "name", name, "value", value));
 }
@@ -299,8 +299,10 @@ replay_cb(const struct rlog_rec *rec, void *arg)
 
 		/* Shown only if its path is known and the mount would show
 		 * it to the caller; "pending" counts what is shown. */
-		if (conflict_op_path(l->cm, &rec->op, path, sizeof(path)) < 0 &&
-		    conflict_path_noted(l->cm, rec->seq, path, sizeof(path)) < 0)
+		if (conflict_op_path(l->cm->wb, &rec->op, path, sizeof(path)) <
+			    0 &&
+		    conflict_path_noted(l->cm->wb, rec->seq, path,
+					sizeof(path)) < 0)
 			return 0;
 		if (!acc_sees(l->cm->acc, l->peer, path, &dir,
 			      (uid_t)rec->op.uid))
@@ -395,9 +397,10 @@ redo_free(struct redo *d)
 }
 
 static void
-redo_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
+redo_done(void *arg, int err, const struct proto_op_result *r)
 {
 	struct redo *d = arg;
+	struct cm *cm = d->cm;
 	int rc;
 
 	(void)r;
@@ -421,7 +424,7 @@ redo_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 static void
 redo_send(struct cm *cm, struct redo *d)
 {
-	int rc = mut_submit_direct(cm, &d->op, redo_done, d);
+	int rc = mut_submit_direct(cm->mut, &d->op, redo_done, d);
 
 	if (rc < 0) {
 		ctl_reply_err(d->call, rc, NULL);
@@ -438,9 +441,10 @@ takes_name(enum proto_op_kind k)
 
 /* The server's object that had the name is gone: now make ours. */
 static void
-redo_removed(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
+redo_removed(void *arg, int err, const struct proto_op_result *r)
 {
 	struct redo *d = arg;
+	struct cm *cm = d->cm;
 
 	(void)r;
 	if (err) {
@@ -493,7 +497,8 @@ redo_fetched(void *arg, int err)
 		struct proto_op rm;
 		int rc;
 
-		if (local_lookup_name(cm, &d->op.parent, d->op.name, &f, &t) < 0) {
+		if (local_lookup_name(cm->local, &d->op.parent, d->op.name, &f,
+				      &t) < 0) {
 			if (!redo_allowed(cm, d, NULL))
 				return;
 			memset(d->op.opid, 0, sizeof(d->op.opid));
@@ -507,7 +512,7 @@ redo_fetched(void *arg, int err)
 		rm.parent = d->op.parent;
 		rm.name = d->op.name;
 		rm.fid = f;
-		rc = mut_submit_direct(cm, &rm, redo_removed, d);
+		rc = mut_submit_direct(cm->mut, &rm, redo_removed, d);
 		if (rc < 0) {
 			ctl_reply_err(d->call, rc, NULL);
 			redo_free(d);
@@ -522,7 +527,8 @@ redo_fetched(void *arg, int err)
 	if (d->op.kind == PROTO_OP_RENAME) {
 		/* keep-local: the rename happens, over what has the new
 		 * name now, if the object still has its old one. */
-		if (local_lookup_name(cm, &d->op.parent, d->op.name, &f, NULL) < 0 ||
+		if (local_lookup_name(cm->local, &d->op.parent, d->op.name, &f,
+				      NULL) < 0 ||
 		    !fid_eq(&f, &d->op.fid)) {
 			ctl_reply_err(
 				d->call, -ESTALE,
@@ -532,17 +538,18 @@ redo_fetched(void *arg, int err)
 			return;
 		}
 		memset(&d->op.victim, 0, sizeof(d->op.victim));
-		if (local_lookup_name(cm, &d->op.newparent, d->op.newname, &f,
-				NULL) == 0)
+		if (local_lookup_name(cm->local, &d->op.newparent,
+				      d->op.newname, &f, NULL) == 0)
 			d->op.victim = f;
 		d->op.flags &= ~(uint32_t)PROTO_RENAME_NOREPLACE;
 		if (!redo_allowed(cm, d, NULL))
 			return;
 	} else if (d->op.kind == PROTO_OP_UNLINK ||
 		   d->op.kind == PROTO_OP_RMDIR) {
-		if (local_lookup_name(cm, &d->op.parent, d->op.name, &f, &t) < 0) {
+		if (local_lookup_name(cm->local, &d->op.parent, d->op.name, &f,
+				      &t) < 0) {
 			/* Nothing there any more: what we wanted holds. */
-			redo_done(cm, d, 0, NULL);
+			redo_done(d, 0, NULL);
 			return;
 		}
 		d->op.fid = f;

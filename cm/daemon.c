@@ -27,6 +27,7 @@
 #include "cm/fetch.h"
 #include "cm/http.h"
 #include "cm/inode.h"
+#include "cm/local.h"
 #include "cm/mcache.h"
 #include "cm/mfetch.h"
 #include "cm/mut.h"
@@ -283,19 +284,19 @@ out:
 static void
 h_overlay(void *arg, struct proto_attr *a)
 {
-	wb_overlay(arg, a);
+	wb_overlay(((struct cm *)arg)->wb, a);
 }
 
 static int
 h_orphan_attr(void *arg, const struct fid *fid, struct proto_attr *out)
 {
-	return wb_orphan_attr(arg, fid, out);
+	return wb_orphan_attr(((struct cm *)arg)->wb, fid, out);
 }
 
 static bool
 h_active(void *arg, const struct fid *fid)
 {
-	return wb_active(arg, fid);
+	return wb_active(((struct cm *)arg)->wb, fid);
 }
 
 static void
@@ -307,7 +308,7 @@ h_dv_changed(void *arg, const struct proto_attr *a)
 static bool
 h_defer_event(void *arg, const struct proto_event *ev)
 {
-	return mut_defer_event(arg, ev);
+	return mut_defer_event(((struct cm *)arg)->mut, ev);
 }
 
 static void
@@ -325,20 +326,74 @@ h_pinned(void *arg, const struct fid *fid)
 static uint64_t
 h_miss_wait_ms(void *arg)
 {
-	return offline_miss_wait_ms(arg);
+	return replay_miss_wait_ms(((struct cm *)arg)->replay);
 }
 
-/* The op log calls up into write states and disconnected operation
- * only through these. */
-static const struct mut_hooks mut_hooks = {
-	.file_gone = wb_gone,
-	.file_stored = wb_stored,
-	.resend_store = wb_resend_store,
-	.log_resumed = wb_resume,
-	.may_absorb = offline_auto,
-	.absorb = offline_absorb,
-	.submit_offline = offline_submit,
-};
+/* The op log calls up into write states and disconnected operation, and
+ * local application into write states, only through these (@arg the
+ * daemon's struct cm: the modules are built after the op log). */
+static void
+h_file_gone(void *arg, const struct fid *fid)
+{
+	wb_gone(((struct cm *)arg)->wb, fid);
+}
+
+static void
+h_file_stored(void *arg, const struct proto_op *op, const struct proto_attr *a)
+{
+	wb_stored(((struct cm *)arg)->wb, op, a);
+}
+
+static int
+h_resend_store(void *arg, uint64_t seq, const struct proto_op *op,
+	       mut_done_fn done, void *done_arg)
+{
+	return wb_resend_store(((struct cm *)arg)->wb, seq, op, done, done_arg);
+}
+
+static void
+h_log_resumed(void *arg)
+{
+	wb_resume(((struct cm *)arg)->wb);
+}
+
+static bool
+h_may_absorb(void *arg)
+{
+	return replay_may_absorb(((struct cm *)arg)->replay);
+}
+
+static void
+h_absorb(void *arg, const struct proto_op *op, mut_done_fn done, void *done_arg)
+{
+	replay_absorb(((struct cm *)arg)->replay, op, done, done_arg);
+}
+
+static int
+h_submit_offline(void *arg, const struct proto_op *op, mut_done_fn done,
+		 void *done_arg)
+{
+	return replay_submit(((struct cm *)arg)->replay, op, done, done_arg);
+}
+
+static void
+h_store_absorbed(void *arg, const struct proto_op *op)
+{
+	wb_absorbed(((struct cm *)arg)->wb, op);
+}
+
+/* conn calls up into disconnected operation only through these. */
+static void
+h_went_offline(void *arg, bool manual, const char *why)
+{
+	replay_went_offline(((struct cm *)arg)->replay, manual, why);
+}
+
+static void
+h_reintegrate(void *arg)
+{
+	replay_reintegrate(((struct cm *)arg)->replay);
+}
 
 static bool
 conn_stopping(void *arg)
@@ -347,15 +402,16 @@ conn_stopping(void *arg)
 }
 
 /*
- * The replay log and the write states, after the fork (tdb handles must
- * not cross it). A damaged replay log is never replaced here: cairnd
- * refuses to start, so nothing it holds is lost (cairn-fsck tells more).
+ * The replay log, after the fork (tdb handles must not cross it; the
+ * write states' dirty.tdb is opened by wb_new(), later in the build). A
+ * damaged replay log is never replaced here: cairnd refuses to start, so
+ * nothing it holds is lost (cairn-fsck tells more).
  */
 static int
 open_write_state(struct cm *cm)
 {
 	char path[4096];
-	int err = 0, rc;
+	int err = 0;
 
 	snprintf(path, sizeof(path), "%s/rlog.tdb", cm->cfg.cache_dir);
 	cm->rlog = rlog_open(path, &err);
@@ -364,11 +420,7 @@ open_write_state(struct cm *cm)
 			strerror(-err));
 		return err;
 	}
-	rc = wb_new(cm);
-	if (rc < 0)
-		log_err(LOG_MAIN, "cannot open the write-back state: %s",
-			strerror(-rc));
-	return rc;
+	return 0;
 }
 
 
@@ -490,6 +542,92 @@ meta_modules_new(struct cm *cm)
 	return cm->acc ? 0 : -errno;
 }
 
+/* The write half, in level order: the op log, the write states (they
+ * open <cache>/dirty.tdb), local application and disconnected operation.
+ * The op log, the write states and disconnected operation live until
+ * cm_daemon_close(): FUSE threads submit and write through them. */
+static int
+write_modules_new(struct cm *cm)
+{
+	const struct mut_hooks mh = {
+		.file_gone = h_file_gone,
+		.file_stored = h_file_stored,
+		.resend_store = h_resend_store,
+		.log_resumed = h_log_resumed,
+		.may_absorb = h_may_absorb,
+		.absorb = h_absorb,
+		.submit_offline = h_submit_offline,
+		.arg = cm,
+	};
+	const struct mut_deps md = {
+		.loop = &cm->loop,
+		.http = cm->http,
+		.rlog = cm->rlog,
+		.conn = cm->conn,
+		.mc = cm->mc,
+		.mf = cm->mf,
+		.online = &cm->online,
+		.volume = cm->cfg.volume,
+		.timeout_ms = cm->cfg.fetch_timeout_ms,
+	};
+	const struct wb_deps wd = {
+		.loop = &cm->loop,
+		.http = cm->http,
+		.cs = cm->cs,
+		.rlog = cm->rlog,
+		.conn = cm->conn,
+		.mc = cm->mc,
+		.fetch = cm->fetch,
+		.ino = cm->ino,
+		.st = &cm->st,
+		.root = cm->vi.root,
+		.cache_dir = cm->cfg.cache_dir,
+		.volume = cm->cfg.volume,
+		.chunk_size = cm->chunk_size,
+		.timeout_ms = cm->cfg.fetch_timeout_ms,
+		.dirty_limit = cm->cfg.dirty_limit,
+		.cache_size = cm->cfg.cache_size,
+	};
+	const struct local_hooks lh = {
+		.file_gone = h_file_gone,
+		.store_absorbed = h_store_absorbed,
+		.arg = cm,
+	};
+	const struct local_deps ld = {.mc = cm->mc, .vc = cm->vc};
+	struct wb_deps w = wd;
+	struct replay_deps rd = {
+		.loop = &cm->loop,
+		.rlog = cm->rlog,
+		.conn = cm->conn,
+		.mc = cm->mc,
+		.mf = cm->mf,
+		.online = &cm->online,
+		.cache_dir = cm->cfg.cache_dir,
+		.timeout_ms = cm->cfg.fetch_timeout_ms,
+	};
+
+	cm->mut = mut_new(&md, &mh);
+	if (!cm->mut)
+		return -errno;
+	w.mut = cm->mut;
+	cm->wb = wb_new(&w);
+	if (!cm->wb) {
+		int rc = -errno;
+
+		log_err(LOG_MAIN, "cannot open the write-back state: %s",
+			strerror(-rc));
+		return rc;
+	}
+	cm->local = local_new(&ld, &lh);
+	if (!cm->local)
+		return -errno;
+	rd.mut = cm->mut;
+	rd.wb = cm->wb;
+	rd.local = cm->local;
+	cm->replay = replay_new(&rd);
+	return cm->replay ? 0 : -errno;
+}
+
 static int
 loop_modules_new(struct cm *cm)
 {
@@ -515,8 +653,8 @@ loop_modules_new(struct cm *cm)
 	 * through these (conn.h). */
 	{
 		const struct conn_hooks ch = {
-			.went_offline = offline_went_offline,
-			.reintegrate = offline_reintegrate,
+			.went_offline = h_went_offline,
+			.reintegrate = h_reintegrate,
 			.stopping = conn_stopping,
 			.arg = cm,
 		};
@@ -530,9 +668,7 @@ loop_modules_new(struct cm *cm)
 	if (rc == 0)
 		rc = fetch_module_new(cm);
 	if (rc == 0)
-		rc = mut_new(cm, &mut_hooks);
-	if (rc == 0)
-		rc = offline_new(cm);
+		rc = write_modules_new(cm);
 	return rc;
 }
 
@@ -577,9 +713,9 @@ recover(struct cm_loop *loop, struct cm_job *job)
 	free(sj);
 	if (cm_offline(cm)) {
 		conn_start(cm->conn);
-		wb_resume(cm);
+		wb_resume(cm->wb);
 	} else {
-		mut_resume(cm);
+		mut_resume(cm->mut);
 	}
 	if (!cm_stopping(&cm->loop) && cm->vc)
 		pin_restore(cm);
@@ -617,11 +753,11 @@ loop_modules_free(void *arg)
 	struct cm *cm = arg;
 
 	ev_stop(cm);
-	offline_free(cm);
+	replay_stop(cm->replay);
 	conn_stop(cm->conn);
 	http_free(cm->http);
 	cm->http = NULL;
-	mut_free(cm);
+	mut_stop(cm->mut);
 	fetch_stop(cm->fetch);
 	acc_free(cm->acc);
 	cm->acc = NULL;
@@ -652,7 +788,14 @@ cm_daemon_close(struct cm *cm)
 	cm->mc = NULL;
 	ino_free(cm->ino);
 	cm->ino = NULL;
-	wb_free(cm);
+	replay_free(cm->replay);
+	cm->replay = NULL;
+	local_free(cm->local);
+	cm->local = NULL;
+	wb_free(cm->wb);
+	cm->wb = NULL;
+	mut_free(cm->mut);
+	cm->mut = NULL;
 	/* last of the loop's modules: FUSE threads read the mode until the
 	 * session is gone */
 	conn_free(cm->conn);

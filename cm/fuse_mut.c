@@ -83,7 +83,7 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 
 	switch (w->kind) {
 	case W_READ:
-		n = wb_read(cm, &w->fid, w->off, rbuf, w->len, &w->need);
+		n = wb_read(cm->wb, &w->fid, w->off, rbuf, w->len, &w->need);
 		if (n == -EAGAIN)
 			return -EAGAIN;
 		if (n == -ENOENT) {
@@ -101,7 +101,7 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 			fuse_reply_buf(w->req, (const char *)rbuf, (size_t)n);
 		return 0;
 	case W_WRITE:
-		n = wb_write(cm, &w->fid, w->off, w->buf, w->len, &w->need);
+		n = wb_write(cm->wb, &w->fid, w->off, w->buf, w->len, &w->need);
 		if (n == -EAGAIN)
 			return -EAGAIN;
 		if (n < 0)
@@ -110,7 +110,7 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 			fuse_reply_write(w->req, (size_t)n);
 		return 0;
 	case W_TRUNC:
-		rc = wb_truncate(cm, &w->fid, w->off, &w->need);
+		rc = wb_truncate(cm->wb, &w->fid, w->off, &w->need);
 		if (rc == -EAGAIN)
 			return -EAGAIN;
 		if (rc < 0)
@@ -126,9 +126,10 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 static void wio_job(struct cm_loop *loop, struct cm_job *job);
 
 static void
-wio_fetched(struct cm *cm, void *arg, int err)
+wio_fetched(void *arg, int err)
 {
 	struct wio *w = arg;
+	struct cm *cm = w->cm;
 
 	if (err) {
 		fuse_reply_err(w->req, err == -EBADF ? EBADF : EIO);
@@ -169,7 +170,7 @@ wio_job(struct cm_loop *loop, struct cm_job *job)
 		wio_free(w);
 		return;
 	}
-	wb_fetch(cm, &w->fid, w->need, wio_fetched, w);
+	wb_fetch(cm->wb, &w->fid, w->need, wio_fetched, w);
 }
 
 void
@@ -342,7 +343,7 @@ orphan_prepare(struct cm *cm, struct mop *m, const struct fid *fid)
 	ino_unlock(cm->ino);
 	if (!open_here || mcache_attr(cm->mc, fid, &a) < 0 ||
 	    a.type != PROTO_T_FILE || a.nlink > 1 ||
-	    wb_open_write(cm, &a, NULL, NULL) < 0) {
+	    wb_open_write(cm->wb, &a, NULL, NULL) < 0) {
 		m->orphan_state = 2;
 		return 0;
 	}
@@ -355,9 +356,10 @@ orphan_prepare(struct cm *cm, struct mop *m, const struct fid *fid)
 static void mop_job(struct cm_loop *loop, struct cm_job *job);
 
 static void
-mop_orphan_fetched(struct cm *cm, void *arg, int err)
+mop_orphan_fetched(void *arg, int err)
 {
 	struct mop *m = arg;
+	struct cm *cm = m->cm;
 
 	if (err)
 		log_warn(LOG_FUSE, "a file unlinked while open could not be "
@@ -389,7 +391,7 @@ orphan_settle(struct cm *cm, struct mop *m, bool orphaned)
 		cs_pin_file(cm->cs, m->orphan.vol, m->orphan.oid, 0);
 	}
 	if (!keep)
-		wb_release_write(cm, &m->orphan);
+		wb_release_write(cm->wb, &m->orphan);
 	m->held = false;
 }
 
@@ -404,7 +406,7 @@ reply_entry(struct cm *cm, struct mop *m, const struct proto_attr *attr)
 	memset(&e, 0, sizeof(e));
 	if (m->kind == M_CREATE) {
 		f = calloc(1, sizeof(*f));
-		if (!f || wb_open_write(cm, &a, NULL, m->name) < 0) {
+		if (!f || wb_open_write(cm->wb, &a, NULL, m->name) < 0) {
 			free(f);
 			fuse_reply_err(m->req, ENOMEM);
 			return;
@@ -436,7 +438,7 @@ reply_entry(struct cm *cm, struct mop *m, const struct proto_attr *attr)
 	ino_unlock(cm->ino);
 	if (!e.ino) {
 		if (f) {
-			wb_release_write(cm, &a.fid);
+			wb_release_write(cm->wb, &a.fid);
 			pthread_mutex_destroy(&f->mu);
 			free(f);
 		}
@@ -447,9 +449,9 @@ reply_entry(struct cm *cm, struct mop *m, const struct proto_attr *attr)
 		struct fid pfid;
 
 		if (ino_fid(cm->ino, m->parent, &pfid) == 0)
-			wb_renamed(cm, &a.fid, &pfid, m->name);
+			wb_renamed(cm->wb, &a.fid, &pfid, m->name);
 	}
-	wb_overlay(cm, &a);
+	wb_overlay(cm->wb, &a);
 	fops_to_stat(cm, &a, e.ino, &e.attr);
 	e.attr_timeout = cm->cfg.attr_timeout;
 	e.entry_timeout = cm->cfg.entry_timeout;
@@ -457,7 +459,7 @@ reply_entry(struct cm *cm, struct mop *m, const struct proto_attr *attr)
 		m->fi.fh = (uintptr_t)f;
 		m->fi.keep_cache = 0;
 		if (fuse_reply_create(m->req, &e, &m->fi) != 0) {
-			wb_release_write(cm, &a.fid);
+			wb_release_write(cm->wb, &a.fid);
 			fops_file_close(cm, ent, &a.fid);
 			ino_forget(cm->ino, e.ino, 1);
 			pthread_mutex_destroy(&f->mu);
@@ -485,9 +487,10 @@ mop_attr_fetched(void *arg, int err)
 
 /* Loop thread: the server answered. */
 static void
-mop_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
+mop_done(void *arg, int err, const struct proto_op_result *r)
 {
 	struct mop *m = arg;
+	struct cm *cm = m->cm;
 
 	if (m->kind == M_UNLINK || m->kind == M_RENAME)
 		orphan_settle(cm, m,
@@ -538,7 +541,7 @@ mop_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 			struct proto_attr a = r->attr;
 			struct stat st;
 
-			wb_overlay(cm, &a);
+			wb_overlay(cm->wb, &a);
 			fops_to_stat(cm, &a, m->ino, &st);
 			fuse_reply_attr(m->req, &st, cm->cfg.attr_timeout);
 		} else {
@@ -551,7 +554,8 @@ mop_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 			struct fid np;
 
 			if (ino_fid(cm->ino, m->newparent, &np) == 0) {
-				wb_renamed(cm, &r->attr.fid, &np, m->newname);
+				wb_renamed(cm->wb, &r->attr.fid, &np,
+					   m->newname);
 				ino_lock(cm->ino);
 				e = ino_find_locked(cm->ino, &r->attr.fid);
 				if (e)
@@ -570,9 +574,10 @@ mop_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 }
 
 static void
-mop_flushed(struct cm *cm, void *arg, int err)
+mop_flushed(void *arg, int err)
 {
 	struct mop *m = arg;
+	struct cm *cm = m->cm;
 
 	if (err) {
 		fuse_reply_err(m->req, err == -ESTALE ? EIO : -err);
@@ -773,7 +778,7 @@ mop_try(struct cm *cm, struct mop *m)
 			fuse_reply_err(m->req, ESTALE);
 			return 0;
 		}
-		if (wb_dirty(cm, &op.fid) && !m->flushed) {
+		if (wb_dirty(cm->wb, &op.fid) && !m->flushed) {
 			m->fid = op.fid;
 			return 2;
 		}
@@ -805,7 +810,7 @@ mop_try(struct cm *cm, struct mop *m)
 		break;
 	}
 	m->fid = op.fid;
-	rc = mut_submit(cm, &op, mop_done, m);
+	rc = mut_submit(cm->mut, &op, mop_done, m);
 	if (rc < 0) {
 		fuse_reply_err(m->req, -rc);
 		return 0;
@@ -855,11 +860,11 @@ mop_job(struct cm_loop *loop, struct cm_job *job)
 	if (rc == 1)
 		mfetch_want_dir(cm->mf, &m->need_dir, mop_dir_cb, m);
 	else if (rc == 4)
-		wb_fetch_all(cm, &m->orphan, mop_orphan_fetched, m);
+		wb_fetch_all(cm->wb, &m->orphan, mop_orphan_fetched, m);
 	else if (rc == 3)
 		mfetch_want_attr(cm->mf, &m->need_dir, mop_dir_cb, m);
 	else
-		wb_flush(cm, &m->fid, mop_flushed, m);
+		wb_flush(cm->wb, &m->fid, mop_flushed, m);
 }
 
 /* From a worker: try at once; park what needs the loop. @m is heap. */
@@ -1051,7 +1056,7 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	if ((set & FUSE_SET_ATTR_MTIME) && (set & FUSE_SET_ATTR_MTIME_NOW))
 		set &= ~FUSE_SET_ATTR_MTIME;
 	if ((set & FUSE_SET_ATTR_SIZE) && !(set & ~LOCAL_SET) &&
-	    wb_active(cm, &fid)) {
+	    wb_active(cm->wb, &fid)) {
 		struct wio w = {.cm = cm, .req = req, .kind = W_TRUNC,
 				.fid = fid, .off = (uint64_t)attr->st_size,
 				.ino = ino};
@@ -1185,9 +1190,9 @@ fmut_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 		fuse_reply_err(req, 0);
 		return;
 	}
-	if (wb_active(cm, &fid)) {
+	if (wb_active(cm->wb, &fid)) {
 		uint64_t need = 0;
-		int rc = wb_truncate(cm, &fid, end, &need);
+		int rc = wb_truncate(cm->wb, &fid, end, &need);
 
 		fuse_reply_err(req, rc < 0 ? -rc : 0);
 		return;

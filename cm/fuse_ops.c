@@ -111,7 +111,8 @@ park_resume(void *arg, int err)
 	 * reconnection (probes, fs reconnect) up to the policy's bound. */
 	if (err && err != -ENOENT && err != -ENOTDIR &&
 	    !cm_stopping(&cm->loop)) {
-		uint64_t bound = offline_miss_wait_ms(cm), now = util_now_ms();
+		uint64_t bound = replay_miss_wait_ms(cm->replay),
+			 now = util_now_ms();
 
 		if (bound && !p->wait_until)
 			p->wait_until = now + bound;
@@ -567,15 +568,15 @@ try_open(struct cm *cm, struct park *p)
 		struct fid pfid;
 		bool named = ino_name_of(cm->ino, &fid, &pfid, name,
 					 sizeof(name)) == 0;
-		int rc = wb_open_write(cm, &a, named ? &pfid : NULL,
+		int rc = wb_open_write(cm->wb, &a, named ? &pfid : NULL,
 				       named ? name : NULL);
 		uint64_t need = 0;
 
 		if (rc == 0 && (p->fi.flags & O_TRUNC) && a.size > 0) {
 			/* Local, like ftruncate: stored at close. */
-			rc = wb_truncate(cm, &fid, 0, &need);
+			rc = wb_truncate(cm->wb, &fid, 0, &need);
 			if (rc < 0)
-				wb_release_write(cm, &fid);
+				wb_release_write(cm->wb, &fid);
 		}
 
 		if (rc < 0) {
@@ -587,13 +588,14 @@ try_open(struct cm *cm, struct park *p)
 		}
 		f->writer = true;
 		/* Reads must see our writes: no stale pages from before. */
-		p->fi.keep_cache = p->fi.keep_cache && !wb_dirty(cm, &fid) &&
+		p->fi.keep_cache = p->fi.keep_cache &&
+				   !wb_dirty(cm->wb, &fid) &&
 				   !(p->fi.flags & O_TRUNC);
 	}
 	p->fi.fh = (uintptr_t)f;
 	if (fuse_reply_open(p->req, &p->fi) != 0) {
 		if (f->writer)
-			wb_release_write(cm, &fid);
+			wb_release_write(cm->wb, &fid);
 		fops_file_close(cm, e, &fid);
 		pthread_mutex_destroy(&f->mu);
 		free(f);
@@ -689,7 +691,7 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	if (wb_active(cm, &f->fid)) {
+	if (wb_active(cm->wb, &f->fid)) {
 		fmut_wio_start(cm, req, W_READ, &f->fid, (uint64_t)off, NULL, size);
 		return;
 	}
@@ -734,7 +736,7 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (f->writer) {
 			/* Data not stored by a flush (it failed) stays
 			 * dirty and is stored later (wb_resume). */
-			wb_release_write(cm, &f->fid);
+			wb_release_write(cm->wb, &f->fid);
 		}
 		fops_file_close(cm, f->e, &f->fid);
 		pthread_mutex_destroy(&f->mu);
@@ -744,9 +746,8 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 static void
-flush_reply(struct cm *cm, void *arg, int err)
+flush_reply(void *arg, int err)
 {
-	(void)cm;
 	fuse_reply_err(arg, err == -ESTALE ? EIO : -err);
 }
 
@@ -763,7 +764,7 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, 0);
 		return;
 	}
-	wb_flush(cm, &f->fid, flush_reply, req);
+	wb_flush(cm->wb, &f->fid, flush_reply, req);
 }
 
 /* Valid replies: fuse_reply_err. Connected: the server has the data. */
@@ -780,7 +781,7 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	wb_flush(cm, &fid, flush_reply, req);
+	wb_flush(cm->wb, &fid, flush_reply, req);
 }
 
 /* Valid replies: fuse_reply_err. Directory changes are on the server

@@ -7,17 +7,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cm/cm.h"
 #include "cm/local.h"
 #include "cm/mcache.h"
 #include "cm/vc.h"
-#include "cm/wb.h"
 #include "common/util.h"
 
-static int
-cached_listing(struct cm *cm, const struct fid *dir, struct vc_dir **d)
+struct local {
+	struct local_deps d;
+	struct local_hooks h;
+};
+
+struct local *
+local_new(const struct local_deps *deps, const struct local_hooks *hooks)
 {
-	int rc = mcache_dir(cm->mc, dir, d);
+	struct local *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return NULL;
+	l->d = *deps;
+	if (hooks)
+		l->h = *hooks;
+	return l;
+}
+
+void
+local_free(struct local *l)
+{
+	free(l);
+}
+
+static int
+cached_listing(struct local *l, const struct fid *dir, struct vc_dir **d)
+{
+	int rc = mcache_dir(l->d.mc, dir, d);
 
 	if (rc == -ENOTDIR)
 		return rc;
@@ -26,12 +48,12 @@ cached_listing(struct cm *cm, const struct fid *dir, struct vc_dir **d)
 }
 
 int
-local_lookup_name(struct cm *cm, const struct fid *dir, const char *name,
-		    struct fid *fid, enum proto_type *type)
+local_lookup_name(struct local *l, const struct fid *dir, const char *name,
+		  struct fid *fid, enum proto_type *type)
 {
 	struct vc_dir *d;
 	long idx;
-	int rc = cached_listing(cm, dir, &d);
+	int rc = cached_listing(l, dir, &d);
 
 	if (rc < 0)
 		return rc;
@@ -47,10 +69,10 @@ local_lookup_name(struct cm *cm, const struct fid *dir, const char *name,
 }
 
 static int
-dir_is_empty(struct cm *cm, const struct fid *dir)
+dir_is_empty(struct local *l, const struct fid *dir)
 {
 	struct vc_dir *d;
-	int rc = cached_listing(cm, dir, &d);
+	int rc = cached_listing(l, dir, &d);
 
 	if (rc < 0)
 		return rc;
@@ -71,12 +93,12 @@ now_times(struct proto_attr *a, bool m)
 
 /* One less name for @fid (unlink, rmdir, rename over it); fills @out. */
 static void
-drop_name(struct cm *cm, const struct fid *fid, bool is_dir, bool commit,
+drop_name(struct local *l, const struct fid *fid, bool is_dir, bool commit,
 	  struct proto_attr *out)
 {
 	struct proto_attr a;
 
-	if (mcache_attr(cm->mc, fid, &a) < 0) {
+	if (mcache_attr(l->d.mc, fid, &a) < 0) {
 		memset(&a, 0, sizeof(a));
 		a.fid = *fid;
 	}
@@ -86,13 +108,13 @@ drop_name(struct cm *cm, const struct fid *fid, bool is_dir, bool commit,
 	if (!commit)
 		return;
 	if (a.nlink > 0)
-		mcache_offline_attr(cm->mc, &a);
-	else
-		wb_gone(cm, fid);
+		mcache_offline_attr(l->d.mc, &a);
+	else if (l->h.file_gone)
+		l->h.file_gone(l->h.arg, fid);
 }
 
 static int
-apply_xattr(struct cm *cm, const struct proto_op *op, bool commit,
+apply_xattr(struct local *l, const struct proto_op *op, bool commit,
 	    struct proto_op_result *r)
 {
 	struct proto_xattr *x = NULL, *nx;
@@ -101,9 +123,9 @@ apply_xattr(struct cm *cm, const struct proto_op *op, bool commit,
 	int64_t stamp;
 	int rc;
 
-	if (mcache_attr(cm->mc, &op->fid, &a) < 0)
+	if (mcache_attr(l->d.mc, &op->fid, &a) < 0)
 		return -EIO;
-	rc = vc_get_xattrs(cm->vc, &op->fid, &stamp, &x, &n);
+	rc = vc_get_xattrs(l->d.vc, &op->fid, &stamp, &x, &n);
 	if (rc < 0 || stamp != a.ctime_ns) {
 		proto_xattrs_free(x, n);
 		return -EIO; /* not known offline */
@@ -146,16 +168,16 @@ apply_xattr(struct cm *cm, const struct proto_op *op, bool commit,
 	}
 	free(x);
 	now_times(&a, false);
-	vc_put_xattrs(cm->vc, &op->fid, a.ctime_ns, nx, m);
+	vc_put_xattrs(l->d.vc, &op->fid, a.ctime_ns, nx, m);
 	proto_xattrs_free(nx, m);
-	mcache_offline_attr(cm->mc, &a);
+	mcache_offline_attr(l->d.mc, &a);
 	r->has_attr = true;
 	r->attr = a;
 	return 0;
 }
 
 int
-local_apply(struct cm *cm, const struct proto_op *op, bool commit,
+local_apply(struct local *l, const struct proto_op *op, bool commit,
 	    struct proto_op_result *r)
 {
 	struct proto_attr a, pa;
@@ -168,7 +190,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
 	case PROTO_OP_SYMLINK:
-		rc = local_lookup_name(cm, &op->parent, op->name, NULL, NULL);
+		rc = local_lookup_name(l, &op->parent, op->name, NULL, NULL);
 		if (rc == 0)
 			return -EEXIST;
 		if (rc != -ENOENT)
@@ -188,25 +210,25 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 		a.dv = mcache_local_dv();
 		a.atime_ns = util_wall_ns();
 		a.mtime_ns = a.ctime_ns = a.atime_ns;
-		mcache_offline_attr(cm->mc, &a);
+		mcache_offline_attr(l->d.mc, &a);
 		if (a.type == PROTO_T_DIR)
-			mcache_offline_newdir(cm->mc, &a);
+			mcache_offline_newdir(l->d.mc, &a);
 		if (op->target)
-			vc_put_link(cm->vc, &a.fid, op->target);
-		rc = mcache_offline_dir(cm->mc, &op->parent, NULL, op->name, &a,
-				      a.type == PROTO_T_DIR ? 1 : 0,
-				      &r->parent);
+			vc_put_link(l->d.vc, &a.fid, op->target);
+		rc = mcache_offline_dir(l->d.mc, &op->parent, NULL, op->name,
+					&a, a.type == PROTO_T_DIR ? 1 : 0,
+					&r->parent);
 		r->has_attr = true;
 		r->attr = a;
 		r->has_parent = rc == 0;
 		return rc;
 	case PROTO_OP_LINK:
-		rc = local_lookup_name(cm, &op->parent, op->name, NULL, NULL);
+		rc = local_lookup_name(l, &op->parent, op->name, NULL, NULL);
 		if (rc == 0)
 			return -EEXIST;
 		if (rc != -ENOENT)
 			return rc;
-		if (mcache_attr(cm->mc, &op->fid, &a) < 0)
+		if (mcache_attr(l->d.mc, &op->fid, &a) < 0)
 			return -EIO;
 		if (a.type == PROTO_T_DIR)
 			return -EPERM;
@@ -214,22 +236,22 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			return 0;
 		a.nlink++;
 		now_times(&a, false);
-		mcache_offline_attr(cm->mc, &a);
-		rc = mcache_offline_dir(cm->mc, &op->parent, NULL, op->name, &a, 0,
-				      &r->parent);
+		mcache_offline_attr(l->d.mc, &a);
+		rc = mcache_offline_dir(l->d.mc, &op->parent, NULL, op->name,
+					&a, 0, &r->parent);
 		r->has_attr = true;
 		r->attr = a;
 		r->has_parent = rc == 0;
 		return rc;
 	case PROTO_OP_UNLINK:
 	case PROTO_OP_RMDIR:
-		rc = local_lookup_name(cm, &op->parent, op->name, &f, &t);
+		rc = local_lookup_name(l, &op->parent, op->name, &f, &t);
 		if (rc < 0)
 			return rc;
 		if (op->kind == PROTO_OP_RMDIR) {
 			if (t != PROTO_T_DIR)
 				return -ENOTDIR;
-			rc = dir_is_empty(cm, &f);
+			rc = dir_is_empty(l, &f);
 			if (rc < 0)
 				return rc;
 		} else if (t == PROTO_T_DIR) {
@@ -237,10 +259,11 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 		}
 		if (!commit)
 			return 0;
-		drop_name(cm, &f, t == PROTO_T_DIR, true, &r->victim);
+		drop_name(l, &f, t == PROTO_T_DIR, true, &r->victim);
 		r->has_victim = true;
-		rc = mcache_offline_dir(cm->mc, &op->parent, op->name, NULL, NULL,
-				      t == PROTO_T_DIR ? -1 : 0, &r->parent);
+		rc = mcache_offline_dir(l->d.mc, &op->parent, op->name, NULL,
+					NULL, t == PROTO_T_DIR ? -1 : 0,
+					&r->parent);
 		r->has_parent = rc == 0;
 		return rc;
 	case PROTO_OP_RENAME: {
@@ -248,10 +271,11 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 		bool have_victim;
 		struct proto_attr va;
 
-		rc = local_lookup_name(cm, &op->parent, op->name, &f, &t);
+		rc = local_lookup_name(l, &op->parent, op->name, &f, &t);
 		if (rc < 0)
 			return rc;
-		rc = local_lookup_name(cm, &op->newparent, op->newname, &victim, &vt);
+		rc = local_lookup_name(l, &op->newparent, op->newname, &victim,
+				       &vt);
 		if (rc < 0 && rc != -ENOENT)
 			return rc;
 		have_victim = rc == 0;
@@ -267,47 +291,48 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			if (vt != PROTO_T_DIR && t == PROTO_T_DIR)
 				return -ENOTDIR;
 			if (vt == PROTO_T_DIR &&
-			    (rc = dir_is_empty(cm, &victim)) < 0)
+			    (rc = dir_is_empty(l, &victim)) < 0)
 				return rc;
 		}
-		if (mcache_attr(cm->mc, &f, &a) < 0)
+		if (mcache_attr(l->d.mc, &f, &a) < 0)
 			return -EIO;
 		if (!commit)
 			return 0;
 		now_times(&a, false);
-		mcache_offline_attr(cm->mc, &a);
+		mcache_offline_attr(l->d.mc, &a);
 		r->has_attr = true;
 		r->attr = a;
 		if (exch) {
-			if (mcache_attr(cm->mc, &victim, &va) < 0)
+			if (mcache_attr(l->d.mc, &victim, &va) < 0)
 				return -EIO;
-			mcache_offline_dir(cm->mc, &op->parent, NULL, op->name, &va,
-					 0, &r->parent);
-			mcache_offline_dir(cm->mc, &op->newparent, NULL, op->newname,
-					 &a, 0, &r->newparent);
+			mcache_offline_dir(l->d.mc, &op->parent, NULL, op->name,
+					   &va, 0, &r->parent);
+			mcache_offline_dir(l->d.mc, &op->newparent, NULL,
+					   op->newname, &a, 0, &r->newparent);
 			r->has_victim = true;
 			r->victim = va;
 			r->has_parent = r->has_newparent = true;
 			return 0;
 		}
 		if (have_victim) {
-			drop_name(cm, &victim, vt == PROTO_T_DIR, true,
+			drop_name(l, &victim, vt == PROTO_T_DIR, true,
 				  &r->victim);
 			r->has_victim = true;
 		}
 		if (fid_eq(&op->parent, &op->newparent)) {
 			rc = mcache_offline_dir(
-				cm->mc, &op->parent, op->name, op->newname, &a,
+				l->d.mc, &op->parent, op->name, op->newname, &a,
 				have_victim && vt == PROTO_T_DIR ? -1 : 0,
 				&r->parent);
 			r->has_parent = rc == 0;
 			return rc;
 		}
-		rc = mcache_offline_dir(cm->mc, &op->parent, op->name, NULL, NULL,
-				      t == PROTO_T_DIR ? -1 : 0, &r->parent);
+		rc = mcache_offline_dir(l->d.mc, &op->parent, op->name, NULL,
+					NULL, t == PROTO_T_DIR ? -1 : 0,
+					&r->parent);
 		if (rc == 0)
 			rc = mcache_offline_dir(
-				cm->mc, &op->newparent, NULL, op->newname, &a,
+				l->d.mc, &op->newparent, NULL, op->newname, &a,
 				t == PROTO_T_DIR && !(have_victim &&
 						      vt == PROTO_T_DIR)
 					? 1
@@ -317,7 +342,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 		return rc;
 	}
 	case PROTO_OP_SETATTR:
-		if (mcache_attr(cm->mc, &op->fid, &a) < 0)
+		if (mcache_attr(l->d.mc, &op->fid, &a) < 0)
 			return -EIO;
 		if (!commit)
 			return 0;
@@ -335,18 +360,18 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 			a.mtime_ns = op->mtime_ns;
 		now_times(&a, (op->mask & PROTO_SA_SIZE) &&
 				      !(op->mask & PROTO_SA_MTIME));
-		mcache_offline_attr(cm->mc, &a);
+		mcache_offline_attr(l->d.mc, &a);
 		r->has_attr = true;
 		r->attr = a;
 		return 0;
 	case PROTO_OP_SETXATTR:
 	case PROTO_OP_REMOVEXATTR:
-		return apply_xattr(cm, op, commit, r);
+		return apply_xattr(l, op, commit, r);
 	case PROTO_OP_STORE:
 		/* wb.c logs stores itself; an absorbed one lands here. */
-		if (commit)
-			wb_absorbed(cm, op);
-		if (mcache_attr(cm->mc, &op->fid, &pa) == 0) {
+		if (commit && l->h.store_absorbed)
+			l->h.store_absorbed(l->h.arg, op);
+		if (mcache_attr(l->d.mc, &op->fid, &pa) == 0) {
 			r->has_attr = true;
 			r->attr = pa;
 		}

@@ -39,7 +39,9 @@
 
 #define WAIT_MAX_S 3600
 
-struct offline {
+struct replay {
+	struct replay_deps d;
+	bool stopped; /* replay_stop(): nothing new starts */
 	/* reintegration */
 	bool running;
 	uint64_t after;
@@ -47,52 +49,53 @@ struct offline {
 	struct fidmap map;   /* replay: FID -> the DV our change produced */
 	int mapfd; /* <cache>/replay-dv, the map as it grows (or -1) */
 	/* fs reconnect: told at the end of the reintegration */
-	offline_reconnected_fn waiter;
+	replay_reconnected_fn waiter;
 	void *waiter_arg;
 };
 
 uint64_t
-offline_miss_wait_ms(struct cm *cm)
+replay_miss_wait_ms(struct replay *rp)
 {
 	unsigned ms;
 
-	if (!cm->off || !cm->conn || !conn_offline(cm->conn) ||
-	    !conn_miss_policy(cm->conn, &ms))
+	if (!rp || rp->stopped || !rp->d.conn || !conn_offline(rp->d.conn) ||
+	    !conn_miss_policy(rp->d.conn, &ms))
 		return 0;
-	return ms ? ms : cm->cfg.fetch_timeout_ms;
+	return ms ? ms : rp->d.timeout_ms;
 }
 
 bool
-offline_auto(struct cm *cm)
+replay_may_absorb(struct replay *rp)
 {
-	return cm->off != NULL && cm->rlog != NULL;
+	return rp && !rp->stopped && rp->d.rlog != NULL;
 }
 
 /* --- modes: conn.c switches them, these are its hooks --- */
 
 void
-offline_disconnect(struct cm *cm, bool manual, const char *why)
+replay_disconnect(struct replay *rp, bool manual, const char *why)
 {
-	if (cm->off && cm->conn)
-		conn_disconnect(cm->conn, manual, why);
+	if (rp && !rp->stopped && rp->d.conn)
+		conn_disconnect(rp->d.conn, manual, why);
 }
 
 void
-offline_went_offline(void *arg, bool manual, const char *why)
+replay_went_offline(struct replay *rp, bool manual, const char *why)
 {
-	struct cm *cm = arg;
-
 	(void)manual;
 	(void)why;
-	if (cm->off)
-		cm->off->running = false;
-	atomic_store(&cm->online, 0);
+	if (!rp)
+		return;
+	if (!rp->stopped)
+		rp->running = false;
+	atomic_store(rp->d.online, 0);
 }
 
 /* --- mutations while disconnected --- */
 
 struct oreq {
 	struct cm_job job;
+	struct replay *rp;
 	struct proto_op op;
 	mut_done_fn done;
 	void *arg;
@@ -101,23 +104,24 @@ struct oreq {
 static void
 oreq_run(struct cm_loop *loop, struct cm_job *job)
 {
-	struct cm *cm = cm_of_loop(loop);
 	struct oreq *q = (struct oreq *)job;
+	struct replay *rp = q->rp;
 	struct proto_op_result r;
 	struct rlog_effect eff;
 	int rc;
 
-	rc = cm_stopping(&cm->loop) ? -EIO : local_apply(cm, &q->op, false, &r);
+	rc = cm_stopping(loop) ? -EIO
+			       : local_apply(rp->d.local, &q->op, false, &r);
 	if (rc == 0) {
-		rc = rlog_append_ex(cm->rlog, &q->op, 0, &eff);
+		rc = rlog_append_ex(rp->d.rlog, &q->op, 0, &eff);
 		if (rc == 0)
-			conflict_note_path(cm, eff.seq, &q->op);
+			conflict_note_path(rp->d.wb, eff.seq, &q->op);
 		if (rc == 0) {
 			/* A FID created in the log and now removed leaves
 			 * nothing: drop what is local about it. */
 			for (size_t i = 0; i < eff.nchanges; i++)
 				if (eff.changes[i].why == RLOG_WHY_IDENTITY)
-					wb_gone(cm, &eff.changes[i].fid);
+					wb_gone(rp->d.wb, &eff.changes[i].fid);
 		} else {
 			log_err(LOG_OFF, "cannot log %s: %s",
 				proto_op_name(q->op.kind), strerror(-rc));
@@ -126,21 +130,21 @@ oreq_run(struct cm_loop *loop, struct cm_job *job)
 		rlog_effect_release(&eff);
 	}
 	if (rc == 0) {
-		conflict_note_base(cm, &q->op.fid, NULL);
-		rc = local_apply(cm, &q->op, true, &r);
+		conflict_note_base(rp->d.wb, &q->op.fid, NULL);
+		rc = local_apply(rp->d.local, &q->op, true, &r);
 	}
-	q->done(cm, q->arg, rc, rc ? NULL : &r);
+	q->done(q->arg, rc, rc ? NULL : &r);
 	proto_op_release(&q->op);
 	free(q);
 }
 
 int
-offline_submit(struct cm *cm, const struct proto_op *op, mut_done_fn done,
-	       void *arg)
+replay_submit(struct replay *rp, const struct proto_op *op, mut_done_fn done,
+	      void *arg)
 {
 	struct oreq *q;
 
-	if (!cm->rlog)
+	if (!rp || !rp->d.rlog)
 		return -EIO;
 	q = calloc(1, sizeof(*q));
 	if (!q)
@@ -152,36 +156,37 @@ offline_submit(struct cm *cm, const struct proto_op *op, mut_done_fn done,
 	q->done = done;
 	q->arg = arg;
 	q->job.run = oreq_run;
-	cm_post(&cm->loop, &q->job);
+	q->rp = rp;
+	cm_post(rp->d.loop, &q->job);
 	return 0;
 }
 
 void
-offline_absorb(struct cm *cm, const struct proto_op *op, mut_done_fn done,
-	       void *arg)
+replay_absorb(struct replay *rp, const struct proto_op *op, mut_done_fn done,
+	      void *arg)
 {
 	struct proto_op_result r;
 	int rc;
 
-	offline_disconnect(cm, false, "the server does not answer");
-	rc = local_apply(cm, op, false, &r);
+	replay_disconnect(rp, false, "the server does not answer");
+	rc = local_apply(rp->d.local, op, false, &r);
 	if (rc == 0)
-		rc = local_apply(cm, op, true, &r);
-	done(cm, arg, rc, rc ? NULL : &r);
+		rc = local_apply(rp->d.local, op, true, &r);
+	done(arg, rc, rc ? NULL : &r);
 }
 
 /* --- reintegration --- */
 
 static struct fidmap_slot *
-map_find(struct offline *o, const struct fid *fid)
+map_find(struct replay *rp, const struct fid *fid)
 {
-	return fidmap_find(&o->map, fid);
+	return fidmap_find(&rp->map, fid);
 }
 
 static void
-map_put(struct offline *o, const struct fid *fid, uint64_t dv)
+map_put(struct replay *rp, const struct fid *fid, uint64_t dv)
 {
-	if (!fidmap_put(&o->map, fid, dv))
+	if (!fidmap_put(&rp->map, fid, dv))
 		log_warn(LOG_OFF, "out of memory for the replay DV map");
 }
 
@@ -192,36 +197,34 @@ map_put(struct offline *o, const struct fid *fid, uint64_t dv)
  * DVs its own replayed changes produced. Removed when the log is empty.
  */
 static void
-map_path(struct cm *cm, char *buf, size_t len)
+map_path(struct replay *rp, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/replay-dv", cm->cfg.cache_dir);
+	snprintf(buf, len, "%s/replay-dv", rp->d.cache_dir);
 }
 
 static void
-map_set(struct cm *cm, const struct fid *fid, uint64_t dv)
+map_set(struct replay *rp, const struct fid *fid, uint64_t dv)
 {
-	struct offline *o = cm->off;
 	char line[FID_STRLEN + 32], fs[FID_STRLEN];
 	int n;
 
-	map_put(o, fid, dv);
-	if (o->mapfd < 0)
+	map_put(rp, fid, dv);
+	if (rp->mapfd < 0)
 		return;
 	n = snprintf(line, sizeof(line), "%s %llu\n", fid_fmt(fid, fs),
 		     (unsigned long long)dv);
-	if (write(o->mapfd, line, (size_t)n) != n)
+	if (write(rp->mapfd, line, (size_t)n) != n)
 		log_warn(LOG_OFF, "cannot write the replay DV map: %s",
 			 strerror(errno));
 }
 
 static void
-map_open(struct cm *cm)
+map_open(struct replay *rp)
 {
-	struct offline *o = cm->off;
 	char path[4096], line[128];
 	FILE *f;
 
-	map_path(cm, path, sizeof(path));
+	map_path(rp, path, sizeof(path));
 	f = fopen(path, "re");
 	if (f) {
 		while (fgets(line, sizeof(line), f)) {
@@ -232,37 +235,36 @@ map_open(struct cm *cm)
 			if (sp &&
 			    fid_parse_n(line, (size_t)(sp - line), &fid) == 0 &&
 			    sscanf(sp + 1, "%llu", &dv) == 1)
-				map_put(o, &fid, dv);
+				map_put(rp, &fid, dv);
 		}
 		fclose(f);
-		if (o->map.n)
+		if (rp->map.n)
 			log_info(LOG_OFF,
 				 "going on with a reintegration a "
 				 "restart cut short (%zu objects "
 				 "already replayed)",
-				 o->map.n);
+				 rp->map.n);
 	}
-	o->mapfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	rp->mapfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 }
 
 static void
-map_close(struct cm *cm, bool remove)
+map_close(struct replay *rp, bool remove)
 {
-	struct offline *o = cm->off;
 	char path[4096];
 
-	if (o->mapfd >= 0)
-		close(o->mapfd);
-	o->mapfd = -1;
-	fidmap_clear(&o->map);
+	if (rp->mapfd >= 0)
+		close(rp->mapfd);
+	rp->mapfd = -1;
+	fidmap_clear(&rp->map);
 	if (remove) {
-		map_path(cm, path, sizeof(path));
+		map_path(rp, path, sizeof(path));
 		unlink(path);
 	}
 }
 
 struct rctx {
-	struct cm *cm;
+	struct replay *rp;
 	uint64_t seq;
 	struct proto_op op; /* a copy, for the conflict record */
 	int err;
@@ -273,7 +275,7 @@ struct rctx {
 	char *copy;		 /* the conflict copy's name, or NULL */
 };
 
-static void reint_next(struct cm *cm);
+static void reint_next(struct replay *rp);
 
 static void
 rctx_free(struct rctx *c)
@@ -286,9 +288,8 @@ rctx_free(struct rctx *c)
 /* Record a refusal as a CONFLICT (with the copy's path, if one was made)
  * and go on. */
 static void
-reint_record(struct cm *cm, struct rctx *c, const struct proto_attr *srv)
+reint_record(struct replay *rp, struct rctx *c, const struct proto_attr *srv)
 {
-	struct offline *o = cm->off;
 	const char *copy = c->copy;
 	struct rlog_conflict cf;
 	char path[CTL_PATH_MAX], cpath[CTL_PATH_MAX + PROTO_NAME_MAX + 2];
@@ -323,24 +324,24 @@ reint_record(struct cm *cm, struct rctx *c, const struct proto_attr *srv)
 		cf.local.size = c->local.size;
 		cf.local.mtime_ns = c->local.mtime_ns;
 	}
-	if (conflict_base_find(cm, &c->op.fid, &cf.base) == 0)
+	if (conflict_base_find(rp->d.wb, &c->op.fid, &cf.base) == 0)
 		cf.has_base = true;
 	if (srv) {
 		cf.has_server = true;
 		cf.server = *srv;
 	}
-	rc = rlog_conflict_add(cm->rlog, c->seq, &cf);
+	rc = rlog_conflict_add(rp->d.rlog, c->seq, &cf);
 	if (rc < 0)
 		log_err(LOG_OFF,
 			"cannot record a conflict for record %llu: "
 			"%s",
 			(unsigned long long)c->seq, strerror(-rc));
-	o->refused++;
+	rp->refused++;
 	log_warn(LOG_OFF, "conflict: %s '%s' refused by the server (%s)%s",
 		 proto_op_name(c->op.kind), path, strerror(-c->err),
 		 copy ? "; local data saved as a conflict copy" : "");
 	rctx_free(c);
-	reint_next(cm);
+	reint_next(rp);
 }
 
 /* The server's version of the object, fetched: record the conflict. */
@@ -348,295 +349,300 @@ static void
 reint_server_attr(void *arg, int err)
 {
 	struct rctx *c = arg;
-	struct cm *cm = c->cm;
+	struct replay *rp = c->rp;
 	struct proto_attr a;
 
-	if (!cm->off || cm_stopping(&cm->loop)) {
+	if (rp->stopped || cm_stopping(rp->d.loop)) {
 		rctx_free(c);
 		return;
 	}
-	reint_record(cm, c,
-		     !err && mcache_attr(cm->mc, &c->op.fid, &a) == 0 ? &a
-								       : NULL);
+	reint_record(rp, c,
+		     !err && mcache_attr(rp->d.mc, &c->op.fid, &a) == 0 ? &a
+									: NULL);
 }
 
 static void
-reint_conflict(struct cm *cm, struct rctx *c, const char *copy)
+reint_conflict(struct replay *rp, struct rctx *c, const char *copy)
 {
 	if (copy)
 		c->copy = strdup(copy);
 	/* What we cache of it is our own view: ask the server. */
-	mcache_drop_attr(cm->mc, &c->op.fid);
-	mfetch_want_attr(cm->mf, &c->op.fid, reint_server_attr, c);
+	mcache_drop_attr(rp->d.mc, &c->op.fid);
+	mfetch_want_attr(rp->d.mf, &c->op.fid, reint_server_attr, c);
 }
 
 static void
-reint_copied(struct cm *cm, void *arg, int err, const char *copy)
+reint_copied(void *arg, int err, const char *copy)
 {
 	struct rctx *c = arg;
+	struct replay *rp = c->rp;
 
 	if (err)
 		log_err(LOG_OFF,
 			"the local version of a refused store could "
 			"not be saved (%s): it stays in the cache",
 			strerror(-err));
-	reint_conflict(cm, c, err ? NULL : copy);
+	reint_conflict(rp, c, err ? NULL : copy);
 }
 
 static void
-reint_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
+reint_done(void *arg, int err, const struct proto_op_result *r)
 {
 	struct rctx *c = arg;
-	struct offline *o = cm->off;
+	struct replay *rp = c->rp;
 
-	if (!o || cm_stopping(&cm->loop)) {
+	if (rp->stopped || cm_stopping(rp->d.loop)) {
 		rctx_free(c);
 		return;
 	}
 	if (!err) {
-		o->done_recs++;
-		o->done_bytes += c->nbytes;
+		rp->done_recs++;
+		rp->done_bytes += c->nbytes;
 		if (r && r->has_attr && c->op.kind != PROTO_OP_UNLINK &&
 		    c->op.kind != PROTO_OP_RMDIR)
-			map_set(cm, &r->attr.fid, r->attr.dv);
+			map_set(rp, &r->attr.fid, r->attr.dv);
 		rctx_free(c);
-		reint_next(cm);
+		reint_next(rp);
 		return;
 	}
 	if (err == -EHOSTUNREACH || err == -ECANCELED || err == -EIO) {
 		/* No answer (or not a real one): stop here; the record
 		 * stays and is sent first next time. */
 		rctx_free(c);
-		o->after = 0;
-		offline_disconnect(cm, false,
-				   "the server was lost while "
-				   "reintegrating");
+		rp->after = 0;
+		replay_disconnect(rp, false,
+				  "the server was lost while "
+				  "reintegrating");
 		return;
 	}
 	c->err = err;
-	c->has_local = mcache_attr(cm->mc, &c->op.fid, &c->local) == 0;
+	c->has_local = mcache_attr(rp->d.mc, &c->op.fid, &c->local) == 0;
 	/* as noted when it was logged, or now, while the write state still
 	 * knows the file's name */
-	if (conflict_path_noted(cm, c->seq, c->path, sizeof(c->path)) < 0)
-		conflict_op_path(cm, &c->op, c->path, sizeof(c->path));
+	if (conflict_path_noted(rp->d.wb, c->seq, c->path, sizeof(c->path)) < 0)
+		conflict_op_path(rp->d.wb, &c->op, c->path, sizeof(c->path));
 	if (c->op.kind == PROTO_OP_STORE) {
-		wb_conflict_copy(cm, &c->op.fid, reint_copied, c);
+		wb_conflict_copy(rp->d.wb, &c->op.fid, reint_copied, c);
 		return;
 	}
-	reint_conflict(cm, c, NULL);
+	reint_conflict(rp, c, NULL);
 }
 
 static void
-reint_finish(struct cm *cm)
+reint_finish(struct replay *rp)
 {
-	struct offline *o = cm->off;
 	struct rlog_stats st;
 
-	o->running = false;
-	conn_reintegrated(cm->conn);
-	atomic_store(&cm->online, 1);
-	map_close(cm, true);
+	rp->running = false;
+	conn_reintegrated(rp->d.conn);
+	atomic_store(rp->d.online, 1);
+	map_close(rp, true);
 	memset(&st, 0, sizeof(st));
-	rlog_stats(cm->rlog, &st);
+	rlog_stats(rp->d.rlog, &st);
 	if (!st.conflicts) {
-		conflict_records_clear(cm);
+		conflict_records_clear(rp->d.wb);
 	}
 	log_info(LOG_OFF,
 		 "connected: %llu records replayed, %llu refused "
 		 "(%llu conflicts to resolve)",
-		 (unsigned long long)o->done_recs,
-		 (unsigned long long)o->refused,
+		 (unsigned long long)rp->done_recs,
+		 (unsigned long long)rp->refused,
 		 (unsigned long long)st.conflicts);
 	/* Everything made or changed offline carries a local DV: take the
 	 * server's view of it all. */
-	mfetch_revalidate_all(cm->mf);
-	wb_resume(cm);
-	if (o->waiter) {
-		offline_reconnected_fn fn = o->waiter;
+	mfetch_revalidate_all(rp->d.mf);
+	wb_resume(rp->d.wb);
+	if (rp->waiter) {
+		replay_reconnected_fn fn = rp->waiter;
 
-		o->waiter = NULL;
-		fn(o->waiter_arg, 0, o->done_recs, o->refused, st.conflicts);
+		rp->waiter = NULL;
+		fn(rp->waiter_arg, 0, rp->done_recs, rp->refused, st.conflicts);
 	}
 }
 
 static void
-reint_next(struct cm *cm)
+reint_next(struct replay *rp)
 {
-	struct offline *o = cm->off;
 	struct rlog_rec rec;
 	struct rctx *c;
 	struct fidmap_slot *s;
 	uint64_t src;
 	int rc;
 
-	if (!o || cm_stopping(&cm->loop) ||
-	    conn_mode(cm->conn) != CM_REINTEGRATING)
+	if (rp->stopped || cm_stopping(rp->d.loop) ||
+	    conn_mode(rp->d.conn) != CM_REINTEGRATING)
 		return;
-	rc = rlog_next(cm->rlog, o->after,
+	rc = rlog_next(rp->d.rlog, rp->after,
 		       RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT),
 		       &rec);
 	if (rc < 0) {
-		reint_finish(cm);
+		reint_finish(rp);
 		return;
 	}
-	o->after = rec.seq;
+	rp->after = rec.seq;
 	c = calloc(1, sizeof(*c));
 	if (!c || mut_op_copy(&c->op, &rec.op) < 0) {
 		free(c);
 		rlog_rec_release(&rec);
-		o->after = 0;
-		offline_disconnect(cm, false, "out of memory");
+		rp->after = 0;
+		replay_disconnect(rp, false, "out of memory");
 		return;
 	}
-	c->cm = cm;
+	c->rp = rp;
 	c->seq = rec.seq;
 	c->nbytes = rec.nbytes;
 	src = rec.op.base_dv;
 	/* Based on our own earlier change: the DV the server gave it. An
 	 * object made offline (a local DV) whose create went before a
 	 * restart: the DV the create's reply stored in the cache. */
-	s = map_find(o, &rec.op.fid);
+	s = map_find(rp, &rec.op.fid);
 	if (rec.op.kind == PROTO_OP_STORE || rec.op.kind == PROTO_OP_SETATTR) {
 		struct proto_attr ca;
 
 		if (s)
 			rec.op.base_dv = s->dv;
 		else if ((rec.op.base_dv & CM_DV_LOCAL) &&
-			 mcache_attr(cm->mc, &rec.op.fid, &ca) == 0 &&
+			 mcache_attr(rp->d.mc, &rec.op.fid, &ca) == 0 &&
 			 !(ca.dv & CM_DV_LOCAL))
 			rec.op.base_dv = ca.dv;
 	}
 	/* INFLIGHT before any byte leaves: a window of records ahead in one
 	 * commit, not a durable commit per record. */
 	if (rec.state == RLOG_PENDING &&
-	    (rc = rlog_set_inflight_run(cm->rlog, rec.seq, REINT_WINDOW,
+	    (rc = rlog_set_inflight_run(rp->d.rlog, rec.seq, REINT_WINDOW,
 					NULL)) < 0) {
 		log_err(LOG_OFF, "cannot mark record %llu in flight: %s",
 			(unsigned long long)rec.seq, strerror(-rc));
 		rlog_rec_release(&rec);
 		rctx_free(c);
-		o->after = 0;
-		offline_disconnect(cm, false,
-				   "the replay log cannot be written");
+		rp->after = 0;
+		replay_disconnect(rp, false,
+				  "the replay log cannot be written");
 		return;
 	}
 	log_debug(LOG_OFF, "replaying %s (record %llu)",
 		  proto_op_name(rec.op.kind), (unsigned long long)rec.seq);
 	if (rec.op.kind == PROTO_OP_STORE)
-		rc = wb_replay_store(cm, rec.seq, &rec.op, src, reint_done, c);
+		rc = wb_replay_store(rp->d.wb, rec.seq, &rec.op, src,
+				     reint_done, c);
 	else
-		rc = mut_send_replay(cm, rec.seq, &rec.op, reint_done, c);
+		rc = mut_send_replay(rp->d.mut, rec.seq, &rec.op, reint_done,
+				     c);
 	rlog_rec_release(&rec);
 	if (rc < 0) {
 		rctx_free(c);
-		o->after = 0;
-		offline_disconnect(cm, false, "cannot send the replay log");
+		rp->after = 0;
+		replay_disconnect(rp, false, "cannot send the replay log");
 	}
 }
 
 /* conn.c's hook: now REINTEGRATING (a probe answered, or fs reconnect). */
 void
-offline_reintegrate(void *arg)
+replay_reintegrate(struct replay *rp)
 {
-	struct cm *cm = arg;
-	struct offline *o = cm->off;
 	struct rlog_stats st;
 
-	if (!o)
+	if (!rp || rp->stopped)
 		return;
 	memset(&st, 0, sizeof(st));
-	rlog_stats(cm->rlog, &st);
-	o->running = true;
-	o->after = 0;
-	o->done_recs = o->done_bytes = o->refused = 0;
-	o->total_recs = st.pending + st.inflight;
-	o->total_bytes = st.data_bytes;
-	if (o->mapfd < 0)
-		map_open(cm);
+	rlog_stats(rp->d.rlog, &st);
+	rp->running = true;
+	rp->after = 0;
+	rp->done_recs = rp->done_bytes = rp->refused = 0;
+	rp->total_recs = st.pending + st.inflight;
+	rp->total_bytes = st.data_bytes;
+	if (rp->mapfd < 0)
+		map_open(rp);
 	log_info(LOG_OFF, "reintegrating %llu records (%llu bytes)",
-		 (unsigned long long)o->total_recs,
-		 (unsigned long long)o->total_bytes);
-	reint_next(cm);
+		 (unsigned long long)rp->total_recs,
+		 (unsigned long long)rp->total_bytes);
+	reint_next(rp);
 }
 
 /* --- setup --- */
 
-int
-offline_new(struct cm *cm)
+struct replay *
+replay_new(const struct replay_deps *deps)
 {
-	struct offline *o = calloc(1, sizeof(*o));
+	struct replay *rp = calloc(1, sizeof(*rp));
 
-	if (!o)
-		return -ENOMEM;
-	o->mapfd = -1;
-	cm->off = o;
-	return 0;
+	if (!rp)
+		return NULL;
+	rp->d = *deps;
+	rp->mapfd = -1;
+	return rp;
 }
 
 void
-offline_free(struct cm *cm)
+replay_stop(struct replay *rp)
 {
-	struct offline *o = cm->off;
-
-	if (!o)
+	if (!rp || rp->stopped)
 		return;
-	if (o->waiter)
-		o->waiter(o->waiter_arg, -ESHUTDOWN, 0, 0, 0);
-	map_close(cm, false);
-	cm->off = NULL;
-	free(o);
+	if (rp->waiter)
+		rp->waiter(rp->waiter_arg, -ESHUTDOWN, 0, 0, 0);
+	rp->waiter = NULL;
+	map_close(rp, false);
+	rp->stopped = true;
+}
+
+void
+replay_free(struct replay *rp)
+{
+	if (!rp)
+		return;
+	replay_stop(rp);
+	free(rp);
 }
 
 /* --- for the control handlers (ctl_offline.c) --- */
 
 bool
-offline_get_state(struct cm *cm, struct offline_state *s)
+replay_get_state(struct replay *rp, struct replay_state *s)
 {
-	struct offline *off = cm->off;
 	unsigned w;
 
 	memset(s, 0, sizeof(*s));
-	s->mode = cm->conn ? conn_mode(cm->conn) : CM_CONNECTED;
-	if (!off || !cm->conn)
+	s->mode = rp && rp->d.conn ? conn_mode(rp->d.conn) : CM_CONNECTED;
+	if (!rp || rp->stopped || !rp->d.conn)
 		return false;
-	s->since_ms = conn_since_ms(cm->conn);
-	s->manual = conn_manual(cm->conn);
-	s->miss_wait = conn_miss_policy(cm->conn, &w);
-	s->wait_s = (w ? w : (unsigned)cm->cfg.fetch_timeout_ms) / 1000;
-	s->done_recs = off->done_recs;
-	s->total_recs = off->total_recs;
-	s->done_bytes = off->done_bytes;
-	s->total_bytes = off->total_bytes;
+	s->since_ms = conn_since_ms(rp->d.conn);
+	s->manual = conn_manual(rp->d.conn);
+	s->miss_wait = conn_miss_policy(rp->d.conn, &w);
+	s->wait_s = (w ? w : (unsigned)rp->d.timeout_ms) / 1000;
+	s->done_recs = rp->done_recs;
+	s->total_recs = rp->total_recs;
+	s->done_bytes = rp->done_bytes;
+	s->total_bytes = rp->total_bytes;
 	return true;
 }
 
 int
-offline_reconnect(struct cm *cm, offline_reconnected_fn done, void *arg)
+replay_reconnect(struct replay *rp, replay_reconnected_fn done, void *arg)
 {
-	struct offline *o = cm->off;
 
-	if (!o || !cm->conn)
+	if (!rp || rp->stopped || !rp->d.conn)
 		return -EIO;
-	if (o->waiter)
+	if (rp->waiter)
 		return -EBUSY;
-	if (conn_mode(cm->conn) == CM_CONNECTED)
+	if (conn_mode(rp->d.conn) == CM_CONNECTED)
 		return 1;
-	o->waiter = done;
-	o->waiter_arg = arg;
+	rp->waiter = done;
+	rp->waiter_arg = arg;
 	/* a reintegration already running (-EINPROGRESS) tells the waiter
-	 * when it ends, like one this starts (offline_reintegrate()) */
-	conn_reconnect(cm->conn);
+	 * when it ends, like one this starts (replay_reintegrate()) */
+	conn_reconnect(rp->d.conn);
 	/* told by reint_finish(), or here if it stopped at once */
-	if (o->waiter && conn_mode(cm->conn) == CM_DISCONNECTED) {
-		o->waiter = NULL;
+	if (rp->waiter && conn_mode(rp->d.conn) == CM_DISCONNECTED) {
+		rp->waiter = NULL;
 		return -EHOSTUNREACH;
 	}
 	return 0;
 }
 
 void
-offline_set_miss_policy(struct cm *cm, bool wait, unsigned wait_s)
+replay_set_miss_policy(struct replay *rp, bool wait, unsigned wait_s)
 {
-	conn_set_miss_policy(cm->conn, wait, wait_s * 1000);
+	if (rp && rp->d.conn)
+		conn_set_miss_policy(rp->d.conn, wait, wait_s * 1000);
 }
 

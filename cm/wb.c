@@ -156,11 +156,10 @@ wb_mark_clean_locked(struct wb *wb, struct wstate *ws)
 
 /* Wait (lock held) until no store runs on @ws; bounded. */
 static int
-wait_store_locked(struct cm *cm, struct wstate *ws)
+wait_store_locked(struct wb *wb, struct wstate *ws)
 {
-	struct wb *wb = cm->wb;
 	struct timespec until;
-	uint64_t ms = 2 * cm->cfg.fetch_timeout_ms + 5000;
+	uint64_t ms = 2 * wb->d.timeout_ms + 5000;
 
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += (time_t)(ms / 1000);
@@ -175,9 +174,8 @@ wait_store_locked(struct cm *cm, struct wstate *ws)
 /* --- attributes --- */
 
 void
-wb_overlay(struct cm *cm, struct proto_attr *a)
+wb_overlay(struct wb *wb, struct proto_attr *a)
 {
-	struct wb *wb = cm->wb;
 	struct wstate *ws;
 
 	if (!wb || a->type != PROTO_T_FILE)
@@ -203,9 +201,8 @@ wb_overlay(struct cm *cm, struct proto_attr *a)
 }
 
 int
-wb_orphan_attr(struct cm *cm, const struct fid *fid, struct proto_attr *out)
+wb_orphan_attr(struct wb *wb, const struct fid *fid, struct proto_attr *out)
 {
-	struct wb *wb = cm->wb;
 	struct wstate *ws;
 	int rc = -ENOENT;
 
@@ -226,63 +223,63 @@ wb_orphan_attr(struct cm *cm, const struct fid *fid, struct proto_attr *out)
 }
 
 int
-wb_name_of(struct cm *cm, const struct fid *fid, struct fid *parent, char *buf,
+wb_name_of(struct wb *wb, const struct fid *fid, struct fid *parent, char *buf,
 	   size_t len)
 {
 	struct wstate *ws;
 	int rc = -ENOENT;
 
-	if (!cm->wb)
+	if (!wb)
 		return rc;
-	pthread_mutex_lock(&cm->wb->lock);
-	ws = wb_find_locked(cm->wb, fid);
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
 	if (ws && ws->name && strlen(ws->name) < len) {
 		strcpy(buf, ws->name);
 		*parent = ws->parent;
 		rc = 0;
 	}
-	pthread_mutex_unlock(&cm->wb->lock);
+	pthread_mutex_unlock(&wb->lock);
 	return rc;
 }
 
 bool
-wb_dirty(struct cm *cm, const struct fid *fid)
+wb_dirty(struct wb *wb, const struct fid *fid)
 {
 	struct wstate *ws;
 	bool d;
 
-	if (!cm->wb)
+	if (!wb)
 		return false;
-	pthread_mutex_lock(&cm->wb->lock);
-	ws = wb_find_locked(cm->wb, fid);
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
 	d = ws && ws->dirty;
-	pthread_mutex_unlock(&cm->wb->lock);
+	pthread_mutex_unlock(&wb->lock);
 	return d;
 }
 
 bool
-wb_active(struct cm *cm, const struct fid *fid)
+wb_active(struct wb *wb, const struct fid *fid)
 {
 	bool a;
 
-	if (!cm->wb)
+	if (!wb)
 		return false;
-	pthread_mutex_lock(&cm->wb->lock);
-	a = wb_find_locked(cm->wb, fid) != NULL;
-	pthread_mutex_unlock(&cm->wb->lock);
+	pthread_mutex_lock(&wb->lock);
+	a = wb_find_locked(wb, fid) != NULL;
+	pthread_mutex_unlock(&wb->lock);
 	return a;
 }
 
 uint64_t
-wb_dirty_files(struct cm *cm)
+wb_dirty_files(struct wb *wb)
 {
 	uint64_t n;
 
-	if (!cm->wb)
+	if (!wb)
 		return 0;
-	pthread_mutex_lock(&cm->wb->lock);
-	n = cm->wb->ndirty;
-	pthread_mutex_unlock(&cm->wb->lock);
+	pthread_mutex_lock(&wb->lock);
+	n = wb->ndirty;
+	pthread_mutex_unlock(&wb->lock);
 	return n;
 }
 
@@ -302,10 +299,9 @@ set_name_locked(struct wstate *ws, const struct fid *parent, const char *name)
 }
 
 int
-wb_open_write(struct cm *cm, const struct proto_attr *a,
+wb_open_write(struct wb *wb, const struct proto_attr *a,
 	      const struct fid *parent, const char *name)
 {
-	struct wb *wb = cm->wb;
 	struct wstate *ws;
 	bool fresh = false;
 
@@ -333,7 +329,7 @@ wb_open_write(struct cm *cm, const struct proto_attr *a,
 	pthread_mutex_unlock(&wb->lock);
 	/* Chunks of older DVs would only get in the way of writes. */
 	if (fresh && a->dv > 0)
-		cs_invalidate(cm->cs, a->fid.vol, a->fid.oid, a->dv);
+		cs_invalidate(wb->d.cs, a->fid.vol, a->fid.oid, a->dv);
 	return 0;
 }
 
@@ -341,26 +337,25 @@ wb_open_write(struct cm *cm, const struct proto_attr *a,
 static int
 drop_dirty_cb(const struct cs_info *i, void *arg)
 {
-	struct cm *cm = arg;
+	struct wb *wb = arg;
 
 	if (i->flags & CS_F_DIRTY) {
-		cs_commit(cm->cs, &i->key);
-		cs_mark_clean(cm->cs, &i->key, i->dv);
+		cs_commit(wb->d.cs, &i->key);
+		cs_mark_clean(wb->d.cs, &i->key, i->dv);
 	}
 	return 0;
 }
 
 void
-wb_drop_chunks(struct cm *cm, const struct fid *fid)
+wb_drop_chunks(struct wb *wb, const struct fid *fid)
 {
-	cs_iterate_file(cm->cs, fid->vol, fid->oid, drop_dirty_cb, cm);
-	cs_invalidate(cm->cs, fid->vol, fid->oid, UINT64_MAX);
+	cs_iterate_file(wb->d.cs, fid->vol, fid->oid, drop_dirty_cb, wb);
+	cs_invalidate(wb->d.cs, fid->vol, fid->oid, UINT64_MAX);
 }
 
 void
-wb_release_write(struct cm *cm, const struct fid *fid)
+wb_release_write(struct wb *wb, const struct fid *fid)
 {
-	struct wb *wb = cm->wb;
 	struct wstate *ws;
 	bool drop = false;
 
@@ -378,31 +373,30 @@ wb_release_write(struct cm *cm, const struct fid *fid)
 	}
 	pthread_mutex_unlock(&wb->lock);
 	if (drop)
-		wb_drop_chunks(cm, fid);
+		wb_drop_chunks(wb, fid);
 }
 
 void
-wb_renamed(struct cm *cm, const struct fid *fid, const struct fid *parent,
+wb_renamed(struct wb *wb, const struct fid *fid, const struct fid *parent,
 	   const char *name)
 {
 	struct wstate *ws;
 
-	if (!cm->wb)
+	if (!wb)
 		return;
-	pthread_mutex_lock(&cm->wb->lock);
-	ws = wb_find_locked(cm->wb, fid);
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
 	if (ws) {
 		set_name_locked(ws, parent, name);
 		if (ws->saved)
-			wb_save_locked(cm->wb, ws);
+			wb_save_locked(wb, ws);
 	}
-	pthread_mutex_unlock(&cm->wb->lock);
+	pthread_mutex_unlock(&wb->lock);
 }
 
 void
-wb_gone(struct cm *cm, const struct fid *fid)
+wb_gone(struct wb *wb, const struct fid *fid)
 {
-	struct wb *wb = cm->wb;
 	struct wstate *ws;
 	bool drop = false;
 
@@ -421,7 +415,7 @@ wb_gone(struct cm *cm, const struct fid *fid)
 	}
 	pthread_mutex_unlock(&wb->lock);
 	if (drop)
-		wb_drop_chunks(cm, fid);
+		wb_drop_chunks(wb, fid);
 }
 
 /* --- writes --- */
@@ -432,25 +426,25 @@ wb_gone(struct cm *cm, const struct fid *fid)
  * of the chunk that the write leaves must be fetched first.
  */
 static int
-prepare_chunk(struct cm *cm, const struct fid *fid, uint64_t base_dv,
+prepare_chunk(struct wb *wb, const struct fid *fid, uint64_t base_dv,
 	      uint64_t zero_from, uint64_t c, uint32_t a, uint32_t b)
 {
-	uint64_t cstart = c * cm->chunk_size;
+	uint64_t cstart = c * wb->d.chunk_size;
 	struct cs_key k;
 	struct cs_info info;
 	bool present;
 
 	cm_chunk_key(&k, fid, c);
-	present = cs_lookup(cm->cs, &k, &info) == 0 && info.dv == base_dv;
+	present = cs_lookup(wb->d.cs, &k, &info) == 0 && info.dv == base_dv;
 	if (present) {
 		if (info.flags & CS_F_DIRTY)
 			return 0;
 		/* A clean copy of the server's bytes: cut what must read as
 		 * zeros (after a truncate) before changing it. */
 		if (cstart >= zero_from)
-			return cs_truncate(cm->cs, &k, base_dv, 0);
+			return cs_truncate(wb->d.cs, &k, base_dv, 0);
 		if (cstart + info.len > zero_from)
-			return cs_truncate(cm->cs, &k, base_dv,
+			return cs_truncate(wb->d.cs, &k, base_dv,
 					   (uint32_t)(zero_from - cstart));
 		return 0;
 	}
@@ -461,9 +455,8 @@ prepare_chunk(struct cm *cm, const struct fid *fid, uint64_t base_dv,
 
 /* Take a write slot on @fid's state; fills the snapshot. */
 static int
-begin_io(struct cm *cm, const struct fid *fid, struct wstate *snap)
+begin_io(struct wb *wb, const struct fid *fid, struct wstate *snap)
 {
-	struct wb *wb = cm->wb;
 	struct wstate *ws;
 	int rc;
 
@@ -475,7 +468,7 @@ begin_io(struct cm *cm, const struct fid *fid, struct wstate *snap)
 		pthread_mutex_unlock(&wb->lock);
 		return -EBADF;
 	}
-	rc = wait_store_locked(cm, ws);
+	rc = wait_store_locked(wb, ws);
 	if (rc == 0 && ws->conflicted)
 		rc = -EIO; /* this handle's version is in the conflict copy */
 	if (rc == 0) {
@@ -487,10 +480,9 @@ begin_io(struct cm *cm, const struct fid *fid, struct wstate *snap)
 }
 
 static void
-end_io(struct cm *cm, const struct fid *fid, int rc, uint64_t new_size,
+end_io(struct wb *wb, const struct fid *fid, int rc, uint64_t new_size,
        bool set_size, uint64_t zero_from)
 {
-	struct wb *wb = cm->wb;
 	struct wstate *ws;
 
 	pthread_mutex_lock(&wb->lock);
@@ -520,12 +512,12 @@ end_io(struct cm *cm, const struct fid *fid, int rc, uint64_t new_size,
 /* Dirty bytes above which a file is stored before close (cfg.dirty_limit,
  * or a quarter of the cache size, at most 256 MiB). */
 static uint64_t
-dirty_limit(const struct cm *cm)
+dirty_limit(const struct wb *wb)
 {
-	uint64_t l = cm->cfg.cache_size / 4;
+	uint64_t l = wb->d.cache_size / 4;
 
-	if (cm->cfg.dirty_limit)
-		return cm->cfg.dirty_limit;
+	if (wb->d.dirty_limit)
+		return wb->d.dirty_limit;
 	return l > (256ull << 20) ? 256ull << 20 : l;
 }
 
@@ -536,15 +528,14 @@ dirty_limit(const struct cm *cm)
  * data within bounds while a big file streams in.
  */
 static void
-maybe_write_back(struct cm *cm, const struct fid *fid)
+maybe_write_back(struct wb *wb, const struct fid *fid)
 {
-	struct wb *wb = cm->wb;
 	struct cs_stats st;
 	struct wstate *ws;
 	bool go = false;
 
-	cs_get_stats(cm->cs, &st);
-	if (st.dirty_bytes <= dirty_limit(cm))
+	cs_get_stats(wb->d.cs, &st);
+	if (st.dirty_bytes <= dirty_limit(wb))
 		return;
 	pthread_mutex_lock(&wb->lock);
 	ws = wb_find_locked(wb, fid);
@@ -554,23 +545,23 @@ maybe_write_back(struct cm *cm, const struct fid *fid)
 	}
 	pthread_mutex_unlock(&wb->lock);
 	if (go) {
-		CM_STAT_INC(&cm->st, writebacks);
-		wb_flush(cm, fid, NULL, NULL);
+		CM_STAT_INC(wb->d.st, writebacks);
+		wb_flush(wb, fid, NULL, NULL);
 	}
 }
 
 ssize_t
-wb_write(struct cm *cm, const struct fid *fid, uint64_t off, const void *buf,
+wb_write(struct wb *wb, const struct fid *fid, uint64_t off, const void *buf,
 	 size_t len, uint64_t *need)
 {
-	uint32_t csz = cm->chunk_size;
+	uint32_t csz = wb->d.chunk_size;
 	struct wstate s;
 	size_t done = 0;
 	int rc;
 
 	if (len == 0)
 		return 0;
-	rc = begin_io(cm, fid, &s);
+	rc = begin_io(wb, fid, &s);
 	if (rc < 0)
 		return rc;
 	while (done < len) {
@@ -579,24 +570,24 @@ wb_write(struct cm *cm, const struct fid *fid, uint64_t off, const void *buf,
 		size_t n = csz - a < len - done ? csz - a : len - done;
 		struct cs_key k;
 
-		rc = prepare_chunk(cm, fid, s.base_dv, s.zero_from, c, a,
+		rc = prepare_chunk(wb, fid, s.base_dv, s.zero_from, c, a,
 				   a + (uint32_t)n);
 		if (rc == -EAGAIN)
 			*need = c;
 		if (rc < 0)
 			break;
 		cm_chunk_key(&k, fid, c);
-		rc = cs_write(cm->cs, &k, s.base_dv, a,
+		rc = cs_write(wb->d.cs, &k, s.base_dv, a,
 			      (const uint8_t *)buf + done, n);
 		if (rc == 0)
-			rc = cs_commit_flags(cm->cs, &k, CS_C_NOSYNC);
+			rc = cs_commit_flags(wb->d.cs, &k, CS_C_NOSYNC);
 		if (rc < 0)
 			break;
 		done += n;
 	}
-	end_io(cm, fid, done == len ? 0 : -1, off + len, false, UINT64_MAX);
+	end_io(wb, fid, done == len ? 0 : -1, off + len, false, UINT64_MAX);
 	if (done == len) {
-		maybe_write_back(cm, fid);
+		maybe_write_back(wb, fid);
 		return (ssize_t)len;
 	}
 	if (rc == -ESTALE)
@@ -605,7 +596,7 @@ wb_write(struct cm *cm, const struct fid *fid, uint64_t off, const void *buf,
 }
 
 struct trunc_ctx {
-	struct cm *cm;
+	struct wb *wb;
 	uint64_t size;
 	int rc;
 };
@@ -620,32 +611,32 @@ static int
 trunc_cb(const struct cs_info *i, void *arg)
 {
 	struct trunc_ctx *t = arg;
-	uint64_t cstart = i->key.chunk * t->cm->chunk_size;
+	uint64_t cstart = i->key.chunk * t->wb->d.chunk_size;
 	int rc = 0;
 
 	if (!(i->flags & CS_F_DIRTY) || cstart + i->len <= t->size)
 		return 0;
-	rc = cs_truncate(t->cm->cs, &i->key, i->dv,
+	rc = cs_truncate(t->wb->d.cs, &i->key, i->dv,
 			 cstart >= t->size ? 0 : (uint32_t)(t->size - cstart));
 	if (rc == 0)
-		rc = cs_commit_flags(t->cm->cs, &i->key, CS_C_NOSYNC);
+		rc = cs_commit_flags(t->wb->d.cs, &i->key, CS_C_NOSYNC);
 	if (rc == 0 && cstart >= t->size)
-		rc = cs_mark_clean(t->cm->cs, &i->key, i->dv);
+		rc = cs_mark_clean(t->wb->d.cs, &i->key, i->dv);
 	if (rc < 0 && !t->rc)
 		t->rc = rc;
 	return 0;
 }
 
 int
-wb_truncate(struct cm *cm, const struct fid *fid, uint64_t size, uint64_t *need)
+wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need)
 {
-	uint32_t csz = cm->chunk_size;
-	struct trunc_ctx t = {cm, size, 0};
+	uint32_t csz = wb->d.chunk_size;
+	struct trunc_ctx t = {wb, size, 0};
 	struct wstate s;
 	uint64_t zf = UINT64_MAX;
 	int rc;
 
-	rc = begin_io(cm, fid, &s);
+	rc = begin_io(wb, fid, &s);
 	if (rc < 0)
 		return rc;
 	if (size < s.size) {
@@ -656,38 +647,37 @@ wb_truncate(struct cm *cm, const struct fid *fid, uint64_t size, uint64_t *need)
 			/* The chunk that keeps its head must hold it. */
 			struct cs_key k;
 
-			rc = prepare_chunk(cm, fid, s.base_dv, s.zero_from, c,
+			rc = prepare_chunk(wb, fid, s.base_dv, s.zero_from, c,
 					   0, 0);
 			if (rc == -EAGAIN)
 				*need = c;
 			if (rc == 0) {
 				cm_chunk_key(&k, fid, c);
-				rc = cs_truncate(cm->cs, &k, s.base_dv, in);
+				rc = cs_truncate(wb->d.cs, &k, s.base_dv, in);
 				if (rc == 0)
-					rc = cs_commit_flags(cm->cs, &k,
+					rc = cs_commit_flags(wb->d.cs, &k,
 							     CS_C_NOSYNC);
 			}
 		}
 		if (rc == 0) {
-			cs_iterate_file(cm->cs, fid->vol, fid->oid, trunc_cb,
+			cs_iterate_file(wb->d.cs, fid->vol, fid->oid, trunc_cb,
 					&t);
 			rc = t.rc;
 		}
 		if (size < s.zero_from)
 			zf = size;
 	}
-	end_io(cm, fid, rc, size, true, zf);
+	end_io(wb, fid, rc, size, true, zf);
 	return rc == -ESTALE ? -EIO : rc;
 }
 
 /* --- reads --- */
 
 ssize_t
-wb_read(struct cm *cm, const struct fid *fid, uint64_t off, void *buf,
+wb_read(struct wb *wb, const struct fid *fid, uint64_t off, void *buf,
 	size_t len, uint64_t *need)
 {
-	struct wb *wb = cm->wb;
-	uint32_t csz = cm->chunk_size;
+	uint32_t csz = wb->d.chunk_size;
 	struct wstate *ws, s;
 	size_t done = 0;
 
@@ -715,7 +705,8 @@ wb_read(struct cm *cm, const struct fid *fid, uint64_t off, void *buf,
 		ssize_t got = 0;
 
 		cm_chunk_key(&k, fid, c);
-		if (cs_lookup(cm->cs, &k, &info) == 0 && info.dv == s.base_dv) {
+		if (cs_lookup(wb->d.cs, &k, &info) == 0 &&
+		    info.dv == s.base_dv) {
 			valid = info.len;
 			if (!(info.flags & CS_F_DIRTY)) {
 				if (cstart >= s.zero_from)
@@ -732,7 +723,7 @@ wb_read(struct cm *cm, const struct fid *fid, uint64_t off, void *buf,
 		if (a < valid) {
 			size_t m = valid - a < n ? (size_t)(valid - a) : n;
 
-			got = cs_read(cm->cs, &k, s.base_dv, a, dst, m);
+			got = cs_read(wb->d.cs, &k, s.base_dv, a, dst, m);
 			if (got != (ssize_t)m) {
 				*need = c;
 				return -EAGAIN; /* culled meanwhile */
@@ -747,7 +738,6 @@ wb_read(struct cm *cm, const struct fid *fid, uint64_t off, void *buf,
 /* --- fetching for a write --- */
 
 struct wfetch {
-	struct cm *cm;
 	wb_done_fn done;
 	void *arg;
 };
@@ -756,14 +746,13 @@ static void
 wfetch_cb(void *arg, int err)
 {
 	struct wfetch *w = arg;
-	struct cm *cm = w->cm;
 
-	w->done(cm, w->arg, err);
+	w->done(w->arg, err);
 	free(w);
 }
 
 void
-wb_fetch(struct cm *cm, const struct fid *fid, uint64_t chunk, wb_done_fn done,
+wb_fetch(struct wb *wb, const struct fid *fid, uint64_t chunk, wb_done_fn done,
 	 void *arg)
 {
 	struct wstate *ws;
@@ -771,29 +760,28 @@ wb_fetch(struct cm *cm, const struct fid *fid, uint64_t chunk, wb_done_fn done,
 	struct wfetch *w;
 	int rc;
 
-	pthread_mutex_lock(&cm->wb->lock);
-	ws = wb_find_locked(cm->wb, fid);
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
 	if (ws) {
 		dv = ws->base_dv;
 		size = ws->srv_size;
 	}
-	pthread_mutex_unlock(&cm->wb->lock);
-	if (!ws || chunk * (uint64_t)cm->chunk_size >= size) {
-		done(cm, arg, ws ? 0 : -EBADF);
+	pthread_mutex_unlock(&wb->lock);
+	if (!ws || chunk * (uint64_t)wb->d.chunk_size >= size) {
+		done(arg, ws ? 0 : -EBADF);
 		return;
 	}
 	w = malloc(sizeof(*w));
 	if (!w) {
-		done(cm, arg, -ENOMEM);
+		done(arg, -ENOMEM);
 		return;
 	}
-	w->cm = cm;
 	w->done = done;
 	w->arg = arg;
-	rc = fetch_chunk(cm->fetch, fid, dv, size, chunk, wfetch_cb, w);
+	rc = fetch_chunk(wb->d.fetch, fid, dv, size, chunk, wfetch_cb, w);
 	if (rc < 0) {
 		free(w);
-		done(cm, arg, rc);
+		done(arg, rc);
 	}
 }
 
@@ -804,7 +792,7 @@ wb_fetch(struct cm *cm, const struct fid *fid, uint64_t chunk, wb_done_fn done,
  * cannot take what the server no longer has.
  */
 struct fetch_all {
-	struct cm *cm;
+	struct wb *wb;
 	struct fid fid;
 	uint64_t dv, srv_size, upto, next;
 	unsigned inflight;
@@ -814,24 +802,24 @@ struct fetch_all {
 	void *arg;
 };
 
-static void fetch_all_more(struct cm *cm, struct fetch_all *fa);
+static void fetch_all_more(struct wb *wb, struct fetch_all *fa);
 
 static void
 fetch_all_cb(void *arg, int err)
 {
 	struct fetch_all *fa = arg;
-	struct cm *cm = fa->cm;
+	struct wb *wb = fa->wb;
 
 	fa->inflight--;
 	if (err < 0 && !fa->err)
 		fa->err = err;
-	fetch_all_more(cm, fa);
+	fetch_all_more(wb, fa);
 }
 
 static void
-fetch_all_more(struct cm *cm, struct fetch_all *fa)
+fetch_all_more(struct wb *wb, struct fetch_all *fa)
 {
-	uint64_t csz = cm->chunk_size;
+	uint64_t csz = wb->d.chunk_size;
 
 	if (fa->busy)
 		return;
@@ -844,10 +832,10 @@ fetch_all_more(struct cm *cm, struct fetch_all *fa)
 		int rc;
 
 		cm_chunk_key(&k, &fa->fid, c);
-		if (cs_lookup(cm->cs, &k, &info) == 0 && info.dv == fa->dv)
+		if (cs_lookup(wb->d.cs, &k, &info) == 0 && info.dv == fa->dv)
 			continue;
 		fa->inflight++;
-		rc = fetch_chunk(cm->fetch, &fa->fid, fa->dv, fa->srv_size, c,
+		rc = fetch_chunk(wb->d.fetch, &fa->fid, fa->dv, fa->srv_size, c,
 				 fetch_all_cb, fa);
 		if (rc < 0) {
 			fa->inflight--;
@@ -858,24 +846,24 @@ fetch_all_more(struct cm *cm, struct fetch_all *fa)
 	if (fa->inflight)
 		return;
 	if (!fa->err)
-		cs_pin_file(cm->cs, fa->fid.vol, fa->fid.oid, 1);
-	fa->done(cm, fa->arg, fa->err);
+		cs_pin_file(wb->d.cs, fa->fid.vol, fa->fid.oid, 1);
+	fa->done(fa->arg, fa->err);
 	free(fa);
 }
 
 void
-wb_fetch_all(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
+wb_fetch_all(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 {
 	struct fetch_all *fa;
 	struct wstate *ws;
 
 	fa = calloc(1, sizeof(*fa));
 	if (!fa) {
-		done(cm, arg, -ENOMEM);
+		done(arg, -ENOMEM);
 		return;
 	}
-	pthread_mutex_lock(&cm->wb->lock);
-	ws = wb_find_locked(cm->wb, fid);
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
 	if (ws) {
 		fa->dv = ws->base_dv;
 		fa->srv_size = ws->srv_size;
@@ -883,21 +871,22 @@ wb_fetch_all(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 		fa->upto = ws->zero_from < ws->srv_size ? ws->zero_from
 							: ws->srv_size;
 	}
-	pthread_mutex_unlock(&cm->wb->lock);
+	pthread_mutex_unlock(&wb->lock);
 	if (!ws) {
 		free(fa);
-		done(cm, arg, -EBADF);
+		done(arg, -EBADF);
 		return;
 	}
-	fa->cm = cm;
+	fa->wb = wb;
 	fa->fid = *fid;
 	fa->done = done;
 	fa->arg = arg;
-	fetch_all_more(cm, fa);
+	fetch_all_more(wb, fa);
 }
 
 struct flush_job {
 	struct cm_job job;
+	struct wb *wb;
 	struct fid fid;
 	wb_done_fn done;
 	void *arg;
@@ -906,53 +895,53 @@ struct flush_job {
 static void
 flush_run(struct cm_loop *loop, struct cm_job *job)
 {
-	struct cm *cm = cm_of_loop(loop);
 	struct flush_job *fj = (struct flush_job *)job;
+	struct wb *wb = fj->wb;
 
-	if (cm_stopping(&cm->loop) || !cm->wb) {
+	if (cm_stopping(loop)) {
 		if (fj->done)
-			fj->done(cm, fj->arg, -EIO);
+			fj->done(fj->arg, -EIO);
 	} else {
-		wb_store_start(cm, &fj->fid, fj->done, fj->arg);
+		wb_store_start(wb, &fj->fid, fj->done, fj->arg);
 	}
 	free(fj);
 }
 
 void
-wb_flush(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
+wb_flush(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 {
 	struct flush_job *fj;
 
-	if (!wb_dirty(cm, fid)) {
+	if (!wb_dirty(wb, fid)) {
 		/* Nothing to store; the caller still wants its answer from
 		 * the loop thread's point of view: answer at once. */
 		if (done)
-			done(cm, arg, 0);
+			done(arg, 0);
 		return;
 	}
 	fj = calloc(1, sizeof(*fj));
 	if (!fj) {
 		if (done)
-			done(cm, arg, -ENOMEM);
+			done(arg, -ENOMEM);
 		return;
 	}
 	fj->job.run = flush_run;
+	fj->wb = wb;
 	fj->fid = *fid;
 	fj->done = done;
 	fj->arg = arg;
-	cm_post(&cm->loop, &fj->job);
+	cm_post(wb->d.loop, &fj->job);
 }
 
 /* Retag after the server stored op (loop thread, from mut_apply). */
 void
-wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
+wb_stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 {
-	struct wb *wb = cm->wb;
 	struct wstate *ws;
 	bool retag = true;
 	uint64_t src = op->base_dv; /* the DV our chunks are tagged with */
 
-	CM_STAT_INC(&cm->st, stores);
+	CM_STAT_INC(wb->d.st, stores);
 	if (wb) {
 		pthread_mutex_lock(&wb->lock);
 		ws = wb_find_locked(wb, &op->fid);
@@ -968,9 +957,9 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 		struct cs_info info;
 
 		cm_chunk_key(&k, &op->fid, op->chunks[i]);
-		if (cs_lookup(cm->cs, &k, &info) == 0 &&
+		if (cs_lookup(wb->d.cs, &k, &info) == 0 &&
 		    (info.flags & CS_F_DIRTY) && info.dv == src)
-			cs_mark_clean(cm->cs, &k, a->dv);
+			cs_mark_clean(wb->d.cs, &k, a->dv);
 	}
 	if (wb) {
 		pthread_mutex_lock(&wb->lock);
@@ -995,16 +984,15 @@ wb_stored(struct cm *cm, const struct proto_op *op, const struct proto_attr *a)
 	 * a truncate cut the file below the server's size: then the old
 	 * ones go (refetched at the new DV when read). */
 	if (retag)
-		cs_set_dv_file(cm->cs, op->fid.vol, op->fid.oid, src, a->dv);
+		cs_set_dv_file(wb->d.cs, op->fid.vol, op->fid.oid, src, a->dv);
 	else
-		cs_invalidate(cm->cs, op->fid.vol, op->fid.oid, a->dv);
-	mcache_stored_attr(cm->mc, a);
+		cs_invalidate(wb->d.cs, op->fid.vol, op->fid.oid, a->dv);
+	mcache_stored_attr(wb->d.mc, a);
 }
 
 void
-wb_resume(struct cm *cm)
+wb_resume(struct wb *wb)
 {
-	struct wb *wb = cm->wb;
 	struct fid *dirty_fids = NULL;
 	size_t n = 0, cap = 0;
 
@@ -1033,7 +1021,7 @@ wb_resume(struct cm *cm)
 	pthread_mutex_unlock(&wb->lock);
 	for (size_t i = 0; i < n; i++) {
 		log_info(LOG_WB, "storing data a crash left dirty");
-		wb_store_start(cm, &dirty_fids[i], NULL, NULL);
+		wb_store_start(wb, &dirty_fids[i], NULL, NULL);
 	}
 	free(dirty_fids);
 }
@@ -1109,17 +1097,18 @@ rewrite_old(struct wb *wb)
 		 n, wb->nold);
 }
 
-int
-wb_new(struct cm *cm)
+struct wb *
+wb_new(const struct wb_deps *deps)
 {
 	struct wb *wb = calloc(1, sizeof(*wb));
 	char path[4096];
 
 	if (!wb)
-		return -ENOMEM;
+		return NULL;
+	wb->d = *deps;
 	pthread_mutex_init(&wb->lock, NULL);
 	pthread_cond_init(&wb->cond, NULL);
-	snprintf(path, sizeof(path), "%s/dirty.tdb", cm->cfg.cache_dir);
+	snprintf(path, sizeof(path), "%s/dirty.tdb", wb->d.cache_dir);
 	errno = 0;
 	wb->tdb = tdb_open(path, 0, TDB_NOSYNC | TDB_NOLOCK, O_RDWR | O_CREAT,
 			   0600);
@@ -1130,7 +1119,8 @@ wb_new(struct cm *cm)
 		pthread_mutex_destroy(&wb->lock);
 		pthread_cond_destroy(&wb->cond);
 		free(wb);
-		return rc;
+		errno = -rc;
+		return NULL;
 	}
 	tdb_traverse(wb->tdb, load_cb, wb);
 	if (wb->nold)
@@ -1138,15 +1128,12 @@ wb_new(struct cm *cm)
 	if (wb->ndirty)
 		log_info(LOG_WB, "%llu files have local changes to store",
 			 (unsigned long long)wb->ndirty);
-	cm->wb = wb;
-	return 0;
+	return wb;
 }
 
 void
-wb_free(struct cm *cm)
+wb_free(struct wb *wb)
 {
-	struct wb *wb = cm->wb;
-
 	if (!wb)
 		return;
 	for (size_t b = 0; b < WB_BUCKETS; b++) {
@@ -1158,7 +1145,5 @@ wb_free(struct cm *cm)
 	fidmap_clear(&wb->based);
 	pthread_mutex_destroy(&wb->lock);
 	pthread_cond_destroy(&wb->cond);
-	cm->wb = NULL;
 	free(wb);
 }
-

@@ -54,6 +54,7 @@ struct wstate {
 };
 
 struct wb {
+	struct wb_deps d;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	SLIST_HEAD(wstate_list, wstate) tab[WB_BUCKETS];
@@ -68,7 +69,7 @@ struct wb {
 
 
 struct store {
-	struct cm *cm;
+	struct wb *wb;
 	struct fid fid;
 	struct proto_op op;
 	uint64_t seq;
@@ -106,10 +107,10 @@ void wb_save_locked(struct wb *wb, struct wstate *ws);
 void wb_forget_locked(struct wb *wb, struct wstate *ws);
 void wb_mark_clean_locked(struct wb *wb, struct wstate *ws);
 /* wb.c: drop the DIRTY chunks of @fid from the chunk store. */
-void wb_drop_chunks(struct cm *cm, const struct fid *fid);
+void wb_drop_chunks(struct wb *wb, const struct fid *fid);
 
 /* wb_store.c: stores. */
-void wb_store_start(struct cm *cm, const struct fid *fid, wb_done_fn done,
+void wb_store_start(struct wb *wb, const struct fid *fid, wb_done_fn done,
 		    void *arg);
 void wb_store_send(struct store *st);
 void wb_store_end(struct store *st, int err, const struct proto_op_result *r);

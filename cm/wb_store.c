@@ -17,6 +17,7 @@
 #include "chunkstore/cs.h"
 #include "cm/cm.h"
 #include "cm/conflict.h"
+#include "cm/conn.h"
 #include "cm/http.h"
 #include "cm/mcache.h"
 #include "cm/mut.h"
@@ -53,29 +54,30 @@ stage_done(void *arg, const struct http_result *res)
 static int
 stage_one(struct store *st, size_t i)
 {
-	struct cm *cm = st->cm;
+	struct wb *wb = st->wb;
 	struct http_request hr = {0};
 	char path[256];
 	uint8_t *buf = NULL;
 	ssize_t got = 0;
 	int rc;
 
-	rc = proto_stage_path(path, sizeof(path), cm->cfg.volume, &st->fid,
-			      st->op.txid, st->op.chunks[i], cm->chunk_size);
+	rc = proto_stage_path(path, sizeof(path), wb->d.volume, &st->fid,
+			      st->op.txid, st->op.chunks[i], wb->d.chunk_size);
 	if (rc < 0)
 		return rc;
 	if (st->dirty[i]) {
 		struct cs_key k;
 
 		struct cs_info info;
-		uint64_t cstart = st->op.chunks[i] * (uint64_t)cm->chunk_size;
+		uint64_t cstart = st->op.chunks[i] * (uint64_t)wb->d.chunk_size;
 
-		buf = malloc(cm->chunk_size);
+		buf = malloc(wb->d.chunk_size);
 		if (!buf)
 			return -ENOMEM;
 		cm_chunk_key(&k, &st->src_fid, st->op.chunks[i]);
-		got = cs_read(cm->cs, &k, st->src_dv, 0, buf, cm->chunk_size);
-		if (got > 0 && st->cf && cs_lookup(cm->cs, &k, &info) == 0 &&
+		got = cs_read(wb->d.cs, &k, st->src_dv, 0, buf,
+			      wb->d.chunk_size);
+		if (got > 0 && st->cf && cs_lookup(wb->d.cs, &k, &info) == 0 &&
 		    !(info.flags & CS_F_DIRTY)) {
 			/* The server's old bytes: only those still valid. */
 			if (cstart >= st->src_valid_to)
@@ -101,7 +103,7 @@ stage_one(struct store *st, size_t i)
 	hr.arg = st;
 	hr.ungated = st->replay;
 	st->inflight++;
-	if (!http_submit(cm->http, &hr)) {
+	if (!http_submit(wb->d.http, &hr)) {
 		st->inflight--;
 		free(buf);
 		return -EIO;
@@ -111,9 +113,8 @@ stage_one(struct store *st, size_t i)
 }
 
 static void
-store_sent(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
+store_sent(void *arg, int err, const struct proto_op_result *r)
 {
-	(void)cm;
 	wb_store_end(arg, err, r);
 }
 
@@ -121,7 +122,7 @@ store_sent(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 void
 wb_store_send(struct store *st)
 {
-	struct cm *cm = st->cm;
+	struct wb *wb = st->wb;
 	int rc;
 
 	while (!st->err && st->inflight < WB_STAGE_PARALLEL &&
@@ -135,25 +136,27 @@ wb_store_send(struct store *st)
 	}
 	if (st->inflight)
 		return;
-	if (st->err || cm_stopping(&cm->loop)) {
+	if (st->err || cm_stopping(wb->d.loop)) {
 		wb_store_end(st, st->err ? st->err : -EIO, NULL);
 		return;
 	}
-	rc = st->replay ? mut_send_replay(cm, st->seq, &st->op, store_sent, st)
-			: mut_send_logged(cm, st->seq, &st->op, store_sent, st);
+	rc = st->replay ? mut_send_replay(wb->d.mut, st->seq, &st->op,
+					  store_sent, st)
+			: mut_send_logged(wb->d.mut, st->seq, &st->op,
+					  store_sent, st);
 	if (rc < 0)
 		wb_store_end(st, rc, NULL);
 }
 
 /* Tell the waiters taken off a write state, and free them. */
 static void
-wake_waiters(struct cm *cm, struct flush_waiters *l, int err)
+wake_waiters(struct wb *wb, struct flush_waiters *l, int err)
 {
 	struct flush_waiter *w;
 
 	while ((w = SLIST_FIRST(l))) {
 		SLIST_REMOVE_HEAD(l, link);
-		w->done(cm, w->arg, err);
+		w->done(w->arg, err);
 		free(w);
 	}
 }
@@ -161,16 +164,14 @@ wake_waiters(struct cm *cm, struct flush_waiters *l, int err)
 void
 wb_store_end(struct store *st, int err, const struct proto_op_result *r)
 {
-	struct cm *cm = st->cm;
-	struct wb *wb = cm->wb;
+	struct wb *wb = st->wb;
 	struct flush_waiters w = SLIST_HEAD_INITIALIZER(w);
 	struct wstate *ws;
 
 	/* Refused as stale: someone else stored the file since our base
 	 * DV. Ours goes to a conflict copy; this store ends from there. */
 	if (err == -ESTALE && st->owns_state && !st->cf &&
-	    !cm_stopping(&cm->loop) &&
-	    wb_conflict_start(st) == 0)
+	    !cm_stopping(wb->d.loop) && wb_conflict_start(st) == 0)
 		return;
 	if (st->replay && wb) {
 		pthread_mutex_lock(&wb->lock);
@@ -182,10 +183,10 @@ wb_store_end(struct store *st, int err, const struct proto_op_result *r)
 	if (err == -ESTALE && !st->replay)
 		err = -EIO;
 
-	if (err && st->seq && cm->rlog && !st->mdone && !st->replay) {
+	if (err && st->seq && wb->d.rlog && !st->mdone && !st->replay) {
 		/* The op never went (a staging failure): drop the record;
 		 * the data stays dirty and the next flush tries again. */
-		rlog_remove_flags(cm->rlog, st->seq, RLOG_A_NOSYNC);
+		rlog_remove_flags(wb->d.rlog, st->seq, RLOG_A_NOSYNC);
 	}
 	if (err)
 		log_warn(LOG_WB, "store of a file failed: %s",
@@ -206,9 +207,9 @@ wb_store_end(struct store *st, int err, const struct proto_op_result *r)
 		pthread_cond_broadcast(&wb->cond);
 		pthread_mutex_unlock(&wb->lock);
 	}
-	wake_waiters(cm, &w, err);
+	wake_waiters(wb, &w, err);
 	if (st->mdone)
-		st->mdone(cm, st->marg, err, r);
+		st->mdone(st->marg, err, r);
 	wb_store_free(st);
 }
 
@@ -247,7 +248,7 @@ collect_cb(const struct cs_info *i, void *arg)
 	struct collect *c = arg;
 
 	if ((i->flags & CS_F_DIRTY) && i->dv == c->st->op.base_dv &&
-	    i->key.chunk * (uint64_t)c->st->cm->chunk_size < c->size &&
+	    i->key.chunk * (uint64_t)c->st->wb->d.chunk_size < c->size &&
 	    wb_collect_add(c, i->key.chunk, true) < 0)
 		c->err = -ENOMEM;
 	return 0;
@@ -262,9 +263,8 @@ cmp_u64(const void *a, const void *b)
 }
 
 void
-wb_store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
+wb_store_start(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 {
-	struct wb *wb = cm->wb;
 	struct flush_waiters waiters = SLIST_HEAD_INITIALIZER(waiters);
 	struct flush_waiter *w = NULL;
 	struct collect c = {0};
@@ -272,13 +272,13 @@ wb_store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 	struct wstate *ws, s;
 	struct store *st;
 	struct fid rnd;
-	uint64_t csz = cm->chunk_size, end;
+	uint64_t csz = wb->d.chunk_size, end;
 	int rc;
 
 	if (done) {
 		w = calloc(1, sizeof(*w));
 		if (!w) {
-			done(cm, arg, -ENOMEM);
+			done(arg, -ENOMEM);
 			return;
 		}
 		w->done = done;
@@ -289,7 +289,7 @@ wb_store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 	if (!ws || !ws->dirty || ws->gone) {
 		pthread_mutex_unlock(&wb->lock);
 		if (w) {
-			done(cm, arg, 0);
+			done(arg, 0);
 			free(w);
 		}
 		return;
@@ -315,7 +315,7 @@ wb_store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 		rc = -ENOMEM;
 		goto fail_nost;
 	}
-	st->cm = cm;
+	st->wb = wb;
 	st->fid = *fid;
 	st->src_fid = *fid;
 	st->src_dv = s.base_dv;
@@ -324,14 +324,14 @@ wb_store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 	st->op.kind = PROTO_OP_STORE;
 	st->op.fid = *fid;
 	st->op.base_dv = s.base_dv;
-	st->op.chunk_size = cm->chunk_size;
+	st->op.chunk_size = wb->d.chunk_size;
 	st->op.size = s.size;
 	if ((rc = fid_random(0, &rnd)) < 0)
 		goto fail;
 	memcpy(st->op.txid, rnd.oid, sizeof(st->op.txid));
 	c.st = st;
 	c.size = s.size;
-	cs_iterate_file(cm->cs, fid->vol, fid->oid, collect_cb, &c);
+	cs_iterate_file(wb->d.cs, fid->vol, fid->oid, collect_cb, &c);
 	/* After a truncate, the server's bytes from zero_from on must read
 	 * as zeros: send those chunks (empty unless dirty). */
 	end = s.srv_size < s.size ? s.srv_size : s.size;
@@ -367,12 +367,12 @@ wb_store_start(struct cm *cm, const struct fid *fid, wb_done_fn done, void *arg)
 	st->op.chunks = c.chunks;
 	st->op.nchunks = c.n;
 	st->dirty = c.dirty;
-	if (cm_offline(cm)) {
+	if (wb->d.conn && conn_offline(wb->d.conn)) {
 		store_offline(st, &s);
 		return;
 	}
-	if (cm->rlog) {
-		rc = rlog_append_ex(cm->rlog, &st->op,
+	if (wb->d.rlog) {
+		rc = rlog_append_ex(wb->d.rlog, &st->op,
 				    RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff);
 		if (rc == 0) {
 			st->seq = eff.seq;
@@ -403,7 +403,7 @@ fail_nost:
 	}
 	pthread_cond_broadcast(&wb->cond);
 	pthread_mutex_unlock(&wb->lock);
-	wake_waiters(cm, &waiters, rc);
+	wake_waiters(wb, &waiters, rc);
 }
 
 /* --- disconnected stores --- */
@@ -413,9 +413,8 @@ fail_nost:
  * its chunks stay DIRTY for the replay, and the cached attributes take
  * the local size and times. */
 static void
-mark_logged(struct cm *cm, const struct fid *fid)
+mark_logged(struct wb *wb, const struct fid *fid)
 {
-	struct wb *wb = cm->wb;
 	struct proto_attr a;
 	struct wstate *ws;
 	bool have = false;
@@ -434,11 +433,11 @@ mark_logged(struct cm *cm, const struct fid *fid)
 		have = true;
 	}
 	pthread_mutex_unlock(&wb->lock);
-	if (have && mcache_attr(cm->mc, fid, &a) == 0) {
+	if (have && mcache_attr(wb->d.mc, fid, &a) == 0) {
 		a.size = size;
 		a.mtime_ns = mt;
 		a.ctime_ns = ct;
-		mcache_offline_attr(cm->mc, &a);
+		mcache_offline_attr(wb->d.mc, &a);
 	}
 }
 
@@ -448,16 +447,16 @@ mark_logged(struct cm *cm, const struct fid *fid)
 static void
 store_offline(struct store *st, const struct wstate *s)
 {
-	struct cm *cm = st->cm;
+	struct wb *wb = st->wb;
 	struct rlog_effect eff;
 	int rc = -EIO;
 
-	conflict_note_base(cm, &st->fid, &s->attr);
-	if (cm->rlog)
-		rc = rlog_append_ex(cm->rlog, &st->op, 0, &eff);
-	if (cm->rlog && rc == 0)
-		conflict_note_path(cm, eff.seq, &st->op);
-	if (cm->rlog)
+	conflict_note_base(wb, &st->fid, &s->attr);
+	if (wb->d.rlog)
+		rc = rlog_append_ex(wb->d.rlog, &st->op, 0, &eff);
+	if (wb->d.rlog && rc == 0)
+		conflict_note_path(wb, eff.seq, &st->op);
+	if (wb->d.rlog)
 		rlog_effect_release(&eff);
 	if (rc < 0) {
 		log_err(LOG_WB, "cannot log a store while disconnected: %s",
@@ -465,25 +464,22 @@ store_offline(struct store *st, const struct wstate *s)
 		wb_store_end(st, rc == -ENOSPC ? -ENOSPC : -EIO, NULL);
 		return;
 	}
-	mark_logged(cm, &st->fid);
+	mark_logged(wb, &st->fid);
 	wb_store_end(st, 0, NULL);
 }
 
 void
-wb_absorbed(struct cm *cm, const struct proto_op *op)
+wb_absorbed(struct wb *wb, const struct proto_op *op)
 {
-	if (cm->wb && op->kind == PROTO_OP_STORE)
-		mark_logged(cm, &op->fid);
+	if (wb && op->kind == PROTO_OP_STORE)
+		mark_logged(wb, &op->fid);
 }
 
 /* A store op from the replay log, its chunks tagged @src_dv: stage what
  * the chunk store holds DIRTY, then send (replayed or resent). */
 static int
-store_from_log(struct cm *cm, uint64_t seq, const struct proto_op *op,
-	       uint64_t src_dv, bool replay,
-	       void (*done)(struct cm *, void *, int,
-			    const struct proto_op_result *),
-	       void *arg)
+store_from_log(struct wb *wb, uint64_t seq, const struct proto_op *op,
+	       uint64_t src_dv, bool replay, mut_done_fn done, void *arg)
 {
 	struct store *st = calloc(1, sizeof(*st));
 	struct wstate *ws;
@@ -495,7 +491,7 @@ store_from_log(struct cm *cm, uint64_t seq, const struct proto_op *op,
 		wb_store_free(st);
 		return -ENOMEM;
 	}
-	st->cm = cm;
+	st->wb = wb;
 	st->fid = op->fid;
 	st->src_fid = op->fid;
 	st->src_dv = src_dv;
@@ -509,38 +505,33 @@ store_from_log(struct cm *cm, uint64_t seq, const struct proto_op *op,
 		struct cs_info info;
 
 		cm_chunk_key(&k, &op->fid, op->chunks[i]);
-		st->dirty[i] = cs_lookup(cm->cs, &k, &info) == 0 &&
+		st->dirty[i] = cs_lookup(wb->d.cs, &k, &info) == 0 &&
 			       info.dv == src_dv && (info.flags & CS_F_DIRTY);
 	}
 	if (replay) {
-		pthread_mutex_lock(&cm->wb->lock);
-		ws = wb_find_locked(cm->wb, &op->fid);
+		pthread_mutex_lock(&wb->lock);
+		ws = wb_find_locked(wb, &op->fid);
 		if (ws) {
 			ws->replaying = true;
 			ws->replay_from = src_dv;
 			ws->replay_to = op->base_dv;
 		}
-		pthread_mutex_unlock(&cm->wb->lock);
+		pthread_mutex_unlock(&wb->lock);
 	}
 	wb_store_send(st);
 	return 0;
 }
 
 int
-wb_replay_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
-		uint64_t src_dv,
-		void (*done)(struct cm *, void *, int,
-			     const struct proto_op_result *),
-		void *arg)
+wb_replay_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
+		uint64_t src_dv, mut_done_fn done, void *arg)
 {
-	return store_from_log(cm, seq, op, src_dv, true, done, arg);
+	return store_from_log(wb, seq, op, src_dv, true, done, arg);
 }
 
 int
-wb_resend_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
-		void (*done)(struct cm *, void *, int,
-			     const struct proto_op_result *),
-		void *arg)
+wb_resend_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
+		mut_done_fn done, void *arg)
 {
-	return store_from_log(cm, seq, op, op->base_dv, false, done, arg);
+	return store_from_log(wb, seq, op, op->base_dv, false, done, arg);
 }

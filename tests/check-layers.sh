@@ -67,9 +67,10 @@ cm_level() {
 	cm.[ch] | conf.c) echo 2 ;; # configuration, stores, shared state
 	mcache.[ch]) echo 2 ;; # cached attributes and listings, kernel hooks
 	mfetch.[ch] | access.[ch]) echo 3 ;; # metadata fetches; rights
+	local.[ch]) echo 3 ;; # applying an op to the caches, no server
 	fetch.[ch] | mut.[ch]) echo 4 ;;
 	wb.[ch] | wb_i.h | wb_store.c | conflict.[ch] | pin.[ch]) echo 5 ;;
-	local.[ch] | replay.[ch] | events.[ch]) echo 6 ;;
+	replay.[ch] | events.[ch]) echo 6 ;;
 	fuse_i.h | fuse_ops.[ch] | fuse_mut.c | fuse_common.c | cm_ctl.[ch] | ctl_i.h | \
 		ctl_*.c) echo 7 ;;
 	daemon.[ch] | cairnd.c) echo 8 ;;
@@ -90,7 +91,6 @@ cm_own() {
 	rlog_i.h) echo rlog.h ;;
 	wb.c | wb_store.c | conflict.c) echo wb.h wb_i.h conflict.h ;;
 	wb_i.h) echo wb.h ;;
-	replay.c) echo replay.h local.h ;; # until local gets its hooks
 	*.c) echo "${b%.c}.h" ;;
 	esac
 }

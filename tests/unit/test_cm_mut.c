@@ -424,11 +424,10 @@ struct res {
 static int ndone;
 
 static void
-done_cb(struct cm *c, void *arg, int err, const struct proto_op_result *r)
+done_cb(void *arg, int err, const struct proto_op_result *r)
 {
 	struct res *res = arg;
 
-	(void)c;
 	res->calls++;
 	res->err = err;
 	res->has_r = r != NULL;
@@ -438,7 +437,7 @@ done_cb(struct cm *c, void *arg, int err, const struct proto_op_result *r)
 }
 
 static void
-h_gone(struct cm *c, const struct fid *fid)
+h_gone(void *c, const struct fid *fid)
 {
 	(void)c;
 	(void)fid;
@@ -446,7 +445,7 @@ h_gone(struct cm *c, const struct fid *fid)
 }
 
 static void
-h_stored(struct cm *c, const struct proto_op *op, const struct proto_attr *a)
+h_stored(void *c, const struct proto_op *op, const struct proto_attr *a)
 {
 	(void)c;
 	(void)op;
@@ -455,32 +454,32 @@ h_stored(struct cm *c, const struct proto_op *op, const struct proto_attr *a)
 }
 
 static void
-h_resumed(struct cm *c)
+h_resumed(void *c)
 {
 	(void)c;
 	hk.resumed++;
 }
 
 static bool
-h_may_absorb(struct cm *c)
+h_may_absorb(void *c)
 {
 	(void)c;
 	return hk.may_absorb;
 }
 
-/* offline_absorb() stand-in: take the op, answer the caller locally. */
+/* replay_absorb() stand-in: take the op, answer the caller locally. */
 static void
-h_absorb(struct cm *c, const struct proto_op *op, mut_done_fn done,
-	 void *arg)
+h_absorb(void *c, const struct proto_op *op, mut_done_fn done, void *arg)
 {
+	(void)c;
 	hk.absorbed++;
 	memcpy(hk.absorbed_opid, op->opid, 16);
 	if (done)
-		done(c, arg, 0, NULL);
+		done(arg, 0, NULL);
 }
 
 static int
-h_submit_offline(struct cm *c, const struct proto_op *op, mut_done_fn done,
+h_submit_offline(void *c, const struct proto_op *op, mut_done_fn done,
 		 void *arg)
 {
 	(void)c;
@@ -500,11 +499,17 @@ static const struct mut_hooks hooks = {
 	.submit_offline = h_submit_offline,
 };
 
+/* The op log under test (a second one with other settings replaces it
+ * for a while), and what it was built with. */
+static struct mut *mu;
+static struct mut_deps mdeps;
+
 /* mfetch.c holds events back through mut, as daemon.c wires it. */
 static bool
 h_defer_event(void *arg, const struct proto_event *ev)
 {
-	return mut_defer_event(arg, ev);
+	(void)arg;
+	return mut_defer_event(mu, ev);
 }
 
 static const struct mfetch_hooks mhooks = {
@@ -685,7 +690,7 @@ test_create(void)
 	pthread_mutex_unlock(&srv.mu);
 	ndone = 0;
 
-	is_int(mut_submit(&cm, &op, done_cb, &res), 0, "create: submitted");
+	is_int(mut_submit(mu, &op, done_cb, &res), 0, "create: submitted");
 	is_int(log_count(), 1, "create: in the log before the loop ran");
 	is_int(srv_nreq(), 0, "create: nothing sent before the loop ran");
 	run_until(1, 5000);
@@ -728,7 +733,7 @@ test_setattr(void)
 		op.opid[i] = (uint8_t)(0xa0 + i);
 	srv_reset(NULL, 0, ACT_APPLY);
 	ndone = 0;
-	is_int(mut_submit(&cm, &op, done_cb, &res), 0, "setattr: submitted");
+	is_int(mut_submit(mu, &op, done_cb, &res), 0, "setattr: submitted");
 	run_until(1, 5000);
 	is_int(res.err, 0, "setattr: no error");
 	is_int(srv_nreq(), 1, "setattr: one request");
@@ -769,8 +774,8 @@ test_refused(void)
 		srv_reset(NULL, 0, ACT_APPLY);
 		srv_refuse(t[i].status, t[i].err);
 		ndone = 0;
-		is_int(mut_submit(&cm, &op, done_cb, &res), 0,
-		       "%s: submitted", t[i].what);
+		is_int(mut_submit(mu, &op, done_cb, &res), 0, "%s: submitted",
+		       t[i].what);
 		run_until(1, 5000);
 		run_for(100);
 		is_int(res.calls, 1, "%s: done called once", t[i].what);
@@ -842,8 +847,8 @@ test_transport(void)
 		}
 		ndone = 0;
 		nsubmits = 0;
-		is_int(mut_submit(&cm, &op, done_cb, &res), 0,
-		       "%s: submitted", t[i].what);
+		is_int(mut_submit(mu, &op, done_cb, &res), 0, "%s: submitted",
+		       t[i].what);
 		run_until(1, 5000);
 		run_for(100);
 		n = srv_nreq();
@@ -897,8 +902,8 @@ test_deferred(void)
 
 		srv_reset(&delay, 1, ACT_APPLY);
 		ndone = 0;
-		is_int(mut_submit(&cm, &op, done_cb, &res), 0,
-		       "%s: submitted", who);
+		is_int(mut_submit(mu, &op, done_cb, &res), 0, "%s: submitted",
+		       who);
 		while (srv_nreq() < 1 && util_now_ms() < end)
 			event_base_loop(cm.loop.base, EVLOOP_ONCE);
 		pthread_mutex_lock(&srv.mu);
@@ -962,7 +967,7 @@ test_500(void)
 	srv_reset(NULL, 0, ACT_APPLY);
 	srv_refuse(500, EIO);
 	ndone = 0;
-	is_int(mut_submit(&cm, &op, done_cb, &res), 0, "500: submitted");
+	is_int(mut_submit(mu, &op, done_cb, &res), 0, "500: submitted");
 	run_until(1, 5000);
 	run_for(100);
 	is_int(res.calls, 1, "500: done called once");
@@ -998,7 +1003,7 @@ test_malformed(void)
 		srv.raw = raw[i];
 		pthread_mutex_unlock(&srv.mu);
 		ndone = 0;
-		is_int(mut_submit(&cm, &op, done_cb, &res), 0,
+		is_int(mut_submit(mu, &op, done_cb, &res), 0,
 		       "malformed %zu: submitted", i);
 		run_until(1, 5000);
 		run_for(50);
@@ -1020,12 +1025,14 @@ test_malformed(void)
 static void
 test_deadline(void)
 {
-	uint64_t saved = cm.cfg.fetch_timeout_ms;
+	struct mut_deps d = mdeps;
+	struct mut *saved = mu;
 	struct proto_attr got;
 	struct rlog_rec rec;
 	int rc, n;
 
-	cm.cfg.fetch_timeout_ms = 300;
+	d.timeout_ms = 300;
+	mu = mut_new(&d, &hooks);
 	{
 		struct proto_op op = setattr_op(2, PROTO_SA_MODE, 0720, 0);
 		struct res res = {0};
@@ -1034,7 +1041,7 @@ test_deadline(void)
 		hk.may_absorb = false;
 		srv_reset(NULL, 0, ACT_DROP);
 		ndone = 0;
-		is_int(mut_submit(&cm, &op, done_cb, &res), 0,
+		is_int(mut_submit(mu, &op, done_cb, &res), 0,
 		       "deadline: submitted");
 		run_until(1, 5000);
 		run_for(50);
@@ -1060,7 +1067,7 @@ test_deadline(void)
 		hk.absorbed = hk.resumed = 0;
 		srv_reset(&lost, 1, ACT_DROP);
 		ndone = 0;
-		is_int(mut_submit(&cm, &op, done_cb, &res), 0,
+		is_int(mut_submit(mu, &op, done_cb, &res), 0,
 		       "absorb: submitted");
 		run_until(1, 5000);
 		run_for(50);
@@ -1084,7 +1091,7 @@ test_deadline(void)
 
 		/* The server is back: the resend uses the same opid. */
 		srv_reset(NULL, 0, ACT_APPLY);
-		mut_resume(&cm);
+		mut_resume(mu);
 		run_for(300);
 		is_int(srv_nreq(), 1, "resume: sent once");
 		ok(!memcmp(srv.req[0].opid, hk.absorbed_opid, 16),
@@ -1097,7 +1104,8 @@ test_deadline(void)
 		ok(rc == 0 && got.mode == 0730,
 		   "resume: the first reply applied to the cache");
 	}
-	cm.cfg.fetch_timeout_ms = saved;
+	mut_free(mu);
+	mu = saved;
 	hk.may_absorb = false;
 }
 
@@ -1122,9 +1130,8 @@ test_order(void)
 
 	srv_reset(NULL, 0, ACT_APPLY);
 	ndone = 0;
-	is_int(mut_submit(&cm, &a, done_cb, &ra), 0, "order: first submitted");
-	is_int(mut_submit(&cm, &b, done_cb, &rb), 0,
-	       "order: second submitted");
+	is_int(mut_submit(mu, &a, done_cb, &ra), 0, "order: first submitted");
+	is_int(mut_submit(mu, &b, done_cb, &rb), 0, "order: second submitted");
 	run_until(2, 5000);
 	run_for(50);
 	ok(ra.calls == 1 && rb.calls == 1 && !ra.err && !rb.err,
@@ -1150,10 +1157,9 @@ test_order(void)
 	memset(&rb, 0, sizeof(rb));
 	srv_reset(NULL, 0, ACT_APPLY);
 	ndone = 0;
-	is_int(mut_submit(&cm, &a, done_cb, &ra), 0,
-	       "in turn: first submitted");
+	is_int(mut_submit(mu, &a, done_cb, &ra), 0, "in turn: first submitted");
 	run_until(1, 5000);
-	is_int(mut_submit(&cm, &b, done_cb, &rb), 0,
+	is_int(mut_submit(mu, &b, done_cb, &rb), 0,
 	       "in turn: second submitted after the first's reply");
 	run_until(2, 5000);
 	ok(!ra.err && !rb.err && srv_nreq() == 2 &&
@@ -1173,7 +1179,7 @@ test_order(void)
 	is_int(rc, 0, "order: two records left INFLIGHT");
 	srv_reset(NULL, 0, ACT_APPLY);
 	hk.resumed = 0;
-	mut_resume(&cm);
+	mut_resume(mu);
 	run_for(300);
 	is_int(srv_nreq(), 2, "resume order: two requests");
 	ok(!memcmp(srv.req[0].opid, ea.opid, 16) &&
@@ -1213,7 +1219,7 @@ test_replay(void)
 		srv_reset(NULL, 0, ACT_APPLY);
 		srv_refuse(412, ECANCELED);
 		ndone = 0;
-		is_int(mut_send_replay(&cm, eff.seq, &op, done_cb, &res), 0,
+		is_int(mut_send_replay(mu, eff.seq, &op, done_cb, &res), 0,
 		       "replay refused: sent");
 		run_until(1, 5000);
 		run_for(50);
@@ -1229,7 +1235,7 @@ test_replay(void)
 
 		srv_reset(NULL, 0, ACT_DROP);
 		ndone = 0;
-		is_int(mut_send_replay(&cm, eff.seq, &op, done_cb, &res), 0,
+		is_int(mut_send_replay(mu, eff.seq, &op, done_cb, &res), 0,
 		       "replay unanswered: sent");
 		run_until(1, 5000);
 		run_for(50);
@@ -1245,7 +1251,7 @@ test_replay(void)
 
 		srv_reset(NULL, 0, ACT_APPLY);
 		ndone = 0;
-		is_int(mut_send_replay(&cm, eff.seq, &op, done_cb, &res), 0,
+		is_int(mut_send_replay(mu, eff.seq, &op, done_cb, &res), 0,
 		       "replay answered: sent");
 		run_until(1, 5000);
 		run_for(50);
@@ -1267,25 +1273,29 @@ test_offline(void)
 {
 	struct proto_op op = setattr_op(2, PROTO_SA_MODE, 0760, 0);
 	struct res res = {0};
+	struct mut_deps d = mdeps;
+	struct mut *saved = mu;
 
 	/* A conn of its own, no gate and no probes, put in the manual
-	 * disconnected mode: what cm_offline() reads. */
+	 * disconnected mode, and an op log that reads it. */
 	static const struct conn_hooks none = {0};
 	struct conn *c = conn_new(cm.loop.base, NULL, NULL, &none);
 
 	ok(c && conn_disconnect(c, true, "test") == 0 && conn_offline(c),
 	   "offline: a disconnected conn");
-	cm.conn = c;
+	d.conn = c;
+	mu = mut_new(&d, &hooks);
 	srv_reset(NULL, 0, ACT_APPLY);
 	hk.offline = 0;
-	is_int(mut_submit(&cm, &op, done_cb, &res), -EROFS,
+	is_int(mut_submit(mu, &op, done_cb, &res), -EROFS,
 	       "offline: the hook's answer is returned");
 	is_int(hk.offline, 1, "offline: submit_offline called");
 	run_for(50);
 	is_int(srv_nreq(), 0, "offline: nothing sent");
 	is_int(log_count(), 0, "offline: nothing logged by mut");
 	is_int(res.calls, 0, "offline: no done call");
-	cm.conn = NULL;
+	mut_free(mu);
+	mu = saved;
 	conn_free(c);
 }
 
@@ -1355,7 +1365,18 @@ setup(void)
 
 		cm.mf = mfetch_new(&md, &mhooks);
 	}
-	if (!cm.mf || mut_new(&cm, &hooks) < 0)
+	if (!cm.mf)
+		return -1;
+	mdeps.loop = &cm.loop;
+	mdeps.http = cm.http;
+	mdeps.rlog = cm.rlog;
+	mdeps.mc = cm.mc;
+	mdeps.mf = cm.mf;
+	mdeps.online = &cm.online;
+	mdeps.volume = cm.cfg.volume;
+	mdeps.timeout_ms = cm.cfg.fetch_timeout_ms;
+	mu = mut_new(&mdeps, &hooks);
+	if (!mu)
 		return -1;
 
 	/* The cache: root, directory P (DV 5, one entry), file F's
@@ -1377,7 +1398,8 @@ setup(void)
 static void
 teardown(void)
 {
-	mut_free(&cm);
+	mut_free(mu);
+	mu = NULL;
 	mfetch_free(cm.mf);
 	cm.mf = NULL;
 	http_free(cm.http);
