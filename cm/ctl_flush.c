@@ -150,7 +150,7 @@ fjob_stored(struct cm *cm, void *arg, int err)
 		else
 			j->dropped += b.clean;
 		kernel_forget_data(cm, fid);
-		if (pin_refetch(cm, fid))
+		if (pin_refetch(cm->pin, fid))
 			j->refetching = true;
 	}
 	j->i++;
@@ -172,7 +172,7 @@ collect_meta(void *arg, const struct fid *fid)
 
 	/* What a pin or a local change needs stays: offline work reads it,
 	 * and a store is based on it. */
-	if (pin_covers(m->cm, fid) || wb_active(m->cm, fid))
+	if (pin_covers(m->cm->pin, fid) || wb_active(m->cm, fid))
 		return 0;
 	if (m->n == m->cap) {
 		m->cap = m->cap ? 2 * m->cap : 256;

@@ -301,7 +301,7 @@ h_active(void *arg, const struct fid *fid)
 static void
 h_dv_changed(void *arg, const struct proto_attr *a)
 {
-	pin_changed(arg, a);
+	pin_changed(((struct cm *)arg)->pin, a);
 }
 
 static bool
@@ -313,13 +313,13 @@ h_defer_event(void *arg, const struct proto_event *ev)
 static void
 h_applied_event(void *arg, const struct proto_event *ev)
 {
-	pin_event(arg, ev);
+	pin_event(((struct cm *)arg)->pin, ev);
 }
 
 static bool
 h_pinned(void *arg, const struct fid *fid)
 {
-	return pin_covers(arg, fid);
+	return pin_covers(((struct cm *)arg)->pin, fid);
 }
 
 static uint64_t
@@ -534,6 +534,35 @@ loop_modules_new(struct cm *cm)
 	rc = meta_modules_new(cm);
 	if (rc == 0)
 		rc = fetch_module_new(cm);
+	if (rc == 0) {
+		const struct ev_deps ed = {
+			.loop = &cm->loop,
+			.http = cm->http,
+			.vc = cm->vc,
+			.mf = cm->mf,
+			.st = &cm->st,
+			.volume = cm->cfg.volume,
+		};
+
+		cm->evs = ev_new(&ed);
+		rc = cm->evs ? 0 : -errno;
+	}
+	if (rc == 0) {
+		const struct pin_deps pd = {
+			.loop = &cm->loop,
+			.cs = cm->cs,
+			.vc = cm->vc,
+			.mc = cm->mc,
+			.mf = cm->mf,
+			.fetch = cm->fetch,
+			.online = &cm->online,
+			.chunk_size = cm->chunk_size,
+			.max_parallel = cm->cfg.max_parallel,
+		};
+
+		cm->pin = pin_new(&pd);
+		rc = cm->pin ? 0 : -errno;
+	}
 	if (rc == 0)
 		rc = mut_new(cm, &mut_hooks);
 	if (rc == 0)
@@ -575,7 +604,7 @@ recover(struct cm_loop *loop, struct cm_job *job)
 {
 	struct cm *cm = cm_of_loop(loop);
 	struct start_job *sj = (struct start_job *)job;
-	int rc = ev_start(cm, sj->since);
+	int rc = ev_start(cm->evs, sj->since);
 
 	if (rc < 0)
 		log_err(LOG_EV, "cannot follow events: %s", strerror(-rc));
@@ -587,7 +616,7 @@ recover(struct cm_loop *loop, struct cm_job *job)
 		mut_resume(cm);
 	}
 	if (!cm_stopping(&cm->loop) && cm->vc)
-		pin_restore(cm);
+		pin_restore(cm->pin);
 }
 
 int
@@ -621,7 +650,7 @@ loop_modules_free(void *arg)
 {
 	struct cm *cm = arg;
 
-	ev_stop(cm);
+	ev_stop(cm->evs);
 	offline_free(cm);
 	conn_stop(cm->conn);
 	http_free(cm->http);
@@ -632,8 +661,10 @@ loop_modules_free(void *arg)
 	cm->acc = NULL;
 	mfetch_free(cm->mf);
 	cm->mf = NULL;
-	pin_free(cm);
-	ev_free(cm);
+	pin_free(cm->pin);
+	cm->pin = NULL;
+	ev_free(cm->evs);
+	cm->evs = NULL;
 }
 
 void

@@ -67,9 +67,9 @@ cm_level() {
 	cm.[ch] | conf.c) echo 2 ;; # configuration, stores, shared state
 	mcache.[ch]) echo 2 ;; # cached attributes and listings, kernel hooks
 	mfetch.[ch] | access.[ch]) echo 3 ;; # metadata fetches; rights
-	fetch.[ch] | mut.[ch]) echo 4 ;;
+	fetch.[ch] | events.[ch] | mut.[ch]) echo 4 ;;
 	wb.[ch] | pin.[ch]) echo 5 ;;
-	offline.[ch] | events.[ch]) echo 6 ;;
+	offline.[ch]) echo 6 ;;
 	fuse_i.h | fuse_ops.[ch] | fuse_mut.c | fuse_common.c | cm_ctl.[ch] | ctl_i.h | \
 		ctl_*.c) echo 7 ;;
 	daemon.[ch] | cairnd.c) echo 8 ;;
