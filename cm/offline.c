@@ -501,7 +501,7 @@ local_apply(struct cm *cm, const struct proto_op *op, bool commit,
 		a.gid = op->gid;
 		a.nlink = a.type == PROTO_T_DIR ? 2 : 1;
 		a.size = op->target ? strlen(op->target) : 0;
-		a.dv = mcache_local_dv();
+		a.dv = mcache_local_dv(cm->mc);
 		a.atime_ns = util_wall_ns();
 		a.mtime_ns = a.ctime_ns = a.atime_ns;
 		mcache_offline_attr(cm->mc, &a);
