@@ -214,12 +214,8 @@ static void fjob_finish(struct fjob *j);
 static void
 fjob_fenced(struct cm_loop *loop, struct cm_job *job)
 {
-	struct cm *cm = cm_of_loop(loop);
-	struct fjob *j =
-		(struct fjob *)((char *)job - offsetof(struct fjob, fence));
-
-	(void)cm;
-	fjob_finish(j);
+	(void)loop;
+	fjob_finish(container_of(job, struct fjob, fence));
 }
 
 static void
@@ -437,10 +433,9 @@ struct fmeta {
 static void
 flushmeta_reply(struct cm_loop *loop, struct cm_job *job)
 {
-	struct cm *cm = cm_of_loop(loop);
-	struct fmeta *m = (struct fmeta *)job;
+	struct fmeta *m = container_of(job, struct fmeta, job);
 
-	(void)cm;
+	(void)loop;
 	ctl_reply_ok(m->call,
 		     json_pack("{s:I}", "entries_dropped", (json_int_t)m->n));
 	free(m);

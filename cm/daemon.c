@@ -590,6 +590,7 @@ cm_daemon_build(struct cm *cm)
 
 struct start_job {
 	struct cm_job job;
+	struct cm *cm;
 	uint64_t since;
 };
 
@@ -602,10 +603,11 @@ struct start_job {
 static void
 recover(struct cm_loop *loop, struct cm_job *job)
 {
-	struct cm *cm = cm_of_loop(loop);
-	struct start_job *sj = (struct start_job *)job;
+	struct start_job *sj = container_of(job, struct start_job, job);
+	struct cm *cm = sj->cm;
 	int rc = ev_start(cm->evs, sj->since);
 
+	(void)loop;
 	if (rc < 0)
 		log_err(LOG_EV, "cannot follow events: %s", strerror(-rc));
 	free(sj);
@@ -634,6 +636,7 @@ cm_daemon_start(struct cm *cm)
 	if (!sj)
 		return -ENOMEM;
 	sj->job.run = recover;
+	sj->cm = cm;
 	sj->since = seq;
 	cm_post(&cm->loop, &sj->job);
 	return 0;

@@ -147,9 +147,10 @@ park_resume(void *arg, int err)
 static void
 park_run(struct cm_loop *loop, struct cm_job *job)
 {
-	struct cm *cm = cm_of_loop(loop);
-	struct park *p = (struct park *)job;
+	struct park *p = container_of(job, struct park, job);
+	struct cm *cm = p->cm;
 
+	(void)loop;
 	if (!cm->mf) {
 		fuse_reply_err(p->req, EIO);
 		park_free(p);
