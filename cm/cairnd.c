@@ -355,6 +355,7 @@ main(int argc, char **argv)
 	struct cm cm;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se = NULL;
+	struct fops_notifier *nt = NULL;
 	struct fuse_loop_config lc = {0};
 	char *opts = NULL;
 	static struct sigctl sc;
@@ -443,7 +444,8 @@ main(int argc, char **argv)
 	}
 	if (cm_daemon_build(&cm) < 0)
 		goto out;
-	rc = fops_notifier_start(&cm, se);
+	nt = fops_notifier_start(&cm.loop, se);
+	rc = nt ? 0 : -errno;
 	if (rc == 0)
 		rc = cm_daemon_start(&cm);
 	if (rc == 0 && signals_start(&sc, se) != 0)
@@ -460,7 +462,7 @@ main(int argc, char **argv)
 out:
 	signals_stop(&sc);
 	cm_daemon_stop(&cm);
-	fops_notifier_stop(&cm);
+	fops_notifier_stop(nt);
 	if (mounted)
 		fuse_session_unmount(se);
 	if (se)

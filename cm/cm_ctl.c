@@ -251,20 +251,26 @@ cm_ctl_start(struct cm *cm)
 	return 0;
 }
 
+struct stop_job {
+	struct cm_job job;
+	struct cm *cm;
+};
+
 static void
 stop_job(struct cm_loop *loop, struct cm_job *job)
 {
-	struct cm *cm = cm_of_loop(loop);
+	struct stop_job *sj = container_of(job, struct stop_job, job);
 
-	ctl_server_free(cm->ctl);
-	cm->ctl = NULL;
-	free(job);
+	(void)loop;
+	ctl_server_free(sj->cm->ctl);
+	sj->cm->ctl = NULL;
+	free(sj);
 }
 
 void
 cm_ctl_stop(struct cm *cm)
 {
-	struct cm_job *j;
+	struct stop_job *j;
 
 	if (!cm->ctl)
 		return;
@@ -276,7 +282,8 @@ cm_ctl_stop(struct cm *cm)
 		cm->ctl = NULL;
 		return;
 	}
-	j->run = stop_job;
-	cm_post(&cm->loop, j);
+	j->job.run = stop_job;
+	j->cm = cm;
+	cm_post(&cm->loop, &j->job);
 }
 

@@ -40,6 +40,75 @@
 #include "common/proto.h"
 #include "common/util.h"
 
+/* --- the context --- */
+
+int
+cm_init(struct cm *cm, struct cm_config *cfg)
+{
+	memset(cm, 0, sizeof(*cm));
+	cm->cfg = *cfg;
+	memset(cfg, 0, sizeof(*cfg));
+	pthread_mutex_init(&cm->lock, NULL);
+	cm_loop_init(&cm->loop);
+	atomic_init(&cm->online, 0);
+	return 0;
+}
+
+void
+cm_release(struct cm *cm)
+{
+	cm_config_release(&cm->cfg);
+	free(cm->token);
+	cm->token = NULL;
+	pthread_mutex_destroy(&cm->lock);
+	cm_loop_release(&cm->loop);
+}
+
+int
+cm_volinfo(struct cm *cm, struct proto_volinfo *vi)
+{
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&cm->lock);
+	if (cm->have_vi) {
+		*vi = cm->vi;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&cm->lock);
+	return rc;
+}
+
+size_t
+cm_stats_format(struct cm *cm, char *buf, size_t len)
+{
+	struct cs_stats cs = {0};
+	size_t off = 0;
+	int n;
+
+	if (cm->cs)
+		cs_get_stats(cm->cs, &cs);
+#define P(...)                                                               \
+	do {                                                                 \
+		n = snprintf(buf + off, len - off, __VA_ARGS__);             \
+		if (n < 0 || (size_t)n >= len - off)                         \
+			return off;                                          \
+		off += (size_t)n;                                            \
+	} while (0)
+	if (len == 0)
+		return 0;
+	buf[0] = '\0';
+	P("online %d\n", atomic_load(&cm->online));
+	off = cm_stats_format_counters(&cm->st, buf, len, off);
+	P("inodes %zu\n", cm->ino ? ino_count(cm->ino) : (size_t)0);
+	P("cache_bytes_used %llu\n", (unsigned long long)cs.bytes_used);
+	P("cache_bytes_limit %llu\n", (unsigned long long)cs.bytes_limit);
+	P("cache_files_used %llu\n", (unsigned long long)cs.files_used);
+	P("cache_evictions %llu\n", (unsigned long long)cs.evictions);
+	P("chunk_size %u\n", cm->chunk_size);
+#undef P
+	return off;
+}
+
 /* --- one blocking volinfo request, before any thread exists --- */
 
 struct vi_req {
@@ -302,7 +371,7 @@ h_active(void *arg, const struct fid *fid)
 static void
 h_dv_changed(void *arg, const struct proto_attr *a)
 {
-	pin_changed(arg, a);
+	pin_changed(((struct cm *)arg)->pin, a);
 }
 
 static bool
@@ -314,13 +383,13 @@ h_defer_event(void *arg, const struct proto_event *ev)
 static void
 h_applied_event(void *arg, const struct proto_event *ev)
 {
-	pin_event(arg, ev);
+	pin_event(((struct cm *)arg)->pin, ev);
 }
 
 static bool
 h_pinned(void *arg, const struct fid *fid)
 {
-	return pin_covers(arg, fid);
+	return pin_covers(((struct cm *)arg)->pin, fid);
 }
 
 static uint64_t
@@ -667,6 +736,35 @@ loop_modules_new(struct cm *cm)
 	rc = meta_modules_new(cm);
 	if (rc == 0)
 		rc = fetch_module_new(cm);
+	if (rc == 0) {
+		const struct ev_deps ed = {
+			.loop = &cm->loop,
+			.http = cm->http,
+			.vc = cm->vc,
+			.mf = cm->mf,
+			.st = &cm->st,
+			.volume = cm->cfg.volume,
+		};
+
+		cm->evs = ev_new(&ed);
+		rc = cm->evs ? 0 : -errno;
+	}
+	if (rc == 0) {
+		const struct pin_deps pd = {
+			.loop = &cm->loop,
+			.cs = cm->cs,
+			.vc = cm->vc,
+			.mc = cm->mc,
+			.mf = cm->mf,
+			.fetch = cm->fetch,
+			.online = &cm->online,
+			.chunk_size = cm->chunk_size,
+			.max_parallel = cm->cfg.max_parallel,
+		};
+
+		cm->pin = pin_new(&pd);
+		rc = cm->pin ? 0 : -errno;
+	}
 	if (rc == 0)
 		rc = write_modules_new(cm);
 	return rc;
@@ -692,6 +790,7 @@ cm_daemon_build(struct cm *cm)
 
 struct start_job {
 	struct cm_job job;
+	struct cm *cm;
 	uint64_t since;
 };
 
@@ -704,10 +803,11 @@ struct start_job {
 static void
 recover(struct cm_loop *loop, struct cm_job *job)
 {
-	struct cm *cm = cm_of_loop(loop);
-	struct start_job *sj = (struct start_job *)job;
-	int rc = ev_start(cm, sj->since);
+	struct start_job *sj = container_of(job, struct start_job, job);
+	struct cm *cm = sj->cm;
+	int rc = ev_start(cm->evs, sj->since);
 
+	(void)loop;
 	if (rc < 0)
 		log_err(LOG_EV, "cannot follow events: %s", strerror(-rc));
 	free(sj);
@@ -718,7 +818,7 @@ recover(struct cm_loop *loop, struct cm_job *job)
 		mut_resume(cm->mut);
 	}
 	if (!cm_stopping(&cm->loop) && cm->vc)
-		pin_restore(cm);
+		pin_restore(cm->pin);
 }
 
 int
@@ -736,6 +836,7 @@ cm_daemon_start(struct cm *cm)
 	if (!sj)
 		return -ENOMEM;
 	sj->job.run = recover;
+	sj->cm = cm;
 	sj->since = seq;
 	cm_post(&cm->loop, &sj->job);
 	return 0;
@@ -752,7 +853,7 @@ loop_modules_free(void *arg)
 {
 	struct cm *cm = arg;
 
-	ev_stop(cm);
+	ev_stop(cm->evs);
 	replay_stop(cm->replay);
 	conn_stop(cm->conn);
 	http_free(cm->http);
@@ -763,8 +864,10 @@ loop_modules_free(void *arg)
 	cm->acc = NULL;
 	mfetch_free(cm->mf);
 	cm->mf = NULL;
-	pin_free(cm);
-	ev_free(cm);
+	pin_free(cm->pin);
+	cm->pin = NULL;
+	ev_free(cm->evs);
+	cm->evs = NULL;
 }
 
 void

@@ -29,6 +29,7 @@ struct mcache {
 	struct cm_loop *loop;  /* its kernel ops */
 	struct cm_stats *st;
 	struct mcache_hooks hooks; /* never changed after mcache_new() */
+	_Atomic uint64_t next_dv;  /* mcache_local_dv(); 0: not seeded */
 };
 
 struct mcache *
@@ -45,6 +46,7 @@ mcache_new(struct ino_table *ino, struct vc *vc, struct cs_store *cs,
 	mc->cs = cs;
 	mc->loop = loop;
 	mc->st = st;
+	atomic_init(&mc->next_dv, 0);
 	if (hooks)
 		mc->hooks = *hooks;
 	return mc;
@@ -456,19 +458,18 @@ mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
 /* --- disconnected edits --- */
 
 uint64_t
-mcache_local_dv(void)
+mcache_local_dv(struct mcache *mc)
 {
-	static _Atomic uint64_t next;
-	uint64_t v = atomic_load(&next);
+	uint64_t v = atomic_load(&mc->next_dv);
 
 	if (!v) {
 		/* Unique across restarts: milliseconds since the epoch. */
 		uint64_t seed = CM_DV_LOCAL |
 				((uint64_t)util_wall_ns() / 1000000) << 16;
 
-		atomic_compare_exchange_strong(&next, &v, seed);
+		atomic_compare_exchange_strong(&mc->next_dv, &v, seed);
 	}
-	return atomic_fetch_add(&next, 1) | CM_DV_LOCAL;
+	return atomic_fetch_add(&mc->next_dv, 1) | CM_DV_LOCAL;
 }
 
 void
@@ -494,7 +495,7 @@ mcache_offline_dir(struct mcache *mc, const struct fid *dir, const char *del,
 		vc_dir_put(old);
 		return rc;
 	}
-	a.dv = mcache_local_dv();
+	a.dv = mcache_local_dv(mc);
 	a.mtime_ns = a.ctime_ns = util_wall_ns();
 	if (nlink_delta < 0 && a.nlink > 2)
 		a.nlink--;

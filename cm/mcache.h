@@ -153,7 +153,7 @@ bool mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
  * -ENOENT when the listing is not cached (nothing changed).
  * mcache_offline_newdir(): an empty listing for a directory made offline.
  */
-uint64_t mcache_local_dv(void);
+uint64_t mcache_local_dv(struct mcache *mc);
 void mcache_offline_attr(struct mcache *mc, const struct proto_attr *a);
 int mcache_offline_dir(struct mcache *mc, const struct fid *dir,
 		       const char *del, const char *add,

@@ -68,9 +68,9 @@ cm_level() {
 	mcache.[ch]) echo 2 ;; # cached attributes and listings, kernel hooks
 	mfetch.[ch] | access.[ch]) echo 3 ;; # metadata fetches; rights
 	local.[ch]) echo 3 ;; # applying an op to the caches, no server
-	fetch.[ch] | mut.[ch]) echo 4 ;;
+	fetch.[ch] | events.[ch] | mut.[ch]) echo 4 ;;
 	wb.[ch] | wb_i.h | wb_store.c | conflict.[ch] | pin.[ch]) echo 5 ;;
-	replay.[ch] | events.[ch]) echo 6 ;;
+	replay.[ch]) echo 6 ;;
 	fuse_i.h | fuse_ops.[ch] | fuse_mut.c | fuse_common.c | cm_ctl.[ch] | ctl_i.h | \
 		ctl_*.c) echo 7 ;;
 	daemon.[ch] | cairnd.c) echo 8 ;;
