@@ -19,7 +19,7 @@
 
 #include "chunkstore/cs.h"
 #include "cm/access.h"
-#include "cm/cm.h"
+#include "cm/daemon_i.h"
 #include "cm/cm_ctl.h"
 #include "cm/conn.h"
 #include "cm/daemon.h"
