@@ -28,7 +28,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#include "cm/cm.h"
+#include "cm/daemon_i.h"
 #include "cm/daemon.h"
 #include "cm/fuse_ops.h"
 #include "common/log.h"

@@ -19,7 +19,7 @@
 
 #include "chunkstore/cs.h"
 #include "cm/access.h"
-#include "cm/cm.h"
+#include "cm/daemon_i.h"
 #include "cm/cm_ctl.h"
 #include "cm/conn.h"
 #include "cm/daemon.h"
@@ -885,12 +885,8 @@ cm_daemon_close(struct cm *cm)
 	cm_stats_format(cm, stats, sizeof(stats));
 	for (char *l = strtok(stats, "\n"); l; l = strtok(NULL, "\n"))
 		log_info(LOG_MAIN, "stat %s", l);
-	fetch_free(cm->fetch);
-	cm->fetch = NULL;
-	mcache_free(cm->mc);
-	cm->mc = NULL;
-	ino_free(cm->ino);
-	cm->ino = NULL;
+	/* What FUSE threads used until the session was gone, in the
+	 * reverse of the order loop_modules_new() built it. */
 	replay_free(cm->replay);
 	cm->replay = NULL;
 	local_free(cm->local);
@@ -899,6 +895,12 @@ cm_daemon_close(struct cm *cm)
 	cm->wb = NULL;
 	mut_free(cm->mut);
 	cm->mut = NULL;
+	fetch_free(cm->fetch);
+	cm->fetch = NULL;
+	mcache_free(cm->mc);
+	cm->mc = NULL;
+	ino_free(cm->ino);
+	cm->ino = NULL;
 	/* last of the loop's modules: FUSE threads read the mode until the
 	 * session is gone */
 	conn_free(cm->conn);

@@ -11,7 +11,7 @@
 #define FUSE_USE_VERSION 35
 #include <fuse_lowlevel.h>
 
-#include "cm/cm.h"
+struct cm_loop;
 
 /* The operation table; the session's userdata must be the struct cm *. */
 extern const struct fuse_lowlevel_ops fops_ops;

@@ -71,9 +71,8 @@ mcache_inval_inode(struct mcache *mc, uint64_t ino, int64_t off, int64_t len)
 	k->inval_inode(k->arg, ino, off, len);
 }
 
-void
-mcache_inval_entry(struct mcache *mc, uint64_t parent, const char *name,
-		   size_t len)
+static void
+inval_entry(struct mcache *mc, uint64_t parent, const char *name, size_t len)
 {
 	const struct cm_kernel_ops *k = &mc->loop->kops;
 
@@ -319,15 +318,14 @@ diff_entries(struct mcache *mc, uint64_t ino, const struct vc_dir *old,
 				c = (int)a->namelen - (int)b->namelen;
 		}
 		if (c < 0) {
-			mcache_inval_entry(mc, ino, a->name, a->namelen);
+			inval_entry(mc, ino, a->name, a->namelen);
 			i++;
 		} else if (c > 0) {
-			mcache_inval_entry(mc, ino, b->name, b->namelen);
+			inval_entry(mc, ino, b->name, b->namelen);
 			j++;
 		} else {
 			if (!fid_eq(&a->fid, &b->fid))
-				mcache_inval_entry(mc, ino, a->name,
-						   a->namelen);
+				inval_entry(mc, ino, a->name, a->namelen);
 			i++;
 			j++;
 		}

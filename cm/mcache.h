@@ -85,11 +85,11 @@ int mcache_attr(struct mcache *mc, const struct fid *fid,
  */
 int mcache_dir(struct mcache *mc, const struct fid *fid, struct vc_dir **out);
 
-/* Loop thread: tell the kernel (counted as invalidations). */
+/* Loop thread: tell the kernel to drop the attributes (@off < 0) or the
+ * attributes and pages from @off (@len 0: to the end) of inode @ino
+ * (counted as an invalidation; nothing for @ino 0). */
 void mcache_inval_inode(struct mcache *mc, uint64_t ino, int64_t off,
 			int64_t len);
-void mcache_inval_entry(struct mcache *mc, uint64_t parent, const char *name,
-			size_t len);
 
 /*
  * Loop thread: a fresh attribute from the server. Compare with what we

@@ -36,7 +36,7 @@
 #include <event2/thread.h>
 
 #include "chunkstore/cs.h"
-#include "cm/cm.h"
+#include "cm/daemon_i.h"
 #include "cm/http.h"
 #include "cm/inode.h"
 #include "cm/mcache.h"
