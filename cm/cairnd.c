@@ -5,7 +5,7 @@
  * finding it in the cache when the server is away, the modules, recovery).
  *
  * It holds no policy of its own: the read path lives in fetch.c and
- * meta.c, the FUSE handlers in fuse_ops.c.
+ * mcache.c and mfetch.c, the FUSE handlers in fuse_ops.c.
  */
 #include "config.h"
 
@@ -33,7 +33,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-#include "cm/cm.h"
+#include "cm/daemon_i.h"
 #include "cm/daemon.h"
 #include "cm/events.h"
 #include "cm/fuse_ops.h"
@@ -509,11 +509,13 @@ notify(const char *state)
 }
 
 static void
-restart_events(struct cm *cm, struct cm_job *job)
+restart_events(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
+
 	free(job);
-	if (!cm_stopping(cm))
-		ev_restart(cm);
+	if (!cm_stopping(loop))
+		ev_restart(cm->evs);
 }
 
 /* Settings that take effect at once on SIGHUP; the others are kept and
@@ -610,7 +612,7 @@ reload(struct sigctl *sc)
 		tok = NULL;
 		if (job) {
 			job->run = restart_events;
-			cm_post(cm, job);
+			cm_post(&cm->loop, job);
 		}
 	}
 	if (tok) {
@@ -729,7 +731,7 @@ static void
 report_left(struct cm *cm)
 {
 	struct rlog_stats st = {0};
-	uint64_t files = wb_dirty_files(cm);
+	uint64_t files = wb_dirty_files(cm->wb);
 
 	if (cm->rlog)
 		rlog_stats(cm->rlog, &st);
@@ -754,6 +756,7 @@ main(int argc, char **argv)
 	struct cm cm;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se = NULL;
+	struct fops_notifier *nt = NULL;
 	struct fuse_loop_config lc = {0};
 	char *opts = NULL;
 	static struct sigctl sc;
@@ -859,7 +862,8 @@ main(int argc, char **argv)
 	if (cm_daemon_build(&cm) < 0)
 		goto out;
 	built = true;
-	rc = fops_notifier_start(&cm, se);
+	nt = fops_notifier_start(&cm.loop, se);
+	rc = nt ? 0 : -errno;
 	if (rc == 0)
 		rc = cm_daemon_start(&cm);
 	if (rc == 0 && signals_start(&sc, se, &cm, &cl) != 0)
@@ -884,7 +888,7 @@ main(int argc, char **argv)
 out:
 	signals_stop(&sc);
 	cm_daemon_stop(&cm);
-	fops_notifier_stop(&cm);
+	fops_notifier_stop(nt);
 	if (built)
 		report_left(&cm);
 	if (mounted)

@@ -14,7 +14,7 @@
 
 #include <jansson.h>
 
-#include "cm/cm.h"
+#include "cm/daemon_i.h"
 #include "cm/ctl.h"
 
 struct resolve;

@@ -24,7 +24,7 @@
 #include <jansson.h>
 
 #include "chunkstore/cs.h"
-#include "cm/cm.h"
+#include "cm/daemon_i.h"
 #include "cm/cm_ctl.h"
 #include "cm/ctl.h"
 #include "cm/ctl_i.h"
@@ -186,7 +186,7 @@ metrics_text(struct cm *cm, size_t *len)
 	      cs.dirty_bytes);
 	gauge(&b, &vl, "cairnd_dirty_files",
 	      "Files with changes not stored on the server yet.",
-	      cm->wb ? wb_dirty_files(cm) : 0);
+	      cm->wb ? wb_dirty_files(cm->wb) : 0);
 	counter(&b, &vl, "cairnd_cache_evictions_total",
 		"Chunks evicted from the cache.", cs.evictions);
 	gauge(&b, &vl, "cairnd_inodes", "Inodes the kernel knows.",
@@ -325,7 +325,7 @@ cm_metrics_listen_start(struct cm *cm)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->http = evhttp_new(cm->base);
+	s->http = evhttp_new(cm->loop.base);
 	if (!s->http) {
 		free(s);
 		return -ENOMEM;
