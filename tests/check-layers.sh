@@ -76,7 +76,7 @@ cm_level() {
 	replay.[ch]) echo 6 ;;
 	# struct cm (daemon_i.h) is level 7: only the front ends, daemon.c
 	# and cairnd.c see it.
-	daemon_i.h | fuse_i.h | fuse_ops.[ch] | fuse_mut.c | fuse_common.c | \
+	daemon_i.[ch] | fuse_i.h | fuse_ops.[ch] | fuse_mut.c | fuse_common.c | \
 		cm_ctl.[ch] | ctl_i.h | ctl_*.c) echo 7 ;;
 	daemon.[ch] | cairnd.c) echo 8 ;;
 	esac
@@ -92,6 +92,7 @@ cm_own() {
 	fuse_ops.c | fuse_mut.c | fuse_common.c) echo fuse_ops.h fuse_i.h daemon_i.h ;;
 	ctl_i.h) echo daemon_i.h ;;
 	cm_ctl.c | ctl_*.c) echo cm_ctl.h ctl_i.h daemon_i.h ;;
+	daemon_i.c) echo daemon_i.h ;;
 	cairnd.c) echo daemon.h ;;
 	rlog.c | rlog_*.c) echo rlog.h rlog_i.h ;;
 	rlog_i.h) echo rlog.h ;;
