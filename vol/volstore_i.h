@@ -71,6 +71,9 @@ struct vs_vol {
 	uint8_t rootoid[16];
 	uint64_t staged;    /* bytes in stage/ (chunk files) */
 	uint64_t stage_max; /* 0 = only the quota */
+	struct vs_undo *undo; /* vs_batch.c: records what kv_put/kv_del
+				 change, so one op of a group can be
+				 rolled back; NULL = not recording */
 };
 
 struct obj {
@@ -164,18 +167,35 @@ kv_get(struct vs_vol *v, const void *k, size_t klen, uint8_t **val,
 	return tdbw_fetch(v->tdb, k, klen, val, vlen);
 }
 
+/* vs_batch.c: save the value of @k before it changes (v->undo set). */
+int undo_save(struct vs_vol *v, const void *k, size_t klen);
+
+/* Every write of the volume store goes through kv_put() and kv_del(), so
+ * that vs_batch.c can undo one op inside a shared transaction. */
 static inline int
 kv_put(struct vs_vol *v, const void *k, size_t klen, const void *val,
        size_t vlen)
 {
+	if (v->undo) {
+		int rc = undo_save(v, k, klen);
+
+		if (rc)
+			return rc;
+	}
 	return tdbw_store(v->tdb, k, klen, val, vlen, TDB_REPLACE);
 }
 
 static inline int
 kv_del(struct vs_vol *v, const void *k, size_t klen)
 {
-	int rc = tdbw_delete(v->tdb, k, klen);
+	int rc;
 
+	if (v->undo) {
+		rc = undo_save(v, k, klen);
+		if (rc)
+			return rc;
+	}
+	rc = tdbw_delete(v->tdb, k, klen);
 	return rc == -ENOENT ? 0 : rc;
 }
 
@@ -231,8 +251,19 @@ int fail(struct txn *t, int err, const char *msg);
 int do_op(struct txn *t, const struct proto_op *op);
 
 /* vs_txn.c */
+/* A struct txn without a tdb transaction (vs_batch.c shares one). */
+void txn_init(struct txn *t, struct vs_vol *v, bool events);
 int txn_start(struct txn *t, struct vs_vol *v, bool events);
+/* Remove the new data file of an op that will not be committed. */
+void txn_discard(struct txn *t);
 void txn_abort(struct txn *t);
 int txn_commit(struct txn *t);
+/* What follows a commit: old data files and used staging removed. */
+void txn_after_commit(struct txn *t);
+int append_events(struct txn *t);
+int opid_lookup(struct vs_vol *v, const uint8_t opid[16],
+		struct vs_reply *rep);
+int opid_record(struct txn *t, const uint8_t opid[16], int status,
+		const char *body, size_t blen);
 
 #endif /* CAIRN_VOLSTORE_I_H */

@@ -522,6 +522,11 @@ vs_stage_put(struct vs_vol *v, const struct fid *fid, const uint8_t txid[16],
 	if (chunk >= VS_FILE_MAX / cs)
 		return -EFBIG;
 	rc = obj_get_fid(v, fid, &o);
+	/* A FID of this volume that no object has yet is one the client
+	 * will create with this data, in the batch that stores it
+	 * (protocol version 3). */
+	if (rc == -ENOENT && fid->vol == v->id && !fid_is_null(fid))
+		goto staged;
 	if (rc)
 		return rc;
 	if (o.r.type != PROTO_T_FILE) {
@@ -530,6 +535,7 @@ vs_stage_put(struct vs_vol *v, const struct fid *fid, const uint8_t txid[16],
 		return rc;
 	}
 	obj_release(&o);
+staged:
 	stage_names(dir, sizeof(dir), file, sizeof(file), txid, fid->oid, cs,
 		    chunk);
 	/* Staged bytes are disk the volume uses: they count against its
