@@ -126,7 +126,7 @@ def main():
             for b in range(nb):
                 ops = [create(d, "b%d-%d" % (b, i)) for i in range(bs)]
                 st, body = post(c, "batch", {"ops": ops})
-                if st == 404:
+                if st in (404, 413):
                     return False
                 if st != 200 or any(r["status"] != 200 for r in
                                     json.loads(body)["results"]):
