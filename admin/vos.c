@@ -1164,12 +1164,9 @@ static int
 export_file(struct exp *ex, int dfd, const char *name, const char *path,
 	    const struct proto_attr *a, struct stat *st)
 {
-	uint64_t size, cur;
-	int in = -1, out, rc;
+	uint64_t size = 0, cur;
+	int out, rc;
 
-	rc = vs_data_open(ex->v, &a->fid, a->dv, &in, &size, &cur);
-	if (rc)
-		return report(rc, "cannot read the data of '%s'", path);
 	out = openat(dfd, name,
 		     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		     0600);
@@ -1177,9 +1174,13 @@ export_file(struct exp *ex, int dfd, const char *name, const char *path,
 		rc = -errno;
 		goto out;
 	}
-	if (in >= 0)
-		rc = vs_copy_sparse(in, out, size);
-	if (!rc && ftruncate(out, (off_t)size) < 0)
+	rc = vs_data_copy(ex->v, &a->fid, a->dv, out, &size, &cur);
+	if (rc) {
+		close(out);
+		unlinkat(dfd, name, 0);
+		return report(rc, "cannot read the data of '%s'", path);
+	}
+	if (ftruncate(out, (off_t)size) < 0)
 		rc = -errno;
 	if (!rc && fstat(out, st) < 0)
 		rc = -errno;
@@ -1187,14 +1188,10 @@ export_file(struct exp *ex, int dfd, const char *name, const char *path,
 		rc = export_meta(ex, dfd, name, out, path, a);
 		if (close(out) < 0 && !rc)
 			rc = -errno;
-		if (in >= 0)
-			close(in);
 		return rc;
 	}
 	close(out);
 out:
-	if (in >= 0)
-		close(in);
 	if (rc)
 		fail(rc, "cannot write '%s'", path);
 	return rc;

@@ -85,6 +85,13 @@ vrec_get(struct vs_vol *v, struct vrec *vr)
 
 	if (rc)
 		return rc == -ENOENT ? -EINVAL : rc;
+	memset(vr, 0, sizeof(*vr));
+	if (len == VREC_V1_SIZE && len >= 4 &&
+	    *(const uint32_t *)(const void *)val == VREC_MAGIC_V1) {
+		/* Format 1: vrec_get_v1() and data_convert() read it. */
+		free(val);
+		return -EPROTO;
+	}
 	if (len != sizeof(*vr)) {
 		free(val);
 		return -EINVAL;
@@ -92,6 +99,28 @@ vrec_get(struct vs_vol *v, struct vrec *vr)
 	memcpy(vr, val, sizeof(*vr));
 	free(val);
 	if (vr->magic != VREC_MAGIC)
+		return -EINVAL;
+	vr->name[sizeof(vr->name) - 1] = 0;
+	return 0;
+}
+
+int
+vrec_get_v1(struct vs_vol *v, struct vrec *vr)
+{
+	uint8_t *val;
+	size_t len;
+	int rc = kv_get(v, "V", 1, &val, &len);
+
+	if (rc)
+		return rc == -ENOENT ? -EINVAL : rc;
+	memset(vr, 0, sizeof(*vr));
+	if (len != VREC_V1_SIZE) {
+		free(val);
+		return -EINVAL;
+	}
+	memcpy(vr, val, len);
+	free(val);
+	if (vr->magic != VREC_MAGIC_V1)
 		return -EINVAL;
 	vr->name[sizeof(vr->name) - 1] = 0;
 	return 0;

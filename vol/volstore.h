@@ -38,6 +38,14 @@
 #define VS_STAGE_AGE_S (24 * 3600) /* uncommitted staging is removed after */
 #define VS_MAX_EVENTS 6		 /* events one mutation can produce */
 #define VS_FILE_MAX (1ull << 44) /* largest file size (16 TiB) */
+/* Server chunk size: a file's data is one chunk object per chunk of this
+ * size (doc/vol-format.md). A power of two; the volume record keeps it. */
+#define VS_CHUNK_MIN (64u * 1024)
+#define VS_CHUNK_MAX (4u * 1024 * 1024)
+#define VS_CHUNK_DEFAULT (256u * 1024)
+/* Extents vs_data_open() may return for a range of at most
+ * PROTO_CHUNK_MAX bytes: two per server chunk (bytes, then zeros). */
+#define VS_EXTENTS_MAX (2 * (PROTO_CHUNK_MAX / VS_CHUNK_MIN) + 2)
 
 struct vs_root;
 struct vs_vol;
@@ -157,6 +165,7 @@ struct vs_volinfo {
 	uint64_t files_used, files_limit;
 	uint64_t dv_max; /* highest data version ever given out */
 	int64_t created_ns;
+	uint32_t chunk_size; /* server chunk size */
 	bool public; /* vs_vol_public(); false if it cannot be read */
 };
 int vs_vol_info(struct vs_vol *v, struct vs_volinfo *out);
@@ -217,16 +226,37 @@ int vs_readlink(struct vs_vol *v, const struct fid *fid, char **target);
 int vs_xattrs(struct vs_vol *v, const struct fid *fid, uint64_t *dv,
 	      struct proto_xattr **x, size_t *n);
 
+/* One piece of a range of file data: @len bytes at @off of the open
+ * chunk object @fd, or @len zeros when @fd is -1. */
+struct vs_extent {
+	int fd;
+	uint64_t off, len;
+};
+
 /*
- * Open the data of file @fid at data version @dv for reading. *fd is -1
- * when the file has no bytes on disk (size 0 or all holes): read zeros.
- * Otherwise the caller closes *fd; the file behind it never changes (a
- * new DV is a new file), even after the DV stops being current.
- * @return 0 with *fd and *size; -ESTALE with *cur_dv if @dv is not
- * current; -ENOENT; -EISDIR / -EINVAL for a directory / other type.
+ * Open the bytes [@off, @off + @len) of file @fid at data version @dv for
+ * reading (@len at most PROTO_CHUNK_MAX), clipped at the file's size:
+ * @ext receives *n extents (at most VS_EXTENTS_MAX) that together hold
+ * the range in order. The caller closes every ext[i].fd >= 0. The chunk
+ * objects behind the fds never change, even after @dv stops being current
+ * (a new DV writes new objects), so they may be read later without the
+ * volume's lock. *n is 0 when @off is at or past the end.
+ * @return 0 with *size (the file's size); -ESTALE with *cur_dv if @dv is
+ * not current; -ENOENT; -EISDIR / -EINVAL for a directory / other type;
+ * -EUCLEAN for a chunk object the map names but the disk lacks.
  */
 int vs_data_open(struct vs_vol *v, const struct fid *fid, uint64_t dv,
-		 int *fd, uint64_t *size, uint64_t *cur_dv);
+		 uint64_t off, uint64_t len, struct vs_extent *ext, size_t *n,
+		 uint64_t *size, uint64_t *cur_dv);
+
+/*
+ * Copy the whole data of file @fid at data version @dv into @out at the
+ * same offsets (holes stay holes; @out is not truncated or extended past
+ * the last stored byte). Used by vos export. @return 0, -ESTALE with
+ * *cur_dv, -ENOENT, -errno.
+ */
+int vs_data_copy(struct vs_vol *v, const struct fid *fid, uint64_t dv,
+		 int out, uint64_t *size, uint64_t *cur_dv);
 
 /* Events with seq >= @from, oldest first, at most @max, from the volume's
  * persistent ring. @return 0 and *n. */

@@ -451,6 +451,7 @@ vs_vol_create(struct vs_root *r, const char *name, uint64_t bytes_limit,
 	v.root = r;
 	memset(&vr, 0, sizeof(vr));
 	vr.magic = VREC_MAGIC;
+	vr.chunk_size = VS_CHUNK_DEFAULT;
 	vr.id = id;
 	vr.bytes_limit = bytes_limit;
 	vr.files_limit = files_limit;
@@ -665,11 +666,35 @@ vs_vol_open(struct vs_root *r, const char *name, int flags,
 		goto fail;
 	}
 	rc = vrec_get(v, &vr);
+	if (rc == -EPROTO && (flags & VS_RDONLY)) {
+		log_err(LOG_VOL, "volume '%s' is in the old format 1: run "
+			"'vos upgrade %s' (or let cairn-vold open it) to "
+			"convert it", name, name);
+		goto fail;
+	}
+	if (rc == -EPROTO) {
+		rc = data_convert(v);
+		if (!rc)
+			rc = vrec_get(v, &vr);
+		if (rc) {
+			log_err(LOG_VOL, "cannot convert volume '%s' to "
+				"format 2: %s", name, strerror(-rc));
+			goto fail;
+		}
+	}
 	if (rc) {
 		log_err(LOG_VOL, "cannot read volume record of '%s': %s", name,
 			strerror(-rc));
 		goto fail;
 	}
+	if (vr.chunk_size < VS_CHUNK_MIN || vr.chunk_size > VS_CHUNK_MAX ||
+	    (vr.chunk_size & (vr.chunk_size - 1))) {
+		log_err(LOG_VOL, "volume '%s': bad chunk size %u", name,
+			vr.chunk_size);
+		rc = -EUCLEAN;
+		goto fail;
+	}
+	v->cs = vr.chunk_size;
 	v->id = vr.id;
 	memcpy(v->rootoid, vr.root, 16);
 	/* Volumes made before tokens were bound to the id have no token
@@ -729,6 +754,7 @@ vs_vol_info(struct vs_vol *v, struct vs_volinfo *out)
 	out->files_limit = vr.files_limit;
 	out->dv_max = vr.dv_max;
 	out->created_ns = vr.created;
+	out->chunk_size = vr.chunk_size;
 	/* A damaged flag record must not make the volume unusable: it
 	 * reads as private (vs_vol_public() says why). */
 	vs_vol_public(v, &out->public);
