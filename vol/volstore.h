@@ -151,6 +151,10 @@ int vs_vol_meta_path(const struct vs_root *r, const char *name, char *buf,
  * another process would lose its new file). @return 0 and *out, -ENOENT,
  * -EINVAL (bad name or a volume record that does not decode), -EUCLEAN
  * (meta.tdb is damaged, as common/tdbw.h defines it), -errno.
+ * A volume of the old format 1 (one data file per DV) is converted to
+ * format 2 here, in one transaction, unless VS_RDONLY: then metadata
+ * reads work and data reads fail with -EPROTO (vs_volinfo.chunk_size is
+ * 0) until a writer converts it ('vos upgrade').
  */
 int vs_vol_open(struct vs_root *r, const char *name, int flags,
 		struct vs_vol **out);
@@ -165,7 +169,7 @@ struct vs_volinfo {
 	uint64_t files_used, files_limit;
 	uint64_t dv_max; /* highest data version ever given out */
 	int64_t created_ns;
-	uint32_t chunk_size; /* server chunk size */
+	uint32_t chunk_size; /* server chunk size; 0: format 1 (read-only) */
 	bool public; /* vs_vol_public(); false if it cannot be read */
 };
 int vs_vol_info(struct vs_vol *v, struct vs_volinfo *out);

@@ -97,7 +97,8 @@ struct vs_vol {
 	uint8_t rootoid[16];
 	uint64_t staged;    /* bytes in stage/ (chunk files) */
 	uint64_t stage_max; /* 0 = only the quota */
-	uint32_t cs;	    /* server chunk size (the volume record's) */
+	uint32_t cs;	    /* server chunk size; 0: format 1, read-only */
+	bool v1_said;	    /* format 1: the refusal was logged */
 };
 
 struct obj {

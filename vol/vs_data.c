@@ -546,6 +546,20 @@ cleanup_stage_tmp(struct vs_vol *v)
 		stage_walk(fd, stage_tmp_drop, NULL);
 }
 
+/* Data reads of a format 1 volume opened read-only: refused, once with
+ * the command that converts it. */
+static int
+data_v1_refuse(struct vs_vol *v)
+{
+	if (!v->v1_said) {
+		log_err(LOG_VOL, "volume '%s' is in the old format 1: run "
+			"'vos upgrade %s' (or let cairn-vold open it) to "
+			"convert it", v->name, v->name);
+		v->v1_said = true;
+	}
+	return -EPROTO;
+}
+
 /* Append an extent to @ext (merging runs of zeros). */
 static void
 ext_add(struct vs_extent *ext, size_t *n, int fd, uint64_t off, uint64_t len)
@@ -577,6 +591,10 @@ vs_data_open(struct vs_vol *v, const struct fid *fid, uint64_t dv,
 	*n = 0;
 	if (rc)
 		return rc;
+	if (!v->cs) {
+		rc = data_v1_refuse(v);
+		goto out;
+	}
 	*cur_dv = o.r.dv;
 	*size = o.r.size;
 	if (o.r.type != PROTO_T_FILE) {
@@ -684,6 +702,10 @@ vs_data_copy(struct vs_vol *v, const struct fid *fid, uint64_t dv, int out,
 
 	if (rc)
 		return rc;
+	if (!v->cs) {
+		rc = data_v1_refuse(v);
+		goto out;
+	}
 	*cur_dv = o.r.dv;
 	*size = o.r.size;
 	if (o.r.type != PROTO_T_FILE) {

@@ -667,10 +667,13 @@ vs_vol_open(struct vs_root *r, const char *name, int flags,
 	}
 	rc = vrec_get(v, &vr);
 	if (rc == -EPROTO && (flags & VS_RDONLY)) {
-		log_err(LOG_VOL, "volume '%s' is in the old format 1: run "
-			"'vos upgrade %s' (or let cairn-vold open it) to "
-			"convert it", name, name);
-		goto fail;
+		/* Format 1 read-only: metadata reads work, data reads are
+		 * refused (v->cs stays 0) until a writer converts it. */
+		rc = vrec_get_v1(v, &vr);
+		if (rc)
+			goto fail;
+		vr.chunk_size = 0;
+		goto opened;
 	}
 	if (rc == -EPROTO) {
 		rc = data_convert(v);
@@ -695,6 +698,7 @@ vs_vol_open(struct vs_root *r, const char *name, int flags,
 		goto fail;
 	}
 	v->cs = vr.chunk_size;
+opened:
 	v->id = vr.id;
 	memcpy(v->rootoid, vr.root, 16);
 	/* Volumes made before tokens were bound to the id have no token
@@ -738,7 +742,7 @@ int
 vs_vol_info(struct vs_vol *v, struct vs_volinfo *out)
 {
 	struct vrec vr;
-	int rc = vrec_get(v, &vr);
+	int rc = (v->cs ? vrec_get(v, &vr) : vrec_get_v1(v, &vr));
 
 	memset(out, 0, sizeof(*out));
 	if (rc)
