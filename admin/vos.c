@@ -1504,7 +1504,14 @@ cmd_export(int argc, char **argv)
 	rc = open_root(false, &r);
 	if (rc)
 		goto out;
-	rc = vs_vol_open(r, name, VS_RDONLY, &ex.v);
+	/* A snapshot: one consistent instant of a volume cairn-vold may be
+	 * changing all along (vs_vol_open()). */
+	rc = vs_vol_open(r, name, VS_RDONLY | VS_SNAPSHOT, &ex.v);
+	if (rc == -EPROTO) {
+		fprintf(stderr, "vos: volume '%s' is in the old format 1: run "
+			"'vos upgrade %s' first\n", esc(name), esc(name));
+		goto out;
+	}
 	if (rc) {
 		fail(rc, "cannot open volume '%s'", name);
 		goto out;

@@ -182,6 +182,9 @@ struct vvol {
 	struct vs_vol *vs;	/* protected by lock */
 	dev_t dev;		/* protected by lock (set at open) */
 	ino_t ino;		/* protected by lock (set at open) */
+	/* The id of the volume the handle opened (0: not yet); set by a
+	 * worker at open, read by the loop: atomic. */
+	uint32_t vid;
 
 	pthread_mutex_t evlock;
 	struct proto_event *ring;	/* protected by evlock */
@@ -483,6 +486,7 @@ vvol_open_locked(struct vvol *vol)
 		vol->dev = st.st_dev;
 		vol->ino = st.st_ino;
 	}
+	__atomic_store_n(&vol->vid, vi.id, __ATOMIC_RELEASE);
 	from = vi.event_seq >= VS_EVENT_RING ? vi.event_seq - VS_EVENT_RING + 1
 					     : 1;
 	evs = malloc(VS_EVENT_RING * sizeof(*evs));
@@ -1140,6 +1144,15 @@ run_locked(struct rjob *r)
 		rc = vs_vol_public(vs, &r->pub);
 		break;
 	}
+	/* vos remove marks a volume before it deletes it: from then on every
+	 * change is refused, and the volume is dropped (job_done) so the
+	 * next request finds what has the name now. */
+	if (rc == -ENOENT && (r->kind == J_OP || r->kind == J_STAGE)) {
+		struct vs_volinfo vi;
+
+		if (vs_vol_info(vs, &vi) == -ENOENT)
+			r->msg = "no such volume";
+	}
 	if (rc)
 		r->err = -rc;
 }
@@ -1611,6 +1624,14 @@ token_judge(struct vold *vd, const char *auth, size_t auth_len,
 	if (!vv)
 		return TV_IO;
 	rc = vvol_tokstate(vd, vv);
+	/* The name holds another volume than the one we have open (vos
+	 * removed and made it again within the second on_tick() takes to
+	 * notice): forget ours, so this request opens the new one. */
+	if (rc == 0 && __atomic_load_n(&vv->vid, __ATOMIC_ACQUIRE) &&
+	    __atomic_load_n(&vv->vid, __ATOMIC_ACQUIRE) != vv->ts.id) {
+		log_info(LOG_VOL, "volume '%s' was made again", vv->name);
+		vvol_unlist(vv);
+	}
 	if (rc == 0)
 		rc = token_allows(&t, vol, vv->ts.id, vv->ts.epoch, need_rw);
 	vvol_put(vv);

@@ -86,6 +86,11 @@ vrec_get(struct vs_vol *v, struct vrec *vr)
 	if (rc)
 		return rc == -ENOENT ? -EINVAL : rc;
 	memset(vr, 0, sizeof(*vr));
+	if (len >= 4 &&
+	    *(const uint32_t *)(const void *)val == VREC_MAGIC_GONE) {
+		free(val);
+		return -ENOENT; /* vos remove is deleting it */
+	}
 	if (len == VREC_V1_SIZE && len >= 4 &&
 	    *(const uint32_t *)(const void *)val == VREC_MAGIC_V1) {
 		/* Format 1: vrec_get_v1() and data_convert() read it. */

@@ -56,6 +56,7 @@ enum {
 	VS_CLEANUP = 2, /* remove crash leftovers (only the serving process) */
 	VS_NOSYNC = 4,	/* no fsync (bulk import into an unpublished volume) */
 	VS_STAGED = 8,	/* the volume made by vs_vol_create(VS_STAGED) */
+	VS_SNAPSHOT = 16, /* a read-only snapshot of one instant (vos export) */
 };
 
 /*
@@ -131,8 +132,12 @@ int vs_vol_create(struct vs_root *r, const char *name, uint64_t bytes_limit,
  * @return 0, -EEXIST if a volume of that name appeared meanwhile. */
 int vs_vol_publish(struct vs_root *r, const char *name);
 
-/* Remove volume @name (or its staged copy with VS_STAGED): renamed away
- * first, so it disappears atomically, then deleted. @return 0, -ENOENT. */
+/* Remove volume @name (or its staged copy with VS_STAGED): first marked
+ * removed in a transaction of its own, which waits for a commit in flight
+ * in any process (tdb's transaction lock) and after which every mutation
+ * and staged chunk is refused with -ENOENT, so no change is acknowledged
+ * into a volume being removed; then renamed away, so it disappears
+ * atomically, then deleted. @return 0, -ENOENT. */
 int vs_vol_remove(struct vs_root *r, const char *name, int flags);
 
 /* Names of all published volumes, sorted. *names is a heap array of *n
@@ -151,6 +156,12 @@ int vs_vol_meta_path(const struct vs_root *r, const char *name, char *buf,
  * another process would lose its new file). @return 0 and *out, -ENOENT,
  * -EINVAL (bad name or a volume record that does not decode), -EUCLEAN
  * (meta.tdb is damaged, as common/tdbw.h defines it), -errno.
+ * With VS_SNAPSHOT (implies VS_RDONLY) the handle reads one instant of
+ * the volume however long it is used: its metadata is copied and its
+ * chunk objects hard-linked into a hidden directory while tdb's
+ * all-record read lock holds every commit off (O(metadata + chunks), no
+ * data copied), and vs_vol_close() removes the copy. Snapshots left by a
+ * process that died are removed by the next snapshot of that volume.
  * A volume of the old format 1 (one data file per DV) is converted to
  * format 2 here, in one transaction, unless VS_RDONLY: then metadata
  * reads work and data reads fail with -EPROTO (vs_volinfo.chunk_size is

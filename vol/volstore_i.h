@@ -17,6 +17,7 @@
 
 #define VREC_MAGIC_V1	0x43564f31u /* "CVO1": format 1, one file per DV */
 #define VREC_MAGIC	0x43564f32u /* "CVO2": format 2, chunk objects */
+#define VREC_MAGIC_GONE 0x43564f58u /* "CVOX": marked by vs_vol_remove() */
 #define OREC_MAGIC	0x434f4231u /* "COB1" */
 #define DIR_SPLIT	64 /* entries per bucket before the dir grows */
 #define DIR_BUCKETS_MAX (1u << 20)
@@ -89,7 +90,7 @@ struct vs_root {
 struct vs_vol {
 	struct vs_root *root;
 	char name[65];
-	char dirname[80];
+	char dirname[96];
 	int dirfd;
 	int flags;
 	struct tdb_context *tdb;
@@ -99,6 +100,7 @@ struct vs_vol {
 	uint64_t stage_max; /* 0 = only the quota */
 	uint32_t cs;	    /* server chunk size; 0: format 1, read-only */
 	bool v1_said;	    /* format 1: the refusal was logged */
+	bool snap;	    /* VS_SNAPSHOT: dirname is ours to remove */
 };
 
 struct obj {
