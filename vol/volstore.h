@@ -1,6 +1,7 @@
 /*
  * volstore.h - the volume storage of cairn: a server root holding volumes,
- * each a tdb of metadata plus one file per (object, data version).
+ * each a tdb of metadata (and of each file's chunk map) plus immutable
+ * chunk objects.
  *
  * Layer rule: this is a FUSE-free, HTTP-free library (vol/libvolstore.a).
  * It includes common/ only and is linked by cairn-vold and by admin/vos,
