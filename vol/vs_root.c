@@ -180,9 +180,12 @@ peek_id(struct vs_root *r, const char *dname)
 	if (!tdb)
 		return 0;
 	d = tdb_fetch(tdb, key);
-	if (d.dptr && d.dsize == sizeof(vr)) {
-		memcpy(&vr, d.dptr, sizeof(vr));
-		if (vr.magic == VREC_MAGIC)
+	/* Format 1 records are a prefix of format 2 ones. */
+	if (d.dptr && (d.dsize == sizeof(vr) || d.dsize == VREC_V1_SIZE)) {
+		memset(&vr, 0, sizeof(vr));
+		memcpy(&vr, d.dptr, d.dsize);
+		if (vr.magic == VREC_MAGIC || vr.magic == VREC_MAGIC_V1 ||
+		    vr.magic == VREC_MAGIC_GONE)
 			id = vr.id;
 	}
 	free(d.dptr);
