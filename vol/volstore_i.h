@@ -22,6 +22,9 @@
 #define DIR_SPLIT	64 /* entries per bucket before the dir grows */
 #define DIR_BUCKETS_MAX (1u << 20)
 #define HASH_SIZE	10007
+/* vs_vol_open() flag of the library's own: a format 1 volume is -EPROTO,
+ * not converted (the snapshot's read-write handle). */
+#define VS_NOCONVERT	0x100
 #define DPATH_MAX	96
 
 /* The volume record, key "V". Host byte order (doc/vol-format.md). */

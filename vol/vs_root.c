@@ -763,29 +763,38 @@ snap_link_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA val, void *arg)
 	return -1;
 }
 
-/* Copy @name in @from to @to (a new file). */
+/* Copy the open file @in to @name in @to (a new file). Through @in and
+ * not a new open of the same file: closing any fd of a file drops every
+ * fcntl lock this process holds on it, tdb's included. */
 static int
-snap_copy(int from, int to, const char *name)
+snap_copy(int in, int to, const char *name)
 {
-	int in = openat(from, name, O_RDONLY | O_CLOEXEC), out, rc = 0;
-	struct stat st;
+	char *buf = malloc(1u << 20);
+	off_t off = 0;
+	int out, rc = 0;
 
-	if (in < 0)
-		return -errno;
+	if (!buf)
+		return -ENOMEM;
 	out = openat(to, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (out < 0) {
 		rc = -errno;
-		close(in);
+		free(buf);
 		return rc;
 	}
-	if (fstat(in, &st) < 0)
-		rc = -errno;
-	else
-		rc = vs_copy_sparse(in, out, (uint64_t)st.st_size);
-	if (!rc && ftruncate(out, st.st_size) < 0)
-		rc = -errno;
-	close(in);
+	for (;;) {
+		ssize_t n = util_pread_all(in, buf, 1u << 20, off);
+
+		if (n <= 0) {
+			rc = (int)n;
+			break;
+		}
+		rc = util_pwrite_all(out, buf, (size_t)n, off);
+		if (rc)
+			break;
+		off += n;
+	}
 	close(out);
+	free(buf);
 	return rc;
 }
 
@@ -808,17 +817,11 @@ snap_make(struct vs_root *r, const char *name, char *dname, size_t dlen)
 	bool locked = false;
 	int rc;
 
-	/* Format 1 must be converted first; the probe is read-only so that
-	 * an export does not convert. */
-	rc = vs_vol_open(r, name, VS_RDONLY, &live);
-	if (!rc && !live->cs)
-		rc = -EPROTO;
-	vs_vol_close(live);
-	live = NULL;
-	/* Opened for writing though nothing is written: tdb does no
-	 * locking at all on a read-only handle. */
-	if (!rc)
-		rc = vs_vol_open(r, name, 0, &live);
+	/* Opened for writing though nothing is written: tdb does no locking
+	 * at all on a read-only handle (and a read-only open fails while a
+	 * commit is in flight: it cannot run recovery). A format 1 volume
+	 * is refused, not converted: an export must not change it. */
+	rc = vs_vol_open(r, name, VS_NOCONVERT, &live);
 	if (rc)
 		return rc;
 	snap_sweep(r, name);
@@ -840,7 +843,7 @@ snap_make(struct vs_root *r, const char *name, char *dname, size_t dlen)
 		goto out;
 	}
 	locked = true;
-	rc = snap_copy(live->dirfd, sl.sfd, "meta.tdb");
+	rc = snap_copy(tdb_fd(live->tdb), sl.sfd, "meta.tdb");
 	if (rc)
 		goto out;
 	/* tokens is only ever replaced by a rename: a link is a copy. */
@@ -924,6 +927,8 @@ vs_vol_open(struct vs_root *r, const char *name, int flags,
 		goto fail;
 	}
 	rc = vrec_get(v, &vr);
+	if (rc == -EPROTO && (flags & VS_NOCONVERT))
+		goto fail;
 	if (rc == -EPROTO && (flags & VS_RDONLY)) {
 		/* Format 1 read-only: metadata reads work, data reads are
 		 * refused (v->cs stays 0) until a writer converts it. */
