@@ -137,17 +137,35 @@ stage(const struct fid *f, const uint8_t txid[16], uint64_t chunk,
 static char *
 slurp(const struct fid *f, uint64_t *size)
 {
+	struct vs_extent ext[VS_EXTENTS_MAX];
 	struct proto_attr a;
-	uint64_t cur;
-	int fd = -1;
+	uint64_t cur, off = 0;
+	size_t n;
 	char *buf;
 
-	if (vs_getattr(vol, f, &a) || vs_data_open(vol, f, a.dv, &fd, size, &cur))
+	/* Read it the way cairn-vold does: ranges of extents, some at
+	 * offsets that do not fall on a chunk boundary. */
+	if (vs_getattr(vol, f, &a) ||
+	    vs_data_open(vol, f, a.dv, 0, 0, ext, &n, size, &cur))
 		return NULL;
 	buf = calloc(1, *size + 1);
-	if (fd >= 0) {
-		util_pread_all(fd, buf, *size, 0);
-		close(fd);
+	while (buf && off < *size) {
+		uint64_t len = off ? PROTO_CHUNK_MAX : 100000;
+
+		if (vs_data_open(vol, f, a.dv, off, len, ext, &n, size, &cur)) {
+			free(buf);
+			return NULL;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (ext[i].fd >= 0) {
+				util_pread_all(ext[i].fd, buf + off,
+					       ext[i].len, (off_t)ext[i].off);
+				close(ext[i].fd);
+			}
+			off += ext[i].len;
+		}
+		if (!n)
+			break;
 	}
 	return buf;
 }
@@ -581,7 +599,8 @@ test_store(void)
 	uint64_t chunks[3] = {0, 1, 3}, size, cur;
 	struct vs_reply rep;
 	char *data;
-	int fd;
+	struct vs_extent ext[VS_EXTENTS_MAX];
+	size_t next;
 	bool good = true;
 
 	mk(PROTO_OP_CREATE, &rootfid, "st", &f);
@@ -610,7 +629,8 @@ test_store(void)
 	free(rep.body);
 	chunks[2] = 3;
 	is_int(apply(&op, NULL, NULL), 200, "store three chunks");
-	is_int(vs_data_open(vol, &f, a.dv, &fd, &size, &cur), -ESTALE,
+	is_int(vs_data_open(vol, &f, a.dv, 0, 1, ext, &next, &size, &cur),
+	       -ESTALE,
 	       "the old dv is stale now");
 	is_int(cur, a.dv + 1, "new dv = base + 1");
 	data = slurp(&f, &size);
