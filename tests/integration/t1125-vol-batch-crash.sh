@@ -1,13 +1,17 @@
 #!/bin/bash
 # t1125-vol-batch-crash: kill -9 cairn-vold while 3 clients send batches
-# (1 to 32 creates, some with stop_on_error) and single ops at once, so
-# that kills land inside batches and group commits; at least 15 rounds.
+# (1 to 32 creates, some with stop_on_error), single ops, and compound
+# batches of a new file (create with the client's FID + store of chunks
+# staged before + setattr) at once, so that kills land inside batches and
+# group commits; at least 15 rounds.
 # After each restart: every acknowledged op is there (checked before
 # anything is sent again), and every request sent again with the same
 # opids is answered as the first time if it was acknowledged (byte for
 # byte) and with 200 for each op otherwise (applied then or now, never
 # twice: a create applied without its opid record would be 409). At the
-# end the directory holds exactly one entry per op. Seed printed.
+# end the directory holds exactly one entry per create, and every file
+# made by a compound batch has the bytes and mode it was sent with. Seed
+# printed.
 . "$top_srcdir/tests/integration/lib.sh"
 t_timeout 240
 VC="$top_srcdir/tests/integration/vol-client.py"
@@ -27,7 +31,7 @@ cat >"$T_DIR/writer.py" <<'PY'
 # Send requests until the server dies. Each request is saved as
 # req/W-N.req (route and body) before it is sent, and its reply as
 # req/W-N.rep after a 200.
-import json, os, random, sys
+import hashlib, json, os, random, sys
 sys.path.insert(0, os.path.dirname(sys.argv[1]))
 vc = __import__("vol-client")
 root, rdir, wid, seed = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
@@ -36,19 +40,49 @@ n = 0
 c = vc.conn()
 while n < 60:
     n += 1
-    k = rnd.choice([1, 1, 2, 4, 16, 32])
+    k = rnd.choice([1, 1, 2, 4, 16, 32, 0])
     ops = [{"op": "create", "opid": os.urandom(16).hex(), "parent": root,
             "name": "%s-%d-%d" % (wid, n, i), "type": "file", "mode": 0o644,
             "uid": 0, "gid": 0} for i in range(k)]
+    sha = None
+    if k == 0:
+        # A new file at close: stage under the client's FID, then one
+        # batch. Only a file whose chunks are all staged gets a .req.
+        fid = root.split(".")[0] + "." + os.urandom(16).hex()
+        txid = os.urandom(16).hex()
+        data = os.urandom(rnd.choice([1, 65536, 100000, 200000]))
+        nch = (len(data) + 65535) // 65536
+        try:
+            for i in range(nch):
+                st, b, _ = vc.request("PUT", vc.vpath("/stage/%s/%s/%d?size=65536" % (fid, txid, i)),
+                                      data[i * 65536:(i + 1) * 65536], c=c)
+                if st != 204:
+                    print("writer %s: stage status %d %s" % (wid, st, b[:200]), file=sys.stderr)
+                    sys.exit(1)
+        except (OSError, ConnectionError) as e:
+            print("writer %s: %r" % (wid, e), file=sys.stderr)
+            sys.exit(0)
+        ops = [{"op": "create", "opid": os.urandom(16).hex(), "parent": root,
+                "name": "%s-%d-f" % (wid, n), "fid": fid, "type": "file", "mode": 0o644,
+                "uid": 0, "gid": 0},
+               {"op": "store", "opid": os.urandom(16).hex(), "fid": fid, "base_dv": 0,
+                "txid": txid, "chunk_size": 65536, "size": len(data),
+                "chunks": list(range(nch))},
+               {"op": "setattr", "opid": os.urandom(16).hex(), "fid": fid, "base_dv": 0,
+                "mask": ["mode"], "mode": 0o600}]
+        sha = "%s %d %s" % (fid, len(data), hashlib.sha256(data).hexdigest())
     if k == 1 and rnd.random() < 0.5:
         route, body = "/op", json.dumps(ops[0])
     else:
         route = "/batch"
         b = {"ops": ops}
-        if rnd.random() < 0.3:
+        if k == 0 or rnd.random() < 0.3:
             b["stop_on_error"] = True
         body = json.dumps(b)
     name = os.path.join(rdir, "%s-%d" % (wid, n))
+    if sha:
+        with open(name + ".sha", "w") as f:
+            f.write(sha)
     with open(name + ".req", "w") as f:
         f.write(route + "\n" + body)
     try:
@@ -69,7 +103,7 @@ cat >"$T_DIR/check.py" <<'PY'
 # directory; (2) every request not checked yet is sent again: acknowledged
 # ones must get the same bytes, the others 200 for every op; then it is
 # moved to done/. (3) With "final": one entry per op sent, no other.
-import json, os, sys
+import hashlib, json, os, sys
 sys.path.insert(0, os.path.dirname(sys.argv[1]))
 vc = __import__("vol-client")
 root, rdir = sys.argv[2], sys.argv[3]
@@ -81,7 +115,23 @@ def names():
     return set(e["name"] for e in json.loads(data)["entries"])
 def ops_of(route, body):
     b = json.loads(body)
-    return b["ops"] if route == "/batch" else [b]
+    ops = b["ops"] if route == "/batch" else [b]
+    return [o for o in ops if o["op"] == "create"]
+def content_ok(r, p):
+    fid, size, sha = open(p + ".sha").read().split()
+    at = vc.getattr_(fid)
+    data = b""
+    cc = vc.conn()
+    for i in range((int(size) + 65535) // 65536):
+        st, body, _ = vc.request("GET", vc.vpath("/data/%s/%d/%d?size=65536" % (fid, at["dv"], i)), c=cc)
+        if st != 200:
+            print("# %s: GET chunk %d: %d" % (r, i, st)); return False
+        data += body
+    cc.close()
+    if at["size"] != int(size) or at["mode"] != 0o600 or hashlib.sha256(data).hexdigest() != sha:
+        print("# %s: file %s: size %d mode %o, content %s" % (r, fid, at["size"], at["mode"],
+              "ok" if hashlib.sha256(data).hexdigest() == sha else "wrong")); return False
+    return True
 bad = 0
 have = names()
 reqs = sorted(f[:-4] for f in os.listdir(rdir) if f.endswith(".req"))
@@ -92,6 +142,8 @@ for r in reqs:
         for o in ops_of(route, body):
             if o["name"] not in have:
                 print("# %s: acknowledged %s missing" % (r, o["name"])); bad += 1
+        if os.path.exists(p + ".sha") and not content_ok(r, p):
+            bad += 1
 c = vc.conn()
 for r in reqs:
     p = os.path.join(rdir, r)
@@ -107,7 +159,9 @@ for r in reqs:
             sts = [x["status"] for x in json.loads(data)["results"]] if st == 200 else [st]
         if any(s != 200 for s in sts):
             print("# %s: unacknowledged, sent again: %s" % (r, sts)); bad += 1
-    for ext in (".req", ".rep"):
+        elif os.path.exists(p + ".sha") and not content_ok(r, p):
+            bad += 1
+    for ext in (".req", ".rep", ".sha"):
         if os.path.exists(p + ext):
             os.rename(p + ext, os.path.join(done, r + ext))
 c.close()
