@@ -10,7 +10,9 @@
 #
 # BENCH_VOL_ONLY=mut runs only the mutation rows. BENCH_VOLD_BASE=PATH
 # runs them also against another cairn-vold binary (say, one built from
-# main), in the same run, alternating, for a same-run before/after.
+# main), in the same run, alternating, for a same-run before/after; its
+# volume is made by BENCH_VOS_BASE (default: the vos beside it in its
+# build tree, ../admin/vos), since volume formats may differ.
 # BENCH_MUT_OPS sets the ops per row (default 2000).
 set -u
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -24,11 +26,12 @@ PIDS=""
 cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null; done; sleep 0.2; rm -rf "$W"; }
 trap cleanup EXIT
 
-# Mutations against a fresh volume served by binary $1, labelled $2.
-bench_mut() { # VOLD LABEL
+# Mutations against a fresh volume made by vos $3 and served by binary
+# $1, labelled $2.
+bench_mut() { # VOLD LABEL VOS
 	local root=$W/mut-$2 port pid tok
-	"$VOS" --root "$root" create mut >/dev/null || return 1
-	tok=$("$VOS" --root "$root" token mut --rw)
+	"$3" --root "$root" create mut >/dev/null || return 1
+	tok=$("$3" --root "$root" token mut --rw)
 	rm -f "$W/mport"
 	"$1" --root "$root" --listen 127.0.0.1:0 --port-file "$W/mport" --foreground \
 		--log-level warn >>"$W/vold-mut.log" 2>&1 &
@@ -45,9 +48,11 @@ bench_mut() { # VOLD LABEL
 mut_rows() {
 	echo "mutations, each fsynced before its reply (ops, s, ops/s, server CPU ms/op; load: $(cut -d' ' -f1-3 /proc/loadavg)):"
 	printf '%-8s %-22s %6s %8s %9s %9s\n' binary row ops s ops/s cpu-ms/op
+	local bvos=${BENCH_VOS_BASE:-$(dirname "${BENCH_VOLD_BASE:-.}")/../admin/vos}
 	for round in 1 2; do
-		[ -n "${BENCH_VOLD_BASE:-}" ] && bench_mut "$BENCH_VOLD_BASE" "base$round"
-		bench_mut "$VOLD" "this$round"
+		[ -n "${BENCH_VOLD_BASE:-}" ] &&
+			bench_mut "$BENCH_VOLD_BASE" "base$round" "$bvos"
+		bench_mut "$VOLD" "this$round" "$VOS"
 	done
 }
 
