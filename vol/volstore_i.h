@@ -199,8 +199,16 @@ kv_get(struct vs_vol *v, const void *k, size_t klen, uint8_t **val,
 	return tdbw_fetch(v->tdb, k, klen, val, vlen);
 }
 
-/* vs_batch.c: save the value of @k before it changes (v->undo set). */
+/* vs_batch.c: the undo log of one op in a group commit. While v->undo
+ * is set, kv_put() and kv_del() call undo_save() to keep the value of @k
+ * they replace; undo_rollback() (with v->undo cleared) puts every saved
+ * value back, newest first, and empties the log. */
+struct vs_undo;
+struct vs_undo *undo_new(void);
+void undo_free(struct vs_undo *u);
+void undo_reset(struct vs_undo *u);
 int undo_save(struct vs_vol *v, const void *k, size_t klen);
+int undo_rollback(struct vs_vol *v, struct vs_undo *u);
 
 /* Every write of the volume store goes through kv_put() and kv_del(), so
  * that vs_batch.c can undo one op inside a shared transaction. */

@@ -27,6 +27,7 @@
 #include "tests/tap.h"
 #include "tests/unit/tdb_damage.h"
 #include "vol/volstore.h"
+#include "vol/volstore_i.h" /* white-box: the undo log of group commits */
 
 static char rootdir[256];
 static struct vs_root *root;
@@ -735,6 +736,60 @@ reps_free(struct vs_reply *reps, size_t n)
 	memset(reps, 0, n * sizeof(*reps));
 }
 
+/* The undo log under a group commit: inside an open transaction, puts,
+ * replacements and deletes recorded while v->undo is set are all put
+ * back by undo_rollback(), a key written twice included; nothing is
+ * recorded without v->undo. */
+static int
+kv_is(const char *k, const char *want)
+{
+	uint8_t *val = NULL;
+	size_t len = 0;
+	int rc = kv_get(vol, k, strlen(k), &val, &len);
+	int same;
+
+	if (!want)
+		return rc == -ENOENT;
+	same = rc == 0 && len == strlen(want) && !memcmp(val, want, len);
+	free(val);
+	return same;
+}
+
+static void
+test_undo(void)
+{
+	struct vs_undo *u = undo_new();
+
+	ok(u != NULL, "undo log");
+	is_int(tdbw_txn_start(vol->tdb), 0, "transaction");
+	kv_put(vol, "Zkeep", 5, "old", 3);
+	kv_put(vol, "Zgone", 5, "there", 5);
+	vol->undo = u;
+	is_int(kv_put(vol, "Zkeep", 5, "new", 3), 0, "replace");
+	is_int(kv_put(vol, "Znew", 4, "fresh", 5), 0, "insert");
+	is_int(kv_del(vol, "Zgone", 5), 0, "delete");
+	is_int(kv_put(vol, "Zkeep", 5, "newer", 5), 0, "replace again");
+	is_int(kv_del(vol, "Zabsent", 7), 0, "delete of a key not there");
+	vol->undo = NULL;
+	ok(kv_is("Zkeep", "newer") && kv_is("Znew", "fresh") &&
+		   kv_is("Zgone", NULL),
+	   "the writes are there before the rollback");
+	is_int(undo_rollback(vol, u), 0, "rollback");
+	ok(kv_is("Zkeep", "old"), "replaced key has its first value back");
+	ok(kv_is("Znew", NULL), "inserted key is gone");
+	ok(kv_is("Zgone", "there"), "deleted key is back");
+	ok(kv_is("Zabsent", NULL), "a key that was never there still is not");
+	/* The log is empty after a rollback: a second one changes nothing. */
+	kv_put(vol, "Zkeep", 5, "later", 5);
+	is_int(undo_rollback(vol, u), 0, "rollback of an empty log");
+	ok(kv_is("Zkeep", "later"), "writes without v->undo are not recorded");
+	tdbw_txn_cancel(vol->tdb);
+	ok(kv_is("Zkeep", NULL) && kv_is("Zgone", NULL),
+	   "(the test's transaction cancelled)");
+	undo_free(u);
+	undo_free(NULL);
+}
+
 static void
 test_batch(void)
 {
@@ -1405,6 +1460,7 @@ main(void)
 		test_opid();
 		test_store();
 		test_events();
+		test_undo();
 		test_batch();
 		test_cleanup();
 		test_bigdir();
