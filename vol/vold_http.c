@@ -16,17 +16,18 @@
  * holding vvol->lock) and vvol->gclock (the queue of mutations waiting for
  * a group commit).
  *
- * Group commits. A mutation (POST /op or /batch) is decoded by its worker
- * outside every lock, then queued on vvol->gcq and its worker takes
- * vvol->lock. Whoever gets the lock first takes every queued mutation
- * (up to GC_MAX_OPS ops) and applies them with vs_apply_group(): one tdb
- * transaction, one durable commit for all of them, while the workers of
- * the others wait on the lock. A worker that gets the lock and finds its
- * job done (gc_done) just goes on to encode its reply. The leader writes
- * a job's results before it sets gc_done under gclock and never touches
- * the job after that. So a commit costs one fsync sequence however many
- * workers were waiting, and a group is at most as large as the number of
- * workers (each queues only its own job) plus the ops of batches.
+ * Group commits. A mutation (POST /op or /batch) is queued on vvol->gcq
+ * by the loop as it is submitted to the pool. Its worker decodes the body
+ * outside every lock (GC_DECODING: leaders leave it alone), marks it
+ * GC_READY and takes vvol->lock. Whoever gets the lock first takes every
+ * queued mutation that is not being decoded (up to GC_MAX_OPS ops),
+ * decodes those no worker got to yet (GC_RAW: they would wait for this
+ * commit anyway), and applies them with vs_apply_group(): one tdb
+ * transaction, one durable commit for all. A worker that gets the lock
+ * and finds its job done (gc_done) just goes on to encode its reply. The
+ * leader writes a job's results before it sets gc_done under gclock and
+ * never touches the job after that. So a commit costs one fsync sequence
+ * however many requests were waiting, also more than there are workers.
  */
 #include "config.h"
 
@@ -266,6 +267,14 @@ enum jkind {
 	J_FLAGS,
 };
 
+/* Where a mutation is on its way to a group commit (vvol->gcq). */
+enum gc_state {
+	GC_RAW = 0,  /* queued by the loop, body not decoded */
+	GC_DECODING, /* its worker decodes it (outside the locks) */
+	GC_READY,    /* decoded, waiting for a leader */
+	GC_TAKEN,    /* off the queue: in a group, or refused */
+};
+
 /* One request's trip to a worker and back. */
 struct rjob {
 	struct vold_job job;
@@ -288,6 +297,8 @@ struct rjob {
 	struct proto_batch batch; /* batch */
 	struct vs_reply *reps;	  /* batch: one per op */
 	TAILQ_ENTRY(rjob) gclink; /* in vol->gcq, protected by gclock */
+	enum gc_state gc_state;	  /* protected by gclock */
+	bool decoded;		  /* decode_body() succeeded */
 	bool gc_done;		  /* protected by gclock: results are in */
 	struct proto_dir dir; /* dir: the page (or listing) to encode */
 	struct proto_dir_cursor next;
@@ -1266,6 +1277,7 @@ decode_body(struct rjob *r)
 	r->in = NULL;
 	if (rc)
 		r->err = -rc;
+	r->decoded = !rc;
 	return rc;
 }
 
@@ -1373,7 +1385,10 @@ run_dir(struct rjob *r)
 static size_t
 gc_nops(const struct rjob *r)
 {
-	return r->kind == J_BATCH ? r->batch.n : 1;
+	if (r->kind != J_BATCH)
+		return 1;
+	/* Not decoded yet: count it as the largest batch. */
+	return r->batch.n ? r->batch.n : PROTO_BATCH_MAX;
 }
 
 /*
@@ -1434,59 +1449,116 @@ run_group(struct vvol *vol, struct rjob **grp, size_t n)
 	pthread_mutex_unlock(&vol->gclock);
 }
 
-/* Worker: a decoded mutation, through a group commit (see the top). */
+/* Worker, vol->lock held: take the group off vol->gcq (gclock held):
+ * oldest first, at least one, up to GC_MAX_OPS ops, skipping the jobs
+ * whose own worker is decoding them. *@grp grows as needed. */
+static size_t
+gc_take(struct vvol *vol, struct rjob ***grp, size_t *cap)
+{
+	struct rjob *q, *next;
+	size_t n = 0, ops = 0;
+
+	for (q = TAILQ_FIRST(&vol->gcq); q; q = next) {
+		next = TAILQ_NEXT(q, gclink);
+		if (q->gc_state == GC_DECODING)
+			continue;
+		if (n && ops + gc_nops(q) > GC_MAX_OPS)
+			break;
+		if (n == *cap) {
+			size_t c = *cap ? *cap * 2 : 16;
+			struct rjob **g = realloc(*grp, c * sizeof(*g));
+
+			if (!g)
+				break;
+			*grp = g;
+			*cap = c;
+		}
+		TAILQ_REMOVE(&vol->gcq, q, gclink);
+		q->gc_state = GC_TAKEN;
+		(*grp)[n++] = q;
+		ops += gc_nops(q);
+	}
+	return n;
+}
+
+/*
+ * Worker: a mutation (queued on vol->gcq by the loop), through a group
+ * commit (see the top). Its body is decoded here, outside every lock,
+ * unless a leader took the job first and decoded it under vol->lock.
+ */
 static void
 run_mutation(struct rjob *r)
 {
 	struct vvol *vol = r->vol;
 	struct rjob **grp = NULL;
 	size_t cap = 0;
+	bool raw;
 
 	pthread_mutex_lock(&vol->gclock);
-	TAILQ_INSERT_TAIL(&vol->gcq, r, gclink);
+	raw = r->gc_state == GC_RAW;
+	if (raw)
+		r->gc_state = GC_DECODING;
 	pthread_mutex_unlock(&vol->gclock);
+	if (raw) {
+		int rc = decode_body(r);
+
+		pthread_mutex_lock(&vol->gclock);
+		if (rc) {
+			TAILQ_REMOVE(&vol->gcq, r, gclink);
+			r->gc_state = GC_TAKEN;
+			r->gc_done = true;
+		} else {
+			r->gc_state = GC_READY;
+		}
+		pthread_mutex_unlock(&vol->gclock);
+		if (rc)
+			return;
+	}
 	pthread_mutex_lock(&vol->lock);
 	for (;;) {
-		struct rjob *q;
-		size_t n = 0, ops = 0;
+		size_t n, m = 0;
 
 		pthread_mutex_lock(&vol->gclock);
 		if (r->gc_done) {
 			pthread_mutex_unlock(&vol->gclock);
 			break;
 		}
-		/* Oldest first, at least one, up to GC_MAX_OPS ops. Our
-		 * own job may stay for the next round if the queue is
-		 * long. */
-		while ((q = TAILQ_FIRST(&vol->gcq)) &&
-		       (!n || ops + gc_nops(q) <= GC_MAX_OPS)) {
-			if (n == cap) {
-				size_t c = cap ? cap * 2 : 16;
-				struct rjob **g = realloc(grp, c * sizeof(*g));
-
-				if (!g)
-					break;
-				grp = g;
-				cap = c;
-			}
-			TAILQ_REMOVE(&vol->gcq, q, gclink);
-			grp[n++] = q;
-			ops += gc_nops(q);
-		}
+		n = gc_take(vol, &grp, &cap);
 		pthread_mutex_unlock(&vol->gclock);
 		if (!n) {
-			/* No memory for the group: do ours alone. */
+			/* No memory for a group: run ours alone, decoded. */
 			struct rjob *one = r;
 
 			pthread_mutex_lock(&vol->gclock);
-			if (!r->gc_done)
+			if (!r->gc_done && r->gc_state == GC_READY) {
 				TAILQ_REMOVE(&vol->gcq, r, gclink);
+				r->gc_state = GC_TAKEN;
+			} else {
+				one = NULL;
+			}
 			pthread_mutex_unlock(&vol->gclock);
-			if (!r->gc_done)
+			if (one)
 				run_group(vol, &one, 1);
+			else if (!r->gc_done)
+				r->err = EIO; /* a broken invariant: not ours */
 			break;
 		}
-		run_group(vol, grp, n);
+		/* Jobs no worker got to yet are decoded by the leader: they
+		 * would wait for this commit anyway. One that does not
+		 * decode is answered on its own. */
+		for (size_t i = 0; i < n; i++) {
+			struct rjob *q = grp[i];
+
+			if (q->decoded || decode_body(q) == 0) {
+				grp[m++] = q;
+			} else {
+				pthread_mutex_lock(&vol->gclock);
+				q->gc_done = true;
+				pthread_mutex_unlock(&vol->gclock);
+			}
+		}
+		if (m)
+			run_group(vol, grp, m);
 	}
 	pthread_mutex_unlock(&vol->lock);
 	free(grp);
@@ -1521,14 +1593,12 @@ job_run(struct vold_job *j)
 	struct vvol *vol = r->vol;
 	int rc;
 
-	if ((r->kind == J_GETATTR || r->kind == J_OP ||
-	     r->kind == J_BATCH) &&
-	    decode_body(r))
-		return;
 	if (r->kind == J_OP || r->kind == J_BATCH) {
 		run_mutation(r);
 		return;
 	}
+	if (r->kind == J_GETATTR && decode_body(r))
+		return;
 	if (r->kind == J_DIR) {
 		run_dir(r);
 		if (!r->err && r->status != 304) {
@@ -2617,6 +2687,13 @@ on_request(struct evhttp_request *req, void *arg)
 			reply_err(req, ENOMEM, 0, NULL, 0);
 			return;
 		}
+	}
+	if (kind == J_OP || kind == J_BATCH) {
+		/* Queued for a group commit from here, so a leader takes
+		 * it even before a worker gets to it. */
+		pthread_mutex_lock(&vol->gclock);
+		TAILQ_INSERT_TAIL(&vol->gcq, r, gclink);
+		pthread_mutex_unlock(&vol->gclock);
 	}
 	vold_pool_submit(vd->pool, &r->job);
 }
