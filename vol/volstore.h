@@ -347,5 +347,4 @@ int vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
 /* Flush everything (after a VS_NOSYNC bulk load). @return 0 or -errno. */
 int vs_vol_sync(struct vs_vol *v);
 
-
 #endif /* CAIRN_VOLSTORE_H */
