@@ -380,9 +380,4 @@ int vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
 /* Flush everything (after a VS_NOSYNC bulk load). @return 0 or -errno. */
 int vs_vol_sync(struct vs_vol *v);
 
-/* Copy bytes [0, @len) of @in to @out at the same offsets, skipping holes
- * (SEEK_DATA/SEEK_HOLE) so a sparse file stays sparse. Helper shared with
- * vos export. @return 0 or -errno. */
-int vs_copy_sparse(int in, int out, uint64_t len);
-
 #endif /* CAIRN_VOLSTORE_H */

@@ -64,6 +64,7 @@ struct cent {
 struct cref {
 	uint8_t oid[16];
 	uint64_t chunk, gen;
+	bool durable; /* made: linked from an fsynced staged chunk */
 };
 
 /* An object record, key "O" + oid, followed by the symlink target (tlen
