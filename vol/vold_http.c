@@ -100,6 +100,7 @@ struct ocache {
 	uint64_t dv, size, chunk, off, len;
 	uint32_t cs;
 	struct csum sum;
+	size_t weight; /* what it counts in vd->ncache: its fds, at least 1 */
 	size_t nseg;
 	struct oseg seg[];
 };
@@ -414,7 +415,7 @@ oc_free(struct ocache *oc)
 
 	TAILQ_REMOVE(&vd->lru, oc, lru);
 	LIST_REMOVE(oc, hlink);
-	vd->ncache--;
+	vd->ncache -= (int)oc->weight;
 	for (size_t i = 0; i < oc->nseg; i++)
 		if (oc->seg[i].seg)
 			evbuffer_file_segment_free(oc->seg[i].seg);
@@ -613,14 +614,23 @@ oc_insert(struct vvol *vol, struct rjob *r)
 	const struct proto_path *p = &r->path;
 	struct ocache *oc = oc_find(vol, p->fid.oid, p->dv, p->chunk_size,
 				    p->chunk);
+	size_t weight = 0;
 
 	if (oc)
 		oc_free(oc);
-	while (vd->ncache >= vd->cache_max && !TAILQ_EMPTY(&vd->lru))
+	/* The cache is bounded by the fds it holds: a reply of a 4 MiB
+	 * client chunk may hold 16 open objects. */
+	for (size_t i = 0; i < r->next_n; i++)
+		weight += r->ext[i].fd >= 0;
+	if (!weight)
+		weight = 1;
+	while (vd->ncache + (int)weight > vd->cache_max &&
+	       !TAILQ_EMPTY(&vd->lru))
 		oc_free(TAILQ_LAST(&vd->lru, oc_lru));
 	oc = calloc(1, sizeof(*oc) + r->next_n * sizeof(oc->seg[0]));
 	if (!oc)
 		return NULL;
+	oc->weight = weight;
 	if (oseg_make(vd, r, oc->seg)) {
 		free(oc);
 		return NULL;
@@ -637,7 +647,7 @@ oc_insert(struct vvol *vol, struct rjob *r)
 	oc->sum = r->sum;
 	LIST_INSERT_HEAD(&vol->oc[oc_hash(oc->oid, oc->chunk)], oc, hlink);
 	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
-	vd->ncache++;
+	vd->ncache += (int)weight;
 	return oc;
 }
 
