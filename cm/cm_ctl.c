@@ -8,7 +8,7 @@
  * share with this file.
  *
  * Path requests go through an asynchronous resolver: from the volume root,
- * one component at a time, through the metadata cache, asking meta.c for
+ * one component at a time, through the metadata cache, asking mfetch.c for
  * what is missing and coming back from its callback, so a handler never
  * waits on the network inside the loop.
  */
@@ -31,8 +31,9 @@
 #include "cm/ctl_i.h"
 #include "cm/http.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
-#include "cm/offline.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
+#include "cm/replay.h"
 #include "cm/pin.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
@@ -65,11 +66,10 @@ cm_ctl_resolve_fail(struct resolve *r, int err, const char *msg)
 }
 
 static void
-resolve_cb(struct cm *cm, void *arg, int err)
+resolve_cb(void *arg, int err)
 {
 	struct resolve *r = arg;
 
-	(void)cm;
 	if (err < 0) {
 		cm_ctl_resolve_fail(r, err, NULL);
 		return;
@@ -94,13 +94,13 @@ resolve_step(struct resolve *r)
 	int rc;
 
 	for (;;) {
-		rc = meta_cached_attr(r->cm, &r->fid, &a);
+		rc = mcache_attr(r->cm->mc, &r->fid, &a);
 		if (rc == -ENOENT) {
 			if (++r->tries > RESOLVE_TRIES) {
 				cm_ctl_resolve_fail(r, EAGAIN, NULL);
 				return;
 			}
-			meta_want_attr(r->cm, &r->fid, resolve_cb, r);
+			mfetch_want_attr(r->cm->mf, &r->fid, resolve_cb, r);
 			return;
 		}
 		if (rc < 0) {
@@ -127,13 +127,13 @@ resolve_step(struct resolve *r)
 			cm_ctl_resolve_fail(r, EACCES, NULL);
 			return;
 		}
-		rc = meta_cached_dir(r->cm, &r->fid, &d);
+		rc = mcache_dir(r->cm->mc, &r->fid, &d);
 		if (rc == -ENOENT) {
 			if (++r->tries > RESOLVE_TRIES) {
 				cm_ctl_resolve_fail(r, EAGAIN, NULL);
 				return;
 			}
-			meta_want_dir(r->cm, &r->fid, resolve_cb, r);
+			mfetch_want_dir(r->cm->mf, &r->fid, resolve_cb, r);
 			return;
 		}
 		if (rc < 0) {
@@ -217,6 +217,7 @@ static const struct ctl_handlers cm_ctl_handlers = { .on = {
 	[CTL_RESOLVE] = cm_ctl_h_resolve,
 	[CTL_REPLAYLOG] = cm_ctl_h_replaylog,
 	[CTL_FLUSHALL] = cm_ctl_h_flushvolume, /* and then the metadata */
+	[CTL_METRICS] = cm_ctl_h_metrics,
 } };
 
 /* ---- start / stop --------------------------------------------------- */
@@ -239,7 +240,7 @@ cm_ctl_start(struct cm *cm)
 		}
 		p = sock;
 	}
-	cm->ctl = ctl_server_new(cm->base, p, &cm_ctl_handlers, cm, &err);
+	cm->ctl = ctl_server_new(cm->loop.base, p, &cm_ctl_handlers, cm, &err);
 	if (!cm->ctl) {
 		log_err(LOG_CTL, "cannot listen on control socket '%s': %s", p,
 			strerror(-err));
@@ -248,33 +249,44 @@ cm_ctl_start(struct cm *cm)
 	ctl_server_get_limits(cm->ctl, &lim);
 	lim.max_conns_per_uid = cm->cfg.ctl_conns_per_uid;
 	ctl_server_set_limits(cm->ctl, &lim);
-	return 0;
+	return cm_metrics_listen_start(cm);
 }
 
+struct stop_job {
+	struct cm_job job;
+	struct cm *cm;
+};
+
 static void
-stop_job(struct cm *cm, struct cm_job *job)
+stop_job(struct cm_loop *loop, struct cm_job *job)
 {
-	ctl_server_free(cm->ctl);
-	cm->ctl = NULL;
-	free(job);
+	struct stop_job *sj = container_of(job, struct stop_job, job);
+
+	(void)loop;
+	cm_metrics_listen_stop(sj->cm);
+	ctl_server_free(sj->cm->ctl);
+	sj->cm->ctl = NULL;
+	free(sj);
 }
 
 void
 cm_ctl_stop(struct cm *cm)
 {
-	struct cm_job *j;
+	struct stop_job *j;
 
 	if (!cm->ctl)
 		return;
 	/* The server belongs to the loop thread: free it there. If the loop
 	 * is not running, nobody else touches it. */
-	j = cm->loop_running ? calloc(1, sizeof(*j)) : NULL;
+	j = cm->loop.running ? calloc(1, sizeof(*j)) : NULL;
 	if (!j) {
+		cm_metrics_listen_stop(cm);
 		ctl_server_free(cm->ctl);
 		cm->ctl = NULL;
 		return;
 	}
-	j->run = stop_job;
-	cm_post(cm, j);
+	j->job.run = stop_job;
+	j->cm = cm;
+	cm_post(&cm->loop, &j->job);
 }
 

@@ -2,7 +2,7 @@
  * fuse_ops.c - the FUSE low-level handlers of cairnd: thin, each one reads
  * the caches and replies at once, or parks the request for the loop thread.
  *
- * It is not where data is fetched or caches are filled (meta.c, fetch.c);
+ * It is not where data is fetched or caches are filled (mfetch.c, fetch.c);
  * the mutating handlers are in fuse_mut.c (fuse_i.h is what the two
  * share), which hands metadata changes to mut.c and file data to wb.c.
  *
@@ -10,7 +10,7 @@
  * arguments and calls its try_*() function. try_*() either replies (and
  * returns 0) or says what it needs (returns 1 with p->need and p->need_fid
  * set). On a worker a need turns into a heap copy of the park posted to the
- * loop; the loop asks meta.c for the need and, when it is in the cache,
+ * loop; the loop asks mfetch.c for the need and, when it is in the cache,
  * calls the same try_*() again there. A park gets PARK_TRIES tries.
  */
 #include "config.h"
@@ -30,10 +30,11 @@
 #include "cm/fuse_i.h"
 #include "cm/fuse_ops.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/pin.h"
 #include "cm/mut.h"
-#include "cm/offline.h"
+#include "cm/replay.h"
 #include "cm/wb.h"
 #include "cm/vc.h"
 #include "common/log.h"
@@ -93,27 +94,30 @@ static void park_free(struct park *p)
 }
 
 static void
-park_resume(struct cm *cm, void *arg, int err)
+park_resume(void *arg, int err)
 {
 	struct park *p = arg;
+	struct cm *cm = p->cm;
 
 	/* -EAGAIN: what was fetched was already stale (a change raced with
 	 * it, e.g. xattrs while their object changes): fetch again, within
 	 * the same bound on tries. */
 	if (err == -EAGAIN && p->tries + 1 < PARK_TRIES) {
 		p->tries++;
-		p->job.run(cm, &p->job);
+		p->job.run(&cm->loop, &p->job);
 		return;
 	}
 	/* Disconnected with offline-miss=wait: a miss waits for the
 	 * reconnection (probes, fs reconnect) up to the policy's bound. */
-	if (err && err != -ENOENT && err != -ENOTDIR && !cm_stopping(cm)) {
-		uint64_t bound = offline_miss_wait_ms(cm), now = util_now_ms();
+	if (err && err != -ENOENT && err != -ENOTDIR &&
+	    !cm_stopping(&cm->loop)) {
+		uint64_t bound = replay_miss_wait_ms(cm->replay),
+			 now = util_now_ms();
 
 		if (bound && !p->wait_until)
 			p->wait_until = now + bound;
 		if (bound && now < p->wait_until &&
-		    cm_post_after(cm, &p->job, 250) == 0)
+		    cm_post_after(&cm->loop, &p->job, 250) == 0)
 			return;
 	}
 	if (err) {
@@ -138,31 +142,33 @@ park_resume(struct cm *cm, void *arg, int err)
 		park_free(p);
 		return;
 	}
-	p->job.run(cm, &p->job);
+	p->job.run(&cm->loop, &p->job);
 }
 
 static void
-park_run(struct cm *cm, struct cm_job *job)
+park_run(struct cm_loop *loop, struct cm_job *job)
 {
-	struct park *p = (struct park *)job;
+	struct park *p = container_of(job, struct park, job);
+	struct cm *cm = p->cm;
 
-	if (!cm->meta) {
+	(void)loop;
+	if (!cm->mf) {
 		fuse_reply_err(p->req, EIO);
 		park_free(p);
 		return;
 	}
 	switch (p->need) {
 	case NEED_ATTR:
-		meta_want_attr(cm, &p->need_fid, park_resume, p);
+		mfetch_want_attr(cm->mf, &p->need_fid, park_resume, p);
 		break;
 	case NEED_DIR:
-		meta_want_dir(cm, &p->need_fid, park_resume, p);
+		mfetch_want_dir(cm->mf, &p->need_fid, park_resume, p);
 		break;
 	case NEED_LINK:
-		meta_want_link(cm, &p->need_fid, park_resume, p);
+		mfetch_want_link(cm->mf, &p->need_fid, park_resume, p);
 		break;
 	case NEED_XATTR:
-		meta_want_xattrs(cm, &p->need_fid, park_resume, p);
+		mfetch_want_xattrs(cm->mf, &p->need_fid, park_resume, p);
 		break;
 	}
 }
@@ -188,8 +194,8 @@ park(struct cm *cm, struct park *p)
 		}
 	}
 	h->job.run = park_run;
-	CM_STAT_INC(cm, parked);
-	cm_post(cm, &h->job);
+	CM_STAT_INC(&cm->st, parked);
+	cm_post(&cm->loop, &h->job);
 }
 
 static void
@@ -217,7 +223,7 @@ try_lookup(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
-	rc = meta_cached_dir(cm, &pfid, &d);
+	rc = mcache_dir(cm->mc, &pfid, &d);
 	if (rc == -ENOTDIR) {
 		fuse_reply_err(p->req, ENOTDIR);
 		return 0;
@@ -236,7 +242,7 @@ try_lookup(struct cm *cm, struct park *p)
 	}
 	cfid = d->ents[idx].fid;
 	vc_dir_put(d);
-	if (meta_cached_attr(cm, &cfid, &a) < 0)
+	if (mcache_attr(cm->mc, &cfid, &a) < 0)
 		return need(p, NEED_DIR, &pfid);
 	memset(&e, 0, sizeof(e));
 	ino_lock(cm->ino);
@@ -282,6 +288,7 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void
 op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
+	fops_count(fops_req_cm(req), CM_R_FORGET);
 	ino_forget(fops_req_cm(req)->ino, ino, nlookup);
 	fuse_reply_none(req);
 }
@@ -291,6 +298,7 @@ op_forget_multi(fuse_req_t req, size_t count_, struct fuse_forget_data *f)
 {
 	struct cm *cm = fops_req_cm(req);
 
+	fops_count(cm, CM_R_FORGET);
 	for (size_t i = 0; i < count_; i++)
 		ino_forget(cm->ino, f[i].ino, f[i].nlookup);
 	fuse_reply_none(req);
@@ -308,7 +316,7 @@ try_getattr(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
-	if (meta_cached_attr(cm, &fid, &a) < 0)
+	if (mcache_attr(cm->mc, &fid, &a) < 0)
 		return need(p, NEED_ATTR, &fid);
 	fops_to_stat(cm, &a, p->ino, &st);
 	fuse_reply_attr(p->req, &st, cm->cfg.attr_timeout);
@@ -328,6 +336,99 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 /* --- directories --- */
 
+/*
+ * Listing prefetch. A walker (ls -lR, find, du, cp -r, tar) opens a
+ * directory and then each of its subdirectories in turn; cold, each of
+ * those waits for its own listing fetch, one after the other. So the
+ * first open of a directory's inode asks for the listings that are not
+ * cached of up to KIDS_MAX of its subdirectories and of the KIDS_MAX
+ * directories after it in its parent's listing (the order readdir gave
+ * the walker), all at once (a listing brings every entry's attributes
+ * too). A walk through a wide directory so moves a window of listings
+ * ahead of it (it advances once the walk nears its end, where the
+ * directories after the one opened are not all cached); a prefetched
+ * listing prefetches nothing until its own directory is opened.
+ */
+#define KIDS_MAX 32
+
+struct kids_job {
+	struct cm_job job;
+	struct cm *cm;
+	struct fid fid;
+};
+
+/* Loop: ask for the listings of up to KIDS_MAX directories of @d from
+ * entry @from on that are not cached (meta_want_dir() joins a fetch
+ * already going). When the first KIDS_WARM are all cached, the walk is
+ * warm (or behind its window): stop, rather than read listings from the
+ * metadata file to find that the rest are cached too. */
+#define KIDS_WARM 4
+
+static void
+kids_want(struct cm *cm, const struct vc_dir *d, size_t from)
+{
+	struct vc_dir *cd;
+	unsigned n = 0, cached = 0;
+
+	for (size_t i = from; i < d->n && n < KIDS_MAX; i++) {
+		if (d->ents[i].type != PROTO_T_DIR)
+			continue;
+		n++;
+		if (mcache_dir(cm->mc, &d->ents[i].fid, &cd) == 0) {
+			vc_dir_put(cd);
+			if (++cached == KIDS_WARM && cached == n)
+				break;
+			continue;
+		}
+		mfetch_want_dir(cm->mf, &d->ents[i].fid, NULL, NULL);
+		CM_STAT_INC(&cm->st, dir_prefetches);
+	}
+}
+
+static void
+kids_run(struct cm_loop *loop, struct cm_job *job)
+{
+	struct kids_job *k = container_of(job, struct kids_job, job);
+	struct cm *cm = k->cm;
+	char name[PROTO_NAME_MAX + 1];
+	struct vc_dir *d;
+	struct fid pfid;
+	long idx;
+
+	if (cm_stopping(loop) || !cm->mf || cm_offline(cm))
+		goto out;
+	if (mcache_dir(cm->mc, &k->fid, &d) == 0) {
+		kids_want(cm, d, 0);
+		vc_dir_put(d);
+	}
+	/* The siblings after it: its name is the one the kernel last
+	 * looked it up by (lookup or readdirplus). */
+	if (ino_name_of(cm->ino, &k->fid, &pfid, name, sizeof(name)) == 0 &&
+	    mcache_dir(cm->mc, &pfid, &d) == 0) {
+		idx = vc_dir_find(d, name, strlen(name));
+		if (idx >= 0)
+			kids_want(cm, d, (size_t)idx + 1);
+		vc_dir_put(d);
+	}
+out:
+	free(k);
+}
+
+/* Any thread: prefetch the listings of @d's subdirectories and of the
+ * directories after it (on the loop). */
+static void
+kids_prefetch(struct cm *cm, const struct vc_dir *d)
+{
+	struct kids_job *k;
+
+	if (cm_offline(cm) || !(k = calloc(1, sizeof(*k))))
+		return;
+	k->cm = cm;
+	k->fid = d->fid;
+	k->job.run = kids_run;
+	cm_post(&cm->loop, &k->job);
+}
+
 /* Valid replies: fuse_reply_open, fuse_reply_err. */
 static int
 try_opendir(struct cm *cm, struct park *p)
@@ -335,13 +436,14 @@ try_opendir(struct cm *cm, struct park *p)
 	struct vc_dir *d;
 	struct ino_ent *e;
 	struct fid fid;
+	bool first = false;
 	int rc;
 
 	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
-	rc = meta_cached_dir(cm, &fid, &d);
+	rc = mcache_dir(cm->mc, &fid, &d);
 	if (rc == -ENOTDIR) {
 		fuse_reply_err(p->req, ENOTDIR);
 		return 0;
@@ -357,10 +459,13 @@ try_opendir(struct cm *cm, struct park *p)
 	e = ino_get_locked(cm->ino, p->ino);
 	if (e) {
 		p->fi.keep_cache = e->opened && e->open_dv == d->dv;
+		first = !e->opened;
 		e->opened = true;
 		e->open_dv = d->dv;
 	}
 	ino_unlock(cm->ino);
+	if (first)
+		kids_prefetch(cm, d);
 	if (fuse_reply_open(p->req, &p->fi) != 0)
 		vc_dir_put(d);
 	return 0;
@@ -373,7 +478,7 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct park p = {.cm = cm, .req = req, .op = P_OPENDIR, .ino = ino,
 			 .fi = *fi};
 
-	fops_count(cm, CM_R_READDIR);
+	fops_count(cm, CM_R_OPENDIR);
 	run_or_park(cm, &p);
 }
 
@@ -419,7 +524,7 @@ try_readdir(struct cm *cm, struct park *p)
 			if (!p->plus) {
 				e.attr.st_ino = fops_st_ino(cm, &de->fid);
 				e.attr.st_mode = fops_dirent_mode(de->type);
-			} else if (meta_cached_attr(cm, &de->fid, &a) < 0) {
+			} else if (mcache_attr(cm->mc, &de->fid, &a) < 0) {
 				if (p->tries == 0 && used == 0) {
 					/* One listing fetch brings every
 					 * entry's attributes at once. */
@@ -438,6 +543,11 @@ try_readdir(struct cm *cm, struct park *p)
 				ino_lock(cm->ino);
 				ent = ino_add_locked(cm->ino, &de->fid);
 				e.ino = ent ? ent->ino : 0;
+				/* The kernel now knows it by this name, as
+				 * after a lookup (sibling_prefetch uses it). */
+				if (ent)
+					ino_set_name_locked(ent, &d->fid,
+							    de->name);
 				ino_unlock(cm->ino);
 				fops_to_stat(cm, &a, e.ino, &e.attr);
 				if (e.ino) {
@@ -506,6 +616,7 @@ static void
 op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
+	fops_count(fops_req_cm(req), CM_R_RELEASE);
 	vc_dir_put((struct vc_dir *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
@@ -525,7 +636,7 @@ try_open(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
-	if (meta_cached_attr(cm, &fid, &a) < 0)
+	if (mcache_attr(cm->mc, &fid, &a) < 0)
 		return need(p, NEED_ATTR, &fid);
 	if (a.type == PROTO_T_DIR) {
 		fuse_reply_err(p->req, EISDIR);
@@ -563,15 +674,15 @@ try_open(struct cm *cm, struct park *p)
 		struct fid pfid;
 		bool named = ino_name_of(cm->ino, &fid, &pfid, name,
 					 sizeof(name)) == 0;
-		int rc = wb_open_write(cm, &a, named ? &pfid : NULL,
+		int rc = wb_open_write(cm->wb, &a, named ? &pfid : NULL,
 				       named ? name : NULL);
 		uint64_t need = 0;
 
 		if (rc == 0 && (p->fi.flags & O_TRUNC) && a.size > 0) {
 			/* Local, like ftruncate: stored at close. */
-			rc = wb_truncate(cm, &fid, 0, &need);
+			rc = wb_truncate(cm->wb, &fid, 0, &need);
 			if (rc < 0)
-				wb_release_write(cm, &fid);
+				wb_release_write(cm->wb, &fid);
 		}
 
 		if (rc < 0) {
@@ -583,13 +694,18 @@ try_open(struct cm *cm, struct park *p)
 		}
 		f->writer = true;
 		/* Reads must see our writes: no stale pages from before. */
-		p->fi.keep_cache = p->fi.keep_cache && !wb_dirty(cm, &fid) &&
+		p->fi.keep_cache = p->fi.keep_cache &&
+				   !wb_dirty(cm->wb, &fid) &&
 				   !(p->fi.flags & O_TRUNC);
 	}
+	/* A reader's close has nothing to store and cairnd keeps no POSIX
+	 * locks (the kernel does): no FLUSH round trip on its close
+	 * (FOPEN_NOFLUSH). Writers keep theirs: close reports the store. */
+	p->fi.noflush = !f->writer;
 	p->fi.fh = (uintptr_t)f;
 	if (fuse_reply_open(p->req, &p->fi) != 0) {
 		if (f->writer)
-			wb_release_write(cm, &fid);
+			wb_release_write(cm->wb, &fid);
 		fops_file_close(cm, e, &fid);
 		pthread_mutex_destroy(&f->mu);
 		free(f);
@@ -605,7 +721,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			 .fi = *fi};
 
 	fops_count(cm, CM_R_OPEN);
-	fetch_kernel_readahead(cm, KERNEL_RA_KB);
+	fetch_kernel_readahead(cm->fetch, KERNEL_RA_KB);
 	if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) &&
 	    fops_read_only(cm)) {
 		fuse_reply_err(req, EROFS);
@@ -663,7 +779,72 @@ file_readahead(struct cm *cm, struct cm_file *f, uint64_t dv, uint64_t fsize,
 		f->next_off = off + len;
 	pthread_mutex_unlock(&f->mu);
 	if (go)
-		fetch_prefetch(cm, &f->fid, dv, fsize, first, last);
+		fetch_prefetch(cm->fetch, &f->fid, dv, fsize, first, last);
+}
+
+/*
+ * Sibling prefetch. A cold cat, cp or tar of a tree of small files waits
+ * for one chunk GET per file, one after the other. So a read that misses
+ * at the start of a file also asks for the whole of the next SIB_MAX
+ * small files (one chunk at most) of its directory, in listing order
+ * (the order readdir gave the walker); fetch_prefetch() skips what is
+ * cached or in flight, so a sequential walk keeps SIB_MAX files ahead.
+ */
+#define SIB_MAX 16
+
+struct sib_job {
+	struct cm_job job;
+	struct cm *cm;
+	struct fid fid;
+};
+
+static void
+sib_run(struct cm_loop *loop, struct cm_job *job)
+{
+	struct sib_job *k = container_of(job, struct sib_job, job);
+	struct cm *cm = k->cm;
+	char name[PROTO_NAME_MAX + 1];
+	struct vc_dir *d;
+	struct fid pfid;
+	long idx;
+
+	if (cm_stopping(loop) || !cm->mf || !cm->fetch || cm_offline(cm) ||
+	    ino_name_of(cm->ino, &k->fid, &pfid, name, sizeof(name)) < 0 ||
+	    mcache_dir(cm->mc, &pfid, &d) < 0)
+		goto out;
+	idx = vc_dir_find(d, name, strlen(name));
+	for (size_t i = idx < 0 ? d->n : (size_t)idx + 1, n = 0;
+	     i < d->n && n < SIB_MAX; i++) {
+		struct proto_attr a;
+
+		if (d->ents[i].type != PROTO_T_FILE)
+			continue;
+		n++;
+		/* Not a file with local changes: its reads go through its
+		 * write state, and a local DV is not the server's. */
+		if (mcache_attr(cm->mc, &d->ents[i].fid, &a) == 0 &&
+		    a.size > 0 && a.size <= cm->chunk_size &&
+		    !(a.dv & CM_DV_LOCAL) && !wb_active(cm->wb, &d->ents[i].fid))
+			fetch_prefetch(cm->fetch, &d->ents[i].fid, a.dv, a.size,
+				       0, 0);
+	}
+	vc_dir_put(d);
+out:
+	free(k);
+}
+
+static void
+sibling_prefetch(struct cm *cm, const struct fid *fid)
+{
+	struct sib_job *k;
+
+	if (cm->cfg.readahead_max == 0 || cm_offline(cm) ||
+	    !(k = calloc(1, sizeof(*k))))
+		return;
+	k->cm = cm;
+	k->fid = *fid;
+	k->job.run = sib_run;
+	cm_post(&cm->loop, &k->job);
 }
 
 /* Valid replies: fuse_reply_buf, fuse_reply_err (possibly from the loop). */
@@ -685,7 +866,7 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	if (wb_active(cm, &f->fid)) {
+	if (wb_active(cm->wb, &f->fid)) {
 		fmut_wio_start(cm, req, W_READ, &f->fid, (uint64_t)off, NULL, size);
 		return;
 	}
@@ -706,13 +887,15 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 					    : size;
 	file_readahead(cm, f, dv, fsize, (uint64_t)off, len);
 	buf = fops_tbuf_get(len);
-	if (buf && fetch_read_cached(cm, &f->fid, dv, (uint64_t)off, buf,
+	if (buf && fetch_read_cached(cm->fetch, &f->fid, dv, (uint64_t)off, buf,
 				     len) == (ssize_t)len) {
 		fuse_reply_buf(req, buf, len);
 		return;
 	}
+	if (off == 0 && fsize <= cm->chunk_size)
+		sibling_prefetch(cm, &f->fid);
 park:
-	rc = fetch_read_park(cm, &f->fid, (uint64_t)off, size, req,
+	rc = fetch_read_park(cm->fetch, &f->fid, (uint64_t)off, size, req,
 			     fops_read_reply);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
@@ -726,11 +909,12 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
 
 	(void)ino;
+	fops_count(cm, CM_R_RELEASE);
 	if (f) {
 		if (f->writer) {
 			/* Data not stored by a flush (it failed) stays
 			 * dirty and is stored later (wb_resume). */
-			wb_release_write(cm, &f->fid);
+			wb_release_write(cm->wb, &f->fid);
 		}
 		fops_file_close(cm, f->e, &f->fid);
 		pthread_mutex_destroy(&f->mu);
@@ -740,9 +924,8 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 static void
-flush_reply(struct cm *cm, void *arg, int err)
+flush_reply(void *arg, int err)
 {
-	(void)cm;
 	fuse_reply_err(arg, err == -ESTALE ? EIO : -err);
 }
 
@@ -755,11 +938,12 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
 
 	(void)ino;
+	fops_count(cm, CM_R_FLUSH);
 	if (!f || !f->writer) {
 		fuse_reply_err(req, 0);
 		return;
 	}
-	wb_flush(cm, &f->fid, flush_reply, req);
+	wb_flush(cm->wb, &f->fid, flush_reply, req);
 }
 
 /* Valid replies: fuse_reply_err. Connected: the server has the data. */
@@ -776,7 +960,7 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	wb_flush(cm, &fid, flush_reply, req);
+	wb_flush(cm->wb, &fid, flush_reply, req);
 }
 
 /* Valid replies: fuse_reply_err. Directory changes are on the server
@@ -866,7 +1050,7 @@ try_xattr(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
-	if (meta_cached_attr(cm, &fid, &a) < 0)
+	if (mcache_attr(cm->mc, &fid, &a) < 0)
 		return need(p, NEED_ATTR, &fid);
 	if (vc_get_xattrs(cm->vc, &fid, &stamp, &x, &n) < 0)
 		return need(p, NEED_XATTR, &fid);
@@ -981,7 +1165,7 @@ static void
 op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	(void)ino;
-	fops_count(fops_req_cm(req), CM_R_OTHER);
+	fops_count(fops_req_cm(req), CM_R_ACCESS);
 	fuse_reply_err(req, (mask & W_OK) && fops_read_only(fops_req_cm(req)) ? EROFS
 								      : 0);
 }
@@ -1082,174 +1266,183 @@ struct note {
 };
 TAILQ_HEAD(noteq, note);
 
-struct notifier {
+struct fops_notifier {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct noteq q;	  /* protected by mu */
 	bool stop;	  /* protected by mu */
 	pthread_t thread;
-	bool started;
 	struct fuse_session *se;
-	struct cm *cm; /* set before the thread starts */
+	struct cm_loop *loop; /* where barriers' jobs go */
 };
 
-static struct notifier g_nt;
-
 static void
-nt_push(struct note *n)
+nt_push(struct fops_notifier *nt, struct note *n)
 {
-	pthread_mutex_lock(&g_nt.mu);
-	if (g_nt.stop) {
-		pthread_mutex_unlock(&g_nt.mu);
+	pthread_mutex_lock(&nt->mu);
+	if (nt->stop) {
+		pthread_mutex_unlock(&nt->mu);
 		/* Not reached in practice: the hooks are unplugged before
 		 * the stop, and only the loop calls them. A barrier's job
 		 * must still run once; nothing is left to wait for. */
 		if (n->job)
-			n->job->run(g_nt.cm, n->job);
+			n->job->run(nt->loop, n->job);
 		free(n);
 		return;
 	}
-	TAILQ_INSERT_TAIL(&g_nt.q, n, link);
-	pthread_cond_signal(&g_nt.cv);
-	pthread_mutex_unlock(&g_nt.mu);
+	TAILQ_INSERT_TAIL(&nt->q, n, link);
+	pthread_cond_signal(&nt->cv);
+	pthread_mutex_unlock(&nt->mu);
 }
 
 static void
 nt_inval_inode(void *arg, uint64_t ino, int64_t off, int64_t len)
 {
+	struct fops_notifier *nt = arg;
 	struct note *n = calloc(1, sizeof(*n));
 
-	(void)arg;
 	if (!n)
 		return;
 	n->ino = ino;
 	n->off = off;
 	n->len = len;
-	nt_push(n);
+	nt_push(nt, n);
 }
 
 static void
 nt_inval_entry(void *arg, uint64_t parent, const char *name, size_t len)
 {
+	struct fops_notifier *nt = arg;
 	struct note *n = calloc(1, sizeof(*n) + len + 1);
 
-	(void)arg;
 	if (!n)
 		return;
 	n->entry = true;
 	n->ino = parent;
 	n->namelen = len;
 	memcpy(n->name, name, len);
-	nt_push(n);
+	nt_push(nt, n);
 }
 
 static void
 nt_barrier(void *arg, struct cm_job *job)
 {
+	struct fops_notifier *nt = arg;
 	struct note *n = calloc(1, sizeof(*n));
 
-	(void)arg;
 	if (!n) {
 		/* The order of the queue cannot be kept: the answer may beat
 		 * the invalidations, as it did before barriers existed. */
-		cm_post(g_nt.cm, job);
+		cm_post(nt->loop, job);
 		return;
 	}
 	n->job = job;
-	nt_push(n);
+	nt_push(nt, n);
 }
 
 static void *
 nt_main(void *arg)
 {
-	(void)arg;
-	pthread_mutex_lock(&g_nt.mu);
+	struct fops_notifier *nt = arg;
+
+	pthread_mutex_lock(&nt->mu);
 	for (;;) {
 		struct note *n;
 		int rc;
 
-		while (!g_nt.stop && TAILQ_EMPTY(&g_nt.q))
-			pthread_cond_wait(&g_nt.cv, &g_nt.mu);
-		if (g_nt.stop)
+		while (!nt->stop && TAILQ_EMPTY(&nt->q))
+			pthread_cond_wait(&nt->cv, &nt->mu);
+		if (nt->stop)
 			break;
-		n = TAILQ_FIRST(&g_nt.q);
-		TAILQ_REMOVE(&g_nt.q, n, link);
-		pthread_mutex_unlock(&g_nt.mu);
+		n = TAILQ_FIRST(&nt->q);
+		TAILQ_REMOVE(&nt->q, n, link);
+		pthread_mutex_unlock(&nt->mu);
 		if (n->job) {
 			/* The writes before it returned, so the kernel has
 			 * applied them; cm_post() takes only the leaf qlock,
 			 * and mu is not held. */
-			cm_post(g_nt.cm, n->job);
+			cm_post(nt->loop, n->job);
 			free(n);
-			pthread_mutex_lock(&g_nt.mu);
+			pthread_mutex_lock(&nt->mu);
 			continue;
 		}
 		if (n->entry)
 			rc = fuse_lowlevel_notify_inval_entry(
-				g_nt.se, n->ino, n->name, n->namelen);
+				nt->se, n->ino, n->name, n->namelen);
 		else
-			rc = fuse_lowlevel_notify_inval_inode(g_nt.se, n->ino,
+			rc = fuse_lowlevel_notify_inval_inode(nt->se, n->ino,
 							      n->off, n->len);
 		/* -ENOENT: the kernel had already dropped it. */
 		if (rc < 0 && rc != -ENOENT)
 			log_debug(LOG_FUSE, "cannot invalidate inode %llu: %s",
 				  (unsigned long long)n->ino, strerror(-rc));
 		free(n);
-		pthread_mutex_lock(&g_nt.mu);
+		pthread_mutex_lock(&nt->mu);
 	}
-	pthread_mutex_unlock(&g_nt.mu);
+	pthread_mutex_unlock(&nt->mu);
 	return NULL;
 }
 
-int
-fops_notifier_start(struct cm *cm, struct fuse_session *se)
+struct fops_notifier *
+fops_notifier_start(struct cm_loop *loop, struct fuse_session *se)
 {
+	struct fops_notifier *nt = calloc(1, sizeof(*nt));
 	int rc;
 
-	pthread_mutex_init(&g_nt.mu, NULL);
-	pthread_cond_init(&g_nt.cv, NULL);
-	TAILQ_INIT(&g_nt.q);
-	g_nt.stop = false;
-	g_nt.se = se;
-	g_nt.cm = cm;
-	rc = pthread_create(&g_nt.thread, NULL, nt_main, NULL);
-	if (rc)
-		return -rc;
-	g_nt.started = true;
-	cm->kops.inval_inode = nt_inval_inode;
-	cm->kops.inval_entry = nt_inval_entry;
-	cm->kops.barrier = nt_barrier;
-	cm->kops.arg = NULL;
-	return 0;
+	if (!nt)
+		return NULL;
+	pthread_mutex_init(&nt->mu, NULL);
+	pthread_cond_init(&nt->cv, NULL);
+	TAILQ_INIT(&nt->q);
+	nt->se = se;
+	nt->loop = loop;
+	rc = pthread_create(&nt->thread, NULL, nt_main, nt);
+	if (rc) {
+		pthread_cond_destroy(&nt->cv);
+		pthread_mutex_destroy(&nt->mu);
+		free(nt);
+		errno = rc;
+		return NULL;
+	}
+	loop->kops.inval_inode = nt_inval_inode;
+	loop->kops.inval_entry = nt_inval_entry;
+	loop->kops.barrier = nt_barrier;
+	loop->kops.arg = nt;
+	return nt;
 }
 
 void
-fops_notifier_stop(struct cm *cm)
+fops_notifier_stop(struct fops_notifier *nt)
 {
+	struct cm_loop *loop;
 	struct note *n;
 
-	cm->kops.inval_inode = NULL;
-	cm->kops.inval_entry = NULL;
-	cm->kops.barrier = NULL;
-	if (!g_nt.started)
+	if (!nt)
 		return;
-	g_nt.started = false;
-	pthread_mutex_lock(&g_nt.mu);
-	g_nt.stop = true;
-	pthread_cond_signal(&g_nt.cv);
-	pthread_mutex_unlock(&g_nt.mu);
-	pthread_join(g_nt.thread, NULL);
-	while ((n = TAILQ_FIRST(&g_nt.q))) {
-		TAILQ_REMOVE(&g_nt.q, n, link);
+	loop = nt->loop;
+	loop->kops.inval_inode = NULL;
+	loop->kops.inval_entry = NULL;
+	loop->kops.barrier = NULL;
+	loop->kops.arg = NULL;
+	pthread_mutex_lock(&nt->mu);
+	nt->stop = true;
+	pthread_cond_signal(&nt->cv);
+	pthread_mutex_unlock(&nt->mu);
+	pthread_join(nt->thread, NULL);
+	while ((n = TAILQ_FIRST(&nt->q))) {
+		TAILQ_REMOVE(&nt->q, n, link);
 		/* The loop is gone (cm_loop_stop() ran): a barrier's job runs
 		 * here, with cm_stopping() true, as cm_loop_stop() runs
 		 * late jobs, so its control call is answered and freed. */
 		if (n->job)
-			n->job->run(cm, n->job);
+			n->job->run(loop, n->job);
 		free(n);
 	}
+	pthread_cond_destroy(&nt->cv);
+	pthread_mutex_destroy(&nt->mu);
+	free(nt);
 	/* Barriers the thread reached after cm_loop_stop() had drained the
 	 * queue were posted into a closed queue: run them now, when nothing
 	 * can post any more. */
-	cm_run_late_jobs(cm);
+	cm_run_late_jobs(loop);
 }
