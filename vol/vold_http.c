@@ -184,6 +184,7 @@ struct ocache {
 	uint64_t dv, size, chunk, off, len;
 	uint32_t cs;
 	struct csum sum;
+	size_t weight; /* what it counts in vd->ncache: its fds, at least 1 */
 	size_t nseg;
 	struct oseg seg[];
 };
@@ -541,7 +542,7 @@ oc_free(struct ocache *oc)
 
 	TAILQ_REMOVE(&vd->lru, oc, lru);
 	LIST_REMOVE(oc, hlink);
-	vd->ncache--;
+	vd->ncache -= (int)oc->weight;
 	for (size_t i = 0; i < oc->nseg; i++)
 		if (oc->seg[i].seg)
 			evbuffer_file_segment_free(oc->seg[i].seg);
@@ -741,14 +742,23 @@ oc_insert(struct vvol *vol, struct rjob *r)
 	const struct proto_path *p = &r->path;
 	struct ocache *oc = oc_find(vol, p->fid.oid, p->dv, p->chunk_size,
 				    p->chunk);
+	size_t weight = 0;
 
 	if (oc)
 		oc_free(oc);
-	while (vd->ncache >= vd->cache_max && !TAILQ_EMPTY(&vd->lru))
+	/* The cache is bounded by the fds it holds: a reply of a 4 MiB
+	 * client chunk may hold 16 open objects. */
+	for (size_t i = 0; i < r->next_n; i++)
+		weight += r->ext[i].fd >= 0;
+	if (!weight)
+		weight = 1;
+	while (vd->ncache + (int)weight > vd->cache_max &&
+	       !TAILQ_EMPTY(&vd->lru))
 		oc_free(TAILQ_LAST(&vd->lru, oc_lru));
 	oc = calloc(1, sizeof(*oc) + r->next_n * sizeof(oc->seg[0]));
 	if (!oc)
 		return NULL;
+	oc->weight = weight;
 	if (oseg_make(vd, r, oc->seg)) {
 		free(oc);
 		return NULL;
@@ -765,7 +775,7 @@ oc_insert(struct vvol *vol, struct rjob *r)
 	oc->sum = r->sum;
 	LIST_INSERT_HEAD(&vol->oc[oc_hash(oc->oid, oc->chunk)], oc, hlink);
 	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
-	vd->ncache++;
+	vd->ncache += (int)weight;
 	return oc;
 }
 
@@ -822,11 +832,11 @@ send_chunk(struct vold *vd, struct evhttp_request *req, bool pub,
 		return;
 	}
 	/* libevent makes a sendfile chain only in a buffer that says it
-	 * drains to a socket; in any other it maps the file and the reply
-	 * is copied from the mapping into the socket (a third of the loop's
-	 * CPU on a cold client read). The chain keeps its kind as evhttp
-	 * moves it on to the connection's socket (on_fout); TLS segments
-	 * never sendfile. */
+	 * drains to a socket; in any other it maps the file and the reply is
+	 * copied from the mapping into the socket (a third of the loop's CPU
+	 * on a cold client read). The chain keeps its kind as evhttp moves it
+	 * on to the connection's socket (on_fout); TLS segments never
+	 * sendfile. */
 	evbuffer_set_flags(b, EVBUFFER_FLAG_DRAINS_TO_FD);
 	for (size_t i = 0; i < nseg; i++) {
 		if (seg[i].seg) {

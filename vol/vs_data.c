@@ -1308,6 +1308,35 @@ conv_scan_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA val, void *arg)
 	return 0;
 }
 
+/* Make the format 1 data file @path (open as @fd) of the one-chunk file
+ * @o its chunk object 0 by a hard link. @return 0, or -EXDEV when it
+ * cannot (the file is not exactly o->r.size bytes, no hard links): copy. */
+static int
+conv_link(struct txn *t, int fd, const char *path, const struct obj *o)
+{
+	struct vs_vol *v = t->v;
+	char obj[DPATH_MAX];
+	struct cent e = {0};
+	struct stat st;
+	int rc;
+
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != o->r.size)
+		return -EXDEV;
+	chunk_path(obj, sizeof(obj), o->oid, 0, o->r.dv);
+	rc = cref_push(&t->made, &t->nmade, &t->capmade, o->oid, 0, o->r.dv);
+	if (rc)
+		return rc;
+	t->made[t->nmade - 1].durable = true;
+	unlinkat(v->dirfd, obj, 0);
+	if (linkat(v->dirfd, path, v->dirfd, obj, 0) < 0) {
+		t->nmade--;
+		return -EXDEV;
+	}
+	e.gen = o->r.dv;
+	e.len = (uint32_t)o->r.size;
+	return cmap_put(v, o->oid, 0, &e);
+}
+
 /*
  * Convert a format 1 volume (one data file data/XX/OID.DV per file) to
  * format 2 (chunk objects and the "C" map), in one transaction: every
@@ -1384,6 +1413,22 @@ data_convert(struct vs_vol *v)
 			close(fd);
 			obj_release(&o);
 			goto fail;
+		}
+		/* A file of one chunk whose data file holds exactly its bytes
+		 * (fsynced when it was written) becomes its object by a hard
+		 * link: most files of a volume convert without a copy. */
+		if (o.r.size <= v->cs && conv_link(&t, fd, path, &o) == 0) {
+			if (!(v->flags & VS_NOSYNC) && fsync(dfd) < 0)
+				rc = -errno;
+			close(dfd);
+			close(fd);
+			if (!rc)
+				rc = cref_push(&old, &nfiles, &capold, o.oid,
+					       0, o.r.dv);
+			obj_release(&o);
+			if (rc)
+				goto fail;
+			continue;
 		}
 		for (uint64_t i = 0; !rc && i * v->cs < o.r.size; i++) {
 			uint64_t base = i * v->cs;
