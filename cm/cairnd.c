@@ -507,10 +507,12 @@ notify(const char *state)
 }
 
 static void
-restart_events(struct cm *cm, struct cm_job *job)
+restart_events(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
+
 	free(job);
-	if (!cm_stopping(cm))
+	if (!cm_stopping(loop))
 		ev_restart(cm);
 }
 
@@ -608,7 +610,7 @@ reload(struct sigctl *sc)
 		tok = NULL;
 		if (job) {
 			job->run = restart_events;
-			cm_post(cm, job);
+			cm_post(&cm->loop, job);
 		}
 	}
 	if (tok) {
@@ -727,7 +729,7 @@ static void
 report_left(struct cm *cm)
 {
 	struct rlog_stats st = {0};
-	uint64_t files = wb_dirty_files(cm);
+	uint64_t files = wb_dirty_files(cm->wb);
 
 	if (cm->rlog)
 		rlog_stats(cm->rlog, &st);
