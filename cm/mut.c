@@ -332,8 +332,17 @@ finish_apply(struct mreq *m, int err, const struct proto_op_result *r)
 		 * stale, wb.c). */
 		log_warn(LOG_MUT, "create of '%s' refused by the server: %s",
 			 m->op.name ? m->op.name : "", strerror(-err));
-		mcache_forget(mu->d.mc, &m->op.parent);
+		struct proto_attr pa;
+
 		mcache_forget(mu->d.mc, &m->op.fid);
+		if (mcache_attr(mu->d.mc, &m->op.parent, &pa) == 0) {
+			/* A DV of our own makes mfetch fetch the listing
+			 * again and tell the kernel which names changed. */
+			pa.dv = mcache_local_dv();
+			mfetch_dir_changed(mu->d.mf, &pa);
+		} else {
+			mcache_forget(mu->d.mc, &m->op.parent);
+		}
 	}
 }
 

@@ -35,6 +35,7 @@
 #include "cm/mfetch.h"
 #include "cm/mut.h"
 #include "cm/rlog.h"
+#include "cm/conn.h"
 #include "cm/wb.h"
 #include "cm/wb_i.h"
 #include "cm/wb_rec.h"
@@ -81,7 +82,14 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 
 	if (!wb->tdb)
 		goto out;
-	r.flags = ws->logged ? WB_REC_LOGGED : 0;
+	r.flags = (ws->logged ? WB_REC_LOGGED : 0) |
+		  (ws->created ? WB_REC_CREATED : 0);
+	r.sa_mask = ws->sa_mask;
+	r.sa_mode = ws->sa_mode;
+	r.sa_uid = ws->sa_uid;
+	r.sa_gid = ws->sa_gid;
+	r.sa_atime_ns = ws->sa_atime_ns;
+	r.sa_mtime_ns = ws->sa_mtime_ns;
 	r.base_dv = ws->base_dv;
 	r.srv_size = ws->srv_size;
 	r.size = ws->size;
@@ -190,6 +198,16 @@ wb_overlay(struct wb *wb, struct proto_attr *a)
 			a->mtime_ns = ws->mtime_ns;
 			a->ctime_ns = ws->ctime_ns;
 		}
+		if (ws->sa_mask & PROTO_SA_MODE)
+			a->mode = (a->mode & ~07777u) | (ws->sa_mode & 07777);
+		if (ws->sa_mask & PROTO_SA_UID)
+			a->uid = ws->sa_uid;
+		if (ws->sa_mask & PROTO_SA_GID)
+			a->gid = ws->sa_gid;
+		if (ws->sa_mask & PROTO_SA_ATIME)
+			a->atime_ns = ws->sa_atime_ns;
+		if (ws->sa_mask & PROTO_SA_MTIME)
+			a->mtime_ns = ws->sa_mtime_ns;
 	} else if (ws) {
 		/* Unlinked while open: what the open handles see. */
 		a->nlink = 0;
@@ -377,6 +395,62 @@ wb_release_write(struct wb *wb, const struct fid *fid)
 }
 
 void
+wb_created(struct wb *wb, const struct fid *fid)
+{
+	struct wstate *ws;
+
+	if (!wb)
+		return;
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
+	if (ws && ws->base_dv == 0 && !ws->gone) {
+		/* Not saved: the create's record is in the log; the first
+		 * write saves the state. */
+		ws->created = true;
+		mark_dirty_locked(wb, ws);
+	}
+	pthread_mutex_unlock(&wb->lock);
+}
+
+int
+wb_setattr(struct wb *wb, const struct fid *fid, uint32_t mask, uint32_t mode,
+	   uint32_t uid, uint32_t gid, int64_t atime_ns, int64_t mtime_ns)
+{
+	struct wstate *ws;
+	int rc = -ENOENT;
+
+	if (!wb || !mask ||
+	    (mask & ~(uint32_t)(PROTO_SA_MODE | PROTO_SA_UID | PROTO_SA_GID |
+				PROTO_SA_ATIME | PROTO_SA_MTIME)))
+		return -ENOENT;
+	if (wb->d.conn && conn_offline(wb->d.conn))
+		return -ENOENT;
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
+	/* Only what a store will carry anyway: an open file with local
+	 * changes (not yet at the store that takes them, nor logged). */
+	if (ws && ws->writers && ws->dirty && !ws->gone && !ws->logged &&
+	    !ws->storing && !ws->conflicted && !ws->replaying) {
+		if (mask & PROTO_SA_MODE)
+			ws->sa_mode = mode & 07777;
+		if (mask & PROTO_SA_UID)
+			ws->sa_uid = uid;
+		if (mask & PROTO_SA_GID)
+			ws->sa_gid = gid;
+		if (mask & PROTO_SA_ATIME)
+			ws->sa_atime_ns = atime_ns;
+		if (mask & PROTO_SA_MTIME)
+			ws->sa_mtime_ns = mtime_ns;
+		ws->sa_mask |= mask;
+		ws->ctime_ns = util_wall_ns();
+		wb_save_locked(wb, ws);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	return rc;
+}
+
+void
 wb_renamed(struct wb *wb, const struct fid *fid, const struct fid *parent,
 	   const char *name)
 {
@@ -498,6 +572,11 @@ end_io(struct wb *wb, const struct fid *fid, int rc, uint64_t new_size,
 			if (zero_from < ws->zero_from)
 				ws->zero_from = zero_from;
 			ws->mtime_ns = ws->ctime_ns = util_wall_ns();
+			/* A write after utimes sets mtime again. */
+			if (ws->sa_mask & PROTO_SA_MTIME) {
+				ws->sa_mask &= ~(uint32_t)PROTO_SA_MTIME;
+				ws->saved = false;
+			}
 			if (!ws->dirty || grow || !ws->saved) {
 				mark_dirty_locked(wb, ws);
 				if (!ws->gone)
@@ -967,6 +1046,7 @@ wb_stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 		if (ws && ws->base_dv == src) {
 			ws->logged = false;
 			ws->replaying = false;
+			ws->created = false;
 			retag = ws->zero_from >= ws->srv_size;
 			ws->base_dv = a->dv;
 			ws->srv_size = ws->zero_from = a->size;
@@ -1062,6 +1142,13 @@ load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 	if (r.namelen)
 		ws->name = strndup(r.name, r.namelen);
 	ws->logged = (r.flags & WB_REC_LOGGED) != 0;
+	ws->created = (r.flags & WB_REC_CREATED) != 0;
+	ws->sa_mask = r.sa_mask;
+	ws->sa_mode = r.sa_mode;
+	ws->sa_uid = r.sa_uid;
+	ws->sa_gid = r.sa_gid;
+	ws->sa_atime_ns = r.sa_atime_ns;
+	ws->sa_mtime_ns = r.sa_mtime_ns;
 	ws->dirty = !ws->logged;
 	/* A version-1 record is rewritten once the table is loaded. */
 	ws->saved = rc == 0;

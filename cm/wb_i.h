@@ -50,6 +50,14 @@ struct wstate {
 	 * for replay_from (our own earlier changes moved the DV). */
 	bool replaying;
 	uint64_t replay_from, replay_to;
+	/* Created late (mut_hold_create()): base_dv is 0 and the chunks
+	 * are tagged 0 until a store tells the file's DV. */
+	bool created;
+	/* Attributes set while the file was being written (chmod, utimes,
+	 * chown: PROTO_SA_* bits), sent as a setattr after its store, in
+	 * the same batch. */
+	uint32_t sa_mask, sa_mode, sa_uid, sa_gid;
+	int64_t sa_atime_ns, sa_mtime_ns;
 	struct flush_waiters waiters; /* loop thread */
 };
 
@@ -87,6 +95,17 @@ struct store {
 	uint64_t src_dv, src_valid_to;
 	struct conflict *cf; /* set: this store writes a conflict copy */
 	bool replay;	     /* reintegration: mut_send_replay, ungated */
+	/* The batch of a store at close: the file's late create (held),
+	 * the store, the attributes set meanwhile (sa; kind 0: none) as
+	 * record sa_seq. The store's own answer waits in part_* for the
+	 * setattr's, which ends the store. */
+	bool held;
+	struct mut_batch *batch; /* until sent: the held create is in it */
+	struct proto_op sa;
+	uint64_t sa_seq;
+	int part_err;
+	struct proto_op_result part_r;
+	bool have_part_r;
 };
 
 
