@@ -58,6 +58,7 @@ struct mreq {
 	/* A late create (mut_hold_create()): answered to its caller before
 	 * the server has it. Held: logged, listed, not sent yet. */
 	bool late, held;
+	bool removed; /* its record went with its batch's */
 };
 TAILQ_HEAD(mreqq, mreq);
 
@@ -355,6 +356,8 @@ finish_end(struct mreq *m, int err, const struct proto_op_result *r)
 	struct mwait *w;
 	int rc;
 
+	if (m->removed)
+		goto removed;
 	/* Reintegration keeps a refused record (it becomes a conflict) and
 	 * one that got no answer (it is resent first next time). A late
 	 * create that never left at shutdown stays too: its caller was
@@ -367,6 +370,7 @@ finish_end(struct mreq *m, int err, const struct proto_op_result *r)
 				 "cannot drop replay record %llu: %s",
 				 (unsigned long long)m->seq, strerror(-rc));
 	}
+removed:
 	SLIST_INIT(&m->waiters);
 	if (m->done)
 		m->done(m->arg, err, r);
@@ -964,6 +968,30 @@ batch_finish_results(struct mut_batch *b, struct proto_batch_result *out)
 				  b->r[i]->op.name ? b->r[i]->op.name : "",
 				  strerror(-e));
 		finish_apply(b->r[i], e, e ? NULL : &out[i].res);
+	}
+	if (mu->d.rlog) {
+		/* The records the server answered go in one transaction. */
+		uint64_t seqs[PROTO_BATCH_MAX];
+		size_t ns = 0;
+		int rc;
+
+		for (size_t i = 0; i < b->n; i++) {
+			struct mreq *m = b->r[i];
+			int e = entry_errno(&out[i]);
+
+			if (!m->seq || (m->replay && e))
+				continue;
+			seqs[ns++] = m->seq;
+			m->removed = true;
+		}
+		rc = rlog_remove_batch_flags(mu->d.rlog, seqs, ns,
+					     RLOG_A_NOSYNC);
+		if (rc < 0) {
+			log_warn(LOG_MUT, "cannot drop %zu replay records: %s",
+				 ns, strerror(-rc));
+			for (size_t i = 0; i < b->n; i++)
+				b->r[i]->removed = false;
+		}
 	}
 	for (size_t i = 0; i < b->n; i++) {
 		int e = entry_errno(&out[i]);

@@ -577,7 +577,11 @@ end_io(struct wb *wb, const struct fid *fid, int rc, uint64_t new_size,
 				ws->sa_mask &= ~(uint32_t)PROTO_SA_MTIME;
 				ws->saved = false;
 			}
-			if (!ws->dirty || grow || !ws->saved) {
+			/* A write that only grows the file is not saved:
+			 * its chunk says how far it reached, and wb_new()
+			 * takes the size from the chunks after a crash. So
+			 * an append costs the chunk's commit alone. */
+			if (!ws->dirty || !ws->saved || (set_size && grow)) {
 				mark_dirty_locked(wb, ws);
 				if (!ws->gone)
 					wb_save_locked(wb, ws);
@@ -1184,6 +1188,46 @@ rewrite_old(struct wb *wb)
 		 n, wb->nold);
 }
 
+struct size_scan {
+	struct wstate *ws;
+	uint32_t csz;
+	uint64_t end;
+};
+
+static int
+size_cb(const struct cs_info *i, void *arg)
+{
+	struct size_scan *z = arg;
+	uint64_t e = i->key.chunk * (uint64_t)z->csz + i->len;
+
+	if ((i->flags & CS_F_DIRTY) && i->dv == z->ws->base_dv && e > z->end)
+		z->end = e;
+	return 0;
+}
+
+/* Writes that grew a file are not saved one by one (end_io): the end of
+ * its last dirty chunk is at least the size the last write returned. */
+static void
+sizes_from_chunks(struct wb *wb)
+{
+	for (size_t b = 0; b < WB_BUCKETS; b++) {
+		struct wstate *ws;
+
+		SLIST_FOREACH(ws, &wb->tab[b], link) {
+			struct size_scan z = {ws, wb->d.chunk_size, 0};
+
+			if (!ws->dirty || !wb->d.cs || !wb->d.chunk_size)
+				continue;
+			cs_iterate_file(wb->d.cs, ws->fid.vol, ws->fid.oid,
+					size_cb, &z);
+			if (z.end > ws->size) {
+				ws->size = z.end;
+				wb_save_locked(wb, ws);
+			}
+		}
+	}
+}
+
 struct wb *
 wb_new(const struct wb_deps *deps)
 {
@@ -1212,6 +1256,7 @@ wb_new(const struct wb_deps *deps)
 	tdb_traverse(wb->tdb, load_cb, wb);
 	if (wb->nold)
 		rewrite_old(wb);
+	sizes_from_chunks(wb);
 	if (wb->ndirty)
 		log_info(LOG_WB, "%llu files have local changes to store",
 			 (unsigned long long)wb->ndirty);
