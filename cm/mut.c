@@ -29,6 +29,8 @@
 #include "common/util.h"
 
 #define MUT_DEFER_MAX 256
+/* A late create not taken by a store within this goes alone. */
+#define MUT_HOLD_MS 1000
 
 /* Something that waits for a late create (below) to be answered. */
 struct mwait {
@@ -59,6 +61,7 @@ struct mreq {
 	 * the server has it. Held: logged, listed, not sent yet. */
 	bool late, held;
 	bool removed; /* its record went with its batch's */
+	struct event *hold_ev; /* held: MUT_HOLD_MS */
 };
 TAILQ_HEAD(mreqq, mreq);
 
@@ -149,6 +152,8 @@ mreq_free(struct mreq *m)
 {
 	if (m->retry_ev)
 		event_free(m->retry_ev);
+	if (m->hold_ev)
+		event_free(m->hold_ev);
 	proto_op_release(&m->op);
 	free(m);
 }
@@ -561,9 +566,22 @@ late_dep(struct mut *mu, const struct proto_op *op, const struct mut_batch *b,
 static void
 send_late(struct mut *mu, struct mreq *h)
 {
+	if (h->hold_ev)
+		evtimer_del(h->hold_ev);
 	h->held = false;
 	h->deadline = util_now_ms() + mu->d.timeout_ms;
 	send_req(h);
+}
+
+static void
+hold_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct mreq *m = arg;
+
+	(void)fd;
+	(void)what;
+	if (m->held && !m->b && !m->mu->stopped)
+		send_late(m->mu, m);
 }
 
 /* @w waits for the late create @h; a held one is sent now, alone. */
@@ -602,8 +620,20 @@ start(struct mut *mu, struct mreq *m)
 		TAILQ_FOREACH(o, &mu->inflight, link)
 			if (o != m && !o->held && touches(&o->op, &m->op.parent))
 				break;
-		if (!o)
-			return; /* held: goes with its file's first store */
+		if (!o) {
+			/* Held: goes with its file's first store, or alone
+			 * after MUT_HOLD_MS (events about its directory wait
+			 * while it is held). */
+			struct timeval tv = {MUT_HOLD_MS / 1000,
+					     (MUT_HOLD_MS % 1000) * 1000};
+
+			if (!m->hold_ev)
+				m->hold_ev = evtimer_new(mu->d.loop->base,
+							 hold_expired, m);
+			if (m->hold_ev)
+				evtimer_add(m->hold_ev, &tv);
+			return;
+		}
 		m->held = false;
 	}
 	send_req(m);
@@ -857,6 +887,8 @@ batch_push(struct mut_batch *b, struct mreq *m)
 	}
 	b->r[b->n++] = m;
 	m->b = b;
+	if (m->hold_ev)
+		evtimer_del(m->hold_ev);
 	return 0;
 }
 
@@ -909,7 +941,12 @@ mut_batch_free(struct mut_batch *b)
 	for (size_t i = 0; i < b->n; i++) {
 		if (b->r[i]->listed) {
 			/* A held create given back: held again. */
+			struct timeval tv = {MUT_HOLD_MS / 1000,
+					     (MUT_HOLD_MS % 1000) * 1000};
+
 			b->r[i]->b = NULL;
+			if (b->r[i]->hold_ev)
+				evtimer_add(b->r[i]->hold_ev, &tv);
 			continue;
 		}
 		mreq_free(b->r[i]);
