@@ -100,6 +100,24 @@ struct mut {
 
 static void send_req(struct mreq *m);
 
+static void
+noop_done(void *arg, int err, const struct proto_op_result *r)
+{
+	(void)arg;
+	(void)err;
+	(void)r;
+}
+
+/* Disconnected with @m unanswered: its record stays INFLIGHT (it may
+ * have arrived), disconnected operation applies it locally and answers
+ * the caller (a late create's was answered: nobody to tell). */
+static void
+absorb_one(struct mut *mu, struct mreq *m)
+{
+	mu->h.absorb(mu->h.arg, &m->op, m->done ? m->done : noop_done,
+		     m->arg);
+}
+
 /* --- copies --- */
 
 static char *
@@ -452,7 +470,7 @@ http_done(void *arg, const struct http_result *res)
 			m->listed = false;
 			mu->n--;
 		}
-		mu->h.absorb(mu->h.arg, &m->op, m->done, m->arg);
+		absorb_one(mu, m);
 		if (m->b && m->b->single) {
 			struct mut_batch *b = m->b;
 
@@ -658,7 +676,7 @@ run_job(struct cm_loop *loop, struct cm_job *job)
 	 * and never left; it is replayed with the rest. */
 	if (mu->d.conn && conn_mode(mu->d.conn) == CM_DISCONNECTED && m->seq &&
 	    !cm_stopping(mu->d.loop) && mu->h.absorb) {
-		mu->h.absorb(mu->h.arg, &m->op, m->done, m->arg);
+		absorb_one(mu, m);
 		mreq_free(m);
 		return;
 	}
@@ -1116,7 +1134,7 @@ batch_http_done(void *arg, const struct http_result *res)
 			struct mwaitq wq = m->waiters;
 			struct mwait *w;
 
-			mu->h.absorb(mu->h.arg, &m->op, m->done, m->arg);
+			absorb_one(mu, m);
 			mreq_free(m);
 			while ((w = SLIST_FIRST(&wq))) {
 				SLIST_REMOVE_HEAD(&wq, link);
