@@ -470,18 +470,24 @@ http_done(void *arg, const struct http_result *res)
 			m->listed = false;
 			mu->n--;
 		}
-		absorb_one(mu, m);
-		if (m->b && m->b->single) {
-			struct mut_batch *b = m->b;
+		struct mwaitq wq = m->waiters;
+		struct mut_batch *b = m->b && m->b->single ? m->b : NULL;
+		struct mwait *w;
 
+		absorb_one(mu, m);
+		if (b)
 			for (size_t i = 0; i < b->n; i++)
 				if (b->r[i] == m)
 					b->r[i] = NULL;
-			mreq_free(m);
-			batch_single_next(b);
-			return;
-		}
 		mreq_free(m);
+		/* What waited for a late create goes on (and is absorbed
+		 * in its turn). */
+		while ((w = SLIST_FIRST(&wq))) {
+			SLIST_REMOVE_HEAD(&wq, link);
+			w->wake(w);
+		}
+		if (b)
+			batch_single_next(b);
 		return;
 	}
 	if (m->replay && res->err && res->err != -ECANCELED) {
