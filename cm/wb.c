@@ -67,7 +67,55 @@ wb_unlink_free_locked(struct wb *wb, struct wstate *ws)
 {
 	SLIST_REMOVE(&wb->tab[bucket(&ws->fid)], ws, wstate, link);
 	free(ws->name);
+	free(ws->cgen);
+	free(ws->sgen);
 	free(ws);
+}
+
+void
+wb_ahead_reset_locked(struct wstate *ws)
+{
+	ws->ahead = false;
+	if (ws->sgen)
+		memset(ws->sgen, 0, ws->ngen * sizeof(*ws->sgen));
+}
+
+/* Chunks [@c0, @c1] of @ws were written (lock held). */
+static void
+gen_bump_locked(struct wstate *ws, uint64_t c0, uint64_t c1)
+{
+	if (ws->no_ahead)
+		return;
+	if (c1 >= ws->ngen) {
+		size_t n = ws->ngen ? ws->ngen : 16;
+		uint32_t *cg, *sg;
+
+		while (n <= c1)
+			n *= 2;
+		/* Stage-ahead is for streams; a file written far out (over
+		 * 256 GiB of 256 KiB chunks) just goes at close. */
+		if (n > (1u << 20)) {
+			ws->no_ahead = true;
+			wb_ahead_reset_locked(ws);
+			return;
+		}
+		cg = realloc(ws->cgen, n * sizeof(*cg));
+		if (cg)
+			ws->cgen = cg;
+		sg = cg ? realloc(ws->sgen, n * sizeof(*sg)) : NULL;
+		if (sg)
+			ws->sgen = sg;
+		if (!cg || !sg) {
+			ws->no_ahead = true;
+			wb_ahead_reset_locked(ws);
+			return;
+		}
+		memset(ws->cgen + ws->ngen, 0, (n - ws->ngen) * sizeof(*cg));
+		memset(ws->sgen + ws->ngen, 0, (n - ws->ngen) * sizeof(*sg));
+		ws->ngen = n;
+	}
+	for (uint64_t c = c0; c <= c1; c++)
+		ws->cgen[c]++;
 }
 
 /* Persist @ws (lock held). A failure is logged: the data itself is safe
@@ -334,6 +382,7 @@ wb_open_write(struct wb *wb, const struct proto_attr *a,
 			return -ENOMEM;
 		}
 		ws->fid = a->fid;
+		ws->id = ++wb->next_id;
 		ws->attr = *a;
 		ws->base_dv = a->dv;
 		ws->srv_size = ws->size = ws->zero_from = a->size;
@@ -669,6 +718,30 @@ wb_write(struct wb *wb, const struct fid *fid, uint64_t off, const void *buf,
 		done += n;
 	}
 	end_io(wb, fid, done == len ? 0 : -1, off + len, false, UINT64_MAX);
+	if (done) {
+		uint64_t c0 = off / csz, c1 = (off + done - 1) / csz;
+		uint64_t full = (off + done) / csz; /* chunks below: ended */
+		bool go = false;
+		struct wstate *ws;
+
+		pthread_mutex_lock(&wb->lock);
+		ws = wb_find_locked(wb, fid);
+		if (ws) {
+			/* Only a stream (each write where the last ended)
+			 * is staged ahead: random writes would stage chunks
+			 * that change again before the store. */
+			bool stream = off == ws->last_end;
+
+			gen_bump_locked(ws, c0, c1);
+			ws->last_end = off + done;
+			go = stream && !ws->no_ahead && !ws->gone &&
+			     !ws->logged && full > c0 && wb->d.http &&
+			     !(wb->d.conn && conn_offline(wb->d.conn));
+		}
+		pthread_mutex_unlock(&wb->lock);
+		for (uint64_t c = c0; go && c < full; c++)
+			wb_stage_ahead(wb, fid, c);
+	}
 	if (done == len) {
 		maybe_write_back(wb, fid);
 		return (ssize_t)len;
@@ -751,6 +824,17 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need)
 			zf = size;
 	}
 	end_io(wb, fid, rc, size, true, zf);
+	{
+		struct wstate *ws;
+
+		/* A truncate changes chunks no generation counts: what was
+		 * staged ahead goes at the next store again. */
+		pthread_mutex_lock(&wb->lock);
+		ws = wb_find_locked(wb, fid);
+		if (ws)
+			wb_ahead_reset_locked(ws);
+		pthread_mutex_unlock(&wb->lock);
+	}
 	return rc == -ESTALE ? -EIO : rc;
 }
 
@@ -1136,6 +1220,7 @@ load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 	if (!ws)
 		return -1;
 	memcpy(&ws->fid, k.dptr, sizeof(ws->fid));
+	ws->id = ++wb->next_id;
 	ws->base_dv = r.base_dv;
 	ws->srv_size = r.srv_size;
 	ws->size = r.size;

@@ -36,6 +36,7 @@ wb_store_free(struct store *st)
 {
 	mut_batch_free(st->batch);
 	proto_op_release(&st->op);
+	free(st->skip);
 	free(st->dirty);
 	free(st);
 }
@@ -180,8 +181,14 @@ wb_store_send(struct store *st)
 	struct wb *wb = st->wb;
 	int rc;
 
+	if (st->wait_ahead)
+		return; /* the last stage-ahead PUT of its txid calls again */
 	while (!st->err && st->inflight < WB_STAGE_PARALLEL &&
 	       st->next < st->op.nchunks) {
+		if (st->skip && st->skip[st->next]) {
+			st->next++; /* staged ahead, unchanged since */
+			continue;
+		}
 		rc = stage_one(st, st->next);
 		if (rc < 0) {
 			st->err = rc;
@@ -243,6 +250,16 @@ wb_store_end(struct store *st, int err, const struct proto_op_result *r)
 		/* Never sent (a staging failure): its record goes, the
 		 * attributes stay in the write state. */
 		rlog_remove_flags(wb->d.rlog, st->sa_seq, RLOG_A_NOSYNC);
+	}
+	if (st->wait_ahead || st->skip) {
+		pthread_mutex_lock(&wb->lock);
+		ws = wb_find_locked(wb, &st->fid);
+		if (ws && ws->ahead_waiter == st)
+			ws->ahead_waiter = NULL;
+		pthread_mutex_unlock(&wb->lock);
+		st->wait_ahead = false;
+		free(st->skip);
+		st->skip = NULL;
 	}
 	mut_batch_free(st->batch);
 	st->batch = NULL;
@@ -529,6 +546,28 @@ wb_store_start(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 	st->op.chunks = c.chunks;
 	st->op.nchunks = c.n;
 	st->dirty = c.dirty;
+	/* Chunks staged ahead under the write state's txid, and not written
+	 * since, are named without being sent again. */
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
+	if (ws && ws->ahead && (st->skip = calloc(c.n ? c.n : 1, 1))) {
+		memcpy(st->op.txid, ws->ahead_txid, sizeof(st->op.txid));
+		for (size_t i = 0; i < c.n; i++) {
+			uint64_t ch = c.chunks[i];
+
+			st->skip[i] = c.dirty[i] && ch < ws->ngen &&
+				      ws->sgen[ch] &&
+				      ws->sgen[ch] == ws->cgen[ch];
+		}
+		wb_ahead_reset_locked(ws);
+		if (ws->ahead_inflight) {
+			st->wait_ahead = true;
+			ws->ahead_waiter = st;
+		}
+	} else if (ws) {
+		wb_ahead_reset_locked(ws);
+	}
+	pthread_mutex_unlock(&wb->lock);
 	if (s.sa_mask) {
 		/* After the store in the same batch: base DV 0 is the DV
 		 * the store gives the file (doc/protocol.md, batches). */
@@ -749,4 +788,149 @@ wb_resend_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
 		mut_done_fn done, void *arg)
 {
 	return store_from_log(wb, seq, op, op->base_dv, false, done, arg);
+}
+
+/* --- stage-ahead --- */
+
+struct ahead_job {
+	struct cm_job job;
+	struct wb *wb;
+	struct fid fid;
+	uint64_t chunk;
+};
+
+struct ahead_put {
+	struct wb *wb;
+	struct fid fid;
+	uint64_t chunk, id;
+	uint32_t gen;
+	uint8_t txid[16];
+};
+
+/* One stage-ahead PUT less of @ap's write state: note what it staged,
+ * and start the store that waited for it. */
+static void
+ahead_end(struct ahead_put *ap, bool ok)
+{
+	struct wb *wb = ap->wb;
+	struct store *st = NULL;
+	struct wstate *ws;
+
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, &ap->fid);
+	if (ws && ws->id == ap->id) {
+		if (ok && ws->ahead && ap->chunk < ws->ngen &&
+		    !memcmp(ws->ahead_txid, ap->txid, sizeof(ap->txid)))
+			ws->sgen[ap->chunk] = ap->gen;
+		if (ws->ahead_inflight)
+			ws->ahead_inflight--;
+		if (!ws->ahead_inflight && ws->ahead_waiter) {
+			st = ws->ahead_waiter;
+			ws->ahead_waiter = NULL;
+		}
+	}
+	pthread_mutex_unlock(&wb->lock);
+	free(ap);
+	if (st) {
+		st->wait_ahead = false;
+		wb_store_send(st);
+	}
+}
+
+static void
+ahead_done(void *arg, const struct http_result *res)
+{
+	ahead_end(arg, cm_http_errno(res->err, res->status, res->body,
+				     res->body_len) == 0);
+}
+
+static void
+ahead_run(struct cm_loop *loop, struct cm_job *job)
+{
+	struct ahead_job *j = (struct ahead_job *)job;
+	struct wb *wb = j->wb;
+	struct http_request hr = {0};
+	struct ahead_put *ap = NULL;
+	struct wstate *ws;
+	struct cs_key k;
+	struct fid rnd;
+	char path[256];
+	uint8_t *buf = NULL;
+	uint64_t dv = 0;
+	ssize_t got;
+	uint64_t c = j->chunk;
+
+	if (cm_stopping(loop) || !wb->d.http ||
+	    (wb->d.conn && conn_offline(wb->d.conn)))
+		goto out;
+	ap = calloc(1, sizeof(*ap));
+	buf = malloc(wb->d.chunk_size);
+	if (!ap || !buf)
+		goto out;
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, &j->fid);
+	if (!ws || ws->storing || ws->gone || ws->logged || ws->no_ahead ||
+	    ws->conflicted || ws->replaying || c >= ws->ngen ||
+	    ws->ahead_inflight >= WB_STAGE_PARALLEL ||
+	    (ws->sgen[c] && ws->sgen[c] == ws->cgen[c])) {
+		pthread_mutex_unlock(&wb->lock);
+		goto out;
+	}
+	if (!ws->ahead) {
+		if (fid_random(0, &rnd) < 0) {
+			pthread_mutex_unlock(&wb->lock);
+			goto out;
+		}
+		memcpy(ws->ahead_txid, rnd.oid, sizeof(ws->ahead_txid));
+		wb_ahead_reset_locked(ws);
+		ws->ahead = true;
+	}
+	ap->wb = wb;
+	ap->fid = j->fid;
+	ap->chunk = c;
+	ap->id = ws->id;
+	ap->gen = ws->cgen[c];
+	memcpy(ap->txid, ws->ahead_txid, sizeof(ap->txid));
+	dv = ws->base_dv;
+	ws->ahead_inflight++;
+	pthread_mutex_unlock(&wb->lock);
+	/* Read after the generation was taken: a write that lands now
+	 * bumps it, and the store sends the chunk again. */
+	cm_chunk_key(&k, &j->fid, c);
+	got = cs_read(wb->d.cs, &k, dv, 0, buf, wb->d.chunk_size);
+	if (got <= 0 ||
+	    proto_stage_path(path, sizeof(path), wb->d.volume, &j->fid,
+			     ap->txid, c, wb->d.chunk_size) < 0) {
+		ahead_end(ap, false);
+		ap = NULL;
+		goto out;
+	}
+	hr.method = "PUT";
+	hr.path = path;
+	hr.body = buf;
+	hr.body_len = (size_t)got;
+	hr.content_type = "application/octet-stream";
+	hr.on_done = ahead_done;
+	hr.arg = ap;
+	if (!http_submit(wb->d.http, &hr))
+		ahead_end(ap, false);
+	ap = NULL;
+out:
+	free(ap);
+	free(buf);
+	free(j);
+}
+
+void
+wb_stage_ahead(struct wb *wb, const struct fid *fid, uint64_t chunk)
+{
+	struct ahead_job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return;
+	j->job.run = ahead_run;
+	j->wb = wb;
+	j->fid = *fid;
+	j->chunk = chunk;
+	cm_post(wb->d.loop, &j->job);
 }
