@@ -119,12 +119,12 @@ sys.exit(0 if d["files"] >= int(sys.argv[1]) and d["bytes"] >= int(sys.argv[2]) 
 		echo "# dd on the mount failed: $(head -n 2 "$T_DIR/dd.err")"
 		failed=1
 	fi
-	# a FID of the volume no object has: the server takes chunks for it
+	# the big file's own FID, under a txid no store will name
 	fid=$("$FS" examine --json "$mnt/big" 2>/dev/null | python3 -c '
-import json, sys, uuid
+import json, sys
 d = json.load(sys.stdin)
 d = d[0] if isinstance(d, list) else d
-print(d["fid"].split(".")[0] + "." + uuid.uuid4().hex)')
+print(d["fid"])')
 	txid=$(python3 -c 'import uuid; print(uuid.uuid4().hex)')
 	args=()
 	i=0
@@ -145,7 +145,7 @@ print(d["fid"].split(".")[0] + "." + uuid.uuid4().hex)')
 	fi
 	cmp -s "$T_DIR/big.src" "$mnt/big" || { echo "# WARNING: the big file differs"; failed=1; }
 	cairnd_umount "$mnt"
-	echo "# run $run: untar $(median "${r_untar[-1]:-0}") s (local ${r_ltar[-1]}), create ${r_create[-1]:-?} ms (local ${r_lcreate[-1]}), 256 MiB ${r_big[-1]:-?} s (local ${r_lbig[-1]}, curl ${r_curl[-1]})"
+	echo "# run $run: untar ${r_untar[${#r_untar[@]}-1]:-?} s (local ${r_ltar[${#r_ltar[@]}-1]:-?}), create ${r_create[${#r_create[@]}-1]:-?} ms (local ${r_lcreate[${#r_lcreate[@]}-1]:-?}), ${FILE_MB} MiB ${r_big[${#r_big[@]}-1]:-?} s (local ${r_lbig[${#r_lbig[@]}-1]:-?}, curl ${r_curl[${#r_curl[@]}-1]:-?})"
 done
 
 mu=$(median "${r_untar[@]}"); ml=$(median "${r_ltar[@]}")
