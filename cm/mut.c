@@ -34,10 +34,10 @@
 
 /* Something that waits for a late create (below) to be answered. */
 struct mwait {
-	SLIST_ENTRY(mwait) link;
+	STAILQ_ENTRY(mwait) link;
 	void (*wake)(struct mwait *w);
 };
-SLIST_HEAD(mwaitq, mwait);
+STAILQ_HEAD(mwaitq, mwait);
 
 struct mut_batch;
 
@@ -349,15 +349,15 @@ finish_apply(struct mreq *m, int err, const struct proto_op_result *r)
 		apply_reply(mu, &m->op, r);
 		if (r->has_attr)
 			mfetch_own_change(mu->d.mf, &r->attr.fid, r->event_seq);
-	} else if (err && m->late && !cm_stopping(mu->d.loop)) {
+	} else if (err && err != -EIO && m->late && !cm_stopping(mu->d.loop)) {
 		/* The server refused a create we had answered: the name and
 		 * the object we put in the caches are not there. What was
 		 * written to it goes to a conflict copy (its store fails as
 		 * stale, wb.c). */
-		log_warn(LOG_MUT, "create of '%s' refused by the server: %s",
-			 m->op.name ? m->op.name : "", strerror(-err));
 		struct proto_attr pa;
 
+		log_warn(LOG_MUT, "create of '%s' refused by the server: %s",
+			 m->op.name ? m->op.name : "", strerror(-err));
 		mcache_forget(mu->d.mc, &m->op.fid);
 		if (mcache_attr(mu->d.mc, &m->op.parent, &pa) == 0) {
 			/* A DV of our own makes mfetch fetch the listing
@@ -375,18 +375,23 @@ static void
 finish_end(struct mreq *m, int err, const struct proto_op_result *r)
 {
 	struct mut *mu = m->mu;
-	struct mwaitq wq = m->waiters;
+	struct mwaitq wq = STAILQ_HEAD_INITIALIZER(wq);
 	struct mwait *w;
 	int rc;
 
+	STAILQ_CONCAT(&wq, &m->waiters);
 	if (m->removed)
 		goto removed;
 	/* Reintegration keeps a refused record (it becomes a conflict) and
-	 * one that got no answer (it is resent first next time). A late
-	 * create that never left at shutdown stays too: its caller was
-	 * answered, so the next start sends it. */
+	 * one that got no answer (it is resent first next time). */
+	if (m->late && err == -EIO && !mu->stopped && !cm_stopping(mu->d.loop))
+		log_warn(LOG_MUT, "create of '%s' got no answer: kept in the "
+				  "replay log, sent again at the next start",
+			 m->op.name ? m->op.name : "");
+	/* A late create without an answer (I/O error, shutdown) stays: its
+	 * caller was answered, so it must reach the server some time. */
 	if (m->seq && mu->d.rlog && !(m->replay && err) &&
-	    !(m->late && err == -EIO && (mu->stopped || cm_stopping(mu->d.loop)))) {
+	    !(m->late && err == -EIO)) {
 		rc = rlog_remove_flags(mu->d.rlog, m->seq, RLOG_A_NOSYNC);
 		if (rc < 0 && rc != -ENOENT)
 			log_warn(LOG_MUT,
@@ -394,12 +399,11 @@ finish_end(struct mreq *m, int err, const struct proto_op_result *r)
 				 (unsigned long long)m->seq, strerror(-rc));
 	}
 removed:
-	SLIST_INIT(&m->waiters);
 	if (m->done)
 		m->done(m->arg, err, r);
 	mreq_free(m);
-	while ((w = SLIST_FIRST(&wq))) {
-		SLIST_REMOVE_HEAD(&wq, link);
+	while ((w = STAILQ_FIRST(&wq))) {
+		STAILQ_REMOVE_HEAD(&wq, link);
 		w->wake(w);
 	}
 }
@@ -465,15 +469,12 @@ http_done(void *arg, const struct http_result *res)
 		/* The server stopped answering: disconnect, and this op
 		 * stays in the log (INFLIGHT: it may have arrived) to be
 		 * replayed; the caller gets the local result. */
-		if (m->listed) {
-			TAILQ_REMOVE(&mu->inflight, m, link);
-			m->listed = false;
-			mu->n--;
-		}
-		struct mwaitq wq = m->waiters;
+		struct mwaitq wq = STAILQ_HEAD_INITIALIZER(wq);
 		struct mut_batch *b = m->b && m->b->single ? m->b : NULL;
 		struct mwait *w;
 
+		unlist(m);
+		STAILQ_CONCAT(&wq, &m->waiters);
 		absorb_one(mu, m);
 		if (b)
 			for (size_t i = 0; i < b->n; i++)
@@ -482,8 +483,8 @@ http_done(void *arg, const struct http_result *res)
 		mreq_free(m);
 		/* What waited for a late create goes on (and is absorbed
 		 * in its turn). */
-		while ((w = SLIST_FIRST(&wq))) {
-			SLIST_REMOVE_HEAD(&wq, link);
+		while ((w = STAILQ_FIRST(&wq))) {
+			STAILQ_REMOVE_HEAD(&wq, link);
 			w->wake(w);
 		}
 		if (b)
@@ -612,7 +613,7 @@ hold_expired(evutil_socket_t fd, short what, void *arg)
 static void
 wait_late(struct mut *mu, struct mreq *h, struct mwait *w)
 {
-	SLIST_INSERT_HEAD(&h->waiters, w, link);
+	STAILQ_INSERT_TAIL(&h->waiters, w, link);
 	if (h->held && !h->b)
 		send_late(mu, h);
 }
@@ -705,7 +706,7 @@ mreq_new(struct mut *mu, const struct proto_op *op, mut_done_fn done, void *arg)
 	m->arg = arg;
 	m->job.run = run_job;
 	m->w.wake = wake_mreq;
-	SLIST_INIT(&m->waiters);
+	STAILQ_INIT(&m->waiters);
 	return m;
 }
 
@@ -1137,13 +1138,14 @@ batch_http_done(void *arg, const struct http_result *res)
 			unlist(b->r[i]);
 		for (size_t i = 0; i < b->n; i++) {
 			struct mreq *m = b->r[i];
-			struct mwaitq wq = m->waiters;
+			struct mwaitq wq = STAILQ_HEAD_INITIALIZER(wq);
 			struct mwait *w;
 
+			STAILQ_CONCAT(&wq, &m->waiters);
 			absorb_one(mu, m);
 			mreq_free(m);
-			while ((w = SLIST_FIRST(&wq))) {
-				SLIST_REMOVE_HEAD(&wq, link);
+			while ((w = STAILQ_FIRST(&wq))) {
+				STAILQ_REMOVE_HEAD(&wq, link);
 				w->wake(w);
 			}
 		}
