@@ -451,7 +451,14 @@ mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
 		 * is not the one the server edited. Fetch it again. */
 		return mcache_apply(mc, dir_after, true, false);
 	}
-	rc = vc_dir_edit(mc->vc, old, dir_after, del, add, add_attr, &nw);
+	/* The listing record is written at most once a second per
+	 * directory: a record older than the directory's attributes is
+	 * only fetched again, and a create in a 20,000-entry directory
+	 * would otherwise write all of it. */
+	rc = vc_dir_edit_flags(mc->vc, old, dir_after, del, add, add_attr, &nw,
+			       util_now_ms() - (uint64_t)old->stored_ms < 1000
+				       ? VC_E_NOSTORE
+				       : 0);
 	vc_dir_put(old);
 	if (rc < 0) {
 		log_warn(LOG_META, "cannot update a cached listing: %s",
@@ -484,7 +491,8 @@ mcache_late_dir(struct mcache *mc, const struct fid *dir, const char *add,
 	if (rc == 0) {
 		/* Same DV: the server's answer to the create (DV + 1)
 		 * edits this listing as usual. */
-		rc = vc_dir_edit(mc->vc, old, &a, NULL, add, add_attr, &nw);
+		rc = vc_dir_edit_flags(mc->vc, old, &a, NULL, add, add_attr,
+				       &nw, VC_E_NOSTORE);
 		vc_dir_put(old);
 		if (rc == 0)
 			install_dir(mc, &a, nw);
