@@ -772,8 +772,11 @@ int
 mut_hold_create(struct mut *mu, const struct proto_op *op, mut_done_fn done,
 		void *arg)
 {
-	if (!mu || op->kind != PROTO_OP_CREATE || !mu->d.rlog)
+	if (op->kind != PROTO_OP_CREATE)
 		return -EINVAL;
+	/* Without a log nothing could survive a crash: create as usual. */
+	if (!mu || !mu->d.rlog)
+		return -EAGAIN;
 	if (mu->d.conn && conn_offline(mu->d.conn))
 		return -EAGAIN;
 	return log_and_post(mu, op, done, arg, true);

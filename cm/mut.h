@@ -129,8 +129,8 @@ int mut_send_replay(struct mut *mu, uint64_t seq, const struct proto_op *op,
  * once the server answered it (an error: the name and object are dropped
  * from the caches). Ops about the file or its directory that come later
  * wait for its answer, so the server sees them in the caller's order.
- * @return 0, -EAGAIN when disconnected (use mut_submit()), or -errno
- * (nothing logged). Any thread.
+ * @return 0, -EAGAIN when disconnected or without a log (use
+ * mut_submit()), or -errno (nothing logged). Any thread.
  */
 int mut_hold_create(struct mut *mu, const struct proto_op *op,
 		    mut_done_fn done, void *arg);
