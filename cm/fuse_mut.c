@@ -646,8 +646,8 @@ late_create(struct cm *cm, struct mop *m, const struct proto_op *op)
 	long idx;
 	int rc;
 
-	if (m->kind != M_CREATE || op->type != PROTO_T_FILE ||
-	    cm_offline(cm) || mcache_dir(cm->mc, &op->parent, &d) < 0)
+	if (m->kind != M_CREATE || op->type != PROTO_T_FILE || cm_offline(cm) ||
+	    mcache_dir(cm->mc, &op->parent, &d) < 0)
 		return -EAGAIN;
 	idx = vc_dir_find(d, op->name, strlen(op->name));
 	vc_dir_put(d);

@@ -44,9 +44,9 @@ struct mut_batch;
 struct mreq {
 	struct cm_job job;
 	TAILQ_ENTRY(mreq) link;
-	struct mwait w;	      /* waiting for a late create */
+	struct mwait w;	       /* waiting for a late create */
 	struct mwaitq waiters; /* late create: what waits for its answer */
-	struct mut_batch *b;      /* member of a batch */
+	struct mut_batch *b;   /* member of a batch */
 	struct mut *mu;
 	struct proto_op op;
 	uint64_t seq;
@@ -60,7 +60,7 @@ struct mreq {
 	/* A late create (mut_hold_create()): answered to its caller before
 	 * the server has it. Held: logged, listed, not sent yet. */
 	bool late, held;
-	bool removed; /* its record went with its batch's */
+	bool removed;	       /* its record went with its batch's */
 	struct event *hold_ev; /* held: MUT_HOLD_MS */
 };
 TAILQ_HEAD(mreqq, mreq);
@@ -114,8 +114,7 @@ noop_done(void *arg, int err, const struct proto_op_result *r)
 static void
 absorb_one(struct mut *mu, struct mreq *m)
 {
-	mu->h.absorb(mu->h.arg, &m->op, m->done ? m->done : noop_done,
-		     m->arg);
+	mu->h.absorb(mu->h.arg, &m->op, m->done ? m->done : noop_done, m->arg);
 }
 
 /* --- copies --- */
@@ -385,8 +384,9 @@ finish_end(struct mreq *m, int err, const struct proto_op_result *r)
 	/* Reintegration keeps a refused record (it becomes a conflict) and
 	 * one that got no answer (it is resent first next time). */
 	if (m->late && err == -EIO && !mu->stopped && !cm_stopping(mu->d.loop))
-		log_warn(LOG_MUT, "create of '%s' got no answer: kept in the "
-				  "replay log, sent again at the next start",
+		log_warn(LOG_MUT,
+			 "create of '%s' got no answer: kept in the "
+			 "replay log, sent again at the next start",
 			 m->op.name ? m->op.name : "");
 	/* A late create without an answer (I/O error, shutdown) stays: its
 	 * caller was answered, so it must reach the server some time. */
@@ -643,7 +643,8 @@ start(struct mut *mu, struct mreq *m)
 		struct mreq *o;
 
 		TAILQ_FOREACH(o, &mu->inflight, link)
-			if (o != m && !o->held && touches(&o->op, &m->op.parent))
+			if (o != m && !o->held &&
+			    touches(&o->op, &m->op.parent))
 				break;
 		if (!o) {
 			/* Held: goes with its file's first store, or alone

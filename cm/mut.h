@@ -132,8 +132,8 @@ int mut_send_replay(struct mut *mu, uint64_t seq, const struct proto_op *op,
  * @return 0, -EAGAIN when disconnected or without a log (use
  * mut_submit()), or -errno (nothing logged). Any thread.
  */
-int mut_hold_create(struct mut *mu, const struct proto_op *op,
-		    mut_done_fn done, void *arg);
+int mut_hold_create(struct mut *mu, const struct proto_op *op, mut_done_fn done,
+		    void *arg);
 
 /* Loop thread: is the create of @fid held (MUT_LATE_HELD: not sent; a
  * batch may take it), on its way (MUT_LATE_SENT) or neither? */
@@ -141,8 +141,8 @@ enum { MUT_LATE_NONE, MUT_LATE_HELD, MUT_LATE_SENT };
 int mut_late_state(struct mut *mu, const struct fid *fid);
 /* Loop thread: call @cb(@arg) once the late create of @fid has its
  * answer (a held one is sent now). @return 0, or -ENOENT (none: no call). */
-int mut_after_late(struct mut *mu, const struct fid *fid,
-		   void (*cb)(void *arg), void *arg);
+int mut_after_late(struct mut *mu, const struct fid *fid, void (*cb)(void *arg),
+		   void *arg);
 
 /*
  * Batches: ops already in the log sent as one POST /v1/vol/NAME/batch

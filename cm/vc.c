@@ -696,8 +696,7 @@ vc_dir_edit_flags(struct vc *vc, const struct vc_dir *old,
 	*out = NULL;
 	if (add && strlen(add) > PROTO_NAME_MAX)
 		return -ENAMETOOLONG;
-	d = dir_edit_mem(old, del, add,
-			 add ? (uint8_t)add_attr->type : 0,
+	d = dir_edit_mem(old, del, add, add ? (uint8_t)add_attr->type : 0,
 			 add ? &add_attr->fid : NULL, dir_after->dv);
 	if (!d)
 		return -ENOMEM;

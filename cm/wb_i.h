@@ -122,8 +122,8 @@ struct store {
 	int part_err;
 	struct proto_op_result part_r;
 	bool have_part_r;
-	bool *skip;	  /* per op.chunks[i]: staged ahead, not sent */
-	bool wait_ahead;  /* stage-ahead PUTs of its txid still running */
+	bool *skip;	 /* per op.chunks[i]: staged ahead, not sent */
+	bool wait_ahead; /* stage-ahead PUTs of its txid still running */
 };
 
 

@@ -12,7 +12,7 @@
 #include "cm/wb_rec.h"
 #include "common/proto.h"
 
-#define REC_FIXED 76    /* version 2: everything but the name */
+#define REC_FIXED    76	 /* version 2: everything but the name */
 #define REC_FIXED_V3 108 /* version 3 */
 
 /* Version 1: the raw struct wb.c wrote before, in host byte order. */

@@ -37,9 +37,9 @@
 
 #include "common/fid.h"
 
-#define WB_REC_VERSION	3
-#define WB_REC_LOGGED	1 /* the changes are a STORE record of the log */
-#define WB_REC_CREATED	2 /* created late: base_dv 0 stands for its DV */
+#define WB_REC_VERSION 3
+#define WB_REC_LOGGED  1 /* the changes are a STORE record of the log */
+#define WB_REC_CREATED 2 /* created late: base_dv 0 stands for its DV */
 
 struct wb_rec {
 	uint8_t flags;

@@ -166,8 +166,9 @@ sa_sent(void *arg, int err, const struct proto_op_result *r)
 	}
 	pthread_mutex_unlock(&wb->lock);
 	if (!final && err) {
-		log_warn(LOG_WB, "attributes set on a file being written were "
-				 "refused: %s",
+		log_warn(LOG_WB,
+			 "attributes set on a file being written were "
+			 "refused: %s",
 			 strerror(-err));
 		final = err == -ESTALE ? -EIO : err;
 	}
