@@ -185,6 +185,13 @@ wb_store_send(struct store *st)
 
 	if (st->wait_ahead)
 		return; /* the last stage-ahead PUT of its txid calls again */
+	/* Based on a local DV still: the file was made while disconnected
+	 * and the server never took its create (refused in the replay), so
+	 * there is no object to store into. Said as the server would say
+	 * it (a store to a missing object), without staging its chunks: a
+	 * local DV is not a DV the protocol carries. */
+	if (!st->err && !st->batch && (st->op.base_dv & CM_DV_LOCAL))
+		st->err = -ENOENT;
 	while (!st->err && st->inflight < WB_STAGE_PARALLEL &&
 	       st->next < st->op.nchunks) {
 		if (st->skip && st->skip[st->next]) {
