@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <sys/queue.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -424,6 +425,9 @@ struct dir_req {
 	bool have;		     /* a first page arrived */
 	bool whole;		     /* ask for everything at once */
 	int restarts;		     /* the directory changed mid-way */
+	unsigned pages;		     /* pages received */
+	int failed;		     /* a page we took failed (-errno) while
+					the next one was on its way */
 	char next[PROTO_CURSOR_MAX]; /* the page to ask for, "" = first */
 };
 
@@ -519,10 +523,12 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 	struct proto_dir page;
 	int rc = result_errno(mf, res);
 
-	if (rc == -ESTALE && dr->have && !dr->whole) {
+	dr->pages++;
+	if (dr->failed)
+		rc = dr->failed;
+	else if (rc == -ESTALE && dr->have && !dr->whole)
 		/* Our cursor is for a DV the directory has left. */
 		return asked(dir_restart(dr));
-	}
 	if (rc)
 		return rc;
 	rc = proto_dir_page_decode(res->body, res->body_len, !dr->have, &page,
@@ -537,14 +543,28 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 			return asked(dir_restart(dr));
 		rc = -EIO;
 	} else if (rc == 0) {
+		bool more = dr->next[0] != 0;
+
 		if (!dr->have)
 			dr->dir = page.dir;
 		dr->have = true;
+		/* Ask for the next page first: the server reads it while we
+		 * take this one. */
+		if (more && (rc = dir_send(dr)) != 0) {
+			proto_dir_release(&page);
+			return rc;
+		}
 		rc = dir_take(dr, &page);
 		proto_dir_release(&page);
+		if (more) {
+			/* dr lives on: a failure is the next page's. */
+			if (rc < 0 && rc != -ENOMEM)
+				log_err(LOG_META, "bad directory reply: %s",
+					strerror(-rc));
+			dr->failed = rc == -ENOMEM ? rc : rc < 0 ? -EIO : 0;
+			return 1;
+		}
 	}
-	if (rc == 0 && dr->next[0])
-		return asked(dir_send(dr));
 	if (rc < 0 && rc != -ENOMEM)
 		log_err(LOG_META, "bad directory reply: %s", strerror(-rc));
 	return rc == -ENOMEM ? rc : rc < 0 ? -EIO : 0;
@@ -588,6 +608,10 @@ dir_done(void *arg, const struct http_result *res)
 out:
 	vc_dirb_release(&dr->acc);
 	op_complete(mf, dr->op, rc);
+	/* A big listing freed its pages (a few MB each, decoded): give the
+	 * memory back rather than keep the high-water mark. */
+	if (dr->pages > 2)
+		malloc_trim(0);
 	free(dr);
 	if (refetch)
 		mfetch_want_dir(mf, &fid, NULL, NULL);
