@@ -1100,7 +1100,8 @@ static const char usage_import[] =
 	"usage: vos [--root DIR] import NAME SRCDIR [--quota SIZE] [--files N]\n"
 	"Make a new volume NAME from the tree SRCDIR, keeping modes, owners,\n"
 	"times, symlinks, hard links, user.* xattrs, FIFOs and holes. The\n"
-	"volume appears only when the whole tree is in.\n";
+	"volume appears only when the whole tree is in. On a terminal, a\n"
+	"progress line on stderr.\n";
 
 static int
 cmd_import(int argc, char **argv)
