@@ -800,9 +800,9 @@ struct imp {
 	struct hlmap hl;
 	uint64_t files, bytes;
 	int warned;
-	uint64_t total;	 /* objects counted before (0: not counted) */
-	bool progress;	 /* stderr is a terminal: a progress line */
-	int64_t shown;	 /* when the progress line was last written (ms) */
+	uint64_t total; /* objects counted before (0: not counted) */
+	bool progress;	/* stderr is a terminal: a progress line */
+	int64_t shown;	/* when the progress line was last written (ms) */
 };
 
 static int64_t
@@ -834,13 +834,15 @@ progress(struct imp *im, const char *verb, bool done)
 		return;
 	im->shown = now;
 	if (im->total)
-		fprintf(stderr, "\rvos: %s %" PRIu64 " of %" PRIu64
-			" objects (%" PRIu64 " %%), %" PRIu64 " MB\033[K",
-			verb, im->files, im->total,
-			im->files * 100 / im->total, im->bytes >> 20);
+		fprintf(stderr,
+			"\rvos: %s %" PRIu64 " of %" PRIu64 " objects (%" PRIu64
+			" %%), %" PRIu64 " MB\033[K",
+			verb, im->files, im->total, im->files * 100 / im->total,
+			im->bytes >> 20);
 	else
-		fprintf(stderr, "\rvos: %s %" PRIu64 " objects, %" PRIu64
-			" MB\033[K", verb, im->files, im->bytes >> 20);
+		fprintf(stderr,
+			"\rvos: %s %" PRIu64 " objects, %" PRIu64 " MB\033[K",
+			verb, im->files, im->bytes >> 20);
 }
 
 /* Count the entries under directory @dfd (not following symlinks), to
@@ -871,7 +873,8 @@ count_tree(int dfd, int depth)
 			continue;
 		n++;
 		if (de->d_type == DT_UNKNOWN &&
-		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) ==
+			    0)
 			dir = S_ISDIR(st.st_mode);
 		if (dir && depth < 4096) {
 			int cfd = openat(dirfd(d), de->d_name,

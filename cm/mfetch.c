@@ -420,14 +420,14 @@ struct dir_req {
 	struct mfetch *mf;
 	struct mfetch_op *op;
 	uint64_t gen;
-	struct proto_attr dir;	     /* the directory, as the first page says */
-	struct vc_dirb acc;	     /* names, types, FIDs of the pages so far */
-	bool have;		     /* a first page arrived */
-	bool whole;		     /* ask for everything at once */
-	int restarts;		     /* the directory changed mid-way */
-	unsigned pages;		     /* pages received */
-	int failed;		     /* a page we took failed (-errno) while
-					the next one was on its way */
+	struct proto_attr dir; /* the directory, as the first page says */
+	struct vc_dirb acc;    /* names, types, FIDs of the pages so far */
+	bool have;	       /* a first page arrived */
+	bool whole;	       /* ask for everything at once */
+	int restarts;	       /* the directory changed mid-way */
+	unsigned pages;	       /* pages received */
+	int failed;	       /* a page we took failed (-errno) while
+				  the next one was on its way */
 	char next[PROTO_CURSOR_MAX]; /* the page to ask for, "" = first */
 };
 

@@ -1366,8 +1366,8 @@ vc_put_listing(struct vc *vc, const struct proto_attr *dir,
 			w.len = 0;
 			wb_u8(&w, VC_REC_VERSION);
 			enc_attr(&w, dir);
-			rc = w.err ? w.err : vc_store_locked(vc, 'A', &dir->fid,
-							     &w);
+			rc = w.err ? w.err
+				   : vc_store_locked(vc, 'A', &dir->fid, &w);
 		}
 		if (!rc)
 			rc = tdbw_txn_commit(vc->tdb);

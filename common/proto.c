@@ -1054,13 +1054,27 @@ sb_jstr(struct proto_sbuf *b, const char *s)
 		sb_put(b, run, (size_t)(s - run));
 		run = s + 1;
 		switch (c) {
-		case '"': sb_put(b, "\\\"", 2); break;
-		case '\\': sb_put(b, "\\\\", 2); break;
-		case '\b': sb_put(b, "\\b", 2); break;
-		case '\f': sb_put(b, "\\f", 2); break;
-		case '\n': sb_put(b, "\\n", 2); break;
-		case '\r': sb_put(b, "\\r", 2); break;
-		case '\t': sb_put(b, "\\t", 2); break;
+		case '"':
+			sb_put(b, "\\\"", 2);
+			break;
+		case '\\':
+			sb_put(b, "\\\\", 2);
+			break;
+		case '\b':
+			sb_put(b, "\\b", 2);
+			break;
+		case '\f':
+			sb_put(b, "\\f", 2);
+			break;
+		case '\n':
+			sb_put(b, "\\n", 2);
+			break;
+		case '\r':
+			sb_put(b, "\\r", 2);
+			break;
+		case '\t':
+			sb_put(b, "\\t", 2);
+			break;
 		default:
 			snprintf(esc, sizeof(esc), "\\u%04X", c);
 			sb_put(b, esc, 6);
@@ -1086,14 +1100,18 @@ sb_attr(struct proto_sbuf *b, const struct proto_attr *a)
 					 : ERANGE;
 		return;
 	}
-	sb_fmt(b, "{\"fid\":\"%s\",\"type\":\"%s\",\"mode\":%u,\"uid\":%u,"
-		  "\"gid\":%u,", fid_fmt(&a->fid, fb), proto_type_name(a->type),
-	       a->mode, a->uid, a->gid);
-	sb_fmt(b, "\"size\":%" PRIu64 ",\"nlink\":%" PRIu64 ",\"dv\":%" PRIu64
-		  ",", a->size, a->nlink, a->dv);
-	sb_fmt(b, "\"atime\":%" PRId64 ",\"mtime\":%" PRId64
-		  ",\"ctime\":%" PRId64 "}", a->atime_ns, a->mtime_ns,
-	       a->ctime_ns);
+	sb_fmt(b,
+	       "{\"fid\":\"%s\",\"type\":\"%s\",\"mode\":%u,\"uid\":%u,"
+	       "\"gid\":%u,",
+	       fid_fmt(&a->fid, fb), proto_type_name(a->type), a->mode, a->uid,
+	       a->gid);
+	sb_fmt(b,
+	       "\"size\":%" PRIu64 ",\"nlink\":%" PRIu64 ",\"dv\":%" PRIu64 ",",
+	       a->size, a->nlink, a->dv);
+	sb_fmt(b,
+	       "\"atime\":%" PRId64 ",\"mtime\":%" PRId64 ",\"ctime\":%" PRId64
+	       "}",
+	       a->atime_ns, a->mtime_ns, a->ctime_ns);
 }
 
 void
@@ -1115,8 +1133,7 @@ proto_dir_enc_begin(struct proto_sbuf *b, const struct proto_attr *dir,
 }
 
 void
-proto_dir_enc_ents(struct proto_sbuf *b, const struct proto_dirent *e,
-		   size_t n)
+proto_dir_enc_ents(struct proto_sbuf *b, const struct proto_dirent *e, size_t n)
 {
 	for (size_t i = 0; i < n && !b->err; i++) {
 		if (!e[i].name ||
