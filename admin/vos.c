@@ -806,7 +806,96 @@ struct imp {
 	struct hlmap hl;
 	uint64_t files, bytes;
 	int warned;
+	uint64_t total; /* objects counted before (0: not counted) */
+	bool progress;	/* stderr is a terminal: a progress line */
+	int64_t shown;	/* when the progress line was last written (ms) */
 };
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The progress line on a terminal: rewritten in place at most 4 times a
+ * second, cleared with @done. */
+static void
+progress(struct imp *im, const char *verb, bool done)
+{
+	int64_t now;
+
+	if (!im->progress)
+		return;
+	if (done) {
+		fprintf(stderr, "\r\033[K");
+		return;
+	}
+	if (im->files & 255)
+		return;
+	now = mono_ms();
+	if (now - im->shown < 250)
+		return;
+	im->shown = now;
+	if (im->total)
+		fprintf(stderr,
+			"\rvos: %s %" PRIu64 " of %" PRIu64 " objects (%" PRIu64
+			" %%), %" PRIu64 " MB\033[K",
+			verb, im->files, im->total, im->files * 100 / im->total,
+			im->bytes >> 20);
+	else
+		fprintf(stderr,
+			"\rvos: %s %" PRIu64 " objects, %" PRIu64 " MB\033[K",
+			verb, im->files, im->bytes >> 20);
+}
+
+/* Count the entries under directory @dfd (not following symlinks), to
+ * size the volume's hash table and the progress line. Errors are not
+ * reported here: the import itself meets them. */
+static uint64_t
+count_tree(int dfd, int depth)
+{
+	/* A new open file description: a dup() would share (and move) the
+	 * read position the import's own walk starts from. */
+	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+	struct dirent *de;
+	uint64_t n = 0;
+
+	if (fd < 0)
+		return 0;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return 0;
+	}
+	while ((de = readdir(d))) {
+		struct stat st;
+		bool dir = de->d_type == DT_DIR;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		n++;
+		if (de->d_type == DT_UNKNOWN &&
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) ==
+			    0)
+			dir = S_ISDIR(st.st_mode);
+		if (dir && depth < 4096) {
+			int cfd = openat(dirfd(d), de->d_name,
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+						 O_CLOEXEC);
+
+			if (cfd >= 0) {
+				n += count_tree(cfd, depth + 1);
+				close(cfd);
+			}
+		}
+	}
+	closedir(d);
+	return n;
+}
 
 static void
 new_opid(struct proto_op *op)
@@ -952,6 +1041,7 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 	if (rc)
 		return report(rc, "cannot import '%s'", path);
 	im->files++;
+	progress(im, "imported", false);
 	if (h == NULL && !S_ISDIR(st.st_mode) && st.st_nlink > 1) {
 		h = hl_add(&im->hl, st.st_dev, st.st_ino);
 		if (!h)
@@ -1019,7 +1109,8 @@ static const char usage_import[] =
 	"usage: vos [--root DIR] import NAME SRCDIR [--quota SIZE] [--files N]\n"
 	"Make a new volume NAME from the tree SRCDIR, keeping modes, owners,\n"
 	"times, symlinks, hard links, user.* xattrs, FIFOs and holes. The\n"
-	"volume appears only when the whole tree is in.\n";
+	"volume appears only when the whole tree is in. On a terminal, a\n"
+	"progress line on stderr.\n";
 
 static int
 cmd_import(int argc, char **argv)
@@ -1063,7 +1154,10 @@ cmd_import(int argc, char **argv)
 		fail(rc, "cannot create the secret key");
 		goto out;
 	}
-	rc = vs_vol_create(r, name, bytes, files, VS_STAGED, NULL);
+	im.progress = isatty(STDERR_FILENO);
+	im.total = count_tree(sfd, 0);
+	rc = vs_vol_create_sized(r, name, bytes, files, VS_STAGED,
+				 im.total + 1, NULL);
 	if (rc == -EEXIST) {
 		fail(rc, "cannot import into '%s' (a volume of that name, or "
 		     "an interrupted import: 'vos remove --staged %s')", name,
@@ -1075,7 +1169,7 @@ cmd_import(int argc, char **argv)
 		goto out;
 	}
 	made = true;
-	rc = vs_vol_open(r, name, VS_STAGED | VS_NOSYNC, &im.v);
+	rc = vs_vol_open(r, name, VS_STAGED | VS_NOSYNC | VS_BULK, &im.v);
 	if (rc) {
 		fail(rc, "cannot open the new volume");
 		goto out;
@@ -1104,6 +1198,7 @@ cmd_import(int argc, char **argv)
 	ts_ns(&st.st_mtim, &mt);
 	ts_ns(&st.st_ctim, &ct);
 	rc = vs_import_times(im.v, &vi.root, at, mt, ct);
+	progress(&im, NULL, true);
 	if (!rc)
 		rc = vs_vol_sync(im.v);
 	if (rc) {
@@ -1122,6 +1217,8 @@ cmd_import(int argc, char **argv)
 	       "%" PRIu64 " bytes\n",
 	       esc(src), name, vi.id, im.files, im.bytes);
 out:
+	if (rc)
+		progress(&im, NULL, true);
 	vs_vol_close(im.v);
 	if (made)
 		vs_vol_remove(r, name, VS_STAGED);

@@ -341,7 +341,7 @@ diff_entries(struct mcache *mc, uint64_t ino, const struct vc_dir *old,
 }
 
 void
-mcache_put_listing(struct mcache *mc, const struct proto_dir *pd,
+mcache_put_listing(struct mcache *mc, const struct proto_attr *dir,
 		   struct vc_dir *nw)
 {
 	struct vc_dir *old = NULL;
@@ -349,11 +349,11 @@ mcache_put_listing(struct mcache *mc, const struct proto_dir *pd,
 	uint64_t ino = 0;
 	int rc;
 
-	rc = vc_put_dir(mc->vc, pd);
+	rc = vc_put_listing(mc->vc, dir, nw);
 	if (rc < 0)
 		log_warn(LOG_META, "cannot store listing: %s", strerror(-rc));
 	ino_lock(mc->ino);
-	e = ino_find_locked(mc->ino, &pd->dir.fid);
+	e = ino_find_locked(mc->ino, &dir->fid);
 	if (e) {
 		ino = e->ino;
 		old = e->dir;
@@ -365,6 +365,16 @@ mcache_put_listing(struct mcache *mc, const struct proto_dir *pd,
 		mcache_inval_inode(mc, ino, 0, 0);
 	}
 	vc_dir_put(old);
+}
+
+void
+mcache_store_attrs(struct mcache *mc, const struct proto_attr *a, size_t n)
+{
+	int rc = vc_put_attrs(mc->vc, a, n);
+
+	if (rc < 0)
+		log_warn(LOG_META, "cannot store attributes: %s",
+			 strerror(-rc));
 }
 
 /* --- our own changes (mut.c) --- */

@@ -105,11 +105,15 @@ bool mcache_apply(struct mcache *mc, const struct proto_attr *a, bool store,
 /* Loop thread: the object is gone from the server: drop everything about
  * it (its chunks too, unless it has a write state). */
 void mcache_gone(struct mcache *mc, const struct fid *fid);
-/* Loop thread: a fetched listing @pd (its attributes applied) and its
- * lookup form @nw (our reference, kept) become the cached ones; the
- * kernel hears which names changed. */
-void mcache_put_listing(struct mcache *mc, const struct proto_dir *pd,
+/* Loop thread: a fetched listing @nw (our reference, kept; its entries'
+ * attributes applied and stored page by page, mcache_store_attrs()) of
+ * the directory with attributes @dir becomes the cached one; the kernel
+ * hears which names changed. */
+void mcache_put_listing(struct mcache *mc, const struct proto_attr *dir,
 			struct vc_dir *nw);
+/* Store @n attributes (one page of a listing) in the cache file. */
+void mcache_store_attrs(struct mcache *mc, const struct proto_attr *a,
+			size_t n);
 
 /* Our idea of @fid's content was wrong (a conflict dropped local
  * changes): drop its attributes and the kernel's pages of it. */

@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <sys/queue.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -419,10 +420,14 @@ struct dir_req {
 	struct mfetch *mf;
 	struct mfetch_op *op;
 	uint64_t gen;
-	struct proto_dir acc;	     /* the pages so far */
-	bool have;		     /* acc holds the first page */
-	bool whole;		     /* ask for everything at once */
-	int restarts;		     /* the directory changed mid-way */
+	struct proto_attr dir; /* the directory, as the first page says */
+	struct vc_dirb acc;    /* names, types, FIDs of the pages so far */
+	bool have;	       /* a first page arrived */
+	bool whole;	       /* ask for everything at once */
+	int restarts;	       /* the directory changed mid-way */
+	unsigned pages;	       /* pages received */
+	int failed;	       /* a page we took failed (-errno) while
+				  the next one was on its way */
 	char next[PROTO_CURSOR_MAX]; /* the page to ask for, "" = first */
 };
 
@@ -462,7 +467,7 @@ dir_send(struct dir_req *dr)
 static int
 dir_restart(struct dir_req *dr)
 {
-	proto_dir_release(&dr->acc);
+	vc_dirb_release(&dr->acc);
 	dr->have = false;
 	dr->next[0] = 0;
 	dr->gen = dr->mf->gen;
@@ -478,7 +483,38 @@ asked(int rc)
 	return rc < 0 ? rc : 1;
 }
 
-/* One page arrived: add it to dr->acc. @return 1 when another page was
+/* The entries of one page: their names into dr->acc, their attributes
+ * applied and stored now (unless the directory changed since we asked:
+ * then the listing is fetched again anyway), so that no more than one
+ * page is ever held decoded. @return 0 or -errno. */
+static int
+dir_take(struct dir_req *dr, const struct proto_dir *page)
+{
+	struct mfetch *mf = dr->mf;
+	struct proto_attr *a;
+	int rc = 0;
+
+	if (page->n > PROTO_DIR_MAX - dr->acc.n)
+		return -E2BIG;
+	for (size_t i = 0; i < page->n && rc == 0; i++)
+		rc = vc_dirb_add(&dr->acc, page->ents[i].name,
+				 page->ents[i].attr.type,
+				 &page->ents[i].attr.fid);
+	if (rc || !page->n || changed_since(mf, &dr->op->fid, dr->gen))
+		return rc;
+	a = malloc(page->n * sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	for (size_t i = 0; i < page->n; i++) {
+		a[i] = page->ents[i].attr;
+		apply_attr(mf, &a[i], false, true);
+	}
+	mcache_store_attrs(mf->mc, a, page->n);
+	free(a);
+	return 0;
+}
+
+/* One page arrived: take it into dr. @return 1 when another page was
  * asked for (dr lives on), 0 when dr->acc is the whole listing, -errno. */
 static int
 dir_page(struct dir_req *dr, const struct http_result *res)
@@ -487,10 +523,12 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 	struct proto_dir page;
 	int rc = result_errno(mf, res);
 
-	if (rc == -ESTALE && dr->have && !dr->whole) {
+	dr->pages++;
+	if (dr->failed)
+		rc = dr->failed;
+	else if (rc == -ESTALE && dr->have && !dr->whole)
 		/* Our cursor is for a DV the directory has left. */
 		return asked(dir_restart(dr));
-	}
 	if (rc)
 		return rc;
 	rc = proto_dir_page_decode(res->body, res->body_len, !dr->have, &page,
@@ -499,23 +537,34 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 		proto_dir_release(&page);
 		rc = -EINVAL;
 	}
-	if (rc == 0 && dr->have && page.dir.dv != dr->acc.dir.dv) {
+	if (rc == 0 && dr->have && page.dir.dv != dr->dir.dv) {
 		proto_dir_release(&page);
 		if (!dr->whole)
 			return asked(dir_restart(dr));
 		rc = -EIO;
-	} else if (rc == 0 && dr->have) {
-		rc = proto_dir_append(&dr->acc, &page);
 	} else if (rc == 0) {
-		dr->acc = page;
+		bool more = dr->next[0] != 0;
+
+		if (!dr->have)
+			dr->dir = page.dir;
 		dr->have = true;
+		/* Ask for the next page first: the server reads it while we
+		 * take this one. */
+		if (more && (rc = dir_send(dr)) != 0) {
+			proto_dir_release(&page);
+			return rc;
+		}
+		rc = dir_take(dr, &page);
+		proto_dir_release(&page);
+		if (more) {
+			/* dr lives on: a failure is the next page's. */
+			if (rc < 0 && rc != -ENOMEM)
+				log_err(LOG_META, "bad directory reply: %s",
+					strerror(-rc));
+			dr->failed = rc == -ENOMEM ? rc : rc < 0 ? -EIO : 0;
+			return 1;
+		}
 	}
-	if (rc == 0 && dr->next[0])
-		return asked(dir_send(dr));
-	/* Each page was checked alone; a name on two pages is caught
-	 * here. */
-	if (rc == 0)
-		rc = proto_dir_check_names(&dr->acc);
 	if (rc < 0 && rc != -ENOMEM)
 		log_err(LOG_META, "bad directory reply: %s", strerror(-rc));
 	return rc == -ENOMEM ? rc : rc < 0 ? -EIO : 0;
@@ -526,7 +575,6 @@ dir_done(void *arg, const struct http_result *res)
 {
 	struct dir_req *dr = arg;
 	struct mfetch *mf = dr->mf;
-	struct proto_dir pd = {0};
 	struct vc_dir *nw = NULL;
 	struct fid fid = dr->op->fid;
 	bool refetch = false;
@@ -535,8 +583,6 @@ dir_done(void *arg, const struct http_result *res)
 	rc = dir_page(dr, res);
 	if (rc > 0)
 		return; /* the next page is on its way */
-	pd = dr->acc;
-	memset(&dr->acc, 0, sizeof(dr->acc));
 	if (rc == 0 && changed_since(mf, &dr->op->fid, dr->gen)) {
 		/* The directory changed after this reply left the server:
 		 * fetch it again once this op is done (below). */
@@ -547,21 +593,25 @@ dir_done(void *arg, const struct http_result *res)
 		mcache_gone(mf->mc, &dr->op->fid);
 	if (rc < 0)
 		goto out;
-	nw = vc_dir_from_proto(&pd);
+	/* Each page was checked alone; a name on two pages is caught
+	 * here. */
+	nw = vc_dirb_finish(&dr->acc, &dr->op->fid, dr->dir.dv);
 	if (!nw) {
-		rc = -ENOMEM;
+		rc = errno == EINVAL ? -EIO : -ENOMEM;
+		if (rc == -EIO)
+			log_err(LOG_META, "bad directory reply: a name twice");
 		goto out;
 	}
-	/* Compare every entry with what we knew, so changed files lose
-	 * their stale chunks and kernel caches, then store all at once. */
-	for (size_t i = 0; i < pd.n; i++)
-		apply_attr(mf, &pd.ents[i].attr, false, true);
-	apply_attr(mf, &pd.dir, false, true);
-	mcache_put_listing(mf->mc, &pd, nw);
+	apply_attr(mf, &dr->dir, false, true);
+	mcache_put_listing(mf->mc, &dr->dir, nw);
 	vc_dir_put(nw);
 out:
-	proto_dir_release(&pd);
+	vc_dirb_release(&dr->acc);
 	op_complete(mf, dr->op, rc);
+	/* A big listing freed its pages (a few MB each, decoded): give the
+	 * memory back rather than keep the high-water mark. */
+	if (dr->pages > 2)
+		malloc_trim(0);
 	free(dr);
 	if (refetch)
 		mfetch_want_dir(mf, &fid, NULL, NULL);

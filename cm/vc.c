@@ -1343,3 +1343,138 @@ vc_iterate_pins(struct vc *vc,
 	free(l.v);
 	return l.err ? l.err : rc;
 }
+
+/* --- snapshots built page by page --- */
+
+void
+vc_dirb_release(struct vc_dirb *b)
+{
+	free(b->ents);
+	free(b->off);
+	free(b->names);
+	memset(b, 0, sizeof(*b));
+}
+
+int
+vc_dirb_add(struct vc_dirb *b, const char *name, enum proto_type type,
+	    const struct fid *fid)
+{
+	size_t nl = strlen(name);
+
+	if (nl > UINT16_MAX)
+		return -EINVAL;
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 256;
+		struct vc_dirent *e = realloc(b->ents, cap * sizeof(*e));
+		size_t *o;
+
+		if (!e)
+			return -ENOMEM;
+		b->ents = e;
+		o = realloc(b->off, cap * sizeof(*o));
+		if (!o)
+			return -ENOMEM;
+		b->off = o;
+		b->cap = cap;
+	}
+	if (b->blen + nl + 1 > b->bcap) {
+		size_t cap = b->bcap ? b->bcap : 4096;
+		char *p;
+
+		while (cap < b->blen + nl + 1)
+			cap *= 2;
+		p = realloc(b->names, cap);
+		if (!p)
+			return -ENOMEM;
+		b->names = p;
+		b->bcap = cap;
+	}
+	memcpy(b->names + b->blen, name, nl + 1);
+	b->off[b->n] = b->blen;
+	b->ents[b->n].name = NULL;
+	b->ents[b->n].namelen = (uint16_t)nl;
+	b->ents[b->n].type = (uint8_t)type;
+	b->ents[b->n].fid = *fid;
+	b->blen += nl + 1;
+	b->n++;
+	return 0;
+}
+
+struct vc_dir *
+vc_dirb_finish(struct vc_dirb *b, const struct fid *fid, uint64_t dv)
+{
+	struct vc_dir *d = calloc(1, sizeof(*d));
+
+	if (!d) {
+		vc_dirb_release(b);
+		errno = ENOMEM;
+		return NULL;
+	}
+	atomic_init(&d->refcnt, 1);
+	d->fid = *fid;
+	d->dv = dv;
+	d->n = b->n;
+	/* The builder's arrays become the snapshot's (shrunk to fit). */
+	d->names = b->names ? b->names : malloc(1);
+	d->ents = b->ents ? b->ents : calloc(1, sizeof(*d->ents));
+	d->byname = calloc(b->n ? b->n : 1, sizeof(*d->byname));
+	b->names = NULL;
+	b->ents = NULL;
+	if (!d->names || !d->ents || !d->byname) {
+		vc_dirb_release(b);
+		vc_dir_put(d);
+		errno = ENOMEM;
+		return NULL;
+	}
+	for (size_t i = 0; i < b->n; i++)
+		d->ents[i].name = d->names + b->off[i];
+	vc_dirb_release(b);
+	dir_index(d);
+	for (size_t i = 1; i < d->n; i++)
+		if (!cmp_name(&d->ents[d->byname[i - 1]],
+			      &d->ents[d->byname[i]])) {
+			vc_dir_put(d);
+			errno = EINVAL;
+			return NULL;
+		}
+	return d;
+}
+
+int
+vc_put_listing(struct vc *vc, const struct proto_attr *dir,
+	       const struct vc_dir *d)
+{
+	struct wbuf w = {0};
+	int rc;
+
+	wb_u8(&w, VC_REC_VERSION);
+	wb_u64(&w, d->dv);
+	wb_u64(&w, d->n);
+	for (size_t i = 0; i < d->n; i++) {
+		wb_u16(&w, d->ents[i].namelen);
+		wb_bytes(&w, d->ents[i].name, d->ents[i].namelen);
+		wb_u8(&w, d->ents[i].type);
+		wb_fid(&w, &d->ents[i].fid);
+	}
+	rc = w.err;
+	pthread_mutex_lock(&vc->lock);
+	if (!rc)
+		rc = tdbw_txn_start(vc->tdb);
+	if (!rc) {
+		rc = vc_store_locked(vc, 'D', &d->fid, &w);
+		if (!rc) {
+			w.len = 0;
+			wb_u8(&w, VC_REC_VERSION);
+			enc_attr(&w, dir);
+			rc = w.err ? w.err
+				   : vc_store_locked(vc, 'A', &dir->fid, &w);
+		}
+		if (!rc)
+			rc = tdbw_txn_commit(vc->tdb);
+		else
+			tdbw_txn_cancel(vc->tdb);
+	}
+	pthread_mutex_unlock(&vc->lock);
+	free(w.p);
+	return rc;
+}

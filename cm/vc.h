@@ -124,6 +124,29 @@ int vc_dir_edit_flags(struct vc *vc, const struct vc_dir *old,
 struct vc_dir *vc_dir_from_proto(const struct proto_dir *d);
 struct vc_dir *vc_dir_get(struct vc_dir *d); /* +1 ref, returns @d */
 void vc_dir_put(struct vc_dir *d);	     /* -1 ref, frees at 0; NULL ok */
+/*
+ * Build a snapshot entry by entry (a listing that arrives in pages): only
+ * name, type and FID are kept, about 40 bytes plus the name an entry, so
+ * a listing is never held decoded whole. Zero the builder first.
+ * vc_dirb_finish() sorts the index and refuses a name given twice
+ * (NULL, errno EINVAL; ENOMEM); the builder is released either way.
+ */
+struct vc_dirb {
+	struct vc_dirent *ents;
+	size_t *off; /* name offsets in names until finished */
+	size_t n, cap;
+	char *names;
+	size_t blen, bcap;
+};
+int vc_dirb_add(struct vc_dirb *b, const char *name, enum proto_type type,
+		const struct fid *fid);
+struct vc_dir *vc_dirb_finish(struct vc_dirb *b, const struct fid *fid,
+			      uint64_t dv);
+void vc_dirb_release(struct vc_dirb *b);
+/* Store the listing record of snapshot @d (and the directory's attributes
+ * @dir): the entries' attributes are stored apart (vc_put_attrs()). */
+int vc_put_listing(struct vc *vc, const struct proto_attr *dir,
+		   const struct vc_dir *d);
 /* Index of the entry called @name (@len bytes) or -1. */
 long vc_dir_find(const struct vc_dir *d, const char *name, size_t len);
 

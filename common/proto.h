@@ -267,6 +267,27 @@ char *proto_attrs_encode(const struct proto_attr *a, const int *errs,
 			 size_t n, size_t *lenp);
 char *proto_getattr_req_encode(const struct fid *fids, size_t n, size_t *lenp);
 char *proto_dir_encode(const struct proto_dir *d, size_t *lenp);
+/*
+ * A listing written piece by piece (cairn-vold: a whole listing page by
+ * page, never all decoded at once): begin with the directory's attributes
+ * (and "next" when @next is not NULL/""), then any number of
+ * proto_dir_enc_ents(), then proto_dir_enc_end(), which returns the JSON
+ * (heap, NUL-terminated, *lenp bytes) or NULL + errno (EINVAL: a bad name,
+ * type or mode; ERANGE; ENOMEM) and releases @b either way. Same output
+ * as the jansson encoders give. Zero @b first.
+ */
+struct proto_sbuf {
+	char *p;
+	size_t len, cap;
+	size_t nents;
+	int err; /* positive errno, the first failure */
+};
+void proto_dir_enc_begin(struct proto_sbuf *b, const struct proto_attr *dir,
+			 const char *next);
+void proto_dir_enc_ents(struct proto_sbuf *b, const struct proto_dirent *e,
+			size_t n);
+char *proto_dir_enc_end(struct proto_sbuf *b, size_t *lenp);
+void proto_sbuf_release(struct proto_sbuf *b);
 /* A page: as proto_dir_encode() plus "next": @next when not NULL/"". */
 char *proto_dir_page_encode(const struct proto_dir *d, const char *next,
 			    size_t *lenp);

@@ -385,7 +385,10 @@ struct rjob {
 	enum gc_state gc_state;	  /* protected by gclock */
 	bool decoded;		  /* decode_body() succeeded */
 	bool gc_done;		  /* protected by gclock: results are in */
-	struct proto_dir dir; /* dir: the page (or listing) to encode */
+	struct proto_dir dir; /* dir: the page to encode */
+	struct proto_sbuf whole; /* dir without ?limit: the listing so far,
+				    encoded page by page */
+	size_t whole_n;		 /* its entries */
 	struct proto_dir_cursor next;
 	bool more;
 	/* results */
@@ -1446,6 +1449,8 @@ run_dir(struct rjob *r)
 		}
 		if (rc == -ESTALE && tries++ < DIR_RESTARTS) {
 			proto_dir_release(&r->dir);
+			proto_sbuf_release(&r->whole);
+			r->whole_n = 0;
 			from = NULL;
 			/* The last try keeps the lock across its pages, so a
 			 * directory that changes faster than it can be read
@@ -1459,18 +1464,32 @@ run_dir(struct rjob *r)
 		}
 		if (rc)
 			break;
-		if (!r->dir.ents && !r->dir.n) {
+		if (r->path.limit) {
 			r->dir = page;
-		} else {
-			rc = proto_dir_append(&r->dir, &page);
-			if (rc == -E2BIG)
-				r->msg = "directory too large for one reply: "
-					 "ask for pages (?limit=)";
-			if (rc)
-				break;
+			r->etag_dv = r->dir.dir.dv;
+			break;
 		}
-		r->etag_dv = r->dir.dir.dv;
-		if (r->path.limit || !r->more)
+		/* A whole listing: each page is encoded as it comes and
+		 * dropped, so the reply's text is all that is held, never
+		 * every entry decoded. */
+		if (page.n > PROTO_DIR_MAX - r->whole_n) {
+			proto_dir_release(&page);
+			r->msg = "directory too large for one reply: "
+				 "ask for pages (?limit=)";
+			rc = -E2BIG;
+			break;
+		}
+		if (!r->whole.p)
+			proto_dir_enc_begin(&r->whole, &page.dir, NULL);
+		proto_dir_enc_ents(&r->whole, page.ents, page.n);
+		r->whole_n += page.n;
+		r->etag_dv = page.dir.dv;
+		proto_dir_release(&page);
+		if (r->whole.err) {
+			rc = -r->whole.err;
+			break;
+		}
+		if (!r->more)
 			break;
 		/* A copy: vs_readdir_page() writes r->next first. */
 		at = r->next;
@@ -1489,6 +1508,7 @@ run_dir(struct rjob *r)
 	if (rc) {
 		r->err = -rc;
 		proto_dir_release(&r->dir);
+		proto_sbuf_release(&r->whole);
 	}
 }
 
@@ -1782,8 +1802,12 @@ job_run(struct vold_job *j)
 
 			if (r->more)
 				proto_cursor_format(cur, sizeof(cur), &r->next);
-			r->out =
-				proto_dir_page_encode(&r->dir, cur, &r->outlen);
+			if (r->path.limit)
+				r->out = proto_dir_page_encode(&r->dir, cur,
+							       &r->outlen);
+			else
+				r->out = proto_dir_enc_end(&r->whole,
+							   &r->outlen);
 			if (!r->out)
 				r->err = errno ? errno : ENOMEM;
 			proto_dir_release(&r->dir);
@@ -1845,6 +1869,7 @@ rjob_free(struct rjob *r)
 	free(r->reps);
 	proto_batch_release(&r->batch);
 	proto_dir_release(&r->dir);
+	proto_sbuf_release(&r->whole);
 	vvol_put(r->vol);
 	free(r);
 }

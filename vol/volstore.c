@@ -379,3 +379,16 @@ out:
 	obj_release(&o);
 	return rc;
 }
+
+uint32_t
+vs_hash_size(uint64_t nobjects)
+{
+	/* About 3 records an object (object, entry, bucket or chunk share):
+	 * 1 chain per object keeps chains about 3 records long. Odd, so the
+	 * hash modulo mixes every bit. */
+	if (nobjects <= HASH_SIZE)
+		return HASH_SIZE;
+	if (nobjects > (1u << 22))
+		nobjects = 1u << 22;
+	return (uint32_t)nobjects | 1;
+}

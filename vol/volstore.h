@@ -58,6 +58,11 @@ enum {
 	VS_NOSYNC = 4,	/* no fsync (bulk import into an unpublished volume) */
 	VS_STAGED = 8,	/* the volume made by vs_vol_create(VS_STAGED) */
 	VS_SNAPSHOT = 16, /* a read-only snapshot of one instant (vos export) */
+	VS_BULK = 32,	  /* with VS_STAGED: no tdb transactions at all, every
+			     write goes straight to meta.tdb (vos import: a
+			     crash throws the unpublished volume away); a
+			     failed mutation leaves the handle refusing
+			     every later one (-EIO) */
 };
 
 /*
@@ -129,6 +134,20 @@ int vs_vol_revoke(struct vs_root *r, const char *name, uint64_t *epoch);
 int vs_vol_create(struct vs_root *r, const char *name, uint64_t bytes_limit,
 		  uint64_t files_limit, int flags, uint32_t *id);
 
+/*
+ * vs_vol_create() for a volume that will hold about @nobjects objects (vos
+ * import counts them first; 0: unknown, the default size). tdb's hash
+ * table has a fixed number of chains, chosen here (vs_hash_size()): every
+ * lookup and insert walks one chain, so a volume with far more records
+ * than chains pays for the whole volume's size on every change.
+ */
+int vs_vol_create_sized(struct vs_root *r, const char *name,
+			uint64_t bytes_limit, uint64_t files_limit, int flags,
+			uint64_t nobjects, uint32_t *id);
+/* The tdb hash chains of a volume made for @nobjects objects: 10,007
+ * (the default) up to 10,007 objects, else about one chain per object,
+ * at most 2^22 (a 16 MiB table). */
+uint32_t vs_hash_size(uint64_t nobjects);
 /* Make a staged volume visible under its name (atomic rename, fsynced).
  * @return 0, -EEXIST if a volume of that name appeared meanwhile. */
 int vs_vol_publish(struct vs_root *r, const char *name);
@@ -377,7 +396,9 @@ int vs_import_times(struct vs_vol *v, const struct fid *fid, int64_t atime,
 int vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
 		   uint64_t size);
 
-/* Flush everything (after a VS_NOSYNC bulk load). @return 0 or -errno. */
+/* Flush everything (after a VS_NOSYNC bulk load): the directory buckets
+ * a VS_BULK handle keeps in memory, then meta.tdb and the file system.
+ * @return 0 or -errno. */
 int vs_vol_sync(struct vs_vol *v);
 
 #endif /* CAIRN_VOLSTORE_H */

@@ -105,6 +105,9 @@ struct vs_vol {
 	uint32_t cs;	    /* server chunk size; 0: format 1, read-only */
 	bool v1_said;	    /* format 1: the refusal was logged */
 	bool snap;	    /* VS_SNAPSHOT: dirname is ours to remove */
+	bool broken;	    /* VS_BULK: a mutation failed half-way */
+	struct vs_bcache *bcache; /* VS_BULK: directory buckets not yet
+				     written (vs_dir.c) */
 	struct vs_undo *undo; /* vs_batch.c: records what kv_put/kv_del
 				 change, so one op of a group can be
 				 rolled back; NULL = not recording */
@@ -136,6 +139,7 @@ struct txn {
 	uint64_t cur_dv; /* 410/412: the current dv */
 	struct proto_op_result res;
 	bool events;
+	bool bulk; /* VS_BULK: no tdb transaction under this one */
 	int nev;
 	struct proto_event ev[VS_MAX_EVENTS];
 	/* Chunk objects to unlink after the commit (no longer referenced)
@@ -274,6 +278,12 @@ int ent_get(struct vs_vol *v, const uint8_t dir[16], const char *name,
 int dir_add(struct vs_vol *v, struct obj *dir, const char *name,
 	    const uint8_t child[16], uint8_t type);
 int dir_del(struct vs_vol *v, struct obj *dir, const char *name);
+int dir_buckets_drop(struct vs_vol *v, const uint8_t dir[16],
+		     uint32_t nbuckets);
+/* VS_BULK: write the buckets kept in memory (dir_cache_flush()), or
+ * forget them (dir_cache_free()). */
+int dir_cache_flush(struct vs_vol *v);
+void dir_cache_free(struct vs_vol *v);
 int dir_repoint(struct vs_vol *v, struct obj *dir, const char *name,
 		const uint8_t child[16], uint8_t type);
 

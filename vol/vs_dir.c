@@ -72,35 +72,6 @@ ent_get(struct vs_vol *v, const uint8_t dir[16], const char *name,
 	return 0;
 }
 
-static int
-bucket_get(struct vs_vol *v, const uint8_t dir[16], uint32_t b, uint8_t **buf,
-	   size_t *len)
-{
-	uint8_t k[21];
-	int rc;
-
-	key_bucket(k, dir, b);
-	rc = kv_get(v, k, sizeof(k), buf, len);
-	if (rc == -ENOENT) {
-		*buf = NULL;
-		*len = 0;
-		return 0;
-	}
-	return rc;
-}
-
-static int
-bucket_put(struct vs_vol *v, const uint8_t dir[16], uint32_t b,
-	   const uint8_t *buf, size_t len)
-{
-	uint8_t k[21];
-
-	key_bucket(k, dir, b);
-	if (!len)
-		return kv_del(v, k, sizeof(k));
-	return kv_put(v, k, sizeof(k), buf, len);
-}
-
 /* One bucket record: [16 oid][1 type][1 namelen][name]. Walk with this;
  * returns the record's length or 0 at the end / on garbage. */
 static size_t
@@ -112,6 +83,278 @@ brec_next(const uint8_t *p, size_t left)
 		return 0;
 	n = 18 + (size_t)p[17];
 	return p[17] && n <= left ? n : 0;
+}
+
+/*
+ * A bucket is stored padded with zero bytes up to a power of two (at
+ * least BUCKET_MIN): the walk above ends at the padding (a zero name
+ * length), so readers see the same records. A create or unlink then
+ * rewrites the bucket in place (tdb keeps a record where it is while the
+ * new value fits), instead of freeing the old record and allocating a
+ * bigger one for every entry added: those freed pieces made tdb's free
+ * list, which every allocation walks, grow with the directory
+ * (doc/vol-format.md, "Profile").
+ */
+#define BUCKET_MIN 128
+
+static size_t
+bucket_cap(size_t len)
+{
+	size_t cap = BUCKET_MIN;
+
+	while (cap < len)
+		cap *= 2;
+	return cap;
+}
+
+/* @return the bytes of @buf the records use (the padding is not). */
+static size_t
+bucket_used(const uint8_t *buf, size_t len)
+{
+	size_t off = 0, n;
+
+	while ((n = brec_next(buf + off, len - off)))
+		off += n;
+	return off;
+}
+
+/* Read bucket @b of @dir from meta.tdb: *len is the length of its
+ * records, without the padding. A missing bucket is empty (*buf NULL). */
+static int
+bucket_load(struct vs_vol *v, const uint8_t dir[16], uint32_t b, uint8_t **buf,
+	    size_t *len)
+{
+	uint8_t k[21];
+	int rc;
+
+	key_bucket(k, dir, b);
+	rc = kv_get(v, k, sizeof(k), buf, len);
+	if (rc == -ENOENT) {
+		*buf = NULL;
+		*len = 0;
+		return 0;
+	}
+	if (rc == 0)
+		*len = bucket_used(*buf, *len);
+	return rc;
+}
+
+static int
+bucket_store(struct vs_vol *v, const uint8_t dir[16], uint32_t b,
+	     const uint8_t *buf, size_t len)
+{
+	uint8_t k[21], *pad;
+	size_t cap = bucket_cap(len);
+	int rc;
+
+	key_bucket(k, dir, b);
+	if (!len)
+		return kv_del(v, k, sizeof(k));
+	pad = malloc(cap);
+	if (!pad)
+		return -ENOMEM;
+	memcpy(pad, buf, len);
+	memset(pad + len, 0, cap - len);
+	rc = kv_put(v, k, sizeof(k), pad, cap);
+	free(pad);
+	return rc;
+}
+
+/*
+ * VS_BULK (vos import): buckets are kept in memory and written once, by
+ * dir_cache_flush() (vs_vol_sync(), or when they pass BCACHE_MAX bytes).
+ * Rewriting a growing bucket for every imported name was most of an
+ * import's cost. Hash table of (dir, bucket) -> records, chained.
+ */
+#define BCACHE_MAX (64u << 20)
+
+struct bc_ent {
+	uint8_t dir[16];
+	uint32_t b;
+	uint8_t *buf; /* the records, no padding; NULL when empty */
+	size_t len;
+	struct bc_ent *next;
+};
+
+struct vs_bcache {
+	struct bc_ent **tab;
+	size_t ntab, n, bytes;
+};
+
+static size_t
+bc_hash(const struct vs_bcache *c, const uint8_t dir[16], uint32_t b)
+{
+	uint64_t h;
+
+	memcpy(&h, dir, 8);
+	h ^= (uint64_t)b * 0x9e3779b97f4a7c15ull;
+	h *= 0xff51afd7ed558ccdull;
+	return (size_t)(h ^ (h >> 29)) & (c->ntab - 1);
+}
+
+static struct bc_ent **
+bc_slot(struct vs_bcache *c, const uint8_t dir[16], uint32_t b)
+{
+	struct bc_ent **pp = &c->tab[bc_hash(c, dir, b)];
+
+	while (*pp && !((*pp)->b == b && !memcmp((*pp)->dir, dir, 16)))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static int
+bc_grow(struct vs_bcache *c)
+{
+	size_t ntab = c->ntab ? c->ntab * 2 : 1024;
+	struct bc_ent **tab = calloc(ntab, sizeof(*tab)), **old = c->tab;
+	size_t oldn = c->ntab;
+
+	if (!tab)
+		return -ENOMEM;
+	c->tab = tab;
+	c->ntab = ntab;
+	for (size_t i = 0; i < oldn; i++)
+		while (old[i]) {
+			struct bc_ent *e = old[i];
+			size_t h = bc_hash(c, e->dir, e->b);
+
+			old[i] = e->next;
+			e->next = tab[h];
+			tab[h] = e;
+		}
+	free(old);
+	return 0;
+}
+
+void
+dir_cache_free(struct vs_vol *v)
+{
+	struct vs_bcache *c = v->bcache;
+
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->ntab; i++)
+		while (c->tab[i]) {
+			struct bc_ent *e = c->tab[i];
+
+			c->tab[i] = e->next;
+			free(e->buf);
+			free(e);
+		}
+	free(c->tab);
+	free(c);
+	v->bcache = NULL;
+}
+
+int
+dir_cache_flush(struct vs_vol *v)
+{
+	struct vs_bcache *c = v->bcache;
+	int rc = 0;
+
+	if (!c)
+		return 0;
+	for (size_t i = 0; i < c->ntab && !rc; i++)
+		for (struct bc_ent *e = c->tab[i]; e && !rc; e = e->next)
+			rc = bucket_store(v, e->dir, e->b, e->buf, e->len);
+	dir_cache_free(v);
+	return rc;
+}
+
+static int
+bucket_get(struct vs_vol *v, const uint8_t dir[16], uint32_t b, uint8_t **buf,
+	   size_t *len)
+{
+	struct vs_bcache *c = v->bcache;
+	struct bc_ent **pp, *e;
+	int rc;
+
+	if (!(v->flags & VS_BULK))
+		return bucket_load(v, dir, b, buf, len);
+	if (c && c->ntab) {
+		pp = bc_slot(c, dir, b);
+		if (*pp) {
+			e = *pp;
+			*len = e->len;
+			*buf = NULL;
+			if (!e->len)
+				return 0;
+			*buf = malloc(e->len);
+			if (!*buf)
+				return -ENOMEM;
+			memcpy(*buf, e->buf, e->len);
+			return 0;
+		}
+	}
+	/* Not cached: as stored (an earlier flush), cached on the put. */
+	rc = bucket_load(v, dir, b, buf, len);
+	return rc;
+}
+
+static int
+bucket_put(struct vs_vol *v, const uint8_t dir[16], uint32_t b,
+	   const uint8_t *buf, size_t len)
+{
+	struct vs_bcache *c = v->bcache;
+	struct bc_ent **pp, *e;
+	uint8_t *copy = NULL;
+
+	if (!(v->flags & VS_BULK))
+		return bucket_store(v, dir, b, buf, len);
+	if (!c) {
+		c = v->bcache = calloc(1, sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+	}
+	if ((c->n + 1) > c->ntab && bc_grow(c))
+		return -ENOMEM;
+	if (len) {
+		copy = malloc(len);
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, buf, len);
+	}
+	pp = bc_slot(c, dir, b);
+	e = *pp;
+	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (!e) {
+			free(copy);
+			return -ENOMEM;
+		}
+		memcpy(e->dir, dir, 16);
+		e->b = b;
+		*pp = e;
+		c->n++;
+		c->bytes += sizeof(*e);
+	}
+	c->bytes -= e->len;
+	free(e->buf);
+	e->buf = copy;
+	e->len = len;
+	c->bytes += len;
+	return c->bytes > BCACHE_MAX ? dir_cache_flush(v) : 0;
+}
+
+/* Delete every bucket of directory @dir (its last link went away). */
+int
+dir_buckets_drop(struct vs_vol *v, const uint8_t dir[16], uint32_t nbuckets)
+{
+	for (uint32_t b = 0; b < nbuckets; b++) {
+		int rc;
+
+		if (v->flags & VS_BULK) {
+			rc = bucket_put(v, dir, b, NULL, 0);
+		} else {
+			uint8_t k[21];
+
+			key_bucket(k, dir, b);
+			rc = kv_del(v, k, sizeof(k));
+		}
+		if (rc)
+			return rc;
+	}
+	return 0;
 }
 
 /* Split every bucket of @dir in two (the directory doubled its size), so

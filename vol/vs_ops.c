@@ -245,14 +245,9 @@ drop_link(struct txn *t, struct obj *o, struct proto_attr *victim)
 	int rc;
 
 	if (o->r.type == PROTO_T_DIR) {
-		for (uint32_t b = 0; b < o->r.nbuckets; b++) {
-			uint8_t k[21];
-
-			key_bucket(k, o->oid, b);
-			rc = kv_del(t->v, k, sizeof(k));
-			if (rc)
-				return rc;
-		}
+		rc = dir_buckets_drop(t->v, o->oid, o->r.nbuckets);
+		if (rc)
+			return rc;
 		o->r.nlink = 0;
 	} else if (o->r.nlink > 0) {
 		o->r.nlink--;

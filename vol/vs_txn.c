@@ -210,6 +210,15 @@ txn_start(struct txn *t, struct vs_vol *v, bool events)
 	txn_init(t, v, events);
 	if (v->flags & VS_RDONLY)
 		return -EROFS;
+	if (v->flags & VS_BULK) {
+		/* An unpublished import: writes go straight to the file (a
+		 * tdb commit remaps the whole file, so one per op is O(size)
+		 * each). A failure cannot be undone: the handle is done. */
+		if (v->broken)
+			return -EIO;
+		t->bulk = true;
+		return vrec_get(v, &t->vr);
+	}
 	rc = tdbw_txn_start(v->tdb);
 	if (rc)
 		return rc;
@@ -251,7 +260,10 @@ txn_discard(struct txn *t)
 void
 txn_abort(struct txn *t)
 {
-	tdbw_txn_cancel(t->v->tdb);
+	if (t->bulk)
+		t->v->broken = true;
+	else
+		tdbw_txn_cancel(t->v->tdb);
 	txn_discard(t);
 }
 
@@ -263,6 +275,10 @@ txn_commit(struct txn *t)
 	if (rc) {
 		txn_abort(t);
 		return rc;
+	}
+	if (t->bulk) {
+		txn_after_commit(t);
+		return 0;
 	}
 	rc = tdbw_txn_commit(t->v->tdb);
 	if (rc) {

@@ -454,6 +454,70 @@ test_inodes(void)
 	ino_free(t);
 }
 
+/* A snapshot built entry by entry (a listing in pages): the same lookups
+ * as one from a whole reply, stored and read back, a name twice refused,
+ * and an empty one. */
+static void
+test_dirb(void)
+{
+	struct vc *vc = vc_open(path, 7, 65536);
+	struct fid d = mkfid(7, 40), f;
+	struct proto_attr da = mkattr(d, PROTO_T_DIR, 9), a;
+	struct vc_dirb b = {0};
+	struct vc_dir *vd, *back;
+	char name[32];
+	bool all = true;
+	int n = 5000;
+
+	ok(vc != NULL, "open for the builder");
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "n%05d", (i * 7919) % n);
+		f = mkfid(7, (uint8_t)i);
+		if (vc_dirb_add(&b, name, i % 2 ? PROTO_T_FILE : PROTO_T_DIR,
+				&f))
+			all = false;
+	}
+	ok(all, "5000 names added");
+	vd = vc_dirb_finish(&b, &d, 9);
+	ok(vd && vd->n == (size_t)n && vd->dv == 9, "finished: 5000, dv 9");
+	ok(b.ents == NULL && b.names == NULL && b.n == 0,
+	   "the builder is emptied");
+	all = vd != NULL;
+	for (int i = 0; vd && i < n; i++) {
+		long k;
+
+		snprintf(name, sizeof(name), "n%05d", i);
+		k = vc_dir_find(vd, name, strlen(name));
+		all = all && k >= 0 && !strcmp(vd->ents[k].name, name);
+	}
+	ok(all, "every name found, in arrival order");
+	is_int(vd ? vc_put_listing(vc, &da, vd) : -1, 0, "store the listing");
+	is_int(vc_get_dir(vc, &d, &back), 0, "read it back");
+	ok(back && back->n == (size_t)n && back->dv == 9 &&
+		   vc_dir_find(back, "n04999", 6) >= 0 &&
+		   !strcmp(back->ents[0].name, vd->ents[0].name) &&
+		   fid_eq(&back->ents[1].fid, &vd->ents[1].fid) &&
+		   back->ents[1].type == vd->ents[1].type,
+	   "the same entries");
+	is_int(vc_get_attr(vc, &d, &a), 0, "the directory's attributes too");
+	is_int((int)a.dv, 9, "at its dv");
+	vc_dir_put(back);
+	vc_dir_put(vd);
+
+	f = mkfid(7, 1);
+	vc_dirb_add(&b, "same", PROTO_T_FILE, &f);
+	vc_dirb_add(&b, "other", PROTO_T_FILE, &f);
+	vc_dirb_add(&b, "same", PROTO_T_DIR, &f);
+	vd = vc_dirb_finish(&b, &d, 10);
+	ok(vd == NULL && errno == EINVAL, "a name twice: EINVAL");
+	ok(b.ents == NULL && b.off == NULL, "and the builder released");
+	vd = vc_dirb_finish(&b, &d, 11);
+	ok(vd && vd->n == 0 && vc_dir_find(vd, "x", 1) == -1,
+	   "an empty listing");
+	vc_dir_put(vd);
+	vc_close(vc);
+}
+
 int
 main(void)
 {
@@ -466,6 +530,7 @@ main(void)
 	test_attrs();
 	test_dirs();
 	test_dir_edits();
+	test_dirb();
 	test_link_xattr_seq();
 	test_pins();
 	test_inodes();

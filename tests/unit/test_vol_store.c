@@ -1618,6 +1618,156 @@ test_tokstate(void)
 	is_int(vs_vol_remove(root, "tk", 0), 0, "remove tk");
 }
 
+/* VS_BULK (vos import): no transactions, buckets in memory until
+ * vs_vol_sync(), a failure breaks the handle; buckets stored padded; the
+ * hash table sized to the tree. */
+static int
+bulk_create(struct vs_vol *v, const struct fid *dir, const char *name,
+	    enum proto_op_kind k, struct fid *out)
+{
+	struct proto_op op = {0};
+	struct proto_op_result res;
+	int rc;
+
+	op.kind = k;
+	op.parent = *dir;
+	op.name = (char *)name;
+	op.type = k == PROTO_OP_MKDIR ? PROTO_T_DIR : PROTO_T_FILE;
+	op.mode = 0644;
+	opid(&op);
+	rc = vs_apply_raw(v, &op, &res);
+	if (!rc && out)
+		*out = res.attr.fid;
+	return rc;
+}
+
+static int
+count_names(struct vs_vol *v, const struct fid *dir, const char *prefix,
+	    int n, int *dups)
+{
+	struct proto_dir d;
+	char *seen = calloc((size_t)n, 1);
+	int found = 0;
+
+	*dups = 0;
+	if (!seen || vs_readdir(v, dir, &d)) {
+		free(seen);
+		return -1;
+	}
+	for (size_t i = 0; i < d.n; i++) {
+		size_t pl = strlen(prefix);
+		int k;
+
+		if (strncmp(d.ents[i].name, prefix, pl))
+			continue;
+		k = atoi(d.ents[i].name + pl);
+		if (k < 0 || k >= n)
+			continue;
+		if (seen[k]++)
+			(*dups)++;
+		else
+			found++;
+	}
+	proto_dir_release(&d);
+	free(seen);
+	return found;
+}
+
+static void
+test_bulk(void)
+{
+	struct vs_vol *v = NULL;
+	struct vs_volinfo vi;
+	struct fid dir, sub, f;
+	uint8_t k[21], *val;
+	size_t len;
+	char name[32];
+	int bad = 0, dups, n = 3000;
+
+	is_int((int)vs_hash_size(0), 10007, "hash size: default");
+	is_int((int)vs_hash_size(10007), 10007, "  up to 10,007 objects");
+	is_int((int)vs_hash_size(100000), 100001, "  one chain an object, odd");
+	is_int((int)vs_hash_size(1ull << 40), (1 << 22) | 1, "  at most 2^22");
+	vs_vol_create(root, "bulkx", 0, 0, 0, NULL);
+	is_int(vs_vol_open(root, "bulkx", VS_BULK, &v), -EINVAL,
+	       "VS_BULK on a published volume: EINVAL");
+	vs_vol_remove(root, "bulkx", 0);
+	is_int(vs_vol_create_sized(root, "bulk", 0, 0, VS_STAGED, 50000, NULL),
+	       0, "a staged volume sized for 50,000 objects");
+	is_int(vs_vol_open(root, "bulk", VS_STAGED | VS_BULK | VS_RDONLY, &v),
+	       -EINVAL, "VS_BULK read-only: EINVAL");
+	is_int(vs_vol_open(root, "bulk", VS_STAGED | VS_NOSYNC | VS_BULK, &v),
+	       0, "open it for bulk writes");
+	if (!v)
+		return;
+	ok(tdb_hash_size(v->tdb) == 50001, "its tdb has 50,001 chains");
+	vs_vol_info(v, &vi);
+	dir = vi.root;
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "e%05d", i);
+		if (bulk_create(v, &dir, name, PROTO_OP_CREATE, &f))
+			bad++;
+	}
+	is_int(bad, 0, "%d creates without transactions", n);
+	is_int(bulk_create(v, &dir, "sub", PROTO_OP_MKDIR, &sub), 0, "mkdir");
+	for (int i = 0; i < 100; i++) {
+		snprintf(name, sizeof(name), "s%03d", i);
+		if (bulk_create(v, &sub, name, PROTO_OP_CREATE, NULL))
+			bad++;
+	}
+	is_int(bad, 0, "100 creates in the subdirectory");
+	key_bucket(k, dir.oid, 0);
+	ok(!kv_exists(v, k, sizeof(k)), "the buckets are not written yet");
+	is_int(count_names(v, &dir, "e", n, &dups), n,
+	       "yet the handle lists every name (from memory)");
+	is_int(dups, 0, "  once each");
+	is_int(bulk_create(v, &dir, "e00007", PROTO_OP_CREATE, NULL), -EEXIST,
+	       "a name twice fails");
+	is_int(bulk_create(v, &dir, "after", PROTO_OP_CREATE, NULL), -EIO,
+	       "and every later change is refused (nothing to roll back)");
+	/* A fresh handle for the rest (the broken one still syncs). */
+	is_int(vs_vol_sync(v), 0, "sync writes the buckets");
+	ok(kv_exists(v, k, sizeof(k)), "now they are in meta.tdb");
+	is_int(tdbw_fetch(v->tdb, k, sizeof(k), &val, &len), 0,
+	       "read a bucket");
+	ok(len >= 128 && !(len & (len - 1)) && !val[len - 1],
+	   "stored padded to a power of two (%zu bytes)", len);
+	free(val);
+	vs_vol_close(v);
+	v = NULL;
+	is_int(vs_vol_publish(root, "bulk"), 0, "publish");
+	is_int(vs_vol_open(root, "bulk", 0, &v), 0, "open it normally");
+	if (!v)
+		return;
+	is_int(count_names(v, &dir, "e", n, &dups), n, "every name is there");
+	is_int(dups, 0, "  once each");
+	is_int(count_names(v, &sub, "s", 100, &dups), 100,
+	       "and in the subdirectory");
+	/* Transactions on the padded buckets: creates and unlinks. */
+	for (int i = 0; i < 200; i++) {
+		snprintf(name, sizeof(name), "t%03d", i);
+		if (bulk_create(v, &dir, name, PROTO_OP_CREATE, &f))
+			bad++;
+		if (i % 2) {
+			struct proto_op op = {0};
+
+			op.kind = PROTO_OP_UNLINK;
+			op.parent = dir;
+			op.name = name;
+			op.fid = f;
+			opid(&op);
+			if (vs_apply_raw(v, &op, NULL))
+				bad++;
+		}
+	}
+	is_int(bad, 0, "200 creates and 100 unlinks in transactions");
+	is_int(count_names(v, &dir, "t", 200, &dups), 100,
+	       "the 100 left are listed");
+	is_int(count_names(v, &dir, "e", n, &dups), n, "  and the others");
+	vs_vol_close(v);
+	vs_vol_remove(root, "bulk", 0);
+}
+
 int
 main(void)
 {
@@ -1648,6 +1798,7 @@ main(void)
 		test_batch();
 		test_cleanup();
 		test_bigdir();
+		test_bulk();
 		test_damaged_meta();
 		test_stage_limits();
 		vs_vol_close(vol);

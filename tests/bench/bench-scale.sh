@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# bench-scale.sh - does cairn scale with the tree (issue #17)? make
+# bench-scale, or part of make bench. Every row is measured against a
+# baseline of the same run:
+#   vos import of SMALL and BIG empty files in one directory, and of BIG
+#     in directories of 100: files/s and CPU µs a file (user + system of
+#     vos), and the ratio of the per-file cost BIG / SMALL (target: within
+#     1.2); cp -a of the BIG tree as the local baseline
+#   vos export of the BIG volume: files/s
+#   a directory of BIG entries through cairnd: cold ls -f (fresh cache),
+#     warm ls -f, warm ls -l, each against the same on local disk (page
+#     cache warm: the local side is not dropped, so the ratios are
+#     conservative; the machine is shared)
+#   create + unlink through the mount in the BIG directory vs an empty
+#     one (ms an op, ratio)
+#   VmHWM / VmRSS of cairnd before, right after the listings and after a
+#     few seconds idle; VmHWM of cairn-vold
+# Sizes: BENCH_SCALE_SMALL (10000), BENCH_SCALE_BIG (100000),
+# BENCH_SCALE_OPS (200 creates and unlinks). BENCH_SCALE_BASE=DIR runs
+# every row also with the vos, cairn-vold and cairnd found in DIR (say, a
+# copy of another build's binaries), in the same run, for a before/after.
+set -u
+. "$top_srcdir/tests/integration/lib.sh"
+t_need_fuse
+t_timeout 3600
+SMALL=${BENCH_SCALE_SMALL:-10000}
+BIG=${BENCH_SCALE_BIG:-100000}
+OPS=${BENCH_SCALE_OPS:-200}
+
+now() { date +%s.%N; }
+secs() { echo "$2 - $1" | bc -l; }
+ratio() { echo "scale=2; $1 / $2" | bc -l; }
+command -v bc >/dev/null || apt-get install -y -qq bc >/dev/null 2>&1
+status() { awk -v k="$2:" '$1 == k {print $2}' /proc/"$1"/status; }
+
+mktree() { # DIR N PERDIR(0 = one directory)
+	python3 - "$@" <<'PY'
+import os, sys
+root, n, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+os.makedirs(root, exist_ok=True)
+for i in range(n):
+    d = os.path.join(root, "d%05d" % (i // per)) if per else root
+    if per and i % per == 0:
+        os.makedirs(d, exist_ok=True)
+    os.close(os.open(os.path.join(d, "f%07d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
+PY
+}
+echo "# preparing trees: $SMALL and $BIG files in one directory, $BIG in directories of 100"
+mktree "$T_DIR/src-small/dir" "$SMALL" 0
+mktree "$T_DIR/src-big/dir" "$BIG" 0
+mktree "$T_DIR/src-many" "$BIG" 100
+
+# vos import with the CPU time of vos: "wall user sys".
+imp() { # LABEL VOLNAME SRC
+	/usr/bin/time -f "%e %U %S" -o "$T_DIR/time" "$VOS_BIN" --root "$SRV_ROOT" \
+		import "$2" "$3" >/dev/null 2>"$T_DIR/imp.err" || { cat "$T_DIR/imp.err"; return 1; }
+	cat "$T_DIR/time"
+}
+row() { # LABEL N "wall user sys"
+	set -- "$1" "$2" $3
+	printf '%-30s %8d %8.2f %9.0f %10.1f\n' "$1" "$2" "$3" "$(echo "$2 / $3" | bc -l)" \
+		"$(echo "($4 + $5) * 1000000 / $2" | bc -l)"
+}
+cpu_us() { set -- "$1" $2; echo "($3 + $4) * 1000000 / $1" | bc -l; }
+
+# Time of CMD in seconds.
+timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); secs "$t0" "$t1"; }
+lsf() { ls -f "$1" >/dev/null; }
+lsl() { ls -l "$1" >/dev/null; }
+mkrm() { # DIR N: N creates, then N unlinks
+	python3 - "$1" "$2" <<'PY'
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    os.close(os.open(os.path.join(d, "new%05d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
+for i in range(n):
+    os.unlink(os.path.join(d, "new%05d" % i))
+PY
+}
+
+run_set() { # LABEL BINDIR
+	local label=$1 bin=$2 t ts tb cm m cold warm warml local_f local_l
+	local hwm0 rss0 hwm1 rss1 rss2 e b tok
+	VOS_BIN=$bin/vos VOLD=$bin/cairn-vold CAIRND=$bin/cairnd
+	SRV_ROOT=$T_DIR/srv-$label
+	rm -rf "$SRV_ROOT"
+	vold_start || return 1
+	echo "== $label ($bin; load: $(cut -d' ' -f1-3 /proc/loadavg))"
+	printf '%-30s %8s %8s %9s %10s\n' row files s files/s cpu-us/file
+	ts=$(imp "$label" small "$T_DIR/src-small") || return 1
+	row "import $SMALL, one dir" $((SMALL + 1)) "$ts"
+	tb=$(imp "$label" big "$T_DIR/src-big") || return 1
+	row "import $BIG, one dir" $((BIG + 1)) "$tb"
+	t=$(imp "$label" many "$T_DIR/src-many") || return 1
+	row "import $BIG, dirs of 100" $((BIG + BIG / 100)) "$t"
+	echo "per-file cost $BIG / $SMALL (one dir): $(ratio "$(cpu_us $((BIG + 1)) "$tb")" "$(cpu_us $((SMALL + 1)) "$ts")")"
+	rm -rf "$T_DIR/export"
+	e=$(timed "$VOS_BIN" --root "$SRV_ROOT" export big "$T_DIR/export")
+	printf '%-30s %8d %8.2f %9.0f\n' "export $BIG, one dir" $((BIG + 1)) "$e" "$(echo "($BIG + 1) / $e" | bc -l)"
+	rm -rf "$T_DIR/export"
+
+	make_token big rw "$T_DIR/tok-$label"
+	# The server alone: creates and unlinks in the big directory vs an
+	# empty one (POST /op, each its own fsynced commit).
+	local dirfid
+	dirfid=$(VC_URL=$VOLD_URL VC_TOKEN=$(cat "$T_DIR/tok-$label") VC_VOL=big \
+		python3 "$top_srcdir/tests/integration/vol-client.py" lookup \
+		"$(VC_URL=$VOLD_URL VC_TOKEN=$(cat "$T_DIR/tok-$label") VC_VOL=big \
+			python3 "$top_srcdir/tests/integration/vol-client.py" root)" dir)
+	python3 "$top_srcdir/tests/bench/bench-scale-ops.py" "$VOLD_URL" big \
+		"$(cat "$T_DIR/tok-$label")" "$VOLD_PID" "$dirfid" "$OPS"
+	m=$T_DIR/m-$label.mnt
+	rm -rf "$T_DIR/cache-$label"
+	cairnd_mount "$m" "$T_DIR/cache-$label" big "$T_DIR/tok-$label" || return 1
+	cm=$(cairnd_pid "$m")
+	stat "$m/dir" >/dev/null
+	hwm0=$(status "$cm" VmHWM); rss0=$(status "$cm" VmRSS)
+	b=$(status "$VOLD_PID" VmHWM)
+	cold=$(timed lsf "$m/dir")
+	warm=$(timed lsf "$m/dir")
+	warml=$(timed lsl "$m/dir")
+	hwm1=$(status "$cm" VmHWM); rss1=$(status "$cm" VmRSS)
+	local_f=$(timed lsf "$T_DIR/src-big/dir")
+	local_l=$(timed lsl "$T_DIR/src-big/dir")
+	printf '%-30s %8s %8s %8s\n' "$BIG entries" cairnd local ratio
+	printf '%-30s %8.3f %8.3f %8s\n' "cold ls -f" "$cold" "$local_f" "$(ratio "$cold" "$local_f")"
+	printf '%-30s %8.3f %8.3f %8s\n' "warm ls -f" "$warm" "$local_f" "$(ratio "$warm" "$local_f")"
+	printf '%-30s %8.3f %8.3f %8s\n' "warm ls -l" "$warml" "$local_l" "$(ratio "$warml" "$local_l")"
+	mkdir "$m/empty"
+	ts=$(timed mkrm "$m/empty" "$OPS")
+	tb=$(timed mkrm "$m/dir" "$OPS")
+	printf '%-30s %8s %8s %8s\n' "create+unlink (ms/op)" big empty ratio
+	printf '%-30s %8.2f %8.2f %8s\n' "through the mount" "$(echo "$tb * 500 / $OPS" | bc -l)" \
+		"$(echo "$ts * 500 / $OPS" | bc -l)" "$(ratio "$tb" "$ts")"
+	sleep 5
+	rss2=$(status "$cm" VmRSS)
+	echo "cairnd kB: before VmHWM $hwm0 VmRSS $rss0; after the listings VmHWM $hwm1 VmRSS $rss1; 5 s later VmRSS $rss2"
+	echo "cairn-vold kB: VmHWM before the listings $b, after $(status "$VOLD_PID" VmHWM)"
+	cairnd_umount "$m"
+	vold_stop
+	rm -rf "$SRV_ROOT" "$T_DIR/cache-$label"
+}
+
+t=$( { /usr/bin/time -f "%e %U %S" cp -a "$T_DIR/src-big" "$T_DIR/cp-big"; } 2>&1)
+echo "local: cp -a of $BIG files in one dir: $t (s, user, sys)"
+rm -rf "$T_DIR/cp-big"
+[ -n "${BENCH_SCALE_BASE:-}" ] && run_set base "$BENCH_SCALE_BASE"
+mkdir -p "$T_DIR/bin"
+cp "$top_builddir/admin/vos" "$top_builddir/vol/cairn-vold" "$top_builddir/cm/cairnd" "$T_DIR/bin/"
+run_set this "$T_DIR/bin"
