@@ -233,6 +233,42 @@ test_put_read(void)
 	cs_close(cs);
 }
 
+/* cs_put_crc: the caller's CRC32C is the chunk's; a wrong one is caught by
+ * the first read after the next open. */
+static void
+test_put_crc(void)
+{
+	char d[512];
+	struct cs_store *cs = mkstore(newdir(d, sizeof(d), "putcrc"));
+	struct cs_key k1 = t_key(7, 2, 0), k2 = t_key(7, 2, 1);
+	static uint8_t buf[CHUNK];
+	uint32_t len1 = t_len(&k1, 3, MAXLEN), len2 = t_len(&k2, 3, MAXLEN);
+	uint32_t crc1, crc2;
+
+	ok(cs != NULL, "store for put_crc");
+	t_fill(buf, len1, &k1, 3);
+	crc1 = crc32c(0, buf, len1);
+	is_int(cs_put_crc(cs, &k1, 3, buf, len1, 0, crc1), 0,
+	       "put_crc with the right CRC");
+	t_fill(buf, len2, &k2, 3);
+	crc2 = crc32c(0, buf, len2);
+	is_int(cs_put_crc(cs, &k2, 3, buf, len2, 0, crc2 ^ 1), 0,
+	       "put_crc with a wrong CRC is taken on trust");
+	is_int(cs_put_crc(cs, &k2, 3, buf, CHUNK + 1, 0, 0), -EINVAL,
+	       "put_crc above the chunk size: -EINVAL");
+	is_int(cs_put_crc(cs, &k2, 3, NULL, 10, 0, 0), -EINVAL,
+	       "put_crc NULL buf: -EINVAL");
+	ok(read_ok(cs, &k1, 3), "put_crc chunk reads back");
+	cs_close(cs);
+	cs = reopen(d, NULL);
+	ok(cs && read_ok(cs, &k1, 3), "and after close and open");
+	is_int(cs_read(cs, &k2, 3, 0, buf, 10), -EIO,
+	       "the wrong CRC fails the first read after open: -EIO");
+	is_int(cs_read(cs, &k2, 3, 0, buf, 10), -ENOENT,
+	       "and the chunk is dropped");
+	cs_close(cs);
+}
+
 /* cairnd's write path: commits without fsync survive the death of the
  * process; a fetched (clean) copy never replaces local changes. */
 static void
@@ -1253,6 +1289,7 @@ main(void)
 	test_crc();
 	test_create_open();
 	test_put_read();
+	test_put_crc();
 	test_working_copy();
 	test_nosync_commit();
 	test_file_ops();
