@@ -58,6 +58,12 @@
 #define PING_MS 15000
 #define OC_HASH 1024
 #define OC_SHA_MAX 65536	/* chunks per object whose sums we keep */
+/* Sums outlive the open files (cache-objects of them): objects whose file
+ * was closed keep their chunk sums, up to this many objects and chunks
+ * (~100 bytes a chunk), so a GET of a chunk hashed before costs a worker
+ * an open, not another pass over the chunk. */
+#define OC_SUM_OBJECTS 65536
+#define OC_SUM_CHUNKS  (1u << 18)
 /* Block sums per chunk: proto_block_size() makes at most 16 blocks. */
 #define VOLD_BLOCKS 16
 #define STAGE_GC_S 3600 /* staging expiry checked at least this often */
@@ -142,6 +148,7 @@ struct vold_stats {
 	struct metrics_counter commits[2]; /* workers: ops committed,
 					      [0] applied, [1] refused */
 	struct metrics_hist commit_lat;	   /* workers: vs_apply() time */
+	struct metrics_counter hashes;	   /* workers: chunks hashed */
 };
 
 /* What a chunk GET reply carries about its body: the SHA-256 of the whole
@@ -151,14 +158,18 @@ struct csum {
 	uint32_t crc[VOLD_BLOCKS];
 };
 
-/* One open data file and the sums of its chunks (loop thread). */
+/* One data file, open or not, and the sums of its chunks (loop thread).
+ * Every entry is on vd->lru; the open ones (the file, or no bytes on
+ * disk) also on vd->olru, at most vd->cache_max of them. */
 struct ocache {
 	TAILQ_ENTRY(ocache) lru;
+	TAILQ_ENTRY(ocache) olru; /* while !closed */
 	LIST_ENTRY(ocache) hlink;
 	struct vvol *vol;
 	uint8_t oid[16];
 	uint64_t dv, size;
 	struct evbuffer_file_segment *seg; /* NULL: no bytes on disk */
+	bool closed; /* the file was let go: sums only, no @seg */
 	uint32_t cs;
 	uint64_t nchunks;
 	struct csum *sum;
@@ -264,11 +275,14 @@ struct vold {
 	int port;
 	char addr[80];
 	int cache_max;
-	int ncache;
+	int ncache;	    /* entries not closed (on olru) */
+	int nentries;	    /* all entries (on lru) */
+	uint64_t nsumchunks; /* chunk sums allocated by the entries */
 	uint64_t stage_max;	/* bytes staged per volume, 0 = quota only */
 	int64_t stage_expire_s; /* staged uploads live this long */
 	uint64_t gc_every_ms;	/* how often each volume's staging is swept */
 	TAILQ_HEAD(oc_lru, ocache) lru;
+	TAILQ_HEAD(oc_olru, ocache) olru;
 	TAILQ_HEAD(, vvol) vols;
 	struct event *tick;
 	LIST_ENTRY(vold) all; /* all_volds */
@@ -354,6 +368,7 @@ struct rjob {
 	int fd;
 	uint64_t size, off, len;
 	struct csum sum;
+	bool sum_known;	/* J_DATA: @sum came from the loop's cache */
 	/* stat */
 	struct scrape *scrape;
 	size_t idx;
@@ -490,8 +505,14 @@ oc_free(struct ocache *oc)
 	struct vold *vd = oc->vol->vd;
 
 	TAILQ_REMOVE(&vd->lru, oc, lru);
+	if (!oc->closed) {
+		TAILQ_REMOVE(&vd->olru, oc, olru);
+		vd->ncache--;
+	}
 	LIST_REMOVE(oc, hlink);
-	vd->ncache--;
+	vd->nentries--;
+	if (oc->sum)
+		vd->nsumchunks -= oc->nchunks;
 	if (oc->seg)
 		evbuffer_file_segment_free(oc->seg);
 	free(oc->sum);
@@ -638,6 +659,67 @@ oc_drop(struct vvol *vol, const uint8_t oid[16])
 		oc_free(oc);
 }
 
+/* Let the least recently used open file go; its entry stays for its sums
+ * if it has any. */
+static void
+oc_close_lru(struct vold *vd)
+{
+	struct ocache *oc = TAILQ_LAST(&vd->olru, oc_olru);
+	uint64_t i = 0;
+
+	if (oc->have)
+		for (i = 0; i < oc->nchunks && !oc->have[i]; i++)
+			;
+	if (!oc->have || i == oc->nchunks) {
+		oc_free(oc);
+		return;
+	}
+	TAILQ_REMOVE(&vd->olru, oc, olru);
+	vd->ncache--;
+	oc->closed = true;
+	if (oc->seg)
+		evbuffer_file_segment_free(oc->seg);
+	oc->seg = NULL;
+}
+
+/* Make @oc (not closed) the most recently used. */
+static void
+oc_touch(struct vold *vd, struct ocache *oc)
+{
+	TAILQ_REMOVE(&vd->lru, oc, lru);
+	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
+	if (!oc->closed) {
+		TAILQ_REMOVE(&vd->olru, oc, olru);
+		TAILQ_INSERT_HEAD(&vd->olru, oc, olru);
+	}
+}
+
+/* Give @oc the open file @fd (taken over; -1: no bytes on disk). @oc is
+ * closed, or new and on no list. @return 0, or -1 (@fd closed). */
+static int
+oc_open(struct vold *vd, struct ocache *oc, int fd)
+{
+	unsigned flags = EVBUF_FS_CLOSE_ON_FREE;
+
+	if (fd >= 0) {
+		/* TLS cannot use sendfile: let libevent map or read it. */
+		if (vd->ssl)
+			flags |= EVBUF_FS_DISABLE_SENDFILE;
+		oc->seg = evbuffer_file_segment_new(fd, 0, (ev_off_t)oc->size,
+						    flags);
+		if (!oc->seg) {
+			close(fd);
+			return -1;
+		}
+	}
+	while (vd->ncache >= vd->cache_max && !TAILQ_EMPTY(&vd->olru))
+		oc_close_lru(vd);
+	oc->closed = false;
+	TAILQ_INSERT_HEAD(&vd->olru, oc, olru);
+	vd->ncache++;
+	return 0;
+}
+
 /* Remember (fid, dv)'s open file @fd (taken over) for chunk size @cs.
  * Returns the entry, or NULL (then @fd was closed). */
 static struct ocache *
@@ -646,20 +728,29 @@ oc_insert(struct vvol *vol, const uint8_t oid[16], uint64_t dv, uint64_t size,
 {
 	struct vold *vd = vol->vd;
 	struct ocache *oc = oc_find(vol, oid);
-	unsigned flags = EVBUF_FS_CLOSE_ON_FREE;
+	uint64_t nchunks = (size + cs - 1) / cs;
+	bool sums = nchunks <= OC_SHA_MAX && nchunks;
 
 	if (oc && (oc->dv != dv || oc->cs != cs)) {
 		oc_free(oc);
 		oc = NULL;
 	}
+	if (oc && oc->closed) {
+		/* Known sums, file let go: take it back. */
+		oc_touch(vd, oc);
+		if (oc_open(vd, oc, fd) < 0)
+			return NULL;
+		return oc;
+	}
 	if (oc) {
 		if (fd >= 0)
 			close(fd);
-		TAILQ_REMOVE(&vd->lru, oc, lru);
-		TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
+		oc_touch(vd, oc);
 		return oc;
 	}
-	while (vd->ncache >= vd->cache_max && !TAILQ_EMPTY(&vd->lru))
+	while (!TAILQ_EMPTY(&vd->lru) &&
+	       (vd->nentries >= OC_SUM_OBJECTS ||
+		(sums && vd->nsumchunks + nchunks > OC_SUM_CHUNKS)))
 		oc_free(TAILQ_LAST(&vd->lru, oc_lru));
 	oc = calloc(1, sizeof(*oc));
 	if (!oc)
@@ -669,27 +760,24 @@ oc_insert(struct vvol *vol, const uint8_t oid[16], uint64_t dv, uint64_t size,
 	oc->dv = dv;
 	oc->size = size;
 	oc->cs = cs;
-	oc->nchunks = (size + cs - 1) / cs;
-	if (oc->nchunks <= OC_SHA_MAX && oc->nchunks) {
+	oc->nchunks = nchunks;
+	if (sums) {
 		oc->sum = malloc(oc->nchunks * sizeof(*oc->sum));
 		oc->have = calloc(oc->nchunks, 1);
 		if (!oc->sum || !oc->have)
 			goto fail;
 	}
-	if (fd >= 0) {
-		/* TLS cannot use sendfile: let libevent map or read it. */
-		if (vd->ssl)
-			flags |= EVBUF_FS_DISABLE_SENDFILE;
-		oc->seg = evbuffer_file_segment_new(fd, 0, (ev_off_t)size,
-						    flags);
-		if (!oc->seg)
-			goto fail;
+	if (oc_open(vd, oc, fd) < 0) {
 		fd = -1;
+		goto fail;
 	}
+	fd = -1;
+	if (oc->sum)
+		vd->nsumchunks += oc->nchunks;
 	LIST_INSERT_HEAD(&vol->oc[(oid[0] << 2 | oid[1] >> 6) % OC_HASH], oc,
 			 hlink);
 	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
-	vd->ncache++;
+	vd->nentries++;
 	return oc;
 fail:
 	if (oc) {
@@ -810,14 +898,31 @@ chunk_from_cache(struct vold *vd, struct vvol *vol, struct evhttp_request *req,
 		send_chunk(vd, req, vol->public, p, 0, 0, 0, &empty, NULL);
 		return true;
 	}
-	if (!oc->have || !oc->have[p->chunk])
+	if (!oc->have || !oc->have[p->chunk] || oc->closed)
 		return false;
 	off = p->chunk * oc->cs;
 	len = oc->size - off < oc->cs ? oc->size - off : oc->cs;
-	TAILQ_REMOVE(&vd->lru, oc, lru);
-	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
+	oc_touch(vd, oc);
 	send_chunk(vd, req, vol->public, p, oc->size, off, len,
 		   &oc->sum[p->chunk], oc->seg);
+	return true;
+}
+
+/* A chunk GET going to a worker: hand it the chunk's sums if an entry
+ * whose file was let go still has them, so the worker opens the file and
+ * does not hash the chunk again (a (fid, dv, chunk size, chunk) names one
+ * content forever; the worker's open still checks the DV is current). */
+static bool
+chunk_sum_cached(struct vold *vd, struct vvol *vol, const struct proto_path *p,
+		 struct csum *out)
+{
+	struct ocache *oc = oc_find(vol, p->fid.oid);
+
+	if (!oc || oc->dv != p->dv || oc->cs != p->chunk_size ||
+	    !oc->have || p->chunk >= oc->nchunks || !oc->have[p->chunk])
+		return false;
+	*out = oc->sum[p->chunk];
+	oc_touch(vd, oc);
 	return true;
 }
 
@@ -1501,7 +1606,8 @@ job_run(struct vold_job *j)
 		} else {
 			r->len = r->size - r->off < cs ? r->size - r->off : cs;
 		}
-		if (!r->err) {
+		if (!r->err && !r->sum_known) {
+			metrics_counter_add(&vol->vd->st.hashes, 1);
 			rc = sum_range(r->fd, r->off, r->len,
 				       proto_block_size(cs), &r->sum);
 			if (rc)
@@ -1538,9 +1644,16 @@ done_data(struct rjob *r)
 	struct evbuffer_file_segment *seg = NULL;
 
 	if (vol->gen == r->gen && !vol->dead) {
+		bool had = r->fd >= 0;
+
 		oc = oc_insert(vol, r->path.fid.oid, r->path.dv, r->size, r->fd,
 			       r->path.chunk_size);
 		r->fd = -1;
+		if (!oc && had) {
+			/* The file went with the failed insert: not zeros. */
+			reply_err(r->req, ENOMEM, 0, NULL, 0);
+			return;
+		}
 		if (oc && oc->have && r->path.chunk < oc->nchunks) {
 			oc->sum[r->path.chunk] = r->sum;
 			oc->have[r->path.chunk] = 1;
@@ -2695,6 +2808,8 @@ on_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	r->readonly = ro;
+	if (kind == J_DATA)
+		r->sum_known = chunk_sum_cached(vd, vol, &p, &r->sum);
 	if (kind == J_DIR) {
 		const char *inm = evhttp_find_header(
 			evhttp_request_get_input_headers(req), "If-None-Match");
@@ -2810,6 +2925,15 @@ metrics_text(struct vold *vd, const struct scrape *sc, size_t *len)
 		     "Data files kept open for chunk GETs.");
 	metrics_u64(&b, "cairn_vold_open_data_files", NULL, 0,
 		    (uint64_t)vd->ncache);
+	metrics_head(&b, "cairn_vold_chunk_sum_files", "gauge",
+		     "Data files whose chunk sums are kept, open or not.");
+	metrics_u64(&b, "cairn_vold_chunk_sum_files", NULL, 0,
+		    (uint64_t)vd->nentries);
+	metrics_head(&b, "cairn_vold_chunk_hashes_total", "counter",
+		     "Chunks read and hashed (SHA-256, block CRC32Cs) for a "
+		     "chunk GET whose sums were not kept.");
+	metrics_u64(&b, "cairn_vold_chunk_hashes_total", NULL, 0,
+		    metrics_counter_get(&st->hashes));
 	metrics_head(&b, "cairn_vold_event_streams", "gauge",
 		     "Event streams open, by volume.");
 	TAILQ_FOREACH(vol, &vd->vols, link) {
@@ -3230,6 +3354,7 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 	if (vd->gc_every_ms < 1000)
 		vd->gc_every_ms = 1000;
 	TAILQ_INIT(&vd->lru);
+	TAILQ_INIT(&vd->olru);
 	TAILQ_INIT(&vd->vols);
 	TAILQ_INIT(&vd->conns);
 	for (int i = 0; i < VR_COUNT; i++)
