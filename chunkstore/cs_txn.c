@@ -78,9 +78,12 @@ put(struct cs_store *cs, const struct cs_key *k, uint64_t dv, const void *buf,
 			goto out_unlock;
 		}
 	} else {
+		int spare;
+
 		if ((rc = cs_reserve(cs, len, 1)) < 0 ||
-		    (rc = cs_alloc_slot(cs, k, &slot)) < 0)
+		    (rc = cs_alloc_slot_spare(cs, k, &slot, &spare)) < 0)
 			goto out_unlock;
+		cs->spare_reuses += (uint64_t)spare;
 		fresh = 1;
 		cs->slots[slot].flags |= CS_SF_BUSY;
 	}
