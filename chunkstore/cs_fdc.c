@@ -44,6 +44,7 @@ fdc_unmap(struct cs_store *cs, struct cs_fdc_ent *e)
 		fdc_free(e);
 		return 1;
 	}
+	cs->nunmapped++;
 	return 0;
 }
 
@@ -154,6 +155,7 @@ cs_fdc_release(struct cs_store *cs, struct cs_fdref *r, int locked)
 			if (!locked)
 				pthread_mutex_lock(&cs->lock);
 			fdc_free(e);
+			cs->nunmapped--;
 			if (!locked)
 				pthread_mutex_unlock(&cs->lock);
 		}
@@ -170,6 +172,10 @@ cs_fdc_held(struct cs_store *cs, uint32_t slot)
 {
 	if (__atomic_load_n(&cs->nprivate, __ATOMIC_ACQUIRE))
 		return 1;
+	/* The usual case: every open entry is mapped, none of them the
+	 * slot's (it was just forgotten). */
+	if (!cs->nunmapped)
+		return 0;
 	for (uint32_t i = 0; i < cs->nfdc; i++)
 		if (cs->fdc[i].fd >= 0 && cs->fdc[i].slot == slot)
 			return 1;

@@ -228,6 +228,7 @@ struct cs_store {
 	uint32_t fdc_hand;
 	uint64_t fdc_opens; /* chunk files opened for reading (tests) */
 	uint32_t nprivate;  /* atomic: private read fds held (cs_fdref -1) */
+	uint32_t nunmapped; /* fd cache entries unmapped, still held */
 	/*
 	 * Spare files, as OpenAFS reuses its V-files: a clean chunk dropped
 	 * while no reader holds its file is not unlinked but renamed to its

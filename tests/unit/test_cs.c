@@ -306,7 +306,9 @@ test_spare(void)
 		ok(n == 16 && !memcmp(b, want, 16),
 		   "the reader still reads the chunk's bytes");
 	}
+	is_int(cs->nunmapped, 1, "its fd cache entry is unmapped, still held");
 	cs_fdc_release(cs, &fr, 0);
+	is_int(cs->nunmapped, 0, "and freed by the reader's release");
 	is_int(t_put(cs, &k3, 1, MAXLEN, 0), 0, "put a third chunk");
 	ino2 = ino_of(d, rel, NULL);
 	is_int(cs->spare_reuses, 1, "no spare to reuse");
