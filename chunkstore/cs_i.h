@@ -34,7 +34,7 @@
 #define CS_NONE	       UINT32_MAX
 #define CS_MAX_SLOTS   (1u << 30)
 /* Spare chunk files kept for reuse (struct cs_store spare). */
-#define CS_SPARE_MAX   1024
+#define CS_SPARE_MAX 1024
 
 /* Flags of an index record and a trailer (bits 0..2 equal CS_F_*). */
 #define CS_RF_VALID  1u

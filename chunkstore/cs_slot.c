@@ -220,8 +220,8 @@ cs_drop_slot(struct cs_store *cs, uint32_t slot, const char *why)
 }
 
 int
-cs_alloc_slot_spare(struct cs_store *cs, const struct cs_key *k,
-		    uint32_t *out, int *spare)
+cs_alloc_slot_spare(struct cs_store *cs, const struct cs_key *k, uint32_t *out,
+		    int *spare)
 {
 	uint32_t slot;
 	int rc;

@@ -434,9 +434,9 @@ store_one(struct fetch *f, struct xfer *x)
 	/* Every block matched its CRC32C as it came in: the chunk's own
 	 * CRC32C follows from those sums, with no second pass over it. */
 	if (x->use_blocks && x->verified == x->have && x->pb.len == x->have)
-		x->store_rc = cs_put_crc(f->cs, &k, x->dv, x->buf,
-					 (uint32_t)x->have, x->put_flags,
-					 proto_blocks_crc(&x->pb));
+		x->store_rc =
+			cs_put_crc(f->cs, &k, x->dv, x->buf, (uint32_t)x->have,
+				   x->put_flags, proto_blocks_crc(&x->pb));
 	else
 		x->store_rc = cs_put(f->cs, &k, x->dv, x->buf,
 				     (uint32_t)x->have, x->put_flags);
@@ -522,8 +522,7 @@ xfer_store(struct xfer *x)
 			       : 0;
 	x->sjob.run = xfer_stored;
 	pthread_mutex_lock(&f->slock);
-	if (f->nsthreads && !f->sstop &&
-	    f->nqueued < STORE_QUEUE_MAX) {
+	if (f->nsthreads && !f->sstop && f->nqueued < STORE_QUEUE_MAX) {
 		TAILQ_INSERT_TAIL(&f->squeue, x, slink);
 		f->nqueued++;
 		pthread_cond_signal(&f->scond);
@@ -1087,8 +1086,8 @@ fetch_new(const struct fetch_deps *d, const struct fetch_hooks *hooks)
 	pthread_cond_init(&f->scond, NULL);
 	/* Without a thread, stores run on the loop (slower, still right). */
 	while (f->nsthreads < STORE_THREADS &&
-	       pthread_create(&f->sthread[f->nsthreads], NULL, store_main,
-			      f) == 0)
+	       pthread_create(&f->sthread[f->nsthreads], NULL, store_main, f) ==
+		       0)
 		f->nsthreads++;
 	if (!f->nsthreads)
 		log_warn(LOG_FETCH, "cannot start the store thread; storing "

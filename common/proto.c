@@ -2392,8 +2392,8 @@ proto_blocks_crc(const struct proto_blocks *pb)
 	uint32_t crc = 0, i;
 
 	for (i = 0; i < pb->n; i++) {
-		uint32_t blen = i + 1 < pb->n ? pb->bsize
-					      : pb->len - i * pb->bsize;
+		uint32_t blen =
+			i + 1 < pb->n ? pb->bsize : pb->len - i * pb->bsize;
 
 		crc = i ? crc32c_combine(crc, pb->crc[i], blen) : pb->crc[i];
 	}

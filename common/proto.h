@@ -35,7 +35,7 @@
 
 /* 2: paged directory listings (?limit=, ?cursor=, "next"); a version 1
  * server ignores the query and sends the whole listing without "next". */
-#define PROTO_VERSION 2
+#define PROTO_VERSION	      2
 #define PROTO_NAME_MAX 255         /* bytes in one path component */
 #define PROTO_PATH_MAX 4096        /* bytes in a symlink target */
 #define PROTO_XATTR_NAME_MAX 255
@@ -63,7 +63,7 @@
  */
 #define PROTO_GETATTR_BODY_MAX (128u << 10)
 #define PROTO_STORE_CHUNKS_MAX (1u << 20)
-#define PROTO_OP_BODY_MAX (PROTO_STORE_CHUNKS_MAX * 24u + (256u << 10))
+#define PROTO_OP_BODY_MAX      (PROTO_STORE_CHUNKS_MAX * 24u + (256u << 10))
 #define PROTO_DIR_MAX 1000000      /* entries in one whole listing */
 #define PROTO_DIR_PAGE_MAX 4096    /* entries in one page of a listing */
 #define PROTO_CURSOR_MAX 64        /* bytes of a page cursor, with the NUL */

@@ -54,10 +54,10 @@
 #include "vol/vold_pool.h"
 #include "vol/volstore.h"
 
-#define EVQ_MAX (4u << 20)	/* queued stream bytes before a drop */
+#define EVQ_MAX	   (4u << 20) /* queued stream bytes before a drop */
 #define PING_MS 15000
 #define OC_HASH 1024
-#define OC_SHA_MAX 65536	/* chunks per object whose sums we keep */
+#define OC_SHA_MAX 65536 /* chunks per object whose sums we keep */
 /* Sums outlive the open files (cache-objects of them): objects whose file
  * was closed keep their chunk sums, up to this many objects and chunks
  * (~100 bytes a chunk), so a GET of a chunk hashed before costs a worker
@@ -275,9 +275,9 @@ struct vold {
 	int port;
 	char addr[80];
 	int cache_max;
-	int ncache;	    /* entries not closed (on olru) */
-	int nentries;	    /* all entries (on lru) */
-	uint64_t nsumchunks; /* chunk sums allocated by the entries */
+	int ncache;		/* entries not closed (on olru) */
+	int nentries;		/* all entries (on lru) */
+	uint64_t nsumchunks;	/* chunk sums allocated by the entries */
 	uint64_t stage_max;	/* bytes staged per volume, 0 = quota only */
 	int64_t stage_expire_s; /* staged uploads live this long */
 	uint64_t gc_every_ms;	/* how often each volume's staging is swept */
@@ -368,7 +368,7 @@ struct rjob {
 	int fd;
 	uint64_t size, off, len;
 	struct csum sum;
-	bool sum_known;	/* J_DATA: @sum came from the loop's cache */
+	bool sum_known; /* J_DATA: @sum came from the loop's cache */
 	/* stat */
 	struct scrape *scrape;
 	size_t idx;
@@ -643,8 +643,8 @@ oc_find(struct vvol *vol, const uint8_t oid[16])
 {
 	struct ocache *oc;
 
-	LIST_FOREACH(oc, &vol->oc[(oid[0] << 2 | oid[1] >> 6) % OC_HASH],
-		     hlink)
+	LIST_FOREACH (oc, &vol->oc[(oid[0] << 2 | oid[1] >> 6) % OC_HASH],
+		      hlink)
 		if (!memcmp(oc->oid, oid, 16))
 			return oc;
 	return NULL;
@@ -889,11 +889,12 @@ chunk_from_cache(struct vold *vd, struct vvol *vol, struct evhttp_request *req,
 		return true;
 	}
 	if (oc->size == 0) {
-		static const struct csum empty = {{
-			0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14,
-			0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
-			0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c,
-			0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55}, {0}};
+		static const struct csum empty = {
+			{0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14,
+			 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+			 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c,
+			 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55},
+			{0}};
 
 		send_chunk(vd, req, vol->public, p, 0, 0, 0, &empty, NULL);
 		return true;
@@ -918,8 +919,8 @@ chunk_sum_cached(struct vold *vd, struct vvol *vol, const struct proto_path *p,
 {
 	struct ocache *oc = oc_find(vol, p->fid.oid);
 
-	if (!oc || oc->dv != p->dv || oc->cs != p->chunk_size ||
-	    !oc->have || p->chunk >= oc->nchunks || !oc->have[p->chunk])
+	if (!oc || oc->dv != p->dv || oc->cs != p->chunk_size || !oc->have ||
+	    p->chunk >= oc->nchunks || !oc->have[p->chunk])
 		return false;
 	*out = oc->sum[p->chunk];
 	oc_touch(vd, oc);
@@ -1147,8 +1148,7 @@ events_start(struct rjob *r)
  * it (the range is at most one chunk, so VOLD_BLOCKS blocks), in one pass.
  * Bytes past the end of the file read as zeros. */
 static int
-sum_range(int fd, uint64_t off, uint64_t len, uint32_t bsize,
-	  struct csum *out)
+sum_range(int fd, uint64_t off, uint64_t len, uint32_t bsize, struct csum *out)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	char *buf = malloc(1u << 18);
@@ -1665,11 +1665,10 @@ done_data(struct rjob *r)
 		return;
 	}
 	if (r->fd >= 0) {
-		seg = evbuffer_file_segment_new(r->fd, 0, (ev_off_t)r->size,
-						EVBUF_FS_CLOSE_ON_FREE |
-							(vol->vd->ssl ?
-								 EVBUF_FS_DISABLE_SENDFILE :
-								 0));
+		seg = evbuffer_file_segment_new(
+			r->fd, 0, (ev_off_t)r->size,
+			EVBUF_FS_CLOSE_ON_FREE |
+				(vol->vd->ssl ? EVBUF_FS_DISABLE_SENDFILE : 0));
 		if (seg)
 			r->fd = -1;
 		else {
@@ -2776,7 +2775,9 @@ on_request(struct evhttp_request *req, void *arg)
 	case PROTO_P_XATTR: kind = J_XATTR; break;
 	case PROTO_P_DATA: kind = J_DATA; break;
 	case PROTO_P_EVENTS: kind = J_EVENTS; break;
-	case PROTO_P_OP: kind = J_OP; break;
+	case PROTO_P_OP:
+		kind = J_OP;
+		break;
 	case PROTO_P_STAGE: kind = J_STAGE; break;
 	default:
 		reply_err(req, ENOENT, 0, "no such route", 0);

@@ -287,7 +287,8 @@ test_spare(void)
 		   cs->spare_reuses == 1,
 	   "the spare is used up");
 	ok(read_ok(cs, &k2, 1), "and reads back its own content");
-	is_int(cs_read(cs, &k1, 1, 0, rel, 1), -ENOENT, "the old chunk is gone");
+	is_int(cs_read(cs, &k1, 1, 0, rel, 1), -ENOENT,
+	       "the old chunk is gone");
 
 	/* A reader holding the file: unlinked, not reused. */
 	pthread_mutex_lock(&cs->lock);

@@ -1719,8 +1719,8 @@ test_blocks(void)
 	is_int(crc32c_combine(0, crc32c(0, body, 1000), 1000),
 	       crc32c(0, body, 1000), "combine after nothing");
 	{
-		static const size_t cut[] = {1, 7, 8, 4095, 4096, 65537, 131072,
-					     262143};
+		static const size_t cut[] = {1,	   7,	  8,	  4095,
+					     4096, 65537, 131072, 262143};
 		int good = 0;
 
 		for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++)
