@@ -1,6 +1,7 @@
 /*
  * volstore.h - the volume storage of cairn: a server root holding volumes,
- * each a tdb of metadata plus one file per (object, data version).
+ * each a tdb of metadata (and of each file's chunk map) plus immutable
+ * chunk objects.
  *
  * Layer rule: this is a FUSE-free, HTTP-free library (vol/libvolstore.a).
  * It includes common/ only and is linked by cairn-vold and by admin/vos,
@@ -38,6 +39,14 @@
 #define VS_STAGE_AGE_S (24 * 3600) /* uncommitted staging is removed after */
 #define VS_MAX_EVENTS 6		 /* events one mutation can produce */
 #define VS_FILE_MAX (1ull << 44) /* largest file size (16 TiB) */
+/* Server chunk size: a file's data is one chunk object per chunk of this
+ * size (doc/vol-format.md). A power of two; the volume record keeps it. */
+#define VS_CHUNK_MIN (64u * 1024)
+#define VS_CHUNK_MAX (4u * 1024 * 1024)
+#define VS_CHUNK_DEFAULT (256u * 1024)
+/* Extents vs_data_open() may return for a range of at most
+ * PROTO_CHUNK_MAX bytes: two per server chunk (bytes, then zeros). */
+#define VS_EXTENTS_MAX (2 * (PROTO_CHUNK_MAX / VS_CHUNK_MIN) + 2)
 
 struct vs_root;
 struct vs_vol;
@@ -48,6 +57,7 @@ enum {
 	VS_CLEANUP = 2, /* remove crash leftovers (only the serving process) */
 	VS_NOSYNC = 4,	/* no fsync (bulk import into an unpublished volume) */
 	VS_STAGED = 8,	/* the volume made by vs_vol_create(VS_STAGED) */
+	VS_SNAPSHOT = 16, /* a read-only snapshot of one instant (vos export) */
 };
 
 /*
@@ -123,8 +133,12 @@ int vs_vol_create(struct vs_root *r, const char *name, uint64_t bytes_limit,
  * @return 0, -EEXIST if a volume of that name appeared meanwhile. */
 int vs_vol_publish(struct vs_root *r, const char *name);
 
-/* Remove volume @name (or its staged copy with VS_STAGED): renamed away
- * first, so it disappears atomically, then deleted. @return 0, -ENOENT. */
+/* Remove volume @name (or its staged copy with VS_STAGED): first marked
+ * removed in a transaction of its own, which waits for a commit in flight
+ * in any process (tdb's transaction lock) and after which every mutation
+ * and staged chunk is refused with -ENOENT, so no change is acknowledged
+ * into a volume being removed; then renamed away, so it disappears
+ * atomically, then deleted. @return 0, -ENOENT. */
 int vs_vol_remove(struct vs_root *r, const char *name, int flags);
 
 /* Names of all published volumes, sorted. *names is a heap array of *n
@@ -143,6 +157,16 @@ int vs_vol_meta_path(const struct vs_root *r, const char *name, char *buf,
  * another process would lose its new file). @return 0 and *out, -ENOENT,
  * -EINVAL (bad name or a volume record that does not decode), -EUCLEAN
  * (meta.tdb is damaged, as common/tdbw.h defines it), -errno.
+ * With VS_SNAPSHOT (implies VS_RDONLY) the handle reads one instant of
+ * the volume however long it is used: its metadata is copied and its
+ * chunk objects hard-linked into a hidden directory while tdb's
+ * all-record read lock holds every commit off (O(metadata + chunks), no
+ * data copied), and vs_vol_close() removes the copy. Snapshots left by a
+ * process that died are removed by the next snapshot of that volume.
+ * A volume of the old format 1 (one data file per DV) is converted to
+ * format 2 here, in one transaction, unless VS_RDONLY: then metadata
+ * reads work and data reads fail with -EPROTO (vs_volinfo.chunk_size is
+ * 0) until a writer converts it ('vos upgrade').
  */
 int vs_vol_open(struct vs_root *r, const char *name, int flags,
 		struct vs_vol **out);
@@ -157,6 +181,7 @@ struct vs_volinfo {
 	uint64_t files_used, files_limit;
 	uint64_t dv_max; /* highest data version ever given out */
 	int64_t created_ns;
+	uint32_t chunk_size; /* server chunk size; 0: format 1 (read-only) */
 	bool public; /* vs_vol_public(); false if it cannot be read */
 };
 int vs_vol_info(struct vs_vol *v, struct vs_volinfo *out);
@@ -217,16 +242,37 @@ int vs_readlink(struct vs_vol *v, const struct fid *fid, char **target);
 int vs_xattrs(struct vs_vol *v, const struct fid *fid, uint64_t *dv,
 	      struct proto_xattr **x, size_t *n);
 
+/* One piece of a range of file data: @len bytes at @off of the open
+ * chunk object @fd, or @len zeros when @fd is -1. */
+struct vs_extent {
+	int fd;
+	uint64_t off, len;
+};
+
 /*
- * Open the data of file @fid at data version @dv for reading. *fd is -1
- * when the file has no bytes on disk (size 0 or all holes): read zeros.
- * Otherwise the caller closes *fd; the file behind it never changes (a
- * new DV is a new file), even after the DV stops being current.
- * @return 0 with *fd and *size; -ESTALE with *cur_dv if @dv is not
- * current; -ENOENT; -EISDIR / -EINVAL for a directory / other type.
+ * Open the bytes [@off, @off + @len) of file @fid at data version @dv for
+ * reading (@len at most PROTO_CHUNK_MAX), clipped at the file's size:
+ * @ext receives *n extents (at most VS_EXTENTS_MAX) that together hold
+ * the range in order. The caller closes every ext[i].fd >= 0. The chunk
+ * objects behind the fds never change, even after @dv stops being current
+ * (a new DV writes new objects), so they may be read later without the
+ * volume's lock. *n is 0 when @off is at or past the end.
+ * @return 0 with *size (the file's size); -ESTALE with *cur_dv if @dv is
+ * not current; -ENOENT; -EISDIR / -EINVAL for a directory / other type;
+ * -EUCLEAN for a chunk object the map names but the disk lacks.
  */
 int vs_data_open(struct vs_vol *v, const struct fid *fid, uint64_t dv,
-		 int *fd, uint64_t *size, uint64_t *cur_dv);
+		 uint64_t off, uint64_t len, struct vs_extent *ext, size_t *n,
+		 uint64_t *size, uint64_t *cur_dv);
+
+/*
+ * Copy the whole data of file @fid at data version @dv into @out at the
+ * same offsets (holes stay holes; @out is not truncated or extended past
+ * the last stored byte). Used by vos export. @return 0, -ESTALE with
+ * *cur_dv, -ENOENT, -errno.
+ */
+int vs_data_copy(struct vs_vol *v, const struct fid *fid, uint64_t dv,
+		 int out, uint64_t *size, uint64_t *cur_dv);
 
 /* Events with seq >= @from, oldest first, at most @max, from the volume's
  * persistent ring. @return 0 and *n. */
@@ -242,7 +288,10 @@ int vs_events_read(struct vs_vol *v, uint64_t from, struct proto_event *out,
  * Staged bytes count against the volume's quota (bytes used + everything
  * staged, this chunk included, must fit in the byte limit) and against the
  * staging cap of vs_vol_set_stage_limits(); a chunk written again counts
- * once. @return 0, -ENOENT (no such object), -EISDIR/-EINVAL (not a file),
+ * once. A FID of this volume that names no object yet is accepted: the
+ * data of a file the client creates with that FID in the batch that
+ * stores it. @return 0, -ENOENT (a FID of another volume),
+ * -EISDIR/-EINVAL (not a file),
  * -EFBIG (beyond VS_FILE_MAX), -E2BIG (@len > @cs), -EDQUOT (over the
  * quota or the cap: nothing written), -errno.
  */
@@ -269,6 +318,9 @@ struct vs_reply {
 	char *body;   /* heap JSON (op result or error body); free() */
 	size_t len;
 	bool replayed; /* answered from the opid table */
+	int err;       /* vs_apply_group(): -errno of a server failure of
+			  this op (status 5xx, not recorded: a retry runs
+			  it again), else 0 */
 	int nev;
 	struct proto_event ev[VS_MAX_EVENTS]; /* appended, in seq order */
 };
@@ -285,6 +337,33 @@ struct vs_reply {
 int vs_apply(struct vs_vol *v, const struct proto_op *op,
 	     struct vs_reply *rep);
 
+/* One request of a group commit: the op of a POST /op (@n = 1) or the
+ * ops of a POST /batch, in order, and where their replies go. */
+struct vs_group_req {
+	const struct proto_op *ops;
+	size_t n;
+	bool stop;		/* a batch's "stop_on_error" */
+	struct vs_reply *reps;	/* @n replies, filled in */
+};
+
+/*
+ * Apply the ops of @nreq requests, in order, in ONE tdb transaction that
+ * is committed (fsynced) once before this returns: a group commit
+ * (doc/vol-format.md, "Group commits"). Each op is applied as vs_apply()
+ * applies it, with its own opid, events and reply; one that fails is
+ * rolled back alone (an undo log of its writes) and its refusal
+ * recorded under its opid, and the ops after it still run. A repeated
+ * opid, also one repeated within the group, gets the first reply. A
+ * server failure of one op (rep->err, status 5xx) is not recorded; in a
+ * batch it ends the batch, and so does any failure when @stop is set:
+ * the ops after it get status 424 ("not applied", EAGAIN, not
+ * recorded). Events of an op are in rep->ev, in seq order across the
+ * group. @return 0 with every reply filled in (free each body), or
+ * -errno when nothing at all was committed (the replies are then
+ * empty): -EROFS, a failed commit, a failed rollback, -ENOMEM.
+ */
+int vs_apply_group(struct vs_vol *v, struct vs_group_req *reqs, size_t nreq);
+
 /* As vs_apply() without the opid table and without events: for vos
  * import into an unpublished volume. Failures are returned as -errno. */
 int vs_apply_raw(struct vs_vol *v, const struct proto_op *op,
@@ -300,10 +379,5 @@ int vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
 
 /* Flush everything (after a VS_NOSYNC bulk load). @return 0 or -errno. */
 int vs_vol_sync(struct vs_vol *v);
-
-/* Copy bytes [0, @len) of @in to @out at the same offsets, skipping holes
- * (SEEK_DATA/SEEK_HOLE) so a sparse file stays sparse. Helper shared with
- * vos export. @return 0 or -errno. */
-int vs_copy_sparse(int in, int out, uint64_t len);
 
 #endif /* CAIRN_VOLSTORE_H */

@@ -48,7 +48,7 @@ t_is "$(pass)" 0 "first pass: every reply has the file's bytes and SHA-256"
 h1=$(metric cairn_vold_chunk_hashes_total)
 t_is "$((h1 - h0))" 40 "first pass hashed each of the 40 chunks"
 t_check "at most 16 files kept open" test "$(metric cairn_vold_open_data_files)" -le 16
-t_is "$(metric cairn_vold_chunk_sum_files)" 40 "the sums of all 40 files are kept"
+t_is "$(metric cairn_vold_chunk_sums)" 40 "the sums of all 40 chunks are kept"
 
 t_is "$(pass)" 0 "second pass: the same bytes and SHA-256s"
 h2=$(metric cairn_vold_chunk_hashes_total)

@@ -1,5 +1,6 @@
 /*
- * test_vol_store.c - unit tests of the volume storage (vol/volstore.c):
+ * test_vol_store.c - unit tests of the volume storage (vol/volstore.c and
+ * vol/vs_*.c): chunk objects (format 2),
  * every mutation and its refusals (409/412/4xx), opid replay, hard links,
  * atomic multi-chunk stores, events, crash leftovers removed at open, a
  * large directory (4,000 entries). Runs in a temporary server root.
@@ -27,6 +28,7 @@
 #include "tests/tap.h"
 #include "tests/unit/tdb_damage.h"
 #include "vol/volstore.h"
+#include "vol/volstore_i.h" /* white-box: the undo log of group commits */
 
 static char rootdir[256];
 static struct vs_root *root;
@@ -137,17 +139,35 @@ stage(const struct fid *f, const uint8_t txid[16], uint64_t chunk,
 static char *
 slurp(const struct fid *f, uint64_t *size)
 {
+	struct vs_extent ext[VS_EXTENTS_MAX];
 	struct proto_attr a;
-	uint64_t cur;
-	int fd = -1;
+	uint64_t cur, off = 0;
+	size_t n;
 	char *buf;
 
-	if (vs_getattr(vol, f, &a) || vs_data_open(vol, f, a.dv, &fd, size, &cur))
+	/* Read it the way cairn-vold does: ranges of extents, some at
+	 * offsets that do not fall on a chunk boundary. */
+	if (vs_getattr(vol, f, &a) ||
+	    vs_data_open(vol, f, a.dv, 0, 0, ext, &n, size, &cur))
 		return NULL;
 	buf = calloc(1, *size + 1);
-	if (fd >= 0) {
-		util_pread_all(fd, buf, *size, 0);
-		close(fd);
+	while (buf && off < *size) {
+		uint64_t len = off ? PROTO_CHUNK_MAX : 100000;
+
+		if (vs_data_open(vol, f, a.dv, off, len, ext, &n, size, &cur)) {
+			free(buf);
+			return NULL;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (ext[i].fd >= 0) {
+				util_pread_all(ext[i].fd, buf + off,
+					       ext[i].len, (off_t)ext[i].off);
+				close(ext[i].fd);
+			}
+			off += ext[i].len;
+		}
+		if (!n)
+			break;
 	}
 	return buf;
 }
@@ -581,7 +601,8 @@ test_store(void)
 	uint64_t chunks[3] = {0, 1, 3}, size, cur;
 	struct vs_reply rep;
 	char *data;
-	int fd;
+	struct vs_extent ext[VS_EXTENTS_MAX];
+	size_t next;
 	bool good = true;
 
 	mk(PROTO_OP_CREATE, &rootfid, "st", &f);
@@ -610,7 +631,8 @@ test_store(void)
 	free(rep.body);
 	chunks[2] = 3;
 	is_int(apply(&op, NULL, NULL), 200, "store three chunks");
-	is_int(vs_data_open(vol, &f, a.dv, &fd, &size, &cur), -ESTALE,
+	is_int(vs_data_open(vol, &f, a.dv, 0, 1, ext, &next, &size, &cur),
+	       -ESTALE,
 	       "the old dv is stale now");
 	is_int(cur, a.dv + 1, "new dv = base + 1");
 	data = slurp(&f, &size);
@@ -693,6 +715,359 @@ test_events(void)
 	   "last: the file is gone");
 }
 
+/* Batches and group commits (vs_apply_group): a compound create +
+ * store + setattr, partial failure with rollback of the failed op alone,
+ * opid replay (also within a group), stop_on_error, and events in order
+ * across the requests of a group. */
+static int
+group(struct vs_group_req *reqs, size_t n)
+{
+	int rc = vs_apply_group(vol, reqs, n);
+
+	if (rc)
+		diag("vs_apply_group: %s", strerror(-rc));
+	return rc;
+}
+
+static void
+reps_free(struct vs_reply *reps, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(reps[i].body);
+	memset(reps, 0, n * sizeof(*reps));
+}
+
+/* The undo log under a group commit: inside an open transaction, puts,
+ * replacements and deletes recorded while v->undo is set are all put
+ * back by undo_rollback(), a key written twice included; nothing is
+ * recorded without v->undo. */
+static int
+kv_is(const char *k, const char *want)
+{
+	uint8_t *val = NULL;
+	size_t len = 0;
+	int rc = kv_get(vol, k, strlen(k), &val, &len);
+	int same;
+
+	if (!want)
+		return rc == -ENOENT;
+	same = rc == 0 && len == strlen(want) && !memcmp(val, want, len);
+	free(val);
+	return same;
+}
+
+static void
+test_undo(void)
+{
+	struct vs_undo *u = undo_new();
+
+	ok(u != NULL, "undo log");
+	is_int(tdbw_txn_start(vol->tdb), 0, "transaction");
+	kv_put(vol, "Zkeep", 5, "old", 3);
+	kv_put(vol, "Zgone", 5, "there", 5);
+	vol->undo = u;
+	is_int(kv_put(vol, "Zkeep", 5, "new", 3), 0, "replace");
+	is_int(kv_put(vol, "Znew", 4, "fresh", 5), 0, "insert");
+	is_int(kv_del(vol, "Zgone", 5), 0, "delete");
+	is_int(kv_put(vol, "Zkeep", 5, "newer", 5), 0, "replace again");
+	is_int(kv_del(vol, "Zabsent", 7), 0, "delete of a key not there");
+	vol->undo = NULL;
+	ok(kv_is("Zkeep", "newer") && kv_is("Znew", "fresh") &&
+		   kv_is("Zgone", NULL),
+	   "the writes are there before the rollback");
+	is_int(undo_rollback(vol, u), 0, "rollback");
+	ok(kv_is("Zkeep", "old"), "replaced key has its first value back");
+	ok(kv_is("Znew", NULL), "inserted key is gone");
+	ok(kv_is("Zgone", "there"), "deleted key is back");
+	ok(kv_is("Zabsent", NULL), "a key that was never there still is not");
+	/* The log is empty after a rollback: a second one changes nothing. */
+	kv_put(vol, "Zkeep", 5, "later", 5);
+	is_int(undo_rollback(vol, u), 0, "rollback of an empty log");
+	ok(kv_is("Zkeep", "later"), "writes without v->undo are not recorded");
+	tdbw_txn_cancel(vol->tdb);
+	ok(kv_is("Zkeep", NULL) && kv_is("Zgone", NULL),
+	   "(the test's transaction cancelled)");
+	undo_free(u);
+	undo_free(NULL);
+}
+
+static void
+test_batch(void)
+{
+	struct proto_op ops[6];
+	struct vs_reply reps[6], again[6];
+	struct vs_group_req req = {.ops = ops, .reps = reps};
+	struct vs_group_req reqs[3];
+	struct proto_op_result res;
+	struct proto_attr a, d0, d1;
+	struct vs_volinfo vi0, vi1;
+	struct proto_event ev[32];
+	uint8_t txid[16];
+	uint64_t chunks[2] = {0, 1}, size;
+	struct fid nf, x;
+	size_t n;
+	char *data, path[700];
+	bool same, mono;
+
+	/* A new file at close: create with the client's fid, store of
+	 * staged chunks, setattr, in one commit. */
+	memset(ops, 0, sizeof(ops));
+	fid_parse("00000000.0102030405060708090a0b0c0d0e0f10", &nf);
+	nf.vol = rootfid.vol;
+	ops[0].kind = PROTO_OP_CREATE;
+	ops[0].parent = rootfid;
+	ops[0].name = (char *)"compound.c";
+	ops[0].fid = nf;
+	ops[0].type = PROTO_T_FILE;
+	ops[0].mode = 0644;
+	ops[0].uid = ops[0].gid = 1000;
+	/* Staged before the object exists, as cairnd does at close. */
+	memset(txid, 0x42, 16);
+	is_int(stage(&nf, txid, 0, 65536, 'P', 65536), 0,
+	       "stage into a fid that does not exist yet");
+	is_int(stage(&nf, txid, 1, 65536, 'Q', 100), 0, "(second chunk)");
+	{
+		struct fid other = nf;
+
+		other.vol ^= 1;
+		is_int(stage(&other, txid, 0, 65536, 'x', 10), -ENOENT,
+		       "a fid of another volume is still refused");
+	}
+	x = nf;
+	a.dv = 0;
+	ops[1].kind = PROTO_OP_STORE;
+	ops[1].fid = x;
+	ops[1].base_dv = a.dv;
+	memcpy(ops[1].txid, txid, 16);
+	ops[1].chunk_size = 65536;
+	ops[1].size = 65636;
+	ops[1].chunks = chunks;
+	ops[1].nchunks = 2;
+	ops[2].kind = PROTO_OP_SETATTR;
+	ops[2].fid = x;
+	ops[2].base_dv = 0; /* the client cannot know the new file's dv */
+	ops[2].mask = PROTO_SA_MODE | PROTO_SA_MTIME;
+	ops[2].mode = 0600;
+	ops[2].mtime_ns = 1234567890;
+	ops[3].kind = PROTO_OP_SETATTR;
+	ops[3].fid = rootfid;
+	ops[3].base_dv = 0;
+	ops[3].mask = PROTO_SA_MODE;
+	ops[3].mode = 0750;
+	for (int i = 0; i < 4; i++)
+		opid(&ops[i]);
+	vs_vol_info(vol, &vi0);
+	req.n = 4;
+	is_int(group(&req, 1), 0, "compound batch applied");
+	ok(reps[0].status == 200 && reps[1].status == 200 &&
+		   reps[2].status == 200,
+	   "create, store, setattr: 200 each");
+	is_int(proto_op_result_decode(reps[0].body, reps[0].len, &res), 0,
+	       "create reply decodes");
+	ok(fid_eq(&res.attr.fid, &nf), "the client's fid");
+	/* base_dv 0 means "as this batch left it" only for a file the
+	 * batch created: on the root it is stale, 412, and only it. */
+	is_int(reps[3].status, 412, "setattr of another object on dv 0: 412");
+	is_int(err_of(&reps[3]), ECANCELED, "(ECANCELED)");
+	vs_getattr(vol, &x, &a);
+	ok(a.size == 65636 && a.mode == 0600 && a.mtime_ns == 1234567890,
+	   "store and setattr of one batch both there");
+	data = slurp(&x, &size);
+	ok(data && size == 65636 && data[0] == 'P' && data[65535] == 'P' &&
+		   data[65536] == 'Q' && data[65635] == 'Q',
+	   "staged bytes in place");
+	free(data);
+	vs_vol_info(vol, &vi1);
+	is_int(vi1.files_used, vi0.files_used + 1, "one file more");
+	is_int(vs_events_read(vol, vi0.event_seq + 1, ev, 32, &n), 0,
+	       "events of the batch");
+	mono = n > 0;
+	for (size_t i = 0; i < n; i++)
+		if (ev[i].seq != vi0.event_seq + 1 + i)
+			mono = false;
+	ok(mono && vi1.event_seq == vi0.event_seq + n,
+	   "event seqs consecutive across the ops");
+	ok(reps[0].nev >= 1 && reps[1].nev >= 1 &&
+		   reps[0].ev[reps[0].nev - 1].seq < reps[1].ev[0].seq,
+	   "each op's events in its reply, in order");
+
+	/* Retried after a lost reply: the same replies, nothing changes. */
+	is_int(group(&req, 1), 0, "the same batch again");
+	memcpy(again, reps, sizeof(reps));
+	same = true;
+	for (int i = 0; i < 4; i++)
+		if (!again[i].replayed)
+			same = false;
+	ok(same, "every op answered from the opid table");
+	vs_vol_info(vol, &vi0);
+	is_int(vi0.event_seq, vi1.event_seq, "no new events");
+	vs_getattr(vol, &x, &d0);
+	is_int(d0.dv, a.dv, "dv unchanged");
+	reps_free(reps, 4);
+
+	/* Partial failure: each op gets its own status; the failed ones
+	 * are rolled back alone, the others stay. */
+	vs_getattr(vol, &rootfid, &d0);
+	vs_vol_info(vol, &vi0);
+	memset(ops, 0, sizeof(ops));
+	for (int i = 0; i < 6; i++) {
+		ops[i].parent = rootfid;
+		ops[i].mode = 0644;
+		ops[i].type = PROTO_T_FILE;
+		opid(&ops[i]);
+	}
+	ops[0].kind = PROTO_OP_CREATE;
+	ops[0].name = (char *)"pf1";
+	ops[1].kind = PROTO_OP_CREATE;
+	ops[1].name = (char *)"pf1"; /* exists now: 409 */
+	ops[2].kind = PROTO_OP_MKDIR;
+	ops[2].type = PROTO_T_DIR;
+	ops[2].name = (char *)"pf2";
+	ops[3].kind = PROTO_OP_UNLINK;
+	ops[3].name = (char *)"nosuch"; /* 404 */
+	ops[3].fid = x;
+	ops[4].kind = PROTO_OP_CREATE;
+	ops[4].name = (char *)"pf3";
+	ops[4].fid = nf; /* a fid that exists: 409 */
+	ops[5].kind = PROTO_OP_CREATE;
+	ops[5].name = (char *)"pf4";
+	memcpy(ops[5].opid, ops[0].opid, 16); /* opid of op 0 again */
+	req.n = 6;
+	req.stop = false;
+	is_int(group(&req, 1), 0, "batch with failures applied");
+	ok(reps[0].status == 200 && reps[1].status == 409 &&
+		   reps[2].status == 200 && reps[3].status == 404 &&
+		   reps[4].status == 409 && reps[5].status == 200,
+	   "statuses 200 409 200 404 409 200");
+	ok(reps[5].replayed && reps[5].len == reps[0].len &&
+		   !memcmp(reps[5].body, reps[0].body, reps[0].len),
+	   "an opid repeated inside the batch gets the first reply");
+	is_int(vs_lookup(vol, &rootfid, "pf4", &x), -ENOENT,
+	       "and changes nothing");
+	is_int(vs_lookup(vol, &rootfid, "pf3", &x), -ENOENT,
+	       "the failed create left no name");
+	vs_vol_info(vol, &vi1);
+	is_int(vi1.files_used, vi0.files_used + 2, "two objects more");
+	vs_getattr(vol, &rootfid, &d1);
+	is_int(d1.nlink, d0.nlink + 1, "root nlink: one new subdirectory");
+	is_int(d1.dv, d0.dv + 2, "root dv: two changes");
+	is_int(vs_events_read(vol, vi0.event_seq + 1, ev, 32, &n), 0,
+	       "events");
+	is_int((int)n, 2, "one dir event per applied op, none of failures");
+	memcpy(again, reps, sizeof(reps));
+	memset(reps, 0, sizeof(reps));
+	is_int(group(&req, 1), 0, "the batch with failures again");
+	same = true;
+	for (int i = 0; i < 6; i++)
+		if (!reps[i].replayed || reps[i].status != again[i].status ||
+		    reps[i].len != again[i].len ||
+		    memcmp(reps[i].body, again[i].body, reps[i].len))
+			same = false;
+	ok(same, "refusals replay too, byte for byte");
+	vs_vol_info(vol, &vi0);
+	is_int(vi0.event_seq, vi1.event_seq, "nothing changed");
+	reps_free(reps, 6);
+	reps_free(again, 6);
+
+	/* stop_on_error: the ops after the first failure are not applied
+	 * (424) and not recorded. */
+	memset(ops, 0, sizeof(ops));
+	for (int i = 0; i < 3; i++) {
+		ops[i].kind = PROTO_OP_CREATE;
+		ops[i].parent = rootfid;
+		ops[i].type = PROTO_T_FILE;
+		opid(&ops[i]);
+	}
+	ops[0].name = (char *)"so1";
+	ops[1].name = (char *)"pf1"; /* 409 */
+	ops[2].name = (char *)"so2";
+	req.n = 3;
+	req.stop = true;
+	is_int(group(&req, 1), 0, "stop_on_error batch");
+	ok(reps[0].status == 200 && reps[1].status == 409 &&
+		   reps[2].status == 424,
+	   "200 409 424");
+	is_int(err_of(&reps[2]), EAGAIN, "424 carries EAGAIN");
+	is_int(vs_lookup(vol, &rootfid, "so2", &x), -ENOENT,
+	       "the op after the failure did not run");
+	reps_free(reps, 3);
+	is_int(group(&req, 1), 0, "stop_on_error batch again");
+	ok(reps[0].replayed && reps[1].replayed && !reps[2].replayed &&
+		   reps[2].status == 424,
+	   "replayed, replayed, not applied again");
+	reps_free(reps, 3);
+	req.ops = &ops[2];
+	req.n = 1;
+	is_int(group(&req, 1), 0, "the op not applied, alone");
+	is_int(reps[0].status, 200, "runs now: it was never recorded");
+	reps_free(reps, 1);
+	req.ops = ops;
+
+	/* A group of three requests: one commit, events in request
+	 * order; two stores of one file in one group (dv + 1, dv + 2) leave
+	 * one data file. */
+	mk(PROTO_OP_CREATE, &rootfid, "two-stores", &x);
+	vs_getattr(vol, &x, &a);
+	memset(ops, 0, sizeof(ops));
+	memset(txid, 0x43, 16);
+	stage(&x, txid, 0, 65536, 'R', 5000);
+	ops[0].kind = PROTO_OP_STORE;
+	ops[0].fid = x;
+	ops[0].base_dv = a.dv;
+	memcpy(ops[0].txid, txid, 16);
+	ops[0].chunk_size = 65536;
+	ops[0].size = 5000;
+	ops[0].chunks = chunks;
+	ops[0].nchunks = 1;
+	ops[1].kind = PROTO_OP_SETATTR;
+	ops[1].fid = x;
+	ops[1].base_dv = a.dv + 1;
+	ops[1].mask = PROTO_SA_SIZE;
+	ops[1].size = 3000;
+	ops[2].kind = PROTO_OP_MKDIR;
+	ops[2].parent = rootfid;
+	ops[2].name = (char *)"grp";
+	ops[2].type = PROTO_T_DIR;
+	ops[2].mode = 0755;
+	for (int i = 0; i < 3; i++) {
+		opid(&ops[i]);
+		reqs[i].ops = &ops[i];
+		reqs[i].n = 1;
+		reqs[i].stop = false;
+		reqs[i].reps = &reps[i];
+	}
+	vs_vol_info(vol, &vi0);
+	is_int(group(reqs, 3), 0, "a group of three requests");
+	ok(reps[0].status == 200 && reps[1].status == 200 &&
+		   reps[2].status == 200,
+	   "all three applied");
+	ok(reps[0].nev && reps[1].nev && reps[2].nev &&
+		   reps[0].ev[0].seq < reps[1].ev[0].seq &&
+		   reps[1].ev[0].seq < reps[2].ev[0].seq,
+	   "events in request order");
+	data = slurp(&x, &size);
+	ok(data && size == 3000 && data[0] == 'R' && data[2999] == 'R',
+	   "store then truncate in one commit");
+	free(data);
+	snprintf(path, sizeof(path), "%s/volumes/home/data/%02x", rootdir,
+		 x.oid[0]);
+	{
+		DIR *dd = opendir(path);
+		struct dirent *de;
+		char hex[33];
+		int nfiles = 0;
+
+		util_hex_encode(x.oid, 16, hex);
+		while (dd && (de = readdir(dd)))
+			if (!strncmp(de->d_name, hex, 32))
+				nfiles++;
+		if (dd)
+			closedir(dd);
+		is_int(nfiles, 1, "one data file left for the object");
+	}
+	reps_free(reps, 3);
+}
+
 static void
 test_cleanup(void)
 {
@@ -705,20 +1080,24 @@ test_cleanup(void)
 
 	vs_lookup(vol, &rootfid, "st", &f);
 	vs_getattr(vol, &f, &a);
-	/* What a crash leaves: a new DV file never committed, a torn
-	 * staged chunk, an old DV file not yet unlinked. */
+	/* What a crash leaves: a chunk object of a DV never committed, a
+	 * torn staged chunk, a replaced chunk object not yet unlinked, a
+	 * format 1 data file of a converted volume. */
 	snprintf(sub, sizeof(sub), "%s/volumes/home/data/%02x", rootdir,
 		 f.oid[0]);
 	{
 		char hex[33];
 
 		util_hex_encode(f.oid, 16, hex);
-		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex,
+		snprintf(path, sizeof(path), "%s/%s.0.%" PRIu64, sub, hex,
 			 a.dv + 1);
 		fd = open(path, O_CREAT | O_WRONLY, 0600);
 		close(fd);
-		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex,
+		snprintf(path, sizeof(path), "%s/%s.0.%" PRIu64, sub, hex,
 			 a.dv - 1);
+		fd = open(path, O_CREAT | O_WRONLY, 0600);
+		close(fd);
+		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex, a.dv);
 		fd = open(path, O_CREAT | O_WRONLY, 0600);
 		close(fd);
 	}
@@ -728,7 +1107,7 @@ test_cleanup(void)
 		 rootdir);
 	fd = open(path, O_CREAT | O_WRONLY, 0600);
 	close(fd);
-	is_int(count_files(sub) >= 3, 1, "leftovers in place");
+	is_int(count_files(sub) >= 4, 1, "leftovers in place");
 	vs_vol_close(vol);
 	is_int(vs_vol_open(root, "home", VS_CLEANUP, &vol), 0,
 	       "reopen with cleanup");
@@ -740,13 +1119,191 @@ test_cleanup(void)
 		char hex[33];
 
 		util_hex_encode(f.oid, 16, hex);
-		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex,
+		snprintf(path, sizeof(path), "%s/%s.0.%" PRIu64, sub, hex,
 			 a.dv + 1);
-		is_int(access(path, F_OK), -1, "uncommitted DV file removed");
-		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex,
+		is_int(access(path, F_OK), -1,
+		       "uncommitted chunk object removed");
+		snprintf(path, sizeof(path), "%s/%s.0.%" PRIu64, sub, hex,
 			 a.dv - 1);
-		is_int(access(path, F_OK), -1, "stale DV file removed");
+		is_int(access(path, F_OK), -1, "replaced chunk object removed");
+		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex, a.dv);
+		is_int(access(path, F_OK), -1, "format 1 data file removed");
+		snprintf(path, sizeof(path), "%s/%s.0.%" PRIu64, sub, hex,
+			 a.dv);
+		is_int(access(path, F_OK), 0, "the current chunk object stays");
 	}
+}
+
+/* Snapshot directories in the root. */
+static int
+snaps(void)
+{
+	char path[300];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/volumes", rootdir);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, ".snap-", 6))
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Chunk objects of file @f in the volume "home". */
+static int
+count_objs(const struct fid *f)
+{
+	char sub[300], hex[33];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(sub, sizeof(sub), "%s/volumes/home/data/%02x", rootdir,
+		 f->oid[0]);
+	util_hex_encode(f->oid, 16, hex);
+	d = opendir(sub);
+	if (!d)
+		return 0;
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, hex, 32) && de->d_name[32] == '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Store @nchunks chunks of size @cs (staged as runs of @fill) into @f at
+ * its current DV with new size @size; @return the status. */
+static int
+store_fill(const struct fid *f, uint32_t cs, const uint64_t *chunks,
+	   size_t nchunks, uint64_t size, char fill)
+{
+	struct proto_op op = {0};
+	struct proto_attr a;
+
+	vs_getattr(vol, f, &a);
+	op.kind = PROTO_OP_STORE;
+	op.fid = *f;
+	op.base_dv = a.dv;
+	memset(op.txid, fill, 16);
+	op.txid[0] = (uint8_t)opcount;
+	for (size_t i = 0; i < nchunks; i++) {
+		uint64_t len = size - chunks[i] * cs < cs ? size - chunks[i] * cs
+							  : cs;
+
+		if (stage(f, op.txid, chunks[i], cs, fill, (size_t)len))
+			return -1;
+	}
+	op.chunk_size = cs;
+	op.size = size;
+	op.chunks = (uint64_t *)chunks;
+	op.nchunks = nchunks;
+	return apply(&op, NULL, NULL);
+}
+
+/* @data (@size bytes) is @want bytes of @c from @from on. */
+static bool
+run_is(const char *data, uint64_t from, uint64_t len, char c)
+{
+	for (uint64_t i = from; i < from + len; i++)
+		if (data[i] != c) {
+			diag("byte %" PRIu64 " is %d, not %d", i, data[i], c);
+			return false;
+		}
+	return true;
+}
+
+/* Format 2 (issue #14): a store writes the server chunks it covers and
+ * nothing else, small client chunks are merged into their server chunk,
+ * a truncate drops and trims, a snapshot keeps its instant, an unlink
+ * frees every object. */
+static void
+test_chunks(void)
+{
+	const uint64_t M = 1u << 20, K = 1024;
+	struct vs_volinfo vi;
+	struct vs_vol *snap = NULL;
+	struct proto_op op = {0};
+	struct proto_attr a, sa;
+	struct fid f;
+	uint64_t size, c1[] = {1}, c20[] = {20}, c0[] = {0};
+	char *data;
+
+	is_int(vs_vol_info(vol, &vi), 0, "info");
+	is_int(vi.chunk_size, VS_CHUNK_DEFAULT, "a new volume has 256 KiB chunks");
+	mk(PROTO_OP_CREATE, &rootfid, "chunky", &f);
+	is_int(store_fill(&f, 1 << 20, c1, 1, 3 * M, 'X'), 200,
+	       "store chunk 1 of 1 MiB into a 3 MiB file");
+	is_int(count_objs(&f), 4, "four 256 KiB objects, holes have none");
+	data = slurp(&f, &size);
+	ok(data && size == 3 * M && run_is(data, 0, M, 0) &&
+		   run_is(data, M, M, 'X') && run_is(data, 2 * M, M, 0),
+	   "holes, 1 MiB of X, holes");
+	free(data);
+	is_int(store_fill(&f, 65536, c20, 1, 3 * M, 'Y'), 200,
+	       "a 64 KiB chunk inside a 256 KiB server chunk");
+	is_int(count_objs(&f), 4, "merged: still four objects, the old one gone");
+	data = slurp(&f, &size);
+	ok(data && run_is(data, M, 256 * K, 'X') &&
+		   run_is(data, M + 256 * K, 64 * K, 'Y') &&
+		   run_is(data, M + 320 * K, 704 * K, 'X'),
+	   "X, the 64 KiB of Y, X");
+	free(data);
+
+	/* A snapshot keeps this instant whatever comes next. tdb opens a
+	 * file once per process: our handle steps aside meanwhile. */
+	vs_vol_close(vol);
+	is_int(vs_vol_open(root, "home", VS_SNAPSHOT, &snap), 0,
+	       "snapshot of the volume");
+	is_int(snaps(), 1, "a hidden snapshot directory");
+	is_int(vs_vol_open(root, "home", 0, &vol), 0, "reopen the volume");
+	vs_getattr(vol, &f, &sa);
+
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_SETATTR;
+	op.fid = f;
+	op.base_dv = sa.dv;
+	op.mask = PROTO_SA_SIZE;
+	op.size = M + 100;
+	is_int(apply(&op, NULL, NULL), 200, "truncate to 1 MiB + 100");
+	is_int(count_objs(&f), 1, "one object left, trimmed to 100 bytes");
+	vs_getattr(vol, &f, &a);
+	op.base_dv = a.dv;
+	op.size = 2 * M;
+	is_int(apply(&op, NULL, NULL), 200, "grow to 2 MiB");
+	data = slurp(&f, &size);
+	ok(data && size == 2 * M && run_is(data, M, 100, 'X') &&
+		   run_is(data, M + 100, M - 100, 0),
+	   "the bytes past the cut read as zeros after growing");
+	free(data);
+	is_int(store_fill(&f, 1 << 20, c0, 1, 2 * M, 'Z'), 200,
+	       "store chunk 0");
+	if (snap) {
+		struct vs_extent ext[VS_EXTENTS_MAX];
+		uint64_t cur, ssz;
+		size_t n;
+		char buf[4];
+		int rc = vs_data_open(snap, &f, sa.dv, M + 256 * K, 4, ext, &n,
+				      &ssz, &cur);
+
+		ok(rc == 0 && n == 1 && ext[0].fd >= 0 &&
+			   pread(ext[0].fd, buf, 4, (off_t)ext[0].off) == 4 &&
+			   !memcmp(buf, "YYYY", 4) && ssz == 3 * M,
+		   "the snapshot still reads the old DV's bytes");
+		for (size_t i = 0; i < n; i++)
+			if (ext[i].fd >= 0)
+				close(ext[i].fd);
+		vs_vol_close(snap);
+	}
+	is_int(snaps(), 0, "the snapshot directory went at close");
+
+	is_int(rm(PROTO_OP_UNLINK, &rootfid, "chunky", &f, NULL), 200,
+	       "unlink the file");
+	is_int(count_objs(&f), 0, "every chunk object freed");
 }
 
 /* Staged bytes count against the quota and the staging cap, refusals
@@ -1085,7 +1642,10 @@ main(void)
 		test_setattr_xattr();
 		test_opid();
 		test_store();
+		test_chunks();
 		test_events();
+		test_undo();
+		test_batch();
 		test_cleanup();
 		test_bigdir();
 		test_damaged_meta();
