@@ -943,8 +943,8 @@ static bool
 chunk_sum_cached(struct vold *vd, struct vvol *vol, const struct proto_path *p,
 		 struct csum *out)
 {
-	struct ocache *oc = oc_find(vol, p->fid.oid, p->dv, p->chunk_size,
-				    p->chunk);
+	struct ocache *oc =
+		oc_find(vol, p->fid.oid, p->dv, p->chunk_size, p->chunk);
 
 	if (!oc)
 		return false;
