@@ -115,3 +115,54 @@ crc32c_hw_available(void)
 	pthread_once(&once, crc_init);
 	return have_sse42;
 }
+
+/*
+ * Combining. A CRC is the message's polynomial times x^32 modulo POLY (the
+ * pre- and post-inversions cancel out of a concatenation), so appending
+ * @len2 bytes multiplies the first CRC by x^(8 * len2) mod POLY before the
+ * second is added. Polynomials are in the reflected order of the table:
+ * bit 31 holds x^0, bit 0 holds x^31.
+ */
+#define X0 0x80000000u /* the polynomial 1 */
+
+/* a * b modulo POLY. */
+static uint32_t
+gf_mul(uint32_t a, uint32_t b)
+{
+	uint32_t prod = 0;
+
+	for (uint32_t bit = X0; bit && a; bit >>= 1) {
+		if (a & bit) {
+			prod ^= b;
+			a &= ~bit;
+		}
+		/* b times x */
+		b = b & 1 ? (b >> 1) ^ POLY : b >> 1;
+	}
+	return prod;
+}
+
+/* x^(2^k) mod POLY for k < 64, squared up from x at first use. */
+static uint32_t x2k[64];
+static pthread_once_t x2k_once = PTHREAD_ONCE_INIT;
+
+static void
+x2k_init(void)
+{
+	x2k[0] = X0 >> 1; /* x^1 */
+	for (int k = 1; k < 64; k++)
+		x2k[k] = gf_mul(x2k[k - 1], x2k[k - 1]);
+}
+
+uint32_t
+crc32c_combine(uint32_t crc1, uint32_t crc2, uint64_t len2)
+{
+	uint32_t shift = X0;
+
+	pthread_once(&x2k_once, x2k_init);
+	/* x^(8 * len2): the bits of len2 weigh x^(2^(k + 3)). */
+	for (int k = 3; len2 && k < 64; k++, len2 >>= 1)
+		if (len2 & 1)
+			shift = gf_mul(x2k[k], shift);
+	return gf_mul(shift, crc1) ^ crc2;
+}

@@ -207,6 +207,19 @@ int cs_put(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 	   const void *buf, uint32_t len, unsigned flags);
 
 /*
+ * As cs_put, with @crc the CRC32C of @buf[0..@len) (crc32c(0, buf, len) of
+ * base/crc32c.h) that the caller already has, e.g. combined from block
+ * checksums it verified while the chunk came in: saves cs_put's pass over
+ * the chunk. The store takes @crc as the chunk's checksum without checking
+ * it and, as after cs_put, does not check the content again before the next
+ * cs_open: the caller vouches for it. A wrong one (a caller's bug) shows at
+ * the first cs_read after the next cs_open, which fails with -EIO and drops
+ * the chunk.
+ */
+int cs_put_crc(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
+	       const void *buf, uint32_t len, unsigned flags, uint32_t crc);
+
+/*
  * Write @len bytes at @off into the working copy of chunk @k, creating it
  * from the committed chunk (copy on write) if needed. A gap before @off is
  * zero-filled; with no committed chunk the working copy starts empty, so a

@@ -44,6 +44,7 @@ fdc_unmap(struct cs_store *cs, struct cs_fdc_ent *e)
 		fdc_free(e);
 		return 1;
 	}
+	cs->nunmapped++;
 	return 0;
 }
 
@@ -115,6 +116,7 @@ cs_fdc_get(struct cs_store *cs, uint32_t slot, struct cs_fdref *out)
 	if ((i = fdc_victim(cs)) < 0) {
 		out->fd = fd;
 		out->ent = -1;
+		__atomic_add_fetch(&cs->nprivate, 1, __ATOMIC_ACQ_REL);
 		return 0;
 	}
 	e = &cs->fdc[i];
@@ -140,8 +142,12 @@ cs_fdc_release(struct cs_store *cs, struct cs_fdref *r, int locked)
 	struct cs_fdc_ent *e;
 
 	if (r->ent < 0) {
-		if (r->fd >= 0)
+		if (r->fd >= 0) {
 			close(r->fd);
+			if (r->ent == -1)
+				__atomic_sub_fetch(&cs->nprivate, 1,
+						   __ATOMIC_ACQ_REL);
+		}
 	} else {
 		e = &cs->fdc[r->ent];
 		if (__atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) == 0) {
@@ -149,10 +155,29 @@ cs_fdc_release(struct cs_store *cs, struct cs_fdref *r, int locked)
 			if (!locked)
 				pthread_mutex_lock(&cs->lock);
 			fdc_free(e);
+			cs->nunmapped--;
 			if (!locked)
 				pthread_mutex_unlock(&cs->lock);
 		}
 	}
 	r->fd = -1;
 	r->ent = -1;
+}
+
+/* Lock held: after cs_fdc_forget(@slot), any entry still open for the
+ * slot is a reader's, and a private fd could be of any file. Conservative:
+ * an entry of an older generation (another file) counts too. */
+int
+cs_fdc_held(struct cs_store *cs, uint32_t slot)
+{
+	if (__atomic_load_n(&cs->nprivate, __ATOMIC_ACQUIRE))
+		return 1;
+	/* The usual case: every open entry is mapped, none of them the
+	 * slot's (it was just forgotten). */
+	if (!cs->nunmapped)
+		return 0;
+	for (uint32_t i = 0; i < cs->nfdc; i++)
+		if (cs->fdc[i].fd >= 0 && cs->fdc[i].slot == slot)
+			return 1;
+	return 0;
 }

@@ -33,6 +33,8 @@
 #define CS_PATH_MAX    32
 #define CS_NONE	       UINT32_MAX
 #define CS_MAX_SLOTS   (1u << 30)
+/* Spare chunk files kept for reuse (struct cs_store spare). */
+#define CS_SPARE_MAX 1024
 
 /* Flags of an index record and a trailer (bits 0..2 equal CS_F_*). */
 #define CS_RF_VALID  1u
@@ -185,7 +187,8 @@ struct cs_fdc_ent {
 };
 
 /* A reader's hold on a chunk fd: ent >= 0 a cache entry, -1 a private fd
- * the holder closes (working copies, or every entry busy). */
+ * of a committed file the holder closes (every entry busy; counted in
+ * cs->nprivate), -2 a private dup of a working copy's fd. */
 struct cs_fdref {
 	int fd;
 	int ent;
@@ -224,6 +227,22 @@ struct cs_store {
 	uint32_t nfdc;
 	uint32_t fdc_hand;
 	uint64_t fdc_opens; /* chunk files opened for reading (tests) */
+	uint32_t nprivate;  /* atomic: private read fds held (cs_fdref -1) */
+	uint32_t nunmapped; /* fd cache entries unmapped, still held */
+	/*
+	 * Spare files, as OpenAFS reuses its V-files: a clean chunk dropped
+	 * while no reader holds its file is not unlinked but renamed to its
+	 * slot's temporary name (chunks/XX/SSSSSSSS.tmp) and truncated to 0,
+	 * and the slot is kept here instead of on the free list. A put that
+	 * needs a new slot takes one of these first and opens that .tmp
+	 * (O_CREAT|O_TRUNC, as always): the inode is reused, so ext4 does
+	 * not allocate one (nor, without a journal, skip the inodes freed in
+	 * the last 30 s to find one). Crash: a .tmp is what recovery removes
+	 * anyway; cs_close unlinks the spares left.
+	 */
+	uint32_t *spare; /* CS_SPARE_MAX slots, free, each with its .tmp */
+	uint32_t nspare;
+	uint64_t spare_reuses; /* puts that reused a spare file (tests) */
 	int readahead;	    /* WILLNEED the next chunk at a chunk's end */
 };
 
@@ -260,6 +279,8 @@ void cs_big_free(void *p, size_t size);
 void cs_fdc_forget(struct cs_store *cs, uint32_t slot);
 int cs_fdc_get(struct cs_store *cs, uint32_t slot, struct cs_fdref *out);
 void cs_fdc_release(struct cs_store *cs, struct cs_fdref *r, int locked);
+/* Does a reader hold a read fd that may be of @slot's file? */
+int cs_fdc_held(struct cs_store *cs, uint32_t slot);
 
 /* cs_slot.c */
 struct cs_wc *cs_slot_wc(const struct cs_store *cs, const struct cs_slot *s);
@@ -270,6 +291,11 @@ int cs_write_hdr(struct cs_store *cs, int clean);
 void cs_slot_rec(const struct cs_store *cs, uint32_t slot, struct cs_rec *r);
 void cs_slot_from_rec(struct cs_slot *s, const struct cs_rec *r);
 int cs_alloc_slot(struct cs_store *cs, const struct cs_key *k, uint32_t *out);
+/* As cs_alloc_slot, a slot with a spare file first (*spare set to 1). */
+int cs_alloc_slot_spare(struct cs_store *cs, const struct cs_key *k,
+			uint32_t *out, int *spare);
+/* Unlink the spare files left (cs_close: nothing else runs). */
+void cs_spare_drain(struct cs_store *cs);
 void cs_unalloc_slot(struct cs_store *cs, uint32_t slot);
 int cs_drop_slot(struct cs_store *cs, uint32_t slot, const char *why);
 uint32_t cs_find_idle(struct cs_store *cs, const struct cs_key *k);

@@ -156,33 +156,100 @@ push_free(struct cs_store *cs, uint32_t slot)
 }
 
 /*
+ * Keep @slot's committed file as a spare (struct cs_store spare): rename
+ * it to the slot's .tmp name and empty it. Only for a clean file no
+ * reader holds: the inode is written again by the next put, and a reader
+ * must never see those bytes as this chunk's. @return 1 if kept.
+ */
+static int
+keep_spare(struct cs_store *cs, uint32_t slot, const char *path)
+{
+	struct cs_slot *s = &cs->slots[slot];
+	char tmp[CS_PATH_MAX];
+	int fd;
+
+	if (!cs->spare || cs->nspare >= CS_SPARE_MAX ||
+	    (s->flags & CS_SF_DIRTY) || cs_fdc_held(cs, slot))
+		return 0;
+	cs_chunk_path(tmp, slot, CS_TMP_SUFFIX);
+	if (cs_io_rename(cs->dirfd, path, tmp) < 0)
+		return 0;
+	/* Empty, so a spare holds no disk space the limits do not see. */
+	fd = cs_io_open(cs->dirfd, tmp, O_WRONLY | O_TRUNC | O_CLOEXEC, 0);
+	if (fd < 0) {
+		cs_io_unlink(cs->dirfd, tmp);
+		return 1; /* the file is gone either way; no spare */
+	}
+	close(fd);
+	cs->spare[cs->nspare++] = slot;
+	return 2;
+}
+
+/*
  * Remove committed slot @slot (no working copy, not busy): unlink its file
- * first, then free the record, so a crash in between leaves a record whose
- * file is missing, which recovery drops.
+ * (or keep it as a spare under its .tmp name) first, then free the record,
+ * so a crash in between leaves a record whose file is missing, which
+ * recovery drops (and a .tmp, which it removes).
  */
 int
 cs_drop_slot(struct cs_store *cs, uint32_t slot, const char *why)
 {
 	struct cs_slot *s = &cs->slots[slot];
 	char path[CS_PATH_MAX];
-	int rc;
+	int rc = 0, kept;
 
 	cs_chunk_path(path, slot, NULL);
-	rc = cs_io_unlink(cs->dirfd, path);
+	cs_fdc_forget(cs, slot);
+	kept = keep_spare(cs, slot, path);
+	if (!kept)
+		rc = cs_io_unlink(cs->dirfd, path);
 	if (rc < 0)
 		/* The file stays as an orphan; an unclean open re-adopts it
 		 * and a later read judges it again. */
 		cs_log(cs, LOG_WARNING,
 		       "cannot remove chunk file '%s' (%s): %s", path, why,
 		       strerror(-rc));
-	cs_fdc_forget(cs, slot);
 	cs_acct(cs, s, -1);
 	cs_key_remove(cs, slot);
 	s->flags = 0;
 	s->len = 0;
 	cs_write_rec(cs, slot);
-	push_free(cs, slot);
+	if (kept != 2)
+		push_free(cs, slot);
 	return 0;
+}
+
+int
+cs_alloc_slot_spare(struct cs_store *cs, const struct cs_key *k, uint32_t *out,
+		    int *spare)
+{
+	uint32_t slot;
+	int rc;
+
+	*spare = 0;
+	if (!cs->nspare)
+		return cs_alloc_slot(cs, k, out);
+	/* cs_alloc_slot takes the free list's top: put the spare there. */
+	slot = cs->spare[--cs->nspare];
+	push_free(cs, slot);
+	if ((rc = cs_alloc_slot(cs, k, out)) < 0)
+		return rc; /* the slot stays free; its .tmp is reused later */
+	*spare = *out == slot;
+	return 0;
+}
+
+void
+cs_spare_drain(struct cs_store *cs)
+{
+	char tmp[CS_PATH_MAX];
+
+	while (cs->nspare) {
+		uint32_t slot = cs->spare[--cs->nspare];
+
+		cs_chunk_path(tmp, slot, CS_TMP_SUFFIX);
+		cs_io_unlink(cs->dirfd, tmp);
+		push_free(cs, slot);
+	}
 }
 
 int
@@ -386,6 +453,7 @@ cs_store_free(struct cs_store *cs)
 {
 	if (!cs)
 		return;
+	free(cs->spare);
 	for (uint32_t i = 0; i < cs->nfdc; i++)
 		if (cs->fdc[i].fd >= 0)
 			close(cs->fdc[i].fd);

@@ -181,6 +181,9 @@ cs_open(const char *dir, const struct cs_params *p, int *err)
 	if (r < 0)
 		goto fail;
 	cs_rctx_release(&rc);
+	/* Spare files only in an open store (not cs_check's), which
+	 * cs_close drains; without the array, dropped files are unlinked. */
+	cs->spare = malloc(CS_SPARE_MAX * sizeof(*cs->spare));
 	if (err)
 		*err = 0;
 	return cs;
@@ -218,6 +221,7 @@ cs_close(struct cs_store *cs)
 		free(wc);
 		cs->wcs[i] = NULL;
 	}
+	cs_spare_drain(cs);
 	if (cs_flush_recs(cs) < 0 || cs->io_error)
 		rc = -EIO;
 	/* Slots allocated but never written (a failed put, a discarded
@@ -386,6 +390,7 @@ again:
 	if (wc) {
 		/* Working copies change in place: a private dup, as before. */
 		fr.fd = fcntl(wc->fd, F_DUPFD_CLOEXEC, 0);
+		fr.ent = -2; /* not a committed file's: not counted */
 		if (fr.fd < 0)
 			r = -errno;
 	} else if (n) {

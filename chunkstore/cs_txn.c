@@ -24,22 +24,40 @@
 
 /* ---- put ---- */
 
+static int put(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
+	       const void *buf, uint32_t len, unsigned flags, uint32_t crc);
+
 int
 cs_put(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
        const void *buf, uint32_t len, unsigned flags)
+{
+	if (len && !buf)
+		return -EINVAL;
+	return put(cs, k, dv, buf, len, flags, crc32c(0, buf, len));
+}
+
+int
+cs_put_crc(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
+	   const void *buf, uint32_t len, unsigned flags, uint32_t crc)
+{
+	return put(cs, k, dv, buf, len, flags, crc);
+}
+
+static int
+put(struct cs_store *cs, const struct cs_key *k, uint64_t dv, const void *buf,
+    uint32_t len, unsigned flags, uint32_t crc)
 {
 	char tmp[CS_PATH_MAX], path[CS_PATH_MAX], sub[CS_PATH_MAX];
 	uint8_t tbuf[CS_TRL_SIZE];
 	struct cs_slot *s;
 	struct cs_trl t;
-	uint32_t slot, crc;
+	uint32_t slot;
 	int fresh = 0, fd = -1, rc, dirty = !!(flags & CS_F_DIRTY);
 	uint64_t add, old;
 
 	if (!cs || !k || (len && !buf) || len > cs->chunk_size ||
 	    (flags & ~(unsigned)(CS_F_DIRTY | CS_F_PINNED)))
 		return -EINVAL;
-	crc = crc32c(0, buf, len);
 	pthread_mutex_lock(&cs->lock);
 	slot = cs_find_idle(cs, k);
 	if (slot != CS_NONE) {
@@ -60,9 +78,12 @@ cs_put(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 			goto out_unlock;
 		}
 	} else {
+		int spare;
+
 		if ((rc = cs_reserve(cs, len, 1)) < 0 ||
-		    (rc = cs_alloc_slot(cs, k, &slot)) < 0)
+		    (rc = cs_alloc_slot_spare(cs, k, &slot, &spare)) < 0)
 			goto out_unlock;
+		cs->spare_reuses += (uint64_t)spare;
 		fresh = 1;
 		cs->slots[slot].flags |= CS_SF_BUSY;
 	}

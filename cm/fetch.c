@@ -41,9 +41,16 @@
 #define FETCH_BUCKETS 256
 #define FETCH_MAX_INFLIGHT 64 /* readahead stops adding beyond this */
 #define READ_TRIES 4	       /* attribute refreshes of one parked read */
-/* Chunks waiting for the store thread; past this the loop stores itself,
- * which slows its receiving down to the disk's pace (and bounds memory). */
-#define STORE_QUEUE_MAX 16
+/* Store threads: the SHA-256 and the chunk file of one chunk run while
+ * another thread creates the file of the next (mostly kernel time, which
+ * waits on the file system's locks as much as it computes). */
+#define STORE_THREADS 2
+/* Chunks waiting for the store threads; past this the loop stores itself,
+ * which slows its receiving down to the disk's pace. Readahead keeps at
+ * most FETCH_MAX_INFLIGHT transfers, storing ones included, and parked
+ * reads add a few dozen more, so the loop only stores when the threads
+ * fall far behind; the bound is there for memory (256 KiB a chunk). */
+#define STORE_QUEUE_MAX 128
 
 struct xfer;
 
@@ -93,9 +100,9 @@ TAILQ_HEAD(xferq, xfer);
 struct fetch {
 	struct xferq buckets[FETCH_BUCKETS];
 	size_t inflight;
-	/* The store thread: SHA-256 and cs_put() off the loop thread. */
-	pthread_t sthread;
-	bool sthread_started;
+	/* The store threads: SHA-256 and cs_put() off the loop thread. */
+	pthread_t sthread[STORE_THREADS];
+	unsigned nsthreads; /* started */
 	pthread_mutex_t slock;
 	pthread_cond_t scond;
 	struct xferq squeue;	/* protected by slock */
@@ -424,8 +431,15 @@ store_one(struct fetch *f, struct xfer *x)
 		return;
 	}
 	cm_chunk_key(&k, &x->fid, x->chunk);
-	x->store_rc = cs_put(f->cs, &k, x->dv, x->buf, (uint32_t)x->have,
-			     x->put_flags);
+	/* Every block matched its CRC32C as it came in: the chunk's own
+	 * CRC32C follows from those sums, with no second pass over it. */
+	if (x->use_blocks && x->verified == x->have && x->pb.len == x->have)
+		x->store_rc =
+			cs_put_crc(f->cs, &k, x->dv, x->buf, (uint32_t)x->have,
+				   x->put_flags, proto_blocks_crc(&x->pb));
+	else
+		x->store_rc = cs_put(f->cs, &k, x->dv, x->buf,
+				     (uint32_t)x->have, x->put_flags);
 }
 
 /*
@@ -508,8 +522,7 @@ xfer_store(struct xfer *x)
 			       : 0;
 	x->sjob.run = xfer_stored;
 	pthread_mutex_lock(&f->slock);
-	if (f->sthread_started && !f->sstop &&
-	    f->nqueued < STORE_QUEUE_MAX) {
+	if (f->nsthreads && !f->sstop && f->nqueued < STORE_QUEUE_MAX) {
 		TAILQ_INSERT_TAIL(&f->squeue, x, slink);
 		f->nqueued++;
 		pthread_cond_signal(&f->scond);
@@ -1071,10 +1084,12 @@ fetch_new(const struct fetch_deps *d, const struct fetch_hooks *hooks)
 	TAILQ_INIT(&f->squeue);
 	pthread_mutex_init(&f->slock, NULL);
 	pthread_cond_init(&f->scond, NULL);
-	/* Without the thread, stores run on the loop (slower, still right). */
-	if (pthread_create(&f->sthread, NULL, store_main, f) == 0)
-		f->sthread_started = true;
-	else
+	/* Without a thread, stores run on the loop (slower, still right). */
+	while (f->nsthreads < STORE_THREADS &&
+	       pthread_create(&f->sthread[f->nsthreads], NULL, store_main, f) ==
+		       0)
+		f->nsthreads++;
+	if (!f->nsthreads)
 		log_warn(LOG_FETCH, "cannot start the store thread; storing "
 				    "on the loop");
 	return f;
@@ -1087,13 +1102,13 @@ fetch_stop(struct fetch *f)
 		return;
 	/* The store thread finishes its queue (each answer is a job that
 	 * runs later and, seeing the engine stopped, only frees). */
-	if (f->sthread_started) {
+	if (f->nsthreads) {
 		pthread_mutex_lock(&f->slock);
 		f->sstop = true;
-		pthread_cond_signal(&f->scond);
+		pthread_cond_broadcast(&f->scond);
 		pthread_mutex_unlock(&f->slock);
-		pthread_join(f->sthread, NULL);
-		f->sthread_started = false;
+		while (f->nsthreads)
+			pthread_join(f->sthread[--f->nsthreads], NULL);
 	}
 	/* http_free() ran first, so transfers waiting for a reply are gone;
 	 * what is left waits for a retry timer or for its store answer. */

@@ -2821,3 +2821,17 @@ proto_blocks_verify(const struct proto_blocks *pb, const void *buf,
 	}
 	return (ssize_t)verified;
 }
+
+uint32_t
+proto_blocks_crc(const struct proto_blocks *pb)
+{
+	uint32_t crc = 0, i;
+
+	for (i = 0; i < pb->n; i++) {
+		uint32_t blen =
+			i + 1 < pb->n ? pb->bsize : pb->len - i * pb->bsize;
+
+		crc = i ? crc32c_combine(crc, pb->crc[i], blen) : pb->crc[i];
+	}
+	return crc;
+}

@@ -566,4 +566,9 @@ int proto_blocks_parse(const char *value, uint32_t chunk_size,
 ssize_t proto_blocks_verify(const struct proto_blocks *pb, const void *buf,
 			    size_t verified, size_t have);
 
+/* The CRC32C of the whole body the sums of @pb cover (crc32c(0, body,
+ * pb->len)), combined from them without reading the body: once every block
+ * verified, the body's own CRC32C for free (the chunk store's). */
+uint32_t proto_blocks_crc(const struct proto_blocks *pb);
+
 #endif /* CAIRN_PROTO_H */

@@ -74,6 +74,11 @@
 #define OC_HASH 1024
 /* Block sums per chunk: proto_block_size() makes at most 16 blocks. */
 #define VOLD_BLOCKS 16
+/* Sums outlive the open objects (cache-objects fds of them): a chunk reply
+ * whose objects were let go keeps its sums, up to this many replies (~200
+ * bytes each), so a GET of a chunk hashed before costs a worker an open,
+ * not another pass over the chunk. */
+#define OC_SUM_ENTRIES 65536
 #define STAGE_GC_S 3600 /* staging expiry checked at least this often */
 #define VCONN_HASH 256
 /* Read high-water mark below the admission filter: what one connection
@@ -157,6 +162,7 @@ struct vold_stats {
 					      [0] applied, [1] refused */
 	struct metrics_hist commit_lat;	   /* workers: one group commit's
 					      time (vs_apply_group()) */
+	struct metrics_counter hashes;	   /* workers: chunks hashed */
 };
 
 /* What a chunk GET reply carries about its body: the SHA-256 of the whole
@@ -175,10 +181,15 @@ struct oseg {
 /* One chunk reply of (fid, dv, chunk size, chunk) ready to send: its sums
  * and the open pieces of chunk objects that hold its bytes (loop thread).
  * The objects never change, so the entry stays right for that URL; it is
- * dropped when the DV stops being current (job_done). */
+ * dropped when the DV stops being current (job_done). Every entry is on
+ * vd->lru; the open ones also on vd->olru. A closed entry let its pieces
+ * go (fds are what cache-objects bounds) and keeps only its sums, for the
+ * worker that opens the objects again (it still checks the DV). */
 struct ocache {
 	TAILQ_ENTRY(ocache) lru;
+	TAILQ_ENTRY(ocache) olru; /* while !closed */
 	LIST_ENTRY(ocache) hlink;
+	bool closed;
 	struct vvol *vol;
 	uint8_t oid[16];
 	uint64_t dv, size, chunk, off, len;
@@ -302,6 +313,8 @@ struct vold {
 	int64_t stage_expire_s; /* staged uploads live this long */
 	uint64_t gc_every_ms;	/* how often each volume's staging is swept */
 	TAILQ_HEAD(oc_lru, ocache) lru;
+	TAILQ_HEAD(oc_olru, ocache) olru;
+	int nentries; /* on lru: open and closed */
 	TAILQ_HEAD(, vvol) vols;
 	struct event *tick;
 	LIST_ENTRY(vold) all; /* all_volds */
@@ -406,6 +419,7 @@ struct rjob {
 	size_t next_n;
 	uint64_t size, off, len;
 	struct csum sum;
+	bool sum_known; /* J_DATA: @sum came from the loop's cache */
 	/* stat */
 	struct scrape *scrape;
 	size_t idx;
@@ -544,8 +558,12 @@ oc_free(struct ocache *oc)
 	struct vold *vd = oc->vol->vd;
 
 	TAILQ_REMOVE(&vd->lru, oc, lru);
+	if (!oc->closed) {
+		TAILQ_REMOVE(&vd->olru, oc, olru);
+		vd->ncache -= (int)oc->weight;
+	}
 	LIST_REMOVE(oc, hlink);
-	vd->ncache -= (int)oc->weight;
+	vd->nentries--;
 	for (size_t i = 0; i < oc->nseg; i++)
 		if (oc->seg[i].seg)
 			evbuffer_file_segment_free(oc->seg[i].seg);
@@ -691,18 +709,48 @@ oc_find(struct vvol *vol, const uint8_t oid[16], uint64_t dv, uint32_t cs,
 	return NULL;
 }
 
-/* Forget every cached chunk of @oid in @vol (at most the cache's size:
- * the walk is over the LRU list). */
+/* Forget every open cached chunk of @oid in @vol (at most the cache's
+ * size: the walk is over the open entries). Closed ones, sums only, are
+ * left to age out: they name their DV, which no GET of a current DV
+ * matches, and the worker refuses a DV that is not current. */
 static void
 oc_drop(struct vvol *vol, const uint8_t oid[16])
 {
 	struct vold *vd = vol->vd;
 	struct ocache *oc, *next;
 
-	for (oc = TAILQ_FIRST(&vd->lru); oc; oc = next) {
-		next = TAILQ_NEXT(oc, lru);
+	for (oc = TAILQ_FIRST(&vd->olru); oc; oc = next) {
+		next = TAILQ_NEXT(oc, olru);
 		if (oc->vol == vol && !memcmp(oc->oid, oid, 16))
 			oc_free(oc);
+	}
+}
+
+/* Let the least recently used open entry's objects go; it keeps its sums. */
+static void
+oc_close_lru(struct vold *vd)
+{
+	struct ocache *oc = TAILQ_LAST(&vd->olru, oc_olru);
+
+	TAILQ_REMOVE(&vd->olru, oc, olru);
+	vd->ncache -= (int)oc->weight;
+	for (size_t i = 0; i < oc->nseg; i++)
+		if (oc->seg[i].seg)
+			evbuffer_file_segment_free(oc->seg[i].seg);
+	oc->nseg = 0;
+	oc->weight = 0;
+	oc->closed = true;
+}
+
+/* Make @oc the most recently used. */
+static void
+oc_touch(struct vold *vd, struct ocache *oc)
+{
+	TAILQ_REMOVE(&vd->lru, oc, lru);
+	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
+	if (!oc->closed) {
+		TAILQ_REMOVE(&vd->olru, oc, olru);
+		TAILQ_INSERT_HEAD(&vd->olru, oc, olru);
 	}
 }
 
@@ -756,7 +804,9 @@ oc_insert(struct vvol *vol, struct rjob *r)
 	if (!weight)
 		weight = 1;
 	while (vd->ncache + (int)weight > vd->cache_max &&
-	       !TAILQ_EMPTY(&vd->lru))
+	       !TAILQ_EMPTY(&vd->olru))
+		oc_close_lru(vd);
+	while (vd->nentries >= OC_SUM_ENTRIES && !TAILQ_EMPTY(&vd->lru))
 		oc_free(TAILQ_LAST(&vd->lru, oc_lru));
 	oc = calloc(1, sizeof(*oc) + r->next_n * sizeof(oc->seg[0]));
 	if (!oc)
@@ -778,7 +828,9 @@ oc_insert(struct vvol *vol, struct rjob *r)
 	oc->sum = r->sum;
 	LIST_INSERT_HEAD(&vol->oc[oc_hash(oc->oid, oc->chunk)], oc, hlink);
 	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
+	TAILQ_INSERT_HEAD(&vd->olru, oc, olru);
 	vd->ncache += (int)weight;
+	vd->nentries++;
 	return oc;
 }
 
@@ -878,12 +930,29 @@ chunk_from_cache(struct vold *vd, struct vvol *vol, struct evhttp_request *req,
 	struct ocache *oc = oc_find(vol, p->fid.oid, p->dv, p->chunk_size,
 				    p->chunk);
 
-	if (!oc)
+	if (!oc || oc->closed)
 		return false;
-	TAILQ_REMOVE(&vd->lru, oc, lru);
-	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
+	oc_touch(vd, oc);
 	send_chunk(vd, req, vol->public, p, oc->size, oc->len, &oc->sum,
 		   oc->seg, oc->nseg);
+	return true;
+}
+
+/* A chunk GET going to a worker: hand it the chunk's sums if a closed
+ * entry still has them, so the worker opens the objects (and checks the
+ * DV is current) but does not hash the chunk again: a (fid, dv, chunk
+ * size, chunk) names one content forever. */
+static bool
+chunk_sum_cached(struct vold *vd, struct vvol *vol, const struct proto_path *p,
+		 struct csum *out)
+{
+	struct ocache *oc =
+		oc_find(vol, p->fid.oid, p->dv, p->chunk_size, p->chunk);
+
+	if (!oc)
+		return false;
+	*out = oc->sum;
+	oc_touch(vd, oc);
 	return true;
 }
 
@@ -1838,7 +1907,8 @@ job_run(struct vold_job *j)
 		} else {
 			r->len = r->size - r->off < cs ? r->size - r->off : cs;
 		}
-		if (!r->err) {
+		if (!r->err && !r->sum_known) {
+			metrics_counter_add(&vol->vd->st.hashes, 1);
 			rc = sum_extents(r->ext, r->next_n,
 					 proto_block_size(cs), &r->sum);
 			if (rc)
@@ -3054,6 +3124,8 @@ on_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	r->readonly = ro;
+	if (kind == J_DATA)
+		r->sum_known = chunk_sum_cached(vd, vol, &p, &r->sum);
 	if (kind == J_DIR) {
 		const char *inm = evhttp_find_header(
 			evhttp_request_get_input_headers(req), "If-None-Match");
@@ -3178,6 +3250,15 @@ metrics_text(struct vold *vd, const struct scrape *sc, size_t *len)
 		     "Data files kept open for chunk GETs.");
 	metrics_u64(&b, "cairn_vold_open_data_files", NULL, 0,
 		    (uint64_t)vd->ncache);
+	metrics_head(&b, "cairn_vold_chunk_sums", "gauge",
+		     "Chunk replies whose sums are kept, open or not.");
+	metrics_u64(&b, "cairn_vold_chunk_sums", NULL, 0,
+		    (uint64_t)vd->nentries);
+	metrics_head(&b, "cairn_vold_chunk_hashes_total", "counter",
+		     "Chunks read and hashed (SHA-256, block CRC32Cs) for a "
+		     "chunk GET whose sums were not kept.");
+	metrics_u64(&b, "cairn_vold_chunk_hashes_total", NULL, 0,
+		    metrics_counter_get(&st->hashes));
 	metrics_head(&b, "cairn_vold_event_streams", "gauge",
 		     "Event streams open, by volume.");
 	TAILQ_FOREACH(vol, &vd->vols, link) {
@@ -3598,6 +3679,7 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 	if (vd->gc_every_ms < 1000)
 		vd->gc_every_ms = 1000;
 	TAILQ_INIT(&vd->lru);
+	TAILQ_INIT(&vd->olru);
 	TAILQ_INIT(&vd->vols);
 	TAILQ_INIT(&vd->conns);
 	for (int i = 0; i < VR_COUNT; i++)

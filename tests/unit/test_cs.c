@@ -233,6 +233,142 @@ test_put_read(void)
 	cs_close(cs);
 }
 
+/* Inode of @rel under @dir, 0 if absent; *size its size. */
+static ino_t
+ino_of(const char *dir, const char *rel, off_t *size)
+{
+	char p[512];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	if (stat(p, &st) < 0)
+		return 0;
+	if (size)
+		*size = st.st_size;
+	return st.st_ino;
+}
+
+/* Spare files: a dropped clean chunk's file is emptied and kept as its
+ * slot's .tmp, and the next put of a new chunk writes into it, unless a
+ * reader holds the file; cs_close leaves none behind. */
+static void
+test_spare(void)
+{
+	char d[512];
+	struct cs_store *cs = mkstore(newdir(d, sizeof(d), "spare"));
+	struct cs_key k1 = t_key(9, 1, 0), k2 = t_key(9, 2, 0),
+		      k3 = t_key(9, 3, 0), k4 = t_key(9, 4, 0);
+	struct cs_info info;
+	struct cs_fdref fr;
+	ino_t ino, ino2;
+	off_t size = -1;
+	char rel[CS_PATH_MAX], reltmp[CS_PATH_MAX];
+	uint32_t slot;
+	int rc;
+
+	ok(cs != NULL, "store for spares");
+	is_int(t_put(cs, &k1, 1, MAXLEN, 0), 0, "put a chunk");
+	is_int(cs_lookup(cs, &k1, &info), 0, "lookup");
+	slot = info.slot;
+	cs_chunk_path(rel, slot, NULL);
+	cs_chunk_path(reltmp, slot, CS_TMP_SUFFIX);
+	ino = ino_of(d, rel, NULL);
+	ok(ino != 0, "its file exists");
+	is_int(cs_invalidate(cs, 9, k1.fid, UINT64_MAX), 1, "drop it");
+	ok(ino_of(d, rel, NULL) == 0, "the chunk file is gone");
+	ok(ino_of(d, reltmp, &size) == ino && size == 0,
+	   "kept as an empty spare under the slot's .tmp name");
+	is_int(cs->nspare, 1, "one spare");
+	is_int(t_put(cs, &k2, 1, MAXLEN, 0), 0, "put another chunk");
+	is_int(cs_lookup(cs, &k2, &info), 0, "lookup");
+	ok(info.slot == slot && ino_of(d, rel, NULL) == ino,
+	   "it took the spare's slot and inode");
+	ok(ino_of(d, reltmp, NULL) == 0 && cs->nspare == 0 &&
+		   cs->spare_reuses == 1,
+	   "the spare is used up");
+	ok(read_ok(cs, &k2, 1), "and reads back its own content");
+	is_int(cs_read(cs, &k1, 1, 0, rel, 1), -ENOENT,
+	       "the old chunk is gone");
+
+	/* A reader holding the file: unlinked, not reused. */
+	pthread_mutex_lock(&cs->lock);
+	rc = cs_fdc_get(cs, slot, &fr);
+	pthread_mutex_unlock(&cs->lock);
+	is_int(rc, 0, "a reader holds the chunk's fd");
+	is_int(cs_invalidate(cs, 9, k2.fid, UINT64_MAX), 1, "drop it");
+	ok(ino_of(d, rel, NULL) == 0 && ino_of(d, reltmp, NULL) == 0 &&
+		   cs->nspare == 0,
+	   "held by a reader: unlinked, no spare");
+	{
+		uint8_t b[16], want[16];
+		ssize_t n = pread(fr.fd, b, sizeof(b), 0);
+
+		t_fill(want, sizeof(want), &k2, 1);
+		ok(n == 16 && !memcmp(b, want, 16),
+		   "the reader still reads the chunk's bytes");
+	}
+	is_int(cs->nunmapped, 1, "its fd cache entry is unmapped, still held");
+	cs_fdc_release(cs, &fr, 0);
+	is_int(cs->nunmapped, 0, "and freed by the reader's release");
+	is_int(t_put(cs, &k3, 1, MAXLEN, 0), 0, "put a third chunk");
+	ino2 = ino_of(d, rel, NULL);
+	is_int(cs->spare_reuses, 1, "no spare to reuse");
+
+	/* Spares left at close are removed; the cache checks clean. */
+	is_int(cs_invalidate(cs, 9, k3.fid, UINT64_MAX), 1, "drop the third");
+	ok(ino_of(d, reltmp, NULL) == ino2 && cs->nspare == 1, "a spare again");
+	cs_close(cs);
+	ok(ino_of(d, reltmp, NULL) == 0, "cs_close removed the spare");
+	{
+		struct cs_check_result r;
+
+		is_int(cs_check(d, 0, NULL, NULL, &r, NULL, NULL), 0, "check");
+		ok(r.errors == 0 && r.notes == 0 && r.clean,
+		   "clean, no notes (errors %llu, notes %llu)",
+		   (unsigned long long)r.errors, (unsigned long long)r.notes);
+	}
+	cs = reopen(d, NULL);
+	ok(cs && t_put(cs, &k4, 2, MAXLEN, 0) == 0 && read_ok(cs, &k4, 2),
+	   "reopened: puts and reads as before");
+	cs_close(cs);
+}
+
+/* cs_put_crc: the caller's CRC32C is the chunk's; a wrong one is caught by
+ * the first read after the next open. */
+static void
+test_put_crc(void)
+{
+	char d[512];
+	struct cs_store *cs = mkstore(newdir(d, sizeof(d), "putcrc"));
+	struct cs_key k1 = t_key(7, 2, 0), k2 = t_key(7, 2, 1);
+	static uint8_t buf[CHUNK];
+	uint32_t len1 = t_len(&k1, 3, MAXLEN), len2 = t_len(&k2, 3, MAXLEN);
+	uint32_t crc1, crc2;
+
+	ok(cs != NULL, "store for put_crc");
+	t_fill(buf, len1, &k1, 3);
+	crc1 = crc32c(0, buf, len1);
+	is_int(cs_put_crc(cs, &k1, 3, buf, len1, 0, crc1), 0,
+	       "put_crc with the right CRC");
+	t_fill(buf, len2, &k2, 3);
+	crc2 = crc32c(0, buf, len2);
+	is_int(cs_put_crc(cs, &k2, 3, buf, len2, 0, crc2 ^ 1), 0,
+	       "put_crc with a wrong CRC is taken on trust");
+	is_int(cs_put_crc(cs, &k2, 3, buf, CHUNK + 1, 0, 0), -EINVAL,
+	       "put_crc above the chunk size: -EINVAL");
+	is_int(cs_put_crc(cs, &k2, 3, NULL, 10, 0, 0), -EINVAL,
+	       "put_crc NULL buf: -EINVAL");
+	ok(read_ok(cs, &k1, 3), "put_crc chunk reads back");
+	cs_close(cs);
+	cs = reopen(d, NULL);
+	ok(cs && read_ok(cs, &k1, 3), "and after close and open");
+	is_int(cs_read(cs, &k2, 3, 0, buf, 10), -EIO,
+	       "the wrong CRC fails the first read after open: -EIO");
+	is_int(cs_read(cs, &k2, 3, 0, buf, 10), -ENOENT,
+	       "and the chunk is dropped");
+	cs_close(cs);
+}
+
 /* cairnd's write path: commits without fsync survive the death of the
  * process; a fetched (clean) copy never replaces local changes. */
 static void
@@ -1253,6 +1389,8 @@ main(void)
 	test_crc();
 	test_create_open();
 	test_put_read();
+	test_put_crc();
+	test_spare();
 	test_working_copy();
 	test_nosync_commit();
 	test_file_ops();

@@ -2076,6 +2076,43 @@ test_blocks(void)
 	for (size_t i = 0; i < sizeof(body); i++)
 		body[i] = (uint8_t)(i * 7 + (i >> 9));
 
+	/* Combining: the CRC of A||B from those of A and B. */
+	is_int(crc32c_combine(crc32c(0, "1234", 4), crc32c(0, "56789", 5), 5),
+	       0xe3069283u, "crc32c_combine check value");
+	is_int(crc32c_combine(0xdeadbeefu, 0, 0), 0xdeadbeefu,
+	       "combine with nothing appended");
+	is_int(crc32c_combine(0, crc32c(0, body, 1000), 1000),
+	       crc32c(0, body, 1000), "combine after nothing");
+	{
+		static const size_t cut[] = {1,	   7,	  8,	  4095,
+					     4096, 65537, 131072, 262143};
+		int good = 0;
+
+		for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++)
+			good += crc32c_combine(crc32c(0, body, cut[i]),
+					       crc32c(0, body + cut[i],
+						      sizeof(body) - cut[i]),
+					       sizeof(body) - cut[i]) ==
+				crc32c(0, body, sizeof(body));
+		is_int(good, 8, "combine at 8 cuts of 256 KiB equals one pass");
+	}
+	{
+		/* A length with high bits: 5 MiB + 3 bytes. */
+		size_t zl = (5u << 20) + 3;
+		uint8_t *z = calloc(1, zl + 9);
+
+		if (z) {
+			memcpy(z, "123456789", 9);
+			is_int(crc32c_combine(crc32c(0, z, 9),
+					      crc32c(0, z + 9, zl), zl),
+			       crc32c(0, z, zl + 9),
+			       "combine over 5 MiB equals one pass");
+		} else {
+			ok(0, "calloc");
+		}
+		free(z);
+	}
+
 	is_int(proto_block_size(65536), 16384, "block size of 64 KiB chunks");
 	is_int(proto_block_size(262144), 16384, "block size of 256 KiB chunks");
 	is_int(proto_block_size(4u << 20), 262144, "block size of 4 MiB chunks");
@@ -2091,6 +2128,14 @@ test_blocks(void)
 		   got.bsize == bs && got.len == 100000 &&
 		   !memcmp(got.crc, pb.crc, 7 * sizeof(uint32_t)),
 	   "parse round trip");
+	is_int(proto_blocks_crc(&pb), crc32c(0, body, 100000),
+	       "blocks_crc: the body's CRC32C from its 7 sums");
+	ok(proto_blocks_compute(&got, bs, body, cs) == 0 &&
+		   proto_blocks_crc(&got) == crc32c(0, body, cs),
+	   "blocks_crc of a whole chunk");
+	ok(proto_blocks_compute(&got, bs, body, 0) == 0 &&
+		   proto_blocks_crc(&got) == 0,
+	   "blocks_crc of an empty body");
 	ok(proto_blocks_format(hdr, 20, &pb) == -ERANGE, "format: short buffer");
 	ok(proto_blocks_compute(&pb, 1000, body, 100) == -EINVAL,
 	   "compute: block size not a power of two");
