@@ -2,8 +2,8 @@
  * vold_http.c - cairn-vold's HTTP front: routes every request of
  * doc/protocol.md, checks tokens, hands disk work to the worker pool and
  * sends the replies; keeps the event streams and a cache of open data
- * files with chunk SHA-256s so repeated chunk GETs are served from the loop
- * with sendfile. It does not know the on-disk format (volstore.c does).
+ * chunk objects with chunk SHA-256s so repeated chunk GETs are served from
+ * the loop with sendfile. It does not know the on-disk format (volstore.c does).
  * Between the sockets and evhttp sits the admission layer (struct vconn):
  * connection caps, the receive deadline, and the decision about each
  * request from its head before any body is read (doc/protocol.md,
@@ -56,7 +56,6 @@
 #define EVQ_MAX (4u << 20)	/* queued stream bytes before a drop */
 #define PING_MS 15000
 #define OC_HASH 1024
-#define OC_SHA_MAX 65536	/* chunks per object whose sums we keep */
 /* Block sums per chunk: proto_block_size() makes at most 16 blocks. */
 #define VOLD_BLOCKS 16
 #define STAGE_GC_S 3600 /* staging expiry checked at least this often */
@@ -83,18 +82,26 @@ struct csum {
 	uint32_t crc[VOLD_BLOCKS];
 };
 
-/* One open data file and the sums of its chunks (loop thread). */
+/* One piece of a chunk reply: an open chunk object's bytes, or zeros. */
+struct oseg {
+	struct evbuffer_file_segment *seg; /* NULL: @len zeros */
+	uint64_t len;
+};
+
+/* One chunk reply of (fid, dv, chunk size, chunk) ready to send: its sums
+ * and the open pieces of chunk objects that hold its bytes (loop thread).
+ * The objects never change, so the entry stays right for that URL; it is
+ * dropped when the DV stops being current (job_done). */
 struct ocache {
 	TAILQ_ENTRY(ocache) lru;
 	LIST_ENTRY(ocache) hlink;
 	struct vvol *vol;
 	uint8_t oid[16];
-	uint64_t dv, size;
-	struct evbuffer_file_segment *seg; /* NULL: no bytes on disk */
+	uint64_t dv, size, chunk, off, len;
 	uint32_t cs;
-	uint64_t nchunks;
-	struct csum *sum;
-	uint8_t *have;
+	struct csum sum;
+	size_t nseg;
+	struct oseg seg[];
 };
 
 /* An event stream client (loop thread). */
@@ -175,6 +182,9 @@ struct vvol {
 	struct vs_vol *vs;	/* protected by lock */
 	dev_t dev;		/* protected by lock (set at open) */
 	ino_t ino;		/* protected by lock (set at open) */
+	/* The id of the volume the handle opened (0: not yet); set by a
+	 * worker at open, read by the loop: atomic. */
+	uint32_t vid;
 
 	pthread_mutex_t evlock;
 	struct proto_event *ring;	/* protected by evlock */
@@ -268,7 +278,8 @@ struct rjob {
 	struct vs_reply rep;
 	bool pub;		/* J_DATA, J_FLAGS: vs_vol_public() */
 	/* data */
-	int fd;
+	struct vs_extent *ext; /* VS_EXTENTS_MAX, fds closed by rjob_free */
+	size_t next_n;
 	uint64_t size, off, len;
 	struct csum sum;
 };
@@ -404,10 +415,9 @@ oc_free(struct ocache *oc)
 	TAILQ_REMOVE(&vd->lru, oc, lru);
 	LIST_REMOVE(oc, hlink);
 	vd->ncache--;
-	if (oc->seg)
-		evbuffer_file_segment_free(oc->seg);
-	free(oc->sum);
-	free(oc->have);
+	for (size_t i = 0; i < oc->nseg; i++)
+		if (oc->seg[i].seg)
+			evbuffer_file_segment_free(oc->seg[i].seg);
 	free(oc);
 }
 
@@ -476,6 +486,7 @@ vvol_open_locked(struct vvol *vol)
 		vol->dev = st.st_dev;
 		vol->ino = st.st_ino;
 	}
+	__atomic_store_n(&vol->vid, vi.id, __ATOMIC_RELEASE);
 	from = vi.event_seq >= VS_EVENT_RING ? vi.event_seq - VS_EVENT_RING + 1
 					     : 1;
 	evs = malloc(VS_EVENT_RING * sizeof(*evs));
@@ -529,97 +540,113 @@ ring_append(struct vvol *vol, const struct proto_event *ev, int n)
 
 /* ---- the chunk cache (loop thread) ---- */
 
+static unsigned
+oc_hash(const uint8_t oid[16], uint64_t chunk)
+{
+	return (unsigned)(((uint64_t)oid[0] << 8 | oid[1]) ^ chunk) % OC_HASH;
+}
+
 static struct ocache *
-oc_find(struct vvol *vol, const uint8_t oid[16])
+oc_find(struct vvol *vol, const uint8_t oid[16], uint64_t dv, uint32_t cs,
+	uint64_t chunk)
 {
 	struct ocache *oc;
 
-	LIST_FOREACH(oc, &vol->oc[(oid[0] << 2 | oid[1] >> 6) % OC_HASH],
-		     hlink)
-		if (!memcmp(oc->oid, oid, 16))
+	LIST_FOREACH(oc, &vol->oc[oc_hash(oid, chunk)], hlink)
+		if (oc->chunk == chunk && oc->dv == dv && oc->cs == cs &&
+		    !memcmp(oc->oid, oid, 16))
 			return oc;
 	return NULL;
 }
 
+/* Forget every cached chunk of @oid in @vol (at most the cache's size:
+ * the walk is over the LRU list). */
 static void
 oc_drop(struct vvol *vol, const uint8_t oid[16])
 {
-	struct ocache *oc = oc_find(vol, oid);
+	struct vold *vd = vol->vd;
+	struct ocache *oc, *next;
+
+	for (oc = TAILQ_FIRST(&vd->lru); oc; oc = next) {
+		next = TAILQ_NEXT(oc, lru);
+		if (oc->vol == vol && !memcmp(oc->oid, oid, 16))
+			oc_free(oc);
+	}
+}
+
+/* Make the pieces of a chunk reply from the extents of @r (their fds are
+ * taken over). @return 0 or -ENOMEM (then the pieces made are freed). */
+static int
+oseg_make(struct vold *vd, struct rjob *r, struct oseg *seg)
+{
+	unsigned flags = EVBUF_FS_CLOSE_ON_FREE;
+
+	/* TLS cannot use sendfile: let libevent map or read it. */
+	if (vd->ssl)
+		flags |= EVBUF_FS_DISABLE_SENDFILE;
+	for (size_t i = 0; i < r->next_n; i++) {
+		struct vs_extent *e = &r->ext[i];
+
+		seg[i].len = e->len;
+		seg[i].seg = NULL;
+		if (e->fd < 0)
+			continue;
+		seg[i].seg = evbuffer_file_segment_new(e->fd, (ev_off_t)e->off,
+						       (ev_off_t)e->len, flags);
+		if (!seg[i].seg) {
+			while (i-- > 0)
+				if (seg[i].seg)
+					evbuffer_file_segment_free(seg[i].seg);
+			return -ENOMEM;
+		}
+		e->fd = -1;
+	}
+	return 0;
+}
+
+/* Remember the reply of @r (its extents are taken over). Returns the
+ * entry, or NULL (then @r keeps its extents). */
+static struct ocache *
+oc_insert(struct vvol *vol, struct rjob *r)
+{
+	struct vold *vd = vol->vd;
+	const struct proto_path *p = &r->path;
+	struct ocache *oc = oc_find(vol, p->fid.oid, p->dv, p->chunk_size,
+				    p->chunk);
 
 	if (oc)
 		oc_free(oc);
-}
-
-/* Remember (fid, dv)'s open file @fd (taken over) for chunk size @cs.
- * Returns the entry, or NULL (then @fd was closed). */
-static struct ocache *
-oc_insert(struct vvol *vol, const uint8_t oid[16], uint64_t dv, uint64_t size,
-	  int fd, uint32_t cs)
-{
-	struct vold *vd = vol->vd;
-	struct ocache *oc = oc_find(vol, oid);
-	unsigned flags = EVBUF_FS_CLOSE_ON_FREE;
-
-	if (oc && (oc->dv != dv || oc->cs != cs)) {
-		oc_free(oc);
-		oc = NULL;
-	}
-	if (oc) {
-		if (fd >= 0)
-			close(fd);
-		TAILQ_REMOVE(&vd->lru, oc, lru);
-		TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
-		return oc;
-	}
 	while (vd->ncache >= vd->cache_max && !TAILQ_EMPTY(&vd->lru))
 		oc_free(TAILQ_LAST(&vd->lru, oc_lru));
-	oc = calloc(1, sizeof(*oc));
+	oc = calloc(1, sizeof(*oc) + r->next_n * sizeof(oc->seg[0]));
 	if (!oc)
-		goto fail;
+		return NULL;
+	if (oseg_make(vd, r, oc->seg)) {
+		free(oc);
+		return NULL;
+	}
+	oc->nseg = r->next_n;
 	oc->vol = vol;
-	memcpy(oc->oid, oid, 16);
-	oc->dv = dv;
-	oc->size = size;
-	oc->cs = cs;
-	oc->nchunks = (size + cs - 1) / cs;
-	if (oc->nchunks <= OC_SHA_MAX && oc->nchunks) {
-		oc->sum = malloc(oc->nchunks * sizeof(*oc->sum));
-		oc->have = calloc(oc->nchunks, 1);
-		if (!oc->sum || !oc->have)
-			goto fail;
-	}
-	if (fd >= 0) {
-		/* TLS cannot use sendfile: let libevent map or read it. */
-		if (vd->ssl)
-			flags |= EVBUF_FS_DISABLE_SENDFILE;
-		oc->seg = evbuffer_file_segment_new(fd, 0, (ev_off_t)size,
-						    flags);
-		if (!oc->seg)
-			goto fail;
-		fd = -1;
-	}
-	LIST_INSERT_HEAD(&vol->oc[(oid[0] << 2 | oid[1] >> 6) % OC_HASH], oc,
-			 hlink);
+	memcpy(oc->oid, p->fid.oid, 16);
+	oc->dv = p->dv;
+	oc->cs = p->chunk_size;
+	oc->chunk = p->chunk;
+	oc->size = r->size;
+	oc->off = r->off;
+	oc->len = r->len;
+	oc->sum = r->sum;
+	LIST_INSERT_HEAD(&vol->oc[oc_hash(oc->oid, oc->chunk)], oc, hlink);
 	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
 	vd->ncache++;
 	return oc;
-fail:
-	if (oc) {
-		free(oc->sum);
-		free(oc->have);
-		free(oc);
-	}
-	if (fd >= 0)
-		close(fd);
-	return NULL;
 }
 
-/* Reply to a chunk GET from what we know; @seg NULL means zeros. */
+/* Reply to a chunk GET from what we know: @len bytes in the @nseg
+ * pieces of @seg. */
 static void
 send_chunk(struct vold *vd, struct evhttp_request *req, bool pub,
-	   const struct proto_path *p, uint64_t size, uint64_t off,
-	   uint64_t len, const struct csum *sum,
-	   struct evbuffer_file_segment *seg)
+	   const struct proto_path *p, uint64_t size, uint64_t len,
+	   const struct csum *sum, const struct oseg *seg, size_t nseg)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	char fid[FID_STRLEN], etag[128], hex[65], num[32];
@@ -666,25 +693,29 @@ send_chunk(struct vold *vd, struct evhttp_request *req, bool pub,
 		evhttp_send_error(req, 500, NULL);
 		return;
 	}
-	if (len && seg) {
-		if (evbuffer_add_file_segment(b, seg, (ev_off_t)off,
-					      (ev_off_t)len) != 0) {
-			evbuffer_free(b);
-			reply_err(req, EIO, 0, "cannot send chunk", 0);
-			return;
-		}
-	} else if (len) {
-		/* All holes: zeros. */
-		struct evbuffer_iovec iov;
+	for (size_t i = 0; i < nseg; i++) {
+		if (seg[i].seg) {
+			if (evbuffer_add_file_segment(b, seg[i].seg, 0,
+						      (ev_off_t)seg[i].len) !=
+			    0) {
+				evbuffer_free(b);
+				reply_err(req, EIO, 0, "cannot send chunk", 0);
+				return;
+			}
+		} else if (seg[i].len) {
+			/* A hole: zeros. */
+			struct evbuffer_iovec iov;
 
-		if (evbuffer_reserve_space(b, (ev_ssize_t)len, &iov, 1) < 1) {
-			evbuffer_free(b);
-			reply_err(req, ENOMEM, 0, NULL, 0);
-			return;
+			if (evbuffer_reserve_space(b, (ev_ssize_t)seg[i].len,
+						   &iov, 1) < 1) {
+				evbuffer_free(b);
+				reply_err(req, ENOMEM, 0, NULL, 0);
+				return;
+			}
+			memset(iov.iov_base, 0, seg[i].len);
+			iov.iov_len = seg[i].len;
+			evbuffer_commit_space(b, &iov, 1);
 		}
-		memset(iov.iov_base, 0, len);
-		iov.iov_len = len;
-		evbuffer_commit_space(b, &iov, 1);
 	}
 	evhttp_send_reply(req, 200, "OK", b);
 	evbuffer_free(b);
@@ -696,33 +727,15 @@ static bool
 chunk_from_cache(struct vold *vd, struct vvol *vol, struct evhttp_request *req,
 		 const struct proto_path *p)
 {
-	struct ocache *oc = oc_find(vol, p->fid.oid);
-	uint64_t off, len;
+	struct ocache *oc = oc_find(vol, p->fid.oid, p->dv, p->chunk_size,
+				    p->chunk);
 
-	if (!oc || oc->dv != p->dv || oc->cs != p->chunk_size)
+	if (!oc)
 		return false;
-	if (p->chunk >= oc->nchunks && !(p->chunk == 0 && oc->size == 0)) {
-		reply_err(req, ERANGE, 0, "chunk beyond end of file", 0);
-		return true;
-	}
-	if (oc->size == 0) {
-		static const struct csum empty = {{
-			0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14,
-			0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
-			0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c,
-			0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55}, {0}};
-
-		send_chunk(vd, req, vol->public, p, 0, 0, 0, &empty, NULL);
-		return true;
-	}
-	if (!oc->have || !oc->have[p->chunk])
-		return false;
-	off = p->chunk * oc->cs;
-	len = oc->size - off < oc->cs ? oc->size - off : oc->cs;
 	TAILQ_REMOVE(&vd->lru, oc, lru);
 	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
-	send_chunk(vd, req, vol->public, p, oc->size, off, len,
-		   &oc->sum[p->chunk], oc->seg);
+	send_chunk(vd, req, vol->public, p, oc->size, oc->len, &oc->sum,
+		   oc->seg, oc->nseg);
 	return true;
 }
 
@@ -942,21 +955,23 @@ events_start(struct rjob *r)
 
 /* ---- jobs (worker side) ---- */
 
-/* SHA-256 of [@off, @off+@len) of @fd and CRC32C of each @bsize block of
- * it (the range is at most one chunk, so VOLD_BLOCKS blocks), in one pass.
- * Bytes past the end of the file read as zeros. */
+/* SHA-256 of the bytes of the @n extents @ext (zeros where fd is -1) and
+ * CRC32C of each @bsize block of them (they are at most one chunk, so
+ * VOLD_BLOCKS blocks), in one pass. */
 static int
-sum_range(int fd, uint64_t off, uint64_t len, uint32_t bsize,
-	  struct csum *out)
+sum_extents(const struct vs_extent *ext, size_t n, uint32_t bsize,
+	    struct csum *out)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	char *buf = malloc(1u << 18);
 	unsigned int olen = 0;
-	uint64_t done = 0;
+	uint64_t total = 0, pos = 0;
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
-	if ((len + bsize - 1) / bsize > VOLD_BLOCKS) {
+	for (size_t i = 0; i < n; i++)
+		total += ext[i].len;
+	if ((total + bsize - 1) / bsize > VOLD_BLOCKS) {
 		rc = -EINVAL;
 		goto out;
 	}
@@ -964,32 +979,40 @@ sum_range(int fd, uint64_t off, uint64_t len, uint32_t bsize,
 		rc = -ENOMEM;
 		goto out;
 	}
-	while (done < len) {
-		size_t want = len - done > (1u << 18) ? (1u << 18)
-						      : (size_t)(len - done);
-		ssize_t n = fd >= 0 ? util_pread_all(fd, buf, want,
-						     (off_t)(off + done))
-				    : 0;
+	for (size_t i = 0; i < n; i++) {
+		for (uint64_t done = 0; done < ext[i].len;) {
+			size_t want = ext[i].len - done > (1u << 18) ?
+					      (1u << 18) :
+					      (size_t)(ext[i].len - done);
+			ssize_t got = 0;
 
-		if (n < 0) {
-			rc = (int)n;
-			goto out;
-		}
-		/* A short read (holes at the end never stored) is zeros. */
-		if ((size_t)n < want)
-			memset(buf + n, 0, want - (size_t)n);
-		EVP_DigestUpdate(ctx, buf, want);
-		for (size_t at = 0; at < want;) {
-			uint64_t pos = done + at;
-			size_t b = (size_t)(pos / bsize);
-			size_t l = bsize - (size_t)(pos % bsize);
+			if (ext[i].fd >= 0) {
+				got = util_pread_all(ext[i].fd, buf, want,
+						     (off_t)(ext[i].off + done));
+				if (got < 0) {
+					rc = (int)got;
+					goto out;
+				}
+			}
+			/* A hole, or an object shorter than its entry says
+			 * (it cannot be: fsynced before the entry): zeros,
+			 * which is what the reply will carry too. */
+			if ((size_t)got < want)
+				memset(buf + got, 0, want - (size_t)got);
+			EVP_DigestUpdate(ctx, buf, want);
+			for (size_t at = 0; at < want;) {
+				uint64_t p = pos + at;
+				size_t b = (size_t)(p / bsize);
+				size_t l = bsize - (size_t)(p % bsize);
 
-			if (l > want - at)
-				l = want - at;
-			out->crc[b] = crc32c(out->crc[b], buf + at, l);
-			at += l;
+				if (l > want - at)
+					l = want - at;
+				out->crc[b] = crc32c(out->crc[b], buf + at, l);
+				at += l;
+			}
+			done += want;
+			pos += want;
 		}
-		done += want;
 	}
 	if (EVP_DigestFinal_ex(ctx, out->sha, &olen) != 1)
 		rc = -EIO;
@@ -1080,7 +1103,14 @@ run_locked(struct rjob *r)
 		break;
 	}
 	case J_DATA:
-		rc = vs_data_open(vs, &r->path.fid, r->path.dv, &r->fd,
+		r->ext = calloc(VS_EXTENTS_MAX, sizeof(*r->ext));
+		if (!r->ext) {
+			rc = -ENOMEM;
+			break;
+		}
+		rc = vs_data_open(vs, &r->path.fid, r->path.dv,
+				  r->path.chunk * r->path.chunk_size,
+				  r->path.chunk_size, r->ext, &r->next_n,
 				  &r->size, &r->cur_dv);
 		if (rc == -ESTALE)
 			r->msg = "data version is not current";
@@ -1113,6 +1143,15 @@ run_locked(struct rjob *r)
 	case J_FLAGS:
 		rc = vs_vol_public(vs, &r->pub);
 		break;
+	}
+	/* vos remove marks a volume before it deletes it: from then on every
+	 * change is refused, and the volume is dropped (job_done) so the
+	 * next request finds what has the name now. */
+	if (rc == -ENOENT && (r->kind == J_OP || r->kind == J_STAGE)) {
+		struct vs_volinfo vi;
+
+		if (vs_vol_info(vs, &vi) == -ENOENT)
+			r->msg = "no such volume";
 	}
 	if (rc)
 		r->err = -rc;
@@ -1340,8 +1379,8 @@ job_run(struct vold_job *j)
 			r->len = r->size - r->off < cs ? r->size - r->off : cs;
 		}
 		if (!r->err) {
-			rc = sum_range(r->fd, r->off, r->len,
-				       proto_block_size(cs), &r->sum);
+			rc = sum_extents(r->ext, r->next_n,
+					 proto_block_size(cs), &r->sum);
 			if (rc)
 				r->err = -rc;
 		}
@@ -1355,8 +1394,10 @@ rjob_free(struct rjob *r)
 {
 	if (r->in)
 		evbuffer_free(r->in);
-	if (r->fd >= 0)
-		close(r->fd);
+	for (size_t i = 0; r->ext && i < r->next_n; i++)
+		if (r->ext[i].fd >= 0)
+			close(r->ext[i].fd);
+	free(r->ext);
 	free(r->out);
 	free(r->rep.body);
 	free(r->fids);
@@ -1373,39 +1414,27 @@ done_data(struct rjob *r)
 {
 	struct vvol *vol = r->vol;
 	struct ocache *oc = NULL;
-	struct evbuffer_file_segment *seg = NULL;
+	struct oseg *seg;
 
-	if (vol->gen == r->gen && !vol->dead) {
-		oc = oc_insert(vol, r->path.fid.oid, r->path.dv, r->size, r->fd,
-			       r->path.chunk_size);
-		r->fd = -1;
-		if (oc && oc->have && r->path.chunk < oc->nchunks) {
-			oc->sum[r->path.chunk] = r->sum;
-			oc->have[r->path.chunk] = 1;
-		}
-	}
+	if (vol->gen == r->gen && !vol->dead)
+		oc = oc_insert(vol, r);
 	if (oc) {
 		send_chunk(vol->vd, r->req, vol->public, &r->path, r->size,
-			   r->off, r->len, &r->sum, oc->seg);
+			   r->len, &r->sum, oc->seg, oc->nseg);
 		return;
 	}
-	if (r->fd >= 0) {
-		seg = evbuffer_file_segment_new(r->fd, 0, (ev_off_t)r->size,
-						EVBUF_FS_CLOSE_ON_FREE |
-							(vol->vd->ssl ?
-								 EVBUF_FS_DISABLE_SENDFILE :
-								 0));
-		if (seg)
-			r->fd = -1;
-		else {
-			reply_err(r->req, ENOMEM, 0, NULL, 0);
-			return;
-		}
+	seg = calloc(r->next_n + 1, sizeof(*seg));
+	if (!seg || oseg_make(vol->vd, r, seg)) {
+		free(seg);
+		reply_err(r->req, ENOMEM, 0, NULL, 0);
+		return;
 	}
-	send_chunk(vol->vd, r->req, vol->public, &r->path, r->size, r->off,
-		   r->len, &r->sum, seg);
-	if (seg)
-		evbuffer_file_segment_free(seg);
+	send_chunk(vol->vd, r->req, vol->public, &r->path, r->size, r->len,
+		   &r->sum, seg, r->next_n);
+	for (size_t i = 0; i < r->next_n; i++)
+		if (seg[i].seg)
+			evbuffer_file_segment_free(seg[i].seg);
+	free(seg);
 }
 
 static void
@@ -1496,7 +1525,6 @@ rjob_new(struct vold *vd, struct vvol *vol, enum jkind kind,
 	r->vd = vd;
 	r->vol = vol;
 	r->req = req;
-	r->fd = -1;
 	if (p)
 		r->path = *p;
 	r->gen = vol->gen;
@@ -1596,6 +1624,14 @@ token_judge(struct vold *vd, const char *auth, size_t auth_len,
 	if (!vv)
 		return TV_IO;
 	rc = vvol_tokstate(vd, vv);
+	/* The name holds another volume than the one we have open (vos
+	 * removed and made it again within the second on_tick() takes to
+	 * notice): forget ours, so this request opens the new one. */
+	if (rc == 0 && __atomic_load_n(&vv->vid, __ATOMIC_ACQUIRE) &&
+	    __atomic_load_n(&vv->vid, __ATOMIC_ACQUIRE) != vv->ts.id) {
+		log_info(LOG_VOL, "volume '%s' was made again", vv->name);
+		vvol_unlist(vv);
+	}
 	if (rc == 0)
 		rc = token_allows(&t, vol, vv->ts.id, vv->ts.epoch, need_rw);
 	vvol_put(vv);

@@ -1,0 +1,282 @@
+/*
+ * volstore_i.h - what the parts of the volume storage library share
+ * (volstore.c, vs_root.c, vs_dir.c, vs_data.c, vs_ops.c, vs_txn.c): the
+ * record layouts, the handles and the internal helpers. Not for use
+ * outside vol/volstore*.c and vol/vs_*.c; volstore.h is the public API.
+ */
+#ifndef CAIRN_VOLSTORE_I_H
+#define CAIRN_VOLSTORE_I_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "common/tdbw.h"
+#include "vol/volstore.h"
+
+#define VREC_MAGIC_V1	0x43564f31u /* "CVO1": format 1, one file per DV */
+#define VREC_MAGIC	0x43564f32u /* "CVO2": format 2, chunk objects */
+#define VREC_MAGIC_GONE 0x43564f58u /* "CVOX": marked by vs_vol_remove() */
+#define OREC_MAGIC	0x434f4231u /* "COB1" */
+#define DIR_SPLIT	64 /* entries per bucket before the dir grows */
+#define DIR_BUCKETS_MAX (1u << 20)
+#define HASH_SIZE	10007
+/* vs_vol_open() flag of the library's own: a format 1 volume is -EPROTO,
+ * not converted (the snapshot's read-write handle). */
+#define VS_NOCONVERT	0x100
+#define DPATH_MAX	96
+
+/* The volume record, key "V". Host byte order (doc/vol-format.md). */
+struct vrec {
+	uint32_t magic;
+	uint32_t id;
+	uint8_t root[16];
+	uint64_t ev_seq;
+	uint64_t bytes_used, bytes_limit;
+	uint64_t files_used, files_limit;
+	uint64_t dv_max;
+	uint64_t op_next, op_low;
+	int64_t created;
+	char name[72];
+	/* Format 2 and later (a format 1 record ends here). */
+	uint32_t chunk_size; /* server chunk size (VS_CHUNK_MIN..MAX) */
+	uint32_t pad;
+};
+
+#define VREC_V1_SIZE offsetof(struct vrec, chunk_size)
+
+/*
+ * A chunk map entry, key "C" + oid + be64 chunk index: chunk @chunk of a
+ * file is the chunk object data/XX/OID.CHUNK.GEN, whose first @len bytes
+ * are the file's bytes [chunk * cs, chunk * cs + len); the rest of the
+ * chunk up to the file size reads as zeros. No entry: a hole. GEN is the
+ * data version that wrote the object, so a name is never reused and an
+ * object never changes once its entry is committed.
+ */
+struct cent {
+	uint64_t gen;
+	uint32_t len;
+	uint32_t pad;
+};
+
+/* One chunk object, by name. */
+struct cref {
+	uint8_t oid[16];
+	uint64_t chunk, gen;
+};
+
+/* An object record, key "O" + oid, followed by the symlink target (tlen
+ * bytes) and the xattr blob (xlen bytes: [u8 namelen][name][u32 vlen]
+ * [value] ...). */
+struct orec {
+	uint32_t magic;
+	uint8_t type;
+	uint8_t pad[3];
+	uint32_t mode, uid, gid;
+	uint32_t nbuckets; /* directories: buckets of the entry list */
+	uint64_t size, nlink, dv;
+	int64_t atime, mtime, ctime;
+	uint64_t nentries;  /* directories */
+	uint8_t parent[16]; /* directories: the one parent */
+	uint32_t tlen, xlen;
+};
+
+_Static_assert(sizeof(struct orec) == 104, "orec layout");
+
+struct vs_root {
+	char *path;
+	int fd;	   /* ROOT */
+	int volfd; /* ROOT/volumes */
+};
+
+struct vs_vol {
+	struct vs_root *root;
+	char name[65];
+	char dirname[96];
+	int dirfd;
+	int flags;
+	struct tdb_context *tdb;
+	uint32_t id;
+	uint8_t rootoid[16];
+	uint64_t staged;    /* bytes in stage/ (chunk files) */
+	uint64_t stage_max; /* 0 = only the quota */
+	uint32_t cs;	    /* server chunk size; 0: format 1, read-only */
+	bool v1_said;	    /* format 1: the refusal was logged */
+	bool snap;	    /* VS_SNAPSHOT: dirname is ours to remove */
+};
+
+struct obj {
+	uint8_t oid[16];
+	struct orec r;
+	char *target;
+	uint8_t *x;
+};
+
+/* Walk the xattr blob: calls @fn for each (name, value). */
+struct xent {
+	const char *name;
+	size_t nlen;
+	const uint8_t *val;
+	size_t vlen;
+	size_t off, reclen;
+};
+
+/* ---- mutations ---- */
+
+struct txn {
+	struct vs_vol *v;
+	struct vrec vr;
+	int64_t now;
+	const char *msg; /* error message for the reply */
+	uint64_t cur_dv; /* 410/412: the current dv */
+	struct proto_op_result res;
+	bool events;
+	int nev;
+	struct proto_event ev[VS_MAX_EVENTS];
+	/* Chunk objects to unlink after the commit (no longer referenced)
+	 * and the ones this transaction wrote (to unlink if it fails). */
+	struct cref *gone, *made;
+	size_t ngone, nmade, capgone, capmade;
+	const struct proto_op *store; /* to clean staging after the commit */
+};
+
+/* ---- small helpers ---- */
+
+static inline int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline uint64_t
+wall_ms(void)
+{
+	return (uint64_t)now_ns() / 1000000;
+}
+
+static inline void
+put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = v & 0xff;
+		v >>= 8;
+	}
+}
+
+static inline void
+put_be32(uint8_t *p, uint32_t v)
+{
+	for (int i = 3; i >= 0; i--) {
+		p[i] = v & 0xff;
+		v >>= 8;
+	}
+}
+
+static inline uint64_t
+name_hash(const char *s, size_t len)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+/* Fetch @key into a heap buffer (*val, free()). -ENOENT if missing. */
+static inline int
+kv_get(struct vs_vol *v, const void *k, size_t klen, uint8_t **val,
+       size_t *vlen)
+{
+	return tdbw_fetch(v->tdb, k, klen, val, vlen);
+}
+
+static inline int
+kv_put(struct vs_vol *v, const void *k, size_t klen, const void *val,
+       size_t vlen)
+{
+	return tdbw_store(v->tdb, k, klen, val, vlen, TDB_REPLACE);
+}
+
+static inline int
+kv_del(struct vs_vol *v, const void *k, size_t klen)
+{
+	int rc = tdbw_delete(v->tdb, k, klen);
+
+	return rc == -ENOENT ? 0 : rc;
+}
+
+static inline bool
+kv_exists(struct vs_vol *v, const void *k, size_t klen)
+{
+	TDB_DATA key = {.dptr = (unsigned char *)k, .dsize = klen};
+
+	return tdb_exists(v->tdb, key) != 0;
+}
+
+/* volstore.c */
+/* -EPROTO for a format 1 record (vrec_get_v1() reads that). */
+int vrec_get(struct vs_vol *v, struct vrec *vr);
+int vrec_get_v1(struct vs_vol *v, struct vrec *vr);
+int vrec_put(struct vs_vol *v, const struct vrec *vr);
+void key_obj(uint8_t *k, const uint8_t oid[16]);
+void obj_release(struct obj *o);
+int obj_get(struct vs_vol *v, const uint8_t oid[16], struct obj *o);
+int obj_put(struct vs_vol *v, const struct obj *o);
+int obj_del(struct vs_vol *v, const uint8_t oid[16]);
+void obj_attr(const struct vs_vol *v, const struct obj *o,
+	      struct proto_attr *a);
+int obj_get_fid(struct vs_vol *v, const struct fid *f, struct obj *o);
+bool xnext(const uint8_t *x, size_t xlen, size_t *off, struct xent *e);
+
+/* vs_root.c */
+int rm_tree(int pfd, const char *name, int depth);
+int random_bytes(void *buf, size_t len);
+
+/* vs_dir.c */
+void key_bucket(uint8_t *k, const uint8_t dir[16], uint32_t b);
+int ent_get(struct vs_vol *v, const uint8_t dir[16], const char *name,
+	    uint8_t child[16], uint8_t *type);
+int dir_add(struct vs_vol *v, struct obj *dir, const char *name,
+	    const uint8_t child[16], uint8_t type);
+int dir_del(struct vs_vol *v, struct obj *dir, const char *name);
+int dir_repoint(struct vs_vol *v, struct obj *dir, const char *name,
+		const uint8_t child[16], uint8_t type);
+
+/* vs_data.c */
+void data_path(char *buf, size_t len, const uint8_t oid[16], uint64_t dv);
+void chunk_path(char *buf, size_t len, const uint8_t oid[16], uint64_t chunk,
+		uint64_t gen);
+int cmap_get(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
+	     struct cent *e);
+int cmap_put(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
+	     const struct cent *e);
+/* Drop every chunk of file @o (its last link went). */
+int data_drop_all(struct txn *t, const struct obj *o);
+/* Convert a format 1 volume (vs_vol_open()). @return 0 or -errno. */
+int data_convert(struct vs_vol *v);
+void cleanup_data(struct vs_vol *v);
+void stage_count(struct vs_vol *v);
+void stage_dir_drop(struct vs_vol *v, const char *sdir);
+void cleanup_stage_tmp(struct vs_vol *v);
+void stage_names(char *dir, size_t dlen, char *file, size_t flen,
+		 const uint8_t txid[16], const uint8_t oid[16], uint32_t cs,
+		 uint64_t chunk);
+int data_make(struct txn *t, const struct obj *o, uint64_t newdv,
+	      uint64_t newsize, const struct proto_op *store);
+
+/* vs_ops.c */
+int fail(struct txn *t, int err, const char *msg);
+int do_op(struct txn *t, const struct proto_op *op);
+
+/* vs_txn.c */
+int txn_start(struct txn *t, struct vs_vol *v, bool events);
+void txn_abort(struct txn *t);
+int txn_commit(struct txn *t);
+
+#endif /* CAIRN_VOLSTORE_I_H */
