@@ -254,6 +254,7 @@ struct rjob {
 	struct evhttp_request *req;
 	struct proto_path path;
 	bool readonly;
+	int proto;		/* the client's protocol (PROTO_HDR_VERSION) */
 	bool has_inm;		/* If-None-Match given (dir) */
 	uint64_t inm_dv;
 	struct evbuffer *in;	/* request body (moved from evhttp) */
@@ -1124,6 +1125,19 @@ run_locked(struct rjob *r)
 		rc = vs_apply(vs, &r->op, &r->rep);
 		if (!rc && r->rep.nev)
 			ring_append(vol, r->rep.ev, r->rep.nev);
+		if (!rc && r->rep.status == 200 && r->proto < 3) {
+			/* An older client would refuse a socket or device
+			 * in the reply (proto_attr_compat()). */
+			size_t clen;
+			char *c = proto_op_result_compat(
+				r->rep.body, r->rep.len, r->proto, &clen);
+
+			if (c) {
+				free(r->rep.body);
+				r->rep.body = c;
+				r->rep.len = clen;
+			}
+		}
 		break;
 	case J_STAGE:
 		body = body_of(r, &blen);
@@ -1346,6 +1360,10 @@ job_run(struct vold_job *j)
 
 			if (r->more)
 				proto_cursor_format(cur, sizeof(cur), &r->next);
+			proto_attr_compat(&r->dir.dir, r->proto);
+			for (size_t i = 0; i < r->dir.n; i++)
+				proto_attr_compat(&r->dir.ents[i].attr,
+						  r->proto);
 			r->out =
 				proto_dir_page_encode(&r->dir, cur, &r->outlen);
 			if (!r->out)
@@ -1359,6 +1377,8 @@ job_run(struct vold_job *j)
 	run_locked(r);
 	pthread_mutex_unlock(&vol->lock);
 	if (r->kind == J_GETATTR && !r->err) {
+		for (size_t i = 0; i < r->nfids; i++)
+			proto_attr_compat(&r->attrs[i], r->proto);
 		r->out = proto_attrs_encode(r->attrs, r->errs, r->nfids,
 					    &r->outlen);
 		if (!r->out)
@@ -1525,6 +1545,10 @@ rjob_new(struct vold *vd, struct vvol *vol, enum jkind kind,
 	r->vd = vd;
 	r->vol = vol;
 	r->req = req;
+	r->proto = proto_version_parse(
+		req ? evhttp_find_header(evhttp_request_get_input_headers(req),
+					 PROTO_HDR_VERSION)
+		    : NULL);
 	if (p)
 		r->path = *p;
 	r->gen = vol->gen;
