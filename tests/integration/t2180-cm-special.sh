@@ -106,4 +106,31 @@ t_is "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(cat "
 t_is "$(vold_curl -X POST -H "Authorization: Bearer $(cat "$T_DIR/tok")" -d "{\"fids\":[\"$chr\"]}" \
 	"$VOLD_URL/v1/vol/spec/getattr" | python3 -c 'import json,sys; print(json.load(sys.stdin)["attrs"][0]["type"])')" \
 	file "getattr without the header: the device is a file"
+
+# With CAIRN_OLD_CAIRND=PATH (a cairnd of protocol 2, e.g. a build of an
+# older release), a real old client is mounted on the same volume: it
+# lists sockets and devices as empty regular files, reads nothing, its
+# write fails at close (the server refuses the store), and it can rename
+# and remove them.
+if [ -n "${CAIRN_OLD_CAIRND:-}" ] && [ -x "$CAIRN_OLD_CAIRND" ]; then
+	old=$T_DIR/old
+	CAIRND=$CAIRN_OLD_CAIRND cairnd_mount "$old" "$T_DIR/cache-old" spec "$T_DIR/tok" || exit 1
+	t_is "$(stat -c '%F %s' "$old/s/chr.keep" "$old/s/sock.keep" "$old/s/fifo.keep" | tr '\n' ' ')" \
+		"regular empty file 0 regular empty file 0 fifo 0 " "old client: devices and sockets are empty files"
+	t_is "$(head -c 10 "$old/s/blk.keep" | wc -c)" 0 "old client: reading one gives nothing"
+	t_is "$(python3 -c "import os
+fd = os.open('$old/s/blk.keep', os.O_WRONLY)
+os.write(fd, b'x')
+try:
+    os.close(fd)
+    print('ok')
+except OSError as e:
+    print(e.strerror)")" "Invalid argument" "old client: a write fails at close"
+	t_check "old client: rename a socket" mv "$old/s/sock.keep" "$old/s/sock.old"
+	wait_for 5 test -S "$mnt/s/sock.old"
+	t_is "$(stat -c %F "$mnt/s/sock.old" 2>&1)" socket "new client: it is still a socket"
+	cairnd_umount "$old"
+else
+	echo "# old client checks skipped (set CAIRN_OLD_CAIRND to a protocol 2 cairnd)"
+fi
 t_done
