@@ -287,6 +287,12 @@ may_change(struct access *acc, const struct ctl_peer *p,
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
 	case PROTO_OP_SYMLINK:
+		/* mknod(2) of a device needs CAP_MKNOD: fs resolve --keep
+		 * local must not make one for a caller without it. */
+		if (op->kind == PROTO_OP_CREATE &&
+		    proto_type_has_rdev(op->type) &&
+		    !acc_may_mknod_dev(p->pid, p->uid))
+			return -EPERM;
 		rc = may_dir(acc, p, &op->parent, gone, need);
 		return rc < 0 ? rc : may_own_new(acc, p, op, need);
 	case PROTO_OP_LINK:

@@ -55,7 +55,8 @@ int acc_reach(struct access *acc, const struct ctl_peer *p, const char *path,
  * May @p make change @op, as the mount would let it, on what the cache
  * holds now (the parents' and the object's current attributes)? What each
  * kind needs, root aside:
- *   create, mkdir, symlink: write+search on the parent, the new object
+ *   create, mkdir, symlink: write+search on the parent (a device node:
+ *     CAP_MKNOD too, acc_may_mknod_dev()), the new object
  *     owned by @p (op uid) and of a group of @p's or, if the parent is
  *     set-gid, the parent's;
  *   link: write+search on the parent, read+write on (or owning) the object;

@@ -260,6 +260,18 @@ test_names(void)
 	op.gid = 999;
 	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EPERM,
 	       "nor of a group not one's own");
+	op.gid = 100;
+	op.type = PROTO_T_CHR;
+	op.rdev = 0x103;
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EPERM,
+	       "a device node in one's own directory needs CAP_MKNOD");
+	is_int(acc_may_change(acc, &root, &op, NULL, NULL, NULL), 0,
+	       "root may make it");
+	op.type = PROTO_T_SOCK;
+	op.rdev = 0;
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
+	       "a socket needs no privilege");
+	op.type = PROTO_T_FILE;
 	op.gid = 300;
 	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EPERM,
 	       "the parent's group, the parent not set-gid: EPERM");
