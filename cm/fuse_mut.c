@@ -262,7 +262,7 @@ struct mop {
 	void *xvalue;
 	size_t xlen;
 	uint32_t mode, uid, gid;
-	uint32_t rdev;	    /* mknod of a device */
+	uint32_t rdev; /* mknod of a device */
 	unsigned flags;
 	struct stat st;
 	int to_set;
@@ -965,7 +965,8 @@ fmut_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	if ((S_ISCHR(mode) || S_ISBLK(mode)) && (uint64_t)rdev > PROTO_RDEV_MAX) {
+	if ((S_ISCHR(mode) || S_ISBLK(mode)) &&
+	    (uint64_t)rdev > PROTO_RDEV_MAX) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}

@@ -324,9 +324,10 @@ rlog_rec_decode(const uint8_t *p, size_t len, uint64_t seq, struct rlog_rec *r)
 	r->seq = r_u64(&b);
 	r->time_ms = r_i64(&b);
 	r->nbytes = r_u64(&b);
-	if ((fmt != REC_FORMAT && fmt != REC_FORMAT_RDEV) || r->seq != seq || r->state < RLOG_PENDING ||
-	    r->state > RLOG_CONFLICT || op->kind <= PROTO_OP_NONE ||
-	    op->kind > PROTO_OP_STORE || (rflags & ~RF_CONFLICT) ||
+	if ((fmt != REC_FORMAT && fmt != REC_FORMAT_RDEV) || r->seq != seq ||
+	    r->state < RLOG_PENDING || r->state > RLOG_CONFLICT ||
+	    op->kind <= PROTO_OP_NONE || op->kind > PROTO_OP_STORE ||
+	    (rflags & ~RF_CONFLICT) ||
 	    !(rflags & RF_CONFLICT) != (r->state != RLOG_CONFLICT))
 		b.err = -EUCLEAN;
 	r_bytes(&b, op->opid, 16);

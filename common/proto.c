@@ -1995,8 +1995,7 @@ out:
 }
 
 char *
-proto_op_result_compat(const char *buf, size_t len, int version,
-		       size_t *lenp)
+proto_op_result_compat(const char *buf, size_t len, int version, size_t *lenp)
 {
 	struct proto_op_result r;
 	struct proto_attr *a[4];

@@ -42,9 +42,9 @@
 #define PROTO_VERSION 3
 #define PROTO_VERSION_STR "3" /* the same, for headers */
 #define PROTO_HDR_VERSION "X-Cairn-Protocol"
-#define PROTO_RDEV_MAX UINT32_MAX  /* Linux's dev_t: major < 4096, minor
-				      < 2^20, as glibc's makedev() packs
-				      them (doc/protocol.md) */
+/* The largest device number: Linux's dev_t (major < 4096, minor < 2^20)
+ * as glibc's makedev() packs it (doc/protocol.md). */
+#define PROTO_RDEV_MAX UINT32_MAX
 #define PROTO_NAME_MAX 255         /* bytes in one path component */
 #define PROTO_PATH_MAX 4096        /* bytes in a symlink target */
 #define PROTO_XATTR_NAME_MAX 255
