@@ -954,7 +954,7 @@ fmut_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	/* A server before protocol 3 keeps no sockets or devices; with no
 	 * volume information yet, the server says so itself (EINVAL). */
 	if ((S_ISSOCK(mode) || S_ISCHR(mode) || S_ISBLK(mode)) &&
-	    cm_volinfo(cm, &vi) == 0 && vi.version < 3) {
+	    cm_volinfo(cm, &vi) == 0 && vi.version < PROTO_V_SPECIAL) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}

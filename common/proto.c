@@ -163,7 +163,7 @@ proto_type_has_rdev(enum proto_type t)
 void
 proto_attr_compat(struct proto_attr *a, int version)
 {
-	if (version >= 3 || a->type <= PROTO_T_MAX_V2)
+	if (version >= PROTO_V_SPECIAL || a->type <= PROTO_T_MAX_V2)
 		return;
 	a->type = PROTO_T_FILE;
 	a->size = 0;
@@ -2002,7 +2002,8 @@ proto_op_result_compat(const char *buf, size_t len, int version, size_t *lenp)
 	bool change = false;
 	char *out;
 
-	if (version >= 3 || proto_op_result_decode(buf, len, &r))
+	if (version >= PROTO_V_SPECIAL ||
+	    proto_op_result_decode(buf, len, &r))
 		return NULL;
 	a[0] = r.has_attr ? &r.attr : NULL;
 	a[1] = r.has_parent ? &r.parent : NULL;

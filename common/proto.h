@@ -41,6 +41,9 @@
  * (proto_attr_compat()). */
 #define PROTO_VERSION 3
 #define PROTO_VERSION_STR "3" /* the same, for headers */
+/* The protocol that added sockets and devices: the version a client must
+ * announce to be shown them, and a server must speak to keep them. */
+#define PROTO_V_SPECIAL 3
 #define PROTO_HDR_VERSION "X-Cairn-Protocol"
 /* The largest device number: Linux's dev_t (major < 4096, minor < 2^20)
  * as glibc's makedev() packs it (doc/protocol.md). */
@@ -91,7 +94,7 @@ enum proto_type {
 	PROTO_T_BLK,
 };
 #define PROTO_T_MAX PROTO_T_BLK
-/* The last type a protocol 1 or 2 client knows. */
+/* The last type a client before PROTO_V_SPECIAL knows. */
 #define PROTO_T_MAX_V2 PROTO_T_FIFO
 
 /* An object's attributes as the server holds them. Times in ns since the

@@ -1125,7 +1125,8 @@ run_locked(struct rjob *r)
 		rc = vs_apply(vs, &r->op, &r->rep);
 		if (!rc && r->rep.nev)
 			ring_append(vol, r->rep.ev, r->rep.nev);
-		if (!rc && r->rep.status == 200 && r->proto < 3) {
+		if (!rc && r->rep.status == 200 &&
+		    r->proto < PROTO_V_SPECIAL) {
 			/* An older client would refuse a socket or device
 			 * in the reply (proto_attr_compat()). */
 			size_t clen;

@@ -80,6 +80,7 @@ cairnd_umount "$mnt3"
 # What a client of protocol 2 is shown: the server cannot know whether a
 # request without X-Cairn-Protocol comes from an old cairnd, so it shows
 # sockets and devices as empty regular files, which that decoder takes.
+pv=$(vold_curl "$VOLD_URL/v1/ping" | python3 -c 'import json,sys; print(json.load(sys.stdin)["protocol"])')
 root=$(vold_curl -H "Authorization: Bearer $(cat "$T_DIR/tok")" "$VOLD_URL/v1/vol/spec" |
 	python3 -c 'import json,sys; print(json.load(sys.stdin)["root"])')
 sdir=$(vold_curl -H "Authorization: Bearer $(cat "$T_DIR/tok")" "$VOLD_URL/v1/vol/spec/dir/$root" |
@@ -91,14 +92,14 @@ d=json.load(sys.stdin)
 print(" ".join("%s:%s:%s:%s" % (e["name"], e["attr"]["type"], e["attr"].get("rdev", "-"), e["attr"]["size"])
 	for e in sorted(d["entries"], key=lambda e: e["name"]) if e["name"].endswith(".keep")))'
 }
-t_is "$(types -H 'X-Cairn-Protocol: 3')" \
+t_is "$(types -H "X-Cairn-Protocol: $pv")" \
 	"blk.keep:blk:1992:0 chr.keep:chr:259:0 fifo.keep:fifo:-:0 sock.keep:socket:-:0" \
-	"protocol 3: the listing has the types and device numbers"
+	"protocol $pv: the listing has the types and device numbers"
 t_is "$(types)" "blk.keep:file:-:0 chr.keep:file:-:0 fifo.keep:fifo:-:0 sock.keep:file:-:0" \
 	"no protocol header: sockets and devices are empty files"
 t_is "$(types -H 'X-Cairn-Protocol: 2')" "blk.keep:file:-:0 chr.keep:file:-:0 fifo.keep:fifo:-:0 sock.keep:file:-:0" \
 	"protocol 2: the same"
-chr=$(vold_curl -H "Authorization: Bearer $(cat "$T_DIR/tok")" -H 'X-Cairn-Protocol: 3' "$VOLD_URL/v1/vol/spec/dir/$sdir" |
+chr=$(vold_curl -H "Authorization: Bearer $(cat "$T_DIR/tok")" -H "X-Cairn-Protocol: $pv" "$VOLD_URL/v1/vol/spec/dir/$sdir" |
 	python3 -c 'import json,sys; print([e["attr"]["fid"] for e in json.load(sys.stdin)["entries"] if e["name"]=="chr.keep"][0])')
 t_is "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(cat "$T_DIR/tok")" \
 	"$VOLD_URL/v1/vol/spec/data/$chr/1/0?size=262144")" 400 \

@@ -1957,10 +1957,10 @@ test_types(void)
 	mkattr(&a, F1, PROTO_T_BLK);
 	a.rdev = 0x801;
 	a.size = 77;
-	proto_attr_compat(&a, 3);
+	proto_attr_compat(&a, PROTO_V_SPECIAL);
 	ok(a.type == PROTO_T_BLK && a.rdev == 0x801 && a.size == 77,
 	   "protocol 3 sees a device as it is");
-	proto_attr_compat(&a, 2);
+	proto_attr_compat(&a, PROTO_V_SPECIAL - 1);
 	ok(a.type == PROTO_T_FILE && a.rdev == 0 && a.size == 0 &&
 		   a.mode == 0644 && a.nlink == 2,
 	   "protocol 2 sees a device as an empty file, mode and links kept");
@@ -1986,10 +1986,11 @@ test_types(void)
 	r.event_seq = 9;
 	s = proto_op_result_encode(&r, &len);
 	ok(s != NULL, "op result with a socket encodes");
-	ok(proto_op_result_compat(s, len, 3, &n) == NULL,
+	ok(proto_op_result_compat(s, len, PROTO_V_SPECIAL, &n) == NULL,
 	   "protocol 3: op result unchanged");
 	{
-		char *c = proto_op_result_compat(s, len, 2, &n);
+		char *c = proto_op_result_compat(s, len, PROTO_V_SPECIAL - 1,
+						 &n);
 
 		ok(c && proto_op_result_decode(c, n, &gr) == 0 &&
 			   gr.attr.type == PROTO_T_FILE &&
@@ -2000,7 +2001,7 @@ test_types(void)
 	free(s);
 	r.attr.type = PROTO_T_FILE;
 	s = proto_op_result_encode(&r, &len);
-	ok(proto_op_result_compat(s, len, 2, &n) == NULL,
+	ok(proto_op_result_compat(s, len, PROTO_V_SPECIAL - 1, &n) == NULL,
 	   "protocol 2: an op result without new types is unchanged");
 	free(s);
 
