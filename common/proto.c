@@ -2002,8 +2002,11 @@ proto_op_result_compat(const char *buf, size_t len, int version, size_t *lenp)
 	bool change = false;
 	char *out;
 
-	if (version >= PROTO_V_SPECIAL ||
-	    proto_op_result_decode(buf, len, &r))
+	if (version >= PROTO_V_SPECIAL || !buf ||
+	    (!memmem(buf, len, "\"socket\"", 8) &&
+	     !memmem(buf, len, "\"chr\"", 5) && !memmem(buf, len, "\"blk\"", 5)))
+		return NULL; /* nothing to change: not worth a decode */
+	if (proto_op_result_decode(buf, len, &r))
 		return NULL;
 	a[0] = r.has_attr ? &r.attr : NULL;
 	a[1] = r.has_parent ? &r.parent : NULL;

@@ -372,7 +372,9 @@ int proto_op_result_decode(const char *buf, size_t len,
 /* An encoded op reply as a client of protocol @version may see it
  * (proto_attr_compat() on each attribute object). @return a heap buffer the
  * caller frees, with its length in *lenp, or NULL: @buf needs no change
- * (version 3 or later, or nothing in it to change) or does not decode. */
+ * (@version is PROTO_V_SPECIAL or later, or nothing in it to change) or
+ * does not decode. A body that names none of the new types is not
+ * decoded at all (a substring check), so the common case costs nothing. */
 char *proto_op_result_compat(const char *buf, size_t len, int version,
 			     size_t *lenp);
 /* "errno" is required (an unknown name gives EIO); "error" and "dv" are

@@ -1125,20 +1125,6 @@ run_locked(struct rjob *r)
 		rc = vs_apply(vs, &r->op, &r->rep);
 		if (!rc && r->rep.nev)
 			ring_append(vol, r->rep.ev, r->rep.nev);
-		if (!rc && r->rep.status == 200 &&
-		    r->proto < PROTO_V_SPECIAL) {
-			/* An older client would refuse a socket or device
-			 * in the reply (proto_attr_compat()). */
-			size_t clen;
-			char *c = proto_op_result_compat(
-				r->rep.body, r->rep.len, r->proto, &clen);
-
-			if (c) {
-				free(r->rep.body);
-				r->rep.body = c;
-				r->rep.len = clen;
-			}
-		}
 		break;
 	case J_STAGE:
 		body = body_of(r, &blen);
@@ -1503,6 +1489,20 @@ job_done(struct vold_job *j)
 		events_start(r);
 		break;
 	case J_OP:
+		if (r->rep.status == 200 && r->proto < PROTO_V_SPECIAL) {
+			/* An older client would refuse a socket or device
+			 * in the reply (proto_attr_compat()); a reply
+			 * without one is left as it is, undecoded. */
+			size_t clen;
+			char *c = proto_op_result_compat(
+				r->rep.body, r->rep.len, r->proto, &clen);
+
+			if (c) {
+				free(r->rep.body);
+				r->rep.body = c;
+				r->rep.len = clen;
+			}
+		}
 		evhttp_add_header(evhttp_request_get_output_headers(r->req),
 				  "Cache-Control", "no-store");
 		reply_body(r->req, r->rep.status, "application/json",
