@@ -6,7 +6,8 @@
 # and tries mknod as uid 65534; the two transcripts must be equal. The
 # local side runs on a nodev tmpfs (in a private mount namespace) because
 # cairnd mounts nodev. Then: a fresh cache lists the same objects with the
-# same device numbers (the server has them), a mount with -o dev opens a
+# same device numbers (the server has them) and a socket bound through one
+# mount is not connectable through another (another client), a mount with -o dev opens a
 # character device through the kernel (1:3 is /dev/null), and a client
 # that does not announce protocol 3 sees sockets and devices as empty
 # regular files.
@@ -60,6 +61,30 @@ t_is "$(ls -l "$mnt2/s" | awk '$NF=="chr.keep" {print substr($1,1,1), $5, $6}')"
 	"ls -l shows the character device and its numbers"
 t_is "$(find "$mnt2/s" -maxdepth 1 -name '*.keep' -printf '%y %f\n' | sort | tr '\n' ' ')" \
 	"b blk.keep c chr.keep p fifo.keep s sock.keep " "find -printf %y names each type"
+# A second mount is another client (another superblock): the socket file
+# is there, but the listening socket is on the first; as on NFS.
+python3 - "$mnt/s/two.sock" "$mnt2/s/two.sock" >"$T_DIR/two.out" 2>&1 <<'EOF'
+import errno, os, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(1)
+for _ in range(100):
+    if os.path.exists(sys.argv[2]):
+        break
+    time.sleep(0.05)
+c = socket.socket(socket.AF_UNIX)
+try:
+    c.connect(sys.argv[2])
+    print("connected")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+c = socket.socket(socket.AF_UNIX)
+c.connect(sys.argv[1])
+print("same client: connected")
+os.unlink(sys.argv[1])
+EOF
+t_is "$(tr '\n' ' ' <"$T_DIR/two.out")" "ECONNREFUSED same client: connected " \
+	"a socket bound through one mount is not connectable through another"
 cairnd_umount "$mnt2"
 
 # A restarted cairnd serves them from its metadata cache (meta.tdb 'A'
