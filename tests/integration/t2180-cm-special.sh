@@ -5,12 +5,12 @@
 # a Unix socket in the directory and connects to it from another process,
 # and tries mknod as uid 65534; the two transcripts must be equal. The
 # local side runs on a nodev tmpfs (in a private mount namespace) because
-# cairnd mounts nodev. Then: a fresh cache lists the same objects with the
-# same device numbers (the server has them) and a socket bound through one
-# mount is not connectable through another (another client), a mount with -o dev opens a
-# character device through the kernel (1:3 is /dev/null), and a client
-# that does not announce protocol 3 sees sockets and devices as empty
-# regular files.
+# cairnd mounts nodev. Then: a fresh cache lists the same objects with
+# the same device numbers (the server has them), a socket bound through
+# one mount is not connectable through another (another client), a mount
+# with -o dev opens a character device through the kernel (1:3 is
+# /dev/null), and a client that does not announce protocol 3 sees sockets
+# and devices as empty regular files.
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
 t_timeout 300
