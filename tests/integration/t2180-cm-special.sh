@@ -18,6 +18,7 @@ OPS=$top_srcdir/tests/integration/special-ops.py
 
 show() { head -n "${2:-60}" "$1" | sed 's/^/#   /'; }
 
+unshare -m true 2>/dev/null || { echo "# SKIP: unshare -m (a private mount namespace) is not allowed"; exit 77; }
 local_dir=$T_DIR/local
 mkdir -p "$local_dir"
 unshare -m sh -c "mount -t tmpfs -o nodev,size=16m tmpfs '$local_dir' &&
