@@ -105,6 +105,12 @@ const struct fs_cmd fs_commands[] = {
 	 "it\n"
 	 "waits for the server up to SECONDS (default: cairnd's "
 	 "fetch-timeout)."},
+	{"metrics", fs_cmd_metrics, 0, COMMON_OPTS,
+	 "print cairnd's counters in the Prometheus text format",
+	 "Cache hits and misses, bytes fetched, fetch latency, evictions,\n"
+	 "cache and dirty bytes, the replay log's backlog, the mode and FUSE\n"
+	 "requests by kind, as a scraper reads them (cairnd(8) METRICS).\n"
+	 "--json gives {\"content_type\", \"text\"}."},
 	{"help", fs_cmd_help, FS_F_LOCAL | FS_F_OPTPATH, "[command]",
 	 "list commands, or show one command's help", NULL},
 	{"version", fs_cmd_version, FS_F_LOCAL, "",

@@ -435,6 +435,11 @@ cmd_remove(int argc, char **argv)
 		return ex_of(rc);
 	if (!staged && !force) {
 		rc = info_of(r, argv[optind], &vi);
+		/* A volume a vos remove that died already marked reads as
+		 * gone: finish removing it (vs_vol_remove() says -ENOENT if
+		 * there is really nothing). */
+		if (rc == -ENOENT)
+			goto remove;
 		if (rc) {
 			vs_root_close(r);
 			return fail(rc, "cannot remove volume '%s'", argv[optind]);
@@ -447,6 +452,7 @@ cmd_remove(int argc, char **argv)
 			return EX_TEMPFAIL;
 		}
 	}
+remove:
 	rc = vs_vol_remove(r, argv[optind], staged ? VS_STAGED : 0);
 	vs_root_close(r);
 	if (rc)

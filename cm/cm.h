@@ -26,11 +26,14 @@
 #ifndef CAIRN_CM_CM_H
 #define CAIRN_CM_CM_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "chunkstore/cs.h"
+#include "common/conf.h"
 #include "common/fid.h"
 #include "common/proto.h"
 
@@ -47,6 +50,8 @@ struct cm_config {
 	char *ctl_socket;   /* control socket path, or NULL: the default */
 	char *proxy;	    /* HTTP proxy URL, or NULL: none (never the
 			       environment's http_proxy) */
+	char *metrics_listen; /* loopback ADDR:PORT for GET /metrics, or
+				 NULL: none (ctl_metrics.c) */
 	uint64_t cache_size;	   /* bytes (cs limit) */
 	uint64_t dirty_limit;	   /* bytes; 0: a quarter of cache_size, at
 				      most 256 MiB (wb.c) */
@@ -63,6 +68,7 @@ struct cm_config {
 	bool foreground;
 	bool use_syslog;
 	bool allow_insecure_http; /* http:// to a host not on this machine */
+	struct conf_origins origins; /* where each setting came from */
 };
 
 /* Default values (doc'd in cairnd(8)); fields not set stay NULL/0. */
@@ -75,14 +81,34 @@ void cm_config_release(struct cm_config *c);
  */
 int cm_config_set(struct cm_config *c, const char *key, const char *value,
 		  const char **why);
+/* cm_config_set(), and note @origin ("FILE:LINE", "command line") as
+ * where @key came from, for cm_config_show(). */
+int cm_config_set_from(struct cm_config *c, const char *key,
+		       const char *value, const char *origin, const char **why);
 /*
- * Load an ini file (inih): keys as cm_config_set(), in the [cairnd]
- * section or before any section. Keys in @skip (NULL-terminated list, may
- * be NULL) are ignored, so the command line wins. @return 0 or -errno;
- * on a bad line *line is its number.
+ * Load the config file @path and its drop-ins ("@path.d/\*.conf", in name
+ * order; common/conf.h has the format): keys as cm_config_set(), before
+ * any section or in [cairnd]; other sections are skipped. Keys in @skip
+ * (NULL-terminated list, may be NULL) are ignored, so the command line
+ * wins. A missing @path is an error only with @must. @return 0 or
+ * -errno; then @where says "FILE:LINE" (or the file) and *why what was
+ * wrong when known.
  */
-int cm_config_load(struct cm_config *c, const char *path,
-		   const char *const *skip, int *line);
+int cm_config_load(struct cm_config *c, const char *path, bool must,
+		   const char *const *skip, char *where, size_t wlen,
+		   const char **why);
+/* The value of setting @key as text that cm_config_set() takes back
+ * (sizes in bytes, durations in ms). @return 1, 0 when not set (NULL),
+ * -ENOENT for an unknown key. */
+int cm_config_value(const struct cm_config *c, const char *key, char *buf,
+		    size_t len);
+/* The @i-th setting's key (0, 1, ...), NULL past the last: every key
+ * cm_config_value() knows, in --show-config's order. */
+const char *cm_config_key(size_t i);
+/* --show-config: every setting, its value and where it came from
+ * ("default", "FILE:LINE", "command line"), one "key = value  # origin"
+ * line each; the token file's name, never the token. */
+void cm_config_show(const struct cm_config *c, FILE *out);
 /* Check that the required settings are present, and the transport rule
  * below. @return 0 or -EINVAL with *why naming the first missing one, or
  * -EPERM when plain http:// would leave the machine without
@@ -120,6 +146,15 @@ cm_chunk_key(struct cs_key *k, const struct fid *fid, uint64_t chunk)
 /* Map an HTTP result (transport errno or status + error body) to a
  * negative errno: what a FUSE request should see. */
 int cm_http_errno(int err, long status, const char *body, size_t len);
+
+/* Does the transport errno @err (negative) say that no server is there
+ * (refused, unreachable), as opposed to a connection broken mid-way? */
+static inline bool
+cm_server_refused(int err)
+{
+	return err == -ECONNREFUSED || err == -EHOSTUNREACH ||
+	       err == -ENETUNREACH;
+}
 
 /* Bearer token from a file: first line, trimmed. The file is opened with
  * O_NOFOLLOW and must pass util_check_secret_file() (a regular file owned

@@ -217,6 +217,7 @@ static const struct ctl_handlers cm_ctl_handlers = { .on = {
 	[CTL_RESOLVE] = cm_ctl_h_resolve,
 	[CTL_REPLAYLOG] = cm_ctl_h_replaylog,
 	[CTL_FLUSHALL] = cm_ctl_h_flushvolume, /* and then the metadata */
+	[CTL_METRICS] = cm_ctl_h_metrics,
 } };
 
 /* ---- start / stop --------------------------------------------------- */
@@ -248,7 +249,7 @@ cm_ctl_start(struct cm *cm)
 	ctl_server_get_limits(cm->ctl, &lim);
 	lim.max_conns_per_uid = cm->cfg.ctl_conns_per_uid;
 	ctl_server_set_limits(cm->ctl, &lim);
-	return 0;
+	return cm_metrics_listen_start(cm);
 }
 
 struct stop_job {
@@ -262,6 +263,7 @@ stop_job(struct cm_loop *loop, struct cm_job *job)
 	struct stop_job *sj = container_of(job, struct stop_job, job);
 
 	(void)loop;
+	cm_metrics_listen_stop(sj->cm);
 	ctl_server_free(sj->cm->ctl);
 	sj->cm->ctl = NULL;
 	free(sj);
@@ -278,6 +280,7 @@ cm_ctl_stop(struct cm *cm)
 	 * is not running, nobody else touches it. */
 	j = cm->loop.running ? calloc(1, sizeof(*j)) : NULL;
 	if (!j) {
+		cm_metrics_listen_stop(cm);
 		ctl_server_free(cm->ctl);
 		cm->ctl = NULL;
 		return;

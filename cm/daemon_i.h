@@ -27,6 +27,7 @@
 struct access;
 struct cs_store;
 struct ctl_server;
+struct cm_metrics_srv;
 struct evstream;
 struct fetch;
 struct http_client;
@@ -65,6 +66,7 @@ struct cm {
 	struct wb *wb;		  /* thread-safe (wb.h) */
 	struct pin *pin;	  /* loop thread only (pin.h) */
 	struct ctl_server *ctl;	  /* loop thread only (cm_ctl.h) */
+	struct cm_metrics_srv *msrv; /* loop thread only: metrics-listen */
 
 	pthread_mutex_t lock;
 	struct proto_volinfo vi; /* protected by lock */

@@ -17,6 +17,7 @@
 #ifndef CAIRN_CM_EVENTS_H
 #define CAIRN_CM_EVENTS_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 struct cm_loop;
@@ -34,6 +35,9 @@ struct ev_deps {
 	struct mfetch *mf; /* applies each event */
 	struct cm_stats *st;
 	const char *volume;
+	/* Cleared when a reconnection is refused: the server is away, and
+	 * a read that misses then fails at once (fetch.c). May be NULL. */
+	atomic_int *online;
 };
 
 /* Set up a follower; nothing is asked yet. @return the handle, or NULL +
@@ -42,6 +46,11 @@ struct evstream *ev_new(const struct ev_deps *deps);
 /* Start following from @since (the persisted seq; 0 = from now).
  * @return 0 or -errno. */
 int ev_start(struct evstream *es, uint64_t since);
+/* Reconnect now (SIGHUP gave a new token): end the current stream, or
+ * cut a reconnect's backoff short; the next request carries the HTTP
+ * client's current token. Events are not lost: it asks since= the last
+ * one applied. NULL-safe. */
+void ev_restart(struct evstream *es);
 /* Stop: cancel the stream and the timers, persist the seq; call before
  * http_free(). NULL-safe. */
 void ev_stop(struct evstream *es);

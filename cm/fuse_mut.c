@@ -951,7 +951,7 @@ fmut_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	/* A server before protocol 3 keeps no sockets or devices; with no
+	/* A server before PROTO_V_SPECIAL keeps no sockets or devices; with no
 	 * volume information yet, the server says so itself (EINVAL). */
 	if ((S_ISSOCK(mode) || S_ISCHR(mode) || S_ISBLK(mode)) &&
 	    cm_volinfo(cm, &vi) == 0 && vi.version < PROTO_V_SPECIAL) {

@@ -774,7 +774,7 @@ transfer_start(struct http_client *c, struct http_req *req)
 	/* Headers first; "Expect:" stops curl from waiting for 100-continue
 	 * before sending a body (one round trip per store otherwise). */
 	ADD_HEADER("Expect:");
-	/* This client knows sockets and device nodes (protocol 3): without
+	/* This client knows sockets and device nodes (PROTO_V_SPECIAL): without
 	 * the header a server shows them as empty files. */
 	ADD_HEADER(PROTO_HDR_VERSION ": " PROTO_VERSION_STR);
 	pthread_mutex_lock(&c->lock);

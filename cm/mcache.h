@@ -141,7 +141,7 @@ bool mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
 		      const struct proto_attr *add_attr);
 
 /*
- * Disconnected changes (offline.c). A change made without the server gets
+ * Disconnected changes (local.c). A change made without the server gets
  * a *local* DV (CM_DV_LOCAL set: never a server DV, so nothing cached with
  * one is ever taken for the server's; after reintegration a bulk
  * revalidation replaces them).

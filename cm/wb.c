@@ -935,7 +935,8 @@ wb_flush(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 	cm_post(wb->d.loop, &fj->job);
 }
 
-/* Retag after the server stored op (loop thread, from mut_apply). */
+/* Retag after the server stored @op (loop thread: the op log's reply,
+ * through its file_stored hook). */
 void
 wb_stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 {

@@ -92,6 +92,7 @@ static const struct type_info req_types[CTL_REQ_MAX + 1] = {
 			 {PATH_ARG, {"how", A_STR, true}}},
 	[CTL_REPLAYLOG] = {"replaylog", 0, {{"limit", A_U32, false}}},
 	[CTL_FLUSHALL] = {"flushall", CTL_TF_ROOT | CTL_TF_LONG, {{0}}},
+	[CTL_METRICS] = {"metrics", 0, {{0}}},
 };
 
 const char *

@@ -11,9 +11,23 @@
  *
  * Threads: the loop thread owns every evhttp object, the volume registry,
  * the chunk cache and the subscribers. Workers touch a volume only through
- * vvol->lock (its vs_vol handle: tdb is not thread-safe) and vvol->evlock
+ * vvol->lock (its vs_vol handle: tdb is not thread-safe), vvol->evlock
  * (the in-memory event ring, which workers append to in commit order while
- * holding vvol->lock).
+ * holding vvol->lock) and vvol->gclock (the queue of mutations waiting for
+ * a group commit).
+ *
+ * Group commits. A mutation (POST /op or /batch) is queued on vvol->gcq
+ * by the loop as it is submitted to the pool. Its worker decodes the body
+ * outside every lock (GC_DECODING: leaders leave it alone), marks it
+ * GC_READY and takes vvol->lock. Whoever gets the lock first takes every
+ * queued mutation that is not being decoded (up to GC_MAX_OPS ops),
+ * decodes those no worker got to yet (GC_RAW: they would wait for this
+ * commit anyway), and applies them with vs_apply_group(): one tdb
+ * transaction, one durable commit for all. A worker that gets the lock
+ * and finds its job done (gc_done) just goes on to encode its reply. The
+ * leader writes a job's results before it sets gc_done under gclock and
+ * never touches the job after that. So a commit costs one fsync sequence
+ * however many requests were waiting, also more than there are workers.
  */
 #include "config.h"
 
@@ -45,6 +59,7 @@
 
 #include "base/crc32c.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/proto.h"
 #include "common/token.h"
 #include "common/util.h"
@@ -54,6 +69,7 @@
 #include "vol/volstore.h"
 
 #define EVQ_MAX (4u << 20)	/* queued stream bytes before a drop */
+#define GC_MAX_OPS 1024		/* ops in one group commit */
 #define PING_MS 15000
 #define OC_HASH 1024
 /* Block sums per chunk: proto_block_size() makes at most 16 blocks. */
@@ -74,6 +90,74 @@
 
 struct vold;
 struct vvol;
+
+/*
+ * Metrics (doc/protocol.md "Metrics"): what GET /metrics on the metrics
+ * listener shows. A request is counted when its reply has gone out
+ * (on_req_done), under its route and status; its duration runs from its
+ * complete head to then. Counters of the loop thread are plain integers;
+ * the commit counters are updated by workers, so they are atomic.
+ */
+enum vroute {
+	VR_PING,
+	VR_VOL,
+	VR_GETATTR,
+	VR_DIR,
+	VR_LINK,
+	VR_XATTR,
+	VR_DATA,
+	VR_EVENTS,
+	VR_OP,
+	VR_STAGE,
+	VR_METRICS,
+	VR_UNKNOWN, /* no such route, a malformed path */
+	VR_REFUSED, /* refused by the admission filter from its head */
+	VR_COUNT
+};
+
+static const char *const vroute_names[VR_COUNT] = {
+	"ping", "volinfo", "getattr", "dir",	 "link",    "xattr",   "data",
+	"events", "op",	    "stage",   "metrics", "unknown", "refused",
+};
+
+/* The statuses cairn-vold answers with (reason()); anything else is
+ * counted as code="other". */
+static const int vstatus[] = {200, 204, 304, 400, 401, 403, 404,
+			      405, 409, 410, 411, 412, 413, 416,
+			      429, 431, 500, 501, 503, 507};
+#define VSTATUS_N (sizeof(vstatus) / sizeof(vstatus[0]) + 1)
+
+/* Why the admission layer turned something away. */
+enum vrefusal {
+	VREF_CONN_ADDR,	   /* a connection: its address has too many */
+	VREF_CONN_MAX,	   /* accepting paused: max_conns reached */
+	VREF_DESCRIPTORS,  /* accepting paused: out of descriptors */
+	VREF_DEADLINE,	   /* a request not received within the deadline */
+	VREF_TOKEN,	   /* a request body refused for its token */
+	VREF_TOO_LARGE,	   /* ... for its size */
+	VREF_CHUNKED,	   /* ... without a Content-Length */
+	VREF_BAD_HEAD,	   /* a malformed head */
+	VREF_BODY_BUDGET,  /* too many bodies held at once */
+	VREF_STREAMS,	   /* an event stream past max_streams_per_token */
+	VREF_COUNT
+};
+
+static const char *const vrefusal_names[VREF_COUNT] = {
+	"connections_per_address", "max_connections", "descriptors",
+	"request_deadline", "token", "body_too_large", "chunked",
+	"bad_head", "body_budget", "streams_per_token",
+};
+
+struct vold_stats {
+	uint64_t req[VR_COUNT][VSTATUS_N]; /* loop thread */
+	struct metrics_hist lat[VR_COUNT]; /* loop thread (microseconds) */
+	uint64_t bytes_in, bytes_out;	   /* loop thread */
+	uint64_t refused[VREF_COUNT];	   /* loop thread */
+	struct metrics_counter commits[2]; /* workers: ops committed,
+					      [0] applied, [1] refused */
+	struct metrics_hist commit_lat;	   /* workers: one group commit's
+					      time (vs_apply_group()) */
+};
 
 /* What a chunk GET reply carries about its body: the SHA-256 of the whole
  * (X-Cairn-SHA256) and the CRC32C of each block (X-Cairn-Blocks). */
@@ -100,6 +184,7 @@ struct ocache {
 	uint64_t dv, size, chunk, off, len;
 	uint32_t cs;
 	struct csum sum;
+	size_t weight; /* what it counts in vd->ncache: its fds, at least 1 */
 	size_t nseg;
 	struct oseg seg[];
 };
@@ -156,10 +241,15 @@ struct vconn {
 	bool admit_pending; /* peer address not checked yet */
 	bool timing;	    /* deadline armed */
 	enum vconn_state state;
+	enum vroute route;  /* of the request being answered */
+	uint64_t t0_us;	    /* its head was complete (metrics_now_us()) */
+	struct evbuffer_cb_entry *uin_cb;
 	uint64_t body_left;
 	uint64_t body_held; /* its share of vd->body_held */
 	size_t scanned;	    /* head bytes searched for its end so far */
 };
+
+struct rjob;
 
 struct vvol {
 	TAILQ_ENTRY(vvol) link;
@@ -189,6 +279,10 @@ struct vvol {
 	pthread_mutex_t evlock;
 	struct proto_event *ring;	/* protected by evlock */
 	uint64_t ring_first, ring_last; /* protected by evlock */
+
+	pthread_mutex_t gclock;
+	TAILQ_HEAD(, rjob) gcq;	/* protected by gclock: mutations waiting
+				   for a group commit */
 };
 
 struct vold {
@@ -225,6 +319,15 @@ struct vold {
 	struct event *resume; /* ends the descriptor pause */
 	uint64_t log_full_ms, log_emfile_ms, log_addr_ms, log_deadline_ms;
 	uint64_t log_stream_ms;
+	int alog_fd; /* access log (vold_set_access_log), -1: none */
+
+	/* The metrics listener (conf->metrics_listen), or NULL: plain HTTP,
+	 * GET /metrics only, through the same admission filter. */
+	struct evhttp *mhttp;
+	struct evhttp_bound_socket *mbound;
+	int mport;
+	char maddr[80];
+	struct vold_stats st;
 };
 
 /* Every running server, to find ours from the listener's error callback
@@ -240,9 +343,21 @@ enum jkind {
 	J_DATA,
 	J_EVENTS,
 	J_OP,
+	J_BATCH,
 	J_STAGE,
 	J_GC,
 	J_FLAGS,
+	J_STAT, /* a volume's usage and quota, for a scrape */
+};
+
+struct scrape;
+
+/* Where a mutation is on its way to a group commit (vvol->gcq). */
+enum gc_state {
+	GC_RAW = 0,  /* queued by the loop, body not decoded */
+	GC_DECODING, /* its worker decodes it (outside the locks) */
+	GC_READY,    /* decoded, waiting for a leader */
+	GC_TAKEN,    /* off the queue: in a group, or refused */
 };
 
 /* One request's trip to a worker and back. */
@@ -265,6 +380,12 @@ struct rjob {
 	struct proto_attr *attrs; /* getattr results, encoded after unlock */
 	int *errs;
 	struct proto_op op;   /* op */
+	struct proto_batch batch; /* batch */
+	struct vs_reply *reps;	  /* batch: one per op */
+	TAILQ_ENTRY(rjob) gclink; /* in vol->gcq, protected by gclock */
+	enum gc_state gc_state;	  /* protected by gclock */
+	bool decoded;		  /* decode_body() succeeded */
+	bool gc_done;		  /* protected by gclock: results are in */
 	struct proto_dir dir; /* dir: the page (or listing) to encode */
 	struct proto_dir_cursor next;
 	bool more;
@@ -283,11 +404,17 @@ struct rjob {
 	size_t next_n;
 	uint64_t size, off, len;
 	struct csum sum;
+	/* stat */
+	struct scrape *scrape;
+	size_t idx;
+	bool stat_idle; /* the volume was not open: a read-only look */
 };
 
 static void vvol_put(struct vvol *vol);
+static void reply_compat(const struct rjob *r, struct vs_reply *rep);
 static void sub_drop(struct sub *s, bool close_conn);
 static bool log_due(uint64_t *last, uint64_t period);
+static void scrape_put(struct scrape *sc);
 
 /* ---- replies ---- */
 
@@ -397,6 +524,8 @@ vvol_get(struct vold *vd, const char *name)
 	snprintf(vol->name, sizeof(vol->name), "%s", name);
 	pthread_mutex_init(&vol->lock, NULL);
 	pthread_mutex_init(&vol->evlock, NULL);
+	pthread_mutex_init(&vol->gclock, NULL);
+	TAILQ_INIT(&vol->gcq);
 	TAILQ_INIT(&vol->subs);
 	for (int i = 0; i < OC_HASH; i++)
 		LIST_INIT(&vol->oc[i]);
@@ -415,7 +544,7 @@ oc_free(struct ocache *oc)
 
 	TAILQ_REMOVE(&vd->lru, oc, lru);
 	LIST_REMOVE(oc, hlink);
-	vd->ncache--;
+	vd->ncache -= (int)oc->weight;
 	for (size_t i = 0; i < oc->nseg; i++)
 		if (oc->seg[i].seg)
 			evbuffer_file_segment_free(oc->seg[i].seg);
@@ -458,6 +587,7 @@ vvol_put(struct vvol *vol)
 	free(vol->ring);
 	pthread_mutex_destroy(&vol->lock);
 	pthread_mutex_destroy(&vol->evlock);
+	pthread_mutex_destroy(&vol->gclock);
 	free(vol);
 }
 
@@ -614,14 +744,23 @@ oc_insert(struct vvol *vol, struct rjob *r)
 	const struct proto_path *p = &r->path;
 	struct ocache *oc = oc_find(vol, p->fid.oid, p->dv, p->chunk_size,
 				    p->chunk);
+	size_t weight = 0;
 
 	if (oc)
 		oc_free(oc);
-	while (vd->ncache >= vd->cache_max && !TAILQ_EMPTY(&vd->lru))
+	/* The cache is bounded by the fds it holds: a reply of a 4 MiB
+	 * client chunk may hold 16 open objects. */
+	for (size_t i = 0; i < r->next_n; i++)
+		weight += r->ext[i].fd >= 0;
+	if (!weight)
+		weight = 1;
+	while (vd->ncache + (int)weight > vd->cache_max &&
+	       !TAILQ_EMPTY(&vd->lru))
 		oc_free(TAILQ_LAST(&vd->lru, oc_lru));
 	oc = calloc(1, sizeof(*oc) + r->next_n * sizeof(oc->seg[0]));
 	if (!oc)
 		return NULL;
+	oc->weight = weight;
 	if (oseg_make(vd, r, oc->seg)) {
 		free(oc);
 		return NULL;
@@ -638,7 +777,7 @@ oc_insert(struct vvol *vol, struct rjob *r)
 	oc->sum = r->sum;
 	LIST_INSERT_HEAD(&vol->oc[oc_hash(oc->oid, oc->chunk)], oc, hlink);
 	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
-	vd->ncache++;
+	vd->ncache += (int)weight;
 	return oc;
 }
 
@@ -694,6 +833,13 @@ send_chunk(struct vold *vd, struct evhttp_request *req, bool pub,
 		evhttp_send_error(req, 500, NULL);
 		return;
 	}
+	/* libevent makes a sendfile chain only in a buffer that says it
+	 * drains to a socket; in any other it maps the file and the reply is
+	 * copied from the mapping into the socket (a third of the loop's CPU
+	 * on a cold client read). The chain keeps its kind as evhttp moves it
+	 * on to the connection's socket (on_fout); TLS segments never
+	 * sendfile. */
+	evbuffer_set_flags(b, EVBUFFER_FLAG_DRAINS_TO_FD);
 	for (size_t i = 0; i < nseg; i++) {
 		if (seg[i].seg) {
 			if (evbuffer_add_file_segment(b, seg[i].seg, 0,
@@ -887,6 +1033,7 @@ events_start(struct rjob *r)
 			log_info(LOG_EV, "refusing event stream on '%s': its "
 				 "token has %d open (max %d)", vol->name, n,
 				 vd->max_streams_token);
+		vd->st.refused[VREF_STREAMS]++;
 		reply_err(r->req, EAGAIN, 429,
 			  "too many event streams for this token", 0);
 		return;
@@ -1122,9 +1269,9 @@ run_locked(struct rjob *r)
 	case J_EVENTS:
 		break;
 	case J_OP:
-		rc = vs_apply(vs, &r->op, &r->rep);
-		if (!rc && r->rep.nev)
-			ring_append(vol, r->rep.ev, r->rep.nev);
+	case J_BATCH:
+		/* job_run sends these through run_mutation(). */
+		rc = -EINVAL;
 		break;
 	case J_STAGE:
 		body = body_of(r, &blen);
@@ -1143,6 +1290,10 @@ run_locked(struct rjob *r)
 		break;
 	case J_FLAGS:
 		rc = vs_vol_public(vs, &r->pub);
+		break;
+	case J_STAT:
+		/* job_run() runs it through stat_run(). */
+		rc = -EINVAL;
 		break;
 	}
 	/* vos remove marks a volume before it deletes it: from then on every
@@ -1187,6 +1338,7 @@ static int
 decode_body(struct rjob *r)
 {
 	size_t max = r->kind == J_GETATTR ? PROTO_GETATTR_BODY_MAX
+		     : r->kind == J_BATCH ? PROTO_BATCH_BODY_MAX
 					  : PROTO_OP_BODY_MAX;
 	size_t blen = r->in ? evbuffer_get_length(r->in) : 0;
 	const char *body;
@@ -1207,6 +1359,16 @@ decode_body(struct rjob *r)
 		if (rc)
 			r->msg = rc == -E2BIG ? "too many chunks"
 					      : "malformed operation";
+	} else if (r->kind == J_BATCH) {
+		rc = proto_batch_decode(body, blen, &r->batch);
+		if (rc)
+			r->msg = rc == -E2BIG ? "too many operations or chunks"
+					      : "malformed batch";
+		if (!rc) {
+			r->reps = calloc(r->batch.n, sizeof(*r->reps));
+			if (!r->reps)
+				rc = -ENOMEM;
+		}
 	} else {
 		rc = proto_getattr_req_decode(body, blen, &r->fids, &r->nfids);
 		if (rc)
@@ -1228,6 +1390,7 @@ decode_body(struct rjob *r)
 	r->in = NULL;
 	if (rc)
 		r->err = -rc;
+	r->decoded = !rc;
 	return rc;
 }
 
@@ -1331,6 +1494,297 @@ run_dir(struct rjob *r)
 	}
 }
 
+/*
+ * One GET /metrics. Each volume's usage is read by a worker (J_STAT: its
+ * tdb belongs to whoever holds its lock, and opening it may take a while),
+ * then the loop writes the text once the last one is back (scrape_put).
+ */
+struct scrape {
+	struct vold *vd;
+	struct evhttp_request *req;
+	size_t pending;	 /* J_STAT jobs out, plus one for the starter */
+	char **names;	 /* vs_vol_list() */
+	size_t nnames;
+	struct vs_volinfo *vi; /* [nnames], valid where ok[i] */
+	bool *ok;
+};
+
+/*
+ * Worker: the usage and quota of one volume. One in use is asked through
+ * its handle. One that is not gets a read-only look, not the open of a
+ * first request: that one loads the event ring (megabytes), and a scrape
+ * must not cost that for every volume of the server. vol->lock keeps any
+ * request from opening it meanwhile (tdb takes one handle per file in a
+ * process). One that cannot be opened is left out of the text; why is
+ * logged by the requests that need it, not by every scrape.
+ */
+static void
+stat_run(struct rjob *r)
+{
+	struct vvol *vol = r->vol;
+	struct vs_vol *v = NULL;
+	int rc;
+
+	pthread_mutex_lock(&vol->lock);
+	if (vol->vs) {
+		rc = vs_vol_info(vol->vs, &r->scrape->vi[r->idx]);
+	} else {
+		r->stat_idle = true;
+		rc = vs_vol_open(vol->vd->root, vol->name, VS_RDONLY, &v);
+		if (!rc)
+			rc = vs_vol_info(v, &r->scrape->vi[r->idx]);
+		vs_vol_close(v);
+	}
+	pthread_mutex_unlock(&vol->lock);
+	r->scrape->ok[r->idx] = rc == 0;
+	if (rc)
+		r->err = -rc;
+}
+
+/* The ops of a queued mutation as vs_apply_group() takes them. */
+static size_t
+gc_nops(const struct rjob *r)
+{
+	if (r->kind != J_BATCH)
+		return 1;
+	/* Not decoded yet: count it as the largest batch. */
+	return r->batch.n ? r->batch.n : PROTO_BATCH_MAX;
+}
+
+/*
+ * Worker, vol->lock held: apply the mutations @grp (taken off vol->gcq)
+ * in one group commit, put their events into the ring in commit order,
+ * and set each job's results. Nothing here touches a job after its
+ * gc_done is set.
+ */
+static void
+run_group(struct vvol *vol, struct rjob **grp, size_t n)
+{
+	struct vs_group_req *reqs = calloc(n, sizeof(*reqs));
+	int rc = reqs ? vvol_open_locked(vol) : -ENOMEM;
+
+	for (size_t i = 0; !rc && i < n; i++) {
+		struct rjob *r = grp[i];
+
+		if (r->kind == J_BATCH) {
+			reqs[i].ops = r->batch.ops;
+			reqs[i].n = r->batch.n;
+			reqs[i].stop = r->batch.stop;
+			reqs[i].reps = r->reps;
+		} else {
+			reqs[i].ops = &r->op;
+			reqs[i].n = 1;
+			reqs[i].reps = &r->rep;
+		}
+	}
+	uint64_t t0 = metrics_now_us();
+
+	if (!rc)
+		rc = vs_apply_group(vol->vs, reqs, n);
+	if (!rc)
+		metrics_hist_observe(&vol->vd->st.commit_lat,
+				     metrics_now_us() - t0);
+	for (size_t i = 0; i < n; i++) {
+		struct rjob *r = grp[i];
+
+		if (rc) {
+			r->err = -rc;
+			if (rc == -ENOENT)
+				r->msg = "no such volume";
+			continue;
+		}
+		for (size_t k = 0; k < reqs[i].n; k++) {
+			const struct vs_reply *rp = &reqs[i].reps[k];
+
+			if (rp->nev)
+				ring_append(vol, rp->ev, rp->nev);
+			/* A refusal is committed too (under its opid); a
+			 * replayed answer, a server failure and an op a
+			 * batch did not reach (424) commit nothing. */
+			if (!rp->replayed && !rp->err && rp->status != 424)
+				metrics_counter_add(
+					&vol->vd->st.commits[rp->status != 200],
+					1);
+		}
+		/* A single op's server failure is the request's error. */
+		if (r->kind == J_OP && r->rep.err) {
+			r->err = -r->rep.err;
+			free(r->rep.body);
+			memset(&r->rep, 0, sizeof(r->rep));
+		}
+	}
+	if (rc && rc != -ENOENT)
+		log_err(LOG_VOL, "cannot apply %zu request(s) to volume '%s': %s",
+			n, vol->name, strerror(-rc));
+	free(reqs);
+	pthread_mutex_lock(&vol->gclock);
+	for (size_t i = 0; i < n; i++)
+		grp[i]->gc_done = true;
+	pthread_mutex_unlock(&vol->gclock);
+}
+
+/* Worker, vol->lock held: take the group off vol->gcq (gclock held):
+ * oldest first, at least one, up to GC_MAX_OPS ops, skipping the jobs
+ * whose own worker is decoding them. *@grp grows as needed. */
+static size_t
+gc_take(struct vvol *vol, struct rjob ***grp, size_t *cap)
+{
+	struct rjob *q, *next;
+	size_t n = 0, ops = 0;
+
+	for (q = TAILQ_FIRST(&vol->gcq); q; q = next) {
+		next = TAILQ_NEXT(q, gclink);
+		if (q->gc_state == GC_DECODING)
+			continue;
+		if (n && ops + gc_nops(q) > GC_MAX_OPS)
+			break;
+		if (n == *cap) {
+			size_t c = *cap ? *cap * 2 : 16;
+			struct rjob **g = realloc(*grp, c * sizeof(*g));
+
+			if (!g)
+				break;
+			*grp = g;
+			*cap = c;
+		}
+		TAILQ_REMOVE(&vol->gcq, q, gclink);
+		q->gc_state = GC_TAKEN;
+		(*grp)[n++] = q;
+		ops += gc_nops(q);
+	}
+	return n;
+}
+
+/*
+ * Worker: a mutation (queued on vol->gcq by the loop), through a group
+ * commit (see the top). Its body is decoded here, outside every lock,
+ * unless a leader took the job first and decoded it under vol->lock.
+ */
+static void
+run_mutation(struct rjob *r)
+{
+	struct vvol *vol = r->vol;
+	struct rjob **grp = NULL;
+	size_t cap = 0;
+	bool raw;
+
+	pthread_mutex_lock(&vol->gclock);
+	raw = r->gc_state == GC_RAW;
+	if (raw)
+		r->gc_state = GC_DECODING;
+	pthread_mutex_unlock(&vol->gclock);
+	if (raw) {
+		int rc = decode_body(r);
+
+		pthread_mutex_lock(&vol->gclock);
+		if (rc) {
+			TAILQ_REMOVE(&vol->gcq, r, gclink);
+			r->gc_state = GC_TAKEN;
+			r->gc_done = true;
+		} else {
+			r->gc_state = GC_READY;
+		}
+		pthread_mutex_unlock(&vol->gclock);
+		if (rc)
+			return;
+	}
+	pthread_mutex_lock(&vol->lock);
+	for (;;) {
+		size_t n, m = 0;
+
+		pthread_mutex_lock(&vol->gclock);
+		if (r->gc_done) {
+			pthread_mutex_unlock(&vol->gclock);
+			break;
+		}
+		n = gc_take(vol, &grp, &cap);
+		pthread_mutex_unlock(&vol->gclock);
+		if (!n) {
+			/* No memory for a group: run ours alone, decoded. */
+			struct rjob *one = r;
+
+			pthread_mutex_lock(&vol->gclock);
+			if (!r->gc_done && r->gc_state == GC_READY) {
+				TAILQ_REMOVE(&vol->gcq, r, gclink);
+				r->gc_state = GC_TAKEN;
+			} else {
+				one = NULL;
+			}
+			pthread_mutex_unlock(&vol->gclock);
+			if (one)
+				run_group(vol, &one, 1);
+			else if (!r->gc_done)
+				r->err = EIO; /* a broken invariant: not ours */
+			break;
+		}
+		/* Jobs no worker got to yet are decoded by the leader: they
+		 * would wait for this commit anyway. One that does not
+		 * decode is answered on its own. */
+		for (size_t i = 0; i < n; i++) {
+			struct rjob *q = grp[i];
+
+			if (q->decoded || decode_body(q) == 0) {
+				grp[m++] = q;
+			} else {
+				pthread_mutex_lock(&vol->gclock);
+				q->gc_done = true;
+				pthread_mutex_unlock(&vol->gclock);
+			}
+		}
+		if (m)
+			run_group(vol, grp, m);
+	}
+	pthread_mutex_unlock(&vol->lock);
+	free(grp);
+	/* Encoded after the lock: only this worker touches @r now. */
+	if (r->kind == J_OP && !r->err)
+		reply_compat(r, &r->rep);
+	for (size_t i = 0; r->kind == J_BATCH && !r->err && r->reps &&
+			   i < r->batch.n;
+	     i++)
+		reply_compat(r, &r->reps[i]);
+	if (r->kind == J_BATCH && !r->err) {
+		int *st = calloc(r->batch.n, sizeof(*st));
+		char **bodies = calloc(r->batch.n, sizeof(*bodies));
+		size_t *lens = calloc(r->batch.n, sizeof(*lens));
+
+		if (st && bodies && lens) {
+			for (size_t i = 0; i < r->batch.n; i++) {
+				st[i] = r->reps[i].status;
+				bodies[i] = r->reps[i].body;
+				lens[i] = r->reps[i].len;
+			}
+			r->out = proto_batch_reply_encode(st, bodies, lens,
+							  r->batch.n,
+							  &r->outlen);
+		}
+		if (!r->out)
+			r->err = EIO;
+		free(st);
+		free(bodies);
+		free(lens);
+	}
+}
+
+/* What an older client may see of an op's reply: sockets and devices
+ * as empty files (proto_attr_compat()). A reply that names none is left
+ * as it is, undecoded. The opid table keeps the server's own reply. */
+static void
+reply_compat(const struct rjob *r, struct vs_reply *rep)
+{
+	size_t clen;
+	char *c;
+
+	if (r->proto >= PROTO_V_SPECIAL || rep->status != 200 || !rep->body)
+		return;
+	c = proto_op_result_compat(rep->body, rep->len, r->proto, &clen);
+	if (c) {
+		free(rep->body);
+		rep->body = c;
+		rep->len = clen;
+	}
+}
+
 static void
 job_run(struct vold_job *j)
 {
@@ -1338,8 +1792,16 @@ job_run(struct vold_job *j)
 	struct vvol *vol = r->vol;
 	int rc;
 
-	if ((r->kind == J_GETATTR || r->kind == J_OP) && decode_body(r))
+	if (r->kind == J_OP || r->kind == J_BATCH) {
+		run_mutation(r);
 		return;
+	}
+	if (r->kind == J_GETATTR && decode_body(r))
+		return;
+	if (r->kind == J_STAT) {
+		stat_run(r);
+		return;
+	}
 	if (r->kind == J_DIR) {
 		run_dir(r);
 		if (!r->err && r->status != 304) {
@@ -1411,6 +1873,10 @@ rjob_free(struct rjob *r)
 	free(r->attrs);
 	free(r->errs);
 	proto_op_release(&r->op);
+	for (size_t i = 0; r->reps && i < r->batch.n; i++)
+		free(r->reps[i].body);
+	free(r->reps);
+	proto_batch_release(&r->batch);
 	proto_dir_release(&r->dir);
 	vvol_put(r->vol);
 	free(r);
@@ -1453,6 +1919,17 @@ job_done(struct vold_job *j)
 
 	if (r->kind == J_GC)
 		goto out;
+	if (r->kind == J_STAT) {
+		/* Removed meanwhile, or registered only for this look and
+		 * used by nobody else (the registry's reference and ours):
+		 * forget it, so scrapes do not fill the registry. */
+		if (r->err == ENOENT ||
+		    (r->stat_idle && vol->refs == 2 && !vol->opened &&
+		     TAILQ_EMPTY(&vol->subs)))
+			vvol_unlist(vol);
+		scrape_put(r->scrape);
+		goto out;
+	}
 	if (r->kind == J_FLAGS) {
 		vol->flags_pending = false;
 		/* An unreadable flag makes the volume private, not stuck. */
@@ -1464,16 +1941,24 @@ job_done(struct vold_job *j)
 	} else if (!r->err) {
 		vol->opened = true;
 	}
-	if (r->kind == J_OP && !r->err) {
+	if ((r->kind == J_OP || r->kind == J_BATCH) && !r->err) {
+		size_t nrep = r->kind == J_BATCH ? r->batch.n : 1;
+		struct vs_reply *reps = r->kind == J_BATCH ? r->reps : &r->rep;
+		bool flush = false;
+
 		/* A new DV or a gone object: cached chunk SHAs of the old
 		 * one must not be served, and fills in flight are stale. */
-		for (int i = 0; i < r->rep.nev; i++)
-			if (r->rep.ev[i].kind == PROTO_EV_DATA ||
-			    r->rep.ev[i].kind == PROTO_EV_GONE) {
-				oc_drop(vol, r->rep.ev[i].fid.oid);
-				vol->gen++;
-			}
-		if (r->rep.nev)
+		for (size_t k = 0; k < nrep; k++) {
+			for (int i = 0; i < reps[k].nev; i++)
+				if (reps[k].ev[i].kind == PROTO_EV_DATA ||
+				    reps[k].ev[i].kind == PROTO_EV_GONE) {
+					oc_drop(vol, reps[k].ev[i].fid.oid);
+					vol->gen++;
+				}
+			if (reps[k].nev)
+				flush = true;
+		}
+		if (flush)
 			vol_flush_subs(vol);
 	}
 	if (r->err) {
@@ -1489,25 +1974,18 @@ job_done(struct vold_job *j)
 		events_start(r);
 		break;
 	case J_OP:
-		if (r->rep.status == 200 && r->proto < PROTO_V_SPECIAL) {
-			/* An older client would refuse a socket or device
-			 * in the reply (proto_attr_compat()); a reply
-			 * without one is left as it is, undecoded. */
-			size_t clen;
-			char *c = proto_op_result_compat(
-				r->rep.body, r->rep.len, r->proto, &clen);
-
-			if (c) {
-				free(r->rep.body);
-				r->rep.body = c;
-				r->rep.len = clen;
-			}
-		}
 		evhttp_add_header(evhttp_request_get_output_headers(r->req),
 				  "Cache-Control", "no-store");
 		reply_body(r->req, r->rep.status, "application/json",
 			   r->rep.body, r->rep.len);
 		r->rep.body = NULL;
+		break;
+	case J_BATCH:
+		evhttp_add_header(evhttp_request_get_output_headers(r->req),
+				  "Cache-Control", "no-store");
+		reply_body(r->req, 200, "application/json", r->out,
+			   r->outlen);
+		r->out = NULL;
 		break;
 	case J_STAGE:
 		evhttp_send_reply(r->req, 204, reason(204), NULL);
@@ -1768,17 +2246,26 @@ accept_update(struct vold *vd)
 	struct evconnlistener *l;
 	bool full = vd->nconns >= vd->max_conns;
 
-	if (full && !vd->accept_full && log_due(&vd->log_full_ms, LOG_EVERY_MS))
-		log_warn(LOG_HTTP, "%d connections open (the maximum): not "
-			 "accepting more until one closes", vd->nconns);
+	if (full && !vd->accept_full) {
+		vd->st.refused[VREF_CONN_MAX]++;
+		if (log_due(&vd->log_full_ms, LOG_EVERY_MS))
+			log_warn(LOG_HTTP, "%d connections open (the maximum): "
+				 "not accepting more until one closes",
+				 vd->nconns);
+	}
 	vd->accept_full = full;
-	if (!vd->bound)
-		return;
-	l = evhttp_bound_socket_get_listener(vd->bound);
-	if (vd->accept_full || vd->accept_emfile)
-		evconnlistener_disable(l);
-	else
-		evconnlistener_enable(l);
+	/* The metrics listener shares the caps: it is one more way in. */
+	for (int i = 0; i < 2; i++) {
+		struct evhttp_bound_socket *bs = i ? vd->mbound : vd->bound;
+
+		if (!bs)
+			continue;
+		l = evhttp_bound_socket_get_listener(bs);
+		if (vd->accept_full || vd->accept_emfile)
+			evconnlistener_disable(l);
+		else
+			evconnlistener_enable(l);
+	}
 }
 
 static void
@@ -1801,10 +2288,11 @@ on_accept_error(struct evconnlistener *l, void *arg)
 	struct vold *vd;
 
 	LIST_FOREACH(vd, &all_volds, all)
-		if (vd->http == arg)
+		if (vd->http == arg || (vd->mhttp && vd->mhttp == arg))
 			break;
 	if (!vd)
 		return;
+	vd->st.refused[VREF_DESCRIPTORS]++;
 	if (log_due(&vd->log_emfile_ms, LOG_EVERY_MS))
 		log_warn(LOG_HTTP, "cannot accept a connection: %s (%d open); "
 			 "pausing accept for %d ms", strerror(err), vd->nconns,
@@ -1855,6 +2343,7 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 	c->timing = false;
 	if (!c->vd || c->state == VC_DISCARD)
 		return;
+	c->vd->st.refused[VREF_DEADLINE]++;
 	peer_str(c, host, sizeof(host));
 	if (log_due(&c->vd->log_deadline_ms, LOG_EVERY_MS))
 		log_info(LOG_HTTP, "request from %s not received within %d s: "
@@ -1885,6 +2374,7 @@ vconn_admit_peer(struct vconn *c)
 		n += !o->admit_pending && o != c && same_host(&o->peer, &c->peer);
 	if (n < vd->max_conns_addr)
 		return true;
+	vd->st.refused[VREF_CONN_ADDR]++;
 	peer_str(c, host, sizeof(host));
 	if (log_due(&vd->log_addr_ms, LOG_EVERY_MS))
 		log_warn(LOG_HTTP, "refusing a connection from %s: it has %d "
@@ -1921,7 +2411,8 @@ head_token(struct vold *vd, const struct vold_head *h,
 	enum tok_verdict v;
 
 	v = token_judge(vd, h->auth, h->auth_len, p->vol,
-			p->kind == PROTO_P_OP || p->kind == PROTO_P_STAGE,
+			p->kind == PROTO_P_OP || p->kind == PROTO_P_BATCH ||
+				p->kind == PROTO_P_STAGE,
 			NULL);
 	return v == TV_OK ? RF_NONE : (enum refusal)(RF_TOKEN + v);
 }
@@ -2008,6 +2499,8 @@ vconn_head(struct vconn *c, struct evbuffer *src, struct evbuffer *dst)
 	if (n == 0 && look < VOLD_HEAD_MAX)
 		return BEV_NEED_MORE;
 	c->scanned = 0;
+	c->t0_us = metrics_now_us();
+	c->route = VR_UNKNOWN;
 	if (n == 0) {
 		/* No end in sight: evhttp's own header limit (lower than
 		 * ours) answers it with its 400 and closes. */
@@ -2018,6 +2511,12 @@ vconn_head(struct vconn *c, struct evbuffer *src, struct evbuffer *dst)
 	}
 	rf = n < 0 ? RF_BAD : head_decide(c->vd, &h, &body);
 	if (rf) {
+		c->route = VR_REFUSED;
+		c->vd->st.refused[rf < RF_TOO_LARGE ? VREF_TOKEN :
+				  rf == RF_TOO_LARGE ? VREF_TOO_LARGE :
+				  rf == RF_CHUNKED ? VREF_CHUNKED :
+				  rf == RF_BUSY ? VREF_BODY_BUDGET :
+						 VREF_BAD_HEAD]++;
 		/* Not one byte of the body is read: what came with the head
 		 * is dropped, and evhttp gets a stand-in request it answers
 		 * through on_request() (JSON error, Connection: close). */
@@ -2143,11 +2642,23 @@ on_fout(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 		evbuffer_add_buffer(bufferevent_get_output(c->under), buf);
 }
 
+/* Bytes read from the client (after TLS), for the metrics. */
+static void
+on_uin(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct vconn *c = arg;
+
+	if (c->vd)
+		c->vd->st.bytes_in += info->n_added;
+}
+
 static void
 on_uout(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct vconn *c = arg;
 
+	if (c->vd)
+		c->vd->st.bytes_out += info->n_deleted;
 	if (info->n_deleted)
 		event_active(c->wdone, EV_TIMEOUT, 1);
 }
@@ -2183,6 +2694,9 @@ vconn_free(void *arg)
 	if (c->uout_cb)
 		evbuffer_remove_cb_entry(bufferevent_get_output(c->under),
 					 c->uout_cb);
+	if (c->uin_cb)
+		evbuffer_remove_cb_entry(bufferevent_get_input(c->under),
+					 c->uin_cb);
 	if (c->fout_cb)
 		evbuffer_remove_cb_entry(bufferevent_get_output(c->bev),
 					 c->fout_cb);
@@ -2202,12 +2716,10 @@ vconn_free(void *arg)
 	free(c);
 }
 
-/* evhttp_set_bevcb(): called for each accepted connection before evhttp
- * sets its socket. */
+/* A filter for a new connection: over TLS if @tls. */
 static struct bufferevent *
-vconn_bevcb(struct event_base *base, void *arg)
+vconn_make(struct event_base *base, struct vold *vd, bool tls)
 {
-	struct vold *vd = arg;
 	struct vconn *c = calloc(1, sizeof(*c));
 	struct bufferevent *under = NULL;
 	SSL *ssl;
@@ -2219,7 +2731,7 @@ vconn_bevcb(struct event_base *base, void *arg)
 	c->kick = event_new(base, -1, 0, on_kick, c);
 	c->deadline = evtimer_new(base, on_deadline, c);
 	c->wdone = event_new(base, -1, 0, on_wdone, c);
-	if (vd->ssl) {
+	if (tls) {
 		ssl = SSL_new(vd->ssl);
 		if (ssl)
 			under = bufferevent_openssl_socket_new(
@@ -2239,9 +2751,11 @@ vconn_bevcb(struct event_base *base, void *arg)
 					     on_fout, c);
 		c->uout_cb = evbuffer_add_cb(bufferevent_get_output(under),
 					     on_uout, c);
+		c->uin_cb = evbuffer_add_cb(bufferevent_get_input(under),
+					    on_uin, c);
 	}
 	if (!c->kick || !c->deadline || !c->wdone || !c->bev || !c->fout_cb ||
-	    !c->uout_cb) {
+	    !c->uout_cb || !c->uin_cb) {
 		if (c->kick)
 			event_free(c->kick);
 		if (c->deadline)
@@ -2275,6 +2789,137 @@ vconn_bevcb(struct event_base *base, void *arg)
 	return c->bev;
 }
 
+/* evhttp_set_bevcb(): called for each accepted connection before evhttp
+ * sets its socket. */
+static struct bufferevent *
+vconn_bevcb(struct event_base *base, void *arg)
+{
+	struct vold *vd = arg;
+
+	return vconn_make(base, vd, vd->ssl != NULL);
+}
+
+/* The same for the metrics listener, which speaks plain HTTP. */
+static struct bufferevent *
+vconn_bevcb_plain(struct event_base *base, void *arg)
+{
+	return vconn_make(base, arg, false);
+}
+
+/* Count the request of @c, whose reply went out. An event stream that
+ * was opened ends here too: its duration is no latency, so only its
+ * count is kept. */
+static void
+count_request(struct vold *vd, struct vconn *c, struct evhttp_request *req)
+{
+	int code = evhttp_request_get_response_code(req);
+	size_t k = 0;
+
+	while (k < VSTATUS_N - 1 && vstatus[k] != code)
+		k++;
+	vd->st.req[c->route][k]++;
+	if (c->t0_us && !(c->route == VR_EVENTS && code == 200))
+		metrics_hist_observe(&vd->st.lat[c->route],
+				     metrics_now_us() - c->t0_us);
+	c->t0_us = 0;
+	c->route = VR_UNKNOWN;
+}
+
+/* The route of @req, for count_request(). */
+static void
+req_route(struct vold *vd, struct evhttp_request *req, enum vroute r)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct vconn *c;
+
+	if (!evcon)
+		return;
+	c = vconn_find(vd, evhttp_connection_get_bufferevent(evcon));
+	if (c)
+		c->route = r;
+}
+
+static enum vroute
+vroute_of(enum proto_path_kind k)
+{
+	switch (k) {
+	case PROTO_P_PING: return VR_PING;
+	case PROTO_P_VOL: return VR_VOL;
+	case PROTO_P_GETATTR: return VR_GETATTR;
+	case PROTO_P_DIR: return VR_DIR;
+	case PROTO_P_LINK: return VR_LINK;
+	case PROTO_P_XATTR: return VR_XATTR;
+	case PROTO_P_DATA: return VR_DATA;
+	case PROTO_P_EVENTS: return VR_EVENTS;
+	case PROTO_P_OP: return VR_OP;
+	case PROTO_P_STAGE: return VR_STAGE;
+	default: return VR_UNKNOWN;
+	}
+}
+
+/* One access log line for @req (vold_set_access_log() has the format);
+ * @start_us 0: unknown (a refused request: no duration). */
+static void
+access_log(struct vold *vd, struct evhttp_request *req, uint64_t start_us)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	const char *uri = evhttp_request_get_uri(req), *len, *meth;
+	char line[1400], path[1024], t[40], dur[32];
+	char *host = NULL;
+	ev_uint16_t port = 0;
+	struct timespec ts;
+	struct tm tm;
+	int n;
+
+	if (vd->alog_fd < 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%S", &tm);
+	if (evcon)
+		evhttp_connection_get_peer(evcon, &host, &port);
+	util_escape(uri ? uri : "-", uri ? strlen(uri) : 1, path,
+		    sizeof(path));
+	switch (evhttp_request_get_command(req)) {
+	case EVHTTP_REQ_GET: meth = "GET"; break;
+	case EVHTTP_REQ_POST: meth = "POST"; break;
+	case EVHTTP_REQ_PUT: meth = "PUT"; break;
+	case EVHTTP_REQ_HEAD: meth = "HEAD"; break;
+	case EVHTTP_REQ_DELETE: meth = "DELETE"; break;
+	default: meth = "OTHER"; break;
+	}
+	len = evhttp_find_header(evhttp_request_get_output_headers(req),
+				 "Content-Length");
+	if (start_us)
+		snprintf(dur, sizeof(dur), "%.3f",
+			 (double)(metrics_now_us() - start_us) / 1e6);
+	else
+		snprintf(dur, sizeof(dur), "-");
+	n = snprintf(line, sizeof(line), "%s.%03ldZ %s%s%s:%u %s %s %d %s %s\n",
+		     t, ts.tv_nsec / 1000000,
+		     host && strchr(host, ':') ? "[" : "", host ? host : "-",
+		     host && strchr(host, ':') ? "]" : "", (unsigned)port,
+		     meth, path, evhttp_request_get_response_code(req),
+		     len ? len : "-", dur);
+	if (n >= (int)sizeof(line)) {
+		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	/* One write per line (O_APPEND): a short write to a full disk is
+	 * not worth retrying on the loop. */
+	if (write(vd->alog_fd, line, (size_t)n) < 0) {
+		/* nothing sensible to do */
+	}
+}
+
+void
+vold_set_access_log(struct vold *vd, int fd)
+{
+	if (vd->alog_fd >= 0 && vd->alog_fd != fd)
+		close(vd->alog_fd);
+	vd->alog_fd = fd;
+}
+
 /* The reply to a request went out (evhttp_request_set_on_complete_cb):
  * evhttp reads the next request now; let the filter give it one. */
 static void
@@ -2286,8 +2931,14 @@ on_req_done(struct evhttp_request *req, void *arg)
 	if (!evcon)
 		return;
 	c = vconn_find(arg, evhttp_connection_get_bufferevent(evcon));
+	/* Before count_request(), which resets the clock. A refused
+	 * request has no duration: it was never read. */
+	if (((struct vold *)arg)->alog_fd >= 0)
+		access_log(arg, req,
+			   c && c->route != VR_REFUSED ? c->t0_us : 0);
 	if (!c)
 		return;
+	count_request(arg, c, req);
 	vconn_release(c);
 	if (c->state != VC_BUSY)
 		return;
@@ -2321,6 +2972,7 @@ method_ok(enum proto_path_kind k, enum evhttp_cmd_type m)
 	switch (k) {
 	case PROTO_P_GETATTR:
 	case PROTO_P_OP:
+	case PROTO_P_BATCH:
 		return m == EVHTTP_REQ_POST;
 	case PROTO_P_STAGE:
 		return m == EVHTTP_REQ_PUT;
@@ -2342,11 +2994,11 @@ on_request(struct evhttp_request *req, void *arg)
 	enum jkind kind;
 	int rc;
 
+	evhttp_request_set_on_complete_cb(req, on_req_done, vd);
 	if (uri && !strncmp(uri, VOLD_REFUSED_PATH, strlen(VOLD_REFUSED_PATH))) {
 		reply_refused(req, uri);
 		return;
 	}
-	evhttp_request_set_on_complete_cb(req, on_req_done, vd);
 	rc = uri ? proto_parse_path(uri, &p) : -EINVAL;
 	if (rc) {
 		reply_err(req, -rc, 0, rc == -ENOENT ? "no such route" :
@@ -2354,6 +3006,7 @@ on_request(struct evhttp_request *req, void *arg)
 						       "malformed request path", 0);
 		return;
 	}
+	req_route(vd, req, vroute_of(p.kind));
 	if (!method_ok(p.kind, evhttp_request_get_command(req))) {
 		reply_err(req, EINVAL, 405, "method not allowed", 0);
 		return;
@@ -2368,7 +3021,9 @@ on_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (check_token(vd, req, p.vol,
-			p.kind == PROTO_P_OP || p.kind == PROTO_P_STAGE, &ro))
+			p.kind == PROTO_P_OP || p.kind == PROTO_P_BATCH ||
+				p.kind == PROTO_P_STAGE,
+			&ro))
 		return;
 	switch (p.kind) {
 	case PROTO_P_VOL: kind = J_VOLINFO; break;
@@ -2379,12 +3034,13 @@ on_request(struct evhttp_request *req, void *arg)
 	case PROTO_P_DATA: kind = J_DATA; break;
 	case PROTO_P_EVENTS: kind = J_EVENTS; break;
 	case PROTO_P_OP: kind = J_OP; break;
+	case PROTO_P_BATCH: kind = J_BATCH; break;
 	case PROTO_P_STAGE: kind = J_STAGE; break;
 	default:
 		reply_err(req, ENOENT, 0, "no such route", 0);
 		return;
 	}
-	if ((kind == J_GETATTR || kind == J_OP) &&
+	if ((kind == J_GETATTR || kind == J_OP || kind == J_BATCH) &&
 	    evbuffer_get_length(in) > PROTO_BODY_MAX) {
 		reply_err(req, E2BIG, 0, "body too large", 0);
 		return;
@@ -2429,7 +3085,238 @@ on_request(struct evhttp_request *req, void *arg)
 			return;
 		}
 	}
+	if (kind == J_OP || kind == J_BATCH) {
+		/* Queued for a group commit from here, so a leader takes
+		 * it even before a worker gets to it. */
+		pthread_mutex_lock(&vol->gclock);
+		TAILQ_INSERT_TAIL(&vol->gcq, r, gclink);
+		pthread_mutex_unlock(&vol->gclock);
+	}
 	vold_pool_submit(vd->pool, &r->job);
+}
+
+/* ---- metrics (the metrics listener, loop thread) ---- */
+
+static void
+lab(struct metrics_label *l, const char *name, const char *value)
+{
+	l->name = name;
+	l->value = value;
+}
+
+/* The text of GET /metrics (doc/protocol.md "Metrics" lists every name).
+ * @return heap text (free()) or NULL + errno. */
+static char *
+metrics_text(struct vold *vd, const struct scrape *sc, size_t *len)
+{
+	struct vold_stats *st = &vd->st;
+	struct metrics_buf b;
+	struct metrics_label l[2];
+	struct vvol *vol;
+	struct sub *sub;
+	char num[16];
+
+	metrics_buf_init(&b);
+	metrics_head(&b, "cairn_vold_info", "gauge",
+		     "This cairn-vold: its version and protocol (always 1).");
+	snprintf(num, sizeof(num), "%d", PROTO_VERSION);
+	lab(&l[0], "version", PACKAGE_VERSION);
+	lab(&l[1], "protocol", num);
+	metrics_u64(&b, "cairn_vold_info", l, 2, 1);
+
+	metrics_head(&b, "cairn_vold_requests_total", "counter",
+		     "HTTP requests answered, by route and status code.");
+	for (int r = 0; r < VR_COUNT; r++)
+		for (size_t k = 0; k < VSTATUS_N; k++) {
+			if (!st->req[r][k])
+				continue;
+			if (k < VSTATUS_N - 1)
+				snprintf(num, sizeof(num), "%d", vstatus[k]);
+			else
+				snprintf(num, sizeof(num), "other");
+			lab(&l[0], "route", vroute_names[r]);
+			lab(&l[1], "code", num);
+			metrics_u64(&b, "cairn_vold_requests_total", l, 2,
+				    st->req[r][k]);
+		}
+	metrics_head(&b, "cairn_vold_request_duration_seconds", "histogram",
+		     "From a request's complete head to its whole reply "
+		     "handed to the kernel, by route (not opened event "
+		     "streams).");
+	for (int r = 0; r < VR_COUNT; r++) {
+		if (!metrics_hist_count(&st->lat[r]))
+			continue;
+		lab(&l[0], "route", vroute_names[r]);
+		metrics_hist_write(&b, "cairn_vold_request_duration_seconds",
+				   l, 1, &st->lat[r]);
+	}
+	metrics_head(&b, "cairn_vold_received_bytes_total", "counter",
+		     "HTTP bytes read from clients (after TLS).");
+	metrics_u64(&b, "cairn_vold_received_bytes_total", NULL, 0,
+		    st->bytes_in);
+	metrics_head(&b, "cairn_vold_sent_bytes_total", "counter",
+		     "HTTP bytes handed to the kernel or to TLS for clients.");
+	metrics_u64(&b, "cairn_vold_sent_bytes_total", NULL, 0,
+		    st->bytes_out);
+	metrics_head(&b, "cairn_vold_connections", "gauge",
+		     "Client connections open, on both listeners.");
+	metrics_u64(&b, "cairn_vold_connections", NULL, 0,
+		    (uint64_t)vd->nconns);
+	metrics_head(&b, "cairn_vold_admission_refusals_total", "counter",
+		     "Connections, requests and event streams the admission "
+		     "limits turned away, by reason.");
+	for (int i = 0; i < VREF_COUNT; i++) {
+		lab(&l[0], "reason", vrefusal_names[i]);
+		metrics_u64(&b, "cairn_vold_admission_refusals_total", l, 1,
+			    st->refused[i]);
+	}
+	metrics_head(&b, "cairn_vold_op_commits_total", "counter",
+		     "Mutations committed to a volume (one fsynced "
+		     "transaction each): applied, or refused and recorded "
+		     "under their opid.");
+	lab(&l[0], "result", "applied");
+	metrics_u64(&b, "cairn_vold_op_commits_total", l, 1,
+		    metrics_counter_get(&st->commits[0]));
+	lab(&l[0], "result", "refused");
+	metrics_u64(&b, "cairn_vold_op_commits_total", l, 1,
+		    metrics_counter_get(&st->commits[1]));
+	metrics_head(&b, "cairn_vold_op_commit_duration_seconds", "histogram",
+		     "Time to check, apply and commit (fsync) one group of "
+		     "mutations (one request alone, or the ones that "
+		     "arrived together).");
+	metrics_hist_write(&b, "cairn_vold_op_commit_duration_seconds", NULL,
+			   0, &st->commit_lat);
+	metrics_head(&b, "cairn_vold_open_data_files", "gauge",
+		     "Data files kept open for chunk GETs.");
+	metrics_u64(&b, "cairn_vold_open_data_files", NULL, 0,
+		    (uint64_t)vd->ncache);
+	metrics_head(&b, "cairn_vold_event_streams", "gauge",
+		     "Event streams open, by volume.");
+	TAILQ_FOREACH(vol, &vd->vols, link) {
+		uint64_t n = 0;
+
+		TAILQ_FOREACH(sub, &vol->subs, link)
+			n++;
+		lab(&l[0], "volume", vol->name);
+		metrics_u64(&b, "cairn_vold_event_streams", l, 1, n);
+	}
+
+#define VOLS(name, help, field)                                            \
+	metrics_head(&b, name, "gauge", help);                             \
+	for (size_t i = 0; i < sc->nnames; i++) {                          \
+		if (!sc->ok[i])                                            \
+			continue;                                          \
+		lab(&l[0], "volume", sc->names[i]);                        \
+		metrics_u64(&b, name, l, 1, sc->vi[i].field);              \
+	}
+	VOLS("cairn_vold_volume_used_bytes", "Data bytes in the volume.",
+	     bytes_used)
+	VOLS("cairn_vold_volume_quota_bytes",
+	     "The volume's quota in bytes (0: none).", bytes_limit)
+	VOLS("cairn_vold_volume_objects", "Objects in the volume.",
+	     files_used)
+	VOLS("cairn_vold_volume_quota_objects",
+	     "The volume's quota in objects (0: none).", files_limit)
+	VOLS("cairn_vold_volume_event_seq",
+	     "The volume's last event sequence number.", event_seq)
+#undef VOLS
+	return metrics_buf_steal(&b, len);
+}
+
+/* The starter's or a J_STAT job's share of @sc is done; the last one
+ * writes the text and answers. */
+static void
+scrape_put(struct scrape *sc)
+{
+	size_t len = 0;
+	char *text;
+
+	if (--sc->pending)
+		return;
+	text = metrics_text(sc->vd, sc, &len);
+	if (!text) {
+		reply_err(sc->req, ENOMEM, 0, NULL, 0);
+	} else {
+		evhttp_add_header(evhttp_request_get_output_headers(sc->req),
+				  "Cache-Control", "no-store");
+		reply_body(sc->req, 200, METRICS_CONTENT_TYPE, text, len);
+	}
+	vs_names_free(sc->names, sc->nnames);
+	free(sc->vi);
+	free(sc->ok);
+	free(sc);
+}
+
+/* GET /metrics: read every volume's usage on the workers, then answer. */
+static void
+scrape_start(struct vold *vd, struct evhttp_request *req)
+{
+	struct scrape *sc = calloc(1, sizeof(*sc));
+
+	if (!sc) {
+		reply_err(req, ENOMEM, 0, NULL, 0);
+		return;
+	}
+	sc->vd = vd;
+	sc->req = req;
+	sc->pending = 1;
+	if (vs_vol_list(vd->root, &sc->names, &sc->nnames) == 0 &&
+	    sc->nnames) {
+		sc->vi = calloc(sc->nnames, sizeof(*sc->vi));
+		sc->ok = calloc(sc->nnames, sizeof(*sc->ok));
+	}
+	for (size_t i = 0; sc->vi && sc->ok && i < sc->nnames; i++) {
+		struct vvol *vol = vvol_get(vd, sc->names[i]);
+		struct rjob *r =
+			vol ? rjob_new(vd, vol, J_STAT, NULL, NULL) : NULL;
+
+		if (!r) {
+			vvol_put(vol);
+			continue;
+		}
+		r->scrape = sc;
+		r->idx = i;
+		sc->pending++;
+		vold_pool_submit(vd->pool, &r->job);
+	}
+	if (!sc->vi || !sc->ok) {
+		/* Out of memory: the text without volumes. */
+		free(sc->vi);
+		free(sc->ok);
+		sc->vi = NULL;
+		sc->ok = NULL;
+		vs_names_free(sc->names, sc->nnames);
+		sc->names = NULL;
+		sc->nnames = 0;
+	}
+	scrape_put(sc);
+}
+
+/* The metrics listener: GET /metrics and nothing else. */
+static void
+on_metrics_request(struct evhttp_request *req, void *arg)
+{
+	struct vold *vd = arg;
+	const char *uri = evhttp_request_get_uri(req);
+
+	evhttp_request_set_on_complete_cb(req, on_req_done, vd);
+	if (uri && !strncmp(uri, VOLD_REFUSED_PATH, strlen(VOLD_REFUSED_PATH))) {
+		reply_refused(req, uri);
+		return;
+	}
+	if (!uri || strcspn(uri, "?") != 8 || strncmp(uri, "/metrics", 8)) {
+		reply_err(req, ENOENT, 404,
+			  "no such route: this listener serves GET /metrics", 0);
+		return;
+	}
+	req_route(vd, req, VR_METRICS);
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+				  "Allow", "GET");
+		reply_err(req, EINVAL, 405, "method not allowed", 0);
+		return;
+	}
+	scrape_start(vd, req);
 }
 
 /* ---- housekeeping ---- */
@@ -2609,6 +3496,77 @@ parse_listen(const char *s, char *addr, size_t alen, int *port)
 	return 0;
 }
 
+/* The address and port of a bound listener, as "ADDR:PORT"/"[V6]:PORT". */
+static int
+bound_port(struct evhttp_bound_socket *bs, const char *addr, int port,
+	   char *out, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss,
+			&sl) == 0) {
+		if (ss.ss_family == AF_INET6)
+			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		else
+			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	}
+	snprintf(out, len, strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr,
+		 port);
+	return port;
+}
+
+/*
+ * The metrics listener on @spec: "ADDR:PORT", "[V6]:PORT", or a port
+ * alone for 127.0.0.1. Plain HTTP through the same admission filter and
+ * caps as the volume listener; any address is allowed (Prometheus may
+ * scrape from another host), the man page says what that exposes.
+ */
+static int
+metrics_start(struct vold *vd, const char *spec)
+{
+	char addr[64], buf[80];
+	int port, rc;
+
+	if (spec[strspn(spec, "0123456789")] == '\0' && *spec) {
+		snprintf(buf, sizeof(buf), "127.0.0.1:%s", spec);
+		spec = buf;
+	}
+	rc = parse_listen(spec, addr, sizeof(addr), &port);
+	if (rc) {
+		log_err(LOG_MAIN, "bad metrics listen address '%s'", spec);
+		return rc;
+	}
+	vd->mhttp = evhttp_new(vd->base);
+	if (!vd->mhttp)
+		return -ENOMEM;
+	evhttp_set_max_headers_size(vd->mhttp, 16384);
+	evhttp_set_max_body_size(vd->mhttp, 0); /* no route takes a body */
+	evhttp_set_bevcb(vd->mhttp, vconn_bevcb_plain, vd);
+	evhttp_set_timeout(vd->mhttp, vd->timeout_s);
+	evhttp_set_allowed_methods(vd->mhttp, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+						      EVHTTP_REQ_PUT |
+						      EVHTTP_REQ_HEAD |
+						      EVHTTP_REQ_DELETE |
+						      EVHTTP_REQ_OPTIONS |
+						      EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(vd->mhttp, on_metrics_request, vd);
+	vd->mbound = evhttp_bind_socket_with_handle(vd->mhttp, addr,
+						    (ev_uint16_t)port);
+	if (!vd->mbound) {
+		rc = errno ? -errno : -EADDRINUSE;
+		log_err(LOG_MAIN, "cannot listen for metrics on '%s': %s", spec,
+			strerror(-rc));
+		return rc;
+	}
+	evconnlistener_set_error_cb(
+		evhttp_bound_socket_get_listener(vd->mbound), on_accept_error);
+	vd->mport = bound_port(vd->mbound, addr, port, vd->maddr,
+			       sizeof(vd->maddr));
+	log_info(LOG_MAIN, "metrics on http://%s/metrics", vd->maddr);
+	return 0;
+}
+
 int
 vold_start(const struct vold_conf *conf, struct event_base *base,
 	   struct vs_root *root, const uint8_t *key, size_t keylen,
@@ -2626,6 +3584,7 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 		return -ENOMEM;
 	vd->base = base;
 	vd->root = root;
+	vd->alog_fd = -1;
 	memcpy(vd->key, key, keylen);
 	vd->keylen = keylen;
 	vd->cache_max = conf->cache_objects > 0 ? conf->cache_objects : 1024;
@@ -2653,6 +3612,11 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 	TAILQ_INIT(&vd->lru);
 	TAILQ_INIT(&vd->vols);
 	TAILQ_INIT(&vd->conns);
+	for (int i = 0; i < VR_COUNT; i++)
+		metrics_hist_init(&vd->st.lat[i], metrics_latency_us,
+				  metrics_latency_us_n, 1e-6);
+	metrics_hist_init(&vd->st.commit_lat, metrics_latency_us,
+			  metrics_latency_us_n, 1e-6);
 	for (int i = 0; i < VCONN_HASH; i++)
 		LIST_INIT(&vd->conn_hash[i]);
 	LIST_INSERT_HEAD(&all_volds, vd, all);
@@ -2726,6 +3690,11 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 	snprintf(vd->addr, sizeof(vd->addr), strchr(addr, ':') ? "[%s]:%d" :
 								    "%s:%d",
 		 addr, port);
+	if (conf->metrics_listen) {
+		rc = metrics_start(vd, conf->metrics_listen);
+		if (rc)
+			goto fail;
+	}
 	event_add(vd->tick, &tv);
 	*out = vd;
 	return 0;
@@ -2746,6 +3715,12 @@ vold_addr(const struct vold *vd)
 	return vd->addr;
 }
 
+int
+vold_metrics_port(const struct vold *vd)
+{
+	return vd->mbound ? vd->mport : 0;
+}
+
 void
 vold_stop(struct vold *vd)
 {
@@ -2757,6 +3732,9 @@ vold_stop(struct vold *vd)
 	if (vd->bound)
 		evhttp_del_accept_socket(vd->http, vd->bound);
 	vd->bound = NULL;
+	if (vd->mbound)
+		evhttp_del_accept_socket(vd->mhttp, vd->mbound);
+	vd->mbound = NULL;
 	if (vd->tick)
 		event_free(vd->tick);
 	vd->tick = NULL;
@@ -2778,6 +3756,8 @@ vold_stop(struct vold *vd)
 	}
 	if (vd->http)
 		evhttp_free(vd->http);
+	if (vd->mhttp)
+		evhttp_free(vd->mhttp);
 	/* Filters whose finalizers have not run yet outlive us: they must
 	 * not touch @vd or the events of a base about to go. */
 	while ((c = TAILQ_FIRST(&vd->conns))) {
@@ -2796,5 +3776,7 @@ vold_stop(struct vold *vd)
 	if (vd->ssl)
 		SSL_CTX_free(vd->ssl);
 	memset(vd->key, 0, sizeof(vd->key));
+	if (vd->alog_fd >= 0)
+		close(vd->alog_fd);
 	free(vd);
 }

@@ -33,9 +33,10 @@
  * crash at any point leaves the old or the new database, never a mix
  * (tdb's transaction.c). The transaction also appends the events and the
  * opid record, so an acknowledged mutation, its events and its dedup entry
- * exist together or not at all. A store or truncate first writes the NEW
+ * exist together or not at all. A store or truncate first makes the NEW
  * chunk objects OID.N.(DV+1) of the chunks it changes (vs_data.c:
- * data_make()), fsyncs them and their directory, THEN commits the
+ * data_make(); written and fdatasynced, or hard links to staged chunks,
+ * which were fsynced at their PUT), fsyncs their directory, THEN commits the
  * transaction that points the map at them, THEN unlinks the objects it
  * stopped naming. So:
  *

@@ -65,6 +65,7 @@ struct cent {
 struct cref {
 	uint8_t oid[16];
 	uint64_t chunk, gen;
+	bool durable; /* made: linked from an fsynced staged chunk */
 };
 
 /* An object record, key "O" + oid, followed by the symlink target (tlen
@@ -119,6 +120,9 @@ struct vs_vol {
 	uint32_t cs;	    /* server chunk size; 0: format 1, read-only */
 	bool v1_said;	    /* format 1: the refusal was logged */
 	bool snap;	    /* VS_SNAPSHOT: dirname is ours to remove */
+	struct vs_undo *undo; /* vs_batch.c: records what kv_put/kv_del
+				 change, so one op of a group can be
+				 rolled back; NULL = not recording */
 };
 
 struct obj {
@@ -212,18 +216,43 @@ kv_get(struct vs_vol *v, const void *k, size_t klen, uint8_t **val,
 	return tdbw_fetch(v->tdb, k, klen, val, vlen);
 }
 
+/* vs_batch.c: the undo log of one op in a group commit. While v->undo
+ * is set, kv_put() and kv_del() call undo_save() to keep the value of @k
+ * they replace; undo_rollback() (with v->undo cleared) puts every saved
+ * value back, newest first, and empties the log. */
+struct vs_undo;
+struct vs_undo *undo_new(void);
+void undo_free(struct vs_undo *u);
+void undo_reset(struct vs_undo *u);
+int undo_save(struct vs_vol *v, const void *k, size_t klen);
+int undo_rollback(struct vs_vol *v, struct vs_undo *u);
+
+/* Every write of the volume store goes through kv_put() and kv_del(), so
+ * that vs_batch.c can undo one op inside a shared transaction. */
 static inline int
 kv_put(struct vs_vol *v, const void *k, size_t klen, const void *val,
        size_t vlen)
 {
+	if (v->undo) {
+		int rc = undo_save(v, k, klen);
+
+		if (rc)
+			return rc;
+	}
 	return tdbw_store(v->tdb, k, klen, val, vlen, TDB_REPLACE);
 }
 
 static inline int
 kv_del(struct vs_vol *v, const void *k, size_t klen)
 {
-	int rc = tdbw_delete(v->tdb, k, klen);
+	int rc;
 
+	if (v->undo) {
+		rc = undo_save(v, k, klen);
+		if (rc)
+			return rc;
+	}
+	rc = tdbw_delete(v->tdb, k, klen);
 	return rc == -ENOENT ? 0 : rc;
 }
 
@@ -291,8 +320,19 @@ int fail(struct txn *t, int err, const char *msg);
 int do_op(struct txn *t, const struct proto_op *op);
 
 /* vs_txn.c */
+/* A struct txn without a tdb transaction (vs_batch.c shares one). */
+void txn_init(struct txn *t, struct vs_vol *v, bool events);
 int txn_start(struct txn *t, struct vs_vol *v, bool events);
+/* Remove the new data file of an op that will not be committed. */
+void txn_discard(struct txn *t);
 void txn_abort(struct txn *t);
 int txn_commit(struct txn *t);
+/* What follows a commit: old data files and used staging removed. */
+void txn_after_commit(struct txn *t);
+int append_events(struct txn *t);
+int opid_lookup(struct vs_vol *v, const uint8_t opid[16],
+		struct vs_reply *rep);
+int opid_record(struct txn *t, const uint8_t opid[16], int status,
+		const char *body, size_t blen);
 
 #endif /* CAIRN_VOLSTORE_I_H */

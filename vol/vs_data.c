@@ -112,6 +112,7 @@ cref_push(struct cref **a, size_t *n, size_t *cap, const uint8_t oid[16],
 	memcpy((*a)[*n].oid, oid, 16);
 	(*a)[*n].chunk = chunk;
 	(*a)[*n].gen = gen;
+	(*a)[*n].durable = false;
 	(*n)++;
 	return 0;
 }
@@ -175,76 +176,6 @@ data_dir_open(struct vs_vol *v, const uint8_t oid[16], bool create)
 	}
 	fd = openat(v->dirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	return fd >= 0 ? fd : -errno;
-}
-
-int
-vs_copy_sparse(int in, int out, uint64_t len)
-{
-	off_t pos = 0, end = (off_t)len;
-	char *buf = NULL;
-	int rc = 0;
-
-	while (pos < end) {
-		off_t d = lseek(in, pos, SEEK_DATA), h;
-
-		if (d < 0) {
-			if (errno == ENXIO)
-				break;
-			if (errno != EINVAL) {
-				rc = -errno;
-				goto out;
-			}
-			/* No SEEK_DATA on this file system: one data run. */
-			d = pos;
-			h = end;
-		} else {
-			if (d >= end)
-				break;
-			h = lseek(in, d, SEEK_HOLE);
-			if (h < 0) {
-				rc = -errno;
-				goto out;
-			}
-		}
-		if (h > end)
-			h = end;
-		while (d < h) {
-			loff_t ioff = d, ooff = d;
-			ssize_t n = copy_file_range(in, &ioff, out, &ooff,
-						    (size_t)(h - d), 0);
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				/* Fall back to read/write (another file system,
-				 * or no copy_file_range). */
-				size_t want = (size_t)(h - d) > (1u << 20) ?
-						      (1u << 20) : (size_t)(h - d);
-				ssize_t got;
-
-				if (!buf && !(buf = malloc(1u << 20))) {
-					rc = -ENOMEM;
-					goto out;
-				}
-				got = util_pread_all(in, buf, want, d);
-				if (got < 0) {
-					rc = (int)got;
-					goto out;
-				}
-				if (got == 0)
-					break; /* source shorter than said */
-				rc = util_pwrite_all(out, buf, (size_t)got, d);
-				if (rc)
-					goto out;
-				n = got;
-			}
-			d += n;
-		}
-		pos = h;
-	}
-out:
-	free(buf);
-	return rc;
 }
 
 /* ---- cleanup of crash leftovers (VS_CLEANUP) ---- */
@@ -776,6 +707,11 @@ vs_stage_put(struct vs_vol *v, const struct fid *fid, const uint8_t txid[16],
 	if (chunk >= VS_FILE_MAX / cs)
 		return -EFBIG;
 	rc = obj_get_fid(v, fid, &o);
+	/* A FID of this volume that no object has yet is one the client
+	 * will create with this data, in the batch that stores it
+	 * (protocol version 3). */
+	if (rc == -ENOENT && fid->vol == v->id && !fid_is_null(fid))
+		goto staged;
 	if (rc)
 		return rc;
 	if (o.r.type != PROTO_T_FILE) {
@@ -784,6 +720,7 @@ vs_stage_put(struct vs_vol *v, const struct fid *fid, const uint8_t txid[16],
 		return rc;
 	}
 	obj_release(&o);
+staged:
 	stage_names(dir, sizeof(dir), file, sizeof(file), txid, fid->oid, cs,
 		    chunk);
 	/* Staged bytes are disk the volume uses: they count against its
@@ -886,10 +823,10 @@ chunk_read(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 
 /*
  * Make @buf (@len bytes, trailing zeros are not stored) the new content of
- * chunk @chunk of @oid at generation @gen: write and fsync the object
- * (its directory is fsynced once by the caller), point the map at it
- * and mark the object it replaces for removal after the commit. An empty
- * content is a hole: the entry goes.
+ * chunk @chunk of @oid at generation @gen: write the object (the caller
+ * makes it durable with made_sync() and fsyncs its directory), point the
+ * map at it and mark the object it replaces for removal after the commit.
+ * An empty content is a hole: the entry goes.
  */
 static int
 chunk_put(struct txn *t, const uint8_t oid[16], uint64_t chunk, uint64_t gen,
@@ -916,13 +853,19 @@ chunk_put(struct txn *t, const uint8_t oid[16], uint64_t chunk, uint64_t gen,
 	rc = cref_push(&t->made, &t->nmade, &t->capmade, oid, chunk, gen);
 	if (rc)
 		return rc;
-	fd = openat(v->dirfd, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	/* A leftover of a try never committed may hold the name, perhaps as
+	 * a link to a staged chunk: a new inode, never a truncate of it. */
+	unlinkat(v->dirfd, path, 0);
+	fd = openat(v->dirfd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 		    0600);
 	if (fd < 0)
 		return -errno;
 	rc = util_pwrite_all(fd, buf, len, 0);
-	if (!rc && !(v->flags & VS_NOSYNC) && fsync(fd) < 0)
-		rc = -errno;
+	/* Start the writeback now; made_sync() waits for it once all the
+	 * objects of the change are written (one journal commit for all,
+	 * not one per object). */
+	if (!rc && !(v->flags & VS_NOSYNC))
+		sync_file_range(fd, 0, (off_t)len, SYNC_FILE_RANGE_WRITE);
 	if (close(fd) < 0 && !rc)
 		rc = -errno;
 	if (rc)
@@ -934,6 +877,103 @@ chunk_put(struct txn *t, const uint8_t oid[16], uint64_t chunk, uint64_t gen,
 		return rc;
 	return cref_push(&t->gone, &t->ngone, &t->capgone, oid, chunk,
 			 old.gen);
+}
+
+/* Objects written by one change above which made_sync() flushes the whole
+ * file system once instead of each object (on ext4 without a journal
+ * every fdatasync is a cache flush of the device). */
+#define MADE_SYNCFS 64
+
+/* Make the chunk objects t->made[@from..] durable before the commit that
+ * names them (a new file's size and blocks are what fdatasync keeps);
+ * objects linked from fsynced staged chunks are durable already. */
+static int
+made_sync(struct txn *t, size_t from)
+{
+	size_t n = 0;
+
+	if (t->v->flags & VS_NOSYNC)
+		return 0;
+	for (size_t i = from; i < t->nmade; i++)
+		n += !t->made[i].durable;
+	if (n > MADE_SYNCFS)
+		return syncfs(t->v->dirfd) < 0 ? -errno : 0;
+	for (size_t i = from; i < t->nmade; i++) {
+		char path[DPATH_MAX];
+		int fd, rc = 0;
+
+		if (t->made[i].durable)
+			continue;
+		chunk_path(path, sizeof(path), t->made[i].oid, t->made[i].chunk,
+			   t->made[i].gen);
+		fd = openat(t->v->dirfd, path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		if (fdatasync(fd) < 0)
+			rc = -errno;
+		close(fd);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * Make staged chunk @c of @store (chunk size = the server's) the object of
+ * chunk @c of @oid at @gen by a hard link: the staged file was fsynced
+ * when it was PUT and is never written again (a new PUT of the same chunk
+ * renames a new file over the name), so the object needs no copy and no
+ * flush, only its directory's fsync. @clip is how much of the chunk lies
+ * below the new size. @return 0; -EXDEV when a link cannot do it (a
+ * staged chunk longer than @clip, or a file system without hard links:
+ * the caller copies); -errno.
+ */
+static int
+chunk_link(struct txn *t, const struct proto_op *store, const uint8_t oid[16],
+	   uint64_t c, uint64_t gen, uint64_t clip)
+{
+	struct vs_vol *v = t->v;
+	char sdir[64], sfile[128], path[DPATH_MAX];
+	struct cent e = {0}, old;
+	struct stat st;
+	bool had_old;
+	int rc;
+
+	stage_names(sdir, sizeof(sdir), sfile, sizeof(sfile), store->txid, oid,
+		    store->chunk_size, c);
+	if (fstatat(v->dirfd, sfile, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > clip ||
+	    st.st_size == 0)
+		return -EXDEV;
+	rc = cmap_get(v, oid, c, &old);
+	if (rc && rc != -ENOENT && rc != -EUCLEAN)
+		return rc;
+	had_old = rc == 0;
+	if (had_old && old.gen == gen)
+		return -EINVAL;
+	chunk_path(path, sizeof(path), oid, c, gen);
+	rc = cref_push(&t->made, &t->nmade, &t->capmade, oid, c, gen);
+	if (rc)
+		return rc;
+	t->made[t->nmade - 1].durable = true;
+	/* A name of this GEN can only be a leftover of a try that was never
+	 * committed (GEN is past every committed one): replace it. */
+	unlinkat(v->dirfd, path, 0);
+	if (linkat(v->dirfd, sfile, v->dirfd, path, 0) < 0) {
+		rc = -errno;
+		t->nmade--;
+		if (rc == -EXDEV || rc == -EPERM || rc == -EMLINK ||
+		    rc == -EOPNOTSUPP)
+			return -EXDEV;
+		return rc;
+	}
+	e.gen = gen;
+	e.len = (uint32_t)st.st_size;
+	rc = cmap_put(v, oid, c, &e);
+	if (rc || !had_old)
+		return rc;
+	return cref_push(&t->gone, &t->ngone, &t->capgone, oid, c, old.gen);
 }
 
 static int
@@ -982,7 +1022,7 @@ data_make(struct txn *t, const struct obj *o, uint64_t newdv,
 	uint64_t scs = v->cs, oldn = (o->r.size + scs - 1) / scs;
 	uint64_t newn = (newsize + scs - 1) / scs, cut = newsize / scs;
 	uint64_t *idx = NULL;
-	size_t nidx = 0;
+	size_t nidx = 0, made0 = t->nmade;
 	uint8_t *buf = NULL, *sbuf = NULL;
 	bool cut_done = false, wrote = false;
 	int dfd = -1, rc = 0;
@@ -1017,6 +1057,22 @@ data_make(struct txn *t, const struct obj *o, uint64_t newdv,
 			}
 			end = off + cs < newsize ? off + cs : newsize;
 			last = (end - 1) / scs;
+			if (cs == scs) {
+				/* The staged chunk is the new object: link it
+				 * (no copy; it was fsynced when PUT). */
+				rc = chunk_link(t, store, o->oid, idx[k], newdv,
+						end - off);
+				if (rc == 0) {
+					if (first == cut)
+						cut_done = true;
+					wrote = true;
+					k++;
+					continue;
+				}
+				if (rc != -EXDEV)
+					goto out;
+				rc = 0;
+			}
 			if (cs >= scs) {
 				/* Whole server chunks: nothing old to keep. */
 				got = stage_read(v, store, o->oid, idx[k],
@@ -1130,7 +1186,9 @@ data_make(struct txn *t, const struct obj *o, uint64_t newdv,
 				goto out;
 		}
 	}
-	if (wrote && !(v->flags & VS_NOSYNC) && fsync(dfd) < 0)
+	if (wrote)
+		rc = made_sync(t, made0);
+	if (!rc && wrote && !(v->flags & VS_NOSYNC) && fsync(dfd) < 0)
 		rc = -errno;
 out:
 	free(idx);
@@ -1196,9 +1254,12 @@ vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
 		if (rc)
 			goto out;
 	}
-	if (size && !(v->flags & VS_NOSYNC) && fsync(dfd) < 0) {
-		rc = -errno;
-		goto out;
+	if (size) {
+		rc = made_sync(&t, 0);
+		if (!rc && !(v->flags & VS_NOSYNC) && fsync(dfd) < 0)
+			rc = -errno;
+		if (rc)
+			goto out;
 	}
 	o.r.size = size;
 	t.vr.bytes_used += size;
@@ -1245,6 +1306,35 @@ conv_scan_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA val, void *arg)
 	}
 	memcpy(cs->oid[cs->n++], key.dptr + 1, 16);
 	return 0;
+}
+
+/* Make the format 1 data file @path (open as @fd) of the one-chunk file
+ * @o its chunk object 0 by a hard link. @return 0, or -EXDEV when it
+ * cannot (the file is not exactly o->r.size bytes, no hard links): copy. */
+static int
+conv_link(struct txn *t, int fd, const char *path, const struct obj *o)
+{
+	struct vs_vol *v = t->v;
+	char obj[DPATH_MAX];
+	struct cent e = {0};
+	struct stat st;
+	int rc;
+
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != o->r.size)
+		return -EXDEV;
+	chunk_path(obj, sizeof(obj), o->oid, 0, o->r.dv);
+	rc = cref_push(&t->made, &t->nmade, &t->capmade, o->oid, 0, o->r.dv);
+	if (rc)
+		return rc;
+	t->made[t->nmade - 1].durable = true;
+	unlinkat(v->dirfd, obj, 0);
+	if (linkat(v->dirfd, path, v->dirfd, obj, 0) < 0) {
+		t->nmade--;
+		return -EXDEV;
+	}
+	e.gen = o->r.dv;
+	e.len = (uint32_t)o->r.size;
+	return cmap_put(v, o->oid, 0, &e);
 }
 
 /*
@@ -1297,6 +1387,7 @@ data_convert(struct vs_vol *v)
 	}
 	for (size_t k = 0; k < sc.n; k++) {
 		char path[DPATH_MAX];
+		size_t made0 = t.nmade;
 		struct obj o;
 		int fd, dfd;
 
@@ -1323,6 +1414,22 @@ data_convert(struct vs_vol *v)
 			obj_release(&o);
 			goto fail;
 		}
+		/* A file of one chunk whose data file holds exactly its bytes
+		 * (fsynced when it was written) becomes its object by a hard
+		 * link: most files of a volume convert without a copy. */
+		if (o.r.size <= v->cs && conv_link(&t, fd, path, &o) == 0) {
+			if (!(v->flags & VS_NOSYNC) && fsync(dfd) < 0)
+				rc = -errno;
+			close(dfd);
+			close(fd);
+			if (!rc)
+				rc = cref_push(&old, &nfiles, &capold, o.oid,
+					       0, o.r.dv);
+			obj_release(&o);
+			if (rc)
+				goto fail;
+			continue;
+		}
 		for (uint64_t i = 0; !rc && i * v->cs < o.r.size; i++) {
 			uint64_t base = i * v->cs;
 			size_t want = o.r.size - base < v->cs ?
@@ -1341,6 +1448,8 @@ data_convert(struct vs_vol *v)
 				rc = chunk_put(&t, o.oid, i, o.r.dv, buf,
 					       (size_t)got);
 		}
+		if (!rc)
+			rc = made_sync(&t, made0);
 		if (!rc && !(v->flags & VS_NOSYNC) && fsync(dfd) < 0)
 			rc = -errno;
 		close(dfd);

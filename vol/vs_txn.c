@@ -1,7 +1,7 @@
 /*
- * vs_txn.c - transactions (one tdb transaction per mutation), the opid
- * table, the event log, vs_apply() and the import entry points
- * (volstore.c has the crash logic).
+ * vs_txn.c - transactions (one tdb transaction per mutation, or per
+ * group of them: vs_batch.c), the opid table, the event log and the
+ * import entry points (volstore.c has the crash logic).
  */
 #include "config.h"
 
@@ -73,7 +73,7 @@ vs_events_read(struct vs_vol *v, uint64_t from, struct proto_event *out,
 	return 0;
 }
 
-static int
+int
 append_events(struct txn *t)
 {
 	for (int i = 0; i < t->nev; i++) {
@@ -100,7 +100,7 @@ append_events(struct txn *t)
 
 /* Opid table: "Q"+opid -> [u64 wall ms][u32 status][body]; "q"+be64 n ->
  * opid, the insertion order, so the oldest can be dropped. */
-static int
+int
 opid_lookup(struct vs_vol *v, const uint8_t opid[16], struct vs_reply *rep)
 {
 	uint8_t k[17], *val;
@@ -132,7 +132,7 @@ opid_lookup(struct vs_vol *v, const uint8_t opid[16], struct vs_reply *rep)
 	return 0;
 }
 
-static int
+int
 opid_record(struct txn *t, const uint8_t opid[16], int status,
 	    const char *body, size_t blen)
 {
@@ -193,15 +193,21 @@ opid_record(struct txn *t, const uint8_t opid[16], int status,
 	return 0;
 }
 
+void
+txn_init(struct txn *t, struct vs_vol *v, bool events)
+{
+	memset(t, 0, sizeof(*t));
+	t->v = v;
+	t->events = events;
+	t->now = now_ns();
+}
+
 int
 txn_start(struct txn *t, struct vs_vol *v, bool events)
 {
 	int rc;
 
-	memset(t, 0, sizeof(*t));
-	t->v = v;
-	t->events = events;
-	t->now = now_ns();
+	txn_init(t, v, events);
 	if (v->flags & VS_RDONLY)
 		return -EROFS;
 	rc = tdbw_txn_start(v->tdb);
@@ -236,11 +242,17 @@ txn_free(struct txn *t)
 }
 
 void
+txn_discard(struct txn *t)
+{
+	txn_unlink(t, t->made, t->nmade);
+	txn_free(t);
+}
+
+void
 txn_abort(struct txn *t)
 {
 	tdbw_txn_cancel(t->v->tdb);
-	txn_unlink(t, t->made, t->nmade);
-	txn_free(t);
+	txn_discard(t);
 }
 
 int
@@ -256,13 +268,19 @@ txn_commit(struct txn *t)
 	if (rc) {
 		log_err(LOG_VOL, "cannot commit to volume '%s': %s",
 			t->v->name, strerror(-rc));
-		txn_unlink(t, t->made, t->nmade);
-		txn_free(t);
+		txn_discard(t);
 		/* A commit that failed is never "not found" to the caller. */
 		return rc != -ENOENT ? rc : -EIO;
 	}
-	/* Committed: chunk objects no longer referenced may go now (a crash before this leaves
-	 * them for the next cleanup). */
+	txn_after_commit(t);
+	return 0;
+}
+
+void
+txn_after_commit(struct txn *t)
+{
+	/* Committed: chunk objects no longer referenced may go now (a crash
+	 * before this leaves them for the next cleanup). */
 	txn_unlink(t, t->gone, t->ngone);
 	txn_free(t);
 	if (t->store) {
@@ -287,88 +305,6 @@ txn_commit(struct txn *t)
 		}
 		stage_dir_drop(t->v, sdir);
 	}
-	return 0;
-}
-
-int
-vs_apply(struct vs_vol *v, const struct proto_op *op, struct vs_reply *rep)
-{
-	struct txn t;
-	char *body;
-	size_t blen;
-	int rc, status;
-
-	memset(rep, 0, sizeof(*rep));
-	if (v->flags & VS_RDONLY)
-		return -EROFS;
-	rc = opid_lookup(v, op->opid, rep);
-	if (rc != -ENOENT)
-		return rc;
-	rc = txn_start(&t, v, true);
-	if (rc)
-		return rc;
-	rc = do_op(&t, op);
-	if (rc == 0) {
-		/* The events get their seqs first: the reply names the last,
-		 * so a client can tell the events its reply already covers. */
-		rc = append_events(&t);
-		if (rc) {
-			txn_abort(&t);
-			return rc;
-		}
-		t.res.event_seq = t.nev ? t.vr.ev_seq : 0;
-		body = proto_op_result_encode(&t.res, &blen);
-		if (!body) {
-			txn_abort(&t);
-			return -errno ? -errno : -ENOMEM;
-		}
-		rc = opid_record(&t, op->opid, 200, body, blen);
-		if (rc) {
-			free(body);
-			txn_abort(&t);
-			return rc;
-		}
-		rc = txn_commit(&t);
-		if (rc) {
-			free(body);
-			return rc;
-		}
-		rep->status = 200;
-		rep->body = body;
-		rep->len = blen;
-		rep->nev = t.nev;
-		memcpy(rep->ev, t.ev, sizeof(t.ev));
-		return 0;
-	}
-	txn_abort(&t);
-	status = proto_errno_to_status(-rc);
-	if (status >= 500 && rc != -EDQUOT && rc != -ENOSPC)
-		return rc;
-	/* A refusal is a reply too: record it under the opid so a retry
-	 * gets the same answer even if the state changed meanwhile. */
-	body = proto_error_encode(rc, t.msg, t.cur_dv, &blen);
-	if (!body)
-		return -ENOMEM;
-	{
-		struct txn t2;
-		int rc2 = txn_start(&t2, v, false);
-
-		if (!rc2) {
-			rc2 = opid_record(&t2, op->opid, status, body, blen);
-			if (rc2)
-				txn_abort(&t2);
-			else
-				rc2 = txn_commit(&t2);
-		}
-		if (rc2) {
-			free(body);
-			return rc2;
-		}
-	}
-	rep->status = status;
-	rep->body = body;
-	rep->len = blen;
-	return 0;
 }
 
 int

@@ -88,6 +88,24 @@ t_is "$(vc req PUT "/v1/vol/live/stage/$A/00112233445566778899aabbccddeeff/0?siz
 wait $rpid
 t_is $? 0 "vos remove finishes"
 t_is "$(vc get /v1/vol/live | head -n 1)" 404 "the volume is gone"
+# kill -9 of vos remove between mark and rename: the volume stays marked
+# (every change refused) until vos remove runs again.
+vos create doomed >/dev/null || exit 99
+make_token doomed rw "$T_DIR/doomed.tok"
+DR=$(VC_VOL=doomed VC_TOKEN=$(cat "$T_DIR/doomed.tok") vc root)
+strace -f -o /dev/null -e trace=renameat,renameat2 \
+	-e inject=renameat,renameat2:delay_enter=3000000 \
+	"$VOS_BIN" --root "$SRV_ROOT" remove doomed >/dev/null 2>&1 &
+rpid=$!
+t_track_pid $rpid
+wait_for 10 sh -c "! '$VOS_BIN' --root '$SRV_ROOT' examine doomed >/dev/null 2>&1"
+pkill -9 -P $rpid 2>/dev/null; kill -9 $rpid 2>/dev/null; wait $rpid 2>/dev/null
+sleep 0.2
+t_ok "$([ -d "$SRV_ROOT/volumes/doomed" ] && echo 0 || echo 1)" "vos remove killed after the mark: the volume is still there"
+t_is "$(VC_VOL=doomed VC_TOKEN=$(cat "$T_DIR/doomed.tok") vc op "{\"op\":\"create\",\"parent\":\"$DR\",\"name\":\"z\",\"type\":\"file\",\"mode\":420,\"uid\":0,\"gid\":0}" | jerr)" "404 ENOENT" "and refuses changes"
+t_check "vos remove again finishes it" "$VOS_BIN" --root "$SRV_ROOT" remove doomed
+t_ok "$([ ! -e "$SRV_ROOT/volumes/doomed" ] && echo 0 || echo 1)" "the volume is gone"
+
 vos create live >/dev/null || exit 99
 make_token live rw "$T_DIR/new.tok"
 t_is "$(VC_TOKEN=$(cat "$T_DIR/new.tok") vc op "{\"op\":\"create\",\"parent\":\"$(VC_TOKEN=$(cat "$T_DIR/new.tok") vc root)\",\"name\":\"x\",\"type\":\"file\",\"mode\":420,\"uid\":0,\"gid\":0}" | head -n 1)" 200 "the volume made again under the name takes changes at once"

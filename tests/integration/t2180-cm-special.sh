@@ -9,7 +9,7 @@
 # the same device numbers (the server has them), a socket bound through
 # one mount is not connectable through another (another client), a mount
 # with -o dev opens a character device through the kernel (1:3 is
-# /dev/null), and a client that does not announce protocol 3 sees sockets
+# /dev/null), and a client that does not announce protocol 4 sees sockets
 # and devices as empty regular files.
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse

@@ -1196,7 +1196,7 @@ test_order(void)
 
 /*
  * Reintegration (mut_send_replay()): a refusal keeps the record (it
- * becomes a conflict, offline.c's business), a transport failure reports
+ * becomes a conflict, replay.c's business), a transport failure reports
  * EHOSTUNREACH at once and keeps it too; sent again and answered, under
  * the record's opid, it goes.
  */
