@@ -133,6 +133,22 @@ t_is "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(cat "
 t_is "$(vold_curl -X POST -H "Authorization: Bearer $(cat "$T_DIR/tok")" -d "{\"fids\":[\"$chr\"]}" \
 	"$VOLD_URL/v1/vol/spec/getattr" | python3 -c 'import json,sys; print(json.load(sys.stdin)["attrs"][0]["type"])')" \
 	file "getattr without the header: the device is a file"
+# A batch (protocol 3) from a client that does not announce sockets and
+# devices: each op's reply shows them as files too.
+dv=$(vold_curl -X POST -H "Authorization: Bearer $(cat "$T_DIR/tok")" -H "X-Cairn-Protocol: $pv" \
+	-d "{\"fids\":[\"$chr\"]}" "$VOLD_URL/v1/vol/spec/getattr" |
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["attrs"][0]["dv"])')
+batch() { # OPID-DIGIT MODE [curl args]
+	local d=$1 m=$2
+	shift 2
+	vold_curl -X POST -H "Authorization: Bearer $(cat "$T_DIR/tok")" "$@" \
+		-d "{\"ops\":[{\"op\":\"setattr\",\"opid\":\"$(printf '%032d' "$d")\",\"fid\":\"$chr\",\"base_dv\":$dv,\"mask\":[\"mode\"],\"mode\":$m}]}" \
+		"$VOLD_URL/v1/vol/spec/batch" |
+		python3 -c 'import json,sys; r=json.load(sys.stdin)["results"][0]; print(r["status"], r["body"]["attr"]["type"], r["body"]["attr"].get("rdev", "-"))'
+}
+t_is "$(batch 7 384 -H 'X-Cairn-Protocol: 3')" "200 file -" "a batch of a protocol 3 client: the device is a file in the reply"
+t_is "$(batch 8 416 -H "X-Cairn-Protocol: $pv")" "200 chr 259" "the same batch announcing protocol $pv: chr 1:3"
+t_is "$(batch 7 384 -H "X-Cairn-Protocol: $pv")" "200 chr 259" "the first batch's opid again, announcing $pv: the stored reply, as this client may see it"
 
 # With CAIRN_OLD_CAIRND=PATH (a cairnd of protocol 2, e.g. a build of an
 # older release), a real old client is mounted on the same volume: it

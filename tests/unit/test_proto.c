@@ -2243,7 +2243,7 @@ test_types(void)
 	proto_attr_compat(&a, PROTO_V_SPECIAL - 1);
 	ok(a.type == PROTO_T_FILE && a.rdev == 0 && a.size == 0 &&
 		   a.mode == 0644 && a.nlink == 2,
-	   "protocol 2 sees a device as an empty file, mode and links kept");
+	   "an older protocol sees a device as an empty file, mode and links kept");
 	mkattr(&a, F1, PROTO_T_FIFO);
 	proto_attr_compat(&a, 1);
 	ok(a.type == PROTO_T_FIFO && a.size == 1234,
@@ -2275,14 +2275,14 @@ test_types(void)
 		ok(c && proto_op_result_decode(c, n, &gr) == 0 &&
 			   gr.attr.type == PROTO_T_FILE &&
 			   gr.parent.type == PROTO_T_DIR && gr.event_seq == 9,
-		   "protocol 2: op result shows the socket as a file");
+		   "an older protocol: op result shows the socket as a file");
 		free(c);
 	}
 	free(s);
 	r.attr.type = PROTO_T_FILE;
 	s = proto_op_result_encode(&r, &len);
 	ok(proto_op_result_compat(s, len, PROTO_V_SPECIAL - 1, &n) == NULL,
-	   "protocol 2: an op result without new types is unchanged");
+	   "an older protocol: an op result without new types is unchanged");
 	free(s);
 
 	/* create ops */
