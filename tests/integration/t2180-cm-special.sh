@@ -150,7 +150,7 @@ t_is "$(batch 7 384 -H 'X-Cairn-Protocol: 3')" "200 file -" "a batch of a protoc
 t_is "$(batch 8 416 -H "X-Cairn-Protocol: $pv")" "200 chr 259" "the same batch announcing protocol $pv: chr 1:3"
 t_is "$(batch 7 384 -H "X-Cairn-Protocol: $pv")" "200 chr 259" "the first batch's opid again, announcing $pv: the stored reply, as this client may see it"
 
-# With CAIRN_OLD_CAIRND=PATH (a cairnd of protocol 2, e.g. a build of an
+# With CAIRN_OLD_CAIRND=PATH (a cairnd of protocol 3 or earlier, e.g. a build of an
 # older release), a real old client is mounted on the same volume: it
 # lists sockets and devices as empty regular files, reads nothing, its
 # write fails at close (the server refuses the store), and it can rename
@@ -174,6 +174,6 @@ except OSError as e:
 	t_is "$(stat -c %F "$mnt/s/sock.old" 2>&1)" socket "new client: it is still a socket"
 	cairnd_umount "$old"
 else
-	echo "# old client checks skipped (set CAIRN_OLD_CAIRND to a protocol 2 cairnd)"
+	echo "# old client checks skipped (set CAIRN_OLD_CAIRND to a cairnd of protocol 3 or earlier)"
 fi
 t_done
