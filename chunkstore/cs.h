@@ -279,6 +279,16 @@ int cs_set_dv_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
 		   uint64_t old_dv, uint64_t new_dv);
 
 /*
+ * Retag every chunk of file (@vol, @fid) tagged @old_dv, DIRTY ones and
+ * working copies included, with @new_dv: the DV the local changes are
+ * based on turned out to be another (a file created before the server
+ * knew it, cairnd's late creates). Not fsynced, like cs_mark_clean.
+ * @return the number of committed chunks retagged (>= 0) or -errno.
+ */
+int cs_retag_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
+		  uint64_t old_dv, uint64_t new_dv);
+
+/*
  * Set (@pin != 0) or clear PINNED on every chunk of the file present now;
  * chunks stored later take the flag from cs_put's @flags. Unpinning counts
  * as a use for LRU purposes.

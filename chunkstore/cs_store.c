@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -526,9 +527,9 @@ out:
 	return rc;
 }
 
-int
-cs_set_dv_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
-	       uint64_t old_dv, uint64_t new_dv)
+static int
+retag_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
+	   uint64_t old_dv, uint64_t new_dv, bool dirty_too)
 {
 	uint32_t s;
 	int n = 0;
@@ -546,7 +547,8 @@ cs_set_dv_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
 		if (wc && wc->dv == old_dv)
 			wc->dv = new_dv;
 		if (!(sl->flags & CS_SF_COMMITTED) ||
-		    (sl->flags & CS_SF_DIRTY) || sl->dv != old_dv)
+		    ((sl->flags & CS_SF_DIRTY) && !dirty_too) ||
+		    sl->dv != old_dv)
 			continue;
 		sl->dv = new_dv;
 		cs_rewrite_trl(cs, s);
@@ -555,6 +557,20 @@ cs_set_dv_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
 	}
 	pthread_mutex_unlock(&cs->lock);
 	return n;
+}
+
+int
+cs_set_dv_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
+	       uint64_t old_dv, uint64_t new_dv)
+{
+	return retag_file(cs, vol, fid, old_dv, new_dv, false);
+}
+
+int
+cs_retag_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
+	      uint64_t old_dv, uint64_t new_dv)
+{
+	return retag_file(cs, vol, fid, old_dv, new_dv, true);
 }
 
 int

@@ -528,6 +528,7 @@ conflict_begin(struct wb *wb, struct conflict *cf)
 {
 	struct wstate *ws;
 	char fs[FID_STRLEN];
+	bool created = false;
 	int rc;
 
 	cf->wb = wb;
@@ -545,9 +546,10 @@ conflict_begin(struct wb *wb, struct conflict *cf)
 		cf->srv_size = ws->srv_size;
 		cf->zero_from = ws->zero_from;
 		cf->base_dv = ws->base_dv;
+		created = ws->created; /* base DV 0: a refused late create */
 	}
 	pthread_mutex_unlock(&wb->lock);
-	if (!ws || !cf->base_dv) {
+	if (!ws || (!cf->base_dv && !created)) {
 		free(cf);
 		return -ENOENT;
 	}

@@ -273,6 +273,7 @@ struct mop {
 	struct fid orphan;  /* 1 = held, fetching; 2 = ready */
 	bool held;	    /* a wb hold on @orphan is ours to give */
 	bool retried_stale; /* setattr: resent once after a 412 */
+	bool late;	    /* create: answered before the server has it */
 	struct fid need_dir;
 	struct fid fid;	    /* the object (for replies) */
 };
@@ -413,6 +414,8 @@ reply_entry(struct cm *cm, struct mop *m, const struct proto_attr *attr)
 			fuse_reply_err(m->req, ENOMEM);
 			return;
 		}
+		if (m->late)
+			wb_created(cm->wb, &a.fid);
 		pthread_mutex_init(&f->mu, NULL);
 		f->fid = a.fid;
 		f->writer = true;
@@ -629,6 +632,55 @@ setattr_fields(struct mop *m, struct proto_op *op)
 }
 
 /*
+ * A new regular file answered at once (sync mode, issue #14): the create
+ * is logged and held (mut_hold_create()); it reaches the server with the
+ * file's first store at close or fsync, in one batch with the data and the
+ * attributes set meanwhile, or alone as soon as another op needs it. Only
+ * when the directory's listing is cached and current (so the name is
+ * known to be free, and the listing shows it at once). @return 0
+ * (answered) or -EAGAIN (create it the usual way).
+ */
+static int
+late_create(struct cm *cm, struct mop *m, const struct proto_op *op)
+{
+	struct proto_attr a;
+	struct vc_dir *d;
+	long idx;
+	int rc;
+
+	if (m->kind != M_CREATE || op->type != PROTO_T_FILE || cm_offline(cm) ||
+	    mcache_dir(cm->mc, &op->parent, &d) < 0)
+		return -EAGAIN;
+	idx = vc_dir_find(d, op->name, strlen(op->name));
+	vc_dir_put(d);
+	if (idx >= 0)
+		return -EAGAIN; /* the server says EEXIST */
+	memset(&a, 0, sizeof(a));
+	a.fid = op->fid;
+	a.type = PROTO_T_FILE;
+	a.mode = op->mode;
+	a.uid = op->uid;
+	a.gid = op->gid;
+	a.nlink = 1;
+	a.dv = 0; /* until the server answers: wb.h, created */
+	a.atime_ns = a.mtime_ns = a.ctime_ns = util_wall_ns();
+	rc = mut_hold_create(cm->mut, op, NULL, NULL);
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc < 0) {
+		fuse_reply_err(m->req, -rc);
+		return 0;
+	}
+	rc = mcache_late_dir(cm->mc, &op->parent, op->name, &a);
+	if (rc < 0)
+		log_debug(LOG_FUSE, "late create: listing not edited: %s",
+			  strerror(-rc));
+	m->late = true;
+	reply_entry(cm, m, &a);
+	return 0;
+}
+
+/*
  * Build and send the op, or answer. @return -1 (sent), 0 (answered), 1
  * (a listing is needed: m->need_dir), 2 (local data must be stored
  * first), 3 (attributes needed), 4 (an orphan-to-be must be fetched).
@@ -818,6 +870,8 @@ mop_try(struct cm *cm, struct mop *m)
 		break;
 	}
 	m->fid = op.fid;
+	if (late_create(cm, m, &op) == 0)
+		return 0;
 	rc = mut_submit(cm->mut, &op, mop_done, m);
 	if (rc < 0) {
 		fuse_reply_err(m->req, -rc);
@@ -1122,6 +1176,51 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		    (!(set & FUSE_SET_ATTR_UID) || a.uid == attr->st_uid) &&
 		    (!(set & FUSE_SET_ATTR_GID) || a.gid == attr->st_gid) &&
 		    !(a.mode & (S_ISUID | S_ISGID))) {
+			fops_count(cm, CM_R_OTHER);
+			reply_attr_of(cm, req, ino, &fid);
+			return;
+		}
+	}
+	/* chmod, chown, utimes of a file being written (tar does them
+	 * before its close): they go with its store (wb_setattr()). */
+	if (!(set & ~(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID |
+		      FUSE_SET_ATTR_GID | FUSE_SET_ATTR_ATIME |
+		      FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME |
+		      FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) &&
+	    (set & ~FUSE_SET_ATTR_CTIME) && wb_active(cm->wb, &fid)) {
+		struct proto_attr a;
+		uint32_t mask = 0;
+		int64_t at = 0, mt = 0;
+
+		if (set & FUSE_SET_ATTR_MODE)
+			mask |= PROTO_SA_MODE;
+		if (set & FUSE_SET_ATTR_UID)
+			mask |= PROTO_SA_UID;
+		if (set & FUSE_SET_ATTR_GID)
+			mask |= PROTO_SA_GID;
+		if (set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
+			mask |= PROTO_SA_ATIME;
+			at = (set & FUSE_SET_ATTR_ATIME_NOW)
+				     ? util_wall_ns()
+				     : (int64_t)attr->st_atim.tv_sec *
+						       1000000000 +
+					       attr->st_atim.tv_nsec;
+		}
+		if (set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
+			mask |= PROTO_SA_MTIME;
+			mt = (set & FUSE_SET_ATTR_MTIME_NOW)
+				     ? util_wall_ns()
+				     : (int64_t)attr->st_mtim.tv_sec *
+						       1000000000 +
+					       attr->st_mtim.tv_nsec;
+		}
+		/* A chown of a set-ID file clears the bits on the server:
+		 * leave that to it. */
+		if (mcache_attr(cm->mc, &fid, &a) == 0 &&
+		    (!(mask & (PROTO_SA_UID | PROTO_SA_GID)) ||
+		     !(a.mode & (S_ISUID | S_ISGID))) &&
+		    wb_setattr(cm->wb, &fid, mask, attr->st_mode & 07777,
+			       attr->st_uid, attr->st_gid, at, mt) == 0) {
 			fops_count(cm, CM_R_OTHER);
 			reply_attr_of(cm, req, ino, &fid);
 			return;

@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,10 @@ struct mcache {
 	struct cm_stats *st;
 	struct mcache_hooks hooks; /* never changed after mcache_new() */
 	_Atomic uint64_t next_dv;  /* mcache_local_dv(); 0: not seeded */
+	/* One edit of a cached listing at a time (read, edit, install):
+	 * the loop applies replies, FUSE workers add late creates and
+	 * disconnected changes. */
+	pthread_mutex_t edit;
 };
 
 struct mcache *
@@ -41,6 +46,7 @@ mcache_new(struct ino_table *ino, struct vc *vc, struct cs_store *cs,
 
 	if (!mc)
 		return NULL;
+	pthread_mutex_init(&mc->edit, NULL);
 	mc->ino = ino;
 	mc->vc = vc;
 	mc->cs = cs;
@@ -55,6 +61,8 @@ mcache_new(struct ino_table *ino, struct vc *vc, struct cs_store *cs,
 void
 mcache_free(struct mcache *mc)
 {
+	if (mc)
+		pthread_mutex_destroy(&mc->edit);
 	free(mc);
 }
 
@@ -426,6 +434,7 @@ mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
 	struct ino_ent *e;
 	int rc;
 
+	pthread_mutex_lock(&mc->edit);
 	ino_lock(mc->ino);
 	e = ino_find_locked(mc->ino, &dir_after->fid);
 	if (e && e->dir && e->dir->dv + 1 == dir_after->dv)
@@ -437,20 +446,59 @@ mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
 		old = NULL;
 	}
 	if (!old) {
+		pthread_mutex_unlock(&mc->edit);
 		/* Another change came between: the listing we hold (if any)
 		 * is not the one the server edited. Fetch it again. */
 		return mcache_apply(mc, dir_after, true, false);
 	}
-	rc = vc_dir_edit(mc->vc, old, dir_after, del, add, add_attr, &nw);
+	/* The listing record is written at most once a second per
+	 * directory: a record older than the directory's attributes is
+	 * only fetched again, and a create in a 20,000-entry directory
+	 * would otherwise write all of it. */
+	rc = vc_dir_edit_flags(mc->vc, old, dir_after, del, add, add_attr, &nw,
+			       util_now_ms() - (uint64_t)old->stored_ms < 1000
+				       ? VC_E_NOSTORE
+				       : 0);
 	vc_dir_put(old);
 	if (rc < 0) {
 		log_warn(LOG_META, "cannot update a cached listing: %s",
 			 strerror(-rc));
 		vc_del_dir(mc->vc, &dir_after->fid);
+		pthread_mutex_unlock(&mc->edit);
 		return mcache_apply(mc, dir_after, true, false);
 	}
 	install_dir(mc, dir_after, nw);
+	pthread_mutex_unlock(&mc->edit);
 	return false;
+}
+
+int
+mcache_late_dir(struct mcache *mc, const struct fid *dir, const char *add,
+		const struct proto_attr *add_attr)
+{
+	struct vc_dir *old = NULL, *nw = NULL;
+	struct proto_attr a;
+	int rc;
+
+	pthread_mutex_lock(&mc->edit);
+	rc = mcache_dir(mc, dir, &old);
+	if (rc == 0 && (rc = mcache_attr(mc, dir, &a)) < 0)
+		vc_dir_put(old);
+	if (rc == 0 && (a.dv & CM_DV_LOCAL)) {
+		vc_dir_put(old);
+		rc = -EAGAIN;
+	}
+	if (rc == 0) {
+		/* Same DV: the server's answer to the create (DV + 1)
+		 * edits this listing as usual. */
+		rc = vc_dir_edit_flags(mc->vc, old, &a, NULL, add, add_attr,
+				       &nw, VC_E_NOSTORE);
+		vc_dir_put(old);
+		if (rc == 0)
+			install_dir(mc, &a, nw);
+	}
+	pthread_mutex_unlock(&mc->edit);
+	return rc;
 }
 
 /* --- disconnected edits --- */
@@ -485,13 +533,14 @@ mcache_offline_dir(struct mcache *mc, const struct fid *dir, const char *del,
 	struct proto_attr a;
 	int rc;
 
+	pthread_mutex_lock(&mc->edit);
 	rc = mcache_dir(mc, dir, &old);
 	if (rc < 0)
-		return rc;
+		goto out;
 	rc = mcache_attr(mc, dir, &a);
 	if (rc < 0) {
 		vc_dir_put(old);
-		return rc;
+		goto out;
 	}
 	a.dv = mcache_local_dv(mc);
 	a.mtime_ns = a.ctime_ns = util_wall_ns();
@@ -502,10 +551,12 @@ mcache_offline_dir(struct mcache *mc, const struct fid *dir, const char *del,
 	rc = vc_dir_edit(mc->vc, old, &a, del, add, add_attr, &nw);
 	vc_dir_put(old);
 	if (rc < 0)
-		return rc;
+		goto out;
 	install_dir(mc, &a, nw);
 	*dir_after = a;
-	return 0;
+out:
+	pthread_mutex_unlock(&mc->edit);
+	return rc;
 }
 
 int

@@ -140,6 +140,13 @@ bool mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
 		      const char *del, const char *add,
 		      const struct proto_attr *add_attr);
 
+/* Any thread: a late create (mut_hold_create()): add @add (@add_attr)
+ * to the cached listing of @dir, keeping its DV, so the server's answer
+ * (DV + 1) edits it as usual. @return 0, -ENOENT (listing not cached or
+ * not current), -EAGAIN (a local DV: disconnected changes). */
+int mcache_late_dir(struct mcache *mc, const struct fid *dir, const char *add,
+		    const struct proto_attr *add_attr);
+
 /*
  * Disconnected changes (local.c). A change made without the server gets
  * a *local* DV (CM_DV_LOCAL set: never a server DV, so nothing cached with

@@ -29,10 +29,24 @@
 #include "common/util.h"
 
 #define MUT_DEFER_MAX 256
+/* A late create not taken by a store within this goes alone. */
+#define MUT_HOLD_MS 1000
+
+/* Something that waits for a late create (below) to be answered. */
+struct mwait {
+	STAILQ_ENTRY(mwait) link;
+	void (*wake)(struct mwait *w);
+};
+STAILQ_HEAD(mwaitq, mwait);
+
+struct mut_batch;
 
 struct mreq {
 	struct cm_job job;
 	TAILQ_ENTRY(mreq) link;
+	struct mwait w;	       /* waiting for a late create */
+	struct mwaitq waiters; /* late create: what waits for its answer */
+	struct mut_batch *b;   /* member of a batch */
 	struct mut *mu;
 	struct proto_op op;
 	uint64_t seq;
@@ -43,8 +57,31 @@ struct mreq {
 	struct event *retry_ev;
 	bool listed;
 	bool replay; /* reintegration: a refusal keeps the record */
+	/* A late create (mut_hold_create()): answered to its caller before
+	 * the server has it. Held: logged, listed, not sent yet. */
+	bool late, held;
+	bool removed;	       /* its record went with its batch's */
+	struct event *hold_ev; /* held: MUT_HOLD_MS */
 };
 TAILQ_HEAD(mreqq, mreq);
+
+/* A batch request (mut_batch_*): members in order. */
+struct mut_batch {
+	struct mwait w; /* waiting for a late create */
+	struct mut *mu;
+	struct mreq **r;
+	size_t n, cap;
+	unsigned flags;
+	unsigned attempts;
+	uint64_t deadline;
+	struct event *retry_ev;
+	/* The server has no /batch: the members go one at a time (next),
+	 * and what an earlier one answered stands in for base DV 0. */
+	bool single;
+	size_t next;
+	struct proto_attr *got; /* single: per member, its reply's attr */
+	bool *have;
+};
 
 struct mut {
 	struct mut_deps d;
@@ -55,12 +92,30 @@ struct mut {
 	struct proto_event deferred[MUT_DEFER_MAX];
 	size_t ndeferred;
 	bool overflow; /* deferred events were lost: revalidate */
+	bool nobatch;  /* the server answered 404 to /batch */
 	/* resume state */
 	uint64_t resume_after;
 	bool resuming;
 };
 
 static void send_req(struct mreq *m);
+
+static void
+noop_done(void *arg, int err, const struct proto_op_result *r)
+{
+	(void)arg;
+	(void)err;
+	(void)r;
+}
+
+/* Disconnected with @m unanswered: its record stays INFLIGHT (it may
+ * have arrived), disconnected operation applies it locally and answers
+ * the caller (a late create's was answered: nobody to tell). */
+static void
+absorb_one(struct mut *mu, struct mreq *m)
+{
+	mu->h.absorb(mu->h.arg, &m->op, m->done ? m->done : noop_done, m->arg);
+}
 
 /* --- copies --- */
 
@@ -114,6 +169,8 @@ mreq_free(struct mreq *m)
 {
 	if (m->retry_ev)
 		event_free(m->retry_ev);
+	if (m->hold_ev)
+		event_free(m->hold_ev);
 	proto_op_release(&m->op);
 	free(m);
 }
@@ -269,34 +326,112 @@ replay_deferred(struct mut *mu)
 
 /* --- sending --- */
 
+static void batch_single_next(struct mut_batch *b);
+
 static void
-finish(struct mreq *m, int err, const struct proto_op_result *r)
+unlist(struct mreq *m)
+{
+	if (m->listed) {
+		TAILQ_REMOVE(&m->mu->inflight, m, link);
+		m->listed = false;
+		m->mu->n--;
+	}
+}
+
+/* The server's answer @r to @m (or @err) goes to the caches. */
+static void
+finish_apply(struct mreq *m, int err, const struct proto_op_result *r)
 {
 	struct mut *mu = m->mu;
-	int rc;
 
-	if (m->listed) {
-		TAILQ_REMOVE(&mu->inflight, m, link);
-		m->listed = false;
-		mu->n--;
-	}
 	if (!err && r) {
 		apply_reply(mu, &m->op, r);
 		if (r->has_attr)
 			mfetch_own_change(mu->d.mf, &r->attr.fid, r->event_seq);
+	} else if (err && err != -EIO && m->late && !cm_stopping(mu->d.loop)) {
+		/* The server refused a create we had answered: the name and
+		 * the object we put in the caches are not there. What was
+		 * written to it goes to a conflict copy (its store fails as
+		 * stale, wb.c). */
+		struct proto_attr pa;
+
+		log_warn(LOG_MUT, "create of '%s' refused by the server: %s",
+			 m->op.name ? m->op.name : "", strerror(-err));
+		mcache_forget(mu->d.mc, &m->op.fid);
+		if (mcache_attr(mu->d.mc, &m->op.parent, &pa) == 0) {
+			/* A DV of our own makes mfetch fetch the listing
+			 * again and tell the kernel which names changed. */
+			pa.dv = mcache_local_dv(mu->d.mc);
+			mfetch_dir_changed(mu->d.mf, &pa);
+		} else {
+			mcache_forget(mu->d.mc, &m->op.parent);
+		}
 	}
+}
+
+/* The record goes (unless kept), the caller hears, waiters wake. */
+static void
+finish_end(struct mreq *m, int err, const struct proto_op_result *r)
+{
+	struct mut *mu = m->mu;
+	struct mwaitq wq = STAILQ_HEAD_INITIALIZER(wq);
+	struct mwait *w;
+	int rc;
+
+	STAILQ_CONCAT(&wq, &m->waiters);
+	if (m->removed)
+		goto removed;
 	/* Reintegration keeps a refused record (it becomes a conflict) and
 	 * one that got no answer (it is resent first next time). */
-	if (m->seq && mu->d.rlog && !(m->replay && err)) {
+	if (m->late && err == -EIO && !mu->stopped && !cm_stopping(mu->d.loop))
+		log_warn(LOG_MUT,
+			 "create of '%s' got no answer: kept in the "
+			 "replay log, sent again at the next start",
+			 m->op.name ? m->op.name : "");
+	/* A late create without an answer (I/O error, shutdown) stays: its
+	 * caller was answered, so it must reach the server some time. */
+	if (m->seq && mu->d.rlog && !(m->replay && err) &&
+	    !(m->late && err == -EIO)) {
 		rc = rlog_remove_flags(mu->d.rlog, m->seq, RLOG_A_NOSYNC);
 		if (rc < 0 && rc != -ENOENT)
 			log_warn(LOG_MUT,
 				 "cannot drop replay record %llu: %s",
 				 (unsigned long long)m->seq, strerror(-rc));
 	}
+removed:
 	if (m->done)
 		m->done(m->arg, err, r);
 	mreq_free(m);
+	while ((w = STAILQ_FIRST(&wq))) {
+		STAILQ_REMOVE_HEAD(&wq, link);
+		w->wake(w);
+	}
+}
+
+static void
+finish(struct mreq *m, int err, const struct proto_op_result *r)
+{
+	struct mut *mu = m->mu;
+	struct mut_batch *b = m->b;
+
+	unlist(m);
+	finish_apply(m, err, r);
+	if (b && b->single) {
+		/* One member of a batch sent alone: note its answer for the
+		 * base DVs of the next ones, then send the next. */
+		for (size_t i = 0; i < b->n; i++) {
+			if (b->r[i] != m)
+				continue;
+			b->r[i] = NULL;
+			if (!err && r && r->has_attr) {
+				b->got[i] = r->attr;
+				b->have[i] = true;
+			}
+		}
+	}
+	finish_end(m, err, r);
+	if (b && b->single)
+		batch_single_next(b);
 	if (!mu->stopped)
 		replay_deferred(mu);
 }
@@ -334,13 +469,26 @@ http_done(void *arg, const struct http_result *res)
 		/* The server stopped answering: disconnect, and this op
 		 * stays in the log (INFLIGHT: it may have arrived) to be
 		 * replayed; the caller gets the local result. */
-		if (m->listed) {
-			TAILQ_REMOVE(&mu->inflight, m, link);
-			m->listed = false;
-			mu->n--;
-		}
-		mu->h.absorb(mu->h.arg, &m->op, m->done, m->arg);
+		struct mwaitq wq = STAILQ_HEAD_INITIALIZER(wq);
+		struct mut_batch *b = m->b && m->b->single ? m->b : NULL;
+		struct mwait *w;
+
+		unlist(m);
+		STAILQ_CONCAT(&wq, &m->waiters);
+		absorb_one(mu, m);
+		if (b)
+			for (size_t i = 0; i < b->n; i++)
+				if (b->r[i] == m)
+					b->r[i] = NULL;
 		mreq_free(m);
+		/* What waited for a late create goes on (and is absorbed
+		 * in its turn). */
+		while ((w = STAILQ_FIRST(&wq))) {
+			STAILQ_REMOVE_HEAD(&wq, link);
+			w->wake(w);
+		}
+		if (b)
+			batch_single_next(b);
 		return;
 	}
 	if (m->replay && res->err && res->err != -ECANCELED) {
@@ -416,18 +564,113 @@ send_req(struct mreq *m)
 	free(body);
 }
 
+/* --- late creates: what must wait for them --- */
+
+/*
+ * The late create that @op must follow, or NULL: one about the object
+ * @op changes or about a directory @op changes (so the server applies
+ * them in the order the caller made them, and replies about that
+ * directory come back in the order of its DVs). Members of batch @b
+ * (may be NULL) and @self do not count. Loop thread.
+ */
+static struct mreq *
+late_dep(struct mut *mu, const struct proto_op *op, const struct mut_batch *b,
+	 const struct mreq *self)
+{
+	struct mreq *h;
+
+	TAILQ_FOREACH(h, &mu->inflight, link) {
+		if (!h->late || h == self || (b && h->b == b))
+			continue;
+		if (touches(op, &h->op.fid) || touches(op, &h->op.parent))
+			return h;
+	}
+	return NULL;
+}
+
+static void
+send_late(struct mut *mu, struct mreq *h)
+{
+	if (h->hold_ev)
+		evtimer_del(h->hold_ev);
+	h->held = false;
+	h->deadline = util_now_ms() + mu->d.timeout_ms;
+	send_req(h);
+}
+
+static void
+hold_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct mreq *m = arg;
+
+	(void)fd;
+	(void)what;
+	if (m->held && !m->b && !m->mu->stopped)
+		send_late(m->mu, m);
+}
+
+/* @w waits for the late create @h; a held one is sent now, alone. */
+static void
+wait_late(struct mut *mu, struct mreq *h, struct mwait *w)
+{
+	STAILQ_INSERT_TAIL(&h->waiters, w, link);
+	if (h->held && !h->b)
+		send_late(mu, h);
+}
+
 static void
 start(struct mut *mu, struct mreq *m)
 {
+	struct mreq *h;
+
 	if (mu->stopped || cm_stopping(mu->d.loop) || !mu->d.http) {
 		finish(m, -EIO, NULL);
+		return;
+	}
+	h = late_dep(mu, &m->op, NULL, m);
+	if (h) {
+		wait_late(mu, h, &m->w);
 		return;
 	}
 	m->deadline = util_now_ms() + mu->d.timeout_ms;
 	TAILQ_INSERT_TAIL(&mu->inflight, m, link);
 	m->listed = true;
 	mu->n++;
+	if (m->held) {
+		/* Another op about the same directory is on its way: its
+		 * reply and ours could come back out of DV order, and a
+		 * listing fetched in between would not have our name. */
+		struct mreq *o;
+
+		TAILQ_FOREACH(o, &mu->inflight, link)
+			if (o != m && !o->held &&
+			    touches(&o->op, &m->op.parent))
+				break;
+		if (!o) {
+			/* Held: goes with its file's first store, or alone
+			 * after MUT_HOLD_MS (events about its directory wait
+			 * while it is held). */
+			struct timeval tv = {MUT_HOLD_MS / 1000,
+					     (MUT_HOLD_MS % 1000) * 1000};
+
+			if (!m->hold_ev)
+				m->hold_ev = evtimer_new(mu->d.loop->base,
+							 hold_expired, m);
+			if (m->hold_ev)
+				evtimer_add(m->hold_ev, &tv);
+			return;
+		}
+		m->held = false;
+	}
 	send_req(m);
+}
+
+static void
+wake_mreq(struct mwait *w)
+{
+	struct mreq *m = (struct mreq *)((char *)w - offsetof(struct mreq, w));
+
+	start(m->mu, m);
 }
 
 static void
@@ -441,7 +684,7 @@ run_job(struct cm_loop *loop, struct cm_job *job)
 	 * and never left; it is replayed with the rest. */
 	if (mu->d.conn && conn_mode(mu->d.conn) == CM_DISCONNECTED && m->seq &&
 	    !cm_stopping(mu->d.loop) && mu->h.absorb) {
-		mu->h.absorb(mu->h.arg, &m->op, m->done, m->arg);
+		absorb_one(mu, m);
 		mreq_free(m);
 		return;
 	}
@@ -463,6 +706,8 @@ mreq_new(struct mut *mu, const struct proto_op *op, mut_done_fn done, void *arg)
 	m->done = done;
 	m->arg = arg;
 	m->job.run = run_job;
+	m->w.wake = wake_mreq;
+	STAILQ_INIT(&m->waiters);
 	return m;
 }
 
@@ -479,9 +724,9 @@ mut_submit(struct mut *mu, const struct proto_op *op, mut_done_fn done,
 	return mut_submit_direct(mu, op, done, arg);
 }
 
-int
-mut_submit_direct(struct mut *mu, const struct proto_op *op, mut_done_fn done,
-		  void *arg)
+static int
+log_and_post(struct mut *mu, const struct proto_op *op, mut_done_fn done,
+	     void *arg, bool late)
 {
 	struct rlog_effect eff;
 	struct mreq *m;
@@ -492,6 +737,7 @@ mut_submit_direct(struct mut *mu, const struct proto_op *op, mut_done_fn done,
 	m = mreq_new(mu, op, done, arg);
 	if (!m)
 		return -ENOMEM;
+	m->late = m->held = late;
 	if (mu->d.rlog) {
 		rc = rlog_append_ex(mu->d.rlog, &m->op,
 				    RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff);
@@ -513,6 +759,84 @@ mut_submit_direct(struct mut *mu, const struct proto_op *op, mut_done_fn done,
 			memcpy(m->op.opid, r.oid, sizeof(m->op.opid));
 	}
 	cm_post(mu->d.loop, &m->job);
+	return 0;
+}
+
+int
+mut_submit_direct(struct mut *mu, const struct proto_op *op, mut_done_fn done,
+		  void *arg)
+{
+	return log_and_post(mu, op, done, arg, false);
+}
+
+int
+mut_hold_create(struct mut *mu, const struct proto_op *op, mut_done_fn done,
+		void *arg)
+{
+	if (op->kind != PROTO_OP_CREATE)
+		return -EINVAL;
+	/* Without a log nothing could survive a crash: create as usual. */
+	if (!mu || !mu->d.rlog)
+		return -EAGAIN;
+	if (mu->d.conn && conn_offline(mu->d.conn))
+		return -EAGAIN;
+	return log_and_post(mu, op, done, arg, true);
+}
+
+static struct mreq *
+find_late(struct mut *mu, const struct fid *fid)
+{
+	struct mreq *h;
+
+	TAILQ_FOREACH(h, &mu->inflight, link)
+		if (h->late && fid_eq(&h->op.fid, fid))
+			return h;
+	return NULL;
+}
+
+int
+mut_late_state(struct mut *mu, const struct fid *fid)
+{
+	struct mreq *h = mu ? find_late(mu, fid) : NULL;
+
+	if (!h)
+		return MUT_LATE_NONE;
+	return h->held && !h->b ? MUT_LATE_HELD : MUT_LATE_SENT;
+}
+
+struct late_waiter {
+	struct mwait w;
+	void (*cb)(void *arg);
+	void *arg;
+};
+
+static void
+wake_cb(struct mwait *w)
+{
+	struct late_waiter *lw = (struct late_waiter *)w;
+	void (*cb)(void *) = lw->cb;
+	void *arg = lw->arg;
+
+	free(lw);
+	cb(arg);
+}
+
+int
+mut_after_late(struct mut *mu, const struct fid *fid, void (*cb)(void *arg),
+	       void *arg)
+{
+	struct mreq *h = mu ? find_late(mu, fid) : NULL;
+	struct late_waiter *lw;
+
+	if (!h)
+		return -ENOENT;
+	lw = calloc(1, sizeof(*lw));
+	if (!lw)
+		return -ENOMEM;
+	lw->w.wake = wake_cb;
+	lw->cb = cb;
+	lw->arg = arg;
+	wait_late(mu, h, &lw->w);
 	return 0;
 }
 
@@ -542,6 +866,442 @@ mut_send_replay(struct mut *mu, uint64_t seq, const struct proto_op *op,
 		mut_done_fn done, void *arg)
 {
 	return send_logged(mu, seq, op, done, arg, true);
+}
+
+/* --- batches --- */
+
+static void batch_send_req(struct mut_batch *b);
+
+static void
+batch_free(struct mut_batch *b)
+{
+	if (!b)
+		return;
+	if (b->retry_ev)
+		event_free(b->retry_ev);
+	free(b->r);
+	free(b->got);
+	free(b->have);
+	free(b);
+}
+
+struct mut_batch *
+mut_batch_new(struct mut *mu, unsigned flags)
+{
+	struct mut_batch *b;
+
+	if (!mu)
+		return NULL;
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return NULL;
+	b->mu = mu;
+	b->flags = flags;
+	return b;
+}
+
+static int
+batch_push(struct mut_batch *b, struct mreq *m)
+{
+	if (b->n == PROTO_BATCH_MAX)
+		return -E2BIG;
+	if (b->n == b->cap) {
+		size_t nc = b->cap ? 2 * b->cap : 4;
+		struct mreq **r = realloc(b->r, nc * sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		b->r = r;
+		b->cap = nc;
+	}
+	b->r[b->n++] = m;
+	m->b = b;
+	if (m->hold_ev)
+		evtimer_del(m->hold_ev);
+	return 0;
+}
+
+int
+mut_batch_add(struct mut_batch *b, uint64_t seq, const struct proto_op *op,
+	      mut_done_fn done, void *arg)
+{
+	struct mreq *m;
+	int rc;
+
+	if (!b)
+		return -EINVAL;
+	m = mreq_new(b->mu, op, done, arg);
+	if (!m)
+		return -ENOMEM;
+	m->seq = seq;
+	m->replay = (b->flags & MUT_B_REPLAY) != 0;
+	rc = batch_push(b, m);
+	if (rc < 0)
+		mreq_free(m);
+	return rc;
+}
+
+int
+mut_batch_add_held(struct mut_batch *b, const struct fid *fid)
+{
+	struct mreq *h;
+	int rc;
+
+	if (!b)
+		return -EINVAL;
+	h = find_late(b->mu, fid);
+	if (!h || !h->held || h->b)
+		return -ENOENT;
+	rc = batch_push(b, h);
+	return rc;
+}
+
+size_t
+mut_batch_len(const struct mut_batch *b)
+{
+	return b ? b->n : 0;
+}
+
+void
+mut_batch_free(struct mut_batch *b)
+{
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->n; i++) {
+		if (b->r[i]->listed) {
+			/* A held create given back: held again. */
+			struct timeval tv = {MUT_HOLD_MS / 1000,
+					     (MUT_HOLD_MS % 1000) * 1000};
+
+			b->r[i]->b = NULL;
+			if (b->r[i]->hold_ev)
+				evtimer_add(b->r[i]->hold_ev, &tv);
+			continue;
+		}
+		mreq_free(b->r[i]);
+	}
+	batch_free(b);
+}
+
+/* Every member ends with @err (the request as a whole failed). */
+static void
+batch_finish_all(struct mut_batch *b, int err)
+{
+	struct mut *mu = b->mu;
+
+	for (size_t i = 0; i < b->n; i++)
+		unlist(b->r[i]);
+	for (size_t i = 0; i < b->n; i++)
+		finish_apply(b->r[i], err, NULL);
+	for (size_t i = 0; i < b->n; i++)
+		finish_end(b->r[i], err, NULL);
+	batch_free(b);
+	if (!mu->stopped)
+		replay_deferred(mu);
+}
+
+/* An entry of a batch reply as an errno (0: applied). 424 (not applied:
+ * an op before it failed on the server) is -EAGAIN. */
+static int
+entry_errno(const struct proto_batch_result *e)
+{
+	if (e->status >= 200 && e->status < 300)
+		return 0;
+	if (e->status == 410 || e->status == 412)
+		return -ESTALE;
+	if (e->status == 424)
+		return -EAGAIN;
+	if (e->err.err > 0)
+		return -e->err.err;
+	return -proto_status_to_errno(e->status);
+}
+
+/* Every cache change first, then the records and the callers in order:
+ * a caller woken by one member sees what the later ones changed too. */
+static void
+batch_finish_results(struct mut_batch *b, struct proto_batch_result *out)
+{
+	struct mut *mu = b->mu;
+
+	for (size_t i = 0; i < b->n; i++)
+		unlist(b->r[i]);
+	for (size_t i = 0; i < b->n; i++) {
+		int e = entry_errno(&out[i]);
+
+		if (e && e != -EAGAIN)
+			log_debug(LOG_MUT, "%s '%s' refused in a batch: %s",
+				  proto_op_name(b->r[i]->op.kind),
+				  b->r[i]->op.name ? b->r[i]->op.name : "",
+				  strerror(-e));
+		finish_apply(b->r[i], e, e ? NULL : &out[i].res);
+	}
+	if (mu->d.rlog) {
+		/* The records the server answered go in one transaction. */
+		uint64_t seqs[PROTO_BATCH_MAX];
+		size_t ns = 0;
+		int rc;
+
+		for (size_t i = 0; i < b->n; i++) {
+			struct mreq *m = b->r[i];
+			int e = entry_errno(&out[i]);
+
+			if (!m->seq || (m->replay && e))
+				continue;
+			seqs[ns++] = m->seq;
+			m->removed = true;
+		}
+		rc = rlog_remove_batch_flags(mu->d.rlog, seqs, ns,
+					     RLOG_A_NOSYNC);
+		if (rc < 0) {
+			log_warn(LOG_MUT, "cannot drop %zu replay records: %s",
+				 ns, strerror(-rc));
+			for (size_t i = 0; i < b->n; i++)
+				b->r[i]->removed = false;
+		}
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		int e = entry_errno(&out[i]);
+
+		finish_end(b->r[i], e, e ? NULL : &out[i].res);
+	}
+	batch_free(b);
+	if (!mu->stopped)
+		replay_deferred(mu);
+}
+
+/* Server without /batch: one at a time, in order. */
+static void
+batch_single_next(struct mut_batch *b)
+{
+	struct mreq *m = NULL;
+
+	while (b->next < b->n && !(m = b->r[b->next]))
+		b->next++;
+	if (b->next >= b->n) {
+		batch_free(b);
+		return;
+	}
+	b->next++;
+	if ((m->op.kind == PROTO_OP_STORE || m->op.kind == PROTO_OP_SETATTR) &&
+	    m->op.base_dv == 0) {
+		for (size_t j = 0; j + 1 < b->next; j++)
+			if (b->have[j] && fid_eq(&b->got[j].fid, &m->op.fid))
+				m->op.base_dv = b->got[j].dv;
+	}
+	if (b->mu->stopped || cm_stopping(b->mu->d.loop) || !b->mu->d.http) {
+		finish(m, -EIO, NULL);
+		return;
+	}
+	m->attempts = 0;
+	m->deadline = util_now_ms() + b->mu->d.timeout_ms;
+	send_req(m);
+}
+
+static void
+batch_go_single(struct mut_batch *b, bool nobatch)
+{
+	if (nobatch && !b->mu->nobatch)
+		log_info(LOG_MUT, "the server has no batch requests: ops go "
+				  "one at a time");
+	b->got = calloc(b->n, sizeof(*b->got));
+	b->have = calloc(b->n, sizeof(*b->have));
+	if (!b->got || !b->have) {
+		batch_finish_all(b, -ENOMEM);
+		return;
+	}
+	b->single = true;
+	b->next = 0;
+	if (nobatch)
+		b->mu->nobatch = true;
+	batch_single_next(b);
+}
+
+static void
+batch_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	batch_send_req(arg);
+}
+
+static void
+batch_http_done(void *arg, const struct http_result *res)
+{
+	struct mut_batch *b = arg;
+	struct mut *mu = b->mu;
+	struct proto_batch_result *out = NULL;
+	bool replay = b->flags & MUT_B_REPLAY;
+	int rc;
+
+	if (retriable(res) && util_now_ms() >= b->deadline && !replay &&
+	    !mu->stopped && !cm_stopping(mu->d.loop) && mu->h.may_absorb &&
+	    mu->h.absorb && mu->h.may_absorb(mu->h.arg)) {
+		/* As for a single op: disconnect, the records stay INFLIGHT,
+		 * each op is applied locally, in order. */
+		for (size_t i = 0; i < b->n; i++)
+			unlist(b->r[i]);
+		for (size_t i = 0; i < b->n; i++) {
+			struct mreq *m = b->r[i];
+			struct mwaitq wq = STAILQ_HEAD_INITIALIZER(wq);
+			struct mwait *w;
+
+			STAILQ_CONCAT(&wq, &m->waiters);
+			absorb_one(mu, m);
+			mreq_free(m);
+			while ((w = STAILQ_FIRST(&wq))) {
+				STAILQ_REMOVE_HEAD(&wq, link);
+				w->wake(w);
+			}
+		}
+		batch_free(b);
+		return;
+	}
+	if (replay && res->err && res->err != -ECANCELED) {
+		batch_finish_all(b, -EHOSTUNREACH);
+		return;
+	}
+	if (retriable(res) && util_now_ms() < b->deadline && !mu->stopped &&
+	    !cm_stopping(mu->d.loop)) {
+		unsigned ms = 50u << (b->attempts < 6 ? b->attempts : 6);
+		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+		atomic_store(mu->d.online, 0);
+		if (!b->retry_ev)
+			b->retry_ev = evtimer_new(mu->d.loop->base,
+						  batch_retry_cb, b);
+		if (b->retry_ev && evtimer_add(b->retry_ev, &tv) == 0)
+			return;
+	}
+	if (res->status == 404 && !mu->stopped && !cm_stopping(mu->d.loop)) {
+		batch_go_single(b, true);
+		return;
+	}
+	rc = cm_http_errno(res->err, res->status, res->body, res->body_len);
+	if (rc == 0) {
+		atomic_store(mu->d.online, 1);
+		rc = proto_batch_reply_decode(res->body, res->body_len, b->n,
+					      &out);
+		if (rc < 0) {
+			log_err(LOG_MUT, "bad reply to a batch of %zu: %s",
+				b->n, strerror(-rc));
+			batch_finish_all(b, -EIO);
+			return;
+		}
+		batch_finish_results(b, out);
+		free(out);
+		return;
+	}
+	if (res->status == 410 || res->status == 412)
+		rc = -ESTALE;
+	else if (rc == -ECANCELED)
+		rc = -EIO;
+	log_warn(LOG_MUT, "batch of %zu refused: %s (HTTP %ld)", b->n,
+		 strerror(-rc), res->status);
+	batch_finish_all(b, rc);
+}
+
+static void
+batch_send_req(struct mut_batch *b)
+{
+	struct mut *mu = b->mu;
+	struct http_request hr = {0};
+	struct proto_op *ops;
+	char path[160];
+	size_t len = 0;
+	char *body;
+
+	b->attempts++;
+	if (mu->stopped || cm_stopping(mu->d.loop) || !mu->d.http) {
+		batch_finish_all(b, -EIO);
+		return;
+	}
+	ops = malloc(b->n * sizeof(*ops));
+	if (!ops) {
+		batch_finish_all(b, -ENOMEM);
+		return;
+	}
+	for (size_t i = 0; i < b->n; i++)
+		ops[i] = b->r[i]->op;
+	body = proto_batch_encode(ops, b->n, false, &len);
+	free(ops);
+	if (!body) {
+		batch_finish_all(b, errno == ENOMEM ? -ENOMEM : -EINVAL);
+		return;
+	}
+	snprintf(path, sizeof(path), "/v1/vol/%s/batch", mu->d.volume);
+	hr.method = "POST";
+	hr.path = path;
+	hr.body = body;
+	hr.body_len = len;
+	hr.on_done = batch_http_done;
+	hr.arg = b;
+	hr.ungated = (b->flags & MUT_B_REPLAY) != 0;
+	if (!http_submit(mu->d.http, &hr)) {
+		free(body);
+		batch_finish_all(b, -EIO);
+		return;
+	}
+	free(body);
+}
+
+static void batch_start(struct mut_batch *b);
+
+static void
+wake_batch(struct mwait *w)
+{
+	batch_start((struct mut_batch *)((char *)w -
+					 offsetof(struct mut_batch, w)));
+}
+
+static void
+batch_start(struct mut_batch *b)
+{
+	struct mut *mu = b->mu;
+
+	if (mu->stopped || cm_stopping(mu->d.loop) || !mu->d.http) {
+		batch_finish_all(b, -EIO);
+		return;
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		struct mreq *h = late_dep(mu, &b->r[i]->op, b, b->r[i]);
+
+		if (h) {
+			b->w.wake = wake_batch;
+			wait_late(mu, h, &b->w);
+			return;
+		}
+	}
+	b->deadline = util_now_ms() + mu->d.timeout_ms;
+	for (size_t i = 0; i < b->n; i++) {
+		struct mreq *m = b->r[i];
+
+		m->held = false;
+		if (!m->listed) {
+			TAILQ_INSERT_TAIL(&mu->inflight, m, link);
+			m->listed = true;
+			mu->n++;
+		}
+	}
+	if (b->n == 1 || mu->nobatch) {
+		/* One op needs no batch; a server without /batch gets
+		 * them one at a time. */
+		batch_go_single(b, false);
+		return;
+	}
+	batch_send_req(b);
+}
+
+int
+mut_batch_send(struct mut_batch *b)
+{
+	if (!b)
+		return -EINVAL;
+	if (!b->n) {
+		batch_free(b);
+		return 0;
+	}
+	batch_start(b);
+	return 0;
 }
 
 /* --- resume after a crash --- */
@@ -627,10 +1387,14 @@ mut_stop(struct mut *mu)
 
 	if (!mu || mu->stopped)
 		return;
-	while ((m = TAILQ_FIRST(&mu->inflight)))
-		finish(m, -EIO, NULL);
 	mu->stopped = true;
 	mu->d.http = NULL;
+	while ((m = TAILQ_FIRST(&mu->inflight))) {
+		if (m->b && !m->b->single)
+			batch_finish_all(m->b, -EIO);
+		else
+			finish(m, -EIO, NULL);
+	}
 }
 
 void

@@ -120,6 +120,56 @@ int mut_send_logged(struct mut *mu, uint64_t seq, const struct proto_op *op,
 int mut_send_replay(struct mut *mu, uint64_t seq, const struct proto_op *op,
 		    mut_done_fn done, void *arg);
 
+/*
+ * Late creates (sync mode, issue #14): a new file's create is answered
+ * before the server has it, and goes to the server with the file's first
+ * store, as one batch (create, store, attributes), or alone as soon as
+ * another op needs it first. mut_hold_create() logs @op (a CREATE)
+ * INFLIGHT, like mut_submit(), but does not send it: @done is called
+ * once the server answered it (an error: the name and object are dropped
+ * from the caches). Ops about the file or its directory that come later
+ * wait for its answer, so the server sees them in the caller's order.
+ * @return 0, -EAGAIN when disconnected or without a log (use
+ * mut_submit()), or -errno (nothing logged). Any thread.
+ */
+int mut_hold_create(struct mut *mu, const struct proto_op *op, mut_done_fn done,
+		    void *arg);
+
+/* Loop thread: is the create of @fid held (MUT_LATE_HELD: not sent; a
+ * batch may take it), on its way (MUT_LATE_SENT) or neither? */
+enum { MUT_LATE_NONE, MUT_LATE_HELD, MUT_LATE_SENT };
+int mut_late_state(struct mut *mu, const struct fid *fid);
+/* Loop thread: call @cb(@arg) once the late create of @fid has its
+ * answer (a held one is sent now). @return 0, or -ENOENT (none: no call). */
+int mut_after_late(struct mut *mu, const struct fid *fid, void (*cb)(void *arg),
+		   void *arg);
+
+/*
+ * Batches: ops already in the log sent as one POST /v1/vol/NAME/batch
+ * (doc/protocol.md), applied by the server in order in one commit. Each
+ * op keeps its record, opid and done callback, as mut_send_logged()
+ * (MUT_B_REPLAY: as mut_send_replay()); the callbacks are called in the
+ * batch's order, after the caches took every reply of the batch. An op
+ * the server did not apply because one before it failed on the server
+ * gets -EAGAIN (the record is kept in replay mode). A server without
+ * /batch (404) gets the ops one at a time, in order; a store or setattr
+ * with base DV 0 then takes the DV an earlier op of the batch gave its
+ * object, as the server does inside a batch.
+ * Loop thread. mut_batch_send() takes @b (and frees it) whatever it
+ * returns; mut_batch_free() drops an unsent batch (a held create it took
+ * is held again).
+ */
+struct mut_batch;
+enum { MUT_B_REPLAY = 1 };
+struct mut_batch *mut_batch_new(struct mut *mu, unsigned flags);
+int mut_batch_add(struct mut_batch *b, uint64_t seq, const struct proto_op *op,
+		  mut_done_fn done, void *arg);
+/* The held create of @fid as the next op: 0, or -ENOENT (none held). */
+int mut_batch_add_held(struct mut_batch *b, const struct fid *fid);
+size_t mut_batch_len(const struct mut_batch *b);
+int mut_batch_send(struct mut_batch *b);
+void mut_batch_free(struct mut_batch *b);
+
 /* Loop thread, from mfetch's defer_event hook: true if @ev is about an
  * object with an op in flight (the event is then replayed once the op is
  * done). */

@@ -817,14 +817,24 @@ rlog_remove_flags(struct rlog *l, uint64_t seq, unsigned flags)
 int
 rlog_remove_batch(struct rlog *l, const uint64_t *seqs, size_t n)
 {
+	return rlog_remove_batch_flags(l, seqs, n, 0);
+}
+
+int
+rlog_remove_batch_flags(struct rlog *l, const uint64_t *seqs, size_t n,
+			unsigned flags)
+{
 	int rc;
 
-	if (!l || (n && !seqs) || n > INT32_MAX)
+	if (!l || (n && !seqs) || n > INT32_MAX ||
+	    (flags & ~(unsigned)RLOG_A_NOSYNC))
 		return -EINVAL;
 	if (!n)
 		return 0;
 	pthread_mutex_lock(&l->lock);
+	l->tx_nosync = !!(flags & RLOG_A_NOSYNC);
 	rc = remove_locked(l, seqs, n, false);
+	l->tx_nosync = false;
 	pthread_mutex_unlock(&l->lock);
 	return rc;
 }

@@ -288,6 +288,10 @@ int rlog_remove_flags(struct rlog *l, uint64_t seq, unsigned flags);
  * missing seqs are skipped, a CONFLICT one fails the whole call (-EBUSY,
  * nothing removed). @return the number removed or -errno. */
 int rlog_remove_batch(struct rlog *l, const uint64_t *seqs, size_t n);
+/* Same, with @flags RLOG_A_NOSYNC (the records of a batch request the
+ * server answered, connected mode). */
+int rlog_remove_batch_flags(struct rlog *l, const uint64_t *seqs, size_t n,
+			    unsigned flags);
 
 /* --- conflicts --- */
 

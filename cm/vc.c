@@ -45,6 +45,7 @@
 #include "cm/vc.h"
 #include "common/log.h"
 #include "common/tdbw.h"
+#include "common/util.h"
 
 #define VC_KEY_LEN (1 + 20)
 #define VC_HASH_SIZE 10007
@@ -613,36 +614,134 @@ out:
 	return rc;
 }
 
+static struct vc_dir *dir_alloc(size_t n, size_t blob);
+static int cmp_name(const struct vc_dirent *a, const struct vc_dirent *b);
+
+/*
+ * @old with @del removed and @add (@type, @fid) added or replaced, without
+ * sorting: the entries are copied in order (the new one last), and the
+ * name index is @old's with the removed entries skipped and the new one
+ * merged in at its place. NULL + errno.
+ */
+static struct vc_dir *
+dir_edit_mem(const struct vc_dir *old, const char *del, const char *add,
+	     uint8_t type, const struct fid *fid, uint64_t dv)
+{
+	size_t addlen = add ? strlen(add) : 0, blob = addlen + 1, n = 0;
+	size_t off = 0, k = 0;
+	uint32_t *map;
+	struct vc_dir *d;
+	struct vc_dirent key = {.name = add, .namelen = (uint16_t)addlen};
+	bool placed = !add;
+
+	map = malloc((old->n ? old->n : 1) * sizeof(*map));
+	if (!map)
+		return NULL;
+	for (size_t i = 0; i < old->n; i++) {
+		const struct vc_dirent *e = &old->ents[i];
+
+		if ((del && e->namelen == strlen(del) &&
+		     !memcmp(e->name, del, e->namelen)) ||
+		    (add && e->namelen == addlen &&
+		     !memcmp(e->name, add, addlen))) {
+			map[i] = UINT32_MAX;
+			continue;
+		}
+		map[i] = (uint32_t)n++;
+		blob += e->namelen + 1u;
+	}
+	d = dir_alloc(n + (add ? 1 : 0), blob);
+	if (!d) {
+		free(map);
+		errno = ENOMEM;
+		return NULL;
+	}
+	d->fid = old->fid;
+	d->dv = dv;
+	for (size_t i = 0; i < old->n; i++) {
+		const struct vc_dirent *e = &old->ents[i];
+		struct vc_dirent *o;
+
+		if (map[i] == UINT32_MAX)
+			continue;
+		o = &d->ents[map[i]];
+		memcpy(d->names + off, e->name, e->namelen);
+		d->names[off + e->namelen] = 0;
+		*o = *e;
+		o->name = d->names + off;
+		off += e->namelen + 1u;
+	}
+	if (add) {
+		struct vc_dirent *o = &d->ents[n];
+
+		memcpy(d->names + off, add, addlen + 1);
+		o->name = d->names + off;
+		o->namelen = (uint16_t)addlen;
+		o->type = type;
+		o->fid = *fid;
+	}
+	for (size_t j = 0; j < old->n; j++) {
+		uint32_t oi = old->byname[j];
+
+		if (map[oi] == UINT32_MAX)
+			continue;
+		if (!placed && cmp_name(&key, &old->ents[oi]) < 0) {
+			d->byname[k++] = (uint32_t)n;
+			placed = true;
+		}
+		d->byname[k++] = map[oi];
+	}
+	if (!placed)
+		d->byname[k++] = (uint32_t)n;
+	free(map);
+	return d;
+}
+
 int
 vc_dir_edit(struct vc *vc, const struct vc_dir *old,
 	    const struct proto_attr *dir_after, const char *del,
 	    const char *add, const struct proto_attr *add_attr,
 	    struct vc_dir **out)
 {
+	return vc_dir_edit_flags(vc, old, dir_after, del, add, add_attr, out,
+				 0);
+}
+
+int
+vc_dir_edit_flags(struct vc *vc, const struct vc_dir *old,
+		  const struct proto_attr *dir_after, const char *del,
+		  const char *add, const struct proto_attr *add_attr,
+		  struct vc_dir **out, unsigned flags)
+{
 	struct proto_dir pd = {.dir = *dir_after};
 	struct wbuf w = {0};
-	int rc;
+	struct vc_dir *d;
+	int rc = 0;
 
 	*out = NULL;
-	pd.ents = calloc(old->n + 1, sizeof(*pd.ents));
-	if (!pd.ents)
+	if (add && strlen(add) > PROTO_NAME_MAX)
+		return -ENAMETOOLONG;
+	d = dir_edit_mem(old, del, add, add ? (uint8_t)add_attr->type : 0,
+			 add ? &add_attr->fid : NULL, dir_after->dv);
+	if (!d)
 		return -ENOMEM;
-	for (size_t i = 0; i < old->n; i++) {
-		const struct vc_dirent *e = &old->ents[i];
-
-		if ((del && !strcmp(e->name, del)) ||
-		    (add && !strcmp(e->name, add)))
-			continue;
-		pd.ents[pd.n].name = (char *)e->name;
-		pd.ents[pd.n].attr.type = (enum proto_type)e->type;
-		pd.ents[pd.n].attr.fid = e->fid;
-		pd.n++;
+	d->fid = dir_after->fid;
+	if (flags & VC_E_NOSTORE) {
+		d->stored_ms = old->stored_ms;
+		*out = d;
+		return 0;
 	}
-	if (add) {
-		pd.ents[pd.n].name = (char *)add;
-		pd.ents[pd.n].attr = *add_attr;
-		pd.n++;
+	pd.ents = calloc(d->n ? d->n : 1, sizeof(*pd.ents));
+	if (!pd.ents) {
+		vc_dir_put(d);
+		return -ENOMEM;
 	}
+	for (size_t i = 0; i < d->n; i++) {
+		pd.ents[i].name = (char *)d->ents[i].name;
+		pd.ents[i].attr.type = (enum proto_type)d->ents[i].type;
+		pd.ents[i].attr.fid = d->ents[i].fid;
+	}
+	pd.n = d->n;
 	enc_listing(&w, &pd);
 	rc = w.err;
 	if (!rc) {
@@ -650,14 +749,15 @@ vc_dir_edit(struct vc *vc, const struct vc_dir *old,
 		rc = vc_store_locked(vc, 'D', &dir_after->fid, &w);
 		pthread_mutex_unlock(&vc->lock);
 	}
-	if (!rc) {
-		*out = vc_dir_from_proto(&pd);
-		if (!*out)
-			rc = -ENOMEM;
-	}
 	free(w.p);
 	free(pd.ents);
-	return rc;
+	if (rc) {
+		vc_dir_put(d);
+		return rc;
+	}
+	d->stored_ms = (int64_t)util_now_ms();
+	*out = d;
+	return 0;
 }
 
 static int

@@ -63,6 +63,7 @@ struct vc_dir {
 	struct vc_dirent *ents;
 	uint32_t *byname;
 	char *names;
+	int64_t stored_ms; /* when it was last written to the tdb (edits) */
 };
 
 /*
@@ -112,6 +113,15 @@ int vc_dir_edit(struct vc *vc, const struct vc_dir *old,
 		const struct proto_attr *dir_after, const char *del,
 		const char *add, const struct proto_attr *add_attr,
 		struct vc_dir **out);
+/* As vc_dir_edit(); with VC_E_NOSTORE the new snapshot is not written
+ * to the file (a cache: a listing record older than its directory's
+ * attributes is fetched again). The edit costs a copy of the entries,
+ * no sort. */
+enum { VC_E_NOSTORE = 1 };
+int vc_dir_edit_flags(struct vc *vc, const struct vc_dir *old,
+		      const struct proto_attr *dir_after, const char *del,
+		      const char *add, const struct proto_attr *add_attr,
+		      struct vc_dir **out, unsigned flags);
 /* Build a snapshot from a decoded reply (refcount 1); NULL + errno. */
 struct vc_dir *vc_dir_from_proto(const struct proto_dir *d);
 struct vc_dir *vc_dir_get(struct vc_dir *d); /* +1 ref, returns @d */

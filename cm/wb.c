@@ -28,6 +28,7 @@
 
 #include "chunkstore/cs.h"
 #include "cm/cm.h"
+#include "cm/conn.h"
 #include "cm/fetch.h"
 #include "cm/http.h"
 #include "cm/inode.h"
@@ -68,7 +69,55 @@ wb_unlink_free_locked(struct wb *wb, struct wstate *ws)
 {
 	SLIST_REMOVE(&wb->tab[bucket(&ws->fid)], ws, wstate, link);
 	free(ws->name);
+	free(ws->cgen);
+	free(ws->sgen);
 	free(ws);
+}
+
+void
+wb_ahead_reset_locked(struct wstate *ws)
+{
+	ws->ahead = false;
+	if (ws->sgen)
+		memset(ws->sgen, 0, ws->ngen * sizeof(*ws->sgen));
+}
+
+/* Chunks [@c0, @c1] of @ws were written (lock held). */
+static void
+gen_bump_locked(struct wstate *ws, uint64_t c0, uint64_t c1)
+{
+	if (ws->no_ahead)
+		return;
+	if (c1 >= ws->ngen) {
+		size_t n = ws->ngen ? ws->ngen : 16;
+		uint32_t *cg, *sg;
+
+		while (n <= c1)
+			n *= 2;
+		/* Stage-ahead is for streams; a file written far out (over
+		 * 256 GiB of 256 KiB chunks) just goes at close. */
+		if (n > (1u << 20)) {
+			ws->no_ahead = true;
+			wb_ahead_reset_locked(ws);
+			return;
+		}
+		cg = realloc(ws->cgen, n * sizeof(*cg));
+		if (cg)
+			ws->cgen = cg;
+		sg = cg ? realloc(ws->sgen, n * sizeof(*sg)) : NULL;
+		if (sg)
+			ws->sgen = sg;
+		if (!cg || !sg) {
+			ws->no_ahead = true;
+			wb_ahead_reset_locked(ws);
+			return;
+		}
+		memset(ws->cgen + ws->ngen, 0, (n - ws->ngen) * sizeof(*cg));
+		memset(ws->sgen + ws->ngen, 0, (n - ws->ngen) * sizeof(*sg));
+		ws->ngen = n;
+	}
+	for (uint64_t c = c0; c <= c1; c++)
+		ws->cgen[c]++;
 }
 
 /* Persist @ws (lock held). A failure is logged: the data itself is safe
@@ -83,7 +132,14 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 
 	if (!wb->tdb)
 		goto out;
-	r.flags = ws->logged ? WB_REC_LOGGED : 0;
+	r.flags = (ws->logged ? WB_REC_LOGGED : 0) |
+		  (ws->created ? WB_REC_CREATED : 0);
+	r.sa_mask = ws->sa_mask;
+	r.sa_mode = ws->sa_mode;
+	r.sa_uid = ws->sa_uid;
+	r.sa_gid = ws->sa_gid;
+	r.sa_atime_ns = ws->sa_atime_ns;
+	r.sa_mtime_ns = ws->sa_mtime_ns;
 	r.base_dv = ws->base_dv;
 	r.srv_size = ws->srv_size;
 	r.size = ws->size;
@@ -192,6 +248,16 @@ wb_overlay(struct wb *wb, struct proto_attr *a)
 			a->mtime_ns = ws->mtime_ns;
 			a->ctime_ns = ws->ctime_ns;
 		}
+		if (ws->sa_mask & PROTO_SA_MODE)
+			a->mode = (a->mode & ~07777u) | (ws->sa_mode & 07777);
+		if (ws->sa_mask & PROTO_SA_UID)
+			a->uid = ws->sa_uid;
+		if (ws->sa_mask & PROTO_SA_GID)
+			a->gid = ws->sa_gid;
+		if (ws->sa_mask & PROTO_SA_ATIME)
+			a->atime_ns = ws->sa_atime_ns;
+		if (ws->sa_mask & PROTO_SA_MTIME)
+			a->mtime_ns = ws->sa_mtime_ns;
 	} else if (ws) {
 		/* Unlinked while open: what the open handles see. */
 		a->nlink = 0;
@@ -318,6 +384,7 @@ wb_open_write(struct wb *wb, const struct proto_attr *a,
 			return -ENOMEM;
 		}
 		ws->fid = a->fid;
+		ws->id = ++wb->next_id;
 		ws->attr = *a;
 		ws->base_dv = a->dv;
 		ws->srv_size = ws->size = ws->zero_from = a->size;
@@ -376,6 +443,62 @@ wb_release_write(struct wb *wb, const struct fid *fid)
 	pthread_mutex_unlock(&wb->lock);
 	if (drop)
 		wb_drop_chunks(wb, fid);
+}
+
+void
+wb_created(struct wb *wb, const struct fid *fid)
+{
+	struct wstate *ws;
+
+	if (!wb)
+		return;
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
+	if (ws && ws->base_dv == 0 && !ws->gone) {
+		/* Not saved: the create's record is in the log; the first
+		 * write saves the state. */
+		ws->created = true;
+		mark_dirty_locked(wb, ws);
+	}
+	pthread_mutex_unlock(&wb->lock);
+}
+
+int
+wb_setattr(struct wb *wb, const struct fid *fid, uint32_t mask, uint32_t mode,
+	   uint32_t uid, uint32_t gid, int64_t atime_ns, int64_t mtime_ns)
+{
+	struct wstate *ws;
+	int rc = -ENOENT;
+
+	if (!wb || !mask ||
+	    (mask & ~(uint32_t)(PROTO_SA_MODE | PROTO_SA_UID | PROTO_SA_GID |
+				PROTO_SA_ATIME | PROTO_SA_MTIME)))
+		return -ENOENT;
+	if (wb->d.conn && conn_offline(wb->d.conn))
+		return -ENOENT;
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
+	/* Only what a store will carry anyway: an open file with local
+	 * changes (not yet at the store that takes them, nor logged). */
+	if (ws && ws->writers && ws->dirty && !ws->gone && !ws->logged &&
+	    !ws->storing && !ws->conflicted && !ws->replaying) {
+		if (mask & PROTO_SA_MODE)
+			ws->sa_mode = mode & 07777;
+		if (mask & PROTO_SA_UID)
+			ws->sa_uid = uid;
+		if (mask & PROTO_SA_GID)
+			ws->sa_gid = gid;
+		if (mask & PROTO_SA_ATIME)
+			ws->sa_atime_ns = atime_ns;
+		if (mask & PROTO_SA_MTIME)
+			ws->sa_mtime_ns = mtime_ns;
+		ws->sa_mask |= mask;
+		ws->ctime_ns = util_wall_ns();
+		wb_save_locked(wb, ws);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	return rc;
 }
 
 void
@@ -500,7 +623,16 @@ end_io(struct wb *wb, const struct fid *fid, int rc, uint64_t new_size,
 			if (zero_from < ws->zero_from)
 				ws->zero_from = zero_from;
 			ws->mtime_ns = ws->ctime_ns = util_wall_ns();
-			if (!ws->dirty || grow || !ws->saved) {
+			/* A write after utimes sets mtime again. */
+			if (ws->sa_mask & PROTO_SA_MTIME) {
+				ws->sa_mask &= ~(uint32_t)PROTO_SA_MTIME;
+				ws->saved = false;
+			}
+			/* A write that only grows the file is not saved:
+			 * its chunk says how far it reached, and wb_new()
+			 * takes the size from the chunks after a crash. So
+			 * an append costs the chunk's commit alone. */
+			if (!ws->dirty || !ws->saved || (set_size && grow)) {
 				mark_dirty_locked(wb, ws);
 				if (!ws->gone)
 					wb_save_locked(wb, ws);
@@ -588,6 +720,30 @@ wb_write(struct wb *wb, const struct fid *fid, uint64_t off, const void *buf,
 		done += n;
 	}
 	end_io(wb, fid, done == len ? 0 : -1, off + len, false, UINT64_MAX);
+	if (done) {
+		uint64_t c0 = off / csz, c1 = (off + done - 1) / csz;
+		uint64_t full = (off + done) / csz; /* chunks below: ended */
+		bool go = false;
+		struct wstate *ws;
+
+		pthread_mutex_lock(&wb->lock);
+		ws = wb_find_locked(wb, fid);
+		if (ws) {
+			/* Only a stream (each write where the last ended)
+			 * is staged ahead: random writes would stage chunks
+			 * that change again before the store. */
+			bool stream = off == ws->last_end;
+
+			gen_bump_locked(ws, c0, c1);
+			ws->last_end = off + done;
+			go = stream && !ws->no_ahead && !ws->gone &&
+			     !ws->logged && full > c0 && wb->d.http &&
+			     !(wb->d.conn && conn_offline(wb->d.conn));
+		}
+		pthread_mutex_unlock(&wb->lock);
+		for (uint64_t c = c0; go && c < full; c++)
+			wb_stage_ahead(wb, fid, c);
+	}
 	if (done == len) {
 		maybe_write_back(wb, fid);
 		return (ssize_t)len;
@@ -670,6 +826,17 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need)
 			zf = size;
 	}
 	end_io(wb, fid, rc, size, true, zf);
+	{
+		struct wstate *ws;
+
+		/* A truncate changes chunks no generation counts: what was
+		 * staged ahead goes at the next store again. */
+		pthread_mutex_lock(&wb->lock);
+		ws = wb_find_locked(wb, fid);
+		if (ws)
+			wb_ahead_reset_locked(ws);
+		pthread_mutex_unlock(&wb->lock);
+	}
 	return rc == -ESTALE ? -EIO : rc;
 }
 
@@ -970,6 +1137,7 @@ wb_stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 		if (ws && ws->base_dv == src) {
 			ws->logged = false;
 			ws->replaying = false;
+			ws->created = false;
 			retag = ws->zero_from >= ws->srv_size;
 			ws->base_dv = a->dv;
 			ws->srv_size = ws->zero_from = a->size;
@@ -1055,6 +1223,7 @@ load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 	if (!ws)
 		return -1;
 	memcpy(&ws->fid, k.dptr, sizeof(ws->fid));
+	ws->id = ++wb->next_id;
 	ws->base_dv = r.base_dv;
 	ws->srv_size = r.srv_size;
 	ws->size = r.size;
@@ -1065,6 +1234,13 @@ load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 	if (r.namelen)
 		ws->name = strndup(r.name, r.namelen);
 	ws->logged = (r.flags & WB_REC_LOGGED) != 0;
+	ws->created = (r.flags & WB_REC_CREATED) != 0;
+	ws->sa_mask = r.sa_mask;
+	ws->sa_mode = r.sa_mode;
+	ws->sa_uid = r.sa_uid;
+	ws->sa_gid = r.sa_gid;
+	ws->sa_atime_ns = r.sa_atime_ns;
+	ws->sa_mtime_ns = r.sa_mtime_ns;
 	ws->dirty = !ws->logged;
 	/* A version-1 record is rewritten once the table is loaded. */
 	ws->saved = rc == 0;
@@ -1100,6 +1276,46 @@ rewrite_old(struct wb *wb)
 		 n, wb->nold);
 }
 
+struct size_scan {
+	struct wstate *ws;
+	uint32_t csz;
+	uint64_t end;
+};
+
+static int
+size_cb(const struct cs_info *i, void *arg)
+{
+	struct size_scan *z = arg;
+	uint64_t e = i->key.chunk * (uint64_t)z->csz + i->len;
+
+	if ((i->flags & CS_F_DIRTY) && i->dv == z->ws->base_dv && e > z->end)
+		z->end = e;
+	return 0;
+}
+
+/* Writes that grew a file are not saved one by one (end_io): the end of
+ * its last dirty chunk is at least the size the last write returned. */
+static void
+sizes_from_chunks(struct wb *wb)
+{
+	for (size_t b = 0; b < WB_BUCKETS; b++) {
+		struct wstate *ws;
+
+		SLIST_FOREACH(ws, &wb->tab[b], link) {
+			struct size_scan z = {ws, wb->d.chunk_size, 0};
+
+			if (!ws->dirty || !wb->d.cs || !wb->d.chunk_size)
+				continue;
+			cs_iterate_file(wb->d.cs, ws->fid.vol, ws->fid.oid,
+					size_cb, &z);
+			if (z.end > ws->size) {
+				ws->size = z.end;
+				wb_save_locked(wb, ws);
+			}
+		}
+	}
+}
+
 struct wb *
 wb_new(const struct wb_deps *deps)
 {
@@ -1128,6 +1344,7 @@ wb_new(const struct wb_deps *deps)
 	tdb_traverse(wb->tdb, load_cb, wb);
 	if (wb->nold)
 		rewrite_old(wb);
+	sizes_from_chunks(wb);
 	if (wb->ndirty)
 		log_info(LOG_WB, "%llu files have local changes to store",
 			 (unsigned long long)wb->ndirty);

@@ -106,6 +106,21 @@ int wb_open_write(struct wb *wb, const struct proto_attr *a,
 		  const struct fid *parent, const char *name);
 void wb_release_write(struct wb *wb, const struct fid *fid);
 
+/* The file opened by wb_open_write() (attributes of DV 0) was created
+ * late (mut_hold_create()): its first store takes the create along. */
+void wb_created(struct wb *wb, const struct fid *fid);
+
+/*
+ * Fold a setattr (PROTO_SA_MODE, UID, GID, ATIME, MTIME bits of @mask;
+ * nothing else) of a file being written into its write state: it is sent
+ * after the file's next store, in the same batch, and saved in dirty.tdb
+ * meanwhile. Only for an open file with local changes. @return 0 (taken:
+ * wb_overlay() shows it now) or -ENOENT (send it as usual). Any thread.
+ */
+int wb_setattr(struct wb *wb, const struct fid *fid, uint32_t mask,
+	       uint32_t mode, uint32_t uid, uint32_t gid, int64_t atime_ns,
+	       int64_t mtime_ns);
+
 /* The name of the file changed (rename): remember the new one. */
 void wb_renamed(struct wb *wb, const struct fid *fid, const struct fid *parent,
 		const char *name);

@@ -50,6 +50,29 @@ struct wstate {
 	 * for replay_from (our own earlier changes moved the DV). */
 	bool replaying;
 	uint64_t replay_from, replay_to;
+	/* Created late (mut_hold_create()): base_dv is 0 and the chunks
+	 * are tagged 0 until a store tells the file's DV. */
+	bool created;
+	/* Attributes set while the file was being written (chmod, utimes,
+	 * chown: PROTO_SA_* bits), sent as a setattr after its store, in
+	 * the same batch. */
+	uint32_t sa_mask, sa_mode, sa_uid, sa_gid;
+	int64_t sa_atime_ns, sa_mtime_ns;
+	/* Stage-ahead (connected): a chunk a write filled to its end is
+	 * PUT to the server's staging area under ahead_txid while the file
+	 * is still being written; the next store uses that txid and does
+	 * not send the chunk again if no write touched it since (cgen[c],
+	 * bumped by every write of chunk c, equals sgen[c], the cgen its
+	 * staged bytes were read at). Nothing in the log refers to it: a
+	 * txid no store names is dropped by the server after a while. */
+	bool ahead, no_ahead;
+	uint8_t ahead_txid[16];
+	uint32_t *cgen, *sgen;
+	size_t ngen;
+	unsigned ahead_inflight;
+	struct store *ahead_waiter; /* a store waiting for them (loop) */
+	uint64_t id; /* this write state among all (stage-ahead replies) */
+	uint64_t last_end; /* where the last write ended: a stream? */
 	struct flush_waiters waiters; /* loop thread */
 };
 
@@ -64,6 +87,7 @@ struct wb {
 	/* conflict.c, loop thread: FIDs whose base is in replay-base */
 	struct fidmap based;
 	bool based_loaded;
+	uint64_t next_id; /* wstate ids */
 };
 
 
@@ -87,6 +111,19 @@ struct store {
 	uint64_t src_dv, src_valid_to;
 	struct conflict *cf; /* set: this store writes a conflict copy */
 	bool replay;	     /* reintegration: mut_send_replay, ungated */
+	/* The batch of a store at close: the file's late create (held),
+	 * the store, the attributes set meanwhile (sa; kind 0: none) as
+	 * record sa_seq. The store's own answer waits in part_* for the
+	 * setattr's, which ends the store. */
+	bool held;
+	struct mut_batch *batch; /* until sent: the held create is in it */
+	struct proto_op sa;
+	uint64_t sa_seq;
+	int part_err;
+	struct proto_op_result part_r;
+	bool have_part_r;
+	bool *skip;	 /* per op.chunks[i]: staged ahead, not sent */
+	bool wait_ahead; /* stage-ahead PUTs of its txid still running */
 };
 
 
@@ -113,6 +150,12 @@ int wb_name_of(struct wb *wb, const struct fid *fid, struct fid *parent,
 	       char *buf, size_t len);
 /* wb.c: drop the DIRTY chunks of @fid from the chunk store. */
 void wb_drop_chunks(struct wb *wb, const struct fid *fid);
+
+/* wb.c: stage-ahead bookkeeping (lock held). */
+void wb_ahead_reset_locked(struct wstate *ws);
+
+/* wb_store.c: stage chunk @chunk of @fid ahead (loop thread). */
+void wb_stage_ahead(struct wb *wb, const struct fid *fid, uint64_t chunk);
 
 /* wb_store.c: stores. */
 void wb_store_start(struct wb *wb, const struct fid *fid, wb_done_fn done,

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,7 +12,8 @@
 #include "cm/wb_rec.h"
 #include "common/proto.h"
 
-#define REC_FIXED 76 /* everything but the name */
+#define REC_FIXED    76	 /* version 2: everything but the name */
+#define REC_FIXED_V3 108 /* version 3 */
 
 /* Version 1: the raw struct wb.c wrote before, in host byte order. */
 struct wrec_v1 {
@@ -46,7 +48,8 @@ get_le(const uint8_t **p, unsigned n)
 void *
 wb_rec_encode(const struct wb_rec *r, size_t *len)
 {
-	size_t n = REC_FIXED + r->namelen;
+	bool v3 = r->sa_mask || (r->flags & ~WB_REC_LOGGED);
+	size_t n = (v3 ? REC_FIXED_V3 : REC_FIXED) + r->namelen;
 	uint8_t *buf, *p;
 
 	if (r->namelen > PROTO_NAME_MAX) {
@@ -57,7 +60,7 @@ wb_rec_encode(const struct wb_rec *r, size_t *len)
 	if (!buf)
 		return NULL;
 	p = buf;
-	*p++ = WB_REC_VERSION;
+	*p++ = v3 ? 3 : 2;
 	*p++ = r->flags;
 	p = put_le(p, r->namelen, 2);
 	p = put_le(p, r->base_dv, 8);
@@ -69,6 +72,14 @@ wb_rec_encode(const struct wb_rec *r, size_t *len)
 	p = put_le(p, r->parent.vol, 4);
 	memcpy(p, r->parent.oid, FID_OID_LEN);
 	p += FID_OID_LEN;
+	if (v3) {
+		p = put_le(p, r->sa_mask, 4);
+		p = put_le(p, r->sa_mode, 4);
+		p = put_le(p, r->sa_uid, 4);
+		p = put_le(p, r->sa_gid, 4);
+		p = put_le(p, (uint64_t)r->sa_atime_ns, 8);
+		p = put_le(p, (uint64_t)r->sa_mtime_ns, 8);
+	}
 	if (r->namelen)
 		memcpy(p, r->name, r->namelen);
 	p += r->namelen;
@@ -104,20 +115,21 @@ int
 wb_rec_decode(const void *v, size_t len, struct wb_rec *r)
 {
 	const uint8_t *b = v, *p;
-	size_t nl;
+	size_t nl, fixed;
 
 	memset(r, 0, sizeof(*r));
 	if (len < 1)
 		return -EUCLEAN;
 	if (b[0] == 1)
 		return decode_v1(b, len, r);
-	if (b[0] != WB_REC_VERSION)
+	if (b[0] != 2 && b[0] != 3)
 		return b[0] > WB_REC_VERSION ? -EPROTONOSUPPORT : -EUCLEAN;
-	if (len < REC_FIXED)
+	fixed = b[0] == 3 ? REC_FIXED_V3 : REC_FIXED;
+	if (len < fixed)
 		return -EUCLEAN;
 	p = b + 2;
 	nl = (size_t)get_le(&p, 2);
-	if (nl > PROTO_NAME_MAX || len != REC_FIXED + nl)
+	if (nl > PROTO_NAME_MAX || len != fixed + nl)
 		return -EUCLEAN;
 	{
 		const uint8_t *c = b + len - 4;
@@ -136,6 +148,14 @@ wb_rec_decode(const void *v, size_t len, struct wb_rec *r)
 	r->parent.vol = (uint32_t)get_le(&p, 4);
 	memcpy(r->parent.oid, p, FID_OID_LEN);
 	p += FID_OID_LEN;
+	if (b[0] == 3) {
+		r->sa_mask = (uint32_t)get_le(&p, 4);
+		r->sa_mode = (uint32_t)get_le(&p, 4);
+		r->sa_uid = (uint32_t)get_le(&p, 4);
+		r->sa_gid = (uint32_t)get_le(&p, 4);
+		r->sa_atime_ns = (int64_t)get_le(&p, 8);
+		r->sa_mtime_ns = (int64_t)get_le(&p, 8);
+	}
 	r->name = nl ? (const char *)p : NULL;
 	return 0;
 }

@@ -14,6 +14,16 @@
  *   56 16     parent.oid
  *   72 namelen  name (no NUL)
  *   .. le32   CRC32C of every byte before it
+ * Version 3 (written when a field below is in use; else version 2, so an
+ * older cairnd still reads what it knows), 108 + namelen bytes: version 2's
+ * fields to offset 72, then
+ *   72 le32   sa_mask (PROTO_SA_MODE|UID|GID|ATIME|MTIME: attributes set
+ *             while the file was being written, sent with its store)
+ *   76 le32   sa_mode, sa_uid, sa_gid
+ *   88 le64   sa_atime_ns, sa_mtime_ns
+ *   104 namelen name, then the CRC32C
+ *   and flag WB_REC_CREATED: the file's create is a late one (mut.h):
+ *   base_dv 0 until the server answered it.
  * Version 1 (before issue #13) was the host-order packed struct of
  * wb_rec.c; it is still read, and wb.c rewrites it as version 2 at once.
  *
@@ -27,8 +37,9 @@
 
 #include "common/fid.h"
 
-#define WB_REC_VERSION 2
+#define WB_REC_VERSION 3
 #define WB_REC_LOGGED  1 /* the changes are a STORE record of the log */
+#define WB_REC_CREATED 2 /* created late: base_dv 0 stands for its DV */
 
 struct wb_rec {
 	uint8_t flags;
@@ -37,6 +48,8 @@ struct wb_rec {
 	struct fid parent;
 	const char *name; /* decode: points into the buffer; not NUL-ended */
 	size_t namelen;
+	uint32_t sa_mask, sa_mode, sa_uid, sa_gid;
+	int64_t sa_atime_ns, sa_mtime_ns;
 };
 
 /* Encode @r into a new buffer (free() it); its length in *@len. @return

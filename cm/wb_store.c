@@ -35,7 +35,9 @@ static void store_offline(struct store *st, const struct wstate *s);
 void
 wb_store_free(struct store *st)
 {
+	mut_batch_free(st->batch);
 	proto_op_release(&st->op);
+	free(st->skip);
 	free(st->dirty);
 	free(st);
 }
@@ -116,7 +118,62 @@ stage_one(struct store *st, size_t i)
 static void
 store_sent(void *arg, int err, const struct proto_op_result *r)
 {
-	wb_store_end(arg, err, r);
+	struct store *st = arg;
+
+	if (st->sa.kind) {
+		/* The setattr after it ends the store. */
+		st->part_err = err;
+		if (r) {
+			st->part_r = *r;
+			st->have_part_r = true;
+		}
+		return;
+	}
+	wb_store_end(st, err, r);
+}
+
+/* The attributes set while the file was written, sent after its store:
+ * the last answer of the batch. */
+static void
+sa_sent(void *arg, int err, const struct proto_op_result *r)
+{
+	struct store *st = arg;
+	struct wb *wb = st->wb;
+	struct wstate *ws;
+	int final = st->part_err;
+
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, &st->fid);
+	/* Any answer settles them (a refusal would be refused again); a
+	 * transport failure keeps them for the next store. Bits set again
+	 * since the snapshot stay. */
+	if (ws && (err != -EIO || r)) {
+		uint32_t m = st->sa.mask;
+
+		if ((m & PROTO_SA_MODE) && ws->sa_mode == st->sa.mode)
+			ws->sa_mask &= ~(uint32_t)PROTO_SA_MODE;
+		if ((m & PROTO_SA_UID) && ws->sa_uid == st->sa.uid)
+			ws->sa_mask &= ~(uint32_t)PROTO_SA_UID;
+		if ((m & PROTO_SA_GID) && ws->sa_gid == st->sa.gid)
+			ws->sa_mask &= ~(uint32_t)PROTO_SA_GID;
+		if ((m & PROTO_SA_ATIME) && ws->sa_atime_ns == st->sa.atime_ns)
+			ws->sa_mask &= ~(uint32_t)PROTO_SA_ATIME;
+		if ((m & PROTO_SA_MTIME) && ws->sa_mtime_ns == st->sa.mtime_ns)
+			ws->sa_mask &= ~(uint32_t)PROTO_SA_MTIME;
+	}
+	if (ws && !err && r && r->has_attr) {
+		ws->mtime_ns = r->attr.mtime_ns;
+		ws->ctime_ns = r->attr.ctime_ns;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	if (!final && err) {
+		log_warn(LOG_WB,
+			 "attributes set on a file being written were "
+			 "refused: %s",
+			 strerror(-err));
+		final = err == -ESTALE ? -EIO : err;
+	}
+	wb_store_end(st, final, st->have_part_r ? &st->part_r : NULL);
 }
 
 /* Stage what is left (bounded), then send the op once all are in. */
@@ -126,8 +183,21 @@ wb_store_send(struct store *st)
 	struct wb *wb = st->wb;
 	int rc;
 
+	if (st->wait_ahead)
+		return; /* the last stage-ahead PUT of its txid calls again */
+	/* Based on a local DV still: the file was made while disconnected
+	 * and the server never took its create (refused in the replay), so
+	 * there is no object to store into. Said as the server would say
+	 * it (a store to a missing object), without staging its chunks: a
+	 * local DV is not a DV the protocol carries. */
+	if (!st->err && !st->batch && (st->op.base_dv & CM_DV_LOCAL))
+		st->err = -ENOENT;
 	while (!st->err && st->inflight < WB_STAGE_PARALLEL &&
 	       st->next < st->op.nchunks) {
+		if (st->skip && st->skip[st->next]) {
+			st->next++; /* staged ahead, unchanged since */
+			continue;
+		}
 		rc = stage_one(st, st->next);
 		if (rc < 0) {
 			st->err = rc;
@@ -139,6 +209,22 @@ wb_store_send(struct store *st)
 		return;
 	if (st->err || cm_stopping(wb->d.loop)) {
 		wb_store_end(st, st->err ? st->err : -EIO, NULL);
+		return;
+	}
+	if (st->batch) {
+		/* The late create (if the batch holds it), the store, the
+		 * attributes: one request, one commit on the server. */
+		struct mut_batch *b = st->batch;
+
+		rc = mut_batch_add(b, st->seq, &st->op, store_sent, st);
+		if (rc == 0 && st->sa.kind)
+			rc = mut_batch_add(b, st->sa_seq, &st->sa, sa_sent, st);
+		if (rc < 0) {
+			wb_store_end(st, rc, NULL);
+			return;
+		}
+		st->batch = NULL;
+		mut_batch_send(b);
 		return;
 	}
 	rc = st->replay ? mut_send_replay(wb->d.mut, st->seq, &st->op,
@@ -169,6 +255,31 @@ wb_store_end(struct store *st, int err, const struct proto_op_result *r)
 	struct flush_waiters w = SLIST_HEAD_INITIALIZER(w);
 	struct wstate *ws;
 
+	if (err && st->sa_seq && wb->d.rlog && st->batch) {
+		/* Never sent (a staging failure): its record goes, the
+		 * attributes stay in the write state. */
+		rlog_remove_flags(wb->d.rlog, st->sa_seq, RLOG_A_NOSYNC);
+	}
+	if (st->wait_ahead || st->skip) {
+		pthread_mutex_lock(&wb->lock);
+		ws = wb_find_locked(wb, &st->fid);
+		if (ws && ws->ahead_waiter == st)
+			ws->ahead_waiter = NULL;
+		pthread_mutex_unlock(&wb->lock);
+		st->wait_ahead = false;
+		free(st->skip);
+		st->skip = NULL;
+	}
+	mut_batch_free(st->batch);
+	st->batch = NULL;
+	st->held = false;
+	memset(&st->sa, 0, sizeof(st->sa));
+	st->sa_seq = 0;
+	/* A file created late whose create the server refused (its name
+	 * was taken meanwhile): the server has no such object, so ours
+	 * goes to a conflict copy as a stale store's does. */
+	if (err == -ENOENT && st->op.base_dv == 0 && st->owns_state)
+		err = -ESTALE;
 	/* Refused as stale: someone else stored the file since our base
 	 * DV. Ours goes to a conflict copy; this store ends from there. */
 	if (err == -ESTALE && st->owns_state && !st->cf &&
@@ -263,19 +374,80 @@ cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* A store that waits for its file's late create to be answered. */
+struct restart {
+	struct wb *wb;
+	struct fid fid;
+	wb_done_fn done;
+	void *arg;
+};
+
+static void
+restart_cb(void *arg)
+{
+	struct restart r = *(struct restart *)arg;
+
+	free(arg);
+	wb_store_start(r.wb, &r.fid, r.done, r.arg);
+}
+
+static bool
+is_created(struct wb *wb, const struct fid *fid)
+{
+	struct wstate *ws;
+	bool c;
+
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
+	c = ws && ws->created && !ws->storing;
+	pthread_mutex_unlock(&wb->lock);
+	return c;
+}
+
 void
 wb_store_start(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 {
 	struct flush_waiters waiters = SLIST_HEAD_INITIALIZER(waiters);
 	struct flush_waiter *w = NULL;
 	struct collect c = {0};
-	struct rlog_effect eff;
+	struct rlog_effect eff[2];
+	struct proto_attr srv = {0};
+	struct mut_batch *batch = NULL;
 	struct wstate *ws, s;
 	struct store *st;
 	struct fid rnd;
 	uint64_t csz = wb->d.chunk_size, end;
-	int rc;
+	bool have_srv = false;
+	int rc, late = MUT_LATE_NONE;
 
+	if (is_created(wb, fid)) {
+		/* A late create: held, it goes in this store's batch; on its
+		 * way alone (another op needed it first), this store waits
+		 * for its answer and then takes the DV it gave the file. */
+		late = mut_late_state(wb->d.mut, fid);
+		if (late == MUT_LATE_SENT) {
+			struct restart *r = malloc(sizeof(*r));
+
+			if (r) {
+				*r = (struct restart){wb, *fid, done, arg};
+				if (mut_after_late(wb->d.mut, fid, restart_cb,
+						   r) == 0)
+					return;
+				free(r);
+			}
+		}
+		if (late == MUT_LATE_HELD) {
+			batch = mut_batch_new(wb->d.mut, 0);
+			if (!batch || mut_batch_add_held(batch, fid) < 0) {
+				mut_batch_free(batch);
+				batch = NULL;
+				late = MUT_LATE_NONE;
+			}
+		}
+		if (late == MUT_LATE_NONE)
+			have_srv = mcache_attr(wb->d.mc, fid, &srv) == 0 &&
+				   srv.dv && !(srv.dv & CM_DV_LOCAL);
+	}
 	if (done) {
 		w = calloc(1, sizeof(*w));
 		if (!w) {
@@ -289,6 +461,7 @@ wb_store_start(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 	ws = wb_find_locked(wb, fid);
 	if (!ws || !ws->dirty || ws->gone) {
 		pthread_mutex_unlock(&wb->lock);
+		mut_batch_free(batch);
 		if (w) {
 			done(arg, 0);
 			free(w);
@@ -302,12 +475,23 @@ wb_store_start(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 		/* Joins the running store. NEEDSWORK: a write that came
 		 * after its snapshot waits for the next flush. */
 		pthread_mutex_unlock(&wb->lock);
+		mut_batch_free(batch);
 		return;
 	}
 	ws->storing = true;
 	ws->writeback = false;
 	while (ws->writing > 0)
 		pthread_cond_wait(&wb->cond, &wb->lock);
+	if (ws->created && !batch && have_srv) {
+		/* The create went alone (or before a crash): the server
+		 * has the file at srv.dv, empty. The chunks written since
+		 * are based on that. */
+		cs_retag_file(wb->d.cs, fid->vol, fid->oid, 0, srv.dv);
+		ws->created = false;
+		ws->base_dv = srv.dv;
+		ws->srv_size = 0;
+		wb_save_locked(wb, ws);
+	}
 	s = *ws;
 	pthread_mutex_unlock(&wb->lock);
 
@@ -317,6 +501,9 @@ wb_store_start(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 		goto fail_nost;
 	}
 	st->wb = wb;
+	st->held = batch != NULL;
+	st->batch = batch;
+	batch = NULL;
 	st->fid = *fid;
 	st->src_fid = *fid;
 	st->src_dv = s.base_dv;
@@ -368,22 +555,79 @@ wb_store_start(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 	st->op.chunks = c.chunks;
 	st->op.nchunks = c.n;
 	st->dirty = c.dirty;
+	/* Chunks staged ahead under the write state's txid, and not written
+	 * since, are named without being sent again. */
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
+	if (ws && ws->ahead && (st->skip = calloc(c.n ? c.n : 1, 1))) {
+		memcpy(st->op.txid, ws->ahead_txid, sizeof(st->op.txid));
+		for (size_t i = 0; i < c.n; i++) {
+			uint64_t ch = c.chunks[i];
+
+			st->skip[i] = c.dirty[i] && ch < ws->ngen &&
+				      ws->sgen[ch] &&
+				      ws->sgen[ch] == ws->cgen[ch];
+		}
+		wb_ahead_reset_locked(ws);
+		if (ws->ahead_inflight) {
+			st->wait_ahead = true;
+			ws->ahead_waiter = st;
+		}
+	} else if (ws) {
+		wb_ahead_reset_locked(ws);
+	}
+	pthread_mutex_unlock(&wb->lock);
+	if (s.sa_mask) {
+		/* After the store in the same batch: base DV 0 is the DV
+		 * the store gives the file (doc/protocol.md, batches). */
+		st->sa.kind = PROTO_OP_SETATTR;
+		st->sa.fid = *fid;
+		st->sa.base_dv = 0;
+		st->sa.mask = s.sa_mask;
+		st->sa.mode = s.sa_mode;
+		st->sa.uid = s.sa_uid;
+		st->sa.gid = s.sa_gid;
+		st->sa.atime_ns = s.sa_atime_ns;
+		st->sa.mtime_ns = s.sa_mtime_ns;
+	}
+	if (!st->batch && st->sa.kind) {
+		st->batch = mut_batch_new(wb->d.mut, 0);
+		if (!st->batch) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+	}
 	if (wb->d.conn && conn_offline(wb->d.conn)) {
 		store_offline(st, &s);
 		return;
 	}
 	if (wb->d.rlog) {
-		rc = rlog_append_ex(wb->d.rlog, &st->op,
-				    RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff);
+		struct proto_op ops[2] = {st->op, st->sa};
+		size_t nops = st->sa.kind ? 2 : 1;
+
+		memset(eff, 0, sizeof(eff));
+		/* One transaction for both records. */
+		rc = rlog_append_batch(wb->d.rlog, ops, nops,
+				       RLOG_A_INFLIGHT | RLOG_A_NOSYNC, eff);
 		if (rc == 0) {
-			st->seq = eff.seq;
-			memcpy(st->op.opid, eff.opid, sizeof(st->op.opid));
+			st->seq = eff[0].seq;
+			memcpy(st->op.opid, eff[0].opid, sizeof(st->op.opid));
+			if (nops == 2) {
+				st->sa_seq = eff[1].seq;
+				memcpy(st->sa.opid, eff[1].opid,
+				       sizeof(st->sa.opid));
+			}
 		}
-		rlog_effect_release(&eff);
+		rlog_effect_release(&eff[0]);
+		rlog_effect_release(&eff[1]);
 		if (rc < 0)
 			goto fail;
 	} else if ((rc = fid_random(0, &rnd)) == 0) {
 		memcpy(st->op.opid, rnd.oid, sizeof(st->op.opid));
+		if (st->sa.kind && (rc = fid_random(0, &rnd)) == 0)
+			memcpy(st->sa.opid, rnd.oid, sizeof(st->sa.opid));
+		if (rc < 0)
+			goto fail;
 	} else {
 		goto fail;
 	}
@@ -395,6 +639,7 @@ fail:
 	wb_store_end(st, rc, NULL);
 	return;
 fail_nost:
+	mut_batch_free(batch);
 	pthread_mutex_lock(&wb->lock);
 	ws = wb_find_locked(wb, fid);
 	if (ws) {
@@ -459,6 +704,23 @@ store_offline(struct store *st, const struct wstate *s)
 		conflict_note_path(wb, eff.seq, &st->op);
 	if (wb->d.rlog)
 		rlog_effect_release(&eff);
+	if (rc == 0 && st->sa.kind) {
+		/* The attributes set while it was written follow the store,
+		 * on the same base (the replay moves it to the store's DV). */
+		struct proto_op o = st->sa;
+		struct wstate *ws;
+
+		o.base_dv = st->op.base_dv;
+		rc = rlog_append_ex(wb->d.rlog, &o, 0, &eff);
+		rlog_effect_release(&eff);
+		if (rc == 0) {
+			pthread_mutex_lock(&wb->lock);
+			ws = wb_find_locked(wb, &st->fid);
+			if (ws)
+				ws->sa_mask = 0;
+			pthread_mutex_unlock(&wb->lock);
+		}
+	}
 	if (rc < 0) {
 		log_err(LOG_WB, "cannot log a store while disconnected: %s",
 			strerror(-rc));
@@ -535,4 +797,149 @@ wb_resend_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
 		mut_done_fn done, void *arg)
 {
 	return store_from_log(wb, seq, op, op->base_dv, false, done, arg);
+}
+
+/* --- stage-ahead --- */
+
+struct ahead_job {
+	struct cm_job job;
+	struct wb *wb;
+	struct fid fid;
+	uint64_t chunk;
+};
+
+struct ahead_put {
+	struct wb *wb;
+	struct fid fid;
+	uint64_t chunk, id;
+	uint32_t gen;
+	uint8_t txid[16];
+};
+
+/* One stage-ahead PUT less of @ap's write state: note what it staged,
+ * and start the store that waited for it. */
+static void
+ahead_end(struct ahead_put *ap, bool ok)
+{
+	struct wb *wb = ap->wb;
+	struct store *st = NULL;
+	struct wstate *ws;
+
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, &ap->fid);
+	if (ws && ws->id == ap->id) {
+		if (ok && ws->ahead && ap->chunk < ws->ngen &&
+		    !memcmp(ws->ahead_txid, ap->txid, sizeof(ap->txid)))
+			ws->sgen[ap->chunk] = ap->gen;
+		if (ws->ahead_inflight)
+			ws->ahead_inflight--;
+		if (!ws->ahead_inflight && ws->ahead_waiter) {
+			st = ws->ahead_waiter;
+			ws->ahead_waiter = NULL;
+		}
+	}
+	pthread_mutex_unlock(&wb->lock);
+	free(ap);
+	if (st) {
+		st->wait_ahead = false;
+		wb_store_send(st);
+	}
+}
+
+static void
+ahead_done(void *arg, const struct http_result *res)
+{
+	ahead_end(arg, cm_http_errno(res->err, res->status, res->body,
+				     res->body_len) == 0);
+}
+
+static void
+ahead_run(struct cm_loop *loop, struct cm_job *job)
+{
+	struct ahead_job *j = (struct ahead_job *)job;
+	struct wb *wb = j->wb;
+	struct http_request hr = {0};
+	struct ahead_put *ap = NULL;
+	struct wstate *ws;
+	struct cs_key k;
+	struct fid rnd;
+	char path[256];
+	uint8_t *buf = NULL;
+	uint64_t dv = 0;
+	ssize_t got;
+	uint64_t c = j->chunk;
+
+	if (cm_stopping(loop) || !wb->d.http ||
+	    (wb->d.conn && conn_offline(wb->d.conn)))
+		goto out;
+	ap = calloc(1, sizeof(*ap));
+	buf = malloc(wb->d.chunk_size);
+	if (!ap || !buf)
+		goto out;
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, &j->fid);
+	if (!ws || ws->storing || ws->gone || ws->logged || ws->no_ahead ||
+	    ws->conflicted || ws->replaying || c >= ws->ngen ||
+	    ws->ahead_inflight >= WB_STAGE_PARALLEL ||
+	    (ws->sgen[c] && ws->sgen[c] == ws->cgen[c])) {
+		pthread_mutex_unlock(&wb->lock);
+		goto out;
+	}
+	if (!ws->ahead) {
+		if (fid_random(0, &rnd) < 0) {
+			pthread_mutex_unlock(&wb->lock);
+			goto out;
+		}
+		memcpy(ws->ahead_txid, rnd.oid, sizeof(ws->ahead_txid));
+		wb_ahead_reset_locked(ws);
+		ws->ahead = true;
+	}
+	ap->wb = wb;
+	ap->fid = j->fid;
+	ap->chunk = c;
+	ap->id = ws->id;
+	ap->gen = ws->cgen[c];
+	memcpy(ap->txid, ws->ahead_txid, sizeof(ap->txid));
+	dv = ws->base_dv;
+	ws->ahead_inflight++;
+	pthread_mutex_unlock(&wb->lock);
+	/* Read after the generation was taken: a write that lands now
+	 * bumps it, and the store sends the chunk again. */
+	cm_chunk_key(&k, &j->fid, c);
+	got = cs_read(wb->d.cs, &k, dv, 0, buf, wb->d.chunk_size);
+	if (got <= 0 ||
+	    proto_stage_path(path, sizeof(path), wb->d.volume, &j->fid,
+			     ap->txid, c, wb->d.chunk_size) < 0) {
+		ahead_end(ap, false);
+		ap = NULL;
+		goto out;
+	}
+	hr.method = "PUT";
+	hr.path = path;
+	hr.body = buf;
+	hr.body_len = (size_t)got;
+	hr.content_type = "application/octet-stream";
+	hr.on_done = ahead_done;
+	hr.arg = ap;
+	if (!http_submit(wb->d.http, &hr))
+		ahead_end(ap, false);
+	ap = NULL;
+out:
+	free(ap);
+	free(buf);
+	free(j);
+}
+
+void
+wb_stage_ahead(struct wb *wb, const struct fid *fid, uint64_t chunk)
+{
+	struct ahead_job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return;
+	j->job.run = ahead_run;
+	j->wb = wb;
+	j->fid = *fid;
+	j->chunk = chunk;
+	cm_post(wb->d.loop, &j->job);
 }

@@ -298,10 +298,14 @@ failed:
 
 /*
  * A store or setattr (@ops[@j]) with base_dv 0 on a file that an earlier
- * create of the same batch made (@ts and @wrote are the batch's own; a
- * create answered from the opid table does not count): the client cannot know the new object's
- * first DV (the volume's high-water mark + 1), so the op is applied to
- * the DV the batch left it at. Fills *@tmp with that op and returns true.
+ * create of the same batch made, or that an earlier store of the same
+ * batch changed (@ts and @wrote are the batch's own; an op answered from
+ * the opid table does not count): the client cannot know the new
+ * object's first DV (the volume's high-water mark + 1), nor the DV a
+ * store gives it, so the op is applied to the DV the batch left it at
+ * (a file's attributes set after its data: cairnd's store at close with
+ * the utimes and chmod that came before it). Fills *@tmp with that op and
+ * returns true.
  */
 static bool
 new_in_batch(struct vs_vol *v, const struct proto_op *ops, size_t j,
@@ -315,7 +319,9 @@ new_in_batch(struct vs_vol *v, const struct proto_op *ops, size_t j,
 	    op->base_dv != 0)
 		return false;
 	for (size_t i = 0; i < j; i++) {
-		if (ops[i].kind != PROTO_OP_CREATE || wrote[i] != W_APPLIED ||
+		if ((ops[i].kind != PROTO_OP_CREATE &&
+		     ops[i].kind != PROTO_OP_STORE) ||
+		    wrote[i] != W_APPLIED ||
 		    !fid_eq(&ts[i].res.attr.fid, &op->fid))
 			continue;
 		if (vs_getattr(v, &op->fid, &a))

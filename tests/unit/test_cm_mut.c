@@ -1195,6 +1195,106 @@ test_order(void)
 }
 
 /*
+ * Late creates and batches (issue #14). This server has no /batch (404,
+ * as an older cairn-vold): the batch goes one op at a time, in order, and
+ * a base DV 0 takes the DV the op before it gave the file. A held create
+ * is not sent until a batch takes it, or until another op about the file
+ * needs it first (then it goes alone, and that op after it).
+ */
+static void
+test_late(void)
+{
+	struct proto_op c = create_op(&ffile, "late");
+	struct proto_op st, sa = setattr_op(0, PROTO_SA_MODE, 0640, 0);
+	struct proto_op after = setattr_op(0, PROTO_SA_MODE, 0600, 0);
+	struct res rc_ = {0}, rs = {0}, ra = {0}, r2 = {0};
+	struct rlog_effect e[2];
+	struct mut_batch *b;
+	uint64_t dv;
+	int rc;
+
+	memset(&st, 0, sizeof(st));
+	st.kind = PROTO_OP_STORE;
+	st.fid = ffile;
+	st.base_dv = 0;
+	st.chunk_size = 65536;
+	st.size = 0;
+	srv_reset(NULL, 0, ACT_APPLY);
+	pthread_mutex_lock(&srv.mu);
+	dv = srv.create_reply.attr.dv;
+	pthread_mutex_unlock(&srv.mu);
+	ndone = 0;
+
+	is_int(mut_hold_create(mu, &c, done_cb, &rc_), 0, "late: held");
+	is_int(log_count(), 1, "late: in the log at once");
+	run_for(100);
+	is_int(srv_nreq(), 0, "late: not sent");
+	is_int(mut_late_state(mu, &ffile), MUT_LATE_HELD, "late: state held");
+	memset(e, 0, sizeof(e));
+	{
+		struct proto_op ops[2] = {st, sa};
+
+		rc = rlog_append_batch(cm.rlog, ops, 2,
+				       RLOG_A_INFLIGHT | RLOG_A_NOSYNC, e);
+	}
+	is_int(rc, 0, "late: store and setattr logged");
+	memcpy(st.opid, e[0].opid, 16);
+	memcpy(sa.opid, e[1].opid, 16);
+	b = mut_batch_new(mu, 0);
+	ok(b && mut_batch_add_held(b, &ffile) == 0 &&
+		   mut_batch_add(b, e[0].seq, &st, done_cb, &rs) == 0 &&
+		   mut_batch_add(b, e[1].seq, &sa, done_cb, &ra) == 0 &&
+		   mut_batch_len(b) == 3,
+	   "late: a batch of the held create, a store and a setattr");
+	is_int(mut_late_state(mu, &ffile), MUT_LATE_SENT,
+	       "late: taken by the batch");
+	is_int(mut_batch_send(b), 0, "late: batch sent");
+	run_until(3, 5000);
+	run_for(50);
+	ok(rc_.calls == 1 && rs.calls == 1 && ra.calls == 1 && !rc_.err &&
+		   !rs.err && !ra.err,
+	   "late: each op answered once, no error");
+	ok(rc_.order == 1 && rs.order == 2 && ra.order == 3,
+	   "late: answered in the batch's order");
+	is_int(srv_nreq(), 3, "late: no /batch here: three single requests");
+	ok(srv.req[0].kind == PROTO_OP_CREATE &&
+		   srv.req[1].kind == PROTO_OP_STORE &&
+		   srv.req[2].kind == PROTO_OP_SETATTR,
+	   "late: in order: create, store, setattr");
+	ok(srv.req[0].logged && srv.req[1].logged && srv.req[2].logged &&
+		   !memcmp(srv.req[1].opid, e[0].opid, 16) &&
+		   !memcmp(srv.req[2].opid, e[1].opid, 16),
+	   "late: each under its logged opid");
+	ok(srv.req[1].base_dv == dv && srv.req[2].base_dv == dv,
+	   "late: base DV 0 took the DV the op before gave");
+	is_int(log_count(), 0, "late: log empty");
+	is_int(mut_late_state(mu, &ffile), MUT_LATE_NONE, "late: none left");
+	rlog_effect_release(&e[0]);
+	rlog_effect_release(&e[1]);
+
+	/* Held, then another op about the file: the create goes first,
+	 * alone, and the op after its answer. */
+	memset(&rc_, 0, sizeof(rc_));
+	srv_reset(NULL, 0, ACT_APPLY);
+	ndone = 0;
+	c.name = "late2";
+	is_int(mut_hold_create(mu, &c, done_cb, &rc_), 0, "late2: held");
+	run_for(50);
+	is_int(srv_nreq(), 0, "late2: not sent");
+	after.base_dv = dv;
+	is_int(mut_submit(mu, &after, done_cb, &r2), 0,
+	       "late2: a setattr of the file");
+	run_until(2, 5000);
+	ok(rc_.calls == 1 && r2.calls == 1 && !rc_.err && !r2.err &&
+		   rc_.order == 1 && r2.order == 2,
+	   "late2: the create answered first, then the setattr");
+	ok(srv_nreq() == 2 && srv.req[0].kind == PROTO_OP_CREATE &&
+		   srv.req[1].kind == PROTO_OP_SETATTR,
+	   "late2: the server got the create first");
+	is_int(log_count(), 0, "late2: log empty");
+}
+
+/*
  * Reintegration (mut_send_replay()): a refusal keeps the record (it
  * becomes a conflict, replay.c's business), a transport failure reports
  * EHOSTUNREACH at once and keeps it too; sent again and answered, under
@@ -1454,6 +1554,7 @@ main(void)
 	test_malformed();
 	test_deadline();
 	test_order();
+	test_late();
 	test_replay();
 	test_offline();
 

@@ -99,9 +99,9 @@ test_codec(void)
 	is_int(wb_rec_decode(buf, len - 1, &d), -EUCLEAN,
 	       "one byte short: -EUCLEAN");
 	is_int(wb_rec_decode(buf, 3, &d), -EUCLEAN, "three bytes: -EUCLEAN");
-	buf[0] = 3;
+	buf[0] = 4;
 	is_int(wb_rec_decode(buf, len, &d), -EPROTONOSUPPORT,
-	       "version 3: -EPROTONOSUPPORT");
+	       "version 4: -EPROTONOSUPPORT");
 	buf[0] = 0;
 	is_int(wb_rec_decode(buf, len, &d), -EUCLEAN, "version 0: -EUCLEAN");
 	free(buf);
@@ -118,6 +118,37 @@ test_codec(void)
 	errno = 0;
 	ok(wb_rec_encode(&r, &len) == NULL && errno == EINVAL,
 	   "a name over 255 bytes is refused");
+
+	/* Version 3: a late create and attributes set while written. */
+	r = sample();
+	r.flags = WB_REC_CREATED;
+	r.base_dv = 0;
+	r.sa_mask = PROTO_SA_MODE | PROTO_SA_MTIME;
+	r.sa_mode = 0640;
+	r.sa_uid = 1001;
+	r.sa_gid = 1002;
+	r.sa_atime_ns = -5;
+	r.sa_mtime_ns = 1600000000123456789ll;
+	buf = wb_rec_encode(&r, &len);
+	ok(buf != NULL, "encode version 3");
+	is_int((int)len, (int)(108 + r.namelen), "108 bytes plus the name");
+	is_int(buf[0], 3, "version byte 3");
+	is_int(wb_rec_decode(buf, len, &d), 0, "decode version 3");
+	ok(same(&r, &d) && d.sa_mask == r.sa_mask && d.sa_mode == 0640 &&
+		   d.sa_uid == 1001 && d.sa_gid == 1002 &&
+		   d.sa_atime_ns == -5 && d.sa_mtime_ns == r.sa_mtime_ns,
+	   "version 3: every field round trips");
+	buf[80] ^= 1;
+	is_int(wb_rec_decode(buf, len, &d), -EUCLEAN,
+	       "version 3: a flipped bit: -EUCLEAN");
+	is_int(wb_rec_decode(buf, len - 32, &d), -EUCLEAN,
+	       "version 3 cut to version 2's length: -EUCLEAN");
+	free(buf);
+	r.flags = WB_REC_LOGGED;
+	r.sa_mask = 0;
+	buf = wb_rec_encode(&r, &len);
+	is_int(buf ? buf[0] : -1, 2, "nothing new in use: still version 2");
+	free(buf);
 }
 
 /* A version-1 record (host order, no checksum) for @r, in @buf. */

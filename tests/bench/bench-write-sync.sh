@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# bench-write-sync.sh - issue #14's write targets in sync mode (make bench
+# runs it after bench-write.sh; not part of check). Every row is the median
+# of BENCH_RUNS (5) runs, each against a same-run baseline:
+#   untar of BENCH_WRITE_FILES (2,000) files of 1-64 KiB in 20 directories:
+#       until tar exits (every file must be on the server then: checked
+#       with vos examine right after)      vs  local tar      (target <= 15x)
+#   create + write 1 KiB + close of BENCH_CREATE_FILES (1,000) files from
+#       one process: ms a file             (target <= 1.5 ms)
+#   write of one BENCH_WRITE_MB (256) MiB file and close (dd bs=1M, no
+#       fsync: close stores it)            vs  the same dd to local disk
+#                                          (target <= 1.5x)
+#     and vs curl PUTting the same bytes as chunks to the stage endpoint
+#       (8 at a time over keep-alive, as cairnd stages) (target >= 0.8x)
+# The numbers swing on a shared machine; compare within one run only.
+set -u
+. "$top_srcdir/tests/integration/lib.sh"
+t_need_fuse
+t_timeout 3600
+NFILES=${BENCH_WRITE_FILES:-2000}
+NCREATE=${BENCH_CREATE_FILES:-1000}
+FILE_MB=${BENCH_WRITE_MB:-256}
+RUNS=${BENCH_RUNS:-5}
+CS=262144
+failed=0
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+echo "# preparing: $NFILES files of 1-64 KiB, a ${FILE_MB} MiB file; $RUNS runs"
+python3 - "$T_DIR/small" "$NFILES" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, "d%02d" % (i // 100))
+    os.makedirs(d, exist_ok=True)
+    # 1 to 64 KiB, spread evenly and the same in every run
+    size = 1024 + (i * 7919) % (63 * 1024 + 1)
+    line = ("small file %d\n" % i).encode()
+    with open(os.path.join(d, "f%05d.txt" % i), "wb") as f:
+        f.write((line * (size // len(line) + 1))[:size])
+PY
+tar -C "$T_DIR/small" -cf "$T_DIR/small.tar" . || exit 99
+want_files=$(( $(find "$T_DIR/small" | wc -l) ))
+want_bytes=$(find "$T_DIR/small" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
+head -c $((FILE_MB * 1024 * 1024)) /dev/urandom >"$T_DIR/big.src"
+mkdir -p "$T_DIR/chunks"
+split -b $CS -d -a 5 "$T_DIR/big.src" "$T_DIR/chunks/c" || exit 99
+
+cat >"$T_DIR/create.py" <<'PY'
+import os, sys, time
+d, n = sys.argv[1], int(sys.argv[2])
+buf = b"x" * 1024
+t0 = time.perf_counter()
+for i in range(n):
+    fd = os.open(os.path.join(d, "c%05d" % i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.write(fd, buf)
+    os.close(fd)
+print("%.4f" % ((time.perf_counter() - t0) * 1000 / n))
+PY
+
+vold_start --stage-max 2G || exit 99
+vos init >/dev/null 2>&1
+loc=$T_DIR/local
+mkdir -p "$loc"
+cat "$T_DIR/big.src" >/dev/null
+
+declare -a r_untar r_ltar r_srv r_create r_lcreate r_big r_lbig r_curl
+for run in $(seq 1 "$RUNS"); do
+	vol=ws$run
+	vos create "$vol" >/dev/null 2>&1 || exit 99
+	make_token "$vol" rw "$T_DIR/tok$run"
+	mnt=$T_DIR/mnt$run
+	cairnd_mount "$mnt" "$T_DIR/cache$run" "$vol" "$T_DIR/tok$run" --cache-size 4G || exit 1
+
+	# untar: local, then the mount
+	rm -rf "$loc/untar" && mkdir -p "$loc/untar" && sync
+	t0=$(now); tar -C "$loc/untar" -xf "$T_DIR/small.tar"; t1=$(now)
+	r_ltar+=("$(secs "$t0" "$t1")")
+	mkdir -p "$mnt/untar"
+	t0=$(now)
+	if tar -C "$mnt/untar" -xf "$T_DIR/small.tar" 2>"$T_DIR/untar.err"; then
+		t1=$(now)
+		r_untar+=("$(secs "$t0" "$t1")")
+		if vos examine "$vol" --json 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+sys.exit(0 if d["files"] >= int(sys.argv[1]) and d["bytes"] >= int(sys.argv[2]) else 1)' \
+			"$((want_files + 1))" "$want_bytes"; then
+			r_srv+=(1)
+		else
+			r_srv+=(0)
+		fi
+	else
+		echo "# untar on the mount failed: $(head -n 2 "$T_DIR/untar.err")"
+		failed=1
+	fi
+
+	# create + 1 KiB + close from one process
+	rm -rf "$loc/create" && mkdir -p "$loc/create" "$mnt/create"
+	r_lcreate+=("$(python3 "$T_DIR/create.py" "$loc/create" "$NCREATE")")
+	if c=$(python3 "$T_DIR/create.py" "$mnt/create" "$NCREATE" 2>"$T_DIR/create.err"); then
+		r_create+=("$c")
+	else
+		echo "# create on the mount failed: $(head -n 2 "$T_DIR/create.err")"
+		failed=1
+	fi
+
+	# 256 MiB: local dd, the mount's dd + close, curl to the stage route
+	rm -f "$loc/big"
+	t0=$(now); dd if="$T_DIR/big.src" of="$loc/big" bs=1M 2>/dev/null; t1=$(now)
+	r_lbig+=("$(secs "$t0" "$t1")")
+	t0=$(now)
+	if dd if="$T_DIR/big.src" of="$mnt/big" bs=1M 2>"$T_DIR/dd.err"; then
+		t1=$(now)
+		r_big+=("$(secs "$t0" "$t1")")
+	else
+		echo "# dd on the mount failed: $(head -n 2 "$T_DIR/dd.err")"
+		failed=1
+	fi
+	# the big file's own FID, under a txid no store will name
+	fid=$("$FS" examine --json "$mnt/big" 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+d = d[0] if isinstance(d, list) else d
+print(d["fid"])')
+	txid=$(python3 -c 'import uuid; print(uuid.uuid4().hex)')
+	args=()
+	i=0
+	for c in "$T_DIR"/chunks/c*; do
+		args+=(-T "$c" "$VOLD_URL/v1/vol/$vol/stage/$fid/$txid/$i?size=$CS")
+		i=$((i + 1))
+	done
+	t0=$(now)
+	curl -sf --parallel --parallel-max 8 -H "Authorization: Bearer $(cat "$T_DIR/tok$run")" \
+		-o /dev/null "${args[@]}" 2>"$T_DIR/curl.err"
+	rc=$?
+	t1=$(now)
+	if [ "$rc" = 0 ]; then
+		r_curl+=("$(secs "$t0" "$t1")")
+	else
+		echo "# curl to the stage route failed ($rc): $(head -n 2 "$T_DIR/curl.err")"
+		failed=1
+	fi
+	cmp -s "$T_DIR/big.src" "$mnt/big" || { echo "# WARNING: the big file differs"; failed=1; }
+	cairnd_umount "$mnt"
+	echo "# run $run: untar ${r_untar[${#r_untar[@]}-1]:-?} s (local ${r_ltar[${#r_ltar[@]}-1]:-?}), create ${r_create[${#r_create[@]}-1]:-?} ms (local ${r_lcreate[${#r_lcreate[@]}-1]:-?}), ${FILE_MB} MiB ${r_big[${#r_big[@]}-1]:-?} s (local ${r_lbig[${#r_lbig[@]}-1]:-?}, curl ${r_curl[${#r_curl[@]}-1]:-?})"
+done
+
+mu=$(median "${r_untar[@]}"); ml=$(median "${r_ltar[@]}")
+mc=$(median "${r_create[@]}"); mlc=$(median "${r_lcreate[@]}")
+mb=$(median "${r_big[@]}"); mlb=$(median "${r_lbig[@]}"); mcu=$(median "${r_curl[@]}")
+allsrv=$(printf '%s\n' "${r_srv[@]}" | grep -c '^1$')
+printf '\n%-58s %10s %10s %8s\n' "measurement (median of $RUNS)" "cairn" "baseline" "ratio"
+printf '%-58s %10.3f %10.3f %8.1fx\n' "untar $NFILES files 1-64 KiB, until tar exits (s)" "$mu" "$ml" "$(awk -v a="$mu" -v b="$ml" 'BEGIN { print a / b }')"
+printf '%-58s %10s\n' "  every file on the server when tar exited (runs)" "$allsrv/$RUNS"
+printf '%-58s %10.3f %10.3f %8.1fx\n' "create + 1 KiB + close, $NCREATE files (ms a file)" "$mc" "$mlc" "$(awk -v a="$mc" -v b="$mlc" 'BEGIN { print a / b }')"
+printf '%-58s %10.3f %10.3f %8.2fx\n' "write ${FILE_MB} MiB + close vs local dd (s)" "$mb" "$mlb" "$(awk -v a="$mb" -v b="$mlb" 'BEGIN { print a / b }')"
+printf '%-58s %10.3f %10.3f %8.2f\n' "write ${FILE_MB} MiB + close vs curl to /stage (s; speed ratio)" "$mb" "$mcu" "$(awk -v a="$mb" -v b="$mcu" 'BEGIN { print b / a }')"
+echo "(ratios: cairn time / local time, except the curl row: curl time / cairn time, 1.0 = as fast as curl)"
+T_PASS=1
+[ "$failed" = 0 ] || { echo "# some measurements failed"; T_FAIL=1; exit 1; }
+exit 0
