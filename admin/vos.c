@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
 #include <sysexits.h>
@@ -1006,9 +1007,24 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 			return rc;
 		}
 	}
-	if (S_ISREG(st.st_mode) || S_ISFIFO(st.st_mode)) {
+	if (S_ISREG(st.st_mode) || S_ISFIFO(st.st_mode) ||
+	    S_ISSOCK(st.st_mode) || S_ISCHR(st.st_mode) ||
+	    S_ISBLK(st.st_mode)) {
 		op.kind = PROTO_OP_CREATE;
-		op.type = S_ISREG(st.st_mode) ? PROTO_T_FILE : PROTO_T_FIFO;
+		op.type = S_ISREG(st.st_mode)	 ? PROTO_T_FILE
+			  : S_ISFIFO(st.st_mode) ? PROTO_T_FIFO
+			  : S_ISSOCK(st.st_mode) ? PROTO_T_SOCK
+			  : S_ISCHR(st.st_mode)	 ? PROTO_T_CHR
+						 : PROTO_T_BLK;
+		if (proto_type_has_rdev(op.type)) {
+			if ((uint64_t)st.st_rdev > PROTO_RDEV_MAX)
+				return report(-ERANGE,
+					      "cannot import '%s': device "
+					      "number %u:%u out of range",
+					      path, major(st.st_rdev),
+					      minor(st.st_rdev));
+			op.rdev = (uint32_t)st.st_rdev;
+		}
 	} else if (S_ISDIR(st.st_mode)) {
 		op.kind = PROTO_OP_MKDIR;
 		op.type = PROTO_T_DIR;
@@ -1029,9 +1045,7 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 		op.type = PROTO_T_SYMLINK;
 		op.target = t;
 	} else {
-		fprintf(stderr,
-			"vos: skipping '%s': sockets and device nodes "
-			"are not stored in volumes\n",
+		fprintf(stderr, "vos: skipping '%s': unknown file type\n",
 			esc(path));
 		return 0;
 	}
@@ -1108,9 +1122,9 @@ import_dir(struct imp *im, int dfd, const struct fid *dir, const char *path,
 static const char usage_import[] =
 	"usage: vos [--root DIR] import NAME SRCDIR [--quota SIZE] [--files N]\n"
 	"Make a new volume NAME from the tree SRCDIR, keeping modes, owners,\n"
-	"times, symlinks, hard links, user.* xattrs, FIFOs and holes. The\n"
-	"volume appears only when the whole tree is in. On a terminal, a\n"
-	"progress line on stderr.\n";
+	"times, symlinks, hard links, user.* xattrs, FIFOs, sockets, device\n"
+	"nodes and holes. The volume appears only when the whole tree is\n"
+	"in. On a terminal, a progress line on stderr.\n";
 
 static int
 cmd_import(int argc, char **argv)
@@ -1238,6 +1252,7 @@ struct exp {
 	int top;	  /* fd of DESTDIR */
 	bool keep_setid;  /* --keep-setid */
 	uint64_t dropped; /* objects whose set-id bits were dropped */
+	uint64_t nodev;	  /* device nodes left out (no CAP_MKNOD) */
 	int warned;
 };
 
@@ -1484,6 +1499,37 @@ export_dir(struct exp *ex, const struct fid *dir, int dfd, const char *rel,
 			if (mkfifoat(dfd, name, 0600) < 0)
 				rc = report(-errno, "cannot make FIFO '%s'", path);
 			break;
+		case PROTO_T_SOCK:
+			/* A socket file with nobody listening, as tar and
+			 * cp -a leave one; needs no privilege. */
+			if (mknodat(dfd, name, S_IFSOCK | 0600, 0) < 0)
+				rc = report(-errno, "cannot make socket '%s'",
+					    path);
+			break;
+		case PROTO_T_CHR:
+		case PROTO_T_BLK:
+			if (mknodat(dfd, name,
+				    (a->type == PROTO_T_CHR ? S_IFCHR
+							    : S_IFBLK) |
+					    0600,
+				    (dev_t)a->rdev) == 0)
+				break;
+			if (errno != EPERM) {
+				rc = report(-errno,
+					    "cannot make device node '%s'",
+					    path);
+				break;
+			}
+			/* Without CAP_MKNOD: left out, named, counted and
+			 * reported at the end (vos(8)). */
+			fprintf(stderr,
+				"vos: skipping device node '%s' (%s %u:%u): "
+				"making it needs CAP_MKNOD\n",
+				esc(path),
+				a->type == PROTO_T_CHR ? "character" : "block",
+				major((dev_t)a->rdev), minor((dev_t)a->rdev));
+			ex->nodev++;
+			continue;
 		default:
 			break;
 		}
@@ -1578,7 +1624,9 @@ static const char usage_export[] =
 	"An existing DESTDIR must be a directory (not a symlink) owned by the\n"
 	"user running vos and not writable by group or other.\n"
 	"Set-user-id and set-group-id bits are dropped (a client chose them)\n"
-	"unless --keep-setid is given; the sticky bit is kept.\n";
+	"unless --keep-setid is given; the sticky bit is kept. Sockets are\n"
+	"made as socket files; device nodes need CAP_MKNOD (root): without\n"
+	"it they are left out, named on stderr, and the exit status is 77.\n";
 
 static int
 cmd_export(int argc, char **argv)
@@ -1637,6 +1685,16 @@ cmd_export(int argc, char **argv)
 			"vos: dropped the set-user-id/set-group-id bits "
 			"of %" PRIu64 " object%s (--keep-setid keeps them)\n",
 			ex.dropped, ex.dropped == 1 ? "" : "s");
+	if (ex.nodev) {
+		fprintf(stderr,
+			"vos: left out %" PRIu64 " device node%s: making "
+			"them needs CAP_MKNOD (run vos export as root)\n",
+			ex.nodev, ex.nodev == 1 ? "" : "s");
+		/* The rest of the tree is complete, but not a faithful
+		 * copy: say so in the exit status, as tar does. */
+		if (!rc)
+			rc = -EPERM;
+	}
 out:
 	vs_vol_close(ex.v);
 	hl_free(&ex.hl);

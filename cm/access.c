@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <linux/capability.h>
+
 #include "cm/access.h"
 #include "cm/ctl.h"
 #include "cm/mcache.h"
@@ -285,6 +287,12 @@ may_change(struct access *acc, const struct ctl_peer *p,
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
 	case PROTO_OP_SYMLINK:
+		/* mknod(2) of a device needs CAP_MKNOD: fs resolve --keep
+		 * local must not make one for a caller without it. */
+		if (op->kind == PROTO_OP_CREATE &&
+		    proto_type_has_rdev(op->type) &&
+		    !acc_may_mknod_dev(p->pid, p->uid))
+			return -EPERM;
 		rc = may_dir(acc, p, &op->parent, gone, need);
 		return rc < 0 ? rc : may_own_new(acc, p, op, need);
 	case PROTO_OP_LINK:
@@ -352,4 +360,63 @@ acc_sees(struct access *acc, const struct ctl_peer *p, const char *path,
 	    ctl_peer_may(p, attr_mode(&a), a.uid, a.gid, R_OK | X_OK) < 0)
 		return false;
 	return true;
+}
+
+int
+acc_proc_has_cap(FILE *f, uid_t uid, int cap)
+{
+	char line[256];
+	bool have_uid = false, have_cap = false, uid_ok = false;
+	unsigned long long eff = 0;
+
+	if (cap < 0 || cap > 63)
+		return -EINVAL;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long r, e;
+		char *end;
+
+		if (!strncmp(line, "Uid:", 4)) {
+			/* real, effective, saved, filesystem */
+			r = strtoul(line + 4, &end, 10);
+			if (end == line + 4)
+				return -EINVAL;
+			e = strtoul(end, &end, 10);
+			(void)r;
+			have_uid = true;
+			uid_ok = e == (unsigned long)uid;
+		} else if (!strncmp(line, "CapEff:", 7)) {
+			const char *p = line + 7;
+
+			while (*p == ' ' || *p == '\t')
+				p++;
+			errno = 0;
+			eff = strtoull(p, &end, 16);
+			if (end == p || errno || (*end != '\n' && *end))
+				return -EINVAL;
+			have_cap = true;
+		}
+	}
+	if (!have_uid || !have_cap)
+		return -EINVAL;
+	return uid_ok && (eff >> cap & 1) ? 1 : 0;
+}
+
+bool
+acc_may_mknod_dev(pid_t pid, uid_t uid)
+{
+	char path[64];
+	FILE *f;
+	int rc = -EINVAL;
+
+	if (pid > 0) {
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+		f = fopen(path, "re");
+		if (f) {
+			rc = acc_proc_has_cap(f, uid, CAP_MKNOD);
+			fclose(f);
+		}
+	}
+	if (rc < 0)
+		return uid == 0;
+	return rc == 1;
 }

@@ -19,6 +19,7 @@
 #define CAIRN_CM_ACCESS_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "common/fid.h"
@@ -54,7 +55,8 @@ int acc_reach(struct access *acc, const struct ctl_peer *p, const char *path,
  * May @p make change @op, as the mount would let it, on what the cache
  * holds now (the parents' and the object's current attributes)? What each
  * kind needs, root aside:
- *   create, mkdir, symlink: write+search on the parent, the new object
+ *   create, mkdir, symlink: write+search on the parent (a device node:
+ *     CAP_MKNOD too, acc_may_mknod_dev()), the new object
  *     owned by @p (op uid) and of a group of @p's or, if the parent is
  *     set-gid, the parent's;
  *   link: write+search on the parent, read+write on (or owning) the object;
@@ -90,5 +92,24 @@ int acc_may_change(struct access *acc, const struct ctl_peer *p,
  */
 bool acc_sees(struct access *acc, const struct ctl_peer *p, const char *path,
 	      const struct fid *dir, uid_t owner);
+
+/*
+ * Has the process whose /proc/PID/status is @f the capability @cap (e.g.
+ * CAP_MKNOD, 27) in its effective set, and is it still user @uid (its
+ * effective uid)? The status file is read, not the capability of the
+ * cache manager. Reading it races with the pid being reused: the uid
+ * check makes a reused pid count only if it is the same user's, and then
+ * the answer is that process's. @return 1 yes, 0 no, -EINVAL when @f has
+ * no "Uid:" and "CapEff:" line that parse. Any thread.
+ */
+int acc_proc_has_cap(FILE *f, uid_t uid, int cap);
+
+/*
+ * May the process @pid of user @uid, making a FUSE request, create a
+ * device node (CAP_MKNOD, as mknod(2) asks)? From /proc/PID/status
+ * (acc_proc_has_cap()); where that cannot be read (pid 0: a process in
+ * another pid namespace; or it is gone), only uid 0 may. Any thread.
+ */
+bool acc_may_mknod_dev(pid_t pid, uid_t uid);
 
 #endif /* CAIRN_CM_ACCESS_H */

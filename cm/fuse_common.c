@@ -48,10 +48,22 @@ fops_count(struct cm *cm, enum cm_req_kind k)
 mode_t
 fops_dirent_mode(int type)
 {
-	return type == PROTO_T_DIR	 ? S_IFDIR
-	       : type == PROTO_T_SYMLINK ? S_IFLNK
-	       : type == PROTO_T_FIFO	 ? S_IFIFO
-					 : S_IFREG;
+	switch (type) {
+	case PROTO_T_DIR:
+		return S_IFDIR;
+	case PROTO_T_SYMLINK:
+		return S_IFLNK;
+	case PROTO_T_FIFO:
+		return S_IFIFO;
+	case PROTO_T_SOCK:
+		return S_IFSOCK;
+	case PROTO_T_CHR:
+		return S_IFCHR;
+	case PROTO_T_BLK:
+		return S_IFBLK;
+	default:
+		return S_IFREG;
+	}
 }
 
 /*
@@ -82,20 +94,12 @@ fops_to_stat(struct cm *cm, const struct proto_attr *a, uint64_t ino,
 	(void)ino;
 	memset(st, 0, sizeof(*st));
 	st->st_ino = fops_st_ino(cm, &a->fid);
-	switch (a->type) {
-	case PROTO_T_DIR:
-		st->st_mode = S_IFDIR;
-		break;
-	case PROTO_T_SYMLINK:
-		st->st_mode = S_IFLNK;
-		break;
-	case PROTO_T_FIFO:
-		st->st_mode = S_IFIFO;
-		break;
-	default:
-		st->st_mode = S_IFREG;
-	}
-	st->st_mode |= a->mode & 07777;
+	st->st_mode = fops_dirent_mode(a->type) | (a->mode & 07777);
+	/* The kernel opens a device node itself (on a mount with -o dev)
+	 * from this number; glibc's makedev() packs it as the kernel does
+	 * for majors below 4096 and minors below 2^20. */
+	if (a->type == PROTO_T_CHR || a->type == PROTO_T_BLK)
+		st->st_rdev = (dev_t)a->rdev;
 	st->st_nlink = (nlink_t)a->nlink;
 	st->st_uid = a->uid;
 	st->st_gid = a->gid;

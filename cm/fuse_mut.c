@@ -21,6 +21,7 @@
 #include <sys/xattr.h>
 
 #include "chunkstore/cs.h"
+#include "cm/access.h"
 #include "cm/fetch.h"
 #include "cm/fuse_i.h"
 #include "cm/inode.h"
@@ -261,6 +262,7 @@ struct mop {
 	void *xvalue;
 	size_t xlen;
 	uint32_t mode, uid, gid;
+	uint32_t rdev; /* mknod of a device */
 	unsigned flags;
 	struct stat st;
 	int to_set;
@@ -717,7 +719,13 @@ mop_try(struct cm *cm, struct mop *m)
 						 : PROTO_OP_CREATE;
 		op.parent = pfid;
 		op.name = m->name;
-		op.type = S_ISFIFO(m->mode) ? PROTO_T_FIFO : PROTO_T_FILE;
+		op.type = S_ISFIFO(m->mode)   ? PROTO_T_FIFO
+			  : S_ISSOCK(m->mode) ? PROTO_T_SOCK
+			  : S_ISCHR(m->mode)  ? PROTO_T_CHR
+			  : S_ISBLK(m->mode)  ? PROTO_T_BLK
+					      : PROTO_T_FILE;
+		if (proto_type_has_rdev(op.type))
+			op.rdev = m->rdev;
 		op.mode = m->mode & 07777;
 		op.uid = ctx->uid;
 		op.gid = ctx->gid;
@@ -987,12 +995,33 @@ void
 fmut_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	 dev_t rdev)
 {
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct cm *cm = fops_req_cm(req);
+	struct proto_volinfo vi;
 	struct mop *m;
 
-	(void)rdev;
-	if (!S_ISREG(mode) && !S_ISFIFO(mode)) {
-		/* Devices and sockets are not kept by the server. */
+	if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode) &&
+	    !S_ISCHR(mode) && !S_ISBLK(mode)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	/* A server before PROTO_V_SPECIAL keeps no sockets or devices; with no
+	 * volume information yet, the server says so itself (EINVAL). */
+	if ((S_ISSOCK(mode) || S_ISCHR(mode) || S_ISBLK(mode)) &&
+	    cm_volinfo(cm, &vi) == 0 && vi.version < PROTO_V_SPECIAL) {
 		fuse_reply_err(req, EPERM);
+		return;
+	}
+	/* mknod(2): a device node needs CAP_MKNOD. The kernel checks it
+	 * before it asks us; this holds if it ever does not. */
+	if ((S_ISCHR(mode) || S_ISBLK(mode)) &&
+	    !acc_may_mknod_dev(ctx->pid, ctx->uid)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if ((S_ISCHR(mode) || S_ISBLK(mode)) &&
+	    (uint64_t)rdev > PROTO_RDEV_MAX) {
+		fuse_reply_err(req, EINVAL);
 		return;
 	}
 	m = mop_new(req, M_MKNOD);
@@ -1000,7 +1029,8 @@ fmut_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		return;
 	m->parent = parent;
 	m->mode = mode;
-	mop_start(fops_req_cm(req), m);
+	m->rdev = S_ISCHR(mode) || S_ISBLK(mode) ? (uint32_t)rdev : 0;
+	mop_start(cm, m);
 }
 
 void

@@ -42,6 +42,7 @@
 
 #include "cm/http.h"
 #include "common/log.h"
+#include "common/proto.h"
 
 #define HTTP_DEFAULT_PARALLEL 16
 #define HTTP_MAX_PARALLEL 1024
@@ -773,6 +774,9 @@ transfer_start(struct http_client *c, struct http_req *req)
 	/* Headers first; "Expect:" stops curl from waiting for 100-continue
 	 * before sending a body (one round trip per store otherwise). */
 	ADD_HEADER("Expect:");
+	/* This client knows sockets and device nodes (PROTO_V_SPECIAL): without
+	 * the header a server shows them as empty files. */
+	ADD_HEADER(PROTO_HDR_VERSION ": " PROTO_VERSION_STR);
 	pthread_mutex_lock(&c->lock);
 	if (c->token)
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s",

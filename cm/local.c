@@ -203,6 +203,7 @@ local_apply(struct local *l, const struct proto_op *op, bool commit,
 			 : op->kind == PROTO_OP_SYMLINK ? PROTO_T_SYMLINK
 							: op->type;
 		a.mode = op->mode & 07777;
+		a.rdev = op->rdev;
 		a.uid = op->uid;
 		a.gid = op->gid;
 		a.nlink = a.type == PROTO_T_DIR ? 2 : 1;

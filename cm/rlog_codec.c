@@ -241,7 +241,7 @@ rlog_rec_encode(const struct rlog_rec *r, struct wbuf *b)
 	uint32_t crc;
 
 	w_u32(b, 0); /* CRC, filled in below */
-	w_u8(b, REC_FORMAT);
+	w_u8(b, op->rdev ? REC_FORMAT_RDEV : REC_FORMAT);
 	w_u8(b, r->state);
 	w_u8(b, op->kind);
 	w_u8(b, r->has_conflict ? RF_CONFLICT : 0);
@@ -290,6 +290,8 @@ rlog_rec_encode(const struct rlog_rec *r, struct wbuf *b)
 		w_u8(b, c->has_base);
 		w_attr(b, &c->base);
 	}
+	if (op->rdev)
+		w_u32(b, op->rdev);
 	if (b->err)
 		return b->err;
 	crc = crc32c(0, b->p + 4, b->len - 4);
@@ -322,9 +324,10 @@ rlog_rec_decode(const uint8_t *p, size_t len, uint64_t seq, struct rlog_rec *r)
 	r->seq = r_u64(&b);
 	r->time_ms = r_i64(&b);
 	r->nbytes = r_u64(&b);
-	if (fmt != REC_FORMAT || r->seq != seq || r->state < RLOG_PENDING ||
-	    r->state > RLOG_CONFLICT || op->kind <= PROTO_OP_NONE ||
-	    op->kind > PROTO_OP_STORE || (rflags & ~RF_CONFLICT) ||
+	if ((fmt != REC_FORMAT && fmt != REC_FORMAT_RDEV) || r->seq != seq ||
+	    r->state < RLOG_PENDING || r->state > RLOG_CONFLICT ||
+	    op->kind <= PROTO_OP_NONE || op->kind > PROTO_OP_STORE ||
+	    (rflags & ~RF_CONFLICT) ||
 	    !(rflags & RF_CONFLICT) != (r->state != RLOG_CONFLICT))
 		b.err = -EUCLEAN;
 	r_bytes(&b, op->opid, 16);
@@ -387,6 +390,12 @@ rlog_rec_decode(const uint8_t *p, size_t len, uint64_t seq, struct rlog_rec *r)
 		c->has_base = r_u8(&b) != 0;
 		r_attr(&b, &c->base);
 		if (c->kind >= RLOG_CF_MAX)
+			b.err = -EUCLEAN;
+	}
+	if (!b.err && fmt == REC_FORMAT_RDEV) {
+		op->rdev = r_u32(&b);
+		if (!b.err && (op->kind != PROTO_OP_CREATE ||
+			       !proto_type_has_rdev(op->type) || !op->rdev))
 			b.err = -EUCLEAN;
 	}
 	if (!b.err && b.off != b.len)
@@ -532,8 +541,9 @@ rlog_op_check(const struct proto_op *op)
 		if (fid_is_null(&op->parent) || !name_ok(op->name) ||
 		    op->mode > 07777)
 			return -EINVAL;
-		if (op->kind == PROTO_OP_CREATE && op->type != PROTO_T_FILE &&
-		    op->type != PROTO_T_FIFO)
+		if (op->kind == PROTO_OP_CREATE &&
+		    (!proto_type_creatable(op->type) ||
+		     (op->rdev && !proto_type_has_rdev(op->type))))
 			return -EINVAL;
 		if (op->kind == PROTO_OP_SYMLINK &&
 		    (!op->target || !op->target[0] ||

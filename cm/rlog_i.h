@@ -31,6 +31,9 @@
 #define HDR_MAGIC  "cairnrlg" /* 8 bytes, no NUL on disk */
 #define HDR_LEN	   80	      /* bytes of header version 1 */
 #define REC_FORMAT 1	      /* the format byte of every record */
+/* Format 1 plus a u32 rdev at the end: only for the create of a device
+ * node, so an older cairnd refuses just those records. */
+#define REC_FORMAT_RDEV 2
 /* tdb hash chains. tdb never rehashes: a lookup walks keys/HASH_SIZE
  * entries (a record is ~6 keys: chains of ~2 at 10k records, ~18 at 100k),
  * and each transaction and traverse reads the whole 128 KiB table;

@@ -12,7 +12,9 @@
  *   'H'        header: version, volume id, chunk size (checked at open)
  *   'V'        volinfo of the last connect
  *   'S'        last applied event sequence number
- *   'A'+FID    attributes
+ *   'A'+FID    attributes; version 2 (VC_ATTR_VERSION) adds a u32 rdev
+ *              at the end and is written only for sockets and devices, so
+ *              an older cairnd drops (and refetches) just those
  *   'D'+FID    directory listing: dv, count, then per entry
  *              (u16 name length, name, u8 type, 20-byte FID)
  *   'L'+FID    symlink target
@@ -225,8 +227,9 @@ enc_attr(struct wbuf *w, const struct proto_attr *a)
 	wb_u64(w, (uint64_t)a->ctime_ns);
 }
 
+/* @version: the record's version byte (1: no rdev; 2: rdev). */
 static void
-dec_attr(struct rbuf *r, struct proto_attr *a)
+dec_attr(struct rbuf *r, struct proto_attr *a, uint8_t version)
 {
 	memset(a, 0, sizeof(*a));
 	rb_fid(r, &a->fid);
@@ -240,9 +243,31 @@ dec_attr(struct rbuf *r, struct proto_attr *a)
 	a->atime_ns = (int64_t)rb_u64(r);
 	a->mtime_ns = (int64_t)rb_u64(r);
 	a->ctime_ns = (int64_t)rb_u64(r);
-	if (a->type < PROTO_T_FILE || a->type > PROTO_T_FIFO ||
-	    a->mode > 07777)
+	if (version == VC_ATTR_VERSION)
+		a->rdev = rb_u32(r);
+	if (a->type < PROTO_T_FILE || a->type > PROTO_T_MAX ||
+	    a->mode > 07777 || (a->rdev && !proto_type_has_rdev(a->type)))
 		r->bad = true;
+}
+
+/* The version byte of an 'A' record: 1 unless @a needs the rdev of 2. */
+static uint8_t
+attr_version(const struct proto_attr *a)
+{
+	return a->type > PROTO_T_MAX_V2 || a->rdev ? VC_ATTR_VERSION
+						   : VC_REC_VERSION;
+}
+
+/* An 'A' record: its version byte, then the attributes. */
+static void
+enc_attr_rec(struct wbuf *w, const struct proto_attr *a)
+{
+	uint8_t v = attr_version(a);
+
+	wb_u8(w, v);
+	enc_attr(w, a);
+	if (v == VC_ATTR_VERSION)
+		wb_u32(w, a->rdev);
 }
 
 static TDB_DATA
@@ -285,7 +310,9 @@ vc_fetch(struct vc *vc, char tag, const struct fid *fid, TDB_DATA *d)
 		return -ENOENT;
 	d->dptr = p;
 	d->dsize = n;
-	if (d->dsize < 1 || d->dptr[0] != VC_REC_VERSION) {
+	if (d->dsize < 1 ||
+	    (d->dptr[0] != VC_REC_VERSION &&
+	     !(tag == 'A' && d->dptr[0] == VC_ATTR_VERSION))) {
 		free(d->dptr);
 		d->dptr = NULL;
 		return -EUCLEAN;
@@ -464,7 +491,7 @@ vc_get_attr(struct vc *vc, const struct fid *fid, struct proto_attr *out)
 	if (rc < 0)
 		return rc;
 	r = (struct rbuf){.p = d.dptr, .len = d.dsize, .off = 1};
-	dec_attr(&r, out);
+	dec_attr(&r, out, d.dptr[0]);
 	free(d.dptr);
 	if (r.bad || !fid_eq(&out->fid, fid))
 		return vc_bad_record(vc, 'A', fid);
@@ -489,8 +516,7 @@ vc_put_attrs(struct vc *vc, const struct proto_attr *a, size_t n)
 		goto out;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		w.len = 0;
-		wb_u8(&w, VC_REC_VERSION);
-		enc_attr(&w, &a[i]);
+		enc_attr_rec(&w, &a[i]);
 		rc = vc_store_locked(vc, 'A', &a[i].fid, &w);
 	}
 	if (txn) {
@@ -575,8 +601,7 @@ vc_put_dir(struct vc *vc, const struct proto_dir *d)
 			i == d->n ? &d->dir : &d->ents[i].attr;
 
 		w.len = 0;
-		wb_u8(&w, VC_REC_VERSION);
-		enc_attr(&w, a);
+		enc_attr_rec(&w, a);
 		rc = vc_store_locked(vc, 'A', &a->fid, &w);
 	}
 	if (rc == 0)
@@ -858,7 +883,7 @@ vc_get_dir(struct vc *vc, const struct fid *fid, struct vc_dir **out)
 		d->ents[i].type = rb_u8(&r);
 		rb_fid(&r, &d->ents[i].fid);
 		if (r.bad || d->ents[i].type < PROTO_T_FILE ||
-		    d->ents[i].type > PROTO_T_FIFO)
+		    d->ents[i].type > PROTO_T_MAX)
 			goto bad;
 	}
 	free(data.dptr);

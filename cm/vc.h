@@ -35,6 +35,8 @@
 #include "common/proto.h"
 
 #define VC_REC_VERSION 1
+/* 'A' records of sockets and devices: version 1 plus the rdev (vc.c). */
+#define VC_ATTR_VERSION 2
 
 struct vc;
 

@@ -124,12 +124,15 @@ static const char *const type_names[] = {
 	[PROTO_T_DIR] = "dir",
 	[PROTO_T_SYMLINK] = "symlink",
 	[PROTO_T_FIFO] = "fifo",
+	[PROTO_T_SOCK] = "socket",
+	[PROTO_T_CHR] = "chr",
+	[PROTO_T_BLK] = "blk",
 };
 
 const char *
 proto_type_name(enum proto_type t)
 {
-	if (t <= PROTO_T_NONE || t > PROTO_T_FIFO)
+	if (t <= PROTO_T_NONE || t > PROTO_T_MAX)
 		return "none";
 	return type_names[t];
 }
@@ -139,10 +142,48 @@ proto_type_parse(const char *s)
 {
 	int t;
 
-	for (t = PROTO_T_FILE; s && t <= PROTO_T_FIFO; t++)
+	for (t = PROTO_T_FILE; s && t <= PROTO_T_MAX; t++)
 		if (!strcmp(s, type_names[t]))
 			return (enum proto_type)t;
 	return PROTO_T_NONE;
+}
+
+bool
+proto_type_creatable(enum proto_type t)
+{
+	return t == PROTO_T_FILE || t == PROTO_T_FIFO || t == PROTO_T_SOCK ||
+	       t == PROTO_T_CHR || t == PROTO_T_BLK;
+}
+
+bool
+proto_type_has_rdev(enum proto_type t)
+{
+	return t == PROTO_T_CHR || t == PROTO_T_BLK;
+}
+
+void
+proto_attr_compat(struct proto_attr *a, int version)
+{
+	if (version >= PROTO_V_SPECIAL || a->type <= PROTO_T_MAX_V2)
+		return;
+	a->type = PROTO_T_FILE;
+	a->size = 0;
+	a->rdev = 0;
+}
+
+int
+proto_version_parse(const char *s)
+{
+	int v = 0;
+
+	if (!s || !*s)
+		return 2;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9' || v > 100)
+			return 2;
+		v = v * 10 + (*s - '0');
+	}
+	return v >= 1 && v <= 1000 ? v : 2;
 }
 
 static const char *const op_names[] = {
@@ -545,6 +586,23 @@ get_name(json_t *o, const char *key, char **out)
 	return *out ? 0 : -ENOMEM;
 }
 
+/* The optional "rdev" of an object of type @t: 0 when absent, at most
+ * PROTO_RDEV_MAX, and not other than 0 for a type without a device. */
+static int
+get_rdev(json_t *o, enum proto_type t, uint32_t *rdev)
+{
+	uint64_t v = 0;
+	int rc = get_uint(o, "rdev", PROTO_RDEV_MAX, &v);
+
+	*rdev = 0;
+	if (rc == -ENOENT)
+		return 0;
+	if (rc || (v && !proto_type_has_rdev(t)))
+		return -EINVAL;
+	*rdev = (uint32_t)v;
+	return 0;
+}
+
 static int
 attr_from_json(json_t *o, struct proto_attr *a)
 {
@@ -569,7 +627,7 @@ attr_from_json(json_t *o, struct proto_attr *a)
 	    need_i64(o, "mtime", &a->mtime_ns) ||
 	    need_i64(o, "ctime", &a->ctime_ns))
 		return -EINVAL;
-	return 0;
+	return get_rdev(o, a->type, &a->rdev);
 }
 
 /* --- encoding helpers --- */
@@ -670,8 +728,8 @@ attr_to_json(struct enc *e, const struct proto_attr *a)
 		enc_fail(e, ENOMEM);
 		return NULL;
 	}
-	if (a->type <= PROTO_T_NONE || a->type > PROTO_T_FIFO ||
-	    a->mode > 07777)
+	if (a->type <= PROTO_T_NONE || a->type > PROTO_T_MAX ||
+	    a->mode > 07777 || (a->rdev && !proto_type_has_rdev(a->type)))
 		enc_fail(e, EINVAL);
 	put_fid(e, o, "fid", &a->fid);
 	put(e, o, "type", json_string(proto_type_name(a->type)));
@@ -684,6 +742,8 @@ attr_to_json(struct enc *e, const struct proto_attr *a)
 	put_i64(e, o, "atime", a->atime_ns);
 	put_i64(e, o, "mtime", a->mtime_ns);
 	put_i64(e, o, "ctime", a->ctime_ns);
+	if (a->rdev)
+		put_u64(e, o, "rdev", a->rdev);
 	return o;
 }
 
@@ -1650,11 +1710,13 @@ op_to_json(struct enc *ep, const struct proto_op *op)
 		if (!fid_is_null(&op->fid))
 			put_fid(&e, o, "fid", &op->fid);
 		if (op->kind == PROTO_OP_CREATE) {
-			if (op->type != PROTO_T_FILE &&
-			    op->type != PROTO_T_FIFO)
+			if (!proto_type_creatable(op->type) ||
+			    (op->rdev && !proto_type_has_rdev(op->type)))
 				enc_fail(&e, EINVAL);
 			put(&e, o, "type",
 			    json_string(proto_type_name(op->type)));
+			if (op->rdev)
+				put_u64(&e, o, "rdev", op->rdev);
 		}
 		if (op->kind == PROTO_OP_SYMLINK) {
 			if (!op->target || !op->target[0] ||
@@ -2010,7 +2072,8 @@ op_from_json(json_t *o, struct proto_op *op)
 		if (get_str(o, "type", &s, &slen) || strlen(s) != slen)
 			goto out;
 		op->type = proto_type_parse(s);
-		if (op->type != PROTO_T_FILE && op->type != PROTO_T_FIFO)
+		if (!proto_type_creatable(op->type) ||
+		    get_rdev(o, op->type, &op->rdev))
 			goto out;
 		break;
 	case PROTO_OP_LINK:
@@ -2159,6 +2222,36 @@ proto_op_result_decode(const char *buf, size_t len, struct proto_op_result *r)
 	rc = op_result_from_json(o, r);
 	json_decref(o);
 	return rc;
+}
+
+char *
+proto_op_result_compat(const char *buf, size_t len, int version, size_t *lenp)
+{
+	struct proto_op_result r;
+	struct proto_attr *a[4];
+	bool change = false;
+	char *out;
+
+	if (version >= PROTO_V_SPECIAL || !buf ||
+	    (!memmem(buf, len, "\"socket\"", 8) &&
+	     !memmem(buf, len, "\"chr\"", 5) && !memmem(buf, len, "\"blk\"", 5)))
+		return NULL; /* nothing to change: not worth a decode */
+	if (proto_op_result_decode(buf, len, &r))
+		return NULL;
+	a[0] = r.has_attr ? &r.attr : NULL;
+	a[1] = r.has_parent ? &r.parent : NULL;
+	a[2] = r.has_newparent ? &r.newparent : NULL;
+	a[3] = r.has_victim ? &r.victim : NULL;
+	for (int i = 0; i < 4; i++) {
+		if (a[i] && a[i]->type > PROTO_T_MAX_V2) {
+			proto_attr_compat(a[i], version);
+			change = true;
+		}
+	}
+	if (!change)
+		return NULL;
+	out = proto_op_result_encode(&r, lenp);
+	return out;
 }
 
 /* --- errors --- */

@@ -35,8 +35,20 @@
 
 /* 2: paged directory listings (?limit=, ?cursor=, "next"); a version 1
  * server ignores the query and sends the whole listing without "next".
- * 3: POST /v1/vol/NAME/batch (an older server answers it 404). */
-#define PROTO_VERSION 3
+ * 3: POST /v1/vol/NAME/batch (an older server answers it 404).
+ * 4: object types socket, chr, blk and the attribute "rdev"; a client says
+ * it knows them with the request header PROTO_HDR_VERSION, and a server
+ * shows them to a client that does not as empty regular files
+ * (proto_attr_compat()). */
+#define PROTO_VERSION 4
+#define PROTO_VERSION_STR "4" /* the same, for headers */
+/* The protocol that added sockets and devices: the version a client must
+ * announce to be shown them, and a server must speak to keep them. */
+#define PROTO_V_SPECIAL 4
+#define PROTO_HDR_VERSION "X-Cairn-Protocol"
+/* The largest device number: Linux's dev_t (major < 4096, minor < 2^20)
+ * as glibc's makedev() packs it (doc/protocol.md). */
+#define PROTO_RDEV_MAX UINT32_MAX
 #define PROTO_NAME_MAX 255         /* bytes in one path component */
 #define PROTO_PATH_MAX 4096        /* bytes in a symlink target */
 #define PROTO_XATTR_NAME_MAX 255
@@ -84,7 +96,14 @@ enum proto_type {
 	PROTO_T_DIR,
 	PROTO_T_SYMLINK,
 	PROTO_T_FIFO,
+	/* PROTO_V_SPECIAL */
+	PROTO_T_SOCK,
+	PROTO_T_CHR,
+	PROTO_T_BLK,
 };
+#define PROTO_T_MAX PROTO_T_BLK
+/* The last type a client before PROTO_V_SPECIAL knows. */
+#define PROTO_T_MAX_V2 PROTO_T_FIFO
 
 /* An object's attributes as the server holds them. Times in ns since the
  * epoch. @mode holds permission bits only (07777); the type is @type. */
@@ -97,6 +116,7 @@ struct proto_attr {
 	uint64_t nlink;
 	uint64_t dv; /* data version: bumped by every content change */
 	int64_t atime_ns, mtime_ns, ctime_ns;
+	uint32_t rdev; /* CHR and BLK: the device number (makedev()); else 0 */
 };
 
 struct proto_dirent {
@@ -192,7 +212,8 @@ struct proto_op {
 	struct fid newparent;
 	char *newname;
 	struct fid victim;	/* rename: the FID expected at newname, null = none */
-	enum proto_type type;	/* create: FILE or FIFO */
+	enum proto_type type;	/* create: FILE, FIFO, SOCK, CHR or BLK */
+	uint32_t rdev;		/* create of CHR or BLK: the device number */
 	uint32_t mode, uid, gid;
 	char *target;		/* symlink */
 	uint64_t base_dv;	/* setattr, store: DV this change was based on */
@@ -245,6 +266,22 @@ struct proto_error {
 int proto_name_check(const char *name, size_t len);
 
 const char *proto_type_name(enum proto_type t);	 /* "file", "dir", ... */
+/* A type that create makes (FILE, FIFO, SOCK, CHR, BLK). */
+bool proto_type_creatable(enum proto_type t);
+/* Whether @t carries a device number (CHR, BLK). */
+bool proto_type_has_rdev(enum proto_type t);
+/*
+ * What a client of protocol @version may be shown of @a: below 3 a socket
+ * or device is an empty regular file (size 0, rdev 0), since that client's
+ * decoder refuses a type it does not know, and with it the whole listing
+ * the object is in. The server keeps refusing data operations on it (its
+ * own type is unchanged), so such a client reads it as empty and cannot
+ * write it. Other attributes are left alone.
+ */
+void proto_attr_compat(struct proto_attr *a, int version);
+/* The protocol version a request header value announces: 2 when @s is
+ * NULL or not a plain decimal number from 1 to 1000. */
+int proto_version_parse(const char *s);
 enum proto_type proto_type_parse(const char *s); /* PROTO_T_NONE if unknown */
 const char *proto_op_name(enum proto_op_kind k); /* "create", ... */
 enum proto_op_kind proto_op_parse(const char *s);
@@ -409,6 +446,14 @@ int proto_batch_reply_decode(const char *buf, size_t len, size_t nops,
  * "newparent" must be directories. Nothing to release. */
 int proto_op_result_decode(const char *buf, size_t len,
 			   struct proto_op_result *r);
+/* An encoded op reply as a client of protocol @version may see it
+ * (proto_attr_compat() on each attribute object). @return a heap buffer the
+ * caller frees, with its length in *lenp, or NULL: @buf needs no change
+ * (@version is PROTO_V_SPECIAL or later, or nothing in it to change) or
+ * does not decode. A body that names none of the new types is not
+ * decoded at all (a substring check), so the common case costs nothing. */
+char *proto_op_result_compat(const char *buf, size_t len, int version,
+			     size_t *lenp);
 /* "errno" is required (an unknown name gives EIO); "error" and "dv" are
  * optional. A body that is not such JSON (an HTML page from a proxy) is
  * -EINVAL: use proto_status_to_errno() then. */

@@ -382,6 +382,7 @@ struct rjob {
 	struct evhttp_request *req;
 	struct proto_path path;
 	bool readonly;
+	int proto;		/* the client's protocol (PROTO_HDR_VERSION) */
 	bool has_inm;		/* If-None-Match given (dir) */
 	uint64_t inm_dv;
 	struct evbuffer *in;	/* request body (moved from evhttp) */
@@ -427,6 +428,7 @@ struct rjob {
 };
 
 static void vvol_put(struct vvol *vol);
+static void reply_compat(const struct rjob *r, struct vs_reply *rep);
 static void sub_drop(struct sub *s, bool close_conn);
 static bool log_due(uint64_t *last, uint64_t period);
 static void scrape_put(struct scrape *sc);
@@ -1548,6 +1550,10 @@ run_dir(struct rjob *r)
 			rc = -E2BIG;
 			break;
 		}
+		/* An older client sees sockets and devices as files. */
+		proto_attr_compat(&page.dir, r->proto);
+		for (size_t i = 0; i < page.n; i++)
+			proto_attr_compat(&page.ents[i].attr, r->proto);
 		if (!r->whole.p)
 			proto_dir_enc_begin(&r->whole, &page.dir, NULL);
 		proto_dir_enc_ents(&r->whole, page.ents, page.n);
@@ -1824,6 +1830,12 @@ run_mutation(struct rjob *r)
 	pthread_mutex_unlock(&vol->lock);
 	free(grp);
 	/* Encoded after the lock: only this worker touches @r now. */
+	if (r->kind == J_OP && !r->err)
+		reply_compat(r, &r->rep);
+	for (size_t i = 0; r->kind == J_BATCH && !r->err && r->reps &&
+			   i < r->batch.n;
+	     i++)
+		reply_compat(r, &r->reps[i]);
 	if (r->kind == J_BATCH && !r->err) {
 		int *st = calloc(r->batch.n, sizeof(*st));
 		char **bodies = calloc(r->batch.n, sizeof(*bodies));
@@ -1844,6 +1856,25 @@ run_mutation(struct rjob *r)
 		free(st);
 		free(bodies);
 		free(lens);
+	}
+}
+
+/* What an older client may see of an op's reply: sockets and devices
+ * as empty files (proto_attr_compat()). A reply that names none is left
+ * as it is, undecoded. The opid table keeps the server's own reply. */
+static void
+reply_compat(const struct rjob *r, struct vs_reply *rep)
+{
+	size_t clen;
+	char *c;
+
+	if (r->proto >= PROTO_V_SPECIAL || rep->status != 200 || !rep->body)
+		return;
+	c = proto_op_result_compat(rep->body, rep->len, r->proto, &clen);
+	if (c) {
+		free(rep->body);
+		rep->body = c;
+		rep->len = clen;
 	}
 }
 
@@ -1871,12 +1902,17 @@ job_run(struct vold_job *j)
 
 			if (r->more)
 				proto_cursor_format(cur, sizeof(cur), &r->next);
-			if (r->path.limit)
+			if (r->path.limit) {
+				proto_attr_compat(&r->dir.dir, r->proto);
+				for (size_t i = 0; i < r->dir.n; i++)
+					proto_attr_compat(
+						&r->dir.ents[i].attr, r->proto);
 				r->out = proto_dir_page_encode(&r->dir, cur,
 							       &r->outlen);
-			else
+			} else {
 				r->out = proto_dir_enc_end(&r->whole,
 							   &r->outlen);
+			}
 			if (!r->out)
 				r->err = errno ? errno : ENOMEM;
 			proto_dir_release(&r->dir);
@@ -1888,6 +1924,8 @@ job_run(struct vold_job *j)
 	run_locked(r);
 	pthread_mutex_unlock(&vol->lock);
 	if (r->kind == J_GETATTR && !r->err) {
+		for (size_t i = 0; i < r->nfids; i++)
+			proto_attr_compat(&r->attrs[i], r->proto);
 		r->out = proto_attrs_encode(r->attrs, r->errs, r->nfids,
 					    &r->outlen);
 		if (!r->out)
@@ -2086,6 +2124,10 @@ rjob_new(struct vold *vd, struct vvol *vol, enum jkind kind,
 	r->vd = vd;
 	r->vol = vol;
 	r->req = req;
+	r->proto = proto_version_parse(
+		req ? evhttp_find_header(evhttp_request_get_input_headers(req),
+					 PROTO_HDR_VERSION)
+		    : NULL);
 	if (p)
 		r->path = *p;
 	r->gen = vol->gen;

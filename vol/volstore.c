@@ -163,7 +163,7 @@ int
 obj_get(struct vs_vol *v, const uint8_t oid[16], struct obj *o)
 {
 	uint8_t k[17], *val;
-	size_t len;
+	size_t len, hlen;
 	int rc;
 
 	memset(o, 0, sizeof(*o));
@@ -175,8 +175,22 @@ obj_get(struct vs_vol *v, const uint8_t oid[16], struct obj *o)
 	if (len < sizeof(o->r))
 		goto out;
 	memcpy(&o->r, val, sizeof(o->r));
-	if (o->r.magic != OREC_MAGIC ||
-	    len != sizeof(o->r) + (size_t)o->r.tlen + o->r.xlen)
+	hlen = sizeof(o->r);
+	if (o->r.magic == OREC_MAGIC_EXT) {
+		struct orec_ext ext;
+
+		if (len < hlen + sizeof(ext))
+			goto out;
+		memcpy(&ext, val + hlen, sizeof(ext));
+		if (ext.len < sizeof(ext) || ext.len > OREC_EXT_MAX ||
+		    ext.len > len - hlen)
+			goto out;
+		o->rdev = ext.rdev;
+		hlen += ext.len;
+	} else if (o->r.magic != OREC_MAGIC) {
+		goto out;
+	}
+	if (len != hlen + (size_t)o->r.tlen + o->r.xlen)
 		goto out;
 	memcpy(o->oid, oid, 16);
 	if (o->r.tlen) {
@@ -185,7 +199,7 @@ obj_get(struct vs_vol *v, const uint8_t oid[16], struct obj *o)
 			rc = -ENOMEM;
 			goto out;
 		}
-		memcpy(o->target, val + sizeof(o->r), o->r.tlen);
+		memcpy(o->target, val + hlen, o->r.tlen);
 		o->target[o->r.tlen] = 0;
 	}
 	if (o->r.xlen) {
@@ -194,7 +208,7 @@ obj_get(struct vs_vol *v, const uint8_t oid[16], struct obj *o)
 			rc = -ENOMEM;
 			goto out;
 		}
-		memcpy(o->x, val + sizeof(o->r) + o->r.tlen, o->r.xlen);
+		memcpy(o->x, val + hlen + o->r.tlen, o->r.xlen);
 	}
 	rc = 0;
 out:
@@ -207,21 +221,36 @@ out:
 	return rc;
 }
 
+/* Sockets and devices get the COB2 record with its extension; every
+ * other type stays COB1 (see struct orec_ext). */
+static bool
+obj_has_ext(const struct obj *o)
+{
+	return o->r.type == PROTO_T_SOCK || o->r.type == PROTO_T_CHR ||
+	       o->r.type == PROTO_T_BLK;
+}
+
 int
 obj_put(struct vs_vol *v, const struct obj *o)
 {
 	uint8_t k[17], *val;
-	size_t len = sizeof(o->r) + o->r.tlen + o->r.xlen;
+	struct orec r = o->r;
+	struct orec_ext ext = {.len = sizeof(ext), .rdev = o->rdev};
+	size_t hlen = sizeof(r) + (obj_has_ext(o) ? sizeof(ext) : 0);
+	size_t len = hlen + o->r.tlen + o->r.xlen;
 	int rc;
 
 	val = malloc(len);
 	if (!val)
 		return -ENOMEM;
-	memcpy(val, &o->r, sizeof(o->r));
+	r.magic = obj_has_ext(o) ? OREC_MAGIC_EXT : OREC_MAGIC;
+	memcpy(val, &r, sizeof(r));
+	if (obj_has_ext(o))
+		memcpy(val + sizeof(r), &ext, sizeof(ext));
 	if (o->r.tlen)
-		memcpy(val + sizeof(o->r), o->target, o->r.tlen);
+		memcpy(val + hlen, o->target, o->r.tlen);
 	if (o->r.xlen)
-		memcpy(val + sizeof(o->r) + o->r.tlen, o->x, o->r.xlen);
+		memcpy(val + hlen + o->r.tlen, o->x, o->r.xlen);
 	key_obj(k, o->oid);
 	rc = kv_put(v, k, sizeof(k), val, len);
 	free(val);
@@ -253,6 +282,8 @@ obj_attr(const struct vs_vol *v, const struct obj *o, struct proto_attr *a)
 	a->atime_ns = o->r.atime;
 	a->mtime_ns = o->r.mtime;
 	a->ctime_ns = o->r.ctime;
+	if (proto_type_has_rdev(a->type))
+		a->rdev = o->rdev;
 }
 
 /* A FID of this volume, as an oid. -ENOENT for another volume's FID. */

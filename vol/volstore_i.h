@@ -19,6 +19,7 @@
 #define VREC_MAGIC	0x43564f32u /* "CVO2": format 2, chunk objects */
 #define VREC_MAGIC_GONE 0x43564f58u /* "CVOX": marked by vs_vol_remove() */
 #define OREC_MAGIC	0x434f4231u /* "COB1" */
+#define OREC_MAGIC_EXT	0x434f4232u /* "COB2": an orec, then an orec_ext */
 #define DIR_SPLIT	64 /* entries per bucket before the dir grows */
 #define DIR_BUCKETS_MAX (1u << 20)
 #define HASH_SIZE	10007
@@ -85,6 +86,20 @@ struct orec {
 
 _Static_assert(sizeof(struct orec) == 104, "orec layout");
 
+/*
+ * Sockets and device nodes (types SOCK, CHR, BLK) have a longer record:
+ * magic COB2, the 104 bytes above, then this extension, then the target
+ * and xattrs. Every other object keeps COB1, so a server that predates the
+ * extension still reads every other object of the volume (doc/vol-format.md).
+ * A reader takes @len bytes of extension and ignores what it does not know.
+ */
+struct orec_ext {
+	uint32_t len;  /* bytes of extension, this field included (>= 8) */
+	uint32_t rdev; /* CHR, BLK: the device number; else 0 */
+};
+
+#define OREC_EXT_MAX 4096
+
 struct vs_root {
 	char *path;
 	int fd;	   /* ROOT */
@@ -116,6 +131,7 @@ struct vs_vol {
 struct obj {
 	uint8_t oid[16];
 	struct orec r;
+	uint32_t rdev; /* from the orec_ext of a COB2 record, else 0 */
 	char *target;
 	uint8_t *x;
 };

@@ -167,10 +167,12 @@ op_create(struct txn *t, const struct proto_op *op)
 		o.r.size = o.r.tlen;
 		break;
 	default:
-		if (op->type != PROTO_T_FILE && op->type != PROTO_T_FIFO) {
+		if (!proto_type_creatable(op->type) ||
+		    (op->rdev && !proto_type_has_rdev(op->type))) {
 			rc = fail(t, -EINVAL, "bad type for create");
 			goto out;
 		}
+		o.rdev = op->rdev;
 		break;
 	}
 	rc = dir_add(t->v, &d, op->name, o.oid, o.r.type);

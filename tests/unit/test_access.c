@@ -260,6 +260,18 @@ test_names(void)
 	op.gid = 999;
 	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EPERM,
 	       "nor of a group not one's own");
+	op.gid = 100;
+	op.type = PROTO_T_CHR;
+	op.rdev = 0x103;
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EPERM,
+	       "a device node in one's own directory needs CAP_MKNOD");
+	is_int(acc_may_change(acc, &root, &op, NULL, NULL, NULL), 0,
+	       "root may make it");
+	op.type = PROTO_T_SOCK;
+	op.rdev = 0;
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
+	       "a socket needs no privilege");
+	op.type = PROTO_T_FILE;
 	op.gid = 300;
 	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EPERM,
 	       "the parent's group, the parent not set-gid: EPERM");
@@ -399,6 +411,70 @@ test_objects(void)
 	       "the recorded attributes were used for that call only");
 }
 
+/* acc_proc_has_cap() on /proc/PID/status texts, and on this process. */
+static int
+cap_of(const char *text, uid_t uid, int cap)
+{
+	FILE *f = fmemopen((void *)text, strlen(text), "r");
+	int rc = acc_proc_has_cap(f, uid, cap);
+
+	fclose(f);
+	return rc;
+}
+
+static void
+test_caps(void)
+{
+	static const char root_all[] =
+		"Name:\tmknod\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n"
+		"CapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\n"
+		"CapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\n";
+	static const char root_nomknod[] =
+		"Uid:\t0\t0\t0\t0\nCapEff:\t000001fff7ffffff\n";
+	static const char user_mknod[] =
+		"Uid:\t1000\t1000\t1000\t1000\nCapEff:\t0000000008000000\n";
+	static const char setuid_prog[] =
+		"Uid:\t1000\t0\t0\t0\nCapEff:\t000001ffffffffff\n";
+	FILE *f;
+	int rc;
+
+	is_int(cap_of(root_all, 0, 27), 1, "root with every capability: CAP_MKNOD");
+	is_int(cap_of(root_nomknod, 0, 27), 0, "root without CAP_MKNOD: no");
+	is_int(cap_of(root_nomknod, 0, 26), 1, "... while bit 26 (CAP_SYS_TTY_CONFIG) is there");
+	is_int(cap_of(user_mknod, 1000, 27), 1, "a user given CAP_MKNOD: yes");
+	is_int(cap_of(user_mknod, 1001, 27), 0,
+	       "another user's process (a reused pid): no");
+	is_int(cap_of(setuid_prog, 0, 27), 1,
+	       "the effective uid counts (a set-user-id program)");
+	is_int(cap_of(setuid_prog, 1000, 27), 0, "not the real uid");
+	is_int(cap_of("Uid:\t0\t0\t0\t0\n", 0, 27), -EINVAL, "no CapEff line");
+	is_int(cap_of("CapEff:\tffffffffffffffff\n", 0, 27), -EINVAL,
+	       "no Uid line");
+	is_int(cap_of("Uid:\t0\t0\t0\t0\nCapEff:\tzz\n", 0, 27), -EINVAL,
+	       "CapEff not hex");
+	is_int(cap_of("Uid:\t0\t0\t0\t0\nCapEff:\t1ffffffffffffffffff\n", 0, 27),
+	       -EINVAL, "CapEff too long");
+	is_int(cap_of("Uid:\tx\nCapEff:\t1\n", 0, 0), -EINVAL, "Uid not a number");
+	is_int(cap_of(root_all, 0, 64), -EINVAL, "capability 64: -EINVAL");
+	is_int(cap_of("", 0, 27), -EINVAL, "empty file");
+	/* This very process, through /proc. */
+	f = fopen("/proc/self/status", "re");
+	rc = f ? acc_proc_has_cap(f, geteuid(), 27) : -1;
+	if (f)
+		fclose(f);
+	ok(rc == 0 || rc == 1, "our own /proc/self/status parses (%d)", rc);
+	if (geteuid() == 0)
+		ok(acc_may_mknod_dev(getpid(), 0) == (rc == 1),
+		   "acc_may_mknod_dev() agrees for this process");
+	else
+		ok(!acc_may_mknod_dev(getpid(), geteuid()) || rc == 1,
+		   "acc_may_mknod_dev() agrees for this process");
+	ok(acc_may_mknod_dev(0, 0), "pid 0 (another pid namespace): root may");
+	ok(!acc_may_mknod_dev(0, 1000), "pid 0: anyone else may not");
+	ok(!acc_may_mknod_dev(getpid(), geteuid() + 1),
+	   "our pid with another uid: no");
+}
+
 int
 main(void)
 {
@@ -411,6 +487,7 @@ main(void)
 	test_reach();
 	test_names();
 	test_objects();
+	test_caps();
 	acc_free(acc);
 	return done_testing();
 }

@@ -90,7 +90,7 @@ test_attrs(void)
 	vc_close(vc);
 	/* A record of a future version reads as a miss and is dropped. */
 	{
-		uint8_t v[64] = {VC_REC_VERSION + 1};
+		uint8_t v[64] = {VC_ATTR_VERSION + 1};
 
 		poke('A', &f, v, sizeof(v));
 	}
@@ -518,6 +518,125 @@ test_dirb(void)
 	vc_close(vc);
 }
 
+/* The version byte of the raw 'A' record of @f, -1 if none. */
+static int
+peek_version(const struct fid *f)
+{
+	struct tdb_context *t = tdb_open(path, 0, 0, O_RDONLY, 0600);
+	uint8_t kb[21];
+	TDB_DATA k = {kb, 21}, v;
+	int ver = -1;
+
+	if (!t)
+		return -1;
+	kb[0] = 'A';
+	for (int i = 0; i < 4; i++)
+		kb[1 + i] = (uint8_t)(f->vol >> (8 * i));
+	memcpy(kb + 5, f->oid, 16);
+	v = tdb_fetch(t, k);
+	if (v.dptr && v.dsize)
+		ver = v.dptr[0];
+	free(v.dptr);
+	tdb_close(t);
+	return ver;
+}
+
+/* Sockets and devices (issue #16): version 2 'A' records with the rdev,
+ * written only for them; version 1 records still read. */
+static void
+test_special(void)
+{
+	struct vc *vc;
+	struct fid fc = mkfid(7, 0x21), fs = mkfid(7, 0x22), ff = mkfid(7, 0x23),
+		   fd = mkfid(7, 0x24);
+	struct proto_attr c = mkattr(fc, PROTO_T_CHR, 4), s = mkattr(fs, PROTO_T_SOCK, 5),
+			  f = mkattr(ff, PROTO_T_FIFO, 6), b;
+	struct proto_dir pd;
+	struct proto_dirent ents[3];
+	struct vc_dir *vd = NULL;
+
+	unlink(path);
+	vc = vc_open(path, 7, 262144);
+	c.rdev = 0xfff00103u;
+	c.size = 0;
+	is_int(vc_put_attr(vc, &c), 0, "put a chr");
+	is_int(vc_put_attr(vc, &s), 0, "put a socket");
+	is_int(vc_put_attr(vc, &f), 0, "put a fifo");
+	is_int(vc_get_attr(vc, &fc, &b), 0, "get the chr");
+	ok(!memcmp(&b, &c, sizeof(b)), "chr round trip with its rdev");
+	is_int(vc_get_attr(vc, &fs, &b), 0, "get the socket");
+	ok(!memcmp(&b, &s, sizeof(b)), "socket round trip");
+	vc_close(vc);
+	is_int(peek_version(&fc), VC_ATTR_VERSION, "a chr is a version 2 record");
+	is_int(peek_version(&fs), VC_ATTR_VERSION, "a socket is a version 2 record");
+	is_int(peek_version(&ff), VC_REC_VERSION,
+	       "a fifo stays version 1 (an older cairnd reads it)");
+
+	/* A version 2 record that gives a FIFO an rdev does not parse. */
+	{
+		uint8_t v[128];
+		size_t n = 0;
+
+		v[n++] = VC_ATTR_VERSION;
+		for (int i = 0; i < 4; i++)
+			v[n++] = (uint8_t)(ff.vol >> (8 * i));
+		memcpy(v + n, ff.oid, 16);
+		n += 16;
+		v[n++] = PROTO_T_FIFO;
+		memset(v + n, 0, 4 * 3 + 8 * 6); /* mode..ctime */
+		n += 4 * 3 + 8 * 6;
+		v[n++] = 1; /* rdev 1 */
+		v[n++] = 0;
+		v[n++] = 0;
+		v[n++] = 0;
+		poke('A', &ff, v, n);
+		vc = vc_open(path, 7, 262144);
+		is_int(vc_get_attr(vc, &ff, &b), -ENOENT,
+		       "a fifo with an rdev is a miss");
+		/* The same bytes with type chr are a device 0:1. */
+		v[21] = PROTO_T_CHR;
+		vc_close(vc);
+		poke('A', &ff, v, n);
+		vc = vc_open(path, 7, 262144);
+		is_int(vc_get_attr(vc, &ff, &b), 0, "the same as a chr reads");
+		is_int(b.rdev, 1, "... with its rdev");
+		/* Version 2 without its rdev: truncated. */
+		vc_close(vc);
+		poke('A', &ff, v, n - 4);
+		vc = vc_open(path, 7, 262144);
+		is_int(vc_get_attr(vc, &ff, &b), -ENOENT,
+		       "a version 2 record without its rdev is a miss");
+		/* A type past the last one this cairnd knows. */
+		v[21] = PROTO_T_MAX + 1;
+		vc_close(vc);
+		poke('A', &ff, v, n);
+		vc = vc_open(path, 7, 262144);
+		is_int(vc_get_attr(vc, &ff, &b), -ENOENT,
+		       "an unknown type is a miss");
+	}
+
+	/* A listing with each new type. */
+	memset(&pd, 0, sizeof(pd));
+	pd.dir = mkattr(fd, PROTO_T_DIR, 9);
+	ents[0] = (struct proto_dirent){(char *)"c", c};
+	ents[1] = (struct proto_dirent){(char *)"s", s};
+	ents[2] = (struct proto_dirent){(char *)"b", mkattr(mkfid(7, 0x25), PROTO_T_BLK, 1)};
+	ents[2].attr.rdev = 0x801;
+	pd.n = 3;
+	pd.ents = ents;
+	is_int(vc_put_dir(vc, &pd), 0, "put a listing of devices and a socket");
+	is_int(vc_get_dir(vc, &fd, &vd), 0, "get it");
+	ok(vd && vd->n == 3 && vd->ents[0].type == PROTO_T_CHR &&
+		   vd->ents[1].type == PROTO_T_SOCK &&
+		   vd->ents[2].type == PROTO_T_BLK,
+	   "the listing keeps each type");
+	vc_dir_put(vd);
+	is_int(vc_get_attr(vc, &ents[2].attr.fid, &b), 0, "the blk's attributes");
+	is_int(b.rdev, 0x801, "... with its rdev, from the listing's transaction");
+	vc_close(vc);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -534,6 +653,7 @@ main(void)
 	test_link_xattr_seq();
 	test_pins();
 	test_inodes();
+	test_special();
 	unlink(path);
 	rmdir(dir);
 	return done_testing();

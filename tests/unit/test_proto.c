@@ -48,7 +48,7 @@ attr_eq(const struct proto_attr *a, const struct proto_attr *b)
 	       a->mode == b->mode && a->uid == b->uid && a->gid == b->gid &&
 	       a->size == b->size && a->nlink == b->nlink && a->dv == b->dv &&
 	       a->atime_ns == b->atime_ns && a->mtime_ns == b->mtime_ns &&
-	       a->ctime_ns == b->ctime_ns;
+	       a->ctime_ns == b->ctime_ns && a->rdev == b->rdev;
 }
 
 static void
@@ -96,7 +96,7 @@ test_names(void)
 
 	is_str(proto_type_name(PROTO_T_SYMLINK), "symlink", "type name");
 	is_int(proto_type_parse("fifo"), PROTO_T_FIFO, "type parse");
-	is_int(proto_type_parse("socket"), PROTO_T_NONE, "type unknown");
+	is_int(proto_type_parse("door"), PROTO_T_NONE, "type unknown");
 	is_str(proto_op_name(PROTO_OP_REMOVEXATTR), "removexattr", "op name");
 	is_int(proto_op_parse("store"), PROTO_OP_STORE, "op parse");
 	is_int(proto_op_parse("Store"), PROTO_OP_NONE, "op parse is exact");
@@ -726,6 +726,7 @@ op_round_trip(struct proto_op *op, const char *what)
 	       !(op->xname ? !g.xname || strcmp(g.xname, op->xname)
 			   : !!g.xname) &&
 	       g.mode == op->mode && g.uid == op->uid && g.gid == op->gid &&
+	       g.type == op->type && g.rdev == op->rdev &&
 	       g.base_dv == op->base_dv && g.mask == op->mask &&
 	       g.size == op->size && g.atime_ns == op->atime_ns &&
 	       g.mtime_ns == op->mtime_ns && g.flags == op->flags &&
@@ -1194,7 +1195,7 @@ static const struct {
 	{D_ATTRS, "{\"attrs\":[{\"errno\":\"ENOENT\"}]}", -EINVAL},
 	{D_ATTRS, "{\"attrs\":{}}", -EINVAL},
 	{D_ATTRS, "{\"attrs\":[1]}", -EINVAL},
-	{D_ATTRS, "{\"attrs\":[" ATTR "," ATTR_F(F2, "socket") "]}", -EINVAL},
+	{D_ATTRS, "{\"attrs\":[" ATTR "," ATTR_F(F2, "door") "]}", -EINVAL},
 	{D_ATTRS, "{\"attrs\":[" ATTR_F("0000002a.0011", "file") "]}", -EINVAL},
 	{D_ATTRS,
 	 "{\"attrs\":[" ATTR_F("0000002a.0011223344556677889900aabbccddeg",
@@ -2237,6 +2238,234 @@ test_blocks(void)
 	       "a wrong last sum is refused");
 }
 
+/* Sockets and device nodes (protocol PROTO_V_SPECIAL): names, rdev, bad input, and
+ * what an older client is shown. */
+static void
+test_types(void)
+{
+	static const char *const tn[] = {"socket", "chr", "blk"};
+	static const enum proto_type tt[] = {PROTO_T_SOCK, PROTO_T_CHR,
+					     PROTO_T_BLK};
+	struct proto_attr a, *got;
+	struct proto_op op, g;
+	struct proto_op_result r, gr;
+	int *gerr;
+	size_t n, len;
+	char *s, b[1024];
+
+	for (int i = 0; i < 3; i++) {
+		is_int(proto_type_parse(tn[i]), tt[i], "type %s parses", tn[i]);
+		is_str(proto_type_name(tt[i]), tn[i], "type %s names", tn[i]);
+		ok(proto_type_creatable(tt[i]), "%s is made by create", tn[i]);
+	}
+	ok(!proto_type_creatable(PROTO_T_DIR) &&
+		   !proto_type_creatable(PROTO_T_SYMLINK) &&
+		   !proto_type_creatable(PROTO_T_NONE),
+	   "dir, symlink, none are not made by create");
+	is_int(proto_type_parse("door"), PROTO_T_NONE, "unknown type: none");
+	is_str(proto_type_name((enum proto_type)(PROTO_T_MAX + 1)), "none",
+	       "a type past the last names none");
+
+	/* Round trips, with and without rdev. */
+	mkattr(&a, F1, PROTO_T_CHR);
+	a.size = 0;
+	a.rdev = 0x10305; /* makedev(259, 5) */
+	s = proto_attrs_encode(&a, NULL, 1, &len);
+	ok(s && strstr(s, "\"rdev\":66309") && strstr(s, "\"type\":\"chr\""),
+	   "chr encodes type and rdev");
+	is_int(proto_attrs_decode(s, len, &got, &gerr, &n), 0, "chr decodes");
+	ok(n == 1 && attr_eq(got, &a), "chr round trip keeps rdev");
+	free(s);
+	free(got);
+	free(gerr);
+	a.type = PROTO_T_BLK;
+	a.rdev = PROTO_RDEV_MAX;
+	s = proto_attrs_encode(&a, NULL, 1, &len);
+	is_int(proto_attrs_decode(s, len, &got, &gerr, &n), 0,
+	       "blk with the largest rdev decodes");
+	ok(n == 1 && attr_eq(got, &a), "blk round trip");
+	free(s);
+	free(got);
+	free(gerr);
+	mkattr(&a, F1, PROTO_T_SOCK);
+	a.size = 0;
+	s = proto_attrs_encode(&a, NULL, 1, &len);
+	ok(s && !strstr(s, "rdev"), "a socket has no rdev member");
+	is_int(proto_attrs_decode(s, len, &got, &gerr, &n), 0,
+	       "socket decodes");
+	ok(n == 1 && attr_eq(got, &a), "socket round trip");
+	free(s);
+	free(got);
+	free(gerr);
+	a.rdev = 5;
+	s = proto_attrs_encode(&a, NULL, 1, &len);
+	ok(!s && errno == EINVAL, "rdev on a socket is not encoded");
+
+	/* Hostile attribute objects. */
+#define ATTR_JSON(type, extra)                                                \
+	"{\"attrs\":[{\"fid\":\"" F1 "\",\"type\":\"" type "\",\"mode\":420,"   \
+	"\"uid\":0,\"gid\":0,\"size\":0,\"nlink\":1,\"dv\":1,\"atime\":0,"     \
+	"\"mtime\":0,\"ctime\":0" extra "}]}"
+	static const struct {
+		const char *json;
+		int rc;
+		uint32_t rdev;
+		const char *what;
+	} tcases[] = {
+		{ATTR_JSON("chr", ",\"rdev\":4294967295"), 0, 4294967295u,
+		 "rdev 2^32-1"},
+		{ATTR_JSON("chr", ",\"rdev\":4294967296"), -EINVAL, 0,
+		 "rdev 2^32: out of range"},
+		{ATTR_JSON("blk", ",\"rdev\":-1"), -EINVAL, 0, "negative rdev"},
+		{ATTR_JSON("blk", ",\"rdev\":1.5"), -EINVAL, 0, "rdev not an integer"},
+		{ATTR_JSON("blk", ",\"rdev\":\"8:1\""), -EINVAL, 0,
+		 "rdev as a string"},
+		{ATTR_JSON("blk", ",\"rdev\":9223372036854775807"), -EINVAL, 0,
+		 "rdev 2^63-1"},
+		{ATTR_JSON("blk", ""), 0, 0, "device without rdev: 0"},
+		{ATTR_JSON("file", ",\"rdev\":1"), -EINVAL, 0, "rdev on a file"},
+		{ATTR_JSON("socket", ",\"rdev\":1"), -EINVAL, 0,
+		 "rdev on a socket"},
+		{ATTR_JSON("fifo", ",\"rdev\":0"), 0, 0, "rdev 0 on a fifo"},
+		{ATTR_JSON("door", ""), -EINVAL, 0, "unknown type door"},
+		{ATTR_JSON("Socket", ""), -EINVAL, 0, "type names are exact"},
+		{ATTR_JSON("", ""), -EINVAL, 0, "empty type"},
+		{ATTR_JSON("none", ""), -EINVAL, 0, "type none"},
+	};
+	for (size_t i = 0; i < sizeof(tcases) / sizeof(tcases[0]); i++) {
+		int rc = proto_attrs_decode(tcases[i].json,
+					    strlen(tcases[i].json), &got, &gerr,
+					    &n);
+
+		is_int(rc, tcases[i].rc, "attr decode: %s", tcases[i].what);
+		if (!rc) {
+			ok(n == 1 && got[0].rdev == tcases[i].rdev,
+			   "attr decode: %s: rdev", tcases[i].what);
+			free(got);
+			free(gerr);
+		}
+	}
+	/* One unknown type refuses the whole listing: what a client of
+	 * protocol 2 would do with a socket, and why the server shows
+	 * sockets and devices to such clients as files. */
+	snprintf(b, sizeof(b),
+		 "{\"dir\":{\"fid\":\"%s\",\"type\":\"dir\",\"mode\":493,"
+		 "\"uid\":0,\"gid\":0,\"size\":0,\"nlink\":2,\"dv\":3,"
+		 "\"atime\":0,\"mtime\":0,\"ctime\":0},\"entries\":[{\"name\":"
+		 "\"s\",\"attr\":{\"fid\":\"%s\",\"type\":\"whiteout\","
+		 "\"mode\":420,\"uid\":0,\"gid\":0,\"size\":0,\"nlink\":1,"
+		 "\"dv\":1,\"atime\":0,\"mtime\":0,\"ctime\":0}}]}",
+		 F1, F2);
+	{
+		struct proto_dir d;
+
+		is_int(proto_dir_decode(b, strlen(b), &d), -EINVAL,
+		       "a listing with an unknown type is refused whole");
+	}
+
+	/* Compatibility for older clients. */
+	mkattr(&a, F1, PROTO_T_BLK);
+	a.rdev = 0x801;
+	a.size = 77;
+	proto_attr_compat(&a, PROTO_V_SPECIAL);
+	ok(a.type == PROTO_T_BLK && a.rdev == 0x801 && a.size == 77,
+	   "PROTO_V_SPECIAL sees a device as it is");
+	proto_attr_compat(&a, PROTO_V_SPECIAL - 1);
+	ok(a.type == PROTO_T_FILE && a.rdev == 0 && a.size == 0 &&
+		   a.mode == 0644 && a.nlink == 2,
+	   "an older protocol sees a device as an empty file, mode and links kept");
+	mkattr(&a, F1, PROTO_T_FIFO);
+	proto_attr_compat(&a, 1);
+	ok(a.type == PROTO_T_FIFO && a.size == 1234,
+	   "protocol 1 sees a fifo as a fifo");
+	is_int(proto_version_parse(NULL), 2, "no header: protocol 2");
+	is_int(proto_version_parse("3"), 3, "header 3");
+	is_int(proto_version_parse("17"), 17, "header 17");
+	is_int(proto_version_parse("3 "), 2, "header with a blank: 2");
+	is_int(proto_version_parse("-3"), 2, "negative header: 2");
+	is_int(proto_version_parse("0"), 2, "header 0: 2");
+	is_int(proto_version_parse("99999999999999999999"), 2,
+	       "huge header: 2");
+	is_int(proto_version_parse(""), 2, "empty header: 2");
+
+	memset(&r, 0, sizeof(r));
+	r.has_attr = r.has_parent = true;
+	mkattr(&r.attr, F1, PROTO_T_SOCK);
+	r.attr.size = 0;
+	mkattr(&r.parent, F2, PROTO_T_DIR);
+	r.event_seq = 9;
+	s = proto_op_result_encode(&r, &len);
+	ok(s != NULL, "op result with a socket encodes");
+	ok(proto_op_result_compat(s, len, PROTO_V_SPECIAL, &n) == NULL,
+	   "PROTO_V_SPECIAL: op result unchanged");
+	{
+		char *c = proto_op_result_compat(s, len, PROTO_V_SPECIAL - 1,
+						 &n);
+
+		ok(c && proto_op_result_decode(c, n, &gr) == 0 &&
+			   gr.attr.type == PROTO_T_FILE &&
+			   gr.parent.type == PROTO_T_DIR && gr.event_seq == 9,
+		   "an older protocol: op result shows the socket as a file");
+		free(c);
+	}
+	free(s);
+	r.attr.type = PROTO_T_FILE;
+	s = proto_op_result_encode(&r, &len);
+	ok(proto_op_result_compat(s, len, PROTO_V_SPECIAL - 1, &n) == NULL,
+	   "an older protocol: an op result without new types is unchanged");
+	free(s);
+
+	/* create ops */
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_CREATE;
+	memcpy(op.opid, "0123456789abcdef", 16);
+	fid_parse(F1, &op.parent);
+	op.name = "dev";
+	op.mode = 0660;
+	op.type = PROTO_T_SOCK;
+	op_round_trip(&op, "create socket");
+	op.type = PROTO_T_CHR;
+	op.rdev = 0x103; /* 1:3, /dev/null */
+	op_round_trip(&op, "create chr 1:3");
+	op.type = PROTO_T_BLK;
+	op.rdev = PROTO_RDEV_MAX;
+	op_round_trip(&op, "create blk, largest rdev");
+	op.type = PROTO_T_SOCK;
+	op.rdev = 1;
+	s = proto_op_encode(&op, &len);
+	ok(!s && errno == EINVAL, "create socket with rdev is not encoded");
+	op.type = PROTO_T_DIR;
+	op.rdev = 0;
+	s = proto_op_encode(&op, &len);
+	ok(!s && errno == EINVAL, "create of a dir is not encoded");
+#define OP_JSON(type, extra)                                                  \
+	"{\"op\":\"create\",\"opid\":\"" OPID "\",\"parent\":\"" F1            \
+	"\",\"name\":\"n\",\"type\":\"" type "\",\"mode\":384,\"uid\":1,"       \
+	"\"gid\":1" extra "}"
+	static const struct {
+		const char *json;
+		int rc;
+		const char *what;
+	} ocases[] = {
+		{OP_JSON("chr", ",\"rdev\":259"), 0, "create chr"},
+		{OP_JSON("chr", ",\"rdev\":4294967296"), -EINVAL,
+		 "create chr, rdev out of range"},
+		{OP_JSON("socket", ",\"rdev\":1"), -EINVAL,
+		 "create socket with rdev"},
+		{OP_JSON("file", ",\"rdev\":1"), -EINVAL, "create file with rdev"},
+		{OP_JSON("symlink", ""), -EINVAL, "create of type symlink"},
+		{OP_JSON("dir", ""), -EINVAL, "create of type dir"},
+		{OP_JSON("door", ""), -EINVAL, "create of an unknown type"},
+	};
+	for (size_t i = 0; i < sizeof(ocases) / sizeof(ocases[0]); i++) {
+		int rc = proto_op_decode(ocases[i].json, strlen(ocases[i].json),
+					 &g);
+
+		is_int(rc, ocases[i].rc, "op decode: %s", ocases[i].what);
+		proto_op_release(&g);
+	}
+}
+
 int
 main(void)
 {
@@ -2251,6 +2480,7 @@ main(void)
 	test_xattrs();
 	test_events();
 	test_ops();
+	test_types();
 	test_result_error();
 	test_paths();
 	test_malformed();

@@ -20,6 +20,7 @@
 #include <tdb.h>
 
 #include "cm/rlog.h"
+#include "cm/rlog_i.h"
 #include "common/log.h"
 #include "tests/tap.h"
 #include "tests/unit/tdb_damage.h"
@@ -1287,6 +1288,76 @@ test_threads(void)
 	rlog_close(l);
 }
 
+/* Sockets and devices (issue #16): a device's create keeps its rdev in a
+ * record of format 2, across a reopen; the codec refuses an rdev where
+ * none belongs. */
+static void
+test_special(void)
+{
+	const char *p = newpath();
+	struct rlog *l;
+	struct rlog_rec r, g;
+	struct proto_op op;
+	struct wbuf b = {0};
+	uint64_t s1, s2, s3;
+	int err;
+
+	l = rlog_open(p, &err);
+	op = op_create(ROOT, "null", F(40));
+	op.type = PROTO_T_CHR;
+	op.rdev = 0x103;
+	is_int(rlog_append(l, &op, &s1), 0, "append create chr 1:3");
+	op = op_create(ROOT, "sock", F(41));
+	op.type = PROTO_T_SOCK;
+	is_int(rlog_append(l, &op, &s2), 0, "append create socket");
+	op = op_create(ROOT, "blk", F(42));
+	op.type = PROTO_T_BLK;
+	op.rdev = 0xffffffffu;
+	is_int(rlog_append(l, &op, &s3), 0, "append create blk, largest rdev");
+	op = op_create(ROOT, "bad", F(43));
+	op.type = PROTO_T_SOCK;
+	op.rdev = 5;
+	is_int(rlog_append(l, &op, NULL), -EINVAL, "a socket with an rdev: -EINVAL");
+	op.type = PROTO_T_SYMLINK;
+	op.rdev = 0;
+	is_int(rlog_append(l, &op, NULL), -EINVAL, "create of type symlink: -EINVAL");
+	rlog_close(l);
+	l = rlog_open(p, &err);
+	is_int(rlog_get(l, s1, &r), 0, "get the chr after a reopen");
+	ok(r.op.type == PROTO_T_CHR && r.op.rdev == 0x103, "type and rdev kept");
+	rlog_rec_release(&r);
+	is_int(rlog_get(l, s2, &r), 0, "get the socket");
+	ok(r.op.type == PROTO_T_SOCK && r.op.rdev == 0, "socket kept, no rdev");
+	rlog_rec_release(&r);
+	is_int(rlog_get(l, s3, &r), 0, "get the blk");
+	ok(r.op.type == PROTO_T_BLK && r.op.rdev == 0xffffffffu, "largest rdev kept");
+
+	/* The codec: format 2 only with an rdev, and only for a device. */
+	is_int(rlog_rec_encode(&r, &b), 0, "encode the blk record");
+	is_int(b.len > 5 ? b.p[4] : -1, 2, "its format byte is 2");
+	is_int(rlog_rec_decode(b.p, b.len, r.seq, &g), 0, "it decodes");
+	is_int(g.op.rdev, 0xffffffffu, "... with its rdev");
+	rlog_rec_release(&g);
+	is_int(rlog_rec_decode(b.p, b.len - 4, r.seq, &g), -EUCLEAN,
+	       "cut short: -EUCLEAN");
+	free(b.p);
+	memset(&b, 0, sizeof(b));
+	r.op.type = PROTO_T_FIFO; /* an rdev on a FIFO */
+	is_int(rlog_rec_encode(&r, &b), 0, "encode a FIFO given an rdev");
+	is_int(rlog_rec_decode(b.p, b.len, r.seq, &g), -EUCLEAN,
+	       "a FIFO's record with an rdev: -EUCLEAN");
+	free(b.p);
+	memset(&b, 0, sizeof(b));
+	r.op.type = PROTO_T_FILE;
+	r.op.rdev = 0;
+	is_int(rlog_rec_encode(&r, &b), 0, "encode a file create");
+	is_int(b.len > 5 ? b.p[4] : -1, 1, "its format byte is 1 (an older cairnd reads it)");
+	free(b.p);
+	rlog_rec_release(&r);
+	ok(consistent(l), "consistent");
+	rlog_close(l);
+}
+
 /* Records survive close and reopen, with everything in place. */
 static void
 test_reopen(void)
@@ -1369,6 +1440,7 @@ static const struct {
 	{"threads", test_threads},
 	{"inflight_run", test_inflight_run},
 	{"reopen", test_reopen},
+	{"special", test_special},
 	{"nosync", test_nosync},
 };
 

@@ -1768,6 +1768,128 @@ test_bulk(void)
 	vs_vol_remove(root, "bulk", 0);
 }
 
+/* Sockets and device nodes (issue #16): created with their device
+ * number, kept in the longer COB2 record (every other type stays COB1),
+ * a longer extension read by its length, a bad one refused. Last, since
+ * it damages a record of its own directory. */
+static void
+test_special(void)
+{
+	static const enum proto_type tt[] = {PROTO_T_SOCK, PROTO_T_CHR,
+					     PROTO_T_BLK, PROTO_T_FIFO};
+	static const char *const tn[] = {"sock", "chr", "blk", "fifo"};
+	struct fid sd, f[4];
+	struct proto_op op = {0};
+	struct proto_op_result res;
+	struct proto_attr a;
+	struct vs_reply rep;
+	char path[512];
+	struct tdb_context *tdb;
+
+	is_int(mk(PROTO_OP_MKDIR, &rootfid, "special", &sd), 200, "mkdir special");
+	for (int i = 0; i < 4; i++) {
+		memset(&op, 0, sizeof(op));
+		op.kind = PROTO_OP_CREATE;
+		op.parent = sd;
+		op.name = (char *)tn[i];
+		op.type = tt[i];
+		op.mode = 0640;
+		op.uid = 7;
+		op.gid = 8;
+		op.rdev = proto_type_has_rdev(tt[i]) ? 0x10305u + (uint32_t)i : 0;
+		is_int(apply(&op, &res, NULL), 200, "create %s", tn[i]);
+		f[i] = res.attr.fid;
+		ok(res.attr.type == tt[i] && res.attr.rdev == op.rdev &&
+			   res.attr.size == 0 && res.attr.nlink == 1,
+		   "the reply has the %s's type and rdev", tn[i]);
+		is_int(vs_getattr(vol, &f[i], &a), 0, "getattr %s", tn[i]);
+		ok(a.type == tt[i] && a.rdev == op.rdev && a.mode == 0640 &&
+			   a.uid == 7 && a.gid == 8,
+		   "%s: type, rdev, mode, owner stored", tn[i]);
+	}
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_CREATE;
+	op.parent = sd;
+	op.name = (char *)"bad";
+	op.type = PROTO_T_SOCK;
+	op.rdev = 1;
+	is_int(apply(&op, NULL, &rep), 400, "a socket with an rdev is 400");
+	is_int(err_of(&rep), EINVAL, "... EINVAL");
+	free(rep.body);
+	op.type = PROTO_T_SYMLINK;
+	op.rdev = 0;
+	is_int(apply(&op, NULL, NULL), 400, "create of type symlink is 400");
+	/* Data operations on a device stay refused. */
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_SETATTR;
+	op.fid = f[1];
+	op.base_dv = a.dv;
+	vs_getattr(vol, &f[1], &a);
+	op.base_dv = a.dv;
+	op.mask = PROTO_SA_SIZE;
+	op.size = 10;
+	is_int(apply(&op, NULL, NULL), 400, "truncate of a device is 400");
+	op.mask = PROTO_SA_MODE | PROTO_SA_UID;
+	op.mode = 0600;
+	op.uid = 9;
+	is_int(apply(&op, NULL, NULL), 200, "chmod+chown of a device");
+	is_int(vs_getattr(vol, &f[1], &a), 0, "getattr after setattr");
+	ok(a.mode == 0600 && a.uid == 9 && a.rdev == 0x10306u,
+	   "setattr kept the device number");
+
+	/* The records themselves. */
+	vs_vol_close(vol);
+	vol = NULL;
+	if (vs_vol_meta_path(root, "home", path, sizeof(path)) ||
+	    !(tdb = tdb_open(path, 0, 0, O_RDWR, 0600))) {
+		ok(0, "open meta.tdb");
+		return;
+	}
+	for (int i = 0; i < 4; i++) {
+		uint8_t kb[17];
+		TDB_DATA k = {.dptr = kb, .dsize = 17}, d;
+		uint32_t magic = 0;
+
+		kb[0] = 'O';
+		memcpy(kb + 1, f[i].oid, 16);
+		d = tdb_fetch(tdb, k);
+		if (d.dptr && d.dsize >= 4)
+			memcpy(&magic, d.dptr, 4);
+		is_int(magic, i == 3 ? 0x434f4231 : 0x434f4232,
+		       "%s: record magic %s", tn[i], i == 3 ? "COB1" : "COB2");
+		is_int(d.dsize, i == 3 ? 104 : 112, "%s: record length", tn[i]);
+		if (i == 1 && d.dptr && d.dsize == 112) {
+			/* A longer extension (from a later server): 24 bytes,
+			 * rdev where it is, the rest ignored. */
+			uint8_t big[128] = {0};
+			uint32_t elen = 24;
+			TDB_DATA nd = {.dptr = big, .dsize = 128};
+
+			memcpy(big, d.dptr, 112);
+			memcpy(big + 104, &elen, 4);
+			tdb_store(tdb, k, nd, TDB_REPLACE);
+		}
+		if (i == 2 && d.dptr && d.dsize == 112) {
+			uint32_t elen = 200; /* past the record's end */
+
+			memcpy(d.dptr + 104, &elen, 4);
+			tdb_store(tdb, k, d, TDB_REPLACE);
+		}
+		free(d.dptr);
+	}
+	tdb_close(tdb);
+	if (vs_vol_open(root, "home", VS_CLEANUP, &vol)) {
+		ok(0, "reopen");
+		return;
+	}
+	is_int(vs_getattr(vol, &f[1], &a), 0, "a longer extension reads");
+	ok(a.type == PROTO_T_CHR && a.rdev == 0x10306u && a.mode == 0600,
+	   "... with the device number and mode");
+	is_int(vs_getattr(vol, &f[2], &a), -EIO,
+	       "an extension longer than its record is EIO");
+	is_int(vs_getattr(vol, &f[0], &a), 0, "the socket still reads");
+}
+
 int
 main(void)
 {
@@ -1801,6 +1923,7 @@ main(void)
 		test_bulk();
 		test_damaged_meta();
 		test_stage_limits();
+		test_special();
 		vs_vol_close(vol);
 	}
 	vs_root_close(root);
