@@ -1149,15 +1149,14 @@ sb_attr(struct proto_sbuf *b, const struct proto_attr *a)
 {
 	char fb[FID_STRLEN];
 
-	if (a->type <= PROTO_T_NONE || a->type > PROTO_T_FIFO ||
-	    a->mode > 07777 || a->size > INT64_MAX || a->nlink > INT64_MAX ||
+	bool bad = a->type <= PROTO_T_NONE || a->type > PROTO_T_MAX ||
+		   a->mode > 07777 ||
+		   (a->rdev && !proto_type_has_rdev(a->type));
+
+	if (bad || a->size > INT64_MAX || a->nlink > INT64_MAX ||
 	    a->dv > INT64_MAX) {
 		if (!b->err)
-			b->err = a->type <= PROTO_T_NONE ||
-						 a->type > PROTO_T_FIFO ||
-						 a->mode > 07777
-					 ? EINVAL
-					 : ERANGE;
+			b->err = bad ? EINVAL : ERANGE;
 		return;
 	}
 	sb_fmt(b,
@@ -1169,9 +1168,13 @@ sb_attr(struct proto_sbuf *b, const struct proto_attr *a)
 	       "\"size\":%" PRIu64 ",\"nlink\":%" PRIu64 ",\"dv\":%" PRIu64 ",",
 	       a->size, a->nlink, a->dv);
 	sb_fmt(b,
-	       "\"atime\":%" PRId64 ",\"mtime\":%" PRId64 ",\"ctime\":%" PRId64
-	       "}",
+	       "\"atime\":%" PRId64 ",\"mtime\":%" PRId64 ",\"ctime\":%" PRId64,
 	       a->atime_ns, a->mtime_ns, a->ctime_ns);
+	/* After ctime, as attr_to_json() adds it: the two encoders agree
+	 * byte for byte. */
+	if (a->rdev)
+		sb_fmt(b, ",\"rdev\":%" PRIu32, a->rdev);
+	sb_put(b, "}", 1);
 }
 
 void

@@ -317,8 +317,15 @@ test_dir_stream(void)
 	mkattr(&d.dir, F1, PROTO_T_DIR);
 	for (size_t i = 0; i < n; i++) {
 		e[i].name = (char *)names[i];
-		mkattr(&e[i].attr, i % 2 ? F2 : F3,
-		       i % 3 ? PROTO_T_FILE : PROTO_T_FIFO);
+		static const enum proto_type types[] = {
+			PROTO_T_FIFO, PROTO_T_FILE, PROTO_T_SOCK,
+			PROTO_T_CHR,  PROTO_T_FILE, PROTO_T_BLK};
+
+		mkattr(&e[i].attr, i % 2 ? F2 : F3, types[i % 6]);
+		/* Devices with their numbers (the largest one too): rdev
+		 * goes after ctime, as jansson's encoder puts it. */
+		if (proto_type_has_rdev(types[i % 6]))
+			e[i].attr.rdev = i == 3 ? UINT32_MAX : 0x801;
 		e[i].attr.size = i == 1 ? (uint64_t)INT64_MAX : i;
 		e[i].attr.mtime_ns = i == 2 ? INT64_MIN : -(int64_t)i;
 	}
@@ -371,6 +378,10 @@ test_dir_stream(void)
 	s = proto_dir_page_encode(&d, NULL, &len);
 	ok(!s && errno == EINVAL, "a mode past 07777: EINVAL");
 	e[5].attr.mode = 0644;
+	e[4].attr.rdev = 0x801;
+	s = proto_dir_page_encode(&d, NULL, &len);
+	ok(!s && errno == EINVAL, "a device number on a file: EINVAL");
+	e[4].attr.rdev = 0;
 	s = proto_dir_page_encode(&d, "bad\"cursor", &len);
 	ok(!s && errno == EINVAL, "a bad cursor: EINVAL");
 	d.dir.type = PROTO_T_NONE;
