@@ -90,6 +90,43 @@ dir_touch(struct txn *t, struct obj *d)
 	add_event(t, PROTO_EV_DIR, d->oid, d->r.dv);
 }
 
+/*
+ * Report the attributes after the change: @o always, @parent and
+ * @newparent when not NULL.
+ */
+static void
+report_attrs(struct txn *t, struct obj *o, struct obj *parent,
+	     struct obj *newparent)
+{
+	t->res.has_attr = true;
+	obj_attr(t->v, o, &t->res.attr);
+	if (parent) {
+		t->res.has_parent = true;
+		obj_attr(t->v, parent, &t->res.parent);
+	}
+	if (newparent) {
+		t->res.has_newparent = true;
+		obj_attr(t->v, newparent, &t->res.newparent);
+	}
+}
+
+/* Write back @o and the directories not NULL, then report them all. */
+static int
+put_report(struct txn *t, struct obj *o, struct obj *parent,
+	   struct obj *newparent)
+{
+	int rc = obj_put(t->v, o);
+
+	if (!rc && parent)
+		rc = obj_put(t->v, parent);
+	if (!rc && newparent)
+		rc = obj_put(t->v, newparent);
+	if (rc)
+		return rc;
+	report_attrs(t, o, parent, newparent);
+	return 0;
+}
+
 /* Pick the new object's oid (client's choice or random). */
 static int
 new_oid(struct txn *t, const struct fid *want, uint8_t oid[16])
@@ -179,15 +216,9 @@ op_create(struct txn *t, const struct proto_op *op)
 	if (rc)
 		goto out;
 	dir_touch(t, &d);
-	rc = obj_put(t->v, &o);
+	rc = put_report(t, &o, &d, NULL);
 	if (!rc)
-		rc = obj_put(t->v, &d);
-	if (rc)
-		goto out;
-	t->vr.files_used++;
-	t->res.has_attr = t->res.has_parent = true;
-	obj_attr(t->v, &o, &t->res.attr);
-	obj_attr(t->v, &d, &t->res.parent);
+		t->vr.files_used++;
 out:
 	obj_release(&o);
 	obj_release(&d);
@@ -225,14 +256,7 @@ op_link(struct txn *t, const struct proto_op *op)
 	o.r.nlink++;
 	o.r.ctime = t->now;
 	add_event(t, PROTO_EV_ATTR, o.oid, o.r.dv);
-	rc = obj_put(t->v, &o);
-	if (!rc)
-		rc = obj_put(t->v, &d);
-	if (rc)
-		goto out;
-	t->res.has_attr = t->res.has_parent = true;
-	obj_attr(t->v, &o, &t->res.attr);
-	obj_attr(t->v, &d, &t->res.parent);
+	rc = put_report(t, &o, &d, NULL);
 out:
 	obj_release(&o);
 	obj_release(&d);
@@ -422,13 +446,7 @@ op_rename(struct txn *t, const struct proto_op *op)
 	/* Renaming a name onto itself, or onto another link of the same
 	 * object, changes nothing (rename(2)). */
 	if (have_target && !memcmp(tchild, o.oid, 16)) {
-		t->res.has_attr = t->res.has_parent = true;
-		obj_attr(t->v, &o, &t->res.attr);
-		obj_attr(t->v, &sd, &t->res.parent);
-		if (!same_dir) {
-			t->res.has_newparent = true;
-			obj_attr(t->v, &dd, &t->res.newparent);
-		}
+		report_attrs(t, &o, &sd, same_dir ? NULL : &dd);
 		goto out;
 	}
 	if (o.r.type == PROTO_T_DIR && !same_dir) {
@@ -519,20 +537,7 @@ op_rename(struct txn *t, const struct proto_op *op)
 	dir_touch(t, &sd);
 	if (!same_dir)
 		dir_touch(t, &dd);
-	rc = obj_put(t->v, &o);
-	if (!rc)
-		rc = obj_put(t->v, &sd);
-	if (!rc && !same_dir)
-		rc = obj_put(t->v, &dd);
-	if (rc)
-		goto out;
-	t->res.has_attr = t->res.has_parent = true;
-	obj_attr(t->v, &o, &t->res.attr);
-	obj_attr(t->v, &sd, &t->res.parent);
-	if (!same_dir) {
-		t->res.has_newparent = true;
-		obj_attr(t->v, &dd, &t->res.newparent);
-	}
+	rc = put_report(t, &o, &sd, same_dir ? NULL : &dd);
 out:
 	obj_release(&vic);
 	obj_release(&o);
@@ -597,11 +602,7 @@ op_setattr(struct txn *t, const struct proto_op *op)
 	o.r.ctime = t->now;
 	if (!(op->mask & PROTO_SA_SIZE))
 		add_event(t, PROTO_EV_ATTR, o.oid, o.r.dv);
-	rc = obj_put(t->v, &o);
-	if (rc)
-		goto out;
-	t->res.has_attr = true;
-	obj_attr(t->v, &o, &t->res.attr);
+	rc = put_report(t, &o, NULL, NULL);
 out:
 	obj_release(&o);
 	return rc;
@@ -691,11 +692,7 @@ op_xattr(struct txn *t, const struct proto_op *op)
 	}
 	o.r.ctime = t->now;
 	add_event(t, PROTO_EV_ATTR, o.oid, o.r.dv);
-	rc = obj_put(t->v, &o);
-	if (rc)
-		goto out;
-	t->res.has_attr = true;
-	obj_attr(t->v, &o, &t->res.attr);
+	rc = put_report(t, &o, NULL, NULL);
 out:
 	obj_release(&o);
 	return rc;
@@ -751,12 +748,9 @@ op_store(struct txn *t, const struct proto_op *op)
 	o.r.dv = newdv;
 	o.r.mtime = o.r.ctime = t->now;
 	add_event(t, PROTO_EV_DATA, o.oid, o.r.dv);
-	rc = obj_put(t->v, &o);
-	if (rc)
-		goto out;
-	t->store = op;
-	t->res.has_attr = true;
-	obj_attr(t->v, &o, &t->res.attr);
+	rc = put_report(t, &o, NULL, NULL);
+	if (!rc)
+		t->store = op;
 out:
 	obj_release(&o);
 	return rc;
