@@ -510,6 +510,40 @@ ext_add(struct vs_extent *ext, size_t *n, int fd, uint64_t off, uint64_t len)
 	(*n)++;
 }
 
+/*
+ * Get the regular file @fid for reading at data version @dv: refuses a
+ * format 1 volume, -EISDIR/-EINVAL for another type, -ESTALE at another
+ * DV. Fills @size and @cur_dv once the object is found. On success @o
+ * holds the object (obj_release it); on error it is released.
+ */
+static int
+get_file_at(struct vs_vol *v, const struct fid *fid, uint64_t dv,
+	    struct obj *o, uint64_t *size, uint64_t *cur_dv)
+{
+	int rc = obj_get_fid(v, fid, o);
+
+	if (rc)
+		return rc;
+	if (!v->cs) {
+		rc = data_v1_refuse(v);
+		goto fail;
+	}
+	*cur_dv = o->r.dv;
+	*size = o->r.size;
+	if (o->r.type != PROTO_T_FILE) {
+		rc = o->r.type == PROTO_T_DIR ? -EISDIR : -EINVAL;
+		goto fail;
+	}
+	if (o->r.dv != dv) {
+		rc = -ESTALE;
+		goto fail;
+	}
+	return 0;
+fail:
+	obj_release(o);
+	return rc;
+}
+
 int
 vs_data_open(struct vs_vol *v, const struct fid *fid, uint64_t dv,
 	     uint64_t off, uint64_t len, struct vs_extent *ext, size_t *n,
@@ -517,25 +551,12 @@ vs_data_open(struct vs_vol *v, const struct fid *fid, uint64_t dv,
 {
 	uint64_t scs = v->cs, end;
 	struct obj o;
-	int rc = obj_get_fid(v, fid, &o);
+	int rc;
 
 	*n = 0;
+	rc = get_file_at(v, fid, dv, &o, size, cur_dv);
 	if (rc)
 		return rc;
-	if (!v->cs) {
-		rc = data_v1_refuse(v);
-		goto out;
-	}
-	*cur_dv = o.r.dv;
-	*size = o.r.size;
-	if (o.r.type != PROTO_T_FILE) {
-		rc = o.r.type == PROTO_T_DIR ? -EISDIR : -EINVAL;
-		goto out;
-	}
-	if (o.r.dv != dv) {
-		rc = -ESTALE;
-		goto out;
-	}
 	if (len > PROTO_CHUNK_MAX) {
 		rc = -EINVAL;
 		goto out;
@@ -629,24 +650,10 @@ vs_data_copy(struct vs_vol *v, const struct fid *fid, uint64_t dv, int out,
 {
 	struct obj o;
 	uint64_t n;
-	int rc = obj_get_fid(v, fid, &o);
+	int rc = get_file_at(v, fid, dv, &o, size, cur_dv);
 
 	if (rc)
 		return rc;
-	if (!v->cs) {
-		rc = data_v1_refuse(v);
-		goto out;
-	}
-	*cur_dv = o.r.dv;
-	*size = o.r.size;
-	if (o.r.type != PROTO_T_FILE) {
-		rc = o.r.type == PROTO_T_DIR ? -EISDIR : -EINVAL;
-		goto out;
-	}
-	if (o.r.dv != dv) {
-		rc = -ESTALE;
-		goto out;
-	}
 	n = (o.r.size + v->cs - 1) / v->cs;
 	for (uint64_t i = 0; i < n && !rc; i++) {
 		char path[DPATH_MAX];
@@ -669,7 +676,6 @@ vs_data_copy(struct vs_vol *v, const struct fid *fid, uint64_t dv, int out,
 		rc = copy_range(fd, 0, out, i * v->cs, e.len);
 		close(fd);
 	}
-out:
 	obj_release(&o);
 	return rc;
 }
