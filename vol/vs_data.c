@@ -60,20 +60,13 @@ int
 cmap_get(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 	 struct cent *e)
 {
-	uint8_t k[25], *val;
-	size_t len;
+	uint8_t k[25];
 	int rc;
 
 	key_chunk(k, oid, chunk);
-	rc = kv_get(v, k, sizeof(k), &val, &len);
+	rc = kv_get_fixed(v, k, sizeof(k), e, sizeof(*e), -EUCLEAN);
 	if (rc)
 		return rc;
-	if (len != sizeof(*e)) {
-		free(val);
-		return -EUCLEAN;
-	}
-	memcpy(e, val, sizeof(*e));
-	free(val);
 	return e->len <= v->cs ? 0 : -EUCLEAN;
 }
 

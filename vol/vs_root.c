@@ -1080,22 +1080,11 @@ vs_vol_set_limits(struct vs_vol *v, uint64_t bytes_limit,
 static int
 vflags_get(struct vs_vol *v, uint32_t *flags)
 {
-	uint8_t *val;
-	size_t len;
-	int rc = kv_get(v, "F", 1, &val, &len);
+	int rc;
 
 	*flags = 0;
-	if (rc == -ENOENT)
-		return 0;
-	if (rc)
-		return rc;
-	if (len != sizeof(*flags)) {
-		free(val);
-		return -EINVAL;
-	}
-	memcpy(flags, val, sizeof(*flags));
-	free(val);
-	return 0;
+	rc = kv_get_fixed(v, "F", 1, flags, sizeof(*flags), -EINVAL);
+	return rc == -ENOENT ? 0 : rc;
 }
 
 int
