@@ -29,9 +29,6 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
-#ifdef HAVE_LIBSYSTEMD
-#include <systemd/sd-daemon.h>
-#endif
 
 #include "cm/daemon_i.h"
 #include "cm/daemon.h"
@@ -41,6 +38,7 @@
 #include "cm/rlog.h"
 #include "cm/wb.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/util.h"
 
 #define DEFAULT_CONFIG SYSCONFDIR "/cairn/cairnd.conf"
@@ -496,18 +494,6 @@ signals_block(struct sigctl *sc)
 	return sigaction(SIGPIPE, &sa, NULL);
 }
 
-/* Tell systemd (Type=notify) about our state; nothing without
- * NOTIFY_SOCKET, or when built without libsystemd. */
-static void
-notify(const char *state)
-{
-#ifdef HAVE_LIBSYSTEMD
-	sd_notify(0, state);
-#else
-	(void)state;
-#endif
-}
-
 static void
 restart_events(struct cm_loop *loop, struct cm_job *job)
 {
@@ -546,7 +532,7 @@ reload(struct sigctl *sc)
 	int rc;
 	unsigned kept = 0;
 
-	notify("RELOADING=1");
+	notify_systemd("RELOADING=1");
 	log_info(LOG_MAIN, "SIGHUP: reloading the config%s%s and the token "
 			   "file",
 		 sc->cli->config ? " " : "",
@@ -624,7 +610,7 @@ reload(struct sigctl *sc)
 out:
 	cm_config_release(&nc);
 	free(msg);
-	notify("READY=1");
+	notify_systemd("READY=1");
 }
 
 /* Before stopping: let the replay log reach the server (DRAIN_MS at
@@ -675,7 +661,7 @@ signal_main(void *arg)
 		}
 		stopping = true;
 		log_info(LOG_MAIN, "signal %d: stopping", sig);
-		notify("STOPPING=1");
+		notify_systemd("STOPPING=1");
 		drain(sc->cm);
 		fuse_session_exit(sc->se);
 		while (!atomic_load(&sc->loop_done)) {
@@ -880,7 +866,7 @@ main(int argc, char **argv)
 		snprintf(st, sizeof(st), "READY=1\nSTATUS=volume %s from %s "
 					 "on %s",
 			 cm.cfg.volume, cm.cfg.server, cm.cfg.mountpoint);
-		notify(st);
+		notify_systemd(st);
 	}
 	rc = fuse_session_loop_mt(se, &lc);
 	ret = rc < 0 ? EX_SOFTWARE : EX_OK;
