@@ -546,6 +546,33 @@ out:
 	return rc;
 }
 
+/*
+ * Give file @o new data of @size bytes at the next DV (data_make() with
+ * @store, NULL for a truncate): refuses past the volume quota, moves
+ * bytes_used, size, DV and mtime, and records the data event.
+ */
+static int
+data_replace(struct txn *t, struct obj *o, uint64_t size,
+	     const struct proto_op *store)
+{
+	uint64_t newdv;
+	int rc;
+
+	if (t->vr.bytes_limit && size > o->r.size &&
+	    t->vr.bytes_used - o->r.size + size > t->vr.bytes_limit)
+		return fail(t, -EDQUOT, "volume quota exceeded");
+	newdv = next_dv(t, o->r.dv);
+	rc = data_make(t, o, newdv, size, store);
+	if (rc)
+		return rc;
+	t->vr.bytes_used = t->vr.bytes_used - o->r.size + size;
+	o->r.size = size;
+	o->r.dv = newdv;
+	o->r.mtime = t->now;
+	add_event(t, PROTO_EV_DATA, o->oid, o->r.dv);
+	return 0;
+}
+
 static int
 op_setattr(struct txn *t, const struct proto_op *op)
 {
@@ -560,8 +587,6 @@ op_setattr(struct txn *t, const struct proto_op *op)
 		goto out;
 	}
 	if (op->mask & PROTO_SA_SIZE) {
-		uint64_t newdv;
-
 		if (o.r.type == PROTO_T_DIR) {
 			rc = fail(t, -EISDIR, "is a directory");
 			goto out;
@@ -574,20 +599,9 @@ op_setattr(struct txn *t, const struct proto_op *op)
 			rc = fail(t, -EFBIG, "file too large");
 			goto out;
 		}
-		if (t->vr.bytes_limit && op->size > o.r.size &&
-		    t->vr.bytes_used - o.r.size + op->size > t->vr.bytes_limit) {
-			rc = fail(t, -EDQUOT, "volume quota exceeded");
-			goto out;
-		}
-		newdv = next_dv(t, o.r.dv);
-		rc = data_make(t, &o, newdv, op->size, NULL);
+		rc = data_replace(t, &o, op->size, NULL);
 		if (rc)
 			goto out;
-		t->vr.bytes_used = t->vr.bytes_used - o.r.size + op->size;
-		o.r.size = op->size;
-		o.r.dv = newdv;
-		o.r.mtime = t->now;
-		add_event(t, PROTO_EV_DATA, o.oid, o.r.dv);
 	}
 	if (op->mask & PROTO_SA_MODE)
 		o.r.mode = op->mode & 07777;
@@ -702,7 +716,6 @@ static int
 op_store(struct txn *t, const struct proto_op *op)
 {
 	struct obj o;
-	uint64_t newdv;
 	int rc = obj_get_fid(t->v, &op->fid, &o);
 
 	if (rc)
@@ -734,20 +747,10 @@ op_store(struct txn *t, const struct proto_op *op)
 			goto out;
 		}
 	}
-	if (t->vr.bytes_limit && op->size > o.r.size &&
-	    t->vr.bytes_used - o.r.size + op->size > t->vr.bytes_limit) {
-		rc = fail(t, -EDQUOT, "volume quota exceeded");
-		goto out;
-	}
-	newdv = next_dv(t, o.r.dv);
-	rc = data_make(t, &o, newdv, op->size, op);
+	rc = data_replace(t, &o, op->size, op);
 	if (rc)
 		goto out;
-	t->vr.bytes_used = t->vr.bytes_used - o.r.size + op->size;
-	o.r.size = op->size;
-	o.r.dv = newdv;
-	o.r.mtime = o.r.ctime = t->now;
-	add_event(t, PROTO_EV_DATA, o.oid, o.r.dv);
+	o.r.ctime = t->now;
 	rc = put_report(t, &o, NULL, NULL);
 	if (!rc)
 		t->store = op;
