@@ -204,34 +204,21 @@ parse_data_name(const char *s, uint8_t oid[16], uint64_t *n, uint64_t *m)
 void
 cleanup_data(struct vs_vol *v)
 {
-	int fd = openat(v->dirfd, "data", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d;
+	DIR *d = util_opendirat(v->dirfd, "data", 0);
 	struct dirent *de;
 	unsigned removed = 0;
 
-	if (fd < 0)
+	if (!d)
 		return;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
 	while ((de = readdir(d))) {
-		int sfd;
 		DIR *sd;
 		struct dirent *se;
 
 		if (de->d_name[0] == '.')
 			continue;
-		sfd = openat(dirfd(d), de->d_name,
-			     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (sfd < 0)
+		sd = util_opendirat(dirfd(d), de->d_name, O_NOFOLLOW);
+		if (!sd)
 			continue;
-		sd = fdopendir(sfd);
-		if (!sd) {
-			close(sfd);
-			continue;
-		}
 		while ((se = readdir(sd))) {
 			uint8_t oid[16];
 			uint64_t chunk = 0, gen = 0;
@@ -280,21 +267,14 @@ stage_walk(int fd, void (*fn)(int txfd, const char *name, void *arg), void *arg)
 		return rc;
 	}
 	while ((de = readdir(d))) {
-		int sfd;
 		DIR *sd;
 		struct dirent *se;
 
 		if (de->d_name[0] == '.')
 			continue;
-		sfd = openat(dirfd(d), de->d_name,
-			     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (sfd < 0)
+		sd = util_opendirat(dirfd(d), de->d_name, O_NOFOLLOW);
+		if (!sd)
 			continue;
-		sd = fdopendir(sfd);
-		if (!sd) {
-			close(sfd);
-			continue;
-		}
 		while ((se = readdir(sd)))
 			if (strcmp(se->d_name, ".") && strcmp(se->d_name, ".."))
 				fn(dirfd(sd), se->d_name, arg);
@@ -347,20 +327,13 @@ stage_count(struct vs_vol *v)
 void
 stage_dir_drop(struct vs_vol *v, const char *sdir)
 {
-	int fd = openat(v->dirfd, sdir,
-			O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = util_opendirat(v->dirfd, sdir, O_NOFOLLOW);
 	char born[96];
 	struct dirent *de;
 	bool other = false;
-	DIR *d;
 
-	if (fd < 0)
+	if (!d)
 		return;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
 	while ((de = readdir(d)))
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
 		    strcmp(de->d_name, STAGE_BORN))
@@ -404,19 +377,13 @@ stage_born(int sfd, const char *name, int64_t *born_ms)
 int
 vs_stage_gc(struct vs_vol *v, int64_t age_s)
 {
-	int fd = openat(v->dirfd, "stage", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d;
+	DIR *d = util_opendirat(v->dirfd, "stage", 0);
 	struct dirent *de;
 	int64_t now = (int64_t)wall_ms();
 	int removed = 0;
 
-	if (fd < 0)
+	if (!d)
 		return errno == ENOENT ? 0 : -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
 	while ((de = readdir(d))) {
 		int64_t born = 0;
 

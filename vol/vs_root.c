@@ -134,20 +134,13 @@ staged_name(char *buf, size_t len, const char *name)
 int
 rm_tree(int pfd, const char *name, int depth)
 {
-	int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-					     O_CLOEXEC);
-	DIR *d;
+	DIR *d = util_opendirat(pfd, name, O_NOFOLLOW);
 	struct dirent *de;
 	int rc = 0;
 
-	if (fd < 0)
+	if (!d)
 		return errno == ENOTDIR ? (unlinkat(pfd, name, 0) ? -errno : 0)
 					: -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
@@ -702,18 +695,12 @@ static void
 snap_sweep(struct vs_root *r, const char *name)
 {
 	char prefix[96];
-	int fd = openat(r->volfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = util_opendirat(r->volfd, ".", 0);
 	struct dirent *de;
 	size_t pl;
-	DIR *d;
 
-	if (fd < 0)
+	if (!d)
 		return;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
 	pl = (size_t)snprintf(prefix, sizeof(prefix), ".snap-%s.", name);
 	while ((de = readdir(d))) {
 		long pid;
