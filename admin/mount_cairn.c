@@ -43,7 +43,8 @@ static const char usage_text[] =
 	"  http                        plain http:// for HOST:/VOLUME\n"
 	"  cache-size= dirty-limit= chunk-size= fetch-timeout= entry-timeout=\n"
 	"  attr-timeout= max-parallel= readahead= threads= ca-file= proxy=\n"
-	"  ctl-socket= ctl-conns-per-uid= log-level= allow-insecure-http\n"
+	"  ctl-socket= ctl-conns-per-uid= log-level= metrics-listen=\n"
+	"  allow-insecure-http\n"
 	"                              cairnd's settings (cairnd(8))\n"
 	"  ro rw nosuid suid nodev dev noexec exec noatime atime ...\n"
 	"                              mount flags, passed on to FUSE\n"
@@ -59,7 +60,7 @@ static const char *const cairnd_keys[] = {
 	"dirty-limit",	"chunk-size",	"fetch-timeout", "entry-timeout",
 	"attr-timeout", "max-parallel", "readahead",	 "threads",
 	"ca-file",	"proxy",	"ctl-socket",	 "ctl-conns-per-uid",
-	"log-level",	NULL,
+	"log-level",	"metrics-listen", NULL,
 };
 
 /* Mount flags FUSE takes in its -o list. */
@@ -364,8 +365,9 @@ main(int argc, char **argv)
 		goto out;
 	}
 	/* cairnd mounts, then forks: its first process exits 0 once the
-	 * mount is up, or with its status (its message already on our
-	 * stderr) when it is not. */
+	 * mount is up and everything behind it runs (control socket,
+	 * replay log, metrics listener), or with its status (its message
+	 * already on our stderr) when it is not, after the mount is gone. */
 	pid = fork();
 	if (pid < 0) {
 		perror("mount.cairn: fork");
