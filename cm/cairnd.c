@@ -378,8 +378,9 @@ absolutize(char **p)
  * access to it fails with ENOTCONN, so a restart (systemd's
  * Restart=on-failure, mount.cairn again) could not even resolve the
  * mount point. If @mp is such a dead mount and /proc/self/mounts says it
- * is one of ours (fuse.cairn), detach it, say so, and go on. Anything
- * else is left alone. @return 0 (nothing to do, or done) or -errno.
+ * is one of ours (fuse.cairn) at exactly that path, detach it (without
+ * following a symlink at the path), say so, and go on. Anything else is
+ * left alone. @return 0 (nothing to do, or done) or -errno.
  */
 static int
 clear_dead_mount(const char *mp)
@@ -416,10 +417,24 @@ clear_dead_mount(const char *mp)
 	log_warn(LOG_MAIN, "'%s' is the mount of a cairnd that is gone "
 			   "(transport endpoint not connected): detaching it",
 		 abs);
-	if (umount2(abs, MNT_DETACH) < 0) {
-		/* Not root: the set-uid helper may do it. */
-		pid_t pid = fork();
+	/* The path was checked as a string against the mount table, not
+	 * resolved: UMOUNT_NOFOLLOW keeps a symlink put in its place since
+	 * (cairnd may run as root under mount.cairn) from turning this into
+	 * the detach of whatever it points to. */
+	if (umount2(abs, MNT_DETACH | UMOUNT_NOFOLLOW) < 0) {
+		/* Not root: the set-uid helper may do it. As root the helper
+		 * could do no more than umount2() did, and it resolves the
+		 * path itself. */
+		int e = errno;
+		pid_t pid;
 		int wst;
+
+		if (geteuid() == 0) {
+			log_err(LOG_MAIN, "cannot detach '%s': %s", abs,
+				strerror(e));
+			return -e;
+		}
+		pid = fork();
 
 		if (pid == 0) {
 			execlp("fusermount3", "fusermount3", "-uz", abs,
