@@ -48,7 +48,7 @@ static const char usage_text[] =
 	"                              cairnd's settings (cairnd(8))\n"
 	"  ro rw nosuid suid nodev dev noexec exec noatime atime ...\n"
 	"                              mount flags, passed on to FUSE\n"
-	"  _netdev nofail auto noauto defaults x-* comment=\n"
+	"  _netdev nofail auto noauto defaults user[=NAME] users x-* comment=\n"
 	"                              for mount(8) and systemd: ignored\n"
 	"  -f: check and print the cairnd command, start nothing; -v: print\n"
 	"  it too; -s: ignore unknown options; -n: accepted (no mtab).\n";
@@ -317,7 +317,11 @@ main(int argc, char **argv)
 			fuse = n2;
 			fuse_len++;
 		} else if ((!eq && in_list(ignored, key, kl)) ||
+			   (eq && !strcmp(key, "user") && *val) ||
 			   !strncmp(key, "x-", 2) || !strcmp(key, "comment")) {
+			/* libmount turns fstab's "user" into user=NAME for a
+			 * mount by a user (it keeps user=NAME when the line
+			 * has it) and may pass that on to the helper. */
 			/* for mount(8), fstab and systemd */
 		} else if (sloppy) {
 			if (verbose)

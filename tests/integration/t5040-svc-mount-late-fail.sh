@@ -6,7 +6,8 @@
 # first process exited 0 right after the fork and the child unmounted a
 # moment later with its message in /dev/null. The helper runs directly
 # (as mount(8) would run /sbin/mount.cairn); cairnd started by hand in the
-# background behaves the same, and the good case still mounts.
+# background behaves the same, and the good case still mounts. Also:
+# the options libmount passes for a user mount (user=NAME).
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
 t_timeout 180
@@ -72,4 +73,12 @@ t_is "$(readlink /proc/${pid:-0}/fd/2)" /dev/null "it let go of the caller's std
 umount "$mnt"
 t_ok $? "umount"
 t_check "cairnd gone after umount" wait_for 10 sh -c "! kill -0 ${pid:-0} 2>/dev/null"
+
+# A user mount from an fstab line with "user": libmount may pass
+# user=NAME on to the helper (and "user" as such); both are for mount(8).
+want="$CAIRND --token /t --cache /c --server https://h:7070 --volume v --mountpoint /m --syslog"
+t_is "$("$HELPER" h:/v /m -f -o token=/t,cache=/c,user=alice 2>&1)" "$want" "user=NAME is accepted and ignored"
+t_is "$("$HELPER" h:/v /m -f -o token=/t,cache=/c,user,users 2>&1)" "$want" "user and users too"
+out=$("$HELPER" h:/v /m -f -o token=/t,cache=/c,user= 2>&1)
+t_is "$?:$out" "1:mount.cairn: unknown option 'user=' (see mount.cairn(8))" "user= without a name is an error"
 t_done
