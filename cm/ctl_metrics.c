@@ -422,7 +422,9 @@ msrv_conn_gone(struct evhttp_connection *evcon, void *arg)
 	(void)evcon;
 	s->nconns--;
 	if (s->stopping) {
-		if (s->nconns == 0)
+		/* Inside evhttp_free() (s->http still set) the stop frees
+		 * @s itself once that returns. */
+		if (s->nconns == 0 && !s->http)
 			msrv_free(s);
 		return;
 	}
