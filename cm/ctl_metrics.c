@@ -54,8 +54,9 @@
  * free, but libevent 2.1's filter does not flush output that was added
  * while evhttp had writing disabled: replies hang.)
  *
- * The struct outlives cm_metrics_listen_stop() while connections are
- * still being freed: the last one frees it.
+ * cm_metrics_listen_stop() frees the struct once evhttp_free() has
+ * closed every connection; should a close callback come later than
+ * that, the last one frees it.
  */
 #define MSRV_MAX_CONNS 16
 #define MSRV_TIMEOUT_S 5
@@ -584,9 +585,9 @@ cm_metrics_listen_stop(struct cm *cm)
 	if (!s)
 		return;
 	cm->msrv = NULL;
-	/* evhttp_free() frees the listener, then the connections; their
-	 * free callbacks must not touch the listener, and the last one
-	 * frees @s. */
+	/* evhttp_free() frees the listener, then the connections: their
+	 * close callbacks must not touch the listener (s->bound is gone)
+	 * nor free @s (s->http is still set). */
 	LIST_REMOVE(s, all);
 	s->stopping = true;
 	s->bound = NULL;
