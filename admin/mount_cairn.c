@@ -58,9 +58,9 @@ static const char usage_text[] =
 static const char *const cairnd_keys[] = {
 	"token",	"cache",	"config",	 "cache-size",
 	"dirty-limit",	"chunk-size",	"fetch-timeout", "entry-timeout",
-	"attr-timeout", "max-parallel", "readahead",	 "threads",
+	"attr-timeout", "max-parallel", "readahead",	 "metrics-listen",
 	"ca-file",	"proxy",	"ctl-socket",	 "ctl-conns-per-uid",
-	"log-level",	"metrics-listen", NULL,
+	"log-level",	"threads",	NULL,
 };
 
 /* Mount flags FUSE takes in its -o list. */

@@ -599,8 +599,9 @@ bg_ready(void)
 			close(fd);
 	}
 	if (write(bg_ready_fd, "", 1) != 1)
-		log_warn(LOG_MAIN, "cannot tell the starting process that the "
-				   "mount is up: %s",
+		log_warn(LOG_MAIN,
+			 "cannot tell the starting process that the "
+			 "mount is up: %s",
 			 strerror(errno));
 	close(bg_ready_fd);
 	bg_ready_fd = -1;

@@ -58,9 +58,9 @@
  * closed every connection; should a close callback come later than
  * that, the last one frees it.
  */
-#define MSRV_MAX_CONNS 16
-#define MSRV_TIMEOUT_S 5
-#define MSRV_PAUSE_MS  1000
+#define MSRV_MAX_CONNS	 16
+#define MSRV_TIMEOUT_S	 5
+#define MSRV_PAUSE_MS	 1000
 #define MSRV_LOG_EVERY_S 60
 
 struct cm_metrics_srv {
@@ -359,8 +359,9 @@ msrv_update(struct cm_metrics_srv *s)
 	if (s->stopping || !s->bound)
 		return;
 	if (full && !s->full && log_due(&s->log_full_at))
-		log_warn(LOG_CTL, "%d metrics connections open (the maximum): "
-				  "not accepting more until one closes",
+		log_warn(LOG_CTL,
+			 "%d metrics connections open (the maximum): "
+			 "not accepting more until one closes",
 			 s->nconns);
 	s->full = full;
 	l = evhttp_bound_socket_get_listener(s->bound);
@@ -391,14 +392,15 @@ msrv_accept_error(struct evconnlistener *l, void *arg)
 	int err = EVUTIL_SOCKET_ERROR();
 
 	(void)l;
-	LIST_FOREACH(s, &all_msrv, all)
+	LIST_FOREACH (s, &all_msrv, all)
 		if (s->http == arg)
 			break;
 	if (!s)
 		return;
 	if (log_due(&s->log_err_at))
-		log_warn(LOG_CTL, "cannot accept a metrics connection: %s (%d "
-				  "open); pausing accept for %d ms",
+		log_warn(LOG_CTL,
+			 "cannot accept a metrics connection: %s (%d "
+			 "open); pausing accept for %d ms",
 			 strerror(err), s->nconns, MSRV_PAUSE_MS);
 	s->paused = true;
 	msrv_update(s);

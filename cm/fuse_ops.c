@@ -548,8 +548,8 @@ try_readdir(struct cm *cm, struct park *p)
 				 * but the snapshot may predate a rename, so
 				 * a lookup's name stays. */
 				if (ent)
-					ino_set_listed_name_locked(
-						ent, &d->fid, de->name);
+					ino_set_listed_name_locked(ent, &d->fid,
+								   de->name);
 				ino_unlock(cm->ino);
 				fops_to_stat(cm, &a, e.ino, &e.attr);
 				if (e.ino) {
