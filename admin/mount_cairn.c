@@ -43,11 +43,12 @@ static const char usage_text[] =
 	"  http                        plain http:// for HOST:/VOLUME\n"
 	"  cache-size= dirty-limit= chunk-size= fetch-timeout= entry-timeout=\n"
 	"  attr-timeout= max-parallel= readahead= threads= ca-file= proxy=\n"
-	"  ctl-socket= ctl-conns-per-uid= log-level= allow-insecure-http\n"
+	"  ctl-socket= ctl-conns-per-uid= log-level= metrics-listen=\n"
+	"  allow-insecure-http\n"
 	"                              cairnd's settings (cairnd(8))\n"
 	"  ro rw nosuid suid nodev dev noexec exec noatime atime ...\n"
 	"                              mount flags, passed on to FUSE\n"
-	"  _netdev nofail auto noauto defaults x-* comment=\n"
+	"  _netdev nofail auto noauto defaults user[=NAME] users x-* comment=\n"
 	"                              for mount(8) and systemd: ignored\n"
 	"  -f: check and print the cairnd command, start nothing; -v: print\n"
 	"  it too; -s: ignore unknown options; -n: accepted (no mtab).\n";
@@ -57,9 +58,9 @@ static const char usage_text[] =
 static const char *const cairnd_keys[] = {
 	"token",	"cache",	"config",	 "cache-size",
 	"dirty-limit",	"chunk-size",	"fetch-timeout", "entry-timeout",
-	"attr-timeout", "max-parallel", "readahead",	 "threads",
+	"attr-timeout", "max-parallel", "readahead",	 "metrics-listen",
 	"ca-file",	"proxy",	"ctl-socket",	 "ctl-conns-per-uid",
-	"log-level",	NULL,
+	"log-level",	"threads",	NULL,
 };
 
 /* Mount flags FUSE takes in its -o list. */
@@ -316,7 +317,11 @@ main(int argc, char **argv)
 			fuse = n2;
 			fuse_len++;
 		} else if ((!eq && in_list(ignored, key, kl)) ||
+			   (eq && !strcmp(key, "user") && *val) ||
 			   !strncmp(key, "x-", 2) || !strcmp(key, "comment")) {
+			/* libmount turns fstab's "user" into user=NAME for a
+			 * mount by a user (it keeps user=NAME when the line
+			 * has it) and may pass that on to the helper. */
 			/* for mount(8), fstab and systemd */
 		} else if (sloppy) {
 			if (verbose)
@@ -364,8 +369,9 @@ main(int argc, char **argv)
 		goto out;
 	}
 	/* cairnd mounts, then forks: its first process exits 0 once the
-	 * mount is up, or with its status (its message already on our
-	 * stderr) when it is not. */
+	 * mount is up and everything behind it runs (control socket,
+	 * replay log, metrics listener), or with its status (its message
+	 * already on our stderr) when it is not, after the mount is gone. */
 	pid = fork();
 	if (pid < 0) {
 		perror("mount.cairn: fork");

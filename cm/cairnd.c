@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
@@ -375,8 +376,9 @@ absolutize(char **p)
  * access to it fails with ENOTCONN, so a restart (systemd's
  * Restart=on-failure, mount.cairn again) could not even resolve the
  * mount point. If @mp is such a dead mount and /proc/self/mounts says it
- * is one of ours (fuse.cairn), detach it, say so, and go on. Anything
- * else is left alone. @return 0 (nothing to do, or done) or -errno.
+ * is one of ours (fuse.cairn) at exactly that path, detach it (without
+ * following a symlink at the path), say so, and go on. Anything else is
+ * left alone. @return 0 (nothing to do, or done) or -errno.
  */
 static int
 clear_dead_mount(const char *mp)
@@ -413,10 +415,24 @@ clear_dead_mount(const char *mp)
 	log_warn(LOG_MAIN, "'%s' is the mount of a cairnd that is gone "
 			   "(transport endpoint not connected): detaching it",
 		 abs);
-	if (umount2(abs, MNT_DETACH) < 0) {
-		/* Not root: the set-uid helper may do it. */
-		pid_t pid = fork();
+	/* The path was checked as a string against the mount table, not
+	 * resolved: UMOUNT_NOFOLLOW keeps a symlink put in its place since
+	 * (cairnd may run as root under mount.cairn) from turning this into
+	 * the detach of whatever it points to. */
+	if (umount2(abs, MNT_DETACH | UMOUNT_NOFOLLOW) < 0) {
+		/* Not root: the set-uid helper may do it. As root the helper
+		 * could do no more than umount2() did, and it resolves the
+		 * path itself. */
+		int e = errno;
+		pid_t pid;
 		int wst;
+
+		if (geteuid() == 0) {
+			log_err(LOG_MAIN, "cannot detach '%s': %s", abs,
+				strerror(e));
+			return -e;
+		}
+		pid = fork();
 
 		if (pid == 0) {
 			execlp("fusermount3", "fusermount3", "-uz", abs,
@@ -492,6 +508,89 @@ signals_block(struct sigctl *sc)
 		return -1;
 	sa.sa_handler = SIG_IGN;
 	return sigaction(SIGPIPE, &sa, NULL);
+}
+
+/*
+ * Going to the background. fuse_daemonize() lets the first process exit 0
+ * right after the fork, before the control socket, the replay log, the
+ * write-back state and the metrics listener exist: a failure there
+ * unmounted again while mount.cairn, mount(8) or systemd had already
+ * seen success, and its message went to /dev/null. Here the first
+ * process waits on a pipe: one byte from the child, written once
+ * everything runs (where READY=1 goes to systemd), means success; end of
+ * file means the child gave up, and the first process exits with the
+ * child's status once the child has unmounted and gone. The child keeps
+ * the caller's stderr until it is ready, so its messages reach the
+ * caller.
+ */
+static int bg_ready_fd = -1; /* the child's end of the pipe, until ready */
+
+static int
+bg_fork(void)
+{
+	int p[2], st;
+	char c;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		int e = errno;
+
+		close(p[0]);
+		close(p[1]);
+		return -e;
+	}
+	if (pid > 0) {
+		close(p[1]);
+		do
+			n = read(p[0], &c, 1);
+		while (n < 0 && errno == EINTR);
+		if (n == 1)
+			_exit(EX_OK);
+		while (waitpid(pid, &st, 0) < 0)
+			if (errno != EINTR)
+				_exit(EX_SOFTWARE);
+		if (WIFEXITED(st))
+			_exit(WEXITSTATUS(st) ? WEXITSTATUS(st) : EX_SOFTWARE);
+		_exit(EX_SOFTWARE);
+	}
+	close(p[0]);
+	bg_ready_fd = p[1];
+	if (setsid() < 0)
+		log_warn(LOG_MAIN, "cannot start a new session: %s",
+			 strerror(errno));
+	if (chdir("/") < 0)
+		log_warn(LOG_MAIN, "cannot change to '/': %s", strerror(errno));
+	return 0;
+}
+
+/* Tell the waiting first process that the mount is up, and let go of the
+ * caller's terminal (stdin, stdout and stderr become /dev/null). */
+static void
+bg_ready(void)
+{
+	int fd;
+
+	if (bg_ready_fd < 0)
+		return;
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	if (write(bg_ready_fd, "", 1) != 1)
+		log_warn(LOG_MAIN,
+			 "cannot tell the starting process that the "
+			 "mount is up: %s",
+			 strerror(errno));
+	close(bg_ready_fd);
+	bg_ready_fd = -1;
 }
 
 static void
@@ -841,7 +940,12 @@ main(int argc, char **argv)
 		 cm.cfg.volume, cm.cfg.server, cm.cfg.mountpoint);
 	if (!cm.cfg.foreground) {
 		cm_daemon_before_fork(&cm);
-		fuse_daemonize(0);
+		rc = bg_fork();
+		if (rc < 0) {
+			log_err(LOG_MAIN, "cannot go to the background: %s",
+				strerror(-rc));
+			goto out;
+		}
 		if (cm_daemon_after_fork(&cm) < 0)
 			goto out;
 	}
@@ -868,6 +972,7 @@ main(int argc, char **argv)
 			 cm.cfg.volume, cm.cfg.server, cm.cfg.mountpoint);
 		notify_systemd(st);
 	}
+	bg_ready();
 	rc = fuse_session_loop_mt(se, &lc);
 	ret = rc < 0 ? EX_SOFTWARE : EX_OK;
 	log_info(LOG_MAIN, "stopping");

@@ -15,12 +15,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <jansson.h>
 
 #include "chunkstore/cs.h"
@@ -36,11 +40,45 @@
 #include "common/metrics.h"
 #include "common/util.h"
 
-/* The listener of metrics-listen. */
+/*
+ * The listener of metrics-listen. Any local user can connect to it, so
+ * it must not be a way to use up cairnd's descriptors (the chunk store
+ * needs them): at most MSRV_MAX_CONNS connections are open at once (at
+ * the cap the listener stops accepting; further clients wait in the
+ * kernel's backlog, which costs cairnd nothing), a connection that says
+ * nothing is closed after MSRV_TIMEOUT_S, and when accept() fails (out
+ * of descriptors) the listener pauses for MSRV_PAUSE_MS instead of
+ * spinning the loop on a socket that stays readable, logging once a
+ * minute at most. A connection counts from evhttp_set_bevcb() until
+ * its close callback. (A pass-through bufferevent filter would see every
+ * free, but libevent 2.1's filter does not flush output that was added
+ * while evhttp had writing disabled: replies hang.)
+ *
+ * cm_metrics_listen_stop() frees the struct once evhttp_free() has
+ * closed every connection; should a close callback come later than
+ * that, the last one frees it.
+ */
+#define MSRV_MAX_CONNS	 16
+#define MSRV_TIMEOUT_S	 5
+#define MSRV_PAUSE_MS	 1000
+#define MSRV_LOG_EVERY_S 60
+
 struct cm_metrics_srv {
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
+	struct event *resume; /* re-enables accept after an error */
+	int nconns;	      /* connections open */
+	bool full;	      /* at MSRV_MAX_CONNS: not accepting */
+	bool paused;	      /* after an accept error, until resume */
+	bool stopping;	      /* cm_metrics_listen_stop() ran */
+	time_t log_full_at, log_err_at;
+	LIST_HEAD(, msrv_new) fresh; /* accepted, close callback not set */
+	LIST_ENTRY(cm_metrics_srv) all;
 };
+
+/* The listener's error callback gets the evhttp, not us: find us by it
+ * (loop thread only, like everything here). */
+static LIST_HEAD(, cm_metrics_srv) all_msrv = LIST_HEAD_INITIALIZER(all_msrv);
 
 static void
 lab(struct metrics_label *l, const char *name, const char *value)
@@ -300,6 +338,169 @@ on_request(struct evhttp_request *req, void *arg)
 	free(text);
 }
 
+static bool
+log_due(time_t *last)
+{
+	time_t now = time(NULL);
+
+	if (*last && now - *last < MSRV_LOG_EVERY_S)
+		return false;
+	*last = now;
+	return true;
+}
+
+/* Accept unless at the cap or paused after an error. */
+static void
+msrv_update(struct cm_metrics_srv *s)
+{
+	struct evconnlistener *l;
+	bool full = s->nconns >= MSRV_MAX_CONNS;
+
+	if (s->stopping || !s->bound)
+		return;
+	if (full && !s->full && log_due(&s->log_full_at))
+		log_warn(LOG_CTL,
+			 "%d metrics connections open (the maximum): "
+			 "not accepting more until one closes",
+			 s->nconns);
+	s->full = full;
+	l = evhttp_bound_socket_get_listener(s->bound);
+	if (s->full || s->paused)
+		evconnlistener_disable(l);
+	else
+		evconnlistener_enable(l);
+}
+
+static void
+msrv_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct cm_metrics_srv *s = arg;
+
+	(void)fd;
+	(void)what;
+	s->paused = false;
+	msrv_update(s);
+}
+
+/* accept() failed for a reason libevent does not retry (out of
+ * descriptors): the socket stays readable, so pause rather than spin. */
+static void
+msrv_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct cm_metrics_srv *s;
+	struct timeval tv = {0, MSRV_PAUSE_MS * 1000};
+	int err = EVUTIL_SOCKET_ERROR();
+
+	(void)l;
+	LIST_FOREACH (s, &all_msrv, all)
+		if (s->http == arg)
+			break;
+	if (!s)
+		return;
+	if (log_due(&s->log_err_at))
+		log_warn(LOG_CTL,
+			 "cannot accept a metrics connection: %s (%d "
+			 "open); pausing accept for %d ms",
+			 strerror(err), s->nconns, MSRV_PAUSE_MS);
+	s->paused = true;
+	msrv_update(s);
+	evtimer_add(s->resume, &tv);
+}
+
+static void
+msrv_free(struct cm_metrics_srv *s)
+{
+	if (s->resume)
+		event_free(s->resume);
+	free(s);
+}
+
+/* evhttp_connection_set_closecb(): one connection fewer. evhttp calls it
+ * once, when it closes the socket (reset or free, whichever first). */
+static void
+msrv_conn_gone(struct evhttp_connection *evcon, void *arg)
+{
+	struct cm_metrics_srv *s = arg;
+
+	(void)evcon;
+	s->nconns--;
+	if (s->stopping) {
+		/* Inside evhttp_free() (s->http still set) the stop frees
+		 * @s itself once that returns. */
+		if (s->nconns == 0 && !s->http)
+			msrv_free(s);
+		return;
+	}
+	msrv_update(s);
+}
+
+/* A connection being set up: its bufferevent, and the event that runs
+ * once evhttp has made the connection around it. */
+struct msrv_new {
+	struct cm_metrics_srv *s;
+	struct bufferevent *bev;
+	struct event *ev;
+	LIST_ENTRY(msrv_new) link; /* in s->fresh */
+};
+
+/* Runs right after the accept callback, in the same loop turn (an active
+ * event, not a timer), so before any read or timeout of the new
+ * connection could free it. evhttp gave the bufferevent its connection
+ * as callback argument (libevent 2.1's evhttp_get_request_connection()):
+ * the close callback goes there. */
+static void
+msrv_new_conn(evutil_socket_t fd, short what, void *arg)
+{
+	struct msrv_new *n = arg;
+	struct cm_metrics_srv *s = n->s;
+	void *cbarg = NULL;
+
+	(void)fd;
+	(void)what;
+	bufferevent_getcb(n->bev, NULL, NULL, NULL, &cbarg);
+	LIST_REMOVE(n, link);
+	event_free(n->ev);
+	free(n);
+	if (cbarg) {
+		evhttp_connection_set_closecb(cbarg, msrv_conn_gone, s);
+		return;
+	}
+	/* evhttp could not set the connection up: nothing will close it
+	 * through us. */
+	s->nconns--;
+	msrv_update(s);
+}
+
+/* evhttp_set_bevcb(): the bufferevent of a new connection (after
+ * accept(), before evhttp has its connection). Counted from here; on NULL
+ * evhttp makes its own, uncounted, which only happens out of memory. */
+static struct bufferevent *
+msrv_bevcb(struct event_base *base, void *arg)
+{
+	struct cm_metrics_srv *s = arg;
+	struct msrv_new *n = calloc(1, sizeof(*n));
+
+	if (!n)
+		return NULL;
+	n->s = s;
+	n->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	n->ev = event_new(base, -1, 0, msrv_new_conn, n);
+	if (!n->bev || !n->ev) {
+		if (n->bev)
+			bufferevent_free(n->bev);
+		if (n->ev)
+			event_free(n->ev);
+		free(n);
+		return NULL;
+	}
+	event_active(n->ev, EV_TIMEOUT, 1);
+	LIST_INSERT_HEAD(&s->fresh, n, link);
+	s->nconns++;
+	if (s->nconns >= MSRV_MAX_CONNS)
+		msrv_update(s);
+	return n->bev;
+}
+
 int
 cm_metrics_listen_start(struct cm *cm)
 {
@@ -329,14 +530,17 @@ cm_metrics_listen_start(struct cm *cm)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->http = evhttp_new(cm->loop.base);
+	LIST_INIT(&s->fresh);
+	s->resume = evtimer_new(cm->loop.base, msrv_resume, s);
+	s->http = s->resume ? evhttp_new(cm->loop.base) : NULL;
 	if (!s->http) {
-		free(s);
+		msrv_free(s);
 		return -ENOMEM;
 	}
 	evhttp_set_max_headers_size(s->http, 8192);
 	evhttp_set_max_body_size(s->http, 0);
-	evhttp_set_timeout(s->http, 10);
+	evhttp_set_timeout(s->http, MSRV_TIMEOUT_S);
+	evhttp_set_bevcb(s->http, msrv_bevcb, s);
 	evhttp_set_allowed_methods(
 		s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
 				 EVHTTP_REQ_HEAD | EVHTTP_REQ_DELETE);
@@ -349,9 +553,12 @@ cm_metrics_listen_start(struct cm *cm)
 		log_err(LOG_CTL, "cannot listen for metrics on '%s': %s",
 			cm->cfg.metrics_listen, strerror(err));
 		evhttp_free(s->http);
-		free(s);
+		msrv_free(s);
 		return -err;
 	}
+	evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(s->bound),
+				    msrv_accept_error);
+	LIST_INSERT_HEAD(&all_msrv, s, all);
 	cm->msrv = s;
 	/* The port as bound (0 asks the kernel for one). */
 	{
@@ -380,6 +587,25 @@ cm_metrics_listen_stop(struct cm *cm)
 	if (!s)
 		return;
 	cm->msrv = NULL;
+	/* evhttp_free() frees the listener, then the connections: their
+	 * close callbacks must not touch the listener (s->bound is gone)
+	 * nor free @s (s->http is still set). */
+	LIST_REMOVE(s, all);
+	s->stopping = true;
+	s->bound = NULL;
+	event_del(s->resume);
+	/* Connections accepted in this loop turn: evhttp_free() frees them
+	 * without our close callback. */
+	while (!LIST_EMPTY(&s->fresh)) {
+		struct msrv_new *n = LIST_FIRST(&s->fresh);
+
+		LIST_REMOVE(n, link);
+		event_free(n->ev);
+		free(n);
+		s->nconns--;
+	}
 	evhttp_free(s->http);
-	free(s);
+	s->http = NULL;
+	if (s->nconns == 0)
+		msrv_free(s);
 }

@@ -490,6 +490,7 @@ fetch_module_new(struct cm *cm)
 		.mf = cm->mf,
 		.st = &cm->st,
 		.online = &cm->online,
+		.away_ms = &cm->away_ms,
 		.chunk_size = cm->chunk_size,
 		.timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms,
 		.volume = cm->cfg.volume,
@@ -676,6 +677,7 @@ loop_modules_new(struct cm *cm)
 			.st = &cm->st,
 			.volume = cm->cfg.volume,
 			.online = &cm->online,
+			.away_ms = &cm->away_ms,
 		};
 
 		cm->evs = ev_new(&ed);

@@ -73,6 +73,10 @@ struct cm {
 	bool have_vi;		 /* protected by lock */
 
 	atomic_int online;     /* last server contact worked */
+	/* When the server was found away (a refused connection) in the
+	 * current run of failures, util_now_ms(); 0 once it answers. Read
+	 * and written by fetch.c and events.c: loop thread only. */
+	uint64_t away_ms;
 	struct conn *conn;     /* the mode (conn.h): built by daemon.c,
 				  freed after the FUSE threads */
 	struct local *local;   /* loop thread only (local.h) */

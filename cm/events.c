@@ -37,6 +37,7 @@ struct evstream {
 	struct mfetch *mf;
 	struct cm_stats *st;
 	atomic_int *online; /* or NULL */
+	uint64_t *away_ms;  /* or NULL */
 	char *volume;
 	struct http_req *req;	/* the stream, or NULL while waiting */
 	char line[EV_LINE_MAX];
@@ -106,6 +107,8 @@ ev_data(void *arg, const void *data, size_t n)
 	es->last_data = util_now_ms();
 	if (!es->up) {
 		es->up = true;
+		if (es->away_ms)
+			*es->away_ms = 0;
 		es->backoff = EV_BACKOFF_MIN_MS;
 		if (es->need_reval) {
 			es->need_reval = false;
@@ -164,8 +167,11 @@ ev_done(void *arg, const struct http_result *res)
 	/* A refused reconnection: the server is away. Readers that miss
 	 * now fail at once instead of retrying (fetch.c, xfer_done). */
 	if (es->online && cm_server_refused(res->err) &&
-	    atomic_exchange(es->online, 0))
+	    atomic_exchange(es->online, 0)) {
 		log_warn(LOG_EV, "server unreachable: %s", strerror(-res->err));
+		if (es->away_ms)
+			*es->away_ms = util_now_ms();
+	}
 	if (es->up) {
 		log_warn(LOG_EV, "event stream ended (%s); reconnecting",
 			 res->err ? strerror(-res->err) : "closed by server");
@@ -259,6 +265,7 @@ ev_new(const struct ev_deps *d)
 	es->mf = d->mf;
 	es->st = d->st;
 	es->online = d->online;
+	es->away_ms = d->away_ms;
 	es->backoff = EV_BACKOFF_MIN_MS;
 	es->volume = strdup(d->volume ? d->volume : "");
 	es->timer = evtimer_new(d->loop->base, ev_timer, es);

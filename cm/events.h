@@ -38,6 +38,10 @@ struct ev_deps {
 	/* Cleared when a reconnection is refused: the server is away, and
 	 * a read that misses then fails at once (fetch.c). May be NULL. */
 	atomic_int *online;
+	/* Stamped (util_now_ms()) when that happens, zeroed when the
+	 * stream is up again: fetch.c fails fast only once the server has
+	 * been away for a while. Loop thread; may be NULL. */
+	uint64_t *away_ms;
 };
 
 /* Set up a follower; nothing is asked yet. @return the handle, or NULL +

@@ -118,6 +118,7 @@ struct fetch {
 	struct mfetch *mf; /* loop thread, until fetch_stop() */
 	struct cm_stats *st;
 	atomic_int *online;
+	uint64_t *away_ms; /* loop thread (struct cm's), or NULL */
 	uint32_t chunk_size;
 	unsigned timeout_ms;
 	char *volume, *server, *mountpoint;
@@ -550,19 +551,31 @@ xfer_done(void *arg, const struct http_result *res)
 	}
 	if (res->err && !x->bad) {
 		int was = atomic_exchange(f->online, 0);
+		uint64_t now = util_now_ms(), away = now;
 
 		if (was)
 			log_warn(LOG_FETCH, "server '%s' unreachable: %s",
 				 f->server, strerror(-res->err));
-		/* A refused connection while the server is already known
-		 * to be away (an earlier request, or the event stream, found
-		 * it gone) is not retried: the reader hears EIO now, not
-		 * after the backoff (offline-miss=error). A first failure,
-		 * or a connection broken mid-reply, is retried as before. */
-		xfer_fail(x, -EIO, was || !cm_server_refused(res->err));
+		if (f->away_ms) {
+			if (was || !*f->away_ms)
+				*f->away_ms = now;
+			away = *f->away_ms;
+		}
+		/* A refused connection while the server has been known to be
+		 * away (an earlier request, or the event stream, found it
+		 * gone) for longer than the retries would wait is not
+		 * retried: the reader hears EIO now, not after the backoff
+		 * (offline-miss=error). Sooner than that it may be a restart
+		 * of cairn-vold (a few hundred ms), which the retries cover;
+		 * so are a first failure and a connection broken mid-reply. */
+		xfer_fail(x, -EIO,
+			  was || !cm_server_refused(res->err) ||
+				  now - away < FETCH_AWAY_FAST_MS);
 		return;
 	}
 	atomic_store(f->online, 1);
+	if (f->away_ms)
+		*f->away_ms = 0;
 	if (res->status == 410 || res->status == 416) {
 		CM_STAT_INC(f->st, stale_chunks);
 		xfer_finish(x, -ESTALE);
@@ -1057,6 +1070,7 @@ fetch_new(const struct fetch_deps *d, const struct fetch_hooks *hooks)
 	f->mf = d->mf;
 	f->st = d->st;
 	f->online = d->online;
+	f->away_ms = d->away_ms;
 	f->chunk_size = d->chunk_size;
 	f->timeout_ms = d->timeout_ms;
 	if (hooks)

@@ -43,6 +43,10 @@ struct mfetch;
 struct fetch;
 
 #define FETCH_ATTEMPTS 3
+/* A refused connection fails a miss at once (no retry) only when the
+ * server has been found away at least this long before: longer than the
+ * retries' backoff, so a restart of cairn-vold is ridden out. */
+#define FETCH_AWAY_FAST_MS 1000
 
 /* How a parked read is answered, on the loop thread, exactly once:
  * @err 0 and @len bytes at @buf (0 at end of file), or a negative errno. */
@@ -73,6 +77,7 @@ struct fetch_deps {
 	struct mfetch *mf; /* fetches them when missing */
 	struct cm_stats *st;
 	atomic_int *online;	/* cleared when the server does not answer */
+	uint64_t *away_ms;	/* struct cm's (loop thread), or NULL */
 	uint32_t chunk_size;	/* of @cs */
 	unsigned timeout_ms;	/* bound on a miss */
 	const char *volume;	/* for the URLs */

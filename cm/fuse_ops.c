@@ -544,10 +544,12 @@ try_readdir(struct cm *cm, struct park *p)
 				ent = ino_add_locked(cm->ino, &de->fid);
 				e.ino = ent ? ent->ino : 0;
 				/* The kernel now knows it by this name, as
-				 * after a lookup (sibling_prefetch uses it). */
+				 * after a lookup (sibling_prefetch uses it);
+				 * but the snapshot may predate a rename, so
+				 * a lookup's name stays. */
 				if (ent)
-					ino_set_name_locked(ent, &d->fid,
-							    de->name);
+					ino_set_listed_name_locked(ent, &d->fid,
+								   de->name);
 				ino_unlock(cm->ino);
 				fops_to_stat(cm, &a, e.ino, &e.attr);
 				if (e.ino) {

@@ -239,20 +239,39 @@ ino_forget(struct ino_table *t, uint64_t ino, uint64_t n)
 	pthread_mutex_unlock(&t->lock);
 }
 
-void
-ino_set_name_locked(struct ino_ent *e, const struct fid *parent,
-		    const char *name)
+static void
+set_name(struct ino_ent *e, const struct fid *parent, const char *name,
+	 bool listed)
 {
 	char *n;
 
-	if (e->name && fid_eq(&e->parent, parent) && !strcmp(e->name, name))
+	if (e->name && fid_eq(&e->parent, parent) && !strcmp(e->name, name)) {
+		e->name_listed = e->name_listed && listed;
 		return;
+	}
 	n = strdup(name);
 	if (!n)
 		return; /* keeps the old name: only used for conflict copies */
 	free(e->name);
 	e->name = n;
 	e->parent = *parent;
+	e->name_listed = listed;
+}
+
+void
+ino_set_name_locked(struct ino_ent *e, const struct fid *parent,
+		    const char *name)
+{
+	set_name(e, parent, name, false);
+}
+
+void
+ino_set_listed_name_locked(struct ino_ent *e, const struct fid *parent,
+			   const char *name)
+{
+	if (e->name && !e->name_listed)
+		return;
+	set_name(e, parent, name, true);
 }
 
 int

@@ -46,6 +46,8 @@ struct ino_ent {
 				      write state until the last close */
 	struct fid parent;	   /* the last name the kernel looked it */
 	char *name;		   /* up by (for conflict copies), or NULL */
+	bool name_listed;	   /* @name came from a listing (readdirplus),
+				      not a lookup, create or rename */
 	struct ino_ent *next_ino;  /* hash chains */
 	struct ino_ent *next_fid;
 };
@@ -67,9 +69,16 @@ struct ino_ent *ino_find_locked(struct ino_table *t, const struct fid *fid);
 /* The entry of @fid, created with nlookup 0 if missing; NULL on ENOMEM. */
 struct ino_ent *ino_add_locked(struct ino_table *t, const struct fid *fid);
 
-/* Remember @parent/@name as the last name of @e (best effort). */
+/* Remember @parent/@name as the last name of @e (best effort): a
+ * lookup, create or rename named it. */
 void ino_set_name_locked(struct ino_ent *e, const struct fid *parent,
 			 const char *name);
+/* The same for a name from a directory listing (readdirplus). A listing
+ * is a snapshot taken at opendir, possibly older than a lookup or rename
+ * since: it names @e only when @e has no name yet or its name came from
+ * a listing too, never over a lookup's. */
+void ino_set_listed_name_locked(struct ino_ent *e, const struct fid *parent,
+				const char *name);
 /* Copy the last name of @fid into @buf. @return 0, or -ENOENT (unknown
  * or too long). */
 int ino_name_of(struct ino_table *t, const struct fid *fid, struct fid *parent,

@@ -43,15 +43,25 @@ t_is "$(has_raw "$T_DIR/err.out")" 0 "error message: no raw ESC"
 t_is "$(has_raw "$T_DIR/cairnd-m.mnt.log")" 0 "cairnd's log: no raw ESC"
 cairnd_umount "$mnt"
 
-# vos: a socket is skipped with a warning naming it; a name that is not
-# UTF-8 stops the import with an error naming it.
+# vos: a device node export cannot make (no CAP_MKNOD) is skipped with a
+# warning naming it escaped, on one line; a name that is not UTF-8 stops
+# an import with an error naming it. (Sockets were the skipped type until
+# volumes could hold them.)
 src=$T_DIR/src
 mkdir -p "$src/ok" "$src/bad"
-python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$src/ok/$(printf 'so\ncket\033')" || exit 99
+mknod "$src/ok/$(printf 'de\nv\033')" c 1 3 || exit 99
 : >"$src/bad/$(printf 'x\377\033y')"
 vos import ok "$src/ok" >"$T_DIR/vos-ok.out" 2>"$T_DIR/vos-ok.err"
-t_ok "$(grep -qF 'so\ncket\x1b' "$T_DIR/vos-ok.err" && [ "$(wc -l <"$T_DIR/vos-ok.err")" = 1 ] && echo 0 || echo 1)" "vos import: the skipped socket is named escaped, on one line"
-t_is "$(has_raw "$T_DIR/vos-ok.err")" 0 "vos import warning: no raw ESC"
+t_is "$?" 0 "vos import of a device node with such a name"
+if command -v setpriv >/dev/null; then
+	setpriv --inh-caps=-mknod --bounding-set=-mknod -- "$VOS_BIN" \
+		--root "$SRV_ROOT" export ok "$T_DIR/out-ok" \
+		>"$T_DIR/vos-ok.out" 2>"$T_DIR/vos-ok.err"
+	t_ok "$(grep -F 'skipping device node' "$T_DIR/vos-ok.err" | grep -qF 'de\nv\x1b' && [ "$(grep -c 'skipping device node' "$T_DIR/vos-ok.err")" = 1 ] && echo 0 || echo 1)" "vos export: the skipped device node is named escaped, on one line"
+	t_is "$(has_raw "$T_DIR/vos-ok.err")" 0 "vos export warning: no raw ESC"
+else
+	echo "# no setpriv: export without CAP_MKNOD not tried"
+fi
 vos import bad "$src/bad" >"$T_DIR/vos-bad.out" 2>"$T_DIR/vos-bad.err"
 t_ok "$(grep -qF 'x\xff\x1by' "$T_DIR/vos-bad.err" && echo 0 || echo 1)" "vos import error: the name is escaped (\\xff, \\x1b)"
 t_is "$(has_raw "$T_DIR/vos-bad.err")" 0 "vos import error: no raw ESC"
