@@ -30,9 +30,6 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
-#ifdef HAVE_LIBSYSTEMD
-#include <systemd/sd-daemon.h>
-#endif
 
 #include "cm/daemon_i.h"
 #include "cm/daemon.h"
@@ -42,6 +39,7 @@
 #include "cm/rlog.h"
 #include "cm/wb.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/util.h"
 
 #define DEFAULT_CONFIG SYSCONFDIR "/cairn/cairnd.conf"
@@ -512,18 +510,6 @@ signals_block(struct sigctl *sc)
 	return sigaction(SIGPIPE, &sa, NULL);
 }
 
-/* Tell systemd (Type=notify) about our state; nothing without
- * NOTIFY_SOCKET, or when built without libsystemd. */
-static void
-notify(const char *state)
-{
-#ifdef HAVE_LIBSYSTEMD
-	sd_notify(0, state);
-#else
-	(void)state;
-#endif
-}
-
 /*
  * Going to the background. fuse_daemonize() lets the first process exit 0
  * right after the fork, before the control socket, the replay log, the
@@ -645,7 +631,7 @@ reload(struct sigctl *sc)
 	int rc;
 	unsigned kept = 0;
 
-	notify("RELOADING=1");
+	notify_systemd("RELOADING=1");
 	log_info(LOG_MAIN, "SIGHUP: reloading the config%s%s and the token "
 			   "file",
 		 sc->cli->config ? " " : "",
@@ -723,7 +709,7 @@ reload(struct sigctl *sc)
 out:
 	cm_config_release(&nc);
 	free(msg);
-	notify("READY=1");
+	notify_systemd("READY=1");
 }
 
 /* Before stopping: let the replay log reach the server (DRAIN_MS at
@@ -774,7 +760,7 @@ signal_main(void *arg)
 		}
 		stopping = true;
 		log_info(LOG_MAIN, "signal %d: stopping", sig);
-		notify("STOPPING=1");
+		notify_systemd("STOPPING=1");
 		drain(sc->cm);
 		fuse_session_exit(sc->se);
 		while (!atomic_load(&sc->loop_done)) {
@@ -984,7 +970,7 @@ main(int argc, char **argv)
 		snprintf(st, sizeof(st), "READY=1\nSTATUS=volume %s from %s "
 					 "on %s",
 			 cm.cfg.volume, cm.cfg.server, cm.cfg.mountpoint);
-		notify(st);
+		notify_systemd(st);
 	}
 	bg_ready();
 	rc = fuse_session_loop_mt(se, &lc);

@@ -5,6 +5,7 @@
 #ifndef CAIRN_UTIL_H
 #define CAIRN_UTIL_H
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -47,6 +48,11 @@ int util_fsync_parent(const char *path);
 
 /* mkdir -p with @mode. @return 0 or -errno. */
 int util_mkdir_p(const char *path, mode_t mode);
+
+/* opendir(3) of @path under @dirfd (openat(2) with O_RDONLY |
+ * O_DIRECTORY | O_CLOEXEC and @flags, e.g. O_NOFOLLOW). NULL with errno
+ * set on failure; closedir() closes the descriptor. */
+DIR *util_opendirat(int dirfd, const char *path, int flags);
 
 /*
  * Check that the open file @fd, named @path, is fit to hold a secret (a

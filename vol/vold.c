@@ -21,12 +21,10 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
-#ifdef HAVE_LIBSYSTEMD
-#include <systemd/sd-daemon.h>
-#endif
 
 #include "common/conf.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/token.h"
 #include "common/util.h"
 #include "vol/vold.h"
@@ -524,20 +522,10 @@ make_abs(char **p)
 }
 
 static void
-notify(const char *state)
-{
-#ifdef HAVE_LIBSYSTEMD
-	sd_notify(0, state);
-#else
-	(void)state;
-#endif
-}
-
-static void
 on_stop(evutil_socket_t sig, short what, void *arg)
 {
 	log_info(LOG_MAIN, "signal %d: stopping", (int)sig);
-	notify("STOPPING=1");
+	notify_systemd("STOPPING=1");
 	event_base_loopexit(arg, NULL);
 }
 
@@ -585,7 +573,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	FILE *mf;
 	int rc, fd;
 
-	notify("RELOADING=1");
+	notify_systemd("RELOADING=1");
 	vold_rescan(h->vd);
 	mf = open_memstream(&msg, &mlen);
 	rc = load_conf(h->cli, &nc, mf ? mf : stderr);
@@ -633,7 +621,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 out:
 	vold_conf_release(&nc);
 	free(msg);
-	notify("READY=1");
+	notify_systemd("READY=1");
 }
 
 static void
@@ -885,7 +873,7 @@ main(int argc, char **argv)
 
 		snprintf(stt, sizeof(stt), "READY=1\nSTATUS=listening on %s",
 			 vold_addr(vd));
-		notify(stt);
+		notify_systemd(stt);
 	}
 	hup.vd = vd;
 	hup.cli = &cli;

@@ -116,19 +116,12 @@ vrec_get(struct vs_vol *v, struct vrec *vr)
 int
 vrec_get_v1(struct vs_vol *v, struct vrec *vr)
 {
-	uint8_t *val;
-	size_t len;
-	int rc = kv_get(v, "V", 1, &val, &len);
+	int rc;
 
+	memset(vr, 0, sizeof(*vr));
+	rc = kv_get_fixed(v, "V", 1, vr, VREC_V1_SIZE, -EINVAL);
 	if (rc)
 		return rc == -ENOENT ? -EINVAL : rc;
-	memset(vr, 0, sizeof(*vr));
-	if (len != VREC_V1_SIZE) {
-		free(val);
-		return -EINVAL;
-	}
-	memcpy(vr, val, len);
-	free(val);
 	if (vr->magic != VREC_MAGIC_V1)
 		return -EINVAL;
 	vr->name[sizeof(vr->name) - 1] = 0;

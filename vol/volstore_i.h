@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "common/tdbw.h"
@@ -218,6 +220,24 @@ kv_get(struct vs_vol *v, const void *k, size_t klen, uint8_t **val,
        size_t *vlen)
 {
 	return tdbw_fetch(v->tdb, k, klen, val, vlen);
+}
+
+/* Fetch @key, whose value must be exactly @size bytes, into @out.
+ * -ENOENT if missing, @bad_len (a negative errno) for another length. */
+static inline int
+kv_get_fixed(struct vs_vol *v, const void *k, size_t klen, void *out,
+	     size_t size, int bad_len)
+{
+	uint8_t *val;
+	size_t len;
+	int rc = kv_get(v, k, klen, &val, &len);
+
+	if (rc)
+		return rc;
+	if (len == size)
+		memcpy(out, val, size);
+	free(val);
+	return len == size ? 0 : bad_len;
 }
 
 /* vs_batch.c: the undo log of one op in a group commit. While v->undo

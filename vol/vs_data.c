@@ -60,20 +60,13 @@ int
 cmap_get(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 	 struct cent *e)
 {
-	uint8_t k[25], *val;
-	size_t len;
+	uint8_t k[25];
 	int rc;
 
 	key_chunk(k, oid, chunk);
-	rc = kv_get(v, k, sizeof(k), &val, &len);
+	rc = kv_get_fixed(v, k, sizeof(k), e, sizeof(*e), -EUCLEAN);
 	if (rc)
 		return rc;
-	if (len != sizeof(*e)) {
-		free(val);
-		return -EUCLEAN;
-	}
-	memcpy(e, val, sizeof(*e));
-	free(val);
 	return e->len <= v->cs ? 0 : -EUCLEAN;
 }
 
@@ -211,34 +204,21 @@ parse_data_name(const char *s, uint8_t oid[16], uint64_t *n, uint64_t *m)
 void
 cleanup_data(struct vs_vol *v)
 {
-	int fd = openat(v->dirfd, "data", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d;
+	DIR *d = util_opendirat(v->dirfd, "data", 0);
 	struct dirent *de;
 	unsigned removed = 0;
 
-	if (fd < 0)
+	if (!d)
 		return;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
 	while ((de = readdir(d))) {
-		int sfd;
 		DIR *sd;
 		struct dirent *se;
 
 		if (de->d_name[0] == '.')
 			continue;
-		sfd = openat(dirfd(d), de->d_name,
-			     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (sfd < 0)
+		sd = util_opendirat(dirfd(d), de->d_name, O_NOFOLLOW);
+		if (!sd)
 			continue;
-		sd = fdopendir(sfd);
-		if (!sd) {
-			close(sfd);
-			continue;
-		}
 		while ((se = readdir(sd))) {
 			uint8_t oid[16];
 			uint64_t chunk = 0, gen = 0;
@@ -287,21 +267,14 @@ stage_walk(int fd, void (*fn)(int txfd, const char *name, void *arg), void *arg)
 		return rc;
 	}
 	while ((de = readdir(d))) {
-		int sfd;
 		DIR *sd;
 		struct dirent *se;
 
 		if (de->d_name[0] == '.')
 			continue;
-		sfd = openat(dirfd(d), de->d_name,
-			     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (sfd < 0)
+		sd = util_opendirat(dirfd(d), de->d_name, O_NOFOLLOW);
+		if (!sd)
 			continue;
-		sd = fdopendir(sfd);
-		if (!sd) {
-			close(sfd);
-			continue;
-		}
 		while ((se = readdir(sd)))
 			if (strcmp(se->d_name, ".") && strcmp(se->d_name, ".."))
 				fn(dirfd(sd), se->d_name, arg);
@@ -354,20 +327,13 @@ stage_count(struct vs_vol *v)
 void
 stage_dir_drop(struct vs_vol *v, const char *sdir)
 {
-	int fd = openat(v->dirfd, sdir,
-			O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = util_opendirat(v->dirfd, sdir, O_NOFOLLOW);
 	char born[96];
 	struct dirent *de;
 	bool other = false;
-	DIR *d;
 
-	if (fd < 0)
+	if (!d)
 		return;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
 	while ((de = readdir(d)))
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
 		    strcmp(de->d_name, STAGE_BORN))
@@ -411,19 +377,13 @@ stage_born(int sfd, const char *name, int64_t *born_ms)
 int
 vs_stage_gc(struct vs_vol *v, int64_t age_s)
 {
-	int fd = openat(v->dirfd, "stage", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d;
+	DIR *d = util_opendirat(v->dirfd, "stage", 0);
 	struct dirent *de;
 	int64_t now = (int64_t)wall_ms();
 	int removed = 0;
 
-	if (fd < 0)
+	if (!d)
 		return errno == ENOENT ? 0 : -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
 	while ((de = readdir(d))) {
 		int64_t born = 0;
 
@@ -510,6 +470,40 @@ ext_add(struct vs_extent *ext, size_t *n, int fd, uint64_t off, uint64_t len)
 	(*n)++;
 }
 
+/*
+ * Get the regular file @fid for reading at data version @dv: refuses a
+ * format 1 volume, -EISDIR/-EINVAL for another type, -ESTALE at another
+ * DV. Fills @size and @cur_dv once the object is found. On success @o
+ * holds the object (obj_release it); on error it is released.
+ */
+static int
+get_file_at(struct vs_vol *v, const struct fid *fid, uint64_t dv,
+	    struct obj *o, uint64_t *size, uint64_t *cur_dv)
+{
+	int rc = obj_get_fid(v, fid, o);
+
+	if (rc)
+		return rc;
+	if (!v->cs) {
+		rc = data_v1_refuse(v);
+		goto fail;
+	}
+	*cur_dv = o->r.dv;
+	*size = o->r.size;
+	if (o->r.type != PROTO_T_FILE) {
+		rc = o->r.type == PROTO_T_DIR ? -EISDIR : -EINVAL;
+		goto fail;
+	}
+	if (o->r.dv != dv) {
+		rc = -ESTALE;
+		goto fail;
+	}
+	return 0;
+fail:
+	obj_release(o);
+	return rc;
+}
+
 int
 vs_data_open(struct vs_vol *v, const struct fid *fid, uint64_t dv,
 	     uint64_t off, uint64_t len, struct vs_extent *ext, size_t *n,
@@ -517,25 +511,12 @@ vs_data_open(struct vs_vol *v, const struct fid *fid, uint64_t dv,
 {
 	uint64_t scs = v->cs, end;
 	struct obj o;
-	int rc = obj_get_fid(v, fid, &o);
+	int rc;
 
 	*n = 0;
+	rc = get_file_at(v, fid, dv, &o, size, cur_dv);
 	if (rc)
 		return rc;
-	if (!v->cs) {
-		rc = data_v1_refuse(v);
-		goto out;
-	}
-	*cur_dv = o.r.dv;
-	*size = o.r.size;
-	if (o.r.type != PROTO_T_FILE) {
-		rc = o.r.type == PROTO_T_DIR ? -EISDIR : -EINVAL;
-		goto out;
-	}
-	if (o.r.dv != dv) {
-		rc = -ESTALE;
-		goto out;
-	}
 	if (len > PROTO_CHUNK_MAX) {
 		rc = -EINVAL;
 		goto out;
@@ -629,24 +610,10 @@ vs_data_copy(struct vs_vol *v, const struct fid *fid, uint64_t dv, int out,
 {
 	struct obj o;
 	uint64_t n;
-	int rc = obj_get_fid(v, fid, &o);
+	int rc = get_file_at(v, fid, dv, &o, size, cur_dv);
 
 	if (rc)
 		return rc;
-	if (!v->cs) {
-		rc = data_v1_refuse(v);
-		goto out;
-	}
-	*cur_dv = o.r.dv;
-	*size = o.r.size;
-	if (o.r.type != PROTO_T_FILE) {
-		rc = o.r.type == PROTO_T_DIR ? -EISDIR : -EINVAL;
-		goto out;
-	}
-	if (o.r.dv != dv) {
-		rc = -ESTALE;
-		goto out;
-	}
 	n = (o.r.size + v->cs - 1) / v->cs;
 	for (uint64_t i = 0; i < n && !rc; i++) {
 		char path[DPATH_MAX];
@@ -669,7 +636,6 @@ vs_data_copy(struct vs_vol *v, const struct fid *fid, uint64_t dv, int out,
 		rc = copy_range(fd, 0, out, i * v->cs, e.len);
 		close(fd);
 	}
-out:
 	obj_release(&o);
 	return rc;
 }

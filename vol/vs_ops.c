@@ -90,6 +90,43 @@ dir_touch(struct txn *t, struct obj *d)
 	add_event(t, PROTO_EV_DIR, d->oid, d->r.dv);
 }
 
+/*
+ * Report the attributes after the change: @o always, @parent and
+ * @newparent when not NULL.
+ */
+static void
+report_attrs(struct txn *t, struct obj *o, struct obj *parent,
+	     struct obj *newparent)
+{
+	t->res.has_attr = true;
+	obj_attr(t->v, o, &t->res.attr);
+	if (parent) {
+		t->res.has_parent = true;
+		obj_attr(t->v, parent, &t->res.parent);
+	}
+	if (newparent) {
+		t->res.has_newparent = true;
+		obj_attr(t->v, newparent, &t->res.newparent);
+	}
+}
+
+/* Write back @o and the directories not NULL, then report them all. */
+static int
+put_report(struct txn *t, struct obj *o, struct obj *parent,
+	   struct obj *newparent)
+{
+	int rc = obj_put(t->v, o);
+
+	if (!rc && parent)
+		rc = obj_put(t->v, parent);
+	if (!rc && newparent)
+		rc = obj_put(t->v, newparent);
+	if (rc)
+		return rc;
+	report_attrs(t, o, parent, newparent);
+	return 0;
+}
+
 /* Pick the new object's oid (client's choice or random). */
 static int
 new_oid(struct txn *t, const struct fid *want, uint8_t oid[16])
@@ -179,15 +216,9 @@ op_create(struct txn *t, const struct proto_op *op)
 	if (rc)
 		goto out;
 	dir_touch(t, &d);
-	rc = obj_put(t->v, &o);
+	rc = put_report(t, &o, &d, NULL);
 	if (!rc)
-		rc = obj_put(t->v, &d);
-	if (rc)
-		goto out;
-	t->vr.files_used++;
-	t->res.has_attr = t->res.has_parent = true;
-	obj_attr(t->v, &o, &t->res.attr);
-	obj_attr(t->v, &d, &t->res.parent);
+		t->vr.files_used++;
 out:
 	obj_release(&o);
 	obj_release(&d);
@@ -225,14 +256,7 @@ op_link(struct txn *t, const struct proto_op *op)
 	o.r.nlink++;
 	o.r.ctime = t->now;
 	add_event(t, PROTO_EV_ATTR, o.oid, o.r.dv);
-	rc = obj_put(t->v, &o);
-	if (!rc)
-		rc = obj_put(t->v, &d);
-	if (rc)
-		goto out;
-	t->res.has_attr = t->res.has_parent = true;
-	obj_attr(t->v, &o, &t->res.attr);
-	obj_attr(t->v, &d, &t->res.parent);
+	rc = put_report(t, &o, &d, NULL);
 out:
 	obj_release(&o);
 	obj_release(&d);
@@ -422,13 +446,7 @@ op_rename(struct txn *t, const struct proto_op *op)
 	/* Renaming a name onto itself, or onto another link of the same
 	 * object, changes nothing (rename(2)). */
 	if (have_target && !memcmp(tchild, o.oid, 16)) {
-		t->res.has_attr = t->res.has_parent = true;
-		obj_attr(t->v, &o, &t->res.attr);
-		obj_attr(t->v, &sd, &t->res.parent);
-		if (!same_dir) {
-			t->res.has_newparent = true;
-			obj_attr(t->v, &dd, &t->res.newparent);
-		}
+		report_attrs(t, &o, &sd, same_dir ? NULL : &dd);
 		goto out;
 	}
 	if (o.r.type == PROTO_T_DIR && !same_dir) {
@@ -519,26 +537,40 @@ op_rename(struct txn *t, const struct proto_op *op)
 	dir_touch(t, &sd);
 	if (!same_dir)
 		dir_touch(t, &dd);
-	rc = obj_put(t->v, &o);
-	if (!rc)
-		rc = obj_put(t->v, &sd);
-	if (!rc && !same_dir)
-		rc = obj_put(t->v, &dd);
-	if (rc)
-		goto out;
-	t->res.has_attr = t->res.has_parent = true;
-	obj_attr(t->v, &o, &t->res.attr);
-	obj_attr(t->v, &sd, &t->res.parent);
-	if (!same_dir) {
-		t->res.has_newparent = true;
-		obj_attr(t->v, &dd, &t->res.newparent);
-	}
+	rc = put_report(t, &o, &sd, same_dir ? NULL : &dd);
 out:
 	obj_release(&vic);
 	obj_release(&o);
 	obj_release(&dd);
 	obj_release(&sd);
 	return rc;
+}
+
+/*
+ * Give file @o new data of @size bytes at the next DV (data_make() with
+ * @store, NULL for a truncate): refuses past the volume quota, moves
+ * bytes_used, size, DV and mtime, and records the data event.
+ */
+static int
+data_replace(struct txn *t, struct obj *o, uint64_t size,
+	     const struct proto_op *store)
+{
+	uint64_t newdv;
+	int rc;
+
+	if (t->vr.bytes_limit && size > o->r.size &&
+	    t->vr.bytes_used - o->r.size + size > t->vr.bytes_limit)
+		return fail(t, -EDQUOT, "volume quota exceeded");
+	newdv = next_dv(t, o->r.dv);
+	rc = data_make(t, o, newdv, size, store);
+	if (rc)
+		return rc;
+	t->vr.bytes_used = t->vr.bytes_used - o->r.size + size;
+	o->r.size = size;
+	o->r.dv = newdv;
+	o->r.mtime = t->now;
+	add_event(t, PROTO_EV_DATA, o->oid, o->r.dv);
+	return 0;
 }
 
 static int
@@ -555,8 +587,6 @@ op_setattr(struct txn *t, const struct proto_op *op)
 		goto out;
 	}
 	if (op->mask & PROTO_SA_SIZE) {
-		uint64_t newdv;
-
 		if (o.r.type == PROTO_T_DIR) {
 			rc = fail(t, -EISDIR, "is a directory");
 			goto out;
@@ -569,20 +599,9 @@ op_setattr(struct txn *t, const struct proto_op *op)
 			rc = fail(t, -EFBIG, "file too large");
 			goto out;
 		}
-		if (t->vr.bytes_limit && op->size > o.r.size &&
-		    t->vr.bytes_used - o.r.size + op->size > t->vr.bytes_limit) {
-			rc = fail(t, -EDQUOT, "volume quota exceeded");
-			goto out;
-		}
-		newdv = next_dv(t, o.r.dv);
-		rc = data_make(t, &o, newdv, op->size, NULL);
+		rc = data_replace(t, &o, op->size, NULL);
 		if (rc)
 			goto out;
-		t->vr.bytes_used = t->vr.bytes_used - o.r.size + op->size;
-		o.r.size = op->size;
-		o.r.dv = newdv;
-		o.r.mtime = t->now;
-		add_event(t, PROTO_EV_DATA, o.oid, o.r.dv);
 	}
 	if (op->mask & PROTO_SA_MODE)
 		o.r.mode = op->mode & 07777;
@@ -597,11 +616,7 @@ op_setattr(struct txn *t, const struct proto_op *op)
 	o.r.ctime = t->now;
 	if (!(op->mask & PROTO_SA_SIZE))
 		add_event(t, PROTO_EV_ATTR, o.oid, o.r.dv);
-	rc = obj_put(t->v, &o);
-	if (rc)
-		goto out;
-	t->res.has_attr = true;
-	obj_attr(t->v, &o, &t->res.attr);
+	rc = put_report(t, &o, NULL, NULL);
 out:
 	obj_release(&o);
 	return rc;
@@ -691,11 +706,7 @@ op_xattr(struct txn *t, const struct proto_op *op)
 	}
 	o.r.ctime = t->now;
 	add_event(t, PROTO_EV_ATTR, o.oid, o.r.dv);
-	rc = obj_put(t->v, &o);
-	if (rc)
-		goto out;
-	t->res.has_attr = true;
-	obj_attr(t->v, &o, &t->res.attr);
+	rc = put_report(t, &o, NULL, NULL);
 out:
 	obj_release(&o);
 	return rc;
@@ -705,7 +716,6 @@ static int
 op_store(struct txn *t, const struct proto_op *op)
 {
 	struct obj o;
-	uint64_t newdv;
 	int rc = obj_get_fid(t->v, &op->fid, &o);
 
 	if (rc)
@@ -737,26 +747,13 @@ op_store(struct txn *t, const struct proto_op *op)
 			goto out;
 		}
 	}
-	if (t->vr.bytes_limit && op->size > o.r.size &&
-	    t->vr.bytes_used - o.r.size + op->size > t->vr.bytes_limit) {
-		rc = fail(t, -EDQUOT, "volume quota exceeded");
-		goto out;
-	}
-	newdv = next_dv(t, o.r.dv);
-	rc = data_make(t, &o, newdv, op->size, op);
+	rc = data_replace(t, &o, op->size, op);
 	if (rc)
 		goto out;
-	t->vr.bytes_used = t->vr.bytes_used - o.r.size + op->size;
-	o.r.size = op->size;
-	o.r.dv = newdv;
-	o.r.mtime = o.r.ctime = t->now;
-	add_event(t, PROTO_EV_DATA, o.oid, o.r.dv);
-	rc = obj_put(t->v, &o);
-	if (rc)
-		goto out;
-	t->store = op;
-	t->res.has_attr = true;
-	obj_attr(t->v, &o, &t->res.attr);
+	o.r.ctime = t->now;
+	rc = put_report(t, &o, NULL, NULL);
+	if (!rc)
+		t->store = op;
 out:
 	obj_release(&o);
 	return rc;

@@ -134,20 +134,13 @@ staged_name(char *buf, size_t len, const char *name)
 int
 rm_tree(int pfd, const char *name, int depth)
 {
-	int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-					     O_CLOEXEC);
-	DIR *d;
+	DIR *d = util_opendirat(pfd, name, O_NOFOLLOW);
 	struct dirent *de;
 	int rc = 0;
 
-	if (fd < 0)
+	if (!d)
 		return errno == ENOTDIR ? (unlinkat(pfd, name, 0) ? -errno : 0)
 					: -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
@@ -702,18 +695,12 @@ static void
 snap_sweep(struct vs_root *r, const char *name)
 {
 	char prefix[96];
-	int fd = openat(r->volfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = util_opendirat(r->volfd, ".", 0);
 	struct dirent *de;
 	size_t pl;
-	DIR *d;
 
-	if (fd < 0)
+	if (!d)
 		return;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
 	pl = (size_t)snprintf(prefix, sizeof(prefix), ".snap-%s.", name);
 	while ((de = readdir(d))) {
 		long pid;
@@ -1080,22 +1067,11 @@ vs_vol_set_limits(struct vs_vol *v, uint64_t bytes_limit,
 static int
 vflags_get(struct vs_vol *v, uint32_t *flags)
 {
-	uint8_t *val;
-	size_t len;
-	int rc = kv_get(v, "F", 1, &val, &len);
+	int rc;
 
 	*flags = 0;
-	if (rc == -ENOENT)
-		return 0;
-	if (rc)
-		return rc;
-	if (len != sizeof(*flags)) {
-		free(val);
-		return -EINVAL;
-	}
-	memcpy(flags, val, sizeof(*flags));
-	free(val);
-	return 0;
+	rc = kv_get_fixed(v, "F", 1, flags, sizeof(*flags), -EINVAL);
+	return rc == -ENOENT ? 0 : rc;
 }
 
 int

@@ -204,6 +204,24 @@ make_token() { # VOL rw|ro FILE
 
 vc() { python3 "$top_srcdir/tests/integration/vol-client.py" "$@"; }
 
+# The start of the kill -9 tests of cairn-vold (t1050, t1101, t1125):
+# seed $RANDOM from $SEED (or a random one, printed for replay), start
+# cairn-vold, create volume VOL and a read-write token for
+# vol-client.py ($VC, exported VC_URL, VC_VOL, VC_TOKEN), and set $R to
+# the root's FID. Exits 99 when any of it fails.
+crash_setup() { # VOL
+	VC="$top_srcdir/tests/integration/vol-client.py"
+	SEED=${SEED:-$RANDOM}
+	echo "# seed $SEED"
+	RANDOM=$SEED
+	vold_start || exit 99
+	vos create "$1" >/dev/null || exit 99
+	export VC_URL=$VOLD_URL VC_VOL=$1
+	make_token "$1" rw "$T_DIR/rw.tok" || exit 99
+	export VC_TOKEN=$(cat "$T_DIR/rw.tok")
+	R=$(python3 "$VC" root) || exit 99
+}
+
 jerr() {
 	python3 -c 'import json,sys
 t=sys.stdin.read().split("\n",1)

@@ -5,17 +5,7 @@
 # store that was acknowledged is there. Seed printed for replay.
 . "$top_srcdir/tests/integration/lib.sh"
 t_timeout 240
-VC="$top_srcdir/tests/integration/vol-client.py"
-SEED=${SEED:-$RANDOM}
-echo "# seed $SEED"
-RANDOM=$SEED
-
-vold_start || exit 99
-vos create crash >/dev/null || exit 99
-export VC_URL=$VOLD_URL VC_VOL=crash
-make_token crash rw "$T_DIR/rw.tok"
-export VC_TOKEN=$(cat "$T_DIR/rw.tok")
-R=$(python3 "$VC" root)
+crash_setup crash
 for i in 0 1 2 3; do python3 "$VC" create "$R" "f$i" >>"$T_DIR/fids" || exit 99; done
 
 cat >"$T_DIR/writer.py" <<'PY'

@@ -8,17 +8,7 @@
 # printed for replay.
 . "$top_srcdir/tests/integration/lib.sh"
 t_timeout 240
-VC="$top_srcdir/tests/integration/vol-client.py"
-SEED=${SEED:-$RANDOM}
-echo "# seed $SEED"
-RANDOM=$SEED
-
-vold_start || exit 99
-vos create ccrash >/dev/null || exit 99
-export VC_URL=$VOLD_URL VC_VOL=ccrash
-make_token ccrash rw "$T_DIR/rw.tok"
-export VC_TOKEN=$(cat "$T_DIR/rw.tok")
-R=$(python3 "$VC" root)
+crash_setup ccrash
 for i in 0 1 2; do
 	F=$(python3 "$VC" create "$R" "f$i") || exit 99
 	echo "$F" >>"$T_DIR/fids"

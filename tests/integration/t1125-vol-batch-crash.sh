@@ -14,17 +14,7 @@
 # printed.
 . "$top_srcdir/tests/integration/lib.sh"
 t_timeout 240
-VC="$top_srcdir/tests/integration/vol-client.py"
-SEED=${SEED:-$RANDOM}
-echo "# seed $SEED"
-RANDOM=$SEED
-
-vold_start || exit 99
-vos create bc >/dev/null || exit 99
-export VC_URL=$VOLD_URL VC_VOL=bc
-make_token bc rw "$T_DIR/rw.tok"
-export VC_TOKEN=$(cat "$T_DIR/rw.tok")
-R=$(python3 "$VC" root) || exit 99
+crash_setup bc
 mkdir -p "$T_DIR/req"
 
 cat >"$T_DIR/writer.py" <<'PY'

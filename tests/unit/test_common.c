@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -205,6 +206,43 @@ test_io(void)
 		uint64_t a = util_now_ms(), b = util_now_ms();
 
 		ok(b >= a, "monotonic clock");
+	}
+	{
+		char link[160];
+		struct dirent *de;
+		int n = 0, fl;
+		DIR *d = util_opendirat(AT_FDCWD, dir, 0);
+
+		ok(d != NULL, "opendirat of a directory");
+		while (d && (de = readdir(d)))
+			if (!strcmp(de->d_name, "f") || !strcmp(de->d_name, "a"))
+				n++;
+		is_int(n, 2, "lists its entries");
+		fl = d ? fcntl(dirfd(d), F_GETFD) : -1;
+		ok(fl >= 0 && (fl & FD_CLOEXEC), "close-on-exec");
+		if (d)
+			closedir(d);
+		errno = 0;
+		ok(!util_opendirat(AT_FDCWD, path, 0) && errno == ENOTDIR,
+		   "opendirat of a file: NULL, ENOTDIR");
+		errno = 0;
+		ok(!util_opendirat(AT_FDCWD, "/nonexistent-cairn-dir", 0) &&
+			   errno == ENOENT,
+		   "opendirat of nothing: NULL, ENOENT");
+		snprintf(link, sizeof(link), "%s/l", dir);
+		if (symlink("a", link) == 0) {
+			d = util_opendirat(AT_FDCWD, link, 0);
+			ok(d != NULL, "a symlink to a directory is followed");
+			if (d)
+				closedir(d);
+			errno = 0;
+			ok(!util_opendirat(AT_FDCWD, link, O_NOFOLLOW) &&
+				   (errno == ELOOP || errno == ENOTDIR),
+			   "but not with O_NOFOLLOW");
+			unlink(link);
+		} else {
+			skip(2, "symlink failed");
+		}
 	}
 	unlink(path);
 	snprintf(sub, sizeof(sub), "%s/a/b/c", dir);

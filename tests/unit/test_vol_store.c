@@ -1404,6 +1404,38 @@ test_stage_limits(void)
 	is_int(access(path, F_OK), -1, "and removed its directory");
 	vs_vol_info(vol, &vi);
 	is_int((int)vi.bytes_used, 3 * 65536, "192 KiB used");
+	{
+		struct proto_op sa = {0};
+		struct proto_attr a;
+		struct vs_reply rep;
+
+		vs_getattr(vol, &f, &a);
+		sa.kind = PROTO_OP_SETATTR;
+		sa.fid = f;
+		sa.base_dv = a.dv;
+		sa.mask = PROTO_SA_SIZE;
+		sa.size = 256 << 10;
+		is_int(apply(&sa, NULL, &rep), 507,
+		       "truncate up past the 200 KiB quota is 507");
+		is_int(err_of(&rep), EDQUOT, "... EDQUOT");
+		free(rep.body);
+		vs_getattr(vol, &f, &a);
+		ok(a.size == 3 * 65536 && a.dv == sa.base_dv,
+		   "the refused truncate changed neither size nor DV");
+		sa.size = 100 << 10;
+		is_int(apply(&sa, NULL, NULL), 200, "truncate down to 100 KiB");
+		vs_getattr(vol, &f, &a);
+		ok(a.size == 100 << 10 && a.dv == sa.base_dv + 1,
+		   "size set, DV moved on by one");
+		vs_vol_info(vol, &vi);
+		is_int((int)vi.bytes_used, 100 << 10, "100 KiB used");
+		sa.base_dv++;
+		sa.size = 3 * 65536;
+		is_int(apply(&sa, NULL, NULL), 200,
+		       "truncate up to 192 KiB again, within the quota");
+		vs_vol_info(vol, &vi);
+		is_int((int)vi.bytes_used, 3 * 65536, "192 KiB used again");
+	}
 	is_int(stage(&f, txid, 3, 65536, 'd', 65536), -EDQUOT,
 	       "used + staged past the quota is EDQUOT");
 	is_int(stage(&f, txid, 3, 65536, 'd', 8192), 0,
