@@ -43,7 +43,9 @@ def bump(fid, n):
 while True:
     n += 1
     bump(a, n); bump(b, n)
-    open(sys.argv[4], "w").write("%d\n" % n)
+    # Through a rename: a reader never sees the file empty mid-write.
+    open(sys.argv[4] + ".tmp", "w").write("%d\n" % n)
+    os.rename(sys.argv[4] + ".tmp", sys.argv[4])
 PY
 python3 "$T_DIR/writer.py" "$VC" "$A" "$B" "$T_DIR/gen" 2>"$T_DIR/writer.err" &
 wpid=$!
