@@ -46,6 +46,7 @@ static const char usage_text[] =
 	"              [--max-parallel N] [--readahead CHUNKS] [--threads N]\n"
 	"              [--dirty-limit SIZE] [--ca-file FILE] [--ctl-socket PATH]\n"
 	"              [--ctl-conns-per-uid N] [--proxy URL] [--allow-insecure-http]\n"
+	"              [--write-mode sync|writeback] [--writeback-delay DURATION]\n"
 	"              [-o FUSE-OPTIONS]\n"
 	"              [--help] [--version]\n"
 	"The token FILE must be a regular file of cairnd's user, mode 0600\n"
@@ -76,6 +77,8 @@ static const struct option long_opts[] = {
 	{"ctl-conns-per-uid", required_argument, NULL, 15},
 	{"proxy", required_argument, NULL, 17},
 	{"allow-insecure-http", no_argument, NULL, 16},
+	{"write-mode", required_argument, NULL, 18},
+	{"writeback-delay", required_argument, NULL, 19},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},

@@ -71,7 +71,9 @@ enum ctl_type {
 	CTL_RESOLVE = 18,    /* path, how */
 	CTL_REPLAYLOG = 19,  /* [limit] */
 	CTL_FLUSHALL = 20,   /* root */
-	CTL_REQ_MAX = 20,
+	CTL_METRICS = 21,    /* the counters, Prometheus text */
+	CTL_SYNC = 22,	     /* [path]: wait until the server has it */
+	CTL_REQ_MAX = 22,
 
 	CTL_REPLY = 0x8000,
 	CTL_OK = 0x8001,       /* final: the result object */
