@@ -3,10 +3,13 @@
 #
 # Every number is a ratio against local disk measured in the same run on
 # the same machine (these machines are noisy), as in bench-cm.sh:
-#   untar of BENCH_WRITE_FILES (2,000) small files: until tar exits (the
-#       close of the last file)            vs  local tar
+#   untar of BENCH_WRITE_FILES (2,000) files of 1-64 KiB in 20 directories
+#       (issue #14's tree): until tar exits (the close of the last file)
+#                                          vs  local tar
 #     and until the server has every file and byte (vos examine: objects
 #       and bytes of the volume)           vs  local tar + sync
+#     the same in writeback mode (--write-mode writeback, the default
+#       1 s delay): until tar exits, and until the server has it all
 #   write of one BENCH_WRITE_MB (256) MiB file, dd conv=fsync, with close
 #                                          vs  the same dd to local disk
 #   git status, warm, in a BENCH_GIT_FILES (5,000)-file repository (median
@@ -35,8 +38,11 @@ root, n = sys.argv[1], int(sys.argv[2])
 for i in range(n):
     d = os.path.join(root, "d%02d" % (i // 100))
     os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "f%05d.txt" % i), "w") as f:
-        f.write(("small file %d\n" % i) * (1 + i % 40))
+    # 1 to 64 KiB, spread evenly and the same in every run
+    size = 1024 + (i * 7919) % (63 * 1024 + 1)
+    line = ("small file %d\n" % i).encode()
+    with open(os.path.join(d, "f%05d.txt" % i), "wb") as f:
+        f.write((line * (size // len(line) + 1))[:size])
 PY
 tar -C "$T_DIR/small" -cf "$T_DIR/small.tar" . || exit 99
 want_files=$(( $(find "$T_DIR/small" | wc -l) ))       # files + dirs + the root
@@ -86,7 +92,7 @@ make_token gitbench rw "$T_DIR/tok-git"
 mnt=$T_DIR/mnt
 cairnd_mount "$mnt" "$T_DIR/cache" wbench "$T_DIR/tok" --cache-size 4G || exit 1
 server_has_all() {
-	vos examine wbench --json 2>/dev/null | python3 -c '
+	vos examine "${VOL:-wbench}" --json 2>/dev/null | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
 sys.exit(0 if d["files"] >= int(sys.argv[1]) and d["bytes"] >= int(sys.argv[2]) else 1)' \
@@ -107,6 +113,29 @@ else
 	echo "# untar on the mount failed: $(head -n 2 "$T_DIR/untar.err")"
 fi
 
+rss=$(awk '/VmHWM/ {print $2}' "/proc/$(cairnd_pid "$mnt")/status" 2>/dev/null)
+
+# The untar again on an empty volume, in writeback mode.
+vos create wbench2 >/dev/null 2>&1 || exit 99
+make_token wbench2 rw "$T_DIR/tok2"
+mntw=$T_DIR/mntwb
+cairnd_mount "$mntw" "$T_DIR/cache-wb" wbench2 "$T_DIR/tok2" --cache-size 4G --write-mode writeback || exit 1
+wb_untar="failed"; wb_untar_srv="failed"
+mkdir -p "$mntw/untar" 2>/dev/null
+t0=$(now)
+if tar -C "$mntw/untar" -xf "$T_DIR/small.tar" 2>"$T_DIR/untar-wb.err"; then
+	t1=$(now)
+	wb_untar=$(secs "$t0" "$t1")
+	for _ in $(seq 1 6000); do VOL=wbench2 server_has_all && break; sleep 0.01; done
+	t2=$(now)
+	VOL=wbench2 server_has_all && wb_untar_srv=$(secs "$t0" "$t2")
+	diff -r "$T_DIR/small" "$mntw/untar" >/dev/null 2>&1 || { echo "# WARNING: untarred tree differs (writeback)"; wb_untar="failed"; }
+	wb_after=$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.3f", b - a }')
+else
+	echo "# untar on the writeback mount failed: $(head -n 2 "$T_DIR/untar-wb.err")"
+fi
+cairnd_umount "$mntw"
+
 big="failed"
 t0=$(now)
 if dd if="$T_DIR/big.src" of="$mnt/big" bs=1M conv=fsync 2>"$T_DIR/dd.err"; then
@@ -116,7 +145,8 @@ if dd if="$T_DIR/big.src" of="$mnt/big" bs=1M conv=fsync 2>"$T_DIR/dd.err"; then
 else
 	echo "# dd on the mount failed: $(head -n 2 "$T_DIR/dd.err")"
 fi
-rss=$(awk '/VmHWM/ {print $2}' "/proc/$(cairnd_pid "$mnt")/status" 2>/dev/null)
+rss2=$(awk '/VmHWM/ {print $2}' "/proc/$(cairnd_pid "$mnt")/status" 2>/dev/null)
+[ "${rss2:-0}" -gt "${rss:-0}" ] && rss=$rss2
 cairnd_umount "$mnt"
 
 mnt2=$T_DIR/mntgit
@@ -140,6 +170,9 @@ row() {
 }
 row "untar $NFILES small files, until tar exits" "$untar" "$base_untar"
 row "untar $NFILES small files, until the server has all" "$untar_srv" "$base_untar_sync"
+row "writeback: untar, until tar exits" "$wb_untar" "$base_untar"
+row "writeback: untar, until the server has all" "$wb_untar_srv" "$base_untar_sync"
+[ "$wb_untar_srv" != failed ] && echo "writeback: on the server ${wb_after} s after tar exited"
 row "write ${FILE_MB} MiB, dd conv=fsync + close" "$big" "$base_big"
 row "git status warm, $NGIT files (median of 3)" "$gitw" "$base_git"
 [ "$big" != failed ] && echo "write MB/s: $(awk -v m="$FILE_MB" -v s="$big" 'BEGIN { printf "%.0f", m / s }')"
