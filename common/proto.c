@@ -1,5 +1,5 @@
 /*
- * proto.c - encoders and decoders of the cairn wire protocol, version 1
+ * proto.c - encoders and decoders of the cairn wire protocol, version 3
  * (doc/protocol.md is normative, proto.h is the interface).
  *
  * It turns structs into JSON text and JSON text into structs, with jansson,
@@ -237,6 +237,9 @@ proto_status_to_errno(int status)
 		return EACCES;
 	if (status == 431)
 		return E2BIG;
+	/* A batch entry that was not applied (doc/protocol.md). */
+	if (status == 424)
+		return EAGAIN;
 	for (i = 0; i < sizeof(status_table) / sizeof(status_table[0]); i++)
 		if (status_table[i].status == status)
 			return status_table[i].err;
@@ -1442,8 +1445,10 @@ put_flags(struct enc *e, json_t *o, uint32_t flags, const char *f1,
 	put(e, o, "flags", arr);
 }
 
-char *
-proto_op_encode(const struct proto_op *op, size_t *lenp)
+/* The JSON object of one op (NULL after enc_fail() when it cannot be
+ * built). Shared by proto_op_encode() and proto_batch_encode(). */
+static json_t *
+op_to_json(struct enc *ep, const struct proto_op *op)
 {
 	struct enc e = {0};
 	json_t *o = json_object(), *arr;
@@ -1453,7 +1458,7 @@ proto_op_encode(const struct proto_op *op, size_t *lenp)
 	if (op->kind <= PROTO_OP_NONE || op->kind > PROTO_OP_STORE)
 		enc_fail(&e, EINVAL);
 	if (!o || e.err)
-		return finish(&e, o, lenp);
+		goto done;
 	put(&e, o, "op", json_string(proto_op_name(op->kind)));
 	put_hex16(&e, o, "opid", op->opid);
 	switch (op->kind) {
@@ -1569,6 +1574,25 @@ proto_op_encode(const struct proto_op *op, size_t *lenp)
 	default:
 		break;
 	}
+done:
+	if (!o)
+		enc_fail(&e, ENOMEM);
+	if (e.err) {
+		enc_fail(ep, e.err);
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+char *
+proto_op_encode(const struct proto_op *op, size_t *lenp)
+{
+	struct enc e = {0};
+	json_t *o = op_to_json(&e, op);
+
+	if (!o && !e.err)
+		enc_fail(&e, ENOMEM);
 	return finish(&e, o, lenp);
 }
 
@@ -1758,20 +1782,17 @@ decode_xattr(json_t *o, struct proto_op *op)
 	return get_flags(o, "create", "replace", &op->flags);
 }
 
-int
-proto_op_decode(const char *buf, size_t len, struct proto_op *op)
+/* One op from its JSON object @o (not consumed). @return as
+ * proto_op_decode(); on error @op is released. */
+static int
+op_from_json(json_t *o, struct proto_op *op)
 {
-	json_t *o;
 	const char *s;
 	size_t slen;
 	int rc = -EINVAL;
 
 	memset(op, 0, sizeof(*op));
-	/* Refuse before parsing what no single op can need. */
-	if (len > PROTO_OP_BODY_MAX)
-		return -E2BIG;
-	o = load(buf, len);
-	if (!o)
+	if (!json_is_object(o))
 		return -EINVAL;
 	if (get_str(o, "op", &s, &slen) || strlen(s) != slen)
 		goto out;
@@ -1862,9 +1883,26 @@ proto_op_decode(const char *buf, size_t len, struct proto_op *op)
 	}
 	rc = 0;
 out:
-	json_decref(o);
 	if (rc)
 		proto_op_release(op);
+	return rc;
+}
+
+int
+proto_op_decode(const char *buf, size_t len, struct proto_op *op)
+{
+	json_t *o;
+	int rc;
+
+	memset(op, 0, sizeof(*op));
+	/* Refuse before parsing what no single op can need. */
+	if (len > PROTO_OP_BODY_MAX)
+		return -E2BIG;
+	o = load(buf, len);
+	if (!o)
+		return -EINVAL;
+	rc = op_from_json(o, op);
+	json_decref(o);
 	return rc;
 }
 
@@ -1903,14 +1941,13 @@ opt_attr(json_t *o, const char *key, bool *has, struct proto_attr *a)
 	return 0;
 }
 
-int
-proto_op_result_decode(const char *buf, size_t len, struct proto_op_result *r)
+static int
+op_result_from_json(json_t *o, struct proto_op_result *r)
 {
-	json_t *o = load(buf, len);
 	int rc = -EINVAL;
 
 	memset(r, 0, sizeof(*r));
-	if (!o)
+	if (!json_is_object(o))
 		return -EINVAL;
 	if (opt_attr(o, "attr", &r->has_attr, &r->attr) ||
 	    opt_attr(o, "parent", &r->has_parent, &r->parent) ||
@@ -1925,9 +1962,22 @@ proto_op_result_decode(const char *buf, size_t len, struct proto_op_result *r)
 		goto out;
 	rc = 0;
 out:
-	json_decref(o);
 	if (rc)
 		memset(r, 0, sizeof(*r));
+	return rc;
+}
+
+int
+proto_op_result_decode(const char *buf, size_t len, struct proto_op_result *r)
+{
+	json_t *o = load(buf, len);
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	if (!o)
+		return -EINVAL;
+	rc = op_result_from_json(o, r);
+	json_decref(o);
 	return rc;
 }
 
@@ -1954,16 +2004,15 @@ proto_error_encode(int err, const char *msg, uint64_t cur_dv, size_t *lenp)
 	return finish(&e, o, lenp);
 }
 
-int
-proto_error_decode(const char *buf, size_t len, struct proto_error *er)
+static int
+error_from_json(json_t *o, struct proto_error *er)
 {
-	json_t *o = load(buf, len);
 	const char *s;
 	size_t slen, n;
 	int rc = -EINVAL, en;
 
 	memset(er, 0, sizeof(*er));
-	if (!o)
+	if (!json_is_object(o))
 		return -EINVAL;
 	if (get_str(o, "errno", &s, &slen) || strlen(s) != slen)
 		goto out;
@@ -1993,9 +2042,214 @@ proto_error_decode(const char *buf, size_t len, struct proto_error *er)
 	}
 	rc = 0;
 out:
-	json_decref(o);
 	if (rc)
 		memset(er, 0, sizeof(*er));
+	return rc;
+}
+
+int
+proto_error_decode(const char *buf, size_t len, struct proto_error *er)
+{
+	json_t *o = load(buf, len);
+	int rc;
+
+	memset(er, 0, sizeof(*er));
+	if (!o)
+		return -EINVAL;
+	rc = error_from_json(o, er);
+	json_decref(o);
+	return rc;
+}
+
+/* --- batches (version 3) --- */
+
+int
+proto_batch_decode(const char *buf, size_t len, struct proto_batch *b)
+{
+	json_t *o, *arr, *v;
+	size_t n;
+	int rc = -EINVAL;
+
+	memset(b, 0, sizeof(*b));
+	/* The size is the first check, before a byte is parsed. */
+	if (len > PROTO_BATCH_BODY_MAX)
+		return -E2BIG;
+	o = load(buf, len);
+	if (!o)
+		return -EINVAL;
+	arr = json_object_get(o, "ops");
+	if (!json_is_array(arr))
+		goto out;
+	n = json_array_size(arr);
+	if (n == 0)
+		goto out;
+	if (n > PROTO_BATCH_MAX) {
+		rc = -E2BIG;
+		goto out;
+	}
+	v = json_object_get(o, "stop_on_error");
+	if (v && !json_is_boolean(v))
+		goto out;
+	b->stop = v && json_is_true(v);
+	b->ops = calloc(n, sizeof(*b->ops));
+	if (!b->ops) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		rc = op_from_json(json_array_get(arr, i), &b->ops[i]);
+		if (rc)
+			goto out;
+		b->n = i + 1;
+	}
+	rc = 0;
+out:
+	json_decref(o);
+	if (rc)
+		proto_batch_release(b);
+	return rc;
+}
+
+void
+proto_batch_release(struct proto_batch *b)
+{
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->n; i++)
+		proto_op_release(&b->ops[i]);
+	free(b->ops);
+	memset(b, 0, sizeof(*b));
+}
+
+char *
+proto_batch_encode(const struct proto_op *ops, size_t n, bool stop,
+		   size_t *lenp)
+{
+	struct enc e = {0};
+	json_t *o = json_object(), *arr = json_array();
+	char *s;
+	size_t len = 0;
+
+	if (n == 0 || n > PROTO_BATCH_MAX)
+		enc_fail(&e, n ? E2BIG : EINVAL);
+	for (size_t i = 0; arr && i < n && !e.err; i++)
+		append(&e, arr, op_to_json(&e, &ops[i]));
+	if (o) {
+		put(&e, o, "ops", arr);
+		arr = NULL;
+		if (stop)
+			put(&e, o, "stop_on_error", json_true());
+	}
+	json_decref(arr);
+	s = finish(&e, o, &len);
+	if (s && len > PROTO_BATCH_BODY_MAX) {
+		free(s);
+		errno = E2BIG;
+		return NULL;
+	}
+	if (s && lenp)
+		*lenp = len;
+	return s;
+}
+
+/* Append @n bytes to the growing buffer *@b (*@len used, *@cap held). */
+static int
+grow_put(char **b, size_t *len, size_t *cap, const char *p, size_t n)
+{
+	if (*len + n + 1 > *cap) {
+		size_t c = *cap ? *cap : 256;
+		char *nb;
+
+		while (c < *len + n + 1)
+			c *= 2;
+		nb = realloc(*b, c);
+		if (!nb)
+			return -ENOMEM;
+		*b = nb;
+		*cap = c;
+	}
+	memcpy(*b + *len, p, n);
+	*len += n;
+	(*b)[*len] = 0;
+	return 0;
+}
+
+char *
+proto_batch_reply_encode(const int *status, char *const *body,
+			 const size_t *blen, size_t n, size_t *lenp)
+{
+	char *b = NULL, num[48];
+	size_t len = 0, cap = 0;
+	int rc;
+
+	rc = grow_put(&b, &len, &cap, "{\"results\":[", 12);
+	for (size_t i = 0; !rc && i < n; i++) {
+		if ((status[i] != 200 &&
+		     (status[i] < 400 || status[i] > 599)) || !body[i] ||
+		    !blen[i] || body[i][0] != '{') {
+			rc = -EINVAL;
+			break;
+		}
+		snprintf(num, sizeof(num), "%s{\"status\":%d,\"body\":",
+			 i ? "," : "", status[i]);
+		rc = grow_put(&b, &len, &cap, num, strlen(num));
+		if (!rc)
+			rc = grow_put(&b, &len, &cap, body[i], blen[i]);
+		if (!rc)
+			rc = grow_put(&b, &len, &cap, "}", 1);
+	}
+	if (!rc)
+		rc = grow_put(&b, &len, &cap, "]}", 2);
+	if (rc) {
+		free(b);
+		errno = -rc;
+		return NULL;
+	}
+	if (lenp)
+		*lenp = len;
+	return b;
+}
+
+int
+proto_batch_reply_decode(const char *buf, size_t len, size_t nops,
+			 struct proto_batch_result **out)
+{
+	json_t *o = load(buf, len), *arr;
+	struct proto_batch_result *r = NULL;
+	int rc = -EINVAL;
+
+	*out = NULL;
+	if (!o)
+		return -EINVAL;
+	arr = json_object_get(o, "results");
+	if (!json_is_array(arr) || nops == 0 || nops > PROTO_BATCH_MAX ||
+	    json_array_size(arr) != nops)
+		goto out;
+	r = calloc(nops, sizeof(*r));
+	if (!r) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < nops; i++) {
+		json_t *it = json_array_get(arr, i), *bo;
+		uint64_t st;
+
+		if (!json_is_object(it) || get_uint(it, "status", 599, &st) ||
+		    st < 200 || (st > 200 && st < 400))
+			goto out;
+		bo = json_object_get(it, "body");
+		r[i].status = (int)st;
+		if (st == 200 ? op_result_from_json(bo, &r[i].res)
+			      : error_from_json(bo, &r[i].err))
+			goto out;
+	}
+	rc = 0;
+out:
+	json_decref(o);
+	if (rc)
+		free(r);
+	else
+		*out = r;
 	return rc;
 }
 
@@ -2163,6 +2417,8 @@ proto_parse_path(const char *target, struct proto_path *out)
 			out->kind = PROTO_P_EVENTS;
 		else if (n == 4 && SEG(3, "op"))
 			out->kind = PROTO_P_OP;
+		else if (n == 4 && SEG(3, "batch"))
+			out->kind = PROTO_P_BATCH;
 		else if (n == 5 && SEG(3, "dir"))
 			out->kind = PROTO_P_DIR;
 		else if (n == 5 && SEG(3, "link"))

@@ -34,8 +34,9 @@
 #include "common/fid.h"
 
 /* 2: paged directory listings (?limit=, ?cursor=, "next"); a version 1
- * server ignores the query and sends the whole listing without "next". */
-#define PROTO_VERSION 2
+ * server ignores the query and sends the whole listing without "next".
+ * 3: POST /v1/vol/NAME/batch (an older server answers it 404). */
+#define PROTO_VERSION 3
 #define PROTO_NAME_MAX 255         /* bytes in one path component */
 #define PROTO_PATH_MAX 4096        /* bytes in a symlink target */
 #define PROTO_XATTR_NAME_MAX 255
@@ -59,11 +60,18 @@
  *   ", " separator (cairnd merges stores up to that many chunks and sends
  *   numbers of at most 15 digits without blanks: 16 bytes each), so 24
  *   bytes a chunk plus 256 KiB covers the largest store any client sends.
+ * - batch: what one op may carry, shared by its ops: one store of the
+ *   largest size, or up to PROTO_BATCH_MAX small ops (a create, store and
+ *   setattr of a new file take under 2 KiB together), so the budget of
+ *   admitted bodies means the same for both routes. A batch of more
+ *   than PROTO_BATCH_MAX ops is refused with -E2BIG after parsing.
  * - stage: the chunk size given in ?size= (PROTO_CHUNK_MIN..MAX).
  */
 #define PROTO_GETATTR_BODY_MAX (128u << 10)
 #define PROTO_STORE_CHUNKS_MAX (1u << 20)
 #define PROTO_OP_BODY_MAX (PROTO_STORE_CHUNKS_MAX * 24u + (256u << 10))
+#define PROTO_BATCH_MAX 256        /* ops in one batch request */
+#define PROTO_BATCH_BODY_MAX PROTO_OP_BODY_MAX
 #define PROTO_DIR_MAX 1000000      /* entries in one whole listing */
 #define PROTO_DIR_PAGE_MAX 4096    /* entries in one page of a listing */
 #define PROTO_CURSOR_MAX 64        /* bytes of a page cursor, with the NUL */
@@ -214,6 +222,15 @@ struct proto_op_result {
 					(0: not sent, as from older servers) */
 };
 
+/* POST /v1/vol/NAME/batch (version 3): ops applied in order in one
+ * durable commit, each with its own opid and its own reply. */
+struct proto_batch {
+	size_t n;
+	struct proto_op *ops; /* heap array of n (1..PROTO_BATCH_MAX) */
+	bool stop;	      /* "stop_on_error": after the first op that
+				 fails, the rest are not applied (424) */
+};
+
 /* An error reply body: {"error": "...", "errno": "ENOENT"}. */
 struct proto_error {
 	int err;	   /* positive errno parsed from "errno", EIO if unknown */
@@ -263,6 +280,20 @@ char *proto_op_result_encode(const struct proto_op_result *r, size_t *lenp);
  * is written exactly when @err maps to 410 or 412. */
 char *proto_error_encode(int err, const char *msg, uint64_t cur_dv,
 			 size_t *lenp);
+
+/* A batch request of @n ops (1..PROTO_BATCH_MAX: EINVAL for 0, E2BIG
+ * beyond), with "stop_on_error" when @stop. Each op is checked as by
+ * proto_op_encode(); a body over PROTO_BATCH_BODY_MAX is E2BIG (send
+ * fewer ops at once). */
+char *proto_batch_encode(const struct proto_op *ops, size_t n, bool stop,
+			 size_t *lenp);
+/* Server side: the batch reply {"results": [{"status": S, "body": B},
+ * ...]} from @n statuses (200 or 400..599) and bodies, each body a JSON object
+ * of @blen[i] bytes as vs_apply() stores it (spliced in as it is, not
+ * parsed again). NULL + EINVAL for a status out of range or a body that
+ * is not an object. */
+char *proto_batch_reply_encode(const int *status, char *const *body,
+			       const size_t *blen, size_t n, size_t *lenp);
 
 /* --- decoders (untrusted input) --- */
 
@@ -328,6 +359,31 @@ int proto_event_decode(const char *line, size_t len, struct proto_event *e);
  * proto_op_release(), which zeroes @op and accepts NULL. */
 int proto_op_decode(const char *buf, size_t len, struct proto_op *op);
 void proto_op_release(struct proto_op *op);
+/* A batch request: -E2BIG before parsing for a body over
+ * PROTO_BATCH_BODY_MAX, and for more than PROTO_BATCH_MAX ops; -EINVAL
+ * for no ops, a "stop_on_error" that is not a boolean, or any op that
+ * proto_op_decode() would refuse (its error is returned: -E2BIG,
+ * -ENAMETOOLONG, -EINVAL). Opids may repeat (the server answers the
+ * later ones from the first). Release with proto_batch_release(), which
+ * zeroes @b and accepts NULL. */
+int proto_batch_decode(const char *buf, size_t len, struct proto_batch *b);
+void proto_batch_release(struct proto_batch *b);
+
+/* One entry of a batch reply: @status 200 with @res, or 400..599 with
+ * @err (424: not applied, see doc/protocol.md). */
+struct proto_batch_result {
+	int status;
+	struct proto_op_result res;
+	struct proto_error err;
+};
+
+/* Client side: a batch reply for a request of @nops ops. It must hold
+ * exactly @nops results, each a status of 200 or 400..599 and a body
+ * that decodes as proto_op_result_decode() (200) or proto_error_decode()
+ * (the others) would. *out: heap array of @nops, free() it. */
+int proto_batch_reply_decode(const char *buf, size_t len, size_t nops,
+			     struct proto_batch_result **out);
+
 /* Any of the four attribute objects may be absent; "parent" and
  * "newparent" must be directories. Nothing to release. */
 int proto_op_result_decode(const char *buf, size_t len,
@@ -369,6 +425,7 @@ enum proto_path_kind {
 	PROTO_P_DATA,	 /* /v1/vol/NAME/data/FID/DV/CHUNK?size=CS */
 	PROTO_P_EVENTS,	 /* /v1/vol/NAME/events[?since=SEQ] */
 	PROTO_P_OP,	 /* /v1/vol/NAME/op */
+	PROTO_P_BATCH,	 /* /v1/vol/NAME/batch (version 3) */
 	PROTO_P_STAGE,	 /* /v1/vol/NAME/stage/FID/TXID/CHUNK?size=CS */
 };
 

@@ -173,6 +173,8 @@ vold_body_limit(enum vold_method method, const struct proto_path *p)
 		return method == VOLD_M_POST ? PROTO_GETATTR_BODY_MAX : 0;
 	case PROTO_P_OP:
 		return method == VOLD_M_POST ? PROTO_OP_BODY_MAX : 0;
+	case PROTO_P_BATCH:
+		return method == VOLD_M_POST ? PROTO_BATCH_BODY_MAX : 0;
 	case PROTO_P_STAGE:
 		return method == VOLD_M_PUT ? p->chunk_size : 0;
 	default:

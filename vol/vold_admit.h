@@ -18,7 +18,7 @@
 #include "common/proto.h"
 
 /* Body limits per route: common/proto.h's PROTO_GETATTR_BODY_MAX,
- * PROTO_OP_BODY_MAX and a staged chunk's ?size=, the same numbers the
+ * PROTO_OP_BODY_MAX, PROTO_BATCH_BODY_MAX and a staged chunk's ?size=, the same numbers the
  * decoders and the stage handler enforce (vold_body_limit()). */
 /* The sum of admitted request bodies not yet answered, over all
  * connections; a body beyond it is refused with 503 until others end. */

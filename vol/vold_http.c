@@ -11,9 +11,22 @@
  *
  * Threads: the loop thread owns every evhttp object, the volume registry,
  * the chunk cache and the subscribers. Workers touch a volume only through
- * vvol->lock (its vs_vol handle: tdb is not thread-safe) and vvol->evlock
+ * vvol->lock (its vs_vol handle: tdb is not thread-safe), vvol->evlock
  * (the in-memory event ring, which workers append to in commit order while
- * holding vvol->lock).
+ * holding vvol->lock) and vvol->gclock (the queue of mutations waiting for
+ * a group commit).
+ *
+ * Group commits. A mutation (POST /op or /batch) is decoded by its worker
+ * outside every lock, then queued on vvol->gcq and its worker takes
+ * vvol->lock. Whoever gets the lock first takes every queued mutation
+ * (up to GC_MAX_OPS ops) and applies them with vs_apply_group(): one tdb
+ * transaction, one durable commit for all of them, while the workers of
+ * the others wait on the lock. A worker that gets the lock and finds its
+ * job done (gc_done) just goes on to encode its reply. The leader writes
+ * a job's results before it sets gc_done under gclock and never touches
+ * the job after that. So a commit costs one fsync sequence however many
+ * workers were waiting, and a group is at most as large as the number of
+ * workers (each queues only its own job) plus the ops of batches.
  */
 #include "config.h"
 
@@ -54,6 +67,7 @@
 #include "vol/volstore.h"
 
 #define EVQ_MAX (4u << 20)	/* queued stream bytes before a drop */
+#define GC_MAX_OPS 1024		/* ops in one group commit */
 #define PING_MS 15000
 #define OC_HASH 1024
 #define OC_SHA_MAX 65536	/* chunks per object whose sums we keep */
@@ -154,6 +168,8 @@ struct vconn {
 	size_t scanned;	    /* head bytes searched for its end so far */
 };
 
+struct rjob;
+
 struct vvol {
 	TAILQ_ENTRY(vvol) link;
 	struct vold *vd;
@@ -179,6 +195,10 @@ struct vvol {
 	pthread_mutex_t evlock;
 	struct proto_event *ring;	/* protected by evlock */
 	uint64_t ring_first, ring_last; /* protected by evlock */
+
+	pthread_mutex_t gclock;
+	TAILQ_HEAD(, rjob) gcq;	/* protected by gclock: mutations waiting
+				   for a group commit */
 };
 
 struct vold {
@@ -230,6 +250,7 @@ enum jkind {
 	J_DATA,
 	J_EVENTS,
 	J_OP,
+	J_BATCH,
 	J_STAGE,
 	J_GC,
 	J_FLAGS,
@@ -254,6 +275,10 @@ struct rjob {
 	struct proto_attr *attrs; /* getattr results, encoded after unlock */
 	int *errs;
 	struct proto_op op;   /* op */
+	struct proto_batch batch; /* batch */
+	struct vs_reply *reps;	  /* batch: one per op */
+	TAILQ_ENTRY(rjob) gclink; /* in vol->gcq, protected by gclock */
+	bool gc_done;		  /* protected by gclock: results are in */
 	struct proto_dir dir; /* dir: the page (or listing) to encode */
 	struct proto_dir_cursor next;
 	bool more;
@@ -385,6 +410,8 @@ vvol_get(struct vold *vd, const char *name)
 	snprintf(vol->name, sizeof(vol->name), "%s", name);
 	pthread_mutex_init(&vol->lock, NULL);
 	pthread_mutex_init(&vol->evlock, NULL);
+	pthread_mutex_init(&vol->gclock, NULL);
+	TAILQ_INIT(&vol->gcq);
 	TAILQ_INIT(&vol->subs);
 	for (int i = 0; i < OC_HASH; i++)
 		LIST_INIT(&vol->oc[i]);
@@ -447,6 +474,7 @@ vvol_put(struct vvol *vol)
 	free(vol->ring);
 	pthread_mutex_destroy(&vol->lock);
 	pthread_mutex_destroy(&vol->evlock);
+	pthread_mutex_destroy(&vol->gclock);
 	free(vol);
 }
 
@@ -1091,9 +1119,9 @@ run_locked(struct rjob *r)
 	case J_EVENTS:
 		break;
 	case J_OP:
-		rc = vs_apply(vs, &r->op, &r->rep);
-		if (!rc && r->rep.nev)
-			ring_append(vol, r->rep.ev, r->rep.nev);
+	case J_BATCH:
+		/* job_run sends these through run_mutation(). */
+		rc = -EINVAL;
 		break;
 	case J_STAGE:
 		body = body_of(r, &blen);
@@ -1147,6 +1175,7 @@ static int
 decode_body(struct rjob *r)
 {
 	size_t max = r->kind == J_GETATTR ? PROTO_GETATTR_BODY_MAX
+		     : r->kind == J_BATCH ? PROTO_BATCH_BODY_MAX
 					  : PROTO_OP_BODY_MAX;
 	size_t blen = r->in ? evbuffer_get_length(r->in) : 0;
 	const char *body;
@@ -1167,6 +1196,16 @@ decode_body(struct rjob *r)
 		if (rc)
 			r->msg = rc == -E2BIG ? "too many chunks"
 					      : "malformed operation";
+	} else if (r->kind == J_BATCH) {
+		rc = proto_batch_decode(body, blen, &r->batch);
+		if (rc)
+			r->msg = rc == -E2BIG ? "too many operations or chunks"
+					      : "malformed batch";
+		if (!rc) {
+			r->reps = calloc(r->batch.n, sizeof(*r->reps));
+			if (!r->reps)
+				rc = -ENOMEM;
+		}
 	} else {
 		rc = proto_getattr_req_decode(body, blen, &r->fids, &r->nfids);
 		if (rc)
@@ -1291,6 +1330,151 @@ run_dir(struct rjob *r)
 	}
 }
 
+/* The ops of a queued mutation as vs_apply_group() takes them. */
+static size_t
+gc_nops(const struct rjob *r)
+{
+	return r->kind == J_BATCH ? r->batch.n : 1;
+}
+
+/*
+ * Worker, vol->lock held: apply the mutations @grp (taken off vol->gcq)
+ * in one group commit, put their events into the ring in commit order,
+ * and set each job's results. Nothing here touches a job after its
+ * gc_done is set.
+ */
+static void
+run_group(struct vvol *vol, struct rjob **grp, size_t n)
+{
+	struct vs_group_req *reqs = calloc(n, sizeof(*reqs));
+	int rc = reqs ? vvol_open_locked(vol) : -ENOMEM;
+
+	for (size_t i = 0; !rc && i < n; i++) {
+		struct rjob *r = grp[i];
+
+		if (r->kind == J_BATCH) {
+			reqs[i].ops = r->batch.ops;
+			reqs[i].n = r->batch.n;
+			reqs[i].stop = r->batch.stop;
+			reqs[i].reps = r->reps;
+		} else {
+			reqs[i].ops = &r->op;
+			reqs[i].n = 1;
+			reqs[i].reps = &r->rep;
+		}
+	}
+	if (!rc)
+		rc = vs_apply_group(vol->vs, reqs, n);
+	for (size_t i = 0; i < n; i++) {
+		struct rjob *r = grp[i];
+
+		if (rc) {
+			r->err = -rc;
+			if (rc == -ENOENT)
+				r->msg = "no such volume";
+			continue;
+		}
+		for (size_t k = 0; k < reqs[i].n; k++)
+			if (reqs[i].reps[k].nev)
+				ring_append(vol, reqs[i].reps[k].ev,
+					    reqs[i].reps[k].nev);
+		/* A single op's server failure is the request's error. */
+		if (r->kind == J_OP && r->rep.err) {
+			r->err = -r->rep.err;
+			free(r->rep.body);
+			memset(&r->rep, 0, sizeof(r->rep));
+		}
+	}
+	if (rc && rc != -ENOENT)
+		log_err(LOG_VOL, "cannot apply %zu request(s) to volume '%s': %s",
+			n, vol->name, strerror(-rc));
+	free(reqs);
+	pthread_mutex_lock(&vol->gclock);
+	for (size_t i = 0; i < n; i++)
+		grp[i]->gc_done = true;
+	pthread_mutex_unlock(&vol->gclock);
+}
+
+/* Worker: a decoded mutation, through a group commit (see the top). */
+static void
+run_mutation(struct rjob *r)
+{
+	struct vvol *vol = r->vol;
+	struct rjob **grp = NULL;
+	size_t cap = 0;
+
+	pthread_mutex_lock(&vol->gclock);
+	TAILQ_INSERT_TAIL(&vol->gcq, r, gclink);
+	pthread_mutex_unlock(&vol->gclock);
+	pthread_mutex_lock(&vol->lock);
+	for (;;) {
+		struct rjob *q;
+		size_t n = 0, ops = 0;
+
+		pthread_mutex_lock(&vol->gclock);
+		if (r->gc_done) {
+			pthread_mutex_unlock(&vol->gclock);
+			break;
+		}
+		/* Oldest first, at least one, up to GC_MAX_OPS ops. Our
+		 * own job may stay for the next round if the queue is
+		 * long. */
+		while ((q = TAILQ_FIRST(&vol->gcq)) &&
+		       (!n || ops + gc_nops(q) <= GC_MAX_OPS)) {
+			if (n == cap) {
+				size_t c = cap ? cap * 2 : 16;
+				struct rjob **g = realloc(grp, c * sizeof(*g));
+
+				if (!g)
+					break;
+				grp = g;
+				cap = c;
+			}
+			TAILQ_REMOVE(&vol->gcq, q, gclink);
+			grp[n++] = q;
+			ops += gc_nops(q);
+		}
+		pthread_mutex_unlock(&vol->gclock);
+		if (!n) {
+			/* No memory for the group: do ours alone. */
+			struct rjob *one = r;
+
+			pthread_mutex_lock(&vol->gclock);
+			if (!r->gc_done)
+				TAILQ_REMOVE(&vol->gcq, r, gclink);
+			pthread_mutex_unlock(&vol->gclock);
+			if (!r->gc_done)
+				run_group(vol, &one, 1);
+			break;
+		}
+		run_group(vol, grp, n);
+	}
+	pthread_mutex_unlock(&vol->lock);
+	free(grp);
+	/* Encoded after the lock: only this worker touches @r now. */
+	if (r->kind == J_BATCH && !r->err) {
+		int *st = calloc(r->batch.n, sizeof(*st));
+		char **bodies = calloc(r->batch.n, sizeof(*bodies));
+		size_t *lens = calloc(r->batch.n, sizeof(*lens));
+
+		if (st && bodies && lens) {
+			for (size_t i = 0; i < r->batch.n; i++) {
+				st[i] = r->reps[i].status;
+				bodies[i] = r->reps[i].body;
+				lens[i] = r->reps[i].len;
+			}
+			r->out = proto_batch_reply_encode(st, bodies, lens,
+							  r->batch.n,
+							  &r->outlen);
+		}
+		if (!r->out)
+			r->err = EIO;
+		free(st);
+		free(bodies);
+		free(lens);
+	}
+}
+
 static void
 job_run(struct vold_job *j)
 {
@@ -1298,8 +1482,14 @@ job_run(struct vold_job *j)
 	struct vvol *vol = r->vol;
 	int rc;
 
-	if ((r->kind == J_GETATTR || r->kind == J_OP) && decode_body(r))
+	if ((r->kind == J_GETATTR || r->kind == J_OP ||
+	     r->kind == J_BATCH) &&
+	    decode_body(r))
 		return;
+	if (r->kind == J_OP || r->kind == J_BATCH) {
+		run_mutation(r);
+		return;
+	}
 	if (r->kind == J_DIR) {
 		run_dir(r);
 		if (!r->err && r->status != 304) {
@@ -1363,6 +1553,10 @@ rjob_free(struct rjob *r)
 	free(r->attrs);
 	free(r->errs);
 	proto_op_release(&r->op);
+	for (size_t i = 0; r->reps && i < r->batch.n; i++)
+		free(r->reps[i].body);
+	free(r->reps);
+	proto_batch_release(&r->batch);
 	proto_dir_release(&r->dir);
 	vvol_put(r->vol);
 	free(r);
@@ -1428,16 +1622,24 @@ job_done(struct vold_job *j)
 	} else if (!r->err) {
 		vol->opened = true;
 	}
-	if (r->kind == J_OP && !r->err) {
+	if ((r->kind == J_OP || r->kind == J_BATCH) && !r->err) {
+		size_t nrep = r->kind == J_BATCH ? r->batch.n : 1;
+		struct vs_reply *reps = r->kind == J_BATCH ? r->reps : &r->rep;
+		bool flush = false;
+
 		/* A new DV or a gone object: cached chunk SHAs of the old
 		 * one must not be served, and fills in flight are stale. */
-		for (int i = 0; i < r->rep.nev; i++)
-			if (r->rep.ev[i].kind == PROTO_EV_DATA ||
-			    r->rep.ev[i].kind == PROTO_EV_GONE) {
-				oc_drop(vol, r->rep.ev[i].fid.oid);
-				vol->gen++;
-			}
-		if (r->rep.nev)
+		for (size_t k = 0; k < nrep; k++) {
+			for (int i = 0; i < reps[k].nev; i++)
+				if (reps[k].ev[i].kind == PROTO_EV_DATA ||
+				    reps[k].ev[i].kind == PROTO_EV_GONE) {
+					oc_drop(vol, reps[k].ev[i].fid.oid);
+					vol->gen++;
+				}
+			if (reps[k].nev)
+				flush = true;
+		}
+		if (flush)
 			vol_flush_subs(vol);
 	}
 	if (r->err) {
@@ -1458,6 +1660,13 @@ job_done(struct vold_job *j)
 		reply_body(r->req, r->rep.status, "application/json",
 			   r->rep.body, r->rep.len);
 		r->rep.body = NULL;
+		break;
+	case J_BATCH:
+		evhttp_add_header(evhttp_request_get_output_headers(r->req),
+				  "Cache-Control", "no-store");
+		reply_body(r->req, 200, "application/json", r->out,
+			   r->outlen);
+		r->out = NULL;
 		break;
 	case J_STAGE:
 		evhttp_send_reply(r->req, 204, reason(204), NULL);
@@ -1860,7 +2069,8 @@ head_token(struct vold *vd, const struct vold_head *h,
 	enum tok_verdict v;
 
 	v = token_judge(vd, h->auth, h->auth_len, p->vol,
-			p->kind == PROTO_P_OP || p->kind == PROTO_P_STAGE,
+			p->kind == PROTO_P_OP || p->kind == PROTO_P_BATCH ||
+				p->kind == PROTO_P_STAGE,
 			NULL);
 	return v == TV_OK ? RF_NONE : (enum refusal)(RF_TOKEN + v);
 }
@@ -2260,6 +2470,7 @@ method_ok(enum proto_path_kind k, enum evhttp_cmd_type m)
 	switch (k) {
 	case PROTO_P_GETATTR:
 	case PROTO_P_OP:
+	case PROTO_P_BATCH:
 		return m == EVHTTP_REQ_POST;
 	case PROTO_P_STAGE:
 		return m == EVHTTP_REQ_PUT;
@@ -2307,7 +2518,9 @@ on_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (check_token(vd, req, p.vol,
-			p.kind == PROTO_P_OP || p.kind == PROTO_P_STAGE, &ro))
+			p.kind == PROTO_P_OP || p.kind == PROTO_P_BATCH ||
+				p.kind == PROTO_P_STAGE,
+			&ro))
 		return;
 	switch (p.kind) {
 	case PROTO_P_VOL: kind = J_VOLINFO; break;
@@ -2318,12 +2531,13 @@ on_request(struct evhttp_request *req, void *arg)
 	case PROTO_P_DATA: kind = J_DATA; break;
 	case PROTO_P_EVENTS: kind = J_EVENTS; break;
 	case PROTO_P_OP: kind = J_OP; break;
+	case PROTO_P_BATCH: kind = J_BATCH; break;
 	case PROTO_P_STAGE: kind = J_STAGE; break;
 	default:
 		reply_err(req, ENOENT, 0, "no such route", 0);
 		return;
 	}
-	if ((kind == J_GETATTR || kind == J_OP) &&
+	if ((kind == J_GETATTR || kind == J_OP || kind == J_BATCH) &&
 	    evbuffer_get_length(in) > PROTO_BODY_MAX) {
 		reply_err(req, E2BIG, 0, "body too large", 0);
 		return;

@@ -242,7 +242,10 @@ int vs_events_read(struct vs_vol *v, uint64_t from, struct proto_event *out,
  * Staged bytes count against the volume's quota (bytes used + everything
  * staged, this chunk included, must fit in the byte limit) and against the
  * staging cap of vs_vol_set_stage_limits(); a chunk written again counts
- * once. @return 0, -ENOENT (no such object), -EISDIR/-EINVAL (not a file),
+ * once. A FID of this volume that names no object yet is accepted: the
+ * data of a file the client creates with that FID in the batch that
+ * stores it. @return 0, -ENOENT (a FID of another volume),
+ * -EISDIR/-EINVAL (not a file),
  * -EFBIG (beyond VS_FILE_MAX), -E2BIG (@len > @cs), -EDQUOT (over the
  * quota or the cap: nothing written), -errno.
  */
@@ -269,6 +272,9 @@ struct vs_reply {
 	char *body;   /* heap JSON (op result or error body); free() */
 	size_t len;
 	bool replayed; /* answered from the opid table */
+	int err;       /* vs_apply_group(): -errno of a server failure of
+			  this op (status 5xx, not recorded: a retry runs
+			  it again), else 0 */
 	int nev;
 	struct proto_event ev[VS_MAX_EVENTS]; /* appended, in seq order */
 };
@@ -284,6 +290,33 @@ struct vs_reply {
  */
 int vs_apply(struct vs_vol *v, const struct proto_op *op,
 	     struct vs_reply *rep);
+
+/* One request of a group commit: the op of a POST /op (@n = 1) or the
+ * ops of a POST /batch, in order, and where their replies go. */
+struct vs_group_req {
+	const struct proto_op *ops;
+	size_t n;
+	bool stop;		/* a batch's "stop_on_error" */
+	struct vs_reply *reps;	/* @n replies, filled in */
+};
+
+/*
+ * Apply the ops of @nreq requests, in order, in ONE tdb transaction that
+ * is committed (fsynced) once before this returns: a group commit
+ * (doc/vol-format.md, "Group commits"). Each op is applied as vs_apply()
+ * applies it, with its own opid, events and reply; one that fails is
+ * rolled back alone (an undo log of its writes) and its refusal
+ * recorded under its opid, and the ops after it still run. A repeated
+ * opid, also one repeated within the group, gets the first reply. A
+ * server failure of one op (rep->err, status 5xx) is not recorded; in a
+ * batch it ends the batch, and so does any failure when @stop is set:
+ * the ops after it get status 424 ("not applied", EAGAIN, not
+ * recorded). Events of an op are in rep->ev, in seq order across the
+ * group. @return 0 with every reply filled in (free each body), or
+ * -errno when nothing at all was committed (the replies are then
+ * empty): -EROFS, a failed commit, a failed rollback, -ENOMEM.
+ */
+int vs_apply_group(struct vs_vol *v, struct vs_group_req *reqs, size_t nreq);
 
 /* As vs_apply() without the opid table and without events: for vos
  * import into an unpublished volume. Failures are returned as -errno. */

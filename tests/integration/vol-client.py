@@ -10,6 +10,8 @@ Commands (print "STATUS" on the first line, then the body, unless said):
   req METHOD PATH [BODY]      raw request; BODY a string, or @FILE
   get PATH                    GET
   op JSON                     POST /v1/vol/VOL/op; adds "opid" if missing
+  batch JSON                  POST /v1/vol/VOL/batch of {"ops": [...]}; adds
+                              an "opid" to each op that has none
   root                        print the root FID only
   lookup DIRFID NAME          print the FID of NAME in DIRFID (or exit 1)
   attr FID FIELD              print one attribute field (getattr)
@@ -78,6 +80,14 @@ def do_op(obj):
                    {"Content-Type": "application/json"})
 
 
+def do_batch(obj):
+    for o in obj.get("ops", []):
+        if isinstance(o, dict) and "opid" not in o:
+            o["opid"] = os.urandom(16).hex()
+    return request("POST", vpath("/batch"), json.dumps(obj),
+                   {"Content-Type": "application/json"})
+
+
 def getattr_(fid):
     st, data, _ = request("POST", vpath("/getattr"),
                           json.dumps({"fids": [fid]}))
@@ -106,6 +116,8 @@ def main(a):
         out(*request("GET", a[1])[:2])
     elif cmd == "op":
         out(*do_op(json.loads(a[1]))[:2])
+    elif cmd == "batch":
+        out(*do_batch(json.loads(a[1]))[:2])
     elif cmd == "root":
         print(root())
     elif cmd == "lookup":

@@ -907,6 +907,10 @@ test_paths(void)
 	is_int(proto_parse_path("/v1/vol/home/getattr", &p), 0, "getattr");
 	is_int(proto_parse_path("/v1/vol/home/op", &p), 0, "op");
 	is_int(p.kind, PROTO_P_OP, "op kind");
+	is_int(proto_parse_path("/v1/vol/home/batch", &p), 0, "batch");
+	is_int(p.kind, PROTO_P_BATCH, "batch kind");
+	ok(proto_parse_path("/v1/vol/home/batch/", &p) < 0,
+	   "batch with a trailing slash");
 	is_int(proto_parse_path("/v1/vol/home/dir/" F1, &p), 0, "dir");
 	is_int(p.kind, PROTO_P_DIR, "dir kind");
 	is_int(proto_parse_path("/v1/vol/home/link/" F1, &p), 0, "link");
@@ -1484,6 +1488,282 @@ test_malformed(void)
 }
 
 /* Inputs too big to write as literals: built at run time. */
+/* Batches (version 3): a round trip of a compound create + store +
+ * setattr, the reply codec, then malformed, truncated, oversized and
+ * hostile requests. */
+#define BOP(kind, opid) "{\"op\":\"" kind "\",\"opid\":\"" opid "\""
+#define OPID2 "00000000000000000000000000000002"
+
+static void
+test_batch(void)
+{
+	struct proto_op ops[3];
+	struct proto_batch b;
+	struct proto_batch_result *res;
+	uint64_t chunks[2] = {0, 1};
+	size_t len, i, cap;
+	char *s, *p;
+	int st[3];
+	char *bodies[3];
+	size_t blens[3];
+
+	memset(ops, 0, sizeof(ops));
+	ops[0].kind = PROTO_OP_CREATE;
+	memcpy(ops[0].opid, "aaaaaaaaaaaaaaaa", 16);
+	fid_parse(F1, &ops[0].parent);
+	ops[0].name = "new.c";
+	fid_parse(F2, &ops[0].fid);
+	ops[0].type = PROTO_T_FILE;
+	ops[0].mode = 0644;
+	ops[1].kind = PROTO_OP_STORE;
+	memcpy(ops[1].opid, "bbbbbbbbbbbbbbbb", 16);
+	fid_parse(F2, &ops[1].fid);
+	ops[1].base_dv = 0;
+	memcpy(ops[1].txid, "tttttttttttttttt", 16);
+	ops[1].chunk_size = 65536;
+	ops[1].size = 70000;
+	ops[1].chunks = chunks;
+	ops[1].nchunks = 2;
+	ops[2].kind = PROTO_OP_SETATTR;
+	memcpy(ops[2].opid, "cccccccccccccccc", 16);
+	fid_parse(F2, &ops[2].fid);
+	ops[2].base_dv = 1;
+	ops[2].mask = PROTO_SA_MODE | PROTO_SA_MTIME;
+	ops[2].mode = 0600;
+	ops[2].mtime_ns = 1700000000000000001LL;
+
+	s = proto_batch_encode(ops, 3, true, &len);
+	ok(s != NULL, "compound batch encodes");
+	is_int(proto_batch_decode(s, len, &b), 0, "compound batch decodes");
+	is_int((int)b.n, 3, "three ops");
+	ok(b.stop, "stop_on_error kept");
+	ok(b.n == 3 && b.ops[0].kind == PROTO_OP_CREATE &&
+		   !strcmp(b.ops[0].name, "new.c") &&
+		   fid_eq(&b.ops[0].fid, &ops[0].fid) &&
+		   b.ops[1].kind == PROTO_OP_STORE && b.ops[1].nchunks == 2 &&
+		   b.ops[1].chunks[1] == 1 && b.ops[1].size == 70000 &&
+		   b.ops[2].kind == PROTO_OP_SETATTR &&
+		   b.ops[2].mask == (PROTO_SA_MODE | PROTO_SA_MTIME) &&
+		   b.ops[2].mtime_ns == 1700000000000000001LL &&
+		   !memcmp(b.ops[2].opid, "cccccccccccccccc", 16),
+	   "ops come back in order with their fields");
+	proto_batch_release(&b);
+	is_int((int)b.n, 0, "release zeroes");
+	proto_batch_release(NULL);
+	/* Every cut of the body is refused cleanly (and frees what it had). */
+	{
+		int bad = 0;
+
+		for (i = 0; i < len; i++)
+			if (proto_batch_decode(s, i, &b) != -EINVAL || b.ops)
+				bad++;
+		is_int(bad, 0, "every truncation of a batch is EINVAL");
+	}
+	free(s);
+	s = proto_batch_encode(ops, 1, false, &len);
+	ok(s && !strstr(s, "stop_on_error"), "no stop flag when not asked");
+	free(s);
+	errno = 0;
+	ok(!proto_batch_encode(ops, 0, false, &len) && errno == EINVAL,
+	   "empty batch does not encode");
+	ok(!proto_batch_encode(ops, PROTO_BATCH_MAX + 1, false, &len) &&
+		   errno == E2BIG,
+	   "too many ops do not encode");
+	ops[0].name = "a/b";
+	ok(!proto_batch_encode(ops, 3, false, &len) && errno == EINVAL,
+	   "a bad op makes the whole batch fail to encode");
+	ops[0].name = "new.c";
+
+	/* Replies: spliced bodies, decoded per status. */
+	bodies[0] = "{\"attr\":{\"fid\":\"" F2 "\",\"type\":\"file\",\"mode\":"
+		    "420,\"uid\":0,\"gid\":0,\"size\":0,\"nlink\":1,\"dv\":1,"
+		    "\"atime\":1,\"mtime\":1,\"ctime\":1},\"event_seq\":9}";
+	bodies[1] = "{\"error\":\"data version changed\",\"errno\":"
+		    "\"ECANCELED\",\"dv\":4}";
+	bodies[2] = "{\"error\":\"not applied\",\"errno\":\"EAGAIN\"}";
+	st[0] = 200;
+	st[1] = 412;
+	st[2] = 424;
+	for (i = 0; i < 3; i++)
+		blens[i] = strlen(bodies[i]);
+	s = proto_batch_reply_encode(st, bodies, blens, 3, &len);
+	ok(s != NULL, "batch reply encodes");
+	is_int(proto_batch_reply_decode(s, len, 3, &res), 0,
+	       "batch reply decodes");
+	ok(res && res[0].status == 200 && res[0].res.has_attr &&
+		   res[0].res.attr.dv == 1 && res[0].res.event_seq == 9 &&
+		   res[1].status == 412 && res[1].err.err == ECANCELED &&
+		   res[1].err.cur_dv == 4 && res[2].status == 424 &&
+		   res[2].err.err == EAGAIN,
+	   "each result has its status and body");
+	free(res);
+	is_int(proto_batch_reply_decode(s, len, 2, &res), -EINVAL,
+	       "reply with more results than ops sent");
+	is_int(proto_batch_reply_decode(s, len, 4, &res), -EINVAL,
+	       "reply with fewer results than ops sent");
+	ok(res == NULL, "no results on error");
+	free(s);
+	st[1] = 302;
+	errno = 0;
+	ok(!proto_batch_reply_encode(st, bodies, blens, 3, &len) &&
+		   errno == EINVAL,
+	   "a status out of range does not encode");
+	is_int(proto_status_to_errno(424), EAGAIN, "424 reads as EAGAIN");
+	{
+		static const char *bad_replies[] = {
+			"{\"results\":[{\"status\":200,\"body\":{}},"
+			"{\"status\":200,\"body\":{}}]",
+			"{\"results\":{}}",
+			"{\"results\":[{\"status\":\"200\",\"body\":{}},1]}",
+			"{\"results\":[{\"status\":200,\"body\":{}},"
+			"{\"status\":204,\"body\":{}}]}",
+			"{\"results\":[{\"status\":200,\"body\":{}},"
+			"{\"status\":404,\"body\":{}}]}",
+			"{\"results\":[{\"status\":200},{\"status\":404,"
+			"\"body\":{\"errno\":\"ENOENT\"}}]}",
+			"{\"results\":[{\"status\":200,\"body\":{\"parent\":"
+			"{\"fid\":\"" F1 "\",\"type\":\"file\",\"mode\":420,"
+			"\"uid\":0,\"gid\":0,\"size\":0,\"nlink\":1,\"dv\":1,"
+			"\"atime\":1,\"mtime\":1,\"ctime\":1}}},"
+			"{\"status\":404,\"body\":{\"errno\":\"ENOENT\"}}]}",
+			"{\"results\":[{\"status\":200,\"body\":{}},"
+			"{\"status\":600,\"body\":{\"errno\":\"ENOENT\"}}]}",
+		};
+
+		for (i = 0; i < sizeof(bad_replies) / sizeof(*bad_replies);
+		     i++) {
+			res = (void *)1;
+			is_int(proto_batch_reply_decode(
+				       bad_replies[i], strlen(bad_replies[i]),
+				       2, &res),
+			       -EINVAL, "bad batch reply %zu refused", i);
+			ok(res == NULL, "(and nothing returned)");
+		}
+	}
+
+	/* Hostile and malformed requests. */
+	{
+		static const struct {
+			const char *body;
+			int rc;
+			const char *what;
+		} bcases[] = {
+			{"", -EINVAL, "empty body"},
+			{"[]", -EINVAL, "an array, not an object"},
+			{"{}", -EINVAL, "no ops"},
+			{"{\"ops\":[]}", -EINVAL, "zero ops"},
+			{"{\"ops\":{}}", -EINVAL, "ops not an array"},
+			{"{\"ops\":[1]}", -EINVAL, "an op that is a number"},
+			{"{\"ops\":[[]]}", -EINVAL, "an op that is an array"},
+			{"{\"ops\":[null]}", -EINVAL, "a null op"},
+			{"{\"ops\":[" BOP("unlink", OPID) "}]}", -EINVAL,
+			 "an op missing its members"},
+			{"{\"ops\":[" BOP("frob", OPID) "}]}", -EINVAL,
+			 "an unknown op kind"},
+			{"{\"ops\":[" BOP("setattr", "xyz") ",\"fid\":\"" F1
+			 "\",\"base_dv\":1,\"mask\":[]}]}",
+			 -EINVAL, "a bad opid"},
+			{"{\"ops\":[" BOP("setattr", OPID) ",\"fid\":\"" F1
+			 "\",\"base_dv\":1,\"mask\":[]}],\"stop_on_error\":1}",
+			 -EINVAL, "stop_on_error not a boolean"},
+			{"{\"ops\":[" BOP("setattr", OPID) ",\"fid\":\"" F1
+			 "\",\"base_dv\":1,\"mask\":[]}],\"ops\":[]}",
+			 -EINVAL, "ops given twice"},
+			{"{\"ops\":[" BOP("setattr", OPID) ",\"fid\":\"" F1
+			 "\",\"base_dv\":1,\"mask\":[],\"mask\":[]}]}",
+			 -EINVAL, "a duplicate key inside an op"},
+			{"{\"ops\":[" BOP("setattr", OPID) ",\"fid\":\"" F1
+			 "\",\"base_dv\":1,\"mask\":[]}," BOP("create", OPID2)
+			 ",\"parent\":\"" F1 "\",\"name\":\"..\",\"type\":"
+			 "\"file\",\"mode\":420,\"uid\":0,\"gid\":0}]}",
+			 -EINVAL, "a good op then one with a bad name"},
+			{"{\"ops\":[" BOP("setattr", OPID) ",\"fid\":\"" F1
+			 "\",\"base_dv\":1,\"mask\":[]}]} x",
+			 -EINVAL, "trailing garbage"},
+			{"{\"ops\":[" BOP("setattr", OPID) ",\"fid\":\"" F1
+			 "\",\"base_dv\":1,\"mask\":[]}," BOP("setattr", OPID)
+			 ",\"fid\":\"" F1 "\",\"base_dv\":1,\"mask\":[]}],"
+			 "\"unknown\":[1,2]}",
+			 0, "a repeated opid and an unknown member are fine"},
+		};
+
+		for (i = 0; i < sizeof(bcases) / sizeof(*bcases); i++) {
+			memset(&b, 0x5a, sizeof(b));
+			is_int(proto_batch_decode(bcases[i].body,
+						  strlen(bcases[i].body), &b),
+			       bcases[i].rc, "batch: %s", bcases[i].what);
+			if (bcases[i].rc)
+				ok(b.ops == NULL && b.n == 0,
+				   "(nothing left to release)");
+			proto_batch_release(&b);
+		}
+	}
+
+	/* Count: PROTO_BATCH_MAX ops decode, one more is E2BIG. */
+	cap = 64 + (PROTO_BATCH_MAX + 1) * 200;
+	s = malloc(cap);
+	for (int extra = 0; extra < 2; extra++) {
+		p = s + sprintf(s, "{\"ops\":[");
+		for (i = 0; i < PROTO_BATCH_MAX + (size_t)extra; i++)
+			p += sprintf(p,
+				     "%s{\"op\":\"setattr\",\"opid\":\"%032zx\","
+				     "\"fid\":\"" F1 "\",\"base_dv\":%zu,"
+				     "\"mask\":[]}",
+				     i ? "," : "", i, i);
+		p += sprintf(p, "]}");
+		is_int(proto_batch_decode(s, (size_t)(p - s), &b),
+		       extra ? -E2BIG : 0, "%d ops in a batch",
+		       PROTO_BATCH_MAX + extra);
+		if (!extra)
+			ok(b.n == PROTO_BATCH_MAX &&
+				   b.ops[PROTO_BATCH_MAX - 1].base_dv ==
+					   PROTO_BATCH_MAX - 1,
+			   "the last op is there");
+		proto_batch_release(&b);
+	}
+	free(s);
+
+	/* Bytes: one over PROTO_BATCH_BODY_MAX is E2BIG before parsing,
+	 * even as valid JSON (blanks); the same within the limit parses. */
+	len = (size_t)PROTO_BATCH_BODY_MAX + 1;
+	s = malloc(len);
+	memset(s, ' ', len);
+	p = s + sprintf(s, "{\"ops\":[" BOP("setattr", OPID) ",\"fid\":\"" F1
+			   "\",\"base_dv\":1,\"mask\":[]}]");
+	*p = ' ';
+	s[len - 1] = '}';
+	is_int(proto_batch_decode(s, len, &b), -E2BIG,
+	       "batch body over its limit");
+	s[len - 2] = '}';
+	is_int(proto_batch_decode(s, len - 1, &b), 0,
+	       "(one byte less is a batch)");
+	proto_batch_release(&b);
+	free(s);
+
+	/* 256 stores, each with 2^12 chunks: within the body limit, the
+	 * chunks of every op are checked (one op has a repeated chunk). */
+	cap = 64 + 256 * (300 + 4096 * 8);
+	s = malloc(cap);
+	p = s + sprintf(s, "{\"ops\":[");
+	for (i = 0; i < 256; i++) {
+		p += sprintf(p, "%s{\"op\":\"store\",\"opid\":\"%032zx\","
+				"\"fid\":\"" F1 "\",\"base_dv\":1,\"txid\":\""
+				OPID "\",\"chunk_size\":65536,\"size\":1,"
+				"\"chunks\":[",
+			     i ? "," : "", i);
+		for (size_t c = 0; c < 4096; c++)
+			p += sprintf(p, "%s%zu", c ? "," : "",
+				     i == 255 && c == 4095 ? (size_t)7 : c);
+		p += sprintf(p, "]}");
+	}
+	p += sprintf(p, "]}");
+	ok((size_t)(p - s) < PROTO_BATCH_BODY_MAX, "(within the batch limit)");
+	is_int(proto_batch_decode(s, (size_t)(p - s), &b), -EINVAL,
+	       "a repeated chunk in the last of 256 big stores");
+	ok(b.ops == NULL, "(all 255 decoded ops released)");
+	free(s);
+}
+
 static void
 test_big(void)
 {
@@ -1844,6 +2124,7 @@ main(void)
 	test_paths();
 	test_malformed();
 	test_big();
+	test_batch();
 	test_files();
 	test_blocks();
 	return done_testing();

@@ -693,6 +693,305 @@ test_events(void)
 	   "last: the file is gone");
 }
 
+/* Batches and group commits (vs_apply_group): a compound create +
+ * store + setattr, partial failure with rollback of the failed op alone,
+ * opid replay (also within a group), stop_on_error, and events in order
+ * across the requests of a group. */
+static int
+group(struct vs_group_req *reqs, size_t n)
+{
+	int rc = vs_apply_group(vol, reqs, n);
+
+	if (rc)
+		diag("vs_apply_group: %s", strerror(-rc));
+	return rc;
+}
+
+static void
+reps_free(struct vs_reply *reps, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(reps[i].body);
+	memset(reps, 0, n * sizeof(*reps));
+}
+
+static void
+test_batch(void)
+{
+	struct proto_op ops[6];
+	struct vs_reply reps[6], again[6];
+	struct vs_group_req req = {.ops = ops, .reps = reps};
+	struct vs_group_req reqs[3];
+	struct proto_op_result res;
+	struct proto_attr a, d0, d1;
+	struct vs_volinfo vi0, vi1;
+	struct proto_event ev[32];
+	uint8_t txid[16];
+	uint64_t chunks[2] = {0, 1}, size;
+	struct fid nf, x;
+	size_t n;
+	char *data, path[700];
+	bool same, mono;
+
+	/* A new file at close: create with the client's fid, store of
+	 * staged chunks, setattr, in one commit. */
+	memset(ops, 0, sizeof(ops));
+	fid_parse("00000000.0102030405060708090a0b0c0d0e0f10", &nf);
+	nf.vol = rootfid.vol;
+	ops[0].kind = PROTO_OP_CREATE;
+	ops[0].parent = rootfid;
+	ops[0].name = (char *)"compound.c";
+	ops[0].fid = nf;
+	ops[0].type = PROTO_T_FILE;
+	ops[0].mode = 0644;
+	ops[0].uid = ops[0].gid = 1000;
+	/* Staged before the object exists, as cairnd does at close. */
+	memset(txid, 0x42, 16);
+	is_int(stage(&nf, txid, 0, 65536, 'P', 65536), 0,
+	       "stage into a fid that does not exist yet");
+	is_int(stage(&nf, txid, 1, 65536, 'Q', 100), 0, "(second chunk)");
+	{
+		struct fid other = nf;
+
+		other.vol ^= 1;
+		is_int(stage(&other, txid, 0, 65536, 'x', 10), -ENOENT,
+		       "a fid of another volume is still refused");
+	}
+	x = nf;
+	a.dv = 0;
+	ops[1].kind = PROTO_OP_STORE;
+	ops[1].fid = x;
+	ops[1].base_dv = a.dv;
+	memcpy(ops[1].txid, txid, 16);
+	ops[1].chunk_size = 65536;
+	ops[1].size = 65636;
+	ops[1].chunks = chunks;
+	ops[1].nchunks = 2;
+	ops[2].kind = PROTO_OP_SETATTR;
+	ops[2].fid = x;
+	ops[2].base_dv = 0; /* the client cannot know the new file's dv */
+	ops[2].mask = PROTO_SA_MODE | PROTO_SA_MTIME;
+	ops[2].mode = 0600;
+	ops[2].mtime_ns = 1234567890;
+	ops[3].kind = PROTO_OP_SETATTR;
+	ops[3].fid = rootfid;
+	ops[3].base_dv = 0;
+	ops[3].mask = PROTO_SA_MODE;
+	ops[3].mode = 0750;
+	for (int i = 0; i < 4; i++)
+		opid(&ops[i]);
+	vs_vol_info(vol, &vi0);
+	req.n = 4;
+	is_int(group(&req, 1), 0, "compound batch applied");
+	ok(reps[0].status == 200 && reps[1].status == 200 &&
+		   reps[2].status == 200,
+	   "create, store, setattr: 200 each");
+	is_int(proto_op_result_decode(reps[0].body, reps[0].len, &res), 0,
+	       "create reply decodes");
+	ok(fid_eq(&res.attr.fid, &nf), "the client's fid");
+	/* base_dv 0 means "as this batch left it" only for a file the
+	 * batch created: on the root it is stale, 412, and only it. */
+	is_int(reps[3].status, 412, "setattr of another object on dv 0: 412");
+	is_int(err_of(&reps[3]), ECANCELED, "(ECANCELED)");
+	vs_getattr(vol, &x, &a);
+	ok(a.size == 65636 && a.mode == 0600 && a.mtime_ns == 1234567890,
+	   "store and setattr of one batch both there");
+	data = slurp(&x, &size);
+	ok(data && size == 65636 && data[0] == 'P' && data[65535] == 'P' &&
+		   data[65536] == 'Q' && data[65635] == 'Q',
+	   "staged bytes in place");
+	free(data);
+	vs_vol_info(vol, &vi1);
+	is_int(vi1.files_used, vi0.files_used + 1, "one file more");
+	is_int(vs_events_read(vol, vi0.event_seq + 1, ev, 32, &n), 0,
+	       "events of the batch");
+	mono = n > 0;
+	for (size_t i = 0; i < n; i++)
+		if (ev[i].seq != vi0.event_seq + 1 + i)
+			mono = false;
+	ok(mono && vi1.event_seq == vi0.event_seq + n,
+	   "event seqs consecutive across the ops");
+	ok(reps[0].nev >= 1 && reps[1].nev >= 1 &&
+		   reps[0].ev[reps[0].nev - 1].seq < reps[1].ev[0].seq,
+	   "each op's events in its reply, in order");
+
+	/* Retried after a lost reply: the same replies, nothing changes. */
+	is_int(group(&req, 1), 0, "the same batch again");
+	memcpy(again, reps, sizeof(reps));
+	same = true;
+	for (int i = 0; i < 4; i++)
+		if (!again[i].replayed)
+			same = false;
+	ok(same, "every op answered from the opid table");
+	vs_vol_info(vol, &vi0);
+	is_int(vi0.event_seq, vi1.event_seq, "no new events");
+	vs_getattr(vol, &x, &d0);
+	is_int(d0.dv, a.dv, "dv unchanged");
+	reps_free(reps, 4);
+
+	/* Partial failure: each op gets its own status; the failed ones
+	 * are rolled back alone, the others stay. */
+	vs_getattr(vol, &rootfid, &d0);
+	vs_vol_info(vol, &vi0);
+	memset(ops, 0, sizeof(ops));
+	for (int i = 0; i < 6; i++) {
+		ops[i].parent = rootfid;
+		ops[i].mode = 0644;
+		ops[i].type = PROTO_T_FILE;
+		opid(&ops[i]);
+	}
+	ops[0].kind = PROTO_OP_CREATE;
+	ops[0].name = (char *)"pf1";
+	ops[1].kind = PROTO_OP_CREATE;
+	ops[1].name = (char *)"pf1"; /* exists now: 409 */
+	ops[2].kind = PROTO_OP_MKDIR;
+	ops[2].type = PROTO_T_DIR;
+	ops[2].name = (char *)"pf2";
+	ops[3].kind = PROTO_OP_UNLINK;
+	ops[3].name = (char *)"nosuch"; /* 404 */
+	ops[3].fid = x;
+	ops[4].kind = PROTO_OP_CREATE;
+	ops[4].name = (char *)"pf3";
+	ops[4].fid = nf; /* a fid that exists: 409 */
+	ops[5].kind = PROTO_OP_CREATE;
+	ops[5].name = (char *)"pf4";
+	memcpy(ops[5].opid, ops[0].opid, 16); /* opid of op 0 again */
+	req.n = 6;
+	req.stop = false;
+	is_int(group(&req, 1), 0, "batch with failures applied");
+	ok(reps[0].status == 200 && reps[1].status == 409 &&
+		   reps[2].status == 200 && reps[3].status == 404 &&
+		   reps[4].status == 409 && reps[5].status == 200,
+	   "statuses 200 409 200 404 409 200");
+	ok(reps[5].replayed && reps[5].len == reps[0].len &&
+		   !memcmp(reps[5].body, reps[0].body, reps[0].len),
+	   "an opid repeated inside the batch gets the first reply");
+	is_int(vs_lookup(vol, &rootfid, "pf4", &x), -ENOENT,
+	       "and changes nothing");
+	is_int(vs_lookup(vol, &rootfid, "pf3", &x), -ENOENT,
+	       "the failed create left no name");
+	vs_vol_info(vol, &vi1);
+	is_int(vi1.files_used, vi0.files_used + 2, "two objects more");
+	vs_getattr(vol, &rootfid, &d1);
+	is_int(d1.nlink, d0.nlink + 1, "root nlink: one new subdirectory");
+	is_int(d1.dv, d0.dv + 2, "root dv: two changes");
+	is_int(vs_events_read(vol, vi0.event_seq + 1, ev, 32, &n), 0,
+	       "events");
+	is_int((int)n, 2, "one dir event per applied op, none of failures");
+	memcpy(again, reps, sizeof(reps));
+	memset(reps, 0, sizeof(reps));
+	is_int(group(&req, 1), 0, "the batch with failures again");
+	same = true;
+	for (int i = 0; i < 6; i++)
+		if (!reps[i].replayed || reps[i].status != again[i].status ||
+		    reps[i].len != again[i].len ||
+		    memcmp(reps[i].body, again[i].body, reps[i].len))
+			same = false;
+	ok(same, "refusals replay too, byte for byte");
+	vs_vol_info(vol, &vi0);
+	is_int(vi0.event_seq, vi1.event_seq, "nothing changed");
+	reps_free(reps, 6);
+	reps_free(again, 6);
+
+	/* stop_on_error: the ops after the first failure are not applied
+	 * (424) and not recorded. */
+	memset(ops, 0, sizeof(ops));
+	for (int i = 0; i < 3; i++) {
+		ops[i].kind = PROTO_OP_CREATE;
+		ops[i].parent = rootfid;
+		ops[i].type = PROTO_T_FILE;
+		opid(&ops[i]);
+	}
+	ops[0].name = (char *)"so1";
+	ops[1].name = (char *)"pf1"; /* 409 */
+	ops[2].name = (char *)"so2";
+	req.n = 3;
+	req.stop = true;
+	is_int(group(&req, 1), 0, "stop_on_error batch");
+	ok(reps[0].status == 200 && reps[1].status == 409 &&
+		   reps[2].status == 424,
+	   "200 409 424");
+	is_int(err_of(&reps[2]), EAGAIN, "424 carries EAGAIN");
+	is_int(vs_lookup(vol, &rootfid, "so2", &x), -ENOENT,
+	       "the op after the failure did not run");
+	reps_free(reps, 3);
+	is_int(group(&req, 1), 0, "stop_on_error batch again");
+	ok(reps[0].replayed && reps[1].replayed && !reps[2].replayed &&
+		   reps[2].status == 424,
+	   "replayed, replayed, not applied again");
+	reps_free(reps, 3);
+	req.ops = &ops[2];
+	req.n = 1;
+	is_int(group(&req, 1), 0, "the op not applied, alone");
+	is_int(reps[0].status, 200, "runs now: it was never recorded");
+	reps_free(reps, 1);
+	req.ops = ops;
+
+	/* A group of three requests: one commit, events in request
+	 * order; two stores of one file in one group (dv + 1, dv + 2) leave
+	 * one data file. */
+	mk(PROTO_OP_CREATE, &rootfid, "two-stores", &x);
+	vs_getattr(vol, &x, &a);
+	memset(ops, 0, sizeof(ops));
+	memset(txid, 0x43, 16);
+	stage(&x, txid, 0, 65536, 'R', 5000);
+	ops[0].kind = PROTO_OP_STORE;
+	ops[0].fid = x;
+	ops[0].base_dv = a.dv;
+	memcpy(ops[0].txid, txid, 16);
+	ops[0].chunk_size = 65536;
+	ops[0].size = 5000;
+	ops[0].chunks = chunks;
+	ops[0].nchunks = 1;
+	ops[1].kind = PROTO_OP_SETATTR;
+	ops[1].fid = x;
+	ops[1].base_dv = a.dv + 1;
+	ops[1].mask = PROTO_SA_SIZE;
+	ops[1].size = 3000;
+	ops[2].kind = PROTO_OP_MKDIR;
+	ops[2].parent = rootfid;
+	ops[2].name = (char *)"grp";
+	ops[2].type = PROTO_T_DIR;
+	ops[2].mode = 0755;
+	for (int i = 0; i < 3; i++) {
+		opid(&ops[i]);
+		reqs[i].ops = &ops[i];
+		reqs[i].n = 1;
+		reqs[i].stop = false;
+		reqs[i].reps = &reps[i];
+	}
+	vs_vol_info(vol, &vi0);
+	is_int(group(reqs, 3), 0, "a group of three requests");
+	ok(reps[0].status == 200 && reps[1].status == 200 &&
+		   reps[2].status == 200,
+	   "all three applied");
+	ok(reps[0].nev && reps[1].nev && reps[2].nev &&
+		   reps[0].ev[0].seq < reps[1].ev[0].seq &&
+		   reps[1].ev[0].seq < reps[2].ev[0].seq,
+	   "events in request order");
+	data = slurp(&x, &size);
+	ok(data && size == 3000 && data[0] == 'R' && data[2999] == 'R',
+	   "store then truncate in one commit");
+	free(data);
+	snprintf(path, sizeof(path), "%s/volumes/home/data/%02x", rootdir,
+		 x.oid[0]);
+	{
+		DIR *dd = opendir(path);
+		struct dirent *de;
+		char hex[33];
+		int nfiles = 0;
+
+		util_hex_encode(x.oid, 16, hex);
+		while (dd && (de = readdir(dd)))
+			if (!strncmp(de->d_name, hex, 32))
+				nfiles++;
+		if (dd)
+			closedir(dd);
+		is_int(nfiles, 1, "one data file left for the object");
+	}
+	reps_free(reps, 3);
+}
+
 static void
 test_cleanup(void)
 {
@@ -1086,6 +1385,7 @@ main(void)
 		test_opid();
 		test_store();
 		test_events();
+		test_batch();
 		test_cleanup();
 		test_bigdir();
 		test_damaged_meta();

@@ -146,6 +146,12 @@ test_limits(void)
 	   "POST getattr: the decoder's limit");
 	ok(limit(VOLD_M_POST, "/v1/vol/home/op") == PROTO_OP_BODY_MAX,
 	   "POST op: the decoder's limit");
+	ok(limit(VOLD_M_POST, "/v1/vol/home/batch") == PROTO_BATCH_BODY_MAX,
+	   "POST batch: the decoder's limit");
+	is_int((int)limit(VOLD_M_GET, "/v1/vol/home/batch"), 0,
+	       "GET batch: no body");
+	is_int((int)limit(VOLD_M_PUT, "/v1/vol/home/batch"), 0,
+	       "PUT batch: no body");
 	is_int((int)limit(VOLD_M_PUT,
 			  "/v1/vol/home/stage/" FID "/" TX "/3?size=65536"),
 	       65536, "PUT stage of 64 KiB chunks: the chunk size");

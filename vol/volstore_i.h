@@ -1,0 +1,269 @@
+/*
+ * volstore_i.h - what the parts of the volume storage library share
+ * (volstore.c, vs_root.c, vs_dir.c, vs_data.c, vs_ops.c, vs_txn.c): the
+ * record layouts, the handles and the internal helpers. Not for use
+ * outside vol/volstore*.c and vol/vs_*.c; volstore.h is the public API.
+ */
+#ifndef CAIRN_VOLSTORE_I_H
+#define CAIRN_VOLSTORE_I_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "common/tdbw.h"
+#include "vol/volstore.h"
+
+#define VREC_MAGIC	0x43564f31u /* "CVO1" */
+#define OREC_MAGIC	0x434f4231u /* "COB1" */
+#define DIR_SPLIT	64 /* entries per bucket before the dir grows */
+#define DIR_BUCKETS_MAX (1u << 20)
+#define HASH_SIZE	10007
+#define DPATH_MAX	96
+
+/* The volume record, key "V". Host byte order (doc/vol-format.md). */
+struct vrec {
+	uint32_t magic;
+	uint32_t id;
+	uint8_t root[16];
+	uint64_t ev_seq;
+	uint64_t bytes_used, bytes_limit;
+	uint64_t files_used, files_limit;
+	uint64_t dv_max;
+	uint64_t op_next, op_low;
+	int64_t created;
+	char name[72];
+};
+
+/* An object record, key "O" + oid, followed by the symlink target (tlen
+ * bytes) and the xattr blob (xlen bytes: [u8 namelen][name][u32 vlen]
+ * [value] ...). */
+struct orec {
+	uint32_t magic;
+	uint8_t type;
+	uint8_t pad[3];
+	uint32_t mode, uid, gid;
+	uint32_t nbuckets; /* directories: buckets of the entry list */
+	uint64_t size, nlink, dv;
+	int64_t atime, mtime, ctime;
+	uint64_t nentries;  /* directories */
+	uint8_t parent[16]; /* directories: the one parent */
+	uint32_t tlen, xlen;
+};
+
+_Static_assert(sizeof(struct orec) == 104, "orec layout");
+
+struct vs_root {
+	char *path;
+	int fd;	   /* ROOT */
+	int volfd; /* ROOT/volumes */
+};
+
+struct vs_vol {
+	struct vs_root *root;
+	char name[65];
+	char dirname[80];
+	int dirfd;
+	int flags;
+	struct tdb_context *tdb;
+	uint32_t id;
+	uint8_t rootoid[16];
+	uint64_t staged;    /* bytes in stage/ (chunk files) */
+	uint64_t stage_max; /* 0 = only the quota */
+	struct vs_undo *undo; /* vs_batch.c: records what kv_put/kv_del
+				 change, so one op of a group can be
+				 rolled back; NULL = not recording */
+};
+
+struct obj {
+	uint8_t oid[16];
+	struct orec r;
+	char *target;
+	uint8_t *x;
+};
+
+/* Walk the xattr blob: calls @fn for each (name, value). */
+struct xent {
+	const char *name;
+	size_t nlen;
+	const uint8_t *val;
+	size_t vlen;
+	size_t off, reclen;
+};
+
+/* ---- mutations ---- */
+
+struct txn {
+	struct vs_vol *v;
+	struct vrec vr;
+	int64_t now;
+	const char *msg; /* error message for the reply */
+	uint64_t cur_dv; /* 410/412: the current dv */
+	struct proto_op_result res;
+	bool events;
+	int nev;
+	struct proto_event ev[VS_MAX_EVENTS];
+	int ngone;
+	char gone[4][DPATH_MAX]; /* data files to unlink after the commit */
+	char newfile[DPATH_MAX]; /* data file to unlink if we fail */
+	const struct proto_op *store; /* to clean staging after the commit */
+};
+
+/* ---- small helpers ---- */
+
+/* ---- small helpers ---- */
+
+static inline int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline uint64_t
+wall_ms(void)
+{
+	return (uint64_t)now_ns() / 1000000;
+}
+
+static inline void
+put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = v & 0xff;
+		v >>= 8;
+	}
+}
+
+static inline void
+put_be32(uint8_t *p, uint32_t v)
+{
+	for (int i = 3; i >= 0; i--) {
+		p[i] = v & 0xff;
+		v >>= 8;
+	}
+}
+
+static inline uint64_t
+name_hash(const char *s, size_t len)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+/* Fetch @key into a heap buffer (*val, free()). -ENOENT if missing. */
+static inline int
+kv_get(struct vs_vol *v, const void *k, size_t klen, uint8_t **val,
+       size_t *vlen)
+{
+	return tdbw_fetch(v->tdb, k, klen, val, vlen);
+}
+
+/* vs_batch.c: save the value of @k before it changes (v->undo set). */
+int undo_save(struct vs_vol *v, const void *k, size_t klen);
+
+/* Every write of the volume store goes through kv_put() and kv_del(), so
+ * that vs_batch.c can undo one op inside a shared transaction. */
+static inline int
+kv_put(struct vs_vol *v, const void *k, size_t klen, const void *val,
+       size_t vlen)
+{
+	if (v->undo) {
+		int rc = undo_save(v, k, klen);
+
+		if (rc)
+			return rc;
+	}
+	return tdbw_store(v->tdb, k, klen, val, vlen, TDB_REPLACE);
+}
+
+static inline int
+kv_del(struct vs_vol *v, const void *k, size_t klen)
+{
+	int rc;
+
+	if (v->undo) {
+		rc = undo_save(v, k, klen);
+		if (rc)
+			return rc;
+	}
+	rc = tdbw_delete(v->tdb, k, klen);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+static inline bool
+kv_exists(struct vs_vol *v, const void *k, size_t klen)
+{
+	TDB_DATA key = {.dptr = (unsigned char *)k, .dsize = klen};
+
+	return tdb_exists(v->tdb, key) != 0;
+}
+
+/* volstore.c */
+int vrec_get(struct vs_vol *v, struct vrec *vr);
+int vrec_put(struct vs_vol *v, const struct vrec *vr);
+void key_obj(uint8_t *k, const uint8_t oid[16]);
+void obj_release(struct obj *o);
+int obj_get(struct vs_vol *v, const uint8_t oid[16], struct obj *o);
+int obj_put(struct vs_vol *v, const struct obj *o);
+int obj_del(struct vs_vol *v, const uint8_t oid[16]);
+void obj_attr(const struct vs_vol *v, const struct obj *o,
+	      struct proto_attr *a);
+int obj_get_fid(struct vs_vol *v, const struct fid *f, struct obj *o);
+bool xnext(const uint8_t *x, size_t xlen, size_t *off, struct xent *e);
+
+/* vs_root.c */
+int rm_tree(int pfd, const char *name, int depth);
+int random_bytes(void *buf, size_t len);
+
+/* vs_dir.c */
+void key_bucket(uint8_t *k, const uint8_t dir[16], uint32_t b);
+int ent_get(struct vs_vol *v, const uint8_t dir[16], const char *name,
+	    uint8_t child[16], uint8_t *type);
+int dir_add(struct vs_vol *v, struct obj *dir, const char *name,
+	    const uint8_t child[16], uint8_t type);
+int dir_del(struct vs_vol *v, struct obj *dir, const char *name);
+int dir_repoint(struct vs_vol *v, struct obj *dir, const char *name,
+		const uint8_t child[16], uint8_t type);
+
+/* vs_data.c */
+void data_path(char *buf, size_t len, const uint8_t oid[16], uint64_t dv);
+void cleanup_data(struct vs_vol *v);
+void stage_count(struct vs_vol *v);
+void stage_dir_drop(struct vs_vol *v, const char *sdir);
+void cleanup_stage_tmp(struct vs_vol *v);
+void stage_names(char *dir, size_t dlen, char *file, size_t flen,
+		 const uint8_t txid[16], const uint8_t oid[16], uint32_t cs,
+		 uint64_t chunk);
+int data_make(struct txn *t, const struct obj *o, uint64_t newdv,
+	      uint64_t newsize, const struct proto_op *store);
+
+/* vs_ops.c */
+int fail(struct txn *t, int err, const char *msg);
+int do_op(struct txn *t, const struct proto_op *op);
+
+/* vs_txn.c */
+/* A struct txn without a tdb transaction (vs_batch.c shares one). */
+void txn_init(struct txn *t, struct vs_vol *v, bool events);
+int txn_start(struct txn *t, struct vs_vol *v, bool events);
+/* Remove the new data file of an op that will not be committed. */
+void txn_discard(struct txn *t);
+void txn_abort(struct txn *t);
+int txn_commit(struct txn *t);
+/* What follows a commit: old data files and used staging removed. */
+void txn_after_commit(struct txn *t);
+int append_events(struct txn *t);
+int opid_lookup(struct vs_vol *v, const uint8_t opid[16],
+		struct vs_reply *rep);
+int opid_record(struct txn *t, const uint8_t opid[16], int status,
+		const char *body, size_t blen);
+
+#endif /* CAIRN_VOLSTORE_I_H */

@@ -1,0 +1,831 @@
+/*
+ * vs_root.c - the server root: its key, the volumes directory, token
+ * state, creating, publishing, removing and listing volumes, and opening
+ * and closing one (volstore.c has the storage design).
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/falloc.h>
+
+#include "common/log.h"
+#include "common/tdbw.h"
+#include "common/token.h"
+#include "common/util.h"
+#include "vol/volstore.h"
+#include "vol/volstore_i.h"
+
+/* ---- the root ---- */
+
+int
+vs_root_open(const char *path, bool create, struct vs_root **out)
+{
+	struct vs_root *r;
+	int rc;
+
+	*out = NULL;
+	if (create) {
+		rc = util_mkdir_p(path, 0700);
+		if (rc)
+			return rc;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->fd = r->volfd = -1;
+	r->path = strdup(path);
+	if (!r->path) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	r->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (r->fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if (create && mkdirat(r->fd, "volumes", 0700) < 0 && errno != EEXIST) {
+		rc = -errno;
+		goto fail;
+	}
+	r->volfd = openat(r->fd, "volumes", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (r->volfd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if (create)
+		fsync(r->fd);
+	*out = r;
+	return 0;
+fail:
+	vs_root_close(r);
+	return rc;
+}
+
+void
+vs_root_close(struct vs_root *r)
+{
+	if (!r)
+		return;
+	if (r->volfd >= 0)
+		close(r->volfd);
+	if (r->fd >= 0)
+		close(r->fd);
+	free(r->path);
+	free(r);
+}
+
+const char *
+vs_root_path(const struct vs_root *r)
+{
+	return r->path;
+}
+
+int
+vs_root_key(struct vs_root *r, bool create, uint8_t *key, size_t *len)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/secret.key", r->path);
+	rc = token_key_load(path, key, len);
+	if (rc == -ENOENT && create) {
+		rc = token_key_generate(path);
+		if (rc && rc != -EEXIST)
+			return rc;
+		rc = token_key_load(path, key, len);
+	}
+	return rc;
+}
+
+int
+vs_vol_meta_path(const struct vs_root *r, const char *name, char *buf,
+		 size_t len)
+{
+	if (proto_volname_check(name))
+		return -EINVAL;
+	if ((size_t)snprintf(buf, len, "%s/volumes/%s/meta.tdb", r->path,
+			     name) >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static void
+staged_name(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, ".staged-%s", name);
+}
+
+/* Remove directory @name under @dirfd and everything in it (our own
+ * layout only: two levels of subdirectories at most, no symlinks
+ * followed). */
+int
+rm_tree(int pfd, const char *name, int depth)
+{
+	int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+					     O_CLOEXEC);
+	DIR *d;
+	struct dirent *de;
+	int rc = 0;
+
+	if (fd < 0)
+		return errno == ENOTDIR ? (unlinkat(pfd, name, 0) ? -errno : 0)
+					: -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (de->d_type == DT_DIR && depth < 4)
+			rc = rm_tree(dirfd(d), de->d_name, depth + 1);
+		else if (unlinkat(dirfd(d), de->d_name, 0) < 0 &&
+			 errno == EISDIR && depth < 4)
+			rc = rm_tree(dirfd(d), de->d_name, depth + 1);
+		if (rc)
+			break;
+	}
+	closedir(d);
+	if (!rc && unlinkat(pfd, name, AT_REMOVEDIR) < 0)
+		rc = -errno;
+	return rc;
+}
+
+/* Read the id of the volume in directory @dname (0 if unreadable). */
+static uint32_t
+peek_id(struct vs_root *r, const char *dname)
+{
+	char path[PATH_MAX];
+	struct tdb_context *tdb;
+	TDB_DATA key = {.dptr = (unsigned char *)"V", .dsize = 1}, d;
+	uint32_t id = 0;
+	struct vrec vr;
+
+	snprintf(path, sizeof(path), "%s/volumes/%s/meta.tdb", r->path, dname);
+	tdb = tdb_open(path, 0, TDB_DEFAULT, O_RDONLY, 0);
+	if (!tdb)
+		return 0;
+	d = tdb_fetch(tdb, key);
+	if (d.dptr && d.dsize == sizeof(vr)) {
+		memcpy(&vr, d.dptr, sizeof(vr));
+		if (vr.magic == VREC_MAGIC)
+			id = vr.id;
+	}
+	free(d.dptr);
+	tdb_close(tdb);
+	return id;
+}
+
+static bool
+id_in_use(struct vs_root *r, uint32_t id)
+{
+	int fd = dup(r->volfd);
+	DIR *d;
+	struct dirent *de;
+	bool used = false;
+
+	if (fd < 0)
+		return true;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return true;
+	}
+	rewinddir(d);
+	while (!used && (de = readdir(d))) {
+		if (de->d_name[0] == '.' && strncmp(de->d_name, ".staged-", 8))
+			continue;
+		used = peek_id(r, de->d_name) == id;
+	}
+	closedir(d);
+	return used;
+}
+
+int
+random_bytes(void *buf, size_t len)
+{
+	struct fid f;
+	uint8_t *p = buf;
+
+	while (len) {
+		size_t n = len > 16 ? 16 : len;
+		int rc = fid_random(0, &f);
+
+		if (rc)
+			return rc;
+		memcpy(p, f.oid, n);
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* ---- token state (ROOT/volumes/NAME/tokens) ----
+ *
+ * One line "ID EPOCH\n": the volume id in 8 lower-case hex digits and the
+ * token epoch in decimal (microseconds since the Unix epoch when it was
+ * set). A token is honoured only if it names both (doc/protocol.md,
+ * "Tokens"). The file lives beside meta.tdb, not in it, so cairn-vold's
+ * loop thread can check a token with one stat() while a worker holds the
+ * volume's tdb; it is replaced by write-fsync-rename, never edited, so a
+ * reader sees the old line or the new one. */
+
+static int
+tokstate_write(int dfd, uint32_t id, uint64_t epoch)
+{
+	char buf[64], tmp[64];
+	int n, fd, rc = 0;
+
+	n = snprintf(buf, sizeof(buf), "%08" PRIx32 " %" PRIu64 "\n", id,
+		     epoch);
+	snprintf(tmp, sizeof(tmp), "tokens.tmp.%d", (int)getpid());
+	fd = openat(dfd, tmp,
+		    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+		    0600);
+	if (fd < 0)
+		return -errno;
+	rc = util_write_all(fd, buf, (size_t)n);
+	if (!rc && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && !rc)
+		rc = -errno;
+	if (!rc && renameat(dfd, tmp, dfd, "tokens") < 0)
+		rc = -errno;
+	if (rc) {
+		unlinkat(dfd, tmp, 0);
+		return rc;
+	}
+	if (fsync(dfd) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Parse the token state in the open file @fd, strictly. */
+static int
+tokstate_parse(int fd, uint32_t *id, uint64_t *epoch)
+{
+	char buf[64], *end;
+	unsigned long long e;
+	unsigned long i;
+	ssize_t n;
+
+	n = util_pread_all(fd, buf, sizeof(buf) - 1, 0);
+	if (n < 0)
+		return (int)n;
+	buf[n] = 0;
+	if (n < 11 || buf[8] != ' ' || buf[n - 1] != '\n')
+		return -EINVAL;
+	for (int k = 0; k < 8; k++)
+		if (!isxdigit((unsigned char)buf[k]))
+			return -EINVAL;
+	i = strtoul(buf, NULL, 16);
+	if (!isdigit((unsigned char)buf[9]))
+		return -EINVAL;
+	errno = 0;
+	e = strtoull(buf + 9, &end, 10);
+	/* One line, nothing after it. */
+	if (errno || *end != '\n' || end + 1 != buf + n || i == 0)
+		return -EINVAL;
+	*id = (uint32_t)i;
+	*epoch = e;
+	return 0;
+}
+
+int
+vs_tokstate_get(struct vs_root *r, const char *name, bool force,
+		struct vs_tokstate *ts)
+{
+	char path[128];
+	struct stat st;
+	int fd, rc;
+
+	if (proto_volname_check(name))
+		return -EINVAL;
+	snprintf(path, sizeof(path), "%s/tokens", name);
+	if (fstatat(r->volfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		ts->valid = false;
+		return -errno;
+	}
+	/* The file is only ever replaced, so the same inode with the same
+	 * times and size is the same line. */
+	if (!force && ts->valid && st.st_dev == ts->dev &&
+	    st.st_ino == ts->ino && st.st_size == ts->size &&
+	    st.st_mtim.tv_sec == ts->mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == ts->mtime.tv_nsec)
+		return 0;
+	ts->valid = false;
+	fd = openat(r->volfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = tokstate_parse(fd, &ts->id, &ts->epoch);
+	if (rc)
+		goto out;
+	ts->dev = st.st_dev;
+	ts->ino = st.st_ino;
+	ts->size = st.st_size;
+	ts->mtime = st.st_mtim;
+	ts->valid = true;
+out:
+	close(fd);
+	return rc;
+}
+
+int
+vs_tokstate_ensure(struct vs_root *r, const char *name)
+{
+	struct vs_tokstate ts = {0};
+	struct vs_vol *v;
+	int rc;
+
+	rc = vs_tokstate_get(r, name, true, &ts);
+	if (rc != -ENOENT)
+		return rc;
+	/* A volume made before token binding: vs_vol_open() writes it. */
+	rc = vs_vol_open(r, name, VS_RDONLY, &v);
+	if (rc)
+		return rc;
+	vs_vol_close(v);
+	return vs_tokstate_get(r, name, true, &ts);
+}
+
+int
+vs_vol_revoke(struct vs_root *r, const char *name, uint64_t *epochp)
+{
+	struct vs_tokstate ts = {0};
+	uint64_t now = (uint64_t)now_ns() / 1000, epoch;
+	int dfd, rc;
+
+	rc = vs_tokstate_ensure(r, name);
+	if (!rc)
+		rc = vs_tokstate_get(r, name, true, &ts);
+	if (rc)
+		return rc;
+	/* Later than every token minted so far, and meaningful as a time;
+	 * never wrapped to 0, which would make every old token good. */
+	if (now <= ts.epoch && ts.epoch == UINT64_MAX)
+		return -EOVERFLOW;
+	epoch = now > ts.epoch ? now : ts.epoch + 1;
+	dfd = openat(r->volfd, name,
+		     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	rc = tokstate_write(dfd, ts.id, epoch);
+	close(dfd);
+	if (!rc && epochp)
+		*epochp = epoch;
+	return rc;
+}
+
+int
+vs_vol_create(struct vs_root *r, const char *name, uint64_t bytes_limit,
+	      uint64_t files_limit, int flags, uint32_t *idp)
+{
+	char tmp[128], path[PATH_MAX];
+	struct tdb_context *tdb = NULL;
+	struct vs_vol v = {0};
+	struct vrec vr;
+	struct obj root;
+	uint32_t id = 0;
+	int rc, dfd = -1;
+	bool made = false;
+
+	if (proto_volname_check(name))
+		return -EINVAL;
+	if (faccessat(r->volfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		return -EEXIST;
+	for (int i = 0; i < 64; i++) {
+		rc = random_bytes(&id, sizeof(id));
+		if (rc)
+			return rc;
+		if (id != 0 && !id_in_use(r, id))
+			break;
+		id = 0;
+	}
+	if (!id)
+		return -EAGAIN;
+	if (flags & VS_STAGED) {
+		staged_name(tmp, sizeof(tmp), name);
+	} else {
+		uint32_t rnd;
+
+		rc = random_bytes(&rnd, sizeof(rnd));
+		if (rc)
+			return rc;
+		snprintf(tmp, sizeof(tmp), ".new-%s.%d.%08x", name,
+			 (int)getpid(), rnd);
+	}
+	if (mkdirat(r->volfd, tmp, 0700) < 0)
+		return -errno;
+	made = true;
+	dfd = openat(r->volfd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || mkdirat(dfd, "data", 0700) < 0 ||
+	    mkdirat(dfd, "stage", 0700) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/volumes/%s/meta.tdb", r->path, tmp);
+	tdb = tdb_open(path, HASH_SIZE, TDB_DEFAULT, O_RDWR | O_CREAT | O_EXCL,
+		       0600);
+	if (!tdb) {
+		rc = errno ? -errno : -EIO;
+		goto out;
+	}
+	v.tdb = tdb;
+	v.root = r;
+	memset(&vr, 0, sizeof(vr));
+	vr.magic = VREC_MAGIC;
+	vr.id = id;
+	vr.bytes_limit = bytes_limit;
+	vr.files_limit = files_limit;
+	vr.files_used = 1;
+	vr.dv_max = 1;
+	vr.created = now_ns();
+	snprintf(vr.name, sizeof(vr.name), "%s", name);
+	memset(&root, 0, sizeof(root));
+	rc = random_bytes(root.oid, 16);
+	if (rc)
+		goto out;
+	memcpy(vr.root, root.oid, 16);
+	root.r.magic = OREC_MAGIC;
+	root.r.type = PROTO_T_DIR;
+	root.r.mode = 0755;
+	root.r.uid = getuid();
+	root.r.gid = getgid();
+	root.r.nbuckets = 1;
+	root.r.nlink = 2;
+	root.r.dv = 1;
+	root.r.atime = root.r.mtime = root.r.ctime = vr.created;
+	memcpy(root.r.parent, root.oid, 16);
+	rc = tdbw_txn_start(tdb);
+	if (rc)
+		goto out;
+	rc = vrec_put(&v, &vr);
+	if (!rc)
+		rc = obj_put(&v, &root);
+	if (rc) {
+		tdbw_txn_cancel(tdb);
+		goto out;
+	}
+	rc = tdbw_txn_commit(tdb);
+	if (rc)
+		goto out;
+	tdb_close(tdb);
+	tdb = NULL;
+	rc = tokstate_write(dfd, id, (uint64_t)vr.created / 1000);
+	if (rc)
+		goto out;
+	if (!(flags & VS_STAGED)) {
+		if (renameat2(r->volfd, tmp, r->volfd, name, RENAME_NOREPLACE) <
+		    0) {
+			rc = -errno;
+			goto out;
+		}
+	}
+	made = false;
+	fsync(r->volfd);
+	if (idp)
+		*idp = id;
+	rc = 0;
+out:
+	if (tdb)
+		tdb_close(tdb);
+	if (dfd >= 0)
+		close(dfd);
+	if (made)
+		rm_tree(r->volfd, tmp, 0);
+	return rc;
+}
+
+int
+vs_vol_publish(struct vs_root *r, const char *name)
+{
+	char tmp[128];
+
+	if (proto_volname_check(name))
+		return -EINVAL;
+	staged_name(tmp, sizeof(tmp), name);
+	if (renameat2(r->volfd, tmp, r->volfd, name, RENAME_NOREPLACE) < 0)
+		return -errno;
+	fsync(r->volfd);
+	return 0;
+}
+
+int
+vs_vol_remove(struct vs_root *r, const char *name, int flags)
+{
+	char src[128], dst[160];
+	uint32_t rnd = 0;
+	int rc;
+
+	if (proto_volname_check(name))
+		return -EINVAL;
+	if (flags & VS_STAGED)
+		staged_name(src, sizeof(src), name);
+	else
+		snprintf(src, sizeof(src), "%s", name);
+	random_bytes(&rnd, sizeof(rnd));
+	snprintf(dst, sizeof(dst), ".removed-%s.%08x", name, rnd);
+	/* Rename first: the volume vanishes at once for every reader, and a
+	 * crash in the middle of the deletion leaves only a hidden name. */
+	if (renameat(r->volfd, src, r->volfd, dst) < 0)
+		return -errno;
+	fsync(r->volfd);
+	rc = rm_tree(r->volfd, dst, 0);
+	if (rc)
+		log_warn(LOG_VOL, "cannot remove '%s': %s", dst, strerror(-rc));
+	return 0;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int
+vs_vol_list(struct vs_root *r, char ***names, size_t *np)
+{
+	int fd = dup(r->volfd);
+	DIR *d;
+	struct dirent *de;
+	char **v = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+
+	*names = NULL;
+	*np = 0;
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	rewinddir(d);
+	while ((de = readdir(d))) {
+		if (proto_volname_check(de->d_name))
+			continue;
+		if (n == cap) {
+			char **nv;
+
+			cap = cap ? cap * 2 : 16;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				rc = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		v[n] = strdup(de->d_name);
+		if (!v[n]) {
+			rc = -ENOMEM;
+			break;
+		}
+		n++;
+	}
+	closedir(d);
+	if (rc) {
+		vs_names_free(v, n);
+		return rc;
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_str);
+	*names = v;
+	*np = n;
+	return 0;
+}
+
+void
+vs_names_free(char **names, size_t n)
+{
+	if (!names)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* ---- open / close ---- */
+
+int
+vs_vol_open(struct vs_root *r, const char *name, int flags,
+	    struct vs_vol **out)
+{
+	char path[PATH_MAX];
+	struct vs_vol *v;
+	struct vrec vr;
+	int rc, oflags = (flags & VS_RDONLY) ? O_RDONLY : O_RDWR;
+	int tflags = TDB_DEFAULT;
+
+	*out = NULL;
+	if (proto_volname_check(name))
+		return -EINVAL;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->root = r;
+	v->flags = flags;
+	v->dirfd = -1;
+	snprintf(v->name, sizeof(v->name), "%s", name);
+	if (flags & VS_STAGED)
+		staged_name(v->dirname, sizeof(v->dirname), name);
+	else
+		snprintf(v->dirname, sizeof(v->dirname), "%s", name);
+	v->dirfd = openat(r->volfd, v->dirname,
+			  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (v->dirfd < 0) {
+		rc = errno == ENOTDIR ? -ENOENT : -errno;
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "%s/volumes/%s/meta.tdb", r->path,
+		 v->dirname);
+	if (flags & VS_NOSYNC)
+		tflags |= TDB_NOSYNC;
+	errno = 0;
+	v->tdb = tdb_open(path, HASH_SIZE, tflags, oflags, 0600);
+	if (!v->tdb) {
+		rc = tdbw_open_errno(errno);
+		goto fail;
+	}
+	rc = vrec_get(v, &vr);
+	if (rc) {
+		log_err(LOG_VOL, "cannot read volume record of '%s': %s", name,
+			strerror(-rc));
+		goto fail;
+	}
+	v->id = vr.id;
+	memcpy(v->rootoid, vr.root, 16);
+	/* Volumes made before tokens were bound to the id have no token
+	 * state yet: start it at the creation time, so tokens minted from
+	 * now on are bound and old-format ones stay refused. */
+	if (faccessat(v->dirfd, "tokens", F_OK, AT_SYMLINK_NOFOLLOW) < 0 &&
+	    errno == ENOENT) {
+		rc = tokstate_write(v->dirfd, vr.id,
+				    (uint64_t)vr.created / 1000);
+		if (rc)
+			log_warn(LOG_VOL,
+				 "cannot write the token state of '%s': %s",
+				 name, strerror(-rc));
+	}
+	if (flags & VS_CLEANUP) {
+		cleanup_data(v);
+		cleanup_stage_tmp(v);
+		vs_stage_gc(v, VS_STAGE_AGE_S);
+	}
+	stage_count(v);
+	*out = v;
+	return 0;
+fail:
+	vs_vol_close(v);
+	return rc;
+}
+
+void
+vs_vol_close(struct vs_vol *v)
+{
+	if (!v)
+		return;
+	if (v->tdb)
+		tdb_close(v->tdb);
+	if (v->dirfd >= 0)
+		close(v->dirfd);
+	free(v);
+}
+
+int
+vs_vol_info(struct vs_vol *v, struct vs_volinfo *out)
+{
+	struct vrec vr;
+	int rc = vrec_get(v, &vr);
+
+	memset(out, 0, sizeof(*out));
+	if (rc)
+		return rc;
+	snprintf(out->name, sizeof(out->name), "%s", v->name);
+	out->id = vr.id;
+	out->root.vol = vr.id;
+	memcpy(out->root.oid, vr.root, 16);
+	out->event_seq = vr.ev_seq;
+	out->bytes_used = vr.bytes_used;
+	out->bytes_limit = vr.bytes_limit;
+	out->files_used = vr.files_used;
+	out->files_limit = vr.files_limit;
+	out->dv_max = vr.dv_max;
+	out->created_ns = vr.created;
+	/* A damaged flag record must not make the volume unusable: it
+	 * reads as private (vs_vol_public() says why). */
+	vs_vol_public(v, &out->public);
+	return 0;
+}
+
+int
+vs_vol_set_limits(struct vs_vol *v, uint64_t bytes_limit,
+		  uint64_t files_limit)
+{
+	struct vrec vr;
+	int rc;
+
+	if (v->flags & VS_RDONLY)
+		return -EROFS;
+	if ((rc = tdbw_txn_start(v->tdb)) != 0)
+		return rc;
+	rc = vrec_get(v, &vr);
+	if (!rc) {
+		vr.bytes_limit = bytes_limit;
+		vr.files_limit = files_limit;
+		rc = vrec_put(v, &vr);
+	}
+	if (rc) {
+		tdbw_txn_cancel(v->tdb);
+		return rc;
+	}
+	return tdbw_txn_commit(v->tdb);
+}
+
+/* The volume flags, key "F": one u32, host order. A record of its own
+ * (not a field of "V") so volumes made before it need no conversion: a
+ * missing key reads as no flag set. */
+#define VFLAG_PUBLIC 1u
+
+static int
+vflags_get(struct vs_vol *v, uint32_t *flags)
+{
+	uint8_t *val;
+	size_t len;
+	int rc = kv_get(v, "F", 1, &val, &len);
+
+	*flags = 0;
+	if (rc == -ENOENT)
+		return 0;
+	if (rc)
+		return rc;
+	if (len != sizeof(*flags)) {
+		free(val);
+		return -EINVAL;
+	}
+	memcpy(flags, val, sizeof(*flags));
+	free(val);
+	return 0;
+}
+
+int
+vs_vol_public(struct vs_vol *v, bool *pub)
+{
+	uint32_t flags;
+	int rc = vflags_get(v, &flags);
+
+	*pub = !rc && (flags & VFLAG_PUBLIC);
+	return rc;
+}
+
+int
+vs_vol_set_public(struct vs_vol *v, bool pub)
+{
+	uint32_t flags;
+	int rc;
+
+	if (v->flags & VS_RDONLY)
+		return -EROFS;
+	if ((rc = tdbw_txn_start(v->tdb)) != 0)
+		return rc;
+	rc = vflags_get(v, &flags);
+	/* A damaged record holds no flag we could keep: setting repairs it. */
+	if (rc == -EINVAL)
+		rc = 0;
+	if (!rc) {
+		flags = pub ? flags | VFLAG_PUBLIC : flags & ~VFLAG_PUBLIC;
+		rc = kv_put(v, "F", 1, &flags, sizeof(flags));
+	}
+	if (rc) {
+		tdbw_txn_cancel(v->tdb);
+		return rc;
+	}
+	return tdbw_txn_commit(v->tdb);
+}
+
+int
+vs_vol_sync(struct vs_vol *v)
+{
+	if (fsync(tdb_fd(v->tdb)) < 0)
+		return -errno;
+	if (syncfs(v->dirfd) < 0)
+		return -errno;
+	return 0;
+}
