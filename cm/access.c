@@ -10,13 +10,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cm/access.h"
 #include "cm/ctl.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
 #include "cm/vc.h"
 #include "common/proto.h"
 
@@ -26,18 +27,41 @@ attr_mode(const struct proto_attr *a)
 	return (a->mode & 07777) | (a->type == PROTO_T_DIR ? S_IFDIR : 0);
 }
 
-/* The attributes acc_may_change() falls back on for its op's object
- * when the cache lacks them (loop thread only, like everything here). */
-static const struct proto_attr *fallback;
+struct access {
+	struct mcache *mc;
+	struct fid root;
+	/* The attributes acc_may_change() falls back on for its op's
+	 * object when the cache lacks them (loop thread only, like
+	 * everything here). */
+	const struct proto_attr *fallback;
+};
+
+struct access *
+acc_new(struct mcache *mc, const struct fid *root)
+{
+	struct access *acc = calloc(1, sizeof(*acc));
+
+	if (!acc)
+		return NULL;
+	acc->mc = mc;
+	acc->root = *root;
+	return acc;
+}
+
+void
+acc_free(struct access *acc)
+{
+	free(acc);
+}
 
 static int
-need_attr(struct cm *cm, const struct fid *fid, struct proto_attr *a,
+need_attr(struct access *acc, const struct fid *fid, struct proto_attr *a,
 	  struct acc_need *need)
 {
-	if (meta_cached_attr(cm, fid, a) == 0)
+	if (mcache_attr(acc->mc, fid, a) == 0)
 		return 0;
-	if (fallback && fid_eq(&fallback->fid, fid)) {
-		*a = *fallback;
+	if (acc->fallback && fid_eq(&acc->fallback->fid, fid)) {
+		*a = *acc->fallback;
 		return 0;
 	}
 	if (need) {
@@ -51,10 +75,9 @@ need_attr(struct cm *cm, const struct fid *fid, struct proto_attr *a,
  * attributes of the directory the last component is in and *@have_last
  * says whether there is one (not for the root itself). */
 static int
-reach(struct cm *cm, const struct ctl_peer *p, const char *path,
+reach(struct access *acc, const struct ctl_peer *p, const char *path,
       struct acc_need *need, struct proto_attr *last, bool *have_last)
 {
-	struct proto_volinfo vi;
 	struct proto_attr a, up;
 	struct vc_dir *d;
 	const char *cur = path, *slash;
@@ -66,9 +89,9 @@ reach(struct cm *cm, const struct ctl_peer *p, const char *path,
 
 	memset(&up, 0, sizeof(up));
 	*have_last = false;
-	if (!path || cm_volinfo(cm, &vi) < 0)
+	if (!path)
 		return -EAGAIN;
-	fid = vi.root;
+	fid = acc->root;
 	for (;;) {
 		while (*cur == '/')
 			cur++;
@@ -81,7 +104,7 @@ reach(struct cm *cm, const struct ctl_peer *p, const char *path,
 		}
 		/* @fid is the directory the next component is in: reaching
 		 * that component takes search permission on it. */
-		rc = need_attr(cm, &fid, &a, need);
+		rc = need_attr(acc, &fid, &a, need);
 		if (rc < 0)
 			return rc;
 		if (a.type != PROTO_T_DIR)
@@ -100,7 +123,7 @@ reach(struct cm *cm, const struct ctl_peer *p, const char *path,
 			cur = slash;
 			continue;
 		}
-		rc = meta_cached_dir(cm, &fid, &d);
+		rc = mcache_dir(acc->mc, &fid, &d);
 		if (rc == -ENOTDIR)
 			return -ENOENT;
 		if (rc < 0) {
@@ -124,7 +147,7 @@ reach(struct cm *cm, const struct ctl_peer *p, const char *path,
 }
 
 int
-acc_reach(struct cm *cm, const struct ctl_peer *p, const char *path,
+acc_reach(struct access *acc, const struct ctl_peer *p, const char *path,
 	  struct acc_need *need)
 {
 	struct proto_attr last;
@@ -132,7 +155,7 @@ acc_reach(struct cm *cm, const struct ctl_peer *p, const char *path,
 
 	if (p->uid == 0)
 		return 0;
-	return reach(cm, p, path, need, &last, &have_last);
+	return reach(acc, p, path, need, &last, &have_last);
 }
 
 static bool
@@ -145,13 +168,13 @@ owns(const struct ctl_peer *p, const struct proto_attr *a)
  * and a removal of @obj (may be NULL: nothing removed), owning @dir or
  * @obj as well. */
 static int
-may_dir(struct cm *cm, const struct ctl_peer *p, const struct fid *dir,
+may_dir(struct access *acc, const struct ctl_peer *p, const struct fid *dir,
 	const struct fid *obj, struct acc_need *need)
 {
 	struct proto_attr d, o;
 	int rc;
 
-	rc = need_attr(cm, dir, &d, need);
+	rc = need_attr(acc, dir, &d, need);
 	if (rc < 0)
 		return rc;
 	if (d.type != PROTO_T_DIR)
@@ -160,7 +183,7 @@ may_dir(struct cm *cm, const struct ctl_peer *p, const struct fid *dir,
 		return -EACCES;
 	if (!obj || fid_is_null(obj) || !(d.mode & S_ISVTX) || owns(p, &d))
 		return 0;
-	rc = need_attr(cm, obj, &o, need);
+	rc = need_attr(acc, obj, &o, need);
 	if (rc < 0)
 		return rc;
 	return owns(p, &o) ? 0 : -EACCES;
@@ -170,8 +193,8 @@ may_dir(struct cm *cm, const struct ctl_peer *p, const struct fid *dir,
  * caller, the group one of the caller's, or the parent's when the parent
  * is set-gid (which is what gives a new object the parent's group). */
 static int
-may_own_new(struct cm *cm, const struct ctl_peer *p, const struct proto_op *op,
-	    struct acc_need *need)
+may_own_new(struct access *acc, const struct ctl_peer *p,
+	    const struct proto_op *op, struct acc_need *need)
 {
 	struct proto_attr d;
 	int rc;
@@ -180,7 +203,7 @@ may_own_new(struct cm *cm, const struct ctl_peer *p, const struct proto_op *op,
 		return -EPERM;
 	if (ctl_peer_in_group(p, (gid_t)op->gid))
 		return 0;
-	rc = need_attr(cm, &op->parent, &d, need);
+	rc = need_attr(acc, &op->parent, &d, need);
 	if (rc < 0)
 		return rc;
 	return op->gid == d.gid && (d.mode & S_ISGID) ? 0 : -EPERM;
@@ -229,26 +252,27 @@ may_xattr(const struct ctl_peer *p, const struct proto_op *op,
 	return owns(p, a) ? 0 : -EPERM;
 }
 
-static int may_change(struct cm *cm, const struct ctl_peer *p,
+static int may_change(struct access *acc, const struct ctl_peer *p,
 		      const struct proto_op *op, const struct fid *victim,
 		      struct acc_need *need);
 
 int
-acc_may_change(struct cm *cm, const struct ctl_peer *p,
+acc_may_change(struct access *acc, const struct ctl_peer *p,
 	       const struct proto_op *op, const struct fid *victim,
 	       const struct proto_attr *known, struct acc_need *need)
 {
 	int rc;
 
-	fallback = known;
-	rc = may_change(cm, p, op, victim, need);
-	fallback = NULL;
+	acc->fallback = known;
+	rc = may_change(acc, p, op, victim, need);
+	acc->fallback = NULL;
 	return rc;
 }
 
 static int
-may_change(struct cm *cm, const struct ctl_peer *p, const struct proto_op *op,
-	   const struct fid *victim, struct acc_need *need)
+may_change(struct access *acc, const struct ctl_peer *p,
+	   const struct proto_op *op, const struct fid *victim,
+	   struct acc_need *need)
 {
 	const struct fid *gone = victim && !fid_is_null(victim) ? victim
 							       : NULL;
@@ -261,13 +285,13 @@ may_change(struct cm *cm, const struct ctl_peer *p, const struct proto_op *op,
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
 	case PROTO_OP_SYMLINK:
-		rc = may_dir(cm, p, &op->parent, gone, need);
-		return rc < 0 ? rc : may_own_new(cm, p, op, need);
+		rc = may_dir(acc, p, &op->parent, gone, need);
+		return rc < 0 ? rc : may_own_new(acc, p, op, need);
 	case PROTO_OP_LINK:
-		rc = may_dir(cm, p, &op->parent, gone, need);
+		rc = may_dir(acc, p, &op->parent, gone, need);
 		if (rc < 0)
 			return rc;
-		rc = need_attr(cm, &op->fid, &a, need);
+		rc = need_attr(acc, &op->fid, &a, need);
 		if (rc < 0)
 			return rc;
 		if (owns(p, &a) || ctl_peer_may(p, attr_mode(&a), a.uid, a.gid,
@@ -276,26 +300,26 @@ may_change(struct cm *cm, const struct ctl_peer *p, const struct proto_op *op,
 		return -EPERM;
 	case PROTO_OP_UNLINK:
 	case PROTO_OP_RMDIR:
-		return may_dir(cm, p, &op->parent, gone ? gone : &op->fid,
+		return may_dir(acc, p, &op->parent, gone ? gone : &op->fid,
 			       need);
 	case PROTO_OP_RENAME:
-		rc = may_dir(cm, p, &op->parent, &op->fid, need);
+		rc = may_dir(acc, p, &op->parent, &op->fid, need);
 		if (rc < 0)
 			return rc;
-		return may_dir(cm, p, &op->newparent,
-			       gone ? gone
-				    : (fid_is_null(&op->victim) ? NULL
-								: &op->victim),
-			       need);
+		return may_dir(
+			acc, p, &op->newparent,
+			gone ? gone
+			     : (fid_is_null(&op->victim) ? NULL : &op->victim),
+			need);
 	case PROTO_OP_SETATTR:
-		rc = need_attr(cm, &op->fid, &a, need);
+		rc = need_attr(acc, &op->fid, &a, need);
 		return rc < 0 ? rc : may_setattr(p, op, &a);
 	case PROTO_OP_SETXATTR:
 	case PROTO_OP_REMOVEXATTR:
-		rc = need_attr(cm, &op->fid, &a, need);
+		rc = need_attr(acc, &op->fid, &a, need);
 		return rc < 0 ? rc : may_xattr(p, op, &a);
 	case PROTO_OP_STORE:
-		rc = need_attr(cm, &op->fid, &a, need);
+		rc = need_attr(acc, &op->fid, &a, need);
 		if (rc < 0)
 			return rc;
 		return ctl_peer_may(p, attr_mode(&a), a.uid, a.gid, W_OK);
@@ -305,7 +329,7 @@ may_change(struct cm *cm, const struct ctl_peer *p, const struct proto_op *op,
 }
 
 bool
-acc_sees(struct cm *cm, const struct ctl_peer *p, const char *path,
+acc_sees(struct access *acc, const struct ctl_peer *p, const char *path,
 	 const struct fid *dir, uid_t owner)
 {
 	struct proto_attr a;
@@ -315,7 +339,7 @@ acc_sees(struct cm *cm, const struct ctl_peer *p, const char *path,
 		return true;
 	/* A directory on the way gone (-ENOENT) leaves no current path to
 	 * judge by: the record is its owner's and root's only. */
-	if (reach(cm, p, path, NULL, &a, &have_last) < 0)
+	if (reach(acc, p, path, NULL, &a, &have_last) < 0)
 		return false;
 	/* Searching a directory (0711, as home directories often are)
 	 * reaches a name one knows; a list of names is a listing, which
@@ -324,7 +348,7 @@ acc_sees(struct cm *cm, const struct ctl_peer *p, const char *path,
 	    ctl_peer_may(p, attr_mode(&a), a.uid, a.gid, R_OK | X_OK) < 0)
 		return false;
 	/* The directory the change was made in, if still cached, too. */
-	if (dir && !fid_is_null(dir) && meta_cached_attr(cm, dir, &a) == 0 &&
+	if (dir && !fid_is_null(dir) && mcache_attr(acc->mc, dir, &a) == 0 &&
 	    ctl_peer_may(p, attr_mode(&a), a.uid, a.gid, R_OK | X_OK) < 0)
 		return false;
 	return true;

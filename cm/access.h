@@ -6,9 +6,9 @@
  * path resolver of cm_ctl.c: the lists of conflicts, replay records and
  * pins, and fs resolve.
  *
- * Layer rule: FUSE-free (libcm). It reads meta.c's caches and never
- * fetches: a caller that gets -EAGAIN fetches what *need names (or gives
- * up) and asks again.
+ * Layer rule: FUSE-free (libcm), level 3. It reads the cached metadata
+ * (mcache.h) and never fetches: a caller that gets -EAGAIN fetches what
+ * *need names (or gives up) and asks again.
  *
  * Invariants:
  *  - root (uid 0) may always (0), whatever is cached;
@@ -21,10 +21,18 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#include "cm/cm.h"
+#include "common/fid.h"
+#include "common/proto.h"
 
 struct ctl_peer;
+struct mcache;
 struct proto_op;
+struct access;
+
+/* Answers from @mc (which must outlive the handle) for the volume whose
+ * root is @root. @return the handle, or NULL + errno. */
+struct access *acc_new(struct mcache *mc, const struct fid *root);
+void acc_free(struct access *acc);
 
 /* What -EAGAIN lacks: the attributes or the listing of need->fid. */
 struct acc_need {
@@ -39,7 +47,7 @@ struct acc_need {
  * search), -ENOENT (a component on the way is gone or not a directory),
  * -EAGAIN (not cached: *@need says what; @need may be NULL).
  */
-int acc_reach(struct cm *cm, const struct ctl_peer *p, const char *path,
+int acc_reach(struct access *acc, const struct ctl_peer *p, const char *path,
 	      struct acc_need *need);
 
 /*
@@ -66,7 +74,7 @@ int acc_reach(struct cm *cm, const struct ctl_peer *p, const char *path,
  * Loop thread. @return 0, -EACCES, -EPERM (only root may), -EAGAIN
  * (*@need not cached).
  */
-int acc_may_change(struct cm *cm, const struct ctl_peer *p,
+int acc_may_change(struct access *acc, const struct ctl_peer *p,
 		   const struct proto_op *op, const struct fid *victim,
 		   const struct proto_attr *known, struct acc_need *need);
 
@@ -80,7 +88,7 @@ int acc_may_change(struct cm *cm, const struct ctl_peer *p,
  * gone (a directory on it removed) is seen by its owner and root only.
  * Never fetches: what is not cached is not seen. Loop thread.
  */
-bool acc_sees(struct cm *cm, const struct ctl_peer *p, const char *path,
+bool acc_sees(struct access *acc, const struct ctl_peer *p, const char *path,
 	      const struct fid *dir, uid_t owner);
 
 #endif /* CAIRN_CM_ACCESS_H */

@@ -5,7 +5,7 @@
  * finding it in the cache when the server is away, the modules, recovery).
  *
  * It holds no policy of its own: the read path lives in fetch.c and
- * meta.c, the FUSE handlers in fuse_ops.c.
+ * mcache.c and mfetch.c, the FUSE handlers in fuse_ops.c.
  */
 #include "config.h"
 

@@ -8,7 +8,7 @@
  * share with this file.
  *
  * Path requests go through an asynchronous resolver: from the volume root,
- * one component at a time, through the metadata cache, asking meta.c for
+ * one component at a time, through the metadata cache, asking mfetch.c for
  * what is missing and coming back from its callback, so a handler never
  * waits on the network inside the loop.
  */
@@ -31,8 +31,9 @@
 #include "cm/ctl_i.h"
 #include "cm/http.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
-#include "cm/offline.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
+#include "cm/replay.h"
 #include "cm/pin.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
@@ -65,11 +66,10 @@ cm_ctl_resolve_fail(struct resolve *r, int err, const char *msg)
 }
 
 static void
-resolve_cb(struct cm *cm, void *arg, int err)
+resolve_cb(void *arg, int err)
 {
 	struct resolve *r = arg;
 
-	(void)cm;
 	if (err < 0) {
 		cm_ctl_resolve_fail(r, err, NULL);
 		return;
@@ -94,13 +94,13 @@ resolve_step(struct resolve *r)
 	int rc;
 
 	for (;;) {
-		rc = meta_cached_attr(r->cm, &r->fid, &a);
+		rc = mcache_attr(r->cm->mc, &r->fid, &a);
 		if (rc == -ENOENT) {
 			if (++r->tries > RESOLVE_TRIES) {
 				cm_ctl_resolve_fail(r, EAGAIN, NULL);
 				return;
 			}
-			meta_want_attr(r->cm, &r->fid, resolve_cb, r);
+			mfetch_want_attr(r->cm->mf, &r->fid, resolve_cb, r);
 			return;
 		}
 		if (rc < 0) {
@@ -127,13 +127,13 @@ resolve_step(struct resolve *r)
 			cm_ctl_resolve_fail(r, EACCES, NULL);
 			return;
 		}
-		rc = meta_cached_dir(r->cm, &r->fid, &d);
+		rc = mcache_dir(r->cm->mc, &r->fid, &d);
 		if (rc == -ENOENT) {
 			if (++r->tries > RESOLVE_TRIES) {
 				cm_ctl_resolve_fail(r, EAGAIN, NULL);
 				return;
 			}
-			meta_want_dir(r->cm, &r->fid, resolve_cb, r);
+			mfetch_want_dir(r->cm->mf, &r->fid, resolve_cb, r);
 			return;
 		}
 		if (rc < 0) {
@@ -239,7 +239,7 @@ cm_ctl_start(struct cm *cm)
 		}
 		p = sock;
 	}
-	cm->ctl = ctl_server_new(cm->base, p, &cm_ctl_handlers, cm, &err);
+	cm->ctl = ctl_server_new(cm->loop.base, p, &cm_ctl_handlers, cm, &err);
 	if (!cm->ctl) {
 		log_err(LOG_CTL, "cannot listen on control socket '%s': %s", p,
 			strerror(-err));
@@ -252,8 +252,10 @@ cm_ctl_start(struct cm *cm)
 }
 
 static void
-stop_job(struct cm *cm, struct cm_job *job)
+stop_job(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
+
 	ctl_server_free(cm->ctl);
 	cm->ctl = NULL;
 	free(job);
@@ -268,13 +270,13 @@ cm_ctl_stop(struct cm *cm)
 		return;
 	/* The server belongs to the loop thread: free it there. If the loop
 	 * is not running, nobody else touches it. */
-	j = cm->loop_running ? calloc(1, sizeof(*j)) : NULL;
+	j = cm->loop.running ? calloc(1, sizeof(*j)) : NULL;
 	if (!j) {
 		ctl_server_free(cm->ctl);
 		cm->ctl = NULL;
 		return;
 	}
 	j->run = stop_job;
-	cm_post(cm, j);
+	cm_post(&cm->loop, j);
 }
 

@@ -16,7 +16,7 @@
 struct cm;
 
 /* Listen on cfg.ctl_socket, or on ctl_socket_path(cfg.mountpoint) (which
- * must be canonical). Needs cm->base. @return 0 or -errno (logged). */
+ * must be canonical). Needs cm->loop.base. @return 0 or -errno (logged). */
 int cm_ctl_start(struct cm *cm);
 /* Stop listening and remove the socket file. Safe if never started. */
 void cm_ctl_stop(struct cm *cm);

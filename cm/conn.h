@@ -6,7 +6,7 @@
  *
  * Layer rule: FUSE-free (libcm), level 1 of doc/cm.md "Levels": it
  * includes only http.h (level 0). What the modes mean for the rest of
- * cairnd (logging mutations, replaying them) is offline.c's business; conn
+ * cairnd (logging mutations, replaying them) is replay.c's business; conn
  * reaches it only through struct conn_hooks, which daemon.c fills in.
  *
  * Transitions (anything else is refused and changes nothing):

@@ -21,8 +21,9 @@
 #include "cm/ctl_i.h"
 #include "cm/http.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
-#include "cm/offline.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
+#include "cm/replay.h"
 #include "cm/pin.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
@@ -77,21 +78,21 @@ cm_ctl_h_getcacheparms(void *arg, struct ctl_call *call, const struct ctl_peer *
 	cs_get_stats(cm->cs, &st);
 	/* dirty_bytes: the chunk store's dirty chunks (whole chunks, as they
 	 * take cache space); dirty_files: files with unstored changes. */
-	ctl_reply_ok(call,
-		     json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-			       "s:s}",
-			       "dirty_files", (json_int_t)wb_dirty_files(cm),
-			       "bytes_used", (json_int_t)st.bytes_used,
-			       "bytes_limit", (json_int_t)st.bytes_limit,
-			       "files_used", (json_int_t)st.files_used,
-			       "files_limit", (json_int_t)st.files_limit,
-			       "chunk_size", (json_int_t)st.chunk_size,
-			       "pinned_bytes", (json_int_t)st.pinned_bytes,
-			       "dirty_bytes", (json_int_t)st.dirty_bytes,
-			       "hits", (json_int_t)st.hits, "misses",
-			       (json_int_t)st.misses, "evictions",
-			       (json_int_t)st.evictions, "cache_dir",
-			       cm->cfg.cache_dir));
+	ctl_reply_ok(
+		call,
+		json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+			  "s:s}",
+			  "dirty_files", (json_int_t)wb_dirty_files(cm->wb),
+			  "bytes_used", (json_int_t)st.bytes_used,
+			  "bytes_limit", (json_int_t)st.bytes_limit,
+			  "files_used", (json_int_t)st.files_used,
+			  "files_limit", (json_int_t)st.files_limit,
+			  "chunk_size", (json_int_t)st.chunk_size,
+			  "pinned_bytes", (json_int_t)st.pinned_bytes,
+			  "dirty_bytes", (json_int_t)st.dirty_bytes, "hits",
+			  (json_int_t)st.hits, "misses", (json_int_t)st.misses,
+			  "evictions", (json_int_t)st.evictions, "cache_dir",
+			  cm->cfg.cache_dir));
 }
 
 void
@@ -159,7 +160,7 @@ cm_ctl_h_status(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 			      atomic_load(&cm->online) ? 1 : 0);
 
 	/* "online": whether the last server contact worked; mode, replay
-	 * log and conflicts from offline.c. */
+	 * log and conflicts from replay.c. */
 	if (o)
 		cm_ctl_offline_status(cm, o);
 	ctl_reply_ok(call, o);

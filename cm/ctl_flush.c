@@ -26,8 +26,9 @@
 #include "cm/ctl_i.h"
 #include "cm/http.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
-#include "cm/offline.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
+#include "cm/replay.h"
 #include "cm/pin.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
@@ -88,10 +89,10 @@ kernel_forget_data(struct cm *cm, const struct fid *fid)
 {
 	uint64_t ino = ino_of(cm->ino, fid);
 
-	if (!ino || !cm->kops.inval_inode)
+	if (!ino || !cm->loop.kops.inval_inode)
 		return;
-	CM_STAT_INC(cm, invalidations);
-	cm->kops.inval_inode(cm->kops.arg, ino, 0, 0);
+	CM_STAT_INC(&cm->st, invalidations);
+	cm->loop.kops.inval_inode(cm->loop.kops.arg, ino, 0, 0);
 }
 
 static void fjob_pump(struct fjob *j);
@@ -124,9 +125,10 @@ fjob_add(struct fjob *j, const struct fid *fid, size_t *cap)
 /* The store of fids[i] is over (@err): drop the file's data unless it
  * failed, then go on with the next one. Loop thread. */
 static void
-fjob_stored(struct cm *cm, void *arg, int err)
+fjob_stored(void *arg, int err)
 {
 	struct fjob *j = arg;
+	struct cm *cm = j->cm;
 	const struct fid *fid = &j->fids[j->i];
 	struct file_bytes b = {0};
 	char fs[FID_STRLEN];
@@ -171,7 +173,7 @@ collect_meta(void *arg, const struct fid *fid)
 
 	/* What a pin or a local change needs stays: offline work reads it,
 	 * and a store is based on it. */
-	if (pin_covers(m->cm, fid) || wb_active(m->cm, fid))
+	if (pin_covers(m->cm, fid) || wb_active(m->cm->wb, fid))
 		return 0;
 	if (m->n == m->cap) {
 		m->cap = m->cap ? 2 * m->cap : 256;
@@ -201,7 +203,7 @@ drop_all_meta(struct cm *cm)
 		/* The root stays: the mount's own attributes. */
 		if (cm_volinfo(cm, &vi) == 0 && fid_eq(&vi.root, &m.v[i]))
 			continue;
-		meta_forget(cm, &m.v[i]);
+		mcache_forget(cm->mc, &m.v[i]);
 		kernel_forget_data(cm, &m.v[i]);
 	}
 	free(m.v);
@@ -211,8 +213,9 @@ drop_all_meta(struct cm *cm)
 static void fjob_finish(struct fjob *j);
 
 static void
-fjob_fenced(struct cm *cm, struct cm_job *job)
+fjob_fenced(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct fjob *j =
 		(struct fjob *)((char *)job - offsetof(struct fjob, fence));
 
@@ -266,7 +269,7 @@ fjob_finish(struct fjob *j)
 		 * here from fjob_fenced(). */
 		j->fenced = true;
 		j->fence.run = fjob_fenced;
-		cm_kernel_barrier(cm, &j->fence);
+		cm_kernel_barrier(&cm->loop, &j->fence);
 		return;
 	}
 	if (j->type != CTL_FLUSH)
@@ -277,7 +280,7 @@ fjob_finish(struct fjob *j)
 			 (unsigned long long)j->stored,
 			 (unsigned long long)j->failed);
 	/* At shutdown (a barrier run late) the HTTP client is gone. */
-	if (j->failed && err == -EIO && !j->probed && !cm_stopping(cm) &&
+	if (j->failed && err == -EIO && !j->probed && !cm_stopping(&cm->loop) &&
 	    fjob_probe(j) == 0)
 		return; /* back here when the ping is answered */
 	if (j->failed) {
@@ -356,7 +359,7 @@ fjob_pump(struct fjob *j)
 		cs_iterate_file(j->cm->cs, fid->vol, fid->oid, count_bytes, &b);
 		j->dirty_now = b.dirty;
 		j->waiting = true;
-		wb_flush(j->cm, fid, fjob_stored, j);
+		wb_flush(j->cm->wb, fid, fjob_stored, j);
 	}
 	j->pumping = false;
 	if (!j->waiting && j->i >= j->n)
@@ -397,14 +400,13 @@ flush_done(struct resolve *r, const struct proto_attr *a)
 		/* The files of the directory, not recursive. Their mode is
 		 * not checked: reading the directory shows them anyway, and
 		 * a flush hands nobody their data. */
-		rc = meta_cached_dir(r->cm, &a->fid, &d);
+		rc = mcache_dir(r->cm->mc, &a->fid, &d);
 		if (rc == -ENOENT)
 			rc = 0; /* no listing cached: nothing of it either */
 		for (size_t i = 0; d && rc == 0 && i < d->n; i++) {
 			struct proto_attr ea;
 
-			if (meta_cached_attr(r->cm, &d->ents[i].fid, &ea) ==
-				    0 &&
+			if (mcache_attr(r->cm->mc, &d->ents[i].fid, &ea) == 0 &&
 			    ea.type == PROTO_T_FILE)
 				rc = fjob_add(j, &ea.fid, &cap);
 		}
@@ -434,8 +436,9 @@ struct fmeta {
 };
 
 static void
-flushmeta_reply(struct cm *cm, struct cm_job *job)
+flushmeta_reply(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct fmeta *m = (struct fmeta *)job;
 
 	(void)cm;
@@ -455,11 +458,11 @@ flushmeta_done(struct resolve *r, const struct proto_attr *a)
 
 	/* The kernel forgets the names in a directory and the object's own
 	 * name, so the next lookup and stat come to cairnd again. */
-	if (a->type == PROTO_T_DIR && meta_cached_dir(cm, &a->fid, &d) == 0) {
-		for (size_t i = 0; ino && cm->kops.inval_entry && i < d->n;
+	if (a->type == PROTO_T_DIR && mcache_dir(cm->mc, &a->fid, &d) == 0) {
+		for (size_t i = 0; ino && cm->loop.kops.inval_entry && i < d->n;
 		     i++) {
-			CM_STAT_INC(cm, invalidations);
-			cm->kops.inval_entry(cm->kops.arg, ino,
+			CM_STAT_INC(&cm->st, invalidations);
+			cm->loop.kops.inval_entry(cm->loop.kops.arg, ino,
 					     d->ents[i].name,
 					     strlen(d->ents[i].name));
 		}
@@ -468,20 +471,20 @@ flushmeta_done(struct resolve *r, const struct proto_attr *a)
 	}
 	if (r->have_parent)
 		pino = ino_of(cm->ino, &r->parent);
-	if (pino && cm->kops.inval_entry) {
-		CM_STAT_INC(cm, invalidations);
-		cm->kops.inval_entry(cm->kops.arg, pino, r->name,
+	if (pino && cm->loop.kops.inval_entry) {
+		CM_STAT_INC(&cm->st, invalidations);
+		cm->loop.kops.inval_entry(cm->loop.kops.arg, pino, r->name,
 				     strlen(r->name));
 	}
 	/* A file with local changes keeps its attributes (its store is
 	 * based on them); the rest is forgotten. */
-	if (!wb_active(cm, &a->fid))
-		meta_forget(cm, &a->fid);
-	if (ino && cm->kops.inval_inode) {
-		CM_STAT_INC(cm, invalidations);
+	if (!wb_active(cm->wb, &a->fid))
+		mcache_forget(cm->mc, &a->fid);
+	if (ino && cm->loop.kops.inval_inode) {
+		CM_STAT_INC(&cm->st, invalidations);
 		/* -1: attributes only; a directory also drops its pages
 		 * (readdir), a file keeps its data (tagged by DV). */
-		cm->kops.inval_inode(cm->kops.arg, ino,
+		cm->loop.kops.inval_inode(cm->loop.kops.arg, ino,
 				     a->type == PROTO_T_DIR ? 0 : -1, 0);
 	}
 	m = calloc(1, sizeof(*m));
@@ -495,7 +498,7 @@ flushmeta_done(struct resolve *r, const struct proto_attr *a)
 	m->n = n;
 	cm_ctl_resolve_free(r);
 	/* Answer once the kernel forgot: the next stat must come here. */
-	cm_kernel_barrier(cm, &m->job);
+	cm_kernel_barrier(&cm->loop, &m->job);
 }
 
 void

@@ -18,14 +18,17 @@
 
 #include "cm/access.h"
 #include "cm/cm.h"
+#include "cm/conflict.h"
 #include "cm/conn.h"
 #include "cm/ctl.h"
 #include "cm/ctl_i.h"
 #include "cm/http.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
+#include "cm/local.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/mut.h"
-#include "cm/offline.h"
+#include "cm/replay.h"
 #include "cm/rlog.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
@@ -51,13 +54,13 @@ offline_status_log(json_t *o, const struct rlog_stats *st)
 void
 cm_ctl_offline_status(struct cm *cm, json_t *o)
 {
-	struct offline_state s;
+	struct replay_state s;
 	struct rlog_stats st;
 
 	memset(&st, 0, sizeof(st));
 	if (cm->rlog)
 		rlog_stats(cm->rlog, &st);
-	if (!offline_get_state(cm, &s)) {
+	if (!replay_get_state(cm->replay, &s)) {
 		json_object_set_new(o, "mode",
 				    json_string(cm_mode_name(s.mode)));
 		offline_status_log(o, &st);
@@ -98,7 +101,7 @@ cm_ctl_h_disconnect(void *arg, struct ctl_call *call,
 		ctl_reply_err(call, -EIO, "no replay log: cannot disconnect");
 		return;
 	}
-	offline_disconnect(cm, true, "fs disconnect");
+	replay_disconnect(cm->replay, true, "fs disconnect");
 	log_info(LOG_CTL, "disconnected by uid %u", (unsigned)peer->uid);
 	ctl_reply_ok(call, json_pack("{s:s}", "mode", "disconnected"));
 }
@@ -130,7 +133,7 @@ cm_ctl_h_reconnect(void *arg, struct ctl_call *call,
 
 	(void)args;
 	log_info(LOG_CTL, "reconnect asked by uid %u", (unsigned)peer->uid);
-	rc = offline_reconnect(cm, reconnected, call);
+	rc = replay_reconnect(cm->replay, reconnected, call);
 	if (rc == 1)
 		ctl_reply_ok(call, json_pack("{s:s,s:i,s:i,s:i}", "mode",
 					     "connected", "replayed", 0,
@@ -169,7 +172,7 @@ cm_ctl_h_setpolicy(void *arg, struct ctl_call *call,
 			      "(1..3600)");
 		return;
 	}
-	offline_set_miss_policy(cm, !strncmp(value, "wait", 4), secs);
+	replay_set_miss_policy(cm->replay, !strncmp(value, "wait", 4), secs);
 	ctl_reply_ok(call,
 		     json_pack("{s:s,s:s}", "name", name, "value", value));
 }
@@ -217,8 +220,9 @@ conflict_cb(const struct rlog_rec *rec, void *arg)
 
 		/* Another user's change is none of the caller's business
 		 * unless the mount would show the caller its path. */
-		if (!c->local.path || !acc_sees(l->cm, l->peer, c->local.path,
-						&dir, (uid_t)rec->op.uid))
+		if (!c->local.path ||
+		    !acc_sees(l->cm->acc, l->peer, c->local.path, &dir,
+			      (uid_t)rec->op.uid))
 			return 0;
 	}
 	o = json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "seq",
@@ -295,10 +299,13 @@ replay_cb(const struct rlog_rec *rec, void *arg)
 
 		/* Shown only if its path is known and the mount would show
 		 * it to the caller; "pending" counts what is shown. */
-		if (offline_op_path(l->cm, &rec->op, path, sizeof(path)) < 0 &&
-		    offline_path_noted(l->cm, rec->seq, path, sizeof(path)) < 0)
+		if (conflict_op_path(l->cm->wb, &rec->op, path, sizeof(path)) <
+			    0 &&
+		    conflict_path_noted(l->cm->wb, rec->seq, path,
+					sizeof(path)) < 0)
 			return 0;
-		if (!acc_sees(l->cm, l->peer, path, &dir, (uid_t)rec->op.uid))
+		if (!acc_sees(l->cm->acc, l->peer, path, &dir,
+			      (uid_t)rec->op.uid))
 			return 0;
 	}
 	l->n++;
@@ -390,9 +397,10 @@ redo_free(struct redo *d)
 }
 
 static void
-redo_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
+redo_done(void *arg, int err, const struct proto_op_result *r)
 {
 	struct redo *d = arg;
+	struct cm *cm = d->cm;
 	int rc;
 
 	(void)r;
@@ -416,7 +424,7 @@ redo_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 static void
 redo_send(struct cm *cm, struct redo *d)
 {
-	int rc = mut_submit_direct(cm, &d->op, redo_done, d);
+	int rc = mut_submit_direct(cm->mut, &d->op, redo_done, d);
 
 	if (rc < 0) {
 		ctl_reply_err(d->call, rc, NULL);
@@ -433,9 +441,10 @@ takes_name(enum proto_op_kind k)
 
 /* The server's object that had the name is gone: now make ours. */
 static void
-redo_removed(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
+redo_removed(void *arg, int err, const struct proto_op_result *r)
 {
 	struct redo *d = arg;
+	struct cm *cm = d->cm;
 
 	(void)r;
 	if (err) {
@@ -458,7 +467,7 @@ static void resolve_deny(struct ctl_call *call, const char *path,
 static bool
 redo_allowed(struct cm *cm, struct redo *d, const struct fid *victim)
 {
-	int rc = acc_may_change(cm, &d->peer, &d->op, victim, NULL, NULL);
+	int rc = acc_may_change(cm->acc, &d->peer, &d->op, victim, NULL, NULL);
 
 	if (rc == 0)
 		return true;
@@ -470,9 +479,10 @@ redo_allowed(struct cm *cm, struct redo *d, const struct fid *victim)
 }
 
 static void
-redo_fetched(struct cm *cm, void *arg, int err)
+redo_fetched(void *arg, int err)
 {
 	struct redo *d = arg;
+	struct cm *cm = d->cm;
 	struct proto_attr a;
 	enum proto_type t;
 	struct fid f;
@@ -487,7 +497,8 @@ redo_fetched(struct cm *cm, void *arg, int err)
 		struct proto_op rm;
 		int rc;
 
-		if (offline_lookup_name(cm, &d->op.parent, d->op.name, &f, &t) < 0) {
+		if (local_lookup_name(cm->local, &d->op.parent, d->op.name, &f,
+				      &t) < 0) {
 			if (!redo_allowed(cm, d, NULL))
 				return;
 			memset(d->op.opid, 0, sizeof(d->op.opid));
@@ -501,7 +512,7 @@ redo_fetched(struct cm *cm, void *arg, int err)
 		rm.parent = d->op.parent;
 		rm.name = d->op.name;
 		rm.fid = f;
-		rc = mut_submit_direct(cm, &rm, redo_removed, d);
+		rc = mut_submit_direct(cm->mut, &rm, redo_removed, d);
 		if (rc < 0) {
 			ctl_reply_err(d->call, rc, NULL);
 			redo_free(d);
@@ -510,13 +521,14 @@ redo_fetched(struct cm *cm, void *arg, int err)
 	}
 	if (d->op.kind == PROTO_OP_RENAME && !d->have_both) {
 		d->have_both = true;
-		meta_want_dir(cm, &d->op.newparent, redo_fetched, d);
+		mfetch_want_dir(cm->mf, &d->op.newparent, redo_fetched, d);
 		return;
 	}
 	if (d->op.kind == PROTO_OP_RENAME) {
 		/* keep-local: the rename happens, over what has the new
 		 * name now, if the object still has its old one. */
-		if (offline_lookup_name(cm, &d->op.parent, d->op.name, &f, NULL) < 0 ||
+		if (local_lookup_name(cm->local, &d->op.parent, d->op.name, &f,
+				      NULL) < 0 ||
 		    !fid_eq(&f, &d->op.fid)) {
 			ctl_reply_err(
 				d->call, -ESTALE,
@@ -526,24 +538,25 @@ redo_fetched(struct cm *cm, void *arg, int err)
 			return;
 		}
 		memset(&d->op.victim, 0, sizeof(d->op.victim));
-		if (offline_lookup_name(cm, &d->op.newparent, d->op.newname, &f,
-				NULL) == 0)
+		if (local_lookup_name(cm->local, &d->op.newparent,
+				      d->op.newname, &f, NULL) == 0)
 			d->op.victim = f;
 		d->op.flags &= ~(uint32_t)PROTO_RENAME_NOREPLACE;
 		if (!redo_allowed(cm, d, NULL))
 			return;
 	} else if (d->op.kind == PROTO_OP_UNLINK ||
 		   d->op.kind == PROTO_OP_RMDIR) {
-		if (offline_lookup_name(cm, &d->op.parent, d->op.name, &f, &t) < 0) {
+		if (local_lookup_name(cm->local, &d->op.parent, d->op.name, &f,
+				      &t) < 0) {
 			/* Nothing there any more: what we wanted holds. */
-			redo_done(cm, d, 0, NULL);
+			redo_done(d, 0, NULL);
 			return;
 		}
 		d->op.fid = f;
 		if (!redo_allowed(cm, d, NULL))
 			return;
 	} else {
-		if (meta_cached_attr(cm, &d->op.fid, &a) == 0)
+		if (mcache_attr(cm->mc, &d->op.fid, &a) == 0)
 			d->op.base_dv = a.dv;
 		if (!redo_allowed(cm, d, NULL))
 			return;
@@ -570,16 +583,16 @@ redo_start(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
 	snprintf(d->path, sizeof(d->path), "%s", r->path);
 	if (d->op.kind == PROTO_OP_UNLINK || d->op.kind == PROTO_OP_RMDIR ||
 	    takes_name(d->op.kind)) {
-		meta_want_dir(cm, &d->op.parent, redo_fetched, d);
+		mfetch_want_dir(cm->mf, &d->op.parent, redo_fetched, d);
 		return;
 	}
 	if (d->op.kind == PROTO_OP_RENAME) {
 		/* the old name's listing, then the new one's */
-		meta_want_dir(cm, &d->op.parent, redo_fetched, d);
+		mfetch_want_dir(cm->mf, &d->op.parent, redo_fetched, d);
 		return;
 	}
-	meta_drop_attr(cm, &d->op.fid);
-	meta_want_attr(cm, &d->op.fid, redo_fetched, d);
+	mcache_drop_attr(cm->mc, &d->op.fid);
+	mfetch_want_attr(cm->mf, &d->op.fid, redo_fetched, d);
 }
 
 /* Refuse to settle @op's conflict at @path: the caller could not make
@@ -622,13 +635,13 @@ static int
 resolve_may(struct cm *cm, const struct ctl_peer *peer, const struct cres *r,
 	    struct acc_need *need)
 {
-	int rc = acc_reach(cm, peer, r->path, need);
+	int rc = acc_reach(cm->acc, peer, r->path, need);
 
 	if (rc < 0 && rc != -ENOENT)
 		return rc;
 	/* The object may be gone on the server: judge it then by what it
 	 * was before the local change. */
-	return acc_may_change(cm, peer, &r->op, NULL,
+	return acc_may_change(cm->acc, peer, &r->op, NULL,
 			      r->has_base ? &r->base : NULL, need);
 }
 
@@ -664,9 +677,8 @@ static void rauth_step(struct rauth *a, int err);
 static void rreach_step(struct rauth *a, int err);
 
 static void
-rauth_cb(struct cm *cm, void *arg, int err)
+rauth_cb(void *arg, int err)
 {
-	(void)cm;
 	rauth_step(arg, err);
 }
 
@@ -680,9 +692,9 @@ rauth_step(struct rauth *a, int err)
 	if (rc == -EAGAIN && !err && a->tries++ < 8 &&
 	    !cm_offline(a->cm)) {
 		if (need.dir)
-			meta_want_dir(a->cm, &need.fid, rauth_cb, a);
+			mfetch_want_dir(a->cm->mf, &need.fid, rauth_cb, a);
 		else
-			meta_want_attr(a->cm, &need.fid, rauth_cb, a);
+			mfetch_want_attr(a->cm->mf, &need.fid, rauth_cb, a);
 		return;
 	}
 	if (rc == -EAGAIN && err == -ENOENT &&
@@ -715,9 +727,8 @@ rauth_step(struct rauth *a, int err)
 }
 
 static void
-rreach_cb(struct cm *cm, void *arg, int err)
+rreach_cb(void *arg, int err)
 {
-	(void)cm;
 	rreach_step(arg, err);
 }
 
@@ -730,13 +741,13 @@ rreach_step(struct rauth *a, int err)
 	struct acc_need need;
 	int rc;
 
-	rc = acc_reach(a->cm, &a->peer, a->r.path, &need);
+	rc = acc_reach(a->cm->acc, &a->peer, a->r.path, &need);
 	if (rc == -EAGAIN && !err && a->tries++ < 8 &&
 	    !cm_offline(a->cm)) {
 		if (need.dir)
-			meta_want_dir(a->cm, &need.fid, rreach_cb, a);
+			mfetch_want_dir(a->cm->mf, &need.fid, rreach_cb, a);
 		else
-			meta_want_attr(a->cm, &need.fid, rreach_cb, a);
+			mfetch_want_attr(a->cm->mf, &need.fid, rreach_cb, a);
 		return;
 	}
 	if (rc == -EACCES) {

@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "chunkstore/cs.h"
+#include "cm/access.h"
 #include "cm/cm.h"
 #include "cm/cm_ctl.h"
 #include "cm/conn.h"
@@ -26,9 +27,11 @@
 #include "cm/fetch.h"
 #include "cm/http.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
+#include "cm/local.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/mut.h"
-#include "cm/offline.h"
+#include "cm/replay.h"
 #include "cm/pin.h"
 #include "cm/rlog.h"
 #include "cm/vc.h"
@@ -276,54 +279,139 @@ out:
 }
 
 /* What the write half, pins and disconnected operation add to a read:
- * meta.c and fetch.c call up only through these (cm.h). */
-static const struct cm_meta_hooks meta_hooks = {
-	.overlay = wb_overlay,
-	.orphan_attr = wb_orphan_attr,
-	.active = wb_active,
-	.defer_event = mut_defer_event,
-	.applied_event = pin_event,
-	.dv_changed = pin_changed,
-};
+ * mcache.c and mfetch.c call up only through these, with @arg the
+ * daemon's struct cm. */
+static void
+h_overlay(void *arg, struct proto_attr *a)
+{
+	wb_overlay(((struct cm *)arg)->wb, a);
+}
 
-static const struct cm_fetch_hooks fetch_hooks = {
-	.pinned = pin_covers,
-	.miss_wait_ms = offline_miss_wait_ms,
-};
+static int
+h_orphan_attr(void *arg, const struct fid *fid, struct proto_attr *out)
+{
+	return wb_orphan_attr(((struct cm *)arg)->wb, fid, out);
+}
 
-/* The op log calls up into write states and disconnected operation,
- * write states into disconnected operation, only through these. */
-static const struct mut_hooks mut_hooks = {
-	.file_gone = wb_gone,
-	.file_stored = wb_stored,
-	.resend_store = wb_resend_store,
-	.log_resumed = wb_resume,
-	.may_absorb = offline_auto,
-	.absorb = offline_absorb,
-	.submit_offline = offline_submit,
-};
+static bool
+h_active(void *arg, const struct fid *fid)
+{
+	return wb_active(((struct cm *)arg)->wb, fid);
+}
 
-static const struct wb_hooks wb_hooks = {
-	.note_base = offline_note_base,
-	.note_path = offline_note_path,
-};
+static void
+h_dv_changed(void *arg, const struct proto_attr *a)
+{
+	pin_changed(arg, a);
+}
+
+static bool
+h_defer_event(void *arg, const struct proto_event *ev)
+{
+	return mut_defer_event(((struct cm *)arg)->mut, ev);
+}
+
+static void
+h_applied_event(void *arg, const struct proto_event *ev)
+{
+	pin_event(arg, ev);
+}
+
+static bool
+h_pinned(void *arg, const struct fid *fid)
+{
+	return pin_covers(arg, fid);
+}
+
+static uint64_t
+h_miss_wait_ms(void *arg)
+{
+	return replay_miss_wait_ms(((struct cm *)arg)->replay);
+}
+
+/* The op log calls up into write states and disconnected operation, and
+ * local application into write states, only through these (@arg the
+ * daemon's struct cm: the modules are built after the op log). */
+static void
+h_file_gone(void *arg, const struct fid *fid)
+{
+	wb_gone(((struct cm *)arg)->wb, fid);
+}
+
+static void
+h_file_stored(void *arg, const struct proto_op *op, const struct proto_attr *a)
+{
+	wb_stored(((struct cm *)arg)->wb, op, a);
+}
+
+static int
+h_resend_store(void *arg, uint64_t seq, const struct proto_op *op,
+	       mut_done_fn done, void *done_arg)
+{
+	return wb_resend_store(((struct cm *)arg)->wb, seq, op, done, done_arg);
+}
+
+static void
+h_log_resumed(void *arg)
+{
+	wb_resume(((struct cm *)arg)->wb);
+}
+
+static bool
+h_may_absorb(void *arg)
+{
+	return replay_may_absorb(((struct cm *)arg)->replay);
+}
+
+static void
+h_absorb(void *arg, const struct proto_op *op, mut_done_fn done, void *done_arg)
+{
+	replay_absorb(((struct cm *)arg)->replay, op, done, done_arg);
+}
+
+static int
+h_submit_offline(void *arg, const struct proto_op *op, mut_done_fn done,
+		 void *done_arg)
+{
+	return replay_submit(((struct cm *)arg)->replay, op, done, done_arg);
+}
+
+static void
+h_store_absorbed(void *arg, const struct proto_op *op)
+{
+	wb_absorbed(((struct cm *)arg)->wb, op);
+}
+
+/* conn calls up into disconnected operation only through these. */
+static void
+h_went_offline(void *arg, bool manual, const char *why)
+{
+	replay_went_offline(((struct cm *)arg)->replay, manual, why);
+}
+
+static void
+h_reintegrate(void *arg)
+{
+	replay_reintegrate(((struct cm *)arg)->replay);
+}
 
 static bool
 conn_stopping(void *arg)
 {
-	return cm_stopping(arg);
+	return cm_stopping(&((struct cm *)arg)->loop);
 }
 
 /*
- * The replay log and the write states, after the fork (tdb handles must
- * not cross it). A damaged replay log is never replaced here: cairnd
- * refuses to start, so nothing it holds is lost (cairn-fsck tells more).
+ * The replay log, after the fork (tdb handles must not cross it; the
+ * write states' dirty.tdb is opened by wb_new(), later in the build). A
+ * damaged replay log is never replaced here: cairnd refuses to start, so
+ * nothing it holds is lost (cairn-fsck tells more).
  */
 static int
 open_write_state(struct cm *cm)
 {
 	char path[4096];
-	int err = 0, rc;
+	int err = 0;
 
 	snprintf(path, sizeof(path), "%s/rlog.tdb", cm->cfg.cache_dir);
 	cm->rlog = rlog_open(path, &err);
@@ -332,11 +420,7 @@ open_write_state(struct cm *cm)
 			strerror(-err));
 		return err;
 	}
-	rc = wb_new(cm, &wb_hooks);
-	if (rc < 0)
-		log_err(LOG_MAIN, "cannot open the write-back state: %s",
-			strerror(-rc));
-	return rc;
+	return 0;
 }
 
 
@@ -388,13 +472,169 @@ cm_daemon_after_fork(struct cm *cm)
 
 /* --- building the modules --- */
 
+/* The chunk fetch engine (it lives until cm_daemon_close(): FUSE threads
+ * read through it). */
+static int
+fetch_module_new(struct cm *cm)
+{
+	const struct fetch_hooks fh = {
+		.pinned = h_pinned,
+		.miss_wait_ms = h_miss_wait_ms,
+		.arg = cm,
+	};
+	const struct fetch_deps d = {
+		.loop = &cm->loop,
+		.http = cm->http,
+		.cs = cm->cs,
+		.mc = cm->mc,
+		.mf = cm->mf,
+		.st = &cm->st,
+		.online = &cm->online,
+		.chunk_size = cm->chunk_size,
+		.timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms,
+		.volume = cm->cfg.volume,
+		.server = cm->cfg.server,
+		.mountpoint = cm->cfg.mountpoint,
+	};
+
+	cm->fetch = fetch_new(&d, &fh);
+	return cm->fetch ? 0 : -errno;
+}
+
+/* The cached metadata (it lives until cm_daemon_close(): FUSE threads
+ * read it) and the metadata fetches over it. */
+static int
+meta_modules_new(struct cm *cm)
+{
+	const struct mcache_hooks mch = {
+		.overlay = h_overlay,
+		.orphan_attr = h_orphan_attr,
+		.active = h_active,
+		.dv_changed = h_dv_changed,
+		.arg = cm,
+	};
+	const struct mfetch_hooks mfh = {
+		.defer_event = h_defer_event,
+		.applied_event = h_applied_event,
+		.arg = cm,
+	};
+	struct mfetch_deps d = {
+		.loop = &cm->loop,
+		.http = cm->http,
+		.ino = cm->ino,
+		.vc = cm->vc,
+		.cs = cm->cs,
+		.st = &cm->st,
+		.online = &cm->online,
+		.volume = cm->cfg.volume,
+		.server = cm->cfg.server,
+		.timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms,
+	};
+
+	cm->mc = mcache_new(cm->ino, cm->vc, cm->cs, &cm->loop, &cm->st, &mch);
+	if (!cm->mc)
+		return -errno;
+	d.mc = cm->mc;
+	cm->mf = mfetch_new(&d, &mfh);
+	if (!cm->mf)
+		return -errno;
+	cm->acc = acc_new(cm->mc, &cm->vi.root);
+	return cm->acc ? 0 : -errno;
+}
+
+/* The write half, in level order: the op log, the write states (they
+ * open <cache>/dirty.tdb), local application and disconnected operation.
+ * The op log, the write states and disconnected operation live until
+ * cm_daemon_close(): FUSE threads submit and write through them. */
+static int
+write_modules_new(struct cm *cm)
+{
+	const struct mut_hooks mh = {
+		.file_gone = h_file_gone,
+		.file_stored = h_file_stored,
+		.resend_store = h_resend_store,
+		.log_resumed = h_log_resumed,
+		.may_absorb = h_may_absorb,
+		.absorb = h_absorb,
+		.submit_offline = h_submit_offline,
+		.arg = cm,
+	};
+	const struct mut_deps md = {
+		.loop = &cm->loop,
+		.http = cm->http,
+		.rlog = cm->rlog,
+		.conn = cm->conn,
+		.mc = cm->mc,
+		.mf = cm->mf,
+		.online = &cm->online,
+		.volume = cm->cfg.volume,
+		.timeout_ms = cm->cfg.fetch_timeout_ms,
+	};
+	const struct wb_deps wd = {
+		.loop = &cm->loop,
+		.http = cm->http,
+		.cs = cm->cs,
+		.rlog = cm->rlog,
+		.conn = cm->conn,
+		.mc = cm->mc,
+		.fetch = cm->fetch,
+		.ino = cm->ino,
+		.st = &cm->st,
+		.root = cm->vi.root,
+		.cache_dir = cm->cfg.cache_dir,
+		.volume = cm->cfg.volume,
+		.chunk_size = cm->chunk_size,
+		.timeout_ms = cm->cfg.fetch_timeout_ms,
+		.dirty_limit = cm->cfg.dirty_limit,
+		.cache_size = cm->cfg.cache_size,
+	};
+	const struct local_hooks lh = {
+		.file_gone = h_file_gone,
+		.store_absorbed = h_store_absorbed,
+		.arg = cm,
+	};
+	const struct local_deps ld = {.mc = cm->mc, .vc = cm->vc};
+	struct wb_deps w = wd;
+	struct replay_deps rd = {
+		.loop = &cm->loop,
+		.rlog = cm->rlog,
+		.conn = cm->conn,
+		.mc = cm->mc,
+		.mf = cm->mf,
+		.online = &cm->online,
+		.cache_dir = cm->cfg.cache_dir,
+		.timeout_ms = cm->cfg.fetch_timeout_ms,
+	};
+
+	cm->mut = mut_new(&md, &mh);
+	if (!cm->mut)
+		return -errno;
+	w.mut = cm->mut;
+	cm->wb = wb_new(&w);
+	if (!cm->wb) {
+		int rc = -errno;
+
+		log_err(LOG_MAIN, "cannot open the write-back state: %s",
+			strerror(-rc));
+		return rc;
+	}
+	cm->local = local_new(&ld, &lh);
+	if (!cm->local)
+		return -errno;
+	rd.mut = cm->mut;
+	rd.wb = cm->wb;
+	rd.local = cm->local;
+	cm->replay = replay_new(&rd);
+	return cm->replay ? 0 : -errno;
+}
+
 static int
 loop_modules_new(struct cm *cm)
 {
 	struct http_config hc = {0};
 	int rc;
 
-	rc = cm_loop_new(cm);
+	rc = cm_loop_new(&cm->loop);
 	if (rc < 0)
 		return rc;
 	hc.base_url = cm->cfg.server;
@@ -406,31 +646,29 @@ loop_modules_new(struct cm *cm)
 					? (unsigned)cm->cfg.fetch_timeout_ms
 					: 3000;
 	hc.timeout_ms = (unsigned)cm->cfg.fetch_timeout_ms;
-	cm->http = http_new(cm->base, &hc);
+	cm->http = http_new(cm->loop.base, &hc);
 	if (!cm->http)
 		return -errno;
 	/* The connection modes call up into disconnected operation only
 	 * through these (conn.h). */
 	{
 		const struct conn_hooks ch = {
-			.went_offline = offline_went_offline,
-			.reintegrate = offline_reintegrate,
+			.went_offline = h_went_offline,
+			.reintegrate = h_reintegrate,
 			.stopping = conn_stopping,
 			.arg = cm,
 		};
 
-		cm->conn = conn_new(cm->base, cm->http, cm->cfg.cache_dir,
+		cm->conn = conn_new(cm->loop.base, cm->http, cm->cfg.cache_dir,
 				    &ch);
 		if (!cm->conn)
 			return -errno;
 	}
-	rc = meta_new(cm, &meta_hooks);
+	rc = meta_modules_new(cm);
 	if (rc == 0)
-		rc = fetch_new(cm, &fetch_hooks);
+		rc = fetch_module_new(cm);
 	if (rc == 0)
-		rc = mut_new(cm, &mut_hooks);
-	if (rc == 0)
-		rc = offline_new(cm);
+		rc = write_modules_new(cm);
 	return rc;
 }
 
@@ -464,8 +702,9 @@ struct start_job {
  * files are logged now), then re-apply the recorded pins.
  */
 static void
-recover(struct cm *cm, struct cm_job *job)
+recover(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct start_job *sj = (struct start_job *)job;
 	int rc = ev_start(cm, sj->since);
 
@@ -474,11 +713,11 @@ recover(struct cm *cm, struct cm_job *job)
 	free(sj);
 	if (cm_offline(cm)) {
 		conn_start(cm->conn);
-		wb_resume(cm);
+		wb_resume(cm->wb);
 	} else {
-		mut_resume(cm);
+		mut_resume(cm->mut);
 	}
-	if (!cm_stopping(cm) && cm->vc)
+	if (!cm_stopping(&cm->loop) && cm->vc)
 		pin_restore(cm);
 }
 
@@ -490,7 +729,7 @@ cm_daemon_start(struct cm *cm)
 	int rc;
 
 	vc_get_seq(cm->vc, &seq);
-	rc = cm_loop_run(cm);
+	rc = cm_loop_run(&cm->loop);
 	if (rc < 0)
 		return rc;
 	sj = calloc(1, sizeof(*sj));
@@ -498,7 +737,7 @@ cm_daemon_start(struct cm *cm)
 		return -ENOMEM;
 	sj->job.run = recover;
 	sj->since = seq;
-	cm_post(cm, &sj->job);
+	cm_post(&cm->loop, &sj->job);
 	return 0;
 }
 
@@ -509,16 +748,21 @@ cm_daemon_start(struct cm *cm)
  * http_free(); pins go after fetch and meta so no callback reaches a
  * freed pin job. */
 static void
-loop_modules_free(struct cm *cm)
+loop_modules_free(void *arg)
 {
+	struct cm *cm = arg;
+
 	ev_stop(cm);
-	offline_free(cm);
+	replay_stop(cm->replay);
 	conn_stop(cm->conn);
 	http_free(cm->http);
 	cm->http = NULL;
-	mut_free(cm);
-	fetch_free(cm);
-	meta_free(cm);
+	mut_stop(cm->mut);
+	fetch_stop(cm->fetch);
+	acc_free(cm->acc);
+	cm->acc = NULL;
+	mfetch_free(cm->mf);
+	cm->mf = NULL;
 	pin_free(cm);
 	ev_free(cm);
 }
@@ -527,7 +771,7 @@ void
 cm_daemon_stop(struct cm *cm)
 {
 	cm_ctl_stop(cm);
-	cm_loop_stop(cm, loop_modules_free);
+	cm_loop_stop(&cm->loop, loop_modules_free, cm);
 }
 
 void
@@ -538,9 +782,20 @@ cm_daemon_close(struct cm *cm)
 	cm_stats_format(cm, stats, sizeof(stats));
 	for (char *l = strtok(stats, "\n"); l; l = strtok(NULL, "\n"))
 		log_info(LOG_MAIN, "stat %s", l);
+	fetch_free(cm->fetch);
+	cm->fetch = NULL;
+	mcache_free(cm->mc);
+	cm->mc = NULL;
 	ino_free(cm->ino);
 	cm->ino = NULL;
-	wb_free(cm);
+	replay_free(cm->replay);
+	cm->replay = NULL;
+	local_free(cm->local);
+	cm->local = NULL;
+	wb_free(cm->wb);
+	cm->wb = NULL;
+	mut_free(cm->mut);
+	cm->mut = NULL;
 	/* last of the loop's modules: FUSE threads read the mode until the
 	 * session is gone */
 	conn_free(cm->conn);

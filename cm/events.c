@@ -3,7 +3,7 @@
  *
  * One long-lived GET streams newline-delimited JSON events; lines are cut
  * from the byte stream here, decoded with proto_event_decode() and applied
- * with meta_event(). It does no invalidation of its own and keeps no state
+ * with mfetch_event(). It does no invalidation of its own and keeps no state
  * beyond the sequence number and the connection's health.
  */
 #include "config.h"
@@ -17,7 +17,8 @@
 
 #include "cm/events.h"
 #include "cm/http.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/vc.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -71,7 +72,7 @@ ev_apply_line(struct evstream *es, const char *line, size_t len)
 					 "%llu; revalidating",
 				 (unsigned long long)es->seq,
 				 (unsigned long long)e.seq);
-			meta_revalidate_all(cm);
+			mfetch_revalidate_all(cm->mf);
 		}
 		es->seq = e.seq;
 		return;
@@ -79,13 +80,13 @@ ev_apply_line(struct evstream *es, const char *line, size_t len)
 		log_info(LOG_EV, "event stream reset at %llu; revalidating",
 			 (unsigned long long)e.seq);
 		es->seq = e.seq;
-		meta_revalidate_all(cm);
+		mfetch_revalidate_all(cm->mf);
 		return;
 	default:
 		if (e.seq <= es->seq && es->seq != 0)
 			return; /* a replay of something applied */
 		es->seq = e.seq;
-		meta_event(cm, &e);
+		mfetch_event(cm->mf, &e);
 	}
 }
 
@@ -101,7 +102,7 @@ ev_data(void *arg, const void *data, size_t n)
 		es->backoff = EV_BACKOFF_MIN_MS;
 		if (es->need_reval) {
 			es->need_reval = false;
-			meta_revalidate_all(es->cm);
+			mfetch_revalidate_all(es->cm->mf);
 		}
 	}
 	while (p < end) {
@@ -222,7 +223,7 @@ ev_connect(struct evstream *es)
 	es->resume = true;
 	es->last_data = util_now_ms();
 	if (es->need_reval)
-		CM_STAT_INC(cm, ev_reconnects);
+		CM_STAT_INC(&cm->st, ev_reconnects);
 	es->req = http_submit(cm->http, &r);
 	if (!es->req) {
 		/* Disconnected (the gate): wait quietly for the mode. */
@@ -247,7 +248,7 @@ ev_start(struct cm *cm, uint64_t since)
 	es->seq = since;
 	es->saved_seq = since;
 	es->backoff = EV_BACKOFF_MIN_MS;
-	es->timer = evtimer_new(cm->base, ev_timer, es);
+	es->timer = evtimer_new(cm->loop.base, ev_timer, es);
 	if (!es->timer) {
 		free(es);
 		return -ENOMEM;

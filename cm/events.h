@@ -1,7 +1,7 @@
 /*
  * events.h - cairnd's follower of the server's event stream
  * (GET /v1/vol/NAME/events?since=SEQ, doc/protocol.md): it applies each
- * change to the caches through meta_event(), persists the last sequence
+ * change to the caches through mfetch_event(), persists the last sequence
  * number in the metadata cache, and reconnects with backoff.
  *
  * Layer rule: FUSE-free (libcm).

@@ -22,14 +22,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <event2/event.h>
 #include <openssl/evp.h>
 
 #include "chunkstore/cs.h"
+#include "cm/cm.h"
 #include "cm/fetch.h"
 #include "cm/http.h"
-#include "cm/meta.h"
+#include "cm/loop.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
+#include "cm/stats.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -46,17 +51,18 @@ struct xfer;
  * bytes [@a, @b) of the chunk, or a caller of fetch_chunk() (@rd NULL,
  * @done called once the chunk is stored). */
 struct waiter {
-	struct waiter *next;
+	SLIST_ENTRY(waiter) link;
 	struct rd *rd;
 	uint64_t chunk;
 	uint32_t a, b;
 	fetch_done_fn done;
 	void *arg;
 };
+SLIST_HEAD(waiters, waiter);
 
 struct xfer {
 	TAILQ_ENTRY(xfer) link;
-	struct cm *cm;
+	struct fetch *f;
 	struct fid fid;
 	uint64_t dv, chunk, fsize;
 	uint32_t expect;   /* body length the chunk must have */
@@ -68,7 +74,7 @@ struct xfer {
 	struct proto_blocks pb;
 	unsigned attempts;
 	uint64_t deadline; /* util_now_ms() bound for the whole fetch */
-	struct waiter *waiters;
+	struct waiters waiters;
 	struct http_req *req;
 	struct event *retry_ev;
 	/* Hand-off to the store thread: while @storing, that thread reads
@@ -94,12 +100,26 @@ struct fetch {
 	struct xferq squeue;	/* protected by slock */
 	unsigned nqueued;	/* in squeue; protected by slock */
 	bool sstop;		/* protected by slock */
+	bool stopped;		/* fetch_stop() ran: jobs only fail */
+	atomic_int ra_done;	/* fetch_kernel_readahead() ran */
+
+	struct cm_loop *loop;
+	struct http_client *http;
+	struct cs_store *cs; /* thread-safe */
+	struct mcache *mc;
+	struct mfetch *mf; /* loop thread, until fetch_stop() */
+	struct cm_stats *st;
+	atomic_int *online;
+	uint32_t chunk_size;
+	unsigned timeout_ms;
+	char *volume, *server, *mountpoint;
+	struct fetch_hooks hooks;
 };
 
 /* A parked read. */
 struct rd {
 	struct cm_job job;
-	struct cm *cm;
+	struct fetch *f;
 	struct fid fid;
 	uint64_t off;
 	size_t want;	/* bytes asked for */
@@ -117,11 +137,12 @@ struct rd {
 
 struct pf_job {
 	struct cm_job job;
+	struct fetch *f;
 	struct fid fid;
 	uint64_t dv, fsize, first, last;
 };
 
-static void rd_start(struct cm *cm, struct rd *rd);
+static void rd_start(struct fetch *f, struct rd *rd);
 static void rd_copy(struct rd *rd, const struct xfer *x, size_t upto);
 static void xfer_store(struct xfer *x);
 
@@ -149,10 +170,10 @@ xfer_find(struct fetch *f, const struct fid *fid, uint64_t dv, uint64_t chunk)
 /* --- the hot path --- */
 
 ssize_t
-fetch_read_cached(struct cm *cm, const struct fid *fid, uint64_t dv,
+fetch_read_cached(struct fetch *f, const struct fid *fid, uint64_t dv,
 		  uint64_t off, void *buf, size_t len)
 {
-	uint32_t cs = cm->chunk_size;
+	uint32_t cs = f->chunk_size;
 	struct cs_key k;
 	size_t done = 0;
 
@@ -166,12 +187,12 @@ fetch_read_cached(struct cm *cm, const struct fid *fid, uint64_t dv,
 		if (n > len - done)
 			n = len - done;
 		k.chunk = pos / cs;
-		got = cs_read(cm->cs, &k, dv, in, (uint8_t *)buf + done, n);
+		got = cs_read(f->cs, &k, dv, in, (uint8_t *)buf + done, n);
 		if (got < 0 || (size_t)got != n) {
-			CM_STAT_INC(cm, chunk_misses);
+			CM_STAT_INC(f->st, chunk_misses);
 			return -ENOENT;
 		}
-		CM_STAT_INC(cm, chunk_hits);
+		CM_STAT_INC(f->st, chunk_hits);
 		done += n;
 	}
 	return (ssize_t)len;
@@ -190,22 +211,21 @@ static void xfer_send(struct xfer *x);
 static void
 xfer_end(struct xfer *x, int err, bool keep)
 {
-	struct cm *cm = x->cm;
-	struct fetch *f = cm->fetch;
-	struct waiter *w = x->waiters, *nx, *later = NULL;
+	struct fetch *f = x->f;
+	struct waiters ws = x->waiters, later = SLIST_HEAD_INITIALIZER(later);
+	struct waiter *w;
 
 	TAILQ_REMOVE(&f->buckets[bucket_of(&x->fid, x->dv, x->chunk)], x,
 		     link);
 	f->inflight--;
-	x->waiters = NULL;
-	for (; w; w = nx) {
+	SLIST_INIT(&x->waiters);
+	while ((w = SLIST_FIRST(&ws))) {
 		struct rd *rd = w->rd;
 
-		nx = w->next;
+		SLIST_REMOVE_HEAD(&ws, link);
 		if (!rd) {
 			/* fetch_chunk() callers hear after the store. */
-			w->next = later;
-			later = w;
+			SLIST_INSERT_HEAD(&later, w, link);
 			continue;
 		}
 		free(w);
@@ -214,7 +234,7 @@ xfer_end(struct xfer *x, int err, bool keep)
 		if (!err)
 			rd_copy(rd, x, x->have);
 		if (--rd->pending == 0)
-			rd_start(cm, rd);
+			rd_start(f, rd);
 	}
 	/* EBUSY: local changes of the chunk are newer; they stay. */
 	if (!err && x->store_rc < 0 && x->store_rc != -EBUSY) {
@@ -222,9 +242,9 @@ xfer_end(struct xfer *x, int err, bool keep)
 			 (unsigned long long)x->chunk, strerror(-x->store_rc));
 		err = x->store_rc;
 	}
-	for (w = later; w; w = nx) {
-		nx = w->next;
-		w->done(cm, w->arg, err);
+	while ((w = SLIST_FIRST(&later))) {
+		SLIST_REMOVE_HEAD(&later, link);
+		w->done(w->arg, err);
 		free(w);
 	}
 	if (keep)
@@ -253,7 +273,7 @@ xfer_retry_cb(evutil_socket_t fd, short what, void *arg)
 static void
 xfer_fail(struct xfer *x, int err, bool retriable)
 {
-	struct cm *cm = x->cm;
+	struct fetch *f = x->f;
 	uint64_t now = util_now_ms(), delay;
 
 	delay = 100u << (x->attempts > 4 ? 4 : x->attempts);
@@ -262,13 +282,14 @@ xfer_fail(struct xfer *x, int err, bool retriable)
 		struct timeval tv = {(time_t)(delay / 1000),
 				     (suseconds_t)(delay % 1000) * 1000};
 
-		CM_STAT_INC(cm, fetch_retries);
+		CM_STAT_INC(f->st, fetch_retries);
 		if (!x->retry_ev)
-			x->retry_ev = evtimer_new(cm->base, xfer_retry_cb, x);
+			x->retry_ev =
+				evtimer_new(f->loop->base, xfer_retry_cb, x);
 		if (x->retry_ev && evtimer_add(x->retry_ev, &tv) == 0)
 			return;
 	}
-	CM_STAT_INC(cm, fetch_errors);
+	CM_STAT_INC(f->st, fetch_errors);
 	xfer_finish(x, err);
 }
 
@@ -277,7 +298,7 @@ xfer_fail(struct xfer *x, int err, bool retriable)
 static void
 rd_copy(struct rd *rd, const struct xfer *x, size_t upto)
 {
-	uint64_t cstart = x->chunk * x->cm->chunk_size;
+	uint64_t cstart = x->chunk * x->f->chunk_size;
 	uint64_t a = rd->off > cstart ? rd->off : cstart;
 	uint64_t b = rd->off + rd->len;
 
@@ -293,27 +314,32 @@ rd_copy(struct rd *rd, const struct xfer *x, size_t upto)
 static void
 xfer_serve_verified(struct xfer *x)
 {
-	struct cm *cm = x->cm;
-	struct waiter **pp = &x->waiters, *w, *ready = NULL;
+	struct fetch *f = x->f;
+	struct waiters ready = SLIST_HEAD_INITIALIZER(ready);
+	struct waiters keep = SLIST_HEAD_INITIALIZER(keep);
+	struct waiter *w;
 
-	while ((w = *pp)) {
-		if (w->rd && w->b <= x->verified) {
-			*pp = w->next;
-			w->next = ready;
-			ready = w;
-		} else {
-			pp = &w->next;
-		}
+	while ((w = SLIST_FIRST(&x->waiters))) {
+		SLIST_REMOVE_HEAD(&x->waiters, link);
+		if (w->rd && w->b <= x->verified)
+			SLIST_INSERT_HEAD(&ready, w, link);
+		else
+			SLIST_INSERT_HEAD(&keep, w, link);
 	}
-	for (; ready; ready = w) {
-		struct rd *rd = ready->rd;
+	/* Back in their order. */
+	while ((w = SLIST_FIRST(&keep))) {
+		SLIST_REMOVE_HEAD(&keep, link);
+		SLIST_INSERT_HEAD(&x->waiters, w, link);
+	}
+	while ((w = SLIST_FIRST(&ready))) {
+		struct rd *rd = w->rd;
 
-		w = ready->next;
-		free(ready);
+		SLIST_REMOVE_HEAD(&ready, link);
+		free(w);
 		rd_copy(rd, x, x->verified);
-		CM_STAT_INC(cm, early_reads);
+		CM_STAT_INC(f->st, early_reads);
 		if (--rd->pending == 0)
-			rd_start(cm, rd);
+			rd_start(f, rd);
 	}
 }
 
@@ -327,7 +353,7 @@ xfer_head(void *arg, const struct http_result *res)
 	if (res->status != 200 || !res->blocks ||
 	    (res->file_size >= 0 && (uint64_t)res->file_size != x->fsize))
 		return 0; /* xfer_done sorts these out */
-	rc = proto_blocks_parse(res->blocks, x->cm->chunk_size, x->expect,
+	rc = proto_blocks_parse(res->blocks, x->f->chunk_size, x->expect,
 				&x->pb);
 	if (rc == -ENOTSUP)
 		return 0; /* another algorithm: wait for the whole body */
@@ -345,7 +371,7 @@ xfer_data(void *arg, const void *data, size_t len)
 	struct xfer *x = arg;
 	ssize_t v;
 
-	if (len > x->cm->chunk_size - x->have) {
+	if (len > x->f->chunk_size - x->have) {
 		x->bad = "body longer than a chunk";
 		return 1;
 	}
@@ -388,7 +414,7 @@ sha_ok(const struct xfer *x, const char *hex)
 
 /* Check the SHA-256 and store: x->store_rc is 0, -EBADMSG or cs_put's. */
 static void
-store_one(struct cm *cm, struct xfer *x)
+store_one(struct fetch *f, struct xfer *x)
 {
 	struct cs_key k;
 
@@ -397,7 +423,7 @@ store_one(struct cm *cm, struct xfer *x)
 		return;
 	}
 	cm_chunk_key(&k, &x->fid, x->chunk);
-	x->store_rc = cs_put(cm->cs, &k, x->dv, x->buf, (uint32_t)x->have,
+	x->store_rc = cs_put(f->cs, &k, x->dv, x->buf, (uint32_t)x->have,
 			     x->put_flags);
 }
 
@@ -411,8 +437,7 @@ store_one(struct cm *cm, struct xfer *x)
 static void *
 store_main(void *arg)
 {
-	struct cm *cm = arg;
-	struct fetch *f = cm->fetch;
+	struct fetch *f = arg;
 	struct xfer *x;
 
 	pthread_mutex_lock(&f->slock);
@@ -424,8 +449,8 @@ store_main(void *arg)
 		TAILQ_REMOVE(&f->squeue, x, slink);
 		f->nqueued--;
 		pthread_mutex_unlock(&f->slock);
-		store_one(cm, x);
-		cm_post(cm, &x->sjob);
+		store_one(f, x);
+		cm_post(f->loop, &x->sjob);
 		pthread_mutex_lock(&f->slock);
 	}
 	pthread_mutex_unlock(&f->slock);
@@ -434,15 +459,16 @@ store_main(void *arg)
 
 /* Loop thread: the store thread is done with @x. */
 static void
-xfer_stored(struct cm *cm, struct cm_job *job)
+xfer_stored(struct cm_loop *loop, struct cm_job *job)
 {
-	struct xfer *x = (struct xfer *)((char *)job - offsetof(struct xfer,
-								 sjob));
+	struct xfer *x = container_of(job, struct xfer, sjob);
+	struct fetch *f = x->f;
 	char fs[FID_STRLEN];
 
+	(void)loop;
 	x->storing = false;
-	if (!cm->fetch) {
-		/* Shut down meanwhile: fetch_free() answered the waiters. */
+	if (f->stopped) {
+		/* Shut down meanwhile: fetch_stop() answered the waiters. */
 		if (x->retry_ev)
 			event_free(x->retry_ev);
 		free(x->buf);
@@ -450,7 +476,7 @@ xfer_stored(struct cm *cm, struct cm_job *job)
 		return;
 	}
 	if (x->store_rc == -EBADMSG) {
-		CM_STAT_INC(cm, bad_chunks);
+		CM_STAT_INC(f->st, bad_chunks);
 		fid_fmt(&x->fid, fs);
 		log_warn(LOG_FETCH, "chunk %llu of '%s' dv %llu: checksum "
 				    "mismatch (attempt %u of %u); not stored",
@@ -460,8 +486,8 @@ xfer_stored(struct cm *cm, struct cm_job *job)
 		xfer_fail(x, -EIO, true);
 		return;
 	}
-	CM_STAT_INC(cm, chunks_fetched);
-	CM_STAT_ADD(cm, bytes_fetched, x->have);
+	CM_STAT_INC(f->st, chunks_fetched);
+	CM_STAT_ADD(f->st, bytes_fetched, x->have);
 	xfer_finish(x, 0);
 }
 
@@ -471,12 +497,11 @@ xfer_stored(struct cm *cm, struct cm_job *job)
 static void
 xfer_store(struct xfer *x)
 {
-	struct cm *cm = x->cm;
-	struct fetch *f = cm->fetch;
+	struct fetch *f = x->f;
 
 	x->storing = true;
 	x->store_rc = 0;
-	x->put_flags = cm->fhooks.pinned && cm->fhooks.pinned(cm, &x->fid)
+	x->put_flags = f->hooks.pinned && f->hooks.pinned(f->hooks.arg, &x->fid)
 			       ? CS_F_PINNED
 			       : 0;
 	x->sjob.run = xfer_stored;
@@ -490,15 +515,15 @@ xfer_store(struct xfer *x)
 		return;
 	}
 	pthread_mutex_unlock(&f->slock);
-	store_one(cm, x);
-	xfer_stored(cm, &x->sjob);
+	store_one(f, x);
+	xfer_stored(f->loop, &x->sjob);
 }
 
 static void
 xfer_done(void *arg, const struct http_result *res)
 {
 	struct xfer *x = arg;
-	struct cm *cm = x->cm;
+	struct fetch *f = x->f;
 	char fs[FID_STRLEN];
 	int err;
 
@@ -509,17 +534,17 @@ xfer_done(void *arg, const struct http_result *res)
 		return;
 	}
 	if (res->err && !x->bad) {
-		int was = atomic_exchange(&cm->online, 0);
+		int was = atomic_exchange(f->online, 0);
 
 		if (was)
 			log_warn(LOG_FETCH, "server '%s' unreachable: %s",
-				 cm->cfg.server, strerror(-res->err));
+				 f->server, strerror(-res->err));
 		xfer_fail(x, -EIO, true);
 		return;
 	}
-	atomic_store(&cm->online, 1);
+	atomic_store(f->online, 1);
 	if (res->status == 410 || res->status == 416) {
-		CM_STAT_INC(cm, stale_chunks);
+		CM_STAT_INC(f->st, stale_chunks);
 		xfer_finish(x, -ESTALE);
 		return;
 	}
@@ -532,7 +557,7 @@ xfer_done(void *arg, const struct http_result *res)
 			 x->bad ? x->bad : strerror(-err), x->attempts,
 			 FETCH_ATTEMPTS);
 		if (x->bad)
-			CM_STAT_INC(cm, bad_chunks);
+			CM_STAT_INC(f->st, bad_chunks);
 		if (err == -ENOENT) {
 			xfer_finish(x, -ENOENT);
 			return;
@@ -552,7 +577,7 @@ xfer_done(void *arg, const struct http_result *res)
 		return;
 	}
 	if (x->have != x->expect) {
-		CM_STAT_INC(cm, bad_chunks);
+		CM_STAT_INC(f->st, bad_chunks);
 		log_warn(LOG_FETCH, "chunk %llu of '%s' dv %llu: wrong length "
 				    "(attempt %u of %u); not stored",
 			 (unsigned long long)x->chunk, fs,
@@ -572,7 +597,7 @@ xfer_done(void *arg, const struct http_result *res)
 static void
 xfer_send(struct xfer *x)
 {
-	struct cm *cm = x->cm;
+	struct fetch *f = x->f;
 	char path[256];
 	uint64_t now = util_now_ms();
 	struct http_request r = {0};
@@ -583,8 +608,8 @@ xfer_send(struct xfer *x)
 	x->verified = 0;
 	x->use_blocks = false;
 	x->bad = NULL;
-	rc = proto_chunk_path(path, sizeof(path), cm->cfg.volume, &x->fid,
-			      x->dv, x->chunk, cm->chunk_size);
+	rc = proto_chunk_path(path, sizeof(path), f->volume, &x->fid, x->dv,
+			      x->chunk, f->chunk_size);
 	if (rc < 0) {
 		xfer_finish(x, -EIO);
 		return;
@@ -596,7 +621,7 @@ xfer_send(struct xfer *x)
 	r.on_data = xfer_data;
 	r.on_done = xfer_done;
 	r.arg = x;
-	x->req = http_submit(cm->http, &r);
+	x->req = http_submit(f->http, &r);
 	if (!x->req)
 		xfer_fail(x, -EIO, false);
 }
@@ -604,12 +629,11 @@ xfer_send(struct xfer *x)
 /* Find or start the transfer of a chunk; add @w (may be NULL). @return
  * 0, -EAGAIN when @w is NULL and the in-flight limit is reached, -ENOMEM. */
 static int
-xfer_want(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
+xfer_want(struct fetch *f, const struct fid *fid, uint64_t dv, uint64_t fsize,
 	  uint64_t chunk, struct waiter *w)
 {
-	struct fetch *f = cm->fetch;
 	struct xfer *x = xfer_find(f, fid, dv, chunk);
-	uint64_t start = chunk * cm->chunk_size;
+	uint64_t start = chunk * f->chunk_size;
 
 	if (!x) {
 		if (!w && f->inflight >= FETCH_MAX_INFLIGHT)
@@ -617,25 +641,25 @@ xfer_want(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
 		x = calloc(1, sizeof(*x));
 		if (!x)
 			return -ENOMEM;
-		x->buf = malloc(cm->chunk_size);
+		x->buf = malloc(f->chunk_size);
 		if (!x->buf) {
 			free(x);
 			return -ENOMEM;
 		}
-		x->cm = cm;
+		x->f = f;
 		x->fid = *fid;
 		x->dv = dv;
 		x->chunk = chunk;
 		x->fsize = fsize;
-		x->expect = fsize - start < cm->chunk_size
+		x->expect = fsize - start < f->chunk_size
 				    ? (uint32_t)(fsize - start)
-				    : cm->chunk_size;
-		x->deadline = util_now_ms() + cm->cfg.fetch_timeout_ms;
+				    : f->chunk_size;
+		x->deadline = util_now_ms() + f->timeout_ms;
 		TAILQ_INSERT_TAIL(&f->buckets[bucket_of(fid, dv, chunk)], x,
 				  link);
 		f->inflight++;
 		if (!w)
-			CM_STAT_INC(cm, prefetches);
+			CM_STAT_INC(f->st, prefetches);
 		xfer_send(x);
 		/* xfer_send may have failed and freed x already. */
 		x = xfer_find(f, fid, dv, chunk);
@@ -649,24 +673,22 @@ xfer_want(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
 		/* Joining late: our bytes are verified already. The caller
 		 * holds a count on the read, so pending stays above 0. */
 		rd_copy(w->rd, x, x->verified);
-		CM_STAT_INC(cm, early_reads);
+		CM_STAT_INC(f->st, early_reads);
 		w->rd->pending--;
 		free(w);
 		return 0;
 	}
-	if (w && x) {
-		w->next = x->waiters;
-		x->waiters = w;
-	}
+	if (w && x)
+		SLIST_INSERT_HEAD(&x->waiters, w, link);
 	return 0;
 }
 
 /* --- parked reads --- */
 
 static void
-rd_reply(struct cm *cm, struct rd *rd, int err)
+rd_reply(struct fetch *f, struct rd *rd, int err)
 {
-	(void)cm;
+	(void)f;
 	rd->reply(rd->req, rd->buf, err ? 0 : rd->len, err);
 	free(rd->buf);
 	free(rd);
@@ -679,13 +701,14 @@ rd_reply(struct cm *cm, struct rd *rd, int err)
  * when the read was put back.
  */
 static bool
-rd_wait_offline(struct cm *cm, struct rd *rd, int err)
+rd_wait_offline(struct fetch *f, struct rd *rd, int err)
 {
 	uint64_t bound, now;
 
-	if (err == -ENOENT || err == -ESTALE || err == -ENOMEM || cm_stopping(cm))
+	if (err == -ENOENT || err == -ESTALE || err == -ENOMEM ||
+	    cm_stopping(f->loop))
 		return false;
-	bound = cm->fhooks.miss_wait_ms ? cm->fhooks.miss_wait_ms(cm) : 0;
+	bound = f->hooks.miss_wait_ms ? f->hooks.miss_wait_ms(f->hooks.arg) : 0;
 	if (!bound)
 		return false;
 	now = util_now_ms();
@@ -698,21 +721,22 @@ rd_wait_offline(struct cm *cm, struct rd *rd, int err)
 	rd->started = false;
 	free(rd->buf);
 	rd->buf = NULL;
-	return cm_post_after(cm, &rd->job, 250) == 0;
+	return cm_post_after(f->loop, &rd->job, 250) == 0;
 }
 
 static void
-rd_attr_cb(struct cm *cm, void *arg, int err)
+rd_attr_cb(void *arg, int err)
 {
 	struct rd *rd = arg;
+	struct fetch *f = rd->f;
 
 	if (err) {
-		if (rd_wait_offline(cm, rd, err))
+		if (rd_wait_offline(f, rd, err))
 			return;
-		rd_reply(cm, rd, err == -ENOENT ? -ESTALE : -EIO);
+		rd_reply(f, rd, err == -ENOENT ? -ESTALE : -EIO);
 		return;
 	}
-	rd_start(cm, rd);
+	rd_start(f, rd);
 }
 
 /*
@@ -722,7 +746,7 @@ rd_attr_cb(struct cm *cm, void *arg, int err)
  * with the new DV; otherwise serve hits and wait for the misses.
  */
 static void
-rd_start(struct cm *cm, struct rd *rd)
+rd_start(struct fetch *f, struct rd *rd)
 {
 	struct proto_attr a;
 	uint64_t c0, c1;
@@ -731,13 +755,13 @@ rd_start(struct cm *cm, struct rd *rd)
 	if (rd->started) {
 		/* Second entry: the chunks we waited for are in. */
 		if (rd->err == 0) {
-			rd_reply(cm, rd, 0);
+			rd_reply(f, rd, 0);
 			return;
 		}
 		if (rd->err != -ESTALE || rd->tries >= READ_TRIES) {
-			if (rd_wait_offline(cm, rd, rd->err))
+			if (rd_wait_offline(f, rd, rd->err))
 				return;
-			rd_reply(cm, rd, rd->err == -ENOENT ? -ESTALE : -EIO);
+			rd_reply(f, rd, rd->err == -ENOENT ? -ESTALE : -EIO);
 			return;
 		}
 		/* The DV moved under us: fetch the attributes again. */
@@ -745,19 +769,19 @@ rd_start(struct cm *cm, struct rd *rd)
 		rd->started = false;
 		free(rd->buf);
 		rd->buf = NULL;
-		meta_drop_attr(cm, &rd->fid);
+		mcache_drop_attr(f->mc, &rd->fid);
 	}
 	rd->tries++;
-	if (meta_cached_attr(cm, &rd->fid, &a) < 0) {
+	if (mcache_attr(f->mc, &rd->fid, &a) < 0) {
 		if (rd->tries > READ_TRIES) {
-			rd_reply(cm, rd, -EIO);
+			rd_reply(f, rd, -EIO);
 			return;
 		}
-		meta_want_attr(cm, &rd->fid, rd_attr_cb, rd);
+		mfetch_want_attr(f->mf, &rd->fid, rd_attr_cb, rd);
 		return;
 	}
 	if (a.type != PROTO_T_FILE) {
-		rd_reply(cm, rd, -EISDIR);
+		rd_reply(f, rd, -EISDIR);
 		return;
 	}
 	rd->dv = a.dv;
@@ -767,35 +791,35 @@ rd_start(struct cm *cm, struct rd *rd)
 						 : rd->want;
 	rd->buf = malloc(rd->len ? rd->len : 1);
 	if (!rd->buf) {
-		rd_reply(cm, rd, -ENOMEM);
+		rd_reply(f, rd, -ENOMEM);
 		return;
 	}
 	if (rd->len == 0) {
-		rd_reply(cm, rd, 0);
+		rd_reply(f, rd, 0);
 		return;
 	}
 	rd->started = true;
-	c0 = rd->off / cm->chunk_size;
-	c1 = (rd->off + rd->len - 1) / cm->chunk_size;
+	c0 = rd->off / f->chunk_size;
+	c1 = (rd->off + rd->len - 1) / f->chunk_size;
 	rd->pending = 1; /* held while we walk the chunks */
 	for (uint64_t c = c0; c <= c1; c++) {
-		uint64_t cstart = c * cm->chunk_size;
+		uint64_t cstart = c * f->chunk_size;
 		uint64_t a0 = rd->off > cstart ? rd->off : cstart;
 		uint64_t b0 = rd->off + rd->len;
 		struct cs_key k;
 		struct waiter *w;
 		ssize_t got;
 
-		if (b0 > cstart + cm->chunk_size)
-			b0 = cstart + cm->chunk_size;
+		if (b0 > cstart + f->chunk_size)
+			b0 = cstart + f->chunk_size;
 		cm_chunk_key(&k, &rd->fid, c);
-		got = cs_read(cm->cs, &k, rd->dv, (uint32_t)(a0 - cstart),
+		got = cs_read(f->cs, &k, rd->dv, (uint32_t)(a0 - cstart),
 			      rd->buf + (a0 - rd->off), b0 - a0);
 		if (got == (ssize_t)(b0 - a0)) {
-			CM_STAT_INC(cm, chunk_hits);
+			CM_STAT_INC(f->st, chunk_hits);
 			continue;
 		}
-		CM_STAT_INC(cm, chunk_misses);
+		CM_STAT_INC(f->st, chunk_misses);
 		w = calloc(1, sizeof(*w));
 		if (!w) {
 			rd->err = -ENOMEM;
@@ -806,7 +830,7 @@ rd_start(struct cm *cm, struct rd *rd)
 		w->a = (uint32_t)(a0 - cstart);
 		w->b = (uint32_t)(b0 - cstart);
 		rd->pending++;
-		rc = xfer_want(cm, &rd->fid, rd->dv, rd->fsize, c, w);
+		rc = xfer_want(f, &rd->fid, rd->dv, rd->fsize, c, w);
 		if (rc < 0) {
 			rd->pending--;
 			free(w);
@@ -816,24 +840,26 @@ rd_start(struct cm *cm, struct rd *rd)
 		}
 	}
 	if (--rd->pending == 0)
-		rd_start(cm, rd);
+		rd_start(f, rd);
 }
 
 static void
-rd_job(struct cm *cm, struct cm_job *job)
+rd_job(struct cm_loop *loop, struct cm_job *job)
 {
-	struct rd *rd = (struct rd *)job;
+	struct rd *rd = container_of(job, struct rd, job);
+	struct fetch *f = rd->f;
 
-	if (!cm->fetch) {
+	(void)loop;
+	if (f->stopped) {
 		rd->reply(rd->req, NULL, 0, -EIO);
 		free(rd);
 		return;
 	}
-	rd_start(cm, rd);
+	rd_start(f, rd);
 }
 
 int
-fetch_read_park(struct cm *cm, const struct fid *fid, uint64_t off,
+fetch_read_park(struct fetch *f, const struct fid *fid, uint64_t off,
 		size_t len, void *req, fetch_reply_fn reply)
 {
 	struct rd *rd = calloc(1, sizeof(*rd));
@@ -841,14 +867,14 @@ fetch_read_park(struct cm *cm, const struct fid *fid, uint64_t off,
 	if (!rd)
 		return -ENOMEM;
 	rd->job.run = rd_job;
-	rd->cm = cm;
+	rd->f = f;
 	rd->fid = *fid;
 	rd->off = off;
 	rd->want = len;
 	rd->req = req;
 	rd->reply = reply;
-	CM_STAT_INC(cm, parked);
-	cm_post(cm, &rd->job);
+	CM_STAT_INC(f->st, parked);
+	cm_post(f->loop, &rd->job);
 	return 0;
 }
 
@@ -856,26 +882,28 @@ fetch_read_park(struct cm *cm, const struct fid *fid, uint64_t off,
 /* --- readahead --- */
 
 static void
-pf_run(struct cm *cm, struct cm_job *job)
+pf_run(struct cm_loop *loop, struct cm_job *job)
 {
-	struct pf_job *p = (struct pf_job *)job;
+	struct pf_job *p = container_of(job, struct pf_job, job);
+	struct fetch *f = p->f;
 	uint64_t nchunks;
 
-	if (!cm->fetch || p->fsize == 0)
+	(void)loop;
+	if (f->stopped || p->fsize == 0)
 		goto out;
-	nchunks = (p->fsize + cm->chunk_size - 1) / cm->chunk_size;
+	nchunks = (p->fsize + f->chunk_size - 1) / f->chunk_size;
 	if (p->last >= nchunks)
 		p->last = nchunks - 1;
 	for (uint64_t c = p->first; c <= p->last; c++) {
 		struct cs_key k;
 		struct cs_info info;
 
-		if (xfer_find(cm->fetch, &p->fid, p->dv, c))
+		if (xfer_find(f, &p->fid, p->dv, c))
 			continue;
 		cm_chunk_key(&k, &p->fid, c);
-		if (cs_lookup(cm->cs, &k, &info) == 0 && info.dv == p->dv)
+		if (cs_lookup(f->cs, &k, &info) == 0 && info.dv == p->dv)
 			continue;
-		if (xfer_want(cm, &p->fid, p->dv, p->fsize, c, NULL) < 0)
+		if (xfer_want(f, &p->fid, p->dv, p->fsize, c, NULL) < 0)
 			break;
 	}
 out:
@@ -883,37 +911,38 @@ out:
 }
 
 void
-fetch_prefetch(struct cm *cm, const struct fid *fid, uint64_t dv,
+fetch_prefetch(struct fetch *f, const struct fid *fid, uint64_t dv,
 	       uint64_t fsize, uint64_t first, uint64_t last)
 {
 	struct pf_job *p;
 
-	if (first > last || first * cm->chunk_size >= fsize)
+	if (first > last || first * f->chunk_size >= fsize)
 		return;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return;
 	p->job.run = pf_run;
+	p->f = f;
 	p->fid = *fid;
 	p->dv = dv;
 	p->fsize = fsize;
 	p->first = first;
 	p->last = last;
-	cm_post(cm, &p->job);
+	cm_post(f->loop, &p->job);
 }
 
 /* --- fetches without a reader (fs pin) --- */
 
 int
-fetch_chunk(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
+fetch_chunk(struct fetch *f, const struct fid *fid, uint64_t dv, uint64_t fsize,
 	    uint64_t chunk, fetch_done_fn done, void *arg)
 {
 	struct waiter *w;
 	int rc;
 
-	if (!cm->fetch)
+	if (!f || f->stopped)
 		return -ECANCELED;
-	if (chunk * cm->chunk_size >= fsize)
+	if (chunk * f->chunk_size >= fsize)
 		return -EINVAL;
 	w = calloc(1, sizeof(*w));
 	if (!w)
@@ -921,7 +950,7 @@ fetch_chunk(struct cm *cm, const struct fid *fid, uint64_t dv, uint64_t fsize,
 	w->chunk = chunk;
 	w->done = done;
 	w->arg = arg;
-	rc = xfer_want(cm, fid, dv, fsize, chunk, w);
+	rc = xfer_want(f, fid, dv, fsize, chunk, w);
 	if (rc < 0)
 		free(w);
 	return rc;
@@ -951,40 +980,39 @@ mountinfo_escape(const char *in, char *out, size_t len)
 }
 
 void
-fetch_kernel_readahead(struct cm *cm, unsigned kib)
+fetch_kernel_readahead(struct fetch *f, unsigned kib)
 {
-	static atomic_int done;
 	char want[8192], line[16384], path[64], dev[32] = "";
-	FILE *f;
+	FILE *fp;
 	int rc;
 
-	if (atomic_exchange(&done, 1) || !cm->cfg.mountpoint ||
-	    mountinfo_escape(cm->cfg.mountpoint, want, sizeof(want)) < 0)
+	if (!f || atomic_exchange(&f->ra_done, 1) || !f->mountpoint ||
+	    mountinfo_escape(f->mountpoint, want, sizeof(want)) < 0)
 		return;
-	f = fopen("/proc/self/mountinfo", "re");
-	if (!f)
+	fp = fopen("/proc/self/mountinfo", "re");
+	if (!fp)
 		return;
 	/* "ID PARENT MAJ:MIN ROOT MOUNTPOINT ...": the last line for our
 	 * mount point is the mount on top. */
-	while (fgets(line, sizeof(line), f)) {
+	while (fgets(line, sizeof(line), fp)) {
 		char d[32], mp[8192];
 
 		if (sscanf(line, "%*u %*u %31s %*s %8191s", d, mp) == 2 &&
 		    !strcmp(mp, want) && strstr(line, " - fuse"))
 			snprintf(dev, sizeof(dev), "%s", d);
 	}
-	fclose(f);
+	fclose(fp);
 	if (!dev[0] || strchr(dev, '/'))
 		return;
 	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
-	f = fopen(path, "we");
-	if (!f) {
+	fp = fopen(path, "we");
+	if (!fp) {
 		log_info(LOG_FETCH, "cannot raise kernel readahead ('%s'): %s",
 			 path, strerror(errno));
 		return;
 	}
-	rc = fprintf(f, "%u\n", kib) < 0 ? -EIO : 0;
-	if (fclose(f) != 0 || rc)
+	rc = fprintf(fp, "%u\n", kib) < 0 ? -EIO : 0;
+	if (fclose(fp) != 0 || rc)
 		log_info(LOG_FETCH, "cannot raise kernel readahead ('%s')",
 			 path);
 	else
@@ -994,15 +1022,35 @@ fetch_kernel_readahead(struct cm *cm, unsigned kib)
 
 /* --- setup --- */
 
-int
-fetch_new(struct cm *cm, const struct cm_fetch_hooks *hooks)
+struct fetch *
+fetch_new(const struct fetch_deps *d, const struct fetch_hooks *hooks)
 {
 	struct fetch *f = calloc(1, sizeof(*f));
 
 	if (!f)
-		return -ENOMEM;
+		return NULL;
+	f->loop = d->loop;
+	f->http = d->http;
+	f->cs = d->cs;
+	f->mc = d->mc;
+	f->mf = d->mf;
+	f->st = d->st;
+	f->online = d->online;
+	f->chunk_size = d->chunk_size;
+	f->timeout_ms = d->timeout_ms;
 	if (hooks)
-		cm->fhooks = *hooks;
+		f->hooks = *hooks;
+	f->volume = strdup(d->volume ? d->volume : "");
+	f->server = strdup(d->server ? d->server : "");
+	f->mountpoint = d->mountpoint ? strdup(d->mountpoint) : NULL;
+	if (!f->volume || !f->server || (d->mountpoint && !f->mountpoint)) {
+		free(f->volume);
+		free(f->server);
+		free(f->mountpoint);
+		free(f);
+		errno = ENOMEM;
+		return NULL;
+	}
 	/* Every transfer has a chunk-sized buffer and every parked read one
 	 * of up to 1 MiB. Above glibc's mmap threshold each would be a fresh
 	 * mmap, zero-filled page by page and unmapped again: a cold read
@@ -1015,31 +1063,29 @@ fetch_new(struct cm *cm, const struct cm_fetch_hooks *hooks)
 	TAILQ_INIT(&f->squeue);
 	pthread_mutex_init(&f->slock, NULL);
 	pthread_cond_init(&f->scond, NULL);
-	cm->fetch = f;
 	/* Without the thread, stores run on the loop (slower, still right). */
-	if (pthread_create(&f->sthread, NULL, store_main, cm) == 0)
+	if (pthread_create(&f->sthread, NULL, store_main, f) == 0)
 		f->sthread_started = true;
 	else
 		log_warn(LOG_FETCH, "cannot start the store thread; storing "
 				    "on the loop");
-	return 0;
+	return f;
 }
 
 void
-fetch_free(struct cm *cm)
+fetch_stop(struct fetch *f)
 {
-	struct fetch *f = cm->fetch;
-
-	if (!f)
+	if (!f || f->stopped)
 		return;
 	/* The store thread finishes its queue (each answer is a job that
-	 * runs later and, seeing cm->fetch gone, only frees). */
+	 * runs later and, seeing the engine stopped, only frees). */
 	if (f->sthread_started) {
 		pthread_mutex_lock(&f->slock);
 		f->sstop = true;
 		pthread_cond_signal(&f->scond);
 		pthread_mutex_unlock(&f->slock);
 		pthread_join(f->sthread, NULL);
+		f->sthread_started = false;
 	}
 	/* http_free() ran first, so transfers waiting for a reply are gone;
 	 * what is left waits for a retry timer or for its store answer. */
@@ -1049,8 +1095,20 @@ fetch_free(struct cm *cm)
 		while ((x = TAILQ_FIRST(&f->buckets[i])))
 			xfer_end(x, -EIO, x->storing);
 	}
+	f->stopped = true;
+	f->mf = NULL;
+}
+
+void
+fetch_free(struct fetch *f)
+{
+	if (!f)
+		return;
+	fetch_stop(f);
 	pthread_cond_destroy(&f->scond);
 	pthread_mutex_destroy(&f->slock);
+	free(f->volume);
+	free(f->server);
+	free(f->mountpoint);
 	free(f);
-	cm->fetch = NULL;
 }

@@ -1,7 +1,8 @@
 /*
  * fetch.h - cairnd's chunk fetch engine and read path.
  *
- * Layer rule: FUSE-free (libcm). A FUSE read reaches it as an opaque
+ * Layer rule: FUSE-free (libcm), level 4 of doc/cm.md "Levels" (it asks
+ * mfetch for attributes a read lacks). A FUSE read reaches it as an opaque
  * request pointer plus a reply function.
  *
  * Promises:
@@ -17,7 +18,7 @@
  *  - A wrong checksum, a short or long body, or a malformed reply is never
  *    stored; the chunk is tried FETCH_ATTEMPTS times in all, then every
  *    waiter gets -EIO. Every miss is answered within the fetch timeout
- *    (cfg.fetch_timeout_ms) plus the retry backoff.
+ *    (fetch_deps.timeout_ms) plus the retry backoff.
  *  - A 410 (the DV is no longer current) makes the reader refresh the
  *    file's attributes and read the new DV.
  */
@@ -28,7 +29,18 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "cm/cm.h"
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "common/fid.h"
+
+struct cm_loop;
+struct cm_stats;
+struct cs_store;
+struct http_client;
+struct mcache;
+struct mfetch;
+struct fetch;
 
 #define FETCH_ATTEMPTS 3
 
@@ -37,12 +49,48 @@
 typedef void (*fetch_reply_fn)(void *req, const void *buf, size_t len,
 			       int err);
 
-/* Loop thread: set up / tear down (transfers are cancelled by http_free,
- * which must run first). fetch_new() starts the store thread, which
- * checks each fetched chunk's SHA-256 and stores it; fetch_free() joins
- * it. @hooks (may be NULL): pins and the offline-miss policy (cm.h). */
-int fetch_new(struct cm *cm, const struct cm_fetch_hooks *hooks);
-void fetch_free(struct cm *cm);
+/*
+ * Upward hooks: what pins and disconnected operation add to a chunk read,
+ * given by daemon.c so this module includes neither (the pattern of
+ * cm_kernel_ops and http_set_gate()). NULL-safe: a NULL hook is skipped.
+ */
+struct fetch_hooks {
+	/* Must a chunk of @fid be stored pinned? */
+	bool (*pinned)(void *arg, const struct fid *fid);
+	/* How long a failed read may keep retrying (disconnected with
+	 * offline-miss=wait), 0: not at all. */
+	uint64_t (*miss_wait_ms)(void *arg);
+	void *arg;
+};
+
+/* What fetch_new() works with; the pointers must outlive the engine
+ * (@mf until fetch_stop()). */
+struct fetch_deps {
+	struct cm_loop *loop; /* its base; jobs, timers, stopping */
+	struct http_client *http;
+	struct cs_store *cs;
+	struct mcache *mc; /* a read's current attributes */
+	struct mfetch *mf; /* fetches them when missing */
+	struct cm_stats *st;
+	atomic_int *online;	/* cleared when the server does not answer */
+	uint32_t chunk_size;	/* of @cs */
+	unsigned timeout_ms;	/* bound on a miss */
+	const char *volume;	/* for the URLs */
+	const char *server;	/* for log lines */
+	const char *mountpoint; /* for fetch_kernel_readahead(), or NULL */
+};
+
+/* Set up the engine and start the store thread, which checks each fetched
+ * chunk's SHA-256 and stores it. @hooks (may be NULL) is copied. @return
+ * the handle or NULL + errno.
+ * fetch_stop(): loop thread, at teardown, after http_free() (which cancels
+ * the transfers): join the store thread, answer what still waits (-EIO);
+ * later jobs and calls fail. fetch_free(): after the FUSE threads are
+ * gone (they read through the handle); stops first if needed. */
+struct fetch *fetch_new(const struct fetch_deps *deps,
+			const struct fetch_hooks *hooks);
+void fetch_stop(struct fetch *f);
+void fetch_free(struct fetch *f);
 
 /*
  * Any thread, the hot path: copy [@off, @off+@len) of file @fid at @dv
@@ -51,7 +99,7 @@ void fetch_free(struct cm *cm);
  * @return @len when every chunk was there; -ENOENT when one is missing or
  * stale (the caller parks the read); another -errno only for bad input.
  */
-ssize_t fetch_read_cached(struct cm *cm, const struct fid *fid, uint64_t dv,
+ssize_t fetch_read_cached(struct fetch *f, const struct fid *fid, uint64_t dv,
 			  uint64_t off, void *buf, size_t len);
 
 /*
@@ -60,7 +108,7 @@ ssize_t fetch_read_cached(struct cm *cm, const struct fid *fid, uint64_t dv,
  * and calls @reply(@req, ...) once. @return 0, or -ENOMEM (then @reply is
  * not called).
  */
-int fetch_read_park(struct cm *cm, const struct fid *fid, uint64_t off,
+int fetch_read_park(struct fetch *f, const struct fid *fid, uint64_t off,
 		    size_t len, void *req, fetch_reply_fn reply);
 
 /*
@@ -68,13 +116,13 @@ int fetch_read_park(struct cm *cm, const struct fid *fid, uint64_t off,
  * @dv / @fsize that are neither cached nor in flight (readahead). Bounded:
  * chunks beyond the in-flight limit are skipped.
  */
-void fetch_prefetch(struct cm *cm, const struct fid *fid, uint64_t dv,
+void fetch_prefetch(struct fetch *f, const struct fid *fid, uint64_t dv,
 		    uint64_t fsize, uint64_t first, uint64_t last);
 
 /* Completion of fetch_chunk(), on the loop thread: @err 0 once the chunk
  * is verified and stored, else a negative errno (-ESTALE: @dv is no longer
  * current; -EIO, -ENOSPC, -ECANCELED at shutdown). */
-typedef void (*fetch_done_fn)(struct cm *cm, void *arg, int err);
+typedef void (*fetch_done_fn)(void *arg, int err);
 
 /*
  * Loop thread only: fetch chunk @chunk of @fid at @dv / @fsize into the
@@ -84,11 +132,11 @@ typedef void (*fetch_done_fn)(struct cm *cm, void *arg, int err);
  * are stored with CS_F_PINNED, whoever fetched them.
  * @return 0 (@done will be called), or -errno and @done is never called.
  */
-int fetch_chunk(struct cm *cm, const struct fid *fid, uint64_t dv,
+int fetch_chunk(struct fetch *f, const struct fid *fid, uint64_t dv,
 		uint64_t fsize, uint64_t chunk, fetch_done_fn done, void *arg);
 
 /*
- * Any thread, once per process (later calls do nothing); call it only
+ * Any thread, once per engine (later calls do nothing); call it only
  * after the kernel has finished FUSE INIT (from a request handler), since
  * INIT lowers the value again. Raise the kernel's readahead for the mount
  * (its bdi's read_ahead_kb) to @kib. The kernel offers FUSE 128 KiB and a
@@ -98,6 +146,6 @@ int fetch_chunk(struct cm *cm, const struct fid *fid, uint64_t dv,
  * roughly doubled warm sequential reads (doc/cm.md). Needs root; without
  * it the kernel default stays (logged at info).
  */
-void fetch_kernel_readahead(struct cm *cm, unsigned kib);
+void fetch_kernel_readahead(struct fetch *f, unsigned kib);
 
 #endif /* CAIRN_CM_FETCH_H */

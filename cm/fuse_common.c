@@ -129,7 +129,7 @@ void
 fops_file_close(struct cm *cm, struct ino_ent *e, const struct fid *fid)
 {
 	if (ino_close(cm->ino, e))
-		wb_release_write(cm, fid);
+		wb_release_write(cm->wb, fid);
 }
 
 void

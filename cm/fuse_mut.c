@@ -24,9 +24,10 @@
 #include "cm/fetch.h"
 #include "cm/fuse_i.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/mut.h"
-#include "cm/offline.h"
+#include "cm/replay.h"
 #include "cm/pin.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
@@ -65,7 +66,7 @@ reply_attr_of(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
 	struct proto_attr a;
 	struct stat st;
 
-	if (meta_cached_attr(cm, fid, &a) < 0) {
+	if (mcache_attr(cm->mc, fid, &a) < 0) {
 		fuse_reply_err(req, EIO);
 		return;
 	}
@@ -82,13 +83,13 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 
 	switch (w->kind) {
 	case W_READ:
-		n = wb_read(cm, &w->fid, w->off, rbuf, w->len, &w->need);
+		n = wb_read(cm->wb, &w->fid, w->off, rbuf, w->len, &w->need);
 		if (n == -EAGAIN)
 			return -EAGAIN;
 		if (n == -ENOENT) {
 			/* The write state went away (stored and closed):
 			 * read the normal way. */
-			rc = fetch_read_park(cm, &w->fid, w->off, w->len,
+			rc = fetch_read_park(cm->fetch, &w->fid, w->off, w->len,
 					     w->req, fops_read_reply);
 			if (rc < 0)
 				fuse_reply_err(w->req, -rc);
@@ -100,7 +101,7 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 			fuse_reply_buf(w->req, (const char *)rbuf, (size_t)n);
 		return 0;
 	case W_WRITE:
-		n = wb_write(cm, &w->fid, w->off, w->buf, w->len, &w->need);
+		n = wb_write(cm->wb, &w->fid, w->off, w->buf, w->len, &w->need);
 		if (n == -EAGAIN)
 			return -EAGAIN;
 		if (n < 0)
@@ -109,7 +110,7 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 			fuse_reply_write(w->req, (size_t)n);
 		return 0;
 	case W_TRUNC:
-		rc = wb_truncate(cm, &w->fid, w->off, &w->need);
+		rc = wb_truncate(cm->wb, &w->fid, w->off, &w->need);
 		if (rc == -EAGAIN)
 			return -EAGAIN;
 		if (rc < 0)
@@ -122,29 +123,31 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 	return 0;
 }
 
-static void wio_job(struct cm *cm, struct cm_job *job);
+static void wio_job(struct cm_loop *loop, struct cm_job *job);
 
 static void
-wio_fetched(struct cm *cm, void *arg, int err)
+wio_fetched(void *arg, int err)
 {
 	struct wio *w = arg;
+	struct cm *cm = w->cm;
 
 	if (err) {
 		fuse_reply_err(w->req, err == -EBADF ? EBADF : EIO);
 		wio_free(w);
 		return;
 	}
-	wio_job(cm, &w->job);
+	wio_job(&cm->loop, &w->job);
 }
 
 /* Loop thread: try again; fetch what is missing. */
 static void
-wio_job(struct cm *cm, struct cm_job *job)
+wio_job(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct wio *w = (struct wio *)job;
 	uint8_t *rbuf = NULL;
 
-	if (cm_stopping(cm)) {
+	if (cm_stopping(&cm->loop)) {
 		fuse_reply_err(w->req, EIO);
 		wio_free(w);
 		return;
@@ -167,7 +170,7 @@ wio_job(struct cm *cm, struct cm_job *job)
 		wio_free(w);
 		return;
 	}
-	wb_fetch(cm, &w->fid, w->need, wio_fetched, w);
+	wb_fetch(cm->wb, &w->fid, w->need, wio_fetched, w);
 }
 
 void
@@ -205,8 +208,8 @@ fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
 	 * tries again. */
 	h->tries = 1;
 	h->job.run = wio_job;
-	CM_STAT_INC(cm, parked);
-	cm_post(cm, &h->job);
+	CM_STAT_INC(&cm->st, parked);
+	cm_post(&cm->loop, &h->job);
 }
 
 void
@@ -297,7 +300,7 @@ name_fid(struct cm *cm, struct mop *m, const struct fid *dir,
 {
 	struct vc_dir *d;
 	long idx;
-	int rc = meta_cached_dir(cm, dir, &d);
+	int rc = mcache_dir(cm->mc, dir, &d);
 
 	if (rc == -ENOTDIR)
 		return -ENOTDIR;
@@ -338,9 +341,9 @@ orphan_prepare(struct cm *cm, struct mop *m, const struct fid *fid)
 	e = ino_find_locked(cm->ino, fid);
 	open_here = e && e->nopen > 0 && !e->orphan_hold;
 	ino_unlock(cm->ino);
-	if (!open_here || meta_cached_attr(cm, fid, &a) < 0 ||
+	if (!open_here || mcache_attr(cm->mc, fid, &a) < 0 ||
 	    a.type != PROTO_T_FILE || a.nlink > 1 ||
-	    wb_open_write(cm, &a, NULL, NULL) < 0) {
+	    wb_open_write(cm->wb, &a, NULL, NULL) < 0) {
 		m->orphan_state = 2;
 		return 0;
 	}
@@ -350,19 +353,20 @@ orphan_prepare(struct cm *cm, struct mop *m, const struct fid *fid)
 	return 4;
 }
 
-static void mop_job(struct cm *cm, struct cm_job *job);
+static void mop_job(struct cm_loop *loop, struct cm_job *job);
 
 static void
-mop_orphan_fetched(struct cm *cm, void *arg, int err)
+mop_orphan_fetched(void *arg, int err)
 {
 	struct mop *m = arg;
+	struct cm *cm = m->cm;
 
 	if (err)
 		log_warn(LOG_FUSE, "a file unlinked while open could not be "
 				   "fetched whole (%s): reads of its missing "
 				   "parts will fail", strerror(-err));
 	m->orphan_state = 2;
-	mop_job(cm, &m->job);
+	mop_job(&cm->loop, &m->job);
 }
 
 /* The server answered the unlink/rename that may have orphaned m->orphan:
@@ -387,7 +391,7 @@ orphan_settle(struct cm *cm, struct mop *m, bool orphaned)
 		cs_pin_file(cm->cs, m->orphan.vol, m->orphan.oid, 0);
 	}
 	if (!keep)
-		wb_release_write(cm, &m->orphan);
+		wb_release_write(cm->wb, &m->orphan);
 	m->held = false;
 }
 
@@ -402,7 +406,7 @@ reply_entry(struct cm *cm, struct mop *m, const struct proto_attr *attr)
 	memset(&e, 0, sizeof(e));
 	if (m->kind == M_CREATE) {
 		f = calloc(1, sizeof(*f));
-		if (!f || wb_open_write(cm, &a, NULL, m->name) < 0) {
+		if (!f || wb_open_write(cm->wb, &a, NULL, m->name) < 0) {
 			free(f);
 			fuse_reply_err(m->req, ENOMEM);
 			return;
@@ -434,7 +438,7 @@ reply_entry(struct cm *cm, struct mop *m, const struct proto_attr *attr)
 	ino_unlock(cm->ino);
 	if (!e.ino) {
 		if (f) {
-			wb_release_write(cm, &a.fid);
+			wb_release_write(cm->wb, &a.fid);
 			pthread_mutex_destroy(&f->mu);
 			free(f);
 		}
@@ -445,9 +449,9 @@ reply_entry(struct cm *cm, struct mop *m, const struct proto_attr *attr)
 		struct fid pfid;
 
 		if (ino_fid(cm->ino, m->parent, &pfid) == 0)
-			wb_renamed(cm, &a.fid, &pfid, m->name);
+			wb_renamed(cm->wb, &a.fid, &pfid, m->name);
 	}
-	wb_overlay(cm, &a);
+	wb_overlay(cm->wb, &a);
 	fops_to_stat(cm, &a, e.ino, &e.attr);
 	e.attr_timeout = cm->cfg.attr_timeout;
 	e.entry_timeout = cm->cfg.entry_timeout;
@@ -455,7 +459,7 @@ reply_entry(struct cm *cm, struct mop *m, const struct proto_attr *attr)
 		m->fi.fh = (uintptr_t)f;
 		m->fi.keep_cache = 0;
 		if (fuse_reply_create(m->req, &e, &m->fi) != 0) {
-			wb_release_write(cm, &a.fid);
+			wb_release_write(cm->wb, &a.fid);
 			fops_file_close(cm, ent, &a.fid);
 			ino_forget(cm->ino, e.ino, 1);
 			pthread_mutex_destroy(&f->mu);
@@ -468,34 +472,36 @@ reply_entry(struct cm *cm, struct mop *m, const struct proto_attr *attr)
 }
 
 static void
-mop_attr_fetched(struct cm *cm, void *arg, int err)
+mop_attr_fetched(void *arg, int err)
 {
 	struct mop *m = arg;
+	struct cm *cm = m->cm;
 
 	if (err) {
 		fuse_reply_err(m->req, EIO);
 		mop_free(m);
 		return;
 	}
-	mop_job(cm, &m->job);
+	mop_job(&cm->loop, &m->job);
 }
 
 /* Loop thread: the server answered. */
 static void
-mop_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
+mop_done(void *arg, int err, const struct proto_op_result *r)
 {
 	struct mop *m = arg;
+	struct cm *cm = m->cm;
 
 	if (m->kind == M_UNLINK || m->kind == M_RENAME)
 		orphan_settle(cm, m,
 			      !err && r->has_victim && r->victim.nlink == 0);
 	if (err == -ESTALE && m->kind == M_SETATTR && !m->retried_stale &&
-	    !cm_stopping(cm)) {
+	    !cm_stopping(&cm->loop)) {
 		/* Our DV was old (someone wrote the file): once more with
 		 * fresh attributes. */
 		m->retried_stale = true;
-		meta_drop_attr(cm, &m->fid);
-		meta_want_attr(cm, &m->fid, mop_attr_fetched, m);
+		mcache_drop_attr(cm->mc, &m->fid);
+		mfetch_want_attr(cm->mf, &m->fid, mop_attr_fetched, m);
 		return;
 	}
 	if (err) {
@@ -505,7 +511,7 @@ mop_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 			struct fid pfid;
 
 			if (ino_fid(cm->ino, m->parent, &pfid) == 0)
-				meta_want_dir(cm, &pfid, NULL, NULL);
+				mfetch_want_dir(cm->mf, &pfid, NULL, NULL);
 			err = -EIO;
 		}
 		/* The server says ENOENT for a missing attribute
@@ -535,7 +541,7 @@ mop_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 			struct proto_attr a = r->attr;
 			struct stat st;
 
-			wb_overlay(cm, &a);
+			wb_overlay(cm->wb, &a);
 			fops_to_stat(cm, &a, m->ino, &st);
 			fuse_reply_attr(m->req, &st, cm->cfg.attr_timeout);
 		} else {
@@ -548,7 +554,8 @@ mop_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 			struct fid np;
 
 			if (ino_fid(cm->ino, m->newparent, &np) == 0) {
-				wb_renamed(cm, &r->attr.fid, &np, m->newname);
+				wb_renamed(cm->wb, &r->attr.fid, &np,
+					   m->newname);
 				ino_lock(cm->ino);
 				e = ino_find_locked(cm->ino, &r->attr.fid);
 				if (e)
@@ -567,9 +574,10 @@ mop_done(struct cm *cm, void *arg, int err, const struct proto_op_result *r)
 }
 
 static void
-mop_flushed(struct cm *cm, void *arg, int err)
+mop_flushed(void *arg, int err)
 {
 	struct mop *m = arg;
+	struct cm *cm = m->cm;
 
 	if (err) {
 		fuse_reply_err(m->req, err == -ESTALE ? EIO : -err);
@@ -577,7 +585,7 @@ mop_flushed(struct cm *cm, void *arg, int err)
 		return;
 	}
 	m->flushed = true;
-	mop_job(cm, &m->job);
+	mop_job(&cm->loop, &m->job);
 }
 
 /* Fill @op's setattr fields from m->st / m->to_set. */
@@ -665,8 +673,7 @@ mop_try(struct cm *cm, struct mop *m)
 		/* BSD group semantics under a set-group-ID directory: the
 		 * new object takes the directory's group, and a new
 		 * directory the bit too. */
-		if (meta_cached_attr(cm, &pfid, &a) == 0 &&
-		    (a.mode & S_ISGID)) {
+		if (mcache_attr(cm->mc, &pfid, &a) == 0 && (a.mode & S_ISGID)) {
 			op.gid = a.gid;
 			if (m->kind == M_MKDIR)
 				op.mode |= S_ISGID;
@@ -771,11 +778,11 @@ mop_try(struct cm *cm, struct mop *m)
 			fuse_reply_err(m->req, ESTALE);
 			return 0;
 		}
-		if (wb_dirty(cm, &op.fid) && !m->flushed) {
+		if (wb_dirty(cm->wb, &op.fid) && !m->flushed) {
 			m->fid = op.fid;
 			return 2;
 		}
-		if (meta_cached_attr(cm, &op.fid, &a) < 0) {
+		if (mcache_attr(cm->mc, &op.fid, &a) < 0) {
 			m->need_dir = op.fid; /* attributes, in fact */
 			return 3;
 		}
@@ -803,7 +810,7 @@ mop_try(struct cm *cm, struct mop *m)
 		break;
 	}
 	m->fid = op.fid;
-	rc = mut_submit(cm, &op, mop_done, m);
+	rc = mut_submit(cm->mut, &op, mop_done, m);
 	if (rc < 0) {
 		fuse_reply_err(m->req, -rc);
 		return 0;
@@ -812,26 +819,28 @@ mop_try(struct cm *cm, struct mop *m)
 }
 
 static void
-mop_dir_cb(struct cm *cm, void *arg, int err)
+mop_dir_cb(void *arg, int err)
 {
 	struct mop *m = arg;
+	struct cm *cm = m->cm;
 
 	if (err) {
 		fuse_reply_err(m->req, err == -ENOENT ? ENOENT : EIO);
 		mop_free(m);
 		return;
 	}
-	mop_job(cm, &m->job);
+	mop_job(&cm->loop, &m->job);
 }
 
 /* Loop thread: run again, getting what it needs first. */
 static void
-mop_job(struct cm *cm, struct cm_job *job)
+mop_job(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct mop *m = (struct mop *)job;
 	int rc;
 
-	if (cm_stopping(cm) || !cm->meta) {
+	if (cm_stopping(&cm->loop) || !cm->mf) {
 		fuse_reply_err(m->req, EIO);
 		mop_free(m);
 		return;
@@ -849,13 +858,13 @@ mop_job(struct cm *cm, struct cm_job *job)
 		return;
 	}
 	if (rc == 1)
-		meta_want_dir(cm, &m->need_dir, mop_dir_cb, m);
+		mfetch_want_dir(cm->mf, &m->need_dir, mop_dir_cb, m);
 	else if (rc == 4)
-		wb_fetch_all(cm, &m->orphan, mop_orphan_fetched, m);
+		wb_fetch_all(cm->wb, &m->orphan, mop_orphan_fetched, m);
 	else if (rc == 3)
-		meta_want_attr(cm, &m->need_dir, mop_dir_cb, m);
+		mfetch_want_attr(cm->mf, &m->need_dir, mop_dir_cb, m);
 	else
-		wb_flush(cm, &m->fid, mop_flushed, m);
+		wb_flush(cm->wb, &m->fid, mop_flushed, m);
 }
 
 /* From a worker: try at once; park what needs the loop. @m is heap. */
@@ -874,8 +883,8 @@ mop_start(struct cm *cm, struct mop *m)
 	}
 	if (rc < 0)
 		return;
-	CM_STAT_INC(cm, parked);
-	cm_post(cm, &m->job); /* mop_job retries, then fetches */
+	CM_STAT_INC(&cm->st, parked);
+	cm_post(&cm->loop, &m->job); /* mop_job retries, then fetches */
 }
 
 static struct mop *
@@ -1047,7 +1056,7 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	if ((set & FUSE_SET_ATTR_MTIME) && (set & FUSE_SET_ATTR_MTIME_NOW))
 		set &= ~FUSE_SET_ATTR_MTIME;
 	if ((set & FUSE_SET_ATTR_SIZE) && !(set & ~LOCAL_SET) &&
-	    wb_active(cm, &fid)) {
+	    wb_active(cm->wb, &fid)) {
 		struct wio w = {.cm = cm, .req = req, .kind = W_TRUNC,
 				.fid = fid, .off = (uint64_t)attr->st_size,
 				.ino = ino};
@@ -1068,7 +1077,7 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		*h = w;
 		h->tries = 1;
 		h->job.run = wio_job;
-		cm_post(cm, &h->job);
+		cm_post(&cm->loop, &h->job);
 		return;
 	}
 	/* chown to the owner and group it has (tar -x does it for every
@@ -1079,7 +1088,7 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		      FUSE_SET_ATTR_CTIME))) {
 		struct proto_attr a;
 
-		if (meta_cached_attr(cm, &fid, &a) == 0 &&
+		if (mcache_attr(cm->mc, &fid, &a) == 0 &&
 		    (!(set & FUSE_SET_ATTR_UID) || a.uid == attr->st_uid) &&
 		    (!(set & FUSE_SET_ATTR_GID) || a.gid == attr->st_gid) &&
 		    !(a.mode & (S_ISUID | S_ISGID))) {
@@ -1172,7 +1181,7 @@ fmut_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 		return;
 	}
 	if (ino_fid(cm->ino, ino, &fid) < 0 ||
-	    meta_cached_attr(cm, &fid, &a) < 0) {
+	    mcache_attr(cm->mc, &fid, &a) < 0) {
 		fuse_reply_err(req, EIO);
 		return;
 	}
@@ -1181,9 +1190,9 @@ fmut_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 		fuse_reply_err(req, 0);
 		return;
 	}
-	if (wb_active(cm, &fid)) {
+	if (wb_active(cm->wb, &fid)) {
 		uint64_t need = 0;
-		int rc = wb_truncate(cm, &fid, end, &need);
+		int rc = wb_truncate(cm->wb, &fid, end, &need);
 
 		fuse_reply_err(req, rc < 0 ? -rc : 0);
 		return;

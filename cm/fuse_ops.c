@@ -2,7 +2,7 @@
  * fuse_ops.c - the FUSE low-level handlers of cairnd: thin, each one reads
  * the caches and replies at once, or parks the request for the loop thread.
  *
- * It is not where data is fetched or caches are filled (meta.c, fetch.c);
+ * It is not where data is fetched or caches are filled (mfetch.c, fetch.c);
  * the mutating handlers are in fuse_mut.c (fuse_i.h is what the two
  * share), which hands metadata changes to mut.c and file data to wb.c.
  *
@@ -10,7 +10,7 @@
  * arguments and calls its try_*() function. try_*() either replies (and
  * returns 0) or says what it needs (returns 1 with p->need and p->need_fid
  * set). On a worker a need turns into a heap copy of the park posted to the
- * loop; the loop asks meta.c for the need and, when it is in the cache,
+ * loop; the loop asks mfetch.c for the need and, when it is in the cache,
  * calls the same try_*() again there. A park gets PARK_TRIES tries.
  */
 #include "config.h"
@@ -30,10 +30,11 @@
 #include "cm/fuse_i.h"
 #include "cm/fuse_ops.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/pin.h"
 #include "cm/mut.h"
-#include "cm/offline.h"
+#include "cm/replay.h"
 #include "cm/wb.h"
 #include "cm/vc.h"
 #include "common/log.h"
@@ -93,27 +94,30 @@ static void park_free(struct park *p)
 }
 
 static void
-park_resume(struct cm *cm, void *arg, int err)
+park_resume(void *arg, int err)
 {
 	struct park *p = arg;
+	struct cm *cm = p->cm;
 
 	/* -EAGAIN: what was fetched was already stale (a change raced with
 	 * it, e.g. xattrs while their object changes): fetch again, within
 	 * the same bound on tries. */
 	if (err == -EAGAIN && p->tries + 1 < PARK_TRIES) {
 		p->tries++;
-		p->job.run(cm, &p->job);
+		p->job.run(&cm->loop, &p->job);
 		return;
 	}
 	/* Disconnected with offline-miss=wait: a miss waits for the
 	 * reconnection (probes, fs reconnect) up to the policy's bound. */
-	if (err && err != -ENOENT && err != -ENOTDIR && !cm_stopping(cm)) {
-		uint64_t bound = offline_miss_wait_ms(cm), now = util_now_ms();
+	if (err && err != -ENOENT && err != -ENOTDIR &&
+	    !cm_stopping(&cm->loop)) {
+		uint64_t bound = replay_miss_wait_ms(cm->replay),
+			 now = util_now_ms();
 
 		if (bound && !p->wait_until)
 			p->wait_until = now + bound;
 		if (bound && now < p->wait_until &&
-		    cm_post_after(cm, &p->job, 250) == 0)
+		    cm_post_after(&cm->loop, &p->job, 250) == 0)
 			return;
 	}
 	if (err) {
@@ -138,31 +142,32 @@ park_resume(struct cm *cm, void *arg, int err)
 		park_free(p);
 		return;
 	}
-	p->job.run(cm, &p->job);
+	p->job.run(&cm->loop, &p->job);
 }
 
 static void
-park_run(struct cm *cm, struct cm_job *job)
+park_run(struct cm_loop *loop, struct cm_job *job)
 {
+	struct cm *cm = cm_of_loop(loop);
 	struct park *p = (struct park *)job;
 
-	if (!cm->meta) {
+	if (!cm->mf) {
 		fuse_reply_err(p->req, EIO);
 		park_free(p);
 		return;
 	}
 	switch (p->need) {
 	case NEED_ATTR:
-		meta_want_attr(cm, &p->need_fid, park_resume, p);
+		mfetch_want_attr(cm->mf, &p->need_fid, park_resume, p);
 		break;
 	case NEED_DIR:
-		meta_want_dir(cm, &p->need_fid, park_resume, p);
+		mfetch_want_dir(cm->mf, &p->need_fid, park_resume, p);
 		break;
 	case NEED_LINK:
-		meta_want_link(cm, &p->need_fid, park_resume, p);
+		mfetch_want_link(cm->mf, &p->need_fid, park_resume, p);
 		break;
 	case NEED_XATTR:
-		meta_want_xattrs(cm, &p->need_fid, park_resume, p);
+		mfetch_want_xattrs(cm->mf, &p->need_fid, park_resume, p);
 		break;
 	}
 }
@@ -188,8 +193,8 @@ park(struct cm *cm, struct park *p)
 		}
 	}
 	h->job.run = park_run;
-	CM_STAT_INC(cm, parked);
-	cm_post(cm, &h->job);
+	CM_STAT_INC(&cm->st, parked);
+	cm_post(&cm->loop, &h->job);
 }
 
 static void
@@ -217,7 +222,7 @@ try_lookup(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
-	rc = meta_cached_dir(cm, &pfid, &d);
+	rc = mcache_dir(cm->mc, &pfid, &d);
 	if (rc == -ENOTDIR) {
 		fuse_reply_err(p->req, ENOTDIR);
 		return 0;
@@ -236,7 +241,7 @@ try_lookup(struct cm *cm, struct park *p)
 	}
 	cfid = d->ents[idx].fid;
 	vc_dir_put(d);
-	if (meta_cached_attr(cm, &cfid, &a) < 0)
+	if (mcache_attr(cm->mc, &cfid, &a) < 0)
 		return need(p, NEED_DIR, &pfid);
 	memset(&e, 0, sizeof(e));
 	ino_lock(cm->ino);
@@ -308,7 +313,7 @@ try_getattr(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
-	if (meta_cached_attr(cm, &fid, &a) < 0)
+	if (mcache_attr(cm->mc, &fid, &a) < 0)
 		return need(p, NEED_ATTR, &fid);
 	fops_to_stat(cm, &a, p->ino, &st);
 	fuse_reply_attr(p->req, &st, cm->cfg.attr_timeout);
@@ -341,7 +346,7 @@ try_opendir(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
-	rc = meta_cached_dir(cm, &fid, &d);
+	rc = mcache_dir(cm->mc, &fid, &d);
 	if (rc == -ENOTDIR) {
 		fuse_reply_err(p->req, ENOTDIR);
 		return 0;
@@ -419,7 +424,7 @@ try_readdir(struct cm *cm, struct park *p)
 			if (!p->plus) {
 				e.attr.st_ino = fops_st_ino(cm, &de->fid);
 				e.attr.st_mode = fops_dirent_mode(de->type);
-			} else if (meta_cached_attr(cm, &de->fid, &a) < 0) {
+			} else if (mcache_attr(cm->mc, &de->fid, &a) < 0) {
 				if (p->tries == 0 && used == 0) {
 					/* One listing fetch brings every
 					 * entry's attributes at once. */
@@ -525,7 +530,7 @@ try_open(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
-	if (meta_cached_attr(cm, &fid, &a) < 0)
+	if (mcache_attr(cm->mc, &fid, &a) < 0)
 		return need(p, NEED_ATTR, &fid);
 	if (a.type == PROTO_T_DIR) {
 		fuse_reply_err(p->req, EISDIR);
@@ -563,15 +568,15 @@ try_open(struct cm *cm, struct park *p)
 		struct fid pfid;
 		bool named = ino_name_of(cm->ino, &fid, &pfid, name,
 					 sizeof(name)) == 0;
-		int rc = wb_open_write(cm, &a, named ? &pfid : NULL,
+		int rc = wb_open_write(cm->wb, &a, named ? &pfid : NULL,
 				       named ? name : NULL);
 		uint64_t need = 0;
 
 		if (rc == 0 && (p->fi.flags & O_TRUNC) && a.size > 0) {
 			/* Local, like ftruncate: stored at close. */
-			rc = wb_truncate(cm, &fid, 0, &need);
+			rc = wb_truncate(cm->wb, &fid, 0, &need);
 			if (rc < 0)
-				wb_release_write(cm, &fid);
+				wb_release_write(cm->wb, &fid);
 		}
 
 		if (rc < 0) {
@@ -583,13 +588,14 @@ try_open(struct cm *cm, struct park *p)
 		}
 		f->writer = true;
 		/* Reads must see our writes: no stale pages from before. */
-		p->fi.keep_cache = p->fi.keep_cache && !wb_dirty(cm, &fid) &&
+		p->fi.keep_cache = p->fi.keep_cache &&
+				   !wb_dirty(cm->wb, &fid) &&
 				   !(p->fi.flags & O_TRUNC);
 	}
 	p->fi.fh = (uintptr_t)f;
 	if (fuse_reply_open(p->req, &p->fi) != 0) {
 		if (f->writer)
-			wb_release_write(cm, &fid);
+			wb_release_write(cm->wb, &fid);
 		fops_file_close(cm, e, &fid);
 		pthread_mutex_destroy(&f->mu);
 		free(f);
@@ -605,7 +611,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			 .fi = *fi};
 
 	fops_count(cm, CM_R_OPEN);
-	fetch_kernel_readahead(cm, KERNEL_RA_KB);
+	fetch_kernel_readahead(cm->fetch, KERNEL_RA_KB);
 	if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) &&
 	    fops_read_only(cm)) {
 		fuse_reply_err(req, EROFS);
@@ -663,7 +669,7 @@ file_readahead(struct cm *cm, struct cm_file *f, uint64_t dv, uint64_t fsize,
 		f->next_off = off + len;
 	pthread_mutex_unlock(&f->mu);
 	if (go)
-		fetch_prefetch(cm, &f->fid, dv, fsize, first, last);
+		fetch_prefetch(cm->fetch, &f->fid, dv, fsize, first, last);
 }
 
 /* Valid replies: fuse_reply_buf, fuse_reply_err (possibly from the loop). */
@@ -685,7 +691,7 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	if (wb_active(cm, &f->fid)) {
+	if (wb_active(cm->wb, &f->fid)) {
 		fmut_wio_start(cm, req, W_READ, &f->fid, (uint64_t)off, NULL, size);
 		return;
 	}
@@ -706,13 +712,13 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 					    : size;
 	file_readahead(cm, f, dv, fsize, (uint64_t)off, len);
 	buf = fops_tbuf_get(len);
-	if (buf && fetch_read_cached(cm, &f->fid, dv, (uint64_t)off, buf,
+	if (buf && fetch_read_cached(cm->fetch, &f->fid, dv, (uint64_t)off, buf,
 				     len) == (ssize_t)len) {
 		fuse_reply_buf(req, buf, len);
 		return;
 	}
 park:
-	rc = fetch_read_park(cm, &f->fid, (uint64_t)off, size, req,
+	rc = fetch_read_park(cm->fetch, &f->fid, (uint64_t)off, size, req,
 			     fops_read_reply);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
@@ -730,7 +736,7 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (f->writer) {
 			/* Data not stored by a flush (it failed) stays
 			 * dirty and is stored later (wb_resume). */
-			wb_release_write(cm, &f->fid);
+			wb_release_write(cm->wb, &f->fid);
 		}
 		fops_file_close(cm, f->e, &f->fid);
 		pthread_mutex_destroy(&f->mu);
@@ -740,9 +746,8 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 static void
-flush_reply(struct cm *cm, void *arg, int err)
+flush_reply(void *arg, int err)
 {
-	(void)cm;
 	fuse_reply_err(arg, err == -ESTALE ? EIO : -err);
 }
 
@@ -759,7 +764,7 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, 0);
 		return;
 	}
-	wb_flush(cm, &f->fid, flush_reply, req);
+	wb_flush(cm->wb, &f->fid, flush_reply, req);
 }
 
 /* Valid replies: fuse_reply_err. Connected: the server has the data. */
@@ -776,7 +781,7 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	wb_flush(cm, &fid, flush_reply, req);
+	wb_flush(cm->wb, &fid, flush_reply, req);
 }
 
 /* Valid replies: fuse_reply_err. Directory changes are on the server
@@ -866,7 +871,7 @@ try_xattr(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, ESTALE);
 		return 0;
 	}
-	if (meta_cached_attr(cm, &fid, &a) < 0)
+	if (mcache_attr(cm->mc, &fid, &a) < 0)
 		return need(p, NEED_ATTR, &fid);
 	if (vc_get_xattrs(cm->vc, &fid, &stamp, &x, &n) < 0)
 		return need(p, NEED_XATTR, &fid);
@@ -1105,7 +1110,7 @@ nt_push(struct note *n)
 		 * the stop, and only the loop calls them. A barrier's job
 		 * must still run once; nothing is left to wait for. */
 		if (n->job)
-			n->job->run(g_nt.cm, n->job);
+			n->job->run(&g_nt.cm->loop, n->job);
 		free(n);
 		return;
 	}
@@ -1152,7 +1157,7 @@ nt_barrier(void *arg, struct cm_job *job)
 	if (!n) {
 		/* The order of the queue cannot be kept: the answer may beat
 		 * the invalidations, as it did before barriers existed. */
-		cm_post(g_nt.cm, job);
+		cm_post(&g_nt.cm->loop, job);
 		return;
 	}
 	n->job = job;
@@ -1179,7 +1184,7 @@ nt_main(void *arg)
 			/* The writes before it returned, so the kernel has
 			 * applied them; cm_post() takes only the leaf qlock,
 			 * and mu is not held. */
-			cm_post(g_nt.cm, n->job);
+			cm_post(&g_nt.cm->loop, n->job);
 			free(n);
 			pthread_mutex_lock(&g_nt.mu);
 			continue;
@@ -1216,10 +1221,10 @@ fops_notifier_start(struct cm *cm, struct fuse_session *se)
 	if (rc)
 		return -rc;
 	g_nt.started = true;
-	cm->kops.inval_inode = nt_inval_inode;
-	cm->kops.inval_entry = nt_inval_entry;
-	cm->kops.barrier = nt_barrier;
-	cm->kops.arg = NULL;
+	cm->loop.kops.inval_inode = nt_inval_inode;
+	cm->loop.kops.inval_entry = nt_inval_entry;
+	cm->loop.kops.barrier = nt_barrier;
+	cm->loop.kops.arg = NULL;
 	return 0;
 }
 
@@ -1228,9 +1233,9 @@ fops_notifier_stop(struct cm *cm)
 {
 	struct note *n;
 
-	cm->kops.inval_inode = NULL;
-	cm->kops.inval_entry = NULL;
-	cm->kops.barrier = NULL;
+	cm->loop.kops.inval_inode = NULL;
+	cm->loop.kops.inval_entry = NULL;
+	cm->loop.kops.barrier = NULL;
 	if (!g_nt.started)
 		return;
 	g_nt.started = false;
@@ -1245,11 +1250,11 @@ fops_notifier_stop(struct cm *cm)
 		 * here, with cm_stopping() true, as cm_loop_stop() runs
 		 * late jobs, so its control call is answered and freed. */
 		if (n->job)
-			n->job->run(cm, n->job);
+			n->job->run(&cm->loop, n->job);
 		free(n);
 	}
 	/* Barriers the thread reached after cm_loop_stop() had drained the
 	 * queue were posted into a closed queue: run them now, when nothing
 	 * can post any more. */
-	cm_run_late_jobs(cm);
+	cm_run_late_jobs(&cm->loop);
 }

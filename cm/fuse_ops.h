@@ -17,7 +17,7 @@
 extern const struct fuse_lowlevel_ops fops_ops;
 
 /*
- * Start the notifier thread for @se and plug it into cm->kops. Call after
+ * Start the notifier thread for @se and plug it into cm->loop.kops. Call after
  * the mount, before the loop starts. @return 0 or -errno.
  */
 int fops_notifier_start(struct cm *cm, struct fuse_session *se);

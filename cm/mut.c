@@ -18,9 +18,11 @@
 #include <event2/event.h>
 
 #include "cm/cm.h"
+#include "cm/loop.h"
 #include "cm/conn.h"
 #include "cm/http.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/mut.h"
 #include "cm/rlog.h"
 #include "common/log.h"
@@ -31,7 +33,7 @@
 struct mreq {
 	struct cm_job job;
 	TAILQ_ENTRY(mreq) link;
-	struct cm *cm;
+	struct mut *mu;
 	struct proto_op op;
 	uint64_t seq;
 	mut_done_fn done;
@@ -45,6 +47,9 @@ struct mreq {
 TAILQ_HEAD(mreqq, mreq);
 
 struct mut {
+	struct mut_deps d;
+	struct mut_hooks h;
+	bool stopped; /* mut_stop(): nothing new starts */
 	struct mreqq inflight;
 	unsigned n;
 	struct proto_event deferred[MUT_DEFER_MAX];
@@ -117,10 +122,10 @@ mreq_free(struct mreq *m)
 
 /* The object's last name is gone: its write state goes too (wb). */
 static void
-file_gone(struct cm *cm, const struct fid *fid)
+file_gone(struct mut *mu, const struct fid *fid)
 {
-	if (cm->muth && cm->muth->file_gone)
-		cm->muth->file_gone(cm, fid);
+	if (mu->h.file_gone)
+		mu->h.file_gone(mu->h.arg, fid);
 }
 
 static bool
@@ -130,9 +135,10 @@ touches(const struct proto_op *op, const struct fid *f)
 	       fid_eq(&op->newparent, f) || fid_eq(&op->victim, f);
 }
 
-void
-mut_apply(struct cm *cm, const struct proto_op *op,
-	  const struct proto_op_result *r)
+/* Apply the server's reply @r to @op to the caches. */
+static void
+apply_reply(struct mut *mu, const struct proto_op *op,
+	    const struct proto_op_result *r)
 {
 	switch (op->kind) {
 	case PROTO_OP_CREATE:
@@ -140,68 +146,69 @@ mut_apply(struct cm *cm, const struct proto_op *op,
 	case PROTO_OP_SYMLINK:
 	case PROTO_OP_LINK:
 		if (r->has_attr)
-			meta_local_attr(cm, &r->attr);
+			mcache_local_attr(mu->d.mc, &r->attr);
 		if (r->has_parent)
-			meta_local_dir(cm, &r->parent, NULL, op->name,
-				       &r->attr);
+			mfetch_local_dir(mu->d.mf, &r->parent, NULL, op->name,
+					 &r->attr);
 		break;
 	case PROTO_OP_UNLINK:
 	case PROTO_OP_RMDIR:
 		if (r->has_victim && r->victim.nlink > 0 &&
 		    op->kind == PROTO_OP_UNLINK)
-			meta_local_attr(cm, &r->victim);
+			mcache_local_attr(mu->d.mc, &r->victim);
 		if (r->has_parent)
-			meta_local_dir(cm, &r->parent, op->name, NULL, NULL);
+			mfetch_local_dir(mu->d.mf, &r->parent, op->name, NULL,
+					 NULL);
 		if (r->has_victim &&
 		    (r->victim.nlink == 0 || op->kind == PROTO_OP_RMDIR))
-			file_gone(cm, &op->fid);
+			file_gone(mu, &op->fid);
 		break;
 	case PROTO_OP_RENAME:
 		if (r->has_attr)
-			meta_local_attr(cm, &r->attr);
+			mcache_local_attr(mu->d.mc, &r->attr);
 		if (op->flags & PROTO_RENAME_EXCHANGE) {
 			/* Both names stay; they swapped objects. */
 			if (r->has_victim)
-				meta_local_attr(cm, &r->victim);
+				mcache_local_attr(mu->d.mc, &r->victim);
 			if (r->has_parent && r->has_newparent &&
 			    r->has_victim) {
-				meta_local_dir(cm, &r->parent, NULL, op->name,
-					       &r->victim);
-				meta_local_dir(cm, &r->newparent, NULL,
-					       op->newname, &r->attr);
+				mfetch_local_dir(mu->d.mf, &r->parent, NULL,
+						 op->name, &r->victim);
+				mfetch_local_dir(mu->d.mf, &r->newparent, NULL,
+						 op->newname, &r->attr);
 			} else if (r->has_parent) {
 				/* Two names in one DV step: fetch it. */
-				meta_dir_changed(cm, &r->parent);
+				mfetch_dir_changed(mu->d.mf, &r->parent);
 			}
 			break;
 		}
 		if (r->has_victim) {
 			if (r->victim.nlink == 0)
-				file_gone(cm, &r->victim.fid);
+				file_gone(mu, &r->victim.fid);
 			else
-				meta_local_attr(cm, &r->victim);
+				mcache_local_attr(mu->d.mc, &r->victim);
 		}
 		if (r->has_newparent) {
 			if (r->has_parent)
-				meta_local_dir(cm, &r->parent, op->name, NULL,
-					       NULL);
-			meta_local_dir(cm, &r->newparent, NULL, op->newname,
-				       &r->attr);
+				mfetch_local_dir(mu->d.mf, &r->parent, op->name,
+						 NULL, NULL);
+			mfetch_local_dir(mu->d.mf, &r->newparent, NULL,
+					 op->newname, &r->attr);
 		} else if (r->has_parent) {
 			/* Same directory: one DV step for both names. */
-			meta_local_dir(cm, &r->parent, op->name, op->newname,
-				       &r->attr);
+			mfetch_local_dir(mu->d.mf, &r->parent, op->name,
+					 op->newname, &r->attr);
 		}
 		break;
 	case PROTO_OP_STORE:
-		if (r->has_attr && cm->muth && cm->muth->file_stored)
-			cm->muth->file_stored(cm, op, &r->attr);
+		if (r->has_attr && mu->h.file_stored)
+			mu->h.file_stored(mu->h.arg, op, &r->attr);
 		break;
 	case PROTO_OP_SETATTR:
 	case PROTO_OP_SETXATTR:
 	case PROTO_OP_REMOVEXATTR:
 		if (r->has_attr)
-			meta_local_attr(cm, &r->attr);
+			mcache_local_attr(mu->d.mc, &r->attr);
 		break;
 	default:
 		break;
@@ -211,12 +218,11 @@ mut_apply(struct cm *cm, const struct proto_op *op,
 /* --- deferred events --- */
 
 bool
-mut_defer_event(struct cm *cm, const struct proto_event *ev)
+mut_defer_event(struct mut *mu, const struct proto_event *ev)
 {
-	struct mut *mu = cm->mut;
 	struct mreq *m;
 
-	if (!mu || fid_is_null(&ev->fid))
+	if (!mu || mu->stopped || fid_is_null(&ev->fid))
 		return false;
 	TAILQ_FOREACH(m, &mu->inflight, link) {
 		if (!touches(&m->op, &ev->fid))
@@ -232,9 +238,8 @@ mut_defer_event(struct cm *cm, const struct proto_event *ev)
 
 /* Replay the held-back events whose objects have no op in flight now. */
 static void
-replay_deferred(struct cm *cm)
+replay_deferred(struct mut *mu)
 {
-	struct mut *mu = cm->mut;
 	struct proto_event evs[MUT_DEFER_MAX];
 	size_t n = 0, keep = 0;
 
@@ -255,10 +260,10 @@ replay_deferred(struct cm *cm)
 	}
 	mu->ndeferred = keep;
 	for (size_t i = 0; i < n; i++)
-		meta_event(cm, &evs[i]);
+		mfetch_event(mu->d.mf, &evs[i]);
 	if (mu->overflow && TAILQ_EMPTY(&mu->inflight)) {
 		mu->overflow = false;
-		meta_revalidate_all(cm);
+		mfetch_revalidate_all(mu->d.mf);
 	}
 }
 
@@ -267,8 +272,7 @@ replay_deferred(struct cm *cm)
 static void
 finish(struct mreq *m, int err, const struct proto_op_result *r)
 {
-	struct cm *cm = m->cm;
-	struct mut *mu = cm->mut;
+	struct mut *mu = m->mu;
 	int rc;
 
 	if (m->listed) {
@@ -277,24 +281,24 @@ finish(struct mreq *m, int err, const struct proto_op_result *r)
 		mu->n--;
 	}
 	if (!err && r) {
-		mut_apply(cm, &m->op, r);
+		apply_reply(mu, &m->op, r);
 		if (r->has_attr)
-			meta_own_change(cm, &r->attr.fid, r->event_seq);
+			mfetch_own_change(mu->d.mf, &r->attr.fid, r->event_seq);
 	}
 	/* Reintegration keeps a refused record (it becomes a conflict) and
 	 * one that got no answer (it is resent first next time). */
-	if (m->seq && cm->rlog && !(m->replay && err)) {
-		rc = rlog_remove_flags(cm->rlog, m->seq, RLOG_A_NOSYNC);
+	if (m->seq && mu->d.rlog && !(m->replay && err)) {
+		rc = rlog_remove_flags(mu->d.rlog, m->seq, RLOG_A_NOSYNC);
 		if (rc < 0 && rc != -ENOENT)
 			log_warn(LOG_MUT,
 				 "cannot drop replay record %llu: %s",
 				 (unsigned long long)m->seq, strerror(-rc));
 	}
 	if (m->done)
-		m->done(cm, m->arg, err, r);
+		m->done(m->arg, err, r);
 	mreq_free(m);
-	if (cm->mut)
-		replay_deferred(cm);
+	if (!mu->stopped)
+		replay_deferred(mu);
 }
 
 static void
@@ -320,22 +324,22 @@ static void
 http_done(void *arg, const struct http_result *res)
 {
 	struct mreq *m = arg;
-	struct cm *cm = m->cm;
+	struct mut *mu = m->mu;
 	struct proto_op_result r;
 	int rc;
 
 	if (retriable(res) && util_now_ms() >= m->deadline && m->seq &&
-	    !m->replay && cm->mut && !cm_stopping(cm) && cm->muth &&
-	    cm->muth->may_absorb && cm->muth->may_absorb(cm)) {
+	    !m->replay && !mu->stopped && !cm_stopping(mu->d.loop) &&
+	    mu->h.may_absorb && mu->h.absorb && mu->h.may_absorb(mu->h.arg)) {
 		/* The server stopped answering: disconnect, and this op
 		 * stays in the log (INFLIGHT: it may have arrived) to be
 		 * replayed; the caller gets the local result. */
 		if (m->listed) {
-			TAILQ_REMOVE(&cm->mut->inflight, m, link);
+			TAILQ_REMOVE(&mu->inflight, m, link);
 			m->listed = false;
-			cm->mut->n--;
+			mu->n--;
 		}
-		cm->muth->absorb(cm, &m->op, m->done, m->arg);
+		mu->h.absorb(mu->h.arg, &m->op, m->done, m->arg);
 		mreq_free(m);
 		return;
 	}
@@ -343,20 +347,21 @@ http_done(void *arg, const struct http_result *res)
 		finish(m, -EHOSTUNREACH, NULL);
 		return;
 	}
-	if (retriable(res) && util_now_ms() < m->deadline && cm->mut &&
-	    !cm_stopping(cm)) {
+	if (retriable(res) && util_now_ms() < m->deadline && !mu->stopped &&
+	    !cm_stopping(mu->d.loop)) {
 		unsigned ms = 50u << (m->attempts < 6 ? m->attempts : 6);
 		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
-		atomic_store(&cm->online, 0);
+		atomic_store(mu->d.online, 0);
 		if (!m->retry_ev)
-			m->retry_ev = evtimer_new(cm->base, retry_cb, m);
+			m->retry_ev =
+				evtimer_new(mu->d.loop->base, retry_cb, m);
 		if (m->retry_ev && evtimer_add(m->retry_ev, &tv) == 0)
 			return;
 	}
 	rc = cm_http_errno(res->err, res->status, res->body, res->body_len);
 	if (rc == 0) {
-		atomic_store(&cm->online, 1);
+		atomic_store(mu->d.online, 1);
 		rc = proto_op_result_decode(res->body, res->body_len, &r);
 		if (rc < 0) {
 			log_err(LOG_MUT, "bad reply to %s: %s",
@@ -383,14 +388,14 @@ http_done(void *arg, const struct http_result *res)
 static void
 send_req(struct mreq *m)
 {
-	struct cm *cm = m->cm;
+	struct mut *mu = m->mu;
 	struct http_request hr = {0};
 	char path[160];
 	size_t len = 0;
 	char *body;
 
 	m->attempts++;
-	snprintf(path, sizeof(path), "/v1/vol/%s/op", cm->cfg.volume);
+	snprintf(path, sizeof(path), "/v1/vol/%s/op", mu->d.volume);
 	body = proto_op_encode(&m->op, &len);
 	if (!body) {
 		finish(m, errno == ENOMEM ? -ENOMEM : -EINVAL, NULL);
@@ -403,7 +408,7 @@ send_req(struct mreq *m)
 	hr.on_done = http_done;
 	hr.arg = m;
 	hr.ungated = m->replay;
-	if (!http_submit(cm->http, &hr)) {
+	if (!mu->d.http || !http_submit(mu->d.http, &hr)) {
 		free(body);
 		finish(m, -EIO, NULL);
 		return;
@@ -412,15 +417,13 @@ send_req(struct mreq *m)
 }
 
 static void
-start(struct cm *cm, struct mreq *m)
+start(struct mut *mu, struct mreq *m)
 {
-	struct mut *mu = cm->mut;
-
-	if (!mu || cm_stopping(cm) || !cm->http) {
+	if (mu->stopped || cm_stopping(mu->d.loop) || !mu->d.http) {
 		finish(m, -EIO, NULL);
 		return;
 	}
-	m->deadline = util_now_ms() + cm->cfg.fetch_timeout_ms;
+	m->deadline = util_now_ms() + mu->d.timeout_ms;
 	TAILQ_INSERT_TAIL(&mu->inflight, m, link);
 	m->listed = true;
 	mu->n++;
@@ -428,25 +431,25 @@ start(struct cm *cm, struct mreq *m)
 }
 
 static void
-run_job(struct cm *cm, struct cm_job *job)
+run_job(struct cm_loop *loop, struct cm_job *job)
 {
 	struct mreq *m = (struct mreq *)job;
+	struct mut *mu = m->mu;
 
+	(void)loop;
 	/* Disconnected between the append and now: the record is INFLIGHT
 	 * and never left; it is replayed with the rest. */
-	if (cm->conn && conn_mode(cm->conn) == CM_DISCONNECTED &&
-	    m->seq &&
-	    !cm_stopping(cm) && cm->muth && cm->muth->absorb) {
-		cm->muth->absorb(cm, &m->op, m->done, m->arg);
+	if (mu->d.conn && conn_mode(mu->d.conn) == CM_DISCONNECTED && m->seq &&
+	    !cm_stopping(mu->d.loop) && mu->h.absorb) {
+		mu->h.absorb(mu->h.arg, &m->op, m->done, m->arg);
 		mreq_free(m);
 		return;
 	}
-	start(cm, m);
+	start(mu, m);
 }
 
 static struct mreq *
-mreq_new(struct cm *cm, const struct proto_op *op, mut_done_fn done,
-	 void *arg)
+mreq_new(struct mut *mu, const struct proto_op *op, mut_done_fn done, void *arg)
 {
 	struct mreq *m = calloc(1, sizeof(*m));
 
@@ -456,38 +459,41 @@ mreq_new(struct cm *cm, const struct proto_op *op, mut_done_fn done,
 		free(m);
 		return NULL;
 	}
-	m->cm = cm;
+	m->mu = mu;
 	m->done = done;
 	m->arg = arg;
 	m->job.run = run_job;
 	return m;
 }
 
-
 int
-mut_submit(struct cm *cm, const struct proto_op *op, mut_done_fn done,
+mut_submit(struct mut *mu, const struct proto_op *op, mut_done_fn done,
 	   void *arg)
 {
-	if (cm_offline(cm))
-		return cm->muth && cm->muth->submit_offline
-			       ? cm->muth->submit_offline(cm, op, done, arg)
+	if (!mu)
+		return -EIO;
+	if (mu->d.conn && conn_offline(mu->d.conn))
+		return mu->h.submit_offline
+			       ? mu->h.submit_offline(mu->h.arg, op, done, arg)
 			       : -EIO;
-	return mut_submit_direct(cm, op, done, arg);
+	return mut_submit_direct(mu, op, done, arg);
 }
 
 int
-mut_submit_direct(struct cm *cm, const struct proto_op *op, mut_done_fn done,
+mut_submit_direct(struct mut *mu, const struct proto_op *op, mut_done_fn done,
 		  void *arg)
 {
 	struct rlog_effect eff;
 	struct mreq *m;
 	int rc;
 
-	m = mreq_new(cm, op, done, arg);
+	if (!mu)
+		return -EIO;
+	m = mreq_new(mu, op, done, arg);
 	if (!m)
 		return -ENOMEM;
-	if (cm->rlog) {
-		rc = rlog_append_ex(cm->rlog, &m->op,
+	if (mu->d.rlog) {
+		rc = rlog_append_ex(mu->d.rlog, &m->op,
 				    RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff);
 		if (rc < 0) {
 			rlog_effect_release(&eff);
@@ -506,124 +512,132 @@ mut_submit_direct(struct cm *cm, const struct proto_op *op, mut_done_fn done,
 		if (!memcmp(m->op.opid, zero, 16) && fid_random(0, &r) == 0)
 			memcpy(m->op.opid, r.oid, sizeof(m->op.opid));
 	}
-	cm_post(cm, &m->job);
+	cm_post(mu->d.loop, &m->job);
 	return 0;
 }
 
 static int
-send_logged(struct cm *cm, uint64_t seq, const struct proto_op *op,
+send_logged(struct mut *mu, uint64_t seq, const struct proto_op *op,
 	    mut_done_fn done, void *arg, bool replay)
 {
-	struct mreq *m = mreq_new(cm, op, done, arg);
+	struct mreq *m = mreq_new(mu, op, done, arg);
 
 	if (!m)
 		return -ENOMEM;
 	m->seq = seq;
 	m->replay = replay;
-	start(cm, m);
+	start(mu, m);
 	return 0;
 }
 
 int
-mut_send_logged(struct cm *cm, uint64_t seq, const struct proto_op *op,
+mut_send_logged(struct mut *mu, uint64_t seq, const struct proto_op *op,
 		mut_done_fn done, void *arg)
 {
-	return send_logged(cm, seq, op, done, arg, false);
+	return send_logged(mu, seq, op, done, arg, false);
 }
 
 int
-mut_send_replay(struct cm *cm, uint64_t seq, const struct proto_op *op,
+mut_send_replay(struct mut *mu, uint64_t seq, const struct proto_op *op,
 		mut_done_fn done, void *arg)
 {
-	return send_logged(cm, seq, op, done, arg, true);
+	return send_logged(mu, seq, op, done, arg, true);
 }
 
 /* --- resume after a crash --- */
 
-static void resume_next(struct cm *cm);
+static void resume_next(struct mut *mu);
 
 static void
-resume_done(struct cm *cm, void *arg, int err,
-	    const struct proto_op_result *r)
+resume_done(void *arg, int err, const struct proto_op_result *r)
 {
-	(void)arg;
+	struct mut *mu = arg;
+
 	(void)r;
 	if (err)
 		log_warn(LOG_MUT, "replayed record refused: %s",
 			 strerror(-err));
-	if (cm->mut)
-		resume_next(cm);
+	if (!mu->stopped)
+		resume_next(mu);
 }
 
 static void
-resume_next(struct cm *cm)
+resume_next(struct mut *mu)
 {
-	struct mut *mu = cm->mut;
 	struct rlog_rec rec;
 	int rc;
 
-	if (!cm->rlog || cm_stopping(cm)) {
+	if (!mu->d.rlog || cm_stopping(mu->d.loop)) {
 		mu->resuming = false;
 		return;
 	}
-	rc = rlog_next(cm->rlog, mu->resume_after, RLOG_MASK(RLOG_INFLIGHT),
+	rc = rlog_next(mu->d.rlog, mu->resume_after, RLOG_MASK(RLOG_INFLIGHT),
 		       &rec);
 	if (rc < 0) {
 		mu->resuming = false;
-		if (cm->muth && cm->muth->log_resumed)
-			cm->muth->log_resumed(cm);
+		if (mu->h.log_resumed)
+			mu->h.log_resumed(mu->h.arg);
 		return;
 	}
 	mu->resume_after = rec.seq;
 	log_info(LOG_MUT, "resending %s (record %llu) left by a crash",
 		 proto_op_name(rec.op.kind), (unsigned long long)rec.seq);
 	if (rec.op.kind == PROTO_OP_STORE)
-		rc = cm->muth && cm->muth->resend_store
-			     ? cm->muth->resend_store(cm, rec.seq, &rec.op,
-						      resume_done, NULL)
+		rc = mu->h.resend_store
+			     ? mu->h.resend_store(mu->h.arg, rec.seq, &rec.op,
+						  resume_done, mu)
 			     : -EIO;
 	else
-		rc = mut_send_logged(cm, rec.seq, &rec.op, resume_done, NULL);
+		rc = mut_send_logged(mu, rec.seq, &rec.op, resume_done, mu);
 	rlog_rec_release(&rec);
 	if (rc < 0)
-		resume_next(cm);
+		resume_next(mu);
 }
 
 void
-mut_resume(struct cm *cm)
+mut_resume(struct mut *mu)
 {
-	if (!cm->mut || cm->mut->resuming)
+	if (!mu || mu->stopped || mu->resuming)
 		return;
-	cm->mut->resuming = true;
-	cm->mut->resume_after = 0;
-	resume_next(cm);
+	mu->resuming = true;
+	mu->resume_after = 0;
+	resume_next(mu);
 }
 
 /* --- setup --- */
 
-int
-mut_new(struct cm *cm, const struct mut_hooks *hooks)
+struct mut *
+mut_new(const struct mut_deps *deps, const struct mut_hooks *hooks)
 {
 	struct mut *mu = calloc(1, sizeof(*mu));
 
 	if (!mu)
-		return -ENOMEM;
+		return NULL;
+	mu->d = *deps;
+	if (hooks)
+		mu->h = *hooks;
 	TAILQ_INIT(&mu->inflight);
-	cm->muth = hooks;
-	cm->mut = mu;
-	return 0;
+	return mu;
 }
 
 void
-mut_free(struct cm *cm)
+mut_stop(struct mut *mu)
 {
-	struct mut *mu = cm->mut;
 	struct mreq *m;
 
-	if (!mu)
+	if (!mu || mu->stopped)
 		return;
 	while ((m = TAILQ_FIRST(&mu->inflight)))
 		finish(m, -EIO, NULL);
-	cm->mut = NULL;
+	mu->stopped = true;
+	mu->d.http = NULL;
+}
+
+void
+mut_free(struct mut *mu)
+{
+	if (!mu)
+		return;
+	mut_stop(mu);
 	free(mu);
 }

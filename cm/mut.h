@@ -24,90 +24,111 @@
 #ifndef CAIRN_CM_MUT_H
 #define CAIRN_CM_MUT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "common/proto.h"
 
-struct cm;
+struct cm_loop;
+struct conn;
+struct http_client;
+struct mcache;
+struct mfetch;
+struct rlog;
 struct mut;
 
 /* Loop thread, exactly once per accepted op: @err 0 and the server's
  * reply @r, or a negative errno (@r NULL): -ESTALE when the server refused
  * it as stale (HTTP 410/412: a DV or a name it was based on changed). */
-typedef void (*mut_done_fn)(struct cm *cm, void *arg, int err,
+typedef void (*mut_done_fn)(void *arg, int err,
 			    const struct proto_op_result *r);
 
 /*
- * What the op log asks of the modules above it (the write states, wb.c;
- * disconnected operation, offline.c), given to mut_new() by daemon.c so
- * mut.c includes neither (cm->muth; never cleared). A NULL hook is
- * skipped (no disconnect, -EIO for what needs it).
+ * What the op log asks of the modules above it (the write states, wb.h;
+ * disconnected operation, replay.h), given to mut_new() by daemon.c so
+ * mut.c includes neither; called with @arg. A NULL hook is skipped (no
+ * disconnect, -EIO for what needs it).
  */
 struct mut_hooks {
 	/* wb: an object's last name went (its write state goes); a store's
 	 * reply @a came back for @op; resend a store left INFLIGHT by a
 	 * crash (as wb_resend_store()); the log's INFLIGHT records are all
 	 * resent (the dirty files come next). */
-	void (*file_gone)(struct cm *cm, const struct fid *fid);
-	void (*file_stored)(struct cm *cm, const struct proto_op *op,
+	void (*file_gone)(void *arg, const struct fid *fid);
+	void (*file_stored)(void *arg, const struct proto_op *op,
 			    const struct proto_attr *a);
-	int (*resend_store)(struct cm *cm, uint64_t seq,
-			    const struct proto_op *op, mut_done_fn done,
-			    void *arg);
-	void (*log_resumed)(struct cm *cm);
-	/* offline: may an op the server does not answer disconnect? take it
+	int (*resend_store)(void *arg, uint64_t seq, const struct proto_op *op,
+			    mut_done_fn done, void *done_arg);
+	void (*log_resumed)(void *arg);
+	/* replay: may an op the server does not answer disconnect? take it
 	 * into the disconnected log and apply it locally; log and apply an
-	 * op while disconnected (as offline_submit()). */
-	bool (*may_absorb)(struct cm *cm);
-	void (*absorb)(struct cm *cm, const struct proto_op *op,
-		       mut_done_fn done, void *arg);
-	int (*submit_offline)(struct cm *cm, const struct proto_op *op,
-			      mut_done_fn done, void *arg);
+	 * op while disconnected (as replay_submit()). */
+	bool (*may_absorb)(void *arg);
+	void (*absorb)(void *arg, const struct proto_op *op, mut_done_fn done,
+		       void *done_arg);
+	int (*submit_offline)(void *arg, const struct proto_op *op,
+			      mut_done_fn done, void *done_arg);
+	void *arg;
 };
 
-int mut_new(struct cm *cm, const struct mut_hooks *hooks);
-/* Fails what is still waiting (-EIO); after http_free(). */
-void mut_free(struct cm *cm);
+/* What mut_new() works with; the pointers must outlive the module (@http
+ * until mut_stop()). */
+struct mut_deps {
+	struct cm_loop *loop; /* jobs, retry timers, stopping */
+	struct http_client *http;
+	struct rlog *rlog;   /* NULL: nothing logged (random opids) */
+	struct conn *conn;   /* the mode; NULL: always connected */
+	struct mcache *mc;   /* replies applied to the cached attributes */
+	struct mfetch *mf;   /* and listings; held-back events go here */
+	atomic_int *online;  /* last server contact worked */
+	const char *volume;  /* for the URL */
+	uint64_t timeout_ms; /* retries of an unanswered op end here */
+};
+
+/* @hooks (may be NULL) is copied. @return the handle or NULL + errno.
+ * mut_stop(): loop thread, at teardown, after http_free(): fail what is
+ * still waiting (-EIO); later ops fail. mut_free(): after the FUSE threads
+ * are gone (mut_submit() reads the handle); stops first if needed. */
+struct mut *mut_new(const struct mut_deps *deps, const struct mut_hooks *hooks);
+void mut_stop(struct mut *mu);
+void mut_free(struct mut *mu);
 
 /*
  * Log @op (copied; a zero opid gets a random one) and send it. @return 0
  * (@done will be called) or -errno (nothing logged or sent, no call).
  * Any thread.
  */
-int mut_submit(struct cm *cm, const struct proto_op *op, mut_done_fn done,
+int mut_submit(struct mut *mu, const struct proto_op *op, mut_done_fn done,
 	       void *arg);
 
 /* As mut_submit(), whatever the mode: logged INFLIGHT and sent now (the
  * conflict copies of reintegration). */
-int mut_submit_direct(struct cm *cm, const struct proto_op *op,
+int mut_submit_direct(struct mut *mu, const struct proto_op *op,
 		      mut_done_fn done, void *arg);
 
 /* Send an op whose record @seq is already in the log, under its opid (a
  * store whose chunks were just staged, a record found at start). Loop
  * thread. Same contract as mut_submit(). */
-int mut_send_logged(struct cm *cm, uint64_t seq, const struct proto_op *op,
+int mut_send_logged(struct mut *mu, uint64_t seq, const struct proto_op *op,
 		    mut_done_fn done, void *arg);
 
-/* Reintegration (offline.c): send the logged record @seq as
+/* Reintegration (replay.c): send the logged record @seq as
  * mut_send_logged() does, but a refusal keeps the record (it becomes a
  * conflict) and a transport failure reports -EHOSTUNREACH at once (the
  * record stays for the next attempt). Not gated. Loop thread. */
-int mut_send_replay(struct cm *cm, uint64_t seq, const struct proto_op *op,
+int mut_send_replay(struct mut *mu, uint64_t seq, const struct proto_op *op,
 		    mut_done_fn done, void *arg);
 
-/* Apply a reply to the caches as mut does for its own ops (loop). */
-void mut_apply(struct cm *cm, const struct proto_op *op,
-	       const struct proto_op_result *r);
-
-/* Loop thread, from meta_event(): true if @ev is about an object with an
- * op in flight (the event is then replayed once the op is done). */
-bool mut_defer_event(struct cm *cm, const struct proto_event *ev);
+/* Loop thread, from mfetch's defer_event hook: true if @ev is about an
+ * object with an op in flight (the event is then replayed once the op is
+ * done). */
+bool mut_defer_event(struct mut *mu, const struct proto_event *ev);
 
 /* Loop thread, at start: resend the records a crash left INFLIGHT, in
- * order (stores go through wb.c, which stages their chunks again). */
-void mut_resume(struct cm *cm);
-
+ * order (stores go through the resend_store hook, which stages their
+ * chunks again). */
+void mut_resume(struct mut *mu);
 
 /* Copy @src into @dst (heap strings, value, chunks), or -ENOMEM.
  * Release with proto_op_release(). */

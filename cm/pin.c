@@ -2,18 +2,18 @@
  * pin.c - the pinned set of cairnd and the jobs that fill it (see pin.h).
  *
  * It decides what is pinned and makes sure it is cached; it does not fetch
- * anything itself (meta.c and fetch.c do) and never talks to FUSE. All
+ * anything itself (mfetch.c and fetch.c do) and never talks to FUSE. All
  * state belongs to the loop thread.
  *
  * A job runs in two phases. The scan walks the tree from the pin's object
  * with an explicit stack, taking what the metadata cache holds and asking
- * meta.c for the rest (attributes, listings, symlink targets, xattrs; at
+ * mfetch.c for the rest (attributes, listings, symlink targets, xattrs; at
  * most SCAN_PARALLEL requests at once), and collects the objects and files
  * of the set; nothing is pinned yet. Then a foreground pin checks the
  * space, records the pin in the tdb, adds the objects to the set (pinning
  * the chunks already cached), and the fetch phase asks fetch.c for every
  * missing chunk, cfg.max_parallel at a time, sending PROGRESS at most ten
- * times a second. Callbacks may come synchronously (meta.c answers at once
+ * times a second. Callbacks may come synchronously (mfetch.c answers at once
  * on shutdown or ENOMEM), so the pumps guard against re-entry.
  */
 #include "config.h"
@@ -33,7 +33,8 @@
 #include "cm/access.h"
 #include "cm/ctl.h"
 #include "cm/fetch.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/pin.h"
 #include "cm/vc.h"
 #include "common/log.h"
@@ -200,7 +201,7 @@ prec_uncover(struct cm *cm, struct prec *rec)
 		if (o->nrecs)
 			continue;
 		if (o->type == PROTO_T_FILE &&
-		    meta_cached_attr(cm, &o->fid, &a) == 0)
+		    mcache_attr(cm->mc, &o->fid, &a) == 0)
 			bytes += a.size;
 		pobj_free(cm, o, true);
 	}
@@ -355,7 +356,7 @@ static bool
 job_stopping_cm(struct cm *cm)
 {
 	/* At shutdown http goes first, then fetch and meta (cm.c). */
-	return !cm->http || !cm->fetch || !cm->meta;
+	return !cm->http || !cm->fetch || !cm->mf;
 }
 
 static bool
@@ -428,12 +429,11 @@ add_file(struct pjob *j, const struct proto_attr *a)
 /* A metadata request came back: look at the item again (or, for the
  * xattr and link side requests, just count it). */
 static void
-scan_cb(struct cm *cm, void *arg, int err)
+scan_cb(void *arg, int err)
 {
 	struct preq *r = arg;
 	struct pjob *j = r->job;
 
-	(void)cm;
 	j->mpending--;
 	if (r->it.tries > 0) {
 		/* An attribute or listing request: retry the item. */
@@ -457,9 +457,10 @@ scan_cb(struct cm *cm, void *arg, int err)
 	scan_pump(j);
 }
 
-typedef void (*want_fn)(struct cm *, const struct fid *, meta_cb, void *);
+typedef void (*want_fn)(struct mfetch *, const struct fid *, mfetch_cb,
+			void *);
 
-/* Ask meta.c for something about @it; retry: look at @it again after. */
+/* Ask mfetch.c for something about @it; retry: look at @it again after. */
 static void
 scan_want(struct pjob *j, const struct pitem *it, want_fn fn, bool retry)
 {
@@ -482,7 +483,7 @@ scan_want(struct pjob *j, const struct pitem *it, want_fn fn, bool retry)
 		r->it.tries = 0;
 	}
 	j->mpending++;
-	fn(j->cm, &it->fid, scan_cb, r);
+	fn(j->cm->mf, &it->fid, scan_cb, r);
 }
 
 static uint32_t
@@ -505,12 +506,12 @@ scan_item(struct pjob *j, struct pitem *it)
 
 	if (it->want_dir) {
 		it->want_dir = false;
-		scan_want(j, it, meta_want_dir, true);
+		scan_want(j, it, mfetch_want_dir, true);
 		return;
 	}
-	rc = meta_cached_attr(cm, &it->fid, &a);
+	rc = mcache_attr(cm->mc, &it->fid, &a);
 	if (rc == -ENOENT) {
-		scan_want(j, it, meta_want_attr, true);
+		scan_want(j, it, mfetch_want_attr, true);
 		return;
 	}
 	if (rc < 0) {
@@ -532,21 +533,21 @@ scan_item(struct pjob *j, struct pitem *it)
 		if (vc_get_xattrs(cm->vc, &it->fid, &stamp, &x, &nx) == 0) {
 			proto_xattrs_free(x, nx);
 			if (stamp != a.ctime_ns)
-				scan_want(j, it, meta_want_xattrs, false);
+				scan_want(j, it, mfetch_want_xattrs, false);
 		} else {
-			scan_want(j, it, meta_want_xattrs, false);
+			scan_want(j, it, mfetch_want_xattrs, false);
 		}
 		if (a.type == PROTO_T_SYMLINK) {
 			if (vc_get_link(cm->vc, &it->fid, &link) == 0)
 				free(link);
 			else
-				scan_want(j, it, meta_want_link, false);
+				scan_want(j, it, mfetch_want_link, false);
 		}
 	}
 	if (a.type == PROTO_T_DIR && (it->root || j->recursive)) {
-		rc = meta_cached_dir(cm, &it->fid, &d);
+		rc = mcache_dir(cm->mc, &it->fid, &d);
 		if (rc == -ENOENT) {
-			scan_want(j, it, meta_want_dir, true);
+			scan_want(j, it, mfetch_want_dir, true);
 			return;
 		}
 		if (rc < 0) {
@@ -831,13 +832,12 @@ file_step_done(struct pjob *j, struct pfile *f)
 }
 
 static void
-fetch_cb(struct cm *cm, void *arg, int err)
+fetch_cb(void *arg, int err)
 {
 	struct preq *r = arg;
 	struct pjob *j = r->job;
 	struct pfile *f = &j->files[r->fi];
 
-	(void)cm;
 	j->inflight--;
 	f->left--;
 	if (err == 0) {
@@ -899,8 +899,8 @@ fetch_pump(struct pjob *j)
 				 : cm->chunk_size;
 		f->left++;
 		j->inflight++;
-		rc = fetch_chunk(cm, &f->fid, f->dv, f->size, k.chunk, fetch_cb,
-				 r);
+		rc = fetch_chunk(cm->fetch, &f->fid, f->dv, f->size, k.chunk,
+				 fetch_cb, r);
 		if (rc < 0) {
 			free(r);
 			f->left--;
@@ -932,7 +932,7 @@ job_finish(struct pjob *j)
 			continue;
 		/* The file changed under us: the attributes we used are
 		 * old. Look again and fetch the new data version. */
-		meta_drop_attr(cm, &j->files[i].fid);
+		mcache_drop_attr(cm->mc, &j->files[i].fid);
 		n = job_new(cm, &j->files[i].fid, NULL, false);
 		if (n) {
 			n->depth = j->depth + 1;
@@ -1142,7 +1142,7 @@ pin_ctl_unpin(struct cm *cm, struct ctl_call *call,
 static bool
 sees_pin(struct cm *cm, const struct ctl_peer *p, const struct prec *r)
 {
-	return acc_sees(cm, p, r->path, NULL, r->owner.uid);
+	return acc_sees(cm->acc, p, r->path, NULL, r->owner.uid);
 }
 
 struct cached_count {
@@ -1168,7 +1168,7 @@ file_bytes(struct cm *cm, const struct fid *fid, uint64_t *size,
 	struct proto_attr a;
 	struct cached_count c;
 
-	if (meta_cached_attr(cm, fid, &a) < 0 || a.type != PROTO_T_FILE)
+	if (mcache_attr(cm->mc, fid, &a) < 0 || a.type != PROTO_T_FILE)
 		return false;
 	c.dv = a.dv;
 	c.bytes = 0;
@@ -1267,7 +1267,7 @@ pin_event(struct cm *cm, const struct proto_event *ev)
 	switch (ev->kind) {
 	case PROTO_EV_DATA:
 	case PROTO_EV_ATTR:
-		/* meta.c dropped what changed; the job fetches it again. */
+		/* mfetch.c dropped what changed; the job fetches it again. */
 		j = job_new(cm, &ev->fid, NULL, false);
 		if (j)
 			job_start(j);
@@ -1328,7 +1328,8 @@ pin_changed(struct cm *cm, const struct proto_attr *a)
 	c->ev.dv = a->dv;
 	/* Next loop turn: the caller is in the middle of storing what it
 	 * learnt, and a job would read the cache right away. */
-	if (event_base_once(cm->base, -1, EV_TIMEOUT, changed_cb, c, &now) < 0)
+	if (event_base_once(cm->loop.base, -1, EV_TIMEOUT, changed_cb, c,
+			    &now) < 0)
 		free(c);
 }
 

@@ -3,8 +3,8 @@
  * every chunk are fetched ahead and never culled, so a user can go offline
  * with them.
  *
- * Layer rule: FUSE-free (libcm). It drives meta.c and fetch.c; fetch.c asks
- * it (pin_covers()) whether a chunk it stores must be stored pinned.
+ * Layer rule: FUSE-free (libcm). It drives mfetch.c and fetch.c; fetch.c
+ * asks it (pin_covers()) whether a chunk it stores must be stored pinned.
  *
  * Model:
  *  - A pin record ("a pin") names one object by FID, recursive or not, with
@@ -16,7 +16,7 @@
  *    set has its chunks pinned in the chunk store (cs_pin_file, and
  *    CS_F_PINNED on cs_put for chunks fetched later by anyone).
  *  - A pin job walks the tree (asynchronously: metadata missing from the
- *    cache is fetched through meta.c), checks that the set fits, records
+ *    cache is fetched through mfetch.c), checks that the set fits, records
  *    the pin, then fetches every missing chunk with at most cfg.max_parallel
  *    transfers. Background jobs (restart, events, flush) do the same
  *    without a caller and without the space check.
@@ -43,10 +43,10 @@ bool pin_covers(struct cm *cm, const struct fid *fid);
 int pin_restore(struct cm *cm);
 
 /* Free the pin state and every job left. Loop thread, at shutdown, after
- * fetch_free() and meta_free() (so no callback into a job can follow). */
+ * fetch_stop() and mfetch_free() (so no callback into a job can follow). */
 void pin_free(struct cm *cm);
 
-/* An event from the server (after meta.c applied it): a changed pinned
+/* An event from the server (after mfetch.c applied it): a changed pinned
  * file is fetched again, a changed pinned directory rescanned, a gone
  * object leaves the set. Loop thread. */
 void pin_event(struct cm *cm, const struct proto_event *ev);

@@ -2,7 +2,7 @@
  * vc.c - the persistent metadata cache of cairnd, in one tdb file.
  *
  * This module only stores and loads; it has no idea whether a record is
- * current (events.c and meta.c decide that) and it never talks to the
+ * current (events.c and mfetch.c decide that) and it never talks to the
  * network or to FUSE.
  *
  * Format. Keys are one tag byte followed by the 20-byte binary FID (volume

@@ -39,65 +39,92 @@
 #include "common/fid.h"
 #include "common/proto.h"
 
-struct cm;
+#include "cm/mut.h"
 
-typedef void (*wb_done_fn)(struct cm *cm, void *arg, int err);
+struct cm_loop;
+struct cm_stats;
+struct conn;
+struct cs_store;
+struct fetch;
+struct http_client;
+struct ino_table;
+struct mcache;
+struct rlog;
+struct wb;
 
-/* What wb.c tells disconnected operation (offline.c) when it logs a store
- * instead of sending it, given to wb_new() by daemon.c (cm->wbh): the
- * server's attributes before the first offline change of @fid, and the
- * path record @seq is about, for conflict records later. NULL: skipped. */
-struct wb_hooks {
-	void (*note_base)(struct cm *cm, const struct fid *fid,
-			  const struct proto_attr *known);
-	void (*note_path)(struct cm *cm, uint64_t seq,
-			  const struct proto_op *op);
+/* Called exactly once, on the loop thread unless said. */
+typedef void (*wb_done_fn)(void *arg, int err);
+
+/* What wb_new() works with; the pointers must outlive the module (@http,
+ * @fetch and @mut until the loop's teardown: nothing is stored after it). */
+struct wb_deps {
+	struct cm_loop *loop;	  /* flush jobs, stopping */
+	struct http_client *http; /* staging chunks */
+	struct cs_store *cs;	  /* the chunks */
+	struct rlog *rlog;	  /* stores are logged */
+	struct conn *conn;	  /* the mode; NULL: always connected */
+	struct mcache *mc;	  /* attributes the write states change */
+	struct fetch *fetch;	  /* chunks a write needs first */
+	struct mut *mut;	  /* the store ops; conflict copies' creates */
+	struct ino_table *ino;	  /* names, for conflict paths */
+	struct cm_stats *st;
+	struct fid root;       /* the volume's root (conflict copies) */
+	const char *cache_dir; /* <cache>/dirty.tdb, replay-base, ... */
+	const char *volume;    /* for the URLs */
+	uint32_t chunk_size;   /* of @cs */
+	uint64_t timeout_ms;   /* fetch-timeout: bounds a wait */
+	uint64_t dirty_limit;  /* bytes (0: a quarter of cache_size,
+				  at most 256 MiB) */
+	uint64_t cache_size;
 };
 
-/* Open <cache>/dirty.tdb and load the write states it holds. */
-int wb_new(struct cm *cm, const struct wb_hooks *hooks);
-void wb_free(struct cm *cm);
+/* Open <cache>/dirty.tdb and load the write states it holds. @return the
+ * handle or NULL + errno. wb_free(): after the FUSE threads are gone
+ * (they write through the handle). Every other function takes a NULL
+ * handle as "no write states" where it says nothing else. */
+struct wb *wb_new(const struct wb_deps *deps);
+void wb_free(struct wb *wb);
 
 /* If @a's object has a write state, replace size and times with the local
  * ones. */
-void wb_overlay(struct cm *cm, struct proto_attr *a);
+void wb_overlay(struct wb *wb, struct proto_attr *a);
 
 /* The attributes of an open file whose last name is gone (unlinked while
  * open): the ones it had, with nlink 0 and the local size and times.
  * @return 0, or -ENOENT if @fid is not such a file. */
-int wb_orphan_attr(struct cm *cm, const struct fid *fid,
+int wb_orphan_attr(struct wb *wb, const struct fid *fid,
 		   struct proto_attr *out);
 
 /* The name and directory @fid's write state knows it by (its last
  * create, open by name or rename). @return 0 or -ENOENT. */
-int wb_name_of(struct cm *cm, const struct fid *fid, struct fid *parent,
+int wb_name_of(struct wb *wb, const struct fid *fid, struct fid *parent,
 	       char *buf, size_t len);
 
 /* Does @fid have local changes not stored yet? */
-bool wb_dirty(struct cm *cm, const struct fid *fid);
+bool wb_dirty(struct wb *wb, const struct fid *fid);
 /* Does @fid have a write state (open for writing, or dirty)? */
-bool wb_active(struct cm *cm, const struct fid *fid);
+bool wb_active(struct wb *wb, const struct fid *fid);
 
 /* A handle with write access was opened on @a's file / released. @parent
  * and @name (may be NULL) name it, for conflict copies. */
-int wb_open_write(struct cm *cm, const struct proto_attr *a,
+int wb_open_write(struct wb *wb, const struct proto_attr *a,
 		  const struct fid *parent, const char *name);
-void wb_release_write(struct cm *cm, const struct fid *fid);
+void wb_release_write(struct wb *wb, const struct fid *fid);
 
 /* The name of the file changed (rename): remember the new one. */
-void wb_renamed(struct cm *cm, const struct fid *fid, const struct fid *parent,
+void wb_renamed(struct wb *wb, const struct fid *fid, const struct fid *parent,
 		const char *name);
 
 /*
  * Write @len bytes at @off. @return @len, or -EAGAIN with *@need set to a
  * chunk that must be fetched first (wb_fetch()), or -errno.
  */
-ssize_t wb_write(struct cm *cm, const struct fid *fid, uint64_t off,
+ssize_t wb_write(struct wb *wb, const struct fid *fid, uint64_t off,
 		 const void *buf, size_t len, uint64_t *need);
 
 /* Set the local size (ftruncate of a file with a write state); as
  * wb_write for -EAGAIN. */
-int wb_truncate(struct cm *cm, const struct fid *fid, uint64_t size,
+int wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size,
 		uint64_t *need);
 
 /*
@@ -105,65 +132,51 @@ int wb_truncate(struct cm *cm, const struct fid *fid, uint64_t size,
  * -EAGAIN + *@need, -ENOENT if @fid has no write state (read it the
  * normal way), or -errno.
  */
-ssize_t wb_read(struct cm *cm, const struct fid *fid, uint64_t off, void *buf,
+ssize_t wb_read(struct wb *wb, const struct fid *fid, uint64_t off, void *buf,
 		size_t len, uint64_t *need);
 
 /* Loop thread: fetch chunk @chunk of @fid at its base DV; @done(err). */
-void wb_fetch(struct cm *cm, const struct fid *fid, uint64_t chunk,
+void wb_fetch(struct wb *wb, const struct fid *fid, uint64_t chunk,
 	      wb_done_fn done, void *arg);
 
 /* Loop thread: fetch every chunk of @fid (a write state) the chunk store
  * lacks at its base DV, then pin them all: the file is about to lose its
  * last name while open, and the server will not have it any more. */
-void wb_fetch_all(struct cm *cm, const struct fid *fid, wb_done_fn done,
+void wb_fetch_all(struct wb *wb, const struct fid *fid, wb_done_fn done,
 		  void *arg);
 
 /* Store @fid's local changes if it has any; @done (loop thread) gets 0
  * once the server has them, or the error. Any thread. */
-void wb_flush(struct cm *cm, const struct fid *fid, wb_done_fn done,
-	      void *arg);
+void wb_flush(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg);
 
 /* Loop thread, from mut.c: a store of @op succeeded with @a. */
-void wb_stored(struct cm *cm, const struct proto_op *op,
+void wb_stored(struct wb *wb, const struct proto_op *op,
 	       const struct proto_attr *a);
 
 /* Loop thread: the object is gone on the server (our unlink of its last
  * name): drop its local changes. */
-void wb_gone(struct cm *cm, const struct fid *fid);
+void wb_gone(struct wb *wb, const struct fid *fid);
 
 /* Loop thread, from mut_resume(): stage the chunks of a logged store
  * again and send it. Same contract as mut_send_logged(). */
-int wb_resend_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
-		    void (*done)(struct cm *, void *, int,
-				 const struct proto_op_result *),
-		    void *arg);
+int wb_resend_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
+		    mut_done_fn done, void *arg);
 
-/* Disconnected (offline.c): a store op of @op's file was absorbed into the
+/* Disconnected (replay.c): a store op of @op's file was absorbed into the
  * replay log by a disconnect: its write state becomes "logged" (no longer
  * dirty; chunks stay DIRTY for the replay). Loop thread. */
-void wb_absorbed(struct cm *cm, const struct proto_op *op);
+void wb_absorbed(struct wb *wb, const struct proto_op *op);
 
 /* Reintegration: stage and send logged store @seq whose chunks are tagged
  * @src_dv (op->base_dv may differ: our own earlier replayed changes moved
  * the DV). A refusal keeps the record (mut_send_replay()). Loop thread. */
-int wb_replay_store(struct cm *cm, uint64_t seq, const struct proto_op *op,
-		    uint64_t src_dv,
-		    void (*done)(struct cm *, void *, int,
-				 const struct proto_op_result *),
-		    void *arg);
-
-/* Reintegration: a logged store of @fid was refused (stale or gone):
- * save the local version as a conflict copy beside the file (as for a
- * connected conflict), drop the local changes, and call @done with 0 and
- * the copy's name, or an error. Loop thread. */
-void wb_conflict_copy(struct cm *cm, const struct fid *fid,
-		      void (*done)(struct cm *, void *, int, const char *),
-		      void *arg);
+int wb_replay_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
+		    uint64_t src_dv, mut_done_fn done, void *arg);
 
 /* Loop thread, after mut_resume(): store what a crash left dirty. */
-void wb_resume(struct cm *cm);
+void wb_resume(struct wb *wb);
 
 /* Bytes of dirty data (for fs getcacheparms). */
-uint64_t wb_dirty_files(struct cm *cm);
+uint64_t wb_dirty_files(struct wb *wb);
 
 #endif /* CAIRN_CM_WB_H */

@@ -60,14 +60,17 @@ check vos "admin/vos*.c" '"(cm|chunkstore)/|<fuse|<curl/'
 cm_level() {
 	case ${1#cm/} in
 	http.[ch] | vc.[ch] | rlog.[ch] | rlog_*.c | rlog_i.h | ctl.[ch] | \
-		wb_rec.[ch]) echo 0 ;;
+		wb_rec.[ch] | fidmap.[ch]) echo 0 ;;
 	inode.[ch]) echo 1 ;; # the inode table holds vc listings
 	conn.[ch]) echo 1 ;;  # modes, gate, probes: over http only
-	cm.[ch] | conf.c) echo 2 ;;
-	meta.[ch]) echo 3 ;; # cached answers and fetches of metadata
-	fetch.[ch] | access.[ch] | mut.[ch]) echo 4 ;;
-	wb.[ch] | pin.[ch]) echo 5 ;;
-	offline.[ch] | events.[ch]) echo 6 ;;
+	loop.[ch] | stats.[ch]) echo 1 ;; # the loop runtime, the counters
+	cm.[ch] | conf.c) echo 2 ;; # configuration, stores, shared state
+	mcache.[ch]) echo 2 ;; # cached attributes and listings, kernel hooks
+	mfetch.[ch] | access.[ch]) echo 3 ;; # metadata fetches; rights
+	local.[ch]) echo 3 ;; # applying an op to the caches, no server
+	fetch.[ch] | mut.[ch]) echo 4 ;;
+	wb.[ch] | wb_i.h | wb_store.c | conflict.[ch] | pin.[ch]) echo 5 ;;
+	replay.[ch] | events.[ch]) echo 6 ;;
 	fuse_i.h | fuse_ops.[ch] | fuse_mut.c | fuse_common.c | cm_ctl.[ch] | ctl_i.h | \
 		ctl_*.c) echo 7 ;;
 	daemon.[ch] | cairnd.c) echo 8 ;;
@@ -86,6 +89,8 @@ cm_own() {
 	cairnd.c) echo daemon.h ;;
 	rlog.c | rlog_*.c) echo rlog.h rlog_i.h ;;
 	rlog_i.h) echo rlog.h ;;
+	wb.c | wb_store.c | conflict.c) echo wb.h wb_i.h conflict.h ;;
+	wb_i.h) echo wb.h ;;
 	*.c) echo "${b%.c}.h" ;;
 	esac
 }

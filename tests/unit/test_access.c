@@ -15,7 +15,7 @@
 
 #include "cm/access.h"
 #include "cm/ctl.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
 #include "cm/vc.h"
 #include "common/log.h"
 #include "common/proto.h"
@@ -88,13 +88,13 @@ idx(const struct fid *f)
 	return f->vol == 7 && f->oid[0] < NOBJ ? f->oid[0] : 0;
 }
 
-/* Stand-ins for meta.c / vc.c / cm.c: the cache holds the tree. */
+/* Stand-ins for mcache.c / vc.c: the cache holds the tree. */
 int
-meta_cached_attr(struct cm *cm, const struct fid *fid, struct proto_attr *out)
+mcache_attr(struct mcache *mc, const struct fid *fid, struct proto_attr *out)
 {
 	int i = idx(fid);
 
-	(void)cm;
+	(void)mc;
 	if (!i || i == GONE)
 		return -ENOENT;
 	memset(out, 0, sizeof(*out));
@@ -110,11 +110,11 @@ static struct vc_dir dirs[NOBJ];
 static struct vc_dirent ents[NOBJ][NOBJ];
 
 int
-meta_cached_dir(struct cm *cm, const struct fid *fid, struct vc_dir **out)
+mcache_dir(struct mcache *mc, const struct fid *fid, struct vc_dir **out)
 {
 	int i = idx(fid), n = 0;
 
-	(void)cm;
+	(void)mc;
 	if (!i || tree[i].type != PROTO_T_DIR)
 		return i ? -ENOTDIR : -ENOENT;
 	for (int k = 1; k < NOBJ; k++) {
@@ -148,15 +148,8 @@ vc_dir_put(struct vc_dir *d)
 	(void)d;
 }
 
-int
-cm_volinfo(struct cm *cm, struct proto_volinfo *vi)
-{
-	(void)cm;
-	memset(vi, 0, sizeof(*vi));
-	vi->id = 7;
-	vi->root = F(ROOT);
-	return 0;
-}
+/* The module under test, over the stand-ins above (no real cache). */
+static struct access *acc;
 
 /* ---- cases ---------------------------------------------------------- */
 
@@ -194,53 +187,53 @@ test_reach(void)
 {
 	struct acc_need need;
 
-	is_int(acc_reach(NULL, &u1000, "secret/f", NULL), -EACCES,
+	is_int(acc_reach(acc, &u1000, "secret/f", NULL), -EACCES,
 	       "a user cannot reach into a 0700 root directory");
-	is_int(acc_reach(NULL, &u1000, "secret", NULL), 0,
+	is_int(acc_reach(acc, &u1000, "secret", NULL), 0,
 	       "but reaches the directory itself");
-	is_int(acc_reach(NULL, &root, "secret/f", NULL), 0, "root can");
-	is_int(acc_reach(NULL, &u2000, "home/doc", NULL), 0,
+	is_int(acc_reach(acc, &root, "secret/f", NULL), 0, "root can");
+	is_int(acc_reach(acc, &u2000, "home/doc", NULL), 0,
 	       "a 0755 directory is searchable");
-	is_int(acc_reach(NULL, &u1000, ".", NULL), 0, "the root itself");
-	is_int(acc_reach(NULL, &u1000, "nope/x", NULL), -ENOENT,
+	is_int(acc_reach(acc, &u1000, ".", NULL), 0, "the root itself");
+	is_int(acc_reach(acc, &u1000, "nope/x", NULL), -ENOENT,
 	       "a directory gone on the way: ENOENT");
-	is_int(acc_reach(NULL, &u1000, "home/doc/x", NULL), -ENOENT,
+	is_int(acc_reach(acc, &u1000, "home/doc/x", NULL), -ENOENT,
 	       "a file on the way is not a directory");
-	is_int(acc_reach(NULL, &u1000, "home/gone/x", &need), -EAGAIN,
+	is_int(acc_reach(acc, &u1000, "home/gone/x", &need), -EAGAIN,
 	       "attributes not cached: EAGAIN");
 	ok(idx(&need.fid) == GONE && !need.dir, "and says which");
 
-	ok(!acc_sees(NULL, &u1000, "secret/f", NULL, 0),
+	ok(!acc_sees(acc, &u1000, "secret/f", NULL, 0),
 	   "a user does not see a record under secret/");
-	ok(acc_sees(NULL, &root, "secret/f", NULL, 1000), "root does");
-	ok(acc_sees(NULL, &u1000, "secret/f", NULL, 1000),
+	ok(acc_sees(acc, &root, "secret/f", NULL, 1000), "root does");
+	ok(acc_sees(acc, &u1000, "secret/f", NULL, 1000),
 	   "nor does its owner need to reach it: its own record");
-	ok(acc_sees(NULL, &u1000, "pub/f", NULL, 0), "anyone sees pub/f");
-	ok(acc_sees(NULL, &u1000, "hide", NULL, 0),
+	ok(acc_sees(acc, &u1000, "pub/f", NULL, 0), "anyone sees pub/f");
+	ok(acc_sees(acc, &u1000, "hide", NULL, 0),
 	   "a 0711 directory itself is seen (its parent is listable)");
-	ok(!acc_sees(NULL, &u1000, "hide/f", NULL, 0),
+	ok(!acc_sees(acc, &u1000, "hide/f", NULL, 0),
 	   "a record in a 0711 directory of root's is hidden: no listing");
-	ok(!acc_sees(NULL, &u1000, "hide/sub/.", NULL, 0),
+	ok(!acc_sees(acc, &u1000, "hide/sub/.", NULL, 0),
 	   "hide/sub/. names sub, which is in hide: hidden");
-	ok(acc_sees(NULL, &u1000, "hide/sub/f", NULL, 0),
+	ok(acc_sees(acc, &u1000, "hide/sub/f", NULL, 0),
 	   "but a listable directory reached through it is listed");
-	ok(acc_sees(NULL, &u1000, "hide/f", NULL, 1000),
+	ok(acc_sees(acc, &u1000, "hide/f", NULL, 1000),
 	   "the user's own record in it is seen");
-	ok(acc_sees(NULL, &root, "hide/f", NULL, 0), "root sees it");
-	ok(acc_sees(NULL, &u1000, "home/doc", NULL, 0),
+	ok(acc_sees(acc, &root, "hide/f", NULL, 0), "root sees it");
+	ok(acc_sees(acc, &u1000, "home/doc", NULL, 0),
 	   "a 0755 directory's records are seen");
 	{
 		struct fid s = F(SECRET), p = F(PUB), h = F(HIDE);
 
-		ok(!acc_sees(NULL, &u1000, "pub/f", &h, 0),
+		ok(!acc_sees(acc, &u1000, "pub/f", &h, 0),
 		   "the change's directory not listable: hidden");
-		ok(!acc_sees(NULL, &u1000, "was-here/x", &s, 0),
+		ok(!acc_sees(acc, &u1000, "was-here/x", &s, 0),
 		   "a gone path in a directory the user cannot search: hidden");
-		ok(!acc_sees(NULL, &u1000, "was-here/x", &p, 0),
+		ok(!acc_sees(acc, &u1000, "was-here/x", &p, 0),
 		   "a gone path in one it can list: hidden all the same");
-		ok(acc_sees(NULL, &u1000, "was-here/x", &s, 1000),
+		ok(acc_sees(acc, &u1000, "was-here/x", &s, 1000),
 		   "a gone path is seen by the record's owner");
-		ok(!acc_sees(NULL, &u1000, "was-here/x", NULL, 0),
+		ok(!acc_sees(acc, &u1000, "was-here/x", NULL, 0),
 		   "a gone path and no directory known: hidden");
 	}
 }
@@ -253,43 +246,43 @@ test_names(void)
 	op = op_name(PROTO_OP_CREATE, SECRET, "new", 0);
 	op.uid = 1000;
 	op.gid = 100;
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EACCES,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EACCES,
 	       "create in a 0700 root directory: EACCES");
-	is_int(acc_may_change(NULL, &root, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &root, &op, NULL, NULL, NULL), 0,
 	       "root may");
 	op.parent = F(HOME);
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
 	       "create in one's own directory");
 	op.uid = 0;
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EPERM,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EPERM,
 	       "but not an object owned by root");
 	op.uid = 1000;
 	op.gid = 999;
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EPERM,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EPERM,
 	       "nor of a group not one's own");
 	op.gid = 300;
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EPERM,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EPERM,
 	       "the parent's group, the parent not set-gid: EPERM");
 	op.parent = F(SGD);
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
 	       "the parent's group under a set-gid parent is fine");
 	op.parent = F(PUB);
 	op.gid = 100;
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
 	       "group-writable directory of one's group");
-	is_int(acc_may_change(NULL, &u2000, &op, NULL, NULL, NULL), -EACCES,
+	is_int(acc_may_change(acc, &u2000, &op, NULL, NULL, NULL), -EACCES,
 	       "not for others");
 
 	op = op_name(PROTO_OP_UNLINK, TMP, "theirs", TT);
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EACCES,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EACCES,
 	       "sticky /tmp: no removing another user's file");
 	op = op_name(PROTO_OP_UNLINK, TMP, "mine", TM);
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
 	       "sticky /tmp: one's own file may go");
 	{
 		struct fid v = F(TT);
 
-		is_int(acc_may_change(NULL, &u1000, &op, &v, NULL, NULL),
+		is_int(acc_may_change(acc, &u1000, &op, &v, NULL, NULL),
 		       -EACCES,
 		       "judged by what has the name now (another's file)");
 	}
@@ -297,23 +290,23 @@ test_names(void)
 	op = op_name(PROTO_OP_RENAME, TMP, "mine", TM);
 	op.newparent = F(HOME);
 	op.newname = "x";
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
 	       "rename of one's file from /tmp home");
 	op.newparent = F(SECRET);
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EACCES,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EACCES,
 	       "rename into secret/: EACCES");
 	op = op_name(PROTO_OP_RENAME, HOME, "doc", HD);
 	op.newparent = F(TMP);
 	op.newname = "theirs";
 	op.victim = F(TT);
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EACCES,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EACCES,
 	       "rename over another's file in sticky /tmp: EACCES");
 
 	op = op_name(PROTO_OP_LINK, HOME, "l", TT);
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
 	       "link to a file one may read and write");
 	op = op_name(PROTO_OP_LINK, HOME, "l", SF);
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EPERM,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EPERM,
 	       "no link to root's read-only file");
 }
 
@@ -325,71 +318,71 @@ test_objects(void)
 	struct proto_attr known;
 
 	op.mask = PROTO_SA_MODE;
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
 	       "chmod of one's own file");
-	is_int(acc_may_change(NULL, &u2000, &op, NULL, NULL, NULL), -EPERM,
+	is_int(acc_may_change(acc, &u2000, &op, NULL, NULL, NULL), -EPERM,
 	       "chmod of another's: EPERM");
 	op.mode = 02644;
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
 	       "chmod g+s of one's own file of one's group");
 	op.fid = F(MG);
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EPERM,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EPERM,
 	       "chmod g+s of one's file of a group not one's own: EPERM");
-	is_int(acc_may_change(NULL, &root, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &root, &op, NULL, NULL, NULL), 0,
 	       "root may");
 	op.mode = 0644;
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
 	       "a chmod without S_ISGID of it is fine");
 	op.fid = F(HD);
 	op.mode = 0;
 	op.mask = PROTO_SA_UID;
 	op.uid = 2000;
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EPERM,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EPERM,
 	       "chown to another user: root only");
-	is_int(acc_may_change(NULL, &root, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &root, &op, NULL, NULL, NULL), 0,
 	       "root may chown");
 	op.uid = 1000;
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
 	       "chown to oneself, unchanged");
 	op.mask = PROTO_SA_GID;
 	op.gid = 100;
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
 	       "chgrp to one's own group");
 	op.gid = 999;
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EPERM,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EPERM,
 	       "chgrp to another group");
 	op.mask = PROTO_SA_SIZE;
-	is_int(acc_may_change(NULL, &u2000, &op, NULL, NULL, NULL), -EACCES,
+	is_int(acc_may_change(acc, &u2000, &op, NULL, NULL, NULL), -EACCES,
 	       "truncate without write permission");
 	op = op_obj(PROTO_OP_SETATTR, TT);
 	op.mask = PROTO_SA_MTIME;
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
 	       "times of a file one may write");
 	op = op_obj(PROTO_OP_SETATTR, PF);
 	op.mask = PROTO_SA_MTIME;
-	is_int(acc_may_change(NULL, &u2000, &op, NULL, NULL, NULL), -EPERM,
+	is_int(acc_may_change(acc, &u2000, &op, NULL, NULL, NULL), -EPERM,
 	       "times of a file one may not write nor owns");
 
 	op = op_obj(PROTO_OP_SETXATTR, HD);
 	op.xname = "user.tag";
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
 	       "user. xattr with write permission");
-	is_int(acc_may_change(NULL, &u2000, &op, NULL, NULL, NULL), -EACCES,
+	is_int(acc_may_change(acc, &u2000, &op, NULL, NULL, NULL), -EACCES,
 	       "user. xattr without");
 	op.xname = "trusted.x";
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EPERM,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EPERM,
 	       "trusted. xattr: root only");
 	op.xname = "system.posix_acl_access";
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
 	       "system. xattr: the owner");
 
 	op = op_obj(PROTO_OP_STORE, PF);
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), 0,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), 0,
 	       "store into a group-writable file");
-	is_int(acc_may_change(NULL, &u2000, &op, NULL, NULL, NULL), -EACCES,
+	is_int(acc_may_change(acc, &u2000, &op, NULL, NULL, NULL), -EACCES,
 	       "store without write permission");
 	op = op_obj(PROTO_OP_STORE, GONE);
-	is_int(acc_may_change(NULL, &u2000, &op, NULL, NULL, &need), -EAGAIN,
+	is_int(acc_may_change(acc, &u2000, &op, NULL, NULL, &need), -EAGAIN,
 	       "store into an object whose attributes are not cached: EAGAIN");
 	ok(idx(&need.fid) == GONE && !need.dir, "and says which");
 	memset(&known, 0, sizeof(known));
@@ -398,20 +391,26 @@ test_objects(void)
 	known.mode = 0600;
 	known.uid = 2000;
 	known.gid = 200;
-	is_int(acc_may_change(NULL, &u2000, &op, NULL, &known, NULL), 0,
+	is_int(acc_may_change(acc, &u2000, &op, NULL, &known, NULL), 0,
 	       "recorded attributes decide for a gone object: its owner may");
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, &known, NULL), -EACCES,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, &known, NULL), -EACCES,
 	       "another user may not");
-	is_int(acc_may_change(NULL, &u1000, &op, NULL, NULL, NULL), -EAGAIN,
+	is_int(acc_may_change(acc, &u1000, &op, NULL, NULL, NULL), -EAGAIN,
 	       "the recorded attributes were used for that call only");
 }
 
 int
 main(void)
 {
+	struct fid rootfid = F(ROOT);
+
 	log_init("test_access", 0, LOG_CRIT);
+	acc = acc_new(NULL, &rootfid);
+	if (!acc)
+		return 1;
 	test_reach();
 	test_names();
 	test_objects();
+	acc_free(acc);
 	return done_testing();
 }

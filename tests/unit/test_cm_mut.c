@@ -39,7 +39,8 @@
 #include "cm/cm.h"
 #include "cm/http.h"
 #include "cm/inode.h"
-#include "cm/meta.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
 #include "cm/mut.h"
 #include "cm/rlog.h"
 #include "cm/vc.h"
@@ -423,11 +424,10 @@ struct res {
 static int ndone;
 
 static void
-done_cb(struct cm *c, void *arg, int err, const struct proto_op_result *r)
+done_cb(void *arg, int err, const struct proto_op_result *r)
 {
 	struct res *res = arg;
 
-	(void)c;
 	res->calls++;
 	res->err = err;
 	res->has_r = r != NULL;
@@ -437,7 +437,7 @@ done_cb(struct cm *c, void *arg, int err, const struct proto_op_result *r)
 }
 
 static void
-h_gone(struct cm *c, const struct fid *fid)
+h_gone(void *c, const struct fid *fid)
 {
 	(void)c;
 	(void)fid;
@@ -445,7 +445,7 @@ h_gone(struct cm *c, const struct fid *fid)
 }
 
 static void
-h_stored(struct cm *c, const struct proto_op *op, const struct proto_attr *a)
+h_stored(void *c, const struct proto_op *op, const struct proto_attr *a)
 {
 	(void)c;
 	(void)op;
@@ -454,32 +454,32 @@ h_stored(struct cm *c, const struct proto_op *op, const struct proto_attr *a)
 }
 
 static void
-h_resumed(struct cm *c)
+h_resumed(void *c)
 {
 	(void)c;
 	hk.resumed++;
 }
 
 static bool
-h_may_absorb(struct cm *c)
+h_may_absorb(void *c)
 {
 	(void)c;
 	return hk.may_absorb;
 }
 
-/* offline_absorb() stand-in: take the op, answer the caller locally. */
+/* replay_absorb() stand-in: take the op, answer the caller locally. */
 static void
-h_absorb(struct cm *c, const struct proto_op *op, mut_done_fn done,
-	 void *arg)
+h_absorb(void *c, const struct proto_op *op, mut_done_fn done, void *arg)
 {
+	(void)c;
 	hk.absorbed++;
 	memcpy(hk.absorbed_opid, op->opid, 16);
 	if (done)
-		done(c, arg, 0, NULL);
+		done(arg, 0, NULL);
 }
 
 static int
-h_submit_offline(struct cm *c, const struct proto_op *op, mut_done_fn done,
+h_submit_offline(void *c, const struct proto_op *op, mut_done_fn done,
 		 void *arg)
 {
 	(void)c;
@@ -499,9 +499,22 @@ static const struct mut_hooks hooks = {
 	.submit_offline = h_submit_offline,
 };
 
-/* meta.c holds events back through mut, as daemon.c wires it. */
-static const struct cm_meta_hooks mhooks = {
-	.defer_event = mut_defer_event,
+/* The op log under test (a second one with other settings replaces it
+ * for a while), and what it was built with. */
+static struct mut *mu;
+static struct mut_deps mdeps;
+
+/* mfetch.c holds events back through mut, as daemon.c wires it. */
+static bool
+h_defer_event(void *arg, const struct proto_event *ev)
+{
+	(void)arg;
+	return mut_defer_event(mu, ev);
+}
+
+static const struct mfetch_hooks mhooks = {
+	.defer_event = h_defer_event,
+	.arg = &cm,
 };
 
 static void
@@ -519,7 +532,7 @@ run_until(int n, unsigned ms)
 	uint64_t end = util_now_ms() + ms;
 
 	while (ndone < n && util_now_ms() < end)
-		event_base_loop(cm.base, EVLOOP_ONCE);
+		event_base_loop(cm.loop.base, EVLOOP_ONCE);
 }
 
 /* Run the loop for @ms (to see that nothing more happens). */
@@ -529,7 +542,7 @@ run_for(unsigned ms)
 	uint64_t end = util_now_ms() + ms;
 
 	while (util_now_ms() < end)
-		event_base_loop(cm.base, EVLOOP_ONCE);
+		event_base_loop(cm.loop.base, EVLOOP_ONCE);
 }
 
 static int
@@ -611,7 +624,7 @@ cached(const struct fid *f, int *rc)
 	struct proto_attr a;
 
 	memset(&a, 0, sizeof(a));
-	*rc = meta_cached_attr(&cm, f, &a);
+	*rc = mcache_attr(cm.mc, f, &a);
 	return a;
 }
 
@@ -677,7 +690,7 @@ test_create(void)
 	pthread_mutex_unlock(&srv.mu);
 	ndone = 0;
 
-	is_int(mut_submit(&cm, &op, done_cb, &res), 0, "create: submitted");
+	is_int(mut_submit(mu, &op, done_cb, &res), 0, "create: submitted");
 	is_int(log_count(), 1, "create: in the log before the loop ran");
 	is_int(srv_nreq(), 0, "create: nothing sent before the loop ran");
 	run_until(1, 5000);
@@ -720,7 +733,7 @@ test_setattr(void)
 		op.opid[i] = (uint8_t)(0xa0 + i);
 	srv_reset(NULL, 0, ACT_APPLY);
 	ndone = 0;
-	is_int(mut_submit(&cm, &op, done_cb, &res), 0, "setattr: submitted");
+	is_int(mut_submit(mu, &op, done_cb, &res), 0, "setattr: submitted");
 	run_until(1, 5000);
 	is_int(res.err, 0, "setattr: no error");
 	is_int(srv_nreq(), 1, "setattr: one request");
@@ -761,8 +774,8 @@ test_refused(void)
 		srv_reset(NULL, 0, ACT_APPLY);
 		srv_refuse(t[i].status, t[i].err);
 		ndone = 0;
-		is_int(mut_submit(&cm, &op, done_cb, &res), 0,
-		       "%s: submitted", t[i].what);
+		is_int(mut_submit(mu, &op, done_cb, &res), 0, "%s: submitted",
+		       t[i].what);
 		run_until(1, 5000);
 		run_for(100);
 		is_int(res.calls, 1, "%s: done called once", t[i].what);
@@ -834,8 +847,8 @@ test_transport(void)
 		}
 		ndone = 0;
 		nsubmits = 0;
-		is_int(mut_submit(&cm, &op, done_cb, &res), 0,
-		       "%s: submitted", t[i].what);
+		is_int(mut_submit(mu, &op, done_cb, &res), 0, "%s: submitted",
+		       t[i].what);
 		run_until(1, 5000);
 		run_for(100);
 		n = srv_nreq();
@@ -889,10 +902,10 @@ test_deferred(void)
 
 		srv_reset(&delay, 1, ACT_APPLY);
 		ndone = 0;
-		is_int(mut_submit(&cm, &op, done_cb, &res), 0,
-		       "%s: submitted", who);
+		is_int(mut_submit(mu, &op, done_cb, &res), 0, "%s: submitted",
+		       who);
 		while (srv_nreq() < 1 && util_now_ms() < end)
-			event_base_loop(cm.base, EVLOOP_ONCE);
+			event_base_loop(cm.loop.base, EVLOOP_ONCE);
 		pthread_mutex_lock(&srv.mu);
 		seq = (uint64_t)srv.clock; /* the reply's event_seq */
 		pthread_mutex_unlock(&srv.mu);
@@ -907,8 +920,8 @@ test_deferred(void)
 		other.fid = pdir;
 		other.kind = PROTO_EV_DIR;
 		other.dv = dir_dv(&pdir);
-		meta_event(&cm, &ev);
-		meta_event(&cm, &other);
+		mfetch_event(cm.mf, &ev);
+		mfetch_event(cm.mf, &other);
 		is_int(res.calls, 0, "%s: the op is still in flight", who);
 		is_int(atomic_load(&cm.st.events) - events, 1,
 		       "%s: held back; the other object's went through", who);
@@ -937,7 +950,7 @@ test_deferred(void)
 	pthread_mutex_lock(&srv.mu);
 	got = srv.fattr;
 	pthread_mutex_unlock(&srv.mu);
-	meta_local_attr(&cm, &got);
+	mcache_local_attr(cm.mc, &got);
 }
 
 /* 500 is the server's own failure (EIO), not a transport one: not
@@ -954,7 +967,7 @@ test_500(void)
 	srv_reset(NULL, 0, ACT_APPLY);
 	srv_refuse(500, EIO);
 	ndone = 0;
-	is_int(mut_submit(&cm, &op, done_cb, &res), 0, "500: submitted");
+	is_int(mut_submit(mu, &op, done_cb, &res), 0, "500: submitted");
 	run_until(1, 5000);
 	run_for(100);
 	is_int(res.calls, 1, "500: done called once");
@@ -990,7 +1003,7 @@ test_malformed(void)
 		srv.raw = raw[i];
 		pthread_mutex_unlock(&srv.mu);
 		ndone = 0;
-		is_int(mut_submit(&cm, &op, done_cb, &res), 0,
+		is_int(mut_submit(mu, &op, done_cb, &res), 0,
 		       "malformed %zu: submitted", i);
 		run_until(1, 5000);
 		run_for(50);
@@ -1012,12 +1025,14 @@ test_malformed(void)
 static void
 test_deadline(void)
 {
-	uint64_t saved = cm.cfg.fetch_timeout_ms;
+	struct mut_deps d = mdeps;
+	struct mut *saved = mu;
 	struct proto_attr got;
 	struct rlog_rec rec;
 	int rc, n;
 
-	cm.cfg.fetch_timeout_ms = 300;
+	d.timeout_ms = 300;
+	mu = mut_new(&d, &hooks);
 	{
 		struct proto_op op = setattr_op(2, PROTO_SA_MODE, 0720, 0);
 		struct res res = {0};
@@ -1026,7 +1041,7 @@ test_deadline(void)
 		hk.may_absorb = false;
 		srv_reset(NULL, 0, ACT_DROP);
 		ndone = 0;
-		is_int(mut_submit(&cm, &op, done_cb, &res), 0,
+		is_int(mut_submit(mu, &op, done_cb, &res), 0,
 		       "deadline: submitted");
 		run_until(1, 5000);
 		run_for(50);
@@ -1052,7 +1067,7 @@ test_deadline(void)
 		hk.absorbed = hk.resumed = 0;
 		srv_reset(&lost, 1, ACT_DROP);
 		ndone = 0;
-		is_int(mut_submit(&cm, &op, done_cb, &res), 0,
+		is_int(mut_submit(mu, &op, done_cb, &res), 0,
 		       "absorb: submitted");
 		run_until(1, 5000);
 		run_for(50);
@@ -1076,7 +1091,7 @@ test_deadline(void)
 
 		/* The server is back: the resend uses the same opid. */
 		srv_reset(NULL, 0, ACT_APPLY);
-		mut_resume(&cm);
+		mut_resume(mu);
 		run_for(300);
 		is_int(srv_nreq(), 1, "resume: sent once");
 		ok(!memcmp(srv.req[0].opid, hk.absorbed_opid, 16),
@@ -1089,7 +1104,8 @@ test_deadline(void)
 		ok(rc == 0 && got.mode == 0730,
 		   "resume: the first reply applied to the cache");
 	}
-	cm.cfg.fetch_timeout_ms = saved;
+	mut_free(mu);
+	mu = saved;
 	hk.may_absorb = false;
 }
 
@@ -1114,9 +1130,8 @@ test_order(void)
 
 	srv_reset(NULL, 0, ACT_APPLY);
 	ndone = 0;
-	is_int(mut_submit(&cm, &a, done_cb, &ra), 0, "order: first submitted");
-	is_int(mut_submit(&cm, &b, done_cb, &rb), 0,
-	       "order: second submitted");
+	is_int(mut_submit(mu, &a, done_cb, &ra), 0, "order: first submitted");
+	is_int(mut_submit(mu, &b, done_cb, &rb), 0, "order: second submitted");
 	run_until(2, 5000);
 	run_for(50);
 	ok(ra.calls == 1 && rb.calls == 1 && !ra.err && !rb.err,
@@ -1142,10 +1157,9 @@ test_order(void)
 	memset(&rb, 0, sizeof(rb));
 	srv_reset(NULL, 0, ACT_APPLY);
 	ndone = 0;
-	is_int(mut_submit(&cm, &a, done_cb, &ra), 0,
-	       "in turn: first submitted");
+	is_int(mut_submit(mu, &a, done_cb, &ra), 0, "in turn: first submitted");
 	run_until(1, 5000);
-	is_int(mut_submit(&cm, &b, done_cb, &rb), 0,
+	is_int(mut_submit(mu, &b, done_cb, &rb), 0,
 	       "in turn: second submitted after the first's reply");
 	run_until(2, 5000);
 	ok(!ra.err && !rb.err && srv_nreq() == 2 &&
@@ -1165,7 +1179,7 @@ test_order(void)
 	is_int(rc, 0, "order: two records left INFLIGHT");
 	srv_reset(NULL, 0, ACT_APPLY);
 	hk.resumed = 0;
-	mut_resume(&cm);
+	mut_resume(mu);
 	run_for(300);
 	is_int(srv_nreq(), 2, "resume order: two requests");
 	ok(!memcmp(srv.req[0].opid, ea.opid, 16) &&
@@ -1205,7 +1219,7 @@ test_replay(void)
 		srv_reset(NULL, 0, ACT_APPLY);
 		srv_refuse(412, ECANCELED);
 		ndone = 0;
-		is_int(mut_send_replay(&cm, eff.seq, &op, done_cb, &res), 0,
+		is_int(mut_send_replay(mu, eff.seq, &op, done_cb, &res), 0,
 		       "replay refused: sent");
 		run_until(1, 5000);
 		run_for(50);
@@ -1221,7 +1235,7 @@ test_replay(void)
 
 		srv_reset(NULL, 0, ACT_DROP);
 		ndone = 0;
-		is_int(mut_send_replay(&cm, eff.seq, &op, done_cb, &res), 0,
+		is_int(mut_send_replay(mu, eff.seq, &op, done_cb, &res), 0,
 		       "replay unanswered: sent");
 		run_until(1, 5000);
 		run_for(50);
@@ -1237,7 +1251,7 @@ test_replay(void)
 
 		srv_reset(NULL, 0, ACT_APPLY);
 		ndone = 0;
-		is_int(mut_send_replay(&cm, eff.seq, &op, done_cb, &res), 0,
+		is_int(mut_send_replay(mu, eff.seq, &op, done_cb, &res), 0,
 		       "replay answered: sent");
 		run_until(1, 5000);
 		run_for(50);
@@ -1259,25 +1273,29 @@ test_offline(void)
 {
 	struct proto_op op = setattr_op(2, PROTO_SA_MODE, 0760, 0);
 	struct res res = {0};
+	struct mut_deps d = mdeps;
+	struct mut *saved = mu;
 
 	/* A conn of its own, no gate and no probes, put in the manual
-	 * disconnected mode: what cm_offline() reads. */
+	 * disconnected mode, and an op log that reads it. */
 	static const struct conn_hooks none = {0};
-	struct conn *c = conn_new(cm.base, NULL, NULL, &none);
+	struct conn *c = conn_new(cm.loop.base, NULL, NULL, &none);
 
 	ok(c && conn_disconnect(c, true, "test") == 0 && conn_offline(c),
 	   "offline: a disconnected conn");
-	cm.conn = c;
+	d.conn = c;
+	mu = mut_new(&d, &hooks);
 	srv_reset(NULL, 0, ACT_APPLY);
 	hk.offline = 0;
-	is_int(mut_submit(&cm, &op, done_cb, &res), -EROFS,
+	is_int(mut_submit(mu, &op, done_cb, &res), -EROFS,
 	       "offline: the hook's answer is returned");
 	is_int(hk.offline, 1, "offline: submit_offline called");
 	run_for(50);
 	is_int(srv_nreq(), 0, "offline: nothing sent");
 	is_int(log_count(), 0, "offline: nothing logged by mut");
 	is_int(res.calls, 0, "offline: no done call");
-	cm.conn = NULL;
+	mut_free(mu);
+	mu = saved;
 	conn_free(c);
 }
 
@@ -1302,7 +1320,7 @@ setup(void)
 	cfg.cache_dir = strdup(dir);
 	cfg.fetch_timeout_ms = 3000;
 	cm_init(&cm, &cfg);
-	if (cm_loop_new(&cm) < 0)
+	if (cm_loop_new(&cm.loop) < 0)
 		return -1;
 
 	snprintf(path, sizeof(path), "%s/cs", dir);
@@ -1324,10 +1342,41 @@ setup(void)
 	hc.max_parallel = 4;
 	hc.connect_timeout_ms = 1000;
 	hc.timeout_ms = 2000;
-	cm.http = http_new(cm.base, &hc);
+	cm.http = http_new(cm.loop.base, &hc);
 	if (!cm.vc || !cm.ino || !cm.rlog || !cm.http)
 		return -1;
-	if (meta_new(&cm, &mhooks) < 0 || mut_new(&cm, &hooks) < 0)
+	cm.mc = mcache_new(cm.ino, cm.vc, cm.cs, &cm.loop, &cm.st, NULL);
+	if (!cm.mc)
+		return -1;
+	{
+		const struct mfetch_deps md = {
+			.loop = &cm.loop,
+			.http = cm.http,
+			.mc = cm.mc,
+			.ino = cm.ino,
+			.vc = cm.vc,
+			.cs = cm.cs,
+			.st = &cm.st,
+			.online = &cm.online,
+			.volume = cm.cfg.volume,
+			.server = cm.cfg.server,
+			.timeout_ms = (unsigned)cm.cfg.fetch_timeout_ms,
+		};
+
+		cm.mf = mfetch_new(&md, &mhooks);
+	}
+	if (!cm.mf)
+		return -1;
+	mdeps.loop = &cm.loop;
+	mdeps.http = cm.http;
+	mdeps.rlog = cm.rlog;
+	mdeps.mc = cm.mc;
+	mdeps.mf = cm.mf;
+	mdeps.online = &cm.online;
+	mdeps.volume = cm.cfg.volume;
+	mdeps.timeout_ms = cm.cfg.fetch_timeout_ms;
+	mu = mut_new(&mdeps, &hooks);
+	if (!mu)
 		return -1;
 
 	/* The cache: root, directory P (DV 5, one entry), file F's
@@ -1349,15 +1398,19 @@ setup(void)
 static void
 teardown(void)
 {
-	mut_free(&cm);
-	meta_free(&cm);
+	mut_free(mu);
+	mu = NULL;
+	mfetch_free(cm.mf);
+	cm.mf = NULL;
 	http_free(cm.http);
 	rlog_close(cm.rlog);
 	srv.rlog = NULL;
+	mcache_free(cm.mc);
+	cm.mc = NULL;
 	ino_free(cm.ino);
 	vc_close(cm.vc);
 	cs_close(cm.cs);
-	cm_loop_stop(&cm, NULL);
+	cm_loop_stop(&cm.loop, NULL, NULL);
 	cm_release(&cm);
 }
 
@@ -1388,7 +1441,7 @@ main(void)
 		ok(0, "server and client set up");
 		return done_testing();
 	}
-	tk = event_new(cm.base, -1, EV_PERSIST, tick, NULL);
+	tk = event_new(cm.loop.base, -1, EV_PERSIST, tick, NULL);
 	event_add(tk, &tv);
 
 	http_set_gate(cm.http, count_gate, NULL);

@@ -161,8 +161,8 @@ test_old_format(void)
 static void
 test_migration(void)
 {
-	struct cm_config cfg;
-	struct cm cm;
+	struct wb_deps wd = {0};
+	struct wb *wb;
 	struct wb_rec r = sample(), d;
 	struct fid fid = mkfid(7, 0x10);
 	struct tdb_context *tdb;
@@ -170,7 +170,6 @@ test_migration(void)
 	char path[256];
 	TDB_DATA k = {(unsigned char *)&fid, sizeof(fid)}, v;
 	struct proto_attr a;
-	int rc;
 
 	r.flags = 0; /* dirty, not logged */
 	snprintf(path, sizeof(path), "%s/dirty.tdb", dir);
@@ -183,21 +182,19 @@ test_migration(void)
 	if (tdb)
 		tdb_close(tdb);
 
-	cm_config_init(&cfg);
-	cfg.cache_dir = strdup(dir);
-	cm_init(&cm, &cfg);
-	rc = wb_new(&cm, NULL);
-	is_int(rc, 0, "wb_new reads it");
-	ok(wb_active(&cm, &fid), "the write state is there");
-	ok(wb_dirty(&cm, &fid), "and dirty");
+	wd.cache_dir = dir;
+	wb = wb_new(&wd);
+	ok(wb != NULL, "wb_new reads it");
+	ok(wb_active(wb, &fid), "the write state is there");
+	ok(wb_dirty(wb, &fid), "and dirty");
 	memset(&a, 0, sizeof(a));
 	a.fid = fid;
 	a.type = PROTO_T_FILE;
 	a.size = 1;
-	wb_overlay(&cm, &a);
+	wb_overlay(wb, &a);
 	ok(a.size == r.size && a.mtime_ns == r.mtime_ns,
 	   "its local size and mtime overlay the server's");
-	wb_free(&cm);
+	wb_free(wb);
 
 	tdb = tdb_open(path, 0, TDB_NOLOCK, O_RDONLY, 0600);
 	v = tdb ? tdb_fetch(tdb, k) : (TDB_DATA){0};
@@ -209,7 +206,6 @@ test_migration(void)
 	free(v.dptr);
 	if (tdb)
 		tdb_close(tdb);
-	cm_release(&cm);
 	unlink(path);
 }
 

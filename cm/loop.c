@@ -1,0 +1,216 @@
+/*
+ * loop.c - the loop thread, the job queue that carries parked requests to
+ * it, timers and the kernel barrier (loop.h).
+ *
+ * It runs the loop but builds nothing on it: daemon.c creates the modules,
+ * starts recovery and hands cm_loop_stop() its teardown.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "cm/loop.h"
+
+void
+cm_loop_init(struct cm_loop *l)
+{
+	memset(l, 0, sizeof(*l));
+	pthread_mutex_init(&l->qlock, NULL);
+	TAILQ_INIT(&l->queue);
+	atomic_init(&l->stopping, false);
+}
+
+void
+cm_loop_release(struct cm_loop *l)
+{
+	pthread_mutex_destroy(&l->qlock);
+}
+
+/* Run every queued job; on the loop thread. */
+static void
+run_queue(evutil_socket_t fd, short what, void *arg)
+{
+	struct cm_loop *l = arg;
+	struct cm_jobq q;
+	struct cm_job *j;
+
+	(void)fd;
+	(void)what;
+	TAILQ_INIT(&q);
+	pthread_mutex_lock(&l->qlock);
+	TAILQ_CONCAT(&q, &l->queue, link);
+	pthread_mutex_unlock(&l->qlock);
+	while ((j = TAILQ_FIRST(&q))) {
+		TAILQ_REMOVE(&q, j, link);
+		j->run(l, j);
+	}
+}
+
+void
+cm_post(struct cm_loop *l, struct cm_job *job)
+{
+	pthread_mutex_lock(&l->qlock);
+	TAILQ_INSERT_TAIL(&l->queue, job, link);
+	/* event_active() is thread-safe with evthread_use_pthreads(). It is
+	 * called under qlock so that cm_loop_stop(), which closes the queue
+	 * under qlock before it frees qev, cannot free it in between: the
+	 * FUSE notifier may post a barrier's job after the loop is gone.
+	 * No lock is taken inside qlock but libevent's own, and the loop
+	 * runs jobs without holding that one. */
+	if (!l->qclosed)
+		event_active(l->qev, EV_READ, 0);
+	pthread_mutex_unlock(&l->qlock);
+}
+
+void
+cm_run_late_jobs(struct cm_loop *l)
+{
+	bool closed;
+
+	pthread_mutex_lock(&l->qlock);
+	closed = l->qclosed;
+	pthread_mutex_unlock(&l->qlock);
+	/* While the loop runs, its jobs are its own. */
+	if (closed)
+		run_queue(-1, 0, l);
+}
+
+static void
+close_queue(struct cm_loop *l)
+{
+	pthread_mutex_lock(&l->qlock);
+	l->qclosed = true;
+	pthread_mutex_unlock(&l->qlock);
+}
+
+int
+cm_loop_new(struct cm_loop *l)
+{
+	if (evthread_use_pthreads() < 0)
+		return -ENOMEM;
+	l->base = event_base_new();
+	if (!l->base)
+		return -ENOMEM;
+	l->qev = event_new(l->base, -1, EV_PERSIST, run_queue, l);
+	if (!l->qev)
+		return -ENOMEM;
+	return 0;
+}
+
+static void *
+loop_main(void *arg)
+{
+	struct cm_loop *l = arg;
+
+	event_base_dispatch(l->base);
+	return NULL;
+}
+
+int
+cm_loop_run(struct cm_loop *l)
+{
+	int rc = pthread_create(&l->thread, NULL, loop_main, l);
+
+	if (rc)
+		return -rc;
+	l->running = true;
+	return 0;
+}
+
+struct stop_job {
+	struct cm_job job;
+	void (*teardown)(void *arg);
+	void *arg;
+};
+
+/* The last job: tear down on the loop thread, then leave the loop. */
+static void
+stop_job(struct cm_loop *l, struct cm_job *job)
+{
+	struct stop_job *sj = container_of(job, struct stop_job, job);
+
+	if (sj->teardown)
+		sj->teardown(sj->arg);
+	event_base_loopbreak(l->base);
+	free(sj);
+}
+
+void
+cm_loop_stop(struct cm_loop *l, void (*teardown)(void *arg), void *arg)
+{
+	struct stop_job *sj;
+
+	if (l->running) {
+		sj = calloc(1, sizeof(*sj));
+		if (sj) {
+			sj->job.run = stop_job;
+			sj->teardown = teardown;
+			sj->arg = arg;
+			atomic_store_explicit(&l->stopping, true,
+					      memory_order_release);
+			cm_post(l, &sj->job);
+			pthread_join(l->thread, NULL);
+		}
+		l->running = false;
+		/* Jobs posted after the stop job: run them so they fail. */
+		close_queue(l);
+		run_queue(-1, 0, l);
+	} else {
+		close_queue(l);
+		if (teardown)
+			teardown(arg);
+	}
+	if (l->qev)
+		event_free(l->qev);
+	l->qev = NULL;
+	if (l->base)
+		event_base_free(l->base);
+	l->base = NULL;
+}
+
+struct delayed {
+	struct cm_loop *l;
+	struct cm_job *job;
+};
+
+static void
+delayed_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct delayed *d = arg;
+
+	(void)fd;
+	(void)what;
+	d->job->run(d->l, d->job);
+	free(d);
+}
+
+void
+cm_kernel_barrier(struct cm_loop *l, struct cm_job *job)
+{
+	if (l->kops.barrier)
+		l->kops.barrier(l->kops.arg, job);
+	else
+		cm_post(l, job);
+}
+
+int
+cm_post_after(struct cm_loop *l, struct cm_job *job, unsigned ms)
+{
+	struct delayed *d = malloc(sizeof(*d));
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	if (!d)
+		return -ENOMEM;
+	d->l = l;
+	d->job = job;
+	if (event_base_once(l->base, -1, EV_TIMEOUT, delayed_cb, d, &tv) < 0) {
+		free(d);
+		return -ENOMEM;
+	}
+	return 0;
+}

@@ -1,0 +1,520 @@
+/*
+ * mcache.c - the cached metadata of cairnd (mcache.h): lookups from the
+ * inode table and the metadata cache, the edits news and our own changes
+ * make to them, and the kernel notifications those call for.
+ *
+ * It never fetches and never replies to FUSE; mfetch.c fills it from the
+ * server, the FUSE front and the control handlers read it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chunkstore/cs.h"
+#include "cm/inode.h"
+#include "cm/loop.h"
+#include "cm/mcache.h"
+#include "cm/stats.h"
+#include "cm/vc.h"
+#include "common/log.h"
+#include "common/util.h"
+
+struct mcache {
+	struct ino_table *ino; /* thread-safe (own lock) */
+	struct vc *vc;	       /* thread-safe */
+	struct cs_store *cs;   /* thread-safe */
+	struct cm_loop *loop;  /* its kernel ops */
+	struct cm_stats *st;
+	struct mcache_hooks hooks; /* never changed after mcache_new() */
+};
+
+struct mcache *
+mcache_new(struct ino_table *ino, struct vc *vc, struct cs_store *cs,
+	   struct cm_loop *loop, struct cm_stats *st,
+	   const struct mcache_hooks *hooks)
+{
+	struct mcache *mc = calloc(1, sizeof(*mc));
+
+	if (!mc)
+		return NULL;
+	mc->ino = ino;
+	mc->vc = vc;
+	mc->cs = cs;
+	mc->loop = loop;
+	mc->st = st;
+	if (hooks)
+		mc->hooks = *hooks;
+	return mc;
+}
+
+void
+mcache_free(struct mcache *mc)
+{
+	free(mc);
+}
+
+/* --- kernel notifications --- */
+
+void
+mcache_inval_inode(struct mcache *mc, uint64_t ino, int64_t off, int64_t len)
+{
+	const struct cm_kernel_ops *k = &mc->loop->kops;
+
+	if (!ino || !k->inval_inode)
+		return;
+	CM_STAT_INC(mc->st, invalidations);
+	k->inval_inode(k->arg, ino, off, len);
+}
+
+void
+mcache_inval_entry(struct mcache *mc, uint64_t parent, const char *name,
+		   size_t len)
+{
+	const struct cm_kernel_ops *k = &mc->loop->kops;
+
+	if (!parent || !k->inval_entry)
+		return;
+	CM_STAT_INC(mc->st, invalidations);
+	k->inval_entry(k->arg, parent, name, len);
+}
+
+/* --- cached lookups (any thread) --- */
+
+int
+mcache_attr(struct mcache *mc, const struct fid *fid, struct proto_attr *out)
+{
+	const struct mcache_hooks *h = &mc->hooks;
+	struct ino_ent *e;
+	int rc;
+
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, fid);
+	if (e && e->have_attr) {
+		*out = e->attr;
+		ino_unlock(mc->ino);
+		if (h->overlay)
+			h->overlay(h->arg, out);
+		return 0;
+	}
+	ino_unlock(mc->ino);
+	rc = vc_get_attr(mc->vc, fid, out);
+	if (rc < 0)
+		return h->orphan_attr && h->orphan_attr(h->arg, fid, out) == 0
+			       ? 0
+			       : rc;
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, fid);
+	if (e && !e->have_attr) {
+		e->attr = *out;
+		e->have_attr = true;
+	}
+	ino_unlock(mc->ino);
+	if (h->overlay)
+		h->overlay(h->arg, out);
+	return 0;
+}
+
+int
+mcache_dir(struct mcache *mc, const struct fid *fid, struct vc_dir **out)
+{
+	struct proto_attr a;
+	struct ino_ent *e;
+	struct vc_dir *d = NULL;
+	int rc;
+
+	*out = NULL;
+	rc = mcache_attr(mc, fid, &a);
+	if (rc < 0)
+		return rc;
+	if (a.type != PROTO_T_DIR)
+		return -ENOTDIR;
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, fid);
+	if (e && e->dir && e->dir->dv == a.dv)
+		d = vc_dir_get(e->dir);
+	ino_unlock(mc->ino);
+	if (d) {
+		*out = d;
+		return 0;
+	}
+	rc = vc_get_dir(mc->vc, fid, &d);
+	if (rc < 0)
+		return rc;
+	if (d->dv != a.dv) {
+		vc_dir_put(d);
+		return -ENOENT;
+	}
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, fid);
+	if (e && (!e->dir || e->dir->dv != d->dv)) {
+		vc_dir_put(e->dir);
+		e->dir = vc_dir_get(d);
+	}
+	ino_unlock(mc->ino);
+	*out = d;
+	return 0;
+}
+
+/* --- dropping --- */
+
+void
+mcache_drop_file(struct mcache *mc, const struct fid *fid)
+{
+	struct ino_ent *e;
+	uint64_t ino = 0;
+
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, fid);
+	if (e) {
+		e->have_attr = false;
+		e->opened = false; /* no keep_cache at the next open */
+		ino = e->ino;
+	}
+	ino_unlock(mc->ino);
+	vc_del_attr(mc->vc, fid);
+	mcache_inval_inode(mc, ino, 0, 0);
+}
+
+void
+mcache_drop_attr(struct mcache *mc, const struct fid *fid)
+{
+	struct ino_ent *e;
+
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, fid);
+	if (e)
+		e->have_attr = false;
+	ino_unlock(mc->ino);
+	vc_del_attr(mc->vc, fid);
+}
+
+/* Forget every cached record of @fid (fs flushmeta, flushall). */
+void
+mcache_forget(struct mcache *mc, const struct fid *fid)
+{
+	struct ino_ent *e;
+	struct vc_dir *old = NULL;
+
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, fid);
+	if (e) {
+		e->have_attr = false;
+		old = e->dir;
+		e->dir = NULL;
+	}
+	ino_unlock(mc->ino);
+	vc_dir_put(old);
+	vc_forget(mc->vc, fid);
+}
+
+void
+mcache_gone(struct mcache *mc, const struct fid *fid)
+{
+	struct ino_ent *e;
+	struct vc_dir *old = NULL;
+	uint64_t ino = 0;
+
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, fid);
+	if (e) {
+		ino = e->ino;
+		e->have_attr = false;
+		old = e->dir;
+		e->dir = NULL;
+	}
+	ino_unlock(mc->ino);
+	vc_dir_put(old);
+	vc_forget(mc->vc, fid);
+	/* A file open here keeps its chunks (unlinked while open, or
+	 * written): wb.c drops them when the last handle goes. */
+	if (!mc->hooks.active || !mc->hooks.active(mc->hooks.arg, fid))
+		cs_invalidate(mc->cs, fid->vol, fid->oid, UINT64_MAX);
+	mcache_inval_inode(mc, ino, 0, 0);
+}
+
+/* --- applying news --- */
+
+static bool
+same_attr(const struct proto_attr *a, const struct proto_attr *b)
+{
+	return a->type == b->type && a->mode == b->mode && a->uid == b->uid &&
+	       a->gid == b->gid && a->size == b->size && a->nlink == b->nlink &&
+	       a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns &&
+	       a->atime_ns == b->atime_ns;
+}
+
+bool
+mcache_apply(struct mcache *mc, const struct proto_attr *a, bool store,
+	     bool from_listing)
+{
+	struct proto_attr old;
+	struct ino_ent *e;
+	bool have_old = false, refetch = false;
+	uint64_t ino = 0;
+
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, &a->fid);
+	if (e) {
+		ino = e->ino;
+		if (e->have_attr) {
+			old = e->attr;
+			have_old = true;
+		}
+		e->attr = *a;
+		e->have_attr = true;
+	}
+	ino_unlock(mc->ino);
+	if (!have_old)
+		have_old = vc_get_attr(mc->vc, &a->fid, &old) == 0;
+	if (store)
+		vc_put_attr(mc->vc, a);
+	if (!have_old)
+		return false;
+	if (old.dv != a->dv || old.type != a->type) {
+		if (a->type == PROTO_T_FILE)
+			cs_invalidate(mc->cs, a->fid.vol, a->fid.oid, a->dv);
+		refetch = a->type == PROTO_T_DIR && ino && !from_listing;
+		mcache_inval_inode(mc, ino, 0, 0);
+		/* Also when no event said so (bulk revalidation). */
+		if (mc->hooks.dv_changed)
+			mc->hooks.dv_changed(mc->hooks.arg, a);
+	} else if (!same_attr(&old, a)) {
+		mcache_inval_inode(mc, ino, -1, 0);
+	}
+	if (old.ctime_ns != a->ctime_ns)
+		vc_del_xattrs(mc->vc, &a->fid);
+	return refetch;
+}
+
+/* Tell the kernel which names of directory @ino changed between @old and
+ * @new (both sorted by name through byname). */
+static void
+diff_entries(struct mcache *mc, uint64_t ino, const struct vc_dir *old,
+	     const struct vc_dir *nw)
+{
+	size_t i = 0, j = 0;
+
+	while (i < old->n || j < nw->n) {
+		const struct vc_dirent *a =
+			i < old->n ? &old->ents[old->byname[i]] : NULL;
+		const struct vc_dirent *b =
+			j < nw->n ? &nw->ents[nw->byname[j]] : NULL;
+		int c;
+
+		if (!a)
+			c = 1;
+		else if (!b)
+			c = -1;
+		else {
+			size_t l = a->namelen < b->namelen ? a->namelen
+							   : b->namelen;
+
+			c = memcmp(a->name, b->name, l);
+			if (!c)
+				c = (int)a->namelen - (int)b->namelen;
+		}
+		if (c < 0) {
+			mcache_inval_entry(mc, ino, a->name, a->namelen);
+			i++;
+		} else if (c > 0) {
+			mcache_inval_entry(mc, ino, b->name, b->namelen);
+			j++;
+		} else {
+			if (!fid_eq(&a->fid, &b->fid))
+				mcache_inval_entry(mc, ino, a->name,
+						   a->namelen);
+			i++;
+			j++;
+		}
+	}
+}
+
+void
+mcache_put_listing(struct mcache *mc, const struct proto_dir *pd,
+		   struct vc_dir *nw)
+{
+	struct vc_dir *old = NULL;
+	struct ino_ent *e;
+	uint64_t ino = 0;
+	int rc;
+
+	rc = vc_put_dir(mc->vc, pd);
+	if (rc < 0)
+		log_warn(LOG_META, "cannot store listing: %s", strerror(-rc));
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, &pd->dir.fid);
+	if (e) {
+		ino = e->ino;
+		old = e->dir;
+		e->dir = vc_dir_get(nw);
+	}
+	ino_unlock(mc->ino);
+	if (ino && old && old->dv != nw->dv) {
+		diff_entries(mc, ino, old, nw);
+		mcache_inval_inode(mc, ino, 0, 0);
+	}
+	vc_dir_put(old);
+}
+
+/* --- our own changes (mut.c) --- */
+
+void
+mcache_local_attr(struct mcache *mc, const struct proto_attr *a)
+{
+	mcache_apply(mc, a, true, true);
+}
+
+/* Store @a as the cached attributes and tell the kernel; with
+ * @pages_current the kernel's pages are @a's data (our own store). */
+static void
+install_attr(struct mcache *mc, const struct proto_attr *a, bool pages_current)
+{
+	struct ino_ent *e;
+	uint64_t ino = 0;
+
+	vc_put_attr(mc->vc, a);
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, &a->fid);
+	if (e) {
+		ino = e->ino;
+		e->attr = *a;
+		e->have_attr = true;
+		if (pages_current)
+			e->open_dv = a->dv;
+	}
+	ino_unlock(mc->ino);
+	mcache_inval_inode(mc, ino, -1, 0);
+}
+
+void
+mcache_stored_attr(struct mcache *mc, const struct proto_attr *a)
+{
+	install_attr(mc, a, true);
+}
+
+/* A directory's new attributes @a and its edited listing @nw (our
+ * reference, given up) become the cached ones. */
+static void
+install_dir(struct mcache *mc, const struct proto_attr *a, struct vc_dir *nw)
+{
+	struct vc_dir *prev = NULL;
+	struct ino_ent *e;
+
+	vc_put_attr(mc->vc, a);
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, &a->fid);
+	if (e) {
+		e->attr = *a;
+		e->have_attr = true;
+		prev = e->dir;
+		e->dir = vc_dir_get(nw);
+	}
+	ino_unlock(mc->ino);
+	vc_dir_put(prev);
+	vc_dir_put(nw);
+}
+
+bool
+mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
+		 const char *del, const char *add,
+		 const struct proto_attr *add_attr)
+{
+	struct vc_dir *old = NULL, *nw = NULL;
+	struct ino_ent *e;
+	int rc;
+
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, &dir_after->fid);
+	if (e && e->dir && e->dir->dv + 1 == dir_after->dv)
+		old = vc_dir_get(e->dir);
+	ino_unlock(mc->ino);
+	if (!old && vc_get_dir(mc->vc, &dir_after->fid, &old) == 0 &&
+	    old->dv + 1 != dir_after->dv) {
+		vc_dir_put(old);
+		old = NULL;
+	}
+	if (!old) {
+		/* Another change came between: the listing we hold (if any)
+		 * is not the one the server edited. Fetch it again. */
+		return mcache_apply(mc, dir_after, true, false);
+	}
+	rc = vc_dir_edit(mc->vc, old, dir_after, del, add, add_attr, &nw);
+	vc_dir_put(old);
+	if (rc < 0) {
+		log_warn(LOG_META, "cannot update a cached listing: %s",
+			 strerror(-rc));
+		vc_del_dir(mc->vc, &dir_after->fid);
+		return mcache_apply(mc, dir_after, true, false);
+	}
+	install_dir(mc, dir_after, nw);
+	return false;
+}
+
+/* --- disconnected edits --- */
+
+uint64_t
+mcache_local_dv(void)
+{
+	static _Atomic uint64_t next;
+	uint64_t v = atomic_load(&next);
+
+	if (!v) {
+		/* Unique across restarts: milliseconds since the epoch. */
+		uint64_t seed = CM_DV_LOCAL |
+				((uint64_t)util_wall_ns() / 1000000) << 16;
+
+		atomic_compare_exchange_strong(&next, &v, seed);
+	}
+	return atomic_fetch_add(&next, 1) | CM_DV_LOCAL;
+}
+
+void
+mcache_offline_attr(struct mcache *mc, const struct proto_attr *a)
+{
+	install_attr(mc, a, false);
+}
+
+int
+mcache_offline_dir(struct mcache *mc, const struct fid *dir, const char *del,
+		   const char *add, const struct proto_attr *add_attr,
+		   int nlink_delta, struct proto_attr *dir_after)
+{
+	struct vc_dir *old = NULL, *nw = NULL;
+	struct proto_attr a;
+	int rc;
+
+	rc = mcache_dir(mc, dir, &old);
+	if (rc < 0)
+		return rc;
+	rc = mcache_attr(mc, dir, &a);
+	if (rc < 0) {
+		vc_dir_put(old);
+		return rc;
+	}
+	a.dv = mcache_local_dv();
+	a.mtime_ns = a.ctime_ns = util_wall_ns();
+	if (nlink_delta < 0 && a.nlink > 2)
+		a.nlink--;
+	else if (nlink_delta > 0)
+		a.nlink++;
+	rc = vc_dir_edit(mc->vc, old, &a, del, add, add_attr, &nw);
+	vc_dir_put(old);
+	if (rc < 0)
+		return rc;
+	install_dir(mc, &a, nw);
+	*dir_after = a;
+	return 0;
+}
+
+int
+mcache_offline_newdir(struct mcache *mc, const struct proto_attr *a)
+{
+	struct proto_dir d;
+
+	memset(&d, 0, sizeof(d));
+	d.dir = *a;
+	return vc_put_dir(mc->vc, &d);
+}

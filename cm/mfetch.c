@@ -1,0 +1,943 @@
+/*
+ * mfetch.c - metadata fetches for cairnd (mfetch.h): shared wants, POST
+ * getattr batches, paged listings, symlink targets and xattrs, events and
+ * bulk revalidation, all applied to the cached metadata through mcache.h.
+ *
+ * Everything here runs on the loop thread, so the table of outstanding
+ * wants needs no lock. It never replies to FUSE: a parked request gives a
+ * callback, and the FUSE front retries the request from the cache when
+ * the callback says the data is there.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <sys/queue.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "chunkstore/cs.h"
+#include "cm/cm.h"
+#include "cm/http.h"
+#include "cm/inode.h"
+#include "cm/loop.h"
+#include "cm/mcache.h"
+#include "cm/mfetch.h"
+#include "cm/stats.h"
+#include "cm/vc.h"
+#include "common/log.h"
+#include "common/util.h"
+
+enum mfetch_kind { MK_ATTR, MK_DIR, MK_LINK, MK_XATTR };
+
+struct mfetch_waiter {
+	mfetch_cb cb;
+	void *arg;
+	SLIST_ENTRY(mfetch_waiter) link;
+};
+SLIST_HEAD(mfetch_waiters, mfetch_waiter);
+
+struct mfetch_op {
+	TAILQ_ENTRY(mfetch_op) link;
+	enum mfetch_kind kind;
+	struct fid fid;
+	bool sent;
+	struct mfetch_waiters waiters; /* newest first */
+};
+TAILQ_HEAD(mfetch_opq, mfetch_op);
+
+#define MF_RING 1024
+#define MF_OWN	64 /* our own recent changes, for event_apply() */
+
+struct mfetch {
+	struct mfetch_opq ops; /* every op not yet completed */
+	/* The FIDs of the last MF_RING events, so a reply that left the
+	 * server before an event about its object is not trusted. */
+	uint64_t gen; /* events applied so far */
+	struct {
+		struct fid fid;
+		uint64_t gen;
+	} ring[MF_RING];
+	/* Our last MF_OWN changes (mfetch_own_change()): an attr event
+	 * about one of these FIDs with a seq up to the one noted was ours,
+	 * and the op's reply already gave us its result. */
+	struct {
+		struct fid fid;
+		uint64_t seq;
+	} own[MF_OWN];
+	unsigned own_next;
+	size_t attr_unsent;	/* MK_ATTR ops waiting for a batch */
+	struct event *flush_ev; /* sends the attr batch */
+	bool shutting;
+
+	struct cm_loop *loop;
+	struct http_client *http;
+	struct mcache *mc;
+	struct ino_table *ino;
+	struct vc *vc;
+	struct cs_store *cs;
+	struct cm_stats *st;
+	atomic_int *online;
+	char *volume;
+	char *server;
+	unsigned timeout_ms;
+	struct mfetch_hooks hooks;
+};
+
+/* A POST getattr in flight: the ops (or, for revalidation, bare FIDs). */
+struct attr_batch {
+	struct mfetch *mf;
+	uint64_t gen; /* mf->gen when sent */
+	size_t n;
+	struct mfetch_op **ops; /* NULL for a revalidation batch */
+	struct fid *fids;
+};
+
+/* --- small helpers --- */
+
+/* A fresh attribute: into the cache, and a listing the cache says is due
+ * (mcache_apply()) fetched. */
+static void
+apply_attr(struct mfetch *mf, const struct proto_attr *a, bool store,
+	   bool from_listing)
+{
+	if (mcache_apply(mf->mc, a, store, from_listing))
+		mfetch_want_dir(mf, &a->fid, NULL, NULL);
+}
+
+/* Did an event about @fid arrive after generation @since? */
+static bool
+changed_since(struct mfetch *m, const struct fid *fid, uint64_t since)
+{
+	if (m->gen - since >= MF_RING)
+		return true; /* too many to tell: assume so */
+	for (uint64_t g = since + 1; g <= m->gen; g++)
+		if (fid_eq(&m->ring[g % MF_RING].fid, fid))
+			return true;
+	return false;
+}
+
+static int
+mkpath(struct mfetch *mf, char *buf, size_t len, const char *what,
+       const struct fid *fid)
+{
+	char fs[FID_STRLEN];
+	int n;
+
+	if (fid)
+		n = snprintf(buf, len, "/v1/vol/%s/%s/%s", mf->volume, what,
+			     fid_fmt(fid, fs));
+	else
+		n = snprintf(buf, len, "/v1/vol/%s/%s", mf->volume, what);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static void
+op_complete(struct mfetch *mf, struct mfetch_op *op, int err)
+{
+	struct mfetch_waiters ws = op->waiters;
+	struct mfetch_waiter *w;
+
+	TAILQ_REMOVE(&mf->ops, op, link);
+	free(op);
+	while ((w = SLIST_FIRST(&ws))) {
+		SLIST_REMOVE_HEAD(&ws, link);
+		if (w->cb)
+			w->cb(w->arg, err);
+		free(w);
+	}
+}
+
+static struct mfetch_op *
+op_find(struct mfetch *m, enum mfetch_kind kind, const struct fid *fid)
+{
+	struct mfetch_op *op;
+
+	TAILQ_FOREACH (op, &m->ops, link)
+		if (op->kind == kind && fid_eq(&op->fid, fid))
+			return op;
+	return NULL;
+}
+
+/* Find or create the op for (@kind, @fid) and add a waiter. @return the op
+ * and *fresh = true if it is new (the caller must start it), or NULL after
+ * calling @cb with -ENOMEM. */
+static struct mfetch_op *
+op_join(struct mfetch *mf, enum mfetch_kind kind, const struct fid *fid,
+	mfetch_cb cb, void *arg, bool *fresh)
+{
+	struct mfetch_op *op;
+	struct mfetch_waiter *w;
+
+	*fresh = false;
+	if (!mf || mf->shutting) {
+		if (cb)
+			cb(arg, -ECANCELED);
+		return NULL;
+	}
+	w = calloc(1, sizeof(*w));
+	op = op_find(mf, kind, fid);
+	if (!op) {
+		op = calloc(1, sizeof(*op));
+		if (op) {
+			op->kind = kind;
+			op->fid = *fid;
+			TAILQ_INSERT_TAIL(&mf->ops, op, link);
+			*fresh = true;
+		}
+	}
+	if (!op || !w) {
+		if (op && *fresh) {
+			TAILQ_REMOVE(&mf->ops, op, link);
+			free(op);
+		}
+		free(w);
+		if (cb)
+			cb(arg, -ENOMEM);
+		return NULL;
+	}
+	w->cb = cb;
+	w->arg = arg;
+	SLIST_INSERT_HEAD(&op->waiters, w, link);
+	return op;
+}
+
+static void
+note_net(struct mfetch *mf, int err)
+{
+	int was = atomic_exchange(mf->online, err == 0);
+
+	if (was && err)
+		log_warn(LOG_META, "server '%s' unreachable: %s", mf->server,
+			 strerror(-err));
+	else if (!was && !err)
+		log_info(LOG_META, "server '%s' reachable again", mf->server);
+}
+
+/* The errno a finished request stands for; tracks reachability. */
+static int
+result_errno(struct mfetch *mf, const struct http_result *res)
+{
+	if (res->err) {
+		if (res->err != -ECANCELED)
+			note_net(mf, res->err);
+		return res->err == -ECANCELED ? -ECANCELED : -EIO;
+	}
+	note_net(mf, 0);
+	return cm_http_errno(0, res->status, res->body, res->body_len);
+}
+
+static struct http_req *
+submit(struct mfetch *mf, const char *method, const char *path,
+       const void *body, size_t blen, http_done_fn done, void *arg)
+{
+	struct http_request r = {
+		.method = method,
+		.path = path,
+		.body = body,
+		.body_len = blen,
+		.timeout_ms = mf->timeout_ms,
+		.on_done = done,
+		.arg = arg,
+	};
+
+	return http_submit(mf->http, &r);
+}
+
+/* --- attributes: batches of POST getattr --- */
+
+static void attr_done(void *arg, const struct http_result *res);
+
+static int
+send_attr_batch(struct mfetch *mf, struct attr_batch *b)
+{
+	char path[128];
+	char *body;
+	size_t blen;
+	int rc;
+
+	rc = mkpath(mf, path, sizeof(path), "getattr", NULL);
+	if (rc < 0)
+		return rc;
+	b->gen = mf->gen;
+	body = proto_getattr_req_encode(b->fids, b->n, &blen);
+	if (!body)
+		return -errno;
+	CM_STAT_INC(mf->st, getattr_reqs);
+	CM_STAT_ADD(mf->st, getattr_fids, b->n);
+	if (!submit(mf, "POST", path, body, blen, attr_done, b))
+		rc = -errno;
+	free(body);
+	return rc;
+}
+
+static void
+batch_free(struct attr_batch *b)
+{
+	if (!b)
+		return;
+	free(b->ops);
+	free(b->fids);
+	free(b);
+}
+
+static struct attr_batch *
+batch_new(struct mfetch *mf, size_t n, bool with_ops)
+{
+	struct attr_batch *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->mf = mf;
+	b->fids = calloc(n ? n : 1, sizeof(*b->fids));
+	if (with_ops)
+		b->ops = calloc(n ? n : 1, sizeof(*b->ops));
+	if (!b->fids || (with_ops && !b->ops)) {
+		batch_free(b);
+		return NULL;
+	}
+	return b;
+}
+
+static void
+flush_attrs(evutil_socket_t fd, short what, void *arg)
+{
+	struct mfetch *mf = arg;
+	struct mfetch_op *op, *nx;
+	struct attr_batch *b;
+	size_t n;
+	int rc;
+
+	(void)fd;
+	(void)what;
+	while (mf->attr_unsent > 0) {
+		n = mf->attr_unsent < PROTO_GETATTR_MAX ? mf->attr_unsent
+							: PROTO_GETATTR_MAX;
+		b = batch_new(mf, n, true);
+		if (!b)
+			rc = -ENOMEM;
+		TAILQ_FOREACH (op, &mf->ops, link) {
+			if (!b || b->n == n)
+				break;
+			if (op->kind != MK_ATTR || op->sent)
+				continue;
+			op->sent = true;
+			b->ops[b->n] = op;
+			b->fids[b->n++] = op->fid;
+		}
+		if (!b)
+			break;
+		mf->attr_unsent -= b->n;
+		rc = send_attr_batch(mf, b);
+		if (rc < 0) {
+			log_err(LOG_META, "cannot send getattr: %s",
+				strerror(-rc));
+			for (size_t i = 0; i < b->n; i++)
+				op_complete(mf, b->ops[i], rc);
+			batch_free(b);
+		}
+	}
+	if (mf->attr_unsent > 0) {
+		/* Out of memory: fail what is left rather than hang it. */
+		for (op = TAILQ_FIRST(&mf->ops); op; op = nx) {
+			nx = TAILQ_NEXT(op, link);
+			if (op->kind == MK_ATTR && !op->sent)
+				op_complete(mf, op, -ENOMEM);
+		}
+		mf->attr_unsent = 0;
+	}
+}
+
+void
+mfetch_want_attr(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
+		 void *arg)
+{
+	bool fresh;
+	struct mfetch_op *op = op_join(mf, MK_ATTR, fid, cb, arg, &fresh);
+
+	if (!op || !fresh)
+		return;
+	mf->attr_unsent++;
+	/* Batch everything wanted in this loop iteration into one POST. */
+	event_active(mf->flush_ev, EV_TIMEOUT, 0);
+}
+
+static void
+attr_done(void *arg, const struct http_result *res)
+{
+	struct attr_batch *b = arg;
+	struct mfetch *mf = b->mf;
+	struct proto_attr *attrs = NULL;
+	int *errs = NULL;
+	size_t n = 0;
+	int rc;
+
+	rc = result_errno(mf, res);
+	if (rc == 0) {
+		rc = proto_attrs_decode(res->body, res->body_len, &attrs, &errs,
+					&n);
+		if (rc == 0 && n != b->n)
+			rc = -EINVAL;
+		if (rc < 0) {
+			log_err(LOG_META, "bad getattr reply: %s",
+				strerror(-rc));
+			rc = -EIO;
+		}
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		int err = rc;
+
+		if (rc == 0 && !fid_eq(&attrs[i].fid, &b->fids[i]))
+			err = -EIO;
+		else if (rc == 0 && errs[i])
+			err = -errs[i];
+		if (rc == 0 && changed_since(mf, &b->fids[i], b->gen)) {
+			/* Older than an event about it: ask again, and let
+			 * the waiters retry (they join the new request). */
+			mfetch_want_attr(mf, &b->fids[i], NULL, NULL);
+		} else if (rc == 0 && err == 0) {
+			apply_attr(mf, &attrs[i], true, false);
+		} else if (rc == 0 && err == -ENOENT) {
+			mcache_gone(mf->mc, &b->fids[i]);
+		}
+		if (b->ops)
+			op_complete(mf, b->ops[i], err);
+	}
+	free(attrs);
+	free(errs);
+	batch_free(b);
+}
+
+/* --- directories --- */
+
+/* A listing being fetched, one page after the other (protocol version 2;
+ * a version 1 server answers the first request with everything). */
+struct dir_req {
+	struct mfetch *mf;
+	struct mfetch_op *op;
+	uint64_t gen;
+	struct proto_dir acc;	     /* the pages so far */
+	bool have;		     /* acc holds the first page */
+	bool whole;		     /* ask for everything at once */
+	int restarts;		     /* the directory changed mid-way */
+	char next[PROTO_CURSOR_MAX]; /* the page to ask for, "" = first */
+};
+
+/* Pages of one listing must all come from one DV of the directory; when
+ * it changes mid-way we start over. After DIR_RESTARTS of those, the last
+ * try asks for the whole listing in one reply (the server reads it in one
+ * hold of its lock), so a directory that changes faster than it can be
+ * paged through still lists, within the 64 MiB of one reply. */
+#define DIR_RESTARTS 8
+
+static void dir_done(void *arg, const struct http_result *res);
+
+/* Ask for the page dr->next names (the first one if ""). @return 0 or
+ * -errno. */
+static int
+dir_send(struct dir_req *dr)
+{
+	struct mfetch *mf = dr->mf;
+	char path[192 + PROTO_CURSOR_MAX];
+	size_t n;
+	int rc = mkpath(mf, path, sizeof(path) - PROTO_CURSOR_MAX - 32, "dir",
+			&dr->op->fid);
+
+	if (rc)
+		return rc;
+	n = strlen(path);
+	if (!dr->whole)
+		snprintf(path + n, sizeof(path) - n, "?limit=%u%s%s",
+			 PROTO_DIR_PAGE_MAX, dr->next[0] ? "&cursor=" : "",
+			 dr->next);
+	if (!submit(mf, "GET", path, NULL, 0, dir_done, dr))
+		return errno ? -errno : -ENOMEM;
+	return 0;
+}
+
+/* Forget the pages so far and ask for the first one again. */
+static int
+dir_restart(struct dir_req *dr)
+{
+	proto_dir_release(&dr->acc);
+	dr->have = false;
+	dr->next[0] = 0;
+	dr->gen = dr->mf->gen;
+	dr->whole = ++dr->restarts >= DIR_RESTARTS;
+	log_debug(LOG_META, "directory changed while listed: starting over");
+	return dir_send(dr);
+}
+
+/* Turn the result of asking for another page into dir_page()'s. */
+static int
+asked(int rc)
+{
+	return rc < 0 ? rc : 1;
+}
+
+/* One page arrived: add it to dr->acc. @return 1 when another page was
+ * asked for (dr lives on), 0 when dr->acc is the whole listing, -errno. */
+static int
+dir_page(struct dir_req *dr, const struct http_result *res)
+{
+	struct mfetch *mf = dr->mf;
+	struct proto_dir page;
+	int rc = result_errno(mf, res);
+
+	if (rc == -ESTALE && dr->have && !dr->whole) {
+		/* Our cursor is for a DV the directory has left. */
+		return asked(dir_restart(dr));
+	}
+	if (rc)
+		return rc;
+	rc = proto_dir_page_decode(res->body, res->body_len, !dr->have, &page,
+				   dr->next);
+	if (rc == 0 && !fid_eq(&page.dir.fid, &dr->op->fid)) {
+		proto_dir_release(&page);
+		rc = -EINVAL;
+	}
+	if (rc == 0 && dr->have && page.dir.dv != dr->acc.dir.dv) {
+		proto_dir_release(&page);
+		if (!dr->whole)
+			return asked(dir_restart(dr));
+		rc = -EIO;
+	} else if (rc == 0 && dr->have) {
+		rc = proto_dir_append(&dr->acc, &page);
+	} else if (rc == 0) {
+		dr->acc = page;
+		dr->have = true;
+	}
+	if (rc == 0 && dr->next[0])
+		return asked(dir_send(dr));
+	/* Each page was checked alone; a name on two pages is caught
+	 * here. */
+	if (rc == 0)
+		rc = proto_dir_check_names(&dr->acc);
+	if (rc < 0 && rc != -ENOMEM)
+		log_err(LOG_META, "bad directory reply: %s", strerror(-rc));
+	return rc == -ENOMEM ? rc : rc < 0 ? -EIO : 0;
+}
+
+static void
+dir_done(void *arg, const struct http_result *res)
+{
+	struct dir_req *dr = arg;
+	struct mfetch *mf = dr->mf;
+	struct proto_dir pd = {0};
+	struct vc_dir *nw = NULL;
+	struct fid fid = dr->op->fid;
+	bool refetch = false;
+	int rc;
+
+	rc = dir_page(dr, res);
+	if (rc > 0)
+		return; /* the next page is on its way */
+	pd = dr->acc;
+	memset(&dr->acc, 0, sizeof(dr->acc));
+	if (rc == 0 && changed_since(mf, &dr->op->fid, dr->gen)) {
+		/* The directory changed after this reply left the server:
+		 * fetch it again once this op is done (below). */
+		refetch = true;
+		goto out;
+	}
+	if (rc == -ENOENT)
+		mcache_gone(mf->mc, &dr->op->fid);
+	if (rc < 0)
+		goto out;
+	nw = vc_dir_from_proto(&pd);
+	if (!nw) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* Compare every entry with what we knew, so changed files lose
+	 * their stale chunks and kernel caches, then store all at once. */
+	for (size_t i = 0; i < pd.n; i++)
+		apply_attr(mf, &pd.ents[i].attr, false, true);
+	apply_attr(mf, &pd.dir, false, true);
+	mcache_put_listing(mf->mc, &pd, nw);
+	vc_dir_put(nw);
+out:
+	proto_dir_release(&pd);
+	op_complete(mf, dr->op, rc);
+	free(dr);
+	if (refetch)
+		mfetch_want_dir(mf, &fid, NULL, NULL);
+}
+
+void
+mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
+		void *arg)
+{
+	bool fresh;
+	struct mfetch_op *op = op_join(mf, MK_DIR, fid, cb, arg, &fresh);
+	struct dir_req *dr;
+	int rc = 0;
+
+	if (!op || !fresh)
+		return;
+	op->sent = true;
+	dr = calloc(1, sizeof(*dr));
+	if (!dr)
+		rc = -ENOMEM;
+	if (rc == 0) {
+		dr->mf = mf;
+		dr->op = op;
+		dr->gen = mf->gen;
+		CM_STAT_INC(mf->st, dir_fetches);
+		rc = dir_send(dr);
+	}
+	if (rc < 0) {
+		free(dr);
+		op_complete(mf, op, rc);
+	}
+}
+
+/* --- symlinks and xattrs --- */
+
+struct one_req {
+	struct mfetch *mf;
+	struct mfetch_op *op;
+	uint64_t gen;
+};
+
+static void
+link_done(void *arg, const struct http_result *res)
+{
+	struct one_req *r = arg;
+	struct mfetch *mf = r->mf;
+	char *target = NULL;
+	int rc;
+
+	rc = result_errno(mf, res);
+	if (rc == 0) {
+		rc = proto_link_decode(res->body, res->body_len, &target);
+		if (rc < 0) {
+			log_err(LOG_META, "bad readlink reply: %s",
+				strerror(-rc));
+			rc = -EIO;
+		}
+	}
+	if (rc == 0)
+		rc = vc_put_link(mf->vc, &r->op->fid, target);
+	if (rc == -ENOENT)
+		mcache_gone(mf->mc, &r->op->fid);
+	free(target);
+	op_complete(mf, r->op, rc);
+	free(r);
+}
+
+static void
+xattr_done(void *arg, const struct http_result *res)
+{
+	struct one_req *r = arg;
+	struct mfetch *mf = r->mf;
+	struct proto_xattr *x = NULL;
+	struct proto_attr a;
+	uint64_t dv;
+	size_t n = 0;
+	int rc;
+
+	rc = result_errno(mf, res);
+	if (rc == 0) {
+		rc = proto_xattrs_decode(res->body, res->body_len, &dv, &x, &n);
+		if (rc < 0) {
+			log_err(LOG_META, "bad xattr reply: %s", strerror(-rc));
+			rc = -EIO;
+		}
+	}
+	/* Stamp the set with the ctime we hold: if an attr event raced with
+	 * this fetch, the attributes are gone or newer and the stamp will not
+	 * match, so the set is refetched. */
+	if (rc == 0 && changed_since(mf, &r->op->fid, r->gen))
+		rc = -EAGAIN;
+	else if (rc == 0 && mcache_attr(mf->mc, &r->op->fid, &a) == 0)
+		rc = vc_put_xattrs(mf->vc, &r->op->fid, a.ctime_ns, x, n);
+	else if (rc == 0)
+		rc = -EAGAIN;
+	if (rc == -ENOENT)
+		mcache_gone(mf->mc, &r->op->fid);
+	proto_xattrs_free(x, n);
+	op_complete(mf, r->op, rc);
+	free(r);
+}
+
+static void
+want_one(struct mfetch *mf, enum mfetch_kind kind, const char *what,
+	 const struct fid *fid, mfetch_cb cb, void *arg, http_done_fn done)
+{
+	char path[192];
+	bool fresh;
+	struct mfetch_op *op = op_join(mf, kind, fid, cb, arg, &fresh);
+	struct one_req *r;
+	int rc;
+
+	if (!op || !fresh)
+		return;
+	op->sent = true;
+	rc = mkpath(mf, path, sizeof(path), what, fid);
+	r = calloc(1, sizeof(*r));
+	if (rc == 0 && !r)
+		rc = -ENOMEM;
+	if (rc == 0) {
+		r->mf = mf;
+		r->op = op;
+		r->gen = mf->gen;
+		if (!submit(mf, "GET", path, NULL, 0, done, r))
+			rc = -errno;
+	}
+	if (rc < 0) {
+		free(r);
+		op_complete(mf, op, rc);
+	}
+}
+
+void
+mfetch_want_link(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
+		 void *arg)
+{
+	CM_STAT_INC(mf->st, link_fetches);
+	want_one(mf, MK_LINK, "link", fid, cb, arg, link_done);
+}
+
+void
+mfetch_want_xattrs(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
+		   void *arg)
+{
+	CM_STAT_INC(mf->st, xattr_fetches);
+	want_one(mf, MK_XATTR, "xattr", fid, cb, arg, xattr_done);
+}
+
+/* --- our own changes (mut.c) --- */
+
+void
+mfetch_own_change(struct mfetch *mf, const struct fid *fid, uint64_t event_seq)
+{
+	if (!mf || !event_seq)
+		return;
+	mf->own[mf->own_next % MF_OWN].fid = *fid;
+	mf->own[mf->own_next % MF_OWN].seq = event_seq;
+	mf->own_next++;
+}
+
+void
+mfetch_dir_changed(struct mfetch *mf, const struct proto_attr *a)
+{
+	if (mf)
+		apply_attr(mf, a, true, false);
+}
+
+void
+mfetch_local_dir(struct mfetch *mf, const struct proto_attr *dir_after,
+		 const char *del, const char *add,
+		 const struct proto_attr *add_attr)
+{
+	if (mf && mcache_local_dir(mf->mc, dir_after, del, add, add_attr))
+		mfetch_want_dir(mf, &dir_after->fid, NULL, NULL);
+}
+
+/* Does a reply we applied already include event @ev? */
+static bool
+own_covers(struct mfetch *m, const struct proto_event *ev)
+{
+	for (unsigned i = 0; i < MF_OWN; i++)
+		if (m->own[i].seq && ev->seq <= m->own[i].seq &&
+		    fid_eq(&m->own[i].fid, &ev->fid))
+			return true;
+	return false;
+}
+
+static void
+event_apply(struct mfetch *mf, const struct proto_event *ev)
+{
+	struct proto_attr a;
+	uint64_t ino = 0;
+	bool have;
+	char fs[FID_STRLEN];
+
+	if (mf->hooks.defer_event && mf->hooks.defer_event(mf->hooks.arg, ev))
+		return; /* looked at again when our change is applied */
+	CM_STAT_INC(mf->st, events);
+	log_debug(LOG_META, "event %llu %s '%s' dv %llu",
+		  (unsigned long long)ev->seq, proto_ev_name(ev->kind),
+		  fid_fmt(&ev->fid, fs), (unsigned long long)ev->dv);
+	if (ev->kind == PROTO_EV_DATA || ev->kind == PROTO_EV_ATTR ||
+	    ev->kind == PROTO_EV_DIR || ev->kind == PROTO_EV_GONE) {
+		mf->gen++;
+		mf->ring[mf->gen % MF_RING].fid = ev->fid;
+		mf->ring[mf->gen % MF_RING].gen = mf->gen;
+	}
+	have = mcache_attr(mf->mc, &ev->fid, &a) == 0;
+	ino = ino_of(mf->ino, &ev->fid);
+	switch (ev->kind) {
+	case PROTO_EV_DATA:
+		if (have && a.dv == ev->dv)
+			return;
+		cs_invalidate(mf->cs, ev->fid.vol, ev->fid.oid, ev->dv);
+		mcache_drop_attr(mf->mc, &ev->fid);
+		mcache_inval_inode(mf->mc, ino, 0, 0);
+		if (ino)
+			mfetch_want_attr(mf, &ev->fid, NULL, NULL);
+		break;
+	case PROTO_EV_ATTR:
+		if (!have && !ino)
+			return;
+		/* Attr changes keep the DV, so only the seq tells our own
+		 * setattr's event (its reply is applied) from another's. */
+		if (have && own_covers(mf, ev)) {
+			CM_STAT_INC(mf->st, own_events);
+			return;
+		}
+		mcache_drop_attr(mf->mc, &ev->fid);
+		vc_del_xattrs(mf->vc, &ev->fid);
+		mcache_inval_inode(mf->mc, ino, -1, 0);
+		if (ino)
+			mfetch_want_attr(mf, &ev->fid, NULL, NULL);
+		break;
+	case PROTO_EV_DIR:
+		if (have && a.dv == ev->dv)
+			return;
+		if (ino) {
+			/* Keep serving the old listing until the new one is
+			 * here; dir_done() diffs them for the kernel. */
+			mfetch_want_dir(mf, &ev->fid, NULL, NULL);
+		} else if (have) {
+			vc_del_dir(mf->vc, &ev->fid);
+			mcache_drop_attr(mf->mc, &ev->fid);
+		}
+		break;
+	case PROTO_EV_GONE:
+		if (!have && !ino)
+			return;
+		mcache_gone(mf->mc, &ev->fid);
+		break;
+	default:
+		break;
+	}
+}
+
+void
+mfetch_event(struct mfetch *mf, const struct proto_event *ev)
+{
+	event_apply(mf, ev);
+	/* After the caches dropped what changed: pinned objects are fetched
+	 * again (pin.h). */
+	if (mf->hooks.applied_event)
+		mf->hooks.applied_event(mf->hooks.arg, ev);
+}
+
+/* --- bulk revalidation --- */
+
+struct reval {
+	struct mfetch *mf;
+	struct attr_batch *b;
+	size_t batches;
+	int err;
+};
+
+static int
+reval_send(struct reval *rv)
+{
+	int rc;
+
+	if (!rv->b || rv->b->n == 0)
+		return 0;
+	rc = send_attr_batch(rv->mf, rv->b);
+	if (rc < 0)
+		batch_free(rv->b);
+	rv->b = NULL;
+	rv->batches++;
+	return rc;
+}
+
+static int
+reval_cb(void *arg, const struct fid *fid)
+{
+	struct reval *rv = arg;
+
+	if (!rv->b) {
+		rv->b = batch_new(rv->mf, PROTO_GETATTR_MAX, false);
+		if (!rv->b)
+			return -ENOMEM;
+	}
+	rv->b->fids[rv->b->n++] = *fid;
+	if (rv->b->n == PROTO_GETATTR_MAX)
+		return reval_send(rv);
+	return 0;
+}
+
+void
+mfetch_revalidate_all(struct mfetch *mf)
+{
+	struct reval rv = {.mf = mf};
+	int rc;
+
+	CM_STAT_INC(mf->st, revalidations);
+	rc = vc_iterate_fids(mf->vc, reval_cb, &rv);
+	if (rc == 0)
+		rc = reval_send(&rv);
+	else
+		batch_free(rv.b);
+	if (rc < 0)
+		log_err(LOG_META, "cannot revalidate the cache: %s",
+			strerror(-rc));
+	else
+		log_info(LOG_META,
+			 "revalidating cached metadata (%zu getattr "
+			 "requests)",
+			 rv.batches);
+}
+
+/* --- setup --- */
+
+struct mfetch *
+mfetch_new(const struct mfetch_deps *d, const struct mfetch_hooks *hooks)
+{
+	struct mfetch *mf = calloc(1, sizeof(*mf));
+
+	if (!mf)
+		return NULL;
+	TAILQ_INIT(&mf->ops);
+	mf->loop = d->loop;
+	mf->http = d->http;
+	mf->mc = d->mc;
+	mf->ino = d->ino;
+	mf->vc = d->vc;
+	mf->cs = d->cs;
+	mf->st = d->st;
+	mf->online = d->online;
+	mf->timeout_ms = d->timeout_ms;
+	if (hooks)
+		mf->hooks = *hooks;
+	mf->volume = strdup(d->volume ? d->volume : "");
+	mf->server = strdup(d->server ? d->server : "");
+	mf->flush_ev = event_new(d->loop->base, -1, 0, flush_attrs, mf);
+	if (!mf->volume || !mf->server || !mf->flush_ev) {
+		if (mf->flush_ev)
+			event_free(mf->flush_ev);
+		free(mf->volume);
+		free(mf->server);
+		free(mf);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return mf;
+}
+
+void
+mfetch_free(struct mfetch *mf)
+{
+	struct mfetch_op *op;
+
+	if (!mf)
+		return;
+	mf->shutting = true;
+	while ((op = TAILQ_FIRST(&mf->ops)))
+		op_complete(mf, op, -ECANCELED);
+	event_free(mf->flush_ev);
+	free(mf->volume);
+	free(mf->server);
+	free(mf);
+}

@@ -1,0 +1,106 @@
+/*
+ * mfetch.h - metadata fetches of cairnd (level 3 of doc/cm.md "Levels"):
+ * the asynchronous requests that fill the cached metadata (mcache.h) on
+ * the loop thread: volume info, whole directory listings (readdirplus),
+ * bulk getattr, symlink targets, xattrs; and the one place where news
+ * about an object (an event, a bulk revalidation) turns into dropped cache
+ * entries and kernel invalidations.
+ *
+ * Layer rule: FUSE-free (libcm).
+ *
+ * Requests for the same thing are shared: one transfer per (kind, FID),
+ * and attribute requests of one loop iteration go out as one POST getattr
+ * of up to PROTO_GETATTR_MAX FIDs.
+ *
+ * Threads: loop thread only; every function accepts a NULL handle (the
+ * module is gone at shutdown): a want then completes with -ECANCELED.
+ */
+#ifndef CAIRN_CM_MFETCH_H
+#define CAIRN_CM_MFETCH_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/fid.h"
+#include "common/proto.h"
+
+struct cm_loop;
+struct cm_stats;
+struct cs_store;
+struct http_client;
+struct ino_table;
+struct mcache;
+struct vc;
+struct mfetch;
+
+/* Completion of a want: @err is 0 (the cache now holds it) or a negative
+ * errno (-ENOENT: the object is gone; -EIO, -ETIMEDOUT: no answer;
+ * -ECANCELED: shutting down). Runs on the loop thread. */
+typedef void (*mfetch_cb)(void *arg, int err);
+
+/*
+ * Upward hooks: what the op log and pins do with an event, given by
+ * daemon.c so this module includes neither. NULL-safe.
+ */
+struct mfetch_hooks {
+	/* Op log (mut): true if @ev is about an object with an op in flight
+	 * (it is held back and applied after the reply). */
+	bool (*defer_event)(void *arg, const struct proto_event *ev);
+	/* Pins: after @ev was applied to the caches. */
+	void (*applied_event)(void *arg, const struct proto_event *ev);
+	void *arg;
+};
+
+/* What mfetch_new() works with; the pointers must outlive the module. */
+struct mfetch_deps {
+	struct cm_loop *loop; /* its base */
+	struct http_client *http;
+	struct mcache *mc; /* what the fetches fill */
+	struct ino_table *ino;
+	struct vc *vc;
+	struct cs_store *cs;
+	struct cm_stats *st;
+	atomic_int *online;  /* set to whether the server answered */
+	const char *volume;  /* volume name, for the URLs */
+	const char *server;  /* for log lines */
+	unsigned timeout_ms; /* per request */
+};
+
+/* Loop thread: set up / tear down (pending wants get -ECANCELED).
+ * @hooks (may be NULL) is copied. @return the handle or NULL + errno. */
+struct mfetch *mfetch_new(const struct mfetch_deps *deps,
+			  const struct mfetch_hooks *hooks);
+void mfetch_free(struct mfetch *mf);
+
+/* Loop thread: fetch into the caches, then call @cb (may be NULL). */
+void mfetch_want_attr(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
+		      void *arg);
+void mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
+		     void *arg);
+void mfetch_want_link(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
+		      void *arg);
+void mfetch_want_xattrs(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
+			void *arg);
+
+/* Loop thread: bulk getattr of every FID in the metadata cache, applying
+ * what changed (after a reset or a broken event stream). */
+void mfetch_revalidate_all(struct mfetch *mf);
+
+/* Loop thread: apply one event of the stream. */
+void mfetch_event(struct mfetch *mf, const struct proto_event *e);
+
+/* The reply to our change of @fid covered every event up to @event_seq
+ * (proto_op_result.event_seq): an attr event about @fid at or below it
+ * needs no refetch. Loop thread. */
+void mfetch_own_change(struct mfetch *mf, const struct fid *fid,
+		       uint64_t event_seq);
+/* A directory changed in a way no local edit describes: store @a and
+ * fetch the listing again. */
+void mfetch_dir_changed(struct mfetch *mf, const struct proto_attr *a);
+/* mcache_local_dir(), and the refetch it may ask for. */
+void mfetch_local_dir(struct mfetch *mf, const struct proto_attr *dir_after,
+		      const char *del, const char *add,
+		      const struct proto_attr *add_attr);
+
+#endif /* CAIRN_CM_MFETCH_H */

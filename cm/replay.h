@@ -1,0 +1,135 @@
+/*
+ * replay.h - disconnected operation of cairnd: logging mutations while
+ * disconnected (applied to the caches by local.h), and reintegration.
+ * The modes themselves, the network gate and the probes are conn.h's;
+ * conn.c calls up here through its hooks, which daemon.c points at
+ * replay_went_offline() and replay_reintegrate().
+ *
+ * Layer rule: FUSE-free (libcm), level 6 of doc/cm.md "Levels".
+ *
+ * Modes (conn.h): CONNECTED -> DISCONNECTED by `fs disconnect` (manual:
+ * stays until `fs reconnect`) or when the server stops answering a
+ * mutation for fetch-timeout (auto: conn.c probes and reconnects by itself
+ * when one answers). DISCONNECTED -> REINTEGRATING -> CONNECTED: the
+ * replay log is sent in order; new mutations meanwhile are logged too
+ * (they go after it).
+ *
+ * While disconnected (and reintegrating), every mutation is appended to
+ * the replay log as a PENDING record, durably (fsync), before the call
+ * returns, and applied to the caches as the server would: objects made
+ * offline and directories changed offline get local DVs (CM_DV_LOCAL), so
+ * none of it can pass for the server's; a bulk revalidation after
+ * reintegration replaces it. The network is gated: requests other than
+ * probes and the replay fail at once (offline-miss=error, the default) or
+ * are tried with the usual bound (offline-miss=wait).
+ *
+ * Reintegration replays records in seq order. A record's base DV is the
+ * server's when we went offline; once a record about an object succeeded,
+ * later records about it are based on our own change and are sent with the
+ * DV the server gave it. A refusal never loses anything: the record stays
+ * in the log as a CONFLICT (kind, the server's message, the local size and
+ * mtime), and a refused store first saves the local data as a conflict
+ * copy (NAME.conflict-HOST-YYYYMMDD-HHMMSS, conflict.h). Replay goes on with
+ * the rest. doc/replay-log.md and doc/cm.md ("Disconnected operation").
+ *
+ * Threads: replay_submit() and replay_miss_wait_ms() from any thread; the rest
+ * on the loop thread unless said.
+ */
+#ifndef CAIRN_CM_REPLAY_H
+#define CAIRN_CM_REPLAY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cm/mut.h"
+
+struct cm_loop;
+struct conn;
+struct local;
+struct mcache;
+struct mfetch;
+struct rlog;
+struct wb;
+struct replay;
+
+/* What replay_new() works with; the pointers must outlive the module
+ * (@mut, @wb, @mf until replay_stop()). */
+struct replay_deps {
+	struct cm_loop *loop;
+	struct rlog *rlog;   /* the log it appends to and replays */
+	struct conn *conn;   /* the mode */
+	struct mut *mut;     /* replayed records are sent through it */
+	struct wb *wb;	     /* stores, conflict records and copies */
+	struct local *local; /* applying an op without the server */
+	struct mcache *mc;
+	struct mfetch *mf;     /* the server's view after a refusal, and of
+				  everything once reintegrated */
+	atomic_int *online;    /* last server contact worked */
+	const char *cache_dir; /* <cache>/replay-dv */
+	uint64_t timeout_ms;   /* fetch-timeout: offline-miss=wait's default */
+};
+
+/* Before the loop starts. @return the handle or NULL + errno.
+ * replay_stop(): loop thread, at teardown, before the modules it uses go:
+ * a waiting fs reconnect hears -ESHUTDOWN; nothing new starts.
+ * replay_free(): after the FUSE threads are gone (replay_submit() reads
+ * the handle); stops first if needed. */
+struct replay *replay_new(const struct replay_deps *deps);
+void replay_stop(struct replay *rp);
+void replay_free(struct replay *rp);
+
+/* What conn's hooks (conn.h) call, through daemon.c, loop thread: now
+ * disconnected (what was replaying stops); now reintegrating (start the
+ * replay, which ends in conn_reintegrated() or a disconnection). */
+void replay_went_offline(struct replay *rp, bool manual, const char *why);
+void replay_reintegrate(struct replay *rp);
+
+/* Any thread: may a connected mutation that gets no answer disconnect
+ * (true unless stopped)? (mut's may_absorb hook) */
+bool replay_may_absorb(struct replay *rp);
+
+/* Any thread: how long a miss may wait for the reconnection: 0 unless
+ * disconnected with offline-miss=wait[:SECONDS] (default fetch-timeout). */
+uint64_t replay_miss_wait_ms(struct replay *rp);
+
+/* Disconnect (loop thread; conn_disconnect() if the module is set up).
+ * @manual: by fs disconnect (no probes). */
+void replay_disconnect(struct replay *rp, bool manual, const char *why);
+
+/* Any thread: log @op (PENDING, durable) and apply it locally; @done gets
+ * the local result on the loop thread. Same contract as mut_submit().
+ * (mut's submit_offline hook) */
+int replay_submit(struct replay *rp, const struct proto_op *op,
+		  mut_done_fn done, void *arg);
+/* Loop thread: a connected op that got no answer becomes part of the
+ * disconnected log (its record stays INFLIGHT); apply it locally and call
+ * @done with the local result. Disconnects (auto) first. (mut's absorb
+ * hook) */
+void replay_absorb(struct replay *rp, const struct proto_op *op,
+		   mut_done_fn done, void *arg);
+
+/* What fs status shows (loop thread). @return false when the module is
+ * not set up (then only @s->mode is filled). */
+struct replay_state {
+	int mode; /* enum cm_mode */
+	int64_t since_ms;
+	bool manual;
+	bool miss_wait; /* offline-miss=wait */
+	unsigned wait_s;
+	uint64_t done_recs, total_recs, done_bytes, total_bytes;
+};
+bool replay_get_state(struct replay *rp, struct replay_state *s);
+
+/* fs reconnect (loop thread): start a reintegration and call @done when
+ * it ends (err 0 with its counts) or cairnd stops (-ESHUTDOWN). @return 0
+ * (@done will be called), 1 already connected, -EBUSY a reconnect is
+ * waiting already, -EHOSTUNREACH the server did not take the log (still
+ * disconnected), -EIO no replay module. */
+typedef void (*replay_reconnected_fn)(void *arg, int err, uint64_t replayed,
+				      uint64_t refused, uint64_t conflicts);
+int replay_reconnect(struct replay *rp, replay_reconnected_fn done, void *arg);
+/* fs setpolicy offline-miss=error|wait[:SECONDS] (0: fetch-timeout). */
+void replay_set_miss_policy(struct replay *rp, bool wait, unsigned wait_s);
+
+#endif /* CAIRN_CM_REPLAY_H */

@@ -1,0 +1,66 @@
+/*
+ * stats.h - cairnd's counters (level 1 of doc/cm.md "Levels"). Relaxed
+ * atomics: any thread adds (CM_STAT_ADD), cm_stats_format_counters()
+ * reads. The daemon owns one struct cm_stats and hands each module that
+ * counts a pointer to it.
+ */
+#ifndef CAIRN_CM_STATS_H
+#define CAIRN_CM_STATS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+/* Kinds of FUSE requests, for the per-kind counters. */
+enum cm_req_kind {
+	CM_R_LOOKUP,
+	CM_R_GETATTR,
+	CM_R_READDIR,
+	CM_R_OPEN,
+	CM_R_READ,
+	CM_R_READLINK,
+	CM_R_XATTR,
+	CM_R_STATFS,
+	CM_R_OTHER,
+	CM_R_MAX
+};
+
+struct cm_stats {
+	atomic_uint_fast64_t reqs[CM_R_MAX];
+	atomic_uint_fast64_t parked;	     /* requests that had to wait */
+	atomic_uint_fast64_t chunk_hits;     /* chunk reads served from cs */
+	atomic_uint_fast64_t chunk_misses;   /* chunk reads that waited */
+	atomic_uint_fast64_t chunks_fetched; /* verified and stored */
+	atomic_uint_fast64_t bytes_fetched;
+	atomic_uint_fast64_t prefetches; /* fetches started by readahead */
+	atomic_uint_fast64_t fetch_retries;
+	atomic_uint_fast64_t fetch_errors; /* fetches given up */
+	atomic_uint_fast64_t bad_chunks;   /* checksum/length mismatches */
+	atomic_uint_fast64_t early_reads;  /* served from a verified prefix */
+	atomic_uint_fast64_t stale_chunks; /* 410 replies */
+	atomic_uint_fast64_t dir_fetches;
+	atomic_uint_fast64_t getattr_reqs; /* POST getattr requests */
+	atomic_uint_fast64_t getattr_fids;
+	atomic_uint_fast64_t link_fetches;
+	atomic_uint_fast64_t xattr_fetches;
+	atomic_uint_fast64_t events;
+	atomic_uint_fast64_t own_events; /* attr events our reply covered */
+	atomic_uint_fast64_t ev_reconnects;
+	atomic_uint_fast64_t revalidations;
+	atomic_uint_fast64_t invalidations; /* kernel notifications queued */
+	atomic_uint_fast64_t stores;	    /* data stores the server took */
+	atomic_uint_fast64_t writebacks;    /* stores started by dirty-limit */
+	atomic_uint_fast64_t conflicts;	    /* conflict copies saved */
+};
+
+/* Add @n to counter @f of @st (a struct cm_stats *). */
+#define CM_STAT_ADD(st, f, n)                                                  \
+	atomic_fetch_add_explicit(&(st)->f, (n), memory_order_relaxed)
+#define CM_STAT_INC(st, f) CM_STAT_ADD(st, f, 1)
+
+/* Append the counters as "name value\n" lines to @buf (at most @len bytes
+ * in all, NUL-terminated), starting at @off. @return the new length; a
+ * line that does not fit ends the list. Any thread. */
+size_t cm_stats_format_counters(const struct cm_stats *st, char *buf,
+				size_t len, size_t off);
+
+#endif /* CAIRN_CM_STATS_H */

@@ -1,0 +1,124 @@
+/*
+ * wb_i.h - what the files of the write-back module share: the write
+ * states (wb.c), the stores (wb_store.c) and the conflict copies
+ * (conflict.c). Not for anything outside them; wb.h is the module's face.
+ *
+ * Locking as wb.c says: wb->lock guards the table and every field of a
+ * write state; the *_locked functions are called with it held.
+ */
+#ifndef CAIRN_CM_WB_I_H
+#define CAIRN_CM_WB_I_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "cm/fidmap.h"
+#include "cm/mut.h"
+#include "cm/wb.h"
+
+#define WB_BUCKETS	  256
+#define WB_STAGE_PARALLEL 8
+
+/* Who waits for the store of a write state (wb_flush() callers), in the
+ * order they are told: the last to join first. */
+struct flush_waiter {
+	SLIST_ENTRY(flush_waiter) link;
+	wb_done_fn done;
+	void *arg;
+};
+SLIST_HEAD(flush_waiters, flush_waiter);
+
+struct wstate {
+	SLIST_ENTRY(wstate) link; /* in its bucket of wb->tab */
+	struct fid fid;
+	uint64_t base_dv, srv_size, size, zero_from;
+	int64_t mtime_ns, ctime_ns;
+	struct fid parent;
+	char *name;
+	struct proto_attr attr; /* the server's, at the first open */
+	unsigned writers;
+	unsigned writing;
+	bool dirty, storing, gone, saved;
+	bool conflicted; /* its changes went to a conflict copy */
+	bool writeback;	 /* a store above the dirty limit is queued */
+	/* Disconnected: the changes are in the replay log as a STORE record
+	 * (their chunks stay DIRTY until it is replayed). */
+	bool logged;
+	/* A logged store is being replayed with base DV replay_to standing
+	 * for replay_from (our own earlier changes moved the DV). */
+	bool replaying;
+	uint64_t replay_from, replay_to;
+	struct flush_waiters waiters; /* loop thread */
+};
+
+struct wb {
+	struct wb_deps d;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	SLIST_HEAD(wstate_list, wstate) tab[WB_BUCKETS];
+	struct tdb_context *tdb;
+	uint64_t ndirty;
+	unsigned nold; /* version-1 records found at load */
+	/* conflict.c, loop thread: FIDs whose base is in replay-base */
+	struct fidmap based;
+	bool based_loaded;
+};
+
+
+
+struct store {
+	struct wb *wb;
+	struct fid fid;
+	struct proto_op op;
+	uint64_t seq;
+	bool *dirty; /* per op.chunks[i]: send its data (else empty) */
+	size_t next; /* next chunk to stage */
+	unsigned inflight;
+	int err;
+	bool owns_state;   /* set ws->storing: clear it at the end */
+	mut_done_fn mdone; /* resend at resume: report here */
+	void *marg;
+	/* Where the data comes from: the file itself, or for a conflict
+	 * copy the refused file's chunks at its base DV (clean ones only
+	 * below src_valid_to, the refused state's zero_from). */
+	struct fid src_fid;
+	uint64_t src_dv, src_valid_to;
+	struct conflict *cf; /* set: this store writes a conflict copy */
+	bool replay;	     /* reintegration: mut_send_replay, ungated */
+};
+
+
+struct collect {
+	struct store *st;
+	uint64_t size;
+	uint64_t *chunks;
+	bool *dirty;
+	size_t n, cap;
+	int err;
+};
+
+
+/* wb.c: the table of write states (lock held). */
+struct wstate *wb_find_locked(struct wb *wb, const struct fid *f);
+void wb_unlink_free_locked(struct wb *wb, struct wstate *ws);
+void wb_save_locked(struct wb *wb, struct wstate *ws);
+void wb_forget_locked(struct wb *wb, struct wstate *ws);
+void wb_mark_clean_locked(struct wb *wb, struct wstate *ws);
+/* wb.c: drop the DIRTY chunks of @fid from the chunk store. */
+void wb_drop_chunks(struct wb *wb, const struct fid *fid);
+
+/* wb_store.c: stores. */
+void wb_store_start(struct wb *wb, const struct fid *fid, wb_done_fn done,
+		    void *arg);
+void wb_store_send(struct store *st);
+void wb_store_end(struct store *st, int err, const struct proto_op_result *r);
+void wb_store_free(struct store *st);
+int wb_collect_add(struct collect *c, uint64_t chunk, bool dirty);
+
+/* conflict.c: a store of @st was refused as stale: 0 = a conflict copy is
+ * under way and will end @st; else end @st with the error as usual. */
+int wb_conflict_start(struct store *st);
+
+#endif /* CAIRN_CM_WB_I_H */
