@@ -210,12 +210,21 @@ mcache_forget(struct mcache *mc, const struct fid *fid)
 	vc_forget(mc->vc, fid);
 }
 
+bool
+mcache_ahead(struct mcache *mc, const struct fid *fid)
+{
+	return mc && mc->hooks.ahead && mc->hooks.ahead(mc->hooks.arg, fid);
+}
+
 void
 mcache_gone(struct mcache *mc, const struct fid *fid)
 {
 	struct ino_ent *e;
 	struct vc_dir *old = NULL;
 	uint64_t ino = 0;
+
+	if (mcache_ahead(mc, fid))
+		return; /* made or changed here, not on the server yet */
 
 	ino_lock(mc->ino);
 	e = ino_find_locked(mc->ino, fid);
@@ -255,6 +264,8 @@ mcache_apply(struct mcache *mc, const struct proto_attr *a, bool store,
 	bool have_old = false, refetch = false;
 	uint64_t ino = 0;
 
+	if (mcache_ahead(mc, &a->fid) && mcache_attr(mc, &a->fid, &old) == 0)
+		return false; /* our own view stands until it is sent */
 	ino_lock(mc->ino);
 	e = ino_find_locked(mc->ino, &a->fid);
 	if (e) {
@@ -341,6 +352,14 @@ mcache_put_listing(struct mcache *mc, const struct proto_dir *pd,
 	uint64_t ino = 0;
 	int rc;
 
+	if (mcache_ahead(mc, &pd->dir.fid)) {
+		struct vc_dir *cur = NULL;
+
+		if (mcache_dir(mc, &pd->dir.fid, &cur) == 0) {
+			vc_dir_put(cur);
+			return; /* the local listing stands */
+		}
+	}
 	rc = vc_put_dir(mc->vc, pd);
 	if (rc < 0)
 		log_warn(LOG_META, "cannot store listing: %s", strerror(-rc));
@@ -392,6 +411,8 @@ install_attr(struct mcache *mc, const struct proto_attr *a, bool pages_current)
 void
 mcache_stored_attr(struct mcache *mc, const struct proto_attr *a)
 {
+	if (mcache_ahead(mc, &a->fid))
+		return;
 	install_attr(mc, a, true);
 }
 
@@ -426,6 +447,8 @@ mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
 	struct ino_ent *e;
 	int rc;
 
+	if (mcache_ahead(mc, &dir_after->fid))
+		return false;
 	ino_lock(mc->ino);
 	e = ino_find_locked(mc->ino, &dir_after->fid);
 	if (e && e->dir && e->dir->dv + 1 == dir_after->dv)

@@ -50,6 +50,9 @@ struct cm_stats {
 	atomic_uint_fast64_t stores;	    /* data stores the server took */
 	atomic_uint_fast64_t writebacks;    /* stores started by dirty-limit */
 	atomic_uint_fast64_t conflicts;	    /* conflict copies saved */
+	atomic_uint_fast64_t replay_batches; /* batch requests of a replay */
+	atomic_uint_fast64_t replay_batch_ops; /* records they carried */
+	atomic_uint_fast64_t replay_singles; /* records replayed alone */
 };
 
 /* Add @n to counter @f of @st (a struct cm_stats *). */

@@ -934,6 +934,22 @@ wb_flush(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 }
 
 /* Retag after the server stored op (loop thread, from mut_apply). */
+struct stored_rest {
+	struct wb *wb;
+	uint64_t src, dv, size;
+};
+
+static int
+stored_rest_cb(const struct cs_info *i, void *arg)
+{
+	struct stored_rest *sr = arg;
+
+	if ((i->flags & CS_F_DIRTY) && i->dv == sr->src &&
+	    i->key.chunk * (uint64_t)sr->wb->d.chunk_size < sr->size)
+		cs_mark_clean(sr->wb->d.cs, &i->key, sr->dv);
+	return 0;
+}
+
 void
 wb_stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 {
@@ -943,11 +959,29 @@ wb_stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 
 	CM_STAT_INC(wb->d.st, stores);
 	if (wb) {
+		bool later = false;
+
 		pthread_mutex_lock(&wb->lock);
 		ws = wb_find_locked(wb, &op->fid);
 		if (ws && ws->replaying && ws->replay_to == op->base_dv)
 			src = ws->replay_from;
+		/* Writeback, or writes during a reintegration: the file
+		 * changed again after this store was logged (a later record
+		 * names it, or it is dirty). Its chunks stay as they are,
+		 * DIRTY at the old DV, for the later store to send; the
+		 * write state keeps the local size. The DV map of replay.c
+		 * gives the later record this reply's DV as its base. */
+		if (ws && ws->base_dv == src &&
+		    (ws->dirty || (wb->d.rlog &&
+				   rlog_fid_find(wb->d.rlog, &op->fid,
+						 RLOG_MASK(RLOG_PENDING) |
+							 RLOG_MASK(
+								 RLOG_INFLIGHT),
+						 UINT64_MAX, NULL) == 0)))
+			later = true;
 		pthread_mutex_unlock(&wb->lock);
+		if (later)
+			return;
 	}
 	/* Only chunks sent with data hold the new DV's bytes; the others
 	 * the op names were sent empty (the range a truncate zeroed) and
@@ -960,6 +994,15 @@ wb_stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 		if (cs_lookup(wb->d.cs, &k, &info) == 0 &&
 		    (info.flags & CS_F_DIRTY) && info.dv == src)
 			cs_mark_clean(wb->d.cs, &k, a->dv);
+	}
+	/* Chunks an earlier store of the same file sent while this one was
+	 * logged already (see "later" above) are still DIRTY at @src: the
+	 * server has their bytes now too. */
+	{
+		struct stored_rest sr = {wb, src, a->dv, op->size};
+
+		cs_iterate_file(wb->d.cs, op->fid.vol, op->fid.oid,
+				stored_rest_cb, &sr);
 	}
 	if (wb) {
 		pthread_mutex_lock(&wb->lock);

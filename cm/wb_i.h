@@ -87,6 +87,10 @@ struct store {
 	uint64_t src_dv, src_valid_to;
 	struct conflict *cf; /* set: this store writes a conflict copy */
 	bool replay;	     /* reintegration: mut_send_replay, ungated */
+	/* A replayed store sent in a batch (replay.c): once staged, handed
+	 * back to staged() instead of sent; mdone hears the result. */
+	void (*staged)(void *arg, int err, mut_done_fn op_done, void *op_arg);
+	void *staged_arg;
 };
 
 
