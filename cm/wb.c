@@ -965,13 +965,13 @@ wb_stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 		ws = wb_find_locked(wb, &op->fid);
 		if (ws && ws->replaying && ws->replay_to == op->base_dv)
 			src = ws->replay_from;
-		/* Writeback, or writes during a reintegration: the file
-		 * changed again after this store was logged (a later record
-		 * names it, or it is dirty). Its chunks stay as they are,
+		/* A replayed store (writeback, or writes during a
+		 * reintegration): the file changed again after this store
+		 * was logged (a later record names it, or it is dirty). Its chunks stay as they are,
 		 * DIRTY at the old DV, for the later store to send; the
 		 * write state keeps the local size. The DV map of replay.c
 		 * gives the later record this reply's DV as its base. */
-		if (ws && ws->base_dv == src &&
+		if (ws && ws->replaying && ws->base_dv == src &&
 		    (ws->dirty || (wb->d.rlog &&
 				   rlog_fid_find(wb->d.rlog, &op->fid,
 						 RLOG_MASK(RLOG_PENDING) |
