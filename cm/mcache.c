@@ -352,6 +352,9 @@ mcache_put_listing(struct mcache *mc, const struct proto_dir *pd,
 	uint64_t ino = 0;
 	int rc;
 
+	struct proto_attr *keep = NULL;
+	size_t nkeep = 0;
+
 	if (mcache_ahead(mc, &pd->dir.fid)) {
 		struct vc_dir *cur = NULL;
 
@@ -360,9 +363,26 @@ mcache_put_listing(struct mcache *mc, const struct proto_dir *pd,
 			return; /* the local listing stands */
 		}
 	}
+	/* The listing's entries carry their attributes into the tdb; those
+	 * of entries ahead of the server (writeback) are put back after. */
+	for (size_t i = 0; mc->hooks.ahead && i < pd->n; i++) {
+		struct proto_attr *k;
+
+		if (!mcache_ahead(mc, &pd->ents[i].attr.fid))
+			continue;
+		k = realloc(keep, (nkeep + 1) * sizeof(*keep));
+		if (!k)
+			break;
+		keep = k;
+		if (mcache_attr(mc, &pd->ents[i].attr.fid, &keep[nkeep]) == 0)
+			nkeep++;
+	}
 	rc = vc_put_dir(mc->vc, pd);
 	if (rc < 0)
 		log_warn(LOG_META, "cannot store listing: %s", strerror(-rc));
+	for (size_t i = 0; i < nkeep; i++)
+		vc_put_attr(mc->vc, &keep[i]);
+	free(keep);
 	ino_lock(mc->ino);
 	e = ino_find_locked(mc->ino, &pd->dir.fid);
 	if (e) {

@@ -127,7 +127,79 @@ struct oreq {
 	struct proto_op op;
 	mut_done_fn done;
 	void *arg;
+	unsigned tries; /* fetches made for it (connected: writeback) */
+	unsigned wants; /* fetches still out */
 };
+
+#define OREQ_TRIES 3
+
+static void oreq_run(struct cm_loop *loop, struct cm_job *job);
+
+static void
+oreq_fetched(void *arg, int err)
+{
+	struct oreq *q = arg;
+
+	(void)err; /* the next try says what is still missing */
+	if (--q->wants == 0)
+		cm_post(q->rp->d.loop, &q->job);
+}
+
+/* Writeback: the caches lack what the local check needs (a listing that
+ * is not cached, or stale after a refresh from the server; attributes,
+ * xattrs). Connected, fetch it and try again, rather than the EIO of
+ * disconnected operation. @return true if fetches are on their way. */
+static bool
+oreq_fetch(struct replay *rp, struct oreq *q)
+{
+	const struct proto_op *op = &q->op;
+	struct fid child;
+	enum proto_type t;
+
+	if (q->tries >= OREQ_TRIES || !rp->d.conn ||
+	    conn_mode(rp->d.conn) != CM_CONNECTED)
+		return false;
+	q->tries++;
+	q->wants = 1; /* held until every want is issued */
+	switch (op->kind) {
+	case PROTO_OP_RENAME:
+		q->wants++;
+		mfetch_want_dir(rp->d.mf, &op->newparent, oreq_fetched, q);
+		/* fall through */
+	case PROTO_OP_CREATE:
+	case PROTO_OP_MKDIR:
+	case PROTO_OP_SYMLINK:
+	case PROTO_OP_LINK:
+	case PROTO_OP_UNLINK:
+	case PROTO_OP_RMDIR:
+		q->wants++;
+		mfetch_want_dir(rp->d.mf, &op->parent, oreq_fetched, q);
+		/* a directory removed or replaced must be known empty */
+		if (q->tries > 1 && op->name &&
+		    local_lookup_name(rp->d.local, &op->parent, op->name,
+				      &child, &t) == 0 &&
+		    t == PROTO_T_DIR) {
+			q->wants++;
+			mfetch_want_dir(rp->d.mf, &child, oreq_fetched, q);
+		}
+		if (op->kind == PROTO_OP_LINK) {
+			q->wants++;
+			mfetch_want_attr(rp->d.mf, &op->fid, oreq_fetched, q);
+		}
+		break;
+	case PROTO_OP_SETXATTR:
+	case PROTO_OP_REMOVEXATTR:
+		q->wants++;
+		mfetch_want_xattrs(rp->d.mf, &op->fid, oreq_fetched, q);
+		/* fall through */
+	default:
+		q->wants++;
+		mfetch_want_attr(rp->d.mf, &op->fid, oreq_fetched, q);
+		break;
+	}
+	oreq_fetched(q, 0);
+	return true;
+}
 
 static void
 oreq_run(struct cm_loop *loop, struct cm_job *job)
@@ -140,6 +212,8 @@ oreq_run(struct cm_loop *loop, struct cm_job *job)
 
 	rc = cm_stopping(loop) ? -EIO
 			       : local_apply(rp->d.local, &q->op, false, &r);
+	if (rc == -EIO && !cm_stopping(loop) && oreq_fetch(rp, q))
+		return; /* back here once it is fetched */
 	if (rc == 0) {
 		rc = rlog_append_ex(rp->d.rlog, &q->op, 0, &eff);
 		if (rc == 0)
@@ -435,7 +509,17 @@ refresh_touched(struct replay *rp)
 	for (size_t i = 0; i < rp->touched.cap; i++) {
 		struct fidmap_slot *sl = &rp->touched.slot[i];
 
-		if (sl->used && !replay_ahead(rp, &sl->fid))
+		struct proto_attr a;
+
+		if (!sl->used || replay_ahead(rp, &sl->fid))
+			continue;
+		/* A directory with its listing, in one step: attributes at
+		 * a new DV beside the old listing would leave it stale
+		 * (and the next local change of it waiting for a fetch). */
+		if (mcache_attr(rp->d.mc, &sl->fid, &a) == 0 &&
+		    a.type == PROTO_T_DIR)
+			mfetch_want_dir(rp->d.mf, &sl->fid, NULL, NULL);
+		else
 			mfetch_want_attr(rp->d.mf, &sl->fid, NULL, NULL);
 	}
 	fidmap_clear(&rp->touched);
