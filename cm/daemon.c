@@ -364,6 +364,13 @@ h_log_resumed(void *arg)
 	wb_resume(((struct cm *)arg)->wb);
 }
 
+static void
+h_acked(void *arg, uint64_t seq, const struct proto_op *op,
+	const struct proto_op_result *r)
+{
+	replay_acked(((struct cm *)arg)->replay, seq, op, r);
+}
+
 static bool
 h_may_absorb(void *arg)
 {
@@ -562,6 +569,7 @@ write_modules_new(struct cm *cm)
 		.file_stored = h_file_stored,
 		.resend_store = h_resend_store,
 		.log_resumed = h_log_resumed,
+		.acked = h_acked,
 		.may_absorb = h_may_absorb,
 		.absorb = h_absorb,
 		.submit_offline = h_submit_offline,

@@ -285,6 +285,8 @@ finish(struct mreq *m, int err, const struct proto_op_result *r)
 	 * goes before the reply is applied: what the caches ask of the log
 	 * then (is an object's local view ahead of the server? writeback)
 	 * must not count the change the server just took. */
+	if (m->replay && !err && r && mu->h.acked)
+		mu->h.acked(mu->h.arg, m->seq, &m->op, r);
 	if (m->seq && mu->d.rlog && !(m->replay && err)) {
 		rc = rlog_remove_flags(mu->d.rlog, m->seq, RLOG_A_NOSYNC);
 		if (rc < 0 && rc != -ENOENT)

@@ -64,6 +64,11 @@ struct mut_hooks {
 	/* replay: may an op the server does not answer disconnect? take it
 	 * into the disconnected log and apply it locally; log and apply an
 	 * op while disconnected (as replay_submit()). */
+	/* replay: a replayed record @seq (@op as sent) was acknowledged
+	 * with @r; called before the record leaves the log, so what the
+	 * replay learns from it (the DV map) is kept first. */
+	void (*acked)(void *arg, uint64_t seq, const struct proto_op *op,
+		      const struct proto_op_result *r);
 	bool (*may_absorb)(void *arg);
 	void (*absorb)(void *arg, const struct proto_op *op, mut_done_fn done,
 		       void *done_arg);

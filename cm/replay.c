@@ -404,6 +404,18 @@ map_trim(struct replay *rp)
 	}
 }
 
+void
+replay_acked(struct replay *rp, uint64_t seq, const struct proto_op *op,
+	     const struct proto_op_result *r)
+{
+	(void)seq;
+	if (!rp || rp->stopped || !r->has_attr || op->kind == PROTO_OP_UNLINK ||
+	    op->kind == PROTO_OP_RMDIR)
+		return;
+	map_set(rp, &r->attr.fid, r->attr.dv,
+		(op->base_dv & CM_DV_LOCAL) ? 0 : op->base_dv);
+}
+
 /* The base DV record @op is sent with (see the DV map above); @return
  * the DV its chunks are tagged with (the base it was logged with). */
 static uint64_t
@@ -738,10 +750,11 @@ rec_result(struct replay *rp, struct rctx *c, int err, bool has_attr,
 		rp->done_recs++;
 		rp->sent++;
 		rp->done_bytes += c->nbytes;
-		if (has_attr && c->op.kind != PROTO_OP_UNLINK &&
-		    c->op.kind != PROTO_OP_RMDIR)
-			map_set(rp, afid, adv,
-				(c->src & CM_DV_LOCAL) ? 0 : c->src);
+		/* The DV map learnt it already (replay_acked(), before
+		 * the record left the log). */
+		(void)has_attr;
+		(void)afid;
+		(void)adv;
 		touch(rp, &c->op);
 		rec_next(rp, c);
 		return;

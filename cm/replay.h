@@ -173,6 +173,12 @@ int replay_sync(struct replay *rp, const struct fid *fid,
  */
 bool replay_resume(struct replay *rp);
 
+/* mut's acked hook (loop thread): replayed record @seq, sent as @op, was
+ * acknowledged with @r: the DV map learns the DV (and <cache>/replay-dv
+ * has it) before the record leaves the log. */
+void replay_acked(struct replay *rp, uint64_t seq, const struct proto_op *op,
+		  const struct proto_op_result *r);
+
 /* mcache's ahead hook (loop thread): while changes are logged (writeback,
  * disconnected, replaying), is @fid named by a record still to send?
  * Then the server's news about it waits (mcache_ahead()). */
