@@ -440,6 +440,16 @@ subst_base(struct replay *rp, struct proto_op *op)
 	return src;
 }
 
+/* A STORE or SETATTR still based on a local DV after subst_base(): its
+ * object was never made on the server (its create was refused, or never
+ * sent). The server would say ENOENT; a local DV cannot even be sent. */
+static bool
+unsendable(const struct proto_op *op)
+{
+	return (op->kind == PROTO_OP_STORE || op->kind == PROTO_OP_SETATTR) &&
+	       (op->base_dv & CM_DV_LOCAL);
+}
+
 struct rbatch;
 
 struct rctx {
@@ -472,6 +482,8 @@ struct rbatch {
 	struct proto_op *sent; /* the ops as sent (substituted bases) */
 	size_t nstores, staged, staging;
 	int stage_err;
+	bool in_stage; /* stage_more() runs: a store staged at once (no
+			  chunks to send) must not re-enter it */
 	bool aborted; /* failed as a whole: results are ignored */
 };
 
@@ -915,6 +927,11 @@ single_next(struct replay *rp)
 		reint_lost(rp, "the replay log cannot be written");
 		return;
 	}
+	if (unsendable(&rec.op)) {
+		rlog_rec_release(&rec);
+		rec_result(rp, c, -ENOENT, false, NULL, 0);
+		return;
+	}
 	log_debug(LOG_OFF, "replaying %s (record %llu)",
 		  proto_op_name(rec.op.kind), (unsigned long long)rec.seq);
 	CM_STAT_INC(rp->d.st, replay_singles);
@@ -987,6 +1004,10 @@ batch_rec_done(void *arg, int err, const struct proto_op_result *r)
 
 	c->answered = true;
 	c->res_err = err;
+	log_debug(LOG_OFF, "record %llu (%s, base %llu): %s",
+		  (unsigned long long)c->seq, proto_op_name(c->op.kind),
+		  (unsigned long long)c->op.base_dv,
+		  err ? strerror(-err) : "done");
 	if (r && r->has_attr) {
 		c->res_attr = true;
 		c->res_fid = r->attr.fid;
@@ -1091,7 +1112,8 @@ batch_staged(void *arg, int err, mut_done_fn op_done, void *op_arg)
 		b->ops[i].done = op_done;
 		b->ops[i].arg = op_arg;
 	}
-	stage_more(b);
+	if (!b->in_stage)
+		stage_more(b);
 }
 
 #define BATCH_STAGING 8 /* stores staged at once */
@@ -1101,6 +1123,7 @@ stage_more(struct rbatch *b)
 {
 	struct replay *rp = b->rp;
 
+	b->in_stage = true;
 	for (size_t i = 0; i < b->n && b->staging < BATCH_STAGING &&
 			   !b->stage_err;
 	     i++) {
@@ -1120,7 +1143,13 @@ stage_more(struct rbatch *b)
 			b->stage_err = rc;
 			b->ops[i].done = NULL;
 		}
+		/* Stores staged at once freed a slot: look again from the
+		 * start (the claimed ones are skipped). */
+		if (b->staging < BATCH_STAGING && i + 1 == b->n &&
+		    b->staged + b->staging < b->nstores && !b->stage_err)
+			i = (size_t)-1;
 	}
+	b->in_stage = false;
 	if (b->staging == 0 && (b->staged == b->nstores || b->stage_err))
 		batch_send(b);
 }
@@ -1223,10 +1252,14 @@ batch_next(struct replay *rp)
 			defer = true;
 		if (!defer && b->n &&
 		    bytes + op_cost(&rec.op) > BATCH_BYTES) {
-			rlog_rec_release(&rec);
 			cur = rec.seq - 1;
+			rlog_rec_release(&rec);
 			break;
 		}
+		log_debug(LOG_OFF, "batch scan: record %llu %s state %d%s",
+			  (unsigned long long)rec.seq,
+			  proto_op_name(rec.op.kind), rec.state,
+			  defer ? " deferred" : "");
 		if (defer) {
 			for (size_t k = 0; k < 4; k++)
 				if (!fid_is_null(m[k]))
@@ -1237,6 +1270,23 @@ batch_next(struct replay *rp)
 			continue;
 		}
 		c = rctx_new(rp, &rec);
+		if (c && unsendable(&rec.op)) {
+			if (b->n) {
+				/* first in the next batch */
+				cur = rec.seq - 1;
+				rctx_free(c);
+				rlog_rec_release(&rec);
+				break;
+			}
+			rlog_rec_release(&rec);
+			fidmap_clear(&blocked);
+			fidmap_clear(&changed);
+			rbatch_free(b);
+			rp->after = first_deferred ? first_deferred - 1
+						   : c->seq;
+			rec_result(rp, c, -ENOENT, false, NULL, 0);
+			return;
+		}
 		if (!c || mut_op_copy(&b->sent[b->n], &rec.op) < 0) {
 			if (c)
 				rctx_free(c);
