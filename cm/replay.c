@@ -1185,9 +1185,10 @@ batch_next(struct replay *rp)
 	struct fidmap blocked = {0}, changed = {0};
 	struct rlog_rec rec;
 	struct rbatch *b;
-	uint64_t cur = rp->after, first_deferred = 0;
-	size_t scanned = 0, bytes = 0;
-	bool marked = false;
+	struct fidmap created = {0};
+	uint64_t cur = rp->after, first_deferred = 0, first_pending = 0;
+	size_t scanned = 0, bytes = 0, npend = 0;
+	bool fresh;
 	int rc;
 
 	b = calloc(1, sizeof(*b));
@@ -1205,38 +1206,19 @@ batch_next(struct replay *rp)
 	b->rp = rp;
 	while (b->n < PROTO_BATCH_MAX && scanned < BATCH_SCAN) {
 		const struct fid *m[4];
-		bool defer = false;
+		bool defer = false, compound;
 		struct rctx *c;
 
 		rc = rlog_next(rp->d.rlog, cur, LIVE, &rec);
 		if (rc < 0)
 			break;
-		if (rec.state == RLOG_PENDING) {
-			/* INFLIGHT before any byte leaves, a window of
-			 * records in one commit. A PENDING record after the
-			 * window stops the scan. */
-			if (marked ||
-			    (rc = rlog_set_inflight_run(rp->d.rlog, rec.seq,
-							BATCH_SCAN, NULL)) < 0) {
-				if (!marked)
-					log_err(LOG_OFF,
-						"cannot mark record %llu in "
-						"flight: %s",
-						(unsigned long long)rec.seq,
-						strerror(-rc));
-				rlog_rec_release(&rec);
-				if (!marked) {
-					fidmap_clear(&blocked);
-					fidmap_clear(&changed);
-					rbatch_free(b);
-					reint_lost(rp, "the replay log cannot "
-						       "be written");
-					return;
-				}
-				break;
-			}
-			marked = true;
-		}
+		/* PENDING: never sent, so no reply to it can be in the
+		 * server's opid table. They are set INFLIGHT after the scan,
+		 * in one commit, before anything is sent (appends run on
+		 * this thread too: none comes in between). */
+		fresh = rec.state == RLOG_PENDING;
+		if (fresh && !npend++)
+			first_pending = rec.seq;
 		cur = rec.seq;
 		scanned++;
 		m[0] = &rec.op.fid;
@@ -1246,7 +1228,17 @@ batch_next(struct replay *rp)
 		for (size_t k = 0; k < 4; k++)
 			if (!fid_is_null(m[k]) && fidmap_find(&blocked, m[k]))
 				defer = true;
-		if ((rec.op.kind == PROTO_OP_STORE ||
+		/* A store or setattr of a file a fresh create of this batch
+		 * makes, based on that create (a local DV): base DV 0, which
+		 * the server takes as "the DV this batch left it at", so
+		 * create, data and attributes go in one request. */
+		compound = !defer &&
+			   (rec.op.kind == PROTO_OP_STORE ||
+			    rec.op.kind == PROTO_OP_SETATTR) &&
+			   (rec.op.base_dv & CM_DV_LOCAL) &&
+			   fidmap_find(&created, &rec.op.fid);
+		if (!compound &&
+		    (rec.op.kind == PROTO_OP_STORE ||
 		     rec.op.kind == PROTO_OP_SETATTR) &&
 		    fidmap_find(&changed, &rec.op.fid))
 			defer = true;
@@ -1256,10 +1248,6 @@ batch_next(struct replay *rp)
 			rlog_rec_release(&rec);
 			break;
 		}
-		log_debug(LOG_OFF, "batch scan: record %llu %s state %d%s",
-			  (unsigned long long)rec.seq,
-			  proto_op_name(rec.op.kind), rec.state,
-			  defer ? " deferred" : "");
 		if (defer) {
 			for (size_t k = 0; k < 4; k++)
 				if (!fid_is_null(m[k]))
@@ -1270,6 +1258,8 @@ batch_next(struct replay *rp)
 			continue;
 		}
 		c = rctx_new(rp, &rec);
+		if (c && compound)
+			rec.op.base_dv = 0;
 		if (c && unsendable(&rec.op)) {
 			if (b->n) {
 				/* first in the next batch */
@@ -1281,7 +1271,16 @@ batch_next(struct replay *rp)
 			rlog_rec_release(&rec);
 			fidmap_clear(&blocked);
 			fidmap_clear(&changed);
+			fidmap_clear(&created);
 			rbatch_free(b);
+			if (npend && rlog_set_inflight_run(rp->d.rlog,
+							   first_pending, npend,
+							   NULL) < 0) {
+				rctx_free(c);
+				reint_lost(rp, "the replay log cannot be "
+					       "written");
+				return;
+			}
 			rp->after = first_deferred ? first_deferred - 1
 						   : c->seq;
 			rec_result(rp, c, -ENOENT, false, NULL, 0);
@@ -1293,6 +1292,7 @@ batch_next(struct replay *rp)
 			rlog_rec_release(&rec);
 			fidmap_clear(&blocked);
 			fidmap_clear(&changed);
+			fidmap_clear(&created);
 			rbatch_free(b);
 			reint_lost(rp, "out of memory");
 			return;
@@ -1312,11 +1312,24 @@ batch_next(struct replay *rp)
 		if (rec.op.kind != PROTO_OP_UNLINK &&
 		    rec.op.kind != PROTO_OP_RMDIR)
 			fidmap_put(&changed, &rec.op.fid, 0);
+		if (fresh && rec.op.kind == PROTO_OP_CREATE)
+			fidmap_put(&created, &rec.op.fid, 0);
 		b->n++;
 		rlog_rec_release(&rec);
 	}
 	fidmap_clear(&blocked);
 	fidmap_clear(&changed);
+	fidmap_clear(&created);
+	/* INFLIGHT before any byte leaves: the PENDING records scanned are
+	 * the first npend of the PENDING list from first_pending. */
+	if (npend && (rc = rlog_set_inflight_run(rp->d.rlog, first_pending,
+						 npend, NULL)) < 0) {
+		log_err(LOG_OFF, "cannot mark record %llu in flight: %s",
+			(unsigned long long)first_pending, strerror(-rc));
+		rbatch_free(b);
+		reint_lost(rp, "the replay log cannot be written");
+		return;
+	}
 	if (b->n == 0) {
 		rbatch_free(b);
 		if (first_deferred) {

@@ -18,7 +18,7 @@
 t_need_fuse
 t_timeout 300
 [ -x "$FS" ] || { echo "# SKIP: $FS not built"; exit 77; }
-N=${WB_FILES:-120}
+N=${WB_FILES:-300}
 OPS=$top_srcdir/tests/integration/wbops.py
 
 vold_start || exit 99
@@ -50,9 +50,9 @@ for r in 0 1 2 3; do
 	back=$(jst backlog_records)
 	# Everything is logged (60 s delay); a 10 ms delay starts the drain
 	# at the next tick of its clock (within 250 ms); kill somewhere in
-	# 0..0.79 s from now.
+	# 0..1.99 s from now (a batch commits once its stores are staged).
 	"$FS" setpolicy -m "$A" --writeback-delay 10ms >/dev/null 2>&1
-	sleep "0.$(( RANDOM % 8 ))$(( RANDOM % 10 ))"
+	sleep "$(( RANDOM % 2 )).$(( RANDOM % 10 ))$(( RANDOM % 10 ))"
 	cairnd_kill9 "$A"
 	sk=$(srv_objs)
 	mnt || exit 1
