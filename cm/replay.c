@@ -1050,6 +1050,7 @@ batch_all_done(void *arg, int err)
 	}
 	CM_STAT_INC(rp->d.st, replay_batches);
 	CM_STAT_ADD(rp->d.st, replay_batch_ops, b->n);
+	log_debug(LOG_OFF, "batch of %zu records answered", b->n);
 	batch_continue(b);
 }
 
@@ -1073,6 +1074,7 @@ batch_send(struct rbatch *b)
 			reint_lost(rp, "cannot stage the data of a store");
 		return;
 	}
+	log_debug(LOG_OFF, "batch of %zu records staged, sending", b->n);
 	rc = mut_send_replay_batch(rp->d.mut, b->ops, b->n, batch_all_done, b);
 	if (rc < 0) {
 		log_warn(LOG_OFF, "cannot send a batch of %zu records (%s): one "
