@@ -117,6 +117,12 @@ const struct fs_cmd fs_commands[] = {
 	 "offline-miss=wait[:SECONDS]:\n"
 	 "it waits for the server up to SECONDS (default: cairnd's "
 	 "fetch-timeout)."},
+	{"metrics", fs_cmd_metrics, 0, COMMON_OPTS,
+	 "print cairnd's counters in the Prometheus text format",
+	 "Cache hits and misses, bytes fetched, fetch latency, evictions,\n"
+	 "cache and dirty bytes, the replay log's backlog, the mode and FUSE\n"
+	 "requests by kind, as a scraper reads them (cairnd(8) METRICS).\n"
+	 "--json gives {\"content_type\", \"text\"}."},
 	{"sync", fs_cmd_sync, FS_F_OPTPATH | FS_F_LONG, COMMON_OPTS " [path]",
 	 "wait until the server has the changes of path, or of the mount",
 	 "In writeback mode changes are logged by cairnd and sent later; "

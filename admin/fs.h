@@ -225,6 +225,7 @@ int fs_cmd_conflicts(struct fs_ctx *ctx);
 int fs_cmd_resolve(struct fs_ctx *ctx);
 int fs_cmd_replaylog(struct fs_ctx *ctx);
 int fs_cmd_setpolicy(struct fs_ctx *ctx);
+int fs_cmd_metrics(struct fs_ctx *ctx);
 int fs_cmd_sync(struct fs_ctx *ctx);
 int fs_cmd_help(struct fs_ctx *ctx);
 int fs_cmd_version(struct fs_ctx *ctx);

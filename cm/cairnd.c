@@ -19,18 +19,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
-#include "cm/cm.h"
+#include "cm/daemon_i.h"
 #include "cm/daemon.h"
+#include "cm/events.h"
 #include "cm/fuse_ops.h"
+#include "cm/http.h"
+#include "cm/rlog.h"
+#include "cm/wb.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -46,9 +55,15 @@ static const char usage_text[] =
 	"              [--max-parallel N] [--readahead CHUNKS] [--threads N]\n"
 	"              [--dirty-limit SIZE] [--ca-file FILE] [--ctl-socket PATH]\n"
 	"              [--ctl-conns-per-uid N] [--proxy URL] [--allow-insecure-http]\n"
+	"              [--metrics-listen [ADDR:]PORT]\n"
 	"              [--write-mode sync|writeback] [--writeback-delay DURATION]\n"
 	"              [-o FUSE-OPTIONS]\n"
+	"       cairnd [options] --show-config\n"
 	"              [--help] [--version]\n"
+	"The config file (default " DEFAULT_CONFIG ") is read first,\n"
+	"then FILE.d/*.conf in name order, then the command line.\n"
+	"--show-config prints the effective settings and where each came\n"
+	"from, and exits. SIGHUP re-reads the config and the token file.\n"
 	"The token FILE must be a regular file of cairnd's user, mode 0600\n"
 	"('vos token NAME --rw -o FILE' writes it so). The mount is\n"
 	"nosuid,nodev unless -o suid,dev says otherwise.\n";
@@ -77,8 +92,10 @@ static const struct option long_opts[] = {
 	{"ctl-conns-per-uid", required_argument, NULL, 15},
 	{"proxy", required_argument, NULL, 17},
 	{"allow-insecure-http", no_argument, NULL, 16},
-	{"write-mode", required_argument, NULL, 18},
-	{"writeback-delay", required_argument, NULL, 19},
+	{"show-config", no_argument, NULL, 18},
+	{"metrics-listen", required_argument, NULL, 19},
+	{"write-mode", required_argument, NULL, 20},
+	{"writeback-delay", required_argument, NULL, 21},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},
@@ -87,6 +104,24 @@ static const struct option long_opts[] = {
 /* A setting given on the command line, applied after the config file. */
 struct kv {
 	const char *key, *value;
+};
+
+/*
+ * What the command line said, kept for the life of the process: SIGHUP
+ * loads the same config file again and puts the same command-line
+ * settings over it (the strings point into argv).
+ */
+struct cli {
+	struct kv *kv;
+	const char **skip; /* the keys of kv, NULL-terminated */
+	size_t n;
+	const char *config; /* the file to read, or NULL: none */
+	char *config_abs;   /* config made absolute (freed by cli_release) */
+	bool must;	    /* --config given: the file must exist */
+	bool show;	    /* --show-config */
+	char cwd[PATH_MAX]; /* where we started: relative paths in the
+			       settings are from here, also after the
+			       fork has moved us to / */
 };
 
 static const char *
@@ -98,25 +133,55 @@ opt_key(int c)
 	return c == 'o' ? "o" : NULL;
 }
 
-/* Parse argv. @return 0, PARSE_DONE (--help/--version printed: exit
- * EX_OK), or the sysexits(3) status of an error whose message is printed:
- * EX_USAGE for the command line, EX_CONFIG for the config file or a
- * server refused as insecure. */
+static void
+cli_release(struct cli *cl)
+{
+	free(cl->kv);
+	free(cl->skip);
+	free(cl->config_abs);
+	memset(cl, 0, sizeof(*cl));
+}
+
+/* Make the path in *@p absolute, relative to @cwd; with @real, resolve
+ * it too when it exists (as the start does for the cache and the mount
+ * point). @return 0 or -ENOMEM. */
+static int
+abs_from(const char *cwd, char **p, bool real)
+{
+	char buf[PATH_MAX], *n;
+
+	if (!*p)
+		return 0;
+	if ((*p)[0] != '/' && cwd[0]) {
+		if (asprintf(&n, "%s/%s", cwd, *p) < 0)
+			return -ENOMEM;
+		free(*p);
+		*p = n;
+	}
+	if (real && realpath(*p, buf)) {
+		if (!(n = strdup(buf)))
+			return -ENOMEM;
+		free(*p);
+		*p = n;
+	}
+	return 0;
+}
+
+/* Parse argv into @cl. @return 0, PARSE_DONE (--help/--version printed:
+ * exit EX_OK), or EX_USAGE / EX_OSERR with the message printed. */
 #define PARSE_DONE (-1)
 static int
-parse_args(int argc, char **argv, struct cm_config *cfg)
+parse_cmdline(int argc, char **argv, struct cli *cl)
 {
-	struct kv *kv = calloc((size_t)argc + 1, sizeof(*kv));
-	const char **skip = calloc((size_t)argc + 1, sizeof(*skip));
-	const char *config = NULL, *why;
-	size_t n = 0;
-	int c, chk, rc = 0, line;
 	struct stat st;
+	int c;
 
-	if (!kv || !skip) {
+	memset(cl, 0, sizeof(*cl));
+	cl->kv = calloc((size_t)argc + 1, sizeof(*cl->kv));
+	cl->skip = calloc((size_t)argc + 1, sizeof(*cl->skip));
+	if (!cl->kv || !cl->skip) {
 		fprintf(stderr, "cairnd: out of memory\n");
-		rc = EX_OSERR;
-		goto out;
+		return EX_OSERR;
 	}
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":s:v:t:c:m:fo:hV", long_opts,
@@ -124,93 +189,157 @@ parse_args(int argc, char **argv, struct cm_config *cfg)
 		switch (c) {
 		case 'h':
 			fputs(usage_text, stdout);
-			rc = PARSE_DONE;
-			goto out;
+			return PARSE_DONE;
 		case 'V':
 			printf("cairnd %s\n", PACKAGE_VERSION);
-			rc = PARSE_DONE;
-			goto out;
+			return PARSE_DONE;
 		case 3:
-			config = optarg;
+			cl->config = optarg;
+			cl->must = true;
+			break;
+		case 18:
+			cl->show = true;
 			break;
 		case 'f':
-			kv[n].key = "foreground";
-			kv[n++].value = "yes";
+			cl->kv[cl->n].key = "foreground";
+			cl->kv[cl->n++].value = "yes";
 			break;
 		case 5:
-			kv[n].key = "syslog";
-			kv[n++].value = "yes";
+			cl->kv[cl->n].key = "syslog";
+			cl->kv[cl->n++].value = "yes";
 			break;
 		case 16:
-			kv[n].key = "allow-insecure-http";
-			kv[n++].value = "yes";
+			cl->kv[cl->n].key = "allow-insecure-http";
+			cl->kv[cl->n++].value = "yes";
 			break;
 		case ':':
 			fprintf(stderr, "cairnd: option '%s' needs a value\n%s",
 				argv[optind - 1], usage_text);
-			rc = EX_USAGE;
-			goto out;
+			return EX_USAGE;
 		case '?':
 			fprintf(stderr, "cairnd: unknown option '%s'\n%s",
 				argv[optind - 1], usage_text);
-			rc = EX_USAGE;
-			goto out;
+			return EX_USAGE;
 		default:
-			kv[n].key = opt_key(c);
-			kv[n++].value = optarg;
+			cl->kv[cl->n].key = opt_key(c);
+			cl->kv[cl->n++].value = optarg;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "cairnd: unexpected argument '%s'\n%s",
 			argv[optind], usage_text);
-		rc = EX_USAGE;
-		goto out;
+		return EX_USAGE;
 	}
-	for (size_t i = 0; i < n; i++)
-		skip[i] = kv[i].key;
-	if (!config && stat(DEFAULT_CONFIG, &st) == 0)
-		config = DEFAULT_CONFIG;
-	else if (!config && stat(ETC_CONFIG, &st) == 0)
-		config = ETC_CONFIG;
-	if (config) {
-		int r = cm_config_load(cfg, config, skip, &line);
+	for (size_t i = 0; i < cl->n; i++)
+		cl->skip[i] = cl->kv[i].key;
+	if (!getcwd(cl->cwd, sizeof(cl->cwd)))
+		cl->cwd[0] = '\0';
+	/* The default file, or its drop-ins alone; the built-in path first
+	 * (a --prefix build), then /etc/cairn. */
+	if (!cl->config) {
+		if (stat(DEFAULT_CONFIG, &st) == 0 ||
+		    stat(DEFAULT_CONFIG ".d", &st) == 0)
+			cl->config = DEFAULT_CONFIG;
+		else if (stat(ETC_CONFIG, &st) == 0 ||
+			 stat(ETC_CONFIG ".d", &st) == 0)
+			cl->config = ETC_CONFIG;
+	}
+	/* SIGHUP reads it again, maybe from / after the fork. */
+	if (cl->config && cl->config[0] != '/' && cl->cwd[0]) {
+		if (asprintf(&cl->config_abs, "%s/%s", cl->cwd, cl->config) < 0) {
+			fprintf(stderr, "cairnd: out of memory\n");
+			return EX_OSERR;
+		}
+		cl->config = cl->config_abs;
+	}
+	return 0;
+}
 
+/*
+ * Build the settings from defaults, the config file and its drop-ins, and
+ * the command line, in that order. Messages go to @err (stderr at start;
+ * on SIGHUP, @reload, a memstream for the log). @return 0 or the
+ * sysexits(3) status: EX_CONFIG for the config file or a server refused
+ * as insecure, EX_USAGE for the command line or a missing setting.
+ */
+static int
+load_settings(const struct cli *cl, struct cm_config *cfg, FILE *err,
+	      bool reload)
+{
+	const char *why;
+	char where[4200];
+	int r, chk;
+
+	cm_config_init(cfg);
+	if (cl->config) {
+		r = cm_config_load(cfg, cl->config, cl->must, cl->skip, where,
+				   sizeof(where), &why);
 		if (r < 0) {
-			if (line)
-				fprintf(stderr, "cairnd: config file '%s' "
-						"line %d: bad setting\n",
-					config, line);
+			if (why)
+				fprintf(err, "cairnd: config '%s': %s\n", where,
+					why);
 			else
-				fprintf(stderr, "cairnd: cannot read config "
-						"file '%s': %s\n",
-					config, strerror(-r));
-			rc = EX_CONFIG;
-			goto out;
+				fprintf(err, "cairnd: cannot read config "
+					     "'%s': %s\n",
+					where, strerror(-r));
+			return EX_CONFIG;
 		}
 	}
-	for (size_t i = 0; i < n; i++) {
-		int r = cm_config_set(cfg, kv[i].key, kv[i].value, &why);
-
+	for (size_t i = 0; i < cl->n; i++) {
+		r = cm_config_set_from(cfg, cl->kv[i].key, cl->kv[i].value,
+				       "command line", &why);
 		if (r < 0) {
-			fprintf(stderr, "cairnd: --%s '%s': %s\n", kv[i].key,
-				kv[i].value, why ? why : strerror(-r));
-			rc = EX_USAGE;
-			goto out;
+			fprintf(err, "cairnd: --%s '%s': %s\n", cl->kv[i].key,
+				cl->kv[i].value, why ? why : strerror(-r));
+			return EX_USAGE;
 		}
+	}
+	if (cl->show)
+		return 0;
+	/* Relative file names are from where cairnd started (a reload runs
+	 * after the fork moved it to /). The cache and the mount point are
+	 * resolved as the start resolves them, so a reload compares like
+	 * with like. */
+	if (abs_from(cl->cwd, &cfg->token_file, false) ||
+	    abs_from(cl->cwd, &cfg->ca_file, false) ||
+	    abs_from(cl->cwd, &cfg->ctl_socket, false) ||
+	    (reload && (abs_from(cl->cwd, &cfg->cache_dir, true) ||
+			       abs_from(cl->cwd, &cfg->mountpoint, true)))) {
+		fprintf(err, "cairnd: out of memory\n");
+		return EX_OSERR;
 	}
 	chk = cm_config_check(cfg, &why);
 	if (chk == -EPERM) {
 		/* Refused before anything is opened or connected. */
-		fprintf(stderr, "cairnd: server '%s': %s\n", cfg->server, why);
-		rc = EX_CONFIG;
+		fprintf(err, "cairnd: server '%s': %s\n", cfg->server, why);
+		return EX_CONFIG;
 	} else if (chk < 0) {
-		fprintf(stderr, "cairnd: %s\n%s", why, usage_text);
-		rc = EX_USAGE;
+		fprintf(err, "cairnd: %s\n%s", why, reload ? "" : usage_text);
+		return EX_USAGE;
 	}
-out:
-	free(kv);
-	free(skip);
-	return rc;
+	return 0;
+}
+
+/* --show-config: print, then say what a start would refuse. */
+static int
+show_config(const struct cli *cl, struct cm_config *cfg)
+{
+	const char *why;
+	int chk;
+
+	if (cl->config)
+		printf("# config file: %s (drop-ins: %s.d/*.conf)\n",
+		       cl->config, cl->config);
+	else
+		printf("# config file: none (" DEFAULT_CONFIG " is absent)\n");
+	cm_config_show(cfg, stdout);
+	fflush(stdout);
+	chk = cm_config_check(cfg, &why);
+	if (chk < 0) {
+		fprintf(stderr, "cairnd: %s\n", why);
+		return chk == -EPERM ? EX_CONFIG : EX_USAGE;
+	}
+	return EX_OK;
 }
 
 static char *
@@ -247,23 +376,98 @@ absolutize(char **p)
 }
 
 /*
- * Stop signals. SIGTERM, SIGINT and SIGHUP are blocked in every thread
- * (the mask is set before the first thread exists, so all inherit it) and
- * taken by one thread with sigwait(). libfuse's own handlers only set the
- * session's exit flag in whatever thread the signal lands on; when that
- * is one of our threads, nothing wakes the FUSE loop and cairnd stays up
- * (seen under a burst of SIGHUP). Here the signal thread sets the flag
- * and then kicks the main thread with SIGUSR1 (an empty handler, so
- * sem_wait() in fuse_session_loop_mt returns EINTR) every 100 ms until
- * the loop has returned: no lost wake-up. Signals after that stay blocked
- * and pending: a second SIGTERM cannot cut the clean close short.
+ * A cairnd that died (kill -9, a crash) leaves its mount behind: every
+ * access to it fails with ENOTCONN, so a restart (systemd's
+ * Restart=on-failure, mount.cairn again) could not even resolve the
+ * mount point. If @mp is such a dead mount and /proc/self/mounts says it
+ * is one of ours (fuse.cairn), detach it, say so, and go on. Anything
+ * else is left alone. @return 0 (nothing to do, or done) or -errno.
+ */
+static int
+clear_dead_mount(const char *mp)
+{
+	char abs[PATH_MAX * 2 + 2], line[PATH_MAX * 2 + 64], dev[PATH_MAX],
+		dir[PATH_MAX], type[64];
+	struct stat st;
+	bool ours = false;
+	FILE *f;
+
+	if (stat(mp, &st) == 0 || errno != ENOTCONN)
+		return 0;
+	if (mp[0] == '/') {
+		snprintf(abs, sizeof(abs), "%s", mp);
+	} else {
+		char cwd[PATH_MAX];
+
+		if (!getcwd(cwd, sizeof(cwd)))
+			return -errno;
+		snprintf(abs, sizeof(abs), "%s/%s", cwd, mp);
+	}
+	f = fopen("/proc/self/mounts", "re");
+	if (!f)
+		return -errno;
+	/* Mount points with blanks come as \040; a name that does not match
+	 * byte for byte is simply not ours to touch. */
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%4095s %4095s %63s", dev, dir, type) == 3 &&
+		    !strcmp(dir, abs) && !strcmp(type, "fuse.cairn"))
+			ours = true;
+	fclose(f);
+	if (!ours)
+		return -ENOTCONN;
+	log_warn(LOG_MAIN, "'%s' is the mount of a cairnd that is gone "
+			   "(transport endpoint not connected): detaching it",
+		 abs);
+	if (umount2(abs, MNT_DETACH) < 0) {
+		/* Not root: the set-uid helper may do it. */
+		pid_t pid = fork();
+		int wst;
+
+		if (pid == 0) {
+			execlp("fusermount3", "fusermount3", "-uz", abs,
+			       (char *)NULL);
+			_exit(127);
+		}
+		if (pid < 0 || waitpid(pid, &wst, 0) < 0 || !WIFEXITED(wst) ||
+		    WEXITSTATUS(wst) != 0)
+			return -EBUSY;
+	}
+	return 0;
+}
+
+/*
+ * Signals. SIGTERM, SIGINT and SIGHUP are blocked in every thread (the
+ * mask is set before the first thread exists, so all inherit it) and
+ * taken by one thread with sigwait().
+ *
+ * SIGHUP reloads (reload() below): the config file, its drop-ins and the
+ * command line again, and the token file; the mount stays.
+ *
+ * SIGTERM and SIGINT stop. First, while connected, the thread waits up to
+ * DRAIN_MS for the replay log to empty (writeback mode keeps changes
+ * there for up to a second), so a clean stop leaves nothing behind that
+ * could have been sent; what is left stays in the cache and the log says
+ * so (main(), at the end). Then it stops the FUSE loop. libfuse's own
+ * handlers only set the session's exit flag in whatever thread the
+ * signal lands on; when that is one of our threads, nothing wakes the
+ * FUSE loop and cairnd stays up (seen under a burst of SIGHUP). Here the
+ * signal thread sets the flag and then kicks the main thread with SIGUSR1
+ * (an empty handler, so sem_wait() in fuse_session_loop_mt returns EINTR)
+ * every 100 ms until the loop has returned: no lost wake-up. Signals
+ * after that stay blocked and pending: a second SIGTERM cannot cut the
+ * clean close short.
  */
 static const int stop_sigs[] = {SIGTERM, SIGINT, SIGHUP};
+
+#define DRAIN_MS 10000
 
 struct sigctl {
 	sigset_t set;
 	pthread_t main_thread, thread;
 	struct fuse_session *se;
+	struct cm *cm;
+	const struct cli *cli;
+	char *token; /* the token the HTTP client has (signal thread) */
 	atomic_bool loop_done;
 	atomic_bool quit; /* signals_stop(): return at the next signal */
 	bool started;
@@ -295,6 +499,165 @@ signals_block(struct sigctl *sc)
 	return sigaction(SIGPIPE, &sa, NULL);
 }
 
+/* Tell systemd (Type=notify) about our state; nothing without
+ * NOTIFY_SOCKET, or when built without libsystemd. */
+static void
+notify(const char *state)
+{
+#ifdef HAVE_LIBSYSTEMD
+	sd_notify(0, state);
+#else
+	(void)state;
+#endif
+}
+
+static void
+restart_events(struct cm_loop *loop, struct cm_job *job)
+{
+	struct cm *cm = cm_of_loop(loop);
+
+	free(job);
+	if (!cm_stopping(loop))
+		ev_restart(cm->evs);
+}
+
+/* Settings that take effect at once on SIGHUP; the others are kept and
+ * reported (they shape the cache, the mount or the loop). */
+static bool
+reloadable(const char *key)
+{
+	return !strcmp(key, "token") || !strcmp(key, "log-level");
+}
+
+/*
+ * SIGHUP, on the signal thread: build the settings again as at start; on
+ * any error keep all of the running ones. Apply the log level, read the
+ * token file (the new one if its name changed) and hand the token to the
+ * HTTP client, so the next request carries it; the event stream
+ * reconnects with it at once. A changed setting that cannot change at run
+ * time is named in the log and kept until the next start.
+ */
+static void
+reload(struct sigctl *sc)
+{
+	struct cm *cm = sc->cm;
+	struct cm_config nc;
+	char *msg = NULL, *tok = NULL;
+	char a[4096], b[4096];
+	size_t mlen = 0;
+	FILE *mf;
+	int rc;
+	unsigned kept = 0;
+
+	notify("RELOADING=1");
+	log_info(LOG_MAIN, "SIGHUP: reloading the config%s%s and the token "
+			   "file",
+		 sc->cli->config ? " " : "",
+		 sc->cli->config ? sc->cli->config : "");
+	mf = open_memstream(&msg, &mlen);
+	rc = load_settings(sc->cli, &nc, mf ? mf : stderr, true);
+	if (mf)
+		fclose(mf);
+	if (rc) {
+		if (msg && mlen && msg[mlen - 1] == '\n')
+			msg[mlen - 1] = '\0';
+		log_err(LOG_MAIN, "reload failed, the running settings stay: "
+				  "%s",
+			msg && !strncmp(msg, "cairnd: ", 8) ? msg + 8
+			: msg				     ? msg
+							     : "?");
+		goto out;
+	}
+	for (size_t i = 0; cm_config_key(i); i++) {
+		const char *k = cm_config_key(i);
+		int ra = cm_config_value(&cm->cfg, k, a, sizeof(a));
+		int rb = cm_config_value(&nc, k, b, sizeof(b));
+
+		if (ra == rb && (ra <= 0 || !strcmp(a, b)))
+			continue;
+		if (reloadable(k)) {
+			log_info(LOG_MAIN, "reload: %s is now '%s'", k,
+				 rb > 0 ? b : "");
+			continue;
+		}
+		/* foreground and syslog differ between a mount.cairn start
+		 * and a config file that does not say: not worth a line. */
+		if (!strcmp(k, "foreground"))
+			continue;
+		kept++;
+		log_warn(LOG_MAIN, "reload: %s changed to '%s' (%s): it cannot "
+				   "change while mounted; '%s' stays until "
+				   "cairnd restarts",
+			 k, rb > 0 ? b : "", conf_origin_get(&nc.origins, k),
+			 ra > 0 ? a : "");
+	}
+	log_set_level(nc.log_level);
+	tok = cm_read_token(nc.token_file);
+	if (tok && sc->token && !strcmp(tok, sc->token)) {
+		log_info(LOG_MAIN, "reload: token in '%s' unchanged",
+			 nc.token_file);
+	} else if (!tok) {
+		log_err(LOG_MAIN, "reload: cannot read token file '%s': %s; "
+				  "the old token stays",
+			nc.token_file, strerror(errno));
+	} else if ((rc = http_set_token(cm->http, tok)) < 0) {
+		log_err(LOG_MAIN, "reload: token from '%s' refused: %s; the "
+				  "old token stays",
+			nc.token_file, strerror(-rc));
+	} else {
+		struct cm_job *job = calloc(1, sizeof(*job));
+
+		log_info(LOG_MAIN, "reload: new token read from '%s'; the "
+				   "next requests use it",
+			 nc.token_file);
+		free(sc->token);
+		sc->token = tok;
+		tok = NULL;
+		if (job) {
+			job->run = restart_events;
+			cm_post(&cm->loop, job);
+		}
+	}
+	if (tok) {
+		memset(tok, 0, strlen(tok));
+		free(tok);
+	}
+	log_info(LOG_MAIN, "reload done%s",
+		 kept ? " (some settings wait for a restart, see above)" : "");
+out:
+	cm_config_release(&nc);
+	free(msg);
+	notify("READY=1");
+}
+
+/* Before stopping: let the replay log reach the server (DRAIN_MS at
+ * most, and only while connected). */
+static void
+drain(struct cm *cm)
+{
+	uint64_t t0 = util_now_ms(), left, said = 0;
+	struct rlog_stats st;
+
+	for (;;) {
+		if (!cm->rlog || rlog_stats(cm->rlog, &st) < 0)
+			return;
+		left = st.pending + st.inflight;
+		if (!left || cm_offline(cm) || util_now_ms() - t0 >= DRAIN_MS)
+			return;
+		if (!said) {
+			log_info(LOG_MAIN, "waiting up to %d s for %llu logged "
+					   "changes to reach the server",
+				 DRAIN_MS / 1000, (unsigned long long)left);
+			said = left;
+		}
+		{
+			struct timespec ts = {0, 50 * 1000 * 1000};
+
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
 static void *
 signal_main(void *arg)
 {
@@ -309,8 +672,14 @@ signal_main(void *arg)
 			return NULL;
 		if (stopping)
 			continue; /* swallowed: shutdown is under way */
+		if (sig == SIGHUP) {
+			reload(sc);
+			continue;
+		}
 		stopping = true;
 		log_info(LOG_MAIN, "signal %d: stopping", sig);
+		notify("STOPPING=1");
+		drain(sc->cm);
 		fuse_session_exit(sc->se);
 		while (!atomic_load(&sc->loop_done)) {
 			struct timespec ts = {0, 100 * 1000 * 1000};
@@ -322,11 +691,15 @@ signal_main(void *arg)
 	return NULL;
 }
 
-/* After the fork: the thread that takes the stop signals. */
+/* After the fork: the thread that takes the signals. */
 static int
-signals_start(struct sigctl *sc, struct fuse_session *se)
+signals_start(struct sigctl *sc, struct fuse_session *se, struct cm *cm,
+	      const struct cli *cl)
 {
 	sc->se = se;
+	sc->cm = cm;
+	sc->cli = cl;
+	sc->token = cm->token ? strdup(cm->token) : NULL;
 	sc->main_thread = pthread_self();
 	atomic_store(&sc->loop_done, false);
 	if (pthread_create(&sc->thread, NULL, signal_main, sc) != 0)
@@ -349,6 +722,34 @@ signals_stop(struct sigctl *sc)
 	pthread_kill(sc->thread, SIGTERM);
 	pthread_join(sc->thread, NULL);
 	sc->started = false;
+	if (sc->token) {
+		memset(sc->token, 0, strlen(sc->token));
+		free(sc->token);
+		sc->token = NULL;
+	}
+}
+
+/* At the end: say what stays in the cache for the next start. */
+static void
+report_left(struct cm *cm)
+{
+	struct rlog_stats st = {0};
+	uint64_t files = wb_dirty_files(cm->wb);
+
+	if (cm->rlog)
+		rlog_stats(cm->rlog, &st);
+	if (!files && !st.pending && !st.inflight)
+		log_info(LOG_MAIN, "stopped with every change stored on the "
+				   "server%s",
+			 st.conflicts ? " (conflicts stay: fs conflicts)" : "");
+	else
+		log_warn(LOG_MAIN, "stopped with %llu files not stored and "
+				   "%llu changes in the replay log: they stay "
+				   "in '%s' and go to the server at the next "
+				   "start",
+			 (unsigned long long)files,
+			 (unsigned long long)(st.pending + st.inflight),
+			 cm->cfg.cache_dir);
 }
 
 int
@@ -358,25 +759,40 @@ main(int argc, char **argv)
 	struct cm cm;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se = NULL;
+	struct fops_notifier *nt = NULL;
 	struct fuse_loop_config lc = {0};
 	char *opts = NULL;
 	static struct sigctl sc;
-	bool mounted = false;
+	static struct cli cl;
+	bool mounted = false, built = false;
 	int rc, ret = EX_UNAVAILABLE; /* could not mount: see the log */
 
-	cm_config_init(&cfg);
-	rc = parse_args(argc, argv, &cfg);
-	if (rc) {
+	rc = parse_cmdline(argc, argv, &cl);
+	if (rc == 0)
+		rc = load_settings(&cl, &cfg, stderr, false);
+	else
+		cm_config_init(&cfg);
+	if (rc == 0 && cl.show)
+		rc = show_config(&cl, &cfg);
+	if (rc || cl.show) {
 		cm_config_release(&cfg);
+		cli_release(&cl);
 		return rc == PARSE_DONE ? EX_OK : rc;
 	}
 	if (signals_block(&sc) != 0) {
 		fprintf(stderr, "cairnd: cannot set up signals: %s\n",
 			strerror(errno));
 		cm_config_release(&cfg);
+		cli_release(&cl);
 		return EX_OSERR;
 	}
-	log_init("cairnd", cfg.use_syslog, cfg.log_level);
+	/* Started in the background with syslog (mount.cairn): errors
+	 * before the fork go to the terminal as well. */
+	log_init("cairnd",
+		 cfg.use_syslog ? (cfg.foreground ? LOG_TO_SYSLOG
+						  : LOG_TO_SYSLOG_AND_STDERR)
+				: LOG_TO_STDERR,
+		 cfg.log_level);
 	if (cm_config_cleartext(&cfg))
 		log_warn(LOG_MAIN,
 			 "server '%s' is plain http:// %s, allowed by "
@@ -409,7 +825,9 @@ main(int argc, char **argv)
 			cm.cfg.cache_dir, strerror(-rc));
 		goto out;
 	}
-	rc = absolutize(&cm.cfg.mountpoint);
+	rc = clear_dead_mount(cm.cfg.mountpoint);
+	if (rc == 0)
+		rc = absolutize(&cm.cfg.mountpoint);
 	if (rc < 0) {
 		log_err(LOG_MAIN, "cannot use mountpoint '%s': %s",
 			cm.cfg.mountpoint, strerror(-rc));
@@ -446,10 +864,12 @@ main(int argc, char **argv)
 	}
 	if (cm_daemon_build(&cm) < 0)
 		goto out;
-	rc = fops_notifier_start(&cm, se);
+	built = true;
+	nt = fops_notifier_start(&cm.loop, se);
+	rc = nt ? 0 : -errno;
 	if (rc == 0)
 		rc = cm_daemon_start(&cm);
-	if (rc == 0 && signals_start(&sc, se) != 0)
+	if (rc == 0 && signals_start(&sc, se, &cm, &cl) != 0)
 		rc = -EAGAIN;
 	if (rc < 0) {
 		log_err(LOG_MAIN, "cannot start threads: %s", strerror(-rc));
@@ -457,13 +877,23 @@ main(int argc, char **argv)
 	}
 	lc.clone_fd = 0;
 	lc.max_idle_threads = cm.cfg.threads;
+	{
+		char st[512];
+
+		snprintf(st, sizeof(st), "READY=1\nSTATUS=volume %s from %s "
+					 "on %s",
+			 cm.cfg.volume, cm.cfg.server, cm.cfg.mountpoint);
+		notify(st);
+	}
 	rc = fuse_session_loop_mt(se, &lc);
 	ret = rc < 0 ? EX_SOFTWARE : EX_OK;
 	log_info(LOG_MAIN, "stopping");
 out:
 	signals_stop(&sc);
 	cm_daemon_stop(&cm);
-	fops_notifier_stop(&cm);
+	fops_notifier_stop(nt);
+	if (built)
+		report_left(&cm);
 	if (mounted)
 		fuse_session_unmount(se);
 	if (se)
@@ -472,5 +902,6 @@ out:
 	free(opts);
 	cm_daemon_close(&cm);
 	cm_release(&cm);
+	cli_release(&cl);
 	return ret;
 }

@@ -1,18 +1,12 @@
 /*
- * cm.h - the shared context of cairnd: configuration, the stores, the
- * module handles, the volume information and mode. The event loop runtime
- * is cm/loop.h (struct cm_loop), the counters cm/stats.h (struct
- * cm_stats); struct cm embeds one of each. daemon.c builds the modules.
+ * cm.h - what every level of cairnd shares: the settings (struct
+ * cm_config, conf.c), the chunk store's key of a chunk, an HTTP result as
+ * an errno, the bearer token file. The daemon's own context, struct cm,
+ * is cm/daemon_i.h, which only the front ends and daemon.c see; every
+ * module below them gets what it uses through its constructor.
  *
  * Layer rule: FUSE-free (this header is part of libcm), level 2 of
- * doc/cm.md "Levels": it includes no other cm/ header but the level-1
- * ones (conn.h for the connection modes, loop.h, stats.h). The FUSE front
- * (fuse_ops.c) plugs kernel notifications in through struct cm_kernel_ops
- * (loop.h), so the modules below it never include fuse_lowlevel.h; the
- * hook tables below (and mut.h's, wb.h's) let a lower module call a
- * higher one without including it.
- *
- * Threads: loop.h.
+ * doc/cm.md "Levels": it includes no other cm/ header.
  *
  * Locks. The only nesting is ino table lock (inode.h) > vc lock (vc.h) >
  * cs lock (chunkstore, internal): a thread holding one may take those to
@@ -21,48 +15,26 @@
  *   wb->lock (wb.c: write states; only its own dirty.tdb under it)
  *   rlog's l->lock (the tdb) and l->qlock (group-commit queue): rlog.c
  *     drops qlock before it takes l->lock, so they do not nest either
- *   cm->lock (volinfo), cm->loop.qlock (the job queue, loop.c)
+ *   struct cm's lock (volinfo, daemon_i.h), loop.c's qlock (the job
+ *     queue)
  *   fetch.c's slock (store thread queue), http.c's submit lock
  *   fuse_ops.c: the notifier's mu, and struct cm_file's mu (readahead
  *     state; fetch_prefetch() is called after it is dropped)
- * cm->loop.stopping is an atomic, read without a lock (cm_stopping()).
+ * The loop's stopping flag is an atomic, read without a lock
+ * (cm_stopping(), loop.h).
  */
 #ifndef CAIRN_CM_CM_H
 #define CAIRN_CM_CM_H
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
-#include <sys/queue.h>
 
 #include "chunkstore/cs.h"
+#include "common/conf.h"
 #include "common/fid.h"
 #include "common/proto.h"
-#include "cm/conn.h"
-#include "cm/loop.h"
-#include "cm/stats.h"
-
-struct cm;
-struct event;
-struct event_base;
-struct http_client;
-struct cs_store;
-struct vc;
-struct ino_table;
-struct mcache;
-struct access;
-struct mfetch;
-struct fetch;
-struct evstream;
-struct rlog;
-struct mut;
-struct wb;
-struct local;
-struct replay;
-struct pin;
-struct ctl_server;
 
 /* Settings of one cairnd, from the command line and cairn.conf(5). */
 struct cm_config {
@@ -77,6 +49,8 @@ struct cm_config {
 	char *ctl_socket;   /* control socket path, or NULL: the default */
 	char *proxy;	    /* HTTP proxy URL, or NULL: none (never the
 			       environment's http_proxy) */
+	char *metrics_listen; /* loopback ADDR:PORT for GET /metrics, or
+				 NULL: none (ctl_metrics.c) */
 	uint64_t cache_size;	   /* bytes (cs limit) */
 	uint64_t dirty_limit;	   /* bytes; 0: a quarter of cache_size, at
 				      most 256 MiB (wb.c) */
@@ -98,6 +72,7 @@ struct cm_config {
 	bool foreground;
 	bool use_syslog;
 	bool allow_insecure_http; /* http:// to a host not on this machine */
+	struct conf_origins origins; /* where each setting came from */
 };
 
 /* Default values (doc'd in cairnd(8)); fields not set stay NULL/0. */
@@ -110,6 +85,10 @@ void cm_config_release(struct cm_config *c);
  */
 int cm_config_set(struct cm_config *c, const char *key, const char *value,
 		  const char **why);
+/* cm_config_set(), and note @origin ("FILE:LINE", "command line") as
+ * where @key came from, for cm_config_show(). */
+int cm_config_set_from(struct cm_config *c, const char *key,
+		       const char *value, const char *origin, const char **why);
 /* The write modes' settings, shared by the config and fs setpolicy:
  * "sync" or "writeback"; a duration from 10 ms to 1 h. @return 0 or
  * -EINVAL (nothing changed). */
@@ -118,13 +97,29 @@ int cm_config_set(struct cm_config *c, const char *key, const char *value,
 int cm_write_mode_parse(const char *v, bool *writeback);
 int cm_writeback_delay_parse(const char *v, uint64_t *ms);
 /*
- * Load an ini file (inih): keys as cm_config_set(), in the [cairnd]
- * section or before any section. Keys in @skip (NULL-terminated list, may
- * be NULL) are ignored, so the command line wins. @return 0 or -errno;
- * on a bad line *line is its number.
+ * Load the config file @path and its drop-ins ("@path.d/\*.conf", in name
+ * order; common/conf.h has the format): keys as cm_config_set(), before
+ * any section or in [cairnd]; other sections are skipped. Keys in @skip
+ * (NULL-terminated list, may be NULL) are ignored, so the command line
+ * wins. A missing @path is an error only with @must. @return 0 or
+ * -errno; then @where says "FILE:LINE" (or the file) and *why what was
+ * wrong when known.
  */
-int cm_config_load(struct cm_config *c, const char *path,
-		   const char *const *skip, int *line);
+int cm_config_load(struct cm_config *c, const char *path, bool must,
+		   const char *const *skip, char *where, size_t wlen,
+		   const char **why);
+/* The value of setting @key as text that cm_config_set() takes back
+ * (sizes in bytes, durations in ms). @return 1, 0 when not set (NULL),
+ * -ENOENT for an unknown key. */
+int cm_config_value(const struct cm_config *c, const char *key, char *buf,
+		    size_t len);
+/* The @i-th setting's key (0, 1, ...), NULL past the last: every key
+ * cm_config_value() knows, in --show-config's order. */
+const char *cm_config_key(size_t i);
+/* --show-config: every setting, its value and where it came from
+ * ("default", "FILE:LINE", "command line"), one "key = value  # origin"
+ * line each; the token file's name, never the token. */
+void cm_config_show(const struct cm_config *c, FILE *out);
 /* Check that the required settings are present, and the transport rule
  * below. @return 0 or -EINVAL with *why naming the first missing one, or
  * -EPERM when plain http:// would leave the machine without
@@ -158,75 +153,6 @@ cm_chunk_key(struct cs_key *k, const struct fid *fid, uint64_t chunk)
 	memcpy(k->fid, fid->oid, sizeof(k->fid));
 	k->chunk = chunk;
 }
-
-struct cm {
-	struct cm_config cfg;
-	char *token;		/* bearer token read from cfg.token_file */
-	uint32_t chunk_size;	/* of the open chunk store */
-
-	struct cm_loop loop;	    /* the loop thread, jobs, kernel ops */
-	struct http_client *http;   /* loop thread (submit: any) */
-	struct cs_store *cs;	    /* thread-safe */
-	struct vc *vc;		    /* thread-safe */
-	struct ino_table *ino;	    /* thread-safe (own lock) */
-	struct mcache *mc;	    /* cached metadata: any thread, freed
-				       after the FUSE threads */
-	struct mfetch *mf;	    /* metadata fetches: loop thread only */
-	struct access *acc;	    /* control callers' rights: loop thread */
-	struct fetch *fetch;	    /* chunks: loop thread (reads: any),
-				       freed after the FUSE threads */
-	struct evstream *evs;	    /* loop thread only */
-	struct rlog *rlog;	    /* thread-safe: the replay log */
-	struct mut *mut;	    /* the op log (mut.h): submit from any
-				       thread; stopped with the loop, freed
-				       after the FUSE threads */
-	struct wb *wb;		    /* thread-safe (wb.h) */
-	struct pin *pin;	    /* loop thread only (pin.h) */
-	struct ctl_server *ctl;	    /* loop thread only (cm_ctl.h) */
-
-	pthread_mutex_t lock;
-	struct proto_volinfo vi;    /* protected by lock */
-	bool have_vi;		    /* protected by lock */
-
-	atomic_int online;	    /* last server contact worked */
-	struct conn *conn;	    /* the mode (conn.h): built by daemon.c,
-				       freed after the FUSE threads */
-	struct local *local;	    /* loop thread only (local.h) */
-	struct replay *replay;	    /* disconnected operation (replay.h):
-				       stopped with the loop, freed after
-				       the FUSE threads */
-	struct cm_stats st;
-};
-
-/* The struct cm that embeds @loop: for jobs of modules that still take
- * struct cm * (a job gets only the loop). */
-static inline struct cm *
-cm_of_loop(struct cm_loop *loop)
-{
-	return container_of(loop, struct cm, loop);
-}
-
-/*
- * Set up @cm's locks and loop queue; cfg is taken over (moved) from @cfg.
- * @return 0 or -errno.
- */
-int cm_init(struct cm *cm, struct cm_config *cfg);
-void cm_release(struct cm *cm);
-
-/* Any thread: are mutations logged instead of sent? (not CONNECTED;
- * conn.h has the modes) */
-static inline bool
-cm_offline(struct cm *cm)
-{
-	return cm->conn && conn_offline(cm->conn);
-}
-
-/* The current volume information (copy). @return 0 or -ENOENT. */
-int cm_volinfo(struct cm *cm, struct proto_volinfo *vi);
-
-/* Write the counters as "name value\n" lines into @buf (at most @len
- * bytes, NUL-terminated). @return the length. Any thread. */
-size_t cm_stats_format(struct cm *cm, char *buf, size_t len);
 
 /* Map an HTTP result (transport errno or status + error body) to a
  * negative errno: what a FUSE request should see. */

@@ -218,6 +218,7 @@ static const struct ctl_handlers cm_ctl_handlers = { .on = {
 	[CTL_RESOLVE] = cm_ctl_h_resolve,
 	[CTL_REPLAYLOG] = cm_ctl_h_replaylog,
 	[CTL_FLUSHALL] = cm_ctl_h_flushvolume, /* and then the metadata */
+	[CTL_METRICS] = cm_ctl_h_metrics,
 } };
 
 /* ---- start / stop --------------------------------------------------- */
@@ -249,23 +250,30 @@ cm_ctl_start(struct cm *cm)
 	ctl_server_get_limits(cm->ctl, &lim);
 	lim.max_conns_per_uid = cm->cfg.ctl_conns_per_uid;
 	ctl_server_set_limits(cm->ctl, &lim);
-	return 0;
+	return cm_metrics_listen_start(cm);
 }
+
+struct stop_job {
+	struct cm_job job;
+	struct cm *cm;
+};
 
 static void
 stop_job(struct cm_loop *loop, struct cm_job *job)
 {
-	struct cm *cm = cm_of_loop(loop);
+	struct stop_job *sj = container_of(job, struct stop_job, job);
 
-	ctl_server_free(cm->ctl);
-	cm->ctl = NULL;
-	free(job);
+	(void)loop;
+	cm_metrics_listen_stop(sj->cm);
+	ctl_server_free(sj->cm->ctl);
+	sj->cm->ctl = NULL;
+	free(sj);
 }
 
 void
 cm_ctl_stop(struct cm *cm)
 {
-	struct cm_job *j;
+	struct stop_job *j;
 
 	if (!cm->ctl)
 		return;
@@ -273,11 +281,13 @@ cm_ctl_stop(struct cm *cm)
 	 * is not running, nobody else touches it. */
 	j = cm->loop.running ? calloc(1, sizeof(*j)) : NULL;
 	if (!j) {
+		cm_metrics_listen_stop(cm);
 		ctl_server_free(cm->ctl);
 		cm->ctl = NULL;
 		return;
 	}
-	j->run = stop_job;
-	cm_post(&cm->loop, j);
+	j->job.run = stop_job;
+	j->cm = cm;
+	cm_post(&cm->loop, &j->job);
 }
 

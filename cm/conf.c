@@ -1,6 +1,7 @@
 /*
  * conf.c - cairnd's settings: defaults, one setter shared by the command
- * line and cairn.conf(5), the ini loader (inih) and the final check.
+ * line and cairn.conf(5), the file loader (common/conf.h: the file and its
+ * drop-ins), --show-config and the final check.
  *
  * It only parses; it opens nothing but the config file, so the unit test
  * (tests/unit/test_cm_conf.c) runs it without a server or a mount.
@@ -9,13 +10,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "cm/cm.h"
+#include "common/conf.h"
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
@@ -52,6 +53,8 @@ cm_config_release(struct cm_config *c)
 	free(c->ca_file);
 	free(c->ctl_socket);
 	free(c->proxy);
+	free(c->metrics_listen);
+	conf_origins_release(&c->origins);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -67,18 +70,67 @@ set_str(char **dst, const char *v)
 	return 0;
 }
 
+/*
+ * metrics-listen: "PORT" (127.0.0.1), "ADDR:PORT" or "[ADDR]:PORT" where
+ * ADDR is loopback (127.0.0.0/8, ::1, localhost), "" for none. Anything
+ * else is refused: the listener has no authentication, so it must not be
+ * reachable from another machine. Kept as "ADDR:PORT" / "[::1]:PORT".
+ */
 static int
-parse_bool(const char *v, bool *out)
+set_metrics_listen(struct cm_config *c, const char *v, const char **why)
 {
-	if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") ||
-	    !strcmp(v, "1") || !strcasecmp(v, "on"))
-		*out = true;
-	else if (!strcasecmp(v, "no") || !strcasecmp(v, "false") ||
-		 !strcmp(v, "0") || !strcasecmp(v, "off"))
-		*out = false;
-	else
+	char host[64], norm[80];
+	const char *colon, *h = v;
+	size_t hl;
+	struct in_addr a4;
+	struct in6_addr a6;
+	char *end;
+	long port;
+	bool v6 = false;
+
+	if (!*v) {
+		free(c->metrics_listen);
+		c->metrics_listen = NULL;
+		return 0;
+	}
+	colon = strrchr(v, ':');
+	if (!colon) {
+		h = "127.0.0.1";
+		hl = strlen(h);
+		colon = v - 1;
+	} else if (v[0] == '[') {
+		if (colon == v || colon[-1] != ']')
+			goto bad;
+		h = v + 1;
+		hl = (size_t)(colon - 1 - h);
+		v6 = true;
+	} else {
+		hl = (size_t)(colon - v);
+	}
+	if (hl == 0 || hl >= sizeof(host))
+		goto bad;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno || *end || end == colon + 1 || port < 0 || port > 65535)
+		goto bad;
+	if (!strcmp(host, "localhost"))
+		snprintf(host, sizeof(host), "127.0.0.1");
+	if (v6 ? inet_pton(AF_INET6, host, &a6) != 1 ||
+			 !IN6_IS_ADDR_LOOPBACK(&a6)
+	       : inet_pton(AF_INET, host, &a4) != 1 ||
+			 (ntohl(a4.s_addr) >> 24) != 127) {
+		*why = "metrics-listen must be a loopback address (127.0.0.1, "
+		       "[::1] or localhost): the metrics listener has no "
+		       "authentication";
 		return -EINVAL;
-	return 0;
+	}
+	snprintf(norm, sizeof(norm), v6 ? "[%s]:%ld" : "%s:%ld", host, port);
+	return set_str(&c->metrics_listen, norm);
+bad:
+	*why = "metrics-listen must be PORT, ADDR:PORT or [ADDR]:PORT";
+	return -EINVAL;
 }
 
 static int
@@ -162,6 +214,8 @@ cm_config_set(struct cm_config *c, const char *key, const char *v,
 		return set_str(&c->mountpoint, v);
 	if (!strcmp(key, "ctl-socket"))
 		return set_str(&c->ctl_socket, v);
+	if (!strcmp(key, "metrics-listen"))
+		return set_metrics_listen(c, v, why);
 	if (!strcmp(key, "ca-file"))
 		return set_str(&c->ca_file, v);
 	if (!strcmp(key, "proxy")) {
@@ -201,8 +255,10 @@ cm_config_set(struct cm_config *c, const char *key, const char *v,
 		return 0;
 	}
 	if (!strcmp(key, "dirty-limit")) {
-		if (util_parse_size(v, &u) < 0 || u < (1u << 20)) {
-			*why = "dirty-limit must be a size of at least 1M";
+		/* 0: the default, a quarter of cache-size (at most 256M). */
+		if (util_parse_size(v, &u) < 0 || (u && u < (1u << 20))) {
+			*why = "dirty-limit must be a size of at least 1M "
+			       "(0: the default)";
 			return -EINVAL;
 		}
 		c->dirty_limit = u;
@@ -291,7 +347,7 @@ cm_config_set(struct cm_config *c, const char *key, const char *v,
 		return 0;
 	}
 	if (!strcmp(key, "foreground") || !strcmp(key, "syslog")) {
-		if (parse_bool(v, key[0] == 'f' ? &c->foreground
+		if (conf_parse_bool(v, key[0] == 'f' ? &c->foreground
 						: &c->use_syslog) < 0) {
 			*why = "expected yes or no";
 			return -EINVAL;
@@ -299,7 +355,7 @@ cm_config_set(struct cm_config *c, const char *key, const char *v,
 		return 0;
 	}
 	if (!strcmp(key, "allow-insecure-http")) {
-		if (parse_bool(v, &c->allow_insecure_http) < 0) {
+		if (conf_parse_bool(v, &c->allow_insecure_http) < 0) {
 			*why = "expected yes or no";
 			return -EINVAL;
 		}
@@ -311,56 +367,178 @@ cm_config_set(struct cm_config *c, const char *key, const char *v,
 struct load_ctx {
 	struct cm_config *c;
 	const char *const *skip;
-	int err;
-	int line;
-	int n;
 };
 
 static int
-ini_cb(void *user, const char *section, const char *name, const char *value)
+load_cb(void *user, const char *section, const char *name, const char *value,
+	const char *origin, const char **why)
 {
 	struct load_ctx *lc = user;
-	const char *why;
 	int rc;
 
-	lc->n++;
 	if (section[0] && strcmp(section, "cairnd"))
 		return 1; /* other programs' sections */
+	/* Not fuse-options for a -o: those add to the file's list. */
 	for (const char *const *s = lc->skip; s && *s; s++)
 		if (!strcmp(*s, name))
 			return 1;
-	rc = cm_config_set(lc->c, name, value, &why);
-	if (rc < 0) {
-		log_err(LOG_MAIN, "config: %s '%s': %s", name, value,
-			rc == -ENOENT ? "unknown setting"
-				      : why ? why : strerror(-rc));
-		if (!lc->err)
-			lc->err = rc == -ENOENT ? -EINVAL : rc;
-		return 0;
+	rc = cm_config_set_from(lc->c, name, value, origin, why);
+	if (rc == -ENOENT) {
+		*why = "unknown setting";
+		return -EINVAL;
 	}
-	return 1;
+	if (rc < 0 && !*why)
+		*why = strerror(-rc);
+	return rc;
 }
 
 int
-cm_config_load(struct cm_config *c, const char *path, const char *const *skip,
-	       int *line)
+cm_config_load(struct cm_config *c, const char *path, bool must,
+	       const char *const *skip, char *where, size_t wlen,
+	       const char **why)
 {
 	struct load_ctx lc = {.c = c, .skip = skip};
 	int rc;
 
-	*line = 0;
-	rc = ini_parse(path, ini_cb, &lc);
-	if (rc == -1)
-		return errno ? -errno : -ENOENT;
-	if (rc == -2)
-		return -ENOMEM;
-	if (rc > 0) {
-		*line = rc;
-		return lc.err ? lc.err : -EINVAL;
-	}
-	if (lc.err)
-		return lc.err;
+	rc = conf_load(path, must, load_cb, &lc, where, wlen, why);
+	if (rc < 0)
+		return rc;
 	return set_str(&c->config_file, path);
+}
+
+int
+cm_config_set_from(struct cm_config *c, const char *key, const char *value,
+		   const char *origin, const char **why)
+{
+	int rc = cm_config_set(c, key, value, why);
+
+	if (rc < 0)
+		return rc;
+	if (!strcmp(key, "o"))
+		key = "fuse-options";
+	return conf_origin_set(&c->origins, key, origin);
+}
+
+/* What --show-config prints, in this order: every key cm_config_set()
+ * takes, with its current value. */
+static const char *const show_keys[] = {
+	"server", "volume", "token", "cache", "mountpoint", "cache-size",
+	"dirty-limit", "chunk-size", "fetch-timeout", "entry-timeout",
+	"attr-timeout", "max-parallel", "readahead", "threads",
+	"ctl-socket", "ctl-conns-per-uid", "ca-file", "proxy",
+	"metrics-listen", "allow-insecure-http", "fuse-options", "log-level", "foreground",
+	"syslog",
+};
+
+const char *
+cm_config_key(size_t i)
+{
+	return i < sizeof(show_keys) / sizeof(show_keys[0]) ? show_keys[i]
+							    : NULL;
+}
+
+static const char *
+level_word(int lvl)
+{
+	switch (lvl) {
+	case LOG_EMERG:
+	case LOG_ALERT:
+	case LOG_CRIT:
+	case LOG_ERR:
+		return "err";
+	case LOG_WARNING:
+		return "warn";
+	case LOG_NOTICE:
+		return "notice";
+	case LOG_INFO:
+		return "info";
+	default:
+		return "debug";
+	}
+}
+
+int
+cm_config_value(const struct cm_config *c, const char *key, char *buf,
+		size_t len)
+{
+	const char *s = NULL;
+
+	buf[0] = '\0';
+#define STR(k, f)                                                           \
+	if (!strcmp(key, k)) {                                              \
+		s = c->f;                                                   \
+		goto str;                                                   \
+	}
+	STR("server", server)
+	STR("volume", volume)
+	STR("token", token_file)
+	STR("cache", cache_dir)
+	STR("mountpoint", mountpoint)
+	STR("ctl-socket", ctl_socket)
+	STR("ca-file", ca_file)
+	STR("proxy", proxy)
+	STR("metrics-listen", metrics_listen)
+	STR("fuse-options", fuse_opts)
+#undef STR
+	if (!strcmp(key, "cache-size"))
+		snprintf(buf, len, "%llu", (unsigned long long)c->cache_size);
+	else if (!strcmp(key, "dirty-limit"))
+		snprintf(buf, len, "%llu", (unsigned long long)c->dirty_limit);
+	else if (!strcmp(key, "chunk-size"))
+		snprintf(buf, len, "%u", (unsigned)c->chunk_size);
+	else if (!strcmp(key, "fetch-timeout"))
+		snprintf(buf, len, "%llums",
+			 (unsigned long long)c->fetch_timeout_ms);
+	else if (!strcmp(key, "entry-timeout"))
+		snprintf(buf, len, "%llums",
+			 (unsigned long long)(c->entry_timeout * 1000 + 0.5));
+	else if (!strcmp(key, "attr-timeout"))
+		snprintf(buf, len, "%llums",
+			 (unsigned long long)(c->attr_timeout * 1000 + 0.5));
+	else if (!strcmp(key, "max-parallel"))
+		snprintf(buf, len, "%u", c->max_parallel);
+	else if (!strcmp(key, "readahead"))
+		snprintf(buf, len, "%u", c->readahead_max);
+	else if (!strcmp(key, "threads"))
+		snprintf(buf, len, "%u", c->threads);
+	else if (!strcmp(key, "ctl-conns-per-uid"))
+		snprintf(buf, len, "%u", c->ctl_conns_per_uid);
+	else if (!strcmp(key, "allow-insecure-http"))
+		snprintf(buf, len, "%s", c->allow_insecure_http ? "yes" : "no");
+	else if (!strcmp(key, "foreground"))
+		snprintf(buf, len, "%s", c->foreground ? "yes" : "no");
+	else if (!strcmp(key, "syslog"))
+		snprintf(buf, len, "%s", c->use_syslog ? "yes" : "no");
+	else if (!strcmp(key, "log-level"))
+		snprintf(buf, len, "%s", level_word(c->log_level));
+	else
+		return -ENOENT;
+	return 1;
+str:
+	if (!s)
+		return 0;
+	snprintf(buf, len, "%s", s);
+	return 1;
+}
+
+void
+cm_config_show(const struct cm_config *c, FILE *out)
+{
+	char val[4096];
+
+	fprintf(out, "# cairnd %s: effective settings and where each came "
+		     "from\n",
+		PACKAGE_VERSION);
+	for (size_t i = 0; i < sizeof(show_keys) / sizeof(show_keys[0]);
+	     i++) {
+		const char *k = show_keys[i];
+		const char *from = conf_origin_get(&c->origins, k);
+
+		if (cm_config_value(c, k, val, sizeof(val)) > 0)
+			fprintf(out, "%s = %s  ; %s\n", k, val, from);
+		else
+			fprintf(out, "# %s is not set  (%s)\n", k, from);
+	}
 }
 
 int

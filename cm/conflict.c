@@ -23,6 +23,7 @@
 #include "cm/mcache.h"
 #include "cm/mut.h"
 #include "cm/rlog.h"
+#include "cm/stats.h"
 #include "cm/wb.h"
 #include "cm/wb_i.h"
 #include "common/ctl_proto.h" /* CTL_PATH_MAX */

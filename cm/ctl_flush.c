@@ -152,7 +152,7 @@ fjob_stored(void *arg, int err)
 		else
 			j->dropped += b.clean;
 		kernel_forget_data(cm, fid);
-		if (pin_refetch(cm, fid))
+		if (pin_refetch(cm->pin, fid))
 			j->refetching = true;
 	}
 	j->i++;
@@ -196,7 +196,7 @@ collect_meta(void *arg, const struct fid *fid)
 
 	/* What a pin or a local change needs stays: offline work reads it,
 	 * and a store is based on it. */
-	if (pin_covers(m->cm, fid) || wb_active(m->cm->wb, fid))
+	if (pin_covers(m->cm->pin, fid) || wb_active(m->cm->wb, fid))
 		return 0;
 	if (m->n == m->cap) {
 		m->cap = m->cap ? 2 * m->cap : 256;
@@ -238,12 +238,8 @@ static void fjob_finish(struct fjob *j);
 static void
 fjob_fenced(struct cm_loop *loop, struct cm_job *job)
 {
-	struct cm *cm = cm_of_loop(loop);
-	struct fjob *j =
-		(struct fjob *)((char *)job - offsetof(struct fjob, fence));
-
-	(void)cm;
-	fjob_finish(j);
+	(void)loop;
+	fjob_finish(container_of(job, struct fjob, fence));
 }
 
 static void
@@ -461,10 +457,9 @@ struct fmeta {
 static void
 flushmeta_reply(struct cm_loop *loop, struct cm_job *job)
 {
-	struct cm *cm = cm_of_loop(loop);
-	struct fmeta *m = (struct fmeta *)job;
+	struct fmeta *m = container_of(job, struct fmeta, job);
 
-	(void)cm;
+	(void)loop;
 	ctl_reply_ok(m->call,
 		     json_pack("{s:I}", "entries_dropped", (json_int_t)m->n));
 	free(m);

@@ -14,7 +14,7 @@
 
 #include <jansson.h>
 
-#include "cm/cm.h"
+#include "cm/daemon_i.h"
 #include "cm/ctl.h"
 
 struct resolve;
@@ -86,6 +86,13 @@ CM_CTL_HANDLER(cm_ctl_h_setpolicy);
 CM_CTL_HANDLER(cm_ctl_h_conflicts);
 CM_CTL_HANDLER(cm_ctl_h_resolve);
 CM_CTL_HANDLER(cm_ctl_h_replaylog);
+
+/* ctl_metrics.c: fs metrics, and the loopback listener of
+ * metrics-listen (started and stopped with the control server; start
+ * does nothing without the setting). @return 0 or -errno (logged). */
+CM_CTL_HANDLER(cm_ctl_h_metrics);
+int cm_metrics_listen_start(struct cm *cm);
+void cm_metrics_listen_stop(struct cm *cm);
 /* Mode, since, progress and log counts for fs status (added to @o). */
 void cm_ctl_offline_status(struct cm *cm, json_t *o);
 

@@ -19,7 +19,7 @@
 
 #include "chunkstore/cs.h"
 #include "cm/access.h"
-#include "cm/cm.h"
+#include "cm/daemon_i.h"
 #include "cm/cm_ctl.h"
 #include "cm/conn.h"
 #include "cm/daemon.h"
@@ -309,7 +309,7 @@ h_ahead(void *arg, const struct fid *fid)
 static void
 h_dv_changed(void *arg, const struct proto_attr *a)
 {
-	pin_changed(arg, a);
+	pin_changed(((struct cm *)arg)->pin, a);
 }
 
 static bool
@@ -321,13 +321,13 @@ h_defer_event(void *arg, const struct proto_event *ev)
 static void
 h_applied_event(void *arg, const struct proto_event *ev)
 {
-	pin_event(arg, ev);
+	pin_event(((struct cm *)arg)->pin, ev);
 }
 
 static bool
 h_pinned(void *arg, const struct fid *fid)
 {
-	return pin_covers(arg, fid);
+	return pin_covers(((struct cm *)arg)->pin, fid);
 }
 
 static uint64_t
@@ -690,6 +690,35 @@ loop_modules_new(struct cm *cm)
 	rc = meta_modules_new(cm);
 	if (rc == 0)
 		rc = fetch_module_new(cm);
+	if (rc == 0) {
+		const struct ev_deps ed = {
+			.loop = &cm->loop,
+			.http = cm->http,
+			.vc = cm->vc,
+			.mf = cm->mf,
+			.st = &cm->st,
+			.volume = cm->cfg.volume,
+		};
+
+		cm->evs = ev_new(&ed);
+		rc = cm->evs ? 0 : -errno;
+	}
+	if (rc == 0) {
+		const struct pin_deps pd = {
+			.loop = &cm->loop,
+			.cs = cm->cs,
+			.vc = cm->vc,
+			.mc = cm->mc,
+			.mf = cm->mf,
+			.fetch = cm->fetch,
+			.online = &cm->online,
+			.chunk_size = cm->chunk_size,
+			.max_parallel = cm->cfg.max_parallel,
+		};
+
+		cm->pin = pin_new(&pd);
+		rc = cm->pin ? 0 : -errno;
+	}
 	if (rc == 0)
 		rc = write_modules_new(cm);
 	return rc;
@@ -715,6 +744,7 @@ cm_daemon_build(struct cm *cm)
 
 struct start_job {
 	struct cm_job job;
+	struct cm *cm;
 	uint64_t since;
 };
 
@@ -727,10 +757,11 @@ struct start_job {
 static void
 recover(struct cm_loop *loop, struct cm_job *job)
 {
-	struct cm *cm = cm_of_loop(loop);
-	struct start_job *sj = (struct start_job *)job;
-	int rc = ev_start(cm, sj->since);
+	struct start_job *sj = container_of(job, struct start_job, job);
+	struct cm *cm = sj->cm;
+	int rc = ev_start(cm->evs, sj->since);
 
+	(void)loop;
 	if (rc < 0)
 		log_err(LOG_EV, "cannot follow events: %s", strerror(-rc));
 	free(sj);
@@ -744,7 +775,7 @@ recover(struct cm_loop *loop, struct cm_job *job)
 		mut_resume(cm->mut);
 	}
 	if (!cm_stopping(&cm->loop) && cm->vc)
-		pin_restore(cm);
+		pin_restore(cm->pin);
 }
 
 int
@@ -762,6 +793,7 @@ cm_daemon_start(struct cm *cm)
 	if (!sj)
 		return -ENOMEM;
 	sj->job.run = recover;
+	sj->cm = cm;
 	sj->since = seq;
 	cm_post(&cm->loop, &sj->job);
 	return 0;
@@ -778,7 +810,7 @@ loop_modules_free(void *arg)
 {
 	struct cm *cm = arg;
 
-	ev_stop(cm);
+	ev_stop(cm->evs);
 	replay_stop(cm->replay);
 	conn_stop(cm->conn);
 	http_free(cm->http);
@@ -789,8 +821,10 @@ loop_modules_free(void *arg)
 	cm->acc = NULL;
 	mfetch_free(cm->mf);
 	cm->mf = NULL;
-	pin_free(cm);
-	ev_free(cm);
+	pin_free(cm->pin);
+	cm->pin = NULL;
+	ev_free(cm->evs);
+	cm->evs = NULL;
 }
 
 void
@@ -808,12 +842,8 @@ cm_daemon_close(struct cm *cm)
 	cm_stats_format(cm, stats, sizeof(stats));
 	for (char *l = strtok(stats, "\n"); l; l = strtok(NULL, "\n"))
 		log_info(LOG_MAIN, "stat %s", l);
-	fetch_free(cm->fetch);
-	cm->fetch = NULL;
-	mcache_free(cm->mc);
-	cm->mc = NULL;
-	ino_free(cm->ino);
-	cm->ino = NULL;
+	/* What FUSE threads used until the session was gone, in the
+	 * reverse of the order loop_modules_new() built it. */
 	replay_free(cm->replay);
 	cm->replay = NULL;
 	local_free(cm->local);
@@ -822,6 +852,12 @@ cm_daemon_close(struct cm *cm)
 	cm->wb = NULL;
 	mut_free(cm->mut);
 	cm->mut = NULL;
+	fetch_free(cm->fetch);
+	cm->fetch = NULL;
+	mcache_free(cm->mc);
+	cm->mc = NULL;
+	ino_free(cm->ino);
+	cm->ino = NULL;
 	/* last of the loop's modules: FUSE threads read the mode until the
 	 * session is gone */
 	conn_free(cm->conn);

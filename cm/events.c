@@ -17,8 +17,9 @@
 
 #include "cm/events.h"
 #include "cm/http.h"
-#include "cm/mcache.h"
+#include "cm/loop.h"
 #include "cm/mfetch.h"
+#include "cm/stats.h"
 #include "cm/vc.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -29,7 +30,12 @@
 #define EV_BACKOFF_MAX_MS 4000
 
 struct evstream {
-	struct cm *cm;
+	struct cm_loop *loop;
+	struct http_client *http;
+	struct vc *vc;
+	struct mfetch *mf;
+	struct cm_stats *st;
+	char *volume;
 	struct http_req *req;	/* the stream, or NULL while waiting */
 	char line[EV_LINE_MAX];
 	size_t len;
@@ -51,7 +57,6 @@ static void ev_connect(struct evstream *es);
 static void
 ev_apply_line(struct evstream *es, const char *line, size_t len)
 {
-	struct cm *cm = es->cm;
 	struct proto_event e;
 	int rc;
 
@@ -72,7 +77,7 @@ ev_apply_line(struct evstream *es, const char *line, size_t len)
 					 "%llu; revalidating",
 				 (unsigned long long)es->seq,
 				 (unsigned long long)e.seq);
-			mfetch_revalidate_all(cm->mf);
+			mfetch_revalidate_all(es->mf);
 		}
 		es->seq = e.seq;
 		return;
@@ -80,13 +85,13 @@ ev_apply_line(struct evstream *es, const char *line, size_t len)
 		log_info(LOG_EV, "event stream reset at %llu; revalidating",
 			 (unsigned long long)e.seq);
 		es->seq = e.seq;
-		mfetch_revalidate_all(cm->mf);
+		mfetch_revalidate_all(es->mf);
 		return;
 	default:
 		if (e.seq <= es->seq && es->seq != 0)
 			return; /* a replay of something applied */
 		es->seq = e.seq;
-		mfetch_event(cm->mf, &e);
+		mfetch_event(es->mf, &e);
 	}
 }
 
@@ -102,7 +107,7 @@ ev_data(void *arg, const void *data, size_t n)
 		es->backoff = EV_BACKOFF_MIN_MS;
 		if (es->need_reval) {
 			es->need_reval = false;
-			mfetch_revalidate_all(es->cm->mf);
+			mfetch_revalidate_all(es->mf);
 		}
 	}
 	while (p < end) {
@@ -130,8 +135,7 @@ ev_data(void *arg, const void *data, size_t n)
 		es->overlong = false;
 		es->len = 0;
 	}
-	if (es->seq != es->saved_seq &&
-	    vc_put_seq(es->cm->vc, es->seq) == 0)
+	if (es->seq != es->saved_seq && vc_put_seq(es->vc, es->seq) == 0)
 		es->saved_seq = es->seq;
 	return es->stopping ? 1 : 0;
 }
@@ -187,7 +191,7 @@ ev_timer(evutil_socket_t fd, short what, void *arg)
 	 * connection died without a reset reaching us. */
 	if (util_now_ms() - es->last_data > EV_DEAD_MS) {
 		log_warn(LOG_EV, "event stream silent; reconnecting");
-		http_cancel(es->cm->http, es->req);
+		http_cancel(es->http, es->req);
 		return; /* ev_done() re-arms */
 	}
 	ev_arm(es, 5000);
@@ -196,7 +200,6 @@ ev_timer(evutil_socket_t fd, short what, void *arg)
 static void
 ev_connect(struct evstream *es)
 {
-	struct cm *cm = es->cm;
 	struct http_request r = {0};
 	char path[160];
 
@@ -209,10 +212,9 @@ ev_connect(struct evstream *es)
 	 * events or answers reset. */
 	if (es->seq || es->resume)
 		snprintf(path, sizeof(path), "/v1/vol/%s/events?since=%llu",
-			 cm->cfg.volume, (unsigned long long)es->seq);
+			 es->volume, (unsigned long long)es->seq);
 	else
-		snprintf(path, sizeof(path), "/v1/vol/%s/events",
-			 cm->cfg.volume);
+		snprintf(path, sizeof(path), "/v1/vol/%s/events", es->volume);
 	r.method = "GET";
 	r.path = path;
 	r.no_timeout = 1;
@@ -223,8 +225,8 @@ ev_connect(struct evstream *es)
 	es->resume = true;
 	es->last_data = util_now_ms();
 	if (es->need_reval)
-		CM_STAT_INC(&cm->st, ev_reconnects);
-	es->req = http_submit(cm->http, &r);
+		CM_STAT_INC(es->st, ev_reconnects);
+	es->req = http_submit(es->http, &r);
 	if (!es->req) {
 		/* Disconnected (the gate): wait quietly for the mode. */
 		if (errno != EHOSTUNREACH)
@@ -237,50 +239,77 @@ ev_connect(struct evstream *es)
 	ev_arm(es, 5000);
 }
 
-int
-ev_start(struct cm *cm, uint64_t since)
+struct evstream *
+ev_new(const struct ev_deps *d)
 {
 	struct evstream *es = calloc(1, sizeof(*es));
 
 	if (!es)
+		return NULL;
+	es->loop = d->loop;
+	es->http = d->http;
+	es->vc = d->vc;
+	es->mf = d->mf;
+	es->st = d->st;
+	es->backoff = EV_BACKOFF_MIN_MS;
+	es->volume = strdup(d->volume ? d->volume : "");
+	es->timer = evtimer_new(d->loop->base, ev_timer, es);
+	if (!es->volume || !es->timer) {
+		if (es->timer)
+			event_free(es->timer);
+		free(es->volume);
+		free(es);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return es;
+}
+
+int
+ev_start(struct evstream *es, uint64_t since)
+{
+	if (!es)
 		return -ENOMEM;
-	es->cm = cm;
 	es->seq = since;
 	es->saved_seq = since;
-	es->backoff = EV_BACKOFF_MIN_MS;
-	es->timer = evtimer_new(cm->loop.base, ev_timer, es);
-	if (!es->timer) {
-		free(es);
-		return -ENOMEM;
-	}
-	cm->evs = es;
 	ev_connect(es);
 	return 0;
 }
 
 void
-ev_stop(struct cm *cm)
+ev_restart(struct evstream *es)
 {
-	struct evstream *es = cm->evs;
+	if (!es || es->stopping)
+		return;
+	es->backoff = EV_BACKOFF_MIN_MS;
+	if (es->req) {
+		/* ev_done() re-arms with the backoff just reset. */
+		http_cancel(es->http, es->req);
+		return;
+	}
+	evtimer_del(es->timer);
+	ev_arm(es, 0);
+}
 
+void
+ev_stop(struct evstream *es)
+{
 	if (!es)
 		return;
 	es->stopping = true;
 	if (es->req)
-		http_cancel(cm->http, es->req);
+		http_cancel(es->http, es->req);
 	if (es->seq != es->saved_seq)
-		vc_put_seq(cm->vc, es->seq);
+		vc_put_seq(es->vc, es->seq);
 	evtimer_del(es->timer);
 }
 
 void
-ev_free(struct cm *cm)
+ev_free(struct evstream *es)
 {
-	struct evstream *es = cm->evs;
-
 	if (!es)
 		return;
 	event_free(es->timer);
+	free(es->volume);
 	free(es);
-	cm->evs = NULL;
 }

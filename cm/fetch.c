@@ -74,6 +74,7 @@ struct xfer {
 	struct proto_blocks pb;
 	unsigned attempts;
 	uint64_t deadline; /* util_now_ms() bound for the whole fetch */
+	uint64_t t0_us;	   /* metrics_now_us() at the first attempt */
 	struct waiters waiters;
 	struct http_req *req;
 	struct event *retry_ev;
@@ -488,6 +489,7 @@ xfer_stored(struct cm_loop *loop, struct cm_job *job)
 	}
 	CM_STAT_INC(f->st, chunks_fetched);
 	CM_STAT_ADD(f->st, bytes_fetched, x->have);
+	metrics_hist_observe(&f->st->fetch_lat, metrics_now_us() - x->t0_us);
 	xfer_finish(x, 0);
 }
 
@@ -655,6 +657,7 @@ xfer_want(struct fetch *f, const struct fid *fid, uint64_t dv, uint64_t fsize,
 				    ? (uint32_t)(fsize - start)
 				    : f->chunk_size;
 		x->deadline = util_now_ms() + f->timeout_ms;
+		x->t0_us = metrics_now_us();
 		TAILQ_INSERT_TAIL(&f->buckets[bucket_of(fid, dv, chunk)], x,
 				  link);
 		f->inflight++;

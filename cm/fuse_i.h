@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "cm/daemon_i.h"
 #include "cm/fuse_ops.h"
 
 struct ino_ent;

@@ -387,7 +387,7 @@ orphan_settle(struct cm *cm, struct mop *m, bool orphaned)
 			keep = true;
 		}
 		ino_unlock(cm->ino);
-	} else if (!pin_covers(cm, &m->orphan)) {
+	} else if (!pin_covers(cm->pin, &m->orphan)) {
 		cs_pin_file(cm->cs, m->orphan.vol, m->orphan.oid, 0);
 	}
 	if (!keep)

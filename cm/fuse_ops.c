@@ -149,9 +149,10 @@ park_resume(void *arg, int err)
 static void
 park_run(struct cm_loop *loop, struct cm_job *job)
 {
-	struct cm *cm = cm_of_loop(loop);
-	struct park *p = (struct park *)job;
+	struct park *p = container_of(job, struct park, job);
+	struct cm *cm = p->cm;
 
+	(void)loop;
 	if (!cm->mf) {
 		fuse_reply_err(p->req, EIO);
 		park_free(p);
@@ -1151,174 +1152,183 @@ struct note {
 };
 TAILQ_HEAD(noteq, note);
 
-struct notifier {
+struct fops_notifier {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct noteq q;	  /* protected by mu */
 	bool stop;	  /* protected by mu */
 	pthread_t thread;
-	bool started;
 	struct fuse_session *se;
-	struct cm *cm; /* set before the thread starts */
+	struct cm_loop *loop; /* where barriers' jobs go */
 };
 
-static struct notifier g_nt;
-
 static void
-nt_push(struct note *n)
+nt_push(struct fops_notifier *nt, struct note *n)
 {
-	pthread_mutex_lock(&g_nt.mu);
-	if (g_nt.stop) {
-		pthread_mutex_unlock(&g_nt.mu);
+	pthread_mutex_lock(&nt->mu);
+	if (nt->stop) {
+		pthread_mutex_unlock(&nt->mu);
 		/* Not reached in practice: the hooks are unplugged before
 		 * the stop, and only the loop calls them. A barrier's job
 		 * must still run once; nothing is left to wait for. */
 		if (n->job)
-			n->job->run(&g_nt.cm->loop, n->job);
+			n->job->run(nt->loop, n->job);
 		free(n);
 		return;
 	}
-	TAILQ_INSERT_TAIL(&g_nt.q, n, link);
-	pthread_cond_signal(&g_nt.cv);
-	pthread_mutex_unlock(&g_nt.mu);
+	TAILQ_INSERT_TAIL(&nt->q, n, link);
+	pthread_cond_signal(&nt->cv);
+	pthread_mutex_unlock(&nt->mu);
 }
 
 static void
 nt_inval_inode(void *arg, uint64_t ino, int64_t off, int64_t len)
 {
+	struct fops_notifier *nt = arg;
 	struct note *n = calloc(1, sizeof(*n));
 
-	(void)arg;
 	if (!n)
 		return;
 	n->ino = ino;
 	n->off = off;
 	n->len = len;
-	nt_push(n);
+	nt_push(nt, n);
 }
 
 static void
 nt_inval_entry(void *arg, uint64_t parent, const char *name, size_t len)
 {
+	struct fops_notifier *nt = arg;
 	struct note *n = calloc(1, sizeof(*n) + len + 1);
 
-	(void)arg;
 	if (!n)
 		return;
 	n->entry = true;
 	n->ino = parent;
 	n->namelen = len;
 	memcpy(n->name, name, len);
-	nt_push(n);
+	nt_push(nt, n);
 }
 
 static void
 nt_barrier(void *arg, struct cm_job *job)
 {
+	struct fops_notifier *nt = arg;
 	struct note *n = calloc(1, sizeof(*n));
 
-	(void)arg;
 	if (!n) {
 		/* The order of the queue cannot be kept: the answer may beat
 		 * the invalidations, as it did before barriers existed. */
-		cm_post(&g_nt.cm->loop, job);
+		cm_post(nt->loop, job);
 		return;
 	}
 	n->job = job;
-	nt_push(n);
+	nt_push(nt, n);
 }
 
 static void *
 nt_main(void *arg)
 {
-	(void)arg;
-	pthread_mutex_lock(&g_nt.mu);
+	struct fops_notifier *nt = arg;
+
+	pthread_mutex_lock(&nt->mu);
 	for (;;) {
 		struct note *n;
 		int rc;
 
-		while (!g_nt.stop && TAILQ_EMPTY(&g_nt.q))
-			pthread_cond_wait(&g_nt.cv, &g_nt.mu);
-		if (g_nt.stop)
+		while (!nt->stop && TAILQ_EMPTY(&nt->q))
+			pthread_cond_wait(&nt->cv, &nt->mu);
+		if (nt->stop)
 			break;
-		n = TAILQ_FIRST(&g_nt.q);
-		TAILQ_REMOVE(&g_nt.q, n, link);
-		pthread_mutex_unlock(&g_nt.mu);
+		n = TAILQ_FIRST(&nt->q);
+		TAILQ_REMOVE(&nt->q, n, link);
+		pthread_mutex_unlock(&nt->mu);
 		if (n->job) {
 			/* The writes before it returned, so the kernel has
 			 * applied them; cm_post() takes only the leaf qlock,
 			 * and mu is not held. */
-			cm_post(&g_nt.cm->loop, n->job);
+			cm_post(nt->loop, n->job);
 			free(n);
-			pthread_mutex_lock(&g_nt.mu);
+			pthread_mutex_lock(&nt->mu);
 			continue;
 		}
 		if (n->entry)
 			rc = fuse_lowlevel_notify_inval_entry(
-				g_nt.se, n->ino, n->name, n->namelen);
+				nt->se, n->ino, n->name, n->namelen);
 		else
-			rc = fuse_lowlevel_notify_inval_inode(g_nt.se, n->ino,
+			rc = fuse_lowlevel_notify_inval_inode(nt->se, n->ino,
 							      n->off, n->len);
 		/* -ENOENT: the kernel had already dropped it. */
 		if (rc < 0 && rc != -ENOENT)
 			log_debug(LOG_FUSE, "cannot invalidate inode %llu: %s",
 				  (unsigned long long)n->ino, strerror(-rc));
 		free(n);
-		pthread_mutex_lock(&g_nt.mu);
+		pthread_mutex_lock(&nt->mu);
 	}
-	pthread_mutex_unlock(&g_nt.mu);
+	pthread_mutex_unlock(&nt->mu);
 	return NULL;
 }
 
-int
-fops_notifier_start(struct cm *cm, struct fuse_session *se)
+struct fops_notifier *
+fops_notifier_start(struct cm_loop *loop, struct fuse_session *se)
 {
+	struct fops_notifier *nt = calloc(1, sizeof(*nt));
 	int rc;
 
-	pthread_mutex_init(&g_nt.mu, NULL);
-	pthread_cond_init(&g_nt.cv, NULL);
-	TAILQ_INIT(&g_nt.q);
-	g_nt.stop = false;
-	g_nt.se = se;
-	g_nt.cm = cm;
-	rc = pthread_create(&g_nt.thread, NULL, nt_main, NULL);
-	if (rc)
-		return -rc;
-	g_nt.started = true;
-	cm->loop.kops.inval_inode = nt_inval_inode;
-	cm->loop.kops.inval_entry = nt_inval_entry;
-	cm->loop.kops.barrier = nt_barrier;
-	cm->loop.kops.arg = NULL;
-	return 0;
+	if (!nt)
+		return NULL;
+	pthread_mutex_init(&nt->mu, NULL);
+	pthread_cond_init(&nt->cv, NULL);
+	TAILQ_INIT(&nt->q);
+	nt->se = se;
+	nt->loop = loop;
+	rc = pthread_create(&nt->thread, NULL, nt_main, nt);
+	if (rc) {
+		pthread_cond_destroy(&nt->cv);
+		pthread_mutex_destroy(&nt->mu);
+		free(nt);
+		errno = rc;
+		return NULL;
+	}
+	loop->kops.inval_inode = nt_inval_inode;
+	loop->kops.inval_entry = nt_inval_entry;
+	loop->kops.barrier = nt_barrier;
+	loop->kops.arg = nt;
+	return nt;
 }
 
 void
-fops_notifier_stop(struct cm *cm)
+fops_notifier_stop(struct fops_notifier *nt)
 {
+	struct cm_loop *loop;
 	struct note *n;
 
-	cm->loop.kops.inval_inode = NULL;
-	cm->loop.kops.inval_entry = NULL;
-	cm->loop.kops.barrier = NULL;
-	if (!g_nt.started)
+	if (!nt)
 		return;
-	g_nt.started = false;
-	pthread_mutex_lock(&g_nt.mu);
-	g_nt.stop = true;
-	pthread_cond_signal(&g_nt.cv);
-	pthread_mutex_unlock(&g_nt.mu);
-	pthread_join(g_nt.thread, NULL);
-	while ((n = TAILQ_FIRST(&g_nt.q))) {
-		TAILQ_REMOVE(&g_nt.q, n, link);
+	loop = nt->loop;
+	loop->kops.inval_inode = NULL;
+	loop->kops.inval_entry = NULL;
+	loop->kops.barrier = NULL;
+	loop->kops.arg = NULL;
+	pthread_mutex_lock(&nt->mu);
+	nt->stop = true;
+	pthread_cond_signal(&nt->cv);
+	pthread_mutex_unlock(&nt->mu);
+	pthread_join(nt->thread, NULL);
+	while ((n = TAILQ_FIRST(&nt->q))) {
+		TAILQ_REMOVE(&nt->q, n, link);
 		/* The loop is gone (cm_loop_stop() ran): a barrier's job runs
 		 * here, with cm_stopping() true, as cm_loop_stop() runs
 		 * late jobs, so its control call is answered and freed. */
 		if (n->job)
-			n->job->run(&cm->loop, n->job);
+			n->job->run(loop, n->job);
 		free(n);
 	}
+	pthread_cond_destroy(&nt->cv);
+	pthread_mutex_destroy(&nt->mu);
+	free(nt);
 	/* Barriers the thread reached after cm_loop_stop() had drained the
 	 * queue were posted into a closed queue: run them now, when nothing
 	 * can post any more. */
-	cm_run_late_jobs(&cm->loop);
+	cm_run_late_jobs(loop);
 }

@@ -11,18 +11,24 @@
 #define FUSE_USE_VERSION 35
 #include <fuse_lowlevel.h>
 
-#include "cm/cm.h"
+struct cm_loop;
 
 /* The operation table; the session's userdata must be the struct cm *. */
 extern const struct fuse_lowlevel_ops fops_ops;
 
+/* The notifier thread and its queue; cairnd.c owns it. */
+struct fops_notifier;
+
 /*
- * Start the notifier thread for @se and plug it into cm->loop.kops. Call after
- * the mount, before the loop starts. @return 0 or -errno.
+ * Start the notifier thread for @se and plug it into @loop's kernel ops.
+ * Call after the mount, before the loop starts. @return the notifier, or
+ * NULL + errno.
  */
-int fops_notifier_start(struct cm *cm, struct fuse_session *se);
-/* Stop it (drops the invalidations still queued; the jobs of barriers
- * still queued run here); after cm_loop_stop(). */
-void fops_notifier_stop(struct cm *cm);
+struct fops_notifier *fops_notifier_start(struct cm_loop *loop,
+					  struct fuse_session *se);
+/* Unplug and stop it (drops the invalidations still queued; the jobs of
+ * barriers still queued run here, and then the loop's late jobs); after
+ * cm_loop_stop(). Frees @nt; NULL-safe. */
+void fops_notifier_stop(struct fops_notifier *nt);
 
 #endif /* CAIRN_CM_FUSE_OPS_H */

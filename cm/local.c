@@ -207,7 +207,7 @@ local_apply(struct local *l, const struct proto_op *op, bool commit,
 		a.gid = op->gid;
 		a.nlink = a.type == PROTO_T_DIR ? 2 : 1;
 		a.size = op->target ? strlen(op->target) : 0;
-		a.dv = mcache_local_dv();
+		a.dv = mcache_local_dv(l->d.mc);
 		a.atime_ns = util_wall_ns();
 		a.mtime_ns = a.ctime_ns = a.atime_ns;
 		mcache_offline_attr(l->d.mc, &a);

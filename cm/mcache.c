@@ -29,6 +29,7 @@ struct mcache {
 	struct cm_loop *loop;  /* its kernel ops */
 	struct cm_stats *st;
 	struct mcache_hooks hooks; /* never changed after mcache_new() */
+	_Atomic uint64_t next_dv;  /* mcache_local_dv(); 0: not seeded */
 };
 
 struct mcache *
@@ -45,6 +46,7 @@ mcache_new(struct ino_table *ino, struct vc *vc, struct cs_store *cs,
 	mc->cs = cs;
 	mc->loop = loop;
 	mc->st = st;
+	atomic_init(&mc->next_dv, 0);
 	if (hooks)
 		mc->hooks = *hooks;
 	return mc;
@@ -69,9 +71,8 @@ mcache_inval_inode(struct mcache *mc, uint64_t ino, int64_t off, int64_t len)
 	k->inval_inode(k->arg, ino, off, len);
 }
 
-void
-mcache_inval_entry(struct mcache *mc, uint64_t parent, const char *name,
-		   size_t len)
+static void
+inval_entry(struct mcache *mc, uint64_t parent, const char *name, size_t len)
 {
 	const struct cm_kernel_ops *k = &mc->loop->kops;
 
@@ -328,15 +329,14 @@ diff_entries(struct mcache *mc, uint64_t ino, const struct vc_dir *old,
 				c = (int)a->namelen - (int)b->namelen;
 		}
 		if (c < 0) {
-			mcache_inval_entry(mc, ino, a->name, a->namelen);
+			inval_entry(mc, ino, a->name, a->namelen);
 			i++;
 		} else if (c > 0) {
-			mcache_inval_entry(mc, ino, b->name, b->namelen);
+			inval_entry(mc, ino, b->name, b->namelen);
 			j++;
 		} else {
 			if (!fid_eq(&a->fid, &b->fid))
-				mcache_inval_entry(mc, ino, a->name,
-						   a->namelen);
+				inval_entry(mc, ino, a->name, a->namelen);
 			i++;
 			j++;
 		}
@@ -499,19 +499,18 @@ mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
 /* --- disconnected edits --- */
 
 uint64_t
-mcache_local_dv(void)
+mcache_local_dv(struct mcache *mc)
 {
-	static _Atomic uint64_t next;
-	uint64_t v = atomic_load(&next);
+	uint64_t v = atomic_load(&mc->next_dv);
 
 	if (!v) {
 		/* Unique across restarts: milliseconds since the epoch. */
 		uint64_t seed = CM_DV_LOCAL |
 				((uint64_t)util_wall_ns() / 1000000) << 16;
 
-		atomic_compare_exchange_strong(&next, &v, seed);
+		atomic_compare_exchange_strong(&mc->next_dv, &v, seed);
 	}
-	return atomic_fetch_add(&next, 1) | CM_DV_LOCAL;
+	return atomic_fetch_add(&mc->next_dv, 1) | CM_DV_LOCAL;
 }
 
 void
@@ -537,7 +536,7 @@ mcache_offline_dir(struct mcache *mc, const struct fid *dir, const char *del,
 		vc_dir_put(old);
 		return rc;
 	}
-	a.dv = mcache_local_dv();
+	a.dv = mcache_local_dv(mc);
 	a.mtime_ns = a.ctime_ns = util_wall_ns();
 	if (nlink_delta < 0 && a.nlink > 2)
 		a.nlink--;

@@ -101,11 +101,11 @@ int mcache_dir(struct mcache *mc, const struct fid *fid, struct vc_dir **out);
  */
 bool mcache_ahead(struct mcache *mc, const struct fid *fid);
 
-/* Loop thread: tell the kernel (counted as invalidations). */
+/* Loop thread: tell the kernel to drop the attributes (@off < 0) or the
+ * attributes and pages from @off (@len 0: to the end) of inode @ino
+ * (counted as an invalidation; nothing for @ino 0). */
 void mcache_inval_inode(struct mcache *mc, uint64_t ino, int64_t off,
 			int64_t len);
-void mcache_inval_entry(struct mcache *mc, uint64_t parent, const char *name,
-			size_t len);
 
 /*
  * Loop thread: a fresh attribute from the server. Compare with what we
@@ -157,7 +157,7 @@ bool mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
 		      const struct proto_attr *add_attr);
 
 /*
- * Disconnected changes (offline.c). A change made without the server gets
+ * Disconnected changes (local.c). A change made without the server gets
  * a *local* DV (CM_DV_LOCAL set: never a server DV, so nothing cached with
  * one is ever taken for the server's; after reintegration a bulk
  * revalidation replaces them).
@@ -169,7 +169,7 @@ bool mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
  * -ENOENT when the listing is not cached (nothing changed).
  * mcache_offline_newdir(): an empty listing for a directory made offline.
  */
-uint64_t mcache_local_dv(void);
+uint64_t mcache_local_dv(struct mcache *mc);
 void mcache_offline_attr(struct mcache *mc, const struct proto_attr *a);
 int mcache_offline_dir(struct mcache *mc, const struct fid *dir,
 		       const char *del, const char *add,

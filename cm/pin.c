@@ -12,13 +12,15 @@
  * of the set; nothing is pinned yet. Then a foreground pin checks the
  * space, records the pin in the tdb, adds the objects to the set (pinning
  * the chunks already cached), and the fetch phase asks fetch.c for every
- * missing chunk, cfg.max_parallel at a time, sending PROGRESS at most ten
- * times a second. Callbacks may come synchronously (mfetch.c answers at once
- * on shutdown or ENOMEM), so the pumps guard against re-entry.
+ * missing chunk, max_parallel at a time, reporting progress at most ten
+ * times a second (ctl_pin.c turns it into PROGRESS frames). Callbacks may
+ * come synchronously (mfetch.c answers at once on shutdown or ENOMEM), so
+ * the pumps guard against re-entry.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,12 +29,12 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <jansson.h>
 
 #include "chunkstore/cs.h"
-#include "cm/access.h"
+#include "cm/cm.h"
 #include "cm/ctl.h"
 #include "cm/fetch.h"
+#include "cm/loop.h"
 #include "cm/mcache.h"
 #include "cm/mfetch.h"
 #include "cm/pin.h"
@@ -82,6 +84,16 @@ struct pin {
 	struct pobj_list buckets[PIN_BUCKETS];
 	struct prec_list recs;
 	struct pjob_list jobs;
+
+	struct cm_loop *loop;
+	struct cs_store *cs;
+	struct vc *vc;
+	struct mcache *mc;
+	struct mfetch *mf;
+	struct fetch *fetch;
+	atomic_int *online;
+	uint32_t chunk_size;
+	unsigned max_parallel;
 };
 
 /* --- the pinned set --- */
@@ -97,44 +109,52 @@ fid_bucket(const struct fid *fid)
 }
 
 static struct pobj *
-pobj_find(struct cm *cm, const struct fid *fid)
+pobj_find(struct pin *pin, const struct fid *fid)
 {
 	struct pobj *o;
 
-	if (!cm->pin)
+	if (!pin)
 		return NULL;
-	LIST_FOREACH(o, &cm->pin->buckets[fid_bucket(fid)], link)
-	if (fid_eq(&o->fid, fid))
-		return o;
+	LIST_FOREACH (o, &pin->buckets[fid_bucket(fid)], link)
+		if (fid_eq(&o->fid, fid))
+			return o;
 	return NULL;
 }
 
 bool
-pin_covers(struct cm *cm, const struct fid *fid)
+pin_covers(struct pin *pin, const struct fid *fid)
 {
-	return pobj_find(cm, fid) != NULL;
+	return pobj_find(pin, fid) != NULL;
 }
 
-static struct pin *
-pin_get(struct cm *cm)
+struct pin *
+pin_new(const struct pin_deps *d)
 {
-	if (cm->pin)
-		return cm->pin;
-	cm->pin = calloc(1, sizeof(*cm->pin));
-	if (!cm->pin)
+	struct pin *pin = calloc(1, sizeof(*pin));
+
+	if (!pin)
 		return NULL;
 	for (size_t i = 0; i < PIN_BUCKETS; i++)
-		LIST_INIT(&cm->pin->buckets[i]);
-	TAILQ_INIT(&cm->pin->recs);
-	TAILQ_INIT(&cm->pin->jobs);
-	return cm->pin;
+		LIST_INIT(&pin->buckets[i]);
+	TAILQ_INIT(&pin->recs);
+	TAILQ_INIT(&pin->jobs);
+	pin->loop = d->loop;
+	pin->cs = d->cs;
+	pin->vc = d->vc;
+	pin->mc = d->mc;
+	pin->mf = d->mf;
+	pin->fetch = d->fetch;
+	pin->online = d->online;
+	pin->chunk_size = d->chunk_size;
+	pin->max_parallel = d->max_parallel ? d->max_parallel : 8;
+	return pin;
 }
 
 /* Add @fid to @rec's cover and the set; pin a file's cached chunks. */
 static int
-pobj_add(struct cm *cm, struct prec *rec, const struct fid *fid, uint8_t type)
+pobj_add(struct pin *pin, struct prec *rec, const struct fid *fid, uint8_t type)
 {
-	struct pobj *o = pobj_find(cm, fid);
+	struct pobj *o = pobj_find(pin, fid);
 	struct prec **nr;
 	struct fid *nf;
 
@@ -148,9 +168,9 @@ pobj_add(struct cm *cm, struct prec *rec, const struct fid *fid, uint8_t type)
 			return -ENOMEM;
 		o->fid = *fid;
 		o->type = type;
-		LIST_INSERT_HEAD(&cm->pin->buckets[fid_bucket(fid)], o, link);
+		LIST_INSERT_HEAD(&pin->buckets[fid_bucket(fid)], o, link);
 		if (type == PROTO_T_FILE)
-			cs_pin_file(cm->cs, fid->vol, fid->oid, 1);
+			cs_pin_file(pin->cs, fid->vol, fid->oid, 1);
 	}
 	if (rec->nobjs == rec->capobjs) {
 		size_t ncap = rec->capobjs ? 2 * rec->capobjs : 16;
@@ -171,10 +191,10 @@ pobj_add(struct cm *cm, struct prec *rec, const struct fid *fid, uint8_t type)
 }
 
 static void
-pobj_free(struct cm *cm, struct pobj *o, bool unpin_chunks)
+pobj_free(struct pin *pin, struct pobj *o, bool unpin_chunks)
 {
 	if (unpin_chunks && o->type == PROTO_T_FILE)
-		cs_pin_file(cm->cs, o->fid.vol, o->fid.oid, 0);
+		cs_pin_file(pin->cs, o->fid.vol, o->fid.oid, 0);
 	LIST_REMOVE(o, link);
 	free(o->recs);
 	free(o);
@@ -183,13 +203,13 @@ pobj_free(struct cm *cm, struct pobj *o, bool unpin_chunks)
 /* Take @rec's cover out of the set. @return the bytes of the files that
  * are no longer pinned at all (by their cached size). */
 static uint64_t
-prec_uncover(struct cm *cm, struct prec *rec)
+prec_uncover(struct pin *pin, struct prec *rec)
 {
 	struct proto_attr a;
 	uint64_t bytes = 0;
 
 	for (size_t i = 0; i < rec->nobjs; i++) {
-		struct pobj *o = pobj_find(cm, &rec->objs[i]);
+		struct pobj *o = pobj_find(pin, &rec->objs[i]);
 
 		if (!o)
 			continue; /* gone from the server meanwhile */
@@ -201,9 +221,9 @@ prec_uncover(struct cm *cm, struct prec *rec)
 		if (o->nrecs)
 			continue;
 		if (o->type == PROTO_T_FILE &&
-		    mcache_attr(cm->mc, &o->fid, &a) == 0)
+		    mcache_attr(pin->mc, &o->fid, &a) == 0)
 			bytes += a.size;
-		pobj_free(cm, o, true);
+		pobj_free(pin, o, true);
 	}
 	rec->nobjs = 0;
 	return bytes;
@@ -220,15 +240,15 @@ prec_put(struct prec *rec)
 }
 
 static struct prec *
-prec_find(struct cm *cm, const struct fid *fid)
+prec_find(struct pin *pin, const struct fid *fid)
 {
 	struct prec *r;
 
-	if (!cm->pin)
+	if (!pin)
 		return NULL;
-	TAILQ_FOREACH(r, &cm->pin->recs, link)
-	if (fid_eq(&r->fid, fid))
-		return r;
+	TAILQ_FOREACH (r, &pin->recs, link)
+		if (fid_eq(&r->fid, fid))
+			return r;
 	return NULL;
 }
 
@@ -252,23 +272,23 @@ prec_new(const struct fid *fid, bool recursive, const char *path)
 }
 
 static void
-prec_list_add(struct cm *cm, struct prec *r)
+prec_list_add(struct pin *pin, struct prec *r)
 {
 	if (r->listed)
 		return;
 	r->listed = true;
 	r->refs++;
-	TAILQ_INSERT_TAIL(&cm->pin->recs, r, link);
+	TAILQ_INSERT_TAIL(&pin->recs, r, link);
 }
 
 static void
-prec_unlist(struct cm *cm, struct prec *r)
+prec_unlist(struct pin *pin, struct prec *r)
 {
 	if (!r->listed)
 		return;
 	r->listed = false;
 	r->dead = true;
-	TAILQ_REMOVE(&cm->pin->recs, r, link);
+	TAILQ_REMOVE(&pin->recs, r, link);
 	prec_put(r);
 }
 
@@ -292,8 +312,9 @@ struct pfile {
 
 struct pjob {
 	TAILQ_ENTRY(pjob) link;
-	struct cm *cm;
-	struct ctl_call *call; /* NULL: a background job */
+	struct pin *pin;
+	bool fg; /* a caller waits for the answer (@watch) */
+	struct pin_watch watch;
 	struct ctl_peer peer;
 	struct prec *rec;      /* ref held; NULL: add nothing to the set */
 	bool new_rec;	       /* rec was made by this job */
@@ -334,7 +355,7 @@ struct preq {
 
 static void scan_pump(struct pjob *j);
 static void fetch_pump(struct pjob *j);
-static struct pjob *job_new(struct cm *cm, const struct fid *fid,
+static struct pjob *job_new(struct pin *pin, const struct fid *fid,
 			    struct prec *rec, bool recursive);
 static void job_start(struct pjob *j);
 
@@ -343,8 +364,7 @@ job_free(struct pjob *j)
 {
 	if (!j)
 		return;
-	if (j->cm->pin)
-		TAILQ_REMOVE(&j->cm->pin->jobs, j, link);
+	TAILQ_REMOVE(&j->pin->jobs, j, link);
 	prec_put(j->rec);
 	free(j->q);
 	free(j->objs);
@@ -352,17 +372,18 @@ job_free(struct pjob *j)
 	free(j);
 }
 
+/* Shutdown has begun: the teardown (daemon.c) stops http, fetch and
+ * mfetch before pin_free(), so nothing new is asked for. */
 static bool
-job_stopping_cm(struct cm *cm)
+pin_stopping(struct pin *pin)
 {
-	/* At shutdown http goes first, then fetch and meta (cm.c). */
-	return !cm->http || !cm->fetch || !cm->mf;
+	return cm_stopping(pin->loop);
 }
 
 static bool
 job_stopping(struct pjob *j)
 {
-	return job_stopping_cm(j->cm);
+	return pin_stopping(j->pin);
 }
 
 static int
@@ -483,7 +504,7 @@ scan_want(struct pjob *j, const struct pitem *it, want_fn fn, bool retry)
 		r->it.tries = 0;
 	}
 	j->mpending++;
-	fn(j->cm->mf, &it->fid, scan_cb, r);
+	fn(j->pin->mf, &it->fid, scan_cb, r);
 }
 
 static uint32_t
@@ -495,7 +516,7 @@ attr_mode(const struct proto_attr *a)
 static void
 scan_item(struct pjob *j, struct pitem *it)
 {
-	struct cm *cm = j->cm;
+	struct pin *pin = j->pin;
 	struct proto_attr a;
 	struct proto_xattr *x = NULL;
 	struct vc_dir *d = NULL;
@@ -509,7 +530,7 @@ scan_item(struct pjob *j, struct pitem *it)
 		scan_want(j, it, mfetch_want_dir, true);
 		return;
 	}
-	rc = mcache_attr(cm->mc, &it->fid, &a);
+	rc = mcache_attr(pin->mc, &it->fid, &a);
 	if (rc == -ENOENT) {
 		scan_want(j, it, mfetch_want_attr, true);
 		return;
@@ -530,7 +551,7 @@ scan_item(struct pjob *j, struct pitem *it)
 	}
 	if (!it->asked) {
 		it->asked = true;
-		if (vc_get_xattrs(cm->vc, &it->fid, &stamp, &x, &nx) == 0) {
+		if (vc_get_xattrs(pin->vc, &it->fid, &stamp, &x, &nx) == 0) {
 			proto_xattrs_free(x, nx);
 			if (stamp != a.ctime_ns)
 				scan_want(j, it, mfetch_want_xattrs, false);
@@ -538,14 +559,14 @@ scan_item(struct pjob *j, struct pitem *it)
 			scan_want(j, it, mfetch_want_xattrs, false);
 		}
 		if (a.type == PROTO_T_SYMLINK) {
-			if (vc_get_link(cm->vc, &it->fid, &link) == 0)
+			if (vc_get_link(pin->vc, &it->fid, &link) == 0)
 				free(link);
 			else
 				scan_want(j, it, mfetch_want_link, false);
 		}
 	}
 	if (a.type == PROTO_T_DIR && (it->root || j->recursive)) {
-		rc = mcache_dir(cm->mc, &it->fid, &d);
+		rc = mcache_dir(pin->mc, &it->fid, &d);
 		if (rc == -ENOENT) {
 			scan_want(j, it, mfetch_want_dir, true);
 			return;
@@ -582,7 +603,7 @@ scan_pump(struct pjob *j)
 	while (j->qn > 0 && j->mpending < SCAN_PARALLEL && !job_stopping(j)) {
 		/* A foreground pin stops at its first error; a background
 		 * job pins what it can reach. */
-		if (j->err && j->call)
+		if (j->err && j->fg)
 			break;
 		it = j->q[--j->qn];
 		scan_item(j, &it);
@@ -590,9 +611,20 @@ scan_pump(struct pjob *j)
 	j->pumping = false;
 	if (j->qn > 0 && job_stopping(j))
 		job_error(j, -ECANCELED);
-	if (j->mpending == 0 && (j->qn == 0 || job_stopping(j) ||
-				 (j->err && j->call)))
+	if (j->mpending == 0 &&
+	    (j->qn == 0 || job_stopping(j) || (j->err && j->fg)))
 		scan_done(j);
+}
+
+/* Give the caller of a foreground pin its answer (once). */
+static void
+job_answer(struct pjob *j, const struct pin_result *res)
+{
+	if (!j->fg)
+		return;
+	j->fg = false;
+	if (j->watch.done)
+		j->watch.done(j->watch.arg, res);
 }
 
 /* --- space --- */
@@ -630,31 +662,22 @@ count_held(const struct cs_info *ci, void *arg)
 static int
 check_files(struct pjob *j, uint64_t need, const struct cs_stats *st)
 {
+	struct pin_result res = {.err = -ENOSPC, .kind = PIN_NO_FILES};
 	uint64_t held = 0, usable, avail;
-	char msg[256];
 
 	if (!need)
 		return 0;
 	/* NEEDSWORK: one pass over the whole index; the chunk store could
 	 * count pinned and dirty chunks as it counts their bytes. */
-	cs_iterate(j->cm->cs, count_held, &held);
+	cs_iterate(j->pin->cs, count_held, &held);
 	usable = st->files_limit - st->files_limit * CS_DEFAULT_STOP_PCT / 100;
 	avail = usable > held ? usable - held : 0;
 	if (need <= avail)
 		return 0;
-	snprintf(msg, sizeof(msg),
-		 "the pinned set needs %llu more chunk files, the cache can "
-		 "hold %llu more (its file limit is %llu): short by %llu",
-		 (unsigned long long)need, (unsigned long long)avail,
-		 (unsigned long long)st->files_limit,
-		 (unsigned long long)(need - avail));
-	ctl_reply_err_detail(j->call, ENOSPC,
-			     json_pack("{s:I,s:I,s:I}", "files_needed",
-				       (json_int_t)need, "files_available",
-				       (json_int_t)avail, "files_short",
-				       (json_int_t)(need - avail)),
-			     msg);
-	j->call = NULL;
+	res.need = need;
+	res.avail = avail;
+	res.limit = st->files_limit;
+	job_answer(j, &res);
 	return -ENOSPC;
 }
 
@@ -663,24 +686,24 @@ check_files(struct pjob *j, uint64_t need, const struct cs_stats *st)
 static int
 check_space(struct pjob *j)
 {
-	struct cm *cm = j->cm;
+	struct pin *pin = j->pin;
+	struct pin_result res = {.err = -ENOSPC, .kind = PIN_NO_SPACE};
 	struct cs_stats st;
 	uint64_t need = 0, need_files = 0, usable, avail;
-	char a[32], b[32], c[32], msg[256];
 
 	for (size_t i = 0; i < j->nfiles; i++) {
 		struct pinned_count pc = {.dv = j->files[i].dv};
-		uint64_t n = (j->files[i].size + cm->chunk_size - 1) /
-			     cm->chunk_size;
+		uint64_t n = (j->files[i].size + pin->chunk_size - 1) /
+			     pin->chunk_size;
 
-		cs_iterate_file(cm->cs, j->files[i].fid.vol,
+		cs_iterate_file(pin->cs, j->files[i].fid.vol,
 				j->files[i].fid.oid, count_pinned, &pc);
 		if (pc.bytes < j->files[i].size)
 			need += j->files[i].size - pc.bytes;
 		if (pc.chunks < n)
 			need_files += n - pc.chunks;
 	}
-	cs_get_stats(cm->cs, &st);
+	cs_get_stats(pin->cs, &st);
 	/* The store refuses allocations that leave less than the stop level
 	 * free, so that part of the limit cannot hold pinned data. */
 	usable = st.bytes_limit - st.bytes_limit * CS_DEFAULT_STOP_PCT / 100;
@@ -689,20 +712,9 @@ check_space(struct pjob *j)
 			: 0;
 	if (need <= avail)
 		return check_files(j, need_files, &st);
-	util_fmt_size(need, a, sizeof(a));
-	util_fmt_size(avail, b, sizeof(b));
-	util_fmt_size(need - avail, c, sizeof(c));
-	snprintf(msg, sizeof(msg),
-		 "the pinned set needs %s more, the cache can hold %s more: "
-		 "short by %s",
-		 a, b, c);
-	ctl_reply_err_detail(j->call, ENOSPC,
-			     json_pack("{s:I,s:I,s:I}", "bytes_needed",
-				       (json_int_t)need, "bytes_available",
-				       (json_int_t)avail, "bytes_short",
-				       (json_int_t)(need - avail)),
-			     msg);
-	j->call = NULL;
+	res.need = need;
+	res.avail = avail;
+	job_answer(j, &res);
 	return -ENOSPC;
 }
 
@@ -741,7 +753,7 @@ owner_from_vc(const struct vc_pin_owner *o, struct ctl_peer *p)
 static void
 scan_done(struct pjob *j)
 {
-	struct cm *cm = j->cm;
+	struct pin *pin = j->pin;
 	struct prec *rec = j->rec;
 	char fs[FID_STRLEN];
 	int rc;
@@ -749,13 +761,12 @@ scan_done(struct pjob *j)
 	if (j->fetching || j->finished)
 		return;
 	j->fetching = true;
-	if (j->err && j->call) {
-		if (j->err == -EIO && !atomic_load(&cm->online))
-			ctl_reply_err(j->call, EHOSTUNREACH,
-				      "the volume server does not answer");
-		else
-			ctl_reply_err(j->call, j->err, NULL);
-		j->call = NULL;
+	if (j->err && j->fg) {
+		struct pin_result res = {.err = j->err, .kind = PIN_FAILED};
+
+		if (j->err == -EIO && !atomic_load(pin->online))
+			res.kind = PIN_NO_SERVER;
+		job_answer(j, &res);
 		job_finish(j);
 		return;
 	}
@@ -768,7 +779,7 @@ scan_done(struct pjob *j)
 		return;
 	}
 	if (rec && !rec->dead) {
-		if (j->call && (j->new_rec || rec->owner.uid == j->peer.uid)) {
+		if (j->fg && (j->new_rec || rec->owner.uid == j->peer.uid)) {
 			/* The pinner's identity is the pin's (refreshed when
 			 * its owner pins again). Pinning another user's pin
 			 * again does not take it over: it stays theirs, so
@@ -776,28 +787,28 @@ scan_done(struct pjob *j)
 			rec->owner = j->peer;
 			rec->owner.pid = 0;
 		}
-		if (j->new_rec || j->call) {
+		if (j->new_rec || j->fg) {
 			struct vc_pin_owner ow;
 
 			owner_to_vc(&rec->owner, &ow);
-			rc = vc_put_pin(cm->vc, &rec->fid, j->recursive,
+			rc = vc_put_pin(pin->vc, &rec->fid, j->recursive,
 					rec->path, &ow);
 			if (rc < 0)
 				log_warn(LOG_PIN,
 					 "cannot record the pin of '%s': %s",
 					 rec->path, strerror(-rc));
 		}
-		if (j->call)
+		if (j->fg)
 			rec->recursive = j->recursive;
-		prec_list_add(cm, rec);
+		prec_list_add(pin, rec);
 		for (size_t i = 0; i < j->nobjs; i++)
-			if (pobj_add(cm, rec, &j->objs[i].fid,
+			if (pobj_add(pin, rec, &j->objs[i].fid,
 				     j->objs[i].type) < 0)
 				job_error(j, -ENOMEM);
 	} else {
 		for (size_t i = 0; i < j->nfiles; i++)
-			if (pin_covers(cm, &j->files[i].fid))
-				cs_pin_file(cm->cs, j->files[i].fid.vol,
+			if (pin_covers(pin, &j->files[i].fid))
+				cs_pin_file(pin->cs, j->files[i].fid.vol,
 					    j->files[i].fid.oid, 1);
 	}
 	for (size_t i = 0; i < j->nfiles; i++)
@@ -812,16 +823,17 @@ static void
 send_progress(struct pjob *j, bool force)
 {
 	uint64_t now = util_now_ms();
+	struct pin_progress pr;
 
-	if (!j->call || (!force && now - j->last_progress < PROGRESS_MS))
+	if (!j->fg || !j->watch.progress ||
+	    (!force && now - j->last_progress < PROGRESS_MS))
 		return;
 	j->last_progress = now;
-	ctl_progress(j->call,
-		     json_pack("{s:I,s:I,s:I,s:I}", "bytes_done",
-			       (json_int_t)j->bytes_done, "bytes_total",
-			       (json_int_t)j->bytes_total, "files_done",
-			       (json_int_t)j->files_done, "files_total",
-			       (json_int_t)j->nfiles));
+	pr.bytes_done = j->bytes_done;
+	pr.bytes_total = j->bytes_total;
+	pr.files_done = j->files_done;
+	pr.files_total = j->nfiles;
+	j->watch.progress(j->watch.arg, &pr);
 }
 
 static void
@@ -859,15 +871,15 @@ fetch_cb(void *arg, int err)
 static void
 fetch_pump(struct pjob *j)
 {
-	struct cm *cm = j->cm;
-	unsigned max = cm->cfg.max_parallel ? cm->cfg.max_parallel : 8;
+	struct pin *pin = j->pin;
+	unsigned max = pin->max_parallel;
 
 	if (j->pumping)
 		return;
 	j->pumping = true;
 	while (j->fi < j->nfiles && j->inflight < max) {
 		struct pfile *f = &j->files[j->fi];
-		uint64_t n = (f->size + cm->chunk_size - 1) / cm->chunk_size;
+		uint64_t n = (f->size + pin->chunk_size - 1) / pin->chunk_size;
 		struct cs_info info;
 		struct cs_key k;
 		struct preq *r;
@@ -881,7 +893,7 @@ fetch_pump(struct pjob *j)
 			continue;
 		}
 		cm_chunk_key(&k, &f->fid, j->ci++);
-		if (cs_lookup(cm->cs, &k, &info) == 0 && info.dv == f->dv &&
+		if (cs_lookup(pin->cs, &k, &info) == 0 && info.dv == f->dv &&
 		    (info.flags & CS_F_VALID)) {
 			j->bytes_done += info.len;
 			continue;
@@ -894,12 +906,13 @@ fetch_pump(struct pjob *j)
 		}
 		r->job = j;
 		r->fi = j->fi;
-		r->len = f->size - k.chunk * cm->chunk_size < cm->chunk_size
-				 ? (uint32_t)(f->size - k.chunk * cm->chunk_size)
-				 : cm->chunk_size;
+		r->len = f->size - k.chunk * pin->chunk_size < pin->chunk_size
+				 ? (uint32_t)(f->size -
+					      k.chunk * pin->chunk_size)
+				 : pin->chunk_size;
 		f->left++;
 		j->inflight++;
-		rc = fetch_chunk(cm->fetch, &f->fid, f->dv, f->size, k.chunk,
+		rc = fetch_chunk(pin->fetch, &f->fid, f->dv, f->size, k.chunk,
 				 fetch_cb, r);
 		if (rc < 0) {
 			free(r);
@@ -917,9 +930,7 @@ fetch_pump(struct pjob *j)
 static void
 job_finish(struct pjob *j)
 {
-	struct cm *cm = j->cm;
-	char msg[200];
-	int err;
+	struct pin *pin = j->pin;
 
 	if (j->finished)
 		return;
@@ -928,49 +939,34 @@ job_finish(struct pjob *j)
 		struct pjob *n;
 
 		if (!j->files[i].stale || j->depth >= REFETCH_DEPTH ||
-		    !pin_covers(cm, &j->files[i].fid))
+		    !pin_covers(pin, &j->files[i].fid))
 			continue;
 		/* The file changed under us: the attributes we used are
 		 * old. Look again and fetch the new data version. */
-		mcache_drop_attr(cm->mc, &j->files[i].fid);
-		n = job_new(cm, &j->files[i].fid, NULL, false);
+		mcache_drop_attr(pin->mc, &j->files[i].fid);
+		n = job_new(pin, &j->files[i].fid, NULL, false);
 		if (n) {
 			n->depth = j->depth + 1;
 			job_start(n);
 		}
 	}
-	if (j->call) {
+	if (j->fg) {
+		struct pin_result res = {
+			.kind = j->chunk_errs ? PIN_CHUNKS_MISSING : PIN_DONE,
+			.bytes_total = j->bytes_total,
+			.bytes_done = j->bytes_done,
+			.bytes_fetched = j->bytes_fetched,
+			.files = j->nfiles,
+			.files_skipped = j->skipped,
+			.chunks_failed = j->chunk_errs,
+			.fetch_err = j->fetch_err,
+		};
+
 		send_progress(j, true);
-		if (j->chunk_errs) {
-			err = j->fetch_err;
-			if (err == -EIO && !atomic_load(&cm->online))
-				err = -EHOSTUNREACH;
-			snprintf(msg, sizeof(msg),
-				 "pinned, but %llu chunks could not be "
-				 "fetched (%s); 'fs pins' shows what is "
-				 "missing",
-				 (unsigned long long)j->chunk_errs,
-				 strerror(-j->fetch_err));
-			ctl_reply_err_detail(
-				j->call, err,
-				json_pack("{s:I,s:I}", "bytes_missing",
-					  (json_int_t)(j->bytes_total -
-						       j->bytes_done),
-					  "chunks_failed",
-					  (json_int_t)j->chunk_errs),
-				msg);
-		} else {
-			ctl_reply_ok(
-				j->call,
-				json_pack("{s:I,s:I,s:I,s:I}", "bytes",
-					  (json_int_t)j->bytes_total, "files",
-					  (json_int_t)j->nfiles,
-					  "bytes_fetched",
-					  (json_int_t)j->bytes_fetched,
-					  "files_skipped",
-					  (json_int_t)j->skipped));
-		}
-		j->call = NULL;
+		res.err = j->chunk_errs ? j->fetch_err : 0;
+		if (res.err == -EIO && !atomic_load(pin->online))
+			res.err = -EHOSTUNREACH;
+		job_answer(j, &res);
 	} else if (j->chunk_errs) {
 		log_info(LOG_PIN, "pin: %llu chunks of %s could not be fetched: "
 				  "%s",
@@ -982,19 +978,17 @@ job_finish(struct pjob *j)
 }
 
 static struct pjob *
-job_new(struct cm *cm, const struct fid *fid, struct prec *rec,
+job_new(struct pin *pin, const struct fid *fid, struct prec *rec,
 	bool recursive)
 {
 	struct pjob *j;
 	struct pitem it = {.fid = *fid, .root = true};
 	struct pobj *o;
 
-	if (!pin_get(cm))
-		return NULL;
 	j = calloc(1, sizeof(*j));
 	if (!j)
 		return NULL;
-	j->cm = cm;
+	j->pin = pin;
 	j->recursive = recursive;
 	j->rec = rec;
 	if (rec)
@@ -1003,14 +997,14 @@ job_new(struct cm *cm, const struct fid *fid, struct prec *rec,
 	 * the first pin that covers the object, for a refetch), so it never
 	 * takes in what that user could not read. A foreground pin sets its
 	 * caller instead. */
-	o = rec ? NULL : pobj_find(cm, fid);
+	o = rec ? NULL : pobj_find(pin, fid);
 	if (rec)
 		j->peer = rec->owner;
 	else if (o && o->nrecs)
 		j->peer = o->recs[0]->owner;
 	else
 		j->peer.uid = j->peer.gid = 0;
-	TAILQ_INSERT_TAIL(&cm->pin->jobs, j, link);
+	TAILQ_INSERT_TAIL(&pin->jobs, j, link);
 	if (push_item(j, &it) < 0) {
 		job_free(j);
 		return NULL;
@@ -1026,18 +1020,17 @@ job_start(struct pjob *j)
 
 /* --- entry points --- */
 
-void
-pin_ctl_pin(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
-	    const struct proto_attr *attr, const char *path, bool recursive)
+int
+pin_add(struct pin *pin, const struct ctl_peer *peer,
+	const struct proto_attr *attr, const char *path, bool recursive,
+	const struct pin_watch *watch)
 {
-	struct prec *rec = prec_find(cm, &attr->fid);
+	struct prec *rec = prec_find(pin, &attr->fid);
 	bool fresh = false;
 	struct pjob *j;
 
-	if (!pin_get(cm)) {
-		ctl_reply_err(call, ENOMEM, NULL);
-		return;
-	}
+	if (!pin)
+		return -ECANCELED;
 	if (rec) {
 		/* Pinning again refreshes the pin (and may widen it). */
 		recursive = recursive || rec->recursive;
@@ -1045,28 +1038,26 @@ pin_ctl_pin(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
 	} else {
 		rec = prec_new(&attr->fid, recursive, path);
 		fresh = true;
-		if (!rec) {
-			ctl_reply_err(call, ENOMEM, NULL);
-			return;
-		}
+		if (!rec)
+			return -ENOMEM;
 	}
-	j = job_new(cm, &attr->fid, rec, recursive);
+	j = job_new(pin, &attr->fid, rec, recursive);
 	prec_put(rec); /* the job holds its own reference */
-	if (!j) {
-		ctl_reply_err(call, ENOMEM, NULL);
-		return;
-	}
-	j->call = call;
+	if (!j)
+		return -ENOMEM;
+	j->fg = true;
+	j->watch = *watch;
 	j->peer = *peer;
 	j->new_rec = fresh;
 	j->check_space = true;
 	log_info(LOG_PIN, "pin%s of '%s' by uid %u", recursive ? " -r" : "",
 		 path, (unsigned)peer->uid);
 	job_start(j);
+	return 0;
 }
 
-static bool
-path_under(const char *p, const char *top)
+bool
+pin_path_under(const char *p, const char *top)
 {
 	size_t n = strlen(top);
 
@@ -1083,66 +1074,47 @@ may_unpin(const struct ctl_peer *p, const struct prec *r)
 	return p->uid == 0 || p->uid == r->owner.uid;
 }
 
-void
-pin_ctl_unpin(struct cm *cm, struct ctl_call *call,
-	      const struct ctl_peer *peer, const struct proto_attr *attr,
-	      const char *path, bool recursive)
+int
+pin_remove(struct pin *pin, const struct ctl_peer *peer, const struct fid *fid,
+	   const char *path, bool recursive, struct pin_removed *out)
 {
 	struct prec *r, *nx;
-	uint64_t bytes = 0, removed = 0, kept = 0;
-	char msg[CTL_PATH_MAX + 128];
 	int rc;
 
+	memset(out, 0, sizeof(*out));
+	if (!pin)
+		return 0;
 	/* The pin on the object itself, if another user's, is refused
 	 * before anything goes: "fs unpin FILE" names it. */
-	for (r = cm->pin ? TAILQ_FIRST(&cm->pin->recs) : NULL; r;
-	     r = TAILQ_NEXT(r, link)) {
-		if (!recursive && fid_eq(&r->fid, &attr->fid) &&
-		    !may_unpin(peer, r)) {
-			snprintf(msg, sizeof(msg),
-				 "the pin of '%s' is uid %u's: only its owner "
-				 "or root may remove it",
-				 r->path, (unsigned)r->owner.uid);
-			ctl_reply_err(call, EPERM, msg);
-			return;
+	TAILQ_FOREACH (r, &pin->recs, link) {
+		if (!recursive && fid_eq(&r->fid, fid) && !may_unpin(peer, r)) {
+			snprintf(out->path, sizeof(out->path), "%s", r->path);
+			out->owner = (uid_t)r->owner.uid;
+			return -EPERM;
 		}
 	}
-	if (cm->pin) {
-		for (r = TAILQ_FIRST(&cm->pin->recs); r; r = nx) {
-			nx = TAILQ_NEXT(r, link);
-			if (!fid_eq(&r->fid, &attr->fid) &&
-			    !(recursive && path_under(r->path, path)))
-				continue;
-			/* unpin -r takes the caller's pins only. */
-			if (!may_unpin(peer, r)) {
-				kept++;
-				continue;
-			}
-			rc = vc_del_pin(cm->vc, &r->fid);
-			if (rc < 0)
-				log_warn(LOG_PIN,
-					 "cannot remove the pin record of "
-					 "'%s': %s",
-					 r->path, strerror(-rc));
-			bytes += prec_uncover(cm, r);
-			removed++;
-			log_info(LOG_PIN, "unpinned '%s' (uid %u)", r->path,
-				 (unsigned)peer->uid);
-			prec_unlist(cm, r);
+	for (r = TAILQ_FIRST(&pin->recs); r; r = nx) {
+		nx = TAILQ_NEXT(r, link);
+		if (!fid_eq(&r->fid, fid) &&
+		    !(recursive && pin_path_under(r->path, path)))
+			continue;
+		/* unpin -r takes the caller's pins only. */
+		if (!may_unpin(peer, r)) {
+			out->kept++;
+			continue;
 		}
+		rc = vc_del_pin(pin->vc, &r->fid);
+		if (rc < 0)
+			log_warn(LOG_PIN,
+				 "cannot remove the pin record of '%s': %s",
+				 r->path, strerror(-rc));
+		out->bytes += prec_uncover(pin, r);
+		out->removed++;
+		log_info(LOG_PIN, "unpinned '%s' (uid %u)", r->path,
+			 (unsigned)peer->uid);
+		prec_unlist(pin, r);
 	}
-	ctl_reply_ok(call, json_pack("{s:I,s:I,s:I}", "pins_removed",
-				     (json_int_t)removed, "bytes",
-				     (json_int_t)bytes, "pins_kept",
-				     (json_int_t)kept));
-}
-
-/* Does @p see pin @r? Its own always; others' if the mount would show
- * their path to @p. */
-static bool
-sees_pin(struct cm *cm, const struct ctl_peer *p, const struct prec *r)
-{
-	return acc_sees(cm->acc, p, r->path, NULL, r->owner.uid);
+	return 0;
 }
 
 struct cached_count {
@@ -1162,66 +1134,63 @@ count_cached(const struct cs_info *ci, void *arg)
 /* Size and bytes missing of file @fid by the cached metadata; a file
  * whose attributes are not cached counts as 0 bytes, all missing. */
 static bool
-file_bytes(struct cm *cm, const struct fid *fid, uint64_t *size,
+file_bytes(struct pin *pin, const struct fid *fid, uint64_t *size,
 	   uint64_t *missing)
 {
 	struct proto_attr a;
 	struct cached_count c;
 
-	if (mcache_attr(cm->mc, fid, &a) < 0 || a.type != PROTO_T_FILE)
+	if (mcache_attr(pin->mc, fid, &a) < 0 || a.type != PROTO_T_FILE)
 		return false;
 	c.dv = a.dv;
 	c.bytes = 0;
-	cs_iterate_file(cm->cs, fid->vol, fid->oid, count_cached, &c);
+	cs_iterate_file(pin->cs, fid->vol, fid->oid, count_cached, &c);
 	*size = a.size;
 	*missing = c.bytes < a.size ? a.size - c.bytes : 0;
 	return true;
 }
 
-void
-pin_ctl_pins(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
-	     const char *under)
+int
+pin_list(struct pin *pin, const struct pin_lister *l, bool all,
+	 uint64_t *bytes_pinned, uint64_t *bytes_missing)
 {
-	json_t *arr = json_array(), *res;
 	uint64_t tb = 0, tm = 0, size, missing;
 	struct prec *r;
 	struct pobj *o;
+	int rc;
 
-	if (!arr) {
-		ctl_reply_err(call, ENOMEM, NULL);
-		return;
-	}
-	for (r = cm->pin ? TAILQ_FIRST(&cm->pin->recs) : NULL; r;
-	     r = TAILQ_NEXT(r, link)) {
-		uint64_t b = 0, m = 0, files = 0;
+	*bytes_pinned = *bytes_missing = 0;
+	if (!pin)
+		return 0;
+	TAILQ_FOREACH (r, &pin->recs, link) {
+		struct pin_info pi = {
+			.path = r->path,
+			.recursive = r->recursive,
+			.owner = (uid_t)r->owner.uid,
+		};
 
 		/* Once per record: the totals below look again. */
-		r->shown = (!under || path_under(r->path, under)) &&
-			   sees_pin(cm, peer, r);
+		r->shown = l->sees(l->arg, r->path, (uid_t)r->owner.uid);
 		if (!r->shown)
 			continue;
 		for (size_t i = 0; i < r->nobjs; i++) {
-			if (!file_bytes(cm, &r->objs[i], &size, &missing))
+			if (!file_bytes(pin, &r->objs[i], &size, &missing))
 				continue;
-			b += size;
-			m += missing;
-			files++;
+			pi.bytes += size;
+			pi.missing += missing;
+			pi.files++;
 		}
-		json_array_append_new(
-			arr, json_pack("{s:s,s:b,s:I,s:I,s:I}", "path",
-				       r->path, "recursive", r->recursive,
-				       "bytes", (json_int_t)b, "bytes_missing",
-				       (json_int_t)m, "files",
-				       (json_int_t)files));
+		rc = l->each(l->arg, &pi);
+		if (rc < 0)
+			return rc;
 	}
 	/* Totals count each file once, however many pins cover it. */
-	for (size_t i = 0; cm->pin && i < PIN_BUCKETS; i++)
-		LIST_FOREACH(o, &cm->pin->buckets[i], link)
-		{
+	for (size_t i = 0; i < PIN_BUCKETS; i++)
+		LIST_FOREACH (o, &pin->buckets[i], link) {
 			if (o->type != PROTO_T_FILE ||
-			    !file_bytes(cm, &o->fid, &size, &missing))
+			    !file_bytes(pin, &o->fid, &size, &missing))
 				continue;
-			if (under || peer->uid != 0) {
+			if (!all) {
 				bool in = false;
 
 				/* Covered by a pin the caller sees. */
@@ -1234,31 +1203,28 @@ pin_ctl_pins(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
 			tb += size;
 			tm += missing;
 		}
-	res = json_pack("{s:o,s:I,s:I}", "pins", arr, "bytes_pinned",
-			(json_int_t)tb, "bytes_missing", (json_int_t)tm);
-	if (!res)
-		ctl_reply_err(call, ENOMEM, NULL);
-	else
-		ctl_reply_ok(call, res);
+	*bytes_pinned = tb;
+	*bytes_missing = tm;
+	return 0;
 }
 
 bool
-pin_refetch(struct cm *cm, const struct fid *fid)
+pin_refetch(struct pin *pin, const struct fid *fid)
 {
 	struct pjob *j;
 
-	if (!pin_covers(cm, fid))
+	if (!pin_covers(pin, fid))
 		return false;
-	j = job_new(cm, fid, NULL, false);
+	j = job_new(pin, fid, NULL, false);
 	if (j)
 		job_start(j);
 	return true;
 }
 
 void
-pin_event(struct cm *cm, const struct proto_event *ev)
+pin_event(struct pin *pin, const struct proto_event *ev)
 {
-	struct pobj *o = pobj_find(cm, &ev->fid);
+	struct pobj *o = pobj_find(pin, &ev->fid);
 	struct prec *rec = NULL;
 	struct pjob *j;
 
@@ -1268,7 +1234,7 @@ pin_event(struct cm *cm, const struct proto_event *ev)
 	case PROTO_EV_DATA:
 	case PROTO_EV_ATTR:
 		/* mfetch.c dropped what changed; the job fetches it again. */
-		j = job_new(cm, &ev->fid, NULL, false);
+		j = job_new(pin, &ev->fid, NULL, false);
 		if (j)
 			job_start(j);
 		break;
@@ -1278,7 +1244,7 @@ pin_event(struct cm *cm, const struct proto_event *ev)
 		for (unsigned i = 0; i < o->nrecs; i++)
 			if (o->recs[i]->recursive && !o->recs[i]->dead)
 				rec = o->recs[i];
-		j = job_new(cm, &ev->fid, rec, rec != NULL);
+		j = job_new(pin, &ev->fid, rec, rec != NULL);
 		if (j) {
 			j->q[0].want_dir = true;
 			job_start(j);
@@ -1286,7 +1252,7 @@ pin_event(struct cm *cm, const struct proto_event *ev)
 		break;
 	case PROTO_EV_GONE:
 		/* Leave its pins' records alone (fs pins shows them). */
-		pobj_free(cm, o, false);
+		pobj_free(pin, o, false);
 		break;
 	default:
 		break;
@@ -1294,7 +1260,7 @@ pin_event(struct cm *cm, const struct proto_event *ev)
 }
 
 struct changed {
-	struct cm *cm;
+	struct pin *pin;
 	struct proto_event ev;
 };
 
@@ -1305,30 +1271,30 @@ changed_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (c->cm->pin && !job_stopping_cm(c->cm))
-		pin_event(c->cm, &c->ev);
+	if (!pin_stopping(c->pin))
+		pin_event(c->pin, &c->ev);
 	free(c);
 }
 
 void
-pin_changed(struct cm *cm, const struct proto_attr *a)
+pin_changed(struct pin *pin, const struct proto_attr *a)
 {
 	static const struct timeval now = {0, 0};
 	struct changed *c;
 
-	if (!pin_covers(cm, &a->fid) ||
+	if (!pin_covers(pin, &a->fid) ||
 	    (a->type != PROTO_T_FILE && a->type != PROTO_T_DIR))
 		return;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return;
-	c->cm = cm;
+	c->pin = pin;
 	c->ev.kind = a->type == PROTO_T_FILE ? PROTO_EV_DATA : PROTO_EV_DIR;
 	c->ev.fid = a->fid;
 	c->ev.dv = a->dv;
 	/* Next loop turn: the caller is in the middle of storing what it
 	 * learnt, and a job would read the cache right away. */
-	if (event_base_once(cm->loop.base, -1, EV_TIMEOUT, changed_cb, c,
+	if (event_base_once(pin->loop->base, -1, EV_TIMEOUT, changed_cb, c,
 			    &now) < 0)
 		free(c);
 }
@@ -1337,18 +1303,18 @@ static int
 restore_cb(void *arg, const struct fid *fid, int recursive, const char *path,
 	   const struct vc_pin_owner *owner)
 {
-	struct cm *cm = arg;
+	struct pin *pin = arg;
 	struct prec *rec;
 	struct pjob *j;
 
-	if (prec_find(cm, fid))
+	if (prec_find(pin, fid))
 		return 0;
 	rec = prec_new(fid, recursive, path);
 	if (!rec)
 		return -ENOMEM;
 	owner_from_vc(owner, &rec->owner);
-	prec_list_add(cm, rec);
-	j = job_new(cm, fid, rec, recursive);
+	prec_list_add(pin, rec);
+	j = job_new(pin, fid, rec, recursive);
 	prec_put(rec);
 	if (!j)
 		return -ENOMEM;
@@ -1356,19 +1322,19 @@ restore_cb(void *arg, const struct fid *fid, int recursive, const char *path,
 }
 
 int
-pin_restore(struct cm *cm)
+pin_restore(struct pin *pin)
 {
 	struct pjob *j, *nx;
 	size_t n = 0;
 	int rc;
 
-	if (!pin_get(cm))
+	if (!pin)
 		return -ENOMEM;
-	rc = vc_iterate_pins(cm->vc, restore_cb, cm);
+	rc = vc_iterate_pins(pin->vc, restore_cb, pin);
 	if (rc < 0)
 		log_err(LOG_PIN, "cannot load pins: %s", strerror(-rc));
 	/* Start them only now: a job may finish at once and free itself. */
-	for (j = TAILQ_FIRST(&cm->pin->jobs); j; j = nx) {
+	for (j = TAILQ_FIRST(&pin->jobs); j; j = nx) {
 		nx = TAILQ_NEXT(j, link);
 		n++;
 		job_start(j);
@@ -1379,30 +1345,28 @@ pin_restore(struct cm *cm)
 }
 
 void
-pin_free(struct cm *cm)
+pin_free(struct pin *pin)
 {
+	const struct pin_result stopping = {.err = -ECANCELED,
+					    .kind = PIN_STOPPING};
 	struct prec *r;
 	struct pobj *o;
 
-	(void)cm;
-	if (!cm->pin)
+	if (!pin)
 		return;
-	while (!TAILQ_EMPTY(&cm->pin->jobs)) {
-		struct pjob *j = TAILQ_FIRST(&cm->pin->jobs);
+	while (!TAILQ_EMPTY(&pin->jobs)) {
+		struct pjob *j = TAILQ_FIRST(&pin->jobs);
 
-		if (j->call)
-			ctl_reply_err(j->call, ECANCELED, "cairnd is stopping");
-		j->call = NULL;
+		job_answer(j, &stopping);
 		job_free(j);
 	}
-	while ((r = TAILQ_FIRST(&cm->pin->recs)))
-		prec_unlist(cm, r);
+	while ((r = TAILQ_FIRST(&pin->recs)))
+		prec_unlist(pin, r);
 	for (size_t i = 0; i < PIN_BUCKETS; i++)
-		while ((o = LIST_FIRST(&cm->pin->buckets[i]))) {
+		while ((o = LIST_FIRST(&pin->buckets[i]))) {
 			LIST_REMOVE(o, link);
 			free(o->recs);
 			free(o);
 		}
-	free(cm->pin);
-	cm->pin = NULL;
+	free(pin);
 }

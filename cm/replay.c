@@ -23,6 +23,7 @@
 #include "cm/fidmap.h"
 #include "cm/inode.h"
 #include "cm/local.h"
+#include "cm/loop.h"
 #include "cm/mcache.h"
 #include "cm/mfetch.h"
 #include "cm/mut.h"

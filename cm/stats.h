@@ -10,6 +10,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
+#include "common/metrics.h"
+
 /* Kinds of FUSE requests, for the per-kind counters. */
 enum cm_req_kind {
 	CM_R_LOOKUP,
@@ -50,6 +52,9 @@ struct cm_stats {
 	atomic_uint_fast64_t stores;	    /* data stores the server took */
 	atomic_uint_fast64_t writebacks;    /* stores started by dirty-limit */
 	atomic_uint_fast64_t conflicts;	    /* conflict copies saved */
+	/* Chunk fetches from the first request to stored, microseconds;
+	 * set up by cm_init() (fetch.c observes, ctl_metrics.c shows). */
+	struct metrics_hist fetch_lat;
 	atomic_uint_fast64_t replay_batches; /* batch requests of a replay */
 	atomic_uint_fast64_t replay_batch_ops; /* records they carried */
 	atomic_uint_fast64_t replay_singles; /* records replayed alone */

@@ -31,10 +31,12 @@
 #include "cm/fetch.h"
 #include "cm/http.h"
 #include "cm/inode.h"
+#include "cm/loop.h"
 #include "cm/mcache.h"
 #include "cm/mfetch.h"
 #include "cm/mut.h"
 #include "cm/rlog.h"
+#include "cm/stats.h"
 #include "cm/wb.h"
 #include "cm/wb_i.h"
 #include "cm/wb_rec.h"
@@ -933,7 +935,6 @@ wb_flush(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 	cm_post(wb->d.loop, &fj->job);
 }
 
-/* Retag after the server stored op (loop thread, from mut_apply). */
 struct stored_rest {
 	struct wb *wb;
 	uint64_t src, dv, size;
@@ -950,6 +951,8 @@ stored_rest_cb(const struct cs_info *i, void *arg)
 	return 0;
 }
 
+/* Retag after the server stored @op (loop thread: the op log's reply,
+ * through its file_stored hook). */
 void
 wb_stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 {

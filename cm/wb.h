@@ -95,11 +95,6 @@ void wb_overlay(struct wb *wb, struct proto_attr *a);
 int wb_orphan_attr(struct wb *wb, const struct fid *fid,
 		   struct proto_attr *out);
 
-/* The name and directory @fid's write state knows it by (its last
- * create, open by name or rename). @return 0 or -ENOENT. */
-int wb_name_of(struct wb *wb, const struct fid *fid, struct fid *parent,
-	       char *buf, size_t len);
-
 /* Does @fid have local changes not stored yet? */
 bool wb_dirty(struct wb *wb, const struct fid *fid);
 /* Does @fid have a write state (open for writing, or dirty)? */

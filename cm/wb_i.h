@@ -110,6 +110,11 @@ void wb_unlink_free_locked(struct wb *wb, struct wstate *ws);
 void wb_save_locked(struct wb *wb, struct wstate *ws);
 void wb_forget_locked(struct wb *wb, struct wstate *ws);
 void wb_mark_clean_locked(struct wb *wb, struct wstate *ws);
+/* wb.c: the name and directory @fid's write state knows it by (its last
+ * create, open by name or rename), for conflict paths. @return 0 or
+ * -ENOENT. */
+int wb_name_of(struct wb *wb, const struct fid *fid, struct fid *parent,
+	       char *buf, size_t len);
 /* wb.c: drop the DIRTY chunks of @fid from the chunk store. */
 void wb_drop_chunks(struct wb *wb, const struct fid *fid);
 

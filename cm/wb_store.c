@@ -19,6 +19,7 @@
 #include "cm/conflict.h"
 #include "cm/conn.h"
 #include "cm/http.h"
+#include "cm/loop.h"
 #include "cm/mcache.h"
 #include "cm/mut.h"
 #include "cm/rlog.h"

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +25,8 @@
 
 static const char *log_progname = "cairn";
 static int log_syslog;
+static int log_journal; /* stderr is the journal: "<N>" prefix, no time */
+static int log_copy;	/* syslog, and warnings and errors on stderr */
 static volatile int log_level = LOG_INFO;
 
 static const char *const subsys_names[LOG_SUBSYS_MAX] = {
@@ -54,6 +57,24 @@ level_name(int level)
 	}
 }
 
+int
+log_stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	char end;
+
+	/* "DEV:INO" of the stream systemd connected; a child that inherited
+	 * the variable but not the descriptor must not match. */
+	if (!js || sscanf(js, "%llu:%llu%c", &dev, &ino, &end) != 2)
+		return 0;
+	if (fstat(STDERR_FILENO, &st) < 0)
+		return 0;
+	return (unsigned long long)st.st_dev == dev &&
+	       (unsigned long long)st.st_ino == ino;
+}
+
 void
 log_init(const char *progname, int use_syslog, int level)
 {
@@ -63,9 +84,11 @@ log_init(const char *progname, int use_syslog, int level)
 		slash = strrchr(progname, '/');
 		log_progname = slash ? slash + 1 : progname;
 	}
-	log_syslog = use_syslog;
+	log_syslog = use_syslog != LOG_TO_STDERR;
+	log_copy = use_syslog == LOG_TO_SYSLOG_AND_STDERR;
 	log_level = level;
-	if (use_syslog)
+	log_journal = !log_syslog && log_stderr_is_journal();
+	if (log_syslog)
 		openlog(log_progname, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
 
@@ -135,8 +158,26 @@ log_msg(enum log_subsys sub, int level, const char *fmt, ...)
 		va_end(ap);
 		util_escape(msg, strlen(msg), line + n, sizeof(line) - n);
 		syslog(level, "%s", line);
+		if (log_copy && level <= LOG_WARNING) {
+			/* What the person who ran us must read, once. */
+			char out[2100];
+			int k = snprintf(out, sizeof(out), "%s: %s\n",
+					 log_progname, line + n);
+
+			if (k > (int)sizeof(out) - 1)
+				k = sizeof(out) - 1;
+			if (write(STDERR_FILENO, out, (size_t)k) < 0) {
+				/* nothing sensible to do */
+			}
+		}
 		errno = saved;
 		return;
+	}
+	if (log_journal) {
+		n = snprintf(line, sizeof(line), "<%d>%s %s: ",
+			     level < 0 ? 0 : level > 7 ? 7 : level,
+			     level_name(level), tag);
+		goto body;
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	localtime_r(&ts.tv_sec, &tm);
@@ -145,6 +186,7 @@ log_msg(enum log_subsys sub, int level, const char *fmt, ...)
 		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 		     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, log_progname,
 		     (int)getpid(), level_name(level), tag);
+body:
 	va_start(ap, fmt);
 	m = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);

@@ -34,13 +34,28 @@ enum log_subsys {
 	LOG_SUBSYS_MAX
 };
 
+/* Where log_init() sends lines. */
+#define LOG_TO_STDERR 0
+#define LOG_TO_SYSLOG 1
+#define LOG_TO_SYSLOG_AND_STDERR 2 /* syslog, and warnings and errors on
+				      stderr as well (a daemon before it
+				      detaches) */
+
 /*
  * Set up logging for this process. @progname prefixes each line (and is the
- * syslog ident); @use_syslog sends lines to syslog(3) instead of stderr;
+ * syslog ident); @use_syslog (LOG_TO_*) sends lines to syslog(3) instead
+ * of, or as well as, stderr. When stderr is the systemd journal
+ * (JOURNAL_STREAM names its device and inode), a line carries no time,
+ * name or pid of ours, which the journal records itself, but a "<N>"
+ * priority prefix it reads as the line's level;
  * @level is the most verbose priority printed (LOG_ERR .. LOG_DEBUG).
  * Call once from main() before any thread starts.
  */
 void log_init(const char *progname, int use_syslog, int level);
+
+/* Is stderr the systemd journal (JOURNAL_STREAM matches its device and
+ * inode)? */
+int log_stderr_is_journal(void);
 
 /* Change the verbosity at run time (any thread). */
 void log_set_level(int level);

@@ -14,6 +14,7 @@
 #                   chunkstore/ or cm/ internals
 #   admin/cairn_fsck.c -> chunkstore/, base/ only (no fuse, no common/)
 #   admin/vos*   -> common/, vol/ storage library
+#   admin/mount_cairn.c -> libc only (it runs cairnd, links nothing of ours)
 #
 # Inside cm/ every file has a level (cm_level below, doc/cm.md "Levels"): a
 # file may include the cm/ headers of lower levels, its own header(s)
@@ -55,6 +56,8 @@ check cm "cm/*.c cm/*.h" '"vol/'
 check fs "admin/fs.c admin/fs_*.c admin/fs*.h" '"(chunkstore|cm|vol)/|<fuse|<tdb\.h>'
 check fsck "admin/cairn_fsck.c" '"(common|cm|vol)/|<fuse|<event2?/|<curl/|<tdb\.h>'
 check vos "admin/vos*.c" '"(cm|chunkstore)/|<fuse|<curl/'
+check mount-helper "admin/mount_cairn.c" \
+	'"(base|common|chunkstore|cm|vol|admin)/|<fuse|<event2?/|<curl/|<tdb\.h>|<jansson|<openssl/'
 
 # The level of a cm/ file (empty: not in the table).
 cm_level() {
@@ -64,15 +67,17 @@ cm_level() {
 	inode.[ch]) echo 1 ;; # the inode table holds vc listings
 	conn.[ch]) echo 1 ;;  # modes, gate, probes: over http only
 	loop.[ch] | stats.[ch]) echo 1 ;; # the loop runtime, the counters
-	cm.[ch] | conf.c) echo 2 ;; # configuration, stores, shared state
+	cm.[ch] | conf.c) echo 2 ;; # settings and helpers every level shares
 	mcache.[ch]) echo 2 ;; # cached attributes and listings, kernel hooks
 	mfetch.[ch] | access.[ch]) echo 3 ;; # metadata fetches; rights
 	local.[ch]) echo 3 ;; # applying an op to the caches, no server
-	fetch.[ch] | mut.[ch]) echo 4 ;;
+	fetch.[ch] | events.[ch] | mut.[ch]) echo 4 ;;
 	wb.[ch] | wb_i.h | wb_store.c | conflict.[ch] | pin.[ch]) echo 5 ;;
-	replay.[ch] | events.[ch]) echo 6 ;;
-	fuse_i.h | fuse_ops.[ch] | fuse_mut.c | fuse_common.c | cm_ctl.[ch] | ctl_i.h | \
-		ctl_*.c) echo 7 ;;
+	replay.[ch]) echo 6 ;;
+	# struct cm (daemon_i.h) is level 7: only the front ends, daemon.c
+	# and cairnd.c see it.
+	daemon_i.[ch] | fuse_i.h | fuse_ops.[ch] | fuse_mut.c | fuse_common.c | \
+		cm_ctl.[ch] | ctl_i.h | ctl_*.c) echo 7 ;;
 	daemon.[ch] | cairnd.c) echo 8 ;;
 	esac
 }
@@ -83,9 +88,11 @@ cm_own() {
 	b=${1#cm/}
 	case $b in
 	conf.c) echo cm.h ;;
-	fuse_i.h) echo fuse_ops.h ;;
-	fuse_ops.c | fuse_mut.c | fuse_common.c) echo fuse_ops.h fuse_i.h ;;
-	cm_ctl.c | ctl_*.c) echo cm_ctl.h ctl_i.h ;;
+	fuse_i.h) echo fuse_ops.h daemon_i.h ;;
+	fuse_ops.c | fuse_mut.c | fuse_common.c) echo fuse_ops.h fuse_i.h daemon_i.h ;;
+	ctl_i.h) echo daemon_i.h ;;
+	cm_ctl.c | ctl_*.c) echo cm_ctl.h ctl_i.h daemon_i.h ;;
+	daemon_i.c) echo daemon_i.h ;;
 	cairnd.c) echo daemon.h ;;
 	rlog.c | rlog_*.c) echo rlog.h rlog_i.h ;;
 	rlog_i.h) echo rlog.h ;;

@@ -21,8 +21,11 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
-#include <ini.h>
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
+#include "common/conf.h"
 #include "common/log.h"
 #include "common/token.h"
 #include "common/util.h"
@@ -30,6 +33,9 @@
 #include "vol/volstore.h"
 
 #define DEFAULT_CONF SYSCONFDIR "/cairn/cairn-vold.conf"
+/* Read when the built-in path (a --prefix build) has neither the file nor
+ * its drop-ins: the path cairn-vold.conf(5) names. */
+#define ETC_CONF "/etc/cairn/cairn-vold.conf"
 /* Fixed, not under --prefix: the one place admins and docs expect. */
 #define DEFAULT_ROOT "/var/lib/cairn"
 
@@ -42,7 +48,11 @@ static const char usage[] =
 	"                  [--request-deadline SECONDS]\n"
 	"                  [--max-streams-per-token N]\n"
 	"                  [--stage-max SIZE] [--stage-expire SECONDS]\n"
-	"                  [--syslog] [--help] [--version]\n"
+	"                  [--syslog] [--access-log FILE]\n"
+	"                  [--metrics-listen [ADDR:]PORT] "
+	"[--metrics-port-file FILE]\n"
+	"       cairn-vold [options] --show-config\n"
+	"       cairn-vold --help | --version\n"
 	"\n"
 	"Serve the volumes under DIR over HTTP(S) (see cairn-vold(8)).\n"
 	"  --root DIR          server root (default " DEFAULT_ROOT ")\n"
@@ -50,7 +60,12 @@ static const char usage[] =
 	"                      port 0 picks a free port)\n"
 	"  --port-file FILE    write the bound port to FILE\n"
 	"  --cert PEM --key PEM  serve HTTPS with this certificate and key\n"
-	"  --config FILE       config file (default " DEFAULT_CONF ")\n"
+	"  --config FILE       config file (default " DEFAULT_CONF "),\n"
+	"                      then FILE.d/*.conf in name order\n"
+	"  --show-config       print the effective settings and where each\n"
+	"                      came from, and exit\n"
+	"  --access-log FILE   one line per request (time, peer, method,\n"
+	"                      path, status, bytes, duration); '-': stderr\n"
 	"  --foreground        do not daemonize\n"
 	"  --pidfile FILE      write the process id to FILE\n"
 	"  --workers N         disk worker threads (default 4)\n"
@@ -67,6 +82,10 @@ static const char usage[] =
 	"                      and body (default 30)\n"
 	"  --max-streams-per-token N  event streams open with one token\n"
 	"                      (default 8)\n"
+	"  --metrics-listen [ADDR:]PORT  serve GET /metrics (Prometheus text)\n"
+	"                      on this address, plain HTTP (a port alone:\n"
+	"                      127.0.0.1; default: no metrics)\n"
+	"  --metrics-port-file FILE  write the bound metrics port to FILE\n"
 	"  --syslog            log to syslog instead of stderr\n";
 
 void
@@ -78,6 +97,10 @@ vold_conf_release(struct vold_conf *c)
 	free(c->cert);
 	free(c->key);
 	free(c->pidfile);
+	free(c->access_log);
+	free(c->metrics_listen);
+	free(c->metrics_port_file);
+	conf_origins_release(&c->origins);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -107,63 +130,288 @@ parse_int(const char *v, int min, int max, int *out)
 	return 0;
 }
 
-/* inih callback: [vold] section keys. Unknown keys are errors so a typo
- * does not silently leave a default in place. */
+/*
+ * One setter for the command line and the config file, by key (the long
+ * option's name; common/conf.h turns '_' into '-', so the keys of older
+ * files, max_conns and the like, still work). @return 0, -ENOENT for an
+ * unknown key, -EINVAL (*why says what is expected) or -ENOMEM.
+ */
 static int
-conf_line(void *arg, const char *section, const char *name, const char *value)
+vold_conf_set(struct vold_conf *c, const char *key, const char *v,
+	      const char **why)
 {
-	struct vold_conf *c = arg;
-	int rc = 0;
+	static const struct {
+		const char *key;
+		size_t off;
+		int min, max;
+		const char *why;
+	} ints[] = {
+		{"workers", offsetof(struct vold_conf, workers), 1, 256,
+		 "workers must be 1..256"},
+		{"timeout", offsetof(struct vold_conf, timeout_s), 1, 86400,
+		 "timeout must be 1..86400 seconds"},
+		{"cache-objects", offsetof(struct vold_conf, cache_objects), 16,
+		 1000000, "cache-objects must be 16..1000000"},
+		{"max-conns", offsetof(struct vold_conf, max_conns), 1, 1000000,
+		 "max-conns must be 1..1000000"},
+		{"max-conns-per-addr", offsetof(struct vold_conf, max_conns_addr),
+		 1, 1000000, "max-conns-per-addr must be 1..1000000"},
+		{"request-deadline",
+		 offsetof(struct vold_conf, request_deadline_s), 1, 86400,
+		 "request-deadline must be 1..86400 seconds"},
+		{"max-streams-per-token",
+		 offsetof(struct vold_conf, max_streams_token), 1, 1000000,
+		 "max-streams-per-token must be 1..1000000"},
+		{"stage-expire", offsetof(struct vold_conf, stage_expire_s), 1,
+		 365 * 86400, "stage-expire must be 1 second to a year"},
+	};
+	static const struct {
+		const char *key;
+		size_t off;
+	} strs[] = {
+		{"root", offsetof(struct vold_conf, root)},
+		{"listen", offsetof(struct vold_conf, listen)},
+		{"port-file", offsetof(struct vold_conf, port_file)},
+		{"cert", offsetof(struct vold_conf, cert)},
+		{"key", offsetof(struct vold_conf, key)},
+		{"pidfile", offsetof(struct vold_conf, pidfile)},
+		{"access-log", offsetof(struct vold_conf, access_log)},
+		{"metrics-listen", offsetof(struct vold_conf, metrics_listen)},
+		{"metrics-port-file",
+		 offsetof(struct vold_conf, metrics_port_file)},
+	};
+	int rc;
 
-	if (strcmp(section, "vold")) {
-		fprintf(stderr, "cairn-vold: unknown config section [%s]\n",
-			section);
+	*why = NULL;
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+		if (!strcmp(key, strs[i].key)) {
+			char **dst = (char **)((char *)c + strs[i].off);
+
+			/* Empty: back to the default (or none). */
+			if (!*v) {
+				free(*dst);
+				*dst = NULL;
+				return 0;
+			}
+			return set_str(dst, v);
+		}
+	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
+		if (!strcmp(key, ints[i].key)) {
+			if (parse_int(v, ints[i].min, ints[i].max,
+				      (int *)((char *)c + ints[i].off))) {
+				*why = ints[i].why;
+				return -EINVAL;
+			}
+			return 0;
+		}
+	if (!strcmp(key, "stage-max")) {
+		if (util_parse_size(v, &c->stage_max)) {
+			*why = "stage-max must be a size (K, M, G, T)";
+			return -EINVAL;
+		}
 		return 0;
 	}
-	if (!strcmp(name, "root"))
-		rc = set_str(&c->root, value);
-	else if (!strcmp(name, "listen"))
-		rc = set_str(&c->listen, value);
-	else if (!strcmp(name, "cert"))
-		rc = set_str(&c->cert, value);
-	else if (!strcmp(name, "key"))
-		rc = set_str(&c->key, value);
-	else if (!strcmp(name, "pidfile"))
-		rc = set_str(&c->pidfile, value);
-	else if (!strcmp(name, "workers"))
-		rc = parse_int(value, 1, 256, &c->workers);
-	else if (!strcmp(name, "timeout"))
-		rc = parse_int(value, 1, 86400, &c->timeout_s);
-	else if (!strcmp(name, "cache_objects"))
-		rc = parse_int(value, 16, 1000000, &c->cache_objects);
-	else if (!strcmp(name, "max_conns"))
-		rc = parse_int(value, 1, 1000000, &c->max_conns);
-	else if (!strcmp(name, "max_conns_per_addr"))
-		rc = parse_int(value, 1, 1000000, &c->max_conns_addr);
-	else if (!strcmp(name, "request_deadline"))
-		rc = parse_int(value, 1, 86400, &c->request_deadline_s);
-	else if (!strcmp(name, "max_streams_per_token"))
-		rc = parse_int(value, 1, 1000000, &c->max_streams_token);
-	else if (!strcmp(name, "stage_max")) {
-		rc = util_parse_size(value, &c->stage_max);
-		c->has_stage_max = !rc;
-	} else if (!strcmp(name, "stage_expire"))
-		rc = parse_int(value, 1, 365 * 86400, &c->stage_expire_s);
-	else if (!strcmp(name, "log_level")) {
-		rc = log_parse_level(value);
-		if (rc >= 0) {
-			c->log_level = rc;
-			rc = 0;
+	if (!strcmp(key, "log-level")) {
+		rc = log_parse_level(v);
+		if (rc < 0) {
+			*why = "log-level must be err, warn, info or debug";
+			return -EINVAL;
 		}
-	} else if (!strcmp(name, "syslog"))
-		c->use_syslog = !strcmp(value, "yes") || !strcmp(value, "true") ||
-				!strcmp(value, "1");
+		c->log_level = rc;
+		return 0;
+	}
+	if (!strcmp(key, "syslog") || !strcmp(key, "foreground")) {
+		if (conf_parse_bool(v, key[0] == 's' ? &c->use_syslog
+						     : &c->foreground)) {
+			*why = "expected yes or no";
+			return -EINVAL;
+		}
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* What --show-config prints, in this order. */
+static const char *const show_keys[] = {
+	"root", "listen", "port-file", "cert", "key", "pidfile",
+	"access-log", "metrics-listen", "metrics-port-file", "workers",
+	"timeout", "cache-objects", "max-conns",
+	"max-conns-per-addr", "request-deadline", "max-streams-per-token",
+	"stage-max", "stage-expire", "log-level", "syslog", "foreground",
+};
+
+/* The effective value of @key (defaults filled in) into @buf. @return 1,
+ * or 0 when a string setting is not set. */
+static int
+conf_value(const struct vold_conf *c, const char *key, char *buf, size_t len)
+{
+	const char *str = NULL;
+	long n = -1;
+
+	buf[0] = '\0';
+	if (!strcmp(key, "root")) str = c->root;
+	else if (!strcmp(key, "listen"))
+		str = c->listen ? c->listen : "127.0.0.1:7070";
+	else if (!strcmp(key, "port-file")) str = c->port_file;
+	else if (!strcmp(key, "cert")) str = c->cert;
+	else if (!strcmp(key, "key")) str = c->key;
+	else if (!strcmp(key, "pidfile")) str = c->pidfile;
+	else if (!strcmp(key, "access-log")) str = c->access_log;
+	else if (!strcmp(key, "metrics-listen")) str = c->metrics_listen;
+	else if (!strcmp(key, "metrics-port-file"))
+		str = c->metrics_port_file;
+	else if (!strcmp(key, "workers")) n = c->workers ? c->workers : 4;
+	else if (!strcmp(key, "timeout")) n = c->timeout_s ? c->timeout_s : 60;
+	else if (!strcmp(key, "cache-objects"))
+		n = c->cache_objects ? c->cache_objects : 1024;
+	else if (!strcmp(key, "max-conns"))
+		n = c->max_conns ? c->max_conns : VOLD_DEFAULT_MAX_CONNS;
+	else if (!strcmp(key, "max-conns-per-addr"))
+		n = c->max_conns_addr ? c->max_conns_addr
+				      : VOLD_DEFAULT_MAX_CONNS_ADDR;
+	else if (!strcmp(key, "request-deadline"))
+		n = c->request_deadline_s ? c->request_deadline_s
+					  : VOLD_DEFAULT_REQUEST_DEADLINE;
+	else if (!strcmp(key, "max-streams-per-token"))
+		n = c->max_streams_token ? c->max_streams_token
+					 : VOLD_DEFAULT_MAX_STREAMS_TOKEN;
+	else if (!strcmp(key, "stage-max")) n = (long)c->stage_max;
+	else if (!strcmp(key, "stage-expire"))
+		n = c->stage_expire_s ? c->stage_expire_s : VS_STAGE_AGE_S;
+	else if (!strcmp(key, "log-level"))
+		str = c->log_level <= LOG_ERR ? "err" :
+		      c->log_level == LOG_WARNING ? "warn" :
+		      c->log_level == LOG_NOTICE ? "notice" :
+		      c->log_level == LOG_INFO ? "info" : "debug";
+	else if (!strcmp(key, "syslog")) str = c->use_syslog ? "yes" : "no";
+	else if (!strcmp(key, "foreground"))
+		str = c->foreground ? "yes" : "no";
+	if (n >= 0) {
+		snprintf(buf, len, "%ld", n);
+		return 1;
+	}
+	if (!str)
+		return 0;
+	snprintf(buf, len, "%s", str);
+	return 1;
+}
+
+/* The file's keys: before any section or in [vold]; another section is
+ * an error (a typo there would silently leave defaults in place). */
+static int
+conf_cb(void *arg, const char *section, const char *key, const char *value,
+	const char *origin, const char **why)
+{
+	struct vold_conf *c = arg;
+	const char *const *skip = c->skip;
+	int rc;
+
+	if (section[0] && strcmp(section, "vold")) {
+		*why = "unknown section (keys go before any section or in "
+		       "[vold])";
+		return -EINVAL;
+	}
+	for (; skip && *skip; skip++)
+		if (!strcmp(*skip, key))
+			return 1;
+	rc = vold_conf_set(c, key, value, why);
+	if (rc == -ENOENT) {
+		*why = "unknown setting";
+		return -EINVAL;
+	}
+	if (rc < 0)
+		return rc;
+	return conf_origin_set(&c->origins, key, origin);
+}
+
+/* What the command line said, kept for SIGHUP (strings point into argv). */
+struct cli {
+	const char **keys, **values, **skip;
+	size_t n;
+	const char *config;
+	bool must, show;
+};
+
+/*
+ * Settings from defaults, the config file and its drop-ins, then the
+ * command line. Messages go to @err. @return 0 or a sysexits(3) status:
+ * EX_CONFIG for the file, EX_USAGE for the command line.
+ */
+static int
+load_conf(const struct cli *cl, struct vold_conf *c, FILE *err)
+{
+	char where[4200];
+	const char *why;
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	c->log_level = LOG_INFO;
+	c->skip = cl->skip;
+	if (cl->config) {
+		rc = conf_load(cl->config, cl->must, conf_cb, c, where,
+			       sizeof(where), &why);
+		if (rc < 0) {
+			if (why)
+				fprintf(err, "cairn-vold: config '%s': %s\n",
+					where, why);
+			else
+				fprintf(err, "cairn-vold: cannot read config "
+					     "'%s': %s\n",
+					where, strerror(-rc));
+			return EX_CONFIG;
+		}
+	}
+	c->skip = NULL;
+	for (size_t i = 0; i < cl->n; i++) {
+		rc = vold_conf_set(c, cl->keys[i], cl->values[i], &why);
+		if (rc == 0)
+			rc = conf_origin_set(&c->origins, cl->keys[i],
+					     "command line");
+		if (rc < 0) {
+			fprintf(err, "cairn-vold: bad --%s '%s': %s\n",
+				cl->keys[i], cl->values[i],
+				why ? why : strerror(-rc));
+			return EX_USAGE;
+		}
+	}
+	if (!c->root) {
+		const char *env = getenv("CAIRN_ROOT");
+
+		if (set_str(&c->root, env && *env ? env : DEFAULT_ROOT) ||
+		    (env && *env &&
+		     conf_origin_set(&c->origins, "root", "environment "
+							  "CAIRN_ROOT"))) {
+			fprintf(err, "cairn-vold: out of memory\n");
+			return EX_OSERR;
+		}
+	}
+	return 0;
+}
+
+static void
+show_conf(const struct cli *cl, const struct vold_conf *c)
+{
+	char val[4200];
+
+	if (cl->config)
+		printf("# config file: %s (drop-ins: %s.d/*.conf)\n",
+		       cl->config, cl->config);
 	else
-		rc = -EINVAL;
-	if (rc)
-		fprintf(stderr, "cairn-vold: bad config line '%s = %s'\n", name,
-			value);
-	return rc == 0;
+		printf("# config file: none (" ETC_CONF " is absent)\n");
+	printf("# cairn-vold %s: effective settings and where each came "
+	       "from\n",
+	       PACKAGE_VERSION);
+	for (size_t i = 0; i < sizeof(show_keys) / sizeof(show_keys[0]);
+	     i++) {
+		const char *k = show_keys[i];
+
+		if (conf_value(c, k, val, sizeof(val)))
+			printf("%s = %s  ; %s\n", k, val,
+			       conf_origin_get(&c->origins, k));
+		else
+			printf("# %s is not set  (%s)\n", k,
+			       conf_origin_get(&c->origins, k));
+	}
 }
 
 static int
@@ -276,16 +524,116 @@ make_abs(char **p)
 }
 
 static void
-on_stop(evutil_socket_t sig, short what, void *arg)
+notify(const char *state)
 {
-	log_info(LOG_MAIN, "signal %d: stopping", (int)sig);
-	event_base_loopexit(arg, NULL);
+#ifdef HAVE_LIBSYSTEMD
+	sd_notify(0, state);
+#else
+	(void)state;
+#endif
 }
 
 static void
+on_stop(evutil_socket_t sig, short what, void *arg)
+{
+	log_info(LOG_MAIN, "signal %d: stopping", (int)sig);
+	notify("STOPPING=1");
+	event_base_loopexit(arg, NULL);
+}
+
+/* Open the access log named by @c (NULL: none, "-": stderr). @return the
+ * descriptor, -1 for none, or -2 (logged) when it cannot be opened. */
+static int
+open_access_log(const struct vold_conf *c)
+{
+	int fd;
+
+	if (!c->access_log)
+		return -1;
+	if (!strcmp(c->access_log, "-"))
+		return fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+	fd = open(c->access_log,
+		  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	if (fd < 0) {
+		log_err(LOG_MAIN, "cannot open access log '%s': %s",
+			c->access_log, strerror(errno));
+		return -2;
+	}
+	return fd;
+}
+
+struct hup_ctx {
+	struct vold *vd;
+	const struct cli *cli;
+	struct vold_conf *conf; /* the running settings */
+};
+
+/*
+ * SIGHUP: forget the volumes not in use (vos made or removed some), read
+ * the config again (file, drop-ins, the same command line), apply what can
+ * change while serving (log-level, access-log, which is also reopened for
+ * log rotation), and name in the log what needs a restart. A config that
+ * does not load changes nothing.
+ */
+static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
-	vold_rescan(arg);
+	struct hup_ctx *h = arg;
+	struct vold_conf nc;
+	char *msg = NULL, a[4200], b[4200];
+	size_t mlen = 0;
+	FILE *mf;
+	int rc, fd;
+
+	notify("RELOADING=1");
+	vold_rescan(h->vd);
+	mf = open_memstream(&msg, &mlen);
+	rc = load_conf(h->cli, &nc, mf ? mf : stderr);
+	if (mf)
+		fclose(mf);
+	if (rc) {
+		if (msg && mlen && msg[mlen - 1] == '\n')
+			msg[mlen - 1] = '\0';
+		log_err(LOG_MAIN, "reload failed, the running settings stay: "
+				  "%s",
+			msg && !strncmp(msg, "cairn-vold: ", 12) ? msg + 12
+			: msg ? msg : "?");
+		goto out;
+	}
+	nc.foreground = h->conf->foreground;
+	nc.use_syslog = h->conf->use_syslog;
+	for (size_t i = 0; i < sizeof(show_keys) / sizeof(show_keys[0]);
+	     i++) {
+		const char *k = show_keys[i];
+		int ra = conf_value(h->conf, k, a, sizeof(a));
+		int rb = conf_value(&nc, k, b, sizeof(b));
+
+		if (ra == rb && (!ra || !strcmp(a, b)))
+			continue;
+		if (!strcmp(k, "log-level") || !strcmp(k, "access-log")) {
+			log_info(LOG_MAIN, "reload: %s is now '%s'", k,
+				 rb ? b : "");
+			continue;
+		}
+		log_warn(LOG_MAIN, "reload: %s changed to '%s' (%s): '%s' "
+				   "stays until cairn-vold restarts",
+			 k, rb ? b : "", conf_origin_get(&nc.origins, k),
+			 ra ? a : "");
+	}
+	log_set_level(nc.log_level);
+	h->conf->log_level = nc.log_level;
+	fd = open_access_log(&nc);
+	if (fd != -2) {
+		vold_set_access_log(h->vd, fd);
+		free(h->conf->access_log);
+		h->conf->access_log = nc.access_log;
+		nc.access_log = NULL;
+	}
+	log_info(LOG_MAIN, "reload done");
+out:
+	vold_conf_release(&nc);
+	free(msg);
+	notify("READY=1");
 }
 
 static void
@@ -300,45 +648,35 @@ raise_nofile(void)
 }
 
 enum {
-	OPT_ROOT = 256,
-	OPT_LISTEN,
-	OPT_PORT_FILE,
-	OPT_CERT,
-	OPT_KEY,
-	OPT_CONFIG,
-	OPT_FOREGROUND,
-	OPT_PIDFILE,
-	OPT_LOG_LEVEL,
-	OPT_SYSLOG,
-	OPT_WORKERS,
-	OPT_MAX_CONNS,
-	OPT_MAX_CONNS_ADDR,
-	OPT_DEADLINE,
-	OPT_MAX_STREAMS,
-	OPT_STAGE_MAX,
-	OPT_STAGE_EXPIRE,
+	OPT_CONFIG = 256,
+	OPT_SHOW,
 	OPT_HELP,
 	OPT_VERSION,
+	OPT_SET, /* the rest: a setting named like the option */
 };
 
 static const struct option longopts[] = {
-	{"root", required_argument, NULL, OPT_ROOT},
-	{"listen", required_argument, NULL, OPT_LISTEN},
-	{"port-file", required_argument, NULL, OPT_PORT_FILE},
-	{"cert", required_argument, NULL, OPT_CERT},
-	{"key", required_argument, NULL, OPT_KEY},
+	{"root", required_argument, NULL, OPT_SET},
+	{"listen", required_argument, NULL, OPT_SET},
+	{"port-file", required_argument, NULL, OPT_SET},
+	{"cert", required_argument, NULL, OPT_SET},
+	{"key", required_argument, NULL, OPT_SET},
 	{"config", required_argument, NULL, OPT_CONFIG},
-	{"foreground", no_argument, NULL, OPT_FOREGROUND},
-	{"pidfile", required_argument, NULL, OPT_PIDFILE},
-	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-	{"syslog", no_argument, NULL, OPT_SYSLOG},
-	{"workers", required_argument, NULL, OPT_WORKERS},
-	{"max-conns", required_argument, NULL, OPT_MAX_CONNS},
-	{"max-conns-per-addr", required_argument, NULL, OPT_MAX_CONNS_ADDR},
-	{"request-deadline", required_argument, NULL, OPT_DEADLINE},
-	{"max-streams-per-token", required_argument, NULL, OPT_MAX_STREAMS},
-	{"stage-max", required_argument, NULL, OPT_STAGE_MAX},
-	{"stage-expire", required_argument, NULL, OPT_STAGE_EXPIRE},
+	{"foreground", no_argument, NULL, OPT_SET},
+	{"pidfile", required_argument, NULL, OPT_SET},
+	{"log-level", required_argument, NULL, OPT_SET},
+	{"syslog", no_argument, NULL, OPT_SET},
+	{"workers", required_argument, NULL, OPT_SET},
+	{"max-conns", required_argument, NULL, OPT_SET},
+	{"max-conns-per-addr", required_argument, NULL, OPT_SET},
+	{"request-deadline", required_argument, NULL, OPT_SET},
+	{"max-streams-per-token", required_argument, NULL, OPT_SET},
+	{"stage-max", required_argument, NULL, OPT_SET},
+	{"stage-expire", required_argument, NULL, OPT_SET},
+	{"access-log", required_argument, NULL, OPT_SET},
+	{"metrics-listen", required_argument, NULL, OPT_SET},
+	{"metrics-port-file", required_argument, NULL, OPT_SET},
+	{"show-config", no_argument, NULL, OPT_SHOW},
 	{"help", no_argument, NULL, OPT_HELP},
 	{"version", no_argument, NULL, OPT_VERSION},
 	{NULL, 0, NULL, 0},
@@ -347,8 +685,9 @@ static const struct option longopts[] = {
 int
 main(int argc, char **argv)
 {
-	struct vold_conf conf = {0}, cli = {0};
-	const char *config = NULL;
+	struct vold_conf conf = {0};
+	static struct cli cli;
+	static struct hup_ctx hup;
 	uint8_t key[TOKEN_KEY_MAX];
 	size_t keylen = sizeof(key);
 	struct event_base *base = NULL;
@@ -356,147 +695,93 @@ main(int argc, char **argv)
 	struct vs_root *root = NULL;
 	struct vold *vd = NULL;
 	char buf[PATH_MAX];
-	int c, rc, ex = EX_OK, lockfd = -1, startfd = -1;
-	bool cli_syslog = false, cli_level = false;
+	struct stat st;
+	int c, idx, rc, ex = EX_OK, lockfd = -1, startfd = -1, alog = -1;
 
-	cli.log_level = LOG_INFO;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	cli.keys = calloc((size_t)argc + 1, sizeof(*cli.keys));
+	cli.values = calloc((size_t)argc + 1, sizeof(*cli.values));
+	cli.skip = calloc((size_t)argc + 1, sizeof(*cli.skip));
+	if (!cli.keys || !cli.values || !cli.skip) {
+		fprintf(stderr, "cairn-vold: out of memory\n");
+		ex = EX_OSERR;
+		goto out;
+	}
+	while ((c = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
 		switch (c) {
-		case OPT_ROOT: set_str(&cli.root, optarg); break;
-		case OPT_LISTEN: set_str(&cli.listen, optarg); break;
-		case OPT_PORT_FILE: set_str(&cli.port_file, optarg); break;
-		case OPT_CERT: set_str(&cli.cert, optarg); break;
-		case OPT_KEY: set_str(&cli.key, optarg); break;
-		case OPT_CONFIG: config = optarg; break;
-		case OPT_FOREGROUND: cli.foreground = true; break;
-		case OPT_PIDFILE: set_str(&cli.pidfile, optarg); break;
-		case OPT_SYSLOG: cli_syslog = true; break;
-		case OPT_WORKERS:
-			if (parse_int(optarg, 1, 256, &cli.workers)) {
-				fprintf(stderr, "cairn-vold: bad --workers '%s'\n",
-					optarg);
-				return EX_USAGE;
-			}
+		case OPT_SET:
+			cli.keys[cli.n] = longopts[idx].name;
+			cli.values[cli.n] = longopts[idx].has_arg ? optarg
+								  : "yes";
+			cli.skip[cli.n] = cli.keys[cli.n];
+			cli.n++;
 			break;
-		case OPT_MAX_CONNS:
-		case OPT_MAX_CONNS_ADDR:
-		case OPT_DEADLINE:
-		case OPT_MAX_STREAMS: {
-			int *dst = c == OPT_MAX_CONNS ? &cli.max_conns :
-				   c == OPT_MAX_CONNS_ADDR ? &cli.max_conns_addr :
-				   c == OPT_DEADLINE ? &cli.request_deadline_s :
-							&cli.max_streams_token;
-
-			if (parse_int(optarg, 1,
-				      c == OPT_DEADLINE ? 86400 : 1000000,
-				      dst)) {
-				fprintf(stderr, "cairn-vold: bad value '%s'\n",
-					optarg);
-				fputs(usage, stderr);
-				return EX_USAGE;
-			}
+		case OPT_CONFIG:
+			cli.config = optarg;
+			cli.must = true;
 			break;
-		}
-		case OPT_STAGE_MAX:
-			if (util_parse_size(optarg, &cli.stage_max)) {
-				fprintf(stderr,
-					"cairn-vold: bad --stage-max '%s'\n",
-					optarg);
-				return EX_USAGE;
-			}
-			cli.has_stage_max = true;
-			break;
-		case OPT_STAGE_EXPIRE:
-			if (parse_int(optarg, 1, 365 * 86400,
-				      &cli.stage_expire_s)) {
-				fprintf(stderr,
-					"cairn-vold: bad --stage-expire '%s'\n",
-					optarg);
-				return EX_USAGE;
-			}
-			break;
-		case OPT_LOG_LEVEL:
-			rc = log_parse_level(optarg);
-			if (rc < 0) {
-				fprintf(stderr, "cairn-vold: bad --log-level '%s'\n",
-					optarg);
-				return EX_USAGE;
-			}
-			cli.log_level = rc;
-			cli_level = true;
+		case OPT_SHOW:
+			cli.show = true;
 			break;
 		case OPT_HELP:
 			fputs(usage, stdout);
-			return EX_OK;
+			goto out;
 		case OPT_VERSION:
 			printf("cairn-vold %s (protocol %d)\n", PACKAGE_VERSION,
 			       PROTO_VERSION);
-			return EX_OK;
+			goto out;
 		default:
 			fputs(usage, stderr);
-			return EX_USAGE;
+			ex = EX_USAGE;
+			goto out;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "cairn-vold: unexpected argument '%s'\n",
 			argv[optind]);
 		fputs(usage, stderr);
-		return EX_USAGE;
+		ex = EX_USAGE;
+		goto out;
+	}
+	/* The default file or its drop-ins: the built-in path (a --prefix
+	 * build) first, then /etc/cairn. */
+	if (!cli.config) {
+		if (stat(DEFAULT_CONF, &st) == 0 ||
+		    stat(DEFAULT_CONF ".d", &st) == 0)
+			cli.config = DEFAULT_CONF;
+		else if (stat(ETC_CONF, &st) == 0 ||
+			 stat(ETC_CONF ".d", &st) == 0)
+			cli.config = ETC_CONF;
 	}
 	/* The config file first, then the command line over it. */
-	conf.log_level = LOG_INFO;
-	if (config || access(DEFAULT_CONF, R_OK) == 0) {
-		const char *f = config ? config : DEFAULT_CONF;
+	ex = load_conf(&cli, &conf, stderr);
+	if (ex) {
+		if (ex == EX_USAGE)
+			fputs(usage, stderr);
+		goto out;
+	}
+	if (cli.show) {
+		show_conf(&cli, &conf);
+		goto out;
+	}
+	/* SIGHUP reads the file again, from / once detached. */
+	if (cli.config && cli.config[0] != '/' && !conf.foreground) {
+		static char abs_config[PATH_MAX];
 
-		rc = ini_parse(f, conf_line, &conf);
-		if (rc) {
-			fprintf(stderr, "cairn-vold: cannot read config '%s'%s\n",
-				f, rc < 0 ? "" : " (bad line)");
+		if (!realpath(cli.config, abs_config)) {
+			fprintf(stderr, "cairn-vold: config '%s': %s\n",
+				cli.config, strerror(errno));
 			ex = EX_CONFIG;
 			goto out;
 		}
-	}
-#define OVER(f)                                                             \
-	if (cli.f) {                                                        \
-		free(conf.f);                                               \
-		conf.f = cli.f;                                             \
-		cli.f = NULL;                                               \
-	}
-	OVER(root)
-	OVER(listen)
-	OVER(port_file)
-	OVER(cert)
-	OVER(key)
-	OVER(pidfile)
-#undef OVER
-	if (cli.workers)
-		conf.workers = cli.workers;
-	if (cli.max_conns)
-		conf.max_conns = cli.max_conns;
-	if (cli.max_conns_addr)
-		conf.max_conns_addr = cli.max_conns_addr;
-	if (cli.request_deadline_s)
-		conf.request_deadline_s = cli.request_deadline_s;
-	if (cli.max_streams_token)
-		conf.max_streams_token = cli.max_streams_token;
-	if (cli.has_stage_max)
-		conf.stage_max = cli.stage_max;
-	if (cli.stage_expire_s)
-		conf.stage_expire_s = cli.stage_expire_s;
-	if (cli_level)
-		conf.log_level = cli.log_level;
-	conf.foreground = cli.foreground;
-	if (cli_syslog)
-		conf.use_syslog = true;
-	if (!conf.root) {
-		const char *env = getenv("CAIRN_ROOT");
-
-		set_str(&conf.root, env && *env ? env : DEFAULT_ROOT);
+		cli.config = abs_config;
 	}
 	if (!conf.foreground) {
 		if (make_abs(&conf.root) || make_abs(&conf.cert) ||
 		    make_abs(&conf.key) || make_abs(&conf.port_file) ||
-		    make_abs(&conf.pidfile)) {
+		    make_abs(&conf.pidfile) ||
+		    make_abs(&conf.metrics_port_file) ||
+		    (conf.access_log && strcmp(conf.access_log, "-") &&
+		     make_abs(&conf.access_log))) {
 			fprintf(stderr,
 				"cairn-vold: cannot make paths absolute\n");
 			ex = EX_OSERR;
@@ -574,6 +859,13 @@ main(int argc, char **argv)
 			log_err(LOG_MAIN, "cannot write port file '%s': %s",
 				conf.port_file, strerror(-rc));
 	}
+	if (conf.metrics_port_file && vold_metrics_port(vd)) {
+		snprintf(buf, sizeof(buf), "%d\n", vold_metrics_port(vd));
+		rc = write_file_atomic(conf.metrics_port_file, buf);
+		if (rc)
+			log_err(LOG_MAIN, "cannot write port file '%s': %s",
+				conf.metrics_port_file, strerror(-rc));
+	}
 	if (conf.pidfile) {
 		snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
 		rc = write_file_atomic(conf.pidfile, buf);
@@ -581,10 +873,26 @@ main(int argc, char **argv)
 			log_err(LOG_MAIN, "cannot write pid file '%s': %s",
 				conf.pidfile, strerror(-rc));
 	}
+	alog = open_access_log(&conf);
+	if (alog == -2) {
+		ex = EX_CANTCREAT;
+		goto out;
+	}
+	vold_set_access_log(vd, alog);
 	report_start(&startfd, 0);
+	{
+		char stt[200];
+
+		snprintf(stt, sizeof(stt), "READY=1\nSTATUS=listening on %s",
+			 vold_addr(vd));
+		notify(stt);
+	}
+	hup.vd = vd;
+	hup.cli = &cli;
+	hup.conf = &conf;
 	sigs[0] = evsignal_new(base, SIGTERM, on_stop, base);
 	sigs[1] = evsignal_new(base, SIGINT, on_stop, base);
-	sigs[2] = evsignal_new(base, SIGHUP, on_hup, vd);
+	sigs[2] = evsignal_new(base, SIGHUP, on_hup, &hup);
 	for (int i = 0; i < 3; i++)
 		if (sigs[i])
 			event_add(sigs[i], NULL);
@@ -604,6 +912,8 @@ out:
 	if (lockfd >= 0)
 		close(lockfd);
 	vold_conf_release(&conf);
-	vold_conf_release(&cli);
+	free(cli.keys);
+	free(cli.values);
+	free(cli.skip);
 	return ex;
 }

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/conf.h"
+
 struct event_base;
 struct vs_root;
 struct vold;
@@ -31,6 +33,9 @@ struct vold_conf {
 	char *port_file; /* write the bound port here */
 	char *cert, *key; /* PEM files: HTTPS when both are set */
 	char *pidfile;
+	char *metrics_listen;	 /* GET /metrics here: ADDR:PORT, or PORT
+				    for 127.0.0.1; NULL: no metrics */
+	char *metrics_port_file; /* write the metrics port here */
 	int workers;	 /* disk worker threads (default 4) */
 	int timeout_s;	 /* HTTP read/write timeout (default 60) */
 	int cache_objects; /* open data files kept for chunk GETs (1024) */
@@ -39,12 +44,15 @@ struct vold_conf {
 	int request_deadline_s; /* to receive one request, head and body */
 	int max_streams_token;	/* event streams open with one token */
 	uint64_t stage_max; /* bytes staged per volume, 0 = only the quota */
-	bool has_stage_max; /* (command line: given) */
 	int stage_expire_s; /* staged uploads removed this long after their
 			       creation (0 = VS_STAGE_AGE_S) */
+	char *access_log;   /* access log file, "-" for stderr, NULL: none */
 	int log_level;
 	bool use_syslog;
 	bool foreground;
+	struct conf_origins origins; /* where each setting came from */
+	const char *const *skip;     /* while loading: keys the command
+					line gives (vold.c) */
 };
 
 void vold_conf_release(struct vold_conf *c);
@@ -62,10 +70,23 @@ int vold_start(const struct vold_conf *conf, struct event_base *base,
 int vold_port(const struct vold *vd);
 /* The address as bound, for the "listening on" line. */
 const char *vold_addr(const struct vold *vd);
+/* The port of the metrics listener, 0 if there is none. */
+int vold_metrics_port(const struct vold *vd);
 
 /* Forget every volume not in use so the next request reopens it (SIGHUP:
  * volumes created or removed by vos meanwhile). */
 void vold_rescan(struct vold *vd);
+
+/*
+ * The access log: one line per answered request, written with one
+ * write(2) to @fd (O_APPEND) from the loop thread: the time (UTC), the
+ * peer, the method, the path and query (escaped; tokens travel only in the
+ * Authorization header, never here), the status, the body bytes ("-" for
+ * a streamed reply) and the time from the request's head to the reply's
+ * end. @fd -1: none. The server takes @fd over and closes the one it had
+ * (SIGHUP reopens the file: log rotation). Loop thread.
+ */
+void vold_set_access_log(struct vold *vd, int fd);
 
 /* Stop accepting, end event streams, let running jobs finish (bounded),
  * close every volume, free. Loop thread; the loop must not be running. */

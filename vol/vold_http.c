@@ -58,6 +58,7 @@
 
 #include "base/crc32c.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/proto.h"
 #include "common/token.h"
 #include "common/util.h"
@@ -89,6 +90,73 @@
 
 struct vold;
 struct vvol;
+
+/*
+ * Metrics (doc/protocol.md "Metrics"): what GET /metrics on the metrics
+ * listener shows. A request is counted when its reply has gone out
+ * (on_req_done), under its route and status; its duration runs from its
+ * complete head to then. Counters of the loop thread are plain integers;
+ * the commit counters are updated by workers, so they are atomic.
+ */
+enum vroute {
+	VR_PING,
+	VR_VOL,
+	VR_GETATTR,
+	VR_DIR,
+	VR_LINK,
+	VR_XATTR,
+	VR_DATA,
+	VR_EVENTS,
+	VR_OP,
+	VR_STAGE,
+	VR_METRICS,
+	VR_UNKNOWN, /* no such route, a malformed path */
+	VR_REFUSED, /* refused by the admission filter from its head */
+	VR_COUNT
+};
+
+static const char *const vroute_names[VR_COUNT] = {
+	"ping", "volinfo", "getattr", "dir",	 "link",    "xattr",   "data",
+	"events", "op",	    "stage",   "metrics", "unknown", "refused",
+};
+
+/* The statuses cairn-vold answers with (reason()); anything else is
+ * counted as code="other". */
+static const int vstatus[] = {200, 204, 304, 400, 401, 403, 404,
+			      405, 409, 410, 411, 412, 413, 416,
+			      429, 431, 500, 501, 503, 507};
+#define VSTATUS_N (sizeof(vstatus) / sizeof(vstatus[0]) + 1)
+
+/* Why the admission layer turned something away. */
+enum vrefusal {
+	VREF_CONN_ADDR,	   /* a connection: its address has too many */
+	VREF_CONN_MAX,	   /* accepting paused: max_conns reached */
+	VREF_DESCRIPTORS,  /* accepting paused: out of descriptors */
+	VREF_DEADLINE,	   /* a request not received within the deadline */
+	VREF_TOKEN,	   /* a request body refused for its token */
+	VREF_TOO_LARGE,	   /* ... for its size */
+	VREF_CHUNKED,	   /* ... without a Content-Length */
+	VREF_BAD_HEAD,	   /* a malformed head */
+	VREF_BODY_BUDGET,  /* too many bodies held at once */
+	VREF_STREAMS,	   /* an event stream past max_streams_per_token */
+	VREF_COUNT
+};
+
+static const char *const vrefusal_names[VREF_COUNT] = {
+	"connections_per_address", "max_connections", "descriptors",
+	"request_deadline", "token", "body_too_large", "chunked",
+	"bad_head", "body_budget", "streams_per_token",
+};
+
+struct vold_stats {
+	uint64_t req[VR_COUNT][VSTATUS_N]; /* loop thread */
+	struct metrics_hist lat[VR_COUNT]; /* loop thread (microseconds) */
+	uint64_t bytes_in, bytes_out;	   /* loop thread */
+	uint64_t refused[VREF_COUNT];	   /* loop thread */
+	struct metrics_counter commits[2]; /* workers: ops committed,
+					      [0] applied, [1] refused */
+	struct metrics_hist commit_lat;	   /* workers: vs_apply() time */
+};
 
 /* What a chunk GET reply carries about its body: the SHA-256 of the whole
  * (X-Cairn-SHA256) and the CRC32C of each block (X-Cairn-Blocks). */
@@ -163,6 +231,9 @@ struct vconn {
 	bool admit_pending; /* peer address not checked yet */
 	bool timing;	    /* deadline armed */
 	enum vconn_state state;
+	enum vroute route;  /* of the request being answered */
+	uint64_t t0_us;	    /* its head was complete (metrics_now_us()) */
+	struct evbuffer_cb_entry *uin_cb;
 	uint64_t body_left;
 	uint64_t body_held; /* its share of vd->body_held */
 	size_t scanned;	    /* head bytes searched for its end so far */
@@ -235,6 +306,15 @@ struct vold {
 	struct event *resume; /* ends the descriptor pause */
 	uint64_t log_full_ms, log_emfile_ms, log_addr_ms, log_deadline_ms;
 	uint64_t log_stream_ms;
+	int alog_fd; /* access log (vold_set_access_log), -1: none */
+
+	/* The metrics listener (conf->metrics_listen), or NULL: plain HTTP,
+	 * GET /metrics only, through the same admission filter. */
+	struct evhttp *mhttp;
+	struct evhttp_bound_socket *mbound;
+	int mport;
+	char maddr[80];
+	struct vold_stats st;
 };
 
 /* Every running server, to find ours from the listener's error callback
@@ -254,7 +334,10 @@ enum jkind {
 	J_STAGE,
 	J_GC,
 	J_FLAGS,
+	J_STAT, /* a volume's usage and quota, for a scrape */
 };
+
+struct scrape;
 
 /* One request's trip to a worker and back. */
 struct rjob {
@@ -296,11 +379,16 @@ struct rjob {
 	int fd;
 	uint64_t size, off, len;
 	struct csum sum;
+	/* stat */
+	struct scrape *scrape;
+	size_t idx;
+	bool stat_idle; /* the volume was not open: a read-only look */
 };
 
 static void vvol_put(struct vvol *vol);
 static void sub_drop(struct sub *s, bool close_conn);
 static bool log_due(uint64_t *last, uint64_t period);
+static void scrape_put(struct scrape *sc);
 
 /* ---- replies ---- */
 
@@ -901,6 +989,7 @@ events_start(struct rjob *r)
 			log_info(LOG_EV, "refusing event stream on '%s': its "
 				 "token has %d open (max %d)", vol->name, n,
 				 vd->max_streams_token);
+		vd->st.refused[VREF_STREAMS]++;
 		reply_err(r->req, EAGAIN, 429,
 			  "too many event streams for this token", 0);
 		return;
@@ -1141,6 +1230,10 @@ run_locked(struct rjob *r)
 	case J_FLAGS:
 		rc = vs_vol_public(vs, &r->pub);
 		break;
+	case J_STAT:
+		/* job_run() runs it through stat_run(). */
+		rc = -EINVAL;
+		break;
 	}
 	if (rc)
 		r->err = -rc;
@@ -1363,8 +1456,23 @@ run_group(struct vvol *vol, struct rjob **grp, size_t n)
 			reqs[i].reps = &r->rep;
 		}
 	}
+	uint64_t t0 = metrics_now_us();
+
 	if (!rc)
 		rc = vs_apply_group(vol->vs, reqs, n);
+	/* Metrics (h-metrics): every op committed, a refusal too (under
+	 * its opid); a replayed answer commits nothing. */
+	for (size_t i = 0; !rc && i < n; i++)
+		for (size_t k = 0; k < reqs[i].n; k++)
+			if (!reqs[i].reps[k].replayed &&
+			    !reqs[i].reps[k].err) {
+				metrics_counter_add(
+					&vol->vd->st.commits
+						 [reqs[i].reps[k].status != 200],
+					1);
+				metrics_hist_observe(&vol->vd->st.commit_lat,
+						     metrics_now_us() - t0);
+			}
 	for (size_t i = 0; i < n; i++) {
 		struct rjob *r = grp[i];
 
@@ -1475,6 +1583,53 @@ run_mutation(struct rjob *r)
 	}
 }
 
+/*
+ * One GET /metrics. Each volume's usage is read by a worker (J_STAT: its
+ * tdb belongs to whoever holds its lock, and opening it may take a while),
+ * then the loop writes the text once the last one is back (scrape_put).
+ */
+struct scrape {
+	struct vold *vd;
+	struct evhttp_request *req;
+	size_t pending;	 /* J_STAT jobs out, plus one for the starter */
+	char **names;	 /* vs_vol_list() */
+	size_t nnames;
+	struct vs_volinfo *vi; /* [nnames], valid where ok[i] */
+	bool *ok;
+};
+
+/*
+ * Worker: the usage and quota of one volume. One in use is asked through
+ * its handle. One that is not gets a read-only look, not the open of a
+ * first request: that one loads the event ring (megabytes), and a scrape
+ * must not cost that for every volume of the server. vol->lock keeps any
+ * request from opening it meanwhile (tdb takes one handle per file in a
+ * process). One that cannot be opened is left out of the text; why is
+ * logged by the requests that need it, not by every scrape.
+ */
+static void
+stat_run(struct rjob *r)
+{
+	struct vvol *vol = r->vol;
+	struct vs_vol *v = NULL;
+	int rc;
+
+	pthread_mutex_lock(&vol->lock);
+	if (vol->vs) {
+		rc = vs_vol_info(vol->vs, &r->scrape->vi[r->idx]);
+	} else {
+		r->stat_idle = true;
+		rc = vs_vol_open(vol->vd->root, vol->name, VS_RDONLY, &v);
+		if (!rc)
+			rc = vs_vol_info(v, &r->scrape->vi[r->idx]);
+		vs_vol_close(v);
+	}
+	pthread_mutex_unlock(&vol->lock);
+	r->scrape->ok[r->idx] = rc == 0;
+	if (rc)
+		r->err = -rc;
+}
+
 static void
 job_run(struct vold_job *j)
 {
@@ -1488,6 +1643,10 @@ job_run(struct vold_job *j)
 		return;
 	if (r->kind == J_OP || r->kind == J_BATCH) {
 		run_mutation(r);
+		return;
+	}
+	if (r->kind == J_STAT) {
+		stat_run(r);
 		return;
 	}
 	if (r->kind == J_DIR) {
@@ -1611,6 +1770,17 @@ job_done(struct vold_job *j)
 
 	if (r->kind == J_GC)
 		goto out;
+	if (r->kind == J_STAT) {
+		/* Removed meanwhile, or registered only for this look and
+		 * used by nobody else (the registry's reference and ours):
+		 * forget it, so scrapes do not fill the registry. */
+		if (r->err == ENOENT ||
+		    (r->stat_idle && vol->refs == 2 && !vol->opened &&
+		     TAILQ_EMPTY(&vol->subs)))
+			vvol_unlist(vol);
+		scrape_put(r->scrape);
+		goto out;
+	}
 	if (r->kind == J_FLAGS) {
 		vol->flags_pending = false;
 		/* An unreadable flag makes the volume private, not stuck. */
@@ -1916,17 +2086,26 @@ accept_update(struct vold *vd)
 	struct evconnlistener *l;
 	bool full = vd->nconns >= vd->max_conns;
 
-	if (full && !vd->accept_full && log_due(&vd->log_full_ms, LOG_EVERY_MS))
-		log_warn(LOG_HTTP, "%d connections open (the maximum): not "
-			 "accepting more until one closes", vd->nconns);
+	if (full && !vd->accept_full) {
+		vd->st.refused[VREF_CONN_MAX]++;
+		if (log_due(&vd->log_full_ms, LOG_EVERY_MS))
+			log_warn(LOG_HTTP, "%d connections open (the maximum): "
+				 "not accepting more until one closes",
+				 vd->nconns);
+	}
 	vd->accept_full = full;
-	if (!vd->bound)
-		return;
-	l = evhttp_bound_socket_get_listener(vd->bound);
-	if (vd->accept_full || vd->accept_emfile)
-		evconnlistener_disable(l);
-	else
-		evconnlistener_enable(l);
+	/* The metrics listener shares the caps: it is one more way in. */
+	for (int i = 0; i < 2; i++) {
+		struct evhttp_bound_socket *bs = i ? vd->mbound : vd->bound;
+
+		if (!bs)
+			continue;
+		l = evhttp_bound_socket_get_listener(bs);
+		if (vd->accept_full || vd->accept_emfile)
+			evconnlistener_disable(l);
+		else
+			evconnlistener_enable(l);
+	}
 }
 
 static void
@@ -1949,10 +2128,11 @@ on_accept_error(struct evconnlistener *l, void *arg)
 	struct vold *vd;
 
 	LIST_FOREACH(vd, &all_volds, all)
-		if (vd->http == arg)
+		if (vd->http == arg || (vd->mhttp && vd->mhttp == arg))
 			break;
 	if (!vd)
 		return;
+	vd->st.refused[VREF_DESCRIPTORS]++;
 	if (log_due(&vd->log_emfile_ms, LOG_EVERY_MS))
 		log_warn(LOG_HTTP, "cannot accept a connection: %s (%d open); "
 			 "pausing accept for %d ms", strerror(err), vd->nconns,
@@ -2003,6 +2183,7 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 	c->timing = false;
 	if (!c->vd || c->state == VC_DISCARD)
 		return;
+	c->vd->st.refused[VREF_DEADLINE]++;
 	peer_str(c, host, sizeof(host));
 	if (log_due(&c->vd->log_deadline_ms, LOG_EVERY_MS))
 		log_info(LOG_HTTP, "request from %s not received within %d s: "
@@ -2033,6 +2214,7 @@ vconn_admit_peer(struct vconn *c)
 		n += !o->admit_pending && o != c && same_host(&o->peer, &c->peer);
 	if (n < vd->max_conns_addr)
 		return true;
+	vd->st.refused[VREF_CONN_ADDR]++;
 	peer_str(c, host, sizeof(host));
 	if (log_due(&vd->log_addr_ms, LOG_EVERY_MS))
 		log_warn(LOG_HTTP, "refusing a connection from %s: it has %d "
@@ -2157,6 +2339,8 @@ vconn_head(struct vconn *c, struct evbuffer *src, struct evbuffer *dst)
 	if (n == 0 && look < VOLD_HEAD_MAX)
 		return BEV_NEED_MORE;
 	c->scanned = 0;
+	c->t0_us = metrics_now_us();
+	c->route = VR_UNKNOWN;
 	if (n == 0) {
 		/* No end in sight: evhttp's own header limit (lower than
 		 * ours) answers it with its 400 and closes. */
@@ -2167,6 +2351,12 @@ vconn_head(struct vconn *c, struct evbuffer *src, struct evbuffer *dst)
 	}
 	rf = n < 0 ? RF_BAD : head_decide(c->vd, &h, &body);
 	if (rf) {
+		c->route = VR_REFUSED;
+		c->vd->st.refused[rf < RF_TOO_LARGE ? VREF_TOKEN :
+				  rf == RF_TOO_LARGE ? VREF_TOO_LARGE :
+				  rf == RF_CHUNKED ? VREF_CHUNKED :
+				  rf == RF_BUSY ? VREF_BODY_BUDGET :
+						 VREF_BAD_HEAD]++;
 		/* Not one byte of the body is read: what came with the head
 		 * is dropped, and evhttp gets a stand-in request it answers
 		 * through on_request() (JSON error, Connection: close). */
@@ -2292,11 +2482,23 @@ on_fout(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 		evbuffer_add_buffer(bufferevent_get_output(c->under), buf);
 }
 
+/* Bytes read from the client (after TLS), for the metrics. */
+static void
+on_uin(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct vconn *c = arg;
+
+	if (c->vd)
+		c->vd->st.bytes_in += info->n_added;
+}
+
 static void
 on_uout(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct vconn *c = arg;
 
+	if (c->vd)
+		c->vd->st.bytes_out += info->n_deleted;
 	if (info->n_deleted)
 		event_active(c->wdone, EV_TIMEOUT, 1);
 }
@@ -2332,6 +2534,9 @@ vconn_free(void *arg)
 	if (c->uout_cb)
 		evbuffer_remove_cb_entry(bufferevent_get_output(c->under),
 					 c->uout_cb);
+	if (c->uin_cb)
+		evbuffer_remove_cb_entry(bufferevent_get_input(c->under),
+					 c->uin_cb);
 	if (c->fout_cb)
 		evbuffer_remove_cb_entry(bufferevent_get_output(c->bev),
 					 c->fout_cb);
@@ -2351,12 +2556,10 @@ vconn_free(void *arg)
 	free(c);
 }
 
-/* evhttp_set_bevcb(): called for each accepted connection before evhttp
- * sets its socket. */
+/* A filter for a new connection: over TLS if @tls. */
 static struct bufferevent *
-vconn_bevcb(struct event_base *base, void *arg)
+vconn_make(struct event_base *base, struct vold *vd, bool tls)
 {
-	struct vold *vd = arg;
 	struct vconn *c = calloc(1, sizeof(*c));
 	struct bufferevent *under = NULL;
 	SSL *ssl;
@@ -2368,7 +2571,7 @@ vconn_bevcb(struct event_base *base, void *arg)
 	c->kick = event_new(base, -1, 0, on_kick, c);
 	c->deadline = evtimer_new(base, on_deadline, c);
 	c->wdone = event_new(base, -1, 0, on_wdone, c);
-	if (vd->ssl) {
+	if (tls) {
 		ssl = SSL_new(vd->ssl);
 		if (ssl)
 			under = bufferevent_openssl_socket_new(
@@ -2388,9 +2591,11 @@ vconn_bevcb(struct event_base *base, void *arg)
 					     on_fout, c);
 		c->uout_cb = evbuffer_add_cb(bufferevent_get_output(under),
 					     on_uout, c);
+		c->uin_cb = evbuffer_add_cb(bufferevent_get_input(under),
+					    on_uin, c);
 	}
 	if (!c->kick || !c->deadline || !c->wdone || !c->bev || !c->fout_cb ||
-	    !c->uout_cb) {
+	    !c->uout_cb || !c->uin_cb) {
 		if (c->kick)
 			event_free(c->kick);
 		if (c->deadline)
@@ -2424,6 +2629,137 @@ vconn_bevcb(struct event_base *base, void *arg)
 	return c->bev;
 }
 
+/* evhttp_set_bevcb(): called for each accepted connection before evhttp
+ * sets its socket. */
+static struct bufferevent *
+vconn_bevcb(struct event_base *base, void *arg)
+{
+	struct vold *vd = arg;
+
+	return vconn_make(base, vd, vd->ssl != NULL);
+}
+
+/* The same for the metrics listener, which speaks plain HTTP. */
+static struct bufferevent *
+vconn_bevcb_plain(struct event_base *base, void *arg)
+{
+	return vconn_make(base, arg, false);
+}
+
+/* Count the request of @c, whose reply went out. An event stream that
+ * was opened ends here too: its duration is no latency, so only its
+ * count is kept. */
+static void
+count_request(struct vold *vd, struct vconn *c, struct evhttp_request *req)
+{
+	int code = evhttp_request_get_response_code(req);
+	size_t k = 0;
+
+	while (k < VSTATUS_N - 1 && vstatus[k] != code)
+		k++;
+	vd->st.req[c->route][k]++;
+	if (c->t0_us && !(c->route == VR_EVENTS && code == 200))
+		metrics_hist_observe(&vd->st.lat[c->route],
+				     metrics_now_us() - c->t0_us);
+	c->t0_us = 0;
+	c->route = VR_UNKNOWN;
+}
+
+/* The route of @req, for count_request(). */
+static void
+req_route(struct vold *vd, struct evhttp_request *req, enum vroute r)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct vconn *c;
+
+	if (!evcon)
+		return;
+	c = vconn_find(vd, evhttp_connection_get_bufferevent(evcon));
+	if (c)
+		c->route = r;
+}
+
+static enum vroute
+vroute_of(enum proto_path_kind k)
+{
+	switch (k) {
+	case PROTO_P_PING: return VR_PING;
+	case PROTO_P_VOL: return VR_VOL;
+	case PROTO_P_GETATTR: return VR_GETATTR;
+	case PROTO_P_DIR: return VR_DIR;
+	case PROTO_P_LINK: return VR_LINK;
+	case PROTO_P_XATTR: return VR_XATTR;
+	case PROTO_P_DATA: return VR_DATA;
+	case PROTO_P_EVENTS: return VR_EVENTS;
+	case PROTO_P_OP: return VR_OP;
+	case PROTO_P_STAGE: return VR_STAGE;
+	default: return VR_UNKNOWN;
+	}
+}
+
+/* One access log line for @req (vold_set_access_log() has the format);
+ * @start_us 0: unknown (a refused request: no duration). */
+static void
+access_log(struct vold *vd, struct evhttp_request *req, uint64_t start_us)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	const char *uri = evhttp_request_get_uri(req), *len, *meth;
+	char line[1400], path[1024], t[40], dur[32];
+	char *host = NULL;
+	ev_uint16_t port = 0;
+	struct timespec ts;
+	struct tm tm;
+	int n;
+
+	if (vd->alog_fd < 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%S", &tm);
+	if (evcon)
+		evhttp_connection_get_peer(evcon, &host, &port);
+	util_escape(uri ? uri : "-", uri ? strlen(uri) : 1, path,
+		    sizeof(path));
+	switch (evhttp_request_get_command(req)) {
+	case EVHTTP_REQ_GET: meth = "GET"; break;
+	case EVHTTP_REQ_POST: meth = "POST"; break;
+	case EVHTTP_REQ_PUT: meth = "PUT"; break;
+	case EVHTTP_REQ_HEAD: meth = "HEAD"; break;
+	case EVHTTP_REQ_DELETE: meth = "DELETE"; break;
+	default: meth = "OTHER"; break;
+	}
+	len = evhttp_find_header(evhttp_request_get_output_headers(req),
+				 "Content-Length");
+	if (start_us)
+		snprintf(dur, sizeof(dur), "%.3f",
+			 (double)(metrics_now_us() - start_us) / 1e6);
+	else
+		snprintf(dur, sizeof(dur), "-");
+	n = snprintf(line, sizeof(line), "%s.%03ldZ %s%s%s:%u %s %s %d %s %s\n",
+		     t, ts.tv_nsec / 1000000,
+		     host && strchr(host, ':') ? "[" : "", host ? host : "-",
+		     host && strchr(host, ':') ? "]" : "", (unsigned)port,
+		     meth, path, evhttp_request_get_response_code(req),
+		     len ? len : "-", dur);
+	if (n >= (int)sizeof(line)) {
+		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	/* One write per line (O_APPEND): a short write to a full disk is
+	 * not worth retrying on the loop. */
+	if (write(vd->alog_fd, line, (size_t)n) < 0) {
+		/* nothing sensible to do */
+	}
+}
+
+void
+vold_set_access_log(struct vold *vd, int fd)
+{
+	if (vd->alog_fd >= 0 && vd->alog_fd != fd)
+		close(vd->alog_fd);
+	vd->alog_fd = fd;
+}
+
 /* The reply to a request went out (evhttp_request_set_on_complete_cb):
  * evhttp reads the next request now; let the filter give it one. */
 static void
@@ -2435,8 +2771,14 @@ on_req_done(struct evhttp_request *req, void *arg)
 	if (!evcon)
 		return;
 	c = vconn_find(arg, evhttp_connection_get_bufferevent(evcon));
+	/* Before count_request(), which resets the clock. A refused
+	 * request has no duration: it was never read. */
+	if (((struct vold *)arg)->alog_fd >= 0)
+		access_log(arg, req,
+			   c && c->route != VR_REFUSED ? c->t0_us : 0);
 	if (!c)
 		return;
+	count_request(arg, c, req);
 	vconn_release(c);
 	if (c->state != VC_BUSY)
 		return;
@@ -2492,11 +2834,11 @@ on_request(struct evhttp_request *req, void *arg)
 	enum jkind kind;
 	int rc;
 
+	evhttp_request_set_on_complete_cb(req, on_req_done, vd);
 	if (uri && !strncmp(uri, VOLD_REFUSED_PATH, strlen(VOLD_REFUSED_PATH))) {
 		reply_refused(req, uri);
 		return;
 	}
-	evhttp_request_set_on_complete_cb(req, on_req_done, vd);
 	rc = uri ? proto_parse_path(uri, &p) : -EINVAL;
 	if (rc) {
 		reply_err(req, -rc, 0, rc == -ENOENT ? "no such route" :
@@ -2504,6 +2846,7 @@ on_request(struct evhttp_request *req, void *arg)
 						       "malformed request path", 0);
 		return;
 	}
+	req_route(vd, req, vroute_of(p.kind));
 	if (!method_ok(p.kind, evhttp_request_get_command(req))) {
 		reply_err(req, EINVAL, 405, "method not allowed", 0);
 		return;
@@ -2583,6 +2926,228 @@ on_request(struct evhttp_request *req, void *arg)
 		}
 	}
 	vold_pool_submit(vd->pool, &r->job);
+}
+
+/* ---- metrics (the metrics listener, loop thread) ---- */
+
+static void
+lab(struct metrics_label *l, const char *name, const char *value)
+{
+	l->name = name;
+	l->value = value;
+}
+
+/* The text of GET /metrics (doc/protocol.md "Metrics" lists every name).
+ * @return heap text (free()) or NULL + errno. */
+static char *
+metrics_text(struct vold *vd, const struct scrape *sc, size_t *len)
+{
+	struct vold_stats *st = &vd->st;
+	struct metrics_buf b;
+	struct metrics_label l[2];
+	struct vvol *vol;
+	struct sub *sub;
+	char num[16];
+
+	metrics_buf_init(&b);
+	metrics_head(&b, "cairn_vold_info", "gauge",
+		     "This cairn-vold: its version and protocol (always 1).");
+	snprintf(num, sizeof(num), "%d", PROTO_VERSION);
+	lab(&l[0], "version", PACKAGE_VERSION);
+	lab(&l[1], "protocol", num);
+	metrics_u64(&b, "cairn_vold_info", l, 2, 1);
+
+	metrics_head(&b, "cairn_vold_requests_total", "counter",
+		     "HTTP requests answered, by route and status code.");
+	for (int r = 0; r < VR_COUNT; r++)
+		for (size_t k = 0; k < VSTATUS_N; k++) {
+			if (!st->req[r][k])
+				continue;
+			if (k < VSTATUS_N - 1)
+				snprintf(num, sizeof(num), "%d", vstatus[k]);
+			else
+				snprintf(num, sizeof(num), "other");
+			lab(&l[0], "route", vroute_names[r]);
+			lab(&l[1], "code", num);
+			metrics_u64(&b, "cairn_vold_requests_total", l, 2,
+				    st->req[r][k]);
+		}
+	metrics_head(&b, "cairn_vold_request_duration_seconds", "histogram",
+		     "From a request's complete head to its whole reply "
+		     "handed to the kernel, by route (not opened event "
+		     "streams).");
+	for (int r = 0; r < VR_COUNT; r++) {
+		if (!metrics_hist_count(&st->lat[r]))
+			continue;
+		lab(&l[0], "route", vroute_names[r]);
+		metrics_hist_write(&b, "cairn_vold_request_duration_seconds",
+				   l, 1, &st->lat[r]);
+	}
+	metrics_head(&b, "cairn_vold_received_bytes_total", "counter",
+		     "HTTP bytes read from clients (after TLS).");
+	metrics_u64(&b, "cairn_vold_received_bytes_total", NULL, 0,
+		    st->bytes_in);
+	metrics_head(&b, "cairn_vold_sent_bytes_total", "counter",
+		     "HTTP bytes handed to the kernel or to TLS for clients.");
+	metrics_u64(&b, "cairn_vold_sent_bytes_total", NULL, 0,
+		    st->bytes_out);
+	metrics_head(&b, "cairn_vold_connections", "gauge",
+		     "Client connections open, on both listeners.");
+	metrics_u64(&b, "cairn_vold_connections", NULL, 0,
+		    (uint64_t)vd->nconns);
+	metrics_head(&b, "cairn_vold_admission_refusals_total", "counter",
+		     "Connections, requests and event streams the admission "
+		     "limits turned away, by reason.");
+	for (int i = 0; i < VREF_COUNT; i++) {
+		lab(&l[0], "reason", vrefusal_names[i]);
+		metrics_u64(&b, "cairn_vold_admission_refusals_total", l, 1,
+			    st->refused[i]);
+	}
+	metrics_head(&b, "cairn_vold_op_commits_total", "counter",
+		     "Mutations committed to a volume (one fsynced "
+		     "transaction each): applied, or refused and recorded "
+		     "under their opid.");
+	lab(&l[0], "result", "applied");
+	metrics_u64(&b, "cairn_vold_op_commits_total", l, 1,
+		    metrics_counter_get(&st->commits[0]));
+	lab(&l[0], "result", "refused");
+	metrics_u64(&b, "cairn_vold_op_commits_total", l, 1,
+		    metrics_counter_get(&st->commits[1]));
+	metrics_head(&b, "cairn_vold_op_commit_duration_seconds", "histogram",
+		     "Time to check, apply and commit (fsync) one mutation.");
+	metrics_hist_write(&b, "cairn_vold_op_commit_duration_seconds", NULL,
+			   0, &st->commit_lat);
+	metrics_head(&b, "cairn_vold_open_data_files", "gauge",
+		     "Data files kept open for chunk GETs.");
+	metrics_u64(&b, "cairn_vold_open_data_files", NULL, 0,
+		    (uint64_t)vd->ncache);
+	metrics_head(&b, "cairn_vold_event_streams", "gauge",
+		     "Event streams open, by volume.");
+	TAILQ_FOREACH(vol, &vd->vols, link) {
+		uint64_t n = 0;
+
+		TAILQ_FOREACH(sub, &vol->subs, link)
+			n++;
+		lab(&l[0], "volume", vol->name);
+		metrics_u64(&b, "cairn_vold_event_streams", l, 1, n);
+	}
+
+#define VOLS(name, help, field)                                            \
+	metrics_head(&b, name, "gauge", help);                             \
+	for (size_t i = 0; i < sc->nnames; i++) {                          \
+		if (!sc->ok[i])                                            \
+			continue;                                          \
+		lab(&l[0], "volume", sc->names[i]);                        \
+		metrics_u64(&b, name, l, 1, sc->vi[i].field);              \
+	}
+	VOLS("cairn_vold_volume_used_bytes", "Data bytes in the volume.",
+	     bytes_used)
+	VOLS("cairn_vold_volume_quota_bytes",
+	     "The volume's quota in bytes (0: none).", bytes_limit)
+	VOLS("cairn_vold_volume_objects", "Objects in the volume.",
+	     files_used)
+	VOLS("cairn_vold_volume_quota_objects",
+	     "The volume's quota in objects (0: none).", files_limit)
+	VOLS("cairn_vold_volume_event_seq",
+	     "The volume's last event sequence number.", event_seq)
+#undef VOLS
+	return metrics_buf_steal(&b, len);
+}
+
+/* The starter's or a J_STAT job's share of @sc is done; the last one
+ * writes the text and answers. */
+static void
+scrape_put(struct scrape *sc)
+{
+	size_t len = 0;
+	char *text;
+
+	if (--sc->pending)
+		return;
+	text = metrics_text(sc->vd, sc, &len);
+	if (!text) {
+		reply_err(sc->req, ENOMEM, 0, NULL, 0);
+	} else {
+		evhttp_add_header(evhttp_request_get_output_headers(sc->req),
+				  "Cache-Control", "no-store");
+		reply_body(sc->req, 200, METRICS_CONTENT_TYPE, text, len);
+	}
+	vs_names_free(sc->names, sc->nnames);
+	free(sc->vi);
+	free(sc->ok);
+	free(sc);
+}
+
+/* GET /metrics: read every volume's usage on the workers, then answer. */
+static void
+scrape_start(struct vold *vd, struct evhttp_request *req)
+{
+	struct scrape *sc = calloc(1, sizeof(*sc));
+
+	if (!sc) {
+		reply_err(req, ENOMEM, 0, NULL, 0);
+		return;
+	}
+	sc->vd = vd;
+	sc->req = req;
+	sc->pending = 1;
+	if (vs_vol_list(vd->root, &sc->names, &sc->nnames) == 0 &&
+	    sc->nnames) {
+		sc->vi = calloc(sc->nnames, sizeof(*sc->vi));
+		sc->ok = calloc(sc->nnames, sizeof(*sc->ok));
+	}
+	for (size_t i = 0; sc->vi && sc->ok && i < sc->nnames; i++) {
+		struct vvol *vol = vvol_get(vd, sc->names[i]);
+		struct rjob *r =
+			vol ? rjob_new(vd, vol, J_STAT, NULL, NULL) : NULL;
+
+		if (!r) {
+			vvol_put(vol);
+			continue;
+		}
+		r->scrape = sc;
+		r->idx = i;
+		sc->pending++;
+		vold_pool_submit(vd->pool, &r->job);
+	}
+	if (!sc->vi || !sc->ok) {
+		/* Out of memory: the text without volumes. */
+		free(sc->vi);
+		free(sc->ok);
+		sc->vi = NULL;
+		sc->ok = NULL;
+		vs_names_free(sc->names, sc->nnames);
+		sc->names = NULL;
+		sc->nnames = 0;
+	}
+	scrape_put(sc);
+}
+
+/* The metrics listener: GET /metrics and nothing else. */
+static void
+on_metrics_request(struct evhttp_request *req, void *arg)
+{
+	struct vold *vd = arg;
+	const char *uri = evhttp_request_get_uri(req);
+
+	evhttp_request_set_on_complete_cb(req, on_req_done, vd);
+	if (uri && !strncmp(uri, VOLD_REFUSED_PATH, strlen(VOLD_REFUSED_PATH))) {
+		reply_refused(req, uri);
+		return;
+	}
+	if (!uri || strcspn(uri, "?") != 8 || strncmp(uri, "/metrics", 8)) {
+		reply_err(req, ENOENT, 404,
+			  "no such route: this listener serves GET /metrics", 0);
+		return;
+	}
+	req_route(vd, req, VR_METRICS);
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+				  "Allow", "GET");
+		reply_err(req, EINVAL, 405, "method not allowed", 0);
+		return;
+	}
+	scrape_start(vd, req);
 }
 
 /* ---- housekeeping ---- */
@@ -2762,6 +3327,77 @@ parse_listen(const char *s, char *addr, size_t alen, int *port)
 	return 0;
 }
 
+/* The address and port of a bound listener, as "ADDR:PORT"/"[V6]:PORT". */
+static int
+bound_port(struct evhttp_bound_socket *bs, const char *addr, int port,
+	   char *out, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss,
+			&sl) == 0) {
+		if (ss.ss_family == AF_INET6)
+			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		else
+			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	}
+	snprintf(out, len, strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr,
+		 port);
+	return port;
+}
+
+/*
+ * The metrics listener on @spec: "ADDR:PORT", "[V6]:PORT", or a port
+ * alone for 127.0.0.1. Plain HTTP through the same admission filter and
+ * caps as the volume listener; any address is allowed (Prometheus may
+ * scrape from another host), the man page says what that exposes.
+ */
+static int
+metrics_start(struct vold *vd, const char *spec)
+{
+	char addr[64], buf[80];
+	int port, rc;
+
+	if (spec[strspn(spec, "0123456789")] == '\0' && *spec) {
+		snprintf(buf, sizeof(buf), "127.0.0.1:%s", spec);
+		spec = buf;
+	}
+	rc = parse_listen(spec, addr, sizeof(addr), &port);
+	if (rc) {
+		log_err(LOG_MAIN, "bad metrics listen address '%s'", spec);
+		return rc;
+	}
+	vd->mhttp = evhttp_new(vd->base);
+	if (!vd->mhttp)
+		return -ENOMEM;
+	evhttp_set_max_headers_size(vd->mhttp, 16384);
+	evhttp_set_max_body_size(vd->mhttp, 0); /* no route takes a body */
+	evhttp_set_bevcb(vd->mhttp, vconn_bevcb_plain, vd);
+	evhttp_set_timeout(vd->mhttp, vd->timeout_s);
+	evhttp_set_allowed_methods(vd->mhttp, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+						      EVHTTP_REQ_PUT |
+						      EVHTTP_REQ_HEAD |
+						      EVHTTP_REQ_DELETE |
+						      EVHTTP_REQ_OPTIONS |
+						      EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(vd->mhttp, on_metrics_request, vd);
+	vd->mbound = evhttp_bind_socket_with_handle(vd->mhttp, addr,
+						    (ev_uint16_t)port);
+	if (!vd->mbound) {
+		rc = errno ? -errno : -EADDRINUSE;
+		log_err(LOG_MAIN, "cannot listen for metrics on '%s': %s", spec,
+			strerror(-rc));
+		return rc;
+	}
+	evconnlistener_set_error_cb(
+		evhttp_bound_socket_get_listener(vd->mbound), on_accept_error);
+	vd->mport = bound_port(vd->mbound, addr, port, vd->maddr,
+			       sizeof(vd->maddr));
+	log_info(LOG_MAIN, "metrics on http://%s/metrics", vd->maddr);
+	return 0;
+}
+
 int
 vold_start(const struct vold_conf *conf, struct event_base *base,
 	   struct vs_root *root, const uint8_t *key, size_t keylen,
@@ -2779,6 +3415,7 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 		return -ENOMEM;
 	vd->base = base;
 	vd->root = root;
+	vd->alog_fd = -1;
 	memcpy(vd->key, key, keylen);
 	vd->keylen = keylen;
 	vd->cache_max = conf->cache_objects > 0 ? conf->cache_objects : 1024;
@@ -2806,6 +3443,11 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 	TAILQ_INIT(&vd->lru);
 	TAILQ_INIT(&vd->vols);
 	TAILQ_INIT(&vd->conns);
+	for (int i = 0; i < VR_COUNT; i++)
+		metrics_hist_init(&vd->st.lat[i], metrics_latency_us,
+				  metrics_latency_us_n, 1e-6);
+	metrics_hist_init(&vd->st.commit_lat, metrics_latency_us,
+			  metrics_latency_us_n, 1e-6);
 	for (int i = 0; i < VCONN_HASH; i++)
 		LIST_INIT(&vd->conn_hash[i]);
 	LIST_INSERT_HEAD(&all_volds, vd, all);
@@ -2879,6 +3521,11 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 	snprintf(vd->addr, sizeof(vd->addr), strchr(addr, ':') ? "[%s]:%d" :
 								    "%s:%d",
 		 addr, port);
+	if (conf->metrics_listen) {
+		rc = metrics_start(vd, conf->metrics_listen);
+		if (rc)
+			goto fail;
+	}
 	event_add(vd->tick, &tv);
 	*out = vd;
 	return 0;
@@ -2899,6 +3546,12 @@ vold_addr(const struct vold *vd)
 	return vd->addr;
 }
 
+int
+vold_metrics_port(const struct vold *vd)
+{
+	return vd->mbound ? vd->mport : 0;
+}
+
 void
 vold_stop(struct vold *vd)
 {
@@ -2910,6 +3563,9 @@ vold_stop(struct vold *vd)
 	if (vd->bound)
 		evhttp_del_accept_socket(vd->http, vd->bound);
 	vd->bound = NULL;
+	if (vd->mbound)
+		evhttp_del_accept_socket(vd->mhttp, vd->mbound);
+	vd->mbound = NULL;
 	if (vd->tick)
 		event_free(vd->tick);
 	vd->tick = NULL;
@@ -2931,6 +3587,8 @@ vold_stop(struct vold *vd)
 	}
 	if (vd->http)
 		evhttp_free(vd->http);
+	if (vd->mhttp)
+		evhttp_free(vd->mhttp);
 	/* Filters whose finalizers have not run yet outlive us: they must
 	 * not touch @vd or the events of a base about to go. */
 	while ((c = TAILQ_FIRST(&vd->conns))) {
@@ -2949,5 +3607,7 @@ vold_stop(struct vold *vd)
 	if (vd->ssl)
 		SSL_CTX_free(vd->ssl);
 	memset(vd->key, 0, sizeof(vd->key));
+	if (vd->alog_fd >= 0)
+		close(vd->alog_fd);
 	free(vd);
 }

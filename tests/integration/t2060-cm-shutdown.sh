@@ -2,7 +2,8 @@
 # t2060-cm-shutdown: termination signals that arrive while cairnd shuts
 # down (after the first SIGTERM, or after an unmount) must not cut the
 # clean close of the chunk store short: cairn-fsck finds the cache clean
-# (was_clean) and cairnd exits 0. Signals are sent in a burst until cairnd
+# (was_clean) and cairnd exits 0. A burst of SIGHUP (reload) leaves it
+# mounted. Signals are sent in a burst until cairnd
 # is gone, so some land in every step of the shutdown.
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
@@ -41,7 +42,17 @@ run() { # HOW DESC: mount, read, stop with a burst, check
 	t_check "$desc: read through the mount" cmp "$mnt/big.bin" "$src/big.bin"
 	case $how in
 	term) kill -TERM "$pid"; n=$(burst TERM "$pid") ;;
-	hup) kill -HUP "$pid"; n=$(burst HUP "$pid") ;;
+	hup)
+		# SIGHUP reloads (cairnd(8)): a burst must leave the mount
+		# up and working; then a SIGTERM burst stops it.
+		n=0
+		while [ "$n" -lt 20000 ] && kill -HUP "$pid" 2>/dev/null; do
+			n=$((n + 1))
+		done
+		sleep 1
+		t_check "$desc: still running after $n SIGHUPs" kill -0 "$pid"
+		t_check "$desc: mount still reads" cmp "$mnt/small.txt" "$src/small.txt"
+		kill -TERM "$pid"; n=$(burst TERM "$pid") ;;
 	umount) fusermount3 -u "$mnt"; n=$(burst TERM "$pid") ;;
 	esac
 	# Bounded: a cairnd that ignored the whole burst gets 10 s more, then
@@ -63,7 +74,7 @@ run() { # HOW DESC: mount, read, stop with a burst, check
 for i in 1 2 3; do
 	run term "SIGTERM burst #$i"
 done
-run hup "SIGHUP burst"
+run hup "SIGHUP burst, then SIGTERM"
 run umount "unmount, then a SIGTERM burst"
 
 # The cache is still good: a new mount reads from it.

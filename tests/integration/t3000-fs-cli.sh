@@ -34,7 +34,7 @@ sock_for() { # MOUNTPOINT -> default socket path
 
 CMDS="pin unpin pins flush flushvolume flushall flushmeta getcacheparms
 setcachesize examine whereis listvol checkservers status disconnect reconnect
-sync help version"
+metrics sync help version"
 
 # --- help and usage ---------------------------------------------------
 fs_rc 0 "fs --help" --help

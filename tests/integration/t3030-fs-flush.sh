@@ -231,12 +231,12 @@ for c in pin unpin flush flushmeta examine whereis sync; do
 done
 # Every command without a path: no cairnd 69, a stray argument 64.
 for c in pins getcacheparms flushvolume flushall listvol checkservers status \
-	"setcachesize 1G" disconnect reconnect sync; do
+	"setcachesize 1G" disconnect reconnect metrics sync; do
 	"$FS" $c -s "$T_DIR/no.sock" >/dev/null 2>"$T_DIR/c.err"
 	t_is "$?" 69 "$c with no cairnd on the socket: exit 69"
 	t_check "$c says is cairnd running" grep -q "is cairnd running" "$T_DIR/c.err"
 done
-for c in getcacheparms flushvolume flushall checkservers status; do
+for c in getcacheparms flushvolume flushall checkservers status metrics; do
 	"$FS" $c -m "$mnt" extra >/dev/null 2>&1
 	t_is "$?" 64 "$c with a stray argument: exit 64"
 done

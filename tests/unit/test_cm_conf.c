@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cm/cm.h"
@@ -138,6 +139,65 @@ test_transport(void)
 	cm_config_release(&c);
 }
 
+/* metrics-listen: loopback only, kept in one canonical form. */
+static void
+test_metrics_listen(void)
+{
+	static const struct {
+		const char *v, *kept; /* kept NULL: refused */
+	} cases[] = {
+		{"9100", "127.0.0.1:9100"},
+		{"0", "127.0.0.1:0"},
+		{"127.0.0.1:9100", "127.0.0.1:9100"},
+		{"127.3.2.1:1", "127.3.2.1:1"},
+		{"localhost:9100", "127.0.0.1:9100"},
+		{"[::1]:9100", "[::1]:9100"},
+		{"[0:0:0:0:0:0:0:1]:9", "[0:0:0:0:0:0:0:1]:9"},
+		{"0.0.0.0:9100", NULL},
+		{"10.0.0.1:9100", NULL},
+		{"128.0.0.1:9100", NULL},
+		{"[::]:9100", NULL},
+		{"[::2]:9100", NULL},
+		{"[::ffff:10.0.0.1]:9100", NULL},
+		{"example.com:9100", NULL},
+		{"localhost.:9100", NULL},
+		{"127.1:9100", NULL},
+		{":9100", NULL},
+		{"127.0.0.1:", NULL},
+		{"127.0.0.1:65536", NULL},
+		{"127.0.0.1:-1", NULL},
+		{"127.0.0.1:9x", NULL},
+		{"[::1:9100", NULL},
+		{"::1:9100", NULL},
+		{"x", NULL},
+	};
+	struct cm_config c;
+	const char *why;
+
+	cm_config_init(&c);
+	ok(c.metrics_listen == NULL, "metrics-listen: none by default");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = cm_config_set(&c, "metrics-listen", cases[i].v, &why);
+
+		if (cases[i].kept) {
+			is_int(rc, 0, "metrics-listen %s accepted", cases[i].v);
+			is_str(c.metrics_listen, cases[i].kept, "kept as %s",
+			       cases[i].kept);
+		} else {
+			is_int(rc, -EINVAL, "metrics-listen %s refused",
+			       cases[i].v);
+			ok(why && strstr(why, "metrics-listen"),
+			   "and the reason names the key");
+		}
+	}
+	is_int(cm_config_set(&c, "metrics-listen", "10.0.0.1:1", &why), -EINVAL,
+	       "a refusal keeps the value before it");
+	ok(c.metrics_listen != NULL, "(still set)");
+	is_int(cm_config_set(&c, "metrics-listen", "", &why), 0, "empty");
+	ok(c.metrics_listen == NULL, "empty means none");
+	cm_config_release(&c);
+}
+
 int
 main(void)
 {
@@ -145,7 +205,8 @@ main(void)
 	const char *why;
 	char path[] = "/tmp/test_cm_conf.XXXXXX";
 	const char *skip[] = {"volume", NULL};
-	int fd, line;
+	char where[4200], exp[4200], dir[256], p2[512], val[256];
+	int fd;
 	FILE *f;
 
 	log_init("test_cm_conf", 0, LOG_CRIT);
@@ -166,6 +227,8 @@ main(void)
 	is_int(set(&c, "dirty-limit", "512K"), -EINVAL, "dirty-limit below 1M");
 	is_int(set(&c, "dirty-limit", "-1"), -EINVAL, "negative dirty-limit");
 	is_int(set(&c, "dirty-limit", ""), -EINVAL, "empty dirty-limit");
+	is_int(set(&c, "dirty-limit", "0"), 0, "dirty-limit 0: the default");
+	is_int(set(&c, "dirty-limit", "64M"), 0, "dirty-limit 64M again");
 	is_int(c.writeback, 0, "write-mode sync by default");
 	is_int(c.writeback_delay_ms, 1000, "writeback-delay 1 s by default");
 	is_int(set(&c, "write-mode", "writeback"), 0, "write-mode writeback");
@@ -222,25 +285,134 @@ main(void)
 	fd = mkstemp(path);
 	f = fdopen(fd, "w");
 	fprintf(f, "; comment\nserver = http://10.0.0.1:1\n[cairnd]\n"
-		   "volume = other\ncache-size = 4G\n[vold]\nport = 9\n");
+		   "volume = other\ncache_size = 4G  ; inline comment\n"
+		   "[vold]\nport = 9\n");
 	fclose(f);
-	is_int(cm_config_load(&c, path, skip, &line), 0, "load ini");
+	is_int(cm_config_load(&c, path, true, skip, where, sizeof(where),
+			      &why),
+	       0, "load ini");
 	is_str(c.server, "http://10.0.0.1:1", "top-level key read");
 	is_str(c.volume, "home", "skipped key keeps the command line value");
-	is_int(c.cache_size, 4ull << 30, "section key read");
+	is_int(c.cache_size, 4ull << 30,
+	       "section key read (underscore is a dash, comment cut)");
+	snprintf(exp, sizeof(exp), "%s:5", path);
+	is_str(conf_origin_get(&c.origins, "cache-size"), exp,
+	       "origin of cache-size is FILE:LINE");
+	is_str(conf_origin_get(&c.origins, "threads"), "default",
+	       "origin of an unset key is default");
+
+	/* Drop-ins: FILE.d/\*.conf in name order after FILE; the last wins;
+	 * other names and dot files are not read. */
+	snprintf(dir, sizeof(dir), "%s.d", path);
+	ok(mkdir(dir, 0700) == 0, "drop-in dir made");
+	snprintf(p2, sizeof(p2), "%s/20-b.conf", dir);
+	f = fopen(p2, "w");
+	fprintf(f, "threads = 7\nreadahead = 3\n");
+	fclose(f);
+	snprintf(p2, sizeof(p2), "%s/10-a.conf", dir);
+	f = fopen(p2, "w");
+	fprintf(f, "threads = 5\ncache-size = 2G\n");
+	fclose(f);
+	snprintf(p2, sizeof(p2), "%s/30-c.conf.off", dir);
+	f = fopen(p2, "w");
+	fprintf(f, "threads = 99\n");
+	fclose(f);
+	snprintf(p2, sizeof(p2), "%s/.40-d.conf", dir);
+	f = fopen(p2, "w");
+	fprintf(f, "threads = 98\n");
+	fclose(f);
+	is_int(cm_config_load(&c, path, true, skip, where, sizeof(where),
+			      &why),
+	       0, "load with drop-ins");
+	is_int(c.threads, 7, "20-b.conf wins over 10-a.conf");
+	is_int(c.cache_size, 2ull << 30, "a drop-in wins over the file");
+	is_int(c.readahead_max, 3, "drop-in key read");
+	snprintf(exp, sizeof(exp), "%s/20-b.conf:1", dir);
+	is_str(conf_origin_get(&c.origins, "threads"), exp,
+	       "origin names the drop-in and its line");
+	ok(cm_config_value(&c, "threads", val, sizeof(val)) == 1 &&
+		   !strcmp(val, "7"),
+	   "value of threads is 7");
+	is_int(cm_config_value(&c, "ca-file", val, sizeof(val)), 0,
+	       "unset ca-file has no value");
+	is_int(cm_config_value(&c, "colour", val, sizeof(val)), -ENOENT,
+	       "unknown key has no value");
+	/* A bad line in a drop-in: its file and line. */
+	snprintf(p2, sizeof(p2), "%s/50-bad.conf", dir);
+	f = fopen(p2, "w");
+	fprintf(f, "\n\nthreads = 0\n");
+	fclose(f);
+	ok(cm_config_load(&c, path, true, NULL, where, sizeof(where), &why) ==
+		   -EINVAL,
+	   "bad drop-in refused");
+	snprintf(exp, sizeof(exp), "%s:3", p2);
+	is_str(where, exp, "the bad drop-in's line is named");
+	ok(why && strstr(why, "threads"), "and why: %s", why ? why : "-");
+	unlink(p2);
+	for (const char *n = "10-a.conf"; n; n = NULL) {
+		snprintf(p2, sizeof(p2), "%s/%s", dir, n);
+		unlink(p2);
+	}
+	snprintf(p2, sizeof(p2), "%s/20-b.conf", dir);
+	unlink(p2);
+	snprintf(p2, sizeof(p2), "%s/30-c.conf.off", dir);
+	unlink(p2);
+	snprintf(p2, sizeof(p2), "%s/.40-d.conf", dir);
+	unlink(p2);
+	ok(rmdir(dir) == 0, "drop-in dir empty again");
+
 	f = fopen(path, "w");
 	fprintf(f, "[cairnd]\ncache-size = lots\n");
 	fclose(f);
-	ok(cm_config_load(&c, path, NULL, &line) < 0, "bad value refused");
-	is_int(line, 2, "line number of the bad value");
+	ok(cm_config_load(&c, path, true, NULL, where, sizeof(where), &why) <
+		   0,
+	   "bad value refused");
+	snprintf(exp, sizeof(exp), "%s:2", path);
+	is_str(where, exp, "line number of the bad value");
 	f = fopen(path, "w");
 	fprintf(f, "[cairnd]\nspeed = 11\n");
 	fclose(f);
-	ok(cm_config_load(&c, path, NULL, &line) < 0, "unknown key refused");
+	ok(cm_config_load(&c, path, true, NULL, where, sizeof(where), &why) <
+		   0,
+	   "unknown key refused");
+	ok(why && !strcmp(why, "unknown setting"), "unknown setting said");
+	f = fopen(path, "w");
+	fprintf(f, "[cairnd]\njust some words\n");
+	fclose(f);
+	is_int(cm_config_load(&c, path, true, NULL, where, sizeof(where),
+			      &why),
+	       -EINVAL, "line without '=' refused");
+	f = fopen(path, "w");
+	fprintf(f, "[cairnd\nthreads = 2\n");
+	fclose(f);
+	is_int(cm_config_load(&c, path, true, NULL, where, sizeof(where),
+			      &why),
+	       -EINVAL, "unclosed section refused");
+	ok(why && !strcmp(why, "malformed section header"),
+	   "and said so");
+	/* A line longer than inih's buffer is refused with its number,
+	 * never cut into a shorter value. */
+	f = fopen(path, "w");
+	fprintf(f, "threads = 3\nca-file = /%0300d\nthreads = 4\n", 0);
+	fclose(f);
+	c.threads = 1;
+	is_int(cm_config_load(&c, path, true, NULL, where, sizeof(where),
+			      &why),
+	       -EINVAL, "overlong line refused");
+	snprintf(exp, sizeof(exp), "%s:2", path);
+	is_str(where, exp, "its line is named");
+	ok(why && strstr(why, "too long"), "and why");
+	is_int(c.threads, 3, "nothing after it was read");
 	unlink(path);
-	ok(cm_config_load(&c, path, NULL, &line) == -ENOENT, "missing file");
+	ok(cm_config_load(&c, path, true, NULL, where, sizeof(where), &why) ==
+		   -ENOENT,
+	   "missing file");
+	is_int(cm_config_load(&c, path, false, NULL, where, sizeof(where),
+			      &why),
+	       0, "missing file without must: nothing read");
 	cm_config_release(&c);
 	test_url_loopback();
 	test_transport();
+	test_metrics_listen();
 	return done_testing();
 }

@@ -36,7 +36,7 @@
 #include <event2/thread.h>
 
 #include "chunkstore/cs.h"
-#include "cm/cm.h"
+#include "cm/daemon_i.h"
 #include "cm/http.h"
 #include "cm/inode.h"
 #include "cm/mcache.h"
@@ -1196,7 +1196,7 @@ test_order(void)
 
 /*
  * Reintegration (mut_send_replay()): a refusal keeps the record (it
- * becomes a conflict, offline.c's business), a transport failure reports
+ * becomes a conflict, replay.c's business), a transport failure reports
  * EHOSTUNREACH at once and keeps it too; sent again and answered, under
  * the record's opid, it goes.
  */

@@ -319,6 +319,12 @@ test_args(void)
 	is_int(args_rc(CTL_GETCACHEPARMS, "{}"), 0, "getcacheparms {}");
 	is_int(args_rc(CTL_GETCACHEPARMS, "{\"x\":1}"), -EINVAL,
 	       "getcacheparms with an argument");
+	is_int(args_rc(CTL_METRICS, "{}"), 0, "metrics {}");
+	is_int(args_rc(CTL_METRICS, "{\"format\":\"json\"}"), -EINVAL,
+	       "metrics takes no argument");
+	is_int(ctl_type_parse("metrics"), CTL_METRICS, "metrics by name");
+	ok(!(ctl_type_flags(CTL_METRICS) & (CTL_TF_ROOT | CTL_TF_PATH)),
+	   "metrics: for everyone, no path");
 	is_int(args_rc(CTL_SETCACHESIZE, "{\"bytes\":1073741824}"), 0,
 	       "setcachesize 1 GiB");
 	is_int(args_rc(CTL_SETCACHESIZE, "{}"), -EINVAL,

@@ -1,0 +1,381 @@
+/*
+ * ctl_metrics.c - cairnd's counters in the Prometheus text format: the
+ * answer to `fs metrics` (CTL_METRICS) and, when metrics-listen is set,
+ * to GET /metrics on a loopback HTTP listener. It reads the counters the
+ * modules keep (struct cm_stats, the chunk store's, the replay log's, the
+ * HTTP client's, the mode); it keeps none of its own.
+ *
+ * Threads: the loop thread only (the control server and the listener are
+ * both on it).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+#include "chunkstore/cs.h"
+#include "cm/daemon_i.h"
+#include "cm/cm_ctl.h"
+#include "cm/ctl.h"
+#include "cm/ctl_i.h"
+#include "cm/http.h"
+#include "cm/inode.h"
+#include "cm/rlog.h"
+#include "cm/wb.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/util.h"
+
+/* The listener of metrics-listen. */
+struct cm_metrics_srv {
+	struct evhttp *http;
+	struct evhttp_bound_socket *bound;
+};
+
+static void
+lab(struct metrics_label *l, const char *name, const char *value)
+{
+	l->name = name;
+	l->value = value;
+}
+
+/* A counter family of one sample, labelled with the volume. */
+static void
+counter(struct metrics_buf *b, const struct metrics_label *vl, const char *name,
+	const char *help, uint64_t v)
+{
+	metrics_head(b, name, "counter", help);
+	metrics_u64(b, name, vl, 1, v);
+}
+
+static void
+gauge(struct metrics_buf *b, const struct metrics_label *vl, const char *name,
+      const char *help, uint64_t v)
+{
+	metrics_head(b, name, "gauge", help);
+	metrics_u64(b, name, vl, 1, v);
+}
+
+#define LD(f) atomic_load_explicit(&cm->st.f, memory_order_relaxed)
+
+/* The text (doc/control.md "metrics" lists every name). Loop thread.
+ * @return heap text (free()) or NULL + errno. */
+static char *
+metrics_text(struct cm *cm, size_t *len)
+{
+	static const char *const kinds[CM_R_MAX] = {
+		"lookup",   "getattr", "readdir", "open", "read",
+		"readlink", "xattr",   "statfs",  "other"};
+	static const int modes[] = {CM_CONNECTED, CM_DISCONNECTED,
+				    CM_REINTEGRATING};
+	struct metrics_buf b;
+	struct metrics_label vl, l[2];
+	struct cs_stats cs = {0};
+	struct rlog_stats rs = {0};
+	struct http_stats hs = {0};
+	int mode = cm->conn ? conn_mode(cm->conn) : CM_CONNECTED;
+	int64_t age_ms = 0;
+
+	if (cm->cs)
+		cs_get_stats(cm->cs, &cs);
+	if (cm->rlog && rlog_stats(cm->rlog, &rs) < 0)
+		memset(&rs, 0, sizeof(rs));
+	if (cm->http)
+		http_get_stats(cm->http, &hs);
+	if (rs.records && rs.oldest_ms) {
+		age_ms = util_wall_ns() / 1000000 - rs.oldest_ms;
+		if (age_ms < 0)
+			age_ms = 0;
+	}
+	/* One cairnd serves one volume today; every sample carries its
+	 * name so that scrapes of several cairnds, or of one serving
+	 * several volumes later, stay apart. */
+	lab(&vl, "volume", cm->cfg.volume ? cm->cfg.volume : "");
+	metrics_buf_init(&b);
+
+	metrics_head(&b, "cairnd_info", "gauge",
+		     "This cairnd: its version and server (always 1).");
+	lab(&l[0], "version", PACKAGE_VERSION);
+	lab(&l[1], "server", cm->cfg.server ? cm->cfg.server : "");
+	metrics_u64(&b, "cairnd_info", l, 2, 1);
+
+	metrics_head(&b, "cairnd_mode", "gauge",
+		     "The volume's mode: 1 for the current one, 0 for the "
+		     "others.");
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		l[0] = vl;
+		lab(&l[1], "mode", cm_mode_name(modes[i]));
+		metrics_u64(&b, "cairnd_mode", l, 2, mode == modes[i]);
+	}
+	gauge(&b, &vl, "cairnd_online",
+	      "Whether the last contact with the server worked (1) or not.",
+	      (uint64_t)atomic_load(&cm->online));
+
+	metrics_head(&b, "cairnd_fuse_requests_total", "counter",
+		     "FUSE requests, by kind.");
+	for (int i = 0; i < CM_R_MAX; i++) {
+		l[0] = vl;
+		lab(&l[1], "kind", kinds[i]);
+		metrics_u64(&b, "cairnd_fuse_requests_total", l, 2,
+			    LD(reqs[i]));
+	}
+	counter(&b, &vl, "cairnd_parked_requests_total",
+		"FUSE requests that had to wait for the network.", LD(parked));
+
+	counter(&b, &vl, "cairnd_chunk_hits_total",
+		"Chunk reads answered from the cache.", LD(chunk_hits));
+	counter(&b, &vl, "cairnd_chunk_misses_total",
+		"Chunk reads that had to wait for a fetch.", LD(chunk_misses));
+	counter(&b, &vl, "cairnd_chunks_fetched_total",
+		"Chunks fetched, verified and stored.", LD(chunks_fetched));
+	counter(&b, &vl, "cairnd_fetched_bytes_total",
+		"Bytes of chunks fetched, verified and stored.",
+		LD(bytes_fetched));
+	metrics_head(&b, "cairnd_fetch_duration_seconds", "histogram",
+		     "Chunk fetches, from the first request to the chunk "
+		     "stored (retries included).");
+	metrics_hist_write(&b, "cairnd_fetch_duration_seconds", &vl, 1,
+			   &cm->st.fetch_lat);
+	counter(&b, &vl, "cairnd_prefetches_total",
+		"Chunk fetches started by readahead.", LD(prefetches));
+	counter(&b, &vl, "cairnd_fetch_retries_total",
+		"Chunk fetch attempts retried.", LD(fetch_retries));
+	counter(&b, &vl, "cairnd_fetch_errors_total", "Chunk fetches given up.",
+		LD(fetch_errors));
+	counter(&b, &vl, "cairnd_bad_chunks_total",
+		"Fetched chunks refused for their checksum or length.",
+		LD(bad_chunks));
+	counter(&b, &vl, "cairnd_stale_chunks_total",
+		"Chunk fetches answered 410 (the data version moved on).",
+		LD(stale_chunks));
+	counter(&b, &vl, "cairnd_dir_fetches_total",
+		"Directory listings fetched.", LD(dir_fetches));
+	counter(&b, &vl, "cairnd_getattr_requests_total",
+		"Bulk getattr requests sent.", LD(getattr_reqs));
+	counter(&b, &vl, "cairnd_events_total",
+		"Change events received from the server.", LD(events));
+	counter(&b, &vl, "cairnd_event_reconnects_total",
+		"Times the event stream was opened again.", LD(ev_reconnects));
+	counter(&b, &vl, "cairnd_invalidations_total",
+		"Kernel cache invalidations queued.", LD(invalidations));
+	counter(&b, &vl, "cairnd_stores_total",
+		"File data stores the server took.", LD(stores));
+	counter(&b, &vl, "cairnd_conflicts_total", "Conflict copies saved.",
+		LD(conflicts));
+
+	gauge(&b, &vl, "cairnd_cache_used_bytes",
+	      "Bytes of chunks in the cache.", cs.bytes_used);
+	gauge(&b, &vl, "cairnd_cache_limit_bytes",
+	      "The cache's size limit in bytes.", cs.bytes_limit);
+	gauge(&b, &vl, "cairnd_cache_files", "Chunk files in the cache.",
+	      cs.files_used);
+	gauge(&b, &vl, "cairnd_cache_pinned_bytes", "Bytes of pinned chunks.",
+	      cs.pinned_bytes);
+	gauge(&b, &vl, "cairnd_cache_dirty_bytes",
+	      "Bytes of dirty chunks (written, not stored on the server).",
+	      cs.dirty_bytes);
+	gauge(&b, &vl, "cairnd_dirty_files",
+	      "Files with changes not stored on the server yet.",
+	      cm->wb ? wb_dirty_files(cm->wb) : 0);
+	counter(&b, &vl, "cairnd_cache_evictions_total",
+		"Chunks evicted from the cache.", cs.evictions);
+	gauge(&b, &vl, "cairnd_inodes", "Inodes the kernel knows.",
+	      cm->ino ? (uint64_t)ino_count(cm->ino) : 0);
+
+	gauge(&b, &vl, "cairnd_replay_log_records",
+	      "Records in the replay log (waiting, in flight, conflicts).",
+	      rs.records);
+	gauge(&b, &vl, "cairnd_replay_log_pending_records",
+	      "Replay log records waiting to be sent.", rs.pending);
+	gauge(&b, &vl, "cairnd_replay_log_bytes",
+	      "Bytes of file data the replay log holds for the server.",
+	      rs.data_bytes);
+	metrics_head(&b, "cairnd_replay_log_oldest_age_seconds", "gauge",
+		     "Age of the oldest replay log record (0: empty).");
+	metrics_double(&b, "cairnd_replay_log_oldest_age_seconds", &vl, 1,
+		       (double)age_ms / 1000.0);
+	counter(&b, &vl, "cairnd_replay_log_commits_total",
+		"Replay log transactions committed (fsyncs) since start.",
+		rs.commits);
+
+	counter(&b, &vl, "cairnd_http_requests_total",
+		"HTTP requests to the server finished.", hs.requests);
+	counter(&b, &vl, "cairnd_http_failures_total",
+		"HTTP requests to the server that failed in transport.",
+		hs.failures);
+	counter(&b, &vl, "cairnd_http_received_bytes_total",
+		"HTTP body bytes received from the server.", hs.bytes_in);
+	counter(&b, &vl, "cairnd_http_sent_bytes_total",
+		"HTTP body bytes sent to the server.", hs.bytes_out);
+	gauge(&b, &vl, "cairnd_http_active_requests",
+	      "HTTP requests to the server in flight.", hs.active);
+	return metrics_buf_steal(&b, len);
+}
+
+#undef LD
+
+/* ---- fs metrics ----------------------------------------------------- */
+
+void
+cm_ctl_h_metrics(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
+		 json_t *args)
+{
+	struct cm *cm = arg;
+	size_t len = 0;
+	char *text;
+
+	(void)peer;
+	(void)args;
+	text = metrics_text(cm, &len);
+	if (!text) {
+		ctl_reply_err(call, ENOMEM, NULL);
+		return;
+	}
+	ctl_reply_ok(call, json_pack("{s:s,s:s%}", "content_type",
+				     METRICS_CONTENT_TYPE, "text", text, len));
+	free(text);
+}
+
+/* ---- the loopback listener ------------------------------------------ */
+
+static void
+reply_text(struct evhttp_request *req, int status, const char *reason,
+	   const char *ctype, const char *text, size_t len)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+
+	evhttp_add_header(h, "Content-Type", ctype);
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	if (b)
+		evbuffer_add(b, text, len);
+	evhttp_send_reply(req, status, reason, b);
+	if (b)
+		evbuffer_free(b);
+}
+
+static void
+on_request(struct evhttp_request *req, void *arg)
+{
+	static const char nf[] = "no such route: GET /metrics only\n";
+	static const char na[] = "method not allowed: GET /metrics only\n";
+	struct cm *cm = arg;
+	const char *uri = evhttp_request_get_uri(req);
+	size_t len = 0;
+	char *text;
+
+	if (!uri || strcspn(uri, "?") != 8 || strncmp(uri, "/metrics", 8)) {
+		reply_text(req, 404, "Not Found", "text/plain", nf,
+			   sizeof(nf) - 1);
+		return;
+	}
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+				  "Allow", "GET");
+		reply_text(req, 405, "Method Not Allowed", "text/plain", na,
+			   sizeof(na) - 1);
+		return;
+	}
+	text = metrics_text(cm, &len);
+	if (!text) {
+		reply_text(req, 503, "Service Unavailable", "text/plain",
+			   "out of memory\n", 14);
+		return;
+	}
+	reply_text(req, 200, "OK", METRICS_CONTENT_TYPE, text, len);
+	free(text);
+}
+
+int
+cm_metrics_listen_start(struct cm *cm)
+{
+	struct cm_metrics_srv *s;
+	const char *spec = cm->cfg.metrics_listen;
+	char addr[64];
+	const char *colon;
+	size_t n;
+	int port;
+
+	if (!spec)
+		return 0;
+	/* conf.c let only loopback through, as "A.B.C.D:P" or "[::1]:P". */
+	colon = strrchr(spec, ':');
+	if (!colon)
+		return -EINVAL;
+	n = (size_t)(colon - spec);
+	if (spec[0] == '[') {
+		spec++;
+		n -= 2;
+	}
+	if (n >= sizeof(addr))
+		return -EINVAL;
+	memcpy(addr, spec, n);
+	addr[n] = '\0';
+	port = atoi(colon + 1);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->http = evhttp_new(cm->loop.base);
+	if (!s->http) {
+		free(s);
+		return -ENOMEM;
+	}
+	evhttp_set_max_headers_size(s->http, 8192);
+	evhttp_set_max_body_size(s->http, 0);
+	evhttp_set_timeout(s->http, 10);
+	evhttp_set_allowed_methods(
+		s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+				 EVHTTP_REQ_HEAD | EVHTTP_REQ_DELETE);
+	evhttp_set_gencb(s->http, on_request, cm);
+	s->bound = evhttp_bind_socket_with_handle(s->http, addr,
+						  (ev_uint16_t)port);
+	if (!s->bound) {
+		int err = errno ? errno : EADDRINUSE;
+
+		log_err(LOG_CTL, "cannot listen for metrics on '%s': %s",
+			cm->cfg.metrics_listen, strerror(err));
+		evhttp_free(s->http);
+		free(s);
+		return -err;
+	}
+	cm->msrv = s;
+	/* The port as bound (0 asks the kernel for one). */
+	{
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+
+		if (getsockname(evhttp_bound_socket_get_fd(s->bound),
+				(struct sockaddr *)&ss, &sl) == 0)
+			port = ntohs(ss.ss_family == AF_INET6
+					     ? ((struct sockaddr_in6 *)&ss)
+						       ->sin6_port
+					     : ((struct sockaddr_in *)&ss)
+						       ->sin_port);
+	}
+	log_info(LOG_CTL, "metrics on http://%s%s%s:%d/metrics",
+		 strchr(addr, ':') ? "[" : "", addr,
+		 strchr(addr, ':') ? "]" : "", port);
+	return 0;
+}
+
+void
+cm_metrics_listen_stop(struct cm *cm)
+{
+	struct cm_metrics_srv *s = cm->msrv;
+
+	if (!s)
+		return;
+	cm->msrv = NULL;
+	evhttp_free(s->http);
+	free(s);
+}

@@ -1,0 +1,88 @@
+/*
+ * daemon_i.c - struct cm's own functions (daemon_i.h, level 7): set up
+ * and release the context, read the volume information and the counters.
+ * The front ends call these; daemon.c (level 8) builds the modules. They
+ * live apart from daemon.c so that no front end calls into the level
+ * that calls it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chunkstore/cs.h"
+#include "cm/daemon_i.h"
+#include "cm/inode.h"
+#include "common/metrics.h"
+
+int
+cm_init(struct cm *cm, struct cm_config *cfg)
+{
+	memset(cm, 0, sizeof(*cm));
+	cm->cfg = *cfg;
+	memset(cfg, 0, sizeof(*cfg));
+	pthread_mutex_init(&cm->lock, NULL);
+	cm_loop_init(&cm->loop);
+	atomic_init(&cm->online, 0);
+	metrics_hist_init(&cm->st.fetch_lat, metrics_latency_us,
+			  metrics_latency_us_n, 1e-6);
+	return 0;
+}
+
+void
+cm_release(struct cm *cm)
+{
+	cm_config_release(&cm->cfg);
+	free(cm->token);
+	cm->token = NULL;
+	pthread_mutex_destroy(&cm->lock);
+	cm_loop_release(&cm->loop);
+}
+
+int
+cm_volinfo(struct cm *cm, struct proto_volinfo *vi)
+{
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&cm->lock);
+	if (cm->have_vi) {
+		*vi = cm->vi;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&cm->lock);
+	return rc;
+}
+
+size_t
+cm_stats_format(struct cm *cm, char *buf, size_t len)
+{
+	struct cs_stats cs = {0};
+	size_t off = 0;
+	int n;
+
+	if (cm->cs)
+		cs_get_stats(cm->cs, &cs);
+#define P(...)                                                               \
+	do {                                                                 \
+		n = snprintf(buf + off, len - off, __VA_ARGS__);             \
+		if (n < 0 || (size_t)n >= len - off)                         \
+			return off;                                          \
+		off += (size_t)n;                                            \
+	} while (0)
+	if (len == 0)
+		return 0;
+	buf[0] = '\0';
+	P("online %d\n", atomic_load(&cm->online));
+	off = cm_stats_format_counters(&cm->st, buf, len, off);
+	P("inodes %zu\n", cm->ino ? ino_count(cm->ino) : (size_t)0);
+	P("cache_bytes_used %llu\n", (unsigned long long)cs.bytes_used);
+	P("cache_bytes_limit %llu\n", (unsigned long long)cs.bytes_limit);
+	P("cache_files_used %llu\n", (unsigned long long)cs.files_used);
+	P("cache_evictions %llu\n", (unsigned long long)cs.evictions);
+	P("chunk_size %u\n", cm->chunk_size);
+#undef P
+	return off;
+}

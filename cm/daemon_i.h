@@ -1,0 +1,115 @@
+/*
+ * daemon_i.h - struct cm, the context of one cairnd: its settings, the
+ * stores, the handle of every module, the volume information. daemon.c
+ * builds and tears it down; the front ends (the FUSE handlers, the
+ * control handlers) and cairnd.c reach the modules through it.
+ *
+ * Layer rule: level 7 of doc/cm.md "Levels", included only by the front
+ * ends (level 7) and daemon.c, cairnd.c (level 8). A module below them
+ * never sees struct cm: its constructor gets what it uses, and what it
+ * calls upward goes through hooks with a void *arg that daemon.c fills
+ * in (tests/check-layers.sh enforces it).
+ */
+#ifndef CAIRN_CM_DAEMON_I_H
+#define CAIRN_CM_DAEMON_I_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cm/cm.h"
+#include "cm/conn.h"
+#include "cm/loop.h"
+#include "cm/stats.h"
+#include "common/proto.h"
+
+struct access;
+struct cs_store;
+struct ctl_server;
+struct cm_metrics_srv;
+struct evstream;
+struct fetch;
+struct http_client;
+struct ino_table;
+struct local;
+struct mcache;
+struct mfetch;
+struct mut;
+struct pin;
+struct replay;
+struct rlog;
+struct vc;
+struct wb;
+
+struct cm {
+	struct cm_config cfg;
+	char *token;	     /* bearer token read from cfg.token_file */
+	uint32_t chunk_size; /* of the open chunk store */
+
+	struct cm_loop loop;	  /* the loop thread, jobs, kernel ops */
+	struct http_client *http; /* loop thread (submit: any) */
+	struct cs_store *cs;	  /* thread-safe */
+	struct vc *vc;		  /* thread-safe */
+	struct ino_table *ino;	  /* thread-safe (own lock) */
+	struct mcache *mc;	  /* cached metadata: any thread, freed
+				     after the FUSE threads */
+	struct mfetch *mf;	  /* metadata fetches: loop thread only */
+	struct access *acc;	  /* control callers' rights: loop thread */
+	struct fetch *fetch;	  /* chunks: loop thread (reads: any),
+				     freed after the FUSE threads */
+	struct evstream *evs;	  /* loop thread only */
+	struct rlog *rlog;	  /* thread-safe: the replay log */
+	struct mut *mut;	  /* the op log (mut.h): submit from any
+				     thread; stopped with the loop, freed
+				     after the FUSE threads */
+	struct wb *wb;		  /* thread-safe (wb.h) */
+	struct pin *pin;	  /* loop thread only (pin.h) */
+	struct ctl_server *ctl;	  /* loop thread only (cm_ctl.h) */
+	struct cm_metrics_srv *msrv; /* loop thread only: metrics-listen */
+
+	pthread_mutex_t lock;
+	struct proto_volinfo vi; /* protected by lock */
+	bool have_vi;		 /* protected by lock */
+
+	atomic_int online;     /* last server contact worked */
+	struct conn *conn;     /* the mode (conn.h): built by daemon.c,
+				  freed after the FUSE threads */
+	struct local *local;   /* loop thread only (local.h) */
+	struct replay *replay; /* disconnected operation (replay.h):
+				  stopped with the loop, freed after
+				  the FUSE threads */
+	struct cm_stats st;
+};
+
+/* The struct cm that embeds @loop: for front-end jobs that carry no
+ * pointer of their own (a job gets only the loop). */
+static inline struct cm *
+cm_of_loop(struct cm_loop *loop)
+{
+	return container_of(loop, struct cm, loop);
+}
+
+/*
+ * Set up @cm's locks and loop queue; cfg is taken over (moved) from @cfg.
+ * @return 0 or -errno.
+ */
+int cm_init(struct cm *cm, struct cm_config *cfg);
+void cm_release(struct cm *cm);
+
+/* Any thread: are mutations logged instead of sent? (not CONNECTED;
+ * conn.h has the modes) */
+static inline bool
+cm_offline(struct cm *cm)
+{
+	return cm->conn && conn_offline(cm->conn);
+}
+
+/* The current volume information (copy). @return 0 or -ENOENT. */
+int cm_volinfo(struct cm *cm, struct proto_volinfo *vi);
+
+/* Write the counters as "name value\n" lines into @buf (at most @len
+ * bytes, NUL-terminated). @return the length. Any thread. */
+size_t cm_stats_format(struct cm *cm, char *buf, size_t len);
+
+#endif /* CAIRN_CM_DAEMON_I_H */

@@ -1,0 +1,301 @@
+/*
+ * test_cm_mcache.c - the cached metadata (cm/mcache.c) on its own: built
+ * from an inode table, a metadata cache, a chunk store, a loop whose
+ * kernel ops count what they are told, and fake hooks, with no daemon and
+ * no server. It checks what a fresh attribute, a listing edit, a
+ * disconnected edit and a gone object do to the caches and the kernel,
+ * and that the hooks are called with their own argument.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chunkstore/cs.h"
+#include "cm/cm.h"
+#include "cm/inode.h"
+#include "cm/loop.h"
+#include "cm/mcache.h"
+#include "cm/stats.h"
+#include "cm/vc.h"
+#include "common/log.h"
+#include "tests/tap.h"
+
+#define VOL 7
+
+static char dir[] = "/tmp/test_cm_mcache.XXXXXX";
+
+/* What the kernel ops and the hooks saw. */
+static struct {
+	unsigned inval_inode, inval_entry, dv_changed;
+	int64_t last_off;
+	bool overlay, orphan, active;
+	void *arg_seen;
+} k;
+
+static void
+k_inval_inode(void *arg, uint64_t ino, int64_t off, int64_t len)
+{
+	(void)arg;
+	(void)ino;
+	(void)len;
+	k.inval_inode++;
+	k.last_off = off;
+}
+
+static void
+k_inval_entry(void *arg, uint64_t parent, const char *name, size_t len)
+{
+	(void)arg;
+	(void)parent;
+	(void)name;
+	(void)len;
+	k.inval_entry++;
+}
+
+static void
+h_overlay(void *arg, struct proto_attr *a)
+{
+	k.arg_seen = arg;
+	if (k.overlay)
+		a->size = 777;
+}
+
+static int
+h_orphan(void *arg, const struct fid *fid, struct proto_attr *out)
+{
+	k.arg_seen = arg;
+	if (!k.orphan)
+		return -ENOENT;
+	memset(out, 0, sizeof(*out));
+	out->fid = *fid;
+	out->type = PROTO_T_FILE;
+	out->size = 42;
+	return 0;
+}
+
+static bool
+h_active(void *arg, const struct fid *fid)
+{
+	(void)fid;
+	k.arg_seen = arg;
+	return k.active;
+}
+
+static void
+h_dv_changed(void *arg, const struct proto_attr *a)
+{
+	(void)a;
+	k.arg_seen = arg;
+	k.dv_changed++;
+}
+
+static struct fid
+mkfid(uint8_t b)
+{
+	struct fid f;
+
+	memset(&f, 0, sizeof(f));
+	f.vol = VOL;
+	f.oid[0] = b;
+	return f;
+}
+
+static struct proto_attr
+mkattr(const struct fid *fid, enum proto_type t, uint64_t dv)
+{
+	struct proto_attr a;
+
+	memset(&a, 0, sizeof(a));
+	a.fid = *fid;
+	a.type = t;
+	a.mode = t == PROTO_T_DIR ? 0755 : 0644;
+	a.nlink = t == PROTO_T_DIR ? 2 : 1;
+	a.dv = dv;
+	a.size = t == PROTO_T_FILE ? 100 : 0;
+	a.ctime_ns = 1000;
+	return a;
+}
+
+/* Make @fid known to the kernel (an inode entry). @return its number. */
+static uint64_t
+known(struct ino_table *ino, const struct fid *fid)
+{
+	struct ino_ent *e;
+	uint64_t n;
+
+	ino_lock(ino);
+	e = ino_add_locked(ino, fid);
+	n = e ? e->ino : 0;
+	ino_unlock(ino);
+	return n;
+}
+
+static bool
+has_name(struct mcache *mc, const struct fid *d, const char *name)
+{
+	struct vc_dir *l = NULL;
+	bool found;
+
+	if (mcache_dir(mc, d, &l) < 0)
+		return false;
+	found = vc_dir_find(l, name, strlen(name)) >= 0;
+	vc_dir_put(l);
+	return found;
+}
+
+int
+main(void)
+{
+	struct fid root = mkfid(1), f = mkfid(2), d = mkfid(3), g = mkfid(4);
+	struct cs_params p = {.chunk_size = 65536};
+	struct proto_attr a, got, after;
+	struct proto_dirent ent;
+	struct proto_dir pd;
+	struct cm_stats st;
+	struct cm_loop loop;
+	struct mcache_hooks hooks = {
+		.overlay = h_overlay,
+		.orphan_attr = h_orphan,
+		.active = h_active,
+		.dv_changed = h_dv_changed,
+		.arg = &k,
+	};
+	struct ino_table *ino;
+	struct mcache *mc;
+	struct cs_store *cs;
+	struct vc *vc;
+	struct cs_key ck;
+	struct cs_info ci;
+	char path[256], buf[100], cmd[300];
+	uint64_t dv1, dv2;
+	int err = 0;
+
+	log_init("test_cm_mcache", 0, LOG_CRIT);
+	if (!mkdtemp(dir))
+		return 1;
+	snprintf(path, sizeof(path), "%s/cs", dir);
+	if (mkdir(path, 0700) < 0 || cs_create(path, &p) < 0)
+		return 1;
+	cs = cs_open(path, &p, &err);
+	snprintf(path, sizeof(path), "%s/meta.tdb", dir);
+	vc = cs ? vc_open(path, VOL, cs_chunk_size(cs)) : NULL;
+	ino = ino_new(&root);
+	memset(&st, 0, sizeof(st));
+	cm_loop_init(&loop);
+	loop.kops.inval_inode = k_inval_inode;
+	loop.kops.inval_entry = k_inval_entry;
+	mc = vc && ino ? mcache_new(ino, vc, cs, &loop, &st, &hooks) : NULL;
+	if (!mc) {
+		diag("cannot set up: %s", strerror(err ? -err : errno));
+		return 1;
+	}
+
+	/* Lookups: a miss, the orphan hook, the tdb, the overlay. */
+	is_int(mcache_attr(mc, &f, &got), -ENOENT, "miss: -ENOENT");
+	k.orphan = true;
+	ok(mcache_attr(mc, &f, &got) == 0 && got.size == 42,
+	   "miss of an open unlinked file: the orphan hook answers");
+	ok(k.arg_seen == &k, "hooks get their own arg");
+	k.orphan = false;
+	a = mkattr(&f, PROTO_T_FILE, 1);
+	vc_put_attr(vc, &a);
+	ok(mcache_attr(mc, &f, &got) == 0 && got.size == 100 && got.dv == 1,
+	   "from the tdb");
+	k.overlay = true;
+	ok(mcache_attr(mc, &f, &got) == 0 && got.size == 777,
+	   "a write state's size goes over the cached one");
+	k.overlay = false;
+
+	/* A fresh attribute with the same DV: only the kernel's attrs. */
+	ok(known(ino, &f) != 0, "f known to the kernel");
+	a.mode = 0600;
+	ok(!mcache_apply(mc, &a, true, false), "a file: no listing to fetch");
+	is_int(k.inval_inode, 1, "mode change: one inode invalidation");
+	is_int((int)k.last_off, -1, "... of the attributes only");
+	is_int(k.dv_changed, 0, "same DV: pins not told");
+
+	/* A new DV drops the chunks of older ones and tells pins. */
+	cm_chunk_key(&ck, &f, 0);
+	memset(buf, 'x', sizeof(buf));
+	ok(cs_put(cs, &ck, 1, buf, sizeof(buf), 0) == 0, "chunk at DV 1");
+	a.dv = 2;
+	mcache_apply(mc, &a, true, false);
+	is_int(cs_lookup(cs, &ck, &ci), -ENOENT, "DV 2: the DV 1 chunk goes");
+	is_int(k.inval_inode, 2, "and the kernel's pages");
+	is_int((int)k.last_off, 0, "... data too");
+	is_int(k.dv_changed, 1, "pins told of the new DV");
+	ok(mcache_attr(mc, &f, &got) == 0 && got.dv == 2, "DV 2 cached");
+
+	/* A directory the kernel knows whose DV moved: its listing is due,
+	 * unless the news came with the listing. */
+	a = mkattr(&d, PROTO_T_DIR, 5);
+	vc_put_attr(vc, &a);
+	known(ino, &d);
+	a.dv = 6;
+	ok(mcache_apply(mc, &a, true, false), "dir DV moved: listing due");
+	a.dv = 7;
+	ok(!mcache_apply(mc, &a, true, true), "... not when it came with it");
+
+	/* Our own change: the listing we hold is at d-1, so it is edited. */
+	memset(&pd, 0, sizeof(pd));
+	pd.dir = a; /* DV 7 */
+	pd.n = 1;
+	ent.name = "a";
+	ent.attr = mkattr(&f, PROTO_T_FILE, 2);
+	pd.ents = &ent;
+	ok(vc_put_dir(vc, &pd) == 0 && has_name(mc, &d, "a"), "listing at 7");
+	after = a;
+	after.dv = 8;
+	got = mkattr(&g, PROTO_T_FILE, 1);
+	ok(!mcache_local_dir(mc, &after, NULL, "b", &got),
+	   "create at DV 8 over the listing at 7: edited in place");
+	ok(has_name(mc, &d, "a") && has_name(mc, &d, "b"), "a and b listed");
+	after.dv = 10;
+	ok(mcache_local_dir(mc, &after, "a", NULL, NULL),
+	   "DV 10 over the listing at 8: someone else changed it, fetch it");
+
+	/* Disconnected: a local DV, the listing edited. */
+	after = mkattr(&d, PROTO_T_DIR, 11);
+	mcache_local_attr(mc, &after);
+	pd.dir = after;
+	vc_put_dir(vc, &pd);
+	memset(&got, 0, sizeof(got));
+	ok(mcache_offline_dir(mc, &d, "a", NULL, NULL, 0, &got) == 0,
+	   "offline unlink of a");
+	ok(got.dv & CM_DV_LOCAL, "the directory gets a local DV");
+	ok(!has_name(mc, &d, "a"), "a is gone from the listing");
+	dv1 = mcache_local_dv(mc);
+	dv2 = mcache_local_dv(mc);
+	ok((dv1 & CM_DV_LOCAL) && dv2 == dv1 + 1, "local DVs count up");
+	is_int(mcache_offline_dir(mc, &g, NULL, "x", NULL, 0, &got), -ENOENT,
+	       "no listing cached: -ENOENT");
+
+	/* Gone: a file with a write state keeps its chunks. */
+	ok(cs_put(cs, &ck, 2, buf, sizeof(buf), 0) == 0, "chunk at DV 2");
+	k.active = true;
+	mcache_gone(mc, &f);
+	ok(cs_lookup(cs, &ck, &ci) == 0, "gone but written: chunks stay");
+	is_int(mcache_attr(mc, &f, &got), -ENOENT, "attributes forgotten");
+	k.active = false;
+	mcache_gone(mc, &f);
+	is_int(cs_lookup(cs, &ck, &ci), -ENOENT, "gone: chunks dropped");
+
+	is_int((int)atomic_load(&st.invalidations),
+	       (int)(k.inval_inode + k.inval_entry),
+	       "every notification counted");
+
+	mcache_free(mc);
+	ino_free(ino);
+	vc_close(vc);
+	cs_close(cs);
+	cm_loop_release(&loop);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		diag("cannot remove %s", dir);
+	return done_testing();
+}
