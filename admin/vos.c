@@ -260,10 +260,10 @@ print_info(const struct vs_volinfo *vi, bool long_form)
 		       ", \"bytes\": %" PRIu64 ", \"bytes_limit\": %" PRIu64
 		       ", \"files_limit\": %" PRIu64 ", \"dv_max\": %" PRIu64
 		       ", \"event_seq\": %" PRIu64 ", \"created\": %" PRId64
-		       ", \"public\": %s}",
+		       ", \"chunk_size\": %u, \"public\": %s}",
 		       vi->id, fid, vi->files_used, vi->bytes_used,
 		       vi->bytes_limit, vi->files_limit, vi->dv_max,
-		       vi->event_seq, vi->created_ns,
+		       vi->event_seq, vi->created_ns, vi->chunk_size,
 		       vi->public ? "true" : "false");
 		return;
 	}
@@ -287,6 +287,12 @@ print_info(const struct vs_volinfo *vi, bool long_form)
 	       util_fmt_size(vi->bytes_limit, b2, sizeof(b2)) : "none");
 	printf("dv max     %" PRIu64 "\n", vi->dv_max);
 	printf("event seq  %" PRIu64 "\n", vi->event_seq);
+	if (vi->chunk_size)
+		printf("chunk size %s (format 2)\n",
+		       util_fmt_size(vi->chunk_size, b1, sizeof(b1)));
+	else
+		printf("format     1 (old: 'vos upgrade %s' converts it)\n",
+		       esc(vi->name));
 	printf("public     %s\n", vi->public ? "yes (shared HTTP caches may "
 					       "keep its chunks)"
 					     : "no");
@@ -428,6 +434,11 @@ cmd_remove(int argc, char **argv)
 		return ex_of(rc);
 	if (!staged && !force) {
 		rc = info_of(r, argv[optind], &vi);
+		/* A volume a vos remove that died already marked reads as
+		 * gone: finish removing it (vs_vol_remove() says -ENOENT if
+		 * there is really nothing). */
+		if (rc == -ENOENT)
+			goto remove;
 		if (rc) {
 			vs_root_close(r);
 			return fail(rc, "cannot remove volume '%s'", argv[optind]);
@@ -440,11 +451,57 @@ cmd_remove(int argc, char **argv)
 			return EX_TEMPFAIL;
 		}
 	}
+remove:
 	rc = vs_vol_remove(r, argv[optind], staged ? VS_STAGED : 0);
 	vs_root_close(r);
 	if (rc)
 		return fail(rc, "cannot remove volume '%s'", argv[optind]);
 	printf("removed volume %s\n", argv[optind]);
+	return EX_OK;
+}
+
+static const char usage_upgrade[] =
+	"usage: vos [--root DIR] upgrade NAME\n"
+	"Convert a volume of the old format 1 (one data file per version) to\n"
+	"format 2 (chunk objects), in one transaction; cairn-vold does the same\n"
+	"when it opens one. A volume already in format 2 is left as it is.\n";
+
+static int
+cmd_upgrade(int argc, char **argv)
+{
+	static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	struct vs_volinfo vi;
+	struct vs_root *r;
+	struct vs_vol *v;
+	bool old;
+	int rc;
+
+	while (getopt_cmd(argc, argv, lo, usage_upgrade) != -1)
+		;
+	if (optind + 1 != argc)
+		return fprintf(stderr, "%s", usage_upgrade), EX_USAGE;
+	rc = open_root(false, &r);
+	if (rc)
+		return ex_of(rc);
+	rc = info_of(r, argv[optind], &vi);
+	old = !rc && !vi.chunk_size;
+	/* Opening for writing converts (vs_vol_open()); it also runs tdb's
+	 * recovery after a writer died in a commit, which a read-only open
+	 * cannot (that one says -EUCLEAN then). */
+	if (old || (rc && rc != -ENOENT)) {
+		old = true;
+		rc = vs_vol_open(r, argv[optind], 0, &v);
+		if (!rc) {
+			rc = vs_vol_info(v, &vi);
+			vs_vol_close(v);
+		}
+	}
+	vs_root_close(r);
+	if (rc)
+		return fail(rc, "cannot upgrade volume '%s'", argv[optind]);
+	printf("volume %s: %s format 2 (chunk size %u)\n", esc(argv[optind]),
+	       old ? "converted to" : "already in", vi.chunk_size);
 	return EX_OK;
 }
 
@@ -1164,12 +1221,9 @@ static int
 export_file(struct exp *ex, int dfd, const char *name, const char *path,
 	    const struct proto_attr *a, struct stat *st)
 {
-	uint64_t size, cur;
-	int in = -1, out, rc;
+	uint64_t size = 0, cur;
+	int out, rc;
 
-	rc = vs_data_open(ex->v, &a->fid, a->dv, &in, &size, &cur);
-	if (rc)
-		return report(rc, "cannot read the data of '%s'", path);
 	out = openat(dfd, name,
 		     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		     0600);
@@ -1177,9 +1231,13 @@ export_file(struct exp *ex, int dfd, const char *name, const char *path,
 		rc = -errno;
 		goto out;
 	}
-	if (in >= 0)
-		rc = vs_copy_sparse(in, out, size);
-	if (!rc && ftruncate(out, (off_t)size) < 0)
+	rc = vs_data_copy(ex->v, &a->fid, a->dv, out, &size, &cur);
+	if (rc) {
+		close(out);
+		unlinkat(dfd, name, 0);
+		return report(rc, "cannot read the data of '%s'", path);
+	}
+	if (ftruncate(out, (off_t)size) < 0)
 		rc = -errno;
 	if (!rc && fstat(out, st) < 0)
 		rc = -errno;
@@ -1187,14 +1245,10 @@ export_file(struct exp *ex, int dfd, const char *name, const char *path,
 		rc = export_meta(ex, dfd, name, out, path, a);
 		if (close(out) < 0 && !rc)
 			rc = -errno;
-		if (in >= 0)
-			close(in);
 		return rc;
 	}
 	close(out);
 out:
-	if (in >= 0)
-		close(in);
 	if (rc)
 		fail(rc, "cannot write '%s'", path);
 	return rc;
@@ -1456,12 +1510,25 @@ cmd_export(int argc, char **argv)
 	rc = open_root(false, &r);
 	if (rc)
 		goto out;
-	rc = vs_vol_open(r, name, VS_RDONLY, &ex.v);
+	/* A snapshot: one consistent instant of a volume cairn-vold may be
+	 * changing all along (vs_vol_open()). */
+	rc = vs_vol_open(r, name, VS_RDONLY | VS_SNAPSHOT, &ex.v);
+	if (rc == -EPROTO) {
+		fprintf(stderr, "vos: volume '%s' is in the old format 1: run "
+			"'vos upgrade %s' first\n", esc(name), esc(name));
+		goto out;
+	}
 	if (rc) {
 		fail(rc, "cannot open volume '%s'", name);
 		goto out;
 	}
 	rc = vs_vol_info(ex.v, &vi);
+	if (!rc && !vi.chunk_size) {
+		fprintf(stderr, "vos: volume '%s' is in the old format 1: run "
+			"'vos upgrade %s' first\n", esc(name), esc(name));
+		rc = -EPROTO;
+		goto out;
+	}
 	if (!rc)
 		rc = vs_getattr(ex.v, &vi.root, &ra);
 	if (!rc)
@@ -1490,6 +1557,7 @@ static const struct cmd cmds[] = {
 	{"examine", cmd_examine, usage_examine},
 	{"remove", cmd_remove, usage_remove},
 	{"setpublic", cmd_setpublic, usage_setpublic},
+	{"upgrade", cmd_upgrade, usage_upgrade},
 	{"import", cmd_import, usage_import},
 	{"export", cmd_export, usage_export},
 	{"token", cmd_token, usage_token},

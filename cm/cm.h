@@ -26,6 +26,7 @@
 #ifndef CAIRN_CM_CM_H
 #define CAIRN_CM_CM_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -157,6 +158,15 @@ cm_chunk_key(struct cs_key *k, const struct fid *fid, uint64_t chunk)
 /* Map an HTTP result (transport errno or status + error body) to a
  * negative errno: what a FUSE request should see. */
 int cm_http_errno(int err, long status, const char *body, size_t len);
+
+/* Does the transport errno @err (negative) say that no server is there
+ * (refused, unreachable), as opposed to a connection broken mid-way? */
+static inline bool
+cm_server_refused(int err)
+{
+	return err == -ECONNREFUSED || err == -EHOSTUNREACH ||
+	       err == -ENETUNREACH;
+}
 
 /* Bearer token from a file: first line, trimmed. The file is opened with
  * O_NOFOLLOW and must pass util_check_secret_file() (a regular file owned

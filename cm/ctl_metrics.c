@@ -74,8 +74,9 @@ static char *
 metrics_text(struct cm *cm, size_t *len)
 {
 	static const char *const kinds[CM_R_MAX] = {
-		"lookup",   "getattr", "readdir", "open", "read",
-		"readlink", "xattr",   "statfs",  "other"};
+		"lookup",   "getattr", "readdir", "open",  "read",
+		"readlink", "xattr",   "statfs",  "other", "opendir",
+		"release",  "flush",   "forget",  "access"};
 	static const int modes[] = {CM_CONNECTED, CM_DISCONNECTED,
 				    CM_REINTEGRATING};
 	struct metrics_buf b;
@@ -160,6 +161,9 @@ metrics_text(struct cm *cm, size_t *len)
 		LD(stale_chunks));
 	counter(&b, &vl, "cairnd_dir_fetches_total",
 		"Directory listings fetched.", LD(dir_fetches));
+	counter(&b, &vl, "cairnd_dir_prefetches_total",
+		"Directory listings asked for ahead of a walker.",
+		LD(dir_prefetches));
 	counter(&b, &vl, "cairnd_getattr_requests_total",
 		"Bulk getattr requests sent.", LD(getattr_reqs));
 	counter(&b, &vl, "cairnd_events_total",

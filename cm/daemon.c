@@ -698,6 +698,7 @@ loop_modules_new(struct cm *cm)
 			.mf = cm->mf,
 			.st = &cm->st,
 			.volume = cm->cfg.volume,
+			.online = &cm->online,
 		};
 
 		cm->evs = ev_new(&ed);

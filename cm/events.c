@@ -15,6 +15,7 @@
 
 #include <event2/event.h>
 
+#include "cm/cm.h"
 #include "cm/events.h"
 #include "cm/http.h"
 #include "cm/loop.h"
@@ -35,6 +36,7 @@ struct evstream {
 	struct vc *vc;
 	struct mfetch *mf;
 	struct cm_stats *st;
+	atomic_int *online; /* or NULL */
 	char *volume;
 	struct http_req *req;	/* the stream, or NULL while waiting */
 	char line[EV_LINE_MAX];
@@ -159,6 +161,11 @@ ev_done(void *arg, const struct http_result *res)
 	es->overlong = false;
 	if (es->stopping)
 		return;
+	/* A refused reconnection: the server is away. Readers that miss
+	 * now fail at once instead of retrying (fetch.c, xfer_done). */
+	if (es->online && cm_server_refused(res->err) &&
+	    atomic_exchange(es->online, 0))
+		log_warn(LOG_EV, "server unreachable: %s", strerror(-res->err));
 	if (es->up) {
 		log_warn(LOG_EV, "event stream ended (%s); reconnecting",
 			 res->err ? strerror(-res->err) : "closed by server");
@@ -251,6 +258,7 @@ ev_new(const struct ev_deps *d)
 	es->vc = d->vc;
 	es->mf = d->mf;
 	es->st = d->st;
+	es->online = d->online;
 	es->backoff = EV_BACKOFF_MIN_MS;
 	es->volume = strdup(d->volume ? d->volume : "");
 	es->timer = evtimer_new(d->loop->base, ev_timer, es);

@@ -17,6 +17,7 @@
 #ifndef CAIRN_CM_EVENTS_H
 #define CAIRN_CM_EVENTS_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 struct cm_loop;
@@ -34,6 +35,9 @@ struct ev_deps {
 	struct mfetch *mf; /* applies each event */
 	struct cm_stats *st;
 	const char *volume;
+	/* Cleared when a reconnection is refused: the server is away, and
+	 * a read that misses then fails at once (fetch.c). May be NULL. */
+	atomic_int *online;
 };
 
 /* Set up a follower; nothing is asked yet. @return the handle, or NULL +

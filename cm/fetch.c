@@ -541,7 +541,12 @@ xfer_done(void *arg, const struct http_result *res)
 		if (was)
 			log_warn(LOG_FETCH, "server '%s' unreachable: %s",
 				 f->server, strerror(-res->err));
-		xfer_fail(x, -EIO, true);
+		/* A refused connection while the server is already known
+		 * to be away (an earlier request, or the event stream, found
+		 * it gone) is not retried: the reader hears EIO now, not
+		 * after the backoff (offline-miss=error). A first failure,
+		 * or a connection broken mid-reply, is retried as before. */
+		xfer_fail(x, -EIO, was || !cm_server_refused(res->err));
 		return;
 	}
 	atomic_store(f->online, 1);

@@ -289,6 +289,7 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void
 op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
+	fops_count(fops_req_cm(req), CM_R_FORGET);
 	ino_forget(fops_req_cm(req)->ino, ino, nlookup);
 	fuse_reply_none(req);
 }
@@ -298,6 +299,7 @@ op_forget_multi(fuse_req_t req, size_t count_, struct fuse_forget_data *f)
 {
 	struct cm *cm = fops_req_cm(req);
 
+	fops_count(cm, CM_R_FORGET);
 	for (size_t i = 0; i < count_; i++)
 		ino_forget(cm->ino, f[i].ino, f[i].nlookup);
 	fuse_reply_none(req);
@@ -335,6 +337,99 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 /* --- directories --- */
 
+/*
+ * Listing prefetch. A walker (ls -lR, find, du, cp -r, tar) opens a
+ * directory and then each of its subdirectories in turn; cold, each of
+ * those waits for its own listing fetch, one after the other. So the
+ * first open of a directory's inode asks for the listings that are not
+ * cached of up to KIDS_MAX of its subdirectories and of the KIDS_MAX
+ * directories after it in its parent's listing (the order readdir gave
+ * the walker), all at once (a listing brings every entry's attributes
+ * too). A walk through a wide directory so moves a window of listings
+ * ahead of it (it advances once the walk nears its end, where the
+ * directories after the one opened are not all cached); a prefetched
+ * listing prefetches nothing until its own directory is opened.
+ */
+#define KIDS_MAX 32
+
+struct kids_job {
+	struct cm_job job;
+	struct cm *cm;
+	struct fid fid;
+};
+
+/* Loop: ask for the listings of up to KIDS_MAX directories of @d from
+ * entry @from on that are not cached (meta_want_dir() joins a fetch
+ * already going). When the first KIDS_WARM are all cached, the walk is
+ * warm (or behind its window): stop, rather than read listings from the
+ * metadata file to find that the rest are cached too. */
+#define KIDS_WARM 4
+
+static void
+kids_want(struct cm *cm, const struct vc_dir *d, size_t from)
+{
+	struct vc_dir *cd;
+	unsigned n = 0, cached = 0;
+
+	for (size_t i = from; i < d->n && n < KIDS_MAX; i++) {
+		if (d->ents[i].type != PROTO_T_DIR)
+			continue;
+		n++;
+		if (mcache_dir(cm->mc, &d->ents[i].fid, &cd) == 0) {
+			vc_dir_put(cd);
+			if (++cached == KIDS_WARM && cached == n)
+				break;
+			continue;
+		}
+		mfetch_want_dir(cm->mf, &d->ents[i].fid, NULL, NULL);
+		CM_STAT_INC(&cm->st, dir_prefetches);
+	}
+}
+
+static void
+kids_run(struct cm_loop *loop, struct cm_job *job)
+{
+	struct kids_job *k = container_of(job, struct kids_job, job);
+	struct cm *cm = k->cm;
+	char name[PROTO_NAME_MAX + 1];
+	struct vc_dir *d;
+	struct fid pfid;
+	long idx;
+
+	if (cm_stopping(loop) || !cm->mf || cm_offline(cm))
+		goto out;
+	if (mcache_dir(cm->mc, &k->fid, &d) == 0) {
+		kids_want(cm, d, 0);
+		vc_dir_put(d);
+	}
+	/* The siblings after it: its name is the one the kernel last
+	 * looked it up by (lookup or readdirplus). */
+	if (ino_name_of(cm->ino, &k->fid, &pfid, name, sizeof(name)) == 0 &&
+	    mcache_dir(cm->mc, &pfid, &d) == 0) {
+		idx = vc_dir_find(d, name, strlen(name));
+		if (idx >= 0)
+			kids_want(cm, d, (size_t)idx + 1);
+		vc_dir_put(d);
+	}
+out:
+	free(k);
+}
+
+/* Any thread: prefetch the listings of @d's subdirectories and of the
+ * directories after it (on the loop). */
+static void
+kids_prefetch(struct cm *cm, const struct vc_dir *d)
+{
+	struct kids_job *k;
+
+	if (cm_offline(cm) || !(k = calloc(1, sizeof(*k))))
+		return;
+	k->cm = cm;
+	k->fid = d->fid;
+	k->job.run = kids_run;
+	cm_post(&cm->loop, &k->job);
+}
+
 /* Valid replies: fuse_reply_open, fuse_reply_err. */
 static int
 try_opendir(struct cm *cm, struct park *p)
@@ -342,6 +437,7 @@ try_opendir(struct cm *cm, struct park *p)
 	struct vc_dir *d;
 	struct ino_ent *e;
 	struct fid fid;
+	bool first = false;
 	int rc;
 
 	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
@@ -364,10 +460,13 @@ try_opendir(struct cm *cm, struct park *p)
 	e = ino_get_locked(cm->ino, p->ino);
 	if (e) {
 		p->fi.keep_cache = e->opened && e->open_dv == d->dv;
+		first = !e->opened;
 		e->opened = true;
 		e->open_dv = d->dv;
 	}
 	ino_unlock(cm->ino);
+	if (first)
+		kids_prefetch(cm, d);
 	if (fuse_reply_open(p->req, &p->fi) != 0)
 		vc_dir_put(d);
 	return 0;
@@ -380,7 +479,7 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct park p = {.cm = cm, .req = req, .op = P_OPENDIR, .ino = ino,
 			 .fi = *fi};
 
-	fops_count(cm, CM_R_READDIR);
+	fops_count(cm, CM_R_OPENDIR);
 	run_or_park(cm, &p);
 }
 
@@ -445,6 +544,11 @@ try_readdir(struct cm *cm, struct park *p)
 				ino_lock(cm->ino);
 				ent = ino_add_locked(cm->ino, &de->fid);
 				e.ino = ent ? ent->ino : 0;
+				/* The kernel now knows it by this name, as
+				 * after a lookup (sibling_prefetch uses it). */
+				if (ent)
+					ino_set_name_locked(ent, &d->fid,
+							    de->name);
 				ino_unlock(cm->ino);
 				fops_to_stat(cm, &a, e.ino, &e.attr);
 				if (e.ino) {
@@ -513,6 +617,7 @@ static void
 op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
+	fops_count(fops_req_cm(req), CM_R_RELEASE);
 	vc_dir_put((struct vc_dir *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
@@ -594,6 +699,10 @@ try_open(struct cm *cm, struct park *p)
 				   !wb_dirty(cm->wb, &fid) &&
 				   !(p->fi.flags & O_TRUNC);
 	}
+	/* A reader's close has nothing to store and cairnd keeps no POSIX
+	 * locks (the kernel does): no FLUSH round trip on its close
+	 * (FOPEN_NOFLUSH). Writers keep theirs: close reports the store. */
+	p->fi.noflush = !f->writer;
 	p->fi.fh = (uintptr_t)f;
 	if (fuse_reply_open(p->req, &p->fi) != 0) {
 		if (f->writer)
@@ -674,6 +783,71 @@ file_readahead(struct cm *cm, struct cm_file *f, uint64_t dv, uint64_t fsize,
 		fetch_prefetch(cm->fetch, &f->fid, dv, fsize, first, last);
 }
 
+/*
+ * Sibling prefetch. A cold cat, cp or tar of a tree of small files waits
+ * for one chunk GET per file, one after the other. So a read that misses
+ * at the start of a file also asks for the whole of the next SIB_MAX
+ * small files (one chunk at most) of its directory, in listing order
+ * (the order readdir gave the walker); fetch_prefetch() skips what is
+ * cached or in flight, so a sequential walk keeps SIB_MAX files ahead.
+ */
+#define SIB_MAX 16
+
+struct sib_job {
+	struct cm_job job;
+	struct cm *cm;
+	struct fid fid;
+};
+
+static void
+sib_run(struct cm_loop *loop, struct cm_job *job)
+{
+	struct sib_job *k = container_of(job, struct sib_job, job);
+	struct cm *cm = k->cm;
+	char name[PROTO_NAME_MAX + 1];
+	struct vc_dir *d;
+	struct fid pfid;
+	long idx;
+
+	if (cm_stopping(loop) || !cm->mf || !cm->fetch || cm_offline(cm) ||
+	    ino_name_of(cm->ino, &k->fid, &pfid, name, sizeof(name)) < 0 ||
+	    mcache_dir(cm->mc, &pfid, &d) < 0)
+		goto out;
+	idx = vc_dir_find(d, name, strlen(name));
+	for (size_t i = idx < 0 ? d->n : (size_t)idx + 1, n = 0;
+	     i < d->n && n < SIB_MAX; i++) {
+		struct proto_attr a;
+
+		if (d->ents[i].type != PROTO_T_FILE)
+			continue;
+		n++;
+		/* Not a file with local changes: its reads go through its
+		 * write state, and a local DV is not the server's. */
+		if (mcache_attr(cm->mc, &d->ents[i].fid, &a) == 0 &&
+		    a.size > 0 && a.size <= cm->chunk_size &&
+		    !(a.dv & CM_DV_LOCAL) && !wb_active(cm->wb, &d->ents[i].fid))
+			fetch_prefetch(cm->fetch, &d->ents[i].fid, a.dv, a.size,
+				       0, 0);
+	}
+	vc_dir_put(d);
+out:
+	free(k);
+}
+
+static void
+sibling_prefetch(struct cm *cm, const struct fid *fid)
+{
+	struct sib_job *k;
+
+	if (cm->cfg.readahead_max == 0 || cm_offline(cm) ||
+	    !(k = calloc(1, sizeof(*k))))
+		return;
+	k->cm = cm;
+	k->fid = *fid;
+	k->job.run = sib_run;
+	cm_post(&cm->loop, &k->job);
+}
+
 /* Valid replies: fuse_reply_buf, fuse_reply_err (possibly from the loop). */
 static void
 op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -719,6 +893,8 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, buf, len);
 		return;
 	}
+	if (off == 0 && fsize <= cm->chunk_size)
+		sibling_prefetch(cm, &f->fid);
 park:
 	rc = fetch_read_park(cm->fetch, &f->fid, (uint64_t)off, size, req,
 			     fops_read_reply);
@@ -734,6 +910,7 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
 
 	(void)ino;
+	fops_count(cm, CM_R_RELEASE);
 	if (f) {
 		if (f->writer) {
 			/* Data not stored by a flush (it failed) stays
@@ -762,6 +939,7 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
 
 	(void)ino;
+	fops_count(cm, CM_R_FLUSH);
 	if (!f || !f->writer) {
 		fuse_reply_err(req, 0);
 		return;
@@ -1051,7 +1229,7 @@ static void
 op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	(void)ino;
-	fops_count(fops_req_cm(req), CM_R_OTHER);
+	fops_count(fops_req_cm(req), CM_R_ACCESS);
 	fuse_reply_err(req, (mask & W_OK) && fops_read_only(fops_req_cm(req)) ? EROFS
 								      : 0);
 }

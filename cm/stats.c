@@ -15,8 +15,9 @@ cm_stats_format_counters(const struct cm_stats *st, char *buf, size_t len,
 			 size_t off)
 {
 	static const char *const kinds[CM_R_MAX] = {
-		"lookup",   "getattr", "readdir", "open", "read",
-		"readlink", "xattr",   "statfs",  "other"};
+		"lookup",   "getattr", "readdir", "open",  "read",
+		"readlink", "xattr",   "statfs",  "other", "opendir",
+		"release",  "flush",   "forget",  "access"};
 	int n;
 
 #define P(...)                                                                 \
@@ -42,6 +43,7 @@ cm_stats_format_counters(const struct cm_stats *st, char *buf, size_t len,
 	P("early_reads %llu\n", LD(early_reads));
 	P("stale_chunks %llu\n", LD(stale_chunks));
 	P("dir_fetches %llu\n", LD(dir_fetches));
+	P("dir_prefetches %llu\n", LD(dir_prefetches));
 	P("getattr_requests %llu\n", LD(getattr_reqs));
 	P("getattr_fids %llu\n", LD(getattr_fids));
 	P("link_fetches %llu\n", LD(link_fetches));

@@ -12,7 +12,8 @@
 
 #include "common/metrics.h"
 
-/* Kinds of FUSE requests, for the per-kind counters. */
+/* Kinds of FUSE requests, for the per-kind counters (the read path's
+ * profile in doc/cm.md is made of these). */
 enum cm_req_kind {
 	CM_R_LOOKUP,
 	CM_R_GETATTR,
@@ -23,12 +24,19 @@ enum cm_req_kind {
 	CM_R_XATTR,
 	CM_R_STATFS,
 	CM_R_OTHER,
+	CM_R_OPENDIR,
+	CM_R_RELEASE, /* release and releasedir */
+	CM_R_FLUSH,
+	CM_R_FORGET, /* forget and batch forget: requests, not inodes */
+	CM_R_ACCESS,
 	CM_R_MAX
 };
 
 struct cm_stats {
 	atomic_uint_fast64_t reqs[CM_R_MAX];
 	atomic_uint_fast64_t parked;	     /* requests that had to wait */
+	atomic_uint_fast64_t dir_prefetches; /* subdirectory listings asked
+						ahead (fuse_ops.c) */
 	atomic_uint_fast64_t chunk_hits;     /* chunk reads served from cs */
 	atomic_uint_fast64_t chunk_misses;   /* chunk reads that waited */
 	atomic_uint_fast64_t chunks_fetched; /* verified and stored */

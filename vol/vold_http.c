@@ -2,8 +2,8 @@
  * vold_http.c - cairn-vold's HTTP front: routes every request of
  * doc/protocol.md, checks tokens, hands disk work to the worker pool and
  * sends the replies; keeps the event streams and a cache of open data
- * files with chunk SHA-256s so repeated chunk GETs are served from the loop
- * with sendfile. It does not know the on-disk format (volstore.c does).
+ * chunk objects with chunk SHA-256s so repeated chunk GETs are served from
+ * the loop with sendfile. It does not know the on-disk format (volstore.c does).
  * Between the sockets and evhttp sits the admission layer (struct vconn):
  * connection caps, the receive deadline, and the decision about each
  * request from its head before any body is read (doc/protocol.md,
@@ -16,17 +16,18 @@
  * holding vvol->lock) and vvol->gclock (the queue of mutations waiting for
  * a group commit).
  *
- * Group commits. A mutation (POST /op or /batch) is decoded by its worker
- * outside every lock, then queued on vvol->gcq and its worker takes
- * vvol->lock. Whoever gets the lock first takes every queued mutation
- * (up to GC_MAX_OPS ops) and applies them with vs_apply_group(): one tdb
- * transaction, one durable commit for all of them, while the workers of
- * the others wait on the lock. A worker that gets the lock and finds its
- * job done (gc_done) just goes on to encode its reply. The leader writes
- * a job's results before it sets gc_done under gclock and never touches
- * the job after that. So a commit costs one fsync sequence however many
- * workers were waiting, and a group is at most as large as the number of
- * workers (each queues only its own job) plus the ops of batches.
+ * Group commits. A mutation (POST /op or /batch) is queued on vvol->gcq
+ * by the loop as it is submitted to the pool. Its worker decodes the body
+ * outside every lock (GC_DECODING: leaders leave it alone), marks it
+ * GC_READY and takes vvol->lock. Whoever gets the lock first takes every
+ * queued mutation that is not being decoded (up to GC_MAX_OPS ops),
+ * decodes those no worker got to yet (GC_RAW: they would wait for this
+ * commit anyway), and applies them with vs_apply_group(): one tdb
+ * transaction, one durable commit for all. A worker that gets the lock
+ * and finds its job done (gc_done) just goes on to encode its reply. The
+ * leader writes a job's results before it sets gc_done under gclock and
+ * never touches the job after that. So a commit costs one fsync sequence
+ * however many requests were waiting, also more than there are workers.
  */
 #include "config.h"
 
@@ -71,7 +72,6 @@
 #define GC_MAX_OPS 1024		/* ops in one group commit */
 #define PING_MS 15000
 #define OC_HASH 1024
-#define OC_SHA_MAX 65536	/* chunks per object whose sums we keep */
 /* Block sums per chunk: proto_block_size() makes at most 16 blocks. */
 #define VOLD_BLOCKS 16
 #define STAGE_GC_S 3600 /* staging expiry checked at least this often */
@@ -155,7 +155,8 @@ struct vold_stats {
 	uint64_t refused[VREF_COUNT];	   /* loop thread */
 	struct metrics_counter commits[2]; /* workers: ops committed,
 					      [0] applied, [1] refused */
-	struct metrics_hist commit_lat;	   /* workers: vs_apply() time */
+	struct metrics_hist commit_lat;	   /* workers: one group commit's
+					      time (vs_apply_group()) */
 };
 
 /* What a chunk GET reply carries about its body: the SHA-256 of the whole
@@ -165,18 +166,27 @@ struct csum {
 	uint32_t crc[VOLD_BLOCKS];
 };
 
-/* One open data file and the sums of its chunks (loop thread). */
+/* One piece of a chunk reply: an open chunk object's bytes, or zeros. */
+struct oseg {
+	struct evbuffer_file_segment *seg; /* NULL: @len zeros */
+	uint64_t len;
+};
+
+/* One chunk reply of (fid, dv, chunk size, chunk) ready to send: its sums
+ * and the open pieces of chunk objects that hold its bytes (loop thread).
+ * The objects never change, so the entry stays right for that URL; it is
+ * dropped when the DV stops being current (job_done). */
 struct ocache {
 	TAILQ_ENTRY(ocache) lru;
 	LIST_ENTRY(ocache) hlink;
 	struct vvol *vol;
 	uint8_t oid[16];
-	uint64_t dv, size;
-	struct evbuffer_file_segment *seg; /* NULL: no bytes on disk */
+	uint64_t dv, size, chunk, off, len;
 	uint32_t cs;
-	uint64_t nchunks;
-	struct csum *sum;
-	uint8_t *have;
+	struct csum sum;
+	size_t weight; /* what it counts in vd->ncache: its fds, at least 1 */
+	size_t nseg;
+	struct oseg seg[];
 };
 
 /* An event stream client (loop thread). */
@@ -262,6 +272,9 @@ struct vvol {
 	struct vs_vol *vs;	/* protected by lock */
 	dev_t dev;		/* protected by lock (set at open) */
 	ino_t ino;		/* protected by lock (set at open) */
+	/* The id of the volume the handle opened (0: not yet); set by a
+	 * worker at open, read by the loop: atomic. */
+	uint32_t vid;
 
 	pthread_mutex_t evlock;
 	struct proto_event *ring;	/* protected by evlock */
@@ -339,6 +352,14 @@ enum jkind {
 
 struct scrape;
 
+/* Where a mutation is on its way to a group commit (vvol->gcq). */
+enum gc_state {
+	GC_RAW = 0,  /* queued by the loop, body not decoded */
+	GC_DECODING, /* its worker decodes it (outside the locks) */
+	GC_READY,    /* decoded, waiting for a leader */
+	GC_TAKEN,    /* off the queue: in a group, or refused */
+};
+
 /* One request's trip to a worker and back. */
 struct rjob {
 	struct vold_job job;
@@ -361,6 +382,8 @@ struct rjob {
 	struct proto_batch batch; /* batch */
 	struct vs_reply *reps;	  /* batch: one per op */
 	TAILQ_ENTRY(rjob) gclink; /* in vol->gcq, protected by gclock */
+	enum gc_state gc_state;	  /* protected by gclock */
+	bool decoded;		  /* decode_body() succeeded */
 	bool gc_done;		  /* protected by gclock: results are in */
 	struct proto_dir dir; /* dir: the page (or listing) to encode */
 	struct proto_dir_cursor next;
@@ -376,7 +399,8 @@ struct rjob {
 	struct vs_reply rep;
 	bool pub;		/* J_DATA, J_FLAGS: vs_vol_public() */
 	/* data */
-	int fd;
+	struct vs_extent *ext; /* VS_EXTENTS_MAX, fds closed by rjob_free */
+	size_t next_n;
 	uint64_t size, off, len;
 	struct csum sum;
 	/* stat */
@@ -518,11 +542,10 @@ oc_free(struct ocache *oc)
 
 	TAILQ_REMOVE(&vd->lru, oc, lru);
 	LIST_REMOVE(oc, hlink);
-	vd->ncache--;
-	if (oc->seg)
-		evbuffer_file_segment_free(oc->seg);
-	free(oc->sum);
-	free(oc->have);
+	vd->ncache -= (int)oc->weight;
+	for (size_t i = 0; i < oc->nseg; i++)
+		if (oc->seg[i].seg)
+			evbuffer_file_segment_free(oc->seg[i].seg);
 	free(oc);
 }
 
@@ -592,6 +615,7 @@ vvol_open_locked(struct vvol *vol)
 		vol->dev = st.st_dev;
 		vol->ino = st.st_ino;
 	}
+	__atomic_store_n(&vol->vid, vi.id, __ATOMIC_RELEASE);
 	from = vi.event_seq >= VS_EVENT_RING ? vi.event_seq - VS_EVENT_RING + 1
 					     : 1;
 	evs = malloc(VS_EVENT_RING * sizeof(*evs));
@@ -645,97 +669,122 @@ ring_append(struct vvol *vol, const struct proto_event *ev, int n)
 
 /* ---- the chunk cache (loop thread) ---- */
 
+static unsigned
+oc_hash(const uint8_t oid[16], uint64_t chunk)
+{
+	return (unsigned)(((uint64_t)oid[0] << 8 | oid[1]) ^ chunk) % OC_HASH;
+}
+
 static struct ocache *
-oc_find(struct vvol *vol, const uint8_t oid[16])
+oc_find(struct vvol *vol, const uint8_t oid[16], uint64_t dv, uint32_t cs,
+	uint64_t chunk)
 {
 	struct ocache *oc;
 
-	LIST_FOREACH(oc, &vol->oc[(oid[0] << 2 | oid[1] >> 6) % OC_HASH],
-		     hlink)
-		if (!memcmp(oc->oid, oid, 16))
+	LIST_FOREACH(oc, &vol->oc[oc_hash(oid, chunk)], hlink)
+		if (oc->chunk == chunk && oc->dv == dv && oc->cs == cs &&
+		    !memcmp(oc->oid, oid, 16))
 			return oc;
 	return NULL;
 }
 
+/* Forget every cached chunk of @oid in @vol (at most the cache's size:
+ * the walk is over the LRU list). */
 static void
 oc_drop(struct vvol *vol, const uint8_t oid[16])
 {
-	struct ocache *oc = oc_find(vol, oid);
+	struct vold *vd = vol->vd;
+	struct ocache *oc, *next;
+
+	for (oc = TAILQ_FIRST(&vd->lru); oc; oc = next) {
+		next = TAILQ_NEXT(oc, lru);
+		if (oc->vol == vol && !memcmp(oc->oid, oid, 16))
+			oc_free(oc);
+	}
+}
+
+/* Make the pieces of a chunk reply from the extents of @r (their fds are
+ * taken over). @return 0 or -ENOMEM (then the pieces made are freed). */
+static int
+oseg_make(struct vold *vd, struct rjob *r, struct oseg *seg)
+{
+	unsigned flags = EVBUF_FS_CLOSE_ON_FREE;
+
+	/* TLS cannot use sendfile: let libevent map or read it. */
+	if (vd->ssl)
+		flags |= EVBUF_FS_DISABLE_SENDFILE;
+	for (size_t i = 0; i < r->next_n; i++) {
+		struct vs_extent *e = &r->ext[i];
+
+		seg[i].len = e->len;
+		seg[i].seg = NULL;
+		if (e->fd < 0)
+			continue;
+		seg[i].seg = evbuffer_file_segment_new(e->fd, (ev_off_t)e->off,
+						       (ev_off_t)e->len, flags);
+		if (!seg[i].seg) {
+			while (i-- > 0)
+				if (seg[i].seg)
+					evbuffer_file_segment_free(seg[i].seg);
+			return -ENOMEM;
+		}
+		e->fd = -1;
+	}
+	return 0;
+}
+
+/* Remember the reply of @r (its extents are taken over). Returns the
+ * entry, or NULL (then @r keeps its extents). */
+static struct ocache *
+oc_insert(struct vvol *vol, struct rjob *r)
+{
+	struct vold *vd = vol->vd;
+	const struct proto_path *p = &r->path;
+	struct ocache *oc = oc_find(vol, p->fid.oid, p->dv, p->chunk_size,
+				    p->chunk);
+	size_t weight = 0;
 
 	if (oc)
 		oc_free(oc);
-}
-
-/* Remember (fid, dv)'s open file @fd (taken over) for chunk size @cs.
- * Returns the entry, or NULL (then @fd was closed). */
-static struct ocache *
-oc_insert(struct vvol *vol, const uint8_t oid[16], uint64_t dv, uint64_t size,
-	  int fd, uint32_t cs)
-{
-	struct vold *vd = vol->vd;
-	struct ocache *oc = oc_find(vol, oid);
-	unsigned flags = EVBUF_FS_CLOSE_ON_FREE;
-
-	if (oc && (oc->dv != dv || oc->cs != cs)) {
-		oc_free(oc);
-		oc = NULL;
-	}
-	if (oc) {
-		if (fd >= 0)
-			close(fd);
-		TAILQ_REMOVE(&vd->lru, oc, lru);
-		TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
-		return oc;
-	}
-	while (vd->ncache >= vd->cache_max && !TAILQ_EMPTY(&vd->lru))
+	/* The cache is bounded by the fds it holds: a reply of a 4 MiB
+	 * client chunk may hold 16 open objects. */
+	for (size_t i = 0; i < r->next_n; i++)
+		weight += r->ext[i].fd >= 0;
+	if (!weight)
+		weight = 1;
+	while (vd->ncache + (int)weight > vd->cache_max &&
+	       !TAILQ_EMPTY(&vd->lru))
 		oc_free(TAILQ_LAST(&vd->lru, oc_lru));
-	oc = calloc(1, sizeof(*oc));
+	oc = calloc(1, sizeof(*oc) + r->next_n * sizeof(oc->seg[0]));
 	if (!oc)
-		goto fail;
-	oc->vol = vol;
-	memcpy(oc->oid, oid, 16);
-	oc->dv = dv;
-	oc->size = size;
-	oc->cs = cs;
-	oc->nchunks = (size + cs - 1) / cs;
-	if (oc->nchunks <= OC_SHA_MAX && oc->nchunks) {
-		oc->sum = malloc(oc->nchunks * sizeof(*oc->sum));
-		oc->have = calloc(oc->nchunks, 1);
-		if (!oc->sum || !oc->have)
-			goto fail;
-	}
-	if (fd >= 0) {
-		/* TLS cannot use sendfile: let libevent map or read it. */
-		if (vd->ssl)
-			flags |= EVBUF_FS_DISABLE_SENDFILE;
-		oc->seg = evbuffer_file_segment_new(fd, 0, (ev_off_t)size,
-						    flags);
-		if (!oc->seg)
-			goto fail;
-		fd = -1;
-	}
-	LIST_INSERT_HEAD(&vol->oc[(oid[0] << 2 | oid[1] >> 6) % OC_HASH], oc,
-			 hlink);
-	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
-	vd->ncache++;
-	return oc;
-fail:
-	if (oc) {
-		free(oc->sum);
-		free(oc->have);
+		return NULL;
+	oc->weight = weight;
+	if (oseg_make(vd, r, oc->seg)) {
 		free(oc);
+		return NULL;
 	}
-	if (fd >= 0)
-		close(fd);
-	return NULL;
+	oc->nseg = r->next_n;
+	oc->vol = vol;
+	memcpy(oc->oid, p->fid.oid, 16);
+	oc->dv = p->dv;
+	oc->cs = p->chunk_size;
+	oc->chunk = p->chunk;
+	oc->size = r->size;
+	oc->off = r->off;
+	oc->len = r->len;
+	oc->sum = r->sum;
+	LIST_INSERT_HEAD(&vol->oc[oc_hash(oc->oid, oc->chunk)], oc, hlink);
+	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
+	vd->ncache += (int)weight;
+	return oc;
 }
 
-/* Reply to a chunk GET from what we know; @seg NULL means zeros. */
+/* Reply to a chunk GET from what we know: @len bytes in the @nseg
+ * pieces of @seg. */
 static void
 send_chunk(struct vold *vd, struct evhttp_request *req, bool pub,
-	   const struct proto_path *p, uint64_t size, uint64_t off,
-	   uint64_t len, const struct csum *sum,
-	   struct evbuffer_file_segment *seg)
+	   const struct proto_path *p, uint64_t size, uint64_t len,
+	   const struct csum *sum, const struct oseg *seg, size_t nseg)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	char fid[FID_STRLEN], etag[128], hex[65], num[32];
@@ -782,25 +831,36 @@ send_chunk(struct vold *vd, struct evhttp_request *req, bool pub,
 		evhttp_send_error(req, 500, NULL);
 		return;
 	}
-	if (len && seg) {
-		if (evbuffer_add_file_segment(b, seg, (ev_off_t)off,
-					      (ev_off_t)len) != 0) {
-			evbuffer_free(b);
-			reply_err(req, EIO, 0, "cannot send chunk", 0);
-			return;
-		}
-	} else if (len) {
-		/* All holes: zeros. */
-		struct evbuffer_iovec iov;
+	/* libevent makes a sendfile chain only in a buffer that says it
+	 * drains to a socket; in any other it maps the file and the reply is
+	 * copied from the mapping into the socket (a third of the loop's CPU
+	 * on a cold client read). The chain keeps its kind as evhttp moves it
+	 * on to the connection's socket (on_fout); TLS segments never
+	 * sendfile. */
+	evbuffer_set_flags(b, EVBUFFER_FLAG_DRAINS_TO_FD);
+	for (size_t i = 0; i < nseg; i++) {
+		if (seg[i].seg) {
+			if (evbuffer_add_file_segment(b, seg[i].seg, 0,
+						      (ev_off_t)seg[i].len) !=
+			    0) {
+				evbuffer_free(b);
+				reply_err(req, EIO, 0, "cannot send chunk", 0);
+				return;
+			}
+		} else if (seg[i].len) {
+			/* A hole: zeros. */
+			struct evbuffer_iovec iov;
 
-		if (evbuffer_reserve_space(b, (ev_ssize_t)len, &iov, 1) < 1) {
-			evbuffer_free(b);
-			reply_err(req, ENOMEM, 0, NULL, 0);
-			return;
+			if (evbuffer_reserve_space(b, (ev_ssize_t)seg[i].len,
+						   &iov, 1) < 1) {
+				evbuffer_free(b);
+				reply_err(req, ENOMEM, 0, NULL, 0);
+				return;
+			}
+			memset(iov.iov_base, 0, seg[i].len);
+			iov.iov_len = seg[i].len;
+			evbuffer_commit_space(b, &iov, 1);
 		}
-		memset(iov.iov_base, 0, len);
-		iov.iov_len = len;
-		evbuffer_commit_space(b, &iov, 1);
 	}
 	evhttp_send_reply(req, 200, "OK", b);
 	evbuffer_free(b);
@@ -812,33 +872,15 @@ static bool
 chunk_from_cache(struct vold *vd, struct vvol *vol, struct evhttp_request *req,
 		 const struct proto_path *p)
 {
-	struct ocache *oc = oc_find(vol, p->fid.oid);
-	uint64_t off, len;
+	struct ocache *oc = oc_find(vol, p->fid.oid, p->dv, p->chunk_size,
+				    p->chunk);
 
-	if (!oc || oc->dv != p->dv || oc->cs != p->chunk_size)
+	if (!oc)
 		return false;
-	if (p->chunk >= oc->nchunks && !(p->chunk == 0 && oc->size == 0)) {
-		reply_err(req, ERANGE, 0, "chunk beyond end of file", 0);
-		return true;
-	}
-	if (oc->size == 0) {
-		static const struct csum empty = {{
-			0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14,
-			0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
-			0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c,
-			0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55}, {0}};
-
-		send_chunk(vd, req, vol->public, p, 0, 0, 0, &empty, NULL);
-		return true;
-	}
-	if (!oc->have || !oc->have[p->chunk])
-		return false;
-	off = p->chunk * oc->cs;
-	len = oc->size - off < oc->cs ? oc->size - off : oc->cs;
 	TAILQ_REMOVE(&vd->lru, oc, lru);
 	TAILQ_INSERT_HEAD(&vd->lru, oc, lru);
-	send_chunk(vd, req, vol->public, p, oc->size, off, len,
-		   &oc->sum[p->chunk], oc->seg);
+	send_chunk(vd, req, vol->public, p, oc->size, oc->len, &oc->sum,
+		   oc->seg, oc->nseg);
 	return true;
 }
 
@@ -1059,21 +1101,23 @@ events_start(struct rjob *r)
 
 /* ---- jobs (worker side) ---- */
 
-/* SHA-256 of [@off, @off+@len) of @fd and CRC32C of each @bsize block of
- * it (the range is at most one chunk, so VOLD_BLOCKS blocks), in one pass.
- * Bytes past the end of the file read as zeros. */
+/* SHA-256 of the bytes of the @n extents @ext (zeros where fd is -1) and
+ * CRC32C of each @bsize block of them (they are at most one chunk, so
+ * VOLD_BLOCKS blocks), in one pass. */
 static int
-sum_range(int fd, uint64_t off, uint64_t len, uint32_t bsize,
-	  struct csum *out)
+sum_extents(const struct vs_extent *ext, size_t n, uint32_t bsize,
+	    struct csum *out)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	char *buf = malloc(1u << 18);
 	unsigned int olen = 0;
-	uint64_t done = 0;
+	uint64_t total = 0, pos = 0;
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
-	if ((len + bsize - 1) / bsize > VOLD_BLOCKS) {
+	for (size_t i = 0; i < n; i++)
+		total += ext[i].len;
+	if ((total + bsize - 1) / bsize > VOLD_BLOCKS) {
 		rc = -EINVAL;
 		goto out;
 	}
@@ -1081,32 +1125,40 @@ sum_range(int fd, uint64_t off, uint64_t len, uint32_t bsize,
 		rc = -ENOMEM;
 		goto out;
 	}
-	while (done < len) {
-		size_t want = len - done > (1u << 18) ? (1u << 18)
-						      : (size_t)(len - done);
-		ssize_t n = fd >= 0 ? util_pread_all(fd, buf, want,
-						     (off_t)(off + done))
-				    : 0;
+	for (size_t i = 0; i < n; i++) {
+		for (uint64_t done = 0; done < ext[i].len;) {
+			size_t want = ext[i].len - done > (1u << 18) ?
+					      (1u << 18) :
+					      (size_t)(ext[i].len - done);
+			ssize_t got = 0;
 
-		if (n < 0) {
-			rc = (int)n;
-			goto out;
-		}
-		/* A short read (holes at the end never stored) is zeros. */
-		if ((size_t)n < want)
-			memset(buf + n, 0, want - (size_t)n);
-		EVP_DigestUpdate(ctx, buf, want);
-		for (size_t at = 0; at < want;) {
-			uint64_t pos = done + at;
-			size_t b = (size_t)(pos / bsize);
-			size_t l = bsize - (size_t)(pos % bsize);
+			if (ext[i].fd >= 0) {
+				got = util_pread_all(ext[i].fd, buf, want,
+						     (off_t)(ext[i].off + done));
+				if (got < 0) {
+					rc = (int)got;
+					goto out;
+				}
+			}
+			/* A hole, or an object shorter than its entry says
+			 * (it cannot be: fsynced before the entry): zeros,
+			 * which is what the reply will carry too. */
+			if ((size_t)got < want)
+				memset(buf + got, 0, want - (size_t)got);
+			EVP_DigestUpdate(ctx, buf, want);
+			for (size_t at = 0; at < want;) {
+				uint64_t p = pos + at;
+				size_t b = (size_t)(p / bsize);
+				size_t l = bsize - (size_t)(p % bsize);
 
-			if (l > want - at)
-				l = want - at;
-			out->crc[b] = crc32c(out->crc[b], buf + at, l);
-			at += l;
+				if (l > want - at)
+					l = want - at;
+				out->crc[b] = crc32c(out->crc[b], buf + at, l);
+				at += l;
+			}
+			done += want;
+			pos += want;
 		}
-		done += want;
 	}
 	if (EVP_DigestFinal_ex(ctx, out->sha, &olen) != 1)
 		rc = -EIO;
@@ -1197,7 +1249,14 @@ run_locked(struct rjob *r)
 		break;
 	}
 	case J_DATA:
-		rc = vs_data_open(vs, &r->path.fid, r->path.dv, &r->fd,
+		r->ext = calloc(VS_EXTENTS_MAX, sizeof(*r->ext));
+		if (!r->ext) {
+			rc = -ENOMEM;
+			break;
+		}
+		rc = vs_data_open(vs, &r->path.fid, r->path.dv,
+				  r->path.chunk * r->path.chunk_size,
+				  r->path.chunk_size, r->ext, &r->next_n,
 				  &r->size, &r->cur_dv);
 		if (rc == -ESTALE)
 			r->msg = "data version is not current";
@@ -1234,6 +1293,15 @@ run_locked(struct rjob *r)
 		/* job_run() runs it through stat_run(). */
 		rc = -EINVAL;
 		break;
+	}
+	/* vos remove marks a volume before it deletes it: from then on every
+	 * change is refused, and the volume is dropped (job_done) so the
+	 * next request finds what has the name now. */
+	if (rc == -ENOENT && (r->kind == J_OP || r->kind == J_STAGE)) {
+		struct vs_volinfo vi;
+
+		if (vs_vol_info(vs, &vi) == -ENOENT)
+			r->msg = "no such volume";
 	}
 	if (rc)
 		r->err = -rc;
@@ -1320,6 +1388,7 @@ decode_body(struct rjob *r)
 	r->in = NULL;
 	if (rc)
 		r->err = -rc;
+	r->decoded = !rc;
 	return rc;
 }
 
@@ -1423,166 +1492,6 @@ run_dir(struct rjob *r)
 	}
 }
 
-/* The ops of a queued mutation as vs_apply_group() takes them. */
-static size_t
-gc_nops(const struct rjob *r)
-{
-	return r->kind == J_BATCH ? r->batch.n : 1;
-}
-
-/*
- * Worker, vol->lock held: apply the mutations @grp (taken off vol->gcq)
- * in one group commit, put their events into the ring in commit order,
- * and set each job's results. Nothing here touches a job after its
- * gc_done is set.
- */
-static void
-run_group(struct vvol *vol, struct rjob **grp, size_t n)
-{
-	struct vs_group_req *reqs = calloc(n, sizeof(*reqs));
-	int rc = reqs ? vvol_open_locked(vol) : -ENOMEM;
-
-	for (size_t i = 0; !rc && i < n; i++) {
-		struct rjob *r = grp[i];
-
-		if (r->kind == J_BATCH) {
-			reqs[i].ops = r->batch.ops;
-			reqs[i].n = r->batch.n;
-			reqs[i].stop = r->batch.stop;
-			reqs[i].reps = r->reps;
-		} else {
-			reqs[i].ops = &r->op;
-			reqs[i].n = 1;
-			reqs[i].reps = &r->rep;
-		}
-	}
-	uint64_t t0 = metrics_now_us();
-
-	if (!rc)
-		rc = vs_apply_group(vol->vs, reqs, n);
-	/* Metrics (h-metrics): every op committed, a refusal too (under
-	 * its opid); a replayed answer commits nothing. */
-	for (size_t i = 0; !rc && i < n; i++)
-		for (size_t k = 0; k < reqs[i].n; k++)
-			if (!reqs[i].reps[k].replayed &&
-			    !reqs[i].reps[k].err) {
-				metrics_counter_add(
-					&vol->vd->st.commits
-						 [reqs[i].reps[k].status != 200],
-					1);
-				metrics_hist_observe(&vol->vd->st.commit_lat,
-						     metrics_now_us() - t0);
-			}
-	for (size_t i = 0; i < n; i++) {
-		struct rjob *r = grp[i];
-
-		if (rc) {
-			r->err = -rc;
-			if (rc == -ENOENT)
-				r->msg = "no such volume";
-			continue;
-		}
-		for (size_t k = 0; k < reqs[i].n; k++)
-			if (reqs[i].reps[k].nev)
-				ring_append(vol, reqs[i].reps[k].ev,
-					    reqs[i].reps[k].nev);
-		/* A single op's server failure is the request's error. */
-		if (r->kind == J_OP && r->rep.err) {
-			r->err = -r->rep.err;
-			free(r->rep.body);
-			memset(&r->rep, 0, sizeof(r->rep));
-		}
-	}
-	if (rc && rc != -ENOENT)
-		log_err(LOG_VOL, "cannot apply %zu request(s) to volume '%s': %s",
-			n, vol->name, strerror(-rc));
-	free(reqs);
-	pthread_mutex_lock(&vol->gclock);
-	for (size_t i = 0; i < n; i++)
-		grp[i]->gc_done = true;
-	pthread_mutex_unlock(&vol->gclock);
-}
-
-/* Worker: a decoded mutation, through a group commit (see the top). */
-static void
-run_mutation(struct rjob *r)
-{
-	struct vvol *vol = r->vol;
-	struct rjob **grp = NULL;
-	size_t cap = 0;
-
-	pthread_mutex_lock(&vol->gclock);
-	TAILQ_INSERT_TAIL(&vol->gcq, r, gclink);
-	pthread_mutex_unlock(&vol->gclock);
-	pthread_mutex_lock(&vol->lock);
-	for (;;) {
-		struct rjob *q;
-		size_t n = 0, ops = 0;
-
-		pthread_mutex_lock(&vol->gclock);
-		if (r->gc_done) {
-			pthread_mutex_unlock(&vol->gclock);
-			break;
-		}
-		/* Oldest first, at least one, up to GC_MAX_OPS ops. Our
-		 * own job may stay for the next round if the queue is
-		 * long. */
-		while ((q = TAILQ_FIRST(&vol->gcq)) &&
-		       (!n || ops + gc_nops(q) <= GC_MAX_OPS)) {
-			if (n == cap) {
-				size_t c = cap ? cap * 2 : 16;
-				struct rjob **g = realloc(grp, c * sizeof(*g));
-
-				if (!g)
-					break;
-				grp = g;
-				cap = c;
-			}
-			TAILQ_REMOVE(&vol->gcq, q, gclink);
-			grp[n++] = q;
-			ops += gc_nops(q);
-		}
-		pthread_mutex_unlock(&vol->gclock);
-		if (!n) {
-			/* No memory for the group: do ours alone. */
-			struct rjob *one = r;
-
-			pthread_mutex_lock(&vol->gclock);
-			if (!r->gc_done)
-				TAILQ_REMOVE(&vol->gcq, r, gclink);
-			pthread_mutex_unlock(&vol->gclock);
-			if (!r->gc_done)
-				run_group(vol, &one, 1);
-			break;
-		}
-		run_group(vol, grp, n);
-	}
-	pthread_mutex_unlock(&vol->lock);
-	free(grp);
-	/* Encoded after the lock: only this worker touches @r now. */
-	if (r->kind == J_BATCH && !r->err) {
-		int *st = calloc(r->batch.n, sizeof(*st));
-		char **bodies = calloc(r->batch.n, sizeof(*bodies));
-		size_t *lens = calloc(r->batch.n, sizeof(*lens));
-
-		if (st && bodies && lens) {
-			for (size_t i = 0; i < r->batch.n; i++) {
-				st[i] = r->reps[i].status;
-				bodies[i] = r->reps[i].body;
-				lens[i] = r->reps[i].len;
-			}
-			r->out = proto_batch_reply_encode(st, bodies, lens,
-							  r->batch.n,
-							  &r->outlen);
-		}
-		if (!r->out)
-			r->err = EIO;
-		free(st);
-		free(bodies);
-		free(lens);
-	}
-}
-
 /*
  * One GET /metrics. Each volume's usage is read by a worker (J_STAT: its
  * tdb belongs to whoever holds its lock, and opening it may take a while),
@@ -1630,6 +1539,225 @@ stat_run(struct rjob *r)
 		r->err = -rc;
 }
 
+/* The ops of a queued mutation as vs_apply_group() takes them. */
+static size_t
+gc_nops(const struct rjob *r)
+{
+	if (r->kind != J_BATCH)
+		return 1;
+	/* Not decoded yet: count it as the largest batch. */
+	return r->batch.n ? r->batch.n : PROTO_BATCH_MAX;
+}
+
+/*
+ * Worker, vol->lock held: apply the mutations @grp (taken off vol->gcq)
+ * in one group commit, put their events into the ring in commit order,
+ * and set each job's results. Nothing here touches a job after its
+ * gc_done is set.
+ */
+static void
+run_group(struct vvol *vol, struct rjob **grp, size_t n)
+{
+	struct vs_group_req *reqs = calloc(n, sizeof(*reqs));
+	int rc = reqs ? vvol_open_locked(vol) : -ENOMEM;
+
+	for (size_t i = 0; !rc && i < n; i++) {
+		struct rjob *r = grp[i];
+
+		if (r->kind == J_BATCH) {
+			reqs[i].ops = r->batch.ops;
+			reqs[i].n = r->batch.n;
+			reqs[i].stop = r->batch.stop;
+			reqs[i].reps = r->reps;
+		} else {
+			reqs[i].ops = &r->op;
+			reqs[i].n = 1;
+			reqs[i].reps = &r->rep;
+		}
+	}
+	uint64_t t0 = metrics_now_us();
+
+	if (!rc)
+		rc = vs_apply_group(vol->vs, reqs, n);
+	if (!rc)
+		metrics_hist_observe(&vol->vd->st.commit_lat,
+				     metrics_now_us() - t0);
+	for (size_t i = 0; i < n; i++) {
+		struct rjob *r = grp[i];
+
+		if (rc) {
+			r->err = -rc;
+			if (rc == -ENOENT)
+				r->msg = "no such volume";
+			continue;
+		}
+		for (size_t k = 0; k < reqs[i].n; k++) {
+			const struct vs_reply *rp = &reqs[i].reps[k];
+
+			if (rp->nev)
+				ring_append(vol, rp->ev, rp->nev);
+			/* A refusal is committed too (under its opid); a
+			 * replayed answer, a server failure and an op a
+			 * batch did not reach (424) commit nothing. */
+			if (!rp->replayed && !rp->err && rp->status != 424)
+				metrics_counter_add(
+					&vol->vd->st.commits[rp->status != 200],
+					1);
+		}
+		/* A single op's server failure is the request's error. */
+		if (r->kind == J_OP && r->rep.err) {
+			r->err = -r->rep.err;
+			free(r->rep.body);
+			memset(&r->rep, 0, sizeof(r->rep));
+		}
+	}
+	if (rc && rc != -ENOENT)
+		log_err(LOG_VOL, "cannot apply %zu request(s) to volume '%s': %s",
+			n, vol->name, strerror(-rc));
+	free(reqs);
+	pthread_mutex_lock(&vol->gclock);
+	for (size_t i = 0; i < n; i++)
+		grp[i]->gc_done = true;
+	pthread_mutex_unlock(&vol->gclock);
+}
+
+/* Worker, vol->lock held: take the group off vol->gcq (gclock held):
+ * oldest first, at least one, up to GC_MAX_OPS ops, skipping the jobs
+ * whose own worker is decoding them. *@grp grows as needed. */
+static size_t
+gc_take(struct vvol *vol, struct rjob ***grp, size_t *cap)
+{
+	struct rjob *q, *next;
+	size_t n = 0, ops = 0;
+
+	for (q = TAILQ_FIRST(&vol->gcq); q; q = next) {
+		next = TAILQ_NEXT(q, gclink);
+		if (q->gc_state == GC_DECODING)
+			continue;
+		if (n && ops + gc_nops(q) > GC_MAX_OPS)
+			break;
+		if (n == *cap) {
+			size_t c = *cap ? *cap * 2 : 16;
+			struct rjob **g = realloc(*grp, c * sizeof(*g));
+
+			if (!g)
+				break;
+			*grp = g;
+			*cap = c;
+		}
+		TAILQ_REMOVE(&vol->gcq, q, gclink);
+		q->gc_state = GC_TAKEN;
+		(*grp)[n++] = q;
+		ops += gc_nops(q);
+	}
+	return n;
+}
+
+/*
+ * Worker: a mutation (queued on vol->gcq by the loop), through a group
+ * commit (see the top). Its body is decoded here, outside every lock,
+ * unless a leader took the job first and decoded it under vol->lock.
+ */
+static void
+run_mutation(struct rjob *r)
+{
+	struct vvol *vol = r->vol;
+	struct rjob **grp = NULL;
+	size_t cap = 0;
+	bool raw;
+
+	pthread_mutex_lock(&vol->gclock);
+	raw = r->gc_state == GC_RAW;
+	if (raw)
+		r->gc_state = GC_DECODING;
+	pthread_mutex_unlock(&vol->gclock);
+	if (raw) {
+		int rc = decode_body(r);
+
+		pthread_mutex_lock(&vol->gclock);
+		if (rc) {
+			TAILQ_REMOVE(&vol->gcq, r, gclink);
+			r->gc_state = GC_TAKEN;
+			r->gc_done = true;
+		} else {
+			r->gc_state = GC_READY;
+		}
+		pthread_mutex_unlock(&vol->gclock);
+		if (rc)
+			return;
+	}
+	pthread_mutex_lock(&vol->lock);
+	for (;;) {
+		size_t n, m = 0;
+
+		pthread_mutex_lock(&vol->gclock);
+		if (r->gc_done) {
+			pthread_mutex_unlock(&vol->gclock);
+			break;
+		}
+		n = gc_take(vol, &grp, &cap);
+		pthread_mutex_unlock(&vol->gclock);
+		if (!n) {
+			/* No memory for a group: run ours alone, decoded. */
+			struct rjob *one = r;
+
+			pthread_mutex_lock(&vol->gclock);
+			if (!r->gc_done && r->gc_state == GC_READY) {
+				TAILQ_REMOVE(&vol->gcq, r, gclink);
+				r->gc_state = GC_TAKEN;
+			} else {
+				one = NULL;
+			}
+			pthread_mutex_unlock(&vol->gclock);
+			if (one)
+				run_group(vol, &one, 1);
+			else if (!r->gc_done)
+				r->err = EIO; /* a broken invariant: not ours */
+			break;
+		}
+		/* Jobs no worker got to yet are decoded by the leader: they
+		 * would wait for this commit anyway. One that does not
+		 * decode is answered on its own. */
+		for (size_t i = 0; i < n; i++) {
+			struct rjob *q = grp[i];
+
+			if (q->decoded || decode_body(q) == 0) {
+				grp[m++] = q;
+			} else {
+				pthread_mutex_lock(&vol->gclock);
+				q->gc_done = true;
+				pthread_mutex_unlock(&vol->gclock);
+			}
+		}
+		if (m)
+			run_group(vol, grp, m);
+	}
+	pthread_mutex_unlock(&vol->lock);
+	free(grp);
+	/* Encoded after the lock: only this worker touches @r now. */
+	if (r->kind == J_BATCH && !r->err) {
+		int *st = calloc(r->batch.n, sizeof(*st));
+		char **bodies = calloc(r->batch.n, sizeof(*bodies));
+		size_t *lens = calloc(r->batch.n, sizeof(*lens));
+
+		if (st && bodies && lens) {
+			for (size_t i = 0; i < r->batch.n; i++) {
+				st[i] = r->reps[i].status;
+				bodies[i] = r->reps[i].body;
+				lens[i] = r->reps[i].len;
+			}
+			r->out = proto_batch_reply_encode(st, bodies, lens,
+							  r->batch.n,
+							  &r->outlen);
+		}
+		if (!r->out)
+			r->err = EIO;
+		free(st);
+		free(bodies);
+		free(lens);
+	}
+}
+
 static void
 job_run(struct vold_job *j)
 {
@@ -1637,14 +1765,12 @@ job_run(struct vold_job *j)
 	struct vvol *vol = r->vol;
 	int rc;
 
-	if ((r->kind == J_GETATTR || r->kind == J_OP ||
-	     r->kind == J_BATCH) &&
-	    decode_body(r))
-		return;
 	if (r->kind == J_OP || r->kind == J_BATCH) {
 		run_mutation(r);
 		return;
 	}
+	if (r->kind == J_GETATTR && decode_body(r))
+		return;
 	if (r->kind == J_STAT) {
 		stat_run(r);
 		return;
@@ -1689,8 +1815,8 @@ job_run(struct vold_job *j)
 			r->len = r->size - r->off < cs ? r->size - r->off : cs;
 		}
 		if (!r->err) {
-			rc = sum_range(r->fd, r->off, r->len,
-				       proto_block_size(cs), &r->sum);
+			rc = sum_extents(r->ext, r->next_n,
+					 proto_block_size(cs), &r->sum);
 			if (rc)
 				r->err = -rc;
 		}
@@ -1704,8 +1830,10 @@ rjob_free(struct rjob *r)
 {
 	if (r->in)
 		evbuffer_free(r->in);
-	if (r->fd >= 0)
-		close(r->fd);
+	for (size_t i = 0; r->ext && i < r->next_n; i++)
+		if (r->ext[i].fd >= 0)
+			close(r->ext[i].fd);
+	free(r->ext);
 	free(r->out);
 	free(r->rep.body);
 	free(r->fids);
@@ -1726,39 +1854,27 @@ done_data(struct rjob *r)
 {
 	struct vvol *vol = r->vol;
 	struct ocache *oc = NULL;
-	struct evbuffer_file_segment *seg = NULL;
+	struct oseg *seg;
 
-	if (vol->gen == r->gen && !vol->dead) {
-		oc = oc_insert(vol, r->path.fid.oid, r->path.dv, r->size, r->fd,
-			       r->path.chunk_size);
-		r->fd = -1;
-		if (oc && oc->have && r->path.chunk < oc->nchunks) {
-			oc->sum[r->path.chunk] = r->sum;
-			oc->have[r->path.chunk] = 1;
-		}
-	}
+	if (vol->gen == r->gen && !vol->dead)
+		oc = oc_insert(vol, r);
 	if (oc) {
 		send_chunk(vol->vd, r->req, vol->public, &r->path, r->size,
-			   r->off, r->len, &r->sum, oc->seg);
+			   r->len, &r->sum, oc->seg, oc->nseg);
 		return;
 	}
-	if (r->fd >= 0) {
-		seg = evbuffer_file_segment_new(r->fd, 0, (ev_off_t)r->size,
-						EVBUF_FS_CLOSE_ON_FREE |
-							(vol->vd->ssl ?
-								 EVBUF_FS_DISABLE_SENDFILE :
-								 0));
-		if (seg)
-			r->fd = -1;
-		else {
-			reply_err(r->req, ENOMEM, 0, NULL, 0);
-			return;
-		}
+	seg = calloc(r->next_n + 1, sizeof(*seg));
+	if (!seg || oseg_make(vol->vd, r, seg)) {
+		free(seg);
+		reply_err(r->req, ENOMEM, 0, NULL, 0);
+		return;
 	}
-	send_chunk(vol->vd, r->req, vol->public, &r->path, r->size, r->off,
-		   r->len, &r->sum, seg);
-	if (seg)
-		evbuffer_file_segment_free(seg);
+	send_chunk(vol->vd, r->req, vol->public, &r->path, r->size, r->len,
+		   &r->sum, seg, r->next_n);
+	for (size_t i = 0; i < r->next_n; i++)
+		if (seg[i].seg)
+			evbuffer_file_segment_free(seg[i].seg);
+	free(seg);
 }
 
 static void
@@ -1875,7 +1991,6 @@ rjob_new(struct vold *vd, struct vvol *vol, enum jkind kind,
 	r->vd = vd;
 	r->vol = vol;
 	r->req = req;
-	r->fd = -1;
 	if (p)
 		r->path = *p;
 	r->gen = vol->gen;
@@ -1975,6 +2090,14 @@ token_judge(struct vold *vd, const char *auth, size_t auth_len,
 	if (!vv)
 		return TV_IO;
 	rc = vvol_tokstate(vd, vv);
+	/* The name holds another volume than the one we have open (vos
+	 * removed and made it again within the second on_tick() takes to
+	 * notice): forget ours, so this request opens the new one. */
+	if (rc == 0 && __atomic_load_n(&vv->vid, __ATOMIC_ACQUIRE) &&
+	    __atomic_load_n(&vv->vid, __ATOMIC_ACQUIRE) != vv->ts.id) {
+		log_info(LOG_VOL, "volume '%s' was made again", vv->name);
+		vvol_unlist(vv);
+	}
 	if (rc == 0)
 		rc = token_allows(&t, vol, vv->ts.id, vv->ts.epoch, need_rw);
 	vvol_put(vv);
@@ -2925,6 +3048,13 @@ on_request(struct evhttp_request *req, void *arg)
 			return;
 		}
 	}
+	if (kind == J_OP || kind == J_BATCH) {
+		/* Queued for a group commit from here, so a leader takes
+		 * it even before a worker gets to it. */
+		pthread_mutex_lock(&vol->gclock);
+		TAILQ_INSERT_TAIL(&vol->gcq, r, gclink);
+		pthread_mutex_unlock(&vol->gclock);
+	}
 	vold_pool_submit(vd->pool, &r->job);
 }
 
@@ -3014,7 +3144,9 @@ metrics_text(struct vold *vd, const struct scrape *sc, size_t *len)
 	metrics_u64(&b, "cairn_vold_op_commits_total", l, 1,
 		    metrics_counter_get(&st->commits[1]));
 	metrics_head(&b, "cairn_vold_op_commit_duration_seconds", "histogram",
-		     "Time to check, apply and commit (fsync) one mutation.");
+		     "Time to check, apply and commit (fsync) one group of "
+		     "mutations (one request alone, or the ones that "
+		     "arrived together).");
 	metrics_hist_write(&b, "cairn_vold_op_commit_duration_seconds", NULL,
 			   0, &st->commit_lat);
 	metrics_head(&b, "cairn_vold_open_data_files", "gauge",

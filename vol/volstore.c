@@ -8,15 +8,17 @@
  * what they share. It is the only code that knows the on-disk layout; it
  * knows nothing of HTTP or threads (callers serialize calls on one volume).
  *
- * Storage design (doc/vol-format.md has the full layout):
+ * Storage design (doc/vol-format.md has the full layout), format 2:
  *
  *   ROOT/secret.key                  token key (0600)
- *   ROOT/volumes/NAME/meta.tdb       every piece of metadata
+ *   ROOT/volumes/NAME/meta.tdb       every piece of metadata, and the chunk
+ *                                    map: "C" + OID + be64 N -> {gen, len}
  *   ROOT/volumes/NAME/tokens         "ID EPOCH": what a token must name
  *                                    (replaced by rename, never edited)
- *   ROOT/volumes/NAME/data/XX/OID.DV one file per (file object, data
- *                                    version) with size > 0; XX = first
- *                                    byte of OID in hex
+ *   ROOT/volumes/NAME/data/XX/OID.N.GEN  chunk object: the first len bytes
+ *                                    of chunk N (server chunk size in the
+ *                                    volume record) written at DV GEN;
+ *                                    XX = first byte of OID in hex
  *   ROOT/volumes/NAME/stage/TXID/OID.CS.CHUNK   staged chunks
  *   ROOT/volumes/NAME/stage/TXID/.born          created with TXID/, never
  *                                    written: its mtime is the creation
@@ -31,24 +33,26 @@
  * crash at any point leaves the old or the new database, never a mix
  * (tdb's transaction.c). The transaction also appends the events and the
  * opid record, so an acknowledged mutation, its events and its dedup entry
- * exist together or not at all. A store or truncate first writes the NEW
- * data file OID.(DV+1) beside the old one (copy of the old bytes keeping
- * holes, staged chunks written in, ftruncate), fsyncs it and its directory,
- * THEN commits the transaction that makes the object point at DV+1, THEN
- * unlinks the old file. So:
+ * exist together or not at all. A store or truncate first makes the NEW
+ * chunk objects OID.N.(DV+1) of the chunks it changes (vs_data.c:
+ * data_make(); written and fdatasynced, or hard links to staged chunks,
+ * which were fsynced at their PUT), fsyncs their directory, THEN commits the
+ * transaction that points the map at them, THEN unlinks the objects it
+ * stopped naming. So:
  *
- *   - kill -9 or power loss before the commit: the object is at the old DV
- *     and its old file is intact; the new file is garbage that the next
- *     VS_CLEANUP open removes (no record points at it);
- *   - after the commit: the new file is durable (fsynced before), the old
- *     one may still exist and is removed by the next cleanup.
+ *   - kill -9 or power loss before the commit: the map and every object
+ *     it names are the old ones; the new objects are garbage that the next
+ *     VS_CLEANUP open removes (no map entry names them);
+ *   - after the commit: the new objects are durable (fsynced before), the
+ *     replaced ones may still exist and are removed by the next cleanup.
  *
  * Staged chunks are fsynced when they are PUT, so a store after a power
- * loss never copies torn staged bytes. The data files are immutable once
- * their DV is committed: a reader holding one open keeps reading that DV
- * even after it stops being current. New objects start at the volume's DV
- * high-water mark + 1, so a (FID, DV) pair never names two contents, even
- * when a client recreates an object with the same FID.
+ * loss never copies torn staged bytes. Chunk objects are immutable once
+ * their entry is committed (GEN makes every name new): a reader holding
+ * one open keeps reading that DV even after it stops being current. New
+ * objects start at the volume's DV high-water mark + 1, so a (FID, DV)
+ * pair never names two contents, even when a client recreates an object
+ * with the same FID.
  */
 #include "config.h"
 
@@ -85,6 +89,18 @@ vrec_get(struct vs_vol *v, struct vrec *vr)
 
 	if (rc)
 		return rc == -ENOENT ? -EINVAL : rc;
+	memset(vr, 0, sizeof(*vr));
+	if (len >= 4 &&
+	    *(const uint32_t *)(const void *)val == VREC_MAGIC_GONE) {
+		free(val);
+		return -ENOENT; /* vos remove is deleting it */
+	}
+	if (len == VREC_V1_SIZE && len >= 4 &&
+	    *(const uint32_t *)(const void *)val == VREC_MAGIC_V1) {
+		/* Format 1: vrec_get_v1() and data_convert() read it. */
+		free(val);
+		return -EPROTO;
+	}
 	if (len != sizeof(*vr)) {
 		free(val);
 		return -EINVAL;
@@ -92,6 +108,28 @@ vrec_get(struct vs_vol *v, struct vrec *vr)
 	memcpy(vr, val, sizeof(*vr));
 	free(val);
 	if (vr->magic != VREC_MAGIC)
+		return -EINVAL;
+	vr->name[sizeof(vr->name) - 1] = 0;
+	return 0;
+}
+
+int
+vrec_get_v1(struct vs_vol *v, struct vrec *vr)
+{
+	uint8_t *val;
+	size_t len;
+	int rc = kv_get(v, "V", 1, &val, &len);
+
+	if (rc)
+		return rc == -ENOENT ? -EINVAL : rc;
+	memset(vr, 0, sizeof(*vr));
+	if (len != VREC_V1_SIZE) {
+		free(val);
+		return -EINVAL;
+	}
+	memcpy(vr, val, len);
+	free(val);
+	if (vr->magic != VREC_MAGIC_V1)
 		return -EINVAL;
 	vr->name[sizeof(vr->name) - 1] = 0;
 	return 0;

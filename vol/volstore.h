@@ -1,6 +1,7 @@
 /*
  * volstore.h - the volume storage of cairn: a server root holding volumes,
- * each a tdb of metadata plus one file per (object, data version).
+ * each a tdb of metadata (and of each file's chunk map) plus immutable
+ * chunk objects.
  *
  * Layer rule: this is a FUSE-free, HTTP-free library (vol/libvolstore.a).
  * It includes common/ only and is linked by cairn-vold and by admin/vos,
@@ -38,6 +39,14 @@
 #define VS_STAGE_AGE_S (24 * 3600) /* uncommitted staging is removed after */
 #define VS_MAX_EVENTS 6		 /* events one mutation can produce */
 #define VS_FILE_MAX (1ull << 44) /* largest file size (16 TiB) */
+/* Server chunk size: a file's data is one chunk object per chunk of this
+ * size (doc/vol-format.md). A power of two; the volume record keeps it. */
+#define VS_CHUNK_MIN (64u * 1024)
+#define VS_CHUNK_MAX (4u * 1024 * 1024)
+#define VS_CHUNK_DEFAULT (256u * 1024)
+/* Extents vs_data_open() may return for a range of at most
+ * PROTO_CHUNK_MAX bytes: two per server chunk (bytes, then zeros). */
+#define VS_EXTENTS_MAX (2 * (PROTO_CHUNK_MAX / VS_CHUNK_MIN) + 2)
 
 struct vs_root;
 struct vs_vol;
@@ -48,6 +57,7 @@ enum {
 	VS_CLEANUP = 2, /* remove crash leftovers (only the serving process) */
 	VS_NOSYNC = 4,	/* no fsync (bulk import into an unpublished volume) */
 	VS_STAGED = 8,	/* the volume made by vs_vol_create(VS_STAGED) */
+	VS_SNAPSHOT = 16, /* a read-only snapshot of one instant (vos export) */
 };
 
 /*
@@ -123,8 +133,12 @@ int vs_vol_create(struct vs_root *r, const char *name, uint64_t bytes_limit,
  * @return 0, -EEXIST if a volume of that name appeared meanwhile. */
 int vs_vol_publish(struct vs_root *r, const char *name);
 
-/* Remove volume @name (or its staged copy with VS_STAGED): renamed away
- * first, so it disappears atomically, then deleted. @return 0, -ENOENT. */
+/* Remove volume @name (or its staged copy with VS_STAGED): first marked
+ * removed in a transaction of its own, which waits for a commit in flight
+ * in any process (tdb's transaction lock) and after which every mutation
+ * and staged chunk is refused with -ENOENT, so no change is acknowledged
+ * into a volume being removed; then renamed away, so it disappears
+ * atomically, then deleted. @return 0, -ENOENT. */
 int vs_vol_remove(struct vs_root *r, const char *name, int flags);
 
 /* Names of all published volumes, sorted. *names is a heap array of *n
@@ -143,6 +157,16 @@ int vs_vol_meta_path(const struct vs_root *r, const char *name, char *buf,
  * another process would lose its new file). @return 0 and *out, -ENOENT,
  * -EINVAL (bad name or a volume record that does not decode), -EUCLEAN
  * (meta.tdb is damaged, as common/tdbw.h defines it), -errno.
+ * With VS_SNAPSHOT (implies VS_RDONLY) the handle reads one instant of
+ * the volume however long it is used: its metadata is copied and its
+ * chunk objects hard-linked into a hidden directory while tdb's
+ * all-record read lock holds every commit off (O(metadata + chunks), no
+ * data copied), and vs_vol_close() removes the copy. Snapshots left by a
+ * process that died are removed by the next snapshot of that volume.
+ * A volume of the old format 1 (one data file per DV) is converted to
+ * format 2 here, in one transaction, unless VS_RDONLY: then metadata
+ * reads work and data reads fail with -EPROTO (vs_volinfo.chunk_size is
+ * 0) until a writer converts it ('vos upgrade').
  */
 int vs_vol_open(struct vs_root *r, const char *name, int flags,
 		struct vs_vol **out);
@@ -157,6 +181,7 @@ struct vs_volinfo {
 	uint64_t files_used, files_limit;
 	uint64_t dv_max; /* highest data version ever given out */
 	int64_t created_ns;
+	uint32_t chunk_size; /* server chunk size; 0: format 1 (read-only) */
 	bool public; /* vs_vol_public(); false if it cannot be read */
 };
 int vs_vol_info(struct vs_vol *v, struct vs_volinfo *out);
@@ -217,16 +242,37 @@ int vs_readlink(struct vs_vol *v, const struct fid *fid, char **target);
 int vs_xattrs(struct vs_vol *v, const struct fid *fid, uint64_t *dv,
 	      struct proto_xattr **x, size_t *n);
 
+/* One piece of a range of file data: @len bytes at @off of the open
+ * chunk object @fd, or @len zeros when @fd is -1. */
+struct vs_extent {
+	int fd;
+	uint64_t off, len;
+};
+
 /*
- * Open the data of file @fid at data version @dv for reading. *fd is -1
- * when the file has no bytes on disk (size 0 or all holes): read zeros.
- * Otherwise the caller closes *fd; the file behind it never changes (a
- * new DV is a new file), even after the DV stops being current.
- * @return 0 with *fd and *size; -ESTALE with *cur_dv if @dv is not
- * current; -ENOENT; -EISDIR / -EINVAL for a directory / other type.
+ * Open the bytes [@off, @off + @len) of file @fid at data version @dv for
+ * reading (@len at most PROTO_CHUNK_MAX), clipped at the file's size:
+ * @ext receives *n extents (at most VS_EXTENTS_MAX) that together hold
+ * the range in order. The caller closes every ext[i].fd >= 0. The chunk
+ * objects behind the fds never change, even after @dv stops being current
+ * (a new DV writes new objects), so they may be read later without the
+ * volume's lock. *n is 0 when @off is at or past the end.
+ * @return 0 with *size (the file's size); -ESTALE with *cur_dv if @dv is
+ * not current; -ENOENT; -EISDIR / -EINVAL for a directory / other type;
+ * -EUCLEAN for a chunk object the map names but the disk lacks.
  */
 int vs_data_open(struct vs_vol *v, const struct fid *fid, uint64_t dv,
-		 int *fd, uint64_t *size, uint64_t *cur_dv);
+		 uint64_t off, uint64_t len, struct vs_extent *ext, size_t *n,
+		 uint64_t *size, uint64_t *cur_dv);
+
+/*
+ * Copy the whole data of file @fid at data version @dv into @out at the
+ * same offsets (holes stay holes; @out is not truncated or extended past
+ * the last stored byte). Used by vos export. @return 0, -ESTALE with
+ * *cur_dv, -ENOENT, -errno.
+ */
+int vs_data_copy(struct vs_vol *v, const struct fid *fid, uint64_t dv,
+		 int out, uint64_t *size, uint64_t *cur_dv);
 
 /* Events with seq >= @from, oldest first, at most @max, from the volume's
  * persistent ring. @return 0 and *n. */
@@ -333,10 +379,5 @@ int vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
 
 /* Flush everything (after a VS_NOSYNC bulk load). @return 0 or -errno. */
 int vs_vol_sync(struct vs_vol *v);
-
-/* Copy bytes [0, @len) of @in to @out at the same offsets, skipping holes
- * (SEEK_DATA/SEEK_HOLE) so a sparse file stays sparse. Helper shared with
- * vos export. @return 0 or -errno. */
-int vs_copy_sparse(int in, int out, uint64_t len);
 
 #endif /* CAIRN_VOLSTORE_H */

@@ -15,11 +15,16 @@
 #include "common/tdbw.h"
 #include "vol/volstore.h"
 
-#define VREC_MAGIC	0x43564f31u /* "CVO1" */
+#define VREC_MAGIC_V1	0x43564f31u /* "CVO1": format 1, one file per DV */
+#define VREC_MAGIC	0x43564f32u /* "CVO2": format 2, chunk objects */
+#define VREC_MAGIC_GONE 0x43564f58u /* "CVOX": marked by vs_vol_remove() */
 #define OREC_MAGIC	0x434f4231u /* "COB1" */
 #define DIR_SPLIT	64 /* entries per bucket before the dir grows */
 #define DIR_BUCKETS_MAX (1u << 20)
 #define HASH_SIZE	10007
+/* vs_vol_open() flag of the library's own: a format 1 volume is -EPROTO,
+ * not converted (the snapshot's read-write handle). */
+#define VS_NOCONVERT	0x100
 #define DPATH_MAX	96
 
 /* The volume record, key "V". Host byte order (doc/vol-format.md). */
@@ -34,6 +39,32 @@ struct vrec {
 	uint64_t op_next, op_low;
 	int64_t created;
 	char name[72];
+	/* Format 2 and later (a format 1 record ends here). */
+	uint32_t chunk_size; /* server chunk size (VS_CHUNK_MIN..MAX) */
+	uint32_t pad;
+};
+
+#define VREC_V1_SIZE offsetof(struct vrec, chunk_size)
+
+/*
+ * A chunk map entry, key "C" + oid + be64 chunk index: chunk @chunk of a
+ * file is the chunk object data/XX/OID.CHUNK.GEN, whose first @len bytes
+ * are the file's bytes [chunk * cs, chunk * cs + len); the rest of the
+ * chunk up to the file size reads as zeros. No entry: a hole. GEN is the
+ * data version that wrote the object, so a name is never reused and an
+ * object never changes once its entry is committed.
+ */
+struct cent {
+	uint64_t gen;
+	uint32_t len;
+	uint32_t pad;
+};
+
+/* One chunk object, by name. */
+struct cref {
+	uint8_t oid[16];
+	uint64_t chunk, gen;
+	bool durable; /* made: linked from an fsynced staged chunk */
 };
 
 /* An object record, key "O" + oid, followed by the symlink target (tlen
@@ -63,7 +94,7 @@ struct vs_root {
 struct vs_vol {
 	struct vs_root *root;
 	char name[65];
-	char dirname[80];
+	char dirname[96];
 	int dirfd;
 	int flags;
 	struct tdb_context *tdb;
@@ -71,6 +102,9 @@ struct vs_vol {
 	uint8_t rootoid[16];
 	uint64_t staged;    /* bytes in stage/ (chunk files) */
 	uint64_t stage_max; /* 0 = only the quota */
+	uint32_t cs;	    /* server chunk size; 0: format 1, read-only */
+	bool v1_said;	    /* format 1: the refusal was logged */
+	bool snap;	    /* VS_SNAPSHOT: dirname is ours to remove */
 	struct vs_undo *undo; /* vs_batch.c: records what kv_put/kv_del
 				 change, so one op of a group can be
 				 rolled back; NULL = not recording */
@@ -104,13 +138,12 @@ struct txn {
 	bool events;
 	int nev;
 	struct proto_event ev[VS_MAX_EVENTS];
-	int ngone;
-	char gone[4][DPATH_MAX]; /* data files to unlink after the commit */
-	char newfile[DPATH_MAX]; /* data file to unlink if we fail */
+	/* Chunk objects to unlink after the commit (no longer referenced)
+	 * and the ones this transaction wrote (to unlink if it fails). */
+	struct cref *gone, *made;
+	size_t ngone, nmade, capgone, capmade;
 	const struct proto_op *store; /* to clean staging after the commit */
 };
-
-/* ---- small helpers ---- */
 
 /* ---- small helpers ---- */
 
@@ -167,8 +200,16 @@ kv_get(struct vs_vol *v, const void *k, size_t klen, uint8_t **val,
 	return tdbw_fetch(v->tdb, k, klen, val, vlen);
 }
 
-/* vs_batch.c: save the value of @k before it changes (v->undo set). */
+/* vs_batch.c: the undo log of one op in a group commit. While v->undo
+ * is set, kv_put() and kv_del() call undo_save() to keep the value of @k
+ * they replace; undo_rollback() (with v->undo cleared) puts every saved
+ * value back, newest first, and empties the log. */
+struct vs_undo;
+struct vs_undo *undo_new(void);
+void undo_free(struct vs_undo *u);
+void undo_reset(struct vs_undo *u);
 int undo_save(struct vs_vol *v, const void *k, size_t klen);
+int undo_rollback(struct vs_vol *v, struct vs_undo *u);
 
 /* Every write of the volume store goes through kv_put() and kv_del(), so
  * that vs_batch.c can undo one op inside a shared transaction. */
@@ -208,7 +249,9 @@ kv_exists(struct vs_vol *v, const void *k, size_t klen)
 }
 
 /* volstore.c */
+/* -EPROTO for a format 1 record (vrec_get_v1() reads that). */
 int vrec_get(struct vs_vol *v, struct vrec *vr);
+int vrec_get_v1(struct vs_vol *v, struct vrec *vr);
 int vrec_put(struct vs_vol *v, const struct vrec *vr);
 void key_obj(uint8_t *k, const uint8_t oid[16]);
 void obj_release(struct obj *o);
@@ -236,6 +279,16 @@ int dir_repoint(struct vs_vol *v, struct obj *dir, const char *name,
 
 /* vs_data.c */
 void data_path(char *buf, size_t len, const uint8_t oid[16], uint64_t dv);
+void chunk_path(char *buf, size_t len, const uint8_t oid[16], uint64_t chunk,
+		uint64_t gen);
+int cmap_get(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
+	     struct cent *e);
+int cmap_put(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
+	     const struct cent *e);
+/* Drop every chunk of file @o (its last link went). */
+int data_drop_all(struct txn *t, const struct obj *o);
+/* Convert a format 1 volume (vs_vol_open()). @return 0 or -errno. */
+int data_convert(struct vs_vol *v);
 void cleanup_data(struct vs_vol *v);
 void stage_count(struct vs_vol *v);
 void stage_dir_drop(struct vs_vol *v, const char *sdir);

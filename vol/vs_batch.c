@@ -99,25 +99,33 @@ undo_save(struct vs_vol *v, const void *k, size_t klen)
 	return 0;
 }
 
-static void
+void
 undo_reset(struct vs_undo *u)
 {
 	u->len = 0;
 	u->n = 0;
 }
 
-static void
+struct vs_undo *
+undo_new(void)
+{
+	return calloc(1, sizeof(struct vs_undo));
+}
+
+void
 undo_free(struct vs_undo *u)
 {
+	if (!u)
+		return;
 	free(u->buf);
 	free(u->offs);
-	memset(u, 0, sizeof(*u));
+	free(u);
 }
 
 /* Put back what the current op changed, newest first (the oldest saved
  * value of a key written twice is the one that ends up there). Called
  * with v->undo cleared, so nothing is recorded meanwhile. */
-static int
+int
 undo_rollback(struct vs_vol *v, struct vs_undo *u)
 {
 	int rc = 0;
@@ -332,7 +340,7 @@ replies_clear(struct vs_group_req *reqs, size_t nreq)
 int
 vs_apply_group(struct vs_vol *v, struct vs_group_req *reqs, size_t nreq)
 {
-	struct vs_undo u = {0};
+	struct vs_undo *u = NULL;
 	struct txn *ts = NULL;
 	enum wrote *wrote = NULL;
 	bool dirty = false;
@@ -351,7 +359,8 @@ vs_apply_group(struct vs_vol *v, struct vs_group_req *reqs, size_t nreq)
 		return 0;
 	ts = calloc(nops, sizeof(*ts));
 	wrote = calloc(nops, sizeof(*wrote));
-	if (!ts || !wrote) {
+	u = undo_new();
+	if (!ts || !wrote || !u) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -378,7 +387,7 @@ vs_apply_group(struct vs_vol *v, struct vs_group_req *reqs, size_t nreq)
 			if (stopped)
 				rc = reply_not_applied(rep);
 			else
-				rc = apply_one(v, &u, &vr, op, &ts[k], rep,
+				rc = apply_one(v, u, &vr, op, &ts[k], rep,
 					       &wrote[k]);
 			if (rc)
 				goto cancel;
@@ -422,7 +431,7 @@ discard:
 	replies_clear(reqs, nreq);
 out:
 	v->undo = NULL;
-	undo_free(&u);
+	undo_free(u);
 	free(ts);
 	free(wrote);
 	return rc;

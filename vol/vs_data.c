@@ -18,7 +18,6 @@
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
-#include <linux/falloc.h>
 
 #include "common/log.h"
 #include "common/tdbw.h"
@@ -27,7 +26,7 @@
 #include "vol/volstore.h"
 #include "vol/volstore_i.h"
 
-/* ---- data files ---- */
+/* ---- chunk objects ---- */
 
 void
 data_path(char *buf, size_t len, const uint8_t oid[16], uint64_t dv)
@@ -36,6 +35,120 @@ data_path(char *buf, size_t len, const uint8_t oid[16], uint64_t dv)
 
 	util_hex_encode(oid, 16, hex);
 	snprintf(buf, len, "data/%.2s/%s.%" PRIu64, hex, hex, dv);
+}
+
+void
+chunk_path(char *buf, size_t len, const uint8_t oid[16], uint64_t chunk,
+	   uint64_t gen)
+{
+	char hex[33];
+
+	util_hex_encode(oid, 16, hex);
+	snprintf(buf, len, "data/%.2s/%s.%" PRIu64 ".%" PRIu64, hex, hex,
+		 chunk, gen);
+}
+
+static void
+key_chunk(uint8_t *k, const uint8_t oid[16], uint64_t chunk)
+{
+	k[0] = 'C';
+	memcpy(k + 1, oid, 16);
+	put_be64(k + 17, chunk);
+}
+
+int
+cmap_get(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
+	 struct cent *e)
+{
+	uint8_t k[25], *val;
+	size_t len;
+	int rc;
+
+	key_chunk(k, oid, chunk);
+	rc = kv_get(v, k, sizeof(k), &val, &len);
+	if (rc)
+		return rc;
+	if (len != sizeof(*e)) {
+		free(val);
+		return -EUCLEAN;
+	}
+	memcpy(e, val, sizeof(*e));
+	free(val);
+	return e->len <= v->cs ? 0 : -EUCLEAN;
+}
+
+int
+cmap_put(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
+	 const struct cent *e)
+{
+	uint8_t k[25];
+
+	key_chunk(k, oid, chunk);
+	return kv_put(v, k, sizeof(k), e, sizeof(*e));
+}
+
+static int
+cmap_del(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk)
+{
+	uint8_t k[25];
+
+	key_chunk(k, oid, chunk);
+	return kv_del(v, k, sizeof(k));
+}
+
+static int
+cref_push(struct cref **a, size_t *n, size_t *cap, const uint8_t oid[16],
+	  uint64_t chunk, uint64_t gen)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 16;
+		struct cref *na = realloc(*a, nc * sizeof(**a));
+
+		if (!na)
+			return -ENOMEM;
+		*a = na;
+		*cap = nc;
+	}
+	memcpy((*a)[*n].oid, oid, 16);
+	(*a)[*n].chunk = chunk;
+	(*a)[*n].gen = gen;
+	(*a)[*n].durable = false;
+	(*n)++;
+	return 0;
+}
+
+/* Drop the map entry of chunk @chunk of @oid (if any); its object goes
+ * once the transaction is committed. */
+static int
+chunk_drop(struct txn *t, const uint8_t oid[16], uint64_t chunk)
+{
+	struct cent e;
+	int rc = cmap_get(t->v, oid, chunk, &e);
+
+	if (rc == -ENOENT)
+		return 0;
+	if (rc && rc != -EUCLEAN)
+		return rc;
+	rc = cmap_del(t->v, oid, chunk);
+	if (rc)
+		return rc;
+	return cref_push(&t->gone, &t->ngone, &t->capgone, oid, chunk, e.gen);
+}
+
+int
+data_drop_all(struct txn *t, const struct obj *o)
+{
+	uint64_t n = (o->r.size + t->v->cs - 1) / t->v->cs;
+
+	if (o->r.type != PROTO_T_FILE)
+		return 0;
+	for (uint64_t i = 0; i < n; i++) {
+		int rc = chunk_drop(t, o->oid, i);
+
+		if (rc)
+			return rc;
+	}
+	return 0;
 }
 
 /* Open (and with @create make, fsyncing data/) the directory of @oid's
@@ -65,119 +178,34 @@ data_dir_open(struct vs_vol *v, const uint8_t oid[16], bool create)
 	return fd >= 0 ? fd : -errno;
 }
 
-int
-vs_copy_sparse(int in, int out, uint64_t len)
-{
-	off_t pos = 0, end = (off_t)len;
-	char *buf = NULL;
-	int rc = 0;
-
-	while (pos < end) {
-		off_t d = lseek(in, pos, SEEK_DATA), h;
-
-		if (d < 0) {
-			if (errno == ENXIO)
-				break;
-			if (errno != EINVAL) {
-				rc = -errno;
-				goto out;
-			}
-			/* No SEEK_DATA on this file system: one data run. */
-			d = pos;
-			h = end;
-		} else {
-			if (d >= end)
-				break;
-			h = lseek(in, d, SEEK_HOLE);
-			if (h < 0) {
-				rc = -errno;
-				goto out;
-			}
-		}
-		if (h > end)
-			h = end;
-		while (d < h) {
-			loff_t ioff = d, ooff = d;
-			ssize_t n = copy_file_range(in, &ioff, out, &ooff,
-						    (size_t)(h - d), 0);
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				/* Fall back to read/write (another file system,
-				 * or no copy_file_range). */
-				size_t want = (size_t)(h - d) > (1u << 20) ?
-						      (1u << 20) : (size_t)(h - d);
-				ssize_t got;
-
-				if (!buf && !(buf = malloc(1u << 20))) {
-					rc = -ENOMEM;
-					goto out;
-				}
-				got = util_pread_all(in, buf, want, d);
-				if (got < 0) {
-					rc = (int)got;
-					goto out;
-				}
-				if (got == 0)
-					break; /* source shorter than said */
-				rc = util_pwrite_all(out, buf, (size_t)got, d);
-				if (rc)
-					goto out;
-				n = got;
-			}
-			d += n;
-		}
-		pos = h;
-	}
-out:
-	free(buf);
-	return rc;
-}
-
-/* Make bytes [@from, @to) of @fd read as zeros (punch a hole, or write
- * zeros where the file system cannot). */
-static int
-zero_range(int fd, uint64_t from, uint64_t to)
-{
-	static const char zeros[65536];
-
-	if (to <= from)
-		return 0;
-	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		      (off_t)from, (off_t)(to - from)) == 0)
-		return 0;
-	while (from < to) {
-		size_t n = to - from > sizeof(zeros) ? sizeof(zeros) :
-						      (size_t)(to - from);
-		int rc = util_pwrite_all(fd, zeros, n, (off_t)from);
-
-		if (rc)
-			return rc;
-		from += n;
-	}
-	return 0;
-}
-
 /* ---- cleanup of crash leftovers (VS_CLEANUP) ---- */
 
-/* Parse "<32 hex>.<dv>" into @oid and @dv. */
-static bool
-parse_data_name(const char *s, uint8_t oid[16], uint64_t *dv)
+/* Parse "<32 hex>.<n>" or "<32 hex>.<n>.<m>" into @oid, @n and @m.
+ * @return 1 (a format 1 data file OID.DV), 2 (a chunk object
+ * OID.CHUNK.GEN) or 0 (anything else). */
+static int
+parse_data_name(const char *s, uint8_t oid[16], uint64_t *n, uint64_t *m)
 {
 	char *end;
 
 	if (strlen(s) < 34 || s[32] != '.' ||
 	    util_hex_decode(s, 32, oid, 16) != 16)
-		return false;
+		return 0;
 	for (int i = 0; i < 32; i++)
 		if (s[i] >= 'A' && s[i] <= 'F')
-			return false;
+			return 0;
 	if (s[33] < '0' || s[33] > '9')
-		return false;
+		return 0;
 	errno = 0;
-	*dv = strtoull(s + 33, &end, 10);
-	return !errno && !*end;
+	*n = strtoull(s + 33, &end, 10);
+	if (errno)
+		return 0;
+	if (!*end)
+		return 1;
+	if (end[0] != '.' || end[1] < '0' || end[1] > '9')
+		return 0;
+	*m = strtoull(end + 1, &end, 10);
+	return !errno && !*end ? 2 : 0;
 }
 
 void
@@ -213,18 +241,19 @@ cleanup_data(struct vs_vol *v)
 		}
 		while ((se = readdir(sd))) {
 			uint8_t oid[16];
-			uint64_t dv;
-			struct obj o;
+			uint64_t chunk = 0, gen = 0;
+			struct cent e;
 			bool keep = false;
 
 			if (se->d_name[0] == '.')
 				continue;
-			if (parse_data_name(se->d_name, oid, &dv) &&
-			    obj_get(v, oid, &o) == 0) {
-				keep = o.r.type == PROTO_T_FILE &&
-				       o.r.dv == dv && o.r.size > 0;
-				obj_release(&o);
-			}
+			/* A chunk object stays while the map names it; a
+			 * format 1 data file (converted) or anything else
+			 * goes. */
+			if (parse_data_name(se->d_name, oid, &chunk, &gen) ==
+				    2 &&
+			    cmap_get(v, oid, chunk, &e) == 0)
+				keep = e.gen == gen;
 			if (!keep && unlinkat(dirfd(sd), se->d_name, 0) == 0)
 				removed++;
 		}
@@ -448,17 +477,55 @@ cleanup_stage_tmp(struct vs_vol *v)
 		stage_walk(fd, stage_tmp_drop, NULL);
 }
 
+/* Data reads of a format 1 volume opened read-only: refused, once with
+ * the command that converts it. */
+static int
+data_v1_refuse(struct vs_vol *v)
+{
+	if (!v->v1_said) {
+		log_err(LOG_VOL, "volume '%s' is in the old format 1: run "
+			"'vos upgrade %s' (or let cairn-vold open it) to "
+			"convert it", v->name, v->name);
+		v->v1_said = true;
+	}
+	return -EPROTO;
+}
+
+/* Append an extent to @ext (merging runs of zeros). */
+static void
+ext_add(struct vs_extent *ext, size_t *n, int fd, uint64_t off, uint64_t len)
+{
+	if (!len) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	if (fd < 0 && *n && ext[*n - 1].fd < 0) {
+		ext[*n - 1].len += len;
+		return;
+	}
+	ext[*n].fd = fd;
+	ext[*n].off = off;
+	ext[*n].len = len;
+	(*n)++;
+}
+
 int
-vs_data_open(struct vs_vol *v, const struct fid *fid, uint64_t dv, int *fdp,
+vs_data_open(struct vs_vol *v, const struct fid *fid, uint64_t dv,
+	     uint64_t off, uint64_t len, struct vs_extent *ext, size_t *n,
 	     uint64_t *size, uint64_t *cur_dv)
 {
-	char path[DPATH_MAX];
+	uint64_t scs = v->cs, end;
 	struct obj o;
-	int rc = obj_get_fid(v, fid, &o), fd;
+	int rc = obj_get_fid(v, fid, &o);
 
-	*fdp = -1;
+	*n = 0;
 	if (rc)
 		return rc;
+	if (!v->cs) {
+		rc = data_v1_refuse(v);
+		goto out;
+	}
 	*cur_dv = o.r.dv;
 	*size = o.r.size;
 	if (o.r.type != PROTO_T_FILE) {
@@ -469,21 +536,139 @@ vs_data_open(struct vs_vol *v, const struct fid *fid, uint64_t dv, int *fdp,
 		rc = -ESTALE;
 		goto out;
 	}
-	if (o.r.size == 0)
-		goto out;
-	data_path(path, sizeof(path), o.oid, o.r.dv);
-	fd = openat(v->dirfd, path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		/* A file whose bytes are all holes may have no data file;
-		 * anything else missing is a damaged volume. */
-		if (errno != ENOENT)
-			rc = -errno;
-		else
-			log_warn(LOG_VOL, "volume '%s': data file '%s' missing "
-				 "(reads as zeros)", v->name, path);
+	if (len > PROTO_CHUNK_MAX) {
+		rc = -EINVAL;
 		goto out;
 	}
-	*fdp = fd;
+	if (off >= o.r.size)
+		goto out;
+	end = o.r.size - off < len ? o.r.size : off + len;
+	for (uint64_t i = off / scs; i * scs < end; i++) {
+		uint64_t base = i * scs;
+		uint64_t a = off > base ? off : base;
+		uint64_t b = end < base + scs ? end : base + scs;
+		char path[DPATH_MAX];
+		struct cent e;
+		int fd;
+
+		rc = cmap_get(v, o.oid, i, &e);
+		if (rc == -ENOENT) {
+			rc = 0;
+			ext_add(ext, n, -1, 0, b - a);
+			continue;
+		}
+		if (rc)
+			goto fail;
+		if (base + e.len <= a) {
+			ext_add(ext, n, -1, 0, b - a);
+			continue;
+		}
+		chunk_path(path, sizeof(path), o.oid, i, e.gen);
+		fd = openat(v->dirfd, path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = errno == ENOENT ? -EUCLEAN : -errno;
+			log_err(LOG_VOL, "volume '%s': cannot open chunk "
+				"object '%s': %s", v->name, path,
+				strerror(-rc));
+			goto fail;
+		}
+		if (base + e.len >= b) {
+			ext_add(ext, n, fd, a - base, b - a);
+		} else {
+			ext_add(ext, n, fd, a - base, base + e.len - a);
+			ext_add(ext, n, -1, 0, b - base - e.len);
+		}
+	}
+out:
+	obj_release(&o);
+	return rc;
+fail:
+	for (size_t i = 0; i < *n; i++)
+		if (ext[i].fd >= 0)
+			close(ext[i].fd);
+	*n = 0;
+	goto out;
+}
+
+/* Copy @len bytes at @ioff of @in to @ooff of @out. */
+static int
+copy_range(int in, uint64_t ioff, int out, uint64_t ooff, uint64_t len)
+{
+	char buf[65536];
+
+	while (len) {
+		loff_t io = (loff_t)ioff, oo = (loff_t)ooff;
+		ssize_t n = copy_file_range(in, &io, out, &oo, (size_t)len, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			size_t want = len > sizeof(buf) ? sizeof(buf) :
+							  (size_t)len;
+			int rc;
+
+			n = util_pread_all(in, buf, want, (off_t)ioff);
+			if (n < 0)
+				return (int)n;
+			if (n == 0)
+				return -EIO; /* shorter than its entry */
+			rc = util_pwrite_all(out, buf, (size_t)n, (off_t)ooff);
+			if (rc)
+				return rc;
+		}
+		ioff += (uint64_t)n;
+		ooff += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+int
+vs_data_copy(struct vs_vol *v, const struct fid *fid, uint64_t dv, int out,
+	     uint64_t *size, uint64_t *cur_dv)
+{
+	struct obj o;
+	uint64_t n;
+	int rc = obj_get_fid(v, fid, &o);
+
+	if (rc)
+		return rc;
+	if (!v->cs) {
+		rc = data_v1_refuse(v);
+		goto out;
+	}
+	*cur_dv = o.r.dv;
+	*size = o.r.size;
+	if (o.r.type != PROTO_T_FILE) {
+		rc = o.r.type == PROTO_T_DIR ? -EISDIR : -EINVAL;
+		goto out;
+	}
+	if (o.r.dv != dv) {
+		rc = -ESTALE;
+		goto out;
+	}
+	n = (o.r.size + v->cs - 1) / v->cs;
+	for (uint64_t i = 0; i < n && !rc; i++) {
+		char path[DPATH_MAX];
+		struct cent e;
+		int fd;
+
+		rc = cmap_get(v, o.oid, i, &e);
+		if (rc == -ENOENT) {
+			rc = 0;
+			continue;
+		}
+		if (rc)
+			break;
+		chunk_path(path, sizeof(path), o.oid, i, e.gen);
+		fd = openat(v->dirfd, path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = errno == ENOENT ? -EUCLEAN : -errno;
+			break;
+		}
+		rc = copy_range(fd, 0, out, i * v->cs, e.len);
+		close(fd);
+	}
 out:
 	obj_release(&o);
 	return rc;
@@ -606,110 +791,411 @@ staged:
 	return 0;
 }
 
+/* Read the chunk object of entry @e (chunk @chunk of @oid) into @buf
+ * (e->len bytes). A missing object is a damaged volume: -EUCLEAN. */
+static int
+chunk_read(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
+	   const struct cent *e, uint8_t *buf)
+{
+	char path[DPATH_MAX];
+	ssize_t got;
+	int fd;
+
+	chunk_path(path, sizeof(path), oid, chunk, e->gen);
+	fd = openat(v->dirfd, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			return -errno;
+		log_err(LOG_VOL, "volume '%s': chunk object '%s' missing",
+			v->name, path);
+		return -EUCLEAN;
+	}
+	got = util_pread_all(fd, buf, e->len, 0);
+	close(fd);
+	if (got < 0)
+		return (int)got;
+	/* A short object (cannot happen: written and fsynced before its
+	 * entry) reads as zeros rather than as garbage. */
+	if ((size_t)got < e->len)
+		memset(buf + got, 0, e->len - (size_t)got);
+	return 0;
+}
+
 /*
- * Make the data file of @o at @newdv with @newsize bytes: the old bytes
- * up to the new size (holes kept), then the staged chunks of @store (may
- * be NULL: a truncate), fsynced with its directory. Nothing in the
- * database changes here.
+ * Make @buf (@len bytes, trailing zeros are not stored) the new content of
+ * chunk @chunk of @oid at generation @gen: write the object (the caller
+ * makes it durable with made_sync() and fsyncs its directory), point the
+ * map at it and mark the object it replaces for removal after the commit.
+ * An empty content is a hole: the entry goes.
+ */
+static int
+chunk_put(struct txn *t, const uint8_t oid[16], uint64_t chunk, uint64_t gen,
+	  const uint8_t *buf, size_t len)
+{
+	struct vs_vol *v = t->v;
+	char path[DPATH_MAX];
+	struct cent e = {0}, old;
+	bool had_old;
+	int rc, fd;
+
+	while (len && !buf[len - 1])
+		len--;
+	if (!len)
+		return chunk_drop(t, oid, chunk);
+	rc = cmap_get(v, oid, chunk, &old);
+	if (rc && rc != -ENOENT && rc != -EUCLEAN)
+		return rc;
+	had_old = rc == 0;
+	if (had_old && old.gen == gen)
+		return -EINVAL; /* one name written twice: a bug of ours */
+	chunk_path(path, sizeof(path), oid, chunk, gen);
+	/* Listed before it exists, so a failure anywhere removes it. */
+	rc = cref_push(&t->made, &t->nmade, &t->capmade, oid, chunk, gen);
+	if (rc)
+		return rc;
+	/* A leftover of a try never committed may hold the name, perhaps as
+	 * a link to a staged chunk: a new inode, never a truncate of it. */
+	unlinkat(v->dirfd, path, 0);
+	fd = openat(v->dirfd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		    0600);
+	if (fd < 0)
+		return -errno;
+	rc = util_pwrite_all(fd, buf, len, 0);
+	/* Start the writeback now; made_sync() waits for it once all the
+	 * objects of the change are written (one journal commit for all,
+	 * not one per object). */
+	if (!rc && !(v->flags & VS_NOSYNC))
+		sync_file_range(fd, 0, (off_t)len, SYNC_FILE_RANGE_WRITE);
+	if (close(fd) < 0 && !rc)
+		rc = -errno;
+	if (rc)
+		return rc;
+	e.gen = gen;
+	e.len = (uint32_t)len;
+	rc = cmap_put(v, oid, chunk, &e);
+	if (rc || !had_old)
+		return rc;
+	return cref_push(&t->gone, &t->ngone, &t->capgone, oid, chunk,
+			 old.gen);
+}
+
+/* Objects written by one change above which made_sync() flushes the whole
+ * file system once instead of each object (on ext4 without a journal
+ * every fdatasync is a cache flush of the device). */
+#define MADE_SYNCFS 64
+
+/* Make the chunk objects t->made[@from..] durable before the commit that
+ * names them (a new file's size and blocks are what fdatasync keeps);
+ * objects linked from fsynced staged chunks are durable already. */
+static int
+made_sync(struct txn *t, size_t from)
+{
+	size_t n = 0;
+
+	if (t->v->flags & VS_NOSYNC)
+		return 0;
+	for (size_t i = from; i < t->nmade; i++)
+		n += !t->made[i].durable;
+	if (n > MADE_SYNCFS)
+		return syncfs(t->v->dirfd) < 0 ? -errno : 0;
+	for (size_t i = from; i < t->nmade; i++) {
+		char path[DPATH_MAX];
+		int fd, rc = 0;
+
+		if (t->made[i].durable)
+			continue;
+		chunk_path(path, sizeof(path), t->made[i].oid, t->made[i].chunk,
+			   t->made[i].gen);
+		fd = openat(t->v->dirfd, path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		if (fdatasync(fd) < 0)
+			rc = -errno;
+		close(fd);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * Make staged chunk @c of @store (chunk size = the server's) the object of
+ * chunk @c of @oid at @gen by a hard link: the staged file was fsynced
+ * when it was PUT and is never written again (a new PUT of the same chunk
+ * renames a new file over the name), so the object needs no copy and no
+ * flush, only its directory's fsync. @clip is how much of the chunk lies
+ * below the new size. @return 0; -EXDEV when a link cannot do it (a
+ * staged chunk longer than @clip, or a file system without hard links:
+ * the caller copies); -errno.
+ */
+static int
+chunk_link(struct txn *t, const struct proto_op *store, const uint8_t oid[16],
+	   uint64_t c, uint64_t gen, uint64_t clip)
+{
+	struct vs_vol *v = t->v;
+	char sdir[64], sfile[128], path[DPATH_MAX];
+	struct cent e = {0}, old;
+	struct stat st;
+	bool had_old;
+	int rc;
+
+	stage_names(sdir, sizeof(sdir), sfile, sizeof(sfile), store->txid, oid,
+		    store->chunk_size, c);
+	if (fstatat(v->dirfd, sfile, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > clip ||
+	    st.st_size == 0)
+		return -EXDEV;
+	rc = cmap_get(v, oid, c, &old);
+	if (rc && rc != -ENOENT && rc != -EUCLEAN)
+		return rc;
+	had_old = rc == 0;
+	if (had_old && old.gen == gen)
+		return -EINVAL;
+	chunk_path(path, sizeof(path), oid, c, gen);
+	rc = cref_push(&t->made, &t->nmade, &t->capmade, oid, c, gen);
+	if (rc)
+		return rc;
+	t->made[t->nmade - 1].durable = true;
+	/* A name of this GEN can only be a leftover of a try that was never
+	 * committed (GEN is past every committed one): replace it. */
+	unlinkat(v->dirfd, path, 0);
+	if (linkat(v->dirfd, sfile, v->dirfd, path, 0) < 0) {
+		rc = -errno;
+		t->nmade--;
+		if (rc == -EXDEV || rc == -EPERM || rc == -EMLINK ||
+		    rc == -EOPNOTSUPP)
+			return -EXDEV;
+		return rc;
+	}
+	e.gen = gen;
+	e.len = (uint32_t)st.st_size;
+	rc = cmap_put(v, oid, c, &e);
+	if (rc || !had_old)
+		return rc;
+	return cref_push(&t->gone, &t->ngone, &t->capgone, oid, c, old.gen);
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Read staged chunk @c of @store (for file @oid) into @buf: @return the
+ * bytes read (at most the chunk size) or -errno. */
+static ssize_t
+stage_read(struct vs_vol *v, const struct proto_op *store,
+	   const uint8_t oid[16], uint64_t c, uint8_t *buf)
+{
+	char sdir[64], sfile[128];
+	ssize_t got;
+	int sfd;
+
+	stage_names(sdir, sizeof(sdir), sfile, sizeof(sfile), store->txid,
+		    oid, store->chunk_size, c);
+	sfd = openat(v->dirfd, sfile, O_RDONLY | O_CLOEXEC);
+	if (sfd < 0)
+		return -errno;
+	got = util_pread_all(sfd, buf, store->chunk_size, 0);
+	close(sfd);
+	return got;
+}
+
+/*
+ * Make the data of @o at @newdv with @newsize bytes: the server chunks the
+ * staged chunks of @store (may be NULL: a truncate) cover get new chunk
+ * objects, chunks past the new size are dropped and the one the new size
+ * cuts is trimmed; every other chunk keeps its object. So the cost is
+ * what the store carries, not what the file holds. A staged chunk is the
+ * whole chunk: what it does not cover reads as zeros. The new objects are
+ * fsynced with their directory before this returns; the map entries are
+ * written in the transaction; replaced objects are listed in t->gone.
  */
 int
 data_make(struct txn *t, const struct obj *o, uint64_t newdv,
 	  uint64_t newsize, const struct proto_op *store)
 {
 	struct vs_vol *v = t->v;
-	char path[DPATH_MAX], old[DPATH_MAX];
-	int fd = -1, ofd = -1, dfd = -1, rc = 0;
-	uint8_t *buf = NULL;
+	uint64_t scs = v->cs, oldn = (o->r.size + scs - 1) / scs;
+	uint64_t newn = (newsize + scs - 1) / scs, cut = newsize / scs;
+	uint64_t *idx = NULL;
+	size_t nidx = 0, made0 = t->nmade;
+	uint8_t *buf = NULL, *sbuf = NULL;
+	bool cut_done = false, wrote = false;
+	int dfd = -1, rc = 0;
 
-	if (newsize == 0)
-		return 0;
-	data_path(path, sizeof(path), o->oid, newdv);
-	dfd = data_dir_open(v, o->oid, true);
-	if (dfd < 0)
-		return dfd;
-	snprintf(t->newfile, sizeof(t->newfile), "%s", path);
-	if (o->r.size > 0) {
-		data_path(old, sizeof(old), o->oid, o->r.dv);
-		/* Same bytes, new DV: a hard link is an exact copy. */
-		if (!store && newsize == o->r.size) {
-			unlinkat(v->dirfd, path, 0);
-			if (linkat(v->dirfd, old, v->dirfd, path, 0) == 0)
-				goto sync_dir;
-		}
-		ofd = openat(v->dirfd, old, O_RDONLY | O_CLOEXEC);
-		if (ofd < 0 && errno != ENOENT) {
-			rc = -errno;
-			goto out;
-		}
-	}
-	fd = openat(v->dirfd, path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
-		    0600);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (ofd >= 0) {
-		rc = vs_copy_sparse(ofd, fd,
-				    o->r.size < newsize ? o->r.size : newsize);
-		if (rc)
-			goto out;
-	}
-	for (size_t i = 0; store && i < store->nchunks; i++) {
-		char sdir[64], sfile[128];
-		uint64_t c = store->chunks[i], off, end;
-		uint32_t cs = store->chunk_size;
-		int sfd;
-		ssize_t got;
+	if (store && store->nchunks) {
+		uint64_t cs = store->chunk_size;
 
-		stage_names(sdir, sizeof(sdir), sfile, sizeof(sfile),
-			    store->txid, o->oid, cs, c);
-		off = c * cs;
-		if (off >= newsize)
-			continue;
-		end = off + cs < newsize ? off + cs : newsize;
-		if (!buf && !(buf = malloc(PROTO_CHUNK_MAX))) {
+		idx = malloc(store->nchunks * sizeof(*idx));
+		buf = malloc(scs);
+		sbuf = malloc(cs > scs ? cs : scs);
+		if (!idx || !buf || !sbuf) {
 			rc = -ENOMEM;
 			goto out;
 		}
-		sfd = openat(v->dirfd, sfile, O_RDONLY | O_CLOEXEC);
-		if (sfd < 0) {
-			rc = -errno;
+		for (size_t i = 0; i < store->nchunks; i++)
+			if (store->chunks[i] * cs < newsize)
+				idx[nidx++] = store->chunks[i];
+		qsort(idx, nidx, sizeof(*idx), cmp_u64);
+		dfd = data_dir_open(v, o->oid, true);
+		if (dfd < 0) {
+			rc = dfd;
 			goto out;
 		}
-		got = util_pread_all(sfd, buf, cs, 0);
-		close(sfd);
-		if (got < 0) {
-			rc = (int)got;
-			goto out;
+		for (size_t k = 0; k < nidx;) {
+			uint64_t off = idx[k] * cs, end;
+			uint64_t first = off / scs, last, i;
+			ssize_t got;
+
+			if (k && idx[k] == idx[k - 1]) {
+				k++;
+				continue;
+			}
+			end = off + cs < newsize ? off + cs : newsize;
+			last = (end - 1) / scs;
+			if (cs == scs) {
+				/* The staged chunk is the new object: link it
+				 * (no copy; it was fsynced when PUT). */
+				rc = chunk_link(t, store, o->oid, idx[k], newdv,
+						end - off);
+				if (rc == 0) {
+					if (first == cut)
+						cut_done = true;
+					wrote = true;
+					k++;
+					continue;
+				}
+				if (rc != -EXDEV)
+					goto out;
+				rc = 0;
+			}
+			if (cs >= scs) {
+				/* Whole server chunks: nothing old to keep. */
+				got = stage_read(v, store, o->oid, idx[k],
+						 sbuf);
+				if (got < 0) {
+					rc = (int)got;
+					goto out;
+				}
+				if ((uint64_t)got > end - off)
+					got = (ssize_t)(end - off);
+				for (i = first; i <= last; i++) {
+					uint64_t so = i * scs - off, sl;
+
+					sl = (uint64_t)got > so ?
+						     (uint64_t)got - so :
+						     0;
+					if (sl > scs)
+						sl = scs;
+					rc = chunk_put(t, o->oid, i,
+						       newdv, sbuf + so,
+						       (size_t)sl);
+					if (rc)
+						goto out;
+					if (i == cut)
+						cut_done = true;
+				}
+				wrote = true;
+				k++;
+				continue;
+			}
+			/* Staged chunks smaller than a server chunk: merge
+			 * every one that falls in server chunk @first into
+			 * its old content. */
+			{
+				uint64_t base = first * scs, clen;
+				struct cent e;
+
+				memset(buf, 0, scs);
+				rc = cmap_get(v, o->oid, first, &e);
+				if (rc == 0)
+					rc = chunk_read(v, o->oid, first, &e,
+							buf);
+				if (rc && rc != -ENOENT)
+					goto out;
+				rc = 0;
+				for (; k < nidx && idx[k] * cs / scs == first;
+				     k++) {
+					if (k && idx[k] == idx[k - 1])
+						continue;
+					off = idx[k] * cs;
+					end = off + cs < newsize ? off + cs
+								 : newsize;
+					got = stage_read(v, store, o->oid,
+							 idx[k], sbuf);
+					if (got < 0) {
+						rc = (int)got;
+						goto out;
+					}
+					if ((uint64_t)got > end - off)
+						got = (ssize_t)(end - off);
+					memset(buf + (off - base), 0,
+					       end - off);
+					memcpy(buf + (off - base), sbuf,
+					       (size_t)got);
+				}
+				clen = newsize - base < scs ? newsize - base
+							    : scs;
+				rc = chunk_put(t, o->oid, first, newdv,
+					       buf, (size_t)clen);
+				if (rc)
+					goto out;
+				if (first == cut)
+					cut_done = true;
+				wrote = true;
+			}
 		}
-		if ((uint64_t)got > end - off)
-			got = (ssize_t)(end - off);
-		rc = util_pwrite_all(fd, buf, (size_t)got, (off_t)off);
-		/* A staged chunk is the whole chunk: what it does not cover
-		 * reads as zeros, not as the old bytes. */
-		if (!rc && ofd >= 0 && off + (uint64_t)got < o->r.size)
-			rc = zero_range(fd, off + (uint64_t)got, end);
-		if (rc)
-			goto out;
 	}
-	if (ftruncate(fd, (off_t)newsize) < 0) {
-		rc = -errno;
-		goto out;
+	if (newsize < o->r.size) {
+		for (uint64_t i = newn; i < oldn; i++) {
+			rc = chunk_drop(t, o->oid, i);
+			if (rc)
+				goto out;
+		}
+		/* Trim the chunk the new size cuts, so that bytes past it
+		 * read as zeros if the file grows again. */
+		if (newsize % scs && !cut_done) {
+			struct cent e;
+			uint64_t keep = newsize - cut * scs;
+
+			rc = cmap_get(v, o->oid, cut, &e);
+			if (rc == -ENOENT)
+				rc = 0;
+			else if (!rc && e.len > keep) {
+				if (!buf && !(buf = malloc(scs))) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				rc = chunk_read(v, o->oid, cut, &e, buf);
+				if (!rc && dfd < 0) {
+					dfd = data_dir_open(v, o->oid, true);
+					if (dfd < 0)
+						rc = dfd;
+				}
+				if (!rc)
+					rc = chunk_put(t, o->oid, cut,
+						       newdv, buf,
+						       (size_t)keep);
+				wrote = true;
+			}
+			if (rc)
+				goto out;
+		}
 	}
-	if (!(v->flags & VS_NOSYNC) && fsync(fd) < 0) {
-		rc = -errno;
-		goto out;
-	}
-sync_dir:
-	if (!(v->flags & VS_NOSYNC) && fsync(dfd) < 0)
+	if (wrote)
+		rc = made_sync(t, made0);
+	if (!rc && wrote && !(v->flags & VS_NOSYNC) && fsync(dfd) < 0)
 		rc = -errno;
 out:
+	free(idx);
 	free(buf);
-	if (fd >= 0)
-		close(fd);
-	if (ofd >= 0)
-		close(ofd);
-	close(dfd);
+	free(sbuf);
+	if (dfd >= 0)
+		close(dfd);
 	return rc;
 }
 
@@ -717,10 +1203,10 @@ int
 vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
 	       uint64_t size)
 {
-	char path[DPATH_MAX];
 	struct txn t;
 	struct obj o;
-	int rc, fd = -1, dfd = -1;
+	uint8_t *buf = NULL;
+	int rc, dfd = -1;
 
 	if (size > VS_FILE_MAX)
 		return -EFBIG;
@@ -742,23 +1228,35 @@ vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
 	}
 	if (size) {
 		dfd = data_dir_open(v, o.oid, true);
-		if (dfd < 0) {
-			rc = dfd;
+		buf = malloc(v->cs);
+		if (dfd < 0 || !buf) {
+			rc = dfd < 0 ? dfd : -ENOMEM;
 			goto out;
 		}
-		data_path(path, sizeof(path), o.oid, o.r.dv);
-		snprintf(t.newfile, sizeof(t.newfile), "%s", path);
-		fd = openat(v->dirfd, path,
-			    O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (fd < 0) {
-			rc = -errno;
+	}
+	for (uint64_t i = 0; i * v->cs < size; i++) {
+		uint64_t base = i * v->cs;
+		size_t want = size - base < v->cs ? (size_t)(size - base) :
+						    v->cs;
+		off_t d = lseek(srcfd, (off_t)base, SEEK_DATA);
+		ssize_t got;
+
+		/* Skip the holes of a sparse source whole chunks at a time. */
+		if ((d < 0 && errno == ENXIO) ||
+		    (d >= 0 && (uint64_t)d >= base + want))
+			continue;
+		got = util_pread_all(srcfd, buf, want, (off_t)base);
+		if (got < 0) {
+			rc = (int)got;
 			goto out;
 		}
-		rc = vs_copy_sparse(srcfd, fd, size);
-		if (!rc && ftruncate(fd, (off_t)size) < 0)
-			rc = -errno;
-		if (!rc && !(v->flags & VS_NOSYNC) &&
-		    (fsync(fd) < 0 || fsync(dfd) < 0))
+		rc = chunk_put(&t, o.oid, i, o.r.dv, buf, (size_t)got);
+		if (rc)
+			goto out;
+	}
+	if (size) {
+		rc = made_sync(&t, 0);
+		if (!rc && !(v->flags & VS_NOSYNC) && fsync(dfd) < 0)
 			rc = -errno;
 		if (rc)
 			goto out;
@@ -767,8 +1265,7 @@ vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
 	t.vr.bytes_used += size;
 	rc = obj_put(v, &o);
 out:
-	if (fd >= 0)
-		close(fd);
+	free(buf);
 	if (dfd >= 0)
 		close(dfd);
 	obj_release(&o);
@@ -778,3 +1275,213 @@ out:
 	}
 	return txn_commit(&t);
 }
+
+/* ---- conversion from format 1 ---- */
+
+struct conv_scan {
+	uint8_t (*oid)[16];
+	size_t n, cap;
+	int err;
+};
+
+static int
+conv_scan_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA val, void *arg)
+{
+	struct conv_scan *cs = arg;
+
+	(void)tdb;
+	(void)val;
+	if (key.dsize != 17 || key.dptr[0] != 'O')
+		return 0;
+	if (cs->n == cs->cap) {
+		size_t nc = cs->cap ? cs->cap * 2 : 256;
+		uint8_t(*na)[16] = realloc(cs->oid, nc * 16);
+
+		if (!na) {
+			cs->err = -ENOMEM;
+			return -1;
+		}
+		cs->oid = na;
+		cs->cap = nc;
+	}
+	memcpy(cs->oid[cs->n++], key.dptr + 1, 16);
+	return 0;
+}
+
+/* Make the format 1 data file @path (open as @fd) of the one-chunk file
+ * @o its chunk object 0 by a hard link. @return 0, or -EXDEV when it
+ * cannot (the file is not exactly o->r.size bytes, no hard links): copy. */
+static int
+conv_link(struct txn *t, int fd, const char *path, const struct obj *o)
+{
+	struct vs_vol *v = t->v;
+	char obj[DPATH_MAX];
+	struct cent e = {0};
+	struct stat st;
+	int rc;
+
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != o->r.size)
+		return -EXDEV;
+	chunk_path(obj, sizeof(obj), o->oid, 0, o->r.dv);
+	rc = cref_push(&t->made, &t->nmade, &t->capmade, o->oid, 0, o->r.dv);
+	if (rc)
+		return rc;
+	t->made[t->nmade - 1].durable = true;
+	unlinkat(v->dirfd, obj, 0);
+	if (linkat(v->dirfd, path, v->dirfd, obj, 0) < 0) {
+		t->nmade--;
+		return -EXDEV;
+	}
+	e.gen = o->r.dv;
+	e.len = (uint32_t)o->r.size;
+	return cmap_put(v, o->oid, 0, &e);
+}
+
+/*
+ * Convert a format 1 volume (one data file data/XX/OID.DV per file) to
+ * format 2 (chunk objects and the "C" map), in one transaction: every
+ * data file is cut into chunk objects named with the file's current DV,
+ * written and fsynced with their directories, then the map entries and
+ * the format 2 volume record are committed together. A crash before the
+ * commit leaves format 1 intact (and unreferenced chunk objects the next
+ * cleanup removes); after it, only the old data files are left over, and
+ * they are removed here or by the next cleanup. DVs do not change: the
+ * bytes of every (FID, DV) stay the same.
+ */
+int
+data_convert(struct vs_vol *v)
+{
+	struct conv_scan sc = {0};
+	struct txn t;
+	struct cref *old = NULL;
+	uint8_t *buf = NULL;
+	size_t nfiles = 0, capold = 0;
+	int rc;
+
+	if (v->flags & VS_RDONLY)
+		return -EROFS;
+	if (tdb_traverse_read(v->tdb, conv_scan_one, &sc) < 0 && !sc.err)
+		sc.err = -EIO;
+	if (sc.err) {
+		free(sc.oid);
+		return sc.err;
+	}
+	memset(&t, 0, sizeof(t));
+	t.v = v;
+	t.now = now_ns();
+	rc = tdbw_txn_start(v->tdb);
+	if (rc)
+		goto out_free;
+	rc = vrec_get_v1(v, &t.vr);
+	if (rc) {
+		tdbw_txn_cancel(v->tdb);
+		/* Converted by another process meanwhile? */
+		rc = vrec_get(v, &t.vr) == 0 ? 0 : rc;
+		goto out_free;
+	}
+	v->cs = VS_CHUNK_DEFAULT;
+	buf = malloc(v->cs);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (size_t k = 0; k < sc.n; k++) {
+		char path[DPATH_MAX];
+		size_t made0 = t.nmade;
+		struct obj o;
+		int fd, dfd;
+
+		if (obj_get(v, sc.oid[k], &o))
+			continue;
+		if (o.r.type != PROTO_T_FILE || o.r.size == 0) {
+			obj_release(&o);
+			continue;
+		}
+		data_path(path, sizeof(path), o.oid, o.r.dv);
+		fd = openat(v->dirfd, path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			/* Format 1 read a missing file as zeros. */
+			rc = errno == ENOENT ? 0 : -errno;
+			obj_release(&o);
+			if (rc)
+				goto fail;
+			continue;
+		}
+		dfd = data_dir_open(v, o.oid, true);
+		if (dfd < 0) {
+			rc = dfd;
+			close(fd);
+			obj_release(&o);
+			goto fail;
+		}
+		/* A file of one chunk whose data file holds exactly its bytes
+		 * (fsynced when it was written) becomes its object by a hard
+		 * link: most files of a volume convert without a copy. */
+		if (o.r.size <= v->cs && conv_link(&t, fd, path, &o) == 0) {
+			if (!(v->flags & VS_NOSYNC) && fsync(dfd) < 0)
+				rc = -errno;
+			close(dfd);
+			close(fd);
+			if (!rc)
+				rc = cref_push(&old, &nfiles, &capold, o.oid,
+					       0, o.r.dv);
+			obj_release(&o);
+			if (rc)
+				goto fail;
+			continue;
+		}
+		for (uint64_t i = 0; !rc && i * v->cs < o.r.size; i++) {
+			uint64_t base = i * v->cs;
+			size_t want = o.r.size - base < v->cs ?
+					      (size_t)(o.r.size - base) :
+					      v->cs;
+			off_t d = lseek(fd, (off_t)base, SEEK_DATA);
+			ssize_t got;
+
+			if ((d < 0 && errno == ENXIO) ||
+			    (d >= 0 && (uint64_t)d >= base + want))
+				continue;
+			got = util_pread_all(fd, buf, want, (off_t)base);
+			if (got < 0)
+				rc = (int)got;
+			else
+				rc = chunk_put(&t, o.oid, i, o.r.dv, buf,
+					       (size_t)got);
+		}
+		if (!rc)
+			rc = made_sync(&t, made0);
+		if (!rc && !(v->flags & VS_NOSYNC) && fsync(dfd) < 0)
+			rc = -errno;
+		close(dfd);
+		close(fd);
+		if (!rc)
+			rc = cref_push(&old, &nfiles, &capold, o.oid, 0,
+				       o.r.dv);
+		obj_release(&o);
+		if (rc)
+			goto fail;
+	}
+	t.vr.magic = VREC_MAGIC;
+	t.vr.chunk_size = v->cs;
+	rc = txn_commit(&t);
+	if (rc)
+		goto out_free;
+	log_info(LOG_VOL, "volume '%s': converted to format 2 (%zu data "
+		 "files, chunk size %u)", v->name, nfiles, v->cs);
+	/* The format 1 files are unreferenced now. */
+	for (size_t k = 0; k < nfiles; k++) {
+		char path[DPATH_MAX];
+
+		data_path(path, sizeof(path), old[k].oid, old[k].gen);
+		unlinkat(v->dirfd, path, 0);
+	}
+	goto out_free;
+fail:
+	txn_abort(&t);
+out_free:
+	free(old);
+	free(buf);
+	free(sc.oid);
+	return rc;
+}
+

@@ -65,15 +65,6 @@ next_dv(struct txn *t, uint64_t dv)
 	return dv;
 }
 
-/* Mark the data file of (@o, its dv) for removal after the commit. */
-static void
-gone_file(struct txn *t, const struct obj *o)
-{
-	if (o->r.type != PROTO_T_FILE || o->r.size == 0 || t->ngone >= 4)
-		return;
-	data_path(t->gone[t->ngone++], DPATH_MAX, o->oid, o->r.dv);
-}
-
 /* Load the directory @f for a change: must exist and be a directory. */
 static int
 load_dir(struct txn *t, const struct fid *f, struct obj *d)
@@ -275,9 +266,12 @@ drop_link(struct txn *t, struct obj *o, struct proto_attr *victim)
 	victim->nlink = 0;
 	add_event(t, PROTO_EV_GONE, o->oid, 0);
 	if (o->r.type == PROTO_T_FILE) {
+		int drc = data_drop_all(t, o);
+
+		if (drc)
+			return drc;
 		t->vr.bytes_used -= o->r.size < t->vr.bytes_used ?
 					    o->r.size : t->vr.bytes_used;
-		gone_file(t, o);
 	}
 	if (t->vr.files_used)
 		t->vr.files_used--;
@@ -587,7 +581,6 @@ op_setattr(struct txn *t, const struct proto_op *op)
 		rc = data_make(t, &o, newdv, op->size, NULL);
 		if (rc)
 			goto out;
-		gone_file(t, &o);
 		t->vr.bytes_used = t->vr.bytes_used - o.r.size + op->size;
 		o.r.size = op->size;
 		o.r.dv = newdv;
@@ -756,7 +749,6 @@ op_store(struct txn *t, const struct proto_op *op)
 	rc = data_make(t, &o, newdv, op->size, op);
 	if (rc)
 		goto out;
-	gone_file(t, &o);
 	t->vr.bytes_used = t->vr.bytes_used - o.r.size + op->size;
 	o.r.size = op->size;
 	o.r.dv = newdv;

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,9 +180,12 @@ peek_id(struct vs_root *r, const char *dname)
 	if (!tdb)
 		return 0;
 	d = tdb_fetch(tdb, key);
-	if (d.dptr && d.dsize == sizeof(vr)) {
-		memcpy(&vr, d.dptr, sizeof(vr));
-		if (vr.magic == VREC_MAGIC)
+	/* Format 1 records are a prefix of format 2 ones. */
+	if (d.dptr && (d.dsize == sizeof(vr) || d.dsize == VREC_V1_SIZE)) {
+		memset(&vr, 0, sizeof(vr));
+		memcpy(&vr, d.dptr, d.dsize);
+		if (vr.magic == VREC_MAGIC || vr.magic == VREC_MAGIC_V1 ||
+		    vr.magic == VREC_MAGIC_GONE)
 			id = vr.id;
 	}
 	free(d.dptr);
@@ -451,6 +455,7 @@ vs_vol_create(struct vs_root *r, const char *name, uint64_t bytes_limit,
 	v.root = r;
 	memset(&vr, 0, sizeof(vr));
 	vr.magic = VREC_MAGIC;
+	vr.chunk_size = VS_CHUNK_DEFAULT;
 	vr.id = id;
 	vr.bytes_limit = bytes_limit;
 	vr.files_limit = files_limit;
@@ -527,6 +532,57 @@ vs_vol_publish(struct vs_root *r, const char *name)
 	return 0;
 }
 
+/*
+ * Mark volume directory @dname removed: in one transaction, which waits
+ * for any commit in flight (tdb's transaction lock is held across
+ * processes), the volume record's magic becomes VREC_MAGIC_GONE; every
+ * later transaction and staged chunk reads it as -ENOENT. A volume whose
+ * tdb cannot be opened (missing, damaged, already open in this process)
+ * has nothing to coordinate with: 0 with a warning, or -ENOENT.
+ */
+static int
+vol_mark_removed(struct vs_root *r, const char *dname)
+{
+	char path[PATH_MAX];
+	struct tdb_context *tdb;
+	uint8_t *val = NULL;
+	size_t len;
+	uint32_t gone = VREC_MAGIC_GONE;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/volumes/%s/meta.tdb", r->path, dname);
+	errno = 0;
+	tdb = tdb_open(path, HASH_SIZE, TDB_DEFAULT, O_RDWR, 0600);
+	if (!tdb) {
+		rc = tdbw_open_errno(errno);
+		if (rc == -ENOENT && faccessat(r->volfd, dname, F_OK,
+					       AT_SYMLINK_NOFOLLOW) < 0)
+			return -ENOENT;
+		log_warn(LOG_VOL, "cannot mark volume '%s' removed: %s", dname,
+			 strerror(-rc));
+		return 0;
+	}
+	rc = tdbw_txn_start(tdb);
+	if (rc)
+		goto out;
+	rc = tdbw_fetch(tdb, "V", 1, &val, &len);
+	if (!rc && len >= sizeof(gone)) {
+		memcpy(val, &gone, sizeof(gone));
+		rc = tdbw_store(tdb, "V", 1, val, len, TDB_REPLACE);
+	}
+	if (rc)
+		tdbw_txn_cancel(tdb);
+	else
+		rc = tdbw_txn_commit(tdb);
+out:
+	free(val);
+	tdb_close(tdb);
+	if (rc)
+		log_warn(LOG_VOL, "cannot mark volume '%s' removed: %s", dname,
+			 strerror(-rc));
+	return 0;
+}
+
 int
 vs_vol_remove(struct vs_root *r, const char *name, int flags)
 {
@@ -540,6 +596,11 @@ vs_vol_remove(struct vs_root *r, const char *name, int flags)
 		staged_name(src, sizeof(src), name);
 	else
 		snprintf(src, sizeof(src), "%s", name);
+	if (!(flags & VS_STAGED)) {
+		rc = vol_mark_removed(r, src);
+		if (rc)
+			return rc;
+	}
 	random_bytes(&rnd, sizeof(rnd));
 	snprintf(dst, sizeof(dst), ".removed-%s.%08x", name, rnd);
 	/* Rename first: the volume vanishes at once for every reader, and a
@@ -624,6 +685,199 @@ vs_names_free(char **names, size_t n)
 
 /* ---- open / close ---- */
 
+/* ---- snapshots (VS_SNAPSHOT) ---- */
+
+/* Remove the snapshots of volume @name whose maker is gone
+ * (".snap-NAME.PID.RND" with no process PID). */
+static void
+snap_sweep(struct vs_root *r, const char *name)
+{
+	char prefix[96];
+	int fd = openat(r->volfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	size_t pl;
+	DIR *d;
+
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	pl = (size_t)snprintf(prefix, sizeof(prefix), ".snap-%s.", name);
+	while ((de = readdir(d))) {
+		long pid;
+		char *end;
+
+		if (strncmp(de->d_name, prefix, pl))
+			continue;
+		pid = strtol(de->d_name + pl, &end, 10);
+		if (*end != '.' || pid <= 0 ||
+		    (kill((pid_t)pid, 0) < 0 && errno == ESRCH))
+			rm_tree(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
+}
+
+struct snap_link {
+	struct vs_vol *live;
+	int sfd; /* the snapshot's directory */
+	int rc;
+};
+
+/* Hard-link the chunk object a "C" record names into the snapshot. */
+static int
+snap_link_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA val, void *arg)
+{
+	struct snap_link *sl = arg;
+	char path[DPATH_MAX], sub[16];
+	uint64_t chunk = 0;
+	struct cent e;
+
+	(void)tdb;
+	if (key.dsize != 25 || key.dptr[0] != 'C')
+		return 0;
+	if (val.dsize != sizeof(e)) {
+		sl->rc = -EUCLEAN;
+		return -1;
+	}
+	memcpy(&e, val.dptr, sizeof(e));
+	for (int i = 0; i < 8; i++)
+		chunk = chunk << 8 | key.dptr[17 + i];
+	chunk_path(path, sizeof(path), key.dptr + 1, chunk, e.gen);
+	if (linkat(sl->live->dirfd, path, sl->sfd, path, 0) == 0)
+		return 0;
+	if (errno == ENOENT) {
+		snprintf(sub, sizeof(sub), "data/%02x", key.dptr[1]);
+		if (mkdirat(sl->sfd, sub, 0700) < 0 && errno != EEXIST) {
+			sl->rc = -errno;
+			return -1;
+		}
+		if (linkat(sl->live->dirfd, path, sl->sfd, path, 0) == 0)
+			return 0;
+	}
+	sl->rc = -errno;
+	log_err(LOG_VOL, "snapshot of '%s': cannot link '%s': %s",
+		sl->live->name, path, strerror(errno));
+	return -1;
+}
+
+/* Copy the open file @in to @name in @to (a new file). Through @in and
+ * not a new open of the same file: closing any fd of a file drops every
+ * fcntl lock this process holds on it, tdb's included. */
+static int
+snap_copy(int in, int to, const char *name)
+{
+	char *buf = malloc(1u << 20);
+	off_t off = 0;
+	int out, rc = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	out = openat(to, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (out < 0) {
+		rc = -errno;
+		free(buf);
+		return rc;
+	}
+	for (;;) {
+		ssize_t n = util_pread_all(in, buf, 1u << 20, off);
+
+		if (n <= 0) {
+			rc = (int)n;
+			break;
+		}
+		rc = util_pwrite_all(out, buf, (size_t)n, off);
+		if (rc)
+			break;
+		off += n;
+	}
+	close(out);
+	free(buf);
+	return rc;
+}
+
+/*
+ * Make a snapshot of volume @name in a new hidden directory, whose name
+ * goes to @dname. While tdb's all-record read lock is held no commit of
+ * any process can happen (a commit needs it for writing), so the copy of
+ * meta.tdb is one instant, and the chunk objects its map names all exist
+ * (an object is unlinked only after the commit that stops naming it):
+ * they are hard-linked, not copied.
+ */
+static int
+snap_make(struct vs_root *r, const char *name, char *dname, size_t dlen)
+{
+	struct snap_link sl = {.sfd = -1};
+	struct vs_vol *live = NULL;
+	struct tdb_context *copy = NULL;
+	char path[PATH_MAX];
+	uint32_t rnd = 0;
+	bool locked = false;
+	int rc;
+
+	/* Opened for writing though nothing is written: tdb does no locking
+	 * at all on a read-only handle (and a read-only open fails while a
+	 * commit is in flight: it cannot run recovery). A format 1 volume
+	 * is refused, not converted: an export must not change it. */
+	rc = vs_vol_open(r, name, VS_NOCONVERT, &live);
+	if (rc)
+		return rc;
+	snap_sweep(r, name);
+	random_bytes(&rnd, sizeof(rnd));
+	snprintf(dname, dlen, ".snap-%s.%d.%08x", name, (int)getpid(), rnd);
+	if (mkdirat(r->volfd, dname, 0700) < 0) {
+		rc = -errno;
+		dname[0] = 0;
+		goto out;
+	}
+	sl.live = live;
+	sl.sfd = openat(r->volfd, dname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sl.sfd < 0 || mkdirat(sl.sfd, "data", 0700) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (tdb_lockall_read(live->tdb) != 0) {
+		rc = tdbw_errno(live->tdb);
+		goto out;
+	}
+	locked = true;
+	rc = snap_copy(tdb_fd(live->tdb), sl.sfd, "meta.tdb");
+	if (rc)
+		goto out;
+	/* tokens is only ever replaced by a rename: a link is a copy. */
+	if (linkat(live->dirfd, "tokens", sl.sfd, "tokens", 0) < 0 &&
+	    errno != ENOENT) {
+		rc = -errno;
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/volumes/%s/meta.tdb", r->path,
+		 dname);
+	errno = 0;
+	copy = tdb_open(path, HASH_SIZE, TDB_DEFAULT, O_RDONLY, 0600);
+	if (!copy) {
+		rc = tdbw_open_errno(errno);
+		goto out;
+	}
+	if (tdb_traverse_read(copy, snap_link_one, &sl) < 0 && !sl.rc)
+		sl.rc = tdbw_errno(copy);
+	rc = sl.rc;
+out:
+	if (copy)
+		tdb_close(copy);
+	if (locked)
+		tdb_unlockall_read(live->tdb);
+	if (sl.sfd >= 0)
+		close(sl.sfd);
+	vs_vol_close(live);
+	if (rc && dname[0]) {
+		rm_tree(r->volfd, dname, 0);
+		dname[0] = 0;
+	}
+	return rc;
+}
+
 int
 vs_vol_open(struct vs_root *r, const char *name, int flags,
 	    struct vs_vol **out)
@@ -644,7 +898,15 @@ vs_vol_open(struct vs_root *r, const char *name, int flags,
 	v->flags = flags;
 	v->dirfd = -1;
 	snprintf(v->name, sizeof(v->name), "%s", name);
-	if (flags & VS_STAGED)
+	if (flags & VS_SNAPSHOT) {
+		flags |= VS_RDONLY;
+		oflags = O_RDONLY;
+		v->flags = flags;
+		rc = snap_make(r, name, v->dirname, sizeof(v->dirname));
+		if (rc)
+			goto fail;
+		v->snap = true;
+	} else if (flags & VS_STAGED)
 		staged_name(v->dirname, sizeof(v->dirname), name);
 	else
 		snprintf(v->dirname, sizeof(v->dirname), "%s", name);
@@ -665,11 +927,41 @@ vs_vol_open(struct vs_root *r, const char *name, int flags,
 		goto fail;
 	}
 	rc = vrec_get(v, &vr);
+	if (rc == -EPROTO && (flags & VS_NOCONVERT))
+		goto fail;
+	if (rc == -EPROTO && (flags & VS_RDONLY)) {
+		/* Format 1 read-only: metadata reads work, data reads are
+		 * refused (v->cs stays 0) until a writer converts it. */
+		rc = vrec_get_v1(v, &vr);
+		if (rc)
+			goto fail;
+		vr.chunk_size = 0;
+		goto opened;
+	}
+	if (rc == -EPROTO) {
+		rc = data_convert(v);
+		if (!rc)
+			rc = vrec_get(v, &vr);
+		if (rc) {
+			log_err(LOG_VOL, "cannot convert volume '%s' to "
+				"format 2: %s", name, strerror(-rc));
+			goto fail;
+		}
+	}
 	if (rc) {
 		log_err(LOG_VOL, "cannot read volume record of '%s': %s", name,
 			strerror(-rc));
 		goto fail;
 	}
+	if (vr.chunk_size < VS_CHUNK_MIN || vr.chunk_size > VS_CHUNK_MAX ||
+	    (vr.chunk_size & (vr.chunk_size - 1))) {
+		log_err(LOG_VOL, "volume '%s': bad chunk size %u", name,
+			vr.chunk_size);
+		rc = -EUCLEAN;
+		goto fail;
+	}
+	v->cs = vr.chunk_size;
+opened:
 	v->id = vr.id;
 	memcpy(v->rootoid, vr.root, 16);
 	/* Volumes made before tokens were bound to the id have no token
@@ -706,6 +998,8 @@ vs_vol_close(struct vs_vol *v)
 		tdb_close(v->tdb);
 	if (v->dirfd >= 0)
 		close(v->dirfd);
+	if (v->snap)
+		rm_tree(v->root->volfd, v->dirname, 0);
 	free(v);
 }
 
@@ -713,7 +1007,7 @@ int
 vs_vol_info(struct vs_vol *v, struct vs_volinfo *out)
 {
 	struct vrec vr;
-	int rc = vrec_get(v, &vr);
+	int rc = (v->cs ? vrec_get(v, &vr) : vrec_get_v1(v, &vr));
 
 	memset(out, 0, sizeof(*out));
 	if (rc)
@@ -729,6 +1023,7 @@ vs_vol_info(struct vs_vol *v, struct vs_volinfo *out)
 	out->files_limit = vr.files_limit;
 	out->dv_max = vr.dv_max;
 	out->created_ns = vr.created;
+	out->chunk_size = vr.chunk_size;
 	/* A damaged flag record must not make the volume unusable: it
 	 * reads as private (vs_vol_public() says why). */
 	vs_vol_public(v, &out->public);

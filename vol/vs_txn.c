@@ -219,12 +219,33 @@ txn_start(struct txn *t, struct vs_vol *v, bool events)
 	return rc;
 }
 
+/* Unlink the chunk objects of @refs and free the lists of @t. */
+static void
+txn_unlink(struct txn *t, const struct cref *refs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char path[DPATH_MAX];
+
+		chunk_path(path, sizeof(path), refs[i].oid, refs[i].chunk,
+			   refs[i].gen);
+		unlinkat(t->v->dirfd, path, 0);
+	}
+}
+
+static void
+txn_free(struct txn *t)
+{
+	free(t->gone);
+	free(t->made);
+	t->gone = t->made = NULL;
+	t->ngone = t->nmade = t->capgone = t->capmade = 0;
+}
+
 void
 txn_discard(struct txn *t)
 {
-	if (t->newfile[0])
-		unlinkat(t->v->dirfd, t->newfile, 0);
-	t->newfile[0] = 0;
+	txn_unlink(t, t->made, t->nmade);
+	txn_free(t);
 }
 
 void
@@ -258,10 +279,10 @@ txn_commit(struct txn *t)
 void
 txn_after_commit(struct txn *t)
 {
-	/* Committed: old data files may go now (a crash before this leaves
-	 * them for the next cleanup). */
-	for (int i = 0; i < t->ngone; i++)
-		unlinkat(t->v->dirfd, t->gone[i], 0);
+	/* Committed: chunk objects no longer referenced may go now (a crash
+	 * before this leaves them for the next cleanup). */
+	txn_unlink(t, t->gone, t->ngone);
+	txn_free(t);
 	if (t->store) {
 		char sdir[64], sfile[128];
 

@@ -2,8 +2,18 @@
 # bench-vol.sh - chunk GET throughput of cairn-vold against nginx serving
 # the same bytes as static files on 127.0.0.1 (ratio in the same run), at
 # 1, 8 and 64 concurrent connections; then readdirplus of a 10,000-entry
-# directory. Run by `make bench`. Needs wrk and nginx (installs wrk with
-# apt-get when root and missing).
+# directory; then mutations (tests/bench/bench-vol-mut.py): ops/s and
+# server CPU per op for creates and setattrs one at a time, creates from 8
+# concurrent clients (group commits), and batches of 1, 16 and 256.
+# Run by `make bench`. Needs wrk and nginx (installs wrk with apt-get when
+# root and missing) for the GET rows.
+#
+# BENCH_VOL_ONLY=mut runs only the mutation rows. BENCH_VOLD_BASE=PATH
+# runs them also against another cairn-vold binary (say, one built from
+# main), in the same run, alternating, for a same-run before/after; its
+# volume is made by BENCH_VOS_BASE (default: the vos beside it in its
+# build tree, ../admin/vos), since volume formats may differ.
+# BENCH_MUT_OPS sets the ops per row (default 2000).
 set -u
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${top_builddir:=$top_srcdir/build}"
@@ -15,6 +25,41 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/bench-vol.XXXXXX")
 PIDS=""
 cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null; done; sleep 0.2; rm -rf "$W"; }
 trap cleanup EXIT
+
+# Mutations against a fresh volume made by vos $3 and served by binary
+# $1, labelled $2.
+bench_mut() { # VOLD LABEL VOS
+	local root=$W/mut-$2 port pid tok
+	"$3" --root "$root" create mut >/dev/null || return 1
+	tok=$("$3" --root "$root" token mut --rw)
+	rm -f "$W/mport"
+	"$1" --root "$root" --listen 127.0.0.1:0 --port-file "$W/mport" --foreground \
+		--log-level warn >>"$W/vold-mut.log" 2>&1 &
+	pid=$!
+	for _ in $(seq 100); do [ -s "$W/mport" ] && break; sleep 0.05; done
+	port=$(cat "$W/mport")
+	python3 "$top_srcdir/tests/bench/bench-vol-mut.py" "http://127.0.0.1:$port" mut \
+		"$tok" "$pid" "$2"
+	kill "$pid"
+	wait "$pid" 2>/dev/null
+	rm -rf "$root"
+}
+
+mut_rows() {
+	echo "mutations, each fsynced before its reply (ops, s, ops/s, server CPU ms/op; load: $(cut -d' ' -f1-3 /proc/loadavg)):"
+	printf '%-8s %-22s %6s %8s %9s %9s\n' binary row ops s ops/s cpu-ms/op
+	local bvos=${BENCH_VOS_BASE:-$(dirname "${BENCH_VOLD_BASE:-.}")/../admin/vos}
+	for round in 1 2; do
+		[ -n "${BENCH_VOLD_BASE:-}" ] &&
+			bench_mut "$BENCH_VOLD_BASE" "base$round" "$bvos"
+		bench_mut "$VOLD" "this$round" "$VOS"
+	done
+}
+
+if [ "${BENCH_VOL_ONLY:-}" = mut ]; then
+	mut_rows
+	exit 0
+fi
 
 if ! command -v wrk >/dev/null; then
 	[ "$(id -u)" -eq 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1
@@ -127,3 +172,6 @@ done
 echo "  (median time to first byte: $(sort -n "$W/ttfb" | sed -n 25p) s)"
 t1=$(date +%s.%N)
 echo "create in the 10,000-entry directory (fsynced, one at a time): $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) * 1000 / 50 }') ms each"
+
+echo
+mut_rows

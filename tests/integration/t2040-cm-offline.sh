@@ -13,6 +13,10 @@ mkdir -p "$src/seen" "$src/unseen"
 head -c $((700 * 1024)) /dev/urandom >"$src/seen/cached.bin"
 head -c $((700 * 1024)) /dev/urandom >"$src/seen/uncached.bin"
 echo inside >"$src/unseen/file.txt"
+# Listing the root prefetches the listings of its subdirectories (one
+# level): the directory never listed is one further down.
+mkdir -p "$src/unseen/deeper"
+echo deep >"$src/unseen/deeper/file.txt"
 vold_start
 vos init >/dev/null 2>&1
 vos import off "$src" >/dev/null || exit 99
@@ -33,13 +37,14 @@ t1=$(date +%s%N)
 ms=$(( (t1 - t0) / 1000000 ))
 t_is "$(echo "$err" | sed 's/.*: //')" "Input/output error" "uncached read fails with EIO"
 t_ok "$([ "$ms" -le 6000 ] && echo 0 || echo 1)" "within the bound (${ms} ms, fetch timeout 2 s)"
-err=$(ls "$mnt/unseen" 2>&1 >/dev/null)
+err=$(ls "$mnt/unseen/deeper" 2>&1 >/dev/null)
 t_is "$(echo "$err" | sed 's/.*: //')" "Input/output error" "never-listed directory fails with EIO"
 
 vold_restart || exit 99
 wait_for 10 cmp -s "$src/seen/uncached.bin" "$mnt/seen/uncached.bin"
 t_ok $? "server back: the read works without a remount"
 t_is "$(cat "$mnt/unseen/file.txt" 2>&1)" "inside" "and the directory lists"
+t_is "$(cat "$mnt/unseen/deeper/file.txt" 2>&1)" "deep" "the one below too"
 cairnd_umount "$mnt"
 
 vold_kill9

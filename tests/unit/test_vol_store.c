@@ -1,5 +1,6 @@
 /*
- * test_vol_store.c - unit tests of the volume storage (vol/volstore.c):
+ * test_vol_store.c - unit tests of the volume storage (vol/volstore.c and
+ * vol/vs_*.c): chunk objects (format 2),
  * every mutation and its refusals (409/412/4xx), opid replay, hard links,
  * atomic multi-chunk stores, events, crash leftovers removed at open, a
  * large directory (4,000 entries). Runs in a temporary server root.
@@ -27,6 +28,7 @@
 #include "tests/tap.h"
 #include "tests/unit/tdb_damage.h"
 #include "vol/volstore.h"
+#include "vol/volstore_i.h" /* white-box: the undo log of group commits */
 
 static char rootdir[256];
 static struct vs_root *root;
@@ -137,17 +139,35 @@ stage(const struct fid *f, const uint8_t txid[16], uint64_t chunk,
 static char *
 slurp(const struct fid *f, uint64_t *size)
 {
+	struct vs_extent ext[VS_EXTENTS_MAX];
 	struct proto_attr a;
-	uint64_t cur;
-	int fd = -1;
+	uint64_t cur, off = 0;
+	size_t n;
 	char *buf;
 
-	if (vs_getattr(vol, f, &a) || vs_data_open(vol, f, a.dv, &fd, size, &cur))
+	/* Read it the way cairn-vold does: ranges of extents, some at
+	 * offsets that do not fall on a chunk boundary. */
+	if (vs_getattr(vol, f, &a) ||
+	    vs_data_open(vol, f, a.dv, 0, 0, ext, &n, size, &cur))
 		return NULL;
 	buf = calloc(1, *size + 1);
-	if (fd >= 0) {
-		util_pread_all(fd, buf, *size, 0);
-		close(fd);
+	while (buf && off < *size) {
+		uint64_t len = off ? PROTO_CHUNK_MAX : 100000;
+
+		if (vs_data_open(vol, f, a.dv, off, len, ext, &n, size, &cur)) {
+			free(buf);
+			return NULL;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (ext[i].fd >= 0) {
+				util_pread_all(ext[i].fd, buf + off,
+					       ext[i].len, (off_t)ext[i].off);
+				close(ext[i].fd);
+			}
+			off += ext[i].len;
+		}
+		if (!n)
+			break;
 	}
 	return buf;
 }
@@ -581,7 +601,8 @@ test_store(void)
 	uint64_t chunks[3] = {0, 1, 3}, size, cur;
 	struct vs_reply rep;
 	char *data;
-	int fd;
+	struct vs_extent ext[VS_EXTENTS_MAX];
+	size_t next;
 	bool good = true;
 
 	mk(PROTO_OP_CREATE, &rootfid, "st", &f);
@@ -610,7 +631,8 @@ test_store(void)
 	free(rep.body);
 	chunks[2] = 3;
 	is_int(apply(&op, NULL, NULL), 200, "store three chunks");
-	is_int(vs_data_open(vol, &f, a.dv, &fd, &size, &cur), -ESTALE,
+	is_int(vs_data_open(vol, &f, a.dv, 0, 1, ext, &next, &size, &cur),
+	       -ESTALE,
 	       "the old dv is stale now");
 	is_int(cur, a.dv + 1, "new dv = base + 1");
 	data = slurp(&f, &size);
@@ -713,6 +735,60 @@ reps_free(struct vs_reply *reps, size_t n)
 	for (size_t i = 0; i < n; i++)
 		free(reps[i].body);
 	memset(reps, 0, n * sizeof(*reps));
+}
+
+/* The undo log under a group commit: inside an open transaction, puts,
+ * replacements and deletes recorded while v->undo is set are all put
+ * back by undo_rollback(), a key written twice included; nothing is
+ * recorded without v->undo. */
+static int
+kv_is(const char *k, const char *want)
+{
+	uint8_t *val = NULL;
+	size_t len = 0;
+	int rc = kv_get(vol, k, strlen(k), &val, &len);
+	int same;
+
+	if (!want)
+		return rc == -ENOENT;
+	same = rc == 0 && len == strlen(want) && !memcmp(val, want, len);
+	free(val);
+	return same;
+}
+
+static void
+test_undo(void)
+{
+	struct vs_undo *u = undo_new();
+
+	ok(u != NULL, "undo log");
+	is_int(tdbw_txn_start(vol->tdb), 0, "transaction");
+	kv_put(vol, "Zkeep", 5, "old", 3);
+	kv_put(vol, "Zgone", 5, "there", 5);
+	vol->undo = u;
+	is_int(kv_put(vol, "Zkeep", 5, "new", 3), 0, "replace");
+	is_int(kv_put(vol, "Znew", 4, "fresh", 5), 0, "insert");
+	is_int(kv_del(vol, "Zgone", 5), 0, "delete");
+	is_int(kv_put(vol, "Zkeep", 5, "newer", 5), 0, "replace again");
+	is_int(kv_del(vol, "Zabsent", 7), 0, "delete of a key not there");
+	vol->undo = NULL;
+	ok(kv_is("Zkeep", "newer") && kv_is("Znew", "fresh") &&
+		   kv_is("Zgone", NULL),
+	   "the writes are there before the rollback");
+	is_int(undo_rollback(vol, u), 0, "rollback");
+	ok(kv_is("Zkeep", "old"), "replaced key has its first value back");
+	ok(kv_is("Znew", NULL), "inserted key is gone");
+	ok(kv_is("Zgone", "there"), "deleted key is back");
+	ok(kv_is("Zabsent", NULL), "a key that was never there still is not");
+	/* The log is empty after a rollback: a second one changes nothing. */
+	kv_put(vol, "Zkeep", 5, "later", 5);
+	is_int(undo_rollback(vol, u), 0, "rollback of an empty log");
+	ok(kv_is("Zkeep", "later"), "writes without v->undo are not recorded");
+	tdbw_txn_cancel(vol->tdb);
+	ok(kv_is("Zkeep", NULL) && kv_is("Zgone", NULL),
+	   "(the test's transaction cancelled)");
+	undo_free(u);
+	undo_free(NULL);
 }
 
 static void
@@ -1004,20 +1080,24 @@ test_cleanup(void)
 
 	vs_lookup(vol, &rootfid, "st", &f);
 	vs_getattr(vol, &f, &a);
-	/* What a crash leaves: a new DV file never committed, a torn
-	 * staged chunk, an old DV file not yet unlinked. */
+	/* What a crash leaves: a chunk object of a DV never committed, a
+	 * torn staged chunk, a replaced chunk object not yet unlinked, a
+	 * format 1 data file of a converted volume. */
 	snprintf(sub, sizeof(sub), "%s/volumes/home/data/%02x", rootdir,
 		 f.oid[0]);
 	{
 		char hex[33];
 
 		util_hex_encode(f.oid, 16, hex);
-		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex,
+		snprintf(path, sizeof(path), "%s/%s.0.%" PRIu64, sub, hex,
 			 a.dv + 1);
 		fd = open(path, O_CREAT | O_WRONLY, 0600);
 		close(fd);
-		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex,
+		snprintf(path, sizeof(path), "%s/%s.0.%" PRIu64, sub, hex,
 			 a.dv - 1);
+		fd = open(path, O_CREAT | O_WRONLY, 0600);
+		close(fd);
+		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex, a.dv);
 		fd = open(path, O_CREAT | O_WRONLY, 0600);
 		close(fd);
 	}
@@ -1027,7 +1107,7 @@ test_cleanup(void)
 		 rootdir);
 	fd = open(path, O_CREAT | O_WRONLY, 0600);
 	close(fd);
-	is_int(count_files(sub) >= 3, 1, "leftovers in place");
+	is_int(count_files(sub) >= 4, 1, "leftovers in place");
 	vs_vol_close(vol);
 	is_int(vs_vol_open(root, "home", VS_CLEANUP, &vol), 0,
 	       "reopen with cleanup");
@@ -1039,13 +1119,191 @@ test_cleanup(void)
 		char hex[33];
 
 		util_hex_encode(f.oid, 16, hex);
-		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex,
+		snprintf(path, sizeof(path), "%s/%s.0.%" PRIu64, sub, hex,
 			 a.dv + 1);
-		is_int(access(path, F_OK), -1, "uncommitted DV file removed");
-		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex,
+		is_int(access(path, F_OK), -1,
+		       "uncommitted chunk object removed");
+		snprintf(path, sizeof(path), "%s/%s.0.%" PRIu64, sub, hex,
 			 a.dv - 1);
-		is_int(access(path, F_OK), -1, "stale DV file removed");
+		is_int(access(path, F_OK), -1, "replaced chunk object removed");
+		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex, a.dv);
+		is_int(access(path, F_OK), -1, "format 1 data file removed");
+		snprintf(path, sizeof(path), "%s/%s.0.%" PRIu64, sub, hex,
+			 a.dv);
+		is_int(access(path, F_OK), 0, "the current chunk object stays");
 	}
+}
+
+/* Snapshot directories in the root. */
+static int
+snaps(void)
+{
+	char path[300];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/volumes", rootdir);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, ".snap-", 6))
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Chunk objects of file @f in the volume "home". */
+static int
+count_objs(const struct fid *f)
+{
+	char sub[300], hex[33];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(sub, sizeof(sub), "%s/volumes/home/data/%02x", rootdir,
+		 f->oid[0]);
+	util_hex_encode(f->oid, 16, hex);
+	d = opendir(sub);
+	if (!d)
+		return 0;
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, hex, 32) && de->d_name[32] == '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Store @nchunks chunks of size @cs (staged as runs of @fill) into @f at
+ * its current DV with new size @size; @return the status. */
+static int
+store_fill(const struct fid *f, uint32_t cs, const uint64_t *chunks,
+	   size_t nchunks, uint64_t size, char fill)
+{
+	struct proto_op op = {0};
+	struct proto_attr a;
+
+	vs_getattr(vol, f, &a);
+	op.kind = PROTO_OP_STORE;
+	op.fid = *f;
+	op.base_dv = a.dv;
+	memset(op.txid, fill, 16);
+	op.txid[0] = (uint8_t)opcount;
+	for (size_t i = 0; i < nchunks; i++) {
+		uint64_t len = size - chunks[i] * cs < cs ? size - chunks[i] * cs
+							  : cs;
+
+		if (stage(f, op.txid, chunks[i], cs, fill, (size_t)len))
+			return -1;
+	}
+	op.chunk_size = cs;
+	op.size = size;
+	op.chunks = (uint64_t *)chunks;
+	op.nchunks = nchunks;
+	return apply(&op, NULL, NULL);
+}
+
+/* @data (@size bytes) is @want bytes of @c from @from on. */
+static bool
+run_is(const char *data, uint64_t from, uint64_t len, char c)
+{
+	for (uint64_t i = from; i < from + len; i++)
+		if (data[i] != c) {
+			diag("byte %" PRIu64 " is %d, not %d", i, data[i], c);
+			return false;
+		}
+	return true;
+}
+
+/* Format 2 (issue #14): a store writes the server chunks it covers and
+ * nothing else, small client chunks are merged into their server chunk,
+ * a truncate drops and trims, a snapshot keeps its instant, an unlink
+ * frees every object. */
+static void
+test_chunks(void)
+{
+	const uint64_t M = 1u << 20, K = 1024;
+	struct vs_volinfo vi;
+	struct vs_vol *snap = NULL;
+	struct proto_op op = {0};
+	struct proto_attr a, sa;
+	struct fid f;
+	uint64_t size, c1[] = {1}, c20[] = {20}, c0[] = {0};
+	char *data;
+
+	is_int(vs_vol_info(vol, &vi), 0, "info");
+	is_int(vi.chunk_size, VS_CHUNK_DEFAULT, "a new volume has 256 KiB chunks");
+	mk(PROTO_OP_CREATE, &rootfid, "chunky", &f);
+	is_int(store_fill(&f, 1 << 20, c1, 1, 3 * M, 'X'), 200,
+	       "store chunk 1 of 1 MiB into a 3 MiB file");
+	is_int(count_objs(&f), 4, "four 256 KiB objects, holes have none");
+	data = slurp(&f, &size);
+	ok(data && size == 3 * M && run_is(data, 0, M, 0) &&
+		   run_is(data, M, M, 'X') && run_is(data, 2 * M, M, 0),
+	   "holes, 1 MiB of X, holes");
+	free(data);
+	is_int(store_fill(&f, 65536, c20, 1, 3 * M, 'Y'), 200,
+	       "a 64 KiB chunk inside a 256 KiB server chunk");
+	is_int(count_objs(&f), 4, "merged: still four objects, the old one gone");
+	data = slurp(&f, &size);
+	ok(data && run_is(data, M, 256 * K, 'X') &&
+		   run_is(data, M + 256 * K, 64 * K, 'Y') &&
+		   run_is(data, M + 320 * K, 704 * K, 'X'),
+	   "X, the 64 KiB of Y, X");
+	free(data);
+
+	/* A snapshot keeps this instant whatever comes next. tdb opens a
+	 * file once per process: our handle steps aside meanwhile. */
+	vs_vol_close(vol);
+	is_int(vs_vol_open(root, "home", VS_SNAPSHOT, &snap), 0,
+	       "snapshot of the volume");
+	is_int(snaps(), 1, "a hidden snapshot directory");
+	is_int(vs_vol_open(root, "home", 0, &vol), 0, "reopen the volume");
+	vs_getattr(vol, &f, &sa);
+
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_SETATTR;
+	op.fid = f;
+	op.base_dv = sa.dv;
+	op.mask = PROTO_SA_SIZE;
+	op.size = M + 100;
+	is_int(apply(&op, NULL, NULL), 200, "truncate to 1 MiB + 100");
+	is_int(count_objs(&f), 1, "one object left, trimmed to 100 bytes");
+	vs_getattr(vol, &f, &a);
+	op.base_dv = a.dv;
+	op.size = 2 * M;
+	is_int(apply(&op, NULL, NULL), 200, "grow to 2 MiB");
+	data = slurp(&f, &size);
+	ok(data && size == 2 * M && run_is(data, M, 100, 'X') &&
+		   run_is(data, M + 100, M - 100, 0),
+	   "the bytes past the cut read as zeros after growing");
+	free(data);
+	is_int(store_fill(&f, 1 << 20, c0, 1, 2 * M, 'Z'), 200,
+	       "store chunk 0");
+	if (snap) {
+		struct vs_extent ext[VS_EXTENTS_MAX];
+		uint64_t cur, ssz;
+		size_t n;
+		char buf[4];
+		int rc = vs_data_open(snap, &f, sa.dv, M + 256 * K, 4, ext, &n,
+				      &ssz, &cur);
+
+		ok(rc == 0 && n == 1 && ext[0].fd >= 0 &&
+			   pread(ext[0].fd, buf, 4, (off_t)ext[0].off) == 4 &&
+			   !memcmp(buf, "YYYY", 4) && ssz == 3 * M,
+		   "the snapshot still reads the old DV's bytes");
+		for (size_t i = 0; i < n; i++)
+			if (ext[i].fd >= 0)
+				close(ext[i].fd);
+		vs_vol_close(snap);
+	}
+	is_int(snaps(), 0, "the snapshot directory went at close");
+
+	is_int(rm(PROTO_OP_UNLINK, &rootfid, "chunky", &f, NULL), 200,
+	       "unlink the file");
+	is_int(count_objs(&f), 0, "every chunk object freed");
 }
 
 /* Staged bytes count against the quota and the staging cap, refusals
@@ -1384,7 +1642,9 @@ main(void)
 		test_setattr_xattr();
 		test_opid();
 		test_store();
+		test_chunks();
 		test_events();
+		test_undo();
 		test_batch();
 		test_cleanup();
 		test_bigdir();
