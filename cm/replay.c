@@ -482,6 +482,7 @@ struct rbatch {
 	struct mut_batch_op *ops;
 	struct proto_op *sent; /* the ops as sent (substituted bases) */
 	size_t nstores, staged, staging;
+	size_t staging_chunks; /* chunks of the stores staging now */
 	int stage_err;
 	bool in_stage; /* stage_more() runs: a store staged at once (no
 			  chunks to send) must not re-enter it */
@@ -1106,6 +1107,7 @@ batch_staged(void *arg, int err, mut_done_fn op_done, void *op_arg)
 	b->staged++;
 	for (i = 0; i < b->n && b->c[i] != c; i++)
 		;
+	b->staging_chunks -= b->sent[i].nchunks ? b->sent[i].nchunks : 1;
 	if (err) {
 		if (!b->stage_err)
 			b->stage_err = err;
@@ -1119,7 +1121,12 @@ batch_staged(void *arg, int err, mut_done_fn op_done, void *op_arg)
 		stage_more(b);
 }
 
-#define BATCH_STAGING 8 /* stores staged at once */
+/* Stores staged at once: many small ones (one PUT each, the server's
+ * fsync per staged chunk is the cost), but not more than
+ * BATCH_STAGING_CHUNKS chunks in flight (a chunk's bytes are copied into
+ * its request: 64 x 256 KiB = 16 MiB at most). */
+#define BATCH_STAGING	     8
+#define BATCH_STAGING_CHUNKS 64
 
 static void
 stage_more(struct rbatch *b)
@@ -1133,15 +1140,21 @@ stage_more(struct rbatch *b)
 		struct rctx *c = b->c[i];
 		int rc;
 
+		size_t nch = b->sent[i].nchunks ? b->sent[i].nchunks : 1;
+
 		if (b->sent[i].kind != PROTO_OP_STORE || b->ops[i].arg)
 			continue;
+		if (b->staging && b->staging_chunks + nch > BATCH_STAGING_CHUNKS)
+			break; /* a store staged later makes room */
 		b->ops[i].arg = c; /* taken (until batch_staged sets it) */
 		b->staging++;
+		b->staging_chunks += nch;
 		rc = wb_stage_replay_store(rp->d.wb, c->seq, &b->sent[i],
 					   c->src, batch_staged, c,
 					   batch_rec_done, c);
 		if (rc < 0) {
 			b->staging--;
+			b->staging_chunks -= nch;
 			b->staged++;
 			b->stage_err = rc;
 			b->ops[i].done = NULL;
