@@ -49,10 +49,17 @@ for r in 0 1 2 3; do
 	python3 "$OPS" "$A/w" "$r" "$N" || { t_ok 1 "round $r: the changes on the mount"; break; }
 	back=$(jst backlog_records)
 	# Everything is logged (60 s delay); a 10 ms delay starts the drain
-	# at the next tick of its clock (within 250 ms); kill somewhere in
-	# 0..1.99 s from now (a batch commits once its stores are staged).
+	# at the next tick of its clock (within 250 ms). Odd rounds: kill
+	# at a random point 0..0.99 s from now (before the drain, in it,
+	# after it); even rounds: once the server took the first batch,
+	# then 0..0.29 s later, so most kills land inside the drain.
 	"$FS" setpolicy -m "$A" --writeback-delay 10ms >/dev/null 2>&1
-	sleep "$(( RANDOM % 2 )).$(( RANDOM % 10 ))$(( RANDOM % 10 ))"
+	if [ $(( r % 2 )) = 1 ]; then
+		sleep "0.$(( RANDOM % 10 ))$(( RANDOM % 10 ))"
+	else
+		for _ in $(seq 1 250); do [ "$(srv_objs)" != "$s0" ] && break; sleep 0.02; done
+		sleep "0.$(( RANDOM % 3 ))$(( RANDOM % 10 ))"
+	fi
 	cairnd_kill9 "$A"
 	sk=$(srv_objs)
 	mnt || exit 1
