@@ -342,6 +342,9 @@ vs_apply_group(struct vs_vol *v, struct vs_group_req *reqs, size_t nreq)
 {
 	struct vs_undo *u = NULL;
 	struct txn *ts = NULL;
+	struct proto_op *tmps = NULL; /* ops rebased by new_in_batch(): a
+					 txn keeps a pointer to its op
+					 until txn_after_commit() */
 	enum wrote *wrote = NULL;
 	bool dirty = false;
 	struct vrec vr;
@@ -358,9 +361,10 @@ vs_apply_group(struct vs_vol *v, struct vs_group_req *reqs, size_t nreq)
 	if (!nops)
 		return 0;
 	ts = calloc(nops, sizeof(*ts));
+	tmps = calloc(nops, sizeof(*tmps));
 	wrote = calloc(nops, sizeof(*wrote));
 	u = undo_new();
-	if (!ts || !wrote || !u) {
+	if (!ts || !tmps || !wrote || !u) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -379,11 +383,10 @@ vs_apply_group(struct vs_vol *v, struct vs_group_req *reqs, size_t nreq)
 		for (size_t j = 0; j < reqs[i].n; j++, k++) {
 			struct vs_reply *rep = &reqs[i].reps[j];
 			const struct proto_op *op = &reqs[i].ops[j];
-			struct proto_op tmp;
 
 			if (new_in_batch(v, reqs[i].ops, j, ts + k0,
-					 wrote + k0, &tmp))
-				op = &tmp;
+					 wrote + k0, &tmps[k]))
+				op = &tmps[k];
 			if (stopped)
 				rc = reply_not_applied(rep);
 			else
@@ -433,6 +436,7 @@ out:
 	v->undo = NULL;
 	undo_free(u);
 	free(ts);
+	free(tmps);
 	free(wrote);
 	return rc;
 }
