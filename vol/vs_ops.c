@@ -299,6 +299,24 @@ drop_link(struct txn *t, struct obj *o, struct proto_attr *victim)
 	return obj_del(t->v, o->oid);
 }
 
+/*
+ * The name @name in directory @d must still be the object @fid the
+ * client based its op on: 404 ENOENT if the name is gone, 412 (with the
+ * directory's DV) if it now names another object. @child gets the OID.
+ */
+static int
+name_is_fid(struct txn *t, const struct obj *d, const char *name,
+	    const struct fid *fid, uint8_t child[16])
+{
+	if (ent_get(t->v, d->oid, name, child, NULL))
+		return fail(t, -ENOENT, "no such name");
+	if (fid->vol != t->v->id || memcmp(child, fid->oid, 16)) {
+		t->cur_dv = d->r.dv;
+		return fail(t, -ECANCELED, "name points to another object");
+	}
+	return 0;
+}
+
 static int
 op_unlink(struct txn *t, const struct proto_op *op)
 {
@@ -310,15 +328,9 @@ op_unlink(struct txn *t, const struct proto_op *op)
 	rc = load_dir(t, &op->parent, &d);
 	if (rc)
 		return rc;
-	if (ent_get(t->v, d.oid, op->name, child, NULL)) {
-		rc = fail(t, -ENOENT, "no such name");
+	rc = name_is_fid(t, &d, op->name, &op->fid, child);
+	if (rc)
 		goto out;
-	}
-	if (op->fid.vol != t->v->id || memcmp(child, op->fid.oid, 16)) {
-		t->cur_dv = d.r.dv;
-		rc = fail(t, -ECANCELED, "name points to another object");
-		goto out;
-	}
 	rc = obj_get(t->v, child, &o);
 	if (rc)
 		goto out;
@@ -410,15 +422,9 @@ op_rename(struct txn *t, const struct proto_op *op)
 			goto out;
 	}
 	dst = same_dir ? &sd : &dd;
-	if (ent_get(t->v, sd.oid, op->name, child, NULL)) {
-		rc = fail(t, -ENOENT, "no such name");
+	rc = name_is_fid(t, &sd, op->name, &op->fid, child);
+	if (rc)
 		goto out;
-	}
-	if (op->fid.vol != t->v->id || memcmp(child, op->fid.oid, 16)) {
-		t->cur_dv = sd.r.dv;
-		rc = fail(t, -ECANCELED, "name points to another object");
-		goto out;
-	}
 	rc = obj_get(t->v, child, &o);
 	if (rc)
 		goto out;

@@ -892,6 +892,7 @@ test_batch(void)
 	   "each op's events in its reply, in order");
 
 	/* Retried after a lost reply: the same replies, nothing changes. */
+	reps_free(reps, 4);
 	is_int(group(&req, 1), 0, "the same batch again");
 	memcpy(again, reps, sizeof(reps));
 	same = true;
