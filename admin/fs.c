@@ -96,14 +96,26 @@ const struct fs_cmd fs_commands[] = {
 	 "whose path or name matches GLOB (e.g. --match '*.o')."},
 	{"replaylog", fs_cmd_replaylog, 0, COMMON_OPTS,
 	 "list the changes waiting to be replayed to the server", NULL},
-	{"setpolicy", fs_cmd_setpolicy, FS_F_ROOT | FS_F_ARGS,
-	 COMMON_OPTS " offline-miss=error|wait[:SECONDS]",
+	{"setpolicy", fs_cmd_setpolicy,
+	 FS_F_ROOT | FS_F_ARGS | FS_F_POLICY | FS_F_LONG,
+	 "[--write-mode sync|writeback] [--writeback-delay DURATION] "
+	 COMMON_OPTS " [offline-miss=error|wait[:SECONDS]]",
 	 "set a policy of the mount (root)",
-	 "offline-miss=error: while disconnected, a read of what is not "
-	 "cached\n"
-	 "fails with EIO at once (the default). offline-miss=wait[:SECONDS]: "
-	 "it\n"
-	 "waits for the server up to SECONDS (default: cairnd's "
+	 "--write-mode sync: a change is on the server when its call returns "
+	 "(the\n"
+	 "default). --write-mode writeback: it is in cairnd's local log and "
+	 "goes to\n"
+	 "the server within --writeback-delay (10ms..1h, default 1s); fsync "
+	 "and\n"
+	 "fs sync wait for the server. Switching to sync returns once the log "
+	 "is\n"
+	 "drained. NAME=VALUE sets one policy by name: write-mode, "
+	 "writeback-delay,\n"
+	 "offline-miss. offline-miss=error: while disconnected, a read of "
+	 "what is\n"
+	 "not cached fails with EIO at once (the default). "
+	 "offline-miss=wait[:SECONDS]:\n"
+	 "it waits for the server up to SECONDS (default: cairnd's "
 	 "fetch-timeout)."},
 	{"metrics", fs_cmd_metrics, 0, COMMON_OPTS,
 	 "print cairnd's counters in the Prometheus text format",
@@ -111,6 +123,13 @@ const struct fs_cmd fs_commands[] = {
 	 "cache and dirty bytes, the replay log's backlog, the mode and FUSE\n"
 	 "requests by kind, as a scraper reads them (cairnd(8) METRICS).\n"
 	 "--json gives {\"content_type\", \"text\"}."},
+	{"sync", fs_cmd_sync, FS_F_OPTPATH | FS_F_LONG, COMMON_OPTS " [path]",
+	 "wait until the server has the changes of path, or of the mount",
+	 "In writeback mode changes are logged by cairnd and sent later; "
+	 "this waits\n"
+	 "until they are on the server (fails with EIO if one was refused and "
+	 "became\n"
+	 "a conflict: see fs conflicts). In sync mode it returns at once."},
 	{"help", fs_cmd_help, FS_F_LOCAL | FS_F_OPTPATH, "[command]",
 	 "list commands, or show one command's help", NULL},
 	{"version", fs_cmd_version, FS_F_LOCAL, "",
@@ -227,6 +246,8 @@ parse_opts(const struct fs_cmd *c, int argc, char **argv, struct fs_ctx *ctx)
 		{"keep", required_argument, NULL, 'k'},
 		{"all", no_argument, NULL, 'a'},
 		{"match", required_argument, NULL, 'M'},
+		{"write-mode", required_argument, NULL, 'W'},
+		{"writeback-delay", required_argument, NULL, 'D'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -272,6 +293,24 @@ parse_opts(const struct fs_cmd *c, int argc, char **argv, struct fs_ctx *ctx)
 				ctx->all = 1;
 			else
 				ctx->match = optarg;
+			break;
+		case 'W':
+		case 'D':
+			if (!(c->flags & FS_F_POLICY)) {
+				fprintf(stderr,
+					"fs %s: option '%s' does not apply to "
+					"%s\n",
+					c->name,
+					ch == 'W' ? "--write-mode"
+						  : "--writeback-delay",
+					c->name);
+				fs_cmd_usage(c, stderr);
+				return EX_USAGE;
+			}
+			if (ch == 'W')
+				ctx->write_mode = optarg;
+			else
+				ctx->wb_delay = optarg;
 			break;
 		case ':':
 			fprintf(stderr,

@@ -55,6 +55,7 @@
 #define FS_F_ALLMOUNTS 0x80 /* without -m/-s: every cairn mount */
 #define FS_F_RESOLVE   0x100 /* accepts --keep, --all, --match */
 #define FS_F_ARGS      0x200 /* free-form arguments (checked by the command) */
+#define FS_F_POLICY    0x400 /* accepts --write-mode, --writeback-delay */
 
 struct fs_ctx;
 
@@ -82,6 +83,8 @@ struct fs_ctx {
 	const char *match;   /* resolve --match GLOB */
 	int all;	     /* resolve --all */
 	int nofollow;	     /* paths: do not follow the last component */
+	const char *write_mode; /* setpolicy --write-mode */
+	const char *wb_delay;	/* setpolicy --writeback-delay */
 };
 
 /* Where to send a request, and the path to name in it. */
@@ -223,6 +226,7 @@ int fs_cmd_resolve(struct fs_ctx *ctx);
 int fs_cmd_replaylog(struct fs_ctx *ctx);
 int fs_cmd_setpolicy(struct fs_ctx *ctx);
 int fs_cmd_metrics(struct fs_ctx *ctx);
+int fs_cmd_sync(struct fs_ctx *ctx);
 int fs_cmd_help(struct fs_ctx *ctx);
 int fs_cmd_version(struct fs_ctx *ctx);
 

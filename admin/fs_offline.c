@@ -350,7 +350,7 @@ fs_cmd_replaylog(struct fs_ctx *ctx)
 	return fs_simple(ctx, CTL_REPLAYLOG, NULL, render_log);
 }
 
-/* --- fs setpolicy NAME=VALUE --- */
+/* --- fs setpolicy [--write-mode M] [--writeback-delay D] [NAME=VALUE] --- */
 
 static void
 render_policy(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
@@ -360,25 +360,46 @@ render_policy(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
 	printf("%s=%s\n", fs_str(res, "name"), fs_str(res, "value"));
 }
 
+static int
+set_one(struct fs_ctx *ctx, const char *name, const char *value)
+{
+	json_t *args = json_pack("{s:s,s:s}", "name", name, "value", value);
+	int rc;
+
+	if (!args)
+		return EX_OSERR;
+	rc = fs_simple(ctx, CTL_SETPOLICY, args, render_policy);
+	json_decref(args);
+	return rc;
+}
+
 int
 fs_cmd_setpolicy(struct fs_ctx *ctx)
 {
 	char name[64];
-	const char *eq;
-	json_t *args;
+	const char *eq = NULL;
 	int rc;
 
-	if (ctx->argc != 1 || !(eq = strchr(ctx->argv[0], '=')) ||
-	    eq == ctx->argv[0] || (size_t)(eq - ctx->argv[0]) >= sizeof(name)) {
-		fprintf(stderr, "fs setpolicy: give one NAME=VALUE "
-				"(offline-miss=error or offline-miss=wait)\n");
+	if (ctx->argc > 1 ||
+	    (ctx->argc == 1 &&
+	     (!(eq = strchr(ctx->argv[0], '=')) || eq == ctx->argv[0] ||
+	      (size_t)(eq - ctx->argv[0]) >= sizeof(name))) ||
+	    (ctx->argc == 0 && !ctx->write_mode && !ctx->wb_delay)) {
+		fprintf(stderr, "fs setpolicy: give --write-mode, "
+				"--writeback-delay or one NAME=VALUE\n");
 		fs_cmd_usage(ctx->cmd, stderr);
 		return EX_USAGE;
 	}
+	/* The delay first: switching to writeback then uses it. */
+	if (ctx->wb_delay &&
+	    (rc = set_one(ctx, "writeback-delay", ctx->wb_delay)) != EX_OK)
+		return rc;
+	if (ctx->write_mode &&
+	    (rc = set_one(ctx, "write-mode", ctx->write_mode)) != EX_OK)
+		return rc;
+	if (!eq)
+		return EX_OK;
 	snprintf(name, sizeof(name), "%.*s", (int)(eq - ctx->argv[0]),
 		 ctx->argv[0]);
-	args = json_pack("{s:s,s:s}", "name", name, "value", eq + 1);
-	rc = fs_simple(ctx, CTL_SETPOLICY, args, render_policy);
-	json_decref(args);
-	return rc;
+	return set_one(ctx, name, eq + 1);
 }

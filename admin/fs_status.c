@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "admin/fs.h"
@@ -39,6 +40,23 @@ render(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
 		      (unsigned long long)fs_u64(res, "replay_bytes_done", NULL),
 		      (unsigned long long)fs_u64(res, "replay_bytes_total",
 						 NULL));
+	if (json_object_get(res, "write_mode")) {
+		uint64_t d = fs_u64(res, "writeback_delay_ms", NULL);
+
+		if (!strcmp(fs_str(res, "write_mode"), "writeback"))
+			fs_kv("write mode", "writeback (delay %llu ms)%s",
+			      (unsigned long long)d,
+			      fs_bool(res, "draining") ? ", draining" : "");
+		else
+			fs_kv("write mode", "%s%s", fs_str(res, "write_mode"),
+			      fs_bool(res, "draining")
+				      ? " (draining the log first)"
+				      : "");
+		fs_kv("backlog", "%llu records, %llu bytes, oldest %.1f s",
+		      (unsigned long long)fs_u64(res, "backlog_records", NULL),
+		      (unsigned long long)fs_u64(res, "backlog_bytes", NULL),
+		      (double)fs_u64(res, "backlog_oldest_ms", NULL) / 1000.0);
+	}
 	if (json_object_get(res, "offline_miss"))
 		fs_kv("offline-miss", "%s", fs_str(res, "offline_miss"));
 	fs_kv("conflicts", "%llu",

@@ -55,6 +55,7 @@ static const char usage_text[] =
 	"              [--dirty-limit SIZE] [--ca-file FILE] [--ctl-socket PATH]\n"
 	"              [--ctl-conns-per-uid N] [--proxy URL] [--allow-insecure-http]\n"
 	"              [--metrics-listen [ADDR:]PORT]\n"
+	"              [--write-mode sync|writeback] [--writeback-delay DURATION]\n"
 	"              [-o FUSE-OPTIONS]\n"
 	"       cairnd [options] --show-config\n"
 	"              [--help] [--version]\n"
@@ -92,6 +93,8 @@ static const struct option long_opts[] = {
 	{"allow-insecure-http", no_argument, NULL, 16},
 	{"show-config", no_argument, NULL, 18},
 	{"metrics-listen", required_argument, NULL, 19},
+	{"write-mode", required_argument, NULL, 20},
+	{"writeback-delay", required_argument, NULL, 21},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},

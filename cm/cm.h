@@ -57,6 +57,11 @@ struct cm_config {
 				      most 256 MiB (wb.c) */
 	uint32_t chunk_size;	   /* bytes, for a new cache only */
 	uint64_t fetch_timeout_ms; /* bound on a miss */
+	bool writeback;		   /* write-mode: false sync, true writeback
+				      (the mode at start; fs setpolicy
+				      changes the running one, replay.c) */
+	uint64_t writeback_delay_ms; /* longest wait of a logged change
+					before its drain starts */
 	double entry_timeout;	   /* seconds the kernel keeps names */
 	double attr_timeout;	   /* seconds the kernel keeps attributes */
 	unsigned max_parallel;	   /* HTTP transfers at once */
@@ -85,6 +90,13 @@ int cm_config_set(struct cm_config *c, const char *key, const char *value,
  * where @key came from, for cm_config_show(). */
 int cm_config_set_from(struct cm_config *c, const char *key,
 		       const char *value, const char *origin, const char **why);
+/* The write modes' settings, shared by the config and fs setpolicy:
+ * "sync" or "writeback"; a duration from 10 ms to 1 h. @return 0 or
+ * -EINVAL (nothing changed). */
+#define CM_WB_DELAY_MIN_MS 10
+#define CM_WB_DELAY_MAX_MS 3600000
+int cm_write_mode_parse(const char *v, bool *writeback);
+int cm_writeback_delay_parse(const char *v, uint64_t *ms);
 /*
  * Load the config file @path and its drop-ins ("@path.d/\*.conf", in name
  * order; common/conf.h has the format): keys as cm_config_set(), before

@@ -213,6 +213,7 @@ static const struct ctl_handlers cm_ctl_handlers = { .on = {
 	[CTL_DISCONNECT] = cm_ctl_h_disconnect,
 	[CTL_RECONNECT] = cm_ctl_h_reconnect,
 	[CTL_SETPOLICY] = cm_ctl_h_setpolicy,
+	[CTL_SYNC] = cm_ctl_h_sync,
 	[CTL_CONFLICTS] = cm_ctl_h_conflicts,
 	[CTL_RESOLVE] = cm_ctl_h_resolve,
 	[CTL_REPLAYLOG] = cm_ctl_h_replaylog,

@@ -28,6 +28,7 @@ cm_config_init(struct cm_config *c)
 	c->cache_size = 1ull << 30;
 	c->chunk_size = 256u * 1024;
 	c->fetch_timeout_ms = 5000;
+	c->writeback_delay_ms = 1000;
 	c->entry_timeout = 86400;
 	c->attr_timeout = 86400;
 	c->max_parallel = 16;
@@ -160,6 +161,30 @@ parse_seconds(const char *v, double *out)
 }
 
 int
+cm_write_mode_parse(const char *v, bool *writeback)
+{
+	if (!strcmp(v, "sync"))
+		*writeback = false;
+	else if (!strcmp(v, "writeback"))
+		*writeback = true;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+int
+cm_writeback_delay_parse(const char *v, uint64_t *ms)
+{
+	uint64_t u;
+
+	if (util_parse_duration_ms(v, &u) < 0 || u < CM_WB_DELAY_MIN_MS ||
+	    u > CM_WB_DELAY_MAX_MS)
+		return -EINVAL;
+	*ms = u;
+	return 0;
+}
+
+int
 cm_config_set(struct cm_config *c, const char *key, const char *v,
 	      const char **why)
 {
@@ -257,6 +282,21 @@ cm_config_set(struct cm_config *c, const char *key, const char *v,
 			return -EINVAL;
 		}
 		c->fetch_timeout_ms = u;
+		return 0;
+	}
+	if (!strcmp(key, "write-mode")) {
+		if (cm_write_mode_parse(v, &c->writeback) < 0) {
+			*why = "write-mode must be sync or writeback";
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (!strcmp(key, "writeback-delay")) {
+		if (cm_writeback_delay_parse(v, &c->writeback_delay_ms) < 0) {
+			*why = "writeback-delay must be a duration from 10ms "
+			       "to 1h";
+			return -EINVAL;
+		}
 		return 0;
 	}
 	if (!strcmp(key, "entry-timeout") || !strcmp(key, "attr-timeout")) {

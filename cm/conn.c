@@ -31,6 +31,8 @@ struct conn {
 				     requests try */
 	atomic_uint wait_ms;	  /* offline-miss=wait:SECONDS (0:
 				     fetch-timeout) */
+	atomic_bool writeback;	  /* write-mode writeback: mutations are
+				     logged while connected too */
 	bool manual;		  /* by fs disconnect: no probes */
 	int64_t since_ms;	  /* wall clock of the last mode change */
 	struct event *probe_ev;
@@ -68,6 +70,24 @@ bool
 conn_offline(const struct conn *c)
 {
 	return atomic_load(&c->mode) != CM_CONNECTED;
+}
+
+void
+conn_set_writeback(struct conn *c, bool on)
+{
+	atomic_store(&c->writeback, on);
+}
+
+bool
+conn_writeback(const struct conn *c)
+{
+	return atomic_load(&c->writeback);
+}
+
+bool
+conn_logs_changes(const struct conn *c)
+{
+	return conn_offline(c) || atomic_load(&c->writeback);
 }
 
 bool
@@ -328,6 +348,7 @@ conn_new(struct event_base *base, struct http_client *http,
 	c->probe_ms = PROBE_FIRST_MS;
 	atomic_init(&c->mode, CM_CONNECTED);
 	atomic_init(&c->miss_wait, false);
+	atomic_init(&c->writeback, false);
 	atomic_init(&c->wait_ms, 0);
 	mode_load(c);
 	if (http)

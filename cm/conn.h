@@ -83,6 +83,19 @@ int conn_mode(const struct conn *c);
 /* Are mutations logged instead of sent? (not CONNECTED) */
 bool conn_offline(const struct conn *c);
 
+/*
+ * The write mode (doc/cm.md "Write modes"), kept here beside the mode
+ * because both decide one thing: is a mutation logged and applied
+ * locally (replay.c's path), or sent at once (mut.c's)? Writeback logs
+ * while connected too. conn_logs_changes(): not connected, or
+ * writeback. Any thread; replay.c sets it (a switch to sync only once
+ * the log is drained, so nothing sent at once overtakes a logged
+ * change).
+ */
+void conn_set_writeback(struct conn *c, bool on);
+bool conn_writeback(const struct conn *c);
+bool conn_logs_changes(const struct conn *c);
+
 /* Loop thread: fs status. */
 bool conn_manual(const struct conn *c);
 int64_t conn_since_ms(const struct conn *c);

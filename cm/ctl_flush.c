@@ -22,6 +22,7 @@
 
 #include "chunkstore/cs.h"
 #include "cm/cm.h"
+#include "cm/conn.h"
 #include "cm/ctl.h"
 #include "cm/ctl_i.h"
 #include "cm/http.h"
@@ -157,6 +158,28 @@ fjob_stored(void *arg, int err)
 	j->i++;
 	j->waiting = false;
 	fjob_pump(j);
+}
+
+static void
+fjob_synced(void *arg, int err, uint64_t records)
+{
+	(void)records;
+	fjob_stored(arg, err);
+}
+
+/* Stored (or logged, in writeback mode: then the server must have it
+ * before anything is dropped, doc/cm.md "Write modes"). */
+static void
+fjob_flushed(void *arg, int err)
+{
+	struct fjob *j = arg;
+	struct cm *cm = j->cm;
+
+	if (!err && cm->conn && conn_writeback(cm->conn) &&
+	    !conn_offline(cm->conn) &&
+	    replay_sync(cm->replay, &j->fids[j->i], fjob_synced, j) == 0)
+		return;
+	fjob_stored(j, err);
 }
 
 struct meta_drop {
@@ -355,7 +378,7 @@ fjob_pump(struct fjob *j)
 		cs_iterate_file(j->cm->cs, fid->vol, fid->oid, count_bytes, &b);
 		j->dirty_now = b.dirty;
 		j->waiting = true;
-		wb_flush(j->cm->wb, fid, fjob_stored, j);
+		wb_flush(j->cm->wb, fid, fjob_flushed, j);
 	}
 	j->pumping = false;
 	if (!j->waiting && j->i >= j->n)

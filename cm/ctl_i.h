@@ -54,6 +54,14 @@ uint32_t cm_ctl_attr_mode(const struct proto_attr *a);
 	void name(void *arg, struct ctl_call *call,                            \
 		  const struct ctl_peer *peer, json_t *args)
 
+/* ctl_write.c: fs setpolicy write-mode / writeback-delay (@return false:
+ * not one of these names), the write-mode members of fs status, fs sync. */
+bool cm_ctl_setpolicy_write(struct cm *cm, struct ctl_call *call,
+			    const struct ctl_peer *peer, const char *name,
+			    const char *value);
+void cm_ctl_write_status(struct cm *cm, json_t *o);
+CM_CTL_HANDLER(cm_ctl_h_sync);
+
 /* ctl_cache.c */
 CM_CTL_HANDLER(cm_ctl_h_getcacheparms);
 CM_CTL_HANDLER(cm_ctl_h_setcachesize);

@@ -68,6 +68,7 @@ cm_ctl_offline_status(struct cm *cm, json_t *o)
 	}
 	json_object_set_new(o, "mode", json_string(cm_mode_name(s.mode)));
 	offline_status_log(o, &st);
+	cm_ctl_write_status(cm, o);
 	json_object_set_new(o, "since_ms", json_integer(s.since_ms));
 	json_object_set_new(o, "manual", json_boolean(s.manual));
 	if (s.miss_wait) {
@@ -155,10 +156,12 @@ cm_ctl_h_setpolicy(void *arg, struct ctl_call *call,
 	struct cm *cm = arg;
 	const char *name = json_string_value(json_object_get(args, "name"));
 	const char *value = json_string_value(json_object_get(args, "value"));
-	(void)peer;
+	if (name && cm_ctl_setpolicy_write(cm, call, peer, name, value))
+		return;
 	if (!name || strcmp(name, "offline-miss")) {
 		ctl_reply_err(call, -EINVAL,
-			      "unknown policy (known: offline-miss)");
+			      "unknown policy (known: offline-miss, "
+			      "write-mode, writeback-delay)");
 		return;
 	}
 	unsigned secs = 0;

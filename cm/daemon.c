@@ -299,6 +299,13 @@ h_active(void *arg, const struct fid *fid)
 	return wb_active(((struct cm *)arg)->wb, fid);
 }
 
+/* Writeback: our view of @fid is ahead of the server (replay.h). */
+static bool
+h_ahead(void *arg, const struct fid *fid)
+{
+	return replay_ahead(((struct cm *)arg)->replay, fid);
+}
+
 static void
 h_dv_changed(void *arg, const struct proto_attr *a)
 {
@@ -355,6 +362,13 @@ static void
 h_log_resumed(void *arg)
 {
 	wb_resume(((struct cm *)arg)->wb);
+}
+
+static void
+h_acked(void *arg, uint64_t seq, const struct proto_op *op,
+	const struct proto_op_result *r)
+{
+	replay_acked(((struct cm *)arg)->replay, seq, op, r);
 }
 
 static bool
@@ -512,6 +526,7 @@ meta_modules_new(struct cm *cm)
 		.orphan_attr = h_orphan_attr,
 		.active = h_active,
 		.dv_changed = h_dv_changed,
+		.ahead = h_ahead,
 		.arg = cm,
 	};
 	const struct mfetch_hooks mfh = {
@@ -555,6 +570,7 @@ write_modules_new(struct cm *cm)
 		.file_stored = h_file_stored,
 		.resend_store = h_resend_store,
 		.log_resumed = h_log_resumed,
+		.acked = h_acked,
 		.may_absorb = h_may_absorb,
 		.absorb = h_absorb,
 		.submit_offline = h_submit_offline,
@@ -603,6 +619,7 @@ write_modules_new(struct cm *cm)
 		.mc = cm->mc,
 		.mf = cm->mf,
 		.online = &cm->online,
+		.st = &cm->st,
 		.cache_dir = cm->cfg.cache_dir,
 		.timeout_ms = cm->cfg.fetch_timeout_ms,
 	};
@@ -626,7 +643,13 @@ write_modules_new(struct cm *cm)
 	rd.wb = cm->wb;
 	rd.local = cm->local;
 	cm->replay = replay_new(&rd);
-	return cm->replay ? 0 : -errno;
+	if (!cm->replay)
+		return -errno;
+	/* The write mode of the config: logged from the first change on
+	 * (the drain's clock starts with recover()). */
+	replay_set_writeback_delay(cm->replay, cm->cfg.writeback_delay_ms);
+	conn_set_writeback(cm->conn, cm->cfg.writeback);
+	return 0;
 }
 
 static int
@@ -745,10 +768,13 @@ recover(struct cm_loop *loop, struct cm_job *job)
 	if (rc < 0)
 		log_err(LOG_EV, "cannot follow events: %s", strerror(-rc));
 	free(sj);
+	replay_set_writeback(cm->replay, cm->cfg.writeback, NULL, NULL);
 	if (cm_offline(cm)) {
 		conn_start(cm->conn);
 		wb_resume(cm->wb);
-	} else {
+	} else if (!replay_resume(cm->replay)) {
+		/* Sync mode and nothing logged as writeback: resend what a
+		 * crash left INFLIGHT, then store the dirty files. */
 		mut_resume(cm->mut);
 	}
 	if (!cm_stopping(&cm->loop) && cm->vc)

@@ -26,6 +26,7 @@
 #include <stdio.h>
 
 #include "chunkstore/cs.h"
+#include "cm/conn.h"
 #include "cm/fetch.h"
 #include "cm/fuse_i.h"
 #include "cm/fuse_ops.h"
@@ -948,12 +949,63 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	wb_flush(cm->wb, &f->fid, flush_reply, req);
 }
 
-/* Valid replies: fuse_reply_err. Connected: the server has the data. */
+/* An fsync in writeback mode: the store is logged, now the server. */
+struct fsync_req {
+	fuse_req_t req;
+	struct cm *cm;
+	struct fid fid;
+};
+
+static void
+fsync_synced(void *arg, int err, uint64_t records)
+{
+	struct fsync_req *fr = arg;
+
+	(void)records;
+	fuse_reply_err(fr->req, err == -ESHUTDOWN ? EIO : -err);
+	free(fr);
+}
+
+static void
+fsync_flushed(void *arg, int err)
+{
+	struct fsync_req *fr = arg;
+
+	if (!err)
+		err = replay_sync(fr->cm->replay, &fr->fid, fsync_synced, fr);
+	if (err) {
+		fuse_reply_err(fr->req, err == -ESTALE ? EIO : -err);
+		free(fr);
+	}
+}
+
+/* Writeback and connected: fsync waits for the server (doc/cm.md "Write
+ * modes"); disconnected it returns once the change is in the local log,
+ * as in disconnected operation. */
+static struct fsync_req *
+fsync_waits(struct cm *cm, fuse_req_t req, const struct fid *fid)
+{
+	struct fsync_req *fr;
+
+	if (!cm->conn || !conn_writeback(cm->conn) || conn_offline(cm->conn))
+		return NULL;
+	fr = calloc(1, sizeof(*fr));
+	if (fr) {
+		fr->req = req;
+		fr->cm = cm;
+		fr->fid = *fid;
+	}
+	return fr;
+}
+
+/* Valid replies: fuse_reply_err. Connected: the server has the data (in
+ * writeback mode too: it waits for the drain). */
 static void
 op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	 struct fuse_file_info *fi)
 {
 	struct cm *cm = fops_req_cm(req);
+	struct fsync_req *fr;
 	struct fid fid;
 
 	(void)datasync;
@@ -962,19 +1014,31 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	wb_flush(cm->wb, &fid, flush_reply, req);
+	fr = fsync_waits(cm, req, &fid);
+	if (fr)
+		wb_flush(cm->wb, &fid, fsync_flushed, fr);
+	else
+		wb_flush(cm->wb, &fid, flush_reply, req);
 }
 
 /* Valid replies: fuse_reply_err. Directory changes are on the server
- * when their call returns. */
+ * when their call returns; in writeback mode this waits for them. */
 static void
 op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	    struct fuse_file_info *fi)
 {
-	(void)ino;
+	struct cm *cm = fops_req_cm(req);
+	struct fsync_req *fr;
+	struct fid fid;
+
 	(void)datasync;
 	(void)fi;
-	fuse_reply_err(req, 0);
+	if (ino_fid(cm->ino, ino, &fid) < 0 ||
+	    !(fr = fsync_waits(cm, req, &fid))) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	fsync_flushed(fr, 0);
 }
 
 /* --- symlinks --- */

@@ -219,12 +219,21 @@ mcache_forget(struct mcache *mc, const struct fid *fid)
 	vc_forget(mc->vc, fid);
 }
 
+bool
+mcache_ahead(struct mcache *mc, const struct fid *fid)
+{
+	return mc && mc->hooks.ahead && mc->hooks.ahead(mc->hooks.arg, fid);
+}
+
 void
 mcache_gone(struct mcache *mc, const struct fid *fid)
 {
 	struct ino_ent *e;
 	struct vc_dir *old = NULL;
 	uint64_t ino = 0;
+
+	if (mcache_ahead(mc, fid))
+		return; /* made or changed here, not on the server yet */
 
 	ino_lock(mc->ino);
 	e = ino_find_locked(mc->ino, fid);
@@ -264,6 +273,8 @@ mcache_apply(struct mcache *mc, const struct proto_attr *a, bool store,
 	bool have_old = false, refetch = false;
 	uint64_t ino = 0;
 
+	if (mcache_ahead(mc, &a->fid) && mcache_attr(mc, &a->fid, &old) == 0)
+		return false; /* our own view stands until it is sent */
 	ino_lock(mc->ino);
 	e = ino_find_locked(mc->ino, &a->fid);
 	if (e) {
@@ -349,6 +360,16 @@ mcache_put_listing(struct mcache *mc, const struct proto_attr *dir,
 	uint64_t ino = 0;
 	int rc;
 
+	if (mcache_ahead(mc, &dir->fid)) {
+		struct vc_dir *cur = NULL;
+
+		/* Writeback: the local listing is ahead of the server's and
+		 * stands until the log has drained (doc/cm.md, write modes). */
+		if (mcache_dir(mc, &dir->fid, &cur) == 0) {
+			vc_dir_put(cur);
+			return;
+		}
+	}
 	rc = vc_put_listing(mc->vc, dir, nw);
 	if (rc < 0)
 		log_warn(LOG_META, "cannot store listing: %s", strerror(-rc));
@@ -370,7 +391,34 @@ mcache_put_listing(struct mcache *mc, const struct proto_attr *dir,
 void
 mcache_store_attrs(struct mcache *mc, const struct proto_attr *a, size_t n)
 {
-	int rc = vc_put_attrs(mc->vc, a, n);
+	struct proto_attr *own = NULL;
+	size_t k = 0;
+	int rc;
+
+	/* Writeback: attributes of objects ahead of the server (a live
+	 * record names them) keep their local values; a listing's page
+	 * does not replace them. */
+	for (size_t i = 0; mc->hooks.ahead && i < n; i++) {
+		if (!mcache_ahead(mc, &a[i].fid))
+			continue;
+		if (!own) {
+			own = malloc(n * sizeof(*own));
+			if (!own)
+				break;
+			memcpy(own, a, i * sizeof(*own));
+			k = i;
+		}
+		for (size_t j = i + 1; j < n; j++)
+			if (!mcache_ahead(mc, &a[j].fid))
+				own[k++] = a[j];
+		break;
+	}
+	if (own) {
+		a = own;
+		n = k;
+	}
+	rc = n ? vc_put_attrs(mc->vc, a, n) : 0;
+	free(own);
 
 	if (rc < 0)
 		log_warn(LOG_META, "cannot store attributes: %s",
@@ -410,6 +458,8 @@ install_attr(struct mcache *mc, const struct proto_attr *a, bool pages_current)
 void
 mcache_stored_attr(struct mcache *mc, const struct proto_attr *a)
 {
+	if (mcache_ahead(mc, &a->fid))
+		return;
 	install_attr(mc, a, true);
 }
 
@@ -444,6 +494,8 @@ mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
 	struct ino_ent *e;
 	int rc;
 
+	if (mcache_ahead(mc, &dir_after->fid))
+		return false;
 	pthread_mutex_lock(&mc->edit);
 	ino_lock(mc->ino);
 	e = ino_find_locked(mc->ino, &dir_after->fid);

@@ -59,6 +59,11 @@ struct mcache_hooks {
 	/* Pins: an object's DV changed without an event (a bulk
 	 * revalidation, a listing). */
 	void (*dv_changed)(void *arg, const struct proto_attr *a);
+	/* Writeback and reintegration (replay): is what we cache of @fid
+	 * ahead of the server (changes of it logged, not yet acknowledged)?
+	 * Then the server's news about it does not replace it (see
+	 * mcache_ahead()). */
+	bool (*ahead)(void *arg, const struct fid *fid);
 	void *arg;
 };
 
@@ -84,6 +89,17 @@ int mcache_attr(struct mcache *mc, const struct fid *fid,
  * is not the directory's), -ENOTDIR.
  */
 int mcache_dir(struct mcache *mc, const struct fid *fid, struct vc_dir **out);
+
+/*
+ * Is the cached state of @fid ahead of the server (the ahead hook)? Then
+ * the server's news about it is held back: mcache_apply() (when
+ * attributes are cached), mcache_local_attr(), mcache_stored_attr(),
+ * mcache_local_dir(), mcache_gone() and mcache_put_listing() (when a
+ * listing is cached) leave the cache as it is, and mfetch drops events
+ * about it. replay.c refreshes the object from the server once its last
+ * logged change is acknowledged (doc/cm.md "Write modes"). Loop thread.
+ */
+bool mcache_ahead(struct mcache *mc, const struct fid *fid);
 
 /* Loop thread: tell the kernel to drop the attributes (@off < 0) or the
  * attributes and pages from @off (@len 0: to the end) of inode @ino

@@ -819,6 +819,10 @@ event_apply(struct mfetch *mf, const struct proto_event *ev)
 		mf->ring[mf->gen % MF_RING].fid = ev->fid;
 		mf->ring[mf->gen % MF_RING].gen = mf->gen;
 	}
+	/* Writeback: what we cache of it is ahead of the server; the
+	 * server's state is fetched once our changes are in (replay.c). */
+	if (mcache_ahead(mf->mc, &ev->fid))
+		return;
 	have = mcache_attr(mf->mc, &ev->fid, &a) == 0;
 	ino = ino_of(mf->ino, &ev->fid);
 	switch (ev->kind) {

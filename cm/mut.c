@@ -338,6 +338,34 @@ unlist(struct mreq *m)
 	}
 }
 
+/*
+ * A replayed record the server took goes before its reply is applied:
+ * what the caches ask of the log then (is an object's local view ahead
+ * of the server? writeback) must not count the change the server just
+ * took. The DV map hears the acknowledged DV first (mut_hooks.acked).
+ * A refused one stays (it becomes a conflict), and so does one that got
+ * no answer (resent first next time): finish_end() keeps those.
+ */
+static void
+finish_drop(struct mreq *m, int err, const struct proto_op_result *r)
+{
+	struct mut *mu = m->mu;
+	int rc;
+
+	if (m->removed || err)
+		return;
+	if (r && mu->h.acked)
+		mu->h.acked(mu->h.arg, m->seq, &m->op, r);
+	if (m->seq && mu->d.rlog) {
+		rc = rlog_remove_flags(mu->d.rlog, m->seq, RLOG_A_NOSYNC);
+		if (rc < 0 && rc != -ENOENT)
+			log_warn(LOG_MUT,
+				 "cannot drop replay record %llu: %s",
+				 (unsigned long long)m->seq, strerror(-rc));
+	}
+	m->removed = true;
+}
+
 /* The server's answer @r to @m (or @err) goes to the caches. */
 static void
 finish_apply(struct mreq *m, int err, const struct proto_op_result *r)
@@ -415,6 +443,8 @@ finish(struct mreq *m, int err, const struct proto_op_result *r)
 	struct mut_batch *b = m->b;
 
 	unlist(m);
+	if (m->replay)
+		finish_drop(m, err, r);
 	finish_apply(m, err, r);
 	if (b && b->single) {
 		/* One member of a batch sent alone: note its answer for the
@@ -717,7 +747,7 @@ mut_submit(struct mut *mu, const struct proto_op *op, mut_done_fn done,
 {
 	if (!mu)
 		return -EIO;
-	if (mu->d.conn && conn_offline(mu->d.conn))
+	if (mu->d.conn && conn_logs_changes(mu->d.conn))
 		return mu->h.submit_offline
 			       ? mu->h.submit_offline(mu->h.arg, op, done, arg)
 			       : -EIO;
@@ -778,7 +808,7 @@ mut_hold_create(struct mut *mu, const struct proto_op *op, mut_done_fn done,
 	/* Without a log nothing could survive a crash: create as usual. */
 	if (!mu || !mu->d.rlog)
 		return -EAGAIN;
-	if (mu->d.conn && conn_offline(mu->d.conn))
+	if (mu->d.conn && conn_logs_changes(mu->d.conn))
 		return -EAGAIN;
 	return log_and_post(mu, op, done, arg, true);
 }
@@ -1302,6 +1332,165 @@ mut_batch_send(struct mut_batch *b)
 	}
 	batch_start(b);
 	return 0;
+}
+
+/* --- replay in batches --- */
+
+struct mbatch {
+	struct mut *mu;
+	size_t n;
+	struct mreq **m; /* n of them, listed in flight */
+	void (*all)(void *arg, int err);
+	void *all_arg;
+};
+
+static void
+mbatch_end(struct mbatch *b, int err, const struct proto_batch_result *res)
+{
+	struct mut *mu = b->mu;
+
+	for (size_t i = 0; i < b->n; i++) {
+		int rc = err;
+
+		if (!err && res[i].status == 200) {
+			finish(b->m[i], 0, &res[i].res);
+			continue;
+		}
+		if (!err) {
+			/* As a single op's refusal (http_done). */
+			rc = res[i].status == 410 || res[i].status == 412
+				     ? -ESTALE
+				     : -(res[i].err.err ? res[i].err.err : EIO);
+			if (rc == -ECANCELED)
+				rc = -ESTALE;
+			log_debug(LOG_MUT, "%s '%s' refused in a batch: %s (%d)",
+				  proto_op_name(b->m[i]->op.kind),
+				  b->m[i]->op.name ? b->m[i]->op.name : "",
+				  strerror(-rc), res[i].status);
+		}
+		finish(b->m[i], rc, NULL);
+	}
+	if (b->all)
+		b->all(b->all_arg, err);
+	free(b->m);
+	free(b);
+	(void)mu;
+}
+
+static void
+mbatch_http_done(void *arg, const struct http_result *res)
+{
+	struct mbatch *b = arg;
+	struct mut *mu = b->mu;
+	struct proto_batch_result *r = NULL;
+	int rc;
+
+	if (res->err && res->err != -ECANCELED) {
+		mbatch_end(b, -EHOSTUNREACH, NULL);
+		return;
+	}
+	if (res->err || mu->stopped) {
+		mbatch_end(b, -EIO, NULL);
+		return;
+	}
+	if (res->status == 0 || res->status == 502 || res->status == 503 ||
+	    res->status == 504) {
+		mbatch_end(b, -EHOSTUNREACH, NULL);
+		return;
+	}
+	if (res->status == 404 || res->status == 405) {
+		/* A server of protocol 2: no such route, nothing applied. */
+		mbatch_end(b, -ENOSYS, NULL);
+		return;
+	}
+	if (res->status != 200) {
+		log_warn(LOG_MUT, "a batch of %zu ops was refused as a whole "
+				  "(HTTP %ld)",
+			 b->n, res->status);
+		mbatch_end(b, -EIO, NULL);
+		return;
+	}
+	atomic_store(mu->d.online, 1);
+	rc = proto_batch_reply_decode(res->body, res->body_len, b->n, &r);
+	if (rc < 0) {
+		log_err(LOG_MUT, "bad reply to a batch of %zu ops: %s", b->n,
+			strerror(-rc));
+		mbatch_end(b, -EIO, NULL);
+		return;
+	}
+	mbatch_end(b, 0, r);
+	free(r);
+}
+
+int
+mut_send_replay_batch(struct mut *mu, const struct mut_batch_op *ops, size_t n,
+		      void (*all)(void *arg, int err), void *all_arg)
+{
+	struct http_request hr = {0};
+	struct proto_op *arr = NULL;
+	struct mbatch *b;
+	char path[160];
+	size_t len = 0, i;
+	char *body;
+	int rc = -ENOMEM;
+
+	if (!mu || mu->stopped || cm_stopping(mu->d.loop) || !mu->d.http)
+		return -EIO;
+	if (n == 0 || n > PROTO_BATCH_MAX)
+		return -EINVAL;
+	b = calloc(1, sizeof(*b));
+	arr = calloc(n, sizeof(*arr));
+	if (!b || !arr || !(b->m = calloc(n, sizeof(*b->m))))
+		goto fail;
+	b->mu = mu;
+	b->all = all;
+	b->all_arg = all_arg;
+	for (i = 0; i < n; i++) {
+		b->m[i] = mreq_new(mu, ops[i].op, ops[i].done, ops[i].arg);
+		if (!b->m[i])
+			goto fail;
+		b->m[i]->seq = ops[i].seq;
+		b->m[i]->replay = true;
+		arr[i] = b->m[i]->op; /* shallow: read by the encoder only */
+		b->n++;
+	}
+	body = proto_batch_encode(arr, n, false, &len);
+	if (!body) {
+		rc = errno == E2BIG ? -E2BIG : errno == ENOMEM ? -ENOMEM
+							       : -EINVAL;
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "/v1/vol/%s/batch", mu->d.volume);
+	hr.method = "POST";
+	hr.path = path;
+	hr.body = body;
+	hr.body_len = len;
+	hr.on_done = mbatch_http_done;
+	hr.arg = b;
+	hr.ungated = true;
+	if (!http_submit(mu->d.http, &hr)) {
+		free(body);
+		rc = -EIO;
+		goto fail;
+	}
+	free(body);
+	free(arr);
+	/* In flight now: events about these objects wait for the reply. */
+	for (i = 0; i < n; i++) {
+		TAILQ_INSERT_TAIL(&mu->inflight, b->m[i], link);
+		b->m[i]->listed = true;
+		mu->n++;
+	}
+	return 0;
+fail:
+	free(arr);
+	if (b) {
+		for (i = 0; i < b->n; i++)
+			mreq_free(b->m[i]);
+		free(b->m);
+		free(b);
+	}
+	return rc;
 }
 
 /* --- resume after a crash --- */

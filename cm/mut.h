@@ -64,6 +64,11 @@ struct mut_hooks {
 	/* replay: may an op the server does not answer disconnect? take it
 	 * into the disconnected log and apply it locally; log and apply an
 	 * op while disconnected (as replay_submit()). */
+	/* replay: a replayed record @seq (@op as sent) was acknowledged
+	 * with @r; called before the record leaves the log, so what the
+	 * replay learns from it (the DV map) is kept first. */
+	void (*acked)(void *arg, uint64_t seq, const struct proto_op *op,
+		      const struct proto_op_result *r);
 	bool (*may_absorb)(void *arg);
 	void (*absorb)(void *arg, const struct proto_op *op, mut_done_fn done,
 		       void *done_arg);
@@ -95,7 +100,10 @@ void mut_stop(struct mut *mu);
 void mut_free(struct mut *mu);
 
 /*
- * Log @op (copied; a zero opid gets a random one) and send it. @return 0
+ * Log @op (copied; a zero opid gets a random one) and send it; while the
+ * connection logs changes (disconnected, or writeback: conn.h) it goes to
+ * the submit_offline hook instead (logged PENDING, applied locally, sent
+ * later by replay.c). @return 0
  * (@done will be called) or -errno (nothing logged or sent, no call).
  * Any thread.
  */
@@ -169,6 +177,35 @@ int mut_batch_add_held(struct mut_batch *b, const struct fid *fid);
 size_t mut_batch_len(const struct mut_batch *b);
 int mut_batch_send(struct mut_batch *b);
 void mut_batch_free(struct mut_batch *b);
+
+/* One logged record of a replay batch: its seq, the op as it is to be
+ * sent (copied), and who hears its result. */
+struct mut_batch_op {
+	uint64_t seq;
+	const struct proto_op *op;
+	mut_done_fn done;
+	void *arg;
+};
+
+/*
+ * Reintegration and writeback drains (replay.c): send the logged records
+ * @ops[0..@n) (1..PROTO_BATCH_MAX) as one POST /v1/vol/NAME/batch, which
+ * the server applies in order in one commit, each op with its own
+ * result. When the reply comes, each op's done is called in order exactly
+ * as mut_send_replay() would call it (an acknowledged record is removed
+ * and its reply applied; a refused one is kept: -ESTALE for 410/412, else
+ * the server's errno), then @all(@all_arg, 0). If the batch failed as a
+ * whole, each op's done gets the error and then @all: -EHOSTUNREACH (no
+ * answer: records stay, resent first next time), -ENOSYS (404: a server
+ * of protocol 2 without the route; nothing was applied: send them one by
+ * one), -EIO (refused or unreadable as a whole). @return 0 (the calls
+ * will come), or -errno and nothing sent, no call: -E2BIG (the body
+ * would pass PROTO_BATCH_BODY_MAX: send fewer), -EINVAL, -ENOMEM, -EIO.
+ * Not gated. Loop thread.
+ */
+int mut_send_replay_batch(struct mut *mu, const struct mut_batch_op *ops,
+			  size_t n, void (*all)(void *arg, int err),
+			  void *all_arg);
 
 /* Loop thread, from mfetch's defer_event hook: true if @ev is about an
  * object with an op in flight (the event is then replayed once the op is

@@ -11,8 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <stddef.h>
+#include <sys/time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 
 #include "cm/cm.h"
 #include "cm/conflict.h"
@@ -26,6 +29,7 @@
 #include "cm/mut.h"
 #include "cm/replay.h"
 #include "cm/rlog.h"
+#include "cm/stats.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
 #include "common/ctl_proto.h" /* CTL_PATH_MAX */
@@ -40,6 +44,12 @@
 
 #define WAIT_MAX_S 3600
 
+struct syncw;
+struct rbatch;
+struct replay;
+
+static void waiters_lost(struct replay *rp);
+
 struct replay {
 	struct replay_deps d;
 	bool stopped; /* replay_stop(): nothing new starts */
@@ -48,7 +58,22 @@ struct replay {
 	uint64_t after;
 	uint64_t done_recs, total_recs, done_bytes, total_bytes, refused;
 	struct fidmap map;   /* replay: FID -> the DV our change produced */
+	struct fidmap base0; /* FID -> the DV our first change was based on */
 	int mapfd; /* <cache>/replay-dv, the map as it grows (or -1) */
+	uint64_t sent;	     /* records acknowledged since start */
+	struct rbatch *batch; /* the batch in flight, or NULL */
+	bool no_batch;	      /* the server has no /batch: single ops */
+	bool batch_off_pass;  /* a batch failed as a whole: single ops
+				 until this replay ends */
+	/* writeback (doc/cm.md "Write modes") */
+	bool wb_on;	     /* write-mode writeback asked for */
+	uint64_t wb_delay_ms;
+	bool draining;	     /* the running replay is a drain pass */
+	bool resume_dirty;   /* after this pass: store what a crash left */
+	struct event *tick;  /* the drain's clock */
+	TAILQ_HEAD(, syncw) syncq; /* fs sync, fsync, switch to sync */
+	struct fidmap touched; /* answered this pass: refresh from the
+				  server once nothing names them */
 	/* fs reconnect: told at the end of the reintegration */
 	replay_reconnected_fn waiter;
 	void *waiter_arg;
@@ -87,8 +112,11 @@ replay_went_offline(struct replay *rp, bool manual, const char *why)
 	(void)why;
 	if (!rp)
 		return;
-	if (!rp->stopped)
+	if (!rp->stopped) {
 		rp->running = false;
+		rp->draining = false;
+		waiters_lost(rp);
+	}
 	atomic_store(rp->d.online, 0);
 }
 
@@ -100,7 +128,79 @@ struct oreq {
 	struct proto_op op;
 	mut_done_fn done;
 	void *arg;
+	unsigned tries; /* fetches made for it (connected: writeback) */
+	unsigned wants; /* fetches still out */
 };
+
+#define OREQ_TRIES 3
+
+static void oreq_run(struct cm_loop *loop, struct cm_job *job);
+
+static void
+oreq_fetched(void *arg, int err)
+{
+	struct oreq *q = arg;
+
+	(void)err; /* the next try says what is still missing */
+	if (--q->wants == 0)
+		cm_post(q->rp->d.loop, &q->job);
+}
+
+/* Writeback: the caches lack what the local check needs (a listing that
+ * is not cached, or stale after a refresh from the server; attributes,
+ * xattrs). Connected, fetch it and try again, rather than the EIO of
+ * disconnected operation. @return true if fetches are on their way. */
+static bool
+oreq_fetch(struct replay *rp, struct oreq *q)
+{
+	const struct proto_op *op = &q->op;
+	struct fid child;
+	enum proto_type t;
+
+	if (q->tries >= OREQ_TRIES || !rp->d.conn ||
+	    conn_mode(rp->d.conn) != CM_CONNECTED)
+		return false;
+	q->tries++;
+	q->wants = 1; /* held until every want is issued */
+	switch (op->kind) {
+	case PROTO_OP_RENAME:
+		q->wants++;
+		mfetch_want_dir(rp->d.mf, &op->newparent, oreq_fetched, q);
+		/* fall through */
+	case PROTO_OP_CREATE:
+	case PROTO_OP_MKDIR:
+	case PROTO_OP_SYMLINK:
+	case PROTO_OP_LINK:
+	case PROTO_OP_UNLINK:
+	case PROTO_OP_RMDIR:
+		q->wants++;
+		mfetch_want_dir(rp->d.mf, &op->parent, oreq_fetched, q);
+		/* a directory removed or replaced must be known empty */
+		if (q->tries > 1 && op->name &&
+		    local_lookup_name(rp->d.local, &op->parent, op->name,
+				      &child, &t) == 0 &&
+		    t == PROTO_T_DIR) {
+			q->wants++;
+			mfetch_want_dir(rp->d.mf, &child, oreq_fetched, q);
+		}
+		if (op->kind == PROTO_OP_LINK) {
+			q->wants++;
+			mfetch_want_attr(rp->d.mf, &op->fid, oreq_fetched, q);
+		}
+		break;
+	case PROTO_OP_SETXATTR:
+	case PROTO_OP_REMOVEXATTR:
+		q->wants++;
+		mfetch_want_xattrs(rp->d.mf, &op->fid, oreq_fetched, q);
+		/* fall through */
+	default:
+		q->wants++;
+		mfetch_want_attr(rp->d.mf, &op->fid, oreq_fetched, q);
+		break;
+	}
+	oreq_fetched(q, 0);
+	return true;
+}
 
 static void
 oreq_run(struct cm_loop *loop, struct cm_job *job)
@@ -113,6 +213,8 @@ oreq_run(struct cm_loop *loop, struct cm_job *job)
 
 	rc = cm_stopping(loop) ? -EIO
 			       : local_apply(rp->d.local, &q->op, false, &r);
+	if (rc == -EIO && !cm_stopping(loop) && oreq_fetch(rp, q))
+		return; /* back here once it is fetched */
 	if (rc == 0) {
 		rc = rlog_append_ex(rp->d.rlog, &q->op, 0, &eff);
 		if (rc == 0)
@@ -176,8 +278,21 @@ replay_absorb(struct replay *rp, const struct proto_op *op, mut_done_fn done,
 	done(arg, rc, rc ? NULL : &r);
 }
 
-/* --- reintegration --- */
+/* --- reintegration and writeback drains --- */
 
+#define LIVE (RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT))
+
+/*
+ * The DV map: FID -> the DV the server gave our last replayed change of
+ * it (rp->map), and the DV that change was based on (rp->base0: what the
+ * server had before our first change of it in the map's life, 0 for an
+ * object we made). A later STORE or SETATTR of the FID is based on our
+ * own change when its base DV is local, the base0, or the DV our change
+ * produced: then it is sent with the map's DV. A base that is none of
+ * these is a server DV the record learned later (writeback: a refresh
+ * after the last drain, another client's change): it stands, and if it is
+ * stale the server says so (a conflict, rightly).
+ */
 static struct fidmap_slot *
 map_find(struct replay *rp, const struct fid *fid)
 {
@@ -185,17 +300,21 @@ map_find(struct replay *rp, const struct fid *fid)
 }
 
 static void
-map_put(struct replay *rp, const struct fid *fid, uint64_t dv)
+map_put(struct replay *rp, const struct fid *fid, uint64_t dv, uint64_t base0)
 {
-	if (!fidmap_put(&rp->map, fid, dv))
+	if (!fidmap_put(&rp->map, fid, dv) ||
+	    (!fidmap_find(&rp->base0, fid) &&
+	     !fidmap_put(&rp->base0, fid, base0)))
 		log_warn(LOG_OFF, "out of memory for the replay DV map");
 }
 
 /*
- * The map is also appended to <cache>/replay-dv ("FID DV" lines, no
- * fsync: it must outlive the process, not the machine), so a cairnd killed
- * in the middle of a reintegration still knows, when it goes on, which
- * DVs its own replayed changes produced. Removed when the log is empty.
+ * The map is also appended to <cache>/replay-dv ("FID DV BASE0" lines;
+ * no fsync: it must outlive the process, not the machine), so a cairnd
+ * killed in the middle of a reintegration or a drain still knows, when it
+ * goes on, which DVs its own replayed changes produced. Emptied when the
+ * log has nothing left to send (the map in memory stays: records logged
+ * before a refresh reached the caches still find their DV).
  */
 static void
 map_path(struct replay *rp, char *buf, size_t len)
@@ -204,16 +323,19 @@ map_path(struct replay *rp, char *buf, size_t len)
 }
 
 static void
-map_set(struct replay *rp, const struct fid *fid, uint64_t dv)
+map_set(struct replay *rp, const struct fid *fid, uint64_t dv, uint64_t base0)
 {
-	char line[FID_STRLEN + 32], fs[FID_STRLEN];
+	char line[FID_STRLEN + 64], fs[FID_STRLEN];
+	struct fidmap_slot *b;
 	int n;
 
-	map_put(rp, fid, dv);
+	map_put(rp, fid, dv, base0);
 	if (rp->mapfd < 0)
 		return;
-	n = snprintf(line, sizeof(line), "%s %llu\n", fid_fmt(fid, fs),
-		     (unsigned long long)dv);
+	b = fidmap_find(&rp->base0, fid);
+	n = snprintf(line, sizeof(line), "%s %llu %llu\n", fid_fmt(fid, fs),
+		     (unsigned long long)dv,
+		     (unsigned long long)(b ? b->dv : 0));
 	if (write(rp->mapfd, line, (size_t)n) != n)
 		log_warn(LOG_OFF, "cannot write the replay DV map: %s",
 			 strerror(errno));
@@ -222,7 +344,8 @@ map_set(struct replay *rp, const struct fid *fid, uint64_t dv)
 static void
 map_open(struct replay *rp)
 {
-	char path[4096], line[128];
+	char path[4096], line[160];
+	size_t before = rp->map.n;
 	FILE *f;
 
 	map_path(rp, path, sizeof(path));
@@ -230,21 +353,20 @@ map_open(struct replay *rp)
 	if (f) {
 		while (fgets(line, sizeof(line), f)) {
 			char *sp = strchr(line, ' ');
-			unsigned long long dv;
+			unsigned long long dv, b0 = 0;
 			struct fid fid;
 
 			if (sp &&
 			    fid_parse_n(line, (size_t)(sp - line), &fid) == 0 &&
-			    sscanf(sp + 1, "%llu", &dv) == 1)
-				map_put(rp, &fid, dv);
+			    sscanf(sp + 1, "%llu %llu", &dv, &b0) >= 1)
+				map_put(rp, &fid, dv, b0);
 		}
 		fclose(f);
-		if (rp->map.n)
+		if (rp->map.n > before)
 			log_info(LOG_OFF,
-				 "going on with a reintegration a "
-				 "restart cut short (%zu objects "
-				 "already replayed)",
-				 rp->map.n);
+				 "going on with a replay a restart cut short "
+				 "(%zu objects already replayed)",
+				 rp->map.n - before);
 	}
 	rp->mapfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 }
@@ -258,25 +380,117 @@ map_close(struct replay *rp, bool remove)
 		close(rp->mapfd);
 	rp->mapfd = -1;
 	fidmap_clear(&rp->map);
+	fidmap_clear(&rp->base0);
 	if (remove) {
 		map_path(rp, path, sizeof(path));
 		unlink(path);
 	}
 }
 
+/* Nothing left to send: the file goes, the map in memory stays (bounded:
+ * beyond 1M objects it is dropped too). */
+static void
+map_trim(struct replay *rp)
+{
+	char path[4096];
+
+	if (rp->map.n > (1u << 20)) {
+		map_close(rp, true);
+		return;
+	}
+	if (rp->mapfd >= 0 && ftruncate(rp->mapfd, 0) < 0) {
+		map_path(rp, path, sizeof(path));
+		log_warn(LOG_OFF, "cannot empty '%s': %s", path,
+			 strerror(errno));
+	}
+}
+
+void
+replay_acked(struct replay *rp, uint64_t seq, const struct proto_op *op,
+	     const struct proto_op_result *r)
+{
+	(void)seq;
+	if (!rp || rp->stopped || !r->has_attr || op->kind == PROTO_OP_UNLINK ||
+	    op->kind == PROTO_OP_RMDIR)
+		return;
+	map_set(rp, &r->attr.fid, r->attr.dv,
+		(op->base_dv & CM_DV_LOCAL) ? 0 : op->base_dv);
+}
+
+/* The base DV record @op is sent with (see the DV map above); @return
+ * the DV its chunks are tagged with (the base it was logged with). */
+static uint64_t
+subst_base(struct replay *rp, struct proto_op *op)
+{
+	uint64_t src = op->base_dv;
+	struct fidmap_slot *s, *b;
+	struct proto_attr ca;
+
+	if (op->kind != PROTO_OP_STORE && op->kind != PROTO_OP_SETATTR)
+		return src;
+	s = map_find(rp, &op->fid);
+	b = fidmap_find(&rp->base0, &op->fid);
+	if (s && ((src & CM_DV_LOCAL) || src == s->dv || (b && src == b->dv)))
+		op->base_dv = s->dv;
+	else if (!s && (src & CM_DV_LOCAL) &&
+		 mcache_attr(rp->d.mc, &op->fid, &ca) == 0 &&
+		 !(ca.dv & CM_DV_LOCAL))
+		/* An object made offline whose create went before a
+		 * restart: the DV the create's reply stored in the cache. */
+		op->base_dv = ca.dv;
+	return src;
+}
+
+/* A STORE or SETATTR still based on a local DV after subst_base(): its
+ * object was never made on the server (its create was refused, or never
+ * sent). The server would say ENOENT; a local DV cannot even be sent. */
+static bool
+unsendable(const struct proto_op *op)
+{
+	return (op->kind == PROTO_OP_STORE || op->kind == PROTO_OP_SETATTR) &&
+	       (op->base_dv & CM_DV_LOCAL);
+}
+
+struct rbatch;
+
 struct rctx {
 	struct replay *rp;
 	uint64_t seq;
 	struct proto_op op; /* a copy, for the conflict record */
+	uint64_t src;	    /* the base it was logged with */
 	int err;
 	uint64_t nbytes;
 	bool has_local; /* the local view when it was refused */
 	struct proto_attr local;
 	char path[CTL_PATH_MAX]; /* what the change is about */
 	char *copy;		 /* the conflict copy's name, or NULL */
+	struct rbatch *b;	 /* sent in this batch, or NULL */
+	/* in a batch: its result, kept until the batch's turn comes */
+	bool answered;
+	int res_err;
+	bool res_attr;
+	struct fid res_fid;
+	uint64_t res_dv;
+};
+
+/* One batch: its records in log order, their results handled one after
+ * the other once the reply is in. */
+struct rbatch {
+	struct replay *rp;
+	size_t n, next;	  /* records; the next to handle */
+	struct rctx **c;
+	struct mut_batch_op *ops;
+	struct proto_op *sent; /* the ops as sent (substituted bases) */
+	size_t nstores, staged, staging;
+	size_t staging_chunks; /* chunks of the stores staging now */
+	int stage_err;
+	bool in_stage; /* stage_more() runs: a store staged at once (no
+			  chunks to send) must not re-enter it */
+	bool aborted; /* failed as a whole: results are ignored */
 };
 
 static void reint_next(struct replay *rp);
+static void batch_continue(struct rbatch *b);
 
 static void
 rctx_free(struct rctx *c)
@@ -285,6 +499,150 @@ rctx_free(struct rctx *c)
 	free(c->copy);
 	free(c);
 }
+
+/* The record of @c is settled: go on with the batch or the log. */
+static void
+rec_next(struct replay *rp, struct rctx *c)
+{
+	struct rbatch *b = c->b;
+
+	rctx_free(c);
+	if (b)
+		batch_continue(b);
+	else
+		reint_next(rp);
+}
+
+/* The objects a record named: refreshed from the server once nothing in
+ * the log names them (writeback drains; a reintegration revalidates
+ * everything at its end). */
+static void
+touch(struct replay *rp, const struct proto_op *op)
+{
+	const struct fid *f[4] = {&op->fid, &op->parent, &op->newparent,
+				  &op->victim};
+
+	if (!rp->draining)
+		return;
+	for (size_t i = 0; i < 4; i++)
+		if (!fid_is_null(f[i]))
+			fidmap_put(&rp->touched, f[i], 0);
+}
+
+static void
+refresh_touched(struct replay *rp)
+{
+	for (size_t i = 0; i < rp->touched.cap; i++) {
+		struct fidmap_slot *sl = &rp->touched.slot[i];
+
+		struct proto_attr a;
+
+		if (!sl->used || replay_ahead(rp, &sl->fid))
+			continue;
+		/* A directory with its listing, in one step: attributes at
+		 * a new DV beside the old listing would leave it stale
+		 * (and the next local change of it waiting for a fetch). */
+		if (mcache_attr(rp->d.mc, &sl->fid, &a) == 0 &&
+		    a.type == PROTO_T_DIR)
+			mfetch_want_dir(rp->d.mf, &sl->fid, NULL, NULL);
+		else
+			mfetch_want_attr(rp->d.mf, &sl->fid, NULL, NULL);
+	}
+	fidmap_clear(&rp->touched);
+}
+
+/* --- who waits for the server: fs sync, fsync, fs flush, a switch to
+ * sync --- */
+
+struct syncw {
+	TAILQ_ENTRY(syncw) link;
+	struct cm_job job;
+	struct replay *rp;
+	struct fid fid;
+	bool has_fid;
+	bool all;	/* every record, also those logged later (switch) */
+	uint64_t below; /* records before this seq */
+	uint64_t sent0; /* rp->sent when it started */
+	int err;
+	replay_synced_fn done;
+	void *arg;
+};
+
+static bool
+names(const struct proto_op *op, const struct fid *f)
+{
+	return fid_eq(&op->fid, f) || fid_eq(&op->parent, f) ||
+	       fid_eq(&op->newparent, f) || fid_eq(&op->victim, f);
+}
+
+/* Does @w still wait for a live record? */
+static bool
+syncw_waits(struct replay *rp, struct syncw *w)
+{
+	struct rlog_rec rec;
+	bool live;
+
+	if (w->has_fid)
+		return rlog_fid_find(rp->d.rlog, &w->fid, LIVE, w->below,
+				     NULL) == 0;
+	if (rlog_next(rp->d.rlog, 0, LIVE, &rec) < 0)
+		return false;
+	live = w->all || rec.seq < w->below;
+	rlog_rec_release(&rec);
+	return live;
+}
+
+static void
+syncw_answer(struct replay *rp, struct syncw *w, int err)
+{
+	TAILQ_REMOVE(&rp->syncq, w, link);
+	if (w->all && !err && !rp->wb_on && rp->d.conn)
+		conn_set_writeback(rp->d.conn, false);
+	if (w->all && err)
+		rp->wb_on = true; /* the switch to sync failed: writeback */
+	if (w->done)
+		w->done(w->arg, err, rp->sent - w->sent0);
+	free(w);
+}
+
+/* Answer the waiters whose records are all in (loop thread). */
+static void
+check_waiters(struct replay *rp)
+{
+	struct syncw *w, *nx;
+
+	for (w = TAILQ_FIRST(&rp->syncq); w; w = nx) {
+		nx = TAILQ_NEXT(w, link);
+		if (!syncw_waits(rp, w))
+			syncw_answer(rp, w, w->err);
+	}
+}
+
+/* A record became a conflict: the waiters for it will hear EIO. */
+static void
+waiters_refused(struct replay *rp, uint64_t seq, const struct proto_op *op)
+{
+	struct syncw *w;
+
+	TAILQ_FOREACH(w, &rp->syncq, link)
+	if (seq < w->below && (!w->has_fid || names(op, &w->fid)))
+		w->err = -EIO;
+}
+
+/* The server was lost: a switch to sync fails (the others wait on). */
+static void
+waiters_lost(struct replay *rp)
+{
+	struct syncw *w, *nx;
+
+	for (w = TAILQ_FIRST(&rp->syncq); w; w = nx) {
+		nx = TAILQ_NEXT(w, link);
+		if (w->all)
+			syncw_answer(rp, w, -EHOSTUNREACH);
+	}
+}
+
+/* --- records --- */
 
 /* Record a refusal as a CONFLICT (with the copy's path, if one was made)
  * and go on. */
@@ -338,11 +696,12 @@ reint_record(struct replay *rp, struct rctx *c, const struct proto_attr *srv)
 			"%s",
 			(unsigned long long)c->seq, strerror(-rc));
 	rp->refused++;
+	waiters_refused(rp, c->seq, &c->op);
+	touch(rp, &c->op);
 	log_warn(LOG_OFF, "conflict: %s '%s' refused by the server (%s)%s",
 		 proto_op_name(c->op.kind), path, strerror(-c->err),
 		 copy ? "; local data saved as a conflict copy" : "");
-	rctx_free(c);
-	reint_next(rp);
+	rec_next(rp, c);
 }
 
 /* The server's version of the object, fetched: record the conflict. */
@@ -386,34 +745,45 @@ reint_copied(void *arg, int err, const char *copy)
 	reint_conflict(rp, c, err ? NULL : copy);
 }
 
+/* The server lost, or out of resources: stop here; the record stays and
+ * is sent first next time. */
 static void
-reint_done(void *arg, int err, const struct proto_op_result *r)
+reint_lost(struct replay *rp, const char *why)
 {
-	struct rctx *c = arg;
-	struct replay *rp = c->rp;
+	rp->after = 0;
+	replay_disconnect(rp, false, why);
+}
 
-	if (rp->stopped || cm_stopping(rp->d.loop)) {
-		rctx_free(c);
-		return;
-	}
+/* What the server said about record @c: acknowledged (@has_attr: the DV
+ * it now has) or refused. */
+static void
+rec_result(struct replay *rp, struct rctx *c, int err, bool has_attr,
+	   const struct fid *afid, uint64_t adv)
+{
 	if (!err) {
 		rp->done_recs++;
+		rp->sent++;
 		rp->done_bytes += c->nbytes;
-		if (r && r->has_attr && c->op.kind != PROTO_OP_UNLINK &&
-		    c->op.kind != PROTO_OP_RMDIR)
-			map_set(rp, &r->attr.fid, r->attr.dv);
-		rctx_free(c);
-		reint_next(rp);
+		/* The DV map learnt it already (replay_acked(), before
+		 * the record left the log). */
+		(void)has_attr;
+		(void)afid;
+		(void)adv;
+		touch(rp, &c->op);
+		rec_next(rp, c);
 		return;
 	}
-	if (err == -EHOSTUNREACH || err == -ECANCELED || err == -EIO) {
-		/* No answer (or not a real one): stop here; the record
-		 * stays and is sent first next time. */
+	if (err == -EHOSTUNREACH || err == -ECANCELED || err == -EIO ||
+	    err == -ENOSYS) {
+		struct rbatch *b = c->b;
+
 		rctx_free(c);
-		rp->after = 0;
-		replay_disconnect(rp, false,
-				  "the server was lost while "
-				  "reintegrating");
+		if (b) {
+			b->aborted = true;
+			batch_continue(b);
+			return;
+		}
+		reint_lost(rp, "the server was lost while replaying the log");
 		return;
 	}
 	c->err = err;
@@ -430,30 +800,64 @@ reint_done(void *arg, int err, const struct proto_op_result *r)
 }
 
 static void
+reint_done(void *arg, int err, const struct proto_op_result *r)
+{
+	struct rctx *c = arg;
+	struct replay *rp = c->rp;
+
+	if (rp->stopped || cm_stopping(rp->d.loop)) {
+		rctx_free(c);
+		return;
+	}
+	rec_result(rp, c, err, r && r->has_attr, r ? &r->attr.fid : NULL,
+		   r ? r->attr.dv : 0);
+}
+
+/* The end of a reintegration (CONNECTED now) or of a drain pass. */
+static void
 reint_finish(struct replay *rp)
 {
 	struct rlog_stats st;
+	bool drain = rp->draining;
 
 	rp->running = false;
-	conn_reintegrated(rp->d.conn);
+	rp->draining = false;
+	rp->batch_off_pass = false;
+	if (!drain)
+		conn_reintegrated(rp->d.conn);
 	atomic_store(rp->d.online, 1);
-	map_close(rp, true);
 	memset(&st, 0, sizeof(st));
 	rlog_stats(rp->d.rlog, &st);
-	if (!st.conflicts) {
+	if (!drain)
+		map_close(rp, true);
+	else if (!st.pending && !st.inflight)
+		map_trim(rp);
+	if (!st.conflicts && !st.pending && !st.inflight)
 		conflict_records_clear(rp->d.wb);
+	if (drain)
+		log_debug(LOG_OFF, "drained: %llu records sent, %llu refused",
+			  (unsigned long long)rp->done_recs,
+			  (unsigned long long)rp->refused);
+	else
+		log_info(LOG_OFF,
+			 "connected: %llu records replayed, %llu refused "
+			 "(%llu conflicts to resolve)",
+			 (unsigned long long)rp->done_recs,
+			 (unsigned long long)rp->refused,
+			 (unsigned long long)st.conflicts);
+	if (drain) {
+		refresh_touched(rp);
+	} else {
+		/* Everything made or changed offline carries a local DV:
+		 * take the server's view of it all. */
+		mfetch_revalidate_all(rp->d.mf);
 	}
-	log_info(LOG_OFF,
-		 "connected: %llu records replayed, %llu refused "
-		 "(%llu conflicts to resolve)",
-		 (unsigned long long)rp->done_recs,
-		 (unsigned long long)rp->refused,
-		 (unsigned long long)st.conflicts);
-	/* Everything made or changed offline carries a local DV: take the
-	 * server's view of it all. */
-	mfetch_revalidate_all(rp->d.mf);
-	wb_resume(rp->d.wb);
-	if (rp->waiter) {
+	if (!drain || rp->resume_dirty) {
+		rp->resume_dirty = false;
+		wb_resume(rp->d.wb);
+	}
+	check_waiters(rp);
+	if (!drain && rp->waiter) {
 		replay_reconnected_fn fn = rp->waiter;
 
 		rp->waiter = NULL;
@@ -461,51 +865,57 @@ reint_finish(struct replay *rp)
 	}
 }
 
+/* May the replay go on? (a reintegration, or a drain while connected) */
+static bool
+may_run(struct replay *rp)
+{
+	int mode;
+
+	if (rp->stopped || cm_stopping(rp->d.loop) || !rp->running)
+		return false;
+	mode = conn_mode(rp->d.conn);
+	return mode == CM_REINTEGRATING ||
+	       (rp->draining && mode == CM_CONNECTED);
+}
+
+/* Read record @rec into a fresh rctx with its base substituted. */
+static struct rctx *
+rctx_new(struct replay *rp, struct rlog_rec *rec)
+{
+	struct rctx *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->rp = rp;
+	c->seq = rec->seq;
+	c->nbytes = rec->nbytes;
+	c->src = subst_base(rp, &rec->op);
+	if (mut_op_copy(&c->op, &rec->op) < 0) {
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* One record at a time (a server without /batch). */
 static void
-reint_next(struct replay *rp)
+single_next(struct replay *rp)
 {
 	struct rlog_rec rec;
 	struct rctx *c;
-	struct fidmap_slot *s;
-	uint64_t src;
 	int rc;
 
-	if (rp->stopped || cm_stopping(rp->d.loop) ||
-	    conn_mode(rp->d.conn) != CM_REINTEGRATING)
-		return;
-	rc = rlog_next(rp->d.rlog, rp->after,
-		       RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT),
-		       &rec);
+	rc = rlog_next(rp->d.rlog, rp->after, LIVE, &rec);
 	if (rc < 0) {
 		reint_finish(rp);
 		return;
 	}
 	rp->after = rec.seq;
-	c = calloc(1, sizeof(*c));
-	if (!c || mut_op_copy(&c->op, &rec.op) < 0) {
-		free(c);
+	c = rctx_new(rp, &rec);
+	if (!c) {
 		rlog_rec_release(&rec);
-		rp->after = 0;
-		replay_disconnect(rp, false, "out of memory");
+		reint_lost(rp, "out of memory");
 		return;
-	}
-	c->rp = rp;
-	c->seq = rec.seq;
-	c->nbytes = rec.nbytes;
-	src = rec.op.base_dv;
-	/* Based on our own earlier change: the DV the server gave it. An
-	 * object made offline (a local DV) whose create went before a
-	 * restart: the DV the create's reply stored in the cache. */
-	s = map_find(rp, &rec.op.fid);
-	if (rec.op.kind == PROTO_OP_STORE || rec.op.kind == PROTO_OP_SETATTR) {
-		struct proto_attr ca;
-
-		if (s)
-			rec.op.base_dv = s->dv;
-		else if ((rec.op.base_dv & CM_DV_LOCAL) &&
-			 mcache_attr(rp->d.mc, &rec.op.fid, &ca) == 0 &&
-			 !(ca.dv & CM_DV_LOCAL))
-			rec.op.base_dv = ca.dv;
 	}
 	/* INFLIGHT before any byte leaves: a window of records ahead in one
 	 * commit, not a durable commit per record. */
@@ -516,15 +926,19 @@ reint_next(struct replay *rp)
 			(unsigned long long)rec.seq, strerror(-rc));
 		rlog_rec_release(&rec);
 		rctx_free(c);
-		rp->after = 0;
-		replay_disconnect(rp, false,
-				  "the replay log cannot be written");
+		reint_lost(rp, "the replay log cannot be written");
+		return;
+	}
+	if (unsendable(&rec.op)) {
+		rlog_rec_release(&rec);
+		rec_result(rp, c, -ENOENT, false, NULL, 0);
 		return;
 	}
 	log_debug(LOG_OFF, "replaying %s (record %llu)",
 		  proto_op_name(rec.op.kind), (unsigned long long)rec.seq);
+	CM_STAT_INC(rp->d.st, replay_singles);
 	if (rec.op.kind == PROTO_OP_STORE)
-		rc = wb_replay_store(rp->d.wb, rec.seq, &rec.op, src,
+		rc = wb_replay_store(rp->d.wb, rec.seq, &rec.op, c->src,
 				     reint_done, c);
 	else
 		rc = mut_send_replay(rp->d.mut, rec.seq, &rec.op, reint_done,
@@ -532,9 +946,438 @@ reint_next(struct replay *rp)
 	rlog_rec_release(&rec);
 	if (rc < 0) {
 		rctx_free(c);
-		rp->after = 0;
-		replay_disconnect(rp, false, "cannot send the replay log");
+		reint_lost(rp, "cannot send the replay log");
 	}
+}
+
+/* --- batches --- */
+
+static void
+rbatch_free(struct rbatch *b)
+{
+	for (size_t i = b->next; i < b->n; i++)
+		if (b->c[i])
+			rctx_free(b->c[i]);
+	for (size_t i = 0; i < b->n; i++)
+		proto_op_release(&b->sent[i]);
+	free(b->c);
+	free(b->ops);
+	free(b->sent);
+	free(b);
+}
+
+/* Handle the results in log order; each may wait for a conflict copy. */
+static void
+batch_continue(struct rbatch *b)
+{
+	struct replay *rp = b->rp;
+	struct rctx *c;
+
+	if (rp->stopped || cm_stopping(rp->d.loop)) {
+		b->rp->batch = NULL;
+		rbatch_free(b);
+		return;
+	}
+	if (b->aborted || b->next == b->n) {
+		bool aborted = b->aborted;
+
+		rp->batch = NULL;
+		rbatch_free(b);
+		refresh_touched(rp);
+		if (aborted) {
+			reint_lost(rp, "the server was lost while replaying "
+				       "the log");
+			return;
+		}
+		reint_next(rp);
+		return;
+	}
+	c = b->c[b->next];
+	b->c[b->next++] = NULL;
+	rec_result(rp, c, c->res_err, c->res_attr, &c->res_fid, c->res_dv);
+}
+
+/* A record's own result, called by mut (or by the store that carried
+ * it) while the batch reply is taken apart: kept for its turn. */
+static void
+batch_rec_done(void *arg, int err, const struct proto_op_result *r)
+{
+	struct rctx *c = arg;
+
+	c->answered = true;
+	c->res_err = err;
+	log_debug(LOG_OFF, "record %llu (%s, base %llu): %s",
+		  (unsigned long long)c->seq, proto_op_name(c->op.kind),
+		  (unsigned long long)c->op.base_dv,
+		  err ? strerror(-err) : "done");
+	if (r && r->has_attr) {
+		c->res_attr = true;
+		c->res_fid = r->attr.fid;
+		c->res_dv = r->attr.dv;
+	}
+}
+
+static void
+batch_all_done(void *arg, int err)
+{
+	struct rbatch *b = arg;
+	struct replay *rp = b->rp;
+
+	if (rp->stopped || cm_stopping(rp->d.loop)) {
+		rp->batch = NULL;
+		rbatch_free(b);
+		return;
+	}
+	if (err == -ENOSYS || err == -EIO) {
+		/* No /batch (protocol 2), or the batch was refused as a
+		 * whole: the same records one by one (still INFLIGHT, so
+		 * nothing merged into them meanwhile). */
+		if (err == -ENOSYS) {
+			log_info(LOG_OFF, "the server has no batch requests: "
+					  "replaying one record at a time");
+			rp->no_batch = true;
+		} else {
+			rp->batch_off_pass = true;
+		}
+		rp->after = b->c[0] ? b->c[0]->seq - 1 : 0;
+		rp->batch = NULL;
+		rbatch_free(b);
+		reint_next(rp);
+		return;
+	}
+	if (err) {
+		b->aborted = true;
+		batch_continue(b);
+		return;
+	}
+	CM_STAT_INC(rp->d.st, replay_batches);
+	CM_STAT_ADD(rp->d.st, replay_batch_ops, b->n);
+	log_debug(LOG_OFF, "batch of %zu records answered", b->n);
+	batch_continue(b);
+}
+
+static void
+batch_send(struct rbatch *b)
+{
+	struct replay *rp = b->rp;
+	int rc;
+
+	if (b->stage_err || rp->stopped || cm_stopping(rp->d.loop) ||
+	    !may_run(rp)) {
+		/* End the stores that did stage: their results go to
+		 * records this batch no longer handles. */
+		b->aborted = true;
+		for (size_t i = 0; i < b->n; i++)
+			if (b->ops[i].done && b->ops[i].done != batch_rec_done)
+				b->ops[i].done(b->ops[i].arg, -ECANCELED, NULL);
+		rp->batch = NULL;
+		rbatch_free(b);
+		if (!rp->stopped && !cm_stopping(rp->d.loop) && may_run(rp))
+			reint_lost(rp, "cannot stage the data of a store");
+		return;
+	}
+	log_debug(LOG_OFF, "batch of %zu records staged, sending", b->n);
+	rc = mut_send_replay_batch(rp->d.mut, b->ops, b->n, batch_all_done, b);
+	if (rc < 0) {
+		log_warn(LOG_OFF, "cannot send a batch of %zu records (%s): one "
+				  "at a time",
+			 b->n, strerror(-rc));
+		for (size_t i = 0; i < b->n; i++)
+			if (b->ops[i].done && b->ops[i].done != batch_rec_done)
+				b->ops[i].done(b->ops[i].arg, -ECANCELED, NULL);
+		rp->batch_off_pass = true;
+		rp->after = b->c[0]->seq - 1;
+		rp->batch = NULL;
+		rbatch_free(b);
+		reint_next(rp);
+	}
+}
+
+static void stage_more(struct rbatch *b);
+
+/* A store of the batch is staged: its op goes with the others. */
+static void
+batch_staged(void *arg, int err, mut_done_fn op_done, void *op_arg)
+{
+	struct rctx *c = arg;
+	struct rbatch *b = c->b;
+	size_t i;
+
+	b->staging--;
+	b->staged++;
+	for (i = 0; i < b->n && b->c[i] != c; i++)
+		;
+	b->staging_chunks -= b->sent[i].nchunks ? b->sent[i].nchunks : 1;
+	if (err) {
+		if (!b->stage_err)
+			b->stage_err = err;
+		/* the store is over; its record stays INFLIGHT */
+		b->ops[i].done = NULL;
+	} else {
+		b->ops[i].done = op_done;
+		b->ops[i].arg = op_arg;
+	}
+	if (!b->in_stage)
+		stage_more(b);
+}
+
+/* Stores staged at once: many small ones (one PUT each, the server's
+ * fsync per staged chunk is the cost), but not more than
+ * BATCH_STAGING_CHUNKS chunks in flight (a chunk's bytes are copied into
+ * its request: 64 x 256 KiB = 16 MiB at most). */
+#define BATCH_STAGING	     8
+#define BATCH_STAGING_CHUNKS 64
+
+static void
+stage_more(struct rbatch *b)
+{
+	struct replay *rp = b->rp;
+
+	b->in_stage = true;
+	for (size_t i = 0; i < b->n && b->staging < BATCH_STAGING &&
+			   !b->stage_err;
+	     i++) {
+		struct rctx *c = b->c[i];
+		int rc;
+
+		size_t nch = b->sent[i].nchunks ? b->sent[i].nchunks : 1;
+
+		if (b->sent[i].kind != PROTO_OP_STORE || b->ops[i].arg)
+			continue;
+		if (b->staging && b->staging_chunks + nch > BATCH_STAGING_CHUNKS)
+			break; /* a store staged later makes room */
+		b->ops[i].arg = c; /* taken (until batch_staged sets it) */
+		b->staging++;
+		b->staging_chunks += nch;
+		rc = wb_stage_replay_store(rp->d.wb, c->seq, &b->sent[i],
+					   c->src, batch_staged, c,
+					   batch_rec_done, c);
+		if (rc < 0) {
+			b->staging--;
+			b->staging_chunks -= nch;
+			b->staged++;
+			b->stage_err = rc;
+			b->ops[i].done = NULL;
+		}
+		/* Stores staged at once freed a slot: look again from the
+		 * start (the claimed ones are skipped). */
+		if (b->staging < BATCH_STAGING && i + 1 == b->n &&
+		    b->staged + b->staging < b->nstores && !b->stage_err)
+			i = (size_t)-1;
+	}
+	b->in_stage = false;
+	if (b->staging == 0 && (b->staged == b->nstores || b->stage_err))
+		batch_send(b);
+}
+
+/* Rough size of @op in a batch body, so a batch stays well below
+ * PROTO_BATCH_BODY_MAX. */
+static size_t
+op_cost(const struct proto_op *op)
+{
+	return 512 + (op->name ? strlen(op->name) : 0) +
+	       (op->newname ? strlen(op->newname) : 0) +
+	       2 * (op->target ? strlen(op->target) : 0) +
+	       (op->xname ? strlen(op->xname) : 0) + 2 * op->xlen +
+	       24 * op->nchunks;
+}
+
+#define BATCH_SCAN  1024      /* records looked at for one batch */
+#define BATCH_BYTES (8u << 20) /* body budget */
+
+/*
+ * The next batch: from rp->after, up to PROTO_BATCH_MAX records in log
+ * order. A record waits for a later batch (deferred) when it names an
+ * object a deferred record names (their order must stay), or when it is
+ * a STORE or SETATTR of an object an earlier record of this batch
+ * changes: its base DV is the one that record's reply brings (the DV
+ * map). Records of disjoint objects do not depend on each other, so
+ * sending a later one before a deferred one changes nothing the server
+ * or anyone could see.
+ */
+static void
+batch_next(struct replay *rp)
+{
+	struct fidmap blocked = {0}, changed = {0};
+	struct rlog_rec rec;
+	struct rbatch *b;
+	struct fidmap created = {0};
+	uint64_t cur = rp->after, first_deferred = 0, first_pending = 0;
+	size_t scanned = 0, bytes = 0, npend = 0;
+	bool fresh;
+	int rc;
+
+	b = calloc(1, sizeof(*b));
+	if (!b || !(b->c = calloc(PROTO_BATCH_MAX, sizeof(*b->c))) ||
+	    !(b->ops = calloc(PROTO_BATCH_MAX, sizeof(*b->ops))) ||
+	    !(b->sent = calloc(PROTO_BATCH_MAX, sizeof(*b->sent)))) {
+		if (b) {
+			free(b->c);
+			free(b->ops);
+			free(b);
+		}
+		reint_lost(rp, "out of memory");
+		return;
+	}
+	b->rp = rp;
+	while (b->n < PROTO_BATCH_MAX && scanned < BATCH_SCAN) {
+		const struct fid *m[4];
+		bool defer = false, compound;
+		struct rctx *c;
+
+		rc = rlog_next(rp->d.rlog, cur, LIVE, &rec);
+		if (rc < 0)
+			break;
+		/* PENDING: never sent, so no reply to it can be in the
+		 * server's opid table. They are set INFLIGHT after the scan,
+		 * in one commit, before anything is sent (appends run on
+		 * this thread too: none comes in between). */
+		fresh = rec.state == RLOG_PENDING;
+		if (fresh && !npend++)
+			first_pending = rec.seq;
+		cur = rec.seq;
+		scanned++;
+		m[0] = &rec.op.fid;
+		m[1] = &rec.op.parent;
+		m[2] = &rec.op.newparent;
+		m[3] = &rec.op.victim;
+		for (size_t k = 0; k < 4; k++)
+			if (!fid_is_null(m[k]) && fidmap_find(&blocked, m[k]))
+				defer = true;
+		/* A store or setattr of a file a fresh create of this batch
+		 * makes, based on that create (a local DV): base DV 0, which
+		 * the server takes as "the DV this batch left it at", so
+		 * create, data and attributes go in one request. */
+		compound = !defer &&
+			   (rec.op.kind == PROTO_OP_STORE ||
+			    rec.op.kind == PROTO_OP_SETATTR) &&
+			   (rec.op.base_dv & CM_DV_LOCAL) &&
+			   fidmap_find(&created, &rec.op.fid);
+		if (!compound &&
+		    (rec.op.kind == PROTO_OP_STORE ||
+		     rec.op.kind == PROTO_OP_SETATTR) &&
+		    fidmap_find(&changed, &rec.op.fid))
+			defer = true;
+		if (!defer && b->n &&
+		    bytes + op_cost(&rec.op) > BATCH_BYTES) {
+			cur = rec.seq - 1;
+			rlog_rec_release(&rec);
+			break;
+		}
+		if (defer) {
+			for (size_t k = 0; k < 4; k++)
+				if (!fid_is_null(m[k]))
+					fidmap_put(&blocked, m[k], 0);
+			if (!first_deferred)
+				first_deferred = rec.seq;
+			rlog_rec_release(&rec);
+			continue;
+		}
+		c = rctx_new(rp, &rec);
+		if (c && compound)
+			rec.op.base_dv = 0;
+		if (c && unsendable(&rec.op)) {
+			if (b->n) {
+				/* first in the next batch */
+				cur = rec.seq - 1;
+				rctx_free(c);
+				rlog_rec_release(&rec);
+				break;
+			}
+			rlog_rec_release(&rec);
+			fidmap_clear(&blocked);
+			fidmap_clear(&changed);
+			fidmap_clear(&created);
+			rbatch_free(b);
+			if (npend && rlog_set_inflight_run(rp->d.rlog,
+							   first_pending, npend,
+							   NULL) < 0) {
+				rctx_free(c);
+				reint_lost(rp, "the replay log cannot be "
+					       "written");
+				return;
+			}
+			rp->after = first_deferred ? first_deferred - 1
+						   : c->seq;
+			rec_result(rp, c, -ENOENT, false, NULL, 0);
+			return;
+		}
+		if (!c || mut_op_copy(&b->sent[b->n], &rec.op) < 0) {
+			if (c)
+				rctx_free(c);
+			rlog_rec_release(&rec);
+			fidmap_clear(&blocked);
+			fidmap_clear(&changed);
+			fidmap_clear(&created);
+			rbatch_free(b);
+			reint_lost(rp, "out of memory");
+			return;
+		}
+		c->b = b;
+		b->c[b->n] = c;
+		b->ops[b->n].seq = rec.seq;
+		b->ops[b->n].op = &b->sent[b->n];
+		if (rec.op.kind == PROTO_OP_STORE) {
+			b->nstores++;
+			b->ops[b->n].done = NULL; /* set once staged */
+		} else {
+			b->ops[b->n].done = batch_rec_done;
+			b->ops[b->n].arg = c;
+		}
+		bytes += op_cost(&rec.op);
+		if (rec.op.kind != PROTO_OP_UNLINK &&
+		    rec.op.kind != PROTO_OP_RMDIR)
+			fidmap_put(&changed, &rec.op.fid, 0);
+		if (fresh && rec.op.kind == PROTO_OP_CREATE)
+			fidmap_put(&created, &rec.op.fid, 0);
+		b->n++;
+		rlog_rec_release(&rec);
+	}
+	fidmap_clear(&blocked);
+	fidmap_clear(&changed);
+	fidmap_clear(&created);
+	/* INFLIGHT before any byte leaves: the PENDING records scanned are
+	 * the first npend of the PENDING list from first_pending. */
+	if (npend && (rc = rlog_set_inflight_run(rp->d.rlog, first_pending,
+						 npend, NULL)) < 0) {
+		log_err(LOG_OFF, "cannot mark record %llu in flight: %s",
+			(unsigned long long)first_pending, strerror(-rc));
+		rbatch_free(b);
+		reint_lost(rp, "the replay log cannot be written");
+		return;
+	}
+	if (b->n == 0) {
+		rbatch_free(b);
+		if (first_deferred) {
+			/* cannot happen: the first record is never deferred */
+			rp->batch_off_pass = true;
+			reint_next(rp);
+			return;
+		}
+		reint_finish(rp);
+		return;
+	}
+	rp->after = first_deferred ? first_deferred - 1 : cur;
+	/* stores: the ops' arg is the claim mark of stage_more() */
+	for (size_t i = 0; i < b->n; i++)
+		if (b->sent[i].kind == PROTO_OP_STORE)
+			b->ops[i].arg = NULL;
+	log_debug(LOG_OFF, "replaying a batch of %zu records (%zu stores)",
+		  b->n, b->nstores);
+	rp->batch = b;
+	stage_more(b);
+}
+
+static void
+reint_next(struct replay *rp)
+{
+	if (!may_run(rp))
+		return;
+	check_waiters(rp);
+	if (rp->no_batch || rp->batch_off_pass)
+		single_next(rp);
+	else
+		batch_next(rp);
 }
 
 /* conn.c's hook: now REINTEGRATING (a probe answered, or fs reconnect). */
@@ -547,7 +1390,10 @@ replay_reintegrate(struct replay *rp)
 		return;
 	memset(&st, 0, sizeof(st));
 	rlog_stats(rp->d.rlog, &st);
+	/* A drain pass cut short by the disconnection is over; this replay
+	 * takes its place. */
 	rp->running = true;
+	rp->draining = false;
 	rp->after = 0;
 	rp->done_recs = rp->done_bytes = rp->refused = 0;
 	rp->total_recs = st.pending + st.inflight;
@@ -558,6 +1404,270 @@ replay_reintegrate(struct replay *rp)
 		 (unsigned long long)rp->total_recs,
 		 (unsigned long long)rp->total_bytes);
 	reint_next(rp);
+}
+
+/* --- writeback --- */
+
+bool
+replay_ahead(struct replay *rp, const struct fid *fid)
+{
+	if (!rp || rp->stopped || !rp->d.rlog || !rp->d.conn ||
+	    fid_is_null(fid))
+		return false;
+	if (!rp->running && !conn_logs_changes(rp->d.conn))
+		return false;
+	return rlog_fid_find(rp->d.rlog, fid, LIVE, UINT64_MAX, NULL) == 0;
+}
+
+/* A drain pass: the replay while connected. */
+static void
+drain_start(struct replay *rp)
+{
+	struct rlog_stats st;
+
+	if (rp->stopped || rp->running || cm_stopping(rp->d.loop) ||
+	    conn_mode(rp->d.conn) != CM_CONNECTED)
+		return;
+	memset(&st, 0, sizeof(st));
+	rlog_stats(rp->d.rlog, &st);
+	rp->running = true;
+	rp->draining = true;
+	rp->after = 0;
+	rp->done_recs = rp->done_bytes = rp->refused = 0;
+	rp->total_recs = st.pending + st.inflight;
+	rp->total_bytes = st.data_bytes;
+	if (rp->mapfd < 0)
+		map_open(rp);
+	log_debug(LOG_OFF, "draining %llu records (%llu bytes)",
+		  (unsigned long long)rp->total_recs,
+		  (unsigned long long)rp->total_bytes);
+	reint_next(rp);
+}
+
+/* The age of the oldest record still to send, or -1 if none. */
+static int64_t
+backlog_age_ms(struct replay *rp)
+{
+	struct rlog_rec rec;
+	int64_t age;
+
+	if (rlog_next(rp->d.rlog, 0, LIVE, &rec) < 0)
+		return -1;
+	age = util_wall_ns() / 1000000 - rec.time_ms;
+	rlog_rec_release(&rec);
+	return age < 0 ? 0 : age;
+}
+
+static void
+tick_arm(struct replay *rp)
+{
+	uint64_t ms = rp->wb_delay_ms / 4;
+	struct timeval tv;
+
+	if (!rp->tick || rp->stopped)
+		return;
+	if (ms < 10)
+		ms = 10;
+	if (ms > 250)
+		ms = 250;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	evtimer_add(rp->tick, &tv);
+}
+
+/* The drain's clock: a pass starts when the oldest PENDING record has
+ * waited writeback-delay (less a tick, so it is sent within the bound),
+ * or at once when someone waits for the server. Only PENDING records
+ * count: an INFLIGHT one of a connected op is mut's, in flight now. */
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct replay *rp = arg;
+	struct rlog_stats st;
+
+	(void)fd;
+	(void)what;
+	if (rp->stopped || cm_stopping(rp->d.loop))
+		return;
+	memset(&st, 0, sizeof(st));
+	if (!rp->running && conn_mode(rp->d.conn) == CM_CONNECTED &&
+	    rlog_stats(rp->d.rlog, &st) == 0 && st.pending) {
+		int64_t age = backlog_age_ms(rp);
+		uint64_t slack = rp->wb_delay_ms / 4 < 250 ? rp->wb_delay_ms / 4
+							   : 250;
+
+		if (!TAILQ_EMPTY(&rp->syncq) || !rp->wb_on ||
+		    (age >= 0 && (uint64_t)age + slack >= rp->wb_delay_ms))
+			drain_start(rp);
+	}
+	tick_arm(rp);
+}
+
+static void
+tick_start(struct replay *rp)
+{
+	if (rp->tick || rp->stopped)
+		return;
+	rp->tick = evtimer_new(rp->d.loop->base, tick_cb, rp);
+	if (!rp->tick) {
+		log_err(LOG_OFF, "cannot start the writeback timer");
+		return;
+	}
+	tick_arm(rp);
+}
+
+bool
+replay_resume(struct replay *rp)
+{
+	struct rlog_stats st;
+
+	if (!rp || rp->stopped || !rp->d.rlog)
+		return false;
+	tick_start(rp);
+	memset(&st, 0, sizeof(st));
+	rlog_stats(rp->d.rlog, &st);
+	/* PENDING records: this cache ran in writeback (or offline) and
+	 * was stopped with changes still to send; they go first, INFLIGHT
+	 * ones of a crash with them, in order, as a drain. */
+	if (!rp->wb_on && !st.pending)
+		return false;
+	if (!rp->wb_on) {
+		/* Sync mode now, writeback before: go on logging until
+		 * what was logged is sent, so nothing overtakes it. */
+		conn_set_writeback(rp->d.conn, true);
+		replay_set_writeback(rp, false, NULL, NULL);
+	}
+	rp->resume_dirty = true;
+	drain_start(rp);
+	if (!rp->running) {
+		rp->resume_dirty = false;
+		return false;
+	}
+	return true;
+}
+
+int
+replay_set_writeback(struct replay *rp, bool on, replay_synced_fn done,
+		     void *arg)
+{
+	struct syncw *w;
+
+	if (!rp || rp->stopped || !rp->d.conn)
+		return -EIO;
+	tick_start(rp);
+	if (on) {
+		rp->wb_on = true;
+		conn_set_writeback(rp->d.conn, true);
+		return 1;
+	}
+	rp->wb_on = false;
+	if (!conn_writeback(rp->d.conn))
+		return 1;
+	/* Back to sync: the log drains first (new changes are still
+	 * logged until it is empty, so none overtakes a logged one). */
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		rp->wb_on = true;
+		return -ENOMEM;
+	}
+	w->rp = rp;
+	w->all = true;
+	w->below = UINT64_MAX;
+	w->sent0 = rp->sent;
+	w->done = done;
+	w->arg = arg;
+	TAILQ_INSERT_TAIL(&rp->syncq, w, link);
+	if (!syncw_waits(rp, w)) {
+		syncw_answer(rp, w, 0);
+		return 0;
+	}
+	if (conn_mode(rp->d.conn) == CM_DISCONNECTED) {
+		syncw_answer(rp, w, -EHOSTUNREACH);
+		return 0;
+	}
+	drain_start(rp);
+	return 0;
+}
+
+void
+replay_set_writeback_delay(struct replay *rp, uint64_t ms)
+{
+	if (rp)
+		rp->wb_delay_ms = ms;
+}
+
+static void
+sync_job(struct cm_loop *loop, struct cm_job *job)
+{
+	struct syncw *w = (struct syncw *)((char *)job -
+					   offsetof(struct syncw, job));
+	struct replay *rp = w->rp;
+	struct rlog_stats st;
+
+	if (cm_stopping(loop) || rp->stopped) {
+		w->done(w->arg, -ESHUTDOWN, 0);
+		free(w);
+		return;
+	}
+	memset(&st, 0, sizeof(st));
+	rlog_stats(rp->d.rlog, &st);
+	w->below = st.next_seq;
+	w->sent0 = rp->sent;
+	TAILQ_INSERT_TAIL(&rp->syncq, w, link);
+	if (!syncw_waits(rp, w)) {
+		syncw_answer(rp, w, 0);
+		return;
+	}
+	/* Now, not after the delay. Disconnected: when reintegrated. */
+	drain_start(rp);
+}
+
+int
+replay_sync(struct replay *rp, const struct fid *fid, replay_synced_fn done,
+	    void *arg)
+{
+	struct syncw *w;
+
+	if (!rp || rp->stopped || !rp->d.rlog)
+		return -EIO;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->rp = rp;
+	if (fid) {
+		w->fid = *fid;
+		w->has_fid = true;
+	}
+	w->done = done;
+	w->arg = arg;
+	w->job.run = sync_job;
+	cm_post(rp->d.loop, &w->job);
+	return 0;
+}
+
+bool
+replay_wb_state(struct replay *rp, struct replay_wb_state *s)
+{
+	struct rlog_stats st;
+	struct syncw *w;
+	int64_t age;
+
+	memset(s, 0, sizeof(s[0]));
+	if (!rp || rp->stopped || !rp->d.rlog)
+		return false;
+	s->writeback = rp->wb_on;
+	s->delay_ms = rp->wb_delay_ms;
+	s->draining = rp->draining;
+	TAILQ_FOREACH(w, &rp->syncq, link)
+	if (w->all)
+		s->draining = true;
+	memset(&st, 0, sizeof(st));
+	rlog_stats(rp->d.rlog, &st);
+	s->records = st.pending + st.inflight;
+	s->bytes = st.data_bytes;
+	age = s->records ? backlog_age_ms(rp) : -1;
+	s->oldest_ms = age > 0 ? (uint64_t)age : 0;
+	return true;
 }
 
 /* --- setup --- */
@@ -571,6 +1681,8 @@ replay_new(const struct replay_deps *deps)
 		return NULL;
 	rp->d = *deps;
 	rp->mapfd = -1;
+	rp->wb_delay_ms = 1000;
+	TAILQ_INIT(&rp->syncq);
 	return rp;
 }
 
@@ -582,7 +1694,19 @@ replay_stop(struct replay *rp)
 	if (rp->waiter)
 		rp->waiter(rp->waiter_arg, -ESHUTDOWN, 0, 0, 0);
 	rp->waiter = NULL;
+	while (!TAILQ_EMPTY(&rp->syncq)) {
+		struct syncw *w = TAILQ_FIRST(&rp->syncq);
+
+		TAILQ_REMOVE(&rp->syncq, w, link);
+		if (w->done)
+			w->done(w->arg, -ESHUTDOWN, 0);
+		free(w);
+	}
+	if (rp->tick)
+		event_free(rp->tick);
+	rp->tick = NULL;
 	map_close(rp, false);
+	fidmap_clear(&rp->touched);
 	rp->stopped = true;
 }
 

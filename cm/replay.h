@@ -45,6 +45,7 @@
 #include "cm/mut.h"
 
 struct cm_loop;
+struct cm_stats;
 struct conn;
 struct local;
 struct mcache;
@@ -66,6 +67,7 @@ struct replay_deps {
 	struct mfetch *mf;     /* the server's view after a refusal, and of
 				  everything once reintegrated */
 	atomic_int *online;    /* last server contact worked */
+	struct cm_stats *st;   /* replay_batches, replay_singles */
 	const char *cache_dir; /* <cache>/replay-dv */
 	uint64_t timeout_ms;   /* fetch-timeout: offline-miss=wait's default */
 };
@@ -129,6 +131,70 @@ bool replay_get_state(struct replay *rp, struct replay_state *s);
 typedef void (*replay_reconnected_fn)(void *arg, int err, uint64_t replayed,
 				      uint64_t refused, uint64_t conflicts);
 int replay_reconnect(struct replay *rp, replay_reconnected_fn done, void *arg);
+/*
+ * Writeback (doc/cm.md "Write modes"). While the connection logs changes
+ * (conn_logs_changes(): writeback, or not connected), every mutation goes
+ * through replay_submit() and every store at close is logged; a *drain
+ * pass* (the reintegration loop, run while CONNECTED) sends the log in
+ * batches: writeback-delay after the oldest record was logged, or at once
+ * when someone waits for the server (replay_sync()).
+ *
+ * replay_set_writeback(): loop thread. On: at once (@return 1, no call).
+ * Off: @return 1 if nothing is logged as writeback; else 0, and @done
+ * gets 0 once the log is drained (then changes are sent at once again),
+ * -EHOSTUNREACH if the server is lost first (still writeback), or
+ * -ESHUTDOWN. @return -errno: nothing changed.
+ * replay_set_writeback_delay(): loop thread, 10 ms .. 1 h.
+ */
+typedef void (*replay_synced_fn)(void *arg, int err, uint64_t records);
+int replay_set_writeback(struct replay *rp, bool on, replay_synced_fn done,
+			 void *arg);
+void replay_set_writeback_delay(struct replay *rp, uint64_t ms);
+
+/*
+ * fsync(2), fs flush, fs sync: call @done(@arg, err, records sent
+ * meanwhile) on the loop thread once no record logged before this call
+ * and naming @fid (any record, @fid NULL) is left to send: err 0, -EIO
+ * when one of them was refused (a conflict), -ESHUTDOWN. Starts a drain
+ * pass at once if one was waiting for the delay; while disconnected it
+ * waits for the reintegration. Any thread. @return 0 or -errno (no
+ * call).
+ */
+int replay_sync(struct replay *rp, const struct fid *fid,
+		replay_synced_fn done, void *arg);
+
+/*
+ * Loop thread, at start, before mut_resume(): if the log holds PENDING
+ * records (the cache ran in writeback, or offline, before) or writeback
+ * is on, start a drain pass that sends them, with what a crash left
+ * INFLIGHT, and then stores the files a crash left dirty (wb_resume()):
+ * @return true, and mut_resume() must not run. Also starts the drain's
+ * clock.
+ */
+bool replay_resume(struct replay *rp);
+
+/* mut's acked hook (loop thread): replayed record @seq, sent as @op, was
+ * acknowledged with @r: the DV map learns the DV (and <cache>/replay-dv
+ * has it) before the record leaves the log. */
+void replay_acked(struct replay *rp, uint64_t seq, const struct proto_op *op,
+		  const struct proto_op_result *r);
+
+/* mcache's ahead hook (loop thread): while changes are logged (writeback,
+ * disconnected, replaying), is @fid named by a record still to send?
+ * Then the server's news about it waits (mcache_ahead()). */
+bool replay_ahead(struct replay *rp, const struct fid *fid);
+
+/* fs status (loop thread). @return false when not set up. */
+struct replay_wb_state {
+	bool writeback;	   /* asked for */
+	bool draining;	   /* a drain pass runs, or a switch to sync waits */
+	uint64_t delay_ms; /* writeback-delay */
+	uint64_t records;  /* PENDING and INFLIGHT records */
+	uint64_t bytes;	   /* store data they carry */
+	uint64_t oldest_ms; /* age of the oldest, 0 if none */
+};
+bool replay_wb_state(struct replay *rp, struct replay_wb_state *s);
+
 /* fs setpolicy offline-miss=error|wait[:SECONDS] (0: fetch-timeout). */
 void replay_set_miss_policy(struct replay *rp, bool wait, unsigned wait_s);
 

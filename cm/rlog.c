@@ -603,6 +603,49 @@ rlog_next(struct rlog *l, uint64_t after, unsigned states, struct rlog_rec *rec)
 }
 
 int
+rlog_fid_find(struct rlog *l, const struct fid *fid, unsigned states,
+	      uint64_t below, uint64_t *seqp)
+{
+	struct lid id;
+	struct lhead h;
+	struct lnode n;
+	enum rlog_state st;
+	uint64_t seq;
+	size_t steps = 0;
+	int rc;
+
+	if (!l || !fid)
+		return -EINVAL;
+	if (seqp)
+		*seqp = 0;
+	rlog_lid_make(&id, LT_FID, fid);
+	pthread_mutex_lock(&l->lock);
+	rc = rlog_lhead_get(l, &id, &h);
+	if (rc == 0)
+		rc = h.count ? 0 : -ENOENT;
+	for (seq = h.first; rc == 0; seq = n.next) {
+		if (!seq || seq >= below) {
+			rc = -ENOENT;
+			break;
+		}
+		if (++steps > SCAN_MAX) {
+			rc = -EUCLEAN; /* a list longer than the log */
+			break;
+		}
+		rc = rlog_lnode_get(l, &id, seq, &n);
+		if (rc == 0)
+			rc = rlog_rec_state(l, seq, &st);
+		if (rc == 0 && (states & RLOG_MASK(st))) {
+			if (seqp)
+				*seqp = seq;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&l->lock);
+	return rc;
+}
+
+int
 rlog_first(struct rlog *l, struct rlog_rec *rec)
 {
 	return rlog_next(l, 0, RLOG_MASK(RLOG_PENDING), rec);

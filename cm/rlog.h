@@ -240,6 +240,18 @@ int rlog_first(struct rlog *l, struct rlog_rec *rec);
 int rlog_next(struct rlog *l, uint64_t after, unsigned states,
 	      struct rlog_rec *rec);
 
+/*
+ * The oldest record naming @fid (as object, parent, new parent or
+ * victim: the per-FID index) whose state is in @states (RLOG_MASK()s)
+ * and whose seq is below @below (UINT64_MAX: any). *@seqp (may be NULL)
+ * gets its seq. @return 0, -ENOENT if there is none, or -errno.
+ * O(records naming @fid). Any thread. What writeback mode asks: is the
+ * local view of @fid ahead of the server (a PENDING or INFLIGHT record
+ * names it), has a change of it made before a point been sent.
+ */
+int rlog_fid_find(struct rlog *l, const struct fid *fid, unsigned states,
+		  uint64_t below, uint64_t *seqp);
+
 /* Record @seq into *@rec (release it). -ENOENT if there is none. */
 int rlog_get(struct rlog *l, uint64_t seq, struct rlog_rec *rec);
 

@@ -63,6 +63,9 @@ struct cm_stats {
 	/* Chunk fetches from the first request to stored, microseconds;
 	 * set up by cm_init() (fetch.c observes, ctl_metrics.c shows). */
 	struct metrics_hist fetch_lat;
+	atomic_uint_fast64_t replay_batches; /* batch requests of a replay */
+	atomic_uint_fast64_t replay_batch_ops; /* records they carried */
+	atomic_uint_fast64_t replay_singles; /* records replayed alone */
 };
 
 /* Add @n to counter @f of @st (a struct cm_stats *). */

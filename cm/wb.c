@@ -474,7 +474,7 @@ wb_setattr(struct wb *wb, const struct fid *fid, uint32_t mask, uint32_t mode,
 	    (mask & ~(uint32_t)(PROTO_SA_MODE | PROTO_SA_UID | PROTO_SA_GID |
 				PROTO_SA_ATIME | PROTO_SA_MTIME)))
 		return -ENOENT;
-	if (wb->d.conn && conn_offline(wb->d.conn))
+	if (wb->d.conn && conn_logs_changes(wb->d.conn))
 		return -ENOENT;
 	pthread_mutex_lock(&wb->lock);
 	ws = wb_find_locked(wb, fid);
@@ -738,7 +738,7 @@ wb_write(struct wb *wb, const struct fid *fid, uint64_t off, const void *buf,
 			ws->last_end = off + done;
 			go = stream && !ws->no_ahead && !ws->gone &&
 			     !ws->logged && full > c0 && wb->d.http &&
-			     !(wb->d.conn && conn_offline(wb->d.conn));
+			     !(wb->d.conn && conn_logs_changes(wb->d.conn));
 		}
 		pthread_mutex_unlock(&wb->lock);
 		for (uint64_t c = c0; go && c < full; c++)
@@ -1102,6 +1102,22 @@ wb_flush(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 	cm_post(wb->d.loop, &fj->job);
 }
 
+struct stored_rest {
+	struct wb *wb;
+	uint64_t src, dv, size;
+};
+
+static int
+stored_rest_cb(const struct cs_info *i, void *arg)
+{
+	struct stored_rest *sr = arg;
+
+	if ((i->flags & CS_F_DIRTY) && i->dv == sr->src &&
+	    i->key.chunk * (uint64_t)sr->wb->d.chunk_size < sr->size)
+		cs_mark_clean(sr->wb->d.cs, &i->key, sr->dv);
+	return 0;
+}
+
 /* Retag after the server stored @op (loop thread: the op log's reply,
  * through its file_stored hook). */
 void
@@ -1113,11 +1129,29 @@ wb_stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 
 	CM_STAT_INC(wb->d.st, stores);
 	if (wb) {
+		bool later = false;
+
 		pthread_mutex_lock(&wb->lock);
 		ws = wb_find_locked(wb, &op->fid);
 		if (ws && ws->replaying && ws->replay_to == op->base_dv)
 			src = ws->replay_from;
+		/* A replayed store (writeback, or writes during a
+		 * reintegration): the file changed again after this store
+		 * was logged (a later record names it, or it is dirty). Its chunks stay as they are,
+		 * DIRTY at the old DV, for the later store to send; the
+		 * write state keeps the local size. The DV map of replay.c
+		 * gives the later record this reply's DV as its base. */
+		if (ws && ws->replaying && ws->base_dv == src &&
+		    (ws->dirty || (wb->d.rlog &&
+				   rlog_fid_find(wb->d.rlog, &op->fid,
+						 RLOG_MASK(RLOG_PENDING) |
+							 RLOG_MASK(
+								 RLOG_INFLIGHT),
+						 UINT64_MAX, NULL) == 0)))
+			later = true;
 		pthread_mutex_unlock(&wb->lock);
+		if (later)
+			return;
 	}
 	/* Only chunks sent with data hold the new DV's bytes; the others
 	 * the op names were sent empty (the range a truncate zeroed) and
@@ -1130,6 +1164,15 @@ wb_stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 		if (cs_lookup(wb->d.cs, &k, &info) == 0 &&
 		    (info.flags & CS_F_DIRTY) && info.dv == src)
 			cs_mark_clean(wb->d.cs, &k, a->dv);
+	}
+	/* Chunks an earlier store of the same file sent while this one was
+	 * logged already (see "later" above) are still DIRTY at @src: the
+	 * server has their bytes now too. */
+	{
+		struct stored_rest sr = {wb, src, a->dv, op->size};
+
+		cs_iterate_file(wb->d.cs, op->fid.vol, op->fid.oid,
+				stored_rest_cb, &sr);
 	}
 	if (wb) {
 		pthread_mutex_lock(&wb->lock);

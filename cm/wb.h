@@ -183,6 +183,19 @@ void wb_absorbed(struct wb *wb, const struct proto_op *op);
 int wb_replay_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
 		    uint64_t src_dv, mut_done_fn done, void *arg);
 
+/* Replay in batches: as wb_replay_store(), but once the chunks are staged
+ * the op is not sent: @staged(@staged_arg, 0, op_done, op_arg) is called
+ * and the caller sends it (in a batch) with op_done/op_arg as its result
+ * callback, which ends the store and then calls @done(@arg, err, r) as
+ * wb_replay_store() would. A staging failure calls @staged with the error
+ * (op_done NULL) and nothing else. @return 0 or -errno (no call). Loop
+ * thread. */
+int wb_stage_replay_store(struct wb *wb, uint64_t seq,
+			  const struct proto_op *op, uint64_t src_dv,
+			  void (*staged)(void *staged_arg, int err,
+					 mut_done_fn op_done, void *op_arg),
+			  void *staged_arg, mut_done_fn done, void *arg);
+
 /* Loop thread, after mut_resume(): store what a crash left dirty. */
 void wb_resume(struct wb *wb);
 

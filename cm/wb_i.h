@@ -124,6 +124,10 @@ struct store {
 	bool have_part_r;
 	bool *skip;	 /* per op.chunks[i]: staged ahead, not sent */
 	bool wait_ahead; /* stage-ahead PUTs of its txid still running */
+	/* A replayed store sent in a batch (replay.c): once staged, handed
+	 * back to staged() instead of sent; mdone hears the result. */
+	void (*staged)(void *arg, int err, mut_done_fn op_done, void *op_arg);
+	void *staged_arg;
 };
 
 

@@ -208,7 +208,18 @@ wb_store_send(struct store *st)
 	if (st->inflight)
 		return;
 	if (st->err || cm_stopping(wb->d.loop)) {
+		if (st->staged) {
+			/* Told once, here: the store ends without mdone. */
+			st->staged(st->staged_arg, st->err ? st->err : -EIO,
+				   NULL, NULL);
+			st->mdone = NULL;
+		}
 		wb_store_end(st, st->err ? st->err : -EIO, NULL);
+		return;
+	}
+	if (st->staged) {
+		/* The op goes in a batch; its result comes to store_sent. */
+		st->staged(st->staged_arg, 0, store_sent, st);
 		return;
 	}
 	if (st->batch) {
@@ -597,7 +608,7 @@ wb_store_start(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 			goto fail;
 		}
 	}
-	if (wb->d.conn && conn_offline(wb->d.conn)) {
+	if (wb->d.conn && conn_logs_changes(wb->d.conn)) {
 		store_offline(st, &s);
 		return;
 	}
@@ -698,6 +709,18 @@ store_offline(struct store *st, const struct wstate *s)
 	int rc = -EIO;
 
 	conflict_note_base(wb, &st->fid, &s->attr);
+	/* The record is durable when close returns (writeback, or
+	 * disconnected): so must the data it names be. Writes committed
+	 * their chunks without fsync (promise 1 is about cairnd, not the
+	 * machine); this makes them survive the machine too. */
+	rc = cs_sync_file(wb->d.cs, st->fid.vol, st->fid.oid);
+	if (rc < 0) {
+		log_err(LOG_WB, "cannot sync the chunks of a file: %s",
+			strerror(-rc));
+		wb_store_end(st, rc == -ENOSPC ? -ENOSPC : -EIO, NULL);
+		return;
+	}
+	rc = -EIO;
 	if (wb->d.rlog)
 		rc = rlog_append_ex(wb->d.rlog, &st->op, 0, &eff);
 	if (wb->d.rlog && rc == 0)
@@ -742,7 +765,9 @@ wb_absorbed(struct wb *wb, const struct proto_op *op)
  * the chunk store holds DIRTY, then send (replayed or resent). */
 static int
 store_from_log(struct wb *wb, uint64_t seq, const struct proto_op *op,
-	       uint64_t src_dv, bool replay, mut_done_fn done, void *arg)
+	       uint64_t src_dv, bool replay, mut_done_fn done, void *arg,
+	       void (*staged)(void *, int, mut_done_fn, void *),
+	       void *staged_arg)
 {
 	struct store *st = calloc(1, sizeof(*st));
 	struct wstate *ws;
@@ -763,6 +788,8 @@ store_from_log(struct wb *wb, uint64_t seq, const struct proto_op *op,
 	st->replay = replay;
 	st->mdone = done;
 	st->marg = arg;
+	st->staged = staged;
+	st->staged_arg = staged_arg;
 	for (size_t i = 0; i < op->nchunks; i++) {
 		struct cs_key k;
 		struct cs_info info;
@@ -789,14 +816,28 @@ int
 wb_replay_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
 		uint64_t src_dv, mut_done_fn done, void *arg)
 {
-	return store_from_log(wb, seq, op, src_dv, true, done, arg);
+	return store_from_log(wb, seq, op, src_dv, true, done, arg, NULL, NULL);
+}
+
+int
+wb_stage_replay_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
+		      uint64_t src_dv,
+		      void (*staged)(void *arg, int err, mut_done_fn op_done,
+				     void *op_arg),
+		      void *staged_arg, mut_done_fn done, void *arg)
+{
+	if (!staged)
+		return -EINVAL;
+	return store_from_log(wb, seq, op, src_dv, true, done, arg, staged,
+			      staged_arg);
 }
 
 int
 wb_resend_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
 		mut_done_fn done, void *arg)
 {
-	return store_from_log(wb, seq, op, op->base_dv, false, done, arg);
+	return store_from_log(wb, seq, op, op->base_dv, false, done, arg, NULL,
+			      NULL);
 }
 
 /* --- stage-ahead --- */
@@ -870,7 +911,7 @@ ahead_run(struct cm_loop *loop, struct cm_job *job)
 	uint64_t c = j->chunk;
 
 	if (cm_stopping(loop) || !wb->d.http ||
-	    (wb->d.conn && conn_offline(wb->d.conn)))
+	    (wb->d.conn && conn_logs_changes(wb->d.conn)))
 		goto out;
 	ap = calloc(1, sizeof(*ap));
 	buf = malloc(wb->d.chunk_size);

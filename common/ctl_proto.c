@@ -84,7 +84,7 @@ static const struct type_info req_types[CTL_REQ_MAX + 1] = {
 	[CTL_DISCONNECT] = {"disconnect", CTL_TF_ROOT, {{0}}},
 	[CTL_RECONNECT] = {"reconnect", CTL_TF_ROOT | CTL_TF_LONG, {{0}}},
 	[CTL_SETPOLICY] = {"setpolicy",
-			   CTL_TF_ROOT,
+			   CTL_TF_ROOT | CTL_TF_LONG,
 			   {{"name", A_STR, true}, {"value", A_STR, true}}},
 	[CTL_CONFLICTS] = {"conflicts", 0, {OPT_PATH_ARG}},
 	[CTL_RESOLVE] = {"resolve",
@@ -93,6 +93,7 @@ static const struct type_info req_types[CTL_REQ_MAX + 1] = {
 	[CTL_REPLAYLOG] = {"replaylog", 0, {{"limit", A_U32, false}}},
 	[CTL_FLUSHALL] = {"flushall", CTL_TF_ROOT | CTL_TF_LONG, {{0}}},
 	[CTL_METRICS] = {"metrics", 0, {{0}}},
+	[CTL_SYNC] = {"sync", CTL_TF_LONG, {OPT_PATH_ARG}},
 };
 
 const char *

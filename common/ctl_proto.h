@@ -72,7 +72,8 @@ enum ctl_type {
 	CTL_REPLAYLOG = 19,  /* [limit] */
 	CTL_FLUSHALL = 20,   /* root */
 	CTL_METRICS = 21,    /* the counters, Prometheus text */
-	CTL_REQ_MAX = 21,
+	CTL_SYNC = 22,	     /* [path]: wait until the server has it */
+	CTL_REQ_MAX = 22,
 
 	CTL_REPLY = 0x8000,
 	CTL_OK = 0x8001,       /* final: the result object */

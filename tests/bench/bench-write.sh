@@ -3,10 +3,14 @@
 #
 # Every number is a ratio against local disk measured in the same run on
 # the same machine (these machines are noisy), as in bench-cm.sh:
-#   untar of BENCH_WRITE_FILES (2,000) small files: until tar exits (the
-#       close of the last file)            vs  local tar
+#   untar of BENCH_WRITE_FILES (2,000) files of 1-64 KiB in 20 directories
+#       (issue #14's tree): until tar exits (the close of the last file)
+#                                          vs  local tar
 #     and until the server has every file and byte (vos examine: objects
 #       and bytes of the volume)           vs  local tar + sync
+#   the same untar in writeback mode (row "wbuntar": --write-mode
+#       writeback, the default 1 s delay, a fresh volume): until tar
+#       exits, and until the server has it all
 #   write of one BENCH_WRITE_MB (256) MiB file, dd conv=fsync, with close
 #                                          vs  the same dd to local disk
 #   git status, warm, in a BENCH_GIT_FILES (5,000)-file repository (median
@@ -15,7 +19,7 @@
 #       (1,024) MiB of random bytes: the time of the 20, and per fsync
 #                                          vs  the same on local disk
 #       (issue #14: a store must cost what it changes, not the file's size)
-# BENCH_WRITE_ONLY="untar big git fsync" (default: all) runs only the rows
+# BENCH_WRITE_ONLY="untar wbuntar big git fsync" (default: all) runs only the rows
 # named.
 # A measurement that fails (an error from the mount, a wrong result) is
 # shown as "failed" and the script exits 1.
@@ -30,6 +34,7 @@ FSYNC_BIG_MB=${BENCH_FSYNC_BIG_MB:-1024}
 failed=0
 want() { [ -z "${BENCH_WRITE_ONLY:-}" ] || [[ " $BENCH_WRITE_ONLY " == *" $1 "* ]]; }
 untar="skipped"; untar_srv="skipped"; big="skipped"; gitw="skipped"
+wb_untar="skipped"; wb_untar_srv="skipped"
 base_untar=0; base_untar_sync=0; base_big=0; base_git=0
 
 now() { date +%s.%N; }
@@ -40,15 +45,18 @@ median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 # Inputs, made once: a tar of small files, a random file, a git repository.
 echo "# preparing: $NFILES small files, ${FILE_MB} MiB file, $NGIT-file git repository"
 mkdir -p "$T_DIR/small" "$T_DIR/gitsrc/repo"
-if want untar; then
+if want untar || want wbuntar; then
 python3 - "$T_DIR/small" "$NFILES" <<'PY'
 import os, sys
 root, n = sys.argv[1], int(sys.argv[2])
 for i in range(n):
     d = os.path.join(root, "d%02d" % (i // 100))
     os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "f%05d.txt" % i), "w") as f:
-        f.write(("small file %d\n" % i) * (1 + i % 40))
+    # 1 to 64 KiB, spread evenly and the same in every run
+    size = 1024 + (i * 7919) % (63 * 1024 + 1)
+    line = ("small file %d\n" % i).encode()
+    with open(os.path.join(d, "f%05d.txt" % i), "wb") as f:
+        f.write((line * (size // len(line) + 1))[:size])
 PY
 tar -C "$T_DIR/small" -cf "$T_DIR/small.tar" . || exit 99
 want_files=$(( $(find "$T_DIR/small" | wc -l) ))       # files + dirs + the root
@@ -99,7 +107,7 @@ fi
 loc=$T_DIR/local
 mkdir -p "$loc/untar"
 sync
-if want untar; then
+if want untar || want wbuntar; then
 t0=$(now); tar -C "$loc/untar" -xf "$T_DIR/small.tar"; t1=$(now); sync -f "$loc/untar"; t2=$(now)
 base_untar=$(secs "$t0" "$t1"); base_untar_sync=$(secs "$t0" "$t2")
 fi
@@ -140,7 +148,7 @@ make_token gitbench rw "$T_DIR/tok-git"
 mnt=$T_DIR/mnt
 cairnd_mount "$mnt" "$T_DIR/cache" wbench "$T_DIR/tok" --cache-size 4G || exit 1
 server_has_all() {
-	vos examine wbench --json 2>/dev/null | python3 -c '
+	vos examine "${VOL:-wbench}" --json 2>/dev/null | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
 sys.exit(0 if d["files"] >= int(sys.argv[1]) and d["bytes"] >= int(sys.argv[2]) else 1)' \
@@ -161,6 +169,29 @@ if tar -C "$mnt/untar" -xf "$T_DIR/small.tar" 2>"$T_DIR/untar.err"; then
 else
 	echo "# untar on the mount failed: $(head -n 2 "$T_DIR/untar.err")"
 fi
+fi
+
+if want wbuntar; then
+# The untar again on an empty volume, in writeback mode.
+vos create wbench2 >/dev/null 2>&1 || exit 99
+make_token wbench2 rw "$T_DIR/tok2"
+mntw=$T_DIR/mntwb
+cairnd_mount "$mntw" "$T_DIR/cache-wb" wbench2 "$T_DIR/tok2" --cache-size 4G --write-mode writeback || exit 1
+wb_untar="failed"; wb_untar_srv="failed"
+mkdir -p "$mntw/untar" 2>/dev/null
+t0=$(now)
+if tar -C "$mntw/untar" -xf "$T_DIR/small.tar" 2>"$T_DIR/untar-wb.err"; then
+	t1=$(now)
+	wb_untar=$(secs "$t0" "$t1")
+	for _ in $(seq 1 6000); do VOL=wbench2 server_has_all && break; sleep 0.01; done
+	t2=$(now)
+	VOL=wbench2 server_has_all && wb_untar_srv=$(secs "$t0" "$t2")
+	diff -r "$T_DIR/small" "$mntw/untar" >/dev/null 2>&1 || { echo "# WARNING: untarred tree differs (writeback)"; wb_untar="failed"; }
+	wb_after=$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.3f", b - a }')
+else
+	echo "# untar on the writeback mount failed: $(head -n 2 "$T_DIR/untar-wb.err")"
+fi
+cairnd_umount "$mntw"
 fi
 
 if want big; then
@@ -217,6 +248,9 @@ row() {
 }
 row "untar $NFILES small files, until tar exits" "$untar" "$base_untar"
 row "untar $NFILES small files, until the server has all" "$untar_srv" "$base_untar_sync"
+row "writeback: untar, until tar exits" "$wb_untar" "$base_untar"
+row "writeback: untar, until the server has all" "$wb_untar_srv" "$base_untar_sync"
+[ "$wb_untar_srv" != failed ] && [ "$wb_untar_srv" != skipped ] && echo "writeback: on the server ${wb_after} s after tar exited"
 row "write ${FILE_MB} MiB, dd conv=fsync + close" "$big" "$base_big"
 row "git status warm, $NGIT files (median of 3)" "$gitw" "$base_git"
 row "20 x (append 4 KiB + fsync), 16 MiB file" "$fs16" "$base_fs16"

@@ -18,6 +18,8 @@ mode = MODE_FILE's words, headers = [(name, value)] of the upstream reply
 The proxy sends the returned headers and body, stopping after the first
 `first` bytes for `stall` seconds. Each such request is logged to LOG_FILE
 as "MODE PATH BLOCKS" (BLOCKS: whether upstream sent X-Cairn-Blocks).
+Every POST's path is appended to LOG_FILE.posts; with the word "nobatch"
+in MODE_FILE, POST .../batch gets a 404, as from a server of protocol 2.
 """
 import http.client
 import http.server
@@ -65,6 +67,14 @@ def main():
                 return
             n = int(self.headers.get("Content-Length") or 0)
             req_body = self.rfile.read(n) if n else None
+            if self.command == "POST":
+                with lock, open(log_file + ".posts", "a") as f:
+                    f.write("%s\n" % self.path)
+                if "nobatch" in mode and self.path.endswith("/batch"):
+                    # a server of protocol 2: no such route
+                    body = b'{"error": "no such route", "errno": "ENOENT"}'
+                    self.reply(404, [], body, len(body), 0)
+                    return
             c = http.client.HTTPConnection("127.0.0.1", up_port, timeout=10)
             hdrs = {k: v for k, v in self.headers.items()
                     if k.lower() in FORWARD}

@@ -34,7 +34,7 @@ sock_for() { # MOUNTPOINT -> default socket path
 
 CMDS="pin unpin pins flush flushvolume flushall flushmeta getcacheparms
 setcachesize examine whereis listvol checkservers status disconnect reconnect
-metrics help version"
+metrics sync help version"
 
 # --- help and usage ---------------------------------------------------
 fs_rc 0 "fs --help" --help
@@ -71,6 +71,12 @@ err_has "'12Q' is not a size" "bad size named"
 fs_rc 64 "status with an argument" status /tmp
 fs_rc 64 "-s without its argument" status -s
 fs_rc 64 "pins with two paths" pins /a /b
+fs_rc 64 "sync with two paths" sync /a /b
+fs_rc 64 "setpolicy with nothing to set" setpolicy
+fs_rc 64 "--write-mode needs a value" setpolicy --write-mode
+fs_rc 64 "--write-mode only for setpolicy" status --write-mode sync
+err_has "option '--write-mode' does not apply to status" "the option is named"
+fs_rc 64 "--writeback-delay only for setpolicy" sync --writeback-delay 1s
 
 # --- paths that are not on a cairn mount --------------------------------
 fs_rc 65 "a path outside any cairn mount" pin /tmp

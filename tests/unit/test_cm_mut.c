@@ -4,7 +4,9 @@
  * under its opid and its reply applied to the real metadata cache (meta.c,
  * vc.c); refusals, transport failures, lost, truncated and malformed
  * replies; events held back while an op is in flight; resume after a
- * crash and reintegration sends; the order of two ops on one object.
+ * crash and reintegration sends; the order of two ops on one object;
+ * replay in batches (POST /batch: per-op results in order, 404 from a
+ * protocol 2 server, no answer, a refusal inside a batch).
  *
  * Everything mut.c uses is real (rlog, http, meta, vc, inode table, chunk
  * store) except what it takes as hooks (struct mut_hooks: write states and
@@ -106,6 +108,11 @@ struct srv {
 	struct proto_op_result create_reply;
 	struct proto_attr fattr;
 	int64_t clock;
+	/* /batch */
+	bool batch_404;
+	int batch_refuse; /* 1-based op refused with 412, 0: none */
+	int nbatch;	  /* batch requests seen */
+	int batch_logged; /* their ops found INFLIGHT in the log */
 };
 
 static struct srv srv;
@@ -302,6 +309,76 @@ h_op(struct evhttp_request *req, void *arg)
 	free(body);
 }
 
+/* POST /v1/vol/v/batch: srv.batch_mode 404 (a protocol 2 server), or
+ * each op applied in order (once per opid), op srv.batch_refuse (1-based,
+ * 0: none) refused with 412; a whole-request action from the script as
+ * for /op (ACT_DROP hangs up). */
+static void
+h_batch(struct evhttp_request *req, void *arg)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	struct evbuffer *out = evbuffer_new();
+	size_t len = evbuffer_get_length(in);
+	char *body = malloc(len + 1), *reply = NULL;
+	struct proto_batch b;
+	enum act a;
+	int n;
+
+	(void)arg;
+	evbuffer_copyout(in, body, len);
+	body[len] = 0;
+	memset(&b, 0, sizeof(b));
+	pthread_mutex_lock(&srv.mu);
+	n = srv.nreq++;
+	a = n < MAXREQ ? srv.act[n] : srv.dflt;
+	srv.nbatch++;
+	if (srv.batch_404 || a == ACT_DROP ||
+	    proto_batch_decode(body, len, &b) < 0) {
+		pthread_mutex_unlock(&srv.mu);
+		if (a == ACT_DROP)
+			hang_up(req);
+		else
+			evhttp_send_reply(req, srv.batch_404 ? 404 : 400,
+					  "No", NULL);
+		goto out;
+	}
+	{
+		int st[PROTO_BATCH_MAX];
+		char *bodies[PROTO_BATCH_MAX];
+		size_t lens[PROTO_BATCH_MAX];
+
+		for (size_t i = 0; i < b.n; i++) {
+			srv.batch_logged +=
+				in_log(b.ops[i].opid, &(uint64_t){0});
+			if ((int)i + 1 == srv.batch_refuse) {
+				st[i] = 412;
+				bodies[i] = proto_error_encode(
+					ECANCELED, NULL, srv.fattr.dv,
+					&lens[i]);
+				continue;
+			}
+			st[i] = 200;
+			bodies[i] = apply(&b.ops[i]);
+			lens[i] = bodies[i] ? strlen(bodies[i]) : 0;
+		}
+		reply = proto_batch_reply_encode(st, bodies, lens, b.n, &len);
+		for (size_t i = 0; i < b.n; i++)
+			free(bodies[i]);
+	}
+	pthread_mutex_unlock(&srv.mu);
+	if (reply) {
+		evbuffer_add(out, reply, strlen(reply));
+		evhttp_send_reply(req, 200, "OK", out);
+	} else {
+		evhttp_send_reply(req, 500, "Bad", NULL);
+	}
+out:
+	proto_batch_release(&b);
+	evbuffer_free(out);
+	free(reply);
+	free(body);
+}
+
 static void *
 srv_main(void *arg)
 {
@@ -325,6 +402,7 @@ srv_start(void)
 	evhttp_set_allowed_methods(srv.http,
 				   EVHTTP_REQ_GET | EVHTTP_REQ_POST);
 	evhttp_set_cb(srv.http, OP_PATH, h_op, NULL);
+	evhttp_set_cb(srv.http, "/v1/vol/v/batch", h_batch, NULL);
 	bs = evhttp_bind_socket_with_handle(srv.http, "127.0.0.1", 0);
 	if (!bs)
 		return -1;
@@ -408,7 +486,7 @@ static struct fid root, pdir, ffile, gfile;
 /* What the fake hooks saw. */
 static struct {
 	bool may_absorb;
-	int absorbed, resumed, gone, stored, offline;
+	int absorbed, resumed, gone, stored, offline, acked, acked_logged;
 	uint8_t absorbed_opid[16];
 } hk;
 
@@ -490,7 +568,26 @@ h_submit_offline(void *c, const struct proto_op *op, mut_done_fn done,
 	return -EROFS;
 }
 
+/* The replay's acked hook: counts, and whether the record was still in
+ * the log when it was called (it must be: the DV map learns first). */
+static void
+h_acked(void *c, uint64_t seq, const struct proto_op *op,
+	const struct proto_op_result *r)
+{
+	struct rlog_rec rec;
+
+	(void)c;
+	(void)op;
+	(void)r;
+	hk.acked++;
+	if (rlog_get(cm.rlog, seq, &rec) == 0) {
+		hk.acked_logged++;
+		rlog_rec_release(&rec);
+	}
+}
+
 static const struct mut_hooks hooks = {
+	.acked = h_acked,
 	.file_gone = h_gone,
 	.file_stored = h_stored,
 	.log_resumed = h_resumed,
@@ -1248,6 +1345,9 @@ test_late(void)
 	   "late: a batch of the held create, a store and a setattr");
 	is_int(mut_late_state(mu, &ffile), MUT_LATE_SENT,
 	       "late: taken by the batch");
+	/* This server answers /batch with 404 (a server of protocol 2):
+	 * the ops go one at a time, in order. */
+	srv.batch_404 = true;
 	is_int(mut_batch_send(b), 0, "late: batch sent");
 	run_until(3, 5000);
 	run_for(50);
@@ -1256,17 +1356,20 @@ test_late(void)
 	   "late: each op answered once, no error");
 	ok(rc_.order == 1 && rs.order == 2 && ra.order == 3,
 	   "late: answered in the batch's order");
-	is_int(srv_nreq(), 3, "late: no /batch here: three single requests");
-	ok(srv.req[0].kind == PROTO_OP_CREATE &&
-		   srv.req[1].kind == PROTO_OP_STORE &&
-		   srv.req[2].kind == PROTO_OP_SETATTR,
+	is_int(srv_nreq(), 4,
+	       "late: no /batch here: the batch refused, three single requests");
+	/* srv.req[0] is the refused /batch request. */
+	ok(srv.req[1].kind == PROTO_OP_CREATE &&
+		   srv.req[2].kind == PROTO_OP_STORE &&
+		   srv.req[3].kind == PROTO_OP_SETATTR,
 	   "late: in order: create, store, setattr");
-	ok(srv.req[0].logged && srv.req[1].logged && srv.req[2].logged &&
-		   !memcmp(srv.req[1].opid, e[0].opid, 16) &&
-		   !memcmp(srv.req[2].opid, e[1].opid, 16),
+	ok(srv.req[1].logged && srv.req[2].logged && srv.req[3].logged &&
+		   !memcmp(srv.req[2].opid, e[0].opid, 16) &&
+		   !memcmp(srv.req[3].opid, e[1].opid, 16),
 	   "late: each under its logged opid");
-	ok(srv.req[1].base_dv == dv && srv.req[2].base_dv == dv,
+	ok(srv.req[2].base_dv == dv && srv.req[3].base_dv == dv,
 	   "late: base DV 0 took the DV the op before gave");
+	srv.batch_404 = false;
 	is_int(log_count(), 0, "late: log empty");
 	is_int(mut_late_state(mu, &ffile), MUT_LATE_NONE, "late: none left");
 	rlog_effect_release(&e[0]);
@@ -1364,6 +1467,122 @@ test_replay(void)
 					      "has the reply");
 	}
 	rlog_effect_release(&eff);
+}
+
+/* Replay in batches: logged records go out in one POST /batch, each
+ * done called in order with its own result; the acked hook comes while
+ * the record is still in the log; 404 (protocol 2), a hang-up and a
+ * refusal of one op keep the records concerned. */
+struct bres {
+	int calls, err;
+};
+
+static void
+ball_cb(void *arg, int err)
+{
+	struct bres *b = arg;
+
+	b->calls++;
+	b->err = err;
+}
+
+static void
+test_batch(void)
+{
+	struct proto_op ops[2] = {setattr_op(1, PROTO_SA_MODE, 0701, 0),
+				  setattr_op(1, PROTO_SA_MODE, 0702, 0)};
+	struct mut_batch_op bo[2];
+	struct rlog_effect eff[2];
+	struct res res[2];
+	struct bres all;
+	struct proto_attr got;
+	int rc;
+
+	for (int i = 0; i < 2; i++) {
+		memset(&eff[i], 0, sizeof(eff[i]));
+		rc = rlog_append_ex(cm.rlog, &ops[i],
+				    RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff[i]);
+		memcpy(ops[i].opid, eff[i].opid, 16);
+		bo[i].seq = eff[i].seq;
+		bo[i].op = &ops[i];
+		bo[i].done = done_cb;
+		bo[i].arg = &res[i];
+	}
+	is_int(rc, 0, "batch: two logged records");
+
+	/* A server of protocol 2: -ENOSYS, nothing lost. */
+	memset(res, 0, sizeof(res));
+	memset(&all, 0, sizeof(all));
+	srv_reset(NULL, 0, ACT_APPLY);
+	pthread_mutex_lock(&srv.mu);
+	srv.batch_404 = true;
+	pthread_mutex_unlock(&srv.mu);
+	ndone = 0;
+	is_int(mut_send_replay_batch(mu, bo, 2, ball_cb, &all), 0,
+	       "batch 404: sent");
+	run_until(2, 5000);
+	run_for(50);
+	ok(res[0].err == -ENOSYS && res[1].err == -ENOSYS && all.calls == 1 &&
+		   all.err == -ENOSYS,
+	   "batch 404: each op and the batch hear ENOSYS");
+	is_int(log_count(), 2, "batch 404: both records stay");
+	is_int(srv_applied(), 0, "batch 404: nothing applied");
+	pthread_mutex_lock(&srv.mu);
+	srv.batch_404 = false;
+	pthread_mutex_unlock(&srv.mu);
+
+	/* No answer: -EHOSTUNREACH, the records stay. */
+	memset(res, 0, sizeof(res));
+	memset(&all, 0, sizeof(all));
+	srv_reset(NULL, 0, ACT_DROP);
+	ndone = 0;
+	is_int(mut_send_replay_batch(mu, bo, 2, ball_cb, &all), 0,
+	       "batch unanswered: sent");
+	run_until(2, 5000);
+	run_for(50);
+	ok(res[0].err == -EHOSTUNREACH && res[1].err == -EHOSTUNREACH &&
+		   all.err == -EHOSTUNREACH,
+	   "batch unanswered: EHOSTUNREACH");
+	is_int(log_count(), 2, "batch unanswered: both records stay");
+
+	/* The first op refused (412), the second applied. */
+	memset(res, 0, sizeof(res));
+	memset(&all, 0, sizeof(all));
+	srv_reset(NULL, 0, ACT_APPLY);
+	pthread_mutex_lock(&srv.mu);
+	srv.batch_refuse = 1;
+	srv.nbatch = srv.batch_logged = 0;
+	pthread_mutex_unlock(&srv.mu);
+	hk.acked = hk.acked_logged = 0;
+	ndone = 0;
+	is_int(mut_send_replay_batch(mu, bo, 2, ball_cb, &all), 0,
+	       "batch: sent");
+	run_until(2, 5000);
+	run_for(50);
+	pthread_mutex_lock(&srv.mu);
+	ok(srv.nbatch == 1 && srv.nreq == 1,
+	   "batch: one request for both records");
+	is_int(srv.batch_logged, 2, "batch: both INFLIGHT in the log when "
+				    "they arrived");
+	pthread_mutex_unlock(&srv.mu);
+	ok(res[0].calls == 1 && res[0].err == -ESTALE && res[1].calls == 1 &&
+		   res[1].err == 0 && res[0].order == 1 && res[1].order == 2,
+	   "batch: each result in order (refused, applied)");
+	ok(all.calls == 1 && all.err == 0, "batch: then the batch's call");
+	ok(hk.acked == 1 && hk.acked_logged == 1,
+	   "batch: the acked hook saw the applied record still logged");
+	is_int(log_count(), 1, "batch: the refused record stays, the other "
+			       "is gone");
+	got = cached(&ffile, &rc);
+	ok(rc == 0 && got.mode == 0702, "batch: the applied reply is cached");
+	pthread_mutex_lock(&srv.mu);
+	srv.batch_refuse = 0;
+	pthread_mutex_unlock(&srv.mu);
+	rlog_remove(cm.rlog, eff[0].seq);
+	for (int i = 0; i < 2; i++)
+		rlog_effect_release(&eff[i]);
+	is_int(mut_send_replay_batch(mu, bo, 0, ball_cb, &all), -EINVAL,
+	       "batch: no ops: EINVAL, nothing sent");
 }
 
 /* Disconnected: mut_submit() hands the op to the offline hook, nothing is
@@ -1556,6 +1775,7 @@ main(void)
 	test_order();
 	test_late();
 	test_replay();
+	test_batch();
 	test_offline();
 
 	event_free(tk);

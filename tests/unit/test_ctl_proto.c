@@ -345,6 +345,16 @@ test_args(void)
 	       "setpolicy");
 	is_int(args_rc(CTL_RESOLVE, "{\"path\":\"f\"}"), -EINVAL,
 	       "resolve without how");
+	is_int(args_rc(CTL_SYNC, "{}"), 0, "sync without path");
+	is_int(args_rc(CTL_SYNC, "{\"path\":\"d/f\"}"), 0, "sync with path");
+	is_int(args_rc(CTL_SYNC, "{\"path\":\"/d\"}"), -EINVAL,
+	       "sync with an absolute path");
+	is_int(args_rc(CTL_SYNC, "{\"path\":1}"), -EINVAL,
+	       "sync with a number for a path");
+	is_int(args_rc(CTL_SYNC, "{\"all\":true}"), -EINVAL,
+	       "sync with an unknown member");
+	ok(ctl_type_flags(CTL_SYNC) == CTL_TF_LONG,
+	   "sync: anyone, may run long, path optional");
 	is_int(args_rc(CTL_PINS, "{}"), 0, "pins without path");
 	is_int(args_rc(CTL_PINS, "{\"path\":\"d\"}"), 0, "pins with path");
 	j = json_array();

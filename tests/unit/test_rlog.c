@@ -493,6 +493,58 @@ test_states(void)
 	rlog_close(l);
 }
 
+/* rlog_fid_find: the oldest record naming a FID in any role, by state and
+ * below a seq (what writeback mode asks of the log). */
+static void
+test_fid_find(void)
+{
+	struct rlog *l = fresh();
+	struct rlog_conflict cf = {.kind = RLOG_CF_STALE_DV, .err = ESTALE};
+	uint64_t s1, s2, s3, seq = 99;
+	const unsigned live = RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT);
+	struct fid none = F(0), root = ROOT, f20 = F(20), f21 = F(21),
+		   f22 = F(22);
+
+	s1 = (uint64_t)app(l, op_mkdir(ROOT, "d", F(20)));
+	s2 = (uint64_t)app(l, op_create(F(20), "x", F(21)));
+	s3 = (uint64_t)app(l, op_setattr(F(21), 5, PROTO_SA_MODE, 0600, 0, 0));
+	is_int(rlog_fid_find(l, &none, live, UINT64_MAX, &seq),
+	       -ENOENT, "the null FID names nothing");
+	is_int(rlog_fid_find(l, &root, live, UINT64_MAX, &seq), 0,
+	       "the root: named as a parent");
+	is_int(seq, s1, "by the mkdir");
+	is_int(rlog_fid_find(l, &f20, live, UINT64_MAX, &seq), 0,
+	       "d: its mkdir");
+	is_int(seq, s1, "the oldest first");
+	is_int(rlog_fid_find(l, &f21, live, UINT64_MAX, &seq), 0, "x");
+	is_int(seq, s2, "its create");
+	is_int(rlog_fid_find(l, &f21, live, s2, &seq), -ENOENT,
+	       "nothing of x below its create");
+	is_int(rlog_fid_find(l, &f22, live, UINT64_MAX, NULL), -ENOENT,
+	       "an unknown FID");
+	is_int(rlog_set_state(l, s2, RLOG_INFLIGHT), 0, "create in flight");
+	is_int(rlog_fid_find(l, &f21, RLOG_MASK(RLOG_PENDING), UINT64_MAX,
+			     &seq),
+	       0, "x: a pending record");
+	is_int(seq, s3, "the setattr");
+	is_int(rlog_remove(l, s3), 0, "the setattr acknowledged");
+	is_int(rlog_fid_find(l, &f21, RLOG_MASK(RLOG_PENDING), UINT64_MAX,
+			     NULL),
+	       -ENOENT, "x: nothing pending");
+	is_int(rlog_conflict_add(l, s2, &cf), 0, "the create refused");
+	is_int(rlog_fid_find(l, &f21, live, UINT64_MAX, NULL), -ENOENT,
+	       "a conflict is not a live record");
+	is_int(rlog_fid_find(l, &f21, RLOG_MASK(RLOG_CONFLICT), UINT64_MAX,
+			     &seq),
+	       0, "but can be asked for");
+	is_int(seq, s2, "the refused create");
+	is_int(rlog_fid_find(l, &f20, live, UINT64_MAX, &seq), 0,
+	       "d is still named by its mkdir");
+	is_int(seq, s1, "seq");
+	ok(consistent(l), "consistent");
+	rlog_close(l);
+}
+
 /* rlog_set_inflight_run: a window of PENDING records in one commit; the
  * order of the log and the other states are untouched. */
 static void
@@ -1439,6 +1491,7 @@ static const struct {
 	{"damaged", test_damaged},
 	{"threads", test_threads},
 	{"inflight_run", test_inflight_run},
+	{"fid_find", test_fid_find},
 	{"reopen", test_reopen},
 	{"special", test_special},
 	{"nosync", test_nosync},
