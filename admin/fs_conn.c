@@ -812,11 +812,24 @@ fs_simple(struct fs_ctx *ctx, unsigned type, json_t *args,
 {
 	struct fs_target t;
 	struct fs_result r;
+	json_t *va = NULL;
 	int code;
 
 	memset(&r, 0, sizeof(r));
+	/* -V: the volume of a namespace (one cairnd, several volumes). */
+	if (ctx->volume) {
+		va = args ? json_copy(args) : json_object();
+		if (!va || json_object_set_new(va, "volume",
+					       json_string(ctx->volume)) < 0) {
+			json_decref(va);
+			fprintf(stderr, "fs: out of memory\n");
+			return EX_OSERR;
+		}
+		args = va;
+	}
 	if (fs_target_default(ctx, &t, &r) == 0)
 		fs_call(ctx, &t, type, args, NULL, NULL, &r);
+	json_decref(va);
 	if (r.err) {
 		fs_print_error(ctx, NULL, &r);
 		if (ctx->json && r.json)

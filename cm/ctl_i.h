@@ -49,6 +49,10 @@ void cm_ctl_resolve_fail(struct resolve *r, int err, const char *msg);
 /* The st_mode-like mode the permission checks use. */
 uint32_t cm_ctl_attr_mode(const struct proto_attr *a);
 
+/* The handler table of one volume (cm_ctl.c); a namespace routes each
+ * request to it with the volume's struct cm (ctl_ns.c). */
+extern const struct ctl_handlers cm_ctl_handlers;
+
 /* The handlers (struct ctl_handlers signature; @arg is the struct cm). */
 #define CM_CTL_HANDLER(name)                                                   \
 	void name(void *arg, struct ctl_call *call,                            \
