@@ -1003,7 +1003,7 @@ main_ns(const char *argv0, const struct cli *cl, struct cm_config *cfg,
 		goto out;
 	for (size_t i = 0; i < ns.n; i++) {
 		ns.vols[i]->cross = fns_cross;
-		ns.vols[i]->cross_arg = &ns;
+		ns.vols[i]->cross_arg = ns.vols[i];
 		if (!ns.vols[i]->ns_failed && cm_config_cleartext(&ns.vols[i]->cfg))
 			log_warn(LOG_MAIN, "volume '%s': server '%s' is plain "
 					   "http://, allowed by "

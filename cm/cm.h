@@ -50,6 +50,13 @@ struct cm_volconf {
 	char *origin;	  /* "FILE:LINE" of the section header's first key */
 };
 
+/* A server named once (cairnd.conf(5) "[server ALIAS]"): a volume's
+ * "server = ALIAS" and a mount point's "ALIAS:VOLUME" target name it. */
+struct cm_srvconf {
+	char *alias;
+	char *url;
+};
+
 /* At most this many volumes in one namespace (inode slots, daemon_i.h). */
 #define CM_NS_MAX_VOLUMES 1024
 
@@ -94,6 +101,8 @@ struct cm_config {
 					of several volumes (cairnd(8)); none:
 					the one volume of --volume */
 	size_t nvols;
+	struct cm_srvconf *srvs; /* "[server ALIAS]" sections */
+	size_t nsrvs;
 };
 
 /* Default values (doc'd in cairnd(8)); fields not set stay NULL/0. */
@@ -146,6 +155,11 @@ void cm_config_show(const struct cm_config *c, FILE *out);
  * -EINVAL bad value or name (*why), -E2BIG too many volumes. */
 int cm_config_set_vol(struct cm_config *c, const char *dir, const char *key,
 		      const char *value, const char *origin, const char **why);
+/* Set @key ("url") of "[server @alias]". @return as cm_config_set_vol(). */
+int cm_config_set_srv(struct cm_config *c, const char *alias, const char *key,
+		      const char *value, const char *origin, const char **why);
+/* The URL of server alias @alias, or NULL. */
+const char *cm_config_srv_url(const struct cm_config *c, const char *alias);
 /* The settings of volume @i of a namespace as a single-volume config
  * @out (a deep copy of @c with server, volume and token of the volume;
  * no volume list). @return 0 or -ENOMEM. */

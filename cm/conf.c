@@ -62,6 +62,11 @@ cm_config_release(struct cm_config *c)
 		free(c->vols[i].origin);
 	}
 	free(c->vols);
+	for (size_t i = 0; i < c->nsrvs; i++) {
+		free(c->srvs[i].alias);
+		free(c->srvs[i].url);
+	}
+	free(c->srvs);
 	conf_origins_release(&c->origins);
 	memset(c, 0, sizeof(*c));
 }
@@ -384,6 +389,20 @@ load_cb(void *user, const char *section, const char *name, const char *value,
 	struct load_ctx *lc = user;
 	int rc;
 
+	if (!strncmp(section, "server ", 7)) {
+		const char *alias = section + 7;
+
+		while (*alias == ' ')
+			alias++;
+		rc = cm_config_set_srv(lc->c, alias, name, value, origin, why);
+		if (rc == -ENOENT) {
+			*why = "unknown setting in a [server] section (url)";
+			return -EINVAL;
+		}
+		if (rc < 0 && !*why)
+			*why = strerror(-rc);
+		return rc;
+	}
 	if (!strncmp(section, "volume ", 7)) {
 		const char *dir = section + 7;
 
@@ -460,8 +479,12 @@ cm_config_set_vol(struct cm_config *c, const char *dir, const char *key,
 		}
 		rc = set_str(&v->volume, value);
 	} else if (!strcmp(key, "server")) {
-		if (strncmp(value, "http://", 7) && strncmp(value, "https://", 8)) {
-			*why = "server must be an http:// or https:// URL";
+		/* A URL, or the alias of a [server] section (checked by
+		 * cm_config_check(), when every section is read). */
+		if (strncmp(value, "http://", 7) && strncmp(value, "https://", 8) &&
+		    proto_volname_check(value) < 0) {
+			*why = "server must be an http:// or https:// URL or "
+			       "the name of a [server] section";
 			return -EINVAL;
 		}
 		rc = set_str(&v->server, value);
@@ -471,6 +494,71 @@ cm_config_set_vol(struct cm_config *c, const char *dir, const char *key,
 		return -ENOENT;
 	}
 	return rc;
+}
+
+int
+cm_config_set_srv(struct cm_config *c, const char *alias, const char *key,
+		  const char *value, const char *origin, const char **why)
+{
+	struct cm_srvconf *sv = NULL;
+
+	(void)origin;
+	*why = NULL;
+	if (proto_volname_check(alias) < 0) {
+		*why = "bad name in [server NAME] (letters, digits, '.', '_', "
+		       "'-')";
+		return -EINVAL;
+	}
+	if (strcmp(key, "url"))
+		return -ENOENT;
+	if (strncmp(value, "http://", 7) && strncmp(value, "https://", 8)) {
+		*why = "url must be an http:// or https:// URL";
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < c->nsrvs; i++)
+		if (!strcmp(c->srvs[i].alias, alias))
+			sv = &c->srvs[i];
+	if (!sv) {
+		struct cm_srvconf *ns;
+
+		if (c->nsrvs >= CM_NS_MAX_VOLUMES) {
+			*why = "too many [server] sections";
+			return -E2BIG;
+		}
+		ns = realloc(c->srvs, (c->nsrvs + 1) * sizeof(*ns));
+		if (!ns)
+			return -ENOMEM;
+		c->srvs = ns;
+		sv = &c->srvs[c->nsrvs];
+		memset(sv, 0, sizeof(*sv));
+		sv->alias = strdup(alias);
+		if (!sv->alias)
+			return -ENOMEM;
+		c->nsrvs++;
+	}
+	return set_str(&sv->url, value);
+}
+
+const char *
+cm_config_srv_url(const struct cm_config *c, const char *alias)
+{
+	for (size_t i = 0; alias && i < c->nsrvs; i++)
+		if (!strcmp(c->srvs[i].alias, alias))
+			return c->srvs[i].url;
+	return NULL;
+}
+
+/* The URL of volume @v: its server (a URL or an alias), else the
+ * top-level one. NULL: an alias no [server] section defines. */
+static const char *
+vol_url(const struct cm_config *c, const struct cm_volconf *v)
+{
+	if (!v->server)
+		return c->server;
+	if (!strncmp(v->server, "http://", 7) ||
+	    !strncmp(v->server, "https://", 8))
+		return v->server;
+	return cm_config_srv_url(c, v->server);
 }
 
 static int
@@ -493,7 +581,9 @@ cm_config_for_vol(const struct cm_config *c, size_t i, struct cm_config *out)
 	memset(&out->origins, 0, sizeof(out->origins));
 	out->vols = NULL;
 	out->nvols = 0;
-	rc |= dup_str(&out->server, v->server ? v->server : c->server);
+	out->srvs = NULL;
+	out->nsrvs = 0;
+	rc |= dup_str(&out->server, vol_url(c, v));
 	rc |= dup_str(&out->volume, v->volume ? v->volume : v->dir);
 	rc |= dup_str(&out->token_file,
 		      v->token_file ? v->token_file : c->token_file);
@@ -659,6 +749,9 @@ cm_config_show(const struct cm_config *c, FILE *out)
 		else
 			fprintf(out, "# %s is not set  (%s)\n", k, from);
 	}
+	for (size_t i = 0; i < c->nsrvs; i++)
+		fprintf(out, "[server %s]\nurl = %s\n", c->srvs[i].alias,
+			c->srvs[i].url ? c->srvs[i].url : "");
 	for (size_t i = 0; i < c->nvols; i++) {
 		const struct cm_volconf *v = &c->vols[i];
 
@@ -666,9 +759,13 @@ cm_config_show(const struct cm_config *c, FILE *out)
 		fprintf(out, "volume = %s%s\n", v->volume ? v->volume : v->dir,
 			v->volume ? "" : "  ; the section's name");
 		if (v->server || c->server)
-			fprintf(out, "server = %s%s\n",
+			fprintf(out, "server = %s%s%s\n",
 				v->server ? v->server : c->server,
-				v->server ? "" : "  ; the top-level server");
+				v->server ? "" : "  ; the top-level server",
+				v->server && vol_url(c, v) &&
+						strcmp(v->server, vol_url(c, v))
+					? "  ; a [server] alias"
+					: "");
 		if (v->token_file || c->token_file)
 			fprintf(out, "token = %s%s\n",
 				v->token_file ? v->token_file : c->token_file,
@@ -699,6 +796,9 @@ check_ns(const struct cm_config *c, const char **why)
 		if (!c->vols[i].server && !c->server)
 			*why = "a [volume] section has no server (and there is "
 			       "no top-level server)";
+		else if (!vol_url(c, &c->vols[i]))
+			*why = "a [volume] section names a server no [server] "
+			       "section defines";
 		else if (!c->vols[i].token_file && !c->token_file)
 			*why = "a [volume] section has no token (and there is "
 			       "no top-level token)";
@@ -706,9 +806,7 @@ check_ns(const struct cm_config *c, const char **why)
 	if (*why)
 		return -EINVAL;
 	for (size_t i = 0; i < c->nvols; i++) {
-		int rc = check_cleartext(c, c->vols[i].server ? c->vols[i].server
-							      : c->server,
-					 why);
+		int rc = check_cleartext(c, vol_url(c, &c->vols[i]), why);
 
 		if (rc < 0)
 			return rc;

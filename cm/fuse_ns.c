@@ -157,13 +157,31 @@ reply_root_entry(struct cm *cm, fuse_req_t req)
 int
 fns_cross(void *arg, const char *volume, void *req)
 {
-	struct cm_ns *ns = arg;
+	struct cm *src = arg;
+	struct cm_ns *ns = src->ns;
+	const char *colon = strchr(volume, ':'), *name = volume,
+		   *url = src->cfg.server;
+	char alias[PROTO_NAME_MAX + 1];
 
+	/* "VOLUME": on the server of the volume that holds the mount point;
+	 * "ALIAS:VOLUME": on the server of "[server ALIAS]". */
+	if (colon) {
+		size_t n = (size_t)(colon - volume);
+
+		if (n >= sizeof(alias))
+			return -EACCES;
+		memcpy(alias, volume, n);
+		alias[n] = '\0';
+		url = cm_config_srv_url(&ns->cfg, alias);
+		name = colon + 1;
+		if (!url)
+			return -EACCES;
+	}
 	for (size_t i = 0; i < ns->n; i++) {
 		struct cm *cm = ns->vols[i];
 
-		if (cm->ns_failed || !cm->cfg.volume ||
-		    strcmp(cm->cfg.volume, volume))
+		if (cm->ns_failed || !cm->cfg.volume || !cm->cfg.server ||
+		    strcmp(cm->cfg.volume, name) || strcmp(cm->cfg.server, url))
 			continue;
 		reply_root_entry(cm, req);
 		return 0;

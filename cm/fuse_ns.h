@@ -16,11 +16,13 @@ extern const struct fuse_lowlevel_ops fns_ops;
 
 /*
  * struct cm's cross hook for the volumes of a namespace (@arg the struct
- * cm_ns): a lookup landed on a mount point to volume @volume (the name on
- * the server). If a served volume has that name, answer the lookup @req
- * (a fuse_req_t) with that volume's root, now or from the loop, and
- * @return 0; else -EACCES (@req is the caller's to answer). Any FUSE
- * worker thread.
+ * cm of the volume that holds the mount point): a lookup landed on a
+ * mount point to @volume, "VOLUME" (on the same server as @arg's volume)
+ * or "ALIAS:VOLUME" (on the server of cairnd.conf's "[server ALIAS]").
+ * If this cairnd serves that volume, answer the lookup @req (a
+ * fuse_req_t) with its root, now or from the loop, and @return 0; else
+ * -EACCES (@req is the caller's to answer). Any FUSE worker thread, or
+ * the loop thread.
  */
 int fns_cross(void *arg, const char *volume, void *req);
 
