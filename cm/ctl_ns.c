@@ -7,7 +7,8 @@
  *
  * Routing: a request's "path" is relative to the mount root, so its
  * first component names the volume, and the handler gets the rest
- * ("." for the volume's root). A request without a path names its volume
+ * ("." for the volume's root); a "volume" member is then the request's
+ * own (fs mkmount's target). A request without a path names its volume
  * with the "volume" member (fs -V DIR); without one, listvol and
  * getcacheparms answer for every volume, and the others are refused
  * (EINVAL: which volume?). The namespace root itself holds no files.
@@ -60,11 +61,6 @@ route(struct cm_ns *ns, struct ctl_call *call, const struct ctl_peer *peer,
 			ctl_reply_err(call, ENOENT, "no such volume here");
 			return;
 		}
-		if (vname && strcmp(vname, cm->ns_dir)) {
-			ctl_reply_err(call, EINVAL,
-				      "the path is not in that volume");
-			return;
-		}
 		/* The volume's handler sees a path from its own root. */
 		if (json_object_set_new(args, "path",
 					json_string(slash ? slash + 1 : ".")) <
@@ -89,7 +85,10 @@ route(struct cm_ns *ns, struct ctl_call *call, const struct ctl_peer *peer,
 					 "start (see the log)");
 		return;
 	}
-	json_object_del(args, "volume");
+	/* Without a path "volume" was ours (the selector); with one it is
+	 * the request's own (fs mkmount's target) and stays. */
+	if (!path)
+		json_object_del(args, "volume");
 	fn(cm, call, peer, args);
 }
 
