@@ -172,8 +172,11 @@ cmd_help_full(const struct fs_cmd *c)
 	printf("  -j, --json             print cairnd's reply as JSON\n"
 	       "  -s, --socket SOCKET    cairnd's control socket "
 	       "(default: from the mount)\n"
-	       "  -m, --mountpoint DIR   the cairn mount to talk to\n"
-	       "  -h, --help             this help\n");
+	       "  -m, --mountpoint DIR   the cairn mount to talk to\n");
+	if (!(c->flags & FS_F_PATHS))
+		printf("  -V, --volume DIR       on a mount of several volumes: "
+		       "which one\n");
+	printf("  -h, --help             this help\n");
 	if (c->flags & FS_F_ROOT)
 		printf("\nOnly root may do this (cairnd checks).\n");
 }

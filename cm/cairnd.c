@@ -58,6 +58,8 @@ static const char usage_text[] =
 	"              [--metrics-listen [ADDR:]PORT]\n"
 	"              [--write-mode sync|writeback] [--writeback-delay DURATION]\n"
 	"              [-o FUSE-OPTIONS]\n"
+	"       cairnd --config FILE [options]   (FILE with [volume DIR]\n"
+	"              sections: several volumes under --mountpoint)\n"
 	"       cairnd [options] --show-config\n"
 	"              [--help] [--version]\n"
 	"The config file (default " DEFAULT_CONFIG ") is read first,\n"

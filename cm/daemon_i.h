@@ -97,15 +97,19 @@ struct cm {
 				  answers EIO (the others are served) */
 
 	/*
-	 * Mount points (FUSE front end): a lookup that lands on a
-	 * mount-point object whose target is volume @volume (its name on
-	 * the server) calls this with the lookup's @req (a fuse_req_t).
+	 * Mount points (FUSE front end, doc/cm.md "Mount points"): a lookup
+	 * that lands on a mount-point object whose target is volume @volume
+	 * (as stored: "VOLUME" or "ALIAS:VOLUME", proto_mount_target_check())
+	 * calls this with the lookup's @req (a fuse_req_t).
 	 * @return 0: the hook answers @req (the target volume's root entry,
-	 * now or later from the loop, or an error); -EACCES: the volume is
-	 * not served here, and the caller answers @req (an empty,
-	 * unreadable directory). NULL: every mount point is such a
-	 * directory. Set (fuse_ns.c fns_cross) for the volumes of a
-	 * namespace; any FUSE worker thread.
+	 * now or later from the loop, or an error); -EACCES (any negative
+	 * errno): the volume is not served here, and the caller answers @req
+	 * with the mount point itself (an empty, unreadable directory). NULL:
+	 * every mount point is such a directory. Set by whoever builds the
+	 * namespace, before the session starts; called on a FUSE worker
+	 * thread, or on the loop thread when the lookup had to fetch the
+	 * target first; it must not block on the network.
+	 * (A namespace sets fuse_ns.c's fns_cross, @cross_arg the volume.)
 	 */
 	int (*cross)(void *arg, const char *volume, void *req);
 	void *cross_arg;
