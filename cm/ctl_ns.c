@@ -125,7 +125,7 @@ h_listvol(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 		snprintf(mp, sizeof(mp), "%s/%s", ns->cfg.mountpoint,
 			 cm->ns_dir);
 		json_array_append_new(
-			a, json_pack("{s:s,s:I,s:s,s:s,s:s,s:s,s:s}", "name",
+			a, json_pack("{s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:b}", "name",
 				     cm->cfg.volume ? cm->cfg.volume
 						    : cm->ns_dir,
 				     "id", (json_int_t)(have ? vi.id : 0),
@@ -137,7 +137,9 @@ h_listvol(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 				     "state",
 				     cm->ns_failed	 ? "failed"
 				     : cm_offline(cm) ? "disconnected"
-						      : "connected"));
+						      : "connected",
+				     "online",
+				     !cm->ns_failed && atomic_load(&cm->online)));
 	}
 	res = json_pack("{s:o}", "volumes", a);
 	ctl_reply_ok(call, res);
