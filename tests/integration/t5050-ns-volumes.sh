@@ -160,6 +160,14 @@ t_check "fs status without -V names the problem" sh -c "echo '$err' | grep -q 's
 t_is "$("$FS" status -m "$mnt" -V proj --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["volume"], r["mode"])')" \
 	"gamma connected" "fs status -V proj"
 t_is "$("$FS" status -m "$mnt" -V nosuch 2>&1 | sed 's/.*: //')" "no such volume here" "fs status -V unknown"
+t_check "fs sync -V alpha" "$FS" sync -m "$mnt" -V alpha
+t_is "$("$FS" conflicts -m "$mnt" -V proj --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["conflicts"]))')" 0 \
+	"fs conflicts -V proj"
+t_check "fs metrics -V beta names beta" sh -c "'$FS' metrics -m '$mnt' -V beta | grep -q 'volume=\"beta\"'"
+t_check "fs pin in proj" "$FS" pin "$mnt/proj/new.txt"
+t_is "$("$FS" pins -m "$mnt" -V proj --json | python3 -c 'import json,sys; print([p["path"] for p in json.load(sys.stdin)["pins"]])')" \
+	"['new.txt']" "fs pins -V proj lists it (volume-relative)"
+"$FS" unpin "$mnt/proj/new.txt" >/dev/null
 
 # --- one volume disconnected by hand, the others not ---
 "$FS" disconnect -m "$mnt" -V beta >/dev/null

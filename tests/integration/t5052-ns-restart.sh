@@ -129,4 +129,5 @@ t_check "SIGTERM stops it" sh -c "! kill -0 $pid 2>/dev/null"
 t_check "and unmounts" sh -c "! mountpoint -q '$mnt'"
 t_is "$(grep -c "stopped with every change stored on the server" "$log")" 4 \
 	"each start's stops said nothing is left (2 at the first clean stop, 2 now)"
+t_check "cairn-fsck finds the shared cache clean" "$FSCK" --check --quiet "$T_DIR/cache"
 t_done
