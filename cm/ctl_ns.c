@@ -52,8 +52,8 @@ route(struct cm_ns *ns, struct ctl_call *call, const struct ctl_peer *peer,
 
 		if (!strcmp(path, ".") || !*path) {
 			ctl_reply_err(call, EINVAL,
-				      "the mount root holds no files: name a "
-				      "path inside one of its volumes");
+				      "the mount root holds no files (name a "
+				      "path inside one of its volumes)");
 			return;
 		}
 		cm = cm_ns_find(ns, path, len);

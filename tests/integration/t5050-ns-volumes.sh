@@ -155,6 +155,10 @@ t_is "$(echo "$gc" "$gc2" | python3 -c 'import json,sys
 d=json.JSONDecoder(); s=sys.stdin.read(); a,i=d.raw_decode(s); b,_=d.raw_decode(s[i:].lstrip())
 old={x["dir"]:x["bytes_used"] for x in a["volumes"]}; new={x["dir"]:x["bytes_used"] for x in b["volumes"]}
 print(list(new), old["beta"]-new["beta"] >= 600*1024)')" "['beta'] True" "fs flush in beta drops beta's bytes (-V beta)"
+t_is "$("$FS" examine "$mnt" 2>&1 | sed 's/.*: //')" \
+	"the mount root holds no files (name a path inside one of its volumes)" "fs examine of the mount root"
+t_check "statfs of the root (the shared cache)" stat -f "$mnt"
+t_check "statfs in a volume" stat -f "$mnt/beta/sub"
 err=$("$FS" status -m "$mnt" 2>&1)
 t_check "fs status without -V names the problem" sh -c "echo '$err' | grep -q 'several volumes'"
 t_is "$("$FS" status -m "$mnt" -V proj --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["volume"], r["mode"])')" \

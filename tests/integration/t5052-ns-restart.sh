@@ -28,6 +28,9 @@ vos init >/dev/null 2>&1
 vos import gamma "$T_DIR/src-b" >/dev/null || exit 99
 vos create never >/dev/null || exit 99
 make_token gamma rw "$T_DIR/gamma.tok"
+# A copy of alpha on server B: the same volume id as on A.
+cp -a "$SRV_A/volumes/alpha" "$SRV_ROOT/volumes/alpha" || exit 99
+make_token alpha rw "$T_DIR/alpha-b.tok"
 make_token never rw "$T_DIR/never.tok"
 URL_B=$VOLD_URL PID_B=$VOLD_PID PORT_B=$VOLD_PORT SRV_B=$SRV_ROOT
 
@@ -68,8 +71,15 @@ onsrv() { # URL VOL TOKEN FILE: the file's content on the server
 
 # --- kill -9 with both volumes' changes in their logs ---
 writeconf "write-mode = writeback
-writeback-delay = 60s"
+writeback-delay = 60s" "[volume alpha-b]
+volume = alpha
+server = $URL_B
+token = $T_DIR/alpha-b.tok"
 start
+t_check "a volume with another's id is left out" grep -q "volume 'alpha-b' .* has the id .* of volume 'alpha'" "$log"
+t_is "$(ls "$mnt/alpha-b" 2>&1 | sed 's/.*: //')" "Input/output error" "its directory: EIO"
+t_is "$("$FS" status -m "$mnt" -V alpha-b 2>&1 | sed 's/.*: //')" \
+	"the volume could not be opened at start (see the log)" "fs status -V alpha-b says so"
 cat "$mnt/alpha/f1.txt" "$mnt/proj/f1.txt" >/dev/null
 echo "alpha change" >"$mnt/alpha/new.txt"
 echo "gamma change" >"$mnt/proj/new.txt"
@@ -90,6 +100,7 @@ wait_for 15 on_b
 t_ok $? "proj's changes reached server B"
 t_is "$(onsrv "$URL_B" gamma "$T_DIR/gamma.tok" new.txt)" "gamma change" "both of them"
 t_is "$(onsrv "$URL_A" alpha "$T_DIR/alpha.tok" f2.txt)" "alpha 2" "nothing of proj's went to server A"
+t_is "$(ls "$mnt" | tr '\n' ' ')" "alpha proj " "the second start lists what it serves now"
 cat "$mnt/proj/f3.txt" >/dev/null
 fusermount3 -u "$mnt"
 for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
