@@ -9,7 +9,7 @@
  * first component names the volume, and the handler gets the rest
  * ("." for the volume's root); a "volume" member is then the request's
  * own (fs mkmount's target). A request without a path names its volume
- * with the "volume" member (fs -V DIR); without one, listvol and
+ * with the "volume" member (fs -V DIR); without one, listvol, status and
  * getcacheparms answer for every volume, and the others are refused
  * (EINVAL: which volume?). The namespace root itself holds no files.
  */
@@ -245,6 +245,59 @@ h_getcacheparms(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 	ctl_reply_ok(call, res);
 }
 
+/* status without a volume: each volume's, in "volumes", and a summary:
+ * "mode" is the volumes' common mode, or "mixed". */
+static void
+h_status(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
+	 json_t *args)
+{
+	struct cm_ns *ns = arg;
+	json_t *a, *res;
+	const char *mode = NULL;
+	uint64_t pending = 0, conflicts = 0;
+
+	if (json_object_get(args, "volume")) {
+		route(ns, call, peer, args);
+		return;
+	}
+	a = json_array();
+	if (!a) {
+		ctl_reply_err(call, ENOMEM, NULL);
+		return;
+	}
+	for (size_t i = 0; i < ns->n; i++) {
+		struct cm *cm = ns->vols[i];
+		json_t *o = json_pack("{s:s,s:s,s:s,s:b}", "dir", cm->ns_dir,
+				      "volume",
+				      cm->cfg.volume ? cm->cfg.volume : "",
+				      "server",
+				      cm->cfg.server ? cm->cfg.server : "",
+				      "online",
+				      !cm->ns_failed &&
+					      atomic_load(&cm->online));
+		const char *m;
+
+		if (!o)
+			continue;
+		if (cm->ns_failed)
+			json_object_set_new(o, "mode", json_string("failed"));
+		else
+			cm_ctl_offline_status(cm, o);
+		m = json_string_value(json_object_get(o, "mode"));
+		if (m && (!mode || strcmp(mode, m)))
+			mode = mode ? "mixed" : m;
+		pending += json_integer_value(
+			json_object_get(o, "replay_pending"));
+		conflicts += json_integer_value(json_object_get(o, "conflicts"));
+		json_array_append_new(a, o);
+	}
+	res = json_pack("{s:s,s:s,s:I,s:I,s:o}", "mode", mode ? mode : "mixed",
+			"version", PACKAGE_VERSION, "replay_pending",
+			(json_int_t)pending, "conflicts",
+			(json_int_t)conflicts, "volumes", a);
+	ctl_reply_ok(call, res);
+}
+
 /* setcachesize concerns the shared store: any served volume's handler
  * does it (the store is the same). */
 static void
@@ -277,6 +330,7 @@ cm_ns_ctl_start(struct cm_ns *ns)
 	ns_handlers.on[CTL_LISTVOL] = h_listvol;
 	ns_handlers.on[CTL_GETCACHEPARMS] = h_getcacheparms;
 	ns_handlers.on[CTL_SETCACHESIZE] = h_store;
+	ns_handlers.on[CTL_STATUS] = h_status;
 	if (!p) {
 		rc = ctl_socket_path(ns->cfg.mountpoint, sock, sizeof(sock));
 		if (rc < 0) {

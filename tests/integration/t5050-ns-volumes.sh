@@ -159,8 +159,12 @@ t_is "$("$FS" examine "$mnt" 2>&1 | sed 's/.*: //')" \
 	"the mount root holds no files (name a path inside one of its volumes)" "fs examine of the mount root"
 t_check "statfs of the root (the shared cache)" stat -f "$mnt"
 t_check "statfs in a volume" stat -f "$mnt/beta/sub"
-err=$("$FS" status -m "$mnt" 2>&1)
-t_check "fs status without -V names the problem" sh -c "echo '$err' | grep -q 'several volumes'"
+err=$("$FS" disconnect -m "$mnt" 2>&1)
+t_check "fs disconnect without -V names the problem" sh -c "echo '$err' | grep -q 'several volumes'"
+t_is "$("$FS" status -m "$mnt" --json | python3 -c 'import json,sys; r=json.load(sys.stdin)
+print(r["mode"], " ".join(v["dir"]+"="+v["mode"] for v in r["volumes"]))')" \
+	"connected alpha=connected beta=connected proj=connected" "fs status without -V: every volume"
+t_check "fs status text: one line per volume" sh -c "'$FS' status -m '$mnt' | grep -q '^proj  *connected  *yes'"
 t_is "$("$FS" status -m "$mnt" -V proj --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["volume"], r["mode"])')" \
 	"gamma connected" "fs status -V proj"
 t_is "$("$FS" status -m "$mnt" -V nosuch 2>&1 | sed 's/.*: //')" "no such volume here" "fs status -V unknown"
