@@ -1001,10 +1001,6 @@ main_ns(const char *argv0, const struct cli *cl, struct cm_config *cfg,
 		cm_config_release(cfg);
 		return ret;
 	}
-	if (cfg->metrics_listen)
-		log_warn(LOG_MAIN, "metrics-listen is not served by a cairnd "
-				   "with several volumes (NEEDSWORK): use fs "
-				   "metrics -V DIR");
 	if (cm_ns_open(&ns, cfg) < 0)
 		goto out;
 	for (size_t i = 0; i < ns.n; i++) {

@@ -97,6 +97,10 @@ CM_CTL_HANDLER(cm_ctl_h_replaylog);
 CM_CTL_HANDLER(cm_ctl_h_metrics);
 int cm_metrics_listen_start(struct cm *cm);
 void cm_metrics_listen_stop(struct cm *cm);
+/* A namespace: fs metrics without -V, every volume's figures in one
+ * exposition (each family once). The listener of a namespace, started
+ * on one of its volumes, answers the same. */
+void cm_ns_ctl_h_metrics(struct cm_ns *ns, struct ctl_call *call);
 /* Mode, since, progress and log counts for fs status (added to @o). */
 void cm_ctl_offline_status(struct cm *cm, json_t *o);
 

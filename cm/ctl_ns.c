@@ -9,8 +9,9 @@
  * first component names the volume, and the handler gets the rest
  * ("." for the volume's root); a "volume" member is then the request's
  * own (fs mkmount's target). A request without a path names its volume
- * with the "volume" member (fs -V DIR); without one, listvol, status and
- * getcacheparms answer for every volume, and the others are refused
+ * with the "volume" member (fs -V DIR); without one, listvol, status,
+ * getcacheparms and metrics answer for every volume, and the others are
+ * refused
  * (EINVAL: which volume?). The namespace root itself holds no files.
  */
 #include "config.h"
@@ -298,6 +299,20 @@ h_status(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 	ctl_reply_ok(call, res);
 }
 
+/* metrics without a volume: every volume's, one exposition. */
+static void
+h_metrics(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
+	  json_t *args)
+{
+	struct cm_ns *ns = arg;
+
+	if (json_object_get(args, "volume")) {
+		route(ns, call, peer, args);
+		return;
+	}
+	cm_ns_ctl_h_metrics(ns, call);
+}
+
 /* setcachesize concerns the shared store: any served volume's handler
  * does it (the store is the same). */
 static void
@@ -331,6 +346,7 @@ cm_ns_ctl_start(struct cm_ns *ns)
 	ns_handlers.on[CTL_GETCACHEPARMS] = h_getcacheparms;
 	ns_handlers.on[CTL_SETCACHESIZE] = h_store;
 	ns_handlers.on[CTL_STATUS] = h_status;
+	ns_handlers.on[CTL_METRICS] = h_metrics;
 	if (!p) {
 		rc = ctl_socket_path(ns->cfg.mountpoint, sock, sizeof(sock));
 		if (rc < 0) {
@@ -350,6 +366,13 @@ cm_ns_ctl_start(struct cm_ns *ns)
 	ctl_server_get_limits(ns->ctl, &lim);
 	lim.max_conns_per_uid = ns->cfg.ctl_conns_per_uid;
 	ctl_server_set_limits(ns->ctl, &lim);
+	/* metrics-listen: one listener for the namespace, kept by its first
+	 * served volume; it answers with every volume's figures. */
+	for (size_t i = 0; ns->cfg.metrics_listen && i < ns->n; i++)
+		if (!ns->vols[i]->ns_failed) {
+			ns->metrics_vol = ns->vols[i];
+			return cm_metrics_listen_start(ns->metrics_vol);
+		}
 	return 0;
 }
 
@@ -364,6 +387,8 @@ ns_stop_job(struct cm_loop *loop, struct cm_job *job)
 	struct ns_stop_job *sj = container_of(job, struct ns_stop_job, job);
 
 	(void)loop;
+	if (sj->ns->metrics_vol)
+		cm_metrics_listen_stop(sj->ns->metrics_vol);
 	ctl_server_free(sj->ns->ctl);
 	sj->ns->ctl = NULL;
 	free(sj);
@@ -379,6 +404,8 @@ cm_ns_ctl_stop(struct cm_ns *ns)
 	/* The server belongs to the loop thread: free it there. */
 	j = ns->loop.running ? calloc(1, sizeof(*j)) : NULL;
 	if (!j) {
+		if (ns->metrics_vol)
+			cm_metrics_listen_stop(ns->metrics_vol);
 		ctl_server_free(ns->ctl);
 		ns->ctl = NULL;
 		return;

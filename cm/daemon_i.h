@@ -142,6 +142,8 @@ struct cm_ns {
 	uint32_t chunk_size;
 	struct cm_loop loop;	/* the loop thread; volumes attach */
 	struct ctl_server *ctl; /* loop thread only: the one control socket */
+	struct cm *metrics_vol; /* whose cm->msrv is the metrics-listen
+				   listener (ctl_ns.c), or NULL */
 	size_t n;		/* volumes */
 	struct cm **vols;	/* [n]; vols[i]->slot == i + 1 */
 	uint64_t root_ctime_ns; /* the namespace root's times: the start */

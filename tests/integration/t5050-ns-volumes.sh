@@ -56,6 +56,7 @@ cache = $T_DIR/cache
 mountpoint = $mnt
 fetch-timeout = 2s
 server = $URL_A
+metrics-listen = 0
 
 [volume alpha]
 token = $T_DIR/alpha.tok
@@ -172,6 +173,15 @@ t_check "fs sync -V alpha" "$FS" sync -m "$mnt" -V alpha
 t_is "$("$FS" conflicts -m "$mnt" -V proj --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["conflicts"]))')" 0 \
 	"fs conflicts -V proj"
 t_check "fs metrics -V beta names beta" sh -c "'$FS' metrics -m '$mnt' -V beta | grep -q 'volume=\"beta\"'"
+PC="python3 $top_srcdir/tests/integration/promcheck.py"
+"$FS" metrics -m "$mnt" >"$T_DIR/m-all.txt"
+t_check "fs metrics without -V: one valid exposition" $PC "$T_DIR/m-all.txt"
+t_is "$(for v in alpha beta gamma; do $PC "$T_DIR/m-all.txt" get cairnd_online volume=$v; done | tr '\n' ' ')" \
+	"1 1 1 " "with every volume's samples"
+port=$(sed -n 's|.*metrics on http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' "$log" | tail -1)
+curl -s "http://127.0.0.1:$port/metrics" >"$T_DIR/m-http.txt"
+t_check "metrics-listen serves the namespace" $PC "$T_DIR/m-http.txt"
+t_is "$($PC "$T_DIR/m-http.txt" get cairnd_online volume=gamma)" 1 "with every volume"
 t_check "fs pin in proj" "$FS" pin "$mnt/proj/new.txt"
 t_is "$("$FS" pins -m "$mnt" -V proj --json | python3 -c 'import json,sys; print([p["path"] for p in json.load(sys.stdin)["pins"]])')" \
 	"['new.txt']" "fs pins -V proj lists it (volume-relative)"
