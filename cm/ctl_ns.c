@@ -30,6 +30,54 @@
 #include "cm/wb.h"
 #include "common/log.h"
 
+/*
+ * The volume's handler answers with paths relative to the volume's root
+ * ("path" of conflicts, pins, whereis ...; a conflict's "copy"): put the
+ * volume's directory in front, so fs gets mount-relative paths as from
+ * a one-volume cairnd. The top level and the objects of the result's
+ * arrays are looked at; @arg is the volume (a struct cm, lives as long
+ * as the namespace).
+ */
+static void
+prefix_one(json_t *o, const char *key, const char *dir)
+{
+	const char *p = json_string_value(json_object_get(o, key));
+	char *full;
+
+	if (!p || !*p)
+		return;
+	if (!strcmp(p, ".")) {
+		json_object_set_new(o, key, json_string(dir));
+		return;
+	}
+	if (asprintf(&full, "%s/%s", dir, p) < 0)
+		return;
+	json_object_set_new(o, key, json_string(full));
+	free(full);
+}
+
+static void
+prefix_paths(void *arg, json_t *result)
+{
+	const char *dir = ((struct cm *)arg)->ns_dir;
+	const char *key;
+	json_t *v, *e;
+	size_t i;
+
+	prefix_one(result, "path", dir);
+	prefix_one(result, "copy", dir);
+	json_object_foreach (result, key, v) {
+		if (!json_is_array(v))
+			continue;
+		json_array_foreach (v, i, e) {
+			if (!json_is_object(e))
+				continue;
+			prefix_one(e, "path", dir);
+			prefix_one(e, "copy", dir);
+		}
+	}
+}
+
 /* Find the volume of @call's request and call its handler. */
 static void
 route(struct cm_ns *ns, struct ctl_call *call, const struct ctl_peer *peer,
@@ -90,6 +138,7 @@ route(struct cm_ns *ns, struct ctl_call *call, const struct ctl_peer *peer,
 	 * the request's own (fs mkmount's target) and stays. */
 	if (!path)
 		json_object_del(args, "volume");
+	ctl_call_set_filter(call, prefix_paths, cm);
 	fn(cm, call, peer, args);
 }
 

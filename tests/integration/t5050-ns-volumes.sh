@@ -141,6 +141,8 @@ print(" ".join(sorted(v["dir"]+"="+v["name"]+"@"+v["state"] for v in json.load(s
 	"alpha=alpha@connected beta=beta@connected proj=gamma@connected" "fs listvol shows each volume"
 t_is "$("$FS" whereis "$mnt/proj/hello.txt" --json | python3 -c 'import json,sys
 r=json.load(sys.stdin)[0]; print(r["volume"], r["server"])')" "gamma $URL_B" "fs whereis routes by path"
+t_is "$("$FS" whereis "$mnt/proj" --json | python3 -c 'import json,sys
+r=json.load(sys.stdin)[0]; print(r["volume"], r["path"])')" "gamma $mnt/proj" "fs whereis of a volume's root"
 t_is "$("$FS" examine "$mnt/beta/sub/big.bin" --json | python3 -c 'import json,sys
 r=json.load(sys.stdin)[0]; print(r["volume"], r["chunks_cached"])')" "beta 3" "fs examine in a volume"
 gc=$("$FS" getcacheparms -m "$mnt" --json)
@@ -184,7 +186,7 @@ t_check "metrics-listen serves the namespace" $PC "$T_DIR/m-http.txt"
 t_is "$($PC "$T_DIR/m-http.txt" get cairnd_online volume=gamma)" 1 "with every volume"
 t_check "fs pin in proj" "$FS" pin "$mnt/proj/new.txt"
 t_is "$("$FS" pins -m "$mnt" -V proj --json | python3 -c 'import json,sys; print([p["path"] for p in json.load(sys.stdin)["pins"]])')" \
-	"['new.txt']" "fs pins -V proj lists it (volume-relative)"
+	"['proj/new.txt']" "fs pins -V proj lists it (mount-relative)"
 "$FS" unpin "$mnt/proj/new.txt" >/dev/null
 
 # --- one volume disconnected by hand, the others not ---
