@@ -5,6 +5,8 @@
 #    only; each volume reads and writes (checked on the server through a
 #    separate single-volume mount); st_ino differs across volumes;
 #  - rename and link between volumes fail with EXDEV (mv copies);
+#  - a conflict made while one volume is disconnected: fs conflicts and
+#    fs resolve through the namespace, with mount-relative paths;
 #  - fs listvol and getcacheparms show each volume, the cache accounting
 #    per volume; fs status/disconnect pick a volume with -V, a path picks
 #    it by its first component;
@@ -194,8 +196,23 @@ t_is "$("$FS" pins -m "$mnt" -V proj --json | python3 -c 'import json,sys; print
 st() { "$FS" status -m "$mnt" -V "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["mode"])'; }
 t_is "$(st beta) $(st alpha) $(st proj)" "disconnected connected connected" "fs disconnect -V beta: only beta"
 echo offline-change >"$mnt/beta/offline.txt"
+printf 'offline side\n' >"$mnt/beta/hello.txt"
+# Meanwhile another client changes the same file on server A.
+VOLD_URL=$URL_A cairnd_mount "$T_DIR/chkA" "$T_DIR/cacheA" beta "$T_DIR/beta.tok" || exit 1
+printf 'server side\n' >"$T_DIR/chkA/hello.txt"
+cairnd_umount "$T_DIR/chkA"
 "$FS" reconnect -m "$mnt" -V beta >/dev/null
 t_is "$(st beta)" connected "fs reconnect -V beta"
+cj=$("$FS" conflicts -m "$mnt" -V beta --json)
+t_is "$(echo "$cj" | python3 -c 'import json,sys
+c=json.load(sys.stdin)["conflicts"][0]; print(c["path"], c["kind"], c.get("copy","").startswith("beta/hello.txt.conflict-"))')" \
+	"beta/hello.txt stale-dv True" "the conflict in beta, with mount-relative path and copy"
+copy=$(echo "$cj" | python3 -c 'import json,sys; print(json.load(sys.stdin)["conflicts"][0]["copy"])')
+t_is "$(cat "$mnt/$copy" 2>&1)" "offline side" "the copy is where the path says"
+t_check "fs resolve --keep local through the namespace" "$FS" resolve -m "$mnt" --keep local "$mnt/beta/hello.txt"
+t_is "$(cat "$mnt/beta/hello.txt")" "offline side" "the local version kept"
+t_is "$("$FS" conflicts -m "$mnt" -V beta --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["conflicts"]))')" 0 \
+	"no conflict left"
 
 # --- server B stops: proj goes offline, alpha and beta do not ---
 kill -KILL "$PID_B"; wait "$PID_B" 2>/dev/null
