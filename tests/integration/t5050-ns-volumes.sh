@@ -16,7 +16,7 @@
 #  - bad configs are refused with a message.
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
-t_timeout 240
+t_timeout 360
 
 mk_tree() { # DIR TAG
 	mkdir -p "$1/sub"
