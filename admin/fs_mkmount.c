@@ -38,7 +38,7 @@ fs_cmd_mkmount(struct fs_ctx *ctx)
 		code = fs_exit_code(r.err, r.local);
 	} else if (ctx->json) {
 		fs_json_print(r.json);
-	} else if (!ctx->quiet) {
+	} else {
 		printf("'%s' is now a mount point for volume '%s'\n",
 		       fs_esc(ctx->argv[0]), fs_esc(fs_str(r.json, "volume")));
 	}

@@ -13,10 +13,10 @@ static void
 render(struct fs_ctx *ctx, const char *path, const struct fs_target *t,
        json_t *res)
 {
+	(void)ctx;
 	(void)t;
 	(void)res;
-	if (!ctx->quiet)
-		printf("mount point '%s' removed\n", fs_esc(path));
+	printf("mount point '%s' removed\n", fs_esc(path));
 }
 
 int
