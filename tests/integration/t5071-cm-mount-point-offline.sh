@@ -80,4 +80,10 @@ t_is "$(ls "$B/d" | tr '\n' ' ')" "file off race " "client B: online removed, go
 t_is "$?" 65 "client B: race is not a mount point"
 t_check "fs resolve --keep server settles it" "$FS" resolve --keep server "$A/d/race"
 t_is "$(status conflicts)" 0 "no conflict left"
+
+# cairn-fsck finds the cache of a client with mount points clean.
+cairnd_umount "$A"
+"$FSCK" --json "$T_DIR/ca" >"$T_DIR/fsck.json" 2>"$T_DIR/fsck.err"
+t_is "$? $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("was_clean"))' "$T_DIR/fsck.json" 2>/dev/null)" \
+	"0 True" "cairn-fsck: the cache is clean"
 t_done
