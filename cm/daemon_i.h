@@ -30,7 +30,6 @@ struct ctl_server;
 struct cm_metrics_srv;
 struct evstream;
 struct fetch;
-struct fuse_entry_param;
 struct http_client;
 struct ino_table;
 struct local;
@@ -42,39 +41,6 @@ struct replay;
 struct rlog;
 struct vc;
 struct wb;
-
-/*
- * Crossing a mount point (doc/cm.md "Mount points"): what the FUSE front
- * end calls when a lookup finds a mount-point object (PROTO_T_MOUNT). Set
- * by whoever builds the namespace (a cairnd with many volumes) before the
- * FUSE session starts, never changed after; all NULL in a single-volume
- * cairnd, where a mount point reads as an empty directory whose readdir
- * and lookup give EACCES.
- *
- * @cross(@arg, @mp, @target, @root): @mp is the mount-point object (its
- * FID: @mp->vol names the volume it is stored in, for a @target without
- * a server alias); @target is its target as stored, checked by
- * proto_mount_target_check(): "VOLUME" (a volume of the server that holds
- * @mp's volume) or "ALIAS:VOLUME" (of the server the configuration names
- * ALIAS). On success it fills @root with the target volume's root as the
- * kernel is to see it under the mount point's name: a node id of the same
- * FUSE session with one lookup reference taken (the kernel's FORGET for
- * that node id drops it), its generation, st_mode S_IFDIR|..., and the
- * attribute and entry timeouts; the caller replies with it unchanged.
- * @return 0, or -errno and @root untouched: the mount point then shows as
- * itself (the EACCES directory above). -EACCES (no token, a volume the
- * configuration does not list) and -ENOENT are expected and must not be
- * logged above debug level by the hook; the front end logs nothing.
- * Called from a FUSE worker thread or from the loop thread (a lookup that
- * had to fetch the parent's listing), holding no lock of cairnd's: it must
- * not block on the network, so it answers from what it has (the target
- * volume's root attributes, fetched when that volume was attached).
- */
-struct cm_cross_hook {
-	int (*cross)(void *arg, const struct fid *mp, const char *target,
-		     struct fuse_entry_param *root);
-	void *arg;
-};
 
 struct cm {
 	struct cm_config cfg;
@@ -118,7 +84,23 @@ struct cm {
 				  stopped with the loop, freed after
 				  the FUSE threads */
 	struct cm_stats st;
-	struct cm_cross_hook cross; /* set before the mount, then read-only */
+
+	/*
+	 * Mount points (FUSE front end, doc/cm.md "Mount points"): a lookup
+	 * that lands on a mount-point object whose target is volume @volume
+	 * (as stored: "VOLUME" or "ALIAS:VOLUME", proto_mount_target_check())
+	 * calls this with the lookup's @req (a fuse_req_t).
+	 * @return 0: the hook answers @req (the target volume's root entry,
+	 * now or later from the loop, or an error); -EACCES (any negative
+	 * errno): the volume is not served here, and the caller answers @req
+	 * with the mount point itself (an empty, unreadable directory). NULL:
+	 * every mount point is such a directory. Set by whoever builds the
+	 * namespace, before the session starts; called on a FUSE worker
+	 * thread, or on the loop thread when the lookup had to fetch the
+	 * target first; it must not block on the network.
+	 */
+	int (*cross)(void *arg, const char *volume, void *req);
+	void *cross_arg;
 };
 
 /* The struct cm that embeds @loop: for front-end jobs that carry no

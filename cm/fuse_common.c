@@ -143,24 +143,16 @@ fops_notdir_err(struct cm *cm, const struct fid *fid)
 int
 fops_cross(struct cm *cm, fuse_req_t req, const struct fid *mp)
 {
-	struct fuse_entry_param e;
 	char *target;
 	int rc;
 
-	if (!cm->cross.cross)
+	if (!cm->cross)
 		return -ENOSYS;
 	if (vc_get_link(cm->vc, mp, &target) < 0)
 		return 1;
-	memset(&e, 0, sizeof(e));
-	rc = cm->cross.cross(cm->cross.arg, mp, target, &e);
+	rc = cm->cross(cm->cross_arg, target, req);
 	free(target);
-	if (rc)
-		return rc < 0 ? rc : -EIO;
-	/* NEEDSWORK: if the kernel no longer waits for this reply (an
-	 * interrupted lookup), the lookup reference the hook took on the
-	 * target's root is not given back; the hook has no forget. */
-	fuse_reply_entry(req, &e);
-	return 0;
+	return rc < 0 ? rc : 0;
 }
 
 /* Drop an open count of @e; the last close of a file unlinked while open

@@ -56,10 +56,10 @@ void fops_to_stat(struct cm *cm, const struct proto_attr *a, uint64_t ino,
  */
 int fops_notdir_err(struct cm *cm, const struct fid *fid);
 /*
- * A lookup found the mount point @mp: answer @req with the root the
- * crossing hook gives (@return 0: answered), or @return 1 when the
- * target must be fetched first (NEED_LINK of @mp), or -errno: not
- * crossed (no hook, or the hook refused), answer with the mount point
+ * A lookup found the mount point @mp: hand @req to the crossing hook
+ * (struct cm's cross) with its target. @return 0: the hook answers @req;
+ * 1: the target must be fetched first (NEED_LINK of @mp); -errno: not
+ * crossed (no hook, or the hook refused): answer with the mount point
  * itself. Any thread.
  */
 int fops_cross(struct cm *cm, fuse_req_t req, const struct fid *mp);

@@ -41,6 +41,11 @@ t_is "$(ls "$A/d" | tr '\n' ' ')" "f proj " "ls of the parent lists it"
 t_is "$(err listdir "$A/d/proj")" EACCES "ls into it: EACCES"
 t_is "$(err stat "$A/d/proj/x")" EACCES "a name inside it: EACCES"
 t_is "$(err mkdir "$A/d/proj/x")" EACCES "mkdir inside it: EACCES"
+t_is "$(err rename "$A/d/f" "$A/d/proj/f")" EACCES "rename into it: EACCES"
+t_is "$(python3 -c "import os
+try:
+    os.close(os.open('$A/d/proj/new', os.O_CREAT | os.O_WRONLY, 0o644)); print('OK')
+except OSError as e: import errno; print(errno.errorcode[e.errno])")" EACCES "create inside it: EACCES"
 t_is "$(err rmdir "$A/d/proj")" ENOTDIR "rmdir of it: ENOTDIR"
 t_is "$(err unlink "$A/d/proj")" EISDIR "unlink of it: EISDIR"
 t_is "$(ls -R "$A/d" 2>&1 | grep -c 'Permission denied')" 1 "ls -R: one EACCES, no storm"
