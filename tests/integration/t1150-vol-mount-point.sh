@@ -90,6 +90,10 @@ r=$(pv_post /v1/vol/home/batch "{\"ops\": [{\"op\": \"mkdir\", \"opid\": \"00000
 t_is "$(echo "$r" | py '[(x["status"], x["body"].get("attr", {}).get("type")) for x in d["results"]]')" \
 	"[(200, 'dir'), (200, 'mount')]" "batch: mkdir, then mkmount inside"
 
+r=$(vc batch "{\"ops\": [{\"op\": \"mkmount\", \"parent\": \"$R\", \"name\": \"old\", \"target\": \"o\", $own}]}")
+t_is "$(echo "$r" | jget '[(x["status"], x["body"]["attr"]["type"], x["body"]["attr"]["size"]) for x in d["results"]]')" \
+	"[(200, 'symlink', 2)]" "batch from a client without the header: a symlink of 2 bytes (#o)"
+
 # A restart keeps them.
 vold_stop
 vold_restart || exit 99
@@ -104,13 +108,13 @@ ln -s '#not a volume.' "$T_DIR/out/plain"
 ln -s '#x' "$T_DIR/out/plain2"
 vos import home2 "$T_DIR/out" >"$T_DIR/import.log" 2>&1
 t_ok $? "vos import of the export"
-t_is "$(grep -c "3 symlinks to '#VOLUME.' made mount points" "$T_DIR/import.log")" 1 "import counts the mount points"
+t_is "$(grep -c "4 symlinks to '#VOLUME.' made mount points" "$T_DIR/import.log")" 1 "import counts the mount points"
 vold_restart || exit 99
 make_token home2 rw "$T_DIR/rw2.tok"
 VC_TOKEN=$(cat "$T_DIR/rw2.tok")
 R2=$(VC_VOL=home2 vc root)
 t_is "$(pv_get "/v1/vol/home2/dir/$R2" | py 'sorted((e["name"], e["attr"]["type"]) for e in d["entries"])')" \
-	"[('d', 'dir'), ('lab', 'mount'), ('plain', 'symlink'), ('plain2', 'symlink'), ('proj', 'mount')]" \
+	"[('d', 'dir'), ('lab', 'mount'), ('old', 'mount'), ('plain', 'symlink'), ('plain2', 'symlink'), ('proj', 'mount')]" \
 	"imported: mount points again, other symlinks stay symlinks"
 P2=$(pv_get "/v1/vol/home2/dir/$R2" | py '[e["attr"]["fid"] for e in d["entries"] if e["name"] == "lab"][0]')
 t_is "$(pv_get "/v1/vol/home2/link/$P2" | py 'd["target"]')" lab:home "imported: target lab:home"
@@ -123,5 +127,5 @@ vold_restart || exit 99
 VC_TOKEN=$(cat "$T_DIR/rw.tok")
 t_is "$(opst "{\"op\": \"unlink\", \"parent\": \"$R\", \"name\": \"proj\", \"fid\": \"$M\"}")" "200 -" "unlink: 200"
 PV=5
-t_is "$(pv_get "/v1/vol/home/dir/$R" | py 'sorted(e["name"] for e in d["entries"])')" "['d', 'lab']" "gone from the listing"
+t_is "$(pv_get "/v1/vol/home/dir/$R" | py 'sorted(e["name"] for e in d["entries"])')" "['d', 'lab', 'old']" "gone from the listing"
 t_done

@@ -50,6 +50,10 @@ t_is "$(err rmdir "$A/d/proj")" ENOTDIR "rmdir of it: ENOTDIR"
 t_is "$(err unlink "$A/d/proj")" EISDIR "unlink of it: EISDIR"
 t_is "$(ls -R "$A/d" 2>&1 | grep -c 'Permission denied')" 1 "ls -R: one EACCES, no storm"
 t_is "$(grep -c -i 'mount point\|proj' "$T_DIR/cairnd-a.log")" 1 "cairnd logged one line for it (the mkmount)"
+t_check "fs pin -r of the directory holding it" "$FS" pin -r "$A/d"
+t_is "$("$FS" examine --json "$A/d/proj" | python3 -c 'import json,sys; d=json.load(sys.stdin)[0]; print(d["type"], d["size"])')" \
+	"mount 4" "fs examine: type mount, size 4"
+t_check "fs unpin -r" "$FS" unpin -r "$A/d"
 
 # The other client sees the same, from the server.
 wait_for 5 test -d "$B/d/proj"
