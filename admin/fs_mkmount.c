@@ -28,7 +28,7 @@ fs_cmd_mkmount(struct fs_ctx *ctx)
 	memset(&r, 0, sizeof(r));
 	rc = fs_target_path(ctx, ctx->argv[0], &t, &r);
 	if (rc == 0) {
-		args = json_pack("{s:s,s:s}", "path", t.rel, "volume",
+		args = json_pack("{s:s,s:s}", "path", t.rel, "target",
 				 ctx->argv[1]);
 		rc = fs_call(ctx, &t, CTL_MKMOUNT, args, NULL, NULL, &r);
 		json_decref(args);

@@ -193,7 +193,7 @@ CM_CTL_HANDLER(cm_ctl_h_mkmount)
 {
 	struct cm *cm = arg;
 	const char *path = json_string_value(json_object_get(args, "path"));
-	const char *vol = json_string_value(json_object_get(args, "volume"));
+	const char *vol = json_string_value(json_object_get(args, "target"));
 	struct mk_req *mk;
 	char *dir;
 	int err;

@@ -355,17 +355,17 @@ test_args(void)
 	       "sync with an unknown member");
 	ok(ctl_type_flags(CTL_SYNC) == CTL_TF_LONG,
 	   "sync: anyone, may run long, path optional");
-	is_int(args_rc(CTL_MKMOUNT, "{\"path\":\"d/proj\",\"volume\":\"proj\"}"),
+	is_int(args_rc(CTL_MKMOUNT, "{\"path\":\"d/proj\",\"target\":\"proj\"}"),
 	       0, "mkmount");
 	is_int(args_rc(CTL_MKMOUNT, "{\"path\":\"d/proj\"}"), -EINVAL,
-	       "mkmount without a volume");
-	is_int(args_rc(CTL_MKMOUNT, "{\"volume\":\"proj\"}"), -EINVAL,
+	       "mkmount without a target");
+	is_int(args_rc(CTL_MKMOUNT, "{\"target\":\"proj\"}"), -EINVAL,
 	       "mkmount without a path");
-	is_int(args_rc(CTL_MKMOUNT, "{\"path\":\"p\",\"volume\":\"\"}"),
-	       -EINVAL, "mkmount with an empty volume");
-	is_int(args_rc(CTL_MKMOUNT, "{\"path\":\"p\",\"volume\":7}"), -EINVAL,
-	       "mkmount with a number for a volume");
-	is_int(args_rc(CTL_MKMOUNT, "{\"path\":\"../p\",\"volume\":\"v\"}"),
+	is_int(args_rc(CTL_MKMOUNT, "{\"path\":\"p\",\"target\":\"\"}"),
+	       -EINVAL, "mkmount with an empty target");
+	is_int(args_rc(CTL_MKMOUNT, "{\"path\":\"p\",\"target\":7}"), -EINVAL,
+	       "mkmount with a number for a target");
+	is_int(args_rc(CTL_MKMOUNT, "{\"path\":\"../p\",\"target\":\"v\"}"),
 	       -EINVAL, "mkmount with '..' in the path");
 	is_int(args_rc(CTL_LSMOUNT, "{\"path\":\"d/proj\"}"), 0, "lsmount");
 	is_int(args_rc(CTL_LSMOUNT, "{}"), -EINVAL, "lsmount without a path");
