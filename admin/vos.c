@@ -1048,7 +1048,7 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 		/* "#VOLUME.", as vos export (and AFS) writes a mount point. */
 		if (n >= 3 && t[0] == '#' && t[n - 1] == '.') {
 			t[n - 1] = '\0';
-			if (proto_mount_target_check(t + 1, (size_t)n - 2) == 0) {
+			if (!proto_mount_target_check(t + 1, (size_t)n - 2)) {
 				memmove(t, t + 1, (size_t)n - 1);
 				op.kind = PROTO_OP_MKMOUNT;
 				op.type = PROTO_T_MOUNT;
@@ -1308,8 +1308,7 @@ export_meta(struct exp *ex, int dfd, const char *name, int fd, const char *path,
 	 * as they are, with the owners a client chose too, they would hand
 	 * whoever runs the file the rights of that owner on this machine.
 	 * The sticky bit grants nothing and stays. */
-	if (!ex->keep_setid && !is_link(a) &&
-	    (mode & (S_ISUID | S_ISGID))) {
+	if (!ex->keep_setid && !is_link(a) && (mode & (S_ISUID | S_ISGID))) {
 		mode &= ~(uint32_t)(S_ISUID | S_ISGID);
 		ex->dropped++;
 	}

@@ -35,7 +35,7 @@ struct resolve {
 	bool recursive; /* the request's "recursive" (pin, unpin) */
 	unsigned tries;
 	resolve_done_fn done;
-	void *arg;		      /* the handler's, for @done */
+	void *arg;		     /* the handler's, for @done */
 	void (*arg_free)(void *arg); /* called by cm_ctl_resolve_free() on
 					@arg unless @done set it to NULL */
 };

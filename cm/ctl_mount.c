@@ -54,8 +54,9 @@ mnt_may(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
 	int rc = acc_may_change(cm->acc, peer, op, NULL, NULL, &need);
 
 	if (rc == -EAGAIN) /* just resolved: only a racing change */
-		ctl_reply_err(call, EAGAIN, "the directory changed meanwhile: "
-					    "try again");
+		ctl_reply_err(call, EAGAIN,
+			      "the directory changed meanwhile: "
+			      "try again");
 	else if (rc < 0)
 		ctl_reply_err(call, -rc, NULL);
 	return rc;
@@ -75,9 +76,9 @@ mnt_done(void *arg, int err, const struct proto_op_result *r)
 	}
 	if (mc->op.kind == PROTO_OP_MKMOUNT) {
 		fid_fmt(r && r->has_attr ? &r->attr.fid : &mc->op.fid, fs);
-		ctl_reply_ok(mc->call, json_pack("{s:s,s:s,s:s}", "path",
-						 mc->path, "volume",
-						 mc->op.target, "fid", fs));
+		ctl_reply_ok(mc->call,
+			     json_pack("{s:s,s:s,s:s}", "path", mc->path,
+				       "volume", mc->op.target, "fid", fs));
 		log_info(LOG_CTL, "mount point '%s' for volume '%s' made",
 			 mc->path, mc->op.target);
 	} else {
@@ -126,7 +127,8 @@ mk_parent(struct resolve *r, const struct proto_attr *a)
 	int rc;
 
 	if (a->type != PROTO_T_DIR) {
-		cm_ctl_resolve_fail(r, ENOTDIR, "the parent is not a directory");
+		cm_ctl_resolve_fail(r, ENOTDIR,
+				    "the parent is not a directory");
 		return;
 	}
 	mc = calloc(1, sizeof(*mc));
@@ -267,9 +269,9 @@ ls_resolved(struct resolve *r, const struct proto_attr *a)
 		mfetch_want_link(r->cm->mf, &r->fid, ls_fetched, r);
 		return;
 	}
-	ctl_reply_ok(r->call, json_pack("{s:s,s:s,s:s}", "path", r->path,
-					"volume", target, "fid",
-					fid_fmt(&r->fid, fs)));
+	ctl_reply_ok(r->call,
+		     json_pack("{s:s,s:s,s:s}", "path", r->path, "volume",
+			       target, "fid", fid_fmt(&r->fid, fs)));
 	free(target);
 	cm_ctl_resolve_free(r);
 }

@@ -129,7 +129,6 @@ fops_to_stat(struct cm *cm, const struct proto_attr *a, uint64_t ino,
 	}
 }
 
-
 int
 fops_notdir_err(struct cm *cm, const struct fid *fid)
 {

@@ -177,8 +177,7 @@ proto_mount_target_check(const char *t, size_t len)
 	if (!colon)
 		return len < sizeof(part) ? proto_volname_check(t) : -EINVAL;
 	alen = (size_t)(colon - t);
-	if (alen == 0 || alen >= sizeof(part) ||
-	    len - alen - 1 >= sizeof(part))
+	if (alen == 0 || alen >= sizeof(part) || len - alen - 1 >= sizeof(part))
 		return -EINVAL;
 	memcpy(part, t, alen);
 	part[alen] = 0;

@@ -313,8 +313,7 @@ void proto_attr_compat(struct proto_attr *a, int version);
  * @type whose stored target is @target: for a mount point and a client
  * before PROTO_V_MOUNT, a heap string "#" + @target (NULL + ENOMEM), else
  * NULL and errno 0 (use @target as it is). */
-char *proto_link_compat(enum proto_type type, const char *target,
-			int version);
+char *proto_link_compat(enum proto_type type, const char *target, int version);
 /* The protocol version a request header value announces: 2 when @s is
  * NULL or not a plain decimal number from 1 to 1000. */
 int proto_version_parse(const char *s);

@@ -1873,8 +1873,9 @@ run_mutation(struct rjob *r)
 }
 
 /* What an older client may see of an op's reply: sockets and devices
- * as empty files, mount points as symlinks (proto_attr_compat()). A reply that names none is left
- * as it is, undecoded. The opid table keeps the server's own reply. */
+ * as empty files, mount points as symlinks (proto_attr_compat()). A
+ * reply that names none is left as it is, undecoded. The opid table
+ * keeps the server's own reply. */
 static void
 reply_compat(const struct rjob *r, struct vs_reply *rep)
 {

@@ -259,9 +259,10 @@ op_link(struct txn *t, const struct proto_op *op)
 		goto out;
 	}
 	if (o.r.type == PROTO_T_DIR || o.r.type == PROTO_T_MOUNT) {
-		rc = fail(t, -EPERM, o.r.type == PROTO_T_DIR
-					     ? "cannot hard-link a directory"
-					     : "cannot hard-link a mount point");
+		rc = fail(t, -EPERM,
+			  o.r.type == PROTO_T_DIR
+				  ? "cannot hard-link a directory"
+				  : "cannot hard-link a mount point");
 		goto out;
 	}
 	if (ent_get(t->v, d.oid, op->name, child, NULL) == 0) {

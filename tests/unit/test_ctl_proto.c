@@ -355,7 +355,8 @@ test_args(void)
 	       "sync with an unknown member");
 	ok(ctl_type_flags(CTL_SYNC) == CTL_TF_LONG,
 	   "sync: anyone, may run long, path optional");
-	is_int(args_rc(CTL_MKMOUNT, "{\"path\":\"d/proj\",\"target\":\"proj\"}"),
+	is_int(args_rc(CTL_MKMOUNT,
+		       "{\"path\":\"d/proj\",\"target\":\"proj\"}"),
 	       0, "mkmount");
 	is_int(args_rc(CTL_MKMOUNT, "{\"path\":\"d/proj\"}"), -EINVAL,
 	       "mkmount without a target");

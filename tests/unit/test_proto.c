@@ -2562,7 +2562,7 @@ test_mount(void)
 		   tcases[i].what);
 		free(s);
 	}
-#define MK_JSON(target)                                                       \
+#define MK_JSON(target)                                                        \
 	"{\"op\":\"mkmount\",\"opid\":\"" OPID "\",\"parent\":\"" F1           \
 	"\",\"name\":\"n\",\"target\":" target ",\"uid\":1,\"gid\":1}"
 	static const struct {

@@ -1433,7 +1433,8 @@ test_mount(void)
 	op.target = "lab:proj";
 	is_int(rlog_append(l, &op, &s1), 0, "append mkmount");
 	op.target = "../etc";
-	is_int(rlog_append(l, &op, NULL), -EINVAL, "a target with '..': -EINVAL");
+	is_int(rlog_append(l, &op, NULL), -EINVAL,
+	       "a target with '..': -EINVAL");
 	op.target = "";
 	is_int(rlog_append(l, &op, NULL), -EINVAL, "an empty target: -EINVAL");
 	op.target = NULL;

@@ -1817,7 +1817,8 @@ test_mount(void)
 	char *target = NULL, path[512];
 	struct tdb_context *tdb;
 
-	is_int(mk(PROTO_OP_MKDIR, &rootfid, "mounts", &md), 200, "mkdir mounts");
+	is_int(mk(PROTO_OP_MKDIR, &rootfid, "mounts", &md), 200,
+	       "mkdir mounts");
 	op.kind = PROTO_OP_MKMOUNT;
 	op.parent = md;
 	op.name = (char *)"proj";
@@ -1851,13 +1852,15 @@ test_mount(void)
 	op.target = NULL;
 	is_int(apply(&op, NULL, NULL), 400, "mkmount without a target: 400");
 	is_int(vs_getattr(vol, &md, &a), 0, "getattr mounts");
-	is_int((int)a.nlink, 2, "the directory's nlink is unchanged (not a dir)");
+	is_int((int)a.nlink, 2,
+	       "the directory's nlink is unchanged (not a dir)");
 	memset(&op, 0, sizeof(op));
 	op.kind = PROTO_OP_MKMOUNT;
 	op.parent = m;
 	op.name = (char *)"in";
 	op.target = (char *)"x";
-	is_int(apply(&op, NULL, &rep), 400, "mkmount inside a mount point: 400");
+	is_int(apply(&op, NULL, &rep), 400,
+	       "mkmount inside a mount point: 400");
 	is_int(err_of(&rep), ENOTDIR, "... ENOTDIR");
 	free(rep.body);
 	memset(&op, 0, sizeof(op));
@@ -1894,7 +1897,8 @@ test_mount(void)
 			memcpy(&magic, d.dptr, 4);
 		is_int(magic, 0x434f4232, "mount point: record magic COB2");
 		is_int(d.dsize, 112 + 8, "record length: 104 + 8 + the target");
-		ok(d.dptr && d.dsize == 120 && !memcmp(d.dptr + 112, "lab:proj", 8),
+		ok(d.dptr && d.dsize == 120 &&
+			   !memcmp(d.dptr + 112, "lab:proj", 8),
 		   "the target follows the extension");
 		free(d.dptr);
 	}
@@ -1910,7 +1914,8 @@ test_mount(void)
 	op.parent = md;
 	op.name = (char *)"proj";
 	op.fid = m;
-	is_int(apply(&op, NULL, NULL), 200, "unlink of the mount point (rmmount)");
+	is_int(apply(&op, NULL, NULL), 200,
+	       "unlink of the mount point (rmmount)");
 	is_int(vs_getattr(vol, &m, &a), -ENOENT, "it is gone");
 }
 
