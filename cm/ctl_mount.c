@@ -196,6 +196,7 @@ CM_CTL_HANDLER(cm_ctl_h_mkmount)
 	struct cm *cm = arg;
 	const char *path = json_string_value(json_object_get(args, "path"));
 	const char *vol = json_string_value(json_object_get(args, "target"));
+	struct proto_volinfo vi;
 	struct mk_req *mk;
 	char *dir;
 	int err;
@@ -205,6 +206,14 @@ CM_CTL_HANDLER(cm_ctl_h_mkmount)
 			      "not a volume name: VOLUME or ALIAS:VOLUME, each "
 			      "of letters, digits, '.', '_', '-', not starting "
 			      "with '.'");
+		return;
+	}
+	/* An older server refuses the op (400, an op it does not know):
+	 * say why here, before anything is logged. */
+	if (cm_volinfo(cm, &vi) == 0 && vi.version < PROTO_V_MOUNT) {
+		ctl_reply_err(call, EOPNOTSUPP,
+			      "the server does not know mount points "
+			      "(protocol 5)");
 		return;
 	}
 	mk = calloc(1, sizeof(*mk));

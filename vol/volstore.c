@@ -216,9 +216,10 @@ out:
 
 /* Sockets, devices and mount points get the COB2 record with its
  * extension; every other type stays COB1 (see struct orec_ext). A mount
- * point needs no field of the extension: COB2 is what makes a server
- * older than mount points refuse the record (EIO) instead of taking it
- * for an object of a type it does not know. */
+ * point needs no field of the extension: COB2 makes a server before
+ * protocol 4 refuse the record (EIO), as it does a socket's, rather than
+ * take it for an object of a type it has no name for (doc/vol-format.md
+ * says what a server of protocol 4 does with it). */
 static bool
 obj_has_ext(const struct obj *o)
 {
