@@ -7,8 +7,8 @@
  *
  * Routing: a request's "path" is relative to the mount root, so its
  * first component names the volume, and the handler gets the rest
- * ("." for the volume's root); a "volume" member is then the request's
- * own (fs mkmount's target). A request without a path names its volume
+ * ("." for the volume's root); the path alone picks the volume then,
+ * whatever else the request holds. A request without a path names its volume
  * with the "volume" member (fs -V DIR); without one, listvol, status,
  * getcacheparms and metrics answer for every volume, and the others are
  * refused
@@ -134,8 +134,8 @@ route(struct cm_ns *ns, struct ctl_call *call, const struct ctl_peer *peer,
 					 "start (see the log)");
 		return;
 	}
-	/* Without a path "volume" was ours (the selector); with one it is
-	 * the request's own (fs mkmount's target) and stays. */
+	/* Without a path "volume" was ours (the selector); with one it was
+	 * not looked at (no path request takes one today) and stays. */
 	if (!path)
 		json_object_del(args, "volume");
 	ctl_call_set_filter(call, prefix_paths, cm);
