@@ -56,7 +56,8 @@ render(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
 		json_array_foreach (vols, i, v) {
 			char key[300];
 
-			snprintf(key, sizeof(key), "volume %s", fs_str(v, "dir"));
+			snprintf(key, sizeof(key), "volume %s",
+				 fs_str(v, "dir"));
 			fs_kv(key, "%s in %llu chunks, %s pinned, %s dirty",
 			      fs_size(fs_u64(v, "bytes_used", NULL), a,
 				      sizeof(a)),

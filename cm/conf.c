@@ -481,7 +481,8 @@ cm_config_set_vol(struct cm_config *c, const char *dir, const char *key,
 	} else if (!strcmp(key, "server")) {
 		/* A URL, or the alias of a [server] section (checked by
 		 * cm_config_check(), when every section is read). */
-		if (strncmp(value, "http://", 7) && strncmp(value, "https://", 8) &&
+		if (strncmp(value, "http://", 7) &&
+		    strncmp(value, "https://", 8) &&
 		    proto_volname_check(value) < 0) {
 			*why = "server must be an http:// or https:// URL or "
 			       "the name of a [server] section";
@@ -774,9 +775,8 @@ cm_config_show(const struct cm_config *c, FILE *out)
 }
 
 /* The transport rule for one server URL (cm_config_check()). */
-static int
-check_cleartext(const struct cm_config *c, const char *server,
-		const char **why);
+static int check_cleartext(const struct cm_config *c, const char *server,
+			   const char **why);
 
 /* A namespace: every volume needs a server and a token file, from its
  * section or the top level; the names under the mount root differ (they
@@ -836,8 +836,7 @@ cm_config_check(const struct cm_config *c, const char **why)
 }
 
 static int
-check_cleartext(const struct cm_config *c, const char *server,
-		const char **why)
+check_cleartext(const struct cm_config *c, const char *server, const char **why)
 {
 	struct cm_config one = *c;
 

@@ -324,75 +324,88 @@ fam_add(struct fam *f, const char *l, size_t len)
  * shared chunk store's figures) is left out, as the format wants each
  * series once. Loop thread.
  */
+/* The family named @nm (@nml bytes) of @fams, added (header at @head,
+ * @hl bytes) when new. NULL on ENOMEM. */
+static struct fam *
+fam_get(struct fam **fams, size_t *nf, size_t *capf, const char *nm, size_t nml,
+	const char *head, size_t hl)
+{
+	struct fam *f;
+
+	for (size_t i = 0; i < *nf; i++)
+		if (strlen((*fams)[i].name) == nml &&
+		    !memcmp((*fams)[i].name, nm, nml))
+			return &(*fams)[i];
+	if (*nf == *capf) {
+		size_t nc = *capf ? 2 * *capf : 64;
+		struct fam *n = realloc(*fams, nc * sizeof(*n));
+
+		if (!n)
+			return NULL;
+		*fams = n;
+		*capf = nc;
+	}
+	f = &(*fams)[*nf];
+	memset(f, 0, sizeof(*f));
+	f->name = strndup(nm, nml);
+	if (!f->name)
+		return NULL;
+	f->head = head;
+	f->head_len = hl;
+	(*nf)++;
+	return f;
+}
+
+/*
+ * The exposition of a namespace: each volume's (vol_metrics_text(), its
+ * samples labelled with its volume) merged so that every family has its
+ * HELP and TYPE once and then the samples of all volumes; a series an
+ * earlier volume already gave (cairnd_info of a shared server, the
+ * shared chunk store's figures) is left out, as the format wants each
+ * series once. Loop thread.
+ */
 static char *
 ns_metrics_text(struct cm_ns *ns, size_t *len)
 {
 	char **texts = calloc(ns->n ? ns->n : 1, sizeof(*texts));
-	struct fam *fams = NULL;
-	size_t nf = 0, capf = 0;
+	struct fam *fams = NULL, *cur;
+	size_t nf = 0, capf = 0, tl, ll;
 	struct metrics_buf b;
+	const char *p, *end, *nl;
 	char *out = NULL;
 
 	metrics_buf_init(&b);
 	if (!texts)
 		return NULL;
 	for (size_t v = 0; v < ns->n; v++) {
-		struct fam *cur = NULL;
-		size_t tl = 0;
-		const char *p, *end;
-
 		if (ns->vols[v]->ns_failed)
 			continue;
 		texts[v] = vol_metrics_text(ns->vols[v], &tl);
 		if (!texts[v])
 			goto out;
-		for (p = texts[v], end = p + tl; p < end;) {
-			const char *nl = memchr(p, '\n', (size_t)(end - p));
-			size_t ll = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
-
+		cur = NULL;
+		for (p = texts[v], end = p + tl; p < end; p += ll) {
+			nl = memchr(p, '\n', (size_t)(end - p));
+			ll = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
 			if (!strncmp(p, "# HELP ", 7)) {
-				const char *nm = p + 7;
-				size_t nml = strcspn(nm, " \n");
-
-				cur = NULL;
-				for (size_t i = 0; i < nf; i++)
-					if (strlen(fams[i].name) == nml &&
-					    !memcmp(fams[i].name, nm, nml))
-						cur = &fams[i];
-				if (!cur) {
-					if (nf == capf) {
-						size_t nc = capf ? 2 * capf : 64;
-						struct fam *nfm = realloc(
-							fams, nc * sizeof(*nfm));
-
-						if (!nfm)
-							goto out;
-						fams = nfm;
-						capf = nc;
-					}
-					cur = &fams[nf];
-					memset(cur, 0, sizeof(*cur));
-					cur->name = strndup(nm, nml);
-					if (!cur->name)
-						goto out;
-					nf++;
-					cur->head = p;
-					cur->head_len = ll;
-				}
+				cur = fam_get(&fams, &nf, &capf, p + 7,
+					      strcspn(p + 7, " \n"), p, ll);
+				if (!cur)
+					goto out;
 			} else if (!strncmp(p, "# TYPE ", 7)) {
-				/* The HELP line's family; its head takes it in. */
+				/* After its HELP line: part of the head. */
 				if (cur && cur->head + cur->head_len == p)
 					cur->head_len += ll;
 			} else if (cur && ll > 1 && fam_add(cur, p, ll) < 0) {
 				goto out;
 			}
-			p += ll;
 		}
 	}
 	for (size_t i = 0; i < nf; i++) {
 		metrics_buf_append(&b, fams[i].head, fams[i].head_len);
 		for (size_t k = 0; k < fams[i].n; k++)
-			metrics_buf_append(&b, fams[i].lines[k], fams[i].lens[k]);
+			metrics_buf_append(&b, fams[i].lines[k],
+					   fams[i].lens[k]);
 	}
 	out = metrics_buf_steal(&b, len);
 out:

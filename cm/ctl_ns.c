@@ -85,10 +85,9 @@ route(struct cm_ns *ns, struct ctl_call *call, const struct ctl_peer *peer,
 {
 	unsigned type = ctl_call_type(call);
 	const char *path = json_string_value(json_object_get(args, "path"));
-	const char *vname =
-		json_string_value(json_object_get(args, "volume"));
-	ctl_handler_fn fn = type <= CTL_REQ_MAX ? cm_ctl_handlers.on[type]
-						: NULL;
+	const char *vname = json_string_value(json_object_get(args, "volume"));
+	ctl_handler_fn fn =
+		type <= CTL_REQ_MAX ? cm_ctl_handlers.on[type] : NULL;
 	struct cm *cm = NULL;
 
 	if (!fn) {
@@ -130,8 +129,9 @@ route(struct cm_ns *ns, struct ctl_call *call, const struct ctl_peer *peer,
 		return;
 	}
 	if (cm->ns_failed) {
-		ctl_reply_err(call, EIO, "the volume could not be opened at "
-					 "start (see the log)");
+		ctl_reply_err(call, EIO,
+			      "the volume could not be opened at "
+			      "start (see the log)");
 		return;
 	}
 	/* Without a path "volume" was ours (the selector); with one it was
@@ -156,8 +156,7 @@ h_listvol(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 {
 	struct cm_ns *ns = arg;
 	json_t *a = json_array(), *res;
-	const char *vname =
-		json_string_value(json_object_get(args, "volume"));
+	const char *vname = json_string_value(json_object_get(args, "volume"));
 
 	(void)peer;
 	if (!a) {
@@ -175,21 +174,18 @@ h_listvol(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 		snprintf(mp, sizeof(mp), "%s/%s", ns->cfg.mountpoint,
 			 cm->ns_dir);
 		json_array_append_new(
-			a, json_pack("{s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:b}", "name",
-				     cm->cfg.volume ? cm->cfg.volume
-						    : cm->ns_dir,
-				     "id", (json_int_t)(have ? vi.id : 0),
-				     "mode",
-				     have && vi.readonly ? "ro" : "rw",
-				     "server",
-				     cm->cfg.server ? cm->cfg.server : "",
-				     "mountpoint", mp, "dir", cm->ns_dir,
-				     "state",
-				     cm->ns_failed	 ? "failed"
-				     : cm_offline(cm) ? "disconnected"
-						      : "connected",
-				     "online",
-				     !cm->ns_failed && atomic_load(&cm->online)));
+			a,
+			json_pack("{s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:b}", "name",
+				  cm->cfg.volume ? cm->cfg.volume : cm->ns_dir,
+				  "id", (json_int_t)(have ? vi.id : 0), "mode",
+				  have && vi.readonly ? "ro" : "rw", "server",
+				  cm->cfg.server ? cm->cfg.server : "",
+				  "mountpoint", mp, "dir", cm->ns_dir, "state",
+				  cm->ns_failed	   ? "failed"
+				  : cm_offline(cm) ? "disconnected"
+						   : "connected",
+				  "online",
+				  !cm->ns_failed && atomic_load(&cm->online)));
 	}
 	res = json_pack("{s:o}", "volumes", a);
 	ctl_reply_ok(call, res);
@@ -234,8 +230,7 @@ h_getcacheparms(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 		json_t *args)
 {
 	struct cm_ns *ns = arg;
-	const char *vname =
-		json_string_value(json_object_get(args, "volume"));
+	const char *vname = json_string_value(json_object_get(args, "volume"));
 	struct sums s = {0};
 	struct cs_stats st;
 	json_t *a, *res;
@@ -268,12 +263,11 @@ h_getcacheparms(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 		json_array_append_new(
 			a, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "dir",
 				     cm->ns_dir, "name",
-				     cm->cfg.volume ? cm->cfg.volume : "",
-				     "id", (json_int_t)s.v[i].id,
-				     "bytes_used", (json_int_t)s.v[i].bytes,
-				     "chunks", (json_int_t)s.v[i].chunks,
-				     "dirty_bytes", (json_int_t)s.v[i].dirty,
-				     "pinned_bytes",
+				     cm->cfg.volume ? cm->cfg.volume : "", "id",
+				     (json_int_t)s.v[i].id, "bytes_used",
+				     (json_int_t)s.v[i].bytes, "chunks",
+				     (json_int_t)s.v[i].chunks, "dirty_bytes",
+				     (json_int_t)s.v[i].dirty, "pinned_bytes",
 				     (json_int_t)s.v[i].pinned, "dirty_files",
 				     (json_int_t)df));
 	}
@@ -317,14 +311,11 @@ h_status(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 	}
 	for (size_t i = 0; i < ns->n; i++) {
 		struct cm *cm = ns->vols[i];
-		json_t *o = json_pack("{s:s,s:s,s:s,s:b}", "dir", cm->ns_dir,
-				      "volume",
-				      cm->cfg.volume ? cm->cfg.volume : "",
-				      "server",
-				      cm->cfg.server ? cm->cfg.server : "",
-				      "online",
-				      !cm->ns_failed &&
-					      atomic_load(&cm->online));
+		json_t *o = json_pack(
+			"{s:s,s:s,s:s,s:b}", "dir", cm->ns_dir, "volume",
+			cm->cfg.volume ? cm->cfg.volume : "", "server",
+			cm->cfg.server ? cm->cfg.server : "", "online",
+			!cm->ns_failed && atomic_load(&cm->online));
 		const char *m;
 
 		if (!o)
@@ -338,13 +329,14 @@ h_status(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 			mode = mode ? "mixed" : m;
 		pending += json_integer_value(
 			json_object_get(o, "replay_pending"));
-		conflicts += json_integer_value(json_object_get(o, "conflicts"));
+		conflicts +=
+			json_integer_value(json_object_get(o, "conflicts"));
 		json_array_append_new(a, o);
 	}
 	res = json_pack("{s:s,s:s,s:I,s:I,s:o}", "mode", mode ? mode : "mixed",
 			"version", PACKAGE_VERSION, "replay_pending",
-			(json_int_t)pending, "conflicts",
-			(json_int_t)conflicts, "volumes", a);
+			(json_int_t)pending, "conflicts", (json_int_t)conflicts,
+			"volumes", a);
 	ctl_reply_ok(call, res);
 }
 
@@ -399,8 +391,9 @@ cm_ns_ctl_start(struct cm_ns *ns)
 	if (!p) {
 		rc = ctl_socket_path(ns->cfg.mountpoint, sock, sizeof(sock));
 		if (rc < 0) {
-			log_err(LOG_CTL, "cannot name the control socket for "
-					 "'%s': %s",
+			log_err(LOG_CTL,
+				"cannot name the control socket for "
+				"'%s': %s",
 				ns->cfg.mountpoint, strerror(-rc));
 			return rc;
 		}

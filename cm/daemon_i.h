@@ -88,13 +88,13 @@ struct cm {
 	/* One volume of a namespace (NULL/0 when cairnd serves one volume,
 	 * as it always did). Set by daemon_ns.c before cm_daemon_open(),
 	 * read-only after. */
-	struct cm_ns *ns;      /* the namespace this volume is in */
-	unsigned slot;	       /* 1..: its inode slot (CM_NS_SLOT) */
-	uint64_t ino_base;     /* (uint64_t)slot << CM_NS_SLOT_SHIFT */
-	const char *ns_dir;    /* its name under the mount root */
-	bool cs_shared;	       /* cs is the namespace's: do not close it */
-	bool ns_failed;	       /* could not be opened: its directory
-				  answers EIO (the others are served) */
+	struct cm_ns *ns;   /* the namespace this volume is in */
+	unsigned slot;	    /* 1..: its inode slot (CM_NS_SLOT) */
+	uint64_t ino_base;  /* (uint64_t)slot << CM_NS_SLOT_SHIFT */
+	const char *ns_dir; /* its name under the mount root */
+	bool cs_shared;	    /* cs is the namespace's: do not close it */
+	bool ns_failed;	    /* could not be opened: its directory
+			       answers EIO (the others are served) */
 
 	/*
 	 * Mount points (FUSE front end, doc/cm.md "Mount points"): a lookup
@@ -125,7 +125,7 @@ struct cm {
  * numbers as the volume's table has them, no translation needed.
  */
 #define CM_NS_SLOT_SHIFT 48
-#define CM_NS_SLOT(ino) ((unsigned)((uint64_t)(ino) >> CM_NS_SLOT_SHIFT))
+#define CM_NS_SLOT(ino)	 ((unsigned)((uint64_t)(ino) >> CM_NS_SLOT_SHIFT))
 
 /*
  * A namespace: one cairnd serving several volumes under one mount root
@@ -137,8 +137,8 @@ struct cm {
  * replay log and write states under CACHE/vol/DIR.
  */
 struct cm_ns {
-	struct cm_config cfg;	/* the whole config (vols[] listed) */
-	struct cs_store *cs;	/* shared by every volume */
+	struct cm_config cfg; /* the whole config (vols[] listed) */
+	struct cs_store *cs;  /* shared by every volume */
 	uint32_t chunk_size;
 	struct cm_loop loop;	/* the loop thread; volumes attach */
 	struct ctl_server *ctl; /* loop thread only: the one control socket */

@@ -91,8 +91,9 @@ open_vol(struct cm_ns *ns, size_t i)
 	cm->token = cm_read_token(cm->cfg.token_file);
 	if (!cm->token) {
 		rc = -errno;
-		log_err(LOG_MAIN, "volume '%s': cannot read token file '%s': "
-				  "%s",
+		log_err(LOG_MAIN,
+			"volume '%s': cannot read token file '%s': "
+			"%s",
 			cm->ns_dir, cm->cfg.token_file, strerror(-rc));
 		return rc;
 	}
@@ -103,9 +104,10 @@ open_vol(struct cm_ns *ns, size_t i)
 		struct cm *o = ns->vols[k];
 
 		if (!o->ns_failed && o->vi.id == cm->vi.id) {
-			log_err(LOG_MAIN, "volume '%s' (%s) has the id %u of "
-					  "volume '%s' (%s): one cache cannot "
-					  "hold both; '%s' is left out",
+			log_err(LOG_MAIN,
+				"volume '%s' (%s) has the id %u of "
+				"volume '%s' (%s): one cache cannot "
+				"hold both; '%s' is left out",
 				cm->ns_dir, cm->cfg.server, cm->vi.id,
 				o->ns_dir, o->cfg.server, cm->ns_dir);
 			return -EEXIST;
@@ -145,16 +147,18 @@ cm_ns_open(struct cm_ns *ns, struct cm_config *cfg)
 		ns->n = i + 1;
 		if (open_vol(ns, i) < 0) {
 			ns->vols[i]->ns_failed = true;
-			log_warn(LOG_MAIN, "volume '%s' is not served: its "
-					   "directory answers EIO",
+			log_warn(LOG_MAIN,
+				 "volume '%s' is not served: its "
+				 "directory answers EIO",
 				 ns->cfg.vols[i].dir);
 		} else {
 			ok++;
 		}
 	}
 	if (!ok) {
-		log_err(LOG_MAIN, "none of the %zu configured volumes can be "
-				  "served",
+		log_err(LOG_MAIN,
+			"none of the %zu configured volumes can be "
+			"served",
 			ns->n);
 		return -EHOSTUNREACH;
 	}

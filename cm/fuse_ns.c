@@ -577,13 +577,14 @@ ns_statfs(fuse_req_t req, fuse_ino_t ino)
 }
 
 static void
-ns_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-	    const char *value, size_t size, int flags)
+ns_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+	    size_t size, int flags)
 {
 	struct cm *cm = vol_of(req, ino, EACCES);
 
 	if (cm)
-		ROUTE(cm, fops_ops.setxattr(req, ino, name, value, size, flags));
+		ROUTE(cm,
+		      fops_ops.setxattr(req, ino, name, value, size, flags));
 }
 
 static void
@@ -650,8 +651,8 @@ ns_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	struct cm *cm = vol_of(req, ino, EISDIR);
 
 	if (cm)
-		ROUTE(cm, fops_ops.fallocate(req, ino, mode, offset, length,
-					     fi));
+		ROUTE(cm,
+		      fops_ops.fallocate(req, ino, mode, offset, length, fi));
 }
 
 const struct fuse_lowlevel_ops fns_ops = {

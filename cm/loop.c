@@ -192,8 +192,7 @@ cm_loop_stop(struct cm_loop *l, void (*teardown)(void *arg), void *arg)
 		return;
 	}
 	for (struct cm_loop *a = l->next_attached; a; a = a->next_attached)
-		atomic_store_explicit(&a->stopping, true,
-				      memory_order_release);
+		atomic_store_explicit(&a->stopping, true, memory_order_release);
 	if (l->running) {
 		sj = calloc(1, sizeof(*sj));
 		if (sj) {

@@ -46,8 +46,7 @@ test_namespace(void)
 		   "[volume proj]\nvolume = gamma\nserver = b\n"
 		   "[volume other]\nserver = https://fs3\ntoken = /t/o\n");
 	fclose(f);
-	is_int(cm_config_load(&c, path, true, NULL, where, sizeof(where),
-			      &why),
+	is_int(cm_config_load(&c, path, true, NULL, where, sizeof(where), &why),
 	       0, "namespace config loads");
 	is_int((int)c.nvols, 3, "three volumes");
 	is_int((int)c.nsrvs, 1, "one server alias");
