@@ -92,6 +92,11 @@ test_namespace(void)
 	       "no [server] defines it: refused");
 	is_int(cm_config_set_vol(&c, "a/b", "volume", "a", "x:3", &why),
 	       -EINVAL, "a slash in a section name");
+	is_int(cm_config_set_vol(&c, "..", "volume", "a", "x:3", &why),
+	       -EINVAL, "'..' as a section name (it names CACHE/vol/DIR)");
+	is_int(cm_config_set_srv(&c, "b c", "url", "http://127.0.0.1", "x:3",
+				 &why),
+	       -EINVAL, "a blank in a [server] name");
 	is_int(cm_config_set_vol(&c, "a", "colour", "red", "x:4", &why),
 	       -ENOENT, "an unknown key in a section");
 	is_int(cm_config_set_vol(&c, "a", "server", "ftp://x", "x:5", &why),
