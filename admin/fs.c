@@ -183,8 +183,11 @@ cmd_help_full(const struct fs_cmd *c)
 	printf("  -j, --json             print cairnd's reply as JSON\n"
 	       "  -s, --socket SOCKET    cairnd's control socket "
 	       "(default: from the mount)\n"
-	       "  -m, --mountpoint DIR   the cairn mount to talk to\n"
-	       "  -h, --help             this help\n");
+	       "  -m, --mountpoint DIR   the cairn mount to talk to\n");
+	if (!(c->flags & FS_F_PATHS))
+		printf("  -V, --volume DIR       on a mount of several volumes: "
+		       "which one\n");
+	printf("  -h, --help             this help\n");
 	if (c->flags & FS_F_ROOT)
 		printf("\nOnly root may do this (cairnd checks).\n");
 }
@@ -259,13 +262,14 @@ parse_opts(const struct fs_cmd *c, int argc, char **argv, struct fs_ctx *ctx)
 		{"match", required_argument, NULL, 'M'},
 		{"write-mode", required_argument, NULL, 'W'},
 		{"writeback-delay", required_argument, NULL, 'D'},
+		{"volume", required_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
 
 	opterr = 0;
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, ":hjqrs:m:", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":hjqrs:m:V:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'h':
 			cmd_help_full(c);
@@ -292,6 +296,12 @@ parse_opts(const struct fs_cmd *c, int argc, char **argv, struct fs_ctx *ctx)
 			if (c->flags & FS_F_LOCAL)
 				goto notapply;
 			ctx->mount = optarg;
+			break;
+		case 'V':
+			/* A path names its volume itself. */
+			if (c->flags & (FS_F_LOCAL | FS_F_PATHS))
+				goto notapply;
+			ctx->volume = optarg;
 			break;
 		case 'k':
 		case 'a':

@@ -85,6 +85,8 @@ struct fs_ctx {
 	int nofollow;	     /* paths: do not follow the last component */
 	const char *write_mode; /* setpolicy --write-mode */
 	const char *wb_delay;	/* setpolicy --writeback-delay */
+	const char *volume;	/* -V: the volume of a namespace a command
+				   without a path is about, or NULL */
 };
 
 /* Where to send a request, and the path to name in it. */

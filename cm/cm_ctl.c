@@ -227,7 +227,7 @@ cm_ctl_resolve_path(struct cm *cm, struct ctl_call *call,
 	resolve_step(r);
 }
 
-static const struct ctl_handlers cm_ctl_handlers = { .on = {
+const struct ctl_handlers cm_ctl_handlers = { .on = {
 	[CTL_PIN] = cm_ctl_h_pin,
 	[CTL_UNPIN] = cm_ctl_h_unpin,
 	[CTL_PINS] = cm_ctl_h_pins,

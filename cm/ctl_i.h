@@ -60,6 +60,10 @@ void cm_ctl_resolve_fail(struct resolve *r, int err, const char *msg);
 /* The st_mode-like mode the permission checks use. */
 uint32_t cm_ctl_attr_mode(const struct proto_attr *a);
 
+/* The handler table of one volume (cm_ctl.c); a namespace routes each
+ * request to it with the volume's struct cm (ctl_ns.c). */
+extern const struct ctl_handlers cm_ctl_handlers;
+
 /* The handlers (struct ctl_handlers signature; @arg is the struct cm). */
 #define CM_CTL_HANDLER(name)                                                   \
 	void name(void *arg, struct ctl_call *call,                            \
@@ -109,6 +113,10 @@ CM_CTL_HANDLER(cm_ctl_h_rmmount);
 CM_CTL_HANDLER(cm_ctl_h_metrics);
 int cm_metrics_listen_start(struct cm *cm);
 void cm_metrics_listen_stop(struct cm *cm);
+/* A namespace: fs metrics without -V, every volume's figures in one
+ * exposition (each family once). The listener of a namespace, started
+ * on one of its volumes, answers the same. */
+void cm_ns_ctl_h_metrics(struct cm_ns *ns, struct ctl_call *call);
 /* Mode, since, progress and log counts for fs status (added to @o). */
 void cm_ctl_offline_status(struct cm *cm, json_t *o);
 

@@ -86,3 +86,23 @@ cm_stats_format(struct cm *cm, char *buf, size_t len)
 #undef P
 	return off;
 }
+
+struct cm *
+cm_ns_find(struct cm_ns *ns, const char *dir, size_t len)
+{
+	for (size_t i = 0; ns && i < ns->n; i++)
+		if (strlen(ns->vols[i]->ns_dir) == len &&
+		    !memcmp(ns->vols[i]->ns_dir, dir, len))
+			return ns->vols[i];
+	return NULL;
+}
+
+struct cm *
+cm_ns_of_ino(struct cm_ns *ns, uint64_t ino)
+{
+	unsigned slot = CM_NS_SLOT(ino);
+
+	if (!ns || slot == 0 || slot > ns->n)
+		return NULL;
+	return ns->vols[slot - 1];
+}

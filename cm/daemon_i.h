@@ -85,6 +85,17 @@ struct cm {
 				  the FUSE threads */
 	struct cm_stats st;
 
+	/* One volume of a namespace (NULL/0 when cairnd serves one volume,
+	 * as it always did). Set by daemon_ns.c before cm_daemon_open(),
+	 * read-only after. */
+	struct cm_ns *ns;   /* the namespace this volume is in */
+	unsigned slot;	    /* 1..: its inode slot (CM_NS_SLOT) */
+	uint64_t ino_base;  /* (uint64_t)slot << CM_NS_SLOT_SHIFT */
+	const char *ns_dir; /* its name under the mount root */
+	bool cs_shared;	    /* cs is the namespace's: do not close it */
+	bool ns_failed;	    /* could not be opened: its directory
+			       answers EIO (the others are served) */
+
 	/*
 	 * Mount points (FUSE front end, doc/cm.md "Mount points"): a lookup
 	 * that lands on a mount-point object whose target is volume @volume
@@ -98,10 +109,51 @@ struct cm {
 	 * namespace, before the session starts; called on a FUSE worker
 	 * thread, or on the loop thread when the lookup had to fetch the
 	 * target first; it must not block on the network.
+	 * (A namespace sets fuse_ns.c's fns_cross, @cross_arg the volume.)
 	 */
 	int (*cross)(void *arg, const char *volume, void *req);
 	void *cross_arg;
 };
+
+/*
+ * The inode numbers of a namespace. The kernel sees one inode space for
+ * the whole mount: FUSE_ROOT_ID (1) is the namespace root cairnd
+ * synthesizes (a read-only directory of the configured volumes), and
+ * volume i (0..) hands out numbers from its slot, i + 1, in the high
+ * bits (inode.h ino_new_at()): its root is base | 1. Every handler finds
+ * its volume from the number it is given; kernel notifications carry the
+ * numbers as the volume's table has them, no translation needed.
+ */
+#define CM_NS_SLOT_SHIFT 48
+#define CM_NS_SLOT(ino)	 ((unsigned)((uint64_t)(ino) >> CM_NS_SLOT_SHIFT))
+
+/*
+ * A namespace: one cairnd serving several volumes under one mount root
+ * (cairnd.conf(5) "[volume DIR]"). Built by daemon_ns.c: one chunk store
+ * (the index shared, chunk keys carry the server's volume id), one loop
+ * thread (@loop owns it; each volume's loop is attached, loop.h), one
+ * FUSE session and control socket; per volume a struct cm of its own
+ * with its own connection (so its own offline mode), metadata cache,
+ * replay log and write states under CACHE/vol/DIR.
+ */
+struct cm_ns {
+	struct cm_config cfg; /* the whole config (vols[] listed) */
+	struct cs_store *cs;  /* shared by every volume */
+	uint32_t chunk_size;
+	struct cm_loop loop;	/* the loop thread; volumes attach */
+	struct ctl_server *ctl; /* loop thread only: the one control socket */
+	struct cm *metrics_vol; /* whose cm->msrv is the metrics-listen
+				   listener (ctl_ns.c), or NULL */
+	size_t n;		/* volumes */
+	struct cm **vols;	/* [n]; vols[i]->slot == i + 1 */
+	uint64_t root_ctime_ns; /* the namespace root's times: the start */
+};
+
+/* Any thread: the volume of a namespace named @dir, or NULL. */
+struct cm *cm_ns_find(struct cm_ns *ns, const char *dir, size_t len);
+/* Any thread: the volume of inode number @ino (its slot), or NULL (the
+ * namespace root, or no such slot). */
+struct cm *cm_ns_of_ino(struct cm_ns *ns, uint64_t ino);
 
 /* The struct cm that embeds @loop: for front-end jobs that carry no
  * pointer of their own (a job gets only the loop). */

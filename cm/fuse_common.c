@@ -32,10 +32,24 @@ fops_read_only(struct cm *cm)
 	return ro;
 }
 
+/* The volume of the request this worker thread is running, set by a
+ * namespace's router (fuse_ns.c) around each handler it calls; NULL when
+ * cairnd serves one volume (the session's userdata is then the cm). */
+static __thread struct cm *cur_cm;
+
 struct cm *
 fops_req_cm(fuse_req_t req)
 {
-	return fuse_req_userdata(req);
+	return cur_cm ? cur_cm : fuse_req_userdata(req);
+}
+
+struct cm *
+fops_set_req_cm(struct cm *cm)
+{
+	struct cm *old = cur_cm;
+
+	cur_cm = cm;
+	return old;
 }
 
 void
@@ -80,9 +94,14 @@ fops_st_ino(struct cm *cm, const struct fid *f)
 {
 	uint64_t h = 1469598103934665603ULL;
 
-	/* cm->vi is set before the mount and never changes after it. */
+	/* cm->vi is set before the mount and never changes after it. In a
+	 * namespace the root is 1 and each volume's root its slot's first
+	 * number; the volume id goes into the hash, so numbers differ
+	 * across volumes (find and tar compare st_ino). */
 	if (fid_eq(f, &cm->vi.root))
-		return 1;
+		return cm->ino_base | 1;
+	if (cm->ino_base)
+		h ^= f->vol;
 
 	for (int i = 0; i < FID_OID_LEN; i++)
 		h = (h ^ f->oid[i]) * 1099511628211ULL;

@@ -36,7 +36,12 @@ struct cm_file {
 
 /* --- fuse_common.c --- */
 
+/* The volume a request is for: the one the namespace router set for this
+ * thread (fops_set_req_cm()), else the session's userdata. */
 struct cm *fops_req_cm(fuse_req_t req);
+/* fuse_ns.c: make @cm the volume of this thread's requests (NULL: none).
+ * @return the previous one. */
+struct cm *fops_set_req_cm(struct cm *cm);
 /* Count one request of kind @k. */
 void fops_count(struct cm *cm, enum cm_req_kind k);
 /* Did the server say our token only reads? */

@@ -319,6 +319,19 @@ test_args(void)
 	is_int(args_rc(CTL_GETCACHEPARMS, "{}"), 0, "getcacheparms {}");
 	is_int(args_rc(CTL_GETCACHEPARMS, "{\"x\":1}"), -EINVAL,
 	       "getcacheparms with an argument");
+	/* A namespace: requests without a path may name their volume. */
+	is_int(args_rc(CTL_STATUS, "{\"volume\":\"proj\"}"), 0,
+	       "status with a volume");
+	is_int(args_rc(CTL_DISCONNECT, "{\"volume\":\"proj\"}"), 0,
+	       "disconnect with a volume");
+	is_int(args_rc(CTL_GETCACHEPARMS, "{\"volume\":\"proj\"}"), 0,
+	       "getcacheparms with a volume");
+	is_int(args_rc(CTL_STATUS, "{\"volume\":\"\"}"), -EINVAL,
+	       "an empty volume");
+	is_int(args_rc(CTL_STATUS, "{\"volume\":7}"), -EINVAL,
+	       "a volume that is not a string");
+	is_int(args_rc(CTL_FLUSH, "{\"path\":\"a\",\"volume\":\"x\"}"),
+	       -EINVAL, "a path request takes no volume (its path names it)");
 	is_int(args_rc(CTL_METRICS, "{}"), 0, "metrics {}");
 	is_int(args_rc(CTL_METRICS, "{\"format\":\"json\"}"), -EINVAL,
 	       "metrics takes no argument");
