@@ -168,6 +168,12 @@ fops_cross(struct cm *cm, fuse_req_t req, const struct fid *mp)
 		return -ENOSYS;
 	if (vc_get_link(cm->vc, mp, &target) < 0)
 		return 1;
+	/* The server checks a target when it stores one; a cached one is
+	 * checked again before the namespace parses it, as any reply is. */
+	if (proto_mount_target_check(target, strlen(target)) < 0) {
+		free(target);
+		return -EACCES;
+	}
 	rc = cm->cross(cm->cross_arg, target, req);
 	free(target);
 	return rc < 0 ? rc : 0;
