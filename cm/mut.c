@@ -153,6 +153,14 @@ mut_op_copy(struct proto_op *dst, const struct proto_op *src)
 	dst->xname = dup_or_null(src->xname, &rc);
 	dst->xvalue = NULL;
 	dst->chunks = NULL;
+	dst->data = NULL;
+	if (src->data) {
+		dst->data = malloc(src->dlen ? src->dlen : 1);
+		if (dst->data)
+			memcpy(dst->data, src->data, src->dlen);
+		else
+			rc = -ENOMEM;
+	}
 	if (src->xvalue || src->xlen) {
 		dst->xvalue = malloc(src->xlen ? src->xlen : 1);
 		if (dst->xvalue)
