@@ -35,7 +35,7 @@ failed=0
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 # the last value of array $1, "?" when it has none
-lastof() { local -n _a=$1; [ "${#_a[@]}" -gt 0 ] && echo "${_a[${#_a[@]}-1]}" || echo "?"; }
+lastof() { eval "set -- \${$1[@]+\"\${$1[@]}\"}"; [ "$#" -gt 0 ] && echo "${!#}" || echo "?"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo "# preparing: $NFILES files of 1-64 KiB, a ${FILE_MB} MiB file; $RUNS runs"
