@@ -439,7 +439,11 @@ finish_end(struct mreq *m, int err, const struct proto_op_result *r)
 	 * caller was answered, so it must reach the server some time. */
 	if (m->seq && mu->d.rlog && !(m->replay && err) &&
 	    !(m->late && err == -EIO)) {
-		rc = rlog_remove_flags(mu->d.rlog, m->seq, RLOG_A_NOSYNC);
+		/* Sync mode: in the log's next transaction (RLOG_A_LAZY: a
+		 * record a crash keeps is resent under its opid). */
+		rc = rlog_remove_flags(mu->d.rlog, m->seq,
+				       m->replay ? RLOG_A_NOSYNC
+						 : RLOG_A_NOSYNC | RLOG_A_LAZY);
 		if (rc < 0 && rc != -ENOENT)
 			log_warn(LOG_MUT,
 				 "cannot drop replay record %llu: %s",
@@ -1129,8 +1133,10 @@ batch_finish_results(struct mut_batch *b, struct proto_batch_result *out)
 			seqs[ns++] = m->seq;
 			m->removed = true;
 		}
-		rc = rlog_remove_batch_flags(mu->d.rlog, seqs, ns,
-					     RLOG_A_NOSYNC);
+		rc = rlog_remove_batch_flags(
+			mu->d.rlog, seqs, ns,
+			(b->flags & MUT_B_REPLAY) ? RLOG_A_NOSYNC
+						  : RLOG_A_NOSYNC | RLOG_A_LAZY);
 		if (rc < 0) {
 			log_warn(LOG_MUT, "cannot drop %zu replay records: %s",
 				 ns, strerror(-rc));

@@ -36,6 +36,8 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 # the last value of array $1, "?" when it has none
 lastof() { eval "set -- \${$1[@]+\"\${$1[@]}\"}"; [ "$#" -gt 0 ] && echo "${!#}" || echo "?"; }
+# the number of values in array $1 (0 when it has none, under set -u)
+countof() { eval "set -- \${$1[@]+\"\${$1[@]}\"}"; echo "$#"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo "# preparing: $NFILES files of 1-64 KiB, a ${FILE_MB} MiB file; $RUNS runs"
@@ -233,11 +235,11 @@ printf '%-58s %10s\n' "  every file on the server when tar exited (runs)" "$alls
 printf '%-58s %10.3f %10.3f %8.1fx\n' "create + 1 KiB + close, $NCREATE files (ms a file)" "$mc" "$mlc" "$(awk -v a="$mc" -v b="$mlc" 'BEGIN { print a / b }')"
 printf '%-58s %10.3f %10.3f %8.2fx\n' "write ${FILE_MB} MiB + close vs local dd (s)" "$mb" "$mlb" "$(awk -v a="$mb" -v b="$mlb" 'BEGIN { print a / b }')"
 printf '%-58s %10.3f %10.3f %8.2f\n' "write ${FILE_MB} MiB + close vs curl to /stage (s; speed ratio)" "$mb" "$mcu" "$(awk -v a="$mb" -v b="$mcu" 'BEGIN { print b / a }')"
-if [ "${#r_clone[@]}" -gt 0 ]; then
+if [ "$(countof r_clone)" -gt 0 ]; then
 	mg=$(median "${r_clone[@]}"); mlg=$(median "${r_lclone[@]}")
 	printf '%-58s %10.3f %10.3f %8.1fx\n' "git clone --no-local, $NFILES files (s)" "$mg" "$mlg" "$(awk -v a="$mg" -v b="$mlg" 'BEGIN { print a / b }')"
 fi
-if [ "${#r_make[@]}" -gt 0 ]; then
+if [ "$(countof r_make)" -gt 0 ]; then
 	mk=$(median "${r_make[@]}"); mlk=$(median "${r_lmake[@]}")
 	printf '%-58s %10.3f %10.3f %8.1fx\n' "make -j2, $NUNITS C units + link (s)" "$mk" "$mlk" "$(awk -v a="$mk" -v b="$mlk" 'BEGIN { print a / b }')"
 fi
