@@ -2,7 +2,7 @@
 # t2220-cm-compound-close: in sync mode a file created and written before
 # its close reaches the server as ONE batch request at close (create +
 # store + the attributes set meanwhile), its bytes inline in the store
-# (protocol 5: files of at most 64 KiB need no PUT of a staged chunk);
+# (protocol 6: files of at most 64 KiB need no PUT of a staged chunk);
 # tar's futimens/fchown/fchmod before close fold into that batch.
 # Counted from cairn-vold's access log: per untarred file exactly one POST
 # /batch, no PUT /stage and no POST /op (main sent create, store and two

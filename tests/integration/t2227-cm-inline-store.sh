@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t2227-cm-inline-store: a new file of at most 64 KiB reaches a protocol 5
+# t2227-cm-inline-store: a new file of at most 64 KiB reaches a protocol 6
 # server with its bytes inline in the store of its batch at close: no PUT
 # to the staging area (one request per file instead of two). Counted in
 # cairn-vold's access log: 64 KiB exactly goes inline, one byte more is
