@@ -634,6 +634,8 @@ write_modules_new(struct cm *cm)
 		return -errno;
 	w.mut = cm->mut;
 	cm->wb = wb_new(&w);
+	if (cm->wb && cm->have_vi)
+		wb_set_server_version(cm->wb, cm->vi.version);
 	if (!cm->wb) {
 		int rc = -errno;
 

@@ -435,6 +435,10 @@ rlog_op_dup(struct proto_op *dst, const struct proto_op *src)
 	dst->name = dst->newname = dst->target = dst->xname = NULL;
 	dst->xvalue = NULL;
 	dst->chunks = NULL;
+	/* A store's inline bytes are never logged: they are read from the
+	 * chunk store when it is sent. */
+	dst->data = NULL;
+	dst->dlen = 0;
 	if ((src->name && !(dst->name = strdup(src->name))) ||
 	    (src->newname && !(dst->newname = strdup(src->newname))) ||
 	    (src->target && !(dst->target = strdup(src->target))) ||

@@ -111,7 +111,14 @@ struct rlog {
 	bool leader;		   /* a group commit runs; protected by qlock */
 	bool tx_nosync;		   /* the running transaction need not be
 				      fsynced (RLOG_A_NOSYNC); under lock */
+	/* RLOG_A_LAZY removals not committed yet, protected by lock; the
+	 * first nlazy_tx of them ride in the open transaction */
+	uint64_t *lazy;
+	size_t nlazy, caplazy, nlazy_tx;
 };
+
+/* Commit the RLOG_A_LAZY removals waiting (rlog.c); lock held. */
+void rlog_lazy_flush_locked(struct rlog *l);
 
 /* --- little-endian encoder / bounds-checked decoder (rlog_codec.c) --- */
 

@@ -1878,6 +1878,20 @@ op_to_json(struct enc *ep, const struct proto_op *op)
 				       json_integer((json_int_t)op->chunks[i]));
 		}
 		put(&e, o, "chunks", arr);
+		if (!op->data)
+			break;
+		if (op->nchunks != 1 || !op->dlen ||
+		    op->dlen > PROTO_INLINE_MAX || op->dlen > op->chunk_size) {
+			enc_fail(&e, EINVAL);
+			break;
+		}
+		b = b64_encode(op->data, op->dlen);
+		if (!b) {
+			enc_fail(&e, ENOMEM);
+			break;
+		}
+		put(&e, o, "data", json_string(b));
+		free(b);
 		break;
 	default:
 		break;
@@ -1915,6 +1929,7 @@ proto_op_release(struct proto_op *op)
 	free(op->xname);
 	free(op->xvalue);
 	free(op->chunks);
+	free(op->data);
 	memset(op, 0, sizeof(*op));
 }
 
@@ -2004,6 +2019,23 @@ decode_store(json_t *o, struct proto_op *op)
 		op->chunks[i] = (uint64_t)v;
 	}
 	op->nchunks = n;
+	if (json_object_get(o, "data")) {
+		/* The bytes of the one chunk, inline (PROTO_V_INLINE). */
+		const char *s;
+		size_t len;
+		int rc;
+
+		if (n != 1 || get_str(o, "data", &s, &len))
+			return -EINVAL;
+		rc = b64_decode(s, len, PROTO_INLINE_MAX < op->chunk_size
+						? PROTO_INLINE_MAX
+						: op->chunk_size,
+				&op->data, &op->dlen);
+		if (rc)
+			return rc;
+		if (!op->dlen)
+			return -EINVAL;
+	}
 	if (n < 2)
 		return 0;
 	sorted = malloc(n * sizeof(*sorted));

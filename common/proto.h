@@ -42,9 +42,11 @@
  * (proto_attr_compat()).
  * 5: mount points, the object type "mount" and the op "mkmount"; a server
  * shows a mount point to a client that does not announce 5 as a symlink
- * whose target is "#VOLUME" (proto_attr_compat(), proto_link_compat()). */
-#define PROTO_VERSION 5
-#define PROTO_VERSION_STR "5" /* the same, for headers */
+ * whose target is "#VOLUME" (proto_attr_compat(), proto_link_compat()).
+ * 6: a store may carry its one chunk's bytes inline ("data"); a client
+ * sends them only to a server whose volume information says 6. */
+#define PROTO_VERSION 6
+#define PROTO_VERSION_STR "6" /* the same, for headers */
 /* The protocol that added sockets and devices: the version a client must
  * announce to be shown them, and a server must speak to keep them. */
 #define PROTO_V_SPECIAL 4
@@ -55,6 +57,11 @@
 #define PROTO_MOUNT_COMPAT_PREFIX '#'
 /* The longest mount-point target: "ALIAS:VOLUME", two volume names. */
 #define PROTO_MOUNT_TARGET_MAX (64 + 1 + 64)
+/* The protocol that added a small store's bytes inline ("data"): a client
+ * sends them only to a server of this version or later. */
+#define PROTO_V_INLINE 6
+/* The most bytes a store carries inline (one chunk, a small file's). */
+#define PROTO_INLINE_MAX 65536
 #define PROTO_HDR_VERSION "X-Cairn-Protocol"
 /* The largest device number: Linux's dev_t (major < 4096, minor < 2^20)
  * as glibc's makedev() packs it (doc/protocol.md). */
@@ -247,6 +254,11 @@ struct proto_op {
 	uint32_t chunk_size;	/* store: chunk size of the staged chunks */
 	uint64_t *chunks;	/* store: chunk numbers staged in txid */
 	size_t nchunks;
+	/* store (PROTO_V_INLINE): the bytes of chunk chunks[0], given in the
+	 * request instead of staged (nchunks is then 1; at most
+	 * PROTO_INLINE_MAX and chunk_size bytes); NULL: staged */
+	void *data;
+	size_t dlen;
 };
 
 /* The reply to a mutation: the objects it touched, after the change. */

@@ -764,6 +764,8 @@ op_store(struct txn *t, const struct proto_op *op)
 		char sdir[64], sfile[128];
 		struct stat st;
 
+		if (op->data)
+			break; /* its one chunk came inline */
 		stage_names(sdir, sizeof(sdir), sfile, sizeof(sfile), op->txid,
 			    o.oid, op->chunk_size, op->chunks[i]);
 		if (fstatat(t->v->dirfd, sfile, &st, 0) < 0) {

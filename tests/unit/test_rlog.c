@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1529,6 +1530,109 @@ test_nosync(void)
 	rlog_close(l);
 }
 
+/* RLOG_A_LAZY: removals that ride in the next transaction, are flushed
+ * before any read and at close, and are lost (the records resent) when
+ * the process dies first. */
+static void
+test_lazy(void)
+{
+	const char *p = newpath();
+	struct rlog_effect eff;
+	struct proto_op op;
+	struct rlog_stats st;
+	struct rlog_rec r;
+	struct rlog *l;
+	uint64_t seqs[3];
+	uint64_t commits;
+	int err, status;
+	pid_t pid;
+
+	l = rlog_open(p, &err);
+	for (int i = 0; i < 3; i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "lz%d", i);
+		op = op_create(ROOT, name, F(500 + i));
+		rlog_append_ex(l, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff);
+		seqs[i] = eff.seq;
+		rlog_effect_release(&eff);
+	}
+	rlog_stats(l, &st);
+	commits = st.commits;
+	is_int(rlog_remove_batch_flags(l, seqs, 2,
+				       RLOG_A_NOSYNC | RLOG_A_LAZY),
+	       0, "lazy removal of two records");
+	op = op_create(ROOT, "lz3", F(503));
+	is_int(rlog_append_ex(l, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff),
+	       0, "an append after it");
+	rlog_effect_release(&eff);
+	rlog_stats(l, &st);
+	ok(st.records == 2 && st.commits == commits + 1,
+	   "the removals rode in the append's commit (%llu records, "
+	   "%llu commits)",
+	   (unsigned long long)st.records, (unsigned long long)st.commits);
+	is_int(rlog_get(l, seqs[0], &r), -ENOENT, "a lazily removed record is gone");
+	rlog_rec_release(&r);
+	is_int(rlog_remove_flags(l, seqs[2], RLOG_A_LAZY), 0,
+	       "lazy removal of one");
+	is_int(rlog_get(l, seqs[2], &r), -ENOENT, "a read flushes it first");
+	rlog_rec_release(&r);
+	is_int(rlog_remove_flags(l, seqs[2], RLOG_A_LAZY), 0,
+	       "a lazy removal of a record already gone");
+	ok(consistent(l), "consistent (the gone one skipped)");
+	/* A conflict is never removed lazily: it stays. */
+	rlog_next(l, 0, RLOG_MASK(RLOG_INFLIGHT), &r);
+	{
+		struct rlog_conflict c = {.kind = RLOG_CF_STALE_DV, .err = 116};
+		uint64_t cs = r.seq;
+
+		rlog_rec_release(&r);
+		is_int(rlog_conflict_add(l, cs, &c), 0, "make the last a conflict");
+		is_int(rlog_remove_flags(l, cs, RLOG_A_LAZY), 0,
+		       "lazy removal of a conflict is taken");
+		rlog_stats(l, &st);
+		ok(st.records == 1 && st.conflicts == 1,
+		   "but the conflict stays");
+		is_int(rlog_conflict_resolve(l, cs), 0, "resolve it");
+	}
+	/* Close flushes. */
+	op = op_create(ROOT, "lz4", F(504));
+	rlog_append_ex(l, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff);
+	seqs[0] = eff.seq;
+	rlog_effect_release(&eff);
+	rlog_remove_flags(l, seqs[0], RLOG_A_NOSYNC | RLOG_A_LAZY);
+	rlog_close(l);
+	l = rlog_open(p, &err);
+	is_int(nrec(l), 0, "a lazy removal is committed at close");
+	/* A process that dies first loses it: the record is found again. */
+	op = op_create(ROOT, "lz5", F(505));
+	rlog_append_ex(l, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff);
+	seqs[0] = eff.seq;
+	rlog_effect_release(&eff);
+	rlog_close(l);
+	pid = fork();
+	if (pid == 0) {
+		struct rlog *cl = rlog_open(p, &err);
+
+		if (!cl || rlog_remove_flags(cl, seqs[0], RLOG_A_LAZY))
+			_exit(2);
+		_exit(0); /* dies without closing the log */
+	}
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	   "a child removes lazily and dies");
+	l = rlog_open(p, &err);
+	is_int(nrec(l), 1, "the record is there again: it will be resent");
+	ok(consistent(l), "consistent");
+	is_int(rlog_remove_flags(l, seqs[0], RLOG_A_LAZY | 64), -EINVAL,
+	       "unknown flag with lazy");
+	rlog_close(l);
+	l = rlog_open_flags(p, RLOG_O_RDONLY, &err);
+	is_int(rlog_remove_flags(l, seqs[0], RLOG_A_LAZY), -EROFS,
+	       "lazy removal on a read-only log: -EROFS");
+	rlog_close(l);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -1551,6 +1655,7 @@ static const struct {
 	{"inflight_run", test_inflight_run},
 	{"fid_find", test_fid_find},
 	{"reopen", test_reopen},
+	{"lazy", test_lazy},
 	{"special", test_special},
 	{"mount", test_mount},
 	{"nosync", test_nosync},
