@@ -130,6 +130,17 @@ const struct fs_cmd fs_commands[] = {
 	 "until they are on the server (fails with EIO if one was refused and "
 	 "became\n"
 	 "a conflict: see fs conflicts). In sync mode it returns at once."},
+	{"mkmount", fs_cmd_mkmount, FS_F_ARGS, COMMON_OPTS " dir volume",
+	 "make a mount point: DIR shows the root of VOLUME",
+	 "DIR must not exist. VOLUME is a volume name, or ALIAS:VOLUME for a\n"
+	 "volume of the server cairnd's configuration calls ALIAS. The mount\n"
+	 "point is stored in the volume: every client sees it. Disconnected,\n"
+	 "it is logged and replayed like any change. A cairnd that serves one\n"
+	 "volume shows a mount point as an empty directory it cannot read."},
+	{"lsmount", fs_cmd_lsmount, FS_F_PATHS, COMMON_OPTS " dir ...",
+	 "show the volume a mount point names", NULL},
+	{"rmmount", fs_cmd_rmmount, FS_F_PATHS, COMMON_OPTS " dir ...",
+	 "remove mount points (nothing else)", NULL},
 	{"help", fs_cmd_help, FS_F_LOCAL | FS_F_OPTPATH, "[command]",
 	 "list commands, or show one command's help", NULL},
 	{"version", fs_cmd_version, FS_F_LOCAL, "",

@@ -227,6 +227,9 @@ int fs_cmd_replaylog(struct fs_ctx *ctx);
 int fs_cmd_setpolicy(struct fs_ctx *ctx);
 int fs_cmd_metrics(struct fs_ctx *ctx);
 int fs_cmd_sync(struct fs_ctx *ctx);
+int fs_cmd_mkmount(struct fs_ctx *ctx);
+int fs_cmd_lsmount(struct fs_ctx *ctx);
+int fs_cmd_rmmount(struct fs_ctx *ctx);
 int fs_cmd_help(struct fs_ctx *ctx);
 int fs_cmd_version(struct fs_ctx *ctx);
 

@@ -35,6 +35,9 @@ struct resolve {
 	bool recursive; /* the request's "recursive" (pin, unpin) */
 	unsigned tries;
 	resolve_done_fn done;
+	void *arg;		     /* the handler's, for @done */
+	void (*arg_free)(void *arg); /* called by cm_ctl_resolve_free() on
+					@arg unless @done set it to NULL */
 };
 
 /* Resolve args.path for @call, checking @want (R_OK ...) for @peer on the
@@ -43,6 +46,14 @@ struct resolve {
 void cm_ctl_resolve(struct cm *cm, struct ctl_call *call,
 		    const struct ctl_peer *peer, json_t *args, int want,
 		    resolve_done_fn done);
+/* The same for @path (mount-relative, "." = the root) instead of
+ * args.path, with @arg for @done (r->arg); @arg_free (may be NULL) frees
+ * it when the call fails on the way, or whenever @r is freed with r->arg
+ * still set. */
+void cm_ctl_resolve_path(struct cm *cm, struct ctl_call *call,
+			 const struct ctl_peer *peer, const char *path,
+			 int want, resolve_done_fn done, void *arg,
+			 void (*arg_free)(void *arg));
 void cm_ctl_resolve_free(struct resolve *r);
 /* Answer the call with @err (and @msg, may be NULL) and free @r. */
 void cm_ctl_resolve_fail(struct resolve *r, int err, const char *msg);
@@ -86,6 +97,11 @@ CM_CTL_HANDLER(cm_ctl_h_setpolicy);
 CM_CTL_HANDLER(cm_ctl_h_conflicts);
 CM_CTL_HANDLER(cm_ctl_h_resolve);
 CM_CTL_HANDLER(cm_ctl_h_replaylog);
+
+/* ctl_mount.c: mount points (doc/cm.md "Mount points") */
+CM_CTL_HANDLER(cm_ctl_h_mkmount);
+CM_CTL_HANDLER(cm_ctl_h_lsmount);
+CM_CTL_HANDLER(cm_ctl_h_rmmount);
 
 /* ctl_metrics.c: fs metrics, and the loopback listener of
  * metrics-listen (started and stopped with the control server; start

@@ -84,6 +84,23 @@ struct cm {
 				  stopped with the loop, freed after
 				  the FUSE threads */
 	struct cm_stats st;
+
+	/*
+	 * Mount points (FUSE front end, doc/cm.md "Mount points"): a lookup
+	 * that lands on a mount-point object whose target is volume @volume
+	 * (as stored: "VOLUME" or "ALIAS:VOLUME", proto_mount_target_check())
+	 * calls this with the lookup's @req (a fuse_req_t).
+	 * @return 0: the hook answers @req (the target volume's root entry,
+	 * now or later from the loop, or an error); -EACCES (any negative
+	 * errno): the volume is not served here, and the caller answers @req
+	 * with the mount point itself (an empty, unreadable directory). NULL:
+	 * every mount point is such a directory. Set by whoever builds the
+	 * namespace, before the session starts; called on a FUSE worker
+	 * thread, or on the loop thread when the lookup had to fetch the
+	 * target first; it must not block on the network.
+	 */
+	int (*cross)(void *arg, const char *volume, void *req);
+	void *cross_arg;
 };
 
 /* The struct cm that embeds @loop: for front-end jobs that carry no

@@ -14,6 +14,8 @@
 
 #include "cm/fuse_i.h"
 #include "cm/inode.h"
+#include "cm/mcache.h"
+#include "cm/vc.h"
 #include "cm/wb.h"
 
 #define READ_BUF_MAX (8u << 20)
@@ -50,6 +52,7 @@ fops_dirent_mode(int type)
 {
 	switch (type) {
 	case PROTO_T_DIR:
+	case PROTO_T_MOUNT: /* doc/cm.md "Mount points" */
 		return S_IFDIR;
 	case PROTO_T_SYMLINK:
 		return S_IFLNK;
@@ -126,6 +129,30 @@ fops_to_stat(struct cm *cm, const struct proto_attr *a, uint64_t ino,
 	}
 }
 
+int
+fops_notdir_err(struct cm *cm, const struct fid *fid)
+{
+	struct proto_attr a;
+
+	if (mcache_attr(cm->mc, fid, &a) == 0 && a.type == PROTO_T_MOUNT)
+		return -EACCES;
+	return -ENOTDIR;
+}
+
+int
+fops_cross(struct cm *cm, fuse_req_t req, const struct fid *mp)
+{
+	char *target;
+	int rc;
+
+	if (!cm->cross)
+		return -ENOSYS;
+	if (vc_get_link(cm->vc, mp, &target) < 0)
+		return 1;
+	rc = cm->cross(cm->cross_arg, target, req);
+	free(target);
+	return rc < 0 ? rc : 0;
+}
 
 /* Drop an open count of @e; the last close of a file unlinked while open
  * lets its local copy go. */

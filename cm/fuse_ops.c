@@ -227,7 +227,7 @@ try_lookup(struct cm *cm, struct park *p)
 	}
 	rc = mcache_dir(cm->mc, &pfid, &d);
 	if (rc == -ENOTDIR) {
-		fuse_reply_err(p->req, ENOTDIR);
+		fuse_reply_err(p->req, -fops_notdir_err(cm, &pfid));
 		return 0;
 	}
 	if (rc < 0)
@@ -246,6 +246,14 @@ try_lookup(struct cm *cm, struct park *p)
 	vc_dir_put(d);
 	if (mcache_attr(cm->mc, &cfid, &a) < 0)
 		return need(p, NEED_DIR, &pfid);
+	if (a.type == PROTO_T_MOUNT) {
+		/* Answered with the target's root, or shown as itself. */
+		rc = fops_cross(cm, p->req, &cfid);
+		if (rc == 0)
+			return 0;
+		if (rc == 1)
+			return need(p, NEED_LINK, &cfid);
+	}
 	memset(&e, 0, sizeof(e));
 	ino_lock(cm->ino);
 	ent = ino_add_locked(cm->ino, &cfid);
@@ -447,7 +455,7 @@ try_opendir(struct cm *cm, struct park *p)
 	}
 	rc = mcache_dir(cm->mc, &fid, &d);
 	if (rc == -ENOTDIR) {
-		fuse_reply_err(p->req, ENOTDIR);
+		fuse_reply_err(p->req, -fops_notdir_err(cm, &fid));
 		return 0;
 	}
 	if (rc < 0)
@@ -523,7 +531,10 @@ try_readdir(struct cm *cm, struct park *p)
 			struct proto_attr a;
 
 			name = de->name;
-			if (!p->plus) {
+			/* A mount point goes without attributes, so the
+			 * kernel's next use of its name is a lookup, which
+			 * crosses it (doc/cm.md "Mount points"). */
+			if (!p->plus || de->type == PROTO_T_MOUNT) {
 				e.attr.st_ino = fops_st_ino(cm, &de->fid);
 				e.attr.st_mode = fops_dirent_mode(de->type);
 			} else if (mcache_attr(cm->mc, &de->fid, &a) < 0) {

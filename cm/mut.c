@@ -201,6 +201,7 @@ apply_reply(struct mut *mu, const struct proto_op *op,
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
 	case PROTO_OP_SYMLINK:
+	case PROTO_OP_MKMOUNT:
 	case PROTO_OP_LINK:
 		if (r->has_attr)
 			mcache_local_attr(mu->d.mc, &r->attr);

@@ -94,6 +94,11 @@ static const struct type_info req_types[CTL_REQ_MAX + 1] = {
 	[CTL_FLUSHALL] = {"flushall", CTL_TF_ROOT | CTL_TF_LONG, {{0}}},
 	[CTL_METRICS] = {"metrics", 0, {{0}}},
 	[CTL_SYNC] = {"sync", CTL_TF_LONG, {OPT_PATH_ARG}},
+	[CTL_MKMOUNT] = {"mkmount",
+			 CTL_TF_PATH,
+			 {PATH_ARG, {"target", A_STR, true}}},
+	[CTL_LSMOUNT] = {"lsmount", CTL_TF_PATH, {PATH_ARG}},
+	[CTL_RMMOUNT] = {"rmmount", CTL_TF_PATH, {PATH_ARG}},
 };
 
 const char *

@@ -2477,6 +2477,179 @@ test_types(void)
 	}
 }
 
+/* Mount points (protocol 5): the target rules, the op, what an older
+ * client is shown. */
+static void
+test_mount(void)
+{
+	static const struct {
+		const char *t;
+		int rc;
+		const char *what;
+	} tcases[] = {
+		{"home", 0, "a volume"},
+		{"proj.data_2-x", 0, "punctuation of volume names"},
+		{"lab:home", 0, "alias:volume"},
+		{"", -EINVAL, "empty"},
+		{":home", -EINVAL, "empty alias"},
+		{"lab:", -EINVAL, "empty volume"},
+		{"a:b:c", -EINVAL, "two colons"},
+		{"..", -EINVAL, "'..'"},
+		{".home", -EINVAL, "leading dot"},
+		{"lab:..", -EINVAL, "alias:'..'"},
+		{"a/b", -EINVAL, "a slash"},
+		{"../home", -EINVAL, "a relative path"},
+		{"/home", -EINVAL, "an absolute path"},
+		{"ho me", -EINVAL, "a blank"},
+		{"#home", -EINVAL, "the compat prefix"},
+		{"h\xc3\xa9", -EINVAL, "not ASCII"},
+	};
+	char big[300], name[80];
+	struct proto_op op, g;
+	struct proto_attr a;
+	size_t len;
+	char *s, *c;
+
+	for (size_t i = 0; i < sizeof(tcases) / sizeof(tcases[0]); i++)
+		is_int(proto_mount_target_check(tcases[i].t,
+						strlen(tcases[i].t)),
+		       tcases[i].rc, "mount target: %s", tcases[i].what);
+	is_int(proto_mount_target_check("ho\0me", 5), -EINVAL,
+	       "mount target: a NUL inside");
+	is_int(proto_mount_target_check(NULL, 0), -EINVAL,
+	       "mount target: NULL");
+	memset(name, 'v', 64);
+	name[64] = 0;
+	is_int(proto_mount_target_check(name, 64), 0,
+	       "mount target: a 64-byte volume");
+	snprintf(big, sizeof(big), "%s:%s", name, name);
+	is_int(proto_mount_target_check(big, strlen(big)), 0,
+	       "mount target: 64:64 bytes (the longest)");
+	name[64] = 'v';
+	name[65] = 0;
+	is_int(proto_mount_target_check(name, 65), -EINVAL,
+	       "mount target: a 65-byte volume");
+	memset(big, 'v', 200);
+	big[200] = 0;
+	is_int(proto_mount_target_check(big, 200), -ENAMETOOLONG,
+	       "mount target: 200 bytes");
+
+	is_str(proto_type_name(PROTO_T_MOUNT), "mount", "type mount names");
+	ok(proto_type_parse("mount") == PROTO_T_MOUNT, "type mount parses");
+	ok(!proto_type_creatable(PROTO_T_MOUNT), "create does not make one");
+	is_str(proto_op_name(PROTO_OP_MKMOUNT), "mkmount", "op mkmount names");
+	ok(proto_op_parse("mkmount") == PROTO_OP_MKMOUNT, "op mkmount parses");
+
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_MKMOUNT;
+	memcpy(op.opid, "0123456789abcdef", 16);
+	fid_parse(F1, &op.parent);
+	op.name = "proj";
+	op.target = "proj";
+	op.type = PROTO_T_MOUNT;
+	op.uid = 1000;
+	op.gid = 100;
+	op_round_trip(&op, "mkmount");
+	fid_parse(F2, &op.fid);
+	op.target = "lab:proj";
+	op_round_trip(&op, "mkmount alias:volume, chosen fid");
+	for (size_t i = 0; i < sizeof(tcases) / sizeof(tcases[0]); i++) {
+		if (!tcases[i].rc)
+			continue;
+		op.target = (char *)tcases[i].t;
+		s = proto_op_encode(&op, &len);
+		ok(!s && errno == EINVAL, "mkmount to %s is not encoded",
+		   tcases[i].what);
+		free(s);
+	}
+#define MK_JSON(target)                                                        \
+	"{\"op\":\"mkmount\",\"opid\":\"" OPID "\",\"parent\":\"" F1           \
+	"\",\"name\":\"n\",\"target\":" target ",\"uid\":1,\"gid\":1}"
+	static const struct {
+		const char *json;
+		int rc;
+		const char *what;
+	} ocases[] = {
+		{MK_JSON("\"home\""), 0, "a volume"},
+		{MK_JSON("\"\""), -EINVAL, "an empty target"},
+		{MK_JSON("\"..\""), -EINVAL, "'..'"},
+		{MK_JSON("\"a/b\""), -EINVAL, "a slash"},
+		{MK_JSON("\"a\\u0000b\""), -EINVAL, "a NUL"},
+		{MK_JSON("7"), -EINVAL, "a number"},
+		{"{\"op\":\"mkmount\",\"opid\":\"" OPID "\",\"parent\":\"" F1
+		 "\",\"name\":\"n\",\"uid\":1,\"gid\":1}",
+		 -EINVAL, "no target"},
+		{"{\"op\":\"mkmount\",\"opid\":\"" OPID "\",\"parent\":\"" F1
+		 "\",\"name\":\"..\",\"target\":\"v\",\"uid\":1,\"gid\":1}",
+		 -EINVAL, "name '..'"},
+	};
+	for (size_t i = 0; i < sizeof(ocases) / sizeof(ocases[0]); i++) {
+		int rc = proto_op_decode(ocases[i].json, strlen(ocases[i].json),
+					 &g);
+
+		is_int(rc, ocases[i].rc, "mkmount decode: %s", ocases[i].what);
+		if (!rc)
+			ok(g.type == PROTO_T_MOUNT && !strcmp(g.target, "home"),
+			   "mkmount decode: type mount, target kept");
+		proto_op_release(&g);
+	}
+	{
+		char js[8000];
+
+		memset(big, 'v', 200);
+		big[200] = 0;
+		snprintf(js, sizeof(js), MK_JSON("\"%s\""), big);
+		is_int(proto_op_decode(js, strlen(js), &g), -ENAMETOOLONG,
+		       "mkmount decode: a 200-byte target");
+		proto_op_release(&g);
+	}
+
+	/* What each client is shown. */
+	mkattr(&a, F1, PROTO_T_MOUNT);
+	a.size = 4;
+	a.mode = 0755;
+	proto_attr_compat(&a, PROTO_V_MOUNT);
+	ok(a.type == PROTO_T_MOUNT && a.size == 4,
+	   "PROTO_V_MOUNT sees a mount point as it is");
+	proto_attr_compat(&a, PROTO_V_MOUNT - 1);
+	ok(a.type == PROTO_T_SYMLINK && a.size == 5 && a.mode == 0755,
+	   "protocol 4 sees a symlink one byte longer");
+	mkattr(&a, F1, PROTO_T_MOUNT);
+	a.size = 4;
+	proto_attr_compat(&a, 2);
+	ok(a.type == PROTO_T_SYMLINK && a.size == 5,
+	   "protocol 2 sees the symlink too");
+	c = proto_link_compat(PROTO_T_MOUNT, "proj", PROTO_V_MOUNT - 1);
+	is_str(c, "#proj", "protocol 4 reads the target '#proj'");
+	free(c);
+	ok(proto_link_compat(PROTO_T_MOUNT, "proj", PROTO_V_MOUNT) == NULL &&
+		   errno == 0,
+	   "PROTO_V_MOUNT reads the stored target");
+	ok(proto_link_compat(PROTO_T_SYMLINK, "proj", 2) == NULL && errno == 0,
+	   "a symlink's target is never changed");
+	{
+		struct proto_op_result r, gr;
+
+		memset(&r, 0, sizeof(r));
+		r.has_attr = r.has_parent = true;
+		mkattr(&r.attr, F1, PROTO_T_MOUNT);
+		r.attr.size = 4;
+		mkattr(&r.parent, F2, PROTO_T_DIR);
+		s = proto_op_result_encode(&r, &len);
+		ok(s != NULL, "op result with a mount point encodes");
+		ok(proto_op_result_compat(s, len, PROTO_V_MOUNT, &len) == NULL,
+		   "PROTO_V_MOUNT: op result unchanged");
+		c = proto_op_result_compat(s, strlen(s), PROTO_V_MOUNT - 1,
+					   &len);
+		ok(c && proto_op_result_decode(c, len, &gr) == 0 &&
+			   gr.attr.type == PROTO_T_SYMLINK &&
+			   gr.attr.size == 5 && gr.parent.type == PROTO_T_DIR,
+		   "protocol 4: op result shows a symlink");
+		free(c);
+		free(s);
+	}
+}
+
 int
 main(void)
 {
@@ -2492,6 +2665,7 @@ main(void)
 	test_events();
 	test_ops();
 	test_types();
+	test_mount();
 	test_result_error();
 	test_paths();
 	test_malformed();
