@@ -694,6 +694,48 @@ open_push(struct cm *cm, fuse_ino_t ino, struct ino_ent *e,
 	return true;
 }
 
+/*
+ * Sibling advice. A warm cat, cp or tar of a directory of small files
+ * (chunks cached, page cache dropped) still read each file's chunk file
+ * from the disk in turn, at its open. So the open-time push of every
+ * SIB_ADVISE-th entry of a listing also asks the kernel to read ahead
+ * the chunk files of the next 2 * SIB_ADVISE small files
+ * (fetch_advise(), counted in chunks_advised): their disk reads overlap
+ * the walker's opens, and each file is advised about twice. On the
+ * worker, after the open is answered.
+ */
+#define SIB_ADVISE 16
+
+static void
+sibling_advise(struct cm *cm, const struct fid *fid)
+{
+	char name[PROTO_NAME_MAX + 1];
+	struct vc_dir *d;
+	struct fid pfid;
+	long idx;
+
+	if (ino_name_of(cm->ino, fid, &pfid, name, sizeof(name)) < 0 ||
+	    mcache_dir(cm->mc, &pfid, &d) < 0)
+		return;
+	idx = vc_dir_find(d, name, strlen(name));
+	for (size_t i = (size_t)idx + 1, n = 0;
+	     idx >= 0 && idx % SIB_ADVISE == 0 && i < d->n &&
+	     n < 2 * SIB_ADVISE;
+	     i++) {
+		struct proto_attr a;
+
+		if (d->ents[i].type != PROTO_T_FILE)
+			continue;
+		n++;
+		if (mcache_attr(cm->mc, &d->ents[i].fid, &a) == 0 &&
+		    a.size > 0 && a.size <= cm->chunk_size &&
+		    !(a.dv & CM_DV_LOCAL))
+			(void)fetch_advise(cm->fetch, &d->ents[i].fid, a.dv,
+					   a.size, 0, 0);
+	}
+	vc_dir_put(d);
+}
+
 /* Valid replies: fuse_reply_open, fuse_reply_err. */
 static int
 try_open(struct cm *cm, struct park *p)
@@ -702,7 +744,7 @@ try_open(struct cm *cm, struct park *p)
 	struct cm_file *f;
 	struct ino_ent *e;
 	struct fid fid;
-	bool fresh = false;
+	bool fresh = false, pushed = false;
 
 	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
 		fuse_reply_err(p->req, ESTALE);
@@ -779,7 +821,7 @@ try_open(struct cm *cm, struct park *p)
 	    a.size > 0 && a.size <= OPEN_PUSH_MAX && a.size <= cm->chunk_size &&
 	    !(a.dv & CM_DV_LOCAL) && !wb_active(cm->wb, &fid) &&
 	    open_push(cm, p->ino, e, &a))
-		p->fi.keep_cache = 1;
+		p->fi.keep_cache = pushed = true;
 	p->fi.fh = (uintptr_t)f;
 	if (fuse_reply_open(p->req, &p->fi) != 0) {
 		if (f->writer)
@@ -787,7 +829,10 @@ try_open(struct cm *cm, struct park *p)
 		fops_file_close(cm, e, &fid);
 		pthread_mutex_destroy(&f->mu);
 		free(f);
+		return 0;
 	}
+	if (pushed && cm->cfg.readahead_max)
+		sibling_advise(cm, &fid);
 	return 0;
 }
 
