@@ -378,9 +378,9 @@ cs_willneed(struct cs_store *cs, const struct cs_key *k, uint64_t dv)
 		pthread_mutex_unlock(&cs->lock);
 		return -ENOENT;
 	}
-	if (!wc && (s->flags & (CS_SF_COMMITTED | CS_SF_BUSY)) ==
-			   CS_SF_COMMITTED && s->len &&
-	    cs_fdc_get(cs, slot, &fr) == 0)
+	if (!wc &&
+	    (s->flags & (CS_SF_COMMITTED | CS_SF_BUSY)) == CS_SF_COMMITTED &&
+	    s->len && cs_fdc_get(cs, slot, &fr) == 0)
 		len = s->len;
 	pthread_mutex_unlock(&cs->lock);
 	if (fr.fd >= 0) {

@@ -42,7 +42,7 @@
 #include "common/util.h"
 
 #define PARK_TRIES 4
-#define STATS_SLACK 256 /* cairn.stats: size query headroom */
+#define STATS_SLACK  256  /* cairn.stats: size query headroom */
 #define KERNEL_RA_KB 4096 /* fetch_kernel_readahead(): after INIT */
 
 enum park_op {
@@ -676,8 +676,8 @@ open_push(struct cm *cm, fuse_ino_t ino, struct ino_ent *e,
 		return false;
 	buf = fops_tbuf_get((size_t)a->size);
 	cm_chunk_key(&k, &a->fid, 0);
-	if (!buf ||
-	    cs_read(cm->cs, &k, a->dv, 0, buf, (size_t)a->size) != (ssize_t)a->size)
+	if (!buf || cs_read(cm->cs, &k, a->dv, 0, buf, (size_t)a->size) !=
+			    (ssize_t)a->size)
 		return false;
 	if (nt_store(nt, ino, buf, (size_t)a->size) != 0)
 		return false;
