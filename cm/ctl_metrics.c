@@ -175,6 +175,12 @@ vol_metrics_text(struct cm *cm, size_t *len)
 		"Chunk reads answered from the cache.", LD(chunk_hits));
 	counter(&b, &vl, "cairnd_chunk_misses_total",
 		"Chunk reads that had to wait for a fetch.", LD(chunk_misses));
+	counter(&b, &vl, "cairnd_chunks_advised_total",
+		"Chunk files the kernel was asked to read ahead.",
+		LD(chunks_advised));
+	counter(&b, &vl, "cairnd_open_pushes_total",
+		"Small files stored in the page cache at their first open.",
+		LD(open_pushes));
 	counter(&b, &vl, "cairnd_chunks_fetched_total",
 		"Chunks fetched, verified and stored.", LD(chunks_fetched));
 	counter(&b, &vl, "cairnd_fetched_bytes_total",

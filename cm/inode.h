@@ -43,6 +43,10 @@ struct ino_ent {
 	struct vc_dir *dir;	   /* current listing (a reference), or NULL */
 	bool opened;		   /* opened before: @open_dv is meaningful */
 	uint64_t open_dv;	   /* DV at the last open (keep_cache) */
+	bool pages_dropped;	   /* news dropped its pages once: the kernel
+				      may hold some of an older DV until the
+				      notifier's invalidation lands (no
+				      open-time push, fuse_ops.c) */
 	bool orphan_hold;	   /* unlinked while open: wb.c holds its
 				      write state until the last close */
 	struct fid parent;	   /* the last name the kernel looked it */
