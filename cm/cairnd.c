@@ -823,7 +823,7 @@ reload_ns(struct sigctl *sc)
 	}
 	log_set_level(nc.log_level);
 	for (size_t i = 0; i < ns->n; i++) {
-		struct cm *cm = ns->vols[i];
+		struct cm *cm = cm_ns_vol(ns, i);
 		struct cm_config vc;
 		size_t k;
 
@@ -880,7 +880,7 @@ signal_main(void *arg)
 		notify_systemd("STOPPING=1");
 		if (sc->ns)
 			for (size_t i = 0; i < sc->ns->n; i++)
-				drain(sc->ns->vols[i]);
+				drain(cm_ns_vol(sc->ns, i));
 		else
 			drain(sc->cm);
 		fuse_session_exit(sc->se);
@@ -955,6 +955,30 @@ report_left(struct cm *cm)
 			 cm->cfg.cache_dir);
 }
 
+/* What a volume needs from the front end: its notifier thread. */
+struct ns_front {
+	struct fuse_session *se;
+	struct fops_notifier **nts; /* [ns->n] */
+};
+
+/* ns->on_attach, on the loop thread: a volume left out at start is about
+ * to be served (daemon_ns.c's retrier). */
+static int
+ns_attach(void *arg, struct cm *cm)
+{
+	struct ns_front *fr = arg;
+	size_t i = cm->slot - 1;
+
+	cm->cross = fns_cross;
+	cm->cross_arg = cm;
+	if (cm_config_cleartext(&cm->cfg))
+		log_warn(LOG_MAIN, "volume '%s': server '%s' is plain "
+				   "http://, allowed by allow-insecure-http",
+			 cm->ns_dir, cm->cfg.server);
+	fr->nts[i] = fops_notifier_start(&cm->loop, fr->se);
+	return fr->nts[i] ? 0 : -errno;
+}
+
 /*
  * A namespace (cairnd.conf(5) "[volume DIR]" sections): the steps of
  * main() below for every volume at once (daemon_ns.c), with the session
@@ -965,6 +989,7 @@ main_ns(const char *argv0, const struct cli *cl, struct cm_config *cfg,
 	struct sigctl *sc)
 {
 	static struct cm_ns ns;
+	static struct ns_front front;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se = NULL;
 	struct fops_notifier **nts = NULL;
@@ -1062,6 +1087,10 @@ main_ns(const char *argv0, const struct cli *cl, struct cm_config *cfg,
 		nts[i] = fops_notifier_start(&ns.vols[i]->loop, se);
 		rc = nts[i] ? 0 : -errno;
 	}
+	front.se = se;
+	front.nts = nts;
+	ns.on_attach = ns_attach;
+	ns.on_attach_arg = &front;
 	if (rc == 0)
 		rc = cm_ns_start(&ns);
 	sc->ns = &ns;
@@ -1093,6 +1122,7 @@ out:
 	if (built)
 		for (size_t i = 0; i < ns.n; i++)
 			if (!ns.vols[i]->ns_failed) {
+				/* a volume attached by the retrier too */
 				log_info(LOG_MAIN, "volume '%s':",
 					 ns.vols[i]->ns_dir);
 				report_left(ns.vols[i]);

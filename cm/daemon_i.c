@@ -90,10 +90,12 @@ cm_stats_format(struct cm *cm, char *buf, size_t len)
 struct cm *
 cm_ns_find(struct cm_ns *ns, const char *dir, size_t len)
 {
-	for (size_t i = 0; ns && i < ns->n; i++)
-		if (strlen(ns->vols[i]->ns_dir) == len &&
-		    !memcmp(ns->vols[i]->ns_dir, dir, len))
-			return ns->vols[i];
+	for (size_t i = 0; ns && i < ns->n; i++) {
+		struct cm *cm = cm_ns_vol(ns, i);
+
+		if (strlen(cm->ns_dir) == len && !memcmp(cm->ns_dir, dir, len))
+			return cm;
+	}
 	return NULL;
 }
 
@@ -104,5 +106,5 @@ cm_ns_of_ino(struct cm_ns *ns, uint64_t ino)
 
 	if (!ns || slot == 0 || slot > ns->n)
 		return NULL;
-	return ns->vols[slot - 1];
+	return cm_ns_vol(ns, slot - 1);
 }

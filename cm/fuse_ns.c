@@ -178,7 +178,7 @@ fns_cross(void *arg, const char *volume, void *req)
 			return -EACCES;
 	}
 	for (size_t i = 0; i < ns->n; i++) {
-		struct cm *cm = ns->vols[i];
+		struct cm *cm = cm_ns_vol(ns, i);
 
 		if (cm->ns_failed || !cm->cfg.volume || !cm->cfg.server ||
 		    strcmp(cm->cfg.volume, name) || strcmp(cm->cfg.server, url))
@@ -195,8 +195,8 @@ ns_init(void *userdata, struct fuse_conn_info *conn)
 	struct cm_ns *ns = userdata;
 
 	for (size_t i = 0; i < ns->n; i++)
-		if (!ns->vols[i]->ns_failed) {
-			fops_ops.init(ns->vols[i], conn);
+		if (!cm_ns_vol(ns, i)->ns_failed) {
+			fops_ops.init(cm_ns_vol(ns, i), conn);
 			return;
 		}
 }
@@ -471,7 +471,7 @@ root_readdir(fuse_req_t req, size_t size, off_t off, bool plus)
 			name = i == 0 ? "." : "..";
 			e.attr.st_ino = FUSE_ROOT_ID;
 		} else {
-			struct cm *cm = ns->vols[i - 2];
+			struct cm *cm = cm_ns_vol(ns, (size_t)i - 2);
 
 			name = cm->ns_dir;
 			e.attr.st_ino = cm->ino_base | INO_ROOT;
