@@ -181,7 +181,8 @@ h_listvol(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 				  have && vi.readonly ? "ro" : "rw", "server",
 				  cm->cfg.server ? cm->cfg.server : "",
 				  "mountpoint", mp, "dir", cm->ns_dir, "state",
-				  cm->ns_failed	   ? "failed"
+				  cm_ns_hidden(cm) ? "removed"
+				  : cm->ns_failed  ? "failed"
 				  : cm_offline(cm) ? "disconnected"
 						   : "connected",
 				  "online",

@@ -97,6 +97,9 @@ struct cm {
 			       answers EIO (the others are served) */
 	bool ns_dup;	    /* left out for a duplicate volume id: not
 			       retried (daemon_ns.c) */
+	bool ns_hidden;	    /* removed from the config by a reload: not
+			       listed nor looked up in the mount root,
+			       still served by inode (cm_ns_hidden()) */
 
 	/*
 	 * Mount points (FUSE front end, doc/cm.md "Mount points"): a lookup
@@ -146,8 +149,12 @@ struct cm_ns {
 	struct ctl_server *ctl; /* loop thread only: the one control socket */
 	struct cm *metrics_vol; /* whose cm->msrv is the metrics-listen
 				   listener (ctl_ns.c), or NULL */
-	size_t n;		/* volumes */
-	/* [n]; vols[i]->slot == i + 1. A volume left out at start is
+	/* Volumes: grows on a reload that adds one (up to cap), never
+	 * shrinks; changed on the loop thread only (a release store after
+	 * vols[n] is set), read elsewhere with cm_ns_count(). */
+	size_t n;
+	size_t cap; /* vols[] has room for this many (CM_NS_MAX_VOLUMES) */
+	/* [cap]; vols[i]->slot == i + 1. A volume left out at start is
 	 * retried (daemon_ns.c): once its server answers, the loop thread
 	 * replaces vols[i] with the served struct cm (a release store); a
 	 * thread other than the loop reads it with cm_ns_vol(). The struct
@@ -166,7 +173,21 @@ struct cm_ns {
 	struct ns_retry *retry; /* daemon_ns.c: the retrier's state */
 };
 
-/* Any thread: volume @i of @ns (i < ns->n). */
+/* Any thread: how many slots @ns has now (served, left out, removed). */
+static inline size_t
+cm_ns_count(struct cm_ns *ns)
+{
+	return __atomic_load_n(&ns->n, __ATOMIC_ACQUIRE);
+}
+
+/* Any thread: has a reload removed @cm from the mount root's listing? */
+static inline bool
+cm_ns_hidden(struct cm *cm)
+{
+	return __atomic_load_n(&cm->ns_hidden, __ATOMIC_ACQUIRE);
+}
+
+/* Any thread: volume @i of @ns (i < cm_ns_count(ns)). */
 static inline struct cm *
 cm_ns_vol(struct cm_ns *ns, size_t i)
 {

@@ -31,6 +31,8 @@
 #include "cm/daemon.h"
 #include "cm/daemon_i.h"
 #include "cm/inode.h"
+#include "cm/rlog.h"
+#include "cm/wb.h"
 #include "cm/vc.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -61,6 +63,26 @@ ns_open_cs(struct cm_ns *ns)
 	return 0;
 }
 
+/* The retrier's and the reloads' state (see "The retrier" below). */
+struct ns_retry {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool started, stop;
+	/* Per slot [cap]: where its settings are (the start's config, or
+	 * one a reload added it from, kept in cfgs[]) and its section. */
+	const struct cm_config **src;
+	size_t *srck;
+	uint64_t *at_ms;    /* the next try of a left-out volume */
+	unsigned *delay_ms; /* the wait after that try */
+	unsigned *tries;
+	bool *added;	    /* added by a reload */
+	struct cm **old;    /* the replaced structs, freed at close */
+	size_t nold;
+	struct cm_config **cfgs; /* configs reloads added volumes from */
+	size_t ncfgs;
+};
+
 /* Volume @i into @cm (zeroed or released): its settings, its directory
  * under the cache, its token, then daemon.c's open (the server's volume
  * information, or the cache's; a blocking request); its id is compared
@@ -73,14 +95,14 @@ open_vol(struct cm_ns *ns, size_t i, struct cm *cm, size_t others)
 	char *dir = NULL;
 	int rc;
 
-	rc = cm_config_for_vol(&ns->cfg, i, &vc);
+	rc = cm_config_for_vol(ns->retry->src[i], ns->retry->srck[i], &vc);
 	if (rc < 0)
 		return rc;
 	cm_init(cm, &vc);
 	cm->ns = ns;
 	cm->slot = (unsigned)i + 1;
 	cm->ino_base = (uint64_t)cm->slot << CM_NS_SLOT_SHIFT;
-	cm->ns_dir = ns->cfg.vols[i].dir;
+	cm->ns_dir = ns->retry->src[i]->vols[ns->retry->srck[i]].dir;
 	cm->cs = ns->cs;
 	cm->cs_shared = true;
 	if (asprintf(&dir, "%s/vol/%s", ns->cfg.cache_dir, cm->ns_dir) < 0)
@@ -143,18 +165,6 @@ open_vol(struct cm_ns *ns, size_t i, struct cm *cm, size_t others)
 #define RETRY_FIRST_MS 1000
 #define RETRY_MAX_MS   60000
 
-struct ns_retry {
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool started, stop;
-	uint64_t *at_ms;    /* [n]: the next try of a left-out volume */
-	unsigned *delay_ms; /* [n]: the wait after that try */
-	unsigned *tries;    /* [n] */
-	struct cm **old;    /* the replaced structs, freed at close */
-	size_t nold;
-};
-
 struct attach_job {
 	struct cm_job job;
 	struct cm_ns *ns;
@@ -168,7 +178,7 @@ static int
 retry_new(struct cm_ns *ns)
 {
 	struct ns_retry *r = calloc(1, sizeof(*r));
-	size_t n = ns->cfg.nvols ? ns->cfg.nvols : 1;
+	size_t n = ns->cap;
 	pthread_condattr_t ca;
 
 	if (!r)
@@ -177,14 +187,23 @@ retry_new(struct cm_ns *ns)
 	r->at_ms = calloc(n, sizeof(*r->at_ms));
 	r->delay_ms = calloc(n, sizeof(*r->delay_ms));
 	r->tries = calloc(n, sizeof(*r->tries));
-	r->old = calloc(n, sizeof(*r->old));
+	r->old = calloc(2 * n, sizeof(*r->old));
+	r->src = calloc(n, sizeof(*r->src));
+	r->srck = calloc(n, sizeof(*r->srck));
+	r->added = calloc(n, sizeof(*r->added));
+	r->cfgs = calloc(n, sizeof(*r->cfgs));
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&r->cond, &ca);
 	pthread_condattr_destroy(&ca);
-	if (!r->at_ms || !r->delay_ms || !r->tries || !r->old)
+	if (!r->at_ms || !r->delay_ms || !r->tries || !r->old || !r->src ||
+	    !r->srck || !r->added || !r->cfgs)
 		return -ENOMEM;
+	for (size_t i = 0; i < ns->cfg.nvols; i++) {
+		r->src[i] = &ns->cfg;
+		r->srck[i] = i;
+	}
 	return 0;
 }
 
@@ -200,8 +219,16 @@ retry_free(struct cm_ns *ns)
 		cm_release(r->old[k]);
 		free(r->old[k]);
 	}
+	for (size_t k = 0; k < r->ncfgs; k++) {
+		cm_config_release(r->cfgs[k]);
+		free(r->cfgs[k]);
+	}
 	pthread_mutex_destroy(&r->lock);
 	pthread_cond_destroy(&r->cond);
+	free(r->src);
+	free(r->srck);
+	free(r->added);
+	free(r->cfgs);
 	free(r->at_ms);
 	free(r->delay_ms);
 	free(r->tries);
@@ -241,8 +268,11 @@ attach_run(struct cm_loop *loop, struct cm_job *job)
 		if (rc < 0 && cm->loop.owner)
 			cm_daemon_teardown(cm);
 	}
-	if (rc == 0)
+	if (rc == 0) {
+		/* A reload may have removed it meanwhile (loop thread too). */
+		cm->ns_hidden = ns->vols[aj->i]->ns_hidden;
 		__atomic_store_n(&ns->vols[aj->i], cm, __ATOMIC_RELEASE);
+	}
 	pthread_mutex_lock(&ns->retry->lock);
 	aj->rc = rc;
 	aj->done = true;
@@ -266,7 +296,7 @@ retry_one(struct cm_ns *ns, size_t i)
 		log_info(LOG_MAIN, "volume '%s': trying again to open it (try "
 				   "%u)",
 			 old->ns_dir, r->tries[i]);
-		rc = open_vol(ns, i, cm, ns->n);
+		rc = open_vol(ns, i, cm, cm_ns_count(ns));
 		aj = rc == 0 ? calloc(1, sizeof(*aj)) : NULL;
 		if (rc == 0 && !aj)
 			rc = -ENOMEM;
@@ -290,7 +320,8 @@ retry_one(struct cm_ns *ns, size_t i)
 		 * look at it). Not: the new one is (its loop is attached),
 		 * and the volume is not tried again (at most one struct per
 		 * volume is kept). */
-		r->old[r->nold++] = rc == 0 ? old : cm;
+		if (r->nold < 2 * ns->cap)
+			r->old[r->nold++] = rc == 0 ? old : cm;
 		if (rc < 0) {
 			log_err(LOG_MAIN, "volume '%s' could not be started "
 					  "(%s): it stays out until cairnd "
@@ -299,9 +330,14 @@ retry_one(struct cm_ns *ns, size_t i)
 			r->at_ms[i] = UINT64_MAX;
 			return false;
 		}
-		log_msg(LOG_MAIN, LOG_NOTICE, "volume '%s' is back: its "
-			"server answered at try %u; it is served from now on",
-			cm->ns_dir, r->tries[i]);
+		if (r->added[i])
+			log_msg(LOG_MAIN, LOG_NOTICE, "volume '%s' (added by "
+				"a reload) is served from now on", cm->ns_dir);
+		else
+			log_msg(LOG_MAIN, LOG_NOTICE, "volume '%s' is back: "
+				"its server answered at try %u; it is served "
+				"from now on",
+				cm->ns_dir, r->tries[i]);
 		return true;
 	}
 	if (cm)
@@ -324,11 +360,12 @@ retry_main(void *arg)
 	pthread_mutex_lock(&r->lock);
 	while (!r->stop) {
 		uint64_t now = util_now_ms(), next = now + RETRY_MAX_MS;
-		bool any = false;
 		struct timespec ts;
 
-		for (size_t i = 0; i < ns->n && !r->stop; i++) {
-			if (!cm_ns_vol(ns, i)->ns_failed ||
+		for (size_t i = 0; i < cm_ns_count(ns) && !r->stop; i++) {
+			struct cm *cm = cm_ns_vol(ns, i);
+
+			if (!cm->ns_failed || cm_ns_hidden(cm) ||
 			    r->at_ms[i] == UINT64_MAX)
 				continue;
 			if (r->at_ms[i] <= now) {
@@ -342,16 +379,11 @@ retry_main(void *arg)
 				if (r->at_ms[i] < now)
 					r->at_ms[i] = now;
 			}
-			if (r->at_ms[i] != UINT64_MAX) {
-				any = true;
-				if (r->at_ms[i] < next)
-					next = r->at_ms[i];
-			}
+			if (r->at_ms[i] < next)
+				next = r->at_ms[i];
 		}
-		if (!any && !r->stop) {
-			/* nothing left out any more: the thread ends */
-			break;
-		}
+		/* With nothing left out it sleeps; a reload that adds a
+		 * volume wakes it. */
 		now = util_now_ms();
 		if (next <= now)
 			continue;
@@ -374,7 +406,6 @@ retry_start(struct cm_ns *ns)
 {
 	struct ns_retry *r = ns->retry;
 	uint64_t now = util_now_ms();
-	bool any = false;
 	int rc;
 
 	for (size_t i = 0; i < ns->n; i++) {
@@ -384,11 +415,7 @@ retry_start(struct cm_ns *ns)
 		r->at_ms[i] = now + RETRY_FIRST_MS;
 		if (cm->ns_failed && cm->ns_dup)
 			r->at_ms[i] = UINT64_MAX;
-		else if (cm->ns_failed)
-			any = true;
 	}
-	if (!any)
-		return 0;
 	rc = pthread_create(&r->thread, NULL, retry_main, ns);
 	if (rc)
 		return -rc;
@@ -430,7 +457,8 @@ cm_ns_open(struct cm_ns *ns, struct cm_config *cfg)
 				     : strerror(-rc));
 		return rc;
 	}
-	ns->vols = calloc(ns->cfg.nvols, sizeof(*ns->vols));
+	ns->cap = CM_NS_MAX_VOLUMES;
+	ns->vols = calloc(ns->cap, sizeof(*ns->vols));
 	rc = retry_new(ns);
 	if (!ns->vols || rc < 0)
 		return -ENOMEM;
@@ -558,4 +586,238 @@ cm_ns_close(struct cm_ns *ns)
 	ns->cs = NULL;
 	cm_loop_release(&ns->loop);
 	cm_config_release(&ns->cfg);
+}
+
+/* --- SIGHUP: the volume list --- */
+
+/* The slot of @dir, or (size_t)-1. */
+static size_t
+slot_of(struct cm_ns *ns, const char *dir)
+{
+	for (size_t i = 0, n = cm_ns_count(ns); i < n; i++)
+		if (!strcmp(cm_ns_vol(ns, i)->ns_dir, dir))
+			return i;
+	return (size_t)-1;
+}
+
+static size_t
+sect_of(const struct cm_config *nc, const char *dir)
+{
+	for (size_t k = 0; k < nc->nvols; k++)
+		if (!strcmp(nc->vols[k].dir, dir))
+			return k;
+	return (size_t)-1;
+}
+
+static int
+same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+int
+cm_ns_reload_check(struct cm_ns *ns, const struct cm_config *nc)
+{
+	struct ns_retry *r = ns->retry;
+	size_t add = 0, n = cm_ns_count(ns);
+	int rc = 0;
+
+	for (size_t k = 0; k < nc->nvols && rc == 0; k++) {
+		size_t i = slot_of(ns, nc->vols[k].dir);
+		struct cm_config ov, nv;
+
+		if (i == (size_t)-1) {
+			add++;
+			continue;
+		}
+		if (cm_config_for_vol(r->src[i], r->srck[i], &ov) < 0)
+			return -ENOMEM;
+		if (cm_config_for_vol(nc, k, &nv) < 0) {
+			cm_config_release(&ov);
+			return -ENOMEM;
+		}
+		if (!same_str(ov.server, nv.server) ||
+		    !same_str(ov.volume, nv.volume)) {
+			log_err(LOG_MAIN,
+				"reload: volume '%s' is now '%s' from %s "
+				"(was '%s' from %s): changing a running "
+				"volume's server or volume needs a restart; "
+				"the volume list stays as it is",
+				nc->vols[k].dir, nv.volume, nv.server,
+				ov.volume, ov.server);
+			rc = -EINVAL;
+		}
+		cm_config_release(&ov);
+		cm_config_release(&nv);
+	}
+	if (rc == 0 && n + add > ns->cap) {
+		log_err(LOG_MAIN,
+			"reload: %zu new volumes would make more than %zu "
+			"since the start; the volume list stays as it is "
+			"(restart cairnd)",
+			add, ns->cap);
+		rc = -ENOSPC;
+	}
+	return rc;
+}
+
+struct reload_job {
+	struct cm_job job;
+	struct cm_ns *ns;
+	struct cm_config *nc; /* heap: kept when a volume was added */
+	bool kept, done;
+	const char **names; /* [cap]: changed in the mount root */
+	size_t nnames;
+};
+
+/* Log what a volume no longer listed leaves behind. Loop thread. */
+static void
+say_removed(struct cm *cm)
+{
+	struct rlog_stats st = {0};
+	uint64_t files = 0;
+
+	if (cm->ns_failed) {
+		log_info(LOG_MAIN, "reload: volume '%s' (not served) is "
+				   "removed from the mount root",
+			 cm->ns_dir);
+		return;
+	}
+	if (cm->rlog)
+		rlog_stats(cm->rlog, &st);
+	if (cm->wb)
+		files = wb_dirty_files(cm->wb);
+	if (!files && !st.pending && !st.inflight)
+		log_info(LOG_MAIN, "reload: volume '%s' is removed from the "
+				   "mount root; nothing of it is waiting for "
+				   "its server. Processes already inside it "
+				   "keep working until cairnd restarts",
+			 cm->ns_dir);
+	else
+		log_warn(LOG_MAIN, "reload: volume '%s' is removed from the "
+				   "mount root; its %llu files not stored and "
+				   "%llu changes in the replay log are kept in "
+				   "'%s' and still go to its server while "
+				   "cairnd runs (else at the next start that "
+				   "lists it). Processes already inside it "
+				   "keep working until cairnd restarts",
+			 cm->ns_dir, (unsigned long long)files,
+			 (unsigned long long)(st.pending + st.inflight),
+			 cm->cfg.cache_dir);
+}
+
+static void
+reload_run(struct cm_loop *loop, struct cm_job *job)
+{
+	struct reload_job *rj = container_of(job, struct reload_job, job);
+	struct cm_ns *ns = rj->ns;
+	struct ns_retry *r = ns->retry;
+	struct cm_config *nc = rj->nc;
+	uint64_t now = util_now_ms();
+
+	pthread_mutex_lock(&r->lock);
+	if (cm_stopping(loop))
+		goto done;
+	for (size_t i = 0; i < ns->n; i++) {
+		struct cm *cm = ns->vols[i];
+		bool listed = sect_of(nc, cm->ns_dir) != (size_t)-1;
+
+		if (listed == !cm->ns_hidden)
+			continue;
+		__atomic_store_n(&cm->ns_hidden, !listed, __ATOMIC_RELEASE);
+		rj->names[rj->nnames++] = cm->ns_dir;
+		if (!listed) {
+			say_removed(cm);
+			continue;
+		}
+		log_info(LOG_MAIN, "reload: volume '%s' is listed again%s",
+			 cm->ns_dir,
+			 cm->ns_failed ? "; not served yet, trying to open it"
+				       : "");
+		r->at_ms[i] = now;
+		r->delay_ms[i] = RETRY_FIRST_MS * 2;
+	}
+	for (size_t k = 0; k < nc->nvols; k++) {
+		size_t i = ns->n;
+		struct cm_config vc;
+		struct cm *cm;
+
+		if (slot_of(ns, nc->vols[k].dir) != (size_t)-1)
+			continue;
+		if (i >= ns->cap || cm_config_for_vol(nc, k, &vc) < 0)
+			break; /* checked before; out of memory */
+		cm = calloc(1, sizeof(*cm));
+		if (!cm) {
+			cm_config_release(&vc);
+			break;
+		}
+		cm_init(cm, &vc);
+		cm->ns = ns;
+		cm->slot = (unsigned)i + 1;
+		cm->ino_base = (uint64_t)cm->slot << CM_NS_SLOT_SHIFT;
+		cm->ns_dir = nc->vols[k].dir;
+		cm->cs = ns->cs;
+		cm->cs_shared = true;
+		cm->ns_failed = true; /* until the retrier has opened it */
+		rj->kept = true;
+		r->src[i] = nc;
+		r->srck[i] = k;
+		r->at_ms[i] = now;
+		r->delay_ms[i] = RETRY_FIRST_MS * 2;
+		r->tries[i] = 0;
+		r->added[i] = true;
+		__atomic_store_n(&ns->vols[i], cm, __ATOMIC_RELEASE);
+		__atomic_store_n(&ns->n, i + 1, __ATOMIC_RELEASE);
+		rj->names[rj->nnames++] = cm->ns_dir;
+		log_info(LOG_MAIN, "reload: volume '%s' is new ('%s' from %s): "
+				   "opening it in the background",
+			 cm->ns_dir, cm->cfg.volume, cm->cfg.server);
+	}
+	if (rj->kept)
+		r->cfgs[r->ncfgs++] = nc;
+done:
+	rj->done = true;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+void
+cm_ns_reload_apply(struct cm_ns *ns, struct cm_config *nc,
+		   void (*changed)(void *arg, const char *dir), void *arg)
+{
+	struct ns_retry *r = ns->retry;
+	struct reload_job *rj = calloc(1, sizeof(*rj));
+
+	if (rj) {
+		rj->nc = malloc(sizeof(*rj->nc));
+		rj->names = calloc(ns->cap, sizeof(*rj->names));
+	}
+	if (!rj || !rj->nc || !rj->names) {
+		log_err(LOG_MAIN, "reload: out of memory; the volume list "
+				  "stays as it is");
+		if (rj) {
+			free(rj->nc);
+			free(rj->names);
+		}
+		free(rj);
+		return;
+	}
+	/* Moved: the slots a reload adds point into it for good. */
+	*rj->nc = *nc;
+	memset(nc, 0, sizeof(*nc));
+	rj->ns = ns;
+	rj->job.run = reload_run;
+	cm_post(&ns->loop, &rj->job);
+	pthread_mutex_lock(&r->lock);
+	while (!rj->done)
+		pthread_cond_wait(&r->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+	for (size_t k = 0; k < rj->nnames; k++)
+		changed(arg, rj->names[k]);
+	if (!rj->kept) {
+		cm_config_release(rj->nc);
+		free(rj->nc);
+	}
+	free(rj->names);
+	free(rj);
 }
