@@ -890,7 +890,7 @@ signal_main(void *arg)
 		log_info(LOG_MAIN, "signal %d: stopping", sig);
 		notify_systemd("STOPPING=1");
 		if (sc->ns)
-			for (size_t i = 0; i < sc->ns->n; i++)
+			for (size_t i = 0; i < cm_ns_count(sc->ns); i++)
 				drain(cm_ns_vol(sc->ns, i));
 		else
 			drain(sc->cm);

@@ -6,11 +6,14 @@
  * its own CACHE/vol/DIR for meta.tdb, the replay log, the write states
  * and the mode, and attached to the namespace's one loop thread), and
  * tears them down in reverse. The FUSE routing is fuse_ns.c, the control
- * routing ctl_ns.c.
+ * routing ctl_ns.c. While it runs, a retrier thread opens the volumes
+ * left out at start once their servers answer, and a SIGHUP applies the
+ * config's volume list (cm_ns_reload_check(), cm_ns_reload_apply()).
  *
  * What one volume's trouble does to the others: nothing. A volume whose
  * server cannot be reached at start and which the cache holds no copy
- * of is left out (its directory answers EIO, the log says why); a server
+ * of is left out (its directory answers EIO, the log says why) and
+ * retried in the background; a server
  * lost later takes only its volume offline (each volume has its own
  * connection, struct conn). A volume id seen twice (two servers that
  * drew the same random id) would mix chunks and accounting in the shared
@@ -293,9 +296,8 @@ retry_one(struct cm_ns *ns, size_t i)
 	r->tries[i]++;
 	pthread_mutex_unlock(&r->lock);
 	if (cm) {
-		log_info(LOG_MAIN, "volume '%s': trying again to open it (try "
-				   "%u)",
-			 old->ns_dir, r->tries[i]);
+		log_debug(LOG_MAIN, "volume '%s': trying to open it (try %u)",
+			  old->ns_dir, r->tries[i]);
 		rc = open_vol(ns, i, cm, cm_ns_count(ns));
 		aj = rc == 0 ? calloc(1, sizeof(*aj)) : NULL;
 		if (rc == 0 && !aj)
