@@ -104,12 +104,22 @@ unchanged "no volumes"
 { good; echo "$newsect"; } >"$conf"
 kill -HUP "$pid"
 extra() { [ "$(cat "$mnt/extra/f1.txt" 2>/dev/null)" = "file 1" ]; }
-t_is "$(grep -c "reload refused, the running settings stay" "$log")" 2 "two reloads were refused"
+t_is "$(grep -c "reload refused, the running settings stay" "$log")" 2 "two reloads were refused so far"
 t_is "$(grep -c "reload failed, the running settings stay" "$log")" 3 "three did not load"
 wait_for 15 extra
 t_ok $? "a good reload after them adds the volume"
 
-# kill -9 right after a SIGHUP that removes one.
+# A removed volume listed again with another server: refused too (its
+# slot, caches and replay log are the old server's).
+good >"$conf"
+hup "reload: volume 'extra' is removed from the mount root"
+t_ok $? "extra removed"
+{ good; printf '[volume extra]\nvolume = omega\nserver = http://127.0.0.1:1\ntoken = %s\n' "$T_DIR/omega.tok"; } >"$conf"
+hup "reload: volume 'extra' is now 'omega' from http://127.0.0.1:1 (was 'omega' from $VOLD_URL)"
+t_ok $? "listed again with another server: refused"
+t_is "$(ls "$mnt" | tr '\n' ' ')" "alpha proj " "it stays removed"
+
+# kill -9 right after a SIGHUP.
 good >"$conf"
 kill -HUP "$pid"; kill -KILL "$pid"; wait "$pid" 2>/dev/null
 fusermount3 -uz "$mnt" 2>/dev/null
