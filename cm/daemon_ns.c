@@ -210,6 +210,19 @@ retry_new(struct cm_ns *ns)
 	return 0;
 }
 
+/* What open_vol() left of a volume it could not open (never attached). */
+static void
+drop_unattached(struct cm *cm)
+{
+	ino_free(cm->ino);
+	cm->ino = NULL;
+	if (cm->vc)
+		vc_close(cm->vc);
+	cm->vc = NULL;
+	cm_release(cm);
+	free(cm);
+}
+
 static void
 retry_free(struct cm_ns *ns)
 {
@@ -218,9 +231,16 @@ retry_free(struct cm_ns *ns)
 	if (!r)
 		return;
 	for (size_t k = 0; k < r->nold; k++) {
-		cm_daemon_close(r->old[k]);
-		cm_release(r->old[k]);
-		free(r->old[k]);
+		struct cm *o = r->old[k];
+
+		if (!o->loop.owner) {
+			/* a left-out struct a served one replaced */
+			drop_unattached(o);
+			continue;
+		}
+		cm_daemon_close(o);
+		cm_release(o);
+		free(o);
 	}
 	for (size_t k = 0; k < r->ncfgs; k++) {
 		cm_config_release(r->cfgs[k]);
@@ -238,19 +258,6 @@ retry_free(struct cm_ns *ns)
 	free(r->old);
 	free(r);
 	ns->retry = NULL;
-}
-
-/* What open_vol() left of a volume it could not open (never attached). */
-static void
-drop_unattached(struct cm *cm)
-{
-	ino_free(cm->ino);
-	cm->ino = NULL;
-	if (cm->vc)
-		vc_close(cm->vc);
-	cm->vc = NULL;
-	cm_release(cm);
-	free(cm);
 }
 
 /* On the loop thread: build, start and publish a retried volume. */
