@@ -310,6 +310,13 @@ load_settings(const struct cli *cl, struct cm_config *cfg, FILE *err,
 		fprintf(err, "cairnd: out of memory\n");
 		return EX_OSERR;
 	}
+	/* A volume's own token file too: the retrier and a reload open a
+	 * volume after the fork. */
+	for (size_t i = 0; i < cfg->nvols; i++)
+		if (abs_from(cl->cwd, &cfg->vols[i].token_file, false)) {
+			fprintf(err, "cairnd: out of memory\n");
+			return EX_OSERR;
+		}
 	chk = cm_config_check(cfg, &why);
 	if (chk == -EPERM) {
 		/* Refused before anything is opened or connected. */
@@ -797,8 +804,17 @@ reload_vol_token(struct cm *cm, const char *path)
 	}
 }
 
-/* SIGHUP in a namespace: the log level and each volume's token file (the
- * volume list, servers and the rest wait for a restart). */
+/* cm_ns_reload_apply()'s @changed: tell the kernel. */
+static void
+root_changed(void *arg, const char *dir)
+{
+	fns_root_changed(arg, dir);
+}
+
+/* SIGHUP in a namespace: the log level, each volume's token file and the
+ * volume list (daemon_ns.c: volumes added, removed, listed again; a
+ * changed server or volume of a running one refuses the reload). The
+ * rest waits for a restart. */
 static void
 reload_ns(struct sigctl *sc)
 {
@@ -821,9 +837,13 @@ reload_ns(struct sigctl *sc)
 			rc && msg ? msg : "the config lists no [volume] any more");
 		goto out;
 	}
+	if (cm_ns_reload_check(ns, &nc) < 0) {
+		log_err(LOG_MAIN, "reload refused, the running settings stay");
+		goto out;
+	}
 	log_set_level(nc.log_level);
-	for (size_t i = 0; i < ns->n; i++) {
-		struct cm *cm = ns->vols[i];
+	for (size_t i = 0; i < cm_ns_count(ns); i++) {
+		struct cm *cm = cm_ns_vol(ns, i);
 		struct cm_config vc;
 		size_t k;
 
@@ -832,24 +852,15 @@ reload_ns(struct sigctl *sc)
 		for (k = 0; k < nc.nvols; k++)
 			if (!strcmp(nc.vols[k].dir, cm->ns_dir))
 				break;
-		if (k == nc.nvols) {
-			log_warn(LOG_MAIN, "reload: volume '%s' is no longer "
-					   "listed: it stays until cairnd "
-					   "restarts",
-				 cm->ns_dir);
-			continue;
-		}
+		if (k == nc.nvols)
+			continue; /* removed: below */
 		if (cm_config_for_vol(&nc, k, &vc) < 0)
 			continue;
 		if (abs_from(sc->cli->cwd, &vc.token_file, false) == 0)
 			reload_vol_token(cm, vc.token_file);
 		cm_config_release(&vc);
 	}
-	for (size_t k = 0; k < nc.nvols; k++)
-		if (!cm_ns_find(ns, nc.vols[k].dir, strlen(nc.vols[k].dir)))
-			log_warn(LOG_MAIN, "reload: volume '%s' is new: it is "
-					   "served from the next start",
-				 nc.vols[k].dir);
+	cm_ns_reload_apply(ns, &nc, root_changed, sc->se);
 	log_info(LOG_MAIN, "reload done");
 out:
 	cm_config_release(&nc);
@@ -879,8 +890,8 @@ signal_main(void *arg)
 		log_info(LOG_MAIN, "signal %d: stopping", sig);
 		notify_systemd("STOPPING=1");
 		if (sc->ns)
-			for (size_t i = 0; i < sc->ns->n; i++)
-				drain(sc->ns->vols[i]);
+			for (size_t i = 0; i < cm_ns_count(sc->ns); i++)
+				drain(cm_ns_vol(sc->ns, i));
 		else
 			drain(sc->cm);
 		fuse_session_exit(sc->se);
@@ -955,6 +966,30 @@ report_left(struct cm *cm)
 			 cm->cfg.cache_dir);
 }
 
+/* What a volume needs from the front end: its notifier thread. */
+struct ns_front {
+	struct fuse_session *se;
+	struct fops_notifier **nts; /* [ns->n] */
+};
+
+/* ns->on_attach, on the loop thread: a volume left out at start is about
+ * to be served (daemon_ns.c's retrier). */
+static int
+ns_attach(void *arg, struct cm *cm)
+{
+	struct ns_front *fr = arg;
+	size_t i = cm->slot - 1;
+
+	cm->cross = fns_cross;
+	cm->cross_arg = cm;
+	if (cm_config_cleartext(&cm->cfg))
+		log_warn(LOG_MAIN, "volume '%s': server '%s' is plain "
+				   "http://, allowed by allow-insecure-http",
+			 cm->ns_dir, cm->cfg.server);
+	fr->nts[i] = fops_notifier_start(&cm->loop, fr->se);
+	return fr->nts[i] ? 0 : -errno;
+}
+
 /*
  * A namespace (cairnd.conf(5) "[volume DIR]" sections): the steps of
  * main() below for every volume at once (daemon_ns.c), with the session
@@ -965,6 +1000,7 @@ main_ns(const char *argv0, const struct cli *cl, struct cm_config *cfg,
 	struct sigctl *sc)
 {
 	static struct cm_ns ns;
+	static struct ns_front front;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se = NULL;
 	struct fops_notifier **nts = NULL;
@@ -1012,7 +1048,7 @@ main_ns(const char *argv0, const struct cli *cl, struct cm_config *cfg,
 					   "allow-insecure-http",
 				 ns.vols[i]->ns_dir, ns.vols[i]->cfg.server);
 	}
-	nts = calloc(ns.n, sizeof(*nts));
+	nts = calloc(ns.cap, sizeof(*nts)); /* reloads add volumes */
 	if (!nts || asprintf(&opts,
 			     "nosuid,nodev,allow_other,default_permissions,"
 			     "fsname=cairn:%s,subtype=cairn%s%s",
@@ -1062,6 +1098,10 @@ main_ns(const char *argv0, const struct cli *cl, struct cm_config *cfg,
 		nts[i] = fops_notifier_start(&ns.vols[i]->loop, se);
 		rc = nts[i] ? 0 : -errno;
 	}
+	front.se = se;
+	front.nts = nts;
+	ns.on_attach = ns_attach;
+	ns.on_attach_arg = &front;
 	if (rc == 0)
 		rc = cm_ns_start(&ns);
 	sc->ns = &ns;
@@ -1093,6 +1133,7 @@ out:
 	if (built)
 		for (size_t i = 0; i < ns.n; i++)
 			if (!ns.vols[i]->ns_failed) {
+				/* a volume attached by the retrier too */
 				log_info(LOG_MAIN, "volume '%s':",
 					 ns.vols[i]->ns_dir);
 				report_left(ns.vols[i]);

@@ -130,8 +130,8 @@ route(struct cm_ns *ns, struct ctl_call *call, const struct ctl_peer *peer,
 	}
 	if (cm->ns_failed) {
 		ctl_reply_err(call, EIO,
-			      "the volume could not be opened at "
-			      "start (see the log)");
+			      "the volume could not be opened yet "
+			      "(see the log)");
 		return;
 	}
 	/* Without a path "volume" was ours (the selector); with one it was
@@ -181,7 +181,8 @@ h_listvol(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 				  have && vi.readonly ? "ro" : "rw", "server",
 				  cm->cfg.server ? cm->cfg.server : "",
 				  "mountpoint", mp, "dir", cm->ns_dir, "state",
-				  cm->ns_failed	   ? "failed"
+				  cm_ns_hidden(cm) ? "removed"
+				  : cm->ns_failed  ? "failed"
 				  : cm_offline(cm) ? "disconnected"
 						   : "connected",
 				  "online",

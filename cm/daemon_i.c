@@ -90,10 +90,12 @@ cm_stats_format(struct cm *cm, char *buf, size_t len)
 struct cm *
 cm_ns_find(struct cm_ns *ns, const char *dir, size_t len)
 {
-	for (size_t i = 0; ns && i < ns->n; i++)
-		if (strlen(ns->vols[i]->ns_dir) == len &&
-		    !memcmp(ns->vols[i]->ns_dir, dir, len))
-			return ns->vols[i];
+	for (size_t i = 0, n = ns ? cm_ns_count(ns) : 0; i < n; i++) {
+		struct cm *cm = cm_ns_vol(ns, i);
+
+		if (strlen(cm->ns_dir) == len && !memcmp(cm->ns_dir, dir, len))
+			return cm;
+	}
 	return NULL;
 }
 
@@ -102,7 +104,7 @@ cm_ns_of_ino(struct cm_ns *ns, uint64_t ino)
 {
 	unsigned slot = CM_NS_SLOT(ino);
 
-	if (!ns || slot == 0 || slot > ns->n)
+	if (!ns || slot == 0 || slot > cm_ns_count(ns))
 		return NULL;
-	return ns->vols[slot - 1];
+	return cm_ns_vol(ns, slot - 1);
 }

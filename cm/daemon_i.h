@@ -95,6 +95,11 @@ struct cm {
 	bool cs_shared;	    /* cs is the namespace's: do not close it */
 	bool ns_failed;	    /* could not be opened: its directory
 			       answers EIO (the others are served) */
+	bool ns_dup;	    /* left out for a duplicate volume id: not
+			       retried (daemon_ns.c) */
+	bool ns_hidden;	    /* removed from the config by a reload: not
+			       listed nor looked up in the mount root,
+			       still served by inode (cm_ns_hidden()) */
 
 	/*
 	 * Mount points (FUSE front end, doc/cm.md "Mount points"): a lookup
@@ -144,10 +149,50 @@ struct cm_ns {
 	struct ctl_server *ctl; /* loop thread only: the one control socket */
 	struct cm *metrics_vol; /* whose cm->msrv is the metrics-listen
 				   listener (ctl_ns.c), or NULL */
-	size_t n;		/* volumes */
-	struct cm **vols;	/* [n]; vols[i]->slot == i + 1 */
+	/* Volumes: grows on a reload that adds one (up to cap), never
+	 * shrinks; changed on the loop thread only (a release store after
+	 * vols[n] is set), read elsewhere with cm_ns_count(). */
+	size_t n;
+	size_t cap; /* vols[] has room for this many (CM_NS_MAX_VOLUMES) */
+	/* [cap]; vols[i]->slot == i + 1. A volume left out at start is
+	 * retried (daemon_ns.c): once its server answers, the loop thread
+	 * replaces vols[i] with the served struct cm (a release store); a
+	 * thread other than the loop reads it with cm_ns_vol(). The struct
+	 * it replaced stays allocated until cm_ns_close(). */
+	struct cm **vols;
 	uint64_t root_ctime_ns; /* the namespace root's times: the start */
+
+	/* Called on the loop thread when a volume left out at start has
+	 * been built and is about to be served (its modules exist, its loop
+	 * is attached, it is not yet in vols[]): the front end starts what
+	 * it needs for it (cairnd.c: the notifier thread, the cross hook).
+	 * @return 0, or -errno: the volume stays out. Set before
+	 * cm_ns_start(). */
+	int (*on_attach)(void *arg, struct cm *cm);
+	void *on_attach_arg;
+	struct ns_retry *retry; /* daemon_ns.c: the retrier's state */
 };
+
+/* Any thread: how many slots @ns has now (served, left out, removed). */
+static inline size_t
+cm_ns_count(struct cm_ns *ns)
+{
+	return __atomic_load_n(&ns->n, __ATOMIC_ACQUIRE);
+}
+
+/* Any thread: has a reload removed @cm from the mount root's listing? */
+static inline bool
+cm_ns_hidden(struct cm *cm)
+{
+	return __atomic_load_n(&cm->ns_hidden, __ATOMIC_ACQUIRE);
+}
+
+/* Any thread: volume @i of @ns (i < cm_ns_count(ns)). */
+static inline struct cm *
+cm_ns_vol(struct cm_ns *ns, size_t i)
+{
+	return __atomic_load_n(&ns->vols[i], __ATOMIC_ACQUIRE);
+}
 
 /* Any thread: the volume of a namespace named @dir, or NULL. */
 struct cm *cm_ns_find(struct cm_ns *ns, const char *dir, size_t len);

@@ -70,7 +70,10 @@ root_stat(struct cm_ns *ns, struct stat *st)
 	memset(st, 0, sizeof(*st));
 	st->st_ino = FUSE_ROOT_ID;
 	st->st_mode = S_IFDIR | 0555;
-	st->st_nlink = 2 + ns->n;
+	st->st_nlink = 2;
+	for (size_t i = 0, n = cm_ns_count(ns); i < n; i++)
+		if (!cm_ns_hidden(cm_ns_vol(ns, i)))
+			st->st_nlink++;
 	st->st_blksize = ns->chunk_size;
 	st->st_atim.tv_sec = ns->root_ctime_ns / 1000000000;
 	st->st_atim.tv_nsec = ns->root_ctime_ns % 1000000000;
@@ -177,10 +180,10 @@ fns_cross(void *arg, const char *volume, void *req)
 		if (!url)
 			return -EACCES;
 	}
-	for (size_t i = 0; i < ns->n; i++) {
-		struct cm *cm = ns->vols[i];
+	for (size_t i = 0, nv = cm_ns_count(ns); i < nv; i++) {
+		struct cm *cm = cm_ns_vol(ns, i);
 
-		if (cm->ns_failed || !cm->cfg.volume || !cm->cfg.server ||
+		if (cm->ns_failed || cm_ns_hidden(cm) || !cm->cfg.volume || !cm->cfg.server ||
 		    strcmp(cm->cfg.volume, name) || strcmp(cm->cfg.server, url))
 			continue;
 		reply_root_entry(cm, req);
@@ -189,14 +192,32 @@ fns_cross(void *arg, const char *volume, void *req)
 	return -EACCES;
 }
 
+void
+fns_root_changed(struct fuse_session *se, const char *name)
+{
+	int rc;
+
+	/* The listing (cached: cache_readdir) and the root's attributes. */
+	rc = fuse_lowlevel_notify_inval_inode(se, FUSE_ROOT_ID, 0, 0);
+	if (rc < 0 && rc != -ENOENT)
+		log_debug(LOG_FUSE, "invalidating the root: %s",
+			  strerror(-rc));
+	/* The name's entry: a negative one, or the volume's root. */
+	rc = fuse_lowlevel_notify_inval_entry(se, FUSE_ROOT_ID, name,
+					      strlen(name));
+	if (rc < 0 && rc != -ENOENT)
+		log_debug(LOG_FUSE, "invalidating '%s' in the root: %s", name,
+			  strerror(-rc));
+}
+
 static void
 ns_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct cm_ns *ns = userdata;
 
-	for (size_t i = 0; i < ns->n; i++)
-		if (!ns->vols[i]->ns_failed) {
-			fops_ops.init(ns->vols[i], conn);
+	for (size_t i = 0, n = cm_ns_count(ns); i < n; i++)
+		if (!cm_ns_vol(ns, i)->ns_failed) {
+			fops_ops.init(cm_ns_vol(ns, i), conn);
 			return;
 		}
 }
@@ -213,9 +234,9 @@ ns_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	cm = cm_ns_find(ns, name, strlen(name));
-	if (!cm) {
-		/* The volumes are fixed while mounted: the kernel may keep
-		 * the negative entry. */
+	if (!cm || cm_ns_hidden(cm)) {
+		/* A reload that adds the name tells the kernel
+		 * (fns_root_changed()): it may keep the negative entry. */
 		struct fuse_entry_param e;
 
 		memset(&e, 0, sizeof(e));
@@ -454,13 +475,14 @@ root_readdir(fuse_req_t req, size_t size, off_t off, bool plus)
 {
 	struct cm_ns *ns = req_ns(req);
 	size_t used = 0;
+	off_t nv = (off_t)cm_ns_count(ns);
 	char *buf = malloc(size ? size : 1);
 
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	for (off_t i = off; i < (off_t)ns->n + 2; i++) {
+	for (off_t i = off; i < nv + 2; i++) {
 		struct fuse_entry_param e;
 		const char *name;
 		size_t n;
@@ -471,8 +493,10 @@ root_readdir(fuse_req_t req, size_t size, off_t off, bool plus)
 			name = i == 0 ? "." : "..";
 			e.attr.st_ino = FUSE_ROOT_ID;
 		} else {
-			struct cm *cm = ns->vols[i - 2];
+			struct cm *cm = cm_ns_vol(ns, (size_t)i - 2);
 
+			if (cm_ns_hidden(cm))
+				continue; /* removed by a reload */
 			name = cm->ns_dir;
 			e.attr.st_ino = cm->ino_base | INO_ROOT;
 		}

@@ -26,4 +26,13 @@ extern const struct fuse_lowlevel_ops fns_ops;
  */
 int fns_cross(void *arg, const char *volume, void *req);
 
+/*
+ * A reload added or removed volume @name of the mount root: tell the
+ * kernel to forget the root's cached listing and attributes and its
+ * entry for @name (a negative entry, or the removed volume's root). Not
+ * on the loop thread (an entry invalidation waits for the root's lock,
+ * which a lookup parked on the loop may hold): cairnd.c's signal thread.
+ */
+void fns_root_changed(struct fuse_session *se, const char *name);
+
 #endif /* CAIRN_CM_FUSE_NS_H */

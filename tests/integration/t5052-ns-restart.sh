@@ -79,7 +79,7 @@ start
 t_check "a volume with another's id is left out" grep -q "volume 'alpha-b' .* has the id .* of volume 'alpha'" "$log"
 t_is "$(ls "$mnt/alpha-b" 2>&1 | sed 's/.*: //')" "Input/output error" "its directory: EIO"
 t_is "$("$FS" status -m "$mnt" -V alpha-b 2>&1 | sed 's/.*: //')" \
-	"the volume could not be opened at start (see the log)" "fs status -V alpha-b says so"
+	"the volume could not be opened yet (see the log)" "fs status -V alpha-b says so"
 cat "$mnt/alpha/f1.txt" "$mnt/proj/f1.txt" >/dev/null
 echo "alpha change" >"$mnt/alpha/new.txt"
 echo "gamma change" >"$mnt/proj/new.txt"
