@@ -494,6 +494,10 @@ struct rbatch {
 	 * in flight to be answered (ready), or given up (discard: freed
 	 * once no store of it is staging any more). */
 	bool ready, discard;
+	/* The staging transaction of all its stores (doc/protocol.md: a
+	 * transaction may hold chunks of many files): one staging
+	 * directory on the server per batch, not one per store. */
+	uint8_t txid[16];
 	/* what this batch changes: a batch built behind it defers stores
 	 * and setattrs of these (their base DV comes with our reply) */
 	struct fidmap changed;
@@ -1225,6 +1229,7 @@ stage_more(struct rbatch *b)
 		if (b->staging && b->staging_chunks + nch > BATCH_STAGING_CHUNKS)
 			break; /* a store staged later makes room */
 		b->ops[i].arg = c; /* taken (until batch_staged sets it) */
+		memcpy(b->sent[i].txid, b->txid, sizeof(b->txid));
 		b->staging++;
 		b->staging_chunks += nch;
 		rc = wb_stage_replay_store(rp->d.wb, c->seq, &b->sent[i],
@@ -1325,6 +1330,17 @@ batch_build(struct replay *rp, struct rbatch *behind)
 		return false;
 	}
 	b->rp = rp;
+	{
+		struct fid t;
+
+		if (fid_random(0, &t) < 0) {
+			rbatch_free(b);
+			if (!behind)
+				reint_lost(rp, "no random transaction id");
+			return false;
+		}
+		memcpy(b->txid, t.oid, sizeof(b->txid));
+	}
 	while (b->n < PROTO_BATCH_MAX && scanned < BATCH_SCAN) {
 		const struct fid *m[4];
 		bool defer = false, compound;
