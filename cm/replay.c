@@ -788,6 +788,10 @@ rec_result(struct replay *rp, struct rctx *c, int err, bool has_attr,
 		(void)afid;
 		(void)adv;
 		touch(rp, &c->op);
+		if (c->op.kind != PROTO_OP_STORE &&
+		    c->op.kind != PROTO_OP_UNLINK &&
+		    c->op.kind != PROTO_OP_RMDIR)
+			wb_log_settle(rp->d.wb, &c->op.fid);
 		rec_next(rp, c);
 		return;
 	}
