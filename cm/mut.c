@@ -102,6 +102,9 @@ struct mut {
 	size_t ndeferred;
 	bool overflow; /* deferred events were lost: revalidate */
 	bool nobatch;  /* the server answered 404 to /batch */
+	/* A replay batch's results are being handled (mbatch_end()): the
+	 * held-back events wait for its end, not each member's. */
+	bool batch_ending;
 	/* resume state */
 	uint64_t resume_after;
 	bool resuming;
@@ -486,7 +489,7 @@ finish(struct mreq *m, int err, const struct proto_op_result *r)
 	finish_end(m, err, r);
 	if (b && b->single)
 		batch_single_next(b);
-	if (!mu->stopped)
+	if (!mu->stopped && !mu->batch_ending)
 		replay_deferred(mu);
 }
 
@@ -1407,6 +1410,9 @@ mbatch_end(struct mbatch *b, int err, const struct proto_batch_result *res)
 {
 	struct mut *mu = b->mu;
 
+	/* One pass over the held-back events at the end, not one per
+	 * member: each pass is (events x ops in flight). */
+	mu->batch_ending = true;
 	for (size_t i = 0; i < b->n; i++) {
 		int rc = err;
 
@@ -1428,11 +1434,13 @@ mbatch_end(struct mbatch *b, int err, const struct proto_batch_result *res)
 		}
 		finish(b->m[i], rc, NULL);
 	}
+	mu->batch_ending = false;
+	if (!mu->stopped)
+		replay_deferred(mu);
 	if (b->all)
 		b->all(b->all_arg, err);
 	free(b->m);
 	free(b);
-	(void)mu;
 }
 
 static void

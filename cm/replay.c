@@ -62,6 +62,9 @@ struct replay {
 	int mapfd; /* <cache>/replay-dv, the map as it grows (or -1) */
 	uint64_t sent;	     /* records acknowledged since start */
 	struct rbatch *batch; /* the batch in flight, or NULL */
+	/* The batch after it, built and staging while it is in flight
+	 * (batch_prebuild()), or NULL. */
+	struct rbatch *next_batch;
 	bool no_batch;	      /* the server has no /batch: single ops */
 	bool batch_off_pass;  /* a batch failed as a whole: single ops
 				 until this replay ends */
@@ -488,10 +491,25 @@ struct rbatch {
 	bool in_stage; /* stage_more() runs: a store staged at once (no
 			  chunks to send) must not re-enter it */
 	bool aborted; /* failed as a whole: results are ignored */
+	/* Built ahead (rp->next_batch): staged and waiting for the batch
+	 * in flight to be answered (ready), or given up (discard: freed
+	 * once no store of it is staging any more). */
+	bool ready, discard;
+	/* The staging transaction of all its stores (doc/protocol.md: a
+	 * transaction may hold chunks of many files): one staging
+	 * directory on the server per batch, not one per store. */
+	uint8_t txid[16];
+	/* what this batch changes: a batch built behind it defers stores
+	 * and setattrs of these (their base DV comes with our reply) */
+	struct fidmap changed;
 };
 
 static void reint_next(struct replay *rp);
 static void batch_continue(struct rbatch *b);
+static void next_batch_drop(struct replay *rp);
+static void batch_send(struct rbatch *b);
+static void batch_rec_done(void *arg, int err,
+			   const struct proto_op_result *r);
 
 static void
 rctx_free(struct rctx *c)
@@ -771,6 +789,10 @@ rec_result(struct replay *rp, struct rctx *c, int err, bool has_attr,
 		(void)afid;
 		(void)adv;
 		touch(rp, &c->op);
+		if (c->op.kind != PROTO_OP_STORE &&
+		    c->op.kind != PROTO_OP_UNLINK &&
+		    c->op.kind != PROTO_OP_RMDIR)
+			wb_log_settle(rp->d.wb, &c->op.fid);
 		rec_next(rp, c);
 		return;
 	}
@@ -964,10 +986,37 @@ rbatch_free(struct rbatch *b)
 	free(b->c);
 	free(b->ops);
 	free(b->sent);
+	fidmap_clear(&b->changed);
 	free(b);
 }
 
-/* Handle the results in log order; each may wait for a conflict copy. */
+/* End the stores of @b that staged (their results go to records no
+ * batch handles now; the records stay INFLIGHT, sent again later), and
+ * free it. */
+static void
+batch_cancel(struct rbatch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (b->ops[i].done && b->ops[i].done != batch_rec_done)
+			b->ops[i].done(b->ops[i].arg, -ECANCELED, NULL);
+	rbatch_free(b);
+}
+
+/* The batch built ahead is not sent: given up now, or once its stores
+ * staging now are staged (batch_staged() comes back for it). */
+static void
+next_batch_drop(struct replay *rp)
+{
+	struct rbatch *nb = rp->next_batch;
+
+	if (!nb)
+		return;
+	rp->next_batch = NULL;
+	nb->discard = true;
+	if (!nb->staging && !nb->in_stage)
+		batch_cancel(nb);
+}
+
 static void
 batch_continue(struct rbatch *b)
 {
@@ -977,19 +1026,34 @@ batch_continue(struct rbatch *b)
 	if (rp->stopped || cm_stopping(rp->d.loop)) {
 		b->rp->batch = NULL;
 		rbatch_free(b);
+		next_batch_drop(rp);
 		return;
 	}
 	if (b->aborted || b->next == b->n) {
 		bool aborted = b->aborted;
+		struct rbatch *nb;
 
 		rp->batch = NULL;
 		rbatch_free(b);
 		refresh_touched(rp);
 		if (aborted) {
+			next_batch_drop(rp);
 			reint_lost(rp, "the server was lost while replaying "
 				       "the log");
 			return;
 		}
+		nb = rp->next_batch;
+		if (nb && may_run(rp)) {
+			/* The batch built behind this one goes now (or once
+			 * its stores are staged: stage_more() sends it). */
+			rp->next_batch = NULL;
+			rp->batch = nb;
+			check_waiters(rp);
+			if (nb->ready)
+				batch_send(nb);
+			return;
+		}
+		next_batch_drop(rp);
 		reint_next(rp);
 		return;
 	}
@@ -1027,9 +1091,12 @@ batch_all_done(void *arg, int err)
 	if (rp->stopped || cm_stopping(rp->d.loop)) {
 		rp->batch = NULL;
 		rbatch_free(b);
+		next_batch_drop(rp);
 		return;
 	}
 	if (err == -ENOSYS || err == -EIO) {
+		/* What was built behind it goes one by one too. */
+		next_batch_drop(rp);
 		/* No /batch (protocol 2), or the batch was refused as a
 		 * whole: the same records one by one (still INFLIGHT, so
 		 * nothing merged into them meanwhile). */
@@ -1057,22 +1124,33 @@ batch_all_done(void *arg, int err)
 	batch_continue(b);
 }
 
+static void batch_prebuild(struct replay *rp, struct rbatch *behind);
+
+/* All stores of @b are staged (or one failed): send it, unless it was
+ * built ahead and the batch before it is still in flight (then it waits:
+ * batch_continue() sends it). */
 static void
 batch_send(struct rbatch *b)
 {
 	struct replay *rp = b->rp;
 	int rc;
 
+	if (b->discard) {
+		batch_cancel(b);
+		return;
+	}
+	if (b != rp->batch) {
+		b->ready = true;
+		return;
+	}
 	if (b->stage_err || rp->stopped || cm_stopping(rp->d.loop) ||
 	    !may_run(rp)) {
 		/* End the stores that did stage: their results go to
 		 * records this batch no longer handles. */
 		b->aborted = true;
-		for (size_t i = 0; i < b->n; i++)
-			if (b->ops[i].done && b->ops[i].done != batch_rec_done)
-				b->ops[i].done(b->ops[i].arg, -ECANCELED, NULL);
 		rp->batch = NULL;
-		rbatch_free(b);
+		batch_cancel(b);
+		next_batch_drop(rp);
 		if (!rp->stopped && !cm_stopping(rp->d.loop) && may_run(rp))
 			reint_lost(rp, "cannot stage the data of a store");
 		return;
@@ -1083,15 +1161,18 @@ batch_send(struct rbatch *b)
 		log_warn(LOG_OFF, "cannot send a batch of %zu records (%s): one "
 				  "at a time",
 			 b->n, strerror(-rc));
-		for (size_t i = 0; i < b->n; i++)
-			if (b->ops[i].done && b->ops[i].done != batch_rec_done)
-				b->ops[i].done(b->ops[i].arg, -ECANCELED, NULL);
 		rp->batch_off_pass = true;
 		rp->after = b->c[0]->seq - 1;
 		rp->batch = NULL;
-		rbatch_free(b);
+		batch_cancel(b);
+		next_batch_drop(rp);
 		reint_next(rp);
+		return;
 	}
+	/* While the server commits this one, the next is built and its
+	 * stores staged: the two costs overlap. */
+	if (!rp->next_batch)
+		batch_prebuild(rp, b);
 }
 
 static void stage_more(struct rbatch *b);
@@ -1118,6 +1199,11 @@ batch_staged(void *arg, int err, mut_done_fn op_done, void *op_arg)
 		b->ops[i].done = op_done;
 		b->ops[i].arg = op_arg;
 	}
+	if (b->discard) {
+		if (!b->staging && !b->in_stage)
+			batch_cancel(b);
+		return;
+	}
 	if (!b->in_stage)
 		stage_more(b);
 }
@@ -1136,7 +1222,7 @@ stage_more(struct rbatch *b)
 
 	b->in_stage = true;
 	for (size_t i = 0; i < b->n && b->staging < BATCH_STAGING &&
-			   !b->stage_err;
+			   !b->stage_err && !b->discard;
 	     i++) {
 		struct rctx *c = b->c[i];
 		int rc;
@@ -1148,6 +1234,7 @@ stage_more(struct rbatch *b)
 		if (b->staging && b->staging_chunks + nch > BATCH_STAGING_CHUNKS)
 			break; /* a store staged later makes room */
 		b->ops[i].arg = c; /* taken (until batch_staged sets it) */
+		memcpy(b->sent[i].txid, b->txid, sizeof(b->txid));
 		b->staging++;
 		b->staging_chunks += nch;
 		rc = wb_stage_replay_store(rp->d.wb, c->seq, &b->sent[i],
@@ -1167,7 +1254,8 @@ stage_more(struct rbatch *b)
 			i = (size_t)-1;
 	}
 	b->in_stage = false;
-	if (b->staging == 0 && (b->staged == b->nstores || b->stage_err))
+	if (b->staging == 0 &&
+	    (b->staged == b->nstores || b->stage_err || b->discard))
 		batch_send(b);
 }
 
@@ -1184,6 +1272,25 @@ op_cost(const struct proto_op *op)
 }
 
 #define BATCH_SCAN  1024      /* records looked at for one batch */
+
+/* Is record @seq one of @b's? (its records are in log order) */
+static bool
+in_batch(const struct rbatch *b, uint64_t seq)
+{
+	size_t lo = 0, hi = b->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (b->ops[mid].seq == seq)
+			return true;
+		if (b->ops[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
 #define BATCH_BYTES (8u << 20) /* body budget */
 
 /*
@@ -1195,9 +1302,15 @@ op_cost(const struct proto_op *op)
  * map). Records of disjoint objects do not depend on each other, so
  * sending a later one before a deferred one changes nothing the server
  * or anyone could see.
+ *
+ * Built ahead (@behind: the batch in flight, batch_prebuild()), stores
+ * and setattrs of what @behind changes wait too (their base DV is in its
+ * reply), and a batch that cannot be built now (nothing to send, a
+ * record that must be settled first, no memory) is not built: @return
+ * false, nothing changed; the usual build comes after @behind's reply.
  */
-static void
-batch_next(struct replay *rp)
+static bool
+batch_build(struct replay *rp, struct rbatch *behind)
 {
 	struct fidmap blocked = {0}, changed = {0};
 	struct rlog_rec rec;
@@ -1205,7 +1318,7 @@ batch_next(struct replay *rp)
 	struct fidmap created = {0};
 	uint64_t cur = rp->after, first_deferred = 0, first_pending = 0;
 	size_t scanned = 0, bytes = 0, npend = 0;
-	bool fresh;
+	bool fresh, at_end = false;
 	int rc;
 
 	b = calloc(1, sizeof(*b));
@@ -1217,23 +1330,45 @@ batch_next(struct replay *rp)
 			free(b->ops);
 			free(b);
 		}
-		reint_lost(rp, "out of memory");
-		return;
+		if (!behind)
+			reint_lost(rp, "out of memory");
+		return false;
 	}
 	b->rp = rp;
+	{
+		struct fid t;
+
+		if (fid_random(0, &t) < 0) {
+			rbatch_free(b);
+			if (!behind)
+				reint_lost(rp, "no random transaction id");
+			return false;
+		}
+		memcpy(b->txid, t.oid, sizeof(b->txid));
+	}
 	while (b->n < PROTO_BATCH_MAX && scanned < BATCH_SCAN) {
 		const struct fid *m[4];
 		bool defer = false, compound;
 		struct rctx *c;
 
 		rc = rlog_next(rp->d.rlog, cur, LIVE, &rec);
-		if (rc < 0)
+		if (rc < 0) {
+			at_end = true;
 			break;
+		}
 		/* PENDING: never sent, so no reply to it can be in the
 		 * server's opid table. They are set INFLIGHT after the scan,
 		 * in one commit, before anything is sent (appends run on
 		 * this thread too: none comes in between). */
 		fresh = rec.state == RLOG_PENDING;
+		if (!fresh && behind && in_batch(behind, rec.seq)) {
+			/* On its way in the batch in flight (behind scans
+			 * from its first deferred record). */
+			cur = rec.seq;
+			scanned++;
+			rlog_rec_release(&rec);
+			continue;
+		}
 		if (fresh && !npend++)
 			first_pending = rec.seq;
 		cur = rec.seq;
@@ -1257,7 +1392,8 @@ batch_next(struct replay *rp)
 		if (!compound &&
 		    (rec.op.kind == PROTO_OP_STORE ||
 		     rec.op.kind == PROTO_OP_SETATTR) &&
-		    fidmap_find(&changed, &rec.op.fid))
+		    (fidmap_find(&changed, &rec.op.fid) ||
+		     (behind && fidmap_find(&behind->changed, &rec.op.fid))))
 			defer = true;
 		if (!defer && b->n &&
 		    bytes + op_cost(&rec.op) > BATCH_BYTES) {
@@ -1278,7 +1414,7 @@ batch_next(struct replay *rp)
 		if (c && compound)
 			rec.op.base_dv = 0;
 		if (c && unsendable(&rec.op)) {
-			if (b->n) {
+			if (b->n || behind) {
 				/* first in the next batch */
 				cur = rec.seq - 1;
 				rctx_free(c);
@@ -1296,12 +1432,12 @@ batch_next(struct replay *rp)
 				rctx_free(c);
 				reint_lost(rp, "the replay log cannot be "
 					       "written");
-				return;
+				return false;
 			}
 			rp->after = first_deferred ? first_deferred - 1
 						   : c->seq;
 			rec_result(rp, c, -ENOENT, false, NULL, 0);
-			return;
+			return true;
 		}
 		if (!c || mut_op_copy(&b->sent[b->n], &rec.op) < 0) {
 			if (c)
@@ -1311,8 +1447,9 @@ batch_next(struct replay *rp)
 			fidmap_clear(&changed);
 			fidmap_clear(&created);
 			rbatch_free(b);
-			reint_lost(rp, "out of memory");
-			return;
+			if (!behind)
+				reint_lost(rp, "out of memory");
+			return false;
 		}
 		c->b = b;
 		b->c[b->n] = c;
@@ -1327,8 +1464,10 @@ batch_next(struct replay *rp)
 		}
 		bytes += op_cost(&rec.op);
 		if (rec.op.kind != PROTO_OP_UNLINK &&
-		    rec.op.kind != PROTO_OP_RMDIR)
+		    rec.op.kind != PROTO_OP_RMDIR) {
 			fidmap_put(&changed, &rec.op.fid, 0);
+			fidmap_put(&b->changed, &rec.op.fid, 0);
+		}
 		if (fresh && rec.op.kind == PROTO_OP_CREATE)
 			fidmap_put(&created, &rec.op.fid, 0);
 		b->n++;
@@ -1337,6 +1476,13 @@ batch_next(struct replay *rp)
 	fidmap_clear(&blocked);
 	fidmap_clear(&changed);
 	fidmap_clear(&created);
+	/* Built ahead, a batch that took the whole log and is small is not
+	 * worth a request of its own: while a writer still adds records
+	 * (a writeback drain), the build after the reply takes more. */
+	if (behind && (b->n == 0 || (at_end && b->n < PROTO_BATCH_MAX / 4))) {
+		rbatch_free(b);
+		return false;
+	}
 	/* INFLIGHT before any byte leaves: the PENDING records scanned are
 	 * the first npend of the PENDING list from first_pending. */
 	if (npend && (rc = rlog_set_inflight_run(rp->d.rlog, first_pending,
@@ -1344,8 +1490,9 @@ batch_next(struct replay *rp)
 		log_err(LOG_OFF, "cannot mark record %llu in flight: %s",
 			(unsigned long long)first_pending, strerror(-rc));
 		rbatch_free(b);
-		reint_lost(rp, "the replay log cannot be written");
-		return;
+		if (!behind)
+			reint_lost(rp, "the replay log cannot be written");
+		return false;
 	}
 	if (b->n == 0) {
 		rbatch_free(b);
@@ -1353,20 +1500,39 @@ batch_next(struct replay *rp)
 			/* cannot happen: the first record is never deferred */
 			rp->batch_off_pass = true;
 			reint_next(rp);
-			return;
+			return true;
 		}
 		reint_finish(rp);
-		return;
+		return true;
 	}
 	rp->after = first_deferred ? first_deferred - 1 : cur;
 	/* stores: the ops' arg is the claim mark of stage_more() */
 	for (size_t i = 0; i < b->n; i++)
 		if (b->sent[i].kind == PROTO_OP_STORE)
 			b->ops[i].arg = NULL;
-	log_debug(LOG_OFF, "replaying a batch of %zu records (%zu stores)",
-		  b->n, b->nstores);
-	rp->batch = b;
+	log_debug(LOG_OFF, "replaying a batch of %zu records (%zu stores)%s",
+		  b->n, b->nstores, behind ? ", built ahead" : "");
+	if (behind)
+		rp->next_batch = b;
+	else
+		rp->batch = b;
 	stage_more(b);
+	return true;
+}
+
+static void
+batch_next(struct replay *rp)
+{
+	batch_build(rp, NULL);
+}
+
+/* @behind was sent: build the next batch and stage its stores now. */
+static void
+batch_prebuild(struct replay *rp, struct rbatch *behind)
+{
+	if (rp->no_batch || rp->batch_off_pass || !may_run(rp))
+		return;
+	batch_build(rp, behind);
 }
 
 static void

@@ -842,6 +842,33 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need)
 
 /* --- reads --- */
 
+/*
+ * A chunk of @fid was not where the copy @s of its write state said (its
+ * tag is not the base DV, or it went between the lookup and the read):
+ * a store's reply may have moved chunks and state to a new DV meanwhile
+ * (wb_stored() does both under wb->lock). @return 1 and a fresh copy in
+ * @s if the state moved, 0 if it did not (the miss is real), -ENOENT if
+ * the write state is gone (read the normal way).
+ */
+static int
+read_moved(struct wb *wb, const struct fid *fid, struct wstate *s)
+{
+	struct wstate *ws;
+	int rc = 0;
+
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
+	if (!ws || ws->conflicted)
+		rc = -ENOENT;
+	else if (ws->base_dv != s->base_dv || ws->zero_from != s->zero_from ||
+		 ws->size != s->size) {
+		*s = *ws;
+		rc = 1;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	return rc;
+}
+
 ssize_t
 wb_read(struct wb *wb, const struct fid *fid, uint64_t off, void *buf,
 	size_t len, uint64_t *need)
@@ -849,6 +876,8 @@ wb_read(struct wb *wb, const struct fid *fid, uint64_t off, void *buf,
 	uint32_t csz = wb->d.chunk_size;
 	struct wstate *ws, s;
 	size_t done = 0;
+	unsigned moves = 0;
+	int rc;
 
 	if (!wb)
 		return -ENOENT;
@@ -872,10 +901,27 @@ wb_read(struct wb *wb, const struct fid *fid, uint64_t off, void *buf,
 		struct cs_info info;
 		uint64_t valid; /* bytes of the chunk that hold data */
 		ssize_t got = 0;
+		bool found;
 
 		cm_chunk_key(&k, fid, c);
-		if (cs_lookup(wb->d.cs, &k, &info) == 0 &&
-		    info.dv == s.base_dv) {
+		found = cs_lookup(wb->d.cs, &k, &info) == 0 &&
+			info.dv == s.base_dv;
+		if (!found && moves < 8) {
+			/* Zeros (beyond zero_from) or a fetch (below) only if
+			 * the state did not move under us. */
+			rc = read_moved(wb, fid, &s);
+			if (rc < 0)
+				return rc;
+			if (rc > 0) {
+				moves++;
+				if (pos >= s.size)
+					break;
+				if (len - done > s.size - pos)
+					len = done + (size_t)(s.size - pos);
+				continue;
+			}
+		}
+		if (found) {
 			valid = info.len;
 			if (!(info.flags & CS_F_DIRTY)) {
 				if (cstart >= s.zero_from)
@@ -894,6 +940,18 @@ wb_read(struct wb *wb, const struct fid *fid, uint64_t off, void *buf,
 
 			got = cs_read(wb->d.cs, &k, s.base_dv, a, dst, m);
 			if (got != (ssize_t)m) {
+				if (moves < 8 &&
+				    (rc = read_moved(wb, fid, &s)) != 0) {
+					if (rc < 0)
+						return rc;
+					moves++;
+					if (pos >= s.size)
+						break;
+					if (len - done > s.size - pos)
+						len = done +
+						      (size_t)(s.size - pos);
+					continue;
+				}
 				*need = c;
 				return -EAGAIN; /* culled meanwhile */
 			}
@@ -901,7 +959,7 @@ wb_read(struct wb *wb, const struct fid *fid, uint64_t off, void *buf,
 		memset(dst + got, 0, n - (size_t)got);
 		done += n;
 	}
-	return (ssize_t)len;
+	return (ssize_t)done;
 }
 
 /* --- fetching for a write --- */
@@ -1118,16 +1176,62 @@ stored_rest_cb(const struct cs_info *i, void *arg)
 	return 0;
 }
 
+static void stored(struct wb *wb, const struct proto_op *op,
+		   const struct proto_attr *a);
+
 /* Retag after the server stored @op (loop thread: the op log's reply,
  * through its file_stored hook). */
 void
 wb_stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 {
+	CM_STAT_INC(wb->d.st, stores);
+	stored(wb, op, a);
+}
+
+void
+wb_log_settle(struct wb *wb, const struct fid *fid)
+{
+	struct proto_attr a;
+	struct proto_op op;
 	struct wstate *ws;
-	bool retag = true;
+	bool orphan;
+
+	if (!wb || !wb->d.rlog)
+		return;
+	memset(&op, 0, sizeof(op));
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
+	orphan = ws && ws->logged && !ws->dirty && !ws->storing &&
+		 !ws->replaying && !ws->gone && !ws->conflicted &&
+		 !ws->writing && (ws->base_dv & CM_DV_LOCAL);
+	if (orphan) {
+		op.kind = PROTO_OP_STORE;
+		op.fid = *fid;
+		op.base_dv = ws->base_dv;
+		op.size = ws->size;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	if (!orphan ||
+	    rlog_fid_find(wb->d.rlog, fid,
+			  RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT),
+			  UINT64_MAX, NULL) == 0 ||
+	    mcache_attr(wb->d.mc, fid, &a) < 0 || !a.dv ||
+	    (a.dv & CM_DV_LOCAL))
+		return;
+	/* Its store was acknowledged while this record was still to go
+	 * (stored()'s "later"); the server has our bytes at the DV it
+	 * gave that store, which a setattr or rename kept. */
+	a.size = op.size;
+	stored(wb, &op, &a);
+}
+
+static void
+stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
+{
+	struct wstate *ws;
+	bool retag = true, mine;
 	uint64_t src = op->base_dv; /* the DV our chunks are tagged with */
 
-	CM_STAT_INC(wb->d.st, stores);
 	if (wb) {
 		bool later = false;
 
@@ -1153,6 +1257,34 @@ wb_stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 		if (later)
 			return;
 	}
+	/*
+	 * The chunks move to the new DV and the write state to its new base
+	 * under one hold of wb->lock: wb_read() copies the state, then looks
+	 * the chunks up without the lock, and a chunk whose tag left the
+	 * base it copied makes it look again under the lock (else it read a
+	 * created file's chunk as zeros: t4020, t4024). The write state's
+	 * record in dirty.tdb goes before any chunk is retagged: a cairnd
+	 * killed in between finds no write state and DIRTY chunks at the old
+	 * DV that its cached attributes still name (read right, then
+	 * replaced by the server's DV through the events), never a write
+	 * state whose base DV no chunk has any more.
+	 */
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, &op->fid);
+	mine = ws && ws->base_dv == src;
+	if (mine) {
+		ws->logged = false;
+		ws->replaying = false;
+		ws->created = false;
+		retag = ws->zero_from >= ws->srv_size;
+		ws->base_dv = a->dv;
+		ws->srv_size = ws->zero_from = a->size;
+		ws->size = a->size;
+		ws->mtime_ns = a->mtime_ns;
+		ws->ctime_ns = a->ctime_ns;
+		wb_mark_clean_locked(wb, ws);
+		wb_forget_locked(wb, ws);
+	}
 	/* Only chunks sent with data hold the new DV's bytes; the others
 	 * the op names were sent empty (the range a truncate zeroed) and
 	 * still hold the server's old bytes: dropped below. */
@@ -1174,26 +1306,6 @@ wb_stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 		cs_iterate_file(wb->d.cs, op->fid.vol, op->fid.oid,
 				stored_rest_cb, &sr);
 	}
-	if (wb) {
-		pthread_mutex_lock(&wb->lock);
-		ws = wb_find_locked(wb, &op->fid);
-		if (ws && ws->base_dv == src) {
-			ws->logged = false;
-			ws->replaying = false;
-			ws->created = false;
-			retag = ws->zero_from >= ws->srv_size;
-			ws->base_dv = a->dv;
-			ws->srv_size = ws->zero_from = a->size;
-			ws->size = a->size;
-			ws->mtime_ns = a->mtime_ns;
-			ws->ctime_ns = a->ctime_ns;
-			wb_mark_clean_locked(wb, ws);
-			wb_forget_locked(wb, ws);
-			if (!ws->writers && !ws->storing)
-				wb_unlink_free_locked(wb, ws);
-		}
-		pthread_mutex_unlock(&wb->lock);
-	}
 	/* Chunks we did not change hold the same bytes at the new DV, unless
 	 * a truncate cut the file below the server's size: then the old
 	 * ones go (refetched at the new DV when read). */
@@ -1201,7 +1313,19 @@ wb_stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 		cs_set_dv_file(wb->d.cs, op->fid.vol, op->fid.oid, src, a->dv);
 	else
 		cs_invalidate(wb->d.cs, op->fid.vol, op->fid.oid, a->dv);
+	pthread_mutex_unlock(&wb->lock);
 	mcache_stored_attr(wb->d.mc, a);
+	if (!mine)
+		return;
+	/* The write state goes once the cached attributes name the new DV:
+	 * a read in between goes through it (base a->dv) rather than
+	 * through attributes that still name the old one. */
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, &op->fid);
+	if (ws && ws->base_dv == a->dv && !ws->dirty && !ws->logged &&
+	    !ws->saved && !ws->writers && !ws->storing)
+		wb_unlink_free_locked(wb, ws);
+	pthread_mutex_unlock(&wb->lock);
 }
 
 void

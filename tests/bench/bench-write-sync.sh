@@ -5,6 +5,11 @@
 #   untar of BENCH_WRITE_FILES (2,000) files of 1-64 KiB in 20 directories:
 #       until tar exits (every file must be on the server then: checked
 #       with vos examine right after)      vs  local tar      (target <= 15x)
+#   the same untar on a mount in write-mode writeback (BENCH_WRITEBACK=0
+#       leaves it out): until tar exits    vs  local tar      (target <= 3x)
+#     and from tar's exit until the server holds every file and byte
+#       (vos examine, polled every 0.1 s; the drain starts within
+#       writeback-delay, 1 s)                                 (target <= 2 s)
 #   create + write 1 KiB + close of BENCH_CREATE_FILES (1,000) files from
 #       one process: ms a file             (target <= 1.5 ms)
 #   write of one BENCH_WRITE_MB (256) MiB file and close (dd bs=1M, no
@@ -29,6 +34,7 @@ NCREATE=${BENCH_CREATE_FILES:-1000}
 FILE_MB=${BENCH_WRITE_MB:-256}
 RUNS=${BENCH_RUNS:-5}
 NUNITS=${BENCH_MAKE_UNITS:-40}
+WB=${BENCH_WRITEBACK:-1}
 CS=262144
 failed=0
 
@@ -109,8 +115,16 @@ loc=$T_DIR/local
 mkdir -p "$loc"
 cat "$T_DIR/big.src" >/dev/null
 
-declare -a r_untar r_ltar r_srv r_create r_lcreate r_big r_lbig r_curl
+declare -a r_untar r_ltar r_srv r_create r_lcreate r_big r_lbig r_curl r_wb r_wbsrv
 declare -a r_clone r_lclone r_make r_lmake
+# vos examine VOL has at least the untar's files and bytes
+on_server() { # VOL
+	vos examine "$1" --json 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+sys.exit(0 if d["files"] >= int(sys.argv[1]) and d["bytes"] >= int(sys.argv[2]) else 1)' \
+		"$((want_files + 1))" "$want_bytes"
+}
 for run in $(seq 1 "$RUNS"); do
 	vol=ws$run
 	vos create "$vol" >/dev/null 2>&1 || exit 99
@@ -222,6 +236,35 @@ print(d["fid"])')
 		failed=1
 	fi
 	cairnd_umount "$mnt"
+
+	if [ "$WB" = 1 ]; then
+		# the untar again, in writeback, on a volume of its own
+		wvol=wb$run
+		vos create "$wvol" >/dev/null 2>&1 || exit 99
+		make_token "$wvol" rw "$T_DIR/wtok$run"
+		wmnt=$T_DIR/wmnt$run
+		cairnd_mount "$wmnt" "$T_DIR/wcache$run" "$wvol" "$T_DIR/wtok$run" \
+			--cache-size 4G --write-mode writeback || exit 1
+		mkdir -p "$wmnt/untar"
+		t0=$(now)
+		if tar -C "$wmnt/untar" -xf "$T_DIR/small.tar" 2>"$T_DIR/wuntar.err"; then
+			t1=$(now)
+			r_wb+=("$(secs "$t0" "$t1")")
+			for _ in $(seq 1 1200); do on_server "$wvol" && break; sleep 0.1; done
+			t2=$(now)
+			if on_server "$wvol"; then
+				r_wbsrv+=("$(secs "$t1" "$t2")")
+			else
+				echo "# writeback: not on the server 120 s after tar"
+				failed=1
+			fi
+		else
+			echo "# writeback untar failed: $(head -n 2 "$T_DIR/wuntar.err")"
+			failed=1
+		fi
+		cairnd_umount "$wmnt"
+	fi
+	echo "# run $run: writeback untar ${r_wb[${#r_wb[@]}-1]:-?} s, on the server ${r_wbsrv[${#r_wbsrv[@]}-1]:-?} s later"
 	echo "# run $run: untar $(lastof r_untar) s (local $(lastof r_ltar)), create $(lastof r_create) ms (local $(lastof r_lcreate)), ${FILE_MB} MiB $(lastof r_big) s (local $(lastof r_lbig), curl $(lastof r_curl)), clone $(lastof r_clone) s (local $(lastof r_lclone)), make $(lastof r_make) s (local $(lastof r_lmake))"
 done
 
@@ -232,6 +275,11 @@ allsrv=$(printf '%s\n' "${r_srv[@]}" | grep -c '^1$')
 printf '\n%-58s %10s %10s %8s\n' "measurement (median of $RUNS)" "cairn" "baseline" "ratio"
 printf '%-58s %10.3f %10.3f %8.1fx\n' "untar $NFILES files 1-64 KiB, until tar exits (s)" "$mu" "$ml" "$(awk -v a="$mu" -v b="$ml" 'BEGIN { print a / b }')"
 printf '%-58s %10s\n' "  every file on the server when tar exited (runs)" "$allsrv/$RUNS"
+if [ "$WB" = 1 ] && [ ${#r_wb[@]} -gt 0 ]; then
+	mw=$(median "${r_wb[@]}")
+	printf '%-58s %10.3f %10.3f %8.1fx\n' "untar, writeback, until tar exits (s; target <= 3x)" "$mw" "$ml" "$(awk -v a="$mw" -v b="$ml" 'BEGIN { print a / b }')"
+	[ ${#r_wbsrv[@]} -gt 0 ] && printf '%-58s %10.3f %10s\n' "  writeback: on the server after tar exited (s; <= 2 s)" "$(median "${r_wbsrv[@]}")" "-"
+fi
 printf '%-58s %10.3f %10.3f %8.1fx\n' "create + 1 KiB + close, $NCREATE files (ms a file)" "$mc" "$mlc" "$(awk -v a="$mc" -v b="$mlc" 'BEGIN { print a / b }')"
 printf '%-58s %10.3f %10.3f %8.2fx\n' "write ${FILE_MB} MiB + close vs local dd (s)" "$mb" "$mlb" "$(awk -v a="$mb" -v b="$mlb" 'BEGIN { print a / b }')"
 printf '%-58s %10.3f %10.3f %8.2f\n' "write ${FILE_MB} MiB + close vs curl to /stage (s; speed ratio)" "$mb" "$mcu" "$(awk -v a="$mb" -v b="$mcu" 'BEGIN { print b / a }')"

@@ -2,19 +2,32 @@
  * test_cm_wb.c - the dirty.tdb record (cm/wb_rec.c) and its migration in
  * wb_new() (cm/wb.c): explicit little-endian bytes, a CRC32C that refuses
  * a flipped bit, a version byte that refuses the future, and a record of
- * the old host-order format (version 1) read once and rewritten.
+ * the old host-order format (version 1) read once and rewritten. And a
+ * race of cm/wb.c itself: reads of a file whose store the server has just
+ * acknowledged (wb_stored() moves chunks and write state to the new DV)
+ * never see zeros or a fetch for what the cache holds (t4020's flake).
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <tdb.h>
 #include <unistd.h>
 
+#include "chunkstore/cs.h"
 #include "cm/cm.h"
+#include "cm/inode.h"
+#include "cm/loop.h"
+#include "cm/mcache.h"
+#include "cm/stats.h"
+#include "cm/vc.h"
 #include "cm/wb.h"
 #include "cm/wb_rec.h"
 #include "common/log.h"
@@ -240,6 +253,196 @@ test_migration(void)
 	unlink(path);
 }
 
+/* --- reads while a store is acknowledged --- */
+
+#define RACE_VOL 7u
+#define RACE_FILES 200
+
+struct race {
+	struct wb *wb;
+	_Atomic unsigned cur; /* the file being stored (index + 1), 0: none */
+	atomic_bool stop;
+	_Atomic unsigned long reads, good, zeros, fetches, gone, other;
+	uint8_t want[987];
+};
+
+static struct fid
+race_fid(unsigned i)
+{
+	struct fid f = mkfid(RACE_VOL, 0x10);
+
+	memcpy(f.oid, &i, sizeof(i));
+	return f;
+}
+
+static void *
+race_reader(void *arg)
+{
+	struct race *r = arg;
+	uint8_t buf[4096];
+
+	while (!atomic_load(&r->stop)) {
+		unsigned i = atomic_load(&r->cur);
+		struct fid f;
+		uint64_t need = 0;
+		ssize_t n;
+
+		if (!i)
+			continue;
+		f = race_fid(i - 1);
+		n = wb_read(r->wb, &f, 0, buf, sizeof(buf), &need);
+		atomic_fetch_add(&r->reads, 1);
+		if (n == (ssize_t)sizeof(r->want) &&
+		    !memcmp(buf, r->want, sizeof(r->want)))
+			atomic_fetch_add(&r->good, 1);
+		else if (n == (ssize_t)sizeof(r->want))
+			atomic_fetch_add(&r->zeros, 1);
+		else if (n == -EAGAIN)
+			atomic_fetch_add(&r->fetches, 1);
+		else if (n == -ENOENT)
+			atomic_fetch_add(&r->gone, 1);
+		else
+			atomic_fetch_add(&r->other, 1);
+	}
+	return NULL;
+}
+
+/*
+ * A file made here (local DV, server size 0: what its chunk does not hold
+ * reads as zeros) is written, then its store is acknowledged at a server
+ * DV while another thread reads it in a loop. Before the fix the reader
+ * could copy the write state (base: the local DV), then find the chunk
+ * retagged to the server's DV and read zeros of the right size.
+ */
+static void
+test_stored_race(void)
+{
+	struct cs_params p = {0};
+	struct fid root = mkfid(RACE_VOL, 0x01);
+	struct race r;
+	struct cm_stats st;
+	struct cm_loop loop;
+	struct mcache_hooks hooks = {0};
+	struct wb_deps d;
+	struct ino_table *ino;
+	struct mcache *mc;
+	struct cs_store *cs;
+	struct vc *vc;
+	pthread_t th;
+	char path[256], cmd[300];
+	unsigned bad_write = 0;
+	int err = 0;
+
+	memset(&r, 0, sizeof(r));
+	for (size_t i = 0; i < sizeof(r.want); i++)
+		r.want[i] = (uint8_t)('a' + i % 23);
+	snprintf(path, sizeof(path), "%s/race", dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/race/cs", dir);
+	p.chunk_size = 65536;
+	if (mkdir(path, 0700) < 0 || cs_create(path, &p) < 0) {
+		ok(0, "set up a chunk store");
+		return;
+	}
+	cs = cs_open(path, &p, &err);
+	snprintf(path, sizeof(path), "%s/race/meta.tdb", dir);
+	vc = cs ? vc_open(path, RACE_VOL, cs_chunk_size(cs)) : NULL;
+	ino = ino_new(&root);
+	memset(&st, 0, sizeof(st));
+	cm_loop_init(&loop);
+	mc = vc && ino ? mcache_new(ino, vc, cs, &loop, &st, &hooks) : NULL;
+	memset(&d, 0, sizeof(d));
+	d.loop = &loop;
+	d.cs = cs;
+	d.mc = mc;
+	d.ino = ino;
+	d.st = &st;
+	d.root = root;
+	snprintf(path, sizeof(path), "%s/race", dir);
+	d.cache_dir = path;
+	d.volume = "race";
+	d.chunk_size = cs ? cs_chunk_size(cs) : 0;
+	d.timeout_ms = 1000;
+	d.dirty_limit = 1ull << 30;
+	d.cache_size = 64ull << 20;
+	r.wb = mc ? wb_new(&d) : NULL;
+	if (!r.wb) {
+		ok(0, "set up cs, vc, mcache and wb: %s",
+		   strerror(err ? -err : errno));
+		goto out;
+	}
+	if (pthread_create(&th, NULL, race_reader, &r) != 0) {
+		ok(0, "start the reader");
+		goto out;
+	}
+	for (unsigned i = 0; i < RACE_FILES; i++) {
+		struct fid f = race_fid(i);
+		struct proto_attr a, srv;
+		struct proto_op op;
+		uint64_t chunk0 = 0, need = 0;
+		unsigned long r0;
+
+		memset(&a, 0, sizeof(a));
+		a.fid = f;
+		a.type = PROTO_T_FILE;
+		a.mode = 0644;
+		a.nlink = 1;
+		a.dv = CM_DV_LOCAL | (1000 + i);
+		vc_put_attr(vc, &a);
+		if (wb_open_write(r.wb, &a, &root, "f") < 0 ||
+		    wb_write(r.wb, &f, 0, r.want, sizeof(r.want), &need) !=
+			    (ssize_t)sizeof(r.want)) {
+			bad_write++;
+			continue;
+		}
+		atomic_store(&r.cur, i + 1);
+		/* Let the reader in before the reply comes. */
+		r0 = atomic_load(&r.reads);
+		while (atomic_load(&r.reads) < r0 + 2)
+			sched_yield();
+		memset(&op, 0, sizeof(op));
+		op.kind = PROTO_OP_STORE;
+		op.fid = f;
+		op.base_dv = a.dv;
+		op.chunk_size = d.chunk_size;
+		op.size = sizeof(r.want);
+		op.chunks = &chunk0;
+		op.nchunks = 1;
+		srv = a;
+		srv.dv = 5 + i;
+		srv.size = sizeof(r.want);
+		wb_stored(r.wb, &op, &srv);
+		r0 = atomic_load(&r.reads);
+		while (atomic_load(&r.reads) < r0 + 2)
+			sched_yield();
+		atomic_store(&r.cur, 0);
+		wb_release_write(r.wb, &f);
+	}
+	atomic_store(&r.stop, true);
+	pthread_join(th, NULL);
+	is_int(bad_write, 0, "%d files written", RACE_FILES);
+	diag("%lu reads: %lu right, %lu zeros, %lu fetches, %lu without a "
+	     "write state, %lu other",
+	     atomic_load(&r.reads), atomic_load(&r.good),
+	     atomic_load(&r.zeros), atomic_load(&r.fetches),
+	     atomic_load(&r.gone), atomic_load(&r.other));
+	ok(atomic_load(&r.good) > RACE_FILES, "the reader read them");
+	is_int((int)atomic_load(&r.zeros), 0,
+	       "no read of a file being acknowledged saw zeros");
+	is_int((int)atomic_load(&r.fetches), 0,
+	       "none asked to fetch a chunk the cache holds");
+	is_int((int)atomic_load(&r.other), 0, "no other result");
+out:
+	wb_free(r.wb);
+	mcache_free(mc);
+	ino_free(ino);
+	vc_close(vc);
+	cs_close(cs);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s/race'", dir);
+	if (system(cmd) != 0)
+		diag("cannot remove '%s/race'", dir);
+}
+
 int
 main(void)
 {
@@ -252,6 +455,7 @@ main(void)
 	test_codec();
 	test_old_format();
 	test_migration();
+	test_stored_race();
 	rmdir(dir);
 	return done_testing();
 }
