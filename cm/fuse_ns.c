@@ -369,8 +369,8 @@ ns_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	if (one_vol(req, parent, newparent))
 		ROUTE_INO(req, parent, EACCES,
-			  fops_ops.rename(req, parent, name, newparent,
-					  newname, flags));
+			  fops_ops.rename(req, parent, name, newparent, newname,
+					  flags));
 }
 
 static void
@@ -482,35 +482,40 @@ root_readdir(fuse_req_t req, size_t size, off_t off, bool plus)
 	free(buf);
 }
 
+/* readdir, or readdirplus with @plus: the root's own listing, else the
+ * volume's. */
+static void
+readdir_any(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	    struct fuse_file_info *fi, bool plus)
+{
+	if (ino == FUSE_ROOT_ID) {
+		root_readdir(req, size, off, plus);
+		return;
+	}
+	ROUTE_INO(req, ino, EIO,
+		  (plus ? fops_ops.readdirplus
+			: fops_ops.readdir)(req, ino, size, off, fi));
+}
+
 static void
 ns_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	   struct fuse_file_info *fi)
 {
-	if (ino == FUSE_ROOT_ID) {
-		root_readdir(req, size, off, false);
-		return;
-	}
-	ROUTE_INO(req, ino, EIO, fops_ops.readdir(req, ino, size, off, fi));
+	readdir_any(req, ino, size, off, fi, false);
 }
 
 static void
 ns_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	       struct fuse_file_info *fi)
 {
-	if (ino == FUSE_ROOT_ID) {
-		root_readdir(req, size, off, true);
-		return;
-	}
-	ROUTE_INO(req, ino, EIO, fops_ops.readdirplus(req, ino, size, off, fi));
+	readdir_any(req, ino, size, off, fi, true);
 }
 
+/* releasedir and fsyncdir of the root: nothing to do (vol_of() answers
+ * 0). */
 static void
 ns_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	if (ino == FUSE_ROOT_ID) {
-		fuse_reply_err(req, 0);
-		return;
-	}
 	ROUTE_INO(req, ino, 0, fops_ops.releasedir(req, ino, fi));
 }
 
@@ -518,10 +523,6 @@ static void
 ns_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	    struct fuse_file_info *fi)
 {
-	if (ino == FUSE_ROOT_ID) {
-		fuse_reply_err(req, 0);
-		return;
-	}
 	ROUTE_INO(req, ino, 0, fops_ops.fsyncdir(req, ino, datasync, fi));
 }
 
