@@ -413,7 +413,18 @@ replay_acked(struct replay *rp, uint64_t seq, const struct proto_op *op,
 	     const struct proto_op_result *r)
 {
 	(void)seq;
-	if (!rp || rp->stopped || !r->has_attr || op->kind == PROTO_OP_UNLINK ||
+	if (!rp || rp->stopped)
+		return;
+	/* The directories the op changed: a later SETATTR of one (logged
+	 * with a local DV, or the DV of our earlier change of it) is based
+	 * on the DV this reply gave it, not on the one before. */
+	if (r->has_parent && r->parent.type == PROTO_T_DIR &&
+	    !fid_is_null(&r->parent.fid))
+		map_set(rp, &r->parent.fid, r->parent.dv, 0);
+	if (r->has_newparent && r->newparent.type == PROTO_T_DIR &&
+	    !fid_is_null(&r->newparent.fid))
+		map_set(rp, &r->newparent.fid, r->newparent.dv, 0);
+	if (!r->has_attr || op->kind == PROTO_OP_UNLINK ||
 	    op->kind == PROTO_OP_RMDIR)
 		return;
 	map_set(rp, &r->attr.fid, r->attr.dv,
@@ -1461,6 +1472,13 @@ batch_build(struct replay *rp, struct rbatch *behind)
 			fidmap_put(&changed, &rec.op.fid, 0);
 			fidmap_put(&b->changed, &rec.op.fid, 0);
 		}
+		/* A directory's DV moves with its entries: a SETATTR of it
+		 * waits for the reply that brings the new one. */
+		for (size_t k = 1; k < 3; k++)
+			if (!fid_is_null(m[k])) {
+				fidmap_put(&changed, m[k], 0);
+				fidmap_put(&b->changed, m[k], 0);
+			}
 		if (fresh && rec.op.kind == PROTO_OP_CREATE)
 			fidmap_put(&created, &rec.op.fid, 0);
 		b->n++;
