@@ -602,9 +602,11 @@ rlog_next(struct rlog *l, uint64_t after, unsigned states, struct rlog_rec *rec)
 	return rc;
 }
 
-int
-rlog_fid_find(struct rlog *l, const struct fid *fid, unsigned states,
-	      uint64_t below, uint64_t *seqp)
+/* @kind < 0: any record naming @fid; else only @kind records with @fid
+ * as their object. */
+static int
+fid_find(struct rlog *l, const struct fid *fid, unsigned states, int kind,
+	 uint64_t below, uint64_t *seqp)
 {
 	struct lid id;
 	struct lhead h;
@@ -633,6 +635,9 @@ rlog_fid_find(struct rlog *l, const struct fid *fid, unsigned states,
 			break;
 		}
 		rc = rlog_lnode_get(l, &id, seq, &n);
+		if (rc == 0 && kind >= 0 &&
+		    (n.kind != (uint8_t)kind || !(n.aux & ROLE_OBJ)))
+			continue;
 		if (rc == 0)
 			rc = rlog_rec_state(l, seq, &st);
 		if (rc == 0 && (states & RLOG_MASK(st))) {
@@ -643,6 +648,20 @@ rlog_fid_find(struct rlog *l, const struct fid *fid, unsigned states,
 	}
 	pthread_mutex_unlock(&l->lock);
 	return rc;
+}
+
+int
+rlog_fid_find(struct rlog *l, const struct fid *fid, unsigned states,
+	      uint64_t below, uint64_t *seqp)
+{
+	return fid_find(l, fid, states, -1, below, seqp);
+}
+
+int
+rlog_fid_find_kind(struct rlog *l, const struct fid *fid, unsigned states,
+		   enum proto_op_kind kind, uint64_t below, uint64_t *seqp)
+{
+	return fid_find(l, fid, states, (int)kind, below, seqp);
 }
 
 int

@@ -251,6 +251,10 @@ int rlog_next(struct rlog *l, uint64_t after, unsigned states,
  */
 int rlog_fid_find(struct rlog *l, const struct fid *fid, unsigned states,
 		  uint64_t below, uint64_t *seqp);
+/* As rlog_fid_find(), counting only @kind records with @fid as their
+ * object (writeback: is a later STORE of the file still to be sent?). */
+int rlog_fid_find_kind(struct rlog *l, const struct fid *fid, unsigned states,
+		       enum proto_op_kind kind, uint64_t below, uint64_t *seqp);
 
 /* Record @seq into *@rec (release it). -ENOENT if there is none. */
 int rlog_get(struct rlog *l, uint64_t seq, struct rlog_rec *rec);
