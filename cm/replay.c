@@ -49,6 +49,8 @@ struct rbatch;
 struct replay;
 
 static void waiters_lost(struct replay *rp);
+static void waiters_answered(struct replay *rp, uint64_t seq,
+			     const struct proto_op *op);
 
 struct replay {
 	struct replay_deps d;
@@ -412,9 +414,9 @@ void
 replay_acked(struct replay *rp, uint64_t seq, const struct proto_op *op,
 	     const struct proto_op_result *r)
 {
-	(void)seq;
 	if (!rp || rp->stopped)
 		return;
+	waiters_answered(rp, seq, op);
 	/* The directories the op changed: a later SETATTR of one (logged
 	 * with a local DV, or the DV of our earlier change of it) is based
 	 * on the DV this reply gave it, not on the one before. */
@@ -591,6 +593,12 @@ struct syncw {
 	bool has_fid;
 	bool all;	/* every record, also those logged later (switch) */
 	uint64_t below; /* records before this seq */
+	/* Of those, how many were live when it started (or last looked
+	 * again) and have not been answered since (acknowledged, refused).
+	 * One that went without an answer was merged into a newer record
+	 * (store, setattr, xattr: doc/replay-log.md) or was a connected
+	 * op's: the waiter then waits for what the log holds now. */
+	size_t left;
 	uint64_t sent0; /* rp->sent when it started */
 	int err;
 	replay_synced_fn done;
@@ -604,9 +612,27 @@ names(const struct proto_op *op, const struct fid *f)
 	       fid_eq(&op->newparent, f) || fid_eq(&op->victim, f);
 }
 
-/* Does @w still wait for a live record? */
+/* @w waits for the live records the log holds now (its object's, or
+ * all). */
+static void
+syncw_note(struct replay *rp, struct syncw *w)
+{
+	struct rlog_stats st;
+	size_t n = 0;
+
+	memset(&st, 0, sizeof(st));
+	rlog_stats(rp->d.rlog, &st);
+	w->below = st.next_seq;
+	if (!w->has_fid)
+		w->left = (size_t)(st.pending + st.inflight);
+	else if (rlog_fid_count(rp->d.rlog, &w->fid, LIVE, w->below, &n) == 0)
+		w->left = n;
+	else
+		w->left = 1; /* looked at again when none is live below */
+}
+
 static bool
-syncw_waits(struct replay *rp, struct syncw *w)
+syncw_live(struct replay *rp, struct syncw *w)
 {
 	struct rlog_rec rec;
 	bool live;
@@ -619,6 +645,32 @@ syncw_waits(struct replay *rp, struct syncw *w)
 	live = w->all || rec.seq < w->below;
 	rlog_rec_release(&rec);
 	return live;
+}
+
+/* Does @w still wait for a live record? A record it waited for that
+ * left the log unanswered may live on in a newer one (a merge keeps the
+ * new record: its seq is past @w->below): then it waits for the records
+ * the log holds now. */
+static bool
+syncw_waits(struct replay *rp, struct syncw *w)
+{
+	if (syncw_live(rp, w))
+		return true;
+	if (w->all || !w->left)
+		return false;
+	syncw_note(rp, w);
+	return w->left && syncw_live(rp, w);
+}
+
+/* Record @seq (@op as sent) was answered: one fewer for its waiters. */
+static void
+waiters_answered(struct replay *rp, uint64_t seq, const struct proto_op *op)
+{
+	struct syncw *w;
+
+	TAILQ_FOREACH(w, &rp->syncq, link)
+	if (seq < w->below && w->left && (!w->has_fid || names(op, &w->fid)))
+		w->left--;
 }
 
 static void
@@ -656,6 +708,7 @@ waiters_refused(struct replay *rp, uint64_t seq, const struct proto_op *op)
 	TAILQ_FOREACH(w, &rp->syncq, link)
 	if (seq < w->below && (!w->has_fid || names(op, &w->fid)))
 		w->err = -EIO;
+	waiters_answered(rp, seq, op);
 }
 
 /* The server was lost: a switch to sync fails (the others wait on). */
@@ -1777,16 +1830,13 @@ sync_job(struct cm_loop *loop, struct cm_job *job)
 	struct syncw *w = (struct syncw *)((char *)job -
 					   offsetof(struct syncw, job));
 	struct replay *rp = w->rp;
-	struct rlog_stats st;
 
 	if (cm_stopping(loop) || rp->stopped) {
 		w->done(w->arg, -ESHUTDOWN, 0);
 		free(w);
 		return;
 	}
-	memset(&st, 0, sizeof(st));
-	rlog_stats(rp->d.rlog, &st);
-	w->below = st.next_seq;
+	syncw_note(rp, w);
 	w->sent0 = rp->sent;
 	TAILQ_INSERT_TAIL(&rp->syncq, w, link);
 	if (!syncw_waits(rp, w)) {

@@ -603,10 +603,10 @@ rlog_next(struct rlog *l, uint64_t after, unsigned states, struct rlog_rec *rec)
 }
 
 /* @kind < 0: any record naming @fid; else only @kind records with @fid
- * as their object. */
+ * as their object. @count: count them all (0 if none) instead. */
 static int
 fid_find(struct rlog *l, const struct fid *fid, unsigned states, int kind,
-	 uint64_t below, uint64_t *seqp)
+	 uint64_t below, uint64_t *seqp, size_t *count)
 {
 	struct lid id;
 	struct lhead h;
@@ -620,6 +620,8 @@ fid_find(struct rlog *l, const struct fid *fid, unsigned states, int kind,
 		return -EINVAL;
 	if (seqp)
 		*seqp = 0;
+	if (count)
+		*count = 0;
 	rlog_lid_make(&id, LT_FID, fid);
 	pthread_mutex_lock(&l->lock);
 	rc = rlog_lhead_get(l, &id, &h);
@@ -641,27 +643,40 @@ fid_find(struct rlog *l, const struct fid *fid, unsigned states, int kind,
 		if (rc == 0)
 			rc = rlog_rec_state(l, seq, &st);
 		if (rc == 0 && (states & RLOG_MASK(st))) {
+			if (count) {
+				++*count;
+				continue;
+			}
 			if (seqp)
 				*seqp = seq;
 			break;
 		}
 	}
 	pthread_mutex_unlock(&l->lock);
+	if (count && rc == -ENOENT)
+		rc = 0;
 	return rc;
+}
+
+int
+rlog_fid_count(struct rlog *l, const struct fid *fid, unsigned states,
+	       uint64_t below, size_t *n)
+{
+	return fid_find(l, fid, states, -1, below, NULL, n);
 }
 
 int
 rlog_fid_find(struct rlog *l, const struct fid *fid, unsigned states,
 	      uint64_t below, uint64_t *seqp)
 {
-	return fid_find(l, fid, states, -1, below, seqp);
+	return fid_find(l, fid, states, -1, below, seqp, NULL);
 }
 
 int
 rlog_fid_find_kind(struct rlog *l, const struct fid *fid, unsigned states,
 		   enum proto_op_kind kind, uint64_t below, uint64_t *seqp)
 {
-	return fid_find(l, fid, states, (int)kind, below, seqp);
+	return fid_find(l, fid, states, (int)kind, below, seqp, NULL);
 }
 
 int

@@ -251,6 +251,10 @@ int rlog_next(struct rlog *l, uint64_t after, unsigned states,
  */
 int rlog_fid_find(struct rlog *l, const struct fid *fid, unsigned states,
 		  uint64_t below, uint64_t *seqp);
+/* How many records name @fid with a state in @states below @below (*@n;
+ * what fs sync PATH waits for). @return 0 or -errno. */
+int rlog_fid_count(struct rlog *l, const struct fid *fid, unsigned states,
+		   uint64_t below, size_t *n);
 /* As rlog_fid_find(), counting only @kind records with @fid as their
  * object (writeback: is a later STORE of the file still to be sent?). */
 int rlog_fid_find_kind(struct rlog *l, const struct fid *fid, unsigned states,
