@@ -287,6 +287,19 @@ replay_absorb(struct replay *rp, const struct proto_op *op, mut_done_fn done,
 
 #define LIVE (RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT))
 
+/* A drain leaves alone the INFLIGHT records the op log sends itself (a
+ * connected op in flight, a late create held back: rlog_is_direct()):
+ * resent, the server would answer a held create from its opid table
+ * and the store the op log sends with it would not be rebased (stale:
+ * a conflict copy, close fails with EIO). A reintegration takes them:
+ * the op log gave them up when the server went. */
+static bool
+owned(struct replay *rp, const struct rlog_rec *rec)
+{
+	return rp->draining && rec->state == RLOG_INFLIGHT &&
+	       rlog_is_direct(rp->d.rlog, rec->seq);
+}
+
 /*
  * The DV map: FID -> the DV the server gave our last replayed change of
  * it (rp->map), and the DV that change was based on (rp->base0: what the
@@ -988,6 +1001,12 @@ single_next(struct replay *rp)
 	int rc;
 
 	rc = rlog_next(rp->d.rlog, rp->after, LIVE, &rec);
+	if (rc == 0 && owned(rp, &rec)) {
+		/* the rest waits for it: this pass ends, the next one
+		 * starts once the op log is done (tick_cb()) */
+		rlog_rec_release(&rec);
+		rc = -ENOENT;
+	}
 	if (rc < 0) {
 		reint_finish(rp);
 		return;
@@ -1377,7 +1396,7 @@ batch_build(struct replay *rp, struct rbatch *behind)
 	struct fidmap created = {0};
 	uint64_t cur = rp->after, first_deferred = 0, first_pending = 0;
 	size_t scanned = 0, bytes = 0, npend = 0;
-	bool fresh;
+	bool fresh, held = false;
 	int rc;
 
 	b = calloc(1, sizeof(*b));
@@ -1437,6 +1456,12 @@ batch_build(struct replay *rp, struct rbatch *behind)
 		for (size_t k = 0; k < 4; k++)
 			if (!fid_is_null(m[k]) && fidmap_find(&blocked, m[k]))
 				defer = true;
+		if (!fresh && owned(rp, &rec)) {
+			/* The op log's: not sent, and what names its
+			 * objects after it waits (deferred) */
+			defer = true;
+			held = true;
+		}
 		/* A store or setattr of a file a fresh create of this batch
 		 * makes, based on that create (a local DV): base DV 0, which
 		 * the server takes as "the DV this batch left it at", so
@@ -1557,6 +1582,13 @@ batch_build(struct replay *rp, struct rbatch *behind)
 	}
 	if (b->n == 0) {
 		rbatch_free(b);
+		if (held) {
+			/* Only what waits for the op log's records is left:
+			 * the pass ends; tick_cb() starts the next once
+			 * they are answered. */
+			reint_finish(rp);
+			return true;
+		}
 		if (first_deferred) {
 			/* cannot happen: the first record is never deferred */
 			rp->batch_off_pass = true;
@@ -1644,7 +1676,10 @@ replay_ahead(struct replay *rp, const struct fid *fid)
 		return false;
 	if (!rp->running && !conn_logs_changes(rp->d.conn))
 		return false;
-	return rlog_fid_find(rp->d.rlog, fid, LIVE, UINT64_MAX, NULL) == 0;
+	/* The op log's own records (connected ops in flight, held late
+	 * creates) do not count: their replies are the server's view. */
+	return rlog_fid_find(rp->d.rlog, fid, LIVE | RLOG_NOT_DIRECT,
+			     UINT64_MAX, NULL) == 0;
 }
 
 /* A drain pass: the replay while connected. */
@@ -1718,6 +1753,10 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (rp->stopped || cm_stopping(rp->d.loop))
 		return;
 	memset(&st, 0, sizeof(st));
+	/* Waiters for records the op log sends (sync mode: a connected op,
+	 * a held late create) hear it here once those are answered. */
+	if (!rp->running && !TAILQ_EMPTY(&rp->syncq))
+		check_waiters(rp);
 	if (!rp->running && conn_mode(rp->d.conn) == CM_CONNECTED &&
 	    rlog_stats(rp->d.rlog, &st) == 0 && st.pending) {
 		int64_t age = backlog_age_ms(rp);

@@ -131,6 +131,88 @@ effs_release(struct rlog_effect *effs, size_t n)
 		rlog_effect_release(&effs[i]);
 }
 
+/* --- the direct set: records whose appender sends them --- */
+
+static size_t
+direct_at(const struct rlog *l, uint64_t seq)
+{
+	size_t lo = 0, hi = l->ndirect;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (l->direct[mid] < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Lock held. Seqs grow: an append goes at the end. Out of memory the
+ * record is not listed (a replay may then send it too, under its opid:
+ * the server answers it once). */
+static void
+direct_add(struct rlog *l, uint64_t seq)
+{
+	size_t i;
+
+	if (l->ndirect == l->direct_cap) {
+		size_t cap = l->direct_cap ? 2 * l->direct_cap : 16;
+		uint64_t *nd = realloc(l->direct, cap * sizeof(*nd));
+
+		if (!nd)
+			return;
+		l->direct = nd;
+		l->direct_cap = cap;
+	}
+	i = direct_at(l, seq);
+	if (i < l->ndirect && l->direct[i] == seq)
+		return;
+	memmove(&l->direct[i + 1], &l->direct[i],
+		(l->ndirect - i) * sizeof(*l->direct));
+	l->direct[i] = seq;
+	l->ndirect++;
+}
+
+/* Lock held. */
+static void
+direct_del(struct rlog *l, uint64_t seq)
+{
+	size_t i = direct_at(l, seq);
+
+	if (i >= l->ndirect || l->direct[i] != seq)
+		return;
+	memmove(&l->direct[i], &l->direct[i + 1],
+		(l->ndirect - i - 1) * sizeof(*l->direct));
+	l->ndirect--;
+}
+
+bool
+rlog_is_direct(struct rlog *l, uint64_t seq)
+{
+	size_t i;
+	bool r;
+
+	if (!l)
+		return false;
+	pthread_mutex_lock(&l->lock);
+	i = direct_at(l, seq);
+	r = i < l->ndirect && l->direct[i] == seq;
+	pthread_mutex_unlock(&l->lock);
+	return r;
+}
+
+void
+rlog_undirect(struct rlog *l, uint64_t seq)
+{
+	if (!l)
+		return;
+	pthread_mutex_lock(&l->lock);
+	direct_del(l, seq);
+	pthread_mutex_unlock(&l->lock);
+}
+
 /* Run @reqs (a chain of @nreq group members) in one transaction. */
 static int
 commit_reqs(struct rlog *l, struct greq **reqs, size_t nreq)
@@ -162,8 +244,13 @@ commit_reqs(struct rlog *l, struct greq **reqs, size_t nreq)
 			effs_release(reqs[i]->effs, reqs[i]->n);
 		return rc;
 	}
-	for (i = 0; i < nreq; i++)
+	for (i = 0; i < nreq; i++) {
 		l->nappends += reqs[i]->n;
+		if (reqs[i]->flags & RLOG_A_INFLIGHT)
+			for (j = 0; j < reqs[i]->n; j++)
+				if (reqs[i]->effs[j].seq)
+					direct_add(l, reqs[i]->effs[j].seq);
+	}
 	return 0;
 }
 
@@ -517,6 +604,7 @@ rlog_close(struct rlog *l)
 	pthread_cond_destroy(&l->qcond);
 	pthread_mutex_destroy(&l->qlock);
 	pthread_mutex_destroy(&l->lock);
+	free(l->direct);
 	free(l->path);
 	free(l);
 }
@@ -640,6 +728,12 @@ fid_find(struct rlog *l, const struct fid *fid, unsigned states, int kind,
 		if (rc == 0 && kind >= 0 &&
 		    (n.kind != (uint8_t)kind || !(n.aux & ROLE_OBJ)))
 			continue;
+		if (rc == 0 && (states & RLOG_NOT_DIRECT) && l->ndirect) {
+			size_t i = direct_at(l, seq);
+
+			if (i < l->ndirect && l->direct[i] == seq)
+				continue;
+		}
 		if (rc == 0)
 			rc = rlog_rec_state(l, seq, &st);
 		if (rc == 0 && (states & RLOG_MASK(st))) {
@@ -783,6 +877,8 @@ rlog_set_state(struct rlog *l, uint64_t seq, enum rlog_state state)
 		rc = txn_commit(l);
 	else
 		txn_cancel(l);
+	if (!rc && state == RLOG_PENDING)
+		direct_del(l, seq);
 out:
 	pthread_mutex_unlock(&l->lock);
 	return rc;
@@ -867,6 +963,9 @@ remove_locked(struct rlog *l, const uint64_t *seqs, size_t n, bool conflict)
 		rc = txn_commit(l);
 	else
 		txn_cancel(l);
+	if (!rc)
+		for (i = 0; i < n; i++)
+			direct_del(l, seqs[i]);
 	return rc ? rc : removed;
 }
 
@@ -940,6 +1039,8 @@ rlog_conflict_add(struct rlog *l, uint64_t seq, const struct rlog_conflict *c)
 		rc = txn_commit(l);
 	else
 		txn_cancel(l);
+	if (!rc)
+		direct_del(l, seq);
 out:
 	pthread_mutex_unlock(&l->lock);
 	return rc;

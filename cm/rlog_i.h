@@ -111,6 +111,11 @@ struct rlog {
 	bool leader;		   /* a group commit runs; protected by qlock */
 	bool tx_nosync;		   /* the running transaction need not be
 				      fsynced (RLOG_A_NOSYNC); under lock */
+	/* Records this handle appended with RLOG_A_INFLIGHT and that are
+	 * still INFLIGHT (rlog_is_direct()): sorted seqs, under lock; not
+	 * on disk (a restart owns none). */
+	uint64_t *direct;
+	size_t ndirect, direct_cap;
 };
 
 /* --- little-endian encoder / bounds-checked decoder (rlog_codec.c) --- */
