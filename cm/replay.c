@@ -51,6 +51,7 @@ struct replay;
 static void waiters_lost(struct replay *rp);
 static void waiters_answered(struct replay *rp, uint64_t seq,
 			     const struct proto_op *op);
+static void refresh_dropped(struct replay *rp);
 
 struct replay {
 	struct replay_deps d;
@@ -77,6 +78,8 @@ struct replay {
 	bool resume_dirty;   /* after this pass: store what a crash left */
 	struct event *tick;  /* the drain's clock */
 	TAILQ_HEAD(, syncw) syncq; /* fs sync, fsync, switch to sync */
+	struct fidmap dropped; /* events dropped while ahead: refresh
+				  once no record names them */
 	struct fidmap touched; /* answered this pass: refresh from the
 				  server once nothing names them */
 	/* fs reconnect: told at the end of the reintegration */
@@ -214,6 +217,8 @@ oreq_run(struct cm_loop *loop, struct cm_job *job)
 	struct replay *rp = q->rp;
 	struct proto_op_result r;
 	struct rlog_effect eff;
+	struct fid gone = {0};
+	bool cancelled = false;
 	int rc;
 
 	rc = cm_stopping(loop) ? -EIO
@@ -227,9 +232,15 @@ oreq_run(struct cm_loop *loop, struct cm_job *job)
 		if (rc == 0) {
 			/* A FID created in the log and now removed leaves
 			 * nothing: drop what is local about it. */
-			for (size_t i = 0; i < eff.nchanges; i++)
-				if (eff.changes[i].why == RLOG_WHY_IDENTITY)
+			for (size_t i = 0; i < eff.nchanges; i++) {
+				if (eff.changes[i].why == RLOG_WHY_IDENTITY) {
 					wb_gone(rp->d.wb, &eff.changes[i].fid);
+					gone = eff.changes[i].fid;
+				}
+				if (eff.changes[i].removed &&
+				    eff.changes[i].why != RLOG_WHY_MERGED)
+					cancelled = true;
+			}
 		} else {
 			log_err(LOG_OFF, "cannot log %s: %s",
 				proto_op_name(q->op.kind), strerror(-rc));
@@ -240,6 +251,19 @@ oreq_run(struct cm_loop *loop, struct cm_job *job)
 	if (rc == 0) {
 		conflict_note_base(rp->d.wb, &q->op.fid, NULL);
 		rc = local_apply(rp->d.local, &q->op, true, &r);
+	}
+	if (rc == 0 && cancelled && rp->d.conn &&
+	    conn_mode(rp->d.conn) == CM_CONNECTED) {
+		/* Records left the log without reaching the server: the
+		 * directories they named may no longer be ahead, and hold
+		 * a local DV and whatever news was dropped meanwhile. */
+		const struct fid *f[4] = {&q->op.fid, &q->op.parent,
+					  &q->op.newparent, &q->op.victim};
+
+		for (size_t i = 0; i < 4; i++)
+			if (!fid_is_null(f[i]) && !fid_eq(f[i], &gone))
+				replay_ahead_event(rp, f[i]);
+		refresh_dropped(rp);
 	}
 	q->done(q->arg, rc, rc ? NULL : &r);
 	proto_op_release(&q->op);
@@ -574,25 +598,65 @@ touch(struct replay *rp, const struct proto_op *op)
 }
 
 static void
+refresh_one(struct replay *rp, const struct fid *fid)
+{
+	struct proto_attr a;
+
+	/* A directory with its listing, in one step: attributes at a new
+	 * DV beside the old listing would leave it stale (and the next
+	 * local change of it waiting for a fetch). */
+	if (mcache_attr(rp->d.mc, fid, &a) == 0 && a.type == PROTO_T_DIR)
+		mfetch_want_dir(rp->d.mf, fid, NULL, NULL);
+	else
+		mfetch_want_attr(rp->d.mf, fid, NULL, NULL);
+}
+
+/* The objects whose events were dropped while they were ahead and that
+ * are not any more: fetched now; the others stay in the set. */
+static void
+refresh_dropped(struct replay *rp)
+{
+	struct fidmap keep = {0};
+
+	if (!rp->dropped.n)
+		return;
+	for (size_t i = 0; i < rp->dropped.cap; i++) {
+		struct fidmap_slot *sl = &rp->dropped.slot[i];
+
+		if (!sl->used)
+			continue;
+		if (replay_ahead(rp, &sl->fid)) {
+			if (!fidmap_put(&keep, &sl->fid, 0))
+				refresh_one(rp, &sl->fid); /* no memory */
+			continue;
+		}
+		refresh_one(rp, &sl->fid);
+	}
+	fidmap_clear(&rp->dropped);
+	rp->dropped = keep;
+}
+
+void
+replay_ahead_event(struct replay *rp, const struct fid *fid)
+{
+	if (!rp || rp->stopped || fid_is_null(fid))
+		return;
+	if (!fidmap_put(&rp->dropped, fid, 0))
+		log_warn(LOG_OFF, "out of memory for the dropped events");
+}
+
+static void
 refresh_touched(struct replay *rp)
 {
 	for (size_t i = 0; i < rp->touched.cap; i++) {
 		struct fidmap_slot *sl = &rp->touched.slot[i];
 
-		struct proto_attr a;
-
 		if (!sl->used || replay_ahead(rp, &sl->fid))
 			continue;
-		/* A directory with its listing, in one step: attributes at
-		 * a new DV beside the old listing would leave it stale
-		 * (and the next local change of it waiting for a fetch). */
-		if (mcache_attr(rp->d.mc, &sl->fid, &a) == 0 &&
-		    a.type == PROTO_T_DIR)
-			mfetch_want_dir(rp->d.mf, &sl->fid, NULL, NULL);
-		else
-			mfetch_want_attr(rp->d.mf, &sl->fid, NULL, NULL);
+		refresh_one(rp, &sl->fid);
 	}
 	fidmap_clear(&rp->touched);
+	refresh_dropped(rp);
 }
 
 /* --- who waits for the server: fs sync, fsync, fs flush, a switch to
@@ -1971,6 +2035,7 @@ replay_stop(struct replay *rp)
 	rp->tick = NULL;
 	map_close(rp, false);
 	fidmap_clear(&rp->touched);
+	fidmap_clear(&rp->dropped);
 	rp->stopped = true;
 }
 
