@@ -697,15 +697,24 @@ syncw_note(struct replay *rp, struct syncw *w)
 	struct rlog_stats st;
 	size_t n = 0;
 
+	/* The op log's own records (rlog_is_direct()) are not counted:
+	 * they are never merged, and their answers do not come through
+	 * replay_acked(); counted, a waiter would look again after each of
+	 * them and, with sync-mode ops always in flight, never end. */
 	memset(&st, 0, sizeof(st));
 	rlog_stats(rp->d.rlog, &st);
 	w->below = st.next_seq;
-	if (!w->has_fid)
-		w->left = (size_t)(st.pending + st.inflight);
-	else if (rlog_fid_count(rp->d.rlog, &w->fid, LIVE, w->below, &n) == 0)
+	if (!w->has_fid) {
+		uint64_t live = st.pending + st.inflight;
+		size_t direct = rlog_ndirect(rp->d.rlog);
+
+		w->left = live > direct ? (size_t)(live - direct) : 0;
+	} else if (rlog_fid_count(rp->d.rlog, &w->fid, LIVE | RLOG_NOT_DIRECT,
+				  -1, w->below, &n) == 0) {
 		w->left = n;
-	else
+	} else {
 		w->left = 1; /* looked at again when none is live below */
+	}
 }
 
 static bool

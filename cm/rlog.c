@@ -203,6 +203,19 @@ rlog_is_direct(struct rlog *l, uint64_t seq)
 	return r;
 }
 
+size_t
+rlog_ndirect(struct rlog *l)
+{
+	size_t n;
+
+	if (!l)
+		return 0;
+	pthread_mutex_lock(&l->lock);
+	n = l->ndirect;
+	pthread_mutex_unlock(&l->lock);
+	return n;
+}
+
 void
 rlog_undirect(struct rlog *l, uint64_t seq)
 {
@@ -754,9 +767,9 @@ fid_find(struct rlog *l, const struct fid *fid, unsigned states, int kind,
 
 int
 rlog_fid_count(struct rlog *l, const struct fid *fid, unsigned states,
-	       uint64_t below, size_t *n)
+	       int kind, uint64_t below, size_t *n)
 {
-	return fid_find(l, fid, states, -1, below, NULL, n);
+	return fid_find(l, fid, states, kind < 0 ? -1 : kind, below, NULL, n);
 }
 
 int

@@ -262,10 +262,13 @@ bool rlog_is_direct(struct rlog *l, uint64_t seq);
 /* The appender gave record @seq up (no answer, disconnected): it stays
  * INFLIGHT, for a replay to resend. */
 void rlog_undirect(struct rlog *l, uint64_t seq);
+/* How many records rlog_is_direct() names now. */
+size_t rlog_ndirect(struct rlog *l);
 /* How many records name @fid with a state in @states below @below (*@n;
- * what fs sync PATH waits for). @return 0 or -errno. */
+ * what fs sync PATH waits for); @kind >= 0: only records of that kind
+ * with @fid as their object. @return 0 or -errno. */
 int rlog_fid_count(struct rlog *l, const struct fid *fid, unsigned states,
-		   uint64_t below, size_t *n);
+		   int kind, uint64_t below, size_t *n);
 /* As rlog_fid_find(), counting only @kind records with @fid as their
  * object (writeback: is a later STORE of the file still to be sent?). */
 int rlog_fid_find_kind(struct rlog *l, const struct fid *fid, unsigned states,

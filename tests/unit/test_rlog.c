@@ -572,11 +572,14 @@ test_fid_kinds_direct(void)
 	is_int(rlog_fid_find_kind(l, &root_fid, live, PROTO_OP_STORE,
 				  UINT64_MAX, NULL),
 	       -ENOENT, "no store of the root");
-	is_int(rlog_fid_count(l, &f30, live, UINT64_MAX, &n), 0, "count");
+	is_int(rlog_fid_count(l, &f30, live, -1, UINT64_MAX, &n), 0, "count");
 	is_int((long long)n, 2, "two records name the file");
-	is_int(rlog_fid_count(l, &f30, live, s2, &n), 0, "count below");
+	is_int(rlog_fid_count(l, &f30, live, -1, s2, &n), 0, "count below");
 	is_int((long long)n, 1, "one below the setattr");
-	is_int(rlog_fid_count(l, &f31, live, UINT64_MAX, &n), 0,
+	is_int(rlog_fid_count(l, &f30, live, PROTO_OP_STORE, UINT64_MAX, &n),
+	       0, "count stores");
+	is_int((long long)n, 1, "one store");
+	is_int(rlog_fid_count(l, &f31, live, -1, UINT64_MAX, &n), 0,
 	       "count of an unknown FID");
 	is_int((long long)n, 0, "none");
 	ok(!rlog_is_direct(l, s1), "a PENDING record is not direct");
