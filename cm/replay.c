@@ -938,6 +938,10 @@ rec_result(struct replay *rp, struct rctx *c, int err, bool has_attr,
 		(void)afid;
 		(void)adv;
 		touch(rp, &c->op);
+		if (c->op.kind != PROTO_OP_STORE &&
+		    c->op.kind != PROTO_OP_UNLINK &&
+		    c->op.kind != PROTO_OP_RMDIR)
+			wb_log_settle(rp->d.wb, &c->op.fid);
 		rec_next(rp, c);
 		return;
 	}
@@ -1469,7 +1473,7 @@ batch_build(struct replay *rp, struct rbatch *behind)
 	struct fidmap created = {0};
 	uint64_t cur = rp->after, first_deferred = 0, first_pending = 0;
 	size_t scanned = 0, bytes = 0, npend = 0;
-	bool fresh, held = false;
+	bool fresh, held = false, at_end = false;
 	int rc;
 
 	b = calloc(1, sizeof(*b));
@@ -1503,8 +1507,10 @@ batch_build(struct replay *rp, struct rbatch *behind)
 		struct rctx *c;
 
 		rc = rlog_next(rp->d.rlog, cur, LIVE, &rec);
-		if (rc < 0)
+		if (rc < 0) {
+			at_end = true;
 			break;
+		}
 		/* PENDING: never sent, so no reply to it can be in the
 		 * server's opid table. They are set INFLIGHT after the scan,
 		 * in one commit, before anything is sent (appends run on
@@ -1638,7 +1644,10 @@ batch_build(struct replay *rp, struct rbatch *behind)
 	fidmap_clear(&blocked);
 	fidmap_clear(&changed);
 	fidmap_clear(&created);
-	if (behind && b->n == 0) {
+	/* Built ahead, a batch that took the whole log and is small is not
+	 * worth a request of its own: while a writer still adds records
+	 * (a writeback drain), the build after the reply takes more. */
+	if (behind && (b->n == 0 || (at_end && b->n < PROTO_BATCH_MAX / 4))) {
 		rbatch_free(b);
 		return false;
 	}

@@ -1176,16 +1176,62 @@ stored_rest_cb(const struct cs_info *i, void *arg)
 	return 0;
 }
 
+static void stored(struct wb *wb, const struct proto_op *op,
+		   const struct proto_attr *a);
+
 /* Retag after the server stored @op (loop thread: the op log's reply,
  * through its file_stored hook). */
 void
 wb_stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 {
+	CM_STAT_INC(wb->d.st, stores);
+	stored(wb, op, a);
+}
+
+void
+wb_log_settle(struct wb *wb, const struct fid *fid)
+{
+	struct proto_attr a;
+	struct proto_op op;
+	struct wstate *ws;
+	bool orphan;
+
+	if (!wb || !wb->d.rlog)
+		return;
+	memset(&op, 0, sizeof(op));
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
+	orphan = ws && ws->logged && !ws->dirty && !ws->storing &&
+		 !ws->replaying && !ws->gone && !ws->conflicted &&
+		 !ws->writing && (ws->base_dv & CM_DV_LOCAL);
+	if (orphan) {
+		op.kind = PROTO_OP_STORE;
+		op.fid = *fid;
+		op.base_dv = ws->base_dv;
+		op.size = ws->size;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	if (!orphan ||
+	    rlog_fid_find(wb->d.rlog, fid,
+			  RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT),
+			  UINT64_MAX, NULL) == 0 ||
+	    mcache_attr(wb->d.mc, fid, &a) < 0 || !a.dv ||
+	    (a.dv & CM_DV_LOCAL))
+		return;
+	/* Its store was acknowledged while this record was still to go
+	 * (stored()'s "later"); the server has our bytes at the DV it
+	 * gave that store, which a setattr or rename kept. */
+	a.size = op.size;
+	stored(wb, &op, &a);
+}
+
+static void
+stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
+{
 	struct wstate *ws;
 	bool retag = true, mine;
 	uint64_t src = op->base_dv; /* the DV our chunks are tagged with */
 
-	CM_STAT_INC(wb->d.st, stores);
 	if (wb) {
 		bool later = false;
 

@@ -163,6 +163,18 @@ void wb_flush(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg);
 void wb_stored(struct wb *wb, const struct proto_op *op,
 	       const struct proto_attr *a);
 
+/*
+ * Loop thread (replay.c, a replayed record of @fid other than a store was
+ * acknowledged): a write state still "logged" whose store record is gone
+ * from the log (acknowledged while a later record about the file was
+ * still to go: the chunks stayed DIRTY at the local DV) and that no record
+ * names any more takes the server's DV now, as wb_stored() does: its
+ * chunks become clean at that DV and the write state goes. Without it the
+ * file kept its local view for good and never showed another client's
+ * later change.
+ */
+void wb_log_settle(struct wb *wb, const struct fid *fid);
+
 /* Loop thread: the object is gone on the server (our unlink of its last
  * name): drop its local changes. */
 void wb_gone(struct wb *wb, const struct fid *fid);

@@ -5,7 +5,9 @@
 # on B within the bound (1 s delay + sending; checked at 3 s): a create
 # with data, a mkdir, a rename, an unlink, a chmod. While 300 creates
 # drain, A's listing always has all 300 names (server news does not hide
-# what A has not sent yet). Concurrent edits: A (writeback) and B (sync)
+# what A has not sent yet). A file A wrote and chmod'ed shows B's later
+# rewrite once A's changes are on the server. Concurrent edits: A
+# (writeback) and B (sync)
 # both rewrite one file; B's close reaches the server first, A's store is
 # refused when it drains: A's fs sync reports it, fs conflicts lists it,
 # and a fresh client finds B's version under the name and exactly one
@@ -87,6 +89,20 @@ t_is "$?" 0 "fs sync on A"
 t_is "$short" 0 "A lists all 300 names at every look while they drain ($rounds looks)"
 seen "B lists 300 names once A synced" "$(now)" sh -c "[ \"\$(ls '$B/many' | wc -l)\" = 300 ]"
 t_check "A: back to 1 s" "$FS" setpolicy -m "$A" --writeback-delay 1s
+
+# A file A wrote and then chmod'ed (its store and its setattr drain in
+# that order): once both are on the server, A shows B's later rewrite.
+# (The store's write state stayed "logged" for good: A kept its own
+# bytes and never showed B's.)
+echo a-version >"$A/m.txt" && chmod 600 "$A/m.txt"
+echo a-version >"$A/n.txt"
+t_check "fs sync of m.txt and n.txt" "$FS" sync -m "$A"
+t0=$(now)
+until content_is "$B/m.txt" a-version || [ "$(ms_since "$t0")" -gt 3000 ]; do sleep 0.05; done
+t_check "B: rewrite m.txt and n.txt" sh -c "echo b-version >'$B/m.txt' && echo b-version >'$B/n.txt'"
+t0=$(now)
+seen "A shows B's rewrite of a file it did not chmod" "$t0" content_is "$A/n.txt" b-version
+seen "A shows B's rewrite of the file it chmod'ed" "$t0" content_is "$A/m.txt" b-version
 
 # Concurrent edits.
 t_check "A: create c.txt" sh -c "echo base >'$A/c.txt'"
