@@ -130,6 +130,17 @@ const struct fs_cmd fs_commands[] = {
 	 "until they are on the server (fails with EIO if one was refused and "
 	 "became\n"
 	 "a conflict: see fs conflicts). In sync mode it returns at once."},
+	{"mkmount", fs_cmd_mkmount, FS_F_ARGS, COMMON_OPTS " dir volume",
+	 "make a mount point: DIR shows the root of VOLUME",
+	 "DIR must not exist. VOLUME is a volume name, or ALIAS:VOLUME for a\n"
+	 "volume of the server cairnd's configuration calls ALIAS. The mount\n"
+	 "point is stored in the volume: every client sees it. Disconnected,\n"
+	 "it is logged and replayed like any change. A cairnd that serves one\n"
+	 "volume shows a mount point as an empty directory it cannot read."},
+	{"lsmount", fs_cmd_lsmount, FS_F_PATHS, COMMON_OPTS " dir ...",
+	 "show the volume a mount point names", NULL},
+	{"rmmount", fs_cmd_rmmount, FS_F_PATHS, COMMON_OPTS " dir ...",
+	 "remove mount points (nothing else)", NULL},
 	{"help", fs_cmd_help, FS_F_LOCAL | FS_F_OPTPATH, "[command]",
 	 "list commands, or show one command's help", NULL},
 	{"version", fs_cmd_version, FS_F_LOCAL, "",
@@ -172,8 +183,11 @@ cmd_help_full(const struct fs_cmd *c)
 	printf("  -j, --json             print cairnd's reply as JSON\n"
 	       "  -s, --socket SOCKET    cairnd's control socket "
 	       "(default: from the mount)\n"
-	       "  -m, --mountpoint DIR   the cairn mount to talk to\n"
-	       "  -h, --help             this help\n");
+	       "  -m, --mountpoint DIR   the cairn mount to talk to\n");
+	if (!(c->flags & FS_F_PATHS))
+		printf("  -V, --volume DIR       on a mount of several volumes: "
+		       "which one\n");
+	printf("  -h, --help             this help\n");
 	if (c->flags & FS_F_ROOT)
 		printf("\nOnly root may do this (cairnd checks).\n");
 }
@@ -248,13 +262,14 @@ parse_opts(const struct fs_cmd *c, int argc, char **argv, struct fs_ctx *ctx)
 		{"match", required_argument, NULL, 'M'},
 		{"write-mode", required_argument, NULL, 'W'},
 		{"writeback-delay", required_argument, NULL, 'D'},
+		{"volume", required_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
 
 	opterr = 0;
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, ":hjqrs:m:", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":hjqrs:m:V:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'h':
 			cmd_help_full(c);
@@ -281,6 +296,12 @@ parse_opts(const struct fs_cmd *c, int argc, char **argv, struct fs_ctx *ctx)
 			if (c->flags & FS_F_LOCAL)
 				goto notapply;
 			ctx->mount = optarg;
+			break;
+		case 'V':
+			/* A path names its volume itself. */
+			if (c->flags & (FS_F_LOCAL | FS_F_PATHS))
+				goto notapply;
+			ctx->volume = optarg;
 			break;
 		case 'k':
 		case 'a':

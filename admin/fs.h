@@ -85,6 +85,8 @@ struct fs_ctx {
 	int nofollow;	     /* paths: do not follow the last component */
 	const char *write_mode; /* setpolicy --write-mode */
 	const char *wb_delay;	/* setpolicy --writeback-delay */
+	const char *volume;	/* -V: the volume of a namespace a command
+				   without a path is about, or NULL */
 };
 
 /* Where to send a request, and the path to name in it. */
@@ -227,6 +229,9 @@ int fs_cmd_replaylog(struct fs_ctx *ctx);
 int fs_cmd_setpolicy(struct fs_ctx *ctx);
 int fs_cmd_metrics(struct fs_ctx *ctx);
 int fs_cmd_sync(struct fs_ctx *ctx);
+int fs_cmd_mkmount(struct fs_ctx *ctx);
+int fs_cmd_lsmount(struct fs_ctx *ctx);
+int fs_cmd_rmmount(struct fs_ctx *ctx);
 int fs_cmd_help(struct fs_ctx *ctx);
 int fs_cmd_version(struct fs_ctx *ctx);
 

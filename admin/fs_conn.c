@@ -568,8 +568,21 @@ fs_call(const struct fs_ctx *ctx, const struct fs_target *t, unsigned type,
 
 	memset(r, 0, sizeof(*r));
 	id = ++next_id ? next_id : ++next_id;
-	msg = ctl_msg_encode(type, progress ? CTL_FL_PROGRESS : 0, id, args,
-			     &len);
+	/* -V: on a cairnd serving several volumes, the volume a request
+	 * without a path is about (a path names its own). */
+	if (ctx->volume && !json_object_get(args, "path") &&
+	    !json_object_get(args, "volume")) {
+		j = args ? json_copy(args) : json_object();
+		if (!j || json_object_set_new(j, "volume",
+					      json_string(ctx->volume)) < 0) {
+			json_decref(j);
+			return set_err(r, ENOMEM, 1, "out of memory");
+		}
+	}
+	msg = ctl_msg_encode(type, progress ? CTL_FL_PROGRESS : 0, id,
+			     j ? j : args, &len);
+	json_decref(j);
+	j = NULL;
 	if (!msg)
 		return set_err(r, errno, 1, "cannot encode the request: %s",
 			       strerror(errno));

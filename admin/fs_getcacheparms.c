@@ -11,7 +11,7 @@
 static void
 render(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
 {
-	char a[32], b[32];
+	char a[32], b[32], c[32];
 	uint64_t used = fs_u64(res, "bytes_used", NULL);
 	uint64_t limit = fs_u64(res, "bytes_limit", NULL);
 	uint64_t hits = fs_u64(res, "hits", NULL);
@@ -48,6 +48,26 @@ render(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
 		fs_kv("hit rate", "- (no reads yet)");
 	fs_kv("evictions", "%llu",
 	      (unsigned long long)fs_u64(res, "evictions", NULL));
+	/* A namespace: what each volume's chunks take of the one cache. */
+	{
+		json_t *vols = json_object_get(res, "volumes"), *v;
+		size_t i;
+
+		json_array_foreach (vols, i, v) {
+			char key[300];
+
+			snprintf(key, sizeof(key), "volume %s",
+				 fs_str(v, "dir"));
+			fs_kv(key, "%s in %llu chunks, %s pinned, %s dirty",
+			      fs_size(fs_u64(v, "bytes_used", NULL), a,
+				      sizeof(a)),
+			      (unsigned long long)fs_u64(v, "chunks", NULL),
+			      fs_size(fs_u64(v, "pinned_bytes", NULL), b,
+				      sizeof(b)),
+			      fs_size(fs_u64(v, "dirty_bytes", NULL), c,
+				      sizeof(c)));
+		}
+	}
 	fs_u64(res, "evicted_bytes", &found);
 	if (found)
 		fs_kv("evicted", "%s",

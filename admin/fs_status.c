@@ -10,9 +10,39 @@
 
 #include "admin/fs.h"
 
+/* A cairnd of several volumes, asked without -V: one line each. */
+static void
+render_all(const struct fs_target *t, json_t *res)
+{
+	json_t *v;
+	size_t i;
+
+	if (t->mount[0])
+		fs_kv("mount", "%s", t->mount);
+	fs_kv("mode", "%s", fs_str(res, "mode"));
+	fs_kv("replay pending", "%llu records",
+	      (unsigned long long)fs_u64(res, "replay_pending", NULL));
+	fs_kv("conflicts", "%llu",
+	      (unsigned long long)fs_u64(res, "conflicts", NULL));
+	if (json_object_get(res, "version"))
+		fs_kv("cairnd", "%s", fs_str(res, "version"));
+	printf("\n%-20s %-14s %-7s %-8s %-9s %s\n", "DIR", "MODE", "ONLINE",
+	       "PENDING", "CONFLICTS", "SERVER");
+	json_array_foreach (json_object_get(res, "volumes"), i, v)
+		printf("%-20s %-14s %-7s %-8llu %-9llu %s\n", fs_str(v, "dir"),
+		       fs_str(v, "mode"), fs_bool(v, "online") ? "yes" : "no",
+		       (unsigned long long)fs_u64(v, "replay_pending", NULL),
+		       (unsigned long long)fs_u64(v, "conflicts", NULL),
+		       fs_str(v, "server"));
+}
+
 static void
 render(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
 {
+	if (json_is_array(json_object_get(res, "volumes"))) {
+		render_all(t, res);
+		return;
+	}
 	if (t->mount[0])
 		fs_kv("mount", "%s", t->mount);
 	fs_kv("volume", "%s", fs_str(res, "volume"));

@@ -806,6 +806,7 @@ struct imp {
 	struct vs_vol *v;
 	struct hlmap hl;
 	uint64_t files, bytes;
+	uint64_t mounts; /* "#VOLUME." symlinks made mount points */
 	int warned;
 	uint64_t total; /* objects counted before (0: not counted) */
 	bool progress;	/* stderr is a terminal: a progress line */
@@ -1044,6 +1045,18 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 		op.kind = PROTO_OP_SYMLINK;
 		op.type = PROTO_T_SYMLINK;
 		op.target = t;
+		/* "#VOLUME.", as vos export (and AFS) writes a mount point. */
+		if (n >= 3 && t[0] == '#' && t[n - 1] == '.') {
+			t[n - 1] = '\0';
+			if (!proto_mount_target_check(t + 1, (size_t)n - 2)) {
+				memmove(t, t + 1, (size_t)n - 1);
+				op.kind = PROTO_OP_MKMOUNT;
+				op.type = PROTO_T_MOUNT;
+				im->mounts++;
+			} else {
+				t[n - 1] = '.';
+			}
+		}
 	} else {
 		fprintf(stderr, "vos: skipping '%s': unknown file type\n",
 			esc(path));
@@ -1230,6 +1243,11 @@ cmd_import(int argc, char **argv)
 	printf("imported %s into volume %s (id %08x): %" PRIu64 " objects, "
 	       "%" PRIu64 " bytes\n",
 	       esc(src), name, vi.id, im.files, im.bytes);
+	if (im.mounts)
+		printf("%" PRIu64 " symlink%s to '#VOLUME.' made mount "
+		       "point%s\n",
+		       im.mounts, im.mounts == 1 ? "" : "s",
+		       im.mounts == 1 ? "" : "s");
 out:
 	if (rc)
 		progress(&im, NULL, true);
@@ -1252,6 +1270,7 @@ struct exp {
 	int top;	  /* fd of DESTDIR */
 	bool keep_setid;  /* --keep-setid */
 	uint64_t dropped; /* objects whose set-id bits were dropped */
+	uint64_t mounts;  /* mount points written as "#VOLUME." symlinks */
 	uint64_t nodev;	  /* device nodes left out (no CAP_MKNOD) */
 	int warned;
 };
@@ -1265,6 +1284,13 @@ struct exp {
  * parent, which is a directory vos made and still owns (0700, not yet
  * given away), and set up through its own fd where it has one.
  */
+/* Objects exported as symlinks: no mode, no xattrs of their own. */
+static bool
+is_link(const struct proto_attr *a)
+{
+	return a->type == PROTO_T_SYMLINK || a->type == PROTO_T_MOUNT;
+}
+
 static int
 export_meta(struct exp *ex, int dfd, const char *name, int fd, const char *path,
 	    const struct proto_attr *a)
@@ -1282,8 +1308,7 @@ export_meta(struct exp *ex, int dfd, const char *name, int fd, const char *path,
 	 * as they are, with the owners a client chose too, they would hand
 	 * whoever runs the file the rights of that owner on this machine.
 	 * The sticky bit grants nothing and stays. */
-	if (!ex->keep_setid && a->type != PROTO_T_SYMLINK &&
-	    (mode & (S_ISUID | S_ISGID))) {
+	if (!ex->keep_setid && !is_link(a) && (mode & (S_ISUID | S_ISGID))) {
 		mode &= ~(uint32_t)(S_ISUID | S_ISGID);
 		ex->dropped++;
 	}
@@ -1299,10 +1324,10 @@ export_meta(struct exp *ex, int dfd, const char *name, int fd, const char *path,
 			"vos: cannot set the owner of '%s': %s "
 			"(owners are not kept)\n",
 			esc(path), strerror(errno));
-	if (a->type != PROTO_T_SYMLINK &&
+	if (!is_link(a) &&
 	    (fd >= 0 ? fchmod(fd, mode) : fchmodat(dfd, name, mode, 0)) < 0)
 		return report(-errno, "cannot chmod '%s'", path);
-	if (a->type != PROTO_T_SYMLINK) {
+	if (!is_link(a)) {
 		rc = vs_xattrs(ex->v, &a->fid, &dv, &x, &n);
 		if (rc)
 			return report(rc, "cannot read the xattrs of '%s'", path);
@@ -1495,6 +1520,26 @@ export_dir(struct exp *ex, const struct fid *dir, int dfd, const char *rel,
 			free(t);
 			break;
 		}
+		case PROTO_T_MOUNT: {
+			char *t = NULL, *s = NULL;
+
+			/* As AFS writes one: a symlink to "#VOLUME.", which
+			 * vos import turns back into a mount point. */
+			rc = vs_readlink(ex->v, &a->fid, &t);
+			if (!rc && asprintf(&s, "#%s.", t) < 0) {
+				s = NULL;
+				rc = -ENOMEM;
+			}
+			if (!rc && symlinkat(s, dfd, name) < 0)
+				rc = -errno;
+			if (rc)
+				fail(rc, "cannot write mount point '%s'", path);
+			else
+				ex->mounts++;
+			free(s);
+			free(t);
+			break;
+		}
 		case PROTO_T_FIFO:
 			if (mkfifoat(dfd, name, 0600) < 0)
 				rc = report(-errno, "cannot make FIFO '%s'", path);
@@ -1680,6 +1725,11 @@ cmd_export(int argc, char **argv)
 		rc = export_dir(&ex, &vi.root, ex.top, "", 0);
 	if (!rc)
 		rc = export_meta(&ex, ex.top, ".", ex.top, dst, &ra);
+	if (ex.mounts)
+		fprintf(stderr,
+			"vos: wrote %" PRIu64 " mount point%s as symlinks to "
+			"'#VOLUME.' (vos import makes them mount points)\n",
+			ex.mounts, ex.mounts == 1 ? "" : "s");
 	if (ex.dropped)
 		fprintf(stderr,
 			"vos: dropped the set-user-id/set-group-id bits "

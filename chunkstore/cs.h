@@ -178,6 +178,16 @@ uint32_t cs_chunk_size(const struct cs_store *cs);
 int cs_lookup(struct cs_store *cs, const struct cs_key *k, struct cs_info *out);
 
 /*
+ * Ask the kernel to read chunk @k's file ahead (POSIX_FADV_WILLNEED) if
+ * it is committed with tag @dv and idle; does not count as a use. A
+ * sequential reader of many chunks otherwise sends the disk one chunk
+ * file's read at a time. Any thread; the lock is not held over the
+ * advice. @return 0 if the chunk is there at @dv (advised, or a working
+ * copy: nothing to read ahead), -ENOENT absent or another DV.
+ */
+int cs_willneed(struct cs_store *cs, const struct cs_key *k, uint64_t dv);
+
+/*
  * Copy up to @len bytes at @off of chunk @k, tagged @dv, into @buf; reads
  * see an uncommitted working copy. Meant for the hot path (one call per
  * FUSE read of up to 128 KiB): the lock is held only to find the chunk and

@@ -356,6 +356,40 @@ next_chunk_fd(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 	return cs_fdc_get(cs, slot, nx);
 }
 
+int
+cs_willneed(struct cs_store *cs, const struct cs_key *k, uint64_t dv)
+{
+	struct cs_fdref fr = {-1, -1};
+	struct cs_slot *s;
+	struct cs_wc *wc;
+	uint32_t slot, len = 0;
+
+	if (!cs || !k)
+		return -EINVAL;
+	pthread_mutex_lock(&cs->lock);
+	slot = cs_key_find(cs, k);
+	if (slot == CS_NONE || !cs_slot_present(&cs->slots[slot])) {
+		pthread_mutex_unlock(&cs->lock);
+		return -ENOENT;
+	}
+	s = &cs->slots[slot];
+	wc = cs_slot_wc(cs, s);
+	if ((wc ? wc->dv : s->dv) != dv) {
+		pthread_mutex_unlock(&cs->lock);
+		return -ENOENT;
+	}
+	if (!wc &&
+	    (s->flags & (CS_SF_COMMITTED | CS_SF_BUSY)) == CS_SF_COMMITTED &&
+	    s->len && cs_fdc_get(cs, slot, &fr) == 0)
+		len = s->len;
+	pthread_mutex_unlock(&cs->lock);
+	if (fr.fd >= 0) {
+		(void)posix_fadvise(fr.fd, 0, len, POSIX_FADV_WILLNEED);
+		cs_fdc_release(cs, &fr, 0);
+	}
+	return 0;
+}
+
 ssize_t
 cs_read(struct cs_store *cs, const struct cs_key *k, uint64_t dv, uint32_t off,
 	void *buf, size_t len)

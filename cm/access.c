@@ -287,6 +287,7 @@ may_change(struct access *acc, const struct ctl_peer *p,
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
 	case PROTO_OP_SYMLINK:
+	case PROTO_OP_MKMOUNT:
 		/* mknod(2) of a device needs CAP_MKNOD: fs resolve --keep
 		 * local must not make one for a caller without it. */
 		if (op->kind == PROTO_OP_CREATE &&

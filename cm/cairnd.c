@@ -34,6 +34,7 @@
 #include "cm/daemon_i.h"
 #include "cm/daemon.h"
 #include "cm/events.h"
+#include "cm/fuse_ns.h"
 #include "cm/fuse_ops.h"
 #include "cm/http.h"
 #include "cm/rlog.h"
@@ -57,6 +58,8 @@ static const char usage_text[] =
 	"              [--metrics-listen [ADDR:]PORT]\n"
 	"              [--write-mode sync|writeback] [--writeback-delay DURATION]\n"
 	"              [-o FUSE-OPTIONS]\n"
+	"       cairnd --config FILE [options]   (FILE with [volume DIR]\n"
+	"              sections: several volumes under --mountpoint)\n"
 	"       cairnd [options] --show-config\n"
 	"              [--help] [--version]\n"
 	"The config file (default " DEFAULT_CONFIG ") is read first,\n"
@@ -307,6 +310,13 @@ load_settings(const struct cli *cl, struct cm_config *cfg, FILE *err,
 		fprintf(err, "cairnd: out of memory\n");
 		return EX_OSERR;
 	}
+	/* A volume's own token file too: the retrier and a reload open a
+	 * volume after the fork. */
+	for (size_t i = 0; i < cfg->nvols; i++)
+		if (abs_from(cl->cwd, &cfg->vols[i].token_file, false)) {
+			fprintf(err, "cairnd: out of memory\n");
+			return EX_OSERR;
+		}
 	chk = cm_config_check(cfg, &why);
 	if (chk == -EPERM) {
 		/* Refused before anything is opened or connected. */
@@ -479,7 +489,8 @@ struct sigctl {
 	sigset_t set;
 	pthread_t main_thread, thread;
 	struct fuse_session *se;
-	struct cm *cm;
+	struct cm *cm;	  /* one volume, or NULL in a namespace */
+	struct cm_ns *ns; /* a namespace, or NULL */
 	const struct cli *cli;
 	char *token; /* the token the HTTP client has (signal thread) */
 	atomic_bool loop_done;
@@ -622,10 +633,17 @@ reloadable(const char *key)
  * reconnects with it at once. A changed setting that cannot change at run
  * time is named in the log and kept until the next start.
  */
+static void reload_ns(struct sigctl *sc);
+
 static void
 reload(struct sigctl *sc)
 {
 	struct cm *cm = sc->cm;
+
+	if (sc->ns) {
+		reload_ns(sc);
+		return;
+	}
 	struct cm_config nc;
 	char *msg = NULL, *tok = NULL;
 	char a[4096], b[4096];
@@ -743,6 +761,113 @@ drain(struct cm *cm)
 	}
 }
 
+/* Give volume @cm the token in @path if it changed. */
+static void
+reload_vol_token(struct cm *cm, const char *path)
+{
+	char *tok = cm_read_token(path);
+	int rc;
+
+	if (!tok) {
+		log_err(LOG_MAIN, "reload: volume '%s': cannot read token "
+				  "file '%s': %s; the old token stays",
+			cm->ns_dir, path, strerror(errno));
+		return;
+	}
+	if (cm->token && !strcmp(tok, cm->token)) {
+		log_info(LOG_MAIN, "reload: volume '%s': token in '%s' "
+				   "unchanged",
+			 cm->ns_dir, path);
+	} else if ((rc = http_set_token(cm->http, tok)) < 0) {
+		log_err(LOG_MAIN, "reload: volume '%s': token from '%s' "
+				  "refused: %s; the old token stays",
+			cm->ns_dir, path, strerror(-rc));
+	} else {
+		struct cm_job *job = calloc(1, sizeof(*job));
+
+		log_info(LOG_MAIN, "reload: volume '%s': new token read from "
+				   "'%s'; the next requests use it",
+			 cm->ns_dir, path);
+		/* cm->token is read by the signal thread only after the
+		 * start. */
+		free(cm->token);
+		cm->token = tok;
+		tok = NULL;
+		if (job) {
+			job->run = restart_events;
+			cm_post(&cm->loop, job);
+		}
+	}
+	if (tok) {
+		memset(tok, 0, strlen(tok));
+		free(tok);
+	}
+}
+
+/* cm_ns_reload_apply()'s @changed: tell the kernel. */
+static void
+root_changed(void *arg, const char *dir)
+{
+	fns_root_changed(arg, dir);
+}
+
+/* SIGHUP in a namespace: the log level, each volume's token file and the
+ * volume list (daemon_ns.c: volumes added, removed, listed again; a
+ * changed server or volume of a running one refuses the reload). The
+ * rest waits for a restart. */
+static void
+reload_ns(struct sigctl *sc)
+{
+	struct cm_ns *ns = sc->ns;
+	struct cm_config nc;
+	char *msg = NULL;
+	size_t mlen = 0;
+	FILE *mf;
+	int rc;
+
+	notify_systemd("RELOADING=1");
+	log_info(LOG_MAIN, "SIGHUP: reloading the config and the token files");
+	mf = open_memstream(&msg, &mlen);
+	rc = load_settings(sc->cli, &nc, mf ? mf : stderr, true);
+	if (mf)
+		fclose(mf);
+	if (rc || !nc.nvols) {
+		log_err(LOG_MAIN, "reload failed, the running settings stay: "
+				  "%s",
+			rc && msg ? msg : "the config lists no [volume] any more");
+		goto out;
+	}
+	if (cm_ns_reload_check(ns, &nc) < 0) {
+		log_err(LOG_MAIN, "reload refused, the running settings stay");
+		goto out;
+	}
+	log_set_level(nc.log_level);
+	for (size_t i = 0; i < cm_ns_count(ns); i++) {
+		struct cm *cm = cm_ns_vol(ns, i);
+		struct cm_config vc;
+		size_t k;
+
+		if (cm->ns_failed || !cm->http)
+			continue;
+		for (k = 0; k < nc.nvols; k++)
+			if (!strcmp(nc.vols[k].dir, cm->ns_dir))
+				break;
+		if (k == nc.nvols)
+			continue; /* removed: below */
+		if (cm_config_for_vol(&nc, k, &vc) < 0)
+			continue;
+		if (abs_from(sc->cli->cwd, &vc.token_file, false) == 0)
+			reload_vol_token(cm, vc.token_file);
+		cm_config_release(&vc);
+	}
+	cm_ns_reload_apply(ns, &nc, root_changed, sc->se);
+	log_info(LOG_MAIN, "reload done");
+out:
+	cm_config_release(&nc);
+	free(msg);
+	notify_systemd("READY=1");
+}
+
 static void *
 signal_main(void *arg)
 {
@@ -764,7 +889,11 @@ signal_main(void *arg)
 		stopping = true;
 		log_info(LOG_MAIN, "signal %d: stopping", sig);
 		notify_systemd("STOPPING=1");
-		drain(sc->cm);
+		if (sc->ns)
+			for (size_t i = 0; i < cm_ns_count(sc->ns); i++)
+				drain(cm_ns_vol(sc->ns, i));
+		else
+			drain(sc->cm);
 		fuse_session_exit(sc->se);
 		while (!atomic_load(&sc->loop_done)) {
 			struct timespec ts = {0, 100 * 1000 * 1000};
@@ -784,7 +913,7 @@ signals_start(struct sigctl *sc, struct fuse_session *se, struct cm *cm,
 	sc->se = se;
 	sc->cm = cm;
 	sc->cli = cl;
-	sc->token = cm->token ? strdup(cm->token) : NULL;
+	sc->token = cm && cm->token ? strdup(cm->token) : NULL;
 	sc->main_thread = pthread_self();
 	atomic_store(&sc->loop_done, false);
 	if (pthread_create(&sc->thread, NULL, signal_main, sc) != 0)
@@ -837,6 +966,188 @@ report_left(struct cm *cm)
 			 cm->cfg.cache_dir);
 }
 
+/* What a volume needs from the front end: its notifier thread. */
+struct ns_front {
+	struct fuse_session *se;
+	struct fops_notifier **nts; /* [ns->n] */
+};
+
+/* ns->on_attach, on the loop thread: a volume left out at start is about
+ * to be served (daemon_ns.c's retrier). */
+static int
+ns_attach(void *arg, struct cm *cm)
+{
+	struct ns_front *fr = arg;
+	size_t i = cm->slot - 1;
+
+	cm->cross = fns_cross;
+	cm->cross_arg = cm;
+	if (cm_config_cleartext(&cm->cfg))
+		log_warn(LOG_MAIN, "volume '%s': server '%s' is plain "
+				   "http://, allowed by allow-insecure-http",
+			 cm->ns_dir, cm->cfg.server);
+	fr->nts[i] = fops_notifier_start(&cm->loop, fr->se);
+	return fr->nts[i] ? 0 : -errno;
+}
+
+/*
+ * A namespace (cairnd.conf(5) "[volume DIR]" sections): the steps of
+ * main() below for every volume at once (daemon_ns.c), with the session
+ * of fuse_ns.c and one notifier thread per volume.
+ */
+static int
+main_ns(const char *argv0, const struct cli *cl, struct cm_config *cfg,
+	struct sigctl *sc)
+{
+	static struct cm_ns ns;
+	static struct ns_front front;
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_session *se = NULL;
+	struct fops_notifier **nts = NULL;
+	struct fuse_loop_config lc = {0};
+	char *opts = NULL;
+	bool mounted = false, built = false;
+	int rc, ret = EX_UNAVAILABLE;
+
+	log_init("cairnd",
+		 cfg->use_syslog ? (cfg->foreground ? LOG_TO_SYSLOG
+						    : LOG_TO_SYSLOG_AND_STDERR)
+				 : LOG_TO_STDERR,
+		 cfg->log_level);
+	if (evthread_use_pthreads() < 0) {
+		log_err(LOG_MAIN, "cannot set up libevent threads");
+		cm_config_release(cfg);
+		return ret;
+	}
+	rc = util_mkdir_p(cfg->cache_dir, 0700);
+	if (rc == 0)
+		rc = absolutize(&cfg->cache_dir);
+	if (rc < 0) {
+		log_err(LOG_MAIN, "cannot use cache directory '%s': %s",
+			cfg->cache_dir, strerror(-rc));
+		cm_config_release(cfg);
+		return ret;
+	}
+	rc = clear_dead_mount(cfg->mountpoint);
+	if (rc == 0)
+		rc = absolutize(&cfg->mountpoint);
+	if (rc < 0) {
+		log_err(LOG_MAIN, "cannot use mountpoint '%s': %s",
+			cfg->mountpoint, strerror(-rc));
+		cm_config_release(cfg);
+		return ret;
+	}
+	if (cm_ns_open(&ns, cfg) < 0)
+		goto out;
+	for (size_t i = 0; i < ns.n; i++) {
+		ns.vols[i]->cross = fns_cross;
+		ns.vols[i]->cross_arg = ns.vols[i];
+		if (!ns.vols[i]->ns_failed && cm_config_cleartext(&ns.vols[i]->cfg))
+			log_warn(LOG_MAIN, "volume '%s': server '%s' is plain "
+					   "http://, allowed by "
+					   "allow-insecure-http",
+				 ns.vols[i]->ns_dir, ns.vols[i]->cfg.server);
+	}
+	nts = calloc(ns.cap, sizeof(*nts)); /* reloads add volumes */
+	if (!nts || asprintf(&opts,
+			     "nosuid,nodev,allow_other,default_permissions,"
+			     "fsname=cairn:%s,subtype=cairn%s%s",
+			     "namespace", ns.cfg.fuse_opts ? "," : "",
+			     ns.cfg.fuse_opts ? ns.cfg.fuse_opts : "") < 0) {
+		opts = NULL;
+		log_err(LOG_MAIN, "out of memory");
+		goto out;
+	}
+	if (fuse_opt_add_arg(&args, argv0) || fuse_opt_add_arg(&args, "-o") ||
+	    fuse_opt_add_arg(&args, opts)) {
+		log_err(LOG_MAIN, "out of memory");
+		goto out;
+	}
+	se = fuse_session_new(&args, &fns_ops, sizeof(fns_ops), &ns);
+	if (!se) {
+		log_err(LOG_MAIN, "cannot create the FUSE session (options "
+				  "'%s')",
+			opts);
+		goto out;
+	}
+	if (fuse_session_mount(se, ns.cfg.mountpoint) != 0) {
+		log_err(LOG_MAIN, "cannot mount on '%s'", ns.cfg.mountpoint);
+		goto out;
+	}
+	mounted = true;
+	log_info(LOG_MAIN, "mounted %zu volumes on '%s'", ns.n,
+		 ns.cfg.mountpoint);
+	if (!ns.cfg.foreground) {
+		cm_ns_before_fork(&ns);
+		rc = bg_fork();
+		if (rc < 0) {
+			log_err(LOG_MAIN, "cannot go to the background: %s",
+				strerror(-rc));
+			goto out;
+		}
+		if (cm_ns_after_fork(&ns) < 0)
+			goto out;
+	}
+	if (cm_ns_build(&ns) < 0)
+		goto out;
+	built = true;
+	rc = 0;
+	for (size_t i = 0; rc == 0 && i < ns.n; i++) {
+		if (ns.vols[i]->ns_failed)
+			continue;
+		nts[i] = fops_notifier_start(&ns.vols[i]->loop, se);
+		rc = nts[i] ? 0 : -errno;
+	}
+	front.se = se;
+	front.nts = nts;
+	ns.on_attach = ns_attach;
+	ns.on_attach_arg = &front;
+	if (rc == 0)
+		rc = cm_ns_start(&ns);
+	sc->ns = &ns;
+	if (rc == 0 && signals_start(sc, se, NULL, cl) != 0)
+		rc = -EAGAIN;
+	if (rc < 0) {
+		log_err(LOG_MAIN, "cannot start threads: %s", strerror(-rc));
+		goto out;
+	}
+	lc.clone_fd = 0;
+	lc.max_idle_threads = ns.cfg.threads;
+	{
+		char st[512];
+
+		snprintf(st, sizeof(st), "READY=1\nSTATUS=%zu volumes on %s",
+			 ns.n, ns.cfg.mountpoint);
+		notify_systemd(st);
+	}
+	bg_ready();
+	rc = fuse_session_loop_mt(se, &lc);
+	ret = rc < 0 ? EX_SOFTWARE : EX_OK;
+	log_info(LOG_MAIN, "stopping");
+out:
+	signals_stop(sc);
+	cm_ns_stop(&ns);
+	for (size_t i = 0; nts && i < ns.n; i++)
+		fops_notifier_stop(nts[i]);
+	free(nts);
+	if (built)
+		for (size_t i = 0; i < ns.n; i++)
+			if (!ns.vols[i]->ns_failed) {
+				/* a volume attached by the retrier too */
+				log_info(LOG_MAIN, "volume '%s':",
+					 ns.vols[i]->ns_dir);
+				report_left(ns.vols[i]);
+			}
+	if (mounted)
+		fuse_session_unmount(se);
+	if (se)
+		fuse_session_destroy(se);
+	fuse_opt_free_args(&args);
+	free(opts);
+	cm_ns_close(&ns);
+	return ret;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -870,6 +1181,11 @@ main(int argc, char **argv)
 		cm_config_release(&cfg);
 		cli_release(&cl);
 		return EX_OSERR;
+	}
+	if (cfg.nvols) {
+		ret = main_ns(argv[0], &cl, &cfg, &sc);
+		cli_release(&cl);
+		return ret;
 	}
 	/* Started in the background with syslog (mount.cairn): errors
 	 * before the fork go to the terminal as well. */

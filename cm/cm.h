@@ -37,6 +37,29 @@
 #include "common/fid.h"
 #include "common/proto.h"
 
+/*
+ * One volume of a namespace (cairnd.conf(5) "[volume DIR]" sections):
+ * served as MOUNTPOINT/DIR. @volume is the name on the server (default
+ * DIR); @server and @token_file default to the top-level settings.
+ */
+struct cm_volconf {
+	char *dir;	  /* the name under the mount root (the section's) */
+	char *volume;	  /* the volume's name on the server, or NULL: dir */
+	char *server;	  /* or NULL: the top-level server */
+	char *token_file; /* or NULL: the top-level token */
+	char *origin;	  /* "FILE:LINE" of the section header's first key */
+};
+
+/* A server named once (cairnd.conf(5) "[server ALIAS]"): a volume's
+ * "server = ALIAS" and a mount point's "ALIAS:VOLUME" target name it. */
+struct cm_srvconf {
+	char *alias;
+	char *url;
+};
+
+/* At most this many volumes in one namespace (inode slots, daemon_i.h). */
+#define CM_NS_MAX_VOLUMES 1024
+
 /* Settings of one cairnd, from the command line and cairn.conf(5). */
 struct cm_config {
 	char *server;	    /* base URL of cairn-vold */
@@ -74,6 +97,12 @@ struct cm_config {
 	bool use_syslog;
 	bool allow_insecure_http; /* http:// to a host not on this machine */
 	struct conf_origins origins; /* where each setting came from */
+	struct cm_volconf *vols;     /* "[volume DIR]" sections: a namespace
+					of several volumes (cairnd(8)); none:
+					the one volume of --volume */
+	size_t nvols;
+	struct cm_srvconf *srvs; /* "[server ALIAS]" sections */
+	size_t nsrvs;
 };
 
 /* Default values (doc'd in cairnd(8)); fields not set stay NULL/0. */
@@ -121,6 +150,21 @@ const char *cm_config_key(size_t i);
  * ("default", "FILE:LINE", "command line"), one "key = value  # origin"
  * line each; the token file's name, never the token. */
 void cm_config_show(const struct cm_config *c, FILE *out);
+/* Set @key of the volume section "[volume @dir]" (created on first
+ * use): "volume", "server" or "token". @return 0, -ENOENT unknown key,
+ * -EINVAL bad value or name (*why), -E2BIG too many volumes. */
+int cm_config_set_vol(struct cm_config *c, const char *dir, const char *key,
+		      const char *value, const char *origin, const char **why);
+/* Set @key ("url") of "[server @alias]". @return as cm_config_set_vol(). */
+int cm_config_set_srv(struct cm_config *c, const char *alias, const char *key,
+		      const char *value, const char *origin, const char **why);
+/* The URL of server alias @alias, or NULL. */
+const char *cm_config_srv_url(const struct cm_config *c, const char *alias);
+/* The settings of volume @i of a namespace as a single-volume config
+ * @out (a deep copy of @c with server, volume and token of the volume;
+ * no volume list). @return 0 or -ENOMEM. */
+int cm_config_for_vol(const struct cm_config *c, size_t i,
+		      struct cm_config *out);
 /* Check that the required settings are present, and the transport rule
  * below. @return 0 or -EINVAL with *why naming the first missing one, or
  * -EPERM when plain http:// would leave the machine without

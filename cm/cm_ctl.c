@@ -53,6 +53,8 @@ static void resolve_step(struct resolve *r);
 void
 cm_ctl_resolve_free(struct resolve *r)
 {
+	if (r->arg && r->arg_free)
+		r->arg_free(r->arg);
 	free(r->path);
 	free(r);
 }
@@ -166,24 +168,22 @@ resolve_step(struct resolve *r)
 
 /* Resolve args.path for @call; @done answers the call and frees @r with
  * cm_ctl_resolve_free() (or cm_ctl_resolve_fail()). */
-void
-cm_ctl_resolve(struct cm *cm, struct ctl_call *call,
-	      const struct ctl_peer *peer, json_t *args, int want,
-	      resolve_done_fn done)
+static struct resolve *
+resolve_new(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
+	    const char *path, int want, resolve_done_fn done)
 {
-	const char *path = json_string_value(json_object_get(args, "path"));
 	struct proto_volinfo vi;
 	struct resolve *r;
 
 	if (cm_volinfo(cm, &vi) < 0) {
 		ctl_reply_err(call, EAGAIN, "the volume is not known yet");
-		return;
+		return NULL;
 	}
 	r = calloc(1, sizeof(*r));
 	if (!r || !(r->path = strdup(path ? path : ""))) {
 		free(r);
 		ctl_reply_err(call, ENOMEM, NULL);
-		return;
+		return NULL;
 	}
 	r->cm = cm;
 	r->call = call;
@@ -191,12 +191,43 @@ cm_ctl_resolve(struct cm *cm, struct ctl_call *call,
 	r->cur = r->path;
 	r->fid = vi.root;
 	r->want = want;
-	r->recursive = json_is_true(json_object_get(args, "recursive"));
 	r->done = done;
+	return r;
+}
+
+void
+cm_ctl_resolve(struct cm *cm, struct ctl_call *call,
+	      const struct ctl_peer *peer, json_t *args, int want,
+	      resolve_done_fn done)
+{
+	const char *path = json_string_value(json_object_get(args, "path"));
+	struct resolve *r = resolve_new(cm, call, peer, path, want, done);
+
+	if (!r)
+		return;
+	r->recursive = json_is_true(json_object_get(args, "recursive"));
 	resolve_step(r);
 }
 
-static const struct ctl_handlers cm_ctl_handlers = { .on = {
+void
+cm_ctl_resolve_path(struct cm *cm, struct ctl_call *call,
+		    const struct ctl_peer *peer, const char *path, int want,
+		    resolve_done_fn done, void *arg,
+		    void (*arg_free)(void *arg))
+{
+	struct resolve *r = resolve_new(cm, call, peer, path, want, done);
+
+	if (!r) {
+		if (arg && arg_free)
+			arg_free(arg);
+		return;
+	}
+	r->arg = arg;
+	r->arg_free = arg_free;
+	resolve_step(r);
+}
+
+const struct ctl_handlers cm_ctl_handlers = { .on = {
 	[CTL_PIN] = cm_ctl_h_pin,
 	[CTL_UNPIN] = cm_ctl_h_unpin,
 	[CTL_PINS] = cm_ctl_h_pins,
@@ -219,6 +250,9 @@ static const struct ctl_handlers cm_ctl_handlers = { .on = {
 	[CTL_REPLAYLOG] = cm_ctl_h_replaylog,
 	[CTL_FLUSHALL] = cm_ctl_h_flushvolume, /* and then the metadata */
 	[CTL_METRICS] = cm_ctl_h_metrics,
+	[CTL_MKMOUNT] = cm_ctl_h_mkmount,
+	[CTL_LSMOUNT] = cm_ctl_h_lsmount,
+	[CTL_RMMOUNT] = cm_ctl_h_rmmount,
 } };
 
 /* ---- start / stop --------------------------------------------------- */

@@ -21,4 +21,12 @@ int cm_ctl_start(struct cm *cm);
 /* Stop listening and remove the socket file. Safe if never started. */
 void cm_ctl_stop(struct cm *cm);
 
+/* A namespace's one control socket (ctl_ns.c): on
+ * cfg.ctl_socket or ctl_socket_path(mount root); a request's path picks
+ * the volume by its first component. Needs ns->loop.base. @return 0 or
+ * -errno (logged). */
+struct cm_ns;
+int cm_ns_ctl_start(struct cm_ns *ns);
+void cm_ns_ctl_stop(struct cm_ns *ns);
+
 #endif /* CAIRN_CM_CM_CTL_H */

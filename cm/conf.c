@@ -54,6 +54,19 @@ cm_config_release(struct cm_config *c)
 	free(c->ctl_socket);
 	free(c->proxy);
 	free(c->metrics_listen);
+	for (size_t i = 0; i < c->nvols; i++) {
+		free(c->vols[i].dir);
+		free(c->vols[i].volume);
+		free(c->vols[i].server);
+		free(c->vols[i].token_file);
+		free(c->vols[i].origin);
+	}
+	free(c->vols);
+	for (size_t i = 0; i < c->nsrvs; i++) {
+		free(c->srvs[i].alias);
+		free(c->srvs[i].url);
+	}
+	free(c->srvs);
 	conf_origins_release(&c->origins);
 	memset(c, 0, sizeof(*c));
 }
@@ -376,6 +389,35 @@ load_cb(void *user, const char *section, const char *name, const char *value,
 	struct load_ctx *lc = user;
 	int rc;
 
+	if (!strncmp(section, "server ", 7)) {
+		const char *alias = section + 7;
+
+		while (*alias == ' ')
+			alias++;
+		rc = cm_config_set_srv(lc->c, alias, name, value, origin, why);
+		if (rc == -ENOENT) {
+			*why = "unknown setting in a [server] section (url)";
+			return -EINVAL;
+		}
+		if (rc < 0 && !*why)
+			*why = strerror(-rc);
+		return rc;
+	}
+	if (!strncmp(section, "volume ", 7)) {
+		const char *dir = section + 7;
+
+		while (*dir == ' ')
+			dir++;
+		rc = cm_config_set_vol(lc->c, dir, name, value, origin, why);
+		if (rc == -ENOENT) {
+			*why = "unknown setting in a [volume] section (volume, "
+			       "server, token)";
+			return -EINVAL;
+		}
+		if (rc < 0 && !*why)
+			*why = strerror(-rc);
+		return rc;
+	}
 	if (section[0] && strcmp(section, "cairnd"))
 		return 1; /* other programs' sections */
 	/* Not fuse-options for a -o: those add to the file's list. */
@@ -390,6 +432,175 @@ load_cb(void *user, const char *section, const char *name, const char *value,
 	if (rc < 0 && !*why)
 		*why = strerror(-rc);
 	return rc;
+}
+
+int
+cm_config_set_vol(struct cm_config *c, const char *dir, const char *key,
+		  const char *value, const char *origin, const char **why)
+{
+	struct cm_volconf *v = NULL;
+	int rc;
+
+	*why = NULL;
+	if (proto_volname_check(dir) < 0) {
+		*why = "bad name in [volume NAME] (the name of a directory "
+		       "under the mount root: a volume name)";
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < c->nvols; i++)
+		if (!strcmp(c->vols[i].dir, dir))
+			v = &c->vols[i];
+	if (!v) {
+		struct cm_volconf *nv;
+
+		if (c->nvols >= CM_NS_MAX_VOLUMES) {
+			*why = "too many [volume] sections";
+			return -E2BIG;
+		}
+		nv = realloc(c->vols, (c->nvols + 1) * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		c->vols = nv;
+		v = &c->vols[c->nvols];
+		memset(v, 0, sizeof(*v));
+		v->dir = strdup(dir);
+		v->origin = strdup(origin ? origin : "");
+		if (!v->dir || !v->origin) {
+			free(v->dir);
+			free(v->origin);
+			return -ENOMEM;
+		}
+		c->nvols++;
+	}
+	if (!strcmp(key, "volume")) {
+		if (proto_volname_check(value) < 0) {
+			*why = "bad volume name";
+			return -EINVAL;
+		}
+		rc = set_str(&v->volume, value);
+	} else if (!strcmp(key, "server")) {
+		/* A URL, or the alias of a [server] section (checked by
+		 * cm_config_check(), when every section is read). */
+		if (strncmp(value, "http://", 7) &&
+		    strncmp(value, "https://", 8) &&
+		    proto_volname_check(value) < 0) {
+			*why = "server must be an http:// or https:// URL or "
+			       "the name of a [server] section";
+			return -EINVAL;
+		}
+		rc = set_str(&v->server, value);
+	} else if (!strcmp(key, "token")) {
+		rc = set_str(&v->token_file, value);
+	} else {
+		return -ENOENT;
+	}
+	return rc;
+}
+
+int
+cm_config_set_srv(struct cm_config *c, const char *alias, const char *key,
+		  const char *value, const char *origin, const char **why)
+{
+	struct cm_srvconf *sv = NULL;
+
+	(void)origin;
+	*why = NULL;
+	if (proto_volname_check(alias) < 0) {
+		*why = "bad name in [server NAME] (letters, digits, '.', '_', "
+		       "'-')";
+		return -EINVAL;
+	}
+	if (strcmp(key, "url"))
+		return -ENOENT;
+	if (strncmp(value, "http://", 7) && strncmp(value, "https://", 8)) {
+		*why = "url must be an http:// or https:// URL";
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < c->nsrvs; i++)
+		if (!strcmp(c->srvs[i].alias, alias))
+			sv = &c->srvs[i];
+	if (!sv) {
+		struct cm_srvconf *ns;
+
+		if (c->nsrvs >= CM_NS_MAX_VOLUMES) {
+			*why = "too many [server] sections";
+			return -E2BIG;
+		}
+		ns = realloc(c->srvs, (c->nsrvs + 1) * sizeof(*ns));
+		if (!ns)
+			return -ENOMEM;
+		c->srvs = ns;
+		sv = &c->srvs[c->nsrvs];
+		memset(sv, 0, sizeof(*sv));
+		sv->alias = strdup(alias);
+		if (!sv->alias)
+			return -ENOMEM;
+		c->nsrvs++;
+	}
+	return set_str(&sv->url, value);
+}
+
+const char *
+cm_config_srv_url(const struct cm_config *c, const char *alias)
+{
+	for (size_t i = 0; alias && i < c->nsrvs; i++)
+		if (!strcmp(c->srvs[i].alias, alias))
+			return c->srvs[i].url;
+	return NULL;
+}
+
+/* The URL of volume @v: its server (a URL or an alias), else the
+ * top-level one. NULL: an alias no [server] section defines. */
+static const char *
+vol_url(const struct cm_config *c, const struct cm_volconf *v)
+{
+	if (!v->server)
+		return c->server;
+	if (!strncmp(v->server, "http://", 7) ||
+	    !strncmp(v->server, "https://", 8))
+		return v->server;
+	return cm_config_srv_url(c, v->server);
+}
+
+static int
+dup_str(char **dst, const char *src)
+{
+	*dst = NULL;
+	if (!src)
+		return 0;
+	*dst = strdup(src);
+	return *dst ? 0 : -ENOMEM;
+}
+
+int
+cm_config_for_vol(const struct cm_config *c, size_t i, struct cm_config *out)
+{
+	const struct cm_volconf *v = &c->vols[i];
+	int rc = 0;
+
+	*out = *c;
+	memset(&out->origins, 0, sizeof(out->origins));
+	out->vols = NULL;
+	out->nvols = 0;
+	out->srvs = NULL;
+	out->nsrvs = 0;
+	rc |= dup_str(&out->server, vol_url(c, v));
+	rc |= dup_str(&out->volume, v->volume ? v->volume : v->dir);
+	rc |= dup_str(&out->token_file,
+		      v->token_file ? v->token_file : c->token_file);
+	rc |= dup_str(&out->cache_dir, c->cache_dir);
+	rc |= dup_str(&out->mountpoint, c->mountpoint);
+	rc |= dup_str(&out->config_file, c->config_file);
+	rc |= dup_str(&out->fuse_opts, c->fuse_opts);
+	rc |= dup_str(&out->ca_file, c->ca_file);
+	rc |= dup_str(&out->ctl_socket, c->ctl_socket);
+	rc |= dup_str(&out->proxy, c->proxy);
+	rc |= dup_str(&out->metrics_listen, c->metrics_listen);
+	if (rc) {
+		cm_config_release(out);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 int
@@ -539,12 +750,76 @@ cm_config_show(const struct cm_config *c, FILE *out)
 		else
 			fprintf(out, "# %s is not set  (%s)\n", k, from);
 	}
+	for (size_t i = 0; i < c->nsrvs; i++)
+		fprintf(out, "[server %s]\nurl = %s\n", c->srvs[i].alias,
+			c->srvs[i].url ? c->srvs[i].url : "");
+	for (size_t i = 0; i < c->nvols; i++) {
+		const struct cm_volconf *v = &c->vols[i];
+
+		fprintf(out, "[volume %s]  ; %s\n", v->dir, v->origin);
+		fprintf(out, "volume = %s%s\n", v->volume ? v->volume : v->dir,
+			v->volume ? "" : "  ; the section's name");
+		if (v->server || c->server)
+			fprintf(out, "server = %s%s%s\n",
+				v->server ? v->server : c->server,
+				v->server ? "" : "  ; the top-level server",
+				v->server && vol_url(c, v) &&
+						strcmp(v->server, vol_url(c, v))
+					? "  ; a [server] alias"
+					: "");
+		if (v->token_file || c->token_file)
+			fprintf(out, "token = %s%s\n",
+				v->token_file ? v->token_file : c->token_file,
+				v->token_file ? "" : "  ; the top-level token");
+	}
+}
+
+/* The transport rule for one server URL (cm_config_check()). */
+static int check_cleartext(const struct cm_config *c, const char *server,
+			   const char **why);
+
+/* A namespace: every volume needs a server and a token file, from its
+ * section or the top level; the names under the mount root differ (they
+ * are the section names, unique by construction). */
+static int
+check_ns(const struct cm_config *c, const char **why)
+{
+	*why = NULL;
+	if (c->volume)
+		*why = "volume is set and the config has [volume] sections: "
+		       "list every volume in a section";
+	else if (!c->cache_dir)
+		*why = "no cache directory given (--cache DIR)";
+	else if (!c->mountpoint)
+		*why = "no mountpoint given (--mountpoint DIR)";
+	for (size_t i = 0; !*why && i < c->nvols; i++) {
+		if (!c->vols[i].server && !c->server)
+			*why = "a [volume] section has no server (and there is "
+			       "no top-level server)";
+		else if (!vol_url(c, &c->vols[i]))
+			*why = "a [volume] section names a server no [server] "
+			       "section defines";
+		else if (!c->vols[i].token_file && !c->token_file)
+			*why = "a [volume] section has no token (and there is "
+			       "no top-level token)";
+	}
+	if (*why)
+		return -EINVAL;
+	for (size_t i = 0; i < c->nvols; i++) {
+		int rc = check_cleartext(c, vol_url(c, &c->vols[i]), why);
+
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
 }
 
 int
 cm_config_check(const struct cm_config *c, const char **why)
 {
 	*why = NULL;
+	if (c->nvols)
+		return check_ns(c, why);
 	if (!c->server)
 		*why = "no server given (--server URL)";
 	else if (!c->volume)
@@ -557,7 +832,16 @@ cm_config_check(const struct cm_config *c, const char **why)
 		*why = "no mountpoint given (--mountpoint DIR)";
 	if (*why)
 		return -EINVAL;
-	if (cm_config_cleartext(c) && !c->allow_insecure_http) {
+	return check_cleartext(c, c->server, why);
+}
+
+static int
+check_cleartext(const struct cm_config *c, const char *server, const char **why)
+{
+	struct cm_config one = *c;
+
+	one.server = (char *)server;
+	if (cm_config_cleartext(&one) && !c->allow_insecure_http) {
 		*why = c->proxy && !cm_url_loopback(c->proxy)
 			       ? "refusing plain http:// through a proxy that "
 				 "is not on this machine: the token and the "

@@ -231,6 +231,7 @@ conflict_op_path(struct wb *wb, const struct proto_op *op, char *buf,
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
 	case PROTO_OP_SYMLINK:
+	case PROTO_OP_MKMOUNT:
 	case PROTO_OP_LINK:
 	case PROTO_OP_UNLINK:
 	case PROTO_OP_RMDIR:
@@ -266,7 +267,8 @@ conflict_kind(const struct proto_op *op, int err)
 	case ENOENT:
 		return op->kind == PROTO_OP_CREATE ||
 				       op->kind == PROTO_OP_MKDIR ||
-				       op->kind == PROTO_OP_SYMLINK
+				       op->kind == PROTO_OP_SYMLINK ||
+				       op->kind == PROTO_OP_MKMOUNT
 			       ? RLOG_CF_PARENT_GONE
 			       : RLOG_CF_OBJECT_GONE;
 	default:

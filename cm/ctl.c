@@ -49,6 +49,8 @@ struct ctl_call {
 	bool want_progress;
 	void (*cancel_fn)(void *arg, struct ctl_call *call);
 	void *cancel_arg;
+	void (*filter_fn)(void *arg, json_t *result); /* ctl_call_set_filter */
+	void *filter_arg;
 	struct ctl_peer peer;
 };
 
@@ -936,7 +938,17 @@ ctl_reply_ok(struct ctl_call *call, json_t *result)
 		ctl_reply_err(call, EIO, "handler returned a non-object");
 		return;
 	}
+	if (call->filter_fn)
+		call->filter_fn(call->filter_arg, result);
 	call_finish(call, CTL_OK, result);
+}
+
+void
+ctl_call_set_filter(struct ctl_call *call,
+		    void (*fn)(void *arg, json_t *result), void *arg)
+{
+	call->filter_fn = fn;
+	call->filter_arg = arg;
 }
 
 void

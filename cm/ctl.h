@@ -164,6 +164,11 @@ void ctl_server_set_peer_hook(struct ctl_server *s,
  * @call. A result whose JSON exceeds CTL_PAYLOAD_MAX is turned into an
  * ERROR EMSGSIZE (paginate big answers). */
 void ctl_reply_ok(struct ctl_call *call, json_t *result);
+/* Have @fn(@arg, result) edit @call's OK result before it is sent (a
+ * router that gave a handler a path of its own puts the full path back,
+ * ctl_ns.c). @arg must live until the call is answered. Loop thread. */
+void ctl_call_set_filter(struct ctl_call *call,
+			 void (*fn)(void *arg, json_t *result), void *arg);
 
 /* Answer @call with ERROR: @err a positive or negative errno, @msg a
  * human sentence (NULL = strerror). Frees @call. */

@@ -35,6 +35,9 @@ struct resolve {
 	bool recursive; /* the request's "recursive" (pin, unpin) */
 	unsigned tries;
 	resolve_done_fn done;
+	void *arg;		     /* the handler's, for @done */
+	void (*arg_free)(void *arg); /* called by cm_ctl_resolve_free() on
+					@arg unless @done set it to NULL */
 };
 
 /* Resolve args.path for @call, checking @want (R_OK ...) for @peer on the
@@ -43,11 +46,23 @@ struct resolve {
 void cm_ctl_resolve(struct cm *cm, struct ctl_call *call,
 		    const struct ctl_peer *peer, json_t *args, int want,
 		    resolve_done_fn done);
+/* The same for @path (mount-relative, "." = the root) instead of
+ * args.path, with @arg for @done (r->arg); @arg_free (may be NULL) frees
+ * it when the call fails on the way, or whenever @r is freed with r->arg
+ * still set. */
+void cm_ctl_resolve_path(struct cm *cm, struct ctl_call *call,
+			 const struct ctl_peer *peer, const char *path,
+			 int want, resolve_done_fn done, void *arg,
+			 void (*arg_free)(void *arg));
 void cm_ctl_resolve_free(struct resolve *r);
 /* Answer the call with @err (and @msg, may be NULL) and free @r. */
 void cm_ctl_resolve_fail(struct resolve *r, int err, const char *msg);
 /* The st_mode-like mode the permission checks use. */
 uint32_t cm_ctl_attr_mode(const struct proto_attr *a);
+
+/* The handler table of one volume (cm_ctl.c); a namespace routes each
+ * request to it with the volume's struct cm (ctl_ns.c). */
+extern const struct ctl_handlers cm_ctl_handlers;
 
 /* The handlers (struct ctl_handlers signature; @arg is the struct cm). */
 #define CM_CTL_HANDLER(name)                                                   \
@@ -87,12 +102,21 @@ CM_CTL_HANDLER(cm_ctl_h_conflicts);
 CM_CTL_HANDLER(cm_ctl_h_resolve);
 CM_CTL_HANDLER(cm_ctl_h_replaylog);
 
+/* ctl_mount.c: mount points (doc/cm.md "Mount points") */
+CM_CTL_HANDLER(cm_ctl_h_mkmount);
+CM_CTL_HANDLER(cm_ctl_h_lsmount);
+CM_CTL_HANDLER(cm_ctl_h_rmmount);
+
 /* ctl_metrics.c: fs metrics, and the loopback listener of
  * metrics-listen (started and stopped with the control server; start
  * does nothing without the setting). @return 0 or -errno (logged). */
 CM_CTL_HANDLER(cm_ctl_h_metrics);
 int cm_metrics_listen_start(struct cm *cm);
 void cm_metrics_listen_stop(struct cm *cm);
+/* A namespace: fs metrics without -V, every volume's figures in one
+ * exposition (each family once). The listener of a namespace, started
+ * on one of its volumes, answers the same. */
+void cm_ns_ctl_h_metrics(struct cm_ns *ns, struct ctl_call *call);
 /* Mode, since, progress and log counts for fs status (added to @o). */
 void cm_ctl_offline_status(struct cm *cm, json_t *o);
 

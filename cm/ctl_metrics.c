@@ -109,7 +109,7 @@ gauge(struct metrics_buf *b, const struct metrics_label *vl, const char *name,
 /* The text (doc/control.md "metrics" lists every name). Loop thread.
  * @return heap text (free()) or NULL + errno. */
 static char *
-metrics_text(struct cm *cm, size_t *len)
+vol_metrics_text(struct cm *cm, size_t *len)
 {
 	static const char *const kinds[CM_R_MAX] = {
 		"lookup",   "getattr", "readdir", "open",  "read",
@@ -175,6 +175,12 @@ metrics_text(struct cm *cm, size_t *len)
 		"Chunk reads answered from the cache.", LD(chunk_hits));
 	counter(&b, &vl, "cairnd_chunk_misses_total",
 		"Chunk reads that had to wait for a fetch.", LD(chunk_misses));
+	counter(&b, &vl, "cairnd_chunks_advised_total",
+		"Chunk files the kernel was asked to read ahead.",
+		LD(chunks_advised));
+	counter(&b, &vl, "cairnd_open_pushes_total",
+		"Small files stored in the page cache at their first open.",
+		LD(open_pushes));
 	counter(&b, &vl, "cairnd_chunks_fetched_total",
 		"Chunks fetched, verified and stored.", LD(chunks_fetched));
 	counter(&b, &vl, "cairnd_fetched_bytes_total",
@@ -266,6 +272,190 @@ metrics_text(struct cm *cm, size_t *len)
 
 #undef LD
 
+/* ---- a namespace: every volume's figures in one exposition ----------- */
+
+/* One family of an exposition: its "# HELP"/"# TYPE" lines and samples. */
+struct fam {
+	char *name;
+	const char *head; /* into a volume's text */
+	size_t head_len;
+	const char **lines; /* sample lines, into the volumes' texts */
+	size_t *lens;
+	size_t n, cap;
+};
+
+/* Is the series (a sample line up to its value) of @l among @f's? */
+static bool
+have_series(const struct fam *f, const char *l, size_t len)
+{
+	const char *sp = memrchr(l, ' ', len);
+	size_t k = sp ? (size_t)(sp - l) : len;
+
+	for (size_t i = 0; i < f->n; i++)
+		if (f->lens[i] > k && f->lines[i][k] == ' ' &&
+		    !memcmp(f->lines[i], l, k))
+			return true;
+	return false;
+}
+
+static int
+fam_add(struct fam *f, const char *l, size_t len)
+{
+	if (have_series(f, l, len))
+		return 0;
+	if (f->n == f->cap) {
+		size_t nc = f->cap ? 2 * f->cap : 16;
+		const char **nl = realloc(f->lines, nc * sizeof(*nl));
+		size_t *nn;
+
+		if (!nl)
+			return -ENOMEM;
+		f->lines = nl;
+		nn = realloc(f->lens, nc * sizeof(*nn));
+		if (!nn)
+			return -ENOMEM;
+		f->lens = nn;
+		f->cap = nc;
+	}
+	f->lines[f->n] = l;
+	f->lens[f->n++] = len;
+	return 0;
+}
+
+/*
+ * The exposition of a namespace: each volume's (vol_metrics_text(), its
+ * samples labelled with its volume) merged so that every family has its
+ * HELP and TYPE once and then the samples of all volumes; a series an
+ * earlier volume already gave (cairnd_info of a shared server, the
+ * shared chunk store's figures) is left out, as the format wants each
+ * series once. Loop thread.
+ */
+/* The family named @nm (@nml bytes) of @fams, added (header at @head,
+ * @hl bytes) when new. NULL on ENOMEM. */
+static struct fam *
+fam_get(struct fam **fams, size_t *nf, size_t *capf, const char *nm, size_t nml,
+	const char *head, size_t hl)
+{
+	struct fam *f;
+
+	for (size_t i = 0; i < *nf; i++)
+		if (strlen((*fams)[i].name) == nml &&
+		    !memcmp((*fams)[i].name, nm, nml))
+			return &(*fams)[i];
+	if (*nf == *capf) {
+		size_t nc = *capf ? 2 * *capf : 64;
+		struct fam *n = realloc(*fams, nc * sizeof(*n));
+
+		if (!n)
+			return NULL;
+		*fams = n;
+		*capf = nc;
+	}
+	f = &(*fams)[*nf];
+	memset(f, 0, sizeof(*f));
+	f->name = strndup(nm, nml);
+	if (!f->name)
+		return NULL;
+	f->head = head;
+	f->head_len = hl;
+	(*nf)++;
+	return f;
+}
+
+/*
+ * The exposition of a namespace: each volume's (vol_metrics_text(), its
+ * samples labelled with its volume) merged so that every family has its
+ * HELP and TYPE once and then the samples of all volumes; a series an
+ * earlier volume already gave (cairnd_info of a shared server, the
+ * shared chunk store's figures) is left out, as the format wants each
+ * series once. Loop thread.
+ */
+static char *
+ns_metrics_text(struct cm_ns *ns, size_t *len)
+{
+	char **texts = calloc(ns->n ? ns->n : 1, sizeof(*texts));
+	struct fam *fams = NULL, *cur;
+	size_t nf = 0, capf = 0, tl, ll;
+	struct metrics_buf b;
+	const char *p, *end, *nl;
+	char *out = NULL;
+
+	metrics_buf_init(&b);
+	if (!texts)
+		return NULL;
+	for (size_t v = 0; v < ns->n; v++) {
+		if (ns->vols[v]->ns_failed)
+			continue;
+		texts[v] = vol_metrics_text(ns->vols[v], &tl);
+		if (!texts[v])
+			goto out;
+		cur = NULL;
+		for (p = texts[v], end = p + tl; p < end; p += ll) {
+			nl = memchr(p, '\n', (size_t)(end - p));
+			ll = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+			if (!strncmp(p, "# HELP ", 7)) {
+				cur = fam_get(&fams, &nf, &capf, p + 7,
+					      strcspn(p + 7, " \n"), p, ll);
+				if (!cur)
+					goto out;
+			} else if (!strncmp(p, "# TYPE ", 7)) {
+				/* After its HELP line: part of the head. */
+				if (cur && cur->head + cur->head_len == p)
+					cur->head_len += ll;
+			} else if (cur && ll > 1 && fam_add(cur, p, ll) < 0) {
+				goto out;
+			}
+		}
+	}
+	for (size_t i = 0; i < nf; i++) {
+		metrics_buf_append(&b, fams[i].head, fams[i].head_len);
+		for (size_t k = 0; k < fams[i].n; k++)
+			metrics_buf_append(&b, fams[i].lines[k],
+					   fams[i].lens[k]);
+	}
+	out = metrics_buf_steal(&b, len);
+out:
+	metrics_buf_release(&b);
+	for (size_t i = 0; i < nf; i++) {
+		free(fams[i].name);
+		free(fams[i].lines);
+		free(fams[i].lens);
+	}
+	free(fams);
+	for (size_t v = 0; v < ns->n; v++)
+		free(texts[v]);
+	free(texts);
+	return out;
+}
+
+/* The exposition a request on @cm answers: its volume's, or with
+ * @whole_ns (the listener, or fs metrics without -V) its namespace's. */
+static char *
+metrics_text(struct cm *cm, size_t *len, bool whole_ns)
+{
+	if (cm->ns && whole_ns)
+		return ns_metrics_text(cm->ns, len);
+	return vol_metrics_text(cm, len);
+}
+
+void
+cm_ns_ctl_h_metrics(struct cm_ns *ns, struct ctl_call *call)
+{
+	size_t len = 0;
+	char *text = NULL;
+
+	for (size_t i = 0; i < ns->n && !text; i++)
+		if (!ns->vols[i]->ns_failed)
+			text = metrics_text(ns->vols[i], &len, true);
+	if (!text) {
+		ctl_reply_err(call, ENOMEM, NULL);
+		return;
+	}
+	ctl_reply_ok(call, json_pack("{s:s,s:s%}", "content_type",
+				     METRICS_CONTENT_TYPE, "text", text, len));
+	free(text);
+}
+
 /* ---- fs metrics ----------------------------------------------------- */
 
 void
@@ -278,7 +468,7 @@ cm_ctl_h_metrics(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 
 	(void)peer;
 	(void)args;
-	text = metrics_text(cm, &len);
+	text = metrics_text(cm, &len, false);
 	if (!text) {
 		ctl_reply_err(call, ENOMEM, NULL);
 		return;
@@ -328,7 +518,7 @@ on_request(struct evhttp_request *req, void *arg)
 			   sizeof(na) - 1);
 		return;
 	}
-	text = metrics_text(cm, &len);
+	text = metrics_text(cm, &len, true);
 	if (!text) {
 		reply_text(req, 503, "Service Unavailable", "text/plain",
 			   "out of memory\n", 14);

@@ -198,6 +198,7 @@ op_dir(const struct proto_op *op)
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
 	case PROTO_OP_SYMLINK:
+	case PROTO_OP_MKMOUNT:
 	case PROTO_OP_LINK:
 	case PROTO_OP_UNLINK:
 	case PROTO_OP_RMDIR:
@@ -439,7 +440,8 @@ static bool
 takes_name(enum proto_op_kind k)
 {
 	return k == PROTO_OP_CREATE || k == PROTO_OP_MKDIR ||
-	       k == PROTO_OP_SYMLINK || k == PROTO_OP_LINK;
+	       k == PROTO_OP_SYMLINK || k == PROTO_OP_LINK ||
+	       k == PROTO_OP_MKMOUNT;
 }
 
 /* The server's object that had the name is gone: now make ours. */
@@ -658,7 +660,7 @@ resolve_own_gone(const struct ctl_peer *peer, const struct cres *r)
 
 	return strcmp(r->how, "keep-local") &&
 	       (k == PROTO_OP_CREATE || k == PROTO_OP_MKDIR ||
-		k == PROTO_OP_SYMLINK) &&
+		k == PROTO_OP_SYMLINK || k == PROTO_OP_MKMOUNT) &&
 	       (uid_t)r->op.uid == peer->uid;
 }
 

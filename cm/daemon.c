@@ -449,8 +449,13 @@ open_write_state(struct cm *cm)
 int
 cm_daemon_open(struct cm *cm)
 {
-	int rc = open_cs(cm);
+	int rc = 0;
 
+	/* A volume of a namespace gets the namespace's chunk store. */
+	if (cm->cs_shared)
+		cm->chunk_size = cs_chunk_size(cm->cs);
+	else
+		rc = open_cs(cm);
 	if (rc < 0) {
 		log_err(LOG_MAIN, "cannot open cache '%s': %s",
 			cm->cfg.cache_dir,
@@ -461,7 +466,7 @@ cm_daemon_open(struct cm *cm)
 	rc = find_volume(cm);
 	if (rc < 0)
 		return rc;
-	cm->ino = ino_new(&cm->vi.root);
+	cm->ino = ino_new_at(&cm->vi.root, cm->ino_base);
 	if (!cm->ino) {
 		log_err(LOG_MAIN, "out of memory");
 		return -ENOMEM;
@@ -636,6 +641,8 @@ write_modules_new(struct cm *cm)
 		return -errno;
 	w.mut = cm->mut;
 	cm->wb = wb_new(&w);
+	if (cm->wb && cm->have_vi)
+		wb_set_server_version(cm->wb, cm->vi.version);
 	if (!cm->wb) {
 		int rc = -errno;
 
@@ -665,7 +672,9 @@ loop_modules_new(struct cm *cm)
 	struct http_config hc = {0};
 	int rc;
 
-	rc = cm_loop_new(&cm->loop);
+	/* In a namespace the volumes share one loop thread (loop.h). */
+	rc = cm->ns ? cm_loop_attach(&cm->loop, &cm->ns->loop)
+		    : cm_loop_new(&cm->loop);
 	if (rc < 0)
 		return rc;
 	hc.base_url = cm->cfg.server;
@@ -747,7 +756,8 @@ cm_daemon_build(struct cm *cm)
 			strerror(-rc));
 		return rc;
 	}
-	return cm_ctl_start(cm);
+	/* A namespace has one control socket for all (ctl_ns.c). */
+	return cm->ns ? 0 : cm_ctl_start(cm);
 }
 
 /* --- recovery, on the loop thread --- */
@@ -815,8 +825,8 @@ cm_daemon_start(struct cm *cm)
  * client answers every parked request (EIO) from its callback, inside
  * http_free(); pins go after fetch and meta so no callback reaches a
  * freed pin job. */
-static void
-loop_modules_free(void *arg)
+void
+cm_daemon_teardown(void *arg)
 {
 	struct cm *cm = arg;
 
@@ -840,8 +850,13 @@ loop_modules_free(void *arg)
 void
 cm_daemon_stop(struct cm *cm)
 {
+	if (cm->ns) {
+		/* Torn down by the namespace's loop stop (daemon_ns.c). */
+		cm_loop_stop(&cm->loop, NULL, NULL);
+		return;
+	}
 	cm_ctl_stop(cm);
-	cm_loop_stop(&cm->loop, loop_modules_free, cm);
+	cm_loop_stop(&cm->loop, cm_daemon_teardown, cm);
 }
 
 void
@@ -876,6 +891,7 @@ cm_daemon_close(struct cm *cm)
 	cm->rlog = NULL;
 	vc_close(cm->vc);
 	cm->vc = NULL;
-	cs_close(cm->cs);
+	if (!cm->cs_shared)
+		cs_close(cm->cs);
 	cm->cs = NULL;
 }

@@ -86,3 +86,25 @@ cm_stats_format(struct cm *cm, char *buf, size_t len)
 #undef P
 	return off;
 }
+
+struct cm *
+cm_ns_find(struct cm_ns *ns, const char *dir, size_t len)
+{
+	for (size_t i = 0, n = ns ? cm_ns_count(ns) : 0; i < n; i++) {
+		struct cm *cm = cm_ns_vol(ns, i);
+
+		if (strlen(cm->ns_dir) == len && !memcmp(cm->ns_dir, dir, len))
+			return cm;
+	}
+	return NULL;
+}
+
+struct cm *
+cm_ns_of_ino(struct cm_ns *ns, uint64_t ino)
+{
+	unsigned slot = CM_NS_SLOT(ino);
+
+	if (!ns || slot == 0 || slot > cm_ns_count(ns))
+		return NULL;
+	return cm_ns_vol(ns, slot - 1);
+}

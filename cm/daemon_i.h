@@ -84,7 +84,121 @@ struct cm {
 				  stopped with the loop, freed after
 				  the FUSE threads */
 	struct cm_stats st;
+
+	/* One volume of a namespace (NULL/0 when cairnd serves one volume,
+	 * as it always did). Set by daemon_ns.c before cm_daemon_open(),
+	 * read-only after. */
+	struct cm_ns *ns;   /* the namespace this volume is in */
+	unsigned slot;	    /* 1..: its inode slot (CM_NS_SLOT) */
+	uint64_t ino_base;  /* (uint64_t)slot << CM_NS_SLOT_SHIFT */
+	const char *ns_dir; /* its name under the mount root */
+	bool cs_shared;	    /* cs is the namespace's: do not close it */
+	bool ns_failed;	    /* could not be opened: its directory
+			       answers EIO (the others are served) */
+	bool ns_dup;	    /* left out for a duplicate volume id: not
+			       retried (daemon_ns.c) */
+	bool ns_hidden;	    /* removed from the config by a reload: not
+			       listed nor looked up in the mount root,
+			       still served by inode (cm_ns_hidden()) */
+
+	/*
+	 * Mount points (FUSE front end, doc/cm.md "Mount points"): a lookup
+	 * that lands on a mount-point object whose target is volume @volume
+	 * (as stored: "VOLUME" or "ALIAS:VOLUME", proto_mount_target_check())
+	 * calls this with the lookup's @req (a fuse_req_t).
+	 * @return 0: the hook answers @req (the target volume's root entry,
+	 * now or later from the loop, or an error); -EACCES (any negative
+	 * errno): the volume is not served here, and the caller answers @req
+	 * with the mount point itself (an empty, unreadable directory). NULL:
+	 * every mount point is such a directory. Set by whoever builds the
+	 * namespace, before the session starts; called on a FUSE worker
+	 * thread, or on the loop thread when the lookup had to fetch the
+	 * target first; it must not block on the network.
+	 * (A namespace sets fuse_ns.c's fns_cross, @cross_arg the volume.)
+	 */
+	int (*cross)(void *arg, const char *volume, void *req);
+	void *cross_arg;
 };
+
+/*
+ * The inode numbers of a namespace. The kernel sees one inode space for
+ * the whole mount: FUSE_ROOT_ID (1) is the namespace root cairnd
+ * synthesizes (a read-only directory of the configured volumes), and
+ * volume i (0..) hands out numbers from its slot, i + 1, in the high
+ * bits (inode.h ino_new_at()): its root is base | 1. Every handler finds
+ * its volume from the number it is given; kernel notifications carry the
+ * numbers as the volume's table has them, no translation needed.
+ */
+#define CM_NS_SLOT_SHIFT 48
+#define CM_NS_SLOT(ino)	 ((unsigned)((uint64_t)(ino) >> CM_NS_SLOT_SHIFT))
+
+/*
+ * A namespace: one cairnd serving several volumes under one mount root
+ * (cairnd.conf(5) "[volume DIR]"). Built by daemon_ns.c: one chunk store
+ * (the index shared, chunk keys carry the server's volume id), one loop
+ * thread (@loop owns it; each volume's loop is attached, loop.h), one
+ * FUSE session and control socket; per volume a struct cm of its own
+ * with its own connection (so its own offline mode), metadata cache,
+ * replay log and write states under CACHE/vol/DIR.
+ */
+struct cm_ns {
+	struct cm_config cfg; /* the whole config (vols[] listed) */
+	struct cs_store *cs;  /* shared by every volume */
+	uint32_t chunk_size;
+	struct cm_loop loop;	/* the loop thread; volumes attach */
+	struct ctl_server *ctl; /* loop thread only: the one control socket */
+	struct cm *metrics_vol; /* whose cm->msrv is the metrics-listen
+				   listener (ctl_ns.c), or NULL */
+	/* Volumes: grows on a reload that adds one (up to cap), never
+	 * shrinks; changed on the loop thread only (a release store after
+	 * vols[n] is set), read elsewhere with cm_ns_count(). */
+	size_t n;
+	size_t cap; /* vols[] has room for this many (CM_NS_MAX_VOLUMES) */
+	/* [cap]; vols[i]->slot == i + 1. A volume left out at start is
+	 * retried (daemon_ns.c): once its server answers, the loop thread
+	 * replaces vols[i] with the served struct cm (a release store); a
+	 * thread other than the loop reads it with cm_ns_vol(). The struct
+	 * it replaced stays allocated until cm_ns_close(). */
+	struct cm **vols;
+	uint64_t root_ctime_ns; /* the namespace root's times: the start */
+
+	/* Called on the loop thread when a volume left out at start has
+	 * been built and is about to be served (its modules exist, its loop
+	 * is attached, it is not yet in vols[]): the front end starts what
+	 * it needs for it (cairnd.c: the notifier thread, the cross hook).
+	 * @return 0, or -errno: the volume stays out. Set before
+	 * cm_ns_start(). */
+	int (*on_attach)(void *arg, struct cm *cm);
+	void *on_attach_arg;
+	struct ns_retry *retry; /* daemon_ns.c: the retrier's state */
+};
+
+/* Any thread: how many slots @ns has now (served, left out, removed). */
+static inline size_t
+cm_ns_count(struct cm_ns *ns)
+{
+	return __atomic_load_n(&ns->n, __ATOMIC_ACQUIRE);
+}
+
+/* Any thread: has a reload removed @cm from the mount root's listing? */
+static inline bool
+cm_ns_hidden(struct cm *cm)
+{
+	return __atomic_load_n(&cm->ns_hidden, __ATOMIC_ACQUIRE);
+}
+
+/* Any thread: volume @i of @ns (i < cm_ns_count(ns)). */
+static inline struct cm *
+cm_ns_vol(struct cm_ns *ns, size_t i)
+{
+	return __atomic_load_n(&ns->vols[i], __ATOMIC_ACQUIRE);
+}
+
+/* Any thread: the volume of a namespace named @dir, or NULL. */
+struct cm *cm_ns_find(struct cm_ns *ns, const char *dir, size_t len);
+/* Any thread: the volume of inode number @ino (its slot), or NULL (the
+ * namespace root, or no such slot). */
+struct cm *cm_ns_of_ino(struct cm_ns *ns, uint64_t ino);
 
 /* The struct cm that embeds @loop: for front-end jobs that carry no
  * pointer of their own (a job gets only the loop). */

@@ -944,6 +944,24 @@ out:
 	free(p);
 }
 
+bool
+fetch_advise(struct fetch *f, const struct fid *fid, uint64_t dv,
+	     uint64_t fsize, uint64_t first, uint64_t last)
+{
+	bool missing = false;
+	struct cs_key k;
+
+	cm_chunk_key(&k, fid, 0);
+	for (uint64_t c = first; c <= last && c * f->chunk_size < fsize; c++) {
+		k.chunk = c;
+		if (cs_willneed(f->cs, &k, dv) == 0)
+			CM_STAT_INC(f->st, chunks_advised);
+		else
+			missing = true;
+	}
+	return missing;
+}
+
 void
 fetch_prefetch(struct fetch *f, const struct fid *fid, uint64_t dv,
 	       uint64_t fsize, uint64_t first, uint64_t last)

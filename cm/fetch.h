@@ -121,6 +121,17 @@ int fetch_read_park(struct fetch *f, const struct fid *fid, uint64_t off,
  * @dv / @fsize that are neither cached nor in flight (readahead). Bounded:
  * chunks beyond the in-flight limit are skipped.
  */
+/*
+ * Any thread (a reader's worker): have the kernel read ahead the chunk
+ * files of chunks @first..@last of @fid at @dv that the store holds
+ * (cs_willneed), counted in chunks_advised. Warm sequential reads: the
+ * chunks are separate files, so without it the disk sees one chunk
+ * file's read at a time. @return true if some chunk of the range below
+ * @fsize is not cached (then fetch_prefetch() it).
+ */
+bool fetch_advise(struct fetch *f, const struct fid *fid, uint64_t dv,
+		  uint64_t fsize, uint64_t first, uint64_t last);
+
 void fetch_prefetch(struct fetch *f, const struct fid *fid, uint64_t dv,
 		    uint64_t fsize, uint64_t first, uint64_t last);
 

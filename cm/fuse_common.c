@@ -14,6 +14,8 @@
 
 #include "cm/fuse_i.h"
 #include "cm/inode.h"
+#include "cm/mcache.h"
+#include "cm/vc.h"
 #include "cm/wb.h"
 
 #define READ_BUF_MAX (8u << 20)
@@ -30,10 +32,24 @@ fops_read_only(struct cm *cm)
 	return ro;
 }
 
+/* The volume of the request this worker thread is running, set by a
+ * namespace's router (fuse_ns.c) around each handler it calls; NULL when
+ * cairnd serves one volume (the session's userdata is then the cm). */
+static __thread struct cm *cur_cm;
+
 struct cm *
 fops_req_cm(fuse_req_t req)
 {
-	return fuse_req_userdata(req);
+	return cur_cm ? cur_cm : fuse_req_userdata(req);
+}
+
+struct cm *
+fops_set_req_cm(struct cm *cm)
+{
+	struct cm *old = cur_cm;
+
+	cur_cm = cm;
+	return old;
 }
 
 void
@@ -50,6 +66,7 @@ fops_dirent_mode(int type)
 {
 	switch (type) {
 	case PROTO_T_DIR:
+	case PROTO_T_MOUNT: /* doc/cm.md "Mount points" */
 		return S_IFDIR;
 	case PROTO_T_SYMLINK:
 		return S_IFLNK;
@@ -77,9 +94,14 @@ fops_st_ino(struct cm *cm, const struct fid *f)
 {
 	uint64_t h = 1469598103934665603ULL;
 
-	/* cm->vi is set before the mount and never changes after it. */
+	/* cm->vi is set before the mount and never changes after it. In a
+	 * namespace the root is 1 and each volume's root its slot's first
+	 * number; the volume id goes into the hash, so numbers differ
+	 * across volumes (find and tar compare st_ino). */
 	if (fid_eq(f, &cm->vi.root))
-		return 1;
+		return cm->ino_base | 1;
+	if (cm->ino_base)
+		h ^= f->vol;
 
 	for (int i = 0; i < FID_OID_LEN; i++)
 		h = (h ^ f->oid[i]) * 1099511628211ULL;
@@ -126,6 +148,36 @@ fops_to_stat(struct cm *cm, const struct proto_attr *a, uint64_t ino,
 	}
 }
 
+int
+fops_notdir_err(struct cm *cm, const struct fid *fid)
+{
+	struct proto_attr a;
+
+	if (mcache_attr(cm->mc, fid, &a) == 0 && a.type == PROTO_T_MOUNT)
+		return -EACCES;
+	return -ENOTDIR;
+}
+
+int
+fops_cross(struct cm *cm, fuse_req_t req, const struct fid *mp)
+{
+	char *target;
+	int rc;
+
+	if (!cm->cross)
+		return -ENOSYS;
+	if (vc_get_link(cm->vc, mp, &target) < 0)
+		return 1;
+	/* The server checks a target when it stores one; a cached one is
+	 * checked again before the namespace parses it, as any reply is. */
+	if (proto_mount_target_check(target, strlen(target)) < 0) {
+		free(target);
+		return -EACCES;
+	}
+	rc = cm->cross(cm->cross_arg, target, req);
+	free(target);
+	return rc < 0 ? rc : 0;
+}
 
 /* Drop an open count of @e; the last close of a file unlinked while open
  * lets its local copy go. */

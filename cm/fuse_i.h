@@ -36,7 +36,12 @@ struct cm_file {
 
 /* --- fuse_common.c --- */
 
+/* The volume a request is for: the one the namespace router set for this
+ * thread (fops_set_req_cm()), else the session's userdata. */
 struct cm *fops_req_cm(fuse_req_t req);
+/* fuse_ns.c: make @cm the volume of this thread's requests (NULL: none).
+ * @return the previous one. */
+struct cm *fops_set_req_cm(struct cm *cm);
 /* Count one request of kind @k. */
 void fops_count(struct cm *cm, enum cm_req_kind k);
 /* Did the server say our token only reads? */
@@ -48,6 +53,21 @@ mode_t fops_dirent_mode(int type);
 /* Fill @st from @a for the kernel (inode number @ino). */
 void fops_to_stat(struct cm *cm, const struct proto_attr *a, uint64_t ino,
 		  struct stat *st);
+/*
+ * Mount points (doc/cm.md "Mount points"). What a directory operation on
+ * @fid answers when mcache_dir() said -ENOTDIR: -EACCES for a mount point
+ * (an uncrossed one reads as an unreadable directory), else -ENOTDIR.
+ * Any thread.
+ */
+int fops_notdir_err(struct cm *cm, const struct fid *fid);
+/*
+ * A lookup found the mount point @mp: hand @req to the crossing hook
+ * (struct cm's cross) with its target. @return 0: the hook answers @req;
+ * 1: the target must be fetched first (NEED_LINK of @mp); -errno: not
+ * crossed (no hook, or the hook refused): answer with the mount point
+ * itself. Any thread.
+ */
+int fops_cross(struct cm *cm, fuse_req_t req, const struct fid *mp);
 /* Drop the open count @e held for an open of @fid. */
 void fops_file_close(struct cm *cm, struct ino_ent *e, const struct fid *fid);
 /* Completion of fetch_read_park(): @req is the fuse_req_t. */

@@ -306,7 +306,7 @@ name_fid(struct cm *cm, struct mop *m, const struct fid *dir,
 	int rc = mcache_dir(cm->mc, dir, &d);
 
 	if (rc == -ENOTDIR)
-		return -ENOTDIR;
+		return fops_notdir_err(cm, dir);
 	if (rc < 0) {
 		m->need_dir = *dir;
 		return 1;

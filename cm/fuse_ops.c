@@ -42,6 +42,7 @@
 #include "common/util.h"
 
 #define PARK_TRIES 4
+#define STATS_SLACK  256  /* cairn.stats: size query headroom */
 #define KERNEL_RA_KB 4096 /* fetch_kernel_readahead(): after INIT */
 
 enum park_op {
@@ -226,7 +227,7 @@ try_lookup(struct cm *cm, struct park *p)
 	}
 	rc = mcache_dir(cm->mc, &pfid, &d);
 	if (rc == -ENOTDIR) {
-		fuse_reply_err(p->req, ENOTDIR);
+		fuse_reply_err(p->req, -fops_notdir_err(cm, &pfid));
 		return 0;
 	}
 	if (rc < 0)
@@ -245,6 +246,14 @@ try_lookup(struct cm *cm, struct park *p)
 	vc_dir_put(d);
 	if (mcache_attr(cm->mc, &cfid, &a) < 0)
 		return need(p, NEED_DIR, &pfid);
+	if (a.type == PROTO_T_MOUNT) {
+		/* Answered with the target's root, or shown as itself. */
+		rc = fops_cross(cm, p->req, &cfid);
+		if (rc == 0)
+			return 0;
+		if (rc == 1)
+			return need(p, NEED_LINK, &cfid);
+	}
 	memset(&e, 0, sizeof(e));
 	ino_lock(cm->ino);
 	ent = ino_add_locked(cm->ino, &cfid);
@@ -446,7 +455,7 @@ try_opendir(struct cm *cm, struct park *p)
 	}
 	rc = mcache_dir(cm->mc, &fid, &d);
 	if (rc == -ENOTDIR) {
-		fuse_reply_err(p->req, ENOTDIR);
+		fuse_reply_err(p->req, -fops_notdir_err(cm, &fid));
 		return 0;
 	}
 	if (rc < 0)
@@ -522,7 +531,10 @@ try_readdir(struct cm *cm, struct park *p)
 			struct proto_attr a;
 
 			name = de->name;
-			if (!p->plus) {
+			/* A mount point goes without attributes, so the
+			 * kernel's next use of its name is a lookup, which
+			 * crosses it (doc/cm.md "Mount points"). */
+			if (!p->plus || de->type == PROTO_T_MOUNT) {
 				e.attr.st_ino = fops_st_ino(cm, &de->fid);
 				e.attr.st_mode = fops_dirent_mode(de->type);
 			} else if (mcache_attr(cm->mc, &de->fid, &a) < 0) {
@@ -626,6 +638,104 @@ op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 /* --- files --- */
 
+static void nt_inval_inode(void *arg, uint64_t ino, int64_t off, int64_t len);
+static int nt_store(void *arg, fuse_ino_t ino, void *buf, size_t len);
+
+/*
+ * Open-time push. A warm cat, cp or tar of small files waited twice per
+ * file: for the OPEN, then for the READ of its bytes (the page cache was
+ * dropped). So the first open of a small file whose one chunk the store
+ * holds at the current DV stores the whole file in the kernel's page
+ * cache (FUSE_NOTIFY_STORE, one write to /dev/fuse) before the open is
+ * answered with keep_cache: its reads are then page-cache hits, and a
+ * file opened for reading costs one round trip. OPEN_PUSH_MAX is the
+ * kernel's own first readahead on a FUSE mount (128 KiB): a reader of
+ * the first bytes would have made it read that much anyway.
+ *
+ * Only on a worker (p->tries == 0), never on the loop: the store waits
+ * for the page locks of the folios it fills, and the one thing that can
+ * hold them is a reader whose READ the loop answers. A read-only open
+ * holds no inode lock in the kernel (fuse_open takes it for O_TRUNC
+ * only). Only a first open since the kernel made the inode (its page
+ * cache is empty: no open before, no pages dropped by news since), so a
+ * hot reopen copies nothing, and no page of an older DV can survive
+ * beyond the pushed range.
+ */
+#define OPEN_PUSH_MAX (128 * 1024)
+
+static bool
+open_push(struct cm *cm, fuse_ino_t ino, struct ino_ent *e,
+	  const struct proto_attr *a)
+{
+	void *nt = cm->loop.kops.arg;
+	struct cs_key k;
+	bool moved;
+	char *buf;
+
+	if (cm->loop.kops.inval_inode != nt_inval_inode || !nt)
+		return false;
+	buf = fops_tbuf_get((size_t)a->size);
+	cm_chunk_key(&k, &a->fid, 0);
+	if (!buf || cs_read(cm->cs, &k, a->dv, 0, buf, (size_t)a->size) !=
+			    (ssize_t)a->size)
+		return false;
+	if (nt_store(nt, ino, buf, (size_t)a->size) != 0)
+		return false;
+	CM_STAT_INC(&cm->st, open_pushes);
+	/* News that changed the file while we copied it found no pages
+	 * to drop yet: drop them now (the notifier's queue is any
+	 * thread's). The open still keeps the cache: the reader reads
+	 * what it would have read had it been first. */
+	ino_lock(cm->ino);
+	moved = !e->have_attr || e->attr.dv != a->dv;
+	ino_unlock(cm->ino);
+	if (moved)
+		nt_inval_inode(nt, ino, 0, 0);
+	return true;
+}
+
+/*
+ * Sibling advice. A warm cat, cp or tar of a directory of small files
+ * (chunks cached, page cache dropped) still read each file's chunk file
+ * from the disk in turn, at its open. So the open-time push of every
+ * SIB_ADVISE-th entry of a listing also asks the kernel to read ahead
+ * the chunk files of the next 2 * SIB_ADVISE small files
+ * (fetch_advise(), counted in chunks_advised): their disk reads overlap
+ * the walker's opens, and each file is advised about twice. On the
+ * worker, after the open is answered.
+ */
+#define SIB_ADVISE 16
+
+static void
+sibling_advise(struct cm *cm, const struct fid *fid)
+{
+	char name[PROTO_NAME_MAX + 1];
+	struct vc_dir *d;
+	struct fid pfid;
+	long idx;
+
+	if (ino_name_of(cm->ino, fid, &pfid, name, sizeof(name)) < 0 ||
+	    mcache_dir(cm->mc, &pfid, &d) < 0)
+		return;
+	idx = vc_dir_find(d, name, strlen(name));
+	for (size_t i = (size_t)idx + 1, n = 0;
+	     idx >= 0 && idx % SIB_ADVISE == 0 && i < d->n &&
+	     n < 2 * SIB_ADVISE;
+	     i++) {
+		struct proto_attr a;
+
+		if (d->ents[i].type != PROTO_T_FILE)
+			continue;
+		n++;
+		if (mcache_attr(cm->mc, &d->ents[i].fid, &a) == 0 &&
+		    a.size > 0 && a.size <= cm->chunk_size &&
+		    !(a.dv & CM_DV_LOCAL))
+			(void)fetch_advise(cm->fetch, &d->ents[i].fid, a.dv,
+					   a.size, 0, 0);
+	}
+	vc_dir_put(d);
+}
+
 /* Valid replies: fuse_reply_open, fuse_reply_err. */
 static int
 try_open(struct cm *cm, struct park *p)
@@ -634,6 +744,7 @@ try_open(struct cm *cm, struct park *p)
 	struct cm_file *f;
 	struct ino_ent *e;
 	struct fid fid;
+	bool fresh = false, pushed = false;
 
 	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
 		fuse_reply_err(p->req, ESTALE);
@@ -660,6 +771,7 @@ try_open(struct cm *cm, struct park *p)
 		 * kernel cached at the last open: events invalidate it
 		 * precisely when it changes. */
 		p->fi.keep_cache = e->opened && e->open_dv == a.dv;
+		fresh = !e->opened && !e->pages_dropped;
 		e->opened = true;
 		e->open_dv = a.dv;
 		f->e = e;
@@ -705,6 +817,11 @@ try_open(struct cm *cm, struct park *p)
 	 * locks (the kernel does): no FLUSH round trip on its close
 	 * (FOPEN_NOFLUSH). Writers keep theirs: close reports the store. */
 	p->fi.noflush = !f->writer;
+	if (fresh && !f->writer && p->tries == 0 && a.type == PROTO_T_FILE &&
+	    a.size > 0 && a.size <= OPEN_PUSH_MAX && a.size <= cm->chunk_size &&
+	    !(a.dv & CM_DV_LOCAL) && !wb_active(cm->wb, &fid) &&
+	    open_push(cm, p->ino, e, &a))
+		p->fi.keep_cache = pushed = true;
 	p->fi.fh = (uintptr_t)f;
 	if (fuse_reply_open(p->req, &p->fi) != 0) {
 		if (f->writer)
@@ -712,7 +829,10 @@ try_open(struct cm *cm, struct park *p)
 		fops_file_close(cm, e, &fid);
 		pthread_mutex_destroy(&f->mu);
 		free(f);
+		return 0;
 	}
+	if (pushed && cm->cfg.readahead_max)
+		sibling_advise(cm, &fid);
 	return 0;
 }
 
@@ -781,7 +901,7 @@ file_readahead(struct cm *cm, struct cm_file *f, uint64_t dv, uint64_t fsize,
 	if (off + len > f->next_off || !seq)
 		f->next_off = off + len;
 	pthread_mutex_unlock(&f->mu);
-	if (go)
+	if (go && fetch_advise(cm->fetch, &f->fid, dv, fsize, first, last))
 		fetch_prefetch(cm->fetch, &f->fid, dv, fsize, first, last);
 }
 
@@ -1103,7 +1223,13 @@ try_xattr(struct cm *cm, struct park *p)
 		char buf[4096];
 		size_t len = cm_stats_format(cm, buf, sizeof(buf));
 
-		reply_bytes(p->req, p->size, buf, len);
+		/* The counters move between a caller's size query and its
+		 * read (getfattr rounds the size up to 1 KiB): a text that
+		 * grew past the buffer was ERANGE. Ask for room to grow. */
+		if (p->size == 0)
+			fuse_reply_xattr(p->req, len + STATS_SLACK);
+		else
+			reply_bytes(p->req, p->size, buf, len);
 		return 0;
 	}
 	if (p->op == P_GETXATTR && strncmp(p->name, "user.", 5)) {
@@ -1252,8 +1378,11 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 	/* max_readahead stays what the kernel offers (it can only be
 	 * lowered here); our own readahead fetches further ahead. */
 	(void)cm;
-	log_info(LOG_FUSE, "fuse protocol %u.%u, max_readahead %u",
-		 conn->proto_major, conn->proto_minor, conn->max_readahead);
+	log_info(LOG_FUSE,
+		 "fuse protocol %u.%u, max_readahead %u, max_write %u, "
+		 "max_read %u, want 0x%x",
+		 conn->proto_major, conn->proto_minor, conn->max_readahead,
+		 conn->max_write, conn->max_read, conn->want);
 }
 
 static int
@@ -1341,6 +1470,19 @@ struct fops_notifier {
 	struct fuse_session *se;
 	struct cm_loop *loop; /* where barriers' jobs go */
 };
+
+/* A worker: store @len bytes at offset 0 of @ino in the kernel's page
+ * cache, at once (not queued: the caller answers an open after it).
+ * @return 0 or -errno. */
+static int
+nt_store(void *arg, fuse_ino_t ino, void *buf, size_t len)
+{
+	struct fops_notifier *nt = arg;
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(len);
+
+	bv.buf[0].mem = buf;
+	return fuse_lowlevel_notify_store(nt->se, ino, 0, &bv, 0);
+}
 
 static void
 nt_push(struct fops_notifier *nt, struct note *n)

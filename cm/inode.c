@@ -22,6 +22,7 @@ struct ino_table {
 	size_t nbuckets;	 /* protected by lock; a power of two */
 	size_t count;		 /* protected by lock */
 	uint64_t next_ino;	 /* protected by lock */
+	uint64_t root_ino;	 /* set once: INO_ROOT, or base | INO_ROOT */
 };
 
 static size_t
@@ -129,6 +130,12 @@ unlink_free(struct ino_table *t, struct ino_ent *e)
 struct ino_table *
 ino_new(const struct fid *root)
 {
+	return ino_new_at(root, 0);
+}
+
+struct ino_table *
+ino_new_at(const struct fid *root, uint64_t base)
+{
 	struct ino_table *t = calloc(1, sizeof(*t));
 	struct ino_ent *r;
 
@@ -140,11 +147,12 @@ ino_new(const struct fid *root)
 	t->by_fid = calloc(t->nbuckets, sizeof(*t->by_fid));
 	if (!t->by_ino || !t->by_fid)
 		goto fail;
-	r = insert(t, root, INO_ROOT);
+	t->root_ino = base | INO_ROOT;
+	r = insert(t, root, t->root_ino);
 	if (!r)
 		goto fail;
 	r->nlookup = 1; /* the kernel never forgets the root */
-	t->next_ino = INO_ROOT + 1;
+	t->next_ino = t->root_ino + 1;
 	return t;
 fail:
 	ino_free(t);
@@ -221,7 +229,7 @@ ino_add_locked(struct ino_table *t, const struct fid *fid)
 static void
 maybe_free(struct ino_table *t, struct ino_ent *e)
 {
-	if (e->nlookup == 0 && e->nopen == 0 && e->ino != INO_ROOT)
+	if (e->nlookup == 0 && e->nopen == 0 && e->ino != t->root_ino)
 		unlink_free(t, e);
 }
 
@@ -232,7 +240,7 @@ ino_forget(struct ino_table *t, uint64_t ino, uint64_t n)
 
 	pthread_mutex_lock(&t->lock);
 	e = ino_get_locked(t, ino);
-	if (e && e->ino != INO_ROOT) {
+	if (e && e->ino != t->root_ino) {
 		e->nlookup = n > e->nlookup ? 0 : e->nlookup - n;
 		maybe_free(t, e);
 	}

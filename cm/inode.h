@@ -8,7 +8,8 @@
  * Invariants:
  *  1. One FID has at most one inode number and the other way round, so hard
  *     links show one inode. Numbers are never reused while cairnd runs.
- *  2. Inode 1 (FUSE_ROOT_ID) is the volume root and is never forgotten.
+ *  2. Inode 1 (FUSE_ROOT_ID), or base | 1 (ino_new_at()), is the volume
+ *     root and is never forgotten.
  *  3. An entry lives while the kernel holds a lookup on it (nlookup > 0) or
  *     a file handle is open on it (nopen > 0); then it is freed, and with it
  *     its reference to a listing snapshot.
@@ -42,6 +43,10 @@ struct ino_ent {
 	struct vc_dir *dir;	   /* current listing (a reference), or NULL */
 	bool opened;		   /* opened before: @open_dv is meaningful */
 	uint64_t open_dv;	   /* DV at the last open (keep_cache) */
+	bool pages_dropped;	   /* news dropped its pages once: the kernel
+				      may hold some of an older DV until the
+				      notifier's invalidation lands (no
+				      open-time push, fuse_ops.c) */
 	bool orphan_hold;	   /* unlinked while open: wb.c holds its
 				      write state until the last close */
 	struct fid parent;	   /* the last name the kernel looked it */
@@ -56,6 +61,11 @@ struct ino_table;
 
 /* A table whose root (inode 1) is @root. NULL + errno on failure. */
 struct ino_table *ino_new(const struct fid *root);
+/* The same with every number it hands out offset by @base (whose low 48
+ * bits are zero): the root is @base | INO_ROOT. One cairnd serving many
+ * volumes gives each volume's table its own @base, so the numbers of all
+ * volumes share the kernel's one inode space (daemon_i.h, CM_NS_SLOT). */
+struct ino_table *ino_new_at(const struct fid *root, uint64_t base);
 /* Free every entry; NULL ok. */
 void ino_free(struct ino_table *t);
 

@@ -190,6 +190,7 @@ local_apply(struct local *l, const struct proto_op *op, bool commit,
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
 	case PROTO_OP_SYMLINK:
+	case PROTO_OP_MKMOUNT:
 		rc = local_lookup_name(l, &op->parent, op->name, NULL, NULL);
 		if (rc == 0)
 			return -EEXIST;
@@ -201,6 +202,7 @@ local_apply(struct local *l, const struct proto_op *op, bool commit,
 		a.fid = op->fid;
 		a.type = op->kind == PROTO_OP_MKDIR	? PROTO_T_DIR
 			 : op->kind == PROTO_OP_SYMLINK ? PROTO_T_SYMLINK
+			 : op->kind == PROTO_OP_MKMOUNT ? PROTO_T_MOUNT
 							: op->type;
 		a.mode = op->mode & 07777;
 		a.rdev = op->rdev;
@@ -231,7 +233,7 @@ local_apply(struct local *l, const struct proto_op *op, bool commit,
 			return rc;
 		if (mcache_attr(l->d.mc, &op->fid, &a) < 0)
 			return -EIO;
-		if (a.type == PROTO_T_DIR)
+		if (a.type == PROTO_T_DIR || a.type == PROTO_T_MOUNT)
 			return -EPERM;
 		if (!commit)
 			return 0;

@@ -102,6 +102,21 @@ cm_loop_new(struct cm_loop *l)
 	return 0;
 }
 
+int
+cm_loop_attach(struct cm_loop *l, struct cm_loop *owner)
+{
+	if (!owner->base || owner->owner)
+		return -EINVAL;
+	l->base = owner->base;
+	l->owner = owner;
+	l->qev = event_new(l->base, -1, EV_PERSIST, run_queue, l);
+	if (!l->qev)
+		return -ENOMEM;
+	l->next_attached = owner->next_attached;
+	owner->next_attached = l;
+	return 0;
+}
+
 static void *
 loop_main(void *arg)
 {
@@ -114,7 +129,14 @@ loop_main(void *arg)
 int
 cm_loop_run(struct cm_loop *l)
 {
-	int rc = pthread_create(&l->thread, NULL, loop_main, l);
+	int rc;
+
+	if (l->owner) {
+		/* The owner's thread runs it (started before or after). */
+		l->running = true;
+		return 0;
+	}
+	rc = pthread_create(&l->thread, NULL, loop_main, l);
 
 	if (rc)
 		return -rc;
@@ -140,11 +162,37 @@ stop_job(struct cm_loop *l, struct cm_job *job)
 	free(sj);
 }
 
+/* An attached loop whose owner stopped: nothing runs it any more. Close
+ * its queue and free its event (the owner's base is freed right after),
+ * then run what was posted to it late, so those jobs fail. Called by the
+ * owner's stop, and again (harmlessly) by the attached loop's own. */
+static void
+detach(struct cm_loop *l)
+{
+	atomic_store_explicit(&l->stopping, true, memory_order_release);
+	l->running = false;
+	close_queue(l);
+	if (l->qev)
+		event_free(l->qev);
+	l->qev = NULL;
+	l->base = NULL;
+	run_queue(-1, 0, l);
+}
+
 void
 cm_loop_stop(struct cm_loop *l, void (*teardown)(void *arg), void *arg)
 {
 	struct stop_job *sj;
 
+	if (l->owner) {
+		/* Its owner stops it (see loop.h); here only what is left. */
+		detach(l);
+		if (teardown)
+			teardown(arg);
+		return;
+	}
+	for (struct cm_loop *a = l->next_attached; a; a = a->next_attached)
+		atomic_store_explicit(&a->stopping, true, memory_order_release);
 	if (l->running) {
 		sj = calloc(1, sizeof(*sj));
 		if (sj) {
@@ -165,6 +213,8 @@ cm_loop_stop(struct cm_loop *l, void (*teardown)(void *arg), void *arg)
 		if (teardown)
 			teardown(arg);
 	}
+	for (struct cm_loop *a = l->next_attached; a; a = a->next_attached)
+		detach(a);
 	if (l->qev)
 		event_free(l->qev);
 	l->qev = NULL;

@@ -89,6 +89,10 @@ struct cm_loop {
 	struct event *qev;    /* fired by cm_post() */
 	pthread_t thread;
 	bool running;
+	/* Attached (cm_loop_attach()): the loop whose base and thread this
+	 * one shares, and the next loop attached to that owner. */
+	struct cm_loop *owner;
+	struct cm_loop *next_attached;
 };
 
 /* Set up @l's lock and queue; nothing is allocated. */
@@ -96,6 +100,18 @@ void cm_loop_init(struct cm_loop *l);
 /* Create the event base (with pthreads support) and the job queue's
  * event; nothing runs yet. @return 0 or -errno. */
 int cm_loop_new(struct cm_loop *l);
+/*
+ * Share @owner's base and thread (one cairnd serving several volumes:
+ * one struct cm_loop per volume, so each has its own job queue and
+ * container_of() still finds its volume, but one loop thread runs them
+ * all and "loop thread only" stays true across volumes). Call after
+ * cm_loop_new(@owner), from the main thread, before the loop runs.
+ * cm_loop_run() of an attached loop only marks it running; the owner's
+ * cm_loop_stop() stops every attached loop with it (their teardowns are
+ * the caller's: see cm_loop_stop()). @return 0 or -errno.
+ */
+int cm_loop_attach(struct cm_loop *l, struct cm_loop *owner);
+
 /* Run the loop in a new thread: queued jobs start running. */
 int cm_loop_run(struct cm_loop *l);
 /*
@@ -103,6 +119,11 @@ int cm_loop_run(struct cm_loop *l);
  * loop thread as its last job, join the thread, run what was posted after
  * it (so it fails), free the base. If the loop never ran, @teardown runs
  * here. Safe to call if cm_loop_new() never ran or failed.
+ *
+ * Attached loops (cm_loop_attach()): the owner's stop sets their stopping
+ * flags too, before @teardown, which must tear down what runs on them as
+ * well. Then cm_loop_stop() of each attached loop (after the owner's,
+ * with no teardown) runs what was posted to it late and frees its event.
  */
 void cm_loop_stop(struct cm_loop *l, void (*teardown)(void *arg), void *arg);
 /* Free the lock (after cm_loop_stop()). */

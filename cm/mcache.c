@@ -180,6 +180,7 @@ mcache_drop_file(struct mcache *mc, const struct fid *fid)
 	if (e) {
 		e->have_attr = false;
 		e->opened = false; /* no keep_cache at the next open */
+		e->pages_dropped = true;
 		ino = e->ino;
 	}
 	ino_unlock(mc->ino);

@@ -854,7 +854,11 @@ event_apply(struct mfetch *mf, const struct proto_event *ev)
 			mfetch_want_attr(mf, &ev->fid, NULL, NULL);
 		break;
 	case PROTO_EV_DIR:
-		if (have && a.dv == ev->dv)
+		/* Old news too: an answer to one of our changes already gave
+		 * the directory this DV or a later one (fetching the listing
+		 * again would drop the names of files created here that the
+		 * server has not been sent yet). */
+		if (have && !(a.dv & CM_DV_LOCAL) && a.dv >= ev->dv)
 			return;
 		if (ino) {
 			/* Keep serving the old listing until the new one is

@@ -62,6 +62,13 @@ struct mreq {
 	bool late, held;
 	bool removed;	       /* its record went with its batch's */
 	struct event *hold_ev; /* held: MUT_HOLD_MS */
+	/* A late create is on mu->lates from its start until it is freed,
+	 * listed in flight or not (waiting for an earlier late create);
+	 * order: when it (or any op) first started, so an op waits only
+	 * for late creates that started before it. */
+	TAILQ_ENTRY(mreq) llink;
+	bool in_lates;
+	uint64_t order;
 };
 TAILQ_HEAD(mreqq, mreq);
 
@@ -88,6 +95,8 @@ struct mut {
 	struct mut_hooks h;
 	bool stopped; /* mut_stop(): nothing new starts */
 	struct mreqq inflight;
+	struct mreqq lates; /* every late create not yet answered */
+	uint64_t order_next;
 	unsigned n;
 	struct proto_event deferred[MUT_DEFER_MAX];
 	size_t ndeferred;
@@ -150,6 +159,14 @@ mut_op_copy(struct proto_op *dst, const struct proto_op *src)
 	dst->xname = dup_or_null(src->xname, &rc);
 	dst->xvalue = NULL;
 	dst->chunks = NULL;
+	dst->data = NULL;
+	if (src->data) {
+		dst->data = malloc(src->dlen ? src->dlen : 1);
+		if (dst->data)
+			memcpy(dst->data, src->data, src->dlen);
+		else
+			rc = -ENOMEM;
+	}
 	if (src->xvalue || src->xlen) {
 		dst->xvalue = malloc(src->xlen ? src->xlen : 1);
 		if (dst->xvalue)
@@ -173,6 +190,8 @@ mut_op_copy(struct proto_op *dst, const struct proto_op *src)
 static void
 mreq_free(struct mreq *m)
 {
+	if (m->in_lates)
+		TAILQ_REMOVE(&m->mu->lates, m, llink);
 	if (m->retry_ev)
 		event_free(m->retry_ev);
 	if (m->hold_ev)
@@ -207,6 +226,7 @@ apply_reply(struct mut *mu, const struct proto_op *op,
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
 	case PROTO_OP_SYMLINK:
+	case PROTO_OP_MKMOUNT:
 	case PROTO_OP_LINK:
 		if (r->has_attr)
 			mcache_local_attr(mu->d.mc, &r->attr);
@@ -426,7 +446,11 @@ finish_end(struct mreq *m, int err, const struct proto_op_result *r)
 	 * caller was answered, so it must reach the server some time. */
 	if (m->seq && mu->d.rlog && !(m->replay && err) &&
 	    !(m->late && err == -EIO)) {
-		rc = rlog_remove_flags(mu->d.rlog, m->seq, RLOG_A_NOSYNC);
+		/* Sync mode: in the log's next transaction (RLOG_A_LAZY: a
+		 * record a crash keeps is resent under its opid). */
+		rc = rlog_remove_flags(mu->d.rlog, m->seq,
+				       m->replay ? RLOG_A_NOSYNC
+						 : RLOG_A_NOSYNC | RLOG_A_LAZY);
 		if (rc < 0 && rc != -ENOENT)
 			log_warn(LOG_MUT,
 				 "cannot drop replay record %llu: %s",
@@ -618,13 +642,38 @@ late_dep(struct mut *mu, const struct proto_op *op, const struct mut_batch *b,
 {
 	struct mreq *h;
 
-	TAILQ_FOREACH(h, &mu->inflight, link) {
-		if (!h->late || h == self || (b && h->b == b))
+	/* Late creates still waiting for an earlier one count too: an op
+	 * about such a file must not overtake its create. */
+	TAILQ_FOREACH(h, &mu->lates, llink) {
+		if (h == self || (b && h->b == b))
+			continue;
+		if (self && self->order && h->order >= self->order)
 			continue;
 		if (touches(op, &h->op.fid) || touches(op, &h->op.parent))
 			return h;
 	}
 	return NULL;
+}
+
+/* Loop thread: @m starts now (for the first time, or again after a
+ * wait): it gets its place in the order of ops, and a late create joins
+ * mu->lates. */
+static void
+mreq_order(struct mut *mu, struct mreq *m)
+{
+	if (!m->order)
+		m->order = ++mu->order_next;
+	if (m->late && !m->in_lates) {
+		TAILQ_INSERT_TAIL(&mu->lates, m, llink);
+		m->in_lates = true;
+	}
+}
+
+/* Held, listed and in no batch: a store may take it into its batch. */
+static bool
+is_held(const struct mreq *h)
+{
+	return h->held && h->listed && !h->b;
 }
 
 static void
@@ -644,16 +693,17 @@ hold_expired(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (m->held && !m->b && !m->mu->stopped)
+	if (is_held(m) && !m->mu->stopped)
 		send_late(m->mu, m);
 }
 
-/* @w waits for the late create @h; a held one is sent now, alone. */
+/* @w waits for the late create @h; a held one is sent now, alone (one
+ * still waiting for an earlier one is sent as soon as it may: start()). */
 static void
 wait_late(struct mut *mu, struct mreq *h, struct mwait *w)
 {
 	STAILQ_INSERT_TAIL(&h->waiters, w, link);
-	if (h->held && !h->b)
+	if (is_held(h))
 		send_late(mu, h);
 }
 
@@ -666,6 +716,7 @@ start(struct mut *mu, struct mreq *m)
 		finish(m, -EIO, NULL);
 		return;
 	}
+	mreq_order(mu, m);
 	h = late_dep(mu, &m->op, NULL, m);
 	if (h) {
 		wait_late(mu, h, &m->w);
@@ -675,6 +726,9 @@ start(struct mut *mu, struct mreq *m)
 	TAILQ_INSERT_TAIL(&mu->inflight, m, link);
 	m->listed = true;
 	mu->n++;
+	/* Something waits for it already (it waited itself): no holding. */
+	if (m->held && !STAILQ_EMPTY(&m->waiters))
+		m->held = false;
 	if (m->held) {
 		/* Another op about the same directory is on its way: its
 		 * reply and ours could come back out of DV order, and a
@@ -827,8 +881,8 @@ find_late(struct mut *mu, const struct fid *fid)
 {
 	struct mreq *h;
 
-	TAILQ_FOREACH(h, &mu->inflight, link)
-		if (h->late && fid_eq(&h->op.fid, fid))
+	TAILQ_FOREACH(h, &mu->lates, llink)
+		if (fid_eq(&h->op.fid, fid))
 			return h;
 	return NULL;
 }
@@ -840,7 +894,7 @@ mut_late_state(struct mut *mu, const struct fid *fid)
 
 	if (!h)
 		return MUT_LATE_NONE;
-	return h->held && !h->b ? MUT_LATE_HELD : MUT_LATE_SENT;
+	return is_held(h) ? MUT_LATE_HELD : MUT_LATE_SENT;
 }
 
 struct late_waiter {
@@ -989,7 +1043,7 @@ mut_batch_add_held(struct mut_batch *b, const struct fid *fid)
 	if (!b)
 		return -EINVAL;
 	h = find_late(b->mu, fid);
-	if (!h || !h->held || h->b)
+	if (!h || !is_held(h))
 		return -ENOENT;
 	rc = batch_push(b, h);
 	return rc;
@@ -1089,8 +1143,10 @@ batch_finish_results(struct mut_batch *b, struct proto_batch_result *out)
 			seqs[ns++] = m->seq;
 			m->removed = true;
 		}
-		rc = rlog_remove_batch_flags(mu->d.rlog, seqs, ns,
-					     RLOG_A_NOSYNC);
+		rc = rlog_remove_batch_flags(
+			mu->d.rlog, seqs, ns,
+			(b->flags & MUT_B_REPLAY) ? RLOG_A_NOSYNC
+						  : RLOG_A_NOSYNC | RLOG_A_LAZY);
 		if (rc < 0) {
 			log_warn(LOG_MUT, "cannot drop %zu replay records: %s",
 				 ns, strerror(-rc));
@@ -1301,6 +1357,8 @@ batch_start(struct mut_batch *b)
 		batch_finish_all(b, -EIO);
 		return;
 	}
+	for (size_t i = 0; i < b->n; i++)
+		mreq_order(mu, b->r[i]);
 	for (size_t i = 0; i < b->n; i++) {
 		struct mreq *h = late_dep(mu, &b->r[i]->op, b, b->r[i]);
 
@@ -1580,6 +1638,7 @@ mut_new(const struct mut_deps *deps, const struct mut_hooks *hooks)
 	if (hooks)
 		mu->h = *hooks;
 	TAILQ_INIT(&mu->inflight);
+	TAILQ_INIT(&mu->lates);
 	return mu;
 }
 

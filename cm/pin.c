@@ -558,7 +558,7 @@ scan_item(struct pjob *j, struct pitem *it)
 		} else {
 			scan_want(j, it, mfetch_want_xattrs, false);
 		}
-		if (a.type == PROTO_T_SYMLINK) {
+		if (a.type == PROTO_T_SYMLINK || a.type == PROTO_T_MOUNT) {
 			if (vc_get_link(pin->vc, &it->fid, &link) == 0)
 				free(link);
 			else

@@ -178,6 +178,7 @@ oreq_fetch(struct replay *rp, struct oreq *q)
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
 	case PROTO_OP_SYMLINK:
+	case PROTO_OP_MKMOUNT:
 	case PROTO_OP_LINK:
 	case PROTO_OP_UNLINK:
 	case PROTO_OP_RMDIR:

@@ -76,6 +76,28 @@
 
 /* --- transactions --- */
 
+/* Remove the lazy removals (RLOG_A_LAZY) in the open transaction. A
+ * record already gone or now a conflict is skipped. */
+static int
+lazy_apply(struct rlog *l)
+{
+	struct rlog_rec r;
+	int rc;
+
+	for (size_t i = 0; i < l->nlazy; i++) {
+		rc = rlog_rec_load(l, l->lazy[i], &r);
+		if (rc == -ENOENT)
+			continue;
+		if (rc)
+			return rc;
+		rc = r.state == RLOG_CONFLICT ? 0 : rlog_rec_del(l, &r);
+		rlog_rec_release(&r);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 static int
 txn_begin(struct rlog *l)
 {
@@ -87,6 +109,27 @@ txn_begin(struct rlog *l)
 	if (rc)
 		return rc;
 	l->tx = l->hdr;
+	l->nlazy_tx = 0;
+	if (l->nlazy) {
+		/* The removals waiting ride in this transaction. If they
+		 * cannot, they are dropped (the records stay, to be resent
+		 * at the next start) rather than fail the caller's change. */
+		rc = lazy_apply(l);
+		if (rc) {
+			log_warn(LOG_RLOG,
+				 "cannot drop %zu acknowledged records of "
+				 "'%s': %s",
+				 l->nlazy, l->path, strerror(-rc));
+			tdbw_txn_cancel(l->tdb);
+			l->nlazy = 0;
+			rc = tdbw_txn_start(l->tdb);
+			if (rc)
+				return rc;
+			l->tx = l->hdr;
+		} else {
+			l->nlazy_tx = l->nlazy;
+		}
+	}
 	return 0;
 }
 
@@ -114,6 +157,13 @@ txn_commit(struct rlog *l)
 	}
 	l->hdr = l->tx;
 	l->ncommits++;
+	/* The lazy removals it carried are done; later ones wait on. */
+	if (l->nlazy_tx) {
+		memmove(l->lazy, l->lazy + l->nlazy_tx,
+			(l->nlazy - l->nlazy_tx) * sizeof(*l->lazy));
+		l->nlazy -= l->nlazy_tx;
+		l->nlazy_tx = 0;
+	}
 	return 0;
 }
 
@@ -121,7 +171,52 @@ static void
 txn_cancel(struct rlog *l)
 {
 	l->tx_nosync = false;
+	l->nlazy_tx = 0;
 	tdbw_txn_cancel(l->tdb);
+}
+
+/* Commit the lazy removals waiting, in a transaction of their own
+ * (without fsync): before a read, a close, or when too many wait. Called
+ * with the lock held. */
+void
+rlog_lazy_flush_locked(struct rlog *l)
+{
+	if (!l->nlazy || (l->flags & RLOG_O_RDONLY))
+		return;
+	if (txn_begin(l))
+		return;
+	l->tx_nosync = true;
+	if (txn_commit(l))
+		l->nlazy = 0; /* logged by txn_commit; resent at next start */
+}
+
+static void direct_del(struct rlog *l, uint64_t seq);
+
+/* Queue @n removals (RLOG_A_LAZY). @return 0 or -ENOMEM. */
+static int
+lazy_add_locked(struct rlog *l, const uint64_t *seqs, size_t n)
+{
+	if (l->nlazy + n > l->caplazy) {
+		size_t nc = l->caplazy ? l->caplazy : 16;
+		uint64_t *p;
+
+		while (nc < l->nlazy + n)
+			nc *= 2;
+		p = realloc(l->lazy, nc * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		l->lazy = p;
+		l->caplazy = nc;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (seqs[i]) {
+			l->lazy[l->nlazy++] = seqs[i];
+			/* gone for every reader from now on */
+			direct_del(l, seqs[i]);
+		}
+	if (l->nlazy >= RLOG_LAZY_MAX)
+		rlog_lazy_flush_locked(l);
+	return 0;
 }
 
 static void
@@ -610,8 +705,13 @@ rlog_close(struct rlog *l)
 {
 	if (!l)
 		return;
-	if (l->tdb)
+	if (l->tdb) {
+		pthread_mutex_lock(&l->lock);
+		rlog_lazy_flush_locked(l);
+		pthread_mutex_unlock(&l->lock);
 		tdb_close(l->tdb);
+	}
+	free(l->lazy);
 	if (l->lockfd >= 0)
 		close(l->lockfd);
 	pthread_cond_destroy(&l->qcond);
@@ -635,6 +735,7 @@ rlog_get(struct rlog *l, uint64_t seq, struct rlog_rec *rec)
 	if (!seq)
 		return -ENOENT;
 	pthread_mutex_lock(&l->lock);
+	rlog_lazy_flush_locked(l);
 	rc = rlog_rec_load(l, seq, rec);
 	pthread_mutex_unlock(&l->lock);
 	return rc;
@@ -696,6 +797,7 @@ rlog_next(struct rlog *l, uint64_t after, unsigned states, struct rlog_rec *rec)
 	else if (states == RLOG_MASK(RLOG_CONFLICT))
 		type = LT_CONF;
 	pthread_mutex_lock(&l->lock);
+	rlog_lazy_flush_locked(l);
 	rc = list_next_locked(l, type, after, states, &seq);
 	if (!rc)
 		rc = rlog_rec_load(l, seq, rec);
@@ -725,6 +827,7 @@ fid_find(struct rlog *l, const struct fid *fid, unsigned states, int kind,
 		*count = 0;
 	rlog_lid_make(&id, LT_FID, fid);
 	pthread_mutex_lock(&l->lock);
+	rlog_lazy_flush_locked(l);
 	rc = rlog_lhead_get(l, &id, &h);
 	if (rc == 0)
 		rc = h.count ? 0 : -ENOENT;
@@ -993,9 +1096,16 @@ rlog_remove_flags(struct rlog *l, uint64_t seq, unsigned flags)
 {
 	int rc;
 
-	if (!l || (flags & ~(unsigned)RLOG_A_NOSYNC))
+	if (!l || (flags & ~(unsigned)(RLOG_A_NOSYNC | RLOG_A_LAZY)))
 		return -EINVAL;
+	if ((flags & RLOG_A_LAZY) && (l->flags & RLOG_O_RDONLY))
+		return -EROFS;
 	pthread_mutex_lock(&l->lock);
+	if (flags & RLOG_A_LAZY) {
+		rc = lazy_add_locked(l, &seq, 1);
+		pthread_mutex_unlock(&l->lock);
+		return rc;
+	}
 	l->tx_nosync = !!(flags & RLOG_A_NOSYNC);
 	rc = remove_locked(l, &seq, 1, false);
 	l->tx_nosync = false;
@@ -1016,11 +1126,18 @@ rlog_remove_batch_flags(struct rlog *l, const uint64_t *seqs, size_t n,
 	int rc;
 
 	if (!l || (n && !seqs) || n > INT32_MAX ||
-	    (flags & ~(unsigned)RLOG_A_NOSYNC))
+	    (flags & ~(unsigned)(RLOG_A_NOSYNC | RLOG_A_LAZY)))
 		return -EINVAL;
 	if (!n)
 		return 0;
+	if ((flags & RLOG_A_LAZY) && (l->flags & RLOG_O_RDONLY))
+		return -EROFS;
 	pthread_mutex_lock(&l->lock);
+	if (flags & RLOG_A_LAZY) {
+		rc = lazy_add_locked(l, seqs, n);
+		pthread_mutex_unlock(&l->lock);
+		return rc;
+	}
 	l->tx_nosync = !!(flags & RLOG_A_NOSYNC);
 	rc = remove_locked(l, seqs, n, false);
 	l->tx_nosync = false;
@@ -1086,6 +1203,7 @@ rlog_stats(struct rlog *l, struct rlog_stats *st)
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
 	pthread_mutex_lock(&l->lock);
+	rlog_lazy_flush_locked(l);
 	st->records = l->hdr.nrec;
 	st->pending = l->hdr.npend;
 	st->inflight = l->hdr.ninfl;

@@ -198,7 +198,21 @@ enum {
 	 * acknowledged to anyone. A group commit fsyncs if any member did
 	 * not ask for this. */
 	RLOG_A_NOSYNC = 2,
+	/* Removals only (rlog_remove_flags, rlog_remove_batch_flags): the
+	 * records go in the next transaction of the log (an append's, a
+	 * state change's) instead of one of their own, or at the latest
+	 * before anything reads the log or it is closed, or when
+	 * RLOG_LAZY_MAX are waiting. Until then they are in memory only:
+	 * a process killed meanwhile finds them again at its next start
+	 * and resends them under their opids (the server answers a
+	 * repeated opid from its table and applies nothing twice). Sync
+	 * mode removes what the server acknowledged this way: one local
+	 * transaction per FUSE operation instead of two. Implies NOSYNC. */
+	RLOG_A_LAZY = 4,
 };
+
+/* Lazy removals waiting at most (RLOG_A_LAZY). */
+#define RLOG_LAZY_MAX 256
 
 /*
  * Append @op durably, after applying the cancellation rules of

@@ -145,6 +145,7 @@ rule_identity(struct rlog *l, const struct fid *f, struct rlog_effect *eff,
 		case PROTO_OP_CREATE:
 		case PROTO_OP_MKDIR:
 		case PROTO_OP_SYMLINK:
+		case PROTO_OP_MKMOUNT:
 			if (cnt || created)
 				goto out;
 			created = n.kind;
@@ -344,6 +345,7 @@ rule_fold(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff,
 			case PROTO_OP_CREATE:
 			case PROTO_OP_MKDIR:
 			case PROTO_OP_SYMLINK:
+			case PROTO_OP_MKMOUNT:
 			case PROTO_OP_LINK:
 				found = fid_eq(&r.op.parent, &op->parent) &&
 					rlog_streq(r.op.name, op->name);

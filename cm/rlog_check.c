@@ -121,6 +121,7 @@ rlog_check(struct rlog *l, unsigned flags, char *why, size_t len)
 	if (why && len)
 		why[0] = 0;
 	pthread_mutex_lock(&l->lock);
+	rlog_lazy_flush_locked(l);
 	rlog_lid_make(&id, LT_ALL, NULL);
 	rlog_lid_make(&pid, LT_PEND, NULL);
 	rlog_lid_make(&cid, LT_CONF, NULL);

@@ -326,7 +326,7 @@ rlog_rec_decode(const uint8_t *p, size_t len, uint64_t seq, struct rlog_rec *r)
 	r->nbytes = r_u64(&b);
 	if ((fmt != REC_FORMAT && fmt != REC_FORMAT_RDEV) || r->seq != seq ||
 	    r->state < RLOG_PENDING || r->state > RLOG_CONFLICT ||
-	    op->kind <= PROTO_OP_NONE || op->kind > PROTO_OP_STORE ||
+	    op->kind <= PROTO_OP_NONE || op->kind > PROTO_OP_MAX ||
 	    (rflags & ~RF_CONFLICT) ||
 	    !(rflags & RF_CONFLICT) != (r->state != RLOG_CONFLICT))
 		b.err = -EUCLEAN;
@@ -435,6 +435,10 @@ rlog_op_dup(struct proto_op *dst, const struct proto_op *src)
 	dst->name = dst->newname = dst->target = dst->xname = NULL;
 	dst->xvalue = NULL;
 	dst->chunks = NULL;
+	/* A store's inline bytes are never logged: they are read from the
+	 * chunk store when it is sent. */
+	dst->data = NULL;
+	dst->dlen = 0;
 	if ((src->name && !(dst->name = strdup(src->name))) ||
 	    (src->newname && !(dst->newname = strdup(src->newname))) ||
 	    (src->target && !(dst->target = strdup(src->target))) ||
@@ -538,6 +542,7 @@ rlog_op_check(const struct proto_op *op)
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
 	case PROTO_OP_SYMLINK:
+	case PROTO_OP_MKMOUNT:
 		if (fid_is_null(&op->parent) || !name_ok(op->name) ||
 		    op->mode > 07777)
 			return -EINVAL;
@@ -548,6 +553,10 @@ rlog_op_check(const struct proto_op *op)
 		if (op->kind == PROTO_OP_SYMLINK &&
 		    (!op->target || !op->target[0] ||
 		     strlen(op->target) >= PROTO_PATH_MAX))
+			return -EINVAL;
+		if (op->kind == PROTO_OP_MKMOUNT &&
+		    (!op->target ||
+		     proto_mount_target_check(op->target, strlen(op->target))))
 			return -EINVAL;
 		return 0;
 	case PROTO_OP_LINK:

@@ -111,12 +111,19 @@ struct rlog {
 	bool leader;		   /* a group commit runs; protected by qlock */
 	bool tx_nosync;		   /* the running transaction need not be
 				      fsynced (RLOG_A_NOSYNC); under lock */
+	/* RLOG_A_LAZY removals not committed yet, protected by lock; the
+	 * first nlazy_tx of them ride in the open transaction */
+	uint64_t *lazy;
+	size_t nlazy, caplazy, nlazy_tx;
 	/* Records this handle appended with RLOG_A_INFLIGHT and that are
 	 * still INFLIGHT (rlog_is_direct()): sorted seqs, under lock; not
 	 * on disk (a restart owns none). */
 	uint64_t *direct;
 	size_t ndirect, direct_cap;
 };
+
+/* Commit the RLOG_A_LAZY removals waiting (rlog.c); lock held. */
+void rlog_lazy_flush_locked(struct rlog *l);
 
 /* --- little-endian encoder / bounds-checked decoder (rlog_codec.c) --- */
 

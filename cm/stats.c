@@ -41,6 +41,8 @@ cm_stats_format_counters(const struct cm_stats *st, char *buf, size_t len,
 	P("fetch_errors %llu\n", LD(fetch_errors));
 	P("bad_chunks %llu\n", LD(bad_chunks));
 	P("early_reads %llu\n", LD(early_reads));
+	P("open_pushes %llu\n", LD(open_pushes));
+	P("chunks_advised %llu\n", LD(chunks_advised));
 	P("stale_chunks %llu\n", LD(stale_chunks));
 	P("dir_fetches %llu\n", LD(dir_fetches));
 	P("dir_prefetches %llu\n", LD(dir_prefetches));

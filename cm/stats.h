@@ -46,6 +46,10 @@ struct cm_stats {
 	atomic_uint_fast64_t fetch_errors; /* fetches given up */
 	atomic_uint_fast64_t bad_chunks;   /* checksum/length mismatches */
 	atomic_uint_fast64_t early_reads;  /* served from a verified prefix */
+	atomic_uint_fast64_t chunks_advised; /* chunk files read ahead
+						(fetch_advise) */
+	atomic_uint_fast64_t open_pushes;    /* small files put in the page
+						cache at open (fuse_ops.c) */
 	atomic_uint_fast64_t stale_chunks; /* 410 replies */
 	atomic_uint_fast64_t dir_fetches;
 	atomic_uint_fast64_t getattr_reqs; /* POST getattr requests */

@@ -85,6 +85,12 @@ struct wb_deps {
 struct wb *wb_new(const struct wb_deps *deps);
 void wb_free(struct wb *wb);
 
+/* The protocol version of the server (struct proto_volinfo): from
+ * PROTO_V_INLINE on, a store of a small file carries its bytes in the
+ * request instead of a PUT to the staging area first (doc/cm.md, "Small
+ * files inline"). Any thread. */
+void wb_set_server_version(struct wb *wb, int version);
+
 /* If @a's object has a write state, replace size and times with the local
  * ones. */
 void wb_overlay(struct wb *wb, struct proto_attr *a);

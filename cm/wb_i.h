@@ -10,6 +10,7 @@
 #define CAIRN_CM_WB_I_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -88,6 +89,9 @@ struct wb {
 	struct fidmap based;
 	bool based_loaded;
 	uint64_t next_id; /* wstate ids */
+	/* The server takes a small store's bytes inline (PROTO_V_INLINE):
+	 * wb_set_server_version(), read by the loop. */
+	_Atomic bool inline_ok;
 };
 
 

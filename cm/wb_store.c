@@ -33,6 +33,58 @@ static void store_offline(struct store *st, const struct wstate *s);
 /* --- stores --- */
 
 void
+wb_set_server_version(struct wb *wb, int version)
+{
+	if (wb)
+		atomic_store(&wb->inline_ok, version >= PROTO_V_INLINE);
+}
+
+/*
+ * A small file's one dirty chunk rides in the store op itself ("data",
+ * PROTO_V_INLINE) instead of a PUT to the staging area first: one round
+ * trip at close instead of two, and on the server no staging directory,
+ * no fsync of it, no link. Only a store of chunk 0 of a file of at most
+ * PROTO_INLINE_MAX bytes, read from the file itself (not a conflict
+ * copy's source) and not staged ahead. The bytes are read here, after the
+ * record was logged: the log never holds them (a resend after a crash
+ * reads them again). @return 1 (inline now), 0 (stage as usual) or
+ * -errno.
+ */
+static int
+store_inline(struct store *st)
+{
+	struct wb *wb = st->wb;
+	struct cs_key k;
+	uint8_t *buf;
+	ssize_t got;
+
+	if (!atomic_load(&wb->inline_ok) || st->replay || st->staged ||
+	    st->cf || st->op.data || st->next || st->op.nchunks != 1 ||
+	    st->op.chunks[0] != 0 || !st->dirty[0] ||
+	    (st->skip && st->skip[0]) || st->op.size == 0 ||
+	    st->op.size > PROTO_INLINE_MAX ||
+	    st->op.size > wb->d.chunk_size)
+		return 0;
+	buf = malloc(st->op.size);
+	if (!buf)
+		return -ENOMEM;
+	cm_chunk_key(&k, &st->src_fid, 0);
+	got = cs_read(wb->d.cs, &k, st->src_dv, 0, buf, st->op.size);
+	if (got <= 0) {
+		free(buf);
+		if (got < 0)
+			log_err(LOG_WB, "dirty chunk 0 of a file cannot be "
+					"read: %s",
+				strerror((int)-got));
+		return got < 0 ? (int)got : 0;
+	}
+	st->op.data = buf;
+	st->op.dlen = (size_t)got;
+	st->next = 1;
+	return 1;
+}
+
+void
 wb_store_free(struct store *st)
 {
 	mut_batch_free(st->batch);
@@ -192,6 +244,8 @@ wb_store_send(struct store *st)
 	 * local DV is not a DV the protocol carries. */
 	if (!st->err && !st->batch && (st->op.base_dv & CM_DV_LOCAL))
 		st->err = -ENOENT;
+	if (!st->err && !st->inflight && (rc = store_inline(st)) < 0)
+		st->err = rc;
 	while (!st->err && st->inflight < WB_STAGE_PARALLEL &&
 	       st->next < st->op.nchunks) {
 		if (st->skip && st->skip[st->next]) {

@@ -55,6 +55,12 @@ struct type_info {
 	{                                                                      \
 		"path", A_PATH, false                                          \
 	}
+/* A namespace (one cairnd, several volumes): which one a request
+ * without a path is about (doc/control.md). */
+#define VOLUME_ARG                                                             \
+	{                                                                      \
+		"volume", A_STR, false                                         \
+	}
 #define RECURSIVE_ARG                                                          \
 	{                                                                      \
 		"recursive", A_BOOL, false                                     \
@@ -66,34 +72,49 @@ static const struct type_info req_types[CTL_REQ_MAX + 1] = {
 		     CTL_TF_PATH | CTL_TF_LONG,
 		     {PATH_ARG, RECURSIVE_ARG}},
 	[CTL_UNPIN] = {"unpin", CTL_TF_PATH, {PATH_ARG, RECURSIVE_ARG}},
-	[CTL_PINS] = {"pins", 0, {OPT_PATH_ARG}},
+	[CTL_PINS] = {"pins", 0, {OPT_PATH_ARG, VOLUME_ARG}},
 	[CTL_FLUSH] = {"flush", CTL_TF_PATH | CTL_TF_LONG, {PATH_ARG}},
-	[CTL_FLUSHVOLUME] = {"flushvolume", CTL_TF_ROOT | CTL_TF_LONG, {{0}}},
+	[CTL_FLUSHVOLUME] = {"flushvolume",
+			     CTL_TF_ROOT | CTL_TF_LONG,
+			     {VOLUME_ARG}},
 	[CTL_FLUSHMETA] = {"flushmeta", CTL_TF_PATH, {PATH_ARG}},
-	[CTL_GETCACHEPARMS] = {"getcacheparms", 0, {{0}}},
+	[CTL_GETCACHEPARMS] = {"getcacheparms", 0, {VOLUME_ARG}},
 	[CTL_SETCACHESIZE] = {"setcachesize",
 			      CTL_TF_ROOT | CTL_TF_LONG,
 			      {{"bytes", A_U64, true}}},
 	[CTL_EXAMINE] = {"examine", CTL_TF_PATH, {PATH_ARG}},
 	[CTL_WHEREIS] = {"whereis", CTL_TF_PATH, {PATH_ARG}},
-	[CTL_LISTVOL] = {"listvol", 0, {{0}}},
+	[CTL_LISTVOL] = {"listvol", 0, {VOLUME_ARG}},
 	[CTL_CHECKSERVERS] = {"checkservers",
 			      0,
-			      {{"timeout_ms", A_U32, false}}},
-	[CTL_STATUS] = {"status", 0, {{0}}},
-	[CTL_DISCONNECT] = {"disconnect", CTL_TF_ROOT, {{0}}},
-	[CTL_RECONNECT] = {"reconnect", CTL_TF_ROOT | CTL_TF_LONG, {{0}}},
+			      {{"timeout_ms", A_U32, false}, VOLUME_ARG}},
+	[CTL_STATUS] = {"status", 0, {VOLUME_ARG}},
+	[CTL_DISCONNECT] = {"disconnect", CTL_TF_ROOT, {VOLUME_ARG}},
+	[CTL_RECONNECT] = {"reconnect",
+			   CTL_TF_ROOT | CTL_TF_LONG,
+			   {VOLUME_ARG}},
 	[CTL_SETPOLICY] = {"setpolicy",
 			   CTL_TF_ROOT | CTL_TF_LONG,
-			   {{"name", A_STR, true}, {"value", A_STR, true}}},
-	[CTL_CONFLICTS] = {"conflicts", 0, {OPT_PATH_ARG}},
+			   {{"name", A_STR, true},
+			    {"value", A_STR, true},
+			    VOLUME_ARG}},
+	[CTL_CONFLICTS] = {"conflicts", 0, {OPT_PATH_ARG, VOLUME_ARG}},
 	[CTL_RESOLVE] = {"resolve",
 			 CTL_TF_PATH,
 			 {PATH_ARG, {"how", A_STR, true}}},
-	[CTL_REPLAYLOG] = {"replaylog", 0, {{"limit", A_U32, false}}},
-	[CTL_FLUSHALL] = {"flushall", CTL_TF_ROOT | CTL_TF_LONG, {{0}}},
-	[CTL_METRICS] = {"metrics", 0, {{0}}},
-	[CTL_SYNC] = {"sync", CTL_TF_LONG, {OPT_PATH_ARG}},
+	[CTL_REPLAYLOG] = {"replaylog",
+			   0,
+			   {{"limit", A_U32, false}, VOLUME_ARG}},
+	[CTL_FLUSHALL] = {"flushall",
+			  CTL_TF_ROOT | CTL_TF_LONG,
+			  {VOLUME_ARG}},
+	[CTL_METRICS] = {"metrics", 0, {VOLUME_ARG}},
+	[CTL_SYNC] = {"sync", CTL_TF_LONG, {OPT_PATH_ARG, VOLUME_ARG}},
+	[CTL_MKMOUNT] = {"mkmount",
+			 CTL_TF_PATH,
+			 {PATH_ARG, {"target", A_STR, true}}},
+	[CTL_LSMOUNT] = {"lsmount", CTL_TF_PATH, {PATH_ARG}},
+	[CTL_RMMOUNT] = {"rmmount", CTL_TF_PATH, {PATH_ARG}},
 };
 
 const char *

@@ -73,7 +73,10 @@ enum ctl_type {
 	CTL_FLUSHALL = 20,   /* root */
 	CTL_METRICS = 21,    /* the counters, Prometheus text */
 	CTL_SYNC = 22,	     /* [path]: wait until the server has it */
-	CTL_REQ_MAX = 22,
+	CTL_MKMOUNT = 23,    /* path (not followed), volume */
+	CTL_LSMOUNT = 24,    /* path (not followed) */
+	CTL_RMMOUNT = 25,    /* path (not followed) */
+	CTL_REQ_MAX = 25,
 
 	CTL_REPLY = 0x8000,
 	CTL_OK = 0x8001,       /* final: the result object */

@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,10 @@ static const char *log_progname = "cairn";
 static int log_syslog;
 static int log_journal; /* stderr is the journal: "<N>" prefix, no time */
 static int log_copy;	/* syslog, and warnings and errors on stderr */
-static volatile int log_level = LOG_INFO;
+/* Set by SIGHUP's reload on the signal thread, read by every thread:
+ * an atomic, relaxed (a log line more or less around the change is
+ * fine). */
+static atomic_int log_level = LOG_INFO;
 
 static const char *const subsys_names[LOG_SUBSYS_MAX] = {
 	[LOG_MAIN] = "main", [LOG_CS] = "cs",	  [LOG_PROTO] = "proto",
@@ -86,7 +90,7 @@ log_init(const char *progname, int use_syslog, int level)
 	}
 	log_syslog = use_syslog != LOG_TO_STDERR;
 	log_copy = use_syslog == LOG_TO_SYSLOG_AND_STDERR;
-	log_level = level;
+	atomic_store_explicit(&log_level, level, memory_order_relaxed);
 	log_journal = !log_syslog && log_stderr_is_journal();
 	if (log_syslog)
 		openlog(log_progname, LOG_PID | LOG_NDELAY, LOG_DAEMON);
@@ -95,19 +99,19 @@ log_init(const char *progname, int use_syslog, int level)
 void
 log_set_level(int level)
 {
-	log_level = level;
+	atomic_store_explicit(&log_level, level, memory_order_relaxed);
 }
 
 int
 log_get_level(void)
 {
-	return log_level;
+	return atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
 int
 log_enabled(int level)
 {
-	return level <= log_level;
+	return level <= atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
 int

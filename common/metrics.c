@@ -133,6 +133,12 @@ put(struct metrics_buf *b, const char *s, size_t n)
 	b->p[b->len] = '\0';
 }
 
+void
+metrics_buf_append(struct metrics_buf *b, const char *s, size_t n)
+{
+	put(b, s, n);
+}
+
 static void
 puts_(struct metrics_buf *b, const char *s)
 {

@@ -120,6 +120,8 @@ void metrics_buf_release(struct metrics_buf *b);
  * with free(); NULL + ENOMEM if an append ran out of memory. @b is empty
  * afterwards. */
 char *metrics_buf_steal(struct metrics_buf *b, size_t *len);
+/* Append @n bytes of ready-made text (lines of another exposition). */
+void metrics_buf_append(struct metrics_buf *b, const char *s, size_t n);
 
 /* "# HELP @name @help\n# TYPE @name @type\n". @type is "counter",
  * "gauge" or "histogram"; a counter's @name ends in "_total". */

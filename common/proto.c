@@ -127,6 +127,7 @@ static const char *const type_names[] = {
 	[PROTO_T_SOCK] = "socket",
 	[PROTO_T_CHR] = "chr",
 	[PROTO_T_BLK] = "blk",
+	[PROTO_T_MOUNT] = "mount",
 };
 
 const char *
@@ -161,14 +162,67 @@ proto_type_has_rdev(enum proto_type t)
 	return t == PROTO_T_CHR || t == PROTO_T_BLK;
 }
 
+int
+proto_mount_target_check(const char *t, size_t len)
+{
+	char part[65];
+	const char *colon;
+	size_t alen;
+
+	if (!t || len == 0 || strlen(t) != len)
+		return -EINVAL;
+	if (len > PROTO_MOUNT_TARGET_MAX)
+		return -ENAMETOOLONG;
+	colon = memchr(t, ':', len);
+	if (!colon)
+		return len < sizeof(part) ? proto_volname_check(t) : -EINVAL;
+	alen = (size_t)(colon - t);
+	if (alen == 0 || alen >= sizeof(part) || len - alen - 1 >= sizeof(part))
+		return -EINVAL;
+	memcpy(part, t, alen);
+	part[alen] = 0;
+	if (proto_volname_check(part))
+		return -EINVAL;
+	/* The volume part: a second ':' fails its check. */
+	return proto_volname_check(colon + 1);
+}
+
 void
 proto_attr_compat(struct proto_attr *a, int version)
 {
+	if (a->type == PROTO_T_MOUNT) {
+		if (version >= PROTO_V_MOUNT)
+			return;
+		/* As a symlink to "#" + the target. */
+		a->type = PROTO_T_SYMLINK;
+		a->size++;
+		return;
+	}
 	if (version >= PROTO_V_SPECIAL || a->type <= PROTO_T_MAX_V2)
 		return;
 	a->type = PROTO_T_FILE;
 	a->size = 0;
 	a->rdev = 0;
+}
+
+char *
+proto_link_compat(enum proto_type type, const char *target, int version)
+{
+	size_t n;
+	char *s;
+
+	errno = 0;
+	if (type != PROTO_T_MOUNT || version >= PROTO_V_MOUNT || !target)
+		return NULL;
+	n = strlen(target);
+	s = malloc(n + 2);
+	if (!s) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	s[0] = PROTO_MOUNT_COMPAT_PREFIX;
+	memcpy(s + 1, target, n + 1);
+	return s;
 }
 
 int
@@ -198,12 +252,13 @@ static const char *const op_names[] = {
 	[PROTO_OP_SETXATTR] = "setxattr",
 	[PROTO_OP_REMOVEXATTR] = "removexattr",
 	[PROTO_OP_STORE] = "store",
+	[PROTO_OP_MKMOUNT] = "mkmount",
 };
 
 const char *
 proto_op_name(enum proto_op_kind k)
 {
-	if (k <= PROTO_OP_NONE || k > PROTO_OP_STORE)
+	if (k <= PROTO_OP_NONE || k > PROTO_OP_MAX)
 		return "none";
 	return op_names[k];
 }
@@ -213,7 +268,7 @@ proto_op_parse(const char *s)
 {
 	int k;
 
-	for (k = PROTO_OP_CREATE; s && k <= PROTO_OP_STORE; k++)
+	for (k = PROTO_OP_CREATE; s && k <= PROTO_OP_MAX; k++)
 		if (!strcmp(s, op_names[k]))
 			return (enum proto_op_kind)k;
 	return PROTO_OP_NONE;
@@ -1698,7 +1753,7 @@ op_to_json(struct enc *ep, const struct proto_op *op)
 	char *b;
 	size_t i;
 
-	if (op->kind <= PROTO_OP_NONE || op->kind > PROTO_OP_STORE)
+	if (op->kind <= PROTO_OP_NONE || op->kind > PROTO_OP_MAX)
 		enc_fail(&e, EINVAL);
 	if (!o || e.err)
 		goto done;
@@ -1708,6 +1763,7 @@ op_to_json(struct enc *ep, const struct proto_op *op)
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
 	case PROTO_OP_SYMLINK:
+	case PROTO_OP_MKMOUNT:
 		put_fid(&e, o, "parent", &op->parent);
 		put_name(&e, o, "name", op->name);
 		if (!fid_is_null(&op->fid))
@@ -1726,6 +1782,13 @@ op_to_json(struct enc *ep, const struct proto_op *op)
 			    strlen(op->target) >= PROTO_PATH_MAX)
 				enc_fail(&e, EINVAL);
 			put_str(&e, o, "target", op->target);
+		} else if (op->kind == PROTO_OP_MKMOUNT) {
+			if (!op->target ||
+			    proto_mount_target_check(op->target,
+						     strlen(op->target)))
+				enc_fail(&e, EINVAL);
+			else
+				put_str(&e, o, "target", op->target);
 		} else {
 			if (op->mode > 07777)
 				enc_fail(&e, EINVAL);
@@ -1815,6 +1878,20 @@ op_to_json(struct enc *ep, const struct proto_op *op)
 				       json_integer((json_int_t)op->chunks[i]));
 		}
 		put(&e, o, "chunks", arr);
+		if (!op->data)
+			break;
+		if (op->nchunks != 1 || !op->dlen ||
+		    op->dlen > PROTO_INLINE_MAX || op->dlen > op->chunk_size) {
+			enc_fail(&e, EINVAL);
+			break;
+		}
+		b = b64_encode(op->data, op->dlen);
+		if (!b) {
+			enc_fail(&e, ENOMEM);
+			break;
+		}
+		put(&e, o, "data", json_string(b));
+		free(b);
 		break;
 	default:
 		break;
@@ -1852,6 +1929,7 @@ proto_op_release(struct proto_op *op)
 	free(op->xname);
 	free(op->xvalue);
 	free(op->chunks);
+	free(op->data);
 	memset(op, 0, sizeof(*op));
 }
 
@@ -1941,6 +2019,23 @@ decode_store(json_t *o, struct proto_op *op)
 		op->chunks[i] = (uint64_t)v;
 	}
 	op->nchunks = n;
+	if (json_object_get(o, "data")) {
+		/* The bytes of the one chunk, inline (PROTO_V_INLINE). */
+		const char *s;
+		size_t len;
+		int rc;
+
+		if (n != 1 || get_str(o, "data", &s, &len))
+			return -EINVAL;
+		rc = b64_decode(s, len, PROTO_INLINE_MAX < op->chunk_size
+						? PROTO_INLINE_MAX
+						: op->chunk_size,
+				&op->data, &op->dlen);
+		if (rc)
+			return rc;
+		if (!op->dlen)
+			return -EINVAL;
+	}
 	if (n < 2)
 		return 0;
 	sorted = malloc(n * sizeof(*sorted));
@@ -2048,6 +2143,7 @@ op_from_json(json_t *o, struct proto_op *op)
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
 	case PROTO_OP_SYMLINK:
+	case PROTO_OP_MKMOUNT:
 		if (need_fid(o, "parent", &op->parent))
 			goto out;
 		rc = get_name(o, "name", &op->name);
@@ -2061,6 +2157,17 @@ op_from_json(json_t *o, struct proto_op *op)
 		if (op->kind == PROTO_OP_SYMLINK) {
 			op->type = PROTO_T_SYMLINK;
 			rc = get_target(o, "target", &op->target);
+			if (rc)
+				goto out;
+			rc = -EINVAL;
+			break;
+		}
+		if (op->kind == PROTO_OP_MKMOUNT) {
+			op->type = PROTO_T_MOUNT;
+			rc = get_target(o, "target", &op->target);
+			if (!rc)
+				rc = proto_mount_target_check(
+					op->target, strlen(op->target));
 			if (rc)
 				goto out;
 			rc = -EINVAL;
@@ -2235,9 +2342,11 @@ proto_op_result_compat(const char *buf, size_t len, int version, size_t *lenp)
 	bool change = false;
 	char *out;
 
-	if (version >= PROTO_V_SPECIAL || !buf ||
+	if (version >= PROTO_V_MOUNT || !buf ||
 	    (!memmem(buf, len, "\"socket\"", 8) &&
-	     !memmem(buf, len, "\"chr\"", 5) && !memmem(buf, len, "\"blk\"", 5)))
+	     !memmem(buf, len, "\"chr\"", 5) &&
+	     !memmem(buf, len, "\"blk\"", 5) &&
+	     !memmem(buf, len, "\"mount\"", 7)))
 		return NULL; /* nothing to change: not worth a decode */
 	if (proto_op_result_decode(buf, len, &r))
 		return NULL;
@@ -2246,7 +2355,9 @@ proto_op_result_compat(const char *buf, size_t len, int version, size_t *lenp)
 	a[2] = r.has_newparent ? &r.newparent : NULL;
 	a[3] = r.has_victim ? &r.victim : NULL;
 	for (int i = 0; i < 4; i++) {
-		if (a[i] && a[i]->type > PROTO_T_MAX_V2) {
+		if (a[i] && ((a[i]->type > PROTO_T_MAX_V2 &&
+			      version < PROTO_V_SPECIAL) ||
+			     a[i]->type == PROTO_T_MOUNT)) {
 			proto_attr_compat(a[i], version);
 			change = true;
 		}

@@ -39,12 +39,29 @@
  * 4: object types socket, chr, blk and the attribute "rdev"; a client says
  * it knows them with the request header PROTO_HDR_VERSION, and a server
  * shows them to a client that does not as empty regular files
- * (proto_attr_compat()). */
-#define PROTO_VERSION 4
-#define PROTO_VERSION_STR "4" /* the same, for headers */
+ * (proto_attr_compat()).
+ * 5: mount points, the object type "mount" and the op "mkmount"; a server
+ * shows a mount point to a client that does not announce 5 as a symlink
+ * whose target is "#VOLUME" (proto_attr_compat(), proto_link_compat()).
+ * 6: a store may carry its one chunk's bytes inline ("data"); a client
+ * sends them only to a server whose volume information says 6. */
+#define PROTO_VERSION 6
+#define PROTO_VERSION_STR "6" /* the same, for headers */
 /* The protocol that added sockets and devices: the version a client must
  * announce to be shown them, and a server must speak to keep them. */
 #define PROTO_V_SPECIAL 4
+/* The protocol that added mount points (the same two rules). */
+#define PROTO_V_MOUNT 5
+/* What a client before PROTO_V_MOUNT reads as a mount point's symlink
+ * target: this character, then the stored target (as AFS shows one). */
+#define PROTO_MOUNT_COMPAT_PREFIX '#'
+/* The longest mount-point target: "ALIAS:VOLUME", two volume names. */
+#define PROTO_MOUNT_TARGET_MAX (64 + 1 + 64)
+/* The protocol that added a small store's bytes inline ("data"): a client
+ * sends them only to a server of this version or later. */
+#define PROTO_V_INLINE 6
+/* The most bytes a store carries inline (one chunk, a small file's). */
+#define PROTO_INLINE_MAX 65536
 #define PROTO_HDR_VERSION "X-Cairn-Protocol"
 /* The largest device number: Linux's dev_t (major < 4096, minor < 2^20)
  * as glibc's makedev() packs it (doc/protocol.md). */
@@ -100,10 +117,15 @@ enum proto_type {
 	PROTO_T_SOCK,
 	PROTO_T_CHR,
 	PROTO_T_BLK,
+	/* PROTO_V_MOUNT: a mount point; its "target" (the symlink target
+	 * field) names a volume, proto_mount_target_check(). */
+	PROTO_T_MOUNT,
 };
-#define PROTO_T_MAX PROTO_T_BLK
+#define PROTO_T_MAX PROTO_T_MOUNT
 /* The last type a client before PROTO_V_SPECIAL knows. */
 #define PROTO_T_MAX_V2 PROTO_T_FIFO
+/* The last type a client before PROTO_V_MOUNT knows. */
+#define PROTO_T_MAX_V4 PROTO_T_BLK
 
 /* An object's attributes as the server holds them. Times in ns since the
  * epoch. @mode holds permission bits only (07777); the type is @type. */
@@ -183,7 +205,10 @@ enum proto_op_kind {
 	PROTO_OP_SETXATTR,    /* fid, xname, xvalue, flags */
 	PROTO_OP_REMOVEXATTR, /* fid, xname */
 	PROTO_OP_STORE,	      /* fid, base_dv, txid, chunk_size, size, chunks */
+	/* PROTO_V_MOUNT */
+	PROTO_OP_MKMOUNT,     /* parent, name, fid (optional), target, uid, gid */
 };
+#define PROTO_OP_MAX PROTO_OP_MKMOUNT
 
 /* setattr mask bits */
 enum {
@@ -212,10 +237,11 @@ struct proto_op {
 	struct fid newparent;
 	char *newname;
 	struct fid victim;	/* rename: the FID expected at newname, null = none */
-	enum proto_type type;	/* create: FILE, FIFO, SOCK, CHR or BLK */
+	enum proto_type type;	/* create: FILE, FIFO, SOCK, CHR or BLK;
+				   mkdir, symlink, mkmount: set by the decoder */
 	uint32_t rdev;		/* create of CHR or BLK: the device number */
 	uint32_t mode, uid, gid;
-	char *target;		/* symlink */
+	char *target;		/* symlink; mkmount: the volume */
 	uint64_t base_dv;	/* setattr, store: DV this change was based on */
 	uint32_t mask;		/* setattr: PROTO_SA_* */
 	uint64_t size;		/* setattr size, store final size */
@@ -228,6 +254,11 @@ struct proto_op {
 	uint32_t chunk_size;	/* store: chunk size of the staged chunks */
 	uint64_t *chunks;	/* store: chunk numbers staged in txid */
 	size_t nchunks;
+	/* store (PROTO_V_INLINE): the bytes of chunk chunks[0], given in the
+	 * request instead of staged (nchunks is then 1; at most
+	 * PROTO_INLINE_MAX and chunk_size bytes); NULL: staged */
+	void *data;
+	size_t dlen;
 };
 
 /* The reply to a mutation: the objects it touched, after the change. */
@@ -271,14 +302,30 @@ bool proto_type_creatable(enum proto_type t);
 /* Whether @t carries a device number (CHR, BLK). */
 bool proto_type_has_rdev(enum proto_type t);
 /*
- * What a client of protocol @version may be shown of @a: below 3 a socket
+ * A mount point's target (the op mkmount, a mount point's link): "VOLUME"
+ * or "ALIAS:VOLUME", each part passing proto_volname_check() (so no '/',
+ * no "..", nothing but [A-Za-z0-9._-], not starting with '.'), at most
+ * PROTO_MOUNT_TARGET_MAX bytes. @len is strlen(@t) (a NUL inside is
+ * refused). @return 0, -EINVAL, or -ENAMETOOLONG (longer than that).
+ */
+int proto_mount_target_check(const char *t, size_t len);
+/*
+ * What a client of protocol @version may be shown of @a: below 4 a socket
  * or device is an empty regular file (size 0, rdev 0), since that client's
  * decoder refuses a type it does not know, and with it the whole listing
  * the object is in. The server keeps refusing data operations on it (its
  * own type is unchanged), so such a client reads it as empty and cannot
- * write it. Other attributes are left alone.
+ * write it. Below 5 a mount point is a symlink (size one more, for the
+ * prefix proto_link_compat() adds); the server refuses what it refuses for
+ * a mount point (it is not a directory either). Other attributes are left
+ * alone.
  */
 void proto_attr_compat(struct proto_attr *a, int version);
+/* The target a client of protocol @version reads of the object of type
+ * @type whose stored target is @target: for a mount point and a client
+ * before PROTO_V_MOUNT, a heap string "#" + @target (NULL + ENOMEM), else
+ * NULL and errno 0 (use @target as it is). */
+char *proto_link_compat(enum proto_type type, const char *target, int version);
 /* The protocol version a request header value announces: 2 when @s is
  * NULL or not a plain decimal number from 1 to 1000. */
 int proto_version_parse(const char *s);
@@ -449,7 +496,7 @@ int proto_op_result_decode(const char *buf, size_t len,
 /* An encoded op reply as a client of protocol @version may see it
  * (proto_attr_compat() on each attribute object). @return a heap buffer the
  * caller frees, with its length in *lenp, or NULL: @buf needs no change
- * (@version is PROTO_V_SPECIAL or later, or nothing in it to change) or
+ * (@version is PROTO_V_MOUNT or later, or nothing in it to change) or
  * does not decode. A body that names none of the new types is not
  * decoded at all (a substring check), so the common case costs nothing. */
 char *proto_op_result_compat(const char *buf, size_t len, int version,

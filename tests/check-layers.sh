@@ -77,8 +77,8 @@ cm_level() {
 	# struct cm (daemon_i.h) is level 7: only the front ends, daemon.c
 	# and cairnd.c see it.
 	daemon_i.[ch] | fuse_i.h | fuse_ops.[ch] | fuse_mut.c | fuse_common.c | \
-		cm_ctl.[ch] | ctl_i.h | ctl_*.c) echo 7 ;;
-	daemon.[ch] | cairnd.c) echo 8 ;;
+		fuse_ns.[ch] | cm_ctl.[ch] | ctl_i.h | ctl_*.c) echo 7 ;;
+	daemon.[ch] | daemon_ns.c | cairnd.c) echo 8 ;;
 	esac
 }
 
@@ -90,10 +90,13 @@ cm_own() {
 	conf.c) echo cm.h ;;
 	fuse_i.h) echo fuse_ops.h daemon_i.h ;;
 	fuse_ops.c | fuse_mut.c | fuse_common.c) echo fuse_ops.h fuse_i.h daemon_i.h ;;
+	fuse_ns.c) echo fuse_ns.h fuse_ops.h fuse_i.h daemon_i.h ;;
+	fuse_ns.h) echo fuse_ops.h ;;
+	daemon_ns.c) echo daemon.h ;;
 	ctl_i.h) echo daemon_i.h ;;
 	cm_ctl.c | ctl_*.c) echo cm_ctl.h ctl_i.h daemon_i.h ;;
 	daemon_i.c) echo daemon_i.h ;;
-	cairnd.c) echo daemon.h ;;
+	cairnd.c) echo daemon.h fuse_ns.h ;;
 	rlog.c | rlog_*.c) echo rlog.h rlog_i.h ;;
 	rlog_i.h) echo rlog.h ;;
 	wb.c | wb_store.c | conflict.c) echo wb.h wb_i.h conflict.h ;;

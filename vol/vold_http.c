@@ -1294,13 +1294,26 @@ run_locked(struct rjob *r)
 		rc = -EINVAL;
 		break;
 	case J_LINK: {
-		char *t = NULL;
+		enum proto_type type = PROTO_T_SYMLINK;
+		char *t = NULL, *c;
 
-		rc = vs_readlink(vs, &r->path.fid, &t);
+		rc = vs_readlink_type(vs, &r->path.fid, &t, &type);
 		if (rc == -EINVAL)
-			r->msg = "not a symlink";
+			r->msg = "not a symlink or mount point";
 		if (rc)
 			break;
+		/* An older client reads a mount point as a symlink to
+		 * "#VOLUME" (proto_attr_compat() gave it that type). */
+		c = proto_link_compat(type, t, r->proto);
+		if (!c && errno) {
+			free(t);
+			rc = -errno;
+			break;
+		}
+		if (c) {
+			free(t);
+			t = c;
+		}
 		r->out = proto_link_encode(t, &r->outlen);
 		if (!r->out)
 			rc = -errno;
@@ -1860,15 +1873,16 @@ run_mutation(struct rjob *r)
 }
 
 /* What an older client may see of an op's reply: sockets and devices
- * as empty files (proto_attr_compat()). A reply that names none is left
- * as it is, undecoded. The opid table keeps the server's own reply. */
+ * as empty files, mount points as symlinks (proto_attr_compat()). A
+ * reply that names none is left as it is, undecoded. The opid table
+ * keeps the server's own reply. */
 static void
 reply_compat(const struct rjob *r, struct vs_reply *rep)
 {
 	size_t clen;
 	char *c;
 
-	if (r->proto >= PROTO_V_SPECIAL || rep->status != 200 || !rep->body)
+	if (r->proto >= PROTO_V_MOUNT || rep->status != 200 || !rep->body)
 		return;
 	c = proto_op_result_compat(rep->body, rep->len, r->proto, &clen);
 	if (c) {

@@ -214,13 +214,17 @@ out:
 	return rc;
 }
 
-/* Sockets and devices get the COB2 record with its extension; every
- * other type stays COB1 (see struct orec_ext). */
+/* Sockets, devices and mount points get the COB2 record with its
+ * extension; every other type stays COB1 (see struct orec_ext). A mount
+ * point needs no field of the extension: COB2 makes a server before
+ * protocol 4 refuse the record (EIO), as it does a socket's, rather than
+ * take it for an object of a type it has no name for (doc/vol-format.md
+ * says what a server of protocol 4 does with it). */
 static bool
 obj_has_ext(const struct obj *o)
 {
 	return o->r.type == PROTO_T_SOCK || o->r.type == PROTO_T_CHR ||
-	       o->r.type == PROTO_T_BLK;
+	       o->r.type == PROTO_T_BLK || o->r.type == PROTO_T_MOUNT;
 }
 
 int
@@ -323,16 +327,26 @@ vs_getattr(struct vs_vol *v, const struct fid *fid, struct proto_attr *a)
 int
 vs_readlink(struct vs_vol *v, const struct fid *fid, char **target)
 {
+	return vs_readlink_type(v, fid, target, NULL);
+}
+
+int
+vs_readlink_type(struct vs_vol *v, const struct fid *fid, char **target,
+		 enum proto_type *type)
+{
 	struct obj o;
 	int rc = obj_get_fid(v, fid, &o);
 
 	*target = NULL;
 	if (rc)
 		return rc;
-	if (o.r.type != PROTO_T_SYMLINK || !o.target) {
+	if ((o.r.type != PROTO_T_SYMLINK && o.r.type != PROTO_T_MOUNT) ||
+	    !o.target) {
 		obj_release(&o);
 		return -EINVAL;
 	}
+	if (type)
+		*type = (enum proto_type)o.r.type;
 	*target = o.target;
 	o.target = NULL;
 	obj_release(&o);

@@ -252,9 +252,13 @@ int vs_readdir_page(struct vs_vol *v, const struct fid *dir,
 		    struct proto_dir *out, struct proto_dir_cursor *next,
 		    bool *more);
 
-/* Symlink target, heap string the caller frees. @return 0, -ENOENT,
- * -EINVAL (not a symlink). */
+/* Symlink target (or a mount point's target volume), heap string the
+ * caller frees. @return 0, -ENOENT, -EINVAL (neither). */
 int vs_readlink(struct vs_vol *v, const struct fid *fid, char **target);
+/* The same, and the object's type (SYMLINK or MOUNT) in *@type when
+ * @type is not NULL. */
+int vs_readlink_type(struct vs_vol *v, const struct fid *fid, char **target,
+		     enum proto_type *type);
 
 /* All xattrs of @fid (heap array, free with proto_xattrs_free()) and the
  * object's dv. @return 0, -ENOENT. */

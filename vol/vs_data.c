@@ -960,6 +960,15 @@ stage_read(struct vs_vol *v, const struct proto_op *store,
 	ssize_t got;
 	int sfd;
 
+	if (store->data) {
+		/* Inline (PROTO_V_INLINE): the decoder bounded it by the
+		 * chunk size; the one chunk it is is the only one named. */
+		if (store->nchunks != 1 || c != store->chunks[0] ||
+		    store->dlen > store->chunk_size)
+			return -EINVAL;
+		memcpy(buf, store->data, store->dlen);
+		return (ssize_t)store->dlen;
+	}
 	stage_names(sdir, sizeof(sdir), sfile, sizeof(sfile), store->txid,
 		    oid, store->chunk_size, c);
 	sfd = openat(v->dirfd, sfile, O_RDONLY | O_CLOEXEC);
@@ -1023,7 +1032,7 @@ data_make(struct txn *t, const struct obj *o, uint64_t newdv,
 			}
 			end = off + cs < newsize ? off + cs : newsize;
 			last = (end - 1) / scs;
-			if (cs == scs) {
+			if (cs == scs && !store->data) {
 				/* The staged chunk is the new object: link it
 				 * (no copy; it was fsynced when PUT). */
 				rc = chunk_link(t, store, o->oid, idx[k], newdv,

@@ -203,6 +203,23 @@ op_create(struct txn *t, const struct proto_op *op)
 		o.r.tlen = (uint32_t)strlen(o.target);
 		o.r.size = o.r.tlen;
 		break;
+	case PROTO_OP_MKMOUNT:
+		/* The decoder checked the target; vos builds ops itself. */
+		if (!op->target ||
+		    proto_mount_target_check(op->target, strlen(op->target))) {
+			rc = fail(t, -EINVAL, "bad mount-point target");
+			goto out;
+		}
+		o.r.type = PROTO_T_MOUNT;
+		o.r.mode = 0755;
+		o.target = strdup(op->target);
+		if (!o.target) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		o.r.tlen = (uint32_t)strlen(o.target);
+		o.r.size = o.r.tlen;
+		break;
 	default:
 		if (!proto_type_creatable(op->type) ||
 		    (op->rdev && !proto_type_has_rdev(op->type))) {
@@ -241,8 +258,11 @@ op_link(struct txn *t, const struct proto_op *op)
 			rc = fail(t, -ENOENT, "no such object");
 		goto out;
 	}
-	if (o.r.type == PROTO_T_DIR) {
-		rc = fail(t, -EPERM, "cannot hard-link a directory");
+	if (o.r.type == PROTO_T_DIR || o.r.type == PROTO_T_MOUNT) {
+		rc = fail(t, -EPERM,
+			  o.r.type == PROTO_T_DIR
+				  ? "cannot hard-link a directory"
+				  : "cannot hard-link a mount point");
 		goto out;
 	}
 	if (ent_get(t->v, d.oid, op->name, child, NULL) == 0) {
@@ -744,6 +764,8 @@ op_store(struct txn *t, const struct proto_op *op)
 		char sdir[64], sfile[128];
 		struct stat st;
 
+		if (op->data)
+			break; /* its one chunk came inline */
 		stage_names(sdir, sizeof(sdir), sfile, sizeof(sfile), op->txid,
 			    o.oid, op->chunk_size, op->chunks[i]);
 		if (fstatat(t->v->dirfd, sfile, &st, 0) < 0) {
@@ -772,6 +794,7 @@ do_op(struct txn *t, const struct proto_op *op)
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
 	case PROTO_OP_SYMLINK:
+	case PROTO_OP_MKMOUNT:
 		return op_create(t, op);
 	case PROTO_OP_LINK:
 		return op_link(t, op);

@@ -132,7 +132,7 @@ measure() {
 		after=$(stats)
 		# The two getxattr(cairn.stats) are not the workload's.
 		awk -v n="$name" 'NR == FNR {b[$1] = $2; next}
-			($1 ~ /^req_/ || $1 ~ /fetch|getattr_|parked|chunk_|early|prefetch|invalid/) && $2 - b[$1] > 0 {
+			($1 ~ /^req_/ || $1 ~ /fetch|getattr_|parked|chunk_|early|prefetch|invalid|push|advised/) && $2 - b[$1] > 0 {
 				d = $2 - b[$1]; if ($1 == "req_xattr") d -= 1
 				if (d > 0) printf "%s %s %d\n", n, $1, d }' \
 			<(echo "$before") <(echo "$after") >>"$prof"

@@ -17,6 +17,13 @@
 #                                          (target <= 1.5x)
 #     and vs curl PUTting the same bytes as chunks to the stage endpoint
 #       (8 at a time over keep-alive, as cairnd stages) (target >= 0.8x)
+#   git clone --no-local of a local repository of the same BENCH_WRITE_FILES
+#       files (one commit)                 vs  the same clone to local disk
+#                                          (no target: reported)
+#   make -j2 of a small C project (BENCH_MAKE_UNITS (40) units and a
+#       program linking them), copied onto the mount first
+#                                          vs  the same make on local disk
+#                                          (no target: reported)
 # The numbers swing on a shared machine; compare within one run only.
 set -u
 . "$top_srcdir/tests/integration/lib.sh"
@@ -26,12 +33,17 @@ NFILES=${BENCH_WRITE_FILES:-2000}
 NCREATE=${BENCH_CREATE_FILES:-1000}
 FILE_MB=${BENCH_WRITE_MB:-256}
 RUNS=${BENCH_RUNS:-5}
+NUNITS=${BENCH_MAKE_UNITS:-40}
 WB=${BENCH_WRITEBACK:-1}
 CS=262144
 failed=0
 
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+# the last value of array $1, "?" when it has none
+lastof() { eval "set -- \${$1[@]+\"\${$1[@]}\"}"; [ "$#" -gt 0 ] && echo "${!#}" || echo "?"; }
+# the number of values in array $1 (0 when it has none, under set -u)
+countof() { eval "set -- \${$1[@]+\"\${$1[@]}\"}"; echo "$#"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo "# preparing: $NFILES files of 1-64 KiB, a ${FILE_MB} MiB file; $RUNS runs"
@@ -66,6 +78,37 @@ for i in range(n):
 print("%.4f" % ((time.perf_counter() - t0) * 1000 / n))
 PY
 
+# git clone: a repository of the untar tree, one commit
+if command -v git >/dev/null 2>&1; then
+	cp -a "$T_DIR/small" "$T_DIR/repo"
+	(cd "$T_DIR/repo" && git init -q && git add -A &&
+		git -c user.name=bench -c user.email=bench@localhost \
+			commit -q -m tree) || exit 99
+fi
+# make -j2: NUNITS small units and a program linking them
+python3 - "$T_DIR/proj" "$NUNITS" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(os.path.join(root, "src"), exist_ok=True)
+with open(os.path.join(root, "src", "units.h"), "w") as h:
+    for i in range(n):
+        h.write("int unit%d(int x);\n" % i)
+for i in range(n):
+    with open(os.path.join(root, "src", "u%03d.c" % i), "w") as f:
+        f.write('#include <stdio.h>\n#include <string.h>\n#include "units.h"\n')
+        for j in range(20):
+            f.write("static int f%d_%d(int x) { char b[64]; snprintf(b, sizeof(b), \"%%d\", x + %d); return (int)strlen(b) * x + %d; }\n" % (i, j, j, j))
+        f.write("int unit%d(int x) { return " % i + " + ".join("f%d_%d(x)" % (i, j) for j in range(20)) + "; }\n")
+with open(os.path.join(root, "src", "main.c"), "w") as f:
+    f.write('#include <stdio.h>\n#include "units.h"\nint main(void) { long s = 0;\n')
+    for i in range(n):
+        f.write("  s += unit%d(%d);\n" % (i, i))
+    f.write('  printf("%ld\\n", s); return 0; }\n')
+objs = " ".join("src/u%03d.o" % i for i in range(n)) + " src/main.o"
+with open(os.path.join(root, "Makefile"), "w") as f:
+    f.write("CFLAGS = -O2 -g\nOBJS = %s\nprog: $(OBJS)\n\t$(CC) -o $@ $(OBJS)\n%%.o: %%.c src/units.h\n\t$(CC) $(CFLAGS) -c -o $@ $<\n" % objs)
+PY
+
 vold_start --stage-max 2G || exit 99
 vos init >/dev/null 2>&1
 loc=$T_DIR/local
@@ -73,6 +116,7 @@ mkdir -p "$loc"
 cat "$T_DIR/big.src" >/dev/null
 
 declare -a r_untar r_ltar r_srv r_create r_lcreate r_big r_lbig r_curl r_wb r_wbsrv
+declare -a r_clone r_lclone r_make r_lmake
 # vos examine VOL has at least the untar's files and bytes
 on_server() { # VOL
 	vos examine "$1" --json 2>/dev/null | python3 -c '
@@ -158,6 +202,39 @@ print(d["fid"])')
 		failed=1
 	fi
 	cmp -s "$T_DIR/big.src" "$mnt/big" || { echo "# WARNING: the big file differs"; failed=1; }
+
+	# git clone of the local repository: local disk, then the mount
+	if [ -d "$T_DIR/repo/.git" ]; then
+		rm -rf "$loc/clone" && sync
+		t0=$(now); git clone -q --no-local "$T_DIR/repo" "$loc/clone"; t1=$(now)
+		r_lclone+=("$(secs "$t0" "$t1")")
+		t0=$(now)
+		if git clone -q --no-local "$T_DIR/repo" "$mnt/clone" 2>"$T_DIR/clone.err"; then
+			t1=$(now)
+			r_clone+=("$(secs "$t0" "$t1")")
+			diff -r -q -x .git "$T_DIR/small" "$mnt/clone" >/dev/null ||
+				{ echo "# WARNING: the clone differs"; failed=1; }
+		else
+			echo "# git clone on the mount failed: $(head -n 2 "$T_DIR/clone.err")"
+			failed=1
+		fi
+	fi
+
+	# make -j2 of the C project (copied first, not timed)
+	rm -rf "$loc/proj" && cp -a "$T_DIR/proj" "$loc/proj" && sync
+	t0=$(now); make -s -j2 -C "$loc/proj" >/dev/null 2>&1; t1=$(now)
+	r_lmake+=("$(secs "$t0" "$t1")")
+	cp -a "$T_DIR/proj" "$mnt/proj" || failed=1
+	t0=$(now)
+	if make -s -j2 -C "$mnt/proj" >/dev/null 2>"$T_DIR/make.err"; then
+		t1=$(now)
+		r_make+=("$(secs "$t0" "$t1")")
+		[ "$("$mnt/proj/prog")" = "$("$loc/proj/prog")" ] ||
+			{ echo "# WARNING: the program built on the mount differs"; failed=1; }
+	else
+		echo "# make on the mount failed: $(head -n 2 "$T_DIR/make.err")"
+		failed=1
+	fi
 	cairnd_umount "$mnt"
 
 	if [ "$WB" = 1 ]; then
@@ -188,7 +265,7 @@ print(d["fid"])')
 		cairnd_umount "$wmnt"
 	fi
 	echo "# run $run: writeback untar ${r_wb[${#r_wb[@]}-1]:-?} s, on the server ${r_wbsrv[${#r_wbsrv[@]}-1]:-?} s later"
-	echo "# run $run: untar ${r_untar[${#r_untar[@]}-1]:-?} s (local ${r_ltar[${#r_ltar[@]}-1]:-?}), create ${r_create[${#r_create[@]}-1]:-?} ms (local ${r_lcreate[${#r_lcreate[@]}-1]:-?}), ${FILE_MB} MiB ${r_big[${#r_big[@]}-1]:-?} s (local ${r_lbig[${#r_lbig[@]}-1]:-?}, curl ${r_curl[${#r_curl[@]}-1]:-?})"
+	echo "# run $run: untar $(lastof r_untar) s (local $(lastof r_ltar)), create $(lastof r_create) ms (local $(lastof r_lcreate)), ${FILE_MB} MiB $(lastof r_big) s (local $(lastof r_lbig), curl $(lastof r_curl)), clone $(lastof r_clone) s (local $(lastof r_lclone)), make $(lastof r_make) s (local $(lastof r_lmake))"
 done
 
 mu=$(median "${r_untar[@]}"); ml=$(median "${r_ltar[@]}")
@@ -206,6 +283,14 @@ fi
 printf '%-58s %10.3f %10.3f %8.1fx\n' "create + 1 KiB + close, $NCREATE files (ms a file)" "$mc" "$mlc" "$(awk -v a="$mc" -v b="$mlc" 'BEGIN { print a / b }')"
 printf '%-58s %10.3f %10.3f %8.2fx\n' "write ${FILE_MB} MiB + close vs local dd (s)" "$mb" "$mlb" "$(awk -v a="$mb" -v b="$mlb" 'BEGIN { print a / b }')"
 printf '%-58s %10.3f %10.3f %8.2f\n' "write ${FILE_MB} MiB + close vs curl to /stage (s; speed ratio)" "$mb" "$mcu" "$(awk -v a="$mb" -v b="$mcu" 'BEGIN { print b / a }')"
+if [ "$(countof r_clone)" -gt 0 ]; then
+	mg=$(median "${r_clone[@]}"); mlg=$(median "${r_lclone[@]}")
+	printf '%-58s %10.3f %10.3f %8.1fx\n' "git clone --no-local, $NFILES files (s)" "$mg" "$mlg" "$(awk -v a="$mg" -v b="$mlg" 'BEGIN { print a / b }')"
+fi
+if [ "$(countof r_make)" -gt 0 ]; then
+	mk=$(median "${r_make[@]}"); mlk=$(median "${r_lmake[@]}")
+	printf '%-58s %10.3f %10.3f %8.1fx\n' "make -j2, $NUNITS C units + link (s)" "$mk" "$mlk" "$(awk -v a="$mk" -v b="$mlk" 'BEGIN { print a / b }')"
+fi
 echo "(ratios: cairn time / local time, except the curl row: curl time / cairn time, 1.0 = as fast as curl)"
 T_PASS=1
 [ "$failed" = 0 ] || { echo "# some measurements failed"; T_FAIL=1; exit 1; }

@@ -34,7 +34,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_ASSERT(b.n >= 1 && b.n <= PROTO_BATCH_MAX && b.ops);
 	for (size_t i = 0; i < b.n; i++) {
 		FUZZ_ASSERT(b.ops[i].kind > PROTO_OP_NONE &&
-			    b.ops[i].kind <= PROTO_OP_STORE);
+			    b.ops[i].kind <= PROTO_OP_MAX);
 		if (b.ops[i].name)
 			FUZZ_ASSERT(!proto_name_check(b.ops[i].name,
 						      strlen(b.ops[i].name)));

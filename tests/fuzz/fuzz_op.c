@@ -19,12 +19,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (proto_op_decode((const char *)data, size, &op))
 		return 0;
-	FUZZ_ASSERT(op.kind > PROTO_OP_NONE && op.kind <= PROTO_OP_STORE);
+	FUZZ_ASSERT(op.kind > PROTO_OP_NONE && op.kind <= PROTO_OP_MAX);
 	if (op.name)
 		FUZZ_ASSERT(!proto_name_check(op.name, strlen(op.name)));
 	if (op.newname)
 		FUZZ_ASSERT(!proto_name_check(op.newname, strlen(op.newname)));
 	FUZZ_ASSERT(op.mode <= 07777 && op.xlen <= PROTO_XATTR_VALUE_MAX);
+	if (op.kind == PROTO_OP_MKMOUNT)
+		FUZZ_ASSERT(op.target && op.type == PROTO_T_MOUNT &&
+			    !proto_mount_target_check(op.target,
+						      strlen(op.target)));
 	e1 = proto_op_encode(&op, &l1);
 	FUZZ_ASSERT(e1);
 	FUZZ_ASSERT(proto_op_decode(e1, l1, &op2) == 0);

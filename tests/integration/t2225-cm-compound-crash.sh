@@ -33,6 +33,10 @@ cat >"$T_DIR/writer.py" <<'PY'
 import os, random, sys
 root, src, n, seed, log = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 random.seed(seed)
+# The mount's device: once cairnd is killed its mount point is
+# unmounted lazily, and the same paths then name the empty directory
+# under it; a file made there was never the mount's (stop).
+dev = os.stat(root).st_dev
 with open(log, "a", buffering=1) as lg:
     for i in range(n):
         d = "d%d" % (i % 8)
@@ -47,6 +51,9 @@ with open(log, "a", buffering=1) as lg:
         os.chmod(os.path.join(src, name), mode)
         os.utime(os.path.join(src, name), (mt, mt))
         fd = os.open(os.path.join(root, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if os.fstat(fd).st_dev != dev:
+            os.close(fd)
+            break
         for off in range(0, len(data), 10240):
             os.write(fd, data[off:off + 10240])
         os.utime(fd, (mt, mt))

@@ -34,7 +34,7 @@ sock_for() { # MOUNTPOINT -> default socket path
 
 CMDS="pin unpin pins flush flushvolume flushall flushmeta getcacheparms
 setcachesize examine whereis listvol checkservers status disconnect reconnect
-metrics sync help version"
+metrics sync mkmount lsmount rmmount help version"
 
 # --- help and usage ---------------------------------------------------
 fs_rc 0 "fs --help" --help
@@ -65,6 +65,11 @@ err_has "unknown option '--frob'" "unknown option named"
 fs_rc 64 "pin without a path" pin
 err_has "no path given" "pin without a path says so"
 fs_rc 64 "-r where it means nothing" flush -r /tmp
+fs_rc 64 "mkmount without a volume" mkmount /tmp/x
+err_has "give a directory to make and a volume" "mkmount without a volume says so"
+fs_rc 64 "mkmount with three arguments" mkmount /tmp/x v w
+fs_rc 64 "lsmount without a path" lsmount
+fs_rc 64 "rmmount without a path" rmmount
 fs_rc 64 "setcachesize without a size" setcachesize
 fs_rc 64 "setcachesize with a bad size" setcachesize 12Q
 err_has "'12Q' is not a size" "bad size named"

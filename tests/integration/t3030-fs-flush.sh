@@ -221,7 +221,7 @@ t_check "and says is cairnd running" grep -q "is cairnd running" "$T_DIR/b3.err"
 t_is "$?" 64 "unknown subcommand: exit 64"
 t_check "and says so" grep -q "'flushh' is not an fs command" "$T_DIR/b4.err"
 # Every path command: outside a mount 65, missing 66, no cairnd 69.
-for c in pin unpin flush flushmeta examine whereis sync; do
+for c in pin unpin flush flushmeta examine whereis sync lsmount rmmount; do
 	"$FS" $c /tmp >/dev/null 2>"$T_DIR/c.err"
 	t_is "$?" 65 "$c outside any cairn mount: exit 65"
 	"$FS" $c "$mnt/data/missing" >/dev/null 2>&1
@@ -229,6 +229,14 @@ for c in pin unpin flush flushmeta examine whereis sync; do
 	"$FS" $c -s "$T_DIR/no.sock" "$mnt/data" >/dev/null 2>"$T_DIR/c.err"
 	t_is "$?" 69 "$c with no cairnd on the socket: exit 69"
 done
+# mkmount names a path to make: outside a mount 65, a missing parent 66,
+# no cairnd 69.
+"$FS" mkmount /tmp/mp proj >/dev/null 2>&1
+t_is "$?" 65 "mkmount outside any cairn mount: exit 65"
+"$FS" mkmount "$mnt/data/missing/mp" proj >/dev/null 2>&1
+t_is "$?" 66 "mkmount in a missing directory: exit 66"
+"$FS" mkmount -s "$T_DIR/no.sock" "$mnt/data/mp" proj >/dev/null 2>&1
+t_is "$?" 69 "mkmount with no cairnd on the socket: exit 69"
 # Every command without a path: no cairnd 69, a stray argument 64.
 for c in pins getcacheparms flushvolume flushall listvol checkservers status \
 	"setcachesize 1G" disconnect reconnect metrics sync; do

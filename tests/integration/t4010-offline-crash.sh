@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # t4010-offline-crash: cairnd killed (kill -9) while disconnected and in
-# the middle of a reintegration. Disconnected by hand, 150 files are
-# created and written (300 records); cairnd is killed and restarted (the
+# the middle of a reintegration. Disconnected by hand, 400 files are
+# created and written (800 records); cairnd is killed and restarted (the
 # log and the data are intact); then three times fs reconnect starts the
 # replay and cairnd is killed at a random point (seed printed; SEED=N
 # replays). After each restart with records left the mount is still
@@ -13,7 +13,7 @@
 t_need_fuse
 t_timeout 240
 [ -x "$FS" ] || { echo "# SKIP: $FS not built"; exit 77; }
-N=150
+N=400
 
 vold_start || exit 99
 vos init >/dev/null 2>&1
@@ -49,9 +49,18 @@ for round in 1 2 3; do
 	[ "${left0:-0}" -gt 0 ] || break
 	"$FS" reconnect -m "$A" >"$T_DIR/reconnect$round.out" 2>&1 &
 	rpid=$!
-	# a random point: 0 to 0.39 s into the replay (the poll is too
-	# slow to aim at a record count)
-	sleep "0.$(( RANDOM % 4 ))$(( RANDOM % 10 ))"
+	# a random point after the first progress: the replay sends
+	# batches (up to 256 records), so a fixed delay may fall before
+	# the first answer on a loaded machine or after the last one on
+	# a quiet one. Wait (at most 20 s) until the log shrank, then 0
+	# to 0.09 s more.
+	t_end=$((SECONDS + 20))
+	while [ "$SECONDS" -lt "$t_end" ]; do
+		now=$(jst replay_pending)
+		[ "${now:-$left0}" -lt "$left0" ] && break
+		sleep 0.02
+	done
+	sleep "0.0$(( RANDOM % 10 ))"
 	cairnd_kill9 "$A"
 	wait "$rpid" 2>/dev/null
 	cairnd_mount "$A" "$T_DIR/ca" crash "$T_DIR/tok" || exit 1

@@ -25,6 +25,94 @@ set(struct cm_config *c, const char *k, const char *v)
 	return cm_config_set(c, k, v, &why);
 }
 
+/* A namespace: [volume DIR] and [server ALIAS] sections, their defaults
+ * from the top level, the checks, and one volume's settings. */
+static void
+test_namespace(void)
+{
+	struct cm_config c, v;
+	const char *path = "test_cm_conf_ns.conf", *why;
+	char where[4200], buf[4200];
+	FILE *f, *out;
+	size_t len = 0;
+	char *shown = NULL;
+
+	cm_config_init(&c);
+	f = fopen(path, "w");
+	fprintf(f, "[cairnd]\ncache = /c\nmountpoint = /cairn\n"
+		   "server = http://127.0.0.1:1\ntoken = /t/top\n"
+		   "[server b]\nurl = https://fs2:7070\n"
+		   "[volume home]\ntoken = /t/home\n"
+		   "[volume proj]\nvolume = gamma\nserver = b\n"
+		   "[volume other]\nserver = https://fs3\ntoken = /t/o\n");
+	fclose(f);
+	is_int(cm_config_load(&c, path, true, NULL, where, sizeof(where), &why),
+	       0, "namespace config loads");
+	is_int((int)c.nvols, 3, "three volumes");
+	is_int((int)c.nsrvs, 1, "one server alias");
+	is_int(cm_config_check(&c, &why), 0, "and checks");
+	is_int(cm_config_for_vol(&c, 1, &v), 0, "settings of volume proj");
+	is_str(v.volume, "gamma", "its name on the server");
+	is_str(v.server, "https://fs2:7070", "its server through the alias");
+	is_str(v.token_file, "/t/top", "the top-level token by default");
+	is_str(v.cache_dir, "/c", "the shared cache");
+	is_int((int)v.nvols, 0, "no volume list of its own");
+	cm_config_release(&v);
+	cm_config_for_vol(&c, 0, &v);
+	is_str(v.volume, "home", "the section's name by default");
+	is_str(v.server, "http://127.0.0.1:1", "the top-level server");
+	is_str(v.token_file, "/t/home", "its own token");
+	cm_config_release(&v);
+	out = open_memstream(&shown, &len);
+	cm_config_show(&c, out);
+	fclose(out);
+	ok(shown && strstr(shown, "[volume proj]") &&
+		   strstr(shown, "volume = gamma") &&
+		   strstr(shown, "[server b]"),
+	   "--show-config prints the sections");
+	free(shown);
+	(void)buf;
+	/* The checks. */
+	is_int(set(&c, "volume", "x"), 0, "a top-level volume as well");
+	is_int(cm_config_check(&c, &why), -EINVAL, "is refused");
+	ok(why && strstr(why, "[volume]"), "naming the sections");
+	cm_config_release(&c);
+
+	cm_config_init(&c);
+	set(&c, "cache", "/c");
+	set(&c, "mountpoint", "/m");
+	is_int(cm_config_set_vol(&c, "a", "volume", "a", "x:1", &why), 0,
+	       "a section without server or token");
+	is_int(cm_config_check(&c, &why), -EINVAL, "is refused");
+	ok(why && strstr(why, "no server"), "for its server first");
+	is_int(cm_config_set_vol(&c, "a", "server", "nosuch", "x:2", &why), 0,
+	       "a server alias");
+	set(&c, "token", "/t");
+	is_int(cm_config_check(&c, &why), -EINVAL,
+	       "no [server] defines it: refused");
+	is_int(cm_config_set_vol(&c, "a/b", "volume", "a", "x:3", &why),
+	       -EINVAL, "a slash in a section name");
+	is_int(cm_config_set_vol(&c, "..", "volume", "a", "x:3", &why),
+	       -EINVAL, "'..' as a section name (it names CACHE/vol/DIR)");
+	is_int(cm_config_set_srv(&c, "b c", "url", "http://127.0.0.1", "x:3",
+				 &why),
+	       -EINVAL, "a blank in a [server] name");
+	is_int(cm_config_set_vol(&c, "a", "colour", "red", "x:4", &why),
+	       -ENOENT, "an unknown key in a section");
+	is_int(cm_config_set_vol(&c, "a", "server", "ftp://x", "x:5", &why),
+	       -EINVAL, "a server that is neither URL nor alias");
+	is_int(cm_config_set_srv(&c, "b", "url", "ftp://x", "x:6", &why),
+	       -EINVAL, "a [server] url that is not http(s)");
+	is_int(cm_config_set_srv(&c, "b", "url", "http://192.0.2.1", "x:7",
+				 &why),
+	       0, "a remote plain-http server");
+	cm_config_set_vol(&c, "a", "server", "b", "x:8", &why);
+	is_int(cm_config_check(&c, &why), -EPERM,
+	       "the transport rule holds for each volume's server");
+	cm_config_release(&c);
+	unlink(path);
+}
+
 /* Which server URLs count as loopback: literal names only, and doubt
  * (a name to resolve, odd numeric forms, user info tricks) refuses. */
 static void
@@ -411,6 +499,7 @@ main(void)
 			      &why),
 	       0, "missing file without must: nothing read");
 	cm_config_release(&c);
+	test_namespace();
 	test_url_loopback();
 	test_transport();
 	test_metrics_listen();

@@ -6,6 +6,8 @@
  */
 #include "config.h"
 
+#include <errno.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -85,5 +87,36 @@ main(void)
 	is_str(buf, "looked-up", "then a lookup's name stays");
 	/* Entries still in the table at the end are freed with their names. */
 	ino_free(t);
+
+	/* A namespace's volume: every number carries the table's base, the
+	 * root is base | 1 and is never forgotten, others are. */
+	{
+		const uint64_t base = (uint64_t)3 << 48;
+		uint64_t na;
+
+		t = ino_new_at(&root, base);
+		ok(t != NULL, "ino_new_at");
+		if (!t)
+			return done_testing();
+		is_int(ino_of(t, &root) == (base | INO_ROOT), 1,
+		       "the root is base | 1");
+		ino_lock(t);
+		e = ino_add_locked(t, &a);
+		na = e ? e->ino : 0;
+		if (e)
+			e->nlookup = 1;
+		ino_unlock(t);
+		is_int(na >> 48, 3, "a new number carries the base");
+		is_int(na > (base | INO_ROOT), 1, "after the root");
+		ino_forget(t, base | INO_ROOT, 5);
+		is_int(ino_fid(t, base | INO_ROOT, &parent), 0,
+		       "the root survives a forget");
+		ino_forget(t, na, 1);
+		is_int(ino_fid(t, na, &parent), -ENOENT,
+		       "another entry goes with its last forget");
+		is_int(ino_fid(t, INO_ROOT, &parent), -ENOENT,
+		       "inode 1 is not this table's");
+		ino_free(t);
+	}
 	return done_testing();
 }

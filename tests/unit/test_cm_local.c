@@ -441,6 +441,24 @@ build_table(void)
 	ex(r, X_LINK, N, "dest", 0);
 	op.name = "s";
 	add("symlink over an existing name", 0, op, -EEXIST, 0);
+	/* mkmount (fs mkmount): a symlink-like object of type mount. */
+	op = mkop(PROTO_OP_MKMOUNT, N, P, "n", R, NULL);
+	op.type = PROTO_T_MOUNT;
+	op.mode = 0755;
+	op.target = "proj";
+	r = add("mkmount new name", 0, op, 0, -EEXIST);
+	ex(r, X_LISTED, P, "n", N);
+	ex(r, X_TYPE, N, NULL, PROTO_T_MOUNT);
+	ex(r, X_SIZE, N, NULL, 4);
+	ex(r, X_MODE, N, NULL, 0755);
+	ex(r, X_NLINK, N, NULL, 1);
+	ex(r, X_NLINK, P, NULL, 4);
+	ex(r, X_LINK, N, "proj", 0);
+	ex(r, X_LOCALDV, N, NULL, 0);
+	op.name = "d";
+	add("mkmount over an existing name", 0, op, -EEXIST, 0);
+	op.name = "n";
+	add("mkmount, parent not listed", P_UNLISTED, op, -EIO, 0);
 
 	/* link */
 	r = add("link a file into Q", 0, LINK(F, Q, "n"), 0, -EEXIST);

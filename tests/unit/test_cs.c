@@ -202,6 +202,12 @@ test_put_read(void)
 	       "read past the end: 0");
 	is_int(cs_read(cs, &k1, 6, 0, buf, 100), -ESTALE,
 	       "read with another dv: -ESTALE");
+	is_int(cs_willneed(cs, &k1, 5), 0, "willneed of a chunk there: 0");
+	is_int(cs_willneed(cs, &k1, 6), -ENOENT,
+	       "willneed with another dv: -ENOENT");
+	is_int(cs_willneed(cs, &k2, 5), -ENOENT, "willneed absent: -ENOENT");
+	is_int(cs_willneed(cs, NULL, 5), -EINVAL, "willneed NULL key: -EINVAL");
+	ok(read_ok(cs, &k1, 5), "read after willneed returns the content");
 	is_int(cs_read(cs, &k2, 5, 0, buf, 100), -ENOENT,
 	       "read absent: -ENOENT");
 	is_int(cs_read(cs, NULL, 5, 0, buf, 100), -EINVAL,

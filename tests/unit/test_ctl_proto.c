@@ -319,6 +319,19 @@ test_args(void)
 	is_int(args_rc(CTL_GETCACHEPARMS, "{}"), 0, "getcacheparms {}");
 	is_int(args_rc(CTL_GETCACHEPARMS, "{\"x\":1}"), -EINVAL,
 	       "getcacheparms with an argument");
+	/* A namespace: requests without a path may name their volume. */
+	is_int(args_rc(CTL_STATUS, "{\"volume\":\"proj\"}"), 0,
+	       "status with a volume");
+	is_int(args_rc(CTL_DISCONNECT, "{\"volume\":\"proj\"}"), 0,
+	       "disconnect with a volume");
+	is_int(args_rc(CTL_GETCACHEPARMS, "{\"volume\":\"proj\"}"), 0,
+	       "getcacheparms with a volume");
+	is_int(args_rc(CTL_STATUS, "{\"volume\":\"\"}"), -EINVAL,
+	       "an empty volume");
+	is_int(args_rc(CTL_STATUS, "{\"volume\":7}"), -EINVAL,
+	       "a volume that is not a string");
+	is_int(args_rc(CTL_FLUSH, "{\"path\":\"a\",\"volume\":\"x\"}"),
+	       -EINVAL, "a path request takes no volume (its path names it)");
 	is_int(args_rc(CTL_METRICS, "{}"), 0, "metrics {}");
 	is_int(args_rc(CTL_METRICS, "{\"format\":\"json\"}"), -EINVAL,
 	       "metrics takes no argument");
@@ -355,6 +368,29 @@ test_args(void)
 	       "sync with an unknown member");
 	ok(ctl_type_flags(CTL_SYNC) == CTL_TF_LONG,
 	   "sync: anyone, may run long, path optional");
+	is_int(args_rc(CTL_MKMOUNT,
+		       "{\"path\":\"d/proj\",\"target\":\"proj\"}"),
+	       0, "mkmount");
+	is_int(args_rc(CTL_MKMOUNT, "{\"path\":\"d/proj\"}"), -EINVAL,
+	       "mkmount without a target");
+	is_int(args_rc(CTL_MKMOUNT, "{\"target\":\"proj\"}"), -EINVAL,
+	       "mkmount without a path");
+	is_int(args_rc(CTL_MKMOUNT, "{\"path\":\"p\",\"target\":\"\"}"),
+	       -EINVAL, "mkmount with an empty target");
+	is_int(args_rc(CTL_MKMOUNT, "{\"path\":\"p\",\"target\":7}"), -EINVAL,
+	       "mkmount with a number for a target");
+	is_int(args_rc(CTL_MKMOUNT, "{\"path\":\"../p\",\"target\":\"v\"}"),
+	       -EINVAL, "mkmount with '..' in the path");
+	is_int(args_rc(CTL_LSMOUNT, "{\"path\":\"d/proj\"}"), 0, "lsmount");
+	is_int(args_rc(CTL_LSMOUNT, "{}"), -EINVAL, "lsmount without a path");
+	is_int(args_rc(CTL_RMMOUNT, "{\"path\":\"d/proj\"}"), 0, "rmmount");
+	is_int(args_rc(CTL_RMMOUNT, "{\"path\":\"p\",\"recursive\":true}"),
+	       -EINVAL, "rmmount -r is not a thing");
+	ok(ctl_type_flags(CTL_MKMOUNT) == CTL_TF_PATH &&
+		   ctl_type_flags(CTL_LSMOUNT) == CTL_TF_PATH &&
+		   ctl_type_flags(CTL_RMMOUNT) == CTL_TF_PATH,
+	   "mount-point requests: anyone, a path each");
+	is_str(ctl_type_name(CTL_MKMOUNT), "mkmount", "type 23 is mkmount");
 	is_int(args_rc(CTL_PINS, "{}"), 0, "pins without path");
 	is_int(args_rc(CTL_PINS, "{\"path\":\"d\"}"), 0, "pins with path");
 	j = json_array();

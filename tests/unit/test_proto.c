@@ -746,7 +746,9 @@ op_round_trip(struct proto_op *op, const char *what)
 	       !memcmp(g.txid, op->txid, 16) &&
 	       g.chunk_size == op->chunk_size && g.nchunks == op->nchunks &&
 	       (!op->nchunks ||
-		!memcmp(g.chunks, op->chunks, op->nchunks * sizeof(uint64_t)));
+		!memcmp(g.chunks, op->chunks, op->nchunks * sizeof(uint64_t))) &&
+	       g.dlen == op->dlen && !g.data == !op->data &&
+	       (!op->dlen || !memcmp(g.data, op->data, op->dlen));
 	if (!ok(same, "%s round trip", what))
 		diag("%s", s);
 	proto_op_release(&g);
@@ -2477,6 +2479,280 @@ test_types(void)
 	}
 }
 
+/* Mount points (protocol 5): the target rules, the op, what an older
+ * client is shown. */
+static void
+test_mount(void)
+{
+	static const struct {
+		const char *t;
+		int rc;
+		const char *what;
+	} tcases[] = {
+		{"home", 0, "a volume"},
+		{"proj.data_2-x", 0, "punctuation of volume names"},
+		{"lab:home", 0, "alias:volume"},
+		{"", -EINVAL, "empty"},
+		{":home", -EINVAL, "empty alias"},
+		{"lab:", -EINVAL, "empty volume"},
+		{"a:b:c", -EINVAL, "two colons"},
+		{"..", -EINVAL, "'..'"},
+		{".home", -EINVAL, "leading dot"},
+		{"lab:..", -EINVAL, "alias:'..'"},
+		{"a/b", -EINVAL, "a slash"},
+		{"../home", -EINVAL, "a relative path"},
+		{"/home", -EINVAL, "an absolute path"},
+		{"ho me", -EINVAL, "a blank"},
+		{"#home", -EINVAL, "the compat prefix"},
+		{"h\xc3\xa9", -EINVAL, "not ASCII"},
+	};
+	char big[300], name[80];
+	struct proto_op op, g;
+	struct proto_attr a;
+	size_t len;
+	char *s, *c;
+
+	for (size_t i = 0; i < sizeof(tcases) / sizeof(tcases[0]); i++)
+		is_int(proto_mount_target_check(tcases[i].t,
+						strlen(tcases[i].t)),
+		       tcases[i].rc, "mount target: %s", tcases[i].what);
+	is_int(proto_mount_target_check("ho\0me", 5), -EINVAL,
+	       "mount target: a NUL inside");
+	is_int(proto_mount_target_check(NULL, 0), -EINVAL,
+	       "mount target: NULL");
+	memset(name, 'v', 64);
+	name[64] = 0;
+	is_int(proto_mount_target_check(name, 64), 0,
+	       "mount target: a 64-byte volume");
+	snprintf(big, sizeof(big), "%s:%s", name, name);
+	is_int(proto_mount_target_check(big, strlen(big)), 0,
+	       "mount target: 64:64 bytes (the longest)");
+	name[64] = 'v';
+	name[65] = 0;
+	is_int(proto_mount_target_check(name, 65), -EINVAL,
+	       "mount target: a 65-byte volume");
+	memset(big, 'v', 200);
+	big[200] = 0;
+	is_int(proto_mount_target_check(big, 200), -ENAMETOOLONG,
+	       "mount target: 200 bytes");
+
+	is_str(proto_type_name(PROTO_T_MOUNT), "mount", "type mount names");
+	ok(proto_type_parse("mount") == PROTO_T_MOUNT, "type mount parses");
+	ok(!proto_type_creatable(PROTO_T_MOUNT), "create does not make one");
+	is_str(proto_op_name(PROTO_OP_MKMOUNT), "mkmount", "op mkmount names");
+	ok(proto_op_parse("mkmount") == PROTO_OP_MKMOUNT, "op mkmount parses");
+
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_MKMOUNT;
+	memcpy(op.opid, "0123456789abcdef", 16);
+	fid_parse(F1, &op.parent);
+	op.name = "proj";
+	op.target = "proj";
+	op.type = PROTO_T_MOUNT;
+	op.uid = 1000;
+	op.gid = 100;
+	op_round_trip(&op, "mkmount");
+	fid_parse(F2, &op.fid);
+	op.target = "lab:proj";
+	op_round_trip(&op, "mkmount alias:volume, chosen fid");
+	for (size_t i = 0; i < sizeof(tcases) / sizeof(tcases[0]); i++) {
+		if (!tcases[i].rc)
+			continue;
+		op.target = (char *)tcases[i].t;
+		s = proto_op_encode(&op, &len);
+		ok(!s && errno == EINVAL, "mkmount to %s is not encoded",
+		   tcases[i].what);
+		free(s);
+	}
+#define MK_JSON(target)                                                        \
+	"{\"op\":\"mkmount\",\"opid\":\"" OPID "\",\"parent\":\"" F1           \
+	"\",\"name\":\"n\",\"target\":" target ",\"uid\":1,\"gid\":1}"
+	static const struct {
+		const char *json;
+		int rc;
+		const char *what;
+	} ocases[] = {
+		{MK_JSON("\"home\""), 0, "a volume"},
+		{MK_JSON("\"\""), -EINVAL, "an empty target"},
+		{MK_JSON("\"..\""), -EINVAL, "'..'"},
+		{MK_JSON("\"a/b\""), -EINVAL, "a slash"},
+		{MK_JSON("\"a\\u0000b\""), -EINVAL, "a NUL"},
+		{MK_JSON("7"), -EINVAL, "a number"},
+		{"{\"op\":\"mkmount\",\"opid\":\"" OPID "\",\"parent\":\"" F1
+		 "\",\"name\":\"n\",\"uid\":1,\"gid\":1}",
+		 -EINVAL, "no target"},
+		{"{\"op\":\"mkmount\",\"opid\":\"" OPID "\",\"parent\":\"" F1
+		 "\",\"name\":\"..\",\"target\":\"v\",\"uid\":1,\"gid\":1}",
+		 -EINVAL, "name '..'"},
+	};
+	for (size_t i = 0; i < sizeof(ocases) / sizeof(ocases[0]); i++) {
+		int rc = proto_op_decode(ocases[i].json, strlen(ocases[i].json),
+					 &g);
+
+		is_int(rc, ocases[i].rc, "mkmount decode: %s", ocases[i].what);
+		if (!rc)
+			ok(g.type == PROTO_T_MOUNT && !strcmp(g.target, "home"),
+			   "mkmount decode: type mount, target kept");
+		proto_op_release(&g);
+	}
+	{
+		char js[8000];
+
+		memset(big, 'v', 200);
+		big[200] = 0;
+		snprintf(js, sizeof(js), MK_JSON("\"%s\""), big);
+		is_int(proto_op_decode(js, strlen(js), &g), -ENAMETOOLONG,
+		       "mkmount decode: a 200-byte target");
+		proto_op_release(&g);
+	}
+
+	/* What each client is shown. */
+	mkattr(&a, F1, PROTO_T_MOUNT);
+	a.size = 4;
+	a.mode = 0755;
+	proto_attr_compat(&a, PROTO_V_MOUNT);
+	ok(a.type == PROTO_T_MOUNT && a.size == 4,
+	   "PROTO_V_MOUNT sees a mount point as it is");
+	proto_attr_compat(&a, PROTO_V_MOUNT - 1);
+	ok(a.type == PROTO_T_SYMLINK && a.size == 5 && a.mode == 0755,
+	   "protocol 4 sees a symlink one byte longer");
+	mkattr(&a, F1, PROTO_T_MOUNT);
+	a.size = 4;
+	proto_attr_compat(&a, 2);
+	ok(a.type == PROTO_T_SYMLINK && a.size == 5,
+	   "protocol 2 sees the symlink too");
+	c = proto_link_compat(PROTO_T_MOUNT, "proj", PROTO_V_MOUNT - 1);
+	is_str(c, "#proj", "protocol 4 reads the target '#proj'");
+	free(c);
+	ok(proto_link_compat(PROTO_T_MOUNT, "proj", PROTO_V_MOUNT) == NULL &&
+		   errno == 0,
+	   "PROTO_V_MOUNT reads the stored target");
+	ok(proto_link_compat(PROTO_T_SYMLINK, "proj", 2) == NULL && errno == 0,
+	   "a symlink's target is never changed");
+	{
+		struct proto_op_result r, gr;
+
+		memset(&r, 0, sizeof(r));
+		r.has_attr = r.has_parent = true;
+		mkattr(&r.attr, F1, PROTO_T_MOUNT);
+		r.attr.size = 4;
+		mkattr(&r.parent, F2, PROTO_T_DIR);
+		s = proto_op_result_encode(&r, &len);
+		ok(s != NULL, "op result with a mount point encodes");
+		ok(proto_op_result_compat(s, len, PROTO_V_MOUNT, &len) == NULL,
+		   "PROTO_V_MOUNT: op result unchanged");
+		c = proto_op_result_compat(s, strlen(s), PROTO_V_MOUNT - 1,
+					   &len);
+		ok(c && proto_op_result_decode(c, len, &gr) == 0 &&
+			   gr.attr.type == PROTO_T_SYMLINK &&
+			   gr.attr.size == 5 && gr.parent.type == PROTO_T_DIR,
+		   "protocol 4: op result shows a symlink");
+		free(c);
+		free(s);
+	}
+}
+
+/* A small store's bytes inline (PROTO_V_INLINE): one chunk, at most
+ * PROTO_INLINE_MAX and the chunk size, never empty. */
+static void
+test_inline(void)
+{
+	static uint8_t big[PROTO_INLINE_MAX + 1];
+	uint64_t one = 0, two[2] = {0, 1};
+	char hello[] = "hello";
+	struct proto_op op, g;
+	size_t len;
+	char *s;
+
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_STORE;
+	fid_parse(F2, &op.fid);
+	memcpy(op.txid, "txid-0123456789a", 16);
+	op.chunk_size = 262144;
+	op.size = 5;
+	op.chunks = &one;
+	op.nchunks = 1;
+	op.data = hello;
+	op.dlen = 5;
+	op_round_trip(&op, "store with inline data");
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 7);
+	op.data = big;
+	op.dlen = PROTO_INLINE_MAX;
+	op.size = PROTO_INLINE_MAX;
+	op_round_trip(&op, "store with PROTO_INLINE_MAX bytes inline");
+	op.dlen = PROTO_INLINE_MAX + 1;
+	s = proto_op_encode(&op, &len);
+	ok(!s && errno == EINVAL, "inline data past PROTO_INLINE_MAX not encoded");
+	free(s);
+	op.dlen = 5;
+	op.chunks = two;
+	op.nchunks = 2;
+	s = proto_op_encode(&op, &len);
+	ok(!s && errno == EINVAL, "inline data with two chunks not encoded");
+	free(s);
+	op.nchunks = 1;
+	op.dlen = 0;
+	s = proto_op_encode(&op, &len);
+	ok(!s && errno == EINVAL, "empty inline data not encoded");
+	free(s);
+
+#define STORE_JSON(chunks, cs, data)                                           \
+	"{\"op\":\"store\",\"opid\":\"" OPID "\",\"fid\":\"" F2             \
+	"\",\"base_dv\":0,\"txid\":\"" OPID "\",\"chunk_size\":" cs            \
+	",\"size\":5,\"chunks\":" chunks ",\"data\":" data "}"
+	static const struct {
+		const char *json;
+		int rc;
+		const char *what;
+	} icases[] = {
+		{STORE_JSON("[0]", "65536", "\"aGVsbG8=\""), 0, "one chunk"},
+		{STORE_JSON("[3]", "65536", "\"aGVsbG8=\""), 0,
+		 "any one chunk number"},
+		{STORE_JSON("[0,1]", "65536", "\"aGVsbG8=\""), -EINVAL,
+		 "two chunks"},
+		{STORE_JSON("[]", "65536", "\"aGVsbG8=\""), -EINVAL, "no chunk"},
+		{STORE_JSON("[0]", "65536", "\"\""), -EINVAL, "empty"},
+		{STORE_JSON("[0]", "65536", "\"aGVsbG8\""), -EINVAL,
+		 "bad base64"},
+		{STORE_JSON("[0]", "65536", "5"), -EINVAL, "not a string"},
+		{STORE_JSON("[0]", "65536", "null"), -EINVAL, "null"},
+	};
+	for (size_t i = 0; i < sizeof(icases) / sizeof(icases[0]); i++) {
+		int rc = proto_op_decode(icases[i].json, strlen(icases[i].json),
+					 &g);
+
+		is_int(rc, icases[i].rc, "inline decode: %s", icases[i].what);
+		if (!rc)
+			ok(g.dlen == 5 && !memcmp(g.data, "hello", 5),
+			   "inline decode: %s: the bytes", icases[i].what);
+		proto_op_release(&g);
+	}
+	/* (The smallest chunk, PROTO_CHUNK_MIN, is PROTO_INLINE_MAX: the
+	 * chunk size never binds before the inline limit.) */
+	/* Encoded by hand past the limit: the decoder says E2BIG. */
+	{
+		char *bj = malloc(2 * PROTO_INLINE_MAX + 512), *p;
+
+		if (bj) {
+			p = bj + sprintf(bj, "{\"op\":\"store\",\"opid\":\"" OPID
+					     "\",\"fid\":\"" F2
+					     "\",\"base_dv\":0,\"txid\":\"" OPID
+					     "\",\"chunk_size\":262144,\"size\":1,"
+					     "\"chunks\":[0],\"data\":\"");
+			/* (PROTO_INLINE_MAX + 3) / 3 * 4 'A's: 65,538 bytes */
+			for (size_t i = 0; i < (PROTO_INLINE_MAX + 3) / 3; i++)
+				p += sprintf(p, "AAAA");
+			p += sprintf(p, "\"}");
+			is_int(proto_op_decode(bj, (size_t)(p - bj), &g), -E2BIG,
+			       "inline data past PROTO_INLINE_MAX refused");
+			proto_op_release(&g);
+			free(bj);
+		}
+	}
+#undef STORE_JSON
+}
+
 int
 main(void)
 {
@@ -2492,6 +2768,7 @@ main(void)
 	test_events();
 	test_ops();
 	test_types();
+	test_mount();
 	test_result_error();
 	test_paths();
 	test_malformed();
@@ -2499,5 +2776,6 @@ main(void)
 	test_batch();
 	test_files();
 	test_blocks();
+	test_inline();
 	return done_testing();
 }

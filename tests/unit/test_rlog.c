@@ -14,11 +14,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <tdb.h>
 
+#include "base/crc32c.h"
 #include "cm/rlog.h"
 #include "cm/rlog_i.h"
 #include "common/log.h"
@@ -607,6 +609,15 @@ test_fid_kinds_direct(void)
 	ok(rlog_is_direct(l, seq), "direct");
 	is_int(rlog_remove(l, seq), 0, "acknowledged");
 	ok(!rlog_is_direct(l, seq), "removed: not direct");
+	op = op_setattr(F(31), 4, PROTO_SA_MODE, 0640, 0, 0);
+	is_int(rlog_append_ex(l, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff), 0,
+	       "and another");
+	seq = eff.seq;
+	rlog_effect_release(&eff);
+	is_int(rlog_remove_flags(l, seq, RLOG_A_NOSYNC | RLOG_A_LAZY), 0,
+	       "acknowledged, removed lazily");
+	ok(!rlog_is_direct(l, seq) && rlog_ndirect(l) == 0,
+	   "a lazy removal: not direct either; none left");
 	op = op_setattr(F(31), 4, PROTO_SA_MODE, 0600, 0, 0);
 	is_int(rlog_append_ex(l, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff), 0,
 	       "one more, left in flight");
@@ -1485,6 +1496,63 @@ test_special(void)
 	rlog_close(l);
 }
 
+/* Mount points (issue #15): a mkmount record keeps its target and type
+ * across a reopen, in format 1; a bad target is refused; mkmount then
+ * unlink of the same mount point, both PENDING, cancel out. */
+static void
+test_mount(void)
+{
+	const char *p = newpath();
+	struct rlog *l;
+	struct rlog_rec r, g;
+	struct proto_op op;
+	struct wbuf b = {0};
+	uint64_t s1;
+	int err;
+
+	l = rlog_open(p, &err);
+	op = op_create(ROOT, "proj", F(50));
+	op.kind = PROTO_OP_MKMOUNT;
+	op.type = PROTO_T_MOUNT;
+	op.mode = 0755;
+	op.target = "lab:proj";
+	is_int(rlog_append(l, &op, &s1), 0, "append mkmount");
+	op.target = "../etc";
+	is_int(rlog_append(l, &op, NULL), -EINVAL,
+	       "a target with '..': -EINVAL");
+	op.target = "";
+	is_int(rlog_append(l, &op, NULL), -EINVAL, "an empty target: -EINVAL");
+	op.target = NULL;
+	is_int(rlog_append(l, &op, NULL), -EINVAL, "no target: -EINVAL");
+	rlog_close(l);
+	l = rlog_open(p, &err);
+	is_int(rlog_get(l, s1, &r), 0, "get the mkmount after a reopen");
+	ok(r.op.kind == PROTO_OP_MKMOUNT && r.op.type == PROTO_T_MOUNT &&
+		   r.op.target && !strcmp(r.op.target, "lab:proj") &&
+		   !strcmp(r.op.name, "proj") && fid_is(&r.op.fid, 50),
+	   "kind, type, target, name and FID kept");
+	is_int(rlog_rec_encode(&r, &b), 0, "encode it");
+	is_int(b.len > 5 ? b.p[4] : -1, 1, "its format byte is 1");
+	is_int(rlog_rec_decode(b.p, b.len, r.seq, &g), 0, "it decodes");
+	rlog_rec_release(&g);
+	b.p[6] = PROTO_OP_MAX + 1; /* a kind from a later cairnd */
+	{
+		uint32_t crc = crc32c(0, b.p + 4, b.len - 4);
+
+		for (int i = 0; i < 4; i++)
+			b.p[i] = (uint8_t)(crc >> (8 * i));
+	}
+	is_int(rlog_rec_decode(b.p, b.len, r.seq, &g), -EUCLEAN,
+	       "a kind this cairnd does not know: -EUCLEAN");
+	free(b.p);
+	rlog_rec_release(&r);
+	op = op_name(PROTO_OP_UNLINK, ROOT, "proj", F(50));
+	is_int(rlog_append(l, &op, NULL), 0, "append its unlink (rmmount)");
+	is_int(nrec(l), 0, "mkmount then rmmount, both pending: nothing left");
+	ok(consistent(l), "consistent");
+	rlog_close(l);
+}
+
 /* Records survive close and reopen, with everything in place. */
 static void
 test_reopen(void)
@@ -1546,6 +1614,109 @@ test_nosync(void)
 	rlog_close(l);
 }
 
+/* RLOG_A_LAZY: removals that ride in the next transaction, are flushed
+ * before any read and at close, and are lost (the records resent) when
+ * the process dies first. */
+static void
+test_lazy(void)
+{
+	const char *p = newpath();
+	struct rlog_effect eff;
+	struct proto_op op;
+	struct rlog_stats st;
+	struct rlog_rec r;
+	struct rlog *l;
+	uint64_t seqs[3];
+	uint64_t commits;
+	int err, status;
+	pid_t pid;
+
+	l = rlog_open(p, &err);
+	for (int i = 0; i < 3; i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "lz%d", i);
+		op = op_create(ROOT, name, F(500 + i));
+		rlog_append_ex(l, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff);
+		seqs[i] = eff.seq;
+		rlog_effect_release(&eff);
+	}
+	rlog_stats(l, &st);
+	commits = st.commits;
+	is_int(rlog_remove_batch_flags(l, seqs, 2,
+				       RLOG_A_NOSYNC | RLOG_A_LAZY),
+	       0, "lazy removal of two records");
+	op = op_create(ROOT, "lz3", F(503));
+	is_int(rlog_append_ex(l, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff),
+	       0, "an append after it");
+	rlog_effect_release(&eff);
+	rlog_stats(l, &st);
+	ok(st.records == 2 && st.commits == commits + 1,
+	   "the removals rode in the append's commit (%llu records, "
+	   "%llu commits)",
+	   (unsigned long long)st.records, (unsigned long long)st.commits);
+	is_int(rlog_get(l, seqs[0], &r), -ENOENT, "a lazily removed record is gone");
+	rlog_rec_release(&r);
+	is_int(rlog_remove_flags(l, seqs[2], RLOG_A_LAZY), 0,
+	       "lazy removal of one");
+	is_int(rlog_get(l, seqs[2], &r), -ENOENT, "a read flushes it first");
+	rlog_rec_release(&r);
+	is_int(rlog_remove_flags(l, seqs[2], RLOG_A_LAZY), 0,
+	       "a lazy removal of a record already gone");
+	ok(consistent(l), "consistent (the gone one skipped)");
+	/* A conflict is never removed lazily: it stays. */
+	rlog_next(l, 0, RLOG_MASK(RLOG_INFLIGHT), &r);
+	{
+		struct rlog_conflict c = {.kind = RLOG_CF_STALE_DV, .err = 116};
+		uint64_t cs = r.seq;
+
+		rlog_rec_release(&r);
+		is_int(rlog_conflict_add(l, cs, &c), 0, "make the last a conflict");
+		is_int(rlog_remove_flags(l, cs, RLOG_A_LAZY), 0,
+		       "lazy removal of a conflict is taken");
+		rlog_stats(l, &st);
+		ok(st.records == 1 && st.conflicts == 1,
+		   "but the conflict stays");
+		is_int(rlog_conflict_resolve(l, cs), 0, "resolve it");
+	}
+	/* Close flushes. */
+	op = op_create(ROOT, "lz4", F(504));
+	rlog_append_ex(l, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff);
+	seqs[0] = eff.seq;
+	rlog_effect_release(&eff);
+	rlog_remove_flags(l, seqs[0], RLOG_A_NOSYNC | RLOG_A_LAZY);
+	rlog_close(l);
+	l = rlog_open(p, &err);
+	is_int(nrec(l), 0, "a lazy removal is committed at close");
+	/* A process that dies first loses it: the record is found again. */
+	op = op_create(ROOT, "lz5", F(505));
+	rlog_append_ex(l, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff);
+	seqs[0] = eff.seq;
+	rlog_effect_release(&eff);
+	rlog_close(l);
+	pid = fork();
+	if (pid == 0) {
+		struct rlog *cl = rlog_open(p, &err);
+
+		if (!cl || rlog_remove_flags(cl, seqs[0], RLOG_A_LAZY))
+			_exit(2);
+		_exit(0); /* dies without closing the log */
+	}
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	   "a child removes lazily and dies");
+	l = rlog_open(p, &err);
+	is_int(nrec(l), 1, "the record is there again: it will be resent");
+	ok(consistent(l), "consistent");
+	is_int(rlog_remove_flags(l, seqs[0], RLOG_A_LAZY | 64), -EINVAL,
+	       "unknown flag with lazy");
+	rlog_close(l);
+	l = rlog_open_flags(p, RLOG_O_RDONLY, &err);
+	is_int(rlog_remove_flags(l, seqs[0], RLOG_A_LAZY), -EROFS,
+	       "lazy removal on a read-only log: -EROFS");
+	rlog_close(l);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -1569,7 +1740,9 @@ static const struct {
 	{"fid_find", test_fid_find},
 	{"fid_kinds_direct", test_fid_kinds_direct},
 	{"reopen", test_reopen},
+	{"lazy", test_lazy},
 	{"special", test_special},
+	{"mount", test_mount},
 	{"nosync", test_nosync},
 };
 

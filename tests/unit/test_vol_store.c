@@ -1801,6 +1801,124 @@ test_bulk(void)
 	vs_vol_remove(root, "bulk", 0);
 }
 
+/* Mount points (issue #15): mkmount makes an object of type mount with
+ * its target, mode 0755, in a COB2 record; the server checks the target
+ * itself (vos builds ops without the decoder); nothing goes inside one,
+ * it cannot be hard-linked or rmdir'ed, and unlink removes it. */
+static void
+test_mount(void)
+{
+	struct fid md, m;
+	struct proto_op op = {0};
+	struct proto_op_result res;
+	struct proto_attr a;
+	struct vs_reply rep;
+	enum proto_type t = PROTO_T_NONE;
+	char *target = NULL, path[512];
+	struct tdb_context *tdb;
+
+	is_int(mk(PROTO_OP_MKDIR, &rootfid, "mounts", &md), 200,
+	       "mkdir mounts");
+	op.kind = PROTO_OP_MKMOUNT;
+	op.parent = md;
+	op.name = (char *)"proj";
+	op.target = (char *)"lab:proj";
+	op.uid = 7;
+	op.gid = 8;
+	op.mode = 0700; /* not on the wire: the server makes 0755 */
+	is_int(apply(&op, &res, NULL), 200, "mkmount proj");
+	m = res.attr.fid;
+	ok(res.attr.type == PROTO_T_MOUNT && res.attr.mode == 0755 &&
+		   res.attr.size == 8 && res.attr.nlink == 1 &&
+		   res.attr.uid == 7 && res.attr.gid == 8,
+	   "the reply: type mount, mode 0755, size 8, owner kept");
+	is_int(vs_readlink_type(vol, &m, &target, &t), 0, "read its target");
+	ok(target && !strcmp(target, "lab:proj") && t == PROTO_T_MOUNT,
+	   "target lab:proj, type mount");
+	free(target);
+	target = NULL;
+	is_int(vs_readlink(vol, &m, &target), 0, "vs_readlink reads it too");
+	free(target);
+	for (size_t i = 0; i < 4; i++) {
+		static const char *const bad[] = {"", "..", "a/b", "x:y:z"};
+
+		op.name = (char *)"bad";
+		op.target = (char *)bad[i];
+		is_int(apply(&op, NULL, &rep), 400, "mkmount to '%s': 400",
+		       bad[i]);
+		is_int(err_of(&rep), EINVAL, "... EINVAL");
+		free(rep.body);
+	}
+	op.target = NULL;
+	is_int(apply(&op, NULL, NULL), 400, "mkmount without a target: 400");
+	is_int(vs_getattr(vol, &md, &a), 0, "getattr mounts");
+	is_int((int)a.nlink, 2,
+	       "the directory's nlink is unchanged (not a dir)");
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_MKMOUNT;
+	op.parent = m;
+	op.name = (char *)"in";
+	op.target = (char *)"x";
+	is_int(apply(&op, NULL, &rep), 400,
+	       "mkmount inside a mount point: 400");
+	is_int(err_of(&rep), ENOTDIR, "... ENOTDIR");
+	free(rep.body);
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_LINK;
+	op.parent = md;
+	op.name = (char *)"hard";
+	op.fid = m;
+	is_int(apply(&op, NULL, &rep), 403, "link of a mount point: 403");
+	is_int(err_of(&rep), EPERM, "... EPERM");
+	free(rep.body);
+	op.kind = PROTO_OP_RMDIR;
+	op.name = (char *)"proj";
+	is_int(apply(&op, NULL, &rep), 400, "rmdir of a mount point: 400");
+	is_int(err_of(&rep), ENOTDIR, "... ENOTDIR");
+	free(rep.body);
+
+	/* The record: COB2, the 8-byte extension, then the target. */
+	vs_vol_close(vol);
+	vol = NULL;
+	if (vs_vol_meta_path(root, "home", path, sizeof(path)) ||
+	    !(tdb = tdb_open(path, 0, 0, O_RDONLY, 0600))) {
+		ok(0, "open meta.tdb");
+		return;
+	}
+	{
+		uint8_t kb[17];
+		TDB_DATA k = {.dptr = kb, .dsize = 17}, d;
+		uint32_t magic = 0;
+
+		kb[0] = 'O';
+		memcpy(kb + 1, m.oid, 16);
+		d = tdb_fetch(tdb, k);
+		if (d.dptr && d.dsize >= 4)
+			memcpy(&magic, d.dptr, 4);
+		is_int(magic, 0x434f4232, "mount point: record magic COB2");
+		is_int(d.dsize, 112 + 8, "record length: 104 + 8 + the target");
+		ok(d.dptr && d.dsize == 120 &&
+			   !memcmp(d.dptr + 112, "lab:proj", 8),
+		   "the target follows the extension");
+		free(d.dptr);
+	}
+	tdb_close(tdb);
+	if (vs_vol_open(root, "home", VS_CLEANUP, &vol)) {
+		ok(0, "reopen");
+		return;
+	}
+	is_int(vs_getattr(vol, &m, &a), 0, "reopened: the mount point reads");
+	ok(a.type == PROTO_T_MOUNT && a.size == 8, "... as a mount point");
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_UNLINK;
+	op.parent = md;
+	op.name = (char *)"proj";
+	op.fid = m;
+	is_int(apply(&op, NULL, NULL), 200,
+	       "unlink of the mount point (rmmount)");
+	is_int(vs_getattr(vol, &m, &a), -ENOENT, "it is gone");
+}
+
 /* Sockets and device nodes (issue #16): created with their device
  * number, kept in the longer COB2 record (every other type stays COB1),
  * a longer extension read by its length, a bad one refused. Last, since
@@ -1956,6 +2074,7 @@ main(void)
 		test_bulk();
 		test_damaged_meta();
 		test_stage_limits();
+		test_mount();
 		test_special();
 		vs_vol_close(vol);
 	}
