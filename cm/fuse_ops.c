@@ -1086,7 +1086,7 @@ reply_bytes(fuse_req_t req, size_t size, const void *v, size_t len)
 
 /*
  * Valid replies: fuse_reply_buf, fuse_reply_xattr (size query),
- * fuse_reply_err (ERANGE, ENODATA). The root answers the virtual
+ * fuse_reply_err (ERANGE, ENODATA, ENOTSUP). The root answers the virtual
  * "cairn.stats" with the counters as text (doc/cm.md "Counters").
  */
 static int
@@ -1107,9 +1107,14 @@ try_xattr(struct cm *cm, struct park *p)
 		return 0;
 	}
 	if (p->op == P_GETXATTR && strncmp(p->name, "user.", 5)) {
-		/* v1 stores the user namespace only: the ACL and security
-		 * lookups ls -l makes on every file need no fetch. */
-		fuse_reply_err(p->req, ENODATA);
+		/* The server stores the user namespace only (a setxattr of
+		 * any other is refused with ENOTSUP), so the others are not
+		 * supported here either: no fetch, and ENOTSUP rather than
+		 * ENODATA, because GNU ls remembers per device that a file
+		 * system does not support security contexts and ACLs and
+		 * stops asking (ENODATA made it ask twice a file, each a
+		 * FUSE round trip the kernel cannot answer itself). */
+		fuse_reply_err(p->req, ENOTSUP);
 		return 0;
 	}
 	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
