@@ -126,12 +126,13 @@ run_set() { # LABEL BINDIR
 	gs0=$(getfattr -n cairn.stats --only-values "$m" 2>/dev/null)
 	c0=$(cpu_ms "$cm"); v0=$(cpu_ms "$VOLD_PID")
 	# VmRSS sampled while the cold listing runs ("during").
+	rm -f "$T_DIR/lsdone"
 	( peak=0; while [ ! -e "$T_DIR/lsdone" ]; do
 		r=$(status "$cm" VmRSS); [ "${r:-0}" -gt "$peak" ] && peak=$r
 		sleep 0.05; done; echo "$peak" >"$T_DIR/during" ) &
-	rm -f "$T_DIR/lsdone"
+	sampler=$!
 	cold=$(timed lsf "$m/dir")
-	touch "$T_DIR/lsdone"; wait
+	touch "$T_DIR/lsdone"; wait "$sampler"
 	c1=$(cpu_ms "$cm"); v1=$(cpu_ms "$VOLD_PID")
 	hwmc=$(status "$cm" VmHWM); anonc=$(status "$cm" RssAnon)
 	filec=$(status "$cm" RssFile)
