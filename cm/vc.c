@@ -43,6 +43,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -960,6 +961,33 @@ vc_dir_get(struct vc_dir *d)
 	return d;
 }
 
+/*
+ * Every edit of a big listing copies its arrays (~60 bytes an entry) and
+ * frees the old ones; malloc keeps what is freed, and the anonymous
+ * memory of cairnd grew from 46 to 100 MB over 400 creates and unlinks
+ * in a 100,000-entry directory and stayed there. When a snapshot of
+ * VC_TRIM_ENTRIES or more is freed, give the free memory back to the
+ * system, at most once a second (malloc_trim walks the heaps: a few ms).
+ * Any thread.
+ */
+#define VC_TRIM_ENTRIES 10000
+
+static void
+dir_trim(size_t n)
+{
+	static _Atomic uint64_t last;
+	uint64_t now, prev;
+
+	if (n < VC_TRIM_ENTRIES)
+		return;
+	now = util_now_ms();
+	prev = atomic_load(&last);
+	if (now - prev < 1000 ||
+	    !atomic_compare_exchange_strong(&last, &prev, now))
+		return;
+	malloc_trim(0);
+}
+
 void
 vc_dir_put(struct vc_dir *d)
 {
@@ -974,6 +1002,7 @@ vc_dir_put(struct vc_dir *d)
 	free(d->ents);
 	free(d->byname);
 	free(d->names);
+	dir_trim(d->n);
 	free(d);
 }
 
