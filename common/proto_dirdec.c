@@ -33,8 +33,7 @@
 struct js {
 	const unsigned char *p, *end;
 	int depth;
-	bool bad;     /* not JSON, or not what jansson would accept */
-	bool nomem;   /* an allocation failed */
+	bool nomem;    /* an allocation failed */
 	char *scratch; /* decoded strings with escapes */
 	size_t scap;
 };
@@ -245,7 +244,8 @@ str(struct js *j, const char **s, size_t *len)
 				ul = 3;
 			} else {
 				u[0] = (unsigned char)(0xf0 | cp >> 18);
-				u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
+				u[1] = (unsigned char)(0x80 |
+						       (cp >> 12 & 0x3f));
 				u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
 				u[3] = (unsigned char)(0x80 | (cp & 0x3f));
 				ul = 4;
@@ -575,14 +575,13 @@ enum {
 	A_N
 };
 static const char *const attr_names[] = {
-	"fid",	 "type",  "mode",  "uid",   "gid",   "size", "nlink",
-	"dv",	 "atime", "mtime", "ctime", "rdev",  NULL};
+	"fid", "type",	"mode",	 "uid",	  "gid",  "size", "nlink",
+	"dv",  "atime", "mtime", "ctime", "rdev", NULL};
 
 struct attr_scan {
 	struct proto_attr *a;
-	unsigned have;	   /* members present */
-	bool valid;	   /* every present member of the right kind so far */
-	struct jv v[A_N];  /* integers */
+	unsigned have;	  /* members present */
+	struct jv v[A_N]; /* integers */
 	bool type_ok, fid_ok;
 };
 
@@ -752,9 +751,9 @@ struct top_scan {
 	size_t max;
 	char *next; /* NULL: "next" is not looked at */
 	bool dir_ok, next_ok, ents_array;
-	size_t n;	  /* entries seen */
+	size_t n; /* entries seen */
 	size_t cap;
-	int ent_rc;	  /* the first failing entry's code, 0 */
+	int ent_rc; /* the first failing entry's code, 0 */
 };
 
 static bool
@@ -877,8 +876,8 @@ proto_dir_scan(const char *buf, size_t len, size_t max, struct proto_dir *d,
 {
 	struct js j = {.p = (const unsigned char *)buf,
 		       .end = (const unsigned char *)buf + len};
-	struct top_scan ts = {.d = d, .max = max, .next = next,
-			      .next_ok = true};
+	struct top_scan ts = {
+		.d = d, .max = max, .next = next, .next_ok = true};
 	bool ok;
 	int rc;
 

@@ -23,8 +23,8 @@ struct proto_dir;
  * proto_dir_decode_jansson() builds a jansson tree first (proto.c), the
  * reference the first must agree with, result for result.
  */
-int proto_dir_scan(const char *buf, size_t len, size_t max,
-		   struct proto_dir *d, char *next);
+int proto_dir_scan(const char *buf, size_t len, size_t max, struct proto_dir *d,
+		   char *next);
 int proto_dir_decode_jansson(const char *buf, size_t len, size_t max,
 			     struct proto_dir *d, char *next);
 
