@@ -430,6 +430,10 @@ kids_prefetch(struct cm *cm, const struct vc_dir *d)
 	cm_post(&cm->loop, &k->job);
 }
 
+/* Directories of this many entries or more are not kept in the
+ * kernel's readdir cache across opens (try_opendir). */
+#define DIR_KEEP_MAX 10000
+
 /* Valid replies: fuse_reply_open, fuse_reply_err. */
 static int
 try_opendir(struct cm *cm, struct park *p)
@@ -459,7 +463,13 @@ try_opendir(struct cm *cm, struct park *p)
 	ino_lock(cm->ino);
 	e = ino_get_locked(cm->ino, p->ino);
 	if (e) {
-		p->fi.keep_cache = e->opened && e->open_dv == d->dv;
+		/* Not for a big directory: the kernel then reads it from us
+		 * again at each open, and an ls -l (whose stats between
+		 * reads make the kernel ask READDIRPLUS) gets every entry's
+		 * attributes ~25 to a request, where from the kernel's
+		 * cache each stat was a LOOKUP round trip. */
+		p->fi.keep_cache = e->opened && e->open_dv == d->dv &&
+				   d->n < DIR_KEEP_MAX;
 		first = !e->opened;
 		e->opened = true;
 		e->open_dv = d->dv;

@@ -4,6 +4,9 @@
 #   - a cold listing of N entries is one listing fetch in pages (the
 #     one-pass decoder, proto_dir_scan), every name and type right, names
 #     with escapes (quote, backslash, control characters, non-ASCII) too;
+#   - ls -l after the listing makes few LOOKUPs: a directory of 10,000+
+#     entries is not kept in the kernel's readdir cache across opens, so
+#     ls -l's reads come to cairnd as READDIRPLUS with every attribute;
 #   - ls -l asks at most a few xattrs, not two a file: security.* and
 #     system.posix_acl_* are ENOTSUP (the server stores user.* only), which
 #     ls remembers for the device; user.* xattrs still set, get and miss
@@ -66,6 +69,9 @@ s0=$(stats)
 ls -l "$mnt/big" >/dev/null
 s1=$(stats)
 x=$(delta req_xattr "$s0" "$s1")
+l=$(delta req_lookup "$s0" "$s1")
+t_ok "$([ "$l" -le $(( (N + 10) / 10 )) ] && echo 0 || echo 1)" \
+	"ls -l after the listing: $l LOOKUPs for $((N + 10)) entries (a big directory is read again with READDIRPLUS, not served from the kernel's readdir cache)"
 t_ok "$([ "$x" -le 6 ] && echo 0 || echo 1)" "ls -l of $((N + 10)) entries: $x GETXATTR requests (<= 6, 2 of them the counters')"
 ls -l "$mnt/big" >/dev/null
 s2=$(stats)
