@@ -638,7 +638,7 @@ static const char *const show_keys[] = {
 	"attr-timeout", "max-parallel", "readahead", "threads",
 	"ctl-socket", "ctl-conns-per-uid", "ca-file", "proxy",
 	"metrics-listen", "allow-insecure-http", "fuse-options", "log-level", "foreground",
-	"syslog",
+	"syslog", "write-mode", "writeback-delay",
 };
 
 const char *
@@ -722,6 +722,11 @@ cm_config_value(const struct cm_config *c, const char *key, char *buf,
 		snprintf(buf, len, "%s", c->use_syslog ? "yes" : "no");
 	else if (!strcmp(key, "log-level"))
 		snprintf(buf, len, "%s", level_word(c->log_level));
+	else if (!strcmp(key, "write-mode"))
+		snprintf(buf, len, "%s", c->writeback ? "writeback" : "sync");
+	else if (!strcmp(key, "writeback-delay"))
+		snprintf(buf, len, "%llums",
+			 (unsigned long long)c->writeback_delay_ms);
 	else
 		return -ENOENT;
 	return 1;

@@ -375,6 +375,7 @@ conflict_stored(void *arg, int err, const struct proto_op_result *r)
 	struct wb *wb = cf->wb;
 	struct fid fid = cf->fid;
 	struct wstate *ws;
+	size_t nstores = 0;
 
 	(void)r;
 	if (err) {
@@ -405,7 +406,17 @@ conflict_stored(void *arg, int err, const struct proto_op_result *r)
 			wb_unlink_free_locked(wb, ws);
 	}
 	pthread_mutex_unlock(&wb->lock);
-	wb_drop_chunks(wb, &fid);
+	/* A later STORE record of the file (written again while this one
+	 * was on its way; this one is still in the log, INFLIGHT) reads
+	 * these chunks when it is sent: they stay DIRTY for it, its own
+	 * answer settles them. Dropped, it would send zeros of the right
+	 * size, or a copy of zeros. */
+	if (!wb->d.rlog ||
+	    rlog_fid_count(wb->d.rlog, &fid,
+			   RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT),
+			   PROTO_OP_STORE, UINT64_MAX, &nstores) < 0 ||
+	    nstores < 2)
+		wb_drop_chunks(wb, &fid);
 	mcache_drop_file(wb->d.mc, &fid);
 	/* close/fsync report it: the data is safe, but not in this file.
 	 * (Reintegration gets 0 and the copy's name.) */

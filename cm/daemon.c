@@ -324,6 +324,12 @@ h_applied_event(void *arg, const struct proto_event *ev)
 	pin_event(((struct cm *)arg)->pin, ev);
 }
 
+static void
+h_ahead_event(void *arg, const struct proto_event *ev)
+{
+	replay_ahead_event(((struct cm *)arg)->replay, &ev->fid);
+}
+
 static bool
 h_pinned(void *arg, const struct fid *fid)
 {
@@ -537,6 +543,7 @@ meta_modules_new(struct cm *cm)
 	const struct mfetch_hooks mfh = {
 		.defer_event = h_defer_event,
 		.applied_event = h_applied_event,
+		.ahead_event = h_ahead_event,
 		.arg = cm,
 	};
 	struct mfetch_deps d = {

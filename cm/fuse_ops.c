@@ -439,6 +439,10 @@ kids_prefetch(struct cm *cm, const struct vc_dir *d)
 	cm_post(&cm->loop, &k->job);
 }
 
+/* Directories of this many entries or more are not kept in the
+ * kernel's readdir cache across opens (try_opendir). */
+#define DIR_KEEP_MAX 10000
+
 /* Valid replies: fuse_reply_open, fuse_reply_err. */
 static int
 try_opendir(struct cm *cm, struct park *p)
@@ -468,7 +472,13 @@ try_opendir(struct cm *cm, struct park *p)
 	ino_lock(cm->ino);
 	e = ino_get_locked(cm->ino, p->ino);
 	if (e) {
-		p->fi.keep_cache = e->opened && e->open_dv == d->dv;
+		/* Not for a big directory: the kernel then reads it from us
+		 * again at each open, and an ls -l (whose stats between
+		 * reads make the kernel ask READDIRPLUS) gets every entry's
+		 * attributes ~25 to a request, where from the kernel's
+		 * cache each stat was a LOOKUP round trip. */
+		p->fi.keep_cache = e->opened && e->open_dv == d->dv &&
+				   d->n < DIR_KEEP_MAX;
 		first = !e->opened;
 		e->opened = true;
 		e->open_dv = d->dv;
@@ -1206,7 +1216,7 @@ reply_bytes(fuse_req_t req, size_t size, const void *v, size_t len)
 
 /*
  * Valid replies: fuse_reply_buf, fuse_reply_xattr (size query),
- * fuse_reply_err (ERANGE, ENODATA). The root answers the virtual
+ * fuse_reply_err (ERANGE, ENODATA, ENOTSUP). The root answers the virtual
  * "cairn.stats" with the counters as text (doc/cm.md "Counters").
  */
 static int
@@ -1233,9 +1243,14 @@ try_xattr(struct cm *cm, struct park *p)
 		return 0;
 	}
 	if (p->op == P_GETXATTR && strncmp(p->name, "user.", 5)) {
-		/* v1 stores the user namespace only: the ACL and security
-		 * lookups ls -l makes on every file need no fetch. */
-		fuse_reply_err(p->req, ENODATA);
+		/* The server stores the user namespace only (a setxattr of
+		 * any other is refused with ENOTSUP), so the others are not
+		 * supported here either: no fetch, and ENOTSUP rather than
+		 * ENODATA, because GNU ls remembers per device that a file
+		 * system does not support security contexts and ACLs and
+		 * stops asking (ENODATA made it ask twice a file, each a
+		 * FUSE round trip the kernel cannot answer itself). */
+		fuse_reply_err(p->req, ENOTSUP);
 		return 0;
 	}
 	if (ino_fid(cm->ino, p->ino, &fid) < 0) {

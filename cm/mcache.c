@@ -515,11 +515,14 @@ mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
 		return mcache_apply(mc, dir_after, true, false);
 	}
 	/* The listing record is written at most once a second per
-	 * directory: a record older than the directory's attributes is
-	 * only fetched again, and a create in a 20,000-entry directory
-	 * would otherwise write all of it. */
+	 * directory, and once per second per 10,000 entries in a bigger
+	 * one: writing it costs its size, so the CPU it takes per second
+	 * stays bounded however big the directory (a record older than
+	 * the directory's attributes is only fetched again). A create in a
+	 * 20,000-entry directory would otherwise write all of it. */
 	rc = vc_dir_edit_flags(mc->vc, old, dir_after, del, add, add_attr, &nw,
-			       util_now_ms() - (uint64_t)old->stored_ms < 1000
+			       util_now_ms() - (uint64_t)old->stored_ms <
+					       1000 + old->n / 10
 				       ? VC_E_NOSTORE
 				       : 0);
 	vc_dir_put(old);

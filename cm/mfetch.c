@@ -821,8 +821,11 @@ event_apply(struct mfetch *mf, const struct proto_event *ev)
 	}
 	/* Writeback: what we cache of it is ahead of the server; the
 	 * server's state is fetched once our changes are in (replay.c). */
-	if (mcache_ahead(mf->mc, &ev->fid))
+	if (mcache_ahead(mf->mc, &ev->fid)) {
+		if (mf->hooks.ahead_event)
+			mf->hooks.ahead_event(mf->hooks.arg, ev);
 		return;
+	}
 	have = mcache_attr(mf->mc, &ev->fid, &a) == 0;
 	ino = ino_of(mf->ino, &ev->fid);
 	switch (ev->kind) {

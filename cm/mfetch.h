@@ -49,6 +49,10 @@ struct mfetch_hooks {
 	bool (*defer_event)(void *arg, const struct proto_event *ev);
 	/* Pins: after @ev was applied to the caches. */
 	void (*applied_event)(void *arg, const struct proto_event *ev);
+	/* Writeback: @ev was not applied, our view of its object being
+	 * ahead of the server (mcache_ahead()); replay.c refreshes it once
+	 * it is not, whatever ends that (an ack, a cancellation). */
+	void (*ahead_event)(void *arg, const struct proto_event *ev);
 	void *arg;
 };
 

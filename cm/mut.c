@@ -126,6 +126,9 @@ noop_done(void *arg, int err, const struct proto_op_result *r)
 static void
 absorb_one(struct mut *mu, struct mreq *m)
 {
+	/* the reintegration sends it now, not this module */
+	if (m->seq && mu->d.rlog)
+		rlog_undirect(mu->d.rlog, m->seq);
 	mu->h.absorb(mu->h.arg, &m->op, m->done ? m->done : noop_done, m->arg);
 }
 
@@ -452,6 +455,9 @@ finish_end(struct mreq *m, int err, const struct proto_op_result *r)
 			log_warn(LOG_MUT,
 				 "cannot drop replay record %llu: %s",
 				 (unsigned long long)m->seq, strerror(-rc));
+	} else if (m->seq && mu->d.rlog) {
+		/* kept: a replay (drain, reintegration) may send it now */
+		rlog_undirect(mu->d.rlog, m->seq);
 	}
 removed:
 	if (m->done)

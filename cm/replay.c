@@ -49,6 +49,9 @@ struct rbatch;
 struct replay;
 
 static void waiters_lost(struct replay *rp);
+static void waiters_answered(struct replay *rp, uint64_t seq,
+			     const struct proto_op *op);
+static void refresh_dropped(struct replay *rp);
 
 struct replay {
 	struct replay_deps d;
@@ -75,6 +78,8 @@ struct replay {
 	bool resume_dirty;   /* after this pass: store what a crash left */
 	struct event *tick;  /* the drain's clock */
 	TAILQ_HEAD(, syncw) syncq; /* fs sync, fsync, switch to sync */
+	struct fidmap dropped; /* events dropped while ahead: refresh
+				  once no record names them */
 	struct fidmap touched; /* answered this pass: refresh from the
 				  server once nothing names them */
 	/* fs reconnect: told at the end of the reintegration */
@@ -213,6 +218,8 @@ oreq_run(struct cm_loop *loop, struct cm_job *job)
 	struct replay *rp = q->rp;
 	struct proto_op_result r;
 	struct rlog_effect eff;
+	struct fid gone = {0};
+	bool cancelled = false;
 	int rc;
 
 	rc = cm_stopping(loop) ? -EIO
@@ -226,9 +233,15 @@ oreq_run(struct cm_loop *loop, struct cm_job *job)
 		if (rc == 0) {
 			/* A FID created in the log and now removed leaves
 			 * nothing: drop what is local about it. */
-			for (size_t i = 0; i < eff.nchanges; i++)
-				if (eff.changes[i].why == RLOG_WHY_IDENTITY)
+			for (size_t i = 0; i < eff.nchanges; i++) {
+				if (eff.changes[i].why == RLOG_WHY_IDENTITY) {
 					wb_gone(rp->d.wb, &eff.changes[i].fid);
+					gone = eff.changes[i].fid;
+				}
+				if (eff.changes[i].removed &&
+				    eff.changes[i].why != RLOG_WHY_MERGED)
+					cancelled = true;
+			}
 		} else {
 			log_err(LOG_OFF, "cannot log %s: %s",
 				proto_op_name(q->op.kind), strerror(-rc));
@@ -239,6 +252,19 @@ oreq_run(struct cm_loop *loop, struct cm_job *job)
 	if (rc == 0) {
 		conflict_note_base(rp->d.wb, &q->op.fid, NULL);
 		rc = local_apply(rp->d.local, &q->op, true, &r);
+	}
+	if (rc == 0 && cancelled && rp->d.conn &&
+	    conn_mode(rp->d.conn) == CM_CONNECTED) {
+		/* Records left the log without reaching the server: the
+		 * directories they named may no longer be ahead, and hold
+		 * a local DV and whatever news was dropped meanwhile. */
+		const struct fid *f[4] = {&q->op.fid, &q->op.parent,
+					  &q->op.newparent, &q->op.victim};
+
+		for (size_t i = 0; i < 4; i++)
+			if (!fid_is_null(f[i]) && !fid_eq(f[i], &gone))
+				replay_ahead_event(rp, f[i]);
+		refresh_dropped(rp);
 	}
 	q->done(q->arg, rc, rc ? NULL : &r);
 	proto_op_release(&q->op);
@@ -285,6 +311,19 @@ replay_absorb(struct replay *rp, const struct proto_op *op, mut_done_fn done,
 /* --- reintegration and writeback drains --- */
 
 #define LIVE (RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT))
+
+/* A drain leaves alone the INFLIGHT records the op log sends itself (a
+ * connected op in flight, a late create held back: rlog_is_direct()):
+ * resent, the server would answer a held create from its opid table
+ * and the store the op log sends with it would not be rebased (stale:
+ * a conflict copy, close fails with EIO). A reintegration takes them:
+ * the op log gave them up when the server went. */
+static bool
+owned(struct replay *rp, const struct rlog_rec *rec)
+{
+	return rp->draining && rec->state == RLOG_INFLIGHT &&
+	       rlog_is_direct(rp->d.rlog, rec->seq);
+}
 
 /*
  * The DV map: FID -> the DV the server gave our last replayed change of
@@ -413,8 +452,19 @@ void
 replay_acked(struct replay *rp, uint64_t seq, const struct proto_op *op,
 	     const struct proto_op_result *r)
 {
-	(void)seq;
-	if (!rp || rp->stopped || !r->has_attr || op->kind == PROTO_OP_UNLINK ||
+	if (!rp || rp->stopped)
+		return;
+	waiters_answered(rp, seq, op);
+	/* The directories the op changed: a later SETATTR of one (logged
+	 * with a local DV, or the DV of our earlier change of it) is based
+	 * on the DV this reply gave it, not on the one before. */
+	if (r->has_parent && r->parent.type == PROTO_T_DIR &&
+	    !fid_is_null(&r->parent.fid))
+		map_set(rp, &r->parent.fid, r->parent.dv, 0);
+	if (r->has_newparent && r->newparent.type == PROTO_T_DIR &&
+	    !fid_is_null(&r->newparent.fid))
+		map_set(rp, &r->newparent.fid, r->newparent.dv, 0);
+	if (!r->has_attr || op->kind == PROTO_OP_UNLINK ||
 	    op->kind == PROTO_OP_RMDIR)
 		return;
 	map_set(rp, &r->attr.fid, r->attr.dv,
@@ -549,25 +599,65 @@ touch(struct replay *rp, const struct proto_op *op)
 }
 
 static void
+refresh_one(struct replay *rp, const struct fid *fid)
+{
+	struct proto_attr a;
+
+	/* A directory with its listing, in one step: attributes at a new
+	 * DV beside the old listing would leave it stale (and the next
+	 * local change of it waiting for a fetch). */
+	if (mcache_attr(rp->d.mc, fid, &a) == 0 && a.type == PROTO_T_DIR)
+		mfetch_want_dir(rp->d.mf, fid, NULL, NULL);
+	else
+		mfetch_want_attr(rp->d.mf, fid, NULL, NULL);
+}
+
+/* The objects whose events were dropped while they were ahead and that
+ * are not any more: fetched now; the others stay in the set. */
+static void
+refresh_dropped(struct replay *rp)
+{
+	struct fidmap keep = {0};
+
+	if (!rp->dropped.n)
+		return;
+	for (size_t i = 0; i < rp->dropped.cap; i++) {
+		struct fidmap_slot *sl = &rp->dropped.slot[i];
+
+		if (!sl->used)
+			continue;
+		if (replay_ahead(rp, &sl->fid)) {
+			if (!fidmap_put(&keep, &sl->fid, 0))
+				refresh_one(rp, &sl->fid); /* no memory */
+			continue;
+		}
+		refresh_one(rp, &sl->fid);
+	}
+	fidmap_clear(&rp->dropped);
+	rp->dropped = keep;
+}
+
+void
+replay_ahead_event(struct replay *rp, const struct fid *fid)
+{
+	if (!rp || rp->stopped || fid_is_null(fid))
+		return;
+	if (!fidmap_put(&rp->dropped, fid, 0))
+		log_warn(LOG_OFF, "out of memory for the dropped events");
+}
+
+static void
 refresh_touched(struct replay *rp)
 {
 	for (size_t i = 0; i < rp->touched.cap; i++) {
 		struct fidmap_slot *sl = &rp->touched.slot[i];
 
-		struct proto_attr a;
-
 		if (!sl->used || replay_ahead(rp, &sl->fid))
 			continue;
-		/* A directory with its listing, in one step: attributes at
-		 * a new DV beside the old listing would leave it stale
-		 * (and the next local change of it waiting for a fetch). */
-		if (mcache_attr(rp->d.mc, &sl->fid, &a) == 0 &&
-		    a.type == PROTO_T_DIR)
-			mfetch_want_dir(rp->d.mf, &sl->fid, NULL, NULL);
-		else
-			mfetch_want_attr(rp->d.mf, &sl->fid, NULL, NULL);
+		refresh_one(rp, &sl->fid);
 	}
 	fidmap_clear(&rp->touched);
+	refresh_dropped(rp);
 }
 
 /* --- who waits for the server: fs sync, fsync, fs flush, a switch to
@@ -581,6 +671,12 @@ struct syncw {
 	bool has_fid;
 	bool all;	/* every record, also those logged later (switch) */
 	uint64_t below; /* records before this seq */
+	/* Of those, how many were live when it started (or last looked
+	 * again) and have not been answered since (acknowledged, refused).
+	 * One that went without an answer was merged into a newer record
+	 * (store, setattr, xattr: doc/replay-log.md) or was a connected
+	 * op's: the waiter then waits for what the log holds now. */
+	size_t left;
 	uint64_t sent0; /* rp->sent when it started */
 	int err;
 	replay_synced_fn done;
@@ -594,9 +690,36 @@ names(const struct proto_op *op, const struct fid *f)
 	       fid_eq(&op->newparent, f) || fid_eq(&op->victim, f);
 }
 
-/* Does @w still wait for a live record? */
+/* @w waits for the live records the log holds now (its object's, or
+ * all). */
+static void
+syncw_note(struct replay *rp, struct syncw *w)
+{
+	struct rlog_stats st;
+	size_t n = 0;
+
+	/* The op log's own records (rlog_is_direct()) are not counted:
+	 * they are never merged, and their answers do not come through
+	 * replay_acked(); counted, a waiter would look again after each of
+	 * them and, with sync-mode ops always in flight, never end. */
+	memset(&st, 0, sizeof(st));
+	rlog_stats(rp->d.rlog, &st);
+	w->below = st.next_seq;
+	if (!w->has_fid) {
+		uint64_t live = st.pending + st.inflight;
+		size_t direct = rlog_ndirect(rp->d.rlog);
+
+		w->left = live > direct ? (size_t)(live - direct) : 0;
+	} else if (rlog_fid_count(rp->d.rlog, &w->fid, LIVE | RLOG_NOT_DIRECT,
+				  -1, w->below, &n) == 0) {
+		w->left = n;
+	} else {
+		w->left = 1; /* looked at again when none is live below */
+	}
+}
+
 static bool
-syncw_waits(struct replay *rp, struct syncw *w)
+syncw_live(struct replay *rp, struct syncw *w)
 {
 	struct rlog_rec rec;
 	bool live;
@@ -609,6 +732,32 @@ syncw_waits(struct replay *rp, struct syncw *w)
 	live = w->all || rec.seq < w->below;
 	rlog_rec_release(&rec);
 	return live;
+}
+
+/* Does @w still wait for a live record? A record it waited for that
+ * left the log unanswered may live on in a newer one (a merge keeps the
+ * new record: its seq is past @w->below): then it waits for the records
+ * the log holds now. */
+static bool
+syncw_waits(struct replay *rp, struct syncw *w)
+{
+	if (syncw_live(rp, w))
+		return true;
+	if (w->all || !w->left)
+		return false;
+	syncw_note(rp, w);
+	return w->left && syncw_live(rp, w);
+}
+
+/* Record @seq (@op as sent) was answered: one fewer for its waiters. */
+static void
+waiters_answered(struct replay *rp, uint64_t seq, const struct proto_op *op)
+{
+	struct syncw *w;
+
+	TAILQ_FOREACH(w, &rp->syncq, link)
+	if (seq < w->below && w->left && (!w->has_fid || names(op, &w->fid)))
+		w->left--;
 }
 
 static void
@@ -646,6 +795,7 @@ waiters_refused(struct replay *rp, uint64_t seq, const struct proto_op *op)
 	TAILQ_FOREACH(w, &rp->syncq, link)
 	if (seq < w->below && (!w->has_fid || names(op, &w->fid)))
 		w->err = -EIO;
+	waiters_answered(rp, seq, op);
 }
 
 /* The server was lost: a switch to sync fails (the others wait on). */
@@ -929,6 +1079,12 @@ single_next(struct replay *rp)
 	int rc;
 
 	rc = rlog_next(rp->d.rlog, rp->after, LIVE, &rec);
+	if (rc == 0 && owned(rp, &rec)) {
+		/* the rest waits for it: this pass ends, the next one
+		 * starts once the op log is done (tick_cb()) */
+		rlog_rec_release(&rec);
+		rc = -ENOENT;
+	}
 	if (rc < 0) {
 		reint_finish(rp);
 		return;
@@ -1318,7 +1474,7 @@ batch_build(struct replay *rp, struct rbatch *behind)
 	struct fidmap created = {0};
 	uint64_t cur = rp->after, first_deferred = 0, first_pending = 0;
 	size_t scanned = 0, bytes = 0, npend = 0;
-	bool fresh, at_end = false;
+	bool fresh, held = false, at_end = false;
 	int rc;
 
 	b = calloc(1, sizeof(*b));
@@ -1380,6 +1536,12 @@ batch_build(struct replay *rp, struct rbatch *behind)
 		for (size_t k = 0; k < 4; k++)
 			if (!fid_is_null(m[k]) && fidmap_find(&blocked, m[k]))
 				defer = true;
+		if (!fresh && owned(rp, &rec)) {
+			/* The op log's: not sent, and what names its
+			 * objects after it waits (deferred) */
+			defer = true;
+			held = true;
+		}
 		/* A store or setattr of a file a fresh create of this batch
 		 * makes, based on that create (a local DV): base DV 0, which
 		 * the server takes as "the DV this batch left it at", so
@@ -1468,6 +1630,13 @@ batch_build(struct replay *rp, struct rbatch *behind)
 			fidmap_put(&changed, &rec.op.fid, 0);
 			fidmap_put(&b->changed, &rec.op.fid, 0);
 		}
+		/* A directory's DV moves with its entries: a SETATTR of it
+		 * waits for the reply that brings the new one. */
+		for (size_t k = 1; k < 3; k++)
+			if (!fid_is_null(m[k])) {
+				fidmap_put(&changed, m[k], 0);
+				fidmap_put(&b->changed, m[k], 0);
+			}
 		if (fresh && rec.op.kind == PROTO_OP_CREATE)
 			fidmap_put(&created, &rec.op.fid, 0);
 		b->n++;
@@ -1496,6 +1665,13 @@ batch_build(struct replay *rp, struct rbatch *behind)
 	}
 	if (b->n == 0) {
 		rbatch_free(b);
+		if (held) {
+			/* Only what waits for the op log's records is left:
+			 * the pass ends; tick_cb() starts the next once
+			 * they are answered. */
+			reint_finish(rp);
+			return true;
+		}
 		if (first_deferred) {
 			/* cannot happen: the first record is never deferred */
 			rp->batch_off_pass = true;
@@ -1583,7 +1759,10 @@ replay_ahead(struct replay *rp, const struct fid *fid)
 		return false;
 	if (!rp->running && !conn_logs_changes(rp->d.conn))
 		return false;
-	return rlog_fid_find(rp->d.rlog, fid, LIVE, UINT64_MAX, NULL) == 0;
+	/* The op log's own records (connected ops in flight, held late
+	 * creates) do not count: their replies are the server's view. */
+	return rlog_fid_find(rp->d.rlog, fid, LIVE | RLOG_NOT_DIRECT,
+			     UINT64_MAX, NULL) == 0;
 }
 
 /* A drain pass: the replay while connected. */
@@ -1657,6 +1836,10 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (rp->stopped || cm_stopping(rp->d.loop))
 		return;
 	memset(&st, 0, sizeof(st));
+	/* Waiters for records the op log sends (sync mode: a connected op,
+	 * a held late create) hear it here once those are answered. */
+	if (!rp->running && !TAILQ_EMPTY(&rp->syncq))
+		check_waiters(rp);
 	if (!rp->running && conn_mode(rp->d.conn) == CM_CONNECTED &&
 	    rlog_stats(rp->d.rlog, &st) == 0 && st.pending) {
 		int64_t age = backlog_age_ms(rp);
@@ -1769,16 +1952,13 @@ sync_job(struct cm_loop *loop, struct cm_job *job)
 	struct syncw *w = (struct syncw *)((char *)job -
 					   offsetof(struct syncw, job));
 	struct replay *rp = w->rp;
-	struct rlog_stats st;
 
 	if (cm_stopping(loop) || rp->stopped) {
 		w->done(w->arg, -ESHUTDOWN, 0);
 		free(w);
 		return;
 	}
-	memset(&st, 0, sizeof(st));
-	rlog_stats(rp->d.rlog, &st);
-	w->below = st.next_seq;
+	syncw_note(rp, w);
 	w->sent0 = rp->sent;
 	TAILQ_INSERT_TAIL(&rp->syncq, w, link);
 	if (!syncw_waits(rp, w)) {
@@ -1874,6 +2054,7 @@ replay_stop(struct replay *rp)
 	rp->tick = NULL;
 	map_close(rp, false);
 	fidmap_clear(&rp->touched);
+	fidmap_clear(&rp->dropped);
 	rp->stopped = true;
 }
 

@@ -184,6 +184,12 @@ void replay_acked(struct replay *rp, uint64_t seq, const struct proto_op *op,
  * Then the server's news about it waits (mcache_ahead()). */
 bool replay_ahead(struct replay *rp, const struct fid *fid);
 
+/* mfetch's ahead_event hook (loop thread): news about @fid was dropped
+ * because replay_ahead() said so; @fid is fetched again once no record
+ * to send names it (a pass acknowledged them, or the log's cancellation
+ * rules removed them). */
+void replay_ahead_event(struct replay *rp, const struct fid *fid);
+
 /* fs status (loop thread). @return false when not set up. */
 struct replay_wb_state {
 	bool writeback;	   /* asked for */

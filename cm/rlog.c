@@ -190,6 +190,8 @@ rlog_lazy_flush_locked(struct rlog *l)
 		l->nlazy = 0; /* logged by txn_commit; resent at next start */
 }
 
+static void direct_del(struct rlog *l, uint64_t seq);
+
 /* Queue @n removals (RLOG_A_LAZY). @return 0 or -ENOMEM. */
 static int
 lazy_add_locked(struct rlog *l, const uint64_t *seqs, size_t n)
@@ -207,8 +209,11 @@ lazy_add_locked(struct rlog *l, const uint64_t *seqs, size_t n)
 		l->caplazy = nc;
 	}
 	for (size_t i = 0; i < n; i++)
-		if (seqs[i])
+		if (seqs[i]) {
 			l->lazy[l->nlazy++] = seqs[i];
+			/* gone for every reader from now on */
+			direct_del(l, seqs[i]);
+		}
 	if (l->nlazy >= RLOG_LAZY_MAX)
 		rlog_lazy_flush_locked(l);
 	return 0;
@@ -219,6 +224,101 @@ effs_release(struct rlog_effect *effs, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		rlog_effect_release(&effs[i]);
+}
+
+/* --- the direct set: records whose appender sends them --- */
+
+static size_t
+direct_at(const struct rlog *l, uint64_t seq)
+{
+	size_t lo = 0, hi = l->ndirect;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (l->direct[mid] < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Lock held. Seqs grow: an append goes at the end. Out of memory the
+ * record is not listed (a replay may then send it too, under its opid:
+ * the server answers it once). */
+static void
+direct_add(struct rlog *l, uint64_t seq)
+{
+	size_t i;
+
+	if (l->ndirect == l->direct_cap) {
+		size_t cap = l->direct_cap ? 2 * l->direct_cap : 16;
+		uint64_t *nd = realloc(l->direct, cap * sizeof(*nd));
+
+		if (!nd)
+			return;
+		l->direct = nd;
+		l->direct_cap = cap;
+	}
+	i = direct_at(l, seq);
+	if (i < l->ndirect && l->direct[i] == seq)
+		return;
+	memmove(&l->direct[i + 1], &l->direct[i],
+		(l->ndirect - i) * sizeof(*l->direct));
+	l->direct[i] = seq;
+	l->ndirect++;
+}
+
+/* Lock held. */
+static void
+direct_del(struct rlog *l, uint64_t seq)
+{
+	size_t i = direct_at(l, seq);
+
+	if (i >= l->ndirect || l->direct[i] != seq)
+		return;
+	memmove(&l->direct[i], &l->direct[i + 1],
+		(l->ndirect - i - 1) * sizeof(*l->direct));
+	l->ndirect--;
+}
+
+bool
+rlog_is_direct(struct rlog *l, uint64_t seq)
+{
+	size_t i;
+	bool r;
+
+	if (!l)
+		return false;
+	pthread_mutex_lock(&l->lock);
+	i = direct_at(l, seq);
+	r = i < l->ndirect && l->direct[i] == seq;
+	pthread_mutex_unlock(&l->lock);
+	return r;
+}
+
+size_t
+rlog_ndirect(struct rlog *l)
+{
+	size_t n;
+
+	if (!l)
+		return 0;
+	pthread_mutex_lock(&l->lock);
+	n = l->ndirect;
+	pthread_mutex_unlock(&l->lock);
+	return n;
+}
+
+void
+rlog_undirect(struct rlog *l, uint64_t seq)
+{
+	if (!l)
+		return;
+	pthread_mutex_lock(&l->lock);
+	direct_del(l, seq);
+	pthread_mutex_unlock(&l->lock);
 }
 
 /* Run @reqs (a chain of @nreq group members) in one transaction. */
@@ -252,8 +352,13 @@ commit_reqs(struct rlog *l, struct greq **reqs, size_t nreq)
 			effs_release(reqs[i]->effs, reqs[i]->n);
 		return rc;
 	}
-	for (i = 0; i < nreq; i++)
+	for (i = 0; i < nreq; i++) {
 		l->nappends += reqs[i]->n;
+		if (reqs[i]->flags & RLOG_A_INFLIGHT)
+			for (j = 0; j < reqs[i]->n; j++)
+				if (reqs[i]->effs[j].seq)
+					direct_add(l, reqs[i]->effs[j].seq);
+	}
 	return 0;
 }
 
@@ -612,6 +717,7 @@ rlog_close(struct rlog *l)
 	pthread_cond_destroy(&l->qcond);
 	pthread_mutex_destroy(&l->qlock);
 	pthread_mutex_destroy(&l->lock);
+	free(l->direct);
 	free(l->path);
 	free(l);
 }
@@ -699,9 +805,11 @@ rlog_next(struct rlog *l, uint64_t after, unsigned states, struct rlog_rec *rec)
 	return rc;
 }
 
-int
-rlog_fid_find(struct rlog *l, const struct fid *fid, unsigned states,
-	      uint64_t below, uint64_t *seqp)
+/* @kind < 0: any record naming @fid; else only @kind records with @fid
+ * as their object. @count: count them all (0 if none) instead. */
+static int
+fid_find(struct rlog *l, const struct fid *fid, unsigned states, int kind,
+	 uint64_t below, uint64_t *seqp, size_t *count)
 {
 	struct lid id;
 	struct lhead h;
@@ -715,6 +823,8 @@ rlog_fid_find(struct rlog *l, const struct fid *fid, unsigned states,
 		return -EINVAL;
 	if (seqp)
 		*seqp = 0;
+	if (count)
+		*count = 0;
 	rlog_lid_make(&id, LT_FID, fid);
 	pthread_mutex_lock(&l->lock);
 	rlog_lazy_flush_locked(l);
@@ -731,16 +841,52 @@ rlog_fid_find(struct rlog *l, const struct fid *fid, unsigned states,
 			break;
 		}
 		rc = rlog_lnode_get(l, &id, seq, &n);
+		if (rc == 0 && kind >= 0 &&
+		    (n.kind != (uint8_t)kind || !(n.aux & ROLE_OBJ)))
+			continue;
+		if (rc == 0 && (states & RLOG_NOT_DIRECT) && l->ndirect) {
+			size_t i = direct_at(l, seq);
+
+			if (i < l->ndirect && l->direct[i] == seq)
+				continue;
+		}
 		if (rc == 0)
 			rc = rlog_rec_state(l, seq, &st);
 		if (rc == 0 && (states & RLOG_MASK(st))) {
+			if (count) {
+				++*count;
+				continue;
+			}
 			if (seqp)
 				*seqp = seq;
 			break;
 		}
 	}
 	pthread_mutex_unlock(&l->lock);
+	if (count && rc == -ENOENT)
+		rc = 0;
 	return rc;
+}
+
+int
+rlog_fid_count(struct rlog *l, const struct fid *fid, unsigned states,
+	       int kind, uint64_t below, size_t *n)
+{
+	return fid_find(l, fid, states, kind < 0 ? -1 : kind, below, NULL, n);
+}
+
+int
+rlog_fid_find(struct rlog *l, const struct fid *fid, unsigned states,
+	      uint64_t below, uint64_t *seqp)
+{
+	return fid_find(l, fid, states, -1, below, seqp, NULL);
+}
+
+int
+rlog_fid_find_kind(struct rlog *l, const struct fid *fid, unsigned states,
+		   enum proto_op_kind kind, uint64_t below, uint64_t *seqp)
+{
+	return fid_find(l, fid, states, (int)kind, below, seqp, NULL);
 }
 
 int
@@ -847,6 +993,8 @@ rlog_set_state(struct rlog *l, uint64_t seq, enum rlog_state state)
 		rc = txn_commit(l);
 	else
 		txn_cancel(l);
+	if (!rc && state == RLOG_PENDING)
+		direct_del(l, seq);
 out:
 	pthread_mutex_unlock(&l->lock);
 	return rc;
@@ -931,6 +1079,9 @@ remove_locked(struct rlog *l, const uint64_t *seqs, size_t n, bool conflict)
 		rc = txn_commit(l);
 	else
 		txn_cancel(l);
+	if (!rc)
+		for (i = 0; i < n; i++)
+			direct_del(l, seqs[i]);
 	return rc ? rc : removed;
 }
 
@@ -1018,6 +1169,8 @@ rlog_conflict_add(struct rlog *l, uint64_t seq, const struct rlog_conflict *c)
 		rc = txn_commit(l);
 	else
 		txn_cancel(l);
+	if (!rc)
+		direct_del(l, seq);
 out:
 	pthread_mutex_unlock(&l->lock);
 	return rc;

@@ -244,6 +244,8 @@ int rlog_first(struct rlog *l, struct rlog_rec *rec);
 
 /* States as a mask for rlog_next(). */
 #define RLOG_MASK(state) (1u << (state))
+/* In rlog_fid_find()'s @states: skip the records rlog_is_direct() names. */
+#define RLOG_NOT_DIRECT (1u << 16)
 #define RLOG_MASK_ALL                                                          \
 	(RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT) |                  \
 	 RLOG_MASK(RLOG_CONFLICT))
@@ -265,6 +267,26 @@ int rlog_next(struct rlog *l, uint64_t after, unsigned states,
  */
 int rlog_fid_find(struct rlog *l, const struct fid *fid, unsigned states,
 		  uint64_t below, uint64_t *seqp);
+/* Was record @seq appended with RLOG_A_INFLIGHT through this handle
+ * and is it still INFLIGHT (not removed, not set PENDING or CONFLICT)?
+ * Such a record is its appender's: a connected op in flight, a late
+ * create held back (cairnd's op log); a replay leaves it alone. Not
+ * kept on disk: after a restart no record is direct. Any thread. */
+bool rlog_is_direct(struct rlog *l, uint64_t seq);
+/* The appender gave record @seq up (no answer, disconnected): it stays
+ * INFLIGHT, for a replay to resend. */
+void rlog_undirect(struct rlog *l, uint64_t seq);
+/* How many records rlog_is_direct() names now. */
+size_t rlog_ndirect(struct rlog *l);
+/* How many records name @fid with a state in @states below @below (*@n;
+ * what fs sync PATH waits for); @kind >= 0: only records of that kind
+ * with @fid as their object. @return 0 or -errno. */
+int rlog_fid_count(struct rlog *l, const struct fid *fid, unsigned states,
+		   int kind, uint64_t below, size_t *n);
+/* As rlog_fid_find(), counting only @kind records with @fid as their
+ * object (writeback: is a later STORE of the file still to be sent?). */
+int rlog_fid_find_kind(struct rlog *l, const struct fid *fid, unsigned states,
+		       enum proto_op_kind kind, uint64_t below, uint64_t *seqp);
 
 /* Record @seq into *@rec (release it). -ENOENT if there is none. */
 int rlog_get(struct rlog *l, uint64_t seq, struct rlog_rec *rec);

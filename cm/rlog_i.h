@@ -115,6 +115,11 @@ struct rlog {
 	 * first nlazy_tx of them ride in the open transaction */
 	uint64_t *lazy;
 	size_t nlazy, caplazy, nlazy_tx;
+	/* Records this handle appended with RLOG_A_INFLIGHT and that are
+	 * still INFLIGHT (rlog_is_direct()): sorted seqs, under lock; not
+	 * on disk (a restart owns none). */
+	uint64_t *direct;
+	size_t ndirect, direct_cap;
 };
 
 /* Commit the RLOG_A_LAZY removals waiting (rlog.c); lock held. */

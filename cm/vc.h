@@ -64,6 +64,9 @@ struct vc_dir {
 	uint32_t *byname;
 	char *names;
 	int64_t stored_ms; /* when it was last written to the tdb (edits) */
+	struct vc_dir *base; /* vc.c: owner of ents, byname and names when
+				they are shared (an edit that changed only
+				the DV); NULL = this snapshot owns them */
 };
 
 /*

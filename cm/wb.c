@@ -1240,19 +1240,42 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 		if (ws && ws->replaying && ws->replay_to == op->base_dv)
 			src = ws->replay_from;
 		/* A replayed store (writeback, or writes during a
-		 * reintegration): the file changed again after this store
-		 * was logged (a later record names it, or it is dirty). Its chunks stay as they are,
-		 * DIRTY at the old DV, for the later store to send; the
-		 * write state keeps the local size. The DV map of replay.c
-		 * gives the later record this reply's DV as its base. */
-		if (ws && ws->replaying && ws->base_dv == src &&
-		    (ws->dirty || (wb->d.rlog &&
-				   rlog_fid_find(wb->d.rlog, &op->fid,
-						 RLOG_MASK(RLOG_PENDING) |
-							 RLOG_MASK(
-								 RLOG_INFLIGHT),
-						 UINT64_MAX, NULL) == 0)))
+		 * reintegration) and a later STORE record of the file is
+		 * still to be sent: its chunks stay as they are, DIRTY at
+		 * the old DV, for that store to send; the write state keeps
+		 * the local size. The DV map of replay.c gives the later
+		 * record this reply's DV as its base. Only a STORE carries
+		 * the file forward: a later rename or setattr does not, and
+		 * the map does not outlive a restart or a reintegration. */
+		if (ws && ws->replaying && ws->base_dv == src && wb->d.rlog &&
+		    rlog_fid_find_kind(wb->d.rlog, &op->fid,
+				       RLOG_MASK(RLOG_PENDING) |
+					       RLOG_MASK(RLOG_INFLIGHT),
+				       PROTO_OP_STORE, UINT64_MAX,
+				       NULL) == 0)
 			later = true;
+		else if (ws && ws->replaying && ws->base_dv == src &&
+			 ws->dirty) {
+			/* Written again since the store was logged, no
+			 * store of that logged yet: the write state and
+			 * every chunk (DIRTY ones staying DIRTY: they may
+			 * hold bytes the server lacks) move to the new DV,
+			 * which the next store is based on. */
+			uint64_t old_srv = ws->srv_size;
+
+			ws->replaying = false;
+			ws->created = false;
+			ws->logged = false;
+			ws->base_dv = a->dv;
+			ws->srv_size = a->size;
+			if (ws->zero_from >= old_srv || ws->zero_from > a->size)
+				ws->zero_from = a->size;
+			cs_retag_file(wb->d.cs, op->fid.vol, op->fid.oid, src,
+				      a->dv);
+			if (ws->saved)
+				wb_save_locked(wb, ws);
+			later = true;
+		}
 		pthread_mutex_unlock(&wb->lock);
 		if (later)
 			return;

@@ -851,6 +851,20 @@ store_from_log(struct wb *wb, uint64_t seq, const struct proto_op *op,
 		cm_chunk_key(&k, &op->fid, op->chunks[i]);
 		st->dirty[i] = cs_lookup(wb->d.cs, &k, &info) == 0 &&
 			       info.dv == src_dv && (info.flags & CS_F_DIRTY);
+		/* A chunk it names goes empty (zeros) unless DIRTY at the
+		 * base it was logged with: right for a range a truncate
+		 * zeroed, wrong if the bytes sit at another DV. Said, so a
+		 * "right size, wrong bytes" can be traced. */
+		if (!st->dirty[i] && cs_lookup(wb->d.cs, &k, &info) == 0 &&
+		    (info.flags & CS_F_DIRTY))
+			log_warn(LOG_WB,
+				 "store record %llu: chunk %llu is dirty at "
+				 "DV %llu, not at its base %llu: sent as "
+				 "zeros",
+				 (unsigned long long)seq,
+				 (unsigned long long)op->chunks[i],
+				 (unsigned long long)info.dv,
+				 (unsigned long long)src_dv);
 	}
 	if (replay) {
 		pthread_mutex_lock(&wb->lock);

@@ -22,6 +22,7 @@
 
 #include "base/crc32c.h"
 #include "common/proto.h"
+#include "common/proto_dirdec.h"
 #include "common/util.h"
 
 /* --- names, types, errors --- */
@@ -1345,11 +1346,12 @@ dir_names_unique(const struct proto_dir *d)
 	return i < d->n ? -EINVAL : 0;
 }
 
-/* The one decoder of listings: at most @max entries; @next NULL means a
- * "next" member is ignored (version 1 decoding). */
-static int
-dir_decode(const char *buf, size_t len, size_t max, struct proto_dir *d,
-	   char *next)
+/* The jansson decoder of listings, kept as the reference of
+ * proto_dir_scan() (proto_dirdec.h): at most @max entries; @next NULL
+ * means a "next" member is ignored (version 1 decoding). */
+int
+proto_dir_decode_jansson(const char *buf, size_t len, size_t max,
+			 struct proto_dir *d, char *next)
 {
 	json_t *o = load(buf, len), *arr, *x, *nx;
 	int rc = -EINVAL;
@@ -1413,16 +1415,16 @@ out:
 int
 proto_dir_decode(const char *buf, size_t len, struct proto_dir *d)
 {
-	return dir_decode(buf, len, PROTO_DIR_MAX, d, NULL);
+	return proto_dir_scan(buf, len, PROTO_DIR_MAX, d, NULL);
 }
 
 int
 proto_dir_page_decode(const char *buf, size_t len, bool allow_whole,
 		      struct proto_dir *d, char *next)
 {
-	int rc = dir_decode(buf, len,
-			    allow_whole ? PROTO_DIR_MAX : PROTO_DIR_PAGE_MAX, d,
-			    next);
+	int rc = proto_dir_scan(buf, len,
+				allow_whole ? PROTO_DIR_MAX : PROTO_DIR_PAGE_MAX,
+				d, next);
 
 	/* Only a last page (no "next") may be a whole version 1 listing. */
 	if (!rc && next[0] && d->n > PROTO_DIR_PAGE_MAX) {

@@ -13,8 +13,11 @@
 #     conservative; the machine is shared)
 #   create + unlink through the mount in the BIG directory vs an empty
 #     one (ms an op, ratio)
-#   VmHWM / VmRSS of cairnd before, right after the listings and after a
-#     few seconds idle; VmHWM of cairn-vold
+#   VmHWM / VmRSS of cairnd before, during (sampled) and right after the
+#     cold listing, after ls -l and after a few seconds idle, with the
+#     anonymous and file-backed (the mapped cache tdb) parts; VmHWM of
+#     cairn-vold; the CPU of both for the cold listing and the FUSE
+#     requests of the listings (cairn.stats)
 # Sizes: BENCH_SCALE_SMALL (10000), BENCH_SCALE_BIG (100000),
 # BENCH_SCALE_OPS (200 creates and unlinks). BENCH_SCALE_BASE=DIR runs
 # every row also with the vos, cairn-vold and cairnd found in DIR (say, a
@@ -62,6 +65,9 @@ row() { # LABEL N "wall user sys"
 		"$(echo "($4 + $5) * 1000000 / $2" | bc -l)"
 }
 cpu_us() { set -- "$1" $2; echo "($3 + $4) * 1000000 / $1" | bc -l; }
+cpu_ms() { awk '{print ($14 + $15) * 10}' /proc/"$1"/stat; }
+# sdelta KEY BEFORE AFTER: a counter of cairn.stats between two readings.
+sdelta() { echo $(( $(echo "$3" | awk -v k="$1" '$1 == k {print $2}') - $(echo "$2" | awk -v k="$1" '$1 == k {print $2}') )); }
 
 # Time of CMD in seconds.
 timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); secs "$t0" "$t1"; }
@@ -115,17 +121,35 @@ run_set() { # LABEL BINDIR
 	cm=$(cairnd_pid "$m")
 	stat "$m/dir" >/dev/null
 	hwm0=$(status "$cm" VmHWM); rss0=$(status "$cm" VmRSS)
+	anon0=$(status "$cm" RssAnon)
 	b=$(status "$VOLD_PID" VmHWM)
+	gs0=$(getfattr -n cairn.stats --only-values "$m" 2>/dev/null)
+	c0=$(cpu_ms "$cm"); v0=$(cpu_ms "$VOLD_PID")
+	# VmRSS sampled while the cold listing runs ("during").
+	rm -f "$T_DIR/lsdone"
+	( peak=0; while [ ! -e "$T_DIR/lsdone" ]; do
+		r=$(status "$cm" VmRSS); [ "${r:-0}" -gt "$peak" ] && peak=$r
+		sleep 0.05; done; echo "$peak" >"$T_DIR/during" ) &
+	sampler=$!
 	cold=$(timed lsf "$m/dir")
+	touch "$T_DIR/lsdone"; wait "$sampler"
+	c1=$(cpu_ms "$cm"); v1=$(cpu_ms "$VOLD_PID")
+	hwmc=$(status "$cm" VmHWM); anonc=$(status "$cm" RssAnon)
+	filec=$(status "$cm" RssFile)
 	warm=$(timed lsf "$m/dir")
+	gs1=$(getfattr -n cairn.stats --only-values "$m" 2>/dev/null)
 	warml=$(timed lsl "$m/dir")
+	gs2=$(getfattr -n cairn.stats --only-values "$m" 2>/dev/null)
 	hwm1=$(status "$cm" VmHWM); rss1=$(status "$cm" VmRSS)
+	anon1=$(status "$cm" RssAnon)
 	local_f=$(timed lsf "$T_DIR/src-big/dir")
 	local_l=$(timed lsl "$T_DIR/src-big/dir")
 	printf '%-30s %8s %8s %8s\n' "$BIG entries" cairnd local ratio
 	printf '%-30s %8.3f %8.3f %8s\n' "cold ls -f" "$cold" "$local_f" "$(ratio "$cold" "$local_f")"
 	printf '%-30s %8.3f %8.3f %8s\n' "warm ls -f" "$warm" "$local_f" "$(ratio "$warm" "$local_f")"
 	printf '%-30s %8.3f %8.3f %8s\n' "warm ls -l" "$warml" "$local_l" "$(ratio "$warml" "$local_l")"
+	echo "cold ls -f CPU: cairnd $((c1 - c0)) ms, cairn-vold $((v1 - v0)) ms ($(echo "($c1 - $c0 + $v1 - $v0) * 1000 / $BIG" | bc) us an entry); FUSE requests: readdir $(sdelta req_readdir "$gs0" "$gs1"), listing fetches $(sdelta dir_fetches "$gs0" "$gs1")"
+	echo "warm ls -l FUSE requests: lookup $(sdelta req_lookup "$gs1" "$gs2"), getxattr $(sdelta req_xattr "$gs1" "$gs2"), getattr $(sdelta req_getattr "$gs1" "$gs2")"
 	mkdir "$m/empty"
 	ts=$(timed mkrm "$m/empty" "$OPS")
 	tb=$(timed mkrm "$m/dir" "$OPS")
@@ -134,7 +158,7 @@ run_set() { # LABEL BINDIR
 		"$(echo "$ts * 500 / $OPS" | bc -l)" "$(ratio "$tb" "$ts")"
 	sleep 5
 	rss2=$(status "$cm" VmRSS)
-	echo "cairnd kB: before VmHWM $hwm0 VmRSS $rss0; after the listings VmHWM $hwm1 VmRSS $rss1; 5 s later VmRSS $rss2"
+	echo "cairnd kB: before VmHWM $hwm0 VmRSS $rss0 (anon $anon0); during the cold ls -f VmRSS max $(cat "$T_DIR/during"), after it VmHWM $hwmc (anon $anonc, file $filec); after ls -l VmHWM $hwm1 VmRSS $rss1 (anon $anon1); 5 s later VmRSS $rss2 (anon $(status "$cm" RssAnon))"
 	echo "cairn-vold kB: VmHWM before the listings $b, after $(status "$VOLD_PID" VmHWM)"
 	cairnd_umount "$m"
 	vold_stop

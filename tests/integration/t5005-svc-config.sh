@@ -38,6 +38,11 @@ t_is "$(line cache-size)" "cache-size = 4294967296  ; $c.d/20-host.conf:2" \
 t_is "$(line readahead)" "readahead = 8  ; $c.d/10-site.conf:2" "a key only in a drop-in"
 t_is "$(line threads)" "threads = 4  ; $c:9" "a key the drop-ins leave alone"
 t_is "$(line fetch-timeout)" "fetch-timeout = 5000ms  ; default" "a default says so"
+t_is "$(line write-mode)" "write-mode = sync  ; default" "the write mode is shown (default sync)"
+out2=$(show --write-mode writeback --writeback-delay 250ms)
+t_is "$(echo "$out2" | grep -E '^write(-mode|back-delay) = ' | tr '\n' '|')" \
+	"write-mode = writeback  ; command line|writeback-delay = 250ms  ; command line|" \
+	"write-mode and writeback-delay from the command line"
 t_check "an unset key says so" sh -c "echo '$out' | grep -qx '# ca-file is not set  (default)'"
 t_check "the token file is named, never read" sh -c "echo '$out' | grep -qx 'token = /etc/cairn/home.token  ; $c:5'"
 out=$(show --threads 12 --cache-size 1G)

@@ -258,6 +258,82 @@ test_dir_edits(void)
 	vc_close(vc);
 }
 
+/* Renames (del and add of two names), a name given another FID, and an
+ * edit that changes only the DV (it shares the old snapshot's arrays,
+ * which must outlive the old snapshot's own reference). */
+static void
+test_dir_edit_kinds(void)
+{
+	struct vc *vc = vc_open(path, 7, 262144);
+	struct fid d = mkfid(7, 12);
+	struct proto_dir pd;
+	struct proto_attr da = mkattr(d, PROTO_T_DIR, 1), ea;
+	struct vc_dir *cur, *nw = NULL, *sh = NULL;
+	char nm[4][4] = {"b", "d", "a", "c"};
+	long x;
+
+	memset(&pd, 0, sizeof(pd));
+	pd.dir = da;
+	vc_put_dir(vc, &pd);
+	vc_get_dir(vc, &d, &cur);
+	for (int i = 0; i < 4; i++) {
+		ea = mkattr(mkfid(7, (uint8_t)(40 + i)), PROTO_T_FILE, 1);
+		da.dv++;
+		vc_dir_edit_flags(vc, cur, &da, NULL, nm[i], &ea, &nw,
+				  VC_E_NOSTORE);
+		vc_dir_put(cur);
+		cur = nw;
+	}
+	/* rename "d" -> "bb": between "b" and "c" */
+	ea = mkattr(mkfid(7, 41), PROTO_T_FILE, 1);
+	da.dv++;
+	is_int(vc_dir_edit_flags(vc, cur, &da, "d", "bb", &ea, &nw,
+				 VC_E_NOSTORE),
+	       0, "edit kinds: a rename");
+	vc_dir_put(cur);
+	cur = nw;
+	ok(cur->n == 4 && sorted_ok(cur) && vc_dir_find(cur, "d", 1) < 0 &&
+		   (x = vc_dir_find(cur, "bb", 2)) >= 0 &&
+		   cur->ents[x].fid.oid[0] == 41,
+	   "edit kinds: renamed, name index in order");
+	/* "a" now names another object of another type */
+	ea = mkattr(mkfid(7, 50), PROTO_T_SYMLINK, 1);
+	da.dv++;
+	vc_dir_edit_flags(vc, cur, &da, NULL, "a", &ea, &nw, VC_E_NOSTORE);
+	vc_dir_put(cur);
+	cur = nw;
+	x = vc_dir_find(cur, "a", 1);
+	ok(cur->n == 4 && sorted_ok(cur) && x >= 0 &&
+		   cur->ents[x].fid.oid[0] == 50 &&
+		   cur->ents[x].type == PROTO_T_SYMLINK,
+	   "edit kinds: a name replaced with another FID and type");
+	/* the same entry again: a new DV over the same arrays */
+	da.dv++;
+	is_int(vc_dir_edit_flags(vc, cur, &da, NULL, "a", &ea, &sh,
+				 VC_E_NOSTORE),
+	       0, "edit kinds: an edit that changes only the DV");
+	ok(sh && sh->base && sh->ents == cur->ents && sh->dv == da.dv &&
+		   sh->n == 4,
+	   "edit kinds: ... shares the old snapshot's arrays");
+	vc_dir_put(cur);
+	/* and again over the shared one, then an edit that copies */
+	da.dv++;
+	vc_dir_edit_flags(vc, sh, &da, "zz", NULL, NULL, &nw, VC_E_NOSTORE);
+	ok(nw && nw->base == sh->base && nw->dv == da.dv,
+	   "edit kinds: removing a missing name shares too, with the owner");
+	vc_dir_put(sh);
+	da.dv++;
+	vc_dir_edit_flags(vc, nw, &da, "b", NULL, NULL, &cur, VC_E_NOSTORE);
+	vc_dir_put(nw);
+	ok(cur && !cur->base && cur->n == 3 && sorted_ok(cur) &&
+		   vc_dir_find(cur, "b", 1) < 0 &&
+		   vc_dir_find(cur, "bb", 2) >= 0 &&
+		   vc_dir_find(cur, "c", 1) >= 0,
+	   "edit kinds: a copy after shared snapshots were put");
+	vc_dir_put(cur);
+	vc_close(vc);
+}
+
 static void
 test_link_xattr_seq(void)
 {
@@ -649,6 +725,7 @@ main(void)
 	test_attrs();
 	test_dirs();
 	test_dir_edits();
+	test_dir_edit_kinds();
 	test_dirb();
 	test_link_xattr_seq();
 	test_pins();

@@ -547,6 +547,90 @@ test_fid_find(void)
 	rlog_close(l);
 }
 
+/* rlog_fid_find_kind, rlog_fid_count; the direct set (records born
+ * INFLIGHT through this handle: their appender sends them). */
+static void
+test_fid_kinds_direct(void)
+{
+	struct rlog *l = fresh();
+	const unsigned live = RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT);
+	uint64_t ch0[1] = {0}, s1, s2, s3, seq = 99;
+	struct proto_op op;
+	struct rlog_effect eff;
+	struct fid f30 = F(30), f31 = F(31), root_fid = ROOT;
+	char path[512];
+	size_t n = 99;
+	int err = 0;
+
+	snprintf(path, sizeof(path), "%s/log%d.tdb", dir, npath);
+	s1 = (uint64_t)app(l, op_store(F(30), 4, 10, ch0, 1));
+	s2 = (uint64_t)app(l, op_setattr(F(30), 4, PROTO_SA_MODE, 0600, 0, 0));
+	is_int(rlog_fid_find_kind(l, &f30, live, PROTO_OP_STORE, UINT64_MAX,
+				  &seq),
+	       0, "a store of the file");
+	is_int(seq, s1, "the store");
+	is_int(rlog_fid_find_kind(l, &f30, live, PROTO_OP_SETATTR, s2, &seq),
+	       -ENOENT, "no setattr below the setattr");
+	is_int(rlog_fid_find_kind(l, &root_fid, live, PROTO_OP_STORE,
+				  UINT64_MAX, NULL),
+	       -ENOENT, "no store of the root");
+	is_int(rlog_fid_count(l, &f30, live, -1, UINT64_MAX, &n), 0, "count");
+	is_int((long long)n, 2, "two records name the file");
+	is_int(rlog_fid_count(l, &f30, live, -1, s2, &n), 0, "count below");
+	is_int((long long)n, 1, "one below the setattr");
+	is_int(rlog_fid_count(l, &f30, live, PROTO_OP_STORE, UINT64_MAX, &n),
+	       0, "count stores");
+	is_int((long long)n, 1, "one store");
+	is_int(rlog_fid_count(l, &f31, live, -1, UINT64_MAX, &n), 0,
+	       "count of an unknown FID");
+	is_int((long long)n, 0, "none");
+	ok(!rlog_is_direct(l, s1), "a PENDING record is not direct");
+	op = op_setattr(F(31), 4, PROTO_SA_MODE, 0600, 0, 0);
+	is_int(rlog_append_ex(l, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff), 0,
+	       "append born in flight");
+	s3 = eff.seq;
+	rlog_effect_release(&eff);
+	ok(rlog_is_direct(l, s3), "it is direct");
+	is_int(rlog_fid_find(l, &f31, live | RLOG_NOT_DIRECT, UINT64_MAX,
+			     NULL),
+	       -ENOENT, "RLOG_NOT_DIRECT skips it");
+	is_int(rlog_fid_find(l, &f31, live, UINT64_MAX, &seq), 0,
+	       "without, found");
+	is_int(rlog_set_inflight_run(l, s1, 2, NULL), 0, "a replay's window");
+	ok(!rlog_is_direct(l, s1) && !rlog_is_direct(l, s2),
+	   "records a replay set INFLIGHT are not direct");
+	rlog_undirect(l, s3);
+	ok(!rlog_is_direct(l, s3), "given up: not direct");
+	op = op_setattr(F(31), 4, PROTO_SA_MODE, 0644, 0, 0);
+	is_int(rlog_append_ex(l, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff), 0,
+	       "another");
+	seq = eff.seq;
+	rlog_effect_release(&eff);
+	ok(rlog_is_direct(l, seq), "direct");
+	is_int(rlog_remove(l, seq), 0, "acknowledged");
+	ok(!rlog_is_direct(l, seq), "removed: not direct");
+	op = op_setattr(F(31), 4, PROTO_SA_MODE, 0640, 0, 0);
+	is_int(rlog_append_ex(l, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff), 0,
+	       "and another");
+	seq = eff.seq;
+	rlog_effect_release(&eff);
+	is_int(rlog_remove_flags(l, seq, RLOG_A_NOSYNC | RLOG_A_LAZY), 0,
+	       "acknowledged, removed lazily");
+	ok(!rlog_is_direct(l, seq) && rlog_ndirect(l) == 0,
+	   "a lazy removal: not direct either; none left");
+	op = op_setattr(F(31), 4, PROTO_SA_MODE, 0600, 0, 0);
+	is_int(rlog_append_ex(l, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eff), 0,
+	       "one more, left in flight");
+	seq = eff.seq;
+	rlog_effect_release(&eff);
+	rlog_close(l);
+	l = rlog_open(path, &err);
+	ok(l && !rlog_is_direct(l, seq),
+	   "a reopened log has no direct record");
+	ok(consistent(l), "consistent");
+	rlog_close(l);
+}
+
 /* rlog_set_inflight_run: a window of PENDING records in one commit; the
  * order of the log and the other states are untouched. */
 static void
@@ -1654,6 +1738,7 @@ static const struct {
 	{"threads", test_threads},
 	{"inflight_run", test_inflight_run},
 	{"fid_find", test_fid_find},
+	{"fid_kinds_direct", test_fid_kinds_direct},
 	{"reopen", test_reopen},
 	{"lazy", test_lazy},
 	{"special", test_special},

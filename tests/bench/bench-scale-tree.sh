@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# bench-scale-tree.sh - issue #17's whole-volume rows, at each size of
+# BENCH_TREE_SIZES (default "10000 100000"; add 1000000 for the full row,
+# which needs ~10 GB of disk and most of an hour): a tree of N files in
+# directories of 1,000, sizes 0-64 KiB (most small: 64 KiB * r^8, mean
+# ~7 KiB), the first tenth under p0/, the rest under p1/. Per size:
+#   vos import: files/s, CPU us a file; cp -a of the same tree
+#   cold find with stat (fresh cache) and warm find with stat, through
+#     cairnd, against the same find on the local tree (its page cache
+#     warm: the ratios are conservative)
+#   fs pin -r of p0 (a tenth of the files, every chunk fetched)
+#   an offline replay: fs disconnect, N/10 creates, fs reconnect, time
+#     until the replay log is empty
+#   cairn-fsck --check of the resulting cache
+# Each row also as a cost a file, so the sizes can be compared ("linear":
+# the same cost a file at every size). make bench-scale-tree.
+set -u
+. "$top_srcdir/tests/integration/lib.sh"
+t_need_fuse
+t_timeout 14400
+SIZES=${BENCH_TREE_SIZES:-10000 100000}
+
+now() { date +%s.%N; }
+secs() { echo "$2 - $1" | bc -l; }
+command -v bc >/dev/null || apt-get install -y -qq bc >/dev/null 2>&1
+timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); secs "$t0" "$t1"; }
+us() { echo "$1 * 1000000 / $2" | bc; } # seconds, files -> us a file
+row() { # LABEL N SECONDS [LOCAL SECONDS]
+	if [ $# -ge 4 ]; then
+		printf '%-34s %9d %9.2f %9.1f %9.2f %7s\n' "$1" "$2" "$3" \
+			"$(us "$3" "$2")" "$4" "$(echo "scale=2; $3 / $4" | bc)"
+	else
+		printf '%-34s %9d %9.2f %9.1f\n' "$1" "$2" "$3" "$(us "$3" "$2")"
+	fi
+}
+
+mktree() { # DIR N
+	python3 - "$@" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(17)
+tenth = max(1, n // 10)
+buf = bytes(range(256)) * 256
+for i in range(n):
+    part = "p0" if i < tenth else "p1"
+    d = os.path.join(root, part, "d%04d" % (i // 1000))
+    if i % 1000 == 0 or i == tenth:
+        os.makedirs(d, exist_ok=True)
+    size = int(65536 * rnd.random() ** 8)
+    with open(os.path.join(d, "f%07d" % i), "wb") as f:
+        f.write(buf[:size])
+PY
+}
+jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get(sys.argv[1], ""))' "$1"; }
+
+mkdir -p "$SRV_ROOT"
+vos init >/dev/null 2>&1
+vold_start || exit 1
+echo "# load: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-34s %9s %9s %9s %9s %7s\n' row files s us/file local ratio
+for n in $SIZES; do
+	src=$T_DIR/src-$n
+	rm -rf "$src"
+	mktree "$src" "$n"
+	vol=t$n
+	/usr/bin/time -f "%e %U %S" -o "$T_DIR/time" "$VOS_BIN" --root "$SRV_ROOT" \
+		import "$vol" "$src" >/dev/null 2>"$T_DIR/imp.err" || { cat "$T_DIR/imp.err"; exit 1; }
+	read -r w u s <"$T_DIR/time"
+	nobj=$((n + n / 1000 + 4))
+	printf '%-34s %9d %9.2f %9.1f   (%.1f us CPU a file, %d files/s)\n' "vos import" "$n" "$w" \
+		"$(us "$w" "$n")" "$(echo "($u + $s) * 1000000 / $nobj" | bc -l)" \
+		"$(echo "$nobj / $w" | bc)"
+	t=$(timed cp -a "$src" "$T_DIR/cp")
+	rm -rf "$T_DIR/cp"
+	row "cp -a (local)" "$n" "$t"
+
+	make_token "$vol" rw "$T_DIR/tok-$n"
+	# cairn-vold opens a volume at its first request, and its cleanup
+	# at open looks at every chunk object (vol-format.md, NEEDSWORK):
+	# ~9 s for 1,000,000 files, longer than cairnd's connect timeout.
+	t=$(timed vold_curl --max-time 600 -H "Authorization: Bearer $(cat "$T_DIR/tok-$n")" \
+		"$VOLD_URL/v1/vol/$vol")
+	row "cairn-vold's first open of it" "$n" "$t"
+	m=$T_DIR/m$n.mnt
+	cache=$T_DIR/cache-$n
+	rm -rf "$cache"
+	cairnd_mount "$m" "$cache" "$vol" "$T_DIR/tok-$n" --cache-size 40G || exit 1
+	cm=$(cairnd_pid "$m")
+	lt=$(timed find "$src" -printf '%s\n')
+	t=$(timed find "$m" -printf '%s\n')
+	row "cold find + stat" "$n" "$t" "$lt"
+	lt=$(timed find "$src" -printf '%s\n')
+	t=$(timed find "$m" -printf '%s\n')
+	row "warm find + stat" "$n" "$t" "$lt"
+	lt=$(timed find "$src")
+	t=$(timed find "$m")
+	row "warm find" "$n" "$t" "$lt"
+	echo "# cairnd after the finds: VmHWM $(awk '$1 == "VmHWM:" {print $2}' /proc/"$cm"/status) kB, VmRSS $(awk '$1 == "VmRSS:" {print $2}' /proc/"$cm"/status) kB"
+	t=$(timed "$FS" pin -r "$m/p0")
+	row "fs pin -r (a tenth)" $((n / 10)) "$t"
+
+	# Offline: N/10 creates go to the replay log, then replay.
+	mkdir -p "$m/new"
+	# Its (empty) listing cached: offline, a create in a directory
+	# whose listing is not cached fails (EIO, offline-miss=error).
+	ls "$m/new" >/dev/null
+	"$FS" disconnect -m "$m" >/dev/null 2>&1
+	t=$(timed python3 - "$m/new" $((n / 10)) <<'PY'
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    sub = os.path.join(d, "d%04d" % (i // 1000))
+    if i % 1000 == 0:
+        os.mkdir(sub)
+    os.close(os.open(os.path.join(sub, "n%07d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
+PY
+)
+	row "offline creates (to the log)" $((n / 10)) "$t"
+	t0=$(now)
+	"$FS" reconnect -m "$m" >/dev/null 2>&1
+	while :; do
+		st=$("$FS" status --json -m "$m" 2>/dev/null)
+		[ "$(echo "$st" | jget mode)" = connected ] &&
+			[ "$(echo "$st" | jget replay_pending)" = 0 ] && break
+		sleep 0.2
+	done
+	row "replay of them after reconnect" $((n / 10)) "$(secs "$t0" "$(now)")"
+	cairnd_umount "$m"
+	t=$(timed "$FSCK" --check --quiet "$cache")
+	"$FSCK" --check --quiet "$cache" >/dev/null 2>&1
+	echo "# cairn-fsck --check: exit $?"
+	row "cairn-fsck --check of the cache" "$n" "$t"
+	rm -rf "$cache" "$src"
+	vos remove "$vol" >/dev/null 2>&1
+done
+vold_stop
