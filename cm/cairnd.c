@@ -351,24 +351,22 @@ show_config(const struct cli *cl, struct cm_config *cfg)
 	return EX_OK;
 }
 
+/* The mount options, fsname cairn:@fsname (a volume's name, or
+ * "namespace"), then the config's fuse-options. NULL: out of memory. */
 static char *
-make_fuse_opts(struct cm *cm)
+make_fuse_opts(const char *fsname, const char *extra)
 {
-	size_t n = strlen(cm->cfg.volume) + 128 +
-		   (cm->cfg.fuse_opts ? strlen(cm->cfg.fuse_opts) : 0);
-	char *s = malloc(n);
+	char *s;
 
-	if (!s)
-		return NULL;
 	/* nosuid,nodev first, whatever libfuse's defaults are: a volume's
 	 * set-id bits and device numbers come from whoever wrote them, and
 	 * with allow_other any local user reaches them. "-o suid" or "-o dev"
 	 * come later in the list and win (cairnd(8)). */
-	snprintf(s, n,
-		 "nosuid,nodev,allow_other,default_permissions,fsname=cairn:%s,"
-		 "subtype=cairn%s%s",
-		 cm->cfg.volume, cm->cfg.fuse_opts ? "," : "",
-		 cm->cfg.fuse_opts ? cm->cfg.fuse_opts : "");
+	if (asprintf(&s,
+		     "nosuid,nodev,allow_other,default_permissions,"
+		     "fsname=cairn:%s,subtype=cairn%s%s",
+		     fsname, extra ? "," : "", extra ? extra : "") < 0)
+		return NULL;
 	return s;
 }
 
@@ -972,6 +970,130 @@ struct ns_front {
 	struct fops_notifier **nts; /* [ns->n] */
 };
 
+/* Logging as @cfg says. Started in the background with syslog
+ * (mount.cairn): errors before the fork go to the terminal as well. */
+static void
+start_log(const struct cm_config *cfg)
+{
+	log_init("cairnd",
+		 cfg->use_syslog ? (cfg->foreground ? LOG_TO_SYSLOG
+						    : LOG_TO_SYSLOG_AND_STDERR)
+				 : LOG_TO_STDERR,
+		 cfg->log_level);
+}
+
+/* The cache directory made and the mount point cleared of a dead mount
+ * of ours (clear_dead_mount), both made absolute in @cfg. @return 0, or
+ * -1 with the reason logged. */
+static int
+prepare_paths(struct cm_config *cfg)
+{
+	int rc;
+
+	rc = util_mkdir_p(cfg->cache_dir, 0700);
+	if (rc == 0)
+		rc = absolutize(&cfg->cache_dir);
+	if (rc < 0) {
+		log_err(LOG_MAIN, "cannot use cache directory '%s': %s",
+			cfg->cache_dir, strerror(-rc));
+		return -1;
+	}
+	rc = clear_dead_mount(cfg->mountpoint);
+	if (rc == 0)
+		rc = absolutize(&cfg->mountpoint);
+	if (rc < 0) {
+		log_err(LOG_MAIN, "cannot use mountpoint '%s': %s",
+			cfg->mountpoint, strerror(-rc));
+		return -1;
+	}
+	return 0;
+}
+
+/* The FUSE session of a cairnd, one volume's (fuse_ops.c) or a
+ * namespace's (fuse_ns.c), and what it was made from. */
+struct front_se {
+	struct fuse_args args;
+	struct fuse_session *se;
+	char *opts;
+	bool mounted;
+};
+
+/* Create the session with @ops and @data and mount it on
+ * @cfg->mountpoint, fsname cairn:@fsname. @return 0, or -1 logged (then
+ * front_se_close() frees what was made). */
+static int
+front_se_mount(struct front_se *f, const char *argv0, const char *fsname,
+	       const struct cm_config *cfg, const struct fuse_lowlevel_ops *ops,
+	       void *data)
+{
+	f->opts = make_fuse_opts(fsname, cfg->fuse_opts);
+	if (!f->opts || fuse_opt_add_arg(&f->args, argv0) ||
+	    fuse_opt_add_arg(&f->args, "-o") ||
+	    fuse_opt_add_arg(&f->args, f->opts)) {
+		log_err(LOG_MAIN, "out of memory");
+		return -1;
+	}
+	f->se = fuse_session_new(&f->args, ops, sizeof(*ops), data);
+	if (!f->se) {
+		log_err(LOG_MAIN, "cannot create the FUSE session (options "
+				  "'%s')",
+			f->opts);
+		return -1;
+	}
+	if (fuse_session_mount(f->se, cfg->mountpoint) != 0) {
+		log_err(LOG_MAIN, "cannot mount on '%s'", cfg->mountpoint);
+		return -1;
+	}
+	f->mounted = true;
+	return 0;
+}
+
+/* Tell systemd (and the parent, when in the background) that the mount
+ * is ready, with @status, and serve it with up to @threads idle workers
+ * until it is unmounted or a signal ends the session. @return the exit
+ * code. */
+static int
+front_se_run(struct front_se *f, unsigned threads, const char *status)
+{
+	struct fuse_loop_config lc = {0};
+	char msg[512 + 16];
+	int rc;
+
+	lc.clone_fd = 0;
+	lc.max_idle_threads = threads;
+	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%s", status);
+	notify_systemd(msg);
+	bg_ready();
+	rc = fuse_session_loop_mt(f->se, &lc);
+	log_info(LOG_MAIN, "stopping");
+	return rc < 0 ? EX_SOFTWARE : EX_OK;
+}
+
+static void
+front_se_close(struct front_se *f)
+{
+	if (f->mounted)
+		fuse_session_unmount(f->se);
+	if (f->se)
+		fuse_session_destroy(f->se);
+	fuse_opt_free_args(&f->args);
+	free(f->opts);
+}
+
+/* A namespace's volume @cm, at start or when the retrier attaches it:
+ * mount points in it cross through fuse_ns.c, and a served volume on
+ * plain http:// is warned about. */
+static void
+ns_vol_front(struct cm *cm)
+{
+	cm->cross = fns_cross;
+	cm->cross_arg = cm;
+	if (!cm->ns_failed && cm_config_cleartext(&cm->cfg))
+		log_warn(LOG_MAIN, "volume '%s': server '%s' is plain "
+				   "http://, allowed by allow-insecure-http",
+			 cm->ns_dir, cm->cfg.server);
+}
+
 /* ns->on_attach, on the loop thread: a volume left out at start is about
  * to be served (daemon_ns.c's retrier). */
 static int
@@ -980,12 +1102,7 @@ ns_attach(void *arg, struct cm *cm)
 	struct ns_front *fr = arg;
 	size_t i = cm->slot - 1;
 
-	cm->cross = fns_cross;
-	cm->cross_arg = cm;
-	if (cm_config_cleartext(&cm->cfg))
-		log_warn(LOG_MAIN, "volume '%s': server '%s' is plain "
-				   "http://, allowed by allow-insecure-http",
-			 cm->ns_dir, cm->cfg.server);
+	ns_vol_front(cm);
 	fr->nts[i] = fops_notifier_start(&cm->loop, fr->se);
 	return fr->nts[i] ? 0 : -errno;
 }
@@ -1001,80 +1118,33 @@ main_ns(const char *argv0, const struct cli *cl, struct cm_config *cfg,
 {
 	static struct cm_ns ns;
 	static struct ns_front front;
-	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct fuse_session *se = NULL;
+	struct front_se fe = {.args = FUSE_ARGS_INIT(0, NULL)};
 	struct fops_notifier **nts = NULL;
-	struct fuse_loop_config lc = {0};
-	char *opts = NULL;
-	bool mounted = false, built = false;
+	char st[512];
+	bool built = false;
 	int rc, ret = EX_UNAVAILABLE;
 
-	log_init("cairnd",
-		 cfg->use_syslog ? (cfg->foreground ? LOG_TO_SYSLOG
-						    : LOG_TO_SYSLOG_AND_STDERR)
-				 : LOG_TO_STDERR,
-		 cfg->log_level);
+	start_log(cfg);
 	if (evthread_use_pthreads() < 0) {
 		log_err(LOG_MAIN, "cannot set up libevent threads");
 		cm_config_release(cfg);
 		return ret;
 	}
-	rc = util_mkdir_p(cfg->cache_dir, 0700);
-	if (rc == 0)
-		rc = absolutize(&cfg->cache_dir);
-	if (rc < 0) {
-		log_err(LOG_MAIN, "cannot use cache directory '%s': %s",
-			cfg->cache_dir, strerror(-rc));
-		cm_config_release(cfg);
-		return ret;
-	}
-	rc = clear_dead_mount(cfg->mountpoint);
-	if (rc == 0)
-		rc = absolutize(&cfg->mountpoint);
-	if (rc < 0) {
-		log_err(LOG_MAIN, "cannot use mountpoint '%s': %s",
-			cfg->mountpoint, strerror(-rc));
+	if (prepare_paths(cfg) < 0) {
 		cm_config_release(cfg);
 		return ret;
 	}
 	if (cm_ns_open(&ns, cfg) < 0)
 		goto out;
-	for (size_t i = 0; i < ns.n; i++) {
-		ns.vols[i]->cross = fns_cross;
-		ns.vols[i]->cross_arg = ns.vols[i];
-		if (!ns.vols[i]->ns_failed && cm_config_cleartext(&ns.vols[i]->cfg))
-			log_warn(LOG_MAIN, "volume '%s': server '%s' is plain "
-					   "http://, allowed by "
-					   "allow-insecure-http",
-				 ns.vols[i]->ns_dir, ns.vols[i]->cfg.server);
-	}
+	for (size_t i = 0; i < ns.n; i++)
+		ns_vol_front(ns.vols[i]);
 	nts = calloc(ns.cap, sizeof(*nts)); /* reloads add volumes */
-	if (!nts || asprintf(&opts,
-			     "nosuid,nodev,allow_other,default_permissions,"
-			     "fsname=cairn:%s,subtype=cairn%s%s",
-			     "namespace", ns.cfg.fuse_opts ? "," : "",
-			     ns.cfg.fuse_opts ? ns.cfg.fuse_opts : "") < 0) {
-		opts = NULL;
+	if (!nts) {
 		log_err(LOG_MAIN, "out of memory");
 		goto out;
 	}
-	if (fuse_opt_add_arg(&args, argv0) || fuse_opt_add_arg(&args, "-o") ||
-	    fuse_opt_add_arg(&args, opts)) {
-		log_err(LOG_MAIN, "out of memory");
+	if (front_se_mount(&fe, argv0, "namespace", &ns.cfg, &fns_ops, &ns) < 0)
 		goto out;
-	}
-	se = fuse_session_new(&args, &fns_ops, sizeof(fns_ops), &ns);
-	if (!se) {
-		log_err(LOG_MAIN, "cannot create the FUSE session (options "
-				  "'%s')",
-			opts);
-		goto out;
-	}
-	if (fuse_session_mount(se, ns.cfg.mountpoint) != 0) {
-		log_err(LOG_MAIN, "cannot mount on '%s'", ns.cfg.mountpoint);
-		goto out;
-	}
-	mounted = true;
 	log_info(LOG_MAIN, "mounted %zu volumes on '%s'", ns.n,
 		 ns.cfg.mountpoint);
 	if (!ns.cfg.foreground) {
@@ -1095,35 +1165,24 @@ main_ns(const char *argv0, const struct cli *cl, struct cm_config *cfg,
 	for (size_t i = 0; rc == 0 && i < ns.n; i++) {
 		if (ns.vols[i]->ns_failed)
 			continue;
-		nts[i] = fops_notifier_start(&ns.vols[i]->loop, se);
+		nts[i] = fops_notifier_start(&ns.vols[i]->loop, fe.se);
 		rc = nts[i] ? 0 : -errno;
 	}
-	front.se = se;
+	front.se = fe.se;
 	front.nts = nts;
 	ns.on_attach = ns_attach;
 	ns.on_attach_arg = &front;
 	if (rc == 0)
 		rc = cm_ns_start(&ns);
 	sc->ns = &ns;
-	if (rc == 0 && signals_start(sc, se, NULL, cl) != 0)
+	if (rc == 0 && signals_start(sc, fe.se, NULL, cl) != 0)
 		rc = -EAGAIN;
 	if (rc < 0) {
 		log_err(LOG_MAIN, "cannot start threads: %s", strerror(-rc));
 		goto out;
 	}
-	lc.clone_fd = 0;
-	lc.max_idle_threads = ns.cfg.threads;
-	{
-		char st[512];
-
-		snprintf(st, sizeof(st), "READY=1\nSTATUS=%zu volumes on %s",
-			 ns.n, ns.cfg.mountpoint);
-		notify_systemd(st);
-	}
-	bg_ready();
-	rc = fuse_session_loop_mt(se, &lc);
-	ret = rc < 0 ? EX_SOFTWARE : EX_OK;
-	log_info(LOG_MAIN, "stopping");
+	snprintf(st, sizeof(st), "%zu volumes on %s", ns.n, ns.cfg.mountpoint);
+	ret = front_se_run(&fe, ns.cfg.threads, st);
 out:
 	signals_stop(sc);
 	cm_ns_stop(&ns);
@@ -1138,12 +1197,7 @@ out:
 					 ns.vols[i]->ns_dir);
 				report_left(ns.vols[i]);
 			}
-	if (mounted)
-		fuse_session_unmount(se);
-	if (se)
-		fuse_session_destroy(se);
-	fuse_opt_free_args(&args);
-	free(opts);
+	front_se_close(&fe);
 	cm_ns_close(&ns);
 	return ret;
 }
@@ -1153,14 +1207,12 @@ main(int argc, char **argv)
 {
 	struct cm_config cfg;
 	struct cm cm;
-	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct fuse_session *se = NULL;
+	struct front_se fe = {.args = FUSE_ARGS_INIT(0, NULL)};
 	struct fops_notifier *nt = NULL;
-	struct fuse_loop_config lc = {0};
-	char *opts = NULL;
+	char st[512];
 	static struct sigctl sc;
 	static struct cli cl;
-	bool mounted = false, built = false;
+	bool built = false;
 	int rc, ret = EX_UNAVAILABLE; /* could not mount: see the log */
 
 	rc = parse_cmdline(argc, argv, &cl);
@@ -1187,13 +1239,7 @@ main(int argc, char **argv)
 		cli_release(&cl);
 		return ret;
 	}
-	/* Started in the background with syslog (mount.cairn): errors
-	 * before the fork go to the terminal as well. */
-	log_init("cairnd",
-		 cfg.use_syslog ? (cfg.foreground ? LOG_TO_SYSLOG
-						  : LOG_TO_SYSLOG_AND_STDERR)
-				: LOG_TO_STDERR,
-		 cfg.log_level);
+	start_log(&cfg);
 	if (cm_config_cleartext(&cfg))
 		log_warn(LOG_MAIN,
 			 "server '%s' is plain http:// %s, allowed by "
@@ -1218,43 +1264,14 @@ main(int argc, char **argv)
 			cm.cfg.token_file, strerror(errno));
 		goto out;
 	}
-	rc = util_mkdir_p(cm.cfg.cache_dir, 0700);
-	if (rc == 0)
-		rc = absolutize(&cm.cfg.cache_dir);
-	if (rc < 0) {
-		log_err(LOG_MAIN, "cannot use cache directory '%s': %s",
-			cm.cfg.cache_dir, strerror(-rc));
+	if (prepare_paths(&cm.cfg) < 0)
 		goto out;
-	}
-	rc = clear_dead_mount(cm.cfg.mountpoint);
-	if (rc == 0)
-		rc = absolutize(&cm.cfg.mountpoint);
-	if (rc < 0) {
-		log_err(LOG_MAIN, "cannot use mountpoint '%s': %s",
-			cm.cfg.mountpoint, strerror(-rc));
-		goto out;
-	}
 	if (cm_daemon_open(&cm) < 0)
 		goto out;
 
-	opts = make_fuse_opts(&cm);
-	if (!opts || fuse_opt_add_arg(&args, argv[0]) ||
-	    fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, opts)) {
-		log_err(LOG_MAIN, "out of memory");
+	if (front_se_mount(&fe, argv[0], cm.cfg.volume, &cm.cfg, &fops_ops,
+			   &cm) < 0)
 		goto out;
-	}
-	se = fuse_session_new(&args, &fops_ops, sizeof(fops_ops), &cm);
-	if (!se) {
-		log_err(LOG_MAIN, "cannot create the FUSE session (options "
-				  "'%s')",
-			opts);
-		goto out;
-	}
-	if (fuse_session_mount(se, cm.cfg.mountpoint) != 0) {
-		log_err(LOG_MAIN, "cannot mount on '%s'", cm.cfg.mountpoint);
-		goto out;
-	}
-	mounted = true;
 	log_info(LOG_MAIN, "mounted volume '%s' from %s on '%s'",
 		 cm.cfg.volume, cm.cfg.server, cm.cfg.mountpoint);
 	if (!cm.cfg.foreground) {
@@ -1271,42 +1288,26 @@ main(int argc, char **argv)
 	if (cm_daemon_build(&cm) < 0)
 		goto out;
 	built = true;
-	nt = fops_notifier_start(&cm.loop, se);
+	nt = fops_notifier_start(&cm.loop, fe.se);
 	rc = nt ? 0 : -errno;
 	if (rc == 0)
 		rc = cm_daemon_start(&cm);
-	if (rc == 0 && signals_start(&sc, se, &cm, &cl) != 0)
+	if (rc == 0 && signals_start(&sc, fe.se, &cm, &cl) != 0)
 		rc = -EAGAIN;
 	if (rc < 0) {
 		log_err(LOG_MAIN, "cannot start threads: %s", strerror(-rc));
 		goto out;
 	}
-	lc.clone_fd = 0;
-	lc.max_idle_threads = cm.cfg.threads;
-	{
-		char st[512];
-
-		snprintf(st, sizeof(st), "READY=1\nSTATUS=volume %s from %s "
-					 "on %s",
-			 cm.cfg.volume, cm.cfg.server, cm.cfg.mountpoint);
-		notify_systemd(st);
-	}
-	bg_ready();
-	rc = fuse_session_loop_mt(se, &lc);
-	ret = rc < 0 ? EX_SOFTWARE : EX_OK;
-	log_info(LOG_MAIN, "stopping");
+	snprintf(st, sizeof(st), "volume %s from %s on %s", cm.cfg.volume,
+		 cm.cfg.server, cm.cfg.mountpoint);
+	ret = front_se_run(&fe, cm.cfg.threads, st);
 out:
 	signals_stop(&sc);
 	cm_daemon_stop(&cm);
 	fops_notifier_stop(nt);
 	if (built)
 		report_left(&cm);
-	if (mounted)
-		fuse_session_unmount(se);
-	if (se)
-		fuse_session_destroy(se);
-	fuse_opt_free_args(&args);
-	free(opts);
+	front_se_close(&fe);
 	cm_daemon_close(&cm);
 	cm_release(&cm);
 	cli_release(&cl);

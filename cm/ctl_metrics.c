@@ -438,6 +438,19 @@ metrics_text(struct cm *cm, size_t *len, bool whole_ns)
 	return vol_metrics_text(cm, len);
 }
 
+/* Answer fs metrics with @text (freed here), or ENOMEM when NULL. */
+static void
+reply_metrics(struct ctl_call *call, char *text, size_t len)
+{
+	if (!text) {
+		ctl_reply_err(call, ENOMEM, NULL);
+		return;
+	}
+	ctl_reply_ok(call, json_pack("{s:s,s:s%}", "content_type",
+				     METRICS_CONTENT_TYPE, "text", text, len));
+	free(text);
+}
+
 void
 cm_ns_ctl_h_metrics(struct cm_ns *ns, struct ctl_call *call)
 {
@@ -447,13 +460,7 @@ cm_ns_ctl_h_metrics(struct cm_ns *ns, struct ctl_call *call)
 	for (size_t i = 0; i < ns->n && !text; i++)
 		if (!ns->vols[i]->ns_failed)
 			text = metrics_text(ns->vols[i], &len, true);
-	if (!text) {
-		ctl_reply_err(call, ENOMEM, NULL);
-		return;
-	}
-	ctl_reply_ok(call, json_pack("{s:s,s:s%}", "content_type",
-				     METRICS_CONTENT_TYPE, "text", text, len));
-	free(text);
+	reply_metrics(call, text, len);
 }
 
 /* ---- fs metrics ----------------------------------------------------- */
@@ -469,13 +476,7 @@ cm_ctl_h_metrics(void *arg, struct ctl_call *call, const struct ctl_peer *peer,
 	(void)peer;
 	(void)args;
 	text = metrics_text(cm, &len, false);
-	if (!text) {
-		ctl_reply_err(call, ENOMEM, NULL);
-		return;
-	}
-	ctl_reply_ok(call, json_pack("{s:s,s:s%}", "content_type",
-				     METRICS_CONTENT_TYPE, "text", text, len));
-	free(text);
+	reply_metrics(call, text, len);
 }
 
 /* ---- the loopback listener ------------------------------------------ */

@@ -99,6 +99,22 @@ mnt_submit(struct cm *cm, struct mnt_call *mc)
 	}
 }
 
+/* The end of a resolved mkmount or rmmount: the permission check of
+ * any change to the parent (mnt_may()), then @mc goes to the server, or
+ * is dropped (the call answered). Frees the resolver @r. */
+static void
+mnt_may_submit(struct resolve *r, struct mnt_call *mc)
+{
+	struct cm *cm = r->cm;
+	int rc = mnt_may(cm, r->call, &r->peer, &mc->op);
+
+	cm_ctl_resolve_free(r);
+	if (rc < 0)
+		mnt_call_free(mc);
+	else
+		mnt_submit(cm, mc);
+}
+
 /* ---- fs mkmount PATH VOLUME ---- */
 
 /* What the resolver of the parent carries for mk_parent(). */
@@ -121,10 +137,8 @@ mk_req_free(void *arg)
 static void
 mk_parent(struct resolve *r, const struct proto_attr *a)
 {
-	struct cm *cm = r->cm;
 	struct mk_req *mk = r->arg;
 	struct mnt_call *mc;
-	int rc;
 
 	if (a->type != PROTO_T_DIR) {
 		cm_ctl_resolve_fail(r, ENOTDIR,
@@ -152,12 +166,7 @@ mk_parent(struct resolve *r, const struct proto_attr *a)
 		mnt_call_free(mc);
 		return;
 	}
-	rc = mnt_may(cm, r->call, &r->peer, &mc->op);
-	cm_ctl_resolve_free(r);
-	if (rc < 0)
-		mnt_call_free(mc);
-	else
-		mnt_submit(cm, mc);
+	mnt_may_submit(r, mc);
 }
 
 /* Split mount-relative @path into its parent (heap) and last component.
@@ -295,9 +304,7 @@ CM_CTL_HANDLER(cm_ctl_h_lsmount)
 static void
 rm_resolved(struct resolve *r, const struct proto_attr *a)
 {
-	struct cm *cm = r->cm;
 	struct mnt_call *mc;
-	int rc;
 
 	if (a->type != PROTO_T_MOUNT || !r->have_parent) {
 		cm_ctl_resolve_fail(r, EINVAL, "not a mount point");
@@ -314,12 +321,7 @@ rm_resolved(struct resolve *r, const struct proto_attr *a)
 	mc->op.kind = PROTO_OP_UNLINK;
 	mc->op.parent = r->parent;
 	mc->op.fid = r->fid;
-	rc = mnt_may(cm, r->call, &r->peer, &mc->op);
-	cm_ctl_resolve_free(r);
-	if (rc < 0)
-		mnt_call_free(mc);
-	else
-		mnt_submit(cm, mc);
+	mnt_may_submit(r, mc);
 }
 
 CM_CTL_HANDLER(cm_ctl_h_rmmount)

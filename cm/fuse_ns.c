@@ -54,12 +54,21 @@ vol_of(fuse_req_t req, fuse_ino_t ino, int root_err)
 	return cm;
 }
 
-/* Run handler call @call for volume @cm on this thread. */
-#define ROUTE(cm, call)                                                        \
+/* Run handler call @call for volume @vol on this thread. */
+#define ROUTE(vol, call)                                                       \
 	do {                                                                   \
-		struct cm *old_ = fops_set_req_cm(cm);                         \
+		struct cm *old_ = fops_set_req_cm(vol);                        \
 		call;                                                          \
 		fops_set_req_cm(old_);                                         \
+	} while (0)
+
+/* Run handler call @call in the volume of @ino, if vol_of() finds it
+ * (the namespace root answers @root_err): what most handlers below do. */
+#define ROUTE_INO(req, ino, root_err, call)                                    \
+	do {                                                                   \
+		struct cm *vcm_ = vol_of(req, ino, root_err);                  \
+		if (vcm_)                                                      \
+			ROUTE(vcm_, call);                                     \
 	} while (0)
 
 /* --- the namespace root --- */
@@ -278,7 +287,6 @@ ns_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
 static void
 ns_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct cm *cm;
 	struct stat st;
 
 	if (ino == FUSE_ROOT_ID) {
@@ -286,27 +294,21 @@ ns_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_attr(req, &st, 86400);
 		return;
 	}
-	if ((cm = vol_of(req, ino, EIO)))
-		ROUTE(cm, fops_ops.getattr(req, ino, fi));
+	ROUTE_INO(req, ino, EIO, fops_ops.getattr(req, ino, fi));
 }
 
 static void
 ns_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	   struct fuse_file_info *fi)
 {
-	struct cm *cm = vol_of(req, ino, EACCES);
-
-	if (cm)
-		ROUTE(cm, fops_ops.setattr(req, ino, attr, to_set, fi));
+	ROUTE_INO(req, ino, EACCES,
+		  fops_ops.setattr(req, ino, attr, to_set, fi));
 }
 
 static void
 ns_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	struct cm *cm = vol_of(req, ino, EINVAL);
-
-	if (cm)
-		ROUTE(cm, fops_ops.readlink(req, ino));
+	ROUTE_INO(req, ino, EINVAL, fops_ops.readlink(req, ino));
 }
 
 /* Creating in the namespace root: it is read-only. */
@@ -314,65 +316,60 @@ static void
 ns_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	 dev_t rdev)
 {
-	struct cm *cm = vol_of(req, parent, EACCES);
-
-	if (cm)
-		ROUTE(cm, fops_ops.mknod(req, parent, name, mode, rdev));
+	ROUTE_INO(req, parent, EACCES,
+		  fops_ops.mknod(req, parent, name, mode, rdev));
 }
 
 static void
 ns_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	struct cm *cm = vol_of(req, parent, EACCES);
-
-	if (cm)
-		ROUTE(cm, fops_ops.mkdir(req, parent, name, mode));
+	ROUTE_INO(req, parent, EACCES, fops_ops.mkdir(req, parent, name, mode));
 }
 
 static void
 ns_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct cm *cm = vol_of(req, parent, EACCES);
-
-	if (cm)
-		ROUTE(cm, fops_ops.unlink(req, parent, name));
+	ROUTE_INO(req, parent, EACCES, fops_ops.unlink(req, parent, name));
 }
 
 static void
 ns_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct cm *cm = vol_of(req, parent, EACCES);
-
-	if (cm)
-		ROUTE(cm, fops_ops.rmdir(req, parent, name));
+	ROUTE_INO(req, parent, EACCES, fops_ops.rmdir(req, parent, name));
 }
 
 static void
 ns_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	   const char *name)
 {
-	struct cm *cm = vol_of(req, parent, EACCES);
+	ROUTE_INO(req, parent, EACCES,
+		  fops_ops.symlink(req, link, parent, name));
+}
 
-	if (cm)
-		ROUTE(cm, fops_ops.symlink(req, link, parent, name));
+/* For a rename or a link from @a to @b: neither may be the read-only
+ * root (EACCES), and both must be in one volume (EXDEV). @return true,
+ * or false after answering @req. */
+static bool
+one_vol(fuse_req_t req, fuse_ino_t a, fuse_ino_t b)
+{
+	if (a == FUSE_ROOT_ID || b == FUSE_ROOT_ID) {
+		fuse_reply_err(req, EACCES);
+		return false;
+	}
+	if (CM_NS_SLOT(a) != CM_NS_SLOT(b)) {
+		fuse_reply_err(req, EXDEV);
+		return false;
+	}
+	return true;
 }
 
 static void
 ns_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	  fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
-	struct cm *cm;
-
-	if (parent == FUSE_ROOT_ID || newparent == FUSE_ROOT_ID) {
-		fuse_reply_err(req, EACCES);
-		return;
-	}
-	if (CM_NS_SLOT(parent) != CM_NS_SLOT(newparent)) {
-		fuse_reply_err(req, EXDEV);
-		return;
-	}
-	if ((cm = vol_of(req, parent, EACCES)))
-		ROUTE(cm, fops_ops.rename(req, parent, name, newparent, newname,
+	if (one_vol(req, parent, newparent))
+		ROUTE_INO(req, parent, EACCES,
+			  fops_ops.rename(req, parent, name, newparent, newname,
 					  flags));
 }
 
@@ -380,82 +377,54 @@ static void
 ns_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	const char *newname)
 {
-	struct cm *cm;
-
-	if (newparent == FUSE_ROOT_ID || ino == FUSE_ROOT_ID) {
-		fuse_reply_err(req, EACCES);
-		return;
-	}
-	if (CM_NS_SLOT(ino) != CM_NS_SLOT(newparent)) {
-		fuse_reply_err(req, EXDEV);
-		return;
-	}
-	if ((cm = vol_of(req, ino, EACCES)))
-		ROUTE(cm, fops_ops.link(req, ino, newparent, newname));
+	if (one_vol(req, ino, newparent))
+		ROUTE_INO(req, ino, EACCES,
+			  fops_ops.link(req, ino, newparent, newname));
 }
 
 static void
 ns_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct cm *cm = vol_of(req, ino, EISDIR);
-
-	if (cm)
-		ROUTE(cm, fops_ops.open(req, ino, fi));
+	ROUTE_INO(req, ino, EISDIR, fops_ops.open(req, ino, fi));
 }
 
 static void
 ns_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fuse_file_info *fi)
 {
-	struct cm *cm = vol_of(req, ino, EISDIR);
-
-	if (cm)
-		ROUTE(cm, fops_ops.read(req, ino, size, off, fi));
+	ROUTE_INO(req, ino, EISDIR, fops_ops.read(req, ino, size, off, fi));
 }
 
 static void
 ns_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	 off_t off, struct fuse_file_info *fi)
 {
-	struct cm *cm = vol_of(req, ino, EISDIR);
-
-	if (cm)
-		ROUTE(cm, fops_ops.write(req, ino, buf, size, off, fi));
+	ROUTE_INO(req, ino, EISDIR,
+		  fops_ops.write(req, ino, buf, size, off, fi));
 }
 
 static void
 ns_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct cm *cm = vol_of(req, ino, 0);
-
-	if (cm)
-		ROUTE(cm, fops_ops.flush(req, ino, fi));
+	ROUTE_INO(req, ino, 0, fops_ops.flush(req, ino, fi));
 }
 
 static void
 ns_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	 struct fuse_file_info *fi)
 {
-	struct cm *cm = vol_of(req, ino, 0);
-
-	if (cm)
-		ROUTE(cm, fops_ops.fsync(req, ino, datasync, fi));
+	ROUTE_INO(req, ino, 0, fops_ops.fsync(req, ino, datasync, fi));
 }
 
 static void
 ns_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct cm *cm = vol_of(req, ino, 0);
-
-	if (cm)
-		ROUTE(cm, fops_ops.release(req, ino, fi));
+	ROUTE_INO(req, ino, 0, fops_ops.release(req, ino, fi));
 }
 
 static void
 ns_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct cm *cm;
-
 	if (ino == FUSE_ROOT_ID) {
 		fi->fh = 0;
 		fi->cache_readdir = 1;
@@ -463,8 +432,7 @@ ns_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_open(req, fi);
 		return;
 	}
-	if ((cm = vol_of(req, ino, EIO)))
-		ROUTE(cm, fops_ops.opendir(req, ino, fi));
+	ROUTE_INO(req, ino, EIO, fops_ops.opendir(req, ino, fi));
 }
 
 /* The root's listing: ".", "..", then the volumes in config order
@@ -514,59 +482,48 @@ root_readdir(fuse_req_t req, size_t size, off_t off, bool plus)
 	free(buf);
 }
 
+/* readdir, or readdirplus with @plus: the root's own listing, else the
+ * volume's. */
+static void
+readdir_any(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	    struct fuse_file_info *fi, bool plus)
+{
+	if (ino == FUSE_ROOT_ID) {
+		root_readdir(req, size, off, plus);
+		return;
+	}
+	ROUTE_INO(req, ino, EIO,
+		  (plus ? fops_ops.readdirplus
+			: fops_ops.readdir)(req, ino, size, off, fi));
+}
+
 static void
 ns_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	   struct fuse_file_info *fi)
 {
-	struct cm *cm;
-
-	if (ino == FUSE_ROOT_ID) {
-		root_readdir(req, size, off, false);
-		return;
-	}
-	if ((cm = vol_of(req, ino, EIO)))
-		ROUTE(cm, fops_ops.readdir(req, ino, size, off, fi));
+	readdir_any(req, ino, size, off, fi, false);
 }
 
 static void
 ns_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	       struct fuse_file_info *fi)
 {
-	struct cm *cm;
-
-	if (ino == FUSE_ROOT_ID) {
-		root_readdir(req, size, off, true);
-		return;
-	}
-	if ((cm = vol_of(req, ino, EIO)))
-		ROUTE(cm, fops_ops.readdirplus(req, ino, size, off, fi));
+	readdir_any(req, ino, size, off, fi, true);
 }
 
+/* releasedir and fsyncdir of the root: nothing to do (vol_of() answers
+ * 0). */
 static void
 ns_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct cm *cm;
-
-	if (ino == FUSE_ROOT_ID) {
-		fuse_reply_err(req, 0);
-		return;
-	}
-	if ((cm = vol_of(req, ino, 0)))
-		ROUTE(cm, fops_ops.releasedir(req, ino, fi));
+	ROUTE_INO(req, ino, 0, fops_ops.releasedir(req, ino, fi));
 }
 
 static void
 ns_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	    struct fuse_file_info *fi)
 {
-	struct cm *cm;
-
-	if (ino == FUSE_ROOT_ID) {
-		fuse_reply_err(req, 0);
-		return;
-	}
-	if ((cm = vol_of(req, ino, 0)))
-		ROUTE(cm, fops_ops.fsyncdir(req, ino, datasync, fi));
+	ROUTE_INO(req, ino, 0, fops_ops.fsyncdir(req, ino, datasync, fi));
 }
 
 /* The root: the shared cache's space (a volume answers with its own). */
@@ -604,27 +561,19 @@ static void
 ns_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 	    size_t size, int flags)
 {
-	struct cm *cm = vol_of(req, ino, EACCES);
-
-	if (cm)
-		ROUTE(cm,
-		      fops_ops.setxattr(req, ino, name, value, size, flags));
+	ROUTE_INO(req, ino, EACCES,
+		  fops_ops.setxattr(req, ino, name, value, size, flags));
 }
 
 static void
 ns_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	struct cm *cm = vol_of(req, ino, ENODATA);
-
-	if (cm)
-		ROUTE(cm, fops_ops.getxattr(req, ino, name, size));
+	ROUTE_INO(req, ino, ENODATA, fops_ops.getxattr(req, ino, name, size));
 }
 
 static void
 ns_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct cm *cm;
-
 	if (ino == FUSE_ROOT_ID) {
 		if (size == 0)
 			fuse_reply_xattr(req, 0);
@@ -632,51 +581,39 @@ ns_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 			fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	if ((cm = vol_of(req, ino, 0)))
-		ROUTE(cm, fops_ops.listxattr(req, ino, size));
+	ROUTE_INO(req, ino, 0, fops_ops.listxattr(req, ino, size));
 }
 
 static void
 ns_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	struct cm *cm = vol_of(req, ino, EACCES);
-
-	if (cm)
-		ROUTE(cm, fops_ops.removexattr(req, ino, name));
+	ROUTE_INO(req, ino, EACCES, fops_ops.removexattr(req, ino, name));
 }
 
 static void
 ns_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
-	struct cm *cm;
-
 	if (ino == FUSE_ROOT_ID) {
 		fuse_reply_err(req, (mask & W_OK) ? EACCES : 0);
 		return;
 	}
-	if ((cm = vol_of(req, ino, 0)))
-		ROUTE(cm, fops_ops.access(req, ino, mask));
+	ROUTE_INO(req, ino, 0, fops_ops.access(req, ino, mask));
 }
 
 static void
 ns_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	  struct fuse_file_info *fi)
 {
-	struct cm *cm = vol_of(req, parent, EACCES);
-
-	if (cm)
-		ROUTE(cm, fops_ops.create(req, parent, name, mode, fi));
+	ROUTE_INO(req, parent, EACCES,
+		  fops_ops.create(req, parent, name, mode, fi));
 }
 
 static void
 ns_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	     off_t length, struct fuse_file_info *fi)
 {
-	struct cm *cm = vol_of(req, ino, EISDIR);
-
-	if (cm)
-		ROUTE(cm,
-		      fops_ops.fallocate(req, ino, mode, offset, length, fi));
+	ROUTE_INO(req, ino, EISDIR,
+		  fops_ops.fallocate(req, ino, mode, offset, length, fi));
 }
 
 const struct fuse_lowlevel_ops fns_ops = {

@@ -154,6 +154,19 @@ new_oid(struct txn *t, const struct fid *want, uint8_t oid[16])
 	return -EIO;
 }
 
+/* The content of a new symlink or mount point @o: a copy of @target,
+ * its length as the size. @return 0 or -ENOMEM. */
+static int
+obj_set_target(struct obj *o, const char *target)
+{
+	o->target = strdup(target);
+	if (!o->target)
+		return -ENOMEM;
+	o->r.tlen = (uint32_t)strlen(o->target);
+	o->r.size = o->r.tlen;
+	return 0;
+}
+
 static int
 op_create(struct txn *t, const struct proto_op *op)
 {
@@ -195,13 +208,9 @@ op_create(struct txn *t, const struct proto_op *op)
 	case PROTO_OP_SYMLINK:
 		o.r.type = PROTO_T_SYMLINK;
 		o.r.mode = 0777;
-		o.target = strdup(op->target);
-		if (!o.target) {
-			rc = -ENOMEM;
+		rc = obj_set_target(&o, op->target);
+		if (rc)
 			goto out;
-		}
-		o.r.tlen = (uint32_t)strlen(o.target);
-		o.r.size = o.r.tlen;
 		break;
 	case PROTO_OP_MKMOUNT:
 		/* The decoder checked the target; vos builds ops itself. */
@@ -212,13 +221,9 @@ op_create(struct txn *t, const struct proto_op *op)
 		}
 		o.r.type = PROTO_T_MOUNT;
 		o.r.mode = 0755;
-		o.target = strdup(op->target);
-		if (!o.target) {
-			rc = -ENOMEM;
+		rc = obj_set_target(&o, op->target);
+		if (rc)
 			goto out;
-		}
-		o.r.tlen = (uint32_t)strlen(o.target);
-		o.r.size = o.r.tlen;
 		break;
 	default:
 		if (!proto_type_creatable(op->type) ||

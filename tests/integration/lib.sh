@@ -19,6 +19,8 @@
 #   vold_stop / vold_kill9 stop it with SIGTERM / SIGKILL
 #   vos ARGS               run vos on $SRV_ROOT
 #   make_token VOL rw|ro FILE   mint a token into FILE (vos token -o: 0600)
+#   vol_setup VOL          vold_start, vos init, vos create VOL and a rw
+#                          token in $T_DIR/tok (exit 99 on failure)
 #   vc CMD ARGS            run vol-client.py, the protocol client; it reads
 #                          VC_URL, VC_TOKEN and VC_VOL from the environment
 #   jerr                   filter a vc reply (status line, JSON error body)
@@ -203,6 +205,16 @@ make_token() { # VOL rw|ro FILE
 }
 
 vc() { python3 "$top_srcdir/tests/integration/vol-client.py" "$@"; }
+
+# The start of the tests of one volume: start cairn-vold (vos init), create
+# volume VOL (vos's output shown if it fails) and a read-write token in
+# $T_DIR/tok. Exits 99 when any of it fails.
+vol_setup() { # VOL
+	vold_start || exit 99
+	vos init >/dev/null 2>&1
+	vos create "$1" >"$T_DIR/create.log" 2>&1 || { cat "$T_DIR/create.log"; exit 99; }
+	make_token "$1" rw "$T_DIR/tok" || exit 99
+}
 
 # The start of the kill -9 tests of cairn-vold (t1050, t1101, t1125):
 # seed $RANDOM from $SEED (or a random one, printed for replay), start

@@ -24,10 +24,7 @@ rc=$?
 t_is "$rc" 0 "posix-ops.py on a local directory"
 [ "$rc" = 0 ] || show "$T_DIR/local.err"
 
-vold_start || exit 99
-vos init >/dev/null 2>&1
-vos create posix >"$T_DIR/create.log" 2>&1 || { cat "$T_DIR/create.log"; exit 99; }
-make_token posix rw "$T_DIR/tok"
+vol_setup posix
 mnt=$T_DIR/mnt
 cairnd_mount "$mnt" "$T_DIR/cache" posix "$T_DIR/tok" || exit 1
 

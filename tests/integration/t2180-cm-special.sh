@@ -27,10 +27,7 @@ rc=$?
 t_is "$rc" 0 "special-ops.py on a local nodev tmpfs"
 [ "$rc" = 0 ] || show "$T_DIR/local.err"
 
-vold_start || exit 99
-vos init >/dev/null 2>&1
-vos create spec >"$T_DIR/create.log" 2>&1 || { cat "$T_DIR/create.log"; exit 99; }
-make_token spec rw "$T_DIR/tok"
+vol_setup spec
 mnt=$T_DIR/mnt
 cairnd_mount "$mnt" "$T_DIR/cache" spec "$T_DIR/tok" || exit 1
 

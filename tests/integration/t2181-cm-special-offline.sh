@@ -10,10 +10,7 @@ t_timeout 240
 umask 022
 [ -x "$FS" ] || { echo "# SKIP: $FS not built"; exit 77; }
 
-vold_start || exit 99
-vos init >/dev/null 2>&1
-vos create off >"$T_DIR/create.log" 2>&1 || { cat "$T_DIR/create.log"; exit 99; }
-make_token off rw "$T_DIR/tok"
+vol_setup off
 A=$T_DIR/a
 cairnd_mount "$A" "$T_DIR/ca" off "$T_DIR/tok" || exit 1
 

@@ -15,6 +15,7 @@
 #    connected and writable; the server back, the volume reconnects;
 #  - bad configs are refused with a message.
 . "$top_srcdir/tests/integration/lib.sh"
+. "$top_srcdir/tests/integration/lib-ns.sh"
 t_need_fuse
 t_timeout 360
 
@@ -30,60 +31,22 @@ mk_tree "$T_DIR/src-gamma" gamma
 
 # Server A: alpha and beta. Server B: gamma (and one more volume the
 # config does not list).
-SRV_ROOT=$T_DIR/srvA
-vold_start || exit 99
-vos init >/dev/null 2>&1
-vos import alpha "$T_DIR/src-alpha" >/dev/null || exit 99
-vos import beta "$T_DIR/src-beta" >/dev/null || exit 99
-make_token alpha rw "$T_DIR/alpha.tok"
-make_token beta rw "$T_DIR/beta.tok"
-URL_A=$VOLD_URL PID_A=$VOLD_PID
-SRV_A=$SRV_ROOT
-
-SRV_ROOT=$T_DIR/srvB
-vold_start || exit 99
-vos init >/dev/null 2>&1
-vos import gamma "$T_DIR/src-gamma" >/dev/null || exit 99
+ns_vold A
+ns_import alpha "$T_DIR/src-alpha"
+ns_import beta "$T_DIR/src-beta"
+ns_vold B
+ns_import gamma "$T_DIR/src-gamma"
 vos create hidden >/dev/null || exit 99
-make_token gamma rw "$T_DIR/gamma.tok"
-URL_B=$VOLD_URL PID_B=$VOLD_PID PORT_B=$VOLD_PORT
-SRV_B=$SRV_ROOT
 
-mnt=$T_DIR/mnt
-conf=$T_DIR/cairnd.conf
-mkdir -p "$mnt" "$T_DIR/cairnd.conf.d"
-cat >"$conf" <<CONF
-[cairnd]
-cache = $T_DIR/cache
-mountpoint = $mnt
-fetch-timeout = 2s
-server = $URL_A
-metrics-listen = 0
-
-[volume alpha]
-token = $T_DIR/alpha.tok
-
-[volume beta]
-token = $T_DIR/beta.tok
-CONF
+mkdir -p "$T_DIR/cairnd.conf.d"
+{ ns_conf_head "server = $URL_A" "metrics-listen = 0"; ns_vol alpha; ns_vol beta; } >"$conf"
 # The third volume from a drop-in, under another name than the server's.
-cat >"$T_DIR/cairnd.conf.d/10-proj.conf" <<CONF
-[volume proj]
-volume = gamma
-server = $URL_B
-token = $T_DIR/gamma.tok
-CONF
+ns_vol proj gamma "$URL_B" >"$T_DIR/cairnd.conf.d/10-proj.conf"
 
 t_check "--show-config lists the volumes" sh -c \
 	"'$CAIRND' --config '$conf' --show-config | grep -q '^\[volume proj\]'"
 
-log=$T_DIR/cairnd-mnt.log
-"$CAIRND" --config "$conf" --foreground >>"$log" 2>&1 &
-pid=$!
-t_track_pid "$pid"
-_T_MOUNTS="$_T_MOUNTS $mnt"
-echo "$pid" >"$T_DIR/mnt.pid"
-wait_for 15 mountpoint -q "$mnt" || { echo "# cairnd did not mount"; cat "$log"; exit 1; }
+ns_start
 export CAIRN_CTL_SOCKET=
 unset CAIRN_CTL_SOCKET
 
@@ -225,13 +188,13 @@ echo "still writable" >"$mnt/alpha/while-b-down.txt"
 t_is "$(cat "$mnt/alpha/while-b-down.txt")" "still writable" "alpha writes while server B is down"
 t_check "alpha: uncached read works" cmp "$T_DIR/src-alpha/sub/other.bin" "$mnt/alpha/sub/other.bin"
 t_is "$(st alpha) $(st beta)" "connected connected" "alpha and beta stay connected"
-SRV_ROOT=$SRV_B VOLD_PORT=$PORT_B VOLD_URL=$URL_B vold_restart || exit 99
+ns_vold_restart "$SRV_B" "$URL_B" || exit 99
 wait_for 15 cmp -s "$T_DIR/src-gamma/sub/other.bin" "$mnt/proj/sub/other.bin"
 t_ok $? "server B back: proj reads again without a remount"
 
 # --- stop: one clean stop for all ---
 fusermount3 -u "$mnt"
-for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+ns_wait_exit
 t_check "cairnd exits after the unmount" sh -c "! kill -0 $pid 2>/dev/null"
 t_check "per-volume state under CACHE/vol/DIR" test -f "$T_DIR/cache/vol/proj/meta.tdb"
 

@@ -9,6 +9,7 @@
 # directories that give EACCES; a rename through a mount point into
 # another volume is EXDEV. Skips without fs mkmount (h-mnt).
 . "$top_srcdir/tests/integration/lib.sh"
+. "$top_srcdir/tests/integration/lib-ns.sh"
 t_need_fuse
 t_timeout 180
 [ -x "$FS" ] || { echo "# SKIP: $FS not built"; exit 77; }
@@ -23,52 +24,21 @@ mk_tree "$T_DIR/src-alpha" alpha
 mk_tree "$T_DIR/src-beta" beta
 mk_tree "$T_DIR/src-gamma" gamma
 
-SRV_ROOT=$T_DIR/srvA
-vold_start || exit 99
-vos init >/dev/null 2>&1
-vos import alpha "$T_DIR/src-alpha" >/dev/null || exit 99
-vos import beta "$T_DIR/src-beta" >/dev/null || exit 99
+ns_vold A
+ns_import alpha "$T_DIR/src-alpha"
+ns_import beta "$T_DIR/src-beta"
 vos create hidden >/dev/null || exit 99
-make_token alpha rw "$T_DIR/alpha.tok"
-make_token beta rw "$T_DIR/beta.tok"
-URL_A=$VOLD_URL
-SRV_ROOT=$T_DIR/srvB
-vold_start || exit 99
-vos init >/dev/null 2>&1
-vos import gamma "$T_DIR/src-gamma" >/dev/null || exit 99
-make_token gamma rw "$T_DIR/gamma.tok"
-URL_B=$VOLD_URL
+ns_vold B
+ns_import gamma "$T_DIR/src-gamma"
 
-mnt=$T_DIR/mnt
-conf=$T_DIR/cairnd.conf
-mkdir -p "$mnt"
-cat >"$conf" <<CONF
-[cairnd]
-cache = $T_DIR/cache
-mountpoint = $mnt
-fetch-timeout = 2s
-server = $URL_A
-
-[server b]
-url = $URL_B
-
-[volume alpha]
-token = $T_DIR/alpha.tok
-
-[volume beta]
-token = $T_DIR/beta.tok
-
-[volume proj]
-volume = gamma
-server = b
-token = $T_DIR/gamma.tok
-CONF
-log=$T_DIR/cairnd-mnt.log
-"$CAIRND" --config "$conf" --foreground >>"$log" 2>&1 &
-pid=$!
-t_track_pid "$pid"
-_T_MOUNTS="$_T_MOUNTS $mnt"
-wait_for 15 mountpoint -q "$mnt" || { echo "# cairnd did not mount"; cat "$log"; exit 1; }
+{
+	ns_conf_head "server = $URL_A"
+	printf '[server b]\nurl = %s\n' "$URL_B"
+	ns_vol alpha
+	ns_vol beta
+	ns_vol proj gamma b
+} >"$conf"
+ns_start
 
 err() { python3 -c 'import os,sys
 try:
@@ -104,6 +74,6 @@ t_check "fs rmmount alpha/to-hidden" "$FS" rmmount "$mnt/alpha/to-hidden"
 t_check "gone" sh -c "! test -e '$mnt/alpha/to-hidden'"
 
 fusermount3 -u "$mnt"
-for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+ns_wait_exit
 t_check "cairnd exits after the unmount" sh -c "! kill -0 $pid 2>/dev/null"
 t_done

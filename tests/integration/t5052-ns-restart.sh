@@ -11,71 +11,34 @@
 #    stays, that volume goes on with the new token;
 #  - SIGTERM: a clean stop that says, per volume, that nothing is left.
 . "$top_srcdir/tests/integration/lib.sh"
+. "$top_srcdir/tests/integration/lib-ns.sh"
 t_need_fuse
 t_timeout 240
 
-mkdir -p "$T_DIR/src-a" "$T_DIR/src-b"
-for f in 1 2 3; do echo "alpha $f" >"$T_DIR/src-a/f$f.txt"; echo "gamma $f" >"$T_DIR/src-b/f$f.txt"; done
-SRV_ROOT=$T_DIR/srvA
-vold_start || exit 99
-vos init >/dev/null 2>&1
-vos import alpha "$T_DIR/src-a" >/dev/null || exit 99
-make_token alpha rw "$T_DIR/alpha.tok"
-URL_A=$VOLD_URL SRV_A=$SRV_ROOT
-SRV_ROOT=$T_DIR/srvB
-vold_start || exit 99
-vos init >/dev/null 2>&1
-vos import gamma "$T_DIR/src-b" >/dev/null || exit 99
-vos create never >/dev/null || exit 99
-make_token gamma rw "$T_DIR/gamma.tok"
+ns_src "$T_DIR/src-a" alpha 3
+ns_src "$T_DIR/src-b" gamma 3
+ns_vold A
+ns_import alpha "$T_DIR/src-a"
+ns_vold B
+ns_import gamma "$T_DIR/src-b"
+ns_create never
 # A copy of alpha on server B: the same volume id as on A.
 cp -a "$SRV_A/volumes/alpha" "$SRV_ROOT/volumes/alpha" || exit 99
 make_token alpha rw "$T_DIR/alpha-b.tok"
-make_token never rw "$T_DIR/never.tok"
-URL_B=$VOLD_URL PID_B=$VOLD_PID PORT_B=$VOLD_PORT SRV_B=$SRV_ROOT
 
-mnt=$T_DIR/mnt
-conf=$T_DIR/cairnd.conf
-mkdir -p "$mnt"
 writeconf() { # EXTRA-TOP-LEVEL-LINES [EXTRA-SECTIONS]
-	cat >"$conf" <<CONF
-[cairnd]
-cache = $T_DIR/cache
-mountpoint = $mnt
-fetch-timeout = 2s
-$1
-[volume alpha]
-server = $URL_A
-token = $T_DIR/alpha.tok
-[volume proj]
-volume = gamma
-server = $URL_B
-token = $T_DIR/gamma.tok
-${2:-}
-CONF
-}
-log=$T_DIR/cairnd-mnt.log
-start() {
-	"$CAIRND" --config "$conf" --foreground >>"$log" 2>&1 &
-	pid=$!
-	t_track_pid "$pid"
-	echo "$pid" >"$T_DIR/mnt.pid"
-	_T_MOUNTS="$_T_MOUNTS $mnt"
-	wait_for 15 mountpoint -q "$mnt" || { echo "# cairnd did not mount"; tail -20 "$log"; exit 1; }
-}
-onsrv() { # URL VOL TOKEN FILE: the file's content on the server
-	VC_URL=$1 VC_VOL=$2 VC_TOKEN=$(cat "$3") vc cat \
-		"$(VC_URL=$1 VC_VOL=$2 VC_TOKEN=$(cat "$3") vc lookup \
-			"$(VC_URL=$1 VC_VOL=$2 VC_TOKEN=$(cat "$3") vc root)" "$4")" 2>/dev/null
+	{
+		ns_conf_head "$1"
+		ns_vol alpha "" "$URL_A"
+		ns_vol proj gamma "$URL_B"
+		[ -z "${2:-}" ] || printf '%s\n' "$2"
+	} >"$conf"
 }
 
 # --- kill -9 with both volumes' changes in their logs ---
 writeconf "write-mode = writeback
-writeback-delay = 60s" "[volume alpha-b]
-volume = alpha
-server = $URL_B
-token = $T_DIR/alpha-b.tok"
-start
+writeback-delay = 60s" "$(ns_vol alpha-b alpha "$URL_B" "$T_DIR/alpha-b.tok")"
+ns_start
 t_check "a volume with another's id is left out" grep -q "volume 'alpha-b' .* has the id .* of volume 'alpha'" "$log"
 t_is "$(ls "$mnt/alpha-b" 2>&1 | sed 's/.*: //')" "Input/output error" "its directory: EIO"
 t_is "$("$FS" status -m "$mnt" -V alpha-b 2>&1 | sed 's/.*: //')" \
@@ -84,42 +47,38 @@ cat "$mnt/alpha/f1.txt" "$mnt/proj/f1.txt" >/dev/null
 echo "alpha change" >"$mnt/alpha/new.txt"
 echo "gamma change" >"$mnt/proj/new.txt"
 echo "gamma edit" >"$mnt/proj/f2.txt"
-t_is "$(onsrv "$URL_A" alpha "$T_DIR/alpha.tok" new.txt)" "" "alpha's change is not on server A yet"
-t_is "$(onsrv "$URL_B" gamma "$T_DIR/gamma.tok" new.txt)" "" "proj's change is not on server B yet"
-kill -KILL "$pid"; wait "$pid" 2>/dev/null
-fusermount3 -uz "$mnt" 2>/dev/null
+t_is "$(ns_onsrv "$URL_A" alpha "$T_DIR/alpha.tok" new.txt)" "" "alpha's change is not on server A yet"
+t_is "$(ns_onsrv "$URL_B" gamma "$T_DIR/gamma.tok" new.txt)" "" "proj's change is not on server B yet"
+ns_kill9
 t_check "each volume has its replay log" test -f "$T_DIR/cache/vol/alpha/rlog.tdb" -a -f "$T_DIR/cache/vol/proj/rlog.tdb"
 writeconf ""
-start
+ns_start
 t_is "$(cat "$mnt/proj/f2.txt")" "gamma edit" "after the restart the local view has the edit"
-on_a() { [ "$(onsrv "$URL_A" alpha "$T_DIR/alpha.tok" new.txt)" = "alpha change" ]; }
-on_b() { [ "$(onsrv "$URL_B" gamma "$T_DIR/gamma.tok" f2.txt)" = "gamma edit" ]; }
+on_a() { [ "$(ns_onsrv "$URL_A" alpha "$T_DIR/alpha.tok" new.txt)" = "alpha change" ]; }
+on_b() { [ "$(ns_onsrv "$URL_B" gamma "$T_DIR/gamma.tok" f2.txt)" = "gamma edit" ]; }
 wait_for 15 on_a
 t_ok $? "alpha's change reached server A"
 wait_for 15 on_b
 t_ok $? "proj's changes reached server B"
-t_is "$(onsrv "$URL_B" gamma "$T_DIR/gamma.tok" new.txt)" "gamma change" "both of them"
-t_is "$(onsrv "$URL_A" alpha "$T_DIR/alpha.tok" f2.txt)" "alpha 2" "nothing of proj's went to server A"
+t_is "$(ns_onsrv "$URL_B" gamma "$T_DIR/gamma.tok" new.txt)" "gamma change" "both of them"
+t_is "$(ns_onsrv "$URL_A" alpha "$T_DIR/alpha.tok" f2.txt)" "alpha 2" "nothing of proj's went to server A"
 t_is "$(ls "$mnt" | tr '\n' ' ')" "alpha proj " "the second start lists what it serves now"
 cat "$mnt/proj/f3.txt" >/dev/null
 fusermount3 -u "$mnt"
-for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+ns_wait_exit
 
 # --- server B down at start ---
 kill -KILL "$PID_B"; wait "$PID_B" 2>/dev/null
-writeconf "" "[volume never]
-server = $URL_B
-token = $T_DIR/never.tok"
-start
+writeconf "" "$(ns_vol never "" "$URL_B")"
+ns_start
 t_is "$(cat "$mnt/alpha/f1.txt" 2>&1)" "alpha 1" "alpha served, connected"
 t_is "$(cat "$mnt/proj/f3.txt" 2>&1)" "gamma 3" "proj mounted from the cache"
 t_is "$(ls "$mnt/never" 2>&1 | sed 's/.*: //')" "Input/output error" "a volume never cached: EIO"
-t_is "$("$FS" listvol -m "$mnt" --json | python3 -c 'import json,sys
-print(" ".join(v["dir"]+"="+v["state"]+"/"+str(v["online"]) for v in json.load(sys.stdin)["volumes"]))')" \
+t_is "$(ns_listvol -o)" \
 	"alpha=connected/True proj=connected/False never=failed/False" "fs listvol: each volume's state (proj not online)"
 t_check "the log says why" grep -q "volume 'never' is not served" "$log"
 echo "alpha while B is down" >"$mnt/alpha/w.txt"
-t_is "$(onsrv "$URL_A" alpha "$T_DIR/alpha.tok" w.txt)" "alpha while B is down" "alpha stores to server A"
+t_is "$(ns_onsrv "$URL_A" alpha "$T_DIR/alpha.tok" w.txt)" "alpha while B is down" "alpha stores to server A"
 
 # --- SIGHUP: a new token for alpha ---
 old=$(cat "$T_DIR/alpha.tok")
@@ -131,11 +90,10 @@ t_check "log: proj's token unchanged" grep -q "reload: volume 'proj': token in '
 t_check "same process, still mounted" sh -c "kill -0 $pid && mountpoint -q '$mnt'"
 t_is "$(cat "$mnt/alpha/f3.txt" 2>&1)" "alpha 3" "an uncached read in alpha with the new token"
 echo "after reload" >"$mnt/alpha/r.txt"
-t_is "$(onsrv "$URL_A" alpha "$T_DIR/alpha.tok" r.txt)" "after reload" "a store with the new token"
+t_is "$(ns_onsrv "$URL_A" alpha "$T_DIR/alpha.tok" r.txt)" "after reload" "a store with the new token"
 
 # --- SIGTERM ---
-kill -TERM "$pid"
-for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+ns_stop
 t_check "SIGTERM stops it" sh -c "! kill -0 $pid 2>/dev/null"
 t_check "and unmounts" sh -c "! mountpoint -q '$mnt'"
 t_is "$(grep -c "stopped with every change stored on the server" "$log")" 4 \

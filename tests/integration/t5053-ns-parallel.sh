@@ -6,29 +6,21 @@
 # root, and fs getcacheparms/status/listvol in a loop meanwhile. Every
 # file must hold what was written, in the right volume, and on its server.
 . "$top_srcdir/tests/integration/lib.sh"
+. "$top_srcdir/tests/integration/lib-ns.sh"
 t_need_fuse
 t_timeout 300
 
-SRV_ROOT=$T_DIR/srv
-vold_start || exit 99
-vos init >/dev/null 2>&1
-mnt=$T_DIR/mnt
-mkdir -p "$mnt"
+ns_vold
 {
+	# Its own [cairnd] section: 8 threads, the default fetch-timeout.
 	printf '[cairnd]\ncache = %s\nmountpoint = %s\nserver = %s\nthreads = 8\n' \
 		"$T_DIR/cache" "$mnt" "$VOLD_URL"
 	for v in v1 v2 v3; do
-		vos create "$v" >/dev/null || exit 99
-		make_token "$v" rw "$T_DIR/$v.tok"
-		printf '[volume %s]\ntoken = %s\n' "$v" "$T_DIR/$v.tok"
+		ns_create "$v"
+		ns_vol "$v"
 	done
-} >"$T_DIR/cairnd.conf"
-log=$T_DIR/cairnd-mnt.log
-"$CAIRND" --config "$T_DIR/cairnd.conf" --foreground >>"$log" 2>&1 &
-pid=$!
-t_track_pid "$pid"
-_T_MOUNTS="$_T_MOUNTS $mnt"
-wait_for 15 mountpoint -q "$mnt" || { echo "# cairnd did not mount"; cat "$log"; exit 1; }
+} >"$conf"
+ns_start
 
 N=${N:-40}
 writer() { # VOL
@@ -68,6 +60,6 @@ t_is "$(md5sum <"$T_DIR/chk/w/f$N")" "$(head -c $((N * 997)) /dev/zero | tr '\0'
 	"with their content"
 cairnd_umount "$T_DIR/chk"
 fusermount3 -u "$mnt"
-for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+ns_wait_exit
 t_check "cairnd exits after the unmount" sh -c "! kill -0 $pid 2>/dev/null"
 t_done

@@ -7,53 +7,26 @@
 # served all along. A volume left out for a missing token file is served
 # once the file is there.
 . "$top_srcdir/tests/integration/lib.sh"
+. "$top_srcdir/tests/integration/lib-ns.sh"
 t_need_fuse
 t_timeout 180
 
-mkdir -p "$T_DIR/src-a" "$T_DIR/src-b"
-for f in 1 2; do echo "alpha $f" >"$T_DIR/src-a/f$f.txt"; echo "gamma $f" >"$T_DIR/src-b/f$f.txt"; done
-SRV_ROOT=$T_DIR/srvA
-vold_start || exit 99
-vos init >/dev/null 2>&1
-vos import alpha "$T_DIR/src-a" >/dev/null || exit 99
-make_token alpha rw "$T_DIR/alpha.tok"
-vos import omega "$T_DIR/src-a" >/dev/null || exit 99
-make_token omega rw "$T_DIR/omega.tok.later"
-URL_A=$VOLD_URL SRV_A=$SRV_ROOT
-SRV_ROOT=$T_DIR/srvB
-vold_start || exit 99
-vos init >/dev/null 2>&1
-vos import gamma "$T_DIR/src-b" >/dev/null || exit 99
-make_token gamma rw "$T_DIR/gamma.tok"
-URL_B=$VOLD_URL
+ns_src "$T_DIR/src-a" alpha 2
+ns_src "$T_DIR/src-b" gamma 2
+ns_vold A
+ns_import alpha "$T_DIR/src-a"
+ns_import omega "$T_DIR/src-a" "$T_DIR/omega.tok.later"
+ns_vold B
+ns_import gamma "$T_DIR/src-b"
 vold_stop
 
-mnt=$T_DIR/mnt
-conf=$T_DIR/cairnd.conf
-mkdir -p "$mnt"
-cat >"$conf" <<CONF
-[cairnd]
-cache = $T_DIR/cache
-mountpoint = $mnt
-fetch-timeout = 2s
-[volume alpha]
-server = $URL_A
-token = $T_DIR/alpha.tok
-[volume proj]
-volume = gamma
-server = $URL_B
-token = $T_DIR/gamma.tok
-[volume om]
-volume = omega
-server = $URL_A
-token = $T_DIR/omega.tok
-CONF
-log=$T_DIR/cairnd-mnt.log
-"$CAIRND" --config "$conf" --foreground >>"$log" 2>&1 &
-pid=$!
-t_track_pid "$pid"
-_T_MOUNTS="$_T_MOUNTS $mnt"
-wait_for 15 mountpoint -q "$mnt" || { echo "# cairnd did not mount"; tail -20 "$log"; exit 1; }
+{
+	ns_conf_head
+	ns_vol alpha "" "$URL_A"
+	ns_vol proj gamma "$URL_B"
+	ns_vol om omega "$URL_A"
+} >"$conf"
+ns_start
 
 t_is "$(cat "$mnt/alpha/f1.txt" 2>&1)" "alpha 1" "alpha is served"
 t_is "$(ls "$mnt/proj" 2>&1 | sed 's/.*: //')" "Input/output error" "proj (server down, nothing cached): EIO"
@@ -66,7 +39,7 @@ t_ok $? "om is served once its token file is there"
 t_check "the log says it is retried" wait_for 10 grep -q "volume 'proj' is still not served (.*): next try in" "$log"
 
 # The server comes back on its port.
-SRV_ROOT=$T_DIR/srvB VOLD_PORT=${URL_B##*:} vold_restart || exit 99
+ns_vold_restart "$SRV_B" "$URL_B" || exit 99
 t0=$(date +%s)
 served() { [ "$(cat "$mnt/proj/f1.txt" 2>/dev/null)" = "gamma 1" ]; }
 wait_for 25 served
@@ -77,21 +50,16 @@ t_check "one log line says it is back" test "$(grep -c "volume 'proj' is back" "
 t_is "$(ls "$mnt/proj" | tr '\n' ' ')" "f1.txt f2.txt " "it lists"
 echo "after retry" >"$mnt/proj/new.txt"
 t_is "$(cat "$mnt/proj/new.txt")" "after retry" "it writes"
-onsrv() { VC_URL=$URL_B VC_VOL=gamma VC_TOKEN=$(cat "$T_DIR/gamma.tok") vc cat \
-	"$(VC_URL=$URL_B VC_VOL=gamma VC_TOKEN=$(cat "$T_DIR/gamma.tok") vc lookup \
-	"$(VC_URL=$URL_B VC_VOL=gamma VC_TOKEN=$(cat "$T_DIR/gamma.tok") vc root)" "$1")" 2>/dev/null; }
-on_b() { [ "$(onsrv new.txt)" = "after retry" ]; }
+on_b() { [ "$(ns_onsrv "$URL_B" gamma "$T_DIR/gamma.tok" new.txt)" = "after retry" ]; }
 wait_for 15 on_b
 t_ok $? "the write reached its server"
-t_is "$("$FS" listvol -m "$mnt" --json | python3 -c 'import json,sys
-print(" ".join(v["dir"]+"="+v["state"]+"/"+str(v["online"]) for v in json.load(sys.stdin)["volumes"]))')" \
+t_is "$(ns_listvol -o)" \
 	"alpha=connected/True proj=connected/True om=connected/True" "fs listvol: all connected"
 t_is "$(cat "$mnt/alpha/f2.txt" 2>&1)" "alpha 2" "alpha still served"
 echo "alpha w" >"$mnt/alpha/w.txt"
 t_is "$(cat "$mnt/alpha/w.txt" 2>&1)" "alpha w" "alpha still writes"
 
-kill -TERM "$pid"
-for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+ns_stop
 t_check "SIGTERM stops it" sh -c "! kill -0 $pid 2>/dev/null"
 t_check "and unmounts" sh -c "! mountpoint -q '$mnt'"
 t_is "$(grep -c "stopped with every change stored on the server" "$log")" 3 \

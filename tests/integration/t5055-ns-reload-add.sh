@@ -6,61 +6,32 @@
 # server is down answers EIO, then is served once the server is up (the
 # retrier). A SIGHUP storm changes nothing more.
 . "$top_srcdir/tests/integration/lib.sh"
+. "$top_srcdir/tests/integration/lib-ns.sh"
 t_need_fuse
 t_timeout 180
 
-mkdir -p "$T_DIR/src-a" "$T_DIR/src-b"
-for f in 1 2; do echo "alpha $f" >"$T_DIR/src-a/f$f.txt"; echo "gamma $f" >"$T_DIR/src-b/f$f.txt"; done
-SRV_ROOT=$T_DIR/srvA
-vold_start || exit 99
-vos init >/dev/null 2>&1
-vos import alpha "$T_DIR/src-a" >/dev/null || exit 99
-vos import gamma "$T_DIR/src-b" >/dev/null || exit 99
-make_token alpha rw "$T_DIR/alpha.tok"
-make_token gamma rw "$T_DIR/gamma.tok"
-URL_A=$VOLD_URL
-SRV_ROOT=$T_DIR/srvB
-vold_start || exit 99
-vos init >/dev/null 2>&1
-vos import delta "$T_DIR/src-a" >/dev/null || exit 99
-make_token delta rw "$T_DIR/delta.tok"
-URL_B=$VOLD_URL
+ns_src "$T_DIR/src-a" alpha 2
+ns_src "$T_DIR/src-b" gamma 2
+ns_vold A
+ns_import alpha "$T_DIR/src-a"
+ns_import gamma "$T_DIR/src-b"
+ns_vold B
+ns_import delta "$T_DIR/src-a"
 vold_stop
 
-mnt=$T_DIR/mnt
-conf=$T_DIR/cairnd.conf
-mkdir -p "$mnt"
 base() {
-	cat <<CONF
-[cairnd]
-cache = $T_DIR/cache
-mountpoint = $mnt
-fetch-timeout = 2s
-[volume alpha]
-server = $URL_A
-token = $T_DIR/alpha.tok
-CONF
+	ns_conf_head
+	ns_vol alpha "" "$URL_A"
 }
 base >"$conf"
-log=$T_DIR/cairnd-mnt.log
-"$CAIRND" --config "$conf" --foreground >>"$log" 2>&1 &
-pid=$!
-t_track_pid "$pid"
-_T_MOUNTS="$_T_MOUNTS $mnt"
-wait_for 15 mountpoint -q "$mnt" || { echo "# cairnd did not mount"; tail -20 "$log"; exit 1; }
+ns_start
 
 t_is "$(ls "$mnt" | tr '\n' ' ')" "alpha " "one volume at start"
 t_is "$(cat "$mnt/proj/f1.txt" 2>&1 | sed 's/.*: //')" "No such file or directory" "proj: ENOENT before the reload"
 cd "$mnt/alpha" || exit 1
 exec 7<"$mnt/alpha/f1.txt"
 
-{ base; cat <<CONF
-[volume proj]
-volume = gamma
-server = $URL_A
-token = $T_DIR/gamma.tok
-CONF
-} >"$conf"
+{ base; ns_vol proj gamma "$URL_A"; } >"$conf"
 kill -HUP "$pid"
 t_check "log: the new volume" wait_for 10 grep -q "reload: volume 'proj' is new ('gamma' from $URL_A)" "$log"
 served() { [ "$(cat "$mnt/proj/f1.txt" 2>/dev/null)" = "gamma 1" ]; }
@@ -71,39 +42,23 @@ t_is "$(ls "$mnt" | tr '\n' ' ')" "alpha proj " "ls of the mount root shows it"
 t_is "$(stat -c %h "$mnt")" 4 "the root's link count follows"
 echo "new in proj" >"$mnt/proj/n.txt"
 t_is "$(cat "$mnt/proj/n.txt")" "new in proj" "it writes"
-onsrv() { # URL VOL TOKEN FILE
-	VC_URL=$1 VC_VOL=$2 VC_TOKEN=$(cat "$3") vc cat \
-		"$(VC_URL=$1 VC_VOL=$2 VC_TOKEN=$(cat "$3") vc lookup \
-			"$(VC_URL=$1 VC_VOL=$2 VC_TOKEN=$(cat "$3") vc root)" "$4")" 2>/dev/null
-}
-on_a() { [ "$(onsrv "$URL_A" gamma "$T_DIR/gamma.tok" n.txt)" = "new in proj" ]; }
+on_a() { [ "$(ns_onsrv "$URL_A" gamma "$T_DIR/gamma.tok" n.txt)" = "new in proj" ]; }
 wait_for 15 on_a
 t_ok $? "its write reached its server"
 t_is "$(cat <&7)" "alpha 1" "an open file of alpha is untouched"
 t_is "$(cat f2.txt)" "alpha 2" "a process in alpha's directory is untouched"
 cd "$T_DIR" || exit 1
 exec 7<&-
-t_is "$("$FS" listvol -m "$mnt" --json | python3 -c 'import json,sys
-print(" ".join(v["dir"]+"="+v["state"] for v in json.load(sys.stdin)["volumes"]))')" \
+t_is "$(ns_listvol)" \
 	"alpha=connected proj=connected" "fs listvol lists it"
 
 # A volume whose server is down: EIO, then served once it is up.
-{ base; cat <<CONF
-[volume proj]
-volume = gamma
-server = $URL_A
-token = $T_DIR/gamma.tok
-[volume d]
-volume = delta
-server = $URL_B
-token = $T_DIR/delta.tok
-CONF
-} >"$conf"
+{ base; ns_vol proj gamma "$URL_A"; ns_vol d delta "$URL_B"; } >"$conf"
 kill -HUP "$pid"
 t_check "log: d is new" wait_for 10 grep -q "reload: volume 'd' is new" "$log"
 t_is "$(ls "$mnt" | tr '\n' ' ')" "alpha d proj " "d is listed at once"
 t_is "$(ls "$mnt/d" 2>&1 | sed 's/.*: //')" "Input/output error" "its server is down: EIO"
-SRV_ROOT=$T_DIR/srvB VOLD_URL=$URL_B VOLD_PORT=${URL_B##*:} vold_restart || exit 99
+ns_vold_restart "$SRV_B" "$URL_B" || exit 99
 d_served() { [ "$(cat "$mnt/d/f2.txt" 2>/dev/null)" = "alpha 2" ]; }
 wait_for 25 d_served
 t_ok $? "d is served once its server is up"
@@ -117,8 +72,7 @@ t_check "still running" kill -0 "$pid"
 t_is "$(ls "$mnt" | tr '\n' ' ')" "alpha d proj " "the same volumes after a SIGHUP burst"
 t_is "$(grep -c "reload: volume 'proj' is new" "$log")" 1 "proj was added once"
 
-kill -TERM "$pid"
-for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+ns_stop
 t_check "SIGTERM stops it" sh -c "! kill -0 $pid 2>/dev/null"
 t_check "and unmounts" sh -c "! mountpoint -q '$mnt'"
 t_is "$(grep -c "stopped with every change stored on the server" "$log")" 3 \

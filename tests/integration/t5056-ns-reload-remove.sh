@@ -10,55 +10,24 @@
 #  - removed again and kill -9: the next start that lists it replays its
 #    log to its server, nothing lost.
 . "$top_srcdir/tests/integration/lib.sh"
+. "$top_srcdir/tests/integration/lib-ns.sh"
 t_need_fuse
 t_timeout 180
 
-mkdir -p "$T_DIR/src"
-for f in 1 2; do echo "file $f" >"$T_DIR/src/f$f.txt"; done
-SRV_ROOT=$T_DIR/srv
-vold_start || exit 99
-vos init >/dev/null 2>&1
-for v in alpha gamma omega; do
-	vos import $v "$T_DIR/src" >/dev/null || exit 99
-	make_token $v rw "$T_DIR/$v.tok"
-done
+ns_src "$T_DIR/src" file 2
+ns_vold
+for v in alpha gamma omega; do ns_import $v "$T_DIR/src"; done
 
-mnt=$T_DIR/mnt
-conf=$T_DIR/cairnd.conf
-mkdir -p "$mnt"
 writeconf() { # VOLUMES...
 	{
-		cat <<CONF
-[cairnd]
-cache = $T_DIR/cache
-mountpoint = $mnt
-fetch-timeout = 2s
-write-mode = writeback
-writeback-delay = 60s
-CONF
-		for v in "$@"; do printf '[volume %s]\nserver = %s\ntoken = %s\n' "$v" "$VOLD_URL" "$T_DIR/$v.tok"; done
+		ns_conf_head "write-mode = writeback" "writeback-delay = 60s"
+		for v in "$@"; do ns_vol "$v" "" "$VOLD_URL"; done
 	} >"$conf"
 }
-log=$T_DIR/cairnd-mnt.log
-start() {
-	"$CAIRND" --config "$conf" --foreground >>"$log" 2>&1 &
-	pid=$!
-	t_track_pid "$pid"
-	_T_MOUNTS="$_T_MOUNTS $mnt"
-	wait_for 15 mountpoint -q "$mnt" || { echo "# cairnd did not mount"; tail -20 "$log"; exit 1; }
-}
-listvol() {
-	"$FS" listvol -m "$mnt" --json | python3 -c 'import json,sys
-print(" ".join(v["dir"]+"="+v["state"] for v in json.load(sys.stdin)["volumes"]))'
-}
-onsrv() { # VOL FILE
-	VC_URL=$VOLD_URL VC_VOL=$1 VC_TOKEN=$(cat "$T_DIR/$1.tok") vc cat \
-		"$(VC_URL=$VOLD_URL VC_VOL=$1 VC_TOKEN=$(cat "$T_DIR/$1.tok") vc lookup \
-			"$(VC_URL=$VOLD_URL VC_VOL=$1 VC_TOKEN=$(cat "$T_DIR/$1.tok") vc root)" "$2")" 2>/dev/null
-}
+onsrv() { ns_onsrv "$VOLD_URL" "$1" "$T_DIR/$1.tok" "$2"; } # VOL FILE
 
 writeconf alpha gamma omega
-start
+ns_start
 t_is "$(ls "$mnt" | tr '\n' ' ')" "alpha gamma omega " "three volumes"
 cat "$mnt/omega/f1.txt" >/dev/null
 
@@ -70,7 +39,7 @@ t_is "$(ls "$mnt" | tr '\n' ' ')" "alpha gamma " "gone from ls"
 t_is "$(stat -c %h "$mnt")" 4 "the root's link count follows"
 t_is "$(ls "$mnt/omega" 2>&1 | sed 's/.*: //')" "No such file or directory" "a lookup: ENOENT"
 t_is "$(cat "$mnt/omega/f1.txt" 2>&1 | sed 's/.*: //')" "No such file or directory" "a path inside: ENOENT"
-t_is "$(listvol)" "alpha=connected gamma=connected omega=removed" "fs listvol: removed"
+t_is "$(ns_listvol)" "alpha=connected gamma=connected omega=removed" "fs listvol: removed"
 
 # --- a volume with a file not stored, records and a process inside ---
 echo "gamma change" >"$mnt/gamma/new.txt"
@@ -105,18 +74,16 @@ kill -HUP "$pid"
 wait_for 10 sh -c "[ \$(grep -c \"reload: volume 'gamma' is removed\" '$log') = 2 ]"
 t_ok $? "removed again"
 t_is "$(onsrv gamma new.txt)" "" "still not on the server"
-kill -KILL "$pid"; wait "$pid" 2>/dev/null
-fusermount3 -uz "$mnt" 2>/dev/null
+ns_kill9
 t_check "its replay log survived" test -s "$T_DIR/cache/vol/gamma/rlog.tdb"
 writeconf alpha gamma
 sed -i 's/^writeback-delay = 60s/writeback-delay = 1s/' "$conf"
-start
+ns_start
 t_is "$(cat "$mnt/gamma/new.txt" 2>&1)" "gamma change" "the next start has the change"
 on_srv() { [ "$(onsrv gamma new.txt)" = "gamma change" ] && [ "$(onsrv gamma inside.txt)" = "from inside" ]; }
 wait_for 20 on_srv
 t_ok $? "and sends it to the server: nothing lost"
-kill -TERM "$pid"
-for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+ns_stop
 t_check "SIGTERM stops it" sh -c "! kill -0 $pid 2>/dev/null"
 t_check "cairn-fsck finds the shared cache clean" "$FSCK" --check --quiet "$T_DIR/cache"
 t_done

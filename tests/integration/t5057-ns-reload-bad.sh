@@ -6,51 +6,22 @@
 # change still works after them; kill -9 right after a SIGHUP leaves a
 # cache the next start serves.
 . "$top_srcdir/tests/integration/lib.sh"
+. "$top_srcdir/tests/integration/lib-ns.sh"
 t_need_fuse
 t_timeout 180
 
-mkdir -p "$T_DIR/src"
-echo "file 1" >"$T_DIR/src/f1.txt"
-SRV_ROOT=$T_DIR/srv
-vold_start || exit 99
-vos init >/dev/null 2>&1
-for v in alpha gamma omega; do
-	vos import $v "$T_DIR/src" >/dev/null || exit 99
-	make_token $v rw "$T_DIR/$v.tok"
-done
+ns_src "$T_DIR/src" file 1
+ns_vold
+for v in alpha gamma omega; do ns_import $v "$T_DIR/src"; done
 
-mnt=$T_DIR/mnt
-conf=$T_DIR/cairnd.conf
-mkdir -p "$mnt"
 good() {
-	cat <<CONF
-[cairnd]
-cache = $T_DIR/cache
-mountpoint = $mnt
-fetch-timeout = 2s
-[volume alpha]
-server = $VOLD_URL
-token = $T_DIR/alpha.tok
-[volume proj]
-volume = gamma
-server = $VOLD_URL
-token = $T_DIR/gamma.tok
-CONF
+	ns_conf_head
+	ns_vol alpha "" "$VOLD_URL"
+	ns_vol proj gamma "$VOLD_URL"
 }
-newsect='[volume extra]
-volume = omega
-server = '"$VOLD_URL"'
-token = '"$T_DIR/omega.tok"
+newsect=$(ns_vol extra omega "$VOLD_URL")
 good >"$conf"
-log=$T_DIR/cairnd-mnt.log
-start() {
-	"$CAIRND" --config "$conf" --foreground >>"$log" 2>&1 &
-	pid=$!
-	t_track_pid "$pid"
-	_T_MOUNTS="$_T_MOUNTS $mnt"
-	wait_for 15 mountpoint -q "$mnt" || { echo "# cairnd did not mount"; tail -20 "$log"; exit 1; }
-}
-start
+ns_start
 cat "$mnt/alpha/f1.txt" "$mnt/proj/f1.txt" >/dev/null
 unchanged() { # WHAT
 	t_check "$1: still running" kill -0 "$pid"
@@ -121,13 +92,11 @@ t_is "$(ls "$mnt" | tr '\n' ' ')" "alpha proj " "it stays removed"
 
 # kill -9 right after a SIGHUP.
 good >"$conf"
-kill -HUP "$pid"; kill -KILL "$pid"; wait "$pid" 2>/dev/null
-fusermount3 -uz "$mnt" 2>/dev/null
-start
+kill -HUP "$pid"; ns_kill9
+ns_start
 t_is "$(ls "$mnt" | tr '\n' ' ')" "alpha proj " "the next start serves the config's volumes"
 t_is "$(cat "$mnt/alpha/f1.txt" "$mnt/proj/f1.txt" 2>&1 | tr '\n' '|')" "file 1|file 1|" "and reads them"
-kill -TERM "$pid"
-for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+ns_stop
 t_check "SIGTERM stops it" sh -c "! kill -0 $pid 2>/dev/null"
 t_check "cairn-fsck finds the shared cache clean" "$FSCK" --check --quiet "$T_DIR/cache"
 t_done

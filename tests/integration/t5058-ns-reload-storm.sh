@@ -5,36 +5,23 @@
 # the readers see is wrong (a name is there or ENOENT, never EIO or
 # garbage), and the final config's volumes are what is served.
 . "$top_srcdir/tests/integration/lib.sh"
+. "$top_srcdir/tests/integration/lib-ns.sh"
 t_need_fuse
 t_timeout 240
 
-mkdir -p "$T_DIR/src"
-echo "file 1" >"$T_DIR/src/f1.txt"
-SRV_ROOT=$T_DIR/srv
-vold_start || exit 99
-vos init >/dev/null 2>&1
-for v in alpha beta gamma; do
-	vos import $v "$T_DIR/src" >/dev/null || exit 99
-	make_token $v rw "$T_DIR/$v.tok"
-done
+ns_src "$T_DIR/src" file 1
+ns_vold
+for v in alpha beta gamma; do ns_import $v "$T_DIR/src"; done
 
-mnt=$T_DIR/mnt
-conf=$T_DIR/cairnd.conf
-mkdir -p "$mnt"
-writeconf() { # VOLUMES...
+writeconf() { # VOLUMES...: replaces the file at once (readers run meanwhile)
 	{
-		printf '[cairnd]\ncache = %s\nmountpoint = %s\nfetch-timeout = 2s\n' "$T_DIR/cache" "$mnt"
-		for v in "$@"; do printf '[volume %s]\nserver = %s\ntoken = %s\n' "$v" "$VOLD_URL" "$T_DIR/$v.tok"; done
+		ns_conf_head
+		for v in "$@"; do ns_vol "$v" "" "$VOLD_URL"; done
 	} >"$conf.new"
 	mv "$conf.new" "$conf"
 }
 writeconf alpha
-log=$T_DIR/cairnd-mnt.log
-"$CAIRND" --config "$conf" --foreground >>"$log" 2>&1 &
-pid=$!
-t_track_pid "$pid"
-_T_MOUNTS="$_T_MOUNTS $mnt"
-wait_for 15 mountpoint -q "$mnt" || { echo "# cairnd did not mount"; tail -20 "$log"; exit 1; }
+ns_start
 
 bad=$T_DIR/bad
 : >"$bad"
@@ -84,8 +71,7 @@ t_ok $? "the last config's volumes are served: $(ls "$mnt" | tr '\n' ' ')"
 t_is "$(ls "$mnt/beta" 2>&1 | sed 's/.*: //')" "No such file or directory" "beta removed: ENOENT"
 t_is "$(grep -c "reload: volume 'beta' is new" "$log")" 1 "beta got one slot, shown and hidden again since"
 t_check "no reload was refused" sh -c "! grep -q 'reload refused\|reload failed' '$log'"
-kill -TERM "$pid"
-for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+ns_stop
 t_check "SIGTERM stops it" sh -c "! kill -0 $pid 2>/dev/null"
 t_check "and unmounts" sh -c "! mountpoint -q '$mnt'"
 t_check "cairn-fsck finds the shared cache clean" "$FSCK" --check --quiet "$T_DIR/cache"

@@ -11,10 +11,7 @@ t_timeout 180
 umask 022
 [ -x "$FS" ] || { echo "# SKIP: $FS not built"; exit 77; }
 
-vold_start || exit 99
-vos init >/dev/null 2>&1
-vos create mp >"$T_DIR/create.log" 2>&1 || { cat "$T_DIR/create.log"; exit 99; }
-make_token mp rw "$T_DIR/tok"
+vol_setup mp
 A=$T_DIR/a
 B=$T_DIR/b
 cairnd_mount "$A" "$T_DIR/ca" mp "$T_DIR/tok" || exit 1

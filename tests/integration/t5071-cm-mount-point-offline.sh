@@ -10,10 +10,7 @@ t_timeout 240
 umask 022
 [ -x "$FS" ] || { echo "# SKIP: $FS not built"; exit 77; }
 
-vold_start || exit 99
-vos init >/dev/null 2>&1
-vos create mpo >"$T_DIR/create.log" 2>&1 || { cat "$T_DIR/create.log"; exit 99; }
-make_token mpo rw "$T_DIR/tok"
+vol_setup mpo
 A=$T_DIR/a
 B=$T_DIR/b
 cairnd_mount "$A" "$T_DIR/ca" mpo "$T_DIR/tok" || exit 1

@@ -16,10 +16,7 @@ if [ -z "${CAIRN_OLD_VOLD:-}" ] || [ ! -x "$CAIRN_OLD_VOLD" ]; then
 fi
 NEW_VOLD=$VOLD
 VOLD=$CAIRN_OLD_VOLD
-vold_start || exit 99
-vos init >/dev/null 2>&1
-vos create mp >"$T_DIR/create.log" 2>&1 || { cat "$T_DIR/create.log"; exit 99; }
-make_token mp rw "$T_DIR/tok"
+vol_setup mp
 t_is "$(vold_curl "$VOLD_URL/v1/ping" | python3 -c 'import json,sys; print(json.load(sys.stdin)["protocol"] < 5)')" \
 	True "the old server speaks a protocol before 5"
 A=$T_DIR/a
