@@ -32,8 +32,8 @@
  * it is not a valid, shortest-form encoding of a scalar value (no overlongs,
  * no surrogates, nothing above U+10FFFF).
  */
-static size_t
-utf8_seq(const unsigned char *p, size_t n)
+size_t
+proto_utf8_seq(const unsigned char *p, size_t n)
 {
 	uint32_t cp;
 	size_t len, i;
@@ -77,7 +77,7 @@ utf8_check(const char *s, size_t len)
 	while (i < len) {
 		if (p[i] == 0)
 			return -EINVAL;
-		l = utf8_seq(p + i, len - i);
+		l = proto_utf8_seq(p + i, len - i);
 		if (!l)
 			return -EINVAL;
 		i += l;

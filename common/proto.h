@@ -310,6 +310,12 @@ bool proto_type_has_rdev(enum proto_type t);
  */
 int proto_mount_target_check(const char *t, size_t len);
 /*
+ * Length of the UTF-8 sequence at @p (@n bytes available), or 0 if it is
+ * not a valid shortest-form encoding of a scalar value (no overlongs, no
+ * surrogates, nothing above U+10FFFF). Names and listings share it.
+ */
+size_t proto_utf8_seq(const unsigned char *p, size_t n);
+/*
  * What a client of protocol @version may be shown of @a: below 4 a socket
  * or device is an empty regular file (size 0, rdev 0), since that client's
  * decoder refuses a type it does not know, and with it the whole listing

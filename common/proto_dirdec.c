@@ -66,40 +66,6 @@ lit(struct js *j, const char *w)
 	return true;
 }
 
-/* Length of the valid shortest-form UTF-8 sequence at @p, or 0. */
-static size_t
-u8len(const unsigned char *p, size_t n)
-{
-	uint32_t cp;
-	size_t len, i;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-		len = 2;
-		cp = p[0] & 0x1f;
-	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		len = 3;
-		cp = p[0] & 0x0f;
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		len = 4;
-		cp = p[0] & 0x07;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return len;
-}
-
 static int
 hex4(const unsigned char *p, uint32_t *v)
 {
@@ -163,7 +129,7 @@ str(struct js *j, const char **s, size_t *len)
 		if (*q < 0x20)
 			return false;
 		if (*q >= 0x80) {
-			size_t l = u8len(q, (size_t)(j->end - q));
+			size_t l = proto_utf8_seq(q, (size_t)(j->end - q));
 
 			if (!l)
 				return false;
@@ -190,25 +156,16 @@ str(struct js *j, const char **s, size_t *len)
 			q += 2;
 			break;
 		case 'b':
-			scratch_put(j, &n, "\b", 1);
-			q += 2;
-			break;
 		case 'f':
-			scratch_put(j, &n, "\f", 1);
-			q += 2;
-			break;
 		case 'n':
-			scratch_put(j, &n, "\n", 1);
-			q += 2;
-			break;
 		case 'r':
-			scratch_put(j, &n, "\r", 1);
+		case 't': {
+			static const char from[] = "bfnrt", to[] = "\b\f\n\r\t";
+
+			scratch_put(j, &n, &to[strchr(from, q[1]) - from], 1);
 			q += 2;
 			break;
-		case 't':
-			scratch_put(j, &n, "\t", 1);
-			q += 2;
-			break;
+		}
 		case 'u': {
 			uint32_t cp, lo;
 			unsigned char u[4];
