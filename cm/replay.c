@@ -1723,26 +1723,34 @@ reint_next(struct replay *rp)
 		batch_next(rp);
 }
 
-/* conn.c's hook: now REINTEGRATING (a probe answered, or fs reconnect). */
-void
-replay_reintegrate(struct replay *rp)
+/* Start a pass over the log: a reintegration, or a drain (@draining)
+ * while connected. Counts what it has to do for `fs status`. */
+static void
+pass_begin(struct replay *rp, bool draining)
 {
 	struct rlog_stats st;
 
-	if (!rp || rp->stopped)
-		return;
 	memset(&st, 0, sizeof(st));
 	rlog_stats(rp->d.rlog, &st);
-	/* A drain pass cut short by the disconnection is over; this replay
-	 * takes its place. */
 	rp->running = true;
-	rp->draining = false;
+	rp->draining = draining;
 	rp->after = 0;
 	rp->done_recs = rp->done_bytes = rp->refused = 0;
 	rp->total_recs = st.pending + st.inflight;
 	rp->total_bytes = st.data_bytes;
 	if (rp->mapfd < 0)
 		map_open(rp);
+}
+
+/* conn.c's hook: now REINTEGRATING (a probe answered, or fs reconnect). */
+void
+replay_reintegrate(struct replay *rp)
+{
+	if (!rp || rp->stopped)
+		return;
+	/* A drain pass cut short by the disconnection is over; this replay
+	 * takes its place. */
+	pass_begin(rp, false);
 	log_info(LOG_OFF, "reintegrating %llu records (%llu bytes)",
 		 (unsigned long long)rp->total_recs,
 		 (unsigned long long)rp->total_bytes);
@@ -1769,21 +1777,10 @@ replay_ahead(struct replay *rp, const struct fid *fid)
 static void
 drain_start(struct replay *rp)
 {
-	struct rlog_stats st;
-
 	if (rp->stopped || rp->running || cm_stopping(rp->d.loop) ||
 	    conn_mode(rp->d.conn) != CM_CONNECTED)
 		return;
-	memset(&st, 0, sizeof(st));
-	rlog_stats(rp->d.rlog, &st);
-	rp->running = true;
-	rp->draining = true;
-	rp->after = 0;
-	rp->done_recs = rp->done_bytes = rp->refused = 0;
-	rp->total_recs = st.pending + st.inflight;
-	rp->total_bytes = st.data_bytes;
-	if (rp->mapfd < 0)
-		map_open(rp);
+	pass_begin(rp, true);
 	log_debug(LOG_OFF, "draining %llu records (%llu bytes)",
 		  (unsigned long long)rp->total_recs,
 		  (unsigned long long)rp->total_bytes);
