@@ -72,6 +72,12 @@ t_is "$((f1 - f0))" 3 "the read after the flush fetched its 3 chunks from the se
 
 # A directory: each file in it.
 cat "$mnt/data/a.bin" "$mnt/data/b.bin" >/dev/null
+# A read is answered before the store threads have put its chunk in the
+# cache; wait until both files are cached (a.bin 3 chunks, b.bin 2), so
+# the flush below has all 900 KiB to drop.
+cached_is() { [ "$(ex "$1" chunks_cached)" = "$2" ]; }
+wait_for 10 cached_is "$mnt/data/a.bin" 3
+wait_for 10 cached_is "$mnt/data/b.bin" 2
 fsj fl2 flush "$mnt/data"
 t_is "$?" 0 "flush a directory"
 t_is "$(jget "$T_DIR/fl2" 0 bytes_dropped)" $((900 * 1024)) "flush dir: its files' bytes dropped"
