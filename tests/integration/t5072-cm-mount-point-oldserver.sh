@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # t5072-cm-mount-point-oldserver: mount points and a cairn-vold older than
-# protocol 5, given as CAIRN_OLD_VOLD=PATH (e.g. a build of main before
-# mount points; skipped without it). cairnd refuses fs mkmount against
+# protocol 5, given as CAIRN_OLD_VOLD=PATH (tools/check builds one from
+# commit 2be91d7, the last of protocol 4, into build-old/; skipped
+# without it). cairnd refuses fs mkmount against
 # it, with a reason and nothing logged; and a volume holding a mount
 # point, served by the old server, still serves everything else: only a
 # listing that holds the mount point fails, for clients of protocol 4
