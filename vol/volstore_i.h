@@ -7,6 +7,7 @@
 #ifndef CAIRN_VOLSTORE_I_H
 #define CAIRN_VOLSTORE_I_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -106,6 +107,10 @@ struct vs_root {
 	char *path;
 	int fd;	   /* ROOT */
 	int volfd; /* ROOT/volumes */
+	/* The open VS_CLEANUP handles (vs_root.c, the clean-close marker):
+	 * only the last one of a volume to close may write the marker. */
+	pthread_mutex_t cl_lock;
+	struct vs_vol *cl_open;
 };
 
 struct vs_vol {
@@ -123,6 +128,10 @@ struct vs_vol {
 	bool v1_said;	    /* format 1: the refusal was logged */
 	bool snap;	    /* VS_SNAPSHOT: dirname is ours to remove */
 	bool broken;	    /* VS_BULK: a mutation failed half-way */
+	bool leaked;	    /* an object that should go could not be
+			       unlinked: no clean-close marker (vs_root.c) */
+	bool cl_reg;		/* VS_CLEANUP: in root->cl_open, by cl_next */
+	struct vs_vol *cl_next;
 	struct vs_bcache *bcache; /* VS_BULK: directory buckets not yet
 				     written (vs_dir.c) */
 	struct vs_undo *undo; /* vs_batch.c: records what kv_put/kv_del
