@@ -412,7 +412,7 @@ int vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
  * chunks only the times. @return 0 or -errno (-EDQUOT over the quota).
  */
 struct vs_ichunk {
-	uint64_t chunk;
+	uint64_t chunk, gen;
 	uint32_t len;
 };
 int vs_import_write(struct vs_vol *v, const struct fid *fid, uint64_t gen,
@@ -421,6 +421,19 @@ int vs_import_write(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 int vs_import_done(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 		   uint64_t size, const struct vs_ichunk *c, size_t n,
 		   int64_t atime, int64_t mtime, int64_t ctime);
+
+/*
+ * vos export with worker threads, the same split: vs_export_map() reads
+ * the chunk map of file @fid (@size bytes; the handle's thread) into
+ * *@out (free it; holes have no entry); vs_export_write() copies those
+ * chunk objects into @out at their offsets (file system calls only, any
+ * thread; @out is not extended past the last stored byte). @return 0,
+ * -EUCLEAN (an object the map names is missing), -errno.
+ */
+int vs_export_map(struct vs_vol *v, const struct fid *fid, uint64_t size,
+		  struct vs_ichunk **out, size_t *n);
+int vs_export_write(struct vs_vol *v, const struct fid *fid,
+		    const struct vs_ichunk *c, size_t n, int out);
 
 /* Flush everything (after a VS_NOSYNC bulk load): the directory buckets
  * a VS_BULK handle keeps in memory, then meta.tdb and the file system.

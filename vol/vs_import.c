@@ -4,7 +4,8 @@
  * vs_import_write() makes the chunk objects of one file (file system
  * only, safe to call from any thread on a VS_BULK handle) and
  * vs_import_done() records them in the map with the file's size and
- * times (tdb, the handle's one thread). doc/vol-format.md, "vos import".
+ * times (tdb, the handle's one thread). vos export has the same split:
+ * vs_export_map() (tdb) and vs_export_write() (files). doc/vol-format.md.
  */
 #include "config.h"
 
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <sys/types.h>
 
 #include "common/util.h"
 #include "vol/volstore.h"
@@ -109,6 +111,7 @@ vs_import_write(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 			goto fail;
 		}
 		c[n].chunk = i;
+		c[n].gen = gen;
 		c[n].len = (uint32_t)got;
 		n++; /* listed: a failure below removes it */
 		rc = util_pwrite_all(fd, buf, (size_t)got, 0);
@@ -181,4 +184,107 @@ out:
 		return rc;
 	}
 	return txn_commit(&t);
+}
+
+int
+vs_export_map(struct vs_vol *v, const struct fid *fid, uint64_t size,
+	      struct vs_ichunk **out, size_t *np)
+{
+	uint64_t nc;
+	struct vs_ichunk *c;
+	size_t n = 0;
+
+	*out = NULL;
+	*np = 0;
+	if (!v->cs)
+		return -EPROTO;
+	nc = (size + v->cs - 1) / v->cs;
+	if (!nc)
+		return 0;
+	/* Small files are one chunk: the usual array is one entry. */
+	c = calloc(nc < 64 ? (size_t)nc : 64, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	for (uint64_t i = 0, cap = nc < 64 ? nc : 64; i < nc; i++) {
+		struct cent e;
+		int rc = cmap_get(v, fid->oid, i, &e);
+
+		if (rc == -ENOENT)
+			continue;
+		if (rc) {
+			free(c);
+			return rc;
+		}
+		if (n == cap) {
+			struct vs_ichunk *nca = realloc(c, 2 * cap * sizeof(*c));
+
+			if (!nca) {
+				free(c);
+				return -ENOMEM;
+			}
+			c = nca;
+			cap *= 2;
+		}
+		c[n].chunk = i;
+		c[n].gen = e.gen;
+		c[n].len = e.len;
+		n++;
+	}
+	*out = c;
+	*np = n;
+	return 0;
+}
+
+/* Copy @len bytes of @in (from 0) to @ooff of @out. */
+static int
+copy_to(int in, int out, uint64_t ooff, uint64_t len)
+{
+	static __thread char buf[65536];
+	uint64_t ioff = 0;
+
+	while (len) {
+		loff_t io = (loff_t)ioff, oo = (loff_t)ooff;
+		ssize_t n = copy_file_range(in, &io, out, &oo, (size_t)len, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			size_t want = len > sizeof(buf) ? sizeof(buf) :
+							  (size_t)len;
+			int rc;
+
+			n = util_pread_all(in, buf, want, (off_t)ioff);
+			if (n < 0)
+				return (int)n;
+			if (n == 0)
+				return -EIO; /* shorter than its entry */
+			rc = util_pwrite_all(out, buf, (size_t)n, (off_t)ooff);
+			if (rc)
+				return rc;
+		}
+		ioff += (uint64_t)n;
+		ooff += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+int
+vs_export_write(struct vs_vol *v, const struct fid *fid,
+		const struct vs_ichunk *c, size_t n, int out)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < n && !rc; i++) {
+		char path[DPATH_MAX];
+		int fd;
+
+		chunk_path(path, sizeof(path), fid->oid, c[i].chunk, c[i].gen);
+		fd = openat(v->dirfd, path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return errno == ENOENT ? -EUCLEAN : -errno;
+		rc = copy_to(fd, out, c[i].chunk * v->cs, c[i].len);
+		close(fd);
+	}
+	return rc;
 }
