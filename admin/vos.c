@@ -839,6 +839,7 @@ struct ijob {
 	struct proto_attr attr;
 	struct proto_xattr *x;
 	size_t nx;
+	uint32_t cs; /* the volume's chunk size */
 };
 
 #define IMPORT_JOBS_MAX 8    /* --jobs above this is refused */
@@ -1586,6 +1587,7 @@ struct exp {
 	struct pdir *pend;  /* EXPORT_PENDING_DIRS of them, in post-order */
 	size_t npend;
 	struct imp pr;	 /* the progress line's counters */
+	uint32_t cs;	 /* the volume's chunk size */
 	struct hlmap hl; /* keyed by the first 8 bytes of the oid */
 	bool chown_ok;
 	int top;	  /* fd of DESTDIR */
@@ -1634,7 +1636,7 @@ export_mode(struct exp *ex, const struct proto_attr *a)
 static int
 export_meta_x(struct exp *ex, int dfd, const char *name, int fd,
 	      const char *path, const struct proto_attr *a,
-	      const struct proto_xattr *x, size_t n)
+	      const struct proto_xattr *x, size_t n, bool moded)
 {
 	struct timespec ts[2];
 	char at[64 + NAME_MAX];
@@ -1651,7 +1653,9 @@ export_meta_x(struct exp *ex, int dfd, const char *name, int fd,
 	    !__atomic_fetch_add(&ex->warned, 1, __ATOMIC_RELAXED))
 		report(0, "cannot set the owner of '%s': %s (owners are not "
 		       "kept)", path, strerror(errno));
-	if (!is_link(a) &&
+	/* @moded: created with its mode, which a chown does not change
+	 * (no set-id bits). */
+	if (!is_link(a) && !moded &&
 	    (fd >= 0 ? fchmod(fd, mode) : fchmodat(dfd, name, mode, 0)) < 0)
 		return report(-errno, "cannot chmod '%s'", path);
 	for (size_t i = 0; i < n && !is_link(a); i++)
@@ -1690,7 +1694,7 @@ export_meta(struct exp *ex, int dfd, const char *name, int fd, const char *path,
 		if (rc)
 			return report(rc, "cannot read the xattrs of '%s'", path);
 	}
-	rc = export_meta_x(ex, dfd, name, fd, path, &m, x, n);
+	rc = export_meta_x(ex, dfd, name, fd, path, &m, x, n, false);
 	if (x)
 		proto_xattrs_free(x, n);
 	return rc;
@@ -1700,10 +1704,17 @@ export_meta(struct exp *ex, int dfd, const char *name, int fd, const char *path,
 static int
 export_job(struct ijob *j, struct vs_vol *v)
 {
+	/* Made with its mode unless that has bits beyond rwx (a chown
+	 * would clear set-id bits): one fchmod less a file. vos export
+	 * runs with umask 0; no one else can reach the file yet (its
+	 * directories are vos's, 0700, until they are finished). */
+	bool moded = !(j->attr.mode & ~0777u);
+	uint64_t end = 0;
 	int out, rc;
 
 	out = openat(j->dfd, j->name,
-		     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		     moded ? (mode_t)j->attr.mode : 0600);
 	if (out < 0)
 		return report(-errno, "cannot write '%s'", j->path);
 	rc = vs_export_write(v, &j->attr.fid, j->c, j->n, out);
@@ -1712,12 +1723,15 @@ export_job(struct ijob *j, struct vs_vol *v)
 		unlinkat(j->dfd, j->name, 0);
 		return report(rc, "cannot read the data of '%s'", j->path);
 	}
-	/* A new file is empty: an empty one needs no truncate. */
-	if (j->attr.size && ftruncate(out, (off_t)j->attr.size) < 0)
+	/* Extend to the size only past the last stored byte (a hole or
+	 * trailing zeros): most files end with their data. */
+	if (j->n)
+		end = j->c[j->n - 1].chunk * j->cs + j->c[j->n - 1].len;
+	if (j->attr.size > end && ftruncate(out, (off_t)j->attr.size) < 0)
 		rc = report(-errno, "cannot write '%s'", j->path);
 	if (!rc)
 		rc = export_meta_x(j->ex, j->dfd, j->name, out, j->path,
-				   &j->attr, j->x, j->nx);
+				   &j->attr, j->x, j->nx, moded);
 	if (close(out) < 0 && !rc)
 		rc = report(-errno, "cannot write '%s'", j->path);
 	return rc;
@@ -1747,6 +1761,7 @@ export_submit(struct exp *ex, int dfd, const char *name, const char *path,
 		ijob_free(j);
 		return report(rc, "cannot read the xattrs of '%s'", path);
 	}
+	j->cs = ex->cs;
 	rc = vs_export_map(ex->v, &a->fid, a->size, &j->c, &j->n);
 	if (rc) {
 		ijob_free(j);
@@ -2186,6 +2201,9 @@ cmd_export(int argc, char **argv)
 	if (!rc)
 		rc = vs_getattr(ex.v, &vi.root, &ra);
 	ex.pr.progress = isatty(STDERR_FILENO);
+	ex.cs = vi.chunk_size;
+	/* Workers make files with their modes (export_job()). */
+	umask(0);
 	ex.pr.total = vi.files_used;
 	if (!rc && jobs) {
 		ex.pend = calloc(EXPORT_PENDING_DIRS, sizeof(*ex.pend));
