@@ -1429,8 +1429,8 @@ parse_jobs(const char *arg, int *jobs)
 }
 
 static const char usage_import[] =
-	"usage: vos [--root DIR] import NAME SRCDIR [--quota SIZE] [--files N]\n"
-	"                               [--jobs N]\n"
+	"usage: vos [--root DIR] import NAME SRCDIR [--quota SIZE] [--files N] "
+	"[--jobs N]\n"
 	"Make a new volume NAME from the tree SRCDIR, keeping modes, owners,\n"
 	"times, symlinks, hard links, user.* xattrs, FIFOs, sockets, device\n"
 	"nodes and holes. The volume appears only when the whole tree is\n"
