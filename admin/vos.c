@@ -853,6 +853,7 @@ struct ipool {
 	size_t inflight;	  /* queued + being written + done */
 	bool stop;		  /* no more jobs: workers exit when idle */
 	bool cancel;		  /* a failure: skip the queued jobs */
+	bool reported;		  /* a worker's failure was (main thread) */
 	struct vs_vol *v;
 	uint32_t cs;
 	int n;
@@ -1032,11 +1033,16 @@ ipool_collect(struct ipool *p, bool wait)
 		struct ijob *j = list;
 
 		list = j->next;
+		/* The first failure of a worker is reported (an export
+		 * worker did) and cancels the rest; later ones only stop. */
 		if (!rc && j->rc && j->rc != -ECANCELED)
-			rc = j->ex ? j->rc /* reported by the worker */
-				   : report(j->rc,
-					    "cannot import the data of '%s'",
-					    j->path);
+			rc = j->ex || p->reported
+				     ? j->rc
+				     : report(j->rc,
+					      "cannot import the data of '%s'",
+					      j->path);
+		if (rc)
+			p->reported = true;
 		if (!rc && !j->rc && !j->ex &&
 		    !__atomic_load_n(&p->cancel, __ATOMIC_RELAXED)) {
 			rc = vs_import_done(p->v, &j->fid, j->dv, j->size,
@@ -1383,6 +1389,24 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 	return rc;
 }
 
+/* A name of a directory being imported: its inode, its offset in the
+ * directory's arena of names. */
+struct dname {
+	ino_t ino;
+	size_t off;
+};
+
+static int
+dname_cmp(const void *a, const void *b)
+{
+	const struct dname *x = a, *y = b;
+
+	/* Names of one inode (hard links) in readdir's order. */
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
 static int
 import_dir(struct imp *im, int dfd, const struct fid *dir, const char *path,
 	   int depth)
@@ -1390,6 +1414,9 @@ import_dir(struct imp *im, int dfd, const struct fid *dir, const char *path,
 	int fd = dup(dfd);
 	DIR *d;
 	struct dirent *de;
+	struct dname *ents = NULL;
+	char *arena = NULL;
+	size_t n = 0, cap = 0, alen = 0, acap = 0;
 	int rc = 0;
 
 	if (fd < 0)
@@ -1399,13 +1426,54 @@ import_dir(struct imp *im, int dfd, const struct fid *dir, const char *path,
 		close(fd);
 		return -errno;
 	}
-	while (!rc && (errno = 0, de = readdir(d))) {
+	/* The names first, then in inode order: the stats and opens of
+	 * a tree not in the cache read the inode table in order rather
+	 * than at random (readdir's order is the name hash's), as tar's
+	 * --sort=inode does. */
+	while ((errno = 0, de = readdir(d))) {
+		size_t l = strlen(de->d_name) + 1;
+
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		rc = import_entry(im, dirfd(d), dir, de->d_name, path, depth);
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			struct dname *ne = realloc(ents, nc * sizeof(*ents));
+
+			if (!ne) {
+				rc = -ENOMEM;
+				break;
+			}
+			ents = ne;
+			cap = nc;
+		}
+		if (alen + l > acap) {
+			size_t nc = acap ? acap * 2 : 4096;
+			char *na;
+
+			while (nc < alen + l)
+				nc *= 2;
+			if (!(na = realloc(arena, nc))) {
+				rc = -ENOMEM;
+				break;
+			}
+			arena = na;
+			acap = nc;
+		}
+		memcpy(arena + alen, de->d_name, l);
+		ents[n].ino = de->d_ino;
+		ents[n].off = alen;
+		alen += l;
+		n++;
 	}
 	if (!rc && errno)
 		rc = -errno;
+	if (!rc && n)
+		qsort(ents, n, sizeof(*ents), dname_cmp);
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = import_entry(im, dirfd(d), dir, arena + ents[i].off, path,
+				  depth);
+	free(ents);
+	free(arena);
 	closedir(d);
 	return rc;
 }
@@ -1588,6 +1656,7 @@ struct exp {
 	size_t npend;
 	struct imp pr;	 /* the progress line's counters */
 	uint32_t cs;	 /* the volume's chunk size */
+	bool failed;	 /* a worker reported a failure */
 	struct hlmap hl; /* keyed by the first 8 bytes of the oid */
 	bool chown_ok;
 	int top;	  /* fd of DESTDIR */
@@ -1700,6 +1769,13 @@ export_meta(struct exp *ex, int dfd, const char *name, int fd, const char *path,
 	return rc;
 }
 
+/* An export worker's failure: reported unless another one was (the
+ * first cancels the rest). */
+#define ejob_fail(j, rc, ...)                                                 \
+	(__atomic_exchange_n(&(j)->ex->failed, true, __ATOMIC_RELAXED)        \
+		 ? (rc)                                                       \
+		 : report((rc), __VA_ARGS__))
+
 /* Worker: write the file of job @j (export). Failures are reported. */
 static int
 export_job(struct ijob *j, struct vs_vol *v)
@@ -1716,24 +1792,25 @@ export_job(struct ijob *j, struct vs_vol *v)
 		     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		     moded ? (mode_t)j->attr.mode : 0600);
 	if (out < 0)
-		return report(-errno, "cannot write '%s'", j->path);
+		return ejob_fail(j, -errno, "cannot write '%s'", j->path);
 	rc = vs_export_write(v, &j->attr.fid, j->c, j->n, out);
 	if (rc) {
 		close(out);
 		unlinkat(j->dfd, j->name, 0);
-		return report(rc, "cannot read the data of '%s'", j->path);
+		return ejob_fail(j, rc, "cannot read the data of '%s'",
+				 j->path);
 	}
 	/* Extend to the size only past the last stored byte (a hole or
 	 * trailing zeros): most files end with their data. */
 	if (j->n)
 		end = j->c[j->n - 1].chunk * j->cs + j->c[j->n - 1].len;
 	if (j->attr.size > end && ftruncate(out, (off_t)j->attr.size) < 0)
-		rc = report(-errno, "cannot write '%s'", j->path);
+		rc = ejob_fail(j, -errno, "cannot write '%s'", j->path);
 	if (!rc)
 		rc = export_meta_x(j->ex, j->dfd, j->name, out, j->path,
 				   &j->attr, j->x, j->nx, moded);
 	if (close(out) < 0 && !rc)
-		rc = report(-errno, "cannot write '%s'", j->path);
+		rc = ejob_fail(j, -errno, "cannot write '%s'", j->path);
 	return rc;
 }
 

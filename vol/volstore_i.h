@@ -7,6 +7,7 @@
 #ifndef CAIRN_VOLSTORE_I_H
 #define CAIRN_VOLSTORE_I_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -266,13 +267,21 @@ static inline int
 kv_put(struct vs_vol *v, const void *k, size_t klen, const void *val,
        size_t vlen)
 {
-	if (v->undo) {
-		int rc = undo_save(v, k, klen);
+	int rc;
 
+	if (v->undo) {
+		rc = undo_save(v, k, klen);
 		if (rc)
 			return rc;
 	}
-	return tdbw_store(v->tdb, k, klen, val, vlen, TDB_REPLACE);
+	errno = 0;
+	rc = tdbw_store(v->tdb, k, klen, val, vlen, TDB_REPLACE);
+	/* When growing the file fails (a full disk), tdb keeps the error
+	 * code of the lookup it made before, and errno may be gone: a
+	 * replacing store is never ENOENT. */
+	if (rc == -ENOENT)
+		rc = errno == ENOSPC || errno == EDQUOT ? -errno : -EIO;
+	return rc;
 }
 
 static inline int

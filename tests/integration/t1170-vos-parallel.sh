@@ -113,7 +113,10 @@ unshare -m sh -c "mount -t tmpfs -o size=4m tmpfs '$T_DIR/small' &&
 	'$VOS_BIN' --root '$T_DIR/small' import full '$src' >'$T_DIR/full.out' 2>'$T_DIR/full.err';
 	echo \$? >'$T_DIR/full.rc'; ls -A '$T_DIR/small/volumes' >'$T_DIR/full.ls'"
 t_is "$(cat "$T_DIR/full.rc")" 74 "import onto a full disk fails (74)"
-t_check "with a clear error naming the file" grep -q "^vos: cannot import .*'$src/.*': No space left on device" "$T_DIR/full.err"
+# The data of a file (a worker) or the metadata (tdb) may be the first
+# to find the disk full: tdb says EIO, having lost the errno.
+t_check "with a clear error naming the file" grep -Eq "^vos: cannot import .*'$src/.*': (No space left on device|Input/output error)" "$T_DIR/full.err"
+t_ok "$([ "$(grep -c 'No space left' "$T_DIR/full.err")" -le 1 ] && echo 0 || echo 1)" "once, not once a worker"
 t_is "$(cat "$T_DIR/full.ls")" "" "and leaves no volume, staged or not"
 unshare -m sh -c "mount -t tmpfs -o size=4m tmpfs '$T_DIR/smallout' &&
 	'$VOS_BIN' --root '$SRV_ROOT' export p4 '$T_DIR/smallout/t' >'$T_DIR/efull.out' 2>'$T_DIR/efull.err';
