@@ -840,24 +840,42 @@ struct ijob {
 	struct proto_xattr *x;
 	size_t nx;
 	uint32_t cs; /* the volume's chunk size */
+	int worker;  /* its queue */
 };
 
 #define IMPORT_JOBS_MAX 8    /* --jobs above this is refused */
 #define IMPORT_INFLIGHT 256 /* jobs queued or not yet recorded */
+#define EXPORT_INFLIGHT 8192
+
+/* One worker's queue: each job goes to one worker (ijob.worker). */
+struct iq {
+	pthread_cond_t work;
+	struct ijob *head, *tail;
+	bool sleeping; /* its worker waits on @work */
+};
 
 struct ipool {
 	pthread_mutex_t lock;
-	pthread_cond_t work, done_cv;
-	struct ijob *head, *tail; /* queued */
+	pthread_cond_t done_cv;
+	struct iq q[IMPORT_JOBS_MAX];
 	struct ijob *done;	  /* written (or failed), not recorded */
 	size_t inflight;	  /* queued + being written + done */
+	size_t max;		  /* of them before the main thread waits */
+	size_t ndone;		  /* jobs on @done */
+	size_t wake_at;		  /* wake the main thread at this @ndone */
+	bool mwait;		  /* it waits on @done_cv */
 	bool stop;		  /* no more jobs: workers exit when idle */
 	bool cancel;		  /* a failure: skip the queued jobs */
 	bool reported;		  /* a worker's failure was (main thread) */
 	struct vs_vol *v;
 	uint32_t cs;
 	int n;
+	unsigned next; /* round robin of import jobs */
 	pthread_t th[IMPORT_JOBS_MAX];
+	struct iwarg {
+		struct ipool *p;
+		int i;
+	} wa[IMPORT_JOBS_MAX];
 };
 
 struct imp {
@@ -963,22 +981,26 @@ static int export_job(struct ijob *j, struct vs_vol *v);
 static void *
 ipool_worker(void *arg)
 {
-	struct ipool *p = arg;
+	struct iwarg *wa = arg;
+	struct ipool *p = wa->p;
+	struct iq *q = &p->q[wa->i];
 	uint8_t *buf = malloc(p->cs);
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		struct ijob *j = p->head;
+		struct ijob *j = q->head;
 
 		if (!j) {
 			if (p->stop)
 				break;
-			pthread_cond_wait(&p->work, &p->lock);
+			q->sleeping = true;
+			pthread_cond_wait(&q->work, &p->lock);
+			q->sleeping = false;
 			continue;
 		}
-		p->head = j->next;
-		if (!p->head)
-			p->tail = NULL;
+		q->head = j->next;
+		if (!q->head)
+			q->tail = NULL;
 		pthread_mutex_unlock(&p->lock);
 		if (__atomic_load_n(&p->cancel, __ATOMIC_RELAXED))
 			j->rc = -ECANCELED;
@@ -995,7 +1017,8 @@ ipool_worker(void *arg)
 		pthread_mutex_lock(&p->lock);
 		j->next = p->done;
 		p->done = j;
-		pthread_cond_signal(&p->done_cv);
+		if (++p->ndone >= p->wake_at && p->mwait)
+			pthread_cond_signal(&p->done_cv);
 	}
 	pthread_mutex_unlock(&p->lock);
 	free(buf);
@@ -1018,16 +1041,25 @@ ijob_free(struct ijob *j)
  * first wait for at least one. @return 0 or the first failure (reported;
  * the pool is then cancelled). */
 static int
-ipool_collect(struct ipool *p, bool wait)
+ipool_collect(struct ipool *p, size_t want)
 {
 	struct ijob *list;
+	size_t n = 0;
 	int rc = 0;
 
 	pthread_mutex_lock(&p->lock);
-	while (wait && !p->done)
+	/* Woken once @want are done, not at every job: a main thread
+	 * that waited for each would switch with the workers twice a
+	 * file. */
+	p->wake_at = want < p->inflight ? want : p->inflight;
+	while (p->ndone < p->wake_at) {
+		p->mwait = true;
 		pthread_cond_wait(&p->done_cv, &p->lock);
+	}
+	p->mwait = false;
 	list = p->done;
 	p->done = NULL;
+	p->ndone = 0;
 	pthread_mutex_unlock(&p->lock);
 	while (list) {
 		struct ijob *j = list;
@@ -1047,15 +1079,16 @@ ipool_collect(struct ipool *p, bool wait)
 		    !__atomic_load_n(&p->cancel, __ATOMIC_RELAXED)) {
 			rc = vs_import_done(p->v, &j->fid, j->dv, j->size,
 					    j->c, j->n, j->at, j->mt, j->ct);
-			if (rc)
+			if (rc && !p->reported)
 				report(rc, "cannot import the data of '%s'",
 				       j->path);
 		}
 		ijob_free(j);
-		pthread_mutex_lock(&p->lock);
-		p->inflight--;
-		pthread_mutex_unlock(&p->lock);
+		n++;
 	}
+	pthread_mutex_lock(&p->lock);
+	p->inflight -= n;
+	pthread_mutex_unlock(&p->lock);
 	if (rc)
 		__atomic_store_n(&p->cancel, true, __ATOMIC_RELAXED);
 	return rc;
@@ -1066,31 +1099,38 @@ ipool_collect(struct ipool *p, bool wait)
 static int
 ipool_submit(struct ipool *p, struct ijob *j)
 {
+	struct iq *q;
 	int rc;
 
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
-		if (p->inflight < IMPORT_INFLIGHT)
+		if (p->inflight < p->max)
 			break;
 		pthread_mutex_unlock(&p->lock);
-		rc = ipool_collect(p, true);
+		rc = ipool_collect(p, p->max / 4);
 		if (rc) {
 			ijob_free(j);
 			return rc;
 		}
 	}
+	/* Import: any worker (objects land in 256 directories by oid).
+	 * Export: the caller chose one per directory. */
+	if (!j->ex)
+		j->worker = (int)(p->next++ % (unsigned)p->n);
+	q = &p->q[j->worker % p->n];
 	j->next = NULL;
-	if (p->tail)
-		p->tail->next = j;
+	if (q->tail)
+		q->tail->next = j;
 	else
-		p->head = j;
-	p->tail = j;
+		q->head = j;
+	q->tail = j;
 	p->inflight++;
-	pthread_cond_signal(&p->work);
+	if (q->sleeping)
+		pthread_cond_signal(&q->work);
 	pthread_mutex_unlock(&p->lock);
 	/* Record what is done now and then, so finished jobs do not pile
 	 * up while the walk goes on. */
-	return ipool_collect(p, false);
+	return ipool_collect(p, 0);
 }
 
 /* Wait until every job handed over so far is done and recorded.
@@ -1109,7 +1149,7 @@ ipool_drain(struct ipool *p)
 			return rc;
 		}
 		pthread_mutex_unlock(&p->lock);
-		r = ipool_collect(p, true);
+		r = ipool_collect(p, SIZE_MAX);
 		if (!rc)
 			rc = r;
 	}
@@ -1125,27 +1165,37 @@ ipool_finish(struct ipool **pp, int rc)
 
 	if (!p)
 		return rc;
-	if (rc)
+	if (rc) {
+		/* The caller's failure was reported: the workers' that
+		 * follow from it (a full disk) are not. */
+		p->reported = true;
 		__atomic_store_n(&p->cancel, true, __ATOMIC_RELAXED);
+	}
 	r = ipool_drain(p);
 	if (!rc)
 		rc = r;
 	pthread_mutex_lock(&p->lock);
 	p->stop = true;
-	pthread_cond_broadcast(&p->work);
+	for (int i = 0; i < p->n; i++)
+		pthread_cond_signal(&p->q[i].work);
 	pthread_mutex_unlock(&p->lock);
 	for (int i = 0; i < p->n; i++)
 		pthread_join(p->th[i], NULL);
 	pthread_mutex_destroy(&p->lock);
-	pthread_cond_destroy(&p->work);
+	for (int i = 0; i < IMPORT_JOBS_MAX; i++)
+		pthread_cond_destroy(&p->q[i].work);
 	pthread_cond_destroy(&p->done_cv);
 	free(p);
 	*pp = NULL;
 	return rc;
 }
 
+/* @max: jobs in flight before the main thread waits (an import job holds
+ * an fd; export jobs of one directory go to one worker, so they must span
+ * several directories to keep the workers busy). */
 static int
-ipool_start(struct ipool **pp, struct vs_vol *v, int n, uint32_t cs)
+ipool_start(struct ipool **pp, struct vs_vol *v, int n, uint32_t cs,
+	    size_t max)
 {
 	if (!n)
 		return 0;
@@ -1154,13 +1204,19 @@ ipool_start(struct ipool **pp, struct vs_vol *v, int n, uint32_t cs)
 	if (!p)
 		return -ENOMEM;
 	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->work, NULL);
+	for (int i = 0; i < IMPORT_JOBS_MAX; i++)
+		pthread_cond_init(&p->q[i].work, NULL);
 	pthread_cond_init(&p->done_cv, NULL);
 	p->v = v;
 	p->cs = cs;
+	p->max = max;
 	*pp = p;
 	for (int i = 0; i < n; i++) {
-		int rc = pthread_create(&p->th[i], NULL, ipool_worker, p);
+		int rc;
+
+		p->wa[i].p = p;
+		p->wa[i].i = i;
+		rc = pthread_create(&p->th[i], NULL, ipool_worker, &p->wa[i]);
 
 		if (rc) {
 			ipool_finish(pp, -rc);
@@ -1576,7 +1632,8 @@ cmd_import(int argc, char **argv)
 	if (!rc)
 		rc = vs_getattr(im.v, &vi.root, &ra);
 	if (!rc && jobs)
-		rc = ipool_start(&im.pool, im.v, jobs, vi.chunk_size);
+		rc = ipool_start(&im.pool, im.v, jobs, vi.chunk_size,
+				 IMPORT_INFLIGHT);
 	if (rc)
 		goto out;
 	/* The root directory takes SRCDIR's owner, mode, xattrs, times. */
@@ -1657,6 +1714,8 @@ struct exp {
 	struct imp pr;	 /* the progress line's counters */
 	uint32_t cs;	 /* the volume's chunk size */
 	bool failed;	 /* a worker reported a failure */
+	int dworker;	 /* the worker writing the files of this directory */
+	unsigned ndirs;	 /* directories begun */
 	struct hlmap hl; /* keyed by the first 8 bytes of the oid */
 	bool chown_ok;
 	int top;	  /* fd of DESTDIR */
@@ -1839,6 +1898,9 @@ export_submit(struct exp *ex, int dfd, const char *name, const char *path,
 		return report(rc, "cannot read the xattrs of '%s'", path);
 	}
 	j->cs = ex->cs;
+	/* ext4 makes the files of one directory one at a time: threads
+	 * creating in the same one only wait for each other. */
+	j->worker = ex->dworker;
 	rc = vs_export_map(ex->v, &a->fid, a->size, &j->c, &j->n);
 	if (rc) {
 		ijob_free(j);
@@ -1968,6 +2030,7 @@ export_dir(struct exp *ex, const struct fid *dir, int dfd, const char *rel,
 	   int depth)
 {
 	struct proto_dir d;
+	int mine = (int)ex->ndirs++; /* the worker for its files */
 	int rc;
 
 	if (depth > 4096)
@@ -2013,6 +2076,7 @@ export_dir(struct exp *ex, const struct fid *dir, int dfd, const char *rel,
 			/* Not a file with other links: they are linked to
 			 * the first one written, which must be there. */
 			if (ex->pool && a->nlink <= 1) {
+				ex->dworker = mine;
 				rc = export_submit(ex, dfd, name, path, a);
 				ex->pr.bytes += a->size;
 				continue;
@@ -2284,7 +2348,8 @@ cmd_export(int argc, char **argv)
 	ex.pr.total = vi.files_used;
 	if (!rc && jobs) {
 		ex.pend = calloc(EXPORT_PENDING_DIRS, sizeof(*ex.pend));
-		rc = ex.pend ? ipool_start(&ex.pool, ex.v, jobs, vi.chunk_size)
+		rc = ex.pend ? ipool_start(&ex.pool, ex.v, jobs, vi.chunk_size,
+					   EXPORT_INFLIGHT)
 			     : -ENOMEM;
 	}
 	if (!rc)
