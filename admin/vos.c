@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,14 +88,20 @@ report(int rc, const char *fmt, ...)
 	char msg[PATH_MAX * 2];
 	va_list ap;
 
-	fputs("vos: ", stderr);
+	char *e;
+
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputs(esc(msg), stderr);
+	/* Not esc(): import and export workers report too. */
+	e = util_escape_dup(msg);
+	flockfile(stderr);
+	fprintf(stderr, "vos: %s", e ? e : "?");
 	if (rc)
 		fprintf(stderr, ": %s", strerror(-rc));
 	fputc('\n', stderr);
+	funlockfile(stderr);
+	free(e);
 	return rc;
 }
 
@@ -802,7 +809,77 @@ hl_free(struct hlmap *m)
 	free(m->v);
 }
 
+/*
+ * Import workers: the chunk objects of files are written by a few
+ * threads (vs_import_write(), file system calls only) while the main
+ * thread walks the source and owns the tdb: a create costs an inode
+ * allocation in data/XX, and ext4 serializes creates within a directory
+ * but not across them (objects land in 256 directories by oid). The
+ * main thread records each finished file (vs_import_done()) in whatever
+ * order they finish; the volume is the same whatever that order is.
+ */
+struct exp;
+
+struct ijob {
+	struct ijob *next;
+	int fd; /* import: the source file, closed by the worker */
+	struct fid fid;
+	uint64_t dv, size;
+	int64_t at, mt, ct;
+	char *path;
+	int rc;
+	struct vs_ichunk *c;
+	size_t n;
+	/* export: write file @name in directory @dfd (open until every
+	 * job is done) with @attr (mode already without set-id bits) and
+	 * xattrs @x */
+	struct exp *ex;
+	int dfd;
+	const char *name; /* in @path */
+	struct proto_attr attr;
+	struct proto_xattr *x;
+	size_t nx;
+	uint32_t cs; /* the volume's chunk size */
+	int worker;  /* its queue */
+};
+
+#define IMPORT_JOBS_MAX 8    /* --jobs above this is refused */
+#define IMPORT_INFLIGHT 256 /* jobs queued or not yet recorded */
+#define EXPORT_INFLIGHT 8192
+
+/* One worker's queue: each job goes to one worker (ijob.worker). */
+struct iq {
+	pthread_cond_t work;
+	struct ijob *head, *tail;
+	bool sleeping; /* its worker waits on @work */
+};
+
+struct ipool {
+	pthread_mutex_t lock;
+	pthread_cond_t done_cv;
+	struct iq q[IMPORT_JOBS_MAX];
+	struct ijob *done;	  /* written (or failed), not recorded */
+	size_t inflight;	  /* queued + being written + done */
+	size_t max;		  /* of them before the main thread waits */
+	size_t ndone;		  /* jobs on @done */
+	size_t wake_at;		  /* wake the main thread at this @ndone */
+	bool mwait;		  /* it waits on @done_cv */
+	bool stop;		  /* no more jobs: workers exit when idle */
+	bool cancel;		  /* a failure: skip the queued jobs */
+	bool reported;		  /* a worker's failure was (main thread) */
+	struct vs_vol *v;
+	uint32_t cs;
+	int n;
+	unsigned next; /* round robin of import jobs */
+	pthread_t th[IMPORT_JOBS_MAX];
+	struct iwarg {
+		struct ipool *p;
+		int i;
+	} wa[IMPORT_JOBS_MAX];
+};
+
 struct imp {
+	struct ipool *pool; /* NULL: data written by the main thread */
 	struct vs_vol *v;
 	struct hlmap hl;
 	uint64_t files, bytes;
@@ -899,13 +976,255 @@ count_tree(int dfd, int depth)
 	return n;
 }
 
-static void
-new_opid(struct proto_op *op)
-{
-	struct fid f;
+static int export_job(struct ijob *j, struct vs_vol *v);
 
-	fid_random(0, &f);
-	memcpy(op->opid, f.oid, 16);
+static void *
+ipool_worker(void *arg)
+{
+	struct iwarg *wa = arg;
+	struct ipool *p = wa->p;
+	struct iq *q = &p->q[wa->i];
+	uint8_t *buf = malloc(p->cs);
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		struct ijob *j = q->head;
+
+		if (!j) {
+			if (p->stop)
+				break;
+			q->sleeping = true;
+			pthread_cond_wait(&q->work, &p->lock);
+			q->sleeping = false;
+			continue;
+		}
+		q->head = j->next;
+		if (!q->head)
+			q->tail = NULL;
+		pthread_mutex_unlock(&p->lock);
+		if (__atomic_load_n(&p->cancel, __ATOMIC_RELAXED))
+			j->rc = -ECANCELED;
+		else if (j->ex)
+			j->rc = export_job(j, p->v);
+		else if (!buf)
+			j->rc = -ENOMEM;
+		else
+			j->rc = vs_import_write(p->v, &j->fid, j->dv, j->fd,
+						j->size, buf, &j->c, &j->n);
+		if (j->fd >= 0)
+			close(j->fd);
+		j->fd = -1;
+		pthread_mutex_lock(&p->lock);
+		j->next = p->done;
+		p->done = j;
+		if (++p->ndone >= p->wake_at && p->mwait)
+			pthread_cond_signal(&p->done_cv);
+	}
+	pthread_mutex_unlock(&p->lock);
+	free(buf);
+	return NULL;
+}
+
+static void
+ijob_free(struct ijob *j)
+{
+	if (j->fd >= 0)
+		close(j->fd);
+	free(j->c);
+	free(j->path);
+	if (j->x)
+		proto_xattrs_free(j->x, j->nx);
+	free(j);
+}
+
+/* Record the files the workers have finished (main thread). With @wait,
+ * first wait for at least one. @return 0 or the first failure (reported;
+ * the pool is then cancelled). */
+static int
+ipool_collect(struct ipool *p, size_t want)
+{
+	struct ijob *list;
+	size_t n = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&p->lock);
+	/* Woken once @want are done, not at every job: a main thread
+	 * that waited for each would switch with the workers twice a
+	 * file. */
+	p->wake_at = want < p->inflight ? want : p->inflight;
+	while (p->ndone < p->wake_at) {
+		p->mwait = true;
+		pthread_cond_wait(&p->done_cv, &p->lock);
+	}
+	p->mwait = false;
+	list = p->done;
+	p->done = NULL;
+	p->ndone = 0;
+	pthread_mutex_unlock(&p->lock);
+	while (list) {
+		struct ijob *j = list;
+
+		list = j->next;
+		/* The first failure of a worker is reported (an export
+		 * worker did) and cancels the rest; later ones only stop. */
+		if (!rc && j->rc && j->rc != -ECANCELED)
+			rc = j->ex || p->reported
+				     ? j->rc
+				     : report(j->rc,
+					      "cannot import the data of '%s'",
+					      j->path);
+		if (rc)
+			p->reported = true;
+		if (!rc && !j->rc && !j->ex &&
+		    !__atomic_load_n(&p->cancel, __ATOMIC_RELAXED)) {
+			rc = vs_import_done(p->v, &j->fid, j->dv, j->size,
+					    j->c, j->n, j->at, j->mt, j->ct);
+			if (rc && !p->reported)
+				report(rc, "cannot import the data of '%s'",
+				       j->path);
+		}
+		ijob_free(j);
+		n++;
+	}
+	pthread_mutex_lock(&p->lock);
+	p->inflight -= n;
+	pthread_mutex_unlock(&p->lock);
+	if (rc)
+		__atomic_store_n(&p->cancel, true, __ATOMIC_RELAXED);
+	return rc;
+}
+
+/* Hand job @j to the workers, recording finished ones while too many are
+ * in flight. The pool owns @j from here, also on failure. */
+static int
+ipool_submit(struct ipool *p, struct ijob *j)
+{
+	struct iq *q;
+	int rc;
+
+	for (;;) {
+		pthread_mutex_lock(&p->lock);
+		if (p->inflight < p->max)
+			break;
+		pthread_mutex_unlock(&p->lock);
+		rc = ipool_collect(p, p->max / 4);
+		if (rc) {
+			ijob_free(j);
+			return rc;
+		}
+	}
+	/* Import: any worker (objects land in 256 directories by oid).
+	 * Export: the caller chose one per directory. */
+	if (!j->ex)
+		j->worker = (int)(p->next++ % (unsigned)p->n);
+	q = &p->q[j->worker % p->n];
+	j->next = NULL;
+	if (q->tail)
+		q->tail->next = j;
+	else
+		q->head = j;
+	q->tail = j;
+	p->inflight++;
+	if (q->sleeping)
+		pthread_cond_signal(&q->work);
+	pthread_mutex_unlock(&p->lock);
+	/* Record what is done now and then, so finished jobs do not pile
+	 * up while the walk goes on. */
+	return ipool_collect(p, 0);
+}
+
+/* Wait until every job handed over so far is done and recorded.
+ * @return 0 or the first failure. */
+static int
+ipool_drain(struct ipool *p)
+{
+	int rc = 0;
+
+	for (;;) {
+		int r;
+
+		pthread_mutex_lock(&p->lock);
+		if (!p->inflight) {
+			pthread_mutex_unlock(&p->lock);
+			return rc;
+		}
+		pthread_mutex_unlock(&p->lock);
+		r = ipool_collect(p, SIZE_MAX);
+		if (!rc)
+			rc = r;
+	}
+}
+
+/* Wait for every job (recording them unless @rc is a failure already)
+ * and stop the workers. @return @rc or the first failure. */
+static int
+ipool_finish(struct ipool **pp, int rc)
+{
+	struct ipool *p = *pp;
+	int r;
+
+	if (!p)
+		return rc;
+	if (rc) {
+		/* The caller's failure was reported: the workers' that
+		 * follow from it (a full disk) are not. */
+		p->reported = true;
+		__atomic_store_n(&p->cancel, true, __ATOMIC_RELAXED);
+	}
+	r = ipool_drain(p);
+	if (!rc)
+		rc = r;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	for (int i = 0; i < p->n; i++)
+		pthread_cond_signal(&p->q[i].work);
+	pthread_mutex_unlock(&p->lock);
+	for (int i = 0; i < p->n; i++)
+		pthread_join(p->th[i], NULL);
+	pthread_mutex_destroy(&p->lock);
+	for (int i = 0; i < IMPORT_JOBS_MAX; i++)
+		pthread_cond_destroy(&p->q[i].work);
+	pthread_cond_destroy(&p->done_cv);
+	free(p);
+	*pp = NULL;
+	return rc;
+}
+
+/* @max: jobs in flight before the main thread waits (an import job holds
+ * an fd; export jobs of one directory go to one worker, so they must span
+ * several directories to keep the workers busy). */
+static int
+ipool_start(struct ipool **pp, struct vs_vol *v, int n, uint32_t cs,
+	    size_t max)
+{
+	if (!n)
+		return 0;
+	struct ipool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_init(&p->lock, NULL);
+	for (int i = 0; i < IMPORT_JOBS_MAX; i++)
+		pthread_cond_init(&p->q[i].work, NULL);
+	pthread_cond_init(&p->done_cv, NULL);
+	p->v = v;
+	p->cs = cs;
+	p->max = max;
+	*pp = p;
+	for (int i = 0; i < n; i++) {
+		int rc;
+
+		p->wa[i].p = p;
+		p->wa[i].i = i;
+		rc = pthread_create(&p->th[i], NULL, ipool_worker, &p->wa[i]);
+
+		if (rc) {
+			ipool_finish(pp, -rc);
+			return -rc;
+		}
+		p->n++;
+	}
+	return 0;
 }
 
 static int
@@ -1062,7 +1381,6 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 			esc(path));
 		return 0;
 	}
-	new_opid(&op);
 	rc = vs_apply_raw(im->v, &op, &res);
 	free(op.target);
 	if (rc)
@@ -1081,7 +1399,29 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 		if (fd < 0)
 			return report(-errno, "cannot open '%s'", path);
 		rc = import_xattrs(im, fd, &res.attr.fid, path);
-		if (!rc && S_ISREG(st.st_mode)) {
+		/* The data by a worker, which records the times with it.
+		 * Not a file with other links: a link made before the
+		 * worker is done would get its ctime overwritten. */
+		if (!rc && S_ISREG(st.st_mode) && st.st_size > 0 &&
+		    im->pool && st.st_nlink == 1) {
+			struct ijob *j = calloc(1, sizeof(*j));
+
+			if (!j || !(j->path = strdup(path))) {
+				free(j);
+				close(fd);
+				return -ENOMEM;
+			}
+			j->fd = fd;
+			j->fid = res.attr.fid;
+			j->dv = res.attr.dv;
+			j->size = (uint64_t)st.st_size;
+			j->at = at;
+			j->mt = mt;
+			j->ct = ct;
+			im->bytes += (uint64_t)st.st_size;
+			return ipool_submit(im->pool, j);
+		}
+		if (!rc && S_ISREG(st.st_mode) && st.st_size > 0) {
 			rc = vs_import_data(im->v, &res.attr.fid, fd,
 					    (uint64_t)st.st_size);
 			if (rc)
@@ -1105,6 +1445,24 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 	return rc;
 }
 
+/* A name of a directory being imported: its inode, its offset in the
+ * directory's arena of names. */
+struct dname {
+	ino_t ino;
+	size_t off;
+};
+
+static int
+dname_cmp(const void *a, const void *b)
+{
+	const struct dname *x = a, *y = b;
+
+	/* Names of one inode (hard links) in readdir's order. */
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
 static int
 import_dir(struct imp *im, int dfd, const struct fid *dir, const char *path,
 	   int depth)
@@ -1112,6 +1470,9 @@ import_dir(struct imp *im, int dfd, const struct fid *dir, const char *path,
 	int fd = dup(dfd);
 	DIR *d;
 	struct dirent *de;
+	struct dname *ents = NULL;
+	char *arena = NULL;
+	size_t n = 0, cap = 0, alen = 0, acap = 0;
 	int rc = 0;
 
 	if (fd < 0)
@@ -1121,34 +1482,97 @@ import_dir(struct imp *im, int dfd, const struct fid *dir, const char *path,
 		close(fd);
 		return -errno;
 	}
-	while (!rc && (errno = 0, de = readdir(d))) {
+	/* The names first, then in inode order: the stats and opens of
+	 * a tree not in the cache read the inode table in order rather
+	 * than at random (readdir's order is the name hash's), as tar's
+	 * --sort=inode does. */
+	while ((errno = 0, de = readdir(d))) {
+		size_t l = strlen(de->d_name) + 1;
+
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		rc = import_entry(im, dirfd(d), dir, de->d_name, path, depth);
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			struct dname *ne = realloc(ents, nc * sizeof(*ents));
+
+			if (!ne) {
+				rc = -ENOMEM;
+				break;
+			}
+			ents = ne;
+			cap = nc;
+		}
+		if (alen + l > acap) {
+			size_t nc = acap ? acap * 2 : 4096;
+			char *na;
+
+			while (nc < alen + l)
+				nc *= 2;
+			if (!(na = realloc(arena, nc))) {
+				rc = -ENOMEM;
+				break;
+			}
+			arena = na;
+			acap = nc;
+		}
+		memcpy(arena + alen, de->d_name, l);
+		ents[n].ino = de->d_ino;
+		ents[n].off = alen;
+		alen += l;
+		n++;
 	}
 	if (!rc && errno)
 		rc = -errno;
+	if (!rc && n)
+		qsort(ents, n, sizeof(*ents), dname_cmp);
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = import_entry(im, dirfd(d), dir, arena + ents[i].off, path,
+				  depth);
+	free(ents);
+	free(arena);
 	closedir(d);
 	return rc;
 }
 
+/* Default --jobs of import and export: threads that write files. */
+#define IMPORT_JOBS_DEFAULT 4
+
+static int
+parse_jobs(const char *arg, int *jobs)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(arg, &end, 10);
+	if (errno || *end || end == arg || n < 0 || n > IMPORT_JOBS_MAX)
+		return fail(-EINVAL, "bad --jobs '%s' (0 to %d)", arg,
+			    IMPORT_JOBS_MAX);
+	*jobs = (int)n;
+	return 0;
+}
+
 static const char usage_import[] =
-	"usage: vos [--root DIR] import NAME SRCDIR [--quota SIZE] [--files N]\n"
+	"usage: vos [--root DIR] import NAME SRCDIR [--quota SIZE] [--files N] "
+	"[--jobs N]\n"
 	"Make a new volume NAME from the tree SRCDIR, keeping modes, owners,\n"
 	"times, symlinks, hard links, user.* xattrs, FIFOs, sockets, device\n"
 	"nodes and holes. The volume appears only when the whole tree is\n"
-	"in. On a terminal, a progress line on stderr.\n";
+	"in. On a terminal, a progress line on stderr. --jobs N: threads\n"
+	"writing file data (default 4, 0 = none, at most 8).\n";
 
 static int
 cmd_import(int argc, char **argv)
 {
 	static const struct option lo[] = {{"quota", required_argument, NULL, 'q'},
 					   {"files", required_argument, NULL, 'f'},
+					   {"jobs", required_argument, NULL, 'j'},
 					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
 	uint8_t key[TOKEN_KEY_MAX];
 	size_t klen = sizeof(key);
 	uint64_t bytes = 0, files = 0;
+	int jobs = IMPORT_JOBS_DEFAULT;
 	struct imp im = {0};
 	struct vs_root *r = NULL;
 	struct vs_volinfo vi;
@@ -1160,8 +1584,11 @@ cmd_import(int argc, char **argv)
 	int64_t at, mt, ct;
 	bool made = false;
 
-	while ((c = getopt_cmd(argc, argv, lo, usage_import)) != -1)
-		if ((rc = parse_limits(c, &bytes, &files)))
+	while ((c = getopt_cmd_s(argc, argv, "hj:", lo, usage_import)) != -1)
+		if (c == 'j') {
+			if ((rc = parse_jobs(optarg, &jobs)))
+				return rc;
+		} else if ((rc = parse_limits(c, &bytes, &files)))
 			return rc;
 	if (optind + 2 != argc)
 		return fprintf(stderr, "%s", usage_import), EX_USAGE;
@@ -1204,6 +1631,9 @@ cmd_import(int argc, char **argv)
 	rc = vs_vol_info(im.v, &vi);
 	if (!rc)
 		rc = vs_getattr(im.v, &vi.root, &ra);
+	if (!rc && jobs)
+		rc = ipool_start(&im.pool, im.v, jobs, vi.chunk_size,
+				 IMPORT_INFLIGHT);
 	if (rc)
 		goto out;
 	/* The root directory takes SRCDIR's owner, mode, xattrs, times. */
@@ -1219,6 +1649,8 @@ cmd_import(int argc, char **argv)
 		rc = import_xattrs(&im, sfd, &vi.root, src);
 	if (!rc)
 		rc = import_dir(&im, sfd, &vi.root, src, 0);
+	/* Every file's data written and recorded, or the workers stopped. */
+	rc = ipool_finish(&im.pool, rc);
 	if (rc)
 		goto out;
 	ts_ns(&st.st_atim, &at);
@@ -1249,6 +1681,7 @@ cmd_import(int argc, char **argv)
 		       im.mounts, im.mounts == 1 ? "" : "s",
 		       im.mounts == 1 ? "" : "s");
 out:
+	rc = ipool_finish(&im.pool, rc); /* before the handle goes */
 	if (rc)
 		progress(&im, NULL, true);
 	vs_vol_close(im.v);
@@ -1263,8 +1696,26 @@ out:
 
 /* ---- export ---- */
 
+/* A directory written whose owner, mode and times wait until every
+ * file in it is (export_flush()). */
+struct pdir {
+	int fd;
+	char *path;
+	struct proto_attr attr;
+};
+
+#define EXPORT_PENDING_DIRS 256
+
 struct exp {
 	struct vs_vol *v;
+	struct ipool *pool; /* NULL: files written by the main thread */
+	struct pdir *pend;  /* EXPORT_PENDING_DIRS of them, in post-order */
+	size_t npend;
+	struct imp pr;	 /* the progress line's counters */
+	uint32_t cs;	 /* the volume's chunk size */
+	bool failed;	 /* a worker reported a failure */
+	int dworker;	 /* the worker writing the files of this directory */
+	unsigned ndirs;	 /* directories begun */
 	struct hlmap hl; /* keyed by the first 8 bytes of the oid */
 	bool chown_ok;
 	int top;	  /* fd of DESTDIR */
@@ -1291,27 +1742,35 @@ is_link(const struct proto_attr *a)
 	return a->type == PROTO_T_SYMLINK || a->type == PROTO_T_MOUNT;
 }
 
-static int
-export_meta(struct exp *ex, int dfd, const char *name, int fd, const char *path,
-	    const struct proto_attr *a)
+/* The mode @a is written with: set-id bits are what any client with a
+ * rw token chose; written as they are, with the owners a client chose
+ * too, they would hand whoever runs the file the rights of that owner on
+ * this machine. The sticky bit grants nothing and stays. Main thread. */
+static uint32_t
+export_mode(struct exp *ex, const struct proto_attr *a)
 {
-	struct proto_xattr *x = NULL;
-	struct timespec ts[2];
-	char at[64 + NAME_MAX];
-	size_t n = 0;
-	uint64_t dv;
-	int rc;
-
 	uint32_t mode = a->mode;
 
-	/* Set-id bits are what any client with a rw token chose: written
-	 * as they are, with the owners a client chose too, they would hand
-	 * whoever runs the file the rights of that owner on this machine.
-	 * The sticky bit grants nothing and stays. */
 	if (!ex->keep_setid && !is_link(a) && (mode & (S_ISUID | S_ISGID))) {
 		mode &= ~(uint32_t)(S_ISUID | S_ISGID);
 		ex->dropped++;
 	}
+	return mode;
+}
+
+/* Owner, mode (as it is: export_mode() has been applied), xattrs @x and
+ * times of the object written as @name in @dfd (or open as @fd). Any
+ * thread. */
+static int
+export_meta_x(struct exp *ex, int dfd, const char *name, int fd,
+	      const char *path, const struct proto_attr *a,
+	      const struct proto_xattr *x, size_t n, bool moded)
+{
+	struct timespec ts[2];
+	char at[64 + NAME_MAX];
+	uint32_t mode = a->mode;
+	int rc;
+
 	/* Objects without an fd of their own (symlinks, FIFOs) are named
 	 * relative to their parent's fd; xattr calls take a path only, so
 	 * they go through /proc's link to that fd. */
@@ -1319,31 +1778,23 @@ export_meta(struct exp *ex, int dfd, const char *name, int fd, const char *path,
 	if ((fd >= 0 ? fchown(fd, a->uid, a->gid)
 		     : fchownat(dfd, name, a->uid, a->gid,
 				AT_SYMLINK_NOFOLLOW)) < 0 &&
-	    !ex->warned++)
-		fprintf(stderr,
-			"vos: cannot set the owner of '%s': %s "
-			"(owners are not kept)\n",
-			esc(path), strerror(errno));
-	if (!is_link(a) &&
+	    !__atomic_fetch_add(&ex->warned, 1, __ATOMIC_RELAXED))
+		report(0, "cannot set the owner of '%s': %s (owners are not "
+		       "kept)", path, strerror(errno));
+	/* @moded: created with its mode, which a chown does not change
+	 * (no set-id bits). */
+	if (!is_link(a) && !moded &&
 	    (fd >= 0 ? fchmod(fd, mode) : fchmodat(dfd, name, mode, 0)) < 0)
 		return report(-errno, "cannot chmod '%s'", path);
-	if (!is_link(a)) {
-		rc = vs_xattrs(ex->v, &a->fid, &dv, &x, &n);
-		if (rc)
-			return report(rc, "cannot read the xattrs of '%s'", path);
-		for (size_t i = 0; i < n; i++)
-			if ((fd >= 0 ? fsetxattr(fd, x[i].name, x[i].value,
-						 x[i].len, 0)
-				     : lsetxattr(at, x[i].name, x[i].value,
-						 x[i].len, 0)) < 0) {
-				rc = -errno;
-				fail(rc, "cannot set xattr '%s' on '%s'",
-				     x[i].name, path);
-				proto_xattrs_free(x, n);
-				return rc;
-			}
-		proto_xattrs_free(x, n);
-	}
+	for (size_t i = 0; i < n && !is_link(a); i++)
+		if ((fd >= 0 ? fsetxattr(fd, x[i].name, x[i].value, x[i].len,
+					 0)
+			     : lsetxattr(at, x[i].name, x[i].value, x[i].len,
+					 0)) < 0) {
+			rc = -errno;
+			return report(rc, "cannot set xattr '%s' on '%s'",
+				      x[i].name, path);
+		}
 	ts[0].tv_sec = a->atime_ns / 1000000000;
 	ts[0].tv_nsec = a->atime_ns % 1000000000;
 	ts[1].tv_sec = a->mtime_ns / 1000000000;
@@ -1352,6 +1803,134 @@ export_meta(struct exp *ex, int dfd, const char *name, int fd, const char *path,
 		     : utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW)) < 0)
 		return report(-errno, "cannot set the times of '%s'", path);
 	return 0;
+}
+
+/* export_meta_x() with the xattrs read here (main thread). */
+static int
+export_meta(struct exp *ex, int dfd, const char *name, int fd, const char *path,
+	    const struct proto_attr *a)
+{
+	struct proto_attr m = *a;
+	struct proto_xattr *x = NULL;
+	size_t n = 0;
+	uint64_t dv;
+	int rc;
+
+	m.mode = export_mode(ex, a);
+	if (!is_link(a)) {
+		rc = vs_xattrs(ex->v, &a->fid, &dv, &x, &n);
+		if (rc)
+			return report(rc, "cannot read the xattrs of '%s'", path);
+	}
+	rc = export_meta_x(ex, dfd, name, fd, path, &m, x, n, false);
+	if (x)
+		proto_xattrs_free(x, n);
+	return rc;
+}
+
+/* An export worker's failure: reported unless another one was (the
+ * first cancels the rest). */
+#define ejob_fail(j, rc, ...)                                                 \
+	(__atomic_exchange_n(&(j)->ex->failed, true, __ATOMIC_RELAXED)        \
+		 ? (rc)                                                       \
+		 : report((rc), __VA_ARGS__))
+
+/* Worker: write the file of job @j (export). Failures are reported. */
+static int
+export_job(struct ijob *j, struct vs_vol *v)
+{
+	/* Made with its mode unless that has bits beyond rwx (a chown
+	 * would clear set-id bits): one fchmod less a file. vos export
+	 * runs with umask 0; no one else can reach the file yet (its
+	 * directories are vos's, 0700, until they are finished). */
+	bool moded = !(j->attr.mode & ~0777u);
+	uint64_t end = 0;
+	int out, rc;
+
+	out = openat(j->dfd, j->name,
+		     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		     moded ? (mode_t)j->attr.mode : 0600);
+	if (out < 0)
+		return ejob_fail(j, -errno, "cannot write '%s'", j->path);
+	rc = vs_export_write(v, &j->attr.fid, j->c, j->n, out);
+	if (rc) {
+		close(out);
+		unlinkat(j->dfd, j->name, 0);
+		return ejob_fail(j, rc, "cannot read the data of '%s'",
+				 j->path);
+	}
+	/* Extend to the size only past the last stored byte (a hole or
+	 * trailing zeros): most files end with their data. */
+	if (j->n)
+		end = j->c[j->n - 1].chunk * j->cs + j->c[j->n - 1].len;
+	if (j->attr.size > end && ftruncate(out, (off_t)j->attr.size) < 0)
+		rc = ejob_fail(j, -errno, "cannot write '%s'", j->path);
+	if (!rc)
+		rc = export_meta_x(j->ex, j->dfd, j->name, out, j->path,
+				   &j->attr, j->x, j->nx, moded);
+	if (close(out) < 0 && !rc)
+		rc = ejob_fail(j, -errno, "cannot write '%s'", j->path);
+	return rc;
+}
+
+/* Main thread: hand regular file @a (no other links) to the workers. */
+static int
+export_submit(struct exp *ex, int dfd, const char *name, const char *path,
+	      const struct proto_attr *a)
+{
+	struct ijob *j = calloc(1, sizeof(*j));
+	uint64_t dv;
+	int rc;
+
+	if (!j || !(j->path = strdup(path))) {
+		free(j);
+		return report(-ENOMEM, "cannot write '%s'", path);
+	}
+	j->fd = -1;
+	j->ex = ex;
+	j->dfd = dfd;
+	j->name = strrchr(j->path, '/') ? strrchr(j->path, '/') + 1 : j->path;
+	j->attr = *a;
+	j->attr.mode = export_mode(ex, a);
+	rc = vs_xattrs(ex->v, &a->fid, &dv, &j->x, &j->nx);
+	if (rc) {
+		ijob_free(j);
+		return report(rc, "cannot read the xattrs of '%s'", path);
+	}
+	j->cs = ex->cs;
+	/* ext4 makes the files of one directory one at a time: threads
+	 * creating in the same one only wait for each other. */
+	j->worker = ex->dworker;
+	rc = vs_export_map(ex->v, &a->fid, a->size, &j->c, &j->n);
+	if (rc) {
+		ijob_free(j);
+		return report(rc, "cannot read the data of '%s'", path);
+	}
+	return ipool_submit(ex->pool, j);
+}
+
+/* Wait for every file written so far, then give the pending directories
+ * their owner, mode and times, children before parents. With @rc (a
+ * failure already) only close them. @return @rc or the first failure. */
+static int
+export_flush(struct exp *ex, int rc)
+{
+	if (ex->pool) {
+		int r = ipool_drain(ex->pool);
+
+		if (!rc)
+			rc = r;
+	}
+	for (size_t i = 0; i < ex->npend; i++) {
+		struct pdir *d = &ex->pend[i];
+
+		if (!rc)
+			rc = export_meta(ex, -1, "", d->fd, d->path, &d->attr);
+		close(d->fd);
+		free(d->path);
+	}
+	ex->npend = 0;
+	return rc;
 }
 
 static int
@@ -1451,6 +2030,7 @@ export_dir(struct exp *ex, const struct fid *dir, int dfd, const char *rel,
 	   int depth)
 {
 	struct proto_dir d;
+	int mine = (int)ex->ndirs++; /* the worker for its files */
 	int rc;
 
 	if (depth > 4096)
@@ -1489,9 +2069,20 @@ export_dir(struct exp *ex, const struct fid *dir, int dfd, const char *rel,
 			}
 		}
 		memset(&st, 0, sizeof(st));
+		ex->pr.files++;
+		progress(&ex->pr, "exported", false);
 		switch (a->type) {
 		case PROTO_T_FILE:
+			/* Not a file with other links: they are linked to
+			 * the first one written, which must be there. */
+			if (ex->pool && a->nlink <= 1) {
+				ex->dworker = mine;
+				rc = export_submit(ex, dfd, name, path, a);
+				ex->pr.bytes += a->size;
+				continue;
+			}
 			rc = export_file(ex, dfd, name, path, a, &st);
+			ex->pr.bytes += a->size;
 			done = true;
 			break;
 		case PROTO_T_DIR:
@@ -1507,10 +2098,30 @@ export_dir(struct exp *ex, const struct fid *dir, int dfd, const char *rel,
 				break;
 			}
 			rc = export_dir(ex, &a->fid, fd, path, depth + 1);
+			done = true;
+			if (ex->pool && !rc) {
+				/* Its files may still be written: owner,
+				 * mode and times once they are. */
+				struct pdir *pd;
+
+				if (ex->npend == EXPORT_PENDING_DIRS)
+					rc = export_flush(ex, 0);
+				pd = &ex->pend[ex->npend];
+				if (!rc && !(pd->path = strdup(path)))
+					rc = report(-ENOMEM, "cannot write '%s'",
+						    path);
+				if (rc) {
+					close(fd);
+					break;
+				}
+				pd->fd = fd;
+				pd->attr = *a;
+				ex->npend++;
+				break;
+			}
 			if (!rc)
 				rc = export_meta(ex, dfd, name, fd, path, a);
 			close(fd);
-			done = true;
 			break;
 		case PROTO_T_SYMLINK: {
 			char *t = NULL;
@@ -1666,7 +2277,7 @@ export_top(const char *dst)
 }
 
 static const char usage_export[] =
-	"usage: vos [--root DIR] export NAME DESTDIR [--keep-setid]\n"
+	"usage: vos [--root DIR] export NAME DESTDIR [--keep-setid] [--jobs N]\n"
 	"Write the tree of volume NAME into DESTDIR (made if missing; must be\n"
 	"empty), byte for byte with modes, owners, times, links and xattrs.\n"
 	"An existing DESTDIR must be a directory (not a symlink) owned by the\n"
@@ -1674,25 +2285,31 @@ static const char usage_export[] =
 	"Set-user-id and set-group-id bits are dropped (a client chose them)\n"
 	"unless --keep-setid is given; the sticky bit is kept. Sockets are\n"
 	"made as socket files; device nodes need CAP_MKNOD (root): without\n"
-	"it they are left out, named on stderr, and the exit status is 77.\n";
+	"it they are left out, named on stderr, and the exit status is 77.\n"
+	"--jobs N: threads writing files (default 4, 0 = none, at most 8).\n"
+	"On a terminal, a progress line on stderr.\n";
 
 static int
 cmd_export(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{"keep-setid", no_argument, NULL, 'k'},
+		{"jobs", required_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	struct exp ex = {.top = -1};
+	int jobs = IMPORT_JOBS_DEFAULT;
 	struct vs_root *r = NULL;
 	struct vs_volinfo vi;
 	struct proto_attr ra;
 	const char *name, *dst;
 	int c, rc;
 
-	while ((c = getopt_cmd(argc, argv, lo, usage_export)) != -1)
+	while ((c = getopt_cmd_s(argc, argv, "hj:", lo, usage_export)) != -1)
 		if (c == 'k')
 			ex.keep_setid = true;
+		else if (c == 'j' && (rc = parse_jobs(optarg, &jobs)))
+			return rc;
 	if (optind + 2 != argc)
 		return fprintf(stderr, "%s", usage_export), EX_USAGE;
 	name = argv[optind];
@@ -1724,8 +2341,23 @@ cmd_export(int argc, char **argv)
 	}
 	if (!rc)
 		rc = vs_getattr(ex.v, &vi.root, &ra);
+	ex.pr.progress = isatty(STDERR_FILENO);
+	ex.cs = vi.chunk_size;
+	/* Workers make files with their modes (export_job()). */
+	umask(0);
+	ex.pr.total = vi.files_used;
+	if (!rc && jobs) {
+		ex.pend = calloc(EXPORT_PENDING_DIRS, sizeof(*ex.pend));
+		rc = ex.pend ? ipool_start(&ex.pool, ex.v, jobs, vi.chunk_size,
+					   EXPORT_INFLIGHT)
+			     : -ENOMEM;
+	}
 	if (!rc)
 		rc = export_dir(&ex, &vi.root, ex.top, "", 0);
+	/* Every file written, the directories' owners, modes and times. */
+	rc = export_flush(&ex, rc);
+	rc = ipool_finish(&ex.pool, rc);
+	progress(&ex.pr, NULL, true);
 	if (!rc)
 		rc = export_meta(&ex, ex.top, ".", ex.top, dst, &ra);
 	if (ex.mounts)
@@ -1749,6 +2381,9 @@ cmd_export(int argc, char **argv)
 			rc = -EPERM;
 	}
 out:
+	rc = export_flush(&ex, rc);
+	rc = ipool_finish(&ex.pool, rc); /* before the handle goes */
+	free(ex.pend);
 	vs_vol_close(ex.v);
 	hl_free(&ex.hl);
 	vs_root_close(r);

@@ -400,6 +400,41 @@ int vs_import_times(struct vs_vol *v, const struct fid *fid, int64_t atime,
 int vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
 		   uint64_t size);
 
+/*
+ * vos import with worker threads (vol/vs_import.c). vs_import_write()
+ * writes the chunk objects of file @fid (data version @gen, its DV) from
+ * @srcfd, @size bytes, holes and trailing zeros left out, using @buf (the
+ * volume's chunk size in bytes) and returns what it wrote in *@out (free
+ * it): file system calls only, so any thread may call it on a VS_BULK
+ * handle while another thread calls the rest; on failure it removes what
+ * it wrote. vs_import_done() records them (the handle's thread): the map
+ * entries, the size and the three times of @fid; with @size 0 and no
+ * chunks only the times. @return 0 or -errno (-EDQUOT over the quota).
+ */
+struct vs_ichunk {
+	uint64_t chunk, gen;
+	uint32_t len;
+};
+int vs_import_write(struct vs_vol *v, const struct fid *fid, uint64_t gen,
+		    int srcfd, uint64_t size, uint8_t *buf,
+		    struct vs_ichunk **out, size_t *n);
+int vs_import_done(struct vs_vol *v, const struct fid *fid, uint64_t gen,
+		   uint64_t size, const struct vs_ichunk *c, size_t n,
+		   int64_t atime, int64_t mtime, int64_t ctime);
+
+/*
+ * vos export with worker threads, the same split: vs_export_map() reads
+ * the chunk map of file @fid (@size bytes; the handle's thread) into
+ * *@out (free it; holes have no entry); vs_export_write() copies those
+ * chunk objects into @out at their offsets (file system calls only, any
+ * thread; @out is not extended past the last stored byte). @return 0,
+ * -EUCLEAN (an object the map names is missing), -errno.
+ */
+int vs_export_map(struct vs_vol *v, const struct fid *fid, uint64_t size,
+		  struct vs_ichunk **out, size_t *n);
+int vs_export_write(struct vs_vol *v, const struct fid *fid,
+		    const struct vs_ichunk *c, size_t n, int out);
+
 /* Flush everything (after a VS_NOSYNC bulk load): the directory buckets
  * a VS_BULK handle keeps in memory, then meta.tdb and the file system.
  * @return 0 or -errno. */

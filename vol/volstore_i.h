@@ -7,6 +7,8 @@
 #ifndef CAIRN_VOLSTORE_I_H
 #define CAIRN_VOLSTORE_I_H
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -106,6 +108,10 @@ struct vs_root {
 	char *path;
 	int fd;	   /* ROOT */
 	int volfd; /* ROOT/volumes */
+	/* The open VS_CLEANUP handles (vs_root.c, the clean-close marker):
+	 * only the last one of a volume to close may write the marker. */
+	pthread_mutex_t cl_lock;
+	struct vs_vol *cl_open;
 };
 
 struct vs_vol {
@@ -123,6 +129,10 @@ struct vs_vol {
 	bool v1_said;	    /* format 1: the refusal was logged */
 	bool snap;	    /* VS_SNAPSHOT: dirname is ours to remove */
 	bool broken;	    /* VS_BULK: a mutation failed half-way */
+	bool leaked;	    /* an object that should go could not be
+			       unlinked: no clean-close marker (vs_root.c) */
+	bool cl_reg;		/* VS_CLEANUP: in root->cl_open, by cl_next */
+	struct vs_vol *cl_next;
 	struct vs_bcache *bcache; /* VS_BULK: directory buckets not yet
 				     written (vs_dir.c) */
 	struct vs_undo *undo; /* vs_batch.c: records what kv_put/kv_del
@@ -257,13 +267,21 @@ static inline int
 kv_put(struct vs_vol *v, const void *k, size_t klen, const void *val,
        size_t vlen)
 {
-	if (v->undo) {
-		int rc = undo_save(v, k, klen);
+	int rc;
 
+	if (v->undo) {
+		rc = undo_save(v, k, klen);
 		if (rc)
 			return rc;
 	}
-	return tdbw_store(v->tdb, k, klen, val, vlen, TDB_REPLACE);
+	errno = 0;
+	rc = tdbw_store(v->tdb, k, klen, val, vlen, TDB_REPLACE);
+	/* When growing the file fails (a full disk), tdb keeps the error
+	 * code of the lookup it made before, and errno may be gone: a
+	 * replacing store is never ENOENT. */
+	if (rc == -ENOENT)
+		rc = errno == ENOSPC || errno == EDQUOT ? -errno : -EIO;
+	return rc;
 }
 
 static inline int

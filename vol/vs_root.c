@@ -46,6 +46,7 @@ vs_root_open(const char *path, bool create, struct vs_root **out)
 	if (!r)
 		return -ENOMEM;
 	r->fd = r->volfd = -1;
+	pthread_mutex_init(&r->cl_lock, NULL);
 	r->path = strdup(path);
 	if (!r->path) {
 		rc = -ENOMEM;
@@ -83,6 +84,7 @@ vs_root_close(struct vs_root *r)
 		close(r->volfd);
 	if (r->fd >= 0)
 		close(r->fd);
+	pthread_mutex_destroy(&r->cl_lock);
 	free(r->path);
 	free(r);
 }
@@ -874,6 +876,109 @@ out:
 	return rc;
 }
 
+/*
+ * The clean-close marker (doc/vol-format.md, "Cleanup at open"): an empty
+ * file CLEAN_MARK in the volume's directory says that no chunk object is
+ * there that the map does not name. The serving process removes it when
+ * it opens the volume (durably, before any store can make an object) and
+ * writes it again when its last handle of the volume closes having
+ * removed everything a commit stopped naming; vos import writes it into
+ * the volume it made. So the cleanup's scan of every chunk object runs
+ * only after a crash (no marker): the open of a cleanly closed volume
+ * costs the same at any size.
+ */
+#define CLEAN_MARK "clean"
+
+/* VS_CLEANUP open: take the marker away. @return true when it was there
+ * (the scan can be skipped), false if the scan must run. */
+static bool
+clean_open(struct vs_vol *v)
+{
+	struct vs_root *r = v->root;
+	bool other = false, clean;
+
+	pthread_mutex_lock(&r->cl_lock);
+	for (struct vs_vol *o = r->cl_open; o; o = o->cl_next)
+		if (!strcmp(o->dirname, v->dirname))
+			other = true;
+	v->cl_next = r->cl_open;
+	r->cl_open = v;
+	v->cl_reg = true;
+	pthread_mutex_unlock(&r->cl_lock);
+	clean = unlinkat(v->dirfd, CLEAN_MARK, 0) == 0;
+	if (!clean && errno != ENOENT) {
+		/* It cannot be taken away, so a crash would leave it
+		 * lying: close must not make things worse. */
+		log_warn(LOG_VOL, "volume '%s': cannot remove %s: %s", v->name,
+			 CLEAN_MARK, strerror(errno));
+		v->leaked = true;
+		return false;
+	}
+	/* Gone for good before a store makes its first object. */
+	if (clean && fsync(v->dirfd) < 0) {
+		v->leaked = true;
+		return false;
+	}
+	/* Another handle of this process has it open (the marker was its
+	 * to take): a scan now could remove the new object of a store in
+	 * flight there. */
+	if (other)
+		return true;
+	return clean;
+}
+
+/* Write the marker into the volume directory @dfd and make it durable. */
+static int
+clean_write(int dfd)
+{
+	int fd = openat(dfd, CLEAN_MARK, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	return fsync(dfd) < 0 ? -errno : 0;
+}
+
+/* VS_CLEANUP close: the last handle of the volume in this process writes
+ * the marker, unless some object could not be unlinked or the volume was
+ * removed or replaced meanwhile. */
+static void
+clean_close(struct vs_vol *v)
+{
+	struct vs_root *r = v->root;
+	bool other = false, leaked = v->leaked;
+	struct stat a, b;
+	struct vrec vr;
+	int rc;
+
+	if (!v->cl_reg)
+		return;
+	pthread_mutex_lock(&r->cl_lock);
+	for (struct vs_vol **p = &r->cl_open; *p; p = &(*p)->cl_next)
+		if (*p == v) {
+			*p = v->cl_next;
+			break;
+		}
+	for (struct vs_vol *o = r->cl_open; o; o = o->cl_next)
+		if (!strcmp(o->dirname, v->dirname)) {
+			other = true;
+			/* Its close decides, knowing what we leaked. */
+			o->leaked |= leaked;
+		}
+	pthread_mutex_unlock(&r->cl_lock);
+	if (other || leaked || !v->tdb || v->dirfd < 0 || !v->cs)
+		return;
+	/* A volume vos removed (magic CVOX) or renamed away. */
+	if (vrec_get(v, &vr) != 0 || fstat(v->dirfd, &a) < 0 ||
+	    fstatat(r->volfd, v->dirname, &b, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+		return;
+	rc = clean_write(v->dirfd);
+	if (rc)
+		log_warn(LOG_VOL, "volume '%s': cannot write %s: %s", v->name,
+			 CLEAN_MARK, strerror(-rc));
+}
+
 int
 vs_vol_open(struct vs_root *r, const char *name, int flags,
 	    struct vs_vol **out)
@@ -943,6 +1048,9 @@ vs_vol_open(struct vs_root *r, const char *name, int flags,
 		goto opened;
 	}
 	if (rc == -EPROTO) {
+		/* The conversion makes chunk objects a crash would leave
+		 * behind: no marker may say there are none. */
+		unlinkat(v->dirfd, CLEAN_MARK, 0);
 		rc = data_convert(v);
 		if (!rc)
 			rc = vrec_get(v, &vr);
@@ -981,7 +1089,16 @@ opened:
 				 name, strerror(-rc));
 	}
 	if (flags & VS_CLEANUP) {
-		cleanup_data(v);
+		if (!clean_open(v)) {
+			/* One all-record read lock for the scan: tdb's chain
+			 * lock around each of its lookups is then a no-op
+			 * (two fcntl calls less an object). */
+			bool locked = tdb_lockall_read(v->tdb) == 0;
+
+			cleanup_data(v);
+			if (locked)
+				tdb_unlockall_read(v->tdb);
+		}
 		cleanup_stage_tmp(v);
 		vs_stage_gc(v, VS_STAGE_AGE_S);
 	}
@@ -998,6 +1115,8 @@ vs_vol_close(struct vs_vol *v)
 {
 	if (!v)
 		return;
+	if (v->flags & VS_CLEANUP)
+		clean_close(v);
 	dir_cache_free(v); /* not synced: an import that failed */
 	if (v->tdb)
 		tdb_close(v->tdb);
@@ -1116,6 +1235,17 @@ vs_vol_sync(struct vs_vol *v)
 
 	if (rc)
 		return rc;
+	/* A bulk load names every object it made (a failure removes the
+	 * whole staged volume): the first open of it needs no scan. The
+	 * syncfs below makes the marker durable with the rest. */
+	if ((v->flags & VS_BULK) && !v->broken) {
+		int fd = openat(v->dirfd, CLEAN_MARK,
+				O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+		if (fd < 0)
+			return -errno;
+		close(fd);
+	}
 	if (fsync(tdb_fd(v->tdb)) < 0)
 		return -errno;
 	if (syncfs(v->dirfd) < 0)

@@ -237,7 +237,8 @@ txn_unlink(struct txn *t, const struct cref *refs, size_t n)
 
 		chunk_path(path, sizeof(path), refs[i].oid, refs[i].chunk,
 			   refs[i].gen);
-		unlinkat(t->v->dirfd, path, 0);
+		if (unlinkat(t->v->dirfd, path, 0) < 0 && errno != ENOENT)
+			t->v->leaked = true; /* for the next open's scan */
 	}
 }
 

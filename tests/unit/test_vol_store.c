@@ -1110,6 +1110,20 @@ test_cleanup(void)
 	close(fd);
 	is_int(count_files(sub) >= 4, 1, "leftovers in place");
 	vs_vol_close(vol);
+	{
+		char mark[400];
+
+		/* A clean close leaves the marker that lets the next open
+		 * skip the scan; a crash leaves none. */
+		snprintf(mark, sizeof(mark), "%s/volumes/home/clean", rootdir);
+		is_int(access(mark, F_OK), 0, "a clean close writes the marker");
+		is_int(vs_vol_open(root, "home", VS_CLEANUP, &vol), 0,
+		       "open with the marker");
+		is_int(access(mark, F_OK), -1, "the open takes it away");
+		is_int(count_files(sub) >= 4, 1, "and skips the scan");
+		vs_vol_close(vol);
+		is_int(unlink(mark), 0, "remove the marker (a crash)");
+	}
 	is_int(vs_vol_open(root, "home", VS_CLEANUP, &vol), 0,
 	       "reopen with cleanup");
 	is_int(access(path, F_OK), -1, "staged temp file removed");

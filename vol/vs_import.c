@@ -1,0 +1,290 @@
+/*
+ * vs_import.c - the data of vos import in two halves, so that several
+ * threads can write chunk objects while one thread owns the tdb:
+ * vs_import_write() makes the chunk objects of one file (file system
+ * only, safe to call from any thread on a VS_BULK handle) and
+ * vs_import_done() records them in the map with the file's size and
+ * times (tdb, the handle's one thread). vos export has the same split:
+ * vs_export_map() (tdb) and vs_export_write() (files). doc/vol-format.md.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <sys/types.h>
+
+#include "common/util.h"
+#include "vol/volstore.h"
+#include "vol/volstore_i.h"
+
+/* Make data/XX for the first byte of an oid, once per process (a bulk
+ * volume is new: nothing else makes them). */
+static int
+data_sub(struct vs_vol *v, uint8_t b)
+{
+	static __thread uint8_t made[256 / 8];
+	static __thread const struct vs_vol *made_for;
+	char sub[16];
+
+	if (made_for != v) {
+		memset(made, 0, sizeof(made));
+		made_for = v;
+	}
+	if (made[b / 8] & (1u << (b % 8)))
+		return 0;
+	if (mkdirat(v->dirfd, "data", 0700) < 0 && errno != EEXIST)
+		return -errno;
+	snprintf(sub, sizeof(sub), "data/%02x", b);
+	if (mkdirat(v->dirfd, sub, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	made[b / 8] |= (uint8_t)(1u << (b % 8));
+	return 0;
+}
+
+int
+vs_import_write(struct vs_vol *v, const struct fid *fid, uint64_t gen,
+		int srcfd, uint64_t size, uint8_t *buf,
+		struct vs_ichunk **out, size_t *np)
+{
+	struct vs_ichunk *c = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+
+	*out = NULL;
+	*np = 0;
+	if (!(v->flags & VS_BULK) || !v->cs)
+		return -EINVAL;
+	if (size > VS_FILE_MAX)
+		return -EFBIG;
+	for (uint64_t i = 0; i * v->cs < size; i++) {
+		uint64_t base = i * v->cs;
+		size_t want = size - base < v->cs ? (size_t)(size - base) :
+						    v->cs;
+		char path[DPATH_MAX];
+		ssize_t got;
+		int fd;
+
+		/* Skip the holes of a sparse source whole chunks at a time
+		 * (a file of one chunk is read: its zeros are trimmed). */
+		if (size > v->cs) {
+			off_t d = lseek(srcfd, (off_t)base, SEEK_DATA);
+
+			if ((d < 0 && errno == ENXIO) ||
+			    (d >= 0 && (uint64_t)d >= base + want))
+				continue;
+		}
+		got = util_pread_all(srcfd, buf, want, (off_t)base);
+		if (got < 0) {
+			rc = (int)got;
+			goto fail;
+		}
+		/* Trailing zeros are not stored; a chunk of zeros is a
+		 * hole (no entry). */
+		while (got && !buf[got - 1])
+			got--;
+		if (!got)
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 4;
+			struct vs_ichunk *nca = realloc(c, nc * sizeof(*c));
+
+			if (!nca) {
+				rc = -ENOMEM;
+				goto fail;
+			}
+			c = nca;
+			cap = nc;
+		}
+		rc = data_sub(v, fid->oid[0]);
+		if (rc)
+			goto fail;
+		chunk_path(path, sizeof(path), fid->oid, i, gen);
+		fd = openat(v->dirfd, path,
+			    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			rc = -errno;
+			goto fail;
+		}
+		c[n].chunk = i;
+		c[n].gen = gen;
+		c[n].len = (uint32_t)got;
+		n++; /* listed: a failure below removes it */
+		rc = util_pwrite_all(fd, buf, (size_t)got, 0);
+		if (close(fd) < 0 && !rc)
+			rc = -errno;
+		if (rc)
+			goto fail;
+	}
+	*out = c;
+	*np = n;
+	return 0;
+fail:
+	for (size_t k = 0; k < n; k++) {
+		char path[DPATH_MAX];
+
+		chunk_path(path, sizeof(path), fid->oid, c[k].chunk, gen);
+		unlinkat(v->dirfd, path, 0);
+	}
+	free(c);
+	return rc;
+}
+
+int
+vs_import_done(struct vs_vol *v, const struct fid *fid, uint64_t gen,
+	       uint64_t size, const struct vs_ichunk *c, size_t n,
+	       int64_t atime, int64_t mtime, int64_t ctime)
+{
+	struct txn t;
+	struct obj o;
+	int rc = txn_start(&t, v, false);
+
+	if (rc)
+		return rc;
+	rc = obj_get_fid(v, fid, &o);
+	if (rc) {
+		txn_abort(&t);
+		return rc;
+	}
+	if (size && (o.r.type != PROTO_T_FILE || o.r.size != 0 ||
+		     o.r.dv != gen)) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if (size && t.vr.bytes_limit &&
+	    t.vr.bytes_used + size > t.vr.bytes_limit) {
+		rc = -EDQUOT;
+		goto out;
+	}
+	for (size_t i = 0; i < n && !rc; i++) {
+		struct cent e = {0};
+
+		e.gen = gen;
+		e.len = c[i].len;
+		rc = cmap_put(v, fid->oid, c[i].chunk, &e);
+	}
+	if (rc)
+		goto out;
+	if (size) {
+		o.r.size = size;
+		t.vr.bytes_used += size;
+	}
+	o.r.atime = atime;
+	o.r.mtime = mtime;
+	o.r.ctime = ctime;
+	rc = obj_put(v, &o);
+out:
+	obj_release(&o);
+	if (rc) {
+		txn_abort(&t);
+		return rc;
+	}
+	return txn_commit(&t);
+}
+
+int
+vs_export_map(struct vs_vol *v, const struct fid *fid, uint64_t size,
+	      struct vs_ichunk **out, size_t *np)
+{
+	uint64_t nc;
+	struct vs_ichunk *c;
+	size_t n = 0;
+
+	*out = NULL;
+	*np = 0;
+	if (!v->cs)
+		return -EPROTO;
+	nc = (size + v->cs - 1) / v->cs;
+	if (!nc)
+		return 0;
+	/* Small files are one chunk: the usual array is one entry. */
+	c = calloc(nc < 64 ? (size_t)nc : 64, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	for (uint64_t i = 0, cap = nc < 64 ? nc : 64; i < nc; i++) {
+		struct cent e;
+		int rc = cmap_get(v, fid->oid, i, &e);
+
+		if (rc == -ENOENT)
+			continue;
+		if (rc) {
+			free(c);
+			return rc;
+		}
+		if (n == cap) {
+			struct vs_ichunk *nca = realloc(c, 2 * cap * sizeof(*c));
+
+			if (!nca) {
+				free(c);
+				return -ENOMEM;
+			}
+			c = nca;
+			cap *= 2;
+		}
+		c[n].chunk = i;
+		c[n].gen = e.gen;
+		c[n].len = e.len;
+		n++;
+	}
+	*out = c;
+	*np = n;
+	return 0;
+}
+
+/* Copy @len bytes of @in (from 0) to @ooff of @out. */
+static int
+copy_to(int in, int out, uint64_t ooff, uint64_t len)
+{
+	static __thread char buf[65536];
+	uint64_t ioff = 0;
+
+	while (len) {
+		loff_t io = (loff_t)ioff, oo = (loff_t)ooff;
+		ssize_t n = copy_file_range(in, &io, out, &oo, (size_t)len, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			size_t want = len > sizeof(buf) ? sizeof(buf) :
+							  (size_t)len;
+			int rc;
+
+			n = util_pread_all(in, buf, want, (off_t)ioff);
+			if (n < 0)
+				return (int)n;
+			if (n == 0)
+				return -EIO; /* shorter than its entry */
+			rc = util_pwrite_all(out, buf, (size_t)n, (off_t)ooff);
+			if (rc)
+				return rc;
+		}
+		ioff += (uint64_t)n;
+		ooff += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+int
+vs_export_write(struct vs_vol *v, const struct fid *fid,
+		const struct vs_ichunk *c, size_t n, int out)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < n && !rc; i++) {
+		char path[DPATH_MAX];
+		int fd;
+
+		chunk_path(path, sizeof(path), fid->oid, c[i].chunk, c[i].gen);
+		fd = openat(v->dirfd, path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return errno == ENOENT ? -EUCLEAN : -errno;
+		rc = copy_to(fd, out, c[i].chunk * v->cs, c[i].len);
+		close(fd);
+	}
+	return rc;
+}
