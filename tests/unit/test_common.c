@@ -17,6 +17,7 @@
 
 #include "common/fid.h"
 #include "common/log.h"
+#include "common/memtrim.h"
 #include "common/util.h"
 #include "tests/tap.h"
 
@@ -413,6 +414,37 @@ test_secret_file(void)
 	rmdir(dir);
 }
 
+/* memtrim: notes under MEMTRIM_MIN trim nothing; crossing it trims once,
+ * after the notes went quiet; a steady stream is trimmed within
+ * MEMTRIM_MAX_DELAY_MS. */
+static void
+test_memtrim(void)
+{
+	uint64_t n0 = memtrim_count(), t0;
+
+	memtrim_note(0);
+	memtrim_note(MEMTRIM_MIN / 4);
+	usleep((MEMTRIM_QUIET_MS + 200) * 1000);
+	is_int((int)(memtrim_count() - n0), 0, "memtrim: a little, no trim");
+	t0 = util_now_ms();
+	memtrim_note(MEMTRIM_MIN);
+	is_int((int)(memtrim_count() - n0), 0, "  not at once");
+	while (memtrim_count() == n0 && util_now_ms() - t0 < 10000)
+		usleep(20000);
+	is_int((int)(memtrim_count() - n0), 1, "  once the notes are quiet");
+	ok(util_now_ms() - t0 >= MEMTRIM_QUIET_MS - 20, "  not before");
+	/* Notes every 50 ms, never quiet: trimmed anyway. */
+	n0 = memtrim_count();
+	t0 = util_now_ms();
+	while (memtrim_count() == n0 && util_now_ms() - t0 < 10000) {
+		memtrim_note(MEMTRIM_MIN);
+		usleep(50000);
+	}
+	ok(memtrim_count() > n0 &&
+		   util_now_ms() - t0 < MEMTRIM_MAX_DELAY_MS + 2000,
+	   "  a steady stream is trimmed within the max delay");
+}
+
 int
 main(void)
 {
@@ -424,5 +456,6 @@ main(void)
 	test_log();
 	test_escape();
 	test_secret_file();
+	test_memtrim();
 	return done_testing();
 }
