@@ -21,6 +21,7 @@ static pthread_mutex_t mt_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t mt_cond = PTHREAD_COND_INITIALIZER;
 static bool mt_started;	    /* the thread runs (mt_lock) */
 static bool mt_failed;	    /* it could not be started (mt_lock) */
+static bool mt_atfork;	    /* mt_child() registered (mt_lock) */
 static bool mt_armed;	    /* a trim is due (mt_lock) */
 static _Atomic size_t mt_pending;   /* bytes noted since the last trim */
 static _Atomic uint64_t mt_last_ms; /* when the last note came */
@@ -33,6 +34,20 @@ trim_now(void)
 	atomic_store(&mt_pending, 0);
 	malloc_trim(0);
 	atomic_fetch_add(&mt_trims, 1);
+}
+
+/* A forked child (cairnd going to the background) has no helper thread:
+ * the next note that crosses the line starts one. */
+static void
+mt_child(void)
+{
+	pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+
+	mt_lock = m;
+	mt_cond = c;
+	mt_started = false;
+	mt_armed = false;
 }
 
 static void
@@ -88,6 +103,8 @@ memtrim_note(size_t bytes)
 	if (before >= MEMTRIM_MIN || before + bytes < MEMTRIM_MIN)
 		return; /* not the note that crossed the line */
 	pthread_mutex_lock(&mt_lock);
+	if (!mt_atfork)
+		mt_atfork = pthread_atfork(NULL, NULL, mt_child) == 0;
 	if (!mt_started && !mt_failed) {
 		pthread_attr_t at;
 		pthread_t th;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/fid.h"
@@ -443,6 +444,26 @@ test_memtrim(void)
 	ok(memtrim_count() > n0 &&
 		   util_now_ms() - t0 < MEMTRIM_MAX_DELAY_MS + 2000,
 	   "  a steady stream is trimmed within the max delay");
+	/* A forked child (cairnd going to the background) starts its own
+	 * helper thread. */
+	{
+		pid_t pid = fork();
+		int st = -1;
+
+		if (pid == 0) {
+			uint64_t c0 = memtrim_count(), t1 = util_now_ms();
+
+			memtrim_note(MEMTRIM_MIN);
+			while (memtrim_count() == c0 &&
+			       util_now_ms() - t1 < 10000)
+				usleep(20000);
+			_exit(memtrim_count() > c0 ? 0 : 1);
+		}
+		if (pid > 0)
+			waitpid(pid, &st, 0);
+		ok(pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		   "  and trims in a forked child too");
+	}
 }
 
 int
