@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <time.h>
 
+#include "common/log.h"
 #include "common/memtrim.h"
 #include "common/util.h"
 
@@ -31,9 +32,23 @@ static _Atomic uint64_t mt_sync_ms; /* last trim without the thread */
 static void
 trim_now(void)
 {
-	atomic_store(&mt_pending, 0);
-	malloc_trim(0);
+	size_t noted = atomic_exchange(&mt_pending, 0);
+	uint64_t t0 = util_now_ms();
+	int gave = malloc_trim(0);
+	uint64_t ms;
+
 	atomic_fetch_add(&mt_trims, 1);
+	ms = util_now_ms() - t0;
+	/* Every thread's malloc waited that long: say so when it shows. */
+	if (ms >= 50)
+		log_info(LOG_MAIN, "memtrim: trimming the heap took %llu ms "
+				   "(%zu bytes freed since the last trim)",
+			 (unsigned long long)ms, noted);
+	else
+		log_debug(LOG_MAIN, "memtrim: %zu bytes freed, trim %s in "
+				    "%llu ms",
+			  noted, gave ? "gave memory back" : "found nothing",
+			  (unsigned long long)ms);
 }
 
 /* A forked child (cairnd going to the background) has no helper thread:

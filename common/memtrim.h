@@ -13,9 +13,9 @@
  * came for MEMTRIM_QUIET_MS, or at the latest MEMTRIM_MAX_DELAY_MS after
  * the first note, so a long steady stream of frees is trimmed too.
  *
- * Layer rule: libc and pthreads only; any thread may call it, also with
- * its own locks held (it takes no lock of the caller's and never blocks on
- * the trim).
+ * Layer rule: libc, pthreads and common/log.h; any thread may call it,
+ * also with its own locks held (it takes no lock of the caller's and never
+ * blocks on the trim; the trim itself holds malloc's lock while it runs).
  */
 #ifndef CAIRN_MEMTRIM_H
 #define CAIRN_MEMTRIM_H
