@@ -40,6 +40,7 @@
 #include "cm/rlog.h"
 #include "cm/wb.h"
 #include "common/log.h"
+#include "common/memtrim.h"
 #include "common/notify.h"
 #include "common/util.h"
 
@@ -1215,6 +1216,9 @@ main(int argc, char **argv)
 	bool built = false;
 	int rc, ret = EX_UNAVAILABLE; /* could not mount: see the log */
 
+	/* One heap for every thread: what the FUSE workers free after a
+	 * walk can be handed back (doc/cm.md, "Memory"). */
+	memtrim_single_arena();
 	rc = parse_cmdline(argc, argv, &cl);
 	if (rc == 0)
 		rc = load_settings(&cl, &cfg, stderr, false);

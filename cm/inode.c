@@ -14,6 +14,12 @@
 
 #include "cm/inode.h"
 #include "cm/vc.h"
+#include "common/memtrim.h"
+
+/* The bucket arrays never shrink below this, and halve when the entries
+ * drop under an eighth of the buckets (after the kernel forgot a walk):
+ * 16 bytes a bucket, 16 MiB for a million inodes otherwise kept for good. */
+#define INO_MIN_BUCKETS 1024
 
 struct ino_table {
 	pthread_mutex_t lock;
@@ -45,10 +51,10 @@ hash_fid(const struct fid *f)
 	return (size_t)h;
 }
 
+/* Rehash every entry into @nb buckets. */
 static int
-table_grow(struct ino_table *t)
+table_resize(struct ino_table *t, size_t nb)
 {
-	size_t nb = t->nbuckets * 2;
 	struct ino_ent **bi = calloc(nb, sizeof(*bi));
 	struct ino_ent **bf = calloc(nb, sizeof(*bf));
 
@@ -89,7 +95,7 @@ insert(struct ino_table *t, const struct fid *fid, uint64_t ino)
 	struct ino_ent *e;
 	size_t h;
 
-	if (t->count >= t->nbuckets && table_grow(t) < 0)
+	if (t->count >= t->nbuckets && table_resize(t, t->nbuckets * 2) < 0)
 		return NULL;
 	e = calloc(1, sizeof(*e));
 	if (!e)
@@ -123,8 +129,13 @@ unlink_free(struct ino_table *t, struct ino_ent *e)
 		*pp = e->next_fid;
 	t->count--;
 	vc_dir_put(e->dir);
+	memtrim_note(sizeof(*e) + (e->name ? strlen(e->name) + 1 : 0));
 	free(e->name);
 	free(e);
+	/* Failing to shrink keeps the bigger arrays: still correct. */
+	if (t->nbuckets > INO_MIN_BUCKETS && t->count < t->nbuckets / 8 &&
+	    table_resize(t, t->nbuckets / 2) == 0)
+		memtrim_note(t->nbuckets * 2 * sizeof(*t->by_ino));
 }
 
 struct ino_table *
@@ -142,7 +153,7 @@ ino_new_at(const struct fid *root, uint64_t base)
 	if (!t)
 		return NULL;
 	pthread_mutex_init(&t->lock, NULL);
-	t->nbuckets = 1024;
+	t->nbuckets = INO_MIN_BUCKETS;
 	t->by_ino = calloc(t->nbuckets, sizeof(*t->by_ino));
 	t->by_fid = calloc(t->nbuckets, sizeof(*t->by_fid));
 	if (!t->by_ino || !t->by_fid)

@@ -34,25 +34,28 @@
 struct vc_dir;
 
 struct ino_ent {
+	/* Ordered so no padding is wasted: 208 bytes, a 224-byte malloc
+	 * chunk (doc/cm.md, "Memory"). */
 	uint64_t ino;
 	struct fid fid;
-	uint64_t nlookup;	   /* kernel lookups not yet forgotten */
 	unsigned nopen;		   /* open file/dir handles */
-	bool have_attr;		   /* @attr is the current known state */
-	struct proto_attr attr;
+	uint64_t nlookup;	   /* kernel lookups not yet forgotten */
+	struct proto_attr attr;	   /* valid when @have_attr */
 	struct vc_dir *dir;	   /* current listing (a reference), or NULL */
-	bool opened;		   /* opened before: @open_dv is meaningful */
 	uint64_t open_dv;	   /* DV at the last open (keep_cache) */
+	struct fid parent;	   /* the directory @name is in */
+	bool have_attr;		   /* @attr is the current known state */
+	bool opened;		   /* opened before: @open_dv is meaningful */
 	bool pages_dropped;	   /* news dropped its pages once: the kernel
 				      may hold some of an older DV until the
 				      notifier's invalidation lands (no
 				      open-time push, fuse_ops.c) */
 	bool orphan_hold;	   /* unlinked while open: wb.c holds its
 				      write state until the last close */
-	struct fid parent;	   /* the last name the kernel looked it */
-	char *name;		   /* up by (for conflict copies), or NULL */
 	bool name_listed;	   /* @name came from a listing (readdirplus),
 				      not a lookup, create or rename */
+	char *name;		   /* the last name the kernel looked it up
+				      by (for conflict copies), or NULL */
 	struct ino_ent *next_ino;  /* hash chains */
 	struct ino_ent *next_fid;
 };

@@ -11,7 +11,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <sys/queue.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -30,6 +29,7 @@
 #include "cm/stats.h"
 #include "cm/vc.h"
 #include "common/log.h"
+#include "common/memtrim.h"
 #include "common/util.h"
 
 enum mfetch_kind { MK_ATTR, MK_DIR, MK_LINK, MK_XATTR };
@@ -609,9 +609,10 @@ out:
 	vc_dirb_release(&dr->acc);
 	op_complete(mf, dr->op, rc);
 	/* A big listing freed its pages (a few MB each, decoded): give the
-	 * memory back rather than keep the high-water mark. */
+	 * memory back rather than keep the high-water mark (memtrim.h: on
+	 * its own thread, once the burst is over). */
 	if (dr->pages > 2)
-		malloc_trim(0);
+		memtrim_note(MEMTRIM_MIN);
 	free(dr);
 	if (refetch)
 		mfetch_want_dir(mf, &fid, NULL, NULL);

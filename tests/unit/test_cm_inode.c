@@ -118,5 +118,62 @@ main(void)
 		       "inode 1 is not this table's");
 		ino_free(t);
 	}
+
+	/* A walk the kernel forgets: 100,000 entries come and go; the table
+	 * shrinks back while the ones still held stay found, both ways. */
+	{
+		enum { NW = 100000, KEEP = 50 };
+		uint64_t *nums = calloc(NW, sizeof(*nums));
+		struct fid f = a, got;
+		int bad = 0;
+
+		t = ino_new(&root);
+		ok(t && nums, "a table for a walk");
+		if (!t || !nums) {
+			free(nums);
+			ino_free(t);
+			return done_testing();
+		}
+		ino_lock(t);
+		for (uint32_t i = 0; i < NW; i++) {
+			memcpy(f.oid, &i, sizeof(i));
+			e = ino_add_locked(t, &f);
+			if (!e)
+				break;
+			e->nlookup = 1;
+			ino_set_listed_name_locked(e, &root, "some-name");
+			nums[i] = e->ino;
+		}
+		ino_unlock(t);
+		is_int((int)ino_count(t), NW + 1, "every inode of the walk");
+		for (uint32_t i = KEEP; i < NW; i++)
+			ino_forget(t, nums[i], 1);
+		is_int((int)ino_count(t), KEEP + 1, "forgotten ones are freed");
+		for (uint32_t i = 0; i < NW; i++) {
+			memcpy(f.oid, &i, sizeof(i));
+			if (i < KEEP && (ino_fid(t, nums[i], &got) != 0 ||
+					 !fid_eq(&got, &f) ||
+					 ino_of(t, &f) != nums[i]))
+				bad++;
+			if (i >= KEEP && (ino_fid(t, nums[i], &got) !=
+						  -ENOENT ||
+					  ino_of(t, &f) != 0))
+				bad++;
+		}
+		is_int(bad, 0, "after the table shrank, held ones are found "
+			       "and forgotten ones are not");
+		/* It grows again. */
+		ino_lock(t);
+		for (uint32_t i = NW; i < 2 * NW; i++) {
+			memcpy(f.oid, &i, sizeof(i));
+			e = ino_add_locked(t, &f);
+			if (e)
+				e->nlookup = 1;
+		}
+		ino_unlock(t);
+		is_int((int)ino_count(t), NW + KEEP + 1, "and grows again");
+		ino_free(t);
+		free(nums);
+	}
 	return done_testing();
 }

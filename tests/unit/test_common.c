@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/fid.h"
 #include "common/log.h"
+#include "common/memtrim.h"
 #include "common/util.h"
 #include "tests/tap.h"
 
@@ -413,6 +415,62 @@ test_secret_file(void)
 	rmdir(dir);
 }
 
+/* memtrim: notes under MEMTRIM_MIN trim nothing; crossing it trims once,
+ * after the notes went quiet; a steady stream is trimmed within
+ * MEMTRIM_MAX_DELAY_MS. */
+static void
+test_memtrim(void)
+{
+	uint64_t n0 = memtrim_count(), t0;
+
+	memtrim_note(0);
+	memtrim_note(MEMTRIM_MIN / 4);
+	usleep((MEMTRIM_QUIET_MS + 200) * 1000);
+	is_int((int)(memtrim_count() - n0), 0, "memtrim: a little, no trim");
+	t0 = util_now_ms();
+	memtrim_note(MEMTRIM_MIN);
+	is_int((int)(memtrim_count() - n0), 0, "  not at once");
+	while (memtrim_count() == n0 && util_now_ms() - t0 < 10000)
+		usleep(20000);
+	is_int((int)(memtrim_count() - n0), 1, "  once the notes are quiet");
+	ok(util_now_ms() - t0 >= MEMTRIM_QUIET_MS - 20, "  not before");
+	/* Notes every 50 ms, never quiet: trimmed anyway. */
+	n0 = memtrim_count();
+	t0 = util_now_ms();
+	while (memtrim_count() == n0 && util_now_ms() - t0 < 10000) {
+		memtrim_note(MEMTRIM_MIN);
+		usleep(50000);
+	}
+	ok(memtrim_count() > n0 &&
+		   util_now_ms() - t0 < MEMTRIM_MAX_DELAY_MS + 2000,
+	   "  a steady stream is trimmed within the max delay");
+	/* A forked child (cairnd going to the background) starts its own
+	 * helper thread. (ThreadSanitizer stops a child of a threaded
+	 * process that starts a thread: die_after_fork.) */
+#ifdef __SANITIZE_THREAD__
+	skip(1, "a thread in a forked child under ThreadSanitizer");
+#else
+	{
+		pid_t pid = fork();
+		int st = -1;
+
+		if (pid == 0) {
+			uint64_t c0 = memtrim_count(), t1 = util_now_ms();
+
+			memtrim_note(MEMTRIM_MIN);
+			while (memtrim_count() == c0 &&
+			       util_now_ms() - t1 < 10000)
+				usleep(20000);
+			_exit(memtrim_count() > c0 ? 0 : 1);
+		}
+		if (pid > 0)
+			waitpid(pid, &st, 0);
+		ok(pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		   "  and trims in a forked child too");
+	}
+#endif
+}
+
 int
 main(void)
 {
@@ -424,5 +482,6 @@ main(void)
 	test_log();
 	test_escape();
 	test_secret_file();
+	test_memtrim();
 	return done_testing();
 }
