@@ -289,8 +289,9 @@ print_info(const struct vs_volinfo *vi, bool long_form)
 	printf("dv max     %" PRIu64 "\n", vi->dv_max);
 	printf("event seq  %" PRIu64 "\n", vi->event_seq);
 	if (vi->chunk_size)
-		printf("chunk size %s (format 2)\n",
-		       util_fmt_size(vi->chunk_size, b1, sizeof(b1)));
+		printf("chunk size %s (format %u)\n",
+		       util_fmt_size(vi->chunk_size, b1, sizeof(b1)),
+		       vi->format);
 	else
 		printf("format     1 (old: 'vos upgrade %s' converts it)\n",
 		       esc(vi->name));

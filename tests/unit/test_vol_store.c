@@ -267,6 +267,7 @@ test_volumes(void)
 	if (vol)
 		test_public(&id);
 	is_int(vs_vol_info(vol, &vi), 0, "info");
+	is_int((int)vi.format, 2, "a new volume is format 2 (no inline chunk yet)");
 	is_int(vi.id, id, "info id");
 	is_int(vi.files_used, 1, "one object: the root");
 	rootfid = vi.root;
@@ -1064,7 +1065,8 @@ test_batch(void)
 				nfiles++;
 		if (dd)
 			closedir(dd);
-		is_int(nfiles, 1, "one data file left for the object");
+		/* 3,000 bytes: an inline chunk (format 3), no object. */
+		is_int(nfiles, 0, "no data file left: the chunk is inline");
 	}
 	reps_free(reps, 3);
 }
@@ -1101,6 +1103,12 @@ test_cleanup(void)
 		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex, a.dv);
 		fd = open(path, O_CREAT | O_WRONLY, 0600);
 		close(fd);
+		/* The file's 10 bytes are inline: an object of the same
+		 * name (a try that was never committed) is a leftover too. */
+		snprintf(path, sizeof(path), "%s/%s.0.%" PRIu64, sub, hex,
+			 a.dv);
+		fd = open(path, O_CREAT | O_WRONLY, 0600);
+		close(fd);
 	}
 	snprintf(path, sizeof(path), "%s/volumes/home/stage/abc", rootdir);
 	mkdir(path, 0700);
@@ -1131,7 +1139,8 @@ test_cleanup(void)
 		is_int(access(path, F_OK), -1, "format 1 data file removed");
 		snprintf(path, sizeof(path), "%s/%s.0.%" PRIu64, sub, hex,
 			 a.dv);
-		is_int(access(path, F_OK), 0, "the current chunk object stays");
+		is_int(access(path, F_OK), -1,
+		       "an object shadowing the inline chunk removed");
 	}
 }
 
@@ -1218,6 +1227,88 @@ run_is(const char *data, uint64_t from, uint64_t len, char c)
 	return true;
 }
 
+static unsigned
+vol_format(void)
+{
+	struct vs_volinfo vi;
+
+	return vs_vol_info(vol, &vi) ? 0 : vi.format;
+}
+
+/* Format 3: chunks of at most 64 KiB written by the server are kept in
+ * their map entry (inline): no object, durable with the commit alone.
+ * A chunk moves between inline and object as it shrinks and grows. */
+static void
+test_inline(void)
+{
+	const uint64_t K = 1024;
+	struct proto_op op = {0};
+	struct proto_attr a;
+	struct fid f;
+	uint64_t size, c0[] = {0}, c1[] = {1};
+	char *data, small[1000];
+
+	mk(PROTO_OP_CREATE, &rootfid, "inl", &f);
+	memset(small, 'A', sizeof(small));
+	vs_getattr(vol, &f, &a);
+	op.kind = PROTO_OP_STORE;
+	op.fid = f;
+	op.base_dv = a.dv;
+	memset(op.txid, 7, 16);
+	op.chunk_size = 65536;
+	op.size = sizeof(small);
+	op.chunks = c0;
+	op.nchunks = 1;
+	op.data = (uint8_t *)small;
+	op.dlen = sizeof(small);
+	is_int(apply(&op, NULL, NULL), 200, "inline store of 1,000 bytes");
+	is_int(count_objs(&f), 0, "no chunk object for it");
+	is_int((int)vol_format(), 3, "the volume is format 3 now");
+	data = slurp(&f, &size);
+	ok(data && size == 1000 && run_is(data, 0, 1000, 'A'),
+	   "its bytes read back");
+	free(data);
+	is_int(store_fill(&f, 262144, c0, 1, 200 * K, 'B'), 200,
+	       "a 200 KiB store over it");
+	is_int(count_objs(&f), 1, "now a chunk object");
+	data = slurp(&f, &size);
+	ok(data && size == 200 * K && run_is(data, 0, 200 * K, 'B'),
+	   "200 KiB of B");
+	free(data);
+	memset(&op, 0, sizeof(op));
+	vs_getattr(vol, &f, &a);
+	op.kind = PROTO_OP_SETATTR;
+	op.fid = f;
+	op.base_dv = a.dv;
+	op.mask = PROTO_SA_SIZE;
+	op.size = 50;
+	is_int(apply(&op, NULL, NULL), 200, "truncate to 50 bytes");
+	is_int(count_objs(&f), 0, "trimmed into an inline chunk, object gone");
+	is_int(store_fill(&f, 65536, c1, 1, 128 * K, 'C'), 200,
+	       "a 64 KiB client chunk merged into the inline server chunk");
+	is_int(count_objs(&f), 1, "128 KiB: an object again");
+	data = slurp(&f, &size);
+	ok(data && size == 128 * K && run_is(data, 0, 50, 'B') &&
+		   run_is(data, 50, 64 * K - 50, 0) &&
+		   run_is(data, 64 * K, 64 * K, 'C'),
+	   "50 B, zeros, 64 KiB of C");
+	free(data);
+	is_int(store_fill(&f, 65536, c0, 1, 10 * K, 'D'), 200,
+	       "shrink by a store of 10 KiB");
+	is_int(count_objs(&f), 0, "inline again");
+	data = slurp(&f, &size);
+	ok(data && size == 10 * K && run_is(data, 0, 10 * K, 'D'),
+	   "10 KiB of D");
+	free(data);
+	is_int(rm(PROTO_OP_UNLINK, &rootfid, "inl", &f, NULL), 200,
+	       "unlink it");
+	{
+		struct proto_attr ga;
+
+		is_int(vs_getattr(vol, &f, &ga), -ENOENT, "gone");
+	}
+}
+
 /* Format 2 (issue #14): a store writes the server chunks it covers and
  * nothing else, small client chunks are merged into their server chunk,
  * a truncate drops and trims, a snapshot keeps its instant, an unlink
@@ -1236,6 +1327,7 @@ test_chunks(void)
 
 	is_int(vs_vol_info(vol, &vi), 0, "info");
 	is_int(vi.chunk_size, VS_CHUNK_DEFAULT, "a new volume has 256 KiB chunks");
+	is_int((int)vi.format, 3, "format 3 since the small stores before");
 	mk(PROTO_OP_CREATE, &rootfid, "chunky", &f);
 	is_int(store_fill(&f, 1 << 20, c1, 1, 3 * M, 'X'), 200,
 	       "store chunk 1 of 1 MiB into a 3 MiB file");
@@ -1271,7 +1363,8 @@ test_chunks(void)
 	op.mask = PROTO_SA_SIZE;
 	op.size = M + 100;
 	is_int(apply(&op, NULL, NULL), 200, "truncate to 1 MiB + 100");
-	is_int(count_objs(&f), 1, "one object left, trimmed to 100 bytes");
+	is_int(count_objs(&f), 0,
+	       "no object left: the 100 bytes kept are an inline chunk");
 	vs_getattr(vol, &f, &a);
 	op.base_dv = a.dv;
 	op.size = 2 * M;
@@ -2066,6 +2159,7 @@ main(void)
 		test_opid();
 		test_store();
 		test_chunks();
+		test_inline();
 		test_events();
 		test_undo();
 		test_batch();
