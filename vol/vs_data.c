@@ -1587,7 +1587,9 @@ data_convert(struct vs_vol *v)
 		if (rc)
 			goto fail;
 	}
-	t.vr.magic = VREC_MAGIC;
+	/* Format 3 if a copied chunk was small enough to go inline. */
+	if (t.vr.magic != VREC_MAGIC_V3)
+		t.vr.magic = VREC_MAGIC;
 	t.vr.chunk_size = v->cs;
 	rc = txn_commit(&t);
 	if (rc)
