@@ -973,6 +973,16 @@ chunk_put(struct txn *t, const uint8_t oid[16], uint64_t chunk, uint64_t gen,
 		unlinkat(v->dirfd, path, 0);
 	fd = openat(v->dirfd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 		    0600);
+	if (fd < 0 && errno == ENOENT) {
+		/* The first object of data/XX: make the directory. */
+		int dfd = data_dir_open(v, oid, true);
+
+		if (dfd < 0)
+			return dfd;
+		close(dfd);
+		fd = openat(v->dirfd, path,
+			    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	}
 	if (fd < 0)
 		return -errno;
 	rc = util_pwrite_all(fd, buf, len, 0);
@@ -1075,8 +1085,20 @@ chunk_link(struct txn *t, const struct proto_op *store, const uint8_t oid[16],
 	/* A name of this GEN can only be a leftover of a try that was never
 	 * committed (GEN is past every committed one): replace it. */
 	unlinkat(v->dirfd, path, 0);
-	if (linkat(v->dirfd, sfile, v->dirfd, path, 0) < 0) {
-		rc = -errno;
+	rc = linkat(v->dirfd, sfile, v->dirfd, path, 0) < 0 ? -errno : 0;
+	if (rc == -ENOENT) {
+		/* The staged file is there (fstatat above): data/XX is not. */
+		int dfd = data_dir_open(v, oid, true);
+
+		if (dfd < 0) {
+			t->nmade--;
+			return dfd;
+		}
+		close(dfd);
+		rc = linkat(v->dirfd, sfile, v->dirfd, path, 0) < 0 ? -errno
+								    : 0;
+	}
+	if (rc) {
 		t->nmade--;
 		if (rc == -EXDEV || rc == -EPERM || rc == -EMLINK ||
 		    rc == -EOPNOTSUPP)
@@ -1165,11 +1187,9 @@ data_make(struct txn *t, const struct obj *o, uint64_t newdv,
 			if (store->chunks[i] * cs < newsize)
 				idx[nidx++] = store->chunks[i];
 		qsort(idx, nidx, sizeof(*idx), cmp_u64);
-		dfd = data_dir_open(v, o->oid, true);
-		if (dfd < 0) {
-			rc = dfd;
-			goto out;
-		}
+		/* The directory data/XX is made by the first object put in it
+		 * (chunk_put(), chunk_link()), not here: a store of inline
+		 * chunks makes and fsyncs no directory. */
 		for (size_t k = 0; k < nidx;) {
 			uint64_t off = idx[k] * cs, end;
 			uint64_t first = off / scs, last, i;
@@ -1295,11 +1315,6 @@ data_make(struct txn *t, const struct obj *o, uint64_t newdv,
 					goto out;
 				}
 				rc = chunk_read(v, o->oid, cut, &e, buf);
-				if (!rc && dfd < 0) {
-					dfd = data_dir_open(v, o->oid, true);
-					if (dfd < 0)
-						rc = dfd;
-				}
 				if (!rc)
 					rc = chunk_put(t, o->oid, cut,
 						       newdv, buf,
@@ -1314,8 +1329,13 @@ data_make(struct txn *t, const struct obj *o, uint64_t newdv,
 	wrote = wrote && t->nmade > made0;
 	if (wrote)
 		rc = made_sync(t, made0);
-	if (!rc && wrote && !(v->flags & VS_NOSYNC) && fsync(dfd) < 0)
-		rc = -errno;
+	if (!rc && wrote && !(v->flags & VS_NOSYNC)) {
+		dfd = data_dir_open(v, o->oid, false);
+		if (dfd < 0)
+			rc = dfd;
+		else if (fsync(dfd) < 0)
+			rc = -errno;
+	}
 out:
 	free(idx);
 	free(buf);
