@@ -1404,6 +1404,122 @@ test_chunks(void)
  * change nothing, and staging expires by creation time (issue #12). */
 /* A damaged meta.tdb gives the errno common/tdbw.h documents, -EUCLEAN,
  * as the replay log and the metadata cache do (it was -EIO here). */
+/* Rewrite the chunk map entry of chunk 0 of @f in volume @name (closed)
+ * as @len bytes of @val. */
+static int
+cmap_poke(const char *name, const struct fid *f, const void *val, size_t len)
+{
+	char path[512];
+	uint8_t k[25];
+	struct tdb_context *tdb;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/volumes/%s/meta.tdb", rootdir, name);
+	tdb = tdb_open(path, 0, TDB_DEFAULT, O_RDWR, 0600);
+	if (!tdb)
+		return -1;
+	k[0] = 'C';
+	memcpy(k + 1, f->oid, 16);
+	memset(k + 17, 0, 8);
+	rc = tdbw_store(tdb, k, sizeof(k), val, len, TDB_MODIFY);
+	tdb_close(tdb);
+	return rc;
+}
+
+/* Damaged inline entries (format 3) read as -EUCLEAN, never as other
+ * bytes: a length that does not match the value, the inline flag missing
+ * on a long value, a length past 64 KiB. */
+static void
+test_damaged_inline(void)
+{
+	struct vs_vol *saved = vol;
+	struct vs_extent ext[VS_EXTENTS_MAX];
+	struct vs_volinfo vi;
+	struct proto_op op = {0};
+	struct proto_attr a;
+	struct fid f;
+	uint64_t c0[] = {0}, size, cur;
+	uint8_t val[16 + 100];
+	uint32_t u32;
+	size_t n;
+	char small[100];
+
+	vs_vol_create(root, "dmg3", 0, 0, 0, NULL);
+	if (vs_vol_open(root, "dmg3", VS_NOSYNC, &vol)) {
+		vol = saved;
+		ok(0, "open dmg3");
+		return;
+	}
+	vs_vol_info(vol, &vi);
+	mk(PROTO_OP_CREATE, &vi.root, "f", &f);
+	memset(small, 'q', sizeof(small));
+	vs_getattr(vol, &f, &a);
+	op.kind = PROTO_OP_STORE;
+	op.fid = f;
+	op.base_dv = a.dv;
+	op.chunk_size = 65536;
+	op.size = sizeof(small);
+	op.chunks = c0;
+	op.nchunks = 1;
+	op.data = small;
+	op.dlen = sizeof(small);
+	is_int(apply(&op, NULL, NULL), 200, "an inline store of 100 bytes");
+	vs_getattr(vol, &f, &a);
+	vs_vol_close(vol);
+	/* The good entry, to damage copies of it. */
+	memset(val, 0, sizeof(val));
+	memcpy(val, &a.dv, 8);
+	u32 = 100;
+	memcpy(val + 8, &u32, 4);
+	u32 = 1;
+	memcpy(val + 12, &u32, 4);
+	memset(val + 16, 'q', 100);
+	for (int i = 0; i < 4; i++) {
+		static const char *what[] = {
+			"a value shorter than its length says",
+			"a long value without the inline flag",
+			"a length past 64 KiB",
+			"the intact entry",
+		};
+		uint8_t bad[sizeof(val)];
+		size_t blen = sizeof(val);
+		int want = i == 3 ? 0 : -EUCLEAN;
+
+		memcpy(bad, val, sizeof(val));
+		if (i == 0)
+			blen -= 10;
+		if (i == 1)
+			bad[12] = 0;
+		if (i == 2) {
+			u32 = 70000;
+			memcpy(bad + 8, &u32, 4);
+		}
+		is_int(cmap_poke("dmg3", &f, bad, blen), 0, "poke the entry");
+		vol = NULL;
+		if (vs_vol_open(root, "dmg3", VS_NOSYNC, &vol)) {
+			ok(0, "reopen dmg3");
+			break;
+		}
+		n = 0;
+		is_int(vs_data_open(vol, &f, a.dv, 0, 65536, ext, &n, &size,
+				    &cur),
+		       want, "%s", what[i]);
+		if (i == 3) {
+			char got[100] = {0};
+
+			ok(n == 1 && ext[0].fd >= 0 &&
+				   pread(ext[0].fd, got, 100, 0) == 100 &&
+				   !memcmp(got, small, 100),
+			   "and it reads its 100 bytes");
+		}
+		for (size_t j = 0; j < n; j++)
+			if (ext[j].fd >= 0)
+				close(ext[j].fd);
+		vs_vol_close(vol);
+	}
+	vol = saved;
+}
+
 static void
 test_damaged_meta(void)
 {
@@ -1432,6 +1548,7 @@ test_damaged_meta(void)
 	is_int(vs_vol_open(root, "dmg2", VS_NOSYNC, &v), -EUCLEAN,
 	       "open with a corrupt volume record: -EUCLEAN");
 	vs_vol_close(v);
+	test_damaged_inline();
 }
 
 static void
