@@ -261,11 +261,11 @@ print_info(const struct vs_volinfo *vi, bool long_form)
 		       ", \"bytes\": %" PRIu64 ", \"bytes_limit\": %" PRIu64
 		       ", \"files_limit\": %" PRIu64 ", \"dv_max\": %" PRIu64
 		       ", \"event_seq\": %" PRIu64 ", \"created\": %" PRId64
-		       ", \"chunk_size\": %u, \"public\": %s}",
+		       ", \"chunk_size\": %u, \"format\": %u, \"public\": %s}",
 		       vi->id, fid, vi->files_used, vi->bytes_used,
 		       vi->bytes_limit, vi->files_limit, vi->dv_max,
 		       vi->event_seq, vi->created_ns, vi->chunk_size,
-		       vi->public ? "true" : "false");
+		       vi->format, vi->public ? "true" : "false");
 		return;
 	}
 	if (!long_form) {
@@ -502,8 +502,8 @@ cmd_upgrade(int argc, char **argv)
 	vs_root_close(r);
 	if (rc)
 		return fail(rc, "cannot upgrade volume '%s'", argv[optind]);
-	printf("volume %s: %s format 2 (chunk size %u)\n", esc(argv[optind]),
-	       old ? "converted to" : "already in", vi.chunk_size);
+	printf("volume %s: %s format %u (chunk size %u)\n", esc(argv[optind]),
+	       old ? "converted to" : "already in", vi.format, vi.chunk_size);
 	return EX_OK;
 }
 

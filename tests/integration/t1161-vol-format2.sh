@@ -19,6 +19,7 @@ manifest() { # DIR: "SHA SIZE PATH" of every file under DIR
 objs() { find "$SRV_ROOT/volumes/two/data" -type f | wc -l; }
 
 t_is "$(vos examine two | grep -c 'format 2')" 1 "vos examine: format 2"
+t_is "$(vos examine two --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["format"])')" 2 "vos examine --json: format 2"
 t_is "$(objs)" 7 "the fixture has 7 chunk objects"
 
 vold_start || exit 99
@@ -45,6 +46,7 @@ T=$(vc lookup "$R" small.txt)
 echo "a third version" >"$T_DIR/small3"
 t_is "$(vc store "$T" "$T_DIR/small3" 65536 | head -n 1)" 200 "store of 16 bytes into small.txt"
 t_is "$(vos examine two | grep -c 'format 3')" 1 "the volume is format 3 now"
+t_is "$(vos examine two --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["format"])')" 3 "and --json says format 3"
 t_is "$(objs)" 6 "small.txt's object is gone (its chunk is inline), the others stay"
 t_is "$(readall small.txt | cut -d' ' -f1,2)" "$(sha256sum <"$T_DIR/small3" | cut -d' ' -f1) 16" "small.txt reads the new bytes"
 
