@@ -178,8 +178,7 @@ peek_id(struct vs_root *r, const char *dname)
 		memset(&vr, 0, sizeof(vr));
 		memcpy(&vr, d.dptr, d.dsize);
 		if (vr.magic == VREC_MAGIC || vr.magic == VREC_MAGIC_V3 ||
-		    vr.magic == VREC_MAGIC_V1 ||
-		    vr.magic == VREC_MAGIC_GONE)
+		    vr.magic == VREC_MAGIC_V1 || vr.magic == VREC_MAGIC_GONE)
 			id = vr.id;
 	}
 	free(d.dptr);
