@@ -268,11 +268,11 @@ print_info(const struct vs_volinfo *vi, bool long_form)
 		       ", \"bytes\": %" PRIu64 ", \"bytes_limit\": %" PRIu64
 		       ", \"files_limit\": %" PRIu64 ", \"dv_max\": %" PRIu64
 		       ", \"event_seq\": %" PRIu64 ", \"created\": %" PRId64
-		       ", \"chunk_size\": %u, \"public\": %s}",
+		       ", \"chunk_size\": %u, \"format\": %u, \"public\": %s}",
 		       vi->id, fid, vi->files_used, vi->bytes_used,
 		       vi->bytes_limit, vi->files_limit, vi->dv_max,
 		       vi->event_seq, vi->created_ns, vi->chunk_size,
-		       vi->public ? "true" : "false");
+		       vi->format, vi->public ? "true" : "false");
 		return;
 	}
 	if (!long_form) {
@@ -296,8 +296,9 @@ print_info(const struct vs_volinfo *vi, bool long_form)
 	printf("dv max     %" PRIu64 "\n", vi->dv_max);
 	printf("event seq  %" PRIu64 "\n", vi->event_seq);
 	if (vi->chunk_size)
-		printf("chunk size %s (format 2)\n",
-		       util_fmt_size(vi->chunk_size, b1, sizeof(b1)));
+		printf("chunk size %s (format %u)\n",
+		       util_fmt_size(vi->chunk_size, b1, sizeof(b1)),
+		       vi->format);
 	else
 		printf("format     1 (old: 'vos upgrade %s' converts it)\n",
 		       esc(vi->name));
@@ -508,8 +509,8 @@ cmd_upgrade(int argc, char **argv)
 	vs_root_close(r);
 	if (rc)
 		return fail(rc, "cannot upgrade volume '%s'", argv[optind]);
-	printf("volume %s: %s format 2 (chunk size %u)\n", esc(argv[optind]),
-	       old ? "converted to" : "already in", vi.chunk_size);
+	printf("volume %s: %s format %u (chunk size %u)\n", esc(argv[optind]),
+	       old ? "converted to" : "already in", vi.format, vi.chunk_size);
 	return EX_OK;
 }
 

@@ -113,6 +113,7 @@ enum vroute {
 	VR_DATA,
 	VR_EVENTS,
 	VR_OP,
+	VR_BATCH,
 	VR_STAGE,
 	VR_METRICS,
 	VR_UNKNOWN, /* no such route, a malformed path */
@@ -121,8 +122,9 @@ enum vroute {
 };
 
 static const char *const vroute_names[VR_COUNT] = {
-	"ping", "volinfo", "getattr", "dir",	 "link",    "xattr",   "data",
-	"events", "op",	    "stage",   "metrics", "unknown", "refused",
+	"ping",	 "volinfo", "getattr", "dir",	  "link",
+	"xattr", "data",    "events",  "op",	  "batch",
+	"stage", "metrics", "unknown", "refused",
 };
 
 /* The statuses cairn-vold answers with (reason()); anything else is
@@ -2966,6 +2968,7 @@ vroute_of(enum proto_path_kind k)
 	case PROTO_P_DATA: return VR_DATA;
 	case PROTO_P_EVENTS: return VR_EVENTS;
 	case PROTO_P_OP: return VR_OP;
+	case PROTO_P_BATCH: return VR_BATCH;
 	case PROTO_P_STAGE: return VR_STAGE;
 	default: return VR_UNKNOWN;
 	}

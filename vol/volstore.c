@@ -107,7 +107,7 @@ vrec_get(struct vs_vol *v, struct vrec *vr)
 	}
 	memcpy(vr, val, sizeof(*vr));
 	free(val);
-	if (vr->magic != VREC_MAGIC)
+	if (vr->magic != VREC_MAGIC && vr->magic != VREC_MAGIC_V3)
 		return -EINVAL;
 	vr->name[sizeof(vr->name) - 1] = 0;
 	return 0;

@@ -201,6 +201,7 @@ struct vs_volinfo {
 	uint64_t dv_max; /* highest data version ever given out */
 	int64_t created_ns;
 	uint32_t chunk_size; /* server chunk size; 0: format 1 (read-only) */
+	unsigned format;     /* 1, 2 or 3 (inline chunks: doc/vol-format.md) */
 	bool public; /* vs_vol_public(); false if it cannot be read */
 };
 int vs_vol_info(struct vs_vol *v, struct vs_volinfo *out);

@@ -21,6 +21,10 @@
 
 #define VREC_MAGIC_V1	0x43564f31u /* "CVO1": format 1, one file per DV */
 #define VREC_MAGIC	0x43564f32u /* "CVO2": format 2, chunk objects */
+/* "CVO3": format 3, format 2 whose chunk map may hold inline chunks
+ * (CENT_INLINE). A volume becomes format 3 in the commit that writes its
+ * first inline chunk; format 2 code refuses it (unknown magic). */
+#define VREC_MAGIC_V3	0x43564f33u
 #define VREC_MAGIC_GONE 0x43564f58u /* "CVOX": marked by vs_vol_remove() */
 #define OREC_MAGIC	0x434f4231u /* "COB1" */
 #define OREC_MAGIC_EXT	0x434f4232u /* "COB2": an orec, then an orec_ext */
@@ -62,8 +66,16 @@ struct vrec {
 struct cent {
 	uint64_t gen;
 	uint32_t len;
-	uint32_t pad;
+	uint32_t flags; /* CENT_INLINE; 0 in format 2 */
 };
+
+/* Format 3: the chunk's @len bytes follow the entry in its value (16 +
+ * len bytes) instead of living in a chunk object, for chunks of at most
+ * VS_INLINE_MAX bytes written by chunk_put(): a small store is then made
+ * durable by the tdb commit alone, with no object to fdatasync and no
+ * directory to fsync. */
+#define CENT_INLINE	1u
+#define VS_INLINE_MAX	65536
 
 /* One chunk object, by name. */
 struct cref {
@@ -349,6 +361,10 @@ int cmap_get(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 	     struct cent *e);
 int cmap_put(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 	     const struct cent *e);
+/* The bytes of inline entry @e (cmap_get() of the same chunk) into @buf
+ * (e->len bytes). @return 0, -EUCLEAN if the entry changed shape, -errno. */
+int cmap_inline_read(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
+		     const struct cent *e, uint8_t *buf);
 /* Drop every chunk of file @o (its last link went). */
 int data_drop_all(struct txn *t, const struct obj *o);
 /* Convert a format 1 volume (vs_vol_open()). @return 0 or -errno. */

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -56,18 +57,96 @@ key_chunk(uint8_t *k, const uint8_t oid[16], uint64_t chunk)
 	put_be64(k + 17, chunk);
 }
 
+struct cmap_parse {
+	struct cent *e;
+	uint8_t *buf; /* cmap_inline_read(): where the bytes go */
+	int rc;
+};
+
+/* A 16-byte value names a chunk object (its flags are not looked at:
+ * format 2 never set them); a longer one is an inline entry, whose flags
+ * must say so and whose length must be what follows. */
+static int
+cmap_parser(TDB_DATA key, TDB_DATA data, void *arg)
+{
+	struct cmap_parse *cp = arg;
+	struct cent e;
+
+	(void)key;
+	cp->rc = -EUCLEAN;
+	if (data.dsize < sizeof(e))
+		return 0;
+	memcpy(&e, data.dptr, sizeof(e));
+	if (data.dsize == sizeof(e)) {
+		e.flags = 0;
+	} else if (!(e.flags & CENT_INLINE) || e.len > VS_INLINE_MAX ||
+		   data.dsize != sizeof(e) + e.len) {
+		return 0;
+	} else if (cp->buf) {
+		if (e.len != cp->e->len || !(cp->e->flags & CENT_INLINE))
+			return 0;
+		memcpy(cp->buf, data.dptr + sizeof(e), e.len);
+	}
+	if (!cp->buf)
+		*cp->e = e;
+	cp->rc = 0;
+	return 0;
+}
+
 int
 cmap_get(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 	 struct cent *e)
 {
+	struct cmap_parse cp = {e, NULL, 0};
 	uint8_t k[25];
 	int rc;
 
 	key_chunk(k, oid, chunk);
-	rc = kv_get_fixed(v, k, sizeof(k), e, sizeof(*e), -EUCLEAN);
+	rc = tdbw_parse(v->tdb, k, sizeof(k), cmap_parser, &cp);
 	if (rc)
 		return rc;
+	if (cp.rc)
+		return cp.rc;
 	return e->len <= v->cs ? 0 : -EUCLEAN;
+}
+
+int
+cmap_inline_read(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
+		 const struct cent *e, uint8_t *buf)
+{
+	struct cent want = *e;
+	struct cmap_parse cp = {&want, buf, 0};
+	uint8_t k[25];
+	int rc;
+
+	key_chunk(k, oid, chunk);
+	rc = tdbw_parse(v->tdb, k, sizeof(k), cmap_parser, &cp);
+	if (rc)
+		return rc == -ENOENT ? -EUCLEAN : rc;
+	return cp.rc;
+}
+
+/* Point chunk @chunk of @oid at the @len (1..VS_INLINE_MAX) bytes @buf
+ * kept in its entry, at generation @gen. */
+static int
+cmap_put_inline(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
+		uint64_t gen, const uint8_t *buf, size_t len)
+{
+	struct cent e = {0};
+	uint8_t k[25], *val = malloc(sizeof(e) + len);
+	int rc;
+
+	if (!val)
+		return -ENOMEM;
+	e.gen = gen;
+	e.len = (uint32_t)len;
+	e.flags = CENT_INLINE;
+	memcpy(val, &e, sizeof(e));
+	memcpy(val + sizeof(e), buf, len);
+	key_chunk(k, oid, chunk);
+	rc = kv_put(v, k, sizeof(k), val, sizeof(e) + len);
+	free(val);
+	return rc;
 }
 
 int
@@ -115,7 +194,7 @@ cref_push(struct cref **a, size_t *n, size_t *cap, const uint8_t oid[16],
 static int
 chunk_drop(struct txn *t, const uint8_t oid[16], uint64_t chunk)
 {
-	struct cent e;
+	struct cent e = {0};
 	int rc = cmap_get(t->v, oid, chunk, &e);
 
 	if (rc == -ENOENT)
@@ -123,7 +202,7 @@ chunk_drop(struct txn *t, const uint8_t oid[16], uint64_t chunk)
 	if (rc && rc != -EUCLEAN)
 		return rc;
 	rc = cmap_del(t->v, oid, chunk);
-	if (rc)
+	if (rc || (e.flags & CENT_INLINE))
 		return rc;
 	return cref_push(&t->gone, &t->ngone, &t->capgone, oid, chunk, e.gen);
 }
@@ -233,7 +312,7 @@ cleanup_data(struct vs_vol *v)
 			if (parse_data_name(se->d_name, oid, &chunk, &gen) ==
 				    2 &&
 			    cmap_get(v, oid, chunk, &e) == 0)
-				keep = e.gen == gen;
+				keep = e.gen == gen && !(e.flags & CENT_INLINE);
 			if (!keep && unlinkat(dirfd(sd), se->d_name, 0) == 0)
 				removed++;
 		}
@@ -504,6 +583,38 @@ fail:
 	return rc;
 }
 
+/* An fd holding the bytes of inline entry @e (chunk @chunk of @oid) at
+ * offset 0, for the extents of vs_data_open(), which cairn-vold sends
+ * with sendfile and keeps open in its chunk cache like a chunk object's:
+ * an anonymous memory file. @return the fd or -errno. */
+static int
+inline_fd(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
+	  const struct cent *e)
+{
+	uint8_t *buf = malloc(e->len);
+	int fd, rc;
+
+	if (!buf)
+		return -ENOMEM;
+	rc = cmap_inline_read(v, oid, chunk, e, buf);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	fd = memfd_create("cairn-chunk", MFD_CLOEXEC);
+	if (fd < 0) {
+		free(buf);
+		return -errno;
+	}
+	rc = util_pwrite_all(fd, buf, e->len, 0);
+	free(buf);
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
 int
 vs_data_open(struct vs_vol *v, const struct fid *fid, uint64_t dv,
 	     uint64_t off, uint64_t len, struct vs_extent *ext, size_t *n,
@@ -544,8 +655,16 @@ vs_data_open(struct vs_vol *v, const struct fid *fid, uint64_t dv,
 			ext_add(ext, n, -1, 0, b - a);
 			continue;
 		}
-		chunk_path(path, sizeof(path), o.oid, i, e.gen);
-		fd = openat(v->dirfd, path, O_RDONLY | O_CLOEXEC);
+		if (e.flags & CENT_INLINE) {
+			fd = inline_fd(v, o.oid, i, &e);
+			if (fd < 0) {
+				rc = fd;
+				goto fail;
+			}
+		} else {
+			chunk_path(path, sizeof(path), o.oid, i, e.gen);
+			fd = openat(v->dirfd, path, O_RDONLY | O_CLOEXEC);
+		}
 		if (fd < 0) {
 			rc = errno == ENOENT ? -EUCLEAN : -errno;
 			log_err(LOG_VOL, "volume '%s': cannot open chunk "
@@ -627,6 +746,17 @@ vs_data_copy(struct vs_vol *v, const struct fid *fid, uint64_t dv, int out,
 		}
 		if (rc)
 			break;
+		if (e.flags & CENT_INLINE) {
+			uint8_t *buf = malloc(e.len);
+
+			rc = buf ? cmap_inline_read(v, o.oid, i, &e, buf)
+				 : -ENOMEM;
+			if (!rc)
+				rc = util_pwrite_all(out, buf, e.len,
+						     (off_t)(i * v->cs));
+			free(buf);
+			continue;
+		}
 		chunk_path(path, sizeof(path), o.oid, i, e.gen);
 		fd = openat(v->dirfd, path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
@@ -767,6 +897,8 @@ chunk_read(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 	ssize_t got;
 	int fd;
 
+	if (e->flags & CENT_INLINE)
+		return cmap_inline_read(v, oid, chunk, e, buf);
 	chunk_path(path, sizeof(path), oid, chunk, e->gen);
 	fd = openat(v->dirfd, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -814,6 +946,18 @@ chunk_put(struct txn *t, const uint8_t oid[16], uint64_t chunk, uint64_t gen,
 	had_old = rc == 0;
 	if (had_old && old.gen == gen)
 		return -EINVAL; /* one name written twice: a bug of ours */
+	if (len <= VS_INLINE_MAX) {
+		/* Small: the bytes go in the entry, durable with the commit;
+		 * the volume is format 3 from this commit on. */
+		rc = cmap_put_inline(v, oid, chunk, gen, buf, len);
+		if (rc)
+			return rc;
+		t->vr.magic = VREC_MAGIC_V3;
+		if (!had_old || (old.flags & CENT_INLINE))
+			return 0;
+		return cref_push(&t->gone, &t->ngone, &t->capgone, oid, chunk,
+				 old.gen);
+	}
 	chunk_path(path, sizeof(path), oid, chunk, gen);
 	/* Listed before it exists, so a failure anywhere removes it. */
 	rc = cref_push(&t->made, &t->nmade, &t->capmade, oid, chunk, gen);
@@ -829,6 +973,16 @@ chunk_put(struct txn *t, const uint8_t oid[16], uint64_t chunk, uint64_t gen,
 		unlinkat(v->dirfd, path, 0);
 	fd = openat(v->dirfd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 		    0600);
+	if (fd < 0 && errno == ENOENT) {
+		/* The first object of data/XX: make the directory. */
+		int dfd = data_dir_open(v, oid, true);
+
+		if (dfd < 0)
+			return dfd;
+		close(dfd);
+		fd = openat(v->dirfd, path,
+			    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	}
 	if (fd < 0)
 		return -errno;
 	rc = util_pwrite_all(fd, buf, len, 0);
@@ -844,7 +998,7 @@ chunk_put(struct txn *t, const uint8_t oid[16], uint64_t chunk, uint64_t gen,
 	e.gen = gen;
 	e.len = (uint32_t)len;
 	rc = cmap_put(v, oid, chunk, &e);
-	if (rc || !had_old)
+	if (rc || !had_old || (old.flags & CENT_INLINE))
 		return rc;
 	return cref_push(&t->gone, &t->ngone, &t->capgone, oid, chunk,
 			 old.gen);
@@ -931,8 +1085,20 @@ chunk_link(struct txn *t, const struct proto_op *store, const uint8_t oid[16],
 	/* A name of this GEN can only be a leftover of a try that was never
 	 * committed (GEN is past every committed one): replace it. */
 	unlinkat(v->dirfd, path, 0);
-	if (linkat(v->dirfd, sfile, v->dirfd, path, 0) < 0) {
-		rc = -errno;
+	rc = linkat(v->dirfd, sfile, v->dirfd, path, 0) < 0 ? -errno : 0;
+	if (rc == -ENOENT) {
+		/* The staged file is there (fstatat above): data/XX is not. */
+		int dfd = data_dir_open(v, oid, true);
+
+		if (dfd < 0) {
+			t->nmade--;
+			return dfd;
+		}
+		close(dfd);
+		rc = linkat(v->dirfd, sfile, v->dirfd, path, 0) < 0 ? -errno
+								    : 0;
+	}
+	if (rc) {
 		t->nmade--;
 		if (rc == -EXDEV || rc == -EPERM || rc == -EMLINK ||
 		    rc == -EOPNOTSUPP)
@@ -942,7 +1108,7 @@ chunk_link(struct txn *t, const struct proto_op *store, const uint8_t oid[16],
 	e.gen = gen;
 	e.len = (uint32_t)st.st_size;
 	rc = cmap_put(v, oid, c, &e);
-	if (rc || !had_old)
+	if (rc || !had_old || (old.flags & CENT_INLINE))
 		return rc;
 	return cref_push(&t->gone, &t->ngone, &t->capgone, oid, c, old.gen);
 }
@@ -1021,11 +1187,9 @@ data_make(struct txn *t, const struct obj *o, uint64_t newdv,
 			if (store->chunks[i] * cs < newsize)
 				idx[nidx++] = store->chunks[i];
 		qsort(idx, nidx, sizeof(*idx), cmp_u64);
-		dfd = data_dir_open(v, o->oid, true);
-		if (dfd < 0) {
-			rc = dfd;
-			goto out;
-		}
+		/* The directory data/XX is made by the first object put in it
+		 * (chunk_put(), chunk_link()), not here: a store of inline
+		 * chunks makes and fsyncs no directory. */
 		for (size_t k = 0; k < nidx;) {
 			uint64_t off = idx[k] * cs, end;
 			uint64_t first = off / scs, last, i;
@@ -1151,11 +1315,6 @@ data_make(struct txn *t, const struct obj *o, uint64_t newdv,
 					goto out;
 				}
 				rc = chunk_read(v, o->oid, cut, &e, buf);
-				if (!rc && dfd < 0) {
-					dfd = data_dir_open(v, o->oid, true);
-					if (dfd < 0)
-						rc = dfd;
-				}
 				if (!rc)
 					rc = chunk_put(t, o->oid, cut,
 						       newdv, buf,
@@ -1166,10 +1325,17 @@ data_make(struct txn *t, const struct obj *o, uint64_t newdv,
 				goto out;
 		}
 	}
+	/* Inline chunks made no object: nothing to flush but the commit. */
+	wrote = wrote && t->nmade > made0;
 	if (wrote)
 		rc = made_sync(t, made0);
-	if (!rc && wrote && !(v->flags & VS_NOSYNC) && fsync(dfd) < 0)
-		rc = -errno;
+	if (!rc && wrote && !(v->flags & VS_NOSYNC)) {
+		dfd = data_dir_open(v, o->oid, false);
+		if (dfd < 0)
+			rc = dfd;
+		else if (fsync(dfd) < 0)
+			rc = -errno;
+	}
 out:
 	free(idx);
 	free(buf);
@@ -1441,7 +1607,9 @@ data_convert(struct vs_vol *v)
 		if (rc)
 			goto fail;
 	}
-	t.vr.magic = VREC_MAGIC;
+	/* Format 3 if a copied chunk was small enough to go inline. */
+	if (t.vr.magic != VREC_MAGIC_V3)
+		t.vr.magic = VREC_MAGIC;
 	t.vr.chunk_size = v->cs;
 	rc = txn_commit(&t);
 	if (rc)

@@ -785,7 +785,9 @@ op_store(struct txn *t, const struct proto_op *op)
 		goto out;
 	o.r.ctime = t->now;
 	rc = put_report(t, &o, NULL, NULL);
-	if (!rc)
+	/* Staged chunks go after the commit; inline bytes staged nothing
+	 * (no staging directory to look at). */
+	if (!rc && !op->data)
 		t->store = op;
 out:
 	obj_release(&o);

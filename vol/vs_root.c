@@ -179,8 +179,8 @@ peek_id(struct vs_root *r, const char *dname)
 	if (d.dptr && (d.dsize == sizeof(vr) || d.dsize == VREC_V1_SIZE)) {
 		memset(&vr, 0, sizeof(vr));
 		memcpy(&vr, d.dptr, d.dsize);
-		if (vr.magic == VREC_MAGIC || vr.magic == VREC_MAGIC_V1 ||
-		    vr.magic == VREC_MAGIC_GONE)
+		if (vr.magic == VREC_MAGIC || vr.magic == VREC_MAGIC_V3 ||
+		    vr.magic == VREC_MAGIC_V1 || vr.magic == VREC_MAGIC_GONE)
 			id = vr.id;
 	}
 	free(d.dptr);
@@ -736,11 +736,14 @@ snap_link_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA val, void *arg)
 	(void)tdb;
 	if (key.dsize != 25 || key.dptr[0] != 'C')
 		return 0;
-	if (val.dsize != sizeof(e)) {
+	if (val.dsize < sizeof(e)) {
 		sl->rc = -EUCLEAN;
 		return -1;
 	}
 	memcpy(&e, val.dptr, sizeof(e));
+	/* An inline chunk (format 3) is in the copied meta.tdb already. */
+	if (val.dsize > sizeof(e) && (e.flags & CENT_INLINE))
+		return 0;
 	for (int i = 0; i < 8; i++)
 		chunk = chunk << 8 | key.dptr[17 + i];
 	chunk_path(path, sizeof(path), key.dptr + 1, chunk, e.gen);
@@ -1148,6 +1151,7 @@ vs_vol_info(struct vs_vol *v, struct vs_volinfo *out)
 	out->dv_max = vr.dv_max;
 	out->created_ns = vr.created;
 	out->chunk_size = vr.chunk_size;
+	out->format = !v->cs ? 1 : vr.magic == VREC_MAGIC_V3 ? 3 : 2;
 	/* A damaged flag record must not make the volume unusable: it
 	 * reads as private (vs_vol_public() says why). */
 	vs_vol_public(v, &out->public);

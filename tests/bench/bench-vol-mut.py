@@ -3,9 +3,12 @@
 tests/bench/bench-vol.sh: ops/s and the server's CPU time per op (user +
 system of the cairn-vold process, from /proc/PID/stat) for creates and
 setattrs sent one at a time, creates from 8 concurrent clients (group
-commits), and creates in batches of 1, 16 and 256 (POST /batch; a server
-without it gets "n/a"). Every op is durable (fsynced) when its reply
-arrives.
+commits), creates in batches of 1, 16 and 256 (POST /batch; a server
+without it gets "n/a"), and new small files as cairnd closes them (one
+batch: create with the client's FID, store of BENCH_MUT_SMALL (1024)
+bytes inline, setattr of the times; protocol 6) from 1 and 4 clients.
+Every op is durable (fsynced) when its reply arrives; a new-file row
+counts one op per file (three in its batch).
 
 usage: bench-vol-mut.py URL VOLUME TOKEN VOLD_PID [LABEL]
 Prints one line per row: LABEL ROW OPS SECONDS OPS/S CPU-MS/OP.
@@ -54,6 +57,37 @@ def mkdir(c, parent, name):
     if st != 200:
         raise SystemExit("mkdir: %d %s" % (st, body))
     return json.loads(body)["attr"]["fid"]
+
+
+SMALL = int(os.environ.get("BENCH_MUT_SMALL", "1024"))
+
+
+def newfiles(args):
+    """New small files at close, one batch each; args: (parent, volid,
+    names). False if the server has no inline stores."""
+    import base64
+    parent, names = args
+    c = conn()
+    data = base64.b64encode(os.urandom(SMALL)).decode()
+    for n in names:
+        fid = parent.split(".")[0] + "." + os.urandom(16).hex()
+        ops = [{"op": "create", "opid": os.urandom(16).hex(),
+                "parent": parent, "name": n, "fid": fid, "type": "file",
+                "mode": 0o644, "uid": 0, "gid": 0},
+               {"op": "store", "opid": os.urandom(16).hex(), "fid": fid,
+                "base_dv": 0, "txid": os.urandom(16).hex(),
+                "chunk_size": 65536, "size": SMALL, "chunks": [0],
+                "data": data},
+               {"op": "setattr", "opid": os.urandom(16).hex(), "fid": fid,
+                "base_dv": 0, "mask": ["mtime"], "mtime": 1}]
+        st, body = post(c, "batch", {"ops": ops, "stop_on_error": True})
+        if st in (400, 404, 413):
+            return False
+        if st != 200 or any(r["status"] != 200 for r in
+                            json.loads(body)["results"]):
+            raise SystemExit("new file: %d %s" % (st, body[:300]))
+    c.close()
+    return True
 
 
 def singles(args):
@@ -133,6 +167,20 @@ def main():
                     raise SystemExit("batch: %d %s" % (st, body[:200]))
             return True
         row("create, batches of %d" % bs, nb * bs, bat)
+
+    d = mkdir(c, root, "small")
+    nf = N // 2
+
+    def small1():
+        return newfiles((d, ["s%d" % i for i in range(nf)]))
+    row("new %d B file, 1 client" % SMALL, nf, small1)
+
+    def small4():
+        with multiprocessing.Pool(4) as p:
+            return all(p.map(newfiles, [(d, ["c%d-%d" % (w, i) for i in
+                                              range(nf // 4)])
+                                         for w in range(4)]))
+    row("new %d B file, 4 clients" % SMALL, (nf // 4) * 4, small4)
     c.close()
 
 

@@ -267,6 +267,7 @@ test_volumes(void)
 	if (vol)
 		test_public(&id);
 	is_int(vs_vol_info(vol, &vi), 0, "info");
+	is_int((int)vi.format, 2, "a new volume is format 2 (no inline chunk yet)");
 	is_int(vi.id, id, "info id");
 	is_int(vi.files_used, 1, "one object: the root");
 	rootfid = vi.root;
@@ -1064,7 +1065,8 @@ test_batch(void)
 				nfiles++;
 		if (dd)
 			closedir(dd);
-		is_int(nfiles, 1, "one data file left for the object");
+		/* 3,000 bytes: an inline chunk (format 3), no object. */
+		is_int(nfiles, 0, "no data file left: the chunk is inline");
 	}
 	reps_free(reps, 3);
 }
@@ -1099,6 +1101,12 @@ test_cleanup(void)
 		fd = open(path, O_CREAT | O_WRONLY, 0600);
 		close(fd);
 		snprintf(path, sizeof(path), "%s/%s.%" PRIu64, sub, hex, a.dv);
+		fd = open(path, O_CREAT | O_WRONLY, 0600);
+		close(fd);
+		/* The file's 10 bytes are inline: an object of the same
+		 * name (a try that was never committed) is a leftover too. */
+		snprintf(path, sizeof(path), "%s/%s.0.%" PRIu64, sub, hex,
+			 a.dv);
 		fd = open(path, O_CREAT | O_WRONLY, 0600);
 		close(fd);
 	}
@@ -1145,7 +1153,8 @@ test_cleanup(void)
 		is_int(access(path, F_OK), -1, "format 1 data file removed");
 		snprintf(path, sizeof(path), "%s/%s.0.%" PRIu64, sub, hex,
 			 a.dv);
-		is_int(access(path, F_OK), 0, "the current chunk object stays");
+		is_int(access(path, F_OK), -1,
+		       "an object shadowing the inline chunk removed");
 	}
 }
 
@@ -1232,6 +1241,88 @@ run_is(const char *data, uint64_t from, uint64_t len, char c)
 	return true;
 }
 
+static unsigned
+vol_format(void)
+{
+	struct vs_volinfo vi;
+
+	return vs_vol_info(vol, &vi) ? 0 : vi.format;
+}
+
+/* Format 3: chunks of at most 64 KiB written by the server are kept in
+ * their map entry (inline): no object, durable with the commit alone.
+ * A chunk moves between inline and object as it shrinks and grows. */
+static void
+test_inline(void)
+{
+	const uint64_t K = 1024;
+	struct proto_op op = {0};
+	struct proto_attr a;
+	struct fid f;
+	uint64_t size, c0[] = {0}, c1[] = {1};
+	char *data, small[1000];
+
+	mk(PROTO_OP_CREATE, &rootfid, "inl", &f);
+	memset(small, 'A', sizeof(small));
+	vs_getattr(vol, &f, &a);
+	op.kind = PROTO_OP_STORE;
+	op.fid = f;
+	op.base_dv = a.dv;
+	memset(op.txid, 7, 16);
+	op.chunk_size = 65536;
+	op.size = sizeof(small);
+	op.chunks = c0;
+	op.nchunks = 1;
+	op.data = (uint8_t *)small;
+	op.dlen = sizeof(small);
+	is_int(apply(&op, NULL, NULL), 200, "inline store of 1,000 bytes");
+	is_int(count_objs(&f), 0, "no chunk object for it");
+	is_int((int)vol_format(), 3, "the volume is format 3 now");
+	data = slurp(&f, &size);
+	ok(data && size == 1000 && run_is(data, 0, 1000, 'A'),
+	   "its bytes read back");
+	free(data);
+	is_int(store_fill(&f, 262144, c0, 1, 200 * K, 'B'), 200,
+	       "a 200 KiB store over it");
+	is_int(count_objs(&f), 1, "now a chunk object");
+	data = slurp(&f, &size);
+	ok(data && size == 200 * K && run_is(data, 0, 200 * K, 'B'),
+	   "200 KiB of B");
+	free(data);
+	memset(&op, 0, sizeof(op));
+	vs_getattr(vol, &f, &a);
+	op.kind = PROTO_OP_SETATTR;
+	op.fid = f;
+	op.base_dv = a.dv;
+	op.mask = PROTO_SA_SIZE;
+	op.size = 50;
+	is_int(apply(&op, NULL, NULL), 200, "truncate to 50 bytes");
+	is_int(count_objs(&f), 0, "trimmed into an inline chunk, object gone");
+	is_int(store_fill(&f, 65536, c1, 1, 128 * K, 'C'), 200,
+	       "a 64 KiB client chunk merged into the inline server chunk");
+	is_int(count_objs(&f), 1, "128 KiB: an object again");
+	data = slurp(&f, &size);
+	ok(data && size == 128 * K && run_is(data, 0, 50, 'B') &&
+		   run_is(data, 50, 64 * K - 50, 0) &&
+		   run_is(data, 64 * K, 64 * K, 'C'),
+	   "50 B, zeros, 64 KiB of C");
+	free(data);
+	is_int(store_fill(&f, 65536, c0, 1, 10 * K, 'D'), 200,
+	       "shrink by a store of 10 KiB");
+	is_int(count_objs(&f), 0, "inline again");
+	data = slurp(&f, &size);
+	ok(data && size == 10 * K && run_is(data, 0, 10 * K, 'D'),
+	   "10 KiB of D");
+	free(data);
+	is_int(rm(PROTO_OP_UNLINK, &rootfid, "inl", &f, NULL), 200,
+	       "unlink it");
+	{
+		struct proto_attr ga;
+
+		is_int(vs_getattr(vol, &f, &ga), -ENOENT, "gone");
+	}
+}
+
 /* Format 2 (issue #14): a store writes the server chunks it covers and
  * nothing else, small client chunks are merged into their server chunk,
  * a truncate drops and trims, a snapshot keeps its instant, an unlink
@@ -1250,6 +1341,7 @@ test_chunks(void)
 
 	is_int(vs_vol_info(vol, &vi), 0, "info");
 	is_int(vi.chunk_size, VS_CHUNK_DEFAULT, "a new volume has 256 KiB chunks");
+	is_int((int)vi.format, 3, "format 3 since the small stores before");
 	mk(PROTO_OP_CREATE, &rootfid, "chunky", &f);
 	is_int(store_fill(&f, 1 << 20, c1, 1, 3 * M, 'X'), 200,
 	       "store chunk 1 of 1 MiB into a 3 MiB file");
@@ -1285,7 +1377,8 @@ test_chunks(void)
 	op.mask = PROTO_SA_SIZE;
 	op.size = M + 100;
 	is_int(apply(&op, NULL, NULL), 200, "truncate to 1 MiB + 100");
-	is_int(count_objs(&f), 1, "one object left, trimmed to 100 bytes");
+	is_int(count_objs(&f), 0,
+	       "no object left: the 100 bytes kept are an inline chunk");
 	vs_getattr(vol, &f, &a);
 	op.base_dv = a.dv;
 	op.size = 2 * M;
@@ -1325,6 +1418,122 @@ test_chunks(void)
  * change nothing, and staging expires by creation time (issue #12). */
 /* A damaged meta.tdb gives the errno common/tdbw.h documents, -EUCLEAN,
  * as the replay log and the metadata cache do (it was -EIO here). */
+/* Rewrite the chunk map entry of chunk 0 of @f in volume @name (closed)
+ * as @len bytes of @val. */
+static int
+cmap_poke(const char *name, const struct fid *f, const void *val, size_t len)
+{
+	char path[512];
+	uint8_t k[25];
+	struct tdb_context *tdb;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/volumes/%s/meta.tdb", rootdir, name);
+	tdb = tdb_open(path, 0, TDB_DEFAULT, O_RDWR, 0600);
+	if (!tdb)
+		return -1;
+	k[0] = 'C';
+	memcpy(k + 1, f->oid, 16);
+	memset(k + 17, 0, 8);
+	rc = tdbw_store(tdb, k, sizeof(k), val, len, TDB_MODIFY);
+	tdb_close(tdb);
+	return rc;
+}
+
+/* Damaged inline entries (format 3) read as -EUCLEAN, never as other
+ * bytes: a length that does not match the value, the inline flag missing
+ * on a long value, a length past 64 KiB. */
+static void
+test_damaged_inline(void)
+{
+	struct vs_vol *saved = vol;
+	struct vs_extent ext[VS_EXTENTS_MAX];
+	struct vs_volinfo vi;
+	struct proto_op op = {0};
+	struct proto_attr a;
+	struct fid f;
+	uint64_t c0[] = {0}, size, cur;
+	uint8_t val[16 + 100];
+	uint32_t u32;
+	size_t n;
+	char small[100];
+
+	vs_vol_create(root, "dmg3", 0, 0, 0, NULL);
+	if (vs_vol_open(root, "dmg3", VS_NOSYNC, &vol)) {
+		vol = saved;
+		ok(0, "open dmg3");
+		return;
+	}
+	vs_vol_info(vol, &vi);
+	mk(PROTO_OP_CREATE, &vi.root, "f", &f);
+	memset(small, 'q', sizeof(small));
+	vs_getattr(vol, &f, &a);
+	op.kind = PROTO_OP_STORE;
+	op.fid = f;
+	op.base_dv = a.dv;
+	op.chunk_size = 65536;
+	op.size = sizeof(small);
+	op.chunks = c0;
+	op.nchunks = 1;
+	op.data = small;
+	op.dlen = sizeof(small);
+	is_int(apply(&op, NULL, NULL), 200, "an inline store of 100 bytes");
+	vs_getattr(vol, &f, &a);
+	vs_vol_close(vol);
+	/* The good entry, to damage copies of it. */
+	memset(val, 0, sizeof(val));
+	memcpy(val, &a.dv, 8);
+	u32 = 100;
+	memcpy(val + 8, &u32, 4);
+	u32 = 1;
+	memcpy(val + 12, &u32, 4);
+	memset(val + 16, 'q', 100);
+	for (int i = 0; i < 4; i++) {
+		static const char *what[] = {
+			"a value shorter than its length says",
+			"a long value without the inline flag",
+			"a length past 64 KiB",
+			"the intact entry",
+		};
+		uint8_t bad[sizeof(val)];
+		size_t blen = sizeof(val);
+		int want = i == 3 ? 0 : -EUCLEAN;
+
+		memcpy(bad, val, sizeof(val));
+		if (i == 0)
+			blen -= 10;
+		if (i == 1)
+			bad[12] = 0;
+		if (i == 2) {
+			u32 = 70000;
+			memcpy(bad + 8, &u32, 4);
+		}
+		is_int(cmap_poke("dmg3", &f, bad, blen), 0, "poke the entry");
+		vol = NULL;
+		if (vs_vol_open(root, "dmg3", VS_NOSYNC, &vol)) {
+			ok(0, "reopen dmg3");
+			break;
+		}
+		n = 0;
+		is_int(vs_data_open(vol, &f, a.dv, 0, 65536, ext, &n, &size,
+				    &cur),
+		       want, "%s", what[i]);
+		if (i == 3) {
+			char got[100] = {0};
+
+			ok(n == 1 && ext[0].fd >= 0 &&
+				   pread(ext[0].fd, got, 100, 0) == 100 &&
+				   !memcmp(got, small, 100),
+			   "and it reads its 100 bytes");
+		}
+		for (size_t j = 0; j < n; j++)
+			if (ext[j].fd >= 0)
+				close(ext[j].fd);
+		vs_vol_close(vol);
+	}
+	vol = saved;
+}
+
 static void
 test_damaged_meta(void)
 {
@@ -1353,6 +1562,7 @@ test_damaged_meta(void)
 	is_int(vs_vol_open(root, "dmg2", VS_NOSYNC, &v), -EUCLEAN,
 	       "open with a corrupt volume record: -EUCLEAN");
 	vs_vol_close(v);
+	test_damaged_inline();
 }
 
 static void
@@ -2080,6 +2290,7 @@ main(void)
 		test_opid();
 		test_store();
 		test_chunks();
+		test_inline();
 		test_events();
 		test_undo();
 		test_batch();
