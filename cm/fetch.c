@@ -89,6 +89,11 @@ struct xfer {
 	 * buf/have/sha/fid/dv/chunk and sets @store_rc; the loop may read
 	 * buf and add waiters, nothing else. */
 	bool storing;
+	/* A flush of the file came while this transfer was under way
+	 * (fetch_drop_file): its waiters get their bytes, the chunk store
+	 * does not. Set on the loop, read by the store thread. */
+	atomic_bool nostore;
+	bool skipped;		/* the store thread did not store (nostore) */
 	unsigned put_flags;	/* CS_F_PINNED or 0, decided on the loop */
 	char sha[65];		/* X-Cairn-SHA256 of this attempt, or "" */
 	int store_rc;		/* 0, -EBADMSG (wrong SHA-256), or cs_put's */
@@ -96,6 +101,15 @@ struct xfer {
 	struct cm_job sjob;	/* the store thread's answer to the loop */
 };
 TAILQ_HEAD(xferq, xfer);
+
+/* A flush waiting until no store of its file is in flight. */
+struct quiesce {
+	TAILQ_ENTRY(quiesce) link;
+	struct fid fid;
+	fetch_done_fn done;
+	void *arg;
+};
+TAILQ_HEAD(quiesceq, quiesce);
 
 struct fetch {
 	struct xferq buckets[FETCH_BUCKETS];
@@ -110,6 +124,7 @@ struct fetch {
 	bool sstop;		/* protected by slock */
 	bool stopped;		/* fetch_stop() ran: jobs only fail */
 	atomic_int ra_done;	/* fetch_kernel_readahead() ran */
+	struct quiesceq quiesce; /* fetch_drop_file() waiters; loop thread */
 
 	struct cm_loop *loop;
 	struct http_client *http;
@@ -245,6 +260,10 @@ xfer_end(struct xfer *x, int err, bool keep)
 		if (--rd->pending == 0)
 			rd_start(f, rd);
 	}
+	/* Not stored because a flush came meanwhile: a fetch_chunk()
+	 * caller (fs pin) must ask again, as after a DV change. */
+	if (!err && x->skipped)
+		err = -ESTALE;
 	/* EBUSY: local changes of the chunk are newer; they stay. */
 	if (!err && x->store_rc < 0 && x->store_rc != -EBUSY) {
 		log_warn(LOG_FETCH, "cannot store chunk %llu: %s",
@@ -431,6 +450,12 @@ store_one(struct fetch *f, struct xfer *x)
 		x->store_rc = -EBADMSG;
 		return;
 	}
+	if (atomic_load(&x->nostore)) {
+		/* Flushed while it came in: verified (its waiters get the
+		 * bytes) but not kept. */
+		x->skipped = true;
+		return;
+	}
 	cm_chunk_key(&k, &x->fid, x->chunk);
 	/* Every block matched its CRC32C as it came in: the chunk's own
 	 * CRC32C follows from those sums, with no second pass over it. */
@@ -473,12 +498,50 @@ store_main(void *arg)
 	return NULL;
 }
 
+/* Loop thread: is a store of @fid with the store threads? */
+static bool
+storing_file(struct fetch *f, const struct fid *fid)
+{
+	struct xfer *x;
+
+	for (size_t i = 0; i < FETCH_BUCKETS; i++)
+		TAILQ_FOREACH(x, &f->buckets[i], link)
+			if (x->storing && fid_eq(&x->fid, fid))
+				return true;
+	return false;
+}
+
+/* Loop thread: a store of @fid came back; answer the flushes of it that
+ * have nothing in flight any more. */
+static void
+quiesce_check(struct fetch *f, const struct fid *fid)
+{
+	struct quiesceq ready = TAILQ_HEAD_INITIALIZER(ready);
+	struct quiesce *q, *nq;
+
+	if (TAILQ_EMPTY(&f->quiesce) || storing_file(f, fid))
+		return;
+	for (q = TAILQ_FIRST(&f->quiesce); q; q = nq) {
+		nq = TAILQ_NEXT(q, link);
+		if (fid_eq(&q->fid, fid)) {
+			TAILQ_REMOVE(&f->quiesce, q, link);
+			TAILQ_INSERT_TAIL(&ready, q, link);
+		}
+	}
+	while ((q = TAILQ_FIRST(&ready))) {
+		TAILQ_REMOVE(&ready, q, link);
+		q->done(q->arg, 0);
+		free(q);
+	}
+}
+
 /* Loop thread: the store thread is done with @x. */
 static void
 xfer_stored(struct cm_loop *loop, struct cm_job *job)
 {
 	struct xfer *x = container_of(job, struct xfer, sjob);
 	struct fetch *f = x->f;
+	struct fid fid = x->fid;
 	char fs[FID_STRLEN];
 
 	(void)loop;
@@ -500,12 +563,18 @@ xfer_stored(struct cm_loop *loop, struct cm_job *job)
 			 (unsigned long long)x->dv, x->attempts,
 			 FETCH_ATTEMPTS);
 		xfer_fail(x, -EIO, true);
+		quiesce_check(f, &fid);
 		return;
 	}
-	CM_STAT_INC(f->st, chunks_fetched);
-	CM_STAT_ADD(f->st, bytes_fetched, x->have);
+	if (!x->skipped) {
+		CM_STAT_INC(f->st, chunks_fetched);
+		CM_STAT_ADD(f->st, bytes_fetched, x->have);
+	} else {
+		CM_STAT_INC(f->st, flushed_in_flight);
+	}
 	metrics_hist_observe(&f->st->fetch_lat, metrics_now_us() - x->t0_us);
 	xfer_finish(x, 0);
+	quiesce_check(f, &fid);
 }
 
 /* Loop thread: hand a complete body of the right length to the store
@@ -518,6 +587,7 @@ xfer_store(struct xfer *x)
 
 	x->storing = true;
 	x->store_rc = 0;
+	x->skipped = false;
 	x->put_flags = f->hooks.pinned && f->hooks.pinned(f->hooks.arg, &x->fid)
 			       ? CS_F_PINNED
 			       : 0;
@@ -712,6 +782,11 @@ xfer_want(struct fetch *f, const struct fid *fid, uint64_t dv, uint64_t fsize,
 		free(w);
 		return 0;
 	}
+	/* A fetch_chunk() caller wants the chunk stored, even if a flush
+	 * came before it (too late if the store thread has it: the caller
+	 * hears -ESTALE and asks again). */
+	if (w && x && !w->rd && !x->storing)
+		atomic_store(&x->nostore, false);
 	if (w && x)
 		SLIST_INSERT_HEAD(&x->waiters, w, link);
 	return 0;
@@ -1008,6 +1083,38 @@ fetch_chunk(struct fetch *f, const struct fid *fid, uint64_t dv, uint64_t fsize,
 	return rc;
 }
 
+/* --- flushes --- */
+
+int
+fetch_drop_file(struct fetch *f, const struct fid *fid, fetch_done_fn done,
+		void *arg)
+{
+	struct quiesce *q;
+	bool wait = false;
+	struct xfer *x;
+
+	if (!f || f->stopped)
+		return 0;
+	for (size_t i = 0; i < FETCH_BUCKETS; i++)
+		TAILQ_FOREACH(x, &f->buckets[i], link) {
+			if (!fid_eq(&x->fid, fid))
+				continue;
+			atomic_store(&x->nostore, true);
+			if (x->storing)
+				wait = true;
+		}
+	if (!wait)
+		return 0;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->fid = *fid;
+	q->done = done;
+	q->arg = arg;
+	TAILQ_INSERT_TAIL(&f->quiesce, q, link);
+	return 1;
+}
+
 /* --- kernel readahead --- */
 
 /* Escape @in as /proc/self/mountinfo does (space, tab, newline and
@@ -1114,6 +1221,7 @@ fetch_new(const struct fetch_deps *d, const struct fetch_hooks *hooks)
 	for (size_t i = 0; i < FETCH_BUCKETS; i++)
 		TAILQ_INIT(&f->buckets[i]);
 	TAILQ_INIT(&f->squeue);
+	TAILQ_INIT(&f->quiesce);
 	pthread_mutex_init(&f->slock, NULL);
 	pthread_cond_init(&f->scond, NULL);
 	/* Without a thread, stores run on the loop (slower, still right). */
@@ -1149,6 +1257,14 @@ fetch_stop(struct fetch *f)
 
 		while ((x = TAILQ_FIRST(&f->buckets[i])))
 			xfer_end(x, -EIO, x->storing);
+	}
+	/* The store threads are gone: whatever they had is stored. */
+	while (!TAILQ_EMPTY(&f->quiesce)) {
+		struct quiesce *q = TAILQ_FIRST(&f->quiesce);
+
+		TAILQ_REMOVE(&f->quiesce, q, link);
+		q->done(q->arg, 0);
+		free(q);
 	}
 	f->stopped = true;
 	f->mf = NULL;
