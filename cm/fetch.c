@@ -4,14 +4,15 @@
  * The loop thread owns every transfer and parked read; FUSE workers only
  * read the chunk store (fetch_read_cached) and post jobs. A transfer
  * collects the body in a chunk-sized buffer while it streams in (@have
- * bytes). When the server sent per-block CRC32Cs (X-Cairn-Blocks), each
- * block is checked as soon as it is complete, and a waiter whose range lies
- * inside the verified prefix (@verified) is answered from the buffer at
- * once. When the body ends and its length is right, the transfer goes to
- * the store thread, which checks the SHA-256 and, if it matches, stores
- * the chunk; back on the loop the rest of the waiters get their bytes. No
- * byte is served before the block holding it, or the whole body, was
- * verified (doc/cm.md "Early replies", "The store thread").
+ * bytes) and hashes it (SHA-256) as it comes. When the server sent
+ * per-block CRC32Cs (X-Cairn-Blocks), each block is checked as soon as it
+ * is complete, and a waiter whose range lies inside the verified prefix
+ * (@verified) is answered from the buffer at once. When the body ends, its
+ * length is right and its SHA-256 matches, the rest of the waiters get
+ * their bytes and the transfer goes to a store thread, which writes the
+ * chunk file; back on the loop fetch_chunk() callers hear. No byte is
+ * served before the block holding it, or the whole body, was verified
+ * (doc/cm.md "Early replies", "Fetching chunks").
  */
 #include "config.h"
 
@@ -41,9 +42,9 @@
 #define FETCH_BUCKETS 256
 #define FETCH_MAX_INFLIGHT 64 /* readahead stops adding beyond this */
 #define READ_TRIES 4	       /* attribute refreshes of one parked read */
-/* Store threads: the SHA-256 and the chunk file of one chunk run while
- * another thread creates the file of the next (mostly kernel time, which
- * waits on the file system's locks as much as it computes). */
+/* Store threads: one writes a chunk file while another creates the file
+ * of the next (mostly kernel time, which waits on the file system's locks
+ * as much as it computes). */
 #define STORE_THREADS 2
 /* Chunks waiting for the store threads; past this the loop stores itself,
  * which slows its receiving down to the disk's pace. Readahead keeps at
@@ -86,7 +87,7 @@ struct xfer {
 	struct http_req *req;
 	struct event *retry_ev;
 	/* Hand-off to the store thread: while @storing, that thread reads
-	 * buf/have/sha/fid/dv/chunk and sets @store_rc; the loop may read
+	 * buf/have/fid/dv/chunk and sets @store_rc; the loop may read
 	 * buf and add waiters, nothing else. */
 	bool storing;
 	/* A flush of the file came while this transfer was under way
@@ -95,8 +96,11 @@ struct xfer {
 	atomic_bool nostore;
 	bool skipped;		/* the store thread did not store (nostore) */
 	unsigned put_flags;	/* CS_F_PINNED or 0, decided on the loop */
-	char sha[65];		/* X-Cairn-SHA256 of this attempt, or "" */
-	int store_rc;		/* 0, -EBADMSG (wrong SHA-256), or cs_put's */
+	/* SHA-256 of the body so far, updated as bytes arrive (each byte
+	 * is hashed while it is in the CPU's cache from the copy into
+	 * @buf, and the store thread does not read the chunk again). */
+	EVP_MD_CTX *md;
+	int store_rc;		/* 0 or cs_put's */
 	TAILQ_ENTRY(xfer) slink; /* in fetch->squeue, protected by slock */
 	struct cm_job sjob;	/* the store thread's answer to the loop */
 };
@@ -279,6 +283,7 @@ xfer_end(struct xfer *x, int err, bool keep)
 		return;
 	if (x->retry_ev)
 		event_free(x->retry_ev);
+	EVP_MD_CTX_free(x->md);
 	free(x->buf);
 	free(x);
 }
@@ -340,7 +345,7 @@ rd_copy(struct rd *rd, const struct xfer *x, size_t upto)
  * verified prefix. The waiters are unlinked first: a read that completes
  * may start other work before we are done walking. */
 static void
-xfer_serve_verified(struct xfer *x)
+xfer_serve_verified(struct xfer *x, bool early)
 {
 	struct fetch *f = x->f;
 	struct waiters ready = SLIST_HEAD_INITIALIZER(ready);
@@ -365,7 +370,8 @@ xfer_serve_verified(struct xfer *x)
 		SLIST_REMOVE_HEAD(&ready, link);
 		free(w);
 		rd_copy(rd, x, x->verified);
-		CM_STAT_INC(f->st, early_reads);
+		if (early)
+			CM_STAT_INC(f->st, early_reads);
 		if (--rd->pending == 0)
 			rd_start(f, rd);
 	}
@@ -404,6 +410,10 @@ xfer_data(void *arg, const void *data, size_t len)
 		return 1;
 	}
 	memcpy(x->buf + x->have, data, len);
+	if (!EVP_DigestUpdate(x->md, x->buf + x->have, len)) {
+		x->bad = "cannot hash";
+		return 1;
+	}
 	x->have += len;
 	if (!x->use_blocks)
 		return 0;
@@ -416,14 +426,15 @@ xfer_data(void *arg, const void *data, size_t len)
 	}
 	if ((size_t)v > x->verified) {
 		x->verified = (size_t)v;
-		xfer_serve_verified(x);
+		xfer_serve_verified(x, true);
 	}
 	return 0;
 }
 
-/* Store thread (or any): does the body match @hex? */
+/* Loop thread, once the whole body is in: does the SHA-256 of what came
+ * (hashed as it arrived) match @hex? */
 static bool
-sha_ok(const struct xfer *x, const char *hex)
+sha_matches(struct xfer *x, const char *hex)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
@@ -431,8 +442,7 @@ sha_ok(const struct xfer *x, const char *hex)
 
 	if (!hex || strlen(hex) != 64)
 		return false;
-	if (!EVP_Digest(x->buf, x->have, md, &mdlen, EVP_sha256(), NULL) ||
-	    mdlen != 32)
+	if (!EVP_DigestFinal_ex(x->md, md, &mdlen) || mdlen != 32)
 		return false;
 	util_hex_encode(md, 32, got);
 	return strcasecmp(got, hex) == 0;
@@ -440,16 +450,12 @@ sha_ok(const struct xfer *x, const char *hex)
 
 /* --- the store thread --- */
 
-/* Check the SHA-256 and store: x->store_rc is 0, -EBADMSG or cs_put's. */
+/* Store a verified chunk: x->store_rc is 0 or cs_put's. */
 static void
 store_one(struct fetch *f, struct xfer *x)
 {
 	struct cs_key k;
 
-	if (!sha_ok(x, x->sha)) {
-		x->store_rc = -EBADMSG;
-		return;
-	}
 	if (atomic_load(&x->nostore)) {
 		/* Flushed while it came in: verified (its waiters get the
 		 * bytes) but not kept. */
@@ -469,11 +475,10 @@ store_one(struct fetch *f, struct xfer *x)
 }
 
 /*
- * Verifying and storing a chunk is most of the CPU a cold read costs the
- * loop thread (a SHA-256 pass, a CRC32C pass, a file written and renamed):
- * a thread of its own does it, so the loop goes on receiving. Readers that
- * were served from verified blocks do not wait for it; the others, and
- * fetch_chunk() callers, are answered when it is done.
+ * Storing a chunk (a file created, written and renamed) is kernel work
+ * the loop must not wait for: a thread of its own does it, so the loop
+ * goes on receiving. Readers never wait for it (their bytes were verified
+ * on the loop); fetch_chunk() callers are answered when it is done.
  */
 static void *
 store_main(void *arg)
@@ -542,7 +547,6 @@ xfer_stored(struct cm_loop *loop, struct cm_job *job)
 	struct xfer *x = container_of(job, struct xfer, sjob);
 	struct fetch *f = x->f;
 	struct fid fid = x->fid;
-	char fs[FID_STRLEN];
 
 	(void)loop;
 	x->storing = false;
@@ -550,20 +554,9 @@ xfer_stored(struct cm_loop *loop, struct cm_job *job)
 		/* Shut down meanwhile: fetch_stop() answered the waiters. */
 		if (x->retry_ev)
 			event_free(x->retry_ev);
+		EVP_MD_CTX_free(x->md);
 		free(x->buf);
 		free(x);
-		return;
-	}
-	if (x->store_rc == -EBADMSG) {
-		CM_STAT_INC(f->st, bad_chunks);
-		fid_fmt(&x->fid, fs);
-		log_warn(LOG_FETCH, "chunk %llu of '%s' dv %llu: checksum "
-				    "mismatch (attempt %u of %u); not stored",
-			 (unsigned long long)x->chunk, fs,
-			 (unsigned long long)x->dv, x->attempts,
-			 FETCH_ATTEMPTS);
-		xfer_fail(x, -EIO, true);
-		quiesce_check(f, &fid);
 		return;
 	}
 	if (!x->skipped) {
@@ -689,11 +682,23 @@ xfer_done(void *arg, const struct http_result *res)
 		xfer_fail(x, -EIO, true);
 		return;
 	}
-	/* The SHA-256 (and the store) run on the store thread. */
-	if (res->sha256 && strlen(res->sha256) == 64)
-		memcpy(x->sha, res->sha256, 65);
-	else
-		x->sha[0] = '\0';
+	/* The body was hashed as it came in: no pass over it here. */
+	if (!sha_matches(x, res->sha256)) {
+		CM_STAT_INC(f->st, bad_chunks);
+		log_warn(LOG_FETCH, "chunk %llu of '%s' dv %llu: checksum "
+				    "mismatch (attempt %u of %u); not stored",
+			 (unsigned long long)x->chunk, fs,
+			 (unsigned long long)x->dv, x->attempts,
+			 FETCH_ATTEMPTS);
+		xfer_fail(x, -EIO, true);
+		return;
+	}
+	/* Verified whole: every reader gets its bytes now, not once the
+	 * chunk file is written; the store thread only stores. */
+	if (x->verified < x->have) {
+		x->verified = x->have;
+		xfer_serve_verified(x, false);
+	}
 	xfer_store(x);
 }
 
@@ -709,6 +714,11 @@ xfer_send(struct xfer *x)
 	x->attempts++;
 	x->have = 0;
 	x->verified = 0;
+	if ((!x->md && !(x->md = EVP_MD_CTX_new())) ||
+	    !EVP_DigestInit_ex(x->md, EVP_sha256(), NULL)) {
+		xfer_fail(x, -EIO, false);
+		return;
+	}
 	x->use_blocks = false;
 	x->bad = NULL;
 	rc = proto_chunk_path(path, sizeof(path), f->volume, &x->fid, x->dv,

@@ -74,7 +74,8 @@ t_is "$(stat_of flushed_in_flight)" 1 "cairnd counted the chunk it kept out"
 echo good >"$T_DIR/mode"
 t_is "$(timeout 30 python3 "$T_DIR/pread.py" "$mnt/f.bin" "$src/f.bin" 0 4096)" "ok 1" \
 	"read after the flush is right"
-wait_for 10 test "$(cached "$mnt/f.bin")" = 1
+cached_is() { [ "$(cached "$1")" = "$2" ]; }
+wait_for 10 cached_is "$mnt/f.bin" 1
 t_is "$(cached "$mnt/f.bin")" 1 "read after the flush: chunk 0 cached again"
 t_is "$(grep -c "^good .*/0?size=" "$T_DIR/proxy.req")" 1 "and fetched from the server again"
 
