@@ -52,6 +52,11 @@
  * reads add a few dozen more, so the loop only stores when the threads
  * fall far behind; the bound is there for memory (256 KiB a chunk). */
 #define STORE_QUEUE_MAX 128
+/* Spare chunk files the idle store threads keep ready (cs_make_spares):
+ * 1024 (256 MiB of 256 KiB chunks) spare as many inode creations on a
+ * cold read; made SPARE_BATCH at a time between stores. */
+#define SPARE_TARGET 1024
+#define SPARE_BATCH 16
 
 struct xfer;
 
@@ -126,6 +131,7 @@ struct fetch {
 	struct xferq squeue;	/* protected by slock */
 	unsigned nqueued;	/* in squeue; protected by slock */
 	bool sstop;		/* protected by slock */
+	bool want_spares;	/* fewer than SPARE_TARGET may be left; slock */
 	bool stopped;		/* fetch_stop() ran: jobs only fail */
 	atomic_int ra_done;	/* fetch_kernel_readahead() ran */
 	struct quiesceq quiesce; /* fetch_drop_file() waiters; loop thread */
@@ -488,8 +494,24 @@ store_main(void *arg)
 
 	pthread_mutex_lock(&f->slock);
 	for (;;) {
-		while (!(x = TAILQ_FIRST(&f->squeue)) && !f->sstop)
+		while (!(x = TAILQ_FIRST(&f->squeue)) && !f->sstop) {
+			/* Idle: make a few spare chunk files, so that the
+			 * stores of the next cold read reuse inodes instead of
+			 * creating them (a few at a time: a chunk that comes
+			 * meanwhile waits for at most SPARE_BATCH files). */
+			if (f->want_spares) {
+				int made;
+
+				pthread_mutex_unlock(&f->slock);
+				made = cs_make_spares(f->cs, SPARE_BATCH,
+						      SPARE_TARGET);
+				pthread_mutex_lock(&f->slock);
+				if (made > 0)
+					continue;
+				f->want_spares = false;
+			}
 			pthread_cond_wait(&f->scond, &f->slock);
+		}
 		if (!x)
 			break;
 		TAILQ_REMOVE(&f->squeue, x, slink);
@@ -498,6 +520,7 @@ store_main(void *arg)
 		store_one(f, x);
 		cm_post(f->loop, &x->sjob);
 		pthread_mutex_lock(&f->slock);
+		f->want_spares = true; /* that store may have used one */
 	}
 	pthread_mutex_unlock(&f->slock);
 	return NULL;
@@ -1234,6 +1257,7 @@ fetch_new(const struct fetch_deps *d, const struct fetch_hooks *hooks)
 	TAILQ_INIT(&f->quiesce);
 	pthread_mutex_init(&f->slock, NULL);
 	pthread_cond_init(&f->scond, NULL);
+	f->want_spares = true;
 	/* Without a thread, stores run on the loop (slower, still right). */
 	while (f->nsthreads < STORE_THREADS &&
 	       pthread_create(&f->sthread[f->nsthreads], NULL, store_main, f) ==
