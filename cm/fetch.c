@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <openssl/evp.h>
@@ -54,9 +55,11 @@
 #define STORE_QUEUE_MAX 128
 /* Spare chunk files the idle store threads keep ready (cs_make_spares):
  * 1024 (256 MiB of 256 KiB chunks) spare as many inode creations on a
- * cold read; made SPARE_BATCH at a time between stores. */
+ * cold read; made SPARE_BATCH at a time once no chunk was stored for
+ * SPARE_IDLE_MS. */
 #define SPARE_TARGET 1024
 #define SPARE_BATCH 16
+#define SPARE_IDLE_MS 1000 /* no store for this long: idle */
 
 struct xfer;
 
@@ -132,6 +135,7 @@ struct fetch {
 	unsigned nqueued;	/* in squeue; protected by slock */
 	bool sstop;		/* protected by slock */
 	bool want_spares;	/* fewer than SPARE_TARGET may be left; slock */
+	uint64_t last_store_ms;	/* util_now_ms() of the last store; slock */
 	bool stopped;		/* fetch_stop() ran: jobs only fail */
 	atomic_int ra_done;	/* fetch_kernel_readahead() ran */
 	struct quiesceq quiesce; /* fetch_drop_file() waiters; loop thread */
@@ -495,11 +499,17 @@ store_main(void *arg)
 	pthread_mutex_lock(&f->slock);
 	for (;;) {
 		while (!(x = TAILQ_FIRST(&f->squeue)) && !f->sstop) {
-			/* Idle: make a few spare chunk files, so that the
-			 * stores of the next cold read reuse inodes instead of
-			 * creating them (a few at a time: a chunk that comes
-			 * meanwhile waits for at most SPARE_BATCH files). */
-			if (f->want_spares) {
+			/* Idle (nothing stored for SPARE_IDLE_MS): make a
+			 * few spare chunk files, so that the stores of the
+			 * next cold read reuse inodes instead of creating
+			 * them. Not between the stores of a read: that only
+			 * moves the same work into the read and competes
+			 * with it. A few at a time: a chunk that comes
+			 * meanwhile waits for at most SPARE_BATCH files. */
+			uint64_t now = util_now_ms();
+
+			if (f->want_spares &&
+			    now - f->last_store_ms >= SPARE_IDLE_MS) {
 				int made;
 
 				pthread_mutex_unlock(&f->slock);
@@ -510,7 +520,23 @@ store_main(void *arg)
 					continue;
 				f->want_spares = false;
 			}
-			pthread_cond_wait(&f->scond, &f->slock);
+			if (f->want_spares) {
+				struct timespec ts;
+				uint64_t wait = SPARE_IDLE_MS -
+						(now - f->last_store_ms);
+
+				clock_gettime(CLOCK_REALTIME, &ts);
+				ts.tv_sec += (time_t)(wait / 1000);
+				ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+				if (ts.tv_nsec >= 1000000000L) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000L;
+				}
+				pthread_cond_timedwait(&f->scond, &f->slock,
+						       &ts);
+			} else {
+				pthread_cond_wait(&f->scond, &f->slock);
+			}
 		}
 		if (!x)
 			break;
@@ -521,6 +547,7 @@ store_main(void *arg)
 		cm_post(f->loop, &x->sjob);
 		pthread_mutex_lock(&f->slock);
 		f->want_spares = true; /* that store may have used one */
+		f->last_store_ms = util_now_ms();
 	}
 	pthread_mutex_unlock(&f->slock);
 	return NULL;
