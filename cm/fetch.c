@@ -1319,7 +1319,10 @@ fetch_stop(struct fetch *f)
 		while ((x = TAILQ_FIRST(&f->buckets[i])))
 			xfer_end(x, -EIO, x->storing);
 	}
-	/* The store threads are gone: whatever they had is stored. */
+	f->stopped = true;
+	/* The store threads are gone: whatever they had is stored. A flush
+	 * waiting for them goes on (stopped first: what it starts next, a
+	 * pin refetch, is refused, the HTTP client being gone). */
 	while (!TAILQ_EMPTY(&f->quiesce)) {
 		struct quiesce *q = TAILQ_FIRST(&f->quiesce);
 
@@ -1327,7 +1330,6 @@ fetch_stop(struct fetch *f)
 		q->done(q->arg, 0);
 		free(q);
 	}
-	f->stopped = true;
 	f->mf = NULL;
 }
 
