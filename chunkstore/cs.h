@@ -363,6 +363,18 @@ int cs_set_limits(struct cs_store *cs, const struct cs_limits *l);
 int cs_cull(struct cs_store *cs);
 
 /*
+ * Make up to @n empty spare chunk files, while fewer than @target (at
+ * most 1024) are kept: a put of a new chunk then reuses a spare's inode
+ * instead of creating one (the costliest step of a cold read's store on
+ * ext4). For a thread with nothing else to do (cairnd's store threads
+ * when idle); takes the lock per file, never while creating it. Spares
+ * are empty .tmp files: cs_close unlinks them, recovery removes them
+ * after a crash. @return files made (> 0), 0 when @target is reached,
+ * or -errno.
+ */
+int cs_make_spares(struct cs_store *cs, unsigned n, unsigned target);
+
+/*
  * Write pending index updates (last-use stamps) and fdatasync the index.
  * @return 0 or -errno.
  */

@@ -238,6 +238,58 @@ cs_alloc_slot_spare(struct cs_store *cs, const struct cs_key *k, uint32_t *out,
 	return 0;
 }
 
+int
+cs_make_spares(struct cs_store *cs, unsigned n, unsigned target)
+{
+	char tmp[CS_PATH_MAX];
+	unsigned made = 0;
+	uint32_t slot;
+	int fd, rc = 0;
+
+	if (!cs)
+		return -EINVAL;
+	if (target > CS_SPARE_MAX)
+		target = CS_SPARE_MAX;
+	while (made < n) {
+		pthread_mutex_lock(&cs->lock);
+		if (!cs->spare || cs->nspare >= target) {
+			pthread_mutex_unlock(&cs->lock);
+			break;
+		}
+		/* The slot leaves the free list (or is new) and is on no list
+		 * while its file is made: nothing else can take it. */
+		if (cs->nfree) {
+			slot = cs->freel[--cs->nfree];
+		} else {
+			slot = cs->nslots;
+			if (slot >= CS_MAX_SLOTS ||
+			    (rc = cs_slot_grow(cs, slot + 1)) < 0) {
+				pthread_mutex_unlock(&cs->lock);
+				rc = rc < 0 ? rc : -ENOSPC;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&cs->lock);
+		/* Empty, like a spare kept from a dropped chunk; a crash
+		 * leaves a .tmp, which recovery removes. */
+		cs_chunk_path(tmp, slot, CS_TMP_SUFFIX);
+		fd = cs_io_open(cs->dirfd, tmp,
+				O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+		pthread_mutex_lock(&cs->lock);
+		if (fd < 0) {
+			push_free(cs, slot);
+			pthread_mutex_unlock(&cs->lock);
+			rc = fd;
+			break;
+		}
+		close(fd);
+		cs->spare[cs->nspare++] = slot;
+		pthread_mutex_unlock(&cs->lock);
+		made++;
+	}
+	return made ? (int)made : rc;
+}
+
 void
 cs_spare_drain(struct cs_store *cs)
 {

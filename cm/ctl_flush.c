@@ -25,6 +25,7 @@
 #include "cm/conn.h"
 #include "cm/ctl.h"
 #include "cm/ctl_i.h"
+#include "cm/fetch.h"
 #include "cm/http.h"
 #include "cm/inode.h"
 #include "cm/mcache.h"
@@ -123,6 +124,40 @@ fjob_add(struct fjob *j, const struct fid *fid, size_t *cap)
 	return 0;
 }
 
+/* Drop fids[i]'s clean data (its store went well, and no store of a
+ * fetched chunk of it is in flight any more), then go on with the next
+ * file. Loop thread. */
+static void
+fjob_drop(struct fjob *j)
+{
+	struct cm *cm = j->cm;
+	const struct fid *fid = &j->fids[j->i];
+	struct file_bytes b = {0};
+	char fs[FID_STRLEN];
+	int rc;
+
+	cs_iterate_file(cm->cs, fid->vol, fid->oid, count_bytes, &b);
+	rc = cs_invalidate(cm->cs, fid->vol, fid->oid, UINT64_MAX);
+	if (rc < 0)
+		log_warn(LOG_CTL, "flush: cannot drop chunks of '%s': %s",
+			 fid_fmt(fid, fs), strerror(-rc));
+	else
+		j->dropped += b.clean;
+	kernel_forget_data(cm, fid);
+	if (pin_refetch(cm->pin, fid))
+		j->refetching = true;
+	j->i++;
+	j->waiting = false;
+	fjob_pump(j);
+}
+
+static void
+fjob_quiesced(void *arg, int err)
+{
+	(void)err;
+	fjob_drop(arg);
+}
+
 /* The store of fids[i] is over (@err): drop the file's data unless it
  * failed, then go on with the next one. Loop thread. */
 static void
@@ -131,9 +166,7 @@ fjob_stored(void *arg, int err)
 	struct fjob *j = arg;
 	struct cm *cm = j->cm;
 	const struct fid *fid = &j->fids[j->i];
-	struct file_bytes b = {0};
 	char fs[FID_STRLEN];
-	int rc;
 
 	if (err < 0) {
 		/* Never drop what the server does not have. */
@@ -142,22 +175,18 @@ fjob_stored(void *arg, int err)
 			j->err = err;
 		log_warn(LOG_CTL, "flush: cannot store '%s', keeping it: %s",
 			 fid_fmt(fid, fs), strerror(-err));
-	} else {
-		j->stored += j->dirty_now;
-		cs_iterate_file(cm->cs, fid->vol, fid->oid, count_bytes, &b);
-		rc = cs_invalidate(cm->cs, fid->vol, fid->oid, UINT64_MAX);
-		if (rc < 0)
-			log_warn(LOG_CTL, "flush: cannot drop chunks of '%s': %s",
-				 fid_fmt(fid, fs), strerror(-rc));
-		else
-			j->dropped += b.clean;
-		kernel_forget_data(cm, fid);
-		if (pin_refetch(cm->pin, fid))
-			j->refetching = true;
+		j->i++;
+		j->waiting = false;
+		fjob_pump(j);
+		return;
 	}
-	j->i++;
-	j->waiting = false;
-	fjob_pump(j);
+	j->stored += j->dirty_now;
+	/* A read answered from a chunk's verified blocks may still have the
+	 * chunk with a store thread: it would land after the drop. Wait for
+	 * those (transfers still receiving are told not to store). */
+	if (fetch_drop_file(cm->fetch, fid, fjob_quiesced, j) == 1)
+		return;
+	fjob_drop(j);
 }
 
 static void

@@ -4,14 +4,15 @@
  * The loop thread owns every transfer and parked read; FUSE workers only
  * read the chunk store (fetch_read_cached) and post jobs. A transfer
  * collects the body in a chunk-sized buffer while it streams in (@have
- * bytes). When the server sent per-block CRC32Cs (X-Cairn-Blocks), each
- * block is checked as soon as it is complete, and a waiter whose range lies
- * inside the verified prefix (@verified) is answered from the buffer at
- * once. When the body ends and its length is right, the transfer goes to
- * the store thread, which checks the SHA-256 and, if it matches, stores
- * the chunk; back on the loop the rest of the waiters get their bytes. No
- * byte is served before the block holding it, or the whole body, was
- * verified (doc/cm.md "Early replies", "The store thread").
+ * bytes) and hashes it (SHA-256) as it comes. When the server sent
+ * per-block CRC32Cs (X-Cairn-Blocks), each block is checked as soon as it
+ * is complete, and a waiter whose range lies inside the verified prefix
+ * (@verified) is answered from the buffer at once. When the body ends, its
+ * length is right and its SHA-256 matches, the rest of the waiters get
+ * their bytes and the transfer goes to a store thread, which writes the
+ * chunk file; back on the loop fetch_chunk() callers hear. No byte is
+ * served before the block holding it, or the whole body, was verified
+ * (doc/cm.md "Early replies", "Fetching chunks").
  */
 #include "config.h"
 
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <openssl/evp.h>
@@ -41,9 +43,9 @@
 #define FETCH_BUCKETS 256
 #define FETCH_MAX_INFLIGHT 64 /* readahead stops adding beyond this */
 #define READ_TRIES 4	       /* attribute refreshes of one parked read */
-/* Store threads: the SHA-256 and the chunk file of one chunk run while
- * another thread creates the file of the next (mostly kernel time, which
- * waits on the file system's locks as much as it computes). */
+/* Store threads: one writes a chunk file while another creates the file
+ * of the next (mostly kernel time, which waits on the file system's locks
+ * as much as it computes). */
 #define STORE_THREADS 2
 /* Chunks waiting for the store threads; past this the loop stores itself,
  * which slows its receiving down to the disk's pace. Readahead keeps at
@@ -51,6 +53,13 @@
  * reads add a few dozen more, so the loop only stores when the threads
  * fall far behind; the bound is there for memory (256 KiB a chunk). */
 #define STORE_QUEUE_MAX 128
+/* Spare chunk files the idle store threads keep ready (cs_make_spares):
+ * 1024 (256 MiB of 256 KiB chunks) spare as many inode creations on a
+ * cold read; made SPARE_BATCH at a time once no chunk was stored for
+ * SPARE_IDLE_MS. */
+#define SPARE_TARGET 1024
+#define SPARE_BATCH 16
+#define SPARE_IDLE_MS 1000 /* no store for this long: idle */
 
 struct xfer;
 
@@ -86,16 +95,33 @@ struct xfer {
 	struct http_req *req;
 	struct event *retry_ev;
 	/* Hand-off to the store thread: while @storing, that thread reads
-	 * buf/have/sha/fid/dv/chunk and sets @store_rc; the loop may read
+	 * buf/have/fid/dv/chunk and sets @store_rc; the loop may read
 	 * buf and add waiters, nothing else. */
 	bool storing;
+	/* A flush of the file came while this transfer was under way
+	 * (fetch_drop_file): its waiters get their bytes, the chunk store
+	 * does not. Set on the loop, read by the store thread. */
+	atomic_bool nostore;
+	bool skipped;		/* the store thread did not store (nostore) */
 	unsigned put_flags;	/* CS_F_PINNED or 0, decided on the loop */
-	char sha[65];		/* X-Cairn-SHA256 of this attempt, or "" */
-	int store_rc;		/* 0, -EBADMSG (wrong SHA-256), or cs_put's */
+	/* SHA-256 of the body so far, updated as bytes arrive (each byte
+	 * is hashed while it is in the CPU's cache from the copy into
+	 * @buf, and the store thread does not read the chunk again). */
+	EVP_MD_CTX *md;
+	int store_rc;		/* 0 or cs_put's */
 	TAILQ_ENTRY(xfer) slink; /* in fetch->squeue, protected by slock */
 	struct cm_job sjob;	/* the store thread's answer to the loop */
 };
 TAILQ_HEAD(xferq, xfer);
+
+/* A flush waiting until no store of its file is in flight. */
+struct quiesce {
+	TAILQ_ENTRY(quiesce) link;
+	struct fid fid;
+	fetch_done_fn done;
+	void *arg;
+};
+TAILQ_HEAD(quiesceq, quiesce);
 
 struct fetch {
 	struct xferq buckets[FETCH_BUCKETS];
@@ -108,8 +134,11 @@ struct fetch {
 	struct xferq squeue;	/* protected by slock */
 	unsigned nqueued;	/* in squeue; protected by slock */
 	bool sstop;		/* protected by slock */
+	bool want_spares;	/* fewer than SPARE_TARGET may be left; slock */
+	uint64_t last_store_ms;	/* util_now_ms() of the last store; slock */
 	bool stopped;		/* fetch_stop() ran: jobs only fail */
 	atomic_int ra_done;	/* fetch_kernel_readahead() ran */
+	struct quiesceq quiesce; /* fetch_drop_file() waiters; loop thread */
 
 	struct cm_loop *loop;
 	struct http_client *http;
@@ -245,6 +274,10 @@ xfer_end(struct xfer *x, int err, bool keep)
 		if (--rd->pending == 0)
 			rd_start(f, rd);
 	}
+	/* Not stored because a flush came meanwhile: a fetch_chunk()
+	 * caller (fs pin) must ask again, as after a DV change. */
+	if (!err && x->skipped)
+		err = -ESTALE;
 	/* EBUSY: local changes of the chunk are newer; they stay. */
 	if (!err && x->store_rc < 0 && x->store_rc != -EBUSY) {
 		log_warn(LOG_FETCH, "cannot store chunk %llu: %s",
@@ -260,6 +293,7 @@ xfer_end(struct xfer *x, int err, bool keep)
 		return;
 	if (x->retry_ev)
 		event_free(x->retry_ev);
+	EVP_MD_CTX_free(x->md);
 	free(x->buf);
 	free(x);
 }
@@ -321,7 +355,7 @@ rd_copy(struct rd *rd, const struct xfer *x, size_t upto)
  * verified prefix. The waiters are unlinked first: a read that completes
  * may start other work before we are done walking. */
 static void
-xfer_serve_verified(struct xfer *x)
+xfer_serve_verified(struct xfer *x, bool early)
 {
 	struct fetch *f = x->f;
 	struct waiters ready = SLIST_HEAD_INITIALIZER(ready);
@@ -346,7 +380,8 @@ xfer_serve_verified(struct xfer *x)
 		SLIST_REMOVE_HEAD(&ready, link);
 		free(w);
 		rd_copy(rd, x, x->verified);
-		CM_STAT_INC(f->st, early_reads);
+		if (early)
+			CM_STAT_INC(f->st, early_reads);
 		if (--rd->pending == 0)
 			rd_start(f, rd);
 	}
@@ -385,6 +420,10 @@ xfer_data(void *arg, const void *data, size_t len)
 		return 1;
 	}
 	memcpy(x->buf + x->have, data, len);
+	if (!EVP_DigestUpdate(x->md, x->buf + x->have, len)) {
+		x->bad = "cannot hash";
+		return 1;
+	}
 	x->have += len;
 	if (!x->use_blocks)
 		return 0;
@@ -397,14 +436,15 @@ xfer_data(void *arg, const void *data, size_t len)
 	}
 	if ((size_t)v > x->verified) {
 		x->verified = (size_t)v;
-		xfer_serve_verified(x);
+		xfer_serve_verified(x, true);
 	}
 	return 0;
 }
 
-/* Store thread (or any): does the body match @hex? */
+/* Loop thread, once the whole body is in: does the SHA-256 of what came
+ * (hashed as it arrived) match @hex? */
 static bool
-sha_ok(const struct xfer *x, const char *hex)
+sha_matches(struct xfer *x, const char *hex)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
@@ -412,8 +452,7 @@ sha_ok(const struct xfer *x, const char *hex)
 
 	if (!hex || strlen(hex) != 64)
 		return false;
-	if (!EVP_Digest(x->buf, x->have, md, &mdlen, EVP_sha256(), NULL) ||
-	    mdlen != 32)
+	if (!EVP_DigestFinal_ex(x->md, md, &mdlen) || mdlen != 32)
 		return false;
 	util_hex_encode(md, 32, got);
 	return strcasecmp(got, hex) == 0;
@@ -421,14 +460,16 @@ sha_ok(const struct xfer *x, const char *hex)
 
 /* --- the store thread --- */
 
-/* Check the SHA-256 and store: x->store_rc is 0, -EBADMSG or cs_put's. */
+/* Store a verified chunk: x->store_rc is 0 or cs_put's. */
 static void
 store_one(struct fetch *f, struct xfer *x)
 {
 	struct cs_key k;
 
-	if (!sha_ok(x, x->sha)) {
-		x->store_rc = -EBADMSG;
+	if (atomic_load(&x->nostore)) {
+		/* Flushed while it came in: verified (its waiters get the
+		 * bytes) but not kept. */
+		x->skipped = true;
 		return;
 	}
 	cm_chunk_key(&k, &x->fid, x->chunk);
@@ -444,11 +485,10 @@ store_one(struct fetch *f, struct xfer *x)
 }
 
 /*
- * Verifying and storing a chunk is most of the CPU a cold read costs the
- * loop thread (a SHA-256 pass, a CRC32C pass, a file written and renamed):
- * a thread of its own does it, so the loop goes on receiving. Readers that
- * were served from verified blocks do not wait for it; the others, and
- * fetch_chunk() callers, are answered when it is done.
+ * Storing a chunk (a file created, written and renamed) is kernel work
+ * the loop must not wait for: a thread of its own does it, so the loop
+ * goes on receiving. Readers never wait for it (their bytes were verified
+ * on the loop); fetch_chunk() callers are answered when it is done.
  */
 static void *
 store_main(void *arg)
@@ -458,8 +498,46 @@ store_main(void *arg)
 
 	pthread_mutex_lock(&f->slock);
 	for (;;) {
-		while (!(x = TAILQ_FIRST(&f->squeue)) && !f->sstop)
-			pthread_cond_wait(&f->scond, &f->slock);
+		while (!(x = TAILQ_FIRST(&f->squeue)) && !f->sstop) {
+			/* Idle (nothing stored for SPARE_IDLE_MS): make a
+			 * few spare chunk files, so that the stores of the
+			 * next cold read reuse inodes instead of creating
+			 * them. Not between the stores of a read: that only
+			 * moves the same work into the read and competes
+			 * with it. A few at a time: a chunk that comes
+			 * meanwhile waits for at most SPARE_BATCH files. */
+			uint64_t now = util_now_ms();
+
+			if (f->want_spares &&
+			    now - f->last_store_ms >= SPARE_IDLE_MS) {
+				int made;
+
+				pthread_mutex_unlock(&f->slock);
+				made = cs_make_spares(f->cs, SPARE_BATCH,
+						      SPARE_TARGET);
+				pthread_mutex_lock(&f->slock);
+				if (made > 0)
+					continue;
+				f->want_spares = false;
+			}
+			if (f->want_spares) {
+				struct timespec ts;
+				uint64_t wait = SPARE_IDLE_MS -
+						(now - f->last_store_ms);
+
+				clock_gettime(CLOCK_REALTIME, &ts);
+				ts.tv_sec += (time_t)(wait / 1000);
+				ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+				if (ts.tv_nsec >= 1000000000L) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000L;
+				}
+				pthread_cond_timedwait(&f->scond, &f->slock,
+						       &ts);
+			} else {
+				pthread_cond_wait(&f->scond, &f->slock);
+			}
+		}
 		if (!x)
 			break;
 		TAILQ_REMOVE(&f->squeue, x, slink);
@@ -468,9 +546,48 @@ store_main(void *arg)
 		store_one(f, x);
 		cm_post(f->loop, &x->sjob);
 		pthread_mutex_lock(&f->slock);
+		f->want_spares = true; /* that store may have used one */
+		f->last_store_ms = util_now_ms();
 	}
 	pthread_mutex_unlock(&f->slock);
 	return NULL;
+}
+
+/* Loop thread: is a store of @fid with the store threads? */
+static bool
+storing_file(struct fetch *f, const struct fid *fid)
+{
+	struct xfer *x;
+
+	for (size_t i = 0; i < FETCH_BUCKETS; i++)
+		TAILQ_FOREACH(x, &f->buckets[i], link)
+			if (x->storing && fid_eq(&x->fid, fid))
+				return true;
+	return false;
+}
+
+/* Loop thread: a store of @fid came back; answer the flushes of it that
+ * have nothing in flight any more. */
+static void
+quiesce_check(struct fetch *f, const struct fid *fid)
+{
+	struct quiesceq ready = TAILQ_HEAD_INITIALIZER(ready);
+	struct quiesce *q, *nq;
+
+	if (TAILQ_EMPTY(&f->quiesce) || storing_file(f, fid))
+		return;
+	for (q = TAILQ_FIRST(&f->quiesce); q; q = nq) {
+		nq = TAILQ_NEXT(q, link);
+		if (fid_eq(&q->fid, fid)) {
+			TAILQ_REMOVE(&f->quiesce, q, link);
+			TAILQ_INSERT_TAIL(&ready, q, link);
+		}
+	}
+	while ((q = TAILQ_FIRST(&ready))) {
+		TAILQ_REMOVE(&ready, q, link);
+		q->done(q->arg, 0);
+		free(q);
+	}
 }
 
 /* Loop thread: the store thread is done with @x. */
@@ -479,7 +596,7 @@ xfer_stored(struct cm_loop *loop, struct cm_job *job)
 {
 	struct xfer *x = container_of(job, struct xfer, sjob);
 	struct fetch *f = x->f;
-	char fs[FID_STRLEN];
+	struct fid fid = x->fid;
 
 	(void)loop;
 	x->storing = false;
@@ -487,25 +604,20 @@ xfer_stored(struct cm_loop *loop, struct cm_job *job)
 		/* Shut down meanwhile: fetch_stop() answered the waiters. */
 		if (x->retry_ev)
 			event_free(x->retry_ev);
+		EVP_MD_CTX_free(x->md);
 		free(x->buf);
 		free(x);
 		return;
 	}
-	if (x->store_rc == -EBADMSG) {
-		CM_STAT_INC(f->st, bad_chunks);
-		fid_fmt(&x->fid, fs);
-		log_warn(LOG_FETCH, "chunk %llu of '%s' dv %llu: checksum "
-				    "mismatch (attempt %u of %u); not stored",
-			 (unsigned long long)x->chunk, fs,
-			 (unsigned long long)x->dv, x->attempts,
-			 FETCH_ATTEMPTS);
-		xfer_fail(x, -EIO, true);
-		return;
+	if (!x->skipped) {
+		CM_STAT_INC(f->st, chunks_fetched);
+		CM_STAT_ADD(f->st, bytes_fetched, x->have);
+	} else {
+		CM_STAT_INC(f->st, flushed_in_flight);
 	}
-	CM_STAT_INC(f->st, chunks_fetched);
-	CM_STAT_ADD(f->st, bytes_fetched, x->have);
 	metrics_hist_observe(&f->st->fetch_lat, metrics_now_us() - x->t0_us);
 	xfer_finish(x, 0);
+	quiesce_check(f, &fid);
 }
 
 /* Loop thread: hand a complete body of the right length to the store
@@ -518,6 +630,7 @@ xfer_store(struct xfer *x)
 
 	x->storing = true;
 	x->store_rc = 0;
+	x->skipped = false;
 	x->put_flags = f->hooks.pinned && f->hooks.pinned(f->hooks.arg, &x->fid)
 			       ? CS_F_PINNED
 			       : 0;
@@ -619,11 +732,23 @@ xfer_done(void *arg, const struct http_result *res)
 		xfer_fail(x, -EIO, true);
 		return;
 	}
-	/* The SHA-256 (and the store) run on the store thread. */
-	if (res->sha256 && strlen(res->sha256) == 64)
-		memcpy(x->sha, res->sha256, 65);
-	else
-		x->sha[0] = '\0';
+	/* The body was hashed as it came in: no pass over it here. */
+	if (!sha_matches(x, res->sha256)) {
+		CM_STAT_INC(f->st, bad_chunks);
+		log_warn(LOG_FETCH, "chunk %llu of '%s' dv %llu: checksum "
+				    "mismatch (attempt %u of %u); not stored",
+			 (unsigned long long)x->chunk, fs,
+			 (unsigned long long)x->dv, x->attempts,
+			 FETCH_ATTEMPTS);
+		xfer_fail(x, -EIO, true);
+		return;
+	}
+	/* Verified whole: every reader gets its bytes now, not once the
+	 * chunk file is written; the store thread only stores. */
+	if (x->verified < x->have) {
+		x->verified = x->have;
+		xfer_serve_verified(x, false);
+	}
 	xfer_store(x);
 }
 
@@ -639,6 +764,11 @@ xfer_send(struct xfer *x)
 	x->attempts++;
 	x->have = 0;
 	x->verified = 0;
+	if ((!x->md && !(x->md = EVP_MD_CTX_new())) ||
+	    !EVP_DigestInit_ex(x->md, EVP_sha256(), NULL)) {
+		xfer_fail(x, -EIO, false);
+		return;
+	}
 	x->use_blocks = false;
 	x->bad = NULL;
 	rc = proto_chunk_path(path, sizeof(path), f->volume, &x->fid, x->dv,
@@ -712,6 +842,11 @@ xfer_want(struct fetch *f, const struct fid *fid, uint64_t dv, uint64_t fsize,
 		free(w);
 		return 0;
 	}
+	/* A fetch_chunk() caller wants the chunk stored, even if a flush
+	 * came before it (too late if the store thread has it: the caller
+	 * hears -ESTALE and asks again). */
+	if (w && x && !w->rd && !x->storing)
+		atomic_store(&x->nostore, false);
 	if (w && x)
 		SLIST_INSERT_HEAD(&x->waiters, w, link);
 	return 0;
@@ -1008,6 +1143,38 @@ fetch_chunk(struct fetch *f, const struct fid *fid, uint64_t dv, uint64_t fsize,
 	return rc;
 }
 
+/* --- flushes --- */
+
+int
+fetch_drop_file(struct fetch *f, const struct fid *fid, fetch_done_fn done,
+		void *arg)
+{
+	struct quiesce *q;
+	bool wait = false;
+	struct xfer *x;
+
+	if (!f || f->stopped)
+		return 0;
+	for (size_t i = 0; i < FETCH_BUCKETS; i++)
+		TAILQ_FOREACH(x, &f->buckets[i], link) {
+			if (!fid_eq(&x->fid, fid))
+				continue;
+			atomic_store(&x->nostore, true);
+			if (x->storing)
+				wait = true;
+		}
+	if (!wait)
+		return 0;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->fid = *fid;
+	q->done = done;
+	q->arg = arg;
+	TAILQ_INSERT_TAIL(&f->quiesce, q, link);
+	return 1;
+}
+
 /* --- kernel readahead --- */
 
 /* Escape @in as /proc/self/mountinfo does (space, tab, newline and
@@ -1114,8 +1281,10 @@ fetch_new(const struct fetch_deps *d, const struct fetch_hooks *hooks)
 	for (size_t i = 0; i < FETCH_BUCKETS; i++)
 		TAILQ_INIT(&f->buckets[i]);
 	TAILQ_INIT(&f->squeue);
+	TAILQ_INIT(&f->quiesce);
 	pthread_mutex_init(&f->slock, NULL);
 	pthread_cond_init(&f->scond, NULL);
+	f->want_spares = true;
 	/* Without a thread, stores run on the loop (slower, still right). */
 	while (f->nsthreads < STORE_THREADS &&
 	       pthread_create(&f->sthread[f->nsthreads], NULL, store_main, f) ==
@@ -1151,6 +1320,16 @@ fetch_stop(struct fetch *f)
 			xfer_end(x, -EIO, x->storing);
 	}
 	f->stopped = true;
+	/* The store threads are gone: whatever they had is stored. A flush
+	 * waiting for them goes on (stopped first: what it starts next, a
+	 * pin refetch, is refused, the HTTP client being gone). */
+	while (!TAILQ_EMPTY(&f->quiesce)) {
+		struct quiesce *q = TAILQ_FIRST(&f->quiesce);
+
+		TAILQ_REMOVE(&f->quiesce, q, link);
+		q->done(q->arg, 0);
+		free(q);
+	}
 	f->mf = NULL;
 }
 

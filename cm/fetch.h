@@ -152,6 +152,19 @@ int fetch_chunk(struct fetch *f, const struct fid *fid, uint64_t dv,
 		uint64_t fsize, uint64_t chunk, fetch_done_fn done, void *arg);
 
 /*
+ * Loop thread only: a flush (ctl_flush.c) is about to drop @fid's chunks.
+ * Transfers of the file under way still answer their readers but are not
+ * stored (a fetch_chunk() caller joining one before its store makes it
+ * stored again); a chunk the store threads hold now may land any moment,
+ * so the flush must wait for those before it drops anything.
+ * @return 0: nothing is being stored, drop now (@done is not called);
+ * 1: @done is called once the stores of @fid in flight are done;
+ * -ENOMEM.
+ */
+int fetch_drop_file(struct fetch *f, const struct fid *fid,
+		    fetch_done_fn done, void *arg);
+
+/*
  * Any thread, once per engine (later calls do nothing); call it only
  * after the kernel has finished FUSE INIT (from a request handler), since
  * INIT lowers the value again. Raise the kernel's readahead for the mount

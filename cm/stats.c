@@ -41,6 +41,7 @@ cm_stats_format_counters(const struct cm_stats *st, char *buf, size_t len,
 	P("fetch_errors %llu\n", LD(fetch_errors));
 	P("bad_chunks %llu\n", LD(bad_chunks));
 	P("early_reads %llu\n", LD(early_reads));
+	P("flushed_in_flight %llu\n", LD(flushed_in_flight));
 	P("open_pushes %llu\n", LD(open_pushes));
 	P("chunks_advised %llu\n", LD(chunks_advised));
 	P("stale_chunks %llu\n", LD(stale_chunks));

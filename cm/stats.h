@@ -46,6 +46,9 @@ struct cm_stats {
 	atomic_uint_fast64_t fetch_errors; /* fetches given up */
 	atomic_uint_fast64_t bad_chunks;   /* checksum/length mismatches */
 	atomic_uint_fast64_t early_reads;  /* served from a verified prefix */
+	atomic_uint_fast64_t flushed_in_flight; /* fetched chunks not stored:
+						   their file was flushed
+						   meanwhile (fetch.c) */
 	atomic_uint_fast64_t chunks_advised; /* chunk files read ahead
 						(fetch_advise) */
 	atomic_uint_fast64_t open_pushes;    /* small files put in the page

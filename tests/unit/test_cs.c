@@ -85,6 +85,35 @@ file_exists(const char *dir, const char *rel)
 	return access(p, F_OK) == 0;
 }
 
+/* .tmp files in @dir's 256 chunk folders. */
+static int
+count_tmp(const char *dir)
+{
+	char p[1024];
+	int n = 0;
+
+	for (int i = 0; i < 256; i++) {
+		DIR *dd;
+		struct dirent *e;
+
+		snprintf(p, sizeof(p), "%s/chunks/%02x", dir, i);
+		if (!(dd = opendir(p)))
+			continue;
+		while ((e = readdir(dd)))
+			if (strstr(e->d_name, ".tmp"))
+				n++;
+		closedir(dd);
+	}
+	return n;
+}
+
+static void
+make_four_spares(struct cs_store *cs)
+{
+	if (cs_make_spares(cs, 4, 4) != 4)
+		_exit(4);
+}
+
 /* Simulate a crash: the child stores and exits without cs_close. */
 static void
 crash_after(const char *dir, void (*fn)(struct cs_store *))
@@ -243,11 +272,11 @@ test_put_read(void)
 static ino_t
 ino_of(const char *dir, const char *rel, off_t *size)
 {
-	char p[512];
+	char p[1024];
 	struct stat st;
+	int n = snprintf(p, sizeof(p), "%s/%s", dir, rel);
 
-	snprintf(p, sizeof(p), "%s/%s", dir, rel);
-	if (stat(p, &st) < 0)
+	if (n < 0 || (size_t)n >= sizeof(p) || stat(p, &st) < 0)
 		return 0;
 	if (size)
 		*size = st.st_size;
@@ -336,6 +365,66 @@ test_spare(void)
 	cs = reopen(d, NULL);
 	ok(cs && t_put(cs, &k4, 2, MAXLEN, 0) == 0 && read_ok(cs, &k4, 2),
 	   "reopened: puts and reads as before");
+
+	/* Spares made ahead (cs_make_spares): empty .tmp files of free
+	 * slots, taken by the next puts of new chunks. */
+	{
+		struct cs_key kk[4];
+		uint32_t before = cs->nslots, files = cs->files_used;
+		uint64_t reuses = cs->spare_reuses;
+		int all = 1;
+
+		is_int(cs_make_spares(cs, 3, 5), 3, "make 3 spares");
+		is_int(cs_make_spares(cs, 8, 5), 2, "make up to the target 5");
+		is_int(cs_make_spares(cs, 8, 5), 0, "target reached: none made");
+		is_int(cs_make_spares(NULL, 1, 1), -EINVAL, "NULL store: -EINVAL");
+		is_int(cs->nspare, 5, "5 spares kept");
+		for (uint32_t i = 0; i < cs->nspare; i++) {
+			cs_chunk_path(reltmp, cs->spare[i], CS_TMP_SUFFIX);
+			if (!ino_of(d, reltmp, &size) || size != 0)
+				all = 0;
+		}
+		ok(all, "each is an empty file under its slot's .tmp name");
+		ok(cs->files_used == files && cs->nslots >= before,
+		   "spares are not counted as used files");
+		for (int i = 0; i < 4; i++) {
+			kk[i] = t_key(9, 7, (uint64_t)i);
+			if (t_put(cs, &kk[i], 3, MAXLEN, 0) < 0 ||
+			    !read_ok(cs, &kk[i], 3))
+				all = 0;
+		}
+		ok(all, "4 puts of new chunks read back");
+		is_int((int)(cs->spare_reuses - reuses), 4,
+		       "each took a spare's inode");
+		is_int(cs->nspare, 1, "one spare left");
+	}
+	cs_close(cs);
+	{
+		struct cs_check_result r;
+
+		is_int(cs_check(d, 0, NULL, NULL, &r, NULL, NULL), 0,
+		       "check after made spares");
+		ok(r.errors == 0 && r.clean,
+		   "clean after close: the spare made ahead was removed");
+	}
+	/* A crash with spares made ahead: recovery removes them, the
+	 * chunks stay. */
+	crash_after(d, make_four_spares);
+	{
+		struct cs_check_result r;
+
+		is_int(cs_check(d, 0, NULL, NULL, &r, NULL, NULL), 0,
+		       "check after a crash with spares");
+		ok(r.errors == 0, "no errors, only leftovers (notes %llu)",
+		   (unsigned long long)r.notes);
+	}
+	cs = reopen(d, NULL);
+	ok(cs != NULL, "open after a crash with spares");
+	if (cs) {
+		struct cs_key kk = t_key(9, 7, 3);
+		is_int(count_tmp(d), 0, "recovery removed the spares' .tmp files");
+		ok(read_ok(cs, &kk, 3), "a chunk stored in a spare survives");
+	}
 	cs_close(cs);
 }
 
