@@ -14,10 +14,11 @@
  *     another version, or one that does not parse, reads as a miss
  *     (-ENOENT) and is deleted, never trusted.
  *  3. A directory listing is stored as a 'D' record and pages of up to
- *     512 entries; every store of it (its pages, its record, the pages it
- *     no longer names) is one tdb transaction, so a process killed
- *     half-way leaves either the old listing or the new one. A listing
- *     whose record names a missing or damaged page is dropped whole.
+ *     512 entries: the new pages first, then the record naming them, then
+ *     the removal of the pages it no longer names (a fetched listing in
+ *     one tdb transaction), so a process killed half-way leaves either
+ *     the old listing or the new one. A listing whose record names a
+ *     missing or damaged page is dropped whole.
  *  4. The file belongs to one volume: vc_open() with another volume id
  *     empties it.
  *
