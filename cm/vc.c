@@ -26,9 +26,11 @@
  * record that fails to parse is deleted and reads as a miss.
  *
  * Crash logic: the file is opened with TDB_NOSYNC because everything in it
- * can be fetched again; multi-record updates (a listing plus its entries'
- * attributes) run in a tdb transaction so a killed process leaves either
- * the old or the new set, never half. After power loss the file may be
+ * can be fetched again. A listing is stored so that a killed process
+ * leaves the old one or the new one, never half (a fetched listing in a
+ * tdb transaction, an edit in a safe order: "Listing design" below);
+ * attribute records are each whole, and a batch of them is not atomic
+ * (vc_put_attrs()). After power loss the file may be
  * damaged: tdb_open() or the header check fails and the file is recreated
  * empty (cairnd then refetches metadata, and chunk DVs still protect data).
  *
@@ -517,28 +519,28 @@ vc_put_attr(struct vc *vc, const struct proto_attr *a)
 	return vc_put_attrs(vc, a, 1);
 }
 
+/*
+ * Each record is stored alone, without a transaction: every 'A' record is
+ * whole in itself (the server's attributes of one object at one time), so
+ * a process killed half-way leaves some of the new ones and the old rest,
+ * each still true of its object at some time, which freshness (events,
+ * revalidation) judges as for any cached record. A transaction a page of
+ * a listing cost a quarter of a cold listing's CPU: starting one copies
+ * the file's hash table (512 KB), committing one writes its recovery area
+ * and maps the file again.
+ */
 int
 vc_put_attrs(struct vc *vc, const struct proto_attr *a, size_t n)
 {
 	struct wbuf w = {0};
 	int rc = 0;
-	bool txn = n > 1;
 
 	pthread_mutex_lock(&vc->lock);
-	if (txn && (rc = tdbw_txn_start(vc->tdb)) != 0)
-		goto out;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		w.len = 0;
 		enc_attr_rec(&w, &a[i]);
 		rc = vc_store_locked(vc, 'A', &a[i].fid, &w);
 	}
-	if (txn) {
-		if (rc == 0)
-			rc = tdbw_txn_commit(vc->tdb);
-		else
-			tdbw_txn_cancel(vc->tdb);
-	}
-out:
 	pthread_mutex_unlock(&vc->lock);
 	free(w.p);
 	return rc;

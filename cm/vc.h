@@ -92,7 +92,8 @@ void vc_close(struct vc *vc);
 /* Attributes of @fid into *out. @return 0, -ENOENT. */
 int vc_get_attr(struct vc *vc, const struct fid *fid, struct proto_attr *out);
 int vc_put_attr(struct vc *vc, const struct proto_attr *a);
-/* Store many attributes in one transaction. */
+/* Store many attributes under one lock, each record alone (no
+ * transaction: a killed process leaves some stored, each whole). */
 int vc_put_attrs(struct vc *vc, const struct proto_attr *a, size_t n);
 
 /* Drop every record of @fid (attributes, listing, link, xattrs). */
