@@ -1144,8 +1144,9 @@ dir_mark_stored(const struct vc_dir *d)
 		atomic_store(&d->seg[k]->stored, true);
 }
 
-/* Delete the listing of @fid: its pages and its 'D' record, in one
- * transaction. */
+/* Delete the listing of @fid: its 'D' record, then its pages (death in
+ * between leaves only unnamed pages). No transaction: vc_forget() runs for
+ * every object gone, most of which have no listing. */
 static int
 dir_delete(struct vc *vc, const struct fid *fid)
 {
@@ -1156,22 +1157,14 @@ dir_delete(struct vc *vc, const struct fid *fid)
 	int rc;
 
 	pthread_mutex_lock(&vc->lock);
-	rc = tdbw_txn_start(vc->tdb);
-	if (rc)
-		goto out;
 	rc = dir_pages_locked(vc, fid, &old, &nold);
-	if (!rc)
-		rc = dir_drop_pages_locked(vc, fid, old, nold, NULL, 0);
 	if (!rc) {
 		rc = tdbw_delete(vc->tdb, k.dptr, k.dsize);
 		if (rc == -ENOENT)
 			rc = 0;
 	}
 	if (!rc)
-		rc = tdbw_txn_commit(vc->tdb);
-	else
-		tdbw_txn_cancel(vc->tdb);
-out:
+		rc = dir_drop_pages_locked(vc, fid, old, nold, NULL, 0);
 	pthread_mutex_unlock(&vc->lock);
 	free(old);
 	return rc;
