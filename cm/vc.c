@@ -605,15 +605,16 @@ vc_forget(struct vc *vc, const struct fid *fid)
  * (a fetch) is stored in one tdb transaction, an edit in that order
  * without one (a transaction copies the tdb's hash table, 512 KB), where
  * death between the steps leaves at most some pages no record names
- * (garbage, never read; NEEDSWORK: nothing sweeps them). A 'D' record naming a page that is missing, does not parse,
- * holds another count or breaks the name order is a damaged listing: it
- * is dropped with its pages and fetched again. Version-1 'D' records
- * (the whole listing in one record, written by earlier cairnd) are still
- * read; an earlier cairnd drops a version-2 one as of another format (and
- * leaves its pages behind as garbage).
+ * (garbage, never read; NEEDSWORK: nothing sweeps them). A 'D' record
+ * naming a page that is missing, does not parse, holds another count or
+ * breaks the name order is a damaged listing: it is dropped with its pages
+ * and fetched again. Version-1 'D' records (the whole listing in one
+ * record, written by earlier cairnd) are still read; an earlier cairnd
+ * drops a version-2 one as of another format (and leaves its pages behind
+ * as garbage).
  */
-#define VC_SEG_FILL 256 /* entries a segment is built with */
-#define VC_SEG_MAX 512	/* a segment that grows past this is split */
+#define VC_SEG_FILL   256 /* entries a segment is built with */
+#define VC_SEG_MAX    512 /* a segment that grows past this is split */
 #define VC_PG_KEY_LEN (VC_KEY_LEN + 8)
 
 struct vc_seg {
@@ -1047,9 +1048,8 @@ dir_pages_locked(struct vc *vc, const struct fid *fid, uint64_t **ids,
 /* Delete the pages of @fid in @old[0..nold) that are not in @keep[0..nkeep)
  * (both sorted). Under the lock. */
 static int
-dir_drop_pages_locked(struct vc *vc, const struct fid *fid,
-		      const uint64_t *old, size_t nold, const uint64_t *keep,
-		      size_t nkeep)
+dir_drop_pages_locked(struct vc *vc, const struct fid *fid, const uint64_t *old,
+		      size_t nold, const uint64_t *keep, size_t nkeep)
 {
 	uint8_t kb[VC_PG_KEY_LEN];
 	size_t j = 0;
@@ -1476,9 +1476,9 @@ vc_dir_get(struct vc_dir *d)
 
 /*
  * A big listing freed leaves malloc with many free segments; when the
- * last snapshot holding VC_TRIM_ENTRIES entries or more goes, give the free memory back
- * to the system, at most once a second (malloc_trim walks the heaps: a
- * few ms). Any thread.
+ * last snapshot holding VC_TRIM_ENTRIES entries or more goes, give the
+ * free memory back to the system, at most once a second (malloc_trim walks
+ * the heaps: a few ms). Any thread.
  */
 #define VC_TRIM_ENTRIES 10000
 
@@ -2035,8 +2035,8 @@ vc_dirb_finish(struct vc_dirb *b, const struct fid *fid, uint64_t dv)
 	d->nseg = 0;
 	for (size_t k = 0; k < nseg; k++) {
 		size_t from = k * VC_SEG_FILL;
-		size_t cnt = b->n - from < VC_SEG_FILL ? b->n - from
-						       : VC_SEG_FILL;
+		size_t cnt =
+			b->n - from < VC_SEG_FILL ? b->n - from : VC_SEG_FILL;
 
 		d->seg[k] = seg_from(ord + from, cnt);
 		if (!d->seg[k])
