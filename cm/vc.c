@@ -27,8 +27,8 @@
  *
  * Crash logic: the file is opened with TDB_NOSYNC because everything in it
  * can be fetched again. A listing is stored so that a killed process
- * leaves the old one or the new one, never half (a fetched listing in a
- * tdb transaction, an edit in a safe order: "Listing design" below);
+ * leaves the old one or the new one, never half (in a safe order:
+ * "Listing design" below);
  * attribute records are each whole, and a batch of them is not atomic
  * (vc_put_attrs()). After power loss the file may be
  * damaged: tdb_open() or the header check fails and the file is recreated
@@ -601,11 +601,11 @@ vc_forget(struct vc *vc, const struct fid *fid)
  * so a segment already written is never written again: storing a snapshot
  * writes the pages of its new segments, then the 'D' record, then deletes
  * the pages the previous 'D' record named that this one does not. A
- * killed process leaves the old listing or the new one: a whole listing
- * (a fetch) is stored in one tdb transaction, an edit in that order
- * without one (a transaction copies the tdb's hash table, 512 KB), where
- * death between the steps leaves at most some pages no record names
- * (garbage, never read; NEEDSWORK: nothing sweeps them). A 'D' record
+ * killed process leaves the old listing or the new one, without a tdb
+ * transaction (starting one copies the tdb's hash table, 512 KB); death
+ * between the steps leaves at most some pages no record names (garbage,
+ * never read; NEEDSWORK: nothing sweeps them). Only vc_put_dir() (a
+ * listing with all its entries' attributes) uses a transaction. A 'D' record
  * naming a page that is missing, does not parse, holds another count or
  * breaks the name order is a damaged listing: it is dropped with its pages
  * and fetched again. Version-1 'D' records (the whole listing in one
@@ -2062,20 +2062,17 @@ vc_put_listing(struct vc *vc, const struct proto_attr *dir,
 	struct wbuf w = {0};
 	int rc;
 
+	/* No transaction (it would copy the 512 KB hash table and write a
+	 * recovery area for a few MB of pages): dir_store_locked()'s order
+	 * keeps the old listing or the new one, and a listing record newer
+	 * than its directory's attributes (killed before the 'A' below) is
+	 * only fetched again. */
 	pthread_mutex_lock(&vc->lock);
-	rc = tdbw_txn_start(vc->tdb);
+	rc = dir_store_locked(vc, d);
 	if (!rc) {
-		rc = dir_store_locked(vc, d);
-		if (!rc) {
-			wb_u8(&w, VC_REC_VERSION);
-			enc_attr(&w, dir);
-			rc = w.err ? w.err
-				   : vc_store_locked(vc, 'A', &dir->fid, &w);
-		}
-		if (!rc)
-			rc = tdbw_txn_commit(vc->tdb);
-		else
-			tdbw_txn_cancel(vc->tdb);
+		wb_u8(&w, VC_REC_VERSION);
+		enc_attr(&w, dir);
+		rc = w.err ? w.err : vc_store_locked(vc, 'A', &dir->fid, &w);
 	}
 	pthread_mutex_unlock(&vc->lock);
 	free(w.p);

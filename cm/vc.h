@@ -15,10 +15,9 @@
  *     (-ENOENT) and is deleted, never trusted.
  *  3. A directory listing is stored as a 'D' record and pages of up to
  *     512 entries: the new pages first, then the record naming them, then
- *     the removal of the pages it no longer names (a fetched listing in
- *     one tdb transaction), so a process killed half-way leaves either
- *     the old listing or the new one. A listing whose record names a
- *     missing or damaged page is dropped whole.
+ *     the removal of the pages it no longer names, so a process killed
+ *     half-way leaves either the old listing or the new one. A listing
+ *     whose record names a missing or damaged page is dropped whole.
  *  4. The file belongs to one volume: vc_open() with another volume id
  *     empties it.
  *
@@ -159,8 +158,9 @@ int vc_dirb_add(struct vc_dirb *b, const char *name, enum proto_type type,
 struct vc_dir *vc_dirb_finish(struct vc_dirb *b, const struct fid *fid,
 			      uint64_t dv);
 void vc_dirb_release(struct vc_dirb *b);
-/* Store the listing record of snapshot @d (and the directory's attributes
- * @dir): the entries' attributes are stored apart (vc_put_attrs()). */
+/* Store the listing of snapshot @d (its new pages, its record, then the
+ * directory's attributes @dir; no transaction, invariant 3): the
+ * entries' attributes are stored apart (vc_put_attrs()). */
 int vc_put_listing(struct vc *vc, const struct proto_attr *dir,
 		   const struct vc_dir *d);
 /* Index of the entry called @name (@len bytes) or -1. */
