@@ -1999,29 +1999,57 @@ vc_dirb_add(struct vc_dirb *b, const char *name, enum proto_type type,
 	return 0;
 }
 
+/* An entry to sort, with its name's first 8 bytes as a big-endian
+ * number (zero-padded: names hold no NUL), so most comparisons are one
+ * integer compare (the sort was a tenth of a cold listing's CPU). */
+struct sortent {
+	uint64_t key;
+	const struct vc_dirent *e;
+};
+
 static int
-cmp_ptr(const void *x, const void *y)
+cmp_sortent(const void *x, const void *y)
 {
-	return cmp_name(*(const struct vc_dirent *const *)x,
-			*(const struct vc_dirent *const *)y);
+	const struct sortent *a = x, *b = y;
+
+	if (a->key != b->key)
+		return a->key < b->key ? -1 : 1;
+	return cmp_name(a->e, b->e);
+}
+
+static uint64_t
+name_key(const struct vc_dirent *e)
+{
+	uint64_t k = 0;
+
+	for (size_t i = 0; i < 8; i++)
+		k = k << 8 | (i < e->namelen ? (uint8_t)e->name[i] : 0);
+	return k;
 }
 
 struct vc_dir *
 vc_dirb_finish(struct vc_dirb *b, const struct fid *fid, uint64_t dv)
 {
 	const struct vc_dirent **ord = NULL;
+	struct sortent *se = NULL;
 	struct vc_dir *d = NULL;
 	size_t nseg = (b->n + VC_SEG_FILL - 1) / VC_SEG_FILL;
 	int err = ENOMEM;
 
 	ord = malloc((b->n ? b->n : 1) * sizeof(*ord));
-	if (!ord)
+	se = malloc((b->n ? b->n : 1) * sizeof(*se));
+	if (!ord || !se)
 		goto fail;
 	for (size_t i = 0; i < b->n; i++) {
 		b->ents[i].name = b->names + b->off[i];
-		ord[i] = &b->ents[i];
+		se[i].e = &b->ents[i];
+		se[i].key = name_key(&b->ents[i]);
 	}
-	qsort(ord, b->n, sizeof(*ord), cmp_ptr);
+	qsort(se, b->n, sizeof(*se), cmp_sortent);
+	for (size_t i = 0; i < b->n; i++)
+		ord[i] = se[i].e;
+	free(se);
+	se = NULL;
 	for (size_t i = 1; i < b->n; i++)
 		if (!cmp_name(ord[i - 1], ord[i])) {
 			err = EINVAL;
@@ -2048,6 +2076,7 @@ vc_dirb_finish(struct vc_dirb *b, const struct fid *fid, uint64_t dv)
 	vc_dirb_release(b);
 	return d;
 fail:
+	free(se);
 	free(ord);
 	vc_dir_put(d);
 	vc_dirb_release(b);
