@@ -140,7 +140,7 @@ reach(struct access *acc, const struct ctl_peer *p, const char *path,
 			vc_dir_put(d);
 			return -ENOENT;
 		}
-		fid = d->ents[i].fid;
+		fid = vc_dir_ent(d, i)->fid;
 		vc_dir_put(d);
 		cur = slash;
 		up = a;

@@ -159,7 +159,7 @@ resolve_step(struct resolve *r)
 		r->have_parent = true;
 		/* The schema bounds components to 255 bytes. */
 		snprintf(r->name, sizeof(r->name), "%.*s", (int)len, r->cur);
-		r->fid = d->ents[i].fid;
+		r->fid = vc_dir_ent(d, i)->fid;
 		vc_dir_put(d);
 		r->cur += len;
 		r->tries = 0;

@@ -454,7 +454,8 @@ flush_done(struct resolve *r, const struct proto_attr *a)
 		for (size_t i = 0; d && rc == 0 && i < d->n; i++) {
 			struct proto_attr ea;
 
-			if (mcache_attr(r->cm->mc, &d->ents[i].fid, &ea) == 0 &&
+			if (mcache_attr(r->cm->mc, &vc_dir_ent(d, i)->fid,
+					&ea) == 0 &&
 			    ea.type == PROTO_T_FILE)
 				rc = fjob_add(j, &ea.fid, &cap);
 		}
@@ -510,8 +511,8 @@ flushmeta_done(struct resolve *r, const struct proto_attr *a)
 		     i++) {
 			CM_STAT_INC(&cm->st, invalidations);
 			cm->loop.kops.inval_entry(cm->loop.kops.arg, ino,
-					     d->ents[i].name,
-					     strlen(d->ents[i].name));
+					     vc_dir_ent(d, i)->name,
+					     vc_dir_ent(d, i)->namelen);
 		}
 		n += d->n;
 		vc_dir_put(d);

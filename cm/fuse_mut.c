@@ -313,9 +313,9 @@ name_fid(struct cm *cm, struct mop *m, const struct fid *dir,
 	}
 	idx = vc_dir_find(d, name, strlen(name));
 	if (idx >= 0) {
-		*out = d->ents[idx].fid;
+		*out = vc_dir_ent(d, idx)->fid;
 		if (type)
-			*type = (enum proto_type)d->ents[idx].type;
+			*type = (enum proto_type)vc_dir_ent(d, idx)->type;
 	}
 	vc_dir_put(d);
 	return idx >= 0 ? 0 : -ENOENT;

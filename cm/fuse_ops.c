@@ -242,7 +242,7 @@ try_lookup(struct cm *cm, struct park *p)
 		fuse_reply_entry(p->req, &e);
 		return 0;
 	}
-	cfid = d->ents[idx].fid;
+	cfid = vc_dir_ent(d, idx)->fid;
 	vc_dir_put(d);
 	if (mcache_attr(cm->mc, &cfid, &a) < 0)
 		return need(p, NEED_DIR, &pfid);
@@ -381,16 +381,18 @@ kids_want(struct cm *cm, const struct vc_dir *d, size_t from)
 	unsigned n = 0, cached = 0;
 
 	for (size_t i = from; i < d->n && n < KIDS_MAX; i++) {
-		if (d->ents[i].type != PROTO_T_DIR)
+		const struct vc_dirent *de = vc_dir_ent(d, i);
+
+		if (de->type != PROTO_T_DIR)
 			continue;
 		n++;
-		if (mcache_dir(cm->mc, &d->ents[i].fid, &cd) == 0) {
+		if (mcache_dir(cm->mc, &de->fid, &cd) == 0) {
 			vc_dir_put(cd);
 			if (++cached == KIDS_WARM && cached == n)
 				break;
 			continue;
 		}
-		mfetch_want_dir(cm->mf, &d->ents[i].fid, NULL, NULL);
+		mfetch_want_dir(cm->mf, &de->fid, NULL, NULL);
 		CM_STAT_INC(&cm->st, dir_prefetches);
 	}
 }
@@ -537,7 +539,7 @@ try_readdir(struct cm *cm, struct park *p)
 			e.attr.st_ino = fops_st_ino(cm, &d->fid);
 			e.attr.st_mode = S_IFDIR;
 		} else {
-			const struct vc_dirent *de = &d->ents[i - 2];
+			const struct vc_dirent *de = vc_dir_ent(d, i - 2);
 			struct proto_attr a;
 
 			name = de->name;
@@ -732,16 +734,16 @@ sibling_advise(struct cm *cm, const struct fid *fid)
 	     idx >= 0 && idx % SIB_ADVISE == 0 && i < d->n &&
 	     n < 2 * SIB_ADVISE;
 	     i++) {
+		const struct vc_dirent *de = vc_dir_ent(d, i);
 		struct proto_attr a;
 
-		if (d->ents[i].type != PROTO_T_FILE)
+		if (de->type != PROTO_T_FILE)
 			continue;
 		n++;
-		if (mcache_attr(cm->mc, &d->ents[i].fid, &a) == 0 &&
-		    a.size > 0 && a.size <= cm->chunk_size &&
-		    !(a.dv & CM_DV_LOCAL))
-			(void)fetch_advise(cm->fetch, &d->ents[i].fid, a.dv,
-					   a.size, 0, 0);
+		if (mcache_attr(cm->mc, &de->fid, &a) == 0 && a.size > 0 &&
+		    a.size <= cm->chunk_size && !(a.dv & CM_DV_LOCAL))
+			(void)fetch_advise(cm->fetch, &de->fid, a.dv, a.size, 0,
+					   0);
 	}
 	vc_dir_put(d);
 }
@@ -948,18 +950,18 @@ sib_run(struct cm_loop *loop, struct cm_job *job)
 	idx = vc_dir_find(d, name, strlen(name));
 	for (size_t i = idx < 0 ? d->n : (size_t)idx + 1, n = 0;
 	     i < d->n && n < SIB_MAX; i++) {
+		const struct vc_dirent *de = vc_dir_ent(d, i);
 		struct proto_attr a;
 
-		if (d->ents[i].type != PROTO_T_FILE)
+		if (de->type != PROTO_T_FILE)
 			continue;
 		n++;
 		/* Not a file with local changes: its reads go through its
 		 * write state, and a local DV is not the server's. */
-		if (mcache_attr(cm->mc, &d->ents[i].fid, &a) == 0 &&
-		    a.size > 0 && a.size <= cm->chunk_size &&
-		    !(a.dv & CM_DV_LOCAL) && !wb_active(cm->wb, &d->ents[i].fid))
-			fetch_prefetch(cm->fetch, &d->ents[i].fid, a.dv, a.size,
-				       0, 0);
+		if (mcache_attr(cm->mc, &de->fid, &a) == 0 && a.size > 0 &&
+		    a.size <= cm->chunk_size && !(a.dv & CM_DV_LOCAL) &&
+		    !wb_active(cm->wb, &de->fid))
+			fetch_prefetch(cm->fetch, &de->fid, a.dv, a.size, 0, 0);
 	}
 	vc_dir_put(d);
 out:

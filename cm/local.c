@@ -60,9 +60,9 @@ local_lookup_name(struct local *l, const struct fid *dir, const char *name,
 	idx = vc_dir_find(d, name, strlen(name));
 	if (idx >= 0) {
 		if (fid)
-			*fid = d->ents[idx].fid;
+			*fid = vc_dir_ent(d, idx)->fid;
 		if (type)
-			*type = (enum proto_type)d->ents[idx].type;
+			*type = (enum proto_type)vc_dir_ent(d, idx)->type;
 	}
 	vc_dir_put(d);
 	return idx >= 0 ? 0 : -ENOENT;

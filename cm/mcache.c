@@ -311,7 +311,7 @@ mcache_apply(struct mcache *mc, const struct proto_attr *a, bool store,
 }
 
 /* Tell the kernel which names of directory @ino changed between @old and
- * @new (both sorted by name through byname). */
+ * @new (both in name order). */
 static void
 diff_entries(struct mcache *mc, uint64_t ino, const struct vc_dir *old,
 	     const struct vc_dir *nw)
@@ -320,9 +320,9 @@ diff_entries(struct mcache *mc, uint64_t ino, const struct vc_dir *old,
 
 	while (i < old->n || j < nw->n) {
 		const struct vc_dirent *a =
-			i < old->n ? &old->ents[old->byname[i]] : NULL;
+			i < old->n ? vc_dir_ent(old, i) : NULL;
 		const struct vc_dirent *b =
-			j < nw->n ? &nw->ents[nw->byname[j]] : NULL;
+			j < nw->n ? vc_dir_ent(nw, j) : NULL;
 		int c;
 
 		if (!a)
@@ -514,15 +514,12 @@ mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
 		 * is not the one the server edited. Fetch it again. */
 		return mcache_apply(mc, dir_after, true, false);
 	}
-	/* The listing record is written at most once a second per
-	 * directory, and once per second per 10,000 entries in a bigger
-	 * one: writing it costs its size, so the CPU it takes per second
-	 * stays bounded however big the directory (a record older than
-	 * the directory's attributes is only fetched again). A create in a
-	 * 20,000-entry directory would otherwise write all of it. */
+	/* The listing is written at most once a second per directory:
+	 * storing it writes the pages of the segments changed since and
+	 * its record (vc.c), a transaction, and a record older than the
+	 * directory's attributes is only fetched again. */
 	rc = vc_dir_edit_flags(mc->vc, old, dir_after, del, add, add_attr, &nw,
-			       util_now_ms() - (uint64_t)old->stored_ms <
-					       1000 + old->n / 10
+			       util_now_ms() - (uint64_t)old->stored_ms < 1000
 				       ? VC_E_NOSTORE
 				       : 0);
 	vc_dir_put(old);

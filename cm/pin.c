@@ -576,7 +576,7 @@ scan_item(struct pjob *j, struct pitem *it)
 			return;
 		}
 		for (size_t i = 0; j->recursive && i < d->n; i++) {
-			struct pitem c = {.fid = d->ents[i].fid};
+			struct pitem c = {.fid = vc_dir_ent(d, i)->fid};
 
 			if (push_item(j, &c) < 0) {
 				job_error(j, -ENOMEM);

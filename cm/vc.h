@@ -13,9 +13,11 @@
  *  2. Every record starts with a format byte (VC_REC_VERSION); a record of
  *     another version, or one that does not parse, reads as a miss
  *     (-ENOENT) and is deleted, never trusted.
- *  3. A directory listing is stored with all of its entries' attributes in
- *     one tdb transaction: a process killed half-way leaves either the old
- *     records or the new ones.
+ *  3. A directory listing is stored as a 'D' record and pages of up to
+ *     512 entries: the new pages first, then the record naming them, then
+ *     the removal of the pages it no longer names, so a process killed
+ *     half-way leaves either the old listing or the new one. A listing
+ *     whose record names a missing or damaged page is dropped whole.
  *  4. The file belongs to one volume: vc_open() with another volume id
  *     empties it.
  *
@@ -37,6 +39,8 @@
 #define VC_REC_VERSION 1
 /* 'A' records of sockets and devices: version 1 plus the rdev (vc.c). */
 #define VC_ATTR_VERSION 2
+/* 'D' records of listings stored in pages (vc.c); version 1 is read too. */
+#define VC_DIR_VERSION 2
 
 struct vc;
 
@@ -48,26 +52,29 @@ struct vc_dirent {
 	struct fid fid;
 };
 
+struct vc_seg; /* vc.c: a run of up to 512 entries in name order */
+
 /*
  * An immutable snapshot of one directory listing, shared by reference:
  * readdir serves from the snapshot an opendir took, so a concurrent
- * refresh never changes offsets under a reader. Entries are in the
- * server's order; @byname holds entry indices sorted by name for lookup.
- * Get a reference with vc_dir_get(), drop it with vc_dir_put().
+ * refresh never changes offsets under a reader. Entries are in name
+ * order (entry i is vc_dir_ent(d, i)), held in segments that snapshots
+ * share: an edit copies one segment, not the listing (vc.c, "Listing
+ * design"). Get a reference with vc_dir_get(), drop it with vc_dir_put().
  */
 struct vc_dir {
 	atomic_uint refcnt;
 	struct fid fid;
 	uint64_t dv;
-	size_t n;
-	struct vc_dirent *ents;
-	uint32_t *byname;
-	char *names;
+	size_t n;	   /* entries */
 	int64_t stored_ms; /* when it was last written to the tdb (edits) */
-	struct vc_dir *base; /* vc.c: owner of ents, byname and names when
-				they are shared (an edit that changed only
-				the DV); NULL = this snapshot owns them */
+	size_t nseg;	   /* vc.c: the segments, none of them empty */
+	struct vc_seg **seg;
+	size_t *first; /* index of each segment's first entry; [nseg] = n */
 };
+/* Entry @i (< d->n) of @d, in name order: O(log(n / 256)). The pointer
+ * lives as long as the caller's reference on @d. */
+const struct vc_dirent *vc_dir_ent(const struct vc_dir *d, size_t i);
 
 /*
  * Open (creating if needed) the metadata cache file @path for volume
@@ -84,7 +91,8 @@ void vc_close(struct vc *vc);
 /* Attributes of @fid into *out. @return 0, -ENOENT. */
 int vc_get_attr(struct vc *vc, const struct fid *fid, struct proto_attr *out);
 int vc_put_attr(struct vc *vc, const struct proto_attr *a);
-/* Store many attributes in one transaction. */
+/* Store many attributes under one lock, each record alone (no
+ * transaction: a killed process leaves some stored, each whole). */
 int vc_put_attrs(struct vc *vc, const struct proto_attr *a, size_t n);
 
 /* Drop every record of @fid (attributes, listing, link, xattrs). */
@@ -118,8 +126,9 @@ int vc_dir_edit(struct vc *vc, const struct vc_dir *old,
 		struct vc_dir **out);
 /* As vc_dir_edit(); with VC_E_NOSTORE the new snapshot is not written
  * to the file (a cache: a listing record older than its directory's
- * attributes is fetched again). The edit costs a copy of the entries,
- * no sort. */
+ * attributes is fetched again). The edit copies the one or two segments
+ * it touches and the snapshot's segment array; storing writes those
+ * segments' pages and the listing record, not the listing. */
 enum { VC_E_NOSTORE = 1 };
 int vc_dir_edit_flags(struct vc *vc, const struct vc_dir *old,
 		      const struct proto_attr *dir_after, const char *del,
@@ -133,7 +142,8 @@ void vc_dir_put(struct vc_dir *d);	     /* -1 ref, frees at 0; NULL ok */
  * Build a snapshot entry by entry (a listing that arrives in pages): only
  * name, type and FID are kept, about 40 bytes plus the name an entry, so
  * a listing is never held decoded whole. Zero the builder first.
- * vc_dirb_finish() sorts the index and refuses a name given twice
+ * vc_dirb_finish() sorts the entries into segments and refuses a name
+ * given twice
  * (NULL, errno EINVAL; ENOMEM); the builder is released either way.
  */
 struct vc_dirb {
@@ -148,8 +158,9 @@ int vc_dirb_add(struct vc_dirb *b, const char *name, enum proto_type type,
 struct vc_dir *vc_dirb_finish(struct vc_dirb *b, const struct fid *fid,
 			      uint64_t dv);
 void vc_dirb_release(struct vc_dirb *b);
-/* Store the listing record of snapshot @d (and the directory's attributes
- * @dir): the entries' attributes are stored apart (vc_put_attrs()). */
+/* Store the listing of snapshot @d (its new pages, its record, then the
+ * directory's attributes @dir; no transaction, invariant 3): the
+ * entries' attributes are stored apart (vc_put_attrs()). */
 int vc_put_listing(struct vc *vc, const struct proto_attr *dir,
 		   const struct vc_dir *d);
 /* Index of the entry called @name (@len bytes) or -1. */

@@ -12,7 +12,10 @@
 #     cache warm: the local side is not dropped, so the ratios are
 #     conservative; the machine is shared)
 #   create + unlink through the mount in the BIG directory vs an empty
-#     one (ms an op, ratio)
+#     one (ms an op, ratio, and cairnd's CPU an op)
+#   offline creates (after fs disconnect, into the replay log) in the BIG
+#     directory vs the empty one (us a create, ratio, cairnd's CPU), then
+#     fs reconnect and the time until the replay log is empty
 #   VmHWM / VmRSS of cairnd before, during (sampled) and right after the
 #     cold listing, after ls -l and after a few seconds idle, with the
 #     anonymous and file-backed (the mapped cache tdb) parts; VmHWM of
@@ -73,6 +76,15 @@ sdelta() { echo $(( $(echo "$3" | awk -v k="$1" '$1 == k {print $2}') - $(echo "
 timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); secs "$t0" "$t1"; }
 lsf() { ls -f "$1" >/dev/null; }
 lsl() { ls -l "$1" >/dev/null; }
+jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get(sys.argv[1], ""))' "$1"; }
+mk() { # DIR N TAG: N creates
+	python3 - "$1" "$2" "$3" <<'PY'
+import os, sys
+d, n, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+for i in range(n):
+    os.close(os.open(os.path.join(d, "%s%05d" % (tag, i)), os.O_CREAT | os.O_WRONLY, 0o644))
+PY
+}
 mkrm() { # DIR N: N creates, then N unlinks
 	python3 - "$1" "$2" <<'PY'
 import os, sys
@@ -151,11 +163,36 @@ run_set() { # LABEL BINDIR
 	echo "cold ls -f CPU: cairnd $((c1 - c0)) ms, cairn-vold $((v1 - v0)) ms ($(echo "($c1 - $c0 + $v1 - $v0) * 1000 / $BIG" | bc) us an entry); FUSE requests: readdir $(sdelta req_readdir "$gs0" "$gs1"), listing fetches $(sdelta dir_fetches "$gs0" "$gs1")"
 	echo "warm ls -l FUSE requests: lookup $(sdelta req_lookup "$gs1" "$gs2"), getxattr $(sdelta req_xattr "$gs1" "$gs2"), getattr $(sdelta req_getattr "$gs1" "$gs2")"
 	mkdir "$m/empty"
+	c0=$(cpu_ms "$cm")
 	ts=$(timed mkrm "$m/empty" "$OPS")
+	c1=$(cpu_ms "$cm")
 	tb=$(timed mkrm "$m/dir" "$OPS")
+	c2=$(cpu_ms "$cm")
 	printf '%-30s %8s %8s %8s\n' "create+unlink (ms/op)" big empty ratio
 	printf '%-30s %8.2f %8.2f %8s\n' "through the mount" "$(echo "$tb * 500 / $OPS" | bc -l)" \
 		"$(echo "$ts * 500 / $OPS" | bc -l)" "$(ratio "$tb" "$ts")"
+	printf '%-30s %8d %8d\n' "  cairnd CPU (us/op)" $(( (c2 - c1) * 500 / OPS )) $(( (c1 - c0) * 500 / OPS ))
+	# Offline creates: the listings cached (and current) first.
+	ls -f "$m/empty" "$m/dir" >/dev/null
+	"$FS" disconnect -m "$m" >/dev/null 2>&1
+	c0=$(cpu_ms "$cm")
+	ts=$(timed mk "$m/empty" "$OPS" off)
+	c1=$(cpu_ms "$cm")
+	tb=$(timed mk "$m/dir" "$OPS" off)
+	c2=$(cpu_ms "$cm")
+	printf '%-30s %8s %8s %8s\n' "offline create (us/op)" big empty ratio
+	printf '%-30s %8.0f %8.0f %8s\n' "into the replay log" "$(echo "$tb * 1000000 / $OPS" | bc -l)" \
+		"$(echo "$ts * 1000000 / $OPS" | bc -l)" "$(ratio "$tb" "$ts")"
+	printf '%-30s %8d %8d\n' "  cairnd CPU (us/op)" $(( (c2 - c1) * 1000 / OPS )) $(( (c1 - c0) * 1000 / OPS ))
+	t0=$(now)
+	"$FS" reconnect -m "$m" >/dev/null 2>&1
+	for _ in $(seq 1 3000); do
+		st=$("$FS" status --json -m "$m" 2>/dev/null)
+		[ "$(echo "$st" | jget mode)" = connected ] &&
+			[ "$(echo "$st" | jget replay_pending)" = 0 ] && break
+		sleep 0.2
+	done
+	printf '%-30s %8.2f s\n' "replay of the $((2 * OPS))" "$(secs "$t0" "$(now)")"
 	sleep 5
 	rss2=$(status "$cm" VmRSS)
 	echo "cairnd kB: before VmHWM $hwm0 VmRSS $rss0 (anon $anon0); during the cold ls -f VmRSS max $(cat "$T_DIR/during"), after it VmHWM $hwmc (anon $anonc, file $filec); after ls -l VmHWM $hwm1 VmRSS $rss1 (anon $anon1); 5 s later VmRSS $rss2 (anon $(status "$cm" RssAnon))"

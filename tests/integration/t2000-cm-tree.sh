@@ -49,6 +49,7 @@ import hashlib, os, stat, sys
 root = sys.argv[1]
 rows = []
 for d, dirs, files in os.walk(root):
+    dirs.sort()  # readdir order is the file system's (cairnd: name order)
     for n in sorted(dirs + files):
         p = os.path.join(d, n)
         st = os.lstat(p)

@@ -128,16 +128,22 @@ mcache_dir(struct mcache *mc, const struct fid *fid, struct vc_dir **out)
 	}
 	dirs[i].fid = *fid;
 	dirs[i].n = (size_t)n;
-	dirs[i].ents = ents[i];
 	*out = &dirs[i];
 	return 0;
+}
+
+const struct vc_dirent *
+vc_dir_ent(const struct vc_dir *d, size_t i)
+{
+	return &ents[d - dirs][i];
 }
 
 long
 vc_dir_find(const struct vc_dir *d, const char *name, size_t len)
 {
 	for (size_t i = 0; i < d->n; i++)
-		if (d->ents[i].namelen == len && !memcmp(d->ents[i].name, name, len))
+		if (vc_dir_ent(d, i)->namelen == len &&
+		    !memcmp(vc_dir_ent(d, i)->name, name, len))
 			return (long)i;
 	return -1;
 }

@@ -281,9 +281,9 @@ snapshot(struct sbuf *s)
 			for (size_t i = 0; i < d->n; i++) {
 				char fs[FID_STRLEN];
 
-				sb_add(s, " %.*s=%s", (int)d->ents[i].namelen,
-				       d->ents[i].name,
-				       fid_fmt(&d->ents[i].fid, fs));
+				sb_add(s, " %.*s=%s", (int)vc_dir_ent(d, i)->namelen,
+				       vc_dir_ent(d, i)->name,
+				       fid_fmt(&vc_dir_ent(d, i)->fid, fs));
 			}
 			sb_add(s, "\n");
 			vc_dir_put(d);
@@ -645,7 +645,7 @@ lookup(enum obj d, const char *name, struct fid *out)
 		return -1;
 	i = vc_dir_find(vd, name, strlen(name));
 	if (i >= 0)
-		*out = vd->ents[i].fid;
+		*out = vc_dir_ent(vd, i)->fid;
 	vc_dir_put(vd);
 	return i >= 0;
 }

@@ -697,7 +697,7 @@ listed(const struct fid *d, const char *name, const struct fid *f,
 	if (vc_get_dir(cm.vc, d, &l) < 0)
 		return -1;
 	i = vc_dir_find(l, name, strlen(name));
-	yes = l->dv == dv && i >= 0 && fid_eq(&l->ents[i].fid, f);
+	yes = l->dv == dv && i >= 0 && fid_eq(&vc_dir_ent(l, i)->fid, f);
 	vc_dir_put(l);
 	return yes;
 }

@@ -156,8 +156,9 @@ test_dirs(void)
 	is_int(vc_get_dir(vc, &d, &vd), 0, "get dir");
 	is_int(vd->n, 3, "three entries");
 	is_int(vd->dv, 5, "listing dv");
-	is_str(vd->ents[0].name, "zeta", "server order kept");
-	is_int(vc_dir_find(vd, "alpha b", 7), 1, "find by name");
+	is_str(vc_dir_ent(vd, 0)->name, "alpha b", "name order");
+	is_str(vc_dir_ent(vd, 1)->name, "zeta", "name order (2)");
+	is_int(vc_dir_find(vd, "alpha b", 7), 0, "find by name");
 	is_int(vc_dir_find(vd, "\xc3\xa9t\xc3\xa9", 5), 2, "find utf-8 name");
 	is_int(vc_dir_find(vd, "alpha", 5), -1, "prefix is not a match");
 	is_int(vc_dir_find(vd, "nope", 4), -1, "missing name");
@@ -188,8 +189,8 @@ static int
 sorted_ok(const struct vc_dir *d)
 {
 	for (size_t i = 0; i + 1 < d->n; i++) {
-		const struct vc_dirent *a = &d->ents[d->byname[i]];
-		const struct vc_dirent *b = &d->ents[d->byname[i + 1]];
+		const struct vc_dirent *a = vc_dir_ent(d, i);
+		const struct vc_dirent *b = vc_dir_ent(d, i + 1);
 		size_t n = a->namelen < b->namelen ? a->namelen : b->namelen;
 		int c = memcmp(a->name, b->name, n);
 
@@ -243,7 +244,7 @@ test_dir_edits(void)
 			long x = vc_dir_find(cur, names[j], strlen(names[j]));
 
 			if ((x >= 0) != in[j] ||
-			    (x >= 0 && cur->ents[x].fid.oid[0] != 100 + j))
+			    (x >= 0 && vc_dir_ent(cur, x)->fid.oid[0] != 100 + j))
 				badfind++;
 		}
 	}
@@ -294,7 +295,7 @@ test_dir_edit_kinds(void)
 	cur = nw;
 	ok(cur->n == 4 && sorted_ok(cur) && vc_dir_find(cur, "d", 1) < 0 &&
 		   (x = vc_dir_find(cur, "bb", 2)) >= 0 &&
-		   cur->ents[x].fid.oid[0] == 41,
+		   vc_dir_ent(cur, x)->fid.oid[0] == 41,
 	   "edit kinds: renamed, name index in order");
 	/* "a" now names another object of another type */
 	ea = mkattr(mkfid(7, 50), PROTO_T_SYMLINK, 1);
@@ -304,28 +305,28 @@ test_dir_edit_kinds(void)
 	cur = nw;
 	x = vc_dir_find(cur, "a", 1);
 	ok(cur->n == 4 && sorted_ok(cur) && x >= 0 &&
-		   cur->ents[x].fid.oid[0] == 50 &&
-		   cur->ents[x].type == PROTO_T_SYMLINK,
+		   vc_dir_ent(cur, x)->fid.oid[0] == 50 &&
+		   vc_dir_ent(cur, x)->type == PROTO_T_SYMLINK,
 	   "edit kinds: a name replaced with another FID and type");
 	/* the same entry again: a new DV over the same arrays */
 	da.dv++;
 	is_int(vc_dir_edit_flags(vc, cur, &da, NULL, "a", &ea, &sh,
 				 VC_E_NOSTORE),
 	       0, "edit kinds: an edit that changes only the DV");
-	ok(sh && sh->base && sh->ents == cur->ents && sh->dv == da.dv &&
-		   sh->n == 4,
-	   "edit kinds: ... shares the old snapshot's arrays");
+	ok(sh && sh->nseg == cur->nseg && sh->seg[0] == cur->seg[0] &&
+		   sh->dv == da.dv && sh->n == 4,
+	   "edit kinds: ... shares the old snapshot's segments");
 	vc_dir_put(cur);
 	/* and again over the shared one, then an edit that copies */
 	da.dv++;
 	vc_dir_edit_flags(vc, sh, &da, "zz", NULL, NULL, &nw, VC_E_NOSTORE);
-	ok(nw && nw->base == sh->base && nw->dv == da.dv,
-	   "edit kinds: removing a missing name shares too, with the owner");
+	ok(nw && nw->seg[0] == sh->seg[0] && nw->dv == da.dv,
+	   "edit kinds: removing a missing name shares too");
 	vc_dir_put(sh);
 	da.dv++;
 	vc_dir_edit_flags(vc, nw, &da, "b", NULL, NULL, &cur, VC_E_NOSTORE);
 	vc_dir_put(nw);
-	ok(cur && !cur->base && cur->n == 3 && sorted_ok(cur) &&
+	ok(cur && cur->n == 3 && sorted_ok(cur) &&
 		   vc_dir_find(cur, "b", 1) < 0 &&
 		   vc_dir_find(cur, "bb", 2) >= 0 &&
 		   vc_dir_find(cur, "c", 1) >= 0,
@@ -564,16 +565,16 @@ test_dirb(void)
 
 		snprintf(name, sizeof(name), "n%05d", i);
 		k = vc_dir_find(vd, name, strlen(name));
-		all = all && k >= 0 && !strcmp(vd->ents[k].name, name);
+		all = all && k >= 0 && !strcmp(vc_dir_ent(vd, k)->name, name);
 	}
 	ok(all, "every name found, in arrival order");
 	is_int(vd ? vc_put_listing(vc, &da, vd) : -1, 0, "store the listing");
 	is_int(vc_get_dir(vc, &d, &back), 0, "read it back");
 	ok(back && back->n == (size_t)n && back->dv == 9 &&
 		   vc_dir_find(back, "n04999", 6) >= 0 &&
-		   !strcmp(back->ents[0].name, vd->ents[0].name) &&
-		   fid_eq(&back->ents[1].fid, &vd->ents[1].fid) &&
-		   back->ents[1].type == vd->ents[1].type,
+		   !strcmp(vc_dir_ent(back, 0)->name, vc_dir_ent(vd, 0)->name) &&
+		   fid_eq(&vc_dir_ent(back, 1)->fid, &vc_dir_ent(vd, 1)->fid) &&
+		   vc_dir_ent(back, 1)->type == vc_dir_ent(vd, 1)->type,
 	   "the same entries");
 	is_int(vc_get_attr(vc, &d, &a), 0, "the directory's attributes too");
 	is_int((int)a.dv, 9, "at its dv");
@@ -702,15 +703,274 @@ test_special(void)
 	pd.ents = ents;
 	is_int(vc_put_dir(vc, &pd), 0, "put a listing of devices and a socket");
 	is_int(vc_get_dir(vc, &fd, &vd), 0, "get it");
-	ok(vd && vd->n == 3 && vd->ents[0].type == PROTO_T_CHR &&
-		   vd->ents[1].type == PROTO_T_SOCK &&
-		   vd->ents[2].type == PROTO_T_BLK,
+	ok(vd && vd->n == 3 && vc_dir_ent(vd, 0)->type == PROTO_T_BLK &&
+		   vc_dir_ent(vd, 1)->type == PROTO_T_CHR &&
+		   vc_dir_ent(vd, 2)->type == PROTO_T_SOCK,
 	   "the listing keeps each type");
 	vc_dir_put(vd);
 	is_int(vc_get_attr(vc, &ents[2].attr.fid, &b), 0, "the blk's attributes");
 	is_int(b.rdev, 0x801, "... with its rdev, from the listing's transaction");
 	vc_close(vc);
 	unlink(path);
+}
+
+/* --- listings in pages --- */
+
+/* Same entries (names, types, FIDs) in the same order. */
+static int
+same_listing(const struct vc_dir *a, const struct vc_dir *b)
+{
+	if (a->n != b->n || a->dv != b->dv)
+		return 0;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct vc_dirent *x = vc_dir_ent(a, i), *y = vc_dir_ent(b, i);
+
+		if (x->namelen != y->namelen || strcmp(x->name, y->name) ||
+		    x->type != y->type || !fid_eq(&x->fid, &y->fid))
+			return 0;
+	}
+	return 1;
+}
+
+/* Segments of 1..512 entries, first[] their running count. */
+static int
+segs_ok(const struct vc_dir *d)
+{
+	size_t n = 0;
+
+	for (size_t k = 0; k < d->nseg; k++) {
+		if (d->first[k] != n || d->seg[k] == NULL)
+			return 0;
+		n = k + 1 < d->nseg ? d->first[k + 1] : d->n;
+		if (n <= d->first[k] || n - d->first[k] > 512)
+			return 0;
+	}
+	return d->first[d->nseg] == d->n && n == d->n;
+}
+
+static uint8_t last_page[29]; /* the key of a page count_pages() saw */
+
+static int
+count_pages_cb(struct tdb_context *t, TDB_DATA k, TDB_DATA v, void *arg)
+{
+	const struct fid *f = ((const struct fid **)arg)[0];
+	size_t *n = ((size_t **)arg)[1];
+
+	(void)t;
+	(void)v;
+	if (k.dsize == 29 && k.dptr[0] == 'G' &&
+	    !memcmp(k.dptr + 5, f->oid, 16)) {
+		(*n)++;
+		memcpy(last_page, k.dptr, 29);
+	}
+	return 0;
+}
+
+/* 'G' records of directory @f in the file (vc closed). */
+static size_t
+count_pages(const struct fid *f)
+{
+	struct tdb_context *t = tdb_open(path, 0, 0, O_RDWR, 0600);
+	size_t n = 0;
+	const void *arg[2] = {f, &n};
+
+	tdb_traverse(t, count_pages_cb, arg);
+	tdb_close(t);
+	return n;
+}
+
+
+/*
+ * A listing of 3,000 entries edited 3,000 times (adds, removes, renames,
+ * a run of names that all fall in one segment so it splits, a run of
+ * removes that empties segments), checked against a model at every step
+ * and against the file at every stored step; the file holds exactly the
+ * listing's pages; a damaged or missing page drops the listing (and its
+ * pages); a version-1 record is still read.
+ */
+static void
+test_dir_pages(void)
+{
+	struct vc *vc = vc_open(path, 7, 262144);
+	struct fid d = mkfid(7, 13);
+	struct proto_attr da = mkattr(d, PROTO_T_DIR, 1), ea;
+	struct vc_dirb b = {0};
+	struct vc_dir *cur, *nw = NULL, *disk = NULL;
+	enum { NN = 5000 };
+	static char names[NN][16];
+	static int in[NN];
+	int count = 0, bad = 0, badfile = 0, badseg = 0, stores = 0;
+	unsigned seed = 2290;
+	size_t pages;
+
+	for (int i = 0; i < NN; i++) {
+		if (i < 4000)
+			snprintf(names[i], sizeof(names[i]), "e%05d", i * 7);
+		else /* all between e14000 and e14007: one segment */
+			snprintf(names[i], sizeof(names[i]), "e14000x%04d",
+				 i - 4000);
+	}
+	for (int i = 0; i < 3000; i++) {
+		int j = (i * 1237) % 3000;
+
+		ea = mkattr(mkfid(7, 0), PROTO_T_FILE, 1);
+		ea.fid.oid[1] = (uint8_t)j;
+		ea.fid.oid[2] = (uint8_t)(j >> 8);
+		vc_dirb_add(&b, names[j], PROTO_T_FILE, &ea.fid);
+		in[j] = 1;
+		count++;
+	}
+	cur = vc_dirb_finish(&b, &d, da.dv);
+	ok(cur && cur->n == 3000 && cur->nseg == 12 && segs_ok(cur) &&
+		   sorted_ok(cur),
+	   "pages: 3,000 entries in 12 segments, in name order");
+	is_int(vc_put_listing(vc, &da, cur), 0, "pages: stored");
+	for (int step = 0; step < 3000 && cur; step++) {
+		int i, k2 = -1;
+		const char *del = NULL, *add = NULL;
+
+		seed = seed * 1103515245u + 12345u;
+		if (step < 1000)
+			i = 4000 + step; /* the one-segment run */
+		else if (step < 1600)
+			i = 1000 + (step - 1000); /* removes in a row */
+		else
+			i = (int)((seed >> 8) % NN);
+		if (step >= 1000 && step < 1600)
+			del = in[i] ? names[i] : NULL;
+		else if (in[i] && (seed & 0x10000)) {
+			/* rename i to a name not present */
+			k2 = (int)((seed >> 3) % NN);
+			if (in[k2] || k2 == i)
+				k2 = -1;
+			del = names[i];
+			add = k2 >= 0 ? names[k2] : NULL;
+		} else
+			add = names[i];
+		ea = mkattr(mkfid(7, 0), PROTO_T_FILE, 1);
+		{
+			int t = add ? (k2 >= 0 ? k2 : i) : 0;
+
+			ea.fid.oid[1] = (uint8_t)t;
+			ea.fid.oid[2] = (uint8_t)(t >> 8);
+			ea.fid.oid[3] = (uint8_t)step; /* a replace changes it */
+		}
+		da.dv++;
+		if (vc_dir_edit_flags(vc, cur, &da, del, add, &ea, &nw,
+				      step % 5 ? VC_E_NOSTORE : 0) < 0) {
+			bad++;
+			break;
+		}
+		vc_dir_put(cur);
+		cur = nw;
+		if (del) { /* only ever names[i], present */
+			in[i] = 0;
+			count--;
+		}
+		if (add) {
+			int t = k2 >= 0 ? k2 : i;
+
+			if (!in[t])
+				count++;
+			in[t] = 1;
+		}
+		if ((int)cur->n != count || !segs_ok(cur))
+			badseg++;
+		if (step % 97 == 0 || step == 999 || step == 1599) {
+			int miss = 0;
+
+			for (int j = 0; j < NN; j++)
+				if ((vc_dir_find(cur, names[j],
+						 strlen(names[j])) >= 0) != in[j])
+					miss++;
+			if (miss || !sorted_ok(cur))
+				bad++;
+		}
+		if (step % 5 == 0) {
+			stores++;
+			if (vc_get_dir(vc, &d, &disk) != 0 ||
+			    !same_listing(disk, cur) || !segs_ok(disk))
+				badfile++;
+			vc_dir_put(disk);
+			disk = NULL;
+		}
+	}
+	is_int(bad, 0, "pages: every name found iff present, in name order");
+	is_int(badseg, 0, "pages: counts and segments stay right");
+	is_int(badfile, 0, "pages: every stored step reads back the same");
+	ok(cur && cur->nseg > 12, "pages: the one-segment run split it");
+	diag("pages: %d stores, %zu entries in %zu segments at the end",
+	     stores, cur ? cur->n : 0, cur ? cur->nseg : 0);
+	/* The last step (2999) was NOSTORE: store it. */
+	da.dv++;
+	vc_dir_edit_flags(vc, cur, &da, NULL, NULL, NULL, &nw, 0);
+	vc_dir_put(cur);
+	cur = nw;
+	vc_close(vc);
+	pages = count_pages(&d);
+	is_int(pages, cur->nseg, "pages: the file holds exactly its pages");
+	vc = vc_open(path, 7, 262144);
+	ok(vc_get_dir(vc, &d, &disk) == 0 && same_listing(disk, cur),
+	   "pages: read back after a reopen");
+	vc_dir_put(disk);
+	vc_close(vc);
+
+	/* A damaged page, then a missing one: the listing is dropped. */
+	{
+		struct tdb_context *t = tdb_open(path, 0, 0, O_RDWR, 0600);
+		TDB_DATA k = {last_page, 29},
+			 v = {(uint8_t *)"\x01\x02\x00\x00\x00zz", 7};
+
+		tdb_store(t, k, v, TDB_REPLACE);
+		tdb_close(t);
+	}
+	vc = vc_open(path, 7, 262144);
+	is_int(vc_get_dir(vc, &d, &disk), -ENOENT,
+	       "pages: a damaged page drops the listing");
+	vc_close(vc);
+	is_int(count_pages(&d), 0, "pages: ... and all its pages");
+	vc = vc_open(path, 7, 262144);
+	is_int(vc_put_listing(vc, &da, cur), 0, "pages: stored again");
+	vc_close(vc);
+	count_pages(&d);
+	{
+		struct tdb_context *t = tdb_open(path, 0, 0, O_RDWR, 0600);
+		TDB_DATA k = {last_page, 29};
+
+		tdb_delete(t, k);
+		tdb_close(t);
+	}
+	vc = vc_open(path, 7, 262144);
+	is_int(vc_get_dir(vc, &d, &disk), -ENOENT,
+	       "pages: a missing page drops the listing");
+	is_int(vc_del_dir(vc, &d), 0, "pages: deleting a dropped listing");
+	vc_close(vc);
+	vc_dir_put(cur);
+
+	/* A version-1 record (server order) still reads, in name order. */
+	{
+		uint8_t v[1 + 16 + 2 * (2 + 1 + 1 + 20)] = {VC_REC_VERSION, 9};
+		size_t o = 1 + 8;
+
+		v[o] = 2;
+		o += 8;
+		for (int i = 0; i < 2; i++) {
+			v[o] = 1;
+			v[o + 2] = (uint8_t)(i ? 'a' : 'b');
+			v[o + 3] = PROTO_T_FILE;
+			v[o + 4] = 7;
+			v[o + 8] = (uint8_t)(60 + i);
+			o += 24;
+		}
+		poke('D', &d, v, sizeof(v));
+	}
+	vc = vc_open(path, 7, 262144);
+	ok(vc_get_dir(vc, &d, &disk) == 0 && disk->n == 2 && disk->dv == 9 &&
+		   !strcmp(vc_dir_ent(disk, 0)->name, "a") &&
+		   vc_dir_ent(disk, 0)->fid.oid[0] == 61,
+	   "pages: a version-1 listing is read, in name order");
+	vc_dir_put(disk);
+	vc_close(vc);
 }
 
 int
@@ -727,6 +987,7 @@ main(void)
 	test_dir_edits();
 	test_dir_edit_kinds();
 	test_dirb();
+	test_dir_pages();
 	test_link_xattr_seq();
 	test_pins();
 	test_inodes();
