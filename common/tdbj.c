@@ -44,7 +44,7 @@
 #define HDR_MAGIC      "cairntdj"
 #define HDR_LEN	       40
 #define REC_HDR	       40
-#define TDBJ_REC_MAGIC 0x524a4454u /* "TDJR" */
+#define TDBJ_REC_MAGIC 0x524a4454u  /* "TDJR" */
 #define REC_MAX	       (256u << 20) /* largest record body */
 #define ENT_PUT	       1
 #define ENT_DEL	       2
@@ -461,8 +461,8 @@ jopen(struct tdbj *j)
 		goto out;
 	}
 	rc = -EUCLEAN;
-	if (memcmp(buf, HDR_MAGIC, 8) || get_le(buf + 32, 4) !=
-						 crc32c(0, buf, 32))
+	if (memcmp(buf, HDR_MAGIC, 8) ||
+	    get_le(buf + 32, 4) != crc32c(0, buf, 32))
 		goto out;
 	if (get_le(buf + 8, 4) != TDBJ_VERSION) {
 		rc = -EPROTONOSUPPORT;
@@ -938,8 +938,7 @@ tdbj_traverse_read(struct tdbj *j,
 	if (tdb_traverse_read(j->tdb, trav_tdb, &c) < 0 && !c.stopped)
 		return tdbw_errno(j->tdb);
 	for (size_t i = 0; i < j->ov.nb && !c.stopped; i++)
-		for (struct ent *e = j->ov.b[i]; e && !c.stopped;
-		     e = e->next) {
+		for (struct ent *e = j->ov.b[i]; e && !c.stopped; e = e->next) {
 			if (e->del)
 				continue;
 			c.n++;

@@ -101,9 +101,9 @@ int tdbj_delete(struct tdbj *j, const void *k, size_t klen);
  * have dropped the page: the journal's state is unknown). A checkpoint
  * that fails after the commit does not fail the commit.
  */
-enum { TDBJ_C_NOSYNC = 1 }; /* this commit skips the fdatasync: process
-			       death is survived; the next synced commit
-			       makes it durable */
+/* TDBJ_C_NOSYNC: this commit skips the fdatasync: process death is
+ * survived; the next synced commit makes it durable. */
+enum { TDBJ_C_NOSYNC = 1 };
 int tdbj_txn_start(struct tdbj *j);
 int tdbj_txn_commit(struct tdbj *j, unsigned cflags);
 void tdbj_txn_cancel(struct tdbj *j);

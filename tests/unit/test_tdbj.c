@@ -572,8 +572,8 @@ test_checkpoint_bound(void)
 	/* No journal: straight to tdb. */
 	fresh();
 	{
-		struct tdb_context *t = tdb_open(dbp, 131, TDB_NOSYNC,
-						 O_RDWR | O_CREAT, 0600);
+		struct tdb_context *t =
+			tdb_open(dbp, 131, TDB_NOSYNC, O_RDWR | O_CREAT, 0600);
 
 		j = tdbj_open(t, NULL, 0, 0, &err);
 		ok(j != NULL, "open without a journal");
@@ -677,8 +677,9 @@ test_kill(void)
 		tdbj_close(j);
 	}
 	diag("acknowledged commits before the kill: %ld to %ld", amin, amax);
-	is_int(bad, 0, "%d SIGKILLs mid-commit: every acknowledged commit "
-		       "there, none half-applied",
+	is_int(bad, 0,
+	       "%d SIGKILLs mid-commit: every acknowledged commit "
+	       "there, none half-applied",
 	       runs);
 }
 
