@@ -535,10 +535,14 @@ static struct tdb_context *
 tdb_open_log(const char *path, int oflags, unsigned flags)
 {
 	struct tdb_logging_context lc = {tdb_log, NULL};
-	/* NOMMAP: with a map, every commit unmaps and remaps the whole file,
-	 * which costs more than the preads (bench_rlog: 2-3x). NOLOCK: the
-	 * flock in rlog_open() keeps other processes out. */
-	int tflags = TDB_NOMMAP | TDB_NOLOCK | TDB_DISALLOW_NESTING |
+	/* Mapped: the tdb file is written only at journal checkpoints, so
+	 * the remap each tdb commit costs is paid once per checkpoint, and
+	 * every read the overlay does not answer is a memcpy, not a pread
+	 * (without the map a 4 MiB checkpoint took 0.5 s of preads, with it
+	 * 0.05 s; before the journal, TDB_NOMMAP won because every change
+	 * remapped). NOLOCK: the flock in rlog_open() keeps other processes
+	 * out. */
+	int tflags = TDB_NOLOCK | TDB_DISALLOW_NESTING |
 		     TDB_INCOMPATIBLE_HASH;
 
 	if (flags & RLOG_O_NOSYNC)
