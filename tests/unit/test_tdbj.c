@@ -589,6 +589,90 @@ test_checkpoint_bound(void)
 	}
 }
 
+static int
+slurp(const char *p, uint8_t **buf)
+{
+	off_t n = fsize(p);
+	int fd = open(p, O_RDONLY);
+
+	*buf = malloc(n > 0 ? (size_t)n : 1);
+	if (fd < 0 || !*buf || n < 0 || pread(fd, *buf, (size_t)n, 0) != n)
+		n = -1;
+	if (fd >= 0)
+		close(fd);
+	return (int)n;
+}
+
+static void
+spill(const char *p, const uint8_t *buf, size_t n)
+{
+	int fd = open(p, O_WRONLY | O_TRUNC | O_CREAT, 0600);
+
+	if (fd < 0 || write(fd, buf, n) != (ssize_t)n)
+		diag("cannot write %s", p);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Any single damaged byte anywhere in a journal of 8 commits: a read-only
+ * open gives a prefix of the commits (never a gap, never a wrong value)
+ * or refuses with -EUCLEAN, and changes nothing. */
+static void
+test_random_flips(void)
+{
+	uint8_t *orig = NULL, *dorig = NULL, *cur = NULL;
+	int jn, dn, bad = 0, refused = 0, cut = 0, runs = 400;
+
+	fresh();
+	child_commits(8, 0);
+	jn = slurp(jp, &orig);
+	dn = slurp(dbp, &dorig);
+	if (ok(jn > 40 && dn > 0, "a journal of 8 commits to damage")) {
+		for (int it = 0; it < runs; it++) {
+			int off = it % 2 ? rand() % jn : jn - 1 - rand() % 100,
+			    err, m;
+			uint8_t save = orig[off];
+			struct tdbj *j;
+			char k[16], v[16];
+
+			orig[off] ^= (uint8_t)(1 + rand() % 255);
+			spill(jp, orig, (size_t)jn);
+			spill(dbp, dorig, (size_t)dn);
+			j = jo(TDBJ_O_RDONLY, 0, &err);
+			if (!j) {
+				refused++;
+				if (err != -EUCLEAN) {
+					diag("byte %d: open gave %d", off, err);
+					bad++;
+				}
+			} else {
+				for (m = 0; m < 8; m++) {
+					snprintf(k, sizeof(k), "k%d", m);
+					if (get(j, k, v, sizeof(v)))
+						break;
+				}
+				if (count_present(j, 8) != m) {
+					diag("byte %d: not a prefix", off);
+					bad++;
+				}
+				cut += m < 8;
+				tdbj_close(j);
+				if (slurp(jp, &cur) != jn ||
+				    memcmp(cur, orig, (size_t)jn))
+					bad++;
+				free(cur);
+			}
+			orig[off] = save;
+		}
+		diag("%d damaged journals: %d refused, %d cut to a prefix",
+		     runs, refused, cut);
+		is_int(bad, 0, "every damaged byte: a prefix or -EUCLEAN");
+		ok(refused > 0 && cut > 0, "both answers were seen");
+	}
+	free(orig);
+	free(dorig);
+}
+
 /*
  * The crash test: a child commits transaction i = 1, 2, ... each setting
  * "last" = i, "kI" = i and deleting "k(I-3)", with a small bound so that
@@ -696,6 +780,7 @@ main(void)
 	test_damage();
 	test_generation();
 	test_checkpoint_bound();
+	test_random_flips();
 	test_kill();
 	fresh();
 	rmdir(dir);
