@@ -462,8 +462,13 @@ jopen(struct tdbj *j)
 	}
 	rc = -EUCLEAN;
 	if (memcmp(buf, HDR_MAGIC, 8) ||
-	    get_le(buf + 32, 4) != crc32c(0, buf, 32))
+	    get_le(buf + 32, 4) != crc32c(0, buf, 32)) {
+		/* A header torn while a reset rewrote it: no record follows,
+		 * so there is nothing to lose. With records, damage. */
+		if (size == HDR_LEN)
+			rc = ro ? 0 : jinit(j, created);
 		goto out;
+	}
 	if (get_le(buf + 8, 4) != TDBJ_VERSION) {
 		rc = -EPROTONOSUPPORT;
 		goto out;

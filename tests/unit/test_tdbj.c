@@ -351,6 +351,19 @@ test_damage(void)
 		tdbj_close(j);
 	}
 
+	/* A bad header alone (a reset torn): nothing to lose, a new one. */
+	fresh();
+	child_commits(2, 0);
+	j = jo(0, 0, &err);
+	if (j)
+		tdbj_close(j);
+	flip(20);
+	j = jo(0, 0, &err);
+	if (ok(j != NULL, "a damaged header with no record: opens")) {
+		is_int(count_present(j, 2), 2, "the tdb's data is there");
+		tdbj_close(j);
+	}
+
 	/* A bad header with records behind it. */
 	fresh();
 	child_commits(2, 0);
