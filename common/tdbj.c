@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -71,8 +72,16 @@ struct tdbj {
 	char *path;
 	size_t max_bytes;
 	uint64_t id, gen, seq;
-	uint64_t end, synced; /* file offsets */
+	uint64_t end; /* file offset of the next record */
 	bool in_tx, broken;
+	/* Durability, also touched by tdbj_sync_to() outside the caller's
+	 * lock: bytes appended since open (lpos) and how many of them are
+	 * known synced (lsynced; a checkpoint makes all of them so). */
+	pthread_mutex_t smu;
+	pthread_cond_t scond;
+	uint64_t lpos, lsynced; /* protected by smu */
+	bool syncing;		/* an fdatasync runs; protected by smu */
+	int sync_err;		/* a failed one: -errno; protected by smu */
 	struct map ov, tx;
 	uint64_t ncommits, nsyncs, nckpt;
 };
@@ -249,15 +258,45 @@ hdr_encode(uint8_t out[HDR_LEN], uint64_t id, uint64_t gen)
 	put_le(out + 32, crc32c(0, out, 32), 4);
 }
 
+/* fdatasync the journal under the caller's lock: everything appended is
+ * then synced. */
 static int
 jsync(struct tdbj *j)
 {
-	if (j->flags & TDBJ_O_NOSYNC)
-		return 0;
-	if (fdatasync(j->fd))
-		return -errno;
-	j->nsyncs++;
-	return 0;
+	int rc = 0;
+
+	if (!(j->flags & TDBJ_O_NOSYNC) && fdatasync(j->fd))
+		rc = -errno;
+	pthread_mutex_lock(&j->smu);
+	if (!rc) {
+		j->lsynced = j->lpos;
+		j->nsyncs += !(j->flags & TDBJ_O_NOSYNC);
+	}
+	pthread_mutex_unlock(&j->smu);
+	return rc;
+}
+
+/* The file offset up to which the journal is known synced. */
+static uint64_t
+synced_off(struct tdbj *j)
+{
+	uint64_t unsynced;
+
+	pthread_mutex_lock(&j->smu);
+	unsynced = j->lpos - j->lsynced;
+	pthread_mutex_unlock(&j->smu);
+	return j->end > HDR_LEN + unsynced ? j->end - unsynced : HDR_LEN;
+}
+
+static int
+sync_err(struct tdbj *j)
+{
+	int rc;
+
+	pthread_mutex_lock(&j->smu);
+	rc = j->sync_err;
+	pthread_mutex_unlock(&j->smu);
+	return rc;
 }
 
 /* Empty the journal and start generation @gen. */
@@ -277,7 +316,7 @@ jreset(struct tdbj *j, uint64_t gen)
 		return rc;
 	j->gen = gen;
 	j->seq = 0;
-	j->end = j->synced = HDR_LEN;
+	j->end = HDR_LEN;
 	return 0;
 }
 
@@ -499,9 +538,11 @@ jopen(struct tdbj *j)
 	rc = jscan(j, buf, size, &cut);
 	if (rc)
 		goto out;
-	j->end = j->synced = cut;
-	if (cut < size && !ro) {
-		if (ftruncate(j->fd, (off_t)cut))
+	j->end = cut;
+	/* What a killed process left may still be in the page cache only:
+	 * sync it before a record claims it synced (base). */
+	if (cut > HDR_LEN && !ro) {
+		if (cut < size && ftruncate(j->fd, (off_t)cut))
 			rc = -errno;
 		else
 			rc = jsync(j);
@@ -530,6 +571,8 @@ tdbj_open(struct tdb_context *tdb, const char *jpath, unsigned flags,
 	j->tdb = tdb;
 	j->flags = flags;
 	j->fd = -1;
+	pthread_mutex_init(&j->smu, NULL);
+	pthread_cond_init(&j->scond, NULL);
 	j->max_bytes = max_bytes ? max_bytes : TDBJ_MAX_BYTES_DEFAULT;
 	if (jpath) {
 		j->journal = true;
@@ -539,6 +582,8 @@ tdbj_open(struct tdb_context *tdb, const char *jpath, unsigned flags,
 			map_clear(&j->ov);
 			if (j->fd >= 0)
 				close(j->fd);
+			pthread_cond_destroy(&j->scond);
+			pthread_mutex_destroy(&j->smu);
 			free(j->path);
 			free(j);
 			goto fail;
@@ -570,6 +615,8 @@ tdbj_close(struct tdbj *j)
 	if (j->fd >= 0)
 		close(j->fd);
 	tdb_close(j->tdb);
+	pthread_cond_destroy(&j->scond);
+	pthread_mutex_destroy(&j->smu);
 	free(j->path);
 	free(j);
 	return rc;
@@ -739,7 +786,7 @@ tdbj_txn_start(struct tdbj *j)
 		return tdbw_txn_start(j->tdb);
 	if (j->flags & TDBJ_O_RDONLY)
 		return -EROFS;
-	if (j->broken)
+	if (j->broken || sync_err(j))
 		return -EIO;
 	if (j->in_tx)
 		return -EBUSY;
@@ -788,7 +835,7 @@ rec_encode(struct tdbj *j, uint8_t **out, size_t *outlen)
 	put_le(p + 12, 0, 4);
 	put_le(p + 16, j->gen, 8);
 	put_le(p + 24, j->seq + 1, 8);
-	put_le(p + 32, j->synced, 8);
+	put_le(p + 32, synced_off(j), 8);
 	crc = crc32c(0, p, REC_HDR);
 	crc = crc32c(crc, p + REC_HDR, len);
 	put_le(p + 8, crc, 4);
@@ -802,15 +849,19 @@ tdbj_txn_commit(struct tdbj *j, unsigned cflags)
 {
 	uint8_t *rec = NULL;
 	size_t n;
-	bool sync = !(cflags & TDBJ_C_NOSYNC);
+	bool sync = !(cflags & (TDBJ_C_NOSYNC | TDBJ_C_DEFER));
+	uint64_t pos;
 	int rc;
 
 	if (!j->journal) {
-		sync = sync || (tdb_get_flags(j->tdb) & TDB_NOSYNC);
-		if (!sync)
+		/* tdb's own commit; a deferred one is synced now. */
+		bool nosync = (cflags & TDBJ_C_NOSYNC) &&
+			      !(tdb_get_flags(j->tdb) & TDB_NOSYNC);
+
+		if (nosync)
 			tdb_add_flags(j->tdb, TDB_NOSYNC);
 		rc = tdbw_txn_commit(j->tdb);
-		if (!sync)
+		if (nosync)
 			tdb_remove_flags(j->tdb, TDB_NOSYNC);
 		return rc;
 	}
@@ -820,28 +871,35 @@ tdbj_txn_commit(struct tdbj *j, unsigned cflags)
 		j->in_tx = false;
 		return 0;
 	}
+	rc = sync_err(j);
 	/* Room in the overlay first: after the write, nothing may fail. */
-	rc = map_grow_to(&j->ov, j->ov.n + j->tx.n);
+	if (!rc)
+		rc = map_grow_to(&j->ov, j->ov.n + j->tx.n);
 	if (!rc)
 		rc = rec_encode(j, &rec, &n);
 	if (rc)
 		goto fail;
 	rc = util_pwrite_all(j->fd, rec, n, (off_t)j->end);
-	if (!rc && sync)
-		rc = jsync(j);
 	free(rec);
 	if (rc) {
-		/* Take the record back. Unless that worked after a failed
-		 * write, the file's state is unknown: refuse later changes. */
-		bool back = !ftruncate(j->fd, (off_t)j->end);
-
-		if (!back || sync)
+		/* Take the record back. Unless that worked, the file's state
+		 * is unknown: refuse later changes. */
+		if (ftruncate(j->fd, (off_t)j->end))
 			j->broken = true;
 		goto fail;
 	}
+	pthread_mutex_lock(&j->smu);
+	j->lpos += n;
+	pos = j->lpos;
+	pthread_mutex_unlock(&j->smu);
+	if (sync && (rc = tdbj_sync_to(j, pos))) {
+		/* The kernel may have dropped the page: whether the record
+		 * is on disk is unknown. Refuse every later change. */
+		(void)!ftruncate(j->fd, (off_t)j->end);
+		j->broken = true;
+		goto fail;
+	}
 	j->end += n;
-	if (sync)
-		j->synced = j->end;
 	j->seq++;
 	j->ncommits++;
 	map_merge(&j->ov, &j->tx); /* cannot fail: room made above */
@@ -852,6 +910,56 @@ tdbj_txn_commit(struct tdbj *j, unsigned cflags)
 	return 0;
 fail:
 	tdbj_txn_cancel(j);
+	return rc;
+}
+
+uint64_t
+tdbj_pos(struct tdbj *j)
+{
+	uint64_t pos;
+
+	if (!j->journal)
+		return 0;
+	pthread_mutex_lock(&j->smu);
+	pos = j->lpos;
+	pthread_mutex_unlock(&j->smu);
+	return pos;
+}
+
+int
+tdbj_sync_to(struct tdbj *j, uint64_t pos)
+{
+	uint64_t target;
+	int rc;
+
+	if (!j->journal)
+		return 0;
+	pthread_mutex_lock(&j->smu);
+	while (j->lsynced < pos && !j->sync_err) {
+		if (j->syncing) {
+			pthread_cond_wait(&j->scond, &j->smu);
+			continue;
+		}
+		/* One fdatasync for everything appended so far: the
+		 * committers behind this one share it. */
+		target = j->lpos;
+		j->syncing = true;
+		pthread_mutex_unlock(&j->smu);
+		rc = (j->flags & TDBJ_O_NOSYNC) || !fdatasync(j->fd) ? 0
+								     : -errno;
+		pthread_mutex_lock(&j->smu);
+		j->syncing = false;
+		if (rc) {
+			j->sync_err = rc;
+		} else {
+			if (target > j->lsynced)
+				j->lsynced = target;
+			j->nsyncs += !(j->flags & TDBJ_O_NOSYNC);
+		}
+		pthread_cond_broadcast(&j->scond);
+	}
+	rc = j->lsynced >= pos ? 0 : j->sync_err;
+	pthread_mutex_unlock(&j->smu);
 	return rc;
 }
 
@@ -867,7 +975,7 @@ tdbj_checkpoint(struct tdbj *j)
 		return -EROFS;
 	if (j->in_tx)
 		return -EBUSY;
-	if (j->broken)
+	if (j->broken || sync_err(j))
 		return -EIO;
 	if (!j->ov.n && j->end == HDR_LEN)
 		return 0;
@@ -962,7 +1070,9 @@ tdbj_stats(const struct tdbj *j, struct tdbj_stats *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->commits = j->ncommits;
+	pthread_mutex_lock((pthread_mutex_t *)&j->smu);
 	st->syncs = j->nsyncs;
+	pthread_mutex_unlock((pthread_mutex_t *)&j->smu);
 	st->checkpoints = j->nckpt;
 	st->bytes = j->journal ? j->end : 0;
 	st->keys = j->ov.n;

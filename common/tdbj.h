@@ -27,7 +27,8 @@
  *
  * Layer rule: as tdbw.h (common/, may include <tdb.h>).
  * Threads: none of its own. The caller serialises every call on a handle,
- * as it does for the tdb handle (which tdbj owns from open to close).
+ * as it does for the tdb handle (which tdbj owns from open to close),
+ * except tdbj_sync_to(), which may run outside that lock.
  */
 #ifndef CAIRN_COMMON_TDBJ_H
 #define CAIRN_COMMON_TDBJ_H
@@ -102,11 +103,27 @@ int tdbj_delete(struct tdbj *j, const void *k, size_t klen);
  * that fails after the commit does not fail the commit.
  */
 /* TDBJ_C_NOSYNC: this commit skips the fdatasync: process death is
- * survived; the next synced commit makes it durable. */
-enum { TDBJ_C_NOSYNC = 1 };
+ * survived; the next synced commit makes it durable.
+ * TDBJ_C_DEFER: the commit writes its record and returns; the caller
+ * makes it durable with tdbj_sync_to(j, tdbj_pos(j)), which may run
+ * outside the caller's lock (group commit: the next transaction can be
+ * written while this one syncs, and one fdatasync serves everyone whose
+ * record was written before it started). Until then other calls already
+ * see its changes. */
+enum { TDBJ_C_NOSYNC = 1, TDBJ_C_DEFER = 2 };
 int tdbj_txn_start(struct tdbj *j);
 int tdbj_txn_commit(struct tdbj *j, unsigned cflags);
 void tdbj_txn_cancel(struct tdbj *j);
+
+/* The journal position after the last commit (caller's lock), for
+ * tdbj_sync_to(). 0 without a journal. */
+uint64_t tdbj_pos(struct tdbj *j);
+
+/* Return once everything up to @pos is synced (a checkpoint counts), or
+ * the error of the fdatasync that failed (the handle then refuses every
+ * change: -EIO). Thread-safe: may run concurrently with any call on @j
+ * but tdbj_close(). 0 at once without a journal or with TDBJ_O_NOSYNC. */
+int tdbj_sync_to(struct tdbj *j, uint64_t pos);
 
 /* Apply the overlay to the tdb and empty the journal now (no transaction
  * may be open). @return 0 or -errno. */

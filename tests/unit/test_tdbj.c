@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -686,6 +687,93 @@ test_random_flips(void)
 	free(dorig);
 }
 
+/* Group commit: threads commit with TDBJ_C_DEFER under one lock and sync
+ * outside it; every commit is durable when sync_to returns, and they
+ * share fdatasyncs. */
+static pthread_mutex_t gm = PTHREAD_MUTEX_INITIALIZER;
+static struct tdbj *gj;
+static int gfail;
+
+static void *
+group_thread(void *arg)
+{
+	long t = (long)arg;
+	char k[32], v[32];
+
+	for (int i = 0; i < 50; i++) {
+		uint64_t pos;
+		int rc;
+
+		snprintf(k, sizeof(k), "t%ld-%d", t, i);
+		snprintf(v, sizeof(v), "%d", i);
+		pthread_mutex_lock(&gm);
+		rc = tdbj_txn_start(gj);
+		if (!rc)
+			rc = put(gj, k, v);
+		if (!rc)
+			rc = tdbj_txn_commit(gj, TDBJ_C_DEFER);
+		pos = tdbj_pos(gj);
+		pthread_mutex_unlock(&gm);
+		if (!rc)
+			rc = tdbj_sync_to(gj, pos);
+		if (rc)
+			__atomic_add_fetch(&gfail, 1, __ATOMIC_SEQ_CST);
+	}
+	return NULL;
+}
+
+static void
+test_group(void)
+{
+	pthread_t th[8];
+	struct tdbj_stats st0, st;
+	int err, n = 0, status;
+	char k[32], v[32];
+	struct tdbj *r;
+	pid_t pid;
+
+	/* In a child that dies without closing: the journal alone must then
+	 * hold every commit whose sync_to returned. */
+	fresh();
+	fflush(stdout); /* the child prints: not the parent's buffer twice */
+	pid = fork();
+	if (!pid) {
+		gj = jo(0, 0, &err);
+		if (!gj)
+			_exit(2);
+		tdbj_stats(gj, &st0);
+		for (long t = 0; t < 8; t++)
+			pthread_create(&th[t], NULL, group_thread, (void *)t);
+		for (int t = 0; t < 8; t++)
+			pthread_join(th[t], NULL);
+		tdbj_stats(gj, &st);
+		printf("# 400 deferred commits from 8 threads, %d fdatasyncs\n",
+		       (int)(st.syncs - st0.syncs));
+		fflush(stdout);
+		if (gfail || st.commits - st0.commits != 400)
+			_exit(3);
+		if (st.syncs - st0.syncs > 400 || st.checkpoints)
+			_exit(4);
+		if (tdbj_sync_to(gj, tdbj_pos(gj)))
+			_exit(5);
+		_exit(0);
+	}
+	waitpid(pid, &status, 0);
+	is_int(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0,
+	       "8 threads x 50 deferred commits + sync_to outside the lock: "
+	       "no error, at most one sync a commit");
+	r = jo(TDBJ_O_RDONLY, 0, &err);
+	if (ok(r != NULL, "open what the child left")) {
+		for (int t = 0; t < 8; t++)
+			for (int i = 0; i < 50; i++) {
+				snprintf(k, sizeof(k), "t%d-%d", t, i);
+				n += !get(r, k, v, sizeof(v)) && atoi(v) == i;
+			}
+		is_int(n, 400, "all 400 commits are in the journal");
+		tdbj_close(r);
+	}
+}
+
 /*
  * The crash test: a child commits transaction i = 1, 2, ... each setting
  * "last" = i, "kI" = i and deleting "k(I-3)", with a small bound so that
@@ -728,8 +816,14 @@ test_kill(void)
 					if (tdbj_delete(j, k, strlen(k)))
 						_exit(4);
 				}
-				if (tdbj_txn_commit(j, 0))
+				if (run % 3 == 2) {
+					/* deferred: durable at sync_to */
+					if (tdbj_txn_commit(j, TDBJ_C_DEFER) ||
+					    tdbj_sync_to(j, tdbj_pos(j)))
+						_exit(5);
+				} else if (tdbj_txn_commit(j, 0)) {
 					_exit(5);
+				}
 				if (write(pfd[1], &i, sizeof(i)) != sizeof(i))
 					_exit(6);
 			}
@@ -794,6 +888,7 @@ main(void)
 	test_generation();
 	test_checkpoint_bound();
 	test_random_flips();
+	test_group();
 	test_kill();
 	fresh();
 	rmdir(dir);
