@@ -10,7 +10,8 @@
  *
  * Invariants (tests/unit/test_rlog.c holds the module to them):
  *  1. A record is durable when rlog_append*() returns 0: a process killed
- *     after that still has it (tdb transaction commit + fsync); a process
+ *     after that still has it (one journal record + fdatasync, common/
+ *     tdbj.h); a process
  *     killed during the call has the whole append, cancellations included,
  *     or none of it. Power loss: the same, given a disk that honours fsync.
  *  2. Seqs strictly increase in append order and are never reused. A

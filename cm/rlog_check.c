@@ -23,12 +23,11 @@ struct check_ctx {
 };
 
 static int
-check_traverse(struct tdb_context *tdb, TDB_DATA key, TDB_DATA val, void *arg)
+check_traverse(TDB_DATA key, TDB_DATA val, void *arg)
 {
 	struct check_ctx *c = arg;
 	struct lid *nf;
 
-	(void)tdb;
 	(void)val;
 	if (key.dsize == 9 && key.dptr[0] == 'R') {
 		c->nrec++;
@@ -210,8 +209,9 @@ rlog_check(struct rlog *l, unsigned flags, char *why, size_t len)
 	      "header counters disagree with the records");
 	if (!(flags & RLOG_CHECK_KEYS))
 		goto out;
-	if (tdb_traverse_read(l->tdb, check_traverse, &c) < 0 && !c.rc)
-		c.rc = tdbw_errno(l->tdb);
+	rc = tdbj_traverse_read(l->j, check_traverse, &c);
+	if (rc < 0 && !c.rc)
+		c.rc = rc;
 	rc = c.rc;
 	CHECK(!rc, "unknown key in the file");
 	for (i = 0; i < c.nf; i++) {

@@ -26,7 +26,7 @@
 #include <sys/queue.h>
 
 #include "cm/rlog.h"
-#include "common/tdbw.h"
+#include "common/tdbj.h"
 
 #define HDR_MAGIC  "cairnrlg" /* 8 bytes, no NUL on disk */
 #define HDR_LEN	   80	      /* bytes of header version 1 */
@@ -100,7 +100,7 @@ struct rlog {
 	int lockfd; /* holds the flock for the handle's life */
 
 	pthread_mutex_t lock;
-	struct tdb_context *tdb; /* protected by lock */
+	struct tdbj *j;		 /* the tdb + journal, protected by lock */
 	struct hdr hdr;		 /* committed header, protected by lock */
 	struct hdr tx;		 /* the open transaction's header, ditto */
 	uint64_t nappends, ncommits, ncancelled; /* protected by lock */

@@ -22,7 +22,7 @@ rlog_hdr_put(struct rlog *l, const struct hdr *h)
 	uint8_t buf[HDR_LEN];
 
 	rlog_hdr_encode(h, buf);
-	return tdbw_store(l->tdb, "H", 1, buf, sizeof(buf), TDB_REPLACE);
+	return tdbj_store(l->j, "H", 1, buf, sizeof(buf), TDB_REPLACE);
 }
 
 uint64_t *
@@ -58,7 +58,7 @@ rlog_lhead_get(struct rlog *l, const struct lid *id, struct lhead *h)
 	int rc;
 
 	lhead_key(k, id);
-	rc = tdbw_fetch_fixed(l->tdb, k, sizeof(k), v, sizeof(v));
+	rc = tdbj_fetch_fixed(l->j, k, sizeof(k), v, sizeof(v));
 	if (rc == -ENOENT) {
 		memset(h, 0, sizeof(*h));
 		return 0;
@@ -79,11 +79,11 @@ lhead_put(struct rlog *l, const struct lid *id, const struct lhead *h)
 
 	lhead_key(k, id);
 	if (!h->count)
-		return tdbw_delete(l->tdb, k, sizeof(k));
+		return tdbj_delete(l->j, k, sizeof(k));
 	w_u64(&b, h->first);
 	w_u64(&b, h->last);
 	w_u64(&b, h->count);
-	return tdbw_store(l->tdb, k, sizeof(k), v, sizeof(v), TDB_REPLACE);
+	return tdbj_store(l->j, k, sizeof(k), v, sizeof(v), TDB_REPLACE);
 }
 
 int
@@ -94,7 +94,7 @@ rlog_lnode_get(struct rlog *l, const struct lid *id, uint64_t seq, struct lnode 
 	int rc;
 
 	lnode_key(k, id, seq);
-	rc = tdbw_fetch_fixed(l->tdb, k, sizeof(k), v, sizeof(v));
+	rc = tdbj_fetch_fixed(l->j, k, sizeof(k), v, sizeof(v));
 	if (rc)
 		return rc;
 	n->prev = r_u64(&b);
@@ -116,7 +116,7 @@ lnode_put(struct rlog *l, const struct lid *id, uint64_t seq,
 	w_u64(&b, n->next);
 	w_u8(&b, n->aux);
 	w_u8(&b, n->kind);
-	return tdbw_store(l->tdb, k, sizeof(k), v, sizeof(v), TDB_REPLACE);
+	return tdbj_store(l->j, k, sizeof(k), v, sizeof(v), TDB_REPLACE);
 }
 
 /* Point the neighbour of a node (or the head) at @to. */
@@ -249,7 +249,7 @@ rlog_list_remove(struct rlog *l, const struct lid *id, uint64_t seq)
 	if (rc)
 		return rc;
 	lnode_key(k, id, seq);
-	rc = tdbw_delete(l->tdb, k, sizeof(k));
+	rc = tdbj_delete(l->j, k, sizeof(k));
 	if (rc)
 		return rc;
 	if (!h.count)
@@ -308,7 +308,7 @@ rlog_rec_load(struct rlog *l, uint64_t seq, struct rlog_rec *rec)
 
 	memset(rec, 0, sizeof(*rec));
 	rec_key(k, seq);
-	rc = tdbw_parse(l->tdb, k, sizeof(k), rec_parse, &c);
+	rc = tdbj_parse(l->j, k, sizeof(k), rec_parse, &c);
 	if (rc)
 		return rc;
 	if (c.rc == -EUCLEAN)
@@ -327,7 +327,7 @@ rlog_rec_store(struct rlog *l, const struct rlog_rec *rec, int flag)
 	rc = rlog_rec_encode(rec, &b);
 	rec_key(k, rec->seq);
 	if (!rc)
-		rc = tdbw_store(l->tdb, k, sizeof(k), b.p, b.len, flag);
+		rc = tdbj_store(l->j, k, sizeof(k), b.p, b.len, flag);
 	free(b.p);
 	return rc;
 }
@@ -434,7 +434,7 @@ rlog_rec_del(struct rlog *l, const struct rlog_rec *r)
 	}
 	rec_key(k, r->seq);
 	if (!rc)
-		rc = tdbw_delete(l->tdb, k, sizeof(k));
+		rc = tdbj_delete(l->j, k, sizeof(k));
 	if (rc)
 		return rc;
 	cnt = rlog_hdr_state_count(&l->tx, r->state);

@@ -7,7 +7,7 @@
 #                   (one CRC32C for chunkstore/ and common/ alike)
 #   chunkstore/  -> libc and base/ (no other cairn header, no
 #                   fuse/event/curl/tdb)
-#   common/      -> common/, base/; <tdb.h> in common/tdbw.* only
+#   common/      -> common/, base/; <tdb.h> in common/tdbw.*, tdbj.* only
 #   vol/         -> base/, common/, vol/ (never cm/ or chunkstore/)
 #   cm/          -> base/, common/, chunkstore/, cm/ (never vol/)
 #   admin/fs*    -> common/ctl_proto.h and generic common helpers; never
@@ -44,13 +44,13 @@ check base "base/*.c base/*.h" \
 	'"(common|chunkstore|cm|vol|admin)/|<fuse|<event2?/|<curl/|<tdb\.h>|<jansson|<openssl/'
 check chunkstore "chunkstore/*.c chunkstore/*.h" \
 	'"(common|cm|vol|admin)/|<fuse|<event2?/|<curl/|<tdb\.h>|<jansson|<openssl/'
-check common "$(ls common/*.c common/*.h | grep -v '^common/tdbw\.')" \
+check common "$(ls common/*.c common/*.h | grep -v '^common/tdb[wj]\.')" \
 	'"(chunkstore|cm|vol|admin)/|<fuse|<tdb\.h>|<curl/'
 # ... except the tdb wrapper: it is the one place tdb's errors become errnos
 # for the replay log, the metadata cache (cm/) and the volume store (vol/),
 # and common/ is the only folder both may include. Nothing else in common/
 # may reach tdb.
-check common-tdbw "common/tdbw.c common/tdbw.h" '"(chunkstore|cm|vol|admin)/|<fuse|<curl/'
+check common-tdbw "common/tdbw.c common/tdbw.h common/tdbj.c common/tdbj.h" '"(chunkstore|cm|vol|admin)/|<fuse|<curl/'
 check vol "vol/*.c vol/*.h" '"(cm|chunkstore)/|<fuse|<curl/'
 check cm "cm/*.c cm/*.h" '"vol/'
 check fs "admin/fs.c admin/fs_*.c admin/fs*.h" '"(chunkstore|cm|vol)/|<fuse|<tdb\.h>'

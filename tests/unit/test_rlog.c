@@ -1717,10 +1717,97 @@ test_lazy(void)
 	rlog_close(l);
 }
 
+/* The journal (common/tdbj.h): a log killed without closing keeps every
+ * returned append in PATH.jnl, not in PATH; a read-only open reads it and
+ * writes nothing; a reopen checkpoints at close; another log's journal is
+ * refused, and a new log removes a journal left at its path. */
+static void
+test_journal(void)
+{
+	const char *p0 = newpath();
+	char p[512], jp[600], jp2[600], cmd[1400];
+	struct rlog *l;
+	struct rlog_stats st;
+	struct stat sb, sb2;
+	pid_t pid;
+	int err, status;
+
+	snprintf(p, sizeof(p), "%s", p0);
+	snprintf(jp, sizeof(jp), "%s.jnl", p);
+	pid = fork();
+	if (!pid) {
+		l = rlog_open(p, &err);
+		if (!l)
+			_exit(2);
+		for (unsigned i = 0; i < 20; i++) {
+			char n[16];
+			struct proto_op op;
+
+			snprintf(n, sizeof(n), "j%u", i);
+			op = op_create(ROOT, n, F(100 + i));
+			if (rlog_append(l, &op, NULL))
+				_exit(3);
+		}
+		_exit(0); /* no close: no checkpoint */
+	}
+	waitpid(pid, &status, 0);
+	is_int(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0,
+	       "a child appended 20 records and died without closing");
+	ok(stat(jp, &sb) == 0 && sb.st_size > 40,
+	   "the records are in the journal beside the log");
+	stat(p, &sb2);
+	l = rlog_open_flags(p, RLOG_O_RDONLY, &err);
+	ok(l != NULL, "read-only open of a log with a journal");
+	if (l) {
+		is_int(rlog_stats(l, &st), 0, "stats");
+		is_int((int)st.records, 20, "read-only sees the 20 records");
+		ok(consistent(l), "and they are consistent");
+		rlog_close(l);
+	}
+	{
+		struct stat a, b;
+
+		ok(stat(jp, &a) == 0 && a.st_size == sb.st_size &&
+			   stat(p, &b) == 0 && b.st_size == sb2.st_size &&
+			   a.st_mtime == sb.st_mtime,
+		   "read-only open wrote neither file");
+	}
+	l = rlog_open(p, &err);
+	ok(l != NULL, "read-write open");
+	if (l) {
+		is_int(rlog_stats(l, &st), 0, "stats");
+		is_int((int)st.records, 20, "20 records");
+		rlog_close(l);
+	}
+	ok(stat(jp, &sb) == 0 && sb.st_size == 40,
+	   "close checkpointed: the journal is its header alone");
+
+	/* Another log's journal beside this log. */
+	snprintf(jp2, sizeof(jp2), "%s", newpath());
+	l = rlog_open(jp2, &err);
+	rlog_close(l);
+	snprintf(cmd, sizeof(cmd), "cp '%s.jnl' '%s'", jp2, jp);
+	ok(system(cmd) == 0, "put another log's journal beside the log");
+	l = rlog_open(p, &err);
+	ok(!l && err == -EUCLEAN, "refused: -EUCLEAN");
+	rlog_close(l);
+
+	/* The log removed by hand, its journal left: a new log is made. */
+	unlink(p);
+	l = rlog_open(p, &err);
+	ok(l != NULL, "a new log at a path with a stale journal");
+	if (l) {
+		is_int(rlog_stats(l, &st), 0, "stats");
+		is_int((int)st.records, 0, "empty");
+		rlog_close(l);
+	}
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
 } cases[] = {
+	{"journal", test_journal},
 	{"open_create", test_open_create},
 	{"append_get", test_append_get},
 	{"invalid", test_invalid},

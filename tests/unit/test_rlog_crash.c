@@ -248,6 +248,18 @@ snap_take(struct rlog *l, struct snap *s)
 	return rlog_iterate(l, snap_fn, s);
 }
 
+/* Remove a log and its journal (PATH.jnl): a log copied over another
+ * must not meet the other's journal, which it would refuse. */
+static void
+unlink_log(const char *path)
+{
+	char j[600];
+
+	snprintf(j, sizeof(j), "%s.jnl", path);
+	unlink(path);
+	unlink(j);
+}
+
 /* Reference logs: (template or empty) + ops [from, to) into @a, then the
  * one more op that may have been in flight into @b. One log, two looks. */
 static int
@@ -259,7 +271,7 @@ reference(const char *tmpl, uint64_t seed, uint64_t from, uint64_t to,
 	int err, rc;
 
 	snprintf(p, sizeof(p), "%s/ref.tdb", dir);
-	unlink(p);
+	unlink_log(p);
 	if (tmpl && copy_file(tmpl, p))
 		return -EIO;
 	l = rlog_open_flags(p, RLOG_O_NOSYNC, &err);
@@ -347,7 +359,7 @@ main(void)
 			break;
 		}
 		snprintf(path, sizeof(path), "%s/crash.tdb", dir);
-		unlink(path);
+		unlink_log(path);
 		if (from_tmpl)
 			copy_file(tmpl, path);
 		if (pipe(fds))

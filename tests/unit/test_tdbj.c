@@ -1,0 +1,896 @@
+/*
+ * test_tdbj.c - the tdb redo journal (common/tdbj.h): reads through the
+ * overlay, one sync per commit, checkpoints, and above all what open makes
+ * of a journal a crash or a bad disk left: torn tails, flipped bytes,
+ * absurd length fields, journals of another generation or database, and
+ * processes killed with SIGKILL at random points of a commit stream.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/crc32c.h"
+#include "common/tdbj.h"
+#include "tests/tap.h"
+
+static char dir[] = "/tmp/test_tdbj.XXXXXX";
+static char dbp[300], jp[300];
+
+static struct tdbj *
+jo(unsigned flags, size_t max, int *err)
+{
+	bool ro = flags & TDBJ_O_RDONLY;
+	struct tdb_context *t =
+		tdb_open(dbp, 131, TDB_NOSYNC | TDB_DISALLOW_NESTING,
+			 ro ? O_RDONLY : O_RDWR | O_CREAT, 0600);
+	struct tdbj *j;
+
+	if (!t) {
+		*err = -errno;
+		return NULL;
+	}
+	j = tdbj_open(t, jp, flags, max, err);
+	if (!j)
+		tdb_close(t);
+	return j;
+}
+
+static void
+fresh(void)
+{
+	unlink(dbp);
+	unlink(jp);
+}
+
+static int
+put(struct tdbj *j, const char *k, const char *v)
+{
+	return tdbj_store(j, k, strlen(k), v, strlen(v), TDB_REPLACE);
+}
+
+/* The value of @k as a string in @out, or "" with the error. */
+static int
+get(struct tdbj *j, const char *k, char *out, size_t len)
+{
+	uint8_t *v;
+	size_t vl;
+	int rc = tdbj_fetch(j, k, strlen(k), &v, &vl);
+
+	out[0] = 0;
+	if (rc)
+		return rc;
+	if (vl >= len)
+		vl = len - 1;
+	memcpy(out, v, vl);
+	out[vl] = 0;
+	free(v);
+	return 0;
+}
+
+static off_t
+fsize(const char *p)
+{
+	struct stat sb;
+
+	return stat(p, &sb) ? -1 : sb.st_size;
+}
+
+/* Commit @n transactions "kI" = "vI" in a child that then dies without
+ * closing (nothing checkpointed at exit). */
+static void
+child_commits(int n, unsigned flags)
+{
+	pid_t pid = fork();
+
+	if (!pid) {
+		int err;
+		struct tdbj *j = jo(flags, 0, &err);
+		char k[32], v[32];
+
+		if (!j)
+			_exit(2);
+		for (int i = 0; i < n; i++) {
+			snprintf(k, sizeof(k), "k%d", i);
+			snprintf(v, sizeof(v), "v%d", i);
+			if (tdbj_txn_start(j) || put(j, k, v) ||
+			    tdbj_txn_commit(j, 0))
+				_exit(3);
+		}
+		_exit(0);
+	}
+	int st;
+
+	waitpid(pid, &st, 0);
+	is_int(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0,
+	       "child committed %d transactions and died unclosed", n);
+}
+
+static int
+count_present(struct tdbj *j, int n)
+{
+	char k[32], v[32], want[32];
+	int c = 0;
+
+	for (int i = 0; i < n; i++) {
+		snprintf(k, sizeof(k), "k%d", i);
+		snprintf(want, sizeof(want), "v%d", i);
+		if (!get(j, k, v, sizeof(v)) && !strcmp(v, want))
+			c++;
+	}
+	return c;
+}
+
+/* Flip one byte of the journal at @off. */
+static void
+flip(off_t off)
+{
+	int fd = open(jp, O_RDWR);
+	uint8_t b;
+
+	if (pread(fd, &b, 1, off) != 1)
+		b = 0;
+	b ^= 0x5a;
+	ok(pwrite(fd, &b, 1, off) == 1, "flipped the byte at %lld",
+	   (long long)off);
+	close(fd);
+}
+
+static void
+test_basic(void)
+{
+	int err;
+	struct tdbj *j;
+	struct tdbj_stats st;
+	char v[64];
+	uint8_t fx[4];
+	TDB_DATA d;
+	uint64_t s0;
+
+	fresh();
+	j = jo(0, 0, &err);
+	ok(j != NULL, "open a tdb with a new journal");
+	if (!j)
+		return;
+	is_int(fsize(jp), 40, "the new journal is its 40-byte header");
+	is_int(tdbj_txn_start(j), 0, "txn start");
+	is_int(tdbj_txn_start(j), -EBUSY, "a second txn: -EBUSY");
+	is_int(put(j, "a", "alpha"), 0, "store in the txn");
+	is_int(get(j, "a", v, sizeof(v)), 0, "the txn sees its store");
+	is_str(v, "alpha", "value");
+	tdbj_txn_cancel(j);
+	is_int(get(j, "a", v, sizeof(v)), -ENOENT, "cancel dropped it");
+	is_int(fsize(jp), 40, "a cancelled txn writes nothing");
+
+	tdbj_stats(j, &st);
+	s0 = st.syncs;
+	is_int(tdbj_txn_start(j), 0, "txn start");
+	is_int(put(j, "a", "alpha"), 0, "store a");
+	is_int(tdbj_store(j, "b", 1, "beta", 4, TDB_INSERT), 0, "insert b");
+	is_int(tdbj_store(j, "b", 1, "x", 1, TDB_INSERT), -EEXIST,
+	       "insert over b in the same txn: -EEXIST");
+	is_int(tdbj_store(j, "c", 1, "x", 1, TDB_MODIFY), -ENOENT,
+	       "modify of a missing key: -ENOENT");
+	is_int(tdbj_delete(j, "zz", 2), -ENOENT, "delete of a missing key");
+	is_int(tdbj_store(j, TDBJ_KEY, TDBJ_KEY_LEN, "x", 1, TDB_REPLACE),
+	       -EINVAL, "the journal's own key is refused");
+	is_int(tdbj_txn_commit(j, 0), 0, "commit");
+	tdbj_stats(j, &st);
+	is_int((int)(st.syncs - s0), 1, "the commit cost one fdatasync");
+	is_int((int)st.commits, 1, "one commit counted");
+	ok(fsize(jp) > 40, "the journal holds a record");
+	d = tdb_fetch(tdbj_tdb(j), tdbw_data("a", 1));
+	ok(d.dptr == NULL, "the tdb file itself was not written");
+	free(d.dptr);
+	is_int(get(j, "a", v, sizeof(v)), 0, "a read sees the overlay");
+	is_str(v, "alpha", "value of a");
+	is_int(tdbj_fetch_fixed(j, "b", 1, fx, 4), 0, "fixed fetch of b");
+	ok(!memcmp(fx, "beta", 4), "b's value");
+	is_int(tdbj_fetch_fixed(j, "b", 1, fx, 3), -EUCLEAN,
+	       "fixed fetch of a wrong size: -EUCLEAN");
+
+	is_int(tdbj_delete(j, "a", 1), 0, "delete a outside a txn");
+	is_int(get(j, "a", v, sizeof(v)), -ENOENT, "a is gone");
+	tdbj_stats(j, &st);
+	is_int((int)(st.syncs - s0), 2, "the implicit txn cost one more sync");
+
+	is_int(tdbj_checkpoint(j), 0, "checkpoint");
+	d = tdb_fetch(tdbj_tdb(j), tdbw_data("b", 1));
+	ok(d.dptr && d.dsize == 4, "the checkpoint wrote b to the tdb");
+	free(d.dptr);
+	is_int(fsize(jp), 40, "and emptied the journal");
+	tdbj_stats(j, &st);
+	is_int((int)st.gen, 2, "a new generation");
+	is_int(tdbj_close(j), 0, "close");
+
+	j = jo(0, 0, &err);
+	ok(j != NULL, "reopen");
+	if (!j)
+		return;
+	is_int(get(j, "b", v, sizeof(v)), 0, "b survived a checkpoint");
+	is_str(v, "beta", "its value");
+	is_int(get(j, "a", v, sizeof(v)), -ENOENT, "a stays deleted");
+	tdbj_close(j);
+}
+
+static int
+trav_count(TDB_DATA k, TDB_DATA v, void *arg)
+{
+	int *n = arg;
+
+	(void)v;
+	if (k.dsize == TDBJ_KEY_LEN && !memcmp(k.dptr, TDBJ_KEY, 5))
+		*n += 1000;
+	else
+		(*n)++;
+	return 0;
+}
+
+static void
+test_traverse(void)
+{
+	int err, n = 0;
+	struct tdbj *j;
+
+	fresh();
+	j = jo(0, 0, &err);
+	if (!ok(j != NULL, "open for traverse"))
+		return;
+	put(j, "t1", "1");
+	put(j, "t2", "2");
+	tdbj_checkpoint(j);
+	put(j, "t3", "3");
+	put(j, "t2", "22");
+	tdbj_delete(j, "t1", 2);
+	is_int(tdbj_traverse_read(j, trav_count, &n), 2,
+	       "traverse visits t2, t3 once each");
+	is_int(n, 2, "and hides deleted keys and the journal's key");
+	tdbj_close(j);
+}
+
+static void
+test_replay(void)
+{
+	int err;
+	struct tdbj *j;
+	off_t sz;
+	char v[32];
+
+	fresh();
+	child_commits(10, 0);
+	sz = fsize(jp);
+	j = jo(TDBJ_O_RDONLY, 0, &err);
+	ok(j != NULL, "read-only open of a journal with 10 records");
+	if (j) {
+		is_int(count_present(j, 10), 10,
+		       "read-only open sees all 10 commits");
+		is_int(put(j, "x", "y"), -EROFS, "and refuses changes");
+		tdbj_close(j);
+	}
+	is_int((int)fsize(jp), (int)sz, "read-only open wrote nothing");
+
+	/* Torn tail: the last record loses its last 3 bytes. */
+	ok(truncate(jp, sz - 3) == 0, "tear the last record");
+	j = jo(TDBJ_O_RDONLY, 0, &err);
+	ok(j != NULL, "read-only open of a torn journal");
+	if (j) {
+		is_int(count_present(j, 10), 9, "the torn commit is cut");
+		tdbj_close(j);
+	}
+	is_int((int)fsize(jp), (int)sz - 3, "read-only leaves the tail");
+	j = jo(0, 0, &err);
+	ok(j != NULL, "read-write open of a torn journal");
+	if (j) {
+		is_int(count_present(j, 10), 9, "9 commits");
+		is_int(get(j, "k9", v, sizeof(v)), -ENOENT, "k9 is not there");
+		ok(fsize(jp) < sz - 3, "the tail was cut off the file");
+		is_int(put(j, "k9", "v9"), 0, "a commit after the cut");
+		tdbj_close(j);
+	}
+	j = jo(0, 0, &err);
+	if (ok(j != NULL, "reopen after close")) {
+		is_int(count_present(j, 10), 10, "all 10 after a checkpoint");
+		tdbj_close(j);
+	}
+}
+
+/* Record offsets of a journal of records of equal size. */
+static void
+test_damage(void)
+{
+	int err;
+	struct tdbj *j;
+	off_t sz, rl;
+
+	/* A flipped byte in the last record: an unacknowledged tail. */
+	fresh();
+	child_commits(5, 0);
+	sz = fsize(jp);
+	rl = (sz - 40) / 5; /* "kI"/"vI" records are all the same size */
+	flip(sz - 2);
+	j = jo(0, 0, &err);
+	if (ok(j != NULL, "bad CRC in the last record: opens")) {
+		is_int(count_present(j, 5), 4, "4 commits, the tail cut");
+		tdbj_close(j);
+	}
+
+	/* A flipped byte in a middle record followed by synced ones. */
+	fresh();
+	child_commits(5, 0);
+	flip(40 + rl + rl / 2);
+	j = jo(TDBJ_O_RDONLY, 0, &err);
+	ok(j == NULL, "bad CRC before valid records: refused");
+	is_int(err, -EUCLEAN, "-EUCLEAN");
+	j = jo(0, 0, &err);
+	ok(j == NULL && err == -EUCLEAN, "read-write too");
+	is_int((int)fsize(jp), (int)(40 + 5 * rl), "and left as is");
+
+	/* An absurd length field in the middle. */
+	fresh();
+	child_commits(5, 0);
+	flip(40 + 2 * rl + 7); /* top byte of record 3's length */
+	j = jo(0, 0, &err);
+	ok(j == NULL && err == -EUCLEAN,
+	   "oversized length before valid records: -EUCLEAN");
+	/* ... and in the last record: a tail. */
+	fresh();
+	child_commits(5, 0);
+	flip(40 + 4 * rl + 7);
+	j = jo(0, 0, &err);
+	if (ok(j != NULL, "oversized length in the last record: a tail")) {
+		is_int(count_present(j, 5), 4, "4 commits");
+		tdbj_close(j);
+	}
+
+	/* A bad header alone (a reset torn): nothing to lose, a new one. */
+	fresh();
+	child_commits(2, 0);
+	j = jo(0, 0, &err);
+	if (j)
+		tdbj_close(j);
+	flip(20);
+	j = jo(0, 0, &err);
+	if (ok(j != NULL, "a damaged header with no record: opens")) {
+		is_int(count_present(j, 2), 2, "the tdb's data is there");
+		tdbj_close(j);
+	}
+
+	/* A bad header with records behind it. */
+	fresh();
+	child_commits(2, 0);
+	flip(3);
+	j = jo(0, 0, &err);
+	ok(j == NULL && err == -EUCLEAN, "bad header magic: -EUCLEAN");
+	fresh();
+	child_commits(2, 0);
+	{
+		int fd = open(jp, O_RDWR);
+		uint8_t h[40];
+
+		ok(pread(fd, h, 40, 0) == 40, "read the header");
+		h[8] = 9; /* version 9, with a CRC to match */
+		uint32_t c = crc32c(0, h, 32);
+
+		for (int i = 0; i < 4; i++)
+			h[32 + i] = (uint8_t)(c >> (8 * i));
+		ok(pwrite(fd, h, 40, 0) == 40, "wrote version 9");
+		close(fd);
+	}
+	j = jo(0, 0, &err);
+	ok(j == NULL && err == -EPROTONOSUPPORT,
+	   "journal of another version: -EPROTONOSUPPORT");
+
+	/* A record whose CRC holds but whose body does not parse cannot be
+	 * made by flipping; the parser is covered by a hand-made one. */
+	fresh();
+	child_commits(1, 0);
+	{
+		int fd = open(jp, O_RDWR);
+		uint8_t r[80];
+		ssize_t n = pread(fd, r, sizeof(r), 40);
+		uint32_t len = r[4] | r[5] << 8, c;
+
+		r[40] = 7; /* entry type 7 */
+		memset(r + 8, 0, 4);
+		c = crc32c(0, r, 40);
+		c = crc32c(c, r + 40, len);
+		for (int i = 0; i < 4; i++)
+			r[8 + i] = (uint8_t)(c >> (8 * i));
+		ok(n >= 40 + (ssize_t)len && pwrite(fd, r, n, 40) == n,
+		   "a record with a good CRC and a bad entry");
+		close(fd);
+	}
+	j = jo(0, 0, &err);
+	ok(j == NULL && err == -EUCLEAN, "a record that does not parse: "
+					 "-EUCLEAN");
+}
+
+static void
+copy(const char *from, const char *to)
+{
+	char cmd[700];
+
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", from, to);
+	ok(system(cmd) == 0, "copy %s", from);
+}
+
+static void
+test_generation(void)
+{
+	int err;
+	struct tdbj *j;
+	char oldj[320], oldd[320], v[32];
+
+	snprintf(oldj, sizeof(oldj), "%s.old", jp);
+	snprintf(oldd, sizeof(oldd), "%s.old", dbp);
+
+	/* A journal the tdb already contains (checkpoint, then the reset
+	 * lost): discarded, not applied twice. */
+	fresh();
+	child_commits(3, 0);
+	copy(jp, oldj);
+	j = jo(0, 0, &err);
+	if (j)
+		tdbj_close(j); /* checkpoints */
+	copy(oldj, jp);
+	j = jo(0, 0, &err);
+	if (ok(j != NULL, "journal of an applied generation: opens")) {
+		is_int(count_present(j, 3), 3, "the data is the tdb's");
+		is_int((int)fsize(jp), 40, "and the journal was emptied");
+		/* Make sure nothing of the old generation comes back. */
+		tdbj_delete(j, "k0", 2);
+		tdbj_close(j);
+	}
+	copy(oldj, jp);
+	j = jo(0, 0, &err);
+	if (ok(j != NULL, "again, after a delete")) {
+		is_int(get(j, "k0", v, sizeof(v)), -ENOENT,
+		       "the stale journal did not resurrect k0");
+		tdbj_close(j);
+	}
+
+	/* A tdb restored from before a checkpoint, with the newer journal. */
+	fresh();
+	child_commits(2, 0);
+	j = jo(0, 0, &err);
+	if (j)
+		tdbj_close(j);
+	copy(dbp, oldd);
+	j = jo(0, 0, &err);
+	if (j) {
+		put(j, "n", "1");
+		tdbj_checkpoint(j);
+		put(j, "n", "2");
+		tdbj_checkpoint(j);
+		put(j, "n", "3");
+	}
+	/* die without a checkpoint: fork to keep the journal as is */
+	pid_t pid = fork();
+
+	if (!pid)
+		_exit(0);
+	waitpid(pid, NULL, 0);
+	copy(jp, oldj);
+	if (j)
+		tdbj_close(j);
+	copy(oldd, dbp);
+	copy(oldj, jp);
+	j = jo(0, 0, &err);
+	ok(j == NULL && err == -EUCLEAN,
+	   "journal two generations ahead of the tdb: -EUCLEAN");
+
+	/* A journal of another database. */
+	fresh();
+	child_commits(2, 0);
+	copy(jp, oldj);
+	fresh();
+	j = jo(0, 0, &err);
+	if (j)
+		tdbj_close(j);
+	copy(oldj, jp);
+	j = jo(0, 0, &err);
+	ok(j == NULL && err == -EUCLEAN,
+	   "journal of another database: -EUCLEAN");
+	unlink(oldj);
+	unlink(oldd);
+}
+
+static void
+test_checkpoint_bound(void)
+{
+	int err;
+	struct tdbj *j;
+	struct tdbj_stats st;
+	char k[32], v[300];
+	pid_t pid;
+
+	fresh();
+	pid = fork();
+	if (!pid) {
+		j = jo(TDBJ_O_NOSYNC, 4096, &err);
+		if (!j)
+			_exit(2);
+		memset(v, 'x', 250);
+		v[250] = 0;
+		for (int i = 0; i < 200; i++) {
+			snprintf(k, sizeof(k), "k%d", i);
+			snprintf(v, 16, "v%d", i);
+			if (tdbj_txn_start(j) ||
+			    tdbj_store(j, k, strlen(k), v, 250, TDB_REPLACE) ||
+			    tdbj_txn_commit(j, 0))
+				_exit(3);
+		}
+		tdbj_stats(j, &st);
+		_exit(st.checkpoints >= 10 && st.syncs == 0 ? 0 : 4);
+	}
+	int status;
+
+	waitpid(pid, &status, 0);
+	is_int(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0,
+	       "4 KiB bound: checkpoints ran, NOSYNC synced nothing");
+	ok(fsize(jp) <= 4096 + 400, "the journal stayed near its bound");
+	j = jo(0, 0, &err);
+	if (ok(j != NULL, "reopen")) {
+		uint8_t *val;
+		size_t vl;
+		int good = 0;
+
+		for (int i = 0; i < 200; i++) {
+			snprintf(k, sizeof(k), "k%d", i);
+			if (!tdbj_fetch(j, k, strlen(k), &val, &vl)) {
+				good += vl == 250;
+				free(val);
+			}
+		}
+		is_int(good, 200, "all 200 commits, in tdb or journal");
+		tdbj_close(j);
+	}
+
+	/* TDBJ_C_NOSYNC: written, not synced, survives process death. */
+	fresh();
+	pid = fork();
+	if (!pid) {
+		j = jo(0, 0, &err);
+		uint64_t s1;
+
+		if (!j)
+			_exit(2);
+		tdbj_stats(j, &st);
+		s1 = st.syncs;
+		if (tdbj_txn_start(j) || put(j, "ns", "1") ||
+		    tdbj_txn_commit(j, TDBJ_C_NOSYNC))
+			_exit(2);
+		tdbj_stats(j, &st);
+		_exit(st.syncs == s1 ? 0 : 3);
+	}
+	waitpid(pid, &status, 0);
+	is_int(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0,
+	       "a TDBJ_C_NOSYNC commit made no sync");
+	j = jo(0, 0, &err);
+	if (ok(j != NULL, "reopen")) {
+		ok(get(j, "ns", v, sizeof(v)) == 0 && !strcmp(v, "1"),
+		   "and survived process death");
+		tdbj_close(j);
+	}
+
+	/* No journal: straight to tdb. */
+	fresh();
+	{
+		struct tdb_context *t =
+			tdb_open(dbp, 131, TDB_NOSYNC, O_RDWR | O_CREAT, 0600);
+
+		j = tdbj_open(t, NULL, 0, 0, &err);
+		ok(j != NULL, "open without a journal");
+		is_int(tdbj_txn_start(j), 0, "txn");
+		is_int(put(j, "p", "q"), 0, "store");
+		is_int(tdbj_txn_commit(j, TDBJ_C_NOSYNC), 0, "commit");
+		TDB_DATA d = tdb_fetch(tdbj_tdb(j), tdbw_data("p", 1));
+
+		ok(d.dptr != NULL, "written to the tdb at once");
+		free(d.dptr);
+		tdbj_close(j);
+		ok(fsize(jp) < 0, "and no journal file");
+	}
+}
+
+static int
+slurp(const char *p, uint8_t **buf)
+{
+	off_t n = fsize(p);
+	int fd = open(p, O_RDONLY);
+
+	*buf = malloc(n > 0 ? (size_t)n : 1);
+	if (fd < 0 || !*buf || n < 0 || pread(fd, *buf, (size_t)n, 0) != n)
+		n = -1;
+	if (fd >= 0)
+		close(fd);
+	return (int)n;
+}
+
+static void
+spill(const char *p, const uint8_t *buf, size_t n)
+{
+	int fd = open(p, O_WRONLY | O_TRUNC | O_CREAT, 0600);
+
+	if (fd < 0 || write(fd, buf, n) != (ssize_t)n)
+		diag("cannot write %s", p);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Any single damaged byte anywhere in a journal of 8 commits: a read-only
+ * open gives a prefix of the commits (never a gap, never a wrong value)
+ * or refuses with -EUCLEAN, and changes nothing. */
+static void
+test_random_flips(void)
+{
+	uint8_t *orig = NULL, *dorig = NULL, *cur = NULL;
+	int jn, dn, bad = 0, refused = 0, cut = 0, runs = 400;
+
+	fresh();
+	child_commits(8, 0);
+	jn = slurp(jp, &orig);
+	dn = slurp(dbp, &dorig);
+	if (ok(jn > 40 && dn > 0, "a journal of 8 commits to damage")) {
+		for (int it = 0; it < runs; it++) {
+			int off = it % 2 ? rand() % jn : jn - 1 - rand() % 100,
+			    err, m;
+			uint8_t save = orig[off];
+			struct tdbj *j;
+			char k[16], v[16];
+
+			orig[off] ^= (uint8_t)(1 + rand() % 255);
+			spill(jp, orig, (size_t)jn);
+			spill(dbp, dorig, (size_t)dn);
+			j = jo(TDBJ_O_RDONLY, 0, &err);
+			if (!j) {
+				refused++;
+				if (err != -EUCLEAN) {
+					diag("byte %d: open gave %d", off, err);
+					bad++;
+				}
+			} else {
+				for (m = 0; m < 8; m++) {
+					snprintf(k, sizeof(k), "k%d", m);
+					if (get(j, k, v, sizeof(v)))
+						break;
+				}
+				if (count_present(j, 8) != m) {
+					diag("byte %d: not a prefix", off);
+					bad++;
+				}
+				cut += m < 8;
+				tdbj_close(j);
+				if (slurp(jp, &cur) != jn ||
+				    memcmp(cur, orig, (size_t)jn))
+					bad++;
+				free(cur);
+			}
+			orig[off] = save;
+		}
+		diag("%d damaged journals: %d refused, %d cut to a prefix",
+		     runs, refused, cut);
+		is_int(bad, 0, "every damaged byte: a prefix or -EUCLEAN");
+		ok(refused > 0 && cut > 0, "both answers were seen");
+	}
+	free(orig);
+	free(dorig);
+}
+
+/* Group commit: threads commit with TDBJ_C_DEFER under one lock and sync
+ * outside it; every commit is durable when sync_to returns, and they
+ * share fdatasyncs. */
+static pthread_mutex_t gm = PTHREAD_MUTEX_INITIALIZER;
+static struct tdbj *gj;
+static int gfail;
+
+static void *
+group_thread(void *arg)
+{
+	long t = (long)arg;
+	char k[32], v[32];
+
+	for (int i = 0; i < 50; i++) {
+		uint64_t pos;
+		int rc;
+
+		snprintf(k, sizeof(k), "t%ld-%d", t, i);
+		snprintf(v, sizeof(v), "%d", i);
+		pthread_mutex_lock(&gm);
+		rc = tdbj_txn_start(gj);
+		if (!rc)
+			rc = put(gj, k, v);
+		if (!rc)
+			rc = tdbj_txn_commit(gj, TDBJ_C_DEFER);
+		pos = tdbj_pos(gj);
+		pthread_mutex_unlock(&gm);
+		if (!rc)
+			rc = tdbj_sync_to(gj, pos);
+		if (rc)
+			__atomic_add_fetch(&gfail, 1, __ATOMIC_SEQ_CST);
+	}
+	return NULL;
+}
+
+static void
+test_group(void)
+{
+	pthread_t th[8];
+	struct tdbj_stats st0, st;
+	int err, n = 0, status;
+	char k[32], v[32];
+	struct tdbj *r;
+	pid_t pid;
+
+	/* In a child that dies without closing: the journal alone must then
+	 * hold every commit whose sync_to returned. */
+	fresh();
+	fflush(stdout); /* the child prints: not the parent's buffer twice */
+	pid = fork();
+	if (!pid) {
+		gj = jo(0, 0, &err);
+		if (!gj)
+			_exit(2);
+		tdbj_stats(gj, &st0);
+		for (long t = 0; t < 8; t++)
+			pthread_create(&th[t], NULL, group_thread, (void *)t);
+		for (int t = 0; t < 8; t++)
+			pthread_join(th[t], NULL);
+		tdbj_stats(gj, &st);
+		printf("# 400 deferred commits from 8 threads, %d fdatasyncs\n",
+		       (int)(st.syncs - st0.syncs));
+		fflush(stdout);
+		if (gfail || st.commits - st0.commits != 400)
+			_exit(3);
+		if (st.syncs - st0.syncs > 400 || st.checkpoints)
+			_exit(4);
+		if (tdbj_sync_to(gj, tdbj_pos(gj)))
+			_exit(5);
+		_exit(0);
+	}
+	waitpid(pid, &status, 0);
+	is_int(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0,
+	       "8 threads x 50 deferred commits + sync_to outside the lock: "
+	       "no error, at most one sync a commit");
+	r = jo(TDBJ_O_RDONLY, 0, &err);
+	if (ok(r != NULL, "open what the child left")) {
+		for (int t = 0; t < 8; t++)
+			for (int i = 0; i < 50; i++) {
+				snprintf(k, sizeof(k), "t%d-%d", t, i);
+				n += !get(r, k, v, sizeof(v)) && atoi(v) == i;
+			}
+		is_int(n, 400, "all 400 commits are in the journal");
+		tdbj_close(r);
+	}
+}
+
+/*
+ * The crash test: a child commits transaction i = 1, 2, ... each setting
+ * "last" = i, "kI" = i and deleting "k(I-3)", with a small bound so that
+ * checkpoints happen too, and reports each acknowledged i down a pipe; it
+ * is killed with SIGKILL after a random delay. Then the state must be
+ * exactly that of one transaction L >= the last acknowledged.
+ */
+static void
+test_kill(void)
+{
+	int bad = 0, runs = 25;
+	long amin = -1, amax = 0;
+
+	srand((unsigned)time(NULL) ^ (unsigned)getpid());
+	for (int run = 0; run < runs; run++) {
+		int pfd[2], err;
+		pid_t pid;
+		long acked = 0, x;
+		struct tdbj *j;
+
+		fresh();
+		if (pipe(pfd))
+			break;
+		pid = fork();
+		if (!pid) {
+			char k[32], v[32];
+
+			close(pfd[0]);
+			j = jo(run % 2 ? TDBJ_O_NOSYNC : 0, 8192, &err);
+			if (!j)
+				_exit(2);
+			for (long i = 1;; i++) {
+				snprintf(v, sizeof(v), "%ld", i);
+				snprintf(k, sizeof(k), "k%ld", i);
+				if (tdbj_txn_start(j) || put(j, "last", v) ||
+				    put(j, k, v))
+					_exit(3);
+				if (i > 3) {
+					snprintf(k, sizeof(k), "k%ld", i - 3);
+					if (tdbj_delete(j, k, strlen(k)))
+						_exit(4);
+				}
+				if (run % 3 == 2) {
+					/* deferred: durable at sync_to */
+					if (tdbj_txn_commit(j, TDBJ_C_DEFER) ||
+					    tdbj_sync_to(j, tdbj_pos(j)))
+						_exit(5);
+				} else if (tdbj_txn_commit(j, 0)) {
+					_exit(5);
+				}
+				if (write(pfd[1], &i, sizeof(i)) != sizeof(i))
+					_exit(6);
+			}
+		}
+		close(pfd[1]);
+		usleep(2000 + rand() % 60000);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		while (read(pfd[0], &x, sizeof(x)) == sizeof(x))
+			acked = x;
+		close(pfd[0]);
+		if (amin < 0 || acked < amin)
+			amin = acked;
+		if (acked > amax)
+			amax = acked;
+
+		j = jo(0, 0, &err);
+		if (!j) {
+			diag("run %d: open failed: %s", run, strerror(-err));
+			bad++;
+			continue;
+		}
+		char v[32], k[32];
+		long last = get(j, "last", v, sizeof(v)) ? 0 : atol(v);
+		bool good = last >= acked;
+
+		for (long i = last - 5; i <= last + 1; i++) {
+			if (i < 1)
+				continue;
+			snprintf(k, sizeof(k), "k%ld", i);
+			int rc = get(j, k, v, sizeof(v));
+			bool want = i <= last && i > last - 3;
+
+			if (want ? rc || atol(v) != i : rc != -ENOENT)
+				good = false;
+		}
+		if (!good) {
+			diag("run %d: acked %ld, last %ld: inconsistent", run,
+			     acked, last);
+			bad++;
+		}
+		tdbj_close(j);
+	}
+	diag("acknowledged commits before the kill: %ld to %ld", amin, amax);
+	is_int(bad, 0,
+	       "%d SIGKILLs mid-commit: every acknowledged commit "
+	       "there, none half-applied",
+	       runs);
+}
+
+int
+main(void)
+{
+	if (!mkdtemp(dir))
+		return 99;
+	snprintf(dbp, sizeof(dbp), "%s/db.tdb", dir);
+	snprintf(jp, sizeof(jp), "%s/db.tdb.jnl", dir);
+	test_basic();
+	test_traverse();
+	test_replay();
+	test_damage();
+	test_generation();
+	test_checkpoint_bound();
+	test_random_flips();
+	test_group();
+	test_kill();
+	fresh();
+	rmdir(dir);
+	return done_testing();
+}
