@@ -1031,7 +1031,7 @@ ijob_free(struct ijob *j)
 {
 	if (j->fd >= 0)
 		close(j->fd);
-	free(j->c);
+	vs_ichunk_free(j->c, j->n);
 	free(j->path);
 	if (j->x)
 		proto_xattrs_free(j->x, j->nx);

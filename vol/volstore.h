@@ -415,7 +415,12 @@ int vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
 struct vs_ichunk {
 	uint64_t chunk, gen;
 	uint32_t len;
+	/* export of a format 3 volume: the bytes of an inline chunk
+	 * (malloc'd, vs_ichunk_free()); NULL for a chunk object */
+	uint8_t *data;
 };
+/* Free @c (@n entries) with the inline bytes its entries hold. */
+void vs_ichunk_free(struct vs_ichunk *c, size_t n);
 int vs_import_write(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 		    int srcfd, uint64_t size, uint8_t *buf,
 		    struct vs_ichunk **out, size_t *n);
@@ -426,8 +431,9 @@ int vs_import_done(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 /*
  * vos export with worker threads, the same split: vs_export_map() reads
  * the chunk map of file @fid (@size bytes; the handle's thread) into
- * *@out (free it; holes have no entry); vs_export_write() copies those
- * chunk objects into @out at their offsets (file system calls only, any
+ * *@out (vs_ichunk_free() it; holes have no entry; an inline chunk's
+ * bytes are read there, since only that thread may use the tdb);
+ * vs_export_write() copies those chunks into @out at their offsets (file system calls only, any
  * thread; @out is not extended past the last stored byte). @return 0,
  * -EUCLEAN (an object the map names is missing), -errno.
  */

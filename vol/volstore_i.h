@@ -76,6 +76,15 @@ struct cent {
  * directory to fsync. */
 #define CENT_INLINE	1u
 #define VS_INLINE_MAX	65536
+/* What a store writes inline (the format accepts up to VS_INLINE_MAX):
+ * chunks of at most VS_INLINE_WRITE_MAX bytes, while meta.tdb is smaller
+ * than VS_INLINE_TDB_MAX, and never in a bulk import (VS_BULK). tdb's
+ * offsets are 32-bit: a file cannot pass 4 GiB, and meta.tdb is mapped
+ * whole by every process that opens the volume, so the bytes of small
+ * files must not grow it without bound (a million 16 KiB files would be
+ * 16 GiB). Past the cap, small chunks are objects again, as in format 2. */
+#define VS_INLINE_WRITE_MAX	16384
+#define VS_INLINE_TDB_MAX	(1024ull << 20)
 
 /* One chunk object, by name. */
 struct cref {

@@ -919,6 +919,18 @@ chunk_read(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 	return 0;
 }
 
+/* Does a chunk of @len stored bytes go inline (VS_INLINE_WRITE_MAX)? */
+static bool
+inline_ok(struct vs_vol *v, size_t len)
+{
+	struct stat st;
+
+	if (len > VS_INLINE_WRITE_MAX || (v->flags & VS_BULK))
+		return false;
+	return !fstat(tdb_fd(v->tdb), &st) &&
+	       (uint64_t)st.st_size < VS_INLINE_TDB_MAX;
+}
+
 /*
  * Make @buf (@len bytes, trailing zeros are not stored) the new content of
  * chunk @chunk of @oid at generation @gen: write the object (the caller
@@ -946,7 +958,7 @@ chunk_put(struct txn *t, const uint8_t oid[16], uint64_t chunk, uint64_t gen,
 	had_old = rc == 0;
 	if (had_old && old.gen == gen)
 		return -EINVAL; /* one name written twice: a bug of ours */
-	if (len <= VS_INLINE_MAX) {
+	if (inline_ok(v, len)) {
 		/* Small: the bytes go in the entry, durable with the commit;
 		 * the volume is format 3 from this commit on. */
 		rc = cmap_put_inline(v, oid, chunk, gen, buf, len);

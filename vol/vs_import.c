@@ -113,6 +113,7 @@ vs_import_write(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 		c[n].chunk = i;
 		c[n].gen = gen;
 		c[n].len = (uint32_t)got;
+		c[n].data = NULL;
 		n++; /* listed: a failure below removes it */
 		rc = util_pwrite_all(fd, buf, (size_t)got, 0);
 		if (close(fd) < 0 && !rc)
@@ -186,6 +187,14 @@ out:
 	return txn_commit(&t);
 }
 
+void
+vs_ichunk_free(struct vs_ichunk *c, size_t n)
+{
+	for (size_t i = 0; c && i < n; i++)
+		free(c[i].data);
+	free(c);
+}
+
 int
 vs_export_map(struct vs_vol *v, const struct fid *fid, uint64_t size,
 	      struct vs_ichunk **out, size_t *np)
@@ -212,14 +221,14 @@ vs_export_map(struct vs_vol *v, const struct fid *fid, uint64_t size,
 		if (rc == -ENOENT)
 			continue;
 		if (rc) {
-			free(c);
+			vs_ichunk_free(c, n);
 			return rc;
 		}
 		if (n == cap) {
 			struct vs_ichunk *nca = realloc(c, 2 * cap * sizeof(*c));
 
 			if (!nca) {
-				free(c);
+				vs_ichunk_free(c, n);
 				return -ENOMEM;
 			}
 			c = nca;
@@ -228,6 +237,17 @@ vs_export_map(struct vs_vol *v, const struct fid *fid, uint64_t size,
 		c[n].chunk = i;
 		c[n].gen = e.gen;
 		c[n].len = e.len;
+		c[n].data = NULL;
+		if (e.flags & CENT_INLINE) {
+			c[n].data = malloc(e.len ? e.len : 1);
+			rc = c[n].data ? cmap_inline_read(v, fid->oid, i, &e,
+							  c[n].data) :
+					 -ENOMEM;
+			if (rc) {
+				vs_ichunk_free(c, n + 1);
+				return rc;
+			}
+		}
 		n++;
 	}
 	*out = c;
@@ -279,6 +299,11 @@ vs_export_write(struct vs_vol *v, const struct fid *fid,
 		char path[DPATH_MAX];
 		int fd;
 
+		if (c[i].data) {
+			rc = util_pwrite_all(out, c[i].data, c[i].len,
+					     (off_t)(c[i].chunk * v->cs));
+			continue;
+		}
 		chunk_path(path, sizeof(path), fid->oid, c[i].chunk, c[i].gen);
 		fd = openat(v->dirfd, path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
