@@ -43,7 +43,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -52,6 +51,7 @@
 
 #include "cm/vc.h"
 #include "common/log.h"
+#include "common/memtrim.h"
 #include "common/tdbw.h"
 #include "common/util.h"
 
@@ -966,26 +966,17 @@ vc_dir_get(struct vc_dir *d)
  * frees the old ones; malloc keeps what is freed, and the anonymous
  * memory of cairnd grew from 46 to 100 MB over 400 creates and unlinks
  * in a 100,000-entry directory and stayed there. When a snapshot of
- * VC_TRIM_ENTRIES or more is freed, give the free memory back to the
- * system, at most once a second (malloc_trim walks the heaps: a few ms).
- * Any thread.
+ * VC_TRIM_ENTRIES or more is freed, the free memory goes back to the
+ * system once the frees are over (memtrim.h: on its own thread, keeping
+ * some at the heap's top for the next edit). Any thread.
  */
 #define VC_TRIM_ENTRIES 10000
 
 static void
 dir_trim(size_t n)
 {
-	static _Atomic uint64_t last;
-	uint64_t now, prev;
-
-	if (n < VC_TRIM_ENTRIES)
-		return;
-	now = util_now_ms();
-	prev = atomic_load(&last);
-	if (now - prev < 1000 ||
-	    !atomic_compare_exchange_strong(&last, &prev, now))
-		return;
-	malloc_trim(0);
+	if (n >= VC_TRIM_ENTRIES)
+		memtrim_note_work(n * 60);
 }
 
 void
