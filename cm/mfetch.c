@@ -610,9 +610,10 @@ out:
 	op_complete(mf, dr->op, rc);
 	/* A big listing freed its pages (a few MB each, decoded): give the
 	 * memory back rather than keep the high-water mark (memtrim.h: on
-	 * its own thread, once the burst is over). */
+	 * its own thread, once the burst is over, keeping some for the
+	 * next listing). */
 	if (dr->pages > 2)
-		memtrim_note(MEMTRIM_MIN);
+		memtrim_note_work(MEMTRIM_MIN);
 	free(dr);
 	if (refetch)
 		mfetch_want_dir(mf, &fid, NULL, NULL);

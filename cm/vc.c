@@ -46,7 +46,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -55,6 +54,7 @@
 
 #include "cm/vc.h"
 #include "common/log.h"
+#include "common/memtrim.h"
 #include "common/tdbw.h"
 #include "common/util.h"
 
@@ -1475,27 +1475,19 @@ vc_dir_get(struct vc_dir *d)
 }
 
 /*
- * A big listing freed leaves malloc with many free segments; when the
- * last snapshot holding VC_TRIM_ENTRIES entries or more goes, give the
- * free memory back to the system, at most once a second (malloc_trim walks
- * the heaps: a few ms). Any thread.
+ * A big listing freed (the last snapshot holding its segments went)
+ * leaves malloc with many free pieces, which it keeps. When the segments
+ * freed held VC_TRIM_ENTRIES entries or more, the free memory goes back
+ * to the system once the frees are over (memtrim.h: on its own thread,
+ * keeping some at the heap's top for the next listing). Any thread.
  */
 #define VC_TRIM_ENTRIES 10000
 
 static void
 dir_trim(size_t n)
 {
-	static _Atomic uint64_t last;
-	uint64_t now, prev;
-
-	if (n < VC_TRIM_ENTRIES)
-		return;
-	now = util_now_ms();
-	prev = atomic_load(&last);
-	if (now - prev < 1000 ||
-	    !atomic_compare_exchange_strong(&last, &prev, now))
-		return;
-	malloc_trim(0);
+	if (n >= VC_TRIM_ENTRIES)
+		memtrim_note_work(n * 60);
 }
 
 void

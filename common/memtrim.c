@@ -25,6 +25,8 @@ static bool mt_failed;	    /* it could not be started (mt_lock) */
 static bool mt_atfork;	    /* mt_child() registered (mt_lock) */
 static bool mt_armed;	    /* a trim is due (mt_lock) */
 static _Atomic size_t mt_pending;   /* bytes noted since the last trim */
+static _Atomic bool mt_full;	    /* memtrim_note() since then, not only
+				       memtrim_note_work() */
 static _Atomic uint64_t mt_last_ms; /* when the last note came */
 static _Atomic uint64_t mt_trims;
 static _Atomic uint64_t mt_sync_ms; /* last trim without the thread */
@@ -33,8 +35,9 @@ static void
 trim_now(void)
 {
 	size_t noted = atomic_exchange(&mt_pending, 0);
+	bool full = atomic_exchange(&mt_full, false);
 	uint64_t t0 = util_now_ms();
-	int gave = malloc_trim(0);
+	int gave = malloc_trim(full ? 0 : MEMTRIM_WORK_PAD);
 	uint64_t ms;
 
 	atomic_fetch_add(&mt_trims, 1);
@@ -105,14 +108,16 @@ mt_main(void *arg)
 	return NULL;
 }
 
-void
-memtrim_note(size_t bytes)
+static void
+note(size_t bytes, bool full)
 {
 	size_t before;
 	bool sync = false;
 
 	if (!bytes)
 		return;
+	if (full)
+		atomic_store(&mt_full, true);
 	atomic_store(&mt_last_ms, util_now_ms());
 	before = atomic_fetch_add(&mt_pending, bytes);
 	if (before >= MEMTRIM_MIN || before + bytes < MEMTRIM_MIN)
@@ -149,6 +154,18 @@ memtrim_note(size_t bytes)
 		else
 			atomic_store(&mt_pending, 0); /* the next MIN tries */
 	}
+}
+
+void
+memtrim_note(size_t bytes)
+{
+	note(bytes, true);
+}
+
+void
+memtrim_note_work(size_t bytes)
+{
+	note(bytes, false);
 }
 
 uint64_t

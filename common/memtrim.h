@@ -26,10 +26,22 @@
 #define MEMTRIM_MIN	     (1u << 20) /* bytes noted before a trim */
 #define MEMTRIM_QUIET_MS     300
 #define MEMTRIM_MAX_DELAY_MS 2000
+/* What a trim after memtrim_note_work() alone leaves at the heap's top. */
+#define MEMTRIM_WORK_PAD     (32u << 20)
 
 /* @bytes of heap memory were freed. Starts the helper thread on first
  * need; if it cannot be started, trims at once (at most once a second). */
 void memtrim_note(size_t bytes);
+
+/* The same for the scratch memory of a burst of work that is likely to
+ * come again soon (a big listing: its decoded pages, the cache's
+ * transaction): its trim hands back the free pages inside the heap but
+ * keeps up to MEMTRIM_WORK_PAD at its top, so the next listing does not
+ * fault all of it in again (with every thread on one heap, trimming the
+ * top after each listing made back-to-back listings of a changing
+ * 20,000-entry directory slow enough to fail t2160). Any
+ * memtrim_note() since the last trim makes it a full one. */
+void memtrim_note_work(size_t bytes);
 
 /* Trims done so far (tests). */
 uint64_t memtrim_count(void);

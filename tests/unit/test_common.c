@@ -444,6 +444,13 @@ test_memtrim(void)
 	ok(memtrim_count() > n0 &&
 		   util_now_ms() - t0 < MEMTRIM_MAX_DELAY_MS + 2000,
 	   "  a steady stream is trimmed within the max delay");
+	/* A work note trims too (keeping the heap's top). */
+	n0 = memtrim_count();
+	t0 = util_now_ms();
+	memtrim_note_work(MEMTRIM_MIN);
+	while (memtrim_count() == n0 && util_now_ms() - t0 < 10000)
+		usleep(20000);
+	is_int((int)(memtrim_count() - n0), 1, "  a work note trims once");
 	/* A forked child (cairnd going to the background) starts its own
 	 * helper thread. (ThreadSanitizer stops a child of a threaded
 	 * process that starts a thread: die_after_fork.) */
