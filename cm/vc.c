@@ -591,7 +591,8 @@ vc_forget(struct vc *vc, const struct fid *fid)
  * segment references: O(VC_SEG_MAX + n / VC_SEG_FILL), about 30 KB at
  * 100,000 entries, where it copied the whole listing (6 MB) before. A
  * segment that grows past VC_SEG_MAX is split in halves; one left empty
- * is dropped.
+ * is dropped, one that falls below VC_SEG_MIN joins a neighbour when the
+ * two fit in VC_SEG_FILL.
  *
  * In the file a listing is the same: a 'D' record (version VC_DIR_VERSION:
  * dv, entry count, segment count, then each segment's page id and entry
@@ -615,6 +616,7 @@ vc_forget(struct vc *vc, const struct fid *fid)
  */
 #define VC_SEG_FILL   256 /* entries a segment is built with */
 #define VC_SEG_MAX    512 /* a segment that grows past this is split */
+#define VC_SEG_MIN    64  /* one that shrinks below joins a neighbour */
 #define VC_PG_KEY_LEN (VC_KEY_LEN + 8)
 
 struct vc_seg {
@@ -890,6 +892,47 @@ seg_edit(const struct vc_seg *s, long jd, const struct vc_dirent *a, long ja,
 }
 
 /*
+ * Segment @s of @d (just made by an edit that removed an entry) joins a
+ * neighbour when it has fallen below VC_SEG_MIN entries and the two fit
+ * in VC_SEG_FILL, so a directory emptied entry by entry keeps about one
+ * segment per VC_SEG_FILL entries, not its old count. @d's entry count
+ * and first[] are filled afterwards (dir_count()). @return 0 or -1 when
+ * out of memory.
+ */
+static int
+dir_join(struct vc_dir *d, const struct vc_seg *s)
+{
+	const struct vc_dirent *tmp[VC_SEG_FILL];
+	struct vc_seg *j;
+	size_t i = 0, lo, n = 0;
+
+	if (s->n >= VC_SEG_MIN)
+		return 0;
+	while (i < d->nseg && d->seg[i] != s)
+		i++;
+	assert(i < d->nseg);
+	if (i + 1 < d->nseg && s->n + d->seg[i + 1]->n <= VC_SEG_FILL)
+		lo = i;
+	else if (i > 0 && s->n + d->seg[i - 1]->n <= VC_SEG_FILL)
+		lo = i - 1;
+	else
+		return 0;
+	for (size_t k = lo; k <= lo + 1; k++)
+		for (uint32_t e = 0; e < d->seg[k]->n; e++)
+			tmp[n++] = &d->seg[k]->ents[e];
+	j = seg_from(tmp, n);
+	if (!j)
+		return -1;
+	seg_put(d->seg[lo]);
+	seg_put(d->seg[lo + 1]);
+	d->seg[lo] = j;
+	memmove(&d->seg[lo + 1], &d->seg[lo + 2],
+		(d->nseg - lo - 2) * sizeof(*d->seg));
+	d->nseg--;
+	return 0;
+}
+
+/*
  * @old with @del removed and @add (@type, @fid) added or replaced: the one
  * or two segments they fall in are copied with the change, every other
  * segment is shared. An edit that changes no name, type or FID (the reply
@@ -968,6 +1011,11 @@ dir_edit_mem(const struct vc_dir *old, const char *del, const char *add,
 			d->seg[m++] = seg_get(old->seg[k]);
 	}
 	assert(m == nn);
+	if (hd && n1 == 1 && dir_join(d, r1[0]) < 0) {
+		vc_dir_put(d);
+		errno = ENOMEM;
+		return NULL;
+	}
 done:
 	d->fid = old->fid;
 	d->dv = dv;

@@ -5,15 +5,15 @@
 #   - OPS creates then OPS unlinks through the mount in a directory of N
 #     entries and in an empty one: cairnd's and cairn-vold's CPU an op in
 #     the big one within 3x + 1 ms of the empty one's (generous: the
-#     shared VM; about 2x on cairnd and 1.1x on cairn-vold are measured at
-#     100,000 entries, where it was 6x on cairnd before);
+#     shared VM; 1.0-1.25x on cairnd (segmented listings, session 8; 2x
+#     in session 7, 6x before) and 1.1x on cairn-vold are measured at
+#     100,000 entries);
 #   - the listing afterwards has exactly the entries it should, through
-#     this cairnd and after a restart of it on the same cache (the
-#     listing record of a big directory is written at most once per
-#     second per 10,000 entries: a stale one must be fetched again, not
-#     served);
+#     this cairnd and after a restart of it on the same cache (a listing
+#     being edited is written at most once a second: a stale one must be
+#     fetched again, not served);
 #   - a rename inside the big directory and a create of a name that sorts
-#     first and last keep the name index right (lookups of each).
+#     first and last keep the listing's order right (lookups of each).
 # CAIRN_SCALE_N sets N (default 30,000), CAIRN_SCALE_OPS the ops (100).
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse

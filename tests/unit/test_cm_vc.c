@@ -901,6 +901,31 @@ test_dir_pages(void)
 	ok(cur && cur->nseg > 12, "pages: the one-segment run split it");
 	diag("pages: %d stores, %zu entries in %zu segments at the end",
 	     stores, cur ? cur->n : 0, cur ? cur->nseg : 0);
+	/* Thin out: remove all but one name in 50, so segments fall below
+	 * 64 entries and join their neighbours. */
+	for (int i = 0; i < NN && cur; i++) {
+		if (!in[i] || i % 50 == 0)
+			continue;
+		da.dv++;
+		if (vc_dir_edit_flags(vc, cur, &da, names[i], NULL, NULL, &nw,
+				      i % 7 ? VC_E_NOSTORE : 0) < 0) {
+			bad++;
+			break;
+		}
+		vc_dir_put(cur);
+		cur = nw;
+		in[i] = 0;
+		count--;
+		if ((int)cur->n != count || !segs_ok(cur))
+			badseg++;
+	}
+	for (int j = 0; j < NN && cur; j++)
+		if ((vc_dir_find(cur, names[j], strlen(names[j])) >= 0) != in[j])
+			bad++;
+	is_int(bad + badseg, 0, "pages: thinning keeps names and segments right");
+	ok(cur && cur->nseg <= cur->n / 64 + 2,
+	   "pages: thinned out, segments joined (%zu entries in %zu)",
+	   cur ? cur->n : 0, cur ? cur->nseg : 0);
 	/* The last step (2999) was NOSTORE: store it. */
 	da.dv++;
 	vc_dir_edit_flags(vc, cur, &da, NULL, NULL, NULL, &nw, 0);

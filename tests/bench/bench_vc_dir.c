@@ -1,0 +1,166 @@
+/*
+ * bench_vc_dir.c - the cost of cached-listing work in cm/vc.c alone, in
+ * process (no FUSE, no server): building a snapshot of N entries from a
+ * listing's pages (vc_dirb_finish: the sort), edits of it kept in memory
+ * (the online path: VC_E_NOSTORE), and edits stored each time (the
+ * offline path), each timed per 2,000 operations so a cost that grows
+ * with the run shows. doc/cm.md "Profiles of the big-directory rows".
+ *
+ * Usage: bench_vc_dir FILE.tdb [N [EDITS]]   (defaults 100000, 10000)
+ * Every edit also stores the new entry's and the directory's attributes,
+ * as a create does.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cm/vc.h"
+#include "common/log.h"
+
+static double
+now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static struct fid
+mkfid(unsigned k)
+{
+	struct fid f = {.vol = 7};
+
+	memcpy(f.oid + 4, &k, sizeof(k));
+	return f;
+}
+
+static struct proto_attr
+mkattr(const struct fid *f, enum proto_type t, uint64_t dv)
+{
+	struct proto_attr a;
+
+	memset(&a, 0, sizeof(a));
+	a.fid = *f;
+	a.type = t;
+	a.mode = t == PROTO_T_DIR ? 0755 : 0644;
+	a.nlink = t == PROTO_T_DIR ? 2 : 1;
+	a.dv = dv;
+	return a;
+}
+
+/* A snapshot of @n entries f0000000.. in a scrambled (hash-like) order,
+ * stored with its directory's attributes @da. */
+static struct vc_dir *
+build(struct vc *vc, const struct proto_attr *da, unsigned n, double *secs)
+{
+	struct vc_dirb b = {0};
+	struct vc_dir *d;
+	char name[32];
+	double t0;
+
+	for (unsigned i = 0; i < n; i++) {
+		unsigned k = (unsigned)(((unsigned long long)i * 7919u) % n);
+		struct fid f = mkfid(k);
+
+		snprintf(name, sizeof(name), "f%07u", k);
+		if (vc_dirb_add(&b, name, PROTO_T_FILE, &f) < 0)
+			return NULL;
+	}
+	t0 = now();
+	d = vc_dirb_finish(&b, &da->fid, da->dv);
+	*secs = now() - t0;
+	if (d && vc_put_listing(vc, da, d) < 0) {
+		vc_dir_put(d);
+		return NULL;
+	}
+	return d;
+}
+
+/* @edits creates of names spread over the listing, each kept in memory
+ * (@flags VC_E_NOSTORE) or stored. @return 0 or -1. */
+static int
+edits(struct vc *vc, struct vc_dir **cur, struct proto_attr *da,
+      unsigned n, unsigned edits, unsigned flags, const char *label)
+{
+	double t0 = now();
+	char name[32];
+
+	for (unsigned i = 0; i < edits; i++) {
+		unsigned k = (unsigned)(((unsigned long long)i * 2654435761u) % n);
+		struct fid f = mkfid(n + i + (flags ? 0 : edits));
+		struct proto_attr ea = mkattr(&f, PROTO_T_FILE, 1);
+		struct vc_dir *nw;
+
+		snprintf(name, sizeof(name), "f%07ux%s%u", k, label, i);
+		da->dv++;
+		if (vc_dir_edit_flags(vc, *cur, da, NULL, name, &ea, &nw,
+				      flags) < 0)
+			return -1;
+		vc_put_attr(vc, &ea);
+		vc_put_attr(vc, da);
+		vc_dir_put(*cur);
+		*cur = nw;
+		if ((i + 1) % 2000 == 0) {
+			double t1 = now();
+
+			printf("%-28s %6u edits: %8.1f us an edit (%zu entries, "
+			       "%zu segments)\n",
+			       label, i + 1, (t1 - t0) * 1e6 / 2000, (*cur)->n,
+			       (*cur)->nseg);
+			t0 = t1;
+		}
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path;
+	unsigned n = 100000, ne = 10000;
+	struct fid df = mkfid(0xffffffffu);
+	struct proto_attr da = mkattr(&df, PROTO_T_DIR, 1);
+	struct vc *vc;
+	struct vc_dir *cur;
+	double secs;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: bench_vc_dir FILE.tdb [N [EDITS]]\n");
+		return 2;
+	}
+	path = argv[1];
+	if (argc > 2)
+		n = (unsigned)strtoul(argv[2], NULL, 10);
+	if (argc > 3)
+		ne = (unsigned)strtoul(argv[3], NULL, 10);
+	if (n == 0)
+		n = 1;
+	log_init("bench_vc_dir", 0, LOG_ERR);
+	unlink(path);
+	vc = vc_open(path, 7, 262144);
+	if (!vc) {
+		perror(path);
+		return 1;
+	}
+	cur = build(vc, &da, n, &secs);
+	if (!cur) {
+		fprintf(stderr, "cannot build the listing\n");
+		return 1;
+	}
+	printf("snapshot of %u entries built (sorted) in %.1f ms\n", n,
+	       secs * 1e3);
+	if (edits(vc, &cur, &da, n, ne, VC_E_NOSTORE, "in memory") < 0 ||
+	    edits(vc, &cur, &da, n, ne, 0, "stored") < 0) {
+		fprintf(stderr, "an edit failed\n");
+		return 1;
+	}
+	vc_dir_put(cur);
+	vc_close(vc);
+	unlink(path);
+	return 0;
+}
