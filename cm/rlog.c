@@ -542,8 +542,7 @@ tdb_open_log(const char *path, int oflags, unsigned flags)
 	 * 0.05 s; before the journal, TDB_NOMMAP won because every change
 	 * remapped). NOLOCK: the flock in rlog_open() keeps other processes
 	 * out. */
-	int tflags = TDB_NOLOCK | TDB_DISALLOW_NESTING |
-		     TDB_INCOMPATIBLE_HASH;
+	int tflags = TDB_NOLOCK | TDB_DISALLOW_NESTING | TDB_INCOMPATIBLE_HASH;
 
 	if (flags & RLOG_O_NOSYNC)
 		tflags |= TDB_NOSYNC;
