@@ -25,6 +25,7 @@
 #include "cm/mfetch.h"
 #include "cm/mut.h"
 #include "cm/rlog.h"
+#include "cm/vc.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -217,6 +218,28 @@ touches(const struct proto_op *op, const struct fid *f)
 	       fid_eq(&op->newparent, f) || fid_eq(&op->victim, f);
 }
 
+/* A directory we just made, at the DV the mkdir reply gave it, is empty:
+ * its listing is known without asking, so it can be listed, and changed
+ * offline (`fs disconnect` right after a mkdir: creates in it failed
+ * with EIO, no cached listing; t4060). Only while the cached attributes
+ * are the reply's (an event may have moved them on already). */
+static void
+new_dir_listing(struct mut *mu, const struct proto_attr *a)
+{
+	struct proto_attr cur;
+	struct vc_dir *d;
+
+	if (a->type != PROTO_T_DIR ||
+	    mcache_attr(mu->d.mc, &a->fid, &cur) < 0 || cur.dv != a->dv)
+		return;
+	if (mcache_dir(mu->d.mc, &a->fid, &d) == 0) {
+		vc_dir_put(d); /* a listing at this DV is cached already */
+		return;
+	}
+	if (mcache_offline_newdir(mu->d.mc, a) < 0)
+		log_debug(LOG_MUT, "cannot cache the new directory's listing");
+}
+
 /* Apply the server's reply @r to @op to the caches. */
 static void
 apply_reply(struct mut *mu, const struct proto_op *op,
@@ -230,6 +253,8 @@ apply_reply(struct mut *mu, const struct proto_op *op,
 	case PROTO_OP_LINK:
 		if (r->has_attr)
 			mcache_local_attr(mu->d.mc, &r->attr);
+		if (r->has_attr && op->kind == PROTO_OP_MKDIR)
+			new_dir_listing(mu, &r->attr);
 		if (r->has_parent)
 			mfetch_local_dir(mu->d.mf, &r->parent, NULL, op->name,
 					 &r->attr);
