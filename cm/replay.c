@@ -1335,7 +1335,8 @@ static void stage_more(struct rbatch *b);
 
 /* A store of the batch is staged: its op goes with the others. */
 static void
-batch_staged(void *arg, int err, mut_done_fn op_done, void *op_arg)
+batch_staged(void *arg, int err, const struct proto_op *sop,
+	     mut_done_fn op_done, void *op_arg)
 {
 	struct rctx *c = arg;
 	struct rbatch *b = c->b;
@@ -1346,6 +1347,19 @@ batch_staged(void *arg, int err, mut_done_fn op_done, void *op_arg)
 	for (i = 0; i < b->n && b->c[i] != c; i++)
 		;
 	b->staging_chunks -= b->sent[i].nchunks ? b->sent[i].nchunks : 1;
+	if (!err && sop && sop->data && !b->sent[i].data) {
+		/* A small file's bytes, inline: they go in the batch. */
+		b->sent[i].data = malloc(sop->dlen ? sop->dlen : 1);
+		if (b->sent[i].data) {
+			memcpy(b->sent[i].data, sop->data, sop->dlen);
+			b->sent[i].dlen = sop->dlen;
+		} else {
+			/* as a staging failure: the batch does not go, its
+			 * records stay INFLIGHT */
+			op_done(op_arg, -ENOMEM, NULL);
+			err = -ENOMEM;
+		}
+	}
 	if (err) {
 		if (!b->stage_err)
 			b->stage_err = err;
@@ -1420,11 +1434,17 @@ stage_more(struct rbatch *b)
 static size_t
 op_cost(const struct proto_op *op)
 {
+	size_t inl = 0;
+
+	/* a small store may carry its bytes (base64) once staged */
+	if (op->kind == PROTO_OP_STORE && op->nchunks == 1 &&
+	    op->size <= PROTO_INLINE_MAX)
+		inl = (size_t)op->size / 3 * 4 + 4;
 	return 512 + (op->name ? strlen(op->name) : 0) +
 	       (op->newname ? strlen(op->newname) : 0) +
 	       2 * (op->target ? strlen(op->target) : 0) +
 	       (op->xname ? strlen(op->xname) : 0) + 2 * op->xlen +
-	       24 * op->nchunks;
+	       24 * op->nchunks + inl;
 }
 
 #define BATCH_SCAN  1024      /* records looked at for one batch */
