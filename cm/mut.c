@@ -29,7 +29,11 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define MUT_DEFER_MAX 256
+/* Events held back while an op on their object is in flight: distinct
+ * (object, kind) pairs, the newest of each (mut_defer_event()). A replay
+ * batch has up to PROTO_BATCH_MAX ops in flight, each naming up to four
+ * objects; past this bound the cache is revalidated as a whole. */
+#define MUT_DEFER_MAX 65536
 /* A late create not taken by a store within this goes alone. */
 #define MUT_HOLD_MS 1000
 
@@ -99,8 +103,8 @@ struct mut {
 	struct mreqq lates; /* every late create not yet answered */
 	uint64_t order_next;
 	unsigned n;
-	struct proto_event deferred[MUT_DEFER_MAX];
-	size_t ndeferred;
+	struct proto_event *deferred; /* ndeferred of capdeferred */
+	size_t ndeferred, capdeferred;
 	bool overflow; /* deferred events were lost: revalidate */
 	bool nobatch;  /* the server answered 404 to /batch */
 	/* A replay batch's results are being handled (mbatch_end()): the
@@ -325,6 +329,41 @@ apply_reply(struct mut *mu, const struct proto_op *op,
 
 /* --- deferred events --- */
 
+/* Hold @ev back: an event of the same kind about the same object held
+ * already is replaced by it (what applying an event does depends only on
+ * the newest: a directory's listing at its DV, a file's data at its DV,
+ * attributes fetched again). A replay batch's creates in one directory
+ * then hold one event of it, not one per create: before, 256 of them
+ * overflowed the held set and every batch ended in a revalidation of the
+ * whole cache (#17: ~4 ms a record at 100,000 records in a 1M-file
+ * volume). */
+static void
+defer_one(struct mut *mu, const struct proto_event *ev)
+{
+	for (size_t i = mu->ndeferred; i-- > 0;) {
+		struct proto_event *d = &mu->deferred[i];
+
+		if (d->kind == ev->kind && fid_eq(&d->fid, &ev->fid)) {
+			if (ev->seq >= d->seq)
+				*d = *ev;
+			return;
+		}
+	}
+	if (mu->ndeferred == mu->capdeferred) {
+		size_t nc = mu->capdeferred ? 2 * mu->capdeferred : 64;
+		struct proto_event *p;
+
+		if (nc > MUT_DEFER_MAX ||
+		    !(p = realloc(mu->deferred, nc * sizeof(*p)))) {
+			mu->overflow = true;
+			return;
+		}
+		mu->deferred = p;
+		mu->capdeferred = nc;
+	}
+	mu->deferred[mu->ndeferred++] = *ev;
+}
+
 bool
 mut_defer_event(struct mut *mu, const struct proto_event *ev)
 {
@@ -335,10 +374,7 @@ mut_defer_event(struct mut *mu, const struct proto_event *ev)
 	TAILQ_FOREACH(m, &mu->inflight, link) {
 		if (!touches(&m->op, &ev->fid))
 			continue;
-		if (mu->ndeferred < MUT_DEFER_MAX)
-			mu->deferred[mu->ndeferred++] = *ev;
-		else
-			mu->overflow = true;
+		defer_one(mu, ev);
 		return true;
 	}
 	return false;
@@ -348,9 +384,17 @@ mut_defer_event(struct mut *mu, const struct proto_event *ev)
 static void
 replay_deferred(struct mut *mu)
 {
-	struct proto_event evs[MUT_DEFER_MAX];
+	struct proto_event *evs;
 	size_t n = 0, keep = 0;
 
+	if (!mu->ndeferred)
+		goto out;
+	evs = malloc(mu->ndeferred * sizeof(*evs));
+	if (!evs) {
+		/* apply none now: they wait for the next look */
+		log_warn(LOG_MUT, "out of memory for the held-back events");
+		return;
+	}
 	for (size_t i = 0; i < mu->ndeferred; i++) {
 		struct mreq *m;
 		bool busy = false;
@@ -369,6 +413,8 @@ replay_deferred(struct mut *mu)
 	mu->ndeferred = keep;
 	for (size_t i = 0; i < n; i++)
 		mfetch_event(mu->d.mf, &evs[i]);
+	free(evs);
+out:
 	if (mu->overflow && TAILQ_EMPTY(&mu->inflight)) {
 		mu->overflow = false;
 		mfetch_revalidate_all(mu->d.mf);
@@ -1690,5 +1736,6 @@ mut_free(struct mut *mu)
 	if (!mu)
 		return;
 	mut_stop(mu);
+	free(mu->deferred);
 	free(mu);
 }

@@ -1043,6 +1043,47 @@ test_deferred(void)
 			       "another's event: the attributes are dropped");
 		}
 	}
+	/* Many events about one object while its op is in flight (a replay
+	 * batch's creates in one directory): the newest of a kind is held,
+	 * one event is looked at after the reply, and the cache is not
+	 * revalidated as a whole (before: more than 256 overflowed the held
+	 * set, and every batch ended in a revalidation of everything). */
+	{
+		struct proto_op op = setattr_op(2, PROTO_SA_MODE, 0711, 0);
+		struct res res = {0};
+		uint64_t end = util_now_ms() + 5000, reval;
+
+		srv_reset(&delay, 1, ACT_APPLY);
+		ndone = 0;
+		is_int(mut_submit(mu, &op, done_cb, &res), 0,
+		       "many events: submitted");
+		while (srv_nreq() < 1 && util_now_ms() < end)
+			event_base_loop(cm.loop.base, EVLOOP_ONCE);
+		pthread_mutex_lock(&srv.mu);
+		seq = (uint64_t)srv.clock;
+		pthread_mutex_unlock(&srv.mu);
+		events = atomic_load(&cm.st.events);
+		reval = atomic_load(&cm.st.revalidations);
+		memset(&ev, 0, sizeof(ev));
+		ev.kind = PROTO_EV_ATTR;
+		ev.fid = ffile;
+		for (int i = 1; i <= 600; i++) {
+			ev.seq = seq + (uint64_t)i;
+			mfetch_event(cm.mf, &ev);
+		}
+		is_int(atomic_load(&cm.st.events) - events, 0,
+		       "many events: all held back");
+		run_until(1, 5000);
+		run_for(50);
+		is_int(res.err, 0, "many events: the op succeeded");
+		is_int(atomic_load(&cm.st.events) - events, 1,
+		       "many events: the newest one looked at after the reply");
+		is_int(atomic_load(&cm.st.revalidations) - reval, 0,
+		       "many events: no revalidation of the whole cache");
+		got = cached(&ffile, &rc);
+		is_int(rc, -ENOENT,
+		       "many events: another's change: attributes dropped");
+	}
 	/* Cache F again as the server has it, for the cases that follow. */
 	pthread_mutex_lock(&srv.mu);
 	got = srv.fattr;
