@@ -39,6 +39,18 @@ t_is "$(cat "$B/D/f1")" one "D/f1 on the server"
 t_is "$(cat "$B/P/Q/R/f2")" two "P/Q/R/f2 on the server"
 t_is "$(ls "$B/P/Q" | tr '\n' ' ')" "R S " "P/Q on the server"
 t_is "$(cat "$B/off/f3")" three "off/f3 on the server"
+# After the replay: offline again, the same directories still take creates
+# (made connected, made offline, and the replayed mkdir -p chain).
+sleep 1
+t_check "disconnect again" "$FS" disconnect -m "$A"
+for d in D off P/Q/R P/Q/S; do
+	echo "again $d" >"$A/$d/g"; t_is "$?" 0 "after the replay, offline create in $d"
+done
+t_check "reconnect again" "$FS" reconnect -m "$A"
+t_is "$(jst conflicts)" 0 "no conflicts after the second replay"
+for d in D off P/Q/R P/Q/S; do
+	t_is "$(cat "$B/$d/g" 2>&1)" "again $d" "$d/g on the server"
+done
 cairnd_umount "$B"
 cairnd_umount "$A"
 t_done
