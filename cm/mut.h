@@ -209,7 +209,8 @@ int mut_send_replay_batch(struct mut *mu, const struct mut_batch_op *ops,
 
 /* Loop thread, from mfetch's defer_event hook: true if @ev is about an
  * object with an op in flight (the event is then replayed once the op is
- * done). */
+ * done). Of the held events of one kind about one object only the newest
+ * is kept (what applying one does depends only on it). */
 bool mut_defer_event(struct mut *mu, const struct proto_event *ev);
 
 /* Loop thread, at start: resend the records a crash left INFLIGHT, in
