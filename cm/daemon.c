@@ -779,9 +779,11 @@ recover(struct cm_loop *loop, struct cm_job *job)
 {
 	struct start_job *sj = container_of(job, struct start_job, job);
 	struct cm *cm = sj->cm;
-	int rc = ev_start(cm->evs, sj->since);
+	int rc;
 
 	(void)loop;
+	mut_events_from(cm->mut, sj->since);
+	rc = ev_start(cm->evs, sj->since);
 	if (rc < 0)
 		log_err(LOG_EV, "cannot follow events: %s", strerror(-rc));
 	free(sj);

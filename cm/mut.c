@@ -36,6 +36,8 @@
 #define MUT_DEFER_MAX 65536
 /* A late create not taken by a store within this goes alone. */
 #define MUT_HOLD_MS 1000
+/* Events applied as they came, the newest kept (struct mut's evseen). */
+#define MUT_EVSEEN 256
 
 /* Something that waits for a late create (below) to be answered. */
 struct mwait {
@@ -67,6 +69,11 @@ struct mreq {
 	bool late, held;
 	bool removed;	       /* its record went with its batch's */
 	bool acked;	       /* the acked hook heard of it (replay) */
+	bool applied;	       /* its reply is in the caches (replay batch) */
+	/* Its opid may have gone out before (a record found at start): the
+	 * answer may be the one the server recorded then, not its state
+	 * now. A retry (attempts > 1) is as unsure. */
+	bool resent;
 	struct event *hold_ev; /* held: MUT_HOLD_MS */
 	/* A late create is on mu->lates from its start until it is freed,
 	 * listed in flight or not (waiting for an earlier late create);
@@ -107,6 +114,17 @@ struct mut {
 	struct proto_event *deferred; /* ndeferred of capdeferred */
 	size_t ndeferred, capdeferred;
 	bool overflow; /* deferred events were lost: revalidate */
+	/* The newest events applied as they came (not held back), and
+	 * ev_floor: the newest seq that left this ring, or the one the
+	 * event stream restarted from (mut_events_from()). A mkdir reply
+	 * older than news of its directory gives no empty listing
+	 * (new_dir_listing()). */
+	struct {
+		struct fid fid;
+		uint64_t seq;
+	} evseen[MUT_EVSEEN];
+	unsigned evseen_next;
+	uint64_t ev_floor;
 	bool nobatch;  /* the server answered 404 to /batch */
 	/* A replay batch's results are being handled (mbatch_end()): the
 	 * held-back events wait for its end, not each member's. */
@@ -223,18 +241,57 @@ touches(const struct proto_op *op, const struct fid *f)
 	       fid_eq(&op->newparent, f) || fid_eq(&op->victim, f);
 }
 
+/*
+ * Is @r, the answer to @m, the server's state right after it applied
+ * @m, with nothing about its object we have seen since? Not when @m's
+ * opid may have gone out before (a resend at start, a retry: the answer
+ * may come from the server's opid table, made long ago), when the reply
+ * carries no event seq, or when it is older than an event seen about
+ * its object (or than any we no longer remember: ev_floor). News that
+ * comes later is applied after it, so a fresh reply may be trusted.
+ */
+static bool
+reply_fresh(const struct mreq *m, const struct proto_op_result *r)
+{
+	const struct mut *mu = m->mu;
+
+	if (m->resent || m->attempts > 1 || (m->b && m->b->attempts > 1) ||
+	    !r->has_attr || !r->event_seq || r->event_seq < mu->ev_floor)
+		return false;
+	for (unsigned i = 0; i < MUT_EVSEEN; i++)
+		if (mu->evseen[i].seq > r->event_seq &&
+		    fid_eq(&mu->evseen[i].fid, &r->attr.fid))
+			return false;
+	return true;
+}
+
+/* An event applied as it came (mut_defer_event() did not hold it). */
+static void
+note_event(struct mut *mu, const struct proto_event *ev)
+{
+	unsigned i = mu->evseen_next++ % MUT_EVSEEN;
+
+	if (mu->evseen[i].seq > mu->ev_floor)
+		mu->ev_floor = mu->evseen[i].seq;
+	mu->evseen[i].fid = ev->fid;
+	mu->evseen[i].seq = ev->seq;
+}
+
 /* A directory we just made, at the DV the mkdir reply gave it, is empty:
  * its listing is known without asking, so it can be listed, and changed
  * offline (`fs disconnect` right after a mkdir: creates in it failed
  * with EIO, no cached listing; t4060). Only while the cached attributes
- * are the reply's (an event may have moved them on already). */
+ * are the reply's (an event may have moved them on already), and only
+ * from a @fresh reply (reply_fresh()): one from the server's opid table
+ * (a record resent after a crash) may be older than the directory, and
+ * an empty listing at its DV would hide the names made since. */
 static void
-new_dir_listing(struct mut *mu, const struct proto_attr *a)
+new_dir_listing(struct mut *mu, const struct proto_attr *a, bool fresh)
 {
 	struct proto_attr cur;
 	struct vc_dir *d;
 
-	if (a->type != PROTO_T_DIR ||
+	if (!fresh || a->type != PROTO_T_DIR ||
 	    mcache_attr(mu->d.mc, &a->fid, &cur) < 0 || cur.dv != a->dv)
 		return;
 	if (mcache_dir(mu->d.mc, &a->fid, &d) == 0) {
@@ -245,10 +302,11 @@ new_dir_listing(struct mut *mu, const struct proto_attr *a)
 		log_debug(LOG_MUT, "cannot cache the new directory's listing");
 }
 
-/* Apply the server's reply @r to @op to the caches. */
+/* Apply the server's reply @r to @op to the caches; @fresh:
+ * reply_fresh(). */
 static void
 apply_reply(struct mut *mu, const struct proto_op *op,
-	    const struct proto_op_result *r)
+	    const struct proto_op_result *r, bool fresh)
 {
 	switch (op->kind) {
 	case PROTO_OP_CREATE:
@@ -259,7 +317,7 @@ apply_reply(struct mut *mu, const struct proto_op *op,
 		if (r->has_attr)
 			mcache_local_attr(mu->d.mc, &r->attr);
 		if (r->has_attr && op->kind == PROTO_OP_MKDIR)
-			new_dir_listing(mu, &r->attr);
+			new_dir_listing(mu, &r->attr, fresh);
 		if (r->has_parent)
 			mfetch_local_dir(mu->d.mf, &r->parent, NULL, op->name,
 					 &r->attr);
@@ -365,6 +423,13 @@ defer_one(struct mut *mu, const struct proto_event *ev)
 	mu->deferred[mu->ndeferred++] = *ev;
 }
 
+void
+mut_events_from(struct mut *mu, uint64_t seq)
+{
+	if (mu && seq > mu->ev_floor)
+		mu->ev_floor = seq;
+}
+
 bool
 mut_defer_event(struct mut *mu, const struct proto_event *ev)
 {
@@ -378,6 +443,7 @@ mut_defer_event(struct mut *mu, const struct proto_event *ev)
 		defer_one(mu, ev);
 		return true;
 	}
+	note_event(mu, ev);
 	return false;
 }
 
@@ -472,7 +538,8 @@ finish_apply(struct mreq *m, int err, const struct proto_op_result *r)
 	struct mut *mu = m->mu;
 
 	if (!err && r) {
-		apply_reply(mu, &m->op, r);
+		apply_reply(mu, &m->op, r,
+			    m->op.kind == PROTO_OP_MKDIR && reply_fresh(m, r));
 		if (r->has_attr)
 			mfetch_own_change(mu->d.mf, &r->attr.fid, r->event_seq);
 	} else if (err && err != -EIO && m->late && !cm_stopping(mu->d.loop)) {
@@ -551,7 +618,8 @@ finish(struct mreq *m, int err, const struct proto_op_result *r)
 	unlist(m);
 	if (m->replay)
 		finish_drop(m, err, r);
-	finish_apply(m, err, r);
+	if (!m->applied)
+		finish_apply(m, err, r);
 	if (b && b->single) {
 		/* One member of a batch sent alone: note its answer for the
 		 * base DVs of the next ones, then send the next. */
@@ -1008,7 +1076,7 @@ mut_after_late(struct mut *mu, const struct fid *fid, void (*cb)(void *arg),
 
 static int
 send_logged(struct mut *mu, uint64_t seq, const struct proto_op *op,
-	    mut_done_fn done, void *arg, bool replay)
+	    mut_done_fn done, void *arg, bool replay, bool resent)
 {
 	struct mreq *m = mreq_new(mu, op, done, arg);
 
@@ -1016,6 +1084,7 @@ send_logged(struct mut *mu, uint64_t seq, const struct proto_op *op,
 		return -ENOMEM;
 	m->seq = seq;
 	m->replay = replay;
+	m->resent = resent;
 	start(mu, m);
 	return 0;
 }
@@ -1024,14 +1093,14 @@ int
 mut_send_logged(struct mut *mu, uint64_t seq, const struct proto_op *op,
 		mut_done_fn done, void *arg)
 {
-	return send_logged(mu, seq, op, done, arg, false);
+	return send_logged(mu, seq, op, done, arg, false, false);
 }
 
 int
 mut_send_replay(struct mut *mu, uint64_t seq, const struct proto_op *op,
 		mut_done_fn done, void *arg)
 {
-	return send_logged(mu, seq, op, done, arg, true);
+	return send_logged(mu, seq, op, done, arg, true, false);
 }
 
 /* --- batches --- */
@@ -1485,43 +1554,84 @@ struct mbatch {
 };
 
 /*
- * The records of @b the server took, before any reply is applied: the
- * acked hook hears each (the DV map learns its DV first, as finish_drop()
- * does for one), then they leave the log in ONE transaction instead of
- * one each (a replay of 10,000 small files made 20,000 of them). A record
- * whose removal failed is left to finish_drop() (removed one by one; the
- * hook is not called twice).
+ * The answer @r to member @m, which the server took, goes to the caches
+ * at its turn (the members in order, as single replies): @m leaves the
+ * ops in flight, the acked hook hears it while its record is still
+ * logged (the DV map learns its DV first, as finish_drop() does for
+ * one), and its record is named direct (rlog_direct()) instead of
+ * removed: the ahead checks (replay_ahead()) pass it over as if it were
+ * gone, while the records of the later members still count. An object a
+ * later member names keeps its local view until that member's reply is
+ * applied: for `mkdir D; echo x >D/f` made offline, D's listing is not
+ * replaced by the empty one of the mkdir reply's DV, nor f's size by the
+ * create reply's 0, while the other replies are still to come.
  */
 static void
-mbatch_drop_acked(struct mbatch *b, const struct proto_batch_result *res)
+mbatch_take(struct mreq *m, const struct proto_op_result *r)
+{
+	struct mut *mu = m->mu;
+
+	unlist(m);
+	if (mu->h.acked && !m->acked)
+		mu->h.acked(mu->h.arg, m->seq, &m->op, r);
+	m->acked = true;
+	if (m->seq && mu->d.rlog)
+		rlog_direct(mu->d.rlog, m->seq);
+	finish_apply(m, 0, r);
+	m->applied = true;
+}
+
+/*
+ * Once every reply of @b is applied: the records mbatch_take() took leave
+ * the log in ONE transaction instead of one each (a replay of 10,000
+ * small files made 20,000 of them), before any member's caller hears
+ * (finish_end()). If that fails, one by one; a record that cannot be
+ * removed stays INFLIGHT (undirected) and goes again under its opid.
+ *
+ * A crash between the replies and this commit leaves the records
+ * INFLIGHT although their replies reached the caches: they are resent
+ * under their opids and the server answers from its opid table, the
+ * same replies again (nothing applied twice). Applied again, they give
+ * the caches what they held before the crash, and events about the
+ * objects since then come after them (the stream resumes from the seq it
+ * saved); a recorded mkdir reply makes no empty listing (reply_fresh()).
+ * As before this commit was moved here, when a removal without fsync
+ * could be lost with the machine.
+ */
+static void
+mbatch_drop_taken(struct mbatch *b)
 {
 	struct mut *mu = b->mu;
 	uint64_t seqs[PROTO_BATCH_MAX];
 	size_t ns = 0;
 	int rc;
 
-	if (!mu->d.rlog)
-		return;
-	for (size_t i = 0; i < b->n && ns < PROTO_BATCH_MAX; i++) {
-		struct mreq *m = b->m[i];
-
-		if (res[i].status != 200 || !m->seq || m->removed)
-			continue;
-		if (mu->h.acked && !m->acked)
-			mu->h.acked(mu->h.arg, m->seq, &m->op, &res[i].res);
-		m->acked = true;
-		seqs[ns++] = m->seq;
-	}
-	if (!ns)
-		return;
-	rc = rlog_remove_batch_flags(mu->d.rlog, seqs, ns, RLOG_A_NOSYNC);
-	if (rc < 0) {
-		log_warn(LOG_MUT, "cannot drop %zu replayed records at once: "
-				  "%s", ns, strerror(-rc));
-		return;
+	for (size_t i = 0; i < b->n && ns < PROTO_BATCH_MAX; i++)
+		if (b->m[i]->applied && b->m[i]->seq)
+			seqs[ns++] = b->m[i]->seq;
+	if (ns && mu->d.rlog) {
+		rc = rlog_remove_batch_flags(mu->d.rlog, seqs, ns,
+					     RLOG_A_NOSYNC);
+		if (rc < 0) {
+			log_warn(LOG_MUT, "cannot drop %zu replayed records "
+					  "at once: %s",
+				 ns, strerror(-rc));
+			for (size_t i = 0; i < ns; i++) {
+				rc = rlog_remove_flags(mu->d.rlog, seqs[i],
+						       RLOG_A_NOSYNC);
+				if (rc < 0 && rc != -ENOENT) {
+					log_warn(LOG_MUT,
+						 "cannot drop replay record "
+						 "%llu: %s",
+						 (unsigned long long)seqs[i],
+						 strerror(-rc));
+					rlog_undirect(mu->d.rlog, seqs[i]);
+				}
+			}
+		}
 	}
 	for (size_t i = 0; i < b->n; i++)
-		if (res[i].status == 200 && b->m[i]->seq)
+		if (b->m[i]->applied)
 			b->m[i]->removed = true;
 }
 
@@ -1533,8 +1643,14 @@ mbatch_end(struct mbatch *b, int err, const struct proto_batch_result *res)
 	/* One pass over the held-back events at the end, not one per
 	 * member: each pass is (events x ops in flight). */
 	mu->batch_ending = true;
-	if (!err)
-		mbatch_drop_acked(b, res);
+	if (!err) {
+		/* The replies in order, then one removal, then the callers
+		 * (finish(): a taken member's reply is not applied again). */
+		for (size_t i = 0; i < b->n; i++)
+			if (res[i].status == 200)
+				mbatch_take(b->m[i], &res[i].res);
+		mbatch_drop_taken(b);
+	}
 	for (size_t i = 0; i < b->n; i++) {
 		int rc = err;
 
@@ -1725,7 +1841,8 @@ resume_next(struct mut *mu)
 						  resume_done, mu)
 			     : -EIO;
 	else
-		rc = mut_send_logged(mu, rec.seq, &rec.op, resume_done, mu);
+		rc = send_logged(mu, rec.seq, &rec.op, resume_done, mu, false,
+				 true);
 	rlog_rec_release(&rec);
 	if (rc < 0)
 		resume_next(mu);
