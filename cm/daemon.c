@@ -303,7 +303,9 @@ h_active(void *arg, const struct fid *fid)
 static bool
 h_ahead(void *arg, const struct fid *fid)
 {
-	return replay_ahead(((struct cm *)arg)->replay, fid);
+	struct cm *cm = arg;
+
+	return replay_ahead(cm->replay, fid) || mut_batch_ahead(cm->mut, fid);
 }
 
 static void

@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,7 @@ struct mwait {
 STAILQ_HEAD(mwaitq, mwait);
 
 struct mut_batch;
+struct mbatch;
 
 struct mreq {
 	struct cm_job job;
@@ -69,7 +71,6 @@ struct mreq {
 	bool late, held;
 	bool removed;	       /* its record went with its batch's */
 	bool acked;	       /* the acked hook heard of it (replay) */
-	bool applied;	       /* its reply is in the caches (replay batch) */
 	/* Its opid may have gone out before (a record found at start): the
 	 * answer may be the one the server recorded then, not its state
 	 * now. A retry (attempts > 1) is as unsure. */
@@ -129,6 +130,14 @@ struct mut {
 	/* A replay batch's results are being handled (mbatch_end()): the
 	 * held-back events wait for its end, not each member's. */
 	bool batch_ending;
+	/* Meanwhile (its records already removed) the members from
+	 * ending_next on that the server took are not applied yet: what
+	 * they name is ahead of the server (mut_batch_ahead()). Under
+	 * ending_mu: the ahead hook is asked from any thread. */
+	pthread_mutex_t ending_mu;
+	const struct mbatch *ending;
+	const struct proto_batch_result *ending_res;
+	size_t ending_next;
 	/* resume state */
 	uint64_t resume_after;
 	bool resuming;
@@ -618,8 +627,7 @@ finish(struct mreq *m, int err, const struct proto_op_result *r)
 	unlist(m);
 	if (m->replay)
 		finish_drop(m, err, r);
-	if (!m->applied)
-		finish_apply(m, err, r);
+	finish_apply(m, err, r);
 	if (b && b->single) {
 		/* One member of a batch sent alone: note its answer for the
 		 * base DVs of the next ones, then send the next. */
@@ -1554,85 +1562,82 @@ struct mbatch {
 };
 
 /*
- * The answer @r to member @m, which the server took, goes to the caches
- * at its turn (the members in order, as single replies): @m leaves the
- * ops in flight, the acked hook hears it while its record is still
- * logged (the DV map learns its DV first, as finish_drop() does for
- * one), and its record is named direct (rlog_direct()) instead of
- * removed: the ahead checks (replay_ahead()) pass it over as if it were
- * gone, while the records of the later members still count. An object a
- * later member names keeps its local view until that member's reply is
- * applied: for `mkdir D; echo x >D/f` made offline, D's listing is not
- * replaced by the empty one of the mkdir reply's DV, nor f's size by the
- * create reply's 0, while the other replies are still to come.
+ * The records of @b the server took, before any reply is applied: the
+ * acked hook hears each (the DV map learns its DV first, as finish_drop()
+ * does for one), then they leave the log in ONE transaction instead of
+ * one each (a replay of 10,000 small files made 20,000 of them). A record
+ * whose removal failed is left to finish_drop() (removed one by one; the
+ * hook is not called twice). The replies are then applied one after the
+ * other, and what a member not applied yet names stays ahead of the
+ * server meanwhile (mbatch_ahead_from(), mut_batch_ahead()), as when its
+ * record was still in the log.
  */
 static void
-mbatch_take(struct mreq *m, const struct proto_op_result *r)
-{
-	struct mut *mu = m->mu;
-
-	unlist(m);
-	if (mu->h.acked && !m->acked)
-		mu->h.acked(mu->h.arg, m->seq, &m->op, r);
-	m->acked = true;
-	if (m->seq && mu->d.rlog)
-		rlog_direct(mu->d.rlog, m->seq);
-	finish_apply(m, 0, r);
-	m->applied = true;
-}
-
-/*
- * Once every reply of @b is applied: the records mbatch_take() took leave
- * the log in ONE transaction instead of one each (a replay of 10,000
- * small files made 20,000 of them), before any member's caller hears
- * (finish_end()). If that fails, one by one; a record that cannot be
- * removed stays INFLIGHT (undirected) and goes again under its opid.
- *
- * A crash between the replies and this commit leaves the records
- * INFLIGHT although their replies reached the caches: they are resent
- * under their opids and the server answers from its opid table, the
- * same replies again (nothing applied twice). Applied again, they give
- * the caches what they held before the crash, and events about the
- * objects since then come after them (the stream resumes from the seq it
- * saved); a recorded mkdir reply makes no empty listing (reply_fresh()).
- * As before this commit was moved here, when a removal without fsync
- * could be lost with the machine.
- */
-static void
-mbatch_drop_taken(struct mbatch *b)
+mbatch_drop_acked(struct mbatch *b, const struct proto_batch_result *res)
 {
 	struct mut *mu = b->mu;
 	uint64_t seqs[PROTO_BATCH_MAX];
 	size_t ns = 0;
 	int rc;
 
-	for (size_t i = 0; i < b->n && ns < PROTO_BATCH_MAX; i++)
-		if (b->m[i]->applied && b->m[i]->seq)
-			seqs[ns++] = b->m[i]->seq;
-	if (ns && mu->d.rlog) {
-		rc = rlog_remove_batch_flags(mu->d.rlog, seqs, ns,
-					     RLOG_A_NOSYNC);
-		if (rc < 0) {
-			log_warn(LOG_MUT, "cannot drop %zu replayed records "
-					  "at once: %s",
-				 ns, strerror(-rc));
-			for (size_t i = 0; i < ns; i++) {
-				rc = rlog_remove_flags(mu->d.rlog, seqs[i],
-						       RLOG_A_NOSYNC);
-				if (rc < 0 && rc != -ENOENT) {
-					log_warn(LOG_MUT,
-						 "cannot drop replay record "
-						 "%llu: %s",
-						 (unsigned long long)seqs[i],
-						 strerror(-rc));
-					rlog_undirect(mu->d.rlog, seqs[i]);
-				}
-			}
-		}
+	if (!mu->d.rlog)
+		return;
+	for (size_t i = 0; i < b->n && ns < PROTO_BATCH_MAX; i++) {
+		struct mreq *m = b->m[i];
+
+		if (res[i].status != 200 || !m->seq || m->removed)
+			continue;
+		if (mu->h.acked && !m->acked)
+			mu->h.acked(mu->h.arg, m->seq, &m->op, &res[i].res);
+		m->acked = true;
+		seqs[ns++] = m->seq;
+	}
+	if (!ns)
+		return;
+	rc = rlog_remove_batch_flags(mu->d.rlog, seqs, ns, RLOG_A_NOSYNC);
+	if (rc < 0) {
+		log_warn(LOG_MUT, "cannot drop %zu replayed records at once: "
+				  "%s", ns, strerror(-rc));
+		return;
 	}
 	for (size_t i = 0; i < b->n; i++)
-		if (b->m[i]->applied)
+		if (res[i].status == 200 && b->m[i]->seq)
 			b->m[i]->removed = true;
+}
+
+/* The members of @b (NULL: none) from @next on whose records
+ * mbatch_drop_acked() removed count as ahead of the server. */
+static void
+mbatch_ahead_from(struct mut *mu, const struct mbatch *b,
+		  const struct proto_batch_result *res, size_t next)
+{
+	pthread_mutex_lock(&mu->ending_mu);
+	mu->ending = b;
+	mu->ending_res = res;
+	mu->ending_next = next;
+	pthread_mutex_unlock(&mu->ending_mu);
+}
+
+bool
+mut_batch_ahead(struct mut *mu, const struct fid *fid)
+{
+	bool ahead = false;
+
+	if (!mu || fid_is_null(fid))
+		return false;
+	pthread_mutex_lock(&mu->ending_mu);
+	for (size_t i = mu->ending_next; mu->ending && i < mu->ending->n;
+	     i++) {
+		const struct mreq *m = mu->ending->m[i];
+
+		if (m->removed && mu->ending_res[i].status == 200 &&
+		    touches(&m->op, fid)) {
+			ahead = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&mu->ending_mu);
+	return ahead;
 }
 
 static void
@@ -1643,17 +1648,15 @@ mbatch_end(struct mbatch *b, int err, const struct proto_batch_result *res)
 	/* One pass over the held-back events at the end, not one per
 	 * member: each pass is (events x ops in flight). */
 	mu->batch_ending = true;
-	if (!err) {
-		/* The replies in order, then one removal, then the callers
-		 * (finish(): a taken member's reply is not applied again). */
-		for (size_t i = 0; i < b->n; i++)
-			if (res[i].status == 200)
-				mbatch_take(b->m[i], &res[i].res);
-		mbatch_drop_taken(b);
-	}
+	if (!err)
+		mbatch_drop_acked(b, res);
 	for (size_t i = 0; i < b->n; i++) {
 		int rc = err;
 
+		/* The later members' changes stay ahead while this one's
+		 * reply is applied (their records are gone already). */
+		if (!err)
+			mbatch_ahead_from(mu, b, res, i + 1);
 		if (!err && res[i].status == 200) {
 			finish(b->m[i], 0, &res[i].res);
 			continue;
@@ -1672,6 +1675,7 @@ mbatch_end(struct mbatch *b, int err, const struct proto_batch_result *res)
 		}
 		finish(b->m[i], rc, NULL);
 	}
+	mbatch_ahead_from(mu, NULL, NULL, 0);
 	mu->batch_ending = false;
 	if (!mu->stopped)
 		replay_deferred(mu);
@@ -1872,6 +1876,7 @@ mut_new(const struct mut_deps *deps, const struct mut_hooks *hooks)
 		mu->h = *hooks;
 	TAILQ_INIT(&mu->inflight);
 	TAILQ_INIT(&mu->lates);
+	pthread_mutex_init(&mu->ending_mu, NULL);
 	return mu;
 }
 
@@ -1899,5 +1904,6 @@ mut_free(struct mut *mu)
 		return;
 	mut_stop(mu);
 	free(mu->deferred);
+	pthread_mutex_destroy(&mu->ending_mu);
 	free(mu);
 }

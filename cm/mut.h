@@ -191,12 +191,12 @@ struct mut_batch_op {
  * Reintegration and writeback drains (replay.c): send the logged records
  * @ops[0..@n) (1..PROTO_BATCH_MAX) as one POST /v1/vol/NAME/batch, which
  * the server applies in order in one commit, each op with its own
- * result. When the reply comes, the acknowledged replies are applied in
- * order (what a later op names stays ahead of the server until its own
- * reply is applied), their records are removed in one transaction, then
- * each op's done is called in order exactly as mut_send_replay() would
- * call it (a refused record is kept: -ESTALE for 410/412, else the
- * server's errno), then @all(@all_arg, 0). If the batch failed as a
+ * result. When the reply comes, the acknowledged records are removed in
+ * one transaction, then each op's done is called in order exactly as
+ * mut_send_replay() would call it (its reply applied; what a later op
+ * names stays ahead of the server until then: mut_batch_ahead(); a
+ * refused record is kept: -ESTALE for 410/412, else the server's errno),
+ * then @all(@all_arg, 0). If the batch failed as a
  * whole, each op's done gets the error and then @all: -EHOSTUNREACH (no
  * answer: records stay, resent first next time), -ENOSYS (404: a server
  * of protocol 2 without the route; nothing was applied: send them one by
@@ -208,6 +208,13 @@ struct mut_batch_op {
 int mut_send_replay_batch(struct mut *mu, const struct mut_batch_op *ops,
 			  size_t n, void (*all)(void *arg, int err),
 			  void *all_arg);
+
+/* While mut_send_replay_batch()'s replies are applied (its records left
+ * the log in one transaction before the first reply): does an op of it
+ * whose reply is not applied yet name @fid? Then @fid is ahead of the
+ * server, as when that op's record was still in the log (daemon.c asks
+ * it with replay_ahead() for mcache's ahead hook). Any thread. */
+bool mut_batch_ahead(struct mut *mu, const struct fid *fid);
 
 /* Loop thread, from mfetch's defer_event hook: true if @ev is about an
  * object with an op in flight (the event is then replayed once the op is

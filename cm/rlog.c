@@ -321,16 +321,6 @@ rlog_undirect(struct rlog *l, uint64_t seq)
 	pthread_mutex_unlock(&l->lock);
 }
 
-void
-rlog_direct(struct rlog *l, uint64_t seq)
-{
-	if (!l || !seq)
-		return;
-	pthread_mutex_lock(&l->lock);
-	direct_add(l, seq);
-	pthread_mutex_unlock(&l->lock);
-}
-
 /* Run @reqs (a chain of @nreq group members) in one transaction. */
 static int
 commit_reqs(struct rlog *l, struct greq **reqs, size_t nreq)

@@ -276,13 +276,6 @@ bool rlog_is_direct(struct rlog *l, uint64_t seq);
 /* The appender gave record @seq up (no answer, disconnected): it stays
  * INFLIGHT, for a replay to resend. */
 void rlog_undirect(struct rlog *l, uint64_t seq);
-/* Name record @seq as rlog_is_direct() does, for a moment: the server
- * took it and its reply is in the caches, and its removal is on its way
- * (mut's replay batch end removes its records in one transaction after
- * applying every reply). The writeback checks (RLOG_NOT_DIRECT) then
- * pass it over as they do the op log's own records. A removal, a move
- * to CONFLICT or rlog_undirect() ends it. Any thread. */
-void rlog_direct(struct rlog *l, uint64_t seq);
 /* How many records rlog_is_direct() names now. */
 size_t rlog_ndirect(struct rlog *l);
 /* How many records name @fid with a state in @states below @below (*@n;
