@@ -135,6 +135,7 @@ struct mut {
 	 * they name is ahead of the server (mut_batch_ahead()). Under
 	 * ending_mu: the ahead hook is asked from any thread. */
 	pthread_mutex_t ending_mu;
+	atomic_bool ending_on; /* ending is set: the lock is worth taking */
 	const struct mbatch *ending;
 	const struct proto_batch_result *ending_res;
 	size_t ending_next;
@@ -1605,8 +1606,9 @@ mbatch_drop_acked(struct mbatch *b, const struct proto_batch_result *res)
 			b->m[i]->removed = true;
 }
 
-/* The members of @b (NULL: none) from @next on whose records
- * mbatch_drop_acked() removed count as ahead of the server. */
+/* The members of @b (NULL: none) from @next on that the server took
+ * count as ahead of the server. Set before their records are removed,
+ * so that the log or this names them at every moment. */
 static void
 mbatch_ahead_from(struct mut *mu, const struct mbatch *b,
 		  const struct proto_batch_result *res, size_t next)
@@ -1615,6 +1617,7 @@ mbatch_ahead_from(struct mut *mu, const struct mbatch *b,
 	mu->ending = b;
 	mu->ending_res = res;
 	mu->ending_next = next;
+	atomic_store(&mu->ending_on, b != NULL);
 	pthread_mutex_unlock(&mu->ending_mu);
 }
 
@@ -1623,15 +1626,14 @@ mut_batch_ahead(struct mut *mu, const struct fid *fid)
 {
 	bool ahead = false;
 
-	if (!mu || fid_is_null(fid))
+	if (!mu || fid_is_null(fid) || !atomic_load(&mu->ending_on))
 		return false;
 	pthread_mutex_lock(&mu->ending_mu);
 	for (size_t i = mu->ending_next; mu->ending && i < mu->ending->n;
 	     i++) {
 		const struct mreq *m = mu->ending->m[i];
 
-		if (m->removed && mu->ending_res[i].status == 200 &&
-		    touches(&m->op, fid)) {
+		if (mu->ending_res[i].status == 200 && touches(&m->op, fid)) {
 			ahead = true;
 			break;
 		}
@@ -1648,8 +1650,10 @@ mbatch_end(struct mbatch *b, int err, const struct proto_batch_result *res)
 	/* One pass over the held-back events at the end, not one per
 	 * member: each pass is (events x ops in flight). */
 	mu->batch_ending = true;
-	if (!err)
+	if (!err) {
+		mbatch_ahead_from(mu, b, res, 0);
 		mbatch_drop_acked(b, res);
+	}
 	for (size_t i = 0; i < b->n; i++) {
 		int rc = err;
 
