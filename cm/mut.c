@@ -1597,8 +1597,8 @@ mbatch_drop_acked(struct mbatch *b, const struct proto_batch_result *res)
 		return;
 	rc = rlog_remove_batch_flags(mu->d.rlog, seqs, ns, RLOG_A_NOSYNC);
 	if (rc < 0) {
-		log_warn(LOG_MUT, "cannot drop %zu replayed records at once: "
-				  "%s", ns, strerror(-rc));
+		log_warn(LOG_MUT, "cannot drop %zu replayed records: %s", ns,
+			 strerror(-rc));
 		return;
 	}
 	for (size_t i = 0; i < b->n; i++)

@@ -1469,6 +1469,26 @@ in_batch(const struct rbatch *b, uint64_t seq)
 }
 #define BATCH_BYTES (8u << 20) /* body budget */
 
+static int64_t backlog_age_ms(struct replay *rp);
+
+/* A drain pass that sent a batch already, with only young records left
+ * (none waited writeback-delay, less the clock's slack), nobody waiting
+ * for the server, writeback on: it may end and leave them to the
+ * clock. */
+static bool
+drain_may_wait(struct replay *rp)
+{
+	uint64_t slack = rp->wb_delay_ms / 4 < 250 ? rp->wb_delay_ms / 4 : 250;
+	int64_t age;
+
+	/* never the first batch of a pass: what started it goes */
+	if (!rp->draining || !rp->wb_on || !TAILQ_EMPTY(&rp->syncq) ||
+	    !(rp->done_recs + rp->refused))
+		return false;
+	age = backlog_age_ms(rp);
+	return age >= 0 && (uint64_t)age + slack < rp->wb_delay_ms;
+}
+
 /*
  * The next batch: from rp->after, up to PROTO_BATCH_MAX records in log
  * order. A record waits for a later batch (deferred) when it names an
@@ -1671,6 +1691,19 @@ batch_build(struct replay *rp, struct rbatch *behind)
 	if (behind && (b->n == 0 || (at_end && b->n < PROTO_BATCH_MAX / 4))) {
 		rbatch_free(b);
 		return false;
+	}
+	/* The same after a reply, in a drain: a few fresh records a writer
+	 * is still adding wait for the drain's clock (tick_cb() starts the
+	 * next pass once the oldest PENDING record has waited
+	 * writeback-delay, or at once for a waiter) instead of a request
+	 * each time a reply came. Batches once got bigger by themselves
+	 * while their stores' chunks were PUT; inline, a drain of a slow
+	 * writer went out a few records a request (t4023). */
+	if (!behind && b->n && at_end && npend == b->n && !held &&
+	    b->n < PROTO_BATCH_MAX / 4 && drain_may_wait(rp)) {
+		rbatch_free(b);
+		reint_finish(rp);
+		return true;
 	}
 	/* INFLIGHT before any byte leaves: the PENDING records scanned are
 	 * the first npend of the PENDING list from first_pending. */

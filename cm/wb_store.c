@@ -62,11 +62,10 @@ store_inline(struct store *st)
 	uint8_t *buf;
 	ssize_t got;
 
-	if (!atomic_load(&wb->inline_ok) || st->cf || st->op.data ||
-	    st->next || st->op.nchunks != 1 || st->op.chunks[0] != 0 || !st->dirty[0] ||
+	if (!atomic_load(&wb->inline_ok) || st->cf || st->op.data || st->next ||
+	    st->op.nchunks != 1 || st->op.chunks[0] != 0 || !st->dirty[0] ||
 	    (st->skip && st->skip[0]) || st->op.size == 0 ||
-	    st->op.size > PROTO_INLINE_MAX ||
-	    st->op.size > wb->d.chunk_size)
+	    st->op.size > PROTO_INLINE_MAX || st->op.size > wb->d.chunk_size)
 		return 0;
 	buf = malloc(st->op.size);
 	if (!buf)
@@ -891,9 +890,8 @@ wb_replay_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
 
 int
 wb_stage_replay_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
-		      uint64_t src_dv,
-		      wb_staged_fn staged, void *staged_arg, mut_done_fn done,
-		      void *arg)
+		      uint64_t src_dv, wb_staged_fn staged, void *staged_arg,
+		      mut_done_fn done, void *arg)
 {
 	if (!staged)
 		return -EINVAL;
