@@ -303,7 +303,9 @@ h_active(void *arg, const struct fid *fid)
 static bool
 h_ahead(void *arg, const struct fid *fid)
 {
-	return replay_ahead(((struct cm *)arg)->replay, fid);
+	struct cm *cm = arg;
+
+	return replay_ahead(cm->replay, fid) || mut_batch_ahead(cm->mut, fid);
 }
 
 static void
@@ -779,9 +781,11 @@ recover(struct cm_loop *loop, struct cm_job *job)
 {
 	struct start_job *sj = container_of(job, struct start_job, job);
 	struct cm *cm = sj->cm;
-	int rc = ev_start(cm->evs, sj->since);
+	int rc;
 
 	(void)loop;
+	mut_events_from(cm->mut, sj->since);
+	rc = ev_start(cm->evs, sj->since);
 	if (rc < 0)
 		log_err(LOG_EV, "cannot follow events: %s", strerror(-rc));
 	free(sj);

@@ -191,10 +191,12 @@ struct mut_batch_op {
  * Reintegration and writeback drains (replay.c): send the logged records
  * @ops[0..@n) (1..PROTO_BATCH_MAX) as one POST /v1/vol/NAME/batch, which
  * the server applies in order in one commit, each op with its own
- * result. When the reply comes, each op's done is called in order exactly
- * as mut_send_replay() would call it (an acknowledged record is removed
- * and its reply applied; a refused one is kept: -ESTALE for 410/412, else
- * the server's errno), then @all(@all_arg, 0). If the batch failed as a
+ * result. When the reply comes, the acknowledged records are removed in
+ * one transaction, then each op's done is called in order exactly as
+ * mut_send_replay() would call it (its reply applied; what a later op
+ * names stays ahead of the server until then: mut_batch_ahead(); a
+ * refused record is kept: -ESTALE for 410/412, else the server's errno),
+ * then @all(@all_arg, 0). If the batch failed as a
  * whole, each op's done gets the error and then @all: -EHOSTUNREACH (no
  * answer: records stay, resent first next time), -ENOSYS (404: a server
  * of protocol 2 without the route; nothing was applied: send them one by
@@ -207,10 +209,25 @@ int mut_send_replay_batch(struct mut *mu, const struct mut_batch_op *ops,
 			  size_t n, void (*all)(void *arg, int err),
 			  void *all_arg);
 
+/* While mut_send_replay_batch()'s replies are applied (its records left
+ * the log in one transaction before the first reply): does an op of it
+ * whose reply is not applied yet name @fid? Then @fid is ahead of the
+ * server, as when that op's record was still in the log (daemon.c asks
+ * it with replay_ahead() for mcache's ahead hook). Any thread. */
+bool mut_batch_ahead(struct mut *mu, const struct fid *fid);
+
 /* Loop thread, from mfetch's defer_event hook: true if @ev is about an
  * object with an op in flight (the event is then replayed once the op is
- * done). */
+ * done). Of the held events of one kind about one object only the newest
+ * is kept (what applying one does depends only on it). */
 bool mut_defer_event(struct mut *mu, const struct proto_event *ev);
+
+/* Loop thread, at start: the event stream resumes after @seq (the one
+ * saved); events up to it were seen by an earlier run. A mkdir reply
+ * made before it (a record resent after a crash, answered from the
+ * server's opid table) gives its directory no empty listing: what came
+ * since may be lost with that run. */
+void mut_events_from(struct mut *mu, uint64_t seq);
 
 /* Loop thread, at start: resend the records a crash left INFLIGHT, in
  * order (stores go through the resend_store hook, which stages their

@@ -1335,7 +1335,8 @@ static void stage_more(struct rbatch *b);
 
 /* A store of the batch is staged: its op goes with the others. */
 static void
-batch_staged(void *arg, int err, mut_done_fn op_done, void *op_arg)
+batch_staged(void *arg, int err, const struct proto_op *sop,
+	     mut_done_fn op_done, void *op_arg)
 {
 	struct rctx *c = arg;
 	struct rbatch *b = c->b;
@@ -1346,6 +1347,19 @@ batch_staged(void *arg, int err, mut_done_fn op_done, void *op_arg)
 	for (i = 0; i < b->n && b->c[i] != c; i++)
 		;
 	b->staging_chunks -= b->sent[i].nchunks ? b->sent[i].nchunks : 1;
+	if (!err && sop && sop->data && !b->sent[i].data) {
+		/* A small file's bytes, inline: they go in the batch. */
+		b->sent[i].data = malloc(sop->dlen ? sop->dlen : 1);
+		if (b->sent[i].data) {
+			memcpy(b->sent[i].data, sop->data, sop->dlen);
+			b->sent[i].dlen = sop->dlen;
+		} else {
+			/* as a staging failure: the batch does not go, its
+			 * records stay INFLIGHT */
+			op_done(op_arg, -ENOMEM, NULL);
+			err = -ENOMEM;
+		}
+	}
 	if (err) {
 		if (!b->stage_err)
 			b->stage_err = err;
@@ -1420,11 +1434,17 @@ stage_more(struct rbatch *b)
 static size_t
 op_cost(const struct proto_op *op)
 {
+	size_t inl = 0;
+
+	/* a small store may carry its bytes (base64) once staged */
+	if (op->kind == PROTO_OP_STORE && op->nchunks == 1 &&
+	    op->size <= PROTO_INLINE_MAX)
+		inl = (size_t)op->size / 3 * 4 + 4;
 	return 512 + (op->name ? strlen(op->name) : 0) +
 	       (op->newname ? strlen(op->newname) : 0) +
 	       2 * (op->target ? strlen(op->target) : 0) +
 	       (op->xname ? strlen(op->xname) : 0) + 2 * op->xlen +
-	       24 * op->nchunks;
+	       24 * op->nchunks + inl;
 }
 
 #define BATCH_SCAN  1024      /* records looked at for one batch */
@@ -1448,6 +1468,26 @@ in_batch(const struct rbatch *b, uint64_t seq)
 	return false;
 }
 #define BATCH_BYTES (8u << 20) /* body budget */
+
+static int64_t backlog_age_ms(struct replay *rp);
+
+/* A drain pass that sent a batch already, with only young records left
+ * (none waited writeback-delay, less the clock's slack), nobody waiting
+ * for the server, writeback on: it may end and leave them to the
+ * clock. */
+static bool
+drain_may_wait(struct replay *rp)
+{
+	uint64_t slack = rp->wb_delay_ms / 4 < 250 ? rp->wb_delay_ms / 4 : 250;
+	int64_t age;
+
+	/* never the first batch of a pass: what started it goes */
+	if (!rp->draining || !rp->wb_on || !TAILQ_EMPTY(&rp->syncq) ||
+	    !(rp->done_recs + rp->refused))
+		return false;
+	age = backlog_age_ms(rp);
+	return age >= 0 && (uint64_t)age + slack < rp->wb_delay_ms;
+}
 
 /*
  * The next batch: from rp->after, up to PROTO_BATCH_MAX records in log
@@ -1651,6 +1691,19 @@ batch_build(struct replay *rp, struct rbatch *behind)
 	if (behind && (b->n == 0 || (at_end && b->n < PROTO_BATCH_MAX / 4))) {
 		rbatch_free(b);
 		return false;
+	}
+	/* The same after a reply, in a drain: a few fresh records a writer
+	 * is still adding wait for the drain's clock (tick_cb() starts the
+	 * next pass once the oldest PENDING record has waited
+	 * writeback-delay, or at once for a waiter) instead of a request
+	 * each time a reply came. Batches once got bigger by themselves
+	 * while their stores' chunks were PUT; inline, a drain of a slow
+	 * writer went out a few records a request (t4023). */
+	if (!behind && b->n && at_end && npend == b->n && !held &&
+	    b->n < PROTO_BATCH_MAX / 4 && drain_may_wait(rp)) {
+		rbatch_free(b);
+		reint_finish(rp);
+		return true;
 	}
 	/* INFLIGHT before any byte leaves: the PENDING records scanned are
 	 * the first npend of the PENDING list from first_pending. */

@@ -202,17 +202,22 @@ int wb_replay_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
 		    uint64_t src_dv, mut_done_fn done, void *arg);
 
 /* Replay in batches: as wb_replay_store(), but once the chunks are staged
- * the op is not sent: @staged(@staged_arg, 0, op_done, op_arg) is called
- * and the caller sends it (in a batch) with op_done/op_arg as its result
- * callback, which ends the store and then calls @done(@arg, err, r) as
- * wb_replay_store() would. A staging failure calls @staged with the error
- * (op_done NULL) and nothing else. @return 0 or -errno (no call). Loop
+ * the op is not sent: @staged(@staged_arg, 0, sop, op_done, op_arg) is
+ * called and the caller sends it (in a batch) with op_done/op_arg as its
+ * result callback, which ends the store and then calls @done(@arg, err, r)
+ * as wb_replay_store() would. @sop is the store as it must go: a small
+ * file's one chunk rides in it (sop->data, PROTO_V_INLINE) instead of a
+ * stage PUT; the caller copies the bytes into the op it sends (valid until
+ * op_done). A staging failure calls @staged with the error (sop and
+ * op_done NULL) and nothing else. @return 0 or -errno (no call). Loop
  * thread. */
+typedef void (*wb_staged_fn)(void *staged_arg, int err,
+			     const struct proto_op *sop, mut_done_fn op_done,
+			     void *op_arg);
 int wb_stage_replay_store(struct wb *wb, uint64_t seq,
 			  const struct proto_op *op, uint64_t src_dv,
-			  void (*staged)(void *staged_arg, int err,
-					 mut_done_fn op_done, void *op_arg),
-			  void *staged_arg, mut_done_fn done, void *arg);
+			  wb_staged_fn staged, void *staged_arg,
+			  mut_done_fn done, void *arg);
 
 /* Loop thread, after mut_resume(): store what a crash left dirty. */
 void wb_resume(struct wb *wb);

@@ -130,7 +130,7 @@ struct store {
 	bool wait_ahead; /* stage-ahead PUTs of its txid still running */
 	/* A replayed store sent in a batch (replay.c): once staged, handed
 	 * back to staged() instead of sent; mdone hears the result. */
-	void (*staged)(void *arg, int err, mut_done_fn op_done, void *op_arg);
+	wb_staged_fn staged;
 	void *staged_arg;
 };
 

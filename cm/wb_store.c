@@ -47,7 +47,11 @@ wb_set_server_version(struct wb *wb, int version)
  * PROTO_INLINE_MAX bytes, read from the file itself (not a conflict
  * copy's source) and not staged ahead. The bytes are read here, after the
  * record was logged: the log never holds them (a resend after a crash
- * reads them again). @return 1 (inline now), 0 (stage as usual) or
+ * reads them again). A replayed store too (at the DV its chunks are
+ * tagged with, src_dv); in a batch (st->staged) the caller takes the
+ * bytes from st->op into the op it sends: a replay of small files made
+ * offline is then one batch request per 256 records, not also a PUT
+ * (and a server fsync) per file. @return 1 (inline now), 0 (stage as usual) or
  * -errno.
  */
 static int
@@ -58,12 +62,10 @@ store_inline(struct store *st)
 	uint8_t *buf;
 	ssize_t got;
 
-	if (!atomic_load(&wb->inline_ok) || st->replay || st->staged ||
-	    st->cf || st->op.data || st->next || st->op.nchunks != 1 ||
-	    st->op.chunks[0] != 0 || !st->dirty[0] ||
+	if (!atomic_load(&wb->inline_ok) || st->cf || st->op.data || st->next ||
+	    st->op.nchunks != 1 || st->op.chunks[0] != 0 || !st->dirty[0] ||
 	    (st->skip && st->skip[0]) || st->op.size == 0 ||
-	    st->op.size > PROTO_INLINE_MAX ||
-	    st->op.size > wb->d.chunk_size)
+	    st->op.size > PROTO_INLINE_MAX || st->op.size > wb->d.chunk_size)
 		return 0;
 	buf = malloc(st->op.size);
 	if (!buf)
@@ -265,7 +267,7 @@ wb_store_send(struct store *st)
 		if (st->staged) {
 			/* Told once, here: the store ends without mdone. */
 			st->staged(st->staged_arg, st->err ? st->err : -EIO,
-				   NULL, NULL);
+				   NULL, NULL, NULL);
 			st->mdone = NULL;
 		}
 		wb_store_end(st, st->err ? st->err : -EIO, NULL);
@@ -273,7 +275,7 @@ wb_store_send(struct store *st)
 	}
 	if (st->staged) {
 		/* The op goes in a batch; its result comes to store_sent. */
-		st->staged(st->staged_arg, 0, store_sent, st);
+		st->staged(st->staged_arg, 0, &st->op, store_sent, st);
 		return;
 	}
 	if (st->batch) {
@@ -820,8 +822,7 @@ wb_absorbed(struct wb *wb, const struct proto_op *op)
 static int
 store_from_log(struct wb *wb, uint64_t seq, const struct proto_op *op,
 	       uint64_t src_dv, bool replay, mut_done_fn done, void *arg,
-	       void (*staged)(void *, int, mut_done_fn, void *),
-	       void *staged_arg)
+	       wb_staged_fn staged, void *staged_arg)
 {
 	struct store *st = calloc(1, sizeof(*st));
 	struct wstate *ws;
@@ -889,10 +890,8 @@ wb_replay_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
 
 int
 wb_stage_replay_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
-		      uint64_t src_dv,
-		      void (*staged)(void *arg, int err, mut_done_fn op_done,
-				     void *op_arg),
-		      void *staged_arg, mut_done_fn done, void *arg)
+		      uint64_t src_dv, wb_staged_fn staged, void *staged_arg,
+		      mut_done_fn done, void *arg)
 {
 	if (!staged)
 		return -EINVAL;

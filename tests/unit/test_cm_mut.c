@@ -106,6 +106,10 @@ struct srv {
 	int nseen;
 	/* Reply of the next create; setattr replies come from fattr. */
 	struct proto_op_result create_reply;
+	/* If set, the replies of the next non-setattr ops, in order (then
+	 * create_reply again). */
+	struct proto_op_result replies[4];
+	int nreplies, nextreply;
 	struct proto_attr fattr;
 	int64_t clock;
 	/* /batch */
@@ -179,6 +183,8 @@ apply(const struct proto_op *op)
 		r.has_attr = true;
 		r.attr = srv.fattr;
 		r.event_seq = (uint64_t)srv.clock;
+	} else if (srv.nextreply < srv.nreplies) {
+		r = srv.replies[srv.nextreply++];
 	} else {
 		r = srv.create_reply;
 	}
@@ -488,6 +494,15 @@ static struct {
 	bool may_absorb;
 	int absorbed, resumed, gone, stored, offline, acked, acked_logged;
 	uint8_t absorbed_opid[16];
+	/* The mcache ahead hook, as daemon.c answers it: a live record
+	 * that is not the op log's own names the FID (replay_ahead()), or
+	 * a replay batch's op not applied yet (off: false).
+	 * Asked about @watch, it notes whether the listing of @watch_dir
+	 * a reader would get then names "f"; about @watch_dir, its answer. */
+	bool ahead_on;
+	struct fid watch, watch_dir;
+	int nobs, ndir;
+	bool obs[8], dir_ahead[8];
 } hk;
 
 /* One done callback's result. */
@@ -585,6 +600,39 @@ h_acked(void *c, uint64_t seq, const struct proto_op *op,
 		rlog_rec_release(&rec);
 	}
 }
+
+static struct mut *mu; /* the op log under test (below) */
+
+static bool
+h_ahead(void *c, const struct fid *fid)
+{
+	bool ahead;
+
+	(void)c;
+	if (!hk.ahead_on)
+		return false;
+	ahead = rlog_fid_find(cm.rlog, fid,
+			      RLOG_MASK(RLOG_PENDING) |
+				      RLOG_MASK(RLOG_INFLIGHT) |
+				      RLOG_NOT_DIRECT,
+			      UINT64_MAX, NULL) == 0 ||
+		mut_batch_ahead(mu, fid);
+	if (fid_eq(fid, &hk.watch) && hk.nobs < 8) {
+		struct vc_dir *l = NULL;
+
+		hk.obs[hk.nobs++] =
+			mcache_dir(cm.mc, &hk.watch_dir, &l) == 0 &&
+			vc_dir_find(l, "f", 1) >= 0;
+		vc_dir_put(l);
+	}
+	if (fid_eq(fid, &hk.watch_dir) && hk.ndir < 8)
+		hk.dir_ahead[hk.ndir++] = ahead;
+	return ahead;
+}
+
+static const struct mcache_hooks mchooks = {
+	.ahead = h_ahead,
+};
 
 static const struct mut_hooks hooks = {
 	.acked = h_acked,
@@ -1042,6 +1090,47 @@ test_deferred(void)
 			is_int(rc, -ENOENT,
 			       "another's event: the attributes are dropped");
 		}
+	}
+	/* Many events about one object while its op is in flight (a replay
+	 * batch's creates in one directory): the newest of a kind is held,
+	 * one event is looked at after the reply, and the cache is not
+	 * revalidated as a whole (before: more than 256 overflowed the held
+	 * set, and every batch ended in a revalidation of everything). */
+	{
+		struct proto_op op = setattr_op(2, PROTO_SA_MODE, 0711, 0);
+		struct res res = {0};
+		uint64_t end = util_now_ms() + 5000, reval;
+
+		srv_reset(&delay, 1, ACT_APPLY);
+		ndone = 0;
+		is_int(mut_submit(mu, &op, done_cb, &res), 0,
+		       "many events: submitted");
+		while (srv_nreq() < 1 && util_now_ms() < end)
+			event_base_loop(cm.loop.base, EVLOOP_ONCE);
+		pthread_mutex_lock(&srv.mu);
+		seq = (uint64_t)srv.clock;
+		pthread_mutex_unlock(&srv.mu);
+		events = atomic_load(&cm.st.events);
+		reval = atomic_load(&cm.st.revalidations);
+		memset(&ev, 0, sizeof(ev));
+		ev.kind = PROTO_EV_ATTR;
+		ev.fid = ffile;
+		for (int i = 1; i <= 600; i++) {
+			ev.seq = seq + (uint64_t)i;
+			mfetch_event(cm.mf, &ev);
+		}
+		is_int(atomic_load(&cm.st.events) - events, 0,
+		       "many events: all held back");
+		run_until(1, 5000);
+		run_for(50);
+		is_int(res.err, 0, "many events: the op succeeded");
+		is_int(atomic_load(&cm.st.events) - events, 1,
+		       "many events: the newest one looked at after the reply");
+		is_int(atomic_load(&cm.st.revalidations) - reval, 0,
+		       "many events: no revalidation of the whole cache");
+		got = cached(&ffile, &rc);
+		is_int(rc, -ENOENT,
+		       "many events: another's change: attributes dropped");
 	}
 	/* Cache F again as the server has it, for the cases that follow. */
 	pthread_mutex_lock(&srv.mu);
@@ -1585,6 +1674,323 @@ test_batch(void)
 	       "batch: no ops: EINVAL, nothing sent");
 }
 
+static struct proto_op
+mkdir_op(const struct fid *fid, const struct fid *parent, const char *name)
+{
+	struct proto_op op;
+
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_MKDIR;
+	op.parent = *parent;
+	op.name = (char *)name;
+	op.fid = *fid;
+	op.type = PROTO_T_DIR;
+	op.mode = 0755;
+	op.uid = op.gid = 1000;
+	return op;
+}
+
+/* A reply naming @a as the object, @parent at @pdv, made by event @seq. */
+static struct proto_op_result
+reply_of(struct proto_attr a, const struct fid *parent, uint64_t pdv,
+	 uint64_t seq)
+{
+	struct proto_op_result r;
+
+	memset(&r, 0, sizeof(r));
+	r.has_attr = true;
+	r.attr = a;
+	r.has_parent = true;
+	r.parent = mkattr(parent, PROTO_T_DIR, pdv);
+	r.event_seq = seq;
+	return r;
+}
+
+/* Log @n records PENDING, then INFLIGHT in one commit, as a replay's
+ * scan does (not the op log's own: rlog_is_direct() names none). */
+static int
+log_replay(struct proto_op *ops, struct rlog_effect *eff,
+	   struct mut_batch_op *bo, struct res *res, size_t n)
+{
+	size_t moved = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < n && !rc; i++) {
+		memset(&eff[i], 0, sizeof(eff[i]));
+		rc = rlog_append_ex(cm.rlog, &ops[i], RLOG_A_NOSYNC, &eff[i]);
+		memcpy(ops[i].opid, eff[i].opid, 16);
+		bo[i].seq = eff[i].seq;
+		bo[i].op = &ops[i];
+		bo[i].done = done_cb;
+		bo[i].arg = &res[i];
+	}
+	if (!rc)
+		rc = rlog_set_inflight_run(cm.rlog, eff[0].seq, n, &moved);
+	return rc ? rc : (int)moved;
+}
+
+/* Does a reader get a listing of @d (at its cached DV)? */
+static bool
+has_listing(const struct fid *d)
+{
+	struct vc_dir *l = NULL;
+	bool yes = mcache_dir(cm.mc, d, &l) == 0;
+
+	vc_dir_put(l);
+	return yes;
+}
+
+/*
+ * `mkdir D; echo data > D/f` made offline, replayed in one batch: while
+ * its replies are applied one after the other, what a later member
+ * names stays ahead (its local view stands) until its own reply is
+ * applied. A reader looking at D between the mkdir's reply and the
+ * create's sees D's offline listing (f in it), not an empty listing at
+ * the mkdir reply's DV: before, every record of the batch left the log
+ * before the first reply was applied, and D showed empty (and f 0 bytes)
+ * until the last reply. The records still leave in one transaction,
+ * after the replies.
+ */
+static void
+test_batch_ahead(void)
+{
+	struct fid dfid = mkfid(0x50), f2 = mkfid(0x60);
+	struct proto_op ops[2];
+	struct mut_batch_op bo[2];
+	struct rlog_effect eff[2];
+	struct res res[2];
+	struct bres all;
+	struct proto_attr da, fa, got;
+	struct proto_dir ld;
+	struct proto_dirent ent;
+	int rc;
+
+	/* The local view the offline ops made: D lists f, f has 5 bytes. */
+	da = mkattr(&dfid, PROTO_T_DIR, CM_DV_LOCAL | 1);
+	fa = mkattr(&f2, PROTO_T_FILE, CM_DV_LOCAL | 2);
+	fa.size = 5;
+	vc_put_attr(cm.vc, &da);
+	vc_put_attr(cm.vc, &fa);
+	memset(&ld, 0, sizeof(ld));
+	ld.dir = da;
+	ld.n = 1;
+	ent.name = "f";
+	ent.attr = fa;
+	ld.ents = &ent;
+	vc_put_dir(cm.vc, &ld);
+	ok(has_listing(&dfid), "batch ahead: D's offline listing is cached");
+
+	ops[0] = mkdir_op(&dfid, &pdir, "D");
+	ops[1] = create_op(&f2, "f");
+	ops[1].parent = dfid;
+	memset(res, 0, sizeof(res));
+	memset(&all, 0, sizeof(all));
+	is_int(log_replay(ops, eff, bo, res, 2), 2,
+	       "batch ahead: two records INFLIGHT");
+	srv_reset(NULL, 0, ACT_APPLY);
+	pthread_mutex_lock(&srv.mu);
+	srv.replies[0] =
+		reply_of(mkattr(&dfid, PROTO_T_DIR, 1), &pdir, 70, 150);
+	srv.replies[1] =
+		reply_of(mkattr(&f2, PROTO_T_FILE, 1), &dfid, 2, 151);
+	srv.nreplies = 2;
+	srv.nextreply = 0;
+	pthread_mutex_unlock(&srv.mu);
+	hk.watch = f2;
+	hk.watch_dir = dfid;
+	hk.nobs = hk.ndir = 0;
+	hk.ahead_on = true;
+	ndone = 0;
+	is_int(mut_send_replay_batch(mu, bo, 2, ball_cb, &all), 0,
+	       "batch ahead: sent");
+	run_until(2, 5000);
+	run_for(50);
+	hk.ahead_on = false;
+	ok(res[0].err == 0 && res[1].err == 0 && all.calls == 1 &&
+		   all.err == 0,
+	   "batch ahead: both applied");
+	ok(hk.ndir >= 1 && hk.dir_ahead[0],
+	   "batch ahead: at the mkdir's reply D is still ahead (the "
+	   "create's record names it)");
+	ok(hk.nobs >= 1 && hk.obs[0],
+	   "batch ahead: between the replies a reader sees f in D (not an "
+	   "empty listing at the mkdir reply's DV)");
+	is_int(log_count(), 0, "batch ahead: both records gone");
+	ok(!mut_batch_ahead(mu, &dfid) && !mut_batch_ahead(mu, &f2),
+	   "batch ahead: nothing ahead once the batch is through");
+	got = cached(&dfid, &rc);
+	ok(rc == 0 && got.dv == 2, "batch ahead: D at the create reply's DV");
+	got = cached(&f2, &rc);
+	ok(rc == 0 && got.dv == 1, "batch ahead: f at its reply's DV");
+	pthread_mutex_lock(&srv.mu);
+	srv.nreplies = srv.nextreply = 0;
+	pthread_mutex_unlock(&srv.mu);
+	for (int i = 0; i < 2; i++)
+		rlog_effect_release(&eff[i]);
+}
+
+/*
+ * The empty listing of a directory we made is cached only from a fresh
+ * reply. A sync-mode mkdir the server committed (DV 1) before cairnd was
+ * killed; while it was down another client made D/x (D at DV 2, event
+ * 251); the restarted cairnd saw that event while D was not cached, then
+ * resent the record: the server answers from its opid table, at DV 1.
+ * An empty listing at DV 1 would show D empty (maybe for good): the
+ * listing is left to be fetched. Also a reply to a retry (the first
+ * attempt may have been applied), and a replay batch's reply older than
+ * an event about the directory seen before it came.
+ */
+static void
+test_mkdir_listing(void)
+{
+	struct fid d2 = mkfid(0x70), d3 = mkfid(0x80), d4 = mkfid(0x90),
+		   d5 = mkfid(0xa0);
+	struct proto_op op = mkdir_op(&d2, &pdir, "R");
+	struct proto_event ev;
+	struct rlog_effect eff = {0};
+	struct mut_batch_op bo[1];
+	struct proto_op bops[1];
+	struct rlog_effect beff[1];
+	struct res res[1];
+	struct bres all;
+	struct proto_attr got;
+	char *body;
+	int rc;
+
+	rc = rlog_append_ex(cm.rlog, &op, RLOG_A_INFLIGHT | RLOG_A_NOSYNC,
+			    &eff);
+	memcpy(op.opid, eff.opid, 16);
+	rlog_undirect(cm.rlog, eff.seq); /* a restart: nothing is direct */
+	is_int(rc, 0, "recorded mkdir: an INFLIGHT record left by a crash");
+	pthread_mutex_lock(&srv.mu);
+	srv.create_reply =
+		reply_of(mkattr(&d2, PROTO_T_DIR, 1), &pdir, 80, 250);
+	body = apply(&op); /* the server committed it before the crash */
+	free(body);
+	pthread_mutex_unlock(&srv.mu);
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = PROTO_EV_DIR;
+	ev.fid = d2;
+	ev.dv = 2;
+	ev.seq = 251;
+	mfetch_event(cm.mf, &ev); /* D not cached: nothing to drop */
+	srv_reset(NULL, 0, ACT_APPLY);
+	hk.resumed = 0;
+	mut_resume(mu);
+	run_for(300);
+	is_int(hk.resumed, 1, "recorded mkdir: resent at start");
+	is_int(srv_applied(), 0,
+	       "recorded mkdir: answered from the opid table");
+	got = cached(&d2, &rc);
+	ok(rc == 0 && got.dv == 1, "recorded mkdir: the recorded reply's "
+				   "attributes are cached");
+	ok(!has_listing(&d2), "recorded mkdir: no empty listing cached at "
+			      "its DV (fetched when needed)");
+	is_int(log_count(), 0, "recorded mkdir: the record is gone");
+	rlog_effect_release(&eff);
+
+	/* A fresh sync-mode mkdir: its empty listing is cached. */
+	{
+		struct proto_op op3 = mkdir_op(&d3, &pdir, "S");
+		struct res r3 = {0};
+
+		srv_reset(NULL, 0, ACT_APPLY);
+		pthread_mutex_lock(&srv.mu);
+		srv.create_reply =
+			reply_of(mkattr(&d3, PROTO_T_DIR, 1), &pdir, 81, 300);
+		pthread_mutex_unlock(&srv.mu);
+		ndone = 0;
+		is_int(mut_submit(mu, &op3, done_cb, &r3), 0,
+		       "fresh mkdir: submitted");
+		run_until(1, 5000);
+		run_for(50);
+		is_int(r3.err, 0, "fresh mkdir: applied");
+		ok(has_listing(&d3), "fresh mkdir: its empty listing is cached");
+	}
+	/* The first attempts applied but their replies lost: mut's retry
+	 * is answered from the opid table; no listing from it. */
+	{
+		struct proto_op op4 = mkdir_op(&d4, &pdir, "T");
+		struct res r4 = {0};
+		enum act script[] = {ACT_LOST, ACT_LOST};
+
+		/* twice: an HTTP client may resend once by itself */
+		srv_reset(script, 2, ACT_APPLY);
+		pthread_mutex_lock(&srv.mu);
+		srv.create_reply =
+			reply_of(mkattr(&d4, PROTO_T_DIR, 1), &pdir, 82, 310);
+		pthread_mutex_unlock(&srv.mu);
+		ndone = 0;
+		is_int(mut_submit(mu, &op4, done_cb, &r4), 0,
+		       "retried mkdir: submitted");
+		run_until(1, 5000);
+		run_for(50);
+		ok(r4.err == 0 && srv_nreq() >= 3 && srv_applied() == 1,
+		   "retried mkdir: applied once, answered again");
+		ok(!has_listing(&d4), "retried mkdir: no listing from the "
+				      "retry's answer");
+	}
+	/* A replay batch's mkdir whose answer is older than an event about
+	 * the directory seen before it (a record sent before, answered from
+	 * the opid table): no listing. */
+	bops[0] = mkdir_op(&d5, &pdir, "U");
+	memset(res, 0, sizeof(res));
+	memset(&all, 0, sizeof(all));
+	is_int(log_replay(bops, beff, bo, res, 1), 1,
+	       "old batch mkdir: one record INFLIGHT");
+	srv_reset(NULL, 0, ACT_APPLY);
+	pthread_mutex_lock(&srv.mu);
+	srv.create_reply =
+		reply_of(mkattr(&d5, PROTO_T_DIR, 1), &pdir, 83, 320);
+	pthread_mutex_unlock(&srv.mu);
+	ev.fid = d5;
+	ev.seq = 321;
+	mfetch_event(cm.mf, &ev);
+	ndone = 0;
+	is_int(mut_send_replay_batch(mu, bo, 1, ball_cb, &all), 0,
+	       "old batch mkdir: sent");
+	run_until(1, 5000);
+	run_for(50);
+	is_int(res[0].err, 0, "old batch mkdir: applied");
+	got = cached(&d5, &rc);
+	ok(rc == 0 && got.dv == 1, "old batch mkdir: attributes cached");
+	ok(!has_listing(&d5), "old batch mkdir: no listing at a DV older "
+			      "than news of it");
+	rlog_effect_release(&beff[0]);
+
+	/* Restarted after event 500 (the seq saved by the run before): a
+	 * batch's mkdir answered at 450 may miss what that run saw: no
+	 * listing. One made after it (event 600) gets its listing. */
+	mut_events_from(mu, 500);
+	for (int k = 0; k < 2; k++) {
+		struct fid dk = mkfid((uint8_t)(0xb0 + 0x10 * k));
+
+		bops[0] = mkdir_op(&dk, &pdir, k ? "W" : "V");
+		memset(res, 0, sizeof(res));
+		memset(&all, 0, sizeof(all));
+		is_int(log_replay(bops, beff, bo, res, 1), 1,
+		       "restart floor: record %d INFLIGHT", k);
+		srv_reset(NULL, 0, ACT_APPLY);
+		pthread_mutex_lock(&srv.mu);
+		srv.create_reply = reply_of(mkattr(&dk, PROTO_T_DIR, 1), &pdir,
+					    (uint64_t)(84 + k),
+					    k ? 600 : 450);
+		pthread_mutex_unlock(&srv.mu);
+		ndone = 0;
+		is_int(mut_send_replay_batch(mu, bo, 1, ball_cb, &all), 0,
+		       "restart floor: batch %d sent", k);
+		run_until(1, 5000);
+		run_for(50);
+		is_int(res[0].err, 0, "restart floor: batch %d applied", k);
+		ok(has_listing(&dk) == (k == 1),
+		   k ? "restart floor: a mkdir answered after the saved seq "
+		       "gets its empty listing"
+		     : "restart floor: a mkdir answered before the saved seq "
+		       "gets none");
+		rlog_effect_release(&beff[0]);
+	}
+}
+
 /* Disconnected: mut_submit() hands the op to the offline hook, nothing is
  * logged by mut or sent. */
 static void
@@ -1664,7 +2070,7 @@ setup(void)
 	cm.http = http_new(cm.loop.base, &hc);
 	if (!cm.vc || !cm.ino || !cm.rlog || !cm.http)
 		return -1;
-	cm.mc = mcache_new(cm.ino, cm.vc, cm.cs, &cm.loop, &cm.st, NULL);
+	cm.mc = mcache_new(cm.ino, cm.vc, cm.cs, &cm.loop, &cm.st, &mchooks);
 	if (!cm.mc)
 		return -1;
 	{
@@ -1776,6 +2182,8 @@ main(void)
 	test_late();
 	test_replay();
 	test_batch();
+	test_batch_ahead();
+	test_mkdir_listing();
 	test_offline();
 
 	event_free(tk);
