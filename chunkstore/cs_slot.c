@@ -283,6 +283,16 @@ cs_make_spares(struct cs_store *cs, unsigned n, unsigned target)
 			break;
 		}
 		close(fd);
+		/* Another thread (a store thread of this or another volume's
+		 * fetch engine: they share the store) may have filled the
+		 * list while the lock was dropped: the array holds
+		 * CS_SPARE_MAX, so a spare past that goes back. */
+		if (cs->nspare >= target) {
+			cs_io_unlink(cs->dirfd, tmp);
+			push_free(cs, slot);
+			pthread_mutex_unlock(&cs->lock);
+			break;
+		}
 		cs->spare[cs->nspare++] = slot;
 		pthread_mutex_unlock(&cs->lock);
 		made++;

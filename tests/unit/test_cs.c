@@ -107,6 +107,34 @@ count_tmp(const char *dir)
 	return n;
 }
 
+
+static void *
+spares_thr(void *arg)
+{
+	for (int i = 0; i < 64; i++)
+		(void)cs_make_spares(arg, 32, CS_SPARE_MAX);
+	return NULL;
+}
+
+/* .tmp files anywhere under the store @d. */
+static unsigned
+count_tmp_files(const char *d)
+{
+	char cmd[512];
+	unsigned n = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "find '%s' -name '*%s' | wc -l", d,
+		 CS_TMP_SUFFIX);
+	p = popen(cmd, "r");
+	if (p) {
+		if (fscanf(p, "%u", &n) != 1)
+			n = 0;
+		pclose(p);
+	}
+	return n;
+}
+
 static void
 make_four_spares(struct cs_store *cs)
 {
@@ -397,6 +425,29 @@ test_spare(void)
 		is_int((int)(cs->spare_reuses - reuses), 4,
 		       "each took a spare's inode");
 		is_int(cs->nspare, 1, "one spare left");
+	}
+	/* Several store threads (a namespace's fetch engines share one
+	 * store) make spares at once: the list never passes its array. */
+	{
+		pthread_t th[4];
+		uint32_t n_tmp = 0;
+
+		for (int i = 0; i < 4; i++)
+			pthread_create(&th[i], NULL, spares_thr, cs);
+		for (int i = 0; i < 4; i++)
+			pthread_join(th[i], NULL);
+		ok(cs->nspare <= CS_SPARE_MAX && cs->nspare >= CS_SPARE_MAX - 8,
+		   "4 threads to the cap: %u spares kept (cap %d)",
+		   cs->nspare, CS_SPARE_MAX);
+		for (uint32_t i = 0; i < cs->nspare; i++) {
+			cs_chunk_path(reltmp, cs->spare[i], CS_TMP_SUFFIX);
+			if (ino_of(d, reltmp, &size))
+				n_tmp++;
+		}
+		is_int((int)n_tmp, (int)cs->nspare,
+		       "each kept spare has its file");
+		is_int((int)count_tmp_files(d), (int)cs->nspare,
+		       "and no other .tmp file is left behind");
 	}
 	cs_close(cs);
 	{
