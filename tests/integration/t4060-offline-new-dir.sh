@@ -21,6 +21,10 @@ ls "$A" >/dev/null
 mkdir "$B/other"
 sleep 1
 mkdir "$A/D" && mkdir -p "$A/P/Q/R"
+# A's opens of the root may prefetch B's directory's listing (t2202):
+# forget it, so that the listing is surely unknown offline.
+ls "$A" >/dev/null
+"$FS" flushmeta "$A/other" >/dev/null 2>&1
 t_check "disconnect" "$FS" disconnect -m "$A"
 echo one >"$A/D/f1"; t_is "$?" 0 "create in a directory made just before fs disconnect"
 echo two >"$A/P/Q/R/f2"; t_is "$?" 0 "create at the end of a mkdir -p chain"

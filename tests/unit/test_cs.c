@@ -120,12 +120,14 @@ spares_thr(void *arg)
 static unsigned
 count_tmp_files(const char *d)
 {
-	char cmd[512];
+	char cmd[4200];
 	unsigned n = 0;
 	FILE *p;
+	int len = snprintf(cmd, sizeof(cmd), "find '%.4096s' -name '*%s' | wc -l",
+			   d, CS_TMP_SUFFIX);
 
-	snprintf(cmd, sizeof(cmd), "find '%s' -name '*%s' | wc -l", d,
-		 CS_TMP_SUFFIX);
+	if (len < 0 || (size_t)len >= sizeof(cmd))
+		return 0;
 	p = popen(cmd, "r");
 	if (p) {
 		if (fscanf(p, "%u", &n) != 1)
