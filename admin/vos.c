@@ -87,7 +87,6 @@ report(int rc, const char *fmt, ...)
 {
 	char msg[PATH_MAX * 2];
 	va_list ap;
-
 	char *e;
 
 	va_start(ap, fmt);
@@ -2100,24 +2099,29 @@ export_dir(struct exp *ex, const struct fid *dir, int dfd, const char *rel,
 			}
 			rc = export_dir(ex, &a->fid, fd, path, depth + 1);
 			done = true;
-			if (ex->pool && !rc) {
+			if (ex->pool) {
 				/* Its files may still be written: owner,
 				 * mode and times once they are. */
 				struct pdir *pd;
 
-				if (ex->npend == EXPORT_PENDING_DIRS)
+				if (!rc && ex->npend == EXPORT_PENDING_DIRS)
 					rc = export_flush(ex, 0);
 				pd = &ex->pend[ex->npend];
 				if (!rc && !(pd->path = strdup(path)))
 					rc = report(-ENOMEM, "cannot write '%s'",
 						    path);
-				if (rc) {
-					close(fd);
+				if (!rc) {
+					pd->fd = fd;
+					pd->attr = *a;
+					ex->npend++;
 					break;
 				}
-				pd->fd = fd;
-				pd->attr = *a;
-				ex->npend++;
+				/* No worker may use @fd once it is closed
+				 * (its number could name another file). */
+				__atomic_store_n(&ex->pool->cancel, true,
+						 __ATOMIC_RELAXED);
+				ipool_drain(ex->pool);
+				close(fd);
 				break;
 			}
 			if (!rc)

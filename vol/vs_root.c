@@ -908,6 +908,11 @@ clean_open(struct vs_vol *v)
 	r->cl_open = v;
 	v->cl_reg = true;
 	pthread_mutex_unlock(&r->cl_lock);
+	/* Another handle of this process has it open (the marker was its
+	 * to take): a scan now could remove the new object of a store in
+	 * flight there. */
+	if (other)
+		return true;
 	clean = unlinkat(v->dirfd, CLEAN_MARK, 0) == 0;
 	if (!clean && errno != ENOENT) {
 		/* It cannot be taken away, so a crash would leave it
@@ -922,11 +927,6 @@ clean_open(struct vs_vol *v)
 		v->leaked = true;
 		return false;
 	}
-	/* Another handle of this process has it open (the marker was its
-	 * to take): a scan now could remove the new object of a store in
-	 * flight there. */
-	if (other)
-		return true;
 	return clean;
 }
 
