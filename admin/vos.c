@@ -323,14 +323,16 @@ info_of(struct vs_root *r, const char *name, struct vs_volinfo *vi)
 	struct vs_vol *v;
 	int rc, tries = 0;
 
-	while ((rc = vs_vol_open(r, name, VS_RDONLY, &v)) == -EUCLEAN &&
-	       ++tries < INFO_TRIES)
+	for (;;) {
+		rc = vs_vol_open(r, name, VS_RDONLY, &v);
+		if (!rc) {
+			rc = vs_vol_info(v, vi);
+			vs_vol_close(v);
+		}
+		if (rc != -EUCLEAN || ++tries == INFO_TRIES)
+			return rc;
 		nanosleep(&pause, NULL);
-	if (rc)
-		return rc;
-	rc = vs_vol_info(v, vi);
-	vs_vol_close(v);
-	return rc;
+	}
 }
 
 static const char usage_list[] =
