@@ -313,17 +313,33 @@ print_info(const struct vs_volinfo *vi, bool long_form)
 	}
 }
 
+/*
+ * tdb refuses to open a database read-only while a writer's commit has
+ * its recovery area live (it would have to run the recovery itself), so
+ * opening a volume cairn-vold is committing to fails with EUCLEAN for
+ * the few milliseconds of the commit: about one examine in ten during an
+ * untar onto a mount. That is not damage. Try again for up to a second
+ * (a commit lasts milliseconds) before calling the volume damaged.
+ */
+#define INFO_TRIES 50
+
 static int
 info_of(struct vs_root *r, const char *name, struct vs_volinfo *vi)
 {
+	const struct timespec pause = {.tv_nsec = 20 * 1000 * 1000};
 	struct vs_vol *v;
-	int rc = vs_vol_open(r, name, VS_RDONLY, &v);
+	int rc, tries = 0;
 
-	if (rc)
-		return rc;
-	rc = vs_vol_info(v, vi);
-	vs_vol_close(v);
-	return rc;
+	for (;;) {
+		rc = vs_vol_open(r, name, VS_RDONLY, &v);
+		if (!rc) {
+			rc = vs_vol_info(v, vi);
+			vs_vol_close(v);
+		}
+		if (rc != -EUCLEAN || ++tries == INFO_TRIES)
+			return rc;
+		nanosleep(&pause, NULL);
+	}
 }
 
 static const char usage_list[] =
