@@ -759,7 +759,7 @@ static void
 store_offline(struct store *st, const struct wstate *s)
 {
 	struct wb *wb = st->wb;
-	struct rlog_effect eff;
+	struct rlog_effect eff[2];
 	int rc = -EIO;
 
 	conflict_note_base(wb, &st->fid, &s->attr);
@@ -775,28 +775,31 @@ store_offline(struct store *st, const struct wstate *s)
 		return;
 	}
 	rc = -EIO;
-	if (wb->d.rlog)
-		rc = rlog_append_ex(wb->d.rlog, &st->op, 0, &eff);
-	if (wb->d.rlog && rc == 0)
-		conflict_note_path(wb, eff.seq, &st->op);
-	if (wb->d.rlog)
-		rlog_effect_release(&eff);
+	if (wb->d.rlog) {
+		/* The attributes set while it was written (wb_setattr())
+		 * follow the store as a setattr record on the same base (the
+		 * replay moves it to the store's DV), in the same commit:
+		 * one fdatasync for both, and never one without the other. */
+		struct proto_op ops[2] = {st->op, st->sa};
+		size_t nops = st->sa.kind ? 2 : 1;
+
+		ops[1].base_dv = st->op.base_dv;
+		memset(eff, 0, sizeof(eff));
+		rc = rlog_append_batch(wb->d.rlog, ops, nops, 0, eff);
+		for (size_t i = 0; rc == 0 && i < nops; i++)
+			if (eff[i].seq)
+				conflict_note_path(wb, eff[i].seq, &ops[i]);
+		rlog_effect_release(&eff[0]);
+		rlog_effect_release(&eff[1]);
+	}
 	if (rc == 0 && st->sa.kind) {
-		/* The attributes set while it was written follow the store,
-		 * on the same base (the replay moves it to the store's DV). */
-		struct proto_op o = st->sa;
 		struct wstate *ws;
 
-		o.base_dv = st->op.base_dv;
-		rc = rlog_append_ex(wb->d.rlog, &o, 0, &eff);
-		rlog_effect_release(&eff);
-		if (rc == 0) {
-			pthread_mutex_lock(&wb->lock);
-			ws = wb_find_locked(wb, &st->fid);
-			if (ws)
-				ws->sa_mask = 0;
-			pthread_mutex_unlock(&wb->lock);
-		}
+		pthread_mutex_lock(&wb->lock);
+		ws = wb_find_locked(wb, &st->fid);
+		if (ws)
+			ws->sa_mask = 0;
+		pthread_mutex_unlock(&wb->lock);
 	}
 	if (rc < 0) {
 		log_err(LOG_WB, "cannot log a store while disconnected: %s",
