@@ -724,19 +724,24 @@ fail_nost:
  * its chunks stay DIRTY for the replay, and the cached attributes take
  * the local size and times. */
 static void
-mark_logged(struct wb *wb, const struct fid *fid)
+mark_logged(struct wb *wb, const struct fid *fid, const struct proto_op *sa)
 {
 	struct proto_attr a;
 	struct wstate *ws;
 	bool have = false;
 	uint64_t size = 0;
 	int64_t mt = 0, ct = 0;
+	uint32_t mask = sa && sa->kind ? sa->mask : 0;
 
 	pthread_mutex_lock(&wb->lock);
 	ws = wb_find_locked(wb, fid);
 	if (ws && !ws->gone) {
 		wb_mark_clean_locked(wb, ws);
 		ws->logged = true;
+		/* The folded mtime the setattr record carries is the file's
+		 * now (wb_overlay() shows ws->mtime_ns no more). */
+		if (mask & PROTO_SA_MTIME)
+			ws->mtime_ns = sa->mtime_ns;
 		wb_save_locked(wb, ws);
 		size = ws->size;
 		mt = ws->mtime_ns;
@@ -748,6 +753,15 @@ mark_logged(struct wb *wb, const struct fid *fid)
 		a.size = size;
 		a.mtime_ns = mt;
 		a.ctime_ns = ct;
+		/* and the attributes logged with the store (wb_setattr()) */
+		if (mask & PROTO_SA_MODE)
+			a.mode = (a.mode & ~07777u) | (sa->mode & 07777);
+		if (mask & PROTO_SA_UID)
+			a.uid = sa->uid;
+		if (mask & PROTO_SA_GID)
+			a.gid = sa->gid;
+		if (mask & PROTO_SA_ATIME)
+			a.atime_ns = sa->atime_ns;
 		mcache_offline_attr(wb->d.mc, &a);
 	}
 }
@@ -807,7 +821,7 @@ store_offline(struct store *st, const struct wstate *s)
 		wb_store_end(st, rc == -ENOSPC ? -ENOSPC : -EIO, NULL);
 		return;
 	}
-	mark_logged(wb, &st->fid);
+	mark_logged(wb, &st->fid, &st->sa);
 	wb_store_end(st, 0, NULL);
 }
 
@@ -815,7 +829,7 @@ void
 wb_absorbed(struct wb *wb, const struct proto_op *op)
 {
 	if (wb && op->kind == PROTO_OP_STORE)
-		mark_logged(wb, &op->fid);
+		mark_logged(wb, &op->fid, NULL);
 }
 
 /* A store op from the replay log, its chunks tagged @src_dv: stage what
