@@ -655,16 +655,16 @@ wb_store_start(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 		st->sa.atime_ns = s.sa_atime_ns;
 		st->sa.mtime_ns = s.sa_mtime_ns;
 	}
+	if (wb->d.conn && conn_logs_changes(wb->d.conn)) {
+		store_offline(st, &s);
+		return;
+	}
 	if (!st->batch && st->sa.kind) {
 		st->batch = mut_batch_new(wb->d.mut, 0);
 		if (!st->batch) {
 			rc = -ENOMEM;
 			goto fail;
 		}
-	}
-	if (wb->d.conn && conn_logs_changes(wb->d.conn)) {
-		store_offline(st, &s);
-		return;
 	}
 	if (wb->d.rlog) {
 		struct proto_op ops[2] = {st->op, st->sa};
