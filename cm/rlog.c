@@ -679,8 +679,8 @@ tdb_header_upgrade(struct tdb_context *t, bool ro)
 	else
 		tdbw_txn_cancel(t);
 	if (!rc)
-		log_info(LOG_RLOG, "replay log upgraded from format version "
-				   "%u to %d",
+		log_info(LOG_RLOG,
+			 "replay log upgraded from format version %u to %d",
 			 h.version, RLOG_FORMAT_VERSION);
 	return rc;
 }

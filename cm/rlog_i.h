@@ -105,8 +105,9 @@ struct rlog {
 	struct hdr hdr;		 /* committed header, protected by lock */
 	struct hdr tx;		 /* the open transaction's header, ditto */
 	uint64_t nappends, ncommits, ncancelled; /* protected by lock */
-	uint64_t ckpt_fails_seen;		 /* ditto */
-	int64_t ckpt_warn_ms;			 /* ditto: last warning */
+	/* Failed checkpoints warned about, and when (ckpt_check()); ditto. */
+	uint64_t ckpt_fails_seen;
+	int64_t ckpt_warn_ms;
 
 	pthread_mutex_t qlock;
 	pthread_cond_t qcond;
