@@ -58,6 +58,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -135,6 +136,29 @@ txn_begin(struct rlog *l)
 	return 0;
 }
 
+/* A checkpoint the last commit tried failed (disk full, I/O error): the
+ * journal keeps the changes and grows; say so, at most once a minute. */
+static void
+ckpt_check(struct rlog *l)
+{
+	struct tdbj_stats js;
+	int64_t now;
+
+	tdbj_stats(l->j, &js);
+	if (js.ckpt_fails == l->ckpt_fails_seen)
+		return;
+	now = rlog_now_real_ms();
+	if (l->ckpt_warn_ms && now - l->ckpt_warn_ms < 60000)
+		return;
+	log_warn(LOG_RLOG,
+		 "cannot checkpoint the journal of '%s' (%" PRIu64
+		 " failure(s), journal %" PRIu64 " bytes): %s",
+		 l->path, js.ckpt_fails - l->ckpt_fails_seen, js.bytes,
+		 strerror(-js.ckpt_err));
+	l->ckpt_fails_seen = js.ckpt_fails;
+	l->ckpt_warn_ms = now;
+}
+
 static int
 txn_commit(struct rlog *l)
 {
@@ -155,6 +179,7 @@ txn_commit(struct rlog *l)
 	}
 	l->hdr = l->tx;
 	l->ncommits++;
+	ckpt_check(l);
 	/* The lazy removals it carried are done; later ones wait on. */
 	if (l->nlazy_tx) {
 		memmove(l->lazy, l->lazy + l->nlazy_tx,
@@ -626,13 +651,38 @@ out:
 	return rc;
 }
 
+/* Read the header "H" straight from the tdb @t (no journal yet); unless
+ * @ro, rewrite a header of an older version as the current one in one
+ * synced tdb transaction. -EUCLEAN: no header (not a replay log) or a
+ * damaged one; -EPROTONOSUPPORT: a newer version. */
 static int
-hdr_seen(TDB_DATA key, TDB_DATA data, void *arg)
+tdb_header_upgrade(struct tdb_context *t, bool ro)
 {
-	(void)key;
-	(void)data;
-	(void)arg;
-	return 0;
+	uint8_t *val, buf[HDR_LEN];
+	size_t vlen;
+	struct hdr h;
+	int rc;
+
+	rc = tdbw_fetch(t, "H", 1, &val, &vlen);
+	if (rc)
+		return rc == -ENOENT ? -EUCLEAN : rc;
+	rc = rlog_hdr_decode(val, vlen, &h);
+	free(val);
+	if (rc || ro || h.version == RLOG_FORMAT_VERSION)
+		return rc;
+	rlog_hdr_encode(&h, buf);
+	rc = tdbw_txn_start(t);
+	if (!rc)
+		rc = tdbw_store(t, "H", 1, buf, sizeof(buf), TDB_REPLACE);
+	if (!rc)
+		rc = tdbw_txn_commit(t);
+	else
+		tdbw_txn_cancel(t);
+	if (!rc)
+		log_info(LOG_RLOG,
+			 "replay log upgraded from format version %u to %d",
+			 h.version, RLOG_FORMAT_VERSION);
+	return rc;
 }
 
 struct rlog *
@@ -695,12 +745,13 @@ rlog_open_flags(const char *path, unsigned flags, int *err)
 		goto fail;
 	}
 	/* A tdb without our header is not a replay log: refused before the
-	 * journal is attached (which would write its key into the file). */
-	rc = tdbw_parse(t, "H", 1, hdr_seen, NULL);
+	 * journal is attached (which would write its key into the file). A
+	 * version 1 log is upgraded in the tdb itself before the journal
+	 * may take a record: from then on a cairnd that knows no journal
+	 * refuses the file instead of ignoring rlog.tdb.jnl. */
+	rc = tdb_header_upgrade(t, ro);
 	if (rc) {
 		tdb_close(t);
-		if (rc == -ENOENT)
-			rc = -EUCLEAN;
 		goto fail;
 	}
 	rc = journal_path(path, &jpath);
@@ -728,6 +779,15 @@ rlog_open_flags(const char *path, unsigned flags, int *err)
 	}
 	rc = rlog_hdr_decode(val, vlen, &l->hdr);
 	free(val);
+	/* A header of version 1 in the journal (a log written by a cairnd
+	 * that had the journal but not version 2): write it as current. */
+	if (!rc && !ro && l->hdr.version != RLOG_FORMAT_VERSION) {
+		uint8_t buf[HDR_LEN];
+
+		rlog_hdr_encode(&l->hdr, buf);
+		rc = tdbj_store(l->j, "H", 1, buf, sizeof(buf), TDB_REPLACE);
+		l->hdr.version = RLOG_FORMAT_VERSION;
+	}
 	if (rc)
 		goto fail;
 	if (err)

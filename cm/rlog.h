@@ -48,8 +48,10 @@
 #include "common/fid.h"
 #include "common/proto.h"
 
-#define RLOG_FORMAT_VERSION 1 /* the header's version; see doc/replay-log.md   \
-			       */
+/* The header's version; see doc/replay-log.md. 2: the log may have records
+ * in its journal rlog.tdb.jnl, which a cairnd of version 1 would ignore. A
+ * version 1 log is upgraded in place at its first read-write open. */
+#define RLOG_FORMAT_VERSION 2
 
 struct rlog;
 

@@ -665,8 +665,11 @@ rlog_hdr_decode(const uint8_t *p, size_t len, struct hdr *h)
 	b.off = 8;
 	version = r_u32(&b);
 	hlen = r_u32(&b);
-	if (version != RLOG_FORMAT_VERSION)
+	/* Version 1 (no journal yet) is read, and upgraded by
+	 * rlog_open_flags(); the header's layout did not change. */
+	if (version < 1 || version > RLOG_FORMAT_VERSION)
 		return -EPROTONOSUPPORT;
+	h->version = version;
 	if (hlen != HDR_LEN || len != HDR_LEN ||
 	    crc32c(0, p, HDR_LEN - 4) !=
 		    (uint32_t)(p[HDR_LEN - 4] | p[HDR_LEN - 3] << 8 |

@@ -78,6 +78,7 @@ struct lnode {
 };
 
 struct hdr {
+	uint32_t version; /* as read; rlog_hdr_encode() writes the current */
 	uint64_t next_seq;
 	int64_t created_ms;
 	uint64_t nrec, npend, ninfl, nconf, data_bytes;
@@ -104,6 +105,9 @@ struct rlog {
 	struct hdr hdr;		 /* committed header, protected by lock */
 	struct hdr tx;		 /* the open transaction's header, ditto */
 	uint64_t nappends, ncommits, ncancelled; /* protected by lock */
+	/* Failed checkpoints warned about, and when (ckpt_check()); ditto. */
+	uint64_t ckpt_fails_seen;
+	int64_t ckpt_warn_ms;
 
 	pthread_mutex_t qlock;
 	pthread_cond_t qcond;

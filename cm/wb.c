@@ -122,7 +122,7 @@ gen_bump_locked(struct wstate *ws, uint64_t c0, uint64_t c1)
 
 /* Persist @ws (lock held). A failure is logged: the data itself is safe
  * in the chunk store; only the size would be guessed after a crash. */
-void
+int
 wb_save_locked(struct wb *wb, struct wstate *ws)
 {
 	struct wb_rec r = {0};
@@ -168,6 +168,7 @@ out:
 		log_warn(LOG_WB, "cannot save a write state in dirty.tdb: %s",
 			 strerror(-rc));
 	free(buf);
+	return rc;
 }
 
 void
@@ -474,14 +475,19 @@ wb_setattr(struct wb *wb, const struct fid *fid, uint32_t mask, uint32_t mode,
 	    (mask & ~(uint32_t)(PROTO_SA_MODE | PROTO_SA_UID | PROTO_SA_GID |
 				PROTO_SA_ATIME | PROTO_SA_MTIME)))
 		return -ENOENT;
-	if (wb->d.conn && conn_logs_changes(wb->d.conn))
-		return -ENOENT;
 	pthread_mutex_lock(&wb->lock);
 	ws = wb_find_locked(wb, fid);
 	/* Only what a store will carry anyway: an open file with local
-	 * changes (not yet at the store that takes them, nor logged). */
+	 * changes (not yet at the store that takes them, nor logged).
+	 * Writeback and disconnected too: the store at close is logged
+	 * with the attributes as a setattr record in the same replay-log
+	 * commit (store_offline()); until then dirty.tdb keeps them, so a
+	 * kill -9 loses nothing that returned (wb_resume() logs the store
+	 * with them). */
 	if (ws && ws->writers && ws->dirty && !ws->gone && !ws->logged &&
 	    !ws->storing && !ws->conflicted && !ws->replaying) {
+		struct wstate old = *ws;
+
 		if (mask & PROTO_SA_MODE)
 			ws->sa_mode = mode & 07777;
 		if (mask & PROTO_SA_UID)
@@ -494,8 +500,19 @@ wb_setattr(struct wb *wb, const struct fid *fid, uint32_t mask, uint32_t mode,
 			ws->sa_mtime_ns = mtime_ns;
 		ws->sa_mask |= mask;
 		ws->ctime_ns = util_wall_ns();
-		wb_save_locked(wb, ws);
-		rc = 0;
+		rc = wb_save_locked(wb, ws);
+		if (rc) {
+			/* Not saved: a kill -9 would lose it. Send or log it
+			 * as a setattr of its own. */
+			ws->sa_mask = old.sa_mask;
+			ws->sa_mode = old.sa_mode;
+			ws->sa_uid = old.sa_uid;
+			ws->sa_gid = old.sa_gid;
+			ws->sa_atime_ns = old.sa_atime_ns;
+			ws->sa_mtime_ns = old.sa_mtime_ns;
+			ws->ctime_ns = old.ctime_ns;
+			rc = -ENOENT;
+		}
 	}
 	pthread_mutex_unlock(&wb->lock);
 	return rc;

@@ -148,7 +148,7 @@ struct collect {
 /* wb.c: the table of write states (lock held). */
 struct wstate *wb_find_locked(struct wb *wb, const struct fid *f);
 void wb_unlink_free_locked(struct wb *wb, struct wstate *ws);
-void wb_save_locked(struct wb *wb, struct wstate *ws);
+int wb_save_locked(struct wb *wb, struct wstate *ws);
 void wb_forget_locked(struct wb *wb, struct wstate *ws);
 void wb_mark_clean_locked(struct wb *wb, struct wstate *ws);
 /* wb.c: the name and directory @fid's write state knows it by (its last

@@ -657,16 +657,16 @@ wb_store_start(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 		st->sa.atime_ns = s.sa_atime_ns;
 		st->sa.mtime_ns = s.sa_mtime_ns;
 	}
+	if (wb->d.conn && conn_logs_changes(wb->d.conn)) {
+		store_offline(st, &s);
+		return;
+	}
 	if (!st->batch && st->sa.kind) {
 		st->batch = mut_batch_new(wb->d.mut, 0);
 		if (!st->batch) {
 			rc = -ENOMEM;
 			goto fail;
 		}
-	}
-	if (wb->d.conn && conn_logs_changes(wb->d.conn)) {
-		store_offline(st, &s);
-		return;
 	}
 	if (wb->d.rlog) {
 		struct proto_op ops[2] = {st->op, st->sa};
@@ -726,19 +726,24 @@ fail_nost:
  * its chunks stay DIRTY for the replay, and the cached attributes take
  * the local size and times. */
 static void
-mark_logged(struct wb *wb, const struct fid *fid)
+mark_logged(struct wb *wb, const struct fid *fid, const struct proto_op *sa)
 {
 	struct proto_attr a;
 	struct wstate *ws;
 	bool have = false;
 	uint64_t size = 0;
 	int64_t mt = 0, ct = 0;
+	uint32_t mask = sa && sa->kind ? sa->mask : 0;
 
 	pthread_mutex_lock(&wb->lock);
 	ws = wb_find_locked(wb, fid);
 	if (ws && !ws->gone) {
 		wb_mark_clean_locked(wb, ws);
 		ws->logged = true;
+		/* The folded mtime the setattr record carries is the file's
+		 * now (wb_overlay() shows ws->mtime_ns no more). */
+		if (mask & PROTO_SA_MTIME)
+			ws->mtime_ns = sa->mtime_ns;
 		wb_save_locked(wb, ws);
 		size = ws->size;
 		mt = ws->mtime_ns;
@@ -750,6 +755,15 @@ mark_logged(struct wb *wb, const struct fid *fid)
 		a.size = size;
 		a.mtime_ns = mt;
 		a.ctime_ns = ct;
+		/* and the attributes logged with the store (wb_setattr()) */
+		if (mask & PROTO_SA_MODE)
+			a.mode = (a.mode & ~07777u) | (sa->mode & 07777);
+		if (mask & PROTO_SA_UID)
+			a.uid = sa->uid;
+		if (mask & PROTO_SA_GID)
+			a.gid = sa->gid;
+		if (mask & PROTO_SA_ATIME)
+			a.atime_ns = sa->atime_ns;
 		mcache_offline_attr(wb->d.mc, &a);
 	}
 }
@@ -761,7 +775,7 @@ static void
 store_offline(struct store *st, const struct wstate *s)
 {
 	struct wb *wb = st->wb;
-	struct rlog_effect eff;
+	struct rlog_effect eff[2];
 	int rc = -EIO;
 
 	conflict_note_base(wb, &st->fid, &s->attr);
@@ -777,28 +791,31 @@ store_offline(struct store *st, const struct wstate *s)
 		return;
 	}
 	rc = -EIO;
-	if (wb->d.rlog)
-		rc = rlog_append_ex(wb->d.rlog, &st->op, 0, &eff);
-	if (wb->d.rlog && rc == 0)
-		conflict_note_path(wb, eff.seq, &st->op);
-	if (wb->d.rlog)
-		rlog_effect_release(&eff);
+	if (wb->d.rlog) {
+		/* The attributes set while it was written (wb_setattr())
+		 * follow the store as a setattr record on the same base (the
+		 * replay moves it to the store's DV), in the same commit:
+		 * one fdatasync for both, and never one without the other. */
+		struct proto_op ops[2] = {st->op, st->sa};
+		size_t nops = st->sa.kind ? 2 : 1;
+
+		ops[1].base_dv = st->op.base_dv;
+		memset(eff, 0, sizeof(eff));
+		rc = rlog_append_batch(wb->d.rlog, ops, nops, 0, eff);
+		for (size_t i = 0; rc == 0 && i < nops; i++)
+			if (eff[i].seq)
+				conflict_note_path(wb, eff[i].seq, &ops[i]);
+		rlog_effect_release(&eff[0]);
+		rlog_effect_release(&eff[1]);
+	}
 	if (rc == 0 && st->sa.kind) {
-		/* The attributes set while it was written follow the store,
-		 * on the same base (the replay moves it to the store's DV). */
-		struct proto_op o = st->sa;
 		struct wstate *ws;
 
-		o.base_dv = st->op.base_dv;
-		rc = rlog_append_ex(wb->d.rlog, &o, 0, &eff);
-		rlog_effect_release(&eff);
-		if (rc == 0) {
-			pthread_mutex_lock(&wb->lock);
-			ws = wb_find_locked(wb, &st->fid);
-			if (ws)
-				ws->sa_mask = 0;
-			pthread_mutex_unlock(&wb->lock);
-		}
+		pthread_mutex_lock(&wb->lock);
+		ws = wb_find_locked(wb, &st->fid);
+		if (ws)
+			ws->sa_mask = 0;
+		pthread_mutex_unlock(&wb->lock);
 	}
 	if (rc < 0) {
 		log_err(LOG_WB, "cannot log a store while disconnected: %s",
@@ -806,7 +823,7 @@ store_offline(struct store *st, const struct wstate *s)
 		wb_store_end(st, rc == -ENOSPC ? -ENOSPC : -EIO, NULL);
 		return;
 	}
-	mark_logged(wb, &st->fid);
+	mark_logged(wb, &st->fid, &st->sa);
 	wb_store_end(st, 0, NULL);
 }
 
@@ -814,7 +831,7 @@ void
 wb_absorbed(struct wb *wb, const struct proto_op *op)
 {
 	if (wb && op->kind == PROTO_OP_STORE)
-		mark_logged(wb, &op->fid);
+		mark_logged(wb, &op->fid, NULL);
 }
 
 /* A store op from the replay log, its chunks tagged @src_dv: stage what

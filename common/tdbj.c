@@ -83,7 +83,8 @@ struct tdbj {
 	bool syncing;		/* an fdatasync runs; protected by smu */
 	int sync_err;		/* a failed one: -errno; protected by smu */
 	struct map ov, tx;
-	uint64_t ncommits, nsyncs, nckpt;
+	uint64_t ncommits, nsyncs, nckpt, nckpt_fail;
+	int ckpt_err;
 };
 
 /* --- little-endian --- */
@@ -905,8 +906,15 @@ tdbj_txn_commit(struct tdbj *j, unsigned cflags)
 	map_merge(&j->ov, &j->tx); /* cannot fail: room made above */
 	map_clear(&j->tx);
 	j->in_tx = false;
-	if (j->end > j->max_bytes)
-		(void)tdbj_checkpoint(j); /* the commit stands; next time */
+	if (j->end > j->max_bytes) {
+		/* The commit stands; the next commit tries again. Counted
+		 * for the caller to report (tdbj_stats()). */
+		rc = tdbj_checkpoint(j);
+		if (rc) {
+			j->nckpt_fail++;
+			j->ckpt_err = rc;
+		}
+	}
 	return 0;
 fail:
 	tdbj_txn_cancel(j);
@@ -1077,4 +1085,6 @@ tdbj_stats(const struct tdbj *j, struct tdbj_stats *st)
 	st->bytes = j->journal ? j->end : 0;
 	st->keys = j->ov.n;
 	st->gen = j->gen;
+	st->ckpt_fails = j->nckpt_fail;
+	st->ckpt_err = j->ckpt_err;
 }

@@ -144,6 +144,8 @@ struct tdbj_stats {
 	uint64_t bytes;	      /* journal file size now */
 	uint64_t keys;	      /* keys in the overlay now */
 	uint64_t gen;	      /* the journal's generation */
+	uint64_t ckpt_fails;  /* checkpoints a commit tried that failed */
+	int ckpt_err;	      /* the last one's -errno (0: none) */
 };
 void tdbj_stats(const struct tdbj *j, struct tdbj_stats *st);
 

@@ -61,6 +61,9 @@ t_is "$(fsize "$CA/rlog.tdb.jnl")" 40 "a clean stop leaves the journal as its he
 # Damage: kill -9 with records in the journal, then flip a byte in the
 # first record (later records were written after it was synced).
 mnt || exit 1
+# The clean stop left 'late' in the log: the restart's first pass sends
+# it at once and would take the h files along if they came meanwhile.
+"$FS" sync -m "$A" >/dev/null 2>&1
 for i in 1 2 3 4 5; do echo "x$i" >"$A/d/h$i"; done
 back=$(jst backlog_records)
 cairnd_kill9 "$A"
@@ -93,8 +96,10 @@ t_is "$(md5sum <"$CA/rlog.tdb.jnl")" "$sum_before" "and leaves it as it is"
 # The saved pair back in place: everything is there.
 cp "$T_DIR/rlog.save" "$CA/rlog.tdb"
 cp "$T_DIR/jnl.save" "$CA/rlog.tdb.jnl"
+# The h files can reach the server only from the restored journal (the
+# restart's first pass sends them at once: the backlog is not counted).
+t_is "$(srv_files)" $((s0 + 41)) "before the restart the server has none of the h files ($back records)"
 mnt || exit 1
-t_is "$(jst backlog_records)" "$back" "the log and its journal restored: the backlog is back"
 t_is "$(cat "$A/d/h5" 2>&1)" "x5" "and the files"
 "$FS" sync -m "$A" >/dev/null 2>&1
 t_is "$(jst backlog_records)|$(jst conflicts)" "0|0" "drained, no conflicts"

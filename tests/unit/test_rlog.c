@@ -1282,6 +1282,85 @@ poke_header(const char *p, uint32_t version, int flip)
 	tdb_close(t);
 }
 
+/* The version of the header in the tdb file itself (what a cairnd that
+ * knows no journal reads), 0 if unreadable. */
+static uint32_t
+raw_version(const char *p, struct rlog *l)
+{
+	int status;
+	/* In a child: tdb refuses a second open of a file in one process
+	 * (the log @l may be open here). */
+	pid_t pid = fork();
+
+	if (!pid) {
+		struct tdb_context *t;
+		TDB_DATA key = {(unsigned char *)"H", 1}, v;
+		uint32_t ver = 0;
+
+		/* The fork copied tdb's list of open files: drop ours. */
+		if (l)
+			tdb_close(tdbj_tdb(l->j));
+		t = tdb_open(p, 0, 0, O_RDONLY, 0600);
+		if (t) {
+			v = tdb_fetch(t, key);
+			if (v.dptr && v.dsize >= 12)
+				ver = v.dptr[8] | v.dptr[9] << 8;
+		}
+		_exit((int)ver);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return 0;
+	return (uint32_t)WEXITSTATUS(status);
+}
+
+/* Version 2: the tdb file says 2 before the journal holds any record, so
+ * an older cairnd (version 1 only) refuses the log instead of ignoring
+ * rlog.tdb.jnl; a version 1 log is upgraded at open. */
+static void
+test_version_upgrade(void)
+{
+	const char *p = newpath();
+	struct tdb_context *t;
+	TDB_DATA key = {(unsigned char *)"H", 1}, v;
+	struct rlog *l;
+	struct rlog_rec r;
+	uint32_t crc;
+	int err;
+
+	l = rlog_open(p, &err);
+	is_int((int)raw_version(p, l), RLOG_FORMAT_VERSION,
+	       "a new log says version 2 in the tdb");
+	app(l, op_create(ROOT, "a", F(2)));
+	is_int((int)raw_version(p, l), 2,
+	       "with a journal record: still 2 in the tdb (old code refuses)");
+	rlog_close(l);
+	/* Make it a version 1 log, as an older cairnd left it. */
+	t = tdb_open(p, 0, 0, O_RDWR, 0600);
+	v = tdb_fetch(t, key);
+	v.dptr[8] = 1;
+	v.dptr[9] = 0;
+	crc = crc32c(0, v.dptr, v.dsize - 4);
+	for (int i = 0; i < 4; i++)
+		v.dptr[v.dsize - 4 + i] = (uint8_t)(crc >> (8 * i));
+	tdb_store(t, key, v, TDB_REPLACE);
+	free(v.dptr);
+	tdb_close(t);
+	is_int((int)raw_version(p, NULL), 1, "poked to version 1");
+	l = rlog_open_flags(p, RLOG_O_RDONLY, &err);
+	ok(l != NULL, "a version 1 log opens read-only");
+	rlog_close(l);
+	is_int((int)raw_version(p, NULL), 1, "read-only: not upgraded");
+	l = rlog_open(p, &err);
+	ok(l != NULL, "a version 1 log opens read-write");
+	is_int((int)raw_version(p, l), 2, "and is upgraded to 2 in the tdb");
+	ok(l && !rlog_get(l, 1, &r) && r.op.kind == PROTO_OP_CREATE,
+	   "its record is kept");
+	if (l)
+		rlog_rec_release(&r);
+	ok(l && !rlog_check(l, RLOG_CHECK_KEYS, NULL, 0), "rlog_check ok");
+	rlog_close(l);
+}
+
 static void
 test_damaged(void)
 {
@@ -1317,9 +1396,9 @@ test_damaged(void)
 	l = rlog_open(p, &err);
 	app(l, op_create(ROOT, "a", F(2)));
 	rlog_close(l);
-	poke_header(p, 2, 0);
-	open_fails_untouched(p, -EPROTONOSUPPORT, "format version 2");
-	poke_header(p, 1, 1);
+	poke_header(p, 3, 0);
+	open_fails_untouched(p, -EPROTONOSUPPORT, "format version 3");
+	poke_header(p, 2, 1);
 	open_fails_untouched(p, -EUCLEAN, "header with a flipped bit");
 
 	p = newpath();
@@ -1822,6 +1901,7 @@ static const struct {
 	{"rule_xattr", test_rule_xattr},
 	{"batch", test_batch},
 	{"damaged", test_damaged},
+	{"version_upgrade", test_version_upgrade},
 	{"threads", test_threads},
 	{"inflight_run", test_inflight_run},
 	{"fid_find", test_fid_find},

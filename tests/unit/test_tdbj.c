@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -874,6 +875,114 @@ test_kill(void)
 	       runs);
 }
 
+/* A write the disk refuses (RLIMIT_FSIZE standing in for a full disk)
+ * fails that change only: the record is taken back and later changes
+ * work once there is room again. */
+static void
+test_full_disk(void)
+{
+	int err, rc;
+	struct tdbj *j;
+	struct rlimit old, lim;
+	struct stat sb;
+	off_t before;
+	char big[8192], out[64];
+
+	fresh();
+	j = jo(0, 0, &err);
+	ok(j != NULL, "full disk: open");
+	if (!j)
+		return;
+	is_int(put(j, "a", "1"), 0, "full disk: store a");
+	signal(SIGXFSZ, SIG_IGN);
+	getrlimit(RLIMIT_FSIZE, &old);
+	stat(jp, &sb);
+	lim = old;
+	lim.rlim_cur = (rlim_t)sb.st_size + 100;
+	setrlimit(RLIMIT_FSIZE, &lim);
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	rc = put(j, "b", big);
+	setrlimit(RLIMIT_FSIZE, &old);
+	is_int(rc, -EFBIG, "full disk: store b past the limit -EFBIG");
+	before = sb.st_size;
+	stat(jp, &sb);
+	is_int((long)sb.st_size, (long)before,
+	       "full disk: the torn record taken back");
+	is_int(get(j, "b", out, sizeof(out)), -ENOENT, "full disk: b absent");
+	is_int(put(j, "c", "3"), 0, "full disk: store c with room again");
+	is_int(tdbj_checkpoint(j), 0, "full disk: checkpoint");
+	is_int(put(j, "d", "4"), 0, "full disk: store d after checkpoint");
+	tdbj_close(j);
+	signal(SIGXFSZ, SIG_DFL);
+	j = jo(0, 0, &err);
+	ok(j != NULL, "full disk: reopen");
+	if (!j)
+		return;
+	rc = get(j, "a", out, sizeof(out));
+	ok(!rc && !strcmp(out, "1"), "full disk: a after reopen");
+	is_int(get(j, "b", out, sizeof(out)), -ENOENT,
+	       "full disk: b absent after reopen");
+	rc = get(j, "c", out, sizeof(out));
+	ok(!rc && !strcmp(out, "3"), "full disk: c after reopen");
+	rc = get(j, "d", out, sizeof(out));
+	ok(!rc && !strcmp(out, "4"), "full disk: d after reopen");
+	tdbj_close(j);
+}
+
+/* A checkpoint a commit tries and that fails (the tdb cannot grow) fails
+ * nothing but itself: the commit stands, the failure is counted for the
+ * caller to report, and a later commit's checkpoint works. */
+static void
+test_ckpt_fail(void)
+{
+	int err, rc = 0;
+	struct tdbj *j;
+	struct tdbj_stats st;
+	struct rlimit old, lim;
+	struct stat sb;
+	char v[5000], k[8], out[8];
+
+	fresh();
+	j = jo(TDBJ_O_NOSYNC, 2048, &err);
+	ok(j != NULL, "checkpoint failure: open with a 2 KiB bound");
+	if (!j)
+		return;
+	memset(v, 'v', sizeof(v) - 1);
+	v[sizeof(v) - 1] = 0;
+	signal(SIGXFSZ, SIG_IGN);
+	getrlimit(RLIMIT_FSIZE, &old);
+	stat(dbp, &sb);
+	lim = old;
+	/* Room for the journal's records, not for the tdb to take them
+	 * all (600 KB): the checkpoints fail once it must grow past. */
+	lim.rlim_cur = (rlim_t)sb.st_size + 380 * 1024;
+	setrlimit(RLIMIT_FSIZE, &lim);
+	for (int i = 0; i < 120 && !rc; i++) {
+		snprintf(k, sizeof(k), "k%d", i);
+		rc = put(j, k, v);
+	}
+	setrlimit(RLIMIT_FSIZE, &old);
+	is_int(rc, 0, "checkpoint failure: the commits stand");
+	tdbj_stats(j, &st);
+	/* tdb's own error for a write it could not make: -EIO */
+	ok(st.ckpt_fails >= 1 && st.ckpt_err < 0,
+	   "checkpoint failure: counted, with its error (%llu, %d)",
+	   (unsigned long long)st.ckpt_fails, st.ckpt_err);
+	is_int(put(j, "k999", "x"), 0,
+	       "checkpoint failure: a commit with room");
+	tdbj_stats(j, &st);
+	ok(st.checkpoints >= 1, "checkpoint failure: then a checkpoint worked");
+	tdbj_close(j);
+	signal(SIGXFSZ, SIG_DFL);
+	j = jo(0, 0, &err);
+	rc = j ? get(j, "k119", out, sizeof(out)) : -1;
+	ok(!rc && !strcmp(out, "vvvvvvv"),
+	   "checkpoint failure: all there after reopen");
+	if (j)
+		tdbj_close(j);
+}
+
 int
 main(void)
 {
@@ -890,6 +999,8 @@ main(void)
 	test_random_flips();
 	test_group();
 	test_kill();
+	test_full_disk();
+	test_ckpt_fail();
 	fresh();
 	rmdir(dir);
 	return done_testing();
