@@ -684,33 +684,12 @@ tdbj_parse(struct tdbj *j, const void *k, size_t klen,
 	return 0;
 }
 
-struct fixed_ctx {
-	void *dst;
-	size_t len;
-	int rc;
-};
-
-static int
-fixed_parse(TDB_DATA key, TDB_DATA data, void *arg)
-{
-	struct fixed_ctx *c = arg;
-
-	(void)key;
-	if (data.dsize != c->len) {
-		c->rc = -EUCLEAN;
-		return 0;
-	}
-	memcpy(c->dst, data.dptr, c->len);
-	c->rc = 0;
-	return 0;
-}
-
 int
 tdbj_fetch_fixed(struct tdbj *j, const void *k, size_t klen, void *dst,
 		 size_t len)
 {
-	struct fixed_ctx c = {dst, len, -EIO};
-	int rc = tdbj_parse(j, k, klen, fixed_parse, &c);
+	struct tdbw_fixed c = {dst, len, -EIO};
+	int rc = tdbj_parse(j, k, klen, tdbw_fixed_parse, &c);
 
 	return rc ? rc : c.rc;
 }

@@ -106,16 +106,10 @@ tdbw_parse(struct tdb_context *tdb, const void *k, size_t klen,
 	return 0;
 }
 
-struct fixed_ctx {
-	void *dst;
-	size_t len;
-	int rc;
-};
-
-static int
-fixed_parse(TDB_DATA key, TDB_DATA data, void *arg)
+int
+tdbw_fixed_parse(TDB_DATA key, TDB_DATA data, void *arg)
 {
-	struct fixed_ctx *c = arg;
+	struct tdbw_fixed *c = arg;
 
 	(void)key;
 	if (data.dsize != c->len) {
@@ -131,8 +125,8 @@ int
 tdbw_fetch_fixed(struct tdb_context *tdb, const void *k, size_t klen,
 		 void *dst, size_t len)
 {
-	struct fixed_ctx c = {dst, len, -EIO};
-	int rc = tdbw_parse(tdb, k, klen, fixed_parse, &c);
+	struct tdbw_fixed c = {dst, len, -EIO};
+	int rc = tdbw_parse(tdb, k, klen, tdbw_fixed_parse, &c);
 
 	return rc ? rc : c.rc;
 }

@@ -88,6 +88,16 @@ int tdbw_parse(struct tdb_context *tdb, const void *k, size_t klen,
 int tdbw_fetch_fixed(struct tdb_context *tdb, const void *k, size_t klen,
 		     void *dst, size_t len);
 
+/* The parser behind tdbw_fetch_fixed(), for wrappers that look
+ * elsewhere first (common/tdbj.c): copies a value of exactly @len bytes
+ * to @dst and sets @rc to 0, or @rc to -EUCLEAN for another length. */
+struct tdbw_fixed {
+	void *dst;
+	size_t len;
+	int rc;
+};
+int tdbw_fixed_parse(TDB_DATA key, TDB_DATA data, void *arg);
+
 /* tdb_store(): @flag TDB_REPLACE, TDB_INSERT (-EEXIST if there) or
  * TDB_MODIFY (-ENOENT if not). @return 0 or the mapped error. */
 int tdbw_store(struct tdb_context *tdb, const void *k, size_t klen,

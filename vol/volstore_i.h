@@ -374,6 +374,11 @@ int cmap_put(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
  * (e->len bytes). @return 0, -EUCLEAN if the entry changed shape, -errno. */
 int cmap_inline_read(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 		     const struct cent *e, uint8_t *buf);
+/* Copy @len bytes at @ioff of @in to @ooff of @out (copy_file_range, or
+ * reads and writes where it cannot). @return 0, -EIO when @in is shorter,
+ * -errno. Any thread: file system calls only. */
+int vs_copy_range(int in, uint64_t ioff, int out, uint64_t ooff,
+		  uint64_t len);
 /* Drop every chunk of file @o (its last link went). */
 int data_drop_all(struct txn *t, const struct obj *o);
 /* Convert a format 1 volume (vs_vol_open()). @return 0 or -errno. */

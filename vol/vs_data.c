@@ -690,9 +690,8 @@ fail:
 	goto out;
 }
 
-/* Copy @len bytes at @ioff of @in to @ooff of @out. */
-static int
-copy_range(int in, uint64_t ioff, int out, uint64_t ooff, uint64_t len)
+int
+vs_copy_range(int in, uint64_t ioff, int out, uint64_t ooff, uint64_t len)
 {
 	char buf[65536];
 
@@ -763,7 +762,7 @@ vs_data_copy(struct vs_vol *v, const struct fid *fid, uint64_t dv, int out,
 			rc = errno == ENOENT ? -EUCLEAN : -errno;
 			break;
 		}
-		rc = copy_range(fd, 0, out, i * v->cs, e.len);
+		rc = vs_copy_range(fd, 0, out, i * v->cs, e.len);
 		close(fd);
 	}
 	obj_release(&o);

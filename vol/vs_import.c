@@ -255,40 +255,6 @@ vs_export_map(struct vs_vol *v, const struct fid *fid, uint64_t size,
 	return 0;
 }
 
-/* Copy @len bytes of @in (from 0) to @ooff of @out. */
-static int
-copy_to(int in, int out, uint64_t ooff, uint64_t len)
-{
-	static __thread char buf[65536];
-	uint64_t ioff = 0;
-
-	while (len) {
-		loff_t io = (loff_t)ioff, oo = (loff_t)ooff;
-		ssize_t n = copy_file_range(in, &io, out, &oo, (size_t)len, 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			size_t want = len > sizeof(buf) ? sizeof(buf) :
-							  (size_t)len;
-			int rc;
-
-			n = util_pread_all(in, buf, want, (off_t)ioff);
-			if (n < 0)
-				return (int)n;
-			if (n == 0)
-				return -EIO; /* shorter than its entry */
-			rc = util_pwrite_all(out, buf, (size_t)n, (off_t)ooff);
-			if (rc)
-				return rc;
-		}
-		ioff += (uint64_t)n;
-		ooff += (uint64_t)n;
-		len -= (uint64_t)n;
-	}
-	return 0;
-}
-
 int
 vs_export_write(struct vs_vol *v, const struct fid *fid,
 		const struct vs_ichunk *c, size_t n, int out)
@@ -308,7 +274,7 @@ vs_export_write(struct vs_vol *v, const struct fid *fid,
 		fd = openat(v->dirfd, path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			return errno == ENOENT ? -EUCLEAN : -errno;
-		rc = copy_to(fd, out, c[i].chunk * v->cs, c[i].len);
+		rc = vs_copy_range(fd, 0, out, c[i].chunk * v->cs, c[i].len);
 		close(fd);
 	}
 	return rc;
