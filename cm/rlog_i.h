@@ -35,10 +35,13 @@
  * node, so an older cairnd refuses just those records. */
 #define REC_FORMAT_RDEV 2
 /* tdb hash chains. tdb never rehashes: a lookup walks keys/HASH_SIZE
- * entries (a record is ~6 keys: chains of ~2 at 10k records, ~18 at 100k),
- * and each transaction and traverse reads the whole 128 KiB table;
- * bench_rlog measured this size against 10007 and 131071. */
-#define HASH_SIZE 32749
+ * entries (a record is ~6 keys: chains of ~5 at 100k records with this
+ * size), and each transaction and traverse reads the whole 512 KiB table.
+ * Since the journal, transactions are checkpoints (every 4 MiB of
+ * journal), so lookups decide: 32749 made a replay of 100k records cost
+ * 2.2x a record what 10k cost (session 8, doc/cm.md). A log made with
+ * the old size keeps it (tdb fixes it at creation). */
+#define HASH_SIZE 131071
 #define RLOG_MAX_DEAD 8
 /* A rule gives up (keeps the op as it came) beyond this many steps. */
 #define SCAN_MAX	 65536
