@@ -32,6 +32,10 @@ log=$T_DIR/cairnd-mnt.log
 cairnd_mount "$mnt" "$T_DIR/cache" lab "$tok" --config "$conf" || exit 99
 pid=$(cairnd_pid "$mnt")
 t_is "$(cat "$mnt/a.txt")" "file a" "read with the first token"
+# Reading a.txt prefetches its small siblings (t2203): drop b.txt's
+# chunks again, so that its read below must ask the server.
+sleep 0.5
+"$FS" flush "$mnt/b.txt" >/dev/null 2>&1
 
 # Revoke: the old token is refused from now on.
 vos revoke lab >/dev/null || exit 99
