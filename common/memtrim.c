@@ -66,6 +66,11 @@ mt_child(void)
 	mt_cond = c;
 	mt_started = false;
 	mt_armed = false;
+	/* What the parent noted went with its thread: a count left at or
+	 * past MEMTRIM_MIN would make every later note skip starting the
+	 * child's thread (cairnd notes listings before it forks). */
+	atomic_store(&mt_pending, 0);
+	atomic_store(&mt_full, false);
 }
 
 static void
