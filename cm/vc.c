@@ -1218,6 +1218,43 @@ dir_delete(struct vc *vc, const struct fid *fid)
 	return rc;
 }
 
+/* dir_delete(), only while the D record is still @seen (what a reader
+ * parsed): an edit may have stored a new listing between the reader's
+ * fetches of D and of its pages, and that one must not go.
+ * @return 0, -EAGAIN if D changed (read again), or a tdb error. */
+static int
+dir_delete_if(struct vc *vc, const struct fid *fid, const TDB_DATA *seen)
+{
+	uint8_t kb[VC_KEY_LEN];
+	TDB_DATA k = mkkey(kb, 'D', fid);
+	uint64_t *old = NULL;
+	size_t nold = 0, len = 0;
+	uint8_t *cur = NULL;
+	int rc;
+
+	pthread_mutex_lock(&vc->lock);
+	rc = tdbw_fetch(vc->tdb, k.dptr, k.dsize, &cur, &len);
+	if (rc == -ENOENT) {
+		rc = -EAGAIN; /* gone meanwhile: nothing of ours to drop */
+	} else if (!rc && (len != seen->dsize ||
+			   memcmp(cur, seen->dptr, len))) {
+		rc = -EAGAIN;
+	} else if (!rc || rc == -EUCLEAN) {
+		rc = dir_pages_locked(vc, fid, &old, &nold);
+		if (!rc) {
+			rc = tdbw_delete(vc->tdb, k.dptr, k.dsize);
+			if (rc == -ENOENT)
+				rc = 0;
+		}
+		if (!rc)
+			rc = dir_drop_pages_locked(vc, fid, old, nold, NULL, 0);
+	}
+	pthread_mutex_unlock(&vc->lock);
+	free(cur);
+	free(old);
+	return rc;
+}
+
 int
 vc_put_dir(struct vc *vc, const struct proto_dir *pd)
 {
@@ -1427,16 +1464,44 @@ vc_get_dir(struct vc *vc, const struct fid *fid, struct vc_dir **out)
 	uint64_t dv, n;
 	uint32_t nseg;
 	bool nomem = false;
-	int rc;
+	int rc, tries = 0;
 
 	*out = NULL;
-	rc = vc_fetch(vc, 'D', fid, &data);
+again:
+	d = NULL;
+	nomem = false;
+	/* After a read that met an edit, the next one holds the lock from
+	 * D to its last page (a listing of 100,000 entries: ~400 fetches),
+	 * so a busy editor cannot make it miss again. */
+	if (tries) {
+		uint8_t kd[VC_KEY_LEN];
+		TDB_DATA k = mkkey(kd, 'D', fid);
+		uint8_t *dp = NULL;
+		size_t dn = 0;
+
+		pthread_mutex_lock(&vc->lock);
+		rc = tdbw_fetch(vc->tdb, k.dptr, k.dsize, &dp, &dn);
+		data.dptr = dp;
+		data.dsize = dn;
+		if (rc && rc != -EUCLEAN) {
+			pthread_mutex_unlock(&vc->lock);
+			return rc == -ENOMEM ? -ENOMEM : -ENOENT;
+		}
+		if (rc) {
+			pthread_mutex_unlock(&vc->lock);
+			return vc_bad_record(vc, 'D', fid);
+		}
+	} else {
+		rc = vc_fetch(vc, 'D', fid, &data);
+	}
 	if (rc == -EUCLEAN)
 		return vc_bad_record(vc, 'D', fid);
 	if (rc < 0)
 		return rc;
 	r = (struct rbuf){.p = data.dptr, .len = data.dsize, .off = 1};
 	if (data.dptr[0] == VC_REC_VERSION) {
+		if (tries)
+			pthread_mutex_unlock(&vc->lock);
 		d = parse_dir_v1(&r, fid, &nomem);
 		free(data.dptr);
 		if (!d)
@@ -1467,9 +1532,13 @@ vc_get_dir(struct vc *vc, const struct fid *fid, struct vc_dir **out)
 		seg_seen_id(id);
 		if (cnt == 0 || cnt > VC_SEG_MAX)
 			goto bad;
-		pthread_mutex_lock(&vc->lock);
+		if (!tries)
+			pthread_mutex_lock(&vc->lock);
 		rc = tdbw_fetch(vc->tdb, key.dptr, key.dsize, &p, &len);
-		pthread_mutex_unlock(&vc->lock);
+		if (!tries)
+			pthread_mutex_unlock(&vc->lock);
+		if (rc == -ENOMEM)
+			goto nomem;
 		if (rc)
 			goto bad;
 		pr = (struct rbuf){.p = p, .len = len, .off = 1};
@@ -1499,18 +1568,30 @@ vc_get_dir(struct vc *vc, const struct fid *fid, struct vc_dir **out)
 	dir_count(d);
 	if (d->n != n)
 		goto bad;
+	if (tries)
+		pthread_mutex_unlock(&vc->lock);
 	free(data.dptr);
 	*out = d;
 	return 0;
 nomem:
+	if (tries)
+		pthread_mutex_unlock(&vc->lock);
 	free(data.dptr);
 	vc_dir_put(d);
 	return -ENOMEM;
 bad:
-	free(data.dptr);
+	if (tries)
+		pthread_mutex_unlock(&vc->lock);
 	vc_dir_put(d);
-	log_warn(LOG_VC, "dropping damaged listing of a directory");
-	dir_delete(vc, fid);
+	/* A page missing or unlike its D may be an edit that stored a new
+	 * listing (and dropped the pages of this one) after D was read:
+	 * read again rather than delete what the edit wrote. */
+	rc = dir_delete_if(vc, fid, &data);
+	free(data.dptr);
+	if (rc == -EAGAIN && ++tries < 8)
+		goto again;
+	if (rc != -EAGAIN)
+		log_warn(LOG_VC, "dropping damaged listing of a directory");
 	return -ENOENT;
 }
 
