@@ -485,6 +485,8 @@ vc_bad_record(struct vc *vc, char tag, const struct fid *fid)
 /* --- open / close --- */
 
 static int vc_ids_open_locked(struct vc *vc);
+static int vc_sweep_locked(struct vc *vc, struct vc_check_result *res,
+			   uint64_t *max_id);
 static int id_store_locked(struct vc *vc, uint64_t limit, bool clean);
 
 static int
@@ -600,9 +602,25 @@ vc_close(struct vc *vc)
 {
 	if (!vc)
 		return;
-	/* Every id handed out is below next_id; the file is whole. */
-	if (vc->tdb && vc->ids_open)
-		id_store_locked(vc, vc->next_id, !atomic_load(&vc->need_sweep));
+	/* A damaged 'D' was dropped while open: sweep the pages it left
+	 * now (one pass over the file, rare), so a cleanly stopped cairnd
+	 * leaves a file cairn-fsck finds clean. Every id handed out is
+	 * below next_id. */
+	if (vc->tdb && vc->ids_open) {
+		bool clean = true;
+
+		if (atomic_load(&vc->need_sweep)) {
+			struct vc_check_result res = {0};
+			uint64_t max;
+
+			clean = vc_sweep_locked(vc, &res, &max) == 0;
+			if (res.orphans)
+				log_info(LOG_VC, "swept %llu orphan listing "
+						 "pages of damaged listings",
+					 (unsigned long long)res.orphans);
+		}
+		id_store_locked(vc, vc->next_id, clean);
+	}
 	if (vc->tdb)
 		tdb_close(vc->tdb);
 	pthread_mutex_destroy(&vc->lock);
@@ -2642,6 +2660,21 @@ scan_file(struct tdb_context *tdb, struct scan *sc, bool fix,
 	return rc;
 }
 
+/* Sweep the file of @vc (under its lock or at close): delete damaged
+ * records, broken listings and orphan pages; *@max_id gets the largest
+ * page id seen. */
+static int
+vc_sweep_locked(struct vc *vc, struct vc_check_result *res, uint64_t *max_id)
+{
+	struct scan sc = {0};
+	int rc;
+
+	rc = scan_file(vc->tdb, &sc, true, NULL, NULL, res);
+	*max_id = sc.max_id;
+	scan_free(&sc);
+	return rc;
+}
+
 uint64_t
 vc_swept(struct vc *vc)
 {
@@ -2674,14 +2707,12 @@ vc_ids_open_locked(struct vc *vc)
 		free(p);
 	}
 	if (!clean) {
-		struct scan sc = {0};
 		struct vc_check_result res = {0};
-		uint64_t t0 = util_now_ms();
+		uint64_t t0 = util_now_ms(), max = 0;
 
-		rc = scan_file(vc->tdb, &sc, true, NULL, NULL, &res);
-		if (sc.max_id >= limit)
-			limit = sc.max_id + 1;
-		scan_free(&sc);
+		rc = vc_sweep_locked(vc, &res, &max);
+		if (max >= limit)
+			limit = max + 1;
 		if (rc) {
 			/* Ids in the file unknown: start afresh (a cache). */
 			log_warn(LOG_VC, "cannot sweep metadata cache '%s': "
