@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <tdb.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1647,6 +1648,211 @@ test_sweep(void)
 	unlink(path);
 }
 
+/*
+ * kill -9 in the middle of stored edits: a child edits a listing of
+ * 20,000 entries (each edit stored: its page(s), then its 'D' record,
+ * overwritten in place when its size does not change) and is killed at
+ * a random moment, 40 times over one file. After each kill the listing
+ * reads as the one of the last acknowledged edit or of the edit in
+ * flight, or is a miss (dropped as damaged, then "fetched" again: stored
+ * from the model), never anything else; the open after the kill sweeps
+ * what the kill left, so a check after a clean close is clean.
+ */
+#define KE_BASE 20000
+
+static void
+ke_name(char *b, size_t n, int k, bool *add, int *idx)
+{
+	/* step k: add "bNNNNNN-k", or remove "bNNNNNN" every third step */
+	*add = k % 3 != 0;
+	*idx = *add ? (int)(((long)k * 7919) % KE_BASE)
+		    : (int)(((long)k * 104729) % KE_BASE);
+	if (*add)
+		snprintf(b, n, "b%06d-%d", *idx, k);
+	else
+		snprintf(b, n, "b%06d", *idx);
+}
+
+/* The model after steps [0, upto): 1 = present. */
+struct ke_model {
+	char (*extra)[24];
+	int nextra;
+	bool base[KE_BASE];
+};
+
+static void
+ke_apply(struct ke_model *m, int k)
+{
+	char nm[24];
+	bool add;
+	int idx;
+
+	ke_name(nm, sizeof(nm), k, &add, &idx);
+	if (add)
+		memcpy(m->extra[m->nextra++], nm, sizeof(nm));
+	else
+		m->base[idx] = false;
+}
+
+static int
+ke_matches(const struct vc_dir *d, const struct ke_model *m)
+{
+	size_t n = 0;
+	char nm[24];
+
+	for (int i = 0; i < KE_BASE; i++) {
+		if (!m->base[i])
+			continue;
+		n++;
+		snprintf(nm, sizeof(nm), "b%06d", i);
+		if (vc_dir_find(d, nm, strlen(nm)) < 0)
+			return 0;
+	}
+	for (int i = 0; i < m->nextra; i++)
+		if (vc_dir_find(d, m->extra[i], strlen(m->extra[i])) < 0)
+			return 0;
+	return d->n == n + (size_t)m->nextra;
+}
+
+static struct vc_dir *
+ke_build(const struct fid *d, const struct ke_model *m, uint64_t dv)
+{
+	struct vc_dirb b = {0};
+	struct fid e = mkfid(7, 0x71);
+	char nm[24];
+
+	for (int i = 0; i < KE_BASE; i++)
+		if (m->base[i]) {
+			snprintf(nm, sizeof(nm), "b%06d", i);
+			vc_dirb_add(&b, nm, PROTO_T_FILE, &e);
+		}
+	for (int i = 0; i < m->nextra; i++)
+		vc_dirb_add(&b, m->extra[i], PROTO_T_FILE, &e);
+	return vc_dirb_finish(&b, d, dv);
+}
+
+static void
+test_kill_edits(void)
+{
+	enum { ROUNDS = 40, MAXSTEPS = 200000 };
+	struct fid d = mkfid(7, 0x70);
+	struct proto_attr da = mkattr(d, PROTO_T_DIR, 1);
+	struct ke_model *m = calloc(1, sizeof(*m)), *m2 = calloc(1, sizeof(*m2));
+	struct vc_check_result res;
+	struct vc *vc;
+	struct vc_dir *l, *got = NULL;
+	int step = 0, bad = 0, dropped = 0, inflight = 0, errs = 0;
+	unsigned seed = 2330;
+
+	m->extra = calloc(MAXSTEPS, sizeof(*m->extra));
+	m2->extra = calloc(MAXSTEPS, sizeof(*m2->extra));
+	for (int i = 0; i < KE_BASE; i++)
+		m->base[i] = true;
+	unlink(path);
+	vc = vc_open(path, 7, 262144);
+	l = ke_build(&d, m, 1);
+	vc_put_listing(vc, &da, l);
+	vc_dir_put(l);
+	vc_close(vc);
+	for (int r = 0; r < ROUNDS; r++) {
+		int pfd[2], last = -1, v;
+		pid_t pid;
+
+		if (pipe(pfd))
+			break;
+		pid = fork();
+		if (pid == 0) {
+			struct vc_dir *cur = NULL, *nw;
+			struct proto_attr ea = mkattr(mkfid(7, 0x71), PROTO_T_FILE, 1);
+
+			close(pfd[0]);
+			vc = vc_open(path, 7, 262144);
+			if (!vc || vc_get_dir(vc, &d, &cur))
+				_exit(3);
+			v = -1;
+			if (write(pfd[1], &v, sizeof(v)) != sizeof(v))
+				_exit(4);
+			for (int k = step; k < MAXSTEPS; k++) {
+				char nm[24];
+				bool add;
+				int idx;
+
+				ke_name(nm, sizeof(nm), k, &add, &idx);
+				da.dv = (uint64_t)k + 2;
+				if (vc_dir_edit_flags(vc, cur, &da, add ? NULL : nm,
+						      add ? nm : NULL, &ea, &nw,
+						      0))
+					_exit(5);
+				vc_dir_put(cur);
+				cur = nw;
+				if (write(pfd[1], &k, sizeof(k)) != sizeof(k))
+					_exit(4);
+			}
+			_exit(0);
+		}
+		close(pfd[1]);
+		/* Ready (opened, read), then a random moment. */
+		if (read(pfd[0], &v, sizeof(v)) != sizeof(v)) {
+			bad++;
+			close(pfd[0]);
+			waitpid(pid, NULL, 0);
+			break;
+		}
+		seed = seed * 1103515245u + 12345u;
+		usleep(5000 + (seed >> 8) % 60000);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		while (read(pfd[0], &v, sizeof(v)) == sizeof(v))
+			last = v;
+		close(pfd[0]);
+		/* The acknowledged steps, then the one in flight maybe. */
+		for (int k = step; k <= last; k++)
+			ke_apply(m, k);
+		memcpy(m2->base, m->base, sizeof(m->base));
+		memcpy(m2->extra, m->extra, (size_t)m->nextra * sizeof(*m->extra));
+		m2->nextra = m->nextra;
+		ke_apply(m2, last + 1 > step ? last + 1 : step);
+		vc = vc_open(path, 7, 262144);
+		got = NULL;
+		if (vc_get_dir(vc, &d, &got) == -ENOENT) {
+			dropped++;
+			da.dv = 1;
+			l = ke_build(&d, m, 1); /* fetched again */
+			vc_put_listing(vc, &da, l);
+			vc_dir_put(l);
+		} else if (got && ke_matches(got, m)) {
+			;
+		} else if (got && ke_matches(got, m2)) {
+			inflight++;
+			memcpy(m->base, m2->base, sizeof(m->base));
+			memcpy(m->extra, m2->extra,
+			       (size_t)m2->nextra * sizeof(*m->extra));
+			m->nextra = m2->nextra;
+			last++;
+		} else {
+			bad++;
+			diag("kill: round %d: a listing of %zu entries, neither "
+			     "step %d nor the next", r, got ? got->n : 0, last);
+		}
+		vc_dir_put(got);
+		step = last + 1 > step ? last + 1 : step;
+		vc_close(vc);
+		errs = 0;
+		if (vc_check(path, 0, check_cb, &errs, &res) || errs)
+			bad++;
+	}
+	is_int(bad, 0, "kill: %d kills during stored edits (%d edits): every "
+		       "listing is the acknowledged one or the one in flight, "
+		       "the file checks clean", ROUNDS, step);
+	diag("kill: %d listings had the edit in flight, %d were dropped as "
+	     "damaged", inflight, dropped);
+	free(m->extra);
+	free(m2->extra);
+	free(m);
+	free(m2);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -1671,6 +1877,7 @@ main(void)
 	test_page_ids();
 	test_shared_pages();
 	test_sweep();
+	test_kill_edits();
 	unlink(path);
 	rmdir(dir);
 	return done_testing();
