@@ -12,18 +12,21 @@
  *   'H'        header: version, volume id, chunk size (checked at open)
  *   'V'        volinfo of the last connect
  *   'S'        last applied event sequence number
- *   'A'+FID    attributes; version 2 (VC_ATTR_VERSION) adds a u32 rdev
- *              at the end and is written only for sockets and devices, so
- *              an older cairnd drops (and refetches) just those
- *   'D'+FID    directory listing: dv, count, then per entry
- *              (u16 name length, name, u8 type, 20-byte FID)
+ *   'I'        page ids: the reserved limit, closed cleanly or not
+ *              ("Page ids" below)
+ *   'A'+FID    attributes; version 3 (VC_ATTR_CRC_VERSION): a CRC32C,
+ *              the attributes and a u32 rdev (versions 1, without rdev,
+ *              and 2, with it, of older cairnd are read)
+ *   'D'+FID    directory listing: dv, count, its pages ("Listing design")
+ *   'G'+FID+id a page of a listing
  *   'L'+FID    symlink target
  *   'X'+FID    xattrs: ctime stamp, count, then (u16 name len, name, u32 len, value)
  *   'P'+FID    a pin (fs pin): u8 flags (1 = recursive), u16 path length,
  *              the mount-relative path it was pinned by (for display)
  *
- * Every value begins with VC_REC_VERSION; integers are little-endian. A
- * record that fails to parse is deleted and reads as a miss.
+ * Every value begins with a version byte; integers are little-endian. A
+ * record that fails to parse or its CRC ("Checksummed records") is
+ * deleted and reads as a miss. doc/cache-format.md has the table.
  *
  * Crash logic: the file is opened with TDB_NOSYNC because everything in it
  * can be fetched again. A listing is stored so that a killed process
@@ -732,25 +735,26 @@ vc_forget(struct vc *vc, const struct fid *fid)
  * is dropped, one that falls below VC_SEG_MIN joins a neighbour when the
  * two fit in VC_SEG_FILL.
  *
- * In the file a listing is the same: a 'D' record (version VC_DIR_VERSION:
- * dv, entry count, segment count, then each segment's page id and entry
- * count) and one 'G' record a segment, its page (key 'G' + FID + u64 page
- * id; value: version, entry count, entries as in a version-1 listing).
- * A page id names one content for ever (a changed segment gets a new id),
- * so a segment already written is never written again: storing a snapshot
- * writes the pages of its new segments, then the 'D' record, then deletes
- * the pages the previous 'D' record named that this one does not. A
- * killed process leaves the old listing or the new one, without a tdb
- * transaction (starting one copies the tdb's hash table, 512 KB); death
- * between the steps leaves at most some pages no record names (garbage,
- * never read; NEEDSWORK: nothing sweeps them). Only vc_put_dir() (a
- * listing with all its entries' attributes) uses a transaction. A 'D' record
- * naming a page that is missing, does not parse, holds another count or
- * breaks the name order is a damaged listing: it is dropped with its pages
- * and fetched again. Version-1 'D' records (the whole listing in one
- * record, written by earlier cairnd) are still read; an earlier cairnd
- * drops a version-2 one as of another format (and leaves its pages behind
- * as garbage).
+ * In the file a listing is the same: a 'D' record (version
+ * VC_DIR_CRC_VERSION: CRC32C, dv, entry count, segment count, then each
+ * segment's page id and entry count) and one 'G' record a segment, its
+ * page (key 'G' + FID + u64 page id; value: version VC_PAGE_VERSION,
+ * CRC32C, entry count, entries as in a version-1 listing). A page id names
+ * one content for ever (a changed segment gets a new id, "Page ids"), so
+ * storing a snapshot writes the pages its present 'D' does not name, then
+ * the 'D' record, then deletes the pages the previous 'D' record named
+ * that this one does not. A killed process leaves the old listing or the
+ * new one, without a tdb transaction (starting one copies the tdb's hash
+ * table, 512 KB); death between the steps leaves at most some pages no
+ * record names (orphans, never read), which the next open sweeps ("sweep
+ * and check" below). Only vc_put_dir() (a listing with all its entries'
+ * attributes) uses a transaction. A 'D' record naming a page that is
+ * missing, does not parse or its CRC, holds another count or breaks the
+ * name order is a damaged listing: it is dropped with its pages and
+ * fetched again. Version-1 'D' records (the whole listing in one record)
+ * and version-2 ones (no CRC; their pages version 1) of earlier cairnd are
+ * still read; an earlier cairnd drops a version-3 one as of another format
+ * (and leaves its pages behind, for the next sweep).
  */
 #define VC_SEG_FILL   256 /* entries a segment is built with */
 #define VC_SEG_MAX    512 /* a segment that grows past this is split */
