@@ -1250,7 +1250,10 @@ dir_pages_locked(struct vc *vc, const struct fid *fid, uint64_t **ids,
 	if (len < 1 || (p[0] != VC_DIR_VERSION && p[0] != VC_DIR_CRC_VERSION) ||
 	    !rec_crc_ok('D', p, len)) {
 		/* Another version, or torn: it names nothing we may keep
-		 * (the caller writes every page anew). */
+		 * (the caller writes every page anew). A torn one may have
+		 * named pages: sweep them at close. */
+		if (len >= 1 && p[0] == VC_DIR_CRC_VERSION)
+			atomic_store(&vc->need_sweep, true);
 		free(p);
 		return 0;
 	}

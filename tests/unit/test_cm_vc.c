@@ -1642,6 +1642,36 @@ test_sweep(void)
 	is_int(vc_get_dir(vc, &d, &got), -ENOENT,
 	       "sweep: the broken listing is a miss (fetched again)");
 	vc_close(vc);
+	/* A torn 'D' met by a store (no read first): the store writes every
+	 * page anew, and the close sweeps the pages the torn one named. */
+	{
+		uint8_t kd[21], *v;
+		size_t vn;
+		struct vc_dir *l2 = mklisting(&d, 1500, 2, 9);
+
+		vc = vc_open(path, 7, 262144);
+		vc_put_listing(vc, &da, l);
+		vc_close(vc);
+		fidkey(kd, 'D', &d);
+		raw_get(kd, 21, &v, &vn);
+		v[vn - 3] ^= 0x40;
+		raw_put(kd, 21, v, vn);
+		free(v);
+		vc = vc_open(path, 7, 262144);
+		is_int(vc_put_listing(vc, &da, l2), 0,
+		       "sweep: a store over a torn 'D'");
+		ok(vc_get_dir(vc, &d, &got) == 0 && same_listing(got, l2),
+		   "sweep: ... reads back");
+		vc_dir_put(got);
+		got = NULL;
+		vc_close(vc);
+		is_int(count_pages(&d), l2->nseg,
+		       "sweep: the close swept the torn one's pages");
+		errs = 0;
+		vc_check(path, 0, check_cb, &errs, &res);
+		is_int(errs, 0, "sweep: the file checks clean");
+		vc_dir_put(l2);
+	}
 	is_int(vc_check("/nonexistent/meta.tdb", 0, check_cb, &errs, &res),
 	       -ENOENT, "sweep: no file is -ENOENT");
 	vc_dir_put(l);
