@@ -57,6 +57,8 @@ t_is "$(grep -c 'orphan' "$T_DIR/fsck.out")" 40 "cairn-fsck names each orphan pa
 cairnd_mount "$mnt" "$cache" sw "$T_DIR/tok" || exit 1
 grep -q "swept 40 orphan listing pages" "$log"
 t_ok $? "the start after the kill swept the 40 orphans"
+t_is "$(getfattr -n cairn.stats --only-values "$mnt" | awk '$1 == "meta_swept" {print $2}')" 40 \
+	"cairn.stats: meta_swept 40"
 listing >"$T_DIR/got"
 cmp -s "$T_DIR/got" "$T_DIR/want"
 t_ok $? "the listing is kept and equals the server's"
@@ -83,6 +85,8 @@ t_ok $? "... and every entry's attributes (ls -l)"
 grep -q "dropping damaged metadata record" "$log"
 t_ok $? "cairnd logged a damaged record"
 t_is "$(grep -c "dropping damaged metadata record" "$log")" 1 "... once"
+dmg=$(getfattr -n cairn.stats --only-values "$mnt" | awk '$1 == "meta_damaged" {print $2}')
+t_ok $(( dmg >= 3 ? 0 : 1 )) "cairn.stats: meta_damaged counts them ($dmg)"
 cairnd_umount "$mnt"
 t_is "$(fsck_status)" 0 "cairn-fsck: clean after cairnd fetched them again"
 
