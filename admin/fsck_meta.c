@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "admin/fsck_meta.h"
 #include "cm/vc.h"
@@ -29,10 +30,23 @@ check_one(const char *path, int repair,
 	if (rc < 0) {
 		char msg[512];
 
-		snprintf(msg, sizeof(msg), "cannot check metadata cache '%s': %s",
-			 path, strerror(-rc));
-		report(arg, 1, msg);
+		/* Not a tdb, or one tdb cannot read: cairnd would recreate
+		 * it empty (and fetch again), so --repair removes it. */
 		res->errors++;
+		if (repair && rc != -EACCES && rc != -EPERM && rc != -EROFS &&
+		    unlink(path) == 0) {
+			res->fixed++;
+			snprintf(msg, sizeof(msg),
+				 "cannot read metadata cache '%s': %s; removed "
+				 "(cairnd fetches again)",
+				 path, strerror(-rc));
+			report(arg, 1, msg);
+			return 0;
+		}
+		snprintf(msg, sizeof(msg),
+			 "cannot read metadata cache '%s': %s%s", path,
+			 strerror(-rc), repair ? "" : "; would be removed");
+		report(arg, 1, msg);
 		return rc;
 	}
 	res->files++;

@@ -2635,15 +2635,12 @@ scan_file(struct tdb_context *tdb, struct scan *sc, bool fix,
 		/* An orphan; or a page of a broken listing (found above). */
 		drop = fix;
 		if (j == sc->nnm || cmp_pgref(&sc->nm[j], g)) {
-			res->orphans++;
-			memcpy(fs, "", 1);
-			{
-				struct rbuf fr = {.p = g->fid, .len = 20};
-				struct fid f;
+			struct rbuf fr = {.p = g->fid, .len = 20};
+			struct fid f;
 
-				rb_fid(&fr, &f);
-				fid_fmt(&f, fs);
-			}
+			res->orphans++;
+			rb_fid(&fr, &f);
+			fid_fmt(&f, fs);
 			snprintf(msg, sizeof(msg),
 				 "listing page %016llx of %s is named by no "
 				 "listing (orphan)%s",

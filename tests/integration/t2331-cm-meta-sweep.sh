@@ -104,4 +104,20 @@ listing >"$T_DIR/got"
 cmp -s "$T_DIR/got" "$T_DIR/want"
 t_ok $? "after the repair the listing equals the server's"
 cairnd_umount "$mnt"
+
+# --- a meta.tdb that is not a tdb at all ---
+cp "$cache/meta.tdb" "$T_DIR/meta.save"
+head -c 4096 /dev/urandom >"$cache/meta.tdb"
+t_is "$(fsck_status)" 4 "cairn-fsck: a meta.tdb that is not a tdb is an error"
+grep -q "cannot read metadata cache" "$T_DIR/fsck.out"
+t_ok $? "cairn-fsck says it cannot read it"
+"$FSCK" --repair --quiet "$cache" >"$T_DIR/fsck.out" 2>&1
+t_is "$?" 1 "cairn-fsck --repair removes it (exit 1)"
+t_ok "$([ ! -e "$cache/meta.tdb" ] && echo 0 || echo 1)" "... the file is gone"
+cairnd_mount "$mnt" "$cache" sw "$T_DIR/tok" || exit 1
+listing >"$T_DIR/got"
+cmp -s "$T_DIR/got" "$T_DIR/want"
+t_ok $? "cairnd starts on it and lists what the server has"
+cairnd_umount "$mnt"
+t_is "$(fsck_status)" 0 "cairn-fsck: clean again"
 t_done
