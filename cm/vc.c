@@ -1257,6 +1257,8 @@ dir_pages_locked(struct vc *vc, const struct fid *fid, uint64_t **ids,
 		free(p);
 		return 0;
 	}
+	if (p[0] == VC_DIR_VERSION) /* an older cairnd's (vc_get_dir()) */
+		atomic_store(&vc->need_sweep, true);
 	r = (struct rbuf){.p = p, .len = len, .off = rec_off('D', p[0])};
 	rb_u64(&r);
 	rb_u64(&r);
@@ -1702,6 +1704,10 @@ again:
 		return rc;
 	r = (struct rbuf){.p = data.dptr, .len = data.dsize,
 			  .off = rec_off('D', data.dptr[0])};
+	/* A listing of an older cairnd: it ran on this file, and it drops
+	 * our 'D' records without their pages. Sweep at close. */
+	if (data.dptr[0] != VC_DIR_CRC_VERSION)
+		atomic_store(&vc->need_sweep, true);
 	if (data.dptr[0] == VC_REC_VERSION) {
 		if (tries)
 			pthread_mutex_unlock(&vc->lock);

@@ -1672,6 +1672,32 @@ test_sweep(void)
 		is_int(errs, 0, "sweep: the file checks clean");
 		vc_dir_put(l2);
 	}
+	/* An older cairnd ran on the file: it dropped our 'D' (version 3,
+	 * unknown to it) without its pages and wrote its own (version 1
+	 * here). The file was closed cleanly, so the open does not sweep;
+	 * reading the old-version 'D' makes the close sweep. */
+	{
+		uint8_t v[1 + 16 + 24] = {VC_REC_VERSION, 9};
+
+		vc = vc_open(path, 7, 262144);
+		vc_put_listing(vc, &da, l);
+		vc_close(vc);
+		v[9] = 1; /* one entry */
+		v[17] = 1;
+		v[19] = 'a';
+		v[20] = PROTO_T_FILE;
+		v[21] = 7;
+		poke('D', &d, v, sizeof(v));
+		ok(count_pages(&d) == l->nseg, "sweep: old cairnd: our pages left");
+		vc = vc_open(path, 7, 262144);
+		is_int(vc_swept(vc), 0, "sweep: old cairnd: not swept at open");
+		ok(vc_get_dir(vc, &d, &got) == 0 && got->n == 1,
+		   "sweep: old cairnd: its listing reads");
+		vc_dir_put(got);
+		got = NULL;
+		vc_close(vc);
+		is_int(count_pages(&d), 0, "sweep: old cairnd: swept at close");
+	}
 	is_int(vc_check("/nonexistent/meta.tdb", 0, check_cb, &errs, &res),
 	       -ENOENT, "sweep: no file is -ENOENT");
 	vc_dir_put(l);
