@@ -1654,6 +1654,31 @@ parse_dir_v1(struct rbuf *r, const struct fid *fid, bool *nomem)
 	return d;
 }
 
+/*
+ * Write listing @d, read from a 'D' record of an older version (@seen,
+ * its bytes), in the present format, while that record is still there
+ * (an edit may have stored a newer listing meanwhile): its pages stay
+ * (version 1 pages are read), only a version-1 listing gets pages. So an
+ * older cairnd's records go away as they are read, and with them the
+ * sweeps at close that reading them asks for. A failure changes nothing
+ * that matters: the old record stays readable.
+ */
+static void
+dir_upgrade(struct vc *vc, const struct vc_dir *d, const TDB_DATA *seen)
+{
+	uint8_t kb[VC_KEY_LEN];
+	TDB_DATA k = mkkey(kb, 'D', &d->fid);
+	uint8_t *cur = NULL;
+	size_t len = 0;
+
+	pthread_mutex_lock(&vc->lock);
+	if (tdbw_fetch(vc->tdb, k.dptr, k.dsize, &cur, &len) == 0 &&
+	    len == seen->dsize && !memcmp(cur, seen->dptr, len))
+		dir_store_locked(vc, d);
+	pthread_mutex_unlock(&vc->lock);
+	free(cur);
+}
+
 int
 vc_get_dir(struct vc *vc, const struct fid *fid, struct vc_dir **out)
 {
@@ -1712,6 +1737,8 @@ again:
 		if (tries)
 			pthread_mutex_unlock(&vc->lock);
 		d = parse_dir_v1(&r, fid, &nomem);
+		if (d)
+			dir_upgrade(vc, d, &data);
 		free(data.dptr);
 		if (!d)
 			return nomem ? -ENOMEM : vc_bad_record(vc, 'D', fid);
@@ -1784,6 +1811,8 @@ again:
 		goto bad;
 	if (tries)
 		pthread_mutex_unlock(&vc->lock);
+	if (data.dptr[0] != VC_DIR_CRC_VERSION)
+		dir_upgrade(vc, d, &data);
 	free(data.dptr);
 	*out = d;
 	return 0;

@@ -1696,7 +1696,52 @@ test_sweep(void)
 		vc_dir_put(got);
 		got = NULL;
 		vc_close(vc);
-		is_int(count_pages(&d), 0, "sweep: old cairnd: swept at close");
+		is_int(count_pages(&d), 1,
+		       "sweep: old cairnd: swept at close (left: the page of "
+		       "its listing, now in our format)");
+		{
+			uint64_t ids[4];
+
+			is_int(dir_ids(&d, ids, 4), 1,
+			       "sweep: old cairnd: its 'D' was rewritten as "
+			       "version 3 when read");
+		}
+		vc = vc_open(path, 7, 262144);
+		ok(vc_get_dir(vc, &d, &got) == 0 && got->n == 1 &&
+			   !strcmp(vc_dir_ent(got, 0)->name, "a"),
+		   "sweep: old cairnd: ... and reads the same");
+		vc_dir_put(got);
+		got = NULL;
+		vc_close(vc);
+	}
+	/* A version-2 'D' (no CRC) of an older cairnd: read, and rewritten
+	 * as version 3 naming the same pages. */
+	{
+		uint8_t kd[21], *v;
+		size_t vn;
+		uint64_t ids[64];
+
+		vc = vc_open(path, 7, 262144);
+		vc_put_listing(vc, &da, l);
+		vc_close(vc);
+		fidkey(kd, 'D', &d);
+		raw_get(kd, 21, &v, &vn);
+		v[4] = VC_DIR_VERSION; /* version 2 = the same without CRC */
+		raw_put(kd, 21, v + 4, vn - 4);
+		free(v);
+		is_int(dir_ids(&d, ids, 64), 0, "v2: the 'D' is version 2");
+		vc = vc_open(path, 7, 262144);
+		ok(vc_get_dir(vc, &d, &got) == 0 && same_listing(got, l),
+		   "v2: a version-2 listing reads");
+		vc_dir_put(got);
+		got = NULL;
+		vc_close(vc);
+		is_int(dir_ids(&d, ids, 64), l->nseg,
+		       "v2: rewritten as version 3, the same pages");
+		is_int(count_pages(&d), l->nseg, "v2: no page written or lost");
+		errs = 0;
+		vc_check(path, 0, check_cb, &errs, &res);
+		is_int(errs, 0, "v2: the file checks clean");
 	}
 	is_int(vc_check("/nonexistent/meta.tdb", 0, check_cb, &errs, &res),
 	       -ENOENT, "sweep: no file is -ENOENT");
