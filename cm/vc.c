@@ -74,7 +74,7 @@ struct vc {
 	char *path;
 	uint64_t next_id;  /* the next page id to hand out; protected by lock */
 	uint64_t id_limit; /* the 'I' record's reservation; protected by lock */
-	bool ids_open;	   /* vc_ids_open_locked() done: close marks clean */
+	bool ids_open; /* vc_ids_open_locked() done: close marks it clean */
 	/* A damaged 'D' was dropped, leaving pages no record names (its
 	 * page ids cannot be trusted): the next open sweeps them. */
 	atomic_bool need_sweep;
@@ -2404,9 +2404,9 @@ scan_page(struct scan *sc, TDB_DATA k, TDB_DATA v)
 		g->id = g->id << 8 | k.dptr[VC_KEY_LEN + i];
 	if (g->id >= sc->max_id)
 		sc->max_id = g->id;
-	if (v.dsize > 0 &&
-	    (v.dptr[0] == VC_REC_VERSION ||
-	     (v.dptr[0] == VC_PAGE_VERSION && rec_crc_ok('G', v.dptr, v.dsize)))) {
+	if (v.dsize > 0 && (v.dptr[0] == VC_REC_VERSION ||
+			    (v.dptr[0] == VC_PAGE_VERSION &&
+			     rec_crc_ok('G', v.dptr, v.dsize)))) {
 		r.off = rec_off('G', v.dptr[0]);
 		cnt = rb_u32(&r);
 		damaged = r.bad || cnt == 0 || cnt > VC_SEG_MAX;
