@@ -451,8 +451,8 @@ vc_delete(struct vc *vc, char tag, const struct fid *fid)
 }
 
 /* Count a damaged record (a bad CRC, one that does not parse, a listing
- * naming a bad page); log the first of the process's life only, as a
- * torn file can hold many. */
+ * naming a bad page); log only the first since vc_open(), as a torn
+ * file can hold many. */
 static void
 vc_count_damaged(struct vc *vc, char tag, const char *what)
 {
