@@ -524,6 +524,7 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 	int rc = result_errno(mf, res);
 
 	dr->pages++;
+	CM_STAT_INC(mf->st, dir_pages);
 	if (dr->failed)
 		rc = dr->failed;
 	else if (rc == -ESTALE && dr->have && !dr->whole)
