@@ -1313,6 +1313,8 @@ fetch_new(const struct fetch_deps *d, const struct fetch_hooks *hooks)
 	pthread_mutex_init(&f->slock, NULL);
 	pthread_cond_init(&f->scond, NULL);
 	f->want_spares = true;
+	/* A start is busy: the mount, its first lookups and listings. */
+	f->last_store_ms = util_now_ms();
 	/* Without a thread, stores run on the loop (slower, still right). */
 	while (f->nsthreads < STORE_THREADS &&
 	       pthread_create(&f->sthread[f->nsthreads], NULL, store_main, f) ==
