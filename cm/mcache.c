@@ -62,7 +62,7 @@ struct mcache {
  * store is synchronous again.
  */
 #define PEND_BUCKETS 65536
-#define PEND_MAX (256 * 1024)
+#define PEND_MAX (128 * 1024)
 
 struct pend_node {
 	struct pend_node *next;
