@@ -2,7 +2,9 @@
 # bench-list.sh - listings through cairnd against local disk (issues #17
 # and #16), the listing rows only, so they can be run again quickly:
 #   a directory of BIG empty files: cold ls -f (fresh cairnd, empty
-#     cache), warm ls -f, warm ls -l
+#     cache), warm ls -f, warm ls -l; the first entry of a cold listing
+#     (its CPU is the listing's alone: a cold ls -f's also has what
+#     cairnd does after it, such as writing the pending attributes)
 #   a tree of FILES empty files in DIRS directories: ls -lR cold and
 #     warm, find + stat cold (a fresh cairnd and empty cache for each
 #     cold row)
@@ -55,6 +57,9 @@ for i in range(n):
 PY
 
 lsf() { ls -f "$1"; }
+# The first entry of a cold listing: the listing fetched and taken (the
+# first READDIR waits for it), nothing after.
+first() { python3 -c 'import os, sys; next(os.scandir(sys.argv[1]))' "$1"; }
 lsl() { ls -l "$1"; }
 lslr() { ls -lR "$1"; }
 findstat() { find "$1" -printf '%s %m %u\n'; }
@@ -102,6 +107,9 @@ run_set() { # LABEL BINDIR
 	measure warmf "$m" lsf "$m/big"
 	measure warml "$m" lsl "$m/big"
 	measure warml2 "$m" lsl "$m/big"
+	fresh "$m" "$c" || return 1
+	stat "$m/big" >/dev/null
+	measure coldfirst "$m" first "$m/big"
 	fresh "$m" "$c" || return 1
 	measure coldlr "$m" lslr "$m/tree"
 	measure warmlr "$m" lslr "$m/tree"
