@@ -122,7 +122,7 @@ bool mcache_apply(struct mcache *mc, const struct proto_attr *a, bool store,
  * it (its chunks too, unless it has a write state). */
 void mcache_gone(struct mcache *mc, const struct fid *fid);
 /* Loop thread: a fetched listing @nw (our reference, kept; its entries'
- * attributes applied and stored page by page, mcache_store_attrs()) of
+ * attributes applied and kept page by page, mcache_store_attrs()) of
  * the directory with attributes @dir becomes the cached one; the kernel
  * hears which names changed. */
 void mcache_put_listing(struct mcache *mc, const struct proto_attr *dir,
