@@ -22,6 +22,7 @@
 #include "cm/stats.h"
 #include "cm/vc.h"
 #include "common/log.h"
+#include "common/memtrim.h"
 #include "common/util.h"
 
 struct mcache {
@@ -144,7 +145,7 @@ static size_t
 pend_sync_locked(struct mcache *mc, size_t max)
 {
 	struct proto_attr *buf;
-	size_t k = 0, cap = max < 1024 ? max : 1024;
+	size_t k = 0, cap = max < 1024 ? max : 1024, done = 0;
 	int rc;
 
 	if (!mc->npend || !max)
@@ -167,6 +168,7 @@ pend_sync_locked(struct mcache *mc, size_t max)
 			free(n);
 			mc->npend--;
 			max--;
+			done++;
 			if (buf && k == cap) {
 				rc = vc_put_attrs(mc->vc, buf, k);
 				if (rc < 0)
@@ -181,6 +183,9 @@ pend_sync_locked(struct mcache *mc, size_t max)
 		log_warn(LOG_META, "cannot store attributes: %s",
 			 strerror(-rc));
 	free(buf);
+	/* The nodes go back to the system once the burst is over. */
+	if (done)
+		memtrim_note(done * sizeof(struct pend_node));
 	atomic_store_explicit(&mc->npend_any, mc->npend, memory_order_relaxed);
 	return mc->npend;
 }
