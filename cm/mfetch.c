@@ -73,7 +73,7 @@ struct mfetch {
 	unsigned own_next;
 	size_t attr_unsent;	/* MK_ATTR ops waiting for a batch */
 	struct event *flush_ev; /* sends the attr batch */
-	struct event *sync_ev;	/* writes pending attributes (sync_attrs) */
+	struct event *sync_ev;	/* writes pending attributes */
 	bool shutting;
 
 	struct cm_loop *loop;

@@ -339,7 +339,8 @@ test_dir_dups(void)
 		if (c[i].rc == 0)
 			ok(g.n == 5, "  all five entries");
 		proto_dir_release(&g);
-		is_int(proto_dir_decode_jansson(s, len, PROTO_DIR_MAX, &g, NULL),
+		is_int(proto_dir_decode_jansson(s, len, PROTO_DIR_MAX, &g,
+						NULL),
 		       c[i].rc, "  the jansson decoder agrees");
 		proto_dir_release(&g);
 		free(s);
