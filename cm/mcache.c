@@ -40,8 +40,9 @@ struct mcache {
 	/* Attributes from listings not yet in the cache file ("pending",
 	 * below); pend_lock guards them. */
 	pthread_mutex_t pend_lock;
-	struct pend_node **pend;   /* PEND_BUCKETS chains, or NULL */
+	struct pend_slot *pend;	   /* PEND_SLOTS slots, or NULL */
 	size_t npend;
+	size_t pend_pos;	   /* where the next write resumes */
 	atomic_size_t npend_any; /* npend, read without the lock */
 };
 
@@ -62,50 +63,114 @@ struct mcache {
  * as for any record the cache does not hold. Bounded: past PEND_MAX the
  * store is synchronous again.
  */
-#define PEND_BUCKETS 65536
 #define PEND_MAX (128 * 1024)
+/* An open-addressed table (linear probing) of (hash, node) pairs at most
+ * half full, so a lookup that misses, most of a cold listing's, reads one
+ * slot and no node: with chains of nodes, the nodes' cache misses were a
+ * sixth of the listing's CPU. 4 MiB, allocated while anything is
+ * pending. */
+#define PEND_SLOTS (2 * PEND_MAX)
+#define PEND_MASK (PEND_SLOTS - 1)
+#define PEND_USED (1ull << 63) /* in every tag: 0 is an empty slot */
 
 struct pend_node {
-	struct pend_node *next;
 	struct proto_attr a;
 };
 
-static size_t
-pend_hash(const struct fid *fid)
-{
-	uint64_t h = fid->vol;
+struct pend_slot {
+	uint64_t tag; /* the FID's hash | PEND_USED, or 0 */
+	struct pend_node *n;
+};
 
-	for (int i = 0; i < FID_OID_LEN; i++)
-		h = h * 31 + fid->oid[i];
-	return (size_t)(h ^ (h >> 29)) % PEND_BUCKETS;
+static uint64_t
+pend_tag(const struct fid *fid)
+{
+	uint64_t h = fid->vol, w;
+
+	for (int i = 0; i < FID_OID_LEN; i += 8) {
+		memcpy(&w, fid->oid + i, sizeof(w));
+		h ^= w;
+		h *= 0x9e3779b97f4a7c15ull;
+		h ^= h >> 29;
+	}
+	return h | PEND_USED;
 }
 
-/* With pend_lock held: the node of @fid's link, or NULL. */
-static struct pend_node **
-pend_find_locked(struct mcache *mc, const struct fid *fid)
+/* With pend_lock held: the slot of @fid, or -1 with *@free_at the empty
+ * slot where it would go (tag in *@tagp). */
+static long
+pend_find_locked(struct mcache *mc, const struct fid *fid, uint64_t *tagp,
+		 size_t *free_at)
 {
-	struct pend_node **pp;
+	uint64_t tag = pend_tag(fid);
+	size_t i = (size_t)tag & PEND_MASK;
 
+	if (tagp)
+		*tagp = tag;
 	if (!mc->pend)
-		return NULL;
-	for (pp = &mc->pend[pend_hash(fid)]; *pp; pp = &(*pp)->next)
-		if (fid_eq(&(*pp)->a.fid, fid))
-			return pp;
-	return NULL;
+		return -1;
+	for (;; i = (i + 1) & PEND_MASK) {
+		struct pend_slot *sl = &mc->pend[i];
+
+		if (!sl->tag) {
+			if (free_at)
+				*free_at = i;
+			return -1;
+		}
+		if (sl->tag == tag && fid_eq(&sl->n->a.fid, fid))
+			return (long)i;
+	}
+}
+
+/* With pend_lock held: empty slot @i, moving back the entries after it
+ * that would no longer be found (backward-shift deletion). */
+static void
+pend_remove_slot_locked(struct mcache *mc, size_t i)
+{
+	size_t j = i;
+
+	free(mc->pend[i].n);
+	for (;;) {
+		size_t home;
+
+		j = (j + 1) & PEND_MASK;
+		if (!mc->pend[j].tag)
+			break;
+		home = (size_t)mc->pend[j].tag & PEND_MASK;
+		/* Stays if its home lies cyclically in (i, j]. */
+		if (i <= j ? (home > i && home <= j) : (home > i || home <= j))
+			continue;
+		mc->pend[i] = mc->pend[j];
+		i = j;
+	}
+	mc->pend[i].tag = 0;
+	mc->pend[i].n = NULL;
+	mc->npend--;
+}
+
+/* With pend_lock held: nothing pending, the table goes. */
+static void
+pend_empty_locked(struct mcache *mc)
+{
+	if (mc->npend || !mc->pend)
+		return;
+	free(mc->pend);
+	mc->pend = NULL;
+	mc->pend_pos = 0;
 }
 
 static bool
 pend_get(struct mcache *mc, const struct fid *fid, struct proto_attr *out)
 {
-	struct pend_node **pp;
 	bool found = false;
+	long i;
 
 	if (!atomic_load_explicit(&mc->npend_any, memory_order_relaxed))
 		return false;
 	pthread_mutex_lock(&mc->pend_lock);
-	pp = pend_find_locked(mc, fid);
-	if (pp) {
-		*out = (*pp)->a;
+	i = pend_find_locked(mc, fid, NULL, NULL);
+	if (i >= 0) {
+		*out = mc->pend[i].n->a;
 		found = true;
 	}
 	pthread_mutex_unlock(&mc->pend_lock);
@@ -116,16 +181,13 @@ pend_get(struct mcache *mc, const struct fid *fid, struct proto_attr *out)
 static void
 pend_del_locked(struct mcache *mc, const struct fid *fid)
 {
-	struct pend_node **pp = pend_find_locked(mc, fid);
-	struct pend_node *n;
+	long i = pend_find_locked(mc, fid, NULL, NULL);
 
-	if (!pp)
+	if (i < 0)
 		return;
-	n = *pp;
-	*pp = n->next;
-	free(n);
-	mc->npend--;
+	pend_remove_slot_locked(mc, (size_t)i);
 	atomic_store_explicit(&mc->npend_any, mc->npend, memory_order_relaxed);
+	pend_empty_locked(mc);
 }
 
 /* Before any other write of @fid's attributes (see above). */
@@ -145,38 +207,40 @@ static size_t
 pend_sync_locked(struct mcache *mc, size_t max)
 {
 	struct proto_attr *buf;
-	size_t k = 0, cap = max < 1024 ? max : 1024, done = 0;
+	size_t k = 0, cap = max < 1024 ? max : 1024, done = 0, scanned = 0;
 	int rc;
 
 	if (!mc->npend || !max)
 		return mc->npend;
 	buf = malloc(cap * sizeof(*buf));
-	for (size_t b = 0; b < PEND_BUCKETS && mc->npend && max; b++) {
-		while (mc->pend[b] && max) {
-			struct pend_node *n = mc->pend[b];
+	/* From where the last write stopped. Removing a slot only moves
+	 * later entries back to it or after it, so a scan of every slot
+	 * sees each entry. */
+	while (mc->npend && max && scanned < PEND_SLOTS) {
+		struct pend_slot *sl = &mc->pend[mc->pend_pos];
 
-			if (buf) {
-				buf[k++] = n->a;
-			} else {
-				rc = vc_put_attr(mc->vc, &n->a);
-				if (rc < 0)
-					log_warn(LOG_META,
-						 "cannot store attributes: %s",
-						 strerror(-rc));
-			}
-			mc->pend[b] = n->next;
-			free(n);
-			mc->npend--;
-			max--;
-			done++;
-			if (buf && k == cap) {
-				rc = vc_put_attrs(mc->vc, buf, k);
-				if (rc < 0)
-					log_warn(LOG_META,
-						 "cannot store attributes: %s",
-						 strerror(-rc));
-				k = 0;
-			}
+		if (!sl->tag) {
+			mc->pend_pos = (mc->pend_pos + 1) & PEND_MASK;
+			scanned++;
+			continue;
+		}
+		if (buf) {
+			buf[k++] = sl->n->a;
+		} else {
+			rc = vc_put_attr(mc->vc, &sl->n->a);
+			if (rc < 0)
+				log_warn(LOG_META, "cannot store attributes: %s",
+					 strerror(-rc));
+		}
+		pend_remove_slot_locked(mc, mc->pend_pos);
+		max--;
+		done++;
+		if (buf && k == cap) {
+			rc = vc_put_attrs(mc->vc, buf, k);
+			if (rc < 0)
+				log_warn(LOG_META, "cannot store attributes: %s",
+					 strerror(-rc));
+			k = 0;
 		}
 	}
 	if (buf && k && (rc = vc_put_attrs(mc->vc, buf, k)) < 0)
@@ -187,6 +251,7 @@ pend_sync_locked(struct mcache *mc, size_t max)
 	if (done)
 		memtrim_note(done * sizeof(struct pend_node));
 	atomic_store_explicit(&mc->npend_any, mc->npend, memory_order_relaxed);
+	pend_empty_locked(mc);
 	return mc->npend;
 }
 
@@ -578,25 +643,27 @@ pend_add(struct mcache *mc, const struct proto_attr *a, size_t n)
 
 	pthread_mutex_lock(&mc->pend_lock);
 	if (!mc->pend)
-		mc->pend = calloc(PEND_BUCKETS, sizeof(*mc->pend));
+		mc->pend = calloc(PEND_SLOTS, sizeof(*mc->pend));
 	for (; mc->pend && i < n && mc->npend < PEND_MAX; i++) {
-		struct pend_node **pp = pend_find_locked(mc, &a[i].fid);
 		struct pend_node *nd;
+		size_t at = 0;
+		uint64_t tag;
+		long found = pend_find_locked(mc, &a[i].fid, &tag, &at);
 
-		if (pp) {
-			(*pp)->a = a[i];
+		if (found >= 0) {
+			mc->pend[found].n->a = a[i];
 			continue;
 		}
 		nd = malloc(sizeof(*nd));
 		if (!nd)
 			break;
 		nd->a = a[i];
-		pp = &mc->pend[pend_hash(&a[i].fid)];
-		nd->next = *pp;
-		*pp = nd;
+		mc->pend[at].tag = tag;
+		mc->pend[at].n = nd;
 		mc->npend++;
 	}
 	atomic_store_explicit(&mc->npend_any, mc->npend, memory_order_relaxed);
+	pend_empty_locked(mc);
 	pthread_mutex_unlock(&mc->pend_lock);
 	return i < n ? vc_put_attrs(mc->vc, a + i, n - i) : 0;
 }

@@ -338,6 +338,54 @@ main(void)
 		mcache_store_attrs(mc, &pa[1], 1);
 	}
 
+	/* The pending table full (half its slots: clusters, wrap-around,
+	 * moves back on removal): every entry found, removed ones gone,
+	 * every one written exactly as it was. */
+	{
+		enum { NP = 128 * 1024 };
+		struct proto_attr *pa = calloc(NP, sizeof(*pa));
+		size_t left, bad = 0, bad2 = 0, slices = 0;
+
+		srand(7);
+		for (int i = 0; pa && i < NP; i++) {
+			struct fid fx;
+
+			fx.vol = VOL;
+			for (int b = 0; b < FID_OID_LEN; b++)
+				fx.oid[b] = (uint8_t)rand();
+			fx.oid[0] = 0xee; /* apart from the FIDs above */
+			pa[i] = mkattr(&fx, PROTO_T_FILE, (uint64_t)i + 1);
+		}
+		if (pa)
+			mcache_store_attrs(mc, pa, NP);
+		for (int i = 0; pa && i < NP; i += 3)
+			mcache_drop_attr(mc, &pa[i].fid);
+		for (int i = 0; pa && i < NP; i++) {
+			int rc = mcache_attr(mc, &pa[i].fid, &got);
+
+			if (i % 3 == 0 ? rc != -ENOENT
+				       : rc != 0 || got.dv != (uint64_t)i + 1)
+				bad++;
+		}
+		is_int((int)bad, 0, "%d pending, a third dropped: all right",
+		       NP);
+		is_int((int)mcache_sync_attrs(mc, 0), NP - (NP + 2) / 3,
+		       "  the count");
+		while ((left = mcache_sync_attrs(mc, 5000)) > 0 &&
+		       slices < 1000)
+			slices++;
+		is_int((int)left, 0, "written in slices of 5,000");
+		for (int i = 0; pa && i < NP; i++) {
+			int rc = vc_get_attr(vc, &pa[i].fid, &got);
+
+			if (i % 3 == 0 ? rc != -ENOENT
+				       : rc != 0 || got.dv != (uint64_t)i + 1)
+				bad2++;
+		}
+		is_int((int)bad2, 0, "  each as it was, the dropped ones not");
+		free(pa);
+	}
+
 	is_int((int)atomic_load(&st.invalidations),
 	       (int)(k.inval_inode + k.inval_entry),
 	       "every notification counted");
