@@ -247,6 +247,7 @@ drop_all_meta(struct cm *cm)
 	struct proto_volinfo vi;
 	int rc;
 
+	mcache_sync_attrs(cm->mc, SIZE_MAX); /* the pending ones too */
 	rc = vc_iterate_fids(cm->vc, collect_meta, &m);
 	if (rc < 0)
 		log_warn(LOG_CTL, "flushall: cannot list cached metadata: %s",

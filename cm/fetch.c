@@ -135,7 +135,10 @@ struct fetch {
 	unsigned nqueued;	/* in squeue; protected by slock */
 	bool sstop;		/* protected by slock */
 	bool want_spares;	/* fewer than SPARE_TARGET may be left; slock */
-	uint64_t last_store_ms;	/* util_now_ms() of the last store; slock */
+	uint64_t last_store_ms;	/* util_now_ms() of the last store, or of
+				   the last sign of other work (busy());
+				   slock */
+	uint64_t last_work;	/* busy()'s count when last seen; slock */
 	bool stopped;		/* fetch_stop() ran: jobs only fail */
 	atomic_int ra_done;	/* fetch_kernel_readahead() ran */
 	struct quiesceq quiesce; /* fetch_drop_file() waiters; loop thread */
@@ -484,6 +487,28 @@ store_one(struct fetch *f, struct xfer *x)
 				     (uint32_t)x->have, x->put_flags);
 }
 
+/* Has cairnd done other work since the last call (slock held)? FUSE
+ * requests, pages of listings and attributes fetched: a cold listing
+ * costs the loop thread as much CPU as the machine gives it, and 1,024
+ * spare files made meanwhile took more than half of cairnd's CPU during
+ * a cold ls -f of 100,000 entries on a fresh mount (doc/cm.md "Profiles
+ * of the big-directory rows"). */
+static bool
+busy(struct fetch *f)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < CM_R_MAX; i++)
+		n += atomic_load_explicit(&f->st->reqs[i],
+					  memory_order_relaxed);
+	n += atomic_load_explicit(&f->st->dir_pages, memory_order_relaxed);
+	n += atomic_load_explicit(&f->st->getattr_fids, memory_order_relaxed);
+	if (n == f->last_work)
+		return false;
+	f->last_work = n;
+	return true;
+}
+
 /*
  * Storing a chunk (a file created, written and renamed) is kernel work
  * the loop must not wait for: a thread of its own does it, so the loop
@@ -508,6 +533,9 @@ store_main(void *arg)
 			 * meanwhile waits for at most SPARE_BATCH files. */
 			uint64_t now = util_now_ms();
 
+			/* Nor while cairnd is busy otherwise. */
+			if (f->want_spares && busy(f))
+				f->last_store_ms = now;
 			if (f->want_spares &&
 			    now - f->last_store_ms >= SPARE_IDLE_MS) {
 				int made;
@@ -1285,6 +1313,8 @@ fetch_new(const struct fetch_deps *d, const struct fetch_hooks *hooks)
 	pthread_mutex_init(&f->slock, NULL);
 	pthread_cond_init(&f->scond, NULL);
 	f->want_spares = true;
+	/* A start is busy: the mount, its first lookups and listings. */
+	f->last_store_ms = util_now_ms();
 	/* Without a thread, stores run on the loop (slower, still right). */
 	while (f->nsthreads < STORE_THREADS &&
 	       pthread_create(&f->sthread[f->nsthreads], NULL, store_main, f) ==

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@
 #include "cm/stats.h"
 #include "cm/vc.h"
 #include "common/log.h"
+#include "common/memtrim.h"
 #include "common/util.h"
 
 struct mcache {
@@ -35,7 +37,236 @@ struct mcache {
 	 * the loop applies replies, FUSE workers add late creates and
 	 * disconnected changes. */
 	pthread_mutex_t edit;
+	/* Attributes from listings not yet in the cache file ("pending",
+	 * below); pend_lock guards them. */
+	pthread_mutex_t pend_lock;
+	struct pend_slot *pend;	   /* PEND_SLOTS slots, or NULL */
+	size_t npend;
+	size_t pend_pos;	   /* where the next write resumes */
+	atomic_size_t npend_any; /* npend, read without the lock */
 };
+
+/*
+ * Pending attributes. A cold listing stored every entry's attributes in
+ * meta.tdb as its pages came: a tdb record an entry, 40 % of cairnd's CPU
+ * in a cold ls -f of 100,000 entries (doc/cm.md "Profiles of the
+ * big-directory rows"), all of it before the first READDIR was answered.
+ * Now mcache_store_attrs() keeps them here and mcache_sync_attrs() (on
+ * the loop, once listings stop coming: mfetch.c) moves them to the file.
+ * A lookup reads the inode table, then here, then the file, so a pending
+ * attribute is the cached one. Any other change to the attributes of a
+ * FID (news, our own changes, drops, forgets) first takes it out of here
+ * (pend_del()), under pend_lock, and the sync writes under pend_lock too:
+ * an older pending value never lands over a newer stored one. A crash
+ * loses what is pending: those entries are fetched again (a listing's
+ * READDIRPLUS then fetches the listing again, a LOOKUP the attributes),
+ * as for any record the cache does not hold. Bounded: past PEND_MAX the
+ * store is synchronous again.
+ */
+#define PEND_MAX (128 * 1024)
+/* An open-addressed table (linear probing) of (hash, node) pairs at most
+ * half full, so a lookup that misses, most of a cold listing's, reads one
+ * slot and no node: with chains of nodes, the nodes' cache misses were a
+ * sixth of the listing's CPU. 4 MiB, allocated while anything is
+ * pending. */
+#define PEND_SLOTS (2 * PEND_MAX)
+#define PEND_MASK (PEND_SLOTS - 1)
+#define PEND_USED (1ull << 63) /* in every tag: 0 is an empty slot */
+
+struct pend_node {
+	struct proto_attr a;
+};
+
+struct pend_slot {
+	uint64_t tag; /* the FID's hash | PEND_USED, or 0 */
+	struct pend_node *n;
+};
+
+static uint64_t
+pend_tag(const struct fid *fid)
+{
+	uint64_t h = fid->vol, w;
+
+	for (int i = 0; i < FID_OID_LEN; i += 8) {
+		memcpy(&w, fid->oid + i, sizeof(w));
+		h ^= w;
+		h *= 0x9e3779b97f4a7c15ull;
+		h ^= h >> 29;
+	}
+	return h | PEND_USED;
+}
+
+/* With pend_lock held: the slot of @fid, or -1 with *@free_at the empty
+ * slot where it would go (tag in *@tagp). */
+static long
+pend_find_locked(struct mcache *mc, const struct fid *fid, uint64_t *tagp,
+		 size_t *free_at)
+{
+	uint64_t tag = pend_tag(fid);
+	size_t i = (size_t)tag & PEND_MASK;
+
+	if (tagp)
+		*tagp = tag;
+	if (!mc->pend)
+		return -1;
+	for (;; i = (i + 1) & PEND_MASK) {
+		struct pend_slot *sl = &mc->pend[i];
+
+		if (!sl->tag) {
+			if (free_at)
+				*free_at = i;
+			return -1;
+		}
+		if (sl->tag == tag && fid_eq(&sl->n->a.fid, fid))
+			return (long)i;
+	}
+}
+
+/* With pend_lock held: empty slot @i, moving back the entries after it
+ * that would no longer be found (backward-shift deletion). */
+static void
+pend_remove_slot_locked(struct mcache *mc, size_t i)
+{
+	size_t j = i;
+
+	free(mc->pend[i].n);
+	for (;;) {
+		size_t home;
+
+		j = (j + 1) & PEND_MASK;
+		if (!mc->pend[j].tag)
+			break;
+		home = (size_t)mc->pend[j].tag & PEND_MASK;
+		/* Stays if its home lies cyclically in (i, j]. */
+		if (i <= j ? (home > i && home <= j) : (home > i || home <= j))
+			continue;
+		mc->pend[i] = mc->pend[j];
+		i = j;
+	}
+	mc->pend[i].tag = 0;
+	mc->pend[i].n = NULL;
+	mc->npend--;
+}
+
+/* With pend_lock held: nothing pending, the table goes. */
+static void
+pend_empty_locked(struct mcache *mc)
+{
+	if (mc->npend || !mc->pend)
+		return;
+	free(mc->pend);
+	mc->pend = NULL;
+	mc->pend_pos = 0;
+}
+
+static bool
+pend_get(struct mcache *mc, const struct fid *fid, struct proto_attr *out)
+{
+	bool found = false;
+	long i;
+
+	if (!atomic_load_explicit(&mc->npend_any, memory_order_relaxed))
+		return false;
+	pthread_mutex_lock(&mc->pend_lock);
+	i = pend_find_locked(mc, fid, NULL, NULL);
+	if (i >= 0) {
+		*out = mc->pend[i].n->a;
+		found = true;
+	}
+	pthread_mutex_unlock(&mc->pend_lock);
+	return found;
+}
+
+/* With pend_lock held: drop @fid's pending attributes. */
+static void
+pend_del_locked(struct mcache *mc, const struct fid *fid)
+{
+	long i = pend_find_locked(mc, fid, NULL, NULL);
+
+	if (i < 0)
+		return;
+	pend_remove_slot_locked(mc, (size_t)i);
+	atomic_store_explicit(&mc->npend_any, mc->npend, memory_order_relaxed);
+	pend_empty_locked(mc);
+}
+
+/* Before any other write of @fid's attributes (see above). */
+static void
+pend_del(struct mcache *mc, const struct fid *fid)
+{
+	if (!atomic_load_explicit(&mc->npend_any, memory_order_relaxed))
+		return;
+	pthread_mutex_lock(&mc->pend_lock);
+	pend_del_locked(mc, fid);
+	pthread_mutex_unlock(&mc->pend_lock);
+}
+
+/* With pend_lock held: write up to @max pending attributes to the file
+ * and drop them. @return how many are left. */
+static size_t
+pend_sync_locked(struct mcache *mc, size_t max)
+{
+	struct proto_attr *buf;
+	size_t k = 0, cap = max < 1024 ? max : 1024, done = 0, scanned = 0;
+	int rc;
+
+	if (!mc->npend || !max)
+		return mc->npend;
+	buf = malloc(cap * sizeof(*buf));
+	/* From where the last write stopped. Removing a slot only moves
+	 * later entries back to it or after it, so a scan of every slot
+	 * sees each entry. */
+	while (mc->npend && max && scanned < PEND_SLOTS) {
+		struct pend_slot *sl = &mc->pend[mc->pend_pos];
+
+		if (!sl->tag) {
+			mc->pend_pos = (mc->pend_pos + 1) & PEND_MASK;
+			scanned++;
+			continue;
+		}
+		if (buf) {
+			buf[k++] = sl->n->a;
+		} else {
+			rc = vc_put_attr(mc->vc, &sl->n->a);
+			if (rc < 0)
+				log_warn(LOG_META, "cannot store attributes: %s",
+					 strerror(-rc));
+		}
+		pend_remove_slot_locked(mc, mc->pend_pos);
+		max--;
+		done++;
+		if (buf && k == cap) {
+			rc = vc_put_attrs(mc->vc, buf, k);
+			if (rc < 0)
+				log_warn(LOG_META, "cannot store attributes: %s",
+					 strerror(-rc));
+			k = 0;
+		}
+	}
+	if (buf && k && (rc = vc_put_attrs(mc->vc, buf, k)) < 0)
+		log_warn(LOG_META, "cannot store attributes: %s",
+			 strerror(-rc));
+	free(buf);
+	/* The nodes go back to the system once the burst is over. */
+	if (done)
+		memtrim_note(done * sizeof(struct pend_node));
+	atomic_store_explicit(&mc->npend_any, mc->npend, memory_order_relaxed);
+	pend_empty_locked(mc);
+	return mc->npend;
+}
+
+size_t
+mcache_sync_attrs(struct mcache *mc, size_t max)
+{
+	size_t left;
+
+	if (!atomic_load_explicit(&mc->npend_any, memory_order_relaxed))
+		return 0;
+	pthread_mutex_lock(&mc->pend_lock);
+	left = pend_sync_locked(mc, max);
+	pthread_mutex_unlock(&mc->pend_lock);
+	return left;
+}
 
 struct mcache *
 mcache_new(struct ino_table *ino, struct vc *vc, struct cs_store *cs,
@@ -47,6 +278,8 @@ mcache_new(struct ino_table *ino, struct vc *vc, struct cs_store *cs,
 	if (!mc)
 		return NULL;
 	pthread_mutex_init(&mc->edit, NULL);
+	pthread_mutex_init(&mc->pend_lock, NULL);
+	atomic_init(&mc->npend_any, 0);
 	mc->ino = ino;
 	mc->vc = vc;
 	mc->cs = cs;
@@ -61,8 +294,13 @@ mcache_new(struct ino_table *ino, struct vc *vc, struct cs_store *cs,
 void
 mcache_free(struct mcache *mc)
 {
-	if (mc)
-		pthread_mutex_destroy(&mc->edit);
+	if (!mc)
+		return;
+	/* What is still pending goes to the file (a clean stop keeps it). */
+	mcache_sync_attrs(mc, SIZE_MAX);
+	free(mc->pend);
+	pthread_mutex_destroy(&mc->pend_lock);
+	pthread_mutex_destroy(&mc->edit);
 	free(mc);
 }
 
@@ -109,7 +347,7 @@ mcache_attr(struct mcache *mc, const struct fid *fid, struct proto_attr *out)
 		return 0;
 	}
 	ino_unlock(mc->ino);
-	rc = vc_get_attr(mc->vc, fid, out);
+	rc = pend_get(mc, fid, out) ? 0 : vc_get_attr(mc->vc, fid, out);
 	if (rc < 0)
 		return h->orphan_attr && h->orphan_attr(h->arg, fid, out) == 0
 			       ? 0
@@ -184,6 +422,7 @@ mcache_drop_file(struct mcache *mc, const struct fid *fid)
 		ino = e->ino;
 	}
 	ino_unlock(mc->ino);
+	pend_del(mc, fid);
 	vc_del_attr(mc->vc, fid);
 	mcache_inval_inode(mc, ino, 0, 0);
 }
@@ -198,6 +437,7 @@ mcache_drop_attr(struct mcache *mc, const struct fid *fid)
 	if (e)
 		e->have_attr = false;
 	ino_unlock(mc->ino);
+	pend_del(mc, fid);
 	vc_del_attr(mc->vc, fid);
 }
 
@@ -217,6 +457,7 @@ mcache_forget(struct mcache *mc, const struct fid *fid)
 	}
 	ino_unlock(mc->ino);
 	vc_dir_put(old);
+	pend_del(mc, fid);
 	vc_forget(mc->vc, fid);
 }
 
@@ -246,6 +487,7 @@ mcache_gone(struct mcache *mc, const struct fid *fid)
 	}
 	ino_unlock(mc->ino);
 	vc_dir_put(old);
+	pend_del(mc, fid);
 	vc_forget(mc->vc, fid);
 	/* A file open here keeps its chunks (unlinked while open, or
 	 * written): wb.c drops them when the last handle goes. */
@@ -289,9 +531,12 @@ mcache_apply(struct mcache *mc, const struct proto_attr *a, bool store,
 	}
 	ino_unlock(mc->ino);
 	if (!have_old)
-		have_old = vc_get_attr(mc->vc, &a->fid, &old) == 0;
-	if (store)
+		have_old = pend_get(mc, &a->fid, &old) ||
+			   vc_get_attr(mc->vc, &a->fid, &old) == 0;
+	if (store) {
+		pend_del(mc, &a->fid);
 		vc_put_attr(mc->vc, a);
+	}
 	if (!have_old)
 		return false;
 	if (old.dv != a->dv || old.type != a->type) {
@@ -389,6 +634,40 @@ mcache_put_listing(struct mcache *mc, const struct proto_attr *dir,
 	vc_dir_put(old);
 }
 
+/* Keep @n attributes pending (replacing pending ones of the same FIDs);
+ * past PEND_MAX, or without memory, write them to the file now. */
+static int
+pend_add(struct mcache *mc, const struct proto_attr *a, size_t n)
+{
+	size_t i = 0;
+
+	pthread_mutex_lock(&mc->pend_lock);
+	if (!mc->pend)
+		mc->pend = calloc(PEND_SLOTS, sizeof(*mc->pend));
+	for (; mc->pend && i < n && mc->npend < PEND_MAX; i++) {
+		struct pend_node *nd;
+		size_t at = 0;
+		uint64_t tag;
+		long found = pend_find_locked(mc, &a[i].fid, &tag, &at);
+
+		if (found >= 0) {
+			mc->pend[found].n->a = a[i];
+			continue;
+		}
+		nd = malloc(sizeof(*nd));
+		if (!nd)
+			break;
+		nd->a = a[i];
+		mc->pend[at].tag = tag;
+		mc->pend[at].n = nd;
+		mc->npend++;
+	}
+	atomic_store_explicit(&mc->npend_any, mc->npend, memory_order_relaxed);
+	pend_empty_locked(mc);
+	pthread_mutex_unlock(&mc->pend_lock);
+	return i < n ? vc_put_attrs(mc->vc, a + i, n - i) : 0;
+}
+
 void
 mcache_store_attrs(struct mcache *mc, const struct proto_attr *a, size_t n)
 {
@@ -418,7 +697,7 @@ mcache_store_attrs(struct mcache *mc, const struct proto_attr *a, size_t n)
 		a = own;
 		n = k;
 	}
-	rc = n ? vc_put_attrs(mc->vc, a, n) : 0;
+	rc = n ? pend_add(mc, a, n) : 0;
 	free(own);
 
 	if (rc < 0)
@@ -442,6 +721,7 @@ install_attr(struct mcache *mc, const struct proto_attr *a, bool pages_current)
 	struct ino_ent *e;
 	uint64_t ino = 0;
 
+	pend_del(mc, &a->fid);
 	vc_put_attr(mc->vc, a);
 	ino_lock(mc->ino);
 	e = ino_find_locked(mc->ino, &a->fid);
@@ -472,6 +752,7 @@ install_dir(struct mcache *mc, const struct proto_attr *a, struct vc_dir *nw)
 	struct vc_dir *prev = NULL;
 	struct ino_ent *e;
 
+	pend_del(mc, &a->fid);
 	vc_put_attr(mc->vc, a);
 	ino_lock(mc->ino);
 	e = ino_find_locked(mc->ino, &a->fid);

@@ -122,14 +122,20 @@ bool mcache_apply(struct mcache *mc, const struct proto_attr *a, bool store,
  * it (its chunks too, unless it has a write state). */
 void mcache_gone(struct mcache *mc, const struct fid *fid);
 /* Loop thread: a fetched listing @nw (our reference, kept; its entries'
- * attributes applied and stored page by page, mcache_store_attrs()) of
+ * attributes applied and kept page by page, mcache_store_attrs()) of
  * the directory with attributes @dir becomes the cached one; the kernel
  * hears which names changed. */
 void mcache_put_listing(struct mcache *mc, const struct proto_attr *dir,
 			struct vc_dir *nw);
-/* Store @n attributes (one page of a listing) in the cache file. */
+/* Store @n attributes (one page of a listing): kept pending in memory
+ * (lookups see them) until mcache_sync_attrs() writes them to the cache
+ * file (mcache.c "Pending attributes"). */
 void mcache_store_attrs(struct mcache *mc, const struct proto_attr *a,
 			size_t n);
+/* Write up to @max pending attributes to the cache file (SIZE_MAX: all;
+ * before iterating the file's records, and at mcache_free()). Any
+ * thread. @return how many are still pending. */
+size_t mcache_sync_attrs(struct mcache *mc, size_t max);
 
 /* Our idea of @fid's content was wrong (a conflict dropped local
  * changes): drop its attributes and the kernel's pages of it. */

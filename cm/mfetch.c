@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <sys/queue.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,7 @@ struct mfetch {
 	unsigned own_next;
 	size_t attr_unsent;	/* MK_ATTR ops waiting for a batch */
 	struct event *flush_ev; /* sends the attr batch */
+	struct event *sync_ev;	/* writes pending attributes */
 	bool shutting;
 
 	struct cm_loop *loop;
@@ -98,6 +100,35 @@ struct attr_batch {
 };
 
 /* --- small helpers --- */
+
+/* Listings keep their entries' attributes pending in memory (mcache.c
+ * "Pending attributes"); they go to the cache file SYNC_DELAY_MS after
+ * the last listing, SYNC_SLICE a turn of the loop, off the path of the
+ * READDIRs that wait for the listing. */
+#define SYNC_DELAY_MS 500
+#define SYNC_SLICE 2048
+
+static void
+sync_attrs(evutil_socket_t fd, short what, void *arg)
+{
+	struct mfetch *mf = arg;
+	struct timeval now = {0, 0};
+
+	(void)fd;
+	(void)what;
+	if (mcache_sync_attrs(mf->mc, SYNC_SLICE) > 0 && !mf->shutting)
+		event_add(mf->sync_ev, &now);
+}
+
+/* A listing came: write its attributes once listings stop coming. */
+static void
+sync_later(struct mfetch *mf)
+{
+	struct timeval tv = {SYNC_DELAY_MS / 1000, SYNC_DELAY_MS % 1000 * 1000};
+
+	if (mf->sync_ev && !mf->shutting)
+		event_add(mf->sync_ev, &tv);
+}
 
 /* A fresh attribute: into the cache, and a listing the cache says is due
  * (mcache_apply()) fetched. */
@@ -524,6 +555,7 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 	int rc = result_errno(mf, res);
 
 	dr->pages++;
+	CM_STAT_INC(mf->st, dir_pages);
 	if (dr->failed)
 		rc = dr->failed;
 	else if (rc == -ESTALE && dr->have && !dr->whole)
@@ -606,6 +638,7 @@ dir_done(void *arg, const struct http_result *res)
 	mcache_put_listing(mf->mc, &dr->dir, nw);
 	vc_dir_put(nw);
 out:
+	sync_later(mf);
 	vc_dirb_release(&dr->acc);
 	op_complete(mf, dr->op, rc);
 	/* A big listing freed its pages (a few MB each, decoded): give the
@@ -938,6 +971,8 @@ mfetch_revalidate_all(struct mfetch *mf)
 	int rc;
 
 	CM_STAT_INC(mf->st, revalidations);
+	/* Every cached attribute, the pending ones too. */
+	mcache_sync_attrs(mf->mc, SIZE_MAX);
 	rc = vc_iterate_fids(mf->vc, reval_cb, &rv);
 	if (rc == 0)
 		rc = reval_send(&rv);
@@ -977,9 +1012,12 @@ mfetch_new(const struct mfetch_deps *d, const struct mfetch_hooks *hooks)
 	mf->volume = strdup(d->volume ? d->volume : "");
 	mf->server = strdup(d->server ? d->server : "");
 	mf->flush_ev = event_new(d->loop->base, -1, 0, flush_attrs, mf);
-	if (!mf->volume || !mf->server || !mf->flush_ev) {
+	mf->sync_ev = event_new(d->loop->base, -1, 0, sync_attrs, mf);
+	if (!mf->volume || !mf->server || !mf->flush_ev || !mf->sync_ev) {
 		if (mf->flush_ev)
 			event_free(mf->flush_ev);
+		if (mf->sync_ev)
+			event_free(mf->sync_ev);
 		free(mf->volume);
 		free(mf->server);
 		free(mf);
@@ -1000,6 +1038,9 @@ mfetch_free(struct mfetch *mf)
 	while ((op = TAILQ_FIRST(&mf->ops)))
 		op_complete(mf, op, -ECANCELED);
 	event_free(mf->flush_ev);
+	event_free(mf->sync_ev);
+	/* Pending attributes to the file now (mcache_free() would too). */
+	mcache_sync_attrs(mf->mc, SIZE_MAX);
 	free(mf->volume);
 	free(mf->server);
 	free(mf);

@@ -20,6 +20,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -935,6 +936,9 @@ job_finish(struct pjob *j)
 	if (j->finished)
 		return;
 	j->finished = true;
+	/* What a pin promises (offline use) survives a crash: the listings'
+	 * attributes still pending go to the cache file now (mcache.c). */
+	mcache_sync_attrs(pin->mc, SIZE_MAX);
 	for (size_t i = 0; i < j->nfiles && !job_stopping(j); i++) {
 		struct pjob *n;
 

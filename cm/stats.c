@@ -46,6 +46,7 @@ cm_stats_format_counters(const struct cm_stats *st, char *buf, size_t len,
 	P("chunks_advised %llu\n", LD(chunks_advised));
 	P("stale_chunks %llu\n", LD(stale_chunks));
 	P("dir_fetches %llu\n", LD(dir_fetches));
+	P("dir_pages %llu\n", LD(dir_pages));
 	P("dir_prefetches %llu\n", LD(dir_prefetches));
 	P("getattr_requests %llu\n", LD(getattr_reqs));
 	P("getattr_fids %llu\n", LD(getattr_fids));

@@ -128,16 +128,19 @@ util_hex_encode(const void *in, size_t len, char *out)
 	out[2 * len] = 0;
 }
 
+/* The value of each hex digit plus one (0: not a digit): FIDs in
+ * listings are decoded 100,000 a big directory. */
+static const uint8_t hexval1[256] = {
+	['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,
+	['5'] = 6,  ['6'] = 7,  ['7'] = 8,  ['8'] = 9,  ['9'] = 10,
+	['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15,
+	['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14,
+	['E'] = 15, ['F'] = 16};
+
 static int
 hexval(int c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	return (int)hexval1[(unsigned char)c] - 1;
 }
 
 int

@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,11 +286,117 @@ main(void)
 	mcache_gone(mc, &f);
 	is_int(cs_lookup(cs, &ck, &ci), -ENOENT, "gone: chunks dropped");
 
+	/* Pending attributes (a listing's page): lookups see them before
+	 * they are in the file; news replaces them, and the write of the
+	 * pending ones never puts the older value back. */
+	{
+		struct fid p1 = mkfid(20), p2 = mkfid(21), p3 = mkfid(22);
+		struct proto_attr pa[3];
+
+		pa[0] = mkattr(&p1, PROTO_T_FILE, 3);
+		pa[1] = mkattr(&p2, PROTO_T_FILE, 4);
+		pa[2] = mkattr(&p3, PROTO_T_FILE, 5);
+		mcache_store_attrs(mc, pa, 3);
+		is_int(vc_get_attr(vc, &p1, &got), -ENOENT,
+		       "pending: not in the file yet");
+		ok(mcache_attr(mc, &p1, &got) == 0 && got.dv == 3,
+		   "  but a lookup sees it");
+		after = pa[1];
+		after.mode = 0600;
+		after.dv = 9;
+		mcache_local_attr(mc, &after); /* news about p2 */
+		mcache_drop_attr(mc, &p3);
+		is_int(mcache_attr(mc, &p3, &got), -ENOENT,
+		       "a dropped pending attribute is gone");
+		is_int((int)mcache_sync_attrs(mc, 0), 1,
+		       "news and a drop took two out: one still pending");
+		is_int((int)mcache_sync_attrs(mc, SIZE_MAX), 0,
+		       "write the rest: none pending");
+		ok(vc_get_attr(vc, &p1, &got) == 0 && got.dv == 3,
+		   "the pending one is in the file");
+		ok(vc_get_attr(vc, &p2, &got) == 0 && got.dv == 9 &&
+			   got.mode == 0600,
+		   "the news stands, not the older pending value");
+		is_int(vc_get_attr(vc, &p3, &got), -ENOENT,
+		       "the dropped one was not written");
+		pa[0].dv = 10;
+		mcache_store_attrs(mc, pa, 1);
+		pa[0].dv = 11;
+		mcache_store_attrs(mc, pa, 1);
+		ok(mcache_attr(mc, &p1, &got) == 0 && got.dv == 11,
+		   "a pending attribute listed again: the newer one");
+		mcache_forget(mc, &p1);
+		is_int(mcache_attr(mc, &p1, &got), -ENOENT,
+		       "forgotten: pending and file both");
+		pa[0] = mkattr(&p1, PROTO_T_FILE, 13);
+		pa[2] = mkattr(&p3, PROTO_T_FILE, 14);
+		mcache_store_attrs(mc, pa, 3);
+		is_int((int)mcache_sync_attrs(mc, 2), 1,
+		       "a slice of two of three: one left");
+		is_int((int)mcache_sync_attrs(mc, SIZE_MAX), 0, "then none");
+		pa[1].dv = 12;
+		mcache_store_attrs(mc, &pa[1], 1);
+	}
+
+	/* The pending table full (half its slots: clusters, wrap-around,
+	 * moves back on removal): every entry found, removed ones gone,
+	 * every one written exactly as it was. */
+	{
+		enum { NP = 128 * 1024 };
+		struct proto_attr *pa = calloc(NP, sizeof(*pa));
+		size_t left, bad = 0, bad2 = 0, slices = 0;
+
+		srand(7);
+		for (int i = 0; pa && i < NP; i++) {
+			struct fid fx;
+
+			fx.vol = VOL;
+			for (int b = 0; b < FID_OID_LEN; b++)
+				fx.oid[b] = (uint8_t)rand();
+			fx.oid[0] = 0xee; /* apart from the FIDs above */
+			pa[i] = mkattr(&fx, PROTO_T_FILE, (uint64_t)i + 1);
+		}
+		if (pa)
+			mcache_store_attrs(mc, pa, NP);
+		for (int i = 0; pa && i < NP; i += 3)
+			mcache_drop_attr(mc, &pa[i].fid);
+		for (int i = 0; pa && i < NP; i++) {
+			int rc = mcache_attr(mc, &pa[i].fid, &got);
+
+			if (i % 3 == 0 ? rc != -ENOENT
+				       : rc != 0 || got.dv != (uint64_t)i + 1)
+				bad++;
+		}
+		is_int((int)bad, 0, "%d pending, a third dropped: all right",
+		       NP);
+		is_int((int)mcache_sync_attrs(mc, 0), NP - (NP + 2) / 3,
+		       "  the count");
+		while ((left = mcache_sync_attrs(mc, 5000)) > 0 &&
+		       slices < 1000)
+			slices++;
+		is_int((int)left, 0, "written in slices of 5,000");
+		for (int i = 0; pa && i < NP; i++) {
+			int rc = vc_get_attr(vc, &pa[i].fid, &got);
+
+			if (i % 3 == 0 ? rc != -ENOENT
+				       : rc != 0 || got.dv != (uint64_t)i + 1)
+				bad2++;
+		}
+		is_int((int)bad2, 0, "  each as it was, the dropped ones not");
+		free(pa);
+	}
+
 	is_int((int)atomic_load(&st.invalidations),
 	       (int)(k.inval_inode + k.inval_entry),
 	       "every notification counted");
 
 	mcache_free(mc);
+	{
+		struct fid p2 = mkfid(21);
+
+		ok(vc_get_attr(vc, &p2, &got) == 0 && got.dv == 12,
+		   "mcache_free() writes what is still pending");
+	}
 	ino_free(ino);
 	vc_close(vc);
 	cs_close(cs);

@@ -16,6 +16,7 @@
 
 #include "base/crc32c.h"
 #include "common/proto.h"
+#include "common/proto_dirdec.h"
 #include "common/util.h"
 #include "tests/tap.h"
 
@@ -293,6 +294,57 @@ test_dir(void)
 	ok(g.n == 0, "no entries");
 	proto_dir_release(&g);
 	free(s);
+}
+
+/* A name twice in a listing is refused, wherever the names differ from
+ * each other: in their first 8 bytes (the sort's integer key), after
+ * them, or in length only; the two decoders agree. */
+static void
+test_dir_dups(void)
+{
+	static const struct {
+		const char *a, *b;
+		int rc;
+		const char *what;
+	} c[] = {
+		{"a", "a", -EINVAL, "one-byte name twice"},
+		{"abcdefgh", "abcdefgh", -EINVAL, "8-byte name twice"},
+		{"abcdefgh1", "abcdefgh1", -EINVAL, "9-byte name twice"},
+		{"abcdefgh-long-tail", "abcdefgh-long-tail", -EINVAL,
+		 "long name twice"},
+		{"abcdefgh1", "abcdefgh2", 0, "same 8 bytes, then different"},
+		{"abcdefgh", "abcdefghX", 0, "one name the other's prefix"},
+		{"abc", "abcd", 0, "a short prefix"},
+		{"\xc3\xa9t\xc3\xa9", "\xc3\xa9t\xc3\xa9", -EINVAL,
+		 "non-ASCII name twice"},
+		{"\xc3\xa9-not", "\x7f-not", 0, "bytes above 0x7f sort apart"},
+	};
+
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		struct proto_dirent e[5];
+		struct proto_dir d = {0}, g;
+		const char *names[5] = {"zz", c[i].a, "mm", c[i].b, "00"};
+		char *s;
+		size_t len;
+
+		mkattr(&d.dir, F1, PROTO_T_DIR);
+		for (int k = 0; k < 5; k++) {
+			e[k].name = (char *)names[k];
+			mkattr(&e[k].attr, k % 2 ? F2 : F3, PROTO_T_FILE);
+		}
+		d.ents = e;
+		d.n = 5;
+		s = proto_dir_encode(&d, &len);
+		is_int(proto_dir_decode(s, len, &g), c[i].rc, "%s", c[i].what);
+		if (c[i].rc == 0)
+			ok(g.n == 5, "  all five entries");
+		proto_dir_release(&g);
+		is_int(proto_dir_decode_jansson(s, len, PROTO_DIR_MAX, &g,
+						NULL),
+		       c[i].rc, "  the jansson decoder agrees");
+		proto_dir_release(&g);
+		free(s);
+	}
 }
 
 /* The listing encoder writes JSON itself (no jansson tree): the output is
@@ -2762,6 +2814,7 @@ main(void)
 	test_attrs();
 	test_dir();
 	test_dir_pages();
+	test_dir_dups();
 	test_dir_stream();
 	test_link();
 	test_xattrs();
