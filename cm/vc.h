@@ -224,6 +224,7 @@ struct vc_check_result {
 	uint64_t orphans; /* pages no 'D' record names */
 	uint64_t broken;  /* 'D' records naming a missing or bad page */
 	uint64_t fixed;	  /* of those, removed (@repair) */
+	int recover;	  /* the file needs tdb's recovery (check only) */
 };
 
 /*
@@ -235,7 +236,9 @@ struct vc_check_result {
  * fetched again, so that loses nothing. @report is called for each
  * finding (@error 1) or note (0) with a message. The caller must make
  * sure no cairnd has the file open (cairn-fsck holds the cache
- * directory's lock). @return 0 or a negative errno (-ENOENT: no file).
+ * directory's lock). A file left in the middle of a transaction is
+ * recovered by a repair; a check reports it (@res->recover) and checks a
+ * recovered copy. @return 0 or a negative errno (-ENOENT: no file).
  */
 int vc_check(const char *path, int repair,
 	     void (*report)(void *arg, int error, const char *msg), void *arg,

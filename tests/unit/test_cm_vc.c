@@ -14,6 +14,7 @@
 #include <string.h>
 #include <tdb.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1651,6 +1652,109 @@ test_xattr_crc(void)
 	unlink(path);
 }
 
+static void
+note_cb(void *arg, int error, const char *msg)
+{
+	int *c = arg;
+
+	if (error)
+		c[0]++;
+	else if (strstr(msg, "needs recovery"))
+		c[1]++;
+}
+
+/*
+ * A file left in the middle of a transaction (a process killed after
+ * tdb wrote its recovery data): tdb cannot open it read-only. vc_check()
+ * without repair says it needs recovery and checks a recovered copy,
+ * leaving the file as it is; with repair it is recovered (not removed).
+ */
+static void
+test_check_recover(void)
+{
+	struct fid d = mkfid(7, 0x71), f = mkfid(7, 0x72);
+	struct proto_attr da = mkattr(d, PROTO_T_DIR, 1);
+	struct proto_attr a = mkattr(f, PROTO_T_FILE, 2), b;
+	struct vc_check_result res;
+	struct vc_dir *l, *got = NULL;
+	struct vc *vc;
+	struct stat st0, st1;
+	struct tdb_context *t;
+	int c[2] = {0, 0};
+	pid_t pid;
+
+	unlink(path);
+	l = mklisting(&d, 1500, 1, 0);
+	vc = vc_open(path, 7, 262144);
+	vc_put_listing(vc, &da, l);
+	vc_put_attr(vc, &a);
+	vc_close(vc);
+	pid = fork();
+	if (pid == 0) {
+		uint8_t kb[21], val[3] = {1, 2, 3};
+		TDB_DATA k = {kb, 21}, v = {val, 3};
+
+		t = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
+		fidkey(kb, 'A', &f);
+		if (!t || tdb_transaction_start(t) ||
+		    tdb_store(t, k, v, TDB_REPLACE) ||
+		    tdb_transaction_prepare_commit(t))
+			_exit(1);
+		_exit(0); /* killed before the commit */
+	}
+	{
+		int st = -1;
+
+		waitpid(pid, &st, 0);
+		is_int(st, 0, "recover: a child left a transaction prepared");
+	}
+	t = tdb_open(path, 0, TDB_NOLOCK, O_RDONLY, 0600);
+	ok(!t, "recover: tdb cannot open the file read-only");
+	if (t)
+		tdb_close(t);
+	stat(path, &st0);
+	is_int(vc_check(path, 0, note_cb, c, &res), 0,
+	       "recover: the check runs (on a recovered copy)");
+	ok(c[1] == 1 && res.recover == 1 && c[0] == 0 && res.records > 8,
+	   "recover: it says 'needs recovery', no error (%d, %llu records)",
+	   c[0], (unsigned long long)res.records);
+	stat(path, &st1);
+	ok(st0.st_size == st1.st_size && st0.st_mtim.tv_sec == st1.st_mtim.tv_sec &&
+		   st0.st_mtim.tv_nsec == st1.st_mtim.tv_nsec,
+	   "recover: the check left the file as it was");
+	t = tdb_open(path, 0, TDB_NOLOCK, O_RDONLY, 0600);
+	ok(!t, "recover: ... still to be recovered");
+	if (t)
+		tdb_close(t);
+	c[0] = c[1] = 0;
+	is_int(vc_check(path, 1, note_cb, c, &res), 0, "recover: repair runs");
+	ok(c[0] == 0 && c[1] == 0 && res.recover == 0,
+	   "recover: repair recovers it, nothing to fix");
+	vc = vc_open(path, 7, 262144);
+	ok(vc_get_attr(vc, &f, &b) == 0 && b.dv == a.dv,
+	   "recover: the attribute before the killed transaction is kept");
+	ok(vc_get_dir(vc, &d, &got) == 0 && same_listing(got, l),
+	   "recover: and the listing");
+	vc_dir_put(got);
+	vc_close(vc);
+	/* Not a tdb at all: still an error (-EIO). */
+	{
+		int fd = open(path, O_WRONLY | O_TRUNC);
+		char junk[4096];
+
+		memset(junk, 0x42, sizeof(junk));
+		ok(fd >= 0 && write(fd, junk, sizeof(junk)) == sizeof(junk),
+		   "recover: the file overwritten with junk");
+		close(fd);
+	}
+	c[0] = c[1] = 0;
+	is_int(vc_check(path, 0, note_cb, c, &res), -EIO,
+	       "recover: junk is -EIO, not 'needs recovery'");
+	is_int(c[1], 0, "recover: ... and no recovery note");
+	vc_dir_put(l);
+	unlink(path);
+}
+
 /*
  * Page ids never repeat: they come from the 'I' record's reservation,
  * not the clock. A process killed (here: a child that _exit()s without
@@ -2247,6 +2351,7 @@ main(void)
 	test_torn();
 	test_drop_race();
 	test_xattr_crc();
+	test_check_recover();
 	test_page_ids();
 	test_shared_pages();
 	test_sweep();
