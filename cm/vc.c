@@ -855,12 +855,19 @@ static int cmp_name(const struct vc_dirent *a, const struct vc_dirent *b);
  */
 #define VC_ID_BASE  (UINT64_C(1) << 63)
 #define VC_ID_BLOCK 65536
+/* Ids at or above this are never handed out (2^63 of them come first): a
+ * key or 'D' naming one is damage (keys carry no CRC), so no id + 1 and
+ * no reservation can wrap around to ids in use. */
+#define VC_ID_MAX   (UINT64_MAX - 2 * (uint64_t)VC_ID_BLOCK)
 static _Atomic uint64_t seg_id_floor;
 
 static void
 seg_seen_id(uint64_t id)
 {
 	uint64_t v = atomic_load(&seg_id_floor);
+
+	if (id >= VC_ID_MAX)
+		return; /* damage, dropped by the caller */
 
 	while (v <= id &&
 	       !atomic_compare_exchange_weak(&seg_id_floor, &v, id + 1))
@@ -894,6 +901,8 @@ seg_new_id_locked(struct vc *vc, uint64_t *id)
 
 	if (vc->next_id < floor)
 		vc->next_id = floor;
+	if (vc->next_id >= VC_ID_MAX)
+		return -EOVERFLOW;
 	if (vc->next_id >= vc->id_limit) {
 		rc = id_store_locked(vc, vc->next_id + VC_ID_BLOCK, false);
 		if (rc)
@@ -1831,9 +1840,10 @@ again:
 		size_t len;
 		struct vc_seg *s;
 
-		seg_seen_id(id);
-		if (id == 0 || cnt == 0 || cnt > VC_SEG_MAX)
+		if (id == 0 || id >= VC_ID_MAX || cnt == 0 ||
+		    cnt > VC_SEG_MAX)
 			goto bad;
+		seg_seen_id(id);
 		if (!tries)
 			pthread_mutex_lock(&vc->lock);
 		rc = tdbw_fetch(vc->tdb, key.dptr, key.dsize, &p, &len);
@@ -2471,9 +2481,9 @@ scan_page(struct scan *sc, TDB_DATA k, TDB_DATA v)
 	g->id = 0;
 	for (int i = 7; i >= 0; i--)
 		g->id = g->id << 8 | k.dptr[VC_KEY_LEN + i];
-	if (g->id >= sc->max_id)
+	if (g->id >= sc->max_id && g->id < VC_ID_MAX)
 		sc->max_id = g->id;
-	if (v.dsize > 0 && (v.dptr[0] == VC_REC_VERSION ||
+	if (g->id < VC_ID_MAX && v.dsize > 0 && (v.dptr[0] == VC_REC_VERSION ||
 			    (v.dptr[0] == VC_PAGE_VERSION &&
 			     rec_crc_ok('G', v.dptr, v.dsize)))) {
 		r.off = rec_off('G', v.dptr[0]);
@@ -2566,9 +2576,11 @@ scan_dir(struct scan *sc, TDB_DATA k, TDB_DATA v)
 		np[sc->nnm].cnt = rb_u32(&r);
 		np[sc->nnm].d = d;
 		sum += np[sc->nnm].cnt;
-		if (np[sc->nnm].id >= sc->max_id)
+		if (np[sc->nnm].id >= sc->max_id &&
+		    np[sc->nnm].id < VC_ID_MAX)
 			sc->max_id = np[sc->nnm].id;
-		if (np[sc->nnm].id == 0 || np[sc->nnm].cnt == 0 ||
+		if (np[sc->nnm].id == 0 || np[sc->nnm].id >= VC_ID_MAX ||
+		    np[sc->nnm].cnt == 0 ||
 		    np[sc->nnm].cnt > VC_SEG_MAX)
 			sc->dbroken[d] = true;
 		sc->nnm++;
@@ -2815,6 +2827,10 @@ vc_ids_open_locked(struct vc *vc)
 
 			limit = rb_u64(&r);
 			clean = rb_u8(&r) == 1;
+			if (limit > VC_ID_MAX) { /* damage: as no 'I' */
+				limit = 0;
+				clean = false;
+			}
 		}
 		free(p);
 	}

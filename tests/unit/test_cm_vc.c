@@ -1854,6 +1854,51 @@ test_page_ids(void)
 	vc_close(vc);
 	n2 = dir_ids(&e, ids2, 64);
 	ok(n2 == 1 && ids2[0] > maxc, "ids: a torn 'I' does not move ids back");
+	/* A page key naming the top id (damage: keys carry no CRC) in a file
+	 * without 'I': dropped, and the ids do not wrap to used ones. An
+	 * orphan page far above every id of this process is the highest
+	 * id in use (ids kept apart within the process would hide a wrap). */
+	{
+		uint8_t kb[29], val[16] = {VC_REC_VERSION, 1, 0, 0, 0};
+		uint64_t far = (UINT64_C(1) << 63) + (UINT64_C(1) << 40);
+
+		fidkey(kb, 'G', &e);
+		for (int i = 0; i < 8; i++)
+			kb[21 + i] = (uint8_t)(far >> (8 * i));
+		raw_put(kb, 29, val, sizeof(val));
+	}
+	{
+		uint8_t kb[29], val[16] = {VC_REC_VERSION, 1, 0, 0, 0};
+		uint8_t *v;
+		size_t vn;
+		struct tdb_context *t;
+		TDB_DATA k = {(uint8_t *)"I", 1};
+
+		fidkey(kb, 'G', &e);
+		memset(kb + 21, 0xff, 8);
+		raw_put(kb, 29, val, sizeof(val));
+		t = tdb_open(path, 0, 0, O_RDWR, 0600);
+		tdb_delete(t, k);
+		tdb_close(t);
+		maxc = (UINT64_C(1) << 63) + (UINT64_C(1) << 40);
+		vc = vc_open(path, 7, 262144);
+		l = mklisting(&d, 1000, 4, 7);
+		da.fid = d;
+		is_int(vc_put_listing(vc, &da, l), 0,
+		       "ids: a listing stored after a top id was seen");
+		vc_dir_put(l);
+		vc_close(vc);
+		n = dir_ids(&d, ids, 64);
+		bad = 0;
+		for (size_t i = 0; i < n; i++)
+			if (ids[i] <= maxc || ids[i] > UINT64_MAX - 65536)
+				bad++;
+		ok(n == 4 && bad == 0,
+		   "ids: past the ids in use, no wrap (%zu ids, %d bad)", n,
+		   bad);
+		ok(raw_get(kb, 29, &v, &vn) == -1,
+		   "ids: the page of the top id was swept");
+	}
 	unlink(path);
 }
 
