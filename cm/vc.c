@@ -1735,9 +1735,10 @@ parse_dir_v1(struct rbuf *r, const struct fid *fid, bool *nomem)
  * its bytes), in the present format, while that record is still there
  * (an edit may have stored a newer listing meanwhile): its pages stay
  * (version 1 pages are read), only a version-1 listing gets pages. So an
- * older cairnd's records go away as they are read, and with them the
- * sweeps at close that reading them asks for. A failure changes nothing
- * that matters: the old record stays readable.
+ * older cairnd's records go away as they are read; reading one still asks
+ * for a sweep at close in this session (that cairnd may have left pages).
+ * A failure (ENOSPC) changes nothing that matters: the old record stays
+ * readable, and each later read tries the upgrade again.
  */
 static void
 dir_upgrade(struct vc *vc, const struct vc_dir *d, const TDB_DATA *seen)
