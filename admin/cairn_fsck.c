@@ -37,6 +37,7 @@ struct opts {
 	int quiet;
 	int json;
 	int json_first;
+	unsigned long long meta_notes; /* notes of fsck_meta() */
 };
 
 static const char usage_text[] =
@@ -99,6 +100,10 @@ report(void *arg, enum cs_finding kind, const char *msg)
 static void
 meta_report(void *arg, int error, const char *msg)
 {
+	struct opts *o = arg;
+
+	if (!error)
+		o->meta_notes++;
 	report(arg, error ? CS_FIND_ERROR : CS_FIND_NOTE, msg);
 }
 
@@ -190,6 +195,7 @@ main(int argc, char **argv)
 	if (rc >= 0) {
 		res.errors += mres.errors;
 		res.fixed += mres.fixed;
+		res.notes += o.meta_notes;
 	}
 	if (rc < 0)
 		status = EXIT_OPERATIONAL;

@@ -6,7 +6,10 @@
 #     cache is refused ("in use by another process") and the repair then
 #     completes;
 #   - while cairnd has the cache mounted, cairn-fsck --check and --repair
-#     are refused (exit 8) and check no metadata cache.
+#     are refused (exit 8) and check no metadata cache;
+#   - a meta.tdb left in the middle of a transaction is noted as needing
+#     recovery by --check (which changes nothing), not "would be removed";
+#     --repair recovers it and keeps it.
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
 t_timeout 180
@@ -112,5 +115,30 @@ cairnd_mount "$mnt" "$cache" lk "$T_DIR/tok" || exit 1
 ls -f "$mnt/d" | grep -v '^\.\.\?$' | sort >"$T_DIR/got"
 cmp -s "$T_DIR/got" "$T_DIR/want"
 t_ok $? "after the repair cairnd starts and the listing equals the server's"
+cairnd_umount "$mnt"
+
+# --- a meta.tdb left in the middle of a store: "needs recovery" ---
+t_is "$(python3 "$META" midtxn "$cache/meta.tdb")" prepared \
+	"a transaction left prepared, not committed"
+sum=$(md5sum <"$cache/meta.tdb")
+"$FSCK" --check "$cache" >"$T_DIR/fsck.out" 2>&1
+t_is "$?" 0 "cairn-fsck --check: no error (exit 0)"
+grep -q "needs recovery" "$T_DIR/fsck.out"
+t_ok $? "... it says the file needs recovery"
+grep -q "would be removed" "$T_DIR/fsck.out"
+t_ok "$([ $? -ne 0 ] && echo 0 || echo 1)" "... not that it would be removed"
+t_ok "$([ "$(md5sum <"$cache/meta.tdb")" = "$sum" ] && echo 0 || echo 1)" \
+	"... and changed nothing"
+"$FSCK" --repair "$cache" >"$T_DIR/fsck.out" 2>&1
+t_is "$?" 0 "cairn-fsck --repair recovers it (exit 0)"
+t_ok "$([ -e "$cache/meta.tdb" ] && echo 0 || echo 1)" "... the file is kept"
+"$FSCK" --check "$cache" >"$T_DIR/fsck.out" 2>&1
+t_is "$?" 0 "cairn-fsck --check: clean after the recovery"
+grep -q "needs recovery" "$T_DIR/fsck.out"
+t_ok "$([ $? -ne 0 ] && echo 0 || echo 1)" "... and nothing needs recovery"
+cairnd_mount "$mnt" "$cache" lk "$T_DIR/tok" || exit 1
+ls -f "$mnt/d" | grep -v '^\.\.\?$' | sort >"$T_DIR/got"
+cmp -s "$T_DIR/got" "$T_DIR/want"
+t_ok $? "cairnd starts on the recovered file, the listing is the server's"
 cairnd_umount "$mnt"
 t_done
