@@ -2,10 +2,10 @@
  * cairn_fsck.c - cairn-fsck(8): check and repair a cairnd cache folder
  * offline.
  *
- * A thin front over cs_check() in libchunkstore and, for cairnd's
- * metadata caches (meta.tdb), fsck_meta(): it parses options, prints
- * findings in plain words (or JSON) and maps the result to fsck(8) exit
- * codes. This file sees libchunkstore only, no libfuse and nothing of
+ * A thin front over cs_check_locked() in libchunkstore and, for cairnd's
+ * metadata caches (meta.tdb), fsck_meta(), run by its hook under the same
+ * cache lock: it parses options, prints findings in plain words (or JSON)
+ * and maps the result to fsck(8) exit codes. This file sees libchunkstore only, no libfuse and nothing of
  * common/, which proves the chunk store stands alone (STYLE.md section
  * 1); fsck_meta.c reaches the FUSE-free record layer (cm/vc.c).
  */
@@ -37,6 +37,7 @@ struct opts {
 	int quiet;
 	int json;
 	int json_first;
+	unsigned long long meta_notes; /* notes of fsck_meta() */
 };
 
 static const char usage_text[] =
@@ -99,7 +100,28 @@ report(void *arg, enum cs_finding kind, const char *msg)
 static void
 meta_report(void *arg, int error, const char *msg)
 {
+	struct opts *o = arg;
+
+	if (!error)
+		o->meta_notes++;
 	report(arg, error ? CS_FIND_ERROR : CS_FIND_NOTE, msg);
+}
+
+struct meta_run {
+	const char *dir;
+	struct opts *o;
+	struct fsck_meta_result res;
+};
+
+/* The metadata caches, run by cs_check_locked() while it still holds the
+ * cache folder's lock, so no cairnd opens (and sweeps or writes) a
+ * meta.tdb that is being checked or repaired. */
+static void
+meta_locked(void *arg)
+{
+	struct meta_run *m = arg;
+
+	fsck_meta(m->dir, m->o->repair, meta_report, m->o, &m->res);
 }
 
 static void
@@ -124,6 +146,7 @@ main(int argc, char **argv)
 	struct opts o = {.json_first = 1};
 	struct cs_check_result res;
 	struct fsck_meta_result mres = {0};
+	struct meta_run meta = {0};
 	const char *dir;
 	int c, rc, status;
 
@@ -160,16 +183,19 @@ main(int argc, char **argv)
 	dir = argv[optind];
 	if (o.json)
 		fputs("{\n  \"findings\": [", stdout);
-	rc = cs_check(dir, o.repair ? CS_CHECK_REPAIR : 0, report, &o, &res,
-		      log_cb, NULL);
-	/* The metadata caches, once the chunk store's check said no cairnd
-	 * holds the folder (EBUSY otherwise). A file that cannot be read is
-	 * an uncorrected error, not an operational one: the chunks were
-	 * checked. */
+	/* The metadata caches are checked under the chunk store's lock,
+	 * once its check ran (EBUSY when a cairnd holds the folder). A file
+	 * that cannot be read is an uncorrected error, not an operational
+	 * one: the chunks were checked. */
+	meta.dir = dir;
+	meta.o = &o;
+	rc = cs_check_locked(dir, o.repair ? CS_CHECK_REPAIR : 0, report, &o,
+			     &res, log_cb, NULL, meta_locked, &meta);
+	mres = meta.res;
 	if (rc >= 0) {
-		fsck_meta(dir, o.repair, meta_report, &o, &mres);
 		res.errors += mres.errors;
 		res.fixed += mres.fixed;
+		res.notes += o.meta_notes;
 	}
 	if (rc < 0)
 		status = EXIT_OPERATIONAL;

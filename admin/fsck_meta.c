@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,17 @@
 
 #include "admin/fsck_meta.h"
 #include "cm/vc.h"
+
+/* An error that says nothing about the file (the process ran out of
+ * memory or descriptors, or a check's copy of it out of space): never a
+ * reason to remove it. */
+static bool
+transient(int rc)
+{
+	return rc == -ENOMEM || rc == -EMFILE || rc == -ENFILE ||
+	       rc == -EINTR || rc == -EAGAIN || rc == -ENOSPC ||
+	       rc == -EDQUOT;
+}
 
 static int
 check_one(const char *path, int repair,
@@ -27,11 +39,25 @@ check_one(const char *path, int repair,
 	rc = vc_check(path, repair, report, arg, &r);
 	if (rc == -ENOENT)
 		return 0;
+	if (rc < 0 && transient(rc)) {
+		char msg[512];
+
+		/* Nothing is known of the file, so it is kept. */
+		res->errors++;
+		snprintf(msg, sizeof(msg),
+			 "cannot read metadata cache '%s': %s; not removed "
+			 "(run cairn-fsck again)",
+			 path, strerror(-rc));
+		report(arg, 1, msg);
+		return rc;
+	}
 	if (rc < 0) {
 		char msg[512];
 
 		/* Not a tdb, or one tdb cannot read: cairnd would recreate
-		 * it empty (and fetch again), so --repair removes it. */
+		 * it empty (and fetch again), so --repair removes it. A file
+		 * left in the middle of a store is not this: vc_check()
+		 * checks a recovered copy of it (a note). */
 		res->errors++;
 		if (repair && rc != -EACCES && rc != -EPERM && rc != -EROFS &&
 		    unlink(path) == 0) {

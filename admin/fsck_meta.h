@@ -20,11 +20,12 @@ struct fsck_meta_result {
 
 /*
  * Check CACHEDIR/meta.tdb and every CACHEDIR/vol/NAME/meta.tdb (cairnd
- * (8) "SEVERAL VOLUMES"): each 'A', 'D', 'G' and 'I' record's version
+ * (8) "SEVERAL VOLUMES"): each 'A', 'D', 'G', 'I' and 'X' record's version
  * and CRC32C, each listing's pages, and pages no listing names (orphans).
  * With @repair, remove what is found (everything there may be fetched
  * again). @report hears each finding (@error 1) and note (0). The caller
- * holds the cache directory's lock, or knows no cairnd runs on it.
+ * holds the cache directory's lock (cairn-fsck runs this from the hook of
+ * cs_check_locked()), so no cairnd opens the files meanwhile.
  * @return 0 or a negative errno (a file that cannot be opened).
  */
 int fsck_meta(const char *dir, int repair,

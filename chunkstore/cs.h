@@ -417,4 +417,17 @@ typedef void (*cs_report_fn)(void *arg, enum cs_finding kind, const char *msg);
 int cs_check(const char *dir, unsigned flags, cs_report_fn report, void *arg,
 	     struct cs_check_result *res, cs_log_fn log, void *log_arg);
 
+/*
+ * cs_check(), then, when it ran (returns 0), @locked(@locked_arg) before the
+ * cache directory's lock is let go: a checker of other files in the folder
+ * (cairn-fsck's metadata caches) runs while no cairnd can open the cache,
+ * since cs_open() takes the same lock. A second flock on a new descriptor
+ * would fail with -EBUSY (the lock goes with the open file description),
+ * hence a hook and not a separate lock call. @locked may be NULL.
+ */
+int cs_check_locked(const char *dir, unsigned flags, cs_report_fn report,
+		    void *arg, struct cs_check_result *res, cs_log_fn log,
+		    void *log_arg, void (*locked)(void *arg),
+		    void *locked_arg);
+
 #endif /* CAIRN_CS_H */

@@ -840,6 +840,15 @@ int
 cs_check(const char *dir, unsigned flags, cs_report_fn report, void *arg,
 	 struct cs_check_result *res, cs_log_fn log, void *log_arg)
 {
+	return cs_check_locked(dir, flags, report, arg, res, log, log_arg,
+			       NULL, NULL);
+}
+
+int
+cs_check_locked(const char *dir, unsigned flags, cs_report_fn report,
+		void *arg, struct cs_check_result *res, cs_log_fn log,
+		void *log_arg, void (*locked)(void *arg), void *locked_arg)
+{
 	struct cs_check_result dummy;
 	struct cs_rctx rc = {0};
 	struct cs_store *cs;
@@ -882,6 +891,9 @@ cs_check(const char *dir, unsigned flags, cs_report_fn report, void *arg,
 	}
 	res->records = cs->files_used;
 	res->chunk_size = cs->chunk_size;
+	/* Still under the flock of cs->dirfd (dropped by cs_store_free). */
+	if (locked)
+		locked(locked_arg);
 out:
 	cs_rctx_release(&rc);
 	cs_store_free(cs);

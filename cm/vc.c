@@ -20,7 +20,9 @@
  *   'D'+FID    directory listing: dv, count, its pages ("Listing design")
  *   'G'+FID+id a page of a listing
  *   'L'+FID    symlink target
- *   'X'+FID    xattrs: ctime stamp, count, then (u16 name len, name, u32 len, value)
+ *   'X'+FID    xattrs; version 2 (VC_XATTR_CRC_VERSION): a CRC32C, the
+ *              ctime stamp, count, then (u16 name len, name, u32 len,
+ *              value) (version 1, without the CRC, is read)
  *   'P'+FID    a pin (fs pin): u8 flags (1 = recursive), u16 path length,
  *              the mount-relative path it was pinned by (for display)
  *
@@ -80,6 +82,8 @@ struct vc {
 	atomic_bool need_sweep;
 	atomic_ullong crc_bad; /* damaged records dropped (vc_damaged()) */
 	atomic_bool crc_logged;
+	void (*drop_hook)(void *arg); /* vc_set_drop_hook() (tests) */
+	void *drop_hook_arg;
 	atomic_ullong swept; /* orphan pages swept at open (vc_swept()) */
 };
 
@@ -301,7 +305,8 @@ rec_has_crc(char tag, uint8_t v)
 {
 	return (tag == 'A' && v == VC_ATTR_CRC_VERSION) ||
 	       (tag == 'D' && v == VC_DIR_CRC_VERSION) ||
-	       (tag == 'G' && v == VC_PAGE_VERSION) || tag == 'I';
+	       (tag == 'G' && v == VC_PAGE_VERSION) ||
+	       (tag == 'X' && v == VC_XATTR_CRC_VERSION) || tag == 'I';
 }
 
 /* Where a record's payload starts: after its version (and CRC). */
@@ -376,6 +381,21 @@ mkkey(uint8_t *buf, char tag, const struct fid *fid)
 	return k;
 }
 
+/* Is @p[0..n) a record of @tag that vc_fetch() takes: a known version and,
+ * for one that has it, a good CRC? */
+static bool
+rec_ok(char tag, const uint8_t *p, size_t n)
+{
+	return n >= 1 &&
+	       (p[0] == VC_REC_VERSION ||
+		(tag == 'A' &&
+		 (p[0] == VC_ATTR_VERSION || p[0] == VC_ATTR_CRC_VERSION)) ||
+		(tag == 'D' &&
+		 (p[0] == VC_DIR_VERSION || p[0] == VC_DIR_CRC_VERSION)) ||
+		(tag == 'X' && p[0] == VC_XATTR_CRC_VERSION)) &&
+	       rec_crc_ok(tag, p, n);
+}
+
 /* Fetch a record under the lock; on success the caller frees d->dptr. */
 static int
 vc_fetch(struct vc *vc, char tag, const struct fid *fid, TDB_DATA *d)
@@ -400,13 +420,7 @@ vc_fetch(struct vc *vc, char tag, const struct fid *fid, TDB_DATA *d)
 		return -ENOENT;
 	d->dptr = p;
 	d->dsize = n;
-	if (d->dsize < 1 ||
-	    (d->dptr[0] != VC_REC_VERSION &&
-	     !(tag == 'A' && (d->dptr[0] == VC_ATTR_VERSION ||
-			      d->dptr[0] == VC_ATTR_CRC_VERSION)) &&
-	     !(tag == 'D' && (d->dptr[0] == VC_DIR_VERSION ||
-			      d->dptr[0] == VC_DIR_CRC_VERSION))) ||
-	    !rec_crc_ok(tag, d->dptr, d->dsize)) {
+	if (!rec_ok(tag, p, n)) {
 		free(d->dptr);
 		d->dptr = NULL;
 		return -EUCLEAN;
@@ -470,7 +484,15 @@ vc_damaged(struct vc *vc)
 	return vc ? atomic_load(&vc->crc_bad) : 0;
 }
 
-/* A record that does not parse: drop it so it is refetched, and say so. */
+void
+vc_set_drop_hook(struct vc *vc, void (*fn)(void *arg), void *arg)
+{
+	vc->drop_hook = fn;
+	vc->drop_hook_arg = arg;
+}
+
+/* A record without a CRC ('L', 'S', 'V') that does not parse: drop it so
+ * it is refetched, and say so. */
 static int
 vc_bad_record(struct vc *vc, char tag, const struct fid *fid)
 {
@@ -479,9 +501,51 @@ vc_bad_record(struct vc *vc, char tag, const struct fid *fid)
 	if (fid)
 		fid_fmt(fid, fs);
 	vc_count_damaged(vc, tag, fs);
+	vc_delete(vc, tag, fid);
+	return -ENOENT;
+}
+
+/*
+ * A damaged 'A', 'D' or 'X' record: count it and drop it, but only if it is
+ * still the one the reader saw, checked and deleted under one lock. @seen
+ * holds its bytes for one that passed vc_fetch() but did not parse (the
+ * record there must be those bytes); NULL for one that failed vc_fetch()
+ * (the record there must still fail rec_ok(), or tdb must still find it
+ * damaged). An editor that stored a fresh record since the read (its CRC
+ * good) keeps it: the read missed, and the next one finds the new record.
+ */
+static int
+vc_drop_bad(struct vc *vc, char tag, const struct fid *fid,
+	    const TDB_DATA *seen)
+{
+	uint8_t kb[VC_KEY_LEN];
+	TDB_DATA k = mkkey(kb, tag, fid);
+	char fs[FID_STRLEN];
+	uint8_t *cur = NULL;
+	size_t len = 0;
+	bool same;
+	int rc;
+
+	fid_fmt(fid, fs);
+	vc_count_damaged(vc, tag, fs);
 	if (tag == 'D')
 		atomic_store(&vc->need_sweep, true);
-	vc_delete(vc, tag, fid);
+	if (vc->drop_hook)
+		vc->drop_hook(vc->drop_hook_arg);
+	pthread_mutex_lock(&vc->lock);
+	rc = tdbw_fetch(vc->tdb, k.dptr, k.dsize, &cur, &len);
+	if (rc == -EUCLEAN)
+		same = true;
+	else if (rc)
+		same = false;
+	else if (seen)
+		same = len == seen->dsize && !memcmp(cur, seen->dptr, len);
+	else
+		same = !rec_ok(tag, cur, len);
+	if (same)
+		tdbw_delete(vc->tdb, k.dptr, k.dsize);
+	pthread_mutex_unlock(&vc->lock);
+	free(cur);
 	return -ENOENT;
 }
 
@@ -642,15 +706,18 @@ vc_get_attr(struct vc *vc, const struct fid *fid, struct proto_attr *out)
 
 	rc = vc_fetch(vc, 'A', fid, &d);
 	if (rc == -EUCLEAN)
-		return vc_bad_record(vc, 'A', fid);
+		return vc_drop_bad(vc, 'A', fid, NULL);
 	if (rc < 0)
 		return rc;
 	r = (struct rbuf){.p = d.dptr, .len = d.dsize,
 			  .off = rec_off('A', d.dptr[0])};
 	dec_attr(&r, out, d.dptr[0]);
+	if (r.bad || !fid_eq(&out->fid, fid)) {
+		rc = vc_drop_bad(vc, 'A', fid, &d);
+		free(d.dptr);
+		return rc;
+	}
 	free(d.dptr);
-	if (r.bad || !fid_eq(&out->fid, fid))
-		return vc_bad_record(vc, 'A', fid);
 	return 0;
 }
 
@@ -788,12 +855,19 @@ static int cmp_name(const struct vc_dirent *a, const struct vc_dirent *b);
  */
 #define VC_ID_BASE  (UINT64_C(1) << 63)
 #define VC_ID_BLOCK 65536
+/* Ids at or above this are never handed out (2^63 of them come first): a
+ * key or 'D' naming one is damage (keys carry no CRC), so no id + 1 and
+ * no reservation can wrap around to ids in use. */
+#define VC_ID_MAX   (UINT64_MAX - 2 * (uint64_t)VC_ID_BLOCK)
 static _Atomic uint64_t seg_id_floor;
 
 static void
 seg_seen_id(uint64_t id)
 {
 	uint64_t v = atomic_load(&seg_id_floor);
+
+	if (id >= VC_ID_MAX)
+		return; /* damage, dropped by the caller */
 
 	while (v <= id &&
 	       !atomic_compare_exchange_weak(&seg_id_floor, &v, id + 1))
@@ -827,6 +901,8 @@ seg_new_id_locked(struct vc *vc, uint64_t *id)
 
 	if (vc->next_id < floor)
 		vc->next_id = floor;
+	if (vc->next_id >= VC_ID_MAX)
+		return -EOVERFLOW;
 	if (vc->next_id >= vc->id_limit) {
 		rc = id_store_locked(vc, vc->next_id + VC_ID_BLOCK, false);
 		if (rc)
@@ -1659,9 +1735,10 @@ parse_dir_v1(struct rbuf *r, const struct fid *fid, bool *nomem)
  * its bytes), in the present format, while that record is still there
  * (an edit may have stored a newer listing meanwhile): its pages stay
  * (version 1 pages are read), only a version-1 listing gets pages. So an
- * older cairnd's records go away as they are read, and with them the
- * sweeps at close that reading them asks for. A failure changes nothing
- * that matters: the old record stays readable.
+ * older cairnd's records go away as they are read; reading one still asks
+ * for a sweep at close in this session (that cairnd may have left pages).
+ * A failure (ENOSPC) changes nothing that matters: the old record stays
+ * readable, and each later read tries the upgrade again.
  */
 static void
 dir_upgrade(struct vc *vc, const struct vc_dir *d, const TDB_DATA *seen)
@@ -1712,19 +1789,16 @@ again:
 			pthread_mutex_unlock(&vc->lock);
 			return rc == -ENOMEM ? -ENOMEM : -ENOENT;
 		}
-		if (rc || dn < 1 ||
-		    (dp[0] != VC_REC_VERSION && dp[0] != VC_DIR_VERSION &&
-		     dp[0] != VC_DIR_CRC_VERSION) ||
-		    !rec_crc_ok('D', dp, dn)) {
+		if (rc || !rec_ok('D', dp, dn)) {
 			pthread_mutex_unlock(&vc->lock);
 			free(dp);
-			return vc_bad_record(vc, 'D', fid);
+			return vc_drop_bad(vc, 'D', fid, NULL);
 		}
 	} else {
 		rc = vc_fetch(vc, 'D', fid, &data);
 	}
 	if (rc == -EUCLEAN)
-		return vc_bad_record(vc, 'D', fid);
+		return vc_drop_bad(vc, 'D', fid, NULL);
 	if (rc < 0)
 		return rc;
 	r = (struct rbuf){.p = data.dptr, .len = data.dsize,
@@ -1739,9 +1813,11 @@ again:
 		d = parse_dir_v1(&r, fid, &nomem);
 		if (d)
 			dir_upgrade(vc, d, &data);
+		else
+			rc = nomem ? -ENOMEM : vc_drop_bad(vc, 'D', fid, &data);
 		free(data.dptr);
 		if (!d)
-			return nomem ? -ENOMEM : vc_bad_record(vc, 'D', fid);
+			return rc;
 		*out = d;
 		return 0;
 	}
@@ -1765,9 +1841,10 @@ again:
 		size_t len;
 		struct vc_seg *s;
 
-		seg_seen_id(id);
-		if (id == 0 || cnt == 0 || cnt > VC_SEG_MAX)
+		if (id == 0 || id >= VC_ID_MAX || cnt == 0 ||
+		    cnt > VC_SEG_MAX)
 			goto bad;
+		seg_seen_id(id);
 		if (!tries)
 			pthread_mutex_lock(&vc->lock);
 		rc = tdbw_fetch(vc->tdb, key.dptr, key.dsize, &p, &len);
@@ -1936,10 +2013,11 @@ vc_get_xattrs(struct vc *vc, const struct fid *fid, int64_t *stamp,
 	*np = 0;
 	rc = vc_fetch(vc, 'X', fid, &d);
 	if (rc == -EUCLEAN)
-		return vc_bad_record(vc, 'X', fid);
+		return vc_drop_bad(vc, 'X', fid, NULL);
 	if (rc < 0)
 		return rc;
-	r = (struct rbuf){.p = d.dptr, .len = d.dsize, .off = 1};
+	r = (struct rbuf){.p = d.dptr, .len = d.dsize,
+			  .off = rec_off('X', d.dptr[0])};
 	*stamp = (int64_t)rb_u64(&r);
 	n = rb_u64(&r);
 	if (r.bad || n > (d.dsize - r.off) / 7)
@@ -1984,8 +2062,9 @@ vc_get_xattrs(struct vc *vc, const struct fid *fid, int64_t *stamp,
 	return 0;
 bad:
 	proto_xattrs_free(x, i);
+	rc = vc_drop_bad(vc, 'X', fid, &d);
 	free(d.dptr);
-	return vc_bad_record(vc, 'X', fid);
+	return rc;
 }
 
 int
@@ -1995,7 +2074,7 @@ vc_put_xattrs(struct vc *vc, const struct fid *fid, int64_t stamp,
 	struct wbuf w = {0};
 	int rc;
 
-	wb_u8(&w, VC_REC_VERSION);
+	rec_begin(&w, VC_XATTR_CRC_VERSION);
 	wb_u64(&w, (uint64_t)stamp);
 	wb_u64(&w, n);
 	for (size_t i = 0; i < n; i++) {
@@ -2006,6 +2085,7 @@ vc_put_xattrs(struct vc *vc, const struct fid *fid, int64_t stamp,
 		wb_u32(&w, (uint32_t)x[i].len);
 		wb_bytes(&w, x[i].value, x[i].len);
 	}
+	rec_seal(&w, 0);
 	rc = vc_store(vc, 'X', fid, &w);
 	free(w.p);
 	return rc;
@@ -2402,9 +2482,9 @@ scan_page(struct scan *sc, TDB_DATA k, TDB_DATA v)
 	g->id = 0;
 	for (int i = 7; i >= 0; i--)
 		g->id = g->id << 8 | k.dptr[VC_KEY_LEN + i];
-	if (g->id >= sc->max_id)
+	if (g->id >= sc->max_id && g->id < VC_ID_MAX)
 		sc->max_id = g->id;
-	if (v.dsize > 0 && (v.dptr[0] == VC_REC_VERSION ||
+	if (g->id < VC_ID_MAX && v.dsize > 0 && (v.dptr[0] == VC_REC_VERSION ||
 			    (v.dptr[0] == VC_PAGE_VERSION &&
 			     rec_crc_ok('G', v.dptr, v.dsize)))) {
 		r.off = rec_off('G', v.dptr[0]);
@@ -2497,9 +2577,11 @@ scan_dir(struct scan *sc, TDB_DATA k, TDB_DATA v)
 		np[sc->nnm].cnt = rb_u32(&r);
 		np[sc->nnm].d = d;
 		sum += np[sc->nnm].cnt;
-		if (np[sc->nnm].id >= sc->max_id)
+		if (np[sc->nnm].id >= sc->max_id &&
+		    np[sc->nnm].id < VC_ID_MAX)
 			sc->max_id = np[sc->nnm].id;
-		if (np[sc->nnm].id == 0 || np[sc->nnm].cnt == 0 ||
+		if (np[sc->nnm].id == 0 || np[sc->nnm].id >= VC_ID_MAX ||
+		    np[sc->nnm].cnt == 0 ||
 		    np[sc->nnm].cnt > VC_SEG_MAX)
 			sc->dbroken[d] = true;
 		sc->nnm++;
@@ -2538,6 +2620,10 @@ scan_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 			if (r.bad || !fid_eq(&a.fid, &f))
 				scan_bad(sc, k);
 		}
+	} else if (k.dsize == VC_KEY_LEN && k.dptr[0] == 'X') {
+		/* Its version and CRC (the entries are parsed at a read). */
+		if (!rec_ok('X', v.dptr, v.dsize))
+			scan_bad(sc, k);
 	} else if (k.dsize == 1 && k.dptr[0] == 'I') {
 		if (v.dsize != VC_CRC_OFF + 9 || v.dptr[0] != VC_REC_VERSION ||
 		    !rec_crc_ok('I', v.dptr, v.dsize))
@@ -2742,6 +2828,10 @@ vc_ids_open_locked(struct vc *vc)
 
 			limit = rb_u64(&r);
 			clean = rb_u8(&r) == 1;
+			if (limit > VC_ID_MAX) { /* damage: as no 'I' */
+				limit = 0;
+				clean = false;
+			}
 		}
 		free(p);
 	}
@@ -2784,6 +2874,72 @@ vc_ids_open_locked(struct vc *vc)
 	return 0;
 }
 
+/*
+ * tdb opens a file left in the middle of a transaction (a cairnd killed
+ * in vc_put_dir()'s commit) only when it may write, as it recovers the
+ * file then; read-only it fails with no errno. So a check (which changes
+ * nothing) opens a copy of the file, in $TMPDIR: if that opens, the file
+ * needs recovery (a note: --repair or the next cairnd start does it) and
+ * the recovered copy is what is checked. The copy costs a file's size of
+ * I/O, only on this path. @return as vc_check() (-EIO: not a tdb).
+ */
+static int
+check_copy(const char *path,
+	   void (*report)(void *arg, int error, const char *msg), void *arg,
+	   struct vc_check_result *res)
+{
+	const char *td = getenv("TMPDIR");
+	struct scan sc = {.full = true};
+	struct tdb_context *tdb;
+	char tmp[4096], msg[4200], buf[65536];
+	int in, out, rc = 0;
+	ssize_t n;
+
+	snprintf(tmp, sizeof(tmp), "%s/cairn-fsck-meta-XXXXXX",
+		 td && *td ? td : "/tmp");
+	in = open(path, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return -errno;
+	out = mkostemp(tmp, O_CLOEXEC);
+	if (out < 0) {
+		rc = -errno;
+		close(in);
+		return rc;
+	}
+	while ((n = read(in, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		if ((rc = util_write_all(out, buf, (size_t)n)) < 0)
+			break;
+	}
+	close(in);
+	close(out);
+	if (!rc) {
+		tdb = tdb_open(tmp, 0, TDB_NOLOCK, O_RDWR, 0600);
+		if (!tdb) {
+			rc = -EIO;
+		} else {
+			snprintf(msg, sizeof(msg),
+				 "metadata cache '%s' was left in the middle "
+				 "of a store (a killed cairnd): it needs "
+				 "recovery, which --repair or the next cairnd "
+				 "start does; checked as recovered",
+				 path);
+			report(arg, 0, msg);
+			res->recover = 1;
+			rc = scan_file(tdb, &sc, false, report, arg, res);
+			scan_free(&sc);
+			tdb_close(tdb);
+		}
+	}
+	unlink(tmp);
+	return rc;
+}
+
 int
 vc_check(const char *path, int repair,
 	 void (*report)(void *arg, int error, const char *msg), void *arg,
@@ -2794,9 +2950,14 @@ vc_check(const char *path, int repair,
 	int rc;
 
 	memset(res, 0, sizeof(*res));
+	errno = 0;
 	tdb = tdb_open(path, 0, TDB_NOLOCK, repair ? O_RDWR : O_RDONLY, 0600);
-	if (!tdb)
-		return errno ? -errno : -EIO;
+	if (!tdb) {
+		rc = errno ? -errno : -EIO;
+		if (!repair && rc == -EIO)
+			return check_copy(path, report, arg, res);
+		return rc;
+	}
 	rc = scan_file(tdb, &sc, repair, report, arg, res);
 	scan_free(&sc);
 	tdb_close(tdb);

@@ -51,6 +51,8 @@
 #define VC_DIR_CRC_VERSION 3
 /* 'G' pages as written now: a CRC32C, then as version 1 (still read). */
 #define VC_PAGE_VERSION 2
+/* 'X' records as written now: a CRC32C, then as version 1 (still read). */
+#define VC_XATTR_CRC_VERSION 2
 
 struct vc;
 
@@ -201,6 +203,13 @@ int vc_put_seq(struct vc *vc, uint64_t seq);
 uint64_t vc_damaged(struct vc *vc);
 
 /*
+ * Tests only: @fn(@arg) runs when a reader has found a damaged 'A', 'D' or
+ * 'X' record, before it takes the lock to drop it (where an editor may
+ * store a fresh record meanwhile), without vc's lock held.
+ */
+void vc_set_drop_hook(struct vc *vc, void (*fn)(void *arg), void *arg);
+
+/*
  * Listing pages swept by vc_open() (pages no 'D' record names, left by a
  * process killed between the steps of a listing's store, or by an older
  * cairnd). vc_open() sweeps when the file was not closed by vc_close()
@@ -215,18 +224,21 @@ struct vc_check_result {
 	uint64_t orphans; /* pages no 'D' record names */
 	uint64_t broken;  /* 'D' records naming a missing or bad page */
 	uint64_t fixed;	  /* of those, removed (@repair) */
+	int recover;	  /* the file needs tdb's recovery (check only) */
 };
 
 /*
  * Check the metadata cache file @path offline (cairn-fsck(8)): every
- * 'A', 'D', 'G' and 'I' record's version and CRC32C, every listing's
+ * 'A', 'D', 'G', 'I' and 'X' record's version and CRC32C, every listing's
  * pages (present, whole, the count its 'D' names), and pages no 'D'
  * names. With @repair, damaged records, broken listings (their 'D' and
  * pages) and orphan pages are deleted; everything in the file may be
  * fetched again, so that loses nothing. @report is called for each
  * finding (@error 1) or note (0) with a message. The caller must make
  * sure no cairnd has the file open (cairn-fsck holds the cache
- * directory's lock). @return 0 or a negative errno (-ENOENT: no file).
+ * directory's lock). A file left in the middle of a transaction is
+ * recovered by a repair; a check reports it (@res->recover) and checks a
+ * recovered copy. @return 0 or a negative errno (-ENOENT: no file).
  */
 int vc_check(const char *path, int repair,
 	     void (*report)(void *arg, int error, const char *msg), void *arg,

@@ -7,6 +7,9 @@ test, through libtdb with ctypes (no tdb module or tdbtool needed).
                           the first listing ('D') found, named by nothing
   flip PATH TAG N         flip one byte past the header of N records of TAG
                           (A, D or G): a torn or rotten record
+  midtxn PATH             start a transaction, change a record, write the
+                          recovery data (prepare) and exit without the
+                          commit: a file left in the middle of a store
 The file must not be open in a cairnd.
 """
 import ctypes
@@ -31,6 +34,8 @@ lib.tdb_nextkey.argtypes = [ctypes.c_void_p, TDB_DATA]
 lib.tdb_fetch.restype = TDB_DATA
 lib.tdb_fetch.argtypes = [ctypes.c_void_p, TDB_DATA]
 lib.tdb_store.argtypes = [ctypes.c_void_p, TDB_DATA, TDB_DATA, ctypes.c_int]
+lib.tdb_transaction_start.argtypes = [ctypes.c_void_p]
+lib.tdb_transaction_prepare_commit.argtypes = [ctypes.c_void_p]
 libc = ctypes.CDLL(None)
 libc.free.argtypes = [ctypes.c_void_p]
 
@@ -126,6 +131,16 @@ def main():
             store(t, k, bytes(v))
             done += 1
         print(done)
+    elif cmd == "midtxn":
+        a = [k for k in ks if k[0] == ord("A") and len(k) == 21]
+        if not a or lib.tdb_transaction_start(t) != 0:
+            sys.exit("no transaction")
+        store(t, a[0], b"\x01junk")
+        if lib.tdb_transaction_prepare_commit(t) != 0:
+            sys.exit("prepare failed")
+        print("prepared")
+        sys.stdout.flush()
+        os._exit(0)  # killed before the commit
     lib.tdb_close(t)
 
 

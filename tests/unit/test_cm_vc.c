@@ -14,6 +14,7 @@
 #include <string.h>
 #include <tdb.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1382,6 +1383,379 @@ test_torn(void)
 }
 
 /*
+ * A reader that finds a damaged 'A', 'D' or 'X' record drops it only if it
+ * is still the one it read (compare-and-delete under one lock): an editor
+ * that stores a fresh record between the read and the drop (here: the
+ * vc_set_drop_hook() of the reader) keeps it.
+ */
+struct drop_race {
+	struct vc *vc;
+	char tag;
+	struct proto_attr a, da;
+	struct vc_dir *l;
+	struct proto_xattr *x;
+	int calls;
+};
+
+static void
+drop_race_store(void *arg)
+{
+	struct drop_race *r = arg;
+
+	r->calls++;
+	if (r->tag == 'A')
+		vc_put_attr(r->vc, &r->a);
+	else if (r->tag == 'D')
+		vc_put_listing(r->vc, &r->da, r->l);
+	else
+		vc_put_xattrs(r->vc, &r->a.fid, 77, r->x, 1);
+}
+
+static void
+test_drop_race(void)
+{
+	struct vc *vc;
+	struct fid f = mkfid(7, 0x51), g = mkfid(7, 0x52), d = mkfid(7, 0x53);
+	struct proto_attr a = mkattr(f, PROTO_T_FILE, 3), ga, b;
+	struct proto_attr da = mkattr(d, PROTO_T_DIR, 4);
+	struct proto_xattr x1[1] = {{"user.old", "1", 1}};
+	struct proto_xattr x2[1] = {{"user.new", "22", 2}};
+	struct proto_xattr *xg = NULL;
+	struct vc_dir *l1, *l2, *got = NULL;
+	struct drop_race r = {0};
+	uint8_t ka[21], kga[21], kd[21], kx[21], *v = NULL, *vx = NULL;
+	size_t n, nx;
+	int64_t stamp = 0;
+
+	unlink(path);
+	fidkey(ka, 'A', &f);
+	fidkey(kga, 'A', &g);
+	fidkey(kd, 'D', &d);
+	fidkey(kx, 'X', &f);
+	ga = mkattr(g, PROTO_T_FILE, 9);
+	l1 = mklisting(&d, 600, 4, 0);
+	l2 = mklisting(&d, 700, 5, 1);
+	vc = vc_open(path, 7, 262144);
+	vc_put_attr(vc, &a);
+	vc_put_attr(vc, &ga);
+	vc_put_listing(vc, &da, l1);
+	vc_put_xattrs(vc, &f, 42, x1, 1);
+	vc_close(vc);
+
+	/* 'A' with a bad CRC; a fresh one stored before the drop. */
+	raw_get(ka, 21, &v, &n);
+	v[n - 1] ^= 0x10;
+	raw_put(ka, 21, v, n);
+	free(v);
+	vc = vc_open(path, 7, 262144);
+	r.vc = vc;
+	r.tag = 'A';
+	r.a = a;
+	r.a.size = 4242;
+	vc_set_drop_hook(vc, drop_race_store, &r);
+	is_int(vc_get_attr(vc, &f, &b), -ENOENT, "drop race: a torn 'A' is a miss");
+	is_int(r.calls, 1, "drop race: ... the editor stored a fresh one meanwhile");
+	vc_set_drop_hook(vc, NULL, NULL);
+	ok(vc_get_attr(vc, &f, &b) == 0 && b.size == 4242,
+	   "drop race: the fresh 'A' is kept (not deleted as the torn one)");
+	vc_close(vc);
+
+	/* 'A' that passes its CRC but does not belong (another FID's). */
+	raw_get(kga, 21, &v, &n);
+	raw_put(ka, 21, v, n);
+	free(v);
+	vc = vc_open(path, 7, 262144);
+	r.vc = vc;
+	r.calls = 0;
+	r.a.size = 5353;
+	vc_set_drop_hook(vc, drop_race_store, &r);
+	is_int(vc_get_attr(vc, &f, &b), -ENOENT,
+	       "drop race: an 'A' of another FID is a miss");
+	vc_set_drop_hook(vc, NULL, NULL);
+	ok(r.calls == 1 && vc_get_attr(vc, &f, &b) == 0 && b.size == 5353,
+	   "drop race: ... and the fresh one stored meanwhile is kept");
+	vc_close(vc);
+	/* Without an editor, the bad one is still dropped. */
+	raw_get(kga, 21, &v, &n);
+	raw_put(ka, 21, v, n);
+	free(v);
+	vc = vc_open(path, 7, 262144);
+	is_int(vc_get_attr(vc, &f, &b), -ENOENT, "drop race: alone, a miss");
+	vc_close(vc);
+	is_int(raw_get(ka, 21, &v, &n), -1, "drop race: ... and the record deleted");
+
+	/* 'D' with a bad CRC; a fresh listing stored before the drop. */
+	raw_get(kd, 21, &v, &n);
+	v[n - 1] ^= 0x10;
+	raw_put(kd, 21, v, n);
+	free(v);
+	vc = vc_open(path, 7, 262144);
+	r.vc = vc;
+	r.tag = 'D';
+	r.da = da;
+	r.l = l2;
+	r.calls = 0;
+	vc_set_drop_hook(vc, drop_race_store, &r);
+	is_int(vc_get_dir(vc, &d, &got), -ENOENT, "drop race: a torn 'D' is a miss");
+	vc_set_drop_hook(vc, NULL, NULL);
+	got = NULL;
+	ok(r.calls == 1 && vc_get_dir(vc, &d, &got) == 0 &&
+		   same_listing(got, l2),
+	   "drop race: the fresh listing is kept and reads right");
+	vc_dir_put(got);
+	got = NULL;
+	vc_close(vc);
+
+	/* 'X': written with a CRC; torn, then a fresh one meanwhile. */
+	ok(raw_get(kx, 21, &vx, &nx) == 0 && vx[0] == VC_XATTR_CRC_VERSION,
+	   "drop race: 'X' records are version %d (a CRC)", VC_XATTR_CRC_VERSION);
+	vx[nx - 1] ^= 0x10;
+	raw_put(kx, 21, vx, nx);
+	vx[nx - 1] ^= 0x10;
+	vc = vc_open(path, 7, 262144);
+	r.vc = vc;
+	r.tag = 'X';
+	r.a = a;
+	r.x = x2;
+	r.calls = 0;
+	vc_set_drop_hook(vc, drop_race_store, &r);
+	is_int(vc_get_xattrs(vc, &f, &stamp, &xg, &n), -ENOENT,
+	       "drop race: a torn 'X' is a miss");
+	vc_set_drop_hook(vc, NULL, NULL);
+	ok(r.calls == 1 && vc_get_xattrs(vc, &f, &stamp, &xg, &n) == 0 &&
+		   n == 1 && stamp == 77 && !strcmp(xg[0].name, "user.new"),
+	   "drop race: the fresh 'X' is kept and reads right");
+	proto_xattrs_free(xg, n);
+	xg = NULL;
+	vc_close(vc);
+	free(vx);
+	vc_dir_put(l1);
+	vc_dir_put(l2);
+	unlink(path);
+}
+
+/*
+ * 'X' records carry a CRC32C (version 2): every byte flipped, and an old
+ * and a new record of the same size mixed at every cut (a torn in-place
+ * overwrite: the new ctime stamp with the old values), read as a miss;
+ * version 1 (an older cairnd's, no CRC) is still read.
+ */
+static void
+test_xattr_crc(void)
+{
+	struct vc *vc;
+	struct fid f = mkfid(7, 0x61);
+	struct proto_xattr x1[1] = {{"user.k", "aaaa", 4}};
+	struct proto_xattr x2[1] = {{"user.k", "bbbb", 4}};
+	struct proto_xattr *got = NULL;
+	uint8_t kx[21], *v1 = NULL, *v2 = NULL, *mix;
+	uint8_t old[64];
+	size_t n1, n2, n, ol = 0;
+	int64_t stamp;
+	int notmiss = 0, wrong = 0;
+
+	unlink(path);
+	fidkey(kx, 'X', &f);
+	vc = vc_open(path, 7, 262144);
+	vc_put_xattrs(vc, &f, 100, x1, 1);
+	vc_close(vc);
+	raw_get(kx, 21, &v1, &n1);
+	vc = vc_open(path, 7, 262144);
+	vc_put_xattrs(vc, &f, 200, x2, 1);
+	vc_close(vc);
+	raw_get(kx, 21, &v2, &n2);
+	ok(v1 && v2 && n1 == n2 && v1[0] == VC_XATTR_CRC_VERSION,
+	   "xattr crc: two 'X' records of version %d, %zu bytes",
+	   VC_XATTR_CRC_VERSION, n1);
+	for (size_t i = 0; v2 && i < n2; i++) {
+		v2[i] ^= 0x5a;
+		raw_put(kx, 21, v2, n2);
+		v2[i] ^= 0x5a;
+		vc = vc_open(path, 7, 262144);
+		if (vc_get_xattrs(vc, &f, &stamp, &got, &n) != -ENOENT) {
+			notmiss++;
+			proto_xattrs_free(got, n);
+		}
+		got = NULL;
+		if (vc_get_xattrs(vc, &f, &stamp, &got, &n) != -ENOENT)
+			wrong++; /* dropped */
+		vc_close(vc);
+	}
+	is_int(notmiss, 0, "xattr crc: each of the %zu bytes flipped is a miss",
+	       n2);
+	is_int(wrong, 0, "xattr crc: ... and it is dropped");
+	mix = malloc(n1);
+	notmiss = 0;
+	for (size_t cut = 1; v1 && v2 && n1 == n2 && cut < n1; cut++) {
+		memcpy(mix, v2, cut);
+		memcpy(mix + cut, v1 + cut, n1 - cut);
+		if (!memcmp(mix, v1, n1) || !memcmp(mix, v2, n1))
+			continue;
+		raw_put(kx, 21, mix, n1);
+		vc = vc_open(path, 7, 262144);
+		if (vc_get_xattrs(vc, &f, &stamp, &got, &n) != -ENOENT) {
+			notmiss++;
+			proto_xattrs_free(got, n);
+		}
+		got = NULL;
+		vc_close(vc);
+	}
+	is_int(notmiss, 0, "xattr crc: old and new bytes mixed at any cut is a miss");
+	free(mix);
+	/* cairn-fsck's check finds a torn 'X' and, with repair, drops it. */
+	{
+		struct vc_check_result res;
+		int errs = 0;
+
+		v2[n2 - 1] ^= 0x01;
+		raw_put(kx, 21, v2, n2);
+		v2[n2 - 1] ^= 0x01;
+		vc_check(path, 0, check_cb, &errs, &res);
+		ok(errs == 1 && res.bad == 1,
+		   "xattr crc: vc_check finds the torn 'X' (%d)", errs);
+		errs = 0;
+		vc_check(path, 1, check_cb, &errs, &res);
+		ok(res.fixed == 1 && raw_get(kx, 21, &mix, &n) == -1,
+		   "xattr crc: ... and repair deletes it");
+		errs = 0;
+		vc_check(path, 0, check_cb, &errs, &res);
+		is_int(errs, 0, "xattr crc: then the check is clean");
+	}
+	/* Version 1: stamp, count, then the entry, no CRC. */
+	old[ol++] = VC_REC_VERSION;
+	for (int i = 0; i < 8; i++)
+		old[ol++] = (uint8_t)(300 >> (8 * i));
+	for (int i = 0; i < 8; i++)
+		old[ol++] = i == 0 ? 1 : 0;
+	old[ol++] = 6;
+	old[ol++] = 0;
+	memcpy(old + ol, "user.k", 6);
+	ol += 6;
+	old[ol++] = 2;
+	old[ol++] = 0;
+	old[ol++] = 0;
+	old[ol++] = 0;
+	memcpy(old + ol, "cc", 2);
+	ol += 2;
+	raw_put(kx, 21, old, ol);
+	vc = vc_open(path, 7, 262144);
+	ok(vc_get_xattrs(vc, &f, &stamp, &got, &n) == 0 && n == 1 &&
+		   stamp == 300 && got[0].len == 2 &&
+		   !memcmp(got[0].value, "cc", 2),
+	   "xattr crc: a version 1 record (older cairnd) is still read");
+	proto_xattrs_free(got, n);
+	got = NULL;
+	is_int(vc_damaged(vc), 0, "xattr crc: ... and not counted damaged");
+	vc_close(vc);
+	free(v1);
+	free(v2);
+	unlink(path);
+}
+
+static void
+note_cb(void *arg, int error, const char *msg)
+{
+	int *c = arg;
+
+	if (error)
+		c[0]++;
+	else if (strstr(msg, "needs recovery"))
+		c[1]++;
+}
+
+/*
+ * A file left in the middle of a transaction (a process killed after
+ * tdb wrote its recovery data): tdb cannot open it read-only. vc_check()
+ * without repair says it needs recovery and checks a recovered copy,
+ * leaving the file as it is; with repair it is recovered (not removed).
+ */
+static void
+test_check_recover(void)
+{
+	struct fid d = mkfid(7, 0x71), f = mkfid(7, 0x72);
+	struct proto_attr da = mkattr(d, PROTO_T_DIR, 1);
+	struct proto_attr a = mkattr(f, PROTO_T_FILE, 2), b;
+	struct vc_check_result res;
+	struct vc_dir *l, *got = NULL;
+	struct vc *vc;
+	struct stat st0, st1;
+	struct tdb_context *t;
+	int c[2] = {0, 0};
+	pid_t pid;
+
+	unlink(path);
+	l = mklisting(&d, 1500, 1, 0);
+	vc = vc_open(path, 7, 262144);
+	vc_put_listing(vc, &da, l);
+	vc_put_attr(vc, &a);
+	vc_close(vc);
+	pid = fork();
+	if (pid == 0) {
+		uint8_t kb[21], val[3] = {1, 2, 3};
+		TDB_DATA k = {kb, 21}, v = {val, 3};
+
+		t = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
+		fidkey(kb, 'A', &f);
+		if (!t || tdb_transaction_start(t) ||
+		    tdb_store(t, k, v, TDB_REPLACE) ||
+		    tdb_transaction_prepare_commit(t))
+			_exit(1);
+		_exit(0); /* killed before the commit */
+	}
+	{
+		int st = -1;
+
+		waitpid(pid, &st, 0);
+		is_int(st, 0, "recover: a child left a transaction prepared");
+	}
+	t = tdb_open(path, 0, TDB_NOLOCK, O_RDONLY, 0600);
+	ok(!t, "recover: tdb cannot open the file read-only");
+	if (t)
+		tdb_close(t);
+	stat(path, &st0);
+	is_int(vc_check(path, 0, note_cb, c, &res), 0,
+	       "recover: the check runs (on a recovered copy)");
+	ok(c[1] == 1 && res.recover == 1 && c[0] == 0 && res.records > 8,
+	   "recover: it says 'needs recovery', no error (%d, %llu records)",
+	   c[0], (unsigned long long)res.records);
+	stat(path, &st1);
+	ok(st0.st_size == st1.st_size && st0.st_mtim.tv_sec == st1.st_mtim.tv_sec &&
+		   st0.st_mtim.tv_nsec == st1.st_mtim.tv_nsec,
+	   "recover: the check left the file as it was");
+	t = tdb_open(path, 0, TDB_NOLOCK, O_RDONLY, 0600);
+	ok(!t, "recover: ... still to be recovered");
+	if (t)
+		tdb_close(t);
+	c[0] = c[1] = 0;
+	is_int(vc_check(path, 1, note_cb, c, &res), 0, "recover: repair runs");
+	ok(c[0] == 0 && c[1] == 0 && res.recover == 0,
+	   "recover: repair recovers it, nothing to fix");
+	vc = vc_open(path, 7, 262144);
+	ok(vc_get_attr(vc, &f, &b) == 0 && b.dv == a.dv,
+	   "recover: the attribute before the killed transaction is kept");
+	ok(vc_get_dir(vc, &d, &got) == 0 && same_listing(got, l),
+	   "recover: and the listing");
+	vc_dir_put(got);
+	vc_close(vc);
+	/* Not a tdb at all: still an error (-EIO). */
+	{
+		int fd = open(path, O_WRONLY | O_TRUNC);
+		char junk[4096];
+
+		memset(junk, 0x42, sizeof(junk));
+		ok(fd >= 0 && write(fd, junk, sizeof(junk)) == sizeof(junk),
+		   "recover: the file overwritten with junk");
+		close(fd);
+	}
+	c[0] = c[1] = 0;
+	is_int(vc_check(path, 0, note_cb, c, &res), -EIO,
+	       "recover: junk is -EIO, not 'needs recovery'");
+	is_int(c[1], 0, "recover: ... and no recovery note");
+	vc_dir_put(l);
+	unlink(path);
+}
+
+/*
  * Page ids never repeat: they come from the 'I' record's reservation,
  * not the clock. A process killed (here: a child that _exit()s without
  * vc_close(), so the file is not marked clean) hands out ids; the next
@@ -1480,6 +1854,51 @@ test_page_ids(void)
 	vc_close(vc);
 	n2 = dir_ids(&e, ids2, 64);
 	ok(n2 == 1 && ids2[0] > maxc, "ids: a torn 'I' does not move ids back");
+	/* A page key naming the top id (damage: keys carry no CRC) in a file
+	 * without 'I': dropped, and the ids do not wrap to used ones. An
+	 * orphan page far above every id of this process is the highest
+	 * id in use (ids kept apart within the process would hide a wrap). */
+	{
+		uint8_t kb[29], val[16] = {VC_REC_VERSION, 1, 0, 0, 0};
+		uint64_t far = (UINT64_C(1) << 63) + (UINT64_C(1) << 40);
+
+		fidkey(kb, 'G', &e);
+		for (int i = 0; i < 8; i++)
+			kb[21 + i] = (uint8_t)(far >> (8 * i));
+		raw_put(kb, 29, val, sizeof(val));
+	}
+	{
+		uint8_t kb[29], val[16] = {VC_REC_VERSION, 1, 0, 0, 0};
+		uint8_t *v;
+		size_t vn;
+		struct tdb_context *t;
+		TDB_DATA k = {(uint8_t *)"I", 1};
+
+		fidkey(kb, 'G', &e);
+		memset(kb + 21, 0xff, 8);
+		raw_put(kb, 29, val, sizeof(val));
+		t = tdb_open(path, 0, 0, O_RDWR, 0600);
+		tdb_delete(t, k);
+		tdb_close(t);
+		maxc = (UINT64_C(1) << 63) + (UINT64_C(1) << 40);
+		vc = vc_open(path, 7, 262144);
+		l = mklisting(&d, 1000, 4, 7);
+		da.fid = d;
+		is_int(vc_put_listing(vc, &da, l), 0,
+		       "ids: a listing stored after a top id was seen");
+		vc_dir_put(l);
+		vc_close(vc);
+		n = dir_ids(&d, ids, 64);
+		bad = 0;
+		for (size_t i = 0; i < n; i++)
+			if (ids[i] <= maxc || ids[i] > UINT64_MAX - 65536)
+				bad++;
+		ok(n == 4 && bad == 0,
+		   "ids: past the ids in use, no wrap (%zu ids, %d bad)", n,
+		   bad);
+		ok(raw_get(kb, 29, &v, &vn) == -1,
+		   "ids: the page of the top id was swept");
+	}
 	unlink(path);
 }
 
@@ -1975,6 +2394,9 @@ main(void)
 	test_inodes();
 	test_special();
 	test_torn();
+	test_drop_race();
+	test_xattr_crc();
+	test_check_recover();
 	test_page_ids();
 	test_shared_pages();
 	test_sweep();

@@ -188,6 +188,23 @@ test_crc(void)
 	}
 }
 
+static int locked_calls, locked_open_err;
+
+/* cs_check_locked's hook: a cs_open of the cache (what cairnd does) must
+ * be refused while the hook runs. */
+static void
+locked_hook(void *arg)
+{
+	struct cs_params p = t_params(CHUNK);
+	struct cs_store *cs;
+	int err = 0;
+
+	locked_calls++;
+	cs = cs_open(arg, &p, &err);
+	locked_open_err = cs ? 0 : err;
+	cs_close(cs);
+}
+
 static void
 test_create_open(void)
 {
@@ -221,8 +238,28 @@ test_create_open(void)
 
 		is_int(cs_check(d, 0, NULL, NULL, &r, NULL, NULL), -EBUSY,
 		       "cs_check while open: -EBUSY");
+		locked_calls = 0;
+		is_int(cs_check_locked(d, 0, NULL, NULL, &r, NULL, NULL,
+				       locked_hook, (void *)d),
+		       -EBUSY, "cs_check_locked while open: -EBUSY");
+		is_int(locked_calls, 0, "... and its hook is not run");
 	}
 	cs_close(cs);
+	{
+		struct cs_check_result r;
+
+		locked_calls = 0;
+		locked_open_err = 0;
+		is_int(cs_check_locked(d, 0, NULL, NULL, &r, NULL, NULL,
+				       locked_hook, (void *)d),
+		       0, "cs_check_locked after close: 0");
+		is_int(locked_calls, 1, "... its hook ran once");
+		is_int(locked_open_err, -EBUSY,
+		       "... with the lock held: cs_open in the hook is -EBUSY");
+		cs = cs_open(d, &p, &err);
+		ok(cs && err == 0, "open after cs_check_locked returned");
+		cs_close(cs);
+	}
 	cs_close(NULL);
 	cs = cs_open("/nonexistent/cairn/cache", &p, &err);
 	ok(!cs && err == -ENOENT, "open of a missing folder: -ENOENT");
