@@ -30,17 +30,21 @@ static int
 data_sub(struct vs_vol *v, uint8_t b)
 {
 	static __thread uint8_t made[256 / 8];
+	static __thread bool data_made;
 	static __thread const struct vs_vol *made_for;
 	char sub[16];
 
 	if (made_for != v) {
 		memset(made, 0, sizeof(made));
+		data_made = false;
 		made_for = v;
 	}
 	if (made[b / 8] & (1u << (b % 8)))
 		return 0;
-	if (mkdirat(v->dirfd, "data", 0700) < 0 && errno != EEXIST)
+	if (!data_made && mkdirat(v->dirfd, "data", 0700) < 0 &&
+	    errno != EEXIST)
 		return -errno;
+	data_made = true;
 	snprintf(sub, sizeof(sub), "data/%02x", b);
 	if (mkdirat(v->dirfd, sub, 0700) < 0 && errno != EEXIST)
 		return -errno;
@@ -229,6 +233,14 @@ out:
 		return rc;
 	}
 	return txn_commit(&t);
+}
+
+bool
+vs_import_inlines(struct vs_vol *v, uint64_t size)
+{
+	return (v->flags & VS_BULK) && size <= VS_INLINE_WRITE_MAX &&
+	       size <= v->cs &&
+	       !__atomic_load_n(&v->bulk_objects, __ATOMIC_RELAXED);
 }
 
 void
