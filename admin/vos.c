@@ -1637,7 +1637,8 @@ static const char usage_import[] =
 	"times, symlinks, hard links, user.* xattrs, FIFOs, sockets, device\n"
 	"nodes and holes. The volume appears only when the whole tree is\n"
 	"in. On a terminal, a progress line on stderr. --jobs N: threads\n"
-	"writing file data (default 4, 0 = none, at most 8).\n";
+	"writing the data of files over 16 KiB (default 4, 0 = none, at\n"
+	"most 8); smaller files go into the volume's metadata.\n";
 
 static int
 cmd_import(int argc, char **argv)
