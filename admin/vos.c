@@ -1456,22 +1456,21 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 		/* A file that goes inline whole is read here: handing it
 		 * to a worker would cost more (two thread switches) than
 		 * the one read. */
-		if (!rc && S_ISREG(st.st_mode) && st.st_size > 0 &&
-		    im->pool && st.st_nlink == 1 &&
+		if (!rc && S_ISREG(st.st_mode) && st.st_size > 0 && im->pool &&
+		    st.st_nlink == 1 &&
 		    vs_import_inlines(im->v, (uint64_t)st.st_size)) {
 			struct vs_ichunk *c = NULL;
 			size_t nc = 0;
 
-			rc = vs_import_write(im->v, &res.attr.fid,
-					     res.attr.dv, fd,
-					     (uint64_t)st.st_size, im->ibuf,
+			rc = vs_import_write(im->v, &res.attr.fid, res.attr.dv,
+					     fd, (uint64_t)st.st_size, im->ibuf,
 					     &c, &nc);
 			close(fd);
 			if (!rc)
 				rc = vs_import_done(im->v, &res.attr.fid,
 						    res.attr.dv,
-						    (uint64_t)st.st_size, c,
-						    nc, at, mt, ct);
+						    (uint64_t)st.st_size, c, nc,
+						    at, mt, ct);
 			vs_ichunk_free(c, nc);
 			if (rc)
 				return report(rc,

@@ -2063,8 +2063,8 @@ bulk_file(struct vs_vol *v, const struct fid *dir, const char *name,
 			(*nobj)++;
 	}
 	if (!rc)
-		rc = vs_import_done(v, &res.attr.fid, res.attr.dv, len, c, n,
-				    1, 2, 3);
+		rc = vs_import_done(v, &res.attr.fid, res.attr.dv, len, c, n, 1,
+				    2, 3);
 out:
 	vs_ichunk_free(c, n);
 	free(buf);
@@ -2091,8 +2091,8 @@ test_bulk_inline(void)
 		data[i] = (uint8_t)(i * 7 + 1);
 	is_int(vs_vol_create_sized(root, "bi", 0, 0, VS_STAGED, 100, NULL), 0,
 	       "a staged volume for the import's data");
-	is_int(vs_vol_open(root, "bi", VS_STAGED | VS_NOSYNC | VS_BULK, &v),
-	       0, "open it for bulk writes");
+	is_int(vs_vol_open(root, "bi", VS_STAGED | VS_NOSYNC | VS_BULK, &v), 0,
+	       "open it for bulk writes");
 	if (!v) {
 		free(data);
 		return;
