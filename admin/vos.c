@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -904,7 +905,39 @@ struct imp {
 	uint64_t total; /* objects counted before (0: not counted) */
 	bool progress;	/* stderr is a terminal: a progress line */
 	int64_t shown;	/* when the progress line was last written (ms) */
+	uint32_t volid;
+	uint8_t *ibuf; /* the main thread's chunk buffer (small files) */
+	uint32_t cs;
+	/* random bytes for the oids of new objects, drawn 4 KiB at a
+	 * time rather than one getrandom() a file */
+	uint8_t rnd[4096];
+	size_t rndpos;
 };
+
+/* A random FID in the new volume for the next object: vs_apply_raw()
+ * takes it as a client's choice (refused, as any, if it exists). */
+static int
+import_fid(struct imp *im, struct fid *f)
+{
+	if (im->rndpos + FID_OID_LEN > sizeof(im->rnd)) {
+		size_t got = 0;
+
+		while (got < sizeof(im->rnd)) {
+			ssize_t n = getrandom(im->rnd + got,
+					      sizeof(im->rnd) - got, 0);
+
+			if (n < 0 && errno != EINTR)
+				return -errno;
+			if (n > 0)
+				got += (size_t)n;
+		}
+		im->rndpos = 0;
+	}
+	f->vol = im->volid;
+	memcpy(f->oid, im->rnd + im->rndpos, FID_OID_LEN);
+	im->rndpos += FID_OID_LEN;
+	return 0;
+}
 
 static int64_t
 mono_ms(void)
@@ -1397,7 +1430,9 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 			esc(path));
 		return 0;
 	}
-	rc = vs_apply_raw(im->v, &op, &res);
+	rc = import_fid(im, &op.fid);
+	if (!rc)
+		rc = vs_apply_raw(im->v, &op, &res);
 	free(op.target);
 	if (rc)
 		return report(rc, "cannot import '%s'", path);
@@ -1418,6 +1453,32 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 		/* The data by a worker, which records the times with it.
 		 * Not a file with other links: a link made before the
 		 * worker is done would get its ctime overwritten. */
+		/* A file that goes inline whole is read here: handing it
+		 * to a worker would cost more (two thread switches) than
+		 * the one read. */
+		if (!rc && S_ISREG(st.st_mode) && st.st_size > 0 && im->pool &&
+		    st.st_nlink == 1 &&
+		    vs_import_inlines(im->v, (uint64_t)st.st_size)) {
+			struct vs_ichunk *c = NULL;
+			size_t nc = 0;
+
+			rc = vs_import_write(im->v, &res.attr.fid, res.attr.dv,
+					     fd, (uint64_t)st.st_size, im->ibuf,
+					     &c, &nc);
+			close(fd);
+			if (!rc)
+				rc = vs_import_done(im->v, &res.attr.fid,
+						    res.attr.dv,
+						    (uint64_t)st.st_size, c, nc,
+						    at, mt, ct);
+			vs_ichunk_free(c, nc);
+			if (rc)
+				return report(rc,
+					      "cannot import the data of '%s'",
+					      path);
+			im->bytes += (uint64_t)st.st_size;
+			return 0;
+		}
 		if (!rc && S_ISREG(st.st_mode) && st.st_size > 0 &&
 		    im->pool && st.st_nlink == 1) {
 			struct ijob *j = calloc(1, sizeof(*j));
@@ -1575,7 +1636,8 @@ static const char usage_import[] =
 	"times, symlinks, hard links, user.* xattrs, FIFOs, sockets, device\n"
 	"nodes and holes. The volume appears only when the whole tree is\n"
 	"in. On a terminal, a progress line on stderr. --jobs N: threads\n"
-	"writing file data (default 4, 0 = none, at most 8).\n";
+	"writing the data of files over 16 KiB (default 4, 0 = none, at\n"
+	"most 8); smaller files go into the volume's metadata.\n";
 
 static int
 cmd_import(int argc, char **argv)
@@ -1647,6 +1709,11 @@ cmd_import(int argc, char **argv)
 	rc = vs_vol_info(im.v, &vi);
 	if (!rc)
 		rc = vs_getattr(im.v, &vi.root, &ra);
+	im.volid = vi.id;
+	im.rndpos = sizeof(im.rnd);
+	im.cs = vi.chunk_size;
+	if (!rc && !(im.ibuf = malloc(vi.chunk_size)))
+		rc = -ENOMEM;
 	if (!rc && jobs)
 		rc = ipool_start(&im.pool, im.v, jobs, vi.chunk_size,
 				 IMPORT_INFLIGHT);
@@ -1704,6 +1771,7 @@ out:
 	if (made)
 		vs_vol_remove(r, name, VS_STAGED);
 	hl_free(&im.hl);
+	free(im.ibuf);
 	vs_root_close(r);
 	if (sfd >= 0)
 		close(sfd);

@@ -427,6 +427,10 @@ int vs_import_write(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 int vs_import_done(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 		   uint64_t size, const struct vs_ichunk *c, size_t n,
 		   int64_t atime, int64_t mtime, int64_t ctime);
+/* Will a file of @size bytes go inline whole (one chunk of at most
+ * VS_INLINE_WRITE_MAX bytes, meta.tdb under its cap), so that no chunk
+ * object is made for it? Any thread, a VS_BULK handle. */
+bool vs_import_inlines(struct vs_vol *v, uint64_t size);
 
 /*
  * vos export with worker threads, the same split: vs_export_map() reads

@@ -156,6 +156,12 @@ struct vs_vol {
 	struct vs_vol *cl_next;
 	struct vs_bcache *bcache; /* VS_BULK: directory buckets not yet
 				     written (vs_dir.c) */
+	/* VS_BULK (vs_import.c): meta.tdb reached VS_INLINE_TDB_MAX, small
+	 * chunks are objects from now on (read by the import's workers
+	 * without a lock: atomic); inline bytes recorded since the size of
+	 * meta.tdb was last looked at (the handle's thread). */
+	bool bulk_objects;
+	uint64_t bulk_inl;
 	struct vs_undo *undo; /* vs_batch.c: records what kv_put/kv_del
 				 change, so one op of a group can be
 				 rolled back; NULL = not recording */
@@ -370,6 +376,11 @@ int cmap_get(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 	     struct cent *e);
 int cmap_put(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 	     const struct cent *e);
+/* Point chunk @chunk of @oid at the @len (1..VS_INLINE_MAX) bytes @buf
+ * kept in its entry (CENT_INLINE), at generation @gen. The caller makes
+ * the volume record format 3 in the same transaction. */
+int cmap_put_inline(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
+		    uint64_t gen, const uint8_t *buf, size_t len);
 /* The bytes of inline entry @e (cmap_get() of the same chunk) into @buf
  * (e->len bytes). @return 0, -EUCLEAN if the entry changed shape, -errno. */
 int cmap_inline_read(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,

@@ -126,9 +126,7 @@ cmap_inline_read(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 	return cp.rc;
 }
 
-/* Point chunk @chunk of @oid at the @len (1..VS_INLINE_MAX) bytes @buf
- * kept in its entry, at generation @gen. */
-static int
+int
 cmap_put_inline(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 		uint64_t gen, const uint8_t *buf, size_t len)
 {
@@ -918,13 +916,16 @@ chunk_read(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 	return 0;
 }
 
-/* Does a chunk of @len stored bytes go inline (VS_INLINE_WRITE_MAX)? */
+/* Does a chunk of @len stored bytes go inline (VS_INLINE_WRITE_MAX)? A
+ * bulk import (vos import --jobs 0) too, until meta.tdb reaches the cap. */
 static bool
 inline_ok(struct vs_vol *v, size_t len)
 {
 	struct stat st;
 
-	if (len > VS_INLINE_WRITE_MAX || (v->flags & VS_BULK))
+	if (len > VS_INLINE_WRITE_MAX ||
+	    ((v->flags & VS_BULK) &&
+	     __atomic_load_n(&v->bulk_objects, __ATOMIC_RELAXED)))
 		return false;
 	return !fstat(tdb_fd(v->tdb), &st) &&
 	       (uint64_t)st.st_size < VS_INLINE_TDB_MAX;

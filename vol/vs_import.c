@@ -18,6 +18,8 @@
 #include <unistd.h>
 #include <sys/types.h>
 
+#include <tdb.h>
+
 #include "common/util.h"
 #include "vol/volstore.h"
 #include "vol/volstore_i.h"
@@ -28,23 +30,30 @@ static int
 data_sub(struct vs_vol *v, uint8_t b)
 {
 	static __thread uint8_t made[256 / 8];
+	static __thread bool data_made;
 	static __thread const struct vs_vol *made_for;
 	char sub[16];
 
 	if (made_for != v) {
 		memset(made, 0, sizeof(made));
+		data_made = false;
 		made_for = v;
 	}
 	if (made[b / 8] & (1u << (b % 8)))
 		return 0;
-	if (mkdirat(v->dirfd, "data", 0700) < 0 && errno != EEXIST)
+	if (!data_made && mkdirat(v->dirfd, "data", 0700) < 0 &&
+	    errno != EEXIST)
 		return -errno;
+	data_made = true;
 	snprintf(sub, sizeof(sub), "data/%02x", b);
 	if (mkdirat(v->dirfd, sub, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	made[b / 8] |= (uint8_t)(1u << (b % 8));
 	return 0;
 }
+
+/* Inline bytes recorded between two looks at the size of meta.tdb. */
+#define BULK_INLINE_CHECK (16u << 20)
 
 int
 vs_import_write(struct vs_vol *v, const struct fid *fid, uint64_t gen,
@@ -90,7 +99,7 @@ vs_import_write(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 		if (!got)
 			continue;
 		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 4;
+			size_t nc = cap ? cap * 2 : 1;
 			struct vs_ichunk *nca = realloc(c, nc * sizeof(*c));
 
 			if (!nca) {
@@ -99,6 +108,24 @@ vs_import_write(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 			}
 			c = nca;
 			cap = nc;
+		}
+		c[n].chunk = i;
+		c[n].gen = gen;
+		c[n].len = (uint32_t)got;
+		c[n].data = NULL;
+		/* Small: the bytes go in the map entry (vs_import_done()),
+		 * no object. An inode allocation in data/XX was most of the
+		 * cost of a small file's import. */
+		if ((size_t)got <= VS_INLINE_WRITE_MAX &&
+		    !__atomic_load_n(&v->bulk_objects, __ATOMIC_RELAXED)) {
+			c[n].data = malloc((size_t)got);
+			if (!c[n].data) {
+				rc = -ENOMEM;
+				goto fail;
+			}
+			memcpy(c[n].data, buf, (size_t)got);
+			n++;
+			continue;
 		}
 		rc = data_sub(v, fid->oid[0]);
 		if (rc)
@@ -110,10 +137,6 @@ vs_import_write(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 			rc = -errno;
 			goto fail;
 		}
-		c[n].chunk = i;
-		c[n].gen = gen;
-		c[n].len = (uint32_t)got;
-		c[n].data = NULL;
 		n++; /* listed: a failure below removes it */
 		rc = util_pwrite_all(fd, buf, (size_t)got, 0);
 		if (close(fd) < 0 && !rc)
@@ -128,10 +151,12 @@ fail:
 	for (size_t k = 0; k < n; k++) {
 		char path[DPATH_MAX];
 
+		if (c[k].data)
+			continue;
 		chunk_path(path, sizeof(path), fid->oid, c[k].chunk, gen);
 		unlinkat(v->dirfd, path, 0);
 	}
-	free(c);
+	vs_ichunk_free(c, n);
 	return rc;
 }
 
@@ -164,12 +189,35 @@ vs_import_done(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 	for (size_t i = 0; i < n && !rc; i++) {
 		struct cent e = {0};
 
+		if (c[i].data) {
+			rc = cmap_put_inline(v, fid->oid, c[i].chunk, gen,
+					     c[i].data, c[i].len);
+			t.vr.magic = VREC_MAGIC_V3;
+			v->bulk_inl += c[i].len + 64;
+			continue;
+		}
 		e.gen = gen;
 		e.len = c[i].len;
 		rc = cmap_put(v, fid->oid, c[i].chunk, &e);
 	}
 	if (rc)
 		goto out;
+	/* Past the cap (VS_INLINE_TDB_MAX), small chunks are objects again:
+	 * the workers see it at their next file. Looked at every 16 MiB of
+	 * inline bytes, so the cap is passed by at most that and the files
+	 * in flight. */
+	if (v->bulk_inl >= BULK_INLINE_CHECK) {
+		struct stat st;
+
+		v->bulk_inl = 0;
+		if (fstat(tdb_fd(v->tdb), &st) < 0) {
+			rc = -errno;
+			goto out;
+		}
+		if ((uint64_t)st.st_size >= VS_INLINE_TDB_MAX)
+			__atomic_store_n(&v->bulk_objects, true,
+					 __ATOMIC_RELAXED);
+	}
 	if (size) {
 		o.r.size = size;
 		t.vr.bytes_used += size;
@@ -185,6 +233,14 @@ out:
 		return rc;
 	}
 	return txn_commit(&t);
+}
+
+bool
+vs_import_inlines(struct vs_vol *v, uint64_t size)
+{
+	return (v->flags & VS_BULK) && size <= VS_INLINE_WRITE_MAX &&
+	       size <= v->cs &&
+	       !__atomic_load_n(&v->bulk_objects, __ATOMIC_RELAXED);
 }
 
 void

@@ -12,7 +12,11 @@
 # and after kill -9 (the scan of every chunk object). BENCH_VOS_BASE=DIR
 # runs every row also with the vos and cairn-vold in DIR (another build's),
 # interleaved in the same run, for a before/after; BENCH_VOS_JOBS passes
-# --jobs to this build's vos.
+# --jobs to this build's vos. Nothing is deleted between the rows of one
+# size, and BENCH_VOS_SETTLE seconds (default 35) pass after each
+# deletion: ext4 without a journal skips every inode freed in the last
+# ~30 s at each create (recently_deleted()), so a row run just after an
+# rm -rf of 100,000 files pays for it (3x a create in session 9's runs).
 set -u
 . "$top_srcdir/tests/integration/lib.sh"
 t_timeout 14400
@@ -69,24 +73,21 @@ run_set() { # LABEL BINDIR N
 	VOS_BIN=$bin/vos VOLD=$bin/cairn-vold
 	[ "$label" = this ] && [ -n "${BENCH_VOS_JOBS:-}" ] && jobs="--jobs $BENCH_VOS_JOBS"
 	SRV_ROOT=$T_DIR/srv-$label
-	rm -rf "$SRV_ROOT"
 	vos init >/dev/null
 	echo "== $label ($bin; load: $(cut -d' ' -f1-3 /proc/loadavg))"
 	timed t "$VOS_BIN" --root "$SRV_ROOT" import $jobs tree "$T_DIR/tree" || return 1
 	read -r w u s <<<"$t"
 	row "import tree" "$n" "$w" "$u" "$s"
-	timed t "$VOS_BIN" --root "$SRV_ROOT" export $jobs tree "$T_DIR/out" || return 1
+	timed t "$VOS_BIN" --root "$SRV_ROOT" export $jobs tree "$T_DIR/out-$label-tree" || return 1
 	read -r w u s <<<"$t"
 	row "export tree" "$n" "$w" "$u" "$s"
-	rm -rf "$T_DIR/out"
 	if [ "$FLAT" = 1 ]; then
 		timed t "$VOS_BIN" --root "$SRV_ROOT" import $jobs flat "$T_DIR/flat" || return 1
 		read -r w u s <<<"$t"
 		row "import flat (empty, one dir)" "$n" "$w" "$u" "$s"
-		timed t "$VOS_BIN" --root "$SRV_ROOT" export $jobs flat "$T_DIR/out" || return 1
+		timed t "$VOS_BIN" --root "$SRV_ROOT" export $jobs flat "$T_DIR/out-$label-flat" || return 1
 		read -r w u s <<<"$t"
 		row "export flat" "$n" "$w" "$u" "$s"
-		rm -rf "$T_DIR/out"
 	fi
 	make_token tree ro "$T_DIR/tok"
 	vold_start || return 1
@@ -98,8 +99,8 @@ run_set() { # LABEL BINDIR N
 	vold_start || return 1
 	row "vold open after kill -9 (scan)" "$n" "$(first tree)"
 	vold_stop
-	rm -rf "$SRV_ROOT"
 }
+settle() { sleep "${BENCH_VOS_SETTLE:-35}"; }
 
 mkdir -p "$T_DIR/bin"
 cp "$top_builddir/admin/vos" "$top_builddir/vol/cairn-vold" "$T_DIR/bin/"
@@ -107,13 +108,14 @@ for n in $SIZES; do
 	rm -rf "$T_DIR/tree" "$T_DIR/flat"
 	mktree "$T_DIR/tree" "$n"
 	[ "$FLAT" = 1 ] && mkflat "$T_DIR/flat" "$n"
+	settle
 	echo "# $n files"
 	printf '%-34s %9s %8s %9s %9s %9s\n' row files s files/s us/file cpu-us
 	t=$( { /usr/bin/time -f "%e %U %S" cp -a "$T_DIR/tree" "$T_DIR/cp"; } 2>&1)
 	read -r w u s <<<"$t"
 	row "cp -a of the tree (local)" "$n" "$w" "$u" "$s"
-	rm -rf "$T_DIR/cp"
 	[ -n "${BENCH_VOS_BASE:-}" ] && { run_set base "$BENCH_VOS_BASE" "$n" || exit 1; }
 	run_set this "$T_DIR/bin" "$n" || exit 1
+	rm -rf "$T_DIR/cp" "$T_DIR"/out-* "$T_DIR"/srv-*
 done
 rm -rf "$T_DIR/tree" "$T_DIR/flat"

@@ -2025,6 +2025,132 @@ test_bulk(void)
 	vs_vol_remove(root, "bulk", 0);
 }
 
+/* vos import's data (vs_import.c): a file of one chunk of at most 16 KiB
+ * goes inline (no object, the bytes in the map entry, format 3); a larger
+ * chunk is an object; trailing zeros are cut and a chunk of zeros is a
+ * hole. The volume reads back the same after publish. */
+static int
+bulk_file(struct vs_vol *v, const struct fid *dir, const char *name,
+	  const uint8_t *data, size_t len, size_t *nobj, size_t *ninl)
+{
+	char path[300];
+	struct proto_op op = {0};
+	struct proto_op_result res;
+	struct vs_ichunk *c = NULL;
+	size_t n = 0;
+	uint8_t *buf = malloc(v->cs);
+	int fd, rc;
+
+	snprintf(path, sizeof(path), "%s/src.%s", rootdir, name);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || !buf || util_pwrite_all(fd, data, len, 0)) {
+		rc = -EIO;
+		goto out;
+	}
+	op.kind = PROTO_OP_CREATE;
+	op.parent = *dir;
+	op.name = (char *)name;
+	op.type = PROTO_T_FILE;
+	op.mode = 0644;
+	rc = vs_apply_raw(v, &op, &res);
+	if (!rc)
+		rc = vs_import_write(v, &res.attr.fid, res.attr.dv, fd, len,
+				     buf, &c, &n);
+	for (size_t i = 0; i < n; i++) {
+		if (c[i].data)
+			(*ninl)++;
+		else
+			(*nobj)++;
+	}
+	if (!rc)
+		rc = vs_import_done(v, &res.attr.fid, res.attr.dv, len, c, n, 1,
+				    2, 3);
+out:
+	vs_ichunk_free(c, n);
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+	return rc;
+}
+
+static void
+test_bulk_inline(void)
+{
+	static const size_t sizes[] = {100, 16384, 16385, 300000, 8192};
+	const char *names[] = {"small", "edge", "over", "two", "zeros"};
+	struct vs_vol *v = NULL, *save = vol;
+	struct vs_volinfo vi;
+	uint8_t *data = malloc(300000);
+	size_t nobj[5] = {0}, ninl[5] = {0};
+	int bad = 0;
+
+	if (!data)
+		return;
+	for (size_t i = 0; i < 300000; i++)
+		data[i] = (uint8_t)(i * 7 + 1);
+	is_int(vs_vol_create_sized(root, "bi", 0, 0, VS_STAGED, 100, NULL), 0,
+	       "a staged volume for the import's data");
+	is_int(vs_vol_open(root, "bi", VS_STAGED | VS_NOSYNC | VS_BULK, &v), 0,
+	       "open it for bulk writes");
+	if (!v) {
+		free(data);
+		return;
+	}
+	vs_vol_info(v, &vi);
+	ok(vs_import_inlines(v, 1) && vs_import_inlines(v, 16384) &&
+		   !vs_import_inlines(v, 16385) &&
+		   !vs_import_inlines(v, 300000),
+	   "vs_import_inlines: up to 16 KiB");
+	for (int i = 0; i < 4; i++)
+		if (bulk_file(v, &vi.root, names[i], data, sizes[i], &nobj[i],
+			      &ninl[i]))
+			bad++;
+	/* "zeros": 100 bytes then zeros: one inline chunk of 100. */
+	memset(data + 100, 0, sizes[4] - 100);
+	if (bulk_file(v, &vi.root, names[4], data, sizes[4], &nobj[4],
+		      &ninl[4]))
+		bad++;
+	is_int(bad, 0, "five files written and recorded");
+	ok(ninl[0] == 1 && nobj[0] == 0, "100 B: inline");
+	ok(ninl[1] == 1 && nobj[1] == 0, "16 KiB: inline");
+	ok(ninl[2] == 0 && nobj[2] == 1, "16 KiB + 1: an object");
+	ok(ninl[3] == 0 && nobj[3] == 2, "300,000 B: two objects");
+	ok(ninl[4] == 1 && nobj[4] == 0, "8 KiB ending in zeros: inline, cut");
+	is_int(vs_vol_sync(v), 0, "sync");
+	vs_vol_close(v);
+	v = NULL;
+	is_int(vs_vol_publish(root, "bi"), 0, "publish");
+	is_int(vs_vol_open(root, "bi", 0, &v), 0, "open it normally");
+	if (!v) {
+		free(data);
+		return;
+	}
+	vs_vol_info(v, &vi);
+	is_int(vi.format, 3, "format 3 (inline chunks)");
+	vol = v;
+	for (size_t i = 0; i < 300000; i++)
+		data[i] = (uint8_t)(i * 7 + 1);
+	for (int i = 0; i < 5; i++) {
+		if (i == 4)
+			memset(data + 100, 0, sizes[4] - 100);
+		struct fid f;
+		uint64_t size = 0;
+		char *got = NULL;
+
+		if (vs_lookup(v, &vi.root, names[i], &f) ||
+		    !(got = slurp(&f, &size)) || size != sizes[i] ||
+		    memcmp(got, data, sizes[i]))
+			bad++;
+		free(got);
+	}
+	vol = save;
+	is_int(bad, 0, "every file reads back byte for byte");
+	vs_vol_close(v);
+	vs_vol_remove(root, "bi", 0);
+	free(data);
+}
+
 /* Mount points (issue #15): mkmount makes an object of type mount with
  * its target, mode 0755, in a COB2 record; the server checks the target
  * itself (vos builds ops without the decoder); nothing goes inside one,
@@ -2297,6 +2423,7 @@ main(void)
 		test_cleanup();
 		test_bigdir();
 		test_bulk();
+		test_bulk_inline();
 		test_damaged_meta();
 		test_stage_limits();
 		test_mount();
