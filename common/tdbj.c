@@ -600,9 +600,24 @@ fail:
 	return NULL;
 }
 
+/* Free @j but not its tdb. */
+static void
+jfree(struct tdbj *j)
+{
+	map_clear(&j->ov);
+	map_clear(&j->tx);
+	if (j->fd >= 0)
+		close(j->fd);
+	pthread_cond_destroy(&j->scond);
+	pthread_mutex_destroy(&j->smu);
+	free(j->path);
+	free(j);
+}
+
 int
 tdbj_close(struct tdbj *j)
 {
+	struct tdb_context *tdb;
 	int rc = 0;
 
 	if (!j)
@@ -611,16 +626,29 @@ tdbj_close(struct tdbj *j)
 		tdbj_txn_cancel(j);
 	if (j->journal && !(j->flags & TDBJ_O_RDONLY) && j->fd >= 0)
 		rc = tdbj_checkpoint(j);
-	map_clear(&j->ov);
-	map_clear(&j->tx);
-	if (j->fd >= 0)
-		close(j->fd);
-	tdb_close(j->tdb);
-	pthread_cond_destroy(&j->scond);
-	pthread_mutex_destroy(&j->smu);
-	free(j->path);
-	free(j);
+	tdb = j->tdb;
+	jfree(j);
+	tdb_close(tdb);
 	return rc;
+}
+
+struct tdb_context *
+tdbj_detach(struct tdbj *j, int *err)
+{
+	struct tdb_context *tdb;
+	int rc = 0;
+
+	if (j->in_tx)
+		tdbj_txn_cancel(j);
+	if (j->journal && !(j->flags & TDBJ_O_RDONLY) && j->fd >= 0)
+		rc = tdbj_checkpoint(j);
+	if (err)
+		*err = rc;
+	if (rc)
+		return NULL;
+	tdb = j->tdb;
+	jfree(j);
+	return tdb;
 }
 
 struct tdb_context *

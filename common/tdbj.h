@@ -75,6 +75,12 @@ struct tdbj *tdbj_open(struct tdb_context *tdb, const char *jpath,
  * nothing is lost). Accepts NULL. */
 int tdbj_close(struct tdbj *j);
 
+/* Checkpoint (unless read-only) and free @j, but keep its tdb open:
+ * @return the tdb, now the caller's again (to attach another journal, or
+ * none). On a failed checkpoint NULL and *err (-errno): @j is untouched
+ * and still owns the tdb; the journal holds every change. */
+struct tdb_context *tdbj_detach(struct tdbj *j, int *err);
+
 /* The tdb underneath (tdb_fd, tdb_name...). Do not write through it. */
 struct tdb_context *tdbj_tdb(struct tdbj *j);
 
