@@ -33,6 +33,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -269,8 +270,9 @@ cancel:
 static void
 jpath_of(const struct vs_vol *v, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/volumes/%s/" JOURNAL_FILE, v->root->path,
-		 v->dirname);
+	/* Through the directory we opened, not its name: vos may have
+	 * renamed it away (remove) and made another under the name. */
+	snprintf(buf, len, "/proc/self/fd/%d/" JOURNAL_FILE, v->dirfd);
 }
 
 /* Write our pid into the lock file (we hold it exclusively): knockers
@@ -321,8 +323,18 @@ vj_open_excl(struct vs_vol *v, bool journal)
 		v->j = tdbj_open(v->tdb, jpath, jf, v->root->jmax, &rc);
 		if (!v->j) {
 			log_err(LOG_VOL, "volume '%s': cannot open its journal "
-				"%s: %s", v->name, jpath, strerror(-rc));
+				"(%s/volumes/%s/" JOURNAL_FILE "): %s", v->name,
+				v->root->path, v->dirname, strerror(-rc));
 			return rc;
+		}
+		if (marked) {
+			struct tdbj_stats st;
+
+			tdbj_stats(v->j, &st);
+			if (st.keys)
+				log_info(LOG_VOL, "volume '%s': %" PRIu64
+					 " keys from the journal a crash left",
+					 v->name, st.keys);
 		}
 		v->jn = true;
 		lock_pid_write(v->lockfd);
@@ -333,8 +345,9 @@ vj_open_excl(struct vs_vol *v, bool journal)
 	/* Recovery: what the journal holds goes into the tdb. */
 	v->j = tdbj_open(v->tdb, jpath, jf, v->root->jmax, &rc);
 	if (!v->j) {
-		log_err(LOG_VOL, "volume '%s': cannot replay its journal %s: "
-			"%s", v->name, jpath, strerror(-rc));
+		log_err(LOG_VOL, "volume '%s': cannot replay its journal "
+			"(%s/volumes/%s/" JOURNAL_FILE "): %s", v->name,
+			v->root->path, v->dirname, strerror(-rc));
 		return rc;
 	}
 	tdb = tdbj_detach(v->j, &rc);
@@ -386,7 +399,9 @@ vj_open(struct vs_vol *v)
 					 &rc);
 			if (!v->j)
 				log_err(LOG_VOL, "volume '%s': cannot read "
-					"its journal %s: %s", v->name, jpath,
+					"its journal (%s/volumes/%s/"
+					JOURNAL_FILE "): %s", v->name,
+					v->root->path, v->dirname,
 					strerror(-rc));
 			return v->j ? 0 : rc;
 		}
