@@ -218,7 +218,6 @@ vold_conf_set(struct vold_conf *c, const char *key, const char *v,
 			return -EINVAL;
 		}
 		c->no_journal = !on;
-		c->journal_set = true;
 		return 0;
 	}
 	if (!strcmp(key, "journal-checkpoint")) {
@@ -300,7 +299,7 @@ conf_value(const struct vold_conf *c, const char *key, char *buf, size_t len)
 	else if (!strcmp(key, "stage-expire"))
 		n = c->stage_expire_s ? c->stage_expire_s : VS_STAGE_AGE_S;
 	else if (!strcmp(key, "journal"))
-		str = c->no_journal || !c->journal_set ? "no" : "yes";
+		str = c->no_journal ? "no" : "yes";
 	else if (!strcmp(key, "journal-checkpoint"))
 		n = c->journal_max ? (long)c->journal_max
 				   : (long)TDBJ_MAX_BYTES_DEFAULT;

@@ -45,7 +45,6 @@ struct vold_conf {
 	int max_streams_token;	/* event streams open with one token */
 	uint64_t stage_max; /* bytes staged per volume, 0 = only the quota */
 	bool no_journal;    /* journal = no: tdb's own commits only */
-	bool journal_set;   /* journal given (not yet the default) */
 	uint64_t journal_max; /* journal-checkpoint: bytes, 0 = default */
 	int stage_expire_s; /* staged uploads removed this long after their
 			       creation (0 = VS_STAGE_AGE_S) */

@@ -3753,7 +3753,7 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 					conf->max_streams_token :
 					VOLD_DEFAULT_MAX_STREAMS_TOKEN;
 	vd->stage_max = conf->stage_max;
-	vd->journal = conf->journal_set && !conf->no_journal;
+	vd->journal = !conf->no_journal;
 	vs_root_set_journal_max(root, (size_t)conf->journal_max);
 	vd->stage_expire_s = conf->stage_expire_s > 0 ? conf->stage_expire_s
 						      : VS_STAGE_AGE_S;
