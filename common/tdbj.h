@@ -51,6 +51,12 @@ enum {
 			      any change (the tdb must be read-only too) */
 	TDBJ_O_NOSYNC = 2, /* no fdatasync (tests, benchmarks): process
 			      death is survived, power loss is not */
+	TDBJ_O_EXCL = 4,   /* the caller keeps every other process off the
+			      tdb file (a lock of its own): with a journal,
+			      tdb's fcntl locks are turned off (TDB_NOLOCK)
+			      but around checkpoints; back on at
+			      tdbj_detach() and tdbj_close(). The caller
+			      must not hold a tdb lock across a commit */
 };
 
 /*
