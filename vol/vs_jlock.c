@@ -506,16 +506,23 @@ vs_vol_coord(struct vs_vol *v)
 		return 0;
 	knocked = vlock_knocked(v->dirfd);
 	if (v->jn && knocked) {
+		/* A failed checkpoint keeps the journal (and the lock: the
+		 * knocker gives up after a minute); a failed unmark only
+		 * makes the next opener replay an empty journal. */
 		rc = vj_detach(v);
-		if (rc)
+		if (v->jn || !v->tdb)
 			return rc;
 		(void)!ftruncate(v->lockfd, 0);
-		rc = vlock_set(v->lockfd, F_RDLCK);
-		if (rc)
-			return rc;
-		v->lockmode = F_RDLCK;
+		if (vlock_set(v->lockfd, F_RDLCK) == 0)
+			v->lockmode = F_RDLCK;
 		log_debug(LOG_VOL, "volume '%s': journal checkpointed, lock "
 			  "shared for another process", v->name);
+		return 0;
+	}
+	if (!v->jn && v->lockmode == F_WRLCK) {
+		/* Exclusive without a journal: no reason to keep it. */
+		if (vlock_set(v->lockfd, F_RDLCK) == 0)
+			v->lockmode = F_RDLCK;
 		return 0;
 	}
 	if (v->jn || knocked || v->lockmode != F_RDLCK)
@@ -525,7 +532,9 @@ vs_vol_coord(struct vs_vol *v)
 		return 0;
 	v->lockmode = F_WRLCK;
 	rc = vj_reattach(v);
-	if (rc) {
+	if (rc || !v->jn) {
+		/* Removed meanwhile, a record not to journal (format 1), a
+		 * journal that cannot be opened: others may have it. */
 		vlock_set(v->lockfd, F_RDLCK);
 		v->lockmode = F_RDLCK;
 		return rc;
