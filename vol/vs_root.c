@@ -1092,10 +1092,29 @@ vs_vol_open(struct vs_root *r, const char *name, int flags,
 		tflags |= TDB_NOLOCK;
 	errno = 0;
 	v->tdb = tdb_open(path, HASH_SIZE, tflags, oflags, 0600);
-	if (!v->tdb) {
-		rc = tdbw_open_errno(errno);
-		goto fail;
+	rc = v->tdb ? 0 : tdbw_open_errno(errno);
+	if (rc == -EUCLEAN && (flags & VS_RDONLY) && v->lockmode == F_RDLCK &&
+	    vlock_set(v->lockfd, F_WRLCK) == 0) {
+		/* A tdb commit cut short by a crash (the journal's checkpoint,
+		 * or cairn-vold without one), which only a read-write open
+		 * undoes; nobody else has the volume now (the lock is ours
+		 * alone), so run that open, then read as asked. */
+		struct tdb_context *t = tdb_open(path, HASH_SIZE, TDB_DEFAULT,
+						 O_RDWR, 0600);
+
+		if (t)
+			tdb_close(t);
+		if (vlock_set(v->lockfd, F_RDLCK) == 0) {
+			errno = 0;
+			v->tdb = tdb_open(path, HASH_SIZE, tflags, oflags,
+					  0600);
+			rc = v->tdb ? 0 : tdbw_open_errno(errno);
+		} else {
+			v->lockmode = F_WRLCK;
+		}
 	}
+	if (rc)
+		goto fail;
 	rc = vj_open(v);
 	if (rc)
 		goto fail;
