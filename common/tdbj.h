@@ -51,6 +51,12 @@ enum {
 			      any change (the tdb must be read-only too) */
 	TDBJ_O_NOSYNC = 2, /* no fdatasync (tests, benchmarks): process
 			      death is survived, power loss is not */
+	TDBJ_O_EXCL = 4,   /* the caller keeps every other process off the
+			      tdb file (a lock of its own): with a journal,
+			      tdb's fcntl locks are turned off (TDB_NOLOCK)
+			      but around checkpoints; back on at
+			      tdbj_detach() and tdbj_close(). The caller
+			      must not hold a tdb lock across a commit */
 };
 
 /*
@@ -74,6 +80,12 @@ struct tdbj *tdbj_open(struct tdb_context *tdb, const char *jpath,
  * or the checkpoint's error (the journal then still holds the changes;
  * nothing is lost). Accepts NULL. */
 int tdbj_close(struct tdbj *j);
+
+/* Checkpoint (unless read-only) and free @j, but keep its tdb open:
+ * @return the tdb, now the caller's again (to attach another journal, or
+ * none). On a failed checkpoint NULL and *err (-errno): @j is untouched
+ * and still owns the tdb; the journal holds every change. */
+struct tdb_context *tdbj_detach(struct tdbj *j, int *err);
 
 /* The tdb underneath (tdb_fd, tdb_name...). Do not write through it. */
 struct tdb_context *tdbj_tdb(struct tdbj *j);

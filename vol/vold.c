@@ -25,6 +25,7 @@
 #include "common/conf.h"
 #include "common/log.h"
 #include "common/notify.h"
+#include "common/tdbj.h"
 #include "common/token.h"
 #include "common/util.h"
 #include "vol/vold.h"
@@ -209,6 +210,26 @@ vold_conf_set(struct vold_conf *c, const char *key, const char *v,
 		}
 		return 0;
 	}
+	if (!strcmp(key, "journal")) {
+		bool on;
+
+		if (conf_parse_bool(v, &on)) {
+			*why = "journal must be yes or no";
+			return -EINVAL;
+		}
+		c->no_journal = !on;
+		return 0;
+	}
+	if (!strcmp(key, "journal-checkpoint")) {
+		if (util_parse_size(v, &c->journal_max) ||
+		    (c->journal_max && c->journal_max < 4096) ||
+		    c->journal_max > (1ull << 30)) {
+			*why = "journal-checkpoint must be a size from 4K to "
+			       "1G (0: the default)";
+			return -EINVAL;
+		}
+		return 0;
+	}
 	if (!strcmp(key, "log-level")) {
 		rc = log_parse_level(v);
 		if (rc < 0) {
@@ -235,7 +256,8 @@ static const char *const show_keys[] = {
 	"access-log", "metrics-listen", "metrics-port-file", "workers",
 	"timeout", "cache-objects", "max-conns",
 	"max-conns-per-addr", "request-deadline", "max-streams-per-token",
-	"stage-max", "stage-expire", "log-level", "syslog", "foreground",
+	"stage-max", "stage-expire", "journal", "journal-checkpoint",
+	"log-level", "syslog", "foreground",
 };
 
 /* The effective value of @key (defaults filled in) into @buf. @return 1,
@@ -276,6 +298,11 @@ conf_value(const struct vold_conf *c, const char *key, char *buf, size_t len)
 	else if (!strcmp(key, "stage-max")) n = (long)c->stage_max;
 	else if (!strcmp(key, "stage-expire"))
 		n = c->stage_expire_s ? c->stage_expire_s : VS_STAGE_AGE_S;
+	else if (!strcmp(key, "journal"))
+		str = c->no_journal ? "no" : "yes";
+	else if (!strcmp(key, "journal-checkpoint"))
+		n = c->journal_max ? (long)c->journal_max
+				   : (long)TDBJ_MAX_BYTES_DEFAULT;
 	else if (!strcmp(key, "log-level"))
 		str = c->log_level <= LOG_ERR ? "err" :
 		      c->log_level == LOG_WARNING ? "warn" :
@@ -521,6 +548,15 @@ make_abs(char **p)
 	return 0;
 }
 
+/* SIGUSR2: vos knocks on a volume we journal (vs_jlock.c). */
+static void
+on_knock(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	vold_knock(arg);
+}
+
 static void
 on_stop(evutil_socket_t sig, short what, void *arg)
 {
@@ -661,6 +697,8 @@ static const struct option longopts[] = {
 	{"max-streams-per-token", required_argument, NULL, OPT_SET},
 	{"stage-max", required_argument, NULL, OPT_SET},
 	{"stage-expire", required_argument, NULL, OPT_SET},
+	{"journal", required_argument, NULL, OPT_SET},
+	{"journal-checkpoint", required_argument, NULL, OPT_SET},
 	{"access-log", required_argument, NULL, OPT_SET},
 	{"metrics-listen", required_argument, NULL, OPT_SET},
 	{"metrics-port-file", required_argument, NULL, OPT_SET},
@@ -679,7 +717,7 @@ main(int argc, char **argv)
 	uint8_t key[TOKEN_KEY_MAX];
 	size_t keylen = sizeof(key);
 	struct event_base *base = NULL;
-	struct event *sigs[3] = {NULL, NULL, NULL};
+	struct event *sigs[4] = {NULL, NULL, NULL, NULL};
 	struct vs_root *root = NULL;
 	struct vold *vd = NULL;
 	char buf[PATH_MAX];
@@ -780,6 +818,7 @@ main(int argc, char **argv)
 	}
 	log_init("cairn-vold", conf.use_syslog, conf.log_level);
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGUSR2, SIG_IGN); /* a knock before the loop runs */
 	raise_nofile();
 
 	rc = vs_root_open(conf.root, true, &root);
@@ -881,7 +920,8 @@ main(int argc, char **argv)
 	sigs[0] = evsignal_new(base, SIGTERM, on_stop, base);
 	sigs[1] = evsignal_new(base, SIGINT, on_stop, base);
 	sigs[2] = evsignal_new(base, SIGHUP, on_hup, &hup);
-	for (int i = 0; i < 3; i++)
+	sigs[3] = evsignal_new(base, SIGUSR2, on_knock, vd);
+	for (int i = 0; i < 4; i++)
 		if (sigs[i])
 			event_add(sigs[i], NULL);
 	event_base_dispatch(base);
@@ -889,7 +929,7 @@ main(int argc, char **argv)
 out:
 	report_start(&startfd, ex ? ex : EX_SOFTWARE);
 	vold_stop(vd);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		if (sigs[i])
 			event_free(sigs[i]);
 	if (base)

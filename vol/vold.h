@@ -44,6 +44,8 @@ struct vold_conf {
 	int request_deadline_s; /* to receive one request, head and body */
 	int max_streams_token;	/* event streams open with one token */
 	uint64_t stage_max; /* bytes staged per volume, 0 = only the quota */
+	bool no_journal;    /* journal = no: tdb's own commits only */
+	uint64_t journal_max; /* journal-checkpoint: bytes, 0 = default */
 	int stage_expire_s; /* staged uploads removed this long after their
 			       creation (0 = VS_STAGE_AGE_S) */
 	char *access_log;   /* access log file, "-" for stderr, NULL: none */
@@ -76,6 +78,10 @@ int vold_metrics_port(const struct vold *vd);
 /* Forget every volume not in use so the next request reopens it (SIGHUP:
  * volumes created or removed by vos meanwhile). */
 void vold_rescan(struct vold *vd);
+
+/* SIGUSR2: another process knocks on a volume we journal (vs_jlock.c):
+ * look at every open volume now rather than at the next tick. */
+void vold_knock(struct vold *vd);
 
 /*
  * The access log: one line per answered request, written with one

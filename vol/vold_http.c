@@ -312,6 +312,7 @@ struct vold {
 	int cache_max;
 	int ncache;
 	uint64_t stage_max;	/* bytes staged per volume, 0 = quota only */
+	bool journal;		/* open volumes with VS_JOURNAL */
 	int64_t stage_expire_s; /* staged uploads live this long */
 	uint64_t gc_every_ms;	/* how often each volume's staging is swept */
 	TAILQ_HEAD(oc_lru, ocache) lru;
@@ -628,7 +629,9 @@ vvol_open_locked(struct vvol *vol)
 
 	if (vol->vs)
 		return 0;
-	rc = vs_vol_open(vol->vd->root, vol->name, VS_CLEANUP, &vol->vs);
+	rc = vs_vol_open(vol->vd->root, vol->name,
+			 VS_CLEANUP | (vol->vd->journal ? VS_JOURNAL : 0),
+			 &vol->vs);
 	if (rc)
 		return rc;
 	rc = vs_vol_info(vol->vs, &vi);
@@ -1376,6 +1379,9 @@ run_locked(struct rjob *r)
 		vs_stage_gc(vs, vol->vd->stage_expire_s);
 		break;
 	case J_FLAGS:
+		/* Every tick: step aside for a knocking process, or take the
+		 * journal back (vs_vol_coord()). */
+		vs_vol_coord(vs);
 		rc = vs_vol_public(vs, &r->pub);
 		break;
 	case J_STAT:
@@ -3536,6 +3542,25 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 void
+vold_knock(struct vold *vd)
+{
+	struct vvol *vol;
+
+	TAILQ_FOREACH(vol, &vd->vols, link) {
+		struct rjob *r;
+
+		if (!vol->opened || vol->flags_pending)
+			continue;
+		r = rjob_new(vd, vol, J_FLAGS, NULL, NULL);
+		if (r) {
+			vol->flags_pending = true;
+			vol->refs++;
+			vold_pool_submit(vd->pool, &r->job);
+		}
+	}
+}
+
+void
 vold_rescan(struct vold *vd)
 {
 	struct vvol *vol, *nv;
@@ -3728,6 +3753,8 @@ vold_start(const struct vold_conf *conf, struct event_base *base,
 					conf->max_streams_token :
 					VOLD_DEFAULT_MAX_STREAMS_TOKEN;
 	vd->stage_max = conf->stage_max;
+	vd->journal = !conf->no_journal;
+	vs_root_set_journal_max(root, (size_t)conf->journal_max);
 	vd->stage_expire_s = conf->stage_expire_s > 0 ? conf->stage_expire_s
 						      : VS_STAGE_AGE_S;
 	/* Sweep often enough that an upload lives at most about 1.5 times

@@ -107,6 +107,10 @@ vrec_get(struct vs_vol *v, struct vrec *vr)
 	}
 	memcpy(vr, val, sizeof(*vr));
 	free(val);
+	if (vr->magic == VREC_MAGIC_J2)
+		vr->magic = VREC_MAGIC;
+	else if (vr->magic == VREC_MAGIC_J3)
+		vr->magic = VREC_MAGIC_V3;
 	if (vr->magic != VREC_MAGIC && vr->magic != VREC_MAGIC_V3)
 		return -EINVAL;
 	vr->name[sizeof(vr->name) - 1] = 0;
@@ -131,7 +135,18 @@ vrec_get_v1(struct vs_vol *v, struct vrec *vr)
 int
 vrec_put(struct vs_vol *v, const struct vrec *vr)
 {
-	return kv_put(v, "V", 1, vr, sizeof(*vr));
+	struct vrec m;
+
+	if (!v->jn)
+		return kv_put(v, "V", 1, vr, sizeof(*vr));
+	/* Journalled: the mark travels with every record, so a checkpoint
+	 * never writes an unmarked one (vs_jlock.c). */
+	m = *vr;
+	if (m.magic == VREC_MAGIC)
+		m.magic = VREC_MAGIC_J2;
+	else if (m.magic == VREC_MAGIC_V3)
+		m.magic = VREC_MAGIC_J3;
+	return kv_put(v, "V", 1, &m, sizeof(m));
 }
 
 /* ---- objects ---- */

@@ -63,6 +63,8 @@ enum {
 			     crash throws the unpublished volume away); a
 			     failed mutation leaves the handle refusing
 			     every later one (-EIO) */
+	VS_JOURNAL = 64,  /* cairn-vold: commit through a redo journal while
+			     no other process uses the volume (vs_jlock.c) */
 };
 
 /*
@@ -72,6 +74,9 @@ enum {
  */
 int vs_root_open(const char *path, bool create, struct vs_root **out);
 void vs_root_close(struct vs_root *r);
+/* The journal size at which a VS_JOURNAL handle checkpoints (0: the
+ * default, TDBJ_MAX_BYTES_DEFAULT). */
+void vs_root_set_journal_max(struct vs_root *r, size_t bytes);
 const char *vs_root_path(const struct vs_root *r);
 
 /*
@@ -326,6 +331,12 @@ int vs_stage_put(struct vs_vol *v, const struct fid *fid,
 /* Remove staging transactions created @age_s seconds ago or earlier, by
  * their creation time: writing more chunks into one does not keep it. */
 int vs_stage_gc(struct vs_vol *v, int64_t age_s);
+
+/* cairn-vold, every tick and on SIGUSR2, with the handle's lock: a
+ * VS_JOURNAL handle checkpoints and shares the volume when another
+ * process knocks, and journals again when none does (vs_jlock.c).
+ * @return 0 or -errno (logged). */
+int vs_vol_coord(struct vs_vol *v);
 
 /* Cap the bytes staged in the volume at @max_bytes (0: only the quota
  * bounds them). Per open handle, not stored in the volume (cairn-vold

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/tdbj.h"
 #include "common/tdbw.h"
 #include "vol/volstore.h"
 
@@ -26,6 +27,11 @@
  * first inline chunk; format 2 code refuses it (unknown magic). */
 #define VREC_MAGIC_V3	0x43564f33u
 #define VREC_MAGIC_GONE 0x43564f58u /* "CVOX": marked by vs_vol_remove() */
+/* "CVJ2", "CVJ3": format 2 or 3 while cairn-vold's commit journal may
+ * hold changes the tdb file lacks (vs_jlock.c); code older than the
+ * journal refuses the volume. vrec_get() reads them as CVO2/CVO3. */
+#define VREC_MAGIC_J2	0x43564a32u
+#define VREC_MAGIC_J3	0x43564a33u
 #define OREC_MAGIC	0x434f4231u /* "COB1" */
 #define OREC_MAGIC_EXT	0x434f4232u /* "COB2": an orec, then an orec_ext */
 #define DIR_SPLIT	64 /* entries per bucket before the dir grows */
@@ -133,6 +139,7 @@ struct vs_root {
 	 * only the last one of a volume to close may write the marker. */
 	pthread_mutex_t cl_lock;
 	struct vs_vol *cl_open;
+	size_t jmax; /* VS_JOURNAL checkpoint bound (0: tdbj's default) */
 };
 
 struct vs_vol {
@@ -142,6 +149,10 @@ struct vs_vol {
 	int dirfd;
 	int flags;
 	struct tdb_context *tdb;
+	struct tdbj *j; /* owns tdb: reads and writes go through it */
+	int lockfd;	/* the volume's "lock" (vs_jlock.c); -1: none */
+	short lockmode; /* F_RDLCK, F_WRLCK, 0: not held */
+	bool jn;	/* v->j journals (exclusive lock, record marked) */
 	uint32_t id;
 	uint8_t rootoid[16];
 	uint64_t staged;    /* bytes in stage/ (chunk files) */
@@ -256,7 +267,7 @@ static inline int
 kv_get(struct vs_vol *v, const void *k, size_t klen, uint8_t **val,
        size_t *vlen)
 {
-	return tdbw_fetch(v->tdb, k, klen, val, vlen);
+	return tdbj_fetch(v->j, k, klen, val, vlen);
 }
 
 /* Fetch @key, whose value must be exactly @size bytes, into @out.
@@ -302,7 +313,7 @@ kv_put(struct vs_vol *v, const void *k, size_t klen, const void *val,
 			return rc;
 	}
 	errno = 0;
-	rc = tdbw_store(v->tdb, k, klen, val, vlen, TDB_REPLACE);
+	rc = tdbj_store(v->j, k, klen, val, vlen, TDB_REPLACE);
 	/* When growing the file fails (a full disk), tdb keeps the error
 	 * code of the lookup it made before, and errno may be gone: a
 	 * replacing store is never ENOENT. */
@@ -321,8 +332,17 @@ kv_del(struct vs_vol *v, const void *k, size_t klen)
 		if (rc)
 			return rc;
 	}
-	rc = tdbw_delete(v->tdb, k, klen);
+	rc = tdbj_delete(v->j, k, klen);
 	return rc == -ENOENT ? 0 : rc;
+}
+
+static inline int
+kv_exists_noop(TDB_DATA key, TDB_DATA data, void *arg)
+{
+	(void)key;
+	(void)data;
+	(void)arg;
+	return 0;
 }
 
 static inline bool
@@ -330,8 +350,20 @@ kv_exists(struct vs_vol *v, const void *k, size_t klen)
 {
 	TDB_DATA key = {.dptr = (unsigned char *)k, .dsize = klen};
 
-	return tdb_exists(v->tdb, key) != 0;
+	(void)key;
+	return tdbj_parse(v->j, k, klen, kv_exists_noop, NULL) == 0;
 }
+
+/* vs_jlock.c: the volume lock and the commit journal */
+int vlock_open(int dirfd);
+int vlock_set(int fd, short type);
+int vlock_take(int dirfd, int fd, short type, const char *name);
+bool vlock_knocked(int dirfd);
+/* After tdb_open(), the lock taken: replay a journal a crash left, attach
+ * one (exclusive, VS_JOURNAL), set v->j. */
+int vj_open(struct vs_vol *v);
+/* Checkpoint, unmark, close the tdb and release the lock. */
+int vj_close(struct vs_vol *v);
 
 /* volstore.c */
 /* -EPROTO for a format 1 record (vrec_get_v1() reads that). */

@@ -51,7 +51,7 @@ undo_save(struct vs_vol *v, const void *k, size_t klen)
 	uint8_t *old = NULL;
 	size_t olen = 0, need;
 	uint32_t kl = (uint32_t)klen, vl;
-	int rc = tdbw_fetch(v->tdb, k, klen, &old, &olen);
+	int rc = tdbj_fetch(v->j, k, klen, &old, &olen);
 
 	if (rc && rc != -ENOENT)
 		return rc;
@@ -137,11 +137,11 @@ undo_rollback(struct vs_vol *v, struct vs_undo *u)
 		memcpy(&kl, p, 4);
 		memcpy(&vl, p + 4, 4);
 		if (vl == UNDO_ABSENT) {
-			rc = tdbw_delete(v->tdb, p + 8, kl);
+			rc = tdbj_delete(v->j, p + 8, kl);
 			if (rc == -ENOENT)
 				rc = 0;
 		} else {
-			rc = tdbw_store(v->tdb, p + 8, kl, p + 8 + kl, vl,
+			rc = tdbj_store(v->j, p + 8, kl, p + 8 + kl, vl,
 					TDB_REPLACE);
 		}
 	}
@@ -374,12 +374,12 @@ vs_apply_group(struct vs_vol *v, struct vs_group_req *reqs, size_t nreq)
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = tdbw_txn_start(v->tdb);
+	rc = tdbj_txn_start(v->j);
 	if (rc)
 		goto out;
 	rc = vrec_get(v, &vr);
 	if (rc) {
-		tdbw_txn_cancel(v->tdb);
+		tdbj_txn_cancel(v->j);
 		goto out;
 	}
 	for (size_t i = 0; i < nreq; i++) {
@@ -411,13 +411,13 @@ vs_apply_group(struct vs_vol *v, struct vs_group_req *reqs, size_t nreq)
 	if (!dirty) {
 		/* Only replays and server failures: nothing to make
 		 * durable. */
-		tdbw_txn_cancel(v->tdb);
+		tdbj_txn_cancel(v->j);
 		goto out;
 	}
 	rc = vrec_put(v, &vr);
 	if (rc)
 		goto cancel;
-	rc = tdbw_txn_commit(v->tdb);
+	rc = tdbj_txn_commit(v->j, 0);
 	if (rc) {
 		log_err(LOG_VOL, "cannot commit to volume '%s': %s", v->name,
 			strerror(-rc));
@@ -431,7 +431,7 @@ vs_apply_group(struct vs_vol *v, struct vs_group_req *reqs, size_t nreq)
 			txn_after_commit(&ts[k]);
 	goto out;
 cancel:
-	tdbw_txn_cancel(v->tdb);
+	tdbj_txn_cancel(v->j);
 discard:
 	v->undo = NULL;
 	for (k = 0; k < nops; k++)

@@ -102,7 +102,7 @@ cmap_get(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 	int rc;
 
 	key_chunk(k, oid, chunk);
-	rc = tdbw_parse(v->tdb, k, sizeof(k), cmap_parser, &cp);
+	rc = tdbj_parse(v->j, k, sizeof(k), cmap_parser, &cp);
 	if (rc)
 		return rc;
 	if (cp.rc)
@@ -120,7 +120,7 @@ cmap_inline_read(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 	int rc;
 
 	key_chunk(k, oid, chunk);
-	rc = tdbw_parse(v->tdb, k, sizeof(k), cmap_parser, &cp);
+	rc = tdbj_parse(v->j, k, sizeof(k), cmap_parser, &cp);
 	if (rc)
 		return rc == -ENOENT ? -EUCLEAN : rc;
 	return cp.rc;
@@ -1527,12 +1527,12 @@ data_convert(struct vs_vol *v)
 	memset(&t, 0, sizeof(t));
 	t.v = v;
 	t.now = now_ns();
-	rc = tdbw_txn_start(v->tdb);
+	rc = tdbj_txn_start(v->j);
 	if (rc)
 		goto out_free;
 	rc = vrec_get_v1(v, &t.vr);
 	if (rc) {
-		tdbw_txn_cancel(v->tdb);
+		tdbj_txn_cancel(v->j);
 		/* Converted by another process meanwhile? */
 		rc = vrec_get(v, &t.vr) == 0 ? 0 : rc;
 		goto out_free;

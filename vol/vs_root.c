@@ -89,6 +89,12 @@ vs_root_close(struct vs_root *r)
 	free(r);
 }
 
+void
+vs_root_set_journal_max(struct vs_root *r, size_t bytes)
+{
+	r->jmax = bytes;
+}
+
 const char *
 vs_root_path(const struct vs_root *r)
 {
@@ -180,6 +186,7 @@ peek_id(struct vs_root *r, const char *dname)
 		memset(&vr, 0, sizeof(vr));
 		memcpy(&vr, d.dptr, d.dsize);
 		if (vr.magic == VREC_MAGIC || vr.magic == VREC_MAGIC_V3 ||
+		    vr.magic == VREC_MAGIC_J2 || vr.magic == VREC_MAGIC_J3 ||
 		    vr.magic == VREC_MAGIC_V1 || vr.magic == VREC_MAGIC_GONE)
 			id = vr.id;
 	}
@@ -456,6 +463,15 @@ vs_vol_create_sized(struct vs_root *r, const char *name,
 		goto out;
 	}
 	v.tdb = tdb;
+	{
+		int err = 0;
+
+		v.j = tdbj_open(tdb, NULL, 0, 0, &err);
+		if (!v.j) {
+			rc = err;
+			goto out;
+		}
+	}
 	v.root = r;
 	memset(&vr, 0, sizeof(vr));
 	vr.magic = VREC_MAGIC;
@@ -495,7 +511,8 @@ vs_vol_create_sized(struct vs_root *r, const char *name,
 	rc = tdbw_txn_commit(tdb);
 	if (rc)
 		goto out;
-	tdb_close(tdb);
+	tdbj_close(v.j);
+	v.j = NULL;
 	tdb = NULL;
 	rc = tokstate_write(dfd, id, (uint64_t)vr.created / 1000);
 	if (rc)
@@ -513,7 +530,9 @@ vs_vol_create_sized(struct vs_root *r, const char *name,
 		*idp = id;
 	rc = 0;
 out:
-	if (tdb)
+	if (v.j)
+		tdbj_close(v.j);
+	else if (tdb)
 		tdb_close(tdb);
 	if (dfd >= 0)
 		close(dfd);
@@ -537,12 +556,15 @@ vs_vol_publish(struct vs_root *r, const char *name)
 }
 
 /*
- * Mark volume directory @dname removed: in one transaction, which waits
- * for any commit in flight (tdb's transaction lock is held across
- * processes), the volume record's magic becomes VREC_MAGIC_GONE; every
- * later transaction and staged chunk reads it as -ENOENT. A volume whose
- * tdb cannot be opened (missing, damaged, already open in this process)
- * has nothing to coordinate with: 0 with a warning, or -ENOENT.
+ * Mark volume directory @dname removed: under the volume's lock, shared
+ * (a cairn-vold that journals it checkpoints and goes on without the
+ * journal first: vs_jlock.c), in one transaction, which waits for any
+ * commit in flight (tdb's transaction lock is held across processes),
+ * the volume record's magic becomes VREC_MAGIC_GONE; every later
+ * transaction and staged chunk reads it as -ENOENT, and cairn-vold never
+ * journals a record so marked. A volume whose tdb cannot be opened
+ * (missing, damaged, already open in this process) has nothing to
+ * coordinate with: 0 with a warning, or -ENOENT.
  */
 static int
 vol_mark_removed(struct vs_root *r, const char *dname)
@@ -552,13 +574,28 @@ vol_mark_removed(struct vs_root *r, const char *dname)
 	uint8_t *val = NULL;
 	size_t len;
 	uint32_t gone = VREC_MAGIC_GONE;
-	int rc;
+	int rc, dfd, lfd = -1;
 
+	dfd = openat(r->volfd, dname,
+		     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return errno == ENOENT || errno == ENOTDIR ? -ENOENT : -errno;
+	lfd = vlock_open(dfd);
+	rc = lfd < 0 ? lfd : vlock_take(dfd, lfd, F_RDLCK, dname);
+	close(dfd);
+	if (rc) {
+		if (lfd >= 0)
+			close(lfd);
+		log_err(LOG_VOL, "cannot lock volume '%s' to remove it: %s",
+			dname, strerror(-rc));
+		return rc;
+	}
 	snprintf(path, sizeof(path), "%s/volumes/%s/meta.tdb", r->path, dname);
 	errno = 0;
 	tdb = tdb_open(path, HASH_SIZE, TDB_DEFAULT, O_RDWR, 0600);
 	if (!tdb) {
 		rc = tdbw_open_errno(errno);
+		close(lfd);
 		if (rc == -ENOENT && faccessat(r->volfd, dname, F_OK,
 					       AT_SYMLINK_NOFOLLOW) < 0)
 			return -ENOENT;
@@ -581,6 +618,7 @@ vol_mark_removed(struct vs_root *r, const char *dname)
 out:
 	free(val);
 	tdb_close(tdb);
+	close(lfd);
 	if (rc)
 		log_warn(LOG_VOL, "cannot mark volume '%s' removed: %s", dname,
 			 strerror(-rc));
@@ -1005,6 +1043,7 @@ vs_vol_open(struct vs_root *r, const char *name, int flags,
 	v->root = r;
 	v->flags = flags;
 	v->dirfd = -1;
+	v->lockfd = -1;
 	snprintf(v->name, sizeof(v->name), "%s", name);
 	if (flags & VS_SNAPSHOT) {
 		flags |= VS_RDONLY;
@@ -1024,6 +1063,25 @@ vs_vol_open(struct vs_root *r, const char *name, int flags,
 		rc = errno == ENOTDIR ? -ENOENT : -errno;
 		goto fail;
 	}
+	/* A published volume is shared with other processes: its lock
+	 * first (vs_jlock.c). Exclusive for cairn-vold's journal, unless
+	 * another process is knocking or holds it. */
+	if (!(flags & VS_STAGED) && !v->snap) {
+		rc = vlock_open(v->dirfd);
+		if (rc < 0)
+			goto fail;
+		v->lockfd = rc;
+		if ((flags & VS_JOURNAL) && !(flags & VS_RDONLY) &&
+		    !vlock_knocked(v->dirfd) &&
+		    vlock_set(v->lockfd, F_WRLCK) == 0) {
+			v->lockmode = F_WRLCK;
+		} else {
+			rc = vlock_take(v->dirfd, v->lockfd, F_RDLCK, name);
+			if (rc)
+				goto fail;
+			v->lockmode = F_RDLCK;
+		}
+	}
 	snprintf(path, sizeof(path), "%s/volumes/%s/meta.tdb", r->path,
 		 v->dirname);
 	if (flags & VS_NOSYNC)
@@ -1034,10 +1092,32 @@ vs_vol_open(struct vs_root *r, const char *name, int flags,
 		tflags |= TDB_NOLOCK;
 	errno = 0;
 	v->tdb = tdb_open(path, HASH_SIZE, tflags, oflags, 0600);
-	if (!v->tdb) {
-		rc = tdbw_open_errno(errno);
-		goto fail;
+	rc = v->tdb ? 0 : tdbw_open_errno(errno);
+	if (rc == -EUCLEAN && (flags & VS_RDONLY) && v->lockmode == F_RDLCK &&
+	    vlock_set(v->lockfd, F_WRLCK) == 0) {
+		/* A tdb commit cut short by a crash (the journal's checkpoint,
+		 * or cairn-vold without one), which only a read-write open
+		 * undoes; nobody else has the volume now (the lock is ours
+		 * alone), so run that open, then read as asked. */
+		struct tdb_context *t = tdb_open(path, HASH_SIZE, TDB_DEFAULT,
+						 O_RDWR, 0600);
+
+		if (t)
+			tdb_close(t);
+		if (vlock_set(v->lockfd, F_RDLCK) == 0) {
+			errno = 0;
+			v->tdb = tdb_open(path, HASH_SIZE, tflags, oflags,
+					  0600);
+			rc = v->tdb ? 0 : tdbw_open_errno(errno);
+		} else {
+			v->lockmode = F_WRLCK;
+		}
 	}
+	if (rc)
+		goto fail;
+	rc = vj_open(v);
+	if (rc)
+		goto fail;
 	rc = vrec_get(v, &vr);
 	if (rc == -EPROTO && (flags & VS_NOCONVERT))
 		goto fail;
@@ -1121,8 +1201,7 @@ vs_vol_close(struct vs_vol *v)
 	if (v->flags & VS_CLEANUP)
 		clean_close(v);
 	dir_cache_free(v); /* not synced: an import that failed */
-	if (v->tdb)
-		tdb_close(v->tdb);
+	vj_close(v);
 	if (v->dirfd >= 0)
 		close(v->dirfd);
 	if (v->snap)
@@ -1167,7 +1246,7 @@ vs_vol_set_limits(struct vs_vol *v, uint64_t bytes_limit,
 
 	if (v->flags & VS_RDONLY)
 		return -EROFS;
-	if ((rc = tdbw_txn_start(v->tdb)) != 0)
+	if ((rc = tdbj_txn_start(v->j)) != 0)
 		return rc;
 	rc = vrec_get(v, &vr);
 	if (!rc) {
@@ -1176,10 +1255,10 @@ vs_vol_set_limits(struct vs_vol *v, uint64_t bytes_limit,
 		rc = vrec_put(v, &vr);
 	}
 	if (rc) {
-		tdbw_txn_cancel(v->tdb);
+		tdbj_txn_cancel(v->j);
 		return rc;
 	}
-	return tdbw_txn_commit(v->tdb);
+	return tdbj_txn_commit(v->j, 0);
 }
 
 /* The volume flags, key "F": one u32, host order. A record of its own
@@ -1215,7 +1294,7 @@ vs_vol_set_public(struct vs_vol *v, bool pub)
 
 	if (v->flags & VS_RDONLY)
 		return -EROFS;
-	if ((rc = tdbw_txn_start(v->tdb)) != 0)
+	if ((rc = tdbj_txn_start(v->j)) != 0)
 		return rc;
 	rc = vflags_get(v, &flags);
 	/* A damaged record holds no flag we could keep: setting repairs it. */
@@ -1226,10 +1305,10 @@ vs_vol_set_public(struct vs_vol *v, bool pub)
 		rc = kv_put(v, "F", 1, &flags, sizeof(flags));
 	}
 	if (rc) {
-		tdbw_txn_cancel(v->tdb);
+		tdbj_txn_cancel(v->j);
 		return rc;
 	}
-	return tdbw_txn_commit(v->tdb);
+	return tdbj_txn_commit(v->j, 0);
 }
 
 int

@@ -219,12 +219,12 @@ txn_start(struct txn *t, struct vs_vol *v, bool events)
 		t->bulk = true;
 		return vrec_get(v, &t->vr);
 	}
-	rc = tdbw_txn_start(v->tdb);
+	rc = tdbj_txn_start(v->j);
 	if (rc)
 		return rc;
 	rc = vrec_get(v, &t->vr);
 	if (rc)
-		tdbw_txn_cancel(v->tdb);
+		tdbj_txn_cancel(v->j);
 	return rc;
 }
 
@@ -264,7 +264,7 @@ txn_abort(struct txn *t)
 	if (t->bulk)
 		t->v->broken = true;
 	else
-		tdbw_txn_cancel(t->v->tdb);
+		tdbj_txn_cancel(t->v->j);
 	txn_discard(t);
 }
 
@@ -281,7 +281,7 @@ txn_commit(struct txn *t)
 		txn_after_commit(t);
 		return 0;
 	}
-	rc = tdbw_txn_commit(t->v->tdb);
+	rc = tdbj_txn_commit(t->v->j, 0);
 	if (rc) {
 		log_err(LOG_VOL, "cannot commit to volume '%s': %s",
 			t->v->name, strerror(-rc));

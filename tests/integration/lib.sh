@@ -15,6 +15,8 @@
 #                          With "--cert PEM --key PEM" in ARGS the URL is
 #                          https:// and VOLD_CA=PEM (a self-signed cert is
 #                          its own CA): vold_curl and cairnd_mount use it
+#                          $VOLD_ARGS (word-split) is added to every start
+#                          and restart (t1180: a small journal bound)
 #   vold_curl ARGS         curl -sf, with --cacert $VOLD_CA when it is set
 #   vold_stop / vold_kill9 stop it with SIGTERM / SIGKILL
 #   vos ARGS               run vos on $SRV_ROOT
@@ -164,7 +166,7 @@ vold_start() {
 	rm -f "$T_DIR/vold.port"
 	_vold_tls_args "$@"
 	"$VOLD" --root "$SRV_ROOT" --listen 127.0.0.1:0 --port-file "$T_DIR/vold.port" \
-		--foreground --log-level "${VOLD_LOG_LEVEL:-info}" "$@" >>"$T_DIR/vold.log" 2>&1 &
+		--foreground --log-level "${VOLD_LOG_LEVEL:-info}" ${VOLD_ARGS:-} "$@" >>"$T_DIR/vold.log" 2>&1 &
 	VOLD_PID=$!
 	t_track_pid "$VOLD_PID"
 	wait_for 10 test -s "$T_DIR/vold.port" || { echo "# vold did not start"; return 1; }
@@ -178,7 +180,7 @@ vold_start() {
 # --cert/--key again for HTTPS).
 vold_restart() {
 	"$VOLD" --root "$SRV_ROOT" --listen "127.0.0.1:$VOLD_PORT" --foreground \
-		--log-level "${VOLD_LOG_LEVEL:-info}" "$@" >>"$T_DIR/vold.log" 2>&1 &
+		--log-level "${VOLD_LOG_LEVEL:-info}" ${VOLD_ARGS:-} "$@" >>"$T_DIR/vold.log" 2>&1 &
 	VOLD_PID=$!
 	t_track_pid "$VOLD_PID"
 	wait_for 10 vold_curl "$VOLD_URL/v1/ping"

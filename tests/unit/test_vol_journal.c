@@ -1,0 +1,404 @@
+/*
+ * test_vol_journal.c - cairn-vold's commit journal and the volume lock
+ * (vol/vs_jlock.c): a VS_JOURNAL handle commits into meta.journal and
+ * marks the record (CVJ2/CVJ3, which code older than the journal refuses);
+ * another process knocks and reads the current state once the journaller
+ * steps aside (vs_vol_coord()); the journaller takes the lock back; a
+ * journal a killed process left is read by a reader and replayed by a
+ * writer; a damaged one is refused, and moved away it is given up.
+ * Runs in a temporary server root; the other processes are this program
+ * run again (tdb refuses a second open of a file in one process, and a
+ * fork inherits the first).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <tdb.h>
+
+#include "common/fid.h"
+#include "common/log.h"
+#include "common/proto.h"
+#include "tests/tap.h"
+#include "vol/volstore.h"
+#include "vol/volstore_i.h" /* white-box: the record's magic */
+
+static char rootdir[256];
+static const char *self;
+static struct vs_root *root;
+static unsigned opn;
+
+static char *
+vpath(const char *file)
+{
+	static char p[512];
+
+	snprintf(p, sizeof(p), "%s/volumes/jv/%s", rootdir, file);
+	return p;
+}
+
+static long
+fsize(const char *file)
+{
+	struct stat st;
+
+	return stat(vpath(file), &st) < 0 ? -1 : (long)st.st_size;
+}
+
+/* The magic of "V" as the tdb file holds it (what older code reads),
+ * printed by "magic ROOT". */
+static uint32_t
+raw_magic_here(const char *path)
+{
+	TDB_DATA key = {.dptr = (unsigned char *)"V", .dsize = 1}, d;
+	struct tdb_context *t = tdb_open(path, 0, TDB_DEFAULT, O_RDONLY, 0);
+	uint32_t m = 0;
+
+	if (!t)
+		return 0;
+	d = tdb_fetch(t, key);
+	if (d.dptr && d.dsize >= 4)
+		memcpy(&m, d.dptr, 4);
+	free(d.dptr);
+	tdb_close(t);
+	return m;
+}
+
+/* Run this program as "MODE ROOT [NAMES...]" in a new process. */
+static pid_t
+spawn(const char *mode, const char *const *names, int n)
+{
+	pid_t pid = fork();
+
+	if (!pid) {
+		const char *argv[16] = {self, mode, rootdir};
+
+		for (int i = 0; i < n && i < 12; i++)
+			argv[3 + i] = names[i];
+		execv(self, (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int
+wait_st(pid_t pid)
+{
+	int st = 0;
+
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 100;
+}
+
+static uint32_t
+raw_magic(void)
+{
+	int p[2];
+	uint32_t m = 0;
+	pid_t pid;
+
+	if (pipe(p))
+		return 0;
+	pid = fork();
+	if (!pid) {
+		close(p[0]);
+		if (dup2(p[1], 1) < 0)
+			_exit(1);
+		execl(self, self, "magic", rootdir, (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	if (read(p[0], &m, sizeof(m)) != sizeof(m))
+		m = 0;
+	close(p[0]);
+	wait_st(pid);
+	return m;
+}
+
+static bool
+old_code_reads(uint32_t m)
+{
+	return m == VREC_MAGIC || m == VREC_MAGIC_V3 || m == VREC_MAGIC_V1;
+}
+
+static int
+mkfile(struct vs_vol *v, const char *name)
+{
+	struct vs_volinfo vi;
+	struct proto_op op = {0};
+	struct vs_reply rep;
+	int rc;
+
+	if ((rc = vs_vol_info(v, &vi)))
+		return rc;
+	op.kind = PROTO_OP_CREATE;
+	op.parent = vi.root;
+	op.name = (char *)name;
+	op.type = PROTO_T_FILE;
+	op.mode = 0644;
+	opn++;
+	memcpy(op.opid, &opn, sizeof(opn));
+	op.opid[15] = (uint8_t)getpid();
+	op.opid[14] = 0x77;
+	rc = vs_apply(v, &op, &rep);
+	free(rep.body);
+	return rc ? rc : rep.status == 200 ? 0 : -rep.status;
+}
+
+static bool
+has(struct vs_vol *v, const char *name)
+{
+	struct vs_volinfo vi;
+	struct fid f;
+
+	return !vs_vol_info(v, &vi) && !vs_lookup(v, &vi.root, name, &f);
+}
+
+/* "read ROOT NAMES" / "write ROOT NAMES": open read-only / for writing
+ * (knocking), exit 0 if every name is there. */
+static pid_t
+reader(const char *const *names, int n, int flags)
+{
+	return spawn(flags & VS_RDONLY ? "read" : "write", names, n);
+}
+
+/* Serve @v (vs_vol_coord() every 5 ms) until @pid exits: its status. */
+static int
+serve_until(struct vs_vol *v, pid_t pid)
+{
+	struct timespec ts = {0, 5 * 1000 * 1000};
+	int st = 0;
+
+	for (int i = 0; i < 4000; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 100;
+		if (v)
+			vs_vol_coord(v);
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return 101;
+}
+
+/* "crash ROOT FROM N": journal N creates (names cFROM..), then die
+ * unclosed. */
+static void
+crash_child(int from, int n)
+{
+	char f[16], num[16];
+	const char *const a[] = {f, num};
+
+	snprintf(f, sizeof(f), "%d", from);
+	snprintf(num, sizeof(num), "%d", n);
+	is_int(wait_st(spawn("crash", a, 2)), 0,
+	       "child journalled %d creates and died unclosed", n);
+}
+
+static int
+child_main(int argc, char **argv)
+{
+	struct vs_root *r;
+	struct vs_vol *v;
+	const char *mode = argv[1];
+	int bad = 0;
+
+	snprintf(rootdir, sizeof(rootdir), "%s", argv[2]);
+	if (!strcmp(mode, "magic")) {
+		uint32_t m = raw_magic_here(vpath("meta.tdb"));
+
+		return write(1, &m, sizeof(m)) == sizeof(m) ? 0 : 1;
+	}
+	if (vs_root_open(rootdir, false, &r))
+		return 2;
+	if (!strcmp(mode, "remove"))
+		return vs_vol_remove(r, "jv", 0) ? 1 : 0;
+	if (!strcmp(mode, "crash")) {
+		char nm[16];
+		int from = atoi(argv[3]), n = atoi(argv[4]);
+
+		if (vs_vol_open(r, "jv", VS_CLEANUP | VS_JOURNAL, &v))
+			return 2;
+		for (int i = from; i < from + n; i++) {
+			snprintf(nm, sizeof(nm), "c%d", i);
+			if (mkfile(v, nm))
+				return 3;
+		}
+		_exit(0);
+	}
+	if (!strcmp(mode, "journal2")) {
+		if (vs_vol_open(r, "jv", VS_CLEANUP | VS_JOURNAL, &v))
+			return 2;
+		return v->jn ? 3 : has(v, "e") ? 0 : 4;
+	}
+	if (vs_vol_open(r, "jv", !strcmp(mode, "read") ? VS_RDONLY : 0, &v))
+		return 2;
+	for (int i = 3; i < argc; i++)
+		bad += !has(v, argv[i]);
+	vs_vol_close(v);
+	vs_root_close(r);
+	return bad ? 1 : 0;
+}
+
+static void
+test_journal_and_knock(void)
+{
+	static const char *const names[] = {"a", "b", "c"};
+	struct vs_vol *v;
+	uint32_t m;
+
+	is_int(vs_vol_create(root, "jv", 0, 0, 0, NULL), 0, "create volume");
+	is_int(vs_vol_open(root, "jv", VS_CLEANUP | VS_JOURNAL, &v), 0,
+	       "open with VS_JOURNAL");
+	if (!v)
+		return;
+	ok(v->jn && v->lockmode == F_WRLCK, "journalling, lock exclusive");
+	for (int i = 0; i < 3; i++)
+		is_int(mkfile(v, names[i]), 0, "create %s", names[i]);
+	ok(fsize("meta.journal") > 40, "the commits are in meta.journal");
+	m = raw_magic();
+	ok(m == VREC_MAGIC_J2 || m == VREC_MAGIC_J3,
+	   "the tdb file's record is marked journalled");
+	ok(!old_code_reads(m), "which older code refuses");
+
+	is_int(serve_until(v, reader(names, 3, VS_RDONLY)), 0,
+	       "a read-only opener knocks and sees every change");
+	ok(!v->jn && v->lockmode == F_RDLCK, "the journaller stepped aside");
+	ok(old_code_reads(raw_magic()), "record unmarked");
+	is_int(fsize("meta.journal"), 40, "journal checkpointed (header only)");
+	is_int(mkfile(v, "d"), 0, "a create while not journalling");
+	is_int(fsize("meta.journal"), 40, "goes to the tdb");
+
+	vs_vol_coord(v);
+	ok(v->jn && v->lockmode == F_WRLCK, "no knock: journalling again");
+	is_int(mkfile(v, "e"), 0, "create e");
+	is_int(serve_until(v, reader((const char *const[]){"d", "e"}, 2, 0)),
+	       0, "a writer opener knocks too, sees d and e");
+	vs_vol_coord(v);
+	ok(v->jn, "journalling again");
+
+	/* Another VS_JOURNAL open in another process: shared, no journal. */
+	is_int(serve_until(v, spawn("journal2", NULL, 0)), 0,
+	       "a second journaller gets the lock shared, no journal");
+	vs_vol_close(v);
+	ok(old_code_reads(raw_magic()), "close unmarks");
+	is_int(fsize("meta.journal"), 40, "and checkpoints");
+}
+
+static void
+test_crash(void)
+{
+	static const char *const names[] = {"c0", "c1", "c2", "c3", "c4"};
+	struct vs_vol *v = NULL;
+	uint32_t m;
+	pid_t pid;
+
+	crash_child(0, 5);
+	m = raw_magic();
+	ok(m == VREC_MAGIC_J2 || m == VREC_MAGIC_J3, "left marked");
+	ok(fsize("meta.journal") > 40, "with its records");
+	pid = reader(names, 5, VS_RDONLY);
+	is_int(serve_until(NULL, pid), 0,
+	       "a reader sees every acknowledged create (journal read-only)");
+	ok(!old_code_reads(raw_magic()), "and left it as it was");
+	is_int(vs_vol_open(root, "jv", 0, &v), 0, "a writer opens it");
+	for (int i = 0; v && i < 5; i++)
+		ok(has(v, names[i]), "%s there", names[i]);
+	ok(old_code_reads(raw_magic()), "replayed and unmarked");
+	is_int(fsize("meta.journal"), 40, "journal empty");
+	vs_vol_close(v);
+}
+
+static void
+test_damaged(void)
+{
+	struct vs_vol *v = NULL;
+	char path[600];
+	uint8_t b;
+	int fd, rc;
+
+	crash_child(5, 6);
+	/* Flip a byte inside the first record: whole records follow it. */
+	fd = open(vpath("meta.journal"), O_RDWR);
+	ok(fd >= 0 && pread(fd, &b, 1, 60) == 1, "read a byte of record 1");
+	b ^= 0x5a;
+	ok(fd >= 0 && pwrite(fd, &b, 1, 60) == 1, "damage it");
+	close(fd);
+	rc = vs_vol_open(root, "jv", VS_RDONLY, &v);
+	is_int(rc, -EUCLEAN, "a reader refuses the volume: -EUCLEAN");
+	vs_vol_close(v);
+	v = NULL;
+	rc = vs_vol_open(root, "jv", VS_CLEANUP | VS_JOURNAL, &v);
+	is_int(rc, -EUCLEAN, "so does cairn-vold");
+	vs_vol_close(v);
+	v = NULL;
+	ok(!old_code_reads(raw_magic()), "the mark stays");
+	snprintf(path, sizeof(path), "%s.bad", vpath("meta.journal"));
+	ok(rename(vpath("meta.journal"), path) == 0,
+	   "move the journal away (giving its changes up)");
+	is_int(vs_vol_open(root, "jv", 0, &v), 0, "the volume opens");
+	ok(v && has(v, "c4") && !has(v, "c5"),
+	   "with the state of the last checkpoint");
+	vs_vol_close(v);
+	ok(old_code_reads(raw_magic()), "unmarked");
+}
+
+static void
+test_remove(void)
+{
+	struct vs_vol *v = NULL;
+	pid_t pid;
+
+	is_int(vs_vol_open(root, "jv", VS_CLEANUP | VS_JOURNAL, &v), 0,
+	       "journal again");
+	if (!v)
+		return;
+	is_int(mkfile(v, "r1"), 0, "create r1");
+	pid = spawn("remove", NULL, 0);
+	is_int(serve_until(v, pid), 0, "vos remove knocks and removes it");
+	ok(!v->jn, "the journaller stepped aside");
+	is_int(mkfile(v, "r2"), -ENOENT, "a create after it: -ENOENT");
+	vs_vol_coord(v);
+	ok(!v->jn, "a removed volume is never journalled again");
+	is_int(mkfile(v, "r3"), -ENOENT, "still -ENOENT");
+	vs_vol_close(v);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *tmp = getenv("TMPDIR");
+	char cmd[600];
+
+	self = argv[0];
+	if (argc >= 3)
+		return child_main(argc, argv);
+	log_init("test_vol_journal", 0, LOG_ERR);
+	snprintf(rootdir, sizeof(rootdir), "%s/test_vol_journal.XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(rootdir)) {
+		printf("Bail out! mkdtemp\n");
+		return 1;
+	}
+	plan(0);
+	is_int(vs_root_open(rootdir, true, &root), 0, "open root");
+	test_journal_and_knock();
+	test_crash();
+	test_damaged();
+	test_remove();
+	vs_root_close(root);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rootdir);
+	if (system(cmd))
+		diag("cannot remove %s", rootdir);
+	return done_testing();
+}

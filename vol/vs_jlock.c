@@ -1,0 +1,544 @@
+/*
+ * vs_jlock.c - who may write a volume's meta.tdb, and cairn-vold's commit
+ * journal (doc/vol-format.md, "The commit journal" is the long form).
+ *
+ * Every process that opens a published volume holds an OFD lock on the
+ * volume's file "lock" for as long as its handle is open:
+ *
+ *   shared     the tdb is used the ordinary way (tdb's own locks and
+ *              synced transactions); any number of processes at once;
+ *   exclusive  the holder may keep committed changes in a redo journal
+ *              ("meta.journal", common/tdbj.h) and in its memory: only
+ *              cairn-vold (VS_JOURNAL) does so, and whoever finds the
+ *              volume's record marked "journalled" replays the journal
+ *              under this lock before using the tdb (crash recovery).
+ *
+ * A process that cannot get its lock because cairn-vold journals the
+ * volume knocks: it makes a file "knock.PID.RND" in the volume directory,
+ * sends cairn-vold (its pid is in the lock file) SIGUSR2, and waits.
+ * cairn-vold, at the signal or at its next tick, sees a live knock,
+ * checkpoints the journal into the tdb, clears the mark, and turns its
+ * lock shared (atomically: OFD locks convert in place); the knocker gets
+ * its shared lock and removes its knock. cairn-vold takes the exclusive
+ * lock back (again in place) at a tick that finds no knock and no other
+ * holder. A knock whose process is gone is removed by whoever sees it.
+ *
+ * The mark: while a journal may hold changes, the volume record "V" in
+ * the tdb file carries the magic CVJ2/CVJ3 instead of CVO2/CVO3, which
+ * code older than the journal refuses (unknown magic), so it never
+ * serves a tdb that lacks acknowledged changes.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/tdbj.h"
+#include "common/tdbw.h"
+#include "common/util.h"
+#include "vol/volstore.h"
+#include "vol/volstore_i.h"
+
+#define LOCK_FILE    "lock"
+#define JOURNAL_FILE "meta.journal"
+#define KNOCK_PFX    "knock."
+#define LOCK_WAIT_MS (60 * 1000) /* a knock unanswered this long: -EBUSY */
+
+int
+vlock_open(int dirfd)
+{
+	int fd = openat(dirfd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd < 0 && (errno == EACCES || errno == EROFS))
+		fd = openat(dirfd, LOCK_FILE, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Set the OFD lock of @fd to @type (F_RDLCK, F_WRLCK, F_UNLCK) without
+ * waiting. A conversion is atomic: when it fails the old lock stays.
+ * @return 0, -EAGAIN (held by another) or -errno. */
+int
+vlock_set(int fd, short type)
+{
+	struct flock fl;
+
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = type;
+	fl.l_whence = SEEK_SET;
+	for (;;) {
+		if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+			return 0;
+		if (errno == EINTR)
+			continue;
+		return errno == EACCES ? -EAGAIN : -errno;
+	}
+}
+
+/* Is a knock of a live process in @dirfd? Knocks of dead processes are
+ * removed on the way. */
+bool
+vlock_knocked(int dfd)
+{
+	DIR *d = util_opendirat(dfd, ".", 0);
+	struct dirent *de;
+	bool live = false;
+
+	if (!d)
+		return false;
+	while ((de = readdir(d))) {
+		long pid;
+		char *end;
+
+		if (strncmp(de->d_name, KNOCK_PFX, strlen(KNOCK_PFX)))
+			continue;
+		pid = strtol(de->d_name + strlen(KNOCK_PFX), &end, 10);
+		if (pid > 0 && *end == '.' &&
+		    (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+			live = true;
+			continue;
+		}
+		unlinkat(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
+	return live;
+}
+
+/* Tell the journalling cairn-vold whose pid the lock file @fd holds to
+ * look at its knocks now (SIGUSR2), if that process is a cairn-vold. */
+static void
+knock_signal(int fd)
+{
+	char buf[32], path[64], comm[64];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	long pid;
+	FILE *f;
+
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	pid = strtol(buf, NULL, 10);
+	if (pid <= 0 || pid == (long)getpid())
+		return;
+	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	if (!fgets(comm, sizeof(comm), f))
+		comm[0] = 0;
+	fclose(f);
+	/* SIGUSR2 kills a process that does not expect it. */
+	if (strstr(comm, "cairn-vold"))
+		kill((pid_t)pid, SIGUSR2);
+}
+
+static void
+sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * Take the lock of @fd as @type, knocking (in directory @dirfd) while
+ * cairn-vold holds it exclusively. @name is for the message. @return 0,
+ * -EBUSY after LOCK_WAIT_MS, or -errno.
+ */
+int
+vlock_take(int dirfd, int fd, short type, const char *name)
+{
+	char knock[64];
+	uint32_t rnd = 0;
+	unsigned waited = 0, step = 1, since_sig = 0;
+	int kfd, rc = vlock_set(fd, type);
+
+	if (rc != -EAGAIN)
+		return rc;
+	if (getrandom(&rnd, sizeof(rnd), 0) < 0)
+		rnd = (uint32_t)time(NULL);
+	snprintf(knock, sizeof(knock), KNOCK_PFX "%d.%08x", (int)getpid(),
+		 rnd);
+	kfd = openat(dirfd, knock, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (kfd >= 0)
+		close(kfd);
+	knock_signal(fd);
+	for (;;) {
+		rc = vlock_set(fd, type);
+		if (rc != -EAGAIN)
+			break;
+		if (waited >= LOCK_WAIT_MS) {
+			log_err(LOG_VOL, "volume '%s': still in use by another "
+				"process after %u s (its lock file names "
+				"the cairn-vold that journals it)", name,
+				LOCK_WAIT_MS / 1000);
+			rc = -EBUSY;
+			break;
+		}
+		sleep_ms(step);
+		waited += step;
+		since_sig += step;
+		if (step < 20)
+			step *= 2;
+		if (since_sig >= 1000) {
+			since_sig = 0;
+			knock_signal(fd);
+		}
+	}
+	unlinkat(dirfd, knock, 0);
+	return rc;
+}
+
+/* ---- the mark in the volume record ---- */
+
+static uint32_t
+magic_marked(uint32_t m, bool journalled)
+{
+	if (journalled)
+		return m == VREC_MAGIC ? VREC_MAGIC_J2
+		       : m == VREC_MAGIC_V3 ? VREC_MAGIC_J3
+					    : m;
+	return m == VREC_MAGIC_J2 ? VREC_MAGIC : m == VREC_MAGIC_J3 ? VREC_MAGIC_V3
+								    : m;
+}
+
+/* Is the record in @tdb (read directly) marked journalled? */
+static bool
+vj_marked(struct tdb_context *tdb)
+{
+	uint32_t m = 0;
+	uint8_t *val = NULL;
+	size_t len = 0;
+
+	if (tdbw_fetch(tdb, "V", 1, &val, &len) || len < 4) {
+		free(val);
+		return false;
+	}
+	memcpy(&m, val, 4);
+	free(val);
+	return m == VREC_MAGIC_J2 || m == VREC_MAGIC_J3;
+}
+
+/* Mark (or unmark) the record in the tdb file of @tdb, in a transaction
+ * of its own. -ENOENT when vos marked it removed; 0 and nothing written
+ * for a record of another format (format 1, damaged: the open refuses
+ * or converts it). */
+static int
+vj_mark(struct tdb_context *tdb, bool journalled)
+{
+	uint8_t *val = NULL;
+	size_t len = 0;
+	uint32_t m, nm;
+	int rc = tdbw_txn_start(tdb);
+
+	if (rc)
+		return rc;
+	rc = tdbw_fetch(tdb, "V", 1, &val, &len);
+	if (rc || len < 4)
+		goto cancel;
+	memcpy(&m, val, 4);
+	if (m == VREC_MAGIC_GONE) {
+		rc = -ENOENT;
+		goto cancel;
+	}
+	nm = magic_marked(m, journalled);
+	if (nm == m)
+		goto cancel;
+	memcpy(val, &nm, 4);
+	rc = tdbw_store(tdb, "V", 1, val, len, TDB_REPLACE);
+	if (rc)
+		goto cancel;
+	free(val);
+	return tdbw_txn_commit(tdb);
+cancel:
+	free(val);
+	tdbw_txn_cancel(tdb);
+	return rc == -ENOENT && !val ? 0 : rc;
+}
+
+static void
+jpath_of(const struct vs_vol *v, char *buf, size_t len)
+{
+	/* Through the directory we opened, not its name: vos may have
+	 * renamed it away (remove) and made another under the name. */
+	snprintf(buf, len, "/proc/self/fd/%d/" JOURNAL_FILE, v->dirfd);
+}
+
+/* Write our pid into the lock file (we hold it exclusively): knockers
+ * signal it. */
+static void
+lock_pid_write(int fd)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+
+	if (ftruncate(fd, 0) == 0)
+		(void)!pwrite(fd, buf, (size_t)n, 0);
+}
+
+/*
+ * The lock is exclusive: replay a journal a crash left and attach it
+ * (journal) or fold it into the tdb and go on without one. v->tdb is
+ * open, v->j is NULL. @return 0 or -errno (v->tdb still open, v->j NULL).
+ */
+static int
+vj_open_excl(struct vs_vol *v, bool journal)
+{
+	char jpath[PATH_MAX];
+	unsigned jf = (v->flags & VS_NOSYNC) ? TDBJ_O_NOSYNC : 0;
+	bool marked = vj_marked(v->tdb);
+	struct tdb_context *tdb;
+	int rc = 0;
+
+	jpath_of(v, jpath, sizeof(jpath));
+	if (journal) {
+		uint32_t m = 0;
+		uint8_t *val = NULL;
+		size_t len = 0;
+
+		/* Only a record of format 2 or 3 is journalled (format 1 is
+		 * converted first, in plain transactions). */
+		if (!tdbw_fetch(v->tdb, "V", 1, &val, &len) && len >= 4)
+			memcpy(&m, val, 4);
+		free(val);
+		if (m != VREC_MAGIC && m != VREC_MAGIC_V3 &&
+		    m != VREC_MAGIC_J2 && m != VREC_MAGIC_J3)
+			return vj_open_excl(v, false);
+		/* The mark first: no record reaches the journal before
+		 * older code would refuse the volume. */
+		rc = vj_mark(v->tdb, true);
+		if (rc)
+			return rc;
+		v->j = tdbj_open(v->tdb, jpath, jf | TDBJ_O_EXCL,
+				 v->root->jmax, &rc);
+		if (!v->j) {
+			log_err(LOG_VOL, "volume '%s': cannot open its journal "
+				"(%s/volumes/%s/" JOURNAL_FILE "): %s", v->name,
+				v->root->path, v->dirname, strerror(-rc));
+			return rc;
+		}
+		if (marked) {
+			struct tdbj_stats st;
+
+			tdbj_stats(v->j, &st);
+			if (st.keys)
+				log_info(LOG_VOL, "volume '%s': %" PRIu64
+					 " keys from the journal a crash left",
+					 v->name, st.keys);
+		}
+		v->jn = true;
+		lock_pid_write(v->lockfd);
+		return 0;
+	}
+	if (!marked)
+		return 0;
+	/* Recovery: what the journal holds goes into the tdb. */
+	v->j = tdbj_open(v->tdb, jpath, jf, v->root->jmax, &rc);
+	if (!v->j) {
+		log_err(LOG_VOL, "volume '%s': cannot replay its journal "
+			"(%s/volumes/%s/" JOURNAL_FILE "): %s", v->name,
+			v->root->path, v->dirname, strerror(-rc));
+		return rc;
+	}
+	tdb = tdbj_detach(v->j, &rc);
+	if (!tdb) {
+		/* Still the journal's: close it (another checkpoint try). */
+		tdbj_close(v->j);
+		v->j = NULL;
+		v->tdb = NULL;
+		return rc;
+	}
+	v->j = NULL;
+	rc = vj_mark(v->tdb, false);
+	if (!rc)
+		log_info(LOG_VOL, "volume '%s': replayed the journal a crash "
+			 "left", v->name);
+	return rc;
+}
+
+int
+vj_open(struct vs_vol *v)
+{
+	int rc;
+
+	if (v->lockfd < 0) {
+		/* Not a shared volume (staged, a snapshot's copy). */
+		v->j = tdbj_open(v->tdb, NULL, 0, 0, &rc);
+		return v->j ? 0 : rc;
+	}
+	if (v->lockmode == F_WRLCK) {
+		rc = vj_open_excl(v, (v->flags & VS_JOURNAL) != 0);
+		if (rc)
+			return rc;
+		/* Not journalling (format 1 to convert first): no reason to
+		 * keep others out; vs_vol_coord() tries again. */
+		if (!v->jn) {
+			rc = vlock_set(v->lockfd, F_RDLCK);
+			if (rc)
+				return rc;
+			v->lockmode = F_RDLCK;
+		}
+	} else if (vj_marked(v->tdb)) {
+		char jpath[PATH_MAX];
+
+		if (v->flags & VS_RDONLY) {
+			/* Nobody journals while we hold the lock shared: the
+			 * journal is what a crash left, and stays put. */
+			jpath_of(v, jpath, sizeof(jpath));
+			v->j = tdbj_open(v->tdb, jpath, TDBJ_O_RDONLY, 0,
+					 &rc);
+			if (!v->j)
+				log_err(LOG_VOL, "volume '%s': cannot read "
+					"its journal (%s/volumes/%s/"
+					JOURNAL_FILE "): %s", v->name,
+					v->root->path, v->dirname,
+					strerror(-rc));
+			return v->j ? 0 : rc;
+		}
+		/* A writer replays it first, exclusively. Not an in-place
+		 * upgrade: two of them would wait for each other. */
+		vlock_set(v->lockfd, F_UNLCK);
+		v->lockmode = 0;
+		rc = vlock_take(v->dirfd, v->lockfd, F_WRLCK, v->name);
+		if (rc)
+			return rc;
+		v->lockmode = F_WRLCK;
+		rc = vj_open_excl(v, false);
+		if (rc)
+			return rc;
+		rc = vlock_set(v->lockfd, F_RDLCK);
+		if (rc)
+			return rc;
+		v->lockmode = F_RDLCK;
+	}
+	if (!v->j)
+		v->j = tdbj_open(v->tdb, NULL, 0, 0, &rc);
+	return v->j ? 0 : rc;
+}
+
+/* Journalled: checkpoint, go on without the journal, clear the mark.
+ * The lock stays exclusive (the caller turns it). */
+static int
+vj_detach(struct vs_vol *v)
+{
+	struct tdb_context *tdb;
+	int rc;
+
+	tdb = tdbj_detach(v->j, &rc);
+	if (!tdb) {
+		log_err(LOG_VOL, "volume '%s': checkpoint failed: %s", v->name,
+			strerror(-rc));
+		return rc;
+	}
+	v->jn = false;
+	v->j = tdbj_open(tdb, NULL, 0, 0, &rc);
+	if (!v->j) {
+		/* Out of memory: the journal is empty, the tdb whole. */
+		tdb_close(tdb);
+		v->tdb = NULL;
+		return rc;
+	}
+	return vj_mark(tdb, false);
+}
+
+int
+vj_close(struct vs_vol *v)
+{
+	int rc = 0;
+
+	if (v->jn)
+		rc = vj_detach(v);
+	if (v->j)
+		tdbj_close(v->j);
+	else if (v->tdb)
+		tdb_close(v->tdb);
+	v->j = NULL;
+	v->tdb = NULL;
+	if (v->lockfd >= 0) {
+		if (v->lockmode == F_WRLCK && !rc)
+			(void)!ftruncate(v->lockfd, 0);
+		close(v->lockfd); /* drops the OFD lock */
+	}
+	v->lockfd = -1;
+	v->lockmode = 0;
+	return rc;
+}
+
+/* Exclusive now, v->j a pass-through handle: attach the journal. */
+static int
+vj_reattach(struct vs_vol *v)
+{
+	struct tdb_context *tdb;
+	int rc, rc2;
+
+	tdb = tdbj_detach(v->j, &rc); /* no journal: cannot fail */
+	if (!tdb)
+		return rc;
+	v->j = NULL;
+	v->tdb = tdb;
+	rc = vj_open_excl(v, true);
+	if (!v->j) {
+		v->j = tdbj_open(v->tdb, NULL, 0, 0, &rc2);
+		if (!v->j)
+			return rc2;
+	}
+	return rc;
+}
+
+int
+vs_vol_coord(struct vs_vol *v)
+{
+	bool knocked;
+	int rc;
+
+	if (!(v->flags & VS_JOURNAL) || v->lockfd < 0 || !v->tdb)
+		return 0;
+	knocked = vlock_knocked(v->dirfd);
+	if (v->jn && knocked) {
+		/* A failed checkpoint keeps the journal (and the lock: the
+		 * knocker gives up after a minute); a failed unmark only
+		 * makes the next opener replay an empty journal. */
+		rc = vj_detach(v);
+		if (v->jn || !v->tdb)
+			return rc;
+		(void)!ftruncate(v->lockfd, 0);
+		if (vlock_set(v->lockfd, F_RDLCK) == 0)
+			v->lockmode = F_RDLCK;
+		log_debug(LOG_VOL, "volume '%s': journal checkpointed, lock "
+			  "shared for another process", v->name);
+		return 0;
+	}
+	if (!v->jn && v->lockmode == F_WRLCK) {
+		/* Exclusive without a journal: no reason to keep it. */
+		if (vlock_set(v->lockfd, F_RDLCK) == 0)
+			v->lockmode = F_RDLCK;
+		return 0;
+	}
+	if (v->jn || knocked || v->lockmode != F_RDLCK)
+		return 0;
+	/* In place: on failure (someone else holds it) it stays shared. */
+	if (vlock_set(v->lockfd, F_WRLCK))
+		return 0;
+	v->lockmode = F_WRLCK;
+	rc = vj_reattach(v);
+	if (rc || !v->jn) {
+		/* Removed meanwhile, a record not to journal (format 1), a
+		 * journal that cannot be opened: others may have it. */
+		vlock_set(v->lockfd, F_RDLCK);
+		v->lockmode = F_RDLCK;
+		return rc;
+	}
+	log_debug(LOG_VOL, "volume '%s': journalling again", v->name);
+	return 0;
+}
