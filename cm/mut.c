@@ -372,6 +372,11 @@ apply_reply(const struct mreq *m, const struct proto_op_result *r, bool fresh)
 		if (r->has_parent)
 			mfetch_local_dir(mu->d.mf, &r->parent, NULL, op->name,
 					 &r->attr);
+		/* Resent at start: a lookup before this answer may have left
+		 * the kernel a negative entry (mut_show_lates() could not
+		 * list the name: the listing was not cached). */
+		if (m->resent && op->name)
+			mcache_inval_name(mu->d.mc, &op->parent, op->name);
 		break;
 	case PROTO_OP_UNLINK:
 	case PROTO_OP_RMDIR:
@@ -1895,6 +1900,65 @@ resume_next(struct mut *mu)
 	rlog_rec_release(&rec);
 	if (rc < 0)
 		resume_next(mu);
+}
+
+/*
+ * At start, before the mount answers the kernel: the name of each create
+ * a crash left INFLIGHT goes back into the cached listing of its
+ * directory (as mcache_late_dir() put it there when the create was held;
+ * that edit is not written to meta.tdb), and the new file gets
+ * attributes (DV 0, as a held create's) if none are cached. Without it,
+ * a lookup before the resent create's answer found the name missing and
+ * the kernel kept that negative entry (entry-timeout, a day) after the
+ * answer added it: the file written before the crash was not there
+ * (t2340). The write state (dirty.tdb) gives its size and bytes.
+ */
+void
+mut_show_lates(struct mut *mu)
+{
+	struct rlog_rec rec;
+	uint64_t after = 0;
+
+	if (!mu || !mu->d.rlog || !mu->d.mc)
+		return;
+	while (rlog_next(mu->d.rlog, after, RLOG_MASK(RLOG_INFLIGHT),
+			 &rec) == 0) {
+		const struct proto_op *op = &rec.op;
+		struct proto_attr a, cur;
+		struct vc_dir *d;
+		int rc;
+
+		after = rec.seq;
+		if (op->kind != PROTO_OP_CREATE || !op->name ||
+		    op->type != PROTO_T_FILE) {
+			rlog_rec_release(&rec);
+			continue;
+		}
+		memset(&a, 0, sizeof(a));
+		a.fid = op->fid;
+		a.type = PROTO_T_FILE;
+		a.mode = op->mode;
+		a.uid = op->uid;
+		a.gid = op->gid;
+		a.nlink = 1;
+		a.atime_ns = a.mtime_ns = a.ctime_ns = util_wall_ns();
+		if (mcache_attr(mu->d.mc, &a.fid, &cur) < 0)
+			mcache_local_attr(mu->d.mc, &a);
+		if (mcache_dir(mu->d.mc, &op->parent, &d) == 0) {
+			long idx = vc_dir_find(d, op->name, strlen(op->name));
+
+			vc_dir_put(d);
+			rc = idx >= 0 ? 0
+				      : mcache_late_dir(mu->d.mc, &op->parent,
+							op->name, &a);
+			if (rc < 0)
+				log_debug(LOG_MUT,
+					  "a resent create's name not listed: "
+					  "%s",
+					  strerror(-rc));
+		}
+		rlog_rec_release(&rec);
+	}
 }
 
 void

@@ -50,8 +50,9 @@ reads_until() {
 	echo "$bad"
 }
 
-round() { # NAME HOLD_BEFORE_KILL
-	local name=$1 f=$A/$1.txt wpid rpid
+round() { # NAME HOLD_BEFORE_KILL [SUBDIR/]
+	local name=$1 f=$A/${3:-}$1.txt wpid rpid
+	: >"$T_DIR/proxy.req"
 	echo "$2" >"$T_DIR/mode"
 	( exec 3>"$f"; printf '%s' "$want" >&3; sleep 60 ) &
 	wpid=$!
@@ -79,7 +80,7 @@ round() { # NAME HOLD_BEFORE_KILL
 		grep -q "resending create" || resent=no
 	: >"$T_DIR/mode"
 	cairnd_mount "$B" "$T_DIR/cb" wv "$T_DIR/tok" || exit 1
-	wait_for 10 sh -c "[ \"\$(cat '$B/$name.txt' 2>/dev/null)\" = '$want' ]"
+	wait_for 10 sh -c "[ \"\$(cat '$B/${3:-}$name.txt' 2>/dev/null)\" = '$want' ]"
 	t_ok $? "$name: another client reads it from the server"
 	cairnd_umount "$B"
 	rm -rf "$T_DIR/cb"
@@ -95,6 +96,11 @@ done
 t_is "$resent" yes "a kill left the answered create and store in the log"
 # 2. killed while the batch is on its way (held 1.5 s by the relay)
 resent=yes
-#round inflight "create=1.5"
-#t_is "$resent" yes "the create and store in flight were resent"
+round inflight "create=1.5"
+t_is "$resent" yes "the create and store in flight were resent"
+# 3. the same in a directory the kernel has no inode of at the restart
+ls "$A/d" >/dev/null
+resent=yes
+round insub "create=1.5" d/
+t_is "$resent" yes "the create and store in flight in d/ were resent"
 cairnd_umount "$A"
