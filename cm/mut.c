@@ -369,7 +369,8 @@ apply_reply(const struct mreq *m, const struct proto_op_result *r, bool fresh)
 			reply_attr(m, &r->attr);
 		if (r->has_attr && op->kind == PROTO_OP_MKDIR)
 			new_dir_listing(mu, &r->attr, fresh);
-		if (r->has_parent)
+		/* (a listing at a later DV than an old answer's is newer) */
+		if (r->has_parent && !reply_old(m, &r->parent))
 			mfetch_local_dir(mu->d.mf, &r->parent, NULL, op->name,
 					 &r->attr);
 		/* Resent at start: a lookup before this answer may have left
@@ -383,7 +384,7 @@ apply_reply(const struct mreq *m, const struct proto_op_result *r, bool fresh)
 		if (r->has_victim && r->victim.nlink > 0 &&
 		    op->kind == PROTO_OP_UNLINK)
 			reply_attr(m, &r->victim);
-		if (r->has_parent)
+		if (r->has_parent && !reply_old(m, &r->parent))
 			mfetch_local_dir(mu->d.mf, &r->parent, op->name, NULL,
 					 NULL);
 		if (r->has_victim &&
