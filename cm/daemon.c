@@ -810,6 +810,7 @@ cm_daemon_start(struct cm *cm)
 	int rc;
 
 	vc_get_seq(cm->vc, &seq);
+	mut_show_lates(cm->mut);
 	rc = cm_loop_run(&cm->loop);
 	if (rc < 0)
 		return rc;

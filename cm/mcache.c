@@ -822,6 +822,7 @@ mcache_late_dir(struct mcache *mc, const struct fid *dir, const char *add,
 {
 	struct vc_dir *old = NULL, *nw = NULL;
 	struct proto_attr a;
+	bool held;
 	int rc;
 
 	pthread_mutex_lock(&mc->edit);
@@ -834,15 +835,34 @@ mcache_late_dir(struct mcache *mc, const struct fid *dir, const char *add,
 	}
 	if (rc == 0) {
 		/* Same DV: the server's answer to the create (DV + 1)
-		 * edits this listing as usual. */
+		 * edits this listing as usual. Kept in memory by the
+		 * directory's inode; with none (at start, mut_show_lates())
+		 * written, else it would be lost. */
+		ino_lock(mc->ino);
+		held = ino_find_locked(mc->ino, dir) != NULL;
+		ino_unlock(mc->ino);
 		rc = vc_dir_edit_flags(mc->vc, old, &a, NULL, add, add_attr,
-				       &nw, VC_E_NOSTORE);
+				       &nw, held ? VC_E_NOSTORE : 0);
 		vc_dir_put(old);
 		if (rc == 0)
 			install_dir(mc, &a, nw);
 	}
 	pthread_mutex_unlock(&mc->edit);
 	return rc;
+}
+
+void
+mcache_inval_name(struct mcache *mc, const struct fid *dir, const char *name)
+{
+	uint64_t ino = 0;
+	struct ino_ent *e;
+
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, dir);
+	if (e)
+		ino = e->ino;
+	ino_unlock(mc->ino);
+	inval_entry(mc, ino, name, strlen(name));
 }
 
 /* --- disconnected edits --- */

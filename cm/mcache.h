@@ -173,6 +173,11 @@ bool mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
 int mcache_late_dir(struct mcache *mc, const struct fid *dir, const char *add,
 		    const struct proto_attr *add_attr);
 
+/* Tell the kernel to forget what it knows of @name in directory @dir
+ * (a negative entry too). Any thread. */
+void mcache_inval_name(struct mcache *mc, const struct fid *dir,
+		       const char *name);
+
 /*
  * Disconnected changes (local.c). A change made without the server gets
  * a *local* DV (CM_DV_LOCAL set: never a server DV, so nothing cached with

@@ -312,12 +312,53 @@ new_dir_listing(struct mut *mu, const struct proto_attr *a, bool fresh)
 		log_debug(LOG_MUT, "cannot cache the new directory's listing");
 }
 
-/* Apply the server's reply @r to @op to the caches; @fresh:
+/*
+ * May @m's answer be older than what we cache (its opid may have gone
+ * out before: a record resent at start, a retry), and are the cached
+ * attributes of @a's object at a later server DV than @a's? Then @a is
+ * old news. A DV of an object only grows on the server, so the cached
+ * attributes stand. Sync mode drops a record lazily (in the log's next
+ * transaction, RLOG_A_LAZY): cairnd killed after a late create and its
+ * store were answered resends both, and the create's answer, from the
+ * server's opid table, says DV 1 and size 0 while the cache holds the
+ * store's DV and size, and no write state is left to overlay them: a
+ * read between the create's answer and the store's showed an empty
+ * file (t2090, t2340).
+ */
+static bool
+reply_old(const struct mreq *m, const struct proto_attr *a)
+{
+	struct proto_attr cur;
+
+	if (!(m->resent || m->attempts > 1 || (m->b && m->b->attempts > 1)))
+		return false;
+	return (a->dv & CM_DV_LOCAL) == 0 &&
+	       mcache_attr(m->mu->d.mc, &a->fid, &cur) == 0 &&
+	       cur.type == a->type && !(cur.dv & CM_DV_LOCAL) &&
+	       cur.dv > a->dv;
+}
+
+/* Cache @a from @m's answer unless it is old news (reply_old()). */
+static void
+reply_attr(const struct mreq *m, const struct proto_attr *a)
+{
+	if (reply_old(m, a)) {
+		log_debug(LOG_MUT, "answer to a resent op: DV %llu, older "
+				   "than the cached one: kept the cached",
+			  (unsigned long long)a->dv);
+		return;
+	}
+	mcache_local_attr(m->mu->d.mc, a);
+}
+
+/* Apply the server's reply @r to @m's op to the caches; @fresh:
  * reply_fresh(). */
 static void
-apply_reply(struct mut *mu, const struct proto_op *op,
-	    const struct proto_op_result *r, bool fresh)
+apply_reply(const struct mreq *m, const struct proto_op_result *r, bool fresh)
 {
+	struct mut *mu = m->mu;
+	const struct proto_op *op = &m->op;
+
 	switch (op->kind) {
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
@@ -325,19 +366,25 @@ apply_reply(struct mut *mu, const struct proto_op *op,
 	case PROTO_OP_MKMOUNT:
 	case PROTO_OP_LINK:
 		if (r->has_attr)
-			mcache_local_attr(mu->d.mc, &r->attr);
+			reply_attr(m, &r->attr);
 		if (r->has_attr && op->kind == PROTO_OP_MKDIR)
 			new_dir_listing(mu, &r->attr, fresh);
-		if (r->has_parent)
+		/* (a listing at a later DV than an old answer's is newer) */
+		if (r->has_parent && !reply_old(m, &r->parent))
 			mfetch_local_dir(mu->d.mf, &r->parent, NULL, op->name,
 					 &r->attr);
+		/* Resent at start: a lookup before this answer may have left
+		 * the kernel a negative entry (mut_show_lates() could not
+		 * list the name: the listing was not cached). */
+		if (m->resent && op->name)
+			mcache_inval_name(mu->d.mc, &op->parent, op->name);
 		break;
 	case PROTO_OP_UNLINK:
 	case PROTO_OP_RMDIR:
 		if (r->has_victim && r->victim.nlink > 0 &&
 		    op->kind == PROTO_OP_UNLINK)
-			mcache_local_attr(mu->d.mc, &r->victim);
-		if (r->has_parent)
+			reply_attr(m, &r->victim);
+		if (r->has_parent && !reply_old(m, &r->parent))
 			mfetch_local_dir(mu->d.mf, &r->parent, op->name, NULL,
 					 NULL);
 		if (r->has_victim &&
@@ -346,11 +393,11 @@ apply_reply(struct mut *mu, const struct proto_op *op,
 		break;
 	case PROTO_OP_RENAME:
 		if (r->has_attr)
-			mcache_local_attr(mu->d.mc, &r->attr);
+			reply_attr(m, &r->attr);
 		if (op->flags & PROTO_RENAME_EXCHANGE) {
 			/* Both names stay; they swapped objects. */
 			if (r->has_victim)
-				mcache_local_attr(mu->d.mc, &r->victim);
+				reply_attr(m, &r->victim);
 			if (r->has_parent && r->has_newparent &&
 			    r->has_victim) {
 				mfetch_local_dir(mu->d.mf, &r->parent, NULL,
@@ -367,7 +414,7 @@ apply_reply(struct mut *mu, const struct proto_op *op,
 			if (r->victim.nlink == 0)
 				file_gone(mu, &r->victim.fid);
 			else
-				mcache_local_attr(mu->d.mc, &r->victim);
+				reply_attr(m, &r->victim);
 		}
 		if (r->has_newparent) {
 			if (r->has_parent)
@@ -389,7 +436,7 @@ apply_reply(struct mut *mu, const struct proto_op *op,
 	case PROTO_OP_SETXATTR:
 	case PROTO_OP_REMOVEXATTR:
 		if (r->has_attr)
-			mcache_local_attr(mu->d.mc, &r->attr);
+			reply_attr(m, &r->attr);
 		break;
 	default:
 		break;
@@ -548,7 +595,7 @@ finish_apply(struct mreq *m, int err, const struct proto_op_result *r)
 	struct mut *mu = m->mu;
 
 	if (!err && r) {
-		apply_reply(mu, &m->op, r,
+		apply_reply(m, r,
 			    m->op.kind == PROTO_OP_MKDIR && reply_fresh(m, r));
 		if (r->has_attr)
 			mfetch_own_change(mu->d.mf, &r->attr.fid, r->event_seq);
@@ -1854,6 +1901,65 @@ resume_next(struct mut *mu)
 	rlog_rec_release(&rec);
 	if (rc < 0)
 		resume_next(mu);
+}
+
+/*
+ * At start, before the mount answers the kernel: the name of each create
+ * a crash left INFLIGHT goes back into the cached listing of its
+ * directory (as mcache_late_dir() put it there when the create was held;
+ * that edit is not written to meta.tdb), and the new file gets
+ * attributes (DV 0, as a held create's) if none are cached. Without it,
+ * a lookup before the resent create's answer found the name missing and
+ * the kernel kept that negative entry (entry-timeout, a day) after the
+ * answer added it: the file written before the crash was not there
+ * (t2340). The write state (dirty.tdb) gives its size and bytes.
+ */
+void
+mut_show_lates(struct mut *mu)
+{
+	struct rlog_rec rec;
+	uint64_t after = 0;
+
+	if (!mu || !mu->d.rlog || !mu->d.mc)
+		return;
+	while (rlog_next(mu->d.rlog, after, RLOG_MASK(RLOG_INFLIGHT),
+			 &rec) == 0) {
+		const struct proto_op *op = &rec.op;
+		struct proto_attr a, cur;
+		struct vc_dir *d;
+		int rc;
+
+		after = rec.seq;
+		if (op->kind != PROTO_OP_CREATE || !op->name ||
+		    op->type != PROTO_T_FILE) {
+			rlog_rec_release(&rec);
+			continue;
+		}
+		memset(&a, 0, sizeof(a));
+		a.fid = op->fid;
+		a.type = PROTO_T_FILE;
+		a.mode = op->mode;
+		a.uid = op->uid;
+		a.gid = op->gid;
+		a.nlink = 1;
+		a.atime_ns = a.mtime_ns = a.ctime_ns = util_wall_ns();
+		if (mcache_attr(mu->d.mc, &a.fid, &cur) < 0)
+			mcache_local_attr(mu->d.mc, &a);
+		if (mcache_dir(mu->d.mc, &op->parent, &d) == 0) {
+			long idx = vc_dir_find(d, op->name, strlen(op->name));
+
+			vc_dir_put(d);
+			rc = idx >= 0 ? 0
+				      : mcache_late_dir(mu->d.mc, &op->parent,
+							op->name, &a);
+			if (rc < 0)
+				log_debug(LOG_MUT,
+					  "a resent create's name not listed: "
+					  "%s",
+					  strerror(-rc));
+		}
+		rlog_rec_release(&rec);
+	}
 }
 
 void

@@ -229,6 +229,12 @@ bool mut_defer_event(struct mut *mu, const struct proto_event *ev);
  * since may be lost with that run. */
 void mut_events_from(struct mut *mu, uint64_t seq);
 
+/* At start, before the mount answers: the names of the creates a crash
+ * left INFLIGHT go back into the cached listings (a held create's edit
+ * is kept in memory only), so the files they made are there before the
+ * resent creates are answered. */
+void mut_show_lates(struct mut *mu);
+
 /* Loop thread, at start: resend the records a crash left INFLIGHT, in
  * order (stores go through the resend_store hook, which stages their
  * chunks again). */

@@ -1290,6 +1290,39 @@ test_deadline(void)
 		ok(rc == 0 && got.mode == 0730,
 		   "resume: the first reply applied to the cache");
 	}
+	{
+		/* The same, but the cache moved on (a later op of ours was
+		 * answered before the crash): the resent op's answer, from
+		 * the opid table, is older and must not replace it. */
+		struct proto_op op = setattr_op(2, PROTO_SA_MODE, 0740, 0);
+		enum act lost = ACT_LOST;
+		struct res res = {0};
+		struct proto_attr newer;
+
+		hk.absorbed = hk.resumed = 0;
+		srv_reset(&lost, 1, ACT_DROP);
+		ndone = 0;
+		is_int(mut_submit(mu, &op, done_cb, &res), 0,
+		       "old answer: submitted");
+		run_until(1, 5000);
+		run_for(50);
+		is_int(hk.absorbed, 1, "old answer: left INFLIGHT");
+		got = cached(&ffile, &rc);
+		newer = got;
+		newer.dv = srv.fattr.dv + 5;
+		newer.mode = 0700;
+		mcache_local_attr(cm.mc, &newer);
+		srv_reset(NULL, 0, ACT_APPLY);
+		mut_resume(mu);
+		run_for(300);
+		is_int(srv_nreq(), 1, "old answer: resent once");
+		is_int(log_count(), 0, "old answer: the record is gone");
+		got = cached(&ffile, &rc);
+		ok(rc == 0 && got.dv == newer.dv && got.mode == 0700,
+		   "old answer: the newer cached attributes stay (DV %llu, "
+		   "mode %o)",
+		   (unsigned long long)got.dv, got.mode);
+	}
 	mut_free(mu);
 	mu = saved;
 	hk.may_absorb = false;
