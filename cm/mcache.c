@@ -284,15 +284,35 @@ mcache_sync_attr(struct mcache *mc, const struct fid *fid)
 	pthread_mutex_unlock(&mc->pend_lock);
 }
 
+/* A sync of everything drops pend_lock every PEND_SLICE writes, so a
+ * lookup that misses the inode table waits for at most that many. */
+#define PEND_SLICE 2048
+
 size_t
 mcache_sync_attrs(struct mcache *mc, size_t max)
 {
-	size_t left;
+	size_t left, todo = max;
 
 	if (!atomic_load_explicit(&mc->npend_any, memory_order_relaxed))
 		return 0;
 	pthread_mutex_lock(&mc->pend_lock);
-	left = pend_sync_locked(mc, max);
+	/* Bounded by what was pending at the start: entries added
+	 * meanwhile (a listing still coming) may stay. */
+	if (max == SIZE_MAX)
+		todo = mc->npend;
+	for (;;) {
+		size_t n = todo < PEND_SLICE ? todo : PEND_SLICE;
+
+		left = pend_sync_locked(mc, n);
+		todo -= n;
+		if (!left || !todo)
+			break;
+		pthread_mutex_unlock(&mc->pend_lock);
+		pthread_mutex_lock(&mc->pend_lock);
+		left = mc->npend;
+		if (!left)
+			break;
+	}
 	pthread_mutex_unlock(&mc->pend_lock);
 	return left;
 }

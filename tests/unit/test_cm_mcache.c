@@ -417,6 +417,31 @@ main(void)
 		}
 		for (int i = 0; pa && i < NP; i += 3)
 			mcache_drop_attr(mc, &pa[i].fid);
+		/* SIZE_MAX: everything, in slices that drop the lock. */
+		if (pa) {
+			struct proto_attr *cp = malloc(5000 * sizeof(*cp));
+			size_t bad0 = 0;
+
+			for (int i = 0; cp && i < 5000; i++) {
+				cp[i] = pa[i];
+				cp[i].fid.oid[0] = 0xef; /* others */
+			}
+			mcache_sync_attrs(mc, SIZE_MAX);
+			if (cp)
+				mcache_store_attrs(mc, cp, 5000);
+			is_int((int)mcache_sync_attrs(mc, SIZE_MAX), 0,
+			       "5,000 pending written whole (SIZE_MAX)");
+			for (int i = 0; cp && i < 5000; i++)
+				if (vc_get_attr(vc, &cp[i].fid, &got) != 0 ||
+				    got.dv != cp[i].dv)
+					bad0++;
+			is_int((int)bad0, 0, "  each one in the file");
+			free(cp);
+			/* pending again, as the checks below expect */
+			mcache_store_attrs(mc, pa, NP);
+			for (int i = 0; i < NP; i += 3)
+				mcache_drop_attr(mc, &pa[i].fid);
+		}
 		for (int i = 0; pa && i < NP; i++) {
 			int rc = mcache_attr(mc, &pa[i].fid, &got);
 
