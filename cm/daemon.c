@@ -835,6 +835,10 @@ cm_daemon_teardown(void *arg)
 {
 	struct cm *cm = arg;
 
+	/* Pending attributes into the file before ev_stop() saves the
+	 * event sequence (the events it passes may rely on them). */
+	if (cm->mc)
+		mcache_sync_attrs(cm->mc, SIZE_MAX);
 	ev_stop(cm->evs);
 	replay_stop(cm->replay);
 	conn_stop(cm->conn);

@@ -60,6 +60,11 @@
 #define SPARE_TARGET 1024
 #define SPARE_BATCH 16
 #define SPARE_IDLE_MS 1000 /* no store for this long: idle */
+/* Other work (busy()) postpones spares, but a mount touched every second
+ * (a prompt's git status, a monitoring stat) must not starve them: one
+ * batch at least this often once no chunk was stored for SPARE_IDLE_MS
+ * (16 files every 5 s: little next to a cold listing's CPU). */
+#define SPARE_BUSY_MS 5000
 
 struct xfer;
 
@@ -135,9 +140,10 @@ struct fetch {
 	unsigned nqueued;	/* in squeue; protected by slock */
 	bool sstop;		/* protected by slock */
 	bool want_spares;	/* fewer than SPARE_TARGET may be left; slock */
-	uint64_t last_store_ms;	/* util_now_ms() of the last store, or of
-				   the last sign of other work (busy());
+	uint64_t last_store_ms;	/* util_now_ms() of the last store; slock */
+	uint64_t last_busy_ms;	/* of the last sign of other work (busy());
 				   slock */
+	uint64_t last_spares_ms; /* of the last batch of spares; slock */
 	uint64_t last_work;	/* busy()'s count when last seen; slock */
 	bool stopped;		/* fetch_stop() ran: jobs only fail */
 	atomic_int ra_done;	/* fetch_kernel_readahead() ran */
@@ -531,27 +537,32 @@ store_main(void *arg)
 			 * moves the same work into the read and competes
 			 * with it. A few at a time: a chunk that comes
 			 * meanwhile waits for at most SPARE_BATCH files. */
-			uint64_t now = util_now_ms();
+			uint64_t now = util_now_ms(), due;
 
-			/* Nor while cairnd is busy otherwise. */
+			/* Nor while cairnd is busy otherwise, but a batch
+			 * at least every SPARE_BUSY_MS. */
 			if (f->want_spares && busy(f))
-				f->last_store_ms = now;
-			if (f->want_spares &&
-			    now - f->last_store_ms >= SPARE_IDLE_MS) {
+				f->last_busy_ms = now;
+			due = f->last_busy_ms + SPARE_IDLE_MS;
+			if (due > f->last_spares_ms + SPARE_BUSY_MS)
+				due = f->last_spares_ms + SPARE_BUSY_MS;
+			if (due < f->last_store_ms + SPARE_IDLE_MS)
+				due = f->last_store_ms + SPARE_IDLE_MS;
+			if (f->want_spares && now >= due) {
 				int made;
 
 				pthread_mutex_unlock(&f->slock);
 				made = cs_make_spares(f->cs, SPARE_BATCH,
 						      SPARE_TARGET);
 				pthread_mutex_lock(&f->slock);
+				f->last_spares_ms = util_now_ms();
 				if (made > 0)
 					continue;
 				f->want_spares = false;
 			}
 			if (f->want_spares) {
 				struct timespec ts;
-				uint64_t wait = SPARE_IDLE_MS -
-						(now - f->last_store_ms);
+				uint64_t wait = due - now;
 
 				clock_gettime(CLOCK_REALTIME, &ts);
 				ts.tv_sec += (time_t)(wait / 1000);
@@ -1315,6 +1326,8 @@ fetch_new(const struct fetch_deps *d, const struct fetch_hooks *hooks)
 	f->want_spares = true;
 	/* A start is busy: the mount, its first lookups and listings. */
 	f->last_store_ms = util_now_ms();
+	f->last_busy_ms = f->last_store_ms;
+	f->last_spares_ms = f->last_store_ms;
 	/* Without a thread, stores run on the loop (slower, still right). */
 	while (f->nsthreads < STORE_THREADS &&
 	       pthread_create(&f->sthread[f->nsthreads], NULL, store_main, f) ==

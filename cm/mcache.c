@@ -60,8 +60,11 @@ struct mcache {
  * an older pending value never lands over a newer stored one. A crash
  * loses what is pending: those entries are fetched again (a listing's
  * READDIRPLUS then fetches the listing again, a LOOKUP the attributes),
- * as for any record the cache does not hold. Bounded: past PEND_MAX the
- * store is synchronous again.
+ * as for any record the cache does not hold; news found already applied
+ * by a pending value writes that value first (mcache_sync_attr()), so
+ * the saved event sequence never passes it while the file is older.
+ * Bounded: past PEND_MAX new entries are stored synchronously (ones
+ * already pending are still replaced in place).
  */
 #define PEND_MAX (128 * 1024)
 /* An open-addressed table (linear probing) of (hash, node) pairs at most
@@ -255,15 +258,61 @@ pend_sync_locked(struct mcache *mc, size_t max)
 	return mc->npend;
 }
 
+void
+mcache_sync_attr(struct mcache *mc, const struct fid *fid)
+{
+	struct proto_attr a;
+	long i;
+	int rc;
+
+	if (!atomic_load_explicit(&mc->npend_any, memory_order_relaxed))
+		return;
+	pthread_mutex_lock(&mc->pend_lock);
+	i = pend_find_locked(mc, fid, NULL, NULL);
+	if (i >= 0) {
+		/* Under pend_lock, as the sync: no older value after it. */
+		a = mc->pend[i].n->a;
+		rc = vc_put_attr(mc->vc, &a);
+		if (rc < 0)
+			log_warn(LOG_META, "cannot store attributes: %s",
+				 strerror(-rc));
+		pend_remove_slot_locked(mc, (size_t)i);
+		atomic_store_explicit(&mc->npend_any, mc->npend,
+				      memory_order_relaxed);
+		pend_empty_locked(mc);
+	}
+	pthread_mutex_unlock(&mc->pend_lock);
+}
+
+/* A sync of everything drops pend_lock every PEND_SLICE writes, so a
+ * lookup that misses the inode table waits for at most that many. */
+#define PEND_SLICE 2048
+
 size_t
 mcache_sync_attrs(struct mcache *mc, size_t max)
 {
-	size_t left;
+	size_t left, todo = max;
 
 	if (!atomic_load_explicit(&mc->npend_any, memory_order_relaxed))
 		return 0;
 	pthread_mutex_lock(&mc->pend_lock);
-	left = pend_sync_locked(mc, max);
+	/* Bounded by what was pending at the start: entries added
+	 * meanwhile (a listing still coming) may stay. */
+	if (max == SIZE_MAX)
+		todo = mc->npend;
+	for (;;) {
+		size_t n = todo < PEND_SLICE ? todo : PEND_SLICE;
+
+		left = pend_sync_locked(mc, n);
+		todo -= n;
+		if (!left || !todo)
+			break;
+		pthread_mutex_unlock(&mc->pend_lock);
+		pthread_mutex_lock(&mc->pend_lock);
+		left = mc->npend;
+		if (!left)
+			break;
+	}
 	pthread_mutex_unlock(&mc->pend_lock);
 	return left;
 }
@@ -616,6 +665,9 @@ mcache_put_listing(struct mcache *mc, const struct proto_attr *dir,
 			return;
 		}
 	}
+	/* vc_put_listing() writes the directory's attributes: an older
+	 * pending value (its parent's listing) must not land over them. */
+	pend_del(mc, &dir->fid);
 	rc = vc_put_listing(mc->vc, dir, nw);
 	if (rc < 0)
 		log_warn(LOG_META, "cannot store listing: %s", strerror(-rc));
@@ -634,18 +686,22 @@ mcache_put_listing(struct mcache *mc, const struct proto_attr *dir,
 	vc_dir_put(old);
 }
 
-/* Keep @n attributes pending (replacing pending ones of the same FIDs);
- * past PEND_MAX, or without memory, write them to the file now. */
+/* Keep @n attributes pending (replacing pending ones of the same FIDs,
+ * full table or not); new ones past PEND_MAX, or without memory, are
+ * written to the file now. */
 static int
 pend_add(struct mcache *mc, const struct proto_attr *a, size_t n)
 {
-	size_t i = 0;
+	struct proto_attr *over = NULL; /* to the file */
+	size_t nover = 0;
+	bool all_over = false;
+	int rc = 0;
 
 	pthread_mutex_lock(&mc->pend_lock);
 	if (!mc->pend)
 		mc->pend = calloc(PEND_SLOTS, sizeof(*mc->pend));
-	for (; mc->pend && i < n && mc->npend < PEND_MAX; i++) {
-		struct pend_node *nd;
+	for (size_t i = 0; i < n; i++) {
+		struct pend_node *nd = NULL;
 		size_t at = 0;
 		uint64_t tag;
 		long found = pend_find_locked(mc, &a[i].fid, &tag, &at);
@@ -654,18 +710,37 @@ pend_add(struct mcache *mc, const struct proto_attr *a, size_t n)
 			mc->pend[found].n->a = a[i];
 			continue;
 		}
-		nd = malloc(sizeof(*nd));
-		if (!nd)
-			break;
-		nd->a = a[i];
-		mc->pend[at].tag = tag;
-		mc->pend[at].n = nd;
-		mc->npend++;
+		if (mc->pend && mc->npend < PEND_MAX)
+			nd = malloc(sizeof(*nd));
+		if (nd) {
+			nd->a = a[i];
+			mc->pend[at].tag = tag;
+			mc->pend[at].n = nd;
+			mc->npend++;
+			continue;
+		}
+		if (!over && !all_over) {
+			over = malloc((n - i) * sizeof(*over));
+			all_over = !over;
+		}
+		if (over)
+			over[nover++] = a[i];
+	}
+	if (all_over) {
+		/* No memory for the list: write the whole page, none of
+		 * it pending (a pending value would shadow the file's). */
+		for (size_t i = 0; i < n; i++)
+			pend_del_locked(mc, &a[i].fid);
 	}
 	atomic_store_explicit(&mc->npend_any, mc->npend, memory_order_relaxed);
 	pend_empty_locked(mc);
 	pthread_mutex_unlock(&mc->pend_lock);
-	return i < n ? vc_put_attrs(mc->vc, a + i, n - i) : 0;
+	if (all_over)
+		rc = vc_put_attrs(mc->vc, a, n);
+	else if (nover)
+		rc = vc_put_attrs(mc->vc, over, nover);
+	free(over);
+	return rc;
 }
 
 void

@@ -136,6 +136,11 @@ void mcache_store_attrs(struct mcache *mc, const struct proto_attr *a,
  * before iterating the file's records, and at mcache_free()). Any
  * thread. @return how many are still pending. */
 size_t mcache_sync_attrs(struct mcache *mc, size_t max);
+/* Write @fid's pending attributes, if any, to the cache file now: news
+ * found already applied by them (an event skipped) is only marked as
+ * applied (the saved event sequence) once what it says is durable. Any
+ * thread. */
+void mcache_sync_attr(struct mcache *mc, const struct fid *fid);
 
 /* Our idea of @fid's content was wrong (a conflict dropped local
  * changes): drop its attributes and the kernel's pages of it. */

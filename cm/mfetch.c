@@ -865,8 +865,12 @@ event_apply(struct mfetch *mf, const struct proto_event *ev)
 	ino = ino_of(mf->ino, &ev->fid);
 	switch (ev->kind) {
 	case PROTO_EV_DATA:
-		if (have && a.dv == ev->dv)
+		if (have && a.dv == ev->dv) {
+			/* Past this event the saved sequence must not
+			 * go while the file holds an older DV. */
+			mcache_sync_attr(mf->mc, &ev->fid);
 			return;
+		}
 		cs_invalidate(mf->cs, ev->fid.vol, ev->fid.oid, ev->dv);
 		mcache_drop_attr(mf->mc, &ev->fid);
 		mcache_inval_inode(mf->mc, ino, 0, 0);
@@ -880,6 +884,7 @@ event_apply(struct mfetch *mf, const struct proto_event *ev)
 		 * setattr's event (its reply is applied) from another's. */
 		if (have && own_covers(mf, ev)) {
 			CM_STAT_INC(mf->st, own_events);
+			mcache_sync_attr(mf->mc, &ev->fid);
 			return;
 		}
 		mcache_drop_attr(mf->mc, &ev->fid);
@@ -893,8 +898,10 @@ event_apply(struct mfetch *mf, const struct proto_event *ev)
 		 * the directory this DV or a later one (fetching the listing
 		 * again would drop the names of files created here that the
 		 * server has not been sent yet). */
-		if (have && !(a.dv & CM_DV_LOCAL) && a.dv >= ev->dv)
+		if (have && !(a.dv & CM_DV_LOCAL) && a.dv >= ev->dv) {
+			mcache_sync_attr(mf->mc, &ev->fid); /* as DATA */
 			return;
+		}
 		if (ino) {
 			/* Keep serving the old listing until the new one is
 			 * here; dir_done() diffs them for the kernel. */

@@ -5,7 +5,9 @@ that spoils chunk replies on demand (tests only).
 
 It listens on an ephemeral 127.0.0.1 port (written to PORT_FILE) and relays
 every request to 127.0.0.1:UP_PORT, except the event stream, which gets a
-500 (cairnd retries it). MODE_FILE holds the current mode, read again for
+500 (cairnd retries it), unless MODE_FILE has the word "events": then the
+stream is relayed as it comes, and held back (buffered) while MODE_FILE
+also has the word "holdev". MODE_FILE holds the current mode, read again for
 every request, so a test changes the proxy's behaviour by rewriting it.
 
 SPOILER is a python file defining
@@ -23,6 +25,7 @@ in MODE_FILE, POST .../batch gets a 404, as from a server of protocol 2.
 """
 import http.client
 import http.server
+import queue
 import sys
 import threading
 import time
@@ -58,9 +61,66 @@ def main():
                 time.sleep(stall)
                 self.wfile.write(body[first:])
 
+        def events(self):
+            c = http.client.HTTPConnection("127.0.0.1", up_port)
+            hdrs = {k: v for k, v in self.headers.items()
+                    if k.lower() in FORWARD}
+            c.request("GET", self.path, headers=hdrs)
+            r = c.getresponse()
+            if r.status != 200:
+                body = r.read()
+                c.close()
+                self.reply(r.status, [], body, len(body), 0)
+                return
+            q = queue.Queue()
+
+            def pump():
+                try:
+                    while True:
+                        b = r.read1(65536)
+                        q.put(b)
+                        if not b:
+                            return
+                except Exception:
+                    q.put(b"")
+
+            threading.Thread(target=pump, daemon=True).start()
+            self.send_response(200)
+            for k, v in r.getheaders():
+                if k.lower() not in HOP:
+                    self.send_header(k, v)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            held, eof = b"", False
+            try:
+                while not eof:
+                    try:
+                        b = q.get(timeout=0.1)
+                        held += b
+                        eof = not b
+                    except queue.Empty:
+                        pass
+                    with open(mode_file) as f:
+                        if "holdev" in f.read().split() and not eof:
+                            continue
+                    if held:
+                        self.wfile.write(b"%x\r\n" % len(held) + held +
+                                         b"\r\n")
+                        self.wfile.flush()
+                        held = b""
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+            except OSError:
+                pass
+            c.close()
+            self.close_connection = True
+
         def relay(self):
             with open(mode_file) as f:
                 mode = f.read().split()
+            if "/events" in self.path and "events" in mode:
+                self.events()
+                return
             if "/events" in self.path:
                 body = b'{"error": "no events here", "errno": "EIO"}'
                 self.reply(500, [], body, len(body), 0)

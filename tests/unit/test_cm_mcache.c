@@ -334,6 +334,43 @@ main(void)
 		is_int((int)mcache_sync_attrs(mc, 2), 1,
 		       "a slice of two of three: one left");
 		is_int((int)mcache_sync_attrs(mc, SIZE_MAX), 0, "then none");
+		/* An event found applied by a pending value: that value
+		 * is written now, before the sequence passes the event. */
+		pa[0] = mkattr(&p1, PROTO_T_FILE, 20);
+		vc_put_attr(vc, &pa[0]);
+		pa[0].dv = 21;
+		mcache_store_attrs(mc, pa, 1);
+		mcache_sync_attr(mc, &p1);
+		ok(vc_get_attr(vc, &p1, &got) == 0 && got.dv == 21,
+		   "mcache_sync_attr(): the pending value is in the file");
+		is_int((int)mcache_sync_attrs(mc, 0), 0, "  and not pending");
+		mcache_sync_attr(mc, &p3); /* not pending: nothing */
+		ok(vc_get_attr(vc, &p3, &got) == 0 && got.dv == 14,
+		   "  one not pending is left as it is");
+		/* A directory's fetched listing over its pending attributes
+		 * (its parent's listing): the listing's stand. */
+		{
+			struct fid pd5 = mkfid(23);
+			struct vc_dirb b;
+			struct vc_dir *nd;
+
+			pa[0] = mkattr(&pd5, PROTO_T_DIR, 6);
+			mcache_store_attrs(mc, pa, 1);
+			memset(&b, 0, sizeof(b));
+			vc_dirb_add(&b, "x", PROTO_T_FILE, &p1);
+			nd = vc_dirb_finish(&b, &pd5, 7);
+			ok(nd != NULL, "a listing at DV 7");
+			pa[0].dv = 7;
+			if (nd)
+				mcache_put_listing(mc, &pa[0], nd);
+			vc_dir_put(nd);
+			ok(mcache_attr(mc, &pd5, &got) == 0 && got.dv == 7,
+			   "put_listing: its attributes seen, not the pending");
+			is_int((int)mcache_sync_attrs(mc, SIZE_MAX), 0,
+			       "  sync");
+			ok(vc_get_attr(vc, &pd5, &got) == 0 && got.dv == 7,
+			   "  the file keeps DV 7, not the older pending 6");
+		}
 		pa[1].dv = 12;
 		mcache_store_attrs(mc, &pa[1], 1);
 	}
@@ -358,8 +395,53 @@ main(void)
 		}
 		if (pa)
 			mcache_store_attrs(mc, pa, NP);
+		/* Full: one already pending listed again is replaced in
+		 * place, a new one goes to the file. */
+		if (pa) {
+			struct proto_attr two[2];
+			struct fid nf = mkfid(24);
+
+			two[0] = pa[1];
+			two[0].dv = 7777777;
+			two[1] = mkattr(&nf, PROTO_T_FILE, 5);
+			mcache_store_attrs(mc, two, 2);
+			ok(mcache_attr(mc, &pa[1].fid, &got) == 0 &&
+				   got.dv == 7777777,
+			   "table full: a pending one updated in place");
+			ok(vc_get_attr(vc, &nf, &got) == 0 && got.dv == 5,
+			   "  a new one written to the file");
+			mcache_store_attrs(mc, &pa[1], 1); /* back */
+			ok(mcache_attr(mc, &pa[1].fid, &got) == 0 &&
+				   got.dv == 2,
+			   "  and again");
+		}
 		for (int i = 0; pa && i < NP; i += 3)
 			mcache_drop_attr(mc, &pa[i].fid);
+		/* SIZE_MAX: everything, in slices that drop the lock. */
+		if (pa) {
+			struct proto_attr *cp = malloc(5000 * sizeof(*cp));
+			size_t bad0 = 0;
+
+			for (int i = 0; cp && i < 5000; i++) {
+				cp[i] = pa[i];
+				cp[i].fid.oid[0] = 0xef; /* others */
+			}
+			mcache_sync_attrs(mc, SIZE_MAX);
+			if (cp)
+				mcache_store_attrs(mc, cp, 5000);
+			is_int((int)mcache_sync_attrs(mc, SIZE_MAX), 0,
+			       "5,000 pending written whole (SIZE_MAX)");
+			for (int i = 0; cp && i < 5000; i++)
+				if (vc_get_attr(vc, &cp[i].fid, &got) != 0 ||
+				    got.dv != cp[i].dv)
+					bad0++;
+			is_int((int)bad0, 0, "  each one in the file");
+			free(cp);
+			/* pending again, as the checks below expect */
+			mcache_store_attrs(mc, pa, NP);
+			for (int i = 0; i < NP; i += 3)
+				mcache_drop_attr(mc, &pa[i].fid);
+		}
 		for (int i = 0; pa && i < NP; i++) {
 			int rc = mcache_attr(mc, &pa[i].fid, &got);
 
