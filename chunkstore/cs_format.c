@@ -56,8 +56,7 @@
  *
  * - cs_write writes into SSSSSSSS.wip, a copy of the committed content.
  *   cs_commit appends the trailer (gen + 1) to it, fsyncs it, renames it
- *   over SSSSSSSS (or swaps the two names and keeps the old inode, emptied,
- *   as the next .wip: cs_txn.c), writes the record (dirty), fsyncs the folder and
+ *   over SSSSSSSS, writes the record (dirty), fsyncs the folder and
  *   fdatasyncs the index. Three syncs, and they suffice: the content is
  *   durable before the name points at it (so the name never points at a
  *   torn file), the name is durable before commit returns, and the record
