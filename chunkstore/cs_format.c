@@ -486,18 +486,6 @@ cs_io_rename(int dirfd, const char *from, const char *to)
 	return renameat(dirfd, from, dirfd, to) < 0 ? -errno : 0;
 }
 
-/* Swap the names @a and @b atomically (renameat2 RENAME_EXCHANGE); a
- * file system without it gives -EINVAL. */
-int
-cs_io_exchange(int dirfd, const char *a, const char *b)
-{
-	int rc = fault(CS_FOP_RENAME, b);
-
-	if (rc < 0)
-		return rc;
-	return renameat2(dirfd, a, dirfd, b, RENAME_EXCHANGE) < 0 ? -errno : 0;
-}
-
 int
 cs_io_ftruncate(int fd, off_t len)
 {

@@ -122,9 +122,6 @@ ssize_t cs_io_pread(int fd, void *buf, size_t n, off_t off);
 int cs_io_fsync(int fd);
 int cs_io_fdatasync(int fd);
 int cs_io_rename(int dirfd, const char *from, const char *to);
-int cs_io_exchange(int dirfd, const char *a, const char *b);
-void cs_wip_unkeep(struct cs_store *cs, uint32_t slot);
-void cs_push_free(struct cs_store *cs, uint32_t slot);
 int cs_io_ftruncate(int fd, off_t len);
 int cs_io_unlink(int dirfd, const char *path);
 int cs_io_mkdir(int dirfd, const char *path, mode_t mode);
@@ -139,9 +136,6 @@ enum {
 	CS_SF_VERIFIED = 0x10, /* content checked since cs_open */
 	CS_SF_BUSY = 0x20,     /* a put or commit is between its steps */
 	CS_SF_RECDIRTY = 0x40, /* the index record on disk is out of date */
-	CS_SF_WIPKEPT = 0x80,  /* an empty SSSSSSSS.wip is kept: the inode of
-				  the content a commit replaced, for the
-				  slot's next working copy (cs_txn.c) */
 };
 
 /* One index slot in memory: 72 bytes, kept small for 1M-slot caches. */

@@ -139,8 +139,8 @@ cs_write_hdr(struct cs_store *cs, int clean)
 	return rc;
 }
 
-void
-cs_push_free(struct cs_store *cs, uint32_t slot)
+static void
+push_free(struct cs_store *cs, uint32_t slot)
 {
 	if (cs->nfree == cs->free_cap) {
 		uint32_t cap = cs->free_cap ? cs->free_cap * 2 : 1024;
@@ -200,7 +200,6 @@ cs_drop_slot(struct cs_store *cs, uint32_t slot, const char *why)
 
 	cs_chunk_path(path, slot, NULL);
 	cs_fdc_forget(cs, slot);
-	cs_wip_unkeep(cs, slot);
 	kept = keep_spare(cs, slot, path);
 	if (!kept)
 		rc = cs_io_unlink(cs->dirfd, path);
@@ -216,7 +215,7 @@ cs_drop_slot(struct cs_store *cs, uint32_t slot, const char *why)
 	s->len = 0;
 	cs_write_rec(cs, slot);
 	if (kept != 2)
-		cs_push_free(cs, slot);
+		push_free(cs, slot);
 	return 0;
 }
 
@@ -232,7 +231,7 @@ cs_alloc_slot_spare(struct cs_store *cs, const struct cs_key *k, uint32_t *out,
 		return cs_alloc_slot(cs, k, out);
 	/* cs_alloc_slot takes the free list's top: put the spare there. */
 	slot = cs->spare[--cs->nspare];
-	cs_push_free(cs, slot);
+	push_free(cs, slot);
 	if ((rc = cs_alloc_slot(cs, k, out)) < 0)
 		return rc; /* the slot stays free; its .tmp is reused later */
 	*spare = *out == slot;
@@ -278,7 +277,7 @@ cs_make_spares(struct cs_store *cs, unsigned n, unsigned target)
 				O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
 		pthread_mutex_lock(&cs->lock);
 		if (fd < 0) {
-			cs_push_free(cs, slot);
+			push_free(cs, slot);
 			pthread_mutex_unlock(&cs->lock);
 			rc = fd;
 			break;
@@ -290,7 +289,7 @@ cs_make_spares(struct cs_store *cs, unsigned n, unsigned target)
 		 * CS_SPARE_MAX, so a spare past that goes back. */
 		if (cs->nspare >= target) {
 			cs_io_unlink(cs->dirfd, tmp);
-			cs_push_free(cs, slot);
+			push_free(cs, slot);
 			pthread_mutex_unlock(&cs->lock);
 			break;
 		}
@@ -311,7 +310,7 @@ cs_spare_drain(struct cs_store *cs)
 
 		cs_chunk_path(tmp, slot, CS_TMP_SUFFIX);
 		cs_io_unlink(cs->dirfd, tmp);
-		cs_push_free(cs, slot);
+		push_free(cs, slot);
 	}
 }
 
@@ -341,7 +340,7 @@ cs_alloc_slot(struct cs_store *cs, const struct cs_key *k, uint32_t *out)
 	s->flags = 0;
 	s->wc = 0;
 	if ((rc = cs_key_insert(cs, slot)) < 0) {
-		cs_push_free(cs, slot);
+		push_free(cs, slot);
 		return rc;
 	}
 	cs->files_used++;
@@ -356,7 +355,7 @@ cs_unalloc_slot(struct cs_store *cs, uint32_t slot)
 	cs->files_used--;
 	cs_key_remove(cs, slot);
 	cs->slots[slot].flags = 0;
-	cs_push_free(cs, slot);
+	push_free(cs, slot);
 }
 
 /* Find @k, waiting while a put or commit is between its steps. */

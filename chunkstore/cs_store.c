@@ -206,12 +206,6 @@ cs_close(struct cs_store *cs)
 
 	if (!cs)
 		return;
-	/* Empty .wip files kept for the next working copy (cs_txn.c) go:
-	 * a clean open does not scan for them. */
-	pthread_mutex_lock(&cs->lock);
-	for (uint32_t i = 0; i < cs->nslots; i++)
-		cs_wip_unkeep(cs, i);
-	pthread_mutex_unlock(&cs->lock);
 	for (uint32_t i = 0; i < cs->nwcs; i++) {
 		struct cs_wc *wc = cs->wcs[i];
 		char path[CS_PATH_MAX];

@@ -210,27 +210,6 @@ wc_detach(struct cs_store *cs, struct cs_slot *s)
 	s->wc = 0;
 }
 
-/* Lock held: give slot @slot a .wip file without making an inode when
- * one is at hand: the empty one its last commit kept (CS_SF_WIPKEPT), or
- * a spare's empty .tmp (cs_make_spares(), made while cairnd is idle),
- * renamed; that spare's slot goes back to the free list. Else the open
- * after this creates it. */
-static void
-wip_reuse(struct cs_store *cs, uint32_t slot, const char *wip)
-{
-	char tmp[CS_PATH_MAX];
-	uint32_t sp;
-
-	if ((cs->slots[slot].flags & CS_SF_WIPKEPT) || !cs->spare ||
-	    !cs->nspare)
-		return;
-	sp = cs->spare[--cs->nspare];
-	cs_chunk_path(tmp, sp, CS_TMP_SUFFIX);
-	if (cs_io_rename(cs->dirfd, tmp, wip) < 0)
-		cs_io_unlink(cs->dirfd, tmp);
-	cs_push_free(cs, sp);
-}
-
 /*
  * Make sure chunk @k has a working copy tagged @dv that may grow to @end
  * bytes (lock held, slot not busy). @return 0 and *out, or -errno.
@@ -255,11 +234,8 @@ wc_prepare(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 		    (rc = cs_alloc_slot(cs, k, &slot)) < 0)
 			return rc;
 		cs_chunk_path(wip, slot, CS_WIP_SUFFIX);
-		wip_reuse(cs, slot, wip);
 		fd = cs_io_open(cs->dirfd, wip, O_CREAT | O_TRUNC | O_RDWR,
 				0600);
-		if (fd >= 0)
-			cs->slots[slot].flags &= (uint16_t)~CS_SF_WIPKEPT;
 		if (fd < 0 || (rc = wc_attach(cs, slot, fd, 0, dv)) < 0) {
 			rc = fd < 0 ? fd : rc;
 			if (fd >= 0) {
@@ -321,16 +297,12 @@ wc_prepare(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 		rc = -EIO;
 		goto fail_copy;
 	}
-	/* O_TRUNC: a .wip kept by the last commit (CS_SF_WIPKEPT) is
-	 * reused, no new inode. */
 	cs_chunk_path(wip, slot, CS_WIP_SUFFIX);
-	wip_reuse(cs, slot, wip);
 	fd = cs_io_open(cs->dirfd, wip, O_CREAT | O_TRUNC | O_RDWR, 0600);
 	if (fd < 0) {
 		rc = fd;
 		goto fail_copy;
 	}
-	s->flags &= (uint16_t)~CS_SF_WIPKEPT;
 	if ((rc = cs_io_pwrite(fd, whole, s->len, 0)) < 0) {
 		close(fd);
 		unlinkat(cs->dirfd, wip, 0);
@@ -425,21 +397,6 @@ out:
 	return rc;
 }
 
-/* Lock held: remove the empty .wip a commit kept for slot @slot. */
-void
-cs_wip_unkeep(struct cs_store *cs, uint32_t slot)
-{
-	char wip[CS_PATH_MAX];
-
-	if (!(cs->slots[slot].flags & CS_SF_WIPKEPT))
-		return;
-	cs->slots[slot].flags &= (uint16_t)~CS_SF_WIPKEPT;
-	if (cs->slots[slot].wc)
-		return; /* it is the working copy now */
-	cs_chunk_path(wip, slot, CS_WIP_SUFFIX);
-	cs_io_unlink(cs->dirfd, wip);
-}
-
 /* ---- commit ---- */
 
 struct commit_job {
@@ -506,34 +463,10 @@ commit_finish(struct cs_store *cs, struct commit_job *j)
 {
 	struct cs_slot *s = &cs->slots[j->slot];
 	char wip[CS_PATH_MAX], path[CS_PATH_MAX];
-	int kept = 0; /* 1: the old inode is the empty .wip; -1: swapped,
-			 not kept */
 
 	cs_chunk_path(wip, j->slot, CS_WIP_SUFFIX);
 	cs_chunk_path(path, j->slot, NULL);
-	/* Replacing committed content: swap the names instead of renaming
-	 * over it, and keep the old inode, emptied, as the slot's next .wip
-	 * (a file written in ten writes made ten new inodes and freed nine:
-	 * on ext4 without a journal each allocation scans past the inodes
-	 * freed in the last seconds, a quarter of cairnd's CPU in an
-	 * untar). Only when no reader holds the old file: it is truncated.
-	 * A crash leaves the kept .wip, which recovery removes as it removes
-	 * any working copy. */
-	if (!j->rc && (s->flags & CS_SF_COMMITTED)) {
-		cs_fdc_forget(cs, j->slot);
-		if (!cs_fdc_held(cs, j->slot) &&
-		    cs_io_exchange(cs->dirfd, wip, path) == 0) {
-			int fd = cs_io_open(cs->dirfd, wip,
-					    O_WRONLY | O_TRUNC, 0);
-
-			kept = fd >= 0 ? 1 : -1;
-			if (fd >= 0)
-				close(fd);
-			else
-				cs_io_unlink(cs->dirfd, wip);
-		}
-	}
-	if (!j->rc && !kept)
+	if (!j->rc)
 		j->rc = cs_io_rename(cs->dirfd, wip, path);
 	if (j->rc) {
 		/* Cut the trailer off again so later writes past the end
@@ -550,8 +483,6 @@ commit_finish(struct cs_store *cs, struct commit_job *j)
 		s->crc = j->t.crc;
 		s->gen = j->t.gen;
 		s->flags |= CS_SF_COMMITTED | CS_SF_DIRTY | CS_SF_VERIFIED;
-		if (kept > 0)
-			s->flags |= CS_SF_WIPKEPT;
 		cs_acct(cs, s, 1);
 		j->rc = cs_write_rec(cs, j->slot);
 	}
