@@ -951,7 +951,23 @@ transfer_start(struct http_client *c, struct http_req *req)
 	if (req->no_timeout) {
 		SET(CURLOPT_TIMEOUT_MS, 0L);
 	} else {
-		SET(CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
+		uint64_t to = req->timeout_ms;
+
+		/* A try again (retry_ms) has what is left of the retry
+		 * window, at least a second: the whole request stays within
+		 * about one timeout plus that window, not a timeout a try. */
+		if (req->retry_until && req->retry_wait > HTTP_RETRY_FIRST_MS) {
+			uint64_t now = util_now_ms();
+			uint64_t left = req->retry_until > now
+						? req->retry_until - now
+						: 0;
+
+			if (left < 1000)
+				left = 1000;
+			if (!to || left < to)
+				to = left;
+		}
+		SET(CURLOPT_TIMEOUT_MS, (long)to);
 		if (c->low_speed_ms) {
 			SET(CURLOPT_LOW_SPEED_LIMIT, 1024L);
 			SET(CURLOPT_LOW_SPEED_TIME,
