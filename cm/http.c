@@ -43,6 +43,7 @@
 #include "cm/http.h"
 #include "common/log.h"
 #include "common/proto.h"
+#include "common/util.h"
 
 #define HTTP_DEFAULT_PARALLEL 16
 #define HTTP_MAX_PARALLEL 1024
@@ -64,6 +65,9 @@
 /* A Content-Length sizes the body buffer up front, but a server's word is
  * trusted only this far; a bigger body grows the buffer as it arrives. */
 #define HTTP_MAX_PREALLOC ((size_t)16 << 20)
+/* retry_ms: the first wait after a failed try, doubled up to the cap. */
+#define HTTP_RETRY_FIRST_MS 50
+#define HTTP_RETRY_MAX_MS 1000
 
 #ifdef CURL_WRITEFUNC_ERROR
 #define HTTP_WRITE_ABORT CURL_WRITEFUNC_ERROR
@@ -76,6 +80,7 @@ enum req_state {
 	REQ_PENDING, /* on c->pending, waiting for a slot */
 	REQ_ACTIVE,  /* on c->active, added to the multi handle */
 	REQ_DONE,    /* on c->done, callback not run yet */
+	REQ_RETRY,   /* on c->retry, its retry_ev armed (retry_ms) */
 };
 
 TAILQ_HEAD(req_list, http_req);
@@ -88,6 +93,9 @@ struct http_req {
 	int probe;	/* a probe: counts against HTTP_PROBE_PARALLEL */
 	int probe_first; /* a probe queued ahead of other probes */
 	int abort_err;	/* why our callback stopped the transfer, or 0 */
+	uint64_t retry_until; /* util_now_ms() bound of retries, 0: none */
+	unsigned retry_wait;  /* ms before the next try */
+	struct event *retry_ev;
 	struct http_client *c;
 	int err;	/* final result */
 	CURL *easy;
@@ -155,6 +163,7 @@ struct http_client {
 	struct req_list probes; /* probes waiting for a probe slot */
 	struct req_list active;
 	struct req_list done;
+	struct req_list retry; /* waiting to be tried again (REQ_RETRY) */
 	unsigned nlimited;   /* limited transfers on c->active */
 	unsigned nprobes;    /* probes on c->active */
 	int in_curl;	     /* depth of calls into curl that run callbacks */
@@ -178,6 +187,7 @@ struct http_client {
 };
 
 static void process(struct http_client *c);
+static void transfer_start(struct http_client *c, struct http_req *req);
 static void drive(struct http_client *c, curl_socket_t fd, int flags);
 
 static void
@@ -287,6 +297,10 @@ req_new(struct http_client *c, const struct http_request *r)
 	req->arg = r->arg;
 	req->file_size = -1;
 	req->c = c;
+	if (r->retry_ms) {
+		req->retry_until = util_now_ms() + r->retry_ms;
+		req->retry_wait = HTTP_RETRY_FIRST_MS;
+	}
 	return req;
 }
 
@@ -306,6 +320,8 @@ pool_put(struct http_client *c, CURL *easy)
 static void
 req_free(struct http_client *c, struct http_req *req)
 {
+	if (req->retry_ev)
+		event_free(req->retry_ev);
 	pool_put(c, req->easy);
 	curl_slist_free_all(req->headers);
 	free(req->buf);
@@ -418,6 +434,110 @@ map_curl_error(struct http_req *req, CURLcode rc)
 	}
 }
 
+/* ---- retries (http_request.retry_ms) ------------------------------------- */
+
+static void retry_ev_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Is @err/@req->status a failure of the transport, which a request whose
+ * result does not depend on how often it arrived may simply try again? */
+static int
+transport_failure(const struct http_req *req, int err)
+{
+	switch (err) {
+	case 0:
+		return req->status == 502 || req->status == 503 ||
+		       req->status == 504;
+	case -ECONNREFUSED:
+	case -ECONNRESET:
+	case -ETIMEDOUT:
+	case -EHOSTUNREACH:
+	case -ENETUNREACH:
+	case -EIO: /* curl's send and receive errors, an empty reply */
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * After transfer_end() took @req out of curl: if it asked for retries and
+ * failed in transport, and there is time left, park it on c->retry for
+ * the next try (the response so far is dropped) and return 1. Not once
+ * body bytes went to an on_data consumer (it cannot take them twice).
+ */
+static int
+retry_later(struct http_client *c, struct http_req *req, int err)
+{
+	struct timeval tv;
+	uint64_t now;
+
+	if (!req->retry_until || req->cancelled || !transport_failure(req, err) ||
+	    (req->on_data && req->head_seen))
+		return 0;
+	now = util_now_ms();
+	if (now + req->retry_wait >= req->retry_until)
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	if (c->closing) {
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (!req->retry_ev &&
+	    !(req->retry_ev = evtimer_new(c->base, retry_ev_cb, req)))
+		return 0;
+	tv.tv_sec = req->retry_wait / 1000;
+	tv.tv_usec = (req->retry_wait % 1000) * 1000;
+	if (evtimer_add(req->retry_ev, &tv) < 0)
+		return 0;
+	log_debug(LOG_HTTP, "%s '%s' again in %u ms", req->method, req->path,
+		  req->retry_wait);
+	req->retry_wait = req->retry_wait * 2 > HTTP_RETRY_MAX_MS
+				  ? HTTP_RETRY_MAX_MS
+				  : req->retry_wait * 2;
+	/* A fresh start: transfer_start() makes the handle and headers. */
+	pool_put(c, req->easy);
+	req->easy = NULL;
+	curl_slist_free_all(req->headers);
+	req->headers = NULL;
+	req->status = 0;
+	req->len = 0;
+	free(req->etag);
+	free(req->sha256);
+	free(req->blocks);
+	req->etag = req->sha256 = req->blocks = NULL;
+	req->file_size = -1;
+	req->head_seen = 0;
+	req->abort_err = 0;
+	req->errbuf[0] = '\0';
+	req->state = REQ_RETRY;
+	TAILQ_INSERT_TAIL(&c->retry, req, link);
+	return 1;
+}
+
+static void
+retry_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_req *req = arg;
+	struct http_client *c = req->c;
+
+	(void)fd;
+	(void)what;
+	if (req->state != REQ_RETRY)
+		return;
+	TAILQ_REMOVE(&c->retry, req, link);
+	if (req->limited || req->probe) {
+		req->state = REQ_PENDING;
+		atomic_fetch_add_explicit(&c->st_queued, 1,
+					  memory_order_relaxed);
+		TAILQ_INSERT_TAIL(req->probe ? &c->probes : &c->pending, req,
+				  link);
+	} else {
+		transfer_start(c, req);
+	}
+	process(c);
+}
+
 /* Take an active transfer out of curl and finish it. Not from inside a curl
  * callback. */
 static void
@@ -443,6 +563,8 @@ transfer_end(struct http_client *c, struct http_req *req, CURLcode rc)
 		log_debug(LOG_HTTP, "cannot %s '%s': %s (%s)", req->method,
 			  req->path, strerror(-err),
 			  req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc));
+	if (retry_later(c, req, err))
+		return;
 	finish(c, req, err);
 }
 
@@ -829,7 +951,23 @@ transfer_start(struct http_client *c, struct http_req *req)
 	if (req->no_timeout) {
 		SET(CURLOPT_TIMEOUT_MS, 0L);
 	} else {
-		SET(CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
+		uint64_t to = req->timeout_ms;
+
+		/* A try again (retry_ms) has what is left of the retry
+		 * window, at least a second: the whole request stays within
+		 * about one timeout plus that window, not a timeout a try. */
+		if (req->retry_until && req->retry_wait > HTTP_RETRY_FIRST_MS) {
+			uint64_t now = util_now_ms();
+			uint64_t left = req->retry_until > now
+						? req->retry_until - now
+						: 0;
+
+			if (left < 1000)
+				left = 1000;
+			if (!to || left < to)
+				to = left;
+		}
+		SET(CURLOPT_TIMEOUT_MS, (long)to);
 		if (c->low_speed_ms) {
 			SET(CURLOPT_LOW_SPEED_LIMIT, 1024L);
 			SET(CURLOPT_LOW_SPEED_TIME,
@@ -1014,6 +1152,7 @@ http_new(struct event_base *base, const struct http_config *cfg)
 	TAILQ_INIT(&c->probes);
 	TAILQ_INIT(&c->active);
 	TAILQ_INIT(&c->done);
+	TAILQ_INIT(&c->retry);
 	LIST_INIT(&c->socks);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		err = EIO;
@@ -1118,6 +1257,12 @@ http_free(struct http_client *c)
 	while ((req = TAILQ_FIRST(&c->active))) {
 		req->cancelled = 1;
 		transfer_end(c, req, CURLE_ABORTED_BY_CALLBACK);
+	}
+	while ((req = TAILQ_FIRST(&c->retry))) {
+		TAILQ_REMOVE(&c->retry, req, link);
+		event_del(req->retry_ev);
+		req->cancelled = 1;
+		finish(c, req, -ECANCELED);
 	}
 	run_done(c);
 
@@ -1236,6 +1381,11 @@ http_cancel(struct http_client *c, struct http_req *req)
 			c->cancel_deferred = 1;
 		else
 			transfer_end(c, req, CURLE_ABORTED_BY_CALLBACK);
+		break;
+	case REQ_RETRY:
+		TAILQ_REMOVE(&c->retry, req, link);
+		event_del(req->retry_ev);
+		finish(c, req, -ECANCELED);
 		break;
 	case REQ_DONE:
 		break;

@@ -140,6 +140,15 @@ struct http_request {
 	int probe_first;	 /* with probe: queued ahead of every probe
 				    without it (cairnd's own reconnect
 				    pings ahead of users' checkservers) */
+	unsigned retry_ms;	 /* nonzero: only for a request whose effect
+				    does not depend on how often it arrives
+				    (a PUT of a staged chunk): a failure of
+				    the transport (refused or reset
+				    connection, no reply, a timeout,
+				    502/503/504) is tried again, 50 ms then
+				    doubling up to 1 s apart, until this long
+				    after http_submit(); done sees the last
+				    try. Not once on_data had bytes. */
 };
 
 /*

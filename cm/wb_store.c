@@ -159,6 +159,12 @@ stage_one(struct store *st, size_t i)
 	hr.on_done = stage_done;
 	hr.arg = st;
 	hr.ungated = st->replay;
+	/* A server restarting (kill -9, an upgrade) refuses the connection
+	 * for a moment: try again within fetch-timeout, as mut.c does for
+	 * the store op itself (a PUT of the same bytes under the same txid
+	 * may arrive twice). Not in a replay: it has its own retries. */
+	if (!st->replay)
+		hr.retry_ms = (unsigned)wb->d.timeout_ms;
 	st->inflight++;
 	if (!http_submit(wb->d.http, &hr)) {
 		st->inflight--;

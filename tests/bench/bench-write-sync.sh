@@ -270,7 +270,7 @@ print(d["fid"])')
 		fi
 		cairnd_umount "$wmnt"
 	fi
-	echo "# run $run: writeback untar ${r_wb[${#r_wb[@]}-1]:-?} s, on the server ${r_wbsrv[${#r_wbsrv[@]}-1]:-?} s later"
+	[ "$WB" = 1 ] && echo "# run $run: writeback untar $(lastof r_wb) s, on the server $(lastof r_wbsrv) s later"
 	echo "# run $run: untar $(lastof r_untar) s (local $(lastof r_ltar)), create $(lastof r_create) ms (local $(lastof r_lcreate)), ${FILE_MB} MiB $(lastof r_big) s (local $(lastof r_lbig), curl $(lastof r_curl)), clone $(lastof r_clone) s (local $(lastof r_lclone)), make $(lastof r_make) s (local $(lastof r_lmake))"
 done
 
@@ -283,10 +283,10 @@ allsrv=$(printf '%s\n' "${r_srv[@]+"${r_srv[@]}"}" | grep -c '^1$')
 printf '\n%-58s %10s %10s %8s\n' "measurement (median of $RUNS)" "cairn" "baseline" "ratio"
 printf '%-58s %10.3f %10.3f %8.1fx\n' "untar $NFILES files 1-64 KiB, until tar exits (s)" "$mu" "$ml" "$(awk -v a="$mu" -v b="$ml" 'BEGIN { print a / b }')"
 printf '%-58s %10s\n' "  every file on the server when tar exited (runs)" "$allsrv/$(countof r_srv)"
-if [ "$WB" = 1 ] && [ ${#r_wb[@]} -gt 0 ]; then
+if [ "$WB" = 1 ] && [ "$(countof r_wb)" -gt 0 ]; then
 	mw=$(median "${r_wb[@]}")
 	printf '%-58s %10.3f %10.3f %8.1fx\n' "untar, writeback, until tar exits (s; target <= 3x)" "$mw" "$ml" "$(awk -v a="$mw" -v b="$ml" 'BEGIN { print a / b }')"
-	[ ${#r_wbsrv[@]} -gt 0 ] && printf '%-58s %10.3f %10s\n' "  writeback: on the server after tar exited (s; <= 2 s)" "$(median "${r_wbsrv[@]}")" "-"
+	[ "$(countof r_wbsrv)" -gt 0 ] && printf '%-58s %10.3f %10s\n' "  writeback: on the server after tar exited (s; <= 2 s)" "$(median "${r_wbsrv[@]}")" "-"
 fi
 printf '%-58s %10.3f %10.3f %8.1fx\n' "create + 1 KiB + close, $NCREATE files (ms a file)" "$mc" "$mlc" "$(awk -v a="$mc" -v b="$mlc" 'BEGIN { print a / b }')"
 printf '%-58s %10.3f %10.3f %8.2fx\n' "write ${FILE_MB} MiB + close vs local dd (s)" "$mb" "$mlb" "$(awk -v a="$mb" -v b="$mlb" 'BEGIN { print a / b }')"

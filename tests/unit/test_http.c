@@ -326,6 +326,26 @@ h_trunc(struct evhttp_request *req, void *arg)
 	evhttp_send_reply(req, 200, "OK", NULL);
 }
 
+/* 503 for the first flaky_left requests, then "ok": a server coming back
+ * (the retry_ms test). */
+static atomic_int flaky_left, flaky_seen;
+
+static void
+h_flaky(struct evhttp_request *req, void *arg)
+{
+	struct evbuffer *out = evbuffer_new();
+
+	(void)arg;
+	atomic_fetch_add(&flaky_seen, 1);
+	if (atomic_fetch_sub(&flaky_left, 1) > 0) {
+		evhttp_send_reply(req, 503, "Service Unavailable", NULL);
+	} else {
+		evbuffer_add_printf(out, "ok");
+		evhttp_send_reply(req, 200, "OK", out);
+	}
+	evbuffer_free(out);
+}
+
 /* Hang up without a word. */
 static void
 h_drop(struct evhttp_request *req, void *arg)
@@ -371,6 +391,7 @@ srv_start(void)
 	evhttp_set_cb(srv.http, "/delay", h_delay, NULL);
 	evhttp_set_cb(srv.http, "/trunc", h_trunc, NULL);
 	evhttp_set_cb(srv.http, "/drop", h_drop, NULL);
+	evhttp_set_cb(srv.http, "/flaky", h_flaky, NULL);
 	evhttp_set_cb(srv.http, "/uri", h_uri, NULL);
 	evhttp_set_cb(srv.http, "/status/404", h_status, (void *)404);
 	evhttp_set_cb(srv.http, "/status/412", h_status, (void *)412);
@@ -744,6 +765,78 @@ test_status(struct http_client *c)
 	is_str(b.body, "{\"error\":412}", "412 JSON body delivered");
 	res_clear(&a);
 	res_clear(&b);
+}
+
+/* retry_ms: transport failures and 503 are tried again until the bound;
+ * without it, once. */
+static void
+test_retry(struct http_client *c)
+{
+	struct http_request rq = { .method = "PUT", .path = "/flaky",
+				   .body = "x", .body_len = 1,
+				   .on_done = on_done, .retry_ms = 5000 };
+	struct res a = { 0 }, b = { 0 }, z = { 0 }, k = { 0 };
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sin);
+	struct http_client *rc;
+	struct http_req *h;
+	char url[64];
+	uint64_t t0;
+	int fd;
+
+	ndone = 0;
+	atomic_store(&flaky_left, 2);
+	atomic_store(&flaky_seen, 0);
+	rq.arg = &a;
+	http_submit(c, &rq);
+	run_until(1, 10000);
+	ok(a.err == 0 && a.status == 200, "retry_ms: 503 twice, then 200 (%d %ld)",
+	   a.err, (long)a.status);
+	is_str(a.body, "ok", "retry_ms: the body of the last try only");
+	is_int(atomic_load(&flaky_seen), 3, "retry_ms: three tries");
+
+	ndone = 0;
+	atomic_store(&flaky_left, 1);
+	atomic_store(&flaky_seen, 0);
+	submit(c, "PUT", "/flaky", "x", &b);
+	run_until(1, 5000);
+	ok(b.err == 0 && b.status == 503, "no retry_ms: the 503 is the answer");
+	is_int(atomic_load(&flaky_seen), 1, "no retry_ms: one try");
+
+	/* A closed port refuses each try until the bound, then the caller
+	 * sees the refusal. */
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bind(fd, (struct sockaddr *)&sin, sizeof(sin));
+	getsockname(fd, (struct sockaddr *)&sin, &sl);
+	close(fd);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(sin.sin_port));
+	rc = client(2, url);
+	ndone = 0;
+	rq.arg = &z;
+	rq.retry_ms = 400;
+	t0 = util_now_ms();
+	http_submit(rc, &rq);
+	run_until(1, 5000);
+	is_int(z.err, -ECONNREFUSED, "retry_ms on a closed port: -ECONNREFUSED");
+	ok(util_now_ms() - t0 >= 150 && util_now_ms() - t0 < 3000,
+	   "retry_ms: tried again for a while (%" PRIu64 " ms for 400)",
+	   util_now_ms() - t0);
+
+	/* A request waiting for its next try can be cancelled. */
+	ndone = 0;
+	rq.arg = &k;
+	rq.retry_ms = 5000;
+	h = http_submit(rc, &rq);
+	run_for(100);
+	http_cancel(rc, h);
+	run_until(1, 2000);
+	is_int(k.err, -ECANCELED, "retry_ms: cancelled between tries");
+	http_free(rc);
+	res_clear(&a);
+	res_clear(&b);
+	res_clear(&z);
+	res_clear(&k);
 }
 
 static void
@@ -1367,6 +1460,7 @@ main(void)
 	test_head(c);
 	test_abort(c);
 	test_errors(c);
+	test_retry(c);
 	http_free(c);
 	test_cancel();
 	test_probe_slot();
