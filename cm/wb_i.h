@@ -21,6 +21,10 @@
 
 #define WB_BUCKETS	  256
 #define WB_STAGE_PARALLEL 8
+/* The largest file whose bytes a logged store carries in its record
+ * (writeback and disconnected closes; doc/replay-log.md "Stores with
+ * their bytes"): at most PROTO_INLINE_MAX, what a batch carries inline. */
+#define WB_LOG_BYTES_MAX 65536
 
 /* Who waits for the store of a write state (wb_flush() callers), in the
  * order they are told: the last to join first. */

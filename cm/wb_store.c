@@ -62,6 +62,20 @@ store_inline(struct store *st)
 	uint8_t *buf;
 	ssize_t got;
 
+	if (st->op.data && !st->next) {
+		/* Its bytes came with its record (logged with them, doc/
+		 * replay-log.md "Stores with their bytes"): they are the
+		 * truth, whatever the chunk store holds now. */
+		if (atomic_load(&wb->inline_ok) && !st->cf &&
+		    rlog_store_data_ok(&st->op)) {
+			st->next = 1;
+			return 1;
+		}
+		/* A server before protocol 6: staged from the chunk. */
+		free(st->op.data);
+		st->op.data = NULL;
+		st->op.dlen = 0;
+	}
 	if (!atomic_load(&wb->inline_ok) || st->cf || st->op.data || st->next ||
 	    st->op.nchunks != 1 || st->op.chunks[0] != 0 || !st->dirty[0] ||
 	    (st->skip && st->skip[0]) || st->op.size == 0 ||
@@ -768,6 +782,40 @@ mark_logged(struct wb *wb, const struct fid *fid, const struct proto_op *sa)
 	}
 }
 
+/* A store logged with its bytes: the whole of a small file, written in
+ * chunk 0 alone (rlog_store_data_ok()). They are read from the chunk at
+ * the base the write state has; the record carries them, so the replay
+ * sends them as they were at close whatever becomes of the chunk file,
+ * and the chunk needs no fsync. @return 1 (st->op.data set), 0 (the
+ * chunks are synced as before) or -errno. */
+static int
+log_with_bytes(struct store *st)
+{
+	struct wb *wb = st->wb;
+	struct cs_key k;
+	uint8_t *buf;
+	ssize_t got;
+
+	if (st->op.nchunks != 1 || st->op.chunks[0] != 0 || !st->dirty[0] ||
+	    st->op.size == 0 || st->op.size > WB_LOG_BYTES_MAX ||
+	    st->op.size > PROTO_INLINE_MAX || st->op.size > wb->d.chunk_size ||
+	    st->op.data)
+		return 0;
+	buf = malloc(st->op.size);
+	if (!buf)
+		return -ENOMEM;
+	cm_chunk_key(&k, &st->src_fid, 0);
+	got = cs_read(wb->d.cs, &k, st->src_dv, 0, buf, st->op.size);
+	if (got != (ssize_t)st->op.size) {
+		/* a short chunk (a hole at the end): the usual way */
+		free(buf);
+		return got < 0 ? (int)got : 0;
+	}
+	st->op.data = buf;
+	st->op.dlen = st->op.size;
+	return 1;
+}
+
 /* wb_store_start, disconnected: log the store (PENDING, durable: the rules of
  * doc/replay-log.md may merge it with an earlier one) instead of sending
  * it. */
@@ -782,8 +830,14 @@ store_offline(struct store *st, const struct wstate *s)
 	/* The record is durable when close returns (writeback, or
 	 * disconnected): so must the data it names be. Writes committed
 	 * their chunks without fsync (promise 1 is about cairnd, not the
-	 * machine); this makes them survive the machine too. */
-	rc = cs_sync_file(wb->d.cs, st->fid.vol, st->fid.oid);
+	 * machine); this makes them survive the machine too. A small
+	 * file's bytes ride in the record instead (log_with_bytes()): the
+	 * log's one fdatasync covers them, the chunk is not synced. */
+	rc = log_with_bytes(st);
+	if (rc == 0)
+		rc = cs_sync_file(wb->d.cs, st->fid.vol, st->fid.oid);
+	else if (rc > 0)
+		rc = 0;
 	if (rc < 0) {
 		log_err(LOG_WB, "cannot sync the chunks of a file: %s",
 			strerror(-rc));
