@@ -2,10 +2,12 @@
  * cairn_fsck.c - cairn-fsck(8): check and repair a cairnd cache folder
  * offline.
  *
- * A thin front over cs_check() in libchunkstore: it parses options, prints
+ * A thin front over cs_check() in libchunkstore and, for cairnd's
+ * metadata caches (meta.tdb), fsck_meta(): it parses options, prints
  * findings in plain words (or JSON) and maps the result to fsck(8) exit
- * codes. It links libchunkstore only, no libfuse and nothing of common/,
- * which proves the chunk store stands alone (STYLE.md section 1).
+ * codes. This file sees libchunkstore only, no libfuse and nothing of
+ * common/, which proves the chunk store stands alone (STYLE.md section
+ * 1); fsck_meta.c reaches the FUSE-free record layer (cm/vc.c).
  */
 #include "config.h"
 
@@ -16,6 +18,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "admin/fsck_meta.h"
 #include "chunkstore/cs.h"
 
 /* fsck(8) exit codes, deliberately not sysexits(3) like the other cairn
@@ -40,12 +43,14 @@ static const char usage_text[] =
 	"usage: cairn-fsck [--check | --repair] [--quiet] [--json] CACHEDIR\n"
 	"       cairn-fsck --help | --version\n"
 	"\n"
-	"Check a cairnd cache folder (index, chunk files, checksums) offline.\n"
+	"Check a cairnd cache folder (index, chunk files, checksums, and the\n"
+	"metadata caches' records and listing pages) offline.\n"
 	"  -n, --check    only check, change nothing (the default)\n"
 	"  -r, --repair   fix what is found: drop bad records and chunk "
 	"files,\n"
 	"                 adopt orphan chunk files, remove temporary files,\n"
-	"                 rewrite the index\n"
+	"                 rewrite the index; drop damaged metadata records,\n"
+	"                 broken listings and orphan listing pages\n"
 	"  -q, --quiet    print errors only, no notes or summary\n"
 	"  -j, --json     print one JSON object instead of text\n"
 	"  -h, --help     print this help\n"
@@ -90,6 +95,13 @@ report(void *arg, enum cs_finding kind, const char *msg)
 	printf("%s: %s\n", kind == CS_FIND_ERROR ? "error" : "note", msg);
 }
 
+/* A finding of fsck_meta() (a metadata cache), as one of cs_check(). */
+static void
+meta_report(void *arg, int error, const char *msg)
+{
+	report(arg, error ? CS_FIND_ERROR : CS_FIND_NOTE, msg);
+}
+
 static void
 log_cb(void *arg, int level, const char *msg)
 {
@@ -111,6 +123,7 @@ main(int argc, char **argv)
 	};
 	struct opts o = {.json_first = 1};
 	struct cs_check_result res;
+	struct fsck_meta_result mres = {0};
 	const char *dir;
 	int c, rc, status;
 
@@ -149,6 +162,15 @@ main(int argc, char **argv)
 		fputs("{\n  \"findings\": [", stdout);
 	rc = cs_check(dir, o.repair ? CS_CHECK_REPAIR : 0, report, &o, &res,
 		      log_cb, NULL);
+	/* The metadata caches, once the chunk store's check said no cairnd
+	 * holds the folder (EBUSY otherwise). A file that cannot be read is
+	 * an uncorrected error, not an operational one: the chunks were
+	 * checked. */
+	if (rc >= 0) {
+		fsck_meta(dir, o.repair, meta_report, &o, &mres);
+		res.errors += mres.errors;
+		res.fixed += mres.fixed;
+	}
 	if (rc < 0)
 		status = EXIT_OPERATIONAL;
 	else if (!res.errors)
@@ -169,11 +191,15 @@ main(int argc, char **argv)
 			printf("  \"chunk_size\": %u,\n  \"chunks\": %llu,\n"
 			       "  \"files_checked\": %llu,\n  "
 			       "\"bytes_checked\": %llu,\n"
+			       "  \"meta_files\": %llu,\n"
+			       "  \"meta_records\": %llu,\n"
 			       "  \"errors\": %llu,\n  \"corrected\": %llu,\n"
 			       "  \"notes\": %llu,\n  \"was_clean\": %s\n}\n",
 			       res.chunk_size, (unsigned long long)res.records,
 			       (unsigned long long)res.files,
 			       (unsigned long long)res.bytes,
+			       (unsigned long long)mres.files,
+			       (unsigned long long)mres.records,
 			       (unsigned long long)res.errors,
 			       (unsigned long long)res.fixed,
 			       (unsigned long long)res.notes,
@@ -187,11 +213,14 @@ main(int argc, char **argv)
 		return status;
 	}
 	if (!o.quiet)
-		printf("%s: %llu chunks, %llu files and %llu bytes checked; "
+		printf("%s: %llu chunks, %llu files and %llu bytes checked, "
+		       "%llu metadata records in %llu files; "
 		       "%llu errors (%llu corrected), %llu notes\n",
 		       dir, (unsigned long long)res.records,
 		       (unsigned long long)res.files,
 		       (unsigned long long)res.bytes,
+		       (unsigned long long)mres.records,
+		       (unsigned long long)mres.files,
 		       (unsigned long long)res.errors,
 		       (unsigned long long)res.fixed,
 		       (unsigned long long)res.notes);

@@ -16,6 +16,7 @@
 #include "chunkstore/cs.h"
 #include "cm/daemon_i.h"
 #include "cm/inode.h"
+#include "cm/vc.h"
 #include "common/metrics.h"
 
 int
@@ -78,6 +79,10 @@ cm_stats_format(struct cm *cm, char *buf, size_t len)
 	P("online %d\n", atomic_load(&cm->online));
 	off = cm_stats_format_counters(&cm->st, buf, len, off);
 	P("inodes %zu\n", cm->ino ? ino_count(cm->ino) : (size_t)0);
+	/* Metadata records dropped as damaged (a bad CRC, a torn listing)
+	 * and orphan listing pages swept at open (cm/vc.c). */
+	P("meta_damaged %llu\n", (unsigned long long)vc_damaged(cm->vc));
+	P("meta_swept %llu\n", (unsigned long long)vc_swept(cm->vc));
 	P("cache_bytes_used %llu\n", (unsigned long long)cs.bytes_used);
 	P("cache_bytes_limit %llu\n", (unsigned long long)cs.bytes_limit);
 	P("cache_files_used %llu\n", (unsigned long long)cs.files_used);

@@ -62,6 +62,7 @@ struct replay {
 	uint64_t done_recs, total_recs, done_bytes, total_bytes, refused;
 	struct fidmap map;   /* replay: FID -> the DV our change produced */
 	struct fidmap base0; /* FID -> the DV our first change was based on */
+	struct fidmap prev;  /* FID -> the DV our last change was sent on */
 	int mapfd; /* <cache>/replay-dv, the map as it grows (or -1) */
 	uint64_t sent;	     /* records acknowledged since start */
 	struct rbatch *batch; /* the batch in flight, or NULL */
@@ -329,9 +330,15 @@ owned(struct replay *rp, const struct rlog_rec *rec)
  * The DV map: FID -> the DV the server gave our last replayed change of
  * it (rp->map), and the DV that change was based on (rp->base0: what the
  * server had before our first change of it in the map's life, 0 for an
- * object we made). A later STORE or SETATTR of the FID is based on our
- * own change when its base DV is local, the base0, or the DV our change
- * produced: then it is sent with the map's DV. A base that is none of
+ * object we made), and the DV our last change of it was sent on
+ * (rp->prev). A later STORE or SETATTR of the FID is based on our own
+ * change when its base DV is local, the base0, the prev, or the DV our
+ * change produced: then it is sent with the map's DV. The prev is what a
+ * store and the setattr logged with it in one commit share: a store that
+ * is replayed twice (kill -9 between its log commit and its write state's
+ * save: the restart stores the file again, on the DV the first one
+ * produced) moves the file past that base before the setattr goes, and
+ * the setattr is still ours, not stale (t4075). A base that is none of
  * these is a server DV the record learned later (writeback: a refresh
  * after the last drain, another client's change): it stands, and if it is
  * stale the server says so (a conflict, rightly).
@@ -343,16 +350,19 @@ map_find(struct replay *rp, const struct fid *fid)
 }
 
 static void
-map_put(struct replay *rp, const struct fid *fid, uint64_t dv, uint64_t base0)
+map_put(struct replay *rp, const struct fid *fid, uint64_t dv, uint64_t base0,
+	uint64_t prev)
 {
 	if (!fidmap_put(&rp->map, fid, dv) ||
 	    (!fidmap_find(&rp->base0, fid) &&
-	     !fidmap_put(&rp->base0, fid, base0)))
+	     !fidmap_put(&rp->base0, fid, base0)) ||
+	    (prev && !fidmap_put(&rp->prev, fid, prev)))
 		log_warn(LOG_OFF, "out of memory for the replay DV map");
 }
 
 /*
- * The map is also appended to <cache>/replay-dv ("FID DV BASE0" lines;
+ * The map is also appended to <cache>/replay-dv ("FID DV BASE0 PREV"
+ * lines, PREV 0 when unknown; a line of an older cairnd has no PREV;
  * no fsync: it must outlive the process, not the machine), so a cairnd
  * killed in the middle of a reintegration or a drain still knows, when it
  * goes on, which DVs its own replayed changes produced. Emptied when the
@@ -366,19 +376,21 @@ map_path(struct replay *rp, char *buf, size_t len)
 }
 
 static void
-map_set(struct replay *rp, const struct fid *fid, uint64_t dv, uint64_t base0)
+map_set(struct replay *rp, const struct fid *fid, uint64_t dv, uint64_t base0,
+	uint64_t prev)
 {
-	char line[FID_STRLEN + 64], fs[FID_STRLEN];
+	char line[FID_STRLEN + 96], fs[FID_STRLEN];
 	struct fidmap_slot *b;
 	int n;
 
-	map_put(rp, fid, dv, base0);
+	map_put(rp, fid, dv, base0, prev);
 	if (rp->mapfd < 0)
 		return;
 	b = fidmap_find(&rp->base0, fid);
-	n = snprintf(line, sizeof(line), "%s %llu %llu\n", fid_fmt(fid, fs),
-		     (unsigned long long)dv,
-		     (unsigned long long)(b ? b->dv : 0));
+	n = snprintf(line, sizeof(line), "%s %llu %llu %llu\n",
+		     fid_fmt(fid, fs), (unsigned long long)dv,
+		     (unsigned long long)(b ? b->dv : 0),
+		     (unsigned long long)prev);
 	if (write(rp->mapfd, line, (size_t)n) != n)
 		log_warn(LOG_OFF, "cannot write the replay DV map: %s",
 			 strerror(errno));
@@ -396,13 +408,13 @@ map_open(struct replay *rp)
 	if (f) {
 		while (fgets(line, sizeof(line), f)) {
 			char *sp = strchr(line, ' ');
-			unsigned long long dv, b0 = 0;
+			unsigned long long dv, b0 = 0, pv = 0;
 			struct fid fid;
 
 			if (sp &&
 			    fid_parse_n(line, (size_t)(sp - line), &fid) == 0 &&
-			    sscanf(sp + 1, "%llu %llu", &dv, &b0) >= 1)
-				map_put(rp, &fid, dv, b0);
+			    sscanf(sp + 1, "%llu %llu %llu", &dv, &b0, &pv) >= 1)
+				map_put(rp, &fid, dv, b0, pv);
 		}
 		fclose(f);
 		if (rp->map.n > before)
@@ -424,6 +436,7 @@ map_close(struct replay *rp, bool remove)
 	rp->mapfd = -1;
 	fidmap_clear(&rp->map);
 	fidmap_clear(&rp->base0);
+	fidmap_clear(&rp->prev);
 	if (remove) {
 		map_path(rp, path, sizeof(path));
 		unlink(path);
@@ -460,14 +473,15 @@ replay_acked(struct replay *rp, uint64_t seq, const struct proto_op *op,
 	 * on the DV this reply gave it, not on the one before. */
 	if (r->has_parent && r->parent.type == PROTO_T_DIR &&
 	    !fid_is_null(&r->parent.fid))
-		map_set(rp, &r->parent.fid, r->parent.dv, 0);
+		map_set(rp, &r->parent.fid, r->parent.dv, 0, 0);
 	if (r->has_newparent && r->newparent.type == PROTO_T_DIR &&
 	    !fid_is_null(&r->newparent.fid))
-		map_set(rp, &r->newparent.fid, r->newparent.dv, 0);
+		map_set(rp, &r->newparent.fid, r->newparent.dv, 0, 0);
 	if (!r->has_attr || op->kind == PROTO_OP_UNLINK ||
 	    op->kind == PROTO_OP_RMDIR)
 		return;
 	map_set(rp, &r->attr.fid, r->attr.dv,
+		(op->base_dv & CM_DV_LOCAL) ? 0 : op->base_dv,
 		(op->base_dv & CM_DV_LOCAL) ? 0 : op->base_dv);
 }
 
@@ -477,14 +491,16 @@ static uint64_t
 subst_base(struct replay *rp, struct proto_op *op)
 {
 	uint64_t src = op->base_dv;
-	struct fidmap_slot *s, *b;
+	struct fidmap_slot *s, *b, *pv;
 	struct proto_attr ca;
 
 	if (op->kind != PROTO_OP_STORE && op->kind != PROTO_OP_SETATTR)
 		return src;
 	s = map_find(rp, &op->fid);
 	b = fidmap_find(&rp->base0, &op->fid);
-	if (s && ((src & CM_DV_LOCAL) || src == s->dv || (b && src == b->dv)))
+	pv = fidmap_find(&rp->prev, &op->fid);
+	if (s && ((src & CM_DV_LOCAL) || src == s->dv || (b && src == b->dv) ||
+		  (pv && src == pv->dv)))
 		op->base_dv = s->dv;
 	else if (!s && (src & CM_DV_LOCAL) &&
 		 mcache_attr(rp->d.mc, &op->fid, &ca) == 0 &&

@@ -12,7 +12,9 @@
  *     getattr revalidation, doc/cm.md "Freshness").
  *  2. Every record starts with a format byte (VC_REC_VERSION); a record of
  *     another version, or one that does not parse, reads as a miss
- *     (-ENOENT) and is deleted, never trusted.
+ *     (-ENOENT) and is deleted, never trusted. 'A', 'D' and 'G' records
+ *     carry a CRC32C of their payload (vc.c, "Checksummed records"), so
+ *     one torn by a kill during an overwrite in place is caught.
  *  3. A directory listing is stored as a 'D' record and pages of up to
  *     512 entries: the new pages first, then the record naming them, then
  *     the removal of the pages it no longer names, so a process killed
@@ -37,10 +39,18 @@
 #include "common/proto.h"
 
 #define VC_REC_VERSION 1
-/* 'A' records of sockets and devices: version 1 plus the rdev (vc.c). */
+/* 'A' records of sockets and devices: version 1 plus the rdev (vc.c);
+ * written by older cairnd, still read. */
 #define VC_ATTR_VERSION 2
-/* 'D' records of listings stored in pages (vc.c); version 1 is read too. */
+/* 'A' records as written now: a CRC32C, the attributes and the rdev. */
+#define VC_ATTR_CRC_VERSION 3
+/* 'D' records of listings stored in pages, without a CRC (older cairnd;
+ * read, as is version 1, the whole listing in one record). */
 #define VC_DIR_VERSION 2
+/* 'D' records as written now: version 2 with a CRC32C. */
+#define VC_DIR_CRC_VERSION 3
+/* 'G' pages as written now: a CRC32C, then as version 1 (still read). */
+#define VC_PAGE_VERSION 2
 
 struct vc;
 
@@ -182,6 +192,45 @@ int vc_put_xattrs(struct vc *vc, const struct fid *fid, int64_t stamp,
 /* The last event sequence number applied (0 if none). */
 int vc_get_seq(struct vc *vc, uint64_t *seq);
 int vc_put_seq(struct vc *vc, uint64_t seq);
+
+/*
+ * Damaged records dropped since vc_open() (a bad CRC32C, a record that
+ * does not parse, a listing naming a missing or bad page): each read as a
+ * miss and fetched again; the first is logged. Any thread.
+ */
+uint64_t vc_damaged(struct vc *vc);
+
+/*
+ * Listing pages swept by vc_open() (pages no 'D' record names, left by a
+ * process killed between the steps of a listing's store, or by an older
+ * cairnd). vc_open() sweeps when the file was not closed by vc_close()
+ * (its 'I' record says so, or is missing). Any thread.
+ */
+uint64_t vc_swept(struct vc *vc);
+
+/* What vc_check() found (counts of records). */
+struct vc_check_result {
+	uint64_t records; /* records read */
+	uint64_t bad;	  /* damaged records (CRC, format) */
+	uint64_t orphans; /* pages no 'D' record names */
+	uint64_t broken;  /* 'D' records naming a missing or bad page */
+	uint64_t fixed;	  /* of those, removed (@repair) */
+};
+
+/*
+ * Check the metadata cache file @path offline (cairn-fsck(8)): every
+ * 'A', 'D', 'G' and 'I' record's version and CRC32C, every listing's
+ * pages (present, whole, the count its 'D' names), and pages no 'D'
+ * names. With @repair, damaged records, broken listings (their 'D' and
+ * pages) and orphan pages are deleted; everything in the file may be
+ * fetched again, so that loses nothing. @report is called for each
+ * finding (@error 1) or note (0) with a message. The caller must make
+ * sure no cairnd has the file open (cairn-fsck holds the cache
+ * directory's lock). @return 0 or a negative errno (-ENOENT: no file).
+ */
+int vc_check(const char *path, int repair,
+	     void (*report)(void *arg, int error, const char *msg), void *arg,
+	     struct vc_check_result *res);
 
 /* The volume information of the last successful connect. */
 int vc_get_volinfo(struct vc *vc, struct proto_volinfo *vi);

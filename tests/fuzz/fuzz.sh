@@ -21,6 +21,12 @@ esac
 cc=${FUZZ_CC:-clang}
 targets=${*:-$(cat "$top_srcdir/tests/fuzz/targets.list")}
 
+# tools/check runs the fuzz targets once (in build/); its distcheck step,
+# which would build and run them again from the tarball, says so here.
+if [ -n "${CAIRN_CHECK_FUZZ_DONE:-}" ]; then
+	echo "SKIP: fuzzed once already in this tools/check run (CAIRN_CHECK_FUZZ_DONE)"
+	exit 77
+fi
 if ! command -v "$cc" >/dev/null 2>&1; then
 	echo "SKIP: $cc not installed (apt-get install clang)"
 	exit 77

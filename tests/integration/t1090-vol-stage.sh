@@ -33,10 +33,19 @@ tx2=$(printf '2%.0s' $(seq 32))
 stage=$SRV_ROOT/volumes/home/stage
 nfiles() { find "$stage" -type f ! -name '.*' 2>/dev/null | wc -l; }
 
+ts=$(date +%s.%N)
 t_is "$(put home "$F" "$tx1" 0)" "204 -" "stage 64 KiB"
 t_is "$(put home "$F" "$tx1" 1)" "204 -" "stage 128 KiB"
 t_is "$(put home "$F" "$tx2" 0)" "507 EDQUOT" "192 KiB is past the 150 KiB cap: 507 EDQUOT"
-t_is "$(nfiles)" 2 "the refused chunk left nothing"
+n=$(nfiles)
+t_is "$(find "$stage/$tx2" -type f 2>/dev/null | wc -l)" 0 "the refused chunk left nothing"
+# tx1's two chunks are there unless tx1 is 3 s old already (--stage-expire
+# 3: a loaded machine can take that long for the three PUTs)
+if [ "$(echo "$(date +%s.%N) - $ts < 2.5" | bc)" = 1 ]; then
+	t_is "$n" 2 "and the accepted ones are there"
+else
+	t_ok "$([ "$n" -le 2 ] && echo 0 || echo 1)" "and no more than the accepted ones ($n; tx1 may have expired)"
+fi
 t_is "$(put home "$F" "$tx1" 1)" "204 -" "writing a staged chunk again counts once"
 
 # The quota of the volume counts staged bytes too.

@@ -72,8 +72,12 @@ cairnd_kill9 "$A"
 kill "$hpid" 2>/dev/null; wait "$hpid" 2>/dev/null
 mnt || exit 1
 t_is "$(stat -c '%a %s %Y' "$A/one/f" 2>&1)" "604 1000 1400000000" "after kill -9: bytes, mode and mtime are back"
-# (the restart may already drain the mkdir and the create)
-t_ok "$(kinds | grep -q "setattr=1 store=1 " && echo 0 || echo 1)" "the restart logged the store and the setattr ($(kinds))"
+# (the restart may already drain the mkdir and the create; it logs the
+# store once that drain is over, so wait for it)
+logged_sa() { kinds | grep -q "setattr=1 store=1 "; }
+wait_for 20 logged_sa
+k=$(kinds)
+t_ok "$(echo "$k" | grep -q "setattr=1 store=1 " && echo 0 || echo 1)" "the restart logged the store and the setattr ($k)"
 "$FS" sync -m "$A" >/dev/null 2>&1
 t_is "$(jst backlog_records)|$(jst conflicts)" "0|0" "drained, no conflicts"
 C=$T_DIR/c

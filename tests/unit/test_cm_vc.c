@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <tdb.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cm/inode.h"
@@ -92,7 +94,7 @@ test_attrs(void)
 	vc_close(vc);
 	/* A record of a future version reads as a miss and is dropped. */
 	{
-		uint8_t v[64] = {VC_ATTR_VERSION + 1};
+		uint8_t v[64] = {VC_ATTR_CRC_VERSION + 1};
 
 		poke('A', &f, v, sizeof(v));
 	}
@@ -646,10 +648,12 @@ test_special(void)
 	is_int(vc_get_attr(vc, &fs, &b), 0, "get the socket");
 	ok(!memcmp(&b, &s, sizeof(b)), "socket round trip");
 	vc_close(vc);
-	is_int(peek_version(&fc), VC_ATTR_VERSION, "a chr is a version 2 record");
-	is_int(peek_version(&fs), VC_ATTR_VERSION, "a socket is a version 2 record");
-	is_int(peek_version(&ff), VC_REC_VERSION,
-	       "a fifo stays version 1 (an older cairnd reads it)");
+	is_int(peek_version(&fc), VC_ATTR_CRC_VERSION,
+	       "a chr is a version 3 record (CRC and rdev)");
+	is_int(peek_version(&fs), VC_ATTR_CRC_VERSION,
+	       "a socket is a version 3 record");
+	is_int(peek_version(&ff), VC_ATTR_CRC_VERSION,
+	       "a fifo too (every record has its CRC now)");
 
 	/* A version 2 record that gives a FIFO an rdev does not parse. */
 	{
@@ -1094,6 +1098,862 @@ test_dir_read_race(void)
 	free(names);
 }
 
+/* --- torn records, page ids, shared pages, the sweep (issue #17) --- */
+
+/* The raw value of key @k[0..kn) (malloc'ed into *@v), or -1. */
+static int
+raw_get(const uint8_t *k, size_t kn, uint8_t **v, size_t *vn)
+{
+	struct tdb_context *t = tdb_open(path, 0, 0, O_RDONLY, 0600);
+	TDB_DATA key = {(uint8_t *)k, kn}, d;
+
+	*v = NULL;
+	*vn = 0;
+	if (!t)
+		return -1;
+	d = tdb_fetch(t, key);
+	tdb_close(t);
+	if (!d.dptr)
+		return -1;
+	*v = d.dptr;
+	*vn = d.dsize;
+	return 0;
+}
+
+static void
+raw_put(const uint8_t *k, size_t kn, const uint8_t *v, size_t vn)
+{
+	struct tdb_context *t = tdb_open(path, 0, 0, O_RDWR, 0600);
+	TDB_DATA key = {(uint8_t *)k, kn}, d = {(uint8_t *)v, vn};
+
+	tdb_store(t, key, d, TDB_REPLACE);
+	tdb_close(t);
+}
+
+static void
+fidkey(uint8_t *kb, char tag, const struct fid *f)
+{
+	kb[0] = (uint8_t)tag;
+	for (int i = 0; i < 4; i++)
+		kb[1 + i] = (uint8_t)(f->vol >> (8 * i));
+	memcpy(kb + 5, f->oid, 16);
+}
+
+static uint64_t
+le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* The page ids the 'D' record of @f names (version 3), into @ids. */
+static size_t
+dir_ids(const struct fid *f, uint64_t *ids, size_t max)
+{
+	uint8_t kb[21], *v;
+	size_t vn, n = 0;
+
+	fidkey(kb, 'D', f);
+	if (raw_get(kb, 21, &v, &vn) || vn < 25 || v[0] != VC_DIR_CRC_VERSION) {
+		free(v);
+		return 0;
+	}
+	for (size_t o = 25; o + 12 <= vn && n < max; o += 12)
+		ids[n++] = le64(v + o);
+	free(v);
+	return n;
+}
+
+/* A listing of @n entries "nNNNNN" of directory @d at DV @dv. */
+static struct vc_dir *
+mklisting(const struct fid *d, int n, uint64_t dv, int salt)
+{
+	struct vc_dirb b = {0};
+
+	for (int i = 0; i < n; i++) {
+		char nm[16];
+		struct fid e = mkfid(7, (uint8_t)(i + salt));
+
+		e.oid[1] = (uint8_t)(i >> 8);
+		snprintf(nm, sizeof(nm), "n%06d", i * 2);
+		vc_dirb_add(&b, nm, PROTO_T_FILE, &e);
+	}
+	return vc_dirb_finish(&b, d, dv);
+}
+
+static void
+check_cb(void *arg, int error, const char *msg)
+{
+	(void)msg;
+	if (error)
+		(*(int *)arg)++;
+}
+
+/*
+ * A torn record: every byte of a stored 'A' and 'D' record flipped in
+ * turn (as a kill in the middle of an overwrite in place would leave
+ * it), and records mixed from two versions of the same size: each reads
+ * as a miss (dropped, counted), never as other data, and is fetched
+ * (stored) again. A flipped page drops its listing.
+ */
+static void
+test_torn(void)
+{
+	struct vc *vc;
+	struct fid f = mkfid(7, 0x31), d = mkfid(7, 0x32);
+	struct proto_attr a = mkattr(f, PROTO_T_FILE, 3), a2, b;
+	struct proto_attr da = mkattr(d, PROTO_T_DIR, 4);
+	struct vc_dir *l1, *l2, *got = NULL;
+	uint8_t ka[21], kd[21], *va = NULL, *va2 = NULL, *vd = NULL,
+			      *vd2 = NULL, *mix;
+	size_t na, na2, nd, nd2;
+	int wrong = 0, notmiss = 0;
+	uint64_t damaged0;
+
+	unlink(path);
+	fidkey(ka, 'A', &f);
+	fidkey(kd, 'D', &d);
+	vc = vc_open(path, 7, 262144);
+	l1 = mklisting(&d, 1000, 4, 0);
+	l2 = mklisting(&d, 1000, 5, 1); /* same size, other FIDs */
+	is_int(vc_put_attr(vc, &a), 0, "torn: put an attr");
+	is_int(vc_put_listing(vc, &da, l1), 0, "torn: put a listing");
+	vc_close(vc);
+	ok(raw_get(ka, 21, &va, &na) == 0 && va[0] == VC_ATTR_CRC_VERSION,
+	   "torn: the 'A' record is version %d (a CRC)", VC_ATTR_CRC_VERSION);
+	ok(raw_get(kd, 21, &vd, &nd) == 0 && vd[0] == VC_DIR_CRC_VERSION,
+	   "torn: the 'D' record is version %d", VC_DIR_CRC_VERSION);
+	/* Every byte of the 'A' record, flipped. */
+	vc = vc_open(path, 7, 262144);
+	damaged0 = vc_damaged(vc);
+	vc_close(vc);
+	for (size_t i = 0; va && i < na; i++) {
+		va[i] ^= 0x5a;
+		raw_put(ka, 21, va, na);
+		va[i] ^= 0x5a;
+		vc = vc_open(path, 7, 262144);
+		if (vc_get_attr(vc, &f, &b) != -ENOENT)
+			notmiss++;
+		if (vc_get_attr(vc, &f, &b) != -ENOENT)
+			wrong++; /* dropped: still a miss */
+		vc_put_attr(vc, &a); /* refetched */
+		if (vc_get_attr(vc, &f, &b) || memcmp(&a, &b, sizeof(a)))
+			wrong++;
+		vc_close(vc);
+	}
+	is_int(notmiss, 0, "torn: each of the %zu bytes of 'A' flipped is a miss",
+	       na);
+	is_int(wrong, 0, "torn: ... dropped, and read right once stored again");
+	/* Two versions of the same size, mixed at every cut. */
+	a2 = a;
+	a2.size = 999999;
+	a2.mtime_ns += 77;
+	vc = vc_open(path, 7, 262144);
+	vc_put_attr(vc, &a2);
+	vc_close(vc);
+	raw_get(ka, 21, &va2, &na2);
+	ok(na2 == na, "torn: both 'A' versions have the same size (%zu)", na);
+	mix = malloc(na);
+	notmiss = 0;
+	for (size_t cut = 1; va2 && na2 == na && cut < na; cut++) {
+		memcpy(mix, va2, cut);
+		memcpy(mix + cut, va + cut, na - cut);
+		if (!memcmp(mix, va, na) || !memcmp(mix, va2, na))
+			continue; /* the same bytes from the cut on */
+		raw_put(ka, 21, mix, na);
+		vc = vc_open(path, 7, 262144);
+		if (vc_get_attr(vc, &f, &b) != -ENOENT)
+			notmiss++;
+		vc_close(vc);
+	}
+	is_int(notmiss, 0, "torn: an 'A' mixed from old and new bytes is a miss");
+	free(mix);
+
+	/* Every byte of the 'D' record flipped: the listing is dropped (a
+	 * miss, fetched again), never read as another listing. */
+	notmiss = 0;
+	wrong = 0;
+	for (size_t i = 0; vd && i < nd; i++) {
+		vd[i] ^= 0xa5;
+		raw_put(kd, 21, vd, nd);
+		vd[i] ^= 0xa5;
+		vc = vc_open(path, 7, 262144);
+		if (vc_get_dir(vc, &d, &got) != -ENOENT) {
+			notmiss++;
+			vc_dir_put(got);
+		}
+		got = NULL;
+		if (vc_put_listing(vc, &da, l1) != 0 ||
+		    vc_get_dir(vc, &d, &got) != 0 || !same_listing(got, l1))
+			wrong++;
+		vc_dir_put(got);
+		got = NULL;
+		vc_close(vc);
+		free(vd);
+		raw_get(kd, 21, &vd, &nd); /* the record stored again */
+	}
+	is_int(notmiss, 0, "torn: each of the %zu bytes of 'D' flipped is a miss",
+	       nd);
+	is_int(wrong, 0, "torn: ... and the listing stored again reads right");
+	/* 'D' of another listing with the same page count, mixed. */
+	vc = vc_open(path, 7, 262144);
+	vc_put_listing(vc, &da, l2);
+	vc_close(vc);
+	raw_get(kd, 21, &vd2, &nd2);
+	ok(nd2 == nd, "torn: two 'D' records of the same size (%zu)", nd);
+	mix = malloc(nd);
+	notmiss = 0;
+	for (size_t cut = 1; vd2 && nd2 == nd && cut < nd; cut += 3) {
+		memcpy(mix, vd, cut);
+		memcpy(mix + cut, vd2 + cut, nd - cut);
+		if (!memcmp(mix, vd, nd) || !memcmp(mix, vd2, nd))
+			continue;
+		raw_put(kd, 21, mix, nd);
+		vc = vc_open(path, 7, 262144);
+		if (vc_get_dir(vc, &d, &got) != -ENOENT) {
+			notmiss++;
+			vc_dir_put(got);
+		}
+		got = NULL;
+		vc_close(vc);
+	}
+	is_int(notmiss, 0, "torn: a 'D' mixed from two listings is a miss");
+	free(mix);
+
+	/* A flipped byte in a page: the listing is dropped with its pages. */
+	vc = vc_open(path, 7, 262144);
+	vc_put_listing(vc, &da, l1);
+	vc_close(vc);
+	count_pages(&d);
+	{
+		uint8_t *pv;
+		size_t pn;
+
+		ok(raw_get(last_page, 29, &pv, &pn) == 0 && pv[0] == VC_PAGE_VERSION,
+		   "torn: pages are version %d (a CRC)", VC_PAGE_VERSION);
+		notmiss = 0;
+		for (size_t i = 0; pv && i < pn; i += 97) {
+			pv[i] ^= 0x01;
+			raw_put(last_page, 29, pv, pn);
+			pv[i] ^= 0x01;
+			vc = vc_open(path, 7, 262144);
+			if (vc_get_dir(vc, &d, &got) != -ENOENT) {
+				notmiss++;
+				vc_dir_put(got);
+			}
+			got = NULL;
+			if (i == 0) {
+				vc_close(vc);
+				is_int(count_pages(&d), 0,
+				       "torn: a bad page drops all pages");
+				vc = vc_open(path, 7, 262144);
+			}
+			vc_put_listing(vc, &da, l1);
+			vc_close(vc);
+		}
+		is_int(notmiss, 0, "torn: a page with a flipped byte drops it");
+		free(pv);
+	}
+	vc = vc_open(path, 7, 262144);
+	ok(vc_get_dir(vc, &d, &got) == 0 && same_listing(got, l1),
+	   "torn: the listing stored again reads right");
+	vc_dir_put(got);
+	got = NULL;
+	/* Counted (a fresh count a process: each vc_open starts at 0). */
+	vc_get_attr(vc, &f, &b);
+	is_int(vc_damaged(vc), damaged0, "torn: nothing damaged now");
+	va[3] ^= 1;
+	vc_close(vc);
+	raw_put(ka, 21, va, na);
+	vc = vc_open(path, 7, 262144);
+	vc_get_attr(vc, &f, &b);
+	is_int(vc_damaged(vc), damaged0 + 1, "torn: a bad record is counted");
+	vc_close(vc);
+	free(va);
+	free(va2);
+	free(vd);
+	free(vd2);
+	vc_dir_put(l1);
+	vc_dir_put(l2);
+	unlink(path);
+}
+
+/*
+ * Page ids never repeat: they come from the 'I' record's reservation,
+ * not the clock. A process killed (here: a child that _exit()s without
+ * vc_close(), so the file is not marked clean) hands out ids; the next
+ * open starts past all of them, and past every id in the file when the
+ * 'I' record is gone. Ids of an older cairnd (clock-based, < 2^63) never
+ * meet ours.
+ */
+static void
+test_page_ids(void)
+{
+	struct fid d = mkfid(7, 0x41), e = mkfid(7, 0x42);
+	struct proto_attr da = mkattr(d, PROTO_T_DIR, 1);
+	uint64_t ids[64], ids2[64], maxc = 0;
+	size_t n, n2;
+	int bad = 0;
+	pid_t pid;
+	struct vc *vc;
+	struct vc_dir *l, *got = NULL;
+
+	unlink(path);
+	pid = fork();
+	if (pid == 0) {
+		vc = vc_open(path, 7, 262144);
+		l = mklisting(&d, 3000, 1, 0);
+		vc_put_listing(vc, &da, l);
+		_exit(0); /* as kill -9: no vc_close() */
+	}
+	waitpid(pid, NULL, 0);
+	n = dir_ids(&d, ids, 64);
+	ok(n == 12, "ids: the killed process stored 12 pages");
+	for (size_t i = 0; i < n; i++) {
+		if (ids[i] < (UINT64_C(1) << 63))
+			bad++;
+		if (ids[i] > maxc)
+			maxc = ids[i];
+	}
+	is_int(bad, 0, "ids: at or above 2^63 (apart from the clock's)");
+	vc = vc_open(path, 7, 262144);
+	ok(vc_get_dir(vc, &d, &got) == 0 && got->n == 3000,
+	   "ids: its listing reads after the restart");
+	vc_dir_put(got);
+	got = NULL;
+	l = mklisting(&e, 3000, 1, 3);
+	da.fid = e;
+	vc_put_listing(vc, &da, l);
+	vc_dir_put(l);
+	vc_close(vc);
+	n2 = dir_ids(&e, ids2, 64);
+	bad = 0;
+	for (size_t i = 0; i < n2; i++)
+		if (ids2[i] <= maxc)
+			bad++;
+	ok(n2 == 12 && bad == 0,
+	   "ids: a restarted process starts past the killed one's ids");
+	/* No 'I' record (lost, or a file of an older cairnd): the ids come
+	 * from a pass over the file, past every id in it. */
+	{
+		struct tdb_context *t = tdb_open(path, 0, 0, O_RDWR, 0600);
+		TDB_DATA k = {(uint8_t *)"I", 1};
+
+		tdb_delete(t, k);
+		tdb_close(t);
+	}
+	for (size_t i = 0; i < n2; i++)
+		if (ids2[i] > maxc)
+			maxc = ids2[i];
+	vc = vc_open(path, 7, 262144);
+	l = mklisting(&d, 500, 2, 5);
+	da.fid = d;
+	vc_put_listing(vc, &da, l);
+	vc_dir_put(l);
+	vc_close(vc);
+	n = dir_ids(&d, ids, 64);
+	bad = 0;
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] <= maxc)
+			bad++;
+	ok(n == 2 && bad == 0, "ids: without 'I', past every id in the file");
+	/* A torn 'I' record is the same as none. */
+	{
+		uint8_t *v;
+		size_t vn;
+
+		maxc = ids[0] > ids[1] ? ids[0] : ids[1];
+		ok(raw_get((const uint8_t *)"I", 1, &v, &vn) == 0 && vn == 14,
+		   "ids: the 'I' record (14 bytes)");
+		v[7] ^= 0x80; /* its limit, far lower, CRC now wrong */
+		raw_put((const uint8_t *)"I", 1, v, vn);
+		free(v);
+	}
+	vc = vc_open(path, 7, 262144);
+	l = mklisting(&e, 10, 3, 5);
+	da.fid = e;
+	vc_put_listing(vc, &da, l);
+	vc_dir_put(l);
+	vc_close(vc);
+	n2 = dir_ids(&e, ids2, 64);
+	ok(n2 == 1 && ids2[0] > maxc, "ids: a torn 'I' does not move ids back");
+	unlink(path);
+}
+
+/*
+ * A snapshot's pages dropped under it (vc_del_dir(): a forget, a removal
+ * on the server) while another snapshot sharing its segments is kept:
+ * storing that one later writes the pages again, so its listing never
+ * names a missing page.
+ */
+static void
+test_shared_pages(void)
+{
+	struct fid d = mkfid(7, 0x51);
+	struct proto_attr da = mkattr(d, PROTO_T_DIR, 1), ea;
+	struct vc *vc;
+	struct vc_dir *s1, *s2 = NULL, *s3 = NULL, *got = NULL;
+
+	unlink(path);
+	vc = vc_open(path, 7, 262144);
+	s1 = mklisting(&d, 2000, 1, 0);
+	is_int(vc_put_listing(vc, &da, s1), 0, "shared: a listing stored");
+	ea = mkattr(mkfid(7, 0xee), PROTO_T_FILE, 1);
+	da.dv = 2;
+	is_int(vc_dir_edit_flags(vc, s1, &da, NULL, "zz-new", &ea, &s2,
+				 VC_E_NOSTORE),
+	       0, "shared: an edit not stored yet shares its pages");
+	is_int(vc_del_dir(vc, &d), 0, "shared: the listing is dropped");
+	da.dv = 3;
+	is_int(vc_dir_edit_flags(vc, s2, &da, NULL, NULL, NULL, &s3, 0), 0,
+	       "shared: the edit stored later");
+	is_int(vc_get_dir(vc, &d, &got), 0,
+	       "shared: it reads back (no missing page)");
+	ok(got && got->n == 2001 && vc_dir_find(got, "zz-new", 6) == 2000,
+	   "shared: with every entry");
+	vc_dir_put(got);
+	got = NULL;
+	is_int(vc_damaged(vc), 0, "shared: nothing was found damaged");
+	/* And through vc_put_listing() of the old snapshot too. */
+	vc_del_dir(vc, &d);
+	da.dv = 1;
+	is_int(vc_put_listing(vc, &da, s1), 0, "shared: the old one stored again");
+	ok(vc_get_dir(vc, &d, &got) == 0 && same_listing(got, s1),
+	   "shared: ... reads back");
+	vc_dir_put(got);
+	vc_close(vc);
+	is_int(count_pages(&d), s1->nseg, "shared: the file holds its pages only");
+	vc_dir_put(s1);
+	vc_dir_put(s2);
+	vc_dir_put(s3);
+	unlink(path);
+}
+
+/*
+ * Orphan pages (left by a kill between the steps of a store) are swept
+ * by the next open of a file not closed cleanly; vc_check() (cairn-fsck)
+ * reports them and, with repair, removes them, and finds damaged records.
+ */
+static void
+test_sweep(void)
+{
+	struct fid d = mkfid(7, 0x61), o = mkfid(7, 0x62);
+	struct proto_attr da = mkattr(d, PROTO_T_DIR, 1);
+	struct vc_check_result res;
+	struct vc *vc;
+	struct vc_dir *l, *got = NULL;
+	int errs = 0;
+	pid_t pid;
+
+	unlink(path);
+	l = mklisting(&d, 2000, 1, 0);
+	vc = vc_open(path, 7, 262144);
+	vc_put_listing(vc, &da, l);
+	vc_close(vc);
+	errs = 0;
+	is_int(vc_check(path, 0, check_cb, &errs, &res), 0, "sweep: check runs");
+	ok(errs == 0 && res.orphans == 0 && res.bad == 0 && res.broken == 0 &&
+		   res.records > 8,
+	   "sweep: a clean file checks clean (%llu records)",
+	   (unsigned long long)res.records);
+	/* Orphans: pages of a directory no 'D' names, and extra pages of
+	 * ours, written by a process then killed. */
+	pid = fork();
+	if (pid == 0) {
+		uint8_t kb[29], val[16] = {VC_REC_VERSION, 1, 0, 0, 0};
+
+		fidkey(kb, 'G', &o);
+		for (int i = 0; i < 5; i++) {
+			memset(kb + 21, 0, 8);
+			kb[21] = (uint8_t)(i + 1);
+			kb[28] = 0x80;
+			raw_put(kb, 29, val, sizeof(val));
+		}
+		fidkey(kb, 'G', &d);
+		memset(kb + 21, 0xee, 8);
+		raw_put(kb, 29, val, sizeof(val));
+		vc = vc_open(path, 7, 262144);
+		_exit(vc ? 0 : 1); /* killed: the file is not marked clean */
+	}
+	waitpid(pid, NULL, 0);
+	errs = 0;
+	vc_check(path, 0, check_cb, &errs, &res);
+	ok(errs == 6 && res.orphans == 6, "sweep: the check finds 6 orphans (%d)",
+	   errs);
+	vc = vc_open(path, 7, 262144);
+	is_int(vc_swept(vc), 6, "sweep: the open after a kill sweeps them");
+	ok(vc_get_dir(vc, &d, &got) == 0 && same_listing(got, l),
+	   "sweep: the listing is kept");
+	vc_dir_put(got);
+	vc_close(vc);
+	is_int(count_pages(&o), 0, "sweep: no page of the other directory");
+	is_int(count_pages(&d), l->nseg, "sweep: the listing's pages only");
+	errs = 0;
+	vc_check(path, 0, check_cb, &errs, &res);
+	is_int(errs, 0, "sweep: the check is clean after the sweep");
+	/* A clean close is not swept at open (vc_check does find them). */
+	{
+		uint8_t kb[29], val[16] = {VC_REC_VERSION, 1, 0, 0, 0};
+
+		fidkey(kb, 'G', &o);
+		memset(kb + 21, 0x11, 8);
+		raw_put(kb, 29, val, sizeof(val));
+	}
+	vc = vc_open(path, 7, 262144);
+	is_int(vc_swept(vc), 0, "sweep: a cleanly closed file is not swept");
+	vc_close(vc);
+	/* A damaged 'A', a damaged page (its listing is broken), repair. */
+	{
+		struct proto_attr a = mkattr(mkfid(7, 0x63), PROTO_T_FILE, 1);
+		uint8_t ka[21], *v;
+		size_t vn;
+
+		vc = vc_open(path, 7, 262144);
+		vc_put_attr(vc, &a);
+		vc_close(vc);
+		fidkey(ka, 'A', &a.fid);
+		raw_get(ka, 21, &v, &vn);
+		v[vn - 1] ^= 0x10;
+		raw_put(ka, 21, v, vn);
+		free(v);
+		count_pages(&d);
+		raw_get(last_page, 29, &v, &vn);
+		v[vn / 2] ^= 0x10;
+		raw_put(last_page, 29, v, vn);
+		free(v);
+	}
+	errs = 0;
+	vc_check(path, 0, check_cb, &errs, &res);
+	ok(res.orphans == 1 && res.bad == 1 && res.broken == 1 && errs == 3,
+	   "sweep: check finds an orphan, a bad record and a broken listing");
+	errs = 0;
+	is_int(vc_check(path, 1, check_cb, &errs, &res), 0, "sweep: repair");
+	ok(res.fixed == 3 && errs == 3, "sweep: repair fixes all three (%llu)",
+	   (unsigned long long)res.fixed);
+	errs = 0;
+	vc_check(path, 0, check_cb, &errs, &res);
+	ok(errs == 0 && res.orphans + res.bad + res.broken == 0,
+	   "sweep: clean after the repair");
+	is_int(count_pages(&d), 0, "sweep: the broken listing's pages went");
+	vc = vc_open(path, 7, 262144);
+	is_int(vc_get_dir(vc, &d, &got), -ENOENT,
+	       "sweep: the broken listing is a miss (fetched again)");
+	vc_close(vc);
+	/* A torn 'D' met by a store (no read first): the store writes every
+	 * page anew, and the close sweeps the pages the torn one named. */
+	{
+		uint8_t kd[21], *v;
+		size_t vn;
+		struct vc_dir *l2 = mklisting(&d, 1500, 2, 9);
+
+		vc = vc_open(path, 7, 262144);
+		vc_put_listing(vc, &da, l);
+		vc_close(vc);
+		fidkey(kd, 'D', &d);
+		raw_get(kd, 21, &v, &vn);
+		v[vn - 3] ^= 0x40;
+		raw_put(kd, 21, v, vn);
+		free(v);
+		vc = vc_open(path, 7, 262144);
+		is_int(vc_put_listing(vc, &da, l2), 0,
+		       "sweep: a store over a torn 'D'");
+		ok(vc_get_dir(vc, &d, &got) == 0 && same_listing(got, l2),
+		   "sweep: ... reads back");
+		vc_dir_put(got);
+		got = NULL;
+		vc_close(vc);
+		is_int(count_pages(&d), l2->nseg,
+		       "sweep: the close swept the torn one's pages");
+		errs = 0;
+		vc_check(path, 0, check_cb, &errs, &res);
+		is_int(errs, 0, "sweep: the file checks clean");
+		vc_dir_put(l2);
+	}
+	/* An older cairnd ran on the file: it dropped our 'D' (version 3,
+	 * unknown to it) without its pages and wrote its own (version 1
+	 * here). The file was closed cleanly, so the open does not sweep;
+	 * reading the old-version 'D' makes the close sweep. */
+	{
+		uint8_t v[1 + 16 + 24] = {VC_REC_VERSION, 9};
+
+		vc = vc_open(path, 7, 262144);
+		vc_put_listing(vc, &da, l);
+		vc_close(vc);
+		v[9] = 1; /* one entry */
+		v[17] = 1;
+		v[19] = 'a';
+		v[20] = PROTO_T_FILE;
+		v[21] = 7;
+		poke('D', &d, v, sizeof(v));
+		ok(count_pages(&d) == l->nseg, "sweep: old cairnd: our pages left");
+		vc = vc_open(path, 7, 262144);
+		is_int(vc_swept(vc), 0, "sweep: old cairnd: not swept at open");
+		ok(vc_get_dir(vc, &d, &got) == 0 && got->n == 1,
+		   "sweep: old cairnd: its listing reads");
+		vc_dir_put(got);
+		got = NULL;
+		vc_close(vc);
+		is_int(count_pages(&d), 1,
+		       "sweep: old cairnd: swept at close (left: the page of "
+		       "its listing, now in our format)");
+		{
+			uint64_t ids[4];
+
+			is_int(dir_ids(&d, ids, 4), 1,
+			       "sweep: old cairnd: its 'D' was rewritten as "
+			       "version 3 when read");
+		}
+		vc = vc_open(path, 7, 262144);
+		ok(vc_get_dir(vc, &d, &got) == 0 && got->n == 1 &&
+			   !strcmp(vc_dir_ent(got, 0)->name, "a"),
+		   "sweep: old cairnd: ... and reads the same");
+		vc_dir_put(got);
+		got = NULL;
+		vc_close(vc);
+	}
+	/* A version-2 'D' (no CRC) of an older cairnd: read, and rewritten
+	 * as version 3 naming the same pages. */
+	{
+		uint8_t kd[21], *v;
+		size_t vn;
+		uint64_t ids[64];
+
+		vc = vc_open(path, 7, 262144);
+		vc_put_listing(vc, &da, l);
+		vc_close(vc);
+		fidkey(kd, 'D', &d);
+		raw_get(kd, 21, &v, &vn);
+		v[4] = VC_DIR_VERSION; /* version 2 = the same without CRC */
+		raw_put(kd, 21, v + 4, vn - 4);
+		free(v);
+		is_int(dir_ids(&d, ids, 64), 0, "v2: the 'D' is version 2");
+		vc = vc_open(path, 7, 262144);
+		ok(vc_get_dir(vc, &d, &got) == 0 && same_listing(got, l),
+		   "v2: a version-2 listing reads");
+		vc_dir_put(got);
+		got = NULL;
+		vc_close(vc);
+		is_int(dir_ids(&d, ids, 64), l->nseg,
+		       "v2: rewritten as version 3, the same pages");
+		is_int(count_pages(&d), l->nseg, "v2: no page written or lost");
+		errs = 0;
+		vc_check(path, 0, check_cb, &errs, &res);
+		is_int(errs, 0, "v2: the file checks clean");
+	}
+	is_int(vc_check("/nonexistent/meta.tdb", 0, check_cb, &errs, &res),
+	       -ENOENT, "sweep: no file is -ENOENT");
+	vc_dir_put(l);
+	unlink(path);
+}
+
+/*
+ * kill -9 in the middle of stored edits: a child edits a listing of
+ * 20,000 entries (each edit stored: its page(s), then its 'D' record,
+ * overwritten in place when its size does not change) and is killed at
+ * a random moment, 40 times over one file. After each kill the listing
+ * reads as the one of the last acknowledged edit or of the edit in
+ * flight, or is a miss (dropped as damaged, then "fetched" again: stored
+ * from the model), never anything else; the open after the kill sweeps
+ * what the kill left, so a check after a clean close is clean.
+ */
+#define KE_BASE 20000
+
+static void
+ke_name(char *b, size_t n, int k, bool *add, int *idx)
+{
+	/* step k: add "bNNNNNN-k", or remove "bNNNNNN" every third step */
+	*add = k % 3 != 0;
+	*idx = *add ? (int)(((long)k * 7919) % KE_BASE)
+		    : (int)(((long)k * 104729) % KE_BASE);
+	if (*add)
+		snprintf(b, n, "b%06d-%d", *idx, k);
+	else
+		snprintf(b, n, "b%06d", *idx);
+}
+
+/* The model after steps [0, upto): 1 = present. */
+struct ke_model {
+	char (*extra)[24];
+	int nextra;
+	bool base[KE_BASE];
+};
+
+static void
+ke_apply(struct ke_model *m, int k)
+{
+	char nm[24];
+	bool add;
+	int idx;
+
+	ke_name(nm, sizeof(nm), k, &add, &idx);
+	if (add)
+		memcpy(m->extra[m->nextra++], nm, sizeof(nm));
+	else
+		m->base[idx] = false;
+}
+
+static int
+ke_matches(const struct vc_dir *d, const struct ke_model *m)
+{
+	size_t n = 0;
+	char nm[24];
+
+	for (int i = 0; i < KE_BASE; i++) {
+		if (!m->base[i])
+			continue;
+		n++;
+		snprintf(nm, sizeof(nm), "b%06d", i);
+		if (vc_dir_find(d, nm, strlen(nm)) < 0)
+			return 0;
+	}
+	for (int i = 0; i < m->nextra; i++)
+		if (vc_dir_find(d, m->extra[i], strlen(m->extra[i])) < 0)
+			return 0;
+	return d->n == n + (size_t)m->nextra;
+}
+
+static struct vc_dir *
+ke_build(const struct fid *d, const struct ke_model *m, uint64_t dv)
+{
+	struct vc_dirb b = {0};
+	struct fid e = mkfid(7, 0x71);
+	char nm[24];
+
+	for (int i = 0; i < KE_BASE; i++)
+		if (m->base[i]) {
+			snprintf(nm, sizeof(nm), "b%06d", i);
+			vc_dirb_add(&b, nm, PROTO_T_FILE, &e);
+		}
+	for (int i = 0; i < m->nextra; i++)
+		vc_dirb_add(&b, m->extra[i], PROTO_T_FILE, &e);
+	return vc_dirb_finish(&b, d, dv);
+}
+
+static void
+test_kill_edits(void)
+{
+	enum { ROUNDS = 40, MAXSTEPS = 200000 };
+	struct fid d = mkfid(7, 0x70);
+	struct proto_attr da = mkattr(d, PROTO_T_DIR, 1);
+	struct ke_model *m = calloc(1, sizeof(*m)), *m2 = calloc(1, sizeof(*m2));
+	struct vc_check_result res;
+	struct vc *vc;
+	struct vc_dir *l, *got = NULL;
+	int step = 0, bad = 0, dropped = 0, inflight = 0, errs = 0;
+	unsigned seed = 2330;
+
+	m->extra = calloc(MAXSTEPS, sizeof(*m->extra));
+	m2->extra = calloc(MAXSTEPS, sizeof(*m2->extra));
+	for (int i = 0; i < KE_BASE; i++)
+		m->base[i] = true;
+	unlink(path);
+	vc = vc_open(path, 7, 262144);
+	l = ke_build(&d, m, 1);
+	vc_put_listing(vc, &da, l);
+	vc_dir_put(l);
+	vc_close(vc);
+	for (int r = 0; r < ROUNDS; r++) {
+		int pfd[2], last = -1, v;
+		pid_t pid;
+
+		if (pipe(pfd))
+			break;
+		pid = fork();
+		if (pid == 0) {
+			struct vc_dir *cur = NULL, *nw;
+			struct proto_attr ea = mkattr(mkfid(7, 0x71), PROTO_T_FILE, 1);
+
+			close(pfd[0]);
+			vc = vc_open(path, 7, 262144);
+			if (!vc || vc_get_dir(vc, &d, &cur))
+				_exit(3);
+			v = -1;
+			if (write(pfd[1], &v, sizeof(v)) != sizeof(v))
+				_exit(4);
+			for (int k = step; k < MAXSTEPS; k++) {
+				char nm[24];
+				bool add;
+				int idx;
+
+				ke_name(nm, sizeof(nm), k, &add, &idx);
+				da.dv = (uint64_t)k + 2;
+				if (vc_dir_edit_flags(vc, cur, &da, add ? NULL : nm,
+						      add ? nm : NULL, &ea, &nw,
+						      0))
+					_exit(5);
+				vc_dir_put(cur);
+				cur = nw;
+				if (write(pfd[1], &k, sizeof(k)) != sizeof(k))
+					_exit(4);
+			}
+			_exit(0);
+		}
+		close(pfd[1]);
+		/* Ready (opened, read), then a random moment. */
+		if (read(pfd[0], &v, sizeof(v)) != sizeof(v)) {
+			bad++;
+			close(pfd[0]);
+			waitpid(pid, NULL, 0);
+			break;
+		}
+		seed = seed * 1103515245u + 12345u;
+		usleep(5000 + (seed >> 8) % 60000);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		while (read(pfd[0], &v, sizeof(v)) == sizeof(v))
+			last = v;
+		close(pfd[0]);
+		/* The acknowledged steps, then the one in flight maybe. */
+		for (int k = step; k <= last; k++)
+			ke_apply(m, k);
+		memcpy(m2->base, m->base, sizeof(m->base));
+		memcpy(m2->extra, m->extra, (size_t)m->nextra * sizeof(*m->extra));
+		m2->nextra = m->nextra;
+		ke_apply(m2, last + 1 > step ? last + 1 : step);
+		vc = vc_open(path, 7, 262144);
+		got = NULL;
+		if (vc_get_dir(vc, &d, &got) == -ENOENT) {
+			dropped++;
+			da.dv = 1;
+			l = ke_build(&d, m, 1); /* fetched again */
+			vc_put_listing(vc, &da, l);
+			vc_dir_put(l);
+		} else if (got && ke_matches(got, m)) {
+			;
+		} else if (got && ke_matches(got, m2)) {
+			inflight++;
+			memcpy(m->base, m2->base, sizeof(m->base));
+			memcpy(m->extra, m2->extra,
+			       (size_t)m2->nextra * sizeof(*m->extra));
+			m->nextra = m2->nextra;
+			last++;
+		} else {
+			bad++;
+			diag("kill: round %d: a listing of %zu entries, neither "
+			     "step %d nor the next", r, got ? got->n : 0, last);
+		}
+		vc_dir_put(got);
+		step = last + 1 > step ? last + 1 : step;
+		vc_close(vc);
+		errs = 0;
+		if (vc_check(path, 0, check_cb, &errs, &res) || errs)
+			bad++;
+	}
+	is_int(bad, 0, "kill: %d kills during stored edits (%d edits): every "
+		       "listing is the acknowledged one or the one in flight, "
+		       "the file checks clean", ROUNDS, step);
+	diag("kill: %d listings had the edit in flight, %d were dropped as "
+	     "damaged", inflight, dropped);
+	free(m->extra);
+	free(m2->extra);
+	free(m);
+	free(m2);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -1114,6 +1974,11 @@ main(void)
 	test_pins();
 	test_inodes();
 	test_special();
+	test_torn();
+	test_page_ids();
+	test_shared_pages();
+	test_sweep();
+	test_kill_edits();
 	unlink(path);
 	rmdir(dir);
 	return done_testing();
