@@ -180,5 +180,9 @@ int wb_collect_add(struct collect *c, uint64_t chunk, bool dirty);
 /* conflict.c: a store of @st was refused as stale: 0 = a conflict copy is
  * under way and will end @st; else end @st with the error as usual. */
 int wb_conflict_start(struct store *st);
+/* wb_new(): each live store logged with its bytes that is its file's
+ * newest gets chunk 0 rewritten from the record where it is missing or
+ * differs (a power cut took the unsynced chunk). */
+void wb_heal_logged(struct wb *wb);
 
 #endif /* CAIRN_CM_WB_I_H */

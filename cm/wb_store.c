@@ -1122,3 +1122,120 @@ wb_stage_ahead(struct wb *wb, const struct fid *fid, uint64_t chunk)
 	j->chunk = chunk;
 	cm_post(wb->d.loop, &j->job);
 }
+
+/* --- start: the chunks of stores logged with their bytes --- */
+
+/* Record @r carries its file's bytes (a small file's store, doc/replay-
+ * log.md "Stores with their bytes") and its close did not sync chunk 0: a
+ * power cut may have taken it. Make chunk 0 what the record says, DIRTY at
+ * the record's base DV, unless a later store of the file (which synced its
+ * chunks at close) or writes after the close (the write state is dirty and
+ * chunk 0 is there at that base) make the chunk newer than the record.
+ * @return 1 (rewritten), 0 (right already, or not ours to touch), -errno. */
+static int
+heal_one(struct wb *wb, const struct rlog_rec *r)
+{
+	const unsigned live = RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT);
+	const struct proto_op *op = &r->op;
+	struct wstate *ws;
+	struct cs_key k;
+	struct cs_info info;
+	size_t all = 0, upto = 0;
+	bool newer_writes, same = false, had;
+	int rc;
+
+	if (rlog_fid_count(wb->d.rlog, &op->fid, live, PROTO_OP_STORE,
+			   UINT64_MAX, &all) < 0 ||
+	    rlog_fid_count(wb->d.rlog, &op->fid, live, PROTO_OP_STORE,
+			   r->seq + 1, &upto) < 0 ||
+	    all != upto)
+		return 0;
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, &op->fid);
+	newer_writes = ws && ws->dirty;
+	if (ws && ws->base_dv != op->base_dv) {
+		pthread_mutex_unlock(&wb->lock);
+		log_warn(LOG_WB,
+			 "store record %llu: its file's writes are at DV "
+			 "%llu, the record's base is %llu: chunk 0 left as "
+			 "it is",
+			 (unsigned long long)r->seq,
+			 (unsigned long long)ws->base_dv,
+			 (unsigned long long)op->base_dv);
+		return 0;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	cm_chunk_key(&k, &op->fid, 0);
+	rc = cs_lookup(wb->d.cs, &k, &info);
+	had = rc == 0 && info.dv == op->base_dv;
+	if (had && (info.flags & CS_F_DIRTY)) {
+		if (newer_writes)
+			return 0;
+		if (info.len == op->dlen) {
+			uint8_t *buf = malloc(op->dlen);
+			ssize_t got;
+
+			if (!buf)
+				return -ENOMEM;
+			got = cs_read(wb->d.cs, &k, op->base_dv, 0, buf,
+				      op->dlen);
+			same = got == (ssize_t)op->dlen &&
+			       memcmp(buf, op->data, op->dlen) == 0;
+			free(buf);
+		}
+		if (same)
+			return 0;
+	}
+	/* cs_put: a new chunk file, fsynced, renamed over the old one, the
+	 * folder and the index fsynced: the rules of any DIRTY put. */
+	rc = cs_put(wb->d.cs, &k, op->base_dv, op->data, (uint32_t)op->dlen,
+		    CS_F_DIRTY);
+	if (rc < 0) {
+		log_err(LOG_WB,
+			"store record %llu: cannot rewrite chunk 0 of its "
+			"file from the record: %s",
+			(unsigned long long)r->seq, strerror(-rc));
+		return rc;
+	}
+	log_warn(LOG_WB,
+		 "store record %llu: chunk 0 of its file was %s; rewritten "
+		 "from the record's %zu bytes",
+		 (unsigned long long)r->seq,
+		 had ? "not the record's bytes" : "missing",
+		 op->dlen);
+	return 1;
+}
+
+void
+wb_heal_logged(struct wb *wb)
+{
+	const unsigned live = RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT);
+	struct rlog_rec r;
+	uint64_t after = 0;
+	unsigned nseen = 0, nfixed = 0, nfailed = 0;
+
+	if (!wb->d.rlog || !wb->d.cs)
+		return;
+	while (rlog_next(wb->d.rlog, after, live, &r) == 0) {
+		after = r.seq;
+		if (r.op.kind == PROTO_OP_STORE && r.op.data &&
+		    rlog_store_data_ok(&r.op)) {
+			int rc = heal_one(wb, &r);
+
+			nseen++;
+			nfixed += rc > 0;
+			nfailed += rc < 0;
+		}
+		rlog_rec_release(&r);
+	}
+	if (nfixed || nfailed)
+		log_warn(LOG_WB,
+			 "stores logged with their bytes: %u, chunks "
+			 "rewritten from them: %u, failed: %u",
+			 nseen, nfixed, nfailed);
+	else if (nseen)
+		log_info(LOG_WB,
+			 "stores logged with their bytes: %u, their chunks "
+			 "are right",
+			 nseen);
+}
