@@ -136,6 +136,12 @@ struct store {
 	 * back to staged() instead of sent; mdone hears the result. */
 	wb_staged_fn staged;
 	void *staged_arg;
+	/* A store logged with its bytes (doc/replay-log.md "Stores with
+	 * their bytes") sent to a server before protocol 6, or a conflict
+	 * copy of such a store: chunk 0 is staged from these, the bytes at
+	 * close, not from the chunk store. NULL: from the chunk store. */
+	uint8_t *logdata;
+	size_t logdlen;
 };
 
 
@@ -184,5 +190,9 @@ int wb_conflict_start(struct store *st);
  * newest gets chunk 0 rewritten from the record where it is missing or
  * differs (a power cut took the unsynced chunk). */
 void wb_heal_logged(struct wb *wb);
+/* The same for the live store of @fid, if it is alone and carries its
+ * bytes (before a conflict copy reads the chunks). @return 1 (chunk 0
+ * rewritten), 0 or -errno. */
+int wb_heal_fid(struct wb *wb, const struct fid *fid);
 
 #endif /* CAIRN_CM_WB_I_H */

@@ -71,12 +71,25 @@ store_inline(struct store *st)
 			st->next = 1;
 			return 1;
 		}
-		/* A server before protocol 6: staged from the chunk. */
-		free(st->op.data);
+		/* A server before protocol 6: staged, from the record's
+		 * bytes (the chunk may have lost them in a power cut, or
+		 * hold writes made since). */
+		free(st->logdata);
+		st->logdata = st->op.data;
+		st->logdlen = st->op.dlen;
 		st->op.data = NULL;
 		st->op.dlen = 0;
+		if (st->op.nchunks == 1 && st->op.chunks[0] == 0 &&
+		    st->logdlen <= wb->d.chunk_size)
+			st->dirty[0] = true;
+		else {
+			free(st->logdata);
+			st->logdata = NULL;
+			st->logdlen = 0;
+		}
 	}
 	if (!atomic_load(&wb->inline_ok) || st->cf || st->op.data || st->next ||
+	    st->logdata ||
 	    st->op.nchunks != 1 || st->op.chunks[0] != 0 || !st->dirty[0] ||
 	    (st->skip && st->skip[0]) || st->op.size == 0 ||
 	    st->op.size > PROTO_INLINE_MAX || st->op.size > wb->d.chunk_size)
@@ -107,6 +120,7 @@ wb_store_free(struct store *st)
 	proto_op_release(&st->op);
 	free(st->skip);
 	free(st->dirty);
+	free(st->logdata);
 	free(st);
 }
 
@@ -146,9 +160,14 @@ stage_one(struct store *st, size_t i)
 		if (!buf)
 			return -ENOMEM;
 		cm_chunk_key(&k, &st->src_fid, st->op.chunks[i]);
-		got = cs_read(wb->d.cs, &k, st->src_dv, 0, buf,
-			      wb->d.chunk_size);
-		if (got > 0 && st->cf && cs_lookup(wb->d.cs, &k, &info) == 0 &&
+		if (st->logdata && st->op.chunks[i] == 0) {
+			/* the bytes at close, from the record */
+			memcpy(buf, st->logdata, st->logdlen);
+			got = (ssize_t)st->logdlen;
+		} else
+			got = cs_read(wb->d.cs, &k, st->src_dv, 0, buf,
+				      wb->d.chunk_size);
+		if (got > 0 && !st->logdata && st->cf && cs_lookup(wb->d.cs, &k, &info) == 0 &&
 		    !(info.flags & CS_F_DIRTY)) {
 			/* The server's old bytes: only those still valid. */
 			if (cstart >= st->src_valid_to)
@@ -1204,6 +1223,34 @@ heal_one(struct wb *wb, const struct rlog_rec *r)
 		 had ? "not the record's bytes" : "missing",
 		 op->dlen);
 	return 1;
+}
+
+int
+wb_heal_fid(struct wb *wb, const struct fid *fid)
+{
+	const unsigned live = RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT);
+	struct rlog_rec r;
+	uint64_t seq;
+	size_t n = 0;
+	int rc;
+
+	if (!wb->d.rlog || !wb->d.cs)
+		return 0;
+	/* Stores of a file merge (doc/replay-log.md): one live store is the
+	 * usual case; with more, chunk 0 is left to the start's pass. */
+	if (rlog_fid_count(wb->d.rlog, fid, live, PROTO_OP_STORE, UINT64_MAX,
+			   &n) < 0 ||
+	    n != 1 ||
+	    rlog_fid_find_kind(wb->d.rlog, fid, live, PROTO_OP_STORE,
+			       UINT64_MAX, &seq) < 0 ||
+	    rlog_get(wb->d.rlog, seq, &r) < 0)
+		return 0;
+	rc = 0;
+	if (r.op.kind == PROTO_OP_STORE && r.op.data &&
+	    rlog_store_data_ok(&r.op))
+		rc = heal_one(wb, &r);
+	rlog_rec_release(&r);
+	return rc;
 }
 
 void
