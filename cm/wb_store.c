@@ -1171,8 +1171,21 @@ heal_one(struct wb *wb, const struct rlog_rec *r)
 		return 0;
 	pthread_mutex_lock(&wb->lock);
 	ws = wb_find_locked(wb, &op->fid);
-	newer_writes = ws && ws->dirty;
-	if (ws && ws->base_dv != op->base_dv) {
+	if (!ws) {
+		/* A logged file keeps its write state until its store is
+		 * acknowledged: this one was, and the crash lost only the
+		 * record's removal. The chunk is the server's copy, or gone
+		 * to be fetched; one DIRTY at the old base would refuse the
+		 * writes of a new write state at the new DV. */
+		pthread_mutex_unlock(&wb->lock);
+		log_info(LOG_WB,
+			 "store record %llu: its file has no write state (the "
+			 "store was acknowledged): chunk 0 left as it is",
+			 (unsigned long long)r->seq);
+		return 0;
+	}
+	newer_writes = ws->dirty;
+	if (ws->base_dv != op->base_dv) {
 		pthread_mutex_unlock(&wb->lock);
 		log_warn(LOG_WB,
 			 "store record %llu: its file's writes are at DV "
@@ -1186,7 +1199,19 @@ heal_one(struct wb *wb, const struct rlog_rec *r)
 	pthread_mutex_unlock(&wb->lock);
 	cm_chunk_key(&k, &op->fid, 0);
 	rc = cs_lookup(wb->d.cs, &k, &info);
-	had = rc == 0 && info.dv == op->base_dv;
+	if (rc == 0 && info.dv != op->base_dv) {
+		/* At another DV: the server's copy after this store was
+		 * acknowledged (its record's removal was lost in the crash)
+		 * or fetched since; the resend leaves it right. */
+		log_info(LOG_WB,
+			 "store record %llu: chunk 0 of its file is at DV "
+			 "%llu, not at the record's base %llu: left as it is",
+			 (unsigned long long)r->seq,
+			 (unsigned long long)info.dv,
+			 (unsigned long long)op->base_dv);
+		return 0;
+	}
+	had = rc == 0;
 	if (had && (info.flags & CS_F_DIRTY)) {
 		if (newer_writes)
 			return 0;

@@ -8,7 +8,8 @@
 # every file's bytes, mode and mtime as written (its start rewrote the
 # chunks from the records); after the server is back and the log drained,
 # a fresh client and the mount read them too, and cairn-fsck finds the
-# cache clean.
+# cache clean. The same in disconnected mode (fs disconnect, then fs
+# reconnect).
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
 t_timeout 200
@@ -119,4 +120,40 @@ vold_stop
 mnt || exit 1
 t_is "$(tree "$A/b")" "$(cat "$T_DIR/ref.tree")" "a restart with the server stopped reads the stored bytes"
 cairnd_umount "$A"
+
+# Disconnected mode (fs disconnect; no writeback delay): the same power
+# cut, then the restart, still disconnected, reads the records' bytes,
+# and fs reconnect drains them.
+vold_restart || exit 1
+D=$T_DIR/d
+CD=$T_DIR/cd
+dmnt() { cairnd_mount "$D" "$CD" wsh "$T_DIR/tok" --fetch-timeout 2s "$@"; }
+djst() { "$FS" status --json -m "$D" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$1"; }
+dmnt || exit 1
+mkdir "$D/off" "$T_DIR/ref2" || exit 1
+t_check "fs disconnect" "$FS" disconnect -m "$D"
+python3 "$T_DIR/mk.py" "$T_DIR/ref2" 1 || exit 99
+tree "$T_DIR/ref2" >"$T_DIR/ref2.tree"
+python3 "$T_DIR/mk.py" "$D/off" 1 || t_ok 1 "writing the files offline"
+t_is "$(tree "$D/off")" "$(cat "$T_DIR/ref2.tree")" "offline: the mount shows the files"
+cairnd_kill9 "$D"
+n=0
+for f in $(find "$CD/chunks" -type f -regextype egrep -regex '.*/[0-9a-f]{8}' -size -$((65536 + 64 + 1))c 2>/dev/null | sort); do
+	if [ $((n % 2)) = 0 ]; then rm -f "$f"; else : >"$f"; fi
+	n=$((n + 1))
+done
+t_ok "$([ "$n" -ge 14 ] && echo 0 || echo 1)" "offline: small chunk files destroyed ($n)"
+dmnt || exit 1
+t_is "$(djst mode)" disconnected "the restart is still disconnected"
+t_is "$(tree "$D/off")" "$(cat "$T_DIR/ref2.tree")" "offline: the restart reads every file as written"
+"$FS" reconnect -m "$D" >/dev/null 2>&1
+"$FS" sync -m "$D" >/dev/null 2>&1
+t_is "$(djst backlog_records)|$(djst conflicts)" "0|0" "reconnected: drained, no conflicts"
+t_is "$(tree "$D/off")" "$(cat "$T_DIR/ref2.tree")" "the mount after the drain"
+cairnd_mount "$C" "$T_DIR/cc2" wsh "$T_DIR/tok" || exit 1
+t_is "$(tree "$C/off")" "$(cat "$T_DIR/ref2.tree")" "a fresh client reads what was written offline"
+cairnd_umount "$C"
+cairnd_umount "$D"
+"$FSCK" --check --quiet "$CD" >"$T_DIR/fsck2.out" 2>&1
+t_is "$?" 0 "cairn-fsck: that cache is clean too"
 t_done
