@@ -89,9 +89,8 @@ store_inline(struct store *st)
 		}
 	}
 	if (!atomic_load(&wb->inline_ok) || st->cf || st->op.data || st->next ||
-	    st->logdata ||
-	    st->op.nchunks != 1 || st->op.chunks[0] != 0 || !st->dirty[0] ||
-	    (st->skip && st->skip[0]) || st->op.size == 0 ||
+	    st->logdata || st->op.nchunks != 1 || st->op.chunks[0] != 0 ||
+	    !st->dirty[0] || (st->skip && st->skip[0]) || st->op.size == 0 ||
 	    st->op.size > PROTO_INLINE_MAX || st->op.size > wb->d.chunk_size)
 		return 0;
 	buf = malloc(st->op.size);
@@ -167,7 +166,8 @@ stage_one(struct store *st, size_t i)
 		} else
 			got = cs_read(wb->d.cs, &k, st->src_dv, 0, buf,
 				      wb->d.chunk_size);
-		if (got > 0 && !st->logdata && st->cf && cs_lookup(wb->d.cs, &k, &info) == 0 &&
+		if (got > 0 && !st->logdata && st->cf &&
+		    cs_lookup(wb->d.cs, &k, &info) == 0 &&
 		    !(info.flags & CS_F_DIRTY)) {
 			/* The server's old bytes: only those still valid. */
 			if (cstart >= st->src_valid_to)
@@ -1154,7 +1154,8 @@ wb_stage_ahead(struct wb *wb, const struct fid *fid, uint64_t chunk)
 static int
 heal_one(struct wb *wb, const struct rlog_rec *r)
 {
-	const unsigned live = RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT);
+	const unsigned live =
+		RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT);
 	const struct proto_op *op = &r->op;
 	struct wstate *ws;
 	struct cs_key k;
@@ -1245,15 +1246,15 @@ heal_one(struct wb *wb, const struct rlog_rec *r)
 		 "store record %llu: chunk 0 of its file was %s; rewritten "
 		 "from the record's %zu bytes",
 		 (unsigned long long)r->seq,
-		 had ? "not the record's bytes" : "missing",
-		 op->dlen);
+		 had ? "not the record's bytes" : "missing", op->dlen);
 	return 1;
 }
 
 int
 wb_heal_fid(struct wb *wb, const struct fid *fid)
 {
-	const unsigned live = RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT);
+	const unsigned live =
+		RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT);
 	struct rlog_rec r;
 	uint64_t seq;
 	size_t n = 0;
@@ -1281,7 +1282,8 @@ wb_heal_fid(struct wb *wb, const struct fid *fid)
 void
 wb_heal_logged(struct wb *wb)
 {
-	const unsigned live = RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT);
+	const unsigned live =
+		RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT);
 	struct rlog_rec r;
 	uint64_t after = 0;
 	unsigned nseen = 0, nfixed = 0, nfailed = 0;
