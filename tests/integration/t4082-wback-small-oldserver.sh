@@ -6,7 +6,9 @@
 # files are written in writeback mode, cairnd is killed (-9), the unsynced
 # chunk files are emptied or removed (a power cut), and the mount starts
 # with the server stopped: it reads every file; once the server is back
-# the drain stages the bytes, and a fresh client reads them right.
+# the drain stages the bytes, and a fresh client reads them right. And a
+# file written again after its logged close, still open during the
+# drain: the server gets the record's bytes, then the next close's.
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
 t_timeout 200
@@ -57,6 +59,34 @@ t_ok "$([ "$nput" -ge 10 ] && echo 0 || echo 1)" "the bytes were staged, not inl
 t_is "$(sums "$A/b")" "$(sums "$T_DIR/ref")" "the mount after the drain"
 cairnd_mount "$C" "$T_DIR/cc" wso "$T_DIR/tok" || exit 1
 t_is "$(sums "$C/b")" "$(sums "$T_DIR/ref")" "a fresh client reads every file"
+cairnd_umount "$C"
+
+# Writes after a logged close, the file still open when the drain stages
+# the record's store: the server gets the bytes of the close (the
+# record's), not the chunk's newer ones; the next close stores those.
+head -c 3000 /dev/urandom >"$T_DIR/g1"
+head -c 5000 /dev/urandom >"$T_DIR/g2"
+cp "$T_DIR/g1" "$A/b/g" || t_ok 1 "writing g"
+python3 - "$A/b/g" "$T_DIR/g2" "$T_DIR/g.go" <<'PY' &
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY)
+os.write(fd, open(sys.argv[2], "rb").read())
+open(sys.argv[3] + ".written", "w").close()
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.1)
+os.close(fd)
+PY
+gpid=$!
+wait_for 20 test -e "$T_DIR/g.go.written"
+timeout 60 "$FS" sync -m "$A" >/dev/null 2>&1
+cairnd_mount "$C" "$T_DIR/cc2" wso "$T_DIR/tok" || exit 1
+t_is "$(sha256sum <"$C/b/g")" "$(sha256sum <"$T_DIR/g1")" "the server has the bytes of the close, not the open file's newer ones"
+cairnd_umount "$C"
+touch "$T_DIR/g.go"
+wait "$gpid"
+"$FS" sync -m "$A" >/dev/null 2>&1
+cairnd_mount "$C" "$T_DIR/cc3" wso "$T_DIR/tok" || exit 1
+t_is "$(sha256sum <"$C/b/g")" "$(sha256sum <"$T_DIR/g2")" "and after the second close its bytes"
 cairnd_umount "$C"
 cairnd_umount "$A"
 "$FSCK" --check --quiet "$CA" >"$T_DIR/fsck.out" 2>&1
