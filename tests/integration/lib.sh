@@ -298,4 +298,33 @@ spoilproxy_start() {
 	real_url=$VOLD_URL
 	VOLD_URL=http://127.0.0.1:$(cat "$T_DIR/proxy.port")
 }
+# t_tree DIR: one line per name under DIR, in a stable order: path, "d"
+# and mode for a directory; "f", mode, size, mtime (s) and SHA-256 of the
+# bytes for anything else (what a crash test compares with a reference).
+t_tree() {
+	python3 - "$1" <<'PY'
+import hashlib, os, stat, sys
+root = sys.argv[1]
+for dp, dns, fns in os.walk(root):
+    dns.sort()
+    for name in sorted(dns + fns):
+        p = os.path.join(dp, name)
+        st = os.lstat(p)
+        rel = os.path.relpath(p, root)
+        if stat.S_ISDIR(st.st_mode):
+            print(rel, "d", oct(st.st_mode & 0o7777))
+        else:
+            h = hashlib.sha256(open(p, "rb").read()).hexdigest()
+            print(rel, "f", oct(st.st_mode & 0o7777), st.st_size,
+                  int(st.st_mtime), h)
+PY
+}
+
+# rlog_kinds MNT: the replay log's records that are not waiting, counted by
+# kind ("create=2 store=1 "), from fs replaylog.
+rlog_kinds() {
+	"$FS" replaylog -m "$1" 2>/dev/null | awk 'NR > 1 && $3 != "waiting" { print $2 }' |
+		sort | uniq -c | awk '{ printf "%s=%s ", $2, $1 }'
+}
+
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }

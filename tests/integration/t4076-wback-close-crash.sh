@@ -26,7 +26,7 @@ A=$T_DIR/a
 CA=$T_DIR/ca
 mnt() { cairnd_mount "$A" "$CA" wbc "$T_DIR/tok" --write-mode writeback --writeback-delay 60s; }
 jst() { "$FS" status --json -m "$A" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$1"; }
-kinds() { "$FS" replaylog -m "$A" 2>/dev/null | awk 'NR > 1 && $3 != "waiting" { print $2 }' | sort | uniq -c | awk '{ printf "%s=%s ", $2, $1 }'; }
+kinds() { rlog_kinds "$A"; }
 
 mnt || exit 1
 mkdir "$A/d" || exit 1

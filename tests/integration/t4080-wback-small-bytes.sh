@@ -28,26 +28,8 @@ C=$T_DIR/c
 mnt() { cairnd_mount "$A" "$CA" wsb "$T_DIR/tok" --write-mode writeback --writeback-delay 60s "$@"; }
 jst() { "$FS" status --json -m "$A" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$1"; }
 srv_files() { vos examine wsb --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"])'; }
-# path, type, mode, size, mtime (s), SHA-256 of every name under $1
-tree() {
-	python3 - "$1" <<'PY'
-import hashlib, os, stat, sys
-root = sys.argv[1]
-for dp, dns, fns in os.walk(root):
-    dns.sort()
-    for name in sorted(dns + fns):
-        p = os.path.join(dp, name)
-        st = os.lstat(p)
-        rel = os.path.relpath(p, root)
-        if stat.S_ISDIR(st.st_mode):
-            print(rel, "d", oct(st.st_mode & 0o7777))
-        else:
-            h = hashlib.sha256(open(p, "rb").read()).hexdigest()
-            print(rel, "f", oct(st.st_mode & 0o7777), st.st_size,
-                  int(st.st_mtime), h)
-PY
-}
-kinds() { "$FS" replaylog -m "$A" 2>/dev/null | awk 'NR > 1 && $3 != "waiting" { print $2 }' | sort | uniq -c | awk '{ printf "%s=%s ", $2, $1 }'; }
+tree() { t_tree "$1"; }
+kinds() { rlog_kinds "$A"; }
 
 s0=$(srv_files)
 mnt || exit 1

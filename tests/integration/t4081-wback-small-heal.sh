@@ -24,24 +24,7 @@ CA=$T_DIR/ca
 C=$T_DIR/c
 mnt() { cairnd_mount "$A" "$CA" wsh "$T_DIR/tok" --write-mode writeback --writeback-delay 60s --fetch-timeout 2s "$@"; }
 jst() { "$FS" status --json -m "$A" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$1"; }
-tree() {
-	python3 - "$1" <<'PY'
-import hashlib, os, stat, sys
-root = sys.argv[1]
-for dp, dns, fns in os.walk(root):
-    dns.sort()
-    for name in sorted(dns + fns):
-        p = os.path.join(dp, name)
-        st = os.lstat(p)
-        rel = os.path.relpath(p, root)
-        if stat.S_ISDIR(st.st_mode):
-            print(rel, "d", oct(st.st_mode & 0o7777))
-        else:
-            h = hashlib.sha256(open(p, "rb").read()).hexdigest()
-            print(rel, "f", oct(st.st_mode & 0o7777), st.st_size,
-                  int(st.st_mtime), h)
-PY
-}
+tree() { t_tree "$1"; }
 
 mnt || exit 1
 t_is "$(jst write_mode)" writeback "write mode writeback"
