@@ -545,10 +545,6 @@ conflict_begin(struct wb *wb, struct conflict *cf)
 	int rc;
 
 	cf->wb = wb;
-	/* The copy reads chunk 0 from the chunk store: a store logged with
-	 * its bytes makes it right first (doc/replay-log.md "Stores with
-	 * their bytes"). */
-	wb_heal_fid(wb, &cf->fid);
 	pthread_mutex_lock(&wb->lock);
 	ws = wb_find_locked(wb, &cf->fid);
 	if (ws && !ws->gone && (ws->dirty || ws->logged)) {

@@ -1363,13 +1363,6 @@ batch_staged(void *arg, int err, const struct proto_op *sop,
 	for (i = 0; i < b->n && b->c[i] != c; i++)
 		;
 	b->staging_chunks -= b->sent[i].nchunks ? b->sent[i].nchunks : 1;
-	if (!err && sop && !sop->data && b->sent[i].data) {
-		/* Logged with its bytes, staged instead (a server before
-		 * protocol 6): they do not go. */
-		free(b->sent[i].data);
-		b->sent[i].data = NULL;
-		b->sent[i].dlen = 0;
-	}
 	if (!err && sop && sop->data && !b->sent[i].data) {
 		/* A small file's bytes, inline: they go in the batch. */
 		b->sent[i].data = malloc(sop->dlen ? sop->dlen : 1);

@@ -49,11 +49,9 @@
 #include "common/proto.h"
 
 /* The header's version; see doc/replay-log.md. 2: the log may have records
- * in its journal rlog.tdb.jnl, which a cairnd of version 1 would ignore. 3:
- * a store may carry a small file's bytes in its record (format 3 records),
- * which a cairnd of version 2 would take for damage. An older log is
- * upgraded in place at its first read-write open. */
-#define RLOG_FORMAT_VERSION 3
+ * in its journal rlog.tdb.jnl, which a cairnd of version 1 would ignore. A
+ * version 1 log is upgraded in place at its first read-write open. */
+#define RLOG_FORMAT_VERSION 2
 
 struct rlog;
 
@@ -391,12 +389,6 @@ int rlog_stats(struct rlog *l, struct rlog_stats *st);
  */
 enum { RLOG_CHECK_KEYS = 1 };
 int rlog_check(struct rlog *l, unsigned flags, char *why, size_t len);
-
-/* May the store @op carry its bytes (op->data, op->dlen) in its record:
- * the whole of a small file in chunk 0 alone (0 < dlen == size <=
- * PROTO_INLINE_MAX and <= the chunk size, chunks {0})? An append of a
- * store with bytes that are not is -EINVAL. */
-bool rlog_store_data_ok(const struct proto_op *op);
 
 /* Names for logs and tools: "pending", "stale-dv", ... */
 const char *rlog_state_name(enum rlog_state s);

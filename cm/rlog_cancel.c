@@ -488,13 +488,10 @@ chunks_union(uint64_t **set, size_t *n, const uint64_t *add, size_t nadd)
  * between them, is replaced by the new one, which takes the older base DV,
  * the union of the chunks, and the newest size. A store's chunks are read
  * from the local cache when it is sent, so the union sends the latest
- * bytes; a store carrying its bytes (a small file's whole content) carries
- * the newest, and an older one's bytes go with it (the new store synced
- * the chunks it names). When the file had shrunk before it grew again
- * (old size < new size), the chunks from the old size to the new one are
- * added too: the server must write the zeros there, which "chunks not
- * listed keep their old bytes" would otherwise skip. Chunks wholly past
- * the new size go.
+ * bytes. When the file had shrunk before it grew again (old size < new
+ * size), the chunks from the old size to the new one are added too: the
+ * server must write the zeros there, which "chunks not listed keep their
+ * old bytes" would otherwise skip. Chunks wholly past the new size go.
  */
 static int
 rule_store(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff)
@@ -558,11 +555,6 @@ rule_store(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff)
 	for (i = k = 0; i < nset; i++)
 		if (set[i] < (op->size + op->chunk_size - 1) / op->chunk_size)
 			set[k++] = set[i];
-	/* A new store with its bytes is the whole file in chunk 0, so the
-	 * union is chunk 0 again; were it not, the bytes would not be the
-	 * whole store: keep both (the older's chunks were synced). */
-	if (op->data && (k != 1 || set[0] != 0))
-		goto keep;
 	rc = cancel_rec(l, &r, eff, RLOG_WHY_MERGED);
 	if (rc)
 		goto out;

@@ -241,9 +241,7 @@ rlog_rec_encode(const struct rlog_rec *r, struct wbuf *b)
 	uint32_t crc;
 
 	w_u32(b, 0); /* CRC, filled in below */
-	w_u8(b, op->rdev   ? REC_FORMAT_RDEV
-		: op->data ? REC_FORMAT_DATA
-			   : REC_FORMAT);
+	w_u8(b, op->rdev ? REC_FORMAT_RDEV : REC_FORMAT);
 	w_u8(b, r->state);
 	w_u8(b, op->kind);
 	w_u8(b, r->has_conflict ? RF_CONFLICT : 0);
@@ -294,10 +292,6 @@ rlog_rec_encode(const struct rlog_rec *r, struct wbuf *b)
 	}
 	if (op->rdev)
 		w_u32(b, op->rdev);
-	else if (op->data) {
-		w_u32(b, (uint32_t)op->dlen);
-		w_bytes(b, op->data, op->dlen);
-	}
 	if (b->err)
 		return b->err;
 	crc = crc32c(0, b->p + 4, b->len - 4);
@@ -330,9 +324,7 @@ rlog_rec_decode(const uint8_t *p, size_t len, uint64_t seq, struct rlog_rec *r)
 	r->seq = r_u64(&b);
 	r->time_ms = r_i64(&b);
 	r->nbytes = r_u64(&b);
-	if ((fmt != REC_FORMAT && fmt != REC_FORMAT_RDEV &&
-	     fmt != REC_FORMAT_DATA) ||
-	    r->seq != seq ||
+	if ((fmt != REC_FORMAT && fmt != REC_FORMAT_RDEV) || r->seq != seq ||
 	    r->state < RLOG_PENDING || r->state > RLOG_CONFLICT ||
 	    op->kind <= PROTO_OP_NONE || op->kind > PROTO_OP_MAX ||
 	    (rflags & ~RF_CONFLICT) ||
@@ -406,21 +398,6 @@ rlog_rec_decode(const uint8_t *p, size_t len, uint64_t seq, struct rlog_rec *r)
 			       !proto_type_has_rdev(op->type) || !op->rdev))
 			b.err = -EUCLEAN;
 	}
-	if (!b.err && fmt == REC_FORMAT_DATA) {
-		n = r_u32(&b);
-		if (!b.err && (n == 0 || n > b.len - b.off))
-			b.err = -EUCLEAN;
-		if (!b.err) {
-			op->data = malloc(n);
-			if (!op->data)
-				b.err = -ENOMEM;
-			else
-				r_bytes(&b, op->data, n);
-			op->dlen = n;
-		}
-		if (!b.err && !rlog_store_data_ok(op))
-			b.err = -EUCLEAN;
-	}
 	if (!b.err && b.off != b.len)
 		b.err = -EUCLEAN;
 	if (b.err) {
@@ -458,15 +435,10 @@ rlog_op_dup(struct proto_op *dst, const struct proto_op *src)
 	dst->name = dst->newname = dst->target = dst->xname = NULL;
 	dst->xvalue = NULL;
 	dst->chunks = NULL;
-	/* A store's bytes ride in its record only where they are the whole
-	 * of a small file (rlog_store_data_ok()); the callers check. */
+	/* A store's inline bytes are never logged: they are read from the
+	 * chunk store when it is sent. */
 	dst->data = NULL;
-	if (src->data) {
-		dst->data = malloc(src->dlen ? src->dlen : 1);
-		if (!dst->data)
-			goto nomem;
-		memcpy(dst->data, src->data, src->dlen);
-	}
+	dst->dlen = 0;
 	if ((src->name && !(dst->name = strdup(src->name))) ||
 	    (src->newname && !(dst->newname = strdup(src->newname))) ||
 	    (src->target && !(dst->target = strdup(src->target))) ||
@@ -526,17 +498,6 @@ rlog_rec_dup(struct rlog_rec *dst, const struct rlog_rec *src)
 	return 0;
 }
 
-/* May a store carry @op->data in its record: the whole of a small file,
- * in chunk 0 alone (REC_FORMAT_DATA)? */
-bool
-rlog_store_data_ok(const struct proto_op *op)
-{
-	return op->kind == PROTO_OP_STORE && op->data && op->dlen > 0 &&
-	       op->dlen == op->size && op->dlen <= PROTO_INLINE_MAX &&
-	       op->dlen <= op->chunk_size && op->nchunks == 1 &&
-	       op->chunks && op->chunks[0] == 0 && !op->rdev;
-}
-
 /* Bytes of file data a store sends: each listed chunk, up to the size. */
 uint64_t
 rlog_store_bytes(const struct proto_op *op)
@@ -577,8 +538,6 @@ rlog_op_check(const struct proto_op *op)
 	const uint32_t sa_all = PROTO_SA_MODE | PROTO_SA_UID | PROTO_SA_GID |
 				PROTO_SA_SIZE | PROTO_SA_ATIME | PROTO_SA_MTIME;
 
-	if (op->data && op->kind != PROTO_OP_STORE)
-		return -EINVAL;
 	switch (op->kind) {
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
@@ -644,8 +603,6 @@ rlog_op_check(const struct proto_op *op)
 		uint64_t *s;
 		size_t i;
 
-		if (op->data && !rlog_store_data_ok(op))
-			return -EINVAL;
 		if (fid_is_null(&op->fid) || op->chunk_size < PROTO_CHUNK_MIN ||
 		    op->chunk_size > PROTO_CHUNK_MAX ||
 		    (op->chunk_size & (op->chunk_size - 1)) ||

@@ -34,11 +34,6 @@
 /* Format 1 plus a u32 rdev at the end: only for the create of a device
  * node, so an older cairnd refuses just those records. */
 #define REC_FORMAT_RDEV 2
-/* Format 1 plus a u32 byte count and the bytes: a small file's store
- * whose bytes ride in its record (version 3 of the log; doc/replay-log.md
- * "Stores with their bytes"). Only a store of chunk 0 alone, the whole
- * file: 0 < count == size <= PROTO_INLINE_MAX. */
-#define REC_FORMAT_DATA 3
 /* tdb hash chains. tdb never rehashes: a lookup walks keys/HASH_SIZE
  * entries (a record is ~6 keys: chains of ~5 at 100k records with this
  * size), and each transaction and traverse reads the whole 512 KiB table.

@@ -1552,7 +1552,6 @@ wb_new(const struct wb_deps *deps)
 	if (wb->nold)
 		rewrite_old(wb);
 	sizes_from_chunks(wb);
-	wb_heal_logged(wb);
 	if (wb->ndirty)
 		log_info(LOG_WB, "%llu files have local changes to store",
 			 (unsigned long long)wb->ndirty);

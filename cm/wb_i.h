@@ -21,10 +21,6 @@
 
 #define WB_BUCKETS	  256
 #define WB_STAGE_PARALLEL 8
-/* The largest file whose bytes a logged store carries in its record
- * (writeback and disconnected closes; doc/replay-log.md "Stores with
- * their bytes"): at most PROTO_INLINE_MAX, what a batch carries inline. */
-#define WB_LOG_BYTES_MAX 65536
 
 /* Who waits for the store of a write state (wb_flush() callers), in the
  * order they are told: the last to join first. */
@@ -136,12 +132,6 @@ struct store {
 	 * back to staged() instead of sent; mdone hears the result. */
 	wb_staged_fn staged;
 	void *staged_arg;
-	/* A store logged with its bytes (doc/replay-log.md "Stores with
-	 * their bytes") sent to a server before protocol 6, or a conflict
-	 * copy of such a store: chunk 0 is staged from these, the bytes at
-	 * close, not from the chunk store. NULL: from the chunk store. */
-	uint8_t *logdata;
-	size_t logdlen;
 };
 
 
@@ -186,13 +176,5 @@ int wb_collect_add(struct collect *c, uint64_t chunk, bool dirty);
 /* conflict.c: a store of @st was refused as stale: 0 = a conflict copy is
  * under way and will end @st; else end @st with the error as usual. */
 int wb_conflict_start(struct store *st);
-/* wb_new(): each live store logged with its bytes that is its file's
- * newest gets chunk 0 rewritten from the record where it is missing or
- * differs (a power cut took the unsynced chunk). */
-void wb_heal_logged(struct wb *wb);
-/* The same for the live store of @fid, if it is alone and carries its
- * bytes (before a conflict copy reads the chunks). @return 1 (chunk 0
- * rewritten), 0 or -errno. */
-int wb_heal_fid(struct wb *wb, const struct fid *fid);
 
 #endif /* CAIRN_CM_WB_I_H */

@@ -62,35 +62,9 @@ store_inline(struct store *st)
 	uint8_t *buf;
 	ssize_t got;
 
-	if (st->op.data && !st->next) {
-		/* Its bytes came with its record (logged with them, doc/
-		 * replay-log.md "Stores with their bytes"): they are the
-		 * truth, whatever the chunk store holds now. */
-		if (atomic_load(&wb->inline_ok) && !st->cf &&
-		    rlog_store_data_ok(&st->op)) {
-			st->next = 1;
-			return 1;
-		}
-		/* A server before protocol 6: staged, from the record's
-		 * bytes (the chunk may have lost them in a power cut, or
-		 * hold writes made since). */
-		free(st->logdata);
-		st->logdata = st->op.data;
-		st->logdlen = st->op.dlen;
-		st->op.data = NULL;
-		st->op.dlen = 0;
-		if (st->op.nchunks == 1 && st->op.chunks[0] == 0 &&
-		    st->logdlen <= wb->d.chunk_size)
-			st->dirty[0] = true;
-		else {
-			free(st->logdata);
-			st->logdata = NULL;
-			st->logdlen = 0;
-		}
-	}
 	if (!atomic_load(&wb->inline_ok) || st->cf || st->op.data || st->next ||
-	    st->logdata || st->op.nchunks != 1 || st->op.chunks[0] != 0 ||
-	    !st->dirty[0] || (st->skip && st->skip[0]) || st->op.size == 0 ||
+	    st->op.nchunks != 1 || st->op.chunks[0] != 0 || !st->dirty[0] ||
+	    (st->skip && st->skip[0]) || st->op.size == 0 ||
 	    st->op.size > PROTO_INLINE_MAX || st->op.size > wb->d.chunk_size)
 		return 0;
 	buf = malloc(st->op.size);
@@ -119,7 +93,6 @@ wb_store_free(struct store *st)
 	proto_op_release(&st->op);
 	free(st->skip);
 	free(st->dirty);
-	free(st->logdata);
 	free(st);
 }
 
@@ -159,15 +132,9 @@ stage_one(struct store *st, size_t i)
 		if (!buf)
 			return -ENOMEM;
 		cm_chunk_key(&k, &st->src_fid, st->op.chunks[i]);
-		if (st->logdata && st->op.chunks[i] == 0) {
-			/* the bytes at close, from the record */
-			memcpy(buf, st->logdata, st->logdlen);
-			got = (ssize_t)st->logdlen;
-		} else
-			got = cs_read(wb->d.cs, &k, st->src_dv, 0, buf,
-				      wb->d.chunk_size);
-		if (got > 0 && !st->logdata && st->cf &&
-		    cs_lookup(wb->d.cs, &k, &info) == 0 &&
+		got = cs_read(wb->d.cs, &k, st->src_dv, 0, buf,
+			      wb->d.chunk_size);
+		if (got > 0 && st->cf && cs_lookup(wb->d.cs, &k, &info) == 0 &&
 		    !(info.flags & CS_F_DIRTY)) {
 			/* The server's old bytes: only those still valid. */
 			if (cstart >= st->src_valid_to)
@@ -807,40 +774,6 @@ mark_logged(struct wb *wb, const struct fid *fid, const struct proto_op *sa)
 	}
 }
 
-/* A store logged with its bytes: the whole of a small file, written in
- * chunk 0 alone (rlog_store_data_ok()). They are read from the chunk at
- * the base the write state has; the record carries them, so the replay
- * sends them as they were at close whatever becomes of the chunk file,
- * and the chunk needs no fsync. @return 1 (st->op.data set), 0 (the
- * chunks are synced as before) or -errno. */
-static int
-log_with_bytes(struct store *st)
-{
-	struct wb *wb = st->wb;
-	struct cs_key k;
-	uint8_t *buf;
-	ssize_t got;
-
-	if (st->op.nchunks != 1 || st->op.chunks[0] != 0 || !st->dirty[0] ||
-	    st->op.size == 0 || st->op.size > WB_LOG_BYTES_MAX ||
-	    st->op.size > PROTO_INLINE_MAX || st->op.size > wb->d.chunk_size ||
-	    st->op.data)
-		return 0;
-	buf = malloc(st->op.size);
-	if (!buf)
-		return -ENOMEM;
-	cm_chunk_key(&k, &st->src_fid, 0);
-	got = cs_read(wb->d.cs, &k, st->src_dv, 0, buf, st->op.size);
-	if (got != (ssize_t)st->op.size) {
-		/* a short chunk (a hole at the end): the usual way */
-		free(buf);
-		return got < 0 ? (int)got : 0;
-	}
-	st->op.data = buf;
-	st->op.dlen = st->op.size;
-	return 1;
-}
-
 /* wb_store_start, disconnected: log the store (PENDING, durable: the rules of
  * doc/replay-log.md may merge it with an earlier one) instead of sending
  * it. */
@@ -855,14 +788,8 @@ store_offline(struct store *st, const struct wstate *s)
 	/* The record is durable when close returns (writeback, or
 	 * disconnected): so must the data it names be. Writes committed
 	 * their chunks without fsync (promise 1 is about cairnd, not the
-	 * machine); this makes them survive the machine too. A small
-	 * file's bytes ride in the record instead (log_with_bytes()): the
-	 * log's one fdatasync covers them, the chunk is not synced. */
-	rc = log_with_bytes(st);
-	if (rc == 0)
-		rc = cs_sync_file(wb->d.cs, st->fid.vol, st->fid.oid);
-	else if (rc > 0)
-		rc = 0;
+	 * machine); this makes them survive the machine too. */
+	rc = cs_sync_file(wb->d.cs, st->fid.vol, st->fid.oid);
 	if (rc < 0) {
 		log_err(LOG_WB, "cannot sync the chunks of a file: %s",
 			strerror(-rc));
@@ -1146,176 +1073,4 @@ wb_stage_ahead(struct wb *wb, const struct fid *fid, uint64_t chunk)
 	j->fid = *fid;
 	j->chunk = chunk;
 	cm_post(wb->d.loop, &j->job);
-}
-
-/* --- start: the chunks of stores logged with their bytes --- */
-
-/* Record @r carries its file's bytes (a small file's store, doc/replay-
- * log.md "Stores with their bytes") and its close did not sync chunk 0: a
- * power cut may have taken it. Make chunk 0 what the record says, DIRTY at
- * the record's base DV, unless a later store of the file (which synced its
- * chunks at close) or writes after the close (the write state is dirty and
- * chunk 0 is there at that base) make the chunk newer than the record.
- * @return 1 (rewritten), 0 (right already, or not ours to touch), -errno. */
-static int
-heal_one(struct wb *wb, const struct rlog_rec *r)
-{
-	const unsigned live =
-		RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT);
-	const struct proto_op *op = &r->op;
-	struct wstate *ws;
-	struct cs_key k;
-	struct cs_info info;
-	size_t all = 0, upto = 0;
-	bool newer_writes, same = false, had;
-	int rc;
-
-	if (rlog_fid_count(wb->d.rlog, &op->fid, live, PROTO_OP_STORE,
-			   UINT64_MAX, &all) < 0 ||
-	    rlog_fid_count(wb->d.rlog, &op->fid, live, PROTO_OP_STORE,
-			   r->seq + 1, &upto) < 0 ||
-	    all != upto)
-		return 0;
-	pthread_mutex_lock(&wb->lock);
-	ws = wb_find_locked(wb, &op->fid);
-	if (!ws) {
-		/* A logged file keeps its write state until its store is
-		 * acknowledged: this one was, and the crash lost only the
-		 * record's removal. The chunk is the server's copy, or gone
-		 * to be fetched; one DIRTY at the old base would refuse the
-		 * writes of a new write state at the new DV. */
-		pthread_mutex_unlock(&wb->lock);
-		log_info(LOG_WB,
-			 "store record %llu: its file has no write state (the "
-			 "store was acknowledged): chunk 0 left as it is",
-			 (unsigned long long)r->seq);
-		return 0;
-	}
-	newer_writes = ws->dirty;
-	if (ws->base_dv != op->base_dv) {
-		pthread_mutex_unlock(&wb->lock);
-		log_warn(LOG_WB,
-			 "store record %llu: its file's writes are at DV "
-			 "%llu, the record's base is %llu: chunk 0 left as "
-			 "it is",
-			 (unsigned long long)r->seq,
-			 (unsigned long long)ws->base_dv,
-			 (unsigned long long)op->base_dv);
-		return 0;
-	}
-	pthread_mutex_unlock(&wb->lock);
-	cm_chunk_key(&k, &op->fid, 0);
-	rc = cs_lookup(wb->d.cs, &k, &info);
-	if (rc == 0 && info.dv != op->base_dv) {
-		/* At another DV: the server's copy after this store was
-		 * acknowledged (its record's removal was lost in the crash)
-		 * or fetched since; the resend leaves it right. */
-		log_info(LOG_WB,
-			 "store record %llu: chunk 0 of its file is at DV "
-			 "%llu, not at the record's base %llu: left as it is",
-			 (unsigned long long)r->seq,
-			 (unsigned long long)info.dv,
-			 (unsigned long long)op->base_dv);
-		return 0;
-	}
-	had = rc == 0;
-	if (had && (info.flags & CS_F_DIRTY)) {
-		if (newer_writes)
-			return 0;
-		if (info.len == op->dlen) {
-			uint8_t *buf = malloc(op->dlen);
-			ssize_t got;
-
-			if (!buf)
-				return -ENOMEM;
-			got = cs_read(wb->d.cs, &k, op->base_dv, 0, buf,
-				      op->dlen);
-			same = got == (ssize_t)op->dlen &&
-			       memcmp(buf, op->data, op->dlen) == 0;
-			free(buf);
-		}
-		if (same)
-			return 0;
-	}
-	/* cs_put: a new chunk file, fsynced, renamed over the old one, the
-	 * folder and the index fsynced: the rules of any DIRTY put. */
-	rc = cs_put(wb->d.cs, &k, op->base_dv, op->data, (uint32_t)op->dlen,
-		    CS_F_DIRTY);
-	if (rc < 0) {
-		log_err(LOG_WB,
-			"store record %llu: cannot rewrite chunk 0 of its "
-			"file from the record: %s",
-			(unsigned long long)r->seq, strerror(-rc));
-		return rc;
-	}
-	log_warn(LOG_WB,
-		 "store record %llu: chunk 0 of its file was %s; rewritten "
-		 "from the record's %zu bytes",
-		 (unsigned long long)r->seq,
-		 had ? "not the record's bytes" : "missing", op->dlen);
-	return 1;
-}
-
-int
-wb_heal_fid(struct wb *wb, const struct fid *fid)
-{
-	const unsigned live =
-		RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT);
-	struct rlog_rec r;
-	uint64_t seq;
-	size_t n = 0;
-	int rc;
-
-	if (!wb->d.rlog || !wb->d.cs)
-		return 0;
-	/* Stores of a file merge (doc/replay-log.md): one live store is the
-	 * usual case; with more, chunk 0 is left to the start's pass. */
-	if (rlog_fid_count(wb->d.rlog, fid, live, PROTO_OP_STORE, UINT64_MAX,
-			   &n) < 0 ||
-	    n != 1 ||
-	    rlog_fid_find_kind(wb->d.rlog, fid, live, PROTO_OP_STORE,
-			       UINT64_MAX, &seq) < 0 ||
-	    rlog_get(wb->d.rlog, seq, &r) < 0)
-		return 0;
-	rc = 0;
-	if (r.op.kind == PROTO_OP_STORE && r.op.data &&
-	    rlog_store_data_ok(&r.op))
-		rc = heal_one(wb, &r);
-	rlog_rec_release(&r);
-	return rc;
-}
-
-void
-wb_heal_logged(struct wb *wb)
-{
-	const unsigned live =
-		RLOG_MASK(RLOG_PENDING) | RLOG_MASK(RLOG_INFLIGHT);
-	struct rlog_rec r;
-	uint64_t after = 0;
-	unsigned nseen = 0, nfixed = 0, nfailed = 0;
-
-	if (!wb->d.rlog || !wb->d.cs)
-		return;
-	while (rlog_next(wb->d.rlog, after, live, &r) == 0) {
-		after = r.seq;
-		if (r.op.kind == PROTO_OP_STORE && r.op.data &&
-		    rlog_store_data_ok(&r.op)) {
-			int rc = heal_one(wb, &r);
-
-			nseen++;
-			nfixed += rc > 0;
-			nfailed += rc < 0;
-		}
-		rlog_rec_release(&r);
-	}
-	if (nfixed || nfailed)
-		log_warn(LOG_WB,
-			 "stores logged with their bytes: %u, chunks "
-			 "rewritten from them: %u, failed: %u",
-			 nseen, nfixed, nfailed);
-	else if (nseen)
-		log_info(LOG_WB,
-			 "stores logged with their bytes: %u, their chunks "
-			 "are right",
-			 nseen);
 }

@@ -20,16 +20,12 @@ mode = MODE_FILE's words, headers = [(name, value)] of the upstream reply
 The proxy sends the returned headers and body, stopping after the first
 `first` bytes for `stall` seconds. Each such request is logged to LOG_FILE
 as "MODE PATH BLOCKS" (BLOCKS: whether upstream sent X-Cairn-Blocks).
-Every POST's path is appended to LOG_FILE.posts, every PUT's to
-LOG_FILE.puts; with the word "nobatch"
+Every POST's path is appended to LOG_FILE.posts; with the word "nobatch"
 in MODE_FILE, POST .../batch gets a 404, as from a server of protocol 2.
-With the word "proto5", a JSON reply's "protocol": 6 reads 5, as from a
-server before protocol 6 (no inline bytes in a store).
 """
 import http.client
 import http.server
 import queue
-import re
 import sys
 import threading
 import time
@@ -131,9 +127,6 @@ def main():
                 return
             n = int(self.headers.get("Content-Length") or 0)
             req_body = self.rfile.read(n) if n else None
-            if self.command == "PUT":
-                with lock, open(log_file + ".puts", "a") as f:
-                    f.write("%s %d\n" % (self.path, n))
             if self.command == "POST":
                 with lock, open(log_file + ".posts", "a") as f:
                     f.write("%s\n" % self.path)
@@ -151,9 +144,6 @@ def main():
             c.close()
             headers = [(k, v) for k, v in r.getheaders()
                        if k.lower() not in HOP]
-            if "proto5" in mode:
-                body = re.sub(rb'"protocol":\s*6\b', b'"protocol": 5',
-                              body)
             first, stall = len(body), 0
             if "/data/" in self.path and r.status == 200:
                 with lock, open(log_file, "a") as f:

@@ -6,8 +6,6 @@
  * race of cm/wb.c itself: reads of a file whose store the server has just
  * acknowledged (wb_stored() moves chunks and write state to the new DV)
  * never see zeros or a fetch for what the cache holds (t4020's flake).
- * And the start's rewrite of chunk 0 from stores logged with their bytes
- * (wb_heal_logged(), doc/replay-log.md "Stores with their bytes").
  */
 #include "config.h"
 
@@ -28,7 +26,6 @@
 #include "cm/inode.h"
 #include "cm/loop.h"
 #include "cm/mcache.h"
-#include "cm/rlog.h"
 #include "cm/stats.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
@@ -446,222 +443,6 @@ out:
 		diag("cannot remove '%s/race'", dir);
 }
 
-/* --- chunk 0 rewritten from stores logged with their bytes --- */
-
-#define HEAL_VOL  9u
-#define HEAL_BASE 50u
-
-enum heal_case {
-	H_MISSING,  /* chunk gone: rewritten */
-	H_WRONG,    /* same length, other bytes: rewritten */
-	H_SHORT,    /* shorter (a torn chunk): rewritten */
-	H_CLEAN,    /* clean at the base (the dirty copy lost): rewritten */
-	H_RIGHT,    /* right: left */
-	H_WRITTEN,  /* writes after the close (dirty state): left */
-	H_ACKED,    /* no write state (acknowledged): left */
-	H_OTHER_DV, /* chunk at another DV (the server's): left */
-	H_NEWER,    /* a later store without bytes: left */
-	H_NCASES
-};
-
-static const char *const heal_name[H_NCASES] = {
-	"missing",
-	"other bytes",
-	"short",
-	"clean at the base",
-	"right",
-	"written since the close",
-	"acknowledged",
-	"at another DV",
-	"followed by a store without bytes",
-};
-
-static void
-heal_bytes(uint8_t *b, size_t n, unsigned seed)
-{
-	for (size_t i = 0; i < n; i++)
-		b[i] = (uint8_t)(seed * 31 + i * 7);
-}
-
-static void
-test_heal(void)
-{
-	struct cs_params p = {0};
-	struct wb_deps d;
-	struct cs_store *cs = NULL;
-	struct rlog *rl = NULL;
-	struct tdb_context *tdb = NULL;
-	struct wb *wb = NULL;
-	uint8_t want[3000], other[3000], got[4096];
-	char path[256], cmd[300];
-	int err = 0;
-
-	snprintf(path, sizeof(path), "%s/heal", dir);
-	mkdir(path, 0700);
-	snprintf(path, sizeof(path), "%s/heal/cs", dir);
-	p.chunk_size = 65536;
-	if (mkdir(path, 0700) < 0 || cs_create(path, &p) < 0 ||
-	    !(cs = cs_open(path, &p, &err))) {
-		ok(0, "set up a chunk store");
-		goto out;
-	}
-	snprintf(path, sizeof(path), "%s/heal/rlog.tdb", dir);
-	rl = rlog_open(path, &err);
-	snprintf(path, sizeof(path), "%s/heal/dirty.tdb", dir);
-	tdb = tdb_open(path, 0, TDB_NOLOCK, O_RDWR | O_CREAT, 0600);
-	if (!rl || !tdb) {
-		ok(0, "set up the log and dirty.tdb");
-		goto out;
-	}
-	for (unsigned c = 0; c < H_NCASES; c++) {
-		struct fid f = mkfid(HEAL_VOL, (uint8_t)(0x20 + c * 16));
-		struct proto_op op;
-		struct cs_key k;
-		uint64_t chunk0 = 0, seq;
-		struct wb_rec r;
-		TDB_DATA key = {(unsigned char *)&f, sizeof(f)}, v;
-		size_t len = 0;
-		int rc = 0;
-
-		heal_bytes(want, sizeof(want), c);
-		heal_bytes(other, sizeof(other), c + 100);
-		memset(&op, 0, sizeof(op));
-		op.kind = PROTO_OP_STORE;
-		op.fid = f;
-		op.base_dv = HEAL_BASE;
-		op.chunk_size = p.chunk_size;
-		op.size = sizeof(want);
-		op.chunks = &chunk0;
-		op.nchunks = 1;
-		op.data = want;
-		op.dlen = sizeof(want);
-		/* The later store of H_NEWER would merge into a PENDING
-		 * one: this one is in flight. */
-		rc = c == H_NEWER
-			     ? rlog_append_ex(rl, &op, RLOG_A_INFLIGHT, NULL)
-			     : rlog_append(rl, &op, &seq);
-		if (c == H_NEWER && !rc) {
-			op.data = NULL;
-			op.dlen = 0;
-			rc = rlog_append(rl, &op, &seq);
-		}
-		memset(&r, 0, sizeof(r));
-		r.flags = c == H_WRITTEN ? 0 : WB_REC_LOGGED;
-		r.base_dv = HEAL_BASE;
-		r.size = sizeof(want);
-		r.zero_from = 0; /* a new file: no bytes of the server */
-		v.dptr = wb_rec_encode(&r, &len);
-		v.dsize = len;
-		if (c != H_ACKED && !rc)
-			rc = v.dptr && tdb_store(tdb, key, v, TDB_REPLACE) == 0
-				     ? 0
-				     : -EIO;
-		free(v.dptr);
-		cm_chunk_key(&k, &f, 0);
-		if (!rc && c == H_WRONG)
-			rc = cs_put(cs, &k, HEAL_BASE, other, sizeof(other),
-				    CS_F_DIRTY);
-		if (!rc && c == H_SHORT)
-			rc = cs_put(cs, &k, HEAL_BASE, want, 100, CS_F_DIRTY);
-		if (!rc && c == H_CLEAN)
-			rc = cs_put(cs, &k, HEAL_BASE, other, sizeof(other), 0);
-		if (!rc && c == H_RIGHT)
-			rc = cs_put(cs, &k, HEAL_BASE, want, sizeof(want),
-				    CS_F_DIRTY);
-		if (!rc && c == H_WRITTEN)
-			rc = cs_put(cs, &k, HEAL_BASE, other, 1000, CS_F_DIRTY);
-		if (!rc && c == H_OTHER_DV)
-			rc = cs_put(cs, &k, HEAL_BASE + 10, other,
-				    sizeof(other), 0);
-		is_int(rc, 0, "case '%s' set up", heal_name[c]);
-	}
-	tdb_close(tdb);
-	tdb = NULL;
-
-	memset(&d, 0, sizeof(d));
-	d.cs = cs;
-	d.rlog = rl;
-	snprintf(path, sizeof(path), "%s/heal", dir);
-	d.cache_dir = path;
-	d.volume = "heal";
-	d.chunk_size = p.chunk_size;
-	wb = wb_new(&d);
-	ok(wb != NULL, "wb_new with the log");
-	for (unsigned c = 0; wb && c < H_NCASES; c++) {
-		struct fid f = mkfid(HEAL_VOL, (uint8_t)(0x20 + c * 16));
-		struct cs_key k;
-		struct cs_info info;
-		ssize_t n;
-		int lk;
-
-		heal_bytes(want, sizeof(want), c);
-		heal_bytes(other, sizeof(other), c + 100);
-		cm_chunk_key(&k, &f, 0);
-		lk = cs_lookup(cs, &k, &info);
-		n = lk == 0 ? cs_read(cs, &k, info.dv, 0, got, sizeof(got))
-			    : lk;
-		switch (c) {
-		case H_MISSING:
-		case H_WRONG:
-		case H_SHORT:
-		case H_CLEAN:
-		case H_RIGHT:
-			ok(lk == 0 && info.dv == HEAL_BASE &&
-				   (info.flags & CS_F_DIRTY) &&
-				   n == (ssize_t)sizeof(want) &&
-				   !memcmp(got, want, sizeof(want)),
-			   "%s: chunk 0 holds the record's bytes, DIRTY at "
-			   "the base",
-			   heal_name[c]);
-			break;
-		case H_WRITTEN:
-			ok(lk == 0 && n == 1000 && !memcmp(got, other, 1000),
-			   "%s: the newer chunk is kept", heal_name[c]);
-			break;
-		case H_ACKED:
-		case H_NEWER:
-			is_int(lk, -ENOENT, "%s: nothing written",
-			       heal_name[c]);
-			break;
-		case H_OTHER_DV:
-			ok(lk == 0 && info.dv == HEAL_BASE + 10 &&
-				   !(info.flags & CS_F_DIRTY) &&
-				   n == (ssize_t)sizeof(other) &&
-				   !memcmp(got, other, sizeof(other)),
-			   "%s: the server's chunk is kept", heal_name[c]);
-			break;
-		}
-	}
-	wb_free(wb);
-	wb = NULL;
-	/* After a reopen of the chunk store (its checks at open), the
-	 * rewritten chunks are still there. */
-	cs_close(cs);
-	snprintf(path, sizeof(path), "%s/heal/cs", dir);
-	cs = cs_open(path, &p, &err);
-	if (cs) {
-		struct fid f = mkfid(HEAL_VOL, 0x20 + H_MISSING * 16);
-		struct cs_key k;
-		ssize_t n;
-
-		heal_bytes(want, sizeof(want), H_MISSING);
-		cm_chunk_key(&k, &f, 0);
-		n = cs_read(cs, &k, HEAL_BASE, 0, got, sizeof(got));
-		ok(n == (ssize_t)sizeof(want) && !memcmp(got, want, n),
-		   "a rewritten chunk reads back after a reopen");
-	} else
-		ok(0, "reopen the chunk store");
-out:
-	if (tdb)
-		tdb_close(tdb);
-	wb_free(wb);
-	rlog_close(rl);
-	cs_close(cs);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s/heal'", dir);
-	if (system(cmd) != 0)
-		diag("cannot remove '%s/heal'", dir);
-}
-
 int
 main(void)
 {
@@ -675,7 +456,6 @@ main(void)
 	test_old_format();
 	test_migration();
 	test_stored_race();
-	test_heal();
 	rmdir(dir);
 	return done_testing();
 }

@@ -1329,10 +1329,10 @@ test_version_upgrade(void)
 
 	l = rlog_open(p, &err);
 	is_int((int)raw_version(p, l), RLOG_FORMAT_VERSION,
-	       "a new log says version 3 in the tdb");
+	       "a new log says version 2 in the tdb");
 	app(l, op_create(ROOT, "a", F(2)));
-	is_int((int)raw_version(p, l), RLOG_FORMAT_VERSION,
-	       "with a journal record: still 3 in the tdb (old code refuses)");
+	is_int((int)raw_version(p, l), 2,
+	       "with a journal record: still 2 in the tdb (old code refuses)");
 	rlog_close(l);
 	/* Make it a version 1 log, as an older cairnd left it. */
 	t = tdb_open(p, 0, 0, O_RDWR, 0600);
@@ -1352,118 +1352,13 @@ test_version_upgrade(void)
 	is_int((int)raw_version(p, NULL), 1, "read-only: not upgraded");
 	l = rlog_open(p, &err);
 	ok(l != NULL, "a version 1 log opens read-write");
-	is_int((int)raw_version(p, l), RLOG_FORMAT_VERSION,
-	       "and is upgraded to 3 in the tdb");
+	is_int((int)raw_version(p, l), 2, "and is upgraded to 2 in the tdb");
 	ok(l && !rlog_get(l, 1, &r) && r.op.kind == PROTO_OP_CREATE,
 	   "its record is kept");
 	if (l)
 		rlog_rec_release(&r);
 	ok(l && !rlog_check(l, RLOG_CHECK_KEYS, NULL, 0), "rlog_check ok");
 	rlog_close(l);
-}
-
-/* Version 3: a small file's store carries its bytes in its record (format
- * 3): read back exactly, merged with the newer bytes, refused when they
- * are not the whole file in chunk 0, -EUCLEAN when damaged. */
-static void
-test_store_bytes(void)
-{
-	const char *p = newpath();
-	uint64_t c0[1] = {0}, c1[1] = {1}, c01[2] = {0, 1};
-	uint8_t a[3000], b[100], *big;
-	struct proto_op op;
-	struct rlog_rec r;
-	struct rlog *l;
-	int err, s1, s2;
-
-	memset(a, 'a', sizeof(a));
-	memset(b, 'b', sizeof(b));
-	l = rlog_open(p, &err);
-	op = op_store(F(2), 5, sizeof(a), c0, 1);
-	op.data = a;
-	op.dlen = sizeof(a);
-	ok(rlog_store_data_ok(&op), "3000 bytes in chunk 0: may ride");
-	s1 = app(l, op);
-	ok(s1 > 0 && !rlog_get(l, (uint64_t)s1, &r), "appended and read");
-	ok(s1 > 0 && r.op.data && r.op.dlen == sizeof(a) &&
-		   !memcmp(r.op.data, a, sizeof(a)) && r.op.size == sizeof(a),
-	   "the bytes come back");
-	if (s1 > 0)
-		rlog_rec_release(&r);
-	/* store over store: the newer bytes and the older base */
-	op = op_store(F(2), 6, sizeof(b), c0, 1);
-	op.data = b;
-	op.dlen = sizeof(b);
-	s2 = app(l, op);
-	is_int(nrec(l), 1, "a second store merged");
-	ok(s2 > 0 && !rlog_get(l, (uint64_t)s2, &r), "the survivor read");
-	ok(s2 > 0 && r.op.dlen == sizeof(b) && r.op.base_dv == 5 &&
-		   !memcmp(r.op.data, b, sizeof(b)) && r.op.nchunks == 1,
-	   "carries the newer bytes on the older base");
-	if (s2 > 0)
-		rlog_rec_release(&r);
-	/* a newer store without bytes (the file grew): none survive */
-	s2 = app(l, op_store(F(2), 7, CS + 10, c01, 2));
-	ok(s2 > 0 && !rlog_get(l, (uint64_t)s2, &r), "a bigger store merged");
-	ok(s2 > 0 && !r.op.data && r.op.nchunks == 2 && r.op.base_dv == 5,
-	   "the survivor names its chunks, no bytes");
-	if (s2 > 0)
-		rlog_rec_release(&r);
-	/* what may not ride */
-	op = op_store(F(3), 5, sizeof(a), c0, 1);
-	op.data = a;
-	op.dlen = sizeof(a) - 1;
-	is_int(rlog_append(l, &op, NULL), -EINVAL, "bytes shorter than the size");
-	op = op_store(F(3), 5, sizeof(a), c1, 1);
-	op.data = a;
-	op.dlen = sizeof(a);
-	is_int(rlog_append(l, &op, NULL), -EINVAL, "bytes of chunk 1");
-	big = calloc(1, PROTO_INLINE_MAX + 1);
-	op = op_store(F(3), 5, PROTO_INLINE_MAX + 1, c0, 1);
-	op.data = big;
-	op.dlen = PROTO_INLINE_MAX + 1;
-	is_int(rlog_append(l, &op, NULL), -EINVAL, "more than 64 KiB");
-	free(big);
-	op = op_create(ROOT, "x", F(4));
-	op.data = a;
-	op.dlen = 1;
-	is_int(rlog_append(l, &op, NULL), -EINVAL, "bytes on a create");
-	ok(!rlog_check(l, RLOG_CHECK_KEYS, NULL, 0), "rlog_check ok");
-	rlog_close(l);
-	/* reopened (checkpointed at close): the same */
-	l = rlog_open(p, &err);
-	op = op_store(F(5), 5, sizeof(a), c0, 1);
-	op.data = a;
-	op.dlen = sizeof(a);
-	s1 = app(l, op);
-	rlog_close(l);
-	l = rlog_open(p, &err);
-	ok(l && s1 > 0 && !rlog_get(l, (uint64_t)s1, &r) &&
-		   r.op.dlen == sizeof(a) && !memcmp(r.op.data, a, sizeof(a)),
-	   "after a reopen the bytes are there");
-	if (l && s1 > 0)
-		rlog_rec_release(&r);
-	rlog_close(l);
-	/* a damaged format 3 record: -EUCLEAN, not other bytes */
-	{
-		uint8_t k[9] = {'R', 0, 0, 0, 0, 0, 0, 0, 0};
-		struct tdb_context *t = tdb_open(p, 0, 0, O_RDWR, 0600);
-		TDB_DATA key = {k, 9}, v;
-
-		k[8] = (uint8_t)s1;
-		v = tdb_fetch(t, key);
-		ok(v.dptr && v.dptr[4] == 3, "the record is format 3");
-		if (v.dptr) {
-			v.dptr[v.dsize - 10] ^= 1;
-			tdb_store(t, key, v, TDB_REPLACE);
-			free(v.dptr);
-		}
-		tdb_close(t);
-		l = rlog_open(p, &err);
-		is_int(l ? rlog_get(l, (uint64_t)s1, &r) : -1, -EUCLEAN,
-		       "a flipped byte of its data: -EUCLEAN");
-		rlog_close(l);
-	}
 }
 
 static void
@@ -1501,8 +1396,8 @@ test_damaged(void)
 	l = rlog_open(p, &err);
 	app(l, op_create(ROOT, "a", F(2)));
 	rlog_close(l);
-	poke_header(p, 4, 0);
-	open_fails_untouched(p, -EPROTONOSUPPORT, "format version 4");
+	poke_header(p, 3, 0);
+	open_fails_untouched(p, -EPROTONOSUPPORT, "format version 3");
 	poke_header(p, 2, 1);
 	open_fails_untouched(p, -EUCLEAN, "header with a flipped bit");
 
@@ -2007,7 +1902,6 @@ static const struct {
 	{"batch", test_batch},
 	{"damaged", test_damaged},
 	{"version_upgrade", test_version_upgrade},
-	{"store_bytes", test_store_bytes},
 	{"threads", test_threads},
 	{"inflight_run", test_inflight_run},
 	{"fid_find", test_fid_find},
