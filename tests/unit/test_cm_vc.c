@@ -1624,7 +1624,7 @@ test_xattr_crc(void)
 	/* Version 1: stamp, count, then the entry, no CRC. */
 	old[ol++] = VC_REC_VERSION;
 	for (int i = 0; i < 8; i++)
-		old[ol++] = (uint8_t)(300 >> (8 * i));
+		old[ol++] = (uint8_t)((uint64_t)300 >> (8 * i));
 	for (int i = 0; i < 8; i++)
 		old[ol++] = i == 0 ? 1 : 0;
 	old[ol++] = 6;
