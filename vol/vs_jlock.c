@@ -151,48 +151,68 @@ sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
+/* Make a knock file "knock.PID.RND" in @dirfd; its name into @knock. */
+static void
+knock_make(int dirfd, char *knock, size_t len)
+{
+	uint32_t rnd = 0;
+	int kfd;
+
+	if (getrandom(&rnd, sizeof(rnd), 0) < 0)
+		rnd = (uint32_t)time(NULL);
+	snprintf(knock, len, KNOCK_PFX "%d.%08x", (int)getpid(), rnd);
+	kfd = openat(dirfd, knock, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (kfd >= 0)
+		close(kfd);
+	else
+		log_warn(LOG_VOL, "cannot make the knock file %s: %s "
+			 "(waiting for the lock all the same)", knock,
+			 strerror(errno));
+}
+
+static void
+busy_msg(const char *name)
+{
+	log_err(LOG_VOL, "volume '%s': still in use by another process after "
+		"%u s (its lock file names the cairn-vold that journals it)",
+		name, LOCK_WAIT_MS / 1000);
+}
+
 /*
  * Take the lock of @fd as @type, knocking (in directory @dirfd) while
  * cairn-vold holds it exclusively. @name is for the message. @return 0,
- * -EBUSY after LOCK_WAIT_MS, or -errno.
+ * -EBUSY after LOCK_WAIT_MS (by the clock), or -errno.
  */
 int
 vlock_take(int dirfd, int fd, short type, const char *name)
 {
 	char knock[64];
-	uint32_t rnd = 0;
-	unsigned waited = 0, step = 1, since_sig = 0;
-	int kfd, rc = vlock_set(fd, type);
+	uint64_t t0, last_sig;
+	unsigned step = 1;
+	int rc = vlock_set(fd, type);
 
 	if (rc != -EAGAIN)
 		return rc;
-	if (getrandom(&rnd, sizeof(rnd), 0) < 0)
-		rnd = (uint32_t)time(NULL);
-	snprintf(knock, sizeof(knock), KNOCK_PFX "%d.%08x", (int)getpid(),
-		 rnd);
-	kfd = openat(dirfd, knock, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (kfd >= 0)
-		close(kfd);
+	knock_make(dirfd, knock, sizeof(knock));
 	knock_signal(fd);
+	t0 = last_sig = util_now_ms();
 	for (;;) {
+		uint64_t now;
+
 		rc = vlock_set(fd, type);
 		if (rc != -EAGAIN)
 			break;
-		if (waited >= LOCK_WAIT_MS) {
-			log_err(LOG_VOL, "volume '%s': still in use by another "
-				"process after %u s (its lock file names "
-				"the cairn-vold that journals it)", name,
-				LOCK_WAIT_MS / 1000);
+		now = util_now_ms();
+		if (now - t0 >= LOCK_WAIT_MS) {
+			busy_msg(name);
 			rc = -EBUSY;
 			break;
 		}
 		sleep_ms(step);
-		waited += step;
-		since_sig += step;
 		if (step < 20)
 			step *= 2;
-		if (since_sig >= 1000) {
-			since_sig = 0;
+		if (now - last_sig >= 1000) {
+			last_sig = now;
 			knock_signal(fd);
 		}
 	}
@@ -324,9 +344,15 @@ vj_open_excl(struct vs_vol *v, bool journal)
 				 v->root->jmax, &rc);
 		if (!v->j) {
 			log_err(LOG_VOL, "volume '%s': cannot open its journal "
-				"(%s/volumes/%s/" JOURNAL_FILE "): %s", v->name,
-				v->root->path, v->dirname, strerror(-rc));
-			return rc;
+				"(%s/volumes/%s/" JOURNAL_FILE "): %s%s", v->name,
+				v->root->path, v->dirname, strerror(-rc),
+				marked ? "" : "; going on without it");
+			/* Marked before us: a crash's journal may hold
+			 * changes, the mark stays. Otherwise ours is the
+			 * mark: take it back, commit without a journal. */
+			if (marked || vj_mark(v->tdb, false))
+				return rc;
+			return 0;
 		}
 		if (marked) {
 			struct tdbj_stats st;
@@ -364,6 +390,77 @@ vj_open_excl(struct vs_vol *v, bool journal)
 	if (!rc)
 		log_info(LOG_VOL, "volume '%s': replayed the journal a crash "
 			 "left", v->name);
+	return rc;
+}
+
+/*
+ * We hold the lock shared, the record is marked: a writer replays the
+ * journal first, which needs the lock exclusive. Others may hold it
+ * shared for the same reason (cairn-vold restarting while vos opens), or
+ * a cairn-vold that stepped aside but could not clear the mark: never
+ * wait for the upgrade while holding our share (two would wait for each
+ * other). Try it in place without waiting; failing that, knock (so a
+ * cairn-vold replays or clears the mark: vs_vol_coord()), let go, sleep
+ * a little (with some randomness), take the lock shared again and look at
+ * the mark again: a replay by another ends the wait. Returns with the
+ * lock shared: 0, -EBUSY after LOCK_WAIT_MS, or -errno.
+ */
+static int
+vj_replay_shared(struct vs_vol *v)
+{
+	char knock[64] = "";
+	uint64_t t0 = util_now_ms(), last_sig = 0;
+	unsigned step = 1;
+	int rc;
+
+	for (;;) {
+		uint32_t jit = 0;
+		uint64_t now;
+
+		if (v->lockmode != F_RDLCK) {
+			rc = vlock_take(v->dirfd, v->lockfd, F_RDLCK, v->name);
+			if (rc)
+				break;
+			v->lockmode = F_RDLCK;
+		}
+		if (!vj_marked(v->tdb)) {
+			rc = 0;
+			break;
+		}
+		rc = vlock_set(v->lockfd, F_WRLCK);
+		if (!rc) {
+			v->lockmode = F_WRLCK;
+			rc = vj_open_excl(v, false);
+			if (vlock_set(v->lockfd, F_RDLCK) == 0)
+				v->lockmode = F_RDLCK;
+			else if (!rc)
+				rc = -EIO;
+			break;
+		}
+		if (rc != -EAGAIN)
+			break;
+		now = util_now_ms();
+		if (now - t0 >= LOCK_WAIT_MS) {
+			busy_msg(v->name);
+			rc = -EBUSY;
+			break;
+		}
+		if (!knock[0])
+			knock_make(v->dirfd, knock, sizeof(knock));
+		if (now - last_sig >= 1000) {
+			last_sig = now;
+			knock_signal(v->lockfd);
+		}
+		vlock_set(v->lockfd, F_UNLCK);
+		v->lockmode = 0;
+		if (getrandom(&jit, sizeof(jit), 0) < 0)
+			jit = (uint32_t)now;
+		sleep_ms(step + jit % (step + 1));
+		if (step < 20)
+			step *= 2;
+	}
+	if (knock[0])
+		unlinkat(v->dirfd, knock, 0);
 	return rc;
 }
 
@@ -406,21 +503,9 @@ vj_open(struct vs_vol *v)
 					strerror(-rc));
 			return v->j ? 0 : rc;
 		}
-		/* A writer replays it first, exclusively. Not an in-place
-		 * upgrade: two of them would wait for each other. */
-		vlock_set(v->lockfd, F_UNLCK);
-		v->lockmode = 0;
-		rc = vlock_take(v->dirfd, v->lockfd, F_WRLCK, v->name);
+		rc = vj_replay_shared(v);
 		if (rc)
 			return rc;
-		v->lockmode = F_WRLCK;
-		rc = vj_open_excl(v, false);
-		if (rc)
-			return rc;
-		rc = vlock_set(v->lockfd, F_RDLCK);
-		if (rc)
-			return rc;
-		v->lockmode = F_RDLCK;
 	}
 	if (!v->j)
 		v->j = tdbj_open(v->tdb, NULL, 0, 0, &rc);
@@ -496,6 +581,32 @@ vj_reattach(struct vs_vol *v)
 	return rc;
 }
 
+/* Exclusive now, v->j a pass-through handle, the record marked: replay
+ * the journal into the tdb and clear the mark, keeping a pass-through
+ * handle. */
+static int
+vj_replay_held(struct vs_vol *v)
+{
+	struct tdb_context *tdb;
+	int rc, rc2;
+
+	tdb = tdbj_detach(v->j, &rc); /* no journal: cannot fail */
+	if (!tdb)
+		return rc;
+	v->j = NULL;
+	v->tdb = tdb;
+	rc = vj_open_excl(v, false);
+	if (!v->j && v->tdb) {
+		v->j = tdbj_open(v->tdb, NULL, 0, 0, &rc2);
+		if (!v->j) {
+			tdb_close(v->tdb);
+			v->tdb = NULL;
+			return rc2;
+		}
+	}
+	return rc;
+}
+
 int
 vs_vol_coord(struct vs_vol *v)
 {
@@ -524,6 +635,23 @@ vs_vol_coord(struct vs_vol *v)
 		if (vlock_set(v->lockfd, F_RDLCK) == 0)
 			v->lockmode = F_RDLCK;
 		return 0;
+	}
+	if (!v->jn && knocked && v->lockmode == F_RDLCK && vj_marked(v->tdb)) {
+		/* A writer waits for the mark to go (ours, left by an unmark
+		 * that failed at step-aside, or a crash's): replay what the
+		 * journal holds and clear it, if we get the lock alone (in
+		 * place; the writer lets go of its share while it waits). */
+		if (vlock_set(v->lockfd, F_WRLCK))
+			return 0;
+		v->lockmode = F_WRLCK;
+		rc = vj_replay_held(v);
+		if (vlock_set(v->lockfd, F_RDLCK) == 0)
+			v->lockmode = F_RDLCK;
+		if (rc)
+			log_err(LOG_VOL, "volume '%s': cannot clear the journal "
+				"mark for another process: %s", v->name,
+				strerror(-rc));
+		return rc;
 	}
 	if (v->jn || knocked || v->lockmode != F_RDLCK)
 		return 0;

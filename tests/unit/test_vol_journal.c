@@ -12,6 +12,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -219,6 +220,27 @@ child_main(int argc, char **argv)
 
 		return write(1, &m, sizeof(m)) == sizeof(m) ? 0 : 1;
 	}
+	if (!strcmp(mode, "setmark")) {
+		/* What an unmark that failed at step-aside leaves. */
+		TDB_DATA key = {.dptr = (unsigned char *)"V", .dsize = 1}, d;
+		struct tdb_context *t = tdb_open(vpath("meta.tdb"), 0,
+						 TDB_DEFAULT, O_RDWR, 0);
+		uint32_t m;
+
+		if (!t)
+			return 1;
+		d = tdb_fetch(t, key);
+		if (!d.dptr || d.dsize < 4)
+			return 1;
+		memcpy(&m, d.dptr, 4);
+		m = m == VREC_MAGIC_V3 ? VREC_MAGIC_J3 : VREC_MAGIC_J2;
+		memcpy(d.dptr, &m, 4);
+		if (tdb_store(t, key, d, TDB_REPLACE))
+			return 1;
+		free(d.dptr);
+		tdb_close(t);
+		return 0;
+	}
 	if (vs_root_open(rootdir, false, &r))
 		return 2;
 	if (!strcmp(mode, "remove"))
@@ -319,6 +341,77 @@ test_crash(void)
 	vs_vol_close(v);
 }
 
+/* Wait (up to 10 s) for a knock file in the volume directory. */
+static bool
+wait_knock(void)
+{
+	struct timespec ts = {0, 2 * 1000 * 1000};
+
+	for (int i = 0; i < 5000; i++) {
+		DIR *d = opendir(vpath(""));
+		struct dirent *de;
+		bool found = false;
+
+		while (d && (de = readdir(d)))
+			found |= !strncmp(de->d_name, "knock.", 6);
+		if (d)
+			closedir(d);
+		if (found)
+			return true;
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+/* Two writers open a volume a crash left journalled at once (a restarted
+ * cairn-vold and vos): each holds the lock shared, neither waits for the
+ * upgrade; one replays, the other sees the mark gone. */
+static void
+test_crash_two_writers(void)
+{
+	pid_t a, b;
+
+	crash_child(20, 2);
+	ok(!old_code_reads(raw_magic()), "left marked");
+	a = reader((const char *const[]){"c20", "c21"}, 2, 0);
+	b = reader((const char *const[]){"c20", "c21"}, 2, 0);
+	is_int(serve_until(NULL, a), 0, "writer 1 opens it, sees the creates");
+	is_int(serve_until(NULL, b), 0, "writer 2 too (no EBUSY)");
+	ok(old_code_reads(raw_magic()), "replayed and unmarked");
+}
+
+/* cairn-vold stepped aside but its unmark failed: the record stays marked
+ * while it holds the lock shared. A writer that opens the volume knocks;
+ * cairn-vold clears the mark (its journal is empty) and the writer gets
+ * in, instead of -EBUSY after a minute. */
+static void
+test_stale_mark(void)
+{
+	struct vs_vol *v = NULL;
+	pid_t pid;
+
+	is_int(vs_vol_open(root, "jv", VS_CLEANUP | VS_JOURNAL, &v), 0,
+	       "journal");
+	if (!v)
+		return;
+	is_int(mkfile(v, "s1"), 0, "create s1");
+	is_int(serve_until(v, reader((const char *const[]){"s1"}, 1,
+				     VS_RDONLY)),
+	       0, "a reader knocks, the journaller steps aside");
+	ok(!v->jn && v->lockmode == F_RDLCK, "shared, not journalling");
+	is_int(wait_st(spawn("setmark", NULL, 0)), 0,
+	       "the record marked again (as a failed unmark leaves it)");
+	ok(!old_code_reads(raw_magic()), "marked");
+	/* No vs_vol_coord() before the writer knocks: it would take the
+	 * lock back and journal (clearing the mark at the next step-aside). */
+	pid = reader((const char *const[]){"s1"}, 1, 0);
+	ok(wait_knock(), "the writer knocks");
+	is_int(serve_until(v, pid), 0,
+	       "a writer gets in: the journaller cleared the mark");
+	ok(old_code_reads(raw_magic()), "unmarked");
+	vs_vol_close(v);
+}
+
 static void
 test_damaged(void)
 {
@@ -394,6 +487,8 @@ main(int argc, char **argv)
 	is_int(vs_root_open(rootdir, true, &root), 0, "open root");
 	test_journal_and_knock();
 	test_crash();
+	test_crash_two_writers();
+	test_stale_mark();
 	test_damaged();
 	test_remove();
 	vs_root_close(root);
