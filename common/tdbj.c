@@ -86,6 +86,11 @@ struct tdbj {
 	struct map ov, tx;
 	uint64_t ncommits, nsyncs, nckpt, nckpt_fail;
 	int ckpt_err;
+	/* After a failed checkpoint at commit, the next try waits until the
+	 * journal has grown by another quarter of max_bytes (a full-overlay
+	 * tdb transaction per commit otherwise); valid in generation
+	 * ckpt_next_gen (a checkpoint starts a new one). */
+	uint64_t ckpt_next, ckpt_next_gen;
 };
 
 /* --- little-endian --- */
@@ -930,13 +935,17 @@ tdbj_txn_commit(struct tdbj *j, unsigned cflags)
 	map_merge(&j->ov, &j->tx); /* cannot fail: room made above */
 	map_clear(&j->tx);
 	j->in_tx = false;
-	if (j->end > j->max_bytes) {
-		/* The commit stands; the next commit tries again. Counted
-		 * for the caller to report (tdbj_stats()). */
+	if (j->end > j->max_bytes &&
+	    (j->ckpt_next_gen != j->gen || j->end >= j->ckpt_next)) {
+		/* The commit stands; a later commit tries again, once the
+		 * journal has grown by a quarter of its bound. Counted for
+		 * the caller to report (tdbj_stats()). */
 		rc = tdbj_checkpoint(j);
 		if (rc) {
 			j->nckpt_fail++;
 			j->ckpt_err = rc;
+			j->ckpt_next_gen = j->gen;
+			j->ckpt_next = j->end + j->max_bytes / 4;
 		}
 	}
 	return 0;

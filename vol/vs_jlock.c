@@ -55,6 +55,9 @@
 #define JOURNAL_FILE "meta.journal"
 #define KNOCK_PFX    "knock."
 #define LOCK_WAIT_MS (60 * 1000) /* a knock unanswered this long: -EBUSY */
+#define JSTOP_MUL    4		   /* journal this many bounds: stop it */
+#define JRETRY_MS    (10 * 60 * 1000) /* then, or a journal that failed:
+					 not again for this long */
 
 int
 vlock_open(int dirfd)
@@ -364,6 +367,7 @@ vj_open_excl(struct vs_vol *v, bool journal)
 					 v->name, st.keys);
 		}
 		v->jn = true;
+		v->jfail_seen = 0; /* a new handle counts from 0 */
 		lock_pid_write(v->lockfd);
 		return 0;
 	}
@@ -607,6 +611,51 @@ vj_replay_held(struct vs_vol *v)
 	return rc;
 }
 
+/*
+ * Journalling: report checkpoints that failed (tdbj retries them as the
+ * journal grows), at most once a minute; once the journal is JSTOP_MUL
+ * times its bound, stop journalling (checkpoint, go on through tdb
+ * transactions, not again for JRETRY_MS). @return true if it stopped.
+ */
+static bool
+vj_watch(struct vs_vol *v)
+{
+	struct tdbj_stats st;
+	uint64_t now, jmax;
+	int rc;
+
+	tdbj_stats(v->j, &st);
+	if (!st.ckpt_fails)
+		return false;
+	now = util_now_ms();
+	jmax = v->root->jmax ? v->root->jmax : TDBJ_MAX_BYTES_DEFAULT;
+	if (st.ckpt_fails > v->jfail_seen &&
+	    (!v->jfail_logged || now - v->jfail_logged >= 60 * 1000)) {
+		log_err(LOG_VOL, "volume '%s': %" PRIu64 " checkpoints of its "
+			"journal failed (the last: %s); the journal holds %"
+			PRIu64 " bytes", v->name, st.ckpt_fails - v->jfail_seen,
+			strerror(-st.ckpt_err), st.bytes);
+		v->jfail_logged = now;
+		v->jfail_seen = st.ckpt_fails;
+	}
+	if (st.bytes < JSTOP_MUL * jmax)
+		return false;
+	rc = vj_detach(v);
+	if (v->jn || !v->tdb)
+		return false; /* the checkpoint failed again: next tick */
+	v->jfail_seen = 0;
+	v->jretry_at = now + JRETRY_MS;
+	(void)!ftruncate(v->lockfd, 0);
+	if (vlock_set(v->lockfd, F_RDLCK) == 0)
+		v->lockmode = F_RDLCK;
+	log_err(LOG_VOL, "volume '%s': journal past %" PRIu64 " bytes after "
+		"failed checkpoints: checkpointed it and commits through tdb "
+		"transactions now%s; journalling again in %d s", v->name,
+		JSTOP_MUL * jmax, rc ? " (the mark stays)" : "",
+		JRETRY_MS / 1000);
+	return true;
+}
+
 int
 vs_vol_coord(struct vs_vol *v)
 {
@@ -614,6 +663,8 @@ vs_vol_coord(struct vs_vol *v)
 	int rc;
 
 	if (!(v->flags & VS_JOURNAL) || v->lockfd < 0 || !v->tdb)
+		return 0;
+	if (v->jn && vj_watch(v))
 		return 0;
 	knocked = vlock_knocked(v->dirfd);
 	if (v->jn && knocked) {
@@ -653,13 +704,16 @@ vs_vol_coord(struct vs_vol *v)
 				strerror(-rc));
 		return rc;
 	}
-	if (v->jn || knocked || v->lockmode != F_RDLCK)
+	if (v->jn || knocked || v->lockmode != F_RDLCK ||
+	    util_now_ms() < v->jretry_at)
 		return 0;
 	/* In place: on failure (someone else holds it) it stays shared. */
 	if (vlock_set(v->lockfd, F_WRLCK))
 		return 0;
 	v->lockmode = F_WRLCK;
 	rc = vj_reattach(v);
+	if (rc || !v->jn)
+		v->jretry_at = util_now_ms() + JRETRY_MS;
 	if (rc || !v->jn) {
 		/* Removed meanwhile, a record not to journal (format 1), a
 		 * journal that cannot be opened: others may have it. */

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -412,6 +413,56 @@ test_stale_mark(void)
 	vs_vol_close(v);
 }
 
+/* Checkpoints that fail (a file size limit: the tdb cannot grow) are
+ * reported, and once the journal is 4 times its bound cairn-vold stops
+ * journalling: a checkpoint with room again, then plain tdb commits. */
+static void
+test_ckpt_fail(void)
+{
+	struct vs_vol *v = NULL;
+	struct rlimit old, lim;
+	char nm[96];
+	int rc = 0, i;
+
+	vs_root_set_journal_max(root, 2048);
+	is_int(vs_vol_open(root, "jv", VS_CLEANUP | VS_JOURNAL, &v), 0,
+	       "journal with a 2 KiB bound");
+	if (!v)
+		return;
+	signal(SIGXFSZ, SIG_IGN);
+	getrlimit(RLIMIT_FSIZE, &old);
+	lim = old;
+	lim.rlim_cur = (rlim_t)fsize("meta.tdb") + 8192;
+	/* A name per create makes the tdb grow; the journal stays small */
+	for (i = 0; i < 400 && !rc && fsize("meta.journal") < 8 * 1024; i++) {
+		snprintf(nm, sizeof(nm), "f%03d-%s", i,
+			 "padding-padding-padding-padding-padding-padding");
+		if (i == 0)
+			setrlimit(RLIMIT_FSIZE, &lim);
+		rc = mkfile(v, nm);
+	}
+	is_int(rc, 0, "creates stand while checkpoints fail");
+	ok(fsize("meta.journal") >= 8 * 1024, "the journal grew past 4 bounds "
+	   "(%ld bytes, %d creates)", fsize("meta.journal"), i);
+	vs_vol_coord(v);
+	ok(v->jn, "still journalling: the checkpoint fails again");
+	setrlimit(RLIMIT_FSIZE, &old);
+	vs_vol_coord(v);
+	ok(!v->jn && v->lockmode == F_RDLCK,
+	   "with room, it checkpointed and stopped journalling (%d %d)",
+	   v->jn, v->lockmode);
+	ok(old_code_reads(raw_magic()), "unmarked");
+	is_int(mkfile(v, "after-stop"), 0, "a create through tdb");
+	vs_vol_coord(v);
+	ok(!v->jn, "not journalling again at once");
+	vs_vol_close(v);
+	vs_root_set_journal_max(root, 0);
+	signal(SIGXFSZ, SIG_DFL);
+	is_int(wait_st(spawn("read", (const char *const[]){"after-stop",
+		"f000-padding-padding-padding-padding-padding-padding"}, 2)),
+	       0, "every create is there");
+}
+
 static void
 test_damaged(void)
 {
@@ -489,6 +540,7 @@ main(int argc, char **argv)
 	test_crash();
 	test_crash_two_writers();
 	test_stale_mark();
+	test_ckpt_fail();
 	test_damaged();
 	test_remove();
 	vs_root_close(root);
