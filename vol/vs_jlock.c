@@ -59,13 +59,34 @@
 #define JRETRY_MS    (10 * 60 * 1000) /* then, or a journal that failed:
 					 not again for this long */
 
+/* Run as root (sudo vos), give the file @name in @dirfd the owner of
+ * the volume directory: the lock file and journal that the first opener
+ * creates must stay usable by a cairn-vold running as that owner. */
+static void
+own_like_dir(int dirfd, const char *name)
+{
+	struct stat d, f;
+
+	if (geteuid() != 0 || fstat(dirfd, &d) < 0 ||
+	    fstatat(dirfd, name, &f, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !S_ISREG(f.st_mode) ||
+	    (f.st_uid == d.st_uid && f.st_gid == d.st_gid))
+		return;
+	if (fchownat(dirfd, name, d.st_uid, d.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+		log_warn(LOG_VOL, "cannot give %s the owner of its volume "
+			 "directory: %s", name, strerror(errno));
+}
+
 int
 vlock_open(int dirfd)
 {
-	int fd = openat(dirfd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int fd = openat(dirfd, LOCK_FILE,
+			O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 
 	if (fd < 0 && (errno == EACCES || errno == EROFS))
-		fd = openat(dirfd, LOCK_FILE, O_RDONLY | O_CLOEXEC);
+		fd = openat(dirfd, LOCK_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0)
+		own_like_dir(dirfd, LOCK_FILE);
 	return fd < 0 ? -errno : fd;
 }
 
@@ -366,6 +387,7 @@ vj_open_excl(struct vs_vol *v, bool journal)
 					 " keys from the journal a crash left",
 					 v->name, st.keys);
 		}
+		own_like_dir(v->dirfd, JOURNAL_FILE);
 		v->jn = true;
 		v->jfail_seen = 0; /* a new handle counts from 0 */
 		lock_pid_write(v->lockfd);
@@ -381,6 +403,7 @@ vj_open_excl(struct vs_vol *v, bool journal)
 			v->root->path, v->dirname, strerror(-rc));
 		return rc;
 	}
+	own_like_dir(v->dirfd, JOURNAL_FILE);
 	tdb = tdbj_detach(v->j, &rc);
 	if (!tdb) {
 		/* Still the journal's: close it (another checkpoint try). */

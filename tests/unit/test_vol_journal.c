@@ -463,6 +463,35 @@ test_ckpt_fail(void)
 	       0, "every create is there");
 }
 
+/* Root (sudo vos) creates the lock file and the journal with the owner
+ * of the volume directory, so a cairn-vold running as that user can use
+ * them. */
+static void
+test_owner(void)
+{
+	struct vs_vol *v = NULL;
+	struct stat st;
+	char dir[512];
+
+	if (geteuid() != 0) {
+		skip(4, "not root");
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%s/volumes/jv", rootdir);
+	unlink(vpath("lock"));
+	unlink(vpath("meta.journal"));
+	ok(chown(dir, 65534, 65534) == 0, "volume directory owned by 65534");
+	is_int(vs_vol_open(root, "jv", VS_CLEANUP | VS_JOURNAL, &v), 0,
+	       "root opens it, journalling");
+	ok(stat(vpath("lock"), &st) == 0 && st.st_uid == 65534 &&
+	   st.st_gid == 65534, "the lock file it made is 65534's");
+	ok(stat(vpath("meta.journal"), &st) == 0 && st.st_uid == 65534,
+	   "so is the journal");
+	vs_vol_close(v);
+	if (chown(dir, 0, 0))
+		diag("chown back: %s", strerror(errno));
+}
+
 static void
 test_damaged(void)
 {
@@ -541,6 +570,7 @@ main(int argc, char **argv)
 	test_crash_two_writers();
 	test_stale_mark();
 	test_ckpt_fail();
+	test_owner();
 	test_damaged();
 	test_remove();
 	vs_root_close(root);
