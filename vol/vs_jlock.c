@@ -110,6 +110,37 @@ vlock_set(int fd, short type)
 	}
 }
 
+/* Is the knock @name in @dirfd live? Its knocker holds an OFD lock on
+ * it while it waits (robust against pid reuse and pid namespaces). A
+ * knock without that lock (just made, or by a vos older than the lock)
+ * counts while its pid lives and it is younger than the longest wait. */
+static bool
+knock_live(int dirfd, const char *name)
+{
+	struct flock fl;
+	struct stat st;
+	long pid;
+	char *end;
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == EACCES; /* cannot tell: do not remove */
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	if (fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) {
+		close(fd);
+		return true;
+	}
+	if (fstat(fd, &st) < 0)
+		st.st_mtime = 0;
+	close(fd);
+	pid = strtol(name + strlen(KNOCK_PFX), &end, 10);
+	return pid > 0 && *end == '.' &&
+	       (kill((pid_t)pid, 0) == 0 || errno == EPERM) &&
+	       time(NULL) - st.st_mtime < LOCK_WAIT_MS / 1000 + 10;
+}
+
 /* Is a knock of a live process in @dirfd? Knocks of dead processes are
  * removed on the way. */
 bool
@@ -122,14 +153,9 @@ vlock_knocked(int dfd)
 	if (!d)
 		return false;
 	while ((de = readdir(d))) {
-		long pid;
-		char *end;
-
 		if (strncmp(de->d_name, KNOCK_PFX, strlen(KNOCK_PFX)))
 			continue;
-		pid = strtol(de->d_name + strlen(KNOCK_PFX), &end, 10);
-		if (pid > 0 && *end == '.' &&
-		    (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+		if (knock_live(dirfd(d), de->d_name)) {
 			live = true;
 			continue;
 		}
@@ -175,23 +201,41 @@ sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Make a knock file "knock.PID.RND" in @dirfd; its name into @knock. */
-static void
+/* Make a knock file "knock.PID.RND" in @dirfd, its name into @knock,
+ * and hold an OFD lock on it (its liveness: knock_live()). @return its
+ * descriptor (-1: none; the wait goes on all the same). */
+static int
 knock_make(int dirfd, char *knock, size_t len)
 {
+	struct flock fl;
 	uint32_t rnd = 0;
 	int kfd;
 
 	if (getrandom(&rnd, sizeof(rnd), 0) < 0)
 		rnd = (uint32_t)time(NULL);
 	snprintf(knock, len, KNOCK_PFX "%d.%08x", (int)getpid(), rnd);
-	kfd = openat(dirfd, knock, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (kfd >= 0)
-		close(kfd);
-	else
+	kfd = openat(dirfd, knock, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+		     0600);
+	if (kfd < 0) {
 		log_warn(LOG_VOL, "cannot make the knock file %s: %s "
 			 "(waiting for the lock all the same)", knock,
 			 strerror(errno));
+		return -1;
+	}
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	(void)fcntl(kfd, F_OFD_SETLK, &fl);
+	own_like_dir(dirfd, knock);
+	return kfd;
+}
+
+static void
+knock_drop(int dirfd, const char *knock, int kfd)
+{
+	unlinkat(dirfd, knock, 0);
+	if (kfd >= 0)
+		close(kfd);
 }
 
 static void
@@ -213,11 +257,11 @@ vlock_take(int dirfd, int fd, short type, const char *name)
 	char knock[64];
 	uint64_t t0, last_sig;
 	unsigned step = 1;
-	int rc = vlock_set(fd, type);
+	int kfd, rc = vlock_set(fd, type);
 
 	if (rc != -EAGAIN)
 		return rc;
-	knock_make(dirfd, knock, sizeof(knock));
+	kfd = knock_make(dirfd, knock, sizeof(knock));
 	knock_signal(fd);
 	t0 = last_sig = util_now_ms();
 	for (;;) {
@@ -240,7 +284,7 @@ vlock_take(int dirfd, int fd, short type, const char *name)
 			knock_signal(fd);
 		}
 	}
-	unlinkat(dirfd, knock, 0);
+	knock_drop(dirfd, knock, kfd);
 	return rc;
 }
 
@@ -438,7 +482,7 @@ vj_replay_shared(struct vs_vol *v)
 	char knock[64] = "";
 	uint64_t t0 = util_now_ms(), last_sig = 0;
 	unsigned step = 1;
-	int rc;
+	int rc, kfd = -1;
 
 	for (;;) {
 		uint32_t jit = 0;
@@ -473,7 +517,7 @@ vj_replay_shared(struct vs_vol *v)
 			break;
 		}
 		if (!knock[0])
-			knock_make(v->dirfd, knock, sizeof(knock));
+			kfd = knock_make(v->dirfd, knock, sizeof(knock));
 		if (now - last_sig >= 1000) {
 			last_sig = now;
 			knock_signal(v->lockfd);
@@ -487,7 +531,7 @@ vj_replay_shared(struct vs_vol *v)
 			step *= 2;
 	}
 	if (knock[0])
-		unlinkat(v->dirfd, knock, 0);
+		knock_drop(v->dirfd, knock, kfd);
 	return rc;
 }
 

@@ -492,6 +492,44 @@ test_owner(void)
 		diag("chown back: %s", strerror(errno));
 }
 
+/* A knock is live while its knocker holds an OFD lock on it, whatever
+ * its pid says (pid reuse, another pid namespace); one without the lock
+ * counts only while its pid lives and it is young. */
+static void
+test_knock_liveness(void)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	struct timespec old[2] = {{time(NULL) - 3600, 0},
+				  {time(NULL) - 3600, 0}};
+	char dir[512], k1[600], k2[600];
+	int dfd, kfd;
+
+	snprintf(dir, sizeof(dir), "%s/volumes/jv", rootdir);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	ok(dfd >= 0, "open the volume directory");
+	ok(!vlock_knocked(dfd), "no knock");
+	/* A pid no process has (pid_max is at most 2^22). */
+	snprintf(k1, sizeof(k1), "%s/knock.%d.0000abcd", dir, 4999999);
+	kfd = open(k1, O_WRONLY | O_CREAT, 0600);
+	ok(kfd >= 0 && fcntl(kfd, F_OFD_SETLK, &fl) == 0,
+	   "a knock with a dead pid, locked");
+	ok(vlock_knocked(dfd), "is live (the lock counts, not the pid)");
+	ok(access(k1, F_OK) == 0, "and stays");
+	close(kfd);
+	ok(!vlock_knocked(dfd), "its lock gone: dead");
+	ok(access(k1, F_OK) < 0, "and removed");
+	/* Our own pid (live, maybe reused), no lock, an hour old. */
+	snprintf(k2, sizeof(k2), "%s/knock.%d.0000beef", dir, (int)getpid());
+	kfd = open(k2, O_WRONLY | O_CREAT, 0600);
+	ok(kfd >= 0, "an unlocked knock with a live pid");
+	close(kfd);
+	ok(vlock_knocked(dfd), "young: live (a knocker before its lock)");
+	ok(utimensat(AT_FDCWD, k2, old, 0) == 0, "an hour old");
+	ok(!vlock_knocked(dfd), "then dead (a reused pid does not count)");
+	ok(access(k2, F_OK) < 0, "and removed");
+	close(dfd);
+}
+
 static void
 test_damaged(void)
 {
@@ -571,6 +609,7 @@ main(int argc, char **argv)
 	test_stale_mark();
 	test_ckpt_fail();
 	test_owner();
+	test_knock_liveness();
 	test_damaged();
 	test_remove();
 	vs_root_close(root);
