@@ -440,7 +440,7 @@ tdb_gen_put(struct tdbj *j, uint64_t gen)
 
 /* First use of a journal by this tdb. */
 static int
-jinit(struct tdbj *j, bool created)
+jinit(struct tdbj *j)
 {
 	int rc;
 
@@ -454,10 +454,7 @@ jinit(struct tdbj *j, bool created)
 			return rc;
 		j->gen = 0;
 	}
-	rc = jreset(j, j->gen + 1);
-	if (!rc && created && !(j->flags & TDBJ_O_NOSYNC))
-		rc = util_fsync_parent(j->path);
-	return rc;
+	return jreset(j, j->gen + 1);
 }
 
 static int
@@ -467,7 +464,6 @@ jopen(struct tdbj *j)
 	uint8_t v[16], *buf = NULL;
 	uint64_t applied = 0, hid, hgen;
 	struct stat sb;
-	bool created = false;
 	size_t size, cut;
 	ssize_t got;
 	int rc;
@@ -486,7 +482,6 @@ jopen(struct tdbj *j)
 	if (j->fd < 0 && errno == ENOENT && !ro) {
 		j->fd = open(j->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
 			     0600);
-		created = true;
 	}
 	if (j->fd < 0)
 		return ro && errno == ENOENT ? 0 : -errno;
@@ -499,7 +494,7 @@ jopen(struct tdbj *j)
 	size = (size_t)sb.st_size;
 	if (size < HDR_LEN) {
 		/* Never got a whole header: it never held a record. */
-		return ro ? 0 : jinit(j, created);
+		return ro ? 0 : jinit(j);
 	}
 	buf = malloc(size);
 	if (!buf)
@@ -515,7 +510,7 @@ jopen(struct tdbj *j)
 		/* A header torn while a reset rewrote it: no record follows,
 		 * so there is nothing to lose. With records, damage. */
 		if (size == HDR_LEN)
-			rc = ro ? 0 : jinit(j, created);
+			rc = ro ? 0 : jinit(j);
 		goto out;
 	}
 	if (get_le(buf + 8, 4) != TDBJ_VERSION) {
@@ -531,7 +526,7 @@ jopen(struct tdbj *j)
 		 * another database unless it is empty. */
 		if (size > HDR_LEN)
 			goto out;
-		rc = ro ? 0 : jinit(j, created);
+		rc = ro ? 0 : jinit(j);
 		goto out;
 	}
 	if (hid != j->id || hgen > applied + 1)
@@ -586,6 +581,13 @@ tdbj_open(struct tdb_context *tdb, const char *jpath, unsigned flags,
 		j->journal = true;
 		j->path = strdup(jpath);
 		rc = j->path ? jopen(j) : -ENOMEM;
+		/* Every read-write open syncs the journal's directory, not
+		 * only one that made the file: a kill between the making and
+		 * that sync leaves a whole header the next open would take
+		 * as its own, and acknowledge records into a file whose
+		 * entry a power loss may still take away. */
+		if (!rc && !(flags & (TDBJ_O_RDONLY | TDBJ_O_NOSYNC)))
+			rc = util_fsync_parent(j->path);
 		if (rc) {
 			map_clear(&j->ov);
 			if (j->fd >= 0)

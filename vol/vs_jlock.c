@@ -589,22 +589,22 @@ static int
 vj_detach(struct vs_vol *v)
 {
 	struct tdb_context *tdb;
+	struct tdbj *pt;
 	int rc;
 
+	/* The pass-through handle first: out of memory, nothing changed. */
+	pt = tdbj_open(v->tdb, NULL, 0, 0, &rc);
+	if (!pt)
+		return rc;
 	tdb = tdbj_detach(v->j, &rc);
 	if (!tdb) {
+		tdbj_detach(pt, NULL); /* frees it, not the tdb */
 		log_err(LOG_VOL, "volume '%s': checkpoint failed: %s", v->name,
 			strerror(-rc));
 		return rc;
 	}
 	v->jn = false;
-	v->j = tdbj_open(tdb, NULL, 0, 0, &rc);
-	if (!v->j) {
-		/* Out of memory: the journal is empty, the tdb whole. */
-		tdb_close(tdb);
-		v->tdb = NULL;
-		return rc;
-	}
+	v->j = pt;
 	return vj_mark(tdb, false);
 }
 
@@ -631,25 +631,29 @@ vj_close(struct vs_vol *v)
 	return rc;
 }
 
+/* Exclusive now, v->j a pass-through handle: vj_open_excl(@journal),
+ * keeping the pass-through handle for when no journal is attached (no
+ * allocation that could leave v->j NULL behind). */
+static int
+vj_swap(struct vs_vol *v, bool journal)
+{
+	struct tdbj *pt = v->j;
+	int rc;
+
+	v->j = NULL;
+	rc = vj_open_excl(v, journal);
+	if (v->j || !v->tdb)
+		tdbj_detach(pt, NULL); /* frees it, not the tdb */
+	else
+		v->j = pt;
+	return rc;
+}
+
 /* Exclusive now, v->j a pass-through handle: attach the journal. */
 static int
 vj_reattach(struct vs_vol *v)
 {
-	struct tdb_context *tdb;
-	int rc, rc2;
-
-	tdb = tdbj_detach(v->j, &rc); /* no journal: cannot fail */
-	if (!tdb)
-		return rc;
-	v->j = NULL;
-	v->tdb = tdb;
-	rc = vj_open_excl(v, true);
-	if (!v->j) {
-		v->j = tdbj_open(v->tdb, NULL, 0, 0, &rc2);
-		if (!v->j)
-			return rc2;
-	}
-	return rc;
+	return vj_swap(v, true);
 }
 
 /* Exclusive now, v->j a pass-through handle, the record marked: replay
@@ -658,24 +662,7 @@ vj_reattach(struct vs_vol *v)
 static int
 vj_replay_held(struct vs_vol *v)
 {
-	struct tdb_context *tdb;
-	int rc, rc2;
-
-	tdb = tdbj_detach(v->j, &rc); /* no journal: cannot fail */
-	if (!tdb)
-		return rc;
-	v->j = NULL;
-	v->tdb = tdb;
-	rc = vj_open_excl(v, false);
-	if (!v->j && v->tdb) {
-		v->j = tdbj_open(v->tdb, NULL, 0, 0, &rc2);
-		if (!v->j) {
-			tdb_close(v->tdb);
-			v->tdb = NULL;
-			return rc2;
-		}
-	}
-	return rc;
+	return vj_swap(v, false);
 }
 
 /*
