@@ -86,6 +86,11 @@ struct tdbj {
 	struct map ov, tx;
 	uint64_t ncommits, nsyncs, nckpt, nckpt_fail;
 	int ckpt_err;
+	/* After a failed checkpoint at commit, the next try waits until the
+	 * journal has grown by another quarter of max_bytes (a full-overlay
+	 * tdb transaction per commit otherwise); valid in generation
+	 * ckpt_next_gen (a checkpoint starts a new one). */
+	uint64_t ckpt_next, ckpt_next_gen;
 };
 
 /* --- little-endian --- */
@@ -435,7 +440,7 @@ tdb_gen_put(struct tdbj *j, uint64_t gen)
 
 /* First use of a journal by this tdb. */
 static int
-jinit(struct tdbj *j, bool created)
+jinit(struct tdbj *j)
 {
 	int rc;
 
@@ -449,10 +454,7 @@ jinit(struct tdbj *j, bool created)
 			return rc;
 		j->gen = 0;
 	}
-	rc = jreset(j, j->gen + 1);
-	if (!rc && created && !(j->flags & TDBJ_O_NOSYNC))
-		rc = util_fsync_parent(j->path);
-	return rc;
+	return jreset(j, j->gen + 1);
 }
 
 static int
@@ -462,7 +464,6 @@ jopen(struct tdbj *j)
 	uint8_t v[16], *buf = NULL;
 	uint64_t applied = 0, hid, hgen;
 	struct stat sb;
-	bool created = false;
 	size_t size, cut;
 	ssize_t got;
 	int rc;
@@ -481,7 +482,6 @@ jopen(struct tdbj *j)
 	if (j->fd < 0 && errno == ENOENT && !ro) {
 		j->fd = open(j->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
 			     0600);
-		created = true;
 	}
 	if (j->fd < 0)
 		return ro && errno == ENOENT ? 0 : -errno;
@@ -494,7 +494,7 @@ jopen(struct tdbj *j)
 	size = (size_t)sb.st_size;
 	if (size < HDR_LEN) {
 		/* Never got a whole header: it never held a record. */
-		return ro ? 0 : jinit(j, created);
+		return ro ? 0 : jinit(j);
 	}
 	buf = malloc(size);
 	if (!buf)
@@ -510,7 +510,7 @@ jopen(struct tdbj *j)
 		/* A header torn while a reset rewrote it: no record follows,
 		 * so there is nothing to lose. With records, damage. */
 		if (size == HDR_LEN)
-			rc = ro ? 0 : jinit(j, created);
+			rc = ro ? 0 : jinit(j);
 		goto out;
 	}
 	if (get_le(buf + 8, 4) != TDBJ_VERSION) {
@@ -526,7 +526,7 @@ jopen(struct tdbj *j)
 		 * another database unless it is empty. */
 		if (size > HDR_LEN)
 			goto out;
-		rc = ro ? 0 : jinit(j, created);
+		rc = ro ? 0 : jinit(j);
 		goto out;
 	}
 	if (hid != j->id || hgen > applied + 1)
@@ -581,6 +581,13 @@ tdbj_open(struct tdb_context *tdb, const char *jpath, unsigned flags,
 		j->journal = true;
 		j->path = strdup(jpath);
 		rc = j->path ? jopen(j) : -ENOMEM;
+		/* Every read-write open syncs the journal's directory, not
+		 * only one that made the file: a kill between the making and
+		 * that sync leaves a whole header the next open would take
+		 * as its own, and acknowledge records into a file whose
+		 * entry a power loss may still take away. */
+		if (!rc && !(flags & (TDBJ_O_RDONLY | TDBJ_O_NOSYNC)))
+			rc = util_fsync_parent(j->path);
 		if (rc) {
 			map_clear(&j->ov);
 			if (j->fd >= 0)
@@ -930,13 +937,17 @@ tdbj_txn_commit(struct tdbj *j, unsigned cflags)
 	map_merge(&j->ov, &j->tx); /* cannot fail: room made above */
 	map_clear(&j->tx);
 	j->in_tx = false;
-	if (j->end > j->max_bytes) {
-		/* The commit stands; the next commit tries again. Counted
-		 * for the caller to report (tdbj_stats()). */
+	if (j->end > j->max_bytes &&
+	    (j->ckpt_next_gen != j->gen || j->end >= j->ckpt_next)) {
+		/* The commit stands; a later commit tries again, once the
+		 * journal has grown by a quarter of its bound. Counted for
+		 * the caller to report (tdbj_stats()). */
 		rc = tdbj_checkpoint(j);
 		if (rc) {
 			j->nckpt_fail++;
 			j->ckpt_err = rc;
+			j->ckpt_next_gen = j->gen;
+			j->ckpt_next = j->end + j->max_bytes / 4;
 		}
 	}
 	return 0;

@@ -153,6 +153,9 @@ struct vs_vol {
 	int lockfd;	/* the volume's "lock" (vs_jlock.c); -1: none */
 	short lockmode; /* F_RDLCK, F_WRLCK, 0: not held */
 	bool jn;	/* v->j journals (exclusive lock, record marked) */
+	uint64_t jfail_seen;	/* checkpoint failures reported (vs_jlock.c) */
+	uint64_t jfail_logged;	/* util_now_ms() of the last such report */
+	uint64_t jretry_at;	/* no journal again before (util_now_ms()) */
 	uint32_t id;
 	uint8_t rootoid[16];
 	uint64_t staged;    /* bytes in stage/ (chunk files) */

@@ -55,14 +55,38 @@
 #define JOURNAL_FILE "meta.journal"
 #define KNOCK_PFX    "knock."
 #define LOCK_WAIT_MS (60 * 1000) /* a knock unanswered this long: -EBUSY */
+#define JSTOP_MUL    4		   /* journal this many bounds: stop it */
+#define JRETRY_MS    (10 * 60 * 1000) /* then, or a journal that failed:
+					 not again for this long */
+
+/* Run as root (sudo vos), give the file @name in @dirfd the owner of
+ * the volume directory: the lock file and journal that the first opener
+ * creates must stay usable by a cairn-vold running as that owner. */
+static void
+own_like_dir(int dirfd, const char *name)
+{
+	struct stat d, f;
+
+	if (geteuid() != 0 || fstat(dirfd, &d) < 0 ||
+	    fstatat(dirfd, name, &f, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !S_ISREG(f.st_mode) ||
+	    (f.st_uid == d.st_uid && f.st_gid == d.st_gid))
+		return;
+	if (fchownat(dirfd, name, d.st_uid, d.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+		log_warn(LOG_VOL, "cannot give %s the owner of its volume "
+			 "directory: %s", name, strerror(errno));
+}
 
 int
 vlock_open(int dirfd)
 {
-	int fd = openat(dirfd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int fd = openat(dirfd, LOCK_FILE,
+			O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 
 	if (fd < 0 && (errno == EACCES || errno == EROFS))
-		fd = openat(dirfd, LOCK_FILE, O_RDONLY | O_CLOEXEC);
+		fd = openat(dirfd, LOCK_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0)
+		own_like_dir(dirfd, LOCK_FILE);
 	return fd < 0 ? -errno : fd;
 }
 
@@ -86,6 +110,37 @@ vlock_set(int fd, short type)
 	}
 }
 
+/* Is the knock @name in @dirfd live? Its knocker holds an OFD lock on
+ * it while it waits (robust against pid reuse and pid namespaces). A
+ * knock without that lock (just made, or by a vos older than the lock)
+ * counts while its pid lives and it is younger than the longest wait. */
+static bool
+knock_live(int dirfd, const char *name)
+{
+	struct flock fl;
+	struct stat st;
+	long pid;
+	char *end;
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == EACCES; /* cannot tell: do not remove */
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	if (fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) {
+		close(fd);
+		return true;
+	}
+	if (fstat(fd, &st) < 0)
+		st.st_mtime = 0;
+	close(fd);
+	pid = strtol(name + strlen(KNOCK_PFX), &end, 10);
+	return pid > 0 && *end == '.' &&
+	       (kill((pid_t)pid, 0) == 0 || errno == EPERM) &&
+	       time(NULL) - st.st_mtime < LOCK_WAIT_MS / 1000 + 10;
+}
+
 /* Is a knock of a live process in @dirfd? Knocks of dead processes are
  * removed on the way. */
 bool
@@ -98,14 +153,9 @@ vlock_knocked(int dfd)
 	if (!d)
 		return false;
 	while ((de = readdir(d))) {
-		long pid;
-		char *end;
-
 		if (strncmp(de->d_name, KNOCK_PFX, strlen(KNOCK_PFX)))
 			continue;
-		pid = strtol(de->d_name + strlen(KNOCK_PFX), &end, 10);
-		if (pid > 0 && *end == '.' &&
-		    (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+		if (knock_live(dirfd(d), de->d_name)) {
 			live = true;
 			continue;
 		}
@@ -151,52 +201,90 @@ sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
+/* Make a knock file "knock.PID.RND" in @dirfd, its name into @knock,
+ * and hold an OFD lock on it (its liveness: knock_live()). @return its
+ * descriptor (-1: none; the wait goes on all the same). */
+static int
+knock_make(int dirfd, char *knock, size_t len)
+{
+	struct flock fl;
+	uint32_t rnd = 0;
+	int kfd;
+
+	if (getrandom(&rnd, sizeof(rnd), 0) < 0)
+		rnd = (uint32_t)time(NULL);
+	snprintf(knock, len, KNOCK_PFX "%d.%08x", (int)getpid(), rnd);
+	kfd = openat(dirfd, knock, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+		     0600);
+	if (kfd < 0) {
+		log_warn(LOG_VOL, "cannot make the knock file %s: %s "
+			 "(waiting for the lock all the same)", knock,
+			 strerror(errno));
+		return -1;
+	}
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	(void)fcntl(kfd, F_OFD_SETLK, &fl);
+	own_like_dir(dirfd, knock);
+	return kfd;
+}
+
+static void
+knock_drop(int dirfd, const char *knock, int kfd)
+{
+	unlinkat(dirfd, knock, 0);
+	if (kfd >= 0)
+		close(kfd);
+}
+
+static void
+busy_msg(const char *name)
+{
+	log_err(LOG_VOL, "volume '%s': still in use by another process after "
+		"%u s (its lock file names the cairn-vold that journals it)",
+		name, LOCK_WAIT_MS / 1000);
+}
+
 /*
  * Take the lock of @fd as @type, knocking (in directory @dirfd) while
  * cairn-vold holds it exclusively. @name is for the message. @return 0,
- * -EBUSY after LOCK_WAIT_MS, or -errno.
+ * -EBUSY after LOCK_WAIT_MS (by the clock), or -errno.
  */
 int
 vlock_take(int dirfd, int fd, short type, const char *name)
 {
 	char knock[64];
-	uint32_t rnd = 0;
-	unsigned waited = 0, step = 1, since_sig = 0;
+	uint64_t t0, last_sig;
+	unsigned step = 1;
 	int kfd, rc = vlock_set(fd, type);
 
 	if (rc != -EAGAIN)
 		return rc;
-	if (getrandom(&rnd, sizeof(rnd), 0) < 0)
-		rnd = (uint32_t)time(NULL);
-	snprintf(knock, sizeof(knock), KNOCK_PFX "%d.%08x", (int)getpid(),
-		 rnd);
-	kfd = openat(dirfd, knock, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (kfd >= 0)
-		close(kfd);
+	kfd = knock_make(dirfd, knock, sizeof(knock));
 	knock_signal(fd);
+	t0 = last_sig = util_now_ms();
 	for (;;) {
+		uint64_t now;
+
 		rc = vlock_set(fd, type);
 		if (rc != -EAGAIN)
 			break;
-		if (waited >= LOCK_WAIT_MS) {
-			log_err(LOG_VOL, "volume '%s': still in use by another "
-				"process after %u s (its lock file names "
-				"the cairn-vold that journals it)", name,
-				LOCK_WAIT_MS / 1000);
+		now = util_now_ms();
+		if (now - t0 >= LOCK_WAIT_MS) {
+			busy_msg(name);
 			rc = -EBUSY;
 			break;
 		}
 		sleep_ms(step);
-		waited += step;
-		since_sig += step;
 		if (step < 20)
 			step *= 2;
-		if (since_sig >= 1000) {
-			since_sig = 0;
+		if (now - last_sig >= 1000) {
+			last_sig = now;
 			knock_signal(fd);
 		}
 	}
-	unlinkat(dirfd, knock, 0);
+	knock_drop(dirfd, knock, kfd);
 	return rc;
 }
 
@@ -324,9 +412,15 @@ vj_open_excl(struct vs_vol *v, bool journal)
 				 v->root->jmax, &rc);
 		if (!v->j) {
 			log_err(LOG_VOL, "volume '%s': cannot open its journal "
-				"(%s/volumes/%s/" JOURNAL_FILE "): %s", v->name,
-				v->root->path, v->dirname, strerror(-rc));
-			return rc;
+				"(%s/volumes/%s/" JOURNAL_FILE "): %s%s", v->name,
+				v->root->path, v->dirname, strerror(-rc),
+				marked ? "" : "; going on without it");
+			/* Marked before us: a crash's journal may hold
+			 * changes, the mark stays. Otherwise ours is the
+			 * mark: take it back, commit without a journal. */
+			if (marked || vj_mark(v->tdb, false))
+				return rc;
+			return 0;
 		}
 		if (marked) {
 			struct tdbj_stats st;
@@ -337,7 +431,9 @@ vj_open_excl(struct vs_vol *v, bool journal)
 					 " keys from the journal a crash left",
 					 v->name, st.keys);
 		}
+		own_like_dir(v->dirfd, JOURNAL_FILE);
 		v->jn = true;
+		v->jfail_seen = 0; /* a new handle counts from 0 */
 		lock_pid_write(v->lockfd);
 		return 0;
 	}
@@ -351,6 +447,7 @@ vj_open_excl(struct vs_vol *v, bool journal)
 			v->root->path, v->dirname, strerror(-rc));
 		return rc;
 	}
+	own_like_dir(v->dirfd, JOURNAL_FILE);
 	tdb = tdbj_detach(v->j, &rc);
 	if (!tdb) {
 		/* Still the journal's: close it (another checkpoint try). */
@@ -364,6 +461,77 @@ vj_open_excl(struct vs_vol *v, bool journal)
 	if (!rc)
 		log_info(LOG_VOL, "volume '%s': replayed the journal a crash "
 			 "left", v->name);
+	return rc;
+}
+
+/*
+ * We hold the lock shared, the record is marked: a writer replays the
+ * journal first, which needs the lock exclusive. Others may hold it
+ * shared for the same reason (cairn-vold restarting while vos opens), or
+ * a cairn-vold that stepped aside but could not clear the mark: never
+ * wait for the upgrade while holding our share (two would wait for each
+ * other). Try it in place without waiting; failing that, knock (so a
+ * cairn-vold replays or clears the mark: vs_vol_coord()), let go, sleep
+ * a little (with some randomness), take the lock shared again and look at
+ * the mark again: a replay by another ends the wait. Returns with the
+ * lock shared: 0, -EBUSY after LOCK_WAIT_MS, or -errno.
+ */
+static int
+vj_replay_shared(struct vs_vol *v)
+{
+	char knock[64] = "";
+	uint64_t t0 = util_now_ms(), last_sig = 0;
+	unsigned step = 1;
+	int rc, kfd = -1;
+
+	for (;;) {
+		uint32_t jit = 0;
+		uint64_t now;
+
+		if (v->lockmode != F_RDLCK) {
+			rc = vlock_take(v->dirfd, v->lockfd, F_RDLCK, v->name);
+			if (rc)
+				break;
+			v->lockmode = F_RDLCK;
+		}
+		if (!vj_marked(v->tdb)) {
+			rc = 0;
+			break;
+		}
+		rc = vlock_set(v->lockfd, F_WRLCK);
+		if (!rc) {
+			v->lockmode = F_WRLCK;
+			rc = vj_open_excl(v, false);
+			if (vlock_set(v->lockfd, F_RDLCK) == 0)
+				v->lockmode = F_RDLCK;
+			else if (!rc)
+				rc = -EIO;
+			break;
+		}
+		if (rc != -EAGAIN)
+			break;
+		now = util_now_ms();
+		if (now - t0 >= LOCK_WAIT_MS) {
+			busy_msg(v->name);
+			rc = -EBUSY;
+			break;
+		}
+		if (!knock[0])
+			kfd = knock_make(v->dirfd, knock, sizeof(knock));
+		if (now - last_sig >= 1000) {
+			last_sig = now;
+			knock_signal(v->lockfd);
+		}
+		vlock_set(v->lockfd, F_UNLCK);
+		v->lockmode = 0;
+		if (getrandom(&jit, sizeof(jit), 0) < 0)
+			jit = (uint32_t)now;
+		sleep_ms(step + jit % (step + 1));
+		if (step < 20)
+			step *= 2;
+	}
+	if (knock[0])
+		knock_drop(v->dirfd, knock, kfd);
 	return rc;
 }
 
@@ -406,21 +574,9 @@ vj_open(struct vs_vol *v)
 					strerror(-rc));
 			return v->j ? 0 : rc;
 		}
-		/* A writer replays it first, exclusively. Not an in-place
-		 * upgrade: two of them would wait for each other. */
-		vlock_set(v->lockfd, F_UNLCK);
-		v->lockmode = 0;
-		rc = vlock_take(v->dirfd, v->lockfd, F_WRLCK, v->name);
+		rc = vj_replay_shared(v);
 		if (rc)
 			return rc;
-		v->lockmode = F_WRLCK;
-		rc = vj_open_excl(v, false);
-		if (rc)
-			return rc;
-		rc = vlock_set(v->lockfd, F_RDLCK);
-		if (rc)
-			return rc;
-		v->lockmode = F_RDLCK;
 	}
 	if (!v->j)
 		v->j = tdbj_open(v->tdb, NULL, 0, 0, &rc);
@@ -433,22 +589,22 @@ static int
 vj_detach(struct vs_vol *v)
 {
 	struct tdb_context *tdb;
+	struct tdbj *pt;
 	int rc;
 
+	/* The pass-through handle first: out of memory, nothing changed. */
+	pt = tdbj_open(v->tdb, NULL, 0, 0, &rc);
+	if (!pt)
+		return rc;
 	tdb = tdbj_detach(v->j, &rc);
 	if (!tdb) {
+		tdbj_detach(pt, NULL); /* frees it, not the tdb */
 		log_err(LOG_VOL, "volume '%s': checkpoint failed: %s", v->name,
 			strerror(-rc));
 		return rc;
 	}
 	v->jn = false;
-	v->j = tdbj_open(tdb, NULL, 0, 0, &rc);
-	if (!v->j) {
-		/* Out of memory: the journal is empty, the tdb whole. */
-		tdb_close(tdb);
-		v->tdb = NULL;
-		return rc;
-	}
+	v->j = pt;
 	return vj_mark(tdb, false);
 }
 
@@ -475,25 +631,83 @@ vj_close(struct vs_vol *v)
 	return rc;
 }
 
+/* Exclusive now, v->j a pass-through handle: vj_open_excl(@journal),
+ * keeping the pass-through handle for when no journal is attached (no
+ * allocation that could leave v->j NULL behind). */
+static int
+vj_swap(struct vs_vol *v, bool journal)
+{
+	struct tdbj *pt = v->j;
+	int rc;
+
+	v->j = NULL;
+	rc = vj_open_excl(v, journal);
+	if (v->j || !v->tdb)
+		tdbj_detach(pt, NULL); /* frees it, not the tdb */
+	else
+		v->j = pt;
+	return rc;
+}
+
 /* Exclusive now, v->j a pass-through handle: attach the journal. */
 static int
 vj_reattach(struct vs_vol *v)
 {
-	struct tdb_context *tdb;
-	int rc, rc2;
+	return vj_swap(v, true);
+}
 
-	tdb = tdbj_detach(v->j, &rc); /* no journal: cannot fail */
-	if (!tdb)
-		return rc;
-	v->j = NULL;
-	v->tdb = tdb;
-	rc = vj_open_excl(v, true);
-	if (!v->j) {
-		v->j = tdbj_open(v->tdb, NULL, 0, 0, &rc2);
-		if (!v->j)
-			return rc2;
+/* Exclusive now, v->j a pass-through handle, the record marked: replay
+ * the journal into the tdb and clear the mark, keeping a pass-through
+ * handle. */
+static int
+vj_replay_held(struct vs_vol *v)
+{
+	return vj_swap(v, false);
+}
+
+/*
+ * Journalling: report checkpoints that failed (tdbj retries them as the
+ * journal grows), at most once a minute; once the journal is JSTOP_MUL
+ * times its bound, stop journalling (checkpoint, go on through tdb
+ * transactions, not again for JRETRY_MS). @return true if it stopped.
+ */
+static bool
+vj_watch(struct vs_vol *v)
+{
+	struct tdbj_stats st;
+	uint64_t now, jmax;
+	int rc;
+
+	tdbj_stats(v->j, &st);
+	if (!st.ckpt_fails)
+		return false;
+	now = util_now_ms();
+	jmax = v->root->jmax ? v->root->jmax : TDBJ_MAX_BYTES_DEFAULT;
+	if (st.ckpt_fails > v->jfail_seen &&
+	    (!v->jfail_logged || now - v->jfail_logged >= 60 * 1000)) {
+		log_err(LOG_VOL, "volume '%s': %" PRIu64 " checkpoints of its "
+			"journal failed (the last: %s); the journal holds %"
+			PRIu64 " bytes", v->name, st.ckpt_fails - v->jfail_seen,
+			strerror(-st.ckpt_err), st.bytes);
+		v->jfail_logged = now;
+		v->jfail_seen = st.ckpt_fails;
 	}
-	return rc;
+	if (st.bytes < JSTOP_MUL * jmax)
+		return false;
+	rc = vj_detach(v);
+	if (v->jn || !v->tdb)
+		return false; /* the checkpoint failed again: next tick */
+	v->jfail_seen = 0;
+	v->jretry_at = now + JRETRY_MS;
+	(void)!ftruncate(v->lockfd, 0);
+	if (vlock_set(v->lockfd, F_RDLCK) == 0)
+		v->lockmode = F_RDLCK;
+	log_err(LOG_VOL, "volume '%s': journal past %" PRIu64 " bytes after "
+		"failed checkpoints: checkpointed it and commits through tdb "
+		"transactions now%s; journalling again in %d s", v->name,
+		JSTOP_MUL * jmax, rc ? " (the mark stays)" : "",
+		JRETRY_MS / 1000);
+	return true;
 }
 
 int
@@ -503,6 +717,8 @@ vs_vol_coord(struct vs_vol *v)
 	int rc;
 
 	if (!(v->flags & VS_JOURNAL) || v->lockfd < 0 || !v->tdb)
+		return 0;
+	if (v->jn && vj_watch(v))
 		return 0;
 	knocked = vlock_knocked(v->dirfd);
 	if (v->jn && knocked) {
@@ -525,13 +741,33 @@ vs_vol_coord(struct vs_vol *v)
 			v->lockmode = F_RDLCK;
 		return 0;
 	}
-	if (v->jn || knocked || v->lockmode != F_RDLCK)
+	if (!v->jn && knocked && v->lockmode == F_RDLCK && vj_marked(v->tdb)) {
+		/* A writer waits for the mark to go (ours, left by an unmark
+		 * that failed at step-aside, or a crash's): replay what the
+		 * journal holds and clear it, if we get the lock alone (in
+		 * place; the writer lets go of its share while it waits). */
+		if (vlock_set(v->lockfd, F_WRLCK))
+			return 0;
+		v->lockmode = F_WRLCK;
+		rc = vj_replay_held(v);
+		if (vlock_set(v->lockfd, F_RDLCK) == 0)
+			v->lockmode = F_RDLCK;
+		if (rc)
+			log_err(LOG_VOL, "volume '%s': cannot clear the journal "
+				"mark for another process: %s", v->name,
+				strerror(-rc));
+		return rc;
+	}
+	if (v->jn || knocked || v->lockmode != F_RDLCK ||
+	    util_now_ms() < v->jretry_at)
 		return 0;
 	/* In place: on failure (someone else holds it) it stays shared. */
 	if (vlock_set(v->lockfd, F_WRLCK))
 		return 0;
 	v->lockmode = F_WRLCK;
 	rc = vj_reattach(v);
+	if (rc || !v->jn)
+		v->jretry_at = util_now_ms() + JRETRY_MS;
 	if (rc || !v->jn) {
 		/* Removed meanwhile, a record not to journal (format 1), a
 		 * journal that cannot be opened: others may have it. */

@@ -567,14 +567,14 @@ vs_vol_publish(struct vs_root *r, const char *name)
  * coordinate with: 0 with a warning, or -ENOENT.
  */
 static int
-vol_mark_removed(struct vs_root *r, const char *dname)
+mark_removed_once(struct vs_root *r, const char *dname)
 {
 	char path[PATH_MAX];
 	struct tdb_context *tdb;
 	uint8_t *val = NULL;
 	size_t len;
 	uint32_t gone = VREC_MAGIC_GONE;
-	int rc, dfd, lfd = -1;
+	int rc, dfd, lfd = -1, terr;
 
 	dfd = openat(r->volfd, dname,
 		     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -582,8 +582,8 @@ vol_mark_removed(struct vs_root *r, const char *dname)
 		return errno == ENOENT || errno == ENOTDIR ? -ENOENT : -errno;
 	lfd = vlock_open(dfd);
 	rc = lfd < 0 ? lfd : vlock_take(dfd, lfd, F_RDLCK, dname);
-	close(dfd);
 	if (rc) {
+		close(dfd);
 		if (lfd >= 0)
 			close(lfd);
 		log_err(LOG_VOL, "cannot lock volume '%s' to remove it: %s",
@@ -593,8 +593,24 @@ vol_mark_removed(struct vs_root *r, const char *dname)
 	snprintf(path, sizeof(path), "%s/volumes/%s/meta.tdb", r->path, dname);
 	errno = 0;
 	tdb = tdb_open(path, HASH_SIZE, TDB_DEFAULT, O_RDWR, 0600);
+	terr = errno;
+	if (tdb) {
+		/* The tdb of the directory whose lock we hold (by path: a
+		 * remove and create of the name may have come between). */
+		struct stat a, b;
+
+		if (fstat(tdb_fd(tdb), &a) < 0 ||
+		    fstatat(dfd, "meta.tdb", &b, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+			tdb_close(tdb);
+			close(dfd);
+			close(lfd);
+			return -ESTALE;
+		}
+	}
+	close(dfd);
 	if (!tdb) {
-		rc = tdbw_open_errno(errno);
+		rc = tdbw_open_errno(terr);
 		close(lfd);
 		if (rc == -ENOENT && faccessat(r->volfd, dname, F_OK,
 					       AT_SYMLINK_NOFOLLOW) < 0)
@@ -623,6 +639,17 @@ out:
 		log_warn(LOG_VOL, "cannot mark volume '%s' removed: %s", dname,
 			 strerror(-rc));
 	return 0;
+}
+
+static int
+vol_mark_removed(struct vs_root *r, const char *dname)
+{
+	int rc, tries = 0;
+
+	do
+		rc = mark_removed_once(r, dname);
+	while (rc == -ESTALE && ++tries < 5);
+	return rc == -ESTALE ? -ENOENT : rc;
 }
 
 int
@@ -1020,9 +1047,44 @@ clean_close(struct vs_vol *v)
 			 CLEAN_MARK, strerror(-rc));
 }
 
+/* Is the tdb of @v the meta.tdb of the directory whose lock we hold?
+ * meta.tdb is opened by its path (tdb takes no descriptor): a `vos
+ * remove` and `vos create` of the name between our directory open and
+ * the tdb open would give us the new volume's tdb under the old one's
+ * lock and journal. -ESTALE then (vs_vol_open() opens again). */
+static int
+tdb_in_dir(struct vs_vol *v)
+{
+	struct stat a, b;
+
+	if (fstat(tdb_fd(v->tdb), &a) < 0)
+		return -errno;
+	if (fstatat(v->dirfd, "meta.tdb", &b, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? -ESTALE : -errno;
+	return a.st_dev == b.st_dev && a.st_ino == b.st_ino ? 0 : -ESTALE;
+}
+
+static int
+vol_open_once(struct vs_root *r, const char *name, int flags,
+	      struct vs_vol **out);
+
 int
 vs_vol_open(struct vs_root *r, const char *name, int flags,
 	    struct vs_vol **out)
+{
+	int rc, tries = 0;
+
+	do
+		rc = vol_open_once(r, name, flags, out);
+	while (rc == -ESTALE && ++tries < 5);
+	if (rc == -ESTALE)
+		rc = -ENOENT;
+	return rc;
+}
+
+static int
+vol_open_once(struct vs_root *r, const char *name, int flags,
+	      struct vs_vol **out)
 {
 	char path[PATH_MAX];
 	struct vs_vol *v;
@@ -1113,6 +1175,8 @@ vs_vol_open(struct vs_root *r, const char *name, int flags,
 			v->lockmode = F_WRLCK;
 		}
 	}
+	if (!rc && v->lockfd >= 0)
+		rc = tdb_in_dir(v);
 	if (rc)
 		goto fail;
 	rc = vj_open(v);

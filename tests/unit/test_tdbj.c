@@ -969,10 +969,22 @@ test_ckpt_fail(void)
 	ok(st.ckpt_fails >= 1 && st.ckpt_err < 0,
 	   "checkpoint failure: counted, with its error (%llu, %d)",
 	   (unsigned long long)st.ckpt_fails, st.ckpt_err);
-	is_int(put(j, "k999", "x"), 0,
-	       "checkpoint failure: a commit with room");
-	tdbj_stats(j, &st);
-	ok(st.checkpoints >= 1, "checkpoint failure: then a checkpoint worked");
+	{
+		struct tdbj_stats st2;
+
+		is_int(put(j, "k999", "x"), 0,
+		       "checkpoint failure: a commit with room");
+		tdbj_stats(j, &st2);
+		ok(st2.checkpoints == st.checkpoints &&
+		   st2.ckpt_fails == st.ckpt_fails,
+		   "checkpoint failure: a small commit right after does not "
+		   "try again (waits for a quarter of the bound)");
+		is_int(put(j, "k998", v), 0,
+		       "checkpoint failure: a big commit");
+		tdbj_stats(j, &st2);
+		ok(st2.checkpoints == st.checkpoints + 1,
+		   "checkpoint failure: tries again, and it worked");
+	}
 	tdbj_close(j);
 	signal(SIGXFSZ, SIG_DFL);
 	j = jo(0, 0, &err);

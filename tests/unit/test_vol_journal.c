@@ -12,6 +12,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -223,6 +225,27 @@ child_main(int argc, char **argv)
 
 		return write(1, &m, sizeof(m)) == sizeof(m) ? 0 : 1;
 	}
+	if (!strcmp(mode, "setmark")) {
+		/* What an unmark that failed at step-aside leaves. */
+		TDB_DATA key = {.dptr = (unsigned char *)"V", .dsize = 1}, d;
+		struct tdb_context *t = tdb_open(vpath("meta.tdb"), 0,
+						 TDB_DEFAULT, O_RDWR, 0);
+		uint32_t m;
+
+		if (!t)
+			return 1;
+		d = tdb_fetch(t, key);
+		if (!d.dptr || d.dsize < 4)
+			return 1;
+		memcpy(&m, d.dptr, 4);
+		m = m == VREC_MAGIC_V3 ? VREC_MAGIC_J3 : VREC_MAGIC_J2;
+		memcpy(d.dptr, &m, 4);
+		if (tdb_store(t, key, d, TDB_REPLACE))
+			return 1;
+		free(d.dptr);
+		tdb_close(t);
+		return 0;
+	}
 	if (vs_root_open(rootdir, false, &r))
 		return 2;
 	if (!strcmp(mode, "remove")) {
@@ -333,6 +356,194 @@ test_crash(void)
 	vs_vol_close(v);
 }
 
+/* Wait (up to 10 s) for a knock file in the volume directory. */
+static bool
+wait_knock(void)
+{
+	struct timespec ts = {0, 2 * 1000 * 1000};
+
+	for (int i = 0; i < 5000; i++) {
+		DIR *d = opendir(vpath(""));
+		struct dirent *de;
+		bool found = false;
+
+		while (d && (de = readdir(d)))
+			found |= !strncmp(de->d_name, "knock.", 6);
+		if (d)
+			closedir(d);
+		if (found)
+			return true;
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+/* Two writers open a volume a crash left journalled at once (a restarted
+ * cairn-vold and vos): each holds the lock shared, neither waits for the
+ * upgrade; one replays, the other sees the mark gone. */
+static void
+test_crash_two_writers(void)
+{
+	pid_t a, b;
+
+	crash_child(20, 2);
+	ok(!old_code_reads(raw_magic()), "left marked");
+	a = reader((const char *const[]){"c20", "c21"}, 2, 0);
+	b = reader((const char *const[]){"c20", "c21"}, 2, 0);
+	is_int(serve_until(NULL, a), 0, "writer 1 opens it, sees the creates");
+	is_int(serve_until(NULL, b), 0, "writer 2 too (no EBUSY)");
+	ok(old_code_reads(raw_magic()), "replayed and unmarked");
+}
+
+/* cairn-vold stepped aside but its unmark failed: the record stays marked
+ * while it holds the lock shared. A writer that opens the volume knocks;
+ * cairn-vold clears the mark (its journal is empty) and the writer gets
+ * in, instead of -EBUSY after a minute. */
+static void
+test_stale_mark(void)
+{
+	struct vs_vol *v = NULL;
+	pid_t pid;
+
+	is_int(vs_vol_open(root, "jv", VS_CLEANUP | VS_JOURNAL, &v), 0,
+	       "journal");
+	if (!v)
+		return;
+	is_int(mkfile(v, "s1"), 0, "create s1");
+	is_int(serve_until(v, reader((const char *const[]){"s1"}, 1,
+				     VS_RDONLY)),
+	       0, "a reader knocks, the journaller steps aside");
+	ok(!v->jn && v->lockmode == F_RDLCK, "shared, not journalling");
+	is_int(wait_st(spawn("setmark", NULL, 0)), 0,
+	       "the record marked again (as a failed unmark leaves it)");
+	ok(!old_code_reads(raw_magic()), "marked");
+	/* No vs_vol_coord() before the writer knocks: it would take the
+	 * lock back and journal (clearing the mark at the next step-aside). */
+	pid = reader((const char *const[]){"s1"}, 1, 0);
+	ok(wait_knock(), "the writer knocks");
+	is_int(serve_until(v, pid), 0,
+	       "a writer gets in: the journaller cleared the mark");
+	ok(old_code_reads(raw_magic()), "unmarked");
+	vs_vol_close(v);
+}
+
+/* Checkpoints that fail (a file size limit: the tdb cannot grow) are
+ * reported, and once the journal is 4 times its bound cairn-vold stops
+ * journalling: a checkpoint with room again, then plain tdb commits. */
+static void
+test_ckpt_fail(void)
+{
+	struct vs_vol *v = NULL;
+	struct rlimit old, lim;
+	char nm[96];
+	int rc = 0, i;
+
+	vs_root_set_journal_max(root, 2048);
+	is_int(vs_vol_open(root, "jv", VS_CLEANUP | VS_JOURNAL, &v), 0,
+	       "journal with a 2 KiB bound");
+	if (!v)
+		return;
+	signal(SIGXFSZ, SIG_IGN);
+	getrlimit(RLIMIT_FSIZE, &old);
+	lim = old;
+	lim.rlim_cur = (rlim_t)fsize("meta.tdb") + 8192;
+	/* A name per create makes the tdb grow; the journal stays small */
+	for (i = 0; i < 400 && !rc && fsize("meta.journal") < 8 * 1024; i++) {
+		snprintf(nm, sizeof(nm), "f%03d-%s", i,
+			 "padding-padding-padding-padding-padding-padding");
+		if (i == 0)
+			setrlimit(RLIMIT_FSIZE, &lim);
+		rc = mkfile(v, nm);
+	}
+	is_int(rc, 0, "creates stand while checkpoints fail");
+	ok(fsize("meta.journal") >= 8 * 1024, "the journal grew past 4 bounds "
+	   "(%ld bytes, %d creates)", fsize("meta.journal"), i);
+	vs_vol_coord(v);
+	ok(v->jn, "still journalling: the checkpoint fails again");
+	setrlimit(RLIMIT_FSIZE, &old);
+	vs_vol_coord(v);
+	ok(!v->jn && v->lockmode == F_RDLCK,
+	   "with room, it checkpointed and stopped journalling (%d %d)",
+	   v->jn, v->lockmode);
+	ok(old_code_reads(raw_magic()), "unmarked");
+	is_int(mkfile(v, "after-stop"), 0, "a create through tdb");
+	vs_vol_coord(v);
+	ok(!v->jn, "not journalling again at once");
+	vs_vol_close(v);
+	vs_root_set_journal_max(root, 0);
+	signal(SIGXFSZ, SIG_DFL);
+	is_int(wait_st(spawn("read", (const char *const[]){"after-stop",
+		"f000-padding-padding-padding-padding-padding-padding"}, 2)),
+	       0, "every create is there");
+}
+
+/* Root (sudo vos) creates the lock file and the journal with the owner
+ * of the volume directory, so a cairn-vold running as that user can use
+ * them. */
+static void
+test_owner(void)
+{
+	struct vs_vol *v = NULL;
+	struct stat st;
+	char dir[512];
+
+	if (geteuid() != 0) {
+		skip(4, "not root");
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%s/volumes/jv", rootdir);
+	unlink(vpath("lock"));
+	unlink(vpath("meta.journal"));
+	ok(chown(dir, 65534, 65534) == 0, "volume directory owned by 65534");
+	is_int(vs_vol_open(root, "jv", VS_CLEANUP | VS_JOURNAL, &v), 0,
+	       "root opens it, journalling");
+	ok(stat(vpath("lock"), &st) == 0 && st.st_uid == 65534 &&
+	   st.st_gid == 65534, "the lock file it made is 65534's");
+	ok(stat(vpath("meta.journal"), &st) == 0 && st.st_uid == 65534,
+	   "so is the journal");
+	vs_vol_close(v);
+	if (chown(dir, 0, 0))
+		diag("chown back: %s", strerror(errno));
+}
+
+/* A knock is live while its knocker holds an OFD lock on it, whatever
+ * its pid says (pid reuse, another pid namespace); one without the lock
+ * counts only while its pid lives and it is young. */
+static void
+test_knock_liveness(void)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	struct timespec old[2] = {{time(NULL) - 3600, 0},
+				  {time(NULL) - 3600, 0}};
+	char dir[512], k1[600], k2[600];
+	int dfd, kfd;
+
+	snprintf(dir, sizeof(dir), "%s/volumes/jv", rootdir);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	ok(dfd >= 0, "open the volume directory");
+	ok(!vlock_knocked(dfd), "no knock");
+	/* A pid no process has (pid_max is at most 2^22). */
+	snprintf(k1, sizeof(k1), "%s/knock.%d.0000abcd", dir, 4999999);
+	kfd = open(k1, O_WRONLY | O_CREAT, 0600);
+	ok(kfd >= 0 && fcntl(kfd, F_OFD_SETLK, &fl) == 0,
+	   "a knock with a dead pid, locked");
+	ok(vlock_knocked(dfd), "is live (the lock counts, not the pid)");
+	ok(access(k1, F_OK) == 0, "and stays");
+	close(kfd);
+	ok(!vlock_knocked(dfd), "its lock gone: dead");
+	ok(access(k1, F_OK) < 0, "and removed");
+	/* Our own pid (live, maybe reused), no lock, an hour old. */
+	snprintf(k2, sizeof(k2), "%s/knock.%d.0000beef", dir, (int)getpid());
+	kfd = open(k2, O_WRONLY | O_CREAT, 0600);
+	ok(kfd >= 0, "an unlocked knock with a live pid");
+	close(kfd);
+	ok(vlock_knocked(dfd), "young: live (a knocker before its lock)");
+	ok(utimensat(AT_FDCWD, k2, old, 0) == 0, "an hour old");
+	ok(!vlock_knocked(dfd), "then dead (a reused pid does not count)");
+	ok(access(k2, F_OK) < 0, "and removed");
+	close(dfd);
+}
+
 static void
 test_damaged(void)
 {
@@ -408,6 +619,11 @@ main(int argc, char **argv)
 	is_int(vs_root_open(rootdir, true, &root), 0, "open root");
 	test_journal_and_knock();
 	test_crash();
+	test_crash_two_writers();
+	test_stale_mark();
+	test_ckpt_fail();
+	test_owner();
+	test_knock_liveness();
 	test_damaged();
 	test_remove();
 	vs_root_close(root);
