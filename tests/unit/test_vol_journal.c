@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,6 +176,25 @@ reader(const char *const *names, int n, int flags)
 }
 
 /* Serve @v (vs_vol_coord() every 5 ms) until @pid exits: its status. */
+/* Is there a knock file in the volume's directory? */
+static bool
+knock_waits(void)
+{
+	char d[512];
+	DIR *dir;
+	struct dirent *e;
+	bool found = false;
+
+	snprintf(d, sizeof(d), "%s/volumes/jv", rootdir);
+	dir = opendir(d);
+	if (!dir)
+		return false;
+	while (!found && (e = readdir(dir)))
+		found = !strncmp(e->d_name, "knock.", 6);
+	closedir(dir);
+	return found;
+}
+
 static int
 serve_until(struct vs_vol *v, pid_t pid)
 {
@@ -184,11 +204,11 @@ serve_until(struct vs_vol *v, pid_t pid)
 	for (int i = 0; i < 4000; i++) {
 		if (waitpid(pid, &st, WNOHANG) == pid)
 			return WIFEXITED(st) ? WEXITSTATUS(st) : 100;
-		/* Honour knocks while journalling; once stepped aside, leave
-		 * the lock alone: a child that closed its volume may take a
-		 * while to exit (LeakSanitizer at exit under ASan), and a tick
-		 * in between would take the lock back before the checks. */
-		if (v && v->jn)
+		/* Tick while a knock waits: a child that is done removed its
+		 * knock, and may then take a while to exit (LeakSanitizer at
+		 * exit under ASan); a tick in between would take the lock
+		 * back before the checks that follow. */
+		if (v && knock_waits())
 			vs_vol_coord(v);
 		nanosleep(&ts, NULL);
 	}
