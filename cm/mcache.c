@@ -291,7 +291,7 @@ mcache_sync_attr(struct mcache *mc, const struct fid *fid)
 size_t
 mcache_sync_attrs(struct mcache *mc, size_t max)
 {
-	size_t left, todo = max;
+	size_t left, budget = max;
 
 	if (!atomic_load_explicit(&mc->npend_any, memory_order_relaxed))
 		return 0;
@@ -299,13 +299,13 @@ mcache_sync_attrs(struct mcache *mc, size_t max)
 	/* Bounded by what was pending at the start: entries added
 	 * meanwhile (a listing still coming) may stay. */
 	if (max == SIZE_MAX)
-		todo = mc->npend;
+		budget = mc->npend;
 	for (;;) {
-		size_t n = todo < PEND_SLICE ? todo : PEND_SLICE;
+		size_t n = budget < PEND_SLICE ? budget : PEND_SLICE;
 
 		left = pend_sync_locked(mc, n);
-		todo -= n;
-		if (!left || !todo)
+		budget -= n;
+		if (!left || !budget)
 			break;
 		pthread_mutex_unlock(&mc->pend_lock);
 		pthread_mutex_lock(&mc->pend_lock);

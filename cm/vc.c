@@ -1467,26 +1467,37 @@ out:
 /* Delete the listing of @fid: its 'D' record, then its pages (death in
  * between leaves only unnamed pages). No transaction: vc_forget() runs for
  * every object gone, most of which have no listing. */
+/* The listing of @fid (its D record, key @k, and the pages it names)
+ * goes; vc->lock held. */
 static int
-dir_delete(struct vc *vc, const struct fid *fid)
+dir_delete_locked(struct vc *vc, const struct fid *fid, const TDB_DATA *k)
 {
-	uint8_t kb[VC_KEY_LEN];
-	TDB_DATA k = mkkey(kb, 'D', fid);
 	uint64_t *old = NULL;
 	size_t nold = 0;
 	int rc;
 
-	pthread_mutex_lock(&vc->lock);
 	rc = dir_pages_locked(vc, fid, &old, &nold);
 	if (!rc) {
-		rc = tdbw_delete(vc->tdb, k.dptr, k.dsize);
+		rc = tdbw_delete(vc->tdb, k->dptr, k->dsize);
 		if (rc == -ENOENT)
 			rc = 0;
 	}
 	if (!rc)
 		rc = dir_drop_pages_locked(vc, fid, old, nold, NULL, 0);
-	pthread_mutex_unlock(&vc->lock);
 	free(old);
+	return rc;
+}
+
+static int
+dir_delete(struct vc *vc, const struct fid *fid)
+{
+	uint8_t kb[VC_KEY_LEN];
+	TDB_DATA k = mkkey(kb, 'D', fid);
+	int rc;
+
+	pthread_mutex_lock(&vc->lock);
+	rc = dir_delete_locked(vc, fid, &k);
+	pthread_mutex_unlock(&vc->lock);
 	return rc;
 }
 
@@ -1499,8 +1510,7 @@ dir_delete_if(struct vc *vc, const struct fid *fid, const TDB_DATA *seen)
 {
 	uint8_t kb[VC_KEY_LEN];
 	TDB_DATA k = mkkey(kb, 'D', fid);
-	uint64_t *old = NULL;
-	size_t nold = 0, len = 0;
+	size_t len = 0;
 	uint8_t *cur = NULL;
 	int rc;
 
@@ -1512,18 +1522,10 @@ dir_delete_if(struct vc *vc, const struct fid *fid, const TDB_DATA *seen)
 			   memcmp(cur, seen->dptr, len))) {
 		rc = -EAGAIN;
 	} else if (!rc || rc == -EUCLEAN) {
-		rc = dir_pages_locked(vc, fid, &old, &nold);
-		if (!rc) {
-			rc = tdbw_delete(vc->tdb, k.dptr, k.dsize);
-			if (rc == -ENOENT)
-				rc = 0;
-		}
-		if (!rc)
-			rc = dir_drop_pages_locked(vc, fid, old, nold, NULL, 0);
+		rc = dir_delete_locked(vc, fid, &k);
 	}
 	pthread_mutex_unlock(&vc->lock);
 	free(cur);
-	free(old);
 	return rc;
 }
 
