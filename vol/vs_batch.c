@@ -299,33 +299,50 @@ failed:
 /*
  * A store or setattr (@ops[@j]) with base_dv 0 on a file that an earlier
  * create of the same batch made, or that an earlier store of the same
- * batch changed (@ts and @wrote are the batch's own; an op answered from
- * the opid table does not count): the client cannot know the new
- * object's first DV (the volume's high-water mark + 1), nor the DV a
- * store gives it, so the op is applied to the DV the batch left it at
- * (a file's attributes set after its data: cairnd's store at close with
- * the utimes and chmod that came before it). Fills *@tmp with that op and
- * returns true.
+ * batch changed (@ts, @wrote and @reps are the batch's own): the client
+ * cannot know the new object's first DV (the volume's high-water mark +
+ * 1), nor the DV a store gives it, so the op is applied to the DV the
+ * batch left it at (a file's attributes set after its data: cairnd's
+ * store at close with the utimes and chmod that came before it). Fills
+ * *@tmp with that op and returns true.
+ *
+ * The latest such op counts. One answered from the opid table (a resend)
+ * gives the DV its recorded reply named, not the file's DV now: a batch
+ * whose sender died may still be applied after the restarted client
+ * resent part of it (its creates, alone), and its store then goes on
+ * the DV that create produced, refused as stale only if the file changed
+ * since (t4024; before, base 0 stayed and the store was refused, its
+ * refusal recorded under its opid for the resend to find).
  */
 static bool
 new_in_batch(struct vs_vol *v, const struct proto_op *ops, size_t j,
 	     const struct txn *ts, const enum wrote *wrote,
-	     struct proto_op *tmp)
+	     const struct vs_reply *reps, struct proto_op *tmp)
 {
 	const struct proto_op *op = &ops[j];
+	struct proto_op_result res;
 	struct proto_attr a;
 
 	if ((op->kind != PROTO_OP_STORE && op->kind != PROTO_OP_SETATTR) ||
 	    op->base_dv != 0)
 		return false;
-	for (size_t i = 0; i < j; i++) {
-		if ((ops[i].kind != PROTO_OP_CREATE &&
-		     ops[i].kind != PROTO_OP_STORE) ||
-		    wrote[i] != W_APPLIED ||
-		    !fid_eq(&ts[i].res.attr.fid, &op->fid))
+	for (size_t i = j; i-- > 0;) {
+		if (ops[i].kind != PROTO_OP_CREATE &&
+		    ops[i].kind != PROTO_OP_STORE)
 			continue;
-		if (vs_getattr(v, &op->fid, &a))
-			return false;
+		if (wrote[i] == W_APPLIED) {
+			if (!fid_eq(&ts[i].res.attr.fid, &op->fid))
+				continue;
+			if (vs_getattr(v, &op->fid, &a))
+				return false;
+		} else if (reps[i].replayed && reps[i].status == 200 &&
+			   proto_op_result_decode(reps[i].body, reps[i].len,
+						  &res) == 0 &&
+			   res.has_attr && fid_eq(&res.attr.fid, &op->fid)) {
+			a.dv = res.attr.dv;
+		} else {
+			continue;
+		}
 		*tmp = *op;
 		tmp->base_dv = a.dv;
 		return true;
@@ -391,7 +408,7 @@ vs_apply_group(struct vs_vol *v, struct vs_group_req *reqs, size_t nreq)
 			const struct proto_op *op = &reqs[i].ops[j];
 
 			if (new_in_batch(v, reqs[i].ops, j, ts + k0,
-					 wrote + k0, &tmps[k]))
+					 wrote + k0, reqs[i].reps, &tmps[k]))
 				op = &tmps[k];
 			if (stopped)
 				rc = reply_not_applied(rep);

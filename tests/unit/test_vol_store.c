@@ -792,6 +792,118 @@ test_undo(void)
 	undo_free(NULL);
 }
 
+/*
+ * A batch whose sender died is applied after the restarted client resent
+ * its creates alone (the server still held the first request): the
+ * store that follows a create answered from the opid table goes on the
+ * DV that create's recorded reply named, if the file is still there;
+ * if the file changed since, it is stale (t4024's failure: every such
+ * store was refused, and the refusal recorded for the resend to find).
+ */
+static void
+race_case(const char *name, uint8_t seed, bool changed)
+{
+	struct proto_op ops[3], single, other;
+	struct vs_reply reps[3], rep1;
+	struct vs_group_req req = {.ops = ops, .reps = reps, .n = 3};
+	struct vs_group_req one = {.ops = &single, .reps = &rep1, .n = 1};
+	struct proto_op_result res;
+	struct proto_attr a;
+	uint8_t txid[16], txid2[16];
+	uint64_t chunks[1] = {0}, size, created_dv;
+	struct fid nf;
+	char *data;
+
+	memset(ops, 0, sizeof(ops));
+	memset(reps, 0, sizeof(reps));
+	memset(&rep1, 0, sizeof(rep1));
+	fid_parse("00000000.0102030405060708090a0b0c0d0e0f77", &nf);
+	nf.vol = rootfid.vol;
+	nf.oid[15] = seed;
+	ops[0].kind = PROTO_OP_CREATE;
+	ops[0].parent = rootfid;
+	ops[0].name = (char *)name;
+	ops[0].fid = nf;
+	ops[0].type = PROTO_T_FILE;
+	ops[0].mode = 0644;
+	memset(txid, seed, 16);
+	ops[1].kind = PROTO_OP_STORE;
+	ops[1].fid = nf;
+	ops[1].base_dv = 0;
+	memcpy(ops[1].txid, txid, 16);
+	ops[1].chunk_size = 65536;
+	ops[1].size = 100;
+	ops[1].chunks = chunks;
+	ops[1].nchunks = 1;
+	ops[2].kind = PROTO_OP_SETATTR;
+	ops[2].fid = nf;
+	ops[2].base_dv = 0;
+	ops[2].mask = PROTO_SA_MODE;
+	ops[2].mode = 0600;
+	for (int i = 0; i < 3; i++)
+		opid(&ops[i]);
+	is_int(stage(&nf, txid, 0, 65536, 'R', 100), 0, "%s: staged", name);
+	/* The restarted client's resend: the create alone, same opid. */
+	single = ops[0];
+	is_int(group(&one, 1), 0, "%s: the create resent alone", name);
+	is_int(rep1.status, 200, "%s: (applied)", name);
+	proto_op_result_decode(rep1.body, rep1.len, &res);
+	created_dv = res.attr.dv;
+	reps_free(&rep1, 1);
+	if (changed) {
+		/* Someone else's store after the create. */
+		memset(&other, 0, sizeof(other));
+		memset(txid2, seed ^ 0xff, 16);
+		is_int(stage(&nf, txid2, 0, 65536, 'O', 10), 0,
+		       "%s: other staged", name);
+		other.kind = PROTO_OP_STORE;
+		other.fid = nf;
+		other.base_dv = created_dv;
+		memcpy(other.txid, txid2, 16);
+		other.chunk_size = 65536;
+		other.size = 10;
+		other.chunks = chunks;
+		other.nchunks = 1;
+		is_int(apply(&other, NULL, NULL), 200,
+		       "%s: another client's store", name);
+	}
+	/* The dead sender's batch, applied now. */
+	is_int(group(&req, 1), 0, "%s: the first batch applied late", name);
+	ok(reps[0].replayed && reps[0].status == 200,
+	   "%s: its create answered from the opid table", name);
+	vs_getattr(vol, &nf, &a);
+	data = slurp(&nf, &size);
+	if (!changed) {
+		ok(reps[1].status == 200 && reps[2].status == 200,
+		   "%s: store and setattr applied (%d %d)", name,
+		   reps[1].status, reps[2].status);
+		ok(a.size == 100 && a.mode == 0600 && data && size == 100 &&
+			   data[0] == 'R' && data[99] == 'R',
+		   "%s: the batch's bytes and mode", name);
+	} else {
+		is_int(reps[1].status, 412,
+		       "%s: store on a file changed since: stale", name);
+		ok(a.size == 10 && data && size == 10 && data[0] == 'O',
+		   "%s: the other client's bytes stay", name);
+	}
+	free(data);
+	reps_free(reps, 3);
+	/* The restarted client's store (same opid): the same answer. */
+	single = ops[1];
+	single.base_dv = created_dv;
+	is_int(group(&one, 1), 0, "%s: the store resent", name);
+	ok(rep1.replayed && rep1.status == (changed ? 412 : 200),
+	   "%s: answered from the opid table (%d)", name, rep1.status);
+	reps_free(&rep1, 1);
+}
+
+static void
+test_batch_resend_race(void)
+{
+	race_case("race-a", 0x61, false);
+	race_case("race-b", 0x62, true);
+}
+
 static void
 test_batch(void)
 {
@@ -2420,6 +2532,7 @@ main(void)
 		test_events();
 		test_undo();
 		test_batch();
+		test_batch_resend_race();
 		test_cleanup();
 		test_bigdir();
 		test_bulk();
