@@ -166,6 +166,13 @@ out_unlock:
 
 /* ---- working copies ---- */
 
+struct commit_job;
+static int commit_begin(struct cs_store *cs, uint32_t slot,
+			struct commit_job *j);
+static int commit_run(struct cs_store *cs, struct commit_job *j, uint32_t n,
+		      int nosync);
+static int wc_make_room(struct cs_store *cs, const struct cs_key *k);
+
 static int
 wc_attach(struct cs_store *cs, uint32_t slot, int fd, uint32_t len, uint64_t dv)
 {
@@ -194,6 +201,8 @@ wc_attach(struct cs_store *cs, uint32_t slot, int fd, uint32_t len, uint64_t dv)
 	wc->dv = dv;
 	cs->wcs[i] = wc;
 	cs->slots[slot].wc = i + 1;
+	cs->nwc++;
+	cs->wc_made++;
 	return 0;
 }
 
@@ -208,6 +217,7 @@ wc_detach(struct cs_store *cs, struct cs_slot *s)
 	cs->wcs[s->wc - 1] = NULL;
 	free(wc);
 	s->wc = 0;
+	cs->nwc--;
 }
 
 /*
@@ -341,6 +351,8 @@ cs_write(struct cs_store *cs, const struct cs_key *k, uint64_t dv, uint32_t off,
 	end = off + (uint32_t)len;
 	pthread_mutex_lock(&cs->lock);
 	cs_find_idle(cs, k);
+	if (wc_make_room(cs, k))
+		cs_find_idle(cs, k);
 	if ((rc = wc_prepare(cs, k, dv, end, &slot)) < 0)
 		goto out;
 	s = &cs->slots[slot];
@@ -378,6 +390,8 @@ cs_truncate(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
 	cs_find_idle(cs, k);
+	if (wc_make_room(cs, k))
+		cs_find_idle(cs, k);
 	if ((rc = wc_prepare(cs, k, dv, len, &slot)) < 0)
 		goto out;
 	s = &cs->slots[slot];
@@ -528,6 +542,47 @@ commit_run(struct cs_store *cs, struct commit_job *j, uint32_t n, int nosync)
 	return rc < 0 ? rc : done;
 }
 
+/*
+ * Lock held, @k's slot not busy. Working copies stay open from their first
+ * write to their commit (at the caller's close or fsync), one fd each: when
+ * CS_WC_OPEN_MAX are open and @k has none, commit the least recently
+ * written idle one without sync (as cs_commit_flags(CS_C_NOSYNC) would:
+ * its content stays what readers saw, and is the slot's committed DIRTY
+ * content from then on). The lock is let go meanwhile. @return 1 if it
+ * was (the caller looks its slot up again), 0 if nothing was done.
+ */
+static int
+wc_make_room(struct cs_store *cs, const struct cs_key *k)
+{
+	struct commit_job j;
+	uint32_t slot, victim = CS_NONE;
+	uint64_t oldest = UINT64_MAX;
+
+	if (cs->nwc < CS_WC_OPEN_MAX)
+		return 0;
+	slot = cs_key_find(cs, k);
+	if (slot != CS_NONE && cs->slots[slot].wc)
+		return 0;
+	for (uint32_t i = 0; i < cs->nwcs; i++) {
+		struct cs_slot *s;
+
+		if (!cs->wcs[i])
+			continue;
+		s = &cs->slots[cs->wcs[i]->slot];
+		if (!(s->flags & CS_SF_BUSY) && s->last_use < oldest) {
+			oldest = s->last_use;
+			victim = cs->wcs[i]->slot;
+		}
+	}
+	if (victim == CS_NONE || commit_begin(cs, victim, &j) < 0)
+		return 0;
+	pthread_mutex_unlock(&cs->lock);
+	(void)commit_run(cs, &j, 1, 1);
+	pthread_mutex_lock(&cs->lock);
+	cs->wc_evicts++;
+	return 1;
+}
+
 int
 cs_commit(struct cs_store *cs, const struct cs_key *k)
 {
@@ -564,11 +619,18 @@ cs_commit_flags(struct cs_store *cs, const struct cs_key *k, unsigned flags)
 int
 cs_commit_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 {
+	return cs_commit_file_flags(cs, vol, fid, 0);
+}
+
+int
+cs_commit_file_flags(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
+		     unsigned flags)
+{
 	struct commit_job *jobs = NULL;
 	uint32_t n = 0, cap = 0, s;
 	int rc = 0;
 
-	if (!cs || !fid)
+	if (!cs || !fid || (flags & ~(unsigned)CS_C_NOSYNC))
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
 	for (s = cs_file_idle(cs, vol, fid); s != CS_NONE;
@@ -592,7 +654,7 @@ cs_commit_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 	}
 	pthread_mutex_unlock(&cs->lock);
 	if (n) {
-		int r = commit_run(cs, jobs, n, 0);
+		int r = commit_run(cs, jobs, n, !!(flags & CS_C_NOSYNC));
 
 		if (!rc)
 			rc = r;

@@ -555,6 +555,15 @@ wb_store_start(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 	ws->writeback = false;
 	while (ws->writing > 0)
 		pthread_cond_wait(&wb->cond, &wb->lock);
+	/* The writes since the last checkpoint sit in open working copies:
+	 * commit them (no fsync; store_offline() syncs what it logs), so
+	 * the chunks this store names are committed, which cs_mark_clean()
+	 * after the reply needs, and a crash from here on resends this
+	 * state. New writes wait for the store (promise 3). */
+	if ((rc = wb_checkpoint_locked(wb, ws)) < 0) {
+		pthread_mutex_unlock(&wb->lock);
+		goto fail_nost;
+	}
 	if (ws->created && !batch && have_srv) {
 		/* The create went alone (or before a crash): the server
 		 * has the file at srv.dv, empty. The chunks written since
