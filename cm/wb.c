@@ -521,6 +521,13 @@ wb_setattr(struct wb *wb, const struct fid *fid, uint32_t mask, uint32_t mode,
 	    !ws->storing && !ws->conflicted && !ws->replaying) {
 		struct wstate old = *ws;
 
+		/* It returns as durable as the op it replaces (a replay-log
+		 * append in writeback mode): so must the writes before it
+		 * be, which sit in open working copies. */
+		if (wb_checkpoint_locked(wb, ws) < 0) {
+			pthread_mutex_unlock(&wb->lock);
+			return -ENOENT;
+		}
 		if (mask & PROTO_SA_MODE)
 			ws->sa_mode = mode & 07777;
 		if (mask & PROTO_SA_UID)
