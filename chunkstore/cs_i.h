@@ -136,6 +136,10 @@ enum {
 	CS_SF_VERIFIED = 0x10, /* content checked since cs_open */
 	CS_SF_BUSY = 0x20,     /* a put or commit is between its steps */
 	CS_SF_RECDIRTY = 0x40, /* the index record on disk is out of date */
+	/* The committed file came from a commit without sync and has not
+	 * been fsynced since: its data may not be on disk. Unknown (after
+	 * an open, an adoption) counts as synced. */
+	CS_SF_UNSYNCED = 0x80,
 };
 
 /* One index slot in memory: 72 bytes, kept small for 1M-slot caches. */

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -419,6 +420,10 @@ struct commit_job {
 	uint32_t len;
 	struct cs_trl t;
 	int rc;
+	/* the committed content it replaces is dirty and may be on disk
+	 * (synced): the new data must be too before the rename */
+	bool keep_durable;
+	bool synced; /* the working copy's data was fsynced */
 };
 
 /* Lock held: mark the slot busy and note what the I/O needs. */
@@ -441,6 +446,9 @@ commit_begin(struct cs_store *cs, uint32_t slot, struct commit_job *j)
 	j->t.slot = slot;
 	j->t.flags = CS_RF_DIRTY | (s->flags & CS_SF_PINNED ? CS_RF_PINNED : 0);
 	j->t.shift = cs->shift;
+	j->keep_durable = (s->flags & (CS_SF_COMMITTED | CS_SF_DIRTY |
+				       CS_SF_UNSYNCED)) ==
+			  (CS_SF_COMMITTED | CS_SF_DIRTY);
 	s->flags |= CS_SF_BUSY;
 	return 0;
 }
@@ -466,9 +474,18 @@ commit_io(struct cs_store *cs, struct commit_job *j, int nosync)
 	j->t.crc = crc32c(0, data, j->len);
 	free(data);
 	cs_trl_encode(&j->t, tbuf);
+	/* Without sync too, a dirty chunk that may be durable (a close in
+	 * writeback mode synced it and logged its store) is replaced only
+	 * by data on disk: the rename alone does not order the new file's
+	 * data before the name on every file system (ext4 without a
+	 * journal, or a rename over a name that was exchanged), and a power
+	 * cut would then leave the name on a torn file, which fails its CRC
+	 * and is dropped, acknowledged bytes with it. */
 	if ((j->rc = cs_io_pwrite(j->fd, tbuf, sizeof(tbuf), j->len)) == 0 &&
-	    !nosync)
-		j->rc = cs_io_fsync(j->fd);
+	    (!nosync || j->keep_durable)) {
+		j->rc = nosync ? cs_io_fdatasync(j->fd) : cs_io_fsync(j->fd);
+		j->synced = j->rc == 0;
+	}
 }
 
 /* Lock held: rename into place and update the slot, or undo. */
@@ -497,6 +514,10 @@ commit_finish(struct cs_store *cs, struct commit_job *j)
 		s->crc = j->t.crc;
 		s->gen = j->t.gen;
 		s->flags |= CS_SF_COMMITTED | CS_SF_DIRTY | CS_SF_VERIFIED;
+		if (j->synced)
+			s->flags &= (uint16_t)~CS_SF_UNSYNCED;
+		else
+			s->flags |= CS_SF_UNSYNCED;
 		cs_acct(cs, s, 1);
 		j->rc = cs_write_rec(cs, j->slot);
 	}
@@ -666,7 +687,7 @@ cs_commit_file_flags(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
 int
 cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 {
-	uint32_t *slots = NULL, n = 0, cap = 0, s;
+	uint32_t *slots = NULL, *gens = NULL, n = 0, cap = 0, s;
 	uint8_t synced[CS_NDIRS] = {0};
 	char path[CS_PATH_MAX], sub[CS_PATH_MAX];
 	int rc, first = 0;
@@ -683,16 +704,21 @@ cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 		    !(cs->slots[s].flags & CS_SF_COMMITTED))
 			continue;
 		if (n == cap) {
-			uint32_t *ns;
+			uint32_t *ns, *ng;
 
 			cap = cap ? cap * 2 : 16;
 			ns = realloc(slots, cap * sizeof(*ns));
-			if (!ns) {
+			if (ns)
+				slots = ns;
+			ng = ns ? realloc(gens, cap * sizeof(*ng)) : NULL;
+			if (ng)
+				gens = ng;
+			if (!ns || !ng) {
 				first = -ENOMEM;
 				break;
 			}
-			slots = ns;
 		}
+		gens[n] = cs->slots[s].gen;
 		slots[n++] = s;
 	}
 	pthread_mutex_unlock(&cs->lock);
@@ -713,6 +739,15 @@ cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 		close(fd);
 		if (rc < 0 && !first)
 			first = rc;
+		if (rc == 0) {
+			/* The file of that generation (or a newer one, which
+			 * keeps its own flag) is on disk now. */
+			pthread_mutex_lock(&cs->lock);
+			if (cs->slots[slots[i]].gen == gens[i])
+				cs->slots[slots[i]].flags &=
+					(uint16_t)~CS_SF_UNSYNCED;
+			pthread_mutex_unlock(&cs->lock);
+		}
 		if (synced[slots[i] & 0xff]++)
 			continue;
 		snprintf(sub, sizeof(sub), CS_CHUNKS_DIR "/%02x",
@@ -721,6 +756,7 @@ cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 			first = rc;
 	}
 	free(slots);
+	free(gens);
 	if (!first && n)
 		first = cs_io_fdatasync(cs->idxfd);
 	if (first < 0)

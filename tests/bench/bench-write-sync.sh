@@ -288,6 +288,7 @@ print(d["fid"])')
 		cairnd_umount "$wmnt"
 	fi
 	[ "$WB" = 1 ] && echo "# run $run: writeback untar $(lastof r_wb) s, on the server $(lastof r_wbsrv) s later, cairnd CPU $(lastof r_wcpu) ms a file"
+	[ "$ROWS" = untar ] && echo "# run $run: untar $(lastof r_untar) s (local $(lastof r_ltar), cairnd CPU $(lastof r_cpu) ms a file)" ||
 	echo "# run $run: untar $(lastof r_untar) s (local $(lastof r_ltar), cairnd CPU $(lastof r_cpu) ms a file), create $(lastof r_create) ms (local $(lastof r_lcreate)), ${FILE_MB} MiB $(lastof r_big) s (local $(lastof r_lbig), curl $(lastof r_curl)), clone $(lastof r_clone) s (local $(lastof r_lclone)), make $(lastof r_make) s (local $(lastof r_lmake))"
 done
 

@@ -410,6 +410,66 @@ test_open_bound(void)
 	t_rm_rf(d);
 }
 
+/* ---- a commit without sync over content that may be durable ---- */
+
+static int nsyncs;
+
+static int
+count_hook(enum cs_fault_op op, const char *what)
+{
+	(void)what;
+	if (op == CS_FOP_FSYNC)
+		nsyncs++;
+	return 0;
+}
+
+/* fsyncs of one write + commit without sync of @k */
+static int
+commit_syncs(struct cs_store *cs, const struct cs_key *k, unsigned v)
+{
+	nsyncs = 0;
+	cs_fault_hook = count_hook;
+	if (write_version(cs, k, 2, 6, v, 30000) < 0 ||
+	    cs_commit_flags(cs, k, CS_C_NOSYNC) < 0)
+		nsyncs = -1;
+	cs_fault_hook = NULL;
+	return nsyncs;
+}
+
+static void
+test_keep_durable(void)
+{
+	char d[512];
+	struct cs_store *cs = open_store(t_mkdtemp(d, sizeof(d), "wcdur"));
+	struct cs_key k = t_key(6, 6, 0);
+	uint8_t buf[100];
+
+	if (!cs) {
+		ok(0, "open a store");
+		return;
+	}
+	memset(buf, 1, sizeof(buf));
+	is_int(cs_put(cs, &k, 2, buf, sizeof(buf), 0), 0, "a clean chunk");
+	is_int(commit_syncs(cs, &k, 1), 0, "over a clean chunk: no fsync");
+	is_int(commit_syncs(cs, &k, 2), 0,
+	       "over a dirty one never synced: no fsync");
+	is_int(cs_sync_file(cs, 6, k.fid), 0, "sync the file (a close)");
+	is_int(commit_syncs(cs, &k, 3), 1,
+	       "over a synced dirty one: its data is synced first");
+	is_int(commit_syncs(cs, &k, 4), 1,
+	       "and over that one too (it replaced durable content)");
+	is_int(cs_mark_clean(cs, &k, 2), 0, "stored: clean");
+	is_int(commit_syncs(cs, &k, 5), 0, "over a clean one again: none");
+	cs_close(cs);
+	cs = open_store(d);
+	ok(cs && holds(cs, &k, 2, 6, 5, 30000), "reopened");
+	is_int(cs ? commit_syncs(cs, &k, 6) : -1, 1,
+	       "over a dirty one after an open (unknown: synced): synced");
+	ok(holds(cs, &k, 2, 6, 6, 30000), "reads the last version");
+	cs_close(cs);
+	t_rm_rf(d);
+}
+
 /* ---- readers racing a writer that commits now and then ---- */
 
 struct race {
@@ -498,6 +558,7 @@ main(void)
 	test_kill(1);
 	test_commit_cuts();
 	test_open_bound();
+	test_keep_durable();
 	test_readers();
 	done_testing();
 	return 0;
