@@ -223,8 +223,8 @@ struct cs_store {
 	uint64_t *ftab; /* (vol, fid) -> tag | 1 + first slot of the file */
 	uint32_t fmask, nfiles;
 	struct cs_wc **wcs;
-	uint32_t nwcs; /* entries of wcs[] (capacity) */
-	uint32_t nwc;  /* working copies open (non-NULL entries) */
+	uint32_t nwcs;	    /* entries of wcs[] (capacity) */
+	uint32_t nwc;	    /* working copies open (non-NULL entries) */
 	uint64_t wc_made;   /* working copies created (tests, stats) */
 	uint64_t wc_evicts; /* committed to make room (CS_WC_OPEN_MAX) */
 	uint64_t clock;

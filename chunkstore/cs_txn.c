@@ -446,9 +446,9 @@ commit_begin(struct cs_store *cs, uint32_t slot, struct commit_job *j)
 	j->t.slot = slot;
 	j->t.flags = CS_RF_DIRTY | (s->flags & CS_SF_PINNED ? CS_RF_PINNED : 0);
 	j->t.shift = cs->shift;
-	j->keep_durable = (s->flags & (CS_SF_COMMITTED | CS_SF_DIRTY |
-				       CS_SF_UNSYNCED)) ==
-			  (CS_SF_COMMITTED | CS_SF_DIRTY);
+	j->keep_durable =
+		(s->flags & (CS_SF_COMMITTED | CS_SF_DIRTY | CS_SF_UNSYNCED)) ==
+		(CS_SF_COMMITTED | CS_SF_DIRTY);
 	s->flags |= CS_SF_BUSY;
 	return 0;
 }

@@ -22,7 +22,7 @@
 #define WB_BUCKETS	  256
 /* A file written without a close is checkpointed at least this often
  * (ms, at its next write): the most a kill -9 loses of its writes. */
-#define WB_CKPT_MS 1000
+#define WB_CKPT_MS	  1000
 #define WB_STAGE_PARALLEL 8
 
 /* Who waits for the store of a write state (wb_flush() callers), in the

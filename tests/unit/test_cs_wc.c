@@ -150,7 +150,8 @@ test_one_copy(void)
 	ok(st.wc_made == 2 && st.wc_open == 0, "no copy made by the sync");
 	cs_close(cs);
 	cs = open_store(d);
-	ok(cs && holds(cs, &k, 5, 1, 2, 70000), "the synced version after close");
+	ok(cs && holds(cs, &k, 5, 1, 2, 70000),
+	   "the synced version after close");
 	cs_close(cs);
 	t_rm_rf(d);
 }
@@ -179,7 +180,8 @@ test_kill(int commit)
 		    write_version(c, &k, 7, 3, 2, 60000) < 0 ||
 		    write_version(c, &kn, 7, 3, 2, 20000) < 0)
 			_exit(1);
-		if (commit && cs_commit_file_flags(c, 2, k.fid, CS_C_NOSYNC) != 2)
+		if (commit &&
+		    cs_commit_file_flags(c, 2, k.fid, CS_C_NOSYNC) != 2)
 			_exit(1);
 		raise(SIGKILL);
 		_exit(2);
@@ -270,7 +272,8 @@ test_commit_cuts(void)
 				_exit(1);
 			for (int i = 0; i < NK; i++)
 				if (write_version(w, &k[i], 9, 4, 2,
-						  45000 + 5000 * (uint32_t)i) < 0)
+						  45000 + 5000 * (uint32_t)i) <
+				    0)
 					_exit(1);
 			fault_count = 0;
 			fault_step = step;
@@ -311,10 +314,10 @@ test_commit_cuts(void)
 			uint32_t nl = 45000 + 5000 * (uint32_t)i;
 			struct cs_info info;
 			int isnew = holds(cs, &k[i], 9, 4, 2, nl);
-			int isold = i < 2 ? holds(cs, &k[i], 9, 4, 1,
-						  30000 + 10000 * (uint32_t)i)
-					  : cs_lookup(cs, &k[i], &info) ==
-						    -ENOENT;
+			int isold =
+				i < 2 ? holds(cs, &k[i], 9, 4, 1,
+					      30000 + 10000 * (uint32_t)i)
+				      : cs_lookup(cs, &k[i], &info) == -ENOENT;
 
 			if (!isnew && !isold) {
 				diag("step %d: chunk %d neither old nor new",
@@ -338,8 +341,9 @@ test_commit_cuts(void)
 	}
 	ok(died >= NK * 2, "died at %d of %d steps of a 4-chunk commit", died,
 	   ran);
-	is_int(bad, 0, "each chunk old or new, new once the commit returned, "
-		       "cache checks clean");
+	is_int(bad, 0,
+	       "each chunk old or new, new once the commit returned, "
+	       "cache checks clean");
 	t_rm_rf(d);
 }
 
@@ -543,8 +547,7 @@ test_readers(void)
 		pthread_join(th[i], NULL);
 	is_int(werr, 0, "writes, commits and mark-cleans succeeded");
 	ok(r.errors == 0 && r.reads > 0,
-	   "%u reads racing them saw only written bytes, never fewer",
-	   r.reads);
+	   "%u reads racing them saw only written bytes, never fewer", r.reads);
 	cs_close(r.cs);
 	t_rm_rf(d);
 }
