@@ -21,8 +21,11 @@
  *    Clean chunks (data the server has) are not fsynced; dirty chunks are.
  *  - Local writes: cs_write and cs_truncate change a per-chunk working copy
  *    that readers see at once; cs_commit makes it durable (after 0 it
- *    survives kill -9 and power loss). Uncommitted working copies are
- *    discarded by a crash and by cs_close.
+ *    survives kill -9 and power loss). A working copy stays open across
+ *    writes until its commit (one copy of the chunk, one new file per
+ *    commit, however many writes); at most CS_WC_OPEN_MAX (64) are open,
+ *    beyond that the least recently written is committed without sync.
+ *    Uncommitted working copies are discarded by a crash and by cs_close.
  *  - Pins and dirt: dirty and pinned chunks are never culled. Culling
  *    evicts clean unpinned chunks in least-recently-used order with
  *    cachefilesd-style thresholds (struct cs_limits).
@@ -52,6 +55,10 @@
 #define CS_CHUNK_MIN	 (64u * 1024)
 #define CS_CHUNK_MAX	 (4u * 1024 * 1024)
 #define CS_CHUNK_DEFAULT (256u * 1024)
+
+/* Working copies kept open at once: beyond it, the least recently written
+ * one is committed without sync to make room (one fd each). */
+#define CS_WC_OPEN_MAX 64
 
 /* Defaults cs_create uses for zero fields of struct cs_limits. */
 #define CS_DEFAULT_MAX_BYTES (1ull << 30)
@@ -126,6 +133,9 @@ struct cs_stats {
 	uint64_t bytes_used, bytes_limit, files_used, files_limit, dirty_bytes,
 		pinned_bytes, hits, misses, evictions;
 	uint32_t chunk_size;
+	/* working copies made since cs_open, open now, and committed to
+	 * keep at most CS_WC_OPEN_MAX open */
+	uint64_t wc_made, wc_open, wc_evicts;
 };
 
 struct cs_store;
@@ -264,8 +274,11 @@ int cs_commit(struct cs_store *cs, const struct cs_key *k);
 /*
  * As cs_commit; with CS_C_NOSYNC nothing is fsynced, so the commit
  * survives the death of the process (kill -9) but not a power cut. cairnd
- * commits every write this way, so data a write(2) returned survives a
- * crash of cairnd, and fsyncs where durability is promised (cs_sync_file).
+ * commits a file's working copies this way when it stores the file (close,
+ * fsync), when it truncates it, when a write fills a chunk to its end and
+ * when the last writer lets go of it, and fsyncs where durability is
+ * promised (cs_sync_file). Writes in between go to the open working copy:
+ * a crash of the process discards them (the chunk keeps its last commit).
  */
 enum { CS_C_NOSYNC = 1 };
 int cs_commit_flags(struct cs_store *cs, const struct cs_key *k,
@@ -276,6 +289,11 @@ int cs_commit_flags(struct cs_store *cs, const struct cs_key *k,
  * @return the number of chunks committed (>= 0) or the first -errno.
  */
 int cs_commit_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16]);
+
+/* As cs_commit_file; @flags as cs_commit_flags (CS_C_NOSYNC: no fsync at
+ * all, the commits survive kill -9 but not a power cut). */
+int cs_commit_file_flags(struct cs_store *cs, uint32_t vol,
+			 const uint8_t fid[16], unsigned flags);
 
 /*
  * Make every local change of file (@vol, @fid) durable: commit its working

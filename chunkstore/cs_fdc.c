@@ -144,9 +144,7 @@ cs_fdc_release(struct cs_store *cs, struct cs_fdref *r, int locked)
 	if (r->ent < 0) {
 		if (r->fd >= 0) {
 			close(r->fd);
-			if (r->ent == -1)
-				__atomic_sub_fetch(&cs->nprivate, 1,
-						   __ATOMIC_ACQ_REL);
+			__atomic_sub_fetch(&cs->nprivate, 1, __ATOMIC_ACQ_REL);
 		}
 	} else {
 		e = &cs->fdc[r->ent];

@@ -54,8 +54,12 @@
  *   Old content stays readable until the rename; readers holding an open fd
  *   keep reading the old inode, a consistent old chunk.
  *
- * - cs_write writes into SSSSSSSS.wip, a copy of the committed content.
- *   cs_commit appends the trailer (gen + 1) to it, fsyncs it, renames it
+ * - cs_write writes into SSSSSSSS.wip, a copy of the committed content
+ *   made by the first write after a commit; it stays open (one fd, at
+ *   most CS_WC_OPEN_MAX of them) and takes every write until the caller
+ *   commits it, so N writes between two commits cost one copy and one new
+ *   file, not N. It is never trusted: recovery deletes it, and the chunk
+ *   is its last commit. cs_commit appends the trailer (gen + 1) to it, fsyncs it, renames it
  *   over SSSSSSSS, writes the record (dirty), fsyncs the folder and
  *   fdatasyncs the index. Three syncs, and they suffice: the content is
  *   durable before the name points at it (so the name never points at a
@@ -89,7 +93,7 @@
  *
  * - What survives what: process death (kill -9) loses nothing committed
  *   and nothing put, since the page cache holds every write; uncommitted
- *   working copies are lost by design. A power cut keeps committed dirty
+ *   working copies (every write since the last commit) are lost by design. A power cut keeps committed dirty
  *   chunks and DIRTY puts (fsynced); clean chunks put since the last
  *   cs_close or cs_sync may vanish or fail their checksum and be refetched.
  */

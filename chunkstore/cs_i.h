@@ -136,6 +136,10 @@ enum {
 	CS_SF_VERIFIED = 0x10, /* content checked since cs_open */
 	CS_SF_BUSY = 0x20,     /* a put or commit is between its steps */
 	CS_SF_RECDIRTY = 0x40, /* the index record on disk is out of date */
+	/* The committed file came from a commit without sync and has not
+	 * been fsynced since: its data may not be on disk. Unknown (after
+	 * an open, an adoption) counts as synced. */
+	CS_SF_UNSYNCED = 0x80,
 };
 
 /* One index slot in memory: 72 bytes, kept small for 1M-slot caches. */
@@ -187,8 +191,9 @@ struct cs_fdc_ent {
 };
 
 /* A reader's hold on a chunk fd: ent >= 0 a cache entry, -1 a private fd
- * of a committed file the holder closes (every entry busy; counted in
- * cs->nprivate), -2 a private dup of a working copy's fd. */
+ * of a committed file the holder closes (every entry busy), -2 a private
+ * dup of a working copy's fd (which a commit makes a chunk file); both
+ * counted in cs->nprivate. */
 struct cs_fdref {
 	int fd;
 	int ent;
@@ -218,7 +223,10 @@ struct cs_store {
 	uint64_t *ftab; /* (vol, fid) -> tag | 1 + first slot of the file */
 	uint32_t fmask, nfiles;
 	struct cs_wc **wcs;
-	uint32_t nwcs;
+	uint32_t nwcs;	    /* entries of wcs[] (capacity) */
+	uint32_t nwc;	    /* working copies open (non-NULL entries) */
+	uint64_t wc_made;   /* working copies created (tests, stats) */
+	uint64_t wc_evicts; /* committed to make room (CS_WC_OPEN_MAX) */
 	uint64_t clock;
 	uint64_t bytes_used, files_used, dirty_bytes, pinned_bytes;
 	uint64_t hits, misses, evictions;
@@ -227,7 +235,7 @@ struct cs_store {
 	uint32_t nfdc;
 	uint32_t fdc_hand;
 	uint64_t fdc_opens; /* chunk files opened for reading (tests) */
-	uint32_t nprivate;  /* atomic: private read fds held (cs_fdref -1) */
+	uint32_t nprivate;  /* atomic: private read fds held (cs_fdref < 0) */
 	uint32_t nunmapped; /* fd cache entries unmapped, still held */
 	/*
 	 * Spare files, as OpenAFS reuses its V-files: a clean chunk dropped

@@ -422,11 +422,16 @@ again:
 	n = off >= end ? 0 : end - off < len ? end - off : len;
 	r = 0;
 	if (wc) {
-		/* Working copies change in place: a private dup, as before. */
+		/* Working copies change in place: a private dup. Counted
+		 * with the private fds: a commit makes this inode the
+		 * chunk's file, which a later drop must not empty into a
+		 * spare while this read may still be on its way to it. */
 		fr.fd = fcntl(wc->fd, F_DUPFD_CLOEXEC, 0);
-		fr.ent = -2; /* not a committed file's: not counted */
+		fr.ent = -2;
 		if (fr.fd < 0)
 			r = -errno;
+		else
+			__atomic_add_fetch(&cs->nprivate, 1, __ATOMIC_ACQ_REL);
 	} else if (n) {
 		r = cs_fdc_get(cs, slot, &fr);
 		if (r == -ENOENT) {
@@ -758,6 +763,9 @@ cs_get_stats(struct cs_store *cs, struct cs_stats *st)
 	st->misses = cs->misses;
 	st->evictions = cs->evictions;
 	st->chunk_size = cs->chunk_size;
+	st->wc_made = cs->wc_made;
+	st->wc_open = cs->nwc;
+	st->wc_evicts = cs->wc_evicts;
 	pthread_mutex_unlock(&cs->lock);
 }
 

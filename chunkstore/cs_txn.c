@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,6 +167,13 @@ out_unlock:
 
 /* ---- working copies ---- */
 
+struct commit_job;
+static int commit_begin(struct cs_store *cs, uint32_t slot,
+			struct commit_job *j);
+static int commit_run(struct cs_store *cs, struct commit_job *j, uint32_t n,
+		      int nosync);
+static int wc_make_room(struct cs_store *cs, const struct cs_key *k);
+
 static int
 wc_attach(struct cs_store *cs, uint32_t slot, int fd, uint32_t len, uint64_t dv)
 {
@@ -194,6 +202,8 @@ wc_attach(struct cs_store *cs, uint32_t slot, int fd, uint32_t len, uint64_t dv)
 	wc->dv = dv;
 	cs->wcs[i] = wc;
 	cs->slots[slot].wc = i + 1;
+	cs->nwc++;
+	cs->wc_made++;
 	return 0;
 }
 
@@ -208,6 +218,7 @@ wc_detach(struct cs_store *cs, struct cs_slot *s)
 	cs->wcs[s->wc - 1] = NULL;
 	free(wc);
 	s->wc = 0;
+	cs->nwc--;
 }
 
 /*
@@ -341,6 +352,8 @@ cs_write(struct cs_store *cs, const struct cs_key *k, uint64_t dv, uint32_t off,
 	end = off + (uint32_t)len;
 	pthread_mutex_lock(&cs->lock);
 	cs_find_idle(cs, k);
+	if (wc_make_room(cs, k))
+		cs_find_idle(cs, k);
 	if ((rc = wc_prepare(cs, k, dv, end, &slot)) < 0)
 		goto out;
 	s = &cs->slots[slot];
@@ -378,6 +391,8 @@ cs_truncate(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
 	cs_find_idle(cs, k);
+	if (wc_make_room(cs, k))
+		cs_find_idle(cs, k);
 	if ((rc = wc_prepare(cs, k, dv, len, &slot)) < 0)
 		goto out;
 	s = &cs->slots[slot];
@@ -405,6 +420,10 @@ struct commit_job {
 	uint32_t len;
 	struct cs_trl t;
 	int rc;
+	/* the committed content it replaces is dirty and may be on disk
+	 * (synced): the new data must be too before the rename */
+	bool keep_durable;
+	bool synced; /* the working copy's data was fsynced */
 };
 
 /* Lock held: mark the slot busy and note what the I/O needs. */
@@ -427,6 +446,9 @@ commit_begin(struct cs_store *cs, uint32_t slot, struct commit_job *j)
 	j->t.slot = slot;
 	j->t.flags = CS_RF_DIRTY | (s->flags & CS_SF_PINNED ? CS_RF_PINNED : 0);
 	j->t.shift = cs->shift;
+	j->keep_durable =
+		(s->flags & (CS_SF_COMMITTED | CS_SF_DIRTY | CS_SF_UNSYNCED)) ==
+		(CS_SF_COMMITTED | CS_SF_DIRTY);
 	s->flags |= CS_SF_BUSY;
 	return 0;
 }
@@ -452,9 +474,18 @@ commit_io(struct cs_store *cs, struct commit_job *j, int nosync)
 	j->t.crc = crc32c(0, data, j->len);
 	free(data);
 	cs_trl_encode(&j->t, tbuf);
+	/* Without sync too, a dirty chunk that may be durable (a close in
+	 * writeback mode synced it and logged its store) is replaced only
+	 * by data on disk: the rename alone does not order the new file's
+	 * data before the name on every file system (ext4 without a
+	 * journal, or a rename over a name that was exchanged), and a power
+	 * cut would then leave the name on a torn file, which fails its CRC
+	 * and is dropped, acknowledged bytes with it. */
 	if ((j->rc = cs_io_pwrite(j->fd, tbuf, sizeof(tbuf), j->len)) == 0 &&
-	    !nosync)
-		j->rc = cs_io_fsync(j->fd);
+	    (!nosync || j->keep_durable)) {
+		j->rc = nosync ? cs_io_fdatasync(j->fd) : cs_io_fsync(j->fd);
+		j->synced = j->rc == 0;
+	}
 }
 
 /* Lock held: rename into place and update the slot, or undo. */
@@ -483,6 +514,10 @@ commit_finish(struct cs_store *cs, struct commit_job *j)
 		s->crc = j->t.crc;
 		s->gen = j->t.gen;
 		s->flags |= CS_SF_COMMITTED | CS_SF_DIRTY | CS_SF_VERIFIED;
+		if (j->synced)
+			s->flags &= (uint16_t)~CS_SF_UNSYNCED;
+		else
+			s->flags |= CS_SF_UNSYNCED;
 		cs_acct(cs, s, 1);
 		j->rc = cs_write_rec(cs, j->slot);
 	}
@@ -528,6 +563,47 @@ commit_run(struct cs_store *cs, struct commit_job *j, uint32_t n, int nosync)
 	return rc < 0 ? rc : done;
 }
 
+/*
+ * Lock held, @k's slot not busy. Working copies stay open from their first
+ * write to their commit (at the caller's close or fsync), one fd each: when
+ * CS_WC_OPEN_MAX are open and @k has none, commit the least recently
+ * written idle one without sync (as cs_commit_flags(CS_C_NOSYNC) would:
+ * its content stays what readers saw, and is the slot's committed DIRTY
+ * content from then on). The lock is let go meanwhile. @return 1 if it
+ * was (the caller looks its slot up again), 0 if nothing was done.
+ */
+static int
+wc_make_room(struct cs_store *cs, const struct cs_key *k)
+{
+	struct commit_job j;
+	uint32_t slot, victim = CS_NONE;
+	uint64_t oldest = UINT64_MAX;
+
+	if (cs->nwc < CS_WC_OPEN_MAX)
+		return 0;
+	slot = cs_key_find(cs, k);
+	if (slot != CS_NONE && cs->slots[slot].wc)
+		return 0;
+	for (uint32_t i = 0; i < cs->nwcs; i++) {
+		struct cs_slot *s;
+
+		if (!cs->wcs[i])
+			continue;
+		s = &cs->slots[cs->wcs[i]->slot];
+		if (!(s->flags & CS_SF_BUSY) && s->last_use < oldest) {
+			oldest = s->last_use;
+			victim = cs->wcs[i]->slot;
+		}
+	}
+	if (victim == CS_NONE || commit_begin(cs, victim, &j) < 0)
+		return 0;
+	pthread_mutex_unlock(&cs->lock);
+	(void)commit_run(cs, &j, 1, 1);
+	pthread_mutex_lock(&cs->lock);
+	cs->wc_evicts++;
+	return 1;
+}
+
 int
 cs_commit(struct cs_store *cs, const struct cs_key *k)
 {
@@ -564,11 +640,18 @@ cs_commit_flags(struct cs_store *cs, const struct cs_key *k, unsigned flags)
 int
 cs_commit_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 {
+	return cs_commit_file_flags(cs, vol, fid, 0);
+}
+
+int
+cs_commit_file_flags(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
+		     unsigned flags)
+{
 	struct commit_job *jobs = NULL;
 	uint32_t n = 0, cap = 0, s;
 	int rc = 0;
 
-	if (!cs || !fid)
+	if (!cs || !fid || (flags & ~(unsigned)CS_C_NOSYNC))
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
 	for (s = cs_file_idle(cs, vol, fid); s != CS_NONE;
@@ -592,7 +675,7 @@ cs_commit_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 	}
 	pthread_mutex_unlock(&cs->lock);
 	if (n) {
-		int r = commit_run(cs, jobs, n, 0);
+		int r = commit_run(cs, jobs, n, !!(flags & CS_C_NOSYNC));
 
 		if (!rc)
 			rc = r;
@@ -604,7 +687,7 @@ cs_commit_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 int
 cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 {
-	uint32_t *slots = NULL, n = 0, cap = 0, s;
+	uint32_t *slots = NULL, *gens = NULL, n = 0, cap = 0, s;
 	uint8_t synced[CS_NDIRS] = {0};
 	char path[CS_PATH_MAX], sub[CS_PATH_MAX];
 	int rc, first = 0;
@@ -621,16 +704,21 @@ cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 		    !(cs->slots[s].flags & CS_SF_COMMITTED))
 			continue;
 		if (n == cap) {
-			uint32_t *ns;
+			uint32_t *ns, *ng;
 
 			cap = cap ? cap * 2 : 16;
 			ns = realloc(slots, cap * sizeof(*ns));
-			if (!ns) {
+			if (ns)
+				slots = ns;
+			ng = ns ? realloc(gens, cap * sizeof(*ng)) : NULL;
+			if (ng)
+				gens = ng;
+			if (!ns || !ng) {
 				first = -ENOMEM;
 				break;
 			}
-			slots = ns;
 		}
+		gens[n] = cs->slots[s].gen;
 		slots[n++] = s;
 	}
 	pthread_mutex_unlock(&cs->lock);
@@ -651,6 +739,15 @@ cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 		close(fd);
 		if (rc < 0 && !first)
 			first = rc;
+		if (rc == 0) {
+			/* The file of that generation (or a newer one, which
+			 * keeps its own flag) is on disk now. */
+			pthread_mutex_lock(&cs->lock);
+			if (cs->slots[slots[i]].gen == gens[i])
+				cs->slots[slots[i]].flags &=
+					(uint16_t)~CS_SF_UNSYNCED;
+			pthread_mutex_unlock(&cs->lock);
+		}
 		if (synced[slots[i] & 0xff]++)
 			continue;
 		snprintf(sub, sizeof(sub), CS_CHUNKS_DIR "/%02x",
@@ -659,6 +756,7 @@ cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 			first = rc;
 	}
 	free(slots);
+	free(gens);
 	if (!first && n)
 		first = cs_io_fdatasync(cs->idxfd);
 	if (first < 0)

@@ -87,6 +87,9 @@ cm_stats_format(struct cm *cm, char *buf, size_t len)
 	P("cache_bytes_limit %llu\n", (unsigned long long)cs.bytes_limit);
 	P("cache_files_used %llu\n", (unsigned long long)cs.files_used);
 	P("cache_evictions %llu\n", (unsigned long long)cs.evictions);
+	/* Working copies (copy on write) made since start, and open now. */
+	P("cache_copies %llu\n", (unsigned long long)cs.wc_made);
+	P("cache_copies_open %llu\n", (unsigned long long)cs.wc_open);
 	P("chunk_size %u\n", cm->chunk_size);
 #undef P
 	return off;

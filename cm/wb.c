@@ -142,7 +142,10 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 	r.sa_mtime_ns = ws->sa_mtime_ns;
 	r.base_dv = ws->base_dv;
 	r.srv_size = ws->srv_size;
-	r.size = ws->size;
+	/* What the committed chunks hold: a kill -9 discards the open
+	 * working copies, and a size beyond their bytes would read (and be
+	 * stored) as zeros. Growth since is found from the chunks. */
+	r.size = ws->uncommitted ? ws->ck_size : ws->size;
 	r.zero_from = ws->zero_from;
 	r.mtime_ns = ws->mtime_ns;
 	r.ctime_ns = ws->ctime_ns;
@@ -211,6 +214,30 @@ wb_mark_clean_locked(struct wb *wb, struct wstate *ws)
 		ws->dirty = false;
 		wb->ndirty--;
 	}
+}
+
+int
+wb_checkpoint_locked(struct wb *wb, struct wstate *ws)
+{
+	int rc;
+
+	if (!ws->uncommitted || !wb->d.cs)
+		return 0;
+	rc = cs_commit_file_flags(wb->d.cs, ws->fid.vol, ws->fid.oid,
+				  CS_C_NOSYNC);
+	if (rc < 0) {
+		log_err(LOG_WB, "cannot commit the chunks of a file: %s",
+			strerror(-rc));
+		return rc;
+	}
+	ws->uncommitted = false;
+	CM_STAT_INC(wb->d.st, wb_checkpoints);
+	/* The record's size may now lag behind (growth): found from the
+	 * chunks after a crash (sizes_from_chunks()). Shrinking saves at
+	 * once (a truncate). A state never saved is saved now. */
+	if (ws->dirty && !ws->saved && !ws->gone)
+		wb_save_locked(wb, ws);
+	return 0;
 }
 
 /* Wait (lock held) until no store runs on @ws; bounded. */
@@ -410,7 +437,8 @@ drop_dirty_cb(const struct cs_info *i, void *arg)
 	struct wb *wb = arg;
 
 	if (i->flags & CS_F_DIRTY) {
-		cs_commit(wb->d.cs, &i->key);
+		/* about to be dropped: no fsync */
+		cs_commit_flags(wb->d.cs, &i->key, CS_C_NOSYNC);
 		cs_mark_clean(wb->d.cs, &i->key, i->dv);
 	}
 	return 0;
@@ -435,6 +463,11 @@ wb_release_write(struct wb *wb, const struct fid *fid)
 	ws = wb_find_locked(wb, fid);
 	if (ws && ws->writers > 0)
 		ws->writers--;
+	/* No writer is left to close it: what it wrote after its last
+	 * flush (a failed one, or writes through a mapping) is committed
+	 * now, not only at the next store. */
+	if (ws && !ws->writers && !ws->gone)
+		wb_checkpoint_locked(wb, ws);
 	if (ws && !ws->writers && !ws->storing &&
 	    ((!ws->dirty && !ws->logged) || ws->gone)) {
 		drop = ws->gone;
@@ -488,6 +521,13 @@ wb_setattr(struct wb *wb, const struct fid *fid, uint32_t mask, uint32_t mode,
 	    !ws->storing && !ws->conflicted && !ws->replaying) {
 		struct wstate old = *ws;
 
+		/* It returns as durable as the op it replaces (a replay-log
+		 * append in writeback mode): so must the writes before it
+		 * be, which sit in open working copies. */
+		if (wb_checkpoint_locked(wb, ws) < 0) {
+			pthread_mutex_unlock(&wb->lock);
+			return -ENOENT;
+		}
 		if (mask & PROTO_SA_MODE)
 			ws->sa_mode = mode & 07777;
 		if (mask & PROTO_SA_UID)
@@ -621,7 +661,7 @@ begin_io(struct wb *wb, const struct fid *fid, struct wstate *snap)
 	return rc;
 }
 
-static void
+static int
 end_io(struct wb *wb, const struct fid *fid, int rc, uint64_t new_size,
        bool set_size, uint64_t zero_from)
 {
@@ -631,6 +671,18 @@ end_io(struct wb *wb, const struct fid *fid, int rc, uint64_t new_size,
 	ws = wb_find_locked(wb, fid);
 	if (ws) {
 		ws->writing--;
+		if (set_size) {
+			/* A truncate commits every working copy of the file
+			 * and saves the new size with it (below). */
+			if (wb_checkpoint_locked(wb, ws) < 0 && rc >= 0)
+				rc = -EIO;
+		} else if (!ws->uncommitted) {
+			/* The first write since the last checkpoint: the
+			 * committed chunks hold the size before it. */
+			ws->uncommitted = true;
+			ws->ck_size = ws->size;
+			ws->ck_ms = util_now_ms();
+		}
 		if (rc >= 0) {
 			bool grow = set_size ? new_size != ws->size
 					     : new_size > ws->size;
@@ -655,9 +707,15 @@ end_io(struct wb *wb, const struct fid *fid, int rc, uint64_t new_size,
 					wb_save_locked(wb, ws);
 			}
 		}
+		/* A file written for a while without a close: its writes
+		 * are committed at least once per WB_CKPT_MS, so a kill -9
+		 * loses no more than that of them. */
+		if (ws->uncommitted && util_now_ms() - ws->ck_ms >= WB_CKPT_MS)
+			wb_checkpoint_locked(wb, ws);
 		pthread_cond_broadcast(&wb->cond);
 	}
 	pthread_mutex_unlock(&wb->lock);
+	return rc;
 }
 
 /* Dirty bytes above which a file is stored before close (cfg.dirty_limit,
@@ -728,9 +786,13 @@ wb_write(struct wb *wb, const struct fid *fid, uint64_t off, const void *buf,
 		if (rc < 0)
 			break;
 		cm_chunk_key(&k, fid, c);
+		/* Into the chunk's working copy, which stays open until
+		 * the file's next checkpoint (wb_checkpoint_locked()), or
+		 * until this write fills it to its end: a stream moves on
+		 * and does not come back, so it is committed now. */
 		rc = cs_write(wb->d.cs, &k, s.base_dv, a,
 			      (const uint8_t *)buf + done, n);
-		if (rc == 0)
+		if (rc == 0 && a + n == csz)
 			rc = cs_commit_flags(wb->d.cs, &k, CS_C_NOSYNC);
 		if (rc < 0)
 			break;
@@ -842,7 +904,7 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need)
 		if (size < s.zero_from)
 			zf = size;
 	}
-	end_io(wb, fid, rc, size, true, zf);
+	rc = end_io(wb, fid, rc, size, true, zf);
 	{
 		struct wstate *ws;
 
@@ -1564,6 +1626,13 @@ wb_free(struct wb *wb)
 	if (!wb)
 		return;
 	for (size_t b = 0; b < WB_BUCKETS; b++) {
+		struct wstate *ws;
+
+		/* Files still open for writing (a lazy unmount): commit what
+		 * was written, else cs_close() discards it. */
+		SLIST_FOREACH(ws, &wb->tab[b], link)
+		if (!ws->gone)
+			wb_checkpoint_locked(wb, ws);
 		while (!SLIST_EMPTY(&wb->tab[b]))
 			wb_unlink_free_locked(wb, SLIST_FIRST(&wb->tab[b]));
 	}

@@ -13,10 +13,15 @@
  * server's, fetched on demand at base_dv.
  *
  * Promises:
- *  1. Data a write returned survives kill -9 of cairnd: each write is
- *     committed to its chunk file (without fsync), and the write state is
- *     kept in <cache>/dirty.tdb (a tdb transaction, no fsync) whenever it
- *     changes. After a crash, wb_resume() stores what is dirty.
+ *  1. Data a write returned survives kill -9 of cairnd once a checkpoint
+ *     of its file committed it (without fsync): the start of its store
+ *     (close, fsync), a truncate, a folded setattr, the last writer's
+ *     release, or a write WB_CKPT_MS after the first uncommitted one.
+ *     Writes in between sit in open working copies of the chunk store,
+ *     which a crash discards: the file is then its last checkpoint, and
+ *     the write state kept in <cache>/dirty.tdb (a tdb transaction, no
+ *     fsync) names no more than that (ck_size). After a crash,
+ *     wb_resume() stores what is dirty.
  *  2. A store sends only the chunks that changed (plus, after a truncate,
  *     empty chunks for the range that must read as zeros), staged under a
  *     fresh txid, then ONE store op through mut.c (so the replay log holds

@@ -20,6 +20,9 @@
 #include "cm/wb.h"
 
 #define WB_BUCKETS	  256
+/* A file written without a close is checkpointed at least this often
+ * (ms, at its next write): the most a kill -9 loses of its writes. */
+#define WB_CKPT_MS	  1000
 #define WB_STAGE_PARALLEL 8
 
 /* Who waits for the store of a write state (wb_flush() callers), in the
@@ -72,6 +75,14 @@ struct wstate {
 	size_t ngen;
 	unsigned ahead_inflight;
 	struct store *ahead_waiter; /* a store waiting for them (loop) */
+	/* Writes since the last checkpoint sit in open working copies of
+	 * the chunk store (not committed: a kill -9 discards them). The
+	 * record in dirty.tdb then names the size of the last checkpoint,
+	 * ck_size, not the live one: what the committed chunks hold. A
+	 * checkpoint (wb_checkpoint_locked()) commits them and clears it. */
+	bool uncommitted;
+	uint64_t ck_size;
+	uint64_t ck_ms; /* when uncommitted was set (util_now_ms()) */
 	uint64_t id; /* this write state among all (stage-ahead replies) */
 	uint64_t last_end; /* where the last write ended: a stream? */
 	struct flush_waiters waiters; /* loop thread */
@@ -151,6 +162,12 @@ void wb_unlink_free_locked(struct wb *wb, struct wstate *ws);
 int wb_save_locked(struct wb *wb, struct wstate *ws);
 void wb_forget_locked(struct wb *wb, struct wstate *ws);
 void wb_mark_clean_locked(struct wb *wb, struct wstate *ws);
+/* wb.c: commit @ws's open working copies (no fsync: they survive kill -9,
+ * a power cut only after cs_sync_file()) so that its chunks hold what its
+ * live sizes say, and clear ws->uncommitted. The stores, truncates, the
+ * last writer's release and, for a file written for a while, a write
+ * call it. @return 0 or -errno (the working copies stay open). */
+int wb_checkpoint_locked(struct wb *wb, struct wstate *ws);
 /* wb.c: the name and directory @fid's write state knows it by (its last
  * create, open by name or rename), for conflict paths. @return 0 or
  * -ENOENT. */

@@ -555,6 +555,31 @@ wb_store_start(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 	ws->writeback = false;
 	while (ws->writing > 0)
 		pthread_cond_wait(&wb->cond, &wb->lock);
+	/* The writes since the last checkpoint sit in open working copies:
+	 * commit them (no fsync; store_offline() syncs what it logs), so
+	 * the chunks this store names are committed, which cs_mark_clean()
+	 * after the reply needs, and a crash from here on resends this
+	 * state. New writes wait for the store (promise 3), and "storing"
+	 * keeps the write state, so the commit itself (which may sync a
+	 * chunk a writeback close made durable) runs without the lock;
+	 * the checkpoint under it then finds nothing left to commit. */
+	rc = 0;
+	if (ws->uncommitted) {
+		pthread_mutex_unlock(&wb->lock);
+		rc = cs_commit_file_flags(wb->d.cs, fid->vol, fid->oid,
+					  CS_C_NOSYNC);
+		if (rc < 0)
+			log_err(LOG_WB, "cannot commit the chunks of a file: %s",
+				strerror(-rc));
+		pthread_mutex_lock(&wb->lock);
+		ws = wb_find_locked(wb, fid);
+		if (rc >= 0 && !ws)
+			rc = -EIO;
+	}
+	if (rc < 0 || (rc = wb_checkpoint_locked(wb, ws)) < 0) {
+		pthread_mutex_unlock(&wb->lock);
+		goto fail_nost;
+	}
 	if (ws->created && !batch && have_srv) {
 		/* The create went alone (or before a crash): the server
 		 * has the file at srv.dv, empty. The chunks written since

@@ -24,6 +24,10 @@
 #       program linking them), copied onto the mount first
 #                                          vs  the same make on local disk
 #                                          (no target: reported)
+#   cairnd's CPU time (user + system, /proc/PID/stat) per file of each
+#       untar: until tar exits (sync), until the server has every file
+#       (writeback)                        (no target: reported)
+# BENCH_ROWS=untar runs the untar rows only (both modes).
 # The numbers swing on a shared machine; compare within one run only.
 set -u
 . "$top_srcdir/tests/integration/lib.sh"
@@ -35,6 +39,9 @@ FILE_MB=${BENCH_WRITE_MB:-256}
 RUNS=${BENCH_RUNS:-5}
 NUNITS=${BENCH_MAKE_UNITS:-40}
 WB=${BENCH_WRITEBACK:-1}
+ROWS=${BENCH_ROWS:-all}
+# cairnd's CPU time so far (user + system), in ms
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000 / hz }' "/proc/$1/stat" 2>/dev/null; }
 CS=262144
 failed=0
 
@@ -62,9 +69,11 @@ PY
 tar -C "$T_DIR/small" -cf "$T_DIR/small.tar" . || exit 99
 want_files=$(( $(find "$T_DIR/small" | wc -l) ))
 want_bytes=$(find "$T_DIR/small" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
+if [ "$ROWS" != untar ]; then
 head -c $((FILE_MB * 1024 * 1024)) /dev/urandom >"$T_DIR/big.src"
 mkdir -p "$T_DIR/chunks"
 split -b $CS -d -a 5 "$T_DIR/big.src" "$T_DIR/chunks/c" || exit 99
+fi
 
 cat >"$T_DIR/create.py" <<'PY'
 import os, sys, time
@@ -79,7 +88,7 @@ print("%.4f" % ((time.perf_counter() - t0) * 1000 / n))
 PY
 
 # git clone: a repository of the untar tree, one commit
-if command -v git >/dev/null 2>&1; then
+if [ "$ROWS" != untar ] && command -v git >/dev/null 2>&1; then
 	cp -a "$T_DIR/small" "$T_DIR/repo"
 	(cd "$T_DIR/repo" && git init -q && git add -A &&
 		git -c user.name=bench -c user.email=bench@localhost \
@@ -113,10 +122,10 @@ vold_start --stage-max 2G || exit 99
 vos init >/dev/null 2>&1
 loc=$T_DIR/local
 mkdir -p "$loc"
-cat "$T_DIR/big.src" >/dev/null
+[ "$ROWS" = untar ] || cat "$T_DIR/big.src" >/dev/null
 
 declare -a r_untar r_ltar r_srv r_create r_lcreate r_big r_lbig r_curl r_wb r_wbsrv
-declare -a r_clone r_lclone r_make r_lmake
+declare -a r_clone r_lclone r_make r_lmake r_cpu r_wcpu
 # vos examine VOL has at least the untar's files and bytes
 on_server() { # VOL
 	vos examine "$1" --json 2>/dev/null | python3 -c '
@@ -137,10 +146,12 @@ for run in $(seq 1 "$RUNS"); do
 	t0=$(now); tar -C "$loc/untar" -xf "$T_DIR/small.tar"; t1=$(now)
 	r_ltar+=("$(secs "$t0" "$t1")")
 	mkdir -p "$mnt/untar"
+	cpid=$(cairnd_pid "$mnt") c0=$(cpu_ms "$cpid")
 	t0=$(now)
 	if tar -C "$mnt/untar" -xf "$T_DIR/small.tar" 2>"$T_DIR/untar.err"; then
 		t1=$(now)
 		r_untar+=("$(secs "$t0" "$t1")")
+		r_cpu+=("$(awk -v a="$c0" -v b="$(cpu_ms "$cpid")" -v n="$NFILES" 'BEGIN { printf "%.3f", (b - a) / n }')")
 		# Say why when it is not: examine's own error (before vos
 		# retried an open that met a live commit, EUCLEAN counted
 		# here as a missing file) or the counts it found.
@@ -161,6 +172,9 @@ sys.exit(0 if d["files"] >= int(sys.argv[1]) and d["bytes"] >= int(sys.argv[2]) 
 		failed=1
 	fi
 
+	if [ "$ROWS" = untar ]; then
+		cairnd_umount "$mnt"
+	else
 	# create + 1 KiB + close from one process
 	rm -rf "$loc/create" && mkdir -p "$loc/create" "$mnt/create"
 	r_lcreate+=("$(python3 "$T_DIR/create.py" "$loc/create" "$NCREATE")")
@@ -242,6 +256,7 @@ print(d["fid"])')
 		failed=1
 	fi
 	cairnd_umount "$mnt"
+	fi
 
 	if [ "$WB" = 1 ]; then
 		# the untar again, in writeback, on a volume of its own
@@ -252,6 +267,7 @@ print(d["fid"])')
 		cairnd_mount "$wmnt" "$T_DIR/wcache$run" "$wvol" "$T_DIR/wtok$run" \
 			--cache-size 4G --write-mode writeback || exit 1
 		mkdir -p "$wmnt/untar"
+		cpid=$(cairnd_pid "$wmnt") c0=$(cpu_ms "$cpid")
 		t0=$(now)
 		if tar -C "$wmnt/untar" -xf "$T_DIR/small.tar" 2>"$T_DIR/wuntar.err"; then
 			t1=$(now)
@@ -260,6 +276,7 @@ print(d["fid"])')
 			t2=$(now)
 			if on_server "$wvol"; then
 				r_wbsrv+=("$(secs "$t1" "$t2")")
+				r_wcpu+=("$(awk -v a="$c0" -v b="$(cpu_ms "$cpid")" -v n="$NFILES" 'BEGIN { printf "%.3f", (b - a) / n }')")
 			else
 				echo "# writeback: not on the server 120 s after tar"
 				failed=1
@@ -270,24 +287,30 @@ print(d["fid"])')
 		fi
 		cairnd_umount "$wmnt"
 	fi
-	[ "$WB" = 1 ] && echo "# run $run: writeback untar $(lastof r_wb) s, on the server $(lastof r_wbsrv) s later"
-	echo "# run $run: untar $(lastof r_untar) s (local $(lastof r_ltar)), create $(lastof r_create) ms (local $(lastof r_lcreate)), ${FILE_MB} MiB $(lastof r_big) s (local $(lastof r_lbig), curl $(lastof r_curl)), clone $(lastof r_clone) s (local $(lastof r_lclone)), make $(lastof r_make) s (local $(lastof r_lmake))"
+	[ "$WB" = 1 ] && echo "# run $run: writeback untar $(lastof r_wb) s, on the server $(lastof r_wbsrv) s later, cairnd CPU $(lastof r_wcpu) ms a file"
+	[ "$ROWS" = untar ] && echo "# run $run: untar $(lastof r_untar) s (local $(lastof r_ltar), cairnd CPU $(lastof r_cpu) ms a file)" ||
+	echo "# run $run: untar $(lastof r_untar) s (local $(lastof r_ltar), cairnd CPU $(lastof r_cpu) ms a file), create $(lastof r_create) ms (local $(lastof r_lcreate)), ${FILE_MB} MiB $(lastof r_big) s (local $(lastof r_lbig), curl $(lastof r_curl)), clone $(lastof r_clone) s (local $(lastof r_lclone)), make $(lastof r_make) s (local $(lastof r_lmake))"
 done
 
 mu=$(median "${r_untar[@]}"); ml=$(median "${r_ltar[@]}")
+if [ "$ROWS" != untar ]; then
 mc=$(median "${r_create[@]}"); mlc=$(median "${r_lcreate[@]}")
 mb=$(median "${r_big[@]}"); mlb=$(median "${r_lbig[@]}"); mcu=$(median "${r_curl[@]}")
+fi
 # of the runs whose untar succeeded: a failed untar is not checked (and
 # is reported above), so it must not read as files missing
 allsrv=$(printf '%s\n' "${r_srv[@]+"${r_srv[@]}"}" | grep -c '^1$')
 printf '\n%-58s %10s %10s %8s\n' "measurement (median of $RUNS)" "cairn" "baseline" "ratio"
 printf '%-58s %10.3f %10.3f %8.1fx\n' "untar $NFILES files 1-64 KiB, until tar exits (s)" "$mu" "$ml" "$(awk -v a="$mu" -v b="$ml" 'BEGIN { print a / b }')"
 printf '%-58s %10s\n' "  every file on the server when tar exited (runs)" "$allsrv/$(countof r_srv)"
+[ "$(countof r_cpu)" -gt 0 ] && printf '%-58s %10.3f %10s\n' "  cairnd CPU per file (ms)" "$(median "${r_cpu[@]}")" "-"
 if [ "$WB" = 1 ] && [ "$(countof r_wb)" -gt 0 ]; then
 	mw=$(median "${r_wb[@]}")
 	printf '%-58s %10.3f %10.3f %8.1fx\n' "untar, writeback, until tar exits (s; target <= 3x)" "$mw" "$ml" "$(awk -v a="$mw" -v b="$ml" 'BEGIN { print a / b }')"
 	[ "$(countof r_wbsrv)" -gt 0 ] && printf '%-58s %10.3f %10s\n' "  writeback: on the server after tar exited (s; <= 2 s)" "$(median "${r_wbsrv[@]}")" "-"
+	[ "$(countof r_wcpu)" -gt 0 ] && printf '%-58s %10.3f %10s\n' "  writeback: cairnd CPU per file until on the server (ms)" "$(median "${r_wcpu[@]}")" "-"
 fi
+[ "$ROWS" = untar ] && { T_PASS=1; [ "$failed" = 0 ] || { T_FAIL=1; exit 1; }; exit 0; }
 printf '%-58s %10.3f %10.3f %8.1fx\n' "create + 1 KiB + close, $NCREATE files (ms a file)" "$mc" "$mlc" "$(awk -v a="$mc" -v b="$mlc" 'BEGIN { print a / b }')"
 printf '%-58s %10.3f %10.3f %8.2fx\n' "write ${FILE_MB} MiB + close vs local dd (s)" "$mb" "$mlb" "$(awk -v a="$mb" -v b="$mlb" 'BEGIN { print a / b }')"
 printf '%-58s %10.3f %10.3f %8.2f\n' "write ${FILE_MB} MiB + close vs curl to /stage (s; speed ratio)" "$mb" "$mcu" "$(awk -v a="$mb" -v b="$mcu" 'BEGIN { print b / a }')"

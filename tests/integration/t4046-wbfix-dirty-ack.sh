@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # writeback: a file's store is acknowledged while the file is being
 # written again (open, dirty, no new store logged yet); cairnd is then
-# killed. The write state must have moved to the DV that store gave:
+# killed (the second write committed by the file's 1 s checkpoint: a
+# write a close, fsync or checkpoint did not commit is lost to kill -9,
+# doc/cm.md "Data"). The write state must have moved to the DV that store gave:
 # after the restart the dirty data is stored on that base, not refused
 # as stale against the old one.
 . "$top_srcdir/tests/integration/lib.sh"
@@ -22,6 +24,8 @@ p, go, done = sys.argv[1:4]
 with open(p, "r+b") as f:          # store 1: "two\n", logged at close
     f.write(b"two\n")
 fd = os.open(p, os.O_WRONLY)        # written again, not closed
+os.pwrite(fd, b"more\n", 4)
+time.sleep(1.2)                     # the next write checkpoints the file
 os.pwrite(fd, b"more\n", 4)
 open(go, "w").close()
 while not os.path.exists(done):
