@@ -1138,12 +1138,12 @@ sb_str(struct proto_sbuf *b, const char *s)
 /* A JSON string of @s (valid UTF-8, checked by the caller), escaped as
  * jansson escapes it. */
 static void
-sb_jstr(struct proto_sbuf *b, const char *s)
+sb_jstr_n(struct proto_sbuf *b, const char *s, size_t n)
 {
-	const char *run = s;
+	const char *run = s, *end = s + n;
 
 	sb_put(b, "\"", 1);
-	for (; *s; s++) {
+	for (; s < end; s++) {
 		unsigned char c = (unsigned char)*s;
 		char esc[8];
 
@@ -1180,6 +1180,12 @@ sb_jstr(struct proto_sbuf *b, const char *s)
 	}
 	sb_put(b, run, (size_t)(s - run));
 	sb_put(b, "\"", 1);
+}
+
+static void
+sb_jstr(struct proto_sbuf *b, const char *s)
+{
+	sb_jstr_n(b, s, strlen(s));
 }
 
 /* Append @lit (a string literal) at @q. */
@@ -1298,18 +1304,39 @@ proto_dir_enc_begin(struct proto_sbuf *b, const struct proto_attr *dir,
 void
 proto_dir_enc_ents(struct proto_sbuf *b, const struct proto_dirent *e, size_t n)
 {
-	for (size_t i = 0; i < n && !b->err; i++) {
-		if (!e[i].name ||
-		    proto_name_check(e[i].name, strlen(e[i].name))) {
-			b->err = EINVAL;
-			return;
-		}
-		sb_str(b, b->nents++ ? ",{\"name\":" : "{\"name\":");
-		sb_jstr(b, e[i].name);
-		sb_str(b, ",\"attr\":");
-		sb_attr(b, &e[i].attr);
-		sb_put(b, "}", 1);
+	for (size_t i = 0; i < n && !b->err; i++)
+		proto_dir_enc_ent(b, e[i].name,
+				  e[i].name ? strlen(e[i].name) : 0, &e[i].attr);
+}
+
+void
+proto_dir_enc_ent(struct proto_sbuf *b, const char *name, size_t len,
+		  const struct proto_attr *a)
+{
+	if (b->err)
+		return;
+	if (!name || proto_name_check(name, len)) {
+		b->err = EINVAL;
+		return;
 	}
+	sb_str(b, b->nents++ ? ",{\"name\":" : "{\"name\":");
+	sb_jstr_n(b, name, len);
+	sb_str(b, ",\"attr\":");
+	sb_attr(b, a);
+	sb_put(b, "}", 1);
+}
+
+void
+proto_dir_enc_append(struct proto_sbuf *b, const struct proto_sbuf *ents)
+{
+	if (ents->err && !b->err)
+		b->err = ents->err;
+	if (b->err || !ents->nents)
+		return;
+	if (b->nents)
+		sb_put(b, ",", 1);
+	sb_put(b, ents->p, ents->len);
+	b->nents += ents->nents;
 }
 
 char *
