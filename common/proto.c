@@ -1327,6 +1327,45 @@ proto_dir_enc_ent(struct proto_sbuf *b, const char *name, size_t len,
 }
 
 void
+proto_dir_enc_reserve(struct proto_sbuf *b)
+{
+	sb_grow(b, PROTO_DIR_HEAD_MAX);
+	if (b->err)
+		return;
+	memset(b->p, ' ', PROTO_DIR_HEAD_MAX);
+	b->len = PROTO_DIR_HEAD_MAX;
+	b->p[b->len] = 0;
+	b->nents = 0;
+}
+
+char *
+proto_dir_enc_page_end(struct proto_sbuf *b, const struct proto_attr *dir,
+		       const char *next, size_t *lenp)
+{
+	struct proto_sbuf h = {0};
+	size_t body;
+
+	if (!b->p && !b->err)
+		proto_dir_enc_reserve(b); /* no entry came */
+	proto_dir_enc_begin(&h, dir, next);
+	if (!h.err && (b->len < PROTO_DIR_HEAD_MAX || h.len > PROTO_DIR_HEAD_MAX))
+		h.err = EINVAL;
+	if (h.err && !b->err)
+		b->err = h.err;
+	if (!b->err) {
+		/* The head where the reserve was, the entries moved up to
+		 * follow it: no second buffer of the page's size. */
+		body = b->len - PROTO_DIR_HEAD_MAX;
+		memmove(b->p + h.len, b->p + PROTO_DIR_HEAD_MAX, body);
+		memcpy(b->p, h.p, h.len);
+		b->len = h.len + body;
+		b->p[b->len] = 0;
+	}
+	proto_sbuf_release(&h);
+	return proto_dir_enc_end(b, lenp);
+}
+
+void
 proto_dir_enc_append(struct proto_sbuf *b, const struct proto_sbuf *ents)
 {
 	if (ents->err && !b->err)

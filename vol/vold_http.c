@@ -1504,6 +1504,8 @@ dir_ent(void *arg, const char *name, size_t len, const struct proto_attr *a)
 	}
 	/* An older client sees sockets and devices as files. */
 	proto_attr_compat(&c, r->proto);
+	if (r->path.limit && !r->ents.p)
+		proto_dir_enc_reserve(&r->ents);
 	proto_dir_enc_ent(&r->ents, name, len, &c);
 	return r->ents.err ? -r->ents.err : 0;
 }
@@ -1940,14 +1942,11 @@ job_run(struct vold_job *j)
 			if (r->more)
 				proto_cursor_format(cur, sizeof(cur), &r->next);
 			if (r->path.limit) {
-				struct proto_sbuf b = {0};
-
-				/* The head, then the entries encoded under
-				 * the lock: one copy of the page's text. */
+				/* The head before the entries encoded under
+				 * the lock, in the room kept for it. */
 				proto_attr_compat(&r->pdir, r->proto);
-				proto_dir_enc_begin(&b, &r->pdir, cur);
-				proto_dir_enc_append(&b, &r->ents);
-				r->out = proto_dir_enc_end(&b, &r->outlen);
+				r->out = proto_dir_enc_page_end(
+					&r->ents, &r->pdir, cur, &r->outlen);
 			} else {
 				r->out = proto_dir_enc_end(&r->whole,
 							   &r->outlen);

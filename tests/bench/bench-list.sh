@@ -103,19 +103,20 @@ measure() {
 	[ -n "$perf" ] && { kill -INT "$perf"; wait "$perf"; }
 	[ -n "$pv" ] && { kill -INT "$pv"; wait "$pv"; }
 	[ -n "$st" ] && { kill -INT "$st" "$sv"; wait "$st" "$sv"; }
+	# CPU up to the end of the command: not the memory reading's sleep.
+	c1=$(cpu_ms "$cm"); v1=$(cpu_ms "$VOLD_PID"); s1=$(stats "$m")
 	if [ -n "$mem" ]; then
 		kill "$pk" "$pkv"; wait "$pk" "$pkv" 2>/dev/null
 		mem="$mem; during: cairnd VmRSS max $(cat "$pd/peak-cm") kB, vold $(cat "$pd/peak-vold") kB"
 		sleep 2
-		mem="$mem; after: $(memof "$cm") vold $(memof "$VOLD_PID")"
+		mem="$mem; after: $(memof "$cm") vold $(memof "$VOLD_PID") (cairnd CPU meanwhile $(( $(cpu_ms "$cm") - c1 )) ms: the pending attributes written)"
 	fi
-	c1=$(cpu_ms "$cm"); v1=$(cpu_ms "$VOLD_PID"); s1=$(stats "$m")
 	eval "T_$label=\$t"
 	printf '  %-12s %7.3f s  cairnd %4d ms vold %4d ms  %s\n' "$label" "$t" $((c1 - c0)) $((v1 - v0)) "$(reqs "$s0" "$s1")"
 	[ -n "$mem" ] && echo "    memory (kB): $mem"
 	return 0
 }
-memof() { awk '/^VmHWM|^VmRSS/ {printf "%s %s ", $1, $2}' /proc/"$1"/status; }
+memof() { awk '/^VmHWM|^VmRSS|^RssAnon/ {printf "%s %s ", $1, $2}' /proc/"$1"/status; }
 peak_rss() { # PID FILE: the highest VmRSS seen until killed, into FILE
 	local max=0 r
 	trap 'echo $max > "$2"; exit 0' TERM
