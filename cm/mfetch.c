@@ -32,6 +32,7 @@
 #include "common/log.h"
 #include "common/memtrim.h"
 #include "common/util.h"
+#include "common/util.h"
 
 enum mfetch_kind { MK_ATTR, MK_DIR, MK_LINK, MK_XATTR };
 
@@ -54,6 +55,10 @@ TAILQ_HEAD(mfetch_opq, mfetch_op);
 #define MF_RING 1024
 #define MF_OWN	64 /* our own recent changes, for event_apply() */
 
+/* Listings kept for an OPENDIR after events overtook them: each up to
+ * ~60 bytes an entry (a vc_dir snapshot). */
+#define MF_LATE 4
+
 struct mfetch {
 	struct mfetch_opq ops; /* every op not yet completed */
 	/* The FIDs of the last MF_RING events, so a reply that left the
@@ -71,6 +76,14 @@ struct mfetch {
 		uint64_t seq;
 	} own[MF_OWN];
 	unsigned own_next;
+	/* Listings events overtook (mfetch_late_dir()), newest at
+	 * late_next - 1. */
+	struct {
+		struct fid fid;
+		struct vc_dir *d;
+		uint64_t asked_ms; /* its first page was asked for */
+	} late[MF_LATE];
+	unsigned late_next;
 	size_t attr_unsent;	/* MK_ATTR ops waiting for a batch */
 	struct event *flush_ev; /* sends the attr batch */
 	struct event *sync_ev;	/* writes pending attributes */
@@ -456,6 +469,7 @@ struct dir_req {
 	bool have;	       /* a first page arrived */
 	bool whole;	       /* ask for everything at once */
 	int restarts;	       /* the directory changed mid-way */
+	uint64_t asked_ms;     /* util_now_ms() when this try began */
 	unsigned pages;	       /* pages received */
 	int failed;	       /* a page we took failed (-errno) while
 				  the next one was on its way */
@@ -502,6 +516,7 @@ dir_restart(struct dir_req *dr)
 	dr->have = false;
 	dr->next[0] = 0;
 	dr->gen = dr->mf->gen;
+	dr->asked_ms = util_now_ms();
 	dr->whole = ++dr->restarts >= DIR_RESTARTS;
 	log_debug(LOG_META, "directory changed while listed: starting over");
 	return dir_send(dr);
@@ -602,6 +617,45 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 	return rc == -ENOMEM ? rc : rc < 0 ? -EIO : 0;
 }
 
+/* Forget the late listing of @fid, if any. */
+static void
+late_drop(struct mfetch *mf, const struct fid *fid)
+{
+	for (unsigned i = 0; i < MF_LATE; i++)
+		if (mf->late[i].d && fid_eq(&mf->late[i].fid, fid)) {
+			vc_dir_put(mf->late[i].d);
+			mf->late[i].d = NULL;
+		}
+}
+
+/* Keep @d (a reference is taken) as @fid's late listing. */
+static void
+late_put(struct mfetch *mf, const struct fid *fid, struct vc_dir *d,
+	 uint64_t asked_ms)
+{
+	unsigned i = mf->late_next++ % MF_LATE;
+
+	late_drop(mf, fid);
+	vc_dir_put(mf->late[i].d);
+	mf->late[i].fid = *fid;
+	mf->late[i].d = vc_dir_get(d);
+	mf->late[i].asked_ms = asked_ms;
+}
+
+int
+mfetch_late_dir(struct mfetch *mf, const struct fid *fid, uint64_t since_ms,
+		struct vc_dir **out)
+{
+	*out = NULL;
+	for (unsigned i = 0; i < MF_LATE; i++)
+		if (mf->late[i].d && fid_eq(&mf->late[i].fid, fid) &&
+		    mf->late[i].asked_ms >= since_ms) {
+			*out = vc_dir_get(mf->late[i].d);
+			return 0;
+		}
+	return -ENOENT;
+}
+
 static void
 dir_done(void *arg, const struct http_result *res)
 {
@@ -617,8 +671,15 @@ dir_done(void *arg, const struct http_result *res)
 		return; /* the next page is on its way */
 	if (rc == 0 && changed_since(mf, &dr->op->fid, dr->gen)) {
 		/* The directory changed after this reply left the server:
-		 * fetch it again once this op is done (below). */
+		 * fetch it again once this op is done (below). The listing
+		 * is still one DV's whole: kept for an OPENDIR waiting for
+		 * it (mfetch_late_dir()), never stored. */
 		refetch = true;
+		nw = vc_dirb_finish(&dr->acc, &dr->op->fid, dr->dir.dv);
+		if (nw)
+			late_put(mf, &dr->op->fid, nw, dr->asked_ms);
+		vc_dir_put(nw);
+		nw = NULL;
 		goto out;
 	}
 	if (rc == -ENOENT)
@@ -635,6 +696,7 @@ dir_done(void *arg, const struct http_result *res)
 		goto out;
 	}
 	apply_attr(mf, &dr->dir, false, true);
+	late_drop(mf, &dr->op->fid);
 	mcache_put_listing(mf->mc, &dr->dir, nw);
 	vc_dir_put(nw);
 out:
@@ -671,6 +733,7 @@ mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
 		dr->mf = mf;
 		dr->op = op;
 		dr->gen = mf->gen;
+		dr->asked_ms = util_now_ms();
 		CM_STAT_INC(mf->st, dir_fetches);
 		rc = dir_send(dr);
 	}
@@ -1046,6 +1109,8 @@ mfetch_free(struct mfetch *mf)
 		op_complete(mf, op, -ECANCELED);
 	event_free(mf->flush_ev);
 	event_free(mf->sync_ev);
+	for (unsigned i = 0; i < MF_LATE; i++)
+		vc_dir_put(mf->late[i].d);
 	/* Pending attributes to the file now (mcache_free() would too). */
 	mcache_sync_attrs(mf->mc, SIZE_MAX);
 	free(mf->volume);
