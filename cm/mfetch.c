@@ -266,6 +266,14 @@ note_net(struct mfetch *mf, int err)
 static int
 result_errno(struct mfetch *mf, const struct http_result *res)
 {
+	if (res->err == -E2BIG) {
+		/* The server answered, past the reply's bound (http.c's
+		 * max_body, 64 MiB for a listing): a bad reply, not an
+		 * unreachable server (t2371). */
+		note_net(mf, 0);
+		log_err(LOG_META, "bad reply: larger than its bound, refused");
+		return -EIO;
+	}
 	if (res->err) {
 		if (res->err != -ECANCELED)
 			note_net(mf, res->err);
