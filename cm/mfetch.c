@@ -55,9 +55,9 @@ TAILQ_HEAD(mfetch_opq, mfetch_op);
 #define MF_RING 1024
 #define MF_OWN	64 /* our own recent changes, for event_apply() */
 
-/* Listings kept for an OPENDIR after events overtook them: each up to
- * ~60 bytes an entry (a vc_dir snapshot). */
-#define MF_LATE 4
+/* Listings kept for an OPENDIR after events overtook them, while the
+ * fetch's waiters run (dir_done()): ~60 bytes an entry (a vc_dir). */
+#define MF_LATE 1
 
 struct mfetch {
 	struct mfetch_opq ops; /* every op not yet completed */
@@ -711,6 +711,10 @@ out:
 	sync_later(mf);
 	vc_dirb_release(&dr->acc);
 	op_complete(mf, dr->op, rc);
+	/* Its waiters ran in op_complete(): a late listing is for them
+	 * only, so it never stays in memory (a big one is megabytes). */
+	if (refetch)
+		late_drop(mf, &fid);
 	/* A big listing freed its pages (a few MB each, decoded): give the
 	 * memory back rather than keep the high-water mark (memtrim.h: on
 	 * its own thread, once the burst is over, keeping some for the

@@ -89,8 +89,8 @@ void mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
  * from a request sent at or after @since_ms (util_now_ms()). An OPENDIR
  * that waited for a listing serves it rather than fail when the
  * directory changes faster than its listing arrives (fuse_ops.c). Kept
- * for the last MF_LATE such directories until a fresh listing of theirs
- * is stored. Loop thread. @return 0 and a reference in *@out, or
+ * only while the waiters of that fetch run (from its mfetch_cb). Loop
+ * thread. @return 0 and a reference in *@out, or
  * -ENOENT.
  */
 struct vc_dir;
