@@ -86,6 +86,8 @@
  * request waiting for the reply before it). Above VOLD_HEAD_MAX so a
  * whole head always fits. */
 #define VCONN_UNDER_WM (64u * 1024)
+/* Bytes libevent may write to a connection's socket in one call. */
+#define VCONN_MAX_WRITE (1024 * 1024)
 #define EMFILE_PAUSE_MS 250
 #define LOG_EVERY_MS 10000
 /* Requests the admission filter refused reach on_request() under this
@@ -2878,6 +2880,12 @@ vconn_make(struct event_base *base, struct vold *vd, bool tls)
 	} else {
 		under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	}
+	/* libevent writes at most 16 KiB a turn of the loop by default: a
+	 * listing page of ~1 MB was ~60 writev and as many turns
+	 * (strace, doc/vol-format.md "Listing pages, session 10"). The
+	 * socket's buffer still bounds each write. */
+	if (under)
+		bufferevent_set_max_single_write(under, VCONN_MAX_WRITE);
 	if (under)
 		c->bev = bufferevent_filter_new(under, vconn_filter_in,
 						vconn_filter_out,
