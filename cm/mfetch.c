@@ -568,12 +568,39 @@ dir_take(struct dir_req *dr, const struct proto_dir *page)
 	return 0;
 }
 
+/* The cursor of the next page when @body starts as cairn-vold writes a
+ * page, {"next":"CURSOR", (into @out, PROTO_CURSOR_MAX bytes): the next
+ * page can be asked for before this one is decoded. @return whether it
+ * does. */
+static bool
+peek_next(const char *body, size_t len, char *out)
+{
+	static const char head[] = "{\"next\":\"";
+	size_t hl = sizeof(head) - 1, n = 0;
+
+	if (len < hl || memcmp(body, head, hl))
+		return false;
+	for (const char *c = body + hl; c < body + len && *c != '"'; c++) {
+		if (!((*c >= '0' && *c <= '9') || (*c >= 'A' && *c <= 'Z') ||
+		      (*c >= 'a' && *c <= 'z') || *c == '.' || *c == '_' ||
+		      *c == '-') ||
+		    n + 1 >= PROTO_CURSOR_MAX)
+			return false;
+		out[n++] = *c;
+	}
+	if (!n || hl + n >= len)
+		return false;
+	out[n] = 0;
+	return true;
+}
+
 /* One page arrived: take it into dr. @return 1 when another page was
  * asked for (dr lives on), 0 when dr->acc is the whole listing, -errno. */
 static int
 dir_page(struct dir_req *dr, const struct http_result *res)
 {
 	struct mfetch *mf = dr->mf;
+	char early[PROTO_CURSOR_MAX], dec[PROTO_CURSOR_MAX];
 	struct proto_dir page;
 	int rc = result_errno(mf, res);
 
@@ -586,6 +613,38 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 		return asked(dir_restart(dr));
 	if (rc)
 		return rc;
+	if (!dr->whole && peek_next(res->body, res->body_len, early)) {
+		/* Ask for the next page before decoding this one (~1.5 ms
+		 * of 4,096 entries): cairn-vold reads it meanwhile. What
+		 * goes wrong with this page from here on is the next
+		 * page's failure (dr->failed). */
+		memcpy(dr->next, early, sizeof(early));
+		rc = dir_send(dr);
+		if (rc)
+			return rc;
+		rc = proto_dir_page_decode(res->body, res->body_len, !dr->have,
+					   &page, dec);
+		if (rc == 0 && (!fid_eq(&page.dir.fid, &dr->op->fid) ||
+				(dr->have && page.dir.dv != dr->dir.dv) ||
+				strcmp(dec, early))) {
+			/* A page of another DV without a 410, or a cursor
+			 * that is not the one read: not a server of ours. */
+			proto_dir_release(&page);
+			rc = -EINVAL;
+		}
+		if (rc == 0) {
+			if (!dr->have)
+				dr->dir = page.dir;
+			dr->have = true;
+			rc = dir_take(dr, &page);
+			proto_dir_release(&page);
+		}
+		if (rc < 0 && rc != -ENOMEM)
+			log_err(LOG_META, "bad directory reply: %s",
+				strerror(-rc));
+		dr->failed = rc == -ENOMEM ? rc : rc < 0 ? -EIO : 0;
+		return 1;
+	}
 	rc = proto_dir_page_decode(res->body, res->body_len, !dr->have, &page,
 				   dr->next);
 	if (rc == 0 && !fid_eq(&page.dir.fid, &dr->op->fid)) {
