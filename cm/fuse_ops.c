@@ -73,6 +73,7 @@ struct park {
 	enum need_kind need;
 	struct fid need_fid;
 	uint64_t wait_until; /* offline-miss=wait: util_now_ms() bound */
+	uint64_t t0_ms;	     /* util_now_ms() when parked */
 };
 
 
@@ -186,6 +187,7 @@ park(struct cm *cm, struct park *p)
 		return;
 	}
 	*h = *p;
+	h->t0_ms = util_now_ms();
 	h->name = NULL;
 	if (p->name) {
 		h->name = strdup(p->name);
@@ -464,8 +466,26 @@ try_opendir(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, -fops_notdir_err(cm, &fid));
 		return 0;
 	}
-	if (rc < 0)
-		return need(p, NEED_DIR, &fid);
+	if (rc < 0) {
+		/* Fetched, but events overtook it (the directory changes
+		 * faster than its listing arrives): a listing of one DV
+		 * asked for after this open began is what readdir may show,
+		 * rather than fetching it again until we give up with EIO
+		 * (t2370). Not while local changes are ahead of the server
+		 * (writeback): only the stored listing has them. On the
+		 * loop: a retry comes from mfetch's callback. */
+		if (p->tries == 0 || !cm->mf || mcache_ahead(cm->mc, &fid) ||
+		    mfetch_late_dir(cm->mf, &fid, p->t0_ms, &d) < 0)
+			return need(p, NEED_DIR, &fid);
+		CM_STAT_INC(&cm->st, dir_late);
+		p->fi.fh = (uintptr_t)d;
+		/* Not for the kernel's readdir cache: it is already old. */
+		p->fi.cache_readdir = 0;
+		p->fi.keep_cache = 0;
+		if (fuse_reply_open(p->req, &p->fi) != 0)
+			vc_dir_put(d);
+		return 0;
+	}
 	p->fi.fh = (uintptr_t)d;
 	/* The kernel may cache the listing pages (we invalidate the inode
 	 * when the listing changes), and keep them across opens while the

@@ -32,6 +32,7 @@
 #include "common/log.h"
 #include "common/memtrim.h"
 #include "common/util.h"
+#include "common/util.h"
 
 enum mfetch_kind { MK_ATTR, MK_DIR, MK_LINK, MK_XATTR };
 
@@ -54,6 +55,10 @@ TAILQ_HEAD(mfetch_opq, mfetch_op);
 #define MF_RING 1024
 #define MF_OWN	64 /* our own recent changes, for event_apply() */
 
+/* Listings kept for an OPENDIR after events overtook them, while the
+ * fetch's waiters run (dir_done()): ~60 bytes an entry (a vc_dir). */
+#define MF_LATE 1
+
 struct mfetch {
 	struct mfetch_opq ops; /* every op not yet completed */
 	/* The FIDs of the last MF_RING events, so a reply that left the
@@ -71,6 +76,14 @@ struct mfetch {
 		uint64_t seq;
 	} own[MF_OWN];
 	unsigned own_next;
+	/* Listings events overtook (mfetch_late_dir()), newest at
+	 * late_next - 1. */
+	struct {
+		struct fid fid;
+		struct vc_dir *d;
+		uint64_t asked_ms; /* its first page was asked for */
+	} late[MF_LATE];
+	unsigned late_next;
 	size_t attr_unsent;	/* MK_ATTR ops waiting for a batch */
 	struct event *flush_ev; /* sends the attr batch */
 	struct event *sync_ev;	/* writes pending attributes */
@@ -253,6 +266,14 @@ note_net(struct mfetch *mf, int err)
 static int
 result_errno(struct mfetch *mf, const struct http_result *res)
 {
+	if (res->err == -E2BIG) {
+		/* The server answered, past the reply's bound (http.c's
+		 * max_body, 64 MiB for a listing): a bad reply, not an
+		 * unreachable server (t2371). */
+		note_net(mf, 0);
+		log_err(LOG_META, "bad reply: larger than its bound, refused");
+		return -EIO;
+	}
 	if (res->err) {
 		if (res->err != -ECANCELED)
 			note_net(mf, res->err);
@@ -456,6 +477,7 @@ struct dir_req {
 	bool have;	       /* a first page arrived */
 	bool whole;	       /* ask for everything at once */
 	int restarts;	       /* the directory changed mid-way */
+	uint64_t asked_ms;     /* util_now_ms() when this try began */
 	unsigned pages;	       /* pages received */
 	int failed;	       /* a page we took failed (-errno) while
 				  the next one was on its way */
@@ -502,6 +524,7 @@ dir_restart(struct dir_req *dr)
 	dr->have = false;
 	dr->next[0] = 0;
 	dr->gen = dr->mf->gen;
+	dr->asked_ms = util_now_ms();
 	dr->whole = ++dr->restarts >= DIR_RESTARTS;
 	log_debug(LOG_META, "directory changed while listed: starting over");
 	return dir_send(dr);
@@ -545,12 +568,39 @@ dir_take(struct dir_req *dr, const struct proto_dir *page)
 	return 0;
 }
 
+/* The cursor of the next page when @body starts as cairn-vold writes a
+ * page, {"next":"CURSOR", (into @out, PROTO_CURSOR_MAX bytes): the next
+ * page can be asked for before this one is decoded. @return whether it
+ * does. */
+static bool
+peek_next(const char *body, size_t len, char *out)
+{
+	static const char head[] = "{\"next\":\"";
+	size_t hl = sizeof(head) - 1, n = 0;
+
+	if (len < hl || memcmp(body, head, hl))
+		return false;
+	for (const char *c = body + hl; c < body + len && *c != '"'; c++) {
+		if (!((*c >= '0' && *c <= '9') || (*c >= 'A' && *c <= 'Z') ||
+		      (*c >= 'a' && *c <= 'z') || *c == '.' || *c == '_' ||
+		      *c == '-') ||
+		    n + 1 >= PROTO_CURSOR_MAX)
+			return false;
+		out[n++] = *c;
+	}
+	if (!n || hl + n >= len)
+		return false;
+	out[n] = 0;
+	return true;
+}
+
 /* One page arrived: take it into dr. @return 1 when another page was
  * asked for (dr lives on), 0 when dr->acc is the whole listing, -errno. */
 static int
 dir_page(struct dir_req *dr, const struct http_result *res)
 {
 	struct mfetch *mf = dr->mf;
+	char early[PROTO_CURSOR_MAX], dec[PROTO_CURSOR_MAX];
 	struct proto_dir page;
 	int rc = result_errno(mf, res);
 
@@ -563,6 +613,38 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 		return asked(dir_restart(dr));
 	if (rc)
 		return rc;
+	if (!dr->whole && peek_next(res->body, res->body_len, early)) {
+		/* Ask for the next page before decoding this one (~1.5 ms
+		 * of 4,096 entries): cairn-vold reads it meanwhile. What
+		 * goes wrong with this page from here on is the next
+		 * page's failure (dr->failed). */
+		memcpy(dr->next, early, sizeof(early));
+		rc = dir_send(dr);
+		if (rc)
+			return rc;
+		rc = proto_dir_page_decode(res->body, res->body_len, !dr->have,
+					   &page, dec);
+		if (rc == 0 && (!fid_eq(&page.dir.fid, &dr->op->fid) ||
+				(dr->have && page.dir.dv != dr->dir.dv) ||
+				strcmp(dec, early))) {
+			/* A page of another DV without a 410, or a cursor
+			 * that is not the one read: not a server of ours. */
+			proto_dir_release(&page);
+			rc = -EINVAL;
+		}
+		if (rc == 0) {
+			if (!dr->have)
+				dr->dir = page.dir;
+			dr->have = true;
+			rc = dir_take(dr, &page);
+			proto_dir_release(&page);
+		}
+		if (rc < 0 && rc != -ENOMEM)
+			log_err(LOG_META, "bad directory reply: %s",
+				strerror(-rc));
+		dr->failed = rc == -ENOMEM ? rc : rc < 0 ? -EIO : 0;
+		return 1;
+	}
 	rc = proto_dir_page_decode(res->body, res->body_len, !dr->have, &page,
 				   dr->next);
 	if (rc == 0 && !fid_eq(&page.dir.fid, &dr->op->fid)) {
@@ -602,6 +684,45 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 	return rc == -ENOMEM ? rc : rc < 0 ? -EIO : 0;
 }
 
+/* Forget the late listing of @fid, if any. */
+static void
+late_drop(struct mfetch *mf, const struct fid *fid)
+{
+	for (unsigned i = 0; i < MF_LATE; i++)
+		if (mf->late[i].d && fid_eq(&mf->late[i].fid, fid)) {
+			vc_dir_put(mf->late[i].d);
+			mf->late[i].d = NULL;
+		}
+}
+
+/* Keep @d (a reference is taken) as @fid's late listing. */
+static void
+late_put(struct mfetch *mf, const struct fid *fid, struct vc_dir *d,
+	 uint64_t asked_ms)
+{
+	unsigned i = mf->late_next++ % MF_LATE;
+
+	late_drop(mf, fid);
+	vc_dir_put(mf->late[i].d);
+	mf->late[i].fid = *fid;
+	mf->late[i].d = vc_dir_get(d);
+	mf->late[i].asked_ms = asked_ms;
+}
+
+int
+mfetch_late_dir(struct mfetch *mf, const struct fid *fid, uint64_t since_ms,
+		struct vc_dir **out)
+{
+	*out = NULL;
+	for (unsigned i = 0; i < MF_LATE; i++)
+		if (mf->late[i].d && fid_eq(&mf->late[i].fid, fid) &&
+		    mf->late[i].asked_ms >= since_ms) {
+			*out = vc_dir_get(mf->late[i].d);
+			return 0;
+		}
+	return -ENOENT;
+}
+
 static void
 dir_done(void *arg, const struct http_result *res)
 {
@@ -617,8 +738,15 @@ dir_done(void *arg, const struct http_result *res)
 		return; /* the next page is on its way */
 	if (rc == 0 && changed_since(mf, &dr->op->fid, dr->gen)) {
 		/* The directory changed after this reply left the server:
-		 * fetch it again once this op is done (below). */
+		 * fetch it again once this op is done (below). The listing
+		 * is still one DV's whole: kept for an OPENDIR waiting for
+		 * it (mfetch_late_dir()), never stored. */
 		refetch = true;
+		nw = vc_dirb_finish(&dr->acc, &dr->op->fid, dr->dir.dv);
+		if (nw)
+			late_put(mf, &dr->op->fid, nw, dr->asked_ms);
+		vc_dir_put(nw);
+		nw = NULL;
 		goto out;
 	}
 	if (rc == -ENOENT)
@@ -635,12 +763,17 @@ dir_done(void *arg, const struct http_result *res)
 		goto out;
 	}
 	apply_attr(mf, &dr->dir, false, true);
+	late_drop(mf, &dr->op->fid);
 	mcache_put_listing(mf->mc, &dr->dir, nw);
 	vc_dir_put(nw);
 out:
 	sync_later(mf);
 	vc_dirb_release(&dr->acc);
 	op_complete(mf, dr->op, rc);
+	/* Its waiters ran in op_complete(): a late listing is for them
+	 * only, so it never stays in memory (a big one is megabytes). */
+	if (refetch)
+		late_drop(mf, &fid);
 	/* A big listing freed its pages (a few MB each, decoded): give the
 	 * memory back rather than keep the high-water mark (memtrim.h: on
 	 * its own thread, once the burst is over, keeping some for the
@@ -671,6 +804,7 @@ mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
 		dr->mf = mf;
 		dr->op = op;
 		dr->gen = mf->gen;
+		dr->asked_ms = util_now_ms();
 		CM_STAT_INC(mf->st, dir_fetches);
 		rc = dir_send(dr);
 	}
@@ -1046,6 +1180,8 @@ mfetch_free(struct mfetch *mf)
 		op_complete(mf, op, -ECANCELED);
 	event_free(mf->flush_ev);
 	event_free(mf->sync_ev);
+	for (unsigned i = 0; i < MF_LATE; i++)
+		vc_dir_put(mf->late[i].d);
 	/* Pending attributes to the file now (mcache_free() would too). */
 	mcache_sync_attrs(mf->mc, SIZE_MAX);
 	free(mf->volume);

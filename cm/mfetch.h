@@ -82,6 +82,20 @@ void mfetch_want_attr(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
 		      void *arg);
 void mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
 		     void *arg);
+/*
+ * A complete listing of @fid that events overtook while it came: it is
+ * not stored (a reply older than an event, doc/cm.md "Freshness") and is
+ * fetched again, but it is a listing of one DV of the directory, taken
+ * from a request sent at or after @since_ms (util_now_ms()). An OPENDIR
+ * that waited for a listing serves it rather than fail when the
+ * directory changes faster than its listing arrives (fuse_ops.c). Kept
+ * only while the waiters of that fetch run (from its mfetch_cb). Loop
+ * thread. @return 0 and a reference in *@out, or
+ * -ENOENT.
+ */
+struct vc_dir;
+int mfetch_late_dir(struct mfetch *mf, const struct fid *fid,
+		    uint64_t since_ms, struct vc_dir **out);
 void mfetch_want_link(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
 		      void *arg);
 void mfetch_want_xattrs(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,

@@ -376,6 +376,22 @@ void proto_dir_enc_begin(struct proto_sbuf *b, const struct proto_attr *dir,
 			 const char *next);
 void proto_dir_enc_ents(struct proto_sbuf *b, const struct proto_dirent *e,
 			size_t n);
+/* One entry, its name @len bytes (checked here: EINVAL in @b). */
+void proto_dir_enc_ent(struct proto_sbuf *b, const char *name, size_t len,
+		       const struct proto_attr *a);
+/* The entries written into @ents (zeroed, then only proto_dir_enc_ent():
+ * no begin) appended to @b after its begin: a page's entries can be
+ * encoded before its "next" is known. @ents is not changed. */
+void proto_dir_enc_append(struct proto_sbuf *b, const struct proto_sbuf *ents);
+/* A page whose head (it holds "next") is known only after its entries:
+ * proto_dir_enc_reserve() on a zeroed @b keeps PROTO_DIR_HEAD_MAX bytes
+ * for it, then proto_dir_enc_ent()s, then proto_dir_enc_page_end() writes
+ * the head there, moves the entries up to it, and ends as
+ * proto_dir_enc_end(). */
+#define PROTO_DIR_HEAD_MAX 640
+void proto_dir_enc_reserve(struct proto_sbuf *b);
+char *proto_dir_enc_page_end(struct proto_sbuf *b, const struct proto_attr *dir,
+			     const char *next, size_t *lenp);
 char *proto_dir_enc_end(struct proto_sbuf *b, size_t *lenp);
 void proto_sbuf_release(struct proto_sbuf *b);
 /* A page: as proto_dir_encode() plus "next": @next when not NULL/"". */

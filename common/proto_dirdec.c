@@ -548,6 +548,31 @@ struct attr_scan {
 	bool type_ok, fid_ok;
 };
 
+/* Member @idx of an attribute object has the value @v. */
+static void
+attr_set(struct attr_scan *as, int idx, const struct jv *v)
+{
+	as->have |= 1u << idx;
+	if (idx == A_FID) {
+		as->fid_ok = v->kind == JV_STR &&
+			     fid_parse_n(v->s, v->len, &as->a->fid) == 0 &&
+			     !fid_is_null(&as->a->fid);
+	} else if (idx == A_TYPE) {
+		char t[16];
+
+		as->type_ok = false;
+		if (v->kind == JV_STR && v->len < sizeof(t) &&
+		    !memchr(v->s, 0, v->len)) {
+			memcpy(t, v->s, v->len);
+			t[v->len] = 0;
+			as->a->type = proto_type_parse(t);
+			as->type_ok = as->a->type != PROTO_T_NONE;
+		}
+	} else {
+		as->v[idx] = *v;
+	}
+}
+
 static bool
 attr_member(struct js *j, int idx, void *arg)
 {
@@ -556,28 +581,61 @@ attr_member(struct js *j, int idx, void *arg)
 
 	if (!skip_value(j, &v))
 		return false;
-	if (idx < 0)
-		return true;
-	as->have |= 1u << idx;
-	if (idx == A_FID) {
-		as->fid_ok = v.kind == JV_STR &&
-			     fid_parse_n(v.s, v.len, &as->a->fid) == 0 &&
-			     !fid_is_null(&as->a->fid);
-	} else if (idx == A_TYPE) {
-		char t[16];
-
-		as->type_ok = false;
-		if (v.kind == JV_STR && v.len < sizeof(t) &&
-		    !memchr(v.s, 0, v.len)) {
-			memcpy(t, v.s, v.len);
-			t[v.len] = 0;
-			as->a->type = proto_type_parse(t);
-			as->type_ok = as->a->type != PROTO_T_NONE;
-		}
-	} else {
-		as->v[idx] = v;
-	}
+	if (idx >= 0)
+		attr_set(as, idx, &v);
 	return true;
+}
+
+/*
+ * The fast path: an attribute object exactly as cairn-vold writes it (no
+ * space, every key once in attr_names' order, rdev last when present,
+ * strings for fid and type, integers for the rest): each key is one
+ * compare, no key table. The generic walk (object()) was most of the
+ * decoder's CPU in a cold listing (doc/cm.md, "Listings at scale").
+ * Whatever differs, and every error, leaves j->p where it was and
+ * @return false: the caller walks the object the generic way, which
+ * accepts or refuses it as before; what the fast path accepts the
+ * generic walk accepts with the same members.
+ */
+static bool
+attr_fast(struct js *j, struct attr_scan *as)
+{
+	static const char *const keys[A_N] = {
+		"{\"fid\":",	 ",\"type\":",	",\"mode\":",	",\"uid\":",
+		",\"gid\":",	 ",\"size\":",	",\"nlink\":", ",\"dv\":",
+		",\"atime\":", ",\"mtime\":", ",\"ctime\":", ",\"rdev\":"};
+	const unsigned char *save = j->p;
+
+	for (int idx = 0; idx < A_N; idx++) {
+		size_t kl = strlen(keys[idx]);
+		struct jv v = {0};
+
+		if (idx == A_RDEV && j->p < j->end && *j->p == '}')
+			break;
+		if ((size_t)(j->end - j->p) < kl ||
+		    memcmp(j->p, keys[idx], kl))
+			goto slow;
+		j->p += kl;
+		if (idx <= A_TYPE) {
+			if (!str(j, &v.s, &v.len))
+				goto slow;
+			v.kind = JV_STR;
+		} else if (!num(j, &v) || v.kind != JV_INT) {
+			goto slow;
+		}
+		attr_set(as, idx, &v);
+	}
+	if (j->p >= j->end || *j->p != '}')
+		goto slow;
+	j->p++;
+	return true;
+slow:
+	j->p = save;
+	memset(as->a, 0, sizeof(*as->a));
+	as->have = 0;
+	as->fid_ok = as->type_ok = false;
+	j->nomem = false;
+	return false;
 }
 
 static bool
@@ -610,7 +668,7 @@ attr(struct js *j, struct proto_attr *a, bool *valid)
 		return skip_value(j, NULL);
 	if (++j->depth > JS_MAX_DEPTH)
 		return false;
-	if (!object(j, attr_names, attr_member, &as)) {
+	if (!attr_fast(j, &as) && !object(j, attr_names, attr_member, &as)) {
 		j->depth--;
 		return false;
 	}

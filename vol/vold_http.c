@@ -86,6 +86,8 @@
  * request waiting for the reply before it). Above VOLD_HEAD_MAX so a
  * whole head always fits. */
 #define VCONN_UNDER_WM (64u * 1024)
+/* Bytes libevent may write to a connection's socket in one call. */
+#define VCONN_MAX_WRITE (1024 * 1024)
 #define EMFILE_PAUSE_MS 250
 #define LOG_EVERY_MS 10000
 /* Requests the admission filter refused reach on_request() under this
@@ -402,7 +404,9 @@ struct rjob {
 	enum gc_state gc_state;	  /* protected by gclock */
 	bool decoded;		  /* decode_body() succeeded */
 	bool gc_done;		  /* protected by gclock: results are in */
-	struct proto_dir dir; /* dir: the page to encode */
+	struct proto_attr pdir;	 /* dir: the directory, as its page says */
+	struct proto_sbuf ents;	 /* dir: the page's entries, encoded as read */
+	bool toobig;		 /* dir: a whole listing past PROTO_DIR_MAX */
 	struct proto_sbuf whole; /* dir without ?limit: the listing so far,
 				    encoded page by page */
 	size_t whole_n;		 /* its entries */
@@ -1487,13 +1491,35 @@ decode_body(struct rjob *r)
 	return rc;
 }
 
+/* An entry of a listing, under the volume's lock: encoded at once
+ * (vs_readdir_scan()), so a request holds the reply's text, never its
+ * entries decoded. */
+static int
+dir_ent(void *arg, const char *name, size_t len, const struct proto_attr *a)
+{
+	struct rjob *r = arg;
+	struct proto_attr c = *a;
+
+	if (!r->path.limit && r->ents.nents >= PROTO_DIR_MAX - r->whole_n) {
+		r->toobig = true;
+		return -E2BIG;
+	}
+	/* An older client sees sockets and devices as files. */
+	proto_attr_compat(&c, r->proto);
+	if (r->path.limit && !r->ents.p)
+		proto_dir_enc_reserve(&r->ents);
+	proto_dir_enc_ent(&r->ents, name, len, &c);
+	return r->ents.err ? -r->ents.err : 0;
+}
+
 /*
  * Worker: a listing. With ?limit=, one page under the lock. Without (a
  * version 1 client wants the whole directory), the same pages one after
  * the other, the lock released between them so writers and other readers
  * get in; if the directory changes meanwhile, start over, and after
  * DIR_RESTARTS such tries read all pages in one hold of the lock. The
- * reply is encoded after the lock is released (job_run).
+ * entries are encoded as they are read (dir_ent()); the page's head,
+ * which holds its "next", after the lock is released (job_run).
  */
 #define DIR_RESTARTS 8
 
@@ -1503,7 +1529,6 @@ run_dir(struct rjob *r)
 	const struct proto_dir_cursor *from =
 		r->path.has_cursor ? &r->path.cursor : NULL;
 	size_t limit = r->path.limit ? r->path.limit : PROTO_DIR_PAGE_MAX;
-	struct proto_dir page = {0};
 	struct proto_dir_cursor at;
 	struct proto_attr a;
 	bool hold = false, locked = true;
@@ -1525,22 +1550,25 @@ run_dir(struct rjob *r)
 		}
 	}
 	for (;;) {
+		size_t n = 0;
+
 		if (!rc)
-			rc = vs_readdir_page(r->vol->vs, &r->path.fid, from,
-					     limit, &page, &r->next, &r->more);
+			rc = vs_readdir_scan(r->vol->vs, &r->path.fid, from,
+					     limit, &r->pdir, dir_ent, r,
+					     &r->next, &r->more, &n);
 		if (!hold || rc || r->path.limit || !r->more) {
 			pthread_mutex_unlock(&r->vol->lock);
 			locked = false;
 		}
 		if (rc == -ESTALE)
-			r->cur_dv = page.dir.dv;
+			r->cur_dv = r->pdir.dv;
 		if (rc == -ESTALE && r->path.limit) {
 			/* The client's cursor is for an older DV. */
 			r->msg = "directory changed since the first page";
 			break;
 		}
 		if (rc == -ESTALE && tries++ < DIR_RESTARTS) {
-			proto_dir_release(&r->dir);
+			proto_sbuf_release(&r->ents);
 			proto_sbuf_release(&r->whole);
 			r->whole_n = 0;
 			from = NULL;
@@ -1554,40 +1582,31 @@ run_dir(struct rjob *r)
 			locked = true;
 			continue;
 		}
+		if (rc == -E2BIG && r->toobig)
+			r->msg = "directory too large for one reply: "
+				 "ask for pages (?limit=)";
 		if (rc)
 			break;
 		if (r->path.limit) {
-			r->dir = page;
-			r->etag_dv = r->dir.dir.dv;
+			r->etag_dv = r->pdir.dv;
 			break;
 		}
-		/* A whole listing: each page is encoded as it comes and
-		 * dropped, so the reply's text is all that is held, never
-		 * every entry decoded. */
-		if (page.n > PROTO_DIR_MAX - r->whole_n) {
-			proto_dir_release(&page);
-			r->msg = "directory too large for one reply: "
-				 "ask for pages (?limit=)";
-			rc = -E2BIG;
-			break;
-		}
-		/* An older client sees sockets and devices as files. */
-		proto_attr_compat(&page.dir, r->proto);
-		for (size_t i = 0; i < page.n; i++)
-			proto_attr_compat(&page.ents[i].attr, r->proto);
+		/* A whole listing: each page's text is appended as it comes
+		 * and dropped. */
+		proto_attr_compat(&r->pdir, r->proto);
 		if (!r->whole.p)
-			proto_dir_enc_begin(&r->whole, &page.dir, NULL);
-		proto_dir_enc_ents(&r->whole, page.ents, page.n);
-		r->whole_n += page.n;
-		r->etag_dv = page.dir.dv;
-		proto_dir_release(&page);
+			proto_dir_enc_begin(&r->whole, &r->pdir, NULL);
+		proto_dir_enc_append(&r->whole, &r->ents);
+		proto_sbuf_release(&r->ents);
+		r->whole_n += n;
+		r->etag_dv = r->pdir.dv;
 		if (r->whole.err) {
 			rc = -r->whole.err;
 			break;
 		}
 		if (!r->more)
 			break;
-		/* A copy: vs_readdir_page() writes r->next first. */
+		/* A copy: vs_readdir_scan() writes r->next first. */
 		at = r->next;
 		from = &at;
 		if (!locked) {
@@ -1603,7 +1622,7 @@ run_dir(struct rjob *r)
 		r->msg = "directory kept changing while it was listed";
 	if (rc) {
 		r->err = -rc;
-		proto_dir_release(&r->dir);
+		proto_sbuf_release(&r->ents);
 		proto_sbuf_release(&r->whole);
 	}
 }
@@ -1925,19 +1944,18 @@ job_run(struct vold_job *j)
 			if (r->more)
 				proto_cursor_format(cur, sizeof(cur), &r->next);
 			if (r->path.limit) {
-				proto_attr_compat(&r->dir.dir, r->proto);
-				for (size_t i = 0; i < r->dir.n; i++)
-					proto_attr_compat(
-						&r->dir.ents[i].attr, r->proto);
-				r->out = proto_dir_page_encode(&r->dir, cur,
-							       &r->outlen);
+				/* The head before the entries encoded under
+				 * the lock, in the room kept for it. */
+				proto_attr_compat(&r->pdir, r->proto);
+				r->out = proto_dir_enc_page_end(
+					&r->ents, &r->pdir, cur, &r->outlen);
 			} else {
 				r->out = proto_dir_enc_end(&r->whole,
 							   &r->outlen);
 			}
 			if (!r->out)
 				r->err = errno ? errno : ENOMEM;
-			proto_dir_release(&r->dir);
+			proto_sbuf_release(&r->ents);
 		}
 		return;
 	}
@@ -1998,7 +2016,7 @@ rjob_free(struct rjob *r)
 		free(r->reps[i].body);
 	free(r->reps);
 	proto_batch_release(&r->batch);
-	proto_dir_release(&r->dir);
+	proto_sbuf_release(&r->ents);
 	proto_sbuf_release(&r->whole);
 	vvol_put(r->vol);
 	free(r);
@@ -2862,6 +2880,12 @@ vconn_make(struct event_base *base, struct vold *vd, bool tls)
 	} else {
 		under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	}
+	/* libevent writes at most 16 KiB a turn of the loop by default: a
+	 * listing page of ~1 MB was ~60 writev and as many turns
+	 * (strace, doc/vol-format.md "Listing pages, session 10"). The
+	 * socket's buffer still bounds each write. */
+	if (under)
+		bufferevent_set_max_single_write(under, VCONN_MAX_WRITE);
 	if (under)
 		c->bev = bufferevent_filter_new(under, vconn_filter_in,
 						vconn_filter_out,

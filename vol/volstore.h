@@ -258,6 +258,23 @@ int vs_readdir_page(struct vs_vol *v, const struct fid *dir,
 		    struct proto_dir *out, struct proto_dir_cursor *next,
 		    bool *more);
 
+/*
+ * The same page given entry by entry, decoded nowhere: @fn gets each
+ * entry's name (@len bytes, not NUL-terminated, as stored: the caller
+ * checks it) and attributes, under the volume file's read lock, and may
+ * encode them at once (cairn-vold writes the reply's JSON this way, so a
+ * request holds its text, never the page decoded). *dir receives the
+ * directory's attributes (also on -ESTALE), *np the entries given. A
+ * negative return of @fn stops the scan and is returned. @return as
+ * vs_readdir_page().
+ */
+typedef int (*vs_dirent_fn)(void *arg, const char *name, size_t len,
+			    const struct proto_attr *a);
+int vs_readdir_scan(struct vs_vol *v, const struct fid *dir,
+		    const struct proto_dir_cursor *from, size_t limit,
+		    struct proto_attr *dirattr, vs_dirent_fn fn, void *arg,
+		    struct proto_dir_cursor *next, bool *more, size_t *np);
+
 /* Symlink target (or a mount point's target volume), heap string the
  * caller frees. @return 0, -ENOENT, -EINVAL (neither). */
 int vs_readlink(struct vs_vol *v, const struct fid *fid, char **target);

@@ -507,42 +507,60 @@ vs_lookup(struct vs_vol *v, const struct fid *dir, const char *name,
 	return ent_get(v, dir->oid, name, child->oid, NULL);
 }
 
-/* Append the entry of the bucket record @rec to @out, growing out->ents
- * (doubling, at most to @max) as needed. @return 0, 1 when the record
- * names an object that is not there (logged, skipped), or -ENOMEM. */
+/* Append an entry to the proto_dir @arg (struct dirent_acc), growing its
+ * array (doubling, at most to ->max) as needed. */
+struct dirent_acc {
+	struct proto_dir *out;
+	size_t cap, max;
+};
+
 static int
-dirent_push(struct vs_vol *v, struct proto_dir *out, size_t *cap, size_t max,
-	    const uint8_t *rec)
+dirent_push(void *arg, const char *name, size_t len,
+	    const struct proto_attr *a)
 {
+	struct dirent_acc *acc = arg;
+	struct proto_dir *out = acc->out;
 	struct proto_dirent *e;
+
+	if (out->n == acc->cap) {
+		size_t nc = acc->cap ? acc->cap * 2 : 64;
+		struct proto_dirent *ne;
+
+		if (nc > acc->max)
+			nc = acc->max;
+		if (nc <= acc->cap)
+			return -ENOMEM;
+		ne = realloc(out->ents, nc * sizeof(*ne));
+		if (!ne)
+			return -ENOMEM;
+		out->ents = ne;
+		acc->cap = nc;
+	}
+	e = &out->ents[out->n];
+	e->name = strndup(name, len);
+	if (!e->name)
+		return -ENOMEM;
+	e->attr = *a;
+	out->n++;
+	return 0;
+}
+
+/* Give the entry of the bucket record @rec to @fn. @return 0, 1 when the
+ * record names an object that is not there (logged, skipped), or @fn's
+ * error. */
+static int
+dirent_give(struct vs_vol *v, const uint8_t *rec, vs_dirent_fn fn, void *arg)
+{
+	struct proto_attr a;
 	struct obj c;
 
 	if (obj_get(v, rec, &c)) {
 		log_err(LOG_VOL, "volume '%s': dangling entry", v->name);
 		return 1;
 	}
-	if (out->n == *cap) {
-		size_t nc = *cap * 2 < max ? *cap * 2 : max;
-		struct proto_dirent *ne;
-
-		ne = realloc(out->ents, nc * sizeof(*ne));
-		if (!ne) {
-			obj_release(&c);
-			return -ENOMEM;
-		}
-		out->ents = ne;
-		*cap = nc;
-	}
-	e = &out->ents[out->n];
-	e->name = strndup((const char *)rec + 18, rec[17]);
-	if (!e->name) {
-		obj_release(&c);
-		return -ENOMEM;
-	}
-	obj_attr(v, &c, &e->attr);
+	obj_attr(v, &c, &a);
 	obj_release(&c);
-	out->n++;
-	return 0;
+	return fn(arg, (const char *)rec + 18, rec[17], &a);
 }
 
 /*
@@ -563,9 +581,9 @@ read_lock(struct vs_vol *v)
 int
 vs_readdir(struct vs_vol *v, const struct fid *dirfid, struct proto_dir *out)
 {
+	struct dirent_acc acc;
 	bool locked = false;
 	struct obj d;
-	size_t cap;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -577,8 +595,10 @@ vs_readdir(struct vs_vol *v, const struct fid *dirfid, struct proto_dir *out)
 		return -ENOTDIR;
 	}
 	obj_attr(v, &d, &out->dir);
-	cap = d.r.nentries ? d.r.nentries : 1;
-	out->ents = calloc(cap, sizeof(*out->ents));
+	acc.out = out;
+	acc.cap = d.r.nentries ? d.r.nentries : 1;
+	acc.max = SIZE_MAX / sizeof(*out->ents);
+	out->ents = calloc(acc.cap, sizeof(*out->ents));
 	if (!out->ents) {
 		rc = -ENOMEM;
 		goto out;
@@ -592,7 +612,7 @@ vs_readdir(struct vs_vol *v, const struct fid *dirfid, struct proto_dir *out)
 		if (rc)
 			goto out;
 		while ((n = brec_next(buf + off, len - off))) {
-			rc = dirent_push(v, out, &cap, SIZE_MAX, buf + off);
+			rc = dirent_give(v, buf + off, dirent_push, &acc);
 			if (rc < 0) {
 				free(buf);
 				goto out;
@@ -612,20 +632,21 @@ out:
 }
 
 int
-vs_readdir_page(struct vs_vol *v, const struct fid *dirfid,
+vs_readdir_scan(struct vs_vol *v, const struct fid *dirfid,
 		const struct proto_dir_cursor *from, size_t limit,
-		struct proto_dir *out, struct proto_dir_cursor *next,
-		bool *more)
+		struct proto_attr *dir, vs_dirent_fn fn, void *arg,
+		struct proto_dir_cursor *next, bool *more, size_t *np)
 {
 	uint64_t b = from ? from->bucket : 0, skip = from ? from->index : 0;
 	bool locked = false;
 	struct obj d;
-	size_t cap;
+	size_t given = 0;
 	int rc;
 
-	memset(out, 0, sizeof(*out));
+	memset(dir, 0, sizeof(*dir));
 	memset(next, 0, sizeof(*next));
 	*more = false;
+	*np = 0;
 	if (limit == 0)
 		return -EINVAL;
 	rc = obj_get_fid(v, dirfid, &d);
@@ -635,17 +656,9 @@ vs_readdir_page(struct vs_vol *v, const struct fid *dirfid,
 		obj_release(&d);
 		return -ENOTDIR;
 	}
-	obj_attr(v, &d, &out->dir);
+	obj_attr(v, &d, dir);
 	if (from && from->dv != d.r.dv) {
 		rc = -ESTALE;
-		goto out;
-	}
-	cap = d.r.nentries < limit ? (size_t)d.r.nentries : limit;
-	if (!cap)
-		cap = 1;
-	out->ents = calloc(cap, sizeof(*out->ents));
-	if (!out->ents) {
-		rc = -ENOMEM;
 		goto out;
 	}
 	locked = read_lock(v);
@@ -660,7 +673,7 @@ vs_readdir_page(struct vs_vol *v, const struct fid *dirfid,
 		for (; (n = brec_next(buf + off, len - off)); off += n, k++) {
 			if (k < skip)
 				continue;
-			if (out->n == limit) {
+			if (given == limit) {
 				/* Full: the next page starts here. */
 				next->dv = d.r.dv;
 				next->bucket = b;
@@ -670,12 +683,13 @@ vs_readdir_page(struct vs_vol *v, const struct fid *dirfid,
 				rc = 0;
 				goto out;
 			}
-			/* nentries may be low: grow up to @limit. */
-			rc = dirent_push(v, out, &cap, limit, buf + off);
+			rc = dirent_give(v, buf + off, fn, arg);
 			if (rc < 0) {
 				free(buf);
 				goto out;
 			}
+			if (rc == 0)
+				given++;
 		}
 		free(buf);
 	}
@@ -684,13 +698,36 @@ out:
 	if (locked)
 		tdb_unlockall_read(v->tdb);
 	obj_release(&d);
+	*np = given;
+	if (rc)
+		*more = false;
+	return rc;
+}
+
+int
+vs_readdir_page(struct vs_vol *v, const struct fid *dirfid,
+		const struct proto_dir_cursor *from, size_t limit,
+		struct proto_dir *out, struct proto_dir_cursor *next,
+		bool *more)
+{
+	struct dirent_acc acc = {.out = out, .cap = 0, .max = limit};
+	size_t n;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = vs_readdir_scan(v, dirfid, from, limit, &out->dir, dirent_push,
+			     &acc, next, more, &n);
 	if (rc) {
 		struct proto_attr keep = out->dir;
 
 		proto_dir_release(out);
 		if (rc == -ESTALE)
 			out->dir = keep;
-		*more = false;
+	} else if (!out->ents) {
+		/* An empty page still has an array, as before. */
+		out->ents = calloc(1, sizeof(*out->ents));
+		if (!out->ents)
+			rc = -ENOMEM;
 	}
 	return rc;
 }

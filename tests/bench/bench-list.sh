@@ -18,7 +18,14 @@
 # (another build's binaries), alternating with these in the same run.
 # BENCH_LIST_PERF="coldf warml" records perf profiles of cairnd during
 # those rows (BENCH_LIST_PERF_DIR/perf-ROW-RUN.data, default $T_DIR, which
-# is removed at the end).
+# is removed at the end). BENCH_LIST_PERF_VOLD=1 records cairn-vold too
+# (perf-vold-ROW-RUN.data); BENCH_LIST_STRACE="coldf" counts the system
+# calls of both (strace -c -f, strace-{cairnd,vold}-ROW-RUN.txt in the
+# same directory: strace slows the row, so its time is not comparable).
+# Memory: the cold ls -f row prints cairnd's and cairn-vold's VmHWM and
+# VmRSS before, during (the highest VmRSS sampled every 20 ms) and after
+# it (after: 2 s later, once the pending attributes are written and the
+# freed pages given back).
 set -u
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
@@ -66,19 +73,58 @@ findstat() { find "$1" -printf '%s %m %u\n'; }
 
 # measure LABEL MNT CMD ARG: one row's time, CPU and requests.
 measure() {
-	local label=$1 m=$2 cm s0 s1 c0 c1 v0 v1 t perf=""
+	local label=$1 m=$2 cm s0 s1 c0 c1 v0 v1 t perf="" pv="" st="" sv="" mem="" pd
 	shift 2
+	pd=${BENCH_LIST_PERF_DIR:-$T_DIR}
 	cm=$(cairnd_pid "$m")
 	s0=$(stats "$m"); c0=$(cpu_ms "$cm"); v0=$(cpu_ms "$VOLD_PID")
 	case " ${BENCH_LIST_PERF:-} " in *" $label "*)
-		perf record -q -F 1000 --call-graph dwarf,16384 -p "$cm" -o "${BENCH_LIST_PERF_DIR:-$T_DIR}/perf-$label-$run.data" >/dev/null 2>&1 &
-		perf=$!; sleep 1;;
+		perf record -q -F 1000 --call-graph dwarf,16384 -p "$cm" -o "$pd/perf-$label-$run.data" >/dev/null 2>&1 &
+		perf=$!
+		if [ -n "${BENCH_LIST_PERF_VOLD:-}" ]; then
+			perf record -q -F 1000 --call-graph dwarf,16384 -p "$VOLD_PID" -o "$pd/perf-vold-$label-$run.data" >/dev/null 2>&1 &
+			pv=$!
+		fi
+		sleep 1;;
 	esac
+	case " ${BENCH_LIST_STRACE:-} " in *" $label "*)
+		strace -c -f -p "$cm" -o "$pd/strace-cairnd-$label-$run.txt" 2>/dev/null &
+		st=$!
+		strace -c -f -p "$VOLD_PID" -o "$pd/strace-vold-$label-$run.txt" 2>/dev/null &
+		sv=$!
+		sleep 1;;
+	esac
+	if [ "$label" = coldf ]; then
+		mem="before $(memof "$cm") vold $(memof "$VOLD_PID")"
+		peak_rss "$cm" "$pd/peak-cm" & local pk=$!
+		peak_rss "$VOLD_PID" "$pd/peak-vold" & local pkv=$!
+	fi
 	t=$(timed "$@")
 	[ -n "$perf" ] && { kill -INT "$perf"; wait "$perf"; }
+	[ -n "$pv" ] && { kill -INT "$pv"; wait "$pv"; }
+	[ -n "$st" ] && { kill -INT "$st" "$sv"; wait "$st" "$sv"; }
+	# CPU up to the end of the command: not the memory reading's sleep.
 	c1=$(cpu_ms "$cm"); v1=$(cpu_ms "$VOLD_PID"); s1=$(stats "$m")
+	if [ -n "$mem" ]; then
+		kill "$pk" "$pkv"; wait "$pk" "$pkv" 2>/dev/null
+		mem="$mem; during: cairnd VmRSS max $(cat "$pd/peak-cm") kB, vold $(cat "$pd/peak-vold") kB"
+		sleep 2
+		mem="$mem; after: $(memof "$cm") vold $(memof "$VOLD_PID") (cairnd CPU meanwhile $(( $(cpu_ms "$cm") - c1 )) ms: the pending attributes written)"
+	fi
 	eval "T_$label=\$t"
 	printf '  %-12s %7.3f s  cairnd %4d ms vold %4d ms  %s\n' "$label" "$t" $((c1 - c0)) $((v1 - v0)) "$(reqs "$s0" "$s1")"
+	[ -n "$mem" ] && echo "    memory (kB): $mem"
+	return 0
+}
+memof() { awk '/^VmHWM|^VmRSS|^RssAnon/ {printf "%s %s ", $1, $2}' /proc/"$1"/status; }
+peak_rss() { # PID FILE: the highest VmRSS seen until killed, into FILE
+	local max=0 r
+	trap 'echo $max > "$2"; exit 0' TERM
+	while :; do
+		r=$(awk '/^VmRSS/ {print $2}' /proc/"$1"/status 2>/dev/null)
+		[ -n "$r" ] && [ "$r" -gt "$max" ] && max=$r
+		sleep 0.02
+	done
 }
 
 fresh() { # MNT CACHE: a fresh cairnd on an empty cache

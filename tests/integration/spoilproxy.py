@@ -20,6 +20,9 @@ mode = MODE_FILE's words, headers = [(name, value)] of the upstream reply
 The proxy sends the returned headers and body, stopping after the first
 `first` bytes for `stall` seconds. Each such request is logged to LOG_FILE
 as "MODE PATH BLOCKS" (BLOCKS: whether upstream sent X-Cairn-Blocks).
+When SPOILER also defines spoil_dir(mode, path, body) -> body, it is
+called for every 200 reply to a GET of a listing (".../dir/...", its
+pages too), each logged to LOG_FILE.dir as "MODE PATH".
 Every POST's path is appended to LOG_FILE.posts; with the word "nobatch"
 in MODE_FILE, POST .../batch gets a 404, as from a server of protocol 2.
 """
@@ -145,6 +148,12 @@ def main():
             headers = [(k, v) for k, v in r.getheaders()
                        if k.lower() not in HOP]
             first, stall = len(body), 0
+            if ("/dir/" in self.path and r.status == 200 and
+                    "spoil_dir" in env):
+                with lock, open(log_file + ".dir", "a") as f:
+                    f.write("%s %s\n" % (mode[0] if mode else "-",
+                                         self.path))
+                body = env["spoil_dir"](mode, self.path, body)
             if "/data/" in self.path and r.status == 200:
                 with lock, open(log_file, "a") as f:
                     f.write("%s %s %s\n" % (mode[0] if mode else "-",

@@ -409,6 +409,67 @@ test_dir_stream(void)
 	ok(s2 && len2 == len && !memcmp(s, s2, len), "in pieces: the same");
 	ok(b.p == NULL && b.len == 0, "the buffer is handed over");
 	free(s2);
+
+	/* As cairn-vold writes a page: entries first (names as stored,
+	 * not NUL-terminated), the head with "next" put before them at the
+	 * end; and a whole listing appended page by page. */
+	{
+		struct proto_sbuf pg = {0}, w = {0}, part = {0};
+		char nm[300];
+
+		proto_dir_enc_reserve(&pg);
+		for (size_t i = 0; i < n; i++) {
+			size_t l = strlen(names[i]);
+
+			memcpy(nm, names[i], l);
+			memset(nm + l, 'Z', 8); /* not part of the name */
+			proto_dir_enc_ent(&pg, nm, l, &e[i].attr);
+		}
+		s2 = proto_dir_enc_page_end(&pg, &d.dir, "7.3.12", &len2);
+		ok(s2 && len2 == len && !memcmp(s, s2, len),
+		   "entries first, head last: the same page");
+		ok(pg.p == NULL && pg.len == 0, "that buffer is handed over");
+		free(s2);
+
+		proto_dir_enc_begin(&w, &d.dir, "7.3.12");
+		proto_dir_enc_ents(&part, e, 2);
+		proto_dir_enc_append(&w, &part);
+		proto_sbuf_release(&part);
+		proto_dir_enc_append(&w, &part); /* empty: nothing */
+		proto_dir_enc_ents(&part, e + 2, n - 2);
+		proto_dir_enc_append(&w, &part);
+		proto_sbuf_release(&part);
+		s2 = proto_dir_enc_end(&w, &len2);
+		ok(s2 && len2 == len && !memcmp(s, s2, len),
+		   "pages appended: the same listing");
+		free(s2);
+
+		/* An empty page, and the longest head (cursor of 63). */
+		memset(&pg, 0, sizeof(pg));
+		memset(nm, '9', PROTO_CURSOR_MAX - 1);
+		nm[PROTO_CURSOR_MAX - 1] = 0;
+		d.dir.size = (uint64_t)INT64_MAX;
+		d.dir.atime_ns = d.dir.mtime_ns = d.dir.ctime_ns = INT64_MIN;
+		s2 = proto_dir_enc_page_end(&pg, &d.dir, nm, &len2);
+		ok(s2 && proto_dir_page_decode(s2, len2, true, &g, next) == 0 &&
+			   g.n == 0 && !strcmp(next, nm) &&
+			   attr_eq(&g.dir, &d.dir),
+		   "an empty page with the longest head decodes");
+		proto_dir_release(&g);
+		free(s2);
+		mkattr(&d.dir, F1, PROTO_T_DIR);
+
+		/* A stored name with a NUL or a slash: EINVAL, nothing. */
+		memset(&pg, 0, sizeof(pg));
+		proto_dir_enc_reserve(&pg);
+		proto_dir_enc_ent(&pg, "a\0b", 3, &e[0].attr);
+		s2 = proto_dir_enc_page_end(&pg, &d.dir, NULL, &len2);
+		ok(!s2 && errno == EINVAL, "a name with a NUL byte: EINVAL");
+		memset(&pg, 0, sizeof(pg));
+		proto_dir_enc_ent(&pg, "a/b", 3, &e[0].attr);
+		s2 = proto_dir_enc_page_end(&pg, &d.dir, NULL, &len2);
+		ok(!s2 && errno == EINVAL, "a name with '/': EINVAL");
+	}
 	free(s);
 
 	/* Bad input: the first failure wins, nothing is returned. */

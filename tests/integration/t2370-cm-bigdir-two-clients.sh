@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# t2370-cm-bigdir-two-clients: cold listings of a directory of several
+# pages (protocol version 2 pages of 4,096 entries) while a second
+# client, another cairnd mount, creates and unlinks names in it. Every
+# listing on the first mount, each from an empty cache, and every paged
+# and whole (version 1) listing asked of cairn-vold directly meanwhile,
+# must hold each name that never changed exactly once, no name twice and
+# no name that never existed; pages of one listing share one DV (a
+# change between pages is 410 and a restart). Once the churn stops, both
+# mounts and the server list exactly the same set: the stable names and
+# the churner's survivors. cairn-vold encodes entries as it reads them
+# (vs_readdir_scan, session 10): this checks what that path sends. An
+# opendir whose listing events keep overtaking is served the overtaken
+# listing (one DV's, asked for after the open), not EIO.
+# CAIRN_T2370_N sets the size (default 10,000).
+. "$top_srcdir/tests/integration/lib.sh"
+t_need_fuse
+N=${CAIRN_T2370_N:-10000}
+t_timeout $((240 + N / 200))
+
+src=$T_DIR/src
+mkdir -p "$src/dir"
+python3 - "$src/dir" "$N" <<'PY'
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    os.close(os.open(os.path.join(d, "s%06d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
+PY
+vold_start || exit 99
+vos import big "$src" >"$T_DIR/import.log" 2>&1 || { cat "$T_DIR/import.log"; exit 99; }
+make_token big rw "$T_DIR/tok"
+tok=$(cat "$T_DIR/tok")
+vol_url=$VOLD_URL/v1/vol/big
+dirfid=$(vold_curl -H "Authorization: Bearer $tok" "$vol_url/dir/$(vold_curl -H "Authorization: Bearer $tok" "$vol_url" |
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["root"])')" |
+	python3 -c 'import json,sys
+d = json.load(sys.stdin)
+print([e["attr"]["fid"] for e in d["entries"] if e["name"] == "dir"][0])')
+[ -n "$dirfid" ] || { echo "# no fid for dir"; exit 99; }
+
+A=$T_DIR/a
+B=$T_DIR/b
+cairnd_mount "$B" "$T_DIR/cb" big "$T_DIR/tok" || exit 1
+ls -f "$B/dir" >/dev/null || exit 1
+
+# The churner on B: creates c-names and unlinks every other one it made
+# (and, once, some stable names: they are then expected gone at the end,
+# and checked only as "at most once" meanwhile). It writes the names it
+# left when told to stop.
+cat >"$T_DIR/churn.py" <<'PY'
+import os, sys, time
+d, stop, out, nstable = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+made, gone, i = [], set(), 0
+while not os.path.exists(stop) and i < 3000:
+    n = "c%05d" % i
+    os.close(os.open(os.path.join(d, n), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    made.append(n)
+    if i % 2 == 1:
+        os.unlink(os.path.join(d, made[i - 1]))
+        gone.add(made[i - 1])
+    if i % 100 == 50:
+        s = "s%06d" % (nstable - 1 - i // 100)
+        os.unlink(os.path.join(d, s))
+        gone.add(s)
+    i += 1
+    time.sleep(0.005)
+with open(out, "w") as f:
+    f.write("\n".join(sorted(gone)) + "\n")
+print(i)
+PY
+# check.py LISTFILE N GONE_SO_FAR_OK: every stable name once (but those
+# the churner may have removed, at most once), only s/c names, none twice.
+cat >"$T_DIR/check.py" <<'PY'
+import collections, sys
+names = [l.rstrip("\n") for l in open(sys.argv[1]) if l.rstrip("\n") not in (".", "..")]
+n = int(sys.argv[2])
+c = collections.Counter(names)
+twice = [k for k, v in c.items() if v > 1]
+odd = [k for k in c if not (k.startswith("c") or k.startswith("s"))]
+stable = {"s%06d" % i for i in range(n)}
+# The churner removes stable names from the top only, at most 30.
+missing = [s for s in stable if s not in c and int(s[1:]) < n - 40]
+print("%d %d %d" % (len(twice), len(odd), len(missing)))
+PY
+
+python3 "$T_DIR/churn.py" "$B/dir" "$T_DIR/stop" "$T_DIR/gone" "$N" >"$T_DIR/churn.out" 2>"$T_DIR/churn.err" &
+churn=$!
+t_track_pid "$churn"
+
+# Direct listings of the server meanwhile: paged (restarting on 410)
+# and whole.
+cat >"$T_DIR/pages.py" <<'PY'
+import json, sys, urllib.request, urllib.error
+url, tok, n, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def get(q):
+    r = urllib.request.Request(url + q, headers={"Authorization": "Bearer " + tok})
+    try:
+        with urllib.request.urlopen(r) as f:
+            return f.status, json.load(f)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+bad, restarts = 0, 0
+stable_ok = lambda names: all(("s%06d" % i) in names for i in range(n - 40))
+for _ in range(rounds):
+    while True:
+        names, dvs, cur, stale = [], set(), None, False
+        while True:
+            st, d = get("?limit=4096" + ("&cursor=" + cur if cur else ""))
+            if st == 410:
+                stale = True
+                if d.get("errno") != "ESTALE":
+                    bad += 1
+                break
+            if st != 200:
+                bad += 1
+                break
+            dvs.add(d["dir"]["dv"])
+            names += [e["name"] for e in d["entries"]]
+            cur = d.get("next")
+            if not cur:
+                break
+        if stale:
+            restarts += 1
+            continue
+        break
+    if len(dvs) != 1 or len(names) != len(set(names)) or not stable_ok(set(names)):
+        bad += 1
+    st, w = get("")
+    wn = [e["name"] for e in w.get("entries", [])]
+    if st != 200 or "next" in w or len(wn) != len(set(wn)) or not stable_ok(set(wn)):
+        bad += 1
+print(bad, restarts)
+PY
+read -r pbad prestarts < <(python3 "$T_DIR/pages.py" "$vol_url/dir/$dirfid" "$tok" "$N" 4)
+t_is "$pbad" 0 "server pages and whole listings during the churn: one DV a listing, every name once"
+echo "# $prestarts paged listings restarted on 410"
+
+# Cold listings on A, each from an empty cache, during the churn.
+bad=0
+during=0
+eio=0
+ok_lists=0
+late=0
+for r in 1 2 3; do
+	kill -0 "$churn" 2>/dev/null || break
+	during=$((during + 1))
+	rm -rf "$T_DIR/ca"
+	cairnd_mount "$A" "$T_DIR/ca" big "$T_DIR/tok" || exit 1
+	for k in 1 2 3; do
+		# A listing that events keep overtaking before it arrives
+		# used to fail the opendir with EIO after PARK_TRIES fetches;
+		# it is now served (mfetch_late_dir(), counted in dir_late).
+		if ! ls -f "$A/dir" >"$T_DIR/ls.out" 2>"$T_DIR/ls.err"; then
+			eio=$((eio + 1))
+			continue
+		fi
+		ok_lists=$((ok_lists + 1))
+		res=$(python3 "$T_DIR/check.py" "$T_DIR/ls.out" "$N")
+		[ "$res" = "0 0 0" ] || { bad=$((bad + 1)); echo "# round $r.$k: twice/odd/missing $res"; }
+	done
+	late=$((late + $(getfattr -n cairn.stats --only-values "$A" 2>/dev/null | awk '$1 == "dir_late" {print $2}')))
+	cairnd_umount "$A"
+done
+t_is "$bad" 0 "cold and refetched listings on A during the churn: stable names once, none twice"
+t_ok "$([ "$during" -ge 1 ] && echo 0 || echo 1)" "($during cold mounts of A while B churned)"
+echo "# $ok_lists listings on A completed during the churn ($late opendirs served an overtaken listing)"
+t_is "$eio" 0 "no listing on A failed while the directory changed"
+: >"$T_DIR/stop"
+wait "$churn"
+t_is "$(wc -l <"$T_DIR/churn.err")" 0 "the churner on B saw no error"
+made=$(cat "$T_DIR/churn.out")
+echo "# $made creates on B (half unlinked again)"
+
+# The settled set: stable names minus the removed ones, plus survivors.
+python3 - "$N" "$made" "$T_DIR/gone" >"$T_DIR/want" <<'PY'
+import sys
+n, made = int(sys.argv[1]), int(sys.argv[2])
+gone = {l.strip() for l in open(sys.argv[3]) if l.strip()}
+names = {"s%06d" % i for i in range(n)} | {"c%05d" % i for i in range(made)}
+print("\n".join(sorted(names - gone)))
+PY
+rm -rf "$T_DIR/ca"
+cairnd_mount "$A" "$T_DIR/ca" big "$T_DIR/tok" || exit 1
+t_ok "$(wait_for 10 sh -c "ls -f '$A/dir' | grep -v '^\.\.*\$' | sort | cmp -s - '$T_DIR/want'" && echo 0 || echo 1)" \
+	"a cold listing on A after the churn is exactly the settled set"
+t_ok "$(wait_for 10 sh -c "ls -f '$B/dir' | grep -v '^\.\.*\$' | sort | cmp -s - '$T_DIR/want'" && echo 0 || echo 1)" \
+	"B's listing is the same set"
+vold_curl -H "Authorization: Bearer $tok" "$vol_url/dir/$dirfid" |
+	python3 -c 'import json,sys; print("\n".join(sorted(e["name"] for e in json.load(sys.stdin)["entries"])))' >"$T_DIR/srv.ls"
+t_check "the server's whole listing is the same set" cmp -s "$T_DIR/srv.ls" "$T_DIR/want"
+t_check "cairnd logged no bad reply" bash -c "! grep -q 'bad directory reply' '$T_DIR'/cairnd-*.log"
+cairnd_umount "$A"
+cairnd_umount "$B"
+t_done
