@@ -53,6 +53,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -298,6 +299,9 @@ struct vvol {
 				   for a group commit */
 };
 
+/* Slots of the verified-token cache (a power of two). */
+#define TOKC_SLOTS 32
+
 struct vold {
 	struct event_base *base;
 	struct evhttp *http;
@@ -307,6 +311,12 @@ struct vold {
 	SSL_CTX *ssl;
 	uint8_t key[TOKEN_KEY_MAX];
 	size_t keylen;
+	/* Tokens whose MAC verified (token_verified()), loop thread. */
+	struct tok_seen {
+		size_t len; /* 0: empty */
+		char tok[TOKEN_MAX + 1];
+		struct token_info ti;
+	} tokc[TOKC_SLOTS];
 	int port;
 	char addr[80];
 	int cache_max;
@@ -2212,6 +2222,44 @@ static const struct {
 };
 
 /*
+ * token_verify() of @tok (@n bytes, NUL-terminated) at the time now,
+ * through vd->tokc: a client sends the same token with every request, and
+ * its HMAC was most of the CPU of judging it (each request is judged twice:
+ * head and body). A slot holds a token whose MAC verified with our key
+ * (which never changes while we run) and what it says; a hit is compared
+ * in constant time (CRYPTO_memcmp: the time tells nothing of how much of
+ * a guess matches a cached token) and its expiry checked again at every
+ * use, so the answer is token_verify()'s. Only verified tokens are
+ * cached: a bad one costs its HMAC every time, as before. @return 0 or
+ * -EACCES.
+ */
+static int
+token_verified(struct vold *vd, const char *tok, size_t n,
+	       struct token_info *ti)
+{
+	uint64_t now = (uint64_t)time(NULL);
+	struct tok_seen *s =
+		&vd->tokc[crc32c(0, tok, n) & (TOKC_SLOTS - 1)];
+	int rc;
+
+	if (s->len == n && !CRYPTO_memcmp(s->tok, tok, n)) {
+		if (s->ti.expiry != 0 && s->ti.expiry <= now) {
+			s->len = 0;
+			return -EACCES;
+		}
+		*ti = s->ti;
+		return 0;
+	}
+	rc = token_verify(vd->key, vd->keylen, tok, now, ti);
+	if (!rc && n < sizeof(s->tok)) {
+		memcpy(s->tok, tok, n + 1);
+		s->len = n;
+		s->ti = *ti;
+	}
+	return rc;
+}
+
+/*
  * Judge the Authorization header value @auth (@auth_len bytes, need not be
  * NUL-terminated; NULL if absent) for a request on volume @vol that needs
  * write access if @need_rw. The token must verify (form, MAC, expiry; old
@@ -2239,7 +2287,7 @@ token_judge(struct vold *vd, const char *auth, size_t auth_len,
 		return TV_INVALID;
 	memcpy(tok, auth + 7, n);
 	tok[n] = 0;
-	if (token_verify(vd->key, vd->keylen, tok, (uint64_t)time(NULL), &t))
+	if (token_verified(vd, tok, n, &t))
 		return token_parse(tok, &old) == 0 && old.version == 1
 			       ? TV_OLD
 			       : TV_INVALID;
@@ -3932,6 +3980,7 @@ vold_stop(struct vold *vd)
 	if (vd->ssl)
 		SSL_CTX_free(vd->ssl);
 	memset(vd->key, 0, sizeof(vd->key));
+	memset(vd->tokc, 0, sizeof(vd->tokc));
 	if (vd->alog_fd >= 0)
 		close(vd->alog_fd);
 	free(vd);

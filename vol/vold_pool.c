@@ -34,6 +34,7 @@ static void *
 worker(void *arg)
 {
 	struct vold_pool *p = arg;
+	bool wake;
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
@@ -48,8 +49,17 @@ worker(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		j->run(j);
 		pthread_mutex_lock(&p->lock);
+		wake = TAILQ_EMPTY(&p->done);
 		TAILQ_INSERT_TAIL(&p->done, j, link);
-		event_active(p->ev, EV_READ, 0);
+		/* Wake the loop outside our lock (its drain() takes it at
+		 * once), and only for the first job of a batch: a list that
+		 * was not empty has an activation on its way that has not
+		 * drained it yet, and that drain takes this job too. */
+		if (wake) {
+			pthread_mutex_unlock(&p->lock);
+			event_active(p->ev, EV_READ, 0);
+			pthread_mutex_lock(&p->lock);
+		}
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
@@ -117,8 +127,11 @@ vold_pool_submit(struct vold_pool *p, struct vold_job *job)
 	p->pending++;
 	pthread_mutex_lock(&p->lock);
 	TAILQ_INSERT_TAIL(&p->todo, job, link);
-	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
+	/* After the unlock, so the woken worker does not find the lock
+	 * still held. A worker that is not waiting takes the job at its
+	 * next look at the queue (under the lock), so none is missed. */
+	pthread_cond_signal(&p->cond);
 }
 
 unsigned
