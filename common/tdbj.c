@@ -542,8 +542,14 @@ jopen(struct tdbj *j)
 		goto out;
 	j->end = cut;
 	/* What a killed process left may still be in the page cache only:
-	 * sync it before a record claims it synced (base). */
-	if (cut > HDR_LEN && !ro) {
+	 * sync it before a record claims it synced (base). The tail goes
+	 * even when no record is whole (cut at the header): new records are
+	 * written from the cut, and a whole record of this generation left
+	 * behind them (written unsynced after the torn one, which a power
+	 * loss can keep) would otherwise read as their successor at the
+	 * next open once they end exactly where it begins (records of one
+	 * kind of change have one length). */
+	if (!ro && (cut > HDR_LEN || cut < size)) {
 		if (cut < size && ftruncate(j->fd, (off_t)cut))
 			rc = -errno;
 		else

@@ -305,6 +305,77 @@ test_replay(void)
 	}
 }
 
+/* In a child: commit "kI" = "vI" for I in @from..@to-1 with commit
+ * flags @cflags, then die unclosed. */
+static void
+child_commits_from(int from, int to, unsigned cflags)
+{
+	pid_t pid = fork();
+
+	if (!pid) {
+		int err;
+		struct tdbj *j = jo(0, 0, &err);
+		char k[32], v[32];
+
+		if (!j)
+			_exit(2);
+		for (int i = from; i < to; i++) {
+			snprintf(k, sizeof(k), "k%d", i);
+			snprintf(v, sizeof(v), "v%d", i);
+			if (tdbj_txn_start(j) || put(j, k, v) ||
+			    tdbj_txn_commit(j, cflags))
+				_exit(3);
+		}
+		_exit(0);
+	}
+	int st;
+
+	waitpid(pid, &st, 0);
+	is_int(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0,
+	       "child committed k%d..k%d and died unclosed", from, to - 1);
+}
+
+/*
+ * The first record torn, an unsynced one after it whole (a power loss
+ * may keep the later page and lose the earlier): the cut is at the
+ * header, and a read-write open must still drop the later record from
+ * the file. Left there, it would follow the first new record of the same
+ * length exactly where it begins, with the next seq, and come back as
+ * a commit at the next open although it was never acknowledged.
+ */
+static void
+test_torn_first(void)
+{
+	int err;
+	struct tdbj *j;
+	off_t sz, rl;
+
+	fresh();
+	child_commits_from(0, 2, TDBJ_C_NOSYNC); /* k0, k1: base 40 each */
+	sz = fsize(jp);
+	rl = (sz - 40) / 2;
+	flip(40 + rl - 2); /* k0's value: its CRC fails */
+	j = jo(0, 0, &err);
+	if (ok(j != NULL, "torn first record, a whole unsynced one after it: "
+			  "opens (an unacknowledged tail)")) {
+		is_int(count_present(j, 2), 0, "neither commit is there");
+		is_int((int)fsize(jp), 40, "the tail is cut off the file");
+		tdbj_close(j);
+	}
+	/* The same, then a commit of the same length and a kill. */
+	fresh();
+	child_commits_from(0, 2, TDBJ_C_NOSYNC);
+	flip(40 + rl - 2);
+	child_commits_from(5, 6, 0); /* k5 = v5: rl bytes at offset 40 */
+	j = jo(TDBJ_O_RDONLY, 0, &err);
+	if (ok(j != NULL, "reopen after a new commit over the torn one")) {
+		is_int(count_present(j, 6), 1, "only k5, the new commit");
+		is_int(get(j, "k1", (char[32]){0}, 32), -ENOENT,
+		       "k1 (never acknowledged) does not come back");
+		tdbj_close(j);
+	}
+}
+
 /* Record offsets of a journal of records of equal size. */
 static void
 test_damage(void)
@@ -1006,6 +1077,7 @@ main(void)
 	test_traverse();
 	test_replay();
 	test_damage();
+	test_torn_first();
 	test_generation();
 	test_checkpoint_bound();
 	test_random_flips();
