@@ -15,12 +15,12 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdint.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -63,8 +63,8 @@ worker(void *arg)
 		TAILQ_INSERT_TAIL(&p->done, j, link);
 		/* Wake the loop outside our lock (its drain() takes it at
 		 * once), and only for the first job of a batch: a list that
-		 * was not empty has an activation on its way that has not
-		 * drained it yet, and that drain takes this job too. */
+		 * was not empty has a wake-up on its way whose drain has not
+		 * taken the list yet, and that drain takes this job too. */
 		if (wake) {
 			uint64_t one = 1;
 
