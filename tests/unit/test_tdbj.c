@@ -376,6 +376,74 @@ test_torn_first(void)
 	}
 }
 
+/*
+ * TDBJ_O_PREALLOC: zeros ahead of the last record. A kill leaves them
+ * after the records; they read as the end, a read-write open cuts them
+ * off, and a torn last record before them is a tail as without them.
+ */
+static void
+test_prealloc(void)
+{
+	int err;
+	struct tdbj *j;
+	off_t sz = 40 + 10 * 33, rl;
+
+	fresh();
+	child_commits(10, TDBJ_O_PREALLOC); /* default bound: 1 MiB steps */
+	ok(fsize(jp) >= 40 + (1 << 20), "zeros written ahead (%ld bytes)",
+	   (long)fsize(jp));
+	j = jo(TDBJ_O_RDONLY, 0, &err);
+	if (ok(j != NULL, "read-only open of a preallocated journal")) {
+		is_int(count_present(j, 10), 10, "all 10 commits");
+		tdbj_close(j);
+	}
+	j = jo(0, 0, &err);
+	if (ok(j != NULL, "read-write open")) {
+		is_int(count_present(j, 10), 10, "all 10 commits");
+		sz = fsize(jp);
+		ok(sz > 40 && sz < 4096, "the zeros are cut off (%ld bytes)",
+		   (long)sz);
+		tdbj_close(j);
+	}
+	is_int((int)fsize(jp), 40, "a close checkpoints: header only");
+	rl = (sz - 40) / 10;
+
+	/* The last record torn, zeros after it: a tail. */
+	fresh();
+	child_commits(5, TDBJ_O_PREALLOC);
+	flip(40 + 5 * rl - 2);
+	j = jo(TDBJ_O_PREALLOC, 0, &err);
+	if (ok(j != NULL, "torn last record before the zeros: opens")) {
+		is_int(count_present(j, 5), 4, "4 commits, the tail cut");
+		is_int(put(j, "k4", "v4"), 0, "a commit after the cut");
+		ok(fsize(jp) >= 40 + 5 * rl + (1 << 20),
+		   "over new zeros");
+		tdbj_close(j);
+	}
+	j = jo(0, 0, &err);
+	if (ok(j != NULL, "reopen")) {
+		is_int(count_present(j, 5), 5, "all 5");
+		tdbj_close(j);
+	}
+
+	/* A damaged record that synced ones follow: still refused. */
+	fresh();
+	child_commits(5, TDBJ_O_PREALLOC);
+	flip(40 + 2 * rl + rl / 2);
+	j = jo(0, 0, &err);
+	ok(j == NULL && err == -EUCLEAN,
+	   "bad CRC before valid records, zeros after them: -EUCLEAN");
+
+	/* A small bound (tests, t1180): no preallocation. */
+	fresh();
+	j = jo(TDBJ_O_PREALLOC, 4096, &err);
+	if (ok(j != NULL, "a 4 KiB bound")) {
+		is_int(put(j, "a", "b"), 0, "a commit");
+		ok(fsize(jp) < 4096, "no zeros ahead under 64 KiB bounds");
+		tdbj_close(j);
+	}
+}
+
 /* Record offsets of a journal of records of equal size. */
 static void
 test_damage(void)
@@ -1078,6 +1146,7 @@ main(void)
 	test_replay();
 	test_damage();
 	test_torn_first();
+	test_prealloc();
 	test_generation();
 	test_checkpoint_bound();
 	test_random_flips();
