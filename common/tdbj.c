@@ -51,9 +51,11 @@
 #define ENT_PUT	       1
 #define ENT_DEL	       2
 /* TDBJ_O_PREALLOC: only with a checkpoint bound of at least this; zeros
- * are written ahead a quarter of the bound at a time, at most this. */
+ * are written ahead a quarter of the bound at a time, at most this (an
+ * idle volume keeps at most 64 KiB of zeros; one extension-and-sync every
+ * 64 KiB of records). */
 #define PREALLOC_MIN_BOUND (64u << 10)
-#define PREALLOC_MAX_STEP  (1u << 20)
+#define PREALLOC_MAX_STEP  (64u << 10)
 
 struct ent {
 	struct ent *next;

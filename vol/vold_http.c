@@ -2847,10 +2847,14 @@ on_flush(evutil_socket_t fd, short what, void *arg)
 	struct evbuffer *buf = bufferevent_get_output(c->bev);
 	struct evbuffer *uout = bufferevent_get_output(c->under);
 	evutil_socket_t s = bufferevent_getfd(c->under);
+	bufferevent_event_cb ecb = NULL;
 	int n;
 
 	c->flush_pending = false;
-	if (!evbuffer_get_length(buf))
+	/* As on_kick(): evhttp may have let go of the connection in this
+	 * turn (a deadline, an error); vconn_free() is on its way. */
+	bufferevent_getcb(c->bev, NULL, NULL, &ecb, NULL);
+	if (!ecb || !c->vd || !evbuffer_get_length(buf))
 		return;
 	/* Only behind nothing: bytes queued below go first. */
 	if (s >= 0 && !evbuffer_get_length(uout)) {

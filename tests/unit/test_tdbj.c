@@ -389,8 +389,8 @@ test_prealloc(void)
 	off_t sz = 40 + 10 * 33, rl;
 
 	fresh();
-	child_commits(10, TDBJ_O_PREALLOC); /* default bound: 1 MiB steps */
-	ok(fsize(jp) >= 40 + (1 << 20), "zeros written ahead (%ld bytes)",
+	child_commits(10, TDBJ_O_PREALLOC); /* default bound: 64 KiB steps */
+	ok(fsize(jp) >= 40 + (64 << 10), "zeros written ahead (%ld bytes)",
 	   (long)fsize(jp));
 	j = jo(TDBJ_O_RDONLY, 0, &err);
 	if (ok(j != NULL, "read-only open of a preallocated journal")) {
@@ -416,7 +416,7 @@ test_prealloc(void)
 	if (ok(j != NULL, "torn last record before the zeros: opens")) {
 		is_int(count_present(j, 5), 4, "4 commits, the tail cut");
 		is_int(put(j, "k4", "v4"), 0, "a commit after the cut");
-		ok(fsize(jp) >= 40 + 5 * rl + (1 << 20),
+		ok(fsize(jp) >= 40 + 5 * rl + (64 << 10),
 		   "over new zeros");
 		tdbj_close(j);
 	}
@@ -942,7 +942,11 @@ test_kill(void)
 			char k[32], v[32];
 
 			close(pfd[0]);
-			j = jo(run % 2 ? TDBJ_O_NOSYNC : 0, 8192, &err);
+			/* Every fourth run with zeros written ahead (a bound
+			 * of 64 KiB, the least that preallocates). */
+			j = run % 4 == 3
+				    ? jo(TDBJ_O_PREALLOC, 64 << 10, &err)
+				    : jo(run % 2 ? TDBJ_O_NOSYNC : 0, 8192, &err);
 			if (!j)
 				_exit(2);
 			for (long i = 1;; i++) {
