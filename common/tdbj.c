@@ -50,6 +50,12 @@
 #define REC_MAX	       (256u << 20) /* largest record body */
 #define ENT_PUT	       1
 #define ENT_DEL	       2
+/* TDBJ_O_PREALLOC: only with a checkpoint bound of at least this; zeros
+ * are written ahead a quarter of the bound at a time, at most this (an
+ * idle volume keeps at most 64 KiB of zeros; one extension-and-sync every
+ * 64 KiB of records). */
+#define PREALLOC_MIN_BOUND (64u << 10)
+#define PREALLOC_MAX_STEP  (64u << 10)
 
 struct ent {
 	struct ent *next;
@@ -73,6 +79,10 @@ struct tdbj {
 	size_t max_bytes;
 	uint64_t id, gen, seq;
 	uint64_t end; /* file offset of the next record */
+	/* TDBJ_O_PREALLOC: the file's size (zeros from end to alloc); off
+	 * after a failed extension. */
+	bool prealloc;
+	uint64_t alloc;
 	bool in_tx, broken;
 	bool nolock; /* TDBJ_O_EXCL: we set TDB_NOLOCK between checkpoints */
 	/* Durability, also touched by tdbj_sync_to() outside the caller's
@@ -316,6 +326,7 @@ jreset(struct tdbj *j, uint64_t gen)
 	hdr_encode(h, j->id, gen);
 	if (ftruncate(j->fd, HDR_LEN))
 		return -errno;
+	j->alloc = HDR_LEN;
 	rc = util_pwrite_all(j->fd, h, HDR_LEN, 0);
 	if (!rc)
 		rc = jsync(j);
@@ -542,13 +553,20 @@ jopen(struct tdbj *j)
 		goto out;
 	j->end = cut;
 	/* What a killed process left may still be in the page cache only:
-	 * sync it before a record claims it synced (base). */
-	if (cut > HDR_LEN && !ro) {
+	 * sync it before a record claims it synced (base). The tail goes
+	 * even when no record is whole (cut at the header): new records are
+	 * written from the cut, and a whole record of this generation left
+	 * behind them (written unsynced after the torn one, which a power
+	 * loss can keep) would otherwise read as their successor at the
+	 * next open once they end exactly where it begins (records of one
+	 * kind of change have one length). */
+	if (!ro && (cut > HDR_LEN || cut < size)) {
 		if (cut < size && ftruncate(j->fd, (off_t)cut))
 			rc = -errno;
 		else
 			rc = jsync(j);
 	}
+	j->alloc = cut;
 out:
 	free(buf);
 	return rc;
@@ -562,7 +580,7 @@ tdbj_open(struct tdb_context *tdb, const char *jpath, unsigned flags,
 	int rc = 0;
 
 	if (!tdb || (flags & ~(unsigned)(TDBJ_O_RDONLY | TDBJ_O_NOSYNC |
-					 TDBJ_O_EXCL))) {
+					 TDBJ_O_EXCL | TDBJ_O_PREALLOC))) {
 		rc = -EINVAL;
 		goto fail;
 	}
@@ -577,6 +595,8 @@ tdbj_open(struct tdb_context *tdb, const char *jpath, unsigned flags,
 	pthread_mutex_init(&j->smu, NULL);
 	pthread_cond_init(&j->scond, NULL);
 	j->max_bytes = max_bytes ? max_bytes : TDBJ_MAX_BYTES_DEFAULT;
+	j->prealloc = (flags & TDBJ_O_PREALLOC) && !(flags & TDBJ_O_RDONLY) &&
+		      j->max_bytes >= PREALLOC_MIN_BOUND;
 	if (jpath) {
 		j->journal = true;
 		j->path = strdup(jpath);
@@ -876,6 +896,44 @@ rec_encode(struct tdbj *j, uint8_t **out, size_t *outlen)
 	return 0;
 }
 
+/*
+ * TDBJ_O_PREALLOC: write zeros from j->alloc (the file's size, past the
+ * last record) so that the file holds @need bytes and a step more. An
+ * append that grows a file makes its fdatasync write the inode too (the
+ * size), and allocate blocks; a record written over zeros inside the
+ * size does neither (0.030 against 0.05 ms of CPU a sync on the
+ * development VM, and one wait for the disk fewer). The zeros need no
+ * sync of their own: the record's fdatasync writes them out with it, and
+ * a crash before that leaves zeros or nothing after the last record,
+ * which reads as the end (a tail) either way. A failed write (a full
+ * disk, a file size limit) turns preallocation off and leaves the file
+ * as it was; the record is then appended as without it.
+ */
+static void
+prealloc(struct tdbj *j, uint64_t need)
+{
+	static const uint8_t zeros[64 << 10];
+	uint64_t step = j->max_bytes / 4, to, off;
+
+	if (step > PREALLOC_MAX_STEP)
+		step = PREALLOC_MAX_STEP;
+	to = (need + step + 4095) & ~(uint64_t)4095;
+	for (off = j->alloc; off < to;) {
+		size_t n = to - off < sizeof(zeros) ? (size_t)(to - off)
+						    : sizeof(zeros);
+
+		if (util_pwrite_all(j->fd, zeros, n, (off_t)off)) {
+			/* Zeros past the end are a tail like any other
+			 * (cut at the next open) if this fails too. */
+			j->prealloc = false;
+			(void)!ftruncate(j->fd, (off_t)j->alloc);
+			return;
+		}
+		off += n;
+	}
+	j->alloc = to;
+}
+
 int
 tdbj_txn_commit(struct tdbj *j, unsigned cflags)
 {
@@ -911,6 +969,8 @@ tdbj_txn_commit(struct tdbj *j, unsigned cflags)
 		rc = rec_encode(j, &rec, &n);
 	if (rc)
 		goto fail;
+	if (j->prealloc && j->end + n > j->alloc)
+		prealloc(j, j->end + n);
 	rc = util_pwrite_all(j->fd, rec, n, (off_t)j->end);
 	free(rec);
 	if (rc) {
@@ -918,6 +978,7 @@ tdbj_txn_commit(struct tdbj *j, unsigned cflags)
 		 * is unknown: refuse later changes. */
 		if (ftruncate(j->fd, (off_t)j->end))
 			j->broken = true;
+		j->alloc = j->end;
 		goto fail;
 	}
 	pthread_mutex_lock(&j->smu);
@@ -928,6 +989,7 @@ tdbj_txn_commit(struct tdbj *j, unsigned cflags)
 		/* The kernel may have dropped the page: whether the record
 		 * is on disk is unknown. Refuse every later change. */
 		(void)!ftruncate(j->fd, (off_t)j->end);
+		j->alloc = j->end;
 		j->broken = true;
 		goto fail;
 	}

@@ -57,6 +57,14 @@ enum {
 			      but around checkpoints; back on at
 			      tdbj_detach() and tdbj_close(). The caller
 			      must not hold a tdb lock across a commit */
+	TDBJ_O_PREALLOC = 8, /* keep zeros written ahead of the last record
+			      (a quarter of @max_bytes at a time, at most
+			      1 MiB; only with @max_bytes >= 64 KiB), so a
+			      commit overwrites allocated blocks within the
+			      file's size and its fdatasync writes no inode.
+			      The file then ends in zeros, which a reader
+			      takes as the end (a tail); the journal's
+			      extent is tdbj_stats() .bytes, not its size */
 };
 
 /*

@@ -717,6 +717,7 @@ main(int argc, char **argv)
 	uint8_t key[TOKEN_KEY_MAX];
 	size_t keylen = sizeof(key);
 	struct event_base *base = NULL;
+	struct event_config *cfg;
 	struct event *sigs[4] = {NULL, NULL, NULL, NULL};
 	struct vs_root *root = NULL;
 	struct vold *vd = NULL;
@@ -866,7 +867,17 @@ main(int argc, char **argv)
 		ex = EX_OSERR;
 		goto out;
 	}
-	base = event_base_new();
+	/* epoll's changelist: the read and write interest a request turns
+	 * on and off (4 epoll_ctl a request otherwise) is folded into one
+	 * change per fd at the next epoll_wait. libevent warns against it
+	 * for fds that are dup()ed; cairn-vold registers none. */
+	cfg = event_config_new();
+	if (cfg)
+		event_config_set_flag(cfg,
+				      EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = cfg ? event_base_new_with_config(cfg) : NULL;
+	if (cfg)
+		event_config_free(cfg);
 	if (!base) {
 		ex = EX_OSERR;
 		goto out;

@@ -53,6 +53,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -250,6 +251,9 @@ struct vconn {
 	struct event *kick;	   /* admission of the peer; resume */
 	struct event *deadline;	   /* the request's receive deadline */
 	struct event *wdone;	   /* all output handed to the kernel */
+	struct event *flush;	   /* a mutation's reply: write it now */
+	bool tls;		   /* @under speaks TLS */
+	bool flush_pending;	   /* @flush is active */
 	struct evbuffer_cb_entry *fout_cb, *uout_cb;
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
@@ -300,6 +304,9 @@ struct vvol {
 				   for a group commit */
 };
 
+/* Slots of the verified-token cache (a power of two). */
+#define TOKC_SLOTS 32
+
 struct vold {
 	struct event_base *base;
 	struct evhttp *http;
@@ -309,6 +316,12 @@ struct vold {
 	SSL_CTX *ssl;
 	uint8_t key[TOKEN_KEY_MAX];
 	size_t keylen;
+	/* Tokens whose MAC verified (token_verified()), loop thread. */
+	struct tok_seen {
+		size_t len; /* 0: empty */
+		char tok[TOKEN_MAX + 1];
+		struct token_info ti;
+	} tokc[TOKC_SLOTS];
 	int port;
 	char addr[80];
 	int cache_max;
@@ -2230,6 +2243,44 @@ static const struct {
 };
 
 /*
+ * token_verify() of @tok (@n bytes, NUL-terminated) at the time now,
+ * through vd->tokc: a client sends the same token with every request, and
+ * its HMAC was most of the CPU of judging it (each request is judged twice:
+ * head and body). A slot holds a token whose MAC verified with our key
+ * (which never changes while we run) and what it says; a hit is compared
+ * in constant time (CRYPTO_memcmp: the time tells nothing of how much of
+ * a guess matches a cached token) and its expiry checked again at every
+ * use, so the answer is token_verify()'s. Only verified tokens are
+ * cached: a bad one costs its HMAC every time, as before. @return 0 or
+ * -EACCES.
+ */
+static int
+token_verified(struct vold *vd, const char *tok, size_t n,
+	       struct token_info *ti)
+{
+	uint64_t now = (uint64_t)time(NULL);
+	struct tok_seen *s =
+		&vd->tokc[crc32c(0, tok, n) & (TOKC_SLOTS - 1)];
+	int rc;
+
+	if (s->len == n && !CRYPTO_memcmp(s->tok, tok, n)) {
+		if (s->ti.expiry != 0 && s->ti.expiry <= now) {
+			s->len = 0;
+			return -EACCES;
+		}
+		*ti = s->ti;
+		return 0;
+	}
+	rc = token_verify(vd->key, vd->keylen, tok, now, ti);
+	if (!rc && n < sizeof(s->tok)) {
+		memcpy(s->tok, tok, n + 1);
+		s->len = n;
+		s->ti = *ti;
+	}
+	return rc;
+}
+
+/*
  * Judge the Authorization header value @auth (@auth_len bytes, need not be
  * NUL-terminated; NULL if absent) for a request on volume @vol that needs
  * write access if @need_rw. The token must verify (form, MAC, expiry; old
@@ -2257,7 +2308,7 @@ token_judge(struct vold *vd, const char *auth, size_t auth_len,
 		return TV_INVALID;
 	memcpy(tok, auth + 7, n);
 	tok[n] = 0;
-	if (token_verify(vd->key, vd->keylen, tok, (uint64_t)time(NULL), &t))
+	if (token_verified(vd, tok, n, &t))
 		return token_parse(tok, &old) == 0 && old.version == 1
 			       ? TV_OLD
 			       : TV_INVALID;
@@ -2773,13 +2824,71 @@ vconn_filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t lim,
 	return BEV_NEED_MORE;
 }
 
+/*
+ * The reply to a mutation (POST /op, /batch: a few hundred bytes of JSON
+ * in memory, never a file segment) is written to the socket at once by
+ * on_flush() instead of going through the bufferevent below, which would
+ * turn on write interest and wait for epoll to say "writable" (an
+ * epoll_ctl, an epoll_wait and a loop turn more for each small op, and
+ * another epoll_ctl to turn it off). evhttp adds the head line by line,
+ * then the body, so the write waits for @flush, which runs in the same
+ * loop turn once evhttp is done. What the socket does not take goes the
+ * usual way. Not over TLS (the bytes must go through OpenSSL).
+ */
+static bool
+vconn_direct(const struct vconn *c)
+{
+	return !c->tls && c->flush && (c->route == VR_OP || c->route == VR_BATCH);
+}
+
 static void
 on_fout(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct vconn *c = arg;
 
-	if (info->n_added && evbuffer_get_length(buf))
-		evbuffer_add_buffer(bufferevent_get_output(c->under), buf);
+	if (!info->n_added || !evbuffer_get_length(buf))
+		return;
+	if (vconn_direct(c)) {
+		if (!c->flush_pending) {
+			c->flush_pending = true;
+			event_active(c->flush, EV_TIMEOUT, 1);
+		}
+		return;
+	}
+	evbuffer_add_buffer(bufferevent_get_output(c->under), buf);
+}
+
+static void
+on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct vconn *c = arg;
+	struct evbuffer *buf = bufferevent_get_output(c->bev);
+	struct evbuffer *uout = bufferevent_get_output(c->under);
+	evutil_socket_t s = bufferevent_getfd(c->under);
+	bufferevent_event_cb ecb = NULL;
+	int n;
+
+	c->flush_pending = false;
+	/* As on_kick(): evhttp may have let go of the connection in this
+	 * turn (a deadline, an error); vconn_free() is on its way. */
+	bufferevent_getcb(c->bev, NULL, NULL, &ecb, NULL);
+	if (!ecb || !c->vd || !evbuffer_get_length(buf))
+		return;
+	/* Only behind nothing: bytes queued below go first. */
+	if (s >= 0 && !evbuffer_get_length(uout)) {
+		n = evbuffer_write(buf, s);
+		if (n > 0) {
+			if (c->vd)
+				c->vd->st.bytes_out += (uint64_t)n;
+			/* As on_uout(): evhttp hears "written" once both
+			 * buffers are empty. */
+			event_active(c->wdone, EV_TIMEOUT, 1);
+		}
+	}
+	/* The rest (the socket was full, or an error, which the bufferevent
+	 * below then meets and reports as usual). */
+	if (evbuffer_get_length(buf))
+		evbuffer_add_buffer(uout, buf);
 }
 
 /* Bytes read from the client (after TLS), for the metrics. */
@@ -2846,6 +2955,8 @@ vconn_free(void *arg)
 		event_free(c->deadline);
 	if (c->wdone)
 		event_free(c->wdone);
+	if (c->flush)
+		event_free(c->flush);
 	if (vd) {
 		vconn_release(c);
 		TAILQ_REMOVE(&vd->conns, c, link);
@@ -2871,6 +2982,8 @@ vconn_make(struct event_base *base, struct vold *vd, bool tls)
 	c->kick = event_new(base, -1, 0, on_kick, c);
 	c->deadline = evtimer_new(base, on_deadline, c);
 	c->wdone = event_new(base, -1, 0, on_wdone, c);
+	c->flush = event_new(base, -1, 0, on_flush, c);
+	c->tls = tls;
 	if (tls) {
 		ssl = SSL_new(vd->ssl);
 		if (ssl)
@@ -2900,15 +3013,17 @@ vconn_make(struct event_base *base, struct vold *vd, bool tls)
 		c->uin_cb = evbuffer_add_cb(bufferevent_get_input(under),
 					    on_uin, c);
 	}
-	if (!c->kick || !c->deadline || !c->wdone || !c->bev || !c->fout_cb ||
-	    !c->uout_cb || !c->uin_cb) {
+	if (!c->kick || !c->deadline || !c->wdone || !c->flush || !c->bev ||
+	    !c->fout_cb || !c->uout_cb || !c->uin_cb) {
 		if (c->kick)
 			event_free(c->kick);
 		if (c->deadline)
 			event_free(c->deadline);
 		if (c->wdone)
 			event_free(c->wdone);
-		c->kick = c->deadline = c->wdone = NULL;
+		if (c->flush)
+			event_free(c->flush);
+		c->kick = c->deadline = c->wdone = c->flush = NULL;
 		if (c->bev) {
 			/* Frees @under and, through vconn_free(), @c. */
 			bufferevent_free(c->bev);
@@ -3946,7 +4061,9 @@ vold_stop(struct vold *vd)
 		event_free(c->kick);
 		event_free(c->deadline);
 		event_free(c->wdone);
-		c->kick = c->deadline = c->wdone = NULL;
+		if (c->flush)
+			event_free(c->flush);
+		c->kick = c->deadline = c->wdone = c->flush = NULL;
 		c->vd = NULL;
 	}
 	LIST_REMOVE(vd, all);
@@ -3956,6 +4073,7 @@ vold_stop(struct vold *vd)
 	if (vd->ssl)
 		SSL_CTX_free(vd->ssl);
 	memset(vd->key, 0, sizeof(vd->key));
+	memset(vd->tokc, 0, sizeof(vd->tokc));
 	if (vd->alog_fd >= 0)
 		close(vd->alog_fd);
 	free(vd);

@@ -44,25 +44,21 @@ struct vs_undo {
 
 #define UNDO_ABSENT UINT32_MAX
 
-int
-undo_save(struct vs_vol *v, const void *k, size_t klen)
+/* Append the record of @k (@klen bytes) and its old value @val (@vlen
+ * bytes), or of its absence (@val NULL). */
+static int
+undo_append(struct vs_undo *u, const void *k, size_t klen, const void *val,
+	    size_t vlen)
 {
-	struct vs_undo *u = v->undo;
-	uint8_t *old = NULL;
-	size_t olen = 0, need;
 	uint32_t kl = (uint32_t)klen, vl;
-	int rc = tdbj_fetch(v->j, k, klen, &old, &olen);
+	size_t need;
 
-	if (rc && rc != -ENOENT)
-		return rc;
-	if (rc == -ENOENT)
-		olen = 0;
-	if (klen > UINT32_MAX / 2 || olen > UINT32_MAX / 2) {
-		free(old);
+	if (klen > UINT32_MAX / 2 || vlen > UINT32_MAX / 2)
 		return -E2BIG;
-	}
-	vl = rc == -ENOENT ? UNDO_ABSENT : (uint32_t)olen;
-	need = 8 + klen + olen;
+	vl = val ? (uint32_t)vlen : UNDO_ABSENT;
+	if (!val)
+		vlen = 0;
+	need = 8 + klen + vlen;
 	if (u->len + need > u->cap) {
 		size_t c = u->cap ? u->cap : 4096;
 		uint8_t *nb;
@@ -70,10 +66,8 @@ undo_save(struct vs_vol *v, const void *k, size_t klen)
 		while (c < u->len + need)
 			c *= 2;
 		nb = realloc(u->buf, c);
-		if (!nb) {
-			free(old);
+		if (!nb)
 			return -ENOMEM;
-		}
 		u->buf = nb;
 		u->cap = c;
 	}
@@ -81,10 +75,8 @@ undo_save(struct vs_vol *v, const void *k, size_t klen)
 		size_t c = u->ncap ? u->ncap * 2 : 64;
 		size_t *no = realloc(u->offs, c * sizeof(*no));
 
-		if (!no) {
-			free(old);
+		if (!no)
 			return -ENOMEM;
-		}
 		u->offs = no;
 		u->ncap = c;
 	}
@@ -92,11 +84,43 @@ undo_save(struct vs_vol *v, const void *k, size_t klen)
 	memcpy(u->buf + u->len, &kl, 4);
 	memcpy(u->buf + u->len + 4, &vl, 4);
 	memcpy(u->buf + u->len + 8, k, klen);
-	if (olen)
-		memcpy(u->buf + u->len + 8 + klen, old, olen);
+	if (vlen)
+		memcpy(u->buf + u->len + 8 + klen, val, vlen);
 	u->len += need;
-	free(old);
 	return 0;
+}
+
+struct undo_cp {
+	struct vs_undo *u;
+	const void *k;
+	size_t klen;
+	int rc;
+};
+
+/* tdbj_parse() callback: the old value straight into the log (no copy
+ * of its own to malloc and free: a fetch was most of what the undo log
+ * cost a write). */
+static int
+undo_parse(TDB_DATA key, TDB_DATA data, void *arg)
+{
+	struct undo_cp *c = arg;
+	static const uint8_t none;
+
+	(void)key;
+	c->rc = undo_append(c->u, c->k, c->klen,
+			    data.dsize ? data.dptr : &none, data.dsize);
+	return 0;
+}
+
+int
+undo_save(struct vs_vol *v, const void *k, size_t klen)
+{
+	struct undo_cp c = {v->undo, k, klen, -EIO};
+	int rc = tdbj_parse(v->j, k, klen, undo_parse, &c);
+
+	if (rc == -ENOENT)
+		return undo_append(v->undo, k, klen, NULL, 0);
+	return rc ? rc : c.rc;
 }
 
 void

@@ -1266,7 +1266,13 @@ data_make(struct txn *t, const struct obj *o, uint64_t newdv,
 				uint64_t base = first * scs, clen;
 				struct cent e;
 
-				memset(buf, 0, scs);
+				/* Only the bytes the new chunk will have need
+				 * a value (old content, staged bytes or
+				 * zeros): a small file's store zeroed a whole
+				 * server chunk (256 KiB) to keep 1 KiB. */
+				clen = newsize - base < scs ? newsize - base
+							    : scs;
+				memset(buf, 0, clen);
 				rc = cmap_get(v, o->oid, first, &e);
 				if (rc == 0)
 					rc = chunk_read(v, o->oid, first, &e,
@@ -1294,8 +1300,6 @@ data_make(struct txn *t, const struct obj *o, uint64_t newdv,
 					memcpy(buf + (off - base), sbuf,
 					       (size_t)got);
 				}
-				clen = newsize - base < scs ? newsize - base
-							    : scs;
 				rc = chunk_put(t, o->oid, first, newdv,
 					       buf, (size_t)clen);
 				if (rc)

@@ -408,7 +408,8 @@ vj_open_excl(struct vs_vol *v, bool journal)
 		rc = vj_mark(v->tdb, true);
 		if (rc)
 			return rc;
-		v->j = tdbj_open(v->tdb, jpath, jf | TDBJ_O_EXCL,
+		v->j = tdbj_open(v->tdb, jpath,
+				 jf | TDBJ_O_EXCL | TDBJ_O_PREALLOC,
 				 v->root->jmax, &rc);
 		if (!v->j) {
 			log_err(LOG_VOL, "volume '%s': cannot open its journal "

@@ -10,10 +10,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -127,6 +129,52 @@ put_report(struct txn *t, struct obj *o, struct obj *parent,
 	return 0;
 }
 
+/* 16 random bytes for a new oid, from a per-thread pool of 4 KiB drawn
+ * with one getrandom() (one call a create before: a system call of each
+ * small create's ~20). A forked child empties the pool of the thread that
+ * forked (pthread_atfork), so it never repeats its parent's oids; an oid
+ * that exists anyway is drawn again (new_oid()). */
+static __thread uint8_t oid_pool[4096];
+static __thread size_t oid_left;
+static pthread_once_t oid_once = PTHREAD_ONCE_INIT;
+
+static void
+oid_forked(void)
+{
+	oid_left = 0;
+}
+
+static void
+oid_init(void)
+{
+	pthread_atfork(NULL, NULL, oid_forked);
+}
+
+static int
+oid_random(uint8_t oid[16])
+{
+	pthread_once(&oid_once, oid_init);
+	if (!oid_left) {
+		size_t got = 0;
+
+		while (got < sizeof(oid_pool)) {
+			ssize_t n = getrandom(oid_pool + got,
+					      sizeof(oid_pool) - got, 0);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return random_bytes(oid, 16);
+			got += (size_t)n;
+		}
+		oid_left = sizeof(oid_pool);
+	}
+	oid_left -= 16;
+	memcpy(oid, oid_pool + oid_left, 16);
+	memset(oid_pool + oid_left, 0, 16); /* never handed out twice */
+	return 0;
+}
+
 /* Pick the new object's oid (client's choice or random). */
 static int
 new_oid(struct txn *t, const struct fid *want, uint8_t oid[16])
@@ -143,7 +191,7 @@ new_oid(struct txn *t, const struct fid *want, uint8_t oid[16])
 		return 0;
 	}
 	for (int i = 0; i < 8; i++) {
-		int rc = random_bytes(oid, 16);
+		int rc = oid_random(oid);
 
 		if (rc)
 			return rc;

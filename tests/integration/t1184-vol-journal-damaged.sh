@@ -17,11 +17,29 @@ make_token dj rw "$T_DIR/rw.tok"
 export VC_TOKEN=$(cat "$T_DIR/rw.tok")
 R=$(vc root) || exit 99
 J=$SRV_ROOT/volumes/dj/meta.journal
+# Where the journal's records end: cairn-vold writes zeros ahead of
+# them (TDBJ_O_PREALLOC), so the file's size is not that. Follows the
+# length fields of the records (doc/cache-format.md) up to the first
+# that is not one.
+jend() {
+	python3 - "$J" <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+off = 40
+while off + 40 <= len(b) and struct.unpack_from("<I", b, off)[0] == 0x524a4454:
+    n = 40 + struct.unpack_from("<I", b, off + 4)[0]
+    if off + n > len(b):
+        break
+    off += n
+print(off)
+PY
+}
 
 for i in $(seq 1 10); do vc create "$R" "a$i" >/dev/null || exit 99; done
 vold_kill9
 t_ok "$([ "$(stat -c %s "$J")" -gt 40 ] && echo 0 || echo 1)" "kill -9 left a journal with records"
-size=$(stat -c %s "$J")
+size=$(jend)
+t_ok "$([ "$size" -gt 40 ] && echo 0 || echo 1)" "its records end at $size"
 truncate -s $((size - 7)) "$J"
 vold_restart || exit 99
 miss=0
@@ -40,7 +58,7 @@ wait_for 5 test -s "$SRV_ROOT/volumes/dj/lock"
 t_ok $? "cairn-vold takes the lock back"
 for i in $(seq 1 6); do vc create "$R" "b$i" >/dev/null || exit 99; done
 vold_kill9
-t_ok "$([ "$(stat -c %s "$J")" -gt 200 ] && echo 0 || echo 1)" "kill -9 left records of b1..b6"
+t_ok "$([ "$(jend)" -gt 200 ] && echo 0 || echo 1)" "kill -9 left records of b1..b6"
 printf '\xff' | dd of="$J" bs=1 seek=60 conv=notrunc status=none
 sum0=$(md5sum <"$J")
 vold_restart || exit 99

@@ -305,6 +305,145 @@ test_replay(void)
 	}
 }
 
+/* In a child: commit "kI" = "vI" for I in @from..@to-1 with commit
+ * flags @cflags, then die unclosed. */
+static void
+child_commits_from(int from, int to, unsigned cflags)
+{
+	pid_t pid = fork();
+
+	if (!pid) {
+		int err;
+		struct tdbj *j = jo(0, 0, &err);
+		char k[32], v[32];
+
+		if (!j)
+			_exit(2);
+		for (int i = from; i < to; i++) {
+			snprintf(k, sizeof(k), "k%d", i);
+			snprintf(v, sizeof(v), "v%d", i);
+			if (tdbj_txn_start(j) || put(j, k, v) ||
+			    tdbj_txn_commit(j, cflags))
+				_exit(3);
+		}
+		_exit(0);
+	}
+	int st;
+
+	waitpid(pid, &st, 0);
+	is_int(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0,
+	       "child committed k%d..k%d and died unclosed", from, to - 1);
+}
+
+/*
+ * The first record torn, an unsynced one after it whole (a power loss
+ * may keep the later page and lose the earlier): the cut is at the
+ * header, and a read-write open must still drop the later record from
+ * the file. Left there, it would follow the first new record of the same
+ * length exactly where it begins, with the next seq, and come back as
+ * a commit at the next open although it was never acknowledged.
+ */
+static void
+test_torn_first(void)
+{
+	int err;
+	struct tdbj *j;
+	off_t sz, rl;
+
+	fresh();
+	child_commits_from(0, 2, TDBJ_C_NOSYNC); /* k0, k1: base 40 each */
+	sz = fsize(jp);
+	rl = (sz - 40) / 2;
+	flip(40 + rl - 2); /* k0's value: its CRC fails */
+	j = jo(0, 0, &err);
+	if (ok(j != NULL, "torn first record, a whole unsynced one after it: "
+			  "opens (an unacknowledged tail)")) {
+		is_int(count_present(j, 2), 0, "neither commit is there");
+		is_int((int)fsize(jp), 40, "the tail is cut off the file");
+		tdbj_close(j);
+	}
+	/* The same, then a commit of the same length and a kill. */
+	fresh();
+	child_commits_from(0, 2, TDBJ_C_NOSYNC);
+	flip(40 + rl - 2);
+	child_commits_from(5, 6, 0); /* k5 = v5: rl bytes at offset 40 */
+	j = jo(TDBJ_O_RDONLY, 0, &err);
+	if (ok(j != NULL, "reopen after a new commit over the torn one")) {
+		is_int(count_present(j, 6), 1, "only k5, the new commit");
+		is_int(get(j, "k1", (char[32]){0}, 32), -ENOENT,
+		       "k1 (never acknowledged) does not come back");
+		tdbj_close(j);
+	}
+}
+
+/*
+ * TDBJ_O_PREALLOC: zeros ahead of the last record. A kill leaves them
+ * after the records; they read as the end, a read-write open cuts them
+ * off, and a torn last record before them is a tail as without them.
+ */
+static void
+test_prealloc(void)
+{
+	int err;
+	struct tdbj *j;
+	off_t sz = 40 + 10 * 33, rl;
+
+	fresh();
+	child_commits(10, TDBJ_O_PREALLOC); /* default bound: 64 KiB steps */
+	ok(fsize(jp) >= 40 + (64 << 10), "zeros written ahead (%ld bytes)",
+	   (long)fsize(jp));
+	j = jo(TDBJ_O_RDONLY, 0, &err);
+	if (ok(j != NULL, "read-only open of a preallocated journal")) {
+		is_int(count_present(j, 10), 10, "all 10 commits");
+		tdbj_close(j);
+	}
+	j = jo(0, 0, &err);
+	if (ok(j != NULL, "read-write open")) {
+		is_int(count_present(j, 10), 10, "all 10 commits");
+		sz = fsize(jp);
+		ok(sz > 40 && sz < 4096, "the zeros are cut off (%ld bytes)",
+		   (long)sz);
+		tdbj_close(j);
+	}
+	is_int((int)fsize(jp), 40, "a close checkpoints: header only");
+	rl = (sz - 40) / 10;
+
+	/* The last record torn, zeros after it: a tail. */
+	fresh();
+	child_commits(5, TDBJ_O_PREALLOC);
+	flip(40 + 5 * rl - 2);
+	j = jo(TDBJ_O_PREALLOC, 0, &err);
+	if (ok(j != NULL, "torn last record before the zeros: opens")) {
+		is_int(count_present(j, 5), 4, "4 commits, the tail cut");
+		is_int(put(j, "k4", "v4"), 0, "a commit after the cut");
+		ok(fsize(jp) >= 40 + 5 * rl + (64 << 10),
+		   "over new zeros");
+		tdbj_close(j);
+	}
+	j = jo(0, 0, &err);
+	if (ok(j != NULL, "reopen")) {
+		is_int(count_present(j, 5), 5, "all 5");
+		tdbj_close(j);
+	}
+
+	/* A damaged record that synced ones follow: still refused. */
+	fresh();
+	child_commits(5, TDBJ_O_PREALLOC);
+	flip(40 + 2 * rl + rl / 2);
+	j = jo(0, 0, &err);
+	ok(j == NULL && err == -EUCLEAN,
+	   "bad CRC before valid records, zeros after them: -EUCLEAN");
+
+	/* A small bound (tests, t1180): no preallocation. */
+	fresh();
+	j = jo(TDBJ_O_PREALLOC, 4096, &err);
+	if (ok(j != NULL, "a 4 KiB bound")) {
+		is_int(put(j, "a", "b"), 0, "a commit");
+		ok(fsize(jp) < 4096, "no zeros ahead under 64 KiB bounds");
+		tdbj_close(j);
+	}
+}
+
 /* Record offsets of a journal of records of equal size. */
 static void
 test_damage(void)
@@ -803,7 +942,11 @@ test_kill(void)
 			char k[32], v[32];
 
 			close(pfd[0]);
-			j = jo(run % 2 ? TDBJ_O_NOSYNC : 0, 8192, &err);
+			/* Every fourth run with zeros written ahead (a bound
+			 * of 64 KiB, the least that preallocates). */
+			j = run % 4 == 3
+				    ? jo(TDBJ_O_PREALLOC, 64 << 10, &err)
+				    : jo(run % 2 ? TDBJ_O_NOSYNC : 0, 8192, &err);
 			if (!j)
 				_exit(2);
 			for (long i = 1;; i++) {
@@ -1006,6 +1149,8 @@ main(void)
 	test_traverse();
 	test_replay();
 	test_damage();
+	test_torn_first();
+	test_prealloc();
 	test_generation();
 	test_checkpoint_bound();
 	test_random_flips();
