@@ -11,7 +11,8 @@
 #   CAIRND_A=/path/to/other/cairnd top_builddir=$PWD/build top_srcdir=$PWD \
 #     bash tests/bench/bench-read-ab.sh
 # BENCH_FILE_MB (256), BENCH_RANDOM_READS (4000), BENCH_RUNS (6),
-# ROWS ("rand warm hot").
+# ROWS ("rand warm hot"). CAIRND_B replaces this build's cairnd as B (swap
+# A and B to see whether going second in a run favours a binary).
 set -u
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
@@ -43,7 +44,7 @@ vold_start || exit 99
 vos init >/dev/null 2>&1
 vos import bench "$src" >/dev/null || { echo "vos import failed"; exit 99; }
 make_token bench ro "$T_DIR/tok"
-B=$CAIRND
+B=${CAIRND_B:-$CAIRND}
 CAIRND=$CAIRND_A cairnd_mount "$T_DIR/ma" "$T_DIR/ca" bench "$T_DIR/tok" --cache-size 4G || exit 99
 CAIRND=$B cairnd_mount "$T_DIR/mb" "$T_DIR/cb" bench "$T_DIR/tok" --cache-size 4G || exit 99
 PA=$(cairnd_pid "$T_DIR/ma")
