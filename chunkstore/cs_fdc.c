@@ -119,12 +119,6 @@ cs_fdc_get(struct cs_store *cs, uint32_t slot, struct cs_fdref *out)
 		fd = openat(cs->dirfd, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	/* No readahead around a read: a 4 KiB random read read ~5 KiB of
-	 * the chunk file on average, against ~4 KiB for the same reads of
-	 * a plain file. Sequential readers need none here: a FUSE READ asks
-	 * whole chunks (a read up to a chunk's end advises the next file,
-	 * cs_read), and the kernel reads ahead on the FUSE file itself. */
-	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
 	cs->fdc_opens++;
 	if ((i = fdc_victim(cs)) < 0) {
 		out->fd = fd;
