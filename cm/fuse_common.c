@@ -7,14 +7,19 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h> /* splice */
+#include <linux/fuse.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "cm/fuse_i.h"
 #include "cm/inode.h"
 #include "cm/mcache.h"
+#include "cm/stats.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
 
@@ -250,3 +255,185 @@ fops_tbuf_get(size_t len)
 	return t->p;
 }
 
+
+/* --- what cairnd reads from and writes to /dev/fuse --- */
+
+/*
+ * libfuse 3.14 (Debian 12) neither negotiates FUSE_HANDLE_KILLPRIV_V2 nor
+ * passes on two of the kill flags the kernel then sets
+ * (FUSE_WRITE_KILL_SUIDGID in a write's write_flags,
+ * FUSE_OPEN_KILL_SUIDGID in an open's open_flags; a setattr's
+ * FATTR_KILL_SUIDGID does reach the handler, as FUSE_SET_ATTR_KILL_SUID). Its custom I/O (fuse_session_custom_io(), public since 3.14)
+ * lets cairnd read the requests and write the replies itself, so it sees
+ * the raw request before libfuse parses it (the same thread then runs
+ * the handler: libfuse's workers read a request and process it in turn,
+ * and splice reads stay off because no splice_receive is given), and can
+ * add the flag to the INIT reply. The kernel's ABI (linux/fuse.h) fixes
+ * the layouts; nothing of libfuse's private state is touched.
+ */
+/* The request this worker thread read last: its opcode and whether the
+ * kernel asked for set-ID bits to be killed with it. */
+static __thread uint32_t in_opcode;
+static __thread bool in_kill;
+
+/* FUSE_INIT: what the kernel offered, the request's unique (its reply
+ * gets the flag), and whether op_init() asked for KILLPRIV_V2. Written
+ * while the INIT is processed, before any other request is read. */
+static uint32_t init_flags;
+static uint64_t init_unique;
+static bool init_want_v2;
+static atomic_bool killpriv_v2;
+
+static ssize_t
+io_read(int fd, void *buf, size_t len, void *userdata)
+{
+	const struct fuse_in_header *h = buf;
+	ssize_t n;
+
+	(void)userdata;
+	n = read(fd, buf, len);
+	in_opcode = 0;
+	in_kill = false;
+	if (n < (ssize_t)sizeof(*h))
+		return n;
+	atomic_fetch_add_explicit(
+		&cm_fuse_opc[h->opcode < CM_FUSE_OPC_MAX ? h->opcode : 0], 1,
+		memory_order_relaxed);
+	in_opcode = h->opcode;
+	switch (h->opcode) {
+	case FUSE_WRITE:
+		if ((size_t)n >= sizeof(*h) + sizeof(struct fuse_write_in)) {
+			const struct fuse_write_in *w =
+				(const void *)((const char *)buf + sizeof(*h));
+
+			in_kill = w->write_flags & FUSE_WRITE_KILL_SUIDGID;
+		}
+		break;
+	case FUSE_OPEN:
+		if ((size_t)n >= sizeof(*h) + sizeof(struct fuse_open_in)) {
+			const struct fuse_open_in *o =
+				(const void *)((const char *)buf + sizeof(*h));
+
+			in_kill = o->open_flags & FUSE_OPEN_KILL_SUIDGID;
+		}
+		break;
+	case FUSE_INIT:
+		/* major, minor, max_readahead, flags: the start of every
+		 * version's fuse_init_in. */
+		if ((size_t)n >= sizeof(*h) + 4 * sizeof(uint32_t)) {
+			const uint32_t *i =
+				(const void *)((const char *)buf + sizeof(*h));
+
+			init_flags = i[3];
+			init_unique = h->unique;
+		}
+		break;
+	default:
+		break;
+	}
+	return n;
+}
+
+static ssize_t
+io_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	(void)userdata;
+	if (init_want_v2 && count >= 2 &&
+	    iov[0].iov_len >= sizeof(struct fuse_out_header) &&
+	    iov[1].iov_len >= 4 * sizeof(uint32_t)) {
+		const struct fuse_out_header *o = iov[0].iov_base;
+
+		if (o->unique == init_unique && o->error == 0) {
+			/* struct fuse_init_out: major, minor,
+			 * max_readahead, flags. */
+			uint32_t *flags = (uint32_t *)iov[1].iov_base + 3;
+
+			*flags |= FUSE_HANDLE_KILLPRIV_V2;
+			*flags &= ~(uint32_t)FUSE_HANDLE_KILLPRIV;
+			init_want_v2 = false;
+			atomic_store(&killpriv_v2, true);
+		}
+	}
+	return writev(fd, iov, count);
+}
+
+static ssize_t
+io_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+	       unsigned int flags, void *userdata)
+{
+	(void)userdata;
+	return splice(fdin, offin, fdout, offout, len, flags);
+}
+
+int
+fops_session_io(struct fuse_session *se)
+{
+	/* splice_send keeps FUSE_CAP_SPLICE_WRITE; no splice_receive, so
+	 * every request comes through io_read(). */
+	static const struct fuse_custom_io io = {
+		.read = io_read,
+		.writev = io_writev,
+		.splice_send = io_splice_send,
+	};
+
+	return fuse_session_custom_io(se, &io, fuse_session_fd(se));
+}
+
+bool
+fops_kill_suidgid(enum fops_kill_op op)
+{
+	static const uint32_t opc[] = {[FOPS_KILL_WRITE] = FUSE_WRITE,
+				       [FOPS_KILL_OPEN] = FUSE_OPEN};
+
+	return in_kill && in_opcode == opc[op];
+}
+
+bool
+fops_killpriv_v2(void)
+{
+	return atomic_load(&killpriv_v2);
+}
+
+bool
+fops_init_killpriv(bool want)
+{
+	init_want_v2 = want && (init_flags & FUSE_HANDLE_KILLPRIV_V2);
+	return init_want_v2;
+}
+
+uint32_t
+fops_killed_mode(uint32_t mode)
+{
+	mode &= ~(uint32_t)S_ISUID;
+	if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		mode &= ~(uint32_t)S_ISGID;
+	return mode;
+}
+
+/*
+ * After a flagged write, truncate or O_TRUNC open of @fid: clear the file's set-ID bits
+ * (fops_killed_mode()) the way tar's fchmod of a file being written goes,
+ * with its pending store (wb_setattr(): in the dirty state, so sync and
+ * writeback modes and a disconnected cairnd all send it with the data).
+ * @return true if that was done or there was nothing to clear; false if
+ * it must go as a setattr of its own (the write state cannot take it: a
+ * store of it is in flight or logged).
+ */
+bool
+fops_kill_fold(struct cm *cm, fuse_ino_t ino, const struct fid *fid)
+{
+	struct proto_attr a;
+	uint32_t mode;
+
+	if (mcache_attr(cm->mc, fid, &a) < 0)
+		return false;
+	mode = fops_killed_mode(a.mode & 07777);
+	if (mode == (a.mode & 07777))
+		return true;
+	if (wb_setattr(cm->wb, fid, PROTO_SA_MODE, mode, 0, 0, 0, 0) < 0)
+		return false;
+	/* The kernel keeps the old mode until it asks again. */
+	if (cm->loop.kops.inval_inode && ino)
+		cm->loop.kops.inval_inode(cm->loop.kops.arg, ino, -1, 0);
+	return true;
+}

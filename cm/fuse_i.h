@@ -36,6 +36,32 @@ struct cm_file {
 
 /* --- fuse_common.c --- */
 
+/*
+ * FUSE_HANDLE_KILLPRIV_V2 (fuse_common.c's /dev/fuse hooks, installed by
+ * fops_session_io()): the kernel no longer clears set-user-ID and
+ * set-group-ID bits itself on a write, a truncate, an O_TRUNC open or a
+ * chown; it flags the request instead, when the caller lacks CAP_FSETID
+ * (always for a chown), and cairnd clears them (fuse_mut.c, fuse_ops.c).
+ */
+enum fops_kill_op { FOPS_KILL_WRITE, FOPS_KILL_OPEN };
+
+/* Did the request this thread is handling (an @op) come with the kill
+ * flag? Read it in the handler, before the request is parked. */
+bool fops_kill_suidgid(enum fops_kill_op op);
+/* In op_init(): ask for KILLPRIV_V2 if @want and the kernel offers it.
+ * @return whether it will be in the INIT reply. */
+bool fops_init_killpriv(bool want);
+/* Whether the INIT reply carried it (so the kernel flags requests). */
+bool fops_killpriv_v2(void);
+/* @mode as a flagged write, truncate or chown leaves it: set-user-ID
+ * cleared, set-group-ID cleared when group-executable (the VFS's rule;
+ * a set-group-ID bit without group execute marks mandatory locking). */
+uint32_t fops_killed_mode(uint32_t mode);
+/* Clear the set-ID bits of @fid (inode @ino, 0 if unknown) with its
+ * pending store. @return false if they must go as a setattr of their own. */
+bool fops_kill_fold(struct cm *cm, fuse_ino_t ino, const struct fid *fid);
+
+
 /* The volume a request is for: the one the namespace router set for this
  * thread (fops_set_req_cm()), else the session's userdata. */
 struct cm *fops_req_cm(fuse_req_t req);
@@ -84,6 +110,11 @@ void fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
 		    const struct fid *fid, uint64_t off, const void *buf,
 		    size_t len);
 
+/* An O_TRUNC open (@fi made, its file handle set) whose set-ID bits its
+ * write state could not take (fops_kill_fold()): clear them with a setattr
+ * of their own, then answer the open (an error undoes it). */
+void fmut_kill_open(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
+		    const struct fuse_file_info *fi);
 void fmut_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		off_t off, struct fuse_file_info *fi);
 void fmut_create(fuse_req_t req, fuse_ino_t parent, const char *name,

@@ -51,6 +51,8 @@ struct wio {
 	uint64_t need;
 	unsigned tries;
 	fuse_ino_t ino; /* W_TRUNC: for the attribute reply */
+	bool kill;	/* W_WRITE, W_TRUNC: the kernel flagged it
+			   (fops_kill_suidgid()) */
 };
 
 static void
@@ -74,6 +76,9 @@ reply_attr_of(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
 	fops_to_stat(cm, &a, ino, &st);
 	fuse_reply_attr(req, &st, cm->cfg.attr_timeout);
 }
+
+static void kill_mop_start(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
+			   bool write, size_t written);
 
 /* Try once; 0 = answered, -EAGAIN = w->need must be fetched. */
 static int
@@ -107,6 +112,8 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 			return -EAGAIN;
 		if (n < 0)
 			fuse_reply_err(w->req, (int)-n);
+		else if (w->kill && !fops_kill_fold(cm, w->ino, &w->fid))
+			kill_mop_start(cm, w->req, w->ino, true, (size_t)n);
 		else
 			fuse_reply_write(w->req, (size_t)n);
 		return 0;
@@ -116,6 +123,8 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 			return -EAGAIN;
 		if (rc < 0)
 			fuse_reply_err(w->req, -rc);
+		else if (w->kill && !fops_kill_fold(cm, w->ino, &w->fid))
+			kill_mop_start(cm, w->req, w->ino, false, 0);
 		else
 			reply_attr_of(cm, w->req, w->ino, &w->fid);
 		return 0;
@@ -174,12 +183,14 @@ wio_job(struct cm_loop *loop, struct cm_job *job)
 	wb_fetch(cm->wb, &w->fid, w->need, wio_fetched, w);
 }
 
-void
-fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
-	  const struct fid *fid, uint64_t off, const void *buf, size_t len)
+static void
+wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
+	  const struct fid *fid, uint64_t off, const void *buf, size_t len,
+	  fuse_ino_t ino, bool kill)
 {
 	struct wio w = {.cm = cm, .req = req, .kind = kind, .fid = *fid,
-			.off = off, .len = len, .buf = (uint8_t *)buf};
+			.off = off, .len = len, .buf = (uint8_t *)buf,
+			.ino = ino, .kill = kill};
 	struct wio *h;
 	uint8_t *rbuf = NULL;
 
@@ -214,13 +225,19 @@ fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
 }
 
 void
+fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
+	       const struct fid *fid, uint64_t off, const void *buf, size_t len)
+{
+	wio_start(cm, req, kind, fid, off, buf, len, 0, false);
+}
+
+void
 fmut_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	 off_t off, struct fuse_file_info *fi)
 {
 	struct cm *cm = fops_req_cm(req);
 	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
 
-	(void)ino;
 	fops_count(cm, CM_R_OTHER);
 	if (!f || !f->writer || off < 0) {
 		fuse_reply_err(req, EBADF);
@@ -230,7 +247,8 @@ fmut_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, EFBIG);
 		return;
 	}
-	fmut_wio_start(cm, req, W_WRITE, &f->fid, (uint64_t)off, buf, size);
+	wio_start(cm, req, W_WRITE, &f->fid, (uint64_t)off, buf, size, ino,
+		  fops_kill_suidgid(FOPS_KILL_WRITE));
 }
 
 /* --- metadata operations --- */
@@ -274,17 +292,38 @@ struct mop {
 	bool held;	    /* a wb hold on @orphan is ours to give */
 	bool retried_stale; /* setattr: resent once after a 412 */
 	bool late;	    /* create: answered before the server has it */
+	bool kill;	    /* setattr: clear set-ID bits (fops_killed_mode())
+			       of the mode it finds */
+	bool reply_write;   /* setattr of a write's kill: answer the write */
+	size_t written;	    /* ... with this count */
+	bool reply_open;    /* setattr of an open's kill: answer the open
+			       with @fi */
 	struct fid need_dir;
 	struct fid fid;	    /* the object (for replies) */
 };
 
 static void orphan_settle(struct cm *cm, struct mop *m, bool orphaned);
 
+/* Undo the open behind @fi, which will get no release (its answer was an
+ * error, or the answer failed). */
+static void
+open_undo(struct cm *cm, const struct fuse_file_info *fi)
+{
+	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
+
+	wb_release_write(cm->wb, &f->fid);
+	fops_file_close(cm, f->e, &f->fid);
+	pthread_mutex_destroy(&f->mu);
+	free(f);
+}
+
 static void
 mop_free(struct mop *m)
 {
 	if (m->held && m->cm) /* never sent */
 		orphan_settle(m->cm, m, false);
+	if (m->reply_open && m->cm) /* the open was answered an error */
+		open_undo(m->cm, &m->fi);
 	free(m->name);
 	free(m->newname);
 	free(m->target);
@@ -294,6 +333,7 @@ mop_free(struct mop *m)
 }
 
 static int mop_try(struct cm *cm, struct mop *m);
+static void kill_open_reply(struct cm *cm, struct mop *m);
 
 /* The FID @name names in directory @dir: 0, -ENOENT, or 1 (the listing
  * must be fetched: m->need_dir is set). */
@@ -542,7 +582,11 @@ mop_done(void *arg, int err, const struct proto_op_result *r)
 		break;
 	case M_SETATTR:
 	case M_FALLOCATE:
-		if (r->has_attr && m->kind == M_SETATTR) {
+		if (m->reply_open) {
+			kill_open_reply(cm, m);
+		} else if (m->reply_write) {
+			fuse_reply_write(m->req, m->written);
+		} else if (r->has_attr && m->kind == M_SETATTR) {
 			struct proto_attr a = r->attr;
 			struct stat st;
 
@@ -685,6 +729,18 @@ late_create(struct cm *cm, struct mop *m, const struct proto_op *op)
  * (a listing is needed: m->need_dir), 2 (local data must be stored
  * first), 3 (attributes needed), 4 (an orphan-to-be must be fetched).
  */
+/*
+ * Answer the open a kill setattr (fmut_kill_open()) went before. The open
+ * stands whatever the setattr did (the truncate is done): @err is logged.
+ */
+static void
+kill_open_reply(struct cm *cm, struct mop *m)
+{
+	if (fuse_reply_open(m->req, &m->fi) != 0)
+		open_undo(cm, &m->fi); /* interrupted */
+	m->reply_open = false;
+}
+
 static int
 mop_try(struct cm *cm, struct mop *m)
 {
@@ -851,8 +907,23 @@ mop_try(struct cm *cm, struct mop *m)
 		if (m->kind == M_FALLOCATE) {
 			op.mask = PROTO_SA_SIZE;
 			op.size = (uint64_t)m->st.st_size;
-		} else {
-			setattr_fields(m, &op);
+			break;
+		}
+		if (m->kill && !(m->to_set & FUSE_SET_ATTR_MODE) &&
+		    fops_killed_mode(a.mode & 07777) != (a.mode & 07777)) {
+			m->to_set |= FUSE_SET_ATTR_MODE;
+			m->st.st_mode = fops_killed_mode(a.mode & 07777);
+		}
+		setattr_fields(m, &op);
+		if (!op.mask) {
+			/* A write's kill that found nothing to clear. */
+			if (m->reply_write)
+				fuse_reply_write(m->req, m->written);
+			else if (m->reply_open)
+				kill_open_reply(cm, m);
+			else
+				reply_attr_of(cm, m->req, m->ino, &op.fid);
+			return 0;
 		}
 		break;
 	case M_SETXATTR:
@@ -961,6 +1032,45 @@ mop_new(fuse_req_t req, enum mop_kind kind)
 	m->req = req;
 	m->kind = kind;
 	return m;
+}
+
+/* A flagged write of @written bytes to @ino (@write), or truncate, whose
+ * set-ID bits could not go with its store (fops_kill_fold()): clear them
+ * with a setattr of their own (after the data: mop_try() stores it
+ * first), then answer the write or the truncate. */
+static void
+kill_mop_start(struct cm *cm, fuse_req_t req, fuse_ino_t ino, bool write,
+	       size_t written)
+{
+	struct mop *m = mop_new(req, M_SETATTR);
+
+	if (!m)
+		return;
+	m->ino = ino;
+	m->kill = true;
+	m->reply_write = write;
+	m->written = written;
+	mop_start(cm, m);
+}
+
+void
+fmut_kill_open(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
+	       const struct fuse_file_info *fi)
+{
+	struct mop *m = calloc(1, sizeof(*m));
+
+	if (!m) {
+		fuse_reply_err(req, ENOMEM);
+		open_undo(cm, fi);
+		return;
+	}
+	m->req = req;
+	m->kind = M_SETATTR;
+	m->ino = ino;
+	m->kill = true;
+	m->reply_open = true;
+	m->fi = *fi;
+	mop_start(cm, m);
 }
 
 /* strdup that answers ENOMEM itself; @return false then. */
@@ -1126,6 +1236,7 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	struct mop *m;
 	struct fid fid;
 	int set = to_set;
+	bool kill = false, flagged, local_trunc;
 
 	(void)fi;
 	if (fops_read_only(cm)) {
@@ -1139,11 +1250,31 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	/* "now" times set by the kernel with a truncate are ours to keep. */
 	if ((set & FUSE_SET_ATTR_MTIME) && (set & FUSE_SET_ATTR_MTIME_NOW))
 		set &= ~FUSE_SET_ATTR_MTIME;
-	if ((set & FUSE_SET_ATTR_SIZE) && !(set & ~LOCAL_SET) &&
-	    wb_active(cm->wb, &fid)) {
+	/* A truncate by a caller without CAP_FSETID, or a chown: the
+	 * set-ID bits go with it (KILLPRIV_V2, fuse_i.h; libfuse passes the
+	 * kernel's FATTR_KILL_SUIDGID on as FUSE_SET_ATTR_KILL_SUID). A local truncate
+	 * folds them into the write state after it (wio_try()); anything
+	 * else sets them as a mode of the same op, or, when the attributes
+	 * are not cached, the op works the mode out (mop_try()). */
+	flagged = (set & FUSE_SET_ATTR_KILL_SUID) && !(set & FUSE_SET_ATTR_MODE);
+	set &= ~(FUSE_SET_ATTR_KILL_SUID | FUSE_SET_ATTR_KILL_SGID);
+	local_trunc = (set & FUSE_SET_ATTR_SIZE) && !(set & ~LOCAL_SET) &&
+		      wb_active(cm->wb, &fid);
+	if (flagged && !local_trunc) {
+		struct proto_attr a;
+
+		if (mcache_attr(cm->mc, &fid, &a) < 0) {
+			kill = true;
+		} else if (fops_killed_mode(a.mode & 07777) !=
+			   (a.mode & 07777)) {
+			set |= FUSE_SET_ATTR_MODE;
+			attr->st_mode = fops_killed_mode(a.mode & 07777);
+		}
+	}
+	if (local_trunc) {
 		struct wio w = {.cm = cm, .req = req, .kind = W_TRUNC,
 				.fid = fid, .off = (uint64_t)attr->st_size,
-				.ino = ino};
+				.ino = ino, .kill = flagged};
 		struct wio *h;
 
 		if (attr->st_size < 0) {
@@ -1167,7 +1298,7 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	/* chown to the owner and group it has (tar -x does it for every
 	 * file): nothing to ask the server, unless set-ID bits would be
 	 * cleared. */
-	if ((set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	if ((set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) && !kill &&
 	    !(set & ~(FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
 		      FUSE_SET_ATTR_CTIME))) {
 		struct proto_attr a;
@@ -1187,7 +1318,7 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		      FUSE_SET_ATTR_GID | FUSE_SET_ATTR_ATIME |
 		      FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME |
 		      FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) &&
-	    (set & ~FUSE_SET_ATTR_CTIME) && wb_active(cm->wb, &fid)) {
+	    (set & ~FUSE_SET_ATTR_CTIME) && !kill && wb_active(cm->wb, &fid)) {
 		struct proto_attr a;
 		uint32_t mask = 0;
 		int64_t at = 0, mt = 0;
@@ -1214,8 +1345,8 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 						       1000000000 +
 					       attr->st_mtim.tv_nsec;
 		}
-		/* A chown of a set-ID file clears the bits on the server:
-		 * leave that to it. */
+		/* A chown of a set-ID file goes to the server at once
+		 * (the mode it clears goes with it, set above). */
 		if (mcache_attr(cm->mc, &fid, &a) == 0 &&
 		    (!(mask & (PROTO_SA_UID | PROTO_SA_GID)) ||
 		     !(a.mode & (S_ISUID | S_ISGID))) &&
@@ -1240,6 +1371,7 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	m->ino = ino;
 	m->st = *attr;
 	m->to_set = set;
+	m->kill = kill;
 	mop_start(cm, m);
 }
 

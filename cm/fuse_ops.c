@@ -73,6 +73,7 @@ struct park {
 	enum need_kind need;
 	struct fid need_fid;
 	uint64_t wait_until; /* offline-miss=wait: util_now_ms() bound */
+	bool kill; /* open: O_TRUNC flagged (fops_kill_suidgid()) */
 };
 
 
@@ -756,7 +757,7 @@ try_open(struct cm *cm, struct park *p)
 	struct cm_file *f;
 	struct ino_ent *e;
 	struct fid fid;
-	bool fresh = false, pushed = false;
+	bool fresh = false, pushed = false, kill_later = false;
 
 	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
 		fuse_reply_err(p->req, ESTALE);
@@ -805,12 +806,24 @@ try_open(struct cm *cm, struct park *p)
 				       named ? name : NULL);
 		uint64_t need = 0;
 
-		if (rc == 0 && (p->fi.flags & O_TRUNC) && a.size > 0) {
-			/* Local, like ftruncate: stored at close. */
+		bool kill = p->kill && (p->fi.flags & O_TRUNC) &&
+			    fops_killed_mode(a.mode & 07777) !=
+				    (a.mode & 07777);
+
+		if (rc == 0 && (p->fi.flags & O_TRUNC) &&
+		    (a.size > 0 || kill)) {
+			/* Local, like ftruncate: stored at close. (An
+			 * empty file too when set-ID bits go: the write
+			 * state then carries them.) */
 			rc = wb_truncate(cm->wb, &fid, 0, &need);
 			if (rc < 0)
 				wb_release_write(cm->wb, &fid);
 		}
+		/* The bits go with the store at close; if the write
+		 * state cannot take them (its last store is in flight or
+		 * logged), by a setattr before the open is answered. */
+		if (rc == 0 && kill && !fops_kill_fold(cm, p->ino, &fid))
+			kill_later = true;
 
 		if (rc < 0) {
 			fops_file_close(cm, e, &fid);
@@ -835,6 +848,10 @@ try_open(struct cm *cm, struct park *p)
 	    open_push(cm, p->ino, e, &a))
 		p->fi.keep_cache = pushed = true;
 	p->fi.fh = (uintptr_t)f;
+	if (kill_later) {
+		fmut_kill_open(cm, p->req, p->ino, &p->fi);
+		return 0;
+	}
 	if (fuse_reply_open(p->req, &p->fi) != 0) {
 		if (f->writer)
 			wb_release_write(cm->wb, &fid);
@@ -853,7 +870,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct cm *cm = fops_req_cm(req);
 	struct park p = {.cm = cm, .req = req, .op = P_OPEN, .ino = ino,
-			 .fi = *fi};
+			 .fi = *fi, .kill = fops_kill_suidgid(FOPS_KILL_OPEN)};
 
 	fops_count(cm, CM_R_OPEN);
 	fetch_kernel_readahead(cm->fetch, KERNEL_RA_KB);
@@ -1392,14 +1409,27 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* Set-ID bits (issue #14). libfuse turns on FUSE_HANDLE_KILLPRIV
+	 * (v1) by default: the kernel then leaves clearing them on write,
+	 * truncate and chown to us, without telling which caller may keep
+	 * them (CAP_FSETID), and still asks for security.capability at
+	 * most writes. Off with it. With KILLPRIV_V2 (fuse_common.c adds it
+	 * to the INIT reply) the kernel flags the requests that must clear
+	 * them, and, the file system being marked SB_NOSEC, asks for
+	 * security.capability once per file until its attributes are
+	 * refreshed rather than at every write. Without it the kernel
+	 * clears the bits itself (a getattr and a chmod). */
+	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
+	bool v2 = fops_init_killpriv(true);
 	/* max_readahead stays what the kernel offers (it can only be
 	 * lowered here); our own readahead fetches further ahead. */
 	(void)cm;
 	log_info(LOG_FUSE,
 		 "fuse protocol %u.%u, max_readahead %u, max_write %u, "
-		 "max_read %u, want 0x%x",
+		 "max_read %u, want 0x%x, killpriv_v2 %s",
 		 conn->proto_major, conn->proto_minor, conn->max_readahead,
-		 conn->max_write, conn->max_read, conn->want);
+		 conn->max_write, conn->max_read, conn->want,
+		 v2 ? "yes" : "no (the kernel clears set-ID bits)");
 }
 
 static int
