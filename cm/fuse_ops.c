@@ -1409,11 +1409,12 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-	/* Set-ID bits (issue #14). libfuse turns on FUSE_HANDLE_KILLPRIV
-	 * (v1) by default: the kernel then leaves clearing them on write,
-	 * truncate and chown to us, without telling which caller may keep
-	 * them (CAP_FSETID), and still asks for security.capability at
-	 * most writes. Off with it. With KILLPRIV_V2 (fuse_common.c adds it
+	/* Set-ID bits (issue #14). libfuse 3.14 puts FUSE_HANDLE_KILLPRIV
+	 * (v1) in want by default but never sends it to the kernel; v1
+	 * would leave clearing them on write, truncate and chown to us
+	 * without telling which caller may keep them (CAP_FSETID), and
+	 * the kernel would still ask for security.capability at most
+	 * writes. Out of want with it. With KILLPRIV_V2 (fuse_common.c adds it
 	 * to the INIT reply) the kernel flags the requests that must clear
 	 * them, and, the file system being marked SB_NOSEC, asks for
 	 * security.capability once per file until its attributes are
