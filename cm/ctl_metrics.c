@@ -168,6 +168,22 @@ vol_metrics_text(struct cm *cm, size_t *len)
 		metrics_u64(&b, "cairnd_fuse_requests_total", l, 2,
 			    LD(reqs[i]));
 	}
+	metrics_head(&b, "cairnd_fuse_opcode_requests_total", "counter",
+		     "FUSE requests read from /dev/fuse, by opcode (the "
+		     "whole process: every volume of a namespace mount).");
+	for (unsigned i = 0; i < CM_FUSE_OPC_MAX; i++) {
+		uint64_t v = (uint64_t)atomic_load_explicit(
+			&cm_fuse_opc[i], memory_order_relaxed);
+		char num[16];
+
+		if (!v)
+			continue;
+		snprintf(num, sizeof(num), "%u", i);
+		l[0] = vl;
+		lab(&l[1], "op",
+		    cm_fuse_opc_name(i) ? cm_fuse_opc_name(i) : num);
+		metrics_u64(&b, "cairnd_fuse_opcode_requests_total", l, 2, v);
+	}
 	counter(&b, &vl, "cairnd_parked_requests_total",
 		"FUSE requests that had to wait for the network.", LD(parked));
 

@@ -78,6 +78,12 @@ t_ok "$([ "$g" -ge 0 ] && [ "$g" -le 42 ] && echo 0 || echo 1)" \
 	"untar: at most about two getxattr a file ($g for 20 files)"
 t_check "untar: the files are what was written" diff -r "$T_DIR/tsrc/t" "$A/x/t"
 
+# the same counters in fs metrics
+"$FS" metrics -m "$A" >"$T_DIR/metrics" 2>&1
+mw=$(awk '$1 ~ /^cairnd_fuse_opcode_requests_total\{.*op="write"/ { print $2 }' "$T_DIR/metrics")
+t_ok "$([ -n "$mw" ] && [ "$mw" -ge "$(op write "$T_DIR/x.1")" ] && echo 0 || echo 1)" \
+	"fs metrics: cairnd_fuse_opcode_requests_total by op ($mw writes)"
+
 t_check "fs setpolicy --write-mode writeback" "$FS" setpolicy -m "$A" --write-mode writeback
 round wb
 t_check "fs sync" "$FS" sync -m "$A"
