@@ -402,12 +402,41 @@ fops_init_killpriv(bool want)
 }
 
 uint32_t
-fops_killed_mode(uint32_t mode)
+fops_killed_mode(uint32_t mode, int how)
 {
+	if (!how)
+		return mode;
 	mode &= ~(uint32_t)S_ISUID;
-	if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+	if (how == FOPS_KILL_ALL || (mode & S_IXGRP))
 		mode &= ~(uint32_t)S_ISGID;
 	return mode;
+}
+
+int
+fops_kill_how(fuse_req_t req, const struct proto_attr *a)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	gid_t list[64], *g = list;
+	int n, how = FOPS_KILL;
+
+	/* The caller's groups matter only for a set-group-ID bit without
+	 * group execute (rare): only then read them (/proc). Not known
+	 * (the process went): cleared, the safe side. */
+	if (!a || !(a->mode & S_ISGID) || (a->mode & S_IXGRP) ||
+	    c->gid == (gid_t)a->gid)
+		return how;
+	n = fuse_req_getgroups(req, 64, list);
+	if (n > 64) {
+		g = malloc((size_t)n * sizeof(*g));
+		n = g ? fuse_req_getgroups(req, n, g) : -ENOMEM;
+	}
+	how = FOPS_KILL_ALL;
+	for (int i = 0; i < n; i++)
+		if (g[i] == (gid_t)a->gid)
+			how = FOPS_KILL;
+	if (g != list)
+		free(g);
+	return how;
 }
 
 /*
@@ -420,14 +449,14 @@ fops_killed_mode(uint32_t mode)
  * store of it is in flight or logged).
  */
 bool
-fops_kill_fold(struct cm *cm, fuse_ino_t ino, const struct fid *fid)
+fops_kill_fold(struct cm *cm, fuse_ino_t ino, const struct fid *fid, int how)
 {
 	struct proto_attr a;
 	uint32_t mode;
 
 	if (mcache_attr(cm->mc, fid, &a) < 0)
 		return false;
-	mode = fops_killed_mode(a.mode & 07777);
+	mode = fops_killed_mode(a.mode & 07777, how);
 	if (mode == (a.mode & 07777))
 		return true;
 	if (wb_setattr(cm->wb, fid, PROTO_SA_MODE, mode, 0, 0, 0, 0) < 0)

@@ -53,13 +53,20 @@ bool fops_kill_suidgid(enum fops_kill_op op);
 bool fops_init_killpriv(bool want);
 /* Whether the INIT reply carried it (so the kernel flags requests). */
 bool fops_killpriv_v2(void);
-/* @mode as a flagged write, truncate or chown leaves it: set-user-ID
- * cleared, set-group-ID cleared when group-executable (the VFS's rule;
- * a set-group-ID bit without group execute marks mandatory locking). */
-uint32_t fops_killed_mode(uint32_t mode);
+/* How a flagged request clears set-ID bits (the VFS's rule): FOPS_KILL
+ * clears set-user-ID, and set-group-ID when group-executable (without
+ * group execute it marks mandatory locking); FOPS_KILL_ALL set-group-ID
+ * in any case (a caller outside the file's group). 0: nothing. */
+enum { FOPS_KILL = 1, FOPS_KILL_ALL = 2 };
+/* @mode as a request that kills @how leaves it. */
+uint32_t fops_killed_mode(uint32_t mode, int how);
+/* How a flagged write, truncate or O_TRUNC open by the caller of @req
+ * kills the bits of a file with attributes @a (NULL: not known). */
+int fops_kill_how(fuse_req_t req, const struct proto_attr *a);
 /* Clear the set-ID bits of @fid (inode @ino, 0 if unknown) with its
  * pending store. @return false if they must go as a setattr of their own. */
-bool fops_kill_fold(struct cm *cm, fuse_ino_t ino, const struct fid *fid);
+bool fops_kill_fold(struct cm *cm, fuse_ino_t ino, const struct fid *fid,
+		    int how);
 
 
 /* The volume a request is for: the one the namespace router set for this
@@ -114,7 +121,7 @@ void fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
  * write state could not take (fops_kill_fold()): clear them with a setattr
  * of their own, then answer the open (an error undoes it). */
 void fmut_kill_open(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
-		    const struct fuse_file_info *fi);
+		    const struct fuse_file_info *fi, int how);
 void fmut_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		off_t off, struct fuse_file_info *fi);
 void fmut_create(fuse_req_t req, fuse_ino_t parent, const char *name,

@@ -51,8 +51,8 @@ struct wio {
 	uint64_t need;
 	unsigned tries;
 	fuse_ino_t ino; /* W_TRUNC: for the attribute reply */
-	bool kill;	/* W_WRITE, W_TRUNC: the kernel flagged it
-			   (fops_kill_suidgid()) */
+	int kill;	/* W_WRITE, W_TRUNC: flagged by the kernel: how
+			   (fops_kill_how()), else 0 */
 };
 
 static void
@@ -78,7 +78,7 @@ reply_attr_of(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
 }
 
 static void kill_mop_start(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
-			   bool write, size_t written);
+			   bool write, size_t written, int how);
 
 /* Try once; 0 = answered, -EAGAIN = w->need must be fetched. */
 static int
@@ -112,8 +112,10 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 			return -EAGAIN;
 		if (n < 0)
 			fuse_reply_err(w->req, (int)-n);
-		else if (w->kill && !fops_kill_fold(cm, w->ino, &w->fid))
-			kill_mop_start(cm, w->req, w->ino, true, (size_t)n);
+		else if (w->kill &&
+			 !fops_kill_fold(cm, w->ino, &w->fid, w->kill))
+			kill_mop_start(cm, w->req, w->ino, true, (size_t)n,
+				       w->kill);
 		else
 			fuse_reply_write(w->req, (size_t)n);
 		return 0;
@@ -123,8 +125,9 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 			return -EAGAIN;
 		if (rc < 0)
 			fuse_reply_err(w->req, -rc);
-		else if (w->kill && !fops_kill_fold(cm, w->ino, &w->fid))
-			kill_mop_start(cm, w->req, w->ino, false, 0);
+		else if (w->kill &&
+			 !fops_kill_fold(cm, w->ino, &w->fid, w->kill))
+			kill_mop_start(cm, w->req, w->ino, false, 0, w->kill);
 		else
 			reply_attr_of(cm, w->req, w->ino, &w->fid);
 		return 0;
@@ -186,7 +189,7 @@ wio_job(struct cm_loop *loop, struct cm_job *job)
 static void
 wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
 	  const struct fid *fid, uint64_t off, const void *buf, size_t len,
-	  fuse_ino_t ino, bool kill)
+	  fuse_ino_t ino, int kill)
 {
 	struct wio w = {.cm = cm, .req = req, .kind = kind, .fid = *fid,
 			.off = off, .len = len, .buf = (uint8_t *)buf,
@@ -228,7 +231,7 @@ void
 fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
 	       const struct fid *fid, uint64_t off, const void *buf, size_t len)
 {
-	wio_start(cm, req, kind, fid, off, buf, len, 0, false);
+	wio_start(cm, req, kind, fid, off, buf, len, 0, 0);
 }
 
 void
@@ -237,6 +240,7 @@ fmut_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 {
 	struct cm *cm = fops_req_cm(req);
 	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
+	int kill = 0;
 
 	fops_count(cm, CM_R_OTHER);
 	if (!f || !f->writer || off < 0) {
@@ -247,8 +251,15 @@ fmut_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, EFBIG);
 		return;
 	}
+	if (fops_kill_suidgid(FOPS_KILL_WRITE)) {
+		struct proto_attr a;
+
+		kill = fops_kill_how(req, mcache_attr(cm->mc, &f->fid, &a) == 0
+						  ? &a
+						  : NULL);
+	}
 	wio_start(cm, req, W_WRITE, &f->fid, (uint64_t)off, buf, size, ino,
-		  fops_kill_suidgid(FOPS_KILL_WRITE));
+		  kill);
 }
 
 /* --- metadata operations --- */
@@ -292,8 +303,8 @@ struct mop {
 	bool held;	    /* a wb hold on @orphan is ours to give */
 	bool retried_stale; /* setattr: resent once after a 412 */
 	bool late;	    /* create: answered before the server has it */
-	bool kill;	    /* setattr: clear set-ID bits (fops_killed_mode())
-			       of the mode it finds */
+	int kill;	    /* setattr: clear set-ID bits of the mode it finds
+			       (fops_killed_mode()'s how), else 0 */
 	bool reply_write;   /* setattr of a write's kill: answer the write */
 	size_t written;	    /* ... with this count */
 	bool reply_open;    /* setattr of an open's kill: answer the open
@@ -910,9 +921,11 @@ mop_try(struct cm *cm, struct mop *m)
 			break;
 		}
 		if (m->kill && !(m->to_set & FUSE_SET_ATTR_MODE) &&
-		    fops_killed_mode(a.mode & 07777) != (a.mode & 07777)) {
+		    fops_killed_mode(a.mode & 07777, m->kill) !=
+			    (a.mode & 07777)) {
 			m->to_set |= FUSE_SET_ATTR_MODE;
-			m->st.st_mode = fops_killed_mode(a.mode & 07777);
+			m->st.st_mode = fops_killed_mode(a.mode & 07777,
+							 m->kill);
 		}
 		setattr_fields(m, &op);
 		if (!op.mask) {
@@ -1040,14 +1053,14 @@ mop_new(fuse_req_t req, enum mop_kind kind)
  * first), then answer the write or the truncate. */
 static void
 kill_mop_start(struct cm *cm, fuse_req_t req, fuse_ino_t ino, bool write,
-	       size_t written)
+	       size_t written, int how)
 {
 	struct mop *m = mop_new(req, M_SETATTR);
 
 	if (!m)
 		return;
 	m->ino = ino;
-	m->kill = true;
+	m->kill = how;
 	m->reply_write = write;
 	m->written = written;
 	mop_start(cm, m);
@@ -1055,7 +1068,7 @@ kill_mop_start(struct cm *cm, fuse_req_t req, fuse_ino_t ino, bool write,
 
 void
 fmut_kill_open(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
-	       const struct fuse_file_info *fi)
+	       const struct fuse_file_info *fi, int how)
 {
 	struct mop *m = calloc(1, sizeof(*m));
 
@@ -1067,7 +1080,7 @@ fmut_kill_open(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
 	m->req = req;
 	m->kind = M_SETATTR;
 	m->ino = ino;
-	m->kill = true;
+	m->kill = how;
 	m->reply_open = true;
 	m->fi = *fi;
 	mop_start(cm, m);
@@ -1236,7 +1249,9 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	struct mop *m;
 	struct fid fid;
 	int set = to_set;
-	bool kill = false, flagged, local_trunc;
+	int kill = 0, flagged = 0;
+	bool local_trunc, have_ka = false;
+	struct proto_attr ka;
 
 	(void)fi;
 	if (fops_read_only(cm)) {
@@ -1256,19 +1271,27 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	 * folds them into the write state after it (wio_try()); anything
 	 * else sets them as a mode of the same op, or, when the attributes
 	 * are not cached, the op works the mode out (mop_try()). */
-	flagged = (set & FUSE_SET_ATTR_KILL_SUID) && !(set & FUSE_SET_ATTR_MODE);
+	if ((set & FUSE_SET_ATTR_KILL_SUID) && !(set & FUSE_SET_ATTR_MODE)) {
+		have_ka = mcache_attr(cm->mc, &fid, &ka) == 0;
+		/* A chown's flag is the kernel's whatever the caller: the
+		 * group rule alone (a caller outside the group and without
+		 * CAP_FSETID would lose a set-group-ID bit without group
+		 * execute on a local file system; rare, kept here). */
+		flagged = (set & FUSE_SET_ATTR_SIZE)
+				  ? fops_kill_how(req, have_ka ? &ka : NULL)
+				  : FOPS_KILL;
+	}
 	set &= ~(FUSE_SET_ATTR_KILL_SUID | FUSE_SET_ATTR_KILL_SGID);
 	local_trunc = (set & FUSE_SET_ATTR_SIZE) && !(set & ~LOCAL_SET) &&
 		      wb_active(cm->wb, &fid);
 	if (flagged && !local_trunc) {
-		struct proto_attr a;
-
-		if (mcache_attr(cm->mc, &fid, &a) < 0) {
-			kill = true;
-		} else if (fops_killed_mode(a.mode & 07777) !=
-			   (a.mode & 07777)) {
+		if (!have_ka) {
+			kill = flagged;
+		} else if (fops_killed_mode(ka.mode & 07777, flagged) !=
+			   (ka.mode & 07777)) {
 			set |= FUSE_SET_ATTR_MODE;
-			attr->st_mode = fops_killed_mode(a.mode & 07777);
+			attr->st_mode = fops_killed_mode(ka.mode & 07777,
+							 flagged);
 		}
 	}
 	if (local_trunc) {

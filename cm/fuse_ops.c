@@ -757,7 +757,8 @@ try_open(struct cm *cm, struct park *p)
 	struct cm_file *f;
 	struct ino_ent *e;
 	struct fid fid;
-	bool fresh = false, pushed = false, kill_later = false;
+	bool fresh = false, pushed = false;
+	int kill_later = 0;
 
 	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
 		fuse_reply_err(p->req, ESTALE);
@@ -806,9 +807,11 @@ try_open(struct cm *cm, struct park *p)
 				       named ? name : NULL);
 		uint64_t need = 0;
 
-		bool kill = p->kill && (p->fi.flags & O_TRUNC) &&
-			    fops_killed_mode(a.mode & 07777) !=
-				    (a.mode & 07777);
+		int how = p->kill && (p->fi.flags & O_TRUNC)
+				  ? fops_kill_how(p->req, &a)
+				  : 0;
+		bool kill = fops_killed_mode(a.mode & 07777, how) !=
+			    (a.mode & 07777);
 
 		if (rc == 0 && (p->fi.flags & O_TRUNC) &&
 		    (a.size > 0 || kill)) {
@@ -822,8 +825,8 @@ try_open(struct cm *cm, struct park *p)
 		/* The bits go with the store at close; if the write
 		 * state cannot take them (its last store is in flight or
 		 * logged), by a setattr before the open is answered. */
-		if (rc == 0 && kill && !fops_kill_fold(cm, p->ino, &fid))
-			kill_later = true;
+		if (rc == 0 && kill && !fops_kill_fold(cm, p->ino, &fid, how))
+			kill_later = how;
 
 		if (rc < 0) {
 			fops_file_close(cm, e, &fid);
@@ -849,7 +852,7 @@ try_open(struct cm *cm, struct park *p)
 		p->fi.keep_cache = pushed = true;
 	p->fi.fh = (uintptr_t)f;
 	if (kill_later) {
-		fmut_kill_open(cm, p->req, p->ino, &p->fi);
+		fmut_kill_open(cm, p->req, p->ino, &p->fi, kill_later);
 		return 0;
 	}
 	if (fuse_reply_open(p->req, &p->fi) != 0) {

@@ -33,6 +33,10 @@ seq_ops() {
 	printf x >c; chown $U:$G c; chmod 6755 c; u sh -c 'printf y >>c'
 	# set-group-ID without group execute, owner in the group: stays
 	printf x >d; chown $U:$G d; chmod 2664 d; u sh -c 'printf y >>d'
+	# ... the other user outside the file's group: it goes
+	printf x >d2; chmod 2666 d2; u sh -c 'printf y >>d2'
+	printf xyz >e2; chmod 2666 e2; u truncate -s 1 e2
+	printf xyz >g2; chmod 2666 g2; u sh -c ': >g2'
 	# truncate by the other user; by root
 	printf xyz >e; chmod 6777 e; u truncate -s 1 e
 	printf xyz >f; chmod 6777 f; truncate -s 1 f
