@@ -255,7 +255,6 @@ fops_tbuf_get(size_t len)
 	return t->p;
 }
 
-
 /* --- what cairnd reads from and writes to /dev/fuse --- */
 
 /*
@@ -263,14 +262,17 @@ fops_tbuf_get(size_t len)
  * passes on two of the kill flags the kernel then sets
  * (FUSE_WRITE_KILL_SUIDGID in a write's write_flags,
  * FUSE_OPEN_KILL_SUIDGID in an open's open_flags; a setattr's
- * FATTR_KILL_SUIDGID does reach the handler, as FUSE_SET_ATTR_KILL_SUID). Its custom I/O (fuse_session_custom_io(), public since 3.14)
- * lets cairnd read the requests and write the replies itself, so it sees
- * the raw request before libfuse parses it (the same thread then runs
- * the handler: libfuse's workers read a request and process it in turn,
- * and splice reads stay off because no splice_receive is given), and can
- * add the flag to the INIT reply. The kernel's ABI (linux/fuse.h) fixes
- * the layouts; nothing of libfuse's private state is touched.
+ * FATTR_KILL_SUIDGID does reach the handler, as
+ * FUSE_SET_ATTR_KILL_SUID). Its custom I/O (fuse_session_custom_io(),
+ * public since 3.14) lets cairnd read the requests and write the replies
+ * itself, so it sees the raw request before libfuse parses it (the same
+ * thread then runs the handler: libfuse's workers read a request and
+ * process it in turn, and splice reads stay off because no
+ * splice_receive is given), and can add the flag to the INIT reply. The
+ * kernel's ABI (linux/fuse.h) fixes the layouts; nothing of libfuse's
+ * private state is touched.
  */
+
 /* The request this worker thread read last: its opcode and whether the
  * kernel asked for set-ID bits to be killed with it. */
 static __thread uint32_t in_opcode;
@@ -440,10 +442,11 @@ fops_kill_how(fuse_req_t req, const struct proto_attr *a)
 }
 
 /*
- * After a flagged write, truncate or O_TRUNC open of @fid: clear the file's set-ID bits
- * (fops_killed_mode()) the way tar's fchmod of a file being written goes,
- * with its pending store (wb_setattr(): in the dirty state, so sync and
- * writeback modes and a disconnected cairnd all send it with the data).
+ * After a flagged write, truncate or O_TRUNC open of @fid: clear the
+ * file's set-ID bits (fops_killed_mode()) the way tar's fchmod of a file
+ * being written goes, with its pending store (wb_setattr(): in the
+ * dirty state, so sync and writeback modes and a disconnected cairnd all
+ * send it with the data).
  * @return true if that was done or there was nothing to clear; false if
  * it must go as a setattr of its own (the write state cannot take it: a
  * store of it is in flight or logged).

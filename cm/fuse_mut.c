@@ -344,7 +344,16 @@ mop_free(struct mop *m)
 }
 
 static int mop_try(struct cm *cm, struct mop *m);
-static void kill_open_reply(struct cm *cm, struct mop *m);
+
+/* Answer the open a kill setattr (fmut_kill_open()) went before, once
+ * the setattr is done. */
+static void
+kill_open_reply(struct cm *cm, struct mop *m)
+{
+	if (fuse_reply_open(m->req, &m->fi) != 0)
+		open_undo(cm, &m->fi); /* interrupted */
+	m->reply_open = false;
+}
 
 /* The FID @name names in directory @dir: 0, -ENOENT, or 1 (the listing
  * must be fetched: m->need_dir is set). */
@@ -740,18 +749,6 @@ late_create(struct cm *cm, struct mop *m, const struct proto_op *op)
  * (a listing is needed: m->need_dir), 2 (local data must be stored
  * first), 3 (attributes needed), 4 (an orphan-to-be must be fetched).
  */
-/*
- * Answer the open a kill setattr (fmut_kill_open()) went before. The open
- * stands whatever the setattr did (the truncate is done): @err is logged.
- */
-static void
-kill_open_reply(struct cm *cm, struct mop *m)
-{
-	if (fuse_reply_open(m->req, &m->fi) != 0)
-		open_undo(cm, &m->fi); /* interrupted */
-	m->reply_open = false;
-}
-
 static int
 mop_try(struct cm *cm, struct mop *m)
 {
@@ -928,8 +925,8 @@ mop_try(struct cm *cm, struct mop *m)
 							 m->kill);
 		}
 		setattr_fields(m, &op);
-		if (!op.mask) {
-			/* A write's kill that found nothing to clear. */
+		if (!op.mask && m->kill) {
+			/* A kill that found nothing to clear. */
 			if (m->reply_write)
 				fuse_reply_write(m->req, m->written);
 			else if (m->reply_open)
@@ -1266,11 +1263,12 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	if ((set & FUSE_SET_ATTR_MTIME) && (set & FUSE_SET_ATTR_MTIME_NOW))
 		set &= ~FUSE_SET_ATTR_MTIME;
 	/* A truncate by a caller without CAP_FSETID, or a chown: the
-	 * set-ID bits go with it (KILLPRIV_V2, fuse_i.h; libfuse passes the
-	 * kernel's FATTR_KILL_SUIDGID on as FUSE_SET_ATTR_KILL_SUID). A local truncate
-	 * folds them into the write state after it (wio_try()); anything
-	 * else sets them as a mode of the same op, or, when the attributes
-	 * are not cached, the op works the mode out (mop_try()). */
+	 * set-ID bits go with it (KILLPRIV_V2, fuse_i.h; libfuse passes
+	 * the kernel's FATTR_KILL_SUIDGID on as FUSE_SET_ATTR_KILL_SUID).
+	 * A local truncate folds them into the write state after it
+	 * (wio_try()); anything else sets them as a mode of the same op,
+	 * or, when the attributes are not cached, the op works the mode
+	 * out (mop_try()). */
 	if ((set & FUSE_SET_ATTR_KILL_SUID) && !(set & FUSE_SET_ATTR_MODE)) {
 		have_ka = mcache_attr(cm->mc, &fid, &ka) == 0;
 		/* A chown's flag is the kernel's whatever the caller: the
