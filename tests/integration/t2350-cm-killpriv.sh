@@ -120,8 +120,16 @@ t_ok "$(wait_for 60 drained && echo 0 || echo 1)" "reconnected: the replay log d
 check_round off "replayed"
 
 # --- security.capability ---
+# The reference: on a local file system a write removes it.
+CAPV=0x0100000200000000000000000000000000000000
+printf x >"$local_dir/cap"
+if setfattr -n security.capability -v $CAPV "$local_dir/cap" 2>/dev/null; then
+	printf y >>"$local_dir/cap"
+	t_ok "$(getfattr -n security.capability "$local_dir/cap" >/dev/null 2>&1 && echo 1 || echo 0)" \
+		"local reference: a write removes security.capability"
+fi
 printf x >"$A/cap"
-err=$(setfattr -n security.capability -v 0x0100000200000000000000000000000000000000 "$A/cap" 2>&1)
+err=$(setfattr -n security.capability -v $CAPV "$A/cap" 2>&1)
 t_ok "$(echo "$err" | grep -q 'Operation not supported' && echo 0 || echo 1)" \
 	"a set of security.capability is refused with ENOTSUP (cairn stores none)"
 x0=$(stat_of xattr_fetches)
