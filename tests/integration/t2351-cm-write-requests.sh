@@ -48,8 +48,8 @@ round() { # NAME
 	w=$(( $(op write "$T_DIR/$n.1") - $(op write "$T_DIR/$n.0") ))
 	g=$(( $(op getxattr "$T_DIR/$n.1") - $(op getxattr "$T_DIR/$n.0") - over ))
 	echo "# $n: 20 files: $w write, $g getxattr requests"
-	# (a 10 KiB write not on a page boundary is two or three WRITE
-	# requests: the kernel ends one at a partial page not in its cache)
+	# (a 10 KiB write that starts inside a page is two WRITE requests:
+	# the kernel ends one at a partial page not in its cache)
 	t_ok "$([ "$w" -ge 200 ] && [ "$w" -le 300 ] && echo 0 || echo 1)" \
 		"$n: 200-300 write requests ($w)"
 	t_ok "$([ "$g" -ge 0 ] && [ "$g" -le 22 ] && echo 0 || echo 1)" \
