@@ -10,6 +10,7 @@
 #include <fcntl.h> /* splice */
 #include <linux/fuse.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -280,10 +281,12 @@ static __thread bool in_kill;
 
 /* FUSE_INIT: what the kernel offered, the request's unique (its reply
  * gets the flag), and whether op_init() asked for KILLPRIV_V2. Written
- * while the INIT is processed, before any other request is read. */
-static uint32_t init_flags;
-static uint64_t init_unique;
-static bool init_want_v2;
+ * while the INIT is processed, before any other request is read; atomic
+ * (relaxed) because io_writev() reads init_want_v2 for every reply of
+ * every thread, the notifier's too, which may run meanwhile. */
+static _Atomic uint32_t init_flags;
+static _Atomic uint64_t init_unique;
+static atomic_bool init_want_v2;
 static atomic_bool killpriv_v2;
 
 static ssize_t
@@ -326,8 +329,10 @@ io_read(int fd, void *buf, size_t len, void *userdata)
 			const uint32_t *i =
 				(const void *)((const char *)buf + sizeof(*h));
 
-			init_flags = i[3];
-			init_unique = h->unique;
+			atomic_store_explicit(&init_flags, i[3],
+					      memory_order_relaxed);
+			atomic_store_explicit(&init_unique, h->unique,
+					      memory_order_relaxed);
 		}
 		break;
 	default:
@@ -340,19 +345,23 @@ static ssize_t
 io_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
 	(void)userdata;
-	if (init_want_v2 && count >= 2 &&
+	if (atomic_load_explicit(&init_want_v2, memory_order_relaxed) &&
+	    count >= 2 &&
 	    iov[0].iov_len >= sizeof(struct fuse_out_header) &&
 	    iov[1].iov_len >= 4 * sizeof(uint32_t)) {
 		const struct fuse_out_header *o = iov[0].iov_base;
 
-		if (o->unique == init_unique && o->error == 0) {
+		if (o->unique == atomic_load_explicit(&init_unique,
+						      memory_order_relaxed) &&
+		    o->error == 0) {
 			/* struct fuse_init_out: major, minor,
 			 * max_readahead, flags. */
 			uint32_t *flags = (uint32_t *)iov[1].iov_base + 3;
 
 			*flags |= FUSE_HANDLE_KILLPRIV_V2;
 			*flags &= ~(uint32_t)FUSE_HANDLE_KILLPRIV;
-			init_want_v2 = false;
+			atomic_store_explicit(&init_want_v2, false,
+					      memory_order_relaxed);
 			atomic_store(&killpriv_v2, true);
 		}
 	}
@@ -387,7 +396,8 @@ fops_kill_suidgid(enum fops_kill_op op)
 	static const uint32_t opc[] = {[FOPS_KILL_WRITE] = FUSE_WRITE,
 				       [FOPS_KILL_OPEN] = FUSE_OPEN};
 
-	return in_kill && in_opcode == opc[op];
+	return in_kill && in_opcode == opc[op] &&
+	       atomic_load_explicit(&killpriv_v2, memory_order_relaxed);
 }
 
 bool
@@ -399,19 +409,12 @@ fops_killpriv_v2(void)
 bool
 fops_init_killpriv(bool want)
 {
-	init_want_v2 = want && (init_flags & FUSE_HANDLE_KILLPRIV_V2);
-	return init_want_v2;
-}
+	bool v2 = want && (atomic_load_explicit(&init_flags,
+						memory_order_relaxed) &
+			   FUSE_HANDLE_KILLPRIV_V2);
 
-uint32_t
-fops_killed_mode(uint32_t mode, int how)
-{
-	if (!how)
-		return mode;
-	mode &= ~(uint32_t)S_ISUID;
-	if (how == FOPS_KILL_ALL || (mode & S_IXGRP))
-		mode &= ~(uint32_t)S_ISGID;
-	return mode;
+	atomic_store_explicit(&init_want_v2, v2, memory_order_relaxed);
+	return v2;
 }
 
 int
@@ -419,20 +422,28 @@ fops_kill_how(fuse_req_t req, const struct proto_attr *a)
 {
 	const struct fuse_ctx *c = fuse_req_ctx(req);
 	gid_t list[64], *g = list;
-	int n, how = FOPS_KILL;
+	int n, cap = 64;
+	int how = FOPS_KILL_ALL;
 
+	/* Not known: everything cleared, the safe side. */
+	if (!a)
+		return FOPS_KILL_ALL;
 	/* The caller's groups matter only for a set-group-ID bit without
-	 * group execute (rare): only then read them (/proc). Not known
-	 * (the process went): cleared, the safe side. */
-	if (!a || !(a->mode & S_ISGID) || (a->mode & S_IXGRP) ||
+	 * group execute (rare): only then read them (/proc). */
+	if (!(a->mode & S_ISGID) || (a->mode & S_IXGRP) ||
 	    c->gid == (gid_t)a->gid)
-		return how;
-	n = fuse_req_getgroups(req, 64, list);
-	if (n > 64) {
-		g = malloc((size_t)n * sizeof(*g));
-		n = g ? fuse_req_getgroups(req, n, g) : -ENOMEM;
+		return FOPS_KILL;
+	n = fuse_req_getgroups(req, cap, list);
+	if (n > cap) {
+		cap = n;
+		g = malloc((size_t)cap * sizeof(*g));
+		n = g ? fuse_req_getgroups(req, cap, g) : -ENOMEM;
 	}
-	how = FOPS_KILL_ALL;
+	/* The count is the caller's now, which may exceed what was
+	 * allocated: read no further than that. Not known (the process
+	 * went): FOPS_KILL_ALL, the safe side. */
+	if (n > cap)
+		n = cap;
 	for (int i = 0; i < n; i++)
 		if (g[i] == (gid_t)a->gid)
 			how = FOPS_KILL;
@@ -441,31 +452,44 @@ fops_kill_how(fuse_req_t req, const struct proto_attr *a)
 	return how;
 }
 
-/*
- * After a flagged write, truncate or O_TRUNC open of @fid: clear the
- * file's set-ID bits (fops_killed_mode()) the way tar's fchmod of a file
- * being written goes, with its pending store (wb_setattr(): in the
- * dirty state, so sync and writeback modes and a disconnected cairnd all
- * send it with the data).
- * @return true if that was done or there was nothing to clear; false if
- * it must go as a setattr of its own (the write state cannot take it: a
- * store of it is in flight or logged).
- */
-bool
-fops_kill_fold(struct cm *cm, fuse_ino_t ino, const struct fid *fid, int how)
+void
+fops_kill_of(struct cm *cm, fuse_req_t req, const struct fid *fid,
+	     struct wb_kill *out)
 {
 	struct proto_attr a;
-	uint32_t mode;
 
-	if (mcache_attr(cm->mc, fid, &a) < 0)
+	out->how = 0;
+	out->mode = WB_MODE_UNKNOWN;
+	if (mcache_attr(cm->mc, fid, &a) < 0) {
+		/* Not cached: the write state's mode is taken. */
+		out->how = FOPS_KILL_ALL;
+		return;
+	}
+	out->mode = a.mode & 07777;
+	if (out->mode & (S_ISUID | S_ISGID))
+		out->how = fops_kill_how(req, &a);
+}
+
+bool
+fops_caller_fsetid(fuse_req_t req)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	char path[64], line[256];
+	bool cap = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)c->pid);
+	f = fopen(path, "re");
+	if (!f)
 		return false;
-	mode = fops_killed_mode(a.mode & 07777, how);
-	if (mode == (a.mode & 07777))
-		return true;
-	if (wb_setattr(cm->wb, fid, PROTO_SA_MODE, mode, 0, 0, 0, 0) < 0)
-		return false;
-	/* The kernel keeps the old mode until it asks again. */
-	if (cm->loop.kops.inval_inode && ino)
-		cm->loop.kops.inval_inode(cm->loop.kops.arg, ino, -1, 0);
-	return true;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long eff;
+
+		if (sscanf(line, "CapEff: %llx", &eff) == 1) {
+			cap = eff & (1ull << 4); /* CAP_FSETID */
+			break;
+		}
+	}
+	fclose(f);
+	return cap;
 }

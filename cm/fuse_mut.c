@@ -51,8 +51,10 @@ struct wio {
 	uint64_t need;
 	unsigned tries;
 	fuse_ino_t ino; /* W_TRUNC: for the attribute reply */
-	int kill;	/* W_WRITE, W_TRUNC: flagged by the kernel: how
-			   (fops_kill_how()), else 0 */
+	/* W_WRITE, W_TRUNC: the set-ID bits a flagged request clears
+	 * (how 0: none), in the write state before the data (wb_kill()) */
+	struct wb_kill kill;
+	bool reply0; /* W_TRUNC of a fallocate: answered 0, not attributes */
 };
 
 static void
@@ -77,10 +79,21 @@ reply_attr_of(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_attr(req, &st, cm->cfg.attr_timeout);
 }
 
-static void kill_mop_start(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
-			   bool write, size_t written, int how);
+static void kill_mop_start(struct cm *cm, struct wio *w);
 
-/* Try once; 0 = answered, -EAGAIN = w->need must be fetched. */
+/* The kernel should see the mode a kill left (@w's inode). */
+static void
+wio_killed(struct cm *cm, const struct wio *w)
+{
+	if (w->kill.how && w->ino && cm->loop.kops.inval_inode &&
+	    w->kill.mode != WB_MODE_UNKNOWN &&
+	    wb_killed_mode(w->kill.mode, w->kill.how) != w->kill.mode)
+		cm->loop.kops.inval_inode(cm->loop.kops.arg, w->ino, -1, 0);
+}
+
+/* Try once; 0 = answered, -EAGAIN = w->need must be fetched, -EPERM =
+ * the set-ID bits must be cleared by a setattr of their own first
+ * (kill_mop_start()). */
 static int
 wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 {
@@ -107,27 +120,26 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 			fuse_reply_buf(w->req, (const char *)rbuf, (size_t)n);
 		return 0;
 	case W_WRITE:
-		n = wb_write(cm->wb, &w->fid, w->off, w->buf, w->len, &w->need);
-		if (n == -EAGAIN)
-			return -EAGAIN;
-		if (n < 0)
-			fuse_reply_err(w->req, (int)-n);
-		else if (w->kill &&
-			 !fops_kill_fold(cm, w->ino, &w->fid, w->kill))
-			kill_mop_start(cm, w->req, w->ino, true, (size_t)n,
-				       w->kill);
+		n = wb_write(cm->wb, &w->fid, w->off, w->buf, w->len, &w->need,
+			     w->kill.how ? &w->kill : NULL);
+		if (n == -EAGAIN || n == -EPERM)
+			return (int)n;
+		if (w->kill.how)
+			wio_killed(cm, w);
+		if (n < 0 || w->reply0)
+			fuse_reply_err(w->req, n < 0 ? (int)-n : 0);
 		else
 			fuse_reply_write(w->req, (size_t)n);
 		return 0;
 	case W_TRUNC:
-		rc = wb_truncate(cm->wb, &w->fid, w->off, &w->need);
-		if (rc == -EAGAIN)
-			return -EAGAIN;
-		if (rc < 0)
-			fuse_reply_err(w->req, -rc);
-		else if (w->kill &&
-			 !fops_kill_fold(cm, w->ino, &w->fid, w->kill))
-			kill_mop_start(cm, w->req, w->ino, false, 0, w->kill);
+		rc = wb_truncate(cm->wb, &w->fid, w->off, &w->need,
+				 w->kill.how ? &w->kill : NULL);
+		if (rc == -EAGAIN || rc == -EPERM)
+			return rc;
+		if (w->kill.how)
+			wio_killed(cm, w);
+		if (rc < 0 || w->reply0)
+			fuse_reply_err(w->req, rc < 0 ? -rc : 0);
 		else
 			reply_attr_of(cm, w->req, w->ino, &w->fid);
 		return 0;
@@ -170,10 +182,19 @@ wio_job(struct cm_loop *loop, struct cm_job *job)
 		wio_free(w);
 		return;
 	}
-	if (w->tries && wio_try(cm, w, rbuf) == 0) {
+	if (w->tries) {
+		int rc = wio_try(cm, w, rbuf);
+
 		free(rbuf);
-		wio_free(w);
-		return;
+		rbuf = NULL;
+		if (rc == 0) {
+			wio_free(w);
+			return;
+		}
+		if (rc == -EPERM) {
+			kill_mop_start(cm, w);
+			return;
+		}
 	}
 	free(rbuf);
 	if (w->tries++ >= WIO_TRIES) {
@@ -186,52 +207,67 @@ wio_job(struct cm_loop *loop, struct cm_job *job)
 	wb_fetch(cm->wb, &w->fid, w->need, wio_fetched, w);
 }
 
+/* Try @w (on the stack, its buffer the caller's) once; park a copy of it
+ * if it must wait for a fetch or for a kill's setattr. */
 static void
-wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
-	  const struct fid *fid, uint64_t off, const void *buf, size_t len,
-	  fuse_ino_t ino, int kill)
+wio_run(struct cm *cm, const struct wio *w, uint8_t *rbuf)
 {
-	struct wio w = {.cm = cm, .req = req, .kind = kind, .fid = *fid,
-			.off = off, .len = len, .buf = (uint8_t *)buf,
-			.ino = ino, .kill = kill};
 	struct wio *h;
-	uint8_t *rbuf = NULL;
+	int rc = wio_try(cm, (struct wio *)w, rbuf);
 
-	if (kind == W_READ && !(rbuf = (uint8_t *)fops_tbuf_get(len ? len : 1))) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	if (wio_try(cm, &w, rbuf) == 0)
+	if (rc == 0)
 		return;
 	h = malloc(sizeof(*h));
 	if (!h) {
-		fuse_reply_err(req, ENOMEM);
+		fuse_reply_err(w->req, ENOMEM);
 		return;
 	}
-	*h = w;
+	*h = *w;
 	h->buf = NULL;
-	if (kind == W_WRITE) {
-		h->buf = malloc(len ? len : 1);
+	if (w->kind == W_WRITE) {
+		h->buf = malloc(w->len ? w->len : 1);
 		if (!h->buf) {
 			free(h);
-			fuse_reply_err(req, ENOMEM);
+			fuse_reply_err(w->req, ENOMEM);
 			return;
 		}
-		memcpy(h->buf, buf, len);
+		memcpy(h->buf, w->buf, w->len);
 	}
 	/* tries = 1: the first entry on the loop fetches w.need, then
 	 * tries again. */
 	h->tries = 1;
 	h->job.run = wio_job;
 	CM_STAT_INC(&cm->st, parked);
-	cm_post(&cm->loop, &h->job);
+	if (rc == -EPERM)
+		kill_mop_start(cm, h);
+	else
+		cm_post(&cm->loop, &h->job);
+}
+
+static void
+wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
+	  const struct fid *fid, uint64_t off, const void *buf, size_t len,
+	  fuse_ino_t ino, const struct wb_kill *kill)
+{
+	struct wio w = {.cm = cm, .req = req, .kind = kind, .fid = *fid,
+			.off = off, .len = len, .buf = (uint8_t *)buf,
+			.ino = ino};
+	uint8_t *rbuf = NULL;
+
+	if (kill)
+		w.kill = *kill;
+	if (kind == W_READ && !(rbuf = (uint8_t *)fops_tbuf_get(len ? len : 1))) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	wio_run(cm, &w, rbuf);
 }
 
 void
 fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
 	       const struct fid *fid, uint64_t off, const void *buf, size_t len)
 {
-	wio_start(cm, req, kind, fid, off, buf, len, 0, 0);
+	wio_start(cm, req, kind, fid, off, buf, len, 0, NULL);
 }
 
 void
@@ -240,7 +276,7 @@ fmut_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 {
 	struct cm *cm = fops_req_cm(req);
 	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
-	int kill = 0;
+	struct wb_kill kill = {0};
 
 	fops_count(cm, CM_R_OTHER);
 	if (!f || !f->writer || off < 0) {
@@ -251,15 +287,10 @@ fmut_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, EFBIG);
 		return;
 	}
-	if (fops_kill_suidgid(FOPS_KILL_WRITE)) {
-		struct proto_attr a;
-
-		kill = fops_kill_how(req, mcache_attr(cm->mc, &f->fid, &a) == 0
-						  ? &a
-						  : NULL);
-	}
+	if (fops_kill_suidgid(FOPS_KILL_WRITE))
+		fops_kill_of(cm, req, &f->fid, &kill);
 	wio_start(cm, req, W_WRITE, &f->fid, (uint64_t)off, buf, size, ino,
-		  kill);
+		  &kill);
 }
 
 /* --- metadata operations --- */
@@ -304,11 +335,15 @@ struct mop {
 	bool retried_stale; /* setattr: resent once after a 412 */
 	bool late;	    /* create: answered before the server has it */
 	int kill;	    /* setattr: clear set-ID bits of the mode it finds
-			       (fops_killed_mode()'s how), else 0 */
-	bool reply_write;   /* setattr of a write's kill: answer the write */
-	size_t written;	    /* ... with this count */
-	bool reply_open;    /* setattr of an open's kill: answer the open
-			       with @fi */
+			       (wb_killed_mode()'s how), else 0 */
+	bool kill_only;	    /* setattr: the mode of a kill alone, sent
+			       before the data it goes with (not after a
+			       flush of it) */
+	struct wio *then;   /* kill_only: the write or truncate to run
+			       once it is done (ours until then) */
+	bool reply_open;    /* kill_only of an O_TRUNC open: answer the
+			       open with @fi */
+	bool open_trunc;    /* ... after truncating it */
 	struct fid need_dir;
 	struct fid fid;	    /* the object (for replies) */
 };
@@ -335,6 +370,8 @@ mop_free(struct mop *m)
 		orphan_settle(m->cm, m, false);
 	if (m->reply_open && m->cm) /* the open was answered an error */
 		open_undo(m->cm, &m->fi);
+	if (m->then) /* the write was answered an error */
+		wio_free(m->then);
 	free(m->name);
 	free(m->newname);
 	free(m->target);
@@ -345,14 +382,36 @@ mop_free(struct mop *m)
 
 static int mop_try(struct cm *cm, struct mop *m);
 
-/* Answer the open a kill setattr (fmut_kill_open()) went before, once
- * the setattr is done. */
+/* Once the setattr of a kill is done (or found nothing to clear): run the
+ * write or truncate it went before, or truncate and answer the open. */
 static void
-kill_open_reply(struct cm *cm, struct mop *m)
+kill_continue(struct cm *cm, struct mop *m)
 {
-	if (fuse_reply_open(m->req, &m->fi) != 0)
-		open_undo(cm, &m->fi); /* interrupted */
-	m->reply_open = false;
+	if (m->then) {
+		struct wio *w = m->then;
+
+		m->then = NULL;
+		/* The server has the mode now; the write must not ask
+		 * again (a logged state keeps showing its own). */
+		w->kill.how = 0;
+		cm_post(&cm->loop, &w->job); /* wio_job() */
+		return;
+	}
+	if (m->reply_open) {
+		struct cm_file *f = (struct cm_file *)(uintptr_t)m->fi.fh;
+		uint64_t need = 0;
+		int rc = m->open_trunc ? wb_truncate(cm->wb, &f->fid, 0, &need,
+						     NULL)
+				       : 0;
+
+		if (rc < 0) {
+			fuse_reply_err(m->req, rc == -ESTALE ? EIO : -rc);
+			return; /* mop_free() undoes the open */
+		}
+		m->reply_open = false;
+		if (fuse_reply_open(m->req, &m->fi) != 0)
+			open_undo(cm, &m->fi); /* interrupted */
+	}
 }
 
 /* The FID @name names in directory @dir: 0, -ENOENT, or 1 (the listing
@@ -584,6 +643,9 @@ mop_done(void *arg, int err, const struct proto_op_result *r)
 		if ((m->kind == M_REMOVEXATTR || m->kind == M_SETXATTR) &&
 		    err == -ENOENT)
 			err = -ENODATA;
+		/* A kill that failed fails its write, open or truncate. */
+		if (m->kill_only)
+			err = -EIO;
 		fuse_reply_err(m->req, -err);
 		mop_free(m);
 		return;
@@ -602,10 +664,8 @@ mop_done(void *arg, int err, const struct proto_op_result *r)
 		break;
 	case M_SETATTR:
 	case M_FALLOCATE:
-		if (m->reply_open) {
-			kill_open_reply(cm, m);
-		} else if (m->reply_write) {
-			fuse_reply_write(m->req, m->written);
+		if (m->kill_only) {
+			kill_continue(cm, m);
 		} else if (r->has_attr && m->kind == M_SETATTR) {
 			struct proto_attr a = r->attr;
 			struct stat st;
@@ -902,7 +962,8 @@ mop_try(struct cm *cm, struct mop *m)
 			fuse_reply_err(m->req, ESTALE);
 			return 0;
 		}
-		if (wb_dirty(cm->wb, &op.fid) && !m->flushed) {
+		if (!m->kill_only && wb_dirty(cm->wb, &op.fid) &&
+		    !m->flushed) {
 			m->fid = op.fid;
 			return 2;
 		}
@@ -913,24 +974,37 @@ mop_try(struct cm *cm, struct mop *m)
 		op.kind = PROTO_OP_SETATTR;
 		op.base_dv = a.dv;
 		if (m->kind == M_FALLOCATE) {
-			op.mask = PROTO_SA_SIZE;
-			op.size = (uint64_t)m->st.st_size;
+			/* st_size -1: nothing to grow, the kill alone */
+			if (m->st.st_size >= 0) {
+				op.mask = PROTO_SA_SIZE;
+				op.size = (uint64_t)m->st.st_size;
+			}
+			/* A fallocate by a caller without CAP_FSETID
+			 * clears set-ID bits in the same op. */
+			if (wb_killed_mode(a.mode & 07777, m->kill) !=
+			    (a.mode & 07777)) {
+				op.mask |= PROTO_SA_MODE;
+				op.mode = wb_killed_mode(a.mode & 07777,
+							 m->kill);
+			}
+			if (!op.mask) {
+				fuse_reply_err(m->req, 0);
+				return 0;
+			}
 			break;
 		}
 		if (m->kill && !(m->to_set & FUSE_SET_ATTR_MODE) &&
-		    fops_killed_mode(a.mode & 07777, m->kill) !=
+		    wb_killed_mode(a.mode & 07777, m->kill) !=
 			    (a.mode & 07777)) {
 			m->to_set |= FUSE_SET_ATTR_MODE;
-			m->st.st_mode = fops_killed_mode(a.mode & 07777,
-							 m->kill);
+			m->st.st_mode = wb_killed_mode(a.mode & 07777,
+						       m->kill);
 		}
 		setattr_fields(m, &op);
 		if (!op.mask && m->kill) {
 			/* A kill that found nothing to clear. */
-			if (m->reply_write)
-				fuse_reply_write(m->req, m->written);
-			else if (m->reply_open)
-				kill_open_reply(cm, m);
+			if (m->kill_only)
+				kill_continue(cm, m);
 			else
 				reply_attr_of(cm, m->req, m->ino, &op.fid);
 			return 0;
@@ -1044,43 +1118,48 @@ mop_new(fuse_req_t req, enum mop_kind kind)
 	return m;
 }
 
-/* A flagged write of @written bytes to @ino (@write), or truncate, whose
- * set-ID bits could not go with its store (fops_kill_fold()): clear them
- * with a setattr of their own (after the data: mop_try() stores it
- * first), then answer the write or the truncate. */
+/*
+ * A flagged write or truncate (@w, parked) whose write state cannot take
+ * the mode (wb_kill()'s -EPERM: its last store is logged or being
+ * replayed): clear the set-ID bits with a setattr of their own first,
+ * without storing the data (a mode-only setattr needs none of it), then
+ * run @w without the kill. If the setattr fails, so does @w (EIO), and
+ * nothing of it is written: the kernel's rule when file_remove_privs()
+ * fails.
+ */
 static void
-kill_mop_start(struct cm *cm, fuse_req_t req, fuse_ino_t ino, bool write,
-	       size_t written, int how)
+kill_mop_start(struct cm *cm, struct wio *w)
 {
-	struct mop *m = mop_new(req, M_SETATTR);
+	struct mop *m = mop_new(w->req, M_SETATTR);
 
-	if (!m)
+	if (!m) {
+		wio_free(w);
 		return;
-	m->ino = ino;
-	m->kill = how;
-	m->reply_write = write;
-	m->written = written;
-	mop_start(cm, m);
+	}
+	m->ino = w->ino;
+	m->kill = w->kill.how;
+	m->kill_only = true;
+	m->then = w;
+	mop_start(cm, m); /* counted: a request to the server of its own */
 }
 
 void
 fmut_kill_open(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
-	       const struct fuse_file_info *fi, int how)
+	       const struct fuse_file_info *fi, int how, bool trunc)
 {
-	struct mop *m = calloc(1, sizeof(*m));
+	struct mop *m = mop_new(req, M_SETATTR);
 
 	if (!m) {
-		fuse_reply_err(req, ENOMEM);
 		open_undo(cm, fi);
 		return;
 	}
-	m->req = req;
-	m->kind = M_SETATTR;
 	m->ino = ino;
 	m->kill = how;
+	m->kill_only = true;
 	m->reply_open = true;
+	m->open_trunc = trunc;
 	m->fi = *fi;
-	mop_start(cm, m);
+	mop_start(cm, m); /* counted: a request to the server of its own */
 }
 
 /* strdup that answers ENOMEM itself; @return false then. */
@@ -1285,35 +1364,27 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	if (flagged && !local_trunc) {
 		if (!have_ka) {
 			kill = flagged;
-		} else if (fops_killed_mode(ka.mode & 07777, flagged) !=
+		} else if (wb_killed_mode(ka.mode & 07777, flagged) !=
 			   (ka.mode & 07777)) {
 			set |= FUSE_SET_ATTR_MODE;
-			attr->st_mode = fops_killed_mode(ka.mode & 07777,
-							 flagged);
+			attr->st_mode = wb_killed_mode(ka.mode & 07777,
+						       flagged);
 		}
 	}
 	if (local_trunc) {
 		struct wio w = {.cm = cm, .req = req, .kind = W_TRUNC,
 				.fid = fid, .off = (uint64_t)attr->st_size,
-				.ino = ino, .kill = flagged};
-		struct wio *h;
+				.ino = ino,
+				.kill = {.how = flagged,
+					 .mode = have_ka ? ka.mode & 07777
+							 : WB_MODE_UNKNOWN}};
 
 		if (attr->st_size < 0) {
 			fuse_reply_err(req, EINVAL);
 			return;
 		}
 		fops_count(cm, CM_R_OTHER);
-		if (wio_try(cm, &w, NULL) == 0)
-			return;
-		h = malloc(sizeof(*h));
-		if (!h) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		*h = w;
-		h->tries = 1;
-		h->job.run = wio_job;
-		cm_post(&cm->loop, &h->job);
+		wio_run(cm, &w, NULL);
 		return;
 	}
 	/* chown to the owner and group it has (tar -x does it for every
@@ -1452,6 +1523,7 @@ fmut_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	struct proto_attr a;
 	struct fid fid;
 	uint64_t end;
+	int kill = 0;
 
 	(void)fi;
 	if (mode != 0) {
@@ -1468,15 +1540,33 @@ fmut_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 		return;
 	}
 	end = (uint64_t)offset + (uint64_t)length;
-	if (end <= a.size) {
+	/* Like a write, a fallocate by a caller without CAP_FSETID clears
+	 * set-ID bits (the kernel's file_modified(); under KILLPRIV_V2 it
+	 * leaves that to us and FUSE_FALLOCATE has no flag for it), before
+	 * the size, or with it. */
+	if ((a.mode & (S_ISUID | S_ISGID)) && !fops_caller_fsetid(req))
+		kill = fops_kill_how(req, &a);
+	if (wb_killed_mode(a.mode & 07777, kill) == (a.mode & 07777))
+		kill = 0;
+	if (end <= a.size && !kill) {
 		fuse_reply_err(req, 0);
 		return;
 	}
 	if (wb_active(cm->wb, &fid)) {
-		uint64_t need = 0;
-		int rc = wb_truncate(cm->wb, &fid, end, &need);
+		struct wio w = {.cm = cm, .req = req, .ino = ino, .fid = fid,
+				.reply0 = true,
+				.kill = {.how = kill, .mode = a.mode & 07777}};
 
-		fuse_reply_err(req, rc < 0 ? -rc : 0);
+		if (end > a.size) {
+			w.kind = W_TRUNC;
+			w.off = end;
+		} else {
+			/* Nothing to grow: the kill alone, as an empty
+			 * write (wb_write() of 0 bytes is wb_kill()). */
+			w.kind = W_WRITE;
+			w.off = a.size;
+		}
+		wio_run(cm, &w, NULL);
 		return;
 	}
 	{
@@ -1485,7 +1575,8 @@ fmut_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 		if (!m)
 			return;
 		m->ino = ino;
-		m->st.st_size = (off_t)end;
+		m->kill = kill;
+		m->st.st_size = end > a.size ? (off_t)end : -1;
 		mop_start(cm, m);
 	}
 }

@@ -759,6 +759,7 @@ try_open(struct cm *cm, struct park *p)
 	struct fid fid;
 	bool fresh = false, pushed = false;
 	int kill_later = 0;
+	bool trunc_later = false;
 
 	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
 		fuse_reply_err(p->req, ESTALE);
@@ -807,26 +808,40 @@ try_open(struct cm *cm, struct park *p)
 				       named ? name : NULL);
 		uint64_t need = 0;
 
-		int how = p->kill && (p->fi.flags & O_TRUNC)
-				  ? fops_kill_how(p->req, &a)
-				  : 0;
-		bool kill = fops_killed_mode(a.mode & 07777, how) !=
-			    (a.mode & 07777);
+		struct wb_kill k = {
+			.how = p->kill && (p->fi.flags & O_TRUNC) &&
+					       (a.mode & (S_ISUID | S_ISGID))
+				       ? fops_kill_how(p->req, &a)
+				       : 0,
+			.mode = a.mode & 07777};
+		bool kill = wb_killed_mode(k.mode, k.how) != k.mode;
 
 		if (rc == 0 && (p->fi.flags & O_TRUNC) &&
 		    (a.size > 0 || kill)) {
 			/* Local, like ftruncate: stored at close. (An
 			 * empty file too when set-ID bits go: the write
-			 * state then carries them.) */
-			rc = wb_truncate(cm->wb, &fid, 0, &need);
-			if (rc < 0)
+			 * state then carries them.) The bits go first,
+			 * saved with the state before the truncation
+			 * (wb_truncate()); if the write state cannot take
+			 * them (its last store is logged or replayed), a
+			 * setattr of their own goes first, and the
+			 * truncation after it, before the open is
+			 * answered (fmut_kill_open()). */
+			rc = wb_truncate(cm->wb, &fid, 0, &need,
+					 kill ? &k : NULL);
+			if (rc == -EPERM) {
+				kill_later = k.how;
+				trunc_later = a.size > 0;
+				rc = 0;
+			} else if (rc < 0) {
 				wb_release_write(cm->wb, &fid);
+			} else if (kill && cm->loop.kops.inval_inode) {
+				/* The kernel keeps the old mode until it
+				 * asks again. */
+				cm->loop.kops.inval_inode(cm->loop.kops.arg,
+							  p->ino, -1, 0);
+			}
 		}
-		/* The bits go with the store at close; if the write
-		 * state cannot take them (its last store is in flight or
-		 * logged), by a setattr before the open is answered. */
-		if (rc == 0 && kill && !fops_kill_fold(cm, p->ino, &fid, how))
-			kill_later = how;
 
 		if (rc < 0) {
 			fops_file_close(cm, e, &fid);
@@ -852,7 +867,8 @@ try_open(struct cm *cm, struct park *p)
 		p->fi.keep_cache = pushed = true;
 	p->fi.fh = (uintptr_t)f;
 	if (kill_later) {
-		fmut_kill_open(cm, p->req, p->ino, &p->fi, kill_later);
+		fmut_kill_open(cm, p->req, p->ino, &p->fi, kill_later,
+			       trunc_later);
 		return 0;
 	}
 	if (fuse_reply_open(p->req, &p->fi) != 0) {
