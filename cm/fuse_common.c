@@ -380,7 +380,12 @@ int
 fops_session_io(struct fuse_session *se)
 {
 	/* splice_send keeps FUSE_CAP_SPLICE_WRITE; no splice_receive, so
-	 * every request comes through io_read(). */
+	 * every request comes through io_read(). That costs nothing:
+	 * splice reads were never on for cairnd (it has no write_buf op,
+	 * so libfuse never puts FUSE_CAP_SPLICE_READ in want). Checked
+	 * against libfuse 3.14 (Debian 12); a newer one (3.17's want_ext,
+	 * 3.18's io_uring) may read requests without read() or negotiate
+	 * KILLPRIV_V2 itself: configure.ac requires 3.14 and says so. */
 	static const struct fuse_custom_io io = {
 		.read = io_read,
 		.writev = io_writev,
@@ -396,8 +401,7 @@ fops_kill_suidgid(enum fops_kill_op op)
 	static const uint32_t opc[] = {[FOPS_KILL_WRITE] = FUSE_WRITE,
 				       [FOPS_KILL_OPEN] = FUSE_OPEN};
 
-	return in_kill && in_opcode == opc[op] &&
-	       atomic_load_explicit(&killpriv_v2, memory_order_relaxed);
+	return in_kill && in_opcode == opc[op] && fops_killpriv_v2();
 }
 
 bool

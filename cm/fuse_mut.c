@@ -1132,6 +1132,8 @@ kill_mop_start(struct cm *cm, struct wio *w)
 {
 	struct mop *m = mop_new(w->req, M_SETATTR);
 
+	log_info(LOG_FUSE, "set-ID bits of a file whose store is logged: "
+			   "cleared by a setattr before the write");
 	if (!m) {
 		wio_free(w);
 		return;
@@ -1149,6 +1151,8 @@ fmut_kill_open(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
 {
 	struct mop *m = mop_new(req, M_SETATTR);
 
+	log_info(LOG_FUSE, "set-ID bits of a file whose store is logged: "
+			   "cleared by a setattr before the O_TRUNC");
 	if (!m) {
 		open_undo(cm, fi);
 		return;

@@ -58,6 +58,11 @@ seq_ops() {
 	printf r >>n
 	# a directory's set-group-ID bit is not touched by writes inside
 	mkdir -m 2777 p; u sh -c 'printf x >p/q'
+	# fallocate (file_modified(): no kill flag under KILLPRIV_V2) by
+	# the other user, growing and not; by root: stays
+	printf x >r; chmod 6777 r; u fallocate -l 8192 r
+	printf xyz >s; chmod 6777 s; u fallocate -l 2 s
+	printf x >t; chmod 6777 t; fallocate -l 8192 t
 	cd / || return 1
 }
 
@@ -67,9 +72,26 @@ listing() {
 		-o -printf '%p %m %U:%G %s\n' | LC_ALL=C sort)
 }
 
+# The set-group-ID rule of the local kernel (review 10, finding 8): from
+# 6.2 on (setattr_should_drop_sgid()), a write by a caller outside the
+# file's group clears a set-group-ID bit without group execute; before,
+# it stays. cairnd clears it (the newer rule, the safe side): on an older
+# kernel, d2, e2 and g2 are accepted with the bit or without.
+old_sgid=0
+sgid_rule() {
+	if [ $old_sgid = 1 ]; then
+		sed -E 's#^(\./(d2|e2|g2)) 2666 #\1 666 #'
+	else
+		cat
+	fi
+}
+
 local_dir=$T_DIR/local
 seq_ops "$local_dir/s" 2>"$T_DIR/local.err"
-listing "$local_dir/s" >"$T_DIR/want"
+listing "$local_dir/s" >"$T_DIR/want.raw"
+grep -q '^\./d2 2666 ' "$T_DIR/want.raw" && old_sgid=1
+echo "# local kernel $(uname -r): old set-group-ID rule: $old_sgid"
+sgid_rule <"$T_DIR/want.raw" >"$T_DIR/want"
 t_ok "$([ -s "$T_DIR/want" ] && [ ! -s "$T_DIR/local.err" ] && echo 0 || echo 1)" \
 	"the sequence on a local directory"
 sed 's/^/# local: /' "$T_DIR/want" | head -20
@@ -82,10 +104,10 @@ stat_of() { stats | awk -v k="$1" '$1 == k { print $2 } END { }' | head -1; }
 # round MODE_NAME: run the sequence in $A/$1, compare; a fresh cache too.
 check_round() {
 	local name=$1 n=$2
-	t_is "$(listing "$A/$name")" "$(cat "$T_DIR/want")" \
+	t_is "$(listing "$A/$name" | sgid_rule)" "$(cat "$T_DIR/want")" \
 		"$n: the mount shows what the local directory shows"
 	cairnd_mount "$T_DIR/b$name" "$T_DIR/cb$name" kp "$T_DIR/tok" || return 1
-	t_is "$(listing "$T_DIR/b$name/$name")" "$(cat "$T_DIR/want")" \
+	t_is "$(listing "$T_DIR/b$name/$name" | sgid_rule)" "$(cat "$T_DIR/want")" \
 		"$n: a second cairnd with an empty cache lists the same (the server has it)"
 	cairnd_umount "$T_DIR/b$name"
 }
@@ -110,7 +132,7 @@ t_check "fs setpolicy --write-mode sync" "$FS" setpolicy -m "$A" --write-mode sy
 t_check "fs disconnect" "$FS" disconnect -m "$A"
 seq_ops "$A/off" 2>"$T_DIR/off.err"
 t_is "$(cat "$T_DIR/off.err")" "" "disconnected: the sequence ran without errors"
-t_is "$(listing "$A/off")" "$(cat "$T_DIR/want")" "disconnected: the mount shows what the local directory shows"
+t_is "$(listing "$A/off" | sgid_rule)" "$(cat "$T_DIR/want")" "disconnected: the mount shows what the local directory shows"
 "$FS" reconnect -m "$A" >"$T_DIR/reconnect.out" 2>&1
 drained() {
 	[ "$("$FS" status --json -m "$A" 2>/dev/null | python3 -c \
