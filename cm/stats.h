@@ -76,7 +76,6 @@ struct cm_stats {
 	atomic_uint_fast64_t replay_singles; /* records replayed alone */
 };
 
-/* Add @n to counter @f of @st (a struct cm_stats *). */
 /*
  * FUSE requests by opcode, as read from /dev/fuse (fuse_common.c's read
  * hook), for the whole process (every session of it): slot 0 counts
@@ -89,6 +88,7 @@ extern atomic_uint_fast64_t cm_fuse_opc[CM_FUSE_OPC_MAX];
 /* The lower-case name of FUSE opcode @opc ("getxattr"), or NULL. */
 const char *cm_fuse_opc_name(unsigned opc);
 
+/* Add @n to counter @f of @st (a struct cm_stats *). */
 #define CM_STAT_ADD(st, f, n)                                                  \
 	atomic_fetch_add_explicit(&(st)->f, (n), memory_order_relaxed)
 #define CM_STAT_INC(st, f) CM_STAT_ADD(st, f, 1)

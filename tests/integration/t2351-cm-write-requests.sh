@@ -83,6 +83,8 @@ t_check "untar: the files are what was written" diff -r "$T_DIR/tsrc/t" "$A/x/t"
 mw=$(awk '$1 ~ /^cairnd_fuse_opcode_requests_total\{.*op="write"/ { print $2 }' "$T_DIR/metrics")
 t_ok "$([ -n "$mw" ] && [ "$mw" -ge "$(op write "$T_DIR/x.1")" ] && echo 0 || echo 1)" \
 	"fs metrics: cairnd_fuse_opcode_requests_total by op ($mw writes)"
+t_is "$(grep -c '^cairnd_fuse_opcode_requests_total{op="write"} ' "$T_DIR/metrics")|$(grep -c '^cairnd_fuse_opcode_requests_total{.*volume=' "$T_DIR/metrics")" \
+	"1|0" "fs metrics: the opcode family is given once, without a volume label (the process's counts)"
 
 t_check "fs setpolicy --write-mode writeback" "$FS" setpolicy -m "$A" --write-mode writeback
 round wb
