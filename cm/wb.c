@@ -121,6 +121,8 @@ gen_bump_locked(struct wstate *ws, uint64_t c0, uint64_t c1)
 		ws->cgen[c]++;
 }
 
+void (*wb_saved_hook)(void);
+
 /* Persist @ws (lock held). A failure is logged: the data itself is safe
  * in the chunk store; only the size would be guessed after a crash. */
 int
@@ -162,8 +164,11 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 		else
 			tdbw_txn_cancel(wb->tdb);
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		ws->saved = true;
+		if (wb_saved_hook)
+			wb_saved_hook();
+	}
 out:
 	if (rc != 0)
 		log_warn(LOG_WB, "cannot save a write state in dirty.tdb: %s",

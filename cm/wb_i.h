@@ -151,6 +151,10 @@ void wb_unlink_free_locked(struct wb *wb, struct wstate *ws);
 int wb_save_locked(struct wb *wb, struct wstate *ws);
 void wb_forget_locked(struct wb *wb, struct wstate *ws);
 void wb_mark_clean_locked(struct wb *wb, struct wstate *ws);
+/* Tests only (test_cm_wb's die-at-step-N, like chunkstore's
+ * cs_fault_hook): called after each committed wb_save_locked(); it may
+ * _exit() to "die" there. NULL (the default) costs a load and a branch. */
+extern void (*wb_saved_hook)(void);
 /* wb.c: the name and directory @fid's write state knows it by (its last
  * create, open by name or rename), for conflict paths. @return 0 or
  * -ENOENT. */

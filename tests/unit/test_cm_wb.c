@@ -18,10 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <tdb.h>
 #include <unistd.h>
 
 #include "chunkstore/cs.h"
+#include "chunkstore/cs_i.h" /* cs_fault_hook */
 #include "cm/cm.h"
 #include "cm/inode.h"
 #include "cm/loop.h"
@@ -29,6 +31,7 @@
 #include "cm/stats.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
+#include "cm/wb_i.h" /* wb_saved_hook */
 #include "cm/wb_rec.h"
 #include "common/log.h"
 #include "tests/tap.h"
@@ -619,6 +622,180 @@ out:
 		diag("cannot remove '%s'", cdir);
 }
 
+/* --- kill -9 in the middle of a flagged write --- */
+
+struct kenv {
+	struct cs_params p;
+	struct cm_stats st;
+	struct cm_loop loop;
+	struct mcache_hooks hooks;
+	struct wb_deps d;
+	struct ino_table *ino;
+	struct mcache *mc;
+	struct cs_store *cs;
+	struct vc *vc;
+	struct wb *wb;
+	char cdir[200];
+};
+
+static int
+kenv_open(struct kenv *e, const struct fid *root)
+{
+	char path[300];
+	int err = 0;
+
+	snprintf(path, sizeof(path), "%s/cs", e->cdir);
+	e->p.chunk_size = 65536;
+	e->cs = cs_open(path, &e->p, &err);
+	snprintf(path, sizeof(path), "%s/meta.tdb", e->cdir);
+	e->vc = e->cs ? vc_open(path, RACE_VOL, cs_chunk_size(e->cs)) : NULL;
+	e->ino = ino_new(root);
+	cm_loop_init(&e->loop);
+	e->mc = e->vc && e->ino ? mcache_new(e->ino, e->vc, e->cs, &e->loop,
+					     &e->st, &e->hooks)
+				: NULL;
+	e->d.loop = &e->loop;
+	e->d.cs = e->cs;
+	e->d.mc = e->mc;
+	e->d.ino = e->ino;
+	e->d.st = &e->st;
+	e->d.root = *root;
+	e->d.cache_dir = e->cdir;
+	e->d.volume = "kill9";
+	e->d.chunk_size = e->cs ? cs_chunk_size(e->cs) : 0;
+	e->d.timeout_ms = 1000;
+	e->d.dirty_limit = 1ull << 30;
+	e->d.cache_size = 64ull << 20;
+	e->wb = e->mc ? wb_new(&e->d) : NULL;
+	return e->wb ? 0 : -1;
+}
+
+static void
+kenv_close(struct kenv *e)
+{
+	wb_free(e->wb);
+	mcache_free(e->mc);
+	ino_free(e->ino);
+	vc_close(e->vc);
+	cs_close(e->cs);
+}
+
+static int die_at, die_steps;
+
+static int
+die_hook(enum cs_fault_op op, const char *what)
+{
+	(void)op;
+	(void)what;
+	if (++die_steps == die_at)
+		_exit(42);
+	return 0;
+}
+
+static void
+die_saved(void)
+{
+	if (++die_steps == die_at)
+		_exit(42);
+}
+
+/*
+ * STYLE §6's die-at-step-N: a child writes 150 KB (three chunks) to a
+ * 6755 file with the kill and "dies" at its N-th chunk-store I/O or
+ * after its N-th dirty.tdb save (wb_saved_hook); the
+ * parent opens the cache as a restarted cairnd would. Whenever a dirty
+ * write state is there (what wb_resume() would store), it must carry the
+ * cleared mode: never the data without it (review 10, finding 2). N
+ * grows until the write completes.
+ */
+static void
+test_kill_die(void)
+{
+	struct fid root = mkfid(RACE_VOL, 0x01), f = mkfid(RACE_VOL, 0x70);
+	static uint8_t data[150000];
+	struct proto_attr a;
+	char cmd[300];
+	int n, bad = 0, dirty_seen = 0;
+	bool completed = false;
+
+	memset(data, 'N', sizeof(data));
+	memset(&a, 0, sizeof(a));
+	a.fid = f;
+	a.type = PROTO_T_FILE;
+	a.mode = S_IFREG | 06755;
+	a.nlink = 1;
+	a.dv = 91;
+	for (n = 1; n < 200 && !completed; n++) {
+		struct kenv e;
+		char path[300];
+		pid_t pid;
+		int status = 0;
+
+		memset(&e, 0, sizeof(e));
+		snprintf(e.cdir, sizeof(e.cdir), "%s/kill9", dir);
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e.cdir);
+		if (system(cmd) != 0)
+			diag("cannot remove '%s'", e.cdir);
+		mkdir(e.cdir, 0700);
+		snprintf(path, sizeof(path), "%s/cs", e.cdir);
+		e.p.chunk_size = 65536;
+		if (mkdir(path, 0700) < 0 || cs_create(path, &e.p) < 0) {
+			ok(0, "set up a chunk store");
+			return;
+		}
+		fflush(NULL);
+		pid = fork();
+		if (pid == 0) {
+			struct wb_kill k = {.how = WB_KILL, .mode = 06755};
+			uint64_t need = 0;
+
+			if (kenv_open(&e, &root) < 0)
+				_exit(3);
+			vc_put_attr(e.vc, &a);
+			if (wb_open_write(e.wb, &a, &root, "f") < 0)
+				_exit(4);
+			die_steps = 0;
+			die_at = n;
+			cs_fault_hook = die_hook;
+			wb_saved_hook = die_saved;
+			_exit(wb_write(e.wb, &f, 0, data, sizeof(data), &need,
+				       &k) == (ssize_t)sizeof(data)
+				      ? 0
+				      : 5);
+		}
+		if (pid < 0 || waitpid(pid, &status, 0) != pid ||
+		    !WIFEXITED(status) ||
+		    (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 42)) {
+			ok(0, "step %d: the child ran (status 0x%x)", n, status);
+			return;
+		}
+		completed = WEXITSTATUS(status) == 0;
+		if (kenv_open(&e, &root) < 0) {
+			ok(0, "step %d: reopen the cache", n);
+			kenv_close(&e);
+			return;
+		}
+		if (wb_dirty(e.wb, &f)) {
+			struct proto_attr o = a;
+
+			dirty_seen++;
+			wb_overlay(e.wb, &o);
+			if ((o.mode & 07777) != 0755) {
+				diag("step %d: a dirty state with mode %o", n,
+				     o.mode & 07777);
+				bad++;
+			}
+		}
+		kenv_close(&e);
+	}
+	ok(completed, "the write completed at step %d", n - 1);
+	ok(dirty_seen > 0, "%d restarts found a dirty state", dirty_seen);
+	is_int(bad, 0, "every one of them with the cleared mode");
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s/kill9'", dir);
+	if (system(cmd) != 0)
+		diag("cannot remove '%s/kill9'", dir);
+}
+
 int
 main(void)
 {
@@ -633,6 +810,7 @@ main(void)
 	test_migration();
 	test_stored_race();
 	test_kill();
+	test_kill_die();
 	rmdir(dir);
 	return done_testing();
 }
