@@ -1569,6 +1569,7 @@ fmut_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 			 * write (wb_write() of 0 bytes is wb_kill()). */
 			w.kind = W_WRITE;
 			w.off = a.size;
+			w.buf = (uint8_t *)"";
 		}
 		wio_run(cm, &w, NULL);
 		return;

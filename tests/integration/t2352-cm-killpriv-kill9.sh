@@ -22,7 +22,7 @@ import os, sys, time
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
 os.write(fd, b"written by 1000\n")
 print("wrote", flush=True)
-time.sleep(600)
+time.sleep(200)  # shorter than t_timeout: never outlives the test
 ' "$1" >"$2" 2>&1 &
 	echo $!
 }
