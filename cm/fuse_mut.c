@@ -387,6 +387,9 @@ static int mop_try(struct cm *cm, struct mop *m);
 static void
 kill_continue(struct cm *cm, struct mop *m)
 {
+	/* The kernel keeps the old mode until it asks again. */
+	if (m->ino && cm->loop.kops.inval_inode)
+		cm->loop.kops.inval_inode(cm->loop.kops.arg, m->ino, -1, 0);
 	if (m->then) {
 		struct wio *w = m->then;
 

@@ -20,7 +20,9 @@ mode = MODE_FILE's words, headers = [(name, value)] of the upstream reply
 The proxy sends the returned headers and body, stopping after the first
 `first` bytes for `stall` seconds. Each such request is logged to LOG_FILE
 as "MODE PATH BLOCKS" (BLOCKS: whether upstream sent X-Cairn-Blocks).
-Every POST's path is appended to LOG_FILE.posts; with the word "nobatch"
+Every POST's path is appended to LOG_FILE.posts; with the word "postbody"
+in MODE_FILE, "STATUS PATH BODY" (the body on one line) to LOG_FILE.bodies
+once the server answered; with the word "nobatch"
 in MODE_FILE, POST .../batch gets a 404, as from a server of protocol 2.
 """
 import http.client
@@ -142,6 +144,12 @@ def main():
             r = c.getresponse()
             body = r.read()
             c.close()
+            if self.command == "POST" and "postbody" in mode:
+                # in the order the server answered them (t2353)
+                with lock, open(log_file + ".bodies", "ab") as f:
+                    f.write(b"%d %s %s\n" % (r.status,
+                            self.path.encode(),
+                            (req_body or b"").replace(b"\n", b" ")))
             headers = [(k, v) for k, v in r.getheaders()
                        if k.lower() not in HOP]
             first, stall = len(body), 0

@@ -3,14 +3,21 @@
 # before or with its data, never after (review 10, finding 1). A second
 # cairnd polls the files while another user writes them through the
 # first, and must never see the new content with a set-ID bit still set:
-# - under dirty pressure (--dirty-limit 1M, files of 1.3 MB: writes are
-#   stored before the close, maybe_write_back());
+# - under dirty pressure (--dirty-limit 1M, files of 1.3 MB, and root
+#   holding 900 KB dirty in another open file: the first write to each
+#   file is stored before its close, maybe_write_back());
 # - with root fsyncing the same file in a loop while the user writes;
 # - disconnected, with the file's last store logged (its write state
 #   cannot take the mode: the setattr goes first, then the write), then
 #   replayed.
 # The write itself must succeed each time, with the bits gone and the
-# data there on both mounts.
+# data there on both mounts. The deterministic check: the first cairnd
+# talks to the server through spoilproxy.py, which logs every POST body in
+# the order the server answered; t2353-order.py finds any store of a file
+# that reached the server while the file's set-ID bits were still set and
+# not cleared by the same request (main's fallback stored the data first
+# and sent the mode after it: it fails there). The polling is a second,
+# timing-dependent witness.
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
 t_timeout 300
@@ -88,9 +95,29 @@ write_all() {
 round() { # DIR NAME [fsync]
 	local d=$1 n=$2 p f=""
 	prepare "$d"
+	: >"$T_DIR/proxy.req.bodies"
 	rm -f "$T_DIR/stop"
 	poll "$d" "$T_DIR/viol-$d" &
 	p=$!
+	if [ "${3:-}" = hold ]; then
+		# root keeps 900 KB dirty in another open file: the user's
+		# first write to each file takes the cache over the 1M
+		# limit, so that file is stored at once (maybe_write_back()),
+		# while its write is in flight: main's fold then found the
+		# state storing and fell back to a setattr after the data
+		python3 -c '
+import os, sys, time
+fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT, 0o644)
+os.write(fd, b"h" * 900000)
+open(sys.argv[3], "w").close()
+end = time.time() + 120
+while not os.path.exists(sys.argv[1]) and time.time() < end:
+    time.sleep(0.1)
+os.close(fd)
+' "$T_DIR/stop" "$A/$d/hold" "$T_DIR/held" &
+		f=$!
+		wait_for 20 test -e "$T_DIR/held"
+	fi
 	if [ "${3:-}" = fsync ]; then
 		python3 -c '
 import os, sys, time
@@ -116,21 +143,42 @@ while not os.path.exists(sys.argv[1]) and time.time() < end:
 	[ -n "$f" ] && wait "$f"
 	t_is "$(cat "$T_DIR/viol-$d")" "" \
 		"$n: the second cairnd never saw new data with a set-ID bit"
+	order_check "$n"
 	check "$d" "$n"
 }
 
+# order_check NAME: no store reached the server before the mode that
+# clears the bits (the POSTs since the log was emptied)
+order_check() {
+	local out
+	out=$(python3 "$top_srcdir/tests/integration/t2353-order.py" \
+		"$T_DIR/proxy.req.bodies" 2>"$T_DIR/order.err")
+	t_is "$out" "" "$1: no store reached the server before the mode that clears the bits ($(cat "$T_DIR/order.err"))"
+	t_ok "$(grep -q '"op": *"store"' "$T_DIR/proxy.req.bodies" && echo 0 || echo 1)" \
+		"$1: ... the proxy saw the stores"
+}
+
+# the second cairnd talks to the server; the first through the proxy
+cairnd_mount "$B" "$T_DIR/cb" ko "$T_DIR/tok" || exit 1
+cat >"$T_DIR/passthru.py" <<'PY'
+def spoil(mode, status, headers, body):
+    return headers, body, len(body), 0
+PY
+echo "events postbody" >"$T_DIR/mode"
+spoilproxy_start "$T_DIR/passthru.py" || exit 1
 cairnd_mount "$A" "$T_DIR/ca" ko "$T_DIR/tok" --dirty-limit 1M || exit 1
 t_ok "$(grep -q 'killpriv_v2 yes' "$T_DIR/cairnd-a.log" && echo 0 || echo 1)" \
 	"cairnd negotiated FUSE_HANDLE_KILLPRIV_V2"
-cairnd_mount "$B" "$T_DIR/cb" ko "$T_DIR/tok" || exit 1
 
-round pressure "dirty pressure"
+rm -f "$T_DIR/held"
+round pressure "dirty pressure" hold
 round fsync "an fsync loop on the same files" fsync
 
 # --- disconnected: the file's store is logged, then it is written again ---
 d=off
 mkdir -p -m 1777 "$A/$d"
 "$FS" sync -m "$A" >/dev/null 2>&1
+: >"$T_DIR/proxy.req.bodies"
 t_check "fs disconnect" "$FS" disconnect -m "$A"
 for i in $(seq 1 $N); do
 	printf 'old\n' >"$A/$d/f$i"
@@ -162,6 +210,7 @@ ok_off() {
 }
 t_ok "$(wait_for 30 ok_off && echo 0 || echo 1)" \
 	"replayed: the second cairnd sees NEW and 777"
+order_check "replayed"
 t_ok "$(grep -q 'whose store is logged: cleared by a setattr before' "$T_DIR/cairnd-a.log" && echo 0 || echo 1)" \
 	"disconnected: the setattr went first (cairnd's log says so)"
 cairnd_umount "$B"
