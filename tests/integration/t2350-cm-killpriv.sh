@@ -63,6 +63,10 @@ seq_ops() {
 	printf x >r; chmod 6777 r; u fallocate -l 8192 r
 	printf xyz >s; chmod 6777 s; u fallocate -l 2 s
 	printf x >t; chmod 6777 t; fallocate -l 8192 t
+	# an O_DIRECT write by the other user (the kernel flags it in
+	# fuse_direct_io())
+	printf x >v; chmod 6777 v
+	u dd if=/dev/zero of=v bs=4096 count=1 oflag=direct conv=notrunc status=none
 	cd / || return 1
 }
 
