@@ -1046,6 +1046,10 @@ front_se_mount(struct front_se *f, const char *argv0, const char *fsname,
 		return -1;
 	}
 	f->mounted = true;
+	if (fops_session_io(f->se) < 0) {
+		log_err(LOG_MAIN, "cannot set the FUSE session's I/O hooks");
+		return -1;
+	}
 	return 0;
 }
 

@@ -168,6 +168,25 @@ vol_metrics_text(struct cm *cm, size_t *len)
 		metrics_u64(&b, "cairnd_fuse_requests_total", l, 2,
 			    LD(reqs[i]));
 	}
+	/* The process's counts, not the volume's: no volume label, so a
+	 * namespace's exposition gives the series once (have_series()
+	 * keeps the first volume's) and sum by (op) counts each request
+	 * once. */
+	metrics_head(&b, "cairnd_fuse_opcode_requests_total", "counter",
+		     "FUSE requests read from /dev/fuse, by opcode (the "
+		     "whole process: no volume label).");
+	for (unsigned i = 0; i < CM_FUSE_OPC_MAX; i++) {
+		uint64_t v = (uint64_t)atomic_load_explicit(
+			&cm_fuse_opc[i], memory_order_relaxed);
+		char num[16];
+
+		if (!v)
+			continue;
+		snprintf(num, sizeof(num), "%u", i);
+		lab(&l[0], "op",
+		    cm_fuse_opc_name(i) ? cm_fuse_opc_name(i) : num);
+		metrics_u64(&b, "cairnd_fuse_opcode_requests_total", l, 1, v);
+	}
 	counter(&b, &vl, "cairnd_parked_requests_total",
 		"FUSE requests that had to wait for the network.", LD(parked));
 

@@ -7,14 +7,20 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h> /* splice */
+#include <linux/fuse.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "cm/fuse_i.h"
 #include "cm/inode.h"
 #include "cm/mcache.h"
+#include "cm/stats.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
 
@@ -250,3 +256,244 @@ fops_tbuf_get(size_t len)
 	return t->p;
 }
 
+/* --- what cairnd reads from and writes to /dev/fuse --- */
+
+/*
+ * libfuse 3.14 (Debian 12) neither negotiates FUSE_HANDLE_KILLPRIV_V2 nor
+ * passes on two of the kill flags the kernel then sets
+ * (FUSE_WRITE_KILL_SUIDGID in a write's write_flags,
+ * FUSE_OPEN_KILL_SUIDGID in an open's open_flags; a setattr's
+ * FATTR_KILL_SUIDGID does reach the handler, as
+ * FUSE_SET_ATTR_KILL_SUID). Its custom I/O (fuse_session_custom_io(),
+ * public since 3.14) lets cairnd read the requests and write the replies
+ * itself, so it sees the raw request before libfuse parses it (the same
+ * thread then runs the handler: libfuse's workers read a request and
+ * process it in turn, and splice reads stay off because no
+ * splice_receive is given), and can add the flag to the INIT reply. The
+ * kernel's ABI (linux/fuse.h) fixes the layouts; nothing of libfuse's
+ * private state is touched.
+ */
+
+/* The request this worker thread read last: its opcode and whether the
+ * kernel asked for set-ID bits to be killed with it. */
+static __thread uint32_t in_opcode;
+static __thread bool in_kill;
+
+/* FUSE_INIT: what the kernel offered, the request's unique (its reply
+ * gets the flag), and whether op_init() asked for KILLPRIV_V2. Written
+ * while the INIT is processed, before any other request is read; atomic
+ * (relaxed) because io_writev() reads init_want_v2 for every reply of
+ * every thread, the notifier's too, which may run meanwhile. */
+static _Atomic uint32_t init_flags;
+static _Atomic uint64_t init_unique;
+static atomic_bool init_want_v2;
+static atomic_bool killpriv_v2;
+
+static ssize_t
+io_read(int fd, void *buf, size_t len, void *userdata)
+{
+	const struct fuse_in_header *h = buf;
+	ssize_t n;
+
+	(void)userdata;
+	n = read(fd, buf, len);
+	in_opcode = 0;
+	in_kill = false;
+	if (n < (ssize_t)sizeof(*h))
+		return n;
+	atomic_fetch_add_explicit(
+		&cm_fuse_opc[h->opcode < CM_FUSE_OPC_MAX ? h->opcode : 0], 1,
+		memory_order_relaxed);
+	in_opcode = h->opcode;
+	switch (h->opcode) {
+	case FUSE_WRITE:
+		if ((size_t)n >= sizeof(*h) + sizeof(struct fuse_write_in)) {
+			const struct fuse_write_in *w =
+				(const void *)((const char *)buf + sizeof(*h));
+
+			in_kill = w->write_flags & FUSE_WRITE_KILL_SUIDGID;
+		}
+		break;
+	case FUSE_OPEN:
+		if ((size_t)n >= sizeof(*h) + sizeof(struct fuse_open_in)) {
+			const struct fuse_open_in *o =
+				(const void *)((const char *)buf + sizeof(*h));
+
+			in_kill = o->open_flags & FUSE_OPEN_KILL_SUIDGID;
+		}
+		break;
+	case FUSE_INIT:
+		/* major, minor, max_readahead, flags: the start of every
+		 * version's fuse_init_in. */
+		if ((size_t)n >= sizeof(*h) + 4 * sizeof(uint32_t)) {
+			const uint32_t *i =
+				(const void *)((const char *)buf + sizeof(*h));
+
+			atomic_store_explicit(&init_flags, i[3],
+					      memory_order_relaxed);
+			atomic_store_explicit(&init_unique, h->unique,
+					      memory_order_relaxed);
+		}
+		break;
+	default:
+		break;
+	}
+	return n;
+}
+
+static ssize_t
+io_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	(void)userdata;
+	if (atomic_load_explicit(&init_want_v2, memory_order_relaxed) &&
+	    count >= 2 &&
+	    iov[0].iov_len >= sizeof(struct fuse_out_header) &&
+	    iov[1].iov_len >= 4 * sizeof(uint32_t)) {
+		const struct fuse_out_header *o = iov[0].iov_base;
+
+		if (o->unique == atomic_load_explicit(&init_unique,
+						      memory_order_relaxed) &&
+		    o->error == 0) {
+			/* struct fuse_init_out: major, minor,
+			 * max_readahead, flags. */
+			uint32_t *flags = (uint32_t *)iov[1].iov_base + 3;
+
+			*flags |= FUSE_HANDLE_KILLPRIV_V2;
+			*flags &= ~(uint32_t)FUSE_HANDLE_KILLPRIV;
+			atomic_store_explicit(&init_want_v2, false,
+					      memory_order_relaxed);
+			atomic_store(&killpriv_v2, true);
+		}
+	}
+	return writev(fd, iov, count);
+}
+
+static ssize_t
+io_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+	       unsigned int flags, void *userdata)
+{
+	(void)userdata;
+	return splice(fdin, offin, fdout, offout, len, flags);
+}
+
+int
+fops_session_io(struct fuse_session *se)
+{
+	/* splice_send keeps FUSE_CAP_SPLICE_WRITE; no splice_receive, so
+	 * every request comes through io_read(). That costs nothing:
+	 * splice reads were never on for cairnd (it has no write_buf op,
+	 * so libfuse never puts FUSE_CAP_SPLICE_READ in want). Checked
+	 * against libfuse 3.14 (Debian 12); a newer one (3.17's want_ext,
+	 * 3.18's io_uring) may read requests without read() or negotiate
+	 * KILLPRIV_V2 itself: configure.ac requires 3.14 and says so. */
+	static const struct fuse_custom_io io = {
+		.read = io_read,
+		.writev = io_writev,
+		.splice_send = io_splice_send,
+	};
+
+	return fuse_session_custom_io(se, &io, fuse_session_fd(se));
+}
+
+bool
+fops_kill_suidgid(enum fops_kill_op op)
+{
+	static const uint32_t opc[] = {[FOPS_KILL_WRITE] = FUSE_WRITE,
+				       [FOPS_KILL_OPEN] = FUSE_OPEN};
+
+	return in_kill && in_opcode == opc[op] && fops_killpriv_v2();
+}
+
+bool
+fops_killpriv_v2(void)
+{
+	return atomic_load(&killpriv_v2);
+}
+
+bool
+fops_init_killpriv(bool want)
+{
+	bool v2 = want && (atomic_load_explicit(&init_flags,
+						memory_order_relaxed) &
+			   FUSE_HANDLE_KILLPRIV_V2);
+
+	atomic_store_explicit(&init_want_v2, v2, memory_order_relaxed);
+	return v2;
+}
+
+int
+fops_kill_how(fuse_req_t req, const struct proto_attr *a)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	gid_t list[64], *g = list;
+	int n, cap = 64;
+	int how = FOPS_KILL_ALL;
+
+	/* Not known: everything cleared, the safe side. */
+	if (!a)
+		return FOPS_KILL_ALL;
+	/* The caller's groups matter only for a set-group-ID bit without
+	 * group execute (rare): only then read them (/proc). */
+	if (!(a->mode & S_ISGID) || (a->mode & S_IXGRP) ||
+	    c->gid == (gid_t)a->gid)
+		return FOPS_KILL;
+	n = fuse_req_getgroups(req, cap, list);
+	if (n > cap) {
+		cap = n;
+		g = malloc((size_t)cap * sizeof(*g));
+		n = g ? fuse_req_getgroups(req, cap, g) : -ENOMEM;
+	}
+	/* The count is the caller's now, which may exceed what was
+	 * allocated: read no further than that. Not known (the process
+	 * went): FOPS_KILL_ALL, the safe side. */
+	if (n > cap)
+		n = cap;
+	for (int i = 0; i < n; i++)
+		if (g[i] == (gid_t)a->gid)
+			how = FOPS_KILL;
+	if (g != list)
+		free(g);
+	return how;
+}
+
+void
+fops_kill_of(struct cm *cm, fuse_req_t req, const struct fid *fid,
+	     struct wb_kill *out)
+{
+	struct proto_attr a;
+
+	out->how = 0;
+	out->mode = WB_MODE_UNKNOWN;
+	if (mcache_attr(cm->mc, fid, &a) < 0) {
+		/* Not cached: the write state's mode is taken. */
+		out->how = FOPS_KILL_ALL;
+		return;
+	}
+	out->mode = a.mode & 07777;
+	if (out->mode & (S_ISUID | S_ISGID))
+		out->how = fops_kill_how(req, &a);
+}
+
+bool
+fops_caller_fsetid(fuse_req_t req)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	char path[64], line[256];
+	bool cap = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)c->pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long eff;
+
+		if (sscanf(line, "CapEff: %llx", &eff) == 1) {
+			cap = eff & (1ull << 4); /* CAP_FSETID */
+			break;
+		}
+	}
+	fclose(f);
+	return cap;
+}

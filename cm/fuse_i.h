@@ -15,6 +15,7 @@
 
 #include "cm/daemon_i.h"
 #include "cm/fuse_ops.h"
+#include "cm/wb.h"
 
 struct ino_ent;
 
@@ -35,6 +36,42 @@ struct cm_file {
 };
 
 /* --- fuse_common.c --- */
+
+/*
+ * FUSE_HANDLE_KILLPRIV_V2 (fuse_common.c's /dev/fuse hooks, installed by
+ * fops_session_io()): the kernel no longer clears set-user-ID and
+ * set-group-ID bits itself on a write, a truncate, an O_TRUNC open or a
+ * chown; it flags the request instead, when the caller lacks CAP_FSETID
+ * (always for a chown), and cairnd clears them (fuse_mut.c, fuse_ops.c).
+ */
+enum fops_kill_op { FOPS_KILL_WRITE, FOPS_KILL_OPEN };
+
+/* Did the request this thread is handling (an @op) come with the kill
+ * flag, KILLPRIV_V2 being on (without it the kernel cleared the bits
+ * itself, and sets the flag of an O_DIRECT write all the same)? Read it
+ * in the handler, before the request is parked. */
+bool fops_kill_suidgid(enum fops_kill_op op);
+/* In op_init(): ask for KILLPRIV_V2 if @want and the kernel offers it.
+ * @return whether it will be in the INIT reply. */
+bool fops_init_killpriv(bool want);
+/* Whether the INIT reply carried it (so the kernel flags requests). */
+bool fops_killpriv_v2(void);
+/* How a flagged request clears set-ID bits (the VFS's rule): FOPS_KILL
+ * clears set-user-ID, and set-group-ID when group-executable (without
+ * group execute it marks mandatory locking); FOPS_KILL_ALL set-group-ID
+ * in any case (a caller outside the file's group). 0: nothing. */
+enum { FOPS_KILL = WB_KILL, FOPS_KILL_ALL = WB_KILL_ALL };
+/* How a flagged write, truncate or O_TRUNC open by the caller of @req
+ * kills the bits of a file with attributes @a (NULL: not known, then
+ * FOPS_KILL_ALL: the safe side). */
+int fops_kill_how(fuse_req_t req, const struct proto_attr *a);
+/* The kill of a flagged write to @fid by the caller of @req, for
+ * wb_write() (how 0 when the file has no set-ID bits to clear). */
+void fops_kill_of(struct cm *cm, fuse_req_t req, const struct fid *fid,
+		  struct wb_kill *out);
+/* Has the caller of @req CAP_FSETID (its /proc status; false if not
+ * known)? For the requests the kernel does not flag (fallocate). */
+bool fops_caller_fsetid(fuse_req_t req);
 
 /* The volume a request is for: the one the namespace router set for this
  * thread (fops_set_req_cm()), else the session's userdata. */
@@ -84,6 +121,12 @@ void fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
 		    const struct fid *fid, uint64_t off, const void *buf,
 		    size_t len);
 
+/* An O_TRUNC open (@fi made, its file handle set) whose set-ID bits its
+ * write state could not take (wb_truncate()'s -EPERM): clear them with a
+ * setattr of their own, then truncate it if @trunc and answer the open
+ * (an error, EIO if the setattr failed, undoes it). */
+void fmut_kill_open(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
+		    const struct fuse_file_info *fi, int how, bool trunc);
 void fmut_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		off_t off, struct fuse_file_info *fi);
 void fmut_create(fuse_req_t req, fuse_ino_t parent, const char *name,

@@ -51,6 +51,10 @@ struct wio {
 	uint64_t need;
 	unsigned tries;
 	fuse_ino_t ino; /* W_TRUNC: for the attribute reply */
+	/* W_WRITE, W_TRUNC: the set-ID bits a flagged request clears
+	 * (how 0: none), in the write state before the data (wb_kill()) */
+	struct wb_kill kill;
+	bool reply0; /* W_TRUNC of a fallocate: answered 0, not attributes */
 };
 
 static void
@@ -75,7 +79,21 @@ reply_attr_of(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_attr(req, &st, cm->cfg.attr_timeout);
 }
 
-/* Try once; 0 = answered, -EAGAIN = w->need must be fetched. */
+static void kill_mop_start(struct cm *cm, struct wio *w);
+
+/* The kernel should see the mode a kill left (@w's inode). */
+static void
+wio_killed(struct cm *cm, const struct wio *w)
+{
+	if (w->kill.how && w->ino && cm->loop.kops.inval_inode &&
+	    w->kill.mode != WB_MODE_UNKNOWN &&
+	    wb_killed_mode(w->kill.mode, w->kill.how) != w->kill.mode)
+		cm->loop.kops.inval_inode(cm->loop.kops.arg, w->ino, -1, 0);
+}
+
+/* Try once; 0 = answered, -EAGAIN = w->need must be fetched, -EPERM =
+ * the set-ID bits must be cleared by a setattr of their own first
+ * (kill_mop_start()). */
 static int
 wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 {
@@ -102,20 +120,26 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 			fuse_reply_buf(w->req, (const char *)rbuf, (size_t)n);
 		return 0;
 	case W_WRITE:
-		n = wb_write(cm->wb, &w->fid, w->off, w->buf, w->len, &w->need);
-		if (n == -EAGAIN)
-			return -EAGAIN;
-		if (n < 0)
-			fuse_reply_err(w->req, (int)-n);
+		n = wb_write(cm->wb, &w->fid, w->off, w->buf, w->len, &w->need,
+			     w->kill.how ? &w->kill : NULL);
+		if (n == -EAGAIN || n == -EPERM)
+			return (int)n;
+		if (w->kill.how)
+			wio_killed(cm, w);
+		if (n < 0 || w->reply0)
+			fuse_reply_err(w->req, n < 0 ? (int)-n : 0);
 		else
 			fuse_reply_write(w->req, (size_t)n);
 		return 0;
 	case W_TRUNC:
-		rc = wb_truncate(cm->wb, &w->fid, w->off, &w->need);
-		if (rc == -EAGAIN)
-			return -EAGAIN;
-		if (rc < 0)
-			fuse_reply_err(w->req, -rc);
+		rc = wb_truncate(cm->wb, &w->fid, w->off, &w->need,
+				 w->kill.how ? &w->kill : NULL);
+		if (rc == -EAGAIN || rc == -EPERM)
+			return rc;
+		if (w->kill.how)
+			wio_killed(cm, w);
+		if (rc < 0 || w->reply0)
+			fuse_reply_err(w->req, rc < 0 ? -rc : 0);
 		else
 			reply_attr_of(cm, w->req, w->ino, &w->fid);
 		return 0;
@@ -158,10 +182,19 @@ wio_job(struct cm_loop *loop, struct cm_job *job)
 		wio_free(w);
 		return;
 	}
-	if (w->tries && wio_try(cm, w, rbuf) == 0) {
+	if (w->tries) {
+		int rc = wio_try(cm, w, rbuf);
+
 		free(rbuf);
-		wio_free(w);
-		return;
+		rbuf = NULL;
+		if (rc == 0) {
+			wio_free(w);
+			return;
+		}
+		if (rc == -EPERM) {
+			kill_mop_start(cm, w);
+			return;
+		}
 	}
 	free(rbuf);
 	if (w->tries++ >= WIO_TRIES) {
@@ -174,43 +207,67 @@ wio_job(struct cm_loop *loop, struct cm_job *job)
 	wb_fetch(cm->wb, &w->fid, w->need, wio_fetched, w);
 }
 
-void
-fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
-	  const struct fid *fid, uint64_t off, const void *buf, size_t len)
+/* Try @w (on the stack, its buffer the caller's) once; park a copy of it
+ * if it must wait for a fetch or for a kill's setattr. */
+static void
+wio_run(struct cm *cm, const struct wio *w, uint8_t *rbuf)
 {
-	struct wio w = {.cm = cm, .req = req, .kind = kind, .fid = *fid,
-			.off = off, .len = len, .buf = (uint8_t *)buf};
 	struct wio *h;
-	uint8_t *rbuf = NULL;
+	int rc = wio_try(cm, (struct wio *)w, rbuf);
 
-	if (kind == W_READ && !(rbuf = (uint8_t *)fops_tbuf_get(len ? len : 1))) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	if (wio_try(cm, &w, rbuf) == 0)
+	if (rc == 0)
 		return;
 	h = malloc(sizeof(*h));
 	if (!h) {
-		fuse_reply_err(req, ENOMEM);
+		fuse_reply_err(w->req, ENOMEM);
 		return;
 	}
-	*h = w;
+	*h = *w;
 	h->buf = NULL;
-	if (kind == W_WRITE) {
-		h->buf = malloc(len ? len : 1);
+	if (w->kind == W_WRITE) {
+		h->buf = malloc(w->len ? w->len : 1);
 		if (!h->buf) {
 			free(h);
-			fuse_reply_err(req, ENOMEM);
+			fuse_reply_err(w->req, ENOMEM);
 			return;
 		}
-		memcpy(h->buf, buf, len);
+		memcpy(h->buf, w->buf, w->len);
 	}
 	/* tries = 1: the first entry on the loop fetches w.need, then
 	 * tries again. */
 	h->tries = 1;
 	h->job.run = wio_job;
 	CM_STAT_INC(&cm->st, parked);
-	cm_post(&cm->loop, &h->job);
+	if (rc == -EPERM)
+		kill_mop_start(cm, h);
+	else
+		cm_post(&cm->loop, &h->job);
+}
+
+static void
+wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
+	  const struct fid *fid, uint64_t off, const void *buf, size_t len,
+	  fuse_ino_t ino, const struct wb_kill *kill)
+{
+	struct wio w = {.cm = cm, .req = req, .kind = kind, .fid = *fid,
+			.off = off, .len = len, .buf = (uint8_t *)buf,
+			.ino = ino};
+	uint8_t *rbuf = NULL;
+
+	if (kill)
+		w.kill = *kill;
+	if (kind == W_READ && !(rbuf = (uint8_t *)fops_tbuf_get(len ? len : 1))) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	wio_run(cm, &w, rbuf);
+}
+
+void
+fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
+	       const struct fid *fid, uint64_t off, const void *buf, size_t len)
+{
+	wio_start(cm, req, kind, fid, off, buf, len, 0, NULL);
 }
 
 void
@@ -219,8 +276,8 @@ fmut_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 {
 	struct cm *cm = fops_req_cm(req);
 	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
+	struct wb_kill kill = {0};
 
-	(void)ino;
 	fops_count(cm, CM_R_OTHER);
 	if (!f || !f->writer || off < 0) {
 		fuse_reply_err(req, EBADF);
@@ -230,7 +287,10 @@ fmut_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, EFBIG);
 		return;
 	}
-	fmut_wio_start(cm, req, W_WRITE, &f->fid, (uint64_t)off, buf, size);
+	if (fops_kill_suidgid(FOPS_KILL_WRITE))
+		fops_kill_of(cm, req, &f->fid, &kill);
+	wio_start(cm, req, W_WRITE, &f->fid, (uint64_t)off, buf, size, ino,
+		  &kill);
 }
 
 /* --- metadata operations --- */
@@ -274,17 +334,44 @@ struct mop {
 	bool held;	    /* a wb hold on @orphan is ours to give */
 	bool retried_stale; /* setattr: resent once after a 412 */
 	bool late;	    /* create: answered before the server has it */
+	int kill;	    /* setattr: clear set-ID bits of the mode it finds
+			       (wb_killed_mode()'s how), else 0 */
+	bool kill_only;	    /* setattr: the mode of a kill alone, sent
+			       before the data it goes with (not after a
+			       flush of it) */
+	struct wio *then;   /* kill_only: the write or truncate to run
+			       once it is done (ours until then) */
+	bool reply_open;    /* kill_only of an O_TRUNC open: answer the
+			       open with @fi */
+	bool open_trunc;    /* ... after truncating it */
 	struct fid need_dir;
 	struct fid fid;	    /* the object (for replies) */
 };
 
 static void orphan_settle(struct cm *cm, struct mop *m, bool orphaned);
 
+/* Undo the open behind @fi, which will get no release (its answer was an
+ * error, or the answer failed). */
+static void
+open_undo(struct cm *cm, const struct fuse_file_info *fi)
+{
+	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
+
+	wb_release_write(cm->wb, &f->fid);
+	fops_file_close(cm, f->e, &f->fid);
+	pthread_mutex_destroy(&f->mu);
+	free(f);
+}
+
 static void
 mop_free(struct mop *m)
 {
 	if (m->held && m->cm) /* never sent */
 		orphan_settle(m->cm, m, false);
+	if (m->reply_open && m->cm) /* the open was answered an error */
+		open_undo(m->cm, &m->fi);
+	if (m->then) /* the write was answered an error */
+		wio_free(m->then);
 	free(m->name);
 	free(m->newname);
 	free(m->target);
@@ -294,6 +381,41 @@ mop_free(struct mop *m)
 }
 
 static int mop_try(struct cm *cm, struct mop *m);
+
+/* Once the setattr of a kill is done (or found nothing to clear): run the
+ * write or truncate it went before, or truncate and answer the open. */
+static void
+kill_continue(struct cm *cm, struct mop *m)
+{
+	/* The kernel keeps the old mode until it asks again. */
+	if (m->ino && cm->loop.kops.inval_inode)
+		cm->loop.kops.inval_inode(cm->loop.kops.arg, m->ino, -1, 0);
+	if (m->then) {
+		struct wio *w = m->then;
+
+		m->then = NULL;
+		/* The server has the mode now; the write must not ask
+		 * again (a logged state keeps showing its own). */
+		w->kill.how = 0;
+		cm_post(&cm->loop, &w->job); /* wio_job() */
+		return;
+	}
+	if (m->reply_open) {
+		struct cm_file *f = (struct cm_file *)(uintptr_t)m->fi.fh;
+		uint64_t need = 0;
+		int rc = m->open_trunc ? wb_truncate(cm->wb, &f->fid, 0, &need,
+						     NULL)
+				       : 0;
+
+		if (rc < 0) {
+			fuse_reply_err(m->req, rc == -ESTALE ? EIO : -rc);
+			return; /* mop_free() undoes the open */
+		}
+		m->reply_open = false;
+		if (fuse_reply_open(m->req, &m->fi) != 0)
+			open_undo(cm, &m->fi); /* interrupted */
+	}
+}
 
 /* The FID @name names in directory @dir: 0, -ENOENT, or 1 (the listing
  * must be fetched: m->need_dir is set). */
@@ -524,6 +646,9 @@ mop_done(void *arg, int err, const struct proto_op_result *r)
 		if ((m->kind == M_REMOVEXATTR || m->kind == M_SETXATTR) &&
 		    err == -ENOENT)
 			err = -ENODATA;
+		/* A kill that failed fails its write, open or truncate. */
+		if (m->kill_only)
+			err = -EIO;
 		fuse_reply_err(m->req, -err);
 		mop_free(m);
 		return;
@@ -542,7 +667,9 @@ mop_done(void *arg, int err, const struct proto_op_result *r)
 		break;
 	case M_SETATTR:
 	case M_FALLOCATE:
-		if (r->has_attr && m->kind == M_SETATTR) {
+		if (m->kill_only) {
+			kill_continue(cm, m);
+		} else if (r->has_attr && m->kind == M_SETATTR) {
 			struct proto_attr a = r->attr;
 			struct stat st;
 
@@ -838,7 +965,8 @@ mop_try(struct cm *cm, struct mop *m)
 			fuse_reply_err(m->req, ESTALE);
 			return 0;
 		}
-		if (wb_dirty(cm->wb, &op.fid) && !m->flushed) {
+		if (!m->kill_only && wb_dirty(cm->wb, &op.fid) &&
+		    !m->flushed) {
 			m->fid = op.fid;
 			return 2;
 		}
@@ -849,10 +977,40 @@ mop_try(struct cm *cm, struct mop *m)
 		op.kind = PROTO_OP_SETATTR;
 		op.base_dv = a.dv;
 		if (m->kind == M_FALLOCATE) {
-			op.mask = PROTO_SA_SIZE;
-			op.size = (uint64_t)m->st.st_size;
-		} else {
-			setattr_fields(m, &op);
+			/* st_size -1: nothing to grow, the kill alone */
+			if (m->st.st_size >= 0) {
+				op.mask = PROTO_SA_SIZE;
+				op.size = (uint64_t)m->st.st_size;
+			}
+			/* A fallocate by a caller without CAP_FSETID
+			 * clears set-ID bits in the same op. */
+			if (wb_killed_mode(a.mode & 07777, m->kill) !=
+			    (a.mode & 07777)) {
+				op.mask |= PROTO_SA_MODE;
+				op.mode = wb_killed_mode(a.mode & 07777,
+							 m->kill);
+			}
+			if (!op.mask) {
+				fuse_reply_err(m->req, 0);
+				return 0;
+			}
+			break;
+		}
+		if (m->kill && !(m->to_set & FUSE_SET_ATTR_MODE) &&
+		    wb_killed_mode(a.mode & 07777, m->kill) !=
+			    (a.mode & 07777)) {
+			m->to_set |= FUSE_SET_ATTR_MODE;
+			m->st.st_mode = wb_killed_mode(a.mode & 07777,
+						       m->kill);
+		}
+		setattr_fields(m, &op);
+		if (!op.mask && m->kill) {
+			/* A kill that found nothing to clear. */
+			if (m->kill_only)
+				kill_continue(cm, m);
+			else
+				reply_attr_of(cm, m->req, m->ino, &op.fid);
+			return 0;
 		}
 		break;
 	case M_SETXATTR:
@@ -961,6 +1119,54 @@ mop_new(fuse_req_t req, enum mop_kind kind)
 	m->req = req;
 	m->kind = kind;
 	return m;
+}
+
+/*
+ * A flagged write or truncate (@w, parked) whose write state cannot take
+ * the mode (wb_kill()'s -EPERM: its last store is logged or being
+ * replayed): clear the set-ID bits with a setattr of their own first,
+ * without storing the data (a mode-only setattr needs none of it), then
+ * run @w without the kill. If the setattr fails, so does @w (EIO), and
+ * nothing of it is written: the kernel's rule when file_remove_privs()
+ * fails.
+ */
+static void
+kill_mop_start(struct cm *cm, struct wio *w)
+{
+	struct mop *m = mop_new(w->req, M_SETATTR);
+
+	log_info(LOG_FUSE, "set-ID bits of a file whose store is logged: "
+			   "cleared by a setattr before the write");
+	if (!m) {
+		wio_free(w);
+		return;
+	}
+	m->ino = w->ino;
+	m->kill = w->kill.how;
+	m->kill_only = true;
+	m->then = w;
+	mop_start(cm, m); /* counted: a request to the server of its own */
+}
+
+void
+fmut_kill_open(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
+	       const struct fuse_file_info *fi, int how, bool trunc)
+{
+	struct mop *m = mop_new(req, M_SETATTR);
+
+	log_info(LOG_FUSE, "set-ID bits of a file whose store is logged: "
+			   "cleared by a setattr before the O_TRUNC");
+	if (!m) {
+		open_undo(cm, fi);
+		return;
+	}
+	m->ino = ino;
+	m->kill = how;
+	m->kill_only = true;
+	m->reply_open = true;
+	m->open_trunc = trunc;
+	m->fi = *fi;
+	mop_start(cm, m); /* counted: a request to the server of its own */
 }
 
 /* strdup that answers ENOMEM itself; @return false then. */
@@ -1126,6 +1332,9 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	struct mop *m;
 	struct fid fid;
 	int set = to_set;
+	int kill = 0, flagged = 0;
+	bool local_trunc, have_ka = false;
+	struct proto_attr ka;
 
 	(void)fi;
 	if (fops_read_only(cm)) {
@@ -1139,35 +1348,56 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	/* "now" times set by the kernel with a truncate are ours to keep. */
 	if ((set & FUSE_SET_ATTR_MTIME) && (set & FUSE_SET_ATTR_MTIME_NOW))
 		set &= ~FUSE_SET_ATTR_MTIME;
-	if ((set & FUSE_SET_ATTR_SIZE) && !(set & ~LOCAL_SET) &&
-	    wb_active(cm->wb, &fid)) {
+	/* A truncate by a caller without CAP_FSETID, or a chown: the
+	 * set-ID bits go with it (KILLPRIV_V2, fuse_i.h; libfuse passes
+	 * the kernel's FATTR_KILL_SUIDGID on as FUSE_SET_ATTR_KILL_SUID).
+	 * A local truncate folds them into the write state after it
+	 * (wio_try()); anything else sets them as a mode of the same op,
+	 * or, when the attributes are not cached, the op works the mode
+	 * out (mop_try()). */
+	if ((set & FUSE_SET_ATTR_KILL_SUID) && !(set & FUSE_SET_ATTR_MODE)) {
+		have_ka = mcache_attr(cm->mc, &fid, &ka) == 0;
+		/* A chown's flag is the kernel's whatever the caller: the
+		 * group rule alone (a caller outside the group and without
+		 * CAP_FSETID would lose a set-group-ID bit without group
+		 * execute on a local file system; rare, kept here). */
+		flagged = (set & FUSE_SET_ATTR_SIZE)
+				  ? fops_kill_how(req, have_ka ? &ka : NULL)
+				  : FOPS_KILL;
+	}
+	set &= ~(FUSE_SET_ATTR_KILL_SUID | FUSE_SET_ATTR_KILL_SGID);
+	local_trunc = (set & FUSE_SET_ATTR_SIZE) && !(set & ~LOCAL_SET) &&
+		      wb_active(cm->wb, &fid);
+	if (flagged && !local_trunc) {
+		if (!have_ka) {
+			kill = flagged;
+		} else if (wb_killed_mode(ka.mode & 07777, flagged) !=
+			   (ka.mode & 07777)) {
+			set |= FUSE_SET_ATTR_MODE;
+			attr->st_mode = wb_killed_mode(ka.mode & 07777,
+						       flagged);
+		}
+	}
+	if (local_trunc) {
 		struct wio w = {.cm = cm, .req = req, .kind = W_TRUNC,
 				.fid = fid, .off = (uint64_t)attr->st_size,
-				.ino = ino};
-		struct wio *h;
+				.ino = ino,
+				.kill = {.how = flagged,
+					 .mode = have_ka ? ka.mode & 07777
+							 : WB_MODE_UNKNOWN}};
 
 		if (attr->st_size < 0) {
 			fuse_reply_err(req, EINVAL);
 			return;
 		}
 		fops_count(cm, CM_R_OTHER);
-		if (wio_try(cm, &w, NULL) == 0)
-			return;
-		h = malloc(sizeof(*h));
-		if (!h) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		*h = w;
-		h->tries = 1;
-		h->job.run = wio_job;
-		cm_post(&cm->loop, &h->job);
+		wio_run(cm, &w, NULL);
 		return;
 	}
 	/* chown to the owner and group it has (tar -x does it for every
 	 * file): nothing to ask the server, unless set-ID bits would be
 	 * cleared. */
-	if ((set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	if ((set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) && !kill &&
 	    !(set & ~(FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
 		      FUSE_SET_ATTR_CTIME))) {
 		struct proto_attr a;
@@ -1187,7 +1417,7 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		      FUSE_SET_ATTR_GID | FUSE_SET_ATTR_ATIME |
 		      FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME |
 		      FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) &&
-	    (set & ~FUSE_SET_ATTR_CTIME) && wb_active(cm->wb, &fid)) {
+	    (set & ~FUSE_SET_ATTR_CTIME) && !kill && wb_active(cm->wb, &fid)) {
 		struct proto_attr a;
 		uint32_t mask = 0;
 		int64_t at = 0, mt = 0;
@@ -1214,8 +1444,8 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 						       1000000000 +
 					       attr->st_mtim.tv_nsec;
 		}
-		/* A chown of a set-ID file clears the bits on the server:
-		 * leave that to it. */
+		/* A chown of a set-ID file goes to the server at once
+		 * (the mode it clears goes with it, set above). */
 		if (mcache_attr(cm->mc, &fid, &a) == 0 &&
 		    (!(mask & (PROTO_SA_UID | PROTO_SA_GID)) ||
 		     !(a.mode & (S_ISUID | S_ISGID))) &&
@@ -1240,6 +1470,7 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	m->ino = ino;
 	m->st = *attr;
 	m->to_set = set;
+	m->kill = kill;
 	mop_start(cm, m);
 }
 
@@ -1299,6 +1530,7 @@ fmut_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	struct proto_attr a;
 	struct fid fid;
 	uint64_t end;
+	int kill = 0;
 
 	(void)fi;
 	if (mode != 0) {
@@ -1315,15 +1547,34 @@ fmut_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 		return;
 	}
 	end = (uint64_t)offset + (uint64_t)length;
-	if (end <= a.size) {
+	/* Like a write, a fallocate by a caller without CAP_FSETID clears
+	 * set-ID bits (the kernel's file_modified(); under KILLPRIV_V2 it
+	 * leaves that to us and FUSE_FALLOCATE has no flag for it), before
+	 * the size, or with it. */
+	if ((a.mode & (S_ISUID | S_ISGID)) && !fops_caller_fsetid(req))
+		kill = fops_kill_how(req, &a);
+	if (wb_killed_mode(a.mode & 07777, kill) == (a.mode & 07777))
+		kill = 0;
+	if (end <= a.size && !kill) {
 		fuse_reply_err(req, 0);
 		return;
 	}
 	if (wb_active(cm->wb, &fid)) {
-		uint64_t need = 0;
-		int rc = wb_truncate(cm->wb, &fid, end, &need);
+		struct wio w = {.cm = cm, .req = req, .ino = ino, .fid = fid,
+				.reply0 = true,
+				.kill = {.how = kill, .mode = a.mode & 07777}};
 
-		fuse_reply_err(req, rc < 0 ? -rc : 0);
+		if (end > a.size) {
+			w.kind = W_TRUNC;
+			w.off = end;
+		} else {
+			/* Nothing to grow: the kill alone, as an empty
+			 * write (wb_write() of 0 bytes is wb_kill()). */
+			w.kind = W_WRITE;
+			w.off = a.size;
+			w.buf = (uint8_t *)"";
+		}
+		wio_run(cm, &w, NULL);
 		return;
 	}
 	{
@@ -1332,7 +1583,8 @@ fmut_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 		if (!m)
 			return;
 		m->ino = ino;
-		m->st.st_size = (off_t)end;
+		m->kill = kill;
+		m->st.st_size = end > a.size ? (off_t)end : -1;
 		mop_start(cm, m);
 	}
 }

@@ -74,6 +74,7 @@ struct park {
 	struct fid need_fid;
 	uint64_t wait_until; /* offline-miss=wait: util_now_ms() bound */
 	uint64_t t0_ms;	     /* util_now_ms() when parked */
+	bool kill; /* open: O_TRUNC flagged (fops_kill_suidgid()) */
 };
 
 
@@ -777,6 +778,8 @@ try_open(struct cm *cm, struct park *p)
 	struct ino_ent *e;
 	struct fid fid;
 	bool fresh = false, pushed = false;
+	int kill_later = 0;
+	bool trunc_later = false;
 
 	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
 		fuse_reply_err(p->req, ESTALE);
@@ -825,11 +828,39 @@ try_open(struct cm *cm, struct park *p)
 				       named ? name : NULL);
 		uint64_t need = 0;
 
-		if (rc == 0 && (p->fi.flags & O_TRUNC) && a.size > 0) {
-			/* Local, like ftruncate: stored at close. */
-			rc = wb_truncate(cm->wb, &fid, 0, &need);
-			if (rc < 0)
+		struct wb_kill k = {
+			.how = p->kill && (p->fi.flags & O_TRUNC) &&
+					       (a.mode & (S_ISUID | S_ISGID))
+				       ? fops_kill_how(p->req, &a)
+				       : 0,
+			.mode = a.mode & 07777};
+		bool kill = wb_killed_mode(k.mode, k.how) != k.mode;
+
+		if (rc == 0 && (p->fi.flags & O_TRUNC) &&
+		    (a.size > 0 || kill)) {
+			/* Local, like ftruncate: stored at close. (An
+			 * empty file too when set-ID bits go: the write
+			 * state then carries them.) The bits go first,
+			 * saved with the state before the truncation
+			 * (wb_truncate()); if the write state cannot take
+			 * them (its last store is logged or replayed), a
+			 * setattr of their own goes first, and the
+			 * truncation after it, before the open is
+			 * answered (fmut_kill_open()). */
+			rc = wb_truncate(cm->wb, &fid, 0, &need,
+					 kill ? &k : NULL);
+			if (rc == -EPERM) {
+				kill_later = k.how;
+				trunc_later = a.size > 0;
+				rc = 0;
+			} else if (rc < 0) {
 				wb_release_write(cm->wb, &fid);
+			} else if (kill && cm->loop.kops.inval_inode) {
+				/* The kernel keeps the old mode until it
+				 * asks again. */
+				cm->loop.kops.inval_inode(cm->loop.kops.arg,
+							  p->ino, -1, 0);
+			}
 		}
 
 		if (rc < 0) {
@@ -855,6 +886,11 @@ try_open(struct cm *cm, struct park *p)
 	    open_push(cm, p->ino, e, &a))
 		p->fi.keep_cache = pushed = true;
 	p->fi.fh = (uintptr_t)f;
+	if (kill_later) {
+		fmut_kill_open(cm, p->req, p->ino, &p->fi, kill_later,
+			       trunc_later);
+		return 0;
+	}
 	if (fuse_reply_open(p->req, &p->fi) != 0) {
 		if (f->writer)
 			wb_release_write(cm->wb, &fid);
@@ -873,7 +909,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct cm *cm = fops_req_cm(req);
 	struct park p = {.cm = cm, .req = req, .op = P_OPEN, .ino = ino,
-			 .fi = *fi};
+			 .fi = *fi, .kill = fops_kill_suidgid(FOPS_KILL_OPEN)};
 
 	fops_count(cm, CM_R_OPEN);
 	fetch_kernel_readahead(cm->fetch, KERNEL_RA_KB);
@@ -1412,14 +1448,28 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* Set-ID bits (issue #14). libfuse 3.14 puts FUSE_HANDLE_KILLPRIV
+	 * (v1) in want by default but never sends it to the kernel; v1
+	 * would leave clearing them on write, truncate and chown to us
+	 * without telling which caller may keep them (CAP_FSETID), and
+	 * the kernel would still ask for security.capability at most
+	 * writes. Out of want with it. With KILLPRIV_V2 (fuse_common.c adds it
+	 * to the INIT reply) the kernel flags the requests that must clear
+	 * them, and, the file system being marked SB_NOSEC, asks for
+	 * security.capability once per file until its attributes are
+	 * refreshed rather than at every write. Without it the kernel
+	 * clears the bits itself (a getattr and a chmod). */
+	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
+	bool v2 = fops_init_killpriv(true);
 	/* max_readahead stays what the kernel offers (it can only be
 	 * lowered here); our own readahead fetches further ahead. */
 	(void)cm;
 	log_info(LOG_FUSE,
 		 "fuse protocol %u.%u, max_readahead %u, max_write %u, "
-		 "max_read %u, want 0x%x",
+		 "max_read %u, want 0x%x, killpriv_v2 %s",
 		 conn->proto_major, conn->proto_minor, conn->max_readahead,
-		 conn->max_write, conn->max_read, conn->want);
+		 conn->max_write, conn->max_read, conn->want,
+		 v2 ? "yes" : "no (the kernel clears set-ID bits)");
 }
 
 static int

@@ -16,6 +16,14 @@ struct cm_loop;
 /* The operation table; the session's userdata must be the struct cm *. */
 extern const struct fuse_lowlevel_ops fops_ops;
 
+/*
+ * Read the requests of @se and write its replies through cairnd's own
+ * hooks (fuse_session_custom_io()): they count requests by opcode and let
+ * cairnd negotiate FUSE_HANDLE_KILLPRIV_V2 (fuse_i.h). Call after
+ * fuse_session_mount(), before the loop. @return 0 or a negative errno.
+ */
+int fops_session_io(struct fuse_session *se);
+
 /* The notifier thread and its queue; cairnd.c owns it. */
 struct fops_notifier;
 

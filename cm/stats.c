@@ -7,6 +7,45 @@
 
 #include "cm/stats.h"
 
+atomic_uint_fast64_t cm_fuse_opc[CM_FUSE_OPC_MAX];
+
+const char *
+cm_fuse_opc_name(unsigned opc)
+{
+	/* The numbers of enum fuse_opcode (linux/fuse.h), which is the
+	 * kernel's ABI: they do not change. */
+	static const char *const names[CM_FUSE_OPC_MAX] = {
+		[0] = "other",	       [1] = "lookup",
+		[2] = "forget",	       [3] = "getattr",
+		[4] = "setattr",       [5] = "readlink",
+		[6] = "symlink",       [8] = "mknod",
+		[9] = "mkdir",	       [10] = "unlink",
+		[11] = "rmdir",	       [12] = "rename",
+		[13] = "link",	       [14] = "open",
+		[15] = "read",	       [16] = "write",
+		[17] = "statfs",       [18] = "release",
+		[20] = "fsync",	       [21] = "setxattr",
+		[22] = "getxattr",     [23] = "listxattr",
+		[24] = "removexattr",  [25] = "flush",
+		[26] = "init",	       [27] = "opendir",
+		[28] = "readdir",      [29] = "releasedir",
+		[30] = "fsyncdir",     [31] = "getlk",
+		[32] = "setlk",	       [33] = "setlkw",
+		[34] = "access",       [35] = "create",
+		[36] = "interrupt",    [37] = "bmap",
+		[38] = "destroy",      [39] = "ioctl",
+		[40] = "poll",	       [41] = "notify_reply",
+		[42] = "batch_forget", [43] = "fallocate",
+		[44] = "readdirplus",  [45] = "rename2",
+		[46] = "lseek",	       [47] = "copy_file_range",
+		[48] = "setupmapping", [49] = "removemapping",
+		[50] = "syncfs",       [51] = "tmpfile",
+		[52] = "statx",
+	};
+
+	return opc < CM_FUSE_OPC_MAX ? names[opc] : NULL;
+}
+
 #define LD(x)                                                                  \
 	((unsigned long long)atomic_load_explicit(&st->x, memory_order_relaxed))
 
@@ -65,6 +104,16 @@ cm_stats_format_counters(const struct cm_stats *st, char *buf, size_t len,
 	P("replay_batches %llu\n", LD(replay_batches));
 	P("replay_batch_ops %llu\n", LD(replay_batch_ops));
 	P("replay_singles %llu\n", LD(replay_singles));
+	for (unsigned i = 0; i < CM_FUSE_OPC_MAX; i++) {
+		unsigned long long v = (unsigned long long)atomic_load_explicit(
+			&cm_fuse_opc[i], memory_order_relaxed);
+		const char *nm = cm_fuse_opc_name(i);
+
+		if (v && nm)
+			P("fuse_op_%s %llu\n", nm, v);
+		else if (v)
+			P("fuse_op_%u %llu\n", i, v);
+	}
 #undef P
 	return off;
 }

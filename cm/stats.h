@@ -79,6 +79,18 @@ struct cm_stats {
 	atomic_uint_fast64_t replay_singles; /* records replayed alone */
 };
 
+/*
+ * FUSE requests by opcode, as read from /dev/fuse (fuse_common.c's read
+ * hook), for the whole process (every session of it): slot 0 counts
+ * opcodes of CM_FUSE_OPC_MAX and over. cm_stats_format_counters() prints
+ * the ones not zero as "fuse_op_NAME N".
+ */
+#define CM_FUSE_OPC_MAX 64
+extern atomic_uint_fast64_t cm_fuse_opc[CM_FUSE_OPC_MAX];
+
+/* The lower-case name of FUSE opcode @opc ("getxattr"), or NULL. */
+const char *cm_fuse_opc_name(unsigned opc);
+
 /* Add @n to counter @f of @st (a struct cm_stats *). */
 #define CM_STAT_ADD(st, f, n)                                                  \
 	atomic_fetch_add_explicit(&(st)->f, (n), memory_order_relaxed)

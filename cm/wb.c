@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -120,6 +121,8 @@ gen_bump_locked(struct wstate *ws, uint64_t c0, uint64_t c1)
 		ws->cgen[c]++;
 }
 
+void (*wb_saved_hook)(void);
+
 /* Persist @ws (lock held). A failure is logged: the data itself is safe
  * in the chunk store; only the size would be guessed after a crash. */
 int
@@ -164,8 +167,11 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 		else
 			tdbw_txn_cancel(wb->tdb);
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		ws->saved = true;
+		if (wb_saved_hook)
+			wb_saved_hook();
+	}
 out:
 	if (rc != 0)
 		log_warn(LOG_WB, "cannot save a write state in dirty.tdb: %s",
@@ -635,9 +641,84 @@ prepare_chunk(struct wb *wb, const struct fid *fid, uint64_t base_dv,
 	return -EAGAIN;
 }
 
-/* Take a write slot on @fid's state; fills the snapshot. */
+uint32_t
+wb_killed_mode(uint32_t mode, int how)
+{
+	if (!how)
+		return mode;
+	mode &= ~(uint32_t)S_ISUID;
+	if (how == WB_KILL_ALL || (mode & S_IXGRP))
+		mode &= ~(uint32_t)S_ISGID;
+	return mode;
+}
+
+/*
+ * Fold @kill into @ws (lock held, no store running: the caller waited
+ * for it, and it counts as writing or holds the lock throughout), saved
+ * in dirty.tdb before any byte of the write it goes with is written: a
+ * store's snapshot (taken once writing is 0) and a wb_resume() after a
+ * kill -9 both find the mode with the data. The state is marked dirty
+ * even if the write then fails: a store of the mode alone errs on the
+ * safe side, as the kernel's file_remove_privs() before a failed write.
+ */
 static int
-begin_io(struct wb *wb, const struct fid *fid, struct wstate *snap)
+kill_locked(struct wb *wb, struct wstate *ws, const struct wb_kill *kill)
+{
+	uint32_t was_mask = ws->sa_mask, was_mode = ws->sa_mode;
+	bool was_dirty = ws->dirty;
+	uint32_t mode;
+	int rc;
+
+	if (!kill || !kill->how || ws->gone)
+		return 0;
+	mode = (ws->sa_mask & PROTO_SA_MODE) ? ws->sa_mode
+	       : kill->mode != WB_MODE_UNKNOWN ? kill->mode
+					       : ws->attr.mode;
+	mode &= 07777;
+	if (wb_killed_mode(mode, kill->how) == mode)
+		return 0;
+	if (ws->logged || ws->replaying || ws->conflicted)
+		return -EPERM;
+	ws->sa_mode = wb_killed_mode(mode, kill->how);
+	ws->sa_mask |= PROTO_SA_MODE;
+	ws->ctime_ns = util_wall_ns();
+	if (!ws->dirty)
+		mark_dirty_locked(wb, ws);
+	rc = wb_save_locked(wb, ws);
+	if (rc) {
+		/* Not saved: the data must not go without it. The mode
+		 * goes first as a setattr of its own. */
+		ws->sa_mask = was_mask;
+		ws->sa_mode = was_mode;
+		if (!was_dirty)
+			wb_mark_clean_locked(wb, ws);
+		return -EPERM;
+	}
+	return 0;
+}
+
+int
+wb_kill(struct wb *wb, const struct fid *fid, const struct wb_kill *kill)
+{
+	struct wstate *ws;
+	int rc;
+
+	if (!wb)
+		return -EIO;
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
+	rc = ws ? wait_store_locked(wb, ws) : -EBADF;
+	if (rc == 0)
+		rc = kill_locked(wb, ws, kill);
+	pthread_mutex_unlock(&wb->lock);
+	return rc;
+}
+
+/* Take a write slot on @fid's state, after clearing @kill's bits
+ * (kill_locked()); fills the snapshot. */
+static int
+begin_io(struct wb *wb, const struct fid *fid, struct wstate *snap,
+	 const struct wb_kill *kill)
 {
 	struct wstate *ws;
 	int rc;
@@ -653,6 +734,8 @@ begin_io(struct wb *wb, const struct fid *fid, struct wstate *snap)
 	rc = wait_store_locked(wb, ws);
 	if (rc == 0 && ws->conflicted)
 		rc = -EIO; /* this handle's version is in the conflict copy */
+	if (rc == 0)
+		rc = kill_locked(wb, ws, kill);
 	if (rc == 0) {
 		ws->writing++;
 		*snap = *ws;
@@ -761,7 +844,7 @@ maybe_write_back(struct wb *wb, const struct fid *fid)
 
 ssize_t
 wb_write(struct wb *wb, const struct fid *fid, uint64_t off, const void *buf,
-	 size_t len, uint64_t *need)
+	 size_t len, uint64_t *need, const struct wb_kill *kill)
 {
 	uint32_t csz = wb->d.chunk_size;
 	struct wstate s;
@@ -769,8 +852,8 @@ wb_write(struct wb *wb, const struct fid *fid, uint64_t off, const void *buf,
 	int rc;
 
 	if (len == 0)
-		return 0;
-	rc = begin_io(wb, fid, &s);
+		return kill ? wb_kill(wb, fid, kill) : 0;
+	rc = begin_io(wb, fid, &s, kill);
 	if (rc < 0)
 		return rc;
 	while (done < len) {
@@ -865,7 +948,8 @@ trunc_cb(const struct cs_info *i, void *arg)
 }
 
 int
-wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need)
+wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need,
+	    const struct wb_kill *kill)
 {
 	uint32_t csz = wb->d.chunk_size;
 	struct trunc_ctx t = {wb, size, 0};
@@ -873,7 +957,7 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need)
 	uint64_t zf = UINT64_MAX;
 	int rc;
 
-	rc = begin_io(wb, fid, &s);
+	rc = begin_io(wb, fid, &s, kill);
 	if (rc < 0)
 		return rc;
 	if (size < s.size) {

@@ -132,21 +132,54 @@ int wb_setattr(struct wb *wb, const struct fid *fid, uint32_t mask,
 	       uint32_t mode, uint32_t uid, uint32_t gid, int64_t atime_ns,
 	       int64_t mtime_ns);
 
+/*
+ * Set-ID bits a write or truncate clears with its data
+ * (FUSE_HANDLE_KILLPRIV_V2: the kernel flags it, fuse_i.h). @how:
+ * WB_KILL clears set-user-ID, and set-group-ID when group-executable;
+ * WB_KILL_ALL set-group-ID in any case (a caller outside the file's
+ * group). @mode: the file's mode (07777) as the caller saw it, or
+ * WB_MODE_UNKNOWN (the server's at the first open is taken); a mode folded
+ * into the write state (chmod) goes first.
+ */
+enum { WB_KILL = 1, WB_KILL_ALL = 2 };
+#define WB_MODE_UNKNOWN UINT32_MAX
+struct wb_kill {
+	int how;
+	uint32_t mode;
+};
+
+/* @mode as a kill @how leaves it (0: unchanged). */
+uint32_t wb_killed_mode(uint32_t mode, int how);
+
+/*
+ * Clear @kill's set-ID bits of @fid in its write state, as wb_write()
+ * does before its data: the mode is folded in (wb_setattr()'s way) and
+ * saved in dirty.tdb before this returns. @return 0, -EPERM (the state
+ * cannot take it: its last store is logged or being replayed, or the save
+ * failed; send the mode as a setattr of its own first), or another
+ * -errno.
+ */
+int wb_kill(struct wb *wb, const struct fid *fid, const struct wb_kill *kill);
+
 /* The name of the file changed (rename): remember the new one. */
 void wb_renamed(struct wb *wb, const struct fid *fid, const struct fid *parent,
 		const char *name);
 
 /*
- * Write @len bytes at @off. @return @len, or -EAGAIN with *@need set to a
- * chunk that must be fetched first (wb_fetch()), or -errno.
+ * Write @len bytes at @off. @kill (NULL: none): the set-ID bits it clears,
+ * as wb_kill(), before any byte is written (never a state whose data is
+ * saved without the mode). @return @len, or -EAGAIN with *@need set to a
+ * chunk that must be fetched first (wb_fetch()), or -EPERM as wb_kill()
+ * (nothing written), or -errno.
  */
 ssize_t wb_write(struct wb *wb, const struct fid *fid, uint64_t off,
-		 const void *buf, size_t len, uint64_t *need);
+		 const void *buf, size_t len, uint64_t *need,
+		 const struct wb_kill *kill);
 
 /* Set the local size (ftruncate of a file with a write state); as
- * wb_write for -EAGAIN. */
+ * wb_write for -EAGAIN, @kill and -EPERM. */
 int wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size,
-		uint64_t *need);
+		uint64_t *need, const struct wb_kill *kill);
 
 /*
  * Read from a file with a write state: @return bytes read (0 at EOF),

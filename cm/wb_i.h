@@ -168,6 +168,11 @@ void wb_mark_clean_locked(struct wb *wb, struct wstate *ws);
  * last writer's release and, for a file written for a while, a write
  * call it. @return 0 or -errno (the working copies stay open). */
 int wb_checkpoint_locked(struct wb *wb, struct wstate *ws);
+
+/* Tests only (test_cm_wb's die-at-step-N, like chunkstore's
+ * cs_fault_hook): called after each committed wb_save_locked(); it may
+ * _exit() to "die" there. NULL (the default) costs a load and a branch. */
+extern void (*wb_saved_hook)(void);
 /* wb.c: the name and directory @fid's write state knows it by (its last
  * create, open by name or rename), for conflict paths. @return 0 or
  * -ENOENT. */

@@ -23,7 +23,9 @@ as "MODE PATH BLOCKS" (BLOCKS: whether upstream sent X-Cairn-Blocks).
 When SPOILER also defines spoil_dir(mode, path, body) -> body, it is
 called for every 200 reply to a GET of a listing (".../dir/...", its
 pages too), each logged to LOG_FILE.dir as "MODE PATH".
-Every POST's path is appended to LOG_FILE.posts; with the word "nobatch"
+Every POST's path is appended to LOG_FILE.posts; with the word "postbody"
+in MODE_FILE, "STATUS PATH BODY" (the body on one line) to LOG_FILE.bodies
+once the server answered; with the word "nobatch"
 in MODE_FILE, POST .../batch gets a 404, as from a server of protocol 2.
 """
 import http.client
@@ -145,6 +147,12 @@ def main():
             r = c.getresponse()
             body = r.read()
             c.close()
+            if self.command == "POST" and "postbody" in mode:
+                # in the order the server answered them (t2353)
+                with lock, open(log_file + ".bodies", "ab") as f:
+                    f.write(b"%d %s %s\n" % (r.status,
+                            self.path.encode(),
+                            (req_body or b"").replace(b"\n", b" ")))
             headers = [(k, v) for k, v in r.getheaders()
                        if k.lower() not in HOP]
             first, stall = len(body), 0

@@ -18,10 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <tdb.h>
 #include <unistd.h>
 
 #include "chunkstore/cs.h"
+#include "chunkstore/cs_i.h" /* cs_fault_hook */
 #include "cm/cm.h"
 #include "cm/inode.h"
 #include "cm/loop.h"
@@ -29,6 +31,7 @@
 #include "cm/stats.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
+#include "cm/wb_i.h" /* wb_saved_hook */
 #include "cm/wb_rec.h"
 #include "common/log.h"
 #include "tests/tap.h"
@@ -390,7 +393,7 @@ test_stored_race(void)
 		a.dv = CM_DV_LOCAL | (1000 + i);
 		vc_put_attr(vc, &a);
 		if (wb_open_write(r.wb, &a, &root, "f") < 0 ||
-		    wb_write(r.wb, &f, 0, r.want, sizeof(r.want), &need) !=
+		    wb_write(r.wb, &f, 0, r.want, sizeof(r.want), &need, NULL) !=
 			    (ssize_t)sizeof(r.want)) {
 			bad_write++;
 			continue;
@@ -443,6 +446,356 @@ out:
 		diag("cannot remove '%s/race'", dir);
 }
 
+/* --- set-ID bits cleared with a write (FUSE_HANDLE_KILLPRIV_V2) --- */
+
+/* The dirty.tdb record of @fid under @cache_dir (0 if found). */
+static int
+saved_rec(const char *cache_dir, const struct fid *fid, struct wb_rec *out,
+	  void **buf)
+{
+	char path[300];
+	struct tdb_context *tdb;
+	TDB_DATA k = {(unsigned char *)fid, sizeof(*fid)}, v = {0};
+	int rc = -1;
+
+	snprintf(path, sizeof(path), "%s/dirty.tdb", cache_dir);
+	tdb = tdb_open(path, 0, TDB_NOLOCK, O_RDONLY, 0600);
+	if (tdb) {
+		v = tdb_fetch(tdb, k);
+		tdb_close(tdb);
+	}
+	if (v.dptr)
+		rc = wb_rec_decode(v.dptr, v.dsize, out);
+	*buf = v.dptr;
+	return rc;
+}
+
+/*
+ * A flagged write saves the cleared mode in dirty.tdb before its data
+ * (review 10, findings 1 and 2): whatever reads dirty.tdb after the
+ * write returned (a store's snapshot, wb_resume() after kill -9) finds
+ * the data with the mode, never without. A state that cannot take it
+ * (its store logged) refuses the write with -EPERM before writing a byte.
+ */
+static void
+test_kill(void)
+{
+	struct cs_params p = {0};
+	struct fid root = mkfid(RACE_VOL, 0x01), f = mkfid(RACE_VOL, 0x30),
+		   g = mkfid(RACE_VOL, 0x50);
+	struct cm_stats st;
+	struct cm_loop loop;
+	struct mcache_hooks hooks = {0};
+	struct wb_deps d;
+	struct ino_table *ino = NULL;
+	struct mcache *mc = NULL;
+	struct cs_store *cs = NULL;
+	struct vc *vc = NULL;
+	struct wb *wb = NULL;
+	struct proto_attr a, o;
+	struct wb_rec r;
+	struct wb_kill k = {.how = WB_KILL, .mode = 06755};
+	struct cs_key key;
+	struct cs_info info;
+	char path[320], cmd[340], cdir[200];
+	uint64_t need = 0;
+	void *buf = NULL;
+	int err = 0;
+
+	is_int((int)wb_killed_mode(06755, WB_KILL), 0755,
+	       "a kill clears set-user-ID and a group-executable set-group-ID");
+	is_int((int)wb_killed_mode(06745, WB_KILL), 02745,
+	       "not set-group-ID without group execute");
+	is_int((int)wb_killed_mode(06745, WB_KILL_ALL), 0745,
+	       "unless all (a caller outside the group)");
+	snprintf(cdir, sizeof(cdir), "%s/kill", dir);
+	mkdir(cdir, 0700);
+	snprintf(path, sizeof(path), "%s/cs", cdir);
+	p.chunk_size = 65536;
+	if (mkdir(path, 0700) < 0 || cs_create(path, &p) < 0) {
+		ok(0, "set up a chunk store");
+		return;
+	}
+	cs = cs_open(path, &p, &err);
+	snprintf(path, sizeof(path), "%s/meta.tdb", cdir);
+	vc = cs ? vc_open(path, RACE_VOL, cs_chunk_size(cs)) : NULL;
+	ino = ino_new(&root);
+	memset(&st, 0, sizeof(st));
+	cm_loop_init(&loop);
+	mc = vc && ino ? mcache_new(ino, vc, cs, &loop, &st, &hooks) : NULL;
+	memset(&d, 0, sizeof(d));
+	d.loop = &loop;
+	d.cs = cs;
+	d.mc = mc;
+	d.ino = ino;
+	d.st = &st;
+	d.root = root;
+	d.cache_dir = cdir;
+	d.volume = "kill";
+	d.chunk_size = cs ? cs_chunk_size(cs) : 0;
+	d.timeout_ms = 1000;
+	d.dirty_limit = 1ull << 30;
+	d.cache_size = 64ull << 20;
+	wb = mc ? wb_new(&d) : NULL;
+	if (!wb) {
+		ok(0, "set up cs, vc, mcache and wb");
+		goto out;
+	}
+	memset(&a, 0, sizeof(a));
+	a.fid = f;
+	a.type = PROTO_T_FILE;
+	a.mode = S_IFREG | 06755;
+	a.nlink = 1;
+	a.dv = 77;
+	vc_put_attr(vc, &a);
+	ok(wb_open_write(wb, &a, &root, "suid") == 0, "open a 6755 file");
+	ok(saved_rec(cdir, &f, &r, &buf) != 0, "no state saved before");
+	free(buf);
+	is_int((int)wb_write(wb, &f, 0, "new", 3, &need, &k), 3,
+	       "a flagged write");
+	o = a;
+	wb_overlay(wb, &o);
+	is_int((int)(o.mode & 07777), 0755, "the overlay shows 0755");
+	/* The second write has nothing to clear (the state's mode goes
+	 * first, not the caller's stale view). */
+	is_int((int)wb_write(wb, &f, 3, "er", 2, &need, &k), 2,
+	       "a second flagged write");
+	/* What a kill -9 leaves: the committed dirty.tdb (closed here only
+	 * to read it; nothing is stored without a loop). */
+	wb_free(wb);
+	wb = NULL;
+	ok(saved_rec(cdir, &f, &r, &buf) == 0, "its state is saved");
+	ok((r.sa_mask & PROTO_SA_MODE) && r.sa_mode == 0755,
+	   "with the cleared mode (mask 0x%x mode %o)", r.sa_mask, r.sa_mode);
+	free(buf);
+
+	/* A state whose store is logged cannot take the mode. */
+	memset(&r, 0, sizeof(r));
+	r.flags = WB_REC_LOGGED;
+	r.base_dv = 78;
+	r.size = 0;
+	r.zero_from = 0;
+	r.parent = root;
+	r.name = "logged";
+	r.namelen = strlen(r.name);
+	{
+		size_t len = 0;
+		void *v = wb_rec_encode(&r, &len);
+		struct tdb_context *tdb;
+		TDB_DATA kk = {(unsigned char *)&g, sizeof(g)}, vv;
+
+		snprintf(path, sizeof(path), "%s/dirty.tdb", cdir);
+		tdb = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
+		vv.dptr = v;
+		vv.dsize = len;
+		ok(v && tdb && tdb_store(tdb, kk, vv, TDB_REPLACE) == 0,
+		   "a logged state in dirty.tdb");
+		if (tdb)
+			tdb_close(tdb);
+		free(v);
+		wb = wb_new(&d);
+	}
+	a.fid = g;
+	a.dv = 78;
+	a.size = 0;
+	vc_put_attr(vc, &a);
+	ok(wb && wb_open_write(wb, &a, &root, "logged") == 0,
+	   "open it for writing");
+	is_int((int)wb_write(wb, &g, 0, "new", 3, &need, &k), -EPERM,
+	       "a flagged write to it: -EPERM (the setattr goes first)");
+	cm_chunk_key(&key, &g, 0);
+	ok(cs_lookup(cs, &key, &info) != 0, "and nothing of it written");
+	o = a;
+	wb_overlay(wb, &o);
+	is_int((int)(o.mode & 07777), 06755, "nor a mode folded");
+	is_int((int)wb_write(wb, &g, 0, "new", 3, &need, NULL), 3,
+	       "written once the setattr went (no kill)");
+	wb_release_write(wb, &g);
+out:
+	wb_free(wb);
+	mcache_free(mc);
+	ino_free(ino);
+	vc_close(vc);
+	cs_close(cs);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cdir);
+	if (system(cmd) != 0)
+		diag("cannot remove '%s'", cdir);
+}
+
+/* --- kill -9 in the middle of a flagged write --- */
+
+struct kenv {
+	struct cs_params p;
+	struct cm_stats st;
+	struct cm_loop loop;
+	struct mcache_hooks hooks;
+	struct wb_deps d;
+	struct ino_table *ino;
+	struct mcache *mc;
+	struct cs_store *cs;
+	struct vc *vc;
+	struct wb *wb;
+	char cdir[200];
+};
+
+static int
+kenv_open(struct kenv *e, const struct fid *root)
+{
+	char path[300];
+	int err = 0;
+
+	snprintf(path, sizeof(path), "%s/cs", e->cdir);
+	e->p.chunk_size = 65536;
+	e->cs = cs_open(path, &e->p, &err);
+	snprintf(path, sizeof(path), "%s/meta.tdb", e->cdir);
+	e->vc = e->cs ? vc_open(path, RACE_VOL, cs_chunk_size(e->cs)) : NULL;
+	e->ino = ino_new(root);
+	cm_loop_init(&e->loop);
+	e->mc = e->vc && e->ino ? mcache_new(e->ino, e->vc, e->cs, &e->loop,
+					     &e->st, &e->hooks)
+				: NULL;
+	e->d.loop = &e->loop;
+	e->d.cs = e->cs;
+	e->d.mc = e->mc;
+	e->d.ino = e->ino;
+	e->d.st = &e->st;
+	e->d.root = *root;
+	e->d.cache_dir = e->cdir;
+	e->d.volume = "kill9";
+	e->d.chunk_size = e->cs ? cs_chunk_size(e->cs) : 0;
+	e->d.timeout_ms = 1000;
+	e->d.dirty_limit = 1ull << 30;
+	e->d.cache_size = 64ull << 20;
+	e->wb = e->mc ? wb_new(&e->d) : NULL;
+	return e->wb ? 0 : -1;
+}
+
+static void
+kenv_close(struct kenv *e)
+{
+	wb_free(e->wb);
+	mcache_free(e->mc);
+	ino_free(e->ino);
+	vc_close(e->vc);
+	cs_close(e->cs);
+}
+
+static int die_at, die_steps;
+
+static int
+die_hook(enum cs_fault_op op, const char *what)
+{
+	(void)op;
+	(void)what;
+	if (++die_steps == die_at)
+		_exit(42);
+	return 0;
+}
+
+static void
+die_saved(void)
+{
+	if (++die_steps == die_at)
+		_exit(42);
+}
+
+/*
+ * STYLE §6's die-at-step-N: a child writes 150 KB (three chunks) to a
+ * 6755 file with the kill and "dies" at its N-th chunk-store I/O or
+ * after its N-th dirty.tdb save (wb_saved_hook); the
+ * parent opens the cache as a restarted cairnd would. Whenever a dirty
+ * write state is there (what wb_resume() would store), it must carry the
+ * cleared mode: never the data without it (review 10, finding 2). N
+ * grows until the write completes.
+ */
+static void
+test_kill_die(void)
+{
+	struct fid root = mkfid(RACE_VOL, 0x01), f = mkfid(RACE_VOL, 0x70);
+	static uint8_t data[150000];
+	struct proto_attr a;
+	char cmd[300];
+	int n, bad = 0, dirty_seen = 0;
+	bool completed = false;
+
+	memset(data, 'N', sizeof(data));
+	memset(&a, 0, sizeof(a));
+	a.fid = f;
+	a.type = PROTO_T_FILE;
+	a.mode = S_IFREG | 06755;
+	a.nlink = 1;
+	a.dv = 91;
+	for (n = 1; n < 200 && !completed; n++) {
+		struct kenv e;
+		char path[300];
+		pid_t pid;
+		int status = 0;
+
+		memset(&e, 0, sizeof(e));
+		snprintf(e.cdir, sizeof(e.cdir), "%s/kill9", dir);
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e.cdir);
+		if (system(cmd) != 0)
+			diag("cannot remove '%s'", e.cdir);
+		mkdir(e.cdir, 0700);
+		snprintf(path, sizeof(path), "%s/cs", e.cdir);
+		e.p.chunk_size = 65536;
+		if (mkdir(path, 0700) < 0 || cs_create(path, &e.p) < 0) {
+			ok(0, "set up a chunk store");
+			return;
+		}
+		fflush(NULL);
+		pid = fork();
+		if (pid == 0) {
+			struct wb_kill k = {.how = WB_KILL, .mode = 06755};
+			uint64_t need = 0;
+
+			if (kenv_open(&e, &root) < 0)
+				_exit(3);
+			vc_put_attr(e.vc, &a);
+			if (wb_open_write(e.wb, &a, &root, "f") < 0)
+				_exit(4);
+			die_steps = 0;
+			die_at = n;
+			cs_fault_hook = die_hook;
+			wb_saved_hook = die_saved;
+			_exit(wb_write(e.wb, &f, 0, data, sizeof(data), &need,
+				       &k) == (ssize_t)sizeof(data)
+				      ? 0
+				      : 5);
+		}
+		if (pid < 0 || waitpid(pid, &status, 0) != pid ||
+		    !WIFEXITED(status) ||
+		    (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 42)) {
+			ok(0, "step %d: the child ran (status 0x%x)", n, status);
+			return;
+		}
+		completed = WEXITSTATUS(status) == 0;
+		if (kenv_open(&e, &root) < 0) {
+			ok(0, "step %d: reopen the cache", n);
+			kenv_close(&e);
+			return;
+		}
+		if (wb_dirty(e.wb, &f)) {
+			struct proto_attr o = a;
+
+			dirty_seen++;
+			wb_overlay(e.wb, &o);
+			if ((o.mode & 07777) != 0755) {
+				diag("step %d: a dirty state with mode %o", n,
+				     o.mode & 07777);
+				bad++;
+			}
+		}
+		kenv_close(&e);
+	}
+	ok(completed, "the write completed at step %d", n - 1);
+	ok(dirty_seen > 0, "%d restarts found a dirty state", dirty_seen);
+	is_int(bad, 0, "every one of them with the cleared mode");
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s/kill9'", dir);
+	if (system(cmd) != 0)
+		diag("cannot remove '%s/kill9'", dir);
+}
+
 int
 main(void)
 {
@@ -456,6 +809,8 @@ main(void)
 	test_old_format();
 	test_migration();
 	test_stored_race();
+	test_kill();
+	test_kill_die();
 	rmdir(dir);
 	return done_testing();
 }

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# t2352-cm-killpriv-kill9: a write that cleared set-ID bits (folded into
+# the file's write state, as tar's fchmod is) survives kill -9 of cairnd
+# before the file is closed: after the restart the store goes to the
+# server with the data and the cleared mode (wb_resume()), in sync and in
+# writeback mode. A second cairnd with an empty cache sees both.
+. "$top_srcdir/tests/integration/lib.sh"
+t_need_fuse
+t_timeout 240
+umask 022
+[ -x "$FS" ] || { echo "# SKIP: $FS not built"; exit 77; }
+command -v setpriv >/dev/null || { echo "# SKIP: setpriv missing"; exit 77; }
+
+vol_setup k9
+A=$T_DIR/a
+
+# The other user appends to $1 and keeps it open (the store waits for the
+# close that never comes); $2 tells when the write returned.
+hold_write() {
+	setpriv --reuid=1000 --regid=1000 --clear-groups /usr/bin/python3 -c '
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+os.write(fd, b"written by 1000\n")
+print("wrote", flush=True)
+time.sleep(200)  # shorter than t_timeout: never outlives the test
+' "$1" >"$2" 2>&1 &
+	echo $!
+}
+
+round() { # NAME [cairnd args]
+	local n=$1 w
+	shift
+	cairnd_mount "$A" "$T_DIR/ca" k9 "$T_DIR/tok" "$@" || exit 1
+	mkdir -p -m 1777 "$A/$n"
+	printf 'root\n' >"$A/$n/f"
+	chmod 6777 "$A/$n/f"
+	"$FS" sync -m "$A" >/dev/null 2>&1
+	: >"$T_DIR/wrote"
+	w=$(hold_write "$A/$n/f" "$T_DIR/wrote")
+	t_ok "$(wait_for 20 grep -q wrote "$T_DIR/wrote" && echo 0 || echo 1)" "$n: the other user's write returned"
+	t_is "$(stat -c %a "$A/$n/f")" 777 "$n: the mount shows the set-ID bits cleared"
+	cairnd_kill9 "$A"
+	kill "$w" 2>/dev/null
+	wait "$w" 2>/dev/null
+	cairnd_mount "$A" "$T_DIR/ca" k9 "$T_DIR/tok" "$@" || exit 1
+	"$FS" sync -m "$A" >/dev/null 2>&1
+	t_is "$(stat -c %a "$A/$n/f")" 777 "$n: after kill -9 and a restart: still cleared"
+	t_is "$(cat "$A/$n/f")" "$(printf 'root\nwritten by 1000')" "$n: ... and the write is there"
+	cairnd_mount "$T_DIR/b$n" "$T_DIR/cb$n" k9 "$T_DIR/tok" || exit 1
+	t_is "$(stat -c %a "$T_DIR/b$n/$n/f")|$(cat "$T_DIR/b$n/$n/f")" \
+		"777|$(printf 'root\nwritten by 1000')" \
+		"$n: a second cairnd with an empty cache sees both (the server has them)"
+	cairnd_umount "$T_DIR/b$n"
+	cairnd_umount "$A"
+}
+round sync
+round writeback --write-mode writeback
+
+t_done
