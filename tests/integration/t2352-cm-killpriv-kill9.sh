@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# t2352-cm-killpriv-kill9: a write that cleared set-ID bits (folded into
-# the file's write state, as tar's fchmod is) survives kill -9 of cairnd
-# before the file is closed: after the restart the store goes to the
-# server with the data and the cleared mode (wb_resume()), in sync and in
-# writeback mode. A second cairnd with an empty cache sees both.
+# t2352-cm-killpriv-kill9: the set-ID bits a write cleared (folded into
+# the file's write state, as tar's fchmod is, saved before the data)
+# survive kill -9 of cairnd before the file is closed: after the restart
+# the store goes to the server with the cleared mode (wb_resume()), in
+# sync and in writeback mode, with or without the unacknowledged write.
+# A second cairnd with an empty cache sees the same.
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
 t_timeout 240
@@ -45,11 +46,17 @@ round() { # NAME [cairnd args]
 	cairnd_mount "$A" "$T_DIR/ca" k9 "$T_DIR/tok" "$@" || exit 1
 	"$FS" sync -m "$A" >/dev/null 2>&1
 	t_is "$(stat -c %a "$A/$n/f")" 777 "$n: after kill -9 and a restart: still cleared"
-	t_is "$(cat "$A/$n/f")" "$(printf 'root\nwritten by 1000')" "$n: ... and the write is there"
+	# The write was never acknowledged (no close, no fsync): since
+	# working copies are committed at checkpoints (h-wcopy) a kill -9
+	# may lose it, or keep it if a checkpoint ran. Either way the mode
+	# it cleared stays cleared: it was saved before the data.
+	c=$(cat "$A/$n/f")
+	t_ok "$({ [ "$c" = root ] || [ "$c" = "$(printf 'root\nwritten by 1000')" ]; } && echo 0 || echo 1)" \
+		"$n: ... the file is as before the write or with it ($(printf %s "$c" | wc -l) newlines)"
 	cairnd_mount "$T_DIR/b$n" "$T_DIR/cb$n" k9 "$T_DIR/tok" || exit 1
 	t_is "$(stat -c %a "$T_DIR/b$n/$n/f")|$(cat "$T_DIR/b$n/$n/f")" \
-		"777|$(printf 'root\nwritten by 1000')" \
-		"$n: a second cairnd with an empty cache sees both (the server has them)"
+		"777|$c" \
+		"$n: a second cairnd with an empty cache sees the same, bits cleared (the server has them)"
 	cairnd_umount "$T_DIR/b$n"
 	cairnd_umount "$A"
 }
