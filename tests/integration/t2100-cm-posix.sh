@@ -69,7 +69,9 @@ else
 fi
 cairnd_umount "$mnt_ro"
 
-# cairn-fsx: 20,000 random ops on one file, in well under a minute; then
+# cairn-fsx: 20,000 random ops on one file, in well under a minute on a
+# quiet machine (the bound is 3 minutes: CI machines run the suite at
+# twice their cores beside noisy neighbours, and 60 s failed there); then
 # the result across a restart of cairnd and from a fresh cache.
 seed=${FSX_SEED:-$(( $(date +%s) % 1000000 ))}
 echo "# cairn-fsx seed $seed (replay: FSX_SEED=$seed)"
@@ -81,8 +83,8 @@ t1=$(date +%s.%N)
 secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
 t_is "$rc" 0 "cairn-fsx 20000 ops on the mount, seed $seed"
 [ "$rc" = 0 ] || show "$T_DIR/fsx.err" 40
-t_ok "$([ "$rc" = 0 ] && awk -v s="$secs" 'BEGIN { exit !(s < 60) }' && echo 0 || echo 1)" \
-	"cairn-fsx finished in $secs s (bound 60 s)"
+t_ok "$([ "$rc" = 0 ] && awk -v s="$secs" 'BEGIN { exit !(s < 180) }' && echo 0 || echo 1)" \
+	"cairn-fsx finished in $secs s (bound 180 s)"
 cairnd_umount "$mnt"
 cairnd_mount "$mnt" "$T_DIR/cache" posix "$T_DIR/tok" || exit 1
 t_check "after a cairnd restart the file equals the model" \
