@@ -73,7 +73,7 @@ struct park {
 	enum need_kind need;
 	struct fid need_fid;
 	uint64_t wait_until; /* offline-miss=wait: util_now_ms() bound */
-	uint64_t t0_ms;	     /* util_now_ms() when parked */
+	uint64_t t0_seq;     /* mfetch_send_seq() when parked */
 };
 
 
@@ -187,7 +187,7 @@ park(struct cm *cm, struct park *p)
 		return;
 	}
 	*h = *p;
-	h->t0_ms = util_now_ms();
+	h->t0_seq = mfetch_send_seq(cm->mf);
 	h->name = NULL;
 	if (p->name) {
 		h->name = strdup(p->name);
@@ -475,7 +475,7 @@ try_opendir(struct cm *cm, struct park *p)
 		 * (writeback): only the stored listing has them. On the
 		 * loop: a retry comes from mfetch's callback. */
 		if (p->tries == 0 || !cm->mf || mcache_ahead(cm->mc, &fid) ||
-		    mfetch_late_dir(cm->mf, &fid, p->t0_ms, &d) < 0)
+		    mfetch_late_dir(cm->mf, &fid, p->t0_seq, &d) < 0)
 			return need(p, NEED_DIR, &fid);
 		CM_STAT_INC(&cm->st, dir_late);
 		p->fi.fh = (uintptr_t)d;

@@ -32,7 +32,6 @@
 #include "common/log.h"
 #include "common/memtrim.h"
 #include "common/util.h"
-#include "common/util.h"
 
 enum mfetch_kind { MK_ATTR, MK_DIR, MK_LINK, MK_XATTR };
 
@@ -81,9 +80,12 @@ struct mfetch {
 	struct {
 		struct fid fid;
 		struct vc_dir *d;
-		uint64_t asked_ms; /* its first page was asked for */
+		uint64_t asked_seq; /* send_seq of its first page */
 	} late[MF_LATE];
 	unsigned late_next;
+	/* Listing requests sent so far (dir_send()): a FUSE worker reads
+	 * it when it parks (mfetch_send_seq()), so it is atomic. */
+	atomic_uint_fast64_t send_seq;
 	size_t attr_unsent;	/* MK_ATTR ops waiting for a batch */
 	struct event *flush_ev; /* sends the attr batch */
 	struct event *sync_ev;	/* writes pending attributes */
@@ -477,7 +479,7 @@ struct dir_req {
 	bool have;	       /* a first page arrived */
 	bool whole;	       /* ask for everything at once */
 	int restarts;	       /* the directory changed mid-way */
-	uint64_t asked_ms;     /* util_now_ms() when this try began */
+	uint64_t asked_seq;    /* mf->send_seq of this try's first page */
 	unsigned pages;	       /* pages received */
 	int failed;	       /* a page we took failed (-errno) while
 				  the next one was on its way */
@@ -500,6 +502,7 @@ dir_send(struct dir_req *dr)
 {
 	struct mfetch *mf = dr->mf;
 	char path[192 + PROTO_CURSOR_MAX];
+	uint64_t seq;
 	size_t n;
 	int rc = mkpath(mf, path, sizeof(path) - PROTO_CURSOR_MAX - 32, "dir",
 			&dr->op->fid);
@@ -511,6 +514,9 @@ dir_send(struct dir_req *dr)
 		snprintf(path + n, sizeof(path) - n, "?limit=%u%s%s",
 			 PROTO_DIR_PAGE_MAX, dr->next[0] ? "&cursor=" : "",
 			 dr->next);
+	seq = atomic_fetch_add(&mf->send_seq, 1) + 1;
+	if (!dr->next[0])
+		dr->asked_seq = seq; /* a first page: a try begins */
 	if (!submit(mf, "GET", path, NULL, 0, dir_done, dr))
 		return errno ? -errno : -ENOMEM;
 	return 0;
@@ -524,7 +530,6 @@ dir_restart(struct dir_req *dr)
 	dr->have = false;
 	dr->next[0] = 0;
 	dr->gen = dr->mf->gen;
-	dr->asked_ms = util_now_ms();
 	dr->whole = ++dr->restarts >= DIR_RESTARTS;
 	log_debug(LOG_META, "directory changed while listed: starting over");
 	return dir_send(dr);
@@ -698,7 +703,7 @@ late_drop(struct mfetch *mf, const struct fid *fid)
 /* Keep @d (a reference is taken) as @fid's late listing. */
 static void
 late_put(struct mfetch *mf, const struct fid *fid, struct vc_dir *d,
-	 uint64_t asked_ms)
+	 uint64_t asked_seq)
 {
 	unsigned i = mf->late_next++ % MF_LATE;
 
@@ -706,17 +711,23 @@ late_put(struct mfetch *mf, const struct fid *fid, struct vc_dir *d,
 	vc_dir_put(mf->late[i].d);
 	mf->late[i].fid = *fid;
 	mf->late[i].d = vc_dir_get(d);
-	mf->late[i].asked_ms = asked_ms;
+	mf->late[i].asked_seq = asked_seq;
+}
+
+uint64_t
+mfetch_send_seq(struct mfetch *mf)
+{
+	return mf ? atomic_load(&mf->send_seq) : 0;
 }
 
 int
-mfetch_late_dir(struct mfetch *mf, const struct fid *fid, uint64_t since_ms,
+mfetch_late_dir(struct mfetch *mf, const struct fid *fid, uint64_t since_seq,
 		struct vc_dir **out)
 {
 	*out = NULL;
 	for (unsigned i = 0; i < MF_LATE; i++)
 		if (mf->late[i].d && fid_eq(&mf->late[i].fid, fid) &&
-		    mf->late[i].asked_ms >= since_ms) {
+		    mf->late[i].asked_seq > since_seq) {
 			*out = vc_dir_get(mf->late[i].d);
 			return 0;
 		}
@@ -744,7 +755,7 @@ dir_done(void *arg, const struct http_result *res)
 		refetch = true;
 		nw = vc_dirb_finish(&dr->acc, &dr->op->fid, dr->dir.dv);
 		if (nw)
-			late_put(mf, &dr->op->fid, nw, dr->asked_ms);
+			late_put(mf, &dr->op->fid, nw, dr->asked_seq);
 		vc_dir_put(nw);
 		nw = NULL;
 		goto out;
@@ -804,7 +815,6 @@ mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
 		dr->mf = mf;
 		dr->op = op;
 		dr->gen = mf->gen;
-		dr->asked_ms = util_now_ms();
 		CM_STAT_INC(mf->st, dir_fetches);
 		rc = dir_send(dr);
 	}
