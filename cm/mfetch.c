@@ -543,14 +543,21 @@ asked(int rc)
 }
 
 /* The entries of one page: their names into dr->acc, their attributes
- * applied and stored now (unless the directory changed since we asked:
- * then the listing is fetched again anyway), so that no more than one
- * page is ever held decoded. @return 0 or -errno. */
+ * applied and stored now, so that no more than one page is ever held
+ * decoded. When the directory changed since we asked (the listing is
+ * then fetched again), an entry's attributes are still as fresh as a
+ * getattr's unless an event about that entry itself came since (an
+ * event about the directory says nothing of its children): those are
+ * kept, so a READDIRPLUS or LOOKUP after a late listing (fuse_ops.c)
+ * finds them rather than fetch the whole directory again for each name.
+ * @return 0 or -errno. */
 static int
 dir_take(struct dir_req *dr, const struct proto_dir *page)
 {
 	struct mfetch *mf = dr->mf;
 	struct proto_attr *a;
+	bool changed;
+	size_t n = 0;
 	int rc = 0;
 
 	if (page->n > PROTO_DIR_MAX - dr->acc.n)
@@ -559,16 +566,22 @@ dir_take(struct dir_req *dr, const struct proto_dir *page)
 		rc = vc_dirb_add(&dr->acc, page->ents[i].name,
 				 page->ents[i].attr.type,
 				 &page->ents[i].attr.fid);
-	if (rc || !page->n || changed_since(mf, &dr->op->fid, dr->gen))
-		return rc;
+	if (rc || !page->n || mf->gen - dr->gen >= MF_RING)
+		return rc; /* too many events to tell which entries changed */
+	changed = changed_since(mf, &dr->op->fid, dr->gen);
 	a = malloc(page->n * sizeof(*a));
 	if (!a)
 		return -ENOMEM;
 	for (size_t i = 0; i < page->n; i++) {
-		a[i] = page->ents[i].attr;
-		apply_attr(mf, &a[i], false, true);
+		if (changed &&
+		    changed_since(mf, &page->ents[i].attr.fid, dr->gen))
+			continue;
+		a[n] = page->ents[i].attr;
+		apply_attr(mf, &a[n], false, true);
+		n++;
 	}
-	mcache_store_attrs(mf->mc, a, page->n);
+	if (n)
+		mcache_store_attrs(mf->mc, a, n);
 	free(a);
 	return 0;
 }
