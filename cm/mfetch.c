@@ -198,6 +198,18 @@ op_complete(struct mfetch *mf, struct mfetch_op *op, int err)
 	}
 }
 
+/* Does anyone wait for @op's result (a waiter with a callback)? */
+static bool
+op_has_cb(const struct mfetch_op *op)
+{
+	const struct mfetch_waiter *w;
+
+	SLIST_FOREACH (w, &op->waiters, link)
+		if (w->cb)
+			return true;
+	return false;
+}
+
 static struct mfetch_op *
 op_find(struct mfetch *m, enum mfetch_kind kind, const struct fid *fid)
 {
@@ -480,6 +492,11 @@ struct dir_req {
 	bool whole;	       /* ask for everything at once */
 	int restarts;	       /* the directory changed mid-way */
 	uint64_t asked_seq;    /* mf->send_seq of this try's first page */
+	bool ahead;	       /* local changes were ahead of the server
+				  when this try began (mcache_ahead()) */
+	bool restart_next;     /* a page of another DV came without a 410
+				  while the next was on its way: start
+				  over when that one arrives */
 	unsigned pages;	       /* pages received */
 	int failed;	       /* a page we took failed (-errno) while
 				  the next one was on its way */
@@ -515,8 +532,13 @@ dir_send(struct dir_req *dr)
 			 PROTO_DIR_PAGE_MAX, dr->next[0] ? "&cursor=" : "",
 			 dr->next);
 	seq = atomic_fetch_add(&mf->send_seq, 1) + 1;
-	if (!dr->next[0])
-		dr->asked_seq = seq; /* a first page: a try begins */
+	if (!dr->next[0]) {
+		/* A first page: a try begins. A listing read while a
+		 * local change was ahead lacks it, even once the change
+		 * drained: never a late listing (mfetch_late_dir()). */
+		dr->asked_seq = seq;
+		dr->ahead = mcache_ahead(mf->mc, &dr->op->fid);
+	}
 	if (!submit(mf, "GET", path, NULL, 0, dir_done, dr))
 		return errno ? -errno : -ENOMEM;
 	return 0;
@@ -624,6 +646,12 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 
 	dr->pages++;
 	CM_STAT_INC(mf->st, dir_pages);
+	if (dr->restart_next) {
+		/* The page before was of another DV (below): this one is
+		 * of no use whatever it holds. */
+		dr->restart_next = false;
+		return asked(dir_restart(dr));
+	}
 	if (dr->failed)
 		rc = dr->failed;
 	else if (rc == -ESTALE && dr->have && !dr->whole)
@@ -643,12 +671,20 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 		rc = proto_dir_page_decode(res->body, res->body_len, !dr->have,
 					   &page, dec);
 		if (rc == 0 && (!fid_eq(&page.dir.fid, &dr->op->fid) ||
-				(dr->have && page.dir.dv != dr->dir.dv) ||
 				strcmp(dec, early))) {
-			/* A page of another DV without a 410, or a cursor
-			 * that is not the one read: not a server of ours. */
+			/* A cursor that is not the one read, or another
+			 * directory: not a server of ours. */
 			proto_dir_release(&page);
 			rc = -EINVAL;
+		}
+		if (rc == 0 && dr->have && page.dir.dv != dr->dir.dv) {
+			/* A page of another DV without a 410 (cairn-vold
+			 * answers 410; a relay or another server may not):
+			 * start over, as the path below does, once the
+			 * page already asked for arrives. */
+			proto_dir_release(&page);
+			dr->restart_next = true;
+			return 1;
 		}
 		if (rc == 0) {
 			if (!dr->have)
@@ -766,11 +802,17 @@ dir_done(void *arg, const struct http_result *res)
 		 * is still one DV's whole: kept for an OPENDIR waiting for
 		 * it (mfetch_late_dir()), never stored. */
 		refetch = true;
-		nw = vc_dirb_finish(&dr->acc, &dr->op->fid, dr->dir.dv);
-		if (nw)
-			late_put(mf, &dr->op->fid, nw, dr->asked_seq);
-		vc_dir_put(nw);
-		nw = NULL;
+		if (!dr->ahead && op_has_cb(dr->op)) {
+			/* Sorted and indexed only for a waiter (a parked
+			 * FUSE request): not for a prefetch or our own
+			 * refetch, which nobody waits for. */
+			nw = vc_dirb_finish(&dr->acc, &dr->op->fid,
+					    dr->dir.dv);
+			if (nw)
+				late_put(mf, &dr->op->fid, nw, dr->asked_seq);
+			vc_dir_put(nw);
+			nw = NULL;
+		}
 		goto out;
 	}
 	if (rc == -ENOENT)

@@ -89,7 +89,9 @@ void mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
  * first page was asked for after mfetch_send_seq() returned @since_seq
  * (a counter, not a clock: a request sent in the same millisecond as
  * the caller parked, and read by the server before the user's own
- * change was answered, never qualifies). An OPENDIR
+ * change was answered, never qualifies), and read while no local change
+ * of @fid was ahead of the server (mcache_ahead()); kept only when a
+ * waiter with a callback needs it. An OPENDIR or LOOKUP
  * that waited for a listing serves it rather than fail when the
  * directory changes faster than its listing arrives (fuse_ops.c). Kept
  * only while the waiters of that fetch run (from its mfetch_cb). Loop
