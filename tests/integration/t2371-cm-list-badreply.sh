@@ -6,7 +6,8 @@
 # generic path: it must list), a name given twice within a page and
 # across pages, a page of more than 4,096 entries, a bad cursor, a reply
 # past the 64 MiB bound, a later page of another DV without a 410 (a
-# restart, on either decoding path). Each spoiled listing fails the reader with EIO,
+# restart, on either decoding path; otherdv lists a directory of three
+# pages so the spoiled middle page takes the early path). Each spoiled listing fails the reader with EIO,
 # cairnd says why in its log ("bad directory reply"), nothing of it is
 # kept (a listing cached before still lists, the next good listing is
 # whole and right), and cairnd goes on serving.
@@ -22,6 +23,14 @@ d, n = sys.argv[1], int(sys.argv[2])
 for i in range(n):
     with open(os.path.join(d, "f%05d" % i), "w") as f:
         f.write("x" * (i % 7))
+PY
+# Three pages: a later page that names a next one (the early path).
+mkdir -p "$src/three"
+python3 - "$src/three" 8200 <<'PY'
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    os.close(os.open(os.path.join(d, "t%05d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
 PY
 echo hi >"$src/small/a"
 echo there >"$src/small/b"
@@ -82,10 +91,12 @@ def spoil_dir(mode, path, body):
         return json.dumps(d, separators=(",", ":")).encode()
     if m == "badcursor" and b'"next":"' in body:
         return body.replace(b'"next":"', b'"next":"bad cursor/', 1)
-    if m in ("otherdv", "otherdvgen") and not first:
-        # A later page of another DV with a 200, not a 410: in
-        # cairn-vold's layout (cairnd asks for the next page before
-        # decoding) or another (decoded first).
+    if m in ("otherdv", "otherdvgen") and not first and (
+            m == "otherdvgen" or body.startswith(b'{"next":"')):
+        # A later page of another DV with a 200, not a 410: a middle
+        # page in cairn-vold's layout (cairnd asks for the next page
+        # before decoding it), or any later page in another layout
+        # (decoded first).
         d = json.loads(body)
         d["dir"]["dv"] += 1
         if m == "otherdv":
@@ -135,14 +146,15 @@ t_is "$(stat -c %s "$mnt/big/f00013")" 6 "and its attributes"
 # after DIR_RESTARTS the whole listing in one reply (no cursor, so the
 # relay leaves it alone) lists. h-coldls3's early path failed it with
 # EIO while the generic path restarted.
-# Each on a fresh mount: the layout round above cached big's listing.
+# Each on a fresh mount, in a directory of three pages (the middle one
+# names the next: the early path for otherdv).
 for mode in otherdv otherdvgen; do
 	echo "$mode" >"$T_DIR/mode"
 	cairnd_umount "$mnt"
 	rm -rf "$T_DIR/cache"
 	cairnd_mount "$mnt" "$T_DIR/cache" lb "$T_DIR/tok" --fetch-timeout 5s || exit 1
 	before=$(grep -c "bad directory reply" "$log")
-	t_is "$(ls -f "$mnt/big" | grep -c '^f')" 5000 "$mode: a page of another DV restarts; every entry"
+	t_is "$(ls -f "$mnt/three" | grep -c '^t')" 8200 "$mode: a page of another DV restarts; every entry"
 	t_is "$(grep -c "bad directory reply" "$log")" "$before" "$mode: not taken for a bad reply"
 done
 
