@@ -5,12 +5,13 @@
 # attribute object out of cairn-vold's layout but valid (the decoder's
 # generic path: it must list), a name given twice within a page and
 # across pages, a page of more than 4,096 entries, a bad cursor, a reply
-# past the 64 MiB bound, a later page of another DV without a 410 (a
-# restart, on either decoding path; otherdv lists a directory of three
-# pages so the spoiled middle page takes the early path). Each spoiled listing fails the reader with EIO,
+# past the 64 MiB bound. Each spoiled listing fails the reader with EIO,
 # cairnd says why in its log ("bad directory reply"), nothing of it is
 # kept (a listing cached before still lists, the next good listing is
-# whole and right), and cairnd goes on serving.
+# whole and right), and cairnd goes on serving. A later page of another
+# DV without a 410 restarts the listing on either decoding path
+# (otherdv lists a directory of three pages, so the spoiled middle page
+# takes the early path; otherdvgen is out of cairn-vold's layout).
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
 t_timeout 240
