@@ -806,8 +806,7 @@ dir_done(void *arg, const struct http_result *res)
 			/* Sorted and indexed only for a waiter (a parked
 			 * FUSE request): not for a prefetch or our own
 			 * refetch, which nobody waits for. */
-			nw = vc_dirb_finish(&dr->acc, &dr->op->fid,
-					    dr->dir.dv);
+			nw = vc_dirb_finish(&dr->acc, &dr->op->fid, dr->dir.dv);
 			if (nw)
 				late_put(mf, &dr->op->fid, nw, dr->asked_seq);
 			vc_dir_put(nw);

@@ -473,8 +473,8 @@ test_dir_stream(void)
 		 * reserve: EINVAL, not the head written over them. */
 		memset(&pg, 0, sizeof(pg));
 		for (size_t i = 0; i < 20; i++)
-			proto_dir_enc_ent(&pg, names[i % n], strlen(names[i % n]),
-					  &e[i % n].attr);
+			proto_dir_enc_ent(&pg, names[i % n],
+					  strlen(names[i % n]), &e[i % n].attr);
 		ok(!pg.err && pg.len > PROTO_DIR_HEAD_MAX,
 		   "entries written without the reserve");
 		s2 = proto_dir_enc_page_end(&pg, &d.dir, NULL, &len2);
