@@ -74,6 +74,10 @@ struct park {
 	struct fid need_fid;
 	uint64_t wait_until; /* offline-miss=wait: util_now_ms() bound */
 	uint64_t t0_seq;     /* mfetch_send_seq() when parked */
+	/* LOOKUP: the FID a late listing gave the name, while its
+	 * attributes are fetched (try_lookup) */
+	bool have_late_child;
+	struct fid late_child;
 };
 
 
@@ -263,6 +267,12 @@ try_lookup(struct cm *cm, struct park *p)
 	 * listing comes answers each name after one fetch rather than fail
 	 * after PARK_TRIES. The kernel keeps no entry from it: the events
 	 * that overtook it already invalidated the names they touched. */
+	if (rc < 0 && p->have_late_child && !mcache_ahead(cm->mc, &pfid)) {
+		/* A late listing named it; its attributes were fetched. */
+		cfid = p->late_child;
+		late = true;
+		goto child;
+	}
 	if (rc < 0 && !(d = late_dir(cm, p, &pfid)))
 		return need(p, NEED_DIR, &pfid);
 	late = rc < 0;
@@ -278,8 +288,19 @@ try_lookup(struct cm *cm, struct park *p)
 	}
 	cfid = vc_dir_ent(d, idx)->fid;
 	vc_dir_put(d);
-	if (mcache_attr(cm->mc, &cfid, &a) < 0)
+child:
+	if (mcache_attr(cm->mc, &cfid, &a) < 0) {
+		if (late) {
+			/* An event about it came during the fetch, so the
+			 * listing's attributes were not kept: a getattr of
+			 * that FID, not another fetch of the whole
+			 * directory (which the churn may overtake again). */
+			p->have_late_child = true;
+			p->late_child = cfid;
+			return need(p, NEED_ATTR, &cfid);
+		}
 		return need(p, NEED_DIR, &pfid);
+	}
 	if (a.type == PROTO_T_MOUNT) {
 		/* Answered with the target's root, or shown as itself. */
 		rc = fops_cross(cm, p->req, &cfid);
