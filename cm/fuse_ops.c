@@ -73,12 +73,41 @@ struct park {
 	enum need_kind need;
 	struct fid need_fid;
 	uint64_t wait_until; /* offline-miss=wait: util_now_ms() bound */
-	uint64_t t0_ms;	     /* util_now_ms() when parked */
+	uint64_t t0_seq;     /* mfetch_send_seq() when parked */
+	/* LOOKUP: the FID a late listing gave the name, while its
+	 * attributes are fetched (try_lookup) */
+	bool have_late_child;
+	struct fid late_child;
 	bool kill; /* open: O_TRUNC flagged (fops_kill_suidgid()) */
 };
 
 
 static int try_op(struct cm *cm, struct park *p);
+
+/* An OPENDIR's handle is its listing (a vc_dir, malloc'ed, so its low
+ * bit is free); FH_LATE marks a late listing (try_opendir), whose missing
+ * attributes a READDIRPLUS does not fetch the directory again for. */
+#define FH_LATE ((uintptr_t)1)
+
+static struct vc_dir *
+fh_dir(uint64_t fh)
+{
+	return (struct vc_dir *)(uintptr_t)(fh & ~(uint64_t)FH_LATE);
+}
+
+/* A late listing of directory @fid for @p, on the loop only (a retry
+ * from mfetch's callback; see try_opendir), or NULL. */
+static struct vc_dir *
+late_dir(struct cm *cm, struct park *p, const struct fid *fid)
+{
+	struct vc_dir *d;
+
+	if (p->tries == 0 || !cm->mf || mcache_ahead(cm->mc, fid) ||
+	    mfetch_late_dir(cm->mf, fid, p->t0_seq, &d) < 0)
+		return NULL;
+	CM_STAT_INC(&cm->st, dir_late);
+	return d;
+}
 
 
 static int
@@ -188,7 +217,7 @@ park(struct cm *cm, struct park *p)
 		return;
 	}
 	*h = *p;
-	h->t0_ms = util_now_ms();
+	h->t0_seq = mfetch_send_seq(cm->mf);
 	h->name = NULL;
 	if (p->name) {
 		h->name = strdup(p->name);
@@ -221,6 +250,7 @@ try_lookup(struct cm *cm, struct park *p)
 	struct proto_attr a;
 	struct fid pfid, cfid;
 	struct ino_ent *ent;
+	bool late;
 	long idx;
 	int rc;
 
@@ -233,22 +263,45 @@ try_lookup(struct cm *cm, struct park *p)
 		fuse_reply_err(p->req, -fops_notdir_err(cm, &pfid));
 		return 0;
 	}
-	if (rc < 0)
+	/* Events overtook the listing: the late one (try_opendir), so an
+	 * ls -l or rm -r in a directory that changes faster than its
+	 * listing comes answers each name after one fetch rather than fail
+	 * after PARK_TRIES. The kernel keeps no entry from it: the events
+	 * that overtook it already invalidated the names they touched. */
+	if (rc < 0 && p->have_late_child && !mcache_ahead(cm->mc, &pfid)) {
+		/* A late listing named it; its attributes were fetched. */
+		cfid = p->late_child;
+		late = true;
+		goto child;
+	}
+	if (rc < 0 && !(d = late_dir(cm, p, &pfid)))
 		return need(p, NEED_DIR, &pfid);
+	late = rc < 0;
 	idx = vc_dir_find(d, p->name, strlen(p->name));
 	if (idx < 0) {
 		vc_dir_put(d);
 		/* A negative entry the kernel may keep: a later create on
 		 * the server sends a dir event and we invalidate the name. */
 		memset(&e, 0, sizeof(e));
-		e.entry_timeout = cm->cfg.entry_timeout;
+		e.entry_timeout = late ? 0 : cm->cfg.entry_timeout;
 		fuse_reply_entry(p->req, &e);
 		return 0;
 	}
 	cfid = vc_dir_ent(d, idx)->fid;
 	vc_dir_put(d);
-	if (mcache_attr(cm->mc, &cfid, &a) < 0)
+child:
+	if (mcache_attr(cm->mc, &cfid, &a) < 0) {
+		if (late) {
+			/* An event about it came during the fetch, so the
+			 * listing's attributes were not kept: a getattr of
+			 * that FID, not another fetch of the whole
+			 * directory (which the churn may overtake again). */
+			p->have_late_child = true;
+			p->late_child = cfid;
+			return need(p, NEED_ATTR, &cfid);
+		}
 		return need(p, NEED_DIR, &pfid);
+	}
 	if (a.type == PROTO_T_MOUNT) {
 		/* Answered with the target's root, or shown as itself. */
 		rc = fops_cross(cm, p->req, &cfid);
@@ -276,7 +329,7 @@ try_lookup(struct cm *cm, struct park *p)
 	}
 	fops_to_stat(cm, &a, e.ino, &e.attr);
 	e.attr_timeout = cm->cfg.attr_timeout;
-	e.entry_timeout = cm->cfg.entry_timeout;
+	e.entry_timeout = late ? 0 : cm->cfg.entry_timeout;
 	if (fuse_reply_entry(p->req, &e) != 0)
 		ino_forget(cm->ino, e.ino, 1);
 	return 0;
@@ -475,11 +528,9 @@ try_opendir(struct cm *cm, struct park *p)
 		 * (t2370). Not while local changes are ahead of the server
 		 * (writeback): only the stored listing has them. On the
 		 * loop: a retry comes from mfetch's callback. */
-		if (p->tries == 0 || !cm->mf || mcache_ahead(cm->mc, &fid) ||
-		    mfetch_late_dir(cm->mf, &fid, p->t0_ms, &d) < 0)
+		if (!(d = late_dir(cm, p, &fid)))
 			return need(p, NEED_DIR, &fid);
-		CM_STAT_INC(&cm->st, dir_late);
-		p->fi.fh = (uintptr_t)d;
+		p->fi.fh = (uintptr_t)d | FH_LATE;
 		/* Not for the kernel's readdir cache: it is already old. */
 		p->fi.cache_readdir = 0;
 		p->fi.keep_cache = 0;
@@ -535,7 +586,8 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static int
 try_readdir(struct cm *cm, struct park *p)
 {
-	struct vc_dir *d = (struct vc_dir *)(uintptr_t)p->fi.fh;
+	struct vc_dir *d = fh_dir(p->fi.fh);
+	bool late = p->fi.fh & FH_LATE;
 	size_t size = p->size, used = 0;
 	char *buf;
 	off_t i;
@@ -571,9 +623,14 @@ try_readdir(struct cm *cm, struct park *p)
 				e.attr.st_ino = fops_st_ino(cm, &de->fid);
 				e.attr.st_mode = fops_dirent_mode(de->type);
 			} else if (mcache_attr(cm->mc, &de->fid, &a) < 0) {
-				if (p->tries == 0 && used == 0) {
+				if (p->tries == 0 && used == 0 && !late) {
 					/* One listing fetch brings every
-					 * entry's attributes at once. */
+					 * entry's attributes at once (not
+					 * on a late listing's handle: the
+					 * fetch would be overtaken again;
+					 * dir_take() kept the attributes
+					 * of the entries no event
+					 * touched). */
 					free(buf);
 					return need(p, NEED_DIR, &d->fid);
 				}
@@ -665,7 +722,7 @@ op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
 	fops_count(fops_req_cm(req), CM_R_RELEASE);
-	vc_dir_put((struct vc_dir *)(uintptr_t)fi->fh);
+	vc_dir_put(fh_dir(fi->fh));
 	fuse_reply_err(req, 0);
 }
 

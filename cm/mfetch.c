@@ -32,7 +32,6 @@
 #include "common/log.h"
 #include "common/memtrim.h"
 #include "common/util.h"
-#include "common/util.h"
 
 enum mfetch_kind { MK_ATTR, MK_DIR, MK_LINK, MK_XATTR };
 
@@ -81,9 +80,12 @@ struct mfetch {
 	struct {
 		struct fid fid;
 		struct vc_dir *d;
-		uint64_t asked_ms; /* its first page was asked for */
+		uint64_t asked_seq; /* send_seq of its first page */
 	} late[MF_LATE];
 	unsigned late_next;
+	/* Listing requests sent so far (dir_send()): a FUSE worker reads
+	 * it when it parks (mfetch_send_seq()), so it is atomic. */
+	atomic_uint_fast64_t send_seq;
 	size_t attr_unsent;	/* MK_ATTR ops waiting for a batch */
 	struct event *flush_ev; /* sends the attr batch */
 	struct event *sync_ev;	/* writes pending attributes */
@@ -194,6 +196,18 @@ op_complete(struct mfetch *mf, struct mfetch_op *op, int err)
 			w->cb(w->arg, err);
 		free(w);
 	}
+}
+
+/* Does anyone wait for @op's result (a waiter with a callback)? */
+static bool
+op_has_cb(const struct mfetch_op *op)
+{
+	const struct mfetch_waiter *w;
+
+	SLIST_FOREACH (w, &op->waiters, link)
+		if (w->cb)
+			return true;
+	return false;
 }
 
 static struct mfetch_op *
@@ -477,7 +491,12 @@ struct dir_req {
 	bool have;	       /* a first page arrived */
 	bool whole;	       /* ask for everything at once */
 	int restarts;	       /* the directory changed mid-way */
-	uint64_t asked_ms;     /* util_now_ms() when this try began */
+	uint64_t asked_seq;    /* mf->send_seq of this try's first page */
+	bool ahead;	       /* local changes were ahead of the server
+				  when this try began (mcache_ahead()) */
+	bool restart_next;     /* a page of another DV came without a 410
+				  while the next was on its way: start
+				  over when that one arrives */
 	unsigned pages;	       /* pages received */
 	int failed;	       /* a page we took failed (-errno) while
 				  the next one was on its way */
@@ -500,6 +519,7 @@ dir_send(struct dir_req *dr)
 {
 	struct mfetch *mf = dr->mf;
 	char path[192 + PROTO_CURSOR_MAX];
+	uint64_t seq;
 	size_t n;
 	int rc = mkpath(mf, path, sizeof(path) - PROTO_CURSOR_MAX - 32, "dir",
 			&dr->op->fid);
@@ -511,6 +531,14 @@ dir_send(struct dir_req *dr)
 		snprintf(path + n, sizeof(path) - n, "?limit=%u%s%s",
 			 PROTO_DIR_PAGE_MAX, dr->next[0] ? "&cursor=" : "",
 			 dr->next);
+	seq = atomic_fetch_add(&mf->send_seq, 1) + 1;
+	if (!dr->next[0]) {
+		/* A first page: a try begins. A listing read while a
+		 * local change was ahead lacks it, even once the change
+		 * drained: never a late listing (mfetch_late_dir()). */
+		dr->asked_seq = seq;
+		dr->ahead = mcache_ahead(mf->mc, &dr->op->fid);
+	}
 	if (!submit(mf, "GET", path, NULL, 0, dir_done, dr))
 		return errno ? -errno : -ENOMEM;
 	return 0;
@@ -524,7 +552,6 @@ dir_restart(struct dir_req *dr)
 	dr->have = false;
 	dr->next[0] = 0;
 	dr->gen = dr->mf->gen;
-	dr->asked_ms = util_now_ms();
 	dr->whole = ++dr->restarts >= DIR_RESTARTS;
 	log_debug(LOG_META, "directory changed while listed: starting over");
 	return dir_send(dr);
@@ -538,14 +565,21 @@ asked(int rc)
 }
 
 /* The entries of one page: their names into dr->acc, their attributes
- * applied and stored now (unless the directory changed since we asked:
- * then the listing is fetched again anyway), so that no more than one
- * page is ever held decoded. @return 0 or -errno. */
+ * applied and stored now, so that no more than one page is ever held
+ * decoded. When the directory changed since we asked (the listing is
+ * then fetched again), an entry's attributes are still as fresh as a
+ * getattr's unless an event about that entry itself came since (an
+ * event about the directory says nothing of its children): those are
+ * kept, so a READDIRPLUS or LOOKUP after a late listing (fuse_ops.c)
+ * finds them rather than fetch the whole directory again for each name.
+ * @return 0 or -errno. */
 static int
 dir_take(struct dir_req *dr, const struct proto_dir *page)
 {
 	struct mfetch *mf = dr->mf;
 	struct proto_attr *a;
+	bool changed;
+	size_t n = 0;
 	int rc = 0;
 
 	if (page->n > PROTO_DIR_MAX - dr->acc.n)
@@ -554,16 +588,22 @@ dir_take(struct dir_req *dr, const struct proto_dir *page)
 		rc = vc_dirb_add(&dr->acc, page->ents[i].name,
 				 page->ents[i].attr.type,
 				 &page->ents[i].attr.fid);
-	if (rc || !page->n || changed_since(mf, &dr->op->fid, dr->gen))
-		return rc;
+	if (rc || !page->n || mf->gen - dr->gen >= MF_RING)
+		return rc; /* too many events to tell which entries changed */
+	changed = changed_since(mf, &dr->op->fid, dr->gen);
 	a = malloc(page->n * sizeof(*a));
 	if (!a)
 		return -ENOMEM;
 	for (size_t i = 0; i < page->n; i++) {
-		a[i] = page->ents[i].attr;
-		apply_attr(mf, &a[i], false, true);
+		if (changed &&
+		    changed_since(mf, &page->ents[i].attr.fid, dr->gen))
+			continue;
+		a[n] = page->ents[i].attr;
+		apply_attr(mf, &a[n], false, true);
+		n++;
 	}
-	mcache_store_attrs(mf->mc, a, page->n);
+	if (n)
+		mcache_store_attrs(mf->mc, a, n);
 	free(a);
 	return 0;
 }
@@ -606,6 +646,12 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 
 	dr->pages++;
 	CM_STAT_INC(mf->st, dir_pages);
+	if (dr->restart_next) {
+		/* The page before was of another DV (below): this one is
+		 * of no use whatever it holds. */
+		dr->restart_next = false;
+		return asked(dir_restart(dr));
+	}
 	if (dr->failed)
 		rc = dr->failed;
 	else if (rc == -ESTALE && dr->have && !dr->whole)
@@ -625,12 +671,20 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 		rc = proto_dir_page_decode(res->body, res->body_len, !dr->have,
 					   &page, dec);
 		if (rc == 0 && (!fid_eq(&page.dir.fid, &dr->op->fid) ||
-				(dr->have && page.dir.dv != dr->dir.dv) ||
 				strcmp(dec, early))) {
-			/* A page of another DV without a 410, or a cursor
-			 * that is not the one read: not a server of ours. */
+			/* A cursor that is not the one read, or another
+			 * directory: not a server of ours. */
 			proto_dir_release(&page);
 			rc = -EINVAL;
+		}
+		if (rc == 0 && dr->have && page.dir.dv != dr->dir.dv) {
+			/* A page of another DV without a 410 (cairn-vold
+			 * answers 410; a relay or another server may not):
+			 * start over, as the path below does, once the
+			 * page already asked for arrives. */
+			proto_dir_release(&page);
+			dr->restart_next = true;
+			return 1;
 		}
 		if (rc == 0) {
 			if (!dr->have)
@@ -698,7 +752,7 @@ late_drop(struct mfetch *mf, const struct fid *fid)
 /* Keep @d (a reference is taken) as @fid's late listing. */
 static void
 late_put(struct mfetch *mf, const struct fid *fid, struct vc_dir *d,
-	 uint64_t asked_ms)
+	 uint64_t asked_seq)
 {
 	unsigned i = mf->late_next++ % MF_LATE;
 
@@ -706,17 +760,23 @@ late_put(struct mfetch *mf, const struct fid *fid, struct vc_dir *d,
 	vc_dir_put(mf->late[i].d);
 	mf->late[i].fid = *fid;
 	mf->late[i].d = vc_dir_get(d);
-	mf->late[i].asked_ms = asked_ms;
+	mf->late[i].asked_seq = asked_seq;
+}
+
+uint64_t
+mfetch_send_seq(struct mfetch *mf)
+{
+	return mf ? atomic_load(&mf->send_seq) : 0;
 }
 
 int
-mfetch_late_dir(struct mfetch *mf, const struct fid *fid, uint64_t since_ms,
+mfetch_late_dir(struct mfetch *mf, const struct fid *fid, uint64_t since_seq,
 		struct vc_dir **out)
 {
 	*out = NULL;
 	for (unsigned i = 0; i < MF_LATE; i++)
 		if (mf->late[i].d && fid_eq(&mf->late[i].fid, fid) &&
-		    mf->late[i].asked_ms >= since_ms) {
+		    mf->late[i].asked_seq > since_seq) {
 			*out = vc_dir_get(mf->late[i].d);
 			return 0;
 		}
@@ -742,11 +802,16 @@ dir_done(void *arg, const struct http_result *res)
 		 * is still one DV's whole: kept for an OPENDIR waiting for
 		 * it (mfetch_late_dir()), never stored. */
 		refetch = true;
-		nw = vc_dirb_finish(&dr->acc, &dr->op->fid, dr->dir.dv);
-		if (nw)
-			late_put(mf, &dr->op->fid, nw, dr->asked_ms);
-		vc_dir_put(nw);
-		nw = NULL;
+		if (!dr->ahead && op_has_cb(dr->op)) {
+			/* Sorted and indexed only for a waiter (a parked
+			 * FUSE request): not for a prefetch or our own
+			 * refetch, which nobody waits for. */
+			nw = vc_dirb_finish(&dr->acc, &dr->op->fid, dr->dir.dv);
+			if (nw)
+				late_put(mf, &dr->op->fid, nw, dr->asked_seq);
+			vc_dir_put(nw);
+			nw = NULL;
+		}
 		goto out;
 	}
 	if (rc == -ENOENT)
@@ -804,7 +869,6 @@ mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
 		dr->mf = mf;
 		dr->op = op;
 		dr->gen = mf->gen;
-		dr->asked_ms = util_now_ms();
 		CM_STAT_INC(mf->st, dir_fetches);
 		rc = dir_send(dr);
 	}

@@ -85,8 +85,13 @@ void mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
 /*
  * A complete listing of @fid that events overtook while it came: it is
  * not stored (a reply older than an event, doc/cm.md "Freshness") and is
- * fetched again, but it is a listing of one DV of the directory, taken
- * from a request sent at or after @since_ms (util_now_ms()). An OPENDIR
+ * fetched again, but it is a listing of one DV of the directory, whose
+ * first page was asked for after mfetch_send_seq() returned @since_seq
+ * (a counter, not a clock: a request sent in the same millisecond as
+ * the caller parked, and read by the server before the user's own
+ * change was answered, never qualifies), and read while no local change
+ * of @fid was ahead of the server (mcache_ahead()); kept only when a
+ * waiter with a callback needs it. An OPENDIR or LOOKUP
  * that waited for a listing serves it rather than fail when the
  * directory changes faster than its listing arrives (fuse_ops.c). Kept
  * only while the waiters of that fetch run (from its mfetch_cb). Loop
@@ -95,7 +100,10 @@ void mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
  */
 struct vc_dir;
 int mfetch_late_dir(struct mfetch *mf, const struct fid *fid,
-		    uint64_t since_ms, struct vc_dir **out);
+		    uint64_t since_seq, struct vc_dir **out);
+/* Listing requests sent so far (any thread; 0 without @mf): read when a
+ * FUSE request parks, for mfetch_late_dir(). */
+uint64_t mfetch_send_seq(struct mfetch *mf);
 void mfetch_want_link(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
 		      void *arg);
 void mfetch_want_xattrs(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,

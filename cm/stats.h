@@ -56,8 +56,9 @@ struct cm_stats {
 	atomic_uint_fast64_t stale_chunks; /* 410 replies */
 	atomic_uint_fast64_t dir_fetches;
 	atomic_uint_fast64_t dir_pages; /* pages of listings received */
-	atomic_uint_fast64_t dir_late;	/* opendirs served a listing events
-					   overtook (mfetch_late_dir()) */
+	atomic_uint_fast64_t dir_late;	/* opendirs, lookups served a
+					   listing events overtook
+					   (mfetch_late_dir()) */
 	atomic_uint_fast64_t getattr_reqs; /* POST getattr requests */
 	atomic_uint_fast64_t getattr_fids;
 	atomic_uint_fast64_t link_fetches;

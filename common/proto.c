@@ -1336,6 +1336,7 @@ proto_dir_enc_reserve(struct proto_sbuf *b)
 	b->len = PROTO_DIR_HEAD_MAX;
 	b->p[b->len] = 0;
 	b->nents = 0;
+	b->reserved = true;
 }
 
 char *
@@ -1348,7 +1349,9 @@ proto_dir_enc_page_end(struct proto_sbuf *b, const struct proto_attr *dir,
 	if (!b->p && !b->err)
 		proto_dir_enc_reserve(b); /* no entry came */
 	proto_dir_enc_begin(&h, dir, next);
-	if (!h.err && (b->len < PROTO_DIR_HEAD_MAX || h.len > PROTO_DIR_HEAD_MAX))
+	/* Entries written without the reserve would be overwritten. */
+	if (!h.err && (!b->reserved || b->len < PROTO_DIR_HEAD_MAX ||
+		       h.len > PROTO_DIR_HEAD_MAX))
 		h.err = EINVAL;
 	if (h.err && !b->err)
 		b->err = h.err;

@@ -370,7 +370,8 @@ struct proto_sbuf {
 	char *p;
 	size_t len, cap;
 	size_t nents;
-	int err; /* positive errno, the first failure */
+	int err;       /* positive errno, the first failure */
+	bool reserved; /* proto_dir_enc_reserve() kept the head's room */
 };
 void proto_dir_enc_begin(struct proto_sbuf *b, const struct proto_attr *dir,
 			 const char *next);
@@ -387,7 +388,8 @@ void proto_dir_enc_append(struct proto_sbuf *b, const struct proto_sbuf *ents);
  * proto_dir_enc_reserve() on a zeroed @b keeps PROTO_DIR_HEAD_MAX bytes
  * for it, then proto_dir_enc_ent()s, then proto_dir_enc_page_end() writes
  * the head there, moves the entries up to it, and ends as
- * proto_dir_enc_end(). */
+ * proto_dir_enc_end(). Without the reserve (entries written into @b
+ * first) it fails with EINVAL rather than write the head over them. */
 #define PROTO_DIR_HEAD_MAX 640
 void proto_dir_enc_reserve(struct proto_sbuf *b);
 char *proto_dir_enc_page_end(struct proto_sbuf *b, const struct proto_attr *dir,

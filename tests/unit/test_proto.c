@@ -469,6 +469,17 @@ test_dir_stream(void)
 		proto_dir_enc_ent(&pg, "a/b", 3, &e[0].attr);
 		s2 = proto_dir_enc_page_end(&pg, &d.dir, NULL, &len2);
 		ok(!s2 && errno == EINVAL, "a name with '/': EINVAL");
+		/* Entries past the head's room written without the
+		 * reserve: EINVAL, not the head written over them. */
+		memset(&pg, 0, sizeof(pg));
+		for (size_t i = 0; i < 20; i++)
+			proto_dir_enc_ent(&pg, names[i % n],
+					  strlen(names[i % n]), &e[i % n].attr);
+		ok(!pg.err && pg.len > PROTO_DIR_HEAD_MAX,
+		   "entries written without the reserve");
+		s2 = proto_dir_enc_page_end(&pg, &d.dir, NULL, &len2);
+		ok(!s2 && errno == EINVAL,
+		   "page end without the reserve: EINVAL");
 	}
 	free(s);
 
