@@ -46,20 +46,22 @@ ls -f "$B/dir" >/dev/null || exit 1
 
 # The churner on B: creates c-names and unlinks every other one it made
 # (and, once, some stable names: they are then expected gone at the end,
-# and checked only as "at most once" meanwhile). It writes the names it
-# left when told to stop.
+# and checked only as "at most once" meanwhile: 60 of them, in its first
+# 6,000 steps). It runs until told to stop (at most 40,000 steps, over
+# 200 s): a fixed count ended before A's rounds once creates got faster.
+# It writes the names it left when told to stop.
 cat >"$T_DIR/churn.py" <<'PY'
 import os, sys, time
 d, stop, out, nstable = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 made, gone, i = [], set(), 0
-while not os.path.exists(stop) and i < 6000:
+while not os.path.exists(stop) and i < 40000:
     n = "c%05d" % i
     os.close(os.open(os.path.join(d, n), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
     made.append(n)
     if i % 2 == 1:
         os.unlink(os.path.join(d, made[i - 1]))
         gone.add(made[i - 1])
-    if i % 100 == 50:
+    if i % 100 == 50 and i < 6000:
         s = "s%06d" % (nstable - 1 - i // 100)
         os.unlink(os.path.join(d, s))
         gone.add(s)
