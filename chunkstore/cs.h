@@ -304,7 +304,9 @@ int cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16]);
 
 /*
  * After the server stored chunk @k: clear DIRTY and retag it (and a working
- * copy, which stays dirty) with @new_dv. Not fsynced: after a crash the
+ * copy, which stays dirty) with @new_dv. With a working copy open the
+ * chunk keeps DIRTY and is only retagged: the store may have sent the
+ * copy's bytes, which the committed file lacks. Not fsynced: after a crash the
  * chunk may show DIRTY with the old DV again, which is the safe side.
  * @return 0, -ENOENT if no committed chunk, -ESTALE if the chunk turned
  * out to differ from what lookups showed (see cs_lookup), another -errno.

@@ -1334,13 +1334,26 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 				       NULL) == 0)
 			later = true;
 		else if (ws && ws->replaying && ws->base_dv == src &&
-			 ws->dirty) {
+			 (ws->dirty || ws->uncommitted || ws->writing ||
+			  ws->checkpointing)) {
 			/* Written again since the store was logged, no
 			 * store of that logged yet: the write state and
 			 * every chunk (DIRTY ones staying DIRTY: they may
 			 * hold bytes the server lacks) move to the new DV,
-			 * which the next store is based on. */
+			 * which the next store is based on. A write that
+			 * runs, or whose bytes sit in working copies not
+			 * committed yet, counts too (review 10, finding 1):
+			 * the store may have staged those bytes, and the
+			 * committed chunks lack them, so they are not
+			 * called clean; the file is dirty again and its next
+			 * store sends them (again, at worst). */
 			uint64_t old_srv = ws->srv_size;
+			bool resave = ws->saved;
+
+			if (!ws->dirty && !ws->gone) {
+				mark_dirty_locked(wb, ws);
+				resave = true;
+			}
 
 			ws->replaying = false;
 			ws->created = false;
@@ -1351,7 +1364,7 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 				ws->zero_from = a->size;
 			cs_retag_file(wb->d.cs, op->fid.vol, op->fid.oid, src,
 				      a->dv);
-			if (ws->saved)
+			if (resave && !ws->gone)
 				wb_save_locked(wb, ws);
 			later = true;
 		}

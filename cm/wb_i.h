@@ -81,6 +81,10 @@ struct wstate {
 	 * ck_size, not the live one: what the committed chunks hold. A
 	 * checkpoint (wb_checkpoint_locked()) commits them and clears it. */
 	bool uncommitted;
+	/* A checkpoint commits the working copies outside wb->lock: set
+	 * (and the state pinned through writing) meanwhile, uncommitted
+	 * being clear already; a save then names ck_size too. */
+	bool checkpointing;
 	uint64_t ck_size;
 	uint64_t ck_ms; /* when uncommitted was set (util_now_ms()) */
 	uint64_t id; /* this write state among all (stage-ahead replies) */

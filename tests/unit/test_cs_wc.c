@@ -552,6 +552,53 @@ test_readers(void)
 	t_rm_rf(d);
 }
 
+/*
+ * A store's reply while a working copy is open (review 10, finding 1):
+ * the store may have staged the copy's bytes (cs_read prefers it), so
+ * cs_mark_clean must not call the committed file, which holds older
+ * bytes, clean at the new DV. It retags and keeps DIRTY; a kill -9 (here
+ * a close, which discards the copy) then leaves the old bytes DIRTY, never
+ * CLEAN at a DV whose content on the server is the copy's.
+ */
+static void
+test_mark_clean_open(void)
+{
+	char d[512];
+	struct cs_store *cs = open_store(t_mkdtemp(d, sizeof(d), "wcmc"));
+	struct cs_key k = t_key(1, 4, 0);
+	struct cs_info info = {0};
+
+	if (!cs) {
+		ok(0, "open a store");
+		return;
+	}
+	is_int(write_version(cs, &k, 5, 4, 1, 30000), 0, "write A");
+	is_int(cs_commit_file_flags(cs, 1, k.fid, CS_C_NOSYNC), 1,
+	       "commit A");
+	is_int(write_version(cs, &k, 5, 4, 2, 30000), 0,
+	       "write B into a working copy");
+	ok(holds(cs, &k, 5, 4, 2, 30000), "a store would stage B");
+	is_int(cs_mark_clean(cs, &k, 6), 0, "mark clean at DV 6");
+	is_int(cs_lookup(cs, &k, &info), 0, "lookup");
+	ok(info.dv == 6 && (info.flags & CS_F_DIRTY),
+	   "retagged, still DIRTY while the copy is open (flags %#x)",
+	   info.flags);
+	ok(holds(cs, &k, 6, 4, 2, 30000), "B at DV 6");
+	cs_close(cs); /* discards the working copy, like a kill -9 */
+	cs = open_store(d);
+	ok(cs && cs_lookup(cs, &k, &info) == 0, "reopened, A still there");
+	ok(cs && !(info.dv == 6 && !(info.flags & CS_F_DIRTY)),
+	   "A is not CLEAN at DV 6 (dv %llu flags %#x)",
+	   (unsigned long long)info.dv, info.flags);
+	/* With no copy open, mark clean does clear DIRTY. */
+	ok(cs && cs_mark_clean(cs, &k, 7) == 0 &&
+		   cs_lookup(cs, &k, &info) == 0 && info.dv == 7 &&
+		   !(info.flags & CS_F_DIRTY) && holds(cs, &k, 7, 4, 1, 30000),
+	   "no copy open: A clean at DV 7");
+	cs_close(cs);
+	t_rm_rf(d);
+}
+
 int
 main(void)
 {
@@ -563,6 +610,7 @@ main(void)
 	test_open_bound();
 	test_keep_durable();
 	test_readers();
+	test_mark_clean_open();
 	done_testing();
 	return 0;
 }
