@@ -200,6 +200,13 @@ int wb_resend_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
  * dirty; chunks stay DIRTY for the replay). Loop thread. */
 void wb_absorbed(struct wb *wb, const struct proto_op *op);
 
+/* Make the local changes of @fid's chunks durable (cs_sync_file): an
+ * absorbed store is answered as logged (replay_absorb()), so its chunks
+ * must survive a power cut like store_offline()'s. @return 0 or -errno.
+ * Any thread (chunk I/O and fdatasyncs: the loop thread stalls meanwhile,
+ * as for store_offline()). */
+int wb_sync_chunks(struct wb *wb, const struct fid *fid);
+
 /* Reintegration: stage and send logged store @seq whose chunks are tagged
  * @src_dv (op->base_dv may differ: our own earlier replayed changes moved
  * the DV). A refusal keeps the record (mut_send_replay()). Loop thread. */
