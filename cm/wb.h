@@ -14,9 +14,11 @@
  *
  * Promises:
  *  1. Data a write returned survives kill -9 of cairnd once a checkpoint
- *     of its file committed it (without fsync): the start of its store
- *     (close, fsync), a truncate, a folded setattr, the last writer's
- *     release, or a write WB_CKPT_MS after the first uncommitted one.
+ *     of its file committed it (without fsync): its close or fsync
+ *     (wb_flush(), then the start of its store), a truncate, a setattr
+ *     of it (wb_setattr()), the last writer's release, a write WB_CKPT_MS
+ *     after the first uncommitted one, or the idle timer once writes have
+ *     been uncommitted for WB_CKPT_MS.
  *     Writes in between sit in open working copies of the chunk store,
  *     which a crash discards: the file is then its last checkpoint, and
  *     the write state kept in <cache>/dirty.tdb (a tdb transaction, no

@@ -16,6 +16,7 @@
 #include <sys/queue.h>
 
 #include "cm/fidmap.h"
+#include "cm/loop.h"
 #include "cm/mut.h"
 #include "cm/wb.h"
 
@@ -107,6 +108,10 @@ struct wb {
 	/* The server takes a small store's bytes inline (PROTO_V_INLINE):
 	 * wb_set_server_version(), read by the loop. */
 	_Atomic bool inline_ok;
+	/* The idle checkpoint timer (ckpt_tick(), loop thread): armed while
+	 * some state is uncommitted; under lock. */
+	struct cm_job ckpt_job;
+	bool ckpt_armed;
 };
 
 
