@@ -773,6 +773,7 @@ cs_get_stats(struct cs_store *cs, struct cs_stats *st)
 	st->wc_made = cs->wc_made;
 	st->wc_open = cs->nwc;
 	st->wc_evicts = cs->wc_evicts;
+	st->wc_space_commits = cs->wc_space_commits;
 	pthread_mutex_unlock(&cs->lock);
 }
 

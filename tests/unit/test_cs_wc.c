@@ -599,6 +599,58 @@ test_mark_clean_open(void)
 	t_rm_rf(d);
 }
 
+/*
+ * Space (review 10, finding 6): a dirty chunk's open working copy is its
+ * next version, so dirty_bytes counts the larger of the two, not both;
+ * and a write that finds the cache full commits idle working copies of
+ * other chunks (freeing their old committed files) before failing.
+ */
+static void
+test_space(void)
+{
+	char d[512];
+	struct cs_params p = t_params(CHUNK);
+	struct cs_store *cs;
+	struct cs_key k0 = t_key(1, 5, 0), k1 = t_key(1, 5, 1),
+		      k2 = t_key(1, 5, 2);
+	struct cs_stats st;
+	int err = 0;
+
+	t_mkdtemp(d, sizeof(d), "wcsp");
+	p.limits.max_bytes = 1000000;
+	if (cs_create(d, &p) < 0 || !(cs = cs_open(d, &p, &err))) {
+		ok(0, "open a store with a 1 MB limit");
+		return;
+	}
+	ok(write_version(cs, &k0, 5, 5, 1, 200000) == 0 &&
+		   write_version(cs, &k1, 5, 6, 1, 200000) == 0 &&
+		   cs_commit_file_flags(cs, 1, k0.fid, CS_C_NOSYNC) == 2,
+	   "two dirty chunks of 200000 bytes committed");
+	ok(write_version(cs, &k0, 5, 5, 2, 200000) == 0 &&
+		   write_version(cs, &k1, 5, 6, 2, 250000) == 0,
+	   "both rewritten into working copies");
+	cs_get_stats(cs, &st);
+	is_int((long long)st.dirty_bytes, 450000,
+	       "dirty bytes: the larger of chunk and copy, not both");
+	is_int((long long)st.bytes_used, 850000, "bytes used: both");
+	is_int(write_version(cs, &k2, 5, 7, 1, 200000), 0,
+	       "a third chunk in a full cache: written");
+	cs_get_stats(cs, &st);
+	ok(st.wc_space_commits >= 1 && st.bytes_used <= 850000,
+	   "by committing an idle copy first (%llu, %llu bytes used)",
+	   (unsigned long long)st.wc_space_commits,
+	   (unsigned long long)st.bytes_used);
+	ok(holds(cs, &k0, 5, 5, 2, 200000) && holds(cs, &k1, 5, 6, 2, 250000) &&
+		   holds(cs, &k2, 5, 7, 1, 200000),
+	   "every chunk reads its last version");
+	is_int(cs_commit_file_flags(cs, 1, k0.fid, CS_C_NOSYNC) >= 1, 1,
+	       "commit the rest");
+	cs_get_stats(cs, &st);
+	is_int((long long)st.dirty_bytes, 650000, "dirty bytes after");
+	cs_close(cs);
+	t_rm_rf(d);
+}
+
 int
 main(void)
 {
@@ -611,6 +663,7 @@ main(void)
 	test_keep_durable();
 	test_readers();
 	test_mark_clean_open();
+	test_space();
 	done_testing();
 	return 0;
 }
