@@ -279,12 +279,17 @@ int cs_commit(struct cs_store *cs, const struct cs_key *k);
 
 /*
  * As cs_commit; with CS_C_NOSYNC nothing is fsynced, so the commit
- * survives the death of the process (kill -9) but not a power cut. cairnd
- * commits a file's working copies this way when it stores the file (close,
- * fsync), when it truncates it, when a write fills a chunk to its end and
- * when the last writer lets go of it, and fsyncs where durability is
- * promised (cs_sync_file). Writes in between go to the open working copy:
- * a crash of the process discards them (the chunk keeps its last commit).
+ * survives the death of the process (kill -9) but not a power cut; except
+ * that over dirty content that may be durable (not UNSYNCED) the working
+ * copy is fdatasynced before the rename (doc/cache-format.md). cairnd
+ * commits a file's working copies this way at its checkpoints: close and
+ * fsync (before the store), truncate, setattr, the last writer's release,
+ * a write 1 s after the first uncommitted one, the idle timer, wb_free,
+ * and a write that fills a chunk to its end; the chunk store itself does
+ * for the evictions beyond CS_WC_OPEN_MAX and the ENOSPC commits. It
+ * fsyncs where durability is promised (cs_sync_file). Writes in between
+ * go to the open working copy: a crash of the process discards them (the
+ * chunk keeps its last commit).
  */
 enum { CS_C_NOSYNC = 1 };
 int cs_commit_flags(struct cs_store *cs, const struct cs_key *k,
