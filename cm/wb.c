@@ -1051,7 +1051,11 @@ wb_write(struct wb *wb, const struct fid *fid, uint64_t off, const void *buf,
 			break;
 		done += n;
 	}
-	end_io(wb, fid, done == len ? 0 : -1, off + len, false, UINT64_MAX);
+	/* A write that failed after its first chunks (-EAGAIN for a chunk
+	 * to fetch, an I/O error) changed those: the file is dirty up to
+	 * where it got (review 10, 8b), or its release would commit them
+	 * DIRTY at the base DV with no write state to store them. */
+	end_io(wb, fid, done ? 0 : -1, off + done, false, UINT64_MAX);
 	if (done) {
 		uint64_t c0 = off / csz, c1 = (off + done - 1) / csz;
 		uint64_t full = (off + done) / csz; /* chunks below: ended */
