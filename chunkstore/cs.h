@@ -23,8 +23,12 @@
  *    that readers see at once; cs_commit makes it durable (after 0 it
  *    survives kill -9 and power loss). A working copy stays open across
  *    writes until its commit (one copy of the chunk, one new file per
- *    commit, however many writes); at most CS_WC_OPEN_MAX (64) are open,
- *    beyond that the least recently written is committed without sync.
+ *    commit, however many writes); about CS_WC_OPEN_MAX (64) are open,
+ *    beyond that the least recently written is committed without sync (a
+ *    soft bound: exceeded by up to the number of writing threads, or when
+ *    none can be committed), and when the cache is full idle ones are
+ *    committed to free their old committed files before a write fails
+ *    with -ENOSPC.
  *    Uncommitted working copies are discarded by a crash and by cs_close.
  *  - Pins and dirt: dirty and pinned chunks are never culled. Culling
  *    evicts clean unpinned chunks in least-recently-used order with
@@ -56,8 +60,9 @@
 #define CS_CHUNK_MAX	 (4u * 1024 * 1024)
 #define CS_CHUNK_DEFAULT (256u * 1024)
 
-/* Working copies kept open at once: beyond it, the least recently written
- * one is committed without sync to make room (one fd each). */
+/* Working copies kept open at once (one fd each): beyond it, the least
+ * recently written idle one is committed without sync to make room. Soft:
+ * see cs.h's header comment. */
 #define CS_WC_OPEN_MAX 64
 
 /* Defaults cs_create uses for zero fields of struct cs_limits. */
@@ -133,9 +138,10 @@ struct cs_stats {
 	uint64_t bytes_used, bytes_limit, files_used, files_limit, dirty_bytes,
 		pinned_bytes, hits, misses, evictions;
 	uint32_t chunk_size;
-	/* working copies made since cs_open, open now, and committed to
-	 * keep at most CS_WC_OPEN_MAX open */
-	uint64_t wc_made, wc_open, wc_evicts;
+	/* working copies made since cs_open, open now, committed to keep
+	 * about CS_WC_OPEN_MAX open, and committed to free the space of
+	 * their old committed files when the cache was full */
+	uint64_t wc_made, wc_open, wc_evicts, wc_space_commits;
 };
 
 struct cs_store;
@@ -273,12 +279,17 @@ int cs_commit(struct cs_store *cs, const struct cs_key *k);
 
 /*
  * As cs_commit; with CS_C_NOSYNC nothing is fsynced, so the commit
- * survives the death of the process (kill -9) but not a power cut. cairnd
- * commits a file's working copies this way when it stores the file (close,
- * fsync), when it truncates it, when a write fills a chunk to its end and
- * when the last writer lets go of it, and fsyncs where durability is
- * promised (cs_sync_file). Writes in between go to the open working copy:
- * a crash of the process discards them (the chunk keeps its last commit).
+ * survives the death of the process (kill -9) but not a power cut; except
+ * that over dirty content that may be durable (not UNSYNCED) the working
+ * copy is fdatasynced before the rename (doc/cache-format.md). cairnd
+ * commits a file's working copies this way at its checkpoints: close and
+ * fsync (before the store), truncate, setattr, the last writer's release,
+ * a write 1 s after the first uncommitted one, the idle timer, wb_free,
+ * and a write that fills a chunk to its end; the chunk store itself does
+ * for the evictions beyond CS_WC_OPEN_MAX and the ENOSPC commits. It
+ * fsyncs where durability is promised (cs_sync_file). Writes in between
+ * go to the open working copy: a crash of the process discards them (the
+ * chunk keeps its last commit).
  */
 enum { CS_C_NOSYNC = 1 };
 int cs_commit_flags(struct cs_store *cs, const struct cs_key *k,
@@ -304,7 +315,9 @@ int cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16]);
 
 /*
  * After the server stored chunk @k: clear DIRTY and retag it (and a working
- * copy, which stays dirty) with @new_dv. Not fsynced: after a crash the
+ * copy, which stays dirty) with @new_dv. With a working copy open the
+ * chunk keeps DIRTY and is only retagged: the store may have sent the
+ * copy's bytes, which the committed file lacks. Not fsynced: after a crash the
  * chunk may show DIRTY with the old DV again, which is the safe side.
  * @return 0, -ENOENT if no committed chunk, -ESTALE if the chunk turned
  * out to differ from what lookups showed (see cs_lookup), another -errno.

@@ -68,6 +68,19 @@
  *   crash the index knows the chunk is dirty even if recovery trusts it
  *   without reading the file. cs_commit_file shares one index fdatasync.
  *
+ * - A commit without sync (CS_C_NOSYNC) does the same steps with no sync,
+ *   and marks the slot UNSYNCED (in memory only: its data may not be on
+ *   disk). A rename is not ordered after the new file's data on every
+ *   file system (ext4 without a journal), so when the content it replaces
+ *   is DIRTY and may be durable (committed and not UNSYNCED: a synced
+ *   commit, cs_sync_file with an unchanged generation, or unknown after
+ *   an open or an adoption), the commit fdatasyncs the working copy
+ *   before the rename: a power cut then leaves the old durable file or
+ *   the new whole one, never the name on a torn file in place of bytes a
+ *   close or fsync acknowledged. Over clean or UNSYNCED content it syncs
+ *   nothing: a torn new file fails its CRC and is dropped, and what it
+ *   replaced was either the server's (refetched) or never acknowledged.
+ *
  * - Removing a chunk (cull, invalidate, checksum failure) unlinks the file
  *   first and frees the record after. A crash between leaves a record whose
  *   file is missing, which recovery (or the first read) drops.

@@ -227,6 +227,7 @@ struct cs_store {
 	uint32_t nwc;	    /* working copies open (non-NULL entries) */
 	uint64_t wc_made;   /* working copies created (tests, stats) */
 	uint64_t wc_evicts; /* committed to make room (CS_WC_OPEN_MAX) */
+	uint64_t wc_space_commits; /* committed to free space (ENOSPC) */
 	uint64_t clock;
 	uint64_t bytes_used, files_used, dirty_bytes, pinned_bytes;
 	uint64_t hits, misses, evictions;

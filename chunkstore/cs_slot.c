@@ -37,7 +37,12 @@ cs_acct(struct cs_store *cs, const struct cs_slot *s, int sign)
 	const struct cs_wc *wc = cs_slot_wc(cs, s);
 	uint64_t com = s->flags & CS_SF_COMMITTED ? s->len : 0;
 	uint64_t w = wc ? wc->len : 0;
-	uint64_t dirty = (s->flags & CS_SF_DIRTY ? com : 0) + w;
+	/* A dirty chunk with a working copy: the copy is its next version,
+	 * not more dirty data (review 10, finding 6), so its larger length
+	 * counts; a clean chunk's copy is dirty on its own. */
+	uint64_t dirty = !(s->flags & CS_SF_DIRTY) ? w
+			 : wc			  ? (com > w ? com : w)
+						  : com;
 	uint64_t pinned = s->flags & CS_SF_PINNED ? com + w : 0;
 	uint64_t files = s->flags & CS_SF_USED ? 1 : 0;
 

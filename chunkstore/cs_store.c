@@ -558,7 +558,14 @@ cs_mark_clean(struct cs_store *cs, const struct cs_key *k, uint64_t new_dv)
 	s = &cs->slots[slot];
 	wc = cs_slot_wc(cs, s);
 	cs_acct(cs, s, -1);
-	s->flags &= (uint16_t)~CS_SF_DIRTY;
+	/* An open working copy may hold bytes written after the committed
+	 * file's, and the store may have staged them (cs_read prefers the
+	 * copy): the committed file is not what the server has at @new_dv.
+	 * Retag only; it stays DIRTY, so a kill -9 that discards the copy
+	 * leaves older bytes DIRTY (at worst stored again), never CLEAN at
+	 * a DV whose content is the copy's. */
+	if (!wc)
+		s->flags &= (uint16_t)~CS_SF_DIRTY;
 	s->dv = new_dv;
 	if (wc)
 		wc->dv = new_dv;
@@ -766,6 +773,7 @@ cs_get_stats(struct cs_store *cs, struct cs_stats *st)
 	st->wc_made = cs->wc_made;
 	st->wc_open = cs->nwc;
 	st->wc_evicts = cs->wc_evicts;
+	st->wc_space_commits = cs->wc_space_commits;
 	pthread_mutex_unlock(&cs->lock);
 }
 

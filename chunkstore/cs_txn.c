@@ -338,6 +338,9 @@ fail_copy:
 	return rc;
 }
 
+static int wc_prepare_room(struct cs_store *cs, const struct cs_key *k,
+			   uint64_t dv, uint32_t end, uint32_t *out);
+
 int
 cs_write(struct cs_store *cs, const struct cs_key *k, uint64_t dv, uint32_t off,
 	 const void *buf, size_t len)
@@ -351,10 +354,7 @@ cs_write(struct cs_store *cs, const struct cs_key *k, uint64_t dv, uint32_t off,
 		return -EINVAL;
 	end = off + (uint32_t)len;
 	pthread_mutex_lock(&cs->lock);
-	cs_find_idle(cs, k);
-	if (wc_make_room(cs, k))
-		cs_find_idle(cs, k);
-	if ((rc = wc_prepare(cs, k, dv, end, &slot)) < 0)
+	if ((rc = wc_prepare_room(cs, k, dv, end, &slot)) < 0)
 		goto out;
 	s = &cs->slots[slot];
 	wc = cs_slot_wc(cs, s);
@@ -390,10 +390,7 @@ cs_truncate(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
 	if (!cs || !k || len > cs->chunk_size)
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
-	cs_find_idle(cs, k);
-	if (wc_make_room(cs, k))
-		cs_find_idle(cs, k);
-	if ((rc = wc_prepare(cs, k, dv, len, &slot)) < 0)
+	if ((rc = wc_prepare_room(cs, k, dv, len, &slot)) < 0)
 		goto out;
 	s = &cs->slots[slot];
 	wc = cs_slot_wc(cs, s);
@@ -564,33 +561,30 @@ commit_run(struct cs_store *cs, struct commit_job *j, uint32_t n, int nosync)
 }
 
 /*
- * Lock held, @k's slot not busy. Working copies stay open from their first
- * write to their commit (at the caller's close or fsync), one fd each: when
- * CS_WC_OPEN_MAX are open and @k has none, commit the least recently
- * written idle one without sync (as cs_commit_flags(CS_C_NOSYNC) would:
- * its content stays what readers saw, and is the slot's committed DIRTY
- * content from then on). The lock is let go meanwhile. @return 1 if it
- * was (the caller looks its slot up again), 0 if nothing was done.
+ * Lock held, @k's slot not busy. Commit the least recently written idle
+ * working copy other than @k's without sync (as cs_commit_flags
+ * (CS_C_NOSYNC) would: its content stays what readers saw, and is the
+ * slot's committed DIRTY content from then on). @space: only one whose
+ * slot has a committed file, which the commit frees (the cache is full:
+ * cs_reserve failed). The lock is let go meanwhile. @return 1 if one was
+ * committed (the caller looks its slot up again), 0 if none could be.
  */
 static int
-wc_make_room(struct cs_store *cs, const struct cs_key *k)
+wc_commit_idle(struct cs_store *cs, const struct cs_key *k, bool space)
 {
 	struct commit_job j;
-	uint32_t slot, victim = CS_NONE;
+	uint32_t slot = cs_key_find(cs, k), victim = CS_NONE;
 	uint64_t oldest = UINT64_MAX;
+	int rc;
 
-	if (cs->nwc < CS_WC_OPEN_MAX)
-		return 0;
-	slot = cs_key_find(cs, k);
-	if (slot != CS_NONE && cs->slots[slot].wc)
-		return 0;
 	for (uint32_t i = 0; i < cs->nwcs; i++) {
 		struct cs_slot *s;
 
-		if (!cs->wcs[i])
+		if (!cs->wcs[i] || cs->wcs[i]->slot == slot)
 			continue;
 		s = &cs->slots[cs->wcs[i]->slot];
-		if (!(s->flags & CS_SF_BUSY) && s->last_use < oldest) {
+		if (!(s->flags & CS_SF_BUSY) && s->last_use < oldest &&
+		    (!space || (s->flags & CS_SF_COMMITTED))) {
 			oldest = s->last_use;
 			victim = cs->wcs[i]->slot;
 		}
@@ -598,10 +592,62 @@ wc_make_room(struct cs_store *cs, const struct cs_key *k)
 	if (victim == CS_NONE || commit_begin(cs, victim, &j) < 0)
 		return 0;
 	pthread_mutex_unlock(&cs->lock);
-	(void)commit_run(cs, &j, 1, 1);
+	rc = commit_run(cs, &j, 1, 1);
 	pthread_mutex_lock(&cs->lock);
-	cs->wc_evicts++;
+	if (rc < 1)
+		return 0;
+	if (space)
+		cs->wc_space_commits++;
+	else
+		cs->wc_evicts++;
 	return 1;
+}
+
+/*
+ * Lock held, @k's slot not busy. Working copies stay open from their first
+ * write to their commit (at the caller's checkpoint), one fd each: when
+ * CS_WC_OPEN_MAX are open and @k has none, commit the least recently
+ * written idle one. A soft bound: threads that find CS_WC_OPEN_MAX - 1
+ * open at once may each open one (the lock is let go during a commit), and
+ * when every copy is busy or the commit fails the write opens one all the
+ * same; so open copies exceed the bound by at most about the number of
+ * writing threads. @return 1 if one was committed, else 0.
+ */
+static int
+wc_make_room(struct cs_store *cs, const struct cs_key *k)
+{
+	uint32_t slot;
+
+	if (cs->nwc < CS_WC_OPEN_MAX)
+		return 0;
+	slot = cs_key_find(cs, k);
+	if (slot != CS_NONE && cs->slots[slot].wc)
+		return 0;
+	return wc_commit_idle(cs, k, false);
+}
+
+/*
+ * wc_prepare(), and when the cache is full (-ENOSPC), commit idle working
+ * copies of other chunks first, which frees their old committed files,
+ * and try again. Lock held.
+ */
+static int
+wc_prepare_room(struct cs_store *cs, const struct cs_key *k, uint64_t dv,
+		uint32_t end, uint32_t *out)
+{
+	int rc;
+
+	cs_find_idle(cs, k);
+	if (wc_make_room(cs, k))
+		cs_find_idle(cs, k);
+	rc = wc_prepare(cs, k, dv, end, out);
+	for (int n = 0; rc == -ENOSPC && n < CS_WC_OPEN_MAX &&
+			wc_commit_idle(cs, k, true);
+	     n++) {
+		cs_find_idle(cs, k);
+		rc = wc_prepare(cs, k, dv, end, out);
+	}
+	return rc;
 }
 
 int

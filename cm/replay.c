@@ -306,6 +306,22 @@ replay_absorb(struct replay *rp, const struct proto_op *op, mut_done_fn done,
 	rc = local_apply(rp->d.local, op, false, &r);
 	if (rc == 0)
 		rc = local_apply(rp->d.local, op, true, &r);
+	/* Answered as logged, so as durable as a disconnected op (invariant
+	 * 2): the record was appended for a connected send (RLOG_A_NOSYNC)
+	 * and a store's chunks committed without sync. Chunks first, then
+	 * the log: a record that survives a power cut names chunks that
+	 * did (the order of store_offline()). */
+	if (rc == 0) {
+		int src = 0;
+
+		if (op->kind == PROTO_OP_STORE)
+			src = wb_sync_chunks(rp->d.wb, &op->fid);
+		if (src == 0 && (src = rlog_sync(rp->d.rlog)) != 0)
+			log_err(LOG_OFF, "cannot sync the replay log: %s",
+				strerror(-src));
+		if (src)
+			rc = src == -ENOSPC ? -ENOSPC : -EIO;
+	}
 	done(arg, rc, rc ? NULL : &r);
 }
 

@@ -198,6 +198,21 @@ txn_cancel(struct rlog *l)
 	tdbj_txn_cancel(l->j);
 }
 
+int
+rlog_sync(struct rlog *l)
+{
+	uint64_t pos;
+
+	if (!l)
+		return 0;
+	pthread_mutex_lock(&l->lock);
+	pos = tdbj_pos(l->j);
+	pthread_mutex_unlock(&l->lock);
+	/* One fdatasync of the journal covers every commit before it,
+	 * those made with RLOG_A_NOSYNC included. */
+	return tdbj_sync_to(l->j, pos);
+}
+
 /* Commit the lazy removals waiting, in a transaction of their own
  * (without fsync): before a read, a close, or when too many wait. Called
  * with the lock held. */
@@ -1337,6 +1352,7 @@ rlog_stats(struct rlog *l, struct rlog_stats *st)
 	st->commits = l->ncommits;
 	st->cancelled = l->ncancelled;
 	tdbj_stats(l->j, &js);
+	st->syncs = js.syncs;
 	if (!fstat(tdb_fd(tdbj_tdb(l->j)), &sb))
 		st->file_bytes = (uint64_t)sb.st_size + js.bytes;
 	/* The age of the log is that of its head in seq order (a merged

@@ -214,6 +214,13 @@ enum {
 	RLOG_A_LAZY = 4,
 };
 
+/* Make every commit so far durable, those made with RLOG_A_NOSYNC too
+ * (one fdatasync of the journal, shared with concurrent callers):
+ * a connected op absorbed by a disconnect (replay_absorb()) is answered
+ * as logged, so its record must survive a power cut. @return 0 or -errno
+ * (the log then refuses every change). Any thread. */
+int rlog_sync(struct rlog *l);
+
 /* Lazy removals waiting at most (RLOG_A_LAZY). */
 #define RLOG_LAZY_MAX 256
 
@@ -373,6 +380,7 @@ struct rlog_stats {
 	uint64_t appends;   /* ops appended (batches count each op) */
 	uint64_t commits;   /* transactions committed (fsyncs) */
 	uint64_t cancelled; /* older records removed by the rules */
+	uint64_t syncs;	    /* fdatasyncs of the journal */
 };
 
 int rlog_stats(struct rlog *l, struct rlog_stats *st);

@@ -2,7 +2,7 @@
  * wb.c - write-back of file data (see wb.h).
  *
  * One mutex (wb->lock) guards the table of write states and every field
- * of them; chunk I/O runs outside it. A state is "busy writing" while
+ * of them; chunk I/O runs outside it (checkpoints too: ckpt_begin_locked()). A state is "busy writing" while
  * writes run (writing > 0) and "storing" while a store is staged and sent;
  * a store waits for running writes to end, new writes wait for the store.
  *
@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,7 +149,7 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 	/* What the committed chunks hold: a kill -9 discards the open
 	 * working copies, and a size beyond their bytes would read (and be
 	 * stored) as zeros. Growth since is found from the chunks. */
-	r.size = ws->uncommitted ? ws->ck_size : ws->size;
+	r.size = ws->uncommitted || ws->checkpointing ? ws->ck_size : ws->size;
 	r.zero_from = ws->zero_from;
 	r.mtime_ns = ws->mtime_ns;
 	r.ctime_ns = ws->ctime_ns;
@@ -244,6 +245,234 @@ wb_checkpoint_locked(struct wb *wb, struct wstate *ws)
 	if (ws->dirty && !ws->saved && !ws->gone)
 		wb_save_locked(wb, ws);
 	return 0;
+}
+
+/*
+ * Checkpoints outside wb->lock (review 10, finding 2: it is one mutex for
+ * every file, and a commit reads, CRCs and may fdatasync up to 64 working
+ * copies). Under the lock ckpt_begin_locked() marks the state
+ * "checkpointing", pins it against a store (writing++: a store waits for
+ * writing == 0) and clears uncommitted; the commit runs unlocked; then
+ * ckpt_end_locked() finds the state again (it may have been freed
+ * meanwhile: by fid and id) and settles it. Meanwhile a save names ck_size
+ * (wb_save_locked()), and a write that ends sets uncommitted again without
+ * moving ck_size, which stays what the last finished checkpoint committed;
+ * once this one succeeds ck_size becomes the size it started at. A failed
+ * commit sets uncommitted again.
+ */
+struct ckpt {
+	struct fid fid;
+	uint64_t id, target;
+};
+
+static bool
+ckpt_begin_locked(struct wb *wb, struct wstate *ws, struct ckpt *ck)
+{
+	if (!ws->uncommitted || ws->checkpointing || !wb->d.cs)
+		return false;
+	ws->checkpointing = true;
+	ws->writing++;
+	ws->uncommitted = false;
+	ck->fid = ws->fid;
+	ck->id = ws->id;
+	ck->target = ws->size;
+	return true;
+}
+
+static int
+ckpt_commit(struct wb *wb, const struct ckpt *ck)
+{
+	int rc = cs_commit_file_flags(wb->d.cs, ck->fid.vol, ck->fid.oid,
+				      CS_C_NOSYNC);
+
+	if (rc < 0)
+		log_err(LOG_WB, "cannot commit the chunks of a file: %s",
+			strerror(-rc));
+	return rc < 0 ? rc : 0;
+}
+
+/* @return the state again (lock held), or NULL if it went meanwhile. */
+static struct wstate *
+ckpt_end_locked(struct wb *wb, const struct ckpt *ck, int rc)
+{
+	struct wstate *ws = wb_find_locked(wb, &ck->fid);
+
+	if (ws && ws->id != ck->id)
+		ws = NULL;
+	if (ws) {
+		ws->checkpointing = false;
+		ws->writing--;
+		if (rc < 0) {
+			if (!ws->uncommitted) {
+				ws->uncommitted = true;
+				ws->ck_ms = util_now_ms();
+			}
+		} else {
+			if (ws->uncommitted)
+				ws->ck_size = ck->target;
+			CM_STAT_INC(wb->d.st, wb_checkpoints);
+			if (ws->dirty && !ws->saved && !ws->gone)
+				wb_save_locked(wb, ws);
+		}
+	}
+	pthread_cond_broadcast(&wb->cond);
+	return ws;
+}
+
+/*
+ * Checkpoint *@wsp now, outside the lock (held at call and return): waits
+ * for a checkpoint already running, then commits what is left. *@wsp is
+ * set to the state found again, NULL if it went meanwhile (its chunks are
+ * committed then all the same). @return 0 or -errno.
+ */
+static int
+checkpoint_wait_locked(struct wb *wb, struct wstate **wsp)
+{
+	struct wstate *ws = *wsp;
+	struct ckpt ck;
+	int rc;
+
+	while (ws->checkpointing) {
+		struct fid fid = ws->fid;
+		uint64_t id = ws->id;
+
+		pthread_cond_wait(&wb->cond, &wb->lock);
+		ws = wb_find_locked(wb, &fid);
+		if (!ws || ws->id != id) {
+			*wsp = NULL;
+			return 0;
+		}
+	}
+	*wsp = ws;
+	if (!ckpt_begin_locked(wb, ws, &ck))
+		return 0;
+	pthread_mutex_unlock(&wb->lock);
+	rc = ckpt_commit(wb, &ck);
+	pthread_mutex_lock(&wb->lock);
+	*wsp = ckpt_end_locked(wb, &ck, rc);
+	return rc;
+}
+
+/* Checkpoint @fid's state if it has uncommitted writes (no lock held). */
+static void
+checkpoint_fid(struct wb *wb, const struct fid *fid)
+{
+	struct wstate *ws;
+
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
+	if (ws && ws->uncommitted && !ws->gone && !ws->storing)
+		checkpoint_wait_locked(wb, &ws);
+	pthread_mutex_unlock(&wb->lock);
+}
+
+/*
+ * The idle checkpoint (review 10, finding 5): the WB_CKPT_MS rule of
+ * end_io() needs a later write, so a file written once and then held open
+ * would keep its writes in working copies until its close. While some
+ * state is uncommitted a loop timer checkpoints those uncommitted for
+ * WB_CKPT_MS: at most ~WB_CKPT_MS of acknowledged writes of a file left
+ * open are exposed to a kill -9 (more while a store or a checkpoint of it
+ * runs). A file still being written is mostly checkpointed by its writer
+ * first (end_io(), in the writer's thread); the timer's commits run on the
+ * loop thread, as the files it finds are idle.
+ */
+#define CKPT_TICK_MIN_MS 50
+#define CKPT_BATCH	 16
+
+static void ckpt_tick(struct cm_loop *loop, struct cm_job *job);
+
+/* Lock held: arm the timer if it is not; @return true if the caller must
+ * post the job (after dropping the lock). */
+static bool
+ckpt_arm_locked(struct wb *wb)
+{
+	/* (A loop never made, in unit tests: no base, no timer.) */
+	if (wb->ckpt_armed || !wb->d.loop || !wb->d.loop->base)
+		return false;
+	wb->ckpt_armed = true;
+	return true;
+}
+
+static void
+ckpt_post(struct wb *wb)
+{
+	wb->ckpt_job.run = ckpt_tick;
+	cm_post(wb->d.loop, &wb->ckpt_job);
+}
+
+static void
+ckpt_tick(struct cm_loop *loop, struct cm_job *job)
+{
+	struct wb *wb = (struct wb *)((char *)job - offsetof(struct wb,
+							      ckpt_job));
+	struct ckpt ck[CKPT_BATCH];
+	size_t n = 0;
+	uint64_t now, next = UINT64_MAX;
+	bool more = false;
+
+	if (cm_stopping(loop))
+		return; /* wb_free() commits what is left */
+	now = util_now_ms();
+	pthread_mutex_lock(&wb->lock);
+	for (size_t b = 0; b < WB_BUCKETS; b++) {
+		struct wstate *ws;
+
+		SLIST_FOREACH(ws, &wb->tab[b], link)
+		{
+			uint64_t due;
+
+			if (!ws->uncommitted || ws->gone)
+				continue;
+			due = ws->ck_ms + WB_CKPT_MS;
+			if (due <= now && n < CKPT_BATCH && !ws->storing &&
+			    ckpt_begin_locked(wb, ws, &ck[n])) {
+				n++;
+				continue;
+			}
+			/* Not yet due, or busy (a store, a checkpoint, the
+			 * batch full): look again later. */
+			more = true;
+			if (due > now && due < next)
+				next = due;
+		}
+	}
+	pthread_mutex_unlock(&wb->lock);
+	for (size_t i = 0; i < n; i++) {
+		int rc = ckpt_commit(wb, &ck[i]);
+
+		pthread_mutex_lock(&wb->lock);
+		ckpt_end_locked(wb, &ck[i], rc);
+		pthread_mutex_unlock(&wb->lock);
+	}
+	pthread_mutex_lock(&wb->lock);
+	/* A state that became uncommitted meanwhile found the timer armed
+	 * and left it to this tick: look at the table once more. */
+	for (size_t b = 0; !more && b < WB_BUCKETS; b++) {
+		struct wstate *ws;
+
+		SLIST_FOREACH(ws, &wb->tab[b], link)
+		if (ws->uncommitted && !ws->gone)
+			more = true;
+	}
+	if (!more)
+		wb->ckpt_armed = false;
+	pthread_mutex_unlock(&wb->lock);
+	if (more) {
+		uint64_t ms = next == UINT64_MAX || next <= now
+				      ? CKPT_TICK_MIN_MS * 4
+				      : next - now;
+
+		if (ms < CKPT_TICK_MIN_MS)
+			ms = CKPT_TICK_MIN_MS;
+		if (ms > WB_CKPT_MS)
+			ms = WB_CKPT_MS;
+		if (cm_post_after(loop, job, (unsigned)ms) < 0) {
+			pthread_mutex_lock(&wb->lock);
+			wb->ckpt_armed = false;
+			pthread_mutex_unlock(&wb->lock);
+		}
+	}
 }
 
 /* Wait (lock held) until no store runs on @ws; bounded. */
@@ -467,13 +696,14 @@ wb_release_write(struct wb *wb, const struct fid *fid)
 		return;
 	pthread_mutex_lock(&wb->lock);
 	ws = wb_find_locked(wb, fid);
-	if (ws && ws->writers > 0)
-		ws->writers--;
 	/* No writer is left to close it: what it wrote after its last
 	 * flush (a failed one, or writes through a mapping) is committed
-	 * now, not only at the next store. */
-	if (ws && !ws->writers && !ws->gone)
-		wb_checkpoint_locked(wb, ws);
+	 * now, not only at the next store; outside the lock, while this
+	 * writer still holds the state. */
+	if (ws && ws->writers <= 1 && !ws->gone)
+		checkpoint_wait_locked(wb, &ws);
+	if (ws && ws->writers > 0)
+		ws->writers--;
 	if (ws && !ws->writers && !ws->storing &&
 	    ((!ws->dirty && !ws->logged) || ws->gone)) {
 		drop = ws->gone;
@@ -516,6 +746,16 @@ wb_setattr(struct wb *wb, const struct fid *fid, uint32_t mask, uint32_t mode,
 		return -ENOENT;
 	pthread_mutex_lock(&wb->lock);
 	ws = wb_find_locked(wb, fid);
+	/* Folded or not, it returns as durable as the op it replaces (a
+	 * replay-log append in writeback mode, the server's answer): so
+	 * must the writes before it be, which may sit in open working
+	 * copies (review 10, finding 4: a setattr of a logged file, or one
+	 * while a store runs, is not folded). Outside the lock. */
+	if (ws && ws->uncommitted && !ws->gone && !ws->storing &&
+	    checkpoint_wait_locked(wb, &ws) < 0) {
+		pthread_mutex_unlock(&wb->lock);
+		return -ENOENT;
+	}
 	/* Only what a store will carry anyway: an open file with local
 	 * changes (not yet at the store that takes them, nor logged).
 	 * Writeback and disconnected too: the store at close is logged
@@ -527,13 +767,6 @@ wb_setattr(struct wb *wb, const struct fid *fid, uint32_t mask, uint32_t mode,
 	    !ws->storing && !ws->conflicted && !ws->replaying) {
 		struct wstate old = *ws;
 
-		/* It returns as durable as the op it replaces (a replay-log
-		 * append in writeback mode): so must the writes before it
-		 * be, which sit in open working copies. */
-		if (wb_checkpoint_locked(wb, ws) < 0) {
-			pthread_mutex_unlock(&wb->lock);
-			return -ENOENT;
-		}
 		if (mask & PROTO_SA_MODE)
 			ws->sa_mode = mode & 07777;
 		if (mask & PROTO_SA_UID)
@@ -749,6 +982,8 @@ end_io(struct wb *wb, const struct fid *fid, int rc, uint64_t new_size,
        bool set_size, uint64_t zero_from)
 {
 	struct wstate *ws;
+	struct ckpt ck;
+	bool ckpt = false, arm = false;
 
 	pthread_mutex_lock(&wb->lock);
 	ws = wb_find_locked(wb, fid);
@@ -756,22 +991,31 @@ end_io(struct wb *wb, const struct fid *fid, int rc, uint64_t new_size,
 		ws->writing--;
 		if (set_size) {
 			/* A truncate commits every working copy of the file
-			 * and saves the new size with it (below). */
-			if (wb_checkpoint_locked(wb, ws) < 0 && rc >= 0)
+			 * (outside the lock) and saves the new size with it
+			 * (below). */
+			if (checkpoint_wait_locked(wb, &ws) < 0 && rc >= 0)
 				rc = -EIO;
 		} else if (!ws->uncommitted) {
 			/* The first write since the last checkpoint: the
-			 * committed chunks hold the size before it. */
+			 * committed chunks hold the size before it (or, while
+			 * a checkpoint runs, ck_size already says what the
+			 * last finished one committed). */
 			ws->uncommitted = true;
-			ws->ck_size = ws->size;
+			if (!ws->checkpointing)
+				ws->ck_size = ws->size;
 			ws->ck_ms = util_now_ms();
+			arm = ckpt_arm_locked(wb);
 		}
+	}
+	if (ws) {
 		if (rc >= 0) {
 			bool grow = set_size ? new_size != ws->size
 					     : new_size > ws->size;
 
 			if (grow)
 				ws->size = new_size;
+			if (set_size && ws->ck_size > new_size)
+				ws->ck_size = new_size;
 			if (zero_from < ws->zero_from)
 				ws->zero_from = zero_from;
 			ws->mtime_ns = ws->ctime_ns = util_wall_ns();
@@ -794,10 +1038,19 @@ end_io(struct wb *wb, const struct fid *fid, int rc, uint64_t new_size,
 		 * are committed at least once per WB_CKPT_MS, so a kill -9
 		 * loses no more than that of them. */
 		if (ws->uncommitted && util_now_ms() - ws->ck_ms >= WB_CKPT_MS)
-			wb_checkpoint_locked(wb, ws);
+			ckpt = ckpt_begin_locked(wb, ws, &ck);
 		pthread_cond_broadcast(&wb->cond);
 	}
 	pthread_mutex_unlock(&wb->lock);
+	if (arm)
+		ckpt_post(wb);
+	if (ckpt) {
+		int crc = ckpt_commit(wb, &ck);
+
+		pthread_mutex_lock(&wb->lock);
+		ckpt_end_locked(wb, &ck, crc);
+		pthread_mutex_unlock(&wb->lock);
+	}
 	return rc;
 }
 
@@ -881,7 +1134,11 @@ wb_write(struct wb *wb, const struct fid *fid, uint64_t off, const void *buf,
 			break;
 		done += n;
 	}
-	end_io(wb, fid, done == len ? 0 : -1, off + len, false, UINT64_MAX);
+	/* A write that failed after its first chunks (-EAGAIN for a chunk
+	 * to fetch, an I/O error) changed those: the file is dirty up to
+	 * where it got (review 10, 8b), or its release would commit them
+	 * DIRTY at the base DV with no write state to store them. */
+	end_io(wb, fid, done ? 0 : -1, off + done, false, UINT64_MAX);
 	if (done) {
 		uint64_t c0 = off / csz, c1 = (off + done - 1) / csz;
 		uint64_t full = (off + done) / csz; /* chunks below: ended */
@@ -1309,6 +1566,13 @@ wb_flush(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 			done(arg, 0);
 		return;
 	}
+	/* The writes since the last checkpoint are committed here, in the
+	 * caller's thread (a FUSE flush or fsync, a writer above the dirty
+	 * limit), not on the loop thread by wb_store_start(), where the
+	 * commit would stall every fetch and reply meanwhile (review 10,
+	 * finding 3). Writes that come after it wait for the store or are
+	 * committed by it. */
+	checkpoint_fid(wb, fid);
 	fj = calloc(1, sizeof(*fj));
 	if (!fj) {
 		if (done)
@@ -1418,13 +1682,26 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 				       NULL) == 0)
 			later = true;
 		else if (ws && ws->replaying && ws->base_dv == src &&
-			 ws->dirty) {
+			 (ws->dirty || ws->uncommitted || ws->writing ||
+			  ws->checkpointing)) {
 			/* Written again since the store was logged, no
 			 * store of that logged yet: the write state and
 			 * every chunk (DIRTY ones staying DIRTY: they may
 			 * hold bytes the server lacks) move to the new DV,
-			 * which the next store is based on. */
+			 * which the next store is based on. A write that
+			 * runs, or whose bytes sit in working copies not
+			 * committed yet, counts too (review 10, finding 1):
+			 * the store may have staged those bytes, and the
+			 * committed chunks lack them, so they are not
+			 * called clean; the file is dirty again and its next
+			 * store sends them (again, at worst). */
 			uint64_t old_srv = ws->srv_size;
+			bool resave = ws->saved;
+
+			if (!ws->dirty && !ws->gone) {
+				mark_dirty_locked(wb, ws);
+				resave = true;
+			}
 
 			ws->replaying = false;
 			ws->created = false;
@@ -1435,7 +1712,7 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 				ws->zero_from = a->size;
 			cs_retag_file(wb->d.cs, op->fid.vol, op->fid.oid, src,
 				      a->dv);
-			if (ws->saved)
+			if (resave && !ws->gone)
 				wb_save_locked(wb, ws);
 			later = true;
 		}

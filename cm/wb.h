@@ -14,9 +14,11 @@
  *
  * Promises:
  *  1. Data a write returned survives kill -9 of cairnd once a checkpoint
- *     of its file committed it (without fsync): the start of its store
- *     (close, fsync), a truncate, a folded setattr, the last writer's
- *     release, or a write WB_CKPT_MS after the first uncommitted one.
+ *     of its file committed it (without fsync): its close or fsync
+ *     (wb_flush(), then the start of its store), a truncate, a setattr
+ *     of it (wb_setattr()), the last writer's release, a write WB_CKPT_MS
+ *     after the first uncommitted one, or the idle timer once writes have
+ *     been uncommitted for WB_CKPT_MS.
  *     Writes in between sit in open working copies of the chunk store,
  *     which a crash discards: the file is then its last checkpoint, and
  *     the write state kept in <cache>/dirty.tdb (a tdb transaction, no
@@ -232,6 +234,13 @@ int wb_resend_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
  * replay log by a disconnect: its write state becomes "logged" (no longer
  * dirty; chunks stay DIRTY for the replay). Loop thread. */
 void wb_absorbed(struct wb *wb, const struct proto_op *op);
+
+/* Make the local changes of @fid's chunks durable (cs_sync_file): an
+ * absorbed store is answered as logged (replay_absorb()), so its chunks
+ * must survive a power cut like store_offline()'s. @return 0 or -errno.
+ * Any thread (chunk I/O and fdatasyncs: the loop thread stalls meanwhile,
+ * as for store_offline()). */
+int wb_sync_chunks(struct wb *wb, const struct fid *fid);
 
 /* Reintegration: stage and send logged store @seq whose chunks are tagged
  * @src_dv (op->base_dv may differ: our own earlier replayed changes moved

@@ -16,6 +16,7 @@
 #include <sys/queue.h>
 
 #include "cm/fidmap.h"
+#include "cm/loop.h"
 #include "cm/mut.h"
 #include "cm/wb.h"
 
@@ -81,6 +82,10 @@ struct wstate {
 	 * ck_size, not the live one: what the committed chunks hold. A
 	 * checkpoint (wb_checkpoint_locked()) commits them and clears it. */
 	bool uncommitted;
+	/* A checkpoint commits the working copies outside wb->lock: set
+	 * (and the state pinned through writing) meanwhile, uncommitted
+	 * being clear already; a save then names ck_size too. */
+	bool checkpointing;
 	uint64_t ck_size;
 	uint64_t ck_ms; /* when uncommitted was set (util_now_ms()) */
 	uint64_t id; /* this write state among all (stage-ahead replies) */
@@ -103,6 +108,10 @@ struct wb {
 	/* The server takes a small store's bytes inline (PROTO_V_INLINE):
 	 * wb_set_server_version(), read by the loop. */
 	_Atomic bool inline_ok;
+	/* The idle checkpoint timer (ckpt_tick(), loop thread): armed while
+	 * some state is uncommitted; under lock. */
+	struct cm_job ckpt_job;
+	bool ckpt_armed;
 };
 
 

@@ -865,6 +865,20 @@ wb_absorbed(struct wb *wb, const struct proto_op *op)
 		mark_logged(wb, &op->fid, NULL);
 }
 
+int
+wb_sync_chunks(struct wb *wb, const struct fid *fid)
+{
+	int rc;
+
+	if (!wb || !wb->d.cs)
+		return 0;
+	rc = cs_sync_file(wb->d.cs, fid->vol, fid->oid);
+	if (rc < 0)
+		log_err(LOG_WB, "cannot sync the chunks of a file: %s",
+			strerror(-rc));
+	return rc;
+}
+
 /* A store op from the replay log, its chunks tagged @src_dv: stage what
  * the chunk store holds DIRTY, then send (replayed or resent). */
 static int

@@ -552,6 +552,105 @@ test_readers(void)
 	t_rm_rf(d);
 }
 
+/*
+ * A store's reply while a working copy is open (review 10, finding 1):
+ * the store may have staged the copy's bytes (cs_read prefers it), so
+ * cs_mark_clean must not call the committed file, which holds older
+ * bytes, clean at the new DV. It retags and keeps DIRTY; a kill -9 (here
+ * a close, which discards the copy) then leaves the old bytes DIRTY, never
+ * CLEAN at a DV whose content on the server is the copy's.
+ */
+static void
+test_mark_clean_open(void)
+{
+	char d[512];
+	struct cs_store *cs = open_store(t_mkdtemp(d, sizeof(d), "wcmc"));
+	struct cs_key k = t_key(1, 4, 0);
+	struct cs_info info = {0};
+
+	if (!cs) {
+		ok(0, "open a store");
+		return;
+	}
+	is_int(write_version(cs, &k, 5, 4, 1, 30000), 0, "write A");
+	is_int(cs_commit_file_flags(cs, 1, k.fid, CS_C_NOSYNC), 1,
+	       "commit A");
+	is_int(write_version(cs, &k, 5, 4, 2, 30000), 0,
+	       "write B into a working copy");
+	ok(holds(cs, &k, 5, 4, 2, 30000), "a store would stage B");
+	is_int(cs_mark_clean(cs, &k, 6), 0, "mark clean at DV 6");
+	is_int(cs_lookup(cs, &k, &info), 0, "lookup");
+	ok(info.dv == 6 && (info.flags & CS_F_DIRTY),
+	   "retagged, still DIRTY while the copy is open (flags %#x)",
+	   info.flags);
+	ok(holds(cs, &k, 6, 4, 2, 30000), "B at DV 6");
+	cs_close(cs); /* discards the working copy, like a kill -9 */
+	cs = open_store(d);
+	ok(cs && cs_lookup(cs, &k, &info) == 0, "reopened, A still there");
+	ok(cs && !(info.dv == 6 && !(info.flags & CS_F_DIRTY)),
+	   "A is not CLEAN at DV 6 (dv %llu flags %#x)",
+	   (unsigned long long)info.dv, info.flags);
+	/* With no copy open, mark clean does clear DIRTY. */
+	ok(cs && cs_mark_clean(cs, &k, 7) == 0 &&
+		   cs_lookup(cs, &k, &info) == 0 && info.dv == 7 &&
+		   !(info.flags & CS_F_DIRTY) && holds(cs, &k, 7, 4, 1, 30000),
+	   "no copy open: A clean at DV 7");
+	cs_close(cs);
+	t_rm_rf(d);
+}
+
+/*
+ * Space (review 10, finding 6): a dirty chunk's open working copy is its
+ * next version, so dirty_bytes counts the larger of the two, not both;
+ * and a write that finds the cache full commits idle working copies of
+ * other chunks (freeing their old committed files) before failing.
+ */
+static void
+test_space(void)
+{
+	char d[512];
+	struct cs_params p = t_params(CHUNK);
+	struct cs_store *cs;
+	struct cs_key k0 = t_key(1, 5, 0), k1 = t_key(1, 5, 1),
+		      k2 = t_key(1, 5, 2);
+	struct cs_stats st;
+	int err = 0;
+
+	t_mkdtemp(d, sizeof(d), "wcsp");
+	p.limits.max_bytes = 1000000;
+	if (cs_create(d, &p) < 0 || !(cs = cs_open(d, &p, &err))) {
+		ok(0, "open a store with a 1 MB limit");
+		return;
+	}
+	ok(write_version(cs, &k0, 5, 5, 1, 200000) == 0 &&
+		   write_version(cs, &k1, 5, 6, 1, 200000) == 0 &&
+		   cs_commit_file_flags(cs, 1, k0.fid, CS_C_NOSYNC) == 2,
+	   "two dirty chunks of 200000 bytes committed");
+	ok(write_version(cs, &k0, 5, 5, 2, 200000) == 0 &&
+		   write_version(cs, &k1, 5, 6, 2, 250000) == 0,
+	   "both rewritten into working copies");
+	cs_get_stats(cs, &st);
+	is_int((long long)st.dirty_bytes, 450000,
+	       "dirty bytes: the larger of chunk and copy, not both");
+	is_int((long long)st.bytes_used, 850000, "bytes used: both");
+	is_int(write_version(cs, &k2, 5, 7, 1, 200000), 0,
+	       "a third chunk in a full cache: written");
+	cs_get_stats(cs, &st);
+	ok(st.wc_space_commits >= 1 && st.bytes_used <= 850000,
+	   "by committing an idle copy first (%llu, %llu bytes used)",
+	   (unsigned long long)st.wc_space_commits,
+	   (unsigned long long)st.bytes_used);
+	ok(holds(cs, &k0, 5, 5, 2, 200000) && holds(cs, &k1, 5, 6, 2, 250000) &&
+		   holds(cs, &k2, 5, 7, 1, 200000),
+	   "every chunk reads its last version");
+	is_int(cs_commit_file_flags(cs, 1, k0.fid, CS_C_NOSYNC) >= 1, 1,
+	       "commit the rest");
+	cs_get_stats(cs, &st);
+	is_int((long long)st.dirty_bytes, 650000, "dirty bytes after");
+	cs_close(cs);
+	t_rm_rf(d);
+}
+
 int
 main(void)
 {
@@ -563,6 +662,8 @@ main(void)
 	test_open_bound();
 	test_keep_durable();
 	test_readers();
+	test_mark_clean_open();
+	test_space();
 	done_testing();
 	return 0;
 }

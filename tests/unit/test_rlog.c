@@ -1677,6 +1677,22 @@ test_nosync(void)
 	       0, "append with RLOG_A_NOSYNC");
 	ok(eff.seq == 1, "got seq 1");
 	rlog_effect_release(&eff);
+	/* An absorbed op (replay_absorb()) is answered as logged: rlog_sync
+	 * makes the NOSYNC commits durable with one fdatasync. */
+	{
+		struct rlog_stats s0, s1;
+
+		rlog_stats(l, &s0);
+		is_int(rlog_sync(l), 0, "rlog_sync");
+		rlog_stats(l, &s1);
+		is_int((long long)(s1.syncs - s0.syncs), 1,
+		       "one fdatasync for the NOSYNC commit");
+		is_int(rlog_sync(l), 0, "rlog_sync again");
+		rlog_stats(l, &s0);
+		is_int((long long)(s0.syncs - s1.syncs), 0,
+		       "none when nothing new was committed");
+		is_int(rlog_sync(NULL), 0, "rlog_sync(NULL)");
+	}
 	is_int(rlog_append_ex(l, &op, 64, &eff), -EINVAL, "unknown flag");
 	rlog_effect_release(&eff);
 	is_int(rlog_remove_flags(l, 1, 64), -EINVAL, "unknown remove flag");
