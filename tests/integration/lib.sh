@@ -260,6 +260,11 @@ cairnd_mount() { # MNT CACHE VOL TOKENFILE [ARGS]
 	if ! wait_for 15 mountpoint -q "$mnt"; then
 		echo "# cairnd did not mount $mnt"; return 1
 	fi
+	# The control socket comes a moment after the mount: a test's first
+	# "fs status" must not race it (t4022 read an empty answer under
+	# load). Not required: a cairnd may run without one.
+	[ -x "${FS:-}" ] && wait_for 5 "$FS" status -m "$mnt" >/dev/null 2>&1
+	return 0
 }
 
 cairnd_pid() { cat "$T_DIR/$(basename "$1").pid" 2>/dev/null; }

@@ -46,27 +46,36 @@ ls -f "$B/dir" >/dev/null || exit 1
 
 # The churner on B: creates c-names and unlinks every other one it made
 # (and, once, some stable names: they are then expected gone at the end,
-# and checked only as "at most once" meanwhile: 60 of them, in its first
-# 6,000 steps). It runs until told to stop (at most 40,000 steps, over
-# 200 s): a fixed count ended before A's rounds once creates got faster.
-# It writes the names it left when told to stop.
+# and checked only as "at most once" meanwhile: 60 of them, in the first
+# 6,000 steps). It runs from step START until told to stop or step CAP,
+# and writes the names it removed. Two runs: steps 0-6,000 while the
+# server is paged directly (a paged listing needs the churn to end to
+# ever complete), then from there until A's rounds are over (a fixed
+# count alone ended before them once creates got faster).
 cat >"$T_DIR/churn.py" <<'PY'
 import os, sys, time
 d, stop, out, nstable = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-made, gone, i = [], set(), 0
-while not os.path.exists(stop) and i < 40000:
+start, cap = int(sys.argv[5]), int(sys.argv[6])
+gone, i = set(), start
+while not os.path.exists(stop) and i < cap:
     n = "c%05d" % i
     os.close(os.open(os.path.join(d, n), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-    made.append(n)
     if i % 2 == 1:
-        os.unlink(os.path.join(d, made[i - 1]))
-        gone.add(made[i - 1])
+        os.unlink(os.path.join(d, "c%05d" % (i - 1)))
+        gone.add("c%05d" % (i - 1))
     if i % 100 == 50 and i < 6000:
         s = "s%06d" % (nstable - 1 - i // 100)
         os.unlink(os.path.join(d, s))
         gone.add(s)
     i += 1
     time.sleep(0.005)
+if i % 2 == 1:
+    # an even count, so a second run's pairs line up
+    n = "c%05d" % i
+    os.close(os.open(os.path.join(d, n), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    os.unlink(os.path.join(d, "c%05d" % (i - 1)))
+    gone.add("c%05d" % (i - 1))
+    i += 1
 with open(out, "w") as f:
     f.write("\n".join(sorted(gone)) + "\n")
 print(i)
@@ -103,7 +112,7 @@ PY
 echo "events slowdir" >"$T_DIR/mode"
 spoilproxy_start "$T_DIR/spoil.py" || exit 99
 
-python3 "$T_DIR/churn.py" "$B/dir" "$T_DIR/stop" "$T_DIR/gone" "$N" >"$T_DIR/churn.out" 2>"$T_DIR/churn.err" &
+python3 "$T_DIR/churn.py" "$B/dir" "$T_DIR/stop" "$T_DIR/gone1" "$N" 0 6000 >"$T_DIR/churn1.out" 2>"$T_DIR/churn.err" &
 churn=$!
 t_track_pid "$churn"
 
@@ -154,6 +163,10 @@ PY
 read -r pbad prestarts < <(python3 "$T_DIR/pages.py" "$vol_url/dir/$dirfid" "$tok" "$N" 4)
 t_is "$pbad" 0 "server pages and whole listings during the churn: one DV a listing, every name once"
 echo "# $prestarts paged listings restarted on 410"
+wait "$churn"
+python3 "$T_DIR/churn.py" "$B/dir" "$T_DIR/stop" "$T_DIR/gone2" "$N" "$(cat "$T_DIR/churn1.out")" 40000 >"$T_DIR/churn.out" 2>>"$T_DIR/churn.err" &
+churn=$!
+t_track_pid "$churn"
 
 # Cold listings on A, each from an empty cache, during the churn.
 bad=0
@@ -222,6 +235,7 @@ wait "$churn"
 echo events >"$T_DIR/mode"
 t_is "$(wc -l <"$T_DIR/churn.err")" 0 "the churner on B saw no error"
 made=$(cat "$T_DIR/churn.out")
+cat "$T_DIR/gone1" "$T_DIR/gone2" >"$T_DIR/gone"
 echo "# $made creates on B (half unlinked again)"
 
 # The settled set: stable names minus the removed ones, plus survivors.
