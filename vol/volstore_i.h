@@ -91,6 +91,16 @@ struct cent {
  * 16 GiB). Past the cap, small chunks are objects again, as in format 2. */
 #define VS_INLINE_WRITE_MAX	16384
 #define VS_INLINE_TDB_MAX	(1024ull << 20)
+/* The cap of a bulk import (VS_BULK, vs_import.c): a tree of small files
+ * takes ~2.3 KiB of meta.tdb a file (~0.3 of metadata, the rest the bytes
+ * of its files of at most 16 KiB), so at 1 GiB inlining stopped at
+ * ~400,000 files and the rest of a bigger tree cost an inode a file
+ * again (3-5x more: not linear). 3 GiB keeps ~1,300,000 such files inline
+ * and leaves 1 GiB under tdb's 4 GiB for the metadata clients add later
+ * (their small stores are objects: the volume is past VS_INLINE_TDB_MAX).
+ * Packing small files into shared objects would keep any size linear
+ * (doc/vol-format.md, NEEDSWORK). */
+#define VS_INLINE_BULK_TDB_MAX	(3072ull << 20)
 
 /* One chunk object, by name. */
 struct cref {

@@ -202,7 +202,7 @@ vs_import_done(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 	}
 	if (rc)
 		goto out;
-	/* Past the cap (VS_INLINE_TDB_MAX), small chunks are objects again:
+	/* Past the cap (VS_INLINE_BULK_TDB_MAX), small chunks are objects again:
 	 * the workers see it at their next file. Looked at every 16 MiB of
 	 * inline bytes, so the cap is passed by at most that and the files
 	 * in flight. */
@@ -214,7 +214,7 @@ vs_import_done(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 			rc = -errno;
 			goto out;
 		}
-		if ((uint64_t)st.st_size >= VS_INLINE_TDB_MAX)
+		if ((uint64_t)st.st_size >= VS_INLINE_BULK_TDB_MAX)
 			__atomic_store_n(&v->bulk_objects, true,
 					 __ATOMIC_RELAXED);
 	}
