@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 #include <sysexits.h>
 #include <time.h>
@@ -907,6 +908,10 @@ struct imp {
 	int64_t shown;	/* when the progress line was last written (ms) */
 	uint32_t volid;
 	uint8_t *ibuf; /* the main thread's chunk buffer (small files) */
+	/* Reading ahead (import_ahead()): on while the source is not in
+	 * the page cache, judged over windows of AHEAD_WINDOW files. */
+	bool ahead;
+	unsigned awin, acount; /* files looked at, misses (off) or hits (on) */
 	uint32_t cs;
 	/* random bytes for the oids of new objects, drawn 4 KiB at a
 	 * time rather than one getrandom() a file */
@@ -1335,6 +1340,7 @@ out:
 	return rc;
 }
 
+static void ahead_judge(struct imp *im, int fd);
 static int import_dir(struct imp *im, int dfd, const struct fid *dir,
 		      const char *path, int depth);
 
@@ -1450,6 +1456,8 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 		if (fd < 0)
 			return report(-errno, "cannot open '%s'", path);
 		rc = import_xattrs(im, fd, &res.attr.fid, path);
+		if (!rc && S_ISREG(st.st_mode) && st.st_size > 0 && !im->ahead)
+			ahead_judge(im, fd);
 		/* The data by a worker, which records the times with it.
 		 * Not a file with other links: a link made before the
 		 * worker is done would get its ctime overwritten. */
@@ -1527,7 +1535,81 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 struct dname {
 	ino_t ino;
 	size_t off;
+	unsigned char type; /* readdir's d_type */
 };
+
+/* Files of a directory whose data vos asks the kernel for ahead of the
+ * walk (import_ahead()). */
+#define IMPORT_AHEAD 32
+/* Reading ahead costs an open, an fadvise and a close a file (~15 % more
+ * CPU when the tree is in the page cache), and saves a synchronous disk
+ * read a file when it is not (a 100,000-file tree out of the cache: 3x
+ * faster). So it is on only while the source misses the cache: off, it
+ * is turned on when AHEAD_ON of AHEAD_WINDOW files the walk opens were
+ * not in the page cache; on, off when AHEAD_OFF of AHEAD_WINDOW files it
+ * would read ahead already were. */
+#define AHEAD_WINDOW 256
+#define AHEAD_ON 16
+#define AHEAD_OFF 240
+
+/* Is the first byte of @fd in the page cache? 1 yes, 0 no, -1 cannot
+ * tell (a kernel or file system without RWF_NOWAIT reads: never read
+ * ahead). The byte is read, but not waited for. */
+static int
+page_cached(int fd)
+{
+	char b;
+	struct iovec iov = {&b, 1};
+
+	if (preadv2(fd, &iov, 1, 0, RWF_NOWAIT) >= 0)
+		return 1;
+	return errno == EAGAIN ? 0 : -1;
+}
+
+/* One file opened by the walk, ahead off: count the misses. */
+static void
+ahead_judge(struct imp *im, int fd)
+{
+	int c = page_cached(fd);
+
+	if (c < 0)
+		return;
+	im->acount += !c;
+	if (++im->awin < AHEAD_WINDOW && im->acount < AHEAD_ON)
+		return;
+	im->ahead = im->acount >= AHEAD_ON;
+	im->awin = im->acount = 0;
+}
+
+/* Ask for the first chunk of regular file @name in @dfd to be read into
+ * the page cache now, without waiting: the walk reaches it IMPORT_AHEAD
+ * files later, and a tree that is not in the page cache (a big one, or
+ * one written long ago) is then read with that many requests in flight
+ * instead of one synchronous read a file. Best effort, errors ignored
+ * (the import's own open reports them). Only DT_REG: opening a device or
+ * a FIFO can have effects; O_NONBLOCK so that a file swapped for a FIFO
+ * since the readdir does not block. Reading ahead changes no atime. */
+static void
+import_ahead(struct imp *im, int dfd, const char *name, unsigned char type)
+{
+	int fd, c;
+
+	if (type != DT_REG)
+		return;
+	fd = openat(dfd, name,
+		    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	c = page_cached(fd);
+	if (c == 0)
+		(void)posix_fadvise(fd, 0, im->cs, POSIX_FADV_WILLNEED);
+	close(fd);
+	im->acount += c == 1;
+	if (++im->awin < AHEAD_WINDOW)
+		return;
+	im->ahead = im->acount < AHEAD_OFF;
+	im->awin = im->acount = 0;
+}
 
 static int
 dname_cmp(const void *a, const void *b)
@@ -1595,6 +1677,7 @@ import_dir(struct imp *im, int dfd, const struct fid *dir, const char *path,
 		memcpy(arena + alen, de->d_name, l);
 		ents[n].ino = de->d_ino;
 		ents[n].off = alen;
+		ents[n].type = de->d_type;
 		alen += l;
 		n++;
 	}
@@ -1602,9 +1685,20 @@ import_dir(struct imp *im, int dfd, const struct fid *dir, const char *path,
 		rc = -errno;
 	if (!rc && n)
 		qsort(ents, n, sizeof(*ents), dname_cmp);
-	for (size_t i = 0; i < n && !rc; i++)
+	/* ahead: the files up to IMPORT_AHEAD past the walk are asked for
+	 * (@sent: those asked for so far); turned on mid-directory, it
+	 * starts from the walk's position. */
+	for (size_t i = 0, sent = 0; i < n && !rc; i++) {
+		if (sent <= i)
+			sent = i + 1;
+		while (im->ahead && sent < n && sent <= i + IMPORT_AHEAD) {
+			import_ahead(im, dirfd(d), arena + ents[sent].off,
+				     ents[sent].type);
+			sent++;
+		}
 		rc = import_entry(im, dirfd(d), dir, arena + ents[i].off, path,
 				  depth);
+	}
 	free(ents);
 	free(arena);
 	closedir(d);
