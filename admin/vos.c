@@ -1592,15 +1592,22 @@ ahead_judge(struct imp *im, int fd)
 static void
 import_ahead(struct imp *im, int dfd, const char *name, unsigned char type)
 {
-	int fd, c;
+	const int fl = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+		       O_CLOEXEC;
+	int fd, c = 0;
 
 	if (type != DT_REG)
 		return;
-	fd = openat(dfd, name,
-		    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	/* O_NOATIME: the probe reads a byte, and the walk has not yet
+	 * recorded the file's atime (its fstatat comes later). Only the
+	 * owner or root may: otherwise no probe (assumed not cached). */
+	fd = openat(dfd, name, fl | O_NOATIME);
+	if (fd >= 0)
+		c = page_cached(fd);
+	else if (errno == EPERM)
+		fd = openat(dfd, name, fl);
 	if (fd < 0)
 		return;
-	c = page_cached(fd);
 	if (c == 0)
 		(void)posix_fadvise(fd, 0, im->cs, POSIX_FADV_WILLNEED);
 	close(fd);
