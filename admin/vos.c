@@ -1549,8 +1549,8 @@ struct dname {
  * not in the page cache; on, off when AHEAD_OFF of AHEAD_WINDOW files it
  * would read ahead already were. */
 #define AHEAD_WINDOW 256
-#define AHEAD_ON 16
-#define AHEAD_OFF 240
+#define AHEAD_ON     16
+#define AHEAD_OFF    240
 
 /* Is the first byte of @fd in the page cache? 1 yes, 0 no, -1 cannot
  * tell (a kernel or file system without RWF_NOWAIT reads: never read
@@ -1592,8 +1592,8 @@ ahead_judge(struct imp *im, int fd)
 static void
 import_ahead(struct imp *im, int dfd, const char *name, unsigned char type)
 {
-	const int fl = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
-		       O_CLOEXEC;
+	const int fl =
+		O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
 	int fd, c = 0;
 
 	if (type != DT_REG)

@@ -100,7 +100,7 @@ struct cent {
  * (their small stores are objects: the volume is past VS_INLINE_TDB_MAX).
  * Packing small files into shared objects would keep any size linear
  * (doc/vol-format.md, NEEDSWORK). */
-#define VS_INLINE_BULK_TDB_MAX	(3072ull << 20)
+#define VS_INLINE_BULK_TDB_MAX (3072ull << 20)
 
 /* One chunk object, by name. */
 struct cref {

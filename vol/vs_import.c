@@ -202,9 +202,9 @@ vs_import_done(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 	}
 	if (rc)
 		goto out;
-	/* Past the cap (VS_INLINE_BULK_TDB_MAX), small chunks are objects again:
-	 * the workers see it at their next file. Looked at every 16 MiB of
-	 * inline bytes, so the cap is passed by at most that and the files
+	/* Past the cap (VS_INLINE_BULK_TDB_MAX), small chunks are objects
+	 * again: the workers see it at their next file. Looked at every 16 MiB
+	 * of inline bytes, so the cap is passed by at most that and the files
 	 * in flight. */
 	if (v->bulk_inl >= BULK_INLINE_CHECK) {
 		struct stat st;
