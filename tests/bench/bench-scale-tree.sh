@@ -19,9 +19,9 @@
 # BENCH_TREE_CAIRND=0: only the vos rows (import, cp -a, export).
 # The trees are made by tests/bench/mktree.py (one process, a few
 # threads: bound by the file system's creates). After each deletion the
-# bench runs sync and waits BENCH_TREE_SETTLE (6) seconds: ext4 without a
-# journal skips, at every create, each inode freed in the last 5 s (300 s
-# while its inode table block is dirty), and a create after an rm -rf of
+# bench runs sync and waits BENCH_TREE_SETTLE (61) seconds: ext4 without
+# a journal skips, at every create, each inode freed in the last 60 s (360
+# s while its inode table block is dirty), and a create after an rm -rf of
 # 100,000 files costs several times more (doc/vol-format.md).
 set -u
 . "$top_srcdir/tests/integration/lib.sh"
@@ -45,7 +45,7 @@ row() { # LABEL N SECONDS [LOCAL SECONDS]
 
 PER=${BENCH_TREE_PER:-1000}
 CAIRND=${BENCH_TREE_CAIRND:-1}
-SETTLE=${BENCH_TREE_SETTLE:-6}
+SETTLE=${BENCH_TREE_SETTLE:-61}
 mktree() { # DIR N
 	if [ "$PER" = 0 ]; then
 		python3 "$top_srcdir/tests/bench/mktree.py" "$1" "$2" --per 0
