@@ -44,7 +44,7 @@ row() { # LABEL N SECONDS [LOCAL SECONDS]
 }
 
 PER=${BENCH_TREE_PER:-1000}
-CAIRND=${BENCH_TREE_CAIRND:-1}
+WITH_CAIRND=${BENCH_TREE_CAIRND:-1}
 SETTLE=${BENCH_TREE_SETTLE:-61}
 mktree() { # DIR N
 	if [ "$PER" = 0 ]; then
@@ -89,7 +89,7 @@ for n in $SIZES; do
 	cpu_row "vos export" "$n" "$nobj"
 	rm -rf "$T_DIR/exp"
 	settle
-	if [ "$CAIRND" = 0 ]; then
+	if [ "$WITH_CAIRND" = 0 ]; then
 		rm -rf "$src"
 		vos remove "$vol" >/dev/null 2>&1
 		settle
