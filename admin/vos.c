@@ -1753,6 +1753,7 @@ cmd_import(int argc, char **argv)
 	uint64_t bytes = 0, files = 0;
 	int jobs = IMPORT_JOBS_DEFAULT;
 	struct imp im = {0};
+	struct vs_import_budget budget = {0};
 	struct vs_root *r = NULL;
 	struct vs_volinfo vi;
 	struct proto_op op = {0};
@@ -1789,6 +1790,22 @@ cmd_import(int argc, char **argv)
 	}
 	im.progress = isatty(STDERR_FILENO);
 	im.total = count_tree(sfd, 0);
+	/* meta.tdb cannot pass tdb's 4 GiB: a tree whose metadata alone
+	 * would not fit (with the reserve cairn-vold needs) is refused
+	 * before anything is written, rather than failing hours later. */
+	rc = vs_import_plan(im.total + 1, &budget);
+	if (rc) {
+		char b1[32], b2[32], b3[32];
+
+		fail(rc, "cannot import '%s': its %" PRIu64 " objects need "
+		     "~%s of metadata in meta.tdb, more than tdb's %s limit "
+		     "less %s kept free for cairn-vold; import it as several "
+		     "volumes", src, im.total + 1,
+		     util_fmt_size(budget.meta, b1, sizeof(b1)),
+		     util_fmt_size(budget.limit, b2, sizeof(b2)),
+		     util_fmt_size(budget.reserve, b3, sizeof(b3)));
+		goto out;
+	}
 	rc = vs_vol_create_sized(r, name, bytes, files, VS_STAGED,
 				 im.total + 1, NULL);
 	if (rc == -EEXIST) {
@@ -1807,6 +1824,7 @@ cmd_import(int argc, char **argv)
 		fail(rc, "cannot open the new volume");
 		goto out;
 	}
+	vs_import_budget(im.v, &budget);
 	rc = vs_vol_info(im.v, &vi);
 	if (!rc)
 		rc = vs_getattr(im.v, &vi.root, &ra);
@@ -1868,6 +1886,15 @@ out:
 	rc = ipool_finish(&im.pool, rc); /* before the handle goes */
 	if (rc)
 		progress(&im, NULL, true);
+	if (rc && im.v && vs_import_full(im.v)) {
+		char b1[32], b2[32];
+
+		report(0, "stopped: meta.tdb passed %s, near tdb's %s limit "
+		       "(more metadata than estimated); import the tree as "
+		       "several volumes",
+		       util_fmt_size(budget.hard, b1, sizeof(b1)),
+		       util_fmt_size(budget.limit, b2, sizeof(b2)));
+	}
 	vs_vol_close(im.v);
 	if (made)
 		vs_vol_remove(r, name, VS_STAGED);
