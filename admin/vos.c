@@ -911,7 +911,8 @@ struct imp {
 	/* Reading ahead (import_ahead()): on while the source is not in
 	 * the page cache, judged over windows of AHEAD_WINDOW files. */
 	bool ahead;
-	unsigned awin, acount; /* files looked at, misses (off) or hits (on) */
+	unsigned awin, acount; /* files looked at, misses among them */
+	uint64_t asked;	       /* files asked for ahead (CAIRN_VOS_DEBUG) */
 	uint32_t cs;
 	/* random bytes for the oids of new objects, drawn 4 KiB at a
 	 * time rather than one getrandom() a file */
@@ -1546,23 +1547,27 @@ struct dname {
  * read a file when it is not (a 100,000-file tree out of the cache: 3x
  * faster). So it is on only while the source misses the cache: off, it
  * is turned on when AHEAD_ON of AHEAD_WINDOW files the walk opens were
- * not in the page cache; on, off when AHEAD_OFF of AHEAD_WINDOW files it
- * would read ahead already were. */
+ * not in the page cache; on, it stays on for the next AHEAD_WINDOW files
+ * only if at least AHEAD_ON of these were not either. A file that cannot
+ * tell (empty; not vos's to open with O_NOATIME, so not probed) counts
+ * as neither: a window of those turns reading ahead off, and the walk's
+ * own probes (ahead_judge()) judge again. */
 #define AHEAD_WINDOW 256
 #define AHEAD_ON     16
-#define AHEAD_OFF    240
 
 /* Is the first byte of @fd in the page cache? 1 yes, 0 no, -1 cannot
  * tell (a kernel or file system without RWF_NOWAIT reads: never read
- * ahead). The byte is read, but not waited for. */
+ * ahead; an empty file, which has nothing to cache). The byte is read,
+ * but not waited for. */
 static int
 page_cached(int fd)
 {
 	char b;
 	struct iovec iov = {&b, 1};
+	ssize_t got = preadv2(fd, &iov, 1, 0, RWF_NOWAIT);
 
-	if (preadv2(fd, &iov, 1, 0, RWF_NOWAIT) >= 0)
-		return 1;
+	if (got >= 0)
+		return got > 0 ? 1 : -1;
 	return errno == EAGAIN ? 0 : -1;
 }
 
@@ -1594,7 +1599,7 @@ import_ahead(struct imp *im, int dfd, const char *name, unsigned char type)
 {
 	const int fl =
 		O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
-	int fd, c = 0;
+	int fd, c = -1;
 
 	if (type != DT_REG)
 		return;
@@ -1608,13 +1613,17 @@ import_ahead(struct imp *im, int dfd, const char *name, unsigned char type)
 		fd = openat(dfd, name, fl);
 	if (fd < 0)
 		return;
-	if (c == 0)
+	/* Not known to be cached (unknown included: it costs nothing when
+	 * it is): asked for. */
+	if (c != 1) {
 		(void)posix_fadvise(fd, 0, im->cs, POSIX_FADV_WILLNEED);
+		im->asked++;
+	}
 	close(fd);
-	im->acount += c == 1;
+	im->acount += c == 0;
 	if (++im->awin < AHEAD_WINDOW)
 		return;
-	im->ahead = im->acount < AHEAD_OFF;
+	im->ahead = im->acount >= AHEAD_ON;
 	im->awin = im->acount = 0;
 }
 
@@ -1874,6 +1883,10 @@ cmd_import(int argc, char **argv)
 		goto out;
 	}
 	made = false;
+	/* For tests (t1191, t1192): did reading ahead run? */
+	if (getenv("CAIRN_VOS_DEBUG"))
+		fprintf(stderr, "vos: debug: read ahead %" PRIu64 " files\n",
+			im.asked);
 	printf("imported %s into volume %s (id %08x): %" PRIu64 " objects, "
 	       "%" PRIu64 " bytes\n",
 	       esc(src), name, vi.id, im.files, im.bytes);
