@@ -80,6 +80,11 @@ esc(const char *s)
 	return *slot ? *slot : "?";
 }
 
+/* A progress line (progress()) is on the terminal: a message clears it
+ * first, or it would land at the end of that line (the next update
+ * draws the line again). Set and cleared under stderr's lock. */
+static bool prog_up;
+
 /* Print "vos: MESSAGE: strerror" and return @rc (a negative errno). The
  * message is escaped as a whole: its arguments are often paths. */
 static int
@@ -97,6 +102,10 @@ report(int rc, const char *fmt, ...)
 	/* Not esc(): import and export workers report too. */
 	e = util_escape_dup(msg);
 	flockfile(stderr);
+	if (prog_up) {
+		fputs("\r\033[K", stderr);
+		prog_up = false;
+	}
 	fprintf(stderr, "vos: %s", e ? e : "?");
 	if (rc)
 		fprintf(stderr, ": %s", strerror(-rc));
@@ -964,7 +973,10 @@ progress(struct imp *im, const char *verb, bool done)
 	if (!im->progress)
 		return;
 	if (done) {
+		flockfile(stderr);
 		fprintf(stderr, "\r\033[K");
+		prog_up = false;
+		funlockfile(stderr);
 		return;
 	}
 	if (im->files & 255)
@@ -973,6 +985,8 @@ progress(struct imp *im, const char *verb, bool done)
 	if (now - im->shown < 250)
 		return;
 	im->shown = now;
+	flockfile(stderr);
+	prog_up = true;
 	if (im->total)
 		fprintf(stderr,
 			"\rvos: %s %" PRIu64 " of %" PRIu64 " objects (%" PRIu64
@@ -983,6 +997,7 @@ progress(struct imp *im, const char *verb, bool done)
 		fprintf(stderr,
 			"\rvos: %s %" PRIu64 " objects, %" PRIu64 " MB\033[K",
 			verb, im->files, im->bytes >> 20);
+	funlockfile(stderr);
 }
 
 /* Count the entries under directory @dfd (not following symlinks), to
@@ -1329,9 +1344,7 @@ import_xattrs(struct imp *im, int fd, const struct fid *fid, const char *path)
 		op.xlen = (size_t)vl;
 		rc = vs_apply_raw(im->v, &op, NULL);
 		if (rc) {
-			fprintf(stderr,
-				"vos: cannot import xattr '%s' of '%s': %s\n",
-				esc(p), esc(path), strerror(-rc));
+			report(rc, "cannot import xattr '%s' of '%s'", p, path);
 			goto out;
 		}
 	}
@@ -1433,8 +1446,7 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 			}
 		}
 	} else {
-		fprintf(stderr, "vos: skipping '%s': unknown file type\n",
-			esc(path));
+		report(0, "skipping '%s': unknown file type", path);
 		return 0;
 	}
 	rc = import_fid(im, &op.fid);
@@ -2411,10 +2423,10 @@ export_dir(struct exp *ex, const struct fid *dir, int dfd, const char *rel,
 			}
 			/* Without CAP_MKNOD: left out, named, counted and
 			 * reported at the end (vos(8)). */
-			fprintf(stderr,
-				"vos: skipping device node '%s' (%s %u:%u): "
-				"making it needs CAP_MKNOD\n",
-				esc(path),
+			report(0,
+			       "skipping device node '%s' (%s %u:%u): "
+			       "making it needs CAP_MKNOD",
+			       path,
 				a->type == PROTO_T_CHR ? "character" : "block",
 				major((dev_t)a->rdev), minor((dev_t)a->rdev));
 			ex->nodev++;

@@ -91,7 +91,10 @@ for n in $SIZES; do
 	settle
 	if [ "$WITH_CAIRND" = 0 ]; then
 		rm -rf "$src"
-		vos remove "$vol" >/dev/null 2>&1
+		# --force: the volume holds the whole tree (a plain remove
+		# refuses a non-empty volume, and it would stay on disk
+		# under the next sizes' rows)
+		vos remove --force "$vol" >/dev/null || { echo "# vos remove --force $vol failed"; exit 1; }
 		settle
 		continue
 	fi
@@ -153,6 +156,6 @@ PY
 	echo "# cairn-fsck --check: exit $?"
 	row "cairn-fsck --check of the cache" "$n" "$t"
 	rm -rf "$cache" "$src"
-	vos remove "$vol" >/dev/null 2>&1
+	vos remove --force "$vol" >/dev/null || { echo "# vos remove --force $vol failed"; exit 1; }
 done
 vold_stop

@@ -62,8 +62,15 @@ def one_dir(k):
         if not empty:
             size = int(65536 * rnd.random() ** 8)
             if size:
-                os.write(fd, buf[f % 256:f % 256 + size] if size <= 65280
-                         else buf[:size])
+                data = memoryview(buf[f % 256:f % 256 + size]
+                                  if size <= 65280 else buf[:size])
+                # os.write may write less (a full disk): loop, and a
+                # write of nothing is an error, not a shorter file
+                while data:
+                    w = os.write(fd, data)
+                    if w <= 0:
+                        raise OSError("short write to %s" % d)
+                    data = data[w:]
         os.close(fd)
 
 
@@ -81,7 +88,7 @@ def worker():
             return
         try:
             one_dir(k)
-        except OSError as e:
+        except Exception as e:  # any error, or the tree is partial and exit 0
             err.append(e)
             return
 

@@ -4,7 +4,7 @@
 # (P %), B MB", rewritten in place (\r ... ESC[K) at most 4 times a
 # second, counting up to at most the total, and cleared at the end; none
 # when stderr is a pipe or a file, where import prints only its summary
-# and export nothing.
+# and export nothing; a message while the line is up clears it first.
 # script(1) gives vos a terminal.
 . "$top_srcdir/tests/integration/lib.sh"
 t_timeout 300
@@ -67,6 +67,26 @@ read -r nl verdict <"$T_DIR/etty.chk"
 echo "# export: $nl progress lines"
 t_is "$verdict" ok "the progress line of export"
 t_check "the export is whole" diff -r "$src" "$T_DIR/out"
+
+# A message while the line is up (review 10, finding 6): the import
+# fails past its --files limit after the first progress line; the error
+# must start on a cleared line, not at the end of the progress line.
+script -q -e -c "'$VOS_BIN' --root '$SRV_ROOT' import --files 700 quota '$src'" /dev/null >"$T_DIR/q.out" 2>&1
+t_ok "$([ $? -ne 0 ] && echo 0 || echo 1)" "vos import past its --files limit fails"
+python3 - "$T_DIR/q.out" >"$T_DIR/q.chk" <<'PY'
+import re, sys
+out = open(sys.argv[1], "rb").read().decode()
+bad = []
+if not re.search(r"\rvos: imported \d+ of \d+ objects", out):
+    bad.append("no progress line before the error")
+if not re.search(r"\r\x1b\[Kvos: cannot import '[^']*': Disk quota exceeded", out):
+    bad.append("the error is not on a cleared line")
+if re.search(r"MB(\x1b\[K)?vos: ", out):
+    bad.append("the error follows the progress line")
+print(" / ".join(bad) or "ok")
+PY
+t_is "$(cat "$T_DIR/q.chk")" ok "an error while the progress line is up starts on a cleared line"
+t_is "$(ls -A "$SRV_ROOT/volumes" | grep -c quota)" 0 "the failed import left nothing"
 
 # stderr not a terminal (a file; stdout still the terminal): no line.
 script -q -e -c "'$VOS_BIN' --root '$SRV_ROOT' import piped '$src' 2>'$T_DIR/piped.err'" /dev/null >"$T_DIR/piped.out" 2>&1
