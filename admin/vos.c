@@ -1603,8 +1603,8 @@ ahead_judge(struct imp *im, int fd)
  * files later, and a tree that is not in the page cache (a big one, or
  * one written long ago) is then read with that many requests in flight
  * instead of one synchronous read a file. Best effort, errors ignored
- * (the import's own open reports them). Only DT_REG: opening a device or
- * a FIFO can have effects; O_NONBLOCK so that a file swapped for a FIFO
+ * (the import's own open reports them). Only regular files (DT_REG, or
+ * DT_UNKNOWN and an lstat): opening a device or a FIFO can have effects; O_NONBLOCK so that a file swapped for a FIFO
  * since the readdir does not block. Reading ahead changes no atime. */
 static void
 import_ahead(struct imp *im, int dfd, const char *name, unsigned char type)
@@ -1613,7 +1613,16 @@ import_ahead(struct imp *im, int dfd, const char *name, unsigned char type)
 		O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
 	int fd, c = -1;
 
-	if (type != DT_REG)
+	/* A file system that gives no d_type (DT_UNKNOWN: XFS without
+	 * ftype, some NFS and FUSE ones, often the cold, remote sources
+	 * reading ahead helps most): one lstat tells. */
+	if (type == DT_UNKNOWN) {
+		struct stat st;
+
+		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode))
+			return;
+	} else if (type != DT_REG)
 		return;
 	/* O_NOATIME: the probe reads a byte, and the walk has not yet
 	 * recorded the file's atime (its fstatat comes later). Only the

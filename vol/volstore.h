@@ -441,7 +441,9 @@ int vs_import_done(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 /*
  * The tdb budget of a bulk import of a tree of @files objects (counted
  * first; volstore_i.h, VS_TDB_LIMIT): *@b gets tdb's limit, the reserve,
- * the per-file metadata estimate, the inline cap and the hard limit.
+ * the per-file metadata estimate, the inline cap at the start (it
+ * loosens as the objects still to come get fewer: vs_bulk_grow()) and
+ * the hard limit.
  * @return 0, or -EFBIG if the metadata alone would not fit under the
  * limit less the reserve (refuse the tree before writing anything). For
  * tests only, the environment can lower the limits:
