@@ -1372,6 +1372,11 @@ vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
 
 	if (size > VS_FILE_MAX)
 		return -EFBIG;
+	/* A bulk import (--jobs 0): the bytes that may go inline count
+	 * toward the next look at meta.tdb's size, which the file's
+	 * vs_import_times() makes (vs_bulk_grow()). */
+	if ((v->flags & VS_BULK) && size <= VS_INLINE_WRITE_MAX)
+		v->bulk_inl += size + 64;
 	rc = txn_start(&t, v, false);
 	if (rc)
 		return rc;
