@@ -1464,10 +1464,31 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 		h->fid = res.attr.fid;
 	}
 	if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
-		fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
-					       (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0));
+		struct stat ost;
+
+		/* The name may have been swapped since the fstatat above (a
+		 * source others can write): O_NONBLOCK so that a FIFO put
+		 * there does not block vos for good, and the open file must
+		 * be the inode stat'ed (whose attributes are recorded). */
+		fd = openat(dfd, name,
+			    O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |
+				    O_NOCTTY |
+				    (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0));
 		if (fd < 0)
 			return report(-errno, "cannot open '%s'", path);
+		if (fstat(fd, &ost) < 0 || ost.st_dev != st.st_dev ||
+		    ost.st_ino != st.st_ino ||
+		    (ost.st_mode & S_IFMT) != (st.st_mode & S_IFMT)) {
+			close(fd);
+			return report(-ESTALE, "'%s' changed while importing",
+				      path);
+		}
+		if (S_ISREG(st.st_mode) &&
+		    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+			rc = -errno;
+			close(fd);
+			return report(rc, "cannot open '%s'", path);
+		}
 		rc = import_xattrs(im, fd, &res.attr.fid, path);
 		if (!rc && S_ISREG(st.st_mode) && st.st_size > 0 && !im->ahead)
 			ahead_judge(im, fd);
