@@ -1625,8 +1625,9 @@ ahead_judge(struct imp *im, int fd)
  * one written long ago) is then read with that many requests in flight
  * instead of one synchronous read a file. Best effort, errors ignored
  * (the import's own open reports them). Only regular files (DT_REG, or
- * DT_UNKNOWN and an lstat): opening a device or a FIFO can have effects; O_NONBLOCK so that a file swapped for a FIFO
- * since the readdir does not block. Reading ahead changes no atime. */
+ * DT_UNKNOWN and an lstat): opening a device or a FIFO can have effects;
+ * O_NONBLOCK so that a file swapped for a FIFO since the readdir does not
+ * block. Reading ahead changes no atime. */
 static void
 import_ahead(struct imp *im, int dfd, const char *name, unsigned char type)
 {
@@ -1848,10 +1849,12 @@ cmd_import(int argc, char **argv)
 	if (rc) {
 		char b1[32], b2[32], b3[32];
 
-		fail(rc, "cannot import '%s': its %" PRIu64 " objects need "
+		fail(rc,
+		     "cannot import '%s': its %" PRIu64 " objects need "
 		     "~%s of metadata in meta.tdb, more than tdb's %s limit "
 		     "less %s kept free for cairn-vold; import it as several "
-		     "volumes", src, im.total + 1,
+		     "volumes",
+		     src, im.total + 1,
 		     util_fmt_size(budget.meta, b1, sizeof(b1)),
 		     util_fmt_size(budget.limit, b2, sizeof(b2)),
 		     util_fmt_size(budget.reserve, b3, sizeof(b3)));
@@ -1944,7 +1947,8 @@ out:
 	if (rc && im.v && vs_import_full(im.v)) {
 		char b1[32], b2[32];
 
-		report(0, "stopped: meta.tdb passed %s, near tdb's %s limit "
+		report(0,
+		       "stopped: meta.tdb passed %s, near tdb's %s limit "
 		       "(more metadata than estimated); import the tree as "
 		       "several volumes",
 		       util_fmt_size(budget.hard, b1, sizeof(b1)),
@@ -2457,8 +2461,8 @@ export_dir(struct exp *ex, const struct fid *dir, int dfd, const char *rel,
 			       "skipping device node '%s' (%s %u:%u): "
 			       "making it needs CAP_MKNOD",
 			       path,
-				a->type == PROTO_T_CHR ? "character" : "block",
-				major((dev_t)a->rdev), minor((dev_t)a->rdev));
+			       a->type == PROTO_T_CHR ? "character" : "block",
+			       major((dev_t)a->rdev), minor((dev_t)a->rdev));
 			ex->nodev++;
 			continue;
 		default:

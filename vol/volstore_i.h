@@ -119,10 +119,10 @@ struct cent {
  * linear (doc/vol-format.md, NEEDSWORK).
  */
 #define VS_INLINE_BULK_TDB_MAX (3072ull << 20)
-#define VS_TDB_LIMIT		(4096ull << 20)
-#define VS_TDB_RESERVE		(1024ull << 20)
-#define VS_BULK_TDB_HARD	(3840ull << 20)
-#define VS_BULK_META_FILE	1024u
+#define VS_TDB_LIMIT	       (4096ull << 20)
+#define VS_TDB_RESERVE	       (1024ull << 20)
+#define VS_BULK_TDB_HARD       (3840ull << 20)
+#define VS_BULK_META_FILE      1024u
 
 /* One chunk object, by name. */
 struct cref {

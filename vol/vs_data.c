@@ -929,10 +929,9 @@ inline_ok(struct vs_vol *v, size_t len)
 	     __atomic_load_n(&v->bulk_objects, __ATOMIC_RELAXED)))
 		return false;
 	return !fstat(tdb_fd(v->tdb), &st) &&
-	       (uint64_t)st.st_size <
-		       (!(v->flags & VS_BULK) ? VS_INLINE_TDB_MAX
-			: v->bulk_cap	      ? v->bulk_cap
-					      : VS_INLINE_BULK_TDB_MAX);
+	       (uint64_t)st.st_size < (!(v->flags & VS_BULK) ? VS_INLINE_TDB_MAX
+				       : v->bulk_cap	     ? v->bulk_cap
+						     : VS_INLINE_BULK_TDB_MAX);
 }
 
 /*

@@ -2087,7 +2087,8 @@ test_import_plan(void)
 	ok(b.limit == 4 * G && b.reserve == G && b.per_file == 1024 &&
 		   b.hard == 3840 * M && b.maxcap == 3 * G,
 	   "plan: 4 GiB limit, 1 GiB reserve, 1 KiB an object, 3.75 GiB hard");
-	ok(b.cap == 3 * G - 1000 * 1024ull, "plan: cap 3 GiB less the metadata");
+	ok(b.cap == 3 * G - 1000 * 1024ull,
+	   "plan: cap 3 GiB less the metadata");
 	is_int(vs_import_plan(1000000, &b), 0, "plan: 1,000,000 objects fit");
 	ok(b.cap == 3 * G - 1000000 * 1024ull, "plan: their cap (~2 GiB)");
 	is_int(vs_import_plan(3 * G / 1024, &b), -EFBIG,
@@ -2102,12 +2103,15 @@ test_import_plan(void)
 	ok(b.limit == 8 * M && b.reserve == 2 * M && b.hard == 7 * M + M / 2 &&
 		   b.maxcap == 6 * M && b.cap == 6 * M - 1000 * 1024ull,
 	   "plan: reserve a quarter, cap three quarters, hard 15/16");
-	is_int(vs_import_plan(6144, &b), -EFBIG, "plan: 6 MiB of metadata refused");
+	is_int(vs_import_plan(6144, &b), -EFBIG,
+	       "plan: 6 MiB of metadata refused");
 	setenv("CAIRN_TEST_TDB_META_FILE", "1", 1);
-	is_int(vs_import_plan(6144, &b), 0, "plan: at 1 byte an object it fits");
+	is_int(vs_import_plan(6144, &b), 0,
+	       "plan: at 1 byte an object it fits");
 	setenv("CAIRN_TEST_TDB_LIMIT", "x", 1);
 	unsetenv("CAIRN_TEST_TDB_META_FILE");
-	is_int(vs_import_plan(1000, &b), 0, "plan: a bad test limit is ignored");
+	is_int(vs_import_plan(1000, &b), 0,
+	       "plan: a bad test limit is ignored");
 	ok(b.limit == 4 * G, "plan: ... the real limit");
 	unsetenv("CAIRN_TEST_TDB_LIMIT");
 }
