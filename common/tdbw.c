@@ -7,9 +7,28 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/tdbw.h"
+
+/* tdb's offsets are 32-bit: a file cannot pass 4 GiB. tdb grows a file
+ * by at least 10 % (above 100 MiB) and reports a growth that would pass
+ * 4 GiB ("tdb_expand overflow detected") as TDB_ERR_OOM, like a failed
+ * malloc. A file within one such step of 4 GiB (4 GiB / 1.1) tells the
+ * two apart: that is a full database (-ENOSPC), not memory. */
+#define TDBW_LIMIT (4096ull << 20)
+static bool
+tdbw_full(struct tdb_context *tdb)
+{
+	struct stat st;
+	int fd = tdb_fd(tdb);
+
+	return fd >= 0 && !fstat(fd, &st) &&
+	       (uint64_t)st.st_size >= TDBW_LIMIT / 11 * 10;
+}
 
 int
 tdbw_errno(struct tdb_context *tdb)
@@ -20,7 +39,7 @@ tdbw_errno(struct tdb_context *tdb)
 	case TDB_ERR_IO:
 		return -EIO;
 	case TDB_ERR_OOM:
-		return -ENOMEM;
+		return tdbw_full(tdb) ? -ENOSPC : -ENOMEM;
 	case TDB_ERR_EXISTS:
 		return -EEXIST;
 	case TDB_ERR_NOEXIST:

@@ -455,6 +455,29 @@ int vs_import_write(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 int vs_import_done(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 		   uint64_t size, const struct vs_ichunk *c, size_t n,
 		   int64_t atime, int64_t mtime, int64_t ctime);
+/*
+ * The tdb budget of a bulk import of a tree of @files objects (counted
+ * first; volstore_i.h, VS_TDB_LIMIT): *@b gets tdb's limit, the reserve,
+ * the per-file metadata estimate, the inline cap at the start (it
+ * loosens as the objects still to come get fewer: vs_bulk_grow()) and
+ * the hard limit.
+ * @return 0, or -EFBIG if the metadata alone would not fit under the
+ * limit less the reserve (refuse the tree before writing anything). For
+ * tests only, the environment can lower the limits:
+ * CAIRN_TEST_TDB_LIMIT=BYTES stands for tdb's 4 GiB (the reserve is a
+ * quarter of it, the cap at most three quarters, the hard limit 15/16),
+ * CAIRN_TEST_TDB_META_FILE=BYTES for the per-file estimate; only the bulk
+ * import reads them. vs_import_budget() gives a VS_BULK handle the
+ * budget; vs_import_full() says whether an import stopped on the hard
+ * limit (its error is then -EFBIG).
+ */
+struct vs_import_budget {
+	uint64_t limit, reserve, per_file, meta, cap, hard;
+	uint64_t files, maxcap; /* the tree's objects; the cap at most */
+};
+int vs_import_plan(uint64_t files, struct vs_import_budget *b);
+void vs_import_budget(struct vs_vol *v, const struct vs_import_budget *b);
+bool vs_import_full(struct vs_vol *v);
 /* Will a file of @size bytes go inline whole (one chunk of at most
  * VS_INLINE_WRITE_MAX bytes, meta.tdb under its cap), so that no chunk
  * object is made for it? Any thread, a VS_BULK handle. */

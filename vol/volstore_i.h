@@ -84,13 +84,45 @@ struct cent {
 #define VS_INLINE_MAX	65536
 /* What a store writes inline (the format accepts up to VS_INLINE_MAX):
  * chunks of at most VS_INLINE_WRITE_MAX bytes, while meta.tdb is smaller
- * than VS_INLINE_TDB_MAX, and never in a bulk import (VS_BULK). tdb's
- * offsets are 32-bit: a file cannot pass 4 GiB, and meta.tdb is mapped
- * whole by every process that opens the volume, so the bytes of small
- * files must not grow it without bound (a million 16 KiB files would be
- * 16 GiB). Past the cap, small chunks are objects again, as in format 2. */
+ * than VS_INLINE_TDB_MAX (a bulk import, VS_BULK: its own cap, below).
+ * tdb's offsets are 32-bit: a file cannot pass 4 GiB, and meta.tdb is
+ * mapped whole by every process that opens the volume, so the bytes of
+ * small files must not grow it without bound (a million 16 KiB files
+ * would be 16 GiB). Past the cap, small chunks are objects again, as in
+ * format 2. */
 #define VS_INLINE_WRITE_MAX	16384
 #define VS_INLINE_TDB_MAX	(1024ull << 20)
+/*
+ * The tdb budget of a bulk import (vs_import.c, vs_import_plan()). tdb
+ * cannot pass VS_TDB_LIMIT (4 GiB), and not only inline bytes grow
+ * meta.tdb: every object adds its metadata (object record, map entry,
+ * directory bucket entry, tdb's record headers and free-space slack),
+ * whether or not its data goes inline. Measured as meta.tdb's size less
+ * the inline bytes (r^8 trees, mktree.py): ~0.81 KiB an object at 100,000
+ * objects, ~1.4 KiB at 10,000 (tdb doubles a file under 100 MiB, so more
+ * of it is slack). VS_BULK_META_FILE (1 KiB) is the estimate.
+ * VS_TDB_RESERVE (1 GiB) stays free for what comes after the import:
+ * tdb's recovery area at cairn-vold's first checkpoint (at least 10 % of
+ * the file, or twice the data a checkpoint rewrites), tdb's 10 % growth
+ * steps and the metadata clients add. So a tree of N objects is refused
+ * before anything is written when N x VS_BULK_META_FILE does not fit
+ * under VS_TDB_LIMIT - VS_TDB_RESERVE (~3.1 million objects), and
+ * inlining stops when meta.tdb reaches VS_INLINE_BULK_TDB_MAX or when
+ * its size plus the estimated metadata of the objects still to come
+ * reaches VS_TDB_LIMIT - VS_TDB_RESERVE (3 GiB - N x 1 KiB at the start,
+ * looser as the import goes). VS_BULK_TDB_HARD (3.75 GiB) is the
+ * backstop: the import stops with -EFBIG when meta.tdb passes it (the
+ * estimate was too low), rather than fail at 4 GiB with tdb's late error
+ * or leave cairn-vold no room. At 3 GiB, ~1,300,000 small files of the
+ * r^8 shape (~2.3 KiB of meta.tdb each, inline bytes included) stay
+ * inline. Packing small files into shared objects would keep any size
+ * linear (doc/vol-format.md, NEEDSWORK).
+ */
+#define VS_INLINE_BULK_TDB_MAX (3072ull << 20)
+#define VS_TDB_LIMIT	       (4096ull << 20)
+#define VS_TDB_RESERVE	       (1024ull << 20)
+#define VS_BULK_TDB_HARD       (3840ull << 20)
+#define VS_BULK_META_FILE      1024u
 
 /* One chunk object, by name. */
 struct cref {
@@ -170,12 +202,17 @@ struct vs_vol {
 	struct vs_vol *cl_next;
 	struct vs_bcache *bcache; /* VS_BULK: directory buckets not yet
 				     written (vs_dir.c) */
-	/* VS_BULK (vs_import.c): meta.tdb reached VS_INLINE_TDB_MAX, small
-	 * chunks are objects from now on (read by the import's workers
-	 * without a lock: atomic); inline bytes recorded since the size of
-	 * meta.tdb was last looked at (the handle's thread). */
+	/* VS_BULK (vs_import.c): meta.tdb reached the bulk inline cap,
+	 * small chunks are objects from now on (read by the import's workers
+	 * without a lock: atomic); bytes meta.tdb is estimated to have grown
+	 * by since its size was last looked at; the budget of
+	 * vs_import_plan() (0: the defaults); meta.tdb passed bulk_hard (the
+	 * import stops). All but bulk_objects: the handle's thread. */
 	bool bulk_objects;
+	bool bulk_full;
 	uint64_t bulk_inl;
+	uint64_t bulk_cap, bulk_hard, bulk_check, bulk_meta;
+	uint64_t bulk_room, bulk_left; /* limit less reserve; objects to come */
 	struct vs_undo *undo; /* vs_batch.c: records what kv_put/kv_del
 				 change, so one op of a group can be
 				 rolled back; NULL = not recording */
@@ -458,5 +495,11 @@ int opid_lookup(struct vs_vol *v, const uint8_t opid[16],
 		struct vs_reply *rep);
 int opid_record(struct txn *t, const uint8_t opid[16], int status,
 		const char *body, size_t blen);
+
+/* vs_import.c: a bulk import recorded one object with @inl inline bytes
+ * (meta.tdb grew by about that and the per-file metadata); every so often
+ * look at its size: stop inlining past the cap, -EFBIG past the hard
+ * limit (VS_BULK_TDB_HARD). 0 at once for other handles. */
+int vs_bulk_grow(struct vs_vol *v, uint64_t inl);
 
 #endif /* CAIRN_VOLSTORE_I_H */

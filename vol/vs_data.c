@@ -917,7 +917,8 @@ chunk_read(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 }
 
 /* Does a chunk of @len stored bytes go inline (VS_INLINE_WRITE_MAX)? A
- * bulk import (vos import --jobs 0) too, until meta.tdb reaches the cap. */
+ * bulk import (vos import --jobs 0) too, until meta.tdb reaches its cap
+ * (vs_import_plan()). */
 static bool
 inline_ok(struct vs_vol *v, size_t len)
 {
@@ -928,7 +929,9 @@ inline_ok(struct vs_vol *v, size_t len)
 	     __atomic_load_n(&v->bulk_objects, __ATOMIC_RELAXED)))
 		return false;
 	return !fstat(tdb_fd(v->tdb), &st) &&
-	       (uint64_t)st.st_size < VS_INLINE_TDB_MAX;
+	       (uint64_t)st.st_size < (!(v->flags & VS_BULK) ? VS_INLINE_TDB_MAX
+				       : v->bulk_cap	     ? v->bulk_cap
+						     : VS_INLINE_BULK_TDB_MAX);
 }
 
 /*
@@ -1372,6 +1375,11 @@ vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
 
 	if (size > VS_FILE_MAX)
 		return -EFBIG;
+	/* A bulk import (--jobs 0): the bytes that may go inline count
+	 * toward the next look at meta.tdb's size, which the file's
+	 * vs_import_times() makes (vs_bulk_grow()). */
+	if ((v->flags & VS_BULK) && size <= VS_INLINE_WRITE_MAX)
+		v->bulk_inl += size + 64;
 	rc = txn_start(&t, v, false);
 	if (rc)
 		return rc;

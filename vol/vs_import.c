@@ -52,8 +52,118 @@ data_sub(struct vs_vol *v, uint8_t b)
 	return 0;
 }
 
-/* Inline bytes recorded between two looks at the size of meta.tdb. */
+/* Estimated growth of meta.tdb between two looks at its size (at most:
+ * a sixty-fourth of the limit when a test lowers it). */
 #define BULK_INLINE_CHECK (16u << 20)
+
+/* A positive size from the environment (the tests' overrides), or 0. */
+static uint64_t
+env_bytes(const char *name)
+{
+	const char *s = getenv(name);
+	char *end;
+	unsigned long long n;
+
+	if (!s || !*s)
+		return 0;
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	return errno || *end ? 0 : n;
+}
+
+int
+vs_import_plan(uint64_t files, struct vs_import_budget *b)
+{
+	uint64_t lim = env_bytes("CAIRN_TEST_TDB_LIMIT");
+	uint64_t pf = env_bytes("CAIRN_TEST_TDB_META_FILE");
+	uint64_t room, maxcap;
+
+	memset(b, 0, sizeof(*b));
+	if (lim && lim < VS_TDB_LIMIT) {
+		b->limit = lim;
+		b->reserve = lim / 4;
+		b->hard = lim - lim / 16;
+		maxcap = lim / 4 * 3;
+	} else {
+		b->limit = VS_TDB_LIMIT;
+		b->reserve = VS_TDB_RESERVE;
+		b->hard = VS_BULK_TDB_HARD;
+		maxcap = VS_INLINE_BULK_TDB_MAX;
+	}
+	b->maxcap = maxcap;
+	b->files = files;
+	b->per_file = pf ? pf : VS_BULK_META_FILE;
+	b->meta = files > UINT64_MAX / b->per_file ? UINT64_MAX
+						   : files * b->per_file;
+	room = b->limit - b->reserve;
+	if (b->meta >= room)
+		return -EFBIG;
+	b->cap = room - b->meta < maxcap ? room - b->meta : maxcap;
+	return 0;
+}
+
+void
+vs_import_budget(struct vs_vol *v, const struct vs_import_budget *b)
+{
+	v->bulk_cap = b->maxcap;
+	v->bulk_room = b->limit - b->reserve;
+	v->bulk_left = b->files;
+	v->bulk_hard = b->hard;
+	v->bulk_check = b->limit / 64 < BULK_INLINE_CHECK ? b->limit / 64
+							  : BULK_INLINE_CHECK;
+	v->bulk_meta = b->per_file;
+}
+
+bool
+vs_import_full(struct vs_vol *v)
+{
+	return v->bulk_full;
+}
+
+int
+vs_bulk_grow(struct vs_vol *v, uint64_t inl)
+{
+	struct stat st;
+
+	if (!(v->flags & VS_BULK))
+		return 0;
+	if (v->bulk_full)
+		return -EFBIG;
+	/* Without vs_import_budget(): the defaults (a tree not counted). */
+	if (!v->bulk_hard) {
+		v->bulk_cap = VS_INLINE_BULK_TDB_MAX;
+		v->bulk_hard = VS_BULK_TDB_HARD;
+		v->bulk_check = BULK_INLINE_CHECK;
+		v->bulk_meta = VS_BULK_META_FILE;
+	}
+	/* The size is looked at every bulk_check bytes of estimated growth,
+	 * at the real estimate even when a test lowers bulk_meta. */
+	v->bulk_inl += inl + VS_BULK_META_FILE;
+	if (v->bulk_left)
+		v->bulk_left--;
+	if (v->bulk_inl < v->bulk_check)
+		return 0;
+	/* Judged on the size of the file, which tdb grows in steps (10 %
+	 * above 100 MiB): inlining stops at the first look past the cap,
+	 * up to a step later than the bytes alone would say. Inlining also
+	 * stops once the metadata of the objects still to come would not fit
+	 * under the limit less the reserve: the cap of vs_import_plan(),
+	 * judged with what is left rather than the whole tree. The hard
+	 * limit leaves tdb's last step room to clamp at 4 GiB. */
+	v->bulk_inl = 0;
+	if (fstat(tdb_fd(v->tdb), &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size >= v->bulk_cap ||
+	    (v->bulk_room &&
+	     (uint64_t)st.st_size + v->bulk_left * v->bulk_meta >=
+		     v->bulk_room))
+		__atomic_store_n(&v->bulk_objects, true, __ATOMIC_RELAXED);
+	if ((uint64_t)st.st_size >= v->bulk_hard) {
+		v->bulk_full = true;
+		return -EFBIG;
+	}
+	return 0;
+}
 
 int
 vs_import_write(struct vs_vol *v, const struct fid *fid, uint64_t gen,
@@ -167,6 +277,7 @@ vs_import_done(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 {
 	struct txn t;
 	struct obj o;
+	uint64_t inl = 0;
 	int rc = txn_start(&t, v, false);
 
 	if (rc)
@@ -193,31 +304,17 @@ vs_import_done(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 			rc = cmap_put_inline(v, fid->oid, c[i].chunk, gen,
 					     c[i].data, c[i].len);
 			t.vr.magic = VREC_MAGIC_V3;
-			v->bulk_inl += c[i].len + 64;
+			inl += c[i].len + 64;
 			continue;
 		}
 		e.gen = gen;
 		e.len = c[i].len;
 		rc = cmap_put(v, fid->oid, c[i].chunk, &e);
 	}
+	if (!rc)
+		rc = vs_bulk_grow(v, inl);
 	if (rc)
 		goto out;
-	/* Past the cap (VS_INLINE_TDB_MAX), small chunks are objects again:
-	 * the workers see it at their next file. Looked at every 16 MiB of
-	 * inline bytes, so the cap is passed by at most that and the files
-	 * in flight. */
-	if (v->bulk_inl >= BULK_INLINE_CHECK) {
-		struct stat st;
-
-		v->bulk_inl = 0;
-		if (fstat(tdb_fd(v->tdb), &st) < 0) {
-			rc = -errno;
-			goto out;
-		}
-		if ((uint64_t)st.st_size >= VS_INLINE_TDB_MAX)
-			__atomic_store_n(&v->bulk_objects, true,
-					 __ATOMIC_RELAXED);
-	}
 	if (size) {
 		o.r.size = size;
 		t.vr.bytes_used += size;

@@ -350,8 +350,10 @@ vs_import_times(struct vs_vol *v, const struct fid *fid, int64_t atime,
 {
 	struct txn t;
 	struct obj o;
-	int rc = txn_start(&t, v, false);
+	int rc = vs_bulk_grow(v, 0); /* every object not vs_import_done()'s */
 
+	if (!rc)
+		rc = txn_start(&t, v, false);
 	if (rc)
 		return rc;
 	rc = obj_get_fid(v, fid, &o);

@@ -12,8 +12,17 @@
 #   an offline replay: fs disconnect, N/10 creates, fs reconnect, time
 #     until the replay log is empty
 #   cairn-fsck --check of the resulting cache
+#   vos export of the volume: files/s, CPU us a file
 # Each row also as a cost a file, so the sizes can be compared ("linear":
 # the same cost a file at every size). make bench-scale-tree.
+# BENCH_TREE_PER: files a directory (1000; 0 = all in one directory).
+# BENCH_TREE_CAIRND=0: only the vos rows (import, cp -a, export).
+# The trees are made by tests/bench/mktree.py (one process, a few
+# threads: bound by the file system's creates). After each deletion the
+# bench runs sync and waits BENCH_TREE_SETTLE (61) seconds: ext4 without
+# a journal skips, at every create, each inode freed in the last 60 s (360
+# s while its inode table block is dirty), and a create after an rm -rf of
+# 100,000 files costs several times more (doc/vol-format.md).
 set -u
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
@@ -34,22 +43,23 @@ row() { # LABEL N SECONDS [LOCAL SECONDS]
 	fi
 }
 
+PER=${BENCH_TREE_PER:-1000}
+WITH_CAIRND=${BENCH_TREE_CAIRND:-1}
+SETTLE=${BENCH_TREE_SETTLE:-61}
 mktree() { # DIR N
-	python3 - "$@" <<'PY'
-import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
-rnd = random.Random(17)
-tenth = max(1, n // 10)
-buf = bytes(range(256)) * 256
-for i in range(n):
-    part = "p0" if i < tenth else "p1"
-    d = os.path.join(root, part, "d%04d" % (i // 1000))
-    if i % 1000 == 0 or i == tenth:
-        os.makedirs(d, exist_ok=True)
-    size = int(65536 * rnd.random() ** 8)
-    with open(os.path.join(d, "f%07d" % i), "wb") as f:
-        f.write(buf[:size])
-PY
+	if [ "$PER" = 0 ]; then
+		python3 "$top_srcdir/tests/bench/mktree.py" "$1" "$2" --per 0
+	else
+		python3 "$top_srcdir/tests/bench/mktree.py" "$1" "$2" --per "$PER" --split
+	fi
+}
+settle() { sync; sleep "$SETTLE"; }
+cpu_row() { # LABEL N OBJECTS (reads $T_DIR/time: wall user sys)
+	local w u s
+	read -r w u s <"$T_DIR/time"
+	printf '%-34s %9d %9.2f %9.1f   (%.1f us CPU a file, %d files/s)\n' "$1" "$2" "$w" \
+		"$(us "$w" "$2")" "$(echo "($u + $s) * 1000000 / $3" | bc -l)" \
+		"$(echo "$3 / $w" | bc)"
 }
 jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get(sys.argv[1], ""))' "$1"; }
 
@@ -61,18 +71,33 @@ printf '%-34s %9s %9s %9s %9s %7s\n' row files s us/file local ratio
 for n in $SIZES; do
 	src=$T_DIR/src-$n
 	rm -rf "$src"
-	mktree "$src" "$n"
+	t=$(timed mktree "$src" "$n")
+	row "making the tree (mktree.py)" "$n" "$t"
+	settle
 	vol=t$n
+	if [ "$PER" = 0 ]; then nobj=$((n + 1)); else nobj=$((n + (n + PER - 1) / PER + 3)); fi
 	/usr/bin/time -f "%e %U %S" -o "$T_DIR/time" "$VOS_BIN" --root "$SRV_ROOT" \
 		import "$vol" "$src" >/dev/null 2>"$T_DIR/imp.err" || { cat "$T_DIR/imp.err"; exit 1; }
-	read -r w u s <"$T_DIR/time"
-	nobj=$((n + n / 1000 + 4))
-	printf '%-34s %9d %9.2f %9.1f   (%.1f us CPU a file, %d files/s)\n' "vos import" "$n" "$w" \
-		"$(us "$w" "$n")" "$(echo "($u + $s) * 1000000 / $nobj" | bc -l)" \
-		"$(echo "$nobj / $w" | bc)"
+	cpu_row "vos import" "$n" "$nobj"
+	echo "# meta.tdb $(stat -c %s "$SRV_ROOT/volumes/$vol/meta.tdb") bytes, $(find "$SRV_ROOT/volumes/$vol/data" -type f | wc -l) chunk objects"
 	t=$(timed cp -a "$src" "$T_DIR/cp")
-	rm -rf "$T_DIR/cp"
 	row "cp -a (local)" "$n" "$t"
+	rm -rf "$T_DIR/cp"
+	settle
+	/usr/bin/time -f "%e %U %S" -o "$T_DIR/time" "$VOS_BIN" --root "$SRV_ROOT" \
+		export "$vol" "$T_DIR/exp" >/dev/null 2>"$T_DIR/exp.err" || { cat "$T_DIR/exp.err"; exit 1; }
+	cpu_row "vos export" "$n" "$nobj"
+	rm -rf "$T_DIR/exp"
+	settle
+	if [ "$WITH_CAIRND" = 0 ]; then
+		rm -rf "$src"
+		# --force: the volume holds the whole tree (a plain remove
+		# refuses a non-empty volume, and it would stay on disk
+		# under the next sizes' rows)
+		vos remove --force "$vol" >/dev/null || { echo "# vos remove --force $vol failed"; exit 1; }
+		settle
+		continue
+	fi
 
 	make_token "$vol" rw "$T_DIR/tok-$n"
 	# cairn-vold opens a volume at its first request, and its cleanup
@@ -131,6 +156,6 @@ PY
 	echo "# cairn-fsck --check: exit $?"
 	row "cairn-fsck --check of the cache" "$n" "$t"
 	rm -rf "$cache" "$src"
-	vos remove "$vol" >/dev/null 2>&1
+	vos remove --force "$vol" >/dev/null || { echo "# vos remove --force $vol failed"; exit 1; }
 done
 vold_stop

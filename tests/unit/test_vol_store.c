@@ -2186,6 +2186,48 @@ out:
 	return rc;
 }
 
+/* vs_import_plan(): the tdb budget of a bulk import (volstore_i.h). */
+static void
+test_import_plan(void)
+{
+	struct vs_import_budget b;
+	const uint64_t G = 1ull << 30, M = 1ull << 20;
+
+	unsetenv("CAIRN_TEST_TDB_LIMIT");
+	unsetenv("CAIRN_TEST_TDB_META_FILE");
+	is_int(vs_import_plan(1000, &b), 0, "plan: 1,000 objects fit");
+	ok(b.limit == 4 * G && b.reserve == G && b.per_file == 1024 &&
+		   b.hard == 3840 * M && b.maxcap == 3 * G,
+	   "plan: 4 GiB limit, 1 GiB reserve, 1 KiB an object, 3.75 GiB hard");
+	ok(b.cap == 3 * G - 1000 * 1024ull,
+	   "plan: cap 3 GiB less the metadata");
+	is_int(vs_import_plan(1000000, &b), 0, "plan: 1,000,000 objects fit");
+	ok(b.cap == 3 * G - 1000000 * 1024ull, "plan: their cap (~2 GiB)");
+	is_int(vs_import_plan(3 * G / 1024, &b), -EFBIG,
+	       "plan: metadata of exactly the room: EFBIG");
+	is_int(vs_import_plan(3 * G / 1024 - 1, &b), 0,
+	       "plan: one object fewer fits");
+	ok(b.cap == 1024, "plan: with a cap of 1 KiB");
+	is_int(vs_import_plan(UINT64_MAX, &b), -EFBIG,
+	       "plan: a count that would overflow: EFBIG");
+	setenv("CAIRN_TEST_TDB_LIMIT", "8388608", 1);
+	is_int(vs_import_plan(1000, &b), 0, "plan: test limit of 8 MiB");
+	ok(b.limit == 8 * M && b.reserve == 2 * M && b.hard == 7 * M + M / 2 &&
+		   b.maxcap == 6 * M && b.cap == 6 * M - 1000 * 1024ull,
+	   "plan: reserve a quarter, cap three quarters, hard 15/16");
+	is_int(vs_import_plan(6144, &b), -EFBIG,
+	       "plan: 6 MiB of metadata refused");
+	setenv("CAIRN_TEST_TDB_META_FILE", "1", 1);
+	is_int(vs_import_plan(6144, &b), 0,
+	       "plan: at 1 byte an object it fits");
+	setenv("CAIRN_TEST_TDB_LIMIT", "x", 1);
+	unsetenv("CAIRN_TEST_TDB_META_FILE");
+	is_int(vs_import_plan(1000, &b), 0,
+	       "plan: a bad test limit is ignored");
+	ok(b.limit == 4 * G, "plan: ... the real limit");
+	unsetenv("CAIRN_TEST_TDB_LIMIT");
+}
+
 static void
 test_bulk_inline(void)
 {
@@ -2537,6 +2579,7 @@ main(void)
 		test_bigdir();
 		test_bulk();
 		test_bulk_inline();
+		test_import_plan();
 		test_damaged_meta();
 		test_stage_limits();
 		test_mount();
