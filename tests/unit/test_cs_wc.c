@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 
 #include "chunkstore/cs_i.h"
@@ -479,7 +480,13 @@ test_keep_durable(void)
 struct race {
 	struct cs_store *cs;
 	struct cs_key k;
-	volatile int done;
+	atomic_int done;
+};
+
+/* One reader's own: its buffer and counts (no state shared but *r). */
+struct rd {
+	struct race *r;
+	uint8_t *buf;
 	int errors;
 	unsigned reads;
 };
@@ -487,29 +494,30 @@ struct race {
 static void *
 reader(void *arg)
 {
-	struct race *r = arg;
-	static uint8_t buf[CHUNK];
+	struct rd *me = arg;
+	struct race *r = me->r;
+	uint8_t *buf = me->buf;
 	ssize_t last = 0;
 
-	while (!r->done) {
-		ssize_t n = cs_read(r->cs, &r->k, 3, 0, buf, sizeof(buf));
+	while (!atomic_load(&r->done)) {
+		ssize_t n = cs_read(r->cs, &r->k, 3, 0, buf, CHUNK);
 
 		if (n == -ENOENT && last == 0)
 			continue;
 		if (n < last) {
-			r->errors++;
+			me->errors++;
 			diag("read %zd bytes after %zd", n, last);
 			break;
 		}
 		for (ssize_t i = 0; i < n; i++) {
 			if (buf[i] != pat(5, 1, (uint32_t)i)) {
-				r->errors++;
+				me->errors++;
 				diag("byte %zd of %zd wrong", i, n);
 				break;
 			}
 		}
 		last = n;
-		r->reads++;
+		me->reads++;
 	}
 	return NULL;
 }
@@ -519,9 +527,11 @@ test_readers(void)
 {
 	char d[512];
 	struct race r = {0};
+	struct rd rd[2];
 	pthread_t th[2];
 	uint8_t buf[1000];
-	int werr = 0;
+	int werr = 0, errors = 0;
+	unsigned reads = 0;
 
 	r.cs = open_store(t_mkdtemp(d, sizeof(d), "wcrace"));
 	r.k = t_key(5, 5, 0);
@@ -529,8 +539,12 @@ test_readers(void)
 		ok(0, "open a store");
 		return;
 	}
-	for (int i = 0; i < 2; i++)
-		pthread_create(&th[i], NULL, reader, &r);
+	for (int i = 0; i < 2; i++) {
+		static uint8_t bufs[2][CHUNK];
+
+		rd[i] = (struct rd){.r = &r, .buf = bufs[i]};
+		pthread_create(&th[i], NULL, reader, &rd[i]);
+	}
 	for (uint32_t off = 0; off + sizeof(buf) <= CHUNK; off += sizeof(buf)) {
 		fill(buf, 5, 1, off, sizeof(buf));
 		if (cs_write(r.cs, &r.k, 3, off, buf, sizeof(buf)) < 0)
@@ -542,12 +556,15 @@ test_readers(void)
 		    cs_mark_clean(r.cs, &r.k, 3) < 0)
 			werr++;
 	}
-	r.done = 1;
-	for (int i = 0; i < 2; i++)
+	atomic_store(&r.done, 1);
+	for (int i = 0; i < 2; i++) {
 		pthread_join(th[i], NULL);
+		errors += rd[i].errors;
+		reads += rd[i].reads;
+	}
 	is_int(werr, 0, "writes, commits and mark-cleans succeeded");
-	ok(r.errors == 0 && r.reads > 0,
-	   "%u reads racing them saw only written bytes, never fewer", r.reads);
+	ok(errors == 0 && reads > 0,
+	   "%u reads racing them saw only written bytes, never fewer", reads);
 	cs_close(r.cs);
 	t_rm_rf(d);
 }
