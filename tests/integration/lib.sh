@@ -141,6 +141,13 @@ wait_for() {
 
 t_track_pid() { _T_PIDS="$_T_PIDS $1"; }
 
+# t_evict DIR: written back, then out of the page cache; prints "CACHED N"
+# (evict.py: non-empty files still cached, non-empty files).
+t_evict() {
+	sync -f "$1" || return 1
+	python3 "$top_srcdir/tests/integration/evict.py" "$1"
+}
+
 SRV_ROOT=$T_DIR/srv
 vos() { "$VOS_BIN" --root "$SRV_ROOT" "$@"; }
 

@@ -126,46 +126,7 @@ PY
 # only: dirty ones would stay cached and vos would never read ahead),
 # then dropped, then checked with mincore(2) (which reads nothing).
 # Prints the non-empty files still cached and the non-empty files.
-evict() {
-	sync -f "$1" || return 1
-	python3 - "$1" <<'PY'
-import ctypes, mmap, os, stat, sys
-# mincore(2) of the first page: a RWF_NOWAIT read would tell too, but it
-# starts reading the page it misses (the file is back in the cache a
-# moment later).
-libc = ctypes.CDLL(None, use_errno=True)
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
-                      ctypes.c_int, ctypes.c_int, ctypes.c_long]
-libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-def in_cache(fd):
-    a = libc.mmap(None, 4096, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-    if a is None or a == ctypes.c_void_p(-1).value:
-        sys.exit("mmap: %s" % os.strerror(ctypes.get_errno()))
-    v = ctypes.create_string_buffer(1)
-    r = libc.mincore(a, 4096, v)
-    libc.munmap(a, 4096)
-    if r:
-        sys.exit("mincore: %s" % os.strerror(ctypes.get_errno()))
-    return v.raw[0] & 1
-cached = n = 0
-for d, _, fs in os.walk(sys.argv[1]):
-    for f in fs:
-        p = os.path.join(d, f)
-        s = os.lstat(p)
-        if not stat.S_ISREG(s.st_mode):
-            continue
-        fd = os.open(p, os.O_RDONLY | os.O_NOATIME)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        if s.st_size > 0:
-            n += 1
-            cached += in_cache(fd)
-        os.close(fd)
-print(cached, n)
-PY
-}
-read -r cached nreg <<<"$(evict "$src")"
+read -r cached nreg <<<"$(t_evict "$src")"
 t_ok "$([ -n "$nreg" ] && [ "$nreg" -gt 2000 ] && [ "$cached" = 0 ] && echo 0 || echo 1)" \
 	"the source is out of the page cache ($cached of $nreg non-empty files cached)"
 atimes "$src" >"$T_DIR/src.at"
