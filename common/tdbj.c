@@ -101,7 +101,15 @@ struct tdbj {
 	 * tdb transaction per commit otherwise); valid in generation
 	 * ckpt_next_gen (a checkpoint starts a new one). */
 	uint64_t ckpt_next, ckpt_next_gen;
+	/* tdbj_set_stop(): past stop_bytes of journal while checkpoints
+	 * fail, refuse new transactions (-ENOSPC) rather than grow the
+	 * journal and the overlay without bound; a checkpoint is tried again
+	 * at most once a STOP_RETRY_MS (stop_try: when the last one was). */
+	uint64_t stop_bytes, stop_try;
+	uint64_t nstopped;
 };
+
+#define STOP_RETRY_MS 1000
 
 /* --- little-endian --- */
 
@@ -831,6 +839,35 @@ tdbj_delete(struct tdbj *j, const void *k, size_t klen)
 
 /* --- transactions --- */
 
+/*
+ * The journal is past its stop (tdbj_set_stop()). Only checkpoints that
+ * keep failing let it get there (a commit past max_bytes checkpoints):
+ * try one again, at most once a STOP_RETRY_MS, and refuse the new
+ * transaction while it fails. Nothing committed is touched: the journal
+ * keeps every change that returned 0.
+ */
+static int
+stop_check(struct tdbj *j)
+{
+	uint64_t now = util_now_ms();
+	int rc;
+
+	if (j->stop_try && now - j->stop_try < STOP_RETRY_MS) {
+		j->nstopped++;
+		return -ENOSPC;
+	}
+	j->stop_try = now;
+	rc = tdbj_checkpoint(j);
+	if (!rc && j->end < j->stop_bytes) {
+		j->stop_try = 0;
+		return 0;
+	}
+	j->nckpt_fail++;
+	j->ckpt_err = rc ? rc : -ENOSPC;
+	j->nstopped++;
+	return -ENOSPC;
+}
+
 int
 tdbj_txn_start(struct tdbj *j)
 {
@@ -842,6 +879,12 @@ tdbj_txn_start(struct tdbj *j)
 		return -EIO;
 	if (j->in_tx)
 		return -EBUSY;
+	if (j->stop_bytes && j->end >= j->stop_bytes) {
+		int rc = stop_check(j);
+
+		if (rc)
+			return rc;
+	}
 	j->in_tx = true;
 	return 0;
 }
@@ -1201,4 +1244,12 @@ tdbj_stats(const struct tdbj *j, struct tdbj_stats *st)
 	st->gen = j->gen;
 	st->ckpt_fails = j->nckpt_fail;
 	st->ckpt_err = j->ckpt_err;
+	st->stopped = j->nstopped;
+}
+
+void
+tdbj_set_stop(struct tdbj *j, uint64_t bytes)
+{
+	j->stop_bytes = bytes;
+	j->stop_try = 0;
 }

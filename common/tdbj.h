@@ -166,7 +166,20 @@ struct tdbj_stats {
 	uint64_t gen;	      /* the journal's generation */
 	uint64_t ckpt_fails;  /* checkpoints a commit tried that failed */
 	int ckpt_err;	      /* the last one's -errno (0: none) */
+	uint64_t stopped;     /* transactions refused past the stop */
 };
 void tdbj_stats(const struct tdbj *j, struct tdbj_stats *st);
+
+/*
+ * Bound the journal at @bytes (0: no bound, the default). A commit past
+ * max_bytes tries a checkpoint, and a checkpoint that fails (the tdb
+ * cannot grow: a full disk, tdb's 4 GiB) leaves the commit standing, so
+ * without a stop the journal and its in-memory overlay grow as long as
+ * checkpoints fail. Once the journal holds @bytes, tdbj_txn_start() tries
+ * a checkpoint (at most once a second) and, while it fails, returns
+ * -ENOSPC: no new change, every committed one kept. Counted in
+ * tdbj_stats() .stopped.
+ */
+void tdbj_set_stop(struct tdbj *j, uint64_t bytes);
 
 #endif /* CAIRN_COMMON_TDBJ_H */

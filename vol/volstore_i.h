@@ -188,6 +188,8 @@ struct vs_vol {
 	uint64_t jfail_seen;	/* checkpoint failures reported (vs_jlock.c) */
 	uint64_t jfail_logged;	/* util_now_ms() of the last such report */
 	uint64_t jretry_at;	/* no journal again before (util_now_ms()) */
+	bool meta_full;		/* meta.tdb near tdb's limit: do_op() refuses
+				   what adds records (vs_vol_coord()) */
 	uint32_t id;
 	uint8_t rootoid[16];
 	uint64_t staged;    /* bytes in stage/ (chunk files) */
@@ -501,5 +503,9 @@ int opid_record(struct txn *t, const uint8_t opid[16], int status,
  * look at its size: stop inlining past the cap, -EFBIG past the hard
  * limit (VS_BULK_TDB_HARD). 0 at once for other handles. */
 int vs_bulk_grow(struct vs_vol *v, uint64_t inl);
+/* The size meta.tdb and its journal may reach before cairn-vold refuses
+ * operations that add records: VS_BULK_TDB_HARD (15/16 of tdb's 4 GiB),
+ * or 15/16 of CAIRN_TEST_TDB_LIMIT when that is set (tests). */
+uint64_t vs_meta_hard(void);
 
 #endif /* CAIRN_VOLSTORE_I_H */

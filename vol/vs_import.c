@@ -71,6 +71,14 @@ env_bytes(const char *name)
 	return errno || *end ? 0 : n;
 }
 
+uint64_t
+vs_meta_hard(void)
+{
+	uint64_t lim = env_bytes("CAIRN_TEST_TDB_LIMIT");
+
+	return lim && lim < VS_TDB_LIMIT ? lim - lim / 16 : VS_BULK_TDB_HARD;
+}
+
 int
 vs_import_plan(uint64_t files, struct vs_import_budget *b)
 {

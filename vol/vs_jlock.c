@@ -56,6 +56,8 @@
 #define KNOCK_PFX    "knock."
 #define LOCK_WAIT_MS (60 * 1000) /* a knock unanswered this long: -EBUSY */
 #define JSTOP_MUL    4		   /* journal this many bounds: stop it */
+#define JREFUSE_MUL  8		   /* and this many while checkpoints fail:
+				      refuse changes (tdbj_set_stop()) */
 #define JRETRY_MS    (10 * 60 * 1000) /* then, or a journal that failed:
 					 not again for this long */
 
@@ -432,6 +434,9 @@ vj_open_excl(struct vs_vol *v, bool journal)
 					 " keys from the journal a crash left",
 					 v->name, st.keys);
 		}
+		tdbj_set_stop(v->j, JREFUSE_MUL *
+					    (v->root->jmax ? v->root->jmax
+							   : TDBJ_MAX_BYTES_DEFAULT));
 		own_like_dir(v->dirfd, JOURNAL_FILE);
 		v->jn = true;
 		v->jfail_seen = 0; /* a new handle counts from 0 */
@@ -536,6 +541,40 @@ vj_replay_shared(struct vs_vol *v)
 	return rc;
 }
 
+/*
+ * Is meta.tdb near tdb's 4 GiB (vs_meta_hard())? Its size plus what the
+ * journal holds (a checkpoint writes it there) against the hard limit;
+ * past it do_op() refuses the operations that add records (-ENOSPC, 507)
+ * and lets the ones that remove or change them through. Said in the log
+ * when it turns on and off.
+ */
+static void
+meta_watch(struct vs_vol *v)
+{
+	struct tdbj_stats st;
+	struct stat sb;
+	uint64_t hard = vs_meta_hard(), used;
+	bool full;
+
+	if (!v->j || !v->tdb || (v->flags & VS_RDONLY) ||
+	    fstat(tdb_fd(v->tdb), &sb) < 0)
+		return;
+	tdbj_stats(v->j, &st);
+	used = (uint64_t)sb.st_size + st.bytes;
+	full = used >= hard;
+	if (full != v->meta_full)
+		log_err(LOG_VOL, full ?
+			"volume '%s': meta.tdb and its journal hold %" PRIu64
+			" bytes, past %" PRIu64 " (tdb cannot pass 4 GiB): "
+			"refusing creates, links, stores and xattrs (ENOSPC) "
+			"until files are removed or the volume is rewritten "
+			"(vos export, vos import)" :
+			"volume '%s': meta.tdb and its journal hold %" PRIu64
+			" bytes, under %" PRIu64 " again: accepting every "
+			"change", v->name, used, hard);
+	v->meta_full = full;
+}
+
 int
 vj_open(struct vs_vol *v)
 {
@@ -581,6 +620,8 @@ vj_open(struct vs_vol *v)
 	}
 	if (!v->j)
 		v->j = tdbj_open(v->tdb, NULL, 0, 0, &rc);
+	if (v->j && (v->flags & VS_JOURNAL))
+		meta_watch(v); /* before the first op, not at the first tick */
 	return v->j ? 0 : rc;
 }
 
@@ -717,6 +758,7 @@ vs_vol_coord(struct vs_vol *v)
 	bool knocked;
 	int rc;
 
+	meta_watch(v);
 	if (!(v->flags & VS_JOURNAL) || v->lockfd < 0 || !v->tdb)
 		return 0;
 	if (v->jn && vj_watch(v))

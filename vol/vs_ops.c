@@ -842,9 +842,33 @@ out:
 	return rc;
 }
 
+/* Does @op add records to meta.tdb (refused near tdb's limit)? A store
+ * that empties a file frees, the others may grow it. */
+static bool
+op_grows(const struct proto_op *op)
+{
+	switch (op->kind) {
+	case PROTO_OP_CREATE:
+	case PROTO_OP_MKDIR:
+	case PROTO_OP_SYMLINK:
+	case PROTO_OP_MKMOUNT:
+	case PROTO_OP_LINK:
+	case PROTO_OP_SETXATTR:
+		return true;
+	case PROTO_OP_STORE:
+		return op->size > 0;
+	default:
+		return false;
+	}
+}
+
 int
 do_op(struct txn *t, const struct proto_op *op)
 {
+	if (t->v->meta_full && op_grows(op))
+		return fail(t, -ENOSPC, "the volume's metadata is near tdb's "
+			    "4 GiB limit: remove files, or rewrite the volume "
+			    "(vos export, vos import)");
 	switch (op->kind) {
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:

@@ -64,6 +64,10 @@ while [ $rounds -lt 15 ] || { [ $rounds -lt 60 ] && [ $(( $(date +%s) - start ))
 	[ $(( $(date +%s) - start )) -ge 150 ] && break
 	python3 "$T_DIR/writer.py" "$VC" "$R" "r$rounds" "$T_DIR/log" 2>>"$T_DIR/writer.err" &
 	wpid=$!
+	# Under load python's start alone can take the whole random delay:
+	# let the round's first create be acknowledged (at most 5 s) so that
+	# the kills land among creates, not before the first one.
+	wait_for 5 grep -q "^acked r$rounds-1\$" "$T_DIR/log"
 	knocker &
 	kpid=$!
 	sleep "0.$(( RANDOM % 7 + 1 ))$(( RANDOM % 10 ))"

@@ -132,6 +132,26 @@ count_present(struct tdbj *j, int n)
 	return c;
 }
 
+/* How many of @pfx0..@pfx(n-1) hold a 999-byte run of 'v'. */
+static int
+count_prefix(struct tdbj *j, const char *pfx, int n)
+{
+	char k[32];
+	uint8_t *v;
+	size_t vl;
+	int c = 0;
+
+	for (int i = 0; i < n; i++) {
+		snprintf(k, sizeof(k), "%s%d", pfx, i);
+		if (tdbj_fetch(j, k, strlen(k), &v, &vl))
+			continue;
+		if (vl == 999 && v[0] == 'v' && v[998] == 'v')
+			c++;
+		free(v);
+	}
+	return c;
+}
+
 /* Flip one byte of the journal at @off. */
 static void
 flip(off_t off)
@@ -1138,6 +1158,80 @@ test_ckpt_fail(void)
 		tdbj_close(j);
 }
 
+/* With a stop (tdbj_set_stop()), a journal whose checkpoints keep
+ * failing stops taking changes at the stop (-ENOSPC, nothing lost), and
+ * takes them again once a checkpoint works (tried at most once a
+ * second). */
+static void
+test_stop(void)
+{
+	int err, rc = 0, i, last = -1;
+	struct tdbj *j;
+	struct tdbj_stats st, st2;
+	struct rlimit old, lim;
+	struct stat sb;
+	char v[1000], k[16], out[8];
+
+	fresh();
+	j = jo(TDBJ_O_NOSYNC, 2048, &err);
+	ok(j != NULL, "stop: open with a 2 KiB bound");
+	if (!j)
+		return;
+	tdbj_set_stop(j, 16384);
+	memset(v, 'v', sizeof(v) - 1);
+	v[sizeof(v) - 1] = 0;
+	signal(SIGXFSZ, SIG_IGN);
+	getrlimit(RLIMIT_FSIZE, &old);
+	stat(dbp, &sb);
+	lim = old;
+	/* The tdb cannot grow by 16 KiB: every checkpoint of the ~20 KiB
+	 * the journal takes fails; the journal itself may pass that (the
+	 * limit is on the tdb's size, the journal is smaller). */
+	lim.rlim_cur = (rlim_t)sb.st_size + 8192;
+	setrlimit(RLIMIT_FSIZE, &lim);
+	for (i = 0; i < 200 && !rc; i++) {
+		snprintf(k, sizeof(k), "s%d", i);
+		rc = put(j, k, v);
+		if (!rc)
+			last = i;
+	}
+	tdbj_stats(j, &st);
+	is_int(rc, -ENOSPC, "stop: a change past the stop is refused "
+	       "(after %d commits; journal %llu bytes)", last + 1,
+	       (unsigned long long)st.bytes);
+	ok(st.bytes >= 16384 && st.bytes < 16384 + 2 * sizeof(v) + 512,
+	   "stop: the journal stopped at its stop (%llu bytes)",
+	   (unsigned long long)st.bytes);
+	ok(st.ckpt_fails >= 1 && st.stopped >= 1,
+	   "stop: failures and refusals counted (%llu, %llu)",
+	   (unsigned long long)st.ckpt_fails, (unsigned long long)st.stopped);
+	is_int(put(j, "small", "x"), -ENOSPC,
+	       "stop: a small change too, right after (no retry yet)");
+	tdbj_stats(j, &st2);
+	ok(st2.checkpoints == st.checkpoints,
+	   "stop: no checkpoint tried within a second of the last");
+	snprintf(k, sizeof(k), "s%d", last);
+	rc = get(j, k, out, sizeof(out));
+	ok(!rc && !strcmp(out, "vvvvvvv"), "stop: the last commit is there");
+	setrlimit(RLIMIT_FSIZE, &old);
+	usleep(1100 * 1000);
+	is_int(put(j, "after", "y"), 0,
+	       "stop: with room again, a change goes through");
+	tdbj_stats(j, &st2);
+	ok(st2.checkpoints > st.checkpoints && st2.bytes < 16384,
+	   "stop: by a checkpoint (journal %llu bytes)",
+	   (unsigned long long)st2.bytes);
+	tdbj_close(j);
+	signal(SIGXFSZ, SIG_DFL);
+	j = jo(0, 0, &err);
+	rc = j ? count_prefix(j, "s", last + 1) : -1;
+	is_int(rc, last + 1, "stop: every committed change after reopen");
+	rc = j ? get(j, "after", out, sizeof(out)) : -1;
+	ok(!rc && !strcmp(out, "y"), "stop: and the one after");
+	if (j)
+		tdbj_close(j);
+}
+
 int
 main(void)
 {
@@ -1158,6 +1252,7 @@ main(void)
 	test_kill();
 	test_full_disk();
 	test_ckpt_fail();
+	test_stop();
 	fresh();
 	rmdir(dir);
 	return done_testing();

@@ -128,6 +128,36 @@ raw_magic(void)
 	return m;
 }
 
+/* Apply @kind (CREATE of a file, UNLINK) of @name in the root. @return
+ * 0, -errno, or -status of a refusal. */
+static int
+rootop(struct vs_vol *v, int kind, const char *name)
+{
+	struct vs_volinfo vi;
+	struct proto_op op = {0};
+	struct vs_reply rep;
+	int rc;
+
+	if ((rc = vs_vol_info(v, &vi)))
+		return rc;
+	op.kind = kind;
+	op.parent = vi.root;
+	op.name = (char *)name;
+	op.type = PROTO_T_FILE;
+	op.mode = 0644;
+	if (kind == PROTO_OP_UNLINK) {
+		if ((rc = vs_lookup(v, &vi.root, name, &op.fid)))
+			return rc;
+	}
+	opn++;
+	memcpy(op.opid, &opn, sizeof(opn));
+	op.opid[15] = (uint8_t)getpid();
+	op.opid[14] = 0x77;
+	rc = vs_apply(v, &op, &rep);
+	free(rep.body);
+	return rc ? rc : rep.status == 200 ? 0 : -rep.status;
+}
+
 static bool
 old_code_reads(uint32_t m)
 {
@@ -137,25 +167,7 @@ old_code_reads(uint32_t m)
 static int
 mkfile(struct vs_vol *v, const char *name)
 {
-	struct vs_volinfo vi;
-	struct proto_op op = {0};
-	struct vs_reply rep;
-	int rc;
-
-	if ((rc = vs_vol_info(v, &vi)))
-		return rc;
-	op.kind = PROTO_OP_CREATE;
-	op.parent = vi.root;
-	op.name = (char *)name;
-	op.type = PROTO_T_FILE;
-	op.mode = 0644;
-	opn++;
-	memcpy(op.opid, &opn, sizeof(opn));
-	op.opid[15] = (uint8_t)getpid();
-	op.opid[14] = 0x77;
-	rc = vs_apply(v, &op, &rep);
-	free(rep.body);
-	return rc ? rc : rep.status == 200 ? 0 : -rep.status;
+	return rootop(v, PROTO_OP_CREATE, name);
 }
 
 static bool
@@ -480,6 +492,18 @@ test_ckpt_fail(void)
 	   "(%ld bytes, %d creates)", fsize("meta.journal"), i);
 	vs_vol_coord(v);
 	ok(v->jn, "still journalling: the checkpoint fails again");
+	/* At 8 bounds (16 KiB) the journal stops taking changes. */
+	for (; i < 800 && !rc; i++) {
+		snprintf(nm, sizeof(nm), "f%03d-%s", i,
+			 "padding-padding-padding-padding-padding-padding");
+		rc = mkfile(v, nm);
+	}
+	ok(rc == -ENOSPC || rc == -507, "past 8 bounds a create is refused "
+	   "with ENOSPC (%d, after %d creates)", rc, i - 1);
+	ok(fsize("meta.journal") >= 16 * 1024 &&
+	   fsize("meta.journal") < 20 * 1024,
+	   "the journal stopped near 8 bounds (%ld bytes)",
+	   fsize("meta.journal"));
 	setrlimit(RLIMIT_FSIZE, &old);
 	vs_vol_coord(v);
 	ok(!v->jn && v->lockmode == F_RDLCK,
@@ -495,6 +519,36 @@ test_ckpt_fail(void)
 	is_int(wait_st(spawn("read", (const char *const[]){"after-stop",
 		"f000-padding-padding-padding-padding-padding-padding"}, 2)),
 	       0, "every create is there");
+}
+
+/* Near tdb's limit (CAIRN_TEST_TDB_LIMIT stands for the 4 GiB here),
+ * cairn-vold refuses what adds records (507) and lets removals through;
+ * under it again, everything goes. */
+static void
+test_meta_full(void)
+{
+	struct vs_vol *v = NULL;
+
+	is_int(vs_vol_open(root, "jv", VS_CLEANUP | VS_JOURNAL, &v), 0,
+	       "meta full: open, journalling");
+	if (!v)
+		return;
+	is_int(mkfile(v, "mf-a"), 0, "meta full: a create before");
+	vs_vol_coord(v);
+	ok(!v->meta_full, "meta full: not at 4 GiB");
+	setenv("CAIRN_TEST_TDB_LIMIT", "65536", 1);
+	vs_vol_coord(v);
+	ok(v->meta_full, "meta full: past 15/16 of a 64 KiB limit");
+	is_int(mkfile(v, "mf-b"), -507, "meta full: a create is refused (507)");
+	is_int(rootop(v, PROTO_OP_UNLINK, "mf-a"), 0,
+	       "meta full: an unlink goes through");
+	is_int(rootop(v, PROTO_OP_UNLINK, "mf-b"), -ENOENT,
+	       "meta full: the refused create left nothing");
+	unsetenv("CAIRN_TEST_TDB_LIMIT");
+	vs_vol_coord(v);
+	ok(!v->meta_full, "meta full: under the limit again");
+	is_int(mkfile(v, "mf-b"), 0, "meta full: the create goes through now");
+	vs_vol_close(v);
 }
 
 /* Root (sudo vos) creates the lock file and the journal with the owner
@@ -642,6 +696,7 @@ main(int argc, char **argv)
 	test_crash_two_writers();
 	test_stale_mark();
 	test_ckpt_fail();
+	test_meta_full();
 	test_owner();
 	test_knock_liveness();
 	test_damaged();
