@@ -448,6 +448,23 @@ open_write_state(struct cm *cm)
 
 /* --- opening the stores (before the mount) --- */
 
+/* The kernel forgot a directory whose last listing edit was kept in
+ * memory only (mcache.c writes a listing at most once a second): write
+ * it now, or a start or a disconnect after this would find the file's
+ * older listing, which is not served once the directory's attributes are
+ * newer (EIO offline). ino_set_drop(). */
+static void
+dir_drop(void *arg, struct vc_dir *d)
+{
+	struct cm *cm = arg;
+	int rc = cm->vc ? vc_dir_store_unstored(cm->vc, d) : 0;
+
+	if (rc)
+		log_warn(LOG_META, "cannot write a directory listing kept "
+			 "in memory: %s", strerror(-rc));
+	vc_dir_put(d);
+}
+
 int
 cm_daemon_open(struct cm *cm)
 {
@@ -473,6 +490,7 @@ cm_daemon_open(struct cm *cm)
 		log_err(LOG_MAIN, "out of memory");
 		return -ENOMEM;
 	}
+	ino_set_drop(cm->ino, dir_drop, cm);
 	return 0;
 }
 

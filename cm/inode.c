@@ -29,6 +29,13 @@ struct ino_table {
 	size_t count;		 /* protected by lock */
 	uint64_t next_ino;	 /* protected by lock */
 	uint64_t root_ino;	 /* set once: INO_ROOT, or base | INO_ROOT */
+	/* ino_set_drop(): listings only an entry held (VC_E_NOSTORE edits)
+	 * go to drop() when it is freed, outside the lock: held collects
+	 * them under it (protected by lock). */
+	void (*drop)(void *arg, struct vc_dir *d);
+	void *drop_arg;
+	struct vc_dir **held;
+	size_t nheld, capheld;
 };
 
 static size_t
@@ -112,6 +119,50 @@ insert(struct ino_table *t, const struct fid *fid, uint64_t ino)
 	return e;
 }
 
+/* Keep @d for drop() if it is an edit the file does not have. @return
+ * true if kept (the entry's reference moves to t->held). */
+static bool
+hold_unstored(struct ino_table *t, struct vc_dir *d)
+{
+	if (!d || !d->unstored || !t->drop)
+		return false;
+	if (t->nheld == t->capheld) {
+		size_t cap = t->capheld ? 2 * t->capheld : 8;
+		struct vc_dir **h = realloc(t->held, cap * sizeof(*h));
+
+		if (!h)
+			return false; /* a cache: fetched again online */
+		t->held = h;
+		t->capheld = cap;
+	}
+	t->held[t->nheld++] = d;
+	return true;
+}
+
+/* Under the lock: take what hold_unstored() kept. */
+static struct vc_dir **
+take_held(struct ino_table *t, size_t *n)
+{
+	struct vc_dir **h = NULL;
+
+	*n = t->nheld;
+	if (!t->nheld)
+		return NULL;
+	h = t->held;
+	t->held = NULL;
+	t->nheld = t->capheld = 0;
+	return h;
+}
+
+/* Outside the lock: hand them to drop() (which takes the references). */
+static void
+run_held(struct ino_table *t, struct vc_dir **h, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		t->drop(t->drop_arg, h[i]);
+	free(h);
+}
+
 static void
 unlink_free(struct ino_table *t, struct ino_ent *e)
 {
@@ -128,7 +179,8 @@ unlink_free(struct ino_table *t, struct ino_ent *e)
 	if (*pp)
 		*pp = e->next_fid;
 	t->count--;
-	vc_dir_put(e->dir);
+	if (!hold_unstored(t, e->dir))
+		vc_dir_put(e->dir);
 	memtrim_note(sizeof(*e) + (e->name ? strlen(e->name) + 1 : 0));
 	free(e->name);
 	free(e);
@@ -181,11 +233,19 @@ ino_free(struct ino_table *t)
 
 		for (; e; e = nx) {
 			nx = e->next_ino;
-			vc_dir_put(e->dir);
+			/* At a clean stop the edits kept in memory go to the
+			 * file: a start offline serves them. */
+			if (t->drop && e->dir && e->dir->unstored)
+				t->drop(t->drop_arg, e->dir);
+			else
+				vc_dir_put(e->dir);
 			free(e->name);
 			free(e);
 		}
 	}
+	for (size_t i = 0; i < t->nheld; i++)
+		t->drop(t->drop_arg, t->held[i]);
+	free(t->held);
 	free(t->by_ino);
 	free(t->by_fid);
 	pthread_mutex_destroy(&t->lock);
@@ -248,6 +308,8 @@ void
 ino_forget(struct ino_table *t, uint64_t ino, uint64_t n)
 {
 	struct ino_ent *e;
+	struct vc_dir **h;
+	size_t nh;
 
 	pthread_mutex_lock(&t->lock);
 	e = ino_get_locked(t, ino);
@@ -255,6 +317,18 @@ ino_forget(struct ino_table *t, uint64_t ino, uint64_t n)
 		e->nlookup = n > e->nlookup ? 0 : e->nlookup - n;
 		maybe_free(t, e);
 	}
+	h = take_held(t, &nh);
+	pthread_mutex_unlock(&t->lock);
+	run_held(t, h, nh);
+}
+
+void
+ino_set_drop(struct ino_table *t, void (*drop)(void *arg, struct vc_dir *d),
+	     void *arg)
+{
+	pthread_mutex_lock(&t->lock);
+	t->drop = drop;
+	t->drop_arg = arg;
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -315,6 +389,8 @@ bool
 ino_close(struct ino_table *t, struct ino_ent *e)
 {
 	bool release = false;
+	struct vc_dir **h;
+	size_t nh;
 
 	pthread_mutex_lock(&t->lock);
 	if (e->nopen > 0)
@@ -324,7 +400,9 @@ ino_close(struct ino_table *t, struct ino_ent *e)
 		release = true;
 	}
 	maybe_free(t, e);
+	h = take_held(t, &nh);
 	pthread_mutex_unlock(&t->lock);
+	run_held(t, h, nh);
 	return release;
 }
 

@@ -99,6 +99,11 @@ int ino_name_of(struct ino_table *t, const struct fid *fid, struct fid *parent,
 
 /* Drop @n lookups of @ino (FUSE forget); frees the entry when unused. */
 void ino_forget(struct ino_table *t, uint64_t ino, uint64_t n);
+/* A freed entry's listing that only it held (an edit kept in memory,
+ * vc_dir->unstored) goes to @drop (outside the table's lock, with the
+ * entry's reference), and so do those of every entry at ino_free(). */
+void ino_set_drop(struct ino_table *t, void (*drop)(void *arg, struct vc_dir *d),
+		  void *arg);
 /* Drop one open count taken by the caller (entry->nopen++ under the lock);
  * frees the entry when unused. @return true when this was the last open
  * of an entry with orphan_hold (cleared): the caller releases the hold. */

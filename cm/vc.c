@@ -1598,6 +1598,7 @@ vc_dir_edit_flags(struct vc *vc, const struct vc_dir *old,
 	d->fid = dir_after->fid;
 	if (flags & VC_E_NOSTORE) {
 		d->stored_ms = old->stored_ms;
+		d->unstored = true;
 		*out = d;
 		return 0;
 	}
@@ -1618,6 +1619,37 @@ vc_dir_edit_flags(struct vc *vc, const struct vc_dir *old,
 	d->stored_ms = (int64_t)util_now_ms();
 	*out = d;
 	return 0;
+}
+
+int
+vc_dir_store_unstored(struct vc *vc, const struct vc_dir *d)
+{
+	uint8_t kd[VC_KEY_LEN];
+	TDB_DATA k = mkkey(kd, 'D', &d->fid);
+	uint8_t *dp = NULL;
+	size_t dn = 0;
+	int rc;
+
+	pthread_mutex_lock(&vc->lock);
+	/* The file's listing of the same DV or later wins: a fetch or an
+	 * edit that stored since. A damaged or older record is replaced. */
+	rc = tdbw_fetch(vc->tdb, k.dptr, k.dsize, &dp, &dn);
+	if (rc == 0 && dn > 0 && dp[0] == VC_DIR_CRC_VERSION &&
+	    rec_ok('D', dp, dn)) {
+		struct rbuf r = {.p = dp, .len = dn,
+				 .off = rec_off('D', dp[0])};
+		uint64_t dv = rb_u64(&r);
+
+		if (!r.bad && dv >= d->dv) {
+			pthread_mutex_unlock(&vc->lock);
+			free(dp);
+			return 0;
+		}
+	}
+	free(dp);
+	rc = dir_store_locked(vc, d);
+	pthread_mutex_unlock(&vc->lock);
+	return rc;
 }
 
 static int

@@ -80,6 +80,8 @@ struct vc_dir {
 	uint64_t dv;
 	size_t n;	   /* entries */
 	int64_t stored_ms; /* when it was last written to the tdb (edits) */
+	bool unstored;	   /* made by a VC_E_NOSTORE edit: newer than the
+			      file's listing (set before it is shared) */
 	size_t nseg;	   /* vc.c: the segments, none of them empty */
 	struct vc_seg **seg;
 	size_t *first; /* index of each segment's first entry; [nseg] = n */
@@ -146,6 +148,12 @@ int vc_dir_edit_flags(struct vc *vc, const struct vc_dir *old,
 		      const struct proto_attr *dir_after, const char *del,
 		      const char *add, const struct proto_attr *add_attr,
 		      struct vc_dir **out, unsigned flags);
+/* Write @d, a snapshot a VC_E_NOSTORE edit made, unless the file holds
+ * a listing of its DV or later: the holder of the only copy of an edit
+ * is dropping it (the directory's inode is forgotten). Offline the file's
+ * listing is the only one, and a record older than the directory's
+ * attributes is not served. @return 0 or -errno. */
+int vc_dir_store_unstored(struct vc *vc, const struct vc_dir *d);
 /* Build a snapshot from a decoded reply (refcount 1); NULL + errno. */
 struct vc_dir *vc_dir_from_proto(const struct proto_dir *d);
 struct vc_dir *vc_dir_get(struct vc_dir *d); /* +1 ref, returns @d */
