@@ -94,8 +94,7 @@ forget_dir(struct cm *cm, const struct fid *dir)
 }
 
 void
-cm_ctl_kernel_sync(struct cm *cm, const struct proto_op *op,
-		   struct cm_job *job)
+cm_ctl_kernel_sync(struct cm *cm, const struct proto_op *op, struct cm_job *job)
 {
 	/* The names first (their entries, a negative one too), then the
 	 * directories holding them (mtime, nlink, the cached listing),
@@ -115,8 +114,7 @@ cm_ctl_kernel_sync(struct cm *cm, const struct proto_op *op,
 	if (!fid_is_null(&op->fid))
 		mcache_inval_inode(cm->mc, ino_of(cm->ino, &op->fid), -1, 0);
 	if (!fid_is_null(&op->victim))
-		mcache_inval_inode(cm->mc, ino_of(cm->ino, &op->victim), -1,
-				   0);
+		mcache_inval_inode(cm->mc, ino_of(cm->ino, &op->victim), -1, 0);
 	cm_kernel_barrier(&cm->loop, job);
 }
 

@@ -34,7 +34,7 @@ struct mnt_call {
 	struct ctl_call *call;
 	struct proto_op op;
 	char *path;
-	struct cm_job job; /* the answer, after the kernel barrier */
+	struct cm_job job;    /* the answer, after the kernel barrier */
 	char fid[FID_STRLEN]; /* mkmount: the new mount point's */
 };
 
@@ -78,7 +78,8 @@ mnt_reply(struct cm_loop *loop, struct cm_job *job)
 	if (mc->op.kind == PROTO_OP_MKMOUNT) {
 		ctl_reply_ok(mc->call,
 			     json_pack("{s:s,s:s,s:s}", "path", mc->path,
-				       "volume", mc->op.target, "fid", mc->fid));
+				       "volume", mc->op.target, "fid",
+				       mc->fid));
 		log_info(LOG_CTL, "mount point '%s' for volume '%s' made",
 			 mc->path, mc->op.target);
 	} else {

@@ -390,7 +390,7 @@ struct redo {
 	struct proto_op op;
 	uint64_t seq;
 	char path[CTL_PATH_MAX];
-	bool have_both; /* rename: both listings fetched */
+	bool have_both;	   /* rename: both listings fetched */
 	struct cm_job job; /* the answer, after the kernel barrier */
 	int rc;		   /* ... and its result */
 };
@@ -405,7 +405,8 @@ redo_free(struct redo *d)
 /* The answer to a redone change, once the kernel forgot what it cached
  * of its names and objects (cm_ctl_kernel_sync()): the redo went to the
  * server from here, not through the mount, so the kernel did not see it
- * (a name removed again stayed for `test -e`). */
+ * (a redone rename's old name was still there when fs resolve returned:
+ * t2132). */
 static void
 redo_reply(struct cm_loop *loop, struct cm_job *job)
 {
