@@ -26,7 +26,7 @@ status() { "$FS" status --json -m "$A" 2>/dev/null | jget "$1"; }
 what() { stat -c %F "$1" 2>&1 | sed 's/^stat: cannot statx* [^:]*: //'; }
 inval() { getfattr --only-values -n cairn.stats "$A" 2>/dev/null | awk '$1 == "invalidations" {print $2}'; }
 
-mkdir "$A/d"
+mkdir "$A/d" "$A/o"
 echo hello >"$A/d/f"
 
 # 1. Online: mkmount over a name the kernel holds a negative entry of.
@@ -58,27 +58,30 @@ for i in $(seq 1 10); do
 done
 t_is "$bad" 0 "10 rounds of stat, mkmount, stat, rmmount, stat: each at once"
 
-# 3. Disconnected: no event will come; the answer alone must do.
-t_check "fs mkmount d/two (online)" "$FS" mkmount "$A/d/two" proj
-wait_for 5 test -d "$B/d/two"
-t_is "$(what "$A/d/two")" "directory" "d/two looked up"
+# 3. Disconnected: no event will come; the answer alone must do. In o,
+# which the churn above did not touch: resolving o/two offline needs o's
+# listing cached in cairnd (it is: nothing but this mkmount changed o).
+t_check "fs mkmount o/two (online)" "$FS" mkmount "$A/o/two" proj
+wait_for 5 test -d "$B/o/two"
+t_is "$(ls "$A/o" | tr '\n' ' ')" "two " "o lists two"
+t_is "$(what "$A/o/two")" "directory" "o/two looked up"
 t_check "fs disconnect" "$FS" disconnect -m "$A"
 t_is "$(status mode)" disconnected "disconnected"
-t_check "offline: fs rmmount d/two" "$FS" rmmount "$A/d/two"
-t_is "$(what "$A/d/two")" "No such file or directory" "offline: right after rmmount the name is gone"
-t_is "$(what "$A/d/three")" "No such file or directory" "offline: no d/three yet (a negative entry)"
-t_check "offline: fs mkmount d/three" "$FS" mkmount "$A/d/three" proj
-t_is "$(what "$A/d/three")" "directory" "offline: right after mkmount the name is there"
-t_is "$(ls "$A/d" | tr '\n' ' ')" "f three " "offline: ls shows both changes"
+t_check "offline: fs rmmount o/two" "$FS" rmmount "$A/o/two"
+t_is "$(what "$A/o/two")" "No such file or directory" "offline: right after rmmount the name is gone"
+t_is "$(what "$A/o/three")" "No such file or directory" "offline: no o/three yet (a negative entry)"
+t_check "offline: fs mkmount o/three" "$FS" mkmount "$A/o/three" proj
+t_is "$(what "$A/o/three")" "directory" "offline: right after mkmount the name is there"
+t_is "$(ls "$A/o" | tr '\n' ' ')" "three " "offline: ls shows both changes"
 
 # 4. Reconnected: the server has them; the other client sees the same.
 "$FS" reconnect -m "$A" >"$T_DIR/reconnect.out" 2>&1
 wait_for 30 sh -c "[ \"\$('$FS' status --json -m '$A' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"mode\"])')\" = connected ]"
 t_is "$(status mode)" connected "reconnected"
 t_is "$(status replay_pending)" 0 "the log is empty"
-wait_for 10 sh -c "test -d '$B/d/three' && ! test -e '$B/d/two'"
-t_is "$(ls "$B/d" | tr '\n' ' ')" "f three " "client B: three made, two removed"
-t_is "$(what "$A/d/three")|$(what "$A/d/two")" "directory|No such file or directory" \
+wait_for 10 sh -c "test -d '$B/o/three' && ! test -e '$B/o/two'"
+t_is "$(ls "$B/o" | tr '\n' ' ')" "three " "client B: three made, two removed"
+t_is "$(what "$A/o/three")|$(what "$A/o/two")" "directory|No such file or directory" \
 	"client A: the same after the replay"
 
 # 5. A failed rmmount (not a mount point) changes nothing and says so.
