@@ -85,6 +85,39 @@ cm_ctl_attr_mode(const struct proto_attr *a)
 	return (a->mode & 07777) | (a->type == PROTO_T_DIR ? S_IFDIR : 0);
 }
 
+/* The kernel inode of @fid's directory, then its attributes and pages
+ * dropped (a directory's pages are its cached listing). */
+static void
+forget_dir(struct cm *cm, const struct fid *dir)
+{
+	mcache_inval_inode(cm->mc, ino_of(cm->ino, dir), 0, 0);
+}
+
+void
+cm_ctl_kernel_sync(struct cm *cm, const struct proto_op *op, struct cm_job *job)
+{
+	/* The names first (their entries, a negative one too), then the
+	 * directories holding them (mtime, nlink, the cached listing),
+	 * then the objects' attributes (ctime, nlink; not their pages: a
+	 * file's data is tagged by its DV). An object the kernel has no
+	 * inode of (ino 0: a new one, or a mount point it only ever saw
+	 * crossed) is skipped. */
+	if (op->name && !fid_is_null(&op->parent))
+		mcache_inval_name(cm->mc, &op->parent, op->name);
+	if (op->newname && !fid_is_null(&op->newparent))
+		mcache_inval_name(cm->mc, &op->newparent, op->newname);
+	if (!fid_is_null(&op->parent))
+		forget_dir(cm, &op->parent);
+	if (!fid_is_null(&op->newparent) &&
+	    !fid_eq(&op->newparent, &op->parent))
+		forget_dir(cm, &op->newparent);
+	if (!fid_is_null(&op->fid))
+		mcache_inval_inode(cm->mc, ino_of(cm->ino, &op->fid), -1, 0);
+	if (!fid_is_null(&op->victim))
+		mcache_inval_inode(cm->mc, ino_of(cm->ino, &op->victim), -1, 0);
+	cm_kernel_barrier(&cm->loop, job);
+}
+
 static void
 resolve_step(struct resolve *r)
 {

@@ -60,6 +60,21 @@ void cm_ctl_resolve_fail(struct resolve *r, int err, const char *msg);
 /* The st_mode-like mode the permission checks use. */
 uint32_t cm_ctl_attr_mode(const struct proto_attr *a);
 
+/*
+ * A change made through the control socket (fs mkmount, fs rmmount, fs
+ * resolve keep-local), not through the mount: the kernel did not see it,
+ * and would keep the entries and attributes it cached of what @op touched
+ * for the entry and attribute timeouts (a day by default): a negative
+ * entry hid a new mount point, a removed one stayed. Tell the kernel to
+ * drop them (@op's names, its directories' attributes and listings, its
+ * objects' attributes), then run @job on the loop once it has
+ * (cm_kernel_barrier()). Call it after the change is in the caches (the
+ * op's answer applied), and answer the call from @job: a lookup or stat
+ * made after the answer then comes to cairnd and sees the change.
+ */
+void cm_ctl_kernel_sync(struct cm *cm, const struct proto_op *op,
+			struct cm_job *job);
+
 /* The handler table of one volume (cm_ctl.c); a namespace routes each
  * request to it with the volume's struct cm (ctl_ns.c). */
 extern const struct ctl_handlers cm_ctl_handlers;

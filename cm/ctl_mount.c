@@ -30,9 +30,12 @@
 
 /* One mkmount or rmmount on its way through the op log. */
 struct mnt_call {
+	struct cm *cm;
 	struct ctl_call *call;
 	struct proto_op op;
 	char *path;
+	struct cm_job job;    /* the answer, after the kernel barrier */
+	char fid[FID_STRLEN]; /* mkmount: the new mount point's */
 };
 
 static void
@@ -62,23 +65,21 @@ mnt_may(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
 	return rc;
 }
 
+/* The answer, once the kernel dropped what it cached of the names
+ * (cm_ctl_kernel_sync()): `test -e` right after `fs rmmount` returned
+ * found the name still there (t5051), and a name looked up before `fs
+ * mkmount` stayed a negative entry (t2131). */
 static void
-mnt_done(void *arg, int err, const struct proto_op_result *r)
+mnt_reply(struct cm_loop *loop, struct cm_job *job)
 {
-	struct mnt_call *mc = arg;
-	char fs[FID_STRLEN];
+	struct mnt_call *mc = container_of(job, struct mnt_call, job);
 
-	if (err) {
-		ctl_reply_err(mc->call, -err,
-			      err == -EEXIST ? "the name exists" : NULL);
-		mnt_call_free(mc);
-		return;
-	}
+	(void)loop;
 	if (mc->op.kind == PROTO_OP_MKMOUNT) {
-		fid_fmt(r && r->has_attr ? &r->attr.fid : &mc->op.fid, fs);
 		ctl_reply_ok(mc->call,
 			     json_pack("{s:s,s:s,s:s}", "path", mc->path,
-				       "volume", mc->op.target, "fid", fs));
+				       "volume", mc->op.target, "fid",
+				       mc->fid));
 		log_info(LOG_CTL, "mount point '%s' for volume '%s' made",
 			 mc->path, mc->op.target);
 	} else {
@@ -89,9 +90,31 @@ mnt_done(void *arg, int err, const struct proto_op_result *r)
 }
 
 static void
+mnt_done(void *arg, int err, const struct proto_op_result *r)
+{
+	struct mnt_call *mc = arg;
+
+	if (err) {
+		ctl_reply_err(mc->call, -err,
+			      err == -EEXIST ? "the name exists" : NULL);
+		mnt_call_free(mc);
+		return;
+	}
+	if (mc->op.kind == PROTO_OP_MKMOUNT)
+		fid_fmt(r && r->has_attr ? &r->attr.fid : &mc->op.fid, mc->fid);
+	/* The answer is in the caches (mut.c applied it, or the offline
+	 * edit made it): now the kernel, then the caller. */
+	mc->job.run = mnt_reply;
+	cm_ctl_kernel_sync(mc->cm, &mc->op, &mc->job);
+}
+
+static void
 mnt_submit(struct cm *cm, struct mnt_call *mc)
 {
-	int rc = mut_submit(cm->mut, &mc->op, mnt_done, mc);
+	int rc;
+
+	mc->cm = cm;
+	rc = mut_submit(cm->mut, &mc->op, mnt_done, mc);
 
 	if (rc < 0) {
 		ctl_reply_err(mc->call, -rc, NULL);

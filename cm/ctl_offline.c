@@ -390,7 +390,9 @@ struct redo {
 	struct proto_op op;
 	uint64_t seq;
 	char path[CTL_PATH_MAX];
-	bool have_both; /* rename: both listings fetched */
+	bool have_both;	   /* rename: both listings fetched */
+	struct cm_job job; /* the answer, after the kernel barrier */
+	int rc;		   /* ... and its result */
 };
 
 static void
@@ -400,12 +402,32 @@ redo_free(struct redo *d)
 	free(d);
 }
 
+/* The answer to a redone change, once the kernel forgot what it cached
+ * of its names and objects (cm_ctl_kernel_sync()): the redo went to the
+ * server from here, not through the mount, so the kernel did not see it
+ * (a redone rename's old name was still there when fs resolve returned:
+ * t2132). */
+static void
+redo_reply(struct cm_loop *loop, struct cm_job *job)
+{
+	struct redo *d = container_of(job, struct redo, job);
+
+	(void)loop;
+	if (d->rc < 0)
+		ctl_reply_err(d->call, d->rc, NULL);
+	else
+		ctl_reply_ok(d->call, json_pack("{s:s,s:s}", "path", d->path,
+						"how", "keep-local"));
+	log_info(LOG_CTL, "conflict at '%s' settled (keep-local: redone)",
+		 d->path);
+	redo_free(d);
+}
+
 static void
 redo_done(void *arg, int err, const struct proto_op_result *r)
 {
 	struct redo *d = arg;
 	struct cm *cm = d->cm;
-	int rc;
 
 	(void)r;
 	if (err) {
@@ -414,15 +436,9 @@ redo_done(void *arg, int err, const struct proto_op_result *r)
 		redo_free(d);
 		return;
 	}
-	rc = rlog_conflict_resolve(cm->rlog, d->seq);
-	if (rc < 0)
-		ctl_reply_err(d->call, rc, NULL);
-	else
-		ctl_reply_ok(d->call, json_pack("{s:s,s:s}", "path", d->path,
-						"how", "keep-local"));
-	log_info(LOG_CTL, "conflict at '%s' settled (keep-local: redone)",
-		 d->path);
-	redo_free(d);
+	d->rc = rlog_conflict_resolve(cm->rlog, d->seq);
+	d->job.run = redo_reply;
+	cm_ctl_kernel_sync(cm, &d->op, &d->job);
 }
 
 static void
