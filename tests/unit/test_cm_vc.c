@@ -625,10 +625,14 @@ static void
 test_dirb_order(void)
 {
 	static const char *odd[] = {
-		"data-set-2024-", "data-set-2024-\xc3\xa9t\xc3\xa9",
-		"data-set-2024-z", "data-set-2024-AAAAAAAAAAAA1",
-		"data-set-2024-AAAAAAAAAAAA2", "data-set-2024-AAAAAAAAAAAA",
-		"data-set-2024-AAAAAAAAAAA", "data-set-2024-\x7f",
+		"data-set-2024-",
+		"data-set-2024-\xc3\xa9t\xc3\xa9",
+		"data-set-2024-z",
+		"data-set-2024-AAAAAAAAAAAA1",
+		"data-set-2024-AAAAAAAAAAAA2",
+		"data-set-2024-AAAAAAAAAAAA",
+		"data-set-2024-AAAAAAAAAAA",
+		"data-set-2024-\x7f",
 		"data-set-2024-\x80",
 	};
 	struct fid d = mkfid(7, 41), f = mkfid(7, 1);

@@ -1330,8 +1330,8 @@ static void
 on_chain_now(void *arg, const struct http_result *hr)
 {
 	struct res *r = arg;
-	struct http_request rq = { .path = "/seen", .on_done = on_chain_now,
-				   .arg = r };
+	struct http_request rq = {
+		.path = "/seen", .on_done = on_chain_now, .arg = r};
 	int before, done;
 
 	r->done++;
@@ -1357,9 +1357,9 @@ test_send_now(void)
 {
 	enum { N = 6 };
 	struct http_client *c = client(4, NULL);
-	struct http_request rq = { .path = "/seen", .on_done = on_chain_now };
-	struct res r = { .chain_left = N }, z;
-	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct http_request rq = {.path = "/seen", .on_done = on_chain_now};
+	struct res r = {.chain_left = N}, z;
+	struct sockaddr_in sin = {.sin_family = AF_INET};
 	socklen_t sl = sizeof(sin);
 	char url[64];
 	int before, fd;
@@ -1373,7 +1373,7 @@ test_send_now(void)
 	ndone = 0;
 	submit(c, NULL, "/seen", NULL, &z);
 	ok(run_until(1, 5000) == 0 && z.err == 0, "http_send_now: a first "
-						   "request opens a connection");
+						  "request opens a connection");
 	res_clear(&z);
 	ndone = 0;
 	before = atomic_load(&srv.seen);
@@ -1393,12 +1393,16 @@ test_send_now(void)
 	ndone = 0;
 	http_submit(c, &rq);
 	run_until(N, 20000);
-	is_int(r.done, N, "%d chained requests, each sent now from the last "
-			  "callback", N);
-	is_int(r.err, 0, "every reply intact, no callback run from inside "
-			 "http_send_now");
-	is_int(r.early, N - 1, "each next request reached the server before "
-			       "the callback that sent it returned");
+	is_int(r.done, N,
+	       "%d chained requests, each sent now from the last "
+	       "callback",
+	       N);
+	is_int(r.err, 0,
+	       "every reply intact, no callback run from inside "
+	       "http_send_now");
+	is_int(r.early, N - 1,
+	       "each next request reached the server before "
+	       "the callback that sent it returned");
 	http_free(c);
 
 	/* A transfer that fails at once is still called back from the
@@ -1415,8 +1419,7 @@ test_send_now(void)
 	submit(c, NULL, "/seen", NULL, &z);
 	http_send_now(c);
 	is_int(z.done, 0, "http_send_now on a closed port: no callback yet");
-	ok(run_until(1, 5000) == 0 && z.done == 1 &&
-		   z.err == -ECONNREFUSED,
+	ok(run_until(1, 5000) == 0 && z.done == 1 && z.err == -ECONNREFUSED,
 	   "http_send_now on a closed port: -ECONNREFUSED from the loop");
 	http_free(c);
 	res_clear(&z);
