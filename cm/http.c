@@ -18,6 +18,9 @@
  * curl_multi_info_read(). A finished or cancelled request moves to the done
  * list, whose callbacks run from one place (run_done) so that a callback is
  * never entered from inside another of our functions' half-done state.
+ * http_send_now() (loop thread) takes the inbox and runs curl's timeout at
+ * once, so a request submitted from a done callback is on the wire before
+ * that callback goes on with other work.
  *
  * curl forbids removing an easy handle from inside its own callbacks. While
  * we are inside curl (c->in_curl), http_cancel() only flags the request; the
@@ -817,9 +820,9 @@ timer_cb(CURLM *multi, long timeout_ms, void *userp)
 
 /* ---- the loop side -------------------------------------------------------- */
 
-/* Drain curl's finished transfers, fill the free slots, run callbacks. */
+/* Move curl's finished transfers to the done list. */
 static void
-reap(struct http_client *c)
+collect(struct http_client *c)
 {
 	struct http_req *req;
 	CURLMsg *msg;
@@ -840,6 +843,13 @@ reap(struct http_client *c)
 		assert(req && req->easy == easy && req->state == REQ_ACTIVE);
 		transfer_end(c, req, rc);
 	}
+}
+
+/* Drain curl's finished transfers, fill the free slots, run callbacks. */
+static void
+reap(struct http_client *c)
+{
+	collect(c);
 	process(c);
 }
 
@@ -1043,10 +1053,10 @@ start_pending(struct http_client *c)
 	}
 }
 
-/* Everything that must happen outside curl's callbacks: take submitted
- * requests, remove cancelled transfers, fill slots, run callbacks. */
+/* Take submitted requests, remove cancelled transfers, fill slots: all
+ * of process() but the callbacks. */
 static void
-process(struct http_client *c)
+admit(struct http_client *c)
 {
 	struct req_list in = TAILQ_HEAD_INITIALIZER(in);
 	struct http_req *req, *next;
@@ -1092,6 +1102,14 @@ process(struct http_client *c)
 		}
 	}
 	start_pending(c);
+}
+
+/* Everything that must happen outside curl's callbacks: take submitted
+ * requests, remove cancelled transfers, fill slots, run callbacks. */
+static void
+process(struct http_client *c)
+{
+	admit(c);
 	run_done(c);
 }
 
@@ -1353,6 +1371,32 @@ http_submit(struct http_client *c, const struct http_request *r)
 				strerror(errno));
 	}
 	return req;
+}
+
+void
+http_send_now(struct http_client *c)
+{
+	CURLMcode mc;
+	int running;
+
+	if (!c || c->in_curl)
+		return;
+	admit(c);
+	/* A request just handed to curl is due at once (its timer is 0):
+	 * a socket action on the timeout runs it, which writes it to a kept
+	 * connection or starts connecting. */
+	c->in_curl++;
+	mc = curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0,
+				      &running);
+	c->in_curl--;
+	if (mc != CURLM_OK)
+		log_warn(LOG_HTTP, "cannot drive transfers: %s",
+			 curl_multi_strerror(mc));
+	/* Transfers that ended meanwhile are called back from the loop (or
+	 * from the run_done() we may be called from), never from here. */
+	collect(c);
+	if (!TAILQ_EMPTY(&c->done))
+		event_active(c->kick_ev, EV_TIMEOUT, 0);
 }
 
 void

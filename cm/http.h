@@ -195,6 +195,15 @@ struct http_req *http_submit(struct http_client *c,
  * transfer stops before the next byte is delivered. */
 void http_cancel(struct http_client *c, struct http_req *req);
 
+/* Hand the requests submitted so far to curl now and let it write them
+ * (to a kept connection, or start connecting), instead of when the loop
+ * next turns: a done callback that asks for the next piece of a chain
+ * and then works a while on the last one (a listing's pages, mfetch.c)
+ * lets the server work meanwhile. Loop thread only, from a callback or
+ * outside one; no callback runs from inside it (transfers it ends are
+ * called back from the loop). */
+void http_send_now(struct http_client *c);
+
 /* Change the bearer token (e.g. re-read from file), NULL for none; any
  * thread. Requests that have not started yet use the new one.
  * @return 0, -EINVAL (control characters), -ENOMEM. */

@@ -666,6 +666,9 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 		 * page's failure (dr->failed). */
 		memcpy(dr->next, early, sizeof(early));
 		rc = dir_send(dr);
+		/* Out now, not when the loop turns after this page. */
+		if (rc == 0)
+			http_send_now(mf->http);
 		if (rc)
 			return rc;
 		rc = proto_dir_page_decode(res->body, res->body_len, !dr->have,
@@ -722,6 +725,8 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 			proto_dir_release(&page);
 			return rc;
 		}
+		if (more)
+			http_send_now(mf->http);
 		rc = dir_take(dr, &page);
 		proto_dir_release(&page);
 		if (more) {

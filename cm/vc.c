@@ -3054,9 +3054,11 @@ vc_dirb_add(struct vc_dirb *b, const char *name, enum proto_type type,
 	return 0;
 }
 
-/* An entry to sort, with its name's first 8 bytes as a big-endian
- * number (zero-padded: names hold no NUL), so most comparisons are one
- * integer compare (the sort was a tenth of a cold listing's CPU). */
+/* An entry to sort, with 8 bytes of its name as a big-endian number
+ * (zero-padded: names hold no NUL): the 8 after the prefix every name
+ * of the listing shares, so names such as "img_000123.jpg" differ in
+ * their keys too. Keys in the order of the names, ties broken by the
+ * whole name (the sort was a tenth of a cold listing's CPU). */
 struct sortent {
 	uint64_t key;
 	const struct vc_dirent *e;
@@ -3073,13 +3075,87 @@ cmp_sortent(const void *x, const void *y)
 }
 
 static uint64_t
-name_key(const struct vc_dirent *e)
+name_key(const struct vc_dirent *e, size_t skip)
 {
 	uint64_t k = 0;
 
-	for (size_t i = 0; i < 8; i++)
+	for (size_t i = skip; i < skip + 8; i++)
 		k = k << 8 | (i < e->namelen ? (uint8_t)e->name[i] : 0);
 	return k;
+}
+
+/* The length of the prefix all @n (> 0) entries' names share. */
+static size_t
+shared_prefix(const struct vc_dirent *ents, size_t n)
+{
+	size_t len = ents[0].namelen;
+
+	for (size_t i = 1; i < n && len; i++) {
+		size_t k = 0;
+
+		while (k < len && k < ents[i].namelen &&
+		       ents[i].name[k] == ents[0].name[k])
+			k++;
+		len = k;
+	}
+	return len;
+}
+
+/* Below this many entries qsort() is as quick. */
+#define RADIX_MIN 256
+
+/* Sort @se (@n entries) as cmp_sortent() orders them: the keys by a
+ * least-significant-byte-first radix sort (a pass of 256 counters a
+ * byte, a byte that no two keys differ in skipped), then each run of
+ * equal keys (names alike in their first 8 bytes past the shared
+ * prefix) by qsort(). @return 0 or -ENOMEM. */
+static int
+sort_ents(struct sortent *se, size_t n)
+{
+	struct sortent *tmp, *src = se, *dst, *t;
+	uint64_t diff = 0;
+	size_t cnt[256], i, j;
+
+	if (n < RADIX_MIN) {
+		qsort(se, n, sizeof(*se), cmp_sortent);
+		return 0;
+	}
+	tmp = malloc(n * sizeof(*tmp));
+	if (!tmp)
+		return -ENOMEM;
+	dst = tmp;
+	for (i = 1; i < n; i++)
+		diff |= se[i].key ^ se[0].key;
+	for (unsigned sh = 0; sh < 64; sh += 8) {
+		size_t sum = 0;
+
+		if (!((diff >> sh) & 0xff))
+			continue;
+		memset(cnt, 0, sizeof(cnt));
+		for (i = 0; i < n; i++)
+			cnt[(src[i].key >> sh) & 0xff]++;
+		for (j = 0; j < 256; j++) {
+			size_t c = cnt[j];
+
+			cnt[j] = sum;
+			sum += c;
+		}
+		for (i = 0; i < n; i++)
+			dst[cnt[(src[i].key >> sh) & 0xff]++] = src[i];
+		t = src;
+		src = dst;
+		dst = t;
+	}
+	if (src != se)
+		memcpy(se, src, n * sizeof(*se));
+	free(tmp);
+	for (i = 0; i < n; i = j) {
+		for (j = i + 1; j < n && se[j].key == se[i].key; j++)
+			;
+		if (j - i > 1)
+			qsort(se + i, j - i, sizeof(*se), cmp_sortent);
+	}
+	return 0;
 }
 
 struct vc_dir *
@@ -3088,19 +3164,22 @@ vc_dirb_finish(struct vc_dirb *b, const struct fid *fid, uint64_t dv)
 	const struct vc_dirent **ord = NULL;
 	struct sortent *se = NULL;
 	struct vc_dir *d = NULL;
-	size_t nseg = (b->n + VC_SEG_FILL - 1) / VC_SEG_FILL;
+	size_t nseg = (b->n + VC_SEG_FILL - 1) / VC_SEG_FILL, skip;
 	int err = ENOMEM;
 
 	ord = malloc((b->n ? b->n : 1) * sizeof(*ord));
 	se = malloc((b->n ? b->n : 1) * sizeof(*se));
 	if (!ord || !se)
 		goto fail;
-	for (size_t i = 0; i < b->n; i++) {
+	for (size_t i = 0; i < b->n; i++)
 		b->ents[i].name = b->names + b->off[i];
+	skip = b->n ? shared_prefix(b->ents, b->n) : 0;
+	for (size_t i = 0; i < b->n; i++) {
 		se[i].e = &b->ents[i];
-		se[i].key = name_key(&b->ents[i]);
+		se[i].key = name_key(&b->ents[i], skip);
 	}
-	qsort(se, b->n, sizeof(*se), cmp_sortent);
+	if (sort_ents(se, b->n) < 0)
+		goto fail;
 	for (size_t i = 0; i < b->n; i++)
 		ord[i] = se[i].e;
 	free(se);

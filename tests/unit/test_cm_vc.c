@@ -600,6 +600,94 @@ test_dirb(void)
 	vc_close(vc);
 }
 
+/* Is @vd in name order (bytes unsigned, a prefix first), each name once? */
+static bool
+dir_in_order(const struct vc_dir *vd)
+{
+	for (size_t i = 1; i < vd->n; i++) {
+		const struct vc_dirent *a = vc_dir_ent(vd, i - 1);
+		const struct vc_dirent *b = vc_dir_ent(vd, i);
+		size_t l = a->namelen < b->namelen ? a->namelen : b->namelen;
+		int c = memcmp(a->name, b->name, l);
+
+		if (c > 0 || (c == 0 && a->namelen >= b->namelen))
+			return false;
+	}
+	return true;
+}
+
+/* The snapshot's sort (a radix sort of 8 name bytes past the prefix all
+ * names share, then by whole name where those are alike): names with a
+ * long shared prefix, that prefix itself as a name, names alike in 12
+ * bytes past it, bytes above 0x7f, a small set (qsort()), and a name
+ * twice among thousands that share a prefix. */
+static void
+test_dirb_order(void)
+{
+	static const char *odd[] = {
+		"data-set-2024-",
+		"data-set-2024-\xc3\xa9t\xc3\xa9",
+		"data-set-2024-z",
+		"data-set-2024-AAAAAAAAAAAA1",
+		"data-set-2024-AAAAAAAAAAAA2",
+		"data-set-2024-AAAAAAAAAAAA",
+		"data-set-2024-AAAAAAAAAAA",
+		"data-set-2024-\x7f",
+		"data-set-2024-\x80",
+	};
+	struct fid d = mkfid(7, 41), f = mkfid(7, 1);
+	struct vc_dirb b = {0};
+	struct vc_dir *vd;
+	char name[64];
+	bool all;
+	int n = 3000;
+
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "data-set-2024-%06d.jpg",
+			 (i * 7919) % n);
+		vc_dirb_add(&b, name, PROTO_T_FILE, &f);
+	}
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++)
+		vc_dirb_add(&b, odd[i], PROTO_T_FILE, &f);
+	vd = vc_dirb_finish(&b, &d, 12);
+	ok(vd && vd->n == n + sizeof(odd) / sizeof(odd[0]),
+	   "a shared prefix: every name kept");
+	ok(vd && dir_in_order(vd), "in name order, each once");
+	ok(vd && !strcmp(vc_dir_ent(vd, 0)->name, "data-set-2024-") &&
+		   !strcmp(vc_dir_ent(vd, vd->n - 1)->name,
+			   "data-set-2024-\xc3\xa9t\xc3\xa9"),
+	   "the prefix itself first, bytes above 0x7f last");
+	all = vd != NULL;
+	for (size_t i = 0; vd && i < sizeof(odd) / sizeof(odd[0]); i++) {
+		long k = vc_dir_find(vd, odd[i], strlen(odd[i]));
+
+		all = all && k >= 0 && !strcmp(vc_dir_ent(vd, k)->name, odd[i]);
+	}
+	for (int i = 0; vd && i < n; i += 97) {
+		snprintf(name, sizeof(name), "data-set-2024-%06d.jpg", i);
+		all = all && vc_dir_find(vd, name, strlen(name)) >= 0;
+	}
+	ok(all, "and found by name");
+	vc_dir_put(vd);
+
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++)
+		vc_dirb_add(&b, odd[sizeof(odd) / sizeof(odd[0]) - 1 - i],
+			    PROTO_T_FILE, &f);
+	vd = vc_dirb_finish(&b, &d, 13);
+	ok(vd && vd->n == sizeof(odd) / sizeof(odd[0]) && dir_in_order(vd),
+	   "a small set in name order");
+	vc_dir_put(vd);
+
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "data-set-2024-AAAAAAAAAA%05d",
+			 i == n - 1 ? 17 : i);
+		vc_dirb_add(&b, name, PROTO_T_FILE, &f);
+	}
+	vd = vc_dirb_finish(&b, &d, 14);
+	ok(vd == NULL && errno == EINVAL,
+	   "a name twice among names alike past the prefix: EINVAL");
+}
+
 /* The version byte of the raw 'A' record of @f, -1 if none. */
 static int
 peek_version(const struct fid *f)
@@ -2391,6 +2479,7 @@ main(void)
 	test_dir_read_race();
 	test_dir_edit_kinds();
 	test_dirb();
+	test_dirb_order();
 	test_dir_pages();
 	test_link_xattr_seq();
 	test_pins();

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,7 @@ struct srv {
 	atomic_int conns;	 /* connections accepted */
 	atomic_int inflight;	 /* /delay requests not answered yet */
 	atomic_int max_inflight; /* most /delay requests at once */
+	atomic_int seen;	 /* /seen requests received */
 	/* Server thread while it runs, main thread after the join. */
 	struct evhttp_request *hung[256];
 	int nhung;
@@ -311,6 +313,18 @@ h_delay(struct evhttp_request *req, void *arg)
 	event_base_once(srv.base, -1, EV_TIMEOUT, delay_done, req, &tv);
 }
 
+/* Counts its requests as they arrive, then answers "ok". */
+static void
+h_seen(struct evhttp_request *req, void *arg)
+{
+	struct evbuffer *out = evbuffer_new();
+
+	atomic_fetch_add(&srv.seen, 1);
+	evbuffer_add(out, "ok", 2);
+	evhttp_send_reply(req, 200, "OK", out);
+	evbuffer_free(out);
+}
+
 /* Promise 100000 bytes, send 5, hang up. */
 static void
 h_trunc(struct evhttp_request *req, void *arg)
@@ -393,6 +407,7 @@ srv_start(void)
 	evhttp_set_cb(srv.http, "/drop", h_drop, NULL);
 	evhttp_set_cb(srv.http, "/flaky", h_flaky, NULL);
 	evhttp_set_cb(srv.http, "/uri", h_uri, NULL);
+	evhttp_set_cb(srv.http, "/seen", h_seen, NULL);
 	evhttp_set_cb(srv.http, "/status/404", h_status, (void *)404);
 	evhttp_set_cb(srv.http, "/status/412", h_status, (void *)412);
 	evhttp_set_gencb(srv.http, h_gen, NULL);
@@ -450,6 +465,7 @@ struct res {
 	/* for chaining and shutdown tests */
 	int chain_left;
 	int submit_errno;
+	int early; /* test_send_now: requests the server saw at once */
 };
 
 static void
@@ -1295,6 +1311,122 @@ test_keepalive(void)
 	http_free(c);
 }
 
+/* Wait (without running the client's loop) up to 10 s for the server to
+ * have seen more than @before /seen requests: it runs on its own thread,
+ * so only a loaded machine (CI, sanitizers) makes it take more than a
+ * moment, and the wait ends as soon as it does. */
+static bool
+server_saw(int before)
+{
+	uint64_t end = util_now_ms() + 10000;
+
+	while (atomic_load(&srv.seen) <= before && util_now_ms() < end)
+		usleep(500);
+	return atomic_load(&srv.seen) > before;
+}
+
+/* Each done callback submits the next request, sends it now, and waits
+ * for the server to see it before it returns (mfetch.c's listing pages:
+ * the server reads page k+1 while the client takes page k). */
+static void
+on_chain_now(void *arg, const struct http_result *hr)
+{
+	struct res *r = arg;
+	struct http_request rq = {
+		.path = "/seen", .on_done = on_chain_now, .arg = r};
+	int before, done;
+
+	r->done++;
+	if (hr->err || hr->status != 200 || hr->body_len != 2 ||
+	    memcmp(hr->body, "ok", 2))
+		r->err = hr->err ? hr->err : -EIO;
+	if (--r->chain_left > 0) {
+		before = atomic_load(&srv.seen);
+		if (!http_submit(r->c, &rq))
+			r->err = -errno;
+		done = r->done;
+		http_send_now(r->c);
+		/* No callback runs from inside it. */
+		if (r->done != done)
+			r->err = -EDEADLK;
+		r->early += server_saw(before);
+	}
+	ndone++;
+}
+
+static void
+test_send_now(void)
+{
+	enum { N = 6 };
+	struct http_client *c = client(4, NULL);
+	struct http_request rq = {.path = "/seen", .on_done = on_chain_now};
+	struct res r = {.chain_left = N}, z;
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sin);
+	char url[64];
+	int before, fd;
+
+	/* Outside a callback: out before the loop runs, called back after
+	 * (on the connection the first request left open; a new one is only
+	 * begun). */
+	http_send_now(NULL);
+	http_send_now(c);
+	memset(&z, 0, sizeof(z));
+	ndone = 0;
+	submit(c, NULL, "/seen", NULL, &z);
+	ok(run_until(1, 5000) == 0 && z.err == 0, "http_send_now: a first "
+						  "request opens a connection");
+	res_clear(&z);
+	ndone = 0;
+	before = atomic_load(&srv.seen);
+	submit(c, NULL, "/seen", NULL, &z);
+	http_send_now(c);
+	ok(server_saw(before), "http_send_now: the server has the request "
+			       "before the loop ran");
+	is_int(z.done, 0, "http_send_now: no callback from inside it");
+	ok(run_until(1, 5000) == 0 && z.done == 1 && z.err == 0 &&
+		   z.status == 200,
+	   "http_send_now: the reply comes through the loop, once");
+	res_clear(&z);
+
+	/* From done callbacks, a chain. */
+	r.c = c;
+	rq.arg = &r;
+	ndone = 0;
+	http_submit(c, &rq);
+	run_until(N, 20000);
+	is_int(r.done, N,
+	       "%d chained requests, each sent now from the last "
+	       "callback",
+	       N);
+	is_int(r.err, 0,
+	       "every reply intact, no callback run from inside "
+	       "http_send_now");
+	is_int(r.early, N - 1,
+	       "each next request reached the server before "
+	       "the callback that sent it returned");
+	http_free(c);
+
+	/* A transfer that fails at once is still called back from the
+	 * loop: a closed port. */
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bind(fd, (struct sockaddr *)&sin, sizeof(sin));
+	getsockname(fd, (struct sockaddr *)&sin, &sl);
+	close(fd);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(sin.sin_port));
+	c = client(2, url);
+	memset(&z, 0, sizeof(z));
+	ndone = 0;
+	submit(c, NULL, "/seen", NULL, &z);
+	http_send_now(c);
+	is_int(z.done, 0, "http_send_now on a closed port: no callback yet");
+	ok(run_until(1, 5000) == 0 && z.done == 1 && z.err == -ECONNREFUSED,
+	   "http_send_now on a closed port: -ECONNREFUSED from the loop");
+	http_free(c);
+	res_clear(&z);
+}
+
 struct thr {
 	pthread_t tid;
 	struct http_client *c;
@@ -1467,6 +1599,7 @@ main(void)
 	test_probe_first();
 	test_parallel();
 	test_keepalive();
+	test_send_now();
 	test_threads();
 	test_free_in_flight();
 	test_proxy();
