@@ -93,6 +93,9 @@ stable = {"s%06d" % i for i in range(n)}
 # The churner removes stable names from the top only, at most 60.
 missing = [s for s in stable if s not in c and int(s[1:]) < n - 70]
 print("%d %d %d" % (len(twice), len(odd), len(missing)))
+for what, l in (("twice", twice), ("odd", odd), ("missing", missing)):
+    if l:
+        sys.stderr.write("# %s: %s\n" % (what, " ".join(sorted(l)[:5])))
 PY
 
 # A reaches cairn-vold through a relay (spoilproxy.py, events relayed)
@@ -209,14 +212,27 @@ for r in 1 2 3; do
 		timeout 150 ls -l "$A/dir" >"$T_DIR/lsl.out" 2>"$T_DIR/lsl.err"
 		lrc=$?
 		lsl_secs=$((SECONDS - t0))
-		echo "# round $r: ls -l took ${lsl_secs}s (exit $lrc)"
-		if [ "$lrc" = 124 ] || grep -v "No such file" "$T_DIR/lsl.err" | grep -q .; then
+		echo "# round $r: ls -l took ${lsl_secs}s (exit $lrc;" \
+			"$(getfattr -n cairn.stats --only-values "$A" 2>/dev/null |
+				awk '$1 ~ /^(dir_fetches|dir_late|dir_attrs_unkept|fuse_op_lookup|events)$/ {printf "%s %s ", $1, $2}'))"
+		cp "$T_DIR/lsl.err" "$T_DIR/lsl.err.$r"
+		cp "$T_DIR/lsl.out" "$T_DIR/lsl.out.$r"
+		# Errors but ENOENT of a churned name (c*): each is named.
+		grep -v "/c[0-9]*': No such file" "$T_DIR/lsl.err" >"$T_DIR/lsl.bad"
+		if [ "$lrc" = 124 ]; then
 			lsl_bad=$((lsl_bad + 1))
-			head -3 "$T_DIR/lsl.err" | sed 's/^/# /'
+			echo "# round $r ls -l: timed out after 150 s"
+		fi
+		if [ -s "$T_DIR/lsl.bad" ]; then
+			lsl_bad=$((lsl_bad + 1))
+			echo "# round $r ls -l: exit $lrc, $(wc -l <"$T_DIR/lsl.bad") errors:"
+			head -5 "$T_DIR/lsl.bad" | sed "s/^/# round $r: /"
 		fi
 		awk 'NF >= 9 {print $NF}' "$T_DIR/lsl.out" >"$T_DIR/lsl.names"
+		# (a timed out ls printed nothing: counted once, above)
 		res=$(python3 "$T_DIR/check.py" "$T_DIR/lsl.names" "$N")
-		[ "$res" = "0 0 0" ] || { lsl_bad=$((lsl_bad + 1)); echo "# round $r ls -l: twice/odd/missing $res"; }
+		[ "$res" = "0 0 0" ] || [ "$lrc" = 124 ] ||
+			{ lsl_bad=$((lsl_bad + 1)); echo "# round $r ls -l: twice/odd/missing $res"; }
 		lsl_n=$((lsl_n + 1))
 	fi
 	late=$((late + $(getfattr -n cairn.stats --only-values "$A" 2>/dev/null | awk '$1 == "dir_late" {print $2}')))
