@@ -97,6 +97,8 @@ struct mfetch {
 		uint64_t asked_seq; /* send_seq of its first page */
 	} late[MF_LATE];
 	unsigned late_next;
+	/* The late listing an open handle holds (mfetch_hold_late()). */
+	struct vc_dir *held;
 	/* Listing requests sent so far (dir_send()): a FUSE worker reads
 	 * it when it parks (mfetch_send_seq()), so it is atomic. */
 	atomic_uint_fast64_t send_seq;
@@ -809,6 +811,41 @@ late_put(struct mfetch *mf, const struct fid *fid, struct vc_dir *d,
 	mf->late[i].asked_seq = asked_seq;
 }
 
+/* Forget the held listing when it is @fid's (NULL: any) or no open
+ * handle holds it any more (only our reference is left). */
+static void
+held_drop(struct mfetch *mf, const struct fid *fid)
+{
+	if (mf->held && ((fid && fid_eq(&mf->held->fid, fid)) ||
+			 atomic_load(&mf->held->refcnt) <= 1)) {
+		vc_dir_put(mf->held);
+		mf->held = NULL;
+	}
+}
+
+void
+mfetch_hold_late(struct mfetch *mf, struct vc_dir *d)
+{
+	if (!mf || !d)
+		return;
+	vc_dir_put(mf->held);
+	mf->held = vc_dir_get(d);
+}
+
+int
+mfetch_held_dir(struct mfetch *mf, const struct fid *fid,
+		struct vc_dir **out)
+{
+	*out = NULL;
+	if (!mf)
+		return -ENOENT;
+	held_drop(mf, NULL);
+	if (!mf->held || !fid_eq(&mf->held->fid, fid))
+		return -ENOENT;
+	*out = vc_dir_get(mf->held);
+	return 0;
+}
+
 uint64_t
 mfetch_send_seq(struct mfetch *mf)
 {
@@ -875,11 +912,13 @@ dir_done(void *arg, const struct http_result *res)
 	}
 	apply_attr(mf, &dr->dir, false, true);
 	late_drop(mf, &dr->op->fid);
+	held_drop(mf, &dr->op->fid);
 	mcache_put_listing(mf->mc, &dr->dir, nw);
 	vc_dir_put(nw);
 out:
 	sync_later(mf);
 	vc_dirb_release(&dr->acc);
+	held_drop(mf, NULL); /* its handle was released */
 	op_complete(mf, dr->op, rc);
 	/* Its waiters ran in op_complete(): a late listing is for them
 	 * only, so it never stays in memory (a big one is megabytes). */
@@ -1291,6 +1330,7 @@ mfetch_free(struct mfetch *mf)
 	event_free(mf->sync_ev);
 	for (unsigned i = 0; i < MF_LATE; i++)
 		vc_dir_put(mf->late[i].d);
+	vc_dir_put(mf->held);
 	/* Pending attributes to the file now (mcache_free() would too). */
 	mcache_sync_attrs(mf->mc, SIZE_MAX);
 	free(mf->volume);

@@ -214,7 +214,7 @@ for r in 1 2 3; do
 		lsl_secs=$((SECONDS - t0))
 		echo "# round $r: ls -l took ${lsl_secs}s (exit $lrc;" \
 			"$(getfattr -n cairn.stats --only-values "$A" 2>/dev/null |
-				awk '$1 ~ /^(dir_fetches|dir_late|dir_attrs_unkept|fuse_op_lookup|events)$/ {printf "%s %s ", $1, $2}'))"
+				awk '$1 ~ /^(dir_fetches|dir_late|dir_held|dir_attrs_unkept|fuse_op_lookup|events)$/ {printf "%s %s ", $1, $2}'))"
 		cp "$T_DIR/lsl.err" "$T_DIR/lsl.err.$r"
 		cp "$T_DIR/lsl.out" "$T_DIR/lsl.out.$r"
 		# Errors but ENOENT of a churned name (c*): each is named.
