@@ -46,12 +46,14 @@ ls -f "$B/dir" >/dev/null || exit 1
 
 # The churner on B: creates c-names and unlinks every other one it made
 # (and, once, some stable names: they are then expected gone at the end,
-# and checked only as "at most once" meanwhile: 60 of them, in the first
-# 6,000 steps). It runs from step START until told to stop or step CAP,
-# and writes the names it removed. Two runs: steps 0-6,000 while the
+# and checked only as "at most once" meanwhile: 20 of them, in the first
+# 2,000 steps). It runs from step START until told to stop or step CAP,
+# and writes the names it removed. Two runs: steps 0-2,000 while the
 # server is paged directly (a paged listing needs the churn to end to
-# ever complete), then from there until A's rounds are over (a fixed
-# count alone ended before them once creates got faster).
+# ever complete: each try restarts on 410 meanwhile, hundreds of them;
+# 6,000 steps, ~1,000 more restarts, were 60-90 s of the test's 120-260),
+# then from there until A's rounds are over (a fixed count alone ended
+# before them once creates got faster).
 cat >"$T_DIR/churn.py" <<'PY'
 import os, sys, time
 d, stop, out, nstable = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -63,7 +65,7 @@ while not os.path.exists(stop) and i < cap:
     if i % 2 == 1:
         os.unlink(os.path.join(d, "c%05d" % (i - 1)))
         gone.add("c%05d" % (i - 1))
-    if i % 100 == 50 and i < 6000:
+    if i % 100 == 50 and i < 2000:
         s = "s%06d" % (nstable - 1 - i // 100)
         os.unlink(os.path.join(d, s))
         gone.add(s)
@@ -115,7 +117,7 @@ PY
 echo "events slowdir" >"$T_DIR/mode"
 spoilproxy_start "$T_DIR/spoil.py" || exit 99
 
-python3 "$T_DIR/churn.py" "$B/dir" "$T_DIR/stop" "$T_DIR/gone1" "$N" 0 6000 >"$T_DIR/churn1.out" 2>"$T_DIR/churn.err" &
+python3 "$T_DIR/churn.py" "$B/dir" "$T_DIR/stop" "$T_DIR/gone1" "$N" 0 2000 >"$T_DIR/churn1.out" 2>"$T_DIR/churn.err" &
 churn=$!
 t_track_pid "$churn"
 
@@ -165,7 +167,7 @@ print(bad, restarts)
 PY
 read -r pbad prestarts < <(python3 "$T_DIR/pages.py" "$vol_url/dir/$dirfid" "$tok" "$N" 4)
 t_is "$pbad" 0 "server pages and whole listings during the churn: one DV a listing, every name once"
-echo "# $prestarts paged listings restarted on 410"
+echo "# $prestarts paged listings restarted on 410 (${SECONDS}s into the test)"
 wait "$churn"
 python3 "$T_DIR/churn.py" "$B/dir" "$T_DIR/stop" "$T_DIR/gone2" "$N" "$(cat "$T_DIR/churn1.out")" 40000 >"$T_DIR/churn.out" 2>>"$T_DIR/churn.err" &
 churn=$!
@@ -240,7 +242,7 @@ for r in 1 2 3; do
 done
 t_is "$bad" 0 "cold and refetched listings on A during the churn: stable names once, none twice"
 t_ok "$([ "$during" -ge 1 ] && echo 0 || echo 1)" "($during cold mounts of A while B churned)"
-echo "# $ok_lists listings on A completed during the churn ($late opendirs served an overtaken listing)"
+echo "# $ok_lists listings on A completed during the churn ($late opendirs served an overtaken listing; ${SECONDS}s into the test)"
 t_is "$eio" 0 "no listing on A failed while the directory changed"
 # The churn overtakes every fetch the relay holds: without late
 # listings this stays 0.
