@@ -58,7 +58,7 @@ TAILQ_HEAD(mfetch_opq, mfetch_op);
  * machine: every entry's attributes were then dropped, and an ls -l
  * looked up each name with a fetch of the whole directory (150 s and
  * more). 16,384: ~40 s of such churn, 512 KiB. */
-#define MF_RING 16384
+#define MF_RING		16384
 #define MF_RING_BUCKETS 4096 /* chains of ~4 events, newest first */
 #define MF_OWN	64 /* our own recent changes, for event_apply() */
 
@@ -833,8 +833,7 @@ mfetch_hold_late(struct mfetch *mf, struct vc_dir *d)
 }
 
 int
-mfetch_held_dir(struct mfetch *mf, const struct fid *fid,
-		struct vc_dir **out)
+mfetch_held_dir(struct mfetch *mf, const struct fid *fid, struct vc_dir **out)
 {
 	*out = NULL;
 	if (!mf)
