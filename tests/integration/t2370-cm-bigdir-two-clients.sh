@@ -51,14 +51,15 @@ ls -f "$B/dir" >/dev/null || exit 1
 
 # The churner on B: creates c-names and unlinks every other one it made
 # (and, once, some stable names: they are then expected gone at the end,
-# and checked only as "at most once" meanwhile: 20 of them, in the first
-# 2,000 steps). It runs from step START until told to stop or step CAP,
-# and writes the names it removed. Two runs: steps 0-2,000 while the
-# server is paged directly (a paged listing needs the churn to end to
-# ever complete: each try restarts on 410 meanwhile, hundreds of them;
-# 6,000 steps, ~1,000 more restarts, were 60-90 s of the test's 120-260),
-# then from there until A's rounds are over (a fixed count alone ended
-# before them once creates got faster).
+# and checked only as "at most once" meanwhile: up to 20 of them, in the
+# first 2,000 steps). It runs from step START until told to stop (a file)
+# or step CAP, notes its first step (OUT.started) and writes the names it
+# removed. Two runs: while the server is paged directly, until the pager
+# saw 200 restarts on 410 (a paged listing needs the churn to end to ever
+# complete; a fixed 6,000 steps, later 2,000, were 60-90 s of the test on
+# a loaded machine, where each step is slower, for no more power), then
+# from there until A's rounds are over (a fixed count alone ended before
+# them once creates got faster).
 cat >"$T_DIR/churn.py" <<'PY'
 import os, sys, time
 d, stop, out, nstable = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -74,6 +75,8 @@ while not os.path.exists(stop) and i < cap:
         s = "s%06d" % (nstable - 1 - i // 100)
         os.unlink(os.path.join(d, s))
         gone.add(s)
+    if i == start:
+        open(out + ".started", "w").close()
     i += 1
     time.sleep(0.005)
 if i % 2 == 1:
@@ -122,15 +125,19 @@ PY
 echo "events slowdir" >"$T_DIR/mode"
 spoilproxy_start "$T_DIR/spoil.py" || exit 99
 
-python3 "$T_DIR/churn.py" "$B/dir" "$T_DIR/stop" "$T_DIR/gone1" "$N" 0 2000 >"$T_DIR/churn1.out" 2>"$T_DIR/churn.err" &
+python3 "$T_DIR/churn.py" "$B/dir" "$T_DIR/stop1" "$T_DIR/gone1" "$N" 0 2000 >"$T_DIR/churn1.out" 2>"$T_DIR/churn.err" &
 churn=$!
 t_track_pid "$churn"
+wait_for 60 test -e "$T_DIR/gone1.started" || { echo "# the churner did not start"; exit 1; }
 
-# Direct listings of the server meanwhile: paged (restarting on 410)
-# and whole.
+# Direct listings of the server meanwhile: paged (restarting on 410;
+# after ENOUGH restarts the churner's first run is told to stop, so the
+# paged listings complete) and whole (every 25th restart, while the churn
+# goes on, and after each paged listing).
 cat >"$T_DIR/pages.py" <<'PY'
-import json, sys, urllib.request, urllib.error
+import json, os, sys, urllib.request, urllib.error
 url, tok, n, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+stop, enough = sys.argv[5], int(sys.argv[6])
 def get(q):
     r = urllib.request.Request(url + q, headers={"Authorization": "Bearer " + tok})
     try:
@@ -138,8 +145,12 @@ def get(q):
             return f.status, json.load(f)
     except urllib.error.HTTPError as e:
         return e.code, json.load(e)
-bad, restarts = 0, 0
+bad, restarts, during = 0, 0, 0
 stable_ok = lambda names: all(("s%06d" % i) in names for i in range(n - 70))
+def whole_bad():
+    st, w = get("")
+    wn = [e["name"] for e in w.get("entries", [])]
+    return st != 200 or "next" in w or len(wn) != len(set(wn)) or not stable_ok(set(wn))
 for _ in range(rounds):
     while True:
         names, dvs, cur, stale = [], set(), None, False
@@ -160,19 +171,22 @@ for _ in range(rounds):
                 break
         if stale:
             restarts += 1
+            if restarts % 25 == 0 and not os.path.exists(stop):
+                during += 1
+                bad += whole_bad()
+            if restarts >= enough:
+                open(stop, "a").close()
             continue
         break
     if len(dvs) != 1 or len(names) != len(set(names)) or not stable_ok(set(names)):
         bad += 1
-    st, w = get("")
-    wn = [e["name"] for e in w.get("entries", [])]
-    if st != 200 or "next" in w or len(wn) != len(set(wn)) or not stable_ok(set(wn)):
-        bad += 1
-print(bad, restarts)
+    bad += whole_bad()
+open(stop, "a").close()
+print(bad, restarts, during)
 PY
-read -r pbad prestarts < <(python3 "$T_DIR/pages.py" "$vol_url/dir/$dirfid" "$tok" "$N" 4)
+read -r pbad prestarts pduring < <(python3 "$T_DIR/pages.py" "$vol_url/dir/$dirfid" "$tok" "$N" 4 "$T_DIR/stop1" 200)
 t_is "$pbad" 0 "server pages and whole listings during the churn: one DV a listing, every name once"
-echo "# $prestarts paged listings restarted on 410 (${SECONDS}s into the test)"
+echo "# $prestarts paged listings restarted on 410, $pduring whole listings during the churn (${SECONDS}s into the test)"
 wait "$churn"
 python3 "$T_DIR/churn.py" "$B/dir" "$T_DIR/stop" "$T_DIR/gone2" "$N" "$(cat "$T_DIR/churn1.out")" 40000 >"$T_DIR/churn.out" 2>>"$T_DIR/churn.err" &
 churn=$!
