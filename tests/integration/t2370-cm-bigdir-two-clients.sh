@@ -52,7 +52,8 @@ ls -f "$B/dir" >/dev/null || exit 1
 # The churner on B: creates c-names and unlinks every other one it made
 # (and, once, some stable names: they are then expected gone at the end,
 # and checked only as "at most once" meanwhile: up to 20 of them, in the
-# first 2,000 steps). It runs from step START until told to stop (a file)
+# first run's steps below 2,000; during A's rounds every s-name is
+# stable). It runs from step START until told to stop (a file)
 # or step CAP, notes its first step (OUT.started) and writes the names it
 # removed. Two runs: while the server is paged directly, until the pager
 # saw 200 restarts on 410 (a paged listing needs the churn to end to ever
@@ -71,7 +72,7 @@ while not os.path.exists(stop) and i < cap:
     if i % 2 == 1:
         os.unlink(os.path.join(d, "c%05d" % (i - 1)))
         gone.add("c%05d" % (i - 1))
-    if i % 100 == 50 and i < 2000:
+    if i % 100 == 50 and i < 2000 and start == 0:
         s = "s%06d" % (nstable - 1 - i // 100)
         os.unlink(os.path.join(d, s))
         gone.add(s)
