@@ -346,6 +346,7 @@ struct mop {
 	bool open_trunc;    /* ... after truncating it */
 	struct fid need_dir;
 	struct fid fid;	    /* the object (for replies) */
+	uint64_t t0_seq;    /* mfetch_send_seq() when started (name_fid()) */
 };
 
 static void orphan_settle(struct cm *cm, struct mop *m, bool orphaned);
@@ -418,7 +419,13 @@ kill_continue(struct cm *cm, struct mop *m)
 }
 
 /* The FID @name names in directory @dir: 0, -ENOENT, or 1 (the listing
- * must be fetched: m->need_dir is set). */
+ * must be fetched: m->need_dir is set). A directory that changes faster
+ * than its listing comes has no stored listing: once fetched (on the
+ * loop, m->tries > 0), the listing events overtook serves, under the
+ * rule of an OPENDIR's (fuse_ops.c late_dir()): asked for after this
+ * op began, no local change of @dir ahead. The server checks the name
+ * still names that FID (412 otherwise), so an rm there is one fetch,
+ * not MOP_TRIES of them and EIO. */
 static int
 name_fid(struct cm *cm, struct mop *m, const struct fid *dir,
 	 const char *name, struct fid *out, enum proto_type *type)
@@ -429,6 +436,11 @@ name_fid(struct cm *cm, struct mop *m, const struct fid *dir,
 
 	if (rc == -ENOTDIR)
 		return fops_notdir_err(cm, dir);
+	if (rc < 0 && m->tries > 0 && cm->mf && !mcache_ahead(cm->mc, dir) &&
+	    mfetch_late_dir(cm->mf, dir, m->t0_seq, &d) == 0) {
+		CM_STAT_INC(&cm->st, dir_late);
+		rc = 0;
+	}
 	if (rc < 0) {
 		m->need_dir = *dir;
 		return 1;
@@ -1096,6 +1108,7 @@ mop_start(struct cm *cm, struct mop *m)
 	fops_count(cm, CM_R_OTHER);
 	m->cm = cm;
 	m->job.run = mop_job;
+	m->t0_seq = mfetch_send_seq(cm->mf);
 	rc = mop_try(cm, m);
 	if (rc == 0) {
 		mop_free(m);

@@ -178,6 +178,44 @@ park_resume(void *arg, int err)
 	p->job.run(&cm->loop, &p->job);
 }
 
+/*
+ * A LOOKUP that needs a listing of a directory an open handle holds a
+ * late listing of (try_opendir(), mfetch_hold_late()): ls -l stats each
+ * name its readdir gave. A name that listing shows names its FID, and
+ * the FID's attributes, cached (no event about it since) or fetched
+ * now, answer the LOOKUP (try_lookup(), late_child; ENOENT when the
+ * object is gone), rather than one fetch of the whole directory a name,
+ * which the churn overtakes again. A name it does not show still waits
+ * for a listing asked for after the LOOKUP began. Loop thread. @return
+ * whether @p was taken care of.
+ */
+static bool
+lookup_held(struct cm *cm, struct park *p)
+{
+	struct proto_attr a;
+	struct vc_dir *d;
+	long idx;
+
+	if (p->op != P_LOOKUP || !p->name || p->have_late_child ||
+	    mcache_ahead(cm->mc, &p->need_fid) ||
+	    mfetch_held_dir(cm->mf, &p->need_fid, &d) < 0)
+		return false;
+	idx = vc_dir_find(d, p->name, strlen(p->name));
+	if (idx >= 0) {
+		p->have_late_child = true;
+		p->late_child = vc_dir_ent(d, idx)->fid;
+	}
+	vc_dir_put(d);
+	if (idx < 0)
+		return false;
+	CM_STAT_INC(&cm->st, dir_held);
+	if (mcache_attr(cm->mc, &p->late_child, &a) == 0)
+		park_resume(p, 0);
+	else
+		mfetch_want_attr(cm->mf, &p->late_child, park_resume, p);
+	return true;
+}
+
 static void
 park_run(struct cm_loop *loop, struct cm_job *job)
 {
@@ -190,6 +228,8 @@ park_run(struct cm_loop *loop, struct cm_job *job)
 		park_free(p);
 		return;
 	}
+	if (p->need == NEED_DIR && lookup_held(cm, p))
+		return;
 	switch (p->need) {
 	case NEED_ATTR:
 		mfetch_want_attr(cm->mf, &p->need_fid, park_resume, p);
@@ -300,6 +340,13 @@ child:
 			p->late_child = cfid;
 			return need(p, NEED_ATTR, &cfid);
 		}
+		/* The listing once (it brings every entry's attributes);
+		 * then the name's own: in a directory that changes faster
+		 * than its listing comes, each fetch is overtaken and this
+		 * entry, which an event touched, never gets them from it
+		 * (it failed with EIO after PARK_TRIES fetches). */
+		if (p->tries > 0)
+			return need(p, NEED_ATTR, &cfid);
 		return need(p, NEED_DIR, &pfid);
 	}
 	if (a.type == PROTO_T_MOUNT) {
@@ -530,6 +577,9 @@ try_opendir(struct cm *cm, struct park *p)
 		 * loop: a retry comes from mfetch's callback. */
 		if (!(d = late_dir(cm, p, &fid)))
 			return need(p, NEED_DIR, &fid);
+		/* The LOOKUPs of the names it shows (ls -l) take their FIDs
+		 * from it while it is open (park_run()). */
+		mfetch_hold_late(cm->mf, d);
 		p->fi.fh = (uintptr_t)d | FH_LATE;
 		/* Not for the kernel's readdir cache: it is already old. */
 		p->fi.cache_readdir = 0;

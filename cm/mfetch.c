@@ -51,7 +51,15 @@ struct mfetch_op {
 };
 TAILQ_HEAD(mfetch_opq, mfetch_op);
 
-#define MF_RING 1024
+/* Events remembered by FID (changed_since()): a reply asked for more
+ * than MF_RING events ago is not trusted for any object. 1,024 was one
+ * to five seconds of a churning directory (t2370, ~200-400 events a
+ * second), less than one listing of 10,000 entries takes on a loaded
+ * machine: every entry's attributes were then dropped, and an ls -l
+ * looked up each name with a fetch of the whole directory (150 s and
+ * more). 16,384: ~40 s of such churn, 512 KiB. */
+#define MF_RING		16384
+#define MF_RING_BUCKETS 4096 /* chains of ~4 events, newest first */
 #define MF_OWN	64 /* our own recent changes, for event_apply() */
 
 /* Listings kept for an OPENDIR after events overtook them, while the
@@ -61,12 +69,18 @@ TAILQ_HEAD(mfetch_opq, mfetch_op);
 struct mfetch {
 	struct mfetch_opq ops; /* every op not yet completed */
 	/* The FIDs of the last MF_RING events, so a reply that left the
-	 * server before an event about its object is not trusted. */
+	 * server before an event about its object is not trusted. Event
+	 * g is ring[g % MF_RING]; the events whose FIDs hash alike are
+	 * chained from ring_head[], newest first (prev: the generation
+	 * of the one before, 0 = none), so changed_since() reads only
+	 * the events of its FID's chain since the reply was asked for,
+	 * not every event since (a listing asks about each entry). */
 	uint64_t gen; /* events applied so far */
 	struct {
 		struct fid fid;
-		uint64_t gen;
+		uint64_t prev;
 	} ring[MF_RING];
+	uint64_t ring_head[MF_RING_BUCKETS];
 	/* Our last MF_OWN changes (mfetch_own_change()): an attr event
 	 * about one of these FIDs with a seq up to the one noted was ours,
 	 * and the op's reply already gave us its result. */
@@ -83,6 +97,8 @@ struct mfetch {
 		uint64_t asked_seq; /* send_seq of its first page */
 	} late[MF_LATE];
 	unsigned late_next;
+	/* The late listing an open handle holds (mfetch_hold_late()). */
+	struct vc_dir *held;
 	/* Listing requests sent so far (dir_send()): a FUSE worker reads
 	 * it when it parks (mfetch_send_seq()), so it is atomic. */
 	atomic_uint_fast64_t send_seq;
@@ -155,13 +171,38 @@ apply_attr(struct mfetch *mf, const struct proto_attr *a, bool store,
 		mfetch_want_dir(mf, &a->fid, NULL, NULL);
 }
 
+static unsigned
+ring_bucket(const struct fid *fid)
+{
+	uint64_t h = fid->vol;
+
+	/* OIDs are random (or a counter in their last bytes): mix all. */
+	for (size_t i = 0; i < FID_OID_LEN; i++)
+		h = (h ^ fid->oid[i]) * 0x100000001b3ULL;
+	return (unsigned)(h >> 20) % MF_RING_BUCKETS;
+}
+
+/* Note event number m->gen, about @fid. */
+static void
+ring_add(struct mfetch *m, const struct fid *fid)
+{
+	unsigned b = ring_bucket(fid);
+
+	m->ring[m->gen % MF_RING].fid = *fid;
+	m->ring[m->gen % MF_RING].prev = m->ring_head[b];
+	m->ring_head[b] = m->gen;
+}
+
 /* Did an event about @fid arrive after generation @since? */
 static bool
 changed_since(struct mfetch *m, const struct fid *fid, uint64_t since)
 {
 	if (m->gen - since >= MF_RING)
 		return true; /* too many to tell: assume so */
-	for (uint64_t g = since + 1; g <= m->gen; g++)
+	/* Every generation after @since is still in the ring, and a
+	 * chain only goes back in time. */
+	for (uint64_t g = m->ring_head[ring_bucket(fid)]; g > since;
+	     g = m->ring[g % MF_RING].prev)
 		if (fid_eq(&m->ring[g % MF_RING].fid, fid))
 			return true;
 	return false;
@@ -588,16 +629,23 @@ dir_take(struct dir_req *dr, const struct proto_dir *page)
 		rc = vc_dirb_add(&dr->acc, page->ents[i].name,
 				 page->ents[i].attr.type,
 				 &page->ents[i].attr.fid);
-	if (rc || !page->n || mf->gen - dr->gen >= MF_RING)
-		return rc; /* too many events to tell which entries changed */
+	if (rc || !page->n)
+		return rc;
+	if (mf->gen - dr->gen >= MF_RING) {
+		/* too many events to tell which entries changed */
+		CM_STAT_ADD(mf->st, dir_attrs_unkept, page->n);
+		return 0;
+	}
 	changed = changed_since(mf, &dr->op->fid, dr->gen);
 	a = malloc(page->n * sizeof(*a));
 	if (!a)
 		return -ENOMEM;
 	for (size_t i = 0; i < page->n; i++) {
 		if (changed &&
-		    changed_since(mf, &page->ents[i].attr.fid, dr->gen))
+		    changed_since(mf, &page->ents[i].attr.fid, dr->gen)) {
+			CM_STAT_INC(mf->st, dir_attrs_unkept);
 			continue;
+		}
 		a[n] = page->ents[i].attr;
 		apply_attr(mf, &a[n], false, true);
 		n++;
@@ -768,6 +816,40 @@ late_put(struct mfetch *mf, const struct fid *fid, struct vc_dir *d,
 	mf->late[i].asked_seq = asked_seq;
 }
 
+/* Forget the held listing when it is @fid's (NULL: any) or no open
+ * handle holds it any more (only our reference is left). */
+static void
+held_drop(struct mfetch *mf, const struct fid *fid)
+{
+	if (mf->held && ((fid && fid_eq(&mf->held->fid, fid)) ||
+			 atomic_load(&mf->held->refcnt) <= 1)) {
+		vc_dir_put(mf->held);
+		mf->held = NULL;
+	}
+}
+
+void
+mfetch_hold_late(struct mfetch *mf, struct vc_dir *d)
+{
+	if (!mf || !d)
+		return;
+	vc_dir_put(mf->held);
+	mf->held = vc_dir_get(d);
+}
+
+int
+mfetch_held_dir(struct mfetch *mf, const struct fid *fid, struct vc_dir **out)
+{
+	*out = NULL;
+	if (!mf)
+		return -ENOENT;
+	held_drop(mf, NULL);
+	if (!mf->held || !fid_eq(&mf->held->fid, fid))
+		return -ENOENT;
+	*out = vc_dir_get(mf->held);
+	return 0;
+}
+
 uint64_t
 mfetch_send_seq(struct mfetch *mf)
 {
@@ -834,11 +916,13 @@ dir_done(void *arg, const struct http_result *res)
 	}
 	apply_attr(mf, &dr->dir, false, true);
 	late_drop(mf, &dr->op->fid);
+	held_drop(mf, &dr->op->fid);
 	mcache_put_listing(mf->mc, &dr->dir, nw);
 	vc_dir_put(nw);
 out:
 	sync_later(mf);
 	vc_dirb_release(&dr->acc);
+	held_drop(mf, NULL); /* its handle was released */
 	op_complete(mf, dr->op, rc);
 	/* Its waiters ran in op_complete(): a late listing is for them
 	 * only, so it never stays in memory (a big one is megabytes). */
@@ -1054,8 +1138,7 @@ event_apply(struct mfetch *mf, const struct proto_event *ev)
 	if (ev->kind == PROTO_EV_DATA || ev->kind == PROTO_EV_ATTR ||
 	    ev->kind == PROTO_EV_DIR || ev->kind == PROTO_EV_GONE) {
 		mf->gen++;
-		mf->ring[mf->gen % MF_RING].fid = ev->fid;
-		mf->ring[mf->gen % MF_RING].gen = mf->gen;
+		ring_add(mf, &ev->fid);
 	}
 	/* Writeback: what we cache of it is ahead of the server; the
 	 * server's state is fetched once our changes are in (replay.c). */
@@ -1251,6 +1334,7 @@ mfetch_free(struct mfetch *mf)
 	event_free(mf->sync_ev);
 	for (unsigned i = 0; i < MF_LATE; i++)
 		vc_dir_put(mf->late[i].d);
+	vc_dir_put(mf->held);
 	/* Pending attributes to the file now (mcache_free() would too). */
 	mcache_sync_attrs(mf->mc, SIZE_MAX);
 	free(mf->volume);

@@ -101,6 +101,18 @@ void mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
 struct vc_dir;
 int mfetch_late_dir(struct mfetch *mf, const struct fid *fid,
 		    uint64_t since_seq, struct vc_dir **out);
+/* A late listing an OPENDIR was served (@d, a reference is taken):
+ * kept while an open handle still holds it (its reference count), so
+ * a LOOKUP of a name it shows (ls -l's stat after the readdir) takes
+ * the FID from it instead of fetching the whole directory again, which
+ * the churn would overtake again (fuse_ops.c). Dropped once a listing
+ * of the directory is stored, or at the next use or listing fetch of it
+ * after the handle was released. Loop thread. */
+void mfetch_hold_late(struct mfetch *mf, struct vc_dir *d);
+/* The listing held for @fid (mfetch_hold_late()): 0 and a reference in
+ * *@out, or -ENOENT. Loop thread. */
+int mfetch_held_dir(struct mfetch *mf, const struct fid *fid,
+		    struct vc_dir **out);
 /* Listing requests sent so far (any thread; 0 without @mf): read when a
  * FUSE request parks, for mfetch_late_dir(). */
 uint64_t mfetch_send_seq(struct mfetch *mf);

@@ -59,6 +59,11 @@ struct cm_stats {
 	atomic_uint_fast64_t dir_late;	/* opendirs, lookups served a
 					   listing events overtook
 					   (mfetch_late_dir()) */
+	atomic_uint_fast64_t dir_held;	/* lookups named by the late listing
+					   of an open handle (park_run()) */
+	atomic_uint_fast64_t dir_attrs_unkept; /* entries of overtaken
+						  listings whose attributes
+						  were not kept (dir_take()) */
 	atomic_uint_fast64_t getattr_reqs; /* POST getattr requests */
 	atomic_uint_fast64_t getattr_fids;
 	atomic_uint_fast64_t link_fetches;
