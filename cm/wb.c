@@ -160,10 +160,16 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 	buf = wb_rec_encode(&r, &len);
 	if (!buf)
 		goto out;
-	/* One record appended to dirty.tdb.jnl (a transaction of its own,
-	 * not synced: wb_new()). */
-	rc = tdbj_store(wb->dj, &ws->fid, sizeof(ws->fid), buf, len,
-			TDB_REPLACE);
+	/* One record appended to dirty.tdb.jnl, not synced (wb_new()). */
+	rc = tdbj_txn_start(wb->dj);
+	if (rc == 0) {
+		rc = tdbj_store(wb->dj, &ws->fid, sizeof(ws->fid), buf, len,
+				TDB_REPLACE);
+		if (rc == 0)
+			rc = tdbj_txn_commit(wb->dj, TDBJ_C_NOSYNC);
+		else
+			tdbj_txn_cancel(wb->dj);
+	}
 	if (rc == 0) {
 		ws->saved = true;
 		if (wb_saved_hook)
@@ -184,9 +190,15 @@ wb_forget_locked(struct wb *wb, struct wstate *ws)
 
 	if (!ws->saved || !wb->dj)
 		return;
-	rc = tdbj_delete(wb->dj, &ws->fid, sizeof(ws->fid));
-	if (rc == -ENOENT)
-		rc = 0; /* not there is as good as dropped */
+	rc = tdbj_txn_start(wb->dj);
+	if (rc == 0) {
+		/* Not there is as good as dropped. */
+		rc = tdbj_delete(wb->dj, &ws->fid, sizeof(ws->fid));
+		if (rc == 0 || rc == -ENOENT)
+			rc = tdbj_txn_commit(wb->dj, TDBJ_C_NOSYNC);
+		else
+			tdbj_txn_cancel(wb->dj);
+	}
 	if (rc != 0)
 		log_warn(LOG_WB, "cannot drop a write state from dirty.tdb: %s",
 			 strerror(-rc));
@@ -1950,21 +1962,25 @@ wb_new(const struct wb_deps *deps)
 	pthread_cond_init(&wb->cond, NULL);
 	snprintf(path, sizeof(path), "%s/dirty.tdb", wb->d.cache_dir);
 	errno = 0;
-	tdb = tdb_open(path, 0, TDB_NOSYNC | TDB_NOLOCK, O_RDWR | O_CREAT,
-		       0600);
+	tdb = tdb_open(path, 0, TDB_NOLOCK, O_RDWR | O_CREAT, 0600);
 	if (!tdb) {
 		rc = tdbw_open_errno(errno);
 		goto fail;
 	}
 	/* A save is one record appended to dirty.tdb.jnl, not a tdb
 	 * transaction (which remapped the whole file each time: 4-6 a
-	 * written file). Never synced, as dirty.tdb never was: a write state
-	 * must survive the death of cairnd, whose writes the page cache
-	 * keeps; what close(2) promises beyond that is in the replay log
-	 * (doc/cache-format.md, "dirty.tdb"). A checkpoint per MiB of
-	 * journal keeps the overlay small. */
+	 * written file). Its commit is not synced (TDBJ_C_NOSYNC), as
+	 * dirty.tdb's never was: a write state must survive the death of
+	 * cairnd, whose writes the page cache keeps; what close(2) promises
+	 * beyond that is in the replay log (doc/cache-format.md). What the
+	 * journal does sync is its own bookkeeping, so that a power cut
+	 * leaves a state it can open: a checkpoint (every MiB of journal,
+	 * and at close) is a synced tdb transaction before the journal is
+	 * reset, and a record claims only what was really synced before it
+	 * (unsynced records lost to a power cut are a cut tail, not
+	 * damage). */
 	snprintf(path, sizeof(path), "%s/dirty.tdb.jnl", wb->d.cache_dir);
-	wb->dj = tdbj_open(tdb, path, TDBJ_O_NOSYNC, WB_JOURNAL_MAX, &rc);
+	wb->dj = tdbj_open(tdb, path, 0, WB_JOURNAL_MAX, &rc);
 	if (!wb->dj) {
 		tdb_close(tdb);
 		goto fail;
