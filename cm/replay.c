@@ -133,11 +133,11 @@ replay_went_offline(struct replay *rp, bool manual, const char *why)
 	(void)why;
 	if (!rp)
 		return;
+	/* Writeback records appended unsynced while connected: durable
+	 * now, as disconnected operation's are. */
+	if (rp->d.rlog)
+		sync_log(rp);
 	if (!rp->stopped) {
-		/* Writeback records appended unsynced while connected:
-		 * durable now, as disconnected operation's are. */
-		if (rp->d.rlog)
-			sync_log(rp);
 		rp->running = false;
 		rp->draining = false;
 		waiters_lost(rp);
