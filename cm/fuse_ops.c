@@ -36,7 +36,6 @@
 #include "cm/pin.h"
 #include "cm/mut.h"
 #include "cm/replay.h"
-#include "cm/rlog.h"
 #include "cm/wb.h"
 #include "cm/vc.h"
 #include "common/log.h"
@@ -1172,34 +1171,10 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, 0);
 }
 
-/* While changes are logged (writeback, disconnected), close and fsync
- * mean durable in the local log (invariant 2): the metadata ops of
- * writeback are appended unsynced (replay.c, oreq_run()). A store at
- * close synced the journal and everything before it (then this returns at
- * once); a file created and closed with nothing to store, or an fsync
- * answered from the log, syncs it here. @return 0 or -EIO. */
-static int
-sync_logged(struct cm *cm)
-{
-	int rc;
-
-	if (!cm->conn || !conn_logs_changes(cm->conn))
-		return 0;
-	rc = rlog_sync(cm->rlog);
-	if (rc)
-		log_err(LOG_FUSE, "cannot sync the replay log: %s",
-			strerror(-rc));
-	return rc ? -EIO : 0;
-}
-
 static void
 flush_reply(void *arg, int err)
 {
-	fuse_req_t req = arg;
-
-	if (!err)
-		err = sync_logged(fops_req_cm(req));
-	fuse_reply_err(req, err == -ESTALE ? EIO : -err);
+	fuse_reply_err(arg, err == -ESTALE ? EIO : -err);
 }
 
 /* Valid replies: fuse_reply_err. close(2) waits for this, so a store
@@ -1305,7 +1280,7 @@ op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	(void)fi;
 	if (ino_fid(cm->ino, ino, &fid) < 0 ||
 	    !(fr = fsync_waits(cm, req, &fid))) {
-		fuse_reply_err(req, -sync_logged(cm));
+		fuse_reply_err(req, 0);
 		return;
 	}
 	fsync_flushed(fr, 0);

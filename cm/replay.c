@@ -114,18 +114,6 @@ replay_disconnect(struct replay *rp, bool manual, const char *why)
 		conn_disconnect(rp->d.conn, manual, why);
 }
 
-/* Make the log's unsynced commits durable; a failure is logged (the
- * log then refuses every change, which its callers report). */
-static void
-sync_log(struct replay *rp)
-{
-	int rc = rlog_sync(rp->d.rlog);
-
-	if (rc)
-		log_err(LOG_OFF, "cannot sync the replay log: %s",
-			strerror(-rc));
-}
-
 void
 replay_went_offline(struct replay *rp, bool manual, const char *why)
 {
@@ -133,10 +121,6 @@ replay_went_offline(struct replay *rp, bool manual, const char *why)
 	(void)why;
 	if (!rp)
 		return;
-	/* Writeback records appended unsynced while connected: durable
-	 * now, as disconnected operation's are. */
-	if (rp->d.rlog)
-		sync_log(rp);
 	if (!rp->stopped) {
 		rp->running = false;
 		rp->draining = false;
@@ -244,22 +228,7 @@ oreq_run(struct cm_loop *loop, struct cm_job *job)
 	if (rc == -EIO && !cm_stopping(loop) && oreq_fetch(rp, q))
 		return; /* back here once it is fetched */
 	if (rc == 0) {
-		/* Writeback and connected: a metadata op's record is not
-		 * synced when it is appended (it survives the death of
-		 * cairnd, not yet a power cut). The next synced commit
-		 * makes it durable with everything before it: a store at
-		 * close, a close with nothing to store (op_flush()), the
-		 * drain's clock within a tick (tick_cb()), a disconnect.
-		 * Invariant 2 asks for durability at close and fsync only,
-		 * as a local file system gives it; this was one fdatasync
-		 * an op on the loop thread (a create, a mkdir, an rm).
-		 * Disconnected, every op is synced as it is logged. */
-		unsigned af = 0;
-
-		if (rp->d.conn && conn_writeback(rp->d.conn) &&
-		    conn_mode(rp->d.conn) == CM_CONNECTED)
-			af = RLOG_A_NOSYNC;
-		rc = rlog_append_ex(rp->d.rlog, &q->op, af, &eff);
+		rc = rlog_append_ex(rp->d.rlog, &q->op, 0, &eff);
 		if (rc == 0)
 			conflict_note_path(rp->d.wb, eff.seq, &q->op);
 		if (rc == 0) {
@@ -1948,12 +1917,6 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (rp->stopped || cm_stopping(rp->d.loop))
 		return;
-	/* What oreq_run() appended without a sync is durable within a tick
-	 * (at most 250 ms): one fdatasync for all of it, none when nothing
-	 * is unsynced. Only while changes are logged: the op log's own
-	 * records (sync mode) need none. */
-	if (conn_logs_changes(rp->d.conn))
-		sync_log(rp);
 	memset(&st, 0, sizeof(st));
 	/* Waiters for records the op log sends (sync mode: a connected op,
 	 * a held late create) hear it here once those are answered. */
