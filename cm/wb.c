@@ -44,6 +44,7 @@
 #include "cm/wb_i.h"
 #include "cm/wb_rec.h"
 #include "common/log.h"
+#include "common/tdbj.h"
 #include "common/tdbw.h"
 #include "common/util.h"
 
@@ -134,7 +135,7 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 	void *buf = NULL;
 	int rc = -ENOMEM;
 
-	if (!wb->tdb)
+	if (!wb->dj)
 		goto out;
 	r.flags = (ws->logged ? WB_REC_LOGGED : 0) |
 		  (ws->created ? WB_REC_CREATED : 0);
@@ -159,14 +160,15 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 	buf = wb_rec_encode(&r, &len);
 	if (!buf)
 		goto out;
-	rc = tdbw_txn_start(wb->tdb);
+	/* One record appended to dirty.tdb.jnl, not synced (wb_new()). */
+	rc = tdbj_txn_start(wb->dj);
 	if (rc == 0) {
-		rc = tdbw_store(wb->tdb, &ws->fid, sizeof(ws->fid), buf, len,
+		rc = tdbj_store(wb->dj, &ws->fid, sizeof(ws->fid), buf, len,
 				TDB_REPLACE);
 		if (rc == 0)
-			rc = tdbw_txn_commit(wb->tdb);
+			rc = tdbj_txn_commit(wb->dj, TDBJ_C_NOSYNC);
 		else
-			tdbw_txn_cancel(wb->tdb);
+			tdbj_txn_cancel(wb->dj);
 	}
 	if (rc == 0) {
 		ws->saved = true;
@@ -186,16 +188,16 @@ wb_forget_locked(struct wb *wb, struct wstate *ws)
 {
 	int rc;
 
-	if (!ws->saved || !wb->tdb)
+	if (!ws->saved || !wb->dj)
 		return;
-	rc = tdbw_txn_start(wb->tdb);
+	rc = tdbj_txn_start(wb->dj);
 	if (rc == 0) {
 		/* Not there is as good as dropped. */
-		rc = tdbw_delete(wb->tdb, &ws->fid, sizeof(ws->fid));
+		rc = tdbj_delete(wb->dj, &ws->fid, sizeof(ws->fid));
 		if (rc == 0 || rc == -ENOENT)
-			rc = tdbw_txn_commit(wb->tdb);
+			rc = tdbj_txn_commit(wb->dj, TDBJ_C_NOSYNC);
 		else
-			tdbw_txn_cancel(wb->tdb);
+			tdbj_txn_cancel(wb->dj);
 	}
 	if (rc != 0)
 		log_warn(LOG_WB, "cannot drop a write state from dirty.tdb: %s",
@@ -1830,14 +1832,13 @@ wb_resume(struct wb *wb)
 /* --- setup --- */
 
 static int
-load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
+load_cb(TDB_DATA k, TDB_DATA v, void *arg)
 {
 	struct wb *wb = arg;
 	struct wb_rec r;
 	struct wstate *ws;
 	int rc;
 
-	(void)tdb;
 	rc = k.dsize == sizeof(struct fid) ? wb_rec_decode(v.dptr, v.dsize, &r)
 					    : -EUCLEAN;
 	if (rc == 0 || rc == 1) {
@@ -1950,7 +1951,9 @@ struct wb *
 wb_new(const struct wb_deps *deps)
 {
 	struct wb *wb = calloc(1, sizeof(*wb));
+	struct tdb_context *tdb;
 	char path[4096];
+	int rc;
 
 	if (!wb)
 		return NULL;
@@ -1959,19 +1962,34 @@ wb_new(const struct wb_deps *deps)
 	pthread_cond_init(&wb->cond, NULL);
 	snprintf(path, sizeof(path), "%s/dirty.tdb", wb->d.cache_dir);
 	errno = 0;
-	wb->tdb = tdb_open(path, 0, TDB_NOSYNC | TDB_NOLOCK, O_RDWR | O_CREAT,
-			   0600);
-	if (!wb->tdb) {
-		int rc = tdbw_open_errno(errno);
-
-		log_err(LOG_WB, "cannot open '%s': %s", path, strerror(-rc));
-		pthread_mutex_destroy(&wb->lock);
-		pthread_cond_destroy(&wb->cond);
-		free(wb);
-		errno = -rc;
-		return NULL;
+	tdb = tdb_open(path, 0, TDB_NOLOCK, O_RDWR | O_CREAT, 0600);
+	if (!tdb) {
+		rc = tdbw_open_errno(errno);
+		goto fail;
 	}
-	tdb_traverse(wb->tdb, load_cb, wb);
+	/* A save is one record appended to dirty.tdb.jnl, not a tdb
+	 * transaction (which remapped the whole file each time: 4-6 a
+	 * written file). Its commit is not synced (TDBJ_C_NOSYNC), as
+	 * dirty.tdb's never was: a write state must survive the death of
+	 * cairnd, whose writes the page cache keeps; what close(2) promises
+	 * beyond that is in the replay log (doc/cache-format.md). What the
+	 * journal does sync is its own bookkeeping, so that a power cut
+	 * leaves a state it can open: a checkpoint (every MiB of journal,
+	 * and at close) is a synced tdb transaction before the journal is
+	 * reset, and a record claims only what was really synced before it
+	 * (unsynced records lost to a power cut are a cut tail, not
+	 * damage). */
+	snprintf(path, sizeof(path), "%s/dirty.tdb.jnl", wb->d.cache_dir);
+	wb->dj = tdbj_open(tdb, path, 0, WB_JOURNAL_MAX, &rc);
+	if (!wb->dj) {
+		tdb_close(tdb);
+		goto fail;
+	}
+	rc = tdbj_traverse_read(wb->dj, load_cb, wb);
+	if (rc < 0) {
+		snprintf(path, sizeof(path), "%s/dirty.tdb", wb->d.cache_dir);
+		goto fail;
+	}
 	if (wb->nold)
 		rewrite_old(wb);
 	sizes_from_chunks(wb);
@@ -1979,6 +1997,17 @@ wb_new(const struct wb_deps *deps)
 		log_info(LOG_WB, "%llu files have local changes to store",
 			 (unsigned long long)wb->ndirty);
 	return wb;
+fail:
+	log_err(LOG_WB, "cannot open '%s': %s", path, strerror(-rc));
+	tdbj_close(wb->dj);
+	for (size_t b = 0; b < WB_BUCKETS; b++)
+		while (!SLIST_EMPTY(&wb->tab[b]))
+			wb_unlink_free_locked(wb, SLIST_FIRST(&wb->tab[b]));
+	pthread_mutex_destroy(&wb->lock);
+	pthread_cond_destroy(&wb->cond);
+	free(wb);
+	errno = -rc;
+	return NULL;
 }
 
 void
@@ -1997,8 +2026,7 @@ wb_free(struct wb *wb)
 		while (!SLIST_EMPTY(&wb->tab[b]))
 			wb_unlink_free_locked(wb, SLIST_FIRST(&wb->tab[b]));
 	}
-	if (wb->tdb)
-		tdb_close(wb->tdb);
+	tdbj_close(wb->dj);
 	fidmap_clear(&wb->based);
 	pthread_mutex_destroy(&wb->lock);
 	pthread_cond_destroy(&wb->cond);

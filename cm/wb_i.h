@@ -24,6 +24,8 @@
 /* A file written without a close is checkpointed at least this often
  * (ms, at its next write): the most a kill -9 loses of its writes. */
 #define WB_CKPT_MS	  1000
+/* dirty.tdb.jnl is checkpointed into dirty.tdb past this many bytes */
+#define WB_JOURNAL_MAX (1u << 20)
 #define WB_STAGE_PARALLEL 8
 
 /* Who waits for the store of a write state (wb_flush() callers), in the
@@ -98,7 +100,7 @@ struct wb {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	SLIST_HEAD(wstate_list, wstate) tab[WB_BUCKETS];
-	struct tdb_context *tdb;
+	struct tdbj *dj; /* dirty.tdb and its journal; under lock */
 	uint64_t ndirty;
 	unsigned nold; /* version-1 records found at load */
 	/* conflict.c, loop thread: FIDs whose base is in replay-base */

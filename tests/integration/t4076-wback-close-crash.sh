@@ -59,13 +59,16 @@ PY
 	t_track_pid "$wpid"
 	wait_for 20 test -e "$T_DIR/ready" || { t_ok 1 "$name: the writer got to its setattrs"; t_done; }
 	t_is "$(kinds)" "$([ "$name" = new ] && echo "create=1 " || echo "")" "$name: open, written, chmod'ed: nothing logged (but a new file's create)"
+	# dirty.tdb and its journal are one state: copied and put back together
 	cp "$CA/dirty.tdb" "$T_DIR/dirty.copy" || exit 1
+	cp "$CA/dirty.tdb.jnl" "$T_DIR/dirty.jnl.copy" || exit 1
 	touch "$T_DIR/go"
 	wait_for 20 test -e "$T_DIR/ready.closed" || { t_ok 1 "$name: the writer closed"; t_done; }
 	wait "$wpid" 2>/dev/null
 	t_ok "$(kinds | grep -q 'setattr=1 store=1 ' && echo 0 || echo 1)" "$name: the close logged the store and the setattr ($(kinds))"
 	cairnd_kill9 "$A"
 	cp "$T_DIR/dirty.copy" "$CA/dirty.tdb" || exit 1
+	cp "$T_DIR/dirty.jnl.copy" "$CA/dirty.tdb.jnl" || exit 1
 	rm -f "$T_DIR/ready.closed"
 	mnt || exit 1
 	t_is "$(stat -c '%a %s %Y' "$A/d/$name" 2>&1)" "640 $((500 * 8)) $((1400000000 + round))" "$name: after the restart the mount shows bytes, mode and mtime"

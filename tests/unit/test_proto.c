@@ -2820,6 +2820,59 @@ test_inline(void)
 	s = proto_op_encode(&op, &len);
 	ok(!s && errno == EINVAL, "empty inline data not encoded");
 	free(s);
+	/* The bytes are spliced into the text as the last key, not built
+	 * through jansson: the text is still what jansson's compact dump
+	 * gave, for every padding of the base64, alone and in a batch. */
+	memcpy(op.opid, "0123456789abcdef", 16);
+	op.size = 5;
+	op.chunk_size = 65536;
+	op.data = hello;
+	op.dlen = 5;
+	s = proto_op_encode(&op, &len);
+	is_str(s ? s : "", "{\"op\":\"store\",\"opid\":\"30313233343536373839616263646566\",\"fid\":\"" F2
+	       "\",\"base_dv\":0,\"txid\":\"747869642d30313233343536373839"
+	       "61\",\"chunk_size\":65536,\"size\":5,\"chunks\":[0],"
+	       "\"data\":\"aGVsbG8=\"}",
+	       "inline store: the text jansson gave");
+	ok(s && len == strlen(s), "inline store: its length");
+	free(s);
+	{
+		struct proto_op bops[3];
+		struct proto_batch bb;
+		char *txt[3], *want, *got;
+		size_t wl = 0, gl = 0;
+		int same = 1;
+
+		for (int k = 0; k < 3; k++) {
+			bops[k] = op;
+			bops[k].dlen = (size_t)k + 1; /* "==", "=", no padding */
+			bops[k].size = (uint64_t)k + 1;
+			txt[k] = proto_op_encode(&bops[k], NULL);
+			same = same && txt[k];
+		}
+		want = same ? malloc(strlen(txt[0]) + strlen(txt[1]) +
+				     strlen(txt[2]) + 64)
+			    : NULL;
+		if (want)
+			wl = (size_t)sprintf(want, "{\"ops\":[%s,%s,%s],"
+					     "\"stop_on_error\":true}",
+					     txt[0], txt[1], txt[2]);
+		got = proto_batch_encode(bops, 3, true, &gl);
+		ok(want && got && gl == wl && !strcmp(got, want),
+		   "batch of inline stores: the ops' texts in order");
+		is_int(got ? proto_batch_decode(got, gl, &bb) : -1, 0,
+		       "batch of inline stores decodes");
+		for (int k = 0; got && k < 3; k++)
+			ok(bb.n == 3 && bb.ops[k].dlen == (size_t)k + 1 &&
+				   !memcmp(bb.ops[k].data, "hel", (size_t)k + 1),
+			   "batch of inline stores: %d bytes back", k + 1);
+		if (got)
+			proto_batch_release(&bb);
+		for (int k = 0; k < 3; k++)
+			free(txt[k]);
+		free(want);
+		free(got);
+	}
 
 #define STORE_JSON(chunks, cs, data)                                           \
 	"{\"op\":\"store\",\"opid\":\"" OPID "\",\"fid\":\"" F2             \

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# bench-untar-ab.sh - the untar row of bench-write-sync.sh (issue #14),
+# this tree's cairnd (B) against BENCH_UNTAR_BASE's (A: a build tree,
+# default /work/main/build), alternated run by run on one cairn-vold (this
+# tree's) so that both see the same load. Each run untars the same
+# BENCH_WRITE_FILES (2,000) files of 1-64 KiB in 20 directories onto a
+# fresh volume and mount of each, and reports per cairnd: the untar's wall
+# time, local tar's in the same run, cairnd's CPU (user + system,
+# /proc/PID/stat) per file until tar exits and until the server has every
+# file, and its fdatasync + fsync calls per file (syscall counts from
+# /proc/PID/task/*/syscall are not available, so BENCH_STRACE=1 runs the
+# untar of each under strace -f -c, which slows both: compare counts, not
+# times, then). BENCH_UNTAR_MODE (writeback) is the write mode;
+# BENCH_RUNS (3) runs. BENCH_PERF=FILE records `perf record -g` of B's
+# cairnd during its untars into FILE. Not run by `make bench` (it needs a
+# second build).
+set -u
+. "$top_srcdir/tests/integration/lib.sh"
+t_need_fuse
+t_timeout 3600
+BASE=${BENCH_UNTAR_BASE:-/work/main/build}
+NFILES=${BENCH_WRITE_FILES:-2000}
+RUNS=${BENCH_RUNS:-3}
+MODE=${BENCH_UNTAR_MODE:-writeback}
+STRACE=${BENCH_STRACE:-0}
+PERF=${BENCH_PERF:-}
+[ -x "$BASE/cm/cairnd" ] || { echo "bench-untar-ab: no cairnd in $BASE, skipping"; exit 0; }
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000 / hz }' "/proc/$1/stat" 2>/dev/null; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+python3 - "$T_DIR/small" "$NFILES" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, "d%02d" % (i // 100))
+    os.makedirs(d, exist_ok=True)
+    size = 1024 + (i * 7919) % (63 * 1024 + 1)
+    line = ("small file %d\n" % i).encode()
+    with open(os.path.join(d, "f%05d.txt" % i), "wb") as f:
+        f.write((line * (size // len(line) + 1))[:size])
+PY
+tar -C "$T_DIR/small" -cf "$T_DIR/small.tar" . || exit 99
+want_files=$(($(find "$T_DIR/small" | wc -l) + 1))
+want_bytes=$(find "$T_DIR/small" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
+on_server() { # VOL
+	vos examine "$1" --json 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+sys.exit(0 if d["files"] >= int(sys.argv[1]) and d["bytes"] >= int(sys.argv[2]) else 1)' \
+		"$want_files" "$want_bytes"
+}
+
+vold_start --stage-max 2G || exit 99
+vos init >/dev/null 2>&1
+loc=$T_DIR/local
+mkdir -p "$loc"
+declare -A wall cpu dcpu syncs
+failed=0
+echo "# A = $BASE, B = $top_builddir; $NFILES files, $MODE, $RUNS runs (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '# %-3s %-4s %8s %8s %7s %10s %10s %8s\n' run side "untar s" "local s" ratio "cpu ms/f" "drain ms/f" "syncs/f"
+untar_one() { # SIDE BUILD RUN
+	local side=$1 build=$2 run=$3 vol mnt pid c0 c1 c2 t0 t1 lt0 lt1 sp="" pp="" s=-
+	vol=$side$run
+	mnt=$T_DIR/mnt-$side$run
+	vos create "$vol" >/dev/null 2>&1 || exit 99
+	make_token "$vol" rw "$T_DIR/tok-$vol"
+	CAIRND=$build/cm/cairnd cairnd_mount "$mnt" "$T_DIR/cache-$vol" "$vol" "$T_DIR/tok-$vol" \
+		--cache-size 4G --write-mode "$MODE" || exit 1
+	mkdir -p "$mnt/untar"
+	pid=$(cairnd_pid "$mnt")
+	rm -rf "$loc/untar" && mkdir -p "$loc/untar" && sync
+	lt0=$(now); tar -C "$loc/untar" -xf "$T_DIR/small.tar"; lt1=$(now)
+	if [ "$STRACE" = 1 ]; then
+		strace -f -c -p "$pid" -o "$T_DIR/strace-$vol" 2>/dev/null &
+		sp=$!
+		sleep 1
+	fi
+	if [ -n "$PERF" ] && [ "$side" = B ]; then
+		perf record -g -p "$pid" -o "$T_DIR/perf-$vol.data" >/dev/null 2>&1 &
+		pp=$!
+		sleep 1
+	fi
+	c0=$(cpu_ms "$pid")
+	t0=$(now)
+	tar -C "$mnt/untar" -xf "$T_DIR/small.tar" 2>"$T_DIR/untar.err" ||
+		{ echo "# $side: untar failed: $(head -n 2 "$T_DIR/untar.err")"; failed=1; }
+	t1=$(now)
+	c1=$(cpu_ms "$pid")
+	for _ in $(seq 1 1200); do on_server "$vol" && break; sleep 0.1; done
+	on_server "$vol" || { echo "# $side: not on the server 120 s after tar"; failed=1; }
+	c2=$(cpu_ms "$pid")
+	if [ -n "$pp" ]; then
+		kill -INT "$pp"; wait "$pp" 2>/dev/null
+		cp "$T_DIR/perf-$vol.data" "$PERF.$run"
+	fi
+	if [ -n "$sp" ]; then
+		kill -INT "$sp"; wait "$sp" 2>/dev/null
+		s=$(awk -v n="$NFILES" '$NF == "fdatasync" || $NF == "fsync" { c += $4 } END { printf "%.2f", c / n }' "$T_DIR/strace-$vol")
+		[ -n "${BENCH_STRACE_KEEP:-}" ] && cp "$T_DIR/strace-$vol" "$BENCH_STRACE_KEEP-$vol"
+	fi
+	wall[$side]+=" $(secs "$t0" "$t1")"
+	cpu[$side]+=" $(awk -v a="$c0" -v b="$c1" -v n="$NFILES" 'BEGIN { printf "%.3f", (b - a) / n }')"
+	dcpu[$side]+=" $(awk -v a="$c0" -v b="$c2" -v n="$NFILES" 'BEGIN { printf "%.3f", (b - a) / n }')"
+	syncs[$side]+=" $s"
+	printf '# %-3s %-4s %8s %8s %7s %10s %10s %8s\n' "$run" "$side" "$(secs "$t0" "$t1")" "$(secs "$lt0" "$lt1")" \
+		"$(awk -v a="$(secs "$t0" "$t1")" -v b="$(secs "$lt0" "$lt1")" 'BEGIN { printf "%.1fx", a / b }')" \
+		"$(awk -v a="$c0" -v b="$c1" -v n="$NFILES" 'BEGIN { printf "%.3f", (b - a) / n }')" \
+		"$(awk -v a="$c0" -v b="$c2" -v n="$NFILES" 'BEGIN { printf "%.3f", (b - a) / n }')" "$s"
+	CAIRND=$build/cm/cairnd cairnd_umount "$mnt"
+	rm -rf "$T_DIR/cache-$vol"
+	vos remove "$vol" >/dev/null 2>&1
+}
+for run in $(seq 1 "$RUNS"); do
+	if [ $((run % 2)) = 1 ]; then
+		untar_one A "$BASE" "$run"; untar_one B "$top_builddir" "$run"
+	else
+		untar_one B "$top_builddir" "$run"; untar_one A "$BASE" "$run"
+	fi
+done
+for side in A B; do
+	# shellcheck disable=SC2086
+	echo "$side: untar median $(median ${wall[$side]}) s, cairnd CPU $(median ${cpu[$side]}) ms a file until tar exits, $(median ${dcpu[$side]}) until on the server"
+done
+echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+T_PASS=1
+[ "$failed" = 0 ] || { T_FAIL=1; exit 1; }
+exit 0
