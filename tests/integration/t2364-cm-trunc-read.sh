@@ -129,11 +129,20 @@ run() {
 	awk '{ r += $1; b += $2 } END { print r + 0, b + 0 }' "$T_DIR/r1.$name" "$T_DIR/r2.$name"
 }
 
-# The local file system first (the directory of the test's work)
+# Local file systems first: the directory of the test's work (ext4
+# here), and tmpfs when /dev/shm is one
 mkdir -p "$T_DIR/local"
 set -- $(run "$T_DIR/local" local | tee /dev/stderr | tail -n 1)
-t_ok "$([ "${1:-0}" -gt 0 ] && echo 0 || echo 1)" "local: the readers read ($1 reads)"
+t_ok "$([ "${1:-0}" -gt 0 ] && echo 0 || echo 1)" "local ($(stat -f -c %T "$T_DIR")): the readers read ($1 reads)"
 t_is "${2:-x}" 0 "local: no read of a NUL byte or a foreign line"
+if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] &&
+	SHM=$(mktemp -d /dev/shm/t2364.XXXXXX); then
+	set -- $(run "$SHM" tmpfs | tee /dev/stderr | tail -n 1)
+	rm -rf "$SHM"
+	t_is "${2:-x}" 0 "tmpfs: no read of a NUL byte or a foreign line ($1 reads)"
+else
+	t_ok 0 "# SKIP no tmpfs at /dev/shm"
+fi
 
 vold_start || exit 99
 vos init >/dev/null 2>&1
