@@ -1362,8 +1362,8 @@ read_moved(struct wb *wb, const struct fid *fid, struct wstate *s)
 
 /* One pass of wb_read() from the copy @s. */
 static ssize_t
-read_pass(struct wb *wb, const struct fid *fid, struct wstate *s,
-	  uint64_t off, void *buf, size_t len, uint64_t *need)
+read_pass(struct wb *wb, const struct fid *fid, struct wstate *s, uint64_t off,
+	  void *buf, size_t len, uint64_t *need)
 {
 	uint32_t csz = wb->d.chunk_size;
 	size_t done = 0;

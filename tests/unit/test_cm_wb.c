@@ -449,14 +449,14 @@ out:
 /* --- reads while a truncate cuts (t2364) --- */
 
 #define TR_VOL 8u
-#define TR_CS 65536u
+#define TR_CS  65536u
 #define TR_LEN (3 * TR_CS)
 
 static struct wb *tr_wb;
 static uint8_t tr_data[TR_LEN], tr_buf[TR_LEN];
-static ssize_t tr_n;	   /* what the read in a hook returned */
-static uint64_t tr_size;   /* the size a getattr showed in the cut hook */
-static uint64_t tr_to;	   /* the truncate the read hook runs */
+static ssize_t tr_n;	 /* what the read in a hook returned */
+static uint64_t tr_size; /* the size a getattr showed in the cut hook */
+static uint64_t tr_to;	 /* the truncate the read hook runs */
 static int tr_rc;
 
 static void
@@ -569,8 +569,9 @@ test_trunc_race(void)
 	wb_cut_hook = tr_cut;
 	is_int(wb_truncate(tr_wb, &f, 0, &need, NULL), 0, "truncate to 0");
 	wb_cut_hook = NULL;
-	is_int((int)tr_n, 0, "a read while the chunks are cut: the empty file, "
-			     "no zeros of the old size");
+	is_int((int)tr_n, 0,
+	       "a read while the chunks are cut: the empty file, "
+	       "no zeros of the old size");
 	is_int((int)tr_size, 0, "a getattr then: size 0");
 
 	/* 2: rewritten, cut in its second chunk. */
@@ -582,8 +583,7 @@ test_trunc_race(void)
 	       "truncate to 70000");
 	wb_cut_hook = NULL;
 	ok(tr_n == 70000 && tr_same(tr_n),
-	   "a read while the chunks are cut: the 70000 bytes kept (%zd)",
-	   tr_n);
+	   "a read while the chunks are cut: the 70000 bytes kept (%zd)", tr_n);
 	is_int((int)tr_size, 70000, "a getattr then: size 70000");
 
 	/* 3: a read whose copy of the state predates the whole truncate. */
@@ -595,7 +595,8 @@ test_trunc_race(void)
 	n = wb_read(tr_wb, &f, 0, tr_buf, TR_LEN, &need);
 	wb_read_hook = NULL;
 	is_int(tr_rc, 0, "a truncate to 0 during a read");
-	is_int((int)n, 0, "the read: the empty file, not %d zeros", (int)TR_LEN);
+	is_int((int)n, 0, "the read: the empty file, not %d zeros",
+	       (int)TR_LEN);
 	ok(atomic_load(&st.wb_read_retries) >= 1, "it read again (%lu)",
 	   (unsigned long)atomic_load(&st.wb_read_retries));
 
@@ -606,8 +607,10 @@ test_trunc_race(void)
 	wb_read_hook = tr_read;
 	n = wb_read(tr_wb, &f, 0, tr_buf, TR_LEN, &need);
 	wb_read_hook = NULL;
-	ok(n == 100000 && tr_same(n), "a read across a truncate to 100000: "
-				      "its bytes (%zd)", n);
+	ok(n == 100000 && tr_same(n),
+	   "a read across a truncate to 100000: "
+	   "its bytes (%zd)",
+	   n);
 	n = wb_read(tr_wb, &f, 0, tr_buf, TR_LEN, &need);
 	ok(n == 100000 && tr_same(n), "and after it");
 	wb_release_write(tr_wb, &f);
