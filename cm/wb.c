@@ -508,10 +508,7 @@ wb_overlay(struct wb *wb, struct proto_attr *a)
 	if (ws && ws->conflicted) {
 		/* the server's attributes stand */
 	} else if (ws && !ws->gone) {
-		/* A file being cut is as short as the cut already: the
-		 * bytes past it may be gone (wstate.ncut). */
-		a->size = ws->ncut && ws->cut_to < ws->size ? ws->cut_to
-							    : ws->size;
+		a->size = ws->size;
 		if (ws->dirty) {
 			a->mtime_ns = ws->mtime_ns;
 			a->ctime_ns = ws->ctime_ns;
