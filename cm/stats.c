@@ -102,6 +102,7 @@ cm_stats_format_counters(const struct cm_stats *st, char *buf, size_t len,
 	P("stores %llu\n", LD(stores));
 	P("writebacks %llu\n", LD(writebacks));
 	P("checkpoints %llu\n", LD(wb_checkpoints));
+	P("read_retries %llu\n", LD(wb_read_retries));
 	P("conflicts %llu\n", LD(conflicts));
 	P("replay_batches %llu\n", LD(replay_batches));
 	P("replay_batch_ops %llu\n", LD(replay_batch_ops));

@@ -76,6 +76,7 @@ struct cm_stats {
 	atomic_uint_fast64_t stores;	    /* data stores the server took */
 	atomic_uint_fast64_t writebacks;    /* stores started by dirty-limit */
 	atomic_uint_fast64_t wb_checkpoints; /* files checkpointed */
+	atomic_uint_fast64_t wb_read_retries; /* reads redone: a truncate */
 	atomic_uint_fast64_t conflicts;	    /* conflict copies saved */
 	/* Chunk fetches from the first request to stored, microseconds;
 	 * set up by cm_init() (fetch.c observes, ctl_metrics.c shows). */

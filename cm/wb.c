@@ -124,6 +124,8 @@ gen_bump_locked(struct wstate *ws, uint64_t c0, uint64_t c1)
 }
 
 void (*wb_saved_hook)(void);
+void (*wb_cut_hook)(const struct fid *fid);
+void (*wb_read_hook)(const struct fid *fid);
 
 /* Persist @ws (lock held). A failure is logged: the data itself is safe
  * in the chunk store; only the size would be guessed after a crash. */
@@ -1206,6 +1208,39 @@ trunc_cb(const struct cs_info *i, void *arg)
 	return 0;
 }
 
+/* A truncate to @size is about to cut chunks of @fid (writing held):
+ * readers take the file as that short from now on (wstate.ncut). Ended
+ * by end_io() with set_size, once the new size is set. */
+static void
+cut_begin(struct wb *wb, const struct fid *fid, uint64_t size)
+{
+	struct wstate *ws;
+
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
+	if (ws) {
+		if (!ws->ncut++ || size < ws->cut_to)
+			ws->cut_to = size;
+		ws->tgen++;
+	}
+	pthread_mutex_unlock(&wb->lock);
+}
+
+/* The end of cut_begin()'s truncate, after end_io() set the size. */
+static void
+cut_end(struct wb *wb, const struct fid *fid)
+{
+	struct wstate *ws;
+
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
+	if (ws && ws->ncut) {
+		ws->ncut--;
+		ws->tgen++;
+	}
+	pthread_mutex_unlock(&wb->lock);
+}
+
 int
 wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need,
 	    const struct wb_kill *kill)
@@ -1214,11 +1249,16 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need,
 	struct trunc_ctx t = {wb, size, 0};
 	struct wstate s;
 	uint64_t zf = UINT64_MAX;
+	bool cut = false;
 	int rc;
 
 	rc = begin_io(wb, fid, &s, kill);
 	if (rc < 0)
 		return rc;
+	if (size < s.size) {
+		cut = true;
+		cut_begin(wb, fid, size);
+	}
 	if (size < s.size) {
 		uint64_t c = size / csz;
 		uint32_t in = (uint32_t)(size % csz);
@@ -1247,7 +1287,11 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need,
 		if (size < s.zero_from)
 			zf = size;
 	}
+	if (cut && wb_cut_hook)
+		wb_cut_hook(fid);
 	rc = end_io(wb, fid, rc, size, true, zf);
+	if (cut)
+		cut_end(wb, fid);
 	{
 		struct wstate *ws;
 
@@ -1272,6 +1316,29 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need,
  * @s if the state moved, 0 if it did not (the miss is real), -ENOENT if
  * the write state is gone (read the normal way).
  */
+/* Lock held: the copy of @ws a reader works from. A state being cut
+ * (wstate.ncut) reads as cut already: the bytes the cut takes may be
+ * gone from its chunks before the new size is set. */
+static void
+read_snap_locked(const struct wstate *ws, struct wstate *s)
+{
+	*s = *ws;
+	if (s->ncut) {
+		if (s->size > s->cut_to)
+			s->size = s->cut_to;
+		if (s->zero_from > s->cut_to)
+			s->zero_from = s->cut_to;
+	}
+}
+
+/*
+ * A chunk of @fid was not where the copy @s of its write state said (its
+ * tag is not the base DV, or it went between the lookup and the read):
+ * a store's reply may have moved chunks and state to a new DV meanwhile
+ * (wb_stored() does both under wb->lock), or a truncate cut it. @return 1
+ * and a fresh copy in @s if the state moved, 0 if it did not (the miss is
+ * real), -ENOENT if the write state is gone (read the normal way).
+ */
 static int
 read_moved(struct wb *wb, const struct fid *fid, struct wstate *s)
 {
@@ -1283,37 +1350,29 @@ read_moved(struct wb *wb, const struct fid *fid, struct wstate *s)
 	if (!ws || ws->conflicted)
 		rc = -ENOENT;
 	else if (ws->base_dv != s->base_dv || ws->zero_from != s->zero_from ||
-		 ws->size != s->size) {
-		*s = *ws;
+		 ws->size != s->size || ws->tgen != s->tgen ||
+		 ws->id != s->id) {
+		read_snap_locked(ws, s);
 		rc = 1;
 	}
 	pthread_mutex_unlock(&wb->lock);
 	return rc;
 }
 
-ssize_t
-wb_read(struct wb *wb, const struct fid *fid, uint64_t off, void *buf,
-	size_t len, uint64_t *need)
+/* One pass of wb_read() from the copy @s. */
+static ssize_t
+read_pass(struct wb *wb, const struct fid *fid, struct wstate *s, uint64_t off,
+	  void *buf, size_t len, uint64_t *need)
 {
 	uint32_t csz = wb->d.chunk_size;
-	struct wstate *ws, s;
 	size_t done = 0;
 	unsigned moves = 0;
 	int rc;
 
-	if (!wb)
-		return -ENOENT;
-	pthread_mutex_lock(&wb->lock);
-	ws = wb_find_locked(wb, fid);
-	if (ws)
-		s = *ws;
-	pthread_mutex_unlock(&wb->lock);
-	if (!ws || s.conflicted)
-		return -ENOENT;
-	if (off >= s.size)
+	if (off >= s->size)
 		return 0;
-	if (len > s.size - off)
-		len = (size_t)(s.size - off);
+	if (len > s->size - off)
+		len = (size_t)(s->size - off);
 	while (done < len) {
 		uint64_t pos = off + done, c = pos / csz, cstart = c * csz;
 		uint32_t a = (uint32_t)(pos % csz);
@@ -1327,31 +1386,31 @@ wb_read(struct wb *wb, const struct fid *fid, uint64_t off, void *buf,
 
 		cm_chunk_key(&k, fid, c);
 		found = cs_lookup(wb->d.cs, &k, &info) == 0 &&
-			info.dv == s.base_dv;
+			info.dv == s->base_dv;
 		if (!found && moves < 8) {
 			/* Zeros (beyond zero_from) or a fetch (below) only if
 			 * the state did not move under us. */
-			rc = read_moved(wb, fid, &s);
+			rc = read_moved(wb, fid, s);
 			if (rc < 0)
 				return rc;
 			if (rc > 0) {
 				moves++;
-				if (pos >= s.size)
+				if (pos >= s->size)
 					break;
-				if (len - done > s.size - pos)
-					len = done + (size_t)(s.size - pos);
+				if (len - done > s->size - pos)
+					len = done + (size_t)(s->size - pos);
 				continue;
 			}
 		}
 		if (found) {
 			valid = info.len;
 			if (!(info.flags & CS_F_DIRTY)) {
-				if (cstart >= s.zero_from)
+				if (cstart >= s->zero_from)
 					valid = 0;
-				else if (cstart + valid > s.zero_from)
-					valid = s.zero_from - cstart;
+				else if (cstart + valid > s->zero_from)
+					valid = s->zero_from - cstart;
 			}
-		} else if (pos >= s.zero_from) {
+		} else if (pos >= s->zero_from) {
 			valid = 0;
 		} else {
 			*need = c;
@@ -1360,28 +1419,83 @@ wb_read(struct wb *wb, const struct fid *fid, uint64_t off, void *buf,
 		if (a < valid) {
 			size_t m = valid - a < n ? (size_t)(valid - a) : n;
 
-			got = cs_read(wb->d.cs, &k, s.base_dv, a, dst, m);
+			got = cs_read(wb->d.cs, &k, s->base_dv, a, dst, m);
 			if (got != (ssize_t)m) {
 				if (moves < 8 &&
-				    (rc = read_moved(wb, fid, &s)) != 0) {
+				    (rc = read_moved(wb, fid, s)) != 0) {
 					if (rc < 0)
 						return rc;
 					moves++;
-					if (pos >= s.size)
+					if (pos >= s->size)
 						break;
-					if (len - done > s.size - pos)
+					if (len - done > s->size - pos)
 						len = done +
-						      (size_t)(s.size - pos);
+						      (size_t)(s->size - pos);
 					continue;
 				}
 				*need = c;
 				return -EAGAIN; /* culled meanwhile */
 			}
 		}
+		/* Zeros: a hole (a write or a truncate past the end), or
+		 * bytes a truncate cut; the latter is found below. */
 		memset(dst + got, 0, n - (size_t)got);
 		done += n;
 	}
 	return (ssize_t)done;
+}
+
+/*
+ * Read through @fid's write state. A truncate may cut a chunk while the
+ * read runs with the size from before it, which reads the cut bytes as
+ * zeros: so a read during which a truncate began or ended (tgen moved)
+ * is done again, from the state as it is then (a local file system's
+ * reader sees the old bytes, the short file or the new bytes, never
+ * zeros that were not written).
+ */
+#define READ_PASSES 64
+
+ssize_t
+wb_read(struct wb *wb, const struct fid *fid, uint64_t off, void *buf,
+	size_t len, uint64_t *need)
+{
+	struct wstate *ws, s;
+	ssize_t n = -EIO;
+
+	if (!wb)
+		return -ENOENT;
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
+	if (ws)
+		read_snap_locked(ws, &s);
+	pthread_mutex_unlock(&wb->lock);
+	if (!ws || s.conflicted)
+		return -ENOENT;
+	if (wb_read_hook)
+		wb_read_hook(fid);
+	for (unsigned pass = 0; pass < READ_PASSES; pass++) {
+		int rc = 0;
+
+		n = read_pass(wb, fid, &s, off, buf, len, need);
+		if (n < 0)
+			return n;
+		/* The same state, and no truncate began or ended since the
+		 * copy the pass used: its bytes stand. */
+		pthread_mutex_lock(&wb->lock);
+		ws = wb_find_locked(wb, fid);
+		if (!ws || ws->conflicted)
+			rc = -ENOENT;
+		else if (ws->id == s.id && ws->tgen == s.tgen)
+			rc = 1;
+		else
+			read_snap_locked(ws, &s);
+		pthread_mutex_unlock(&wb->lock);
+		if (rc)
+			return rc < 0 ? rc : n;
+		CM_STAT_INC(wb->d.st, wb_read_retries);
+	}
+	log_warn(LOG_WB, "a read kept meeting truncates of its file");
+	return -EIO;
 }
 
 /* --- fetching for a write --- */

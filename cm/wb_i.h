@@ -90,6 +90,16 @@ struct wstate {
 	bool checkpointing;
 	uint64_t ck_size;
 	uint64_t ck_ms; /* when uncommitted was set (util_now_ms()) */
+	/* A truncate that shrinks the file cuts its chunks before it sets
+	 * the new size: ncut counts the truncates between their first cut
+	 * and the size set (end_io()), cut_to is the smallest size they
+	 * cut to, and tgen moves at each one's start and end. A reader
+	 * (wb_read()) takes a state being cut as cut to cut_to already,
+	 * and reads again when tgen moved during its read: else it read a
+	 * cut chunk under the old size, as zeros never written (doc/cm.md
+	 * "A reader during a rewrite"). */
+	unsigned ncut;
+	uint64_t tgen, cut_to;
 	uint64_t id; /* this write state among all (stage-ahead replies) */
 	uint64_t last_end; /* where the last write ended: a stream? */
 	struct flush_waiters waiters; /* loop thread */
@@ -184,6 +194,11 @@ int wb_checkpoint_locked(struct wb *wb, struct wstate *ws);
  * cs_fault_hook): called after each committed wb_save_locked(); it may
  * _exit() to "die" there. NULL (the default) costs a load and a branch. */
 extern void (*wb_saved_hook)(void);
+/* Tests only (test_cm_wb's truncate race): called by wb_truncate() once
+ * it has cut the chunks of @fid, before it sets the size; and by
+ * wb_read() between its copy of the write state and its first pass. */
+extern void (*wb_cut_hook)(const struct fid *fid);
+extern void (*wb_read_hook)(const struct fid *fid);
 /* wb.c: the name and directory @fid's write state knows it by (its last
  * create, open by name or rename), for conflict paths. @return 0 or
  * -ENOENT. */

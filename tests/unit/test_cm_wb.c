@@ -446,6 +446,176 @@ out:
 		diag("cannot remove '%s/race'", dir);
 }
 
+/* --- reads while a truncate cuts (t2364) --- */
+
+#define TR_VOL 8u
+#define TR_CS  65536u
+#define TR_LEN (3 * TR_CS)
+
+static struct wb *tr_wb;
+static uint8_t tr_data[TR_LEN], tr_buf[TR_LEN];
+static ssize_t tr_n;   /* what the read in a hook returned */
+static uint64_t tr_to; /* the truncate the read hook runs */
+static int tr_rc;
+
+static void
+tr_cut(const struct fid *fid)
+{
+	uint64_t need = 0;
+
+	tr_n = wb_read(tr_wb, fid, 0, tr_buf, TR_LEN, &need);
+}
+
+static void
+tr_read(const struct fid *fid)
+{
+	uint64_t need = 0;
+
+	wb_read_hook = NULL;
+	tr_rc = wb_truncate(tr_wb, fid, tr_to, &need, NULL);
+}
+
+/* No byte of [0, n) of tr_buf is other than tr_data's. */
+static bool
+tr_same(ssize_t n)
+{
+	return n >= 0 && !memcmp(tr_buf, tr_data, (size_t)n);
+}
+
+/*
+ * A truncate cuts a file's dirty chunks before it sets the size (t2364,
+ * session 10's "KNOWN" zeros of t2360): a read in between, or one whose
+ * copy of the write state predates the truncate, read the cut bytes as
+ * zeros of the old size. Now it reads the file as cut (the size it is
+ * cut to).
+ */
+static void
+test_trunc_race(void)
+{
+	struct cs_params p = {0};
+	struct fid root = mkfid(TR_VOL, 0x01), f = mkfid(TR_VOL, 0x20);
+	struct proto_attr a;
+	struct cm_stats st;
+	struct cm_loop loop;
+	struct mcache_hooks hooks = {0};
+	struct wb_deps d;
+	struct ino_table *ino;
+	struct mcache *mc;
+	struct cs_store *cs;
+	struct vc *vc;
+	char path[256], cmd[300];
+	uint64_t need = 0;
+	ssize_t n;
+	int err = 0;
+
+	for (size_t i = 0; i < TR_LEN; i++)
+		tr_data[i] = (uint8_t)(1 + i % 251);
+	snprintf(path, sizeof(path), "%s/trunc", dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/trunc/cs", dir);
+	p.chunk_size = TR_CS;
+	if (mkdir(path, 0700) < 0 || cs_create(path, &p) < 0) {
+		ok(0, "set up a chunk store");
+		return;
+	}
+	cs = cs_open(path, &p, &err);
+	snprintf(path, sizeof(path), "%s/trunc/meta.tdb", dir);
+	vc = cs ? vc_open(path, TR_VOL, cs_chunk_size(cs)) : NULL;
+	ino = ino_new(&root);
+	memset(&st, 0, sizeof(st));
+	cm_loop_init(&loop);
+	mc = vc && ino ? mcache_new(ino, vc, cs, &loop, &st, &hooks) : NULL;
+	memset(&d, 0, sizeof(d));
+	d.loop = &loop;
+	d.cs = cs;
+	d.mc = mc;
+	d.ino = ino;
+	d.st = &st;
+	d.root = root;
+	snprintf(path, sizeof(path), "%s/trunc", dir);
+	d.cache_dir = path;
+	d.volume = "trunc";
+	d.chunk_size = cs ? cs_chunk_size(cs) : 0;
+	d.timeout_ms = 1000;
+	d.dirty_limit = 1ull << 30;
+	d.cache_size = 64ull << 20;
+	tr_wb = mc ? wb_new(&d) : NULL;
+	if (!tr_wb) {
+		ok(0, "set up cs, vc, mcache and wb: %s",
+		   strerror(err ? -err : errno));
+		goto out;
+	}
+	memset(&a, 0, sizeof(a));
+	a.fid = f;
+	a.type = PROTO_T_FILE;
+	a.mode = 0644;
+	a.nlink = 1;
+	a.dv = CM_DV_LOCAL | 77;
+	vc_put_attr(vc, &a);
+	ok(wb_open_write(tr_wb, &a, &root, "f") == 0, "open a file to write");
+
+	/* 1: three dirty chunks (writeback: not stored yet), O_TRUNC. */
+	is_int((int)wb_write(tr_wb, &f, 0, tr_data, TR_LEN, &need, NULL),
+	       (int)TR_LEN, "write three chunks");
+	tr_n = -1;
+	wb_cut_hook = tr_cut;
+	is_int(wb_truncate(tr_wb, &f, 0, &need, NULL), 0, "truncate to 0");
+	wb_cut_hook = NULL;
+	is_int((int)tr_n, 0,
+	       "a read while the chunks are cut: the empty file, "
+	       "no zeros of the old size");
+
+	/* 2: rewritten, cut in its second chunk. */
+	is_int((int)wb_write(tr_wb, &f, 0, tr_data, TR_LEN, &need, NULL),
+	       (int)TR_LEN, "write them again");
+	tr_n = -1;
+	wb_cut_hook = tr_cut;
+	is_int(wb_truncate(tr_wb, &f, 70000, &need, NULL), 0,
+	       "truncate to 70000");
+	wb_cut_hook = NULL;
+	ok(tr_n == 70000 && tr_same(tr_n),
+	   "a read while the chunks are cut: the 70000 bytes kept (%zd)", tr_n);
+
+	/* 3: a read whose copy of the state predates the whole truncate. */
+	is_int((int)wb_write(tr_wb, &f, 0, tr_data, TR_LEN, &need, NULL),
+	       (int)TR_LEN, "write them again");
+	tr_to = 0;
+	tr_rc = -1;
+	wb_read_hook = tr_read;
+	n = wb_read(tr_wb, &f, 0, tr_buf, TR_LEN, &need);
+	wb_read_hook = NULL;
+	is_int(tr_rc, 0, "a truncate to 0 during a read");
+	is_int((int)n, 0, "the read: the empty file, not %d zeros",
+	       (int)TR_LEN);
+	ok(atomic_load(&st.wb_read_retries) >= 1, "it read again (%lu)",
+	   (unsigned long)atomic_load(&st.wb_read_retries));
+
+	/* 4: the same to 100000 bytes. */
+	is_int((int)wb_write(tr_wb, &f, 0, tr_data, TR_LEN, &need, NULL),
+	       (int)TR_LEN, "write them again");
+	tr_to = 100000;
+	wb_read_hook = tr_read;
+	n = wb_read(tr_wb, &f, 0, tr_buf, TR_LEN, &need);
+	wb_read_hook = NULL;
+	ok(n == 100000 && tr_same(n),
+	   "a read across a truncate to 100000: "
+	   "its bytes (%zd)",
+	   n);
+	n = wb_read(tr_wb, &f, 0, tr_buf, TR_LEN, &need);
+	ok(n == 100000 && tr_same(n), "and after it");
+	wb_release_write(tr_wb, &f);
+out:
+	wb_free(tr_wb);
+	tr_wb = NULL;
+	mcache_free(mc);
+	ino_free(ino);
+	vc_close(vc);
+	cs_close(cs);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s/trunc'", dir);
+	if (system(cmd) != 0)
+		diag("cannot remove '%s/trunc'", dir);
+}
+
 /* --- set-ID bits cleared with a write (FUSE_HANDLE_KILLPRIV_V2) --- */
 
 /* The dirty.tdb record of @fid under @cache_dir (0 if found). */
@@ -809,6 +979,7 @@ main(void)
 	test_old_format();
 	test_migration();
 	test_stored_race();
+	test_trunc_race();
 	test_kill();
 	test_kill_die();
 	rmdir(dir);
