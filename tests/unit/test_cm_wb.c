@@ -310,6 +310,83 @@ race_reader(void *arg)
 	return NULL;
 }
 
+/* A chunk store, metadata cache, inode table, mcache and wb of their own
+ * in DIR/NAME, for the race tests (test_stored_race, test_trunc_race). */
+struct wbenv {
+	struct cm_stats st;
+	struct cm_loop loop;
+	struct mcache_hooks hooks;
+	struct wb_deps d;
+	struct ino_table *ino;
+	struct mcache *mc;
+	struct cs_store *cs;
+	struct vc *vc;
+	struct wb *wb;
+	char path[256];
+};
+
+/* @return 0, or -1 with a failed check said (wbenv_close() all the same). */
+static int
+wbenv_open(struct wbenv *e, const char *name, uint32_t vol, uint32_t chunk_size)
+{
+	struct cs_params p = {0};
+	struct fid root = mkfid(vol, 0x01);
+	char path[300];
+	int err = 0;
+
+	memset(e, 0, sizeof(*e));
+	snprintf(e->path, sizeof(e->path), "%s/%s", dir, name);
+	mkdir(e->path, 0700);
+	snprintf(path, sizeof(path), "%s/cs", e->path);
+	p.chunk_size = chunk_size;
+	if (mkdir(path, 0700) < 0 || cs_create(path, &p) < 0) {
+		ok(0, "set up a chunk store");
+		return -1;
+	}
+	e->cs = cs_open(path, &p, &err);
+	snprintf(path, sizeof(path), "%s/meta.tdb", e->path);
+	e->vc = e->cs ? vc_open(path, vol, cs_chunk_size(e->cs)) : NULL;
+	e->ino = ino_new(&root);
+	cm_loop_init(&e->loop);
+	e->mc = e->vc && e->ino ? mcache_new(e->ino, e->vc, e->cs, &e->loop,
+					     &e->st, &e->hooks)
+				: NULL;
+	e->d.loop = &e->loop;
+	e->d.cs = e->cs;
+	e->d.mc = e->mc;
+	e->d.ino = e->ino;
+	e->d.st = &e->st;
+	e->d.root = root;
+	e->d.cache_dir = e->path;
+	e->d.volume = name;
+	e->d.chunk_size = e->cs ? cs_chunk_size(e->cs) : 0;
+	e->d.timeout_ms = 1000;
+	e->d.dirty_limit = 1ull << 30;
+	e->d.cache_size = 64ull << 20;
+	e->wb = e->mc ? wb_new(&e->d) : NULL;
+	if (!e->wb) {
+		ok(0, "set up cs, vc, mcache and wb: %s",
+		   strerror(err ? -err : errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+wbenv_close(struct wbenv *e)
+{
+	char cmd[300];
+
+	wb_free(e->wb);
+	mcache_free(e->mc);
+	ino_free(e->ino);
+	vc_close(e->vc);
+	cs_close(e->cs);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->path);
+	if (system(cmd) != 0)
+		diag("cannot remove '%s'", e->path);
+}
+
 /*
  * A file made here (local DV, server size 0: what its chunk does not hold
  * reads as zeros) is written, then its store is acknowledged at a server
@@ -320,60 +397,18 @@ race_reader(void *arg)
 static void
 test_stored_race(void)
 {
-	struct cs_params p = {0};
 	struct fid root = mkfid(RACE_VOL, 0x01);
+	struct wbenv e;
 	struct race r;
-	struct cm_stats st;
-	struct cm_loop loop;
-	struct mcache_hooks hooks = {0};
-	struct wb_deps d;
-	struct ino_table *ino;
-	struct mcache *mc;
-	struct cs_store *cs;
-	struct vc *vc;
 	pthread_t th;
-	char path[256], cmd[300];
 	unsigned bad_write = 0;
-	int err = 0;
 
 	memset(&r, 0, sizeof(r));
 	for (size_t i = 0; i < sizeof(r.want); i++)
 		r.want[i] = (uint8_t)('a' + i % 23);
-	snprintf(path, sizeof(path), "%s/race", dir);
-	mkdir(path, 0700);
-	snprintf(path, sizeof(path), "%s/race/cs", dir);
-	p.chunk_size = 65536;
-	if (mkdir(path, 0700) < 0 || cs_create(path, &p) < 0) {
-		ok(0, "set up a chunk store");
-		return;
-	}
-	cs = cs_open(path, &p, &err);
-	snprintf(path, sizeof(path), "%s/race/meta.tdb", dir);
-	vc = cs ? vc_open(path, RACE_VOL, cs_chunk_size(cs)) : NULL;
-	ino = ino_new(&root);
-	memset(&st, 0, sizeof(st));
-	cm_loop_init(&loop);
-	mc = vc && ino ? mcache_new(ino, vc, cs, &loop, &st, &hooks) : NULL;
-	memset(&d, 0, sizeof(d));
-	d.loop = &loop;
-	d.cs = cs;
-	d.mc = mc;
-	d.ino = ino;
-	d.st = &st;
-	d.root = root;
-	snprintf(path, sizeof(path), "%s/race", dir);
-	d.cache_dir = path;
-	d.volume = "race";
-	d.chunk_size = cs ? cs_chunk_size(cs) : 0;
-	d.timeout_ms = 1000;
-	d.dirty_limit = 1ull << 30;
-	d.cache_size = 64ull << 20;
-	r.wb = mc ? wb_new(&d) : NULL;
-	if (!r.wb) {
-		ok(0, "set up cs, vc, mcache and wb: %s",
-		   strerror(err ? -err : errno));
+	if (wbenv_open(&e, "race", RACE_VOL, 65536) < 0)
 		goto out;
-	}
+	r.wb = e.wb;
 	if (pthread_create(&th, NULL, race_reader, &r) != 0) {
 		ok(0, "start the reader");
 		goto out;
@@ -391,7 +426,7 @@ test_stored_race(void)
 		a.mode = 0644;
 		a.nlink = 1;
 		a.dv = CM_DV_LOCAL | (1000 + i);
-		vc_put_attr(vc, &a);
+		vc_put_attr(e.vc, &a);
 		if (wb_open_write(r.wb, &a, &root, "f") < 0 ||
 		    wb_write(r.wb, &f, 0, r.want, sizeof(r.want), &need, NULL) !=
 			    (ssize_t)sizeof(r.want)) {
@@ -407,7 +442,7 @@ test_stored_race(void)
 		op.kind = PROTO_OP_STORE;
 		op.fid = f;
 		op.base_dv = a.dv;
-		op.chunk_size = d.chunk_size;
+		op.chunk_size = e.d.chunk_size;
 		op.size = sizeof(r.want);
 		op.chunks = &chunk0;
 		op.nchunks = 1;
@@ -436,14 +471,7 @@ test_stored_race(void)
 	       "none asked to fetch a chunk the cache holds");
 	is_int((int)atomic_load(&r.other), 0, "no other result");
 out:
-	wb_free(r.wb);
-	mcache_free(mc);
-	ino_free(ino);
-	vc_close(vc);
-	cs_close(cs);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s/race'", dir);
-	if (system(cmd) != 0)
-		diag("cannot remove '%s/race'", dir);
+	wbenv_close(&e);
 }
 
 /* --- reads while a truncate cuts (t2364) --- */
@@ -492,66 +520,24 @@ tr_same(ssize_t n)
 static void
 test_trunc_race(void)
 {
-	struct cs_params p = {0};
 	struct fid root = mkfid(TR_VOL, 0x01), f = mkfid(TR_VOL, 0x20);
 	struct proto_attr a;
-	struct cm_stats st;
-	struct cm_loop loop;
-	struct mcache_hooks hooks = {0};
-	struct wb_deps d;
-	struct ino_table *ino;
-	struct mcache *mc;
-	struct cs_store *cs;
-	struct vc *vc;
-	char path[256], cmd[300];
+	struct wbenv e;
 	uint64_t need = 0;
 	ssize_t n;
-	int err = 0;
 
 	for (size_t i = 0; i < TR_LEN; i++)
 		tr_data[i] = (uint8_t)(1 + i % 251);
-	snprintf(path, sizeof(path), "%s/trunc", dir);
-	mkdir(path, 0700);
-	snprintf(path, sizeof(path), "%s/trunc/cs", dir);
-	p.chunk_size = TR_CS;
-	if (mkdir(path, 0700) < 0 || cs_create(path, &p) < 0) {
-		ok(0, "set up a chunk store");
-		return;
-	}
-	cs = cs_open(path, &p, &err);
-	snprintf(path, sizeof(path), "%s/trunc/meta.tdb", dir);
-	vc = cs ? vc_open(path, TR_VOL, cs_chunk_size(cs)) : NULL;
-	ino = ino_new(&root);
-	memset(&st, 0, sizeof(st));
-	cm_loop_init(&loop);
-	mc = vc && ino ? mcache_new(ino, vc, cs, &loop, &st, &hooks) : NULL;
-	memset(&d, 0, sizeof(d));
-	d.loop = &loop;
-	d.cs = cs;
-	d.mc = mc;
-	d.ino = ino;
-	d.st = &st;
-	d.root = root;
-	snprintf(path, sizeof(path), "%s/trunc", dir);
-	d.cache_dir = path;
-	d.volume = "trunc";
-	d.chunk_size = cs ? cs_chunk_size(cs) : 0;
-	d.timeout_ms = 1000;
-	d.dirty_limit = 1ull << 30;
-	d.cache_size = 64ull << 20;
-	tr_wb = mc ? wb_new(&d) : NULL;
-	if (!tr_wb) {
-		ok(0, "set up cs, vc, mcache and wb: %s",
-		   strerror(err ? -err : errno));
+	if (wbenv_open(&e, "trunc", TR_VOL, TR_CS) < 0)
 		goto out;
-	}
+	tr_wb = e.wb;
 	memset(&a, 0, sizeof(a));
 	a.fid = f;
 	a.type = PROTO_T_FILE;
 	a.mode = 0644;
 	a.nlink = 1;
 	a.dv = CM_DV_LOCAL | 77;
-	vc_put_attr(vc, &a);
+	vc_put_attr(e.vc, &a);
 	ok(wb_open_write(tr_wb, &a, &root, "f") == 0, "open a file to write");
 
 	/* 1: three dirty chunks (writeback: not stored yet), O_TRUNC. */
@@ -587,8 +573,8 @@ test_trunc_race(void)
 	is_int(tr_rc, 0, "a truncate to 0 during a read");
 	is_int((int)n, 0, "the read: the empty file, not %d zeros",
 	       (int)TR_LEN);
-	ok(atomic_load(&st.wb_read_retries) >= 1, "it read again (%lu)",
-	   (unsigned long)atomic_load(&st.wb_read_retries));
+	ok(atomic_load(&e.st.wb_read_retries) >= 1, "it read again (%lu)",
+	   (unsigned long)atomic_load(&e.st.wb_read_retries));
 
 	/* 4: the same to 100000 bytes. */
 	is_int((int)wb_write(tr_wb, &f, 0, tr_data, TR_LEN, &need, NULL),
@@ -605,15 +591,8 @@ test_trunc_race(void)
 	ok(n == 100000 && tr_same(n), "and after it");
 	wb_release_write(tr_wb, &f);
 out:
-	wb_free(tr_wb);
+	wbenv_close(&e);
 	tr_wb = NULL;
-	mcache_free(mc);
-	ino_free(ino);
-	vc_close(vc);
-	cs_close(cs);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s/trunc'", dir);
-	if (system(cmd) != 0)
-		diag("cannot remove '%s/trunc'", dir);
 }
 
 /* --- set-ID bits cleared with a write (FUSE_HANDLE_KILLPRIV_V2) --- */
