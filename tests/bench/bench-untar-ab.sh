@@ -30,17 +30,7 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-python3 - "$T_DIR/small" "$NFILES" <<'PY'
-import os, sys
-root, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    d = os.path.join(root, "d%02d" % (i // 100))
-    os.makedirs(d, exist_ok=True)
-    size = 1024 + (i * 7919) % (63 * 1024 + 1)
-    line = ("small file %d\n" % i).encode()
-    with open(os.path.join(d, "f%05d.txt" % i), "wb") as f:
-        f.write((line * (size // len(line) + 1))[:size])
-PY
+python3 "$top_srcdir/tests/bench/smalltree.py" "$T_DIR/small" "$NFILES" || exit 99
 tar -C "$T_DIR/small" -cf "$T_DIR/small.tar" . || exit 99
 want_files=$(($(find "$T_DIR/small" | wc -l) + 1))
 want_bytes=$(find "$T_DIR/small" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')

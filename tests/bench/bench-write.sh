@@ -46,18 +46,7 @@ median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 echo "# preparing: $NFILES small files, ${FILE_MB} MiB file, $NGIT-file git repository"
 mkdir -p "$T_DIR/small" "$T_DIR/gitsrc/repo"
 if want untar || want wbuntar; then
-python3 - "$T_DIR/small" "$NFILES" <<'PY'
-import os, sys
-root, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    d = os.path.join(root, "d%02d" % (i // 100))
-    os.makedirs(d, exist_ok=True)
-    # 1 to 64 KiB, spread evenly and the same in every run
-    size = 1024 + (i * 7919) % (63 * 1024 + 1)
-    line = ("small file %d\n" % i).encode()
-    with open(os.path.join(d, "f%05d.txt" % i), "wb") as f:
-        f.write((line * (size // len(line) + 1))[:size])
-PY
+python3 "$top_srcdir/tests/bench/smalltree.py" "$T_DIR/small" "$NFILES" || exit 99
 tar -C "$T_DIR/small" -cf "$T_DIR/small.tar" . || exit 99
 want_files=$(( $(find "$T_DIR/small" | wc -l) ))       # files + dirs + the root
 want_bytes=$(find "$T_DIR/small" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
