@@ -1359,6 +1359,12 @@ read_moved(struct wb *wb, const struct fid *fid, struct wstate *s)
 	return rc;
 }
 
+/* read_pass(): a truncate began or ended, or the state was made anew,
+ * while the pass ran (read_moved() refreshed @s): the bytes it has are
+ * from the state before and may be zeros a cut left; wb_read() starts
+ * again from the fresh copy. An errno no pass returns otherwise. */
+#define PASS_AGAIN (-EINTR)
+
 /* One pass of wb_read() from the copy @s. */
 static ssize_t
 read_pass(struct wb *wb, const struct fid *fid, struct wstate *s, uint64_t off,
@@ -1367,6 +1373,7 @@ read_pass(struct wb *wb, const struct fid *fid, struct wstate *s, uint64_t off,
 	uint32_t csz = wb->d.chunk_size;
 	size_t done = 0;
 	unsigned moves = 0;
+	uint64_t tgen0 = s->tgen, id0 = s->id;
 	int rc;
 
 	if (off >= s->size)
@@ -1393,6 +1400,8 @@ read_pass(struct wb *wb, const struct fid *fid, struct wstate *s, uint64_t off,
 			rc = read_moved(wb, fid, s);
 			if (rc < 0)
 				return rc;
+			if (rc > 0 && (s->tgen != tgen0 || s->id != id0))
+				return PASS_AGAIN;
 			if (rc > 0) {
 				moves++;
 				if (pos >= s->size)
@@ -1425,6 +1434,8 @@ read_pass(struct wb *wb, const struct fid *fid, struct wstate *s, uint64_t off,
 				    (rc = read_moved(wb, fid, s)) != 0) {
 					if (rc < 0)
 						return rc;
+					if (s->tgen != tgen0 || s->id != id0)
+						return PASS_AGAIN;
 					moves++;
 					if (pos >= s->size)
 						break;
@@ -1477,6 +1488,10 @@ wb_read(struct wb *wb, const struct fid *fid, uint64_t off, void *buf,
 		int rc = 0;
 
 		n = read_pass(wb, fid, &s, off, buf, len, need);
+		if (n == PASS_AGAIN) {
+			CM_STAT_INC(wb->d.st, wb_read_retries);
+			continue; /* @s is the fresh copy */
+		}
 		if (n < 0)
 			return n;
 		/* The same state, and no truncate began or ended since the

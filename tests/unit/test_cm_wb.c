@@ -522,6 +522,7 @@ test_trunc_race(void)
 {
 	struct fid root = mkfid(TR_VOL, 0x01), f = mkfid(TR_VOL, 0x20);
 	struct proto_attr a;
+	struct cs_key k;
 	struct wbenv e;
 	uint64_t need = 0;
 	ssize_t n;
@@ -589,6 +590,36 @@ test_trunc_race(void)
 	   n);
 	n = wb_read(tr_wb, &f, 0, tr_buf, TR_LEN, &need);
 	ok(n == 100000 && tr_same(n), "and after it");
+	wb_release_write(tr_wb, &f);
+
+	/* 5: a server file of three chunks, only chunk 0 written here (1
+	 * and 2 never fetched). A truncate to 0 after the read took its
+	 * copy: chunk 0 reads as cut (zeros), chunk 1's miss refreshes the
+	 * copy mid-pass (review 11, Z1); the read must start again, not
+	 * return chunk 0's zeros. */
+	f = mkfid(TR_VOL, 0x21);
+	memset(&a, 0, sizeof(a));
+	a.fid = f;
+	a.type = PROTO_T_FILE;
+	a.mode = 0644;
+	a.nlink = 1;
+	a.dv = 900;
+	a.size = TR_LEN;
+	vc_put_attr(e.vc, &a);
+	cm_chunk_key(&k, &f, 0);
+	is_int(cs_put(e.cs, &k, 900, tr_data, TR_CS, 0), 0,
+	       "its chunk 0 fetched (1 and 2 not)");
+	ok(wb_open_write(tr_wb, &a, &root, "g") == 0,
+	   "a server file of three chunks, opened to write");
+	is_int((int)wb_write(tr_wb, &f, 0, tr_data, TR_CS, &need, NULL),
+	       (int)TR_CS, "write its chunk 0 again");
+	tr_to = 0;
+	tr_rc = -1;
+	wb_read_hook = tr_read;
+	n = wb_read(tr_wb, &f, 0, tr_buf, TR_LEN, &need);
+	wb_read_hook = NULL;
+	is_int(tr_rc, 0, "a truncate to 0 during the read");
+	is_int((int)n, 0, "the read: the empty file, not chunk 0's zeros");
 	wb_release_write(tr_wb, &f);
 out:
 	wbenv_close(&e);
