@@ -2180,6 +2180,22 @@ test_sweep(void)
  */
 #define KE_BASE 20000
 
+/* vc_check()'s findings in a kill round: counted, the first few said. */
+struct ke_check {
+	int round, errs;
+};
+
+static void
+ke_check_cb(void *arg, int error, const char *msg)
+{
+	struct ke_check *c = arg;
+
+	if (!error)
+		return;
+	if (c->errs++ < 5)
+		diag("kill: round %d: vc_check: %s", c->round, msg);
+}
+
 static void
 ke_name(char *b, size_t n, int k, bool *add, int *idx)
 {
@@ -2254,15 +2270,20 @@ ke_build(const struct fid *d, const struct ke_model *m, uint64_t dv)
 static void
 test_kill_edits(void)
 {
-	enum { ROUNDS = 40, MAXSTEPS = 200000 };
+	enum { MAXSTEPS = 200000 };
+	const char *env = getenv("VC_KILL_ROUNDS");
+	int ROUNDS = env ? atoi(env) : 40;
 	struct fid d = mkfid(7, 0x70);
 	struct proto_attr da = mkattr(d, PROTO_T_DIR, 1);
 	struct ke_model *m = calloc(1, sizeof(*m)), *m2 = calloc(1, sizeof(*m2));
 	struct vc_check_result res;
 	struct vc *vc;
 	struct vc_dir *l, *got = NULL;
-	int step = 0, bad = 0, dropped = 0, inflight = 0, errs = 0;
-	unsigned seed = 2330;
+	int step = 0, bad = 0, dropped = 0, inflight = 0, rc;
+	unsigned seed = getenv("VC_KILL_SEED") ?
+				(unsigned)atoi(getenv("VC_KILL_SEED")) : 2330;
+	struct ke_check kc;
+	uint64_t swept;
 
 	m->extra = calloc(MAXSTEPS, sizeof(*m->extra));
 	m2->extra = calloc(MAXSTEPS, sizeof(*m2->extra));
@@ -2359,10 +2380,22 @@ test_kill_edits(void)
 		}
 		vc_dir_put(got);
 		step = last + 1 > step ? last + 1 : step;
+		swept = vc_swept(vc);
 		vc_close(vc);
-		errs = 0;
-		if (vc_check(path, 0, check_cb, &errs, &res) || errs)
+		kc = (struct ke_check){.round = r};
+		rc = vc_check(path, 0, ke_check_cb, &kc, &res);
+		if (rc || kc.errs) {
 			bad++;
+			diag("kill: round %d: vc_check returned %d, %d errors "
+			     "(%llu records, %llu bad, %llu orphans, %llu "
+			     "broken, recover %d); the open had swept %llu "
+			     "orphans; acknowledged up to step %d",
+			     r, rc, kc.errs, (unsigned long long)res.records,
+			     (unsigned long long)res.bad,
+			     (unsigned long long)res.orphans,
+			     (unsigned long long)res.broken, res.recover,
+			     (unsigned long long)swept, last);
+		}
 	}
 	is_int(bad, 0, "kill: %d kills during stored edits (%d edits): every "
 		       "listing is the acknowledged one or the one in flight, "
@@ -2385,6 +2418,10 @@ main(void)
 		return 99;
 	}
 	snprintf(path, sizeof(path), "%s/meta.tdb", dir);
+	if (getenv("VC_KILL_ONLY")) { /* a loop over the kill test alone */
+		test_kill_edits();
+		goto out;
+	}
 	test_attrs();
 	test_dirs();
 	test_dir_edits();
@@ -2404,6 +2441,7 @@ main(void)
 	test_shared_pages();
 	test_sweep();
 	test_kill_edits();
+out:
 	unlink(path);
 	rmdir(dir);
 	return done_testing();
