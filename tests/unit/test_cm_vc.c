@@ -2180,6 +2180,21 @@ test_sweep(void)
  */
 #define KE_BASE 20000
 
+/* tdb's own structure (hash chains, free list, every byte in exactly one
+ * record) of the file at @p: 1 consistent, 0 not, -1 cannot open. */
+static int
+tdb_structure_ok(const char *p)
+{
+	struct tdb_context *t = tdb_open(p, 0, TDB_NOLOCK, O_RDONLY, 0600);
+	int ok;
+
+	if (!t)
+		return -1;
+	ok = tdb_check(t, NULL, NULL) == 0;
+	tdb_close(t);
+	return ok;
+}
+
 /* vc_check()'s findings in a kill round: counted, the first few said. */
 struct ke_check {
 	int round, errs;
@@ -2279,11 +2294,11 @@ test_kill_edits(void)
 	struct vc_check_result res;
 	struct vc *vc;
 	struct vc_dir *l, *got = NULL;
-	int step = 0, bad = 0, dropped = 0, inflight = 0, rc;
+	int step = 0, bad = 0, dropped = 0, inflight = 0, torn = 0, rc;
 	unsigned seed = getenv("VC_KILL_SEED") ?
 				(unsigned)atoi(getenv("VC_KILL_SEED")) : 2330;
 	struct ke_check kc;
-	uint64_t swept;
+	uint64_t swept, rebuilt;
 
 	m->extra = calloc(MAXSTEPS, sizeof(*m->extra));
 	m2->extra = calloc(MAXSTEPS, sizeof(*m2->extra));
@@ -2346,6 +2361,19 @@ test_kill_edits(void)
 		while (read(pfd[0], &v, sizeof(v)) == sizeof(v))
 			last = v;
 		close(pfd[0]);
+		if (tdb_structure_ok(path) != 1) {
+			torn++;
+			diag("kill: round %d: the kill left tdb's structure "
+			     "inconsistent (tdb_check fails)", r);
+			if (torn == 1 && getenv("VC_KILL_KEEP")) {
+				char cmd[600];
+
+				snprintf(cmd, sizeof(cmd), "cp %s %s", path,
+					 getenv("VC_KILL_KEEP"));
+				if (system(cmd))
+					diag("kill: cannot keep the file");
+			}
+		}
 		/* The acknowledged steps, then the one in flight maybe. */
 		for (int k = step; k <= last; k++)
 			ke_apply(m, k);
@@ -2381,9 +2409,16 @@ test_kill_edits(void)
 		vc_dir_put(got);
 		step = last + 1 > step ? last + 1 : step;
 		swept = vc_swept(vc);
+		rebuilt = vc_rebuilt(vc);
 		vc_close(vc);
 		kc = (struct ke_check){.round = r};
 		rc = vc_check(path, 0, ke_check_cb, &kc, &res);
+		if (tdb_structure_ok(path) != 1) {
+			bad++;
+			diag("kill: round %d: after the clean close, tdb_check "
+			     "fails (the open rebuilt the file: %llu)",
+			     r, (unsigned long long)rebuilt);
+		}
 		if (rc || kc.errs) {
 			bad++;
 			diag("kill: round %d: vc_check returned %d, %d errors "
@@ -2401,7 +2436,8 @@ test_kill_edits(void)
 		       "listing is the acknowledged one or the one in flight, "
 		       "the file checks clean", ROUNDS, step);
 	diag("kill: %d listings had the edit in flight, %d were dropped as "
-	     "damaged", inflight, dropped);
+	     "damaged, %d kills left tdb's structure inconsistent", inflight,
+	     dropped, torn);
 	free(m->extra);
 	free(m2->extra);
 	free(m);
