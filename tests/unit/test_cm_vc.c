@@ -1013,7 +1013,8 @@ struct race {
 	struct vc *vc;
 	struct fid d;
 	atomic_bool done;
-	int reads, misses, last_rc;
+	atomic_int reads;
+	int misses, last_rc;
 };
 
 static void *
@@ -1057,6 +1058,11 @@ test_dir_read_race(void)
 		   vc_get_dir(r.vc, &r.d, &cur) == 0,
 	   "race: a listing of %d entries (several pages)", N);
 	pthread_create(&th, NULL, race_reader, &r);
+	/* The reader's first read done before the edits start: on a loaded
+	 * machine the thread could otherwise first run after the last edit
+	 * ("read 0 times", seen at load 30). */
+	while (atomic_load(&r.reads) == 0)
+		usleep(1000);
 	for (int step = 0; step < STEPS && cur; step++) {
 		char name[12];
 
@@ -1082,12 +1088,13 @@ test_dir_read_race(void)
 	atomic_store(&r.done, true);
 	pthread_join(th, NULL);
 	is_int(bad, 0, "race: %d stored edits", STEPS);
-	ok(r.reads > 0, "race: the reader read %d times", r.reads);
+	ok(atomic_load(&r.reads) > 0, "race: the reader read %d times",
+	   atomic_load(&r.reads));
 	/* Before the fix every run missed some and most lost the listing;
 	 * a rare miss (a refetch in cairnd) is not the bug. */
-	ok(r.misses * 100 <= r.reads,
+	ok(r.misses * 100 <= atomic_load(&r.reads),
 	   "race: reads that missed the listing %d of %d (last error %d)",
-	   r.misses, r.reads, r.last_rc);
+	   r.misses, atomic_load(&r.reads), r.last_rc);
 	is_int(vc_get_dir(r.vc, &r.d, &disk), 0,
 	       "race: the file still has the listing after the race");
 	ok(disk && cur && disk->dv == cur->dv && disk->n == cur->n,
