@@ -2183,7 +2183,17 @@ test_sweep(void)
  * reads as the one of the last acknowledged edit or of the edit in
  * flight, or is a miss (dropped as damaged, then "fetched" again: stored
  * from the model), never anything else; the open after the kill sweeps
- * what the kill left, so a check after a clean close is clean.
+ * what the kill left, so a check after a clean close is clean. tdb's own
+ * structure is checked too (tdb_check()) after each kill and each clean
+ * close: a kill inside a tdb store can leak space or leave tdb's free
+ * list naming space twice (cm/vc.c, "tdb's own structure after a kill"),
+ * and the open after the kill must rebuild such a file. Before it did,
+ * the two shared bytes later showed as garbage keys in every check
+ * (TSan, CI), and every run failed the tdb_check() after a close.
+ * A failing round says what vc_check() found (which invariant, which
+ * FID and page). VC_KILL_ONLY=1 runs only this test; VC_KILL_ROUNDS and
+ * VC_KILL_SEED change it; VC_KILL_KEEP=FILE keeps a copy of the file
+ * at the first kill that left tdb_check() failing.
  */
 #define KE_BASE 20000
 
