@@ -2944,20 +2944,19 @@ vc_ids_open_locked(struct vc *vc)
 		if (tdb_check(vc->tdb, NULL, NULL) != 0) {
 			rc = vc_rebuild_locked(vc, &copied);
 			if (rc) {
-				log_warn(LOG_VC, "metadata cache '%s': tdb's "
-						 "structure is damaged and it "
-						 "cannot be rebuilt (%s); "
-						 "emptying it",
+				log_warn(LOG_VC, "cannot rebuild metadata "
+						 "cache '%s' (tdb's structure "
+						 "is damaged): %s; emptying it",
 					 vc->path, strerror(-rc));
 				if (tdb_wipe_all(vc->tdb) != 0)
 					return -tdbw_errno(vc->tdb);
 				return -EAGAIN;
 			}
 			atomic_fetch_add(&vc->rebuilt, 1);
-			log_info(LOG_VC, "metadata cache '%s': a killed "
-					 "process left tdb's space lists "
-					 "inconsistent: rebuilt (%llu records) "
-					 "in %llu ms",
+			log_info(LOG_VC, "rebuilt metadata cache '%s' (a "
+					 "killed process left tdb's structure "
+					 "inconsistent): %llu records in %llu "
+					 "ms",
 				 vc->path, (unsigned long long)copied,
 				 (unsigned long long)(util_now_ms() - t0));
 		}
