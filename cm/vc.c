@@ -85,6 +85,7 @@ struct vc {
 	void (*drop_hook)(void *arg); /* vc_set_drop_hook() (tests) */
 	void *drop_hook_arg;
 	atomic_ullong swept; /* orphan pages swept at open (vc_swept()) */
+	atomic_ullong rebuilt; /* files rebuilt at open (vc_rebuilt()) */
 };
 
 /* --- little-endian buffer helpers --- */
@@ -2840,6 +2841,104 @@ vc_swept(struct vc *vc)
 	return vc ? atomic_load(&vc->swept) : 0;
 }
 
+uint64_t
+vc_rebuilt(struct vc *vc)
+{
+	return vc ? atomic_load(&vc->rebuilt) : 0;
+}
+
+/*
+ * tdb's own structure after a kill. tdb without a transaction is not
+ * kill-safe at the level of its space management: tdb_allocate() merges
+ * a free record into its free left neighbour (the neighbour's length and
+ * tailer written) before it unlinks that record from the free list, so a
+ * process killed between those writes leaves the free list naming one
+ * space twice (the grown neighbour covers a record still listed). The
+ * next process hands both out: two records then share bytes, and each
+ * store into one tears the other (hash chains through records whose key
+ * changes: keys that no lookup or delete finds, a sweep that cannot
+ * remove them). A kill between the unlink of a record and its return to
+ * the free list, or between writing a new record and linking it, only
+ * leaks its space, which tdb_check() reports too. So an open after a
+ * kill runs tdb_check() (one pass over the file, like the sweep) and,
+ * when it fails, rebuilds: every record is copied into a new file
+ * (PATH.rebuild), which is renamed over the old one. A key met twice
+ * (chains that loop or cross) or a record tdb cannot read stops the copy,
+ * and the file is emptied instead (it is a cache). A kill during the
+ * copy leaves the old file, still not closed cleanly: the next open
+ * starts again; a kill after the rename leaves the new one, swept next.
+ */
+struct rebuild {
+	struct tdb_context *to;
+	uint64_t n;
+	int err;
+};
+
+static int
+rebuild_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
+{
+	struct rebuild *rb = arg;
+
+	(void)tdb;
+	if (tdb_store(rb->to, k, v, TDB_INSERT) != 0) {
+		rb->err = tdb_error(rb->to) == TDB_ERR_EXISTS
+				  ? -EUCLEAN
+				  : tdbw_errno(rb->to);
+		return 1;
+	}
+	rb->n++;
+	return 0;
+}
+
+/* Copy the file of @vc into a new one and put it in its place; *@n gets
+ * the records copied. Under the lock. @return 0, -EUCLEAN (a key twice:
+ * the chains are damaged) or an error; on error the old file stays. */
+static int
+vc_rebuild_locked(struct vc *vc, uint64_t *n)
+{
+	size_t len = strlen(vc->path) + sizeof(".rebuild");
+	struct rebuild rb = {0};
+	struct tdb_context *t;
+	char *tmp = malloc(len);
+
+	*n = 0;
+	if (!tmp)
+		return -ENOMEM;
+	snprintf(tmp, len, "%s.rebuild", vc->path);
+	unlink(tmp);
+	errno = 0;
+	rb.to = tdb_open(tmp, VC_HASH_SIZE, TDB_NOSYNC | TDB_NOLOCK,
+			 O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (!rb.to) {
+		rb.err = errno ? -errno : -EIO;
+		goto out;
+	}
+	if (tdb_traverse_read(vc->tdb, rebuild_cb, &rb) < 0 && !rb.err)
+		rb.err = tdbw_errno(vc->tdb);
+	if (tdb_close(rb.to) != 0 && !rb.err)
+		rb.err = -EIO;
+	if (!rb.err && rename(tmp, vc->path) != 0)
+		rb.err = -errno;
+	if (rb.err)
+		goto out;
+	errno = 0;
+	t = tdb_open(vc->path, VC_HASH_SIZE, TDB_NOSYNC | TDB_NOLOCK, O_RDWR,
+		     0600);
+	if (!t) {
+		rb.err = errno ? -errno : -EIO;
+		free(tmp);
+		return rb.err; /* vc->tdb: the old file, no longer named */
+	}
+	tdb_close(vc->tdb);
+	vc->tdb = t;
+	*n = rb.n;
+out:
+	if (rb.err)
+		unlink(tmp);
+	free(tmp);
+	return rb.err;
+}
+
 /*
  * Page ids and the sweep at open: read the 'I' record; when it is missing,
  * damaged or says the file was not closed cleanly, sweep the file (above)
@@ -2871,8 +2970,28 @@ vc_ids_open_locked(struct vc *vc)
 	}
 	if (!clean) {
 		struct vc_check_result res = {0};
-		uint64_t t0 = util_now_ms(), max = 0;
+		uint64_t t0 = util_now_ms(), max = 0, copied;
 
+		/* A kill may have left tdb's free list unsound (above). */
+		if (tdb_check(vc->tdb, NULL, NULL) != 0) {
+			rc = vc_rebuild_locked(vc, &copied);
+			if (rc) {
+				log_warn(LOG_VC, "cannot rebuild metadata "
+						 "cache '%s' (tdb's structure "
+						 "is damaged): %s; emptying it",
+					 vc->path, strerror(-rc));
+				if (tdb_wipe_all(vc->tdb) != 0)
+					return -tdbw_errno(vc->tdb);
+				return -EAGAIN;
+			}
+			atomic_fetch_add(&vc->rebuilt, 1);
+			log_info(LOG_VC, "rebuilt metadata cache '%s' (a "
+					 "killed process left tdb's structure "
+					 "inconsistent): %llu records in %llu "
+					 "ms",
+				 vc->path, (unsigned long long)copied,
+				 (unsigned long long)(util_now_ms() - t0));
+		}
 		rc = vc_sweep_locked(vc, &res, &max);
 		if (max >= limit)
 			limit = max + 1;

@@ -225,6 +225,14 @@ void vc_set_drop_hook(struct vc *vc, void (*fn)(void *arg), void *arg);
  */
 uint64_t vc_swept(struct vc *vc);
 
+/*
+ * 1 if vc_open() rebuilt the file: it was not closed cleanly and tdb's
+ * own structure failed tdb_check() (a process killed in the middle of a
+ * store leaks space, or leaves tdb's free list naming space twice), so
+ * its records were copied into a new file. Any thread.
+ */
+uint64_t vc_rebuilt(struct vc *vc);
+
 /* What vc_check() found (counts of records). */
 struct vc_check_result {
 	uint64_t records; /* records read */
