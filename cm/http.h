@@ -200,8 +200,13 @@ void http_cancel(struct http_client *c, struct http_req *req);
  * next turns: a done callback that asks for the next piece of a chain
  * and then works a while on the last one (a listing's pages, mfetch.c)
  * lets the server work meanwhile. Loop thread only, from a callback or
- * outside one; no callback runs from inside it (transfers it ends are
- * called back from the loop). */
+ * outside one. No done callback runs from inside it (transfers it ends
+ * are called back from the loop), but curl's timeout action may deliver
+ * data that is due on other transfers: their on_head/on_data callbacks
+ * (the event stream: mfetch_event()) can run inside it, as they could
+ * have run just before the caller's callback. The caller must not hold
+ * state across the call that such a callback invalidates (mfetch.c's
+ * dir_page holds its dir_req, which only its own done callback frees). */
 void http_send_now(struct http_client *c);
 
 /* Change the bearer token (e.g. re-read from file), NULL for none; any
