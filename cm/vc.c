@@ -1632,8 +1632,12 @@ vc_dir_store_unstored(struct vc *vc, const struct vc_dir *d)
 	int rc;
 
 	pthread_mutex_lock(&vc->lock);
-	/* The file's listing of the same DV or later wins: a fetch or an
-	 * edit that stored since. A damaged or older record is replaced. */
+	/* The file's listing of a later DV wins (a fetch or an edit that
+	 * stored since). Of the same DV ours is newer: mcache_late_dir()
+	 * adds a late create's name at the same DV. A damaged or older
+	 * record is replaced. Local DVs (CM_DV_LOCAL) compare above server
+	 * ones, as they should: an offline listing is never replaced by the
+	 * server's listing it came from. */
 	rc = tdbw_fetch(vc->tdb, k.dptr, k.dsize, &dp, &dn);
 	if (rc == 0 && dn > 0 && dp[0] == VC_DIR_CRC_VERSION &&
 	    rec_ok('D', dp, dn)) {
@@ -1641,7 +1645,7 @@ vc_dir_store_unstored(struct vc *vc, const struct vc_dir *d)
 				 .off = rec_off('D', dp[0])};
 		uint64_t dv = rb_u64(&r);
 
-		if (!r.bad && dv >= d->dv) {
+		if (!r.bad && dv > d->dv) {
 			pthread_mutex_unlock(&vc->lock);
 			free(dp);
 			return 0;

@@ -149,7 +149,7 @@ int vc_dir_edit_flags(struct vc *vc, const struct vc_dir *old,
 		      const char *add, const struct proto_attr *add_attr,
 		      struct vc_dir **out, unsigned flags);
 /* Write @d, a snapshot a VC_E_NOSTORE edit made, unless the file holds
- * a listing of its DV or later: the holder of the only copy of an edit
+ * a listing of a later DV: the holder of the only copy of an edit
  * is dropping it (the directory's inode is forgotten). Offline the file's
  * listing is the only one, and a record older than the directory's
  * attributes is not served. @return 0 or -errno. */

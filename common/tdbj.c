@@ -862,8 +862,10 @@ stop_check(struct tdbj *j)
 		j->stop_try = 0;
 		return 0;
 	}
-	j->nckpt_fail++;
-	j->ckpt_err = rc ? rc : -ENOSPC;
+	if (rc) {
+		j->nckpt_fail++;
+		j->ckpt_err = rc;
+	}
 	j->nstopped++;
 	return -ENOSPC;
 }

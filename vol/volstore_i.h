@@ -504,8 +504,9 @@ int opid_record(struct txn *t, const uint8_t opid[16], int status,
  * limit (VS_BULK_TDB_HARD). 0 at once for other handles. */
 int vs_bulk_grow(struct vs_vol *v, uint64_t inl);
 /* The size meta.tdb and its journal may reach before cairn-vold refuses
- * operations that add records: VS_BULK_TDB_HARD (15/16 of tdb's 4 GiB),
- * or 15/16 of CAIRN_TEST_TDB_LIMIT when that is set (tests). */
+ * operations that add records: 7/8 of tdb's 4 GiB (3.5 GiB: a file past
+ * ~3.72 GiB cannot take tdb's 10 % growth step), or 7/8 of
+ * CAIRN_TEST_TDB_LIMIT when that is set (tests). */
 uint64_t vs_meta_hard(void);
 
 #endif /* CAIRN_VOLSTORE_I_H */

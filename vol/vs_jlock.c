@@ -566,9 +566,9 @@ meta_watch(struct vs_vol *v)
 		log_err(LOG_VOL, full ?
 			"volume '%s': meta.tdb and its journal hold %" PRIu64
 			" bytes, past %" PRIu64 " (tdb cannot pass 4 GiB): "
-			"refusing creates, links, stores and xattrs (ENOSPC) "
-			"until files are removed or the volume is rewritten "
-			"(vos export, vos import)" :
+			"refusing creates, links, stores and xattrs (ENOSPC; "
+			"removals go through) until the volume is rewritten "
+			"(vos export, vos import: tdb files do not shrink)" :
 			"volume '%s': meta.tdb and its journal hold %" PRIu64
 			" bytes, under %" PRIu64 " again: accepting every "
 			"change", v->name, used, hard);

@@ -867,8 +867,8 @@ do_op(struct txn *t, const struct proto_op *op)
 {
 	if (t->v->meta_full && op_grows(op))
 		return fail(t, -ENOSPC, "the volume's metadata is near tdb's "
-			    "4 GiB limit: remove files, or rewrite the volume "
-			    "(vos export, vos import)");
+			    "4 GiB limit: the volume must be rewritten (vos "
+			    "export, vos import)");
 	switch (op->kind) {
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:

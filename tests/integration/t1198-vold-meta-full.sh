@@ -2,7 +2,7 @@
 # t1198-vold-meta-full: cairn-vold guards tdb's 4 GiB limit of a live
 # volume's meta.tdb (doc/vol-format.md, "tdb's 4 GiB limit on a live
 # volume"). CAIRN_TEST_TDB_LIMIT stands for the 4 GiB: started with a
-# limit the volume already passes (15/16 of it), cairn-vold says so in its
+# limit the volume already passes (7/8 of it), cairn-vold says so in its
 # log and refuses what adds records (create, mkdir, symlink, link, store,
 # setxattr) with ENOSPC, while removals and attribute changes go through;
 # nothing acknowledged before is lost, and restarted under the real limit
@@ -23,7 +23,7 @@ vold_stop
 
 vdir=$SRV_ROOT/volumes/v
 sz=$(( $(stat -c %s "$vdir/meta.tdb") + $(stat -c %s "$vdir/meta.journal" 2>/dev/null || echo 0) ))
-# 15/16 of the limit below what the volume holds: full at the first tick.
+# 7/8 of the limit below what the volume holds: full when it opens.
 CAIRN_TEST_TDB_LIMIT=$sz vold_restart || exit 99
 cairnd_mount "$mnt" "$T_DIR/cache" v "$T_DIR/tok" || exit 99
 # The volume opens at the mount's first request, and is judged then.

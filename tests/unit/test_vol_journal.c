@@ -538,7 +538,7 @@ test_meta_full(void)
 	ok(!v->meta_full, "meta full: not at 4 GiB");
 	setenv("CAIRN_TEST_TDB_LIMIT", "65536", 1);
 	vs_vol_coord(v);
-	ok(v->meta_full, "meta full: past 15/16 of a 64 KiB limit");
+	ok(v->meta_full, "meta full: past 7/8 of a 64 KiB limit");
 	is_int(mkfile(v, "mf-b"), -507, "meta full: a create is refused (507)");
 	is_int(rootop(v, PROTO_OP_UNLINK, "mf-a"), 0,
 	       "meta full: an unlink goes through");
