@@ -99,7 +99,7 @@ const struct fs_cmd fs_commands[] = {
 	{"setpolicy", fs_cmd_setpolicy,
 	 FS_F_ROOT | FS_F_ARGS | FS_F_POLICY | FS_F_LONG,
 	 "[--write-mode sync|writeback] [--writeback-delay DURATION] "
-	 COMMON_OPTS " [offline-miss=error|wait[:SECONDS]]",
+	 COMMON_OPTS " [offline-miss=error|wait[:SECONDS] | log-sync=op|close]",
 	 "set a policy of the mount (root)",
 	 "--write-mode sync: a change is on the server when its call returns "
 	 "(the\n"
@@ -111,11 +111,18 @@ const struct fs_cmd fs_commands[] = {
 	 "is\n"
 	 "drained. NAME=VALUE sets one policy by name: write-mode, "
 	 "writeback-delay,\n"
-	 "offline-miss. offline-miss=error: while disconnected, a read of "
-	 "what is\n"
-	 "not cached fails with EIO at once (the default). "
-	 "offline-miss=wait[:SECONDS]:\n"
-	 "it waits for the server up to SECONDS (default: cairnd's "
+	 "log-sync, offline-miss. log-sync=op (the default): in writeback "
+	 "each\n"
+	 "metadata call is on local disk when it returns; log-sync=close: at "
+	 "the\n"
+	 "next close or fsync, within 0.25 s, or at a disconnect (a power cut "
+	 "may\n"
+	 "lose the calls of the last 0.25 s).\n"
+	 "offline-miss=error: while disconnected, a read of what is not "
+	 "cached\n"
+	 "fails with EIO at once (the default). "
+	 "offline-miss=wait[:SECONDS]: it\n"
+	 "waits for the server up to SECONDS (default: cairnd's "
 	 "fetch-timeout)."},
 	{"metrics", fs_cmd_metrics, 0, COMMON_OPTS,
 	 "print cairnd's counters in the Prometheus text format",

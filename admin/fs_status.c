@@ -74,8 +74,12 @@ render(struct fs_ctx *ctx, const struct fs_target *t, json_t *res)
 		uint64_t d = fs_u64(res, "writeback_delay_ms", NULL);
 
 		if (!strcmp(fs_str(res, "write_mode"), "writeback"))
-			fs_kv("write mode", "writeback (delay %llu ms)%s",
+			fs_kv("write mode",
+			      "writeback (delay %llu ms, log-sync %s)%s",
 			      (unsigned long long)d,
+			      json_object_get(res, "log_sync")
+				      ? fs_str(res, "log_sync")
+				      : "op",
 			      fs_bool(res, "draining") ? ", draining" : "");
 		else
 			fs_kv("write mode", "%s%s", fs_str(res, "write_mode"),

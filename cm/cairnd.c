@@ -58,6 +58,7 @@ static const char usage_text[] =
 	"              [--ctl-conns-per-uid N] [--proxy URL] [--allow-insecure-http]\n"
 	"              [--metrics-listen [ADDR:]PORT]\n"
 	"              [--write-mode sync|writeback] [--writeback-delay DURATION]\n"
+	"              [--log-sync op|close]\n"
 	"              [-o FUSE-OPTIONS]\n"
 	"       cairnd --config FILE [options]   (FILE with [volume DIR]\n"
 	"              sections: several volumes under --mountpoint)\n"
@@ -99,6 +100,7 @@ static const struct option long_opts[] = {
 	{"metrics-listen", required_argument, NULL, 19},
 	{"write-mode", required_argument, NULL, 20},
 	{"writeback-delay", required_argument, NULL, 21},
+	{"log-sync", required_argument, NULL, 22},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},

@@ -85,6 +85,11 @@ struct cm_config {
 				      changes the running one, replay.c) */
 	uint64_t writeback_delay_ms; /* longest wait of a logged change
 					before its drain starts */
+	bool log_sync_close;	   /* log-sync: false op (each writeback op
+				      durable in the log when it returns),
+				      true close (a metadata op's record
+				      durable at the next close/fsync, tick
+				      or disconnect; replay.c) */
 	double entry_timeout;	   /* seconds the kernel keeps names */
 	double attr_timeout;	   /* seconds the kernel keeps attributes */
 	unsigned max_parallel;	   /* HTTP transfers at once */
@@ -126,6 +131,8 @@ int cm_config_set_from(struct cm_config *c, const char *key,
 #define CM_WB_DELAY_MAX_MS 3600000
 int cm_write_mode_parse(const char *v, bool *writeback);
 int cm_writeback_delay_parse(const char *v, uint64_t *ms);
+/* log-sync: "op" (the default) or "close". @return 0 or -EINVAL. */
+int cm_log_sync_parse(const char *v, bool *close);
 /*
  * Load the config file @path and its drop-ins ("@path.d/\*.conf", in name
  * order; common/conf.h has the format): keys as cm_config_set(), before

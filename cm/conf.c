@@ -198,6 +198,18 @@ cm_writeback_delay_parse(const char *v, uint64_t *ms)
 }
 
 int
+cm_log_sync_parse(const char *v, bool *close)
+{
+	if (!strcmp(v, "op"))
+		*close = false;
+	else if (!strcmp(v, "close"))
+		*close = true;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+int
 cm_config_set(struct cm_config *c, const char *key, const char *v,
 	      const char **why)
 {
@@ -308,6 +320,13 @@ cm_config_set(struct cm_config *c, const char *key, const char *v,
 		if (cm_writeback_delay_parse(v, &c->writeback_delay_ms) < 0) {
 			*why = "writeback-delay must be a duration from 10ms "
 			       "to 1h";
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (!strcmp(key, "log-sync")) {
+		if (cm_log_sync_parse(v, &c->log_sync_close) < 0) {
+			*why = "log-sync must be op or close";
 			return -EINVAL;
 		}
 		return 0;
@@ -638,7 +657,7 @@ static const char *const show_keys[] = {
 	"attr-timeout", "max-parallel", "readahead", "threads",
 	"ctl-socket", "ctl-conns-per-uid", "ca-file", "proxy",
 	"metrics-listen", "allow-insecure-http", "fuse-options", "log-level", "foreground",
-	"syslog", "write-mode", "writeback-delay",
+	"syslog", "write-mode", "writeback-delay", "log-sync",
 };
 
 const char *
@@ -727,6 +746,8 @@ cm_config_value(const struct cm_config *c, const char *key, char *buf,
 	else if (!strcmp(key, "writeback-delay"))
 		snprintf(buf, len, "%llums",
 			 (unsigned long long)c->writeback_delay_ms);
+	else if (!strcmp(key, "log-sync"))
+		snprintf(buf, len, "%s", c->log_sync_close ? "close" : "op");
 	else
 		return -ENOENT;
 	return 1;

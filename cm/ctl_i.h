@@ -84,7 +84,7 @@ extern const struct ctl_handlers cm_ctl_handlers;
 	void name(void *arg, struct ctl_call *call,                            \
 		  const struct ctl_peer *peer, json_t *args)
 
-/* ctl_write.c: fs setpolicy write-mode / writeback-delay (@return false:
+/* ctl_write.c: fs setpolicy write-mode / writeback-delay / log-sync (@return false:
  * not one of these names), the write-mode members of fs status, fs sync. */
 bool cm_ctl_setpolicy_write(struct cm *cm, struct ctl_call *call,
 			    const struct ctl_peer *peer, const char *name,

@@ -272,8 +272,12 @@ vol_metrics_text(struct cm *cm, size_t *len)
 	metrics_double(&b, "cairnd_replay_log_oldest_age_seconds", &vl, 1,
 		       (double)age_ms / 1000.0);
 	counter(&b, &vl, "cairnd_replay_log_commits_total",
-		"Replay log transactions committed (fsyncs) since start.",
-		rs.commits);
+		"Replay log transactions committed since start.", rs.commits);
+	counter(&b, &vl, "cairnd_replay_log_syncs_total",
+		"fdatasyncs of the replay log's journal since start (one "
+		"covers every commit before it; log-sync=close: fewer than "
+		"commits).",
+		rs.syncs);
 
 	counter(&b, &vl, "cairnd_http_requests_total",
 		"HTTP requests to the server finished.", hs.requests);

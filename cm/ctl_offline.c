@@ -161,7 +161,7 @@ cm_ctl_h_setpolicy(void *arg, struct ctl_call *call,
 	if (!name || strcmp(name, "offline-miss")) {
 		ctl_reply_err(call, -EINVAL,
 			      "unknown policy (known: offline-miss, "
-			      "write-mode, writeback-delay)");
+			      "write-mode, writeback-delay, log-sync)");
 		return;
 	}
 	unsigned secs = 0;

@@ -1,6 +1,6 @@
 /*
  * ctl_write.c - control requests of the write modes (doc/cm.md "Write
- * modes"): fs setpolicy write-mode and writeback-delay (the rest of
+ * modes"): fs setpolicy write-mode, writeback-delay and log-sync (the rest of
  * setpolicy is ctl_offline.c's), fs sync, and the write-mode part of fs
  * status. The work is replay.c's; this only checks and answers.
  */
@@ -66,6 +66,21 @@ cm_ctl_setpolicy_write(struct cm *cm, struct ctl_call *call,
 					     "value", value));
 		return true;
 	}
+	if (!strcmp(name, "log-sync")) {
+		bool close;
+
+		if (!value || cm_log_sync_parse(value, &close) < 0) {
+			ctl_reply_err(call, -EINVAL,
+				      "log-sync is op or close");
+			return true;
+		}
+		replay_set_log_sync(cm->replay, close);
+		log_info(LOG_CTL, "log-sync %s, set by uid %u", value,
+			 (unsigned)peer->uid);
+		ctl_reply_ok(call, json_pack("{s:s,s:s}", "name", name,
+					     "value", value));
+		return true;
+	}
 	if (strcmp(name, "write-mode"))
 		return false;
 	if (!value || cm_write_mode_parse(value, &wb) < 0) {
@@ -105,6 +120,8 @@ cm_ctl_write_status(struct cm *cm, json_t *o)
 			    json_string(s.writeback ? "writeback" : "sync"));
 	json_object_set_new(o, "writeback_delay_ms",
 			    json_integer((json_int_t)s.delay_ms));
+	json_object_set_new(o, "log_sync",
+			    json_string(s.log_close ? "close" : "op"));
 	json_object_set_new(o, "draining", json_boolean(s.draining));
 	json_object_set_new(o, "backlog_records",
 			    json_integer((json_int_t)s.records));

@@ -682,6 +682,7 @@ write_modules_new(struct cm *cm)
 	/* The write mode of the config: logged from the first change on
 	 * (the drain's clock starts with recover()). */
 	replay_set_writeback_delay(cm->replay, cm->cfg.writeback_delay_ms);
+	replay_set_log_sync(cm->replay, cm->cfg.log_sync_close);
 	conn_set_writeback(cm->conn, cm->cfg.writeback);
 	return 0;
 }

@@ -36,6 +36,7 @@
 #include "cm/pin.h"
 #include "cm/mut.h"
 #include "cm/replay.h"
+#include "cm/rlog.h"
 #include "cm/wb.h"
 #include "cm/vc.h"
 #include "common/log.h"
@@ -1221,10 +1222,37 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, 0);
 }
 
+/* log-sync=close (cairnd(8) "WRITE MODES"): while changes are logged
+ * (writeback, disconnected), close(2) and fsync(2) mean durable in the
+ * local log, and writeback's metadata ops were appended unsynced
+ * (replay.c, oreq_run()). A store at close synced the journal and
+ * everything before it (then this returns at once, no syscall); a close
+ * with nothing to store, or an fsync answered from the log, syncs it
+ * here. log-sync=op: every op was synced when it returned, nothing to
+ * do. @return 0 or -EIO. */
+static int
+sync_logged(struct cm *cm)
+{
+	int rc;
+
+	if (!replay_log_sync_close(cm->replay) || !cm->conn ||
+	    !conn_logs_changes(cm->conn))
+		return 0;
+	rc = rlog_sync(cm->rlog);
+	if (rc)
+		log_err(LOG_FUSE, "cannot sync the replay log: %s",
+			strerror(-rc));
+	return rc ? -EIO : 0;
+}
+
 static void
 flush_reply(void *arg, int err)
 {
-	fuse_reply_err(arg, err == -ESTALE ? EIO : -err);
+	fuse_req_t req = arg;
+
+	if (!err)
+		err = sync_logged(fops_req_cm(req));
+	fuse_reply_err(req, err == -ESTALE ? EIO : -err);
 }
 
 /* Valid replies: fuse_reply_err. close(2) waits for this, so a store
@@ -1238,7 +1266,7 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	(void)ino;
 	fops_count(cm, CM_R_FLUSH);
 	if (!f || !f->writer) {
-		fuse_reply_err(req, 0);
+		fuse_reply_err(req, -sync_logged(cm));
 		return;
 	}
 	wb_flush(cm->wb, &f->fid, flush_reply, req);
@@ -1330,7 +1358,7 @@ op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	(void)fi;
 	if (ino_fid(cm->ino, ino, &fid) < 0 ||
 	    !(fr = fsync_waits(cm, req, &fid))) {
-		fuse_reply_err(req, 0);
+		fuse_reply_err(req, -sync_logged(cm));
 		return;
 	}
 	fsync_flushed(fr, 0);

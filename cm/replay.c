@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,9 @@ struct replay {
 	/* writeback (doc/cm.md "Write modes") */
 	bool wb_on;	     /* write-mode writeback asked for */
 	uint64_t wb_delay_ms;
+	/* log-sync=close: writeback's metadata ops are appended unsynced
+	 * (oreq_run()); read by FUSE threads (replay_log_sync_close()). */
+	atomic_bool log_close;
 	bool draining;	     /* the running replay is a drain pass */
 	bool resume_dirty;   /* after this pass: store what a crash left */
 	struct event *tick;  /* the drain's clock */
@@ -114,6 +118,18 @@ replay_disconnect(struct replay *rp, bool manual, const char *why)
 		conn_disconnect(rp->d.conn, manual, why);
 }
 
+/* Make the log's unsynced commits durable; a failure is logged (the
+ * log then refuses every change, which its callers report). */
+static void
+sync_log(struct replay *rp)
+{
+	int rc = rlog_sync(rp->d.rlog);
+
+	if (rc)
+		log_err(LOG_OFF, "cannot sync the replay log: %s",
+			strerror(-rc));
+}
+
 void
 replay_went_offline(struct replay *rp, bool manual, const char *why)
 {
@@ -122,6 +138,10 @@ replay_went_offline(struct replay *rp, bool manual, const char *why)
 	if (!rp)
 		return;
 	if (!rp->stopped) {
+		/* log-sync=close: what writeback appended unsynced while
+		 * connected is durable now, as disconnected ops are. */
+		if (rp->d.rlog && atomic_load(&rp->log_close))
+			sync_log(rp);
 		rp->running = false;
 		rp->draining = false;
 		waiters_lost(rp);
@@ -228,7 +248,22 @@ oreq_run(struct cm_loop *loop, struct cm_job *job)
 	if (rc == -EIO && !cm_stopping(loop) && oreq_fetch(rp, q))
 		return; /* back here once it is fetched */
 	if (rc == 0) {
-		rc = rlog_append_ex(rp->d.rlog, &q->op, 0, &eff);
+		/* log-sync=close, writeback and connected: a metadata op's
+		 * record is appended without its own fdatasync (it
+		 * survives the death of cairnd at once, a power cut once
+		 * synced). The next synced commit makes it durable with
+		 * everything before it: a store at close, a close or
+		 * fsync answered from the log (fuse_ops.c sync_logged()),
+		 * the drain's clock within a tick (tick_cb()), a
+		 * disconnect. log-sync=op (the default) and disconnected:
+		 * synced before the op returns. */
+		unsigned af = 0;
+
+		if (atomic_load(&rp->log_close) && rp->d.conn &&
+		    conn_writeback(rp->d.conn) &&
+		    conn_mode(rp->d.conn) == CM_CONNECTED)
+			af = RLOG_A_NOSYNC;
+		rc = rlog_append_ex(rp->d.rlog, &q->op, af, &eff);
 		if (rc == 0)
 			conflict_note_path(rp->d.wb, eff.seq, &q->op);
 		if (rc == 0) {
@@ -1917,6 +1952,12 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (rp->stopped || cm_stopping(rp->d.loop))
 		return;
+	/* log-sync=close: what oreq_run() appended without a sync is
+	 * durable within a tick (at most 250 ms): one fdatasync for all of
+	 * it, none when nothing is unsynced. Only while changes are
+	 * logged: the op log's own records (sync mode) need none. */
+	if (atomic_load(&rp->log_close) && conn_logs_changes(rp->d.conn))
+		sync_log(rp);
 	memset(&st, 0, sizeof(st));
 	/* Waiters for records the op log sends (sync mode: a connected op,
 	 * a held late create) hear it here once those are answered. */
@@ -2028,6 +2069,25 @@ replay_set_writeback_delay(struct replay *rp, uint64_t ms)
 		rp->wb_delay_ms = ms;
 }
 
+void
+replay_set_log_sync(struct replay *rp, bool close)
+{
+	if (!rp)
+		return;
+	/* Back to op: from the next op on each is synced as it is logged;
+	 * what close appended unsynced is synced now, so from here on
+	 * every op that returned is durable. */
+	if (atomic_exchange(&rp->log_close, close) && !close && rp->d.rlog &&
+	    !rp->stopped)
+		sync_log(rp);
+}
+
+bool
+replay_log_sync_close(struct replay *rp)
+{
+	return rp && atomic_load(&rp->log_close);
+}
+
 static void
 sync_job(struct cm_loop *loop, struct cm_job *job)
 {
@@ -2086,6 +2146,7 @@ replay_wb_state(struct replay *rp, struct replay_wb_state *s)
 		return false;
 	s->writeback = rp->wb_on;
 	s->delay_ms = rp->wb_delay_ms;
+	s->log_close = atomic_load(&rp->log_close);
 	s->draining = rp->draining;
 	TAILQ_FOREACH(w, &rp->syncq, link)
 	if (w->all)

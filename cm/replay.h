@@ -150,6 +150,18 @@ typedef void (*replay_synced_fn)(void *arg, int err, uint64_t records);
 int replay_set_writeback(struct replay *rp, bool on, replay_synced_fn done,
 			 void *arg);
 void replay_set_writeback_delay(struct replay *rp, uint64_t ms);
+/*
+ * log-sync (cairnd(8) "WRITE MODES"): @close false (op, the default): in
+ * writeback every op is durable in the local log when it returns; true
+ * (close): connected, a metadata op's record is appended without a sync
+ * of its own and is durable at the next close(2)/fsync(2) of any file,
+ * within a tick of the drain's clock (0.25 s), or at a disconnect.
+ * Disconnected, every op is synced either way. Loop thread (or before
+ * the loop runs); setting op syncs what close left unsynced.
+ * replay_log_sync_close(): any thread.
+ */
+void replay_set_log_sync(struct replay *rp, bool close);
+bool replay_log_sync_close(struct replay *rp);
 
 /*
  * fsync(2), fs flush, fs sync: call @done(@arg, err, records sent
@@ -195,6 +207,7 @@ struct replay_wb_state {
 	bool writeback;	   /* asked for */
 	bool draining;	   /* a drain pass runs, or a switch to sync waits */
 	uint64_t delay_ms; /* writeback-delay */
+	bool log_close;	   /* log-sync=close */
 	uint64_t records;  /* PENDING and INFLIGHT records */
 	uint64_t bytes;	   /* store data they carry */
 	uint64_t oldest_ms; /* age of the oldest, 0 if none */

@@ -12,8 +12,11 @@
 # untar of each under strace -f -c, which slows both: compare counts, not
 # times, then). BENCH_UNTAR_MODE (writeback) is the write mode;
 # BENCH_RUNS (3) runs. BENCH_PERF=FILE records `perf record -g` of B's
-# cairnd during its untars into FILE. Not run by `make bench` (it needs a
-# second build).
+# cairnd during its untars into FILE. BENCH_UNTAR_A_ARGS and
+# BENCH_UNTAR_B_ARGS are more cairnd options for each side: one build,
+# two policies, e.g. BENCH_UNTAR_BASE=$top_builddir
+# BENCH_UNTAR_B_ARGS="--log-sync close". Not run by `make bench` (it
+# needs a second build, or the same one with other options).
 set -u
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
@@ -23,6 +26,8 @@ NFILES=${BENCH_WRITE_FILES:-2000}
 RUNS=${BENCH_RUNS:-3}
 MODE=${BENCH_UNTAR_MODE:-writeback}
 STRACE=${BENCH_STRACE:-0}
+A_ARGS=${BENCH_UNTAR_A_ARGS:-}
+B_ARGS=${BENCH_UNTAR_B_ARGS:-}
 PERF=${BENCH_PERF:-}
 [ -x "$BASE/cm/cairnd" ] || { echo "bench-untar-ab: no cairnd in $BASE, skipping"; exit 0; }
 cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000 / hz }' "/proc/$1/stat" 2>/dev/null; }
@@ -48,16 +53,19 @@ loc=$T_DIR/local
 mkdir -p "$loc"
 declare -A wall cpu dcpu syncs
 failed=0
-echo "# A = $BASE, B = $top_builddir; $NFILES files, $MODE, $RUNS runs (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "# A = $BASE ${A_ARGS:+($A_ARGS) }, B = $top_builddir ${B_ARGS:+($B_ARGS) }; $NFILES files, $MODE, $RUNS runs (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '# %-3s %-4s %8s %8s %7s %10s %10s %8s\n' run side "untar s" "local s" ratio "cpu ms/f" "drain ms/f" "syncs/f"
 untar_one() { # SIDE BUILD RUN
-	local side=$1 build=$2 run=$3 vol mnt pid c0 c1 c2 t0 t1 lt0 lt1 sp="" pp="" s=-
+	local side=$1 build=$2 run=$3 vol mnt pid c0 c1 c2 t0 t1 lt0 lt1 sp="" pp="" s=- extra
+	extra=$A_ARGS
+	[ "$side" = B ] && extra=$B_ARGS
 	vol=$side$run
 	mnt=$T_DIR/mnt-$side$run
 	vos create "$vol" >/dev/null 2>&1 || exit 99
 	make_token "$vol" rw "$T_DIR/tok-$vol"
+	# shellcheck disable=SC2086 # $extra: options, split on purpose
 	CAIRND=$build/cm/cairnd cairnd_mount "$mnt" "$T_DIR/cache-$vol" "$vol" "$T_DIR/tok-$vol" \
-		--cache-size 4G --write-mode "$MODE" || exit 1
+		--cache-size 4G --write-mode "$MODE" $extra || exit 1
 	mkdir -p "$mnt/untar"
 	pid=$(cairnd_pid "$mnt")
 	rm -rf "$loc/untar" && mkdir -p "$loc/untar" && sync

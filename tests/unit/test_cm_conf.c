@@ -331,6 +331,15 @@ main(void)
 	is_int(set(&c, "writeback-delay", "2h"), -EINVAL, "above 1h");
 	is_int(set(&c, "writeback-delay", "soon"), -EINVAL, "not a duration");
 	is_int(c.writeback_delay_ms, 250, "a refused value changes nothing");
+	is_int(c.log_sync_close, 0, "log-sync op by default");
+	is_int(set(&c, "log-sync", "close"), 0, "log-sync close");
+	is_int(c.log_sync_close, 1, "close parsed");
+	is_int(set(&c, "log-sync", "never"), -EINVAL, "log-sync never");
+	is_int(set(&c, "log-sync", ""), -EINVAL, "empty log-sync");
+	is_int(set(&c, "log-sync", "Close"), -EINVAL, "log-sync is exact");
+	is_int(c.log_sync_close, 1, "a refused log-sync changes nothing");
+	is_int(set(&c, "log-sync", "op"), 0, "log-sync op");
+	is_int(c.log_sync_close, 0, "op parsed");
 	is_int(set(&c, "chunk-size", "1M"), 0, "chunk-size 1M");
 	is_int(set(&c, "chunk-size", "300K"), -EINVAL, "not a power of two");
 	is_int(set(&c, "chunk-size", "32K"), -EINVAL, "below 64K");
