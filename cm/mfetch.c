@@ -835,8 +835,7 @@ held_drop(struct mfetch *mf, const struct fid *fid)
 	if (!mf->held.h)
 		return;
 	if ((fid && fid_eq(&mf->held.h->fid, fid)) ||
-	    atomic_load(&mf->held.h->refcnt) <=
-		    1 + (mf->held.d == mf->held.h))
+	    atomic_load(&mf->held.h->refcnt) <= 1 + (mf->held.d == mf->held.h))
 		held_clear(mf);
 }
 
