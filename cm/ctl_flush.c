@@ -260,6 +260,8 @@ drop_all_meta(struct cm *cm)
 		kernel_forget_data(cm, &m.v[i]);
 	}
 	free(m.v);
+	/* A late listing an open handle holds goes too (mfetch.c). */
+	mfetch_drop_held(cm->mf);
 	return m.n;
 }
 
@@ -529,6 +531,7 @@ flushmeta_done(struct resolve *r, const struct proto_attr *a)
 	 * based on them); the rest is forgotten. */
 	if (!wb_active(cm->wb, &a->fid))
 		mcache_forget(cm->mc, &a->fid);
+	mfetch_dir_mutated(cm->mf, &a->fid); /* its held listing */
 	if (ino && cm->loop.kops.inval_inode) {
 		CM_STAT_INC(&cm->st, invalidations);
 		/* -1: attributes only; a directory also drops its pages

@@ -439,6 +439,7 @@ name_fid(struct cm *cm, struct mop *m, const struct fid *dir,
 	if (rc < 0 && m->tries > 0 && cm->mf && !mcache_ahead(cm->mc, dir) &&
 	    mfetch_late_dir(cm->mf, dir, m->t0_seq, &d) == 0) {
 		CM_STAT_INC(&cm->st, dir_late);
+		CM_STAT_INC(&cm->st, dir_late_mut);
 		rc = 0;
 	}
 	if (rc < 0) {

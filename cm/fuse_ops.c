@@ -79,6 +79,10 @@ struct park {
 	 * attributes are fetched (try_lookup) */
 	bool have_late_child;
 	struct fid late_child;
+	/* LOOKUP: the held listing named late_child, whose object turned
+	 * out gone: the name may name a new one, so a listing fetch once
+	 * (lookup_held() is not tried again) */
+	bool held_tried;
 	bool kill; /* open: O_TRUNC flagged (fops_kill_suidgid()) */
 };
 
@@ -107,6 +111,9 @@ late_dir(struct cm *cm, struct park *p, const struct fid *fid)
 	    mfetch_late_dir(cm->mf, fid, p->t0_seq, &d) < 0)
 		return NULL;
 	CM_STAT_INC(&cm->st, dir_late);
+	/* A handle's held listing that aged out answers again from this
+	 * newer one (mfetch_held_dir()). */
+	mfetch_held_renew(cm->mf, d);
 	return d;
 }
 
@@ -154,6 +161,22 @@ park_resume(void *arg, int err)
 		    cm_post_after(&cm->loop, &p->job, 250) == 0)
 			return;
 	}
+	if (err == -ENOENT && p->op == P_LOOKUP && p->have_late_child &&
+	    p->need == NEED_ATTR && !p->held_tried) {
+		/* The held listing's FID for the name is gone, but the name
+		 * may name a new object now (removed and made again on
+		 * another client): a listing fetch once, not ENOENT. */
+		struct fid pfid;
+
+		p->held_tried = true;
+		p->have_late_child = false;
+		if (ino_fid(cm->ino, p->ino, &pfid) == 0) {
+			need(p, NEED_DIR, &pfid);
+			p->tries++;
+			p->job.run(&cm->loop, &p->job);
+			return;
+		}
+	}
 	if (err) {
 		/* ENOENT of the object we needed: the object is gone.
 		 * Anything else (no answer, a bad reply): EIO. */
@@ -198,7 +221,7 @@ lookup_held(struct cm *cm, struct park *p)
 	long idx;
 
 	if (p->op != P_LOOKUP || !p->name || p->have_late_child ||
-	    mcache_ahead(cm->mc, &p->need_fid) ||
+	    p->held_tried || mcache_ahead(cm->mc, &p->need_fid) ||
 	    mfetch_held_dir(cm->mf, &p->need_fid, &d) < 0)
 		return false;
 	idx = vc_dir_find(d, p->name, strlen(p->name));
@@ -210,6 +233,9 @@ lookup_held(struct cm *cm, struct park *p)
 	if (idx < 0)
 		return false;
 	CM_STAT_INC(&cm->st, dir_held);
+	/* A retry (-EAGAIN, an offline wait) fetches the attributes
+	 * again, not the whole directory. */
+	need(p, NEED_ATTR, &p->late_child);
 	if (mcache_attr(cm->mc, &p->late_child, &a) == 0)
 		park_resume(p, 0);
 	else
@@ -767,13 +793,39 @@ op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	do_readdir(req, ino, size, off, fi, true);
 }
 
+/* A late listing's handle was released: the loop frees the held
+ * listing now if no other handle holds it (it may be megabytes; else
+ * it stayed until a later LOOKUP or listing fetch). */
+struct held_rel {
+	struct cm_job job;
+	struct cm *cm;
+};
+
+static void
+held_rel_run(struct cm_loop *loop, struct cm_job *job)
+{
+	struct held_rel *r = container_of(job, struct held_rel, job);
+
+	if (!cm_stopping(loop))
+		mfetch_held_release(r->cm->mf);
+	free(r);
+}
+
 /* Valid replies: fuse_reply_err. */
 static void
 op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct cm *cm = fops_req_cm(req);
+	struct held_rel *r;
+
 	(void)ino;
-	fops_count(fops_req_cm(req), CM_R_RELEASE);
+	fops_count(cm, CM_R_RELEASE);
 	vc_dir_put(fh_dir(fi->fh));
+	if ((fi->fh & FH_LATE) && (r = calloc(1, sizeof(*r)))) {
+		r->cm = cm;
+		r->job.run = held_rel_run;
+		cm_post(&cm->loop, &r->job);
+	}
 	fuse_reply_err(req, 0);
 }
 

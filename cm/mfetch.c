@@ -65,6 +65,8 @@ TAILQ_HEAD(mfetch_opq, mfetch_op);
 /* Listings kept for an OPENDIR after events overtook them, while the
  * fetch's waiters run (dir_done()): ~60 bytes an entry (a vc_dir). */
 #define MF_LATE 1
+/* A held listing answers LOOKUPs this long after it came (ms). */
+#define MF_HELD_MS 5000
 
 struct mfetch {
 	struct mfetch_opq ops; /* every op not yet completed */
@@ -97,8 +99,14 @@ struct mfetch {
 		uint64_t asked_seq; /* send_seq of its first page */
 	} late[MF_LATE];
 	unsigned late_next;
-	/* The late listing an open handle holds (mfetch_hold_late()). */
-	struct vc_dir *held;
+	/* The late listing an open handle holds (mfetch_hold_late()):
+	 * h is the handle's (open while it has more references than
+	 * ours), d the listing that answers LOOKUPs, the handle's or a
+	 * newer late one (mfetch_held_renew()), taken at at_ms. */
+	struct {
+		struct vc_dir *h, *d;
+		uint64_t at_ms;
+	} held;
 	/* Listing requests sent so far (dir_send()): a FUSE worker reads
 	 * it when it parks (mfetch_send_seq()), so it is atomic. */
 	atomic_uint_fast64_t send_seq;
@@ -816,16 +824,24 @@ late_put(struct mfetch *mf, const struct fid *fid, struct vc_dir *d,
 	mf->late[i].asked_seq = asked_seq;
 }
 
+static void
+held_clear(struct mfetch *mf)
+{
+	vc_dir_put(mf->held.h);
+	vc_dir_put(mf->held.d);
+	mf->held.h = mf->held.d = NULL;
+}
+
 /* Forget the held listing when it is @fid's (NULL: any) or no open
- * handle holds it any more (only our reference is left). */
+ * handle holds it any more (only our references are left). */
 static void
 held_drop(struct mfetch *mf, const struct fid *fid)
 {
-	if (mf->held && ((fid && fid_eq(&mf->held->fid, fid)) ||
-			 atomic_load(&mf->held->refcnt) <= 1)) {
-		vc_dir_put(mf->held);
-		mf->held = NULL;
-	}
+	if (!mf->held.h)
+		return;
+	if ((fid && fid_eq(&mf->held.h->fid, fid)) ||
+	    atomic_load(&mf->held.h->refcnt) <= 1 + (mf->held.d == mf->held.h))
+		held_clear(mf);
 }
 
 void
@@ -833,8 +849,45 @@ mfetch_hold_late(struct mfetch *mf, struct vc_dir *d)
 {
 	if (!mf || !d)
 		return;
-	vc_dir_put(mf->held);
-	mf->held = vc_dir_get(d);
+	held_clear(mf);
+	mf->held.h = vc_dir_get(d);
+	mf->held.d = vc_dir_get(d);
+	mf->held.at_ms = util_now_ms();
+}
+
+void
+mfetch_held_renew(struct mfetch *mf, struct vc_dir *d)
+{
+	if (!mf || !d || !mf->held.h || !fid_eq(&mf->held.h->fid, &d->fid))
+		return;
+	if (mf->held.d != d) {
+		vc_dir_put(mf->held.d);
+		mf->held.d = vc_dir_get(d);
+	}
+	mf->held.at_ms = util_now_ms();
+}
+
+void
+mfetch_held_release(struct mfetch *mf)
+{
+	if (mf)
+		held_drop(mf, NULL);
+}
+
+void
+mfetch_drop_held(struct mfetch *mf)
+{
+	if (mf)
+		held_clear(mf);
+}
+
+void
+mfetch_dir_mutated(struct mfetch *mf, const struct fid *fid)
+{
+	if (!mf || !fid || fid_is_null(fid))
+		return;
+	held_drop(mf, fid);
+	late_drop(mf, fid);
 }
 
 int
@@ -844,9 +897,17 @@ mfetch_held_dir(struct mfetch *mf, const struct fid *fid, struct vc_dir **out)
 	if (!mf)
 		return -ENOENT;
 	held_drop(mf, NULL);
-	if (!mf->held || !fid_eq(&mf->held->fid, fid))
+	if (!mf->held.h || !fid_eq(&mf->held.h->fid, fid))
 		return -ENOENT;
-	*out = vc_dir_get(mf->held);
+	/* Only for a few seconds after it came: changes from other
+	 * clients that no event about the child shows (a rename away, a
+	 * remove of a linked object) must show within seconds, not stay
+	 * hidden while a handle is open. Older, a LOOKUP fetches the
+	 * directory, and a late listing that fetch gives takes its place
+	 * (mfetch_held_renew()). */
+	if (util_now_ms() - mf->held.at_ms > MF_HELD_MS)
+		return -ESTALE;
+	*out = vc_dir_get(mf->held.d);
 	return 0;
 }
 
@@ -1097,8 +1158,12 @@ mfetch_own_change(struct mfetch *mf, const struct fid *fid, uint64_t event_seq)
 void
 mfetch_dir_changed(struct mfetch *mf, const struct proto_attr *a)
 {
-	if (mf)
-		apply_attr(mf, a, true, false);
+	if (!mf)
+		return;
+	/* Our own change (or a refusal of it): a listing taken before it
+	 * is no answer any more, whatever mcache does next. */
+	mfetch_dir_mutated(mf, &a->fid);
+	apply_attr(mf, a, true, false);
 }
 
 void
@@ -1106,7 +1171,14 @@ mfetch_local_dir(struct mfetch *mf, const struct proto_attr *dir_after,
 		 const char *del, const char *add,
 		 const struct proto_attr *add_attr)
 {
-	if (mf && mcache_local_dir(mf->mc, dir_after, del, add, add_attr))
+	if (!mf)
+		return;
+	/* Before mcache_local_dir(), which returns early while the
+	 * directory is ahead: the held and late listings predate this
+	 * change of ours and would give the old names back (a LOOKUP of
+	 * the name just moved away got the moved object). */
+	mfetch_dir_mutated(mf, &dir_after->fid);
+	if (mcache_local_dir(mf->mc, dir_after, del, add, add_attr))
 		mfetch_want_dir(mf, &dir_after->fid, NULL, NULL);
 }
 
@@ -1264,6 +1336,8 @@ mfetch_revalidate_all(struct mfetch *mf)
 	int rc;
 
 	CM_STAT_INC(mf->st, revalidations);
+	/* Events were missed: a held listing may hide any of them. */
+	held_clear(mf);
 	/* Every cached attribute, the pending ones too. */
 	mcache_sync_attrs(mf->mc, SIZE_MAX);
 	rc = vc_iterate_fids(mf->vc, reval_cb, &rv);
@@ -1334,7 +1408,7 @@ mfetch_free(struct mfetch *mf)
 	event_free(mf->sync_ev);
 	for (unsigned i = 0; i < MF_LATE; i++)
 		vc_dir_put(mf->late[i].d);
-	vc_dir_put(mf->held);
+	held_clear(mf);
 	/* Pending attributes to the file now (mcache_free() would too). */
 	mcache_sync_attrs(mf->mc, SIZE_MAX);
 	free(mf->volume);

@@ -106,10 +106,30 @@ int mfetch_late_dir(struct mfetch *mf, const struct fid *fid,
  * a LOOKUP of a name it shows (ls -l's stat after the readdir) takes
  * the FID from it instead of fetching the whole directory again, which
  * the churn would overtake again (fuse_ops.c). Dropped once a listing
- * of the directory is stored, or at the next use or listing fetch of it
- * after the handle was released. Loop thread. */
+ * of the directory is stored, when this client changes the directory
+ * (mfetch_dir_mutated()), when events were missed, and once the handle
+ * is released (mfetch_held_release()). Loop thread. */
 void mfetch_hold_late(struct mfetch *mf, struct vc_dir *d);
-/* The listing held for @fid (mfetch_hold_late()): 0 and a reference in
+/* This client changed directory @fid (or the server refused a change
+ * of it): the held and late listings of @fid were taken before and
+ * still show the old names, so they go. Local changes ahead must win
+ * over an older listing, also once they are acknowledged (then
+ * mcache_ahead() is false again). Loop thread. */
+void mfetch_dir_mutated(struct mfetch *mf, const struct fid *fid);
+/* A late listing @d, asked for after a LOOKUP began, answers it: if it
+ * is of the held directory, it answers that handle's next LOOKUPs for
+ * another few seconds (the held one aged out, mfetch_held_dir()).
+ * Loop thread. */
+void mfetch_held_renew(struct mfetch *mf, struct vc_dir *d);
+/* A directory handle was released: free the held listing if no handle
+ * holds it any more (a big one is megabytes). Loop thread. */
+void mfetch_held_release(struct mfetch *mf);
+/* Forget the held listing whatever holds it (events missed, a
+ * disconnect, fs flush). Loop thread. */
+void mfetch_drop_held(struct mfetch *mf);
+/* The listing held for @fid (mfetch_hold_late()), for a few seconds
+ * after it came: -ESTALE when older (fetch the directory: its late
+ * listing renews it, mfetch_held_renew()): 0 and a reference in
  * *@out, or -ENOENT. Loop thread. */
 int mfetch_held_dir(struct mfetch *mf, const struct fid *fid,
 		    struct vc_dir **out);

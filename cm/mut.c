@@ -594,6 +594,13 @@ finish_apply(struct mreq *m, int err, const struct proto_op_result *r)
 {
 	struct mut *mu = m->mu;
 
+	/* Before anything else, whether the server took the op or not (a
+	 * 412 or ESTALE says our listing is old too): a listing an open
+	 * handle holds, or a late one, was taken before this change and
+	 * must not answer a LOOKUP after it (mv log log.1; echo x > log
+	 * would truncate log.1). */
+	mfetch_dir_mutated(mu->d.mf, &m->op.parent);
+	mfetch_dir_mutated(mu->d.mf, &m->op.newparent);
 	if (!err && r) {
 		apply_reply(m, r,
 			    m->op.kind == PROTO_OP_MKDIR && reply_fresh(m, r));

@@ -88,6 +88,7 @@ cm_stats_format_counters(const struct cm_stats *st, char *buf, size_t len,
 	P("dir_pages %llu\n", LD(dir_pages));
 	P("dir_prefetches %llu\n", LD(dir_prefetches));
 	P("dir_late %llu\n", LD(dir_late));
+	P("dir_late_mut %llu\n", LD(dir_late_mut));
 	P("dir_held %llu\n", LD(dir_held));
 	P("dir_attrs_unkept %llu\n", LD(dir_attrs_unkept));
 	P("getattr_requests %llu\n", LD(getattr_reqs));

@@ -59,6 +59,8 @@ struct cm_stats {
 	atomic_uint_fast64_t dir_late;	/* opendirs, lookups served a
 					   listing events overtook
 					   (mfetch_late_dir()) */
+	atomic_uint_fast64_t dir_late_mut; /* of them, unlinks and renames
+					     (name_fid()) */
 	atomic_uint_fast64_t dir_held;	/* lookups named by the late listing
 					   of an open handle (park_run()) */
 	atomic_uint_fast64_t dir_attrs_unkept; /* entries of overtaken
