@@ -1007,6 +1007,7 @@ mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
 	bool fresh;
 	struct mfetch_op *op = op_join(mf, MK_DIR, fid, cb, arg, &fresh);
 	struct dir_req *dr;
+	char fs[FID_STRLEN];
 	int rc = 0;
 
 	if (!op || !fresh)
@@ -1020,6 +1021,10 @@ mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
 		dr->op = op;
 		dr->gen = mf->gen;
 		CM_STAT_INC(mf->st, dir_fetches);
+		/* Which listings a walk fetched, and whether someone waits
+		 * (a prefetch has no callback): t2202's counts. */
+		log_debug(LOG_META, "listing %s: fetch%s",
+			  fid_fmt(fid, fs), cb ? "" : " (nobody waits)");
 		rc = dir_send(dr);
 	}
 	if (rc < 0) {
