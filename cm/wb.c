@@ -961,18 +961,29 @@ begin_io(struct wb *wb, const struct fid *fid, struct wstate *snap,
 	if (!wb)
 		return -EIO;
 	pthread_mutex_lock(&wb->lock);
-	ws = wb_find_locked(wb, fid);
-	if (!ws) {
-		pthread_mutex_unlock(&wb->lock);
-		return -EBADF;
+	for (;;) {
+		ws = wb_find_locked(wb, fid);
+		if (!ws) {
+			pthread_mutex_unlock(&wb->lock);
+			return -EBADF;
+		}
+		/* A replay's retag moves the base DV (stored()): begin
+		 * after it, with the new one. */
+		if (ws->retagging) {
+			pthread_cond_wait(&wb->cond, &wb->lock);
+			continue;
+		}
+		rc = wait_store_locked(wb, ws);
+		if (rc < 0 || !ws->retagging)
+			break;
 	}
-	rc = wait_store_locked(wb, ws);
 	if (rc == 0 && ws->conflicted)
 		rc = -EIO; /* this handle's version is in the conflict copy */
 	if (rc == 0)
 		rc = kill_locked(wb, ws, kill);
 	if (rc == 0) {
 		ws->writing++;
+		ws->io++;
 		*snap = *ws;
 	}
 	pthread_mutex_unlock(&wb->lock);
@@ -991,6 +1002,7 @@ end_io(struct wb *wb, const struct fid *fid, int rc, uint64_t new_size,
 	ws = wb_find_locked(wb, fid);
 	if (ws) {
 		ws->writing--;
+		ws->io--;
 		if (set_size) {
 			/* A truncate commits every working copy of the file
 			 * (outside the lock) and saves the new size with it
@@ -1777,6 +1789,8 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 		bool later = false;
 
 		pthread_mutex_lock(&wb->lock);
+	again:
+		src = op->base_dv;
 		ws = wb_find_locked(wb, &op->fid);
 		if (ws && ws->replaying && ws->replay_to == op->base_dv)
 			src = ws->replay_from;
@@ -1812,6 +1826,28 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 			uint64_t old_srv = ws->srv_size;
 			bool resave = ws->saved;
 
+			if (ws->io) {
+				/* A write or truncate runs with the old base
+				 * DV: a chunk it makes after the retag would
+				 * stay at that DV, a hole to readers at the
+				 * new one. Wait for those running (none
+				 * begins meanwhile: begin_io()), then decide
+				 * again (the lock is held from their end). */
+				struct fid fid = ws->fid;
+				uint64_t id = ws->id;
+
+				ws->retagging = true;
+				while (ws && ws->io) {
+					pthread_cond_wait(&wb->cond, &wb->lock);
+					ws = wb_find_locked(wb, &fid);
+					if (ws && ws->id != id)
+						ws = NULL;
+				}
+				if (ws)
+					ws->retagging = false;
+				pthread_cond_broadcast(&wb->cond);
+				goto again;
+			}
 			if (!ws->dirty && !ws->gone) {
 				mark_dirty_locked(wb, ws);
 				resave = true;

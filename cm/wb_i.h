@@ -45,6 +45,15 @@ struct wstate {
 	struct proto_attr attr; /* the server's, at the first open */
 	unsigned writers;
 	unsigned writing;
+	/* Writes and truncates running (begin_io() to end_io()): each works
+	 * from a copy of this state taken at its start, its base DV too. A
+	 * replay's retag (stored()) waits for them, retagging set so that
+	 * no new one begins meanwhile: else a write still on the old DV
+	 * made a chunk at it after the retag, which readers at the new DV
+	 * took for a hole (a page of zeros, doc/cm.md "A reader during a
+	 * rewrite"). */
+	unsigned io;
+	bool retagging;
 	bool dirty, storing, gone, saved;
 	bool conflicted; /* its changes went to a conflict copy */
 	bool writeback;	 /* a store above the dirty limit is queued */
