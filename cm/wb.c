@@ -1190,6 +1190,7 @@ struct trunc_ctx {
 	struct wb *wb;
 	uint64_t size;
 	int rc;
+	uint64_t reached; /* the lowest offset a cut took bytes from */
 };
 
 /*
@@ -1209,6 +1210,12 @@ trunc_cb(const struct cs_info *i, void *arg)
 		return 0;
 	rc = cs_truncate(t->wb->d.cs, &i->key, i->dv,
 			 cstart >= t->size ? 0 : (uint32_t)(t->size - cstart));
+	if (rc == 0) {
+		uint64_t at = cstart >= t->size ? cstart : t->size;
+
+		if (at < t->reached)
+			t->reached = at;
+	}
 	if (rc == 0)
 		rc = cs_commit_flags(t->wb->d.cs, &i->key, CS_C_NOSYNC);
 	if (rc == 0 && cstart >= t->size)
@@ -1256,7 +1263,7 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need,
 	    const struct wb_kill *kill)
 {
 	uint32_t csz = wb->d.chunk_size;
-	struct trunc_ctx t = {wb, size, 0};
+	struct trunc_ctx t = {wb, size, 0, UINT64_MAX};
 	struct wstate s;
 	uint64_t zf = UINT64_MAX;
 	bool cut = false;
@@ -1285,6 +1292,8 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need,
 				cm_chunk_key(&k, fid, c);
 				rc = cs_truncate(wb->d.cs, &k, s.base_dv, in);
 				if (rc == 0)
+					t.reached = size;
+				if (rc == 0)
 					rc = cs_commit_flags(wb->d.cs, &k,
 							     CS_C_NOSYNC);
 			}
@@ -1299,7 +1308,21 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need,
 	}
 	if (cut && wb_cut_hook)
 		wb_cut_hook(fid);
-	rc = end_io(wb, fid, rc, size, true, zf);
+	if (rc < 0 && t.reached < s.size) {
+		/* Failed after a cut (an I/O error, no space for a working
+		 * copy): the bytes from t.reached up may be gone from some
+		 * chunks, so the file ends there now, short of the old size
+		 * (which would read them as zeros) and of the size asked
+		 * for. The caller still gets the error. */
+		int erc = rc;
+
+		rc = end_io(wb, fid, 0, t.reached, true,
+			    t.reached < s.zero_from ? t.reached : UINT64_MAX);
+		if (rc >= 0)
+			rc = erc;
+	} else {
+		rc = end_io(wb, fid, rc, size, true, zf);
+	}
 	if (cut)
 		cut_end(wb, fid);
 	{

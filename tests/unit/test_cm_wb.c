@@ -475,6 +475,18 @@ tr_read(const struct fid *fid)
 	tr_rc = wb_truncate(tr_wb, fid, tr_to, &need, NULL);
 }
 
+/* Fails the chunk store's ftruncate number tr_fail_at (1 = the first). */
+static int tr_ftruncs, tr_fail_at;
+
+static int
+tr_fault(enum cs_fault_op op, const char *what)
+{
+	(void)what;
+	if (op == CS_FOP_FTRUNCATE && ++tr_ftruncs == tr_fail_at)
+		return -EIO;
+	return 0;
+}
+
 /* No byte of [0, n) of tr_buf is other than tr_data's. */
 static bool
 tr_same(ssize_t n)
@@ -603,6 +615,35 @@ test_trunc_race(void)
 	   n);
 	n = wb_read(tr_wb, &f, 0, tr_buf, TR_LEN, &need);
 	ok(n == 100000 && tr_same(n), "and after it");
+
+	/* 5: a truncate to 100 that fails after its first cut (the head
+	 * chunk cut to 100, then the second chunk's ftruncate fails): the
+	 * file ends where the cut reached, not at the old size over cut
+	 * chunks (zeros). */
+	is_int((int)wb_write(tr_wb, &f, 0, tr_data, TR_LEN, &need, NULL),
+	       (int)TR_LEN, "write them again");
+	tr_ftruncs = 0;
+	tr_fail_at = 2;
+	cs_fault_hook = tr_fault;
+	ok(wb_truncate(tr_wb, &f, 100, &need, NULL) < 0,
+	   "a truncate to 100 whose second cut fails: an error");
+	cs_fault_hook = NULL;
+	ok(tr_ftruncs >= 2, "(the second cut was tried: %d)", tr_ftruncs);
+	n = wb_read(tr_wb, &f, 0, tr_buf, TR_LEN, &need);
+	ok(n == 100 && tr_same(n),
+	   "the file ends where the cut reached: 100 bytes, no zeros (%zd)",
+	   n);
+	memset(&a, 0, sizeof(a));
+	a.fid = f;
+	a.type = PROTO_T_FILE;
+	a.size = TR_LEN;
+	wb_overlay(tr_wb, &a);
+	is_int((int)a.size, 100, "its size is 100");
+	is_int((int)wb_write(tr_wb, &f, 100, tr_data + 100, TR_LEN - 100,
+			     &need, NULL),
+	       (int)(TR_LEN - 100), "written again after it");
+	n = wb_read(tr_wb, &f, 0, tr_buf, TR_LEN, &need);
+	ok(n == (ssize_t)TR_LEN && tr_same(n), "and read whole (%zd)", n);
 	wb_release_write(tr_wb, &f);
 out:
 	wb_free(tr_wb);
