@@ -152,6 +152,11 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 	 * working copies, and a size beyond their bytes would read (and be
 	 * stored) as zeros. Growth since is found from the chunks. */
 	r.size = ws->uncommitted || ws->checkpointing ? ws->ck_size : ws->size;
+	/* A truncate is cutting (cut_begin()): the size it cuts to, saved
+	 * before its first cut; zero_from stays (wb_new() lowers it to
+	 * the size it finds). */
+	if (ws->ncut && r.size > ws->cut_to)
+		r.size = ws->cut_to;
 	r.zero_from = ws->zero_from;
 	r.mtime_ns = ws->mtime_ns;
 	r.ctime_ns = ws->ctime_ns;
@@ -1197,10 +1202,49 @@ struct trunc_ctx {
  * Cut every dirty chunk at or past the new size. One wholly past it is
  * emptied and made clean: a store sends only chunks below the size, and a
  * dirty chunk left behind would keep the old DV after the store and turn
- * the next write into it into -ESTALE.
+ * the next write into it into -ESTALE. The chunks to cut are collected
+ * (trunc_collect()) and cut from the last one down (trunc_cut()), so that
+ * at every moment the dirty chunks still uncut hold a prefix of the old
+ * version: what a kill -9 or a failed cut then leaves (doc/cm.md, "A
+ * truncate and a kill -9").
  */
+struct trunc_list {
+	struct cs_info *v;
+	size_t n, cap;
+	int rc;
+};
+
 static int
-trunc_cb(const struct cs_info *i, void *arg)
+trunc_collect(const struct cs_info *i, void *arg)
+{
+	struct trunc_list *l = arg;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct cs_info *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v) {
+			l->rc = -ENOMEM;
+			return -1;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = *i;
+	return 0;
+}
+
+static int
+chunk_desc(const void *a, const void *b)
+{
+	uint64_t x = ((const struct cs_info *)a)->key.chunk;
+	uint64_t y = ((const struct cs_info *)b)->key.chunk;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static int
+trunc_cut(const struct cs_info *i, void *arg)
 {
 	struct trunc_ctx *t = arg;
 	uint64_t cstart = i->key.chunk * t->wb->d.chunk_size;
@@ -1239,6 +1283,13 @@ cut_begin(struct wb *wb, const struct fid *fid, uint64_t size)
 		if (!ws->ncut++ || size < ws->cut_to)
 			ws->cut_to = size;
 		ws->tgen++;
+		/* Before the first cut, dirty.tdb names the new size: a
+		 * kill -9 during the cuts then restarts from it, grown
+		 * back over the dirty chunks not cut yet (a prefix of the
+		 * old version: the cuts go from the last chunk down), not
+		 * from the old size over cut chunks (zeros). */
+		if (ws->dirty && !ws->gone)
+			wb_save_locked(wb, ws);
 	}
 	pthread_mutex_unlock(&wb->lock);
 }
@@ -1279,29 +1330,38 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need,
 	if (size < s.size) {
 		uint64_t c = size / csz;
 		uint32_t in = (uint32_t)(size % csz);
+		struct trunc_list l = {NULL, 0, 0, 0};
 
+		/* The chunk that keeps its head must hold it: fetched
+		 * first if need be (-EAGAIN: nothing cut yet), cut last. */
 		if (size < s.zero_from && in) {
-			/* The chunk that keeps its head must hold it. */
-			struct cs_key k;
-
 			rc = prepare_chunk(wb, fid, s.base_dv, s.zero_from, c,
 					   0, 0);
 			if (rc == -EAGAIN)
 				*need = c;
-			if (rc == 0) {
-				cm_chunk_key(&k, fid, c);
-				rc = cs_truncate(wb->d.cs, &k, s.base_dv, in);
-				if (rc == 0)
-					t.reached = size;
-				if (rc == 0)
-					rc = cs_commit_flags(wb->d.cs, &k,
-							     CS_C_NOSYNC);
-			}
 		}
 		if (rc == 0) {
-			cs_iterate_file(wb->d.cs, fid->vol, fid->oid, trunc_cb,
-					&t);
+			cs_iterate_file(wb->d.cs, fid->vol, fid->oid,
+					trunc_collect, &l);
+			rc = l.rc;
+		}
+		if (rc == 0) {
+			qsort(l.v, l.n, sizeof(*l.v), chunk_desc);
+			for (size_t i = 0; i < l.n; i++)
+				trunc_cut(&l.v[i], &t);
 			rc = t.rc;
+		}
+		free(l.v);
+		if (rc == 0 && size < s.zero_from && in) {
+			struct cs_key k;
+
+			cm_chunk_key(&k, fid, c);
+			rc = cs_truncate(wb->d.cs, &k, s.base_dv, in);
+			if (rc == 0 && size < t.reached)
+				t.reached = size;
+			if (rc == 0)
+				rc = cs_commit_flags(wb->d.cs, &k,
+						     CS_C_NOSYNC);
 		}
 		if (size < s.zero_from)
 			zf = size;
@@ -2106,15 +2166,30 @@ sizes_from_chunks(struct wb *wb)
 
 		SLIST_FOREACH(ws, &wb->tab[b], link) {
 			struct size_scan z = {ws, wb->d.chunk_size, 0};
+			bool ch = false;
 
 			if (!ws->dirty || !wb->d.cs || !wb->d.chunk_size)
 				continue;
+			/* The lengths the chunk files hold, not the index's
+			 * of before a commit a kill -9 cut short. */
+			cs_verify_file(wb->d.cs, ws->fid.vol, ws->fid.oid);
 			cs_iterate_file(wb->d.cs, ws->fid.vol, ws->fid.oid,
 					size_cb, &z);
+
 			if (z.end > ws->size) {
 				ws->size = z.end;
-				wb_save_locked(wb, ws);
+				ch = true;
 			}
+			/* Past the size, clean chunks must read as zeros
+			 * when the file grows again: a record saved during
+			 * a truncate's cuts names the size cut to with the
+			 * zero_from of before (cut_begin()). */
+			if (ws->zero_from > ws->size) {
+				ws->zero_from = ws->size;
+				ch = true;
+			}
+			if (ch)
+				wb_save_locked(wb, ws);
 		}
 	}
 }

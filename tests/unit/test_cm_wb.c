@@ -1007,6 +1007,102 @@ test_kill_die(void)
 		diag("cannot remove '%s/kill9'", dir);
 }
 
+/*
+ * A kill -9 in the middle of a shrinking truncate (doc/cm.md "A truncate
+ * and a kill -9"): a child writes three chunks, commits them, truncates
+ * to 100 and dies at its N-th chunk-store I/O or dirty.tdb save; the
+ * parent opens the cache as a restarted cairnd would and reads the
+ * file: a prefix of what was written, at least 100 bytes, never zeros
+ * (before: the old size over cut chunks). N grows until the truncate
+ * completes.
+ */
+static void
+test_trunc_die(void)
+{
+	struct fid root = mkfid(RACE_VOL, 0x01), f = mkfid(RACE_VOL, 0x71);
+	struct proto_attr a;
+	char cmd[300];
+	int n, bad = 0, mid = 0;
+	bool completed = false;
+
+	for (size_t i = 0; i < TR_LEN; i++)
+		tr_data[i] = (uint8_t)(1 + i % 251);
+	memset(&a, 0, sizeof(a));
+	a.fid = f;
+	a.type = PROTO_T_FILE;
+	a.mode = S_IFREG | 0644;
+	a.nlink = 1;
+	a.dv = 93;
+	for (n = 1; n < 200 && !completed; n++) {
+		struct kenv e;
+		char path[300];
+		uint64_t need = 0;
+		ssize_t got;
+		pid_t pid;
+		int status = 0;
+
+		memset(&e, 0, sizeof(e));
+		snprintf(e.cdir, sizeof(e.cdir), "%s/tkill9", dir);
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e.cdir);
+		if (system(cmd) != 0)
+			diag("cannot remove '%s'", e.cdir);
+		mkdir(e.cdir, 0700);
+		snprintf(path, sizeof(path), "%s/cs", e.cdir);
+		e.p.chunk_size = TR_CS;
+		if (mkdir(path, 0700) < 0 || cs_create(path, &e.p) < 0) {
+			ok(0, "set up a chunk store");
+			return;
+		}
+		fflush(NULL);
+		pid = fork();
+		if (pid == 0) {
+			if (kenv_open(&e, &root) < 0)
+				_exit(3);
+			vc_put_attr(e.vc, &a);
+			if (wb_open_write(e.wb, &a, &root, "f") < 0)
+				_exit(4);
+			if (wb_write(e.wb, &f, 0, tr_data, TR_LEN, &need,
+				     NULL) != (ssize_t)TR_LEN ||
+			    wb_truncate(e.wb, &f, TR_LEN - 1, &need, NULL) != 0)
+				_exit(5); /* committed, the size saved */
+			die_steps = 0;
+			die_at = n;
+			cs_fault_hook = die_hook;
+			wb_saved_hook = die_saved;
+			_exit(wb_truncate(e.wb, &f, 100, &need, NULL) == 0 ? 0
+									  : 6);
+		}
+		if (pid < 0 || waitpid(pid, &status, 0) != pid ||
+		    !WIFEXITED(status) ||
+		    (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 42)) {
+			ok(0, "step %d: the child ran (status 0x%x)", n, status);
+			return;
+		}
+		completed = WEXITSTATUS(status) == 0;
+		if (kenv_open(&e, &root) < 0) {
+			ok(0, "step %d: reopen the cache", n);
+			kenv_close(&e);
+			return;
+		}
+		got = wb_read(e.wb, &f, 0, tr_buf, TR_LEN, &need);
+		if (got < 100 || got > (ssize_t)TR_LEN - 1 || !tr_same(got) ||
+		    (completed && got != 100)) {
+			diag("step %d: read %zd bytes%s", n, got,
+			     got > 0 && !tr_same(got) ? ", not a prefix" : "");
+			bad++;
+		} else if (got > 100 && got < (ssize_t)TR_LEN - 1) {
+			mid++;
+		}
+		kenv_close(&e);
+	}
+	ok(completed, "the truncate completed at step %d", n - 1);
+	is_int(bad, 0, "every restart read a prefix of the file, no zeros");
+	ok(mid > 0, "%d restarts found it half done (a longer prefix)", mid);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s/tkill9'", dir);
+	if (system(cmd) != 0)
+		diag("cannot remove '%s/tkill9'", dir);
+}
+
 int
 main(void)
 {
@@ -1023,6 +1119,7 @@ main(void)
 	test_trunc_race();
 	test_kill();
 	test_kill_die();
+	test_trunc_die();
 	rmdir(dir);
 	return done_testing();
 }
