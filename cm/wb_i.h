@@ -104,7 +104,9 @@ struct wstate {
 	 * (wb_read()) takes a state being cut as cut to cut_to already,
 	 * and reads again when tgen moved during its read: else it read a
 	 * cut chunk under the old size, as zeros never written (doc/cm.md
-	 * "A reader during a rewrite"). */
+	 * "A reader during a rewrite"). A save meanwhile names at most
+	 * cut_to: what a kill -9 during the cuts leaves (doc/cm.md "A
+	 * truncate and a kill -9"). */
 	unsigned ncut;
 	uint64_t tgen, cut_to;
 	uint64_t id; /* this write state among all (stage-ahead replies) */
