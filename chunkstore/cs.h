@@ -376,6 +376,15 @@ int cs_iterate(struct cs_store *cs, int (*fn)(const struct cs_info *, void *),
 int cs_iterate_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
 		    int (*fn)(const struct cs_info *, void *), void *arg);
 
+/*
+ * Check the committed chunks of one file not checked since open against
+ * their files (what a first read does), so that cs_iterate_file() then
+ * reports the lengths their files hold: after a crash the index may name
+ * the length from before a commit whose rename was done. A chunk that
+ * fails is dropped. @return 0 or -EINVAL.
+ */
+int cs_verify_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16]);
+
 /* Fill @st with the store's counters and limits. */
 void cs_get_stats(struct cs_store *cs, struct cs_stats *st);
 

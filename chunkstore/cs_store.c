@@ -716,6 +716,18 @@ cs_iterate(struct cs_store *cs, int (*fn)(const struct cs_info *, void *),
 }
 
 int
+cs_verify_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
+{
+	if (!cs || !fid)
+		return -EINVAL;
+	pthread_mutex_lock(&cs->lock);
+	cs_file_idle(cs, vol, fid);
+	verify_file(cs, vol, fid);
+	pthread_mutex_unlock(&cs->lock);
+	return 0;
+}
+
+int
 cs_iterate_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
 		int (*fn)(const struct cs_info *, void *), void *arg)
 {

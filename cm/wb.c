@@ -153,6 +153,11 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 	 * working copies, and a size beyond their bytes would read (and be
 	 * stored) as zeros. Growth since is found from the chunks. */
 	r.size = ws->uncommitted || ws->checkpointing ? ws->ck_size : ws->size;
+	/* A truncate is cutting (cut_begin()): the size it cuts to, saved
+	 * before its first cut; zero_from stays (wb_new() lowers it to
+	 * the size it finds). */
+	if (ws->ncut && r.size > ws->cut_to)
+		r.size = ws->cut_to;
 	r.zero_from = ws->zero_from;
 	r.mtime_ns = ws->mtime_ns;
 	r.ctime_ns = ws->ctime_ns;
@@ -963,18 +968,29 @@ begin_io(struct wb *wb, const struct fid *fid, struct wstate *snap,
 	if (!wb)
 		return -EIO;
 	pthread_mutex_lock(&wb->lock);
-	ws = wb_find_locked(wb, fid);
-	if (!ws) {
-		pthread_mutex_unlock(&wb->lock);
-		return -EBADF;
+	for (;;) {
+		ws = wb_find_locked(wb, fid);
+		if (!ws) {
+			pthread_mutex_unlock(&wb->lock);
+			return -EBADF;
+		}
+		/* A replay's retag moves the base DV (stored()): begin
+		 * after it, with the new one. */
+		if (ws->retagging) {
+			pthread_cond_wait(&wb->cond, &wb->lock);
+			continue;
+		}
+		rc = wait_store_locked(wb, ws);
+		if (rc < 0 || !ws->retagging)
+			break;
 	}
-	rc = wait_store_locked(wb, ws);
 	if (rc == 0 && ws->conflicted)
 		rc = -EIO; /* this handle's version is in the conflict copy */
 	if (rc == 0)
 		rc = kill_locked(wb, ws, kill);
 	if (rc == 0) {
 		ws->writing++;
+		ws->io++;
 		*snap = *ws;
 	}
 	pthread_mutex_unlock(&wb->lock);
@@ -993,6 +1009,7 @@ end_io(struct wb *wb, const struct fid *fid, int rc, uint64_t new_size,
 	ws = wb_find_locked(wb, fid);
 	if (ws) {
 		ws->writing--;
+		ws->io--;
 		if (set_size) {
 			/* A truncate commits every working copy of the file
 			 * (outside the lock) and saves the new size with it
@@ -1180,16 +1197,56 @@ struct trunc_ctx {
 	struct wb *wb;
 	uint64_t size;
 	int rc;
+	uint64_t reached; /* the lowest offset a cut took bytes from */
 };
 
 /*
  * Cut every dirty chunk at or past the new size. One wholly past it is
  * emptied and made clean: a store sends only chunks below the size, and a
  * dirty chunk left behind would keep the old DV after the store and turn
- * the next write into it into -ESTALE.
+ * the next write into it into -ESTALE. The chunks to cut are collected
+ * (trunc_collect()) and cut from the last one down (trunc_cut()), so that
+ * at every moment the dirty chunks still uncut hold a prefix of the old
+ * version: what a kill -9 or a failed cut then leaves (doc/cm.md, "A
+ * truncate and a kill -9").
  */
+struct trunc_list {
+	struct cs_info *v;
+	size_t n, cap;
+	int rc;
+};
+
 static int
-trunc_cb(const struct cs_info *i, void *arg)
+trunc_collect(const struct cs_info *i, void *arg)
+{
+	struct trunc_list *l = arg;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct cs_info *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v) {
+			l->rc = -ENOMEM;
+			return -1;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = *i;
+	return 0;
+}
+
+static int
+chunk_desc(const void *a, const void *b)
+{
+	uint64_t x = ((const struct cs_info *)a)->key.chunk;
+	uint64_t y = ((const struct cs_info *)b)->key.chunk;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static int
+trunc_cut(const struct cs_info *i, void *arg)
 {
 	struct trunc_ctx *t = arg;
 	uint64_t cstart = i->key.chunk * t->wb->d.chunk_size;
@@ -1199,6 +1256,12 @@ trunc_cb(const struct cs_info *i, void *arg)
 		return 0;
 	rc = cs_truncate(t->wb->d.cs, &i->key, i->dv,
 			 cstart >= t->size ? 0 : (uint32_t)(t->size - cstart));
+	if (rc == 0) {
+		uint64_t at = cstart >= t->size ? cstart : t->size;
+
+		if (at < t->reached)
+			t->reached = at;
+	}
 	if (rc == 0)
 		rc = cs_commit_flags(t->wb->d.cs, &i->key, CS_C_NOSYNC);
 	if (rc == 0 && cstart >= t->size)
@@ -1222,6 +1285,13 @@ cut_begin(struct wb *wb, const struct fid *fid, uint64_t size)
 		if (!ws->ncut++ || size < ws->cut_to)
 			ws->cut_to = size;
 		ws->tgen++;
+		/* Before the first cut, dirty.tdb names the new size: a
+		 * kill -9 during the cuts then restarts from it, grown
+		 * back over the dirty chunks not cut yet (a prefix of the
+		 * old version: the cuts go from the last chunk down), not
+		 * from the old size over cut chunks (zeros). */
+		if (ws->dirty && !ws->gone)
+			wb_save_locked(wb, ws);
 	}
 	pthread_mutex_unlock(&wb->lock);
 }
@@ -1246,7 +1316,7 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need,
 	    const struct wb_kill *kill)
 {
 	uint32_t csz = wb->d.chunk_size;
-	struct trunc_ctx t = {wb, size, 0};
+	struct trunc_ctx t = {wb, size, 0, UINT64_MAX};
 	struct wstate s;
 	uint64_t zf = UINT64_MAX;
 	bool cut = false;
@@ -1262,34 +1332,59 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need,
 	if (size < s.size) {
 		uint64_t c = size / csz;
 		uint32_t in = (uint32_t)(size % csz);
+		struct trunc_list l = {NULL, 0, 0, 0};
 
+		/* The chunk that keeps its head must hold it: fetched
+		 * first if need be (-EAGAIN: nothing cut yet), cut last. */
 		if (size < s.zero_from && in) {
-			/* The chunk that keeps its head must hold it. */
-			struct cs_key k;
-
 			rc = prepare_chunk(wb, fid, s.base_dv, s.zero_from, c,
 					   0, 0);
 			if (rc == -EAGAIN)
 				*need = c;
-			if (rc == 0) {
-				cm_chunk_key(&k, fid, c);
-				rc = cs_truncate(wb->d.cs, &k, s.base_dv, in);
-				if (rc == 0)
-					rc = cs_commit_flags(wb->d.cs, &k,
-							     CS_C_NOSYNC);
-			}
 		}
 		if (rc == 0) {
-			cs_iterate_file(wb->d.cs, fid->vol, fid->oid, trunc_cb,
-					&t);
+			cs_iterate_file(wb->d.cs, fid->vol, fid->oid,
+					trunc_collect, &l);
+			rc = l.rc;
+		}
+		if (rc == 0) {
+			qsort(l.v, l.n, sizeof(*l.v), chunk_desc);
+			for (size_t i = 0; i < l.n; i++)
+				trunc_cut(&l.v[i], &t);
 			rc = t.rc;
+		}
+		free(l.v);
+		if (rc == 0 && size < s.zero_from && in) {
+			struct cs_key k;
+
+			cm_chunk_key(&k, fid, c);
+			rc = cs_truncate(wb->d.cs, &k, s.base_dv, in);
+			if (rc == 0 && size < t.reached)
+				t.reached = size;
+			if (rc == 0)
+				rc = cs_commit_flags(wb->d.cs, &k,
+						     CS_C_NOSYNC);
 		}
 		if (size < s.zero_from)
 			zf = size;
 	}
 	if (cut && wb_cut_hook)
 		wb_cut_hook(fid);
-	rc = end_io(wb, fid, rc, size, true, zf);
+	if (rc < 0 && t.reached < s.size) {
+		/* Failed after a cut (an I/O error, no space for a working
+		 * copy): the bytes from t.reached up may be gone from some
+		 * chunks, so the file ends there now, short of the old size
+		 * (which would read them as zeros) and of the size asked
+		 * for. The caller still gets the error. */
+		int erc = rc;
+
+		rc = end_io(wb, fid, 0, t.reached, true,
+			    t.reached < s.zero_from ? t.reached : UINT64_MAX);
+		if (rc >= 0)
+			rc = erc;
+	} else {
+		rc = end_io(wb, fid, rc, size, true, zf);
+	}
 	if (cut)
 		cut_end(wb, fid);
 	{
@@ -1794,6 +1889,8 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 		bool later = false;
 
 		pthread_mutex_lock(&wb->lock);
+	again:
+		src = op->base_dv;
 		ws = wb_find_locked(wb, &op->fid);
 		if (ws && ws->replaying && ws->replay_to == op->base_dv)
 			src = ws->replay_from;
@@ -1829,6 +1926,28 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 			uint64_t old_srv = ws->srv_size;
 			bool resave = ws->saved;
 
+			if (ws->io) {
+				/* A write or truncate runs with the old base
+				 * DV: a chunk it makes after the retag would
+				 * stay at that DV, a hole to readers at the
+				 * new one. Wait for those running (none
+				 * begins meanwhile: begin_io()), then decide
+				 * again (the lock is held from their end). */
+				struct fid fid = ws->fid;
+				uint64_t id = ws->id;
+
+				ws->retagging = true;
+				while (ws && ws->io) {
+					pthread_cond_wait(&wb->cond, &wb->lock);
+					ws = wb_find_locked(wb, &fid);
+					if (ws && ws->id != id)
+						ws = NULL;
+				}
+				if (ws)
+					ws->retagging = false;
+				pthread_cond_broadcast(&wb->cond);
+				goto again;
+			}
 			if (!ws->dirty && !ws->gone) {
 				mark_dirty_locked(wb, ws);
 				resave = true;
@@ -2063,15 +2182,30 @@ sizes_from_chunks(struct wb *wb)
 
 		SLIST_FOREACH(ws, &wb->tab[b], link) {
 			struct size_scan z = {ws, wb->d.chunk_size, 0};
+			bool ch = false;
 
 			if (!ws->dirty || !wb->d.cs || !wb->d.chunk_size)
 				continue;
+			/* The lengths the chunk files hold, not the index's
+			 * of before a commit a kill -9 cut short. */
+			cs_verify_file(wb->d.cs, ws->fid.vol, ws->fid.oid);
 			cs_iterate_file(wb->d.cs, ws->fid.vol, ws->fid.oid,
 					size_cb, &z);
+
 			if (z.end > ws->size) {
 				ws->size = z.end;
-				wb_save_locked(wb, ws);
+				ch = true;
 			}
+			/* Past the size, clean chunks must read as zeros
+			 * when the file grows again: a record saved during
+			 * a truncate's cuts names the size cut to with the
+			 * zero_from of before (cut_begin()). */
+			if (ws->zero_from > ws->size) {
+				ws->zero_from = ws->size;
+				ch = true;
+			}
+			if (ch)
+				wb_save_locked(wb, ws);
 		}
 	}
 }

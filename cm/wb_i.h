@@ -47,6 +47,15 @@ struct wstate {
 	struct proto_attr attr; /* the server's, at the first open */
 	unsigned writers;
 	unsigned writing;
+	/* Writes and truncates running (begin_io() to end_io()): each works
+	 * from a copy of this state taken at its start, its base DV too. A
+	 * replay's retag (stored()) waits for them, retagging set so that
+	 * no new one begins meanwhile: else a write still on the old DV
+	 * made a chunk at it after the retag, which readers at the new DV
+	 * took for a hole (a page of zeros, doc/cm.md "A reader during a
+	 * rewrite"). */
+	unsigned io;
+	bool retagging;
 	bool dirty, storing, gone, saved;
 	bool conflicted; /* its changes went to a conflict copy */
 	bool writeback;	 /* a store above the dirty limit is queued */
@@ -97,7 +106,9 @@ struct wstate {
 	 * (wb_read()) takes a state being cut as cut to cut_to already,
 	 * and reads again when tgen moved during its read: else it read a
 	 * cut chunk under the old size, as zeros never written (doc/cm.md
-	 * "A reader during a rewrite"). */
+	 * "A reader during a rewrite"). A save meanwhile names at most
+	 * cut_to: what a kill -9 during the cuts leaves (doc/cm.md "A
+	 * truncate and a kill -9"). */
 	unsigned ncut;
 	uint64_t tgen, cut_to;
 	uint64_t id; /* this write state among all (stage-ahead replies) */

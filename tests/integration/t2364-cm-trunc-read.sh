@@ -14,9 +14,9 @@
 # mode (doc/cm.md "Data", "A reader during a rewrite"). No kill -9 here
 # (t2360-t2362 do that). TRUNC_SECS sets each run's length, SEED replays.
 # TRUNC_MODES names the cairn mounts, and skips the local runs when set.
-# By default (make check) only sync: in writeback mode one read in a few
-# hundred runs still finds one 4 KiB page of zeros at a chunk boundary
-# (about one run in ten, NEEDSWORK in doc/cm.md); run by hand with
+# By default (make check) only sync: in writeback mode about one run in
+# ten still finds pages of zeros, which cairnd's replies do not hold (the
+# kernel's page cache: NEEDSWORK in doc/cm.md); run by hand with
 # TRUNC_MODES="sync writeback".
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse

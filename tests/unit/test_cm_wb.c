@@ -503,6 +503,18 @@ tr_read(const struct fid *fid)
 	tr_rc = wb_truncate(tr_wb, fid, tr_to, &need, NULL);
 }
 
+/* Fails the chunk store's ftruncate number tr_fail_at (1 = the first). */
+static int tr_ftruncs, tr_fail_at;
+
+static int
+tr_fault(enum cs_fault_op op, const char *what)
+{
+	(void)what;
+	if (op == CS_FOP_FTRUNCATE && ++tr_ftruncs == tr_fail_at)
+		return -EIO;
+	return 0;
+}
+
 /* No byte of [0, n) of tr_buf is other than tr_data's. */
 static bool
 tr_same(ssize_t n)
@@ -590,6 +602,35 @@ test_trunc_race(void)
 	   n);
 	n = wb_read(tr_wb, &f, 0, tr_buf, TR_LEN, &need);
 	ok(n == 100000 && tr_same(n), "and after it");
+
+	/* 5: a truncate to 100 that fails after its first cut (the head
+	 * chunk cut to 100, then the second chunk's ftruncate fails): the
+	 * file ends where the cut reached, not at the old size over cut
+	 * chunks (zeros). */
+	is_int((int)wb_write(tr_wb, &f, 0, tr_data, TR_LEN, &need, NULL),
+	       (int)TR_LEN, "write them again");
+	tr_ftruncs = 0;
+	tr_fail_at = 2;
+	cs_fault_hook = tr_fault;
+	ok(wb_truncate(tr_wb, &f, 100, &need, NULL) < 0,
+	   "a truncate to 100 whose second cut fails: an error");
+	cs_fault_hook = NULL;
+	ok(tr_ftruncs >= 2, "(the second cut was tried: %d)", tr_ftruncs);
+	n = wb_read(tr_wb, &f, 0, tr_buf, TR_LEN, &need);
+	ok(n == 100 && tr_same(n),
+	   "the file ends where the cut reached: 100 bytes, no zeros (%zd)",
+	   n);
+	memset(&a, 0, sizeof(a));
+	a.fid = f;
+	a.type = PROTO_T_FILE;
+	a.size = TR_LEN;
+	wb_overlay(tr_wb, &a);
+	is_int((int)a.size, 100, "its size is 100");
+	is_int((int)wb_write(tr_wb, &f, 100, tr_data + 100, TR_LEN - 100,
+			     &need, NULL),
+	       (int)(TR_LEN - 100), "written again after it");
+	n = wb_read(tr_wb, &f, 0, tr_buf, TR_LEN, &need);
+	ok(n == (ssize_t)TR_LEN && tr_same(n), "and read whole (%zd)", n);
 	wb_release_write(tr_wb, &f);
 
 	/* 5: a server file of three chunks, only chunk 0 written here (1
@@ -976,6 +1017,102 @@ test_kill_die(void)
 		diag("cannot remove '%s/kill9'", dir);
 }
 
+/*
+ * A kill -9 in the middle of a shrinking truncate (doc/cm.md "A truncate
+ * and a kill -9"): a child writes three chunks, commits them, truncates
+ * to 100 and dies at its N-th chunk-store I/O or dirty.tdb save; the
+ * parent opens the cache as a restarted cairnd would and reads the
+ * file: a prefix of what was written, at least 100 bytes, never zeros
+ * (before: the old size over cut chunks). N grows until the truncate
+ * completes.
+ */
+static void
+test_trunc_die(void)
+{
+	struct fid root = mkfid(RACE_VOL, 0x01), f = mkfid(RACE_VOL, 0x71);
+	struct proto_attr a;
+	char cmd[300];
+	int n, bad = 0, mid = 0;
+	bool completed = false;
+
+	for (size_t i = 0; i < TR_LEN; i++)
+		tr_data[i] = (uint8_t)(1 + i % 251);
+	memset(&a, 0, sizeof(a));
+	a.fid = f;
+	a.type = PROTO_T_FILE;
+	a.mode = S_IFREG | 0644;
+	a.nlink = 1;
+	a.dv = 93;
+	for (n = 1; n < 200 && !completed; n++) {
+		struct kenv e;
+		char path[300];
+		uint64_t need = 0;
+		ssize_t got;
+		pid_t pid;
+		int status = 0;
+
+		memset(&e, 0, sizeof(e));
+		snprintf(e.cdir, sizeof(e.cdir), "%s/tkill9", dir);
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e.cdir);
+		if (system(cmd) != 0)
+			diag("cannot remove '%s'", e.cdir);
+		mkdir(e.cdir, 0700);
+		snprintf(path, sizeof(path), "%s/cs", e.cdir);
+		e.p.chunk_size = TR_CS;
+		if (mkdir(path, 0700) < 0 || cs_create(path, &e.p) < 0) {
+			ok(0, "set up a chunk store");
+			return;
+		}
+		fflush(NULL);
+		pid = fork();
+		if (pid == 0) {
+			if (kenv_open(&e, &root) < 0)
+				_exit(3);
+			vc_put_attr(e.vc, &a);
+			if (wb_open_write(e.wb, &a, &root, "f") < 0)
+				_exit(4);
+			if (wb_write(e.wb, &f, 0, tr_data, TR_LEN, &need,
+				     NULL) != (ssize_t)TR_LEN ||
+			    wb_truncate(e.wb, &f, TR_LEN - 1, &need, NULL) != 0)
+				_exit(5); /* committed, the size saved */
+			die_steps = 0;
+			die_at = n;
+			cs_fault_hook = die_hook;
+			wb_saved_hook = die_saved;
+			_exit(wb_truncate(e.wb, &f, 100, &need, NULL) == 0 ? 0
+									  : 6);
+		}
+		if (pid < 0 || waitpid(pid, &status, 0) != pid ||
+		    !WIFEXITED(status) ||
+		    (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 42)) {
+			ok(0, "step %d: the child ran (status 0x%x)", n, status);
+			return;
+		}
+		completed = WEXITSTATUS(status) == 0;
+		if (kenv_open(&e, &root) < 0) {
+			ok(0, "step %d: reopen the cache", n);
+			kenv_close(&e);
+			return;
+		}
+		got = wb_read(e.wb, &f, 0, tr_buf, TR_LEN, &need);
+		if (got < 100 || got > (ssize_t)TR_LEN - 1 || !tr_same(got) ||
+		    (completed && got != 100)) {
+			diag("step %d: read %zd bytes%s", n, got,
+			     got > 0 && !tr_same(got) ? ", not a prefix" : "");
+			bad++;
+		} else if (got > 100 && got < (ssize_t)TR_LEN - 1) {
+			mid++;
+		}
+		kenv_close(&e);
+	}
+	ok(completed, "the truncate completed at step %d", n - 1);
+	is_int(bad, 0, "every restart read a prefix of the file, no zeros");
+	ok(mid > 0, "%d restarts found it half done (a longer prefix)", mid);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s/tkill9'", dir);
+	if (system(cmd) != 0)
+		diag("cannot remove '%s/tkill9'", dir);
+}
+
 int
 main(void)
 {
@@ -992,6 +1129,7 @@ main(void)
 	test_trunc_race();
 	test_kill();
 	test_kill_die();
+	test_trunc_die();
 	rmdir(dir);
 	return done_testing();
 }
