@@ -127,6 +127,55 @@ void (*wb_saved_hook)(void);
 
 /* Persist @ws (lock held). A failure is logged: the data itself is safe
  * in the chunk store; only the size would be guessed after a crash. */
+/*
+ * dirty.tdb.jnl refuses every change after a failed write or sync (its
+ * state on disk is unknown). Report that once, count each refused save or
+ * drop, and mend it (tdbj_repair(): a synced checkpoint of every committed
+ * change, then a fresh journal) at the next save or tick, at most once a
+ * second while it keeps failing.
+ */
+#define DJ_MEND_MS 1000
+
+static void
+dj_save_failed(struct wb *wb, int rc, const char *what)
+{
+	CM_STAT_INC(wb->d.st, wb_save_errors);
+	if (wb->dj_failing)
+		return;
+	wb->dj_failing = true;
+	log_err(LOG_WB, "cannot %s a write state in dirty.tdb: %s (until "
+		"mended, a kill -9 loses the write states changed since; "
+		"counter wb_save_errors)", what, strerror(-rc));
+}
+
+/* Lock held. */
+static void
+dj_mend_locked(struct wb *wb)
+{
+	struct tdbj_stats js;
+	uint64_t now;
+	int rc;
+
+	if (!wb->dj_failing || !wb->dj)
+		return;
+	now = util_now_ms();
+	if (wb->dj_mend_ms && now - wb->dj_mend_ms < DJ_MEND_MS)
+		return;
+	wb->dj_mend_ms = now;
+	tdbj_stats(wb->dj, &js);
+	rc = js.broken ? tdbj_repair(wb->dj) : 0;
+	if (rc) {
+		log_warn(LOG_WB, "dirty.tdb.jnl: still cannot mend: %s",
+			 strerror(-rc));
+		return;
+	}
+	if (js.broken)
+		CM_STAT_INC(wb->d.st, wb_journal_repairs);
+	wb->dj_failing = false;
+	log_info(LOG_WB, "dirty.tdb.jnl mended: write states are saved "
+		 "again");
+}
+
 int
 wb_save_locked(struct wb *wb, struct wstate *ws)
 {
@@ -137,6 +186,7 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 
 	if (!wb->dj)
 		goto out;
+	dj_mend_locked(wb);
 	r.flags = (ws->logged ? WB_REC_LOGGED : 0) |
 		  (ws->created ? WB_REC_CREATED : 0);
 	r.sa_mask = ws->sa_mask;
@@ -176,9 +226,12 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 			wb_saved_hook();
 	}
 out:
-	if (rc != 0)
-		log_warn(LOG_WB, "cannot save a write state in dirty.tdb: %s",
-			 strerror(-rc));
+	if (rc != 0) {
+		/* The state stays unsaved: the next change saves it again. */
+		dj_save_failed(wb, rc, "save");
+	} else if (wb->dj_failing) {
+		wb->dj_failing = false; /* a transient error (ENOMEM) */
+	}
 	free(buf);
 	return rc;
 }
@@ -190,6 +243,7 @@ wb_forget_locked(struct wb *wb, struct wstate *ws)
 
 	if (!ws->saved || !wb->dj)
 		return;
+	dj_mend_locked(wb);
 	rc = tdbj_txn_start(wb->dj);
 	if (rc == 0) {
 		/* Not there is as good as dropped. */
@@ -200,8 +254,7 @@ wb_forget_locked(struct wb *wb, struct wstate *ws)
 			tdbj_txn_cancel(wb->dj);
 	}
 	if (rc != 0)
-		log_warn(LOG_WB, "cannot drop a write state from dirty.tdb: %s",
-			 strerror(-rc));
+		dj_save_failed(wb, rc, "drop");
 	ws->saved = false;
 }
 
@@ -417,6 +470,7 @@ ckpt_tick(struct cm_loop *loop, struct cm_job *job)
 		return; /* wb_free() commits what is left */
 	now = util_now_ms();
 	pthread_mutex_lock(&wb->lock);
+	dj_mend_locked(wb);
 	for (size_t b = 0; b < WB_BUCKETS; b++) {
 		struct wstate *ws;
 
@@ -1980,10 +2034,27 @@ wb_new(const struct wb_deps *deps)
 	 * (unsynced records lost to a power cut are a cut tail, not
 	 * damage). */
 	snprintf(path, sizeof(path), "%s/dirty.tdb.jnl", wb->d.cache_dir);
-	wb->dj = tdbj_open(tdb, path, 0, WB_JOURNAL_MAX, &rc);
+	/* TDBJ_O_DIGEST: an older cairnd ignores the journal and writes
+	 * dirty.tdb directly; the digest each checkpoint leaves in dirty.tdb
+	 * then no longer matches, and the journal (older than what that
+	 * cairnd did) is dropped rather than replayed over it
+	 * (doc/cache-format.md). That digest's longer TDBJ_KEY also makes
+	 * builds that know the journal but not the digest refuse dirty.tdb. */
+	wb->dj = tdbj_open(tdb, path, TDBJ_O_DIGEST, WB_JOURNAL_MAX, &rc);
 	if (!wb->dj) {
 		tdb_close(tdb);
 		goto fail;
+	}
+	{
+		struct tdbj_stats js;
+
+		tdbj_stats(wb->dj, &js);
+		if (js.stale_bytes)
+			log_err(LOG_WB,
+				"dirty.tdb changed outside its journal (an "
+				"older cairnd ran?): dropped %llu bytes of "
+				"dirty.tdb.jnl older than those changes",
+				(unsigned long long)js.stale_bytes);
 	}
 	rc = tdbj_traverse_read(wb->dj, load_cb, wb);
 	if (rc < 0) {

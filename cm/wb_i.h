@@ -101,6 +101,10 @@ struct wb {
 	pthread_cond_t cond;
 	SLIST_HEAD(wstate_list, wstate) tab[WB_BUCKETS];
 	struct tdbj *dj; /* dirty.tdb and its journal; under lock */
+	/* A save or drop failed (dj_save_failed()): reported once, mended
+	 * by dj_mend_locked() at the next save or tick; under lock. */
+	bool dj_failing;
+	uint64_t dj_mend_ms; /* last try to mend (util_now_ms()) */
 	uint64_t ndirty;
 	unsigned nold; /* version-1 records found at load */
 	/* conflict.c, loop thread: FIDs whose base is in replay-base */
