@@ -1349,6 +1349,90 @@ test_repair(void)
 	tdbj_close(j);
 }
 
+static double
+ms_now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static int
+cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * What a checkpoint costs its caller (review 11, J2): cairnd's dirty.tdb
+ * as an untar of 2,000 files drives it (six unsynced saves of a
+ * 110-byte record a file, half of them ending in a delete; a 1 MiB
+ * bound, tdb's syncs on, TDBJ_O_DIGEST), timed per commit. Reported
+ * (diag), not asserted: it depends on the machine and its load.
+ */
+static void
+test_ckpt_cost(void)
+{
+	enum { NF = 2000, NS = 6 };
+	struct tdb_context *t;
+	struct tdbj *j;
+	struct tdbj_stats st0, st;
+	static double lat[NF * NS];
+	double ck_max = 0, ck_sum = 0, t0;
+	uint8_t key[16] = {0}, val[110];
+	int err, n = 0, nck = 0, rc = 0;
+
+	fresh();
+	t = tdb_open(dbp, 0, TDB_NOLOCK, O_RDWR | O_CREAT, 0600);
+	j = t ? tdbj_open(t, jp, TDBJ_O_DIGEST, 1u << 20, &err) : NULL;
+	ok(j != NULL, "cost: open as cairnd's dirty.tdb");
+	if (!j) {
+		if (t)
+			tdb_close(t);
+		return;
+	}
+	memset(val, 7, sizeof(val));
+	for (int f = 0; f < NF && !rc; f++) {
+		memcpy(key, &f, sizeof(f));
+		for (int s = 0; s < NS && !rc; s++) {
+			tdbj_stats(j, &st0);
+			t0 = ms_now();
+			rc = tdbj_txn_start(j);
+			if (!rc && s == NS - 1 && f % 2) {
+				rc = tdbj_delete(j, key, sizeof(key));
+			} else if (!rc) {
+				val[0] = (uint8_t)s;
+				rc = tdbj_store(j, key, sizeof(key), val,
+						sizeof(val), TDB_REPLACE);
+			}
+			if (!rc)
+				rc = tdbj_txn_commit(j, TDBJ_C_NOSYNC);
+			lat[n] = ms_now() - t0;
+			tdbj_stats(j, &st);
+			if (st.checkpoints != st0.checkpoints) {
+				nck++;
+				ck_sum += lat[n];
+				if (lat[n] > ck_max)
+					ck_max = lat[n];
+			}
+			n++;
+		}
+	}
+	is_int(rc, 0, "cost: %d saves", n);
+	ok(nck >= 1, "cost: %d checkpoints ran", nck);
+	qsort(lat, (size_t)n, sizeof(lat[0]), cmp_d);
+	diag("cost: commit p50 %.3f p99 %.3f p99.9 %.3f max %.2f ms; "
+	     "checkpoints %d, mean %.2f ms, max %.2f ms",
+	     lat[n / 2], lat[n * 99 / 100], lat[n * 999 / 1000], lat[n - 1],
+	     nck, nck ? ck_sum / nck : 0, ck_max);
+	t0 = ms_now();
+	is_int(tdbj_close(j), 0, "cost: close");
+	diag("cost: close (a checkpoint) %.2f ms", ms_now() - t0);
+}
+
 int
 main(void)
 {
@@ -1371,6 +1455,7 @@ main(void)
 	test_ckpt_fail();
 	test_digest();
 	test_repair();
+	test_ckpt_cost();
 	fresh();
 	for (int i = 0; i < 3; i++) {
 		static const char *sfx[] = {".kill", ".kill2", ".kill3"};
