@@ -187,6 +187,7 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 	if (!wb->dj)
 		goto out;
 	dj_mend_locked(wb);
+	wb->dj_save_ms = util_now_ms();
 	r.flags = (ws->logged ? WB_REC_LOGGED : 0) |
 		  (ws->created ? WB_REC_CREATED : 0);
 	r.sa_mask = ws->sa_mask;
@@ -244,6 +245,7 @@ wb_forget_locked(struct wb *wb, struct wstate *ws)
 	if (!ws->saved || !wb->dj)
 		return;
 	dj_mend_locked(wb);
+	wb->dj_save_ms = util_now_ms();
 	rc = tdbj_txn_start(wb->dj);
 	if (rc == 0) {
 		/* Not there is as good as dropped. */
@@ -510,6 +512,29 @@ ckpt_tick(struct cm_loop *loop, struct cm_job *job)
 		SLIST_FOREACH(ws, &wb->tab[b], link)
 		if (ws->uncommitted && !ws->gone)
 			more = true;
+	}
+	if (wb->dj) {
+		/* dirty.tdb.jnl's checkpoint while no save waits for it
+		 * (below WB_JOURNAL_MAX a save never runs one), on this
+		 * thread under the lock: the files are idle, the loop is
+		 * held for it. The timer stays armed until then. */
+		struct tdbj_stats js;
+
+		tdbj_stats(wb->dj, &js);
+		if (js.bytes > WB_JOURNAL_IDLE && !js.broken) {
+			if (util_now_ms() - wb->dj_save_ms >=
+			    WB_JOURNAL_IDLE_MS) {
+				int crc = tdbj_checkpoint(wb->dj);
+
+				if (crc)
+					log_warn(LOG_WB,
+						 "dirty.tdb.jnl: checkpoint: "
+						 "%s",
+						 strerror(-crc));
+			} else {
+				more = true;
+			}
+		}
 	}
 	if (!more)
 		wb->ckpt_armed = false;
