@@ -531,6 +531,11 @@ ckpt_tick(struct cm_loop *loop, struct cm_job *job)
 						 "dirty.tdb.jnl: checkpoint: "
 						 "%s",
 						 strerror(-crc));
+				else
+					log_info(LOG_WB,
+						 "dirty.tdb.jnl: %llu bytes "
+						 "checkpointed while idle",
+						 (unsigned long long)js.bytes);
 			} else {
 				more = true;
 			}
