@@ -171,6 +171,28 @@ dj_mend_locked(struct wb *wb)
 	}
 	if (js.broken)
 		CM_STAT_INC(wb->d.st, wb_journal_repairs);
+	for (size_t i = 0; i < wb->undropped.cap && !rc; i++) {
+		struct fidmap_slot *sl = &wb->undropped.slot[i];
+
+		if (!sl->used || !sl->dv)
+			continue;
+		rc = tdbj_txn_start(wb->dj);
+		if (rc == 0) {
+			rc = tdbj_delete(wb->dj, &sl->fid, sizeof(sl->fid));
+			if (rc == 0 || rc == -ENOENT)
+				rc = tdbj_txn_commit(wb->dj, TDBJ_C_NOSYNC);
+			else
+				tdbj_txn_cancel(wb->dj);
+		}
+		if (rc == 0)
+			sl->dv = 0;
+	}
+	if (rc) {
+		log_warn(LOG_WB, "dirty.tdb: still cannot drop a write "
+			 "state: %s", strerror(-rc));
+		return;
+	}
+	fidmap_clear(&wb->undropped);
 	wb->dj_failing = false;
 	log_info(LOG_WB, "dirty.tdb.jnl mended: write states are saved "
 		 "again");
@@ -222,6 +244,10 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 			tdbj_txn_cancel(wb->dj);
 	}
 	if (rc == 0) {
+		struct fidmap_slot *sl = fidmap_find(&wb->undropped, &ws->fid);
+
+		if (sl)
+			sl->dv = 0; /* this record replaced the undropped one */
 		ws->saved = true;
 		if (wb_saved_hook)
 			wb_saved_hook();
@@ -230,7 +256,7 @@ out:
 	if (rc != 0) {
 		/* The state stays unsaved: the next change saves it again. */
 		dj_save_failed(wb, rc, "save");
-	} else if (wb->dj_failing) {
+	} else if (wb->dj_failing && !wb->undropped.n) {
 		wb->dj_failing = false; /* a transient error (ENOMEM) */
 	}
 	free(buf);
@@ -255,8 +281,12 @@ wb_forget_locked(struct wb *wb, struct wstate *ws)
 		else
 			tdbj_txn_cancel(wb->dj);
 	}
-	if (rc != 0)
+	if (rc != 0) {
 		dj_save_failed(wb, rc, "drop");
+		/* Deleted once mended (dj_mend_locked()). Out of memory
+		 * here: the record stays, as before. */
+		fidmap_put(&wb->undropped, &ws->fid, 1);
+	}
 	ws->saved = false;
 }
 
@@ -2129,6 +2159,7 @@ wb_free(struct wb *wb)
 	}
 	tdbj_close(wb->dj);
 	fidmap_clear(&wb->based);
+	fidmap_clear(&wb->undropped);
 	pthread_mutex_destroy(&wb->lock);
 	pthread_cond_destroy(&wb->cond);
 	free(wb);

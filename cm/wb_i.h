@@ -111,6 +111,10 @@ struct wb {
 	bool dj_failing;
 	uint64_t dj_mend_ms; /* last try to mend (util_now_ms()) */
 	uint64_t dj_save_ms; /* the last save or drop (util_now_ms()) */
+	/* FIDs whose record a failed drop left in dirty.tdb (value 1; 0
+	 * once a save replaced it): deleted when the journal is mended,
+	 * else a restart would bring the stored state back dirty. */
+	struct fidmap undropped;
 	uint64_t ndirty;
 	unsigned nold; /* version-1 records found at load */
 	/* conflict.c, loop thread: FIDs whose base is in replay-base */

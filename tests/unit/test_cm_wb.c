@@ -511,7 +511,7 @@ journal_break_mend(struct wb **wbp, struct vc *vc, struct cm_stats *st,
 {
 	struct wb *wb = *wbp;
 	struct fid h = mkfid(RACE_VOL, 0x60), i = mkfid(RACE_VOL, 0x61),
-		   m = mkfid(RACE_VOL, 0x62);
+		   m = mkfid(RACE_VOL, 0x62), g = mkfid(RACE_VOL, 0x50);
 	char jpath[300], p[64], l[300];
 	int fd = -1, saved, ro;
 	struct wb_rec r;
@@ -539,6 +539,8 @@ journal_break_mend(struct wb **wbp, struct vc *vc, struct cm_stats *st,
 	is_int(write_new(wb, vc, root, h, "h"), 1,
 	       "journal: a write works while its state cannot be saved");
 	is_int(write_new(wb, vc, root, i, "i"), 1, "journal: another");
+	/* g (test_kill's) has a saved record: its drop fails now */
+	wb_gone(wb, &g);
 	ok(atomic_load(&st->wb_save_errors) >= 2,
 	   "journal: the refused saves are counted (%llu)",
 	   (unsigned long long)atomic_load(&st->wb_save_errors));
@@ -558,6 +560,10 @@ journal_break_mend(struct wb **wbp, struct vc *vc, struct cm_stats *st,
 	buf = NULL;
 	ok(saved_rec(cdir, &h, &r, &buf) == 0,
 	   "journal: h's too (saved again at its close)");
+	free(buf);
+	buf = NULL;
+	ok(saved_rec(cdir, &g, &r, &buf) != 0,
+	   "journal: the record whose drop failed was deleted once mended");
 	free(buf);
 }
 
