@@ -105,6 +105,8 @@ cm_stats_format_counters(const struct cm_stats *st, char *buf, size_t len,
 	P("checkpoints %llu\n", LD(wb_checkpoints));
 	P("read_retries %llu\n", LD(wb_read_retries));
 	P("conflicts %llu\n", LD(conflicts));
+	P("wb_save_errors %llu\n", LD(wb_save_errors));
+	P("wb_journal_repairs %llu\n", LD(wb_journal_repairs));
 	P("replay_batches %llu\n", LD(replay_batches));
 	P("replay_batch_ops %llu\n", LD(replay_batch_ops));
 	P("replay_singles %llu\n", LD(replay_singles));

@@ -80,6 +80,10 @@ struct cm_stats {
 	atomic_uint_fast64_t wb_checkpoints; /* files checkpointed */
 	atomic_uint_fast64_t wb_read_retries; /* reads redone: a truncate */
 	atomic_uint_fast64_t conflicts;	    /* conflict copies saved */
+	atomic_uint_fast64_t wb_save_errors; /* write states dirty.tdb could
+						not save or drop (wb.c) */
+	atomic_uint_fast64_t wb_journal_repairs; /* dirty.tdb.jnl mended
+						    after such errors */
 	/* Chunk fetches from the first request to stored, microseconds;
 	 * set up by cm_init() (fetch.c observes, ctl_metrics.c shows). */
 	struct metrics_hist fetch_lat;

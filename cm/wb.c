@@ -129,6 +129,77 @@ void (*wb_read_hook)(const struct fid *fid);
 
 /* Persist @ws (lock held). A failure is logged: the data itself is safe
  * in the chunk store; only the size would be guessed after a crash. */
+/*
+ * dirty.tdb.jnl refuses every change after a failed write or sync (its
+ * state on disk is unknown). Report that once, count each refused save or
+ * drop, and mend it (tdbj_repair(): a synced checkpoint of every committed
+ * change, then a fresh journal) at the next save or tick, at most once a
+ * second while it keeps failing.
+ */
+#define DJ_MEND_MS 1000
+
+static void
+dj_save_failed(struct wb *wb, int rc, const char *what)
+{
+	CM_STAT_INC(wb->d.st, wb_save_errors);
+	if (wb->dj_failing)
+		return;
+	wb->dj_failing = true;
+	log_err(LOG_WB, "cannot %s a write state in dirty.tdb: %s (until "
+		"mended, a kill -9 loses the write states changed since; "
+		"counter wb_save_errors)", what, strerror(-rc));
+}
+
+/* Lock held. */
+static void
+dj_mend_locked(struct wb *wb)
+{
+	struct tdbj_stats js;
+	uint64_t now;
+	int rc;
+
+	if (!wb->dj_failing || !wb->dj)
+		return;
+	now = util_now_ms();
+	if (wb->dj_mend_ms && now - wb->dj_mend_ms < DJ_MEND_MS)
+		return;
+	wb->dj_mend_ms = now;
+	tdbj_stats(wb->dj, &js);
+	rc = js.broken ? tdbj_repair(wb->dj) : 0;
+	if (rc) {
+		log_warn(LOG_WB, "dirty.tdb.jnl: still cannot mend: %s",
+			 strerror(-rc));
+		return;
+	}
+	if (js.broken)
+		CM_STAT_INC(wb->d.st, wb_journal_repairs);
+	for (size_t i = 0; i < wb->undropped.cap && !rc; i++) {
+		struct fidmap_slot *sl = &wb->undropped.slot[i];
+
+		if (!sl->used || !sl->dv)
+			continue;
+		rc = tdbj_txn_start(wb->dj);
+		if (rc == 0) {
+			rc = tdbj_delete(wb->dj, &sl->fid, sizeof(sl->fid));
+			if (rc == 0 || rc == -ENOENT)
+				rc = tdbj_txn_commit(wb->dj, TDBJ_C_NOSYNC);
+			else
+				tdbj_txn_cancel(wb->dj);
+		}
+		if (rc == 0)
+			sl->dv = 0;
+	}
+	if (rc) {
+		log_warn(LOG_WB, "dirty.tdb: still cannot drop a write "
+			 "state: %s", strerror(-rc));
+		return;
+	}
+	fidmap_clear(&wb->undropped);
+	wb->dj_failing = false;
+	log_info(LOG_WB, "dirty.tdb.jnl mended: write states are saved "
+		 "again");
+}
+
 int
 wb_save_locked(struct wb *wb, struct wstate *ws)
 {
@@ -139,6 +210,8 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 
 	if (!wb->dj)
 		goto out;
+	dj_mend_locked(wb);
+	wb->dj_save_ms = util_now_ms();
 	r.flags = (ws->logged ? WB_REC_LOGGED : 0) |
 		  (ws->created ? WB_REC_CREATED : 0);
 	r.sa_mask = ws->sa_mask;
@@ -178,14 +251,21 @@ wb_save_locked(struct wb *wb, struct wstate *ws)
 			tdbj_txn_cancel(wb->dj);
 	}
 	if (rc == 0) {
+		struct fidmap_slot *sl = fidmap_find(&wb->undropped, &ws->fid);
+
+		if (sl)
+			sl->dv = 0; /* this record replaced the undropped one */
 		ws->saved = true;
 		if (wb_saved_hook)
 			wb_saved_hook();
 	}
 out:
-	if (rc != 0)
-		log_warn(LOG_WB, "cannot save a write state in dirty.tdb: %s",
-			 strerror(-rc));
+	if (rc != 0) {
+		/* The state stays unsaved: the next change saves it again. */
+		dj_save_failed(wb, rc, "save");
+	} else if (wb->dj_failing && !wb->undropped.n) {
+		wb->dj_failing = false; /* a transient error (ENOMEM) */
+	}
 	free(buf);
 	return rc;
 }
@@ -197,6 +277,8 @@ wb_forget_locked(struct wb *wb, struct wstate *ws)
 
 	if (!ws->saved || !wb->dj)
 		return;
+	dj_mend_locked(wb);
+	wb->dj_save_ms = util_now_ms();
 	rc = tdbj_txn_start(wb->dj);
 	if (rc == 0) {
 		/* Not there is as good as dropped. */
@@ -206,9 +288,12 @@ wb_forget_locked(struct wb *wb, struct wstate *ws)
 		else
 			tdbj_txn_cancel(wb->dj);
 	}
-	if (rc != 0)
-		log_warn(LOG_WB, "cannot drop a write state from dirty.tdb: %s",
-			 strerror(-rc));
+	if (rc != 0) {
+		dj_save_failed(wb, rc, "drop");
+		/* Deleted once mended (dj_mend_locked()). Out of memory
+		 * here: the record stays, as before. */
+		fidmap_put(&wb->undropped, &ws->fid, 1);
+	}
 	ws->saved = false;
 }
 
@@ -424,6 +509,7 @@ ckpt_tick(struct cm_loop *loop, struct cm_job *job)
 		return; /* wb_free() commits what is left */
 	now = util_now_ms();
 	pthread_mutex_lock(&wb->lock);
+	dj_mend_locked(wb);
 	for (size_t b = 0; b < WB_BUCKETS; b++) {
 		struct wstate *ws;
 
@@ -463,6 +549,34 @@ ckpt_tick(struct cm_loop *loop, struct cm_job *job)
 		SLIST_FOREACH(ws, &wb->tab[b], link)
 		if (ws->uncommitted && !ws->gone)
 			more = true;
+	}
+	if (wb->dj) {
+		/* dirty.tdb.jnl's checkpoint while no save waits for it
+		 * (below WB_JOURNAL_MAX a save never runs one), on this
+		 * thread under the lock: the files are idle, the loop is
+		 * held for it. The timer stays armed until then. */
+		struct tdbj_stats js;
+
+		tdbj_stats(wb->dj, &js);
+		if (js.bytes > WB_JOURNAL_IDLE && !js.broken) {
+			if (util_now_ms() - wb->dj_save_ms >=
+			    WB_JOURNAL_IDLE_MS) {
+				int crc = tdbj_checkpoint(wb->dj);
+
+				if (crc)
+					log_warn(LOG_WB,
+						 "dirty.tdb.jnl: checkpoint: "
+						 "%s",
+						 strerror(-crc));
+				else
+					log_info(LOG_WB,
+						 "dirty.tdb.jnl: %llu bytes "
+						 "checkpointed while idle",
+						 (unsigned long long)js.bytes);
+			} else {
+				more = true;
+			}
+		}
 	}
 	if (!more)
 		wb->ckpt_armed = false;
@@ -2243,10 +2357,27 @@ wb_new(const struct wb_deps *deps)
 	 * (unsynced records lost to a power cut are a cut tail, not
 	 * damage). */
 	snprintf(path, sizeof(path), "%s/dirty.tdb.jnl", wb->d.cache_dir);
-	wb->dj = tdbj_open(tdb, path, 0, WB_JOURNAL_MAX, &rc);
+	/* TDBJ_O_DIGEST: an older cairnd ignores the journal and writes
+	 * dirty.tdb directly; the digest each checkpoint leaves in dirty.tdb
+	 * then no longer matches, and the journal (older than what that
+	 * cairnd did) is dropped rather than replayed over it
+	 * (doc/cache-format.md). That digest's longer TDBJ_KEY also makes
+	 * builds that know the journal but not the digest refuse dirty.tdb. */
+	wb->dj = tdbj_open(tdb, path, TDBJ_O_DIGEST, WB_JOURNAL_MAX, &rc);
 	if (!wb->dj) {
 		tdb_close(tdb);
 		goto fail;
+	}
+	{
+		struct tdbj_stats js;
+
+		tdbj_stats(wb->dj, &js);
+		if (js.stale_bytes)
+			log_err(LOG_WB,
+				"dirty.tdb changed outside its journal (an "
+				"older cairnd ran?): dropped %llu bytes of "
+				"dirty.tdb.jnl older than those changes",
+				(unsigned long long)js.stale_bytes);
 	}
 	rc = tdbj_traverse_read(wb->dj, load_cb, wb);
 	if (rc < 0) {
@@ -2291,6 +2422,7 @@ wb_free(struct wb *wb)
 	}
 	tdbj_close(wb->dj);
 	fidmap_clear(&wb->based);
+	fidmap_clear(&wb->undropped);
 	pthread_mutex_destroy(&wb->lock);
 	pthread_cond_destroy(&wb->cond);
 	free(wb);

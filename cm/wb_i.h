@@ -24,8 +24,13 @@
 /* A file written without a close is checkpointed at least this often
  * (ms, at its next write): the most a kill -9 loses of its writes. */
 #define WB_CKPT_MS	  1000
-/* dirty.tdb.jnl is checkpointed into dirty.tdb past this many bytes */
-#define WB_JOURNAL_MAX (1u << 20)
+/* dirty.tdb.jnl is checkpointed into dirty.tdb by the idle timer once
+ * past WB_JOURNAL_IDLE bytes and no save came for WB_JOURNAL_IDLE_MS;
+ * inside the save that passes WB_JOURNAL_MAX (under wb->lock: 8-60 ms
+ * on a loaded 2-core VM, doc/cm.md) only if it was never idle. */
+#define WB_JOURNAL_MAX	   (4u << 20)
+#define WB_JOURNAL_IDLE	   (256u << 10)
+#define WB_JOURNAL_IDLE_MS 200
 #define WB_STAGE_PARALLEL 8
 
 /* Who waits for the store of a write state (wb_flush() callers), in the
@@ -122,6 +127,15 @@ struct wb {
 	pthread_cond_t cond;
 	SLIST_HEAD(wstate_list, wstate) tab[WB_BUCKETS];
 	struct tdbj *dj; /* dirty.tdb and its journal; under lock */
+	/* A save or drop failed (dj_save_failed()): reported once, mended
+	 * by dj_mend_locked() at the next save or tick; under lock. */
+	bool dj_failing;
+	uint64_t dj_mend_ms; /* last try to mend (util_now_ms()) */
+	uint64_t dj_save_ms; /* the last save or drop (util_now_ms()) */
+	/* FIDs whose record a failed drop left in dirty.tdb (value 1; 0
+	 * once a save replaced it): deleted when the journal is mended,
+	 * else a restart would bring the stored state back dirty. */
+	struct fidmap undropped;
 	uint64_t ndirty;
 	unsigned nold; /* version-1 records found at load */
 	/* conflict.c, loop thread: FIDs whose base is in replay-base */

@@ -107,6 +107,13 @@ struct tdbj {
 	 * at most once a STOP_RETRY_MS (stop_try: when the last one was). */
 	uint64_t stop_bytes, stop_try;
 	uint64_t nstopped;
+	/* TDBJ_O_DIGEST: the digest of the tdb's records as of the last
+	 * checkpoint (what TDBJ_KEY says), and what the open found. */
+	uint64_t digest;
+	uint64_t stale_bytes; /* journal bytes dropped as stale at open */
+	bool stale;	      /* the open dropped a stale journal: the next
+				 checkpoint must run even when empty */
+	uint64_t nrepairs;
 };
 
 #define STOP_RETRY_MS 1000
@@ -128,6 +135,68 @@ get_le(const uint8_t *p, int n)
 	for (int i = n - 1; i >= 0; i--)
 		v = (v << 8) | p[i];
 	return v;
+}
+
+/* --- TDBJ_O_DIGEST --- */
+
+/* One record's share of the digest (XORed over the records, so a
+ * checkpoint updates it from the old and new values of the keys it
+ * writes). CRC32C is linear; the mix keeps two records' changes from
+ * cancelling out in any structured way. */
+static uint64_t
+dhash(const void *k, size_t klen, const void *v, size_t vlen)
+{
+	uint64_t x = ((uint64_t)crc32c(crc32c(0x1u, k, klen), v, vlen) << 32) |
+		     crc32c(crc32c(0x2u, k, klen), v, vlen);
+
+	x ^= (uint64_t)klen << 40 ^ vlen;
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	x ^= x >> 31;
+	return x;
+}
+
+static int
+digest_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
+{
+	uint64_t *d = arg;
+
+	(void)tdb;
+	if (!(k.dsize == TDBJ_KEY_LEN && !memcmp(k.dptr, TDBJ_KEY,
+						 TDBJ_KEY_LEN)))
+		*d ^= dhash(k.dptr, k.dsize, v.dptr, v.dsize);
+	return 0;
+}
+
+/* The digest of every record of the tdb file but TDBJ_KEY. */
+static int
+tdb_digest(struct tdb_context *tdb, uint64_t *d)
+{
+	*d = 0;
+	if (tdb_traverse_read(tdb, digest_cb, d) < 0)
+		return tdbw_errno(tdb);
+	return 0;
+}
+
+static int
+old_digest_cb(TDB_DATA k, TDB_DATA v, void *arg)
+{
+	*(uint64_t *)arg ^= dhash(k.dptr, k.dsize, v.dptr, v.dsize);
+	return 0;
+}
+
+/* TDBJ_KEY's value: u64 id, u64 generation[, u64 digest]. */
+static size_t
+gen_val(const struct tdbj *j, uint8_t v[24], uint64_t gen)
+{
+	put_le(v, j->id, 8);
+	put_le(v + 8, gen, 8);
+	if (!(j->flags & TDBJ_O_DIGEST))
+		return 16;
+	put_le(v + 16, j->digest, 8);
+	return 24;
 }
 
 /* --- the overlay maps --- */
@@ -440,16 +509,14 @@ jscan(struct tdbj *j, const uint8_t *buf, size_t size, size_t *cut)
 static int
 tdb_gen_put(struct tdbj *j, uint64_t gen)
 {
-	uint8_t v[16];
+	uint8_t v[24];
+	size_t vl = gen_val(j, v, gen);
 	int rc;
 
-	put_le(v, j->id, 8);
-	put_le(v + 8, gen, 8);
 	rc = tdbw_txn_start(j->tdb);
 	if (rc)
 		return rc;
-	rc = tdbw_store(j->tdb, TDBJ_KEY, TDBJ_KEY_LEN, v, sizeof(v),
-			TDB_REPLACE);
+	rc = tdbw_store(j->tdb, TDBJ_KEY, TDBJ_KEY_LEN, v, vl, TDB_REPLACE);
 	if (rc) {
 		tdbw_txn_cancel(j->tdb);
 		return rc;
@@ -480,22 +547,41 @@ static int
 jopen(struct tdbj *j)
 {
 	bool ro = j->flags & TDBJ_O_RDONLY;
-	uint8_t v[16], *buf = NULL;
-	uint64_t applied = 0, hid, hgen;
+	bool dig = j->flags & TDBJ_O_DIGEST, has_dig = false;
+	uint8_t *v = NULL, *buf = NULL;
+	uint64_t applied = 0, hid, hgen, stored_dig = 0;
 	struct stat sb;
-	size_t size, cut;
+	size_t size, cut, vl = 0;
 	ssize_t got;
 	int rc;
 
-	rc = tdbw_fetch_fixed(j->tdb, TDBJ_KEY, TDBJ_KEY_LEN, v, sizeof(v));
+	rc = tdbw_fetch(j->tdb, TDBJ_KEY, TDBJ_KEY_LEN, &v, &vl);
 	if (!rc) {
+		/* 24 bytes (a digest) only with TDBJ_O_DIGEST: a handle
+		 * without it cannot keep the digest true, so it refuses. */
+		if (vl != 16 && !(dig && vl == 24)) {
+			free(v);
+			return -EUCLEAN;
+		}
 		j->id = get_le(v, 8);
 		applied = get_le(v + 8, 8);
+		if (vl == 24) {
+			stored_dig = get_le(v + 16, 8);
+			has_dig = true;
+		}
+		free(v);
 		if (!j->id)
 			return -EUCLEAN;
 	} else if (rc != -ENOENT) {
 		return rc;
 	}
+	if (dig && (rc = tdb_digest(j->tdb, &j->digest)))
+		return rc;
+	/* The tdb changed since the checkpoint that wrote TDBJ_KEY, and
+	 * not through a journal: a program that does not know the journal
+	 * (an older cairnd) wrote it. The next checkpoint must record what
+	 * it holds now, even with nothing to apply (below). */
+	j->stale = has_dig && stored_dig != j->digest;
 	j->gen = applied;
 	j->fd = open(j->path, ro ? O_RDONLY | O_CLOEXEC : O_RDWR | O_CLOEXEC);
 	if (j->fd < 0 && errno == ENOENT && !ro) {
@@ -513,7 +599,8 @@ jopen(struct tdbj *j)
 	size = (size_t)sb.st_size;
 	if (size < HDR_LEN) {
 		/* Never got a whole header: it never held a record. */
-		return ro ? 0 : jinit(j);
+		rc = ro ? 0 : jinit(j);
+		goto out;
 	}
 	buf = malloc(size);
 	if (!buf)
@@ -556,6 +643,18 @@ jopen(struct tdbj *j)
 		goto out;
 	}
 	j->gen = hgen;
+	if (j->stale) {
+		/* This journal's records predate the foreign writes (which
+		 * ran after every one of them, without them): they describe
+		 * a past the tdb has overwritten. Drop them. The checkpoint
+		 * below records the digest of what the tdb holds and empties
+		 * the journal; a kill before it finds the same mismatch. */
+		j->stale_bytes = size - HDR_LEN;
+		j->end = size; /* nothing appended before that checkpoint */
+		j->alloc = size;
+		rc = 0;
+		goto out;
+	}
 	rc = jscan(j, buf, size, &cut);
 	if (rc)
 		goto out;
@@ -576,6 +675,8 @@ jopen(struct tdbj *j)
 	}
 	j->alloc = cut;
 out:
+	if (!rc && j->stale && !ro)
+		rc = tdbj_checkpoint(j);
 	free(buf);
 	return rc;
 }
@@ -588,7 +689,8 @@ tdbj_open(struct tdb_context *tdb, const char *jpath, unsigned flags,
 	int rc = 0;
 
 	if (!tdb || (flags & ~(unsigned)(TDBJ_O_RDONLY | TDBJ_O_NOSYNC |
-					 TDBJ_O_EXCL | TDBJ_O_PREALLOC))) {
+					 TDBJ_O_EXCL | TDBJ_O_PREALLOC |
+					 TDBJ_O_DIGEST))) {
 		rc = -EINVAL;
 		goto fail;
 	}
@@ -1133,7 +1235,9 @@ tdbj_checkpoint(struct tdbj *j)
 static int
 checkpoint(struct tdbj *j)
 {
-	uint8_t v[16];
+	uint8_t v[24];
+	uint64_t dig = j->digest;
+	size_t vl;
 	int rc;
 
 	if (!j->journal)
@@ -1144,13 +1248,24 @@ checkpoint(struct tdbj *j)
 		return -EBUSY;
 	if (j->broken || sync_err(j))
 		return -EIO;
-	if (!j->ov.n && j->end == HDR_LEN)
+	if (!j->ov.n && j->end == HDR_LEN && !j->stale)
 		return 0;
 	rc = tdbw_txn_start(j->tdb);
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < j->ov.nb && !rc; i++)
 		for (struct ent *e = j->ov.b[i]; e && !rc; e = e->next) {
+			if (j->flags & TDBJ_O_DIGEST) {
+				/* Out with the old value, in with the new. */
+				rc = tdbw_parse(j->tdb, e->b, e->klen,
+						old_digest_cb, &dig);
+				if (rc && rc != -ENOENT)
+					break;
+				rc = 0;
+				if (!e->del)
+					dig ^= dhash(e->b, e->klen,
+						     e->b + e->klen, e->vlen);
+			}
 			if (e->del) {
 				rc = tdbw_delete(j->tdb, e->b, e->klen);
 				if (rc == -ENOENT)
@@ -1161,11 +1276,15 @@ checkpoint(struct tdbj *j)
 						TDB_REPLACE);
 			}
 		}
-	put_le(v, j->id, 8);
-	put_le(v + 8, j->gen, 8);
-	if (!rc)
-		rc = tdbw_store(j->tdb, TDBJ_KEY, TDBJ_KEY_LEN, v, sizeof(v),
+	if (!rc) {
+		uint64_t old = j->digest;
+
+		j->digest = dig;
+		vl = gen_val(j, v, j->gen);
+		j->digest = old;
+		rc = tdbw_store(j->tdb, TDBJ_KEY, TDBJ_KEY_LEN, v, vl,
 				TDB_REPLACE);
+	}
 	if (rc) {
 		tdbw_txn_cancel(j->tdb);
 		return rc;
@@ -1173,6 +1292,8 @@ checkpoint(struct tdbj *j)
 	rc = tdbw_txn_commit(j->tdb);
 	if (rc)
 		return rc;
+	j->digest = dig;
+	j->stale = false;
 	/* The tdb has generation gen: the overlay is not needed, and the
 	 * journal must not take another record of gen. */
 	map_clear(&j->ov);
@@ -1181,6 +1302,45 @@ checkpoint(struct tdbj *j)
 	if (rc)
 		j->broken = true;
 	return rc;
+}
+
+int
+tdbj_repair(struct tdbj *j)
+{
+	int rc;
+
+	if (!j->journal || (j->flags & TDBJ_O_RDONLY) || j->in_tx)
+		return 0;
+	pthread_mutex_lock(&j->smu);
+	rc = j->broken || j->sync_err || j->syncing;
+	pthread_mutex_unlock(&j->smu);
+	if (!rc)
+		return 0;
+	pthread_mutex_lock(&j->smu);
+	if (j->syncing) {
+		/* A tdbj_sync_to() outside our lock: try again later. */
+		pthread_mutex_unlock(&j->smu);
+		return -EBUSY;
+	}
+	/* What the journal holds on disk is unknown (a dropped page, a
+	 * record that could not be taken back), but the overlay holds every
+	 * committed change: a checkpoint puts all of it in the tdb with
+	 * tdb's own syncs, and its reset rewrites the journal from an empty
+	 * file. A crash before the tdb commit finds the journal as the
+	 * failure left it (which the open reads as ever); after it, a
+	 * journal whose generation the tdb contains, which the open
+	 * empties. Waiters of tdbj_sync_to() that saw the error keep it;
+	 * only later calls see the repaired handle. */
+	j->sync_err = 0;
+	pthread_mutex_unlock(&j->smu);
+	j->broken = false;
+	rc = tdbj_checkpoint(j);
+	if (rc) {
+		j->broken = true;
+		return rc;
+	}
+	j->nrepairs++;
+	return 0;
 }
 
 /* --- traversal --- */
@@ -1246,6 +1406,11 @@ tdbj_stats(const struct tdbj *j, struct tdbj_stats *st)
 	st->gen = j->gen;
 	st->ckpt_fails = j->nckpt_fail;
 	st->ckpt_err = j->ckpt_err;
+	st->stale_bytes = j->stale_bytes;
+	pthread_mutex_lock((pthread_mutex_t *)&j->smu);
+	st->broken = j->broken ? -EIO : j->sync_err;
+	pthread_mutex_unlock((pthread_mutex_t *)&j->smu);
+	st->repairs = j->nrepairs;
 	st->stopped = j->nstopped;
 }
 

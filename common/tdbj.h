@@ -65,6 +65,17 @@ enum {
 			      The file then ends in zeros, which a reader
 			      takes as the end (a tail); the journal's
 			      extent is tdbj_stats() .bytes, not its size */
+	TDBJ_O_DIGEST = 16, /* keep a digest of the tdb's records in
+			      TDBJ_KEY (written at every checkpoint), and
+			      at open drop a journal whose tdb no longer
+			      has that digest: the tdb was written by a
+			      program that ignores the journal (an older
+			      build) after the journal's records, which
+			      are therefore stale (tdbj_stats()
+			      .stale_bytes). A handle without this flag
+			      refuses such a tdb (-EUCLEAN). Costs a read
+			      of the whole tdb at open and a lookup per
+			      key at a checkpoint */
 };
 
 /*
@@ -149,6 +160,13 @@ int tdbj_sync_to(struct tdbj *j, uint64_t pos);
  * may be open). @return 0 or -errno. */
 int tdbj_checkpoint(struct tdbj *j);
 
+/* After a failed write or sync (every change refused with -EIO): apply
+ * the overlay (every committed change) to the tdb in a checkpoint, which
+ * rewrites the journal, and accept changes again. @return 0 (also when
+ * nothing was broken) or -errno (still broken; try again later). Caller's
+ * lock, no transaction open. */
+int tdbj_repair(struct tdbj *j);
+
 /* tdb_traverse_read() as the handle sees it (tdb records the overlay does
  * not shadow, then the overlay's), without TDBJ_KEY, outside a
  * transaction. @fn returns nonzero to stop. @return the number of records
@@ -167,6 +185,11 @@ struct tdbj_stats {
 	uint64_t ckpt_fails;  /* checkpoints a commit tried that failed */
 	int ckpt_err;	      /* the last one's -errno (0: none) */
 	uint64_t stopped;     /* transactions refused past the stop */
+	uint64_t stale_bytes; /* TDBJ_O_DIGEST: journal bytes the open
+				 dropped as stale (0: none) */
+	int broken;	      /* -errno while changes are refused after a
+				 failed write or sync (tdbj_repair()) */
+	uint64_t repairs;     /* tdbj_repair() calls that mended it */
 };
 void tdbj_stats(const struct tdbj *j, struct tdbj_stats *st);
 

@@ -59,9 +59,11 @@ PY
 	t_track_pid "$wpid"
 	wait_for 20 test -e "$T_DIR/ready" || { t_ok 1 "$name: the writer got to its setattrs"; t_done; }
 	t_is "$(kinds)" "$([ "$name" = new ] && echo "create=1 " || echo "")" "$name: open, written, chmod'ed: nothing logged (but a new file's create)"
-	# dirty.tdb and its journal are one state: copied and put back together
-	cp "$CA/dirty.tdb" "$T_DIR/dirty.copy" || exit 1
+	# dirty.tdb and its journal are one state: copied and put back
+	# together, the journal first (a checkpoint between the two copies
+	# then leaves a journal the tdb contains, which opens)
 	cp "$CA/dirty.tdb.jnl" "$T_DIR/dirty.jnl.copy" || exit 1
+	cp "$CA/dirty.tdb" "$T_DIR/dirty.copy" || exit 1
 	touch "$T_DIR/go"
 	wait_for 20 test -e "$T_DIR/ready.closed" || { t_ok 1 "$name: the writer closed"; t_done; }
 	wait "$wpid" 2>/dev/null
