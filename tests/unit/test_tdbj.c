@@ -1228,6 +1228,10 @@ test_stop(void)
 	is_int(rc, last + 1, "stop: every committed change after reopen");
 	rc = j ? get(j, "after", out, sizeof(out)) : -1;
 	ok(!rc && !strcmp(out, "y"), "stop: and the one after");
+	if (j)
+		tdbj_close(j);
+}
+
 /* TDBJ_O_DIGEST: what a kill leaves (the tdb of the last checkpoint and
  * a journal of later records) opens as ever, after checkpoints that put,
  * overwrote and deleted keys; but once a program that ignores the journal
