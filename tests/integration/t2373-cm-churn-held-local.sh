@@ -10,56 +10,15 @@
 # for a few seconds after it was taken (S1), and a held name whose
 # object is gone falls back to a listing fetch (S2).
 . "$top_srcdir/tests/integration/lib.sh"
+. "$top_srcdir/tests/integration/churn.sh"
 t_need_fuse
 t_timeout 400
 N=5000 # two pages of 4,096
 
 src=$T_DIR/src
-mkdir -p "$src/dir"
-python3 - "$src/dir" "$N" <<'PY'
-import os, sys
-d, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    os.close(os.open(os.path.join(d, "s%06d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
-PY
+churn_tree "$N"
 echo orig >"$src/dir/s000041"
-vold_start || exit 99
-vos import big "$src" >"$T_DIR/import.log" 2>&1 || { cat "$T_DIR/import.log"; exit 99; }
-make_token big rw "$T_DIR/tok"
-
-A=$T_DIR/a
-B=$T_DIR/b
-cairnd_mount "$B" "$T_DIR/cb" big "$T_DIR/tok" || exit 1
-ls -f "$B/dir" >/dev/null || exit 1
-
-cat >"$T_DIR/spoil.py" <<'PY'
-import time
-def spoil(mode, status, headers, body):
-    return headers, body, len(body), 0
-def spoil_dir(mode, path, body):
-    if "slowdir" in mode:
-        time.sleep(0.05)
-    return body
-PY
-echo "events slowdir" >"$T_DIR/mode"
-spoilproxy_start "$T_DIR/spoil.py" || exit 99
-
-cat >"$T_DIR/churn.py" <<'PY'
-import os, sys, time
-d, stop = sys.argv[1], sys.argv[2]
-i = 0
-while not os.path.exists(stop) and i < 100000:
-    os.close(os.open(os.path.join(d, "c%06d" % i), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-    if i % 2 == 1:
-        os.unlink(os.path.join(d, "c%06d" % (i - 1)))
-    i += 1
-    time.sleep(0.005)
-print(i)
-PY
-python3 "$T_DIR/churn.py" "$B/dir" "$T_DIR/stop" >"$T_DIR/churn.out" 2>"$T_DIR/churn.err" &
-churn=$!
-t_track_pid "$churn"
-sleep 1
+churn_start || exit 99
 
 # A holder: opens the directory (OPENDIR is served the overtaken
 # listing, which is held while the handle is open) and keeps it open
