@@ -1297,14 +1297,38 @@ sync_logged(struct cm *cm)
 	return rc ? -EIO : 0;
 }
 
+/* A flush or fsync waiting for wb_flush(), which may call back from the
+ * loop thread: there fops_req_cm() does not know the request's cm (a
+ * namespace mount's requests carry the namespace, not a volume's cm). */
+struct flush_wait {
+	fuse_req_t req;
+	struct cm *cm;
+};
+
 static void
 flush_reply(void *arg, int err)
 {
-	fuse_req_t req = arg;
+	struct flush_wait *w = arg;
 
 	if (!err)
-		err = sync_logged(fops_req_cm(req));
-	fuse_reply_err(req, err == -ESTALE ? EIO : -err);
+		err = sync_logged(w->cm);
+	fuse_reply_err(w->req, err == -ESTALE ? EIO : -err);
+	free(w);
+}
+
+/* wb_flush(@fid), then flush_reply(). */
+static void
+flush_then_reply(struct cm *cm, fuse_req_t req, const struct fid *fid)
+{
+	struct flush_wait *w = malloc(sizeof(*w));
+
+	if (!w) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	w->req = req;
+	w->cm = cm;
+	wb_flush(cm->wb, fid, flush_reply, w);
 }
 
 /* Valid replies: fuse_reply_err. close(2) waits for this, so a store
@@ -1321,7 +1345,7 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -sync_logged(cm));
 		return;
 	}
-	wb_flush(cm->wb, &f->fid, flush_reply, req);
+	flush_then_reply(cm, req, &f->fid);
 }
 
 /* An fsync in writeback mode: the store is logged, now the server. */
@@ -1393,7 +1417,7 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	if (fr)
 		wb_flush(cm->wb, &fid, fsync_flushed, fr);
 	else
-		wb_flush(cm->wb, &fid, flush_reply, req);
+		flush_then_reply(cm, req, &fid);
 }
 
 /* Valid replies: fuse_reply_err. Directory changes are on the server
