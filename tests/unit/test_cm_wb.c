@@ -1014,6 +1014,92 @@ die_saved(void)
 }
 
 /*
+ * One round of a die-at-step-N test (test_kill_die, test_trunc_die): a
+ * fresh cache in DIR/@name (chunks of @chunk_size), a child that opens it
+ * and runs @child(@e, @n, @arg), which _exit()s: 0 when the work
+ * completed, 42 when it died at its @n-th step (die_hook, die_saved);
+ * then the cache reopened in @e as a restarted cairnd would.
+ * @return 1 (completed), 0 (died), -1 (a check failed and was said; @e
+ * closed).
+ */
+static int
+die_round(struct kenv *e, const char *name, uint32_t chunk_size,
+	  const struct fid *root, int n,
+	  void (*child)(struct kenv *e, int n, void *arg), void *arg)
+{
+	char path[300], cmd[300];
+	pid_t pid;
+	int status = 0;
+
+	memset(e, 0, sizeof(*e));
+	snprintf(e->cdir, sizeof(e->cdir), "%s/%s", dir, name);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->cdir);
+	if (system(cmd) != 0)
+		diag("cannot remove '%s'", e->cdir);
+	mkdir(e->cdir, 0700);
+	snprintf(path, sizeof(path), "%s/cs", e->cdir);
+	e->p.chunk_size = chunk_size;
+	if (mkdir(path, 0700) < 0 || cs_create(path, &e->p) < 0) {
+		ok(0, "set up a chunk store");
+		return -1;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		if (kenv_open(e, root) < 0)
+			_exit(3);
+		child(e, n, arg);
+		_exit(99); /* a child that did not exit */
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 42)) {
+		ok(0, "step %d: the child ran (status 0x%x)", n, status);
+		return -1;
+	}
+	if (kenv_open(e, root) < 0) {
+		ok(0, "step %d: reopen the cache", n);
+		kenv_close(e);
+		return -1;
+	}
+	return WEXITSTATUS(status) == 0;
+}
+
+/* Arm the die-at-step-N hooks in a child. */
+static void
+die_arm(int n)
+{
+	die_steps = 0;
+	die_at = n;
+	cs_fault_hook = die_hook;
+	wb_saved_hook = die_saved;
+}
+
+/* test_kill_die's child: the 6755 file written with the kill. */
+struct kill_die_arg {
+	struct fid root;
+	struct proto_attr a;
+	const uint8_t *data;
+	size_t len;
+};
+
+static void
+kill_die_child(struct kenv *e, int n, void *arg)
+{
+	struct kill_die_arg *c = arg;
+	struct wb_kill k = {.how = WB_KILL, .mode = 06755};
+	uint64_t need = 0;
+
+	vc_put_attr(e->vc, &c->a);
+	if (wb_open_write(e->wb, &c->a, &c->root, "f") < 0)
+		_exit(4);
+	die_arm(n);
+	_exit(wb_write(e->wb, &c->a.fid, 0, c->data, c->len, &need, &k) ==
+			      (ssize_t)c->len
+		      ? 0
+		      : 5);
+}
+
+/*
  * STYLE §6's die-at-step-N: a child writes 150 KB (three chunks) to a
  * 6755 file with the kill and "dies" at its N-th chunk-store I/O or
  * after its N-th dirty.tdb save (wb_saved_hook); the
@@ -1025,72 +1111,30 @@ die_saved(void)
 static void
 test_kill_die(void)
 {
-	struct fid root = mkfid(RACE_VOL, 0x01), f = mkfid(RACE_VOL, 0x70);
 	static uint8_t data[150000];
-	struct proto_attr a;
+	struct kill_die_arg c;
 	char cmd[300];
-	int n, bad = 0, dirty_seen = 0;
-	bool completed = false;
+	int n, rc = 0, bad = 0, dirty_seen = 0;
 
 	memset(data, 'N', sizeof(data));
-	memset(&a, 0, sizeof(a));
-	a.fid = f;
-	a.type = PROTO_T_FILE;
-	a.mode = S_IFREG | 06755;
-	a.nlink = 1;
-	a.dv = 91;
-	for (n = 1; n < 200 && !completed; n++) {
+	memset(&c, 0, sizeof(c));
+	c.root = mkfid(RACE_VOL, 0x01);
+	c.a.fid = mkfid(RACE_VOL, 0x70);
+	c.a.type = PROTO_T_FILE;
+	c.a.mode = S_IFREG | 06755;
+	c.a.nlink = 1;
+	c.a.dv = 91;
+	c.data = data;
+	c.len = sizeof(data);
+	for (n = 1; n < 200 && rc == 0; n++) {
 		struct kenv e;
-		char path[300];
-		pid_t pid;
-		int status = 0;
 
-		memset(&e, 0, sizeof(e));
-		snprintf(e.cdir, sizeof(e.cdir), "%s/kill9", dir);
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e.cdir);
-		if (system(cmd) != 0)
-			diag("cannot remove '%s'", e.cdir);
-		mkdir(e.cdir, 0700);
-		snprintf(path, sizeof(path), "%s/cs", e.cdir);
-		e.p.chunk_size = 65536;
-		if (mkdir(path, 0700) < 0 || cs_create(path, &e.p) < 0) {
-			ok(0, "set up a chunk store");
+		rc = die_round(&e, "kill9", 65536, &c.root, n, kill_die_child,
+			       &c);
+		if (rc < 0)
 			return;
-		}
-		fflush(NULL);
-		pid = fork();
-		if (pid == 0) {
-			struct wb_kill k = {.how = WB_KILL, .mode = 06755};
-			uint64_t need = 0;
-
-			if (kenv_open(&e, &root) < 0)
-				_exit(3);
-			vc_put_attr(e.vc, &a);
-			if (wb_open_write(e.wb, &a, &root, "f") < 0)
-				_exit(4);
-			die_steps = 0;
-			die_at = n;
-			cs_fault_hook = die_hook;
-			wb_saved_hook = die_saved;
-			_exit(wb_write(e.wb, &f, 0, data, sizeof(data), &need,
-				       &k) == (ssize_t)sizeof(data)
-				      ? 0
-				      : 5);
-		}
-		if (pid < 0 || waitpid(pid, &status, 0) != pid ||
-		    !WIFEXITED(status) ||
-		    (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 42)) {
-			ok(0, "step %d: the child ran (status 0x%x)", n, status);
-			return;
-		}
-		completed = WEXITSTATUS(status) == 0;
-		if (kenv_open(&e, &root) < 0) {
-			ok(0, "step %d: reopen the cache", n);
-			kenv_close(&e);
-			return;
-		}
-		if (wb_dirty(e.wb, &f)) {
-			struct proto_attr o = a;
+		if (wb_dirty(e.wb, &c.a.fid)) {
+			struct proto_attr o = c.a;
 
 			dirty_seen++;
 			wb_overlay(e.wb, &o);
@@ -1102,7 +1146,7 @@ test_kill_die(void)
 		}
 		kenv_close(&e);
 	}
-	ok(completed, "the write completed at step %d", n - 1);
+	ok(rc == 1, "the write completed at step %d", n - 1);
 	ok(dirty_seen > 0, "%d restarts found a dirty state", dirty_seen);
 	is_int(bad, 0, "every one of them with the cleared mode");
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s/kill9'", dir);
@@ -1119,14 +1163,33 @@ test_kill_die(void)
  * (before: the old size over cut chunks). N grows until the truncate
  * completes.
  */
+/* test_trunc_die's child: three chunks written and committed, then the
+ * truncate to 100 that dies. */
+static void
+trunc_die_child(struct kenv *e, int n, void *arg)
+{
+	struct proto_attr *a = arg;
+	struct fid root = mkfid(RACE_VOL, 0x01);
+	uint64_t need = 0;
+
+	vc_put_attr(e->vc, a);
+	if (wb_open_write(e->wb, a, &root, "f") < 0)
+		_exit(4);
+	if (wb_write(e->wb, &a->fid, 0, tr_data, TR_LEN, &need, NULL) !=
+		    (ssize_t)TR_LEN ||
+	    wb_truncate(e->wb, &a->fid, TR_LEN - 1, &need, NULL) != 0)
+		_exit(5); /* committed, the size saved */
+	die_arm(n);
+	_exit(wb_truncate(e->wb, &a->fid, 100, &need, NULL) == 0 ? 0 : 6);
+}
+
 static void
 test_trunc_die(void)
 {
 	struct fid root = mkfid(RACE_VOL, 0x01), f = mkfid(RACE_VOL, 0x71);
 	struct proto_attr a;
 	char cmd[300];
-	int n, bad = 0, mid = 0;
-	bool completed = false;
+	int n, rc = 0, bad = 0, mid = 0;
 
 	for (size_t i = 0; i < TR_LEN; i++)
 		tr_data[i] = (uint8_t)(1 + i % 251);
@@ -1136,60 +1199,18 @@ test_trunc_die(void)
 	a.mode = S_IFREG | 0644;
 	a.nlink = 1;
 	a.dv = 93;
-	for (n = 1; n < 200 && !completed; n++) {
+	for (n = 1; n < 200 && rc == 0; n++) {
 		struct kenv e;
-		char path[300];
 		uint64_t need = 0;
 		ssize_t got;
-		pid_t pid;
-		int status = 0;
 
-		memset(&e, 0, sizeof(e));
-		snprintf(e.cdir, sizeof(e.cdir), "%s/tkill9", dir);
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e.cdir);
-		if (system(cmd) != 0)
-			diag("cannot remove '%s'", e.cdir);
-		mkdir(e.cdir, 0700);
-		snprintf(path, sizeof(path), "%s/cs", e.cdir);
-		e.p.chunk_size = TR_CS;
-		if (mkdir(path, 0700) < 0 || cs_create(path, &e.p) < 0) {
-			ok(0, "set up a chunk store");
+		rc = die_round(&e, "tkill9", TR_CS, &root, n, trunc_die_child,
+			       &a);
+		if (rc < 0)
 			return;
-		}
-		fflush(NULL);
-		pid = fork();
-		if (pid == 0) {
-			if (kenv_open(&e, &root) < 0)
-				_exit(3);
-			vc_put_attr(e.vc, &a);
-			if (wb_open_write(e.wb, &a, &root, "f") < 0)
-				_exit(4);
-			if (wb_write(e.wb, &f, 0, tr_data, TR_LEN, &need,
-				     NULL) != (ssize_t)TR_LEN ||
-			    wb_truncate(e.wb, &f, TR_LEN - 1, &need, NULL) != 0)
-				_exit(5); /* committed, the size saved */
-			die_steps = 0;
-			die_at = n;
-			cs_fault_hook = die_hook;
-			wb_saved_hook = die_saved;
-			_exit(wb_truncate(e.wb, &f, 100, &need, NULL) == 0 ? 0
-									  : 6);
-		}
-		if (pid < 0 || waitpid(pid, &status, 0) != pid ||
-		    !WIFEXITED(status) ||
-		    (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 42)) {
-			ok(0, "step %d: the child ran (status 0x%x)", n, status);
-			return;
-		}
-		completed = WEXITSTATUS(status) == 0;
-		if (kenv_open(&e, &root) < 0) {
-			ok(0, "step %d: reopen the cache", n);
-			kenv_close(&e);
-			return;
-		}
 		got = wb_read(e.wb, &f, 0, tr_buf, TR_LEN, &need);
 		if (got < 100 || got > (ssize_t)TR_LEN - 1 || !tr_same(got) ||
-		    (completed && got != 100)) {
+		    (rc == 1 && got != 100)) {
 			diag("step %d: read %zd bytes%s", n, got,
 			     got > 0 && !tr_same(got) ? ", not a prefix" : "");
 			bad++;
@@ -1198,7 +1219,7 @@ test_trunc_die(void)
 		}
 		kenv_close(&e);
 	}
-	ok(completed, "the truncate completed at step %d", n - 1);
+	ok(rc == 1, "the truncate completed at step %d", n - 1);
 	is_int(bad, 0, "every restart read a prefix of the file, no zeros");
 	ok(mid > 0, "%d restarts found it half done (a longer prefix)", mid);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s/tkill9'", dir);
