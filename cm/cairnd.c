@@ -37,6 +37,7 @@
 #include "cm/fuse_ns.h"
 #include "cm/fuse_ops.h"
 #include "cm/http.h"
+#include "cm/replay.h"
 #include "cm/rlog.h"
 #include "cm/wb.h"
 #include "common/log.h"
@@ -623,7 +624,98 @@ restart_events(struct cm_loop *loop, struct cm_job *job)
 static bool
 reloadable(const char *key)
 {
-	return !strcmp(key, "token") || !strcmp(key, "log-level");
+	return !strcmp(key, "token") || !strcmp(key, "log-level") ||
+	       !strcmp(key, "write-mode") || !strcmp(key, "writeback-delay") ||
+	       !strcmp(key, "log-sync");
+}
+
+/*
+ * The write policy a reload changed (write-mode, writeback-delay,
+ * log-sync), applied on the loop thread as `fs setpolicy` applies it. Only
+ * the settings whose value in the config file changed are applied, so a
+ * SIGHUP with an unchanged file keeps what `fs setpolicy` set since.
+ */
+struct policy_job {
+	struct cm_job job;
+	struct cm *cm;
+	bool set_mode, writeback;
+	bool set_delay;
+	uint64_t delay_ms;
+	bool set_sync, sync_close;
+};
+
+static void
+policy_switched(void *arg, int err, uint64_t records)
+{
+	(void)arg;
+	if (err)
+		log_warn(LOG_MAIN, "reload: write-mode sync waits: %s",
+			 err == -EHOSTUNREACH
+				 ? "the server was lost before the log was "
+				   "sent (still writeback)"
+				 : strerror(-err));
+	else
+		log_info(LOG_MAIN, "reload: write-mode is sync (%llu logged "
+				   "records sent first)",
+			 (unsigned long long)records);
+}
+
+static void
+policy_run(struct cm_loop *loop, struct cm_job *job)
+{
+	struct policy_job *pj = container_of(job, struct policy_job, job);
+	struct cm *cm = pj->cm;
+	int rc;
+
+	if (cm_stopping(loop) || !cm->replay) {
+		free(pj);
+		return;
+	}
+	if (pj->set_delay)
+		replay_set_writeback_delay(cm->replay, pj->delay_ms);
+	if (pj->set_sync)
+		replay_set_log_sync(cm->replay, pj->sync_close);
+	if (pj->set_mode) {
+		rc = replay_set_writeback(cm->replay, pj->writeback,
+					  policy_switched, NULL);
+		if (rc < 0)
+			log_err(LOG_MAIN, "reload: cannot set write-mode %s: %s",
+				pj->writeback ? "writeback" : "sync",
+				strerror(-rc));
+	}
+	free(pj);
+}
+
+/* Post the write-policy changes of @nc against @cur (the settings @cm was
+ * started or last reloaded with, updated here). Signal thread. */
+static void
+reload_write_policy(struct cm *cm, struct cm_config *cur,
+		    const struct cm_config *nc)
+{
+	struct policy_job *pj;
+
+	if (cur->writeback == nc->writeback &&
+	    cur->writeback_delay_ms == nc->writeback_delay_ms &&
+	    cur->log_sync_close == nc->log_sync_close)
+		return;
+	pj = calloc(1, sizeof(*pj));
+	if (!pj) {
+		log_err(LOG_MAIN, "reload: out of memory: the write policy "
+				  "stays");
+		return;
+	}
+	pj->job.run = policy_run;
+	pj->cm = cm;
+	pj->set_mode = cur->writeback != nc->writeback;
+	pj->writeback = nc->writeback;
+	pj->set_delay = cur->writeback_delay_ms != nc->writeback_delay_ms;
+	pj->delay_ms = nc->writeback_delay_ms;
+	pj->set_sync = cur->log_sync_close != nc->log_sync_close;
+	pj->sync_close = nc->log_sync_close;
+	cur->writeback = nc->writeback;
+	cur->writeback_delay_ms = nc->writeback_delay_ms;
+	cur->log_sync_close = nc->log_sync_close;
+	cm_post(&cm->loop, &pj->job);
 }
 
 /*
@@ -696,6 +788,7 @@ reload(struct sigctl *sc)
 			 ra > 0 ? a : "");
 	}
 	log_set_level(nc.log_level);
+	reload_write_policy(cm, &cm->cfg, &nc);
 	tok = cm_read_token(nc.token_file);
 	if (tok && sc->token && !strcmp(tok, sc->token)) {
 		log_info(LOG_MAIN, "reload: token in '%s' unchanged",
@@ -859,6 +952,7 @@ reload_ns(struct sigctl *sc)
 			continue;
 		if (abs_from(sc->cli->cwd, &vc.token_file, false) == 0)
 			reload_vol_token(cm, vc.token_file);
+		reload_write_policy(cm, &cm->cfg, &vc);
 		cm_config_release(&vc);
 	}
 	cm_ns_reload_apply(ns, &nc, root_changed, sc->se);
