@@ -2865,82 +2865,25 @@ vc_rebuilt(struct vc *vc)
  * the free list, or between writing a new record and linking it, only
  * leaks its space, which tdb_check() reports too. So an open after a
  * kill runs tdb_check() (one pass over the file, like the sweep) and,
- * when it fails, rebuilds: every record is copied into a new file
- * (PATH.rebuild), which is renamed over the old one. A key met twice
- * (chains that loop or cross) or a record tdb cannot read stops the copy,
- * and the file is emptied instead (it is a cache). A kill during the
- * copy leaves the old file, still not closed cleanly: the next open
- * starts again; a kill after the rename leaves the new one, swept next.
+ * when it fails, rebuilds: tdbw_rebuild() (common/tdbw.c, shared with
+ * cairn-fsck --repair) copies every record tdb_rescue() finds in one
+ * linear pass into a new file (PATH.rebuild), which is renamed over the
+ * old one. The pass follows no hash chain, so chains that loop or cross
+ * cannot hang it (a tdb_traverse() does loop for ever on a chain X, Y, X:
+ * test_tdbw "hostile"); a key found in two versions is left out (it is a
+ * cache: fetched again), and the sweep that follows drops what that
+ * breaks (a listing whose page was left out). A kill during the copy
+ * leaves the old file, still not closed cleanly: the next open starts
+ * again; a kill after the rename leaves the new one, swept next.
  */
-struct rebuild {
-	struct tdb_context *to;
-	uint64_t n;
-	int err;
-};
 
+/* Rebuild the file of @vc in place (above). Under the lock. @return 0 or
+ * an error; on error the old file stays. */
 static int
-rebuild_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
+vc_rebuild_locked(struct vc *vc, struct tdbw_rebuild_result *res)
 {
-	struct rebuild *rb = arg;
-
-	(void)tdb;
-	if (tdb_store(rb->to, k, v, TDB_INSERT) != 0) {
-		rb->err = tdb_error(rb->to) == TDB_ERR_EXISTS
-				  ? -EUCLEAN
-				  : tdbw_errno(rb->to);
-		return 1;
-	}
-	rb->n++;
-	return 0;
-}
-
-/* Copy the file of @vc into a new one and put it in its place; *@n gets
- * the records copied. Under the lock. @return 0, -EUCLEAN (a key twice:
- * the chains are damaged) or an error; on error the old file stays. */
-static int
-vc_rebuild_locked(struct vc *vc, uint64_t *n)
-{
-	size_t len = strlen(vc->path) + sizeof(".rebuild");
-	struct rebuild rb = {0};
-	struct tdb_context *t;
-	char *tmp = malloc(len);
-
-	*n = 0;
-	if (!tmp)
-		return -ENOMEM;
-	snprintf(tmp, len, "%s.rebuild", vc->path);
-	unlink(tmp);
-	errno = 0;
-	rb.to = tdb_open(tmp, VC_HASH_SIZE, TDB_NOSYNC | TDB_NOLOCK,
-			 O_RDWR | O_CREAT | O_TRUNC, 0600);
-	if (!rb.to) {
-		rb.err = errno ? -errno : -EIO;
-		goto out;
-	}
-	if (tdb_traverse_read(vc->tdb, rebuild_cb, &rb) < 0 && !rb.err)
-		rb.err = tdbw_errno(vc->tdb);
-	if (tdb_close(rb.to) != 0 && !rb.err)
-		rb.err = -EIO;
-	if (!rb.err && rename(tmp, vc->path) != 0)
-		rb.err = -errno;
-	if (rb.err)
-		goto out;
-	errno = 0;
-	t = tdb_open(vc->path, VC_HASH_SIZE, TDB_NOSYNC | TDB_NOLOCK, O_RDWR,
-		     0600);
-	if (!t) {
-		rb.err = errno ? -errno : -EIO;
-		free(tmp);
-		return rb.err; /* vc->tdb: the old file, no longer named */
-	}
-	tdb_close(vc->tdb);
-	vc->tdb = t;
-	*n = rb.n;
-out:
-	if (rb.err)
-		unlink(tmp);
-	free(tmp);
-	return rb.err;
+	return tdbw_rebuild(&vc->tdb, vc->path, VC_HASH_SIZE,
+			    TDB_NOSYNC | TDB_NOLOCK, NULL, NULL, res);
 }
 
 /*
@@ -2974,26 +2917,30 @@ vc_ids_open_locked(struct vc *vc)
 	}
 	if (!clean) {
 		struct vc_check_result res = {0};
-		uint64_t t0 = util_now_ms(), max = 0, copied;
+		struct tdbw_rebuild_result rr;
+		uint64_t t0 = util_now_ms(), max = 0;
+		char why[160];
 
 		/* A kill may have left tdb's free list unsound (above). */
-		if (tdb_check(vc->tdb, NULL, NULL) != 0) {
-			rc = vc_rebuild_locked(vc, &copied);
+		if (tdbw_check(vc->tdb, why, sizeof(why)) != 0) {
+			rc = vc_rebuild_locked(vc, &rr);
 			if (rc) {
 				log_warn(LOG_VC, "cannot rebuild metadata "
 						 "cache '%s' (tdb's structure "
-						 "is damaged): %s; emptying it",
-					 vc->path, strerror(-rc));
+						 "is damaged: %s): %s; emptying "
+						 "it",
+					 vc->path, why, strerror(-rc));
 				if (tdb_wipe_all(vc->tdb) != 0)
 					return -tdbw_errno(vc->tdb);
 				return -EAGAIN;
 			}
 			atomic_fetch_add(&vc->rebuilt, 1);
-			log_info(LOG_VC, "rebuilt metadata cache '%s' (a "
-					 "killed process left tdb's structure "
-					 "inconsistent): %llu records in %llu "
-					 "ms",
-				 vc->path, (unsigned long long)copied,
+			log_info(LOG_VC, "rebuilt metadata cache '%s' (tdb's "
+					 "structure was damaged: %s): %llu "
+					 "records kept, %llu keys found in two "
+					 "versions dropped, in %llu ms",
+				 vc->path, why, (unsigned long long)rr.copied,
+				 (unsigned long long)rr.dropped,
 				 (unsigned long long)(util_now_ms() - t0));
 		}
 		rc = vc_sweep_locked(vc, &res, &max);

@@ -6,11 +6,15 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/tdbw.h"
 
@@ -183,4 +187,186 @@ void
 tdbw_txn_cancel(struct tdb_context *tdb)
 {
 	tdb_transaction_cancel(tdb);
+}
+
+/* tdb_check()'s messages, caught by a logging function set for the call:
+ * the first of level TDB_DEBUG_ERROR or worse is kept. */
+struct check_log {
+	char *why;
+	size_t len;
+	bool have;
+};
+
+static void check_log_fn(struct tdb_context *tdb, enum tdb_debug_level lvl,
+			 const char *fmt, ...) PRINTF_ATTRIBUTE(3, 4);
+
+static void
+check_log_fn(struct tdb_context *tdb, enum tdb_debug_level lvl,
+	     const char *fmt, ...)
+{
+	struct check_log *cl = tdb_get_logging_private(tdb);
+	va_list ap;
+	size_t n;
+
+	if (!cl || cl->have || !cl->why || !cl->len || lvl > TDB_DEBUG_ERROR)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(cl->why, cl->len, fmt, ap);
+	va_end(ap);
+	n = strlen(cl->why);
+	while (n && (cl->why[n - 1] == '\n' || cl->why[n - 1] == ' '))
+		cl->why[--n] = '\0';
+	cl->have = true;
+}
+
+int
+tdbw_check(struct tdb_context *tdb, char *why, size_t whylen)
+{
+	struct tdb_logging_context old = {tdb_log_fn(tdb),
+					  tdb_get_logging_private(tdb)};
+	struct check_log cl = {why, whylen, false};
+	struct tdb_logging_context cap = {check_log_fn, &cl};
+	int rc = 0;
+
+	if (why && whylen)
+		why[0] = '\0';
+	tdb_set_logging_function(tdb, &cap);
+	if (tdb_check(tdb, NULL, NULL) != 0) {
+		rc = tdbw_errno(tdb);
+		/* tdb_check() leaves TDB_ERR_CORRUPT for a damaged layout; a
+		 * read past the end (a file cut short) is damage too. */
+		if (rc == -EIO)
+			rc = -EUCLEAN;
+	}
+	tdb_set_logging_function(tdb, &old);
+	if (rc && why && whylen && !cl.have)
+		snprintf(why, whylen, "%s", tdb_errorstr(tdb));
+	return rc;
+}
+
+struct rebuild {
+	struct tdb_context *to;	 /* the new database */
+	struct tdb_context *bad; /* keys found in two versions */
+	struct tdbw_rebuild_result *res;
+	int err;
+};
+
+static void
+rebuild_walk(TDB_DATA k, TDB_DATA v, void *arg)
+{
+	struct rebuild *rb = arg;
+	TDB_DATA old;
+	static const uint8_t one = 1;
+
+	if (rb->err || tdb_exists(rb->bad, k))
+		return;
+	if (tdb_store(rb->to, k, v, TDB_INSERT) == 0) {
+		rb->res->copied++;
+		return;
+	}
+	if (tdb_error(rb->to) != TDB_ERR_EXISTS) {
+		rb->err = tdbw_errno(rb->to);
+		return;
+	}
+	old = tdb_fetch(rb->to, k);
+	if (old.dptr && old.dsize == v.dsize &&
+	    !memcmp(old.dptr, v.dptr, v.dsize)) {
+		rb->res->twins++;
+		free(old.dptr);
+		return;
+	}
+	free(old.dptr);
+	/* Two versions of one key: neither can be trusted over the other. */
+	if (tdb_delete(rb->to, k) != 0 ||
+	    tdb_store(rb->bad, k, tdbw_data(&one, 1), TDB_INSERT) != 0) {
+		rb->err = -ENOMEM;
+		return;
+	}
+	rb->res->copied--;
+	rb->res->dropped++;
+}
+
+struct lost_walk {
+	void (*lost)(void *arg, const void *key, size_t klen);
+	void *arg;
+};
+
+static int
+lost_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
+{
+	struct lost_walk *lw = arg;
+
+	(void)tdb;
+	(void)v;
+	lw->lost(lw->arg, k.dptr, k.dsize);
+	return 0;
+}
+
+int
+tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
+	     int tdb_flags,
+	     void (*lost)(void *arg, const void *key, size_t klen), void *arg,
+	     struct tdbw_rebuild_result *res)
+{
+	struct rebuild rb = {.res = res};
+	struct tdb_context *t;
+	char *tmp = NULL;
+	size_t len;
+	int rc = 0;
+
+	memset(res, 0, sizeof(*res));
+	rb.bad = tdb_open("rebuild-bad", 0, TDB_INTERNAL, O_RDWR | O_CREAT,
+			  0600);
+	if (!rb.bad)
+		return -ENOMEM;
+	if (path) {
+		len = strlen(path) + sizeof(".rebuild");
+		tmp = malloc(len);
+		if (!tmp) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		snprintf(tmp, len, "%s.rebuild", path);
+		unlink(tmp);
+		errno = 0;
+		rb.to = tdb_open(tmp, hash_size, tdb_flags,
+				 O_RDWR | O_CREAT | O_TRUNC, 0600);
+	} else {
+		rb.to = tdb_open("rebuild", hash_size, TDB_INTERNAL,
+				 O_RDWR | O_CREAT, 0600);
+	}
+	if (!rb.to) {
+		rc = errno ? -errno : -EIO;
+		goto out;
+	}
+	if (tdb_rescue(*tdbp, rebuild_walk, &rb) != 0 && !rb.err)
+		rb.err = tdbw_errno(*tdbp);
+	rc = rb.err;
+	if (!rc && lost && res->dropped) {
+		struct lost_walk lw = {lost, arg};
+
+		tdb_traverse_read(rb.bad, lost_cb, &lw);
+	}
+	if (tdb_close(rb.to) != 0 && !rc)
+		rc = -EIO;
+	if (rc || !path)
+		goto out;
+	if (rename(tmp, path) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	errno = 0;
+	t = tdb_open(path, hash_size, tdb_flags, O_RDWR, 0600);
+	if (!t) {
+		rc = errno ? -errno : -EIO;
+		goto out;
+	}
+	tdb_close(*tdbp);
+	*tdbp = t;
+out:
+	if (rc && tmp)
+		unlink(tmp);
+	free(tmp);
+	tdb_close(rb.bad);
+	return rc;
 }

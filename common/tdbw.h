@@ -115,4 +115,63 @@ int tdbw_txn_start(struct tdb_context *tdb);
 int tdbw_txn_commit(struct tdb_context *tdb);
 void tdbw_txn_cancel(struct tdb_context *tdb);
 
+/*
+ * Structure check and rebuild (tdb's own layout: hash chains, free list,
+ * record lengths), shared by cairnd's metadata cache (cm/vc.c, at an
+ * unclean open) and cairn-fsck.
+ *
+ * tdbw_check() runs tdb_check(), which walks the file once from the first
+ * record to the end (each step the record's own length, checked against
+ * the file's size) and accounts for the hash chains and the free list by
+ * the offsets they name, without following them: a chain that loops, two
+ * records that overlap, a length past the end or a file cut short are
+ * found in one bounded pass and never hang it (test_tdbw "hostile"). On
+ * failure @why (if not NULL) gets tdb's first message about it, e.g.
+ * "Record offset 3400 too far 1000", without its newline. The handle's
+ * logging function is restored afterwards.
+ * @return 0 when the structure is sound, -EUCLEAN when it is not, or the
+ * mapped error of a check that could not run (-ENOMEM).
+ */
+int tdbw_check(struct tdb_context *tdb, char *why, size_t whylen);
+
+/* What tdbw_rebuild() kept and lost. */
+struct tdbw_rebuild_result {
+	uint64_t copied;  /* records in the new file */
+	uint64_t dropped; /* keys found in two versions, left out */
+	uint64_t twins;	  /* keys found twice with the same value, kept */
+};
+
+/*
+ * Rebuild the database of *@tdbp, whose structure tdbw_check() found
+ * damaged: every record that tdb_rescue() finds in one linear pass over
+ * the file (bounded by its size; no hash chain is followed, so loops
+ * cannot hang it) is stored into a new file, @path.rebuild (created with
+ * @hash_size and @tdb_flags, mode 0600), which is then renamed over
+ * @path and reopened read-write with @tdb_flags; the old handle is closed
+ * and *@tdbp replaced. A key found in two records with different values
+ * (a torn record beside a whole one, or a store killed between writing a
+ * new record and freeing the old) cannot be decided here: it is left out
+ * of the new file, and @lost (if not NULL) hears it, once per key, after
+ * the copy; a key found twice with the same value is kept once. Records
+ * that no longer look like records (tdb_rescue's own checks: magic,
+ * lengths within the file, the key's hash) are gone without a trace:
+ * callers whose records must not be lost silently compare counts (a
+ * dry run) and refuse.
+ *
+ * @path NULL is a dry run: the records go to an in-memory database that
+ * is thrown away, nothing on disk changes, *@tdbp stays; @res says what a
+ * rebuild would keep and lose.
+ *
+ * A kill during the copy leaves @path as it was and a stray @path.rebuild
+ * (removed by the next rebuild); the rename is the only switch. Nothing
+ * is synced: the callers' files are caches or are synced by their owner.
+ * @return 0, or a negative errno (the old file stays, *@tdbp unchanged,
+ * except when only the reopen failed: then *@tdbp is the old handle of a
+ * file no longer named, and the caller should close it).
+ */
+int tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
+		 int tdb_flags,
+		 void (*lost)(void *arg, const void *key, size_t klen),
+		 void *arg, struct tdbw_rebuild_result *res);
+
 #endif /* CAIRN_COMMON_TDBW_H */

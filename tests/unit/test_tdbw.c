@@ -146,6 +146,150 @@ test_damage(void)
 	is_int(tdbw_open_errno(0), -EUCLEAN, "open: no errno is -EUCLEAN");
 }
 
+/* A database of @n keys "k00000".. with the value "value of KEY". */
+static void
+db_fill_n(const char *name, int n, char *path, size_t len)
+{
+	struct tdb_context *t = db_open(name, O_RDWR | O_CREAT, path, len);
+	char k[16], v[40];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(k, sizeof(k), "k%05d", i);
+		snprintf(v, sizeof(v), "value of %s", k);
+		tdbw_store(t, k, strlen(k), v, strlen(v), TDB_REPLACE);
+	}
+	tdb_close(t);
+}
+
+/* Every record of @t has its key's value; @return how many records. */
+struct verify {
+	int n, wrong;
+};
+
+static int
+verify_cb(struct tdb_context *t, TDB_DATA k, TDB_DATA v, void *arg)
+{
+	struct verify *vf = arg;
+	char want[64];
+
+	(void)t;
+	snprintf(want, sizeof(want), "value of %.*s", (int)k.dsize,
+		 (const char *)k.dptr);
+	if (v.dsize != strlen(want) || memcmp(v.dptr, want, v.dsize))
+		vf->wrong++;
+	vf->n++;
+	return 0;
+}
+
+static void
+lost_key(void *arg, const void *key, size_t klen)
+{
+	char *out = arg;
+
+	snprintf(out + strlen(out), 64 - strlen(out), "%.*s;", (int)klen,
+		 (const char *)key);
+}
+
+/*
+ * tdbw_check() and tdbw_rebuild() against each damage of tdb's layout
+ * (tdb_damage_layout()): the check fails with a message, in bounded time
+ * (alarm: a hang kills the test), and changes nothing; the rebuild keeps
+ * every record it can read, each with its own value, and the result
+ * passes the check.
+ */
+static void
+test_hostile(void)
+{
+	static const struct {
+		int kind;
+		const char *name;
+		int min_kept;
+	} cases[] = {
+		{'l', "a hash chain that loops", 2000},
+		{'o', "two records overlapping", 1998},
+		{'p', "a record length past the end", 1990},
+		{'t', "a file cut short", 1000},
+	};
+	char path[256], why[256], lost[64];
+	struct tdbw_rebuild_result res;
+	struct tdb_context *t;
+	struct verify vf;
+	struct stat st0, st1;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		db_fill_n("h.tdb", 2000, path, sizeof(path));
+		if (cases[i].kind == 't') {
+			stat(path, &st0);
+			ok(truncate(path, st0.st_size * 6 / 10) == 0,
+			   "%s: made", cases[i].name);
+		} else {
+			is_int(tdb_damage_layout(path, cases[i].kind), 0,
+			       "%s: made", cases[i].name);
+		}
+		stat(path, &st0);
+		alarm(20);
+		t = tdb_open(path, 0, TDB_NOLOCK, O_RDONLY, 0600);
+		ok(t != NULL, "%s: opens read-only", cases[i].name);
+		if (!t)
+			continue;
+		is_int(tdbw_check(t, why, sizeof(why)), -EUCLEAN,
+		       "%s: check says -EUCLEAN", cases[i].name);
+		ok(why[0] != '\0' && !strchr(why, '\n'),
+		   "%s: with tdb's message '%s'", cases[i].name, why);
+		lost[0] = '\0';
+		is_int(tdbw_rebuild(&t, NULL, 131, 0, lost_key, lost, &res), 0,
+		       "%s: dry run", cases[i].name);
+		ok(res.copied >= (uint64_t)cases[i].min_kept &&
+		   res.copied <= 2000 && res.dropped == 0,
+		   "%s: dry run keeps %llu, drops %llu", cases[i].name,
+		   (unsigned long long)res.copied,
+		   (unsigned long long)res.dropped);
+		tdb_close(t);
+		stat(path, &st1);
+		ok(st1.st_size == st0.st_size && st1.st_mtime == st0.st_mtime,
+		   "%s: check and dry run changed nothing", cases[i].name);
+		t = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
+		is_int(tdbw_rebuild(&t, path, 131, TDB_NOLOCK | TDB_NOSYNC,
+				    NULL, NULL, &res),
+		       0, "%s: rebuild", cases[i].name);
+		is_int(tdbw_check(t, why, sizeof(why)), 0,
+		       "%s: the rebuilt file checks clean", cases[i].name);
+		vf = (struct verify){0};
+		tdb_traverse_read(t, verify_cb, &vf);
+		ok(vf.n == (int)res.copied && vf.wrong == 0,
+		   "%s: %d records, each with its own value", cases[i].name,
+		   vf.n);
+		alarm(0);
+		tdb_close(t);
+		unlink(path);
+	}
+
+	/* Two versions of one key: left out, and the caller hears it. */
+	db_fill_n("d.tdb", 200, path, sizeof(path));
+	is_int(tdb_damage_twin(path, "k00007", "k00008", 6), 0,
+	       "a second version of k00007");
+	t = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
+	is_int(tdbw_check(t, why, sizeof(why)), -EUCLEAN,
+	       "check finds the record in the wrong chain: '%s'", why);
+	lost[0] = '\0';
+	is_int(tdbw_rebuild(&t, path, 131, TDB_NOLOCK | TDB_NOSYNC, lost_key,
+			    lost, &res),
+	       0, "rebuild");
+	ok(res.copied == 198 && res.dropped == 1 && !strcmp(lost, "k00007;"),
+	   "k00007 left out and reported (%llu kept, lost '%s')",
+	   (unsigned long long)res.copied, lost);
+	is_int(tdbw_check(t, why, sizeof(why)), 0, "the result checks clean");
+	tdb_close(t);
+	unlink(path);
+
+	/* A sound file checks clean. */
+	db_fill_n("c.tdb", 100, path, sizeof(path));
+	t = tdb_open(path, 0, TDB_NOLOCK, O_RDONLY, 0600);
+	is_int(tdbw_check(t, why, sizeof(why)), 0, "a sound file checks clean");
+	tdb_close(t);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -153,6 +297,7 @@ main(void)
 		return 99;
 	test_basic();
 	test_damage();
+	test_hostile();
 	rmdir(dir);
 	return done_testing();
 }
