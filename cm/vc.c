@@ -2978,70 +2978,53 @@ vc_ids_open_locked(struct vc *vc)
 	return 0;
 }
 
-/*
- * tdb opens a file left in the middle of a transaction (a cairnd killed
- * in vc_put_dir()'s commit) only when it may write, as it recovers the
- * file then; read-only it fails with no errno. So a check (which changes
- * nothing) opens a copy of the file, in $TMPDIR: if that opens, the file
- * needs recovery (a note: --repair or the next cairnd start does it) and
- * the recovered copy is what is checked. The copy costs a file's size of
- * I/O, only on this path. @return as vc_check() (-EIO: not a tdb).
- */
+/* What tdb's structure check found in @path (a damaged layout), and
+ * with @repair the rebuild: its report and counts. @return 0 when the
+ * records may be walked now (sound, or rebuilt), -EUCLEAN when not (a
+ * check), or the rebuild's error. */
 static int
-check_copy(const char *path,
-	   void (*report)(void *arg, int error, const char *msg), void *arg,
-	   struct vc_check_result *res)
+check_layout(struct tdb_context **tdb, const char *path, int repair,
+	     const char *why,
+	     void (*report)(void *arg, int error, const char *msg), void *arg,
+	     struct vc_check_result *res)
 {
-	const char *td = getenv("TMPDIR");
-	struct scan sc = {.full = true};
-	struct tdb_context *tdb;
-	char tmp[4096], msg[4200], buf[65536];
-	int in, out, rc = 0;
-	ssize_t n;
+	struct tdbw_rebuild_result rr;
+	char msg[4400];
+	int rc;
 
-	snprintf(tmp, sizeof(tmp), "%s/cairn-fsck-meta-XXXXXX",
-		 td && *td ? td : "/tmp");
-	in = open(path, O_RDONLY | O_CLOEXEC);
-	if (in < 0)
-		return -errno;
-	out = mkostemp(tmp, O_CLOEXEC);
-	if (out < 0) {
-		rc = -errno;
-		close(in);
+	res->layout = 1;
+	if (repair)
+		rc = tdbw_rebuild(tdb, path, VC_HASH_SIZE,
+				  TDB_NOSYNC | TDB_NOLOCK, NULL, NULL, &rr);
+	else
+		rc = tdbw_rebuild(tdb, NULL, VC_HASH_SIZE, 0, NULL, NULL,
+				  &rr);
+	if (rc) {
+		snprintf(msg, sizeof(msg),
+			 "metadata cache '%s': tdb's structure is damaged "
+			 "(tdb_check: %s) and cannot be rebuilt: %s",
+			 path, why, strerror(-rc));
+		report(arg, 1, msg);
 		return rc;
 	}
-	while ((n = read(in, buf, sizeof(buf))) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			break;
-		}
-		if ((rc = util_write_all(out, buf, (size_t)n)) < 0)
-			break;
-	}
-	close(in);
-	close(out);
-	if (!rc) {
-		tdb = tdb_open(tmp, 0, TDB_NOLOCK, O_RDWR, 0600);
-		if (!tdb) {
-			rc = -EIO;
-		} else {
-			snprintf(msg, sizeof(msg),
-				 "metadata cache '%s' was left in the middle "
-				 "of a store (a killed cairnd): it needs "
-				 "recovery, which --repair or the next cairnd "
-				 "start does; checked as recovered",
-				 path);
-			report(arg, 0, msg);
-			res->recover = 1;
-			rc = scan_file(tdb, &sc, false, report, arg, res);
-			scan_free(&sc);
-			tdb_close(tdb);
-		}
-	}
-	unlink(tmp);
-	return rc;
+	res->kept = rr.copied;
+	res->lost = rr.dropped;
+	snprintf(msg, sizeof(msg),
+		 "metadata cache '%s': tdb's structure is damaged (tdb_check: "
+		 "%s); %s %llu records, %s %llu keys found in two versions "
+		 "(fetched again)%s",
+		 path, why, repair ? "rebuilt with" : "a rebuild would keep",
+		 (unsigned long long)rr.copied,
+		 repair ? "left out" : "leave out",
+		 (unsigned long long)rr.dropped,
+		 repair ? "" : "; records not checked until it is rebuilt "
+			       "(--repair, or the next cairnd start after an "
+			       "unclean stop)");
+	report(arg, 1, msg);
+	if (!repair)
+		return -EUCLEAN;
+	res->fixed++;
+	return 0;
 }
 
 int
@@ -3051,19 +3034,39 @@ vc_check(const char *path, int repair,
 {
 	struct tdb_context *tdb;
 	struct scan sc = {.full = true};
-	int rc;
+	char why[256], msg[4400];
+	int rc, recovered = 0;
 
 	memset(res, 0, sizeof(*res));
 	errno = 0;
-	tdb = tdb_open(path, 0, TDB_NOLOCK, repair ? O_RDWR : O_RDONLY, 0600);
-	if (!tdb) {
-		rc = errno ? -errno : -EIO;
-		if (!repair && rc == -EIO)
-			return check_copy(path, report, arg, res);
-		return rc;
+	/* A repair opens read-write, which recovers a file left in the
+	 * middle of a transaction; a check opens it read-only, or a
+	 * recovered copy of it (tdbw_open_ro()). */
+	if (repair)
+		tdb = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
+	else
+		tdb = tdbw_open_ro(path, TDB_NOLOCK, &recovered);
+	if (!tdb)
+		return errno ? -errno : -EIO;
+	if (recovered) {
+		snprintf(msg, sizeof(msg),
+			 "metadata cache '%s' was left in the middle of a "
+			 "store (a killed cairnd): it needs recovery, which "
+			 "--repair or the next cairnd start does; checked as "
+			 "recovered",
+			 path);
+		report(arg, 0, msg);
+		res->recover = 1;
 	}
-	rc = scan_file(tdb, &sc, repair, report, arg, res);
-	scan_free(&sc);
+	rc = tdbw_check(tdb, why, sizeof(why));
+	if (rc == -EUCLEAN)
+		rc = check_layout(&tdb, path, repair, why, report, arg, res);
+	if (!rc) {
+		rc = scan_file(tdb, &sc, repair, report, arg, res);
+		scan_free(&sc);
+	} else if (rc == -EUCLEAN && res->layout && !repair) {
+		rc = 0; /* reported; the check stops at the structure */
+	}
 	tdb_close(tdb);
 	return rc;
 }

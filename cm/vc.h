@@ -240,6 +240,9 @@ struct vc_check_result {
 	uint64_t orphans; /* pages no 'D' record names */
 	uint64_t broken;  /* 'D' records naming a missing or bad page */
 	uint64_t fixed;	  /* of those, removed (@repair) */
+	uint64_t layout;  /* 1 when tdb's own structure was damaged */
+	uint64_t kept;	  /* ... records a rebuild kept (or would keep) */
+	uint64_t lost;	  /* ... keys in two versions it left out */
 	int recover;	  /* the file needs tdb's recovery (check only) */
 };
 
@@ -247,7 +250,13 @@ struct vc_check_result {
  * Check the metadata cache file @path offline (cairn-fsck(8)): every
  * 'A', 'D', 'G', 'I' and 'X' record's version and CRC32C, every listing's
  * pages (present, whole, the count its 'D' names), and pages no 'D'
- * names. With @repair, damaged records, broken listings (their 'D' and
+ * names; first of all tdb's own structure (tdbw_check(): chains, free
+ * list, record lengths, in one bounded pass). A file whose structure is
+ * damaged is not read record by record on a check (a chain that loops
+ * would hang the walk): the check reports it (@res->layout, with what a
+ * rebuild would keep, a dry run) and stops there; a repair rebuilds it
+ * as cairnd does at an unclean open (tdbw_rebuild()) and checks the
+ * result. With @repair, damaged records, broken listings (their 'D' and
  * pages) and orphan pages are deleted; everything in the file may be
  * fetched again, so that loses nothing. @report is called for each
  * finding (@error 1) or note (0) with a message. The caller must make

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/tdbw.h"
+#include "common/util.h"
 
 /* tdb's offsets are 32-bit: a file cannot pass 4 GiB. tdb grows a file
  * by at least 10 % (above 100 MiB) and reports a growth that would pass
@@ -369,4 +370,57 @@ out:
 	free(tmp);
 	tdb_close(rb.bad);
 	return rc;
+}
+
+struct tdb_context *
+tdbw_open_ro(const char *path, int tdb_flags, int *recovered)
+{
+	const char *td = getenv("TMPDIR");
+	struct tdb_context *tdb;
+	char tmp[4096], buf[65536];
+	int in, out, rc = 0;
+	ssize_t n;
+
+	*recovered = 0;
+	errno = 0;
+	tdb = tdb_open(path, 0, tdb_flags, O_RDONLY, 0600);
+	if (tdb)
+		return tdb;
+	if (errno && errno != EIO)
+		return NULL;
+	snprintf(tmp, sizeof(tmp), "%s/cairn-tdb-check-XXXXXX",
+		 td && *td ? td : "/tmp");
+	in = open(path, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return NULL;
+	out = mkostemp(tmp, O_CLOEXEC);
+	if (out < 0) {
+		rc = errno;
+		close(in);
+		errno = rc;
+		return NULL;
+	}
+	while ((n = read(in, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = errno;
+			break;
+		}
+		if ((rc = -util_write_all(out, buf, (size_t)n)) != 0)
+			break;
+	}
+	close(in);
+	close(out);
+	tdb = NULL;
+	if (!rc) {
+		tdb = tdb_open(tmp, 0, tdb_flags, O_RDWR, 0600);
+		if (tdb)
+			*recovered = 1;
+		else
+			rc = EIO;
+	}
+	unlink(tmp);
+	errno = rc;
+	return tdb;
 }

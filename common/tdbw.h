@@ -174,4 +174,20 @@ int tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
 		 void (*lost)(void *arg, const void *key, size_t klen),
 		 void *arg, struct tdbw_rebuild_result *res);
 
+/*
+ * Open @path for a check that must change nothing (cairn-fsck --check):
+ * read-only with @tdb_flags. tdb opens a file left in the middle of a
+ * transaction (a process killed in a commit) only read-write, as it
+ * recovers the file then; read-only it fails without an errno. So then a
+ * copy of the file is made in $TMPDIR (or /tmp) and opened read-write,
+ * which recovers the copy, and the copy is unlinked at once (the handle
+ * keeps it); *@recovered is set. The copy costs the file's size in I/O,
+ * only on that path.
+ * @return the handle (the caller tdb_close()s it), or NULL with errno:
+ * ENOENT, EACCES, ..., or EIO when neither opens (not a tdb, a header
+ * tdb rejects).
+ */
+struct tdb_context *tdbw_open_ro(const char *path, int tdb_flags,
+				 int *recovered);
+
 #endif /* CAIRN_COMMON_TDBW_H */

@@ -133,8 +133,9 @@ tdb_damage_live(const uint8_t *buf, size_t n, size_t off)
 /*
  * The damage @kind at the first place it fits, walking the records in
  * file order:
- *   'l' a loop: live record Y, next of live X, gets X as its next, so the
- *       chain runs X, Y, X, Y ... for ever
+ *   'l' a loop: the first two live records X and Y name each other as
+ *       next, so a walk of either's hash chain runs X, Y, X, Y ... for
+ *       ever (X's old successors are out of reach)
  *   'o' an overlap: live A, followed by live B, grows over B (length and
  *       tailer), while B stays in its hash chain: two records share B's
  *       bytes, as after a killed free-list merge
@@ -145,7 +146,7 @@ tdb_damage_live(const uint8_t *buf, size_t n, size_t off)
 static inline int
 tdb_damage_layout(const char *path, int kind)
 {
-	size_t n, off;
+	size_t n, off, x = 0;
 	uint8_t *buf = tdb_damage_load(path, &n);
 
 	if (!buf)
@@ -153,13 +154,15 @@ tdb_damage_layout(const char *path, int kind)
 	for (off = tdb_damage_first(buf); off + 24 <= n;
 	     off += 24 + tdb_damage_u32(buf + off + 4)) {
 		uint32_t len = tdb_damage_u32(buf + off + 4);
-		uint32_t next = tdb_damage_u32(buf + off);
 		size_t b = off + 24 + len;
 
 		if (!tdb_damage_live(buf, n, off))
 			continue;
-		if (kind == 'l' && next && tdb_damage_live(buf, n, next)) {
-			tdb_damage_put32(buf + next, (uint32_t)off);
+		if (kind == 'l' && !x) {
+			x = off;
+		} else if (kind == 'l') {
+			tdb_damage_put32(buf + x, (uint32_t)off);
+			tdb_damage_put32(buf + off, (uint32_t)x);
 			return tdb_damage_save(path, buf, n);
 		}
 		if (kind == 'o' && tdb_damage_live(buf, n, b)) {
