@@ -173,10 +173,11 @@ check_state(const char *path, const char *what, int repair,
 		snprintf(msg, sizeof(msg),
 			 "%s '%s': tdb's structure is damaged (tdb_check: %s); "
 			 "not %s: it holds writes cairnd acknowledged; a "
-			 "rebuild would keep %llu records and lose %llu keys "
-			 "found in two versions%s%s%s and any record tdb "
-			 "cannot find any more: keep a copy of the cache "
-			 "folder (cairn-fsck(8), DAMAGED WRITE STATE)",
+			 "rebuild would keep %llu records and drop %llu keys "
+			 "found in two versions%s%s%s, and lose without a "
+			 "trace any record tdb cannot find any more: keep a "
+			 "copy of the cache folder (cairn-fsck(8), DAMAGED "
+			 "WRITE STATE)",
 			 what, path, why, repair ? "repaired" : "repairable",
 			 (unsigned long long)rr.copied,
 			 (unsigned long long)rr.dropped,

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# t2390-cm-fsck-tdb: cairn-fsck checks tdb's own structure of the cache's
+# tdb files and rebuilds a damaged meta.tdb (issue #17 leftovers):
+#   - a clean cache checks clean (exit 0) with meta.tdb, dirty.tdb and
+#     rlog.tdb checked;
+#   - meta.tdb damaged five ways (a hash chain that loops, two records
+#     overlapping, a record length past the end, a file cut short, a
+#     garbage header): --check says so (exit 4) within 60 s (a walk of
+#     the loop never ended before) and changes no byte of the cache;
+#     --repair fixes it (exit 1), a second check is clean, and cairnd
+#     then mounts and serves the volume: every name, mode, size and
+#     byte equals the server's (t_tree of a fresh mount);
+#   - a damaged dirty.tdb (write states of files written while
+#     disconnected, not yet stored): --check and --repair report it with
+#     what a rebuild would keep and lose, exit 4, and change nothing.
+. "$top_srcdir/tests/integration/lib.sh"
+t_need_fuse
+t_timeout 600
+DMG="python3 $top_srcdir/tests/integration/tdb-damage.py"
+
+src=$T_DIR/src
+mkdir -p "$src/big" "$src/a/b"
+for i in $(seq 1 2000); do echo "file $i" >"$src/big/f$i"; done
+for i in $(seq 1 50); do head -c $((i * 100)) /dev/urandom >"$src/a/b/r$i"; done
+ln -s ../big/f7 "$src/a/link"
+chmod 0750 "$src/a"
+vos init >/dev/null 2>&1
+vos import ft "$src" >/dev/null || exit 99
+vold_start
+make_token ft rw "$T_DIR/tok"
+mnt=$T_DIR/mnt
+cache=$T_DIR/cache
+
+# A cache that knows the whole tree: every listing, attribute and chunk.
+cairnd_mount "$mnt" "$cache" ft "$T_DIR/tok" || exit 1
+t_tree "$mnt" >"$T_DIR/want"
+t_is "$(grep -c ' f ' "$T_DIR/want")" 2051 "the tree has 2051 files"
+cairnd_umount "$mnt"
+"$FSCK" --check --json "$cache" >"$T_DIR/fsck.json" 2>&1
+t_is "$?" 0 "a clean cache: cairn-fsck --check exits 0"
+t_is "$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["meta_files"], j["state_files"], j["errors"])' "$T_DIR/fsck.json")" \
+	"1 2 0" "... meta.tdb, dirty.tdb and rlog.tdb checked, no error"
+echo "# meta.tdb: $($DMG count "$cache/meta.tdb") records, $(stat -c %s "$cache/meta.tdb") bytes"
+cp -a "$cache" "$T_DIR/cache.orig"
+
+sums() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum); }
+
+for kind in loop overlap pastend truncate header; do
+	rm -rf "$cache"
+	cp -a "$T_DIR/cache.orig" "$cache"
+	t_is "$($DMG $kind "$cache/meta.tdb")" ok "$kind: meta.tdb damaged"
+	sums "$cache" >"$T_DIR/sum.before"
+	timeout 60 "$FSCK" --check "$cache" >"$T_DIR/check.$kind" 2>&1
+	t_is "$?" 4 "$kind: --check exits 4 (damage found), within 60 s"
+	if [ $kind = header ]; then
+		grep -q "cannot read metadata cache '$cache/meta.tdb'.*would be removed" "$T_DIR/check.$kind"
+	else
+		grep -q "metadata cache '$cache/meta.tdb': tdb's structure is damaged (tdb_check: .*); a rebuild would keep [0-9]* records" "$T_DIR/check.$kind"
+	fi
+	t_ok $? "$kind: ... naming the file and what tdb said"
+	sums "$cache" >"$T_DIR/sum.after"
+	cmp -s "$T_DIR/sum.before" "$T_DIR/sum.after"
+	t_ok $? "$kind: ... and no byte of the cache changed"
+	timeout 60 "$FSCK" --repair "$cache" >"$T_DIR/repair.$kind" 2>&1
+	t_is "$?" 1 "$kind: --repair exits 1 (corrected)"
+	timeout 60 "$FSCK" --check "$cache" >"$T_DIR/check2.$kind" 2>&1
+	t_is "$?" 0 "$kind: a second --check is clean"
+	cairnd_mount "$mnt" "$cache" ft "$T_DIR/tok" || exit 1
+	t_tree "$mnt" >"$T_DIR/got.$kind"
+	cmp -s "$T_DIR/want" "$T_DIR/got.$kind"
+	t_ok $? "$kind: cairnd serves the repaired cache: the tree equals the server's"
+	cairnd_umount "$mnt"
+	"$FSCK" --check "$cache" >/dev/null 2>&1
+	t_is "$?" 0 "$kind: clean after cairnd stopped"
+done
+
+# --- dirty.tdb: reported, never rewritten ---
+rm -rf "$cache"
+cp -a "$T_DIR/cache.orig" "$cache"
+cairnd_mount "$mnt" "$cache" ft "$T_DIR/tok" --write-mode writeback || exit 1
+t_check "fs disconnect" "$FS" disconnect -m "$mnt"
+for i in 1 2 3 4 5 6; do echo "offline $i" >"$mnt/a/new$i"; done
+cairnd_umount "$mnt"
+n=$($DMG count "$cache/dirty.tdb")
+echo "# dirty.tdb: $n records"
+t_ok "$([ "$n" -ge 2 ] && echo 0 || echo 1)" "dirty.tdb holds the write states ($n records)"
+t_is "$($DMG overlap "$cache/dirty.tdb")" ok "dirty.tdb damaged (overlap)"
+sums "$cache" >"$T_DIR/sum.before"
+statesums() { (cd "$cache" && sha256sum dirty.tdb* rlog.tdb* meta.tdb); }
+statesums >"$T_DIR/state.before"
+timeout 60 "$FSCK" --check "$cache" >"$T_DIR/check.dirty" 2>&1
+t_is "$?" 4 "damaged dirty.tdb: --check exits 4"
+grep -q "write-state file '$cache/dirty.tdb': tdb's structure is damaged (tdb_check: .*); not repairable: it holds writes cairnd acknowledged; a rebuild would keep [0-9]* records and drop [0-9]* keys" "$T_DIR/check.dirty"
+t_ok $? "... it names the file, what tdb said and what a rebuild would keep and lose"
+sums "$cache" >"$T_DIR/sum.after"
+cmp -s "$T_DIR/sum.before" "$T_DIR/sum.after"
+t_ok $? "... and no byte of the cache changed"
+timeout 60 "$FSCK" --repair "$cache" >"$T_DIR/repair.dirty" 2>&1
+t_is "$?" 4 "damaged dirty.tdb: --repair exits 4 (left uncorrected)"
+grep -q "write-state file '$cache/dirty.tdb': .*not repaired: it holds writes cairnd acknowledged" "$T_DIR/repair.dirty"
+t_ok $? "... and says it did not repair it, and why"
+# (--repair rewrites the chunk store's index, as always; not these.)
+statesums >"$T_DIR/state.after"
+cmp -s "$T_DIR/state.before" "$T_DIR/state.after"
+t_ok $? "... dirty.tdb, its journal, rlog.tdb and meta.tdb unchanged"
+t_done
