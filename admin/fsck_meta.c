@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 
 #include "admin/fsck_meta.h"
 #include "cm/vc.h"
+#include "common/tdbj.h"
 #include "common/tdbw.h"
 
 /* An error that says nothing about the file (the process ran out of
@@ -85,35 +87,54 @@ check_one(const char *path, int repair,
 	return 0;
 }
 
-/* The keys a rebuild would lose, for the report: the first few in hex. */
-struct lost_keys {
+/* A rebuild of a write-state file or replay log: the keys it would lose
+ * (the first few in hex, for the report) and what the digest said. */
+struct state_run {
 	char list[400];
 	uint64_t n;
+	int digest; /* tdbj_digest_check() of the rebuilt records */
 };
 
 static void
 lost_key(void *arg, const void *key, size_t klen)
 {
-	struct lost_keys *lk = arg;
-	size_t len = strlen(lk->list);
+	struct state_run *sr = arg;
+	size_t len = strlen(sr->list);
 	const uint8_t *k = key;
 
-	if (lk->n++ >= 8 || len + 2 * klen + 3 >= sizeof(lk->list))
+	if (sr->n++ >= 8 || len + 2 * klen + 3 >= sizeof(sr->list))
 		return;
 	if (len)
-		lk->list[len++] = ' ';
+		sr->list[len++] = ' ';
 	for (size_t i = 0; i < klen && i < 40; i++, len += 2)
-		snprintf(lk->list + len, sizeof(lk->list) - len, "%02x", k[i]);
+		snprintf(sr->list + len, sizeof(sr->list) - len, "%02x", k[i]);
+}
+
+/* Keep the rebuild only when the records are those of the last
+ * checkpoint (dirty.tdb's digest): then no write state is lost. */
+static int
+state_verify(void *arg, struct tdb_context *rebuilt)
+{
+	struct state_run *sr = arg;
+
+	sr->digest = tdbj_digest_check(rebuilt);
+	return sr->digest;
 }
 
 /*
  * tdb's structure of @path (dirty.tdb: write states of files not yet
- * stored; rlog.tdb: operations not yet acknowledged by the server). Never
- * written, also with @repair: a rebuild keeps only what tdb can still
- * find, and each record lost is a write cairnd acknowledged, so the
- * finding says what a rebuild would keep and lose (a dry run in memory)
- * and leaves the decision to the admin. The journal beside the file
- * (NAME.jnl) is not a tdb and is read by cairnd only.
+ * stored; rlog.tdb: operations not yet acknowledged by the server). Each
+ * record is a write cairnd acknowledged, and a rebuild keeps only what
+ * tdb can still find, which is not a proof that nothing was lost. So a
+ * damaged file is rebuilt (with @repair) only when the rebuilt records
+ * match the digest dirty.tdb keeps of them (TDBJ_O_DIGEST, written at
+ * every checkpoint; nothing else writes the file at rest): then every
+ * record is back as it was. Otherwise (a record missing or in two
+ * versions, or no digest: rlog.tdb) it is left as it is, and the finding
+ * says what a rebuild would keep and lose (a dry run in memory); the
+ * admin decides. The journal beside it (NAME.jnl) is not a tdb and is
+ * read by cairnd only; a rebuild keeps "\0tdbj" (database id and
+ * generation), so the pair stays as it was.
  */
 static void
 check_state(const char *path, const char *what, int repair,
@@ -121,7 +142,7 @@ check_state(const char *path, const char *what, int repair,
 	    struct fsck_meta_result *res)
 {
 	struct tdbw_rebuild_result rr;
-	struct lost_keys lk = {{0}, 0};
+	struct state_run sr = {{0}, 0, 0};
 	struct tdb_context *tdb;
 	char why[256], msg[2048];
 	int rc, recovered;
@@ -159,33 +180,71 @@ check_state(const char *path, const char *what, int repair,
 		report(arg, 1, msg);
 		goto out;
 	}
-	rc = tdbw_rebuild(&tdb, NULL, 0, 0, lost_key, &lk, &rr);
-	if (rc)
+	/* A dry run in memory first, kept only if the digest matches. */
+	rc = tdbw_rebuild(&tdb, NULL, 0, 0, lost_key, state_verify, &sr, &rr);
+	if (rc == 0 && repair) {
+		int hash;
+
+		/* Read-write (which recovers a file left in a transaction,
+		 * as cairnd's start would), and verified again. */
+		tdb_close(tdb);
+		errno = 0;
+		tdb = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
+		if (!tdb) {
+			rc = errno ? -errno : -EIO;
+		} else {
+			hash = tdb_hash_size(tdb);
+			rc = tdbw_rebuild(&tdb, path, hash, TDB_NOLOCK, NULL,
+					  state_verify, &sr, &rr);
+		}
+		if (rc == 0) {
+			res->fixed++;
+			snprintf(msg, sizeof(msg),
+				 "%s '%s': tdb's structure was damaged "
+				 "(tdb_check: %s); rebuilt: all %llu records "
+				 "kept (they match the digest written at its "
+				 "last checkpoint: no write state lost)",
+				 what, path, why,
+				 (unsigned long long)rr.copied);
+			report(arg, 1, msg);
+			goto out;
+		}
+	}
+	if (rc == 0)
 		snprintf(msg, sizeof(msg),
 			 "%s '%s': tdb's structure is damaged (tdb_check: %s); "
-			 "not %s: it holds writes cairnd acknowledged, and "
-			 "even a dry run of a rebuild fails (%s): keep a copy "
+			 "a rebuild keeps all %llu records (they match the "
+			 "digest written at its last checkpoint: no write "
+			 "state lost): --repair rebuilds it",
+			 what, path, why, (unsigned long long)rr.copied);
+	else if (rc == -ESTALE || rc == -ENOENT)
+		snprintf(msg, sizeof(msg),
+			 "%s '%s': tdb's structure is damaged (tdb_check: %s); "
+			 "not %s: it holds writes cairnd acknowledged, and a "
+			 "rebuild would keep %llu records and drop %llu keys "
+			 "found in two versions%s%s%s, which %s: keep a copy "
 			 "of the cache folder (cairn-fsck(8), DAMAGED WRITE "
 			 "STATE)",
 			 what, path, why, repair ? "repaired" : "repairable",
-			 strerror(-rc));
+			 (unsigned long long)rr.copied,
+			 (unsigned long long)rr.dropped, sr.n ? " (" : "",
+			 sr.list, sr.n > 8 ? " ...)" : sr.n ? ")" : "",
+			 rc == -ESTALE ? "do not match the digest written at "
+					 "its last checkpoint: records are "
+					 "lost or changed"
+				       : "no digest can prove complete");
 	else
 		snprintf(msg, sizeof(msg),
 			 "%s '%s': tdb's structure is damaged (tdb_check: %s); "
-			 "not %s: it holds writes cairnd acknowledged; a "
-			 "rebuild would keep %llu records and drop %llu keys "
-			 "found in two versions%s%s%s, and lose without a "
-			 "trace any record tdb cannot find any more: keep a "
-			 "copy of the cache folder (cairn-fsck(8), DAMAGED "
-			 "WRITE STATE)",
+			 "not %s: it holds writes cairnd acknowledged, and a "
+			 "rebuild fails (%s): keep a copy of the cache folder "
+			 "(cairn-fsck(8), DAMAGED WRITE STATE)",
 			 what, path, why, repair ? "repaired" : "repairable",
-			 (unsigned long long)rr.copied,
-			 (unsigned long long)rr.dropped,
-			 lk.n ? " (" : "", lk.list,
-			 lk.n > 8 ? " ...)" : lk.n ? ")" : "");
+			 strerror(-rc));
 	report(arg, 1, msg);
 out:
-	tdb_close(tdb);
+	if (tdb)
+		tdb_close(tdb);
 }
 
 /* The write-state and replay-log files of one cache (or volume) folder. */

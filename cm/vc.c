@@ -2883,7 +2883,7 @@ static int
 vc_rebuild_locked(struct vc *vc, struct tdbw_rebuild_result *res)
 {
 	return tdbw_rebuild(&vc->tdb, vc->path, VC_HASH_SIZE,
-			    TDB_NOSYNC | TDB_NOLOCK, NULL, NULL, res);
+			    TDB_NOSYNC | TDB_NOLOCK, NULL, NULL, NULL, res);
 }
 
 /*
@@ -2995,9 +2995,10 @@ check_layout(struct tdb_context **tdb, const char *path, int repair,
 	res->layout = 1;
 	if (repair)
 		rc = tdbw_rebuild(tdb, path, VC_HASH_SIZE,
-				  TDB_NOSYNC | TDB_NOLOCK, NULL, NULL, &rr);
+				  TDB_NOSYNC | TDB_NOLOCK, NULL, NULL, NULL,
+				  &rr);
 	else
-		rc = tdbw_rebuild(tdb, NULL, VC_HASH_SIZE, 0, NULL, NULL,
+		rc = tdbw_rebuild(tdb, NULL, VC_HASH_SIZE, 0, NULL, NULL, NULL,
 				  &rr);
 	if (rc) {
 		snprintf(msg, sizeof(msg),

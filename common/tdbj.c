@@ -180,6 +180,28 @@ tdb_digest(struct tdb_context *tdb, uint64_t *d)
 	return 0;
 }
 
+int
+tdbj_digest_check(struct tdb_context *tdb)
+{
+	uint8_t *v = NULL;
+	uint64_t have;
+	size_t n;
+	int rc;
+
+	rc = tdbw_fetch(tdb, TDBJ_KEY, TDBJ_KEY_LEN, &v, &n);
+	if (rc)
+		return rc;
+	if (n != 24) {
+		free(v);
+		return -ENOENT;
+	}
+	rc = tdb_digest(tdb, &have);
+	if (!rc && have != get_le(v + 16, 8))
+		rc = -ESTALE;
+	free(v);
+	return rc;
+}
+
 static int
 old_digest_cb(TDB_DATA k, TDB_DATA v, void *arg)
 {

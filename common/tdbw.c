@@ -306,7 +306,8 @@ lost_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 int
 tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
 	     int tdb_flags,
-	     void (*lost)(void *arg, const void *key, size_t klen), void *arg,
+	     void (*lost)(void *arg, const void *key, size_t klen),
+	     int (*verify)(void *arg, struct tdb_context *rebuilt), void *arg,
 	     struct tdbw_rebuild_result *res)
 {
 	struct rebuild rb = {.res = res};
@@ -348,6 +349,8 @@ tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
 
 		tdb_traverse_read(rb.bad, lost_cb, &lw);
 	}
+	if (!rc && verify)
+		rc = verify(arg, rb.to);
 	if (tdb_close(rb.to) != 0 && !rc)
 		rc = -EIO;
 	if (rc || !path)

@@ -162,6 +162,12 @@ struct tdbw_rebuild_result {
  * is thrown away, nothing on disk changes, *@tdbp stays; @res says what a
  * rebuild would keep and lose.
  *
+ * @verify (if not NULL) is called with the new database, whole and sound,
+ * before it replaces anything: a nonzero return (a negative errno) stops
+ * the rebuild there, leaves @path as it was and is returned. A caller
+ * that can tell whether everything was kept (dirty.tdb's digest,
+ * tdbj_digest_check()) rebuilds only then. @lost and @verify share @arg.
+ *
  * A kill during the copy leaves @path as it was and a stray @path.rebuild
  * (removed by the next rebuild); the rename is the only switch. Nothing
  * is synced: the callers' files are caches or are synced by their owner.
@@ -172,6 +178,7 @@ struct tdbw_rebuild_result {
 int tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
 		 int tdb_flags,
 		 void (*lost)(void *arg, const void *key, size_t klen),
+		 int (*verify)(void *arg, struct tdb_context *rebuilt),
 		 void *arg, struct tdbw_rebuild_result *res);
 
 /*

@@ -10,9 +10,13 @@
 #     --repair fixes it (exit 1), a second check is clean, and cairnd
 #     then mounts and serves the volume: every name, mode, size and
 #     byte equals the server's (t_tree of a fresh mount);
-#   - a damaged dirty.tdb (write states of files written while
-#     disconnected, not yet stored): --check and --repair report it with
-#     what a rebuild would keep and lose, exit 4, and change nothing.
+#   - dirty.tdb (write states of six files written while disconnected,
+#     not yet stored) damaged: when every record is found again (its
+#     digest matches) --check says so and --repair rebuilds it (exit 1),
+#     and after a reconnect the six files are on the server; when a key
+#     is found in two versions (the digest does not match), --check and
+#     --repair say what a rebuild would keep and drop, exit 4, and change
+#     no state file; a damaged rlog.tdb (no digest) is never rebuilt.
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
 t_timeout 600
@@ -74,7 +78,7 @@ for kind in loop overlap pastend truncate header; do
 	t_is "$?" 0 "$kind: clean after cairnd stopped"
 done
 
-# --- dirty.tdb: reported, never rewritten ---
+# --- dirty.tdb and rlog.tdb: rebuilt only when nothing is lost ---
 rm -rf "$cache"
 cp -a "$T_DIR/cache.orig" "$cache"
 cairnd_mount "$mnt" "$cache" ft "$T_DIR/tok" --write-mode writeback || exit 1
@@ -82,25 +86,77 @@ t_check "fs disconnect" "$FS" disconnect -m "$mnt"
 for i in 1 2 3 4 5 6; do echo "offline $i" >"$mnt/a/new$i"; done
 cairnd_umount "$mnt"
 n=$($DMG count "$cache/dirty.tdb")
-echo "# dirty.tdb: $n records"
+echo "# dirty.tdb: $n records, rlog.tdb: $($DMG count "$cache/rlog.tdb") records"
 t_ok "$([ "$n" -ge 2 ] && echo 0 || echo 1)" "dirty.tdb holds the write states ($n records)"
+rm -rf "$T_DIR/cache.dirty"
+cp -a "$cache" "$T_DIR/cache.dirty"
+statesums() { (cd "$cache" && sha256sum dirty.tdb* rlog.tdb* meta.tdb); }
+
+# Every record found again, as the digest proves: rebuilt, and the
+# writes made offline reach the server after a reconnect.
 t_is "$($DMG overlap "$cache/dirty.tdb")" ok "dirty.tdb damaged (overlap)"
 sums "$cache" >"$T_DIR/sum.before"
-statesums() { (cd "$cache" && sha256sum dirty.tdb* rlog.tdb* meta.tdb); }
-statesums >"$T_DIR/state.before"
 timeout 60 "$FSCK" --check "$cache" >"$T_DIR/check.dirty" 2>&1
 t_is "$?" 4 "damaged dirty.tdb: --check exits 4"
-grep -q "write-state file '$cache/dirty.tdb': tdb's structure is damaged (tdb_check: .*); not repairable: it holds writes cairnd acknowledged; a rebuild would keep [0-9]* records and drop [0-9]* keys" "$T_DIR/check.dirty"
-t_ok $? "... it names the file, what tdb said and what a rebuild would keep and lose"
+grep -q "write-state file '$cache/dirty.tdb': tdb's structure is damaged (tdb_check: .*); a rebuild keeps all $n records (they match the digest written at its last checkpoint: no write state lost): --repair rebuilds it" "$T_DIR/check.dirty"
+t_ok $? "... it names the file and what tdb said: a rebuild would lose nothing"
 sums "$cache" >"$T_DIR/sum.after"
 cmp -s "$T_DIR/sum.before" "$T_DIR/sum.after"
 t_ok $? "... and no byte of the cache changed"
 timeout 60 "$FSCK" --repair "$cache" >"$T_DIR/repair.dirty" 2>&1
-t_is "$?" 4 "damaged dirty.tdb: --repair exits 4 (left uncorrected)"
-grep -q "write-state file '$cache/dirty.tdb': .*not repaired: it holds writes cairnd acknowledged" "$T_DIR/repair.dirty"
+t_is "$?" 1 "--repair exits 1 (corrected)"
+grep -q "write-state file '$cache/dirty.tdb': .*rebuilt: all $n records kept" "$T_DIR/repair.dirty"
+t_ok $? "... all $n records kept"
+"$FSCK" --check "$cache" >/dev/null 2>&1
+t_is "$?" 0 "a second --check is clean"
+cairnd_mount "$mnt" "$cache" ft "$T_DIR/tok" --write-mode writeback || exit 1
+"$FS" reconnect -m "$mnt" >"$T_DIR/reconnect.out" 2>&1
+wait_for 30 sh -c "'$FS' status --json -m '$mnt' | grep -q '\"replay_pending\": 0'"
+"$FS" sync -m "$mnt" >/dev/null 2>&1
+cairnd_umount "$mnt"
+rm -rf "$T_DIR/cache2"
+cairnd_mount "$mnt" "$T_DIR/cache2" ft "$T_DIR/tok" || exit 1
+got=$(cat "$mnt"/a/new1 "$mnt"/a/new2 "$mnt"/a/new3 "$mnt"/a/new4 "$mnt"/a/new5 "$mnt"/a/new6 2>&1 | tr '\n' ,)
+t_is "$got" "offline 1,offline 2,offline 3,offline 4,offline 5,offline 6," \
+	"the six files written offline reached the server (a fresh cache reads them)"
+cairnd_umount "$mnt"
+
+# A key found in two versions: the digest does not match, so neither
+# --check nor --repair rewrites the file.
+rm -rf "$cache"
+cp -a "$T_DIR/cache.dirty" "$cache"
+t_is "$($DMG twin "$cache/dirty.tdb")" ok "dirty.tdb damaged (a key in two versions)"
+sums "$cache" >"$T_DIR/sum.before"
+statesums >"$T_DIR/state.before"
+timeout 60 "$FSCK" --check "$cache" >"$T_DIR/check.twin" 2>&1
+t_is "$?" 4 "a key in two versions: --check exits 4"
+grep -q "write-state file '$cache/dirty.tdb': tdb's structure is damaged (tdb_check: .*); not repairable: it holds writes cairnd acknowledged, and a rebuild would keep $((n - 2)) records and drop 1 keys found in two versions ([0-9a-f]*), which do not match the digest" "$T_DIR/check.twin"
+t_ok $? "... it says what a rebuild would keep and drop (the key, in hex)"
+sums "$cache" >"$T_DIR/sum.after"
+cmp -s "$T_DIR/sum.before" "$T_DIR/sum.after"
+t_ok $? "... and no byte of the cache changed"
+timeout 60 "$FSCK" --repair "$cache" >"$T_DIR/repair.twin" 2>&1
+t_is "$?" 4 "a key in two versions: --repair exits 4 (left uncorrected)"
+grep -q "write-state file '$cache/dirty.tdb': .*not repaired: it holds writes cairnd acknowledged" "$T_DIR/repair.twin"
 t_ok $? "... and says it did not repair it, and why"
 # (--repair rewrites the chunk store's index, as always; not these.)
 statesums >"$T_DIR/state.after"
 cmp -s "$T_DIR/state.before" "$T_DIR/state.after"
 t_ok $? "... dirty.tdb, its journal, rlog.tdb and meta.tdb unchanged"
+
+# rlog.tdb keeps no digest: never rebuilt.
+rm -rf "$cache"
+cp -a "$T_DIR/cache.dirty" "$cache"
+if [ "$($DMG overlap "$cache/rlog.tdb")" = ok ]; then
+	statesums >"$T_DIR/state.before"
+	timeout 60 "$FSCK" --repair "$cache" >"$T_DIR/repair.rlog" 2>&1
+	t_is "$?" 4 "damaged rlog.tdb: --repair exits 4"
+	grep -q "replay log '$cache/rlog.tdb': tdb's structure is damaged (tdb_check: .*); not repaired: .*no digest can prove complete" "$T_DIR/repair.rlog"
+	t_ok $? "... not rebuilt: no digest can prove it complete"
+	statesums >"$T_DIR/state.after"
+	cmp -s "$T_DIR/state.before" "$T_DIR/state.after"
+	t_ok $? "... the state files unchanged"
+else
+	echo "# rlog.tdb has no two adjacent records: not damaged"
+fi
 t_done

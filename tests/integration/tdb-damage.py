@@ -14,6 +14,9 @@ KIND:
   pastend   the first live record's length points far past the end
   truncate  the file cut to 60 % of its size
   header    64 bytes of garbage over the header
+  twin      the second live record whose key has the first's length
+            becomes a second version of the first's key (key bytes and
+            hash copied, its value kept)
   count     print the number of live records (no change)
 Prints "ok" (or the count); exits 1 when the file has no place for it.
 """
@@ -59,6 +62,16 @@ def main():
                 grown = alen + 24 + blen
                 struct.pack_into("<I", buf, a + 4, grown)
                 struct.pack_into("<I", buf, a + 24 + grown - 4, grown + 24)
+                break
+        else:
+            return 1
+    elif kind == "twin":
+        klen = lambda off: struct.unpack_from("<I", buf, off + 8)[0]
+        a = live[0][0]
+        for b, _, _, _ in live[1:]:
+            if klen(b) == klen(a):
+                buf[b + 24:b + 24 + klen(a)] = buf[a + 24:a + 24 + klen(a)]
+                buf[b + 16:b + 20] = buf[a + 16:a + 20]
                 break
         else:
             return 1

@@ -237,7 +237,7 @@ test_hostile(void)
 		ok(why[0] != '\0' && !strchr(why, '\n'),
 		   "%s: with tdb's message '%s'", cases[i].name, why);
 		lost[0] = '\0';
-		is_int(tdbw_rebuild(&t, NULL, 131, 0, lost_key, lost, &res), 0,
+		is_int(tdbw_rebuild(&t, NULL, 131, 0, lost_key, NULL, lost, &res), 0,
 		       "%s: dry run", cases[i].name);
 		ok(res.copied >= (uint64_t)cases[i].min_kept &&
 		   res.copied <= 2000 && res.dropped == 0,
@@ -250,7 +250,7 @@ test_hostile(void)
 		   "%s: check and dry run changed nothing", cases[i].name);
 		t = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
 		is_int(tdbw_rebuild(&t, path, 131, TDB_NOLOCK | TDB_NOSYNC,
-				    NULL, NULL, &res),
+				    NULL, NULL, NULL, &res),
 		       0, "%s: rebuild", cases[i].name);
 		is_int(tdbw_check(t, why, sizeof(why)), 0,
 		       "%s: the rebuilt file checks clean", cases[i].name);
@@ -273,7 +273,7 @@ test_hostile(void)
 	       "check finds the record in the wrong chain: '%s'", why);
 	lost[0] = '\0';
 	is_int(tdbw_rebuild(&t, path, 131, TDB_NOLOCK | TDB_NOSYNC, lost_key,
-			    lost, &res),
+			    NULL, lost, &res),
 	       0, "rebuild");
 	ok(res.copied == 198 && res.dropped == 1 && !strcmp(lost, "k00007;"),
 	   "k00007 left out and reported (%llu kept, lost '%s')",
