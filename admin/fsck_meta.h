@@ -29,9 +29,11 @@ struct fsck_meta_result {
  * again). Then the structure of every dirty.tdb and rlog.tdb beside
  * them (tdb_check(), read-only; a file left in a transaction is checked
  * as recovered, on a copy): these hold writes cairnd acknowledged, so a
- * damaged one is reported with what a rebuild would keep and lose, and
- * never rewritten, also with @repair (an uncorrected error: the admin
- * decides, cairn-fsck(8) "DAMAGED WRITE STATE"). @report hears each finding (@error 1) and note (0). The caller
+ * damaged one is rebuilt (@repair) only when dirty.tdb's digest proves
+ * the rebuild complete; otherwise (and rlog.tdb always) it is reported
+ * with what a rebuild would keep and lose and left as it is (an
+ * uncorrected error: the admin decides, cairn-fsck(8) "DAMAGED WRITE
+ * STATE"). @report hears each finding (@error 1) and note (0). The caller
  * holds the cache directory's lock (cairn-fsck runs this from the hook of
  * cs_check_locked()), so no cairnd opens the files meanwhile.
  * @return 0 or a negative errno (a file that cannot be opened).
