@@ -87,28 +87,10 @@ check_one(const char *path, int repair,
 	return 0;
 }
 
-/* A rebuild of a write-state file or replay log: the keys it would lose
- * (the first few in hex, for the report) and what the digest said. */
+/* A rebuild of a write-state file: what the digest said. */
 struct state_run {
-	char list[400];
-	uint64_t n;
 	int digest; /* tdbj_digest_check() of the rebuilt records */
 };
-
-static void
-lost_key(void *arg, const void *key, size_t klen)
-{
-	struct state_run *sr = arg;
-	size_t len = strlen(sr->list);
-	const uint8_t *k = key;
-
-	if (sr->n++ >= 8 || len + 2 * klen + 3 >= sizeof(sr->list))
-		return;
-	if (len)
-		sr->list[len++] = ' ';
-	for (size_t i = 0; i < klen && i < 40; i++, len += 2)
-		snprintf(sr->list + len, sizeof(sr->list) - len, "%02x", k[i]);
-}
 
 /* Keep the rebuild only when the records are those of the last
  * checkpoint (dirty.tdb's digest): then no write state is lost. */
@@ -125,14 +107,14 @@ state_verify(void *arg, struct tdb_context *rebuilt)
  * tdb's structure of @path (dirty.tdb: write states of files not yet
  * stored; rlog.tdb: operations not yet acknowledged by the server). Each
  * record is a write cairnd acknowledged, and a rebuild keeps only what
- * tdb can still find, which is not a proof that nothing was lost. So a
- * damaged file is rebuilt (with @repair) only when the rebuilt records
- * match the digest dirty.tdb keeps of them (TDBJ_O_DIGEST, written at
- * every checkpoint; nothing else writes the file at rest): then every
- * record is back as it was. Otherwise (a record missing or in two
- * versions, or no digest: rlog.tdb) it is left as it is, and the finding
- * says what a rebuild would keep and lose (a dry run in memory); the
- * admin decides. The journal beside it (NAME.jnl) is not a tdb and is
+ * tdb's hash chains still reach, which is not a proof that nothing was
+ * lost. So a damaged file is rebuilt (with @repair) only when the
+ * rebuilt records match the digest dirty.tdb keeps of them
+ * (TDBJ_O_DIGEST, written at every checkpoint; nothing else writes the
+ * file at rest): then every record is back as it was. Otherwise (a
+ * record missing or changed, chains that loop, or no digest: rlog.tdb)
+ * it is left as it is, and the finding says what a rebuild would keep
+ * (a dry run in memory) or why it fails; the admin decides. The journal beside it (NAME.jnl) is not a tdb and is
  * read by cairnd only; a rebuild keeps "\0tdbj" (database id and
  * generation), so the pair stays as it was.
  */
@@ -142,7 +124,7 @@ check_state(const char *path, const char *what, int repair,
 	    struct fsck_meta_result *res)
 {
 	struct tdbw_rebuild_result rr;
-	struct state_run sr = {{0}, 0, 0};
+	struct state_run sr = {0};
 	struct tdb_context *tdb;
 	char why[256], msg[2048];
 	int rc, recovered;
@@ -181,7 +163,7 @@ check_state(const char *path, const char *what, int repair,
 		goto out;
 	}
 	/* A dry run in memory first, kept only if the digest matches. */
-	rc = tdbw_rebuild(&tdb, NULL, 0, 0, lost_key, state_verify, &sr, &rr);
+	rc = tdbw_rebuild(&tdb, NULL, 0, 0, state_verify, &sr, &rr);
 	if (rc == 0 && repair) {
 		int hash;
 
@@ -194,7 +176,7 @@ check_state(const char *path, const char *what, int repair,
 			rc = errno ? -errno : -EIO;
 		} else {
 			hash = tdb_hash_size(tdb);
-			rc = tdbw_rebuild(&tdb, path, hash, TDB_NOLOCK, NULL,
+			rc = tdbw_rebuild(&tdb, path, hash, TDB_NOLOCK,
 					  state_verify, &sr, &rr);
 		}
 		if (rc == 0) {
@@ -220,25 +202,25 @@ check_state(const char *path, const char *what, int repair,
 	else if (rc == -ESTALE || rc == -ENOENT)
 		snprintf(msg, sizeof(msg),
 			 "%s '%s': tdb's structure is damaged (tdb_check: %s); "
-			 "not %s: it holds writes cairnd acknowledged, and a "
-			 "rebuild would keep %llu records and drop %llu keys "
-			 "found in two versions%s%s%s, which %s: keep a copy "
-			 "of the cache folder (cairn-fsck(8), DAMAGED WRITE "
-			 "STATE)",
+			 "not %s: it holds writes cairnd acknowledged, and the "
+			 "%llu records its hash chains still reach %s: keep a "
+			 "copy of the cache folder (cairn-fsck(8), DAMAGED "
+			 "WRITE STATE)",
 			 what, path, why, repair ? "repaired" : "repairable",
 			 (unsigned long long)rr.copied,
-			 (unsigned long long)rr.dropped, sr.n ? " (" : "",
-			 sr.list, sr.n > 8 ? " ...)" : sr.n ? ")" : "",
 			 rc == -ESTALE ? "do not match the digest written at "
 					 "its last checkpoint: records are "
 					 "lost or changed"
-				       : "no digest can prove complete");
+				       : "carry no digest that could prove "
+					 "them complete");
 	else
 		snprintf(msg, sizeof(msg),
 			 "%s '%s': tdb's structure is damaged (tdb_check: %s); "
-			 "not %s: it holds writes cairnd acknowledged, and a "
-			 "rebuild fails (%s): keep a copy of the cache folder "
-			 "(cairn-fsck(8), DAMAGED WRITE STATE)",
+			 "not %s: it holds writes cairnd acknowledged, and it "
+			 "cannot be rebuilt (%s: its hash chains loop or "
+			 "cross, or name a record tdb cannot read): keep a "
+			 "copy of the cache folder (cairn-fsck(8), DAMAGED "
+			 "WRITE STATE)",
 			 what, path, why, repair ? "repaired" : "repairable",
 			 strerror(-rc));
 	report(arg, 1, msg);

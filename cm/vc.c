@@ -2866,13 +2866,13 @@ vc_rebuilt(struct vc *vc)
  * leaks its space, which tdb_check() reports too. So an open after a
  * kill runs tdb_check() (one pass over the file, like the sweep) and,
  * when it fails, rebuilds: tdbw_rebuild() (common/tdbw.c, shared with
- * cairn-fsck --repair) copies every record tdb_rescue() finds in one
- * linear pass into a new file (PATH.rebuild), which is renamed over the
- * old one. The pass follows no hash chain, so chains that loop or cross
- * cannot hang it (a tdb_traverse() does loop for ever on a chain X, Y, X:
- * test_tdbw "hostile"); a key found in two versions is left out (it is a
- * cache: fetched again), and the sweep that follows drops what that
- * breaks (a listing whose page was left out). A kill during the copy
+ * cairn-fsck --repair) copies every record the hash chains reach into a
+ * new file (PATH.rebuild), which is renamed over the old one. A key met
+ * twice (chains that loop or cross), a record tdb cannot read or a file
+ * that may hold a dead record (whose loop would never end the walk:
+ * test_tdbw "hostile") stops the copy, and the file is emptied instead
+ * (it is a cache). The copy never brings back a deleted record's bytes,
+ * as a linear salvage (tdb_rescue()) could. A kill during the copy
  * leaves the old file, still not closed cleanly: the next open starts
  * again; a kill after the rename leaves the new one, swept next.
  */
@@ -2883,7 +2883,7 @@ static int
 vc_rebuild_locked(struct vc *vc, struct tdbw_rebuild_result *res)
 {
 	return tdbw_rebuild(&vc->tdb, vc->path, VC_HASH_SIZE,
-			    TDB_NOSYNC | TDB_NOLOCK, NULL, NULL, NULL, res);
+			    TDB_NOSYNC | TDB_NOLOCK, NULL, NULL, res);
 }
 
 /*
@@ -2937,10 +2937,8 @@ vc_ids_open_locked(struct vc *vc)
 			atomic_fetch_add(&vc->rebuilt, 1);
 			log_info(LOG_VC, "rebuilt metadata cache '%s' (tdb's "
 					 "structure was damaged: %s): %llu "
-					 "records kept, %llu keys found in two "
-					 "versions dropped, in %llu ms",
+					 "records in %llu ms",
 				 vc->path, why, (unsigned long long)rr.copied,
-				 (unsigned long long)rr.dropped,
 				 (unsigned long long)(util_now_ms() - t0));
 		}
 		rc = vc_sweep_locked(vc, &res, &max);
@@ -2995,29 +2993,27 @@ check_layout(struct tdb_context **tdb, const char *path, int repair,
 	res->layout = 1;
 	if (repair)
 		rc = tdbw_rebuild(tdb, path, VC_HASH_SIZE,
-				  TDB_NOSYNC | TDB_NOLOCK, NULL, NULL, NULL,
-				  &rr);
+				  TDB_NOSYNC | TDB_NOLOCK, NULL, NULL, &rr);
 	else
-		rc = tdbw_rebuild(tdb, NULL, VC_HASH_SIZE, 0, NULL, NULL, NULL,
-				  &rr);
+		rc = tdbw_rebuild(tdb, NULL, VC_HASH_SIZE, 0, NULL, NULL, &rr);
 	if (rc) {
 		snprintf(msg, sizeof(msg),
 			 "metadata cache '%s': tdb's structure is damaged "
-			 "(tdb_check: %s) and cannot be rebuilt: %s",
-			 path, why, strerror(-rc));
+			 "(tdb_check: %s) and it cannot be rebuilt (%s: its "
+			 "hash chains loop or cross, or name a record tdb "
+			 "cannot read); %s",
+			 path, why, strerror(-rc),
+			 repair ? "removing it" : "--repair removes it (cairnd "
+						  "fetches everything again)");
 		report(arg, 1, msg);
 		return rc;
 	}
 	res->kept = rr.copied;
-	res->lost = rr.dropped;
 	snprintf(msg, sizeof(msg),
 		 "metadata cache '%s': tdb's structure is damaged (tdb_check: "
-		 "%s); %s %llu records, %s %llu keys found in two versions "
-		 "(fetched again)%s",
-		 path, why, repair ? "rebuilt with" : "a rebuild would keep",
+		 "%s); %s all %llu records its hash chains reach%s",
+		 path, why, repair ? "rebuilt with" : "a rebuild keeps",
 		 (unsigned long long)rr.copied,
-		 repair ? "left out" : "leave out",
-		 (unsigned long long)rr.dropped,
 		 repair ? "" : "; records not checked until it is rebuilt "
 			       "(--repair, or the next cairnd start after an "
 			       "unclean stop)");

@@ -242,7 +242,6 @@ struct vc_check_result {
 	uint64_t fixed;	  /* of those, removed (@repair) */
 	uint64_t layout;  /* 1 when tdb's own structure was damaged */
 	uint64_t kept;	  /* ... records a rebuild kept (or would keep) */
-	uint64_t lost;	  /* ... keys in two versions it left out */
 	int recover;	  /* the file needs tdb's recovery (check only) */
 };
 
@@ -256,7 +255,8 @@ struct vc_check_result {
  * would hang the walk): the check reports it (@res->layout, with what a
  * rebuild would keep, a dry run) and stops there; a repair rebuilds it
  * as cairnd does at an unclean open (tdbw_rebuild()) and checks the
- * result. With @repair, damaged records, broken listings (their 'D' and
+ * result, or returns the rebuild's error (cairn-fsck then removes the
+ * file, as cairnd would empty it). With @repair, damaged records, broken listings (their 'D' and
  * pages) and orphan pages are deleted; everything in the file may be
  * fetched again, so that loses nothing. @report is called for each
  * finding (@error 1) or note (0) with a message. The caller must make

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -245,68 +246,90 @@ tdbw_check(struct tdb_context *tdb, char *why, size_t whylen)
 	return rc;
 }
 
+/*
+ * Could the file of @tdb hold a dead record (TDB_DEAD_MAGIC) anywhere, at
+ * any offset a hash chain could name? tdb_traverse_read() skips dead
+ * records without calling back, so a chain that loops through dead
+ * records only would never end; a loop through a live record ends at
+ * the key met twice. Files cairn writes have none (no TDB_VOLATILE, no
+ * delete inside a traverse). Every occurrence of the magic, in either
+ * byte order, after at least 20 bytes and followed by lengths that fit
+ * the file counts: one pass over the bytes (a false hit, random bytes
+ * that look like a header, costs a refused rebuild, never a hang).
+ * @return 1, 0, or a negative errno.
+ */
+static int
+may_hold_dead(struct tdb_context *tdb)
+{
+	static const uint8_t le[4] = {0xad, 0xde, 0xe1, 0xfe};
+	static const uint8_t be[4] = {0xfe, 0xe1, 0xde, 0xad};
+	struct stat st;
+	uint8_t *m;
+	size_t n;
+	int fd = tdb_fd(tdb), hit = 0;
+
+	if (fd < 0 || fstat(fd, &st) != 0)
+		return -EIO;
+	n = (size_t)st.st_size;
+	if (n < 24)
+		return 0;
+	m = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	for (size_t off = 20; off + 4 <= n && !hit; off++) {
+		uint32_t rec_len, klen, dlen;
+		bool swap;
+
+		if (m[off] != le[0] && m[off] != be[0])
+			continue;
+		if (!memcmp(m + off, le, 4))
+			swap = false;
+		else if (!memcmp(m + off, be, 4))
+			swap = true;
+		else
+			continue;
+		memcpy(&rec_len, m + off - 16, 4);
+		memcpy(&klen, m + off - 12, 4);
+		memcpy(&dlen, m + off - 8, 4);
+		if (swap) {
+			rec_len = __builtin_bswap32(rec_len);
+			klen = __builtin_bswap32(klen);
+			dlen = __builtin_bswap32(dlen);
+		}
+		if ((uint64_t)klen + dlen <= rec_len &&
+		    off + 4 + (uint64_t)rec_len <= n)
+			hit = 1;
+	}
+	munmap(m, n);
+	return hit;
+}
+
 struct rebuild {
-	struct tdb_context *to;	 /* the new database */
-	struct tdb_context *bad; /* keys found in two versions */
+	struct tdb_context *to;
 	struct tdbw_rebuild_result *res;
 	int err;
 };
 
-static void
-rebuild_walk(TDB_DATA k, TDB_DATA v, void *arg)
+static int
+rebuild_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 {
 	struct rebuild *rb = arg;
-	TDB_DATA old;
-	static const uint8_t one = 1;
-
-	if (rb->err || tdb_exists(rb->bad, k))
-		return;
-	if (tdb_store(rb->to, k, v, TDB_INSERT) == 0) {
-		rb->res->copied++;
-		return;
-	}
-	if (tdb_error(rb->to) != TDB_ERR_EXISTS) {
-		rb->err = tdbw_errno(rb->to);
-		return;
-	}
-	old = tdb_fetch(rb->to, k);
-	if (old.dptr && old.dsize == v.dsize &&
-	    !memcmp(old.dptr, v.dptr, v.dsize)) {
-		rb->res->twins++;
-		free(old.dptr);
-		return;
-	}
-	free(old.dptr);
-	/* Two versions of one key: neither can be trusted over the other. */
-	if (tdb_delete(rb->to, k) != 0 ||
-	    tdb_store(rb->bad, k, tdbw_data(&one, 1), TDB_INSERT) != 0) {
-		rb->err = -ENOMEM;
-		return;
-	}
-	rb->res->copied--;
-	rb->res->dropped++;
-}
-
-struct lost_walk {
-	void (*lost)(void *arg, const void *key, size_t klen);
-	void *arg;
-};
-
-static int
-lost_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
-{
-	struct lost_walk *lw = arg;
 
 	(void)tdb;
-	(void)v;
-	lw->lost(lw->arg, k.dptr, k.dsize);
+	if (tdb_store(rb->to, k, v, TDB_INSERT) != 0) {
+		/* A key met twice: the chains loop or cross. */
+		rb->err = tdb_error(rb->to) == TDB_ERR_EXISTS
+				  ? -EUCLEAN
+				  : tdbw_errno(rb->to);
+		return 1;
+	}
+	rb->res->copied++;
 	return 0;
 }
 
 int
 tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
 	     int tdb_flags,
-	     void (*lost)(void *arg, const void *key, size_t klen),
 	     int (*verify)(void *arg, struct tdb_context *rebuilt), void *arg,
 	     struct tdbw_rebuild_result *res)
 {
@@ -314,20 +337,17 @@ tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
 	struct tdb_context *t;
 	char *tmp = NULL;
 	size_t len;
-	int rc = 0;
+	int rc;
 
 	memset(res, 0, sizeof(*res));
-	rb.bad = tdb_open("rebuild-bad", 0, TDB_INTERNAL, O_RDWR | O_CREAT,
-			  0600);
-	if (!rb.bad)
-		return -ENOMEM;
+	rc = may_hold_dead(*tdbp);
+	if (rc)
+		return rc < 0 ? rc : -EUCLEAN;
 	if (path) {
 		len = strlen(path) + sizeof(".rebuild");
 		tmp = malloc(len);
-		if (!tmp) {
-			rc = -ENOMEM;
-			goto out;
-		}
+		if (!tmp)
+			return -ENOMEM;
 		snprintf(tmp, len, "%s.rebuild", path);
 		unlink(tmp);
 		errno = 0;
@@ -341,14 +361,14 @@ tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
 		rc = errno ? -errno : -EIO;
 		goto out;
 	}
-	if (tdb_rescue(*tdbp, rebuild_walk, &rb) != 0 && !rb.err)
+	if (tdb_traverse_read(*tdbp, rebuild_cb, &rb) < 0 && !rb.err) {
 		rb.err = tdbw_errno(*tdbp);
-	rc = rb.err;
-	if (!rc && lost && res->dropped) {
-		struct lost_walk lw = {lost, arg};
-
-		tdb_traverse_read(rb.bad, lost_cb, &lw);
+		/* tdb_check() failed already: a read past the end is the
+		 * damage, not the device. */
+		if (rb.err == -EIO)
+			rb.err = -EUCLEAN;
 	}
+	rc = rb.err;
 	if (!rc && verify)
 		rc = verify(arg, rb.to);
 	if (tdb_close(rb.to) != 0 && !rc)
@@ -371,7 +391,6 @@ out:
 	if (rc && tmp)
 		unlink(tmp);
 	free(tmp);
-	tdb_close(rb.bad);
 	return rc;
 }
 

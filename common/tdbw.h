@@ -134,39 +134,40 @@ void tdbw_txn_cancel(struct tdb_context *tdb);
  */
 int tdbw_check(struct tdb_context *tdb, char *why, size_t whylen);
 
-/* What tdbw_rebuild() kept and lost. */
+/* What tdbw_rebuild() copied. */
 struct tdbw_rebuild_result {
-	uint64_t copied;  /* records in the new file */
-	uint64_t dropped; /* keys found in two versions, left out */
-	uint64_t twins;	  /* keys found twice with the same value, kept */
+	uint64_t copied; /* records in the new file */
 };
 
 /*
  * Rebuild the database of *@tdbp, whose structure tdbw_check() found
- * damaged: every record that tdb_rescue() finds in one linear pass over
- * the file (bounded by its size; no hash chain is followed, so loops
- * cannot hang it) is stored into a new file, @path.rebuild (created with
- * @hash_size and @tdb_flags, mode 0600), which is then renamed over
- * @path and reopened read-write with @tdb_flags; the old handle is closed
- * and *@tdbp replaced. A key found in two records with different values
- * (a torn record beside a whole one, or a store killed between writing a
- * new record and freeing the old) cannot be decided here: it is left out
- * of the new file, and @lost (if not NULL) hears it, once per key, after
- * the copy; a key found twice with the same value is kept once. Records
- * that no longer look like records (tdb_rescue's own checks: magic,
- * lengths within the file, the key's hash) are gone without a trace:
- * callers whose records must not be lost silently compare counts (a
- * dry run) and refuse.
+ * damaged: every record its hash chains reach (tdb_traverse_read(), so
+ * exactly what a lookup could find) is stored with TDB_INSERT into a new
+ * file, @path.rebuild (created with @hash_size and @tdb_flags, mode
+ * 0600), which is then renamed over @path and reopened read-write with
+ * @tdb_flags; the old handle is closed and *@tdbp replaced.
+ *
+ * Bounded: a walk of chains that loop meets a live record twice, and a
+ * key met twice stops the copy (-EUCLEAN: the chains loop or cross); a
+ * loop through dead records only (tdb skips them without a call back)
+ * would never end, so a file that may hold a dead record anywhere (one
+ * pass over its bytes first; cairn never writes one) is refused with
+ * -EUCLEAN before the walk. A record tdb cannot read (a length past the
+ * end, a file cut short) stops it with -EUCLEAN too. The rebuild never
+ * reaches bytes no chain names: a record deleted (or a freed one's
+ * leftovers inside a reused space) does not come back, which a linear
+ * salvage (tdb_rescue()) would risk. So it either keeps every record the
+ * chains name or fails, and the caller decides: a cache (meta.tdb) is
+ * emptied, a file of acknowledged writes is left as it is.
  *
  * @path NULL is a dry run: the records go to an in-memory database that
- * is thrown away, nothing on disk changes, *@tdbp stays; @res says what a
- * rebuild would keep and lose.
+ * is thrown away, nothing on disk changes, *@tdbp stays.
  *
  * @verify (if not NULL) is called with the new database, whole and sound,
  * before it replaces anything: a nonzero return (a negative errno) stops
  * the rebuild there, leaves @path as it was and is returned. A caller
  * that can tell whether everything was kept (dirty.tdb's digest,
- * tdbj_digest_check()) rebuilds only then. @lost and @verify share @arg.
+ * tdbj_digest_check()) rebuilds only then.
  *
  * A kill during the copy leaves @path as it was and a stray @path.rebuild
  * (removed by the next rebuild); the rename is the only switch. Nothing
@@ -177,7 +178,6 @@ struct tdbw_rebuild_result {
  */
 int tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
 		 int tdb_flags,
-		 void (*lost)(void *arg, const void *key, size_t klen),
 		 int (*verify)(void *arg, struct tdb_context *rebuilt),
 		 void *arg, struct tdbw_rebuild_result *res);
 

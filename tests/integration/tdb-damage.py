@@ -14,6 +14,9 @@ KIND:
   pastend   the first live record's length points far past the end
   truncate  the file cut to 60 % of its size
   header    64 bytes of garbage over the header
+  unlink    the first live record taken out of its hash chain (its
+            predecessor or bucket head names its successor): the record
+            is still in the file, but no lookup or walk finds it
   twin      the second live record whose key has the first's length
             becomes a second version of the first's key (key bytes and
             hash copied, its value kept)
@@ -65,6 +68,20 @@ def main():
                 break
         else:
             return 1
+    elif kind == "unlink" and live:
+        off, nxt = live[0][0], live[0][1]
+        hash_size = struct.unpack_from("<I", buf, 36)[0]
+        for p in range(168 + 4, 168 + 4 + 4 * hash_size, 4):
+            if struct.unpack_from("<I", buf, p)[0] == off:
+                struct.pack_into("<I", buf, p, nxt)
+                break
+        else:
+            for r in live[1:]:
+                if r[1] == off:
+                    struct.pack_into("<I", buf, r[0], nxt)
+                    break
+            else:
+                return 1
     elif kind == "twin":
         klen = lambda off: struct.unpack_from("<I", buf, off + 8)[0]
         a = live[0][0]

@@ -136,6 +136,8 @@ tdb_damage_live(const uint8_t *buf, size_t n, size_t off)
  *   'l' a loop: the first two live records X and Y name each other as
  *       next, so a walk of either's hash chain runs X, Y, X, Y ... for
  *       ever (X's old successors are out of reach)
+ *   'd' a dead loop: as 'l', and both records marked dead
+ *       (TDB_DEAD_MAGIC, which tdb's walks skip without a call back)
  *   'o' an overlap: live A, followed by live B, grows over B (length and
  *       tailer), while B stays in its hash chain: two records share B's
  *       bytes, as after a killed free-list merge
@@ -158,11 +160,15 @@ tdb_damage_layout(const char *path, int kind)
 
 		if (!tdb_damage_live(buf, n, off))
 			continue;
-		if (kind == 'l' && !x) {
+		if ((kind == 'l' || kind == 'd') && !x) {
 			x = off;
-		} else if (kind == 'l') {
+		} else if (kind == 'l' || kind == 'd') {
 			tdb_damage_put32(buf + x, (uint32_t)off);
 			tdb_damage_put32(buf + off, (uint32_t)x);
+			if (kind == 'd') {
+				tdb_damage_put32(buf + x + 20, 0xfee1deadu);
+				tdb_damage_put32(buf + off + 20, 0xfee1deadu);
+			}
 			return tdb_damage_save(path, buf, n);
 		}
 		if (kind == 'o' && tdb_damage_live(buf, n, b)) {
