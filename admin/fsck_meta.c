@@ -3,8 +3,9 @@
  * meta.tdb files of a cache folder and runs the record layer's own
  * checker, vc_check() (cm/vc.c), on each, so the format is parsed in one
  * place; and checks tdb's own structure of the write-state and replay-log
- * files (dirty.tdb, rlog.tdb) beside them, which it never rewrites. It is
- * not a check of the chunk store (cs_check() is).
+ * files (dirty.tdb, rlog.tdb) beside them, which it rewrites only when
+ * nothing can be lost (check_state()). It is not a check of the chunk
+ * store (cs_check() is).
  */
 #include "config.h"
 
@@ -114,9 +115,11 @@ state_verify(void *arg, struct tdb_context *rebuilt)
  * file at rest): then every record is back as it was. Otherwise (a
  * record missing or changed, chains that loop, or no digest: rlog.tdb)
  * it is left as it is, and the finding says what a rebuild would keep
- * (a dry run in memory) or why it fails; the admin decides. The journal beside it (NAME.jnl) is not a tdb and is
- * read by cairnd only; a rebuild keeps "\0tdbj" (database id and
- * generation), so the pair stays as it was.
+ * (a dry run in memory) or why it fails; the admin decides. The journal
+ * beside it (NAME.jnl) is not a tdb and is read by cairnd only; a
+ * rebuild keeps "\0tdbj" (database id and generation), so the pair
+ * stays as it was. The rebuilt file is synced before it replaces the
+ * old one (no TDB_NOSYNC), the folder after.
  */
 static void
 check_state(const char *path, const char *what, int repair,

@@ -371,6 +371,10 @@ tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
 	rc = rb.err;
 	if (!rc && verify)
 		rc = verify(arg, rb.to);
+	/* Durable before it is named, when the caller's file is synced. */
+	if (!rc && path && !(tdb_flags & TDB_NOSYNC) &&
+	    fsync(tdb_fd(rb.to)) != 0)
+		rc = -errno;
 	if (tdb_close(rb.to) != 0 && !rc)
 		rc = -EIO;
 	if (rc || !path)
@@ -379,6 +383,8 @@ tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
 		rc = -errno;
 		goto out;
 	}
+	if (!(tdb_flags & TDB_NOSYNC) && (rc = util_fsync_parent(path)) != 0)
+		goto out;
 	errno = 0;
 	t = tdb_open(path, hash_size, tdb_flags, O_RDWR, 0600);
 	if (!t) {

@@ -170,8 +170,12 @@ struct tdbw_rebuild_result {
  * tdbj_digest_check()) rebuilds only then.
  *
  * A kill during the copy leaves @path as it was and a stray @path.rebuild
- * (removed by the next rebuild); the rename is the only switch. Nothing
- * is synced: the callers' files are caches or are synced by their owner.
+ * (removed by the next rebuild); the rename is the only switch. With
+ * TDB_NOSYNC in @tdb_flags (a cache: meta.tdb) nothing is synced;
+ * without it (dirty.tdb) the new file is fsync()ed before the rename and
+ * the folder after it, so a power cut leaves the old file or the whole
+ * new one. (If the folder's sync fails after the rename, the new file is
+ * in place but the error is returned.)
  * @return 0, or a negative errno (the old file stays, *@tdbp unchanged,
  * except when only the reopen failed: then *@tdbp is the old handle of a
  * file no longer named, and the caller should close it).
