@@ -597,6 +597,14 @@ jopen(struct tdbj *j)
 	} else if (rc != -ENOENT) {
 		return rc;
 	}
+	/* The digest walks the hash chains, which never ends on a chain
+	 * that loops through dead records, and a record the chains lost
+	 * would make the journal look stale (dropped, below): a file whose
+	 * structure is damaged is refused instead (-EUCLEAN; cairn-fsck
+	 * says whether a rebuild keeps every record). One pass over the
+	 * file, bounded by its size (tdbw_check()). */
+	if (dig && (rc = tdbw_check(j->tdb, NULL, 0)))
+		return rc;
 	if (dig && (rc = tdb_digest(j->tdb, &j->digest)))
 		return rc;
 	/* The tdb changed since the checkpoint that wrote TDBJ_KEY, and

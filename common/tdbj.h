@@ -73,9 +73,12 @@ enum {
 			      build) after the journal's records, which
 			      are therefore stale (tdbj_stats()
 			      .stale_bytes). A handle without this flag
-			      refuses such a tdb (-EUCLEAN). Costs a read
-			      of the whole tdb at open and a lookup per
-			      key at a checkpoint */
+			      refuses such a tdb (-EUCLEAN). The open
+			      first checks tdb's structure (tdbw_check())
+			      and refuses a damaged file (-EUCLEAN) rather
+			      than walk it. Costs a read of the whole tdb
+			      at open and a lookup per key at a
+			      checkpoint */
 };
 
 /*

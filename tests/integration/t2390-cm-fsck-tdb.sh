@@ -17,8 +17,9 @@
 #     and after a reconnect the six files are on the server; when a
 #     record is out of every chain (the digest does not match) or a key
 #     is in two chains (the walk meets it twice), --check and --repair
-#     say so, exit 4, and change no state file; a damaged rlog.tdb (no
-#     digest) is never rebuilt.
+#     say so, exit 4, and change no state file; cairnd refuses to start
+#     on a dirty.tdb whose chain loops (exit, not a hang); a damaged
+#     rlog.tdb (no digest) is never rebuilt.
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
 t_timeout 600
@@ -153,6 +154,26 @@ for kind in unlink twin; do
 	cmp -s "$T_DIR/state.before" "$T_DIR/state.after"
 	t_ok $? "$kind: ... dirty.tdb, its journal, rlog.tdb and meta.tdb unchanged"
 done
+
+# cairnd on a dirty.tdb whose chain loops: it refuses to start (its
+# digest walk would never end, or a record the chains lost would make
+# it drop the journal as stale) and says why.
+rm -rf "$cache"
+cp -a "$T_DIR/cache.dirty" "$cache"
+t_is "$($DMG loop "$cache/dirty.tdb")" ok "dirty.tdb damaged (loop)"
+mkdir -p "$T_DIR/mnt3"
+timeout 30 "$CAIRND" --server "$VOLD_URL" --volume ft --token "$T_DIR/tok" \
+	--cache "$cache" --mountpoint "$T_DIR/mnt3" --foreground \
+	${VOLD_CA:+--ca-file "$VOLD_CA"} --write-mode writeback \
+	>"$T_DIR/cairnd-loop.log" 2>&1
+rc=$?
+fusermount3 -uz "$T_DIR/mnt3" 2>/dev/null
+t_ok "$([ $rc -ne 0 ] && [ $rc -ne 124 ] && echo 0 || echo 1)" \
+	"cairnd on a looped dirty.tdb stops at once with an error (exit $rc, not a hang)"
+grep -q "dirty.tdb.jnl': Structure needs cleaning" "$T_DIR/cairnd-loop.log"
+t_ok $? "... saying the structure needs cleaning"
+timeout 60 "$FSCK" --repair "$cache" >"$T_DIR/repair.loop" 2>&1
+t_is "$?" 4 "... and cairn-fsck --repair leaves it (exit 4): the chains loop"
 
 # rlog.tdb keeps no digest: never rebuilt.
 rm -rf "$cache"

@@ -24,6 +24,7 @@
 #include "base/crc32c.h"
 #include "common/tdbj.h"
 #include "tests/tap.h"
+#include "tests/unit/tdb_damage.h"
 
 static char dir[] = "/tmp/test_tdbj.XXXXXX";
 static char dbp[300], jp[300];
@@ -1563,6 +1564,24 @@ test_digest_check(void)
 	tdbw_delete(t, "k9", 2);
 	is_int(tdbj_digest_check(t), -ESTALE, "digest check: a record gone");
 	tdb_close(t);
+
+	/* A damaged structure: the open refuses it instead of walking it
+	 * (a loop through dead records would never end; alarm). */
+	fresh();
+	j = jo(TDBJ_O_DIGEST | TDBJ_O_NOSYNC, 4096, &err);
+	for (int i = 0; i < 100; i++) {
+		snprintf(k, sizeof(k), "k%d", i);
+		put(j, k, "v");
+	}
+	tdbj_close(j);
+	is_int(tdb_damage_layout(dbp, 'd'), 0,
+	       "digest check: a loop of dead records made");
+	alarm(20);
+	j = jo(TDBJ_O_DIGEST, 4096, &err);
+	ok(!j && err == -EUCLEAN,
+	   "digest check: the open refuses it: -EUCLEAN (%d)", err);
+	alarm(0);
+	tdbj_close(j);
 
 	fresh();
 	j = jo(TDBJ_O_NOSYNC, 4096, &err);
