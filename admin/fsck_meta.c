@@ -242,8 +242,7 @@ check_states(const char *dir, int repair,
 
 	if (snprintf(path, sizeof(path), "%s/dirty.tdb", dir) <
 	    (int)sizeof(path))
-		check_state(path, "write-state file", repair, report, arg,
-			    res);
+		check_state(path, "write-state file", repair, report, arg, res);
 	if (snprintf(path, sizeof(path), "%s/rlog.tdb", dir) <
 	    (int)sizeof(path))
 		check_state(path, "replay log", repair, report, arg, res);

@@ -2925,19 +2925,21 @@ vc_ids_open_locked(struct vc *vc)
 		if (tdbw_check(vc->tdb, why, sizeof(why)) != 0) {
 			rc = vc_rebuild_locked(vc, &rr);
 			if (rc) {
-				log_warn(LOG_VC, "cannot rebuild metadata "
-						 "cache '%s' (tdb's structure "
-						 "is damaged: %s): %s; emptying "
-						 "it",
+				log_warn(LOG_VC,
+					 "cannot rebuild metadata "
+					 "cache '%s' (tdb's structure "
+					 "is damaged: %s): %s; emptying "
+					 "it",
 					 vc->path, why, strerror(-rc));
 				if (tdb_wipe_all(vc->tdb) != 0)
 					return -tdbw_errno(vc->tdb);
 				return -EAGAIN;
 			}
 			atomic_fetch_add(&vc->rebuilt, 1);
-			log_info(LOG_VC, "rebuilt metadata cache '%s' (tdb's "
-					 "structure was damaged: %s): %llu "
-					 "records in %llu ms",
+			log_info(LOG_VC,
+				 "rebuilt metadata cache '%s' (tdb's "
+				 "structure was damaged: %s): %llu "
+				 "records in %llu ms",
 				 vc->path, why, (unsigned long long)rr.copied,
 				 (unsigned long long)(util_now_ms() - t0));
 		}
@@ -3003,8 +3005,9 @@ check_layout(struct tdb_context **tdb, const char *path, int repair,
 			 "hash chains loop or cross, or name a record tdb "
 			 "cannot read); %s",
 			 path, why, strerror(-rc),
-			 repair ? "removing it" : "--repair removes it (cairnd "
-						  "fetches everything again)");
+			 repair ? "removing it"
+				: "--repair removes it (cairnd "
+				  "fetches everything again)");
 		report(arg, 1, msg);
 		return rc;
 	}
@@ -3014,9 +3017,10 @@ check_layout(struct tdb_context **tdb, const char *path, int repair,
 		 "%s); %s all %llu records its hash chains reach%s",
 		 path, why, repair ? "rebuilt with" : "a rebuild keeps",
 		 (unsigned long long)rr.copied,
-		 repair ? "" : "; records not checked until it is rebuilt "
-			       "(--repair, or the next cairnd start after an "
-			       "unclean stop)");
+		 repair ? ""
+			: "; records not checked until it is rebuilt "
+			  "(--repair, or the next cairnd start after an "
+			  "unclean stop)");
 	report(arg, 1, msg);
 	if (!repair)
 		return -EUCLEAN;

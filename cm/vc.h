@@ -256,14 +256,15 @@ struct vc_check_result {
  * rebuild would keep, a dry run) and stops there; a repair rebuilds it
  * as cairnd does at an unclean open (tdbw_rebuild()) and checks the
  * result, or returns the rebuild's error (cairn-fsck then removes the
- * file, as cairnd would empty it). With @repair, damaged records, broken listings (their 'D' and
- * pages) and orphan pages are deleted; everything in the file may be
- * fetched again, so that loses nothing. @report is called for each
- * finding (@error 1) or note (0) with a message. The caller must make
- * sure no cairnd has the file open (cairn-fsck holds the cache
- * directory's lock). A file left in the middle of a transaction is
- * recovered by a repair; a check reports it (@res->recover) and checks a
- * recovered copy. @return 0 or a negative errno (-ENOENT: no file).
+ * file, as cairnd would empty it). With @repair, damaged records,
+ * broken listings (their 'D' and pages) and orphan pages are deleted;
+ * everything in the file may be fetched again, so that loses nothing.
+ * @report is called for each finding (@error 1) or note (0) with a
+ * message. The caller must make sure no cairnd has the file open
+ * (cairn-fsck holds the cache directory's lock). A file left in the
+ * middle of a transaction is recovered by a repair; a check reports it
+ * (@res->recover) and checks a recovered copy. @return 0 or a negative
+ * errno (-ENOENT: no file).
  */
 int vc_check(const char *path, int repair,
 	     void (*report)(void *arg, int error, const char *msg), void *arg,

@@ -203,8 +203,8 @@ static void check_log_fn(struct tdb_context *tdb, enum tdb_debug_level lvl,
 			 const char *fmt, ...) PRINTF_ATTRIBUTE(3, 4);
 
 static void
-check_log_fn(struct tdb_context *tdb, enum tdb_debug_level lvl,
-	     const char *fmt, ...)
+check_log_fn(struct tdb_context *tdb, enum tdb_debug_level lvl, const char *fmt,
+	     ...)
 {
 	struct check_log *cl = tdb_get_logging_private(tdb);
 	va_list ap;

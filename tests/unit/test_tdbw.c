@@ -257,8 +257,8 @@ test_hostile(void)
 			       -ESTALE, "%s: a rebuild its verify refuses", nm);
 		} else {
 			is_int(tdbw_rebuild(&t, path, 131,
-					    TDB_NOLOCK | TDB_NOSYNC, NULL,
-					    NULL, &res),
+					    TDB_NOLOCK | TDB_NOSYNC, NULL, NULL,
+					    &res),
 			       -EUCLEAN, "%s: the rebuild fails", nm);
 		}
 		stat(path, &st1);
@@ -268,16 +268,15 @@ test_hostile(void)
 		   want < 0 ? "failed rebuild" : "refused rebuild");
 		if (want >= 0) {
 			is_int(tdbw_rebuild(&t, path, 131,
-					    TDB_NOLOCK | TDB_NOSYNC, NULL,
-					    NULL, &res),
+					    TDB_NOLOCK | TDB_NOSYNC, NULL, NULL,
+					    &res),
 			       0, "%s: rebuild", nm);
 			is_int(tdbw_check(t, why, sizeof(why)), 0,
 			       "%s: the rebuilt file checks clean", nm);
 			vf = (struct verify){0};
 			tdb_traverse_read(t, verify_cb, &vf);
 			ok(vf.n == want && vf.wrong == 0,
-			   "%s: %d records, each with its own value", nm,
-			   vf.n);
+			   "%s: %d records, each with its own value", nm, vf.n);
 		}
 		alarm(0);
 		tdb_close(t);
@@ -291,8 +290,8 @@ test_hostile(void)
 	t = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
 	is_int(tdbw_check(t, why, sizeof(why)), -EUCLEAN,
 	       "check finds the record in the wrong chain: '%s'", why);
-	is_int(tdbw_rebuild(&t, path, 131, TDB_NOLOCK | TDB_NOSYNC, NULL,
-			    NULL, &res),
+	is_int(tdbw_rebuild(&t, path, 131, TDB_NOLOCK | TDB_NOSYNC, NULL, NULL,
+			    &res),
 	       -EUCLEAN, "the rebuild meets k00007 twice: -EUCLEAN");
 	tdb_close(t);
 	unlink(path);
