@@ -44,14 +44,18 @@ static const char usage_text[] =
 	"usage: cairn-fsck [--check | --repair] [--quiet] [--json] CACHEDIR\n"
 	"       cairn-fsck --help | --version\n"
 	"\n"
-	"Check a cairnd cache folder (index, chunk files, checksums, and the\n"
-	"metadata caches' records and listing pages) offline.\n"
+	"Check a cairnd cache folder offline: index, chunk files, checksums;\n"
+	"tdb's structure of meta.tdb, dirty.tdb and rlog.tdb; the metadata\n"
+	"caches' records and listing pages.\n"
 	"  -n, --check    only check, change nothing (the default)\n"
 	"  -r, --repair   fix what is found: drop bad records and chunk "
 	"files,\n"
 	"                 adopt orphan chunk files, remove temporary files,\n"
 	"                 rewrite the index; drop damaged metadata records,\n"
-	"                 broken listings and orphan listing pages\n"
+	"                 broken listings and orphan listing pages; rebuild\n"
+	"                 a meta.tdb whose tdb structure is damaged, and a\n"
+	"                 dirty.tdb only when its digest proves no write\n"
+	"                 is lost (rlog.tdb never: it is reported)\n"
 	"  -q, --quiet    print errors only, no notes or summary\n"
 	"  -j, --json     print one JSON object instead of text\n"
 	"  -h, --help     print this help\n"
@@ -219,6 +223,7 @@ main(int argc, char **argv)
 			       "\"bytes_checked\": %llu,\n"
 			       "  \"meta_files\": %llu,\n"
 			       "  \"meta_records\": %llu,\n"
+			       "  \"state_files\": %llu,\n"
 			       "  \"errors\": %llu,\n  \"corrected\": %llu,\n"
 			       "  \"notes\": %llu,\n  \"was_clean\": %s\n}\n",
 			       res.chunk_size, (unsigned long long)res.records,
@@ -226,6 +231,7 @@ main(int argc, char **argv)
 			       (unsigned long long)res.bytes,
 			       (unsigned long long)mres.files,
 			       (unsigned long long)mres.records,
+			       (unsigned long long)mres.state_files,
 			       (unsigned long long)res.errors,
 			       (unsigned long long)res.fixed,
 			       (unsigned long long)res.notes,

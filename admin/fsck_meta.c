@@ -2,12 +2,16 @@
  * fsck_meta.c - cairn-fsck's check of cairnd's metadata caches: finds the
  * meta.tdb files of a cache folder and runs the record layer's own
  * checker, vc_check() (cm/vc.c), on each, so the format is parsed in one
- * place. It is not a check of the chunk store (cs_check() is).
+ * place; and checks tdb's own structure of the write-state and replay-log
+ * files (dirty.tdb, rlog.tdb) beside them, which it rewrites only when
+ * nothing can be lost (check_state()). It is not a check of the chunk
+ * store (cs_check() is).
  */
 #include "config.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +20,8 @@
 
 #include "admin/fsck_meta.h"
 #include "cm/vc.h"
+#include "common/tdbj.h"
+#include "common/tdbw.h"
 
 /* An error that says nothing about the file (the process ran out of
  * memory or descriptors, or a check's copy of it out of space): never a
@@ -77,9 +83,169 @@ check_one(const char *path, int repair,
 	}
 	res->files++;
 	res->records += r.records;
-	res->errors += r.bad + r.broken + r.orphans;
+	res->errors += r.layout + r.bad + r.broken + r.orphans;
 	res->fixed += r.fixed;
 	return 0;
+}
+
+/* A rebuild of a write-state file: what the digest said. */
+struct state_run {
+	int digest; /* tdbj_digest_check() of the rebuilt records */
+};
+
+/* Keep the rebuild only when the records are those of the last
+ * checkpoint (dirty.tdb's digest): then no write state is lost. */
+static int
+state_verify(void *arg, struct tdb_context *rebuilt)
+{
+	struct state_run *sr = arg;
+
+	sr->digest = tdbj_digest_check(rebuilt);
+	return sr->digest;
+}
+
+/*
+ * tdb's structure of @path (dirty.tdb: write states of files not yet
+ * stored; rlog.tdb: operations not yet acknowledged by the server). Each
+ * record is a write cairnd acknowledged, and a rebuild keeps only what
+ * tdb's hash chains still reach, which is not a proof that nothing was
+ * lost. So a damaged file is rebuilt (with @repair) only when the
+ * rebuilt records match the digest dirty.tdb keeps of them
+ * (TDBJ_O_DIGEST, written at every checkpoint; nothing else writes the
+ * file at rest): then every record is back as it was. Otherwise (a
+ * record missing or changed, chains that loop, or no digest: rlog.tdb)
+ * it is left as it is, and the finding says what a rebuild would keep
+ * (a dry run in memory) or why it fails; the admin decides. The journal
+ * beside it (NAME.jnl) is not a tdb and is read by cairnd only; a
+ * rebuild keeps "\0tdbj" (database id and generation), so the pair
+ * stays as it was. The rebuilt file is synced before it replaces the
+ * old one (no TDB_NOSYNC), the folder after.
+ */
+static void
+check_state(const char *path, const char *what, int repair,
+	    void (*report)(void *arg, int error, const char *msg), void *arg,
+	    struct fsck_meta_result *res)
+{
+	struct tdbw_rebuild_result rr;
+	struct state_run sr = {0};
+	struct tdb_context *tdb;
+	char why[256], msg[2048];
+	int rc, recovered;
+
+	tdb = tdbw_open_ro(path, TDB_NOLOCK, &recovered);
+	if (!tdb) {
+		if (errno == ENOENT)
+			return;
+		res->errors++;
+		snprintf(msg, sizeof(msg),
+			 "cannot read %s '%s': %s; not %s (it holds writes "
+			 "cairnd acknowledged: cairn-fsck(8), DAMAGED WRITE "
+			 "STATE)",
+			 what, path, strerror(errno ? errno : EIO),
+			 repair ? "repaired" : "repairable by cairn-fsck");
+		report(arg, 1, msg);
+		return;
+	}
+	res->state_files++;
+	if (recovered) {
+		snprintf(msg, sizeof(msg),
+			 "%s '%s' was left in the middle of a transaction (a "
+			 "killed cairnd): the next cairnd start recovers it; "
+			 "checked as recovered",
+			 what, path);
+		report(arg, 0, msg);
+	}
+	rc = tdbw_check(tdb, why, sizeof(why));
+	if (rc == 0)
+		goto out;
+	res->errors++;
+	if (rc != -EUCLEAN) {
+		snprintf(msg, sizeof(msg), "cannot check %s '%s': %s", what,
+			 path, strerror(-rc));
+		report(arg, 1, msg);
+		goto out;
+	}
+	/* A dry run in memory first, kept only if the digest matches. */
+	rc = tdbw_rebuild(&tdb, NULL, 0, 0, state_verify, &sr, &rr);
+	if (rc == 0 && repair) {
+		int hash;
+
+		/* Read-write (which recovers a file left in a transaction,
+		 * as cairnd's start would), and verified again. */
+		tdb_close(tdb);
+		errno = 0;
+		tdb = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
+		if (!tdb) {
+			rc = errno ? -errno : -EIO;
+		} else {
+			hash = tdb_hash_size(tdb);
+			rc = tdbw_rebuild(&tdb, path, hash, TDB_NOLOCK,
+					  state_verify, &sr, &rr);
+		}
+		if (rc == 0) {
+			res->fixed++;
+			snprintf(msg, sizeof(msg),
+				 "%s '%s': tdb's structure was damaged "
+				 "(tdb_check: %s); rebuilt: all %llu records "
+				 "kept (they match the digest written at its "
+				 "last checkpoint: no write state lost)",
+				 what, path, why,
+				 (unsigned long long)rr.copied);
+			report(arg, 1, msg);
+			goto out;
+		}
+	}
+	if (rc == 0)
+		snprintf(msg, sizeof(msg),
+			 "%s '%s': tdb's structure is damaged (tdb_check: %s); "
+			 "a rebuild keeps all %llu records (they match the "
+			 "digest written at its last checkpoint: no write "
+			 "state lost): --repair rebuilds it",
+			 what, path, why, (unsigned long long)rr.copied);
+	else if (rc == -ESTALE || rc == -ENOENT)
+		snprintf(msg, sizeof(msg),
+			 "%s '%s': tdb's structure is damaged (tdb_check: %s); "
+			 "not %s: it holds writes cairnd acknowledged, and the "
+			 "%llu records its hash chains still reach %s: keep a "
+			 "copy of the cache folder (cairn-fsck(8), DAMAGED "
+			 "WRITE STATE)",
+			 what, path, why, repair ? "repaired" : "repairable",
+			 (unsigned long long)rr.copied,
+			 rc == -ESTALE ? "do not match the digest written at "
+					 "its last checkpoint: records are "
+					 "lost or changed"
+				       : "carry no digest that could prove "
+					 "them complete");
+	else
+		snprintf(msg, sizeof(msg),
+			 "%s '%s': tdb's structure is damaged (tdb_check: %s); "
+			 "not %s: it holds writes cairnd acknowledged, and it "
+			 "cannot be rebuilt (%s: its hash chains loop or "
+			 "cross, or name a record tdb cannot read): keep a "
+			 "copy of the cache folder (cairn-fsck(8), DAMAGED "
+			 "WRITE STATE)",
+			 what, path, why, repair ? "repaired" : "repairable",
+			 strerror(-rc));
+	report(arg, 1, msg);
+out:
+	if (tdb)
+		tdb_close(tdb);
+}
+
+/* The write-state and replay-log files of one cache (or volume) folder. */
+static void
+check_states(const char *dir, int repair,
+	     void (*report)(void *arg, int error, const char *msg), void *arg,
+	     struct fsck_meta_result *res)
+{
+	char path[4096];
+
+	if (snprintf(path, sizeof(path), "%s/dirty.tdb", dir) <
+	    (int)sizeof(path))
+		check_state(path, "write-state file", repair, report, arg, res);
+	if (snprintf(path, sizeof(path), "%s/rlog.tdb", dir) <
+	    (int)sizeof(path))
+		check_state(path, "replay log", repair, report, arg, res);
 }
 
 int
@@ -95,6 +261,7 @@ fsck_meta(const char *dir, int repair,
 	memset(res, 0, sizeof(*res));
 	snprintf(path, sizeof(path), "%s/meta.tdb", dir);
 	first = check_one(path, repair, report, arg, res);
+	check_states(dir, repair, report, arg, res);
 	snprintf(path, sizeof(path), "%s/vol", dir);
 	vd = opendir(path);
 	if (!vd)
@@ -108,6 +275,8 @@ fsck_meta(const char *dir, int repair,
 		rc = check_one(path, repair, report, arg, res);
 		if (rc < 0 && first == 0)
 			first = rc;
+		snprintf(path, sizeof(path), "%s/vol/%s", dir, de->d_name);
+		check_states(path, repair, report, arg, res);
 	}
 	closedir(vd);
 	return first;

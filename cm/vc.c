@@ -2865,82 +2865,25 @@ vc_rebuilt(struct vc *vc)
  * the free list, or between writing a new record and linking it, only
  * leaks its space, which tdb_check() reports too. So an open after a
  * kill runs tdb_check() (one pass over the file, like the sweep) and,
- * when it fails, rebuilds: every record is copied into a new file
- * (PATH.rebuild), which is renamed over the old one. A key met twice
- * (chains that loop or cross) or a record tdb cannot read stops the copy,
- * and the file is emptied instead (it is a cache). A kill during the
- * copy leaves the old file, still not closed cleanly: the next open
- * starts again; a kill after the rename leaves the new one, swept next.
+ * when it fails, rebuilds: tdbw_rebuild() (common/tdbw.c, shared with
+ * cairn-fsck --repair) copies every record the hash chains reach into a
+ * new file (PATH.rebuild), which is renamed over the old one. A key met
+ * twice (chains that loop or cross), a record tdb cannot read or a file
+ * that may hold a dead record (whose loop would never end the walk:
+ * test_tdbw "hostile") stops the copy, and the file is emptied instead
+ * (it is a cache). The copy never brings back a deleted record's bytes,
+ * as a linear salvage (tdb_rescue()) could. A kill during the copy
+ * leaves the old file, still not closed cleanly: the next open starts
+ * again; a kill after the rename leaves the new one, swept next.
  */
-struct rebuild {
-	struct tdb_context *to;
-	uint64_t n;
-	int err;
-};
 
+/* Rebuild the file of @vc in place (above). Under the lock. @return 0 or
+ * an error; on error the old file stays. */
 static int
-rebuild_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
+vc_rebuild_locked(struct vc *vc, struct tdbw_rebuild_result *res)
 {
-	struct rebuild *rb = arg;
-
-	(void)tdb;
-	if (tdb_store(rb->to, k, v, TDB_INSERT) != 0) {
-		rb->err = tdb_error(rb->to) == TDB_ERR_EXISTS
-				  ? -EUCLEAN
-				  : tdbw_errno(rb->to);
-		return 1;
-	}
-	rb->n++;
-	return 0;
-}
-
-/* Copy the file of @vc into a new one and put it in its place; *@n gets
- * the records copied. Under the lock. @return 0, -EUCLEAN (a key twice:
- * the chains are damaged) or an error; on error the old file stays. */
-static int
-vc_rebuild_locked(struct vc *vc, uint64_t *n)
-{
-	size_t len = strlen(vc->path) + sizeof(".rebuild");
-	struct rebuild rb = {0};
-	struct tdb_context *t;
-	char *tmp = malloc(len);
-
-	*n = 0;
-	if (!tmp)
-		return -ENOMEM;
-	snprintf(tmp, len, "%s.rebuild", vc->path);
-	unlink(tmp);
-	errno = 0;
-	rb.to = tdb_open(tmp, VC_HASH_SIZE, TDB_NOSYNC | TDB_NOLOCK,
-			 O_RDWR | O_CREAT | O_TRUNC, 0600);
-	if (!rb.to) {
-		rb.err = errno ? -errno : -EIO;
-		goto out;
-	}
-	if (tdb_traverse_read(vc->tdb, rebuild_cb, &rb) < 0 && !rb.err)
-		rb.err = tdbw_errno(vc->tdb);
-	if (tdb_close(rb.to) != 0 && !rb.err)
-		rb.err = -EIO;
-	if (!rb.err && rename(tmp, vc->path) != 0)
-		rb.err = -errno;
-	if (rb.err)
-		goto out;
-	errno = 0;
-	t = tdb_open(vc->path, VC_HASH_SIZE, TDB_NOSYNC | TDB_NOLOCK, O_RDWR,
-		     0600);
-	if (!t) {
-		rb.err = errno ? -errno : -EIO;
-		free(tmp);
-		return rb.err; /* vc->tdb: the old file, no longer named */
-	}
-	tdb_close(vc->tdb);
-	vc->tdb = t;
-	*n = rb.n;
-out:
-	if (rb.err)
-		unlink(tmp);
-	free(tmp);
-	return rb.err;
+	return tdbw_rebuild(&vc->tdb, vc->path, VC_HASH_SIZE,
+			    TDB_NOSYNC | TDB_NOLOCK, NULL, NULL, res);
 }
 
 /*
@@ -2974,26 +2917,30 @@ vc_ids_open_locked(struct vc *vc)
 	}
 	if (!clean) {
 		struct vc_check_result res = {0};
-		uint64_t t0 = util_now_ms(), max = 0, copied;
+		struct tdbw_rebuild_result rr;
+		uint64_t t0 = util_now_ms(), max = 0;
+		char why[160];
 
 		/* A kill may have left tdb's free list unsound (above). */
-		if (tdb_check(vc->tdb, NULL, NULL) != 0) {
-			rc = vc_rebuild_locked(vc, &copied);
+		if (tdbw_check(vc->tdb, why, sizeof(why)) != 0) {
+			rc = vc_rebuild_locked(vc, &rr);
 			if (rc) {
-				log_warn(LOG_VC, "cannot rebuild metadata "
-						 "cache '%s' (tdb's structure "
-						 "is damaged): %s; emptying it",
-					 vc->path, strerror(-rc));
+				log_warn(LOG_VC,
+					 "cannot rebuild metadata "
+					 "cache '%s' (tdb's structure "
+					 "is damaged: %s): %s; emptying "
+					 "it",
+					 vc->path, why, strerror(-rc));
 				if (tdb_wipe_all(vc->tdb) != 0)
 					return -tdbw_errno(vc->tdb);
 				return -EAGAIN;
 			}
 			atomic_fetch_add(&vc->rebuilt, 1);
-			log_info(LOG_VC, "rebuilt metadata cache '%s' (a "
-					 "killed process left tdb's structure "
-					 "inconsistent): %llu records in %llu "
-					 "ms",
-				 vc->path, (unsigned long long)copied,
+			log_info(LOG_VC,
+				 "rebuilt metadata cache '%s' (tdb's "
+				 "structure was damaged: %s): %llu "
+				 "records in %llu ms",
+				 vc->path, why, (unsigned long long)rr.copied,
 				 (unsigned long long)(util_now_ms() - t0));
 		}
 		rc = vc_sweep_locked(vc, &res, &max);
@@ -3031,70 +2978,54 @@ vc_ids_open_locked(struct vc *vc)
 	return 0;
 }
 
-/*
- * tdb opens a file left in the middle of a transaction (a cairnd killed
- * in vc_put_dir()'s commit) only when it may write, as it recovers the
- * file then; read-only it fails with no errno. So a check (which changes
- * nothing) opens a copy of the file, in $TMPDIR: if that opens, the file
- * needs recovery (a note: --repair or the next cairnd start does it) and
- * the recovered copy is what is checked. The copy costs a file's size of
- * I/O, only on this path. @return as vc_check() (-EIO: not a tdb).
- */
+/* What tdb's structure check found in @path (a damaged layout), and
+ * with @repair the rebuild: its report and counts. @return 0 when the
+ * records may be walked now (sound, or rebuilt), -EUCLEAN when not (a
+ * check), or the rebuild's error. */
 static int
-check_copy(const char *path,
-	   void (*report)(void *arg, int error, const char *msg), void *arg,
-	   struct vc_check_result *res)
+check_layout(struct tdb_context **tdb, const char *path, int repair,
+	     const char *why,
+	     void (*report)(void *arg, int error, const char *msg), void *arg,
+	     struct vc_check_result *res)
 {
-	const char *td = getenv("TMPDIR");
-	struct scan sc = {.full = true};
-	struct tdb_context *tdb;
-	char tmp[4096], msg[4200], buf[65536];
-	int in, out, rc = 0;
-	ssize_t n;
+	struct tdbw_rebuild_result rr;
+	char msg[4400];
+	int rc;
 
-	snprintf(tmp, sizeof(tmp), "%s/cairn-fsck-meta-XXXXXX",
-		 td && *td ? td : "/tmp");
-	in = open(path, O_RDONLY | O_CLOEXEC);
-	if (in < 0)
-		return -errno;
-	out = mkostemp(tmp, O_CLOEXEC);
-	if (out < 0) {
-		rc = -errno;
-		close(in);
+	res->layout = 1;
+	if (repair)
+		rc = tdbw_rebuild(tdb, path, VC_HASH_SIZE,
+				  TDB_NOSYNC | TDB_NOLOCK, NULL, NULL, &rr);
+	else
+		rc = tdbw_rebuild(tdb, NULL, VC_HASH_SIZE, 0, NULL, NULL, &rr);
+	if (rc) {
+		snprintf(msg, sizeof(msg),
+			 "metadata cache '%s': tdb's structure is damaged "
+			 "(tdb_check: %s) and it cannot be rebuilt (%s: its "
+			 "hash chains loop or cross, or name a record tdb "
+			 "cannot read); %s",
+			 path, why, strerror(-rc),
+			 repair ? "removing it"
+				: "--repair removes it (cairnd "
+				  "fetches everything again)");
+		report(arg, 1, msg);
 		return rc;
 	}
-	while ((n = read(in, buf, sizeof(buf))) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			break;
-		}
-		if ((rc = util_write_all(out, buf, (size_t)n)) < 0)
-			break;
-	}
-	close(in);
-	close(out);
-	if (!rc) {
-		tdb = tdb_open(tmp, 0, TDB_NOLOCK, O_RDWR, 0600);
-		if (!tdb) {
-			rc = -EIO;
-		} else {
-			snprintf(msg, sizeof(msg),
-				 "metadata cache '%s' was left in the middle "
-				 "of a store (a killed cairnd): it needs "
-				 "recovery, which --repair or the next cairnd "
-				 "start does; checked as recovered",
-				 path);
-			report(arg, 0, msg);
-			res->recover = 1;
-			rc = scan_file(tdb, &sc, false, report, arg, res);
-			scan_free(&sc);
-			tdb_close(tdb);
-		}
-	}
-	unlink(tmp);
-	return rc;
+	res->kept = rr.copied;
+	snprintf(msg, sizeof(msg),
+		 "metadata cache '%s': tdb's structure is damaged (tdb_check: "
+		 "%s); %s all %llu records its hash chains reach%s",
+		 path, why, repair ? "rebuilt with" : "a rebuild keeps",
+		 (unsigned long long)rr.copied,
+		 repair ? ""
+			: "; records not checked until it is rebuilt "
+			  "(--repair, or the next cairnd start after an "
+			  "unclean stop)");
+	report(arg, 1, msg);
+	if (!repair)
+		return -EUCLEAN;
+	res->fixed++;
+	return 0;
 }
 
 int
@@ -3104,19 +3035,39 @@ vc_check(const char *path, int repair,
 {
 	struct tdb_context *tdb;
 	struct scan sc = {.full = true};
-	int rc;
+	char why[256], msg[4400];
+	int rc, recovered = 0;
 
 	memset(res, 0, sizeof(*res));
 	errno = 0;
-	tdb = tdb_open(path, 0, TDB_NOLOCK, repair ? O_RDWR : O_RDONLY, 0600);
-	if (!tdb) {
-		rc = errno ? -errno : -EIO;
-		if (!repair && rc == -EIO)
-			return check_copy(path, report, arg, res);
-		return rc;
+	/* A repair opens read-write, which recovers a file left in the
+	 * middle of a transaction; a check opens it read-only, or a
+	 * recovered copy of it (tdbw_open_ro()). */
+	if (repair)
+		tdb = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
+	else
+		tdb = tdbw_open_ro(path, TDB_NOLOCK, &recovered);
+	if (!tdb)
+		return errno ? -errno : -EIO;
+	if (recovered) {
+		snprintf(msg, sizeof(msg),
+			 "metadata cache '%s' was left in the middle of a "
+			 "store (a killed cairnd): it needs recovery, which "
+			 "--repair or the next cairnd start does; checked as "
+			 "recovered",
+			 path);
+		report(arg, 0, msg);
+		res->recover = 1;
 	}
-	rc = scan_file(tdb, &sc, repair, report, arg, res);
-	scan_free(&sc);
+	rc = tdbw_check(tdb, why, sizeof(why));
+	if (rc == -EUCLEAN)
+		rc = check_layout(&tdb, path, repair, why, report, arg, res);
+	if (!rc) {
+		rc = scan_file(tdb, &sc, repair, report, arg, res);
+		scan_free(&sc);
+	} else if (rc == -EUCLEAN && res->layout && !repair) {
+		rc = 0; /* reported; the check stops at the structure */
+	}
 	tdb_close(tdb);
 	return rc;
 }

@@ -240,6 +240,8 @@ struct vc_check_result {
 	uint64_t orphans; /* pages no 'D' record names */
 	uint64_t broken;  /* 'D' records naming a missing or bad page */
 	uint64_t fixed;	  /* of those, removed (@repair) */
+	uint64_t layout;  /* 1 when tdb's own structure was damaged */
+	uint64_t kept;	  /* ... records a rebuild kept (or would keep) */
 	int recover;	  /* the file needs tdb's recovery (check only) */
 };
 
@@ -247,14 +249,22 @@ struct vc_check_result {
  * Check the metadata cache file @path offline (cairn-fsck(8)): every
  * 'A', 'D', 'G', 'I' and 'X' record's version and CRC32C, every listing's
  * pages (present, whole, the count its 'D' names), and pages no 'D'
- * names. With @repair, damaged records, broken listings (their 'D' and
- * pages) and orphan pages are deleted; everything in the file may be
- * fetched again, so that loses nothing. @report is called for each
- * finding (@error 1) or note (0) with a message. The caller must make
- * sure no cairnd has the file open (cairn-fsck holds the cache
- * directory's lock). A file left in the middle of a transaction is
- * recovered by a repair; a check reports it (@res->recover) and checks a
- * recovered copy. @return 0 or a negative errno (-ENOENT: no file).
+ * names; first of all tdb's own structure (tdbw_check(): chains, free
+ * list, record lengths, in one bounded pass). A file whose structure is
+ * damaged is not read record by record on a check (a chain that loops
+ * would hang the walk): the check reports it (@res->layout, with what a
+ * rebuild would keep, a dry run) and stops there; a repair rebuilds it
+ * as cairnd does at an unclean open (tdbw_rebuild()) and checks the
+ * result, or returns the rebuild's error (cairn-fsck then removes the
+ * file, as cairnd would empty it). With @repair, damaged records,
+ * broken listings (their 'D' and pages) and orphan pages are deleted;
+ * everything in the file may be fetched again, so that loses nothing.
+ * @report is called for each finding (@error 1) or note (0) with a
+ * message. The caller must make sure no cairnd has the file open
+ * (cairn-fsck holds the cache directory's lock). A file left in the
+ * middle of a transaction is recovered by a repair; a check reports it
+ * (@res->recover) and checks a recovered copy. @return 0 or a negative
+ * errno (-ENOENT: no file).
  */
 int vc_check(const char *path, int repair,
 	     void (*report)(void *arg, int error, const char *msg), void *arg,

@@ -180,6 +180,28 @@ tdb_digest(struct tdb_context *tdb, uint64_t *d)
 	return 0;
 }
 
+int
+tdbj_digest_check(struct tdb_context *tdb)
+{
+	uint8_t *v = NULL;
+	uint64_t have;
+	size_t n;
+	int rc;
+
+	rc = tdbw_fetch(tdb, TDBJ_KEY, TDBJ_KEY_LEN, &v, &n);
+	if (rc)
+		return rc;
+	if (n != 24) {
+		free(v);
+		return -ENOENT;
+	}
+	rc = tdb_digest(tdb, &have);
+	if (!rc && have != get_le(v + 16, 8))
+		rc = -ESTALE;
+	free(v);
+	return rc;
+}
+
 static int
 old_digest_cb(TDB_DATA k, TDB_DATA v, void *arg)
 {
@@ -575,6 +597,14 @@ jopen(struct tdbj *j)
 	} else if (rc != -ENOENT) {
 		return rc;
 	}
+	/* The digest walks the hash chains, which never ends on a chain
+	 * that loops through dead records, and a record the chains lost
+	 * would make the journal look stale (dropped, below): a file whose
+	 * structure is damaged is refused instead (-EUCLEAN; cairn-fsck
+	 * says whether a rebuild keeps every record). One pass over the
+	 * file, bounded by its size (tdbw_check()). */
+	if (dig && (rc = tdbw_check(j->tdb, NULL, 0)))
+		return rc;
 	if (dig && (rc = tdb_digest(j->tdb, &j->digest)))
 		return rc;
 	/* The tdb changed since the checkpoint that wrote TDBJ_KEY, and

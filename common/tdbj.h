@@ -73,9 +73,12 @@ enum {
 			      build) after the journal's records, which
 			      are therefore stale (tdbj_stats()
 			      .stale_bytes). A handle without this flag
-			      refuses such a tdb (-EUCLEAN). Costs a read
-			      of the whole tdb at open and a lookup per
-			      key at a checkpoint */
+			      refuses such a tdb (-EUCLEAN). The open
+			      first checks tdb's structure (tdbw_check())
+			      and refuses a damaged file (-EUCLEAN) rather
+			      than walk it. Costs a read of the whole tdb
+			      at open and a lookup per key at a
+			      checkpoint */
 };
 
 /*
@@ -204,5 +207,17 @@ void tdbj_stats(const struct tdbj *j, struct tdbj_stats *st);
  * tdbj_stats() .stopped.
  */
 void tdbj_set_stop(struct tdbj *j, uint64_t bytes);
+
+/*
+ * Whether the records of @tdb (opened alone, no journal attached: a copy
+ * being rebuilt by cairn-fsck) are exactly those the file's TDBJ_KEY
+ * digest was made of (TDBJ_O_DIGEST, written at every checkpoint; at rest
+ * nothing else writes the file). One walk of the records: call it on a
+ * database whose structure is sound (tdbw_check()).
+ * @return 0 when the digest matches, -ESTALE when it does not (a record
+ * missing, added or changed), -ENOENT when the file carries no digest
+ * (no TDBJ_KEY, or one of 16 bytes), or the mapped tdb error.
+ */
+int tdbj_digest_check(struct tdb_context *tdb);
 
 #endif /* CAIRN_COMMON_TDBJ_H */

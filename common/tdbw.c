@@ -6,13 +6,19 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/tdbw.h"
+#include "common/util.h"
 
 /* tdb's offsets are 32-bit: a file cannot pass 4 GiB. tdb grows a file
  * by at least 10 % (above 100 MiB) and reports a growth that would pass
@@ -183,4 +189,266 @@ void
 tdbw_txn_cancel(struct tdb_context *tdb)
 {
 	tdb_transaction_cancel(tdb);
+}
+
+/* tdb_check()'s messages, caught by a logging function set for the call:
+ * the first of level TDB_DEBUG_ERROR or worse is kept. */
+struct check_log {
+	char *why;
+	size_t len;
+	bool have;
+};
+
+static void check_log_fn(struct tdb_context *tdb, enum tdb_debug_level lvl,
+			 const char *fmt, ...) PRINTF_ATTRIBUTE(3, 4);
+
+static void
+check_log_fn(struct tdb_context *tdb, enum tdb_debug_level lvl, const char *fmt,
+	     ...)
+{
+	struct check_log *cl = tdb_get_logging_private(tdb);
+	va_list ap;
+	size_t n;
+
+	if (!cl || cl->have || !cl->why || !cl->len || lvl > TDB_DEBUG_ERROR)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(cl->why, cl->len, fmt, ap);
+	va_end(ap);
+	n = strlen(cl->why);
+	while (n && (cl->why[n - 1] == '\n' || cl->why[n - 1] == ' '))
+		cl->why[--n] = '\0';
+	cl->have = true;
+}
+
+int
+tdbw_check(struct tdb_context *tdb, char *why, size_t whylen)
+{
+	struct tdb_logging_context old = {tdb_log_fn(tdb),
+					  tdb_get_logging_private(tdb)};
+	struct check_log cl = {why, whylen, false};
+	struct tdb_logging_context cap = {check_log_fn, &cl};
+	int rc = 0;
+
+	if (why && whylen)
+		why[0] = '\0';
+	tdb_set_logging_function(tdb, &cap);
+	if (tdb_check(tdb, NULL, NULL) != 0) {
+		rc = tdbw_errno(tdb);
+		/* tdb_check() leaves TDB_ERR_CORRUPT for a damaged layout; a
+		 * read past the end (a file cut short) is damage too. */
+		if (rc == -EIO)
+			rc = -EUCLEAN;
+	}
+	tdb_set_logging_function(tdb, &old);
+	if (rc && why && whylen && !cl.have)
+		snprintf(why, whylen, "%s", tdb_errorstr(tdb));
+	return rc;
+}
+
+/*
+ * Could the file of @tdb hold a dead record (TDB_DEAD_MAGIC) anywhere, at
+ * any offset a hash chain could name? tdb_traverse_read() skips dead
+ * records without calling back, so a chain that loops through dead
+ * records only would never end; a loop through a live record ends at
+ * the key met twice. Files cairn writes have none (no TDB_VOLATILE, no
+ * delete inside a traverse). Every occurrence of the magic, in either
+ * byte order, after at least 20 bytes and followed by lengths that fit
+ * the file counts: one pass over the bytes (a false hit, random bytes
+ * that look like a header, costs a refused rebuild, never a hang).
+ * @return 1, 0, or a negative errno.
+ */
+static int
+may_hold_dead(struct tdb_context *tdb)
+{
+	static const uint8_t le[4] = {0xad, 0xde, 0xe1, 0xfe};
+	static const uint8_t be[4] = {0xfe, 0xe1, 0xde, 0xad};
+	struct stat st;
+	uint8_t *m;
+	size_t n;
+	int fd = tdb_fd(tdb), hit = 0;
+
+	if (fd < 0 || fstat(fd, &st) != 0)
+		return -EIO;
+	n = (size_t)st.st_size;
+	if (n < 24)
+		return 0;
+	m = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	for (size_t off = 20; off + 4 <= n && !hit; off++) {
+		uint32_t rec_len, klen, dlen;
+		bool swap;
+
+		if (m[off] != le[0] && m[off] != be[0])
+			continue;
+		if (!memcmp(m + off, le, 4))
+			swap = false;
+		else if (!memcmp(m + off, be, 4))
+			swap = true;
+		else
+			continue;
+		memcpy(&rec_len, m + off - 16, 4);
+		memcpy(&klen, m + off - 12, 4);
+		memcpy(&dlen, m + off - 8, 4);
+		if (swap) {
+			rec_len = __builtin_bswap32(rec_len);
+			klen = __builtin_bswap32(klen);
+			dlen = __builtin_bswap32(dlen);
+		}
+		if ((uint64_t)klen + dlen <= rec_len &&
+		    off + 4 + (uint64_t)rec_len <= n)
+			hit = 1;
+	}
+	munmap(m, n);
+	return hit;
+}
+
+struct rebuild {
+	struct tdb_context *to;
+	struct tdbw_rebuild_result *res;
+	int err;
+};
+
+static int
+rebuild_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
+{
+	struct rebuild *rb = arg;
+
+	(void)tdb;
+	if (tdb_store(rb->to, k, v, TDB_INSERT) != 0) {
+		/* A key met twice: the chains loop or cross. */
+		rb->err = tdb_error(rb->to) == TDB_ERR_EXISTS
+				  ? -EUCLEAN
+				  : tdbw_errno(rb->to);
+		return 1;
+	}
+	rb->res->copied++;
+	return 0;
+}
+
+int
+tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
+	     int tdb_flags,
+	     int (*verify)(void *arg, struct tdb_context *rebuilt), void *arg,
+	     struct tdbw_rebuild_result *res)
+{
+	struct rebuild rb = {.res = res};
+	struct tdb_context *t;
+	char *tmp = NULL;
+	size_t len;
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	rc = may_hold_dead(*tdbp);
+	if (rc)
+		return rc < 0 ? rc : -EUCLEAN;
+	if (path) {
+		len = strlen(path) + sizeof(".rebuild");
+		tmp = malloc(len);
+		if (!tmp)
+			return -ENOMEM;
+		snprintf(tmp, len, "%s.rebuild", path);
+		unlink(tmp);
+		errno = 0;
+		rb.to = tdb_open(tmp, hash_size, tdb_flags,
+				 O_RDWR | O_CREAT | O_TRUNC, 0600);
+	} else {
+		rb.to = tdb_open("rebuild", hash_size, TDB_INTERNAL,
+				 O_RDWR | O_CREAT, 0600);
+	}
+	if (!rb.to) {
+		rc = errno ? -errno : -EIO;
+		goto out;
+	}
+	if (tdb_traverse_read(*tdbp, rebuild_cb, &rb) < 0 && !rb.err) {
+		rb.err = tdbw_errno(*tdbp);
+		/* tdb_check() failed already: a read past the end is the
+		 * damage, not the device. */
+		if (rb.err == -EIO)
+			rb.err = -EUCLEAN;
+	}
+	rc = rb.err;
+	if (!rc && verify)
+		rc = verify(arg, rb.to);
+	/* Durable before it is named, when the caller's file is synced. */
+	if (!rc && path && !(tdb_flags & TDB_NOSYNC) &&
+	    fsync(tdb_fd(rb.to)) != 0)
+		rc = -errno;
+	if (tdb_close(rb.to) != 0 && !rc)
+		rc = -EIO;
+	if (rc || !path)
+		goto out;
+	if (rename(tmp, path) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (!(tdb_flags & TDB_NOSYNC) && (rc = util_fsync_parent(path)) != 0)
+		goto out;
+	errno = 0;
+	t = tdb_open(path, hash_size, tdb_flags, O_RDWR, 0600);
+	if (!t) {
+		rc = errno ? -errno : -EIO;
+		goto out;
+	}
+	tdb_close(*tdbp);
+	*tdbp = t;
+out:
+	if (rc && tmp)
+		unlink(tmp);
+	free(tmp);
+	return rc;
+}
+
+struct tdb_context *
+tdbw_open_ro(const char *path, int tdb_flags, int *recovered)
+{
+	const char *td = getenv("TMPDIR");
+	struct tdb_context *tdb;
+	char tmp[4096], buf[65536];
+	int in, out, rc = 0;
+	ssize_t n;
+
+	*recovered = 0;
+	errno = 0;
+	tdb = tdb_open(path, 0, tdb_flags, O_RDONLY, 0600);
+	if (tdb)
+		return tdb;
+	if (errno && errno != EIO)
+		return NULL;
+	snprintf(tmp, sizeof(tmp), "%s/cairn-tdb-check-XXXXXX",
+		 td && *td ? td : "/tmp");
+	in = open(path, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return NULL;
+	out = mkostemp(tmp, O_CLOEXEC);
+	if (out < 0) {
+		rc = errno;
+		close(in);
+		errno = rc;
+		return NULL;
+	}
+	while ((n = read(in, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = errno;
+			break;
+		}
+		if ((rc = -util_write_all(out, buf, (size_t)n)) != 0)
+			break;
+	}
+	close(in);
+	close(out);
+	tdb = NULL;
+	if (!rc) {
+		tdb = tdb_open(tmp, 0, tdb_flags, O_RDWR, 0600);
+		if (tdb)
+			*recovered = 1;
+		else
+			rc = EIO;
+	}
+	unlink(tmp);
+	errno = rc;
+	return tdb;
 }

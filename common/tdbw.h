@@ -115,4 +115,90 @@ int tdbw_txn_start(struct tdb_context *tdb);
 int tdbw_txn_commit(struct tdb_context *tdb);
 void tdbw_txn_cancel(struct tdb_context *tdb);
 
+/*
+ * Structure check and rebuild (tdb's own layout: hash chains, free list,
+ * record lengths), shared by cairnd's metadata cache (cm/vc.c, at an
+ * unclean open) and cairn-fsck.
+ *
+ * tdbw_check() runs tdb_check(), which walks the file once from the first
+ * record to the end (each step the record's own length, checked against
+ * the file's size) and accounts for the hash chains and the free list by
+ * the offsets they name, without following them: a chain that loops, two
+ * records that overlap, a length past the end or a file cut short are
+ * found in one bounded pass and never hang it (test_tdbw "hostile"). On
+ * failure @why (if not NULL) gets tdb's first message about it, e.g.
+ * "Record offset 3400 too far 1000", without its newline. The handle's
+ * logging function is restored afterwards.
+ * @return 0 when the structure is sound, -EUCLEAN when it is not, or the
+ * mapped error of a check that could not run (-ENOMEM).
+ */
+int tdbw_check(struct tdb_context *tdb, char *why, size_t whylen);
+
+/* What tdbw_rebuild() copied. */
+struct tdbw_rebuild_result {
+	uint64_t copied; /* records in the new file */
+};
+
+/*
+ * Rebuild the database of *@tdbp, whose structure tdbw_check() found
+ * damaged: every record its hash chains reach (tdb_traverse_read(), so
+ * exactly what a lookup could find) is stored with TDB_INSERT into a new
+ * file, @path.rebuild (created with @hash_size and @tdb_flags, mode
+ * 0600), which is then renamed over @path and reopened read-write with
+ * @tdb_flags; the old handle is closed and *@tdbp replaced.
+ *
+ * Bounded: a walk of chains that loop meets a live record twice, and a
+ * key met twice stops the copy (-EUCLEAN: the chains loop or cross); a
+ * loop through dead records only (tdb skips them without a call back)
+ * would never end, so a file that may hold a dead record anywhere (one
+ * pass over its bytes first; cairn never writes one) is refused with
+ * -EUCLEAN before the walk. A record tdb cannot read (a length past the
+ * end, a file cut short) stops it with -EUCLEAN too. The rebuild never
+ * reaches bytes no chain names: a record deleted (or a freed one's
+ * leftovers inside a reused space) does not come back, which a linear
+ * salvage (tdb_rescue()) would risk. So it either keeps every record the
+ * chains name or fails, and the caller decides: a cache (meta.tdb) is
+ * emptied, a file of acknowledged writes is left as it is.
+ *
+ * @path NULL is a dry run: the records go to an in-memory database that
+ * is thrown away, nothing on disk changes, *@tdbp stays.
+ *
+ * @verify (if not NULL) is called with the new database, whole and sound,
+ * before it replaces anything: a nonzero return (a negative errno) stops
+ * the rebuild there, leaves @path as it was and is returned. A caller
+ * that can tell whether everything was kept (dirty.tdb's digest,
+ * tdbj_digest_check()) rebuilds only then.
+ *
+ * A kill during the copy leaves @path as it was and a stray @path.rebuild
+ * (removed by the next rebuild); the rename is the only switch. With
+ * TDB_NOSYNC in @tdb_flags (a cache: meta.tdb) nothing is synced;
+ * without it (dirty.tdb) the new file is fsync()ed before the rename and
+ * the folder after it, so a power cut leaves the old file or the whole
+ * new one. (If the folder's sync fails after the rename, the new file is
+ * in place but the error is returned.)
+ * @return 0, or a negative errno (the old file stays, *@tdbp unchanged,
+ * except when only the reopen failed: then *@tdbp is the old handle of a
+ * file no longer named, and the caller should close it).
+ */
+int tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
+		 int tdb_flags,
+		 int (*verify)(void *arg, struct tdb_context *rebuilt),
+		 void *arg, struct tdbw_rebuild_result *res);
+
+/*
+ * Open @path for a check that must change nothing (cairn-fsck --check):
+ * read-only with @tdb_flags. tdb opens a file left in the middle of a
+ * transaction (a process killed in a commit) only read-write, as it
+ * recovers the file then; read-only it fails without an errno. So then a
+ * copy of the file is made in $TMPDIR (or /tmp) and opened read-write,
+ * which recovers the copy, and the copy is unlinked at once (the handle
+ * keeps it); *@recovered is set. The copy costs the file's size in I/O,
+ * only on that path.
+ * @return the handle (the caller tdb_close()s it), or NULL with errno:
+ * ENOENT, EACCES, ..., or EIO when neither opens (not a tdb, a header
+ * tdb rejects).
+ */
+struct tdb_context *tdbw_open_ro(const char *path, int tdb_flags,
+				 int *recovered);
+
 #endif /* CAIRN_COMMON_TDBW_H */

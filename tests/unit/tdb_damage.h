@@ -61,4 +61,164 @@ out:
 	return rc;
 }
 
+/*
+ * Structural damage (tdb's layout rather than one record's header), as a
+ * killed tdb_allocate() or a hostile file leaves it. tdb's layout, from
+ * its tdb_private.h: a 168-byte header (the hash size at offset 36), the
+ * free-list head and one u32 chain head per hash bucket, then records one
+ * after the other, each 24 bytes of header (next, rec_len, key_len,
+ * data_len, full_hash, magic), key, value, padding and a u32 tailer (the
+ * record's whole length) in its last 4 bytes.
+ */
+#define TDB_DAMAGE_FREE_MAGIC 0xd9fee666u
+
+static inline void
+tdb_damage_put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+
+static inline uint8_t *
+tdb_damage_load(const char *path, size_t *n)
+{
+	struct stat st;
+	uint8_t *buf;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) < 0 || st.st_size < 200 ||
+	    !(buf = malloc((size_t)st.st_size))) {
+		close(fd);
+		return NULL;
+	}
+	if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size) {
+		free(buf);
+		buf = NULL;
+	}
+	close(fd);
+	*n = (size_t)st.st_size;
+	return buf;
+}
+
+static inline int
+tdb_damage_save(const char *path, uint8_t *buf, size_t n)
+{
+	int fd = open(path, O_WRONLY), rc;
+
+	if (fd < 0) {
+		free(buf);
+		return -1;
+	}
+	rc = pwrite(fd, buf, n, 0) == (ssize_t)n ? 0 : -1;
+	close(fd);
+	free(buf);
+	return rc;
+}
+
+/* The offset of the first record. */
+static inline size_t
+tdb_damage_first(const uint8_t *buf)
+{
+	return 168 + 4 * (size_t)tdb_damage_u32(buf + 36) + 4;
+}
+
+static inline int
+tdb_damage_live(const uint8_t *buf, size_t n, size_t off)
+{
+	return off >= tdb_damage_first(buf) && off + 24 <= n &&
+	       tdb_damage_u32(buf + off + 20) == TDB_DAMAGE_MAGIC;
+}
+
+/*
+ * The damage @kind at the first place it fits, walking the records in
+ * file order:
+ *   'l' a loop: the first two live records X and Y name each other as
+ *       next, so a walk of either's hash chain runs X, Y, X, Y ... for
+ *       ever (X's old successors are out of reach)
+ *   'd' a dead loop: as 'l', and both records marked dead
+ *       (TDB_DEAD_MAGIC, which tdb's walks skip without a call back)
+ *   'o' an overlap: live A, followed by live B, grows over B (length and
+ *       tailer), while B stays in its hash chain: two records share B's
+ *       bytes, as after a killed free-list merge
+ *   'p' a length past the end: the first live record's rec_len
+ *       0x7fff0000
+ * @return 0, or -1 when the file has no place for it.
+ */
+static inline int
+tdb_damage_layout(const char *path, int kind)
+{
+	size_t n, off, x = 0;
+	uint8_t *buf = tdb_damage_load(path, &n);
+
+	if (!buf)
+		return -1;
+	for (off = tdb_damage_first(buf); off + 24 <= n;
+	     off += 24 + tdb_damage_u32(buf + off + 4)) {
+		uint32_t len = tdb_damage_u32(buf + off + 4);
+		size_t b = off + 24 + len;
+
+		if (!tdb_damage_live(buf, n, off))
+			continue;
+		if ((kind == 'l' || kind == 'd') && !x) {
+			x = off;
+		} else if (kind == 'l' || kind == 'd') {
+			tdb_damage_put32(buf + x, (uint32_t)off);
+			tdb_damage_put32(buf + off, (uint32_t)x);
+			if (kind == 'd') {
+				tdb_damage_put32(buf + x + 20, 0xfee1deadu);
+				tdb_damage_put32(buf + off + 20, 0xfee1deadu);
+			}
+			return tdb_damage_save(path, buf, n);
+		}
+		if (kind == 'o' && tdb_damage_live(buf, n, b)) {
+			uint32_t grown = len + 24 + tdb_damage_u32(buf + b + 4);
+
+			tdb_damage_put32(buf + off + 4, grown);
+			tdb_damage_put32(buf + off + 24 + grown - 4,
+					 grown + 24);
+			return tdb_damage_save(path, buf, n);
+		}
+		if (kind == 'p') {
+			tdb_damage_put32(buf + off + 4, 0x7fff0000u);
+			return tdb_damage_save(path, buf, n);
+		}
+	}
+	free(buf);
+	return -1;
+}
+
+/*
+ * Make the live record of key @b (same length @klen as @a) a second
+ * version of key @a: its key bytes and full hash become @a's, its value
+ * stays. @return 0, or -1 when either record is not found.
+ */
+static inline int
+tdb_damage_twin(const char *path, const void *a, const void *b, size_t klen)
+{
+	size_t n, off, oa = 0, ob = 0;
+	uint8_t *buf = tdb_damage_load(path, &n);
+
+	if (!buf)
+		return -1;
+	for (off = tdb_damage_first(buf); off + 24 <= n;
+	     off += 24 + tdb_damage_u32(buf + off + 4)) {
+		if (!tdb_damage_live(buf, n, off) ||
+		    tdb_damage_u32(buf + off + 8) != klen ||
+		    off + 24 + klen > n)
+			continue;
+		if (!memcmp(buf + off + 24, a, klen))
+			oa = off;
+		if (!memcmp(buf + off + 24, b, klen))
+			ob = off;
+	}
+	if (!oa || !ob) {
+		free(buf);
+		return -1;
+	}
+	memcpy(buf + ob + 24, a, klen);
+	memcpy(buf + ob + 16, buf + oa + 16, 4);
+	return tdb_damage_save(path, buf, n);
+}
+
 #endif /* CAIRN_TESTS_TDB_DAMAGE_H */

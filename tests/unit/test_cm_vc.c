@@ -2550,6 +2550,119 @@ test_kill_edits(void)
 	unlink(path);
 }
 
+/* The whole of @path, for "the check changed nothing". */
+static char *
+file_bytes(const char *p, size_t *n)
+{
+	struct stat st;
+	char *b = NULL;
+	int fd = open(p, O_RDONLY);
+
+	*n = 0;
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) == 0 && (b = malloc((size_t)st.st_size + 1)) &&
+	    pread(fd, b, (size_t)st.st_size, 0) == st.st_size)
+		*n = (size_t)st.st_size;
+	close(fd);
+	return b;
+}
+
+/*
+ * tdb's own structure damaged in a file closed cleanly (so no open
+ * sweeps or rebuilds it): vc_check() finds it in bounded time (alarm;
+ * a walk of the loop would never end), reports it and changes nothing;
+ * repair rebuilds what the hash chains still reach as an unclean open
+ * would (the result checks clean and a vc_open reads the listing), or
+ * fails (a loop, a record tdb cannot read: cairn-fsck then removes the
+ * file, cairnd empties it), leaving the file to its caller.
+ */
+static void
+test_layout(void)
+{
+	static const struct {
+		int kind;
+		const char *name;
+		bool rebuilds;
+	} cases[] = {
+		{'l', "a hash chain that loops", false},
+		{'o', "two records overlapping", true},
+		{'p', "a record length past the end", false},
+	};
+	struct fid d = mkfid(7, 0x71);
+	struct proto_attr da = mkattr(d, PROTO_T_DIR, 1);
+	struct vc_check_result res;
+	struct vc_dir *l = mklisting(&d, 3000, 1, 0), *got = NULL;
+	struct vc *vc;
+	char *before, *after;
+	size_t nb, na;
+	int errs, rc;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *nm = cases[i].name;
+
+		unlink(path);
+		vc = vc_open(path, 7, 262144);
+		vc_put_listing(vc, &da, l);
+		for (int j = 0; j < 300; j++) {
+			struct proto_attr a =
+				mkattr(mkfid(7, 0x1000 + j), PROTO_T_FILE, 1);
+
+			vc_put_attr(vc, &a);
+		}
+		vc_close(vc);
+		is_int(tdb_damage_layout(path, cases[i].kind), 0,
+		       "layout: %s: made", nm);
+		before = file_bytes(path, &nb);
+		alarm(30);
+		errs = 0;
+		is_int(vc_check(path, 0, check_cb, &errs, &res), 0,
+		       "layout: %s: check runs", nm);
+		ok(errs == 1 && res.layout == 1 && res.fixed == 0 &&
+			   (cases[i].rebuilds ? res.kept > 100 : res.kept == 0),
+		   "layout: %s: one error, tdb's structure (a rebuild would "
+		   "keep %llu)",
+		   nm, (unsigned long long)res.kept);
+		after = file_bytes(path, &na);
+		ok(before && after && na == nb && !memcmp(before, after, nb),
+		   "layout: %s: the check changed nothing", nm);
+		free(after);
+		errs = 0;
+		rc = vc_check(path, 1, check_cb, &errs, &res);
+		if (!cases[i].rebuilds) {
+			after = file_bytes(path, &na);
+			ok(rc == -EUCLEAN && res.layout == 1 && errs == 1 &&
+				   na == nb && !memcmp(before, after, nb),
+			   "layout: %s: repair cannot rebuild it: -EUCLEAN, "
+			   "the file left to the caller (%d)",
+			   nm, rc);
+			free(after);
+			free(before);
+			alarm(0);
+			continue;
+		}
+		free(before);
+		ok(rc == 0 && res.layout == 1 && res.fixed >= 1,
+		   "layout: %s: repair rebuilt it (%llu records kept, %llu "
+		   "fixed)",
+		   nm, (unsigned long long)res.kept,
+		   (unsigned long long)res.fixed);
+		errs = 0;
+		vc_check(path, 0, check_cb, &errs, &res);
+		ok(errs == 0 && res.layout == 0,
+		   "layout: %s: the file checks clean after the repair", nm);
+		alarm(0);
+		vc = vc_open(path, 7, 262144);
+		ok(vc && vc_get_dir(vc, &d, &got) == 0 && same_listing(got, l),
+		   "layout: %s: the listing reads after the repair", nm);
+		vc_dir_put(got);
+		got = NULL;
+		vc_close(vc);
+	}
+	vc_dir_put(l);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -2582,6 +2695,7 @@ main(void)
 	test_page_ids();
 	test_shared_pages();
 	test_sweep();
+	test_layout();
 	test_kill_edits();
 out:
 	unlink(path);
