@@ -2392,7 +2392,13 @@ wb_new(const struct wb_deps *deps)
 			 (unsigned long long)wb->ndirty);
 	return wb;
 fail:
-	log_err(LOG_WB, "cannot open '%s': %s", path, strerror(-rc));
+	log_err(LOG_WB, "cannot open '%s': %s%s%s%s", path, strerror(-rc),
+		rc == -EUCLEAN ? "; `cairn-fsck --check " : "",
+		rc == -EUCLEAN ? wb->d.cache_dir : "",
+		rc == -EUCLEAN ? "` says what is damaged and whether "
+				 "`cairn-fsck --repair` can mend it without "
+				 "losing a write"
+			       : "");
 	tdbj_close(wb->dj);
 	for (size_t b = 0; b < WB_BUCKETS; b++)
 		while (!SLIST_EMPTY(&wb->tab[b]))

@@ -172,6 +172,8 @@ t_ok "$([ $rc -ne 0 ] && [ $rc -ne 124 ] && echo 0 || echo 1)" \
 	"cairnd on a looped dirty.tdb stops at once with an error (exit $rc, not a hang)"
 grep -q "dirty.tdb.jnl': Structure needs cleaning" "$T_DIR/cairnd-loop.log"
 t_ok $? "... saying the structure needs cleaning"
+grep -q "cairn-fsck --check $cache\` says what is damaged" "$T_DIR/cairnd-loop.log"
+t_ok $? "... and naming the cairn-fsck command to run"
 timeout 60 "$FSCK" --repair "$cache" >"$T_DIR/repair.loop" 2>&1
 t_is "$?" 4 "... and cairn-fsck --repair leaves it (exit 4): the chains loop"
 
