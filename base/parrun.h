@@ -3,10 +3,12 @@
  *
  * Layer rule: base/ (libc and pthreads, nothing of ours; see crc32c.h).
  * Made for syncs: the fsyncs and fdatasyncs of one durable step (a
- * writeback close's chunk files, their folders and the index in
- * chunkstore/; a store's chunk objects and their folder in vol/) do not
- * depend on each other, and the disk overlaps them when they are issued
- * together, where in a row each waits for the one before.
+ * store's chunk objects and their folder in vol/) do not depend on each
+ * other, and the disk overlaps them when they are issued together, where
+ * in a row each waits for the one before. Each call costs a thread start:
+ * for a writeback close's chunk syncs in cairnd (three short syncs) that
+ * cost more CPU than the overlap saved on this project's VM (doc/cm.md,
+ * "Session 12").
  */
 #ifndef CAIRN_BASE_PARRUN_H
 #define CAIRN_BASE_PARRUN_H

@@ -120,7 +120,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "base/parrun.h"
 #include "cs_i.h"
 
 cs_fault_fn cs_fault_hook;
@@ -492,26 +491,6 @@ cs_io_fdatasync(int fd)
 	if (rc < 0)
 		return rc;
 	return fdatasync(fd) < 0 ? -errno : 0;
-}
-
-static void
-sync_one(void *arg, size_t i)
-{
-	struct cs_sync_item *it = (struct cs_sync_item *)arg + i;
-
-	it->rc = it->data ? cs_io_fdatasync(it->fd) : cs_io_fsync(it->fd);
-}
-
-int
-cs_io_sync_all(struct cs_sync_item *it, size_t n)
-{
-	int first = 0;
-
-	/* A crash test counts steps: keep them in order. */
-	par_run(n, cs_fault_hook ? 0 : PARRUN_THREADS, sync_one, it);
-	for (size_t i = 0; i < n && !first; i++)
-		first = it[i].rc;
-	return first;
 }
 
 int

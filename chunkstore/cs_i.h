@@ -127,25 +127,6 @@ int cs_io_unlink(int dirfd, const char *path);
 int cs_io_mkdir(int dirfd, const char *path, mode_t mode);
 int cs_io_fsync_dir(int dirfd, const char *path);
 
-/* One sync of cs_io_sync_all(): @fd (the caller's, not closed), fsync or
- * fdatasync (@data); @rc is the result. */
-struct cs_sync_item {
-	int fd;
-	int data;
-	int rc;
-};
-/*
- * Run the syncs of @it[0..@n) at the same time (base/parrun.h: up to three
- * short-lived threads besides the caller's; one after the other when a
- * fault hook is armed, so that a crash test's steps replay), and return
- * once all have ended. The syncs of one file's close (its chunk files,
- * their folders, the index) are independent of each other: issued
- * together the disk overlaps them, where in a row each waited for the one
- * before (doc/cm.md, "Session 12"). @return the first error, or 0; each
- * item's own result is in its @rc.
- */
-int cs_io_sync_all(struct cs_sync_item *it, size_t n);
-
 /* In-memory slot state (struct cs_slot.flags). */
 enum {
 	CS_SF_USED = 0x01,	/* holds a key; in the key and file tables */

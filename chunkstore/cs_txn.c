@@ -736,10 +736,6 @@ cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 	uint32_t *slots = NULL, *gens = NULL, n = 0, cap = 0, s;
 	uint8_t synced[CS_NDIRS] = {0};
 	char path[CS_PATH_MAX], sub[CS_PATH_MAX];
-	struct cs_sync_item *it = NULL;
-	int *idx = NULL;
-	size_t nit = 0;
-	bool ran = false;
 	int rc, first = 0;
 
 	if (!cs || !fid)
@@ -772,17 +768,8 @@ cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 		slots[n++] = s;
 	}
 	pthread_mutex_unlock(&cs->lock);
-	/* The chunk files, their folders and the index are synced together
-	 * (cs_io_sync_all()): none of them depends on another, and the
-	 * caller (a writeback close: wb_store.c store_offline()) logs the
-	 * record that names the chunks only once all have returned. A
-	 * crash before that leaves some of them synced, which promises
-	 * nothing yet. A chunk replaced meanwhile was fsynced by its own
-	 * commit or is clean; ENOENT is therefore not an error here. */
-	it = calloc(2 * (size_t)n + 1, sizeof(*it));
-	idx = calloc(2 * (size_t)n + 1, sizeof(*idx));
-	if (n && (!it || !idx) && !first)
-		first = -ENOMEM;
+	/* A chunk replaced meanwhile was fsynced by its own commit or is
+	 * clean; ENOENT is therefore not an error here. */
 	for (uint32_t i = 0; i < n && !first; i++) {
 		int fd;
 
@@ -794,45 +781,30 @@ cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 			first = fd;
 			break;
 		}
-		idx[nit] = (int)i;
-		it[nit++] = (struct cs_sync_item){fd, 0, 0};
+		rc = cs_io_fsync(fd);
+		close(fd);
+		if (rc < 0 && !first)
+			first = rc;
+		if (rc == 0) {
+			/* The file of that generation (or a newer one, which
+			 * keeps its own flag) is on disk now. */
+			pthread_mutex_lock(&cs->lock);
+			if (cs->slots[slots[i]].gen == gens[i])
+				cs->slots[slots[i]].flags &=
+					(uint16_t)~CS_SF_UNSYNCED;
+			pthread_mutex_unlock(&cs->lock);
+		}
 		if (synced[slots[i] & 0xff]++)
 			continue;
 		snprintf(sub, sizeof(sub), CS_CHUNKS_DIR "/%02x",
 			 slots[i] & 0xff);
-		fd = openat(cs->dirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0) {
-			first = -errno;
-			break;
-		}
-		idx[nit] = -1;
-		it[nit++] = (struct cs_sync_item){fd, 0, 0};
+		if ((rc = cs_io_fsync_dir(cs->dirfd, sub)) < 0 && !first)
+			first = rc;
 	}
-	if (!first && n) {
-		idx[nit] = -2; /* the index: not ours to close */
-		it[nit++] = (struct cs_sync_item){cs->idxfd, 1, 0};
-		first = cs_io_sync_all(it, nit);
-		ran = true;
-	}
-	for (size_t i = 0; i < nit; i++) {
-		if (ran && idx[i] >= 0 && it[i].rc == 0) {
-			/* The file of that generation (or a newer one, which
-			 * keeps its own flag) is on disk now. */
-			uint32_t k = (uint32_t)idx[i];
-
-			pthread_mutex_lock(&cs->lock);
-			if (cs->slots[slots[k]].gen == gens[k])
-				cs->slots[slots[k]].flags &=
-					(uint16_t)~CS_SF_UNSYNCED;
-			pthread_mutex_unlock(&cs->lock);
-		}
-		if (idx[i] != -2)
-			close(it[i].fd);
-	}
-	free(it);
-	free(idx);
 	free(slots);
 	free(gens);
+	if (!first && n)
+		first = cs_io_fdatasync(cs->idxfd);
 	if (first < 0)
 		cs_log(cs, LOG_ERR, "cannot sync the chunks of a file in '%s': %s",
 		       cs->dir, strerror(-first));
