@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/parrun.h"
 #include "common/log.h"
 #include "common/tdbw.h"
 #include "common/token.h"
@@ -1024,38 +1025,76 @@ chunk_put(struct txn *t, const uint8_t oid[16], uint64_t chunk, uint64_t gen,
  * every fdatasync is a cache flush of the device). */
 #define MADE_SYNCFS 64
 
-/* Make the chunk objects t->made[@from..] durable before the commit that
- * names them (a new file's size and blocks are what fdatasync keeps);
- * objects linked from fsynced staged chunks are durable already. */
-static int
-made_sync(struct txn *t, size_t from)
+/* One sync of made_sync(): an object's fdatasync or the folder's fsync. */
+struct msync {
+	int fd;
+	bool dir;
+	int rc;
+};
+
+static void
+msync_one(void *arg, size_t i)
 {
-	size_t n = 0;
+	struct msync *m = (struct msync *)arg + i;
+
+	m->rc = (m->dir ? fsync(m->fd) : fdatasync(m->fd)) < 0 ? -errno : 0;
+}
+
+/* Make the chunk objects t->made[@from..] durable before the commit that
+ * names them (a new file's size and blocks are what fdatasync keeps),
+ * and, when @dfd >= 0, their folder @dfd (their names); objects linked
+ * from fsynced staged chunks are durable already. The syncs do not depend
+ * on each other and are issued together (base/parrun.h): a store of a
+ * 16-64 KiB file waited for its object's fdatasync and then its folder's
+ * fsync, one after the other, before its commit's own (doc/cm.md,
+ * "Session 12"). */
+static int
+made_sync(struct txn *t, size_t from, int dfd)
+{
+	struct msync *m;
+	size_t n = 0, k = 0;
+	int rc = 0;
 
 	if (t->v->flags & VS_NOSYNC)
 		return 0;
 	for (size_t i = from; i < t->nmade; i++)
 		n += !t->made[i].durable;
-	if (n > MADE_SYNCFS)
-		return syncfs(t->v->dirfd) < 0 ? -errno : 0;
+	if (n > MADE_SYNCFS) {
+		if (syncfs(t->v->dirfd) < 0)
+			return -errno;
+		return dfd >= 0 && fsync(dfd) < 0 ? -errno : 0;
+	}
+	m = calloc(n + 1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
 	for (size_t i = from; i < t->nmade; i++) {
 		char path[DPATH_MAX];
-		int fd, rc = 0;
+		int fd;
 
 		if (t->made[i].durable)
 			continue;
 		chunk_path(path, sizeof(path), t->made[i].oid, t->made[i].chunk,
 			   t->made[i].gen);
 		fd = openat(t->v->dirfd, path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return -errno;
-		if (fdatasync(fd) < 0)
+		if (fd < 0) {
 			rc = -errno;
-		close(fd);
-		if (rc)
-			return rc;
+			break;
+		}
+		m[k++] = (struct msync){fd, false, 0};
 	}
-	return 0;
+	if (!rc) {
+		if (dfd >= 0)
+			m[k++] = (struct msync){dfd, true, 0};
+		par_run(k, PARRUN_THREADS, msync_one, m);
+	}
+	for (size_t i = 0; i < k; i++) {
+		if (!rc)
+			rc = m[i].rc;
+		if (!m[i].dir)
+			close(m[i].fd);
+	}
+	free(m);
+	return rc;
 }
 
 /*
@@ -1346,14 +1385,9 @@ data_make(struct txn *t, const struct obj *o, uint64_t newdv,
 	}
 	/* Inline chunks made no object: nothing to flush but the commit. */
 	wrote = wrote && t->nmade > made0;
-	if (wrote)
-		rc = made_sync(t, made0);
-	if (!rc && wrote && !(v->flags & VS_NOSYNC)) {
+	if (wrote && !(v->flags & VS_NOSYNC)) {
 		dfd = data_dir_open(v, o->oid, false);
-		if (dfd < 0)
-			rc = dfd;
-		else if (fsync(dfd) < 0)
-			rc = -errno;
+		rc = dfd < 0 ? dfd : made_sync(t, made0, dfd);
 	}
 out:
 	free(idx);
@@ -1425,9 +1459,7 @@ vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
 			goto out;
 	}
 	if (size) {
-		rc = made_sync(&t, 0);
-		if (!rc && !(v->flags & VS_NOSYNC) && fsync(dfd) < 0)
-			rc = -errno;
+		rc = made_sync(&t, 0, dfd);
 		if (rc)
 			goto out;
 	}
@@ -1619,9 +1651,7 @@ data_convert(struct vs_vol *v)
 					       (size_t)got);
 		}
 		if (!rc)
-			rc = made_sync(&t, made0);
-		if (!rc && !(v->flags & VS_NOSYNC) && fsync(dfd) < 0)
-			rc = -errno;
+			rc = made_sync(&t, made0, dfd);
 		close(dfd);
 		close(fd);
 		if (!rc)

@@ -15,8 +15,11 @@
 # cairnd during its untars into FILE. BENCH_UNTAR_A_ARGS and
 # BENCH_UNTAR_B_ARGS are more cairnd options for each side: one build,
 # two policies, e.g. BENCH_UNTAR_BASE=$top_builddir
-# BENCH_UNTAR_B_ARGS="--log-sync close". Not run by `make bench` (it
-# needs a second build, or the same one with other options).
+# BENCH_UNTAR_B_ARGS="--log-sync close". BENCH_UNTAR_VOLD=1 gives each
+# side its own build's cairn-vold too (A's from BENCH_UNTAR_BASE, restarted
+# on the same root and port before each untar): a change on the server's
+# side shows, in sync mode above all. Not run by `make bench` (it needs a
+# second build, or the same one with other options).
 set -u
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
@@ -29,6 +32,7 @@ STRACE=${BENCH_STRACE:-0}
 A_ARGS=${BENCH_UNTAR_A_ARGS:-}
 B_ARGS=${BENCH_UNTAR_B_ARGS:-}
 PERF=${BENCH_PERF:-}
+OWN_VOLD=${BENCH_UNTAR_VOLD:-0}
 [ -x "$BASE/cm/cairnd" ] || { echo "bench-untar-ab: no cairnd in $BASE, skipping"; exit 0; }
 cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000 / hz }' "/proc/$1/stat" 2>/dev/null; }
 now() { date +%s.%N; }
@@ -53,7 +57,7 @@ loc=$T_DIR/local
 mkdir -p "$loc"
 declare -A wall cpu dcpu syncs
 failed=0
-echo "# A = $BASE ${A_ARGS:+($A_ARGS) }, B = $top_builddir ${B_ARGS:+($B_ARGS) }; $NFILES files, $MODE, $RUNS runs (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "# A = $BASE ${A_ARGS:+($A_ARGS) }, B = $top_builddir ${B_ARGS:+($B_ARGS) }; $NFILES files, $MODE, $RUNS runs, cairn-vold $([ "$OWN_VOLD" = 1 ] && echo "each side's" || echo "B's") (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '# %-3s %-4s %8s %8s %7s %10s %10s %8s\n' run side "untar s" "local s" ratio "cpu ms/f" "drain ms/f" "syncs/f"
 untar_one() { # SIDE BUILD RUN
 	local side=$1 build=$2 run=$3 vol mnt pid c0 c1 c2 t0 t1 lt0 lt1 sp="" pp="" s=- extra
@@ -61,6 +65,10 @@ untar_one() { # SIDE BUILD RUN
 	[ "$side" = B ] && extra=$B_ARGS
 	vol=$side$run
 	mnt=$T_DIR/mnt-$side$run
+	if [ "$OWN_VOLD" = 1 ]; then
+		vold_stop
+		VOLD=$build/vol/cairn-vold vold_restart --stage-max 2G || exit 99
+	fi
 	vos create "$vol" >/dev/null 2>&1 || exit 99
 	make_token "$vol" rw "$T_DIR/tok-$vol"
 	# shellcheck disable=SC2086 # $extra: options, split on purpose
