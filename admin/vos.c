@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -1358,9 +1359,19 @@ static void ahead_judge(struct imp *im, int fd);
 static int import_dir(struct imp *im, int dfd, const struct fid *dir,
 		      const char *path, int depth);
 
+/* Open @name in @dfd for the import: O_NONBLOCK so that a FIFO put
+ * there since the readdir or stat does not block vos for good. */
+static int
+import_open(int dfd, const char *name, bool dir)
+{
+	return openat(dfd, name,
+		      O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY |
+			      (dir ? O_DIRECTORY : 0));
+}
+
 static int
 import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
-	     const char *dpath, int depth)
+	     unsigned char type, const char *dpath, int depth)
 {
 	char path[PATH_MAX];
 	struct proto_op op = {0};
@@ -1375,7 +1386,24 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 	if (rc)
 		return report(rc, "cannot import '%s': the name is not valid in a "
 			    "volume", path);
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	/* A regular file or a directory by readdir's d_type (most of a
+	 * tree) is opened first and its attributes taken from the open
+	 * file: one path lookup instead of two (fstatat, then openat), and
+	 * the file recorded is the one read by construction. Opening
+	 * either has no effect on it. Other types (and DT_UNKNOWN) are
+	 * stat'ed first, as is a name whose open fails or that is no
+	 * longer of readdir's type (swapped since: imported as what it is
+	 * now, or refused as before): opening a device can have effects. */
+	if (type == DT_REG || type == DT_DIR) {
+		fd = import_open(dfd, name, type == DT_DIR);
+		if (fd >= 0 && (fstat(fd, &st) < 0 ||
+				(type == DT_REG ? !S_ISREG(st.st_mode)
+						: !S_ISDIR(st.st_mode)))) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	if (fd < 0 && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return report(-errno, "cannot stat '%s'", path);
 	ts_ns(&st.st_atim, &at);
 	ts_ns(&st.st_mtim, &mt);
@@ -1393,6 +1421,8 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 			rc = vs_apply_raw(im->v, &op, NULL);
 			if (rc)
 				fail(rc, "cannot link '%s'", path);
+			if (fd >= 0)
+				close(fd);
 			return rc;
 		}
 	}
@@ -1453,38 +1483,46 @@ import_entry(struct imp *im, int dfd, const struct fid *dir, const char *name,
 	if (!rc)
 		rc = vs_apply_raw(im->v, &op, &res);
 	free(op.target);
-	if (rc)
+	if (rc) {
+		if (fd >= 0)
+			close(fd);
 		return report(rc, "cannot import '%s'", path);
+	}
 	im->files++;
 	progress(im, "imported", false);
 	if (h == NULL && !S_ISDIR(st.st_mode) && st.st_nlink > 1) {
 		h = hl_add(&im->hl, st.st_dev, st.st_ino);
-		if (!h)
+		if (!h) {
+			if (fd >= 0)
+				close(fd);
 			return -ENOMEM;
+		}
 		h->fid = res.attr.fid;
 	}
 	if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
 		struct stat ost;
 
-		/* The name may have been swapped since the fstatat above (a
-		 * source others can write): O_NONBLOCK so that a FIFO put
-		 * there does not block vos for good, and the open file must
-		 * be the inode stat'ed (whose attributes are recorded). */
-		fd = openat(dfd, name,
-			    O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |
-				    O_NOCTTY |
-				    (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0));
-		if (fd < 0)
-			return report(-errno, "cannot open '%s'", path);
-		if (fstat(fd, &ost) < 0 || ost.st_dev != st.st_dev ||
-		    ost.st_ino != st.st_ino ||
-		    (ost.st_mode & S_IFMT) != (st.st_mode & S_IFMT)) {
-			close(fd);
-			return report(-ESTALE, "'%s' changed while importing",
-				      path);
+		/* Stat'ed first (DT_UNKNOWN): the name may have been
+		 * swapped since (a source others can write), so the open
+		 * file must be the inode stat'ed (whose attributes are
+		 * recorded). */
+		if (fd < 0) {
+			fd = import_open(dfd, name, S_ISDIR(st.st_mode));
+			if (fd < 0)
+				return report(-errno, "cannot open '%s'", path);
+			if (fstat(fd, &ost) < 0 || ost.st_dev != st.st_dev ||
+			    ost.st_ino != st.st_ino ||
+			    (ost.st_mode & S_IFMT) != (st.st_mode & S_IFMT)) {
+				close(fd);
+				return report(-ESTALE,
+					      "'%s' changed while importing",
+					      path);
+			}
 		}
-		if (S_ISREG(st.st_mode) &&
-		    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+		/* O_NONBLOCK off (reads of a regular file ignore it on
+		 * Linux, but a FUSE or network source sees the flag); the
+		 * open sets no other flag F_SETFL changes. */
+		if (S_ISREG(st.st_mode) && fcntl(fd, F_SETFL, 0) < 0) {
 			rc = -errno;
 			close(fd);
 			return report(rc, "cannot open '%s'", path);
@@ -1755,8 +1793,8 @@ import_dir(struct imp *im, int dfd, const struct fid *dir, const char *path,
 				     ents[sent].type);
 			sent++;
 		}
-		rc = import_entry(im, dirfd(d), dir, arena + ents[i].off, path,
-				  depth);
+		rc = import_entry(im, dirfd(d), dir, arena + ents[i].off,
+				  ents[i].type, path, depth);
 	}
 	free(ents);
 	free(arena);
@@ -1813,7 +1851,7 @@ cmd_import(int argc, char **argv)
 	struct stat st;
 	const char *name, *src;
 	int c, rc, sfd = -1;
-	int64_t at, mt, ct;
+	int64_t at, mt, ct, t_walk, t_sync, t_end;
 	bool made = false;
 
 	while ((c = getopt_cmd_s(argc, argv, "hj:", lo, usage_import)) != -1)
@@ -1903,6 +1941,7 @@ cmd_import(int argc, char **argv)
 	rc = vs_apply_raw(im.v, &op, NULL);
 	if (!rc)
 		rc = import_xattrs(&im, sfd, &vi.root, src);
+	t_walk = mono_ms();
 	if (!rc)
 		rc = import_dir(&im, sfd, &vi.root, src, 0);
 	/* Every file's data written and recorded, or the workers stopped. */
@@ -1914,8 +1953,10 @@ cmd_import(int argc, char **argv)
 	ts_ns(&st.st_ctim, &ct);
 	rc = vs_import_times(im.v, &vi.root, at, mt, ct);
 	progress(&im, NULL, true);
+	t_sync = mono_ms();
 	if (!rc)
 		rc = vs_vol_sync(im.v);
+	t_end = mono_ms();
 	if (rc) {
 		fail(rc, "cannot finish the import");
 		goto out;
@@ -1929,9 +1970,26 @@ cmd_import(int argc, char **argv)
 	}
 	made = false;
 	/* For tests (t1191, t1192): did reading ahead run? */
-	if (getenv("CAIRN_VOS_DEBUG"))
+	if (getenv("CAIRN_VOS_DEBUG")) {
+		struct rusage ru;
+
 		fprintf(stderr, "vos: debug: read ahead %" PRIu64 " files\n",
 			im.asked);
+		fprintf(stderr,
+			"vos: debug: walk %" PRId64 " ms, sync %" PRId64
+			" ms\n",
+			t_sync - t_walk, t_end - t_sync);
+		/* The walk is one thread (tdb, source reads of small
+		 * files): its CPU bounds an import's rate (the benches). */
+		if (getrusage(RUSAGE_THREAD, &ru) == 0)
+			fprintf(stderr,
+				"vos: debug: main thread CPU %ld.%06ld s "
+				"user, %ld.%06ld s system\n",
+				(long)ru.ru_utime.tv_sec,
+				(long)ru.ru_utime.tv_usec,
+				(long)ru.ru_stime.tv_sec,
+				(long)ru.ru_stime.tv_usec);
+	}
 	printf("imported %s into volume %s (id %08x): %" PRIu64 " objects, "
 	       "%" PRIu64 " bytes\n",
 	       esc(src), name, vi.id, im.files, im.bytes);
