@@ -1789,8 +1789,9 @@ ahead_main(void *arg)
 		int c;
 
 		pos = l ? __atomic_load_n(&l->pos, __ATOMIC_RELAXED) : 0;
+		/* @next is read by the walk without the lock (ahead_at()) */
 		if (l && l->next <= pos)
-			l->next = pos + 1;
+			__atomic_store_n(&l->next, pos + 1, __ATOMIC_RELAXED);
 		if (!l || !__atomic_load_n(&im->ahead, __ATOMIC_RELAXED) ||
 		    l->next >= l->n || l->next > pos + IMPORT_AHEAD) {
 			__atomic_store_n(&q->sleeping, true, __ATOMIC_RELAXED);
@@ -1798,7 +1799,8 @@ ahead_main(void *arg)
 			__atomic_store_n(&q->sleeping, false, __ATOMIC_RELAXED);
 			continue;
 		}
-		i = l->next++;
+		i = l->next;
+		__atomic_store_n(&l->next, i + 1, __ATOMIC_RELAXED);
 		l->users++;
 		pthread_mutex_unlock(&q->lock);
 		c = import_ahead(im->cs, l->dfd, l->arena + l->ents[i].off,
