@@ -325,17 +325,19 @@ struct wbenv {
 	char path[256];
 };
 
-/* @return 0, or -1 with a failed check said (wbenv_close() all the same). */
+/* A fresh chunk store of @chunk_size in DIR/@name/cs (what was there is
+ * removed). @return 0, or -1 with a failed check said. */
 static int
-wbenv_open(struct wbenv *e, const char *name, uint32_t vol, uint32_t chunk_size)
+wbenv_create(struct wbenv *e, const char *name, uint32_t chunk_size)
 {
 	struct cs_params p = {0};
-	struct fid root = mkfid(vol, 0x01);
-	char path[300];
-	int err = 0;
+	char path[300], cmd[300];
 
 	memset(e, 0, sizeof(*e));
 	snprintf(e->path, sizeof(e->path), "%s/%s", dir, name);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->path);
+	if (system(cmd) != 0)
+		diag("cannot remove '%s'", e->path);
 	mkdir(e->path, 0700);
 	snprintf(path, sizeof(path), "%s/cs", e->path);
 	p.chunk_size = chunk_size;
@@ -343,10 +345,25 @@ wbenv_open(struct wbenv *e, const char *name, uint32_t vol, uint32_t chunk_size)
 		ok(0, "set up a chunk store");
 		return -1;
 	}
+	return 0;
+}
+
+/* Open the cache in e->path as cairnd would: chunk store, metadata cache
+ * of volume @vol, inode table rooted at @root, mcache and wb (a restart
+ * after wbenv_detach() too). @return 0 or -1 (nothing said). */
+static int
+wbenv_attach(struct wbenv *e, uint32_t vol, const struct fid *root,
+	     const char *volume)
+{
+	struct cs_params p = {0};
+	char path[300];
+	int err = 0;
+
+	snprintf(path, sizeof(path), "%s/cs", e->path);
 	e->cs = cs_open(path, &p, &err);
 	snprintf(path, sizeof(path), "%s/meta.tdb", e->path);
 	e->vc = e->cs ? vc_open(path, vol, cs_chunk_size(e->cs)) : NULL;
-	e->ino = ino_new(&root);
+	e->ino = ino_new(root);
 	cm_loop_init(&e->loop);
 	e->mc = e->vc && e->ino ? mcache_new(e->ino, e->vc, e->cs, &e->loop,
 					     &e->st, &e->hooks)
@@ -356,17 +373,43 @@ wbenv_open(struct wbenv *e, const char *name, uint32_t vol, uint32_t chunk_size)
 	e->d.mc = e->mc;
 	e->d.ino = e->ino;
 	e->d.st = &e->st;
-	e->d.root = root;
+	e->d.root = *root;
 	e->d.cache_dir = e->path;
-	e->d.volume = name;
+	e->d.volume = volume;
 	e->d.chunk_size = e->cs ? cs_chunk_size(e->cs) : 0;
 	e->d.timeout_ms = 1000;
 	e->d.dirty_limit = 1ull << 30;
 	e->d.cache_size = 64ull << 20;
 	e->wb = e->mc ? wb_new(&e->d) : NULL;
-	if (!e->wb) {
-		ok(0, "set up cs, vc, mcache and wb: %s",
-		   strerror(err ? -err : errno));
+	return e->wb ? 0 : -1;
+}
+
+/* Close what wbenv_attach() opened; the files stay. */
+static void
+wbenv_detach(struct wbenv *e)
+{
+	wb_free(e->wb);
+	mcache_free(e->mc);
+	ino_free(e->ino);
+	vc_close(e->vc);
+	cs_close(e->cs);
+	e->wb = NULL;
+	e->mc = NULL;
+	e->ino = NULL;
+	e->vc = NULL;
+	e->cs = NULL;
+}
+
+/* @return 0, or -1 with a failed check said (wbenv_close() all the same). */
+static int
+wbenv_open(struct wbenv *e, const char *name, uint32_t vol, uint32_t chunk_size)
+{
+	struct fid root = mkfid(vol, 0x01);
+
+	if (wbenv_create(e, name, chunk_size) < 0)
+		return -1;
+	if (wbenv_attach(e, vol, &root, name) < 0) {
+		ok(0, "set up cs, vc, mcache and wb: %s", strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -377,11 +420,7 @@ wbenv_close(struct wbenv *e)
 {
 	char cmd[300];
 
-	wb_free(e->wb);
-	mcache_free(e->mc);
-	ino_free(e->ino);
-	vc_close(e->vc);
-	cs_close(e->cs);
+	wbenv_detach(e);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->path);
 	if (system(cmd) != 0)
 		diag("cannot remove '%s'", e->path);
@@ -791,27 +830,17 @@ journal_break_mend(struct wb **wbp, struct vc *vc, struct cm_stats *st,
 static void
 test_kill(void)
 {
-	struct cs_params p = {0};
+	struct wbenv e;
 	struct fid root = mkfid(RACE_VOL, 0x01), f = mkfid(RACE_VOL, 0x30),
 		   g = mkfid(RACE_VOL, 0x50);
-	struct cm_stats st;
-	struct cm_loop loop;
-	struct mcache_hooks hooks = {0};
-	struct wb_deps d;
-	struct ino_table *ino = NULL;
-	struct mcache *mc = NULL;
-	struct cs_store *cs = NULL;
-	struct vc *vc = NULL;
-	struct wb *wb = NULL;
 	struct proto_attr a, o;
 	struct wb_rec r;
 	struct wb_kill k = {.how = WB_KILL, .mode = 06755};
 	struct cs_key key;
 	struct cs_info info;
-	char path[320], cmd[340], cdir[200];
+	char path[320];
 	uint64_t need = 0;
 	void *buf = NULL;
-	int err = 0;
 
 	is_int((int)wb_killed_mode(06755, WB_KILL), 0755,
 	       "a kill clears set-user-ID and a group-executable set-group-ID");
@@ -819,64 +848,33 @@ test_kill(void)
 	       "not set-group-ID without group execute");
 	is_int((int)wb_killed_mode(06745, WB_KILL_ALL), 0745,
 	       "unless all (a caller outside the group)");
-	snprintf(cdir, sizeof(cdir), "%s/kill", dir);
-	mkdir(cdir, 0700);
-	snprintf(path, sizeof(path), "%s/cs", cdir);
-	p.chunk_size = 65536;
-	if (mkdir(path, 0700) < 0 || cs_create(path, &p) < 0) {
-		ok(0, "set up a chunk store");
-		return;
-	}
-	cs = cs_open(path, &p, &err);
-	snprintf(path, sizeof(path), "%s/meta.tdb", cdir);
-	vc = cs ? vc_open(path, RACE_VOL, cs_chunk_size(cs)) : NULL;
-	ino = ino_new(&root);
-	memset(&st, 0, sizeof(st));
-	cm_loop_init(&loop);
-	mc = vc && ino ? mcache_new(ino, vc, cs, &loop, &st, &hooks) : NULL;
-	memset(&d, 0, sizeof(d));
-	d.loop = &loop;
-	d.cs = cs;
-	d.mc = mc;
-	d.ino = ino;
-	d.st = &st;
-	d.root = root;
-	d.cache_dir = cdir;
-	d.volume = "kill";
-	d.chunk_size = cs ? cs_chunk_size(cs) : 0;
-	d.timeout_ms = 1000;
-	d.dirty_limit = 1ull << 30;
-	d.cache_size = 64ull << 20;
-	wb = mc ? wb_new(&d) : NULL;
-	if (!wb) {
-		ok(0, "set up cs, vc, mcache and wb");
+	if (wbenv_open(&e, "kill", RACE_VOL, 65536) < 0)
 		goto out;
-	}
 	memset(&a, 0, sizeof(a));
 	a.fid = f;
 	a.type = PROTO_T_FILE;
 	a.mode = S_IFREG | 06755;
 	a.nlink = 1;
 	a.dv = 77;
-	vc_put_attr(vc, &a);
-	ok(wb_open_write(wb, &a, &root, "suid") == 0, "open a 6755 file");
-	ok(saved_rec(cdir, &f, &r, &buf) != 0, "no state saved before");
+	vc_put_attr(e.vc, &a);
+	ok(wb_open_write(e.wb, &a, &root, "suid") == 0, "open a 6755 file");
+	ok(saved_rec(e.path, &f, &r, &buf) != 0, "no state saved before");
 	free(buf);
-	is_int((int)wb_write(wb, &f, 0, "new", 3, &need, &k), 3,
+	is_int((int)wb_write(e.wb, &f, 0, "new", 3, &need, &k), 3,
 	       "a flagged write");
 	o = a;
-	wb_overlay(wb, &o);
+	wb_overlay(e.wb, &o);
 	is_int((int)(o.mode & 07777), 0755, "the overlay shows 0755");
 	/* The second write has nothing to clear (the state's mode goes
 	 * first, not the caller's stale view). */
-	is_int((int)wb_write(wb, &f, 3, "er", 2, &need, &k), 2,
+	is_int((int)wb_write(e.wb, &f, 3, "er", 2, &need, &k), 2,
 	       "a second flagged write");
 	/* The state is in dirty.tdb or its journal; wb_free() checkpoints
 	 * the journal into dirty.tdb, read here (nothing is stored without
 	 * a loop). What a kill -9 leaves is test_kill_die's. */
-	wb_free(wb);
-	wb = NULL;
-	ok(saved_rec(cdir, &f, &r, &buf) == 0, "its state is saved");
+	wb_free(e.wb);
+	e.wb = NULL;
+	ok(saved_rec(e.path, &f, &r, &buf) == 0, "its state is saved");
 	ok((r.sa_mask & PROTO_SA_MODE) && r.sa_mode == 0755,
 	   "with the cleared mode (mask 0x%x mode %o)", r.sa_mask, r.sa_mode);
 	free(buf);
@@ -896,7 +894,7 @@ test_kill(void)
 		struct tdb_context *tdb;
 		TDB_DATA kk = {(unsigned char *)&g, sizeof(g)}, vv;
 
-		snprintf(path, sizeof(path), "%s/dirty.tdb", cdir);
+		snprintf(path, sizeof(path), "%s/dirty.tdb", e.path);
 		tdb = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
 		vv.dptr = v;
 		vv.dsize = len;
@@ -905,94 +903,31 @@ test_kill(void)
 		if (tdb)
 			tdb_close(tdb);
 		free(v);
-		wb = wb_new(&d);
+		e.wb = wb_new(&e.d);
 	}
 	a.fid = g;
 	a.dv = 78;
 	a.size = 0;
-	vc_put_attr(vc, &a);
-	ok(wb && wb_open_write(wb, &a, &root, "logged") == 0,
+	vc_put_attr(e.vc, &a);
+	ok(e.wb && wb_open_write(e.wb, &a, &root, "logged") == 0,
 	   "open it for writing");
-	is_int((int)wb_write(wb, &g, 0, "new", 3, &need, &k), -EPERM,
+	is_int((int)wb_write(e.wb, &g, 0, "new", 3, &need, &k), -EPERM,
 	       "a flagged write to it: -EPERM (the setattr goes first)");
 	cm_chunk_key(&key, &g, 0);
-	ok(cs_lookup(cs, &key, &info) != 0, "and nothing of it written");
+	ok(cs_lookup(e.cs, &key, &info) != 0, "and nothing of it written");
 	o = a;
-	wb_overlay(wb, &o);
+	wb_overlay(e.wb, &o);
 	is_int((int)(o.mode & 07777), 06755, "nor a mode folded");
-	is_int((int)wb_write(wb, &g, 0, "new", 3, &need, NULL), 3,
+	is_int((int)wb_write(e.wb, &g, 0, "new", 3, &need, NULL), 3,
 	       "written once the setattr went (no kill)");
-	wb_release_write(wb, &g);
-	if (wb)
-		journal_break_mend(&wb, vc, &st, cdir, &root);
+	wb_release_write(e.wb, &g);
+	if (e.wb)
+		journal_break_mend(&e.wb, e.vc, &e.st, e.path, &root);
 out:
-	wb_free(wb);
-	mcache_free(mc);
-	ino_free(ino);
-	vc_close(vc);
-	cs_close(cs);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cdir);
-	if (system(cmd) != 0)
-		diag("cannot remove '%s'", cdir);
+	wbenv_close(&e);
 }
 
 /* --- kill -9 in the middle of a flagged write --- */
-
-struct kenv {
-	struct cs_params p;
-	struct cm_stats st;
-	struct cm_loop loop;
-	struct mcache_hooks hooks;
-	struct wb_deps d;
-	struct ino_table *ino;
-	struct mcache *mc;
-	struct cs_store *cs;
-	struct vc *vc;
-	struct wb *wb;
-	char cdir[200];
-};
-
-static int
-kenv_open(struct kenv *e, const struct fid *root)
-{
-	char path[300];
-	int err = 0;
-
-	snprintf(path, sizeof(path), "%s/cs", e->cdir);
-	e->p.chunk_size = 65536;
-	e->cs = cs_open(path, &e->p, &err);
-	snprintf(path, sizeof(path), "%s/meta.tdb", e->cdir);
-	e->vc = e->cs ? vc_open(path, RACE_VOL, cs_chunk_size(e->cs)) : NULL;
-	e->ino = ino_new(root);
-	cm_loop_init(&e->loop);
-	e->mc = e->vc && e->ino ? mcache_new(e->ino, e->vc, e->cs, &e->loop,
-					     &e->st, &e->hooks)
-				: NULL;
-	e->d.loop = &e->loop;
-	e->d.cs = e->cs;
-	e->d.mc = e->mc;
-	e->d.ino = e->ino;
-	e->d.st = &e->st;
-	e->d.root = *root;
-	e->d.cache_dir = e->cdir;
-	e->d.volume = "kill9";
-	e->d.chunk_size = e->cs ? cs_chunk_size(e->cs) : 0;
-	e->d.timeout_ms = 1000;
-	e->d.dirty_limit = 1ull << 30;
-	e->d.cache_size = 64ull << 20;
-	e->wb = e->mc ? wb_new(&e->d) : NULL;
-	return e->wb ? 0 : -1;
-}
-
-static void
-kenv_close(struct kenv *e)
-{
-	wb_free(e->wb);
-	mcache_free(e->mc);
-	ino_free(e->ino);
-	vc_close(e->vc);
-	cs_close(e->cs);
-}
 
 static int die_at, die_steps;
 
@@ -1023,30 +958,19 @@ die_saved(void)
  * closed).
  */
 static int
-die_round(struct kenv *e, const char *name, uint32_t chunk_size,
+die_round(struct wbenv *e, const char *name, uint32_t chunk_size,
 	  const struct fid *root, int n,
-	  void (*child)(struct kenv *e, int n, void *arg), void *arg)
+	  void (*child)(struct wbenv *e, int n, void *arg), void *arg)
 {
-	char path[300], cmd[300];
 	pid_t pid;
 	int status = 0;
 
-	memset(e, 0, sizeof(*e));
-	snprintf(e->cdir, sizeof(e->cdir), "%s/%s", dir, name);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->cdir);
-	if (system(cmd) != 0)
-		diag("cannot remove '%s'", e->cdir);
-	mkdir(e->cdir, 0700);
-	snprintf(path, sizeof(path), "%s/cs", e->cdir);
-	e->p.chunk_size = chunk_size;
-	if (mkdir(path, 0700) < 0 || cs_create(path, &e->p) < 0) {
-		ok(0, "set up a chunk store");
+	if (wbenv_create(e, name, chunk_size) < 0)
 		return -1;
-	}
 	fflush(NULL);
 	pid = fork();
 	if (pid == 0) {
-		if (kenv_open(e, root) < 0)
+		if (wbenv_attach(e, RACE_VOL, root, "kill9") < 0)
 			_exit(3);
 		child(e, n, arg);
 		_exit(99); /* a child that did not exit */
@@ -1056,9 +980,9 @@ die_round(struct kenv *e, const char *name, uint32_t chunk_size,
 		ok(0, "step %d: the child ran (status 0x%x)", n, status);
 		return -1;
 	}
-	if (kenv_open(e, root) < 0) {
+	if (wbenv_attach(e, RACE_VOL, root, "kill9") < 0) {
 		ok(0, "step %d: reopen the cache", n);
-		kenv_close(e);
+		wbenv_detach(e);
 		return -1;
 	}
 	return WEXITSTATUS(status) == 0;
@@ -1083,7 +1007,7 @@ struct kill_die_arg {
 };
 
 static void
-kill_die_child(struct kenv *e, int n, void *arg)
+kill_die_child(struct wbenv *e, int n, void *arg)
 {
 	struct kill_die_arg *c = arg;
 	struct wb_kill k = {.how = WB_KILL, .mode = 06755};
@@ -1127,7 +1051,7 @@ test_kill_die(void)
 	c.data = data;
 	c.len = sizeof(data);
 	for (n = 1; n < 200 && rc == 0; n++) {
-		struct kenv e;
+		struct wbenv e;
 
 		rc = die_round(&e, "kill9", 65536, &c.root, n, kill_die_child,
 			       &c);
@@ -1144,7 +1068,7 @@ test_kill_die(void)
 				bad++;
 			}
 		}
-		kenv_close(&e);
+		wbenv_detach(&e);
 	}
 	ok(rc == 1, "the write completed at step %d", n - 1);
 	ok(dirty_seen > 0, "%d restarts found a dirty state", dirty_seen);
@@ -1166,7 +1090,7 @@ test_kill_die(void)
 /* test_trunc_die's child: three chunks written and committed, then the
  * truncate to 100 that dies. */
 static void
-trunc_die_child(struct kenv *e, int n, void *arg)
+trunc_die_child(struct wbenv *e, int n, void *arg)
 {
 	struct proto_attr *a = arg;
 	struct fid root = mkfid(RACE_VOL, 0x01);
@@ -1200,7 +1124,7 @@ test_trunc_die(void)
 	a.nlink = 1;
 	a.dv = 93;
 	for (n = 1; n < 200 && rc == 0; n++) {
-		struct kenv e;
+		struct wbenv e;
 		uint64_t need = 0;
 		ssize_t got;
 
@@ -1217,7 +1141,7 @@ test_trunc_die(void)
 		} else if (got > 100 && got < (ssize_t)TR_LEN - 1) {
 			mid++;
 		}
-		kenv_close(&e);
+		wbenv_detach(&e);
 	}
 	ok(rc == 1, "the truncate completed at step %d", n - 1);
 	is_int(bad, 0, "every restart read a prefix of the file, no zeros");
