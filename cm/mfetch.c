@@ -1228,7 +1228,14 @@ event_apply(struct mfetch *mf, const struct proto_event *ev)
 	ino = ino_of(mf->ino, &ev->fid);
 	switch (ev->kind) {
 	case PROTO_EV_DATA:
-		if (have && a.dv == ev->dv) {
+		/* Old news as well: the answer to our own store (or a fetch)
+		 * gave a later DV already. The event of a create or store of
+		 * ours held back while the next store was in flight comes
+		 * after that store's answer; dropping the attributes then
+		 * cost a getattr a file, and a disconnect before its answer
+		 * left the file EIO offline (t2365). A server DV only
+		 * grows. */
+		if (have && !(a.dv & CM_DV_LOCAL) && a.dv >= ev->dv) {
 			/* Past this event the saved sequence must not
 			 * go while the file holds an older DV. */
 			mcache_sync_attr(mf->mc, &ev->fid);

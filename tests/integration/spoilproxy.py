@@ -36,7 +36,10 @@ import threading
 import time
 
 HOP = ("content-length", "transfer-encoding", "connection")
-FORWARD = ("authorization", "content-type", "if-none-match")
+# x-cairn-protocol: without it the server takes cairnd for an old client
+# and shows device nodes and sockets as empty files (mknod c gave EIO).
+FORWARD = ("authorization", "content-type", "if-none-match",
+           "x-cairn-protocol")
 
 
 def main():
