@@ -479,7 +479,7 @@ int vs_import_plan(uint64_t files, struct vs_import_budget *b);
 void vs_import_budget(struct vs_vol *v, const struct vs_import_budget *b);
 bool vs_import_full(struct vs_vol *v);
 /* Will a file of @size bytes go inline whole (one chunk of at most
- * VS_INLINE_WRITE_MAX bytes, meta.tdb under its cap), so that no chunk
+ * VS_INLINE_BULK_WRITE_MAX bytes, meta.tdb under its cap), so that no chunk
  * object is made for it? Any thread, a VS_BULK handle. */
 bool vs_import_inlines(struct vs_vol *v, uint64_t size);
 

@@ -83,14 +83,20 @@ struct cent {
 #define CENT_INLINE	1u
 #define VS_INLINE_MAX	65536
 /* What a store writes inline (the format accepts up to VS_INLINE_MAX):
- * chunks of at most VS_INLINE_WRITE_MAX bytes, while meta.tdb is smaller
+ * chunks of at most VS_INLINE_WRITE_MAX bytes (the protocol's inline
+ * store, 64 KiB: a small file's store is then one journal fdatasync, not
+ * also an object's fdatasync and its folder's fsync), while meta.tdb is smaller
  * than VS_INLINE_TDB_MAX (a bulk import, VS_BULK: its own cap, below).
  * tdb's offsets are 32-bit: a file cannot pass 4 GiB, and meta.tdb is
  * mapped whole by every process that opens the volume, so the bytes of
  * small files must not grow it without bound (a million 16 KiB files
  * would be 16 GiB). Past the cap, small chunks are objects again, as in
  * format 2. */
-#define VS_INLINE_WRITE_MAX	16384
+#define VS_INLINE_WRITE_MAX	65536
+/* A bulk import's bound (vos import --jobs 0): lower, so that its tdb
+ * budget (below) holds the bytes of more of the small files, the ones
+ * that gain most from having no object. */
+#define VS_INLINE_BULK_WRITE_MAX	16384
 #define VS_INLINE_TDB_MAX	(1024ull << 20)
 /*
  * The tdb budget of a bulk import (vs_import.c, vs_import_plan()). tdb

@@ -918,14 +918,15 @@ chunk_read(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 }
 
 /* Does a chunk of @len stored bytes go inline (VS_INLINE_WRITE_MAX)? A
- * bulk import (vos import --jobs 0) too, until meta.tdb reaches its cap
- * (vs_import_plan()). */
+ * bulk import (vos import --jobs 0) too, up to VS_INLINE_BULK_WRITE_MAX,
+ * until meta.tdb reaches its cap (vs_import_plan()). */
 static bool
 inline_ok(struct vs_vol *v, size_t len)
 {
 	struct stat st;
 
-	if (len > VS_INLINE_WRITE_MAX ||
+	if (len > ((v->flags & VS_BULK) ? VS_INLINE_BULK_WRITE_MAX
+					  : VS_INLINE_WRITE_MAX) ||
 	    ((v->flags & VS_BULK) &&
 	     __atomic_load_n(&v->bulk_objects, __ATOMIC_RELAXED)))
 		return false;
@@ -1412,7 +1413,7 @@ vs_import_data(struct vs_vol *v, const struct fid *fid, int srcfd,
 	/* A bulk import (--jobs 0): the bytes that may go inline count
 	 * toward the next look at meta.tdb's size, which the file's
 	 * vs_import_times() makes (vs_bulk_grow()). */
-	if ((v->flags & VS_BULK) && size <= VS_INLINE_WRITE_MAX)
+	if ((v->flags & VS_BULK) && size <= VS_INLINE_BULK_WRITE_MAX)
 		v->bulk_inl += size + 64;
 	rc = txn_start(&t, v, false);
 	if (rc)

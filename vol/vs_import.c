@@ -238,7 +238,7 @@ vs_import_write(struct vs_vol *v, const struct fid *fid, uint64_t gen,
 		/* Small: the bytes go in the map entry (vs_import_done()),
 		 * no object. An inode allocation in data/XX was most of the
 		 * cost of a small file's import. */
-		if ((size_t)got <= VS_INLINE_WRITE_MAX &&
+		if ((size_t)got <= VS_INLINE_BULK_WRITE_MAX &&
 		    !__atomic_load_n(&v->bulk_objects, __ATOMIC_RELAXED)) {
 			c[n].data = malloc((size_t)got);
 			if (!c[n].data) {
@@ -347,7 +347,7 @@ out:
 bool
 vs_import_inlines(struct vs_vol *v, uint64_t size)
 {
-	return (v->flags & VS_BULK) && size <= VS_INLINE_WRITE_MAX &&
+	return (v->flags & VS_BULK) && size <= VS_INLINE_BULK_WRITE_MAX &&
 	       size <= v->cs &&
 	       !__atomic_load_n(&v->bulk_objects, __ATOMIC_RELAXED);
 }

@@ -2,8 +2,9 @@
 # t1162-vol-inline-export: vos export of a volume cairn-vold is changing
 # through inline chunks (format 3: the bytes live in meta.tdb) reads one
 # instant that includes every acknowledged change: while a writer bumps a
-# counter in small file A, then in B (stores of 100 to 60,000
-# bytes), and makes a new small file at each round, every export succeeds,
+# counter in small file A, then in B (stores of 100 to 130,000
+# bytes: inline up to 64 KiB, staged above), and makes a new small file
+# at each round, every export succeeds,
 # holds A = B or A = B + 1, has A at least at the generation acknowledged
 # before it started, every file made before it started with its bytes,
 # and no snapshot is left behind.
@@ -29,28 +30,33 @@ vc = __import__("vol-client")
 root, a, b, gen = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 c = vc.conn()
 def body(n):
-    size = 100 + (n * 7919) % 59900
+    size = 100 + (n * 7919) % 129900
     return (b"%08d" % n + bytes([n % 251]) * size)[:size]
+CS = 262144
+def store_op(fid, base_dv, d):
+    """A store of d: inline (data) up to 64 KiB, the protocol's bound;
+    staged first (a PUT) above, which makes a chunk object."""
+    op = {"op": "store", "opid": os.urandom(16).hex(), "fid": fid, "base_dv": base_dv,
+          "txid": os.urandom(16).hex(), "chunk_size": CS, "size": len(d), "chunks": [0]}
+    if len(d) <= 65536:
+        op["data"] = base64.b64encode(d).decode()
+    else:
+        st, rep, _ = vc.request("PUT", vc.vpath("/stage/%s/%s/0?size=%d" % (fid, op["txid"], CS)), d, c=c)
+        assert st == 204, (st, rep)
+    return op
 def bump(fid, n):
     at = vc.getattr_(fid)
-    d = body(n)
-    st, rep, _ = vc.request("POST", vc.vpath("/op"), json.dumps(
-        {"op": "store", "opid": os.urandom(16).hex(), "fid": fid, "base_dv": at["dv"],
-         "txid": os.urandom(16).hex(), "chunk_size": 65536, "size": len(d),
-         "chunks": [0], "data": base64.b64encode(d).decode()}), c=c)
+    st, rep, _ = vc.request("POST", vc.vpath("/op"), json.dumps(store_op(fid, at["dv"], body(n))), c=c)
     assert st == 200, (st, rep)
 n = 0
 while True:
     n += 1
     bump(a, n); bump(b, n)
     fid = root.split(".")[0] + "." + os.urandom(16).hex()
-    d = body(n)
     st, rep, _ = vc.request("POST", vc.vpath("/batch"), json.dumps({"ops": [
         {"op": "create", "opid": os.urandom(16).hex(), "parent": root, "name": "n%d" % n,
          "fid": fid, "type": "file", "mode": 0o644, "uid": 0, "gid": 0},
-        {"op": "store", "opid": os.urandom(16).hex(), "fid": fid, "base_dv": 0,
-         "txid": os.urandom(16).hex(), "chunk_size": 65536, "size": len(d),
-         "chunks": [0], "data": base64.b64encode(d).decode()}]}), c=c)
+        store_op(fid, 0, body(n))]}), c=c)
     assert st == 200 and all(r["status"] == 200 for r in json.loads(rep)["results"]), (st, rep)
     open(gen + ".tmp", "w").write("%d\n" % n)
     os.rename(gen + ".tmp", gen)
@@ -61,7 +67,7 @@ cat >"$T_DIR/check.py" <<'PY'
 import os, sys
 out, g0 = sys.argv[1], int(sys.argv[2])
 def body(n):
-    size = 100 + (n * 7919) % 59900
+    size = 100 + (n * 7919) % 129900
     return (b"%08d" % n + bytes([n % 251]) * size)[:size]
 bad = []
 a, b = open(os.path.join(out, "A"), "rb").read(), open(os.path.join(out, "B"), "rb").read()
@@ -98,11 +104,12 @@ t_is "$bad" 0 "each export is one instant with every acknowledged change"
 t_ok "$([ "$g1" -ge 8 ] && echo 0 || echo 1)" "the writer kept going meanwhile ($g1 generations)"
 t_is "$(grep -c . "$T_DIR/writer.err")" 0 "no write refused"
 t_is "$(vos examine live | grep -c 'format 3')" 1 "the volume is format 3"
-# Bodies of 100 to 60,000 bytes: those of at most 16 KiB (VS_INLINE_WRITE_MAX)
-# are inline, the others objects, so both kinds were exported mid-write.
+# Bodies of 100 to 130,000 bytes: those of at most 64 KiB (VS_INLINE_WRITE_MAX,
+# sent inline) are inline, the others (staged) objects, so both kinds were
+# exported mid-write.
 nobj=$(find "$SRV_ROOT/volumes/live/data" -type f 2>/dev/null | wc -l)
-nbig=$(python3 -c 'import sys; g=int(sys.argv[1]); print(sum(1 for n in range(1, g + 2) if 100 + (n * 7919) % 59900 > 16384))' "$g1")
+nbig=$(python3 -c 'import sys; g=int(sys.argv[1]); print(sum(1 for n in range(1, g + 2) if 100 + (n * 7919) % 129900 > 65536))' "$g1")
 t_ok "$([ "$nobj" -ge 1 ] && [ "$nobj" -le $((nbig + 2)) ] && echo 0 || echo 1)" \
-	"chunk objects only for bodies over 16 KiB ($nobj objects, $nbig such files made)"
+	"chunk objects only for bodies over 64 KiB ($nobj objects, $nbig such files made)"
 t_is "$(ls -a "$SRV_ROOT/volumes" | grep -c '^\.snap-')" 0 "no snapshot left behind"
 t_done
