@@ -556,17 +556,52 @@ same_attr(const struct proto_attr *a, const struct proto_attr *b)
 	       a->atime_ns == b->atime_ns;
 }
 
+/* Is @a, fetched, older than the cached @old? Server DVs only grow, so a
+ * cached server DV above @a's was answered after the server built @a. */
+static bool
+fetched_older(const struct proto_attr *old, const struct proto_attr *a)
+{
+	return old->type == a->type && !(old->dv & CM_DV_LOCAL) &&
+	       !(a->dv & CM_DV_LOCAL) && old->dv > a->dv;
+}
+
 bool
 mcache_apply(struct mcache *mc, const struct proto_attr *a, bool store,
 	     bool from_listing)
+{
+	return mcache_apply_fetched(mc, a, store, from_listing, NULL);
+}
+
+bool
+mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
+		     bool store, bool from_listing, bool *taken)
 {
 	struct proto_attr old;
 	struct ino_ent *e;
 	bool have_old = false, refetch = false;
 	uint64_t ino = 0;
 
+	if (taken)
+		*taken = true;
 	if (mcache_ahead(mc, &a->fid) && mcache_attr(mc, &a->fid, &old) == 0)
 		return false; /* our own view stands until it is sent */
+	if (taken) {
+		/* What we hold first: it is compared before it is replaced. */
+		ino_lock(mc->ino);
+		e = ino_find_locked(mc->ino, &a->fid);
+		if (e && e->have_attr) {
+			old = e->attr;
+			have_old = true;
+		}
+		ino_unlock(mc->ino);
+		if (!have_old)
+			have_old = pend_get(mc, &a->fid, &old) ||
+				   vc_get_attr(mc->vc, &a->fid, &old) == 0;
+		if (have_old && fetched_older(&old, a)) {
+			*taken = false;
+			return false;
+		}
+	}
 	ino_lock(mc->ino);
 	e = ino_find_locked(mc->ino, &a->fid);
 	if (e) {

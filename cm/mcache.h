@@ -118,6 +118,12 @@ void mcache_inval_inode(struct mcache *mc, uint64_t ino, int64_t off,
  */
 bool mcache_apply(struct mcache *mc, const struct proto_attr *a, bool store,
 		  bool from_listing);
+/* The same for attributes the server built some time before they came
+ * (a listing's entries, a getattr's answer): when the cached server DV of
+ * the object is already past @a's (our own store was answered
+ * meanwhile), @a is old and nothing is changed; *@taken says which. */
+bool mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
+			  bool store, bool from_listing, bool *taken);
 /* Loop thread: the object is gone from the server: drop everything about
  * it (its chunks too, unless it has a write state). */
 void mcache_gone(struct mcache *mc, const struct fid *fid);

@@ -66,6 +66,9 @@ struct cm_stats {
 	atomic_uint_fast64_t dir_attrs_unkept; /* entries of overtaken
 						  listings whose attributes
 						  were not kept (dir_take()) */
+	atomic_uint_fast64_t fetched_old; /* fetched attributes (listing
+					     entries, getattr answers) older
+					     than the cached DV: not taken */
 	atomic_uint_fast64_t getattr_reqs; /* POST getattr requests */
 	atomic_uint_fast64_t getattr_fids;
 	atomic_uint_fast64_t link_fetches;
