@@ -68,8 +68,14 @@ unhold 2
 # S2: B removes a name and makes it again (a new object): the held
 # listing's FID for it is gone, and A falls back to a listing fetch
 # once rather than answer ENOENT.
+# A hears of B's changes through events, which take their time on a
+# loaded machine: the checks of S2 and S1 wait for them (10 s at most,
+# the handle open all along), so what they catch is a held listing that
+# keeps answering, not a slow event (session 13: under I/O load A had
+# not heard yet in 2 of 7 runs, on main too).
 t_check "a holder opened the directory again" hold 3
 rm "$B/dir/s000060" && echo y >"$B/dir/s000060"
+wait_for 10 test "$(cat "$A/dir/s000060" 2>&1)" = y
 t_is "$(cat "$A/dir/s000060" 2>&1)" y "a name made again on B reads as the new file on A"
 unhold 3
 
@@ -79,8 +85,10 @@ unhold 3
 t_check "a holder opened the directory again" hold 4
 sleep 6
 mv "$B/dir/s000050" "$B/dir/b000050"
+wait_for 10 bash -c "stat '$A/dir/s000050' 2>&1 | grep -q 'No such file'"
 t_check "stat on A of the name B moved away, 6 s after the open: ENOENT" \
 	bash -c "stat '$A/dir/s000050' 2>&1 | grep -q 'No such file'"
+wait_for 10 stat "$A/dir/b000050"
 t_check "the new name is there" stat "$A/dir/b000050"
 unhold 4
 
