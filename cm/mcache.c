@@ -578,7 +578,7 @@ mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
 {
 	struct proto_attr old;
 	struct ino_ent *e;
-	bool have_old = false, refetch = false;
+	bool have_old = false, refetch = false, looked = false;
 	uint64_t ino = 0;
 
 	if (taken)
@@ -601,6 +601,8 @@ mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
 			*taken = false;
 			return false;
 		}
+		/* Read once: a cold listing's entries are in neither. */
+		looked = true;
 	}
 	ino_lock(mc->ino);
 	e = ino_find_locked(mc->ino, &a->fid);
@@ -614,7 +616,7 @@ mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
 		e->have_attr = true;
 	}
 	ino_unlock(mc->ino);
-	if (!have_old)
+	if (!have_old && !looked)
 		have_old = pend_get(mc, &a->fid, &old) ||
 			   vc_get_attr(mc->vc, &a->fid, &old) == 0;
 	if (store) {

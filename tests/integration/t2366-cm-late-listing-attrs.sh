@@ -56,8 +56,11 @@ for round in 1 2 3; do
 	t_is "$(stat -c %s "$A/d/f")" "$(( ${#want} + 1 ))" "round $round: A: f's size after the late listing"
 	t_is "$(cat "$A/d/f")" "$want" "round $round: A: f's bytes after the late listing"
 	t_is "$(ls "$A/d" | grep -c "^other$round\$")" 1 "round $round: A: the listing shows B's file"
-	t_ok "$([ "$(stat1 fetched_old)" -ge "$round" ] && echo 0 || echo 1)" \
-		"round $round: the listing's entry for f was older than the cache (fetched_old $(stat1 fetched_old))"
+	# Which path kept f's attributes depends on timing (fetched_old:
+	# older than the cache; dir_attrs_unkept: the event of A's store
+	# came first; or the listing was asked again after the write):
+	# printed, not checked. The bytes above are the check.
+	echo "# round $round: fetched_old $(stat1 fetched_old), dir_attrs_unkept $(stat1 dir_attrs_unkept)"
 done
 cairnd_umount "$A"
 cairnd_mount "$A" "$T_DIR/ca" ll "$T_DIR/tok" || exit 1
