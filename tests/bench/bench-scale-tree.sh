@@ -132,8 +132,10 @@ forget() { # MNT: the kernel forgets cairnd's inodes (FORGET), memtrim runs
 	done
 	sleep 3 # memtrim's quiet time, with a margin
 }
-wait_replayed() { # MNT: until connected with an empty replay log (bounded)
+reconnect_replayed() { # MNT: fs reconnect, then until connected with an
+	# empty replay log (bounded)
 	local st
+	"$FS" reconnect -m "$1" >/dev/null 2>&1
 	for _ in $(seq 1 36000); do
 		st=$("$FS" status --json -m "$1" 2>/dev/null)
 		[ "$(echo "$st" | jget mode)" = connected ] &&
@@ -232,8 +234,7 @@ for n in $SIZES; do
 	measure offline "offline creates (to the log)" $((n / 10)) "$lt" \
 		python3 "$T_DIR/creates.py" "$m/new" $((n / 10))
 	snap "after the offline creates"
-	"$FS" reconnect -m "$m" >/dev/null 2>&1
-	measure replay "replay of them after reconnect" $((n / 10)) - wait_replayed "$m"
+	measure replay "replay of them after reconnect" $((n / 10)) - reconnect_replayed "$m"
 	snap "after the replay"
 	cairnd_umount "$m"
 	measure fsck "cairn-fsck --check of the cache" "$n" - "$FSCK" --check --quiet "$cache"
