@@ -15,8 +15,19 @@
 #   vos export of the volume: files/s, CPU us a file
 # Each row also as a cost a file, so the sizes can be compared ("linear":
 # the same cost a file at every size). make bench-scale-tree.
+# The cairnd rows also give cairnd's and cairn-vold's CPU a file (on a
+# loaded machine the wall time is mostly waiting for a CPU: compare the
+# CPU) and the load; "# mem" lines give cairnd's VmHWM, VmRSS, RssAnon,
+# RssFile and inodes held after each step and the peaks polled during
+# the walks, and after the kernel forgets the inodes (drop_caches 2).
 # BENCH_TREE_PER: files a directory (1000; 0 = all in one directory).
 # BENCH_TREE_CAIRND=0: only the vos rows (import, cp -a, export).
+# BENCH_TREE_VOS=0: no cp -a and vos export rows (the import stays).
+# BENCH_TREE_FORGET=0: no drop_caches between the walks and the pin.
+# BENCH_TREE_PERF="coldfind warmfind warmfind0 pin offline replay": perf
+# record of cairnd during those rows, $T_DIR/perf-ROW-FILES.data (keep
+# it with T_KEEP=1), with BENCH_TREE_PERF_ARGS (-F 199 --call-graph
+# dwarf,16384).
 # The trees are made by tests/bench/mktree.py (one process, a few
 # threads: bound by the file system's creates). After each deletion the
 # bench runs sync and waits BENCH_TREE_SETTLE (61) seconds: ext4 without
