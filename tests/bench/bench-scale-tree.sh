@@ -24,8 +24,8 @@
 # BENCH_TREE_CAIRND=0: only the vos rows (import, cp -a, export).
 # BENCH_TREE_VOS=0: no cp -a and vos export rows (the import stays).
 # BENCH_TREE_FORGET=0: no drop_caches between the walks and the pin.
-# BENCH_TREE_PERF="coldfind warmfind warmfind0 pin offline replay": perf
-# record of cairnd during those rows, $T_DIR/perf-ROW-FILES.data (keep
+# BENCH_TREE_PERF="coldfind warmfind warmfind0 pin offline replay fsck":
+# perf record of cairnd during those rows (of cairn-fsck for fsck), $T_DIR/perf-ROW-FILES.data (keep
 # it with T_KEEP=1), with BENCH_TREE_PERF_ARGS (-F 199 --call-graph
 # dwarf,16384).
 # The trees are made by tests/bench/mktree.py (one process, a few
@@ -98,10 +98,14 @@ measure() {
 		/proc/"$cm"/status >>"$T_DIR/poll" 2>/dev/null; sleep 0.1; done ) &
 	local poller=$!
 	case " $PERF_ROWS " in *" $key "*)
-		# shellcheck disable=SC2086
-		perf record $PERF_ARGS -p "$cm" -o "$T_DIR/perf-$key-$nn.data" >/dev/null 2>&1 &
-		pp=$!
-		sleep 1 ;;
+		if kill -0 "$cm" 2>/dev/null; then
+			# shellcheck disable=SC2086
+			perf record $PERF_ARGS -p "$cm" -o "$T_DIR/perf-$key-$nn.data" >/dev/null 2>&1 &
+			pp=$!
+			sleep 1
+		else # cairnd is gone (the fsck row): perf of the command
+			set -- perf record $PERF_ARGS -o "$T_DIR/perf-$key-$nn.data" -- "$@"
+		fi ;;
 	esac
 	c0=$(ticks "$cm"); v0=$(ticks "$VOLD_PID"); t0=$(now)
 	"$@" >/dev/null 2>&1
