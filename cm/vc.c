@@ -66,9 +66,6 @@
 #include "common/util.h"
 
 #define VC_KEY_LEN (1 + 20)
-/* tdb hash chains of a new file (an existing one keeps its own): about one
- * chain per cached object up to 131,071, 512 KiB of table. */
-#define VC_HASH_SIZE 131071
 
 struct vc {
 	pthread_mutex_t lock;

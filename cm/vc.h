@@ -38,6 +38,15 @@
 #include "common/fid.h"
 #include "common/proto.h"
 
+/* tdb hash chains of a new file (an existing one keeps its own; tdb never
+ * rehashes): about one chain per cached object up to 1,048,573, 4 MiB of
+ * table. A miss walks its whole chain and a hit half of it, each record a
+ * cache miss in a file of ~250 B an object: at 131,071 chains (sessions
+ * 8-12) a cache of 1,000,000 objects had chains of ~8, and the lookups and
+ * stores of a cold walk's attributes took 38 % of cairnd's CPU (doc/cm.md,
+ * "Whole-volume rows at 1,000,000"). */
+#define VC_HASH_SIZE 1048573
+
 #define VC_REC_VERSION 1
 /* 'A' records of sockets and devices: version 1 plus the rdev (vc.c);
  * written by older cairnd, still read. */

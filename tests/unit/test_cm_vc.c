@@ -74,6 +74,46 @@ poke(char tag, const struct fid *f, const void *val, size_t len)
 	tdb_close(t);
 }
 
+/* The hash chains of the cache's tdb: a new file gets VC_HASH_SIZE (about
+ * one chain an object up to a million objects), an existing one keeps the
+ * size it was made with and still works. */
+static void
+test_hash_size(void)
+{
+	struct tdb_context *t;
+	struct vc *vc;
+	struct fid f = mkfid(7, 1);
+	struct proto_attr a = mkattr(f, PROTO_T_FILE, 3), b;
+
+	unlink(path);
+	vc = vc_open(path, 7, 262144);
+	ok(vc != NULL, "vc_open creates the file");
+	vc_close(vc);
+	t = tdb_open(path, 0, TDB_NOLOCK, O_RDONLY, 0600);
+	ok(t != NULL, "the new file opens as a tdb");
+	is_int(t ? tdb_hash_size(t) : 0, VC_HASH_SIZE,
+	       "a new cache file has VC_HASH_SIZE chains");
+	ok(VC_HASH_SIZE >= 1000000, "at least a million chains");
+	if (t)
+		tdb_close(t);
+	unlink(path);
+	/* A file of an earlier cairnd: 131,071 chains. */
+	t = tdb_open(path, 131071, TDB_NOSYNC, O_RDWR | O_CREAT, 0600);
+	ok(t != NULL, "a file with 131,071 chains");
+	if (t)
+		tdb_close(t);
+	vc = vc_open(path, 7, 262144);
+	ok(vc != NULL, "vc_open takes it");
+	is_int(vc_put_attr(vc, &a), 0, "put attr in it");
+	is_int(vc_get_attr(vc, &f, &b), 0, "and get it back");
+	vc_close(vc);
+	t = tdb_open(path, 0, TDB_NOLOCK, O_RDONLY, 0600);
+	is_int(t ? tdb_hash_size(t) : 0, 131071, "it keeps its 131,071 chains");
+	if (t)
+		tdb_close(t);
+	unlink(path);
+}
+
 static void
 test_attrs(void)
 {
@@ -2676,6 +2716,7 @@ main(void)
 		test_kill_edits();
 		goto out;
 	}
+	test_hash_size();
 	test_attrs();
 	test_dirs();
 	test_dir_edits();
