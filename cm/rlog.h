@@ -252,6 +252,12 @@ int rlog_append_batch(struct rlog *l, const struct proto_op *ops, size_t n,
 /* The oldest PENDING record into *@rec (release it). -ENOENT if none. */
 int rlog_first(struct rlog *l, struct rlog_rec *rec);
 
+/* May a store record carry @dlen of its bytes (format 3)? Chunk 0 alone
+ * of a file of at most PROTO_INLINE_MAX bytes that fits the chunk (what
+ * a batch sends inline), and 0 < @dlen <= the size. */
+bool rlog_data_ok(enum proto_op_kind kind, uint32_t chunk_size, uint64_t size,
+		  const uint64_t *chunks, size_t nchunks, size_t dlen);
+
 /* States as a mask for rlog_next(). */
 #define RLOG_MASK(state) (1u << (state))
 /* In rlog_fid_find()'s @states: skip the records rlog_is_direct() names. */

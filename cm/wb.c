@@ -2429,6 +2429,8 @@ wb_free(struct wb *wb)
 	tdbj_close(wb->dj);
 	fidmap_clear(&wb->based);
 	fidmap_clear(&wb->undropped);
+	/* owed chunks: cs_close() syncs the file system */
+	fidmap_clear(&wb->owed);
 	pthread_mutex_destroy(&wb->lock);
 	pthread_cond_destroy(&wb->cond);
 	free(wb);

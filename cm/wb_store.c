@@ -18,11 +18,13 @@
 #include "cm/cm.h"
 #include "cm/conflict.h"
 #include "cm/conn.h"
+#include "cm/fidmap.h"
 #include "cm/http.h"
 #include "cm/loop.h"
 #include "cm/mcache.h"
 #include "cm/mut.h"
 #include "cm/rlog.h"
+#include "cm/stats.h"
 #include "cm/wb.h"
 #include "cm/wb_i.h"
 #include "common/log.h"
@@ -371,6 +373,7 @@ wb_store_end(struct store *st, int err, const struct proto_op_result *r)
 	if (err && st->seq && wb->d.rlog && !st->mdone && !st->replay) {
 		/* The op never went (a staging failure): drop the record;
 		 * the data stays dirty and the next flush tries again. */
+		(void)wb_data_durable(wb, &st->fid, 1);
 		rlog_remove_flags(wb->d.rlog, st->seq, RLOG_A_NOSYNC);
 	}
 	if (err)
@@ -799,6 +802,125 @@ mark_logged(struct wb *wb, const struct fid *fid, const struct proto_op *sa)
 	}
 }
 
+/* Mark @fid's chunks owed a sync (@owed), or synced. */
+static void
+owed_set(struct wb *wb, const struct fid *fid, bool owed)
+{
+	struct fidmap_slot *sl;
+
+	pthread_mutex_lock(&wb->lock);
+	sl = fidmap_find(&wb->owed, fid);
+	if (owed && (!sl || !sl->dv)) {
+		sl = fidmap_put(&wb->owed, fid, 1);
+		if (sl)
+			wb->nowed++;
+	} else if (!owed && sl && sl->dv) {
+		sl->dv = 0;
+		if (!--wb->nowed)
+			fidmap_clear(&wb->owed);
+	}
+	pthread_mutex_unlock(&wb->lock);
+	/* Out of memory: not owed, so synced now (the caller logged). */
+	if (owed && !sl)
+		(void)cs_sync_file(wb->d.cs, fid->vol, fid->oid);
+}
+
+int
+wb_data_durable(struct wb *wb, const struct fid *fids, size_t n)
+{
+	struct cs_key *keys;
+	struct fid *got;
+	size_t k = 0;
+	int rc;
+
+	if (!wb || !wb->d.cs || !n)
+		return 0;
+	pthread_mutex_lock(&wb->lock);
+	if (!wb->nowed) {
+		pthread_mutex_unlock(&wb->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	keys = calloc(n, sizeof(*keys));
+	got = calloc(n, sizeof(*got));
+	if (!keys || !got) {
+		free(keys);
+		free(got);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&wb->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct fidmap_slot *sl = fidmap_find(&wb->owed, &fids[i]);
+
+		if (!sl || !sl->dv)
+			continue;
+		got[k] = fids[i];
+		keys[k].vol = fids[i].vol;
+		memcpy(keys[k].fid, fids[i].oid, sizeof(keys[k].fid));
+		k++;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	rc = k ? cs_sync_files(wb->d.cs, keys, k) : 0;
+	if (rc < 0)
+		log_err(LOG_WB, "cannot sync the chunks of %zu files whose "
+				"bytes leave the replay log: %s",
+			k, strerror(-rc));
+	else
+		for (size_t i = 0; i < k; i++)
+			owed_set(wb, &got[i], false);
+	CM_STAT_ADD(wb->d.st, wb_data_synced, rc < 0 ? 0 : k);
+	free(keys);
+	free(got);
+	return rc;
+}
+
+/*
+ * store_offline(): may the record carry the file's bytes (format 3)?
+ * A store of chunk 0 alone of a file of at most PROTO_INLINE_MAX bytes
+ * (what a batch sends inline), read from the chunk store after its
+ * working copy is committed (no sync), with the chunk's DV tag, slot and
+ * generation (wb_restore_logged()). @return 1 (st->op carries them), 0
+ * (sync the chunks as before), -errno.
+ */
+static int
+log_bytes(struct store *st)
+{
+	struct wb *wb = st->wb;
+	struct cs_key k;
+	struct cs_info info;
+	uint8_t *buf;
+	ssize_t got;
+	int rc;
+
+	if (!wb->d.rlog || st->cf || st->op.data ||
+	    st->op.nchunks != 1 || st->op.chunks[0] != 0 || !st->dirty[0] ||
+	    (st->skip && st->skip[0]) || st->op.size == 0 ||
+	    st->op.size > PROTO_INLINE_MAX || st->op.size > wb->d.chunk_size)
+		return 0;
+	rc = cs_commit_file_flags(wb->d.cs, st->fid.vol, st->fid.oid,
+				  CS_C_NOSYNC);
+	if (rc < 0)
+		return rc;
+	cm_chunk_key(&k, &st->fid, 0);
+	if (cs_lookup(wb->d.cs, &k, &info) < 0 || info.dv != st->src_dv ||
+	    !(info.flags & CS_F_DIRTY))
+		return 0;
+	buf = malloc(st->op.size);
+	if (!buf)
+		return 0;
+	got = cs_read(wb->d.cs, &k, st->src_dv, 0, buf, st->op.size);
+	if (got <= 0) {
+		free(buf);
+		return 0;
+	}
+	st->op.data = buf;
+	st->op.dlen = (size_t)got;
+	st->op.data_dv = info.dv;
+	st->op.data_slot = info.slot;
+	st->op.data_gen = info.gen;
+	return 1;
+}
+
 /* wb_store_start, disconnected: log the store (PENDING, durable: the rules of
  * doc/replay-log.md may merge it with an earlier one) instead of sending
  * it. */
@@ -813,8 +935,20 @@ store_offline(struct store *st, const struct wstate *s)
 	/* The record is durable when close returns (writeback, or
 	 * disconnected): so must the data it names be. Writes committed
 	 * their chunks without fsync (promise 1 is about cairnd, not the
-	 * machine); this makes them survive the machine too. */
-	rc = cs_sync_file(wb->d.cs, st->fid.vol, st->fid.oid);
+	 * machine). A small file's bytes ride in the record itself
+	 * (format 3), which the log's one fdatasync makes durable; the
+	 * chunk is synced later, before the record leaves the log
+	 * (wb_data_durable()), and restored from the record at start if a
+	 * power cut took it (wb_restore_logged()). Any other store syncs
+	 * its chunks first, which also covers bytes an older record of
+	 * the file carried (a merge keeps no bytes then). */
+	rc = log_bytes(st);
+	if (rc == 0)
+		rc = cs_sync_file(wb->d.cs, st->fid.vol, st->fid.oid);
+	if (rc == 0)
+		owed_set(wb, &st->fid, false);
+	if (rc > 0)
+		rc = 0;
 	if (rc < 0) {
 		log_err(LOG_WB, "cannot sync the chunks of a file: %s",
 			strerror(-rc));
@@ -833,6 +967,17 @@ store_offline(struct store *st, const struct wstate *s)
 		ops[1].base_dv = st->op.base_dv;
 		memset(eff, 0, sizeof(eff));
 		rc = rlog_append_batch(wb->d.rlog, ops, nops, 0, eff);
+		if (st->op.data && rc == 0) {
+			owed_set(wb, &st->fid, true);
+			CM_STAT_INC(wb->d.st, wb_log_bytes);
+		}
+		else if (st->op.data)
+			(void)wb_data_durable(wb, &st->fid, 1);
+		/* The bytes are the log's now; a store from it reads them
+		 * there (store_from_log()). */
+		free(st->op.data);
+		st->op.data = NULL;
+		st->op.dlen = 0;
 		for (size_t i = 0; rc == 0 && i < nops; i++)
 			if (eff[i].seq)
 				conflict_note_path(wb, eff[i].seq, &ops[i]);
@@ -856,6 +1001,174 @@ store_offline(struct store *st, const struct wstate *s)
 	}
 	mark_logged(wb, &st->fid, &st->sa);
 	wb_store_end(st, 0, NULL);
+}
+
+/* --- bytes in the log, at start --- */
+
+struct logged {
+	struct fid fid;
+	struct proto_op op; /* the newest store with bytes; kind 0: none */
+	uint64_t cut;	    /* the smallest size a later truncate logged */
+};
+
+/* Is chunk 0 of @lg's file what its record logged, or newer? */
+static bool
+logged_chunk_ok(struct wb *wb, const struct logged *lg, size_t want)
+{
+	const struct proto_op *op = &lg->op;
+	struct cs_key k;
+	struct cs_info info;
+	uint8_t *buf;
+	ssize_t got;
+	bool ok;
+
+	cm_chunk_key(&k, &op->fid, 0);
+	if (cs_lookup(wb->d.cs, &k, &info) < 0 || info.dv != op->data_dv ||
+	    !(info.flags & CS_F_DIRTY))
+		return false;
+	buf = malloc(wb->d.chunk_size);
+	if (!buf)
+		return true; /* left as it is, as before format 3 */
+	/* Read whole: after a crash the file is verified (its CRC) at
+	 * the first read, and a torn one is dropped (-EIO). */
+	got = cs_read(wb->d.cs, &k, op->data_dv, 0, buf, wb->d.chunk_size);
+	if (got < 0 || cs_lookup(wb->d.cs, &k, &info) < 0) {
+		free(buf);
+		return false;
+	}
+	/* Written since the close that logged it (a later generation of
+	 * the same slot, whole): that is the file now. A power cut takes
+	 * a chunk back only to an older generation or a torn file. */
+	if (info.slot == op->data_slot && info.gen > op->data_gen)
+		ok = true;
+	else
+		ok = (size_t)got == want && !memcmp(buf, op->data, want);
+	free(buf);
+	return ok;
+}
+
+int
+wb_restore_logged(struct wb *wb)
+{
+	struct fidmap map = {0};
+	struct logged *v = NULL;
+	struct cs_key *keys = NULL;
+	size_t n = 0, cap = 0, nk = 0, restored = 0;
+	struct rlog_rec rec;
+	uint64_t after = 0;
+	int rc = 0;
+
+	if (!wb || !wb->d.rlog || !wb->d.cs)
+		return 0;
+	while (rlog_next(wb->d.rlog, after, RLOG_MASK_ALL, &rec) == 0) {
+		struct fidmap_slot *sl;
+		struct logged *lg = NULL;
+
+		after = rec.seq;
+		if (rec.op.kind != PROTO_OP_STORE &&
+		    !(rec.op.kind == PROTO_OP_SETATTR &&
+		      (rec.op.mask & PROTO_SA_SIZE))) {
+			rlog_rec_release(&rec);
+			continue;
+		}
+		sl = fidmap_find(&map, &rec.op.fid);
+		if (sl)
+			lg = &v[sl->dv - 1];
+		if (rec.op.kind == PROTO_OP_SETATTR) {
+			/* a truncate after it: the chunk holds no more */
+			if (lg && lg->op.kind && rec.op.size < lg->cut)
+				lg->cut = rec.op.size;
+		} else if (!rec.op.data) {
+			/* A store without bytes synced the chunks first
+			 * (store_offline()): they are the file now. */
+			if (lg)
+				proto_op_release(&lg->op);
+		} else {
+			if (!lg) {
+				if (n == cap) {
+					size_t nc = cap ? 2 * cap : 64;
+					struct logged *t =
+						realloc(v, nc * sizeof(*t));
+
+					if (!t) {
+						rlog_rec_release(&rec);
+						rc = -ENOMEM;
+						break;
+					}
+					v = t;
+					cap = nc;
+				}
+				if (!fidmap_put(&map, &rec.op.fid, n + 1)) {
+					rlog_rec_release(&rec);
+					rc = -ENOMEM;
+					break;
+				}
+				lg = &v[n++];
+				memset(lg, 0, sizeof(*lg));
+				lg->fid = rec.op.fid;
+			}
+			proto_op_release(&lg->op);
+			lg->op = rec.op; /* takes the record's op */
+			memset(&rec.op, 0, sizeof(rec.op));
+			lg->cut = UINT64_MAX;
+		}
+		rlog_rec_release(&rec);
+	}
+	if (n && !(keys = calloc(n, sizeof(*keys))))
+		rc = -ENOMEM;
+	for (size_t i = 0; i < n && keys; i++) {
+		struct logged *lg = &v[i];
+		size_t want = lg->op.dlen;
+		struct cs_key k;
+		int r;
+
+		if (!lg->op.kind)
+			continue;
+		if (lg->cut < want)
+			want = (size_t)lg->cut;
+		keys[nk].vol = lg->fid.vol;
+		memcpy(keys[nk].fid, lg->fid.oid, sizeof(keys[nk].fid));
+		nk++;
+		if (logged_chunk_ok(wb, lg, want))
+			continue;
+		cm_chunk_key(&k, &lg->fid, 0);
+		r = cs_put(wb->d.cs, &k, lg->op.data_dv, lg->op.data,
+			   (uint32_t)want, CS_F_DIRTY);
+		if (r < 0) {
+			log_err(LOG_WB, "cannot restore a file's bytes from "
+					"the replay log into the cache: %s "
+					"(the log keeps them)",
+				strerror(-r));
+			if (!rc)
+				rc = r;
+			continue;
+		}
+		restored++;
+		CM_STAT_INC(wb->d.st, wb_data_restored);
+	}
+	/* What was verified is made durable too: the log may drop the
+	 * bytes once the server has them. */
+	if (nk) {
+		int r = cs_sync_files(wb->d.cs, keys, nk);
+
+		if (r < 0) {
+			log_err(LOG_WB, "cannot sync the chunks of %zu files "
+					"the replay log holds bytes of: %s",
+				nk, strerror(-r));
+			if (!rc)
+				rc = r;
+		}
+	}
+	if (restored)
+		log_warn(LOG_WB, "restored %zu files' bytes from the replay "
+				 "log into the cache (a power cut had taken "
+				 "them back)", restored);
+	for (size_t i = 0; i < n; i++)
+		proto_op_release(&v[i].op);
+	free(v);
+	free(keys);
+	fidmap_clear(&map);
+	return rc < 0 ? rc : (int)restored;
 }
 
 void
@@ -928,6 +1241,20 @@ store_from_log(struct wb *wb, uint64_t seq, const struct proto_op *op,
 				 (unsigned long long)op->chunks[i],
 				 (unsigned long long)info.dv,
 				 (unsigned long long)src_dv);
+	}
+	/* The record carries the bytes (format 3): they are what the close
+	 * logged, whatever the chunk holds now (a power cut, a later
+	 * write): sent inline from there, nothing staged. A server without
+	 * inline stores gets chunk 0 staged from the chunk store as before
+	 * (restored from the record at start, wb_restore_logged()). */
+	if (st->op.data && atomic_load(&wb->inline_ok) &&
+	    rlog_data_ok(st->op.kind, st->op.chunk_size, st->op.size,
+			 st->op.chunks, st->op.nchunks, st->op.dlen)) {
+		st->next = 1;
+	} else if (st->op.data) {
+		free(st->op.data);
+		st->op.data = NULL;
+		st->op.dlen = 0;
 	}
 	if (replay) {
 		pthread_mutex_lock(&wb->lock);
