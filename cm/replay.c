@@ -1414,6 +1414,14 @@ batch_staged(void *arg, int err, const struct proto_op *sop,
 	for (i = 0; i < b->n && b->c[i] != c; i++)
 		;
 	b->staging_chunks -= b->sent[i].nchunks ? b->sent[i].nchunks : 1;
+	if (!err && sop && !sop->data && b->sent[i].data) {
+		/* The record's bytes (format 3), which a server without
+		 * inline stores does not take: staged instead (store_from_
+		 * log()). */
+		free(b->sent[i].data);
+		b->sent[i].data = NULL;
+		b->sent[i].dlen = 0;
+	}
 	if (!err && sop && sop->data && !b->sent[i].data) {
 		/* A small file's bytes, inline: they go in the batch. */
 		b->sent[i].data = malloc(sop->dlen ? sop->dlen : 1);

@@ -775,7 +775,7 @@ rlog_open_flags(const char *path, unsigned flags, int *err)
 
 		if (flags & RLOG_O_NOSYNC)
 			jf |= TDBJ_O_NOSYNC;
-		l->j = tdbj_open(t, jpath, jf, 0, &rc);
+		l->j = tdbj_open(t, jpath, jf, RLOG_JNL_MAX, &rc);
 		if (!l->j)
 			log_err(LOG_RLOG, "cannot open the journal '%s': %s",
 				jpath, strerror(-rc));

@@ -38,6 +38,12 @@
  * DV, u32 slot, u32 generation, u32 length, the bytes. Only a store of
  * chunk 0 of a small file (doc/replay-log.md "Format 3"). */
 #define REC_FORMAT_DATA 3
+/* The journal's checkpoint bound (tdbj_open()): a small store's record
+ * carries its bytes (format 3), and most records leave the log within a
+ * second, so a larger bound lets them come and go in the journal alone
+ * instead of being written into the tdb by a checkpoint and freed by the
+ * next (doc/cm.md "Session 13"). */
+#define RLOG_JNL_MAX (32u << 20)
 /* tdb hash chains. tdb never rehashes: a lookup walks keys/HASH_SIZE
  * entries (a record is ~6 keys: chains of ~5 at 100k records with this
  * size), and each transaction and traverse reads the whole 512 KiB table.

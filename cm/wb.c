@@ -805,6 +805,17 @@ drop_dirty_cb(const struct cs_info *i, void *arg)
 void
 wb_drop_chunks(struct wb *wb, const struct fid *fid)
 {
+	struct fidmap_slot *sl;
+
+	/* no sync owed to chunks that go */
+	pthread_mutex_lock(&wb->lock);
+	sl = fidmap_find(&wb->owed, fid);
+	if (sl && sl->dv) {
+		sl->dv = 0;
+		if (!--wb->nowed)
+			fidmap_clear(&wb->owed);
+	}
+	pthread_mutex_unlock(&wb->lock);
 	cs_iterate_file(wb->d.cs, fid->vol, fid->oid, drop_dirty_cb, wb);
 	cs_invalidate(wb->d.cs, fid->vol, fid->oid, UINT64_MAX);
 }

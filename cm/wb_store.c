@@ -48,8 +48,10 @@ wb_set_server_version(struct wb *wb, int version)
  * no fsync of it, no link. Only a store of chunk 0 of a file of at most
  * PROTO_INLINE_MAX bytes, read from the file itself (not a conflict
  * copy's source) and not staged ahead. The bytes are read here, after the
- * record was logged: the log never holds them (a resend after a crash
- * reads them again). A replayed store too (at the DV its chunks are
+ * record was logged: in sync mode the log does not hold them (a resend
+ * after a crash reads them again); a record of writeback or disconnected
+ * mode does (format 3: log_bytes(), store_from_log() sends them from
+ * there). A replayed store too (at the DV its chunks are
  * tagged with, src_dv); in a batch (st->staged) the caller takes the
  * bytes from st->op into the op it sends: a replay of small files made
  * offline is then one batch request per 256 records, not also a PUT
