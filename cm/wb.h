@@ -277,6 +277,15 @@ int wb_stage_replay_store(struct wb *wb, uint64_t seq,
 int wb_data_durable(struct wb *wb, const struct fid *fids, size_t n);
 
 /*
+ * Loop thread, as a batch of replay records goes to the server: start
+ * syncing the owed chunk files of @fids[0..@n) on a thread of their own,
+ * so that the syncs overlap the round trip and leave the loop thread;
+ * wb_data_durable() at the reply then waits for it (usually done) and
+ * syncs what it did not. Nothing owed: no thread.
+ */
+void wb_data_durable_ahead(struct wb *wb, const struct fid *fids, size_t n);
+
+/*
  * At start, before the mount answers: each live store record that
  * carries its bytes (format 3), the newest store of its file, is checked
  * against chunk 0 in the chunk store, which a power cut may have taken

@@ -141,6 +141,7 @@ struct wb {
 	 * (value 1; 0 once wb_data_durable() synced them): under lock. */
 	struct fidmap owed;
 	uint64_t nowed;
+	unsigned nsyncers; /* wb_data_durable_ahead() threads running */
 	uint64_t ndirty;
 	unsigned nold; /* version-1 records found at load */
 	/* conflict.c, loop thread: FIDs whose base is in replay-base */

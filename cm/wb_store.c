@@ -804,33 +804,100 @@ mark_logged(struct wb *wb, const struct fid *fid, const struct proto_op *sa)
 	}
 }
 
+/*
+ * The owed map (wb->owed, under wb->lock): OWED_NO (absent or 0), OWED_YES
+ * (a record with bytes was logged since the file's chunks were last
+ * synced), OWED_BUSY (a sync thread is syncing them: wb_data_durable_
+ * ahead()). A close sets OWED_YES whatever the state, so a sync that
+ * started before it does not count for it; a sync ending moves only
+ * OWED_BUSY to OWED_NO (OWED_YES on failure).
+ */
+enum { OWED_NO = 0, OWED_YES = 1, OWED_BUSY = 2 };
+
+static void
+owed_to_locked(struct wb *wb, const struct fid *fid, uint64_t to,
+	       uint64_t only_from)
+{
+	struct fidmap_slot *sl = fidmap_find(&wb->owed, fid);
+	uint64_t from = sl ? sl->dv : OWED_NO;
+
+	if (from == to || (only_from != UINT64_MAX && from != only_from))
+		return;
+	if (!sl) {
+		sl = fidmap_put(&wb->owed, fid, to);
+		if (!sl) {
+			/* out of memory: not noted, so synced now */
+			pthread_mutex_unlock(&wb->lock);
+			(void)cs_sync_file(wb->d.cs, fid->vol, fid->oid);
+			pthread_mutex_lock(&wb->lock);
+			return;
+		}
+	}
+	sl->dv = to;
+	if (from == OWED_NO)
+		wb->nowed++;
+	else if (to == OWED_NO && !--wb->nowed)
+		fidmap_clear(&wb->owed);
+	pthread_cond_broadcast(&wb->cond);
+}
+
 /* Mark @fid's chunks owed a sync (@owed), or synced. */
 static void
 owed_set(struct wb *wb, const struct fid *fid, bool owed)
 {
-	struct fidmap_slot *sl;
-
 	pthread_mutex_lock(&wb->lock);
-	sl = fidmap_find(&wb->owed, fid);
-	if (owed && (!sl || !sl->dv)) {
-		sl = fidmap_put(&wb->owed, fid, 1);
-		if (sl)
-			wb->nowed++;
-	} else if (!owed && sl && sl->dv) {
-		sl->dv = 0;
-		if (!--wb->nowed)
-			fidmap_clear(&wb->owed);
-	}
+	owed_to_locked(wb, fid, owed ? OWED_YES : OWED_NO, UINT64_MAX);
 	pthread_mutex_unlock(&wb->lock);
-	/* Out of memory: not owed, so synced now (the caller logged). */
-	if (owed && !sl)
-		(void)cs_sync_file(wb->d.cs, fid->vol, fid->oid);
+}
+
+/* Sync the chunk files of @fids[0..@n) (cs_sync_files), logged. */
+static int
+sync_fids(struct wb *wb, const struct fid *fids, size_t n)
+{
+	struct cs_key *keys = calloc(n ? n : 1, sizeof(*keys));
+	int rc;
+
+	if (!keys)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		keys[i].vol = fids[i].vol;
+		memcpy(keys[i].fid, fids[i].oid, sizeof(keys[i].fid));
+	}
+	rc = n ? cs_sync_files(wb->d.cs, keys, n) : 0;
+	if (rc < 0)
+		log_err(LOG_WB, "cannot sync the chunks of %zu files whose "
+				"bytes the replay log holds: %s",
+			n, strerror(-rc));
+	else
+		CM_STAT_ADD(wb->d.st, wb_data_synced, n);
+	free(keys);
+	return rc;
+}
+
+/* @fids[0..@n) whose state is @from become @to; @out (may be NULL) gets
+ * them, *@nout their number. Lock held. */
+static void
+owed_take_locked(struct wb *wb, const struct fid *fids, size_t n,
+		 uint64_t from, uint64_t to, struct fid *out, size_t *nout)
+{
+	*nout = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct fidmap_slot *sl = fidmap_find(&wb->owed, &fids[i]);
+
+		if (!sl || sl->dv != from)
+			continue;
+		/* the same FID twice in @fids: once */
+		if (to != from)
+			owed_to_locked(wb, &fids[i], to, from);
+		if (out)
+			out[*nout] = fids[i];
+		(*nout)++;
+	}
 }
 
 int
 wb_data_durable(struct wb *wb, const struct fid *fids, size_t n)
 {
-	struct cs_key *keys;
 	struct fid *got;
 	size_t k = 0;
 	int rc;
@@ -842,38 +909,99 @@ wb_data_durable(struct wb *wb, const struct fid *fids, size_t n)
 		pthread_mutex_unlock(&wb->lock);
 		return 0;
 	}
-	pthread_mutex_unlock(&wb->lock);
-	keys = calloc(n, sizeof(*keys));
-	got = calloc(n, sizeof(*got));
-	if (!keys || !got) {
-		free(keys);
-		free(got);
-		return -ENOMEM;
-	}
-	pthread_mutex_lock(&wb->lock);
-	for (size_t i = 0; i < n; i++) {
-		struct fidmap_slot *sl = fidmap_find(&wb->owed, &fids[i]);
+	/* A sync thread started at the batch's send (wb_data_durable_
+	 * ahead()) ends first: its files are then synced, or owed again
+	 * (it failed) and synced here. */
+	for (;;) {
+		size_t busy;
 
-		if (!sl || !sl->dv)
-			continue;
-		got[k] = fids[i];
-		keys[k].vol = fids[i].vol;
-		memcpy(keys[k].fid, fids[i].oid, sizeof(keys[k].fid));
-		k++;
+		owed_take_locked(wb, fids, n, OWED_BUSY, OWED_BUSY, NULL,
+				 &busy);
+		if (!busy)
+			break;
+		pthread_cond_wait(&wb->cond, &wb->lock);
 	}
 	pthread_mutex_unlock(&wb->lock);
-	rc = k ? cs_sync_files(wb->d.cs, keys, k) : 0;
-	if (rc < 0)
-		log_err(LOG_WB, "cannot sync the chunks of %zu files whose "
-				"bytes leave the replay log: %s",
-			k, strerror(-rc));
-	else
-		for (size_t i = 0; i < k; i++)
-			owed_set(wb, &got[i], false);
-	CM_STAT_ADD(wb->d.st, wb_data_synced, rc < 0 ? 0 : k);
-	free(keys);
+	got = calloc(n, sizeof(*got));
+	if (!got)
+		return -ENOMEM;
+	pthread_mutex_lock(&wb->lock);
+	owed_take_locked(wb, fids, n, OWED_YES, OWED_BUSY, got, &k);
+	pthread_mutex_unlock(&wb->lock);
+	rc = sync_fids(wb, got, k);
+	pthread_mutex_lock(&wb->lock);
+	for (size_t i = 0; i < k; i++)
+		owed_to_locked(wb, &got[i], rc < 0 ? OWED_YES : OWED_NO,
+			       OWED_BUSY);
+	pthread_mutex_unlock(&wb->lock);
 	free(got);
 	return rc;
+}
+
+struct ahead_sync {
+	struct wb *wb;
+	size_t n;
+	struct fid fids[];
+};
+
+static void *
+ahead_sync_run(void *arg)
+{
+	struct ahead_sync *as = arg;
+	struct wb *wb = as->wb;
+	int rc = sync_fids(wb, as->fids, as->n);
+
+	pthread_mutex_lock(&wb->lock);
+	for (size_t i = 0; i < as->n; i++)
+		owed_to_locked(wb, &as->fids[i], rc < 0 ? OWED_YES : OWED_NO,
+			       OWED_BUSY);
+	wb->nsyncers--;
+	pthread_cond_broadcast(&wb->cond);
+	pthread_mutex_unlock(&wb->lock);
+	free(as);
+	return NULL;
+}
+
+void
+wb_data_durable_ahead(struct wb *wb, const struct fid *fids, size_t n)
+{
+	struct ahead_sync *as;
+	pthread_attr_t at;
+	pthread_t th;
+	bool started = false;
+
+	if (!wb || !wb->d.cs || !n)
+		return;
+	as = calloc(1, sizeof(*as) + n * sizeof(as->fids[0]));
+	if (!as)
+		return; /* the batch's reply syncs them */
+	as->wb = wb;
+	pthread_mutex_lock(&wb->lock);
+	if (wb->nowed)
+		owed_take_locked(wb, fids, n, OWED_YES, OWED_BUSY, as->fids,
+				 &as->n);
+	if (as->n)
+		wb->nsyncers++;
+	pthread_mutex_unlock(&wb->lock);
+	if (!as->n) {
+		free(as);
+		return;
+	}
+	if (pthread_attr_init(&at) == 0) {
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		started = pthread_create(&th, &at, ahead_sync_run, as) == 0;
+		pthread_attr_destroy(&at);
+	}
+	if (!started) {
+		/* owed again: the batch's reply syncs them */
+		pthread_mutex_lock(&wb->lock);
+		for (size_t i = 0; i < as->n; i++)
+			owed_to_locked(wb, &as->fids[i], OWED_YES, OWED_BUSY);
+		wb->nsyncers--;
+		pthread_cond_broadcast(&wb->cond);
+		pthread_mutex_unlock(&wb->lock);
+		free(as);
+	}
 }
 
 /*
