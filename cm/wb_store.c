@@ -1101,8 +1101,6 @@ store_offline(struct store *st, const struct wstate *s)
 			owed_set(wb, &st->fid, true);
 			CM_STAT_INC(wb->d.st, wb_log_bytes);
 		}
-		else if (st->op.data)
-			(void)wb_data_durable(wb, &st->fid, 1);
 		/* The bytes are the log's now; a store from it reads them
 		 * there (store_from_log()). */
 		free(st->op.data);
