@@ -277,8 +277,10 @@ check_records(const char *dir,
 	if (!l) {
 		if (err == -EBUSY || transient(err))
 			return; /* cairnd runs, or no memory: not a finding */
-		snprintf(msg, sizeof(msg), "%s: cannot read the replay log's "
-					   "records: %s", path, strerror(-err));
+		snprintf(msg, sizeof(msg),
+			 "%s: cannot read the replay log's "
+			 "records: %s",
+			 path, strerror(-err));
 		report(arg, 1, msg);
 		res->errors++;
 		return;
@@ -298,9 +300,8 @@ check_records(const char *dir,
 			snprintf(msg, sizeof(msg),
 				 "%s: record %llu carries a store's %zu bytes "
 				 "(chunk slot %u, generation %u, DV %llu)",
-				 path, (unsigned long long)rec.seq,
-				 rec.op.dlen, rec.op.data_slot,
-				 rec.op.data_gen,
+				 path, (unsigned long long)rec.seq, rec.op.dlen,
+				 rec.op.data_slot, rec.op.data_gen,
 				 (unsigned long long)rec.op.data_dv);
 			report(arg, 0, msg);
 		}
@@ -310,7 +311,8 @@ check_records(const char *dir,
 		snprintf(msg, sizeof(msg),
 			 "%s: %llu store records carry their bytes (%llu "
 			 "bytes, format 3)",
-			 path, (unsigned long long)n, (unsigned long long)bytes);
+			 path, (unsigned long long)n,
+			 (unsigned long long)bytes);
 		report(arg, 0, msg);
 	}
 	rlog_close(l);

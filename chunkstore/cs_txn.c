@@ -760,8 +760,8 @@ cs_sync_files(struct cs_store *cs, const struct cs_key *keys, size_t nk)
 	}
 	pthread_mutex_lock(&cs->lock);
 	for (size_t f = 0; f < nk && !first; f++) {
-		for (s = cs_file_idle(cs, keys[f].vol, keys[f].fid); s != CS_NONE;
-		     s = cs->slots[s].fnext) {
+		for (s = cs_file_idle(cs, keys[f].vol, keys[f].fid);
+		     s != CS_NONE; s = cs->slots[s].fnext) {
 			if (!(cs->slots[s].flags & CS_SF_DIRTY) ||
 			    !(cs->slots[s].flags & CS_SF_COMMITTED))
 				continue;
@@ -772,7 +772,8 @@ cs_sync_files(struct cs_store *cs, const struct cs_key *keys, size_t nk)
 				ns = realloc(slots, cap * sizeof(*ns));
 				if (ns)
 					slots = ns;
-				ng = ns ? realloc(gens, cap * sizeof(*ng)) : NULL;
+				ng = ns ? realloc(gens, cap * sizeof(*ng))
+					: NULL;
 				if (ng)
 					gens = ng;
 				if (!ns || !ng) {

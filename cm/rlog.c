@@ -37,8 +37,8 @@
  * PATH.jnl (common/tdbj.h): the commit appends one record holding every
  * key the transaction changed and fdatasyncs it once; reads see those keys
  * in memory until a checkpoint (journal past RLOG_JNL_MAX, close) writes
- * them to the tdb in one ordinary tdb transaction. Open cuts a torn journal tail
- * (a commit that never returned). So a process killed at any instant
+ * them to the tdb in one ordinary tdb transaction. Open cuts a torn journal
+ * tail (a commit that never returned). So a process killed at any instant
  * leaves the log as it was before the call or as it is after it, and a
  * call that returned 0 has reached the disk. RLOG_O_NOSYNC skips the
  * fsyncs (tests only): process death is still survived, power loss is not.

@@ -559,8 +559,8 @@ rule_store(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff)
 	 * still be a store of chunk 0 alone, or the bytes would name less
 	 * than it sends. (A small file's union is chunk 0 anyway: chunks
 	 * past its size go.) */
-	if (op->data && !rlog_data_ok(op->kind, op->chunk_size, op->size,
-				      set, k, op->dlen))
+	if (op->data &&
+	    !rlog_data_ok(op->kind, op->chunk_size, op->size, set, k, op->dlen))
 		goto keep;
 	rc = cancel_rec(l, &r, eff, RLOG_WHY_MERGED);
 	if (rc)

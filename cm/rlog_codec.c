@@ -238,11 +238,15 @@ int
 rlog_rec_encode(const struct rlog_rec *r, struct wbuf *b)
 {
 	const struct proto_op *op = &r->op;
+	uint8_t fmt = REC_FORMAT;
 	uint32_t crc;
 
+	if (op->data)
+		fmt = REC_FORMAT_DATA;
+	else if (op->rdev)
+		fmt = REC_FORMAT_RDEV;
 	w_u32(b, 0); /* CRC, filled in below */
-	w_u8(b, op->data ? REC_FORMAT_DATA
-			 : op->rdev ? REC_FORMAT_RDEV : REC_FORMAT);
+	w_u8(b, fmt);
 	w_u8(b, r->state);
 	w_u8(b, op->kind);
 	w_u8(b, r->has_conflict ? RF_CONFLICT : 0);
@@ -333,10 +337,10 @@ rlog_rec_decode(const uint8_t *p, size_t len, uint64_t seq, struct rlog_rec *r)
 	r->time_ms = r_i64(&b);
 	r->nbytes = r_u64(&b);
 	if ((fmt != REC_FORMAT && fmt != REC_FORMAT_RDEV &&
-	     fmt != REC_FORMAT_DATA) || r->seq != seq ||
-	    r->state < RLOG_PENDING || r->state > RLOG_CONFLICT ||
-	    op->kind <= PROTO_OP_NONE || op->kind > PROTO_OP_MAX ||
-	    (rflags & ~RF_CONFLICT) ||
+	     fmt != REC_FORMAT_DATA) ||
+	    r->seq != seq || r->state < RLOG_PENDING ||
+	    r->state > RLOG_CONFLICT || op->kind <= PROTO_OP_NONE ||
+	    op->kind > PROTO_OP_MAX || (rflags & ~RF_CONFLICT) ||
 	    !(rflags & RF_CONFLICT) != (r->state != RLOG_CONFLICT))
 		b.err = -EUCLEAN;
 	r_bytes(&b, op->opid, 16);
@@ -416,9 +420,8 @@ rlog_rec_decode(const uint8_t *p, size_t len, uint64_t seq, struct rlog_rec *r)
 		op->data_slot = r_u32(&b);
 		op->data_gen = r_u32(&b);
 		n = r_u32(&b);
-		if (!b.err && !rlog_data_ok(op->kind, op->chunk_size,
-					    op->size, op->chunks,
-					    op->nchunks, n))
+		if (!b.err && !rlog_data_ok(op->kind, op->chunk_size, op->size,
+					    op->chunks, op->nchunks, n))
 			b.err = -EUCLEAN;
 		if (!b.err && op->rdev)
 			b.err = -EUCLEAN;

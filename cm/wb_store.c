@@ -865,8 +865,9 @@ sync_fids(struct wb *wb, const struct fid *fids, size_t n)
 	}
 	rc = n ? cs_sync_files(wb->d.cs, keys, n) : 0;
 	if (rc < 0)
-		log_err(LOG_WB, "cannot sync the chunks of %zu files whose "
-				"bytes the replay log holds: %s",
+		log_err(LOG_WB,
+			"cannot sync the chunks of %zu files whose "
+			"bytes the replay log holds: %s",
 			n, strerror(-rc));
 	else
 		CM_STAT_ADD(wb->d.st, wb_data_synced, n);
@@ -877,8 +878,8 @@ sync_fids(struct wb *wb, const struct fid *fids, size_t n)
 /* @fids[0..@n) whose state is @from become @to; @out (may be NULL) gets
  * them, *@nout their number. Lock held. */
 static void
-owed_take_locked(struct wb *wb, const struct fid *fids, size_t n,
-		 uint64_t from, uint64_t to, struct fid *out, size_t *nout)
+owed_take_locked(struct wb *wb, const struct fid *fids, size_t n, uint64_t from,
+		 uint64_t to, struct fid *out, size_t *nout)
 {
 	*nout = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -1022,8 +1023,8 @@ log_bytes(struct store *st)
 	ssize_t got;
 	int rc;
 
-	if (!wb->d.rlog || st->cf || st->op.data ||
-	    st->op.nchunks != 1 || st->op.chunks[0] != 0 || !st->dirty[0] ||
+	if (!wb->d.rlog || st->cf || st->op.data || st->op.nchunks != 1 ||
+	    st->op.chunks[0] != 0 || !st->dirty[0] ||
 	    (st->skip && st->skip[0]) || st->op.size == 0 ||
 	    st->op.size > PROTO_INLINE_MAX || st->op.size > wb->d.chunk_size)
 		return 0;
@@ -1263,9 +1264,10 @@ wb_restore_logged(struct wb *wb)
 		r = cs_put(wb->d.cs, &k, lg->op.data_dv, lg->op.data,
 			   (uint32_t)want, CS_F_DIRTY);
 		if (r < 0) {
-			log_err(LOG_WB, "cannot restore a file's bytes from "
-					"the replay log into the cache: %s "
-					"(the log keeps them)",
+			log_err(LOG_WB,
+				"cannot restore a file's bytes from "
+				"the replay log into the cache: %s "
+				"(the log keeps them)",
 				strerror(-r));
 			if (!rc)
 				rc = r;
@@ -1280,17 +1282,20 @@ wb_restore_logged(struct wb *wb)
 		int r = cs_sync_files(wb->d.cs, keys, nk);
 
 		if (r < 0) {
-			log_err(LOG_WB, "cannot sync the chunks of %zu files "
-					"the replay log holds bytes of: %s",
+			log_err(LOG_WB,
+				"cannot sync the chunks of %zu files "
+				"the replay log holds bytes of: %s",
 				nk, strerror(-r));
 			if (!rc)
 				rc = r;
 		}
 	}
 	if (restored)
-		log_warn(LOG_WB, "restored %zu files' bytes from the replay "
-				 "log into the cache (a power cut had taken "
-				 "them back)", restored);
+		log_warn(LOG_WB,
+			 "restored %zu files' bytes from the replay "
+			 "log into the cache (a power cut had taken "
+			 "them back)",
+			 restored);
 	for (size_t i = 0; i < n; i++)
 		proto_op_release(&v[i].op);
 	free(v);

@@ -1543,8 +1543,8 @@ test_data(void)
 	op.data = bytes;
 	op.dlen = 2000;
 	is_int(rlog_append(l, &op, &s2), 0, "a second small store");
-	ok(rlog_get(l, s2, &r) == 0 && r.op.base_dv == 9 &&
-		   r.op.dlen == 2000 && !memcmp(r.op.data, bytes, 2000),
+	ok(rlog_get(l, s2, &r) == 0 && r.op.base_dv == 9 && r.op.dlen == 2000 &&
+		   !memcmp(r.op.data, bytes, 2000),
 	   "merged: the older base DV, the newer bytes");
 	rlog_rec_release(&r);
 	op = op_store(F(4), 10, 3 * CS, c01, 2);
