@@ -292,7 +292,14 @@ check_records(const char *dir,
 		report(arg, 1, msg);
 		res->errors++;
 	}
-	while (rlog_next(l, after, RLOG_MASK_ALL, &rec) == 0) {
+	for (;;) {
+		rc = rlog_next(l, after, RLOG_MASK_ALL, &rec);
+		if (rc == -EUCLEAN && rec.seq > after) {
+			after = rec.seq; /* rlog_check() reported it */
+			continue;
+		}
+		if (rc < 0)
+			break;
 		after = rec.seq;
 		if (rec.op.data) {
 			n++;

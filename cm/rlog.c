@@ -936,8 +936,11 @@ rlog_next(struct rlog *l, uint64_t after, unsigned states, struct rlog_rec *rec)
 	pthread_mutex_lock(&l->lock);
 	rlog_lazy_flush_locked(l);
 	rc = list_next_locked(l, type, after, states, &seq);
-	if (!rc)
+	if (!rc) {
 		rc = rlog_rec_load(l, seq, rec);
+		if (rc == -EUCLEAN)
+			rec->seq = seq; /* which one, to step over it */
+	}
 	pthread_mutex_unlock(&l->lock);
 	return rc;
 }

@@ -267,7 +267,9 @@ bool rlog_data_ok(enum proto_op_kind kind, uint32_t chunk_size, uint64_t size,
 	 RLOG_MASK(RLOG_CONFLICT))
 
 /* The first record with seq > @after whose state is in @states (a mask of
- * RLOG_MASK()). -ENOENT if none. After a restart, rlog_next(l, 0,
+ * RLOG_MASK()). -ENOENT if none; -EUCLEAN if that record is damaged
+ * (rec->seq then names it, nothing else is set: a scan may step over
+ * it). After a restart, rlog_next(l, 0,
  * RLOG_MASK(RLOG_INFLIGHT), &r) finds what must be resent as is. */
 int rlog_next(struct rlog *l, uint64_t after, unsigned states,
 	      struct rlog_rec *rec);

@@ -1136,15 +1136,14 @@ store_offline(struct store *st, const struct wstate *s)
 
 struct logged {
 	struct fid fid;
-	struct proto_op op; /* the newest store with bytes; kind 0: none */
-	uint64_t cut;	    /* the smallest size a later truncate logged */
+	uint64_t seq; /* the newest store with bytes; 0: none */
+	uint64_t cut; /* the smallest size a later truncate logged */
 };
 
-/* Is chunk 0 of @lg's file what its record logged, or newer? */
+/* Is chunk 0 of @op's file what @op logged, or newer? */
 static bool
-logged_chunk_ok(struct wb *wb, const struct logged *lg, size_t want)
+logged_chunk_ok(struct wb *wb, const struct proto_op *op, size_t want)
 {
-	const struct proto_op *op = &lg->op;
 	struct cs_key k;
 	struct cs_info info;
 	uint8_t *buf;
@@ -1189,10 +1188,19 @@ wb_restore_logged(struct wb *wb)
 
 	if (!wb || !wb->d.rlog || !wb->d.cs)
 		return 0;
-	while (rlog_next(wb->d.rlog, after, RLOG_MASK_ALL, &rec) == 0) {
+	for (;;) {
 		struct fidmap_slot *sl;
 		struct logged *lg = NULL;
+		int r = rlog_next(wb->d.rlog, after, RLOG_MASK_ALL, &rec);
 
+		if (r == -EUCLEAN && rec.seq > after) {
+			/* damaged: reported where it is sent; the others
+			 * are still checked */
+			after = rec.seq;
+			continue;
+		}
+		if (r < 0)
+			break;
 		after = rec.seq;
 		if (rec.op.kind != PROTO_OP_STORE &&
 		    !(rec.op.kind == PROTO_OP_SETATTR &&
@@ -1205,13 +1213,13 @@ wb_restore_logged(struct wb *wb)
 			lg = &v[sl->dv - 1];
 		if (rec.op.kind == PROTO_OP_SETATTR) {
 			/* a truncate after it: the chunk holds no more */
-			if (lg && lg->op.kind && rec.op.size < lg->cut)
+			if (lg && lg->seq && rec.op.size < lg->cut)
 				lg->cut = rec.op.size;
 		} else if (!rec.op.data) {
 			/* A store without bytes synced the chunks first
 			 * (store_offline()): they are the file now. */
 			if (lg)
-				proto_op_release(&lg->op);
+				lg->seq = 0;
 		} else {
 			if (!lg) {
 				if (n == cap) {
@@ -1236,9 +1244,9 @@ wb_restore_logged(struct wb *wb)
 				memset(lg, 0, sizeof(*lg));
 				lg->fid = rec.op.fid;
 			}
-			proto_op_release(&lg->op);
-			lg->op = rec.op; /* takes the record's op */
-			memset(&rec.op, 0, sizeof(rec.op));
+			/* The bytes are read again below, one record at
+			 * a time: an offline day's log may hold many. */
+			lg->seq = rec.seq;
 			lg->cut = UINT64_MAX;
 		}
 		rlog_rec_release(&rec);
@@ -1247,22 +1255,30 @@ wb_restore_logged(struct wb *wb)
 		rc = -ENOMEM;
 	for (size_t i = 0; i < n && keys; i++) {
 		struct logged *lg = &v[i];
-		size_t want = lg->op.dlen;
+		size_t want;
 		struct cs_key k;
 		int r;
 
-		if (!lg->op.kind)
+		if (!lg->seq || rlog_get(wb->d.rlog, lg->seq, &rec) < 0)
 			continue;
+		if (!rec.op.data) {
+			rlog_rec_release(&rec);
+			continue;
+		}
+		want = rec.op.dlen;
 		if (lg->cut < want)
 			want = (size_t)lg->cut;
 		keys[nk].vol = lg->fid.vol;
 		memcpy(keys[nk].fid, lg->fid.oid, sizeof(keys[nk].fid));
 		nk++;
-		if (logged_chunk_ok(wb, lg, want))
+		if (logged_chunk_ok(wb, &rec.op, want)) {
+			rlog_rec_release(&rec);
 			continue;
+		}
 		cm_chunk_key(&k, &lg->fid, 0);
-		r = cs_put(wb->d.cs, &k, lg->op.data_dv, lg->op.data,
+		r = cs_put(wb->d.cs, &k, rec.op.data_dv, rec.op.data,
 			   (uint32_t)want, CS_F_DIRTY);
+		rlog_rec_release(&rec);
 		if (r < 0) {
 			log_err(LOG_WB,
 				"cannot restore a file's bytes from "
@@ -1296,8 +1312,6 @@ wb_restore_logged(struct wb *wb)
 			 "log into the cache (a power cut had taken "
 			 "them back)",
 			 restored);
-	for (size_t i = 0; i < n; i++)
-		proto_op_release(&v[i].op);
 	free(v);
 	free(keys);
 	fidmap_clear(&map);

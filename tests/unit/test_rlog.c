@@ -1645,6 +1645,12 @@ test_data(void)
 		ok(l != NULL, "a damaged record with bytes does not stop the "
 			      "open");
 		is_int(rlog_get(l, s1, &r), -EUCLEAN, "reading it: -EUCLEAN");
+		ok(rlog_next(l, 0, RLOG_MASK_ALL, &r) == -EUCLEAN &&
+			   r.seq == s1,
+		   "a scan meets it: -EUCLEAN, with its seq");
+		ok(rlog_next(l, s1, RLOG_MASK_ALL, &r) == 0 && r.seq > s1,
+		   "and steps over it to the next record");
+		rlog_rec_release(&r);
 		ok(rlog_check(l, 0, NULL, 0) == -EUCLEAN,
 		   "rlog_check reports it");
 		ok(rlog_get(l, s3, &r) == 0 && r.op.dlen == sizeof(other),
