@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "admin/fsck_meta.h"
+#include "cm/rlog.h"
 #include "cm/vc.h"
 #include "common/tdbj.h"
 #include "common/tdbw.h"
@@ -248,6 +249,82 @@ check_states(const char *dir, int repair,
 		check_state(path, "replay log", repair, report, arg, res);
 }
 
+/*
+ * The replay log's records (read-only, journal included): each decoded
+ * and checked (rlog_check(): CRC, format 1-3, lists); a store that
+ * carries its bytes (format 3, doc/replay-log.md) is reported as a note
+ * with the chunk it was read from: those bytes are the one copy a power
+ * cut may leave until cairnd's next start restores the chunk from them.
+ * A damaged record is an error, never repaired (it is an acknowledged
+ * change).
+ */
+static void
+check_records(const char *dir,
+	      void (*report)(void *arg, int error, const char *msg), void *arg,
+	      struct fsck_meta_result *res)
+{
+	char path[4096], msg[4096 + 512], why[256] = "";
+	struct rlog_rec rec;
+	struct rlog *l;
+	uint64_t after = 0, n = 0, bytes = 0;
+	int err = 0, rc;
+
+	if (snprintf(path, sizeof(path), "%s/rlog.tdb", dir) >=
+		    (int)sizeof(path) ||
+	    access(path, F_OK) != 0)
+		return;
+	l = rlog_open_flags(path, RLOG_O_RDONLY, &err);
+	if (!l) {
+		if (err == -EBUSY || transient(err))
+			return; /* cairnd runs, or no memory: not a finding */
+		snprintf(msg, sizeof(msg),
+			 "%s: cannot read the replay log's "
+			 "records: %s",
+			 path, strerror(-err));
+		report(arg, 1, msg);
+		res->errors++;
+		return;
+	}
+	rc = rlog_check(l, 0, why, sizeof(why));
+	if (rc < 0 && !transient(rc)) {
+		snprintf(msg, sizeof(msg), "%s: replay log: %s (%s)", path,
+			 why[0] ? why : "damaged", strerror(-rc));
+		report(arg, 1, msg);
+		res->errors++;
+	}
+	for (;;) {
+		rc = rlog_next(l, after, RLOG_MASK_ALL, &rec);
+		if (rc == -EUCLEAN && rec.seq > after) {
+			after = rec.seq; /* rlog_check() reported it */
+			continue;
+		}
+		if (rc < 0)
+			break;
+		after = rec.seq;
+		if (rec.op.data) {
+			n++;
+			bytes += rec.op.dlen;
+			snprintf(msg, sizeof(msg),
+				 "%s: record %llu carries a store's %zu bytes "
+				 "(chunk slot %u, generation %u, DV %llu)",
+				 path, (unsigned long long)rec.seq, rec.op.dlen,
+				 rec.op.data_slot, rec.op.data_gen,
+				 (unsigned long long)rec.op.data_dv);
+			report(arg, 0, msg);
+		}
+		rlog_rec_release(&rec);
+	}
+	if (n) {
+		snprintf(msg, sizeof(msg),
+			 "%s: %llu store records carry their bytes (%llu "
+			 "bytes, format 3)",
+			 path, (unsigned long long)n,
+			 (unsigned long long)bytes);
+		report(arg, 0, msg);
+	}
+	rlog_close(l);
+}
+
 int
 fsck_meta(const char *dir, int repair,
 	  void (*report)(void *arg, int error, const char *msg), void *arg,
@@ -262,6 +339,7 @@ fsck_meta(const char *dir, int repair,
 	snprintf(path, sizeof(path), "%s/meta.tdb", dir);
 	first = check_one(path, repair, report, arg, res);
 	check_states(dir, repair, report, arg, res);
+	check_records(dir, report, arg, res);
 	snprintf(path, sizeof(path), "%s/vol", dir);
 	vd = opendir(path);
 	if (!vd)

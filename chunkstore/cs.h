@@ -93,6 +93,8 @@ struct cs_info {
 	uint32_t flags;	   /* CS_F_* */
 	uint64_t last_use; /* logical clock; larger is more recent */
 	uint32_t slot;	   /* index slot; stable while the chunk is present */
+	uint32_t gen;	   /* generation of the slot's committed file: each
+			      commit or put of the slot raises it */
 };
 
 /*
@@ -312,6 +314,13 @@ int cs_commit_file_flags(struct cs_store *cs, uint32_t vol,
  * CS_C_NOSYNC), their folders and the index. @return 0 or -errno.
  */
 int cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16]);
+
+/*
+ * cs_sync_file for the files of @keys[0..@n) (their chunk numbers are
+ * ignored) at once: each chunk file fsynced, each folder once, the index
+ * once. @return 0 or the first -errno.
+ */
+int cs_sync_files(struct cs_store *cs, const struct cs_key *keys, size_t n);
 
 /*
  * After the server stored chunk @k: clear DIRTY and retag it (and a working

@@ -441,6 +441,7 @@ cs_fill_info(const struct cs_store *cs, uint32_t slot, struct cs_info *out)
 		     (s->flags & CS_SF_PINNED ? CS_F_PINNED : 0);
 	out->last_use = s->last_use;
 	out->slot = slot;
+	out->gen = s->gen;
 }
 
 int

@@ -733,39 +733,57 @@ cs_commit_file_flags(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
 int
 cs_sync_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16])
 {
+	struct cs_key k;
+
+	if (!cs || !fid)
+		return -EINVAL;
+	memset(&k, 0, sizeof(k));
+	k.vol = vol;
+	memcpy(k.fid, fid, 16);
+	return cs_sync_files(cs, &k, 1);
+}
+
+int
+cs_sync_files(struct cs_store *cs, const struct cs_key *keys, size_t nk)
+{
 	uint32_t *slots = NULL, *gens = NULL, n = 0, cap = 0, s;
 	uint8_t synced[CS_NDIRS] = {0};
 	char path[CS_PATH_MAX], sub[CS_PATH_MAX];
 	int rc, first = 0;
 
-	if (!cs || !fid)
+	if (!cs || (nk && !keys))
 		return -EINVAL;
-	rc = cs_commit_file(cs, vol, fid);
-	if (rc < 0)
-		return rc;
+	for (size_t f = 0; f < nk; f++) {
+		rc = cs_commit_file(cs, keys[f].vol, keys[f].fid);
+		if (rc < 0)
+			return rc;
+	}
 	pthread_mutex_lock(&cs->lock);
-	for (s = cs_file_idle(cs, vol, fid); s != CS_NONE;
-	     s = cs->slots[s].fnext) {
-		if (!(cs->slots[s].flags & CS_SF_DIRTY) ||
-		    !(cs->slots[s].flags & CS_SF_COMMITTED))
-			continue;
-		if (n == cap) {
-			uint32_t *ns, *ng;
+	for (size_t f = 0; f < nk && !first; f++) {
+		for (s = cs_file_idle(cs, keys[f].vol, keys[f].fid);
+		     s != CS_NONE; s = cs->slots[s].fnext) {
+			if (!(cs->slots[s].flags & CS_SF_DIRTY) ||
+			    !(cs->slots[s].flags & CS_SF_COMMITTED))
+				continue;
+			if (n == cap) {
+				uint32_t *ns, *ng;
 
-			cap = cap ? cap * 2 : 16;
-			ns = realloc(slots, cap * sizeof(*ns));
-			if (ns)
-				slots = ns;
-			ng = ns ? realloc(gens, cap * sizeof(*ng)) : NULL;
-			if (ng)
-				gens = ng;
-			if (!ns || !ng) {
-				first = -ENOMEM;
-				break;
+				cap = cap ? cap * 2 : 16;
+				ns = realloc(slots, cap * sizeof(*ns));
+				if (ns)
+					slots = ns;
+				ng = ns ? realloc(gens, cap * sizeof(*ng))
+					: NULL;
+				if (ng)
+					gens = ng;
+				if (!ns || !ng) {
+					first = -ENOMEM;
+					break;
+				}
 			}
+			gens[n] = cs->slots[s].gen;
+			slots[n++] = s;
 		}
-		gens[n] = cs->slots[s].gen;
-		slots[n++] = s;
 	}
 	pthread_mutex_unlock(&cs->lock);
 	/* A chunk replaced meanwhile was fsynced by its own commit or is

@@ -902,6 +902,11 @@ resolve_go(struct cm *cm, struct ctl_call *call, const struct ctl_peer *peer,
 			      "(it renames the conflict copy over the file)");
 		return;
 	}
+	/* A refused small store's bytes (format 3) leave the log with it:
+	 * its chunk, the local version the conflict copy came from, is on
+	 * disk first. */
+	if (r->op.kind == PROTO_OP_STORE)
+		(void)wb_data_durable(cm->wb, &r->op.fid, 1);
 	proto_op_release(&r->op);
 	rc = rlog_conflict_resolve(cm->rlog, r->seq);
 	if (rc < 0) {

@@ -373,6 +373,12 @@ h_log_resumed(void *arg)
 }
 
 static void
+h_data_durable(void *arg, const struct fid *fids, size_t n)
+{
+	(void)wb_data_durable(((struct cm *)arg)->wb, fids, n);
+}
+
+static void
 h_acked(void *arg, uint64_t seq, const struct proto_op *op,
 	const struct proto_op_result *r)
 {
@@ -603,6 +609,7 @@ write_modules_new(struct cm *cm)
 		.resend_store = h_resend_store,
 		.log_resumed = h_log_resumed,
 		.acked = h_acked,
+		.data_durable = h_data_durable,
 		.may_absorb = h_may_absorb,
 		.absorb = h_absorb,
 		.submit_offline = h_submit_offline,
@@ -670,6 +677,10 @@ write_modules_new(struct cm *cm)
 			strerror(-rc));
 		return rc;
 	}
+	/* Before the mount answers: chunks a power cut took back are
+	 * written again from the bytes their store records carry. A
+	 * failure leaves the bytes in the log (sent from there). */
+	(void)wb_restore_logged(cm->wb);
 	cm->local = local_new(&ld, &lh);
 	if (!cm->local)
 		return -errno;

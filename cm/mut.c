@@ -578,6 +578,9 @@ finish_drop(struct mreq *m, int err, const struct proto_op_result *r)
 	if (r && mu->h.acked && !m->acked)
 		mu->h.acked(mu->h.arg, m->seq, &m->op, r);
 	m->acked = true;
+	if (m->seq && mu->d.rlog && m->op.kind == PROTO_OP_STORE &&
+	    mu->h.data_durable)
+		mu->h.data_durable(mu->h.arg, &m->op.fid, 1);
 	if (m->seq && mu->d.rlog) {
 		rc = rlog_remove_flags(mu->d.rlog, m->seq, RLOG_A_NOSYNC);
 		if (rc < 0 && rc != -ENOENT)
@@ -650,6 +653,8 @@ finish_end(struct mreq *m, int err, const struct proto_op_result *r)
 	 * caller was answered, so it must reach the server some time. */
 	if (m->seq && mu->d.rlog && !(m->replay && err) &&
 	    !(m->late && err == -EIO)) {
+		if (m->op.kind == PROTO_OP_STORE && mu->h.data_durable)
+			mu->h.data_durable(mu->h.arg, &m->op.fid, 1);
 		/* Sync mode: in the log's next transaction (RLOG_A_LAZY: a
 		 * record a crash keeps is resent under its opid). */
 		rc = rlog_remove_flags(mu->d.rlog, m->seq,
@@ -1336,7 +1341,8 @@ batch_finish_results(struct mut_batch *b, struct proto_batch_result *out)
 	if (mu->d.rlog) {
 		/* The records the server answered go in one transaction. */
 		uint64_t seqs[PROTO_BATCH_MAX];
-		size_t ns = 0;
+		struct fid fids[PROTO_BATCH_MAX];
+		size_t ns = 0, nf = 0;
 		int rc;
 
 		for (size_t i = 0; i < b->n; i++) {
@@ -1347,7 +1353,11 @@ batch_finish_results(struct mut_batch *b, struct proto_batch_result *out)
 				continue;
 			seqs[ns++] = m->seq;
 			m->removed = true;
+			if (m->op.kind == PROTO_OP_STORE)
+				fids[nf++] = m->op.fid;
 		}
+		if (nf && mu->h.data_durable)
+			mu->h.data_durable(mu->h.arg, fids, nf);
 		rc = rlog_remove_batch_flags(
 			mu->d.rlog, seqs, ns,
 			(b->flags & MUT_B_REPLAY) ? RLOG_A_NOSYNC
@@ -1632,7 +1642,8 @@ mbatch_drop_acked(struct mbatch *b, const struct proto_batch_result *res)
 {
 	struct mut *mu = b->mu;
 	uint64_t seqs[PROTO_BATCH_MAX];
-	size_t ns = 0;
+	struct fid fids[PROTO_BATCH_MAX];
+	size_t ns = 0, nf = 0;
 	int rc;
 
 	if (!mu->d.rlog)
@@ -1646,9 +1657,16 @@ mbatch_drop_acked(struct mbatch *b, const struct proto_batch_result *res)
 			mu->h.acked(mu->h.arg, m->seq, &m->op, &res[i].res);
 		m->acked = true;
 		seqs[ns++] = m->seq;
+		if (m->op.kind == PROTO_OP_STORE)
+			fids[nf++] = m->op.fid;
 	}
 	if (!ns)
 		return;
+	/* Bytes only the log held (format 3) reach the chunk store's disk
+	 * first, every file of the batch in one pass (wb_data_durable()):
+	 * this is where a writeback close's chunk syncs went. */
+	if (nf && mu->h.data_durable)
+		mu->h.data_durable(mu->h.arg, fids, nf);
 	rc = rlog_remove_batch_flags(mu->d.rlog, seqs, ns, RLOG_A_NOSYNC);
 	if (rc < 0) {
 		log_warn(LOG_MUT, "cannot drop %zu replayed records: %s", ns,

@@ -69,6 +69,11 @@ struct mut_hooks {
 	 * replay learns from it (the DV map) is kept first. */
 	void (*acked)(void *arg, uint64_t seq, const struct proto_op *op,
 		      const struct proto_op_result *r);
+	/* wb: the STORE records of @fids the server took leave the log
+	 * next: what of theirs the log alone held (bytes, record format
+	 * 3) is made durable in the chunk store first (wb_data_durable()).
+	 * Called once for a batch. */
+	void (*data_durable)(void *arg, const struct fid *fids, size_t n);
 	bool (*may_absorb)(void *arg);
 	void (*absorb)(void *arg, const struct proto_op *op, mut_done_fn done,
 		       void *done_arg);

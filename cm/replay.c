@@ -1379,6 +1379,19 @@ batch_send(struct rbatch *b)
 		return;
 	}
 	log_debug(LOG_OFF, "batch of %zu records staged, sending", b->n);
+	{
+		/* Small files whose bytes only their records hold: their
+		 * chunk files are synced while the server commits, off the
+		 * loop (the reply waits for it before the records go). */
+		struct fid fids[PROTO_BATCH_MAX];
+		size_t nf = 0;
+
+		for (size_t i = 0; i < b->n && nf < PROTO_BATCH_MAX; i++)
+			if (b->sent[i].kind == PROTO_OP_STORE &&
+			    b->sent[i].data)
+				fids[nf++] = b->sent[i].fid;
+		wb_data_durable_ahead(rp->d.wb, fids, nf);
+	}
 	rc = mut_send_replay_batch(rp->d.mut, b->ops, b->n, batch_all_done, b);
 	if (rc < 0) {
 		log_warn(LOG_OFF, "cannot send a batch of %zu records (%s): one "
@@ -1414,6 +1427,14 @@ batch_staged(void *arg, int err, const struct proto_op *sop,
 	for (i = 0; i < b->n && b->c[i] != c; i++)
 		;
 	b->staging_chunks -= b->sent[i].nchunks ? b->sent[i].nchunks : 1;
+	if (!err && sop && !sop->data && b->sent[i].data) {
+		/* The record's bytes (format 3), which a server without
+		 * inline stores does not take: staged instead (store_from_
+		 * log()). */
+		free(b->sent[i].data);
+		b->sent[i].data = NULL;
+		b->sent[i].dlen = 0;
+	}
 	if (!err && sop && sop->data && !b->sent[i].data) {
 		/* A small file's bytes, inline: they go in the batch. */
 		b->sent[i].data = malloc(sop->dlen ? sop->dlen : 1);

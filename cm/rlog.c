@@ -36,9 +36,9 @@
  * removal, conflict) is ONE transaction of the tdb through its journal
  * PATH.jnl (common/tdbj.h): the commit appends one record holding every
  * key the transaction changed and fdatasyncs it once; reads see those keys
- * in memory until a checkpoint (journal past 4 MiB, close) writes them to
- * the tdb in one ordinary tdb transaction. Open cuts a torn journal tail
- * (a commit that never returned). So a process killed at any instant
+ * in memory until a checkpoint (journal past RLOG_JNL_MAX, close) writes
+ * them to the tdb in one ordinary tdb transaction. Open cuts a torn journal
+ * tail (a commit that never returned). So a process killed at any instant
  * leaves the log as it was before the call or as it is after it, and a
  * call that returned 0 has reached the disk. RLOG_O_NOSYNC skips the
  * fsyncs (tests only): process death is still survived, power loss is not.
@@ -775,7 +775,7 @@ rlog_open_flags(const char *path, unsigned flags, int *err)
 
 		if (flags & RLOG_O_NOSYNC)
 			jf |= TDBJ_O_NOSYNC;
-		l->j = tdbj_open(t, jpath, jf, 0, &rc);
+		l->j = tdbj_open(t, jpath, jf, RLOG_JNL_MAX, &rc);
 		if (!l->j)
 			log_err(LOG_RLOG, "cannot open the journal '%s': %s",
 				jpath, strerror(-rc));
@@ -936,8 +936,11 @@ rlog_next(struct rlog *l, uint64_t after, unsigned states, struct rlog_rec *rec)
 	pthread_mutex_lock(&l->lock);
 	rlog_lazy_flush_locked(l);
 	rc = list_next_locked(l, type, after, states, &seq);
-	if (!rc)
+	if (!rc) {
 		rc = rlog_rec_load(l, seq, rec);
+		if (rc == -EUCLEAN)
+			rec->seq = seq; /* which one, to step over it */
+	}
 	pthread_mutex_unlock(&l->lock);
 	return rc;
 }

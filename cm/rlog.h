@@ -252,6 +252,12 @@ int rlog_append_batch(struct rlog *l, const struct proto_op *ops, size_t n,
 /* The oldest PENDING record into *@rec (release it). -ENOENT if none. */
 int rlog_first(struct rlog *l, struct rlog_rec *rec);
 
+/* May a store record carry @dlen of its bytes (format 3)? Chunk 0 alone
+ * of a file of at most PROTO_INLINE_MAX bytes that fits the chunk (what
+ * a batch sends inline), and 0 < @dlen <= the size. */
+bool rlog_data_ok(enum proto_op_kind kind, uint32_t chunk_size, uint64_t size,
+		  const uint64_t *chunks, size_t nchunks, size_t dlen);
+
 /* States as a mask for rlog_next(). */
 #define RLOG_MASK(state) (1u << (state))
 /* In rlog_fid_find()'s @states: skip the records rlog_is_direct() names. */
@@ -261,7 +267,9 @@ int rlog_first(struct rlog *l, struct rlog_rec *rec);
 	 RLOG_MASK(RLOG_CONFLICT))
 
 /* The first record with seq > @after whose state is in @states (a mask of
- * RLOG_MASK()). -ENOENT if none. After a restart, rlog_next(l, 0,
+ * RLOG_MASK()). -ENOENT if none; -EUCLEAN if that record is damaged
+ * (rec->seq then names it, nothing else is set: a scan may step over
+ * it). After a restart, rlog_next(l, 0,
  * RLOG_MASK(RLOG_INFLIGHT), &r) finds what must be resent as is. */
 int rlog_next(struct rlog *l, uint64_t after, unsigned states,
 	      struct rlog_rec *rec);

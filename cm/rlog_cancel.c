@@ -555,6 +555,13 @@ rule_store(struct rlog *l, struct rlog_rec *n, struct rlog_effect *eff)
 	for (i = k = 0; i < nset; i++)
 		if (set[i] < (op->size + op->chunk_size - 1) / op->chunk_size)
 			set[k++] = set[i];
+	/* The new store carries its bytes (format 3): the survivor must
+	 * still be a store of chunk 0 alone, or the bytes would name less
+	 * than it sends. (A small file's union is chunk 0 anyway: chunks
+	 * past its size go.) */
+	if (op->data &&
+	    !rlog_data_ok(op->kind, op->chunk_size, op->size, set, k, op->dlen))
+		goto keep;
 	rc = cancel_rec(l, &r, eff, RLOG_WHY_MERGED);
 	if (rc)
 		goto out;

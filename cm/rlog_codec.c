@@ -238,10 +238,15 @@ int
 rlog_rec_encode(const struct rlog_rec *r, struct wbuf *b)
 {
 	const struct proto_op *op = &r->op;
+	uint8_t fmt = REC_FORMAT;
 	uint32_t crc;
 
+	if (op->data)
+		fmt = REC_FORMAT_DATA;
+	else if (op->rdev)
+		fmt = REC_FORMAT_RDEV;
 	w_u32(b, 0); /* CRC, filled in below */
-	w_u8(b, op->rdev ? REC_FORMAT_RDEV : REC_FORMAT);
+	w_u8(b, fmt);
 	w_u8(b, r->state);
 	w_u8(b, op->kind);
 	w_u8(b, r->has_conflict ? RF_CONFLICT : 0);
@@ -290,8 +295,15 @@ rlog_rec_encode(const struct rlog_rec *r, struct wbuf *b)
 		w_u8(b, c->has_base);
 		w_attr(b, &c->base);
 	}
-	if (op->rdev)
+	if (op->rdev || op->data)
 		w_u32(b, op->rdev);
+	if (op->data) {
+		w_u64(b, op->data_dv);
+		w_u32(b, op->data_slot);
+		w_u32(b, op->data_gen);
+		w_u32(b, (uint32_t)op->dlen);
+		w_bytes(b, op->data, op->dlen);
+	}
 	if (b->err)
 		return b->err;
 	crc = crc32c(0, b->p + 4, b->len - 4);
@@ -324,10 +336,11 @@ rlog_rec_decode(const uint8_t *p, size_t len, uint64_t seq, struct rlog_rec *r)
 	r->seq = r_u64(&b);
 	r->time_ms = r_i64(&b);
 	r->nbytes = r_u64(&b);
-	if ((fmt != REC_FORMAT && fmt != REC_FORMAT_RDEV) || r->seq != seq ||
-	    r->state < RLOG_PENDING || r->state > RLOG_CONFLICT ||
-	    op->kind <= PROTO_OP_NONE || op->kind > PROTO_OP_MAX ||
-	    (rflags & ~RF_CONFLICT) ||
+	if ((fmt != REC_FORMAT && fmt != REC_FORMAT_RDEV &&
+	     fmt != REC_FORMAT_DATA) ||
+	    r->seq != seq || r->state < RLOG_PENDING ||
+	    r->state > RLOG_CONFLICT || op->kind <= PROTO_OP_NONE ||
+	    op->kind > PROTO_OP_MAX || (rflags & ~RF_CONFLICT) ||
 	    !(rflags & RF_CONFLICT) != (r->state != RLOG_CONFLICT))
 		b.err = -EUCLEAN;
 	r_bytes(&b, op->opid, 16);
@@ -398,6 +411,31 @@ rlog_rec_decode(const uint8_t *p, size_t len, uint64_t seq, struct rlog_rec *r)
 			       !proto_type_has_rdev(op->type) || !op->rdev))
 			b.err = -EUCLEAN;
 	}
+	if (!b.err && fmt == REC_FORMAT_DATA) {
+		/* A store's bytes: the one thing a record holds that the
+		 * chunk store may not (a power cut), so each bound is
+		 * checked before a byte is copied. */
+		op->rdev = r_u32(&b);
+		op->data_dv = r_u64(&b);
+		op->data_slot = r_u32(&b);
+		op->data_gen = r_u32(&b);
+		n = r_u32(&b);
+		if (!b.err && !rlog_data_ok(op->kind, op->chunk_size, op->size,
+					    op->chunks, op->nchunks, n))
+			b.err = -EUCLEAN;
+		if (!b.err && op->rdev)
+			b.err = -EUCLEAN;
+		if (!b.err && n > b.len - b.off)
+			b.err = -EUCLEAN;
+		if (!b.err) {
+			op->data = malloc(n);
+			if (!op->data)
+				b.err = -ENOMEM;
+			else
+				r_bytes(&b, op->data, n);
+			op->dlen = n;
+		}
+	}
 	if (!b.err && b.off != b.len)
 		b.err = -EUCLEAN;
 	if (b.err) {
@@ -435,10 +473,7 @@ rlog_op_dup(struct proto_op *dst, const struct proto_op *src)
 	dst->name = dst->newname = dst->target = dst->xname = NULL;
 	dst->xvalue = NULL;
 	dst->chunks = NULL;
-	/* A store's inline bytes are never logged: they are read from the
-	 * chunk store when it is sent. */
 	dst->data = NULL;
-	dst->dlen = 0;
 	if ((src->name && !(dst->name = strdup(src->name))) ||
 	    (src->newname && !(dst->newname = strdup(src->newname))) ||
 	    (src->target && !(dst->target = strdup(src->target))) ||
@@ -457,6 +492,15 @@ rlog_op_dup(struct proto_op *dst, const struct proto_op *src)
 			goto nomem;
 		memcpy(dst->chunks, src->chunks,
 		       src->nchunks * sizeof(*dst->chunks));
+	}
+	/* A small store's bytes (format 3) */
+	if (src->data) {
+		dst->data = malloc(src->dlen ? src->dlen : 1);
+		if (!dst->data)
+			goto nomem;
+		memcpy(dst->data, src->data, src->dlen);
+	} else {
+		dst->dlen = 0;
 	}
 	return 0;
 nomem:
@@ -518,6 +562,18 @@ rlog_store_bytes(const struct proto_op *op)
 
 /* --- op validation: what the protocol's op table requires --- */
 
+/* May a record carry @dlen bytes of a store (format 3)? Chunk 0 only, of
+ * a file of at most PROTO_INLINE_MAX bytes that fits the chunk: what a
+ * batch sends inline (doc/cm.md "Small files inline"). */
+bool
+rlog_data_ok(enum proto_op_kind kind, uint32_t chunk_size, uint64_t size,
+	     const uint64_t *chunks, size_t nchunks, size_t dlen)
+{
+	return kind == PROTO_OP_STORE && nchunks == 1 && chunks &&
+	       chunks[0] == 0 && dlen > 0 && dlen <= PROTO_INLINE_MAX &&
+	       dlen <= chunk_size && dlen <= size;
+}
+
 static int
 name_ok(const char *s)
 {
@@ -538,6 +594,8 @@ rlog_op_check(const struct proto_op *op)
 	const uint32_t sa_all = PROTO_SA_MODE | PROTO_SA_UID | PROTO_SA_GID |
 				PROTO_SA_SIZE | PROTO_SA_ATIME | PROTO_SA_MTIME;
 
+	if (op->data && op->kind != PROTO_OP_STORE)
+		return -EINVAL;
 	switch (op->kind) {
 	case PROTO_OP_CREATE:
 	case PROTO_OP_MKDIR:
@@ -602,6 +660,11 @@ rlog_op_check(const struct proto_op *op)
 	case PROTO_OP_STORE: {
 		uint64_t *s;
 		size_t i;
+
+		if (op->data &&
+		    !rlog_data_ok(op->kind, op->chunk_size, op->size,
+				  op->chunks, op->nchunks, op->dlen))
+			return -EINVAL;
 
 		if (fid_is_null(&op->fid) || op->chunk_size < PROTO_CHUNK_MIN ||
 		    op->chunk_size > PROTO_CHUNK_MAX ||

@@ -34,6 +34,16 @@
 /* Format 1 plus a u32 rdev at the end: only for the create of a device
  * node, so an older cairnd refuses just those records. */
 #define REC_FORMAT_RDEV 2
+/* Format 2 (rdev, 0 but for a device) plus a store's bytes: u64 chunk
+ * DV, u32 slot, u32 generation, u32 length, the bytes. Only a store of
+ * chunk 0 of a small file (doc/replay-log.md "Format 3"). */
+#define REC_FORMAT_DATA 3
+/* The journal's checkpoint bound (tdbj_open()): a small store's record
+ * carries its bytes (format 3), and most records leave the log within a
+ * second, so a larger bound lets them come and go in the journal alone
+ * instead of being written into the tdb by a checkpoint and freed by the
+ * next (doc/cm.md "Session 13"). */
+#define RLOG_JNL_MAX (32u << 20)
 /* tdb hash chains. tdb never rehashes: a lookup walks keys/HASH_SIZE
  * entries (a record is ~6 keys: chains of ~5 at 100k records with this
  * size), and each transaction and traverse reads the whole 512 KiB table.
@@ -178,6 +188,7 @@ void rlog_hdr_encode(const struct hdr *h, uint8_t out[HDR_LEN]);
 void rlog_lid_make(struct lid *id, uint8_t type, const struct fid *f);
 int64_t rlog_now_real_ms(void);
 int rlog_op_check(const struct proto_op *op);
+
 int rlog_op_dup(struct proto_op *dst, const struct proto_op *src);
 int rlog_rec_decode(const uint8_t *p, size_t len, uint64_t seq,
 		    struct rlog_rec *r);

@@ -104,6 +104,9 @@ cm_stats_format_counters(const struct cm_stats *st, char *buf, size_t len,
 	P("stores %llu\n", LD(stores));
 	P("writebacks %llu\n", LD(writebacks));
 	P("checkpoints %llu\n", LD(wb_checkpoints));
+	P("log_bytes %llu\n", LD(wb_log_bytes));
+	P("log_bytes_synced %llu\n", LD(wb_data_synced));
+	P("log_bytes_restored %llu\n", LD(wb_data_restored));
 	P("read_retries %llu\n", LD(wb_read_retries));
 	P("conflicts %llu\n", LD(conflicts));
 	P("wb_save_errors %llu\n", LD(wb_save_errors));

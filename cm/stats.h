@@ -81,6 +81,12 @@ struct cm_stats {
 	atomic_uint_fast64_t stores;	    /* data stores the server took */
 	atomic_uint_fast64_t writebacks;    /* stores started by dirty-limit */
 	atomic_uint_fast64_t wb_checkpoints; /* files checkpointed */
+	atomic_uint_fast64_t wb_log_bytes;   /* stores logged with their bytes
+						(replay record format 3) */
+	atomic_uint_fast64_t wb_data_synced; /* ... whose chunks were synced
+						before the record left */
+	atomic_uint_fast64_t wb_data_restored; /* chunks restored from the
+						  log at start */
 	atomic_uint_fast64_t wb_read_retries; /* reads redone: a truncate */
 	atomic_uint_fast64_t conflicts;	    /* conflict copies saved */
 	atomic_uint_fast64_t wb_save_errors; /* write states dirty.tdb could

@@ -805,6 +805,18 @@ drop_dirty_cb(const struct cs_info *i, void *arg)
 void
 wb_drop_chunks(struct wb *wb, const struct fid *fid)
 {
+	struct fidmap_slot *sl;
+
+	/* no sync owed to chunks that go (a sync thread's ends as it
+	 * started: it finds its state changed) */
+	pthread_mutex_lock(&wb->lock);
+	sl = fidmap_find(&wb->owed, fid);
+	if (sl && sl->dv == 1) {
+		sl->dv = 0;
+		if (!--wb->nowed)
+			fidmap_clear(&wb->owed);
+	}
+	pthread_mutex_unlock(&wb->lock);
 	cs_iterate_file(wb->d.cs, fid->vol, fid->oid, drop_dirty_cb, wb);
 	cs_invalidate(wb->d.cs, fid->vol, fid->oid, UINT64_MAX);
 }
@@ -2429,6 +2441,13 @@ wb_free(struct wb *wb)
 	tdbj_close(wb->dj);
 	fidmap_clear(&wb->based);
 	fidmap_clear(&wb->undropped);
+	/* owed chunks: cs_close() syncs the file system; the sync
+	 * threads end first (they use the chunk store and wb->lock) */
+	pthread_mutex_lock(&wb->lock);
+	while (wb->nsyncers)
+		pthread_cond_wait(&wb->cond, &wb->lock);
+	pthread_mutex_unlock(&wb->lock);
+	fidmap_clear(&wb->owed);
 	pthread_mutex_destroy(&wb->lock);
 	pthread_cond_destroy(&wb->cond);
 	free(wb);

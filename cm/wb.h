@@ -266,6 +266,37 @@ int wb_stage_replay_store(struct wb *wb, uint64_t seq,
 			  wb_staged_fn staged, void *staged_arg,
 			  mut_done_fn done, void *arg);
 
+/*
+ * Before replay records of @fids[0..@n) the server took leave the log:
+ * the files among them whose logged store carried its bytes in the log,
+ * chunk files unsynced (store_offline()), get those synced now, all at
+ * once (cs_sync_files()), so that the chunk store holds them after a
+ * power cut once the log no longer does. Other FIDs cost a lookup.
+ * Any thread. @return 0 or the -errno of the sync (logged).
+ */
+int wb_data_durable(struct wb *wb, const struct fid *fids, size_t n);
+
+/*
+ * Loop thread, as a batch of replay records goes to the server: start
+ * syncing the owed chunk files of @fids[0..@n) on a thread of their own,
+ * so that the syncs overlap the round trip and leave the loop thread;
+ * wb_data_durable() at the reply then waits for it (usually done) and
+ * syncs what it did not. Nothing owed: no thread.
+ */
+void wb_data_durable_ahead(struct wb *wb, const struct fid *fids, size_t n);
+
+/*
+ * At start, before the mount answers: each live store record that
+ * carries its bytes (format 3), the newest store of its file, is checked
+ * against chunk 0 in the chunk store, which a power cut may have taken
+ * back (the chunk was not synced): the same bytes, or a chunk written
+ * since (a later generation of the same slot, readable), are kept and
+ * synced; anything else (missing, torn, an older file) is written again
+ * from the record and synced. @return the number of chunks restored, or
+ * -errno (logged).
+ */
+int wb_restore_logged(struct wb *wb);
+
 /* Loop thread, after mut_resume(): store what a crash left dirty. */
 void wb_resume(struct wb *wb);
 

@@ -136,6 +136,12 @@ struct wb {
 	 * once a save replaced it): deleted when the journal is mended,
 	 * else a restart would bring the stored state back dirty. */
 	struct fidmap undropped;
+	/* FIDs whose newest logged store carries its bytes in the replay
+	 * log (record format 3) while its chunk files are not synced
+	 * (value 1; 0 once wb_data_durable() synced them): under lock. */
+	struct fidmap owed;
+	uint64_t nowed;
+	unsigned nsyncers; /* wb_data_durable_ahead() threads running */
 	uint64_t ndirty;
 	unsigned nold; /* version-1 records found at load */
 	/* conflict.c, loop thread: FIDs whose base is in replay-base */

@@ -18,11 +18,13 @@
 #include "cm/cm.h"
 #include "cm/conflict.h"
 #include "cm/conn.h"
+#include "cm/fidmap.h"
 #include "cm/http.h"
 #include "cm/loop.h"
 #include "cm/mcache.h"
 #include "cm/mut.h"
 #include "cm/rlog.h"
+#include "cm/stats.h"
 #include "cm/wb.h"
 #include "cm/wb_i.h"
 #include "common/log.h"
@@ -46,8 +48,10 @@ wb_set_server_version(struct wb *wb, int version)
  * no fsync of it, no link. Only a store of chunk 0 of a file of at most
  * PROTO_INLINE_MAX bytes, read from the file itself (not a conflict
  * copy's source) and not staged ahead. The bytes are read here, after the
- * record was logged: the log never holds them (a resend after a crash
- * reads them again). A replayed store too (at the DV its chunks are
+ * record was logged: in sync mode the log does not hold them (a resend
+ * after a crash reads them again); a record of writeback or disconnected
+ * mode does (format 3: log_bytes(), store_from_log() sends them from
+ * there). A replayed store too (at the DV its chunks are
  * tagged with, src_dv); in a batch (st->staged) the caller takes the
  * bytes from st->op into the op it sends: a replay of small files made
  * offline is then one batch request per 256 records, not also a PUT
@@ -371,6 +375,7 @@ wb_store_end(struct store *st, int err, const struct proto_op_result *r)
 	if (err && st->seq && wb->d.rlog && !st->mdone && !st->replay) {
 		/* The op never went (a staging failure): drop the record;
 		 * the data stays dirty and the next flush tries again. */
+		(void)wb_data_durable(wb, &st->fid, 1);
 		rlog_remove_flags(wb->d.rlog, st->seq, RLOG_A_NOSYNC);
 	}
 	if (err)
@@ -799,6 +804,254 @@ mark_logged(struct wb *wb, const struct fid *fid, const struct proto_op *sa)
 	}
 }
 
+/*
+ * The owed map (wb->owed, under wb->lock): OWED_NO (absent or 0), OWED_YES
+ * (a record with bytes was logged since the file's chunks were last
+ * synced), OWED_BUSY (a sync thread is syncing them: wb_data_durable_
+ * ahead()). A close sets OWED_YES whatever the state, so a sync that
+ * started before it does not count for it; a sync ending moves only
+ * OWED_BUSY to OWED_NO (OWED_YES on failure).
+ */
+enum { OWED_NO = 0, OWED_YES = 1, OWED_BUSY = 2 };
+
+static void
+owed_to_locked(struct wb *wb, const struct fid *fid, uint64_t to,
+	       uint64_t only_from)
+{
+	struct fidmap_slot *sl = fidmap_find(&wb->owed, fid);
+	uint64_t from = sl ? sl->dv : OWED_NO;
+
+	if (from == to || (only_from != UINT64_MAX && from != only_from))
+		return;
+	if (!sl) {
+		sl = fidmap_put(&wb->owed, fid, to);
+		if (!sl) {
+			/* out of memory: not noted, so synced now */
+			pthread_mutex_unlock(&wb->lock);
+			(void)cs_sync_file(wb->d.cs, fid->vol, fid->oid);
+			pthread_mutex_lock(&wb->lock);
+			return;
+		}
+	}
+	sl->dv = to;
+	if (from == OWED_NO)
+		wb->nowed++;
+	else if (to == OWED_NO && !--wb->nowed)
+		fidmap_clear(&wb->owed);
+	pthread_cond_broadcast(&wb->cond);
+}
+
+/* Mark @fid's chunks owed a sync (@owed), or synced. */
+static void
+owed_set(struct wb *wb, const struct fid *fid, bool owed)
+{
+	pthread_mutex_lock(&wb->lock);
+	owed_to_locked(wb, fid, owed ? OWED_YES : OWED_NO, UINT64_MAX);
+	pthread_mutex_unlock(&wb->lock);
+}
+
+/* Sync the chunk files of @fids[0..@n) (cs_sync_files), logged. */
+static int
+sync_fids(struct wb *wb, const struct fid *fids, size_t n)
+{
+	struct cs_key *keys = calloc(n ? n : 1, sizeof(*keys));
+	int rc;
+
+	if (!keys)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		keys[i].vol = fids[i].vol;
+		memcpy(keys[i].fid, fids[i].oid, sizeof(keys[i].fid));
+	}
+	rc = n ? cs_sync_files(wb->d.cs, keys, n) : 0;
+	if (rc < 0)
+		log_err(LOG_WB,
+			"cannot sync the chunks of %zu files whose "
+			"bytes the replay log holds: %s",
+			n, strerror(-rc));
+	else
+		CM_STAT_ADD(wb->d.st, wb_data_synced, n);
+	free(keys);
+	return rc;
+}
+
+/* @fids[0..@n) whose state is @from become @to; @out (may be NULL) gets
+ * them, *@nout their number. Lock held. */
+static void
+owed_take_locked(struct wb *wb, const struct fid *fids, size_t n, uint64_t from,
+		 uint64_t to, struct fid *out, size_t *nout)
+{
+	*nout = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct fidmap_slot *sl = fidmap_find(&wb->owed, &fids[i]);
+
+		if (!sl || sl->dv != from)
+			continue;
+		/* the same FID twice in @fids: once */
+		if (to != from)
+			owed_to_locked(wb, &fids[i], to, from);
+		if (out)
+			out[*nout] = fids[i];
+		(*nout)++;
+	}
+}
+
+int
+wb_data_durable(struct wb *wb, const struct fid *fids, size_t n)
+{
+	struct fid *got;
+	size_t k = 0;
+	int rc;
+
+	if (!wb || !wb->d.cs || !n)
+		return 0;
+	pthread_mutex_lock(&wb->lock);
+	if (!wb->nowed) {
+		pthread_mutex_unlock(&wb->lock);
+		return 0;
+	}
+	/* A sync thread started at the batch's send (wb_data_durable_
+	 * ahead()) ends first: its files are then synced, or owed again
+	 * (it failed) and synced here. */
+	for (;;) {
+		size_t busy;
+
+		owed_take_locked(wb, fids, n, OWED_BUSY, OWED_BUSY, NULL,
+				 &busy);
+		if (!busy)
+			break;
+		pthread_cond_wait(&wb->cond, &wb->lock);
+	}
+	pthread_mutex_unlock(&wb->lock);
+	got = calloc(n, sizeof(*got));
+	if (!got)
+		return -ENOMEM;
+	pthread_mutex_lock(&wb->lock);
+	owed_take_locked(wb, fids, n, OWED_YES, OWED_BUSY, got, &k);
+	pthread_mutex_unlock(&wb->lock);
+	rc = sync_fids(wb, got, k);
+	pthread_mutex_lock(&wb->lock);
+	for (size_t i = 0; i < k; i++)
+		owed_to_locked(wb, &got[i], rc < 0 ? OWED_YES : OWED_NO,
+			       OWED_BUSY);
+	pthread_mutex_unlock(&wb->lock);
+	free(got);
+	return rc;
+}
+
+struct ahead_sync {
+	struct wb *wb;
+	size_t n;
+	struct fid fids[];
+};
+
+static void *
+ahead_sync_run(void *arg)
+{
+	struct ahead_sync *as = arg;
+	struct wb *wb = as->wb;
+	int rc = sync_fids(wb, as->fids, as->n);
+
+	pthread_mutex_lock(&wb->lock);
+	for (size_t i = 0; i < as->n; i++)
+		owed_to_locked(wb, &as->fids[i], rc < 0 ? OWED_YES : OWED_NO,
+			       OWED_BUSY);
+	wb->nsyncers--;
+	pthread_cond_broadcast(&wb->cond);
+	pthread_mutex_unlock(&wb->lock);
+	free(as);
+	return NULL;
+}
+
+void
+wb_data_durable_ahead(struct wb *wb, const struct fid *fids, size_t n)
+{
+	struct ahead_sync *as;
+	pthread_attr_t at;
+	pthread_t th;
+	bool started = false;
+
+	if (!wb || !wb->d.cs || !n)
+		return;
+	as = calloc(1, sizeof(*as) + n * sizeof(as->fids[0]));
+	if (!as)
+		return; /* the batch's reply syncs them */
+	as->wb = wb;
+	pthread_mutex_lock(&wb->lock);
+	if (wb->nowed)
+		owed_take_locked(wb, fids, n, OWED_YES, OWED_BUSY, as->fids,
+				 &as->n);
+	if (as->n)
+		wb->nsyncers++;
+	pthread_mutex_unlock(&wb->lock);
+	if (!as->n) {
+		free(as);
+		return;
+	}
+	if (pthread_attr_init(&at) == 0) {
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		started = pthread_create(&th, &at, ahead_sync_run, as) == 0;
+		pthread_attr_destroy(&at);
+	}
+	if (!started) {
+		/* owed again: the batch's reply syncs them */
+		pthread_mutex_lock(&wb->lock);
+		for (size_t i = 0; i < as->n; i++)
+			owed_to_locked(wb, &as->fids[i], OWED_YES, OWED_BUSY);
+		wb->nsyncers--;
+		pthread_cond_broadcast(&wb->cond);
+		pthread_mutex_unlock(&wb->lock);
+		free(as);
+	}
+}
+
+/*
+ * store_offline(): may the record carry the file's bytes (format 3)?
+ * A store of chunk 0 alone of a file of at most PROTO_INLINE_MAX bytes
+ * (what a batch sends inline), read from the chunk store after its
+ * working copy is committed (no sync), with the chunk's DV tag, slot and
+ * generation (wb_restore_logged()). @return 1 (st->op carries them), 0
+ * (sync the chunks as before), -errno.
+ */
+static int
+log_bytes(struct store *st)
+{
+	struct wb *wb = st->wb;
+	struct cs_key k;
+	struct cs_info info;
+	uint8_t *buf;
+	ssize_t got;
+	int rc;
+
+	if (!wb->d.rlog || st->cf || st->op.data || st->op.nchunks != 1 ||
+	    st->op.chunks[0] != 0 || !st->dirty[0] ||
+	    (st->skip && st->skip[0]) || st->op.size == 0 ||
+	    st->op.size > PROTO_INLINE_MAX || st->op.size > wb->d.chunk_size)
+		return 0;
+	rc = cs_commit_file_flags(wb->d.cs, st->fid.vol, st->fid.oid,
+				  CS_C_NOSYNC);
+	if (rc < 0)
+		return rc;
+	cm_chunk_key(&k, &st->fid, 0);
+	if (cs_lookup(wb->d.cs, &k, &info) < 0 || info.dv != st->src_dv ||
+	    !(info.flags & CS_F_DIRTY))
+		return 0;
+	buf = malloc(st->op.size);
+	if (!buf)
+		return 0;
+	got = cs_read(wb->d.cs, &k, st->src_dv, 0, buf, st->op.size);
+	if (got <= 0) {
+		free(buf);
+		return 0;
+	}
+	st->op.data = buf;
+	st->op.dlen = (size_t)got;
+	st->op.data_dv = info.dv;
+	st->op.data_slot = info.slot;
+	st->op.data_gen = info.gen;
+	return 1;
+}
+
 /* wb_store_start, disconnected: log the store (PENDING, durable: the rules of
  * doc/replay-log.md may merge it with an earlier one) instead of sending
  * it. */
@@ -813,8 +1066,20 @@ store_offline(struct store *st, const struct wstate *s)
 	/* The record is durable when close returns (writeback, or
 	 * disconnected): so must the data it names be. Writes committed
 	 * their chunks without fsync (promise 1 is about cairnd, not the
-	 * machine); this makes them survive the machine too. */
-	rc = cs_sync_file(wb->d.cs, st->fid.vol, st->fid.oid);
+	 * machine). A small file's bytes ride in the record itself
+	 * (format 3), which the log's one fdatasync makes durable; the
+	 * chunk is synced later, before the record leaves the log
+	 * (wb_data_durable()), and restored from the record at start if a
+	 * power cut took it (wb_restore_logged()). Any other store syncs
+	 * its chunks first, which also covers bytes an older record of
+	 * the file carried (a merge keeps no bytes then). */
+	rc = log_bytes(st);
+	if (rc == 0)
+		rc = cs_sync_file(wb->d.cs, st->fid.vol, st->fid.oid);
+	if (rc == 0)
+		owed_set(wb, &st->fid, false);
+	if (rc > 0)
+		rc = 0;
 	if (rc < 0) {
 		log_err(LOG_WB, "cannot sync the chunks of a file: %s",
 			strerror(-rc));
@@ -833,6 +1098,15 @@ store_offline(struct store *st, const struct wstate *s)
 		ops[1].base_dv = st->op.base_dv;
 		memset(eff, 0, sizeof(eff));
 		rc = rlog_append_batch(wb->d.rlog, ops, nops, 0, eff);
+		if (st->op.data && rc == 0) {
+			owed_set(wb, &st->fid, true);
+			CM_STAT_INC(wb->d.st, wb_log_bytes);
+		}
+		/* The bytes are the log's now; a store from it reads them
+		 * there (store_from_log()). */
+		free(st->op.data);
+		st->op.data = NULL;
+		st->op.dlen = 0;
 		for (size_t i = 0; rc == 0 && i < nops; i++)
 			if (eff[i].seq)
 				conflict_note_path(wb, eff[i].seq, &ops[i]);
@@ -856,6 +1130,192 @@ store_offline(struct store *st, const struct wstate *s)
 	}
 	mark_logged(wb, &st->fid, &st->sa);
 	wb_store_end(st, 0, NULL);
+}
+
+/* --- bytes in the log, at start --- */
+
+struct logged {
+	struct fid fid;
+	uint64_t seq; /* the newest store with bytes; 0: none */
+	uint64_t cut; /* the smallest size a later truncate logged */
+};
+
+/* Is chunk 0 of @op's file what @op logged, or newer? */
+static bool
+logged_chunk_ok(struct wb *wb, const struct proto_op *op, size_t want)
+{
+	struct cs_key k;
+	struct cs_info info;
+	uint8_t *buf;
+	ssize_t got;
+	bool ok;
+
+	cm_chunk_key(&k, &op->fid, 0);
+	if (cs_lookup(wb->d.cs, &k, &info) < 0 || info.dv != op->data_dv ||
+	    !(info.flags & CS_F_DIRTY))
+		return false;
+	buf = malloc(wb->d.chunk_size);
+	if (!buf)
+		return true; /* left as it is, as before format 3 */
+	/* Read whole: after a crash the file is verified (its CRC) at
+	 * the first read, and a torn one is dropped (-EIO). */
+	got = cs_read(wb->d.cs, &k, op->data_dv, 0, buf, wb->d.chunk_size);
+	if (got < 0 || cs_lookup(wb->d.cs, &k, &info) < 0) {
+		free(buf);
+		return false;
+	}
+	/* Written since the close that logged it (a later generation of
+	 * the same slot, whole): that is the file now. A power cut takes
+	 * a chunk back only to an older generation or a torn file. */
+	if (info.slot == op->data_slot && info.gen > op->data_gen)
+		ok = true;
+	else
+		ok = (size_t)got == want && !memcmp(buf, op->data, want);
+	free(buf);
+	return ok;
+}
+
+int
+wb_restore_logged(struct wb *wb)
+{
+	struct fidmap map = {0};
+	struct logged *v = NULL;
+	struct cs_key *keys = NULL;
+	size_t n = 0, cap = 0, nk = 0, restored = 0;
+	struct rlog_rec rec;
+	uint64_t after = 0;
+	int rc = 0;
+
+	if (!wb || !wb->d.rlog || !wb->d.cs)
+		return 0;
+	for (;;) {
+		struct fidmap_slot *sl;
+		struct logged *lg = NULL;
+		int r = rlog_next(wb->d.rlog, after, RLOG_MASK_ALL, &rec);
+
+		if (r == -EUCLEAN && rec.seq > after) {
+			/* damaged: reported where it is sent; the others
+			 * are still checked */
+			after = rec.seq;
+			continue;
+		}
+		if (r < 0)
+			break;
+		after = rec.seq;
+		if (rec.op.kind != PROTO_OP_STORE &&
+		    !(rec.op.kind == PROTO_OP_SETATTR &&
+		      (rec.op.mask & PROTO_SA_SIZE))) {
+			rlog_rec_release(&rec);
+			continue;
+		}
+		sl = fidmap_find(&map, &rec.op.fid);
+		if (sl)
+			lg = &v[sl->dv - 1];
+		if (rec.op.kind == PROTO_OP_SETATTR) {
+			/* a truncate after it: the chunk holds no more */
+			if (lg && lg->seq && rec.op.size < lg->cut)
+				lg->cut = rec.op.size;
+		} else if (!rec.op.data) {
+			/* A store without bytes synced the chunks first
+			 * (store_offline()): they are the file now. */
+			if (lg)
+				lg->seq = 0;
+		} else {
+			if (!lg) {
+				if (n == cap) {
+					size_t nc = cap ? 2 * cap : 64;
+					struct logged *t =
+						realloc(v, nc * sizeof(*t));
+
+					if (!t) {
+						rlog_rec_release(&rec);
+						rc = -ENOMEM;
+						break;
+					}
+					v = t;
+					cap = nc;
+				}
+				if (!fidmap_put(&map, &rec.op.fid, n + 1)) {
+					rlog_rec_release(&rec);
+					rc = -ENOMEM;
+					break;
+				}
+				lg = &v[n++];
+				memset(lg, 0, sizeof(*lg));
+				lg->fid = rec.op.fid;
+			}
+			/* The bytes are read again below, one record at
+			 * a time: an offline day's log may hold many. */
+			lg->seq = rec.seq;
+			lg->cut = UINT64_MAX;
+		}
+		rlog_rec_release(&rec);
+	}
+	if (n && !(keys = calloc(n, sizeof(*keys))))
+		rc = -ENOMEM;
+	for (size_t i = 0; i < n && keys; i++) {
+		struct logged *lg = &v[i];
+		size_t want;
+		struct cs_key k;
+		int r;
+
+		if (!lg->seq || rlog_get(wb->d.rlog, lg->seq, &rec) < 0)
+			continue;
+		if (!rec.op.data) {
+			rlog_rec_release(&rec);
+			continue;
+		}
+		want = rec.op.dlen;
+		if (lg->cut < want)
+			want = (size_t)lg->cut;
+		keys[nk].vol = lg->fid.vol;
+		memcpy(keys[nk].fid, lg->fid.oid, sizeof(keys[nk].fid));
+		nk++;
+		if (logged_chunk_ok(wb, &rec.op, want)) {
+			rlog_rec_release(&rec);
+			continue;
+		}
+		cm_chunk_key(&k, &lg->fid, 0);
+		r = cs_put(wb->d.cs, &k, rec.op.data_dv, rec.op.data,
+			   (uint32_t)want, CS_F_DIRTY);
+		rlog_rec_release(&rec);
+		if (r < 0) {
+			log_err(LOG_WB,
+				"cannot restore a file's bytes from "
+				"the replay log into the cache: %s "
+				"(the log keeps them)",
+				strerror(-r));
+			if (!rc)
+				rc = r;
+			continue;
+		}
+		restored++;
+		CM_STAT_INC(wb->d.st, wb_data_restored);
+	}
+	/* What was verified is made durable too: the log may drop the
+	 * bytes once the server has them. */
+	if (nk) {
+		int r = cs_sync_files(wb->d.cs, keys, nk);
+
+		if (r < 0) {
+			log_err(LOG_WB,
+				"cannot sync the chunks of %zu files "
+				"the replay log holds bytes of: %s",
+				nk, strerror(-r));
+			if (!rc)
+				rc = r;
+		}
+	}
+	if (restored)
+		log_warn(LOG_WB,
+			 "restored %zu files' bytes from the replay "
+			 "log into the cache (a power cut had taken "
+			 "them back)",
+			 restored);
+	free(v);
+	free(keys);
+	fidmap_clear(&map);
+	return rc < 0 ? rc : (int)restored;
 }
 
 void
@@ -928,6 +1388,20 @@ store_from_log(struct wb *wb, uint64_t seq, const struct proto_op *op,
 				 (unsigned long long)op->chunks[i],
 				 (unsigned long long)info.dv,
 				 (unsigned long long)src_dv);
+	}
+	/* The record carries the bytes (format 3): they are what the close
+	 * logged, whatever the chunk holds now (a power cut, a later
+	 * write): sent inline from there, nothing staged. A server without
+	 * inline stores gets chunk 0 staged from the chunk store as before
+	 * (restored from the record at start, wb_restore_logged()). */
+	if (st->op.data && atomic_load(&wb->inline_ok) &&
+	    rlog_data_ok(st->op.kind, st->op.chunk_size, st->op.size,
+			 st->op.chunks, st->op.nchunks, st->op.dlen)) {
+		st->next = 1;
+	} else if (st->op.data) {
+		free(st->op.data);
+		st->op.data = NULL;
+		st->op.dlen = 0;
 	}
 	if (replay) {
 		pthread_mutex_lock(&wb->lock);

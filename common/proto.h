@@ -259,6 +259,13 @@ struct proto_op {
 	 * PROTO_INLINE_MAX and chunk_size bytes); NULL: staged */
 	void *data;
 	size_t dlen;
+	/* Local only, never on the wire: the replay log keeps a small
+	 * store's bytes (record format 3, doc/replay-log.md) with the
+	 * chunk store's version of chunk 0 they were read from (its DV tag,
+	 * index slot and generation), so that a restart can tell the
+	 * chunk a power cut took back from one written since. */
+	uint64_t data_dv;
+	uint32_t data_slot, data_gen;
 };
 
 /* The reply to a mutation: the objects it touched, after the change. */

@@ -14,7 +14,8 @@
 #                   chunkstore/ or cm/ internals
 #   admin/cairn_fsck.c -> chunkstore/, base/, admin/fsck_meta.h only (no
 #                   fuse, no common/)
-#   admin/fsck_meta.* -> cm/vc.h (the FUSE-free record layer),
+#   admin/fsck_meta.* -> cm/vc.h (the FUSE-free record layer), cm/rlog.h
+#                   (the replay log, FUSE- and network-free: its records),
 #                   common/tdbw.h and tdbj.h (tdb's structure of dirty.tdb
 #                   and rlog.tdb, dirty.tdb's digest)
 #                   and libc; no fuse, event, curl, chunkstore
@@ -61,7 +62,7 @@ check cm "cm/*.c cm/*.h" '"vol/'
 check fs "admin/fs.c admin/fs_*.c admin/fs*.h" '"(chunkstore|cm|vol)/|<fuse|<tdb\.h>'
 check fsck "admin/cairn_fsck.c" '"(common|cm|vol)/|<fuse|<event2?/|<curl/|<tdb\.h>'
 check fsck-meta "admin/fsck_meta.c admin/fsck_meta.h" \
-	'"common/([^t]|t[^d]|td[^b]|tdb[^wj])|"(vol|chunkstore)/|"cm/[^v]|<fuse|<event2?/|<curl/|<tdb\.h>'
+	'"common/([^t]|t[^d]|td[^b]|tdb[^wj])|"(vol|chunkstore)/|"cm/([^vr]|r[^l]|rl[^o]|rlo[^g])|<fuse|<event2?/|<curl/|<tdb\.h>'
 check vos "admin/vos*.c" '"(cm|chunkstore)/|<fuse|<curl/'
 check mount-helper "admin/mount_cairn.c" \
 	'"(base|common|chunkstore|cm|vol|admin)/|<fuse|<event2?/|<curl/|<tdb\.h>|<jansson|<openssl/'

@@ -10,7 +10,10 @@
 # file, and its fdatasync + fsync calls per file (syscall counts from
 # /proc/PID/task/*/syscall are not available, so BENCH_STRACE=1 runs the
 # untar of each under strace -f -c, which slows both: compare counts, not
-# times, then). BENCH_UNTAR_MODE (writeback) is the write mode;
+# times, then). BENCH_STRACE=2 traces fsync, fdatasync and epoll_wait
+# by thread instead (strace -f -tt) and gives syncs a file as
+# total/on the loop thread (the one in epoll_wait most)/until tar
+# exited/on the loop until tar exited. BENCH_UNTAR_MODE (writeback) is the write mode;
 # BENCH_RUNS (3) runs. BENCH_PERF=FILE records `perf record -g` of B's
 # cairnd during its untars into FILE. BENCH_UNTAR_A_ARGS and
 # BENCH_UNTAR_B_ARGS are more cairnd options for each side: one build,
@@ -78,7 +81,11 @@ untar_one() { # SIDE BUILD RUN
 	pid=$(cairnd_pid "$mnt")
 	rm -rf "$loc/untar" && mkdir -p "$loc/untar" && sync
 	lt0=$(now); tar -C "$loc/untar" -xf "$T_DIR/small.tar"; lt1=$(now)
-	if [ "$STRACE" = 1 ]; then
+	if [ "$STRACE" = 2 ]; then
+		strace -f -tt -e trace=fsync,fdatasync,epoll_wait -p "$pid" -o "$T_DIR/strace-$vol" 2>/dev/null &
+		sp=$!
+		sleep 1
+	elif [ "$STRACE" = 1 ]; then
 		strace -f -c -p "$pid" -o "$T_DIR/strace-$vol" 2>/dev/null &
 		sp=$!
 		sleep 1
@@ -101,7 +108,30 @@ untar_one() { # SIDE BUILD RUN
 		kill -INT "$pp"; wait "$pp" 2>/dev/null
 		cp "$T_DIR/perf-$vol.data" "$PERF.$run"
 	fi
-	if [ -n "$sp" ]; then
+	if [ -n "$sp" ] && [ "$STRACE" = 2 ]; then
+		kill -INT "$sp"; wait "$sp" 2>/dev/null
+		s=$(python3 - "$T_DIR/strace-$vol" "$NFILES" "$(date -d "@$t1" +%H:%M:%S.%N | cut -c1-15)" <<'PY'
+import collections, sys
+path, n, tend = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ep = collections.Counter(); syn = []
+for line in open(path):
+    f = line.split(None, 2)
+    if len(f) < 3 or f[0].startswith("+++") or "resumed>" in f[2] and "fsync" not in f[2] and "fdatasync" not in f[2]:
+        continue
+    tid, ts, rest = f
+    if rest.startswith("epoll_wait("):
+        ep[tid] += 1
+    elif rest.startswith(("fsync(", "fdatasync(")):
+        syn.append((tid, ts))
+loop = ep.most_common(1)[0][0] if ep else ""
+tot = len(syn); onloop = sum(1 for t, _ in syn if t == loop)
+during = sum(1 for _, ts in syn if ts <= tend)
+dl = sum(1 for t, ts in syn if t == loop and ts <= tend)
+print("%.2f/%.2f/%.2f/%.2f" % (tot / n, onloop / n, during / n, dl / n))
+PY
+)
+		[ -n "${BENCH_STRACE_KEEP:-}" ] && cp "$T_DIR/strace-$vol" "$BENCH_STRACE_KEEP-$vol"
+	elif [ -n "$sp" ]; then
 		kill -INT "$sp"; wait "$sp" 2>/dev/null
 		s=$(awk -v n="$NFILES" '$NF == "fdatasync" || $NF == "fsync" { c += $4 } END { printf "%.2f", c / n }' "$T_DIR/strace-$vol")
 		[ -n "${BENCH_STRACE_KEEP:-}" ] && cp "$T_DIR/strace-$vol" "$BENCH_STRACE_KEEP-$vol"

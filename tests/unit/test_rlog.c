@@ -1443,6 +1443,224 @@ test_damaged(void)
 	}
 }
 
+/* --- format 3: a small store's bytes in its record --- */
+
+/* @r encoded, its CRC made right over the first @len bytes. */
+static int
+decode_cut(const struct wbuf *b, size_t len, struct rlog_rec *out)
+{
+	uint8_t *p = malloc(len ? len : 1);
+	uint32_t crc;
+	int rc;
+
+	memcpy(p, b->p, len);
+	if (len >= 4) {
+		crc = crc32c(0, p + 4, len - 4);
+		for (int i = 0; i < 4; i++)
+			p[i] = (uint8_t)(crc >> (8 * i));
+	}
+	rc = rlog_rec_decode(p, len, 1, out);
+	free(p);
+	return rc;
+}
+
+static void
+test_data(void)
+{
+	char *p = strdup(newpath());
+	struct rlog *l;
+	struct rlog_rec r = {0}, d;
+	struct wbuf b = {0};
+	struct proto_op op;
+	uint64_t c0[] = {0}, c01[] = {0, 1}, s1, s2, s3, seq;
+	uint8_t bytes[3000], other[100], big[PROTO_INLINE_MAX + 1];
+	bool all_bad = true;
+	size_t dpos;
+	int err = 0, rc;
+
+	for (size_t i = 0; i < sizeof(bytes); i++)
+		bytes[i] = (uint8_t)(i * 7 + 1);
+	memset(other, 0x42, sizeof(other));
+	memset(big, 1, sizeof(big));
+	l = rlog_open(p, &err);
+
+	/* appended, read back, survives a reopen */
+	op = op_store(F(2), 5, sizeof(bytes), c0, 1);
+	op.data = bytes;
+	op.dlen = sizeof(bytes);
+	op.data_dv = 5;
+	op.data_slot = 77;
+	op.data_gen = 1234;
+	is_int(rlog_append(l, &op, &s1), 0, "append a store with its bytes");
+	is_int(rlog_get(l, s1, &r), 0, "get it");
+	ok(r.op.data && r.op.dlen == sizeof(bytes) &&
+		   !memcmp(r.op.data, bytes, sizeof(bytes)) &&
+		   r.op.data_dv == 5 && r.op.data_slot == 77 &&
+		   r.op.data_gen == 1234 && r.op.nchunks == 1 &&
+		   r.op.size == sizeof(bytes),
+	   "bytes, chunk DV, slot and generation kept");
+	is_int(rlog_rec_encode(&r, &b), 0, "encode it");
+	is_int(b.len > 5 ? b.p[4] : 0, REC_FORMAT_DATA, "as format 3");
+	rlog_rec_release(&r);
+	rlog_close(l);
+	l = rlog_open(p, &err);
+	ok(l && rlog_get(l, s1, &r) == 0 && r.op.dlen == sizeof(bytes) &&
+		   !memcmp(r.op.data, bytes, sizeof(bytes)),
+	   "the bytes survive close and open (checkpoint)");
+	rlog_rec_release(&r);
+	ok(l && consistent(l), "consistent");
+
+	/* what may carry bytes */
+	op = op_store(F(3), 5, 2 * CS, c01, 2);
+	op.data = other;
+	op.dlen = sizeof(other);
+	is_int(rlog_append(l, &op, &seq), -EINVAL,
+	       "bytes with chunks {0,1}: -EINVAL");
+	op = op_store(F(3), 5, sizeof(big), c0, 1);
+	op.data = big;
+	op.dlen = sizeof(big);
+	is_int(rlog_append(l, &op, &seq), -EINVAL,
+	       "more than PROTO_INLINE_MAX bytes: -EINVAL");
+	op = op_store(F(3), 5, 50, c0, 1);
+	op.data = other;
+	op.dlen = sizeof(other);
+	is_int(rlog_append(l, &op, &seq), -EINVAL,
+	       "more bytes than the size: -EINVAL");
+	op = op_new(PROTO_OP_SETATTR);
+	op.fid = F(3);
+	op.mask = PROTO_SA_MODE;
+	op.data = other;
+	op.dlen = sizeof(other);
+	is_int(rlog_append(l, &op, &seq), -EINVAL,
+	       "bytes on a setattr: -EINVAL");
+
+	/* merges: the newest store's bytes, or none */
+	op = op_store(F(4), 9, sizeof(other), c0, 1);
+	op.data = other;
+	op.dlen = sizeof(other);
+	app(l, op);
+	op = op_store(F(4), 10, 2000, c0, 1);
+	op.data = bytes;
+	op.dlen = 2000;
+	is_int(rlog_append(l, &op, &s2), 0, "a second small store");
+	ok(rlog_get(l, s2, &r) == 0 && r.op.base_dv == 9 && r.op.dlen == 2000 &&
+		   !memcmp(r.op.data, bytes, 2000),
+	   "merged: the older base DV, the newer bytes");
+	rlog_rec_release(&r);
+	op = op_store(F(4), 10, 3 * CS, c01, 2);
+	is_int(rlog_append(l, &op, &s3), 0, "then a big store of the file");
+	ok(rlog_get(l, s3, &r) == 0 && !r.op.data && r.op.nchunks == 3 &&
+		   rlog_get(l, s2, &d) == -ENOENT,
+	   "merged into one store of {0,1,2} without bytes (its caller "
+	   "synced)");
+	rlog_rec_release(&r);
+	op = op_store(F(4), 10, sizeof(other), c0, 1);
+	op.data = other;
+	op.dlen = sizeof(other);
+	is_int(rlog_append(l, &op, &s3), 0, "then small again");
+	ok(rlog_get(l, s3, &r) == 0 && r.op.dlen == sizeof(other) &&
+		   r.op.nchunks == 1 && r.op.chunks[0] == 0,
+	   "merged: chunk 0 alone, with the bytes");
+	rlog_rec_release(&r);
+	ok(consistent(l), "consistent after merges");
+
+	/* A store without bytes stays format 1 (older cairnd reads it) */
+	op = op_store(F(5), 1, 10, c0, 1);
+	is_int(rlog_append(l, &op, &seq), 0, "a store without bytes");
+	rlog_get(l, seq, &r);
+	free(b.p);
+	memset(&b, 0, sizeof(b));
+	rlog_rec_encode(&r, &b);
+	ok(!r.op.data && b.p[4] == REC_FORMAT, "is format 1");
+	rlog_rec_release(&r);
+	rlog_close(l);
+
+	/* truncated records, each with a right CRC: -EUCLEAN, never a
+	 * record with part of its bytes */
+	memset(&r, 0, sizeof(r));
+	r.seq = 1;
+	r.state = RLOG_PENDING;
+	r.op = op_store(F(2), 5, sizeof(bytes), c0, 1);
+	r.op.data = bytes;
+	r.op.dlen = sizeof(bytes);
+	free(b.p);
+	memset(&b, 0, sizeof(b));
+	is_int(rlog_rec_encode(&r, &b), 0, "encode a record with bytes");
+	is_int(decode_cut(&b, b.len, &d), 0, "whole: decodes");
+	rlog_rec_release(&d);
+	for (size_t n = 0; n < b.len; n++) {
+		rc = decode_cut(&b, n, &d);
+		if (rc != -EUCLEAN) {
+			diag("cut at %zu of %zu: %d", n, b.len, rc);
+			all_bad = false;
+			if (rc == 0)
+				rlog_rec_release(&d);
+		}
+	}
+	ok(all_bad, "every cut short of the end: -EUCLEAN");
+	/* the length field: after rdev, DV, slot, gen */
+	dpos = b.len - sizeof(bytes) - 4;
+	b.p[dpos] = 0xff;
+	b.p[dpos + 1] = 0xff;
+	b.p[dpos + 2] = 0xff;
+	b.p[dpos + 3] = 0x7f;
+	is_int(decode_cut(&b, b.len, &d), -EUCLEAN,
+	       "a length past the record: -EUCLEAN");
+	b.p[dpos] = 0;
+	b.p[dpos + 1] = 0;
+	b.p[dpos + 2] = 0;
+	b.p[dpos + 3] = 0;
+	is_int(decode_cut(&b, b.len, &d), -EUCLEAN,
+	       "length 0 with bytes after it: -EUCLEAN");
+	b.p[dpos] = (uint8_t)(sizeof(bytes) & 0xff);
+	b.p[dpos + 1] = (uint8_t)(sizeof(bytes) >> 8);
+	is_int(decode_cut(&b, b.len, &d), 0, "mended: decodes");
+	rlog_rec_release(&d);
+	b.p[6] = PROTO_OP_SETATTR;
+	is_int(decode_cut(&b, b.len, &d), -EUCLEAN,
+	       "format 3 of another kind: -EUCLEAN");
+	free(b.p);
+
+	/* a flipped byte in a record's bytes, in the file: that record
+	 * reads -EUCLEAN, the others are all there */
+	l = rlog_open(p, &err);
+	{
+		struct tdb_context *t;
+		uint8_t k[9] = {'R', 0, 0, 0, 0, 0, 0, 0, 0};
+		TDB_DATA key = {k, 9}, v;
+
+		rlog_close(l);
+		k[8] = (uint8_t)s1;
+		t = tdb_open(p, 0, 0, O_RDWR, 0600);
+		v = tdb_fetch(t, key);
+		ok(v.dptr && v.dsize > sizeof(bytes),
+		   "the record with bytes is in the tdb");
+		if (v.dptr) {
+			v.dptr[v.dsize - 100] ^= 0x10;
+			tdb_store(t, key, v, TDB_REPLACE);
+			free(v.dptr);
+		}
+		tdb_close(t);
+		l = rlog_open(p, &err);
+		ok(l != NULL, "a damaged record with bytes does not stop the "
+			      "open");
+		is_int(rlog_get(l, s1, &r), -EUCLEAN, "reading it: -EUCLEAN");
+		ok(rlog_next(l, 0, RLOG_MASK_ALL, &r) == -EUCLEAN &&
+			   r.seq == s1,
+		   "a scan meets it: -EUCLEAN, with its seq");
+		ok(rlog_next(l, s1, RLOG_MASK_ALL, &r) == 0 && r.seq > s1,
+		   "and steps over it to the next record");
+		rlog_rec_release(&r);
+		ok(rlog_check(l, 0, NULL, 0) == -EUCLEAN,
+		   "rlog_check reports it");
+		ok(rlog_get(l, s3, &r) == 0 && r.op.dlen == sizeof(other),
+		   "the other records read as before");
+		rlog_rec_release(&r);
+		rlog_close(l);
+	}
+	free(p);
+}
+
 /* --- threads: group commit --- */
 
 struct thr {
@@ -1905,6 +2123,7 @@ static const struct {
 	{"journal", test_journal},
 	{"open_create", test_open_create},
 	{"append_get", test_append_get},
+	{"data", test_data},
 	{"invalid", test_invalid},
 	{"states", test_states},
 	{"iterate", test_iterate},

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/crc32c.h"
 #include "cm/rlog.h"
 #include "common/log.h"
 #include "tests/tap.h"
@@ -107,6 +108,21 @@ gen(uint64_t seed, uint64_t i, uint64_t chunks[4], char val[16])
 		for (size_t k = 0; k < op.nchunks; k++)
 			chunks[k] = k * 2 + ((r >> 44) & 1);
 		op.chunks = chunks;
+		if ((r >> 48) & 1) {
+			/* a small file's store with its bytes (format 3) */
+			static uint8_t dbuf[65536];
+
+			op.size = 1 + (r >> 28) % 65536;
+			op.nchunks = 1;
+			chunks[0] = 0;
+			for (size_t k = 0; k < op.size; k++)
+				dbuf[k] = (uint8_t)(i + k * 7);
+			op.data = dbuf;
+			op.dlen = op.size;
+			op.data_dv = op.base_dv;
+			op.data_slot = (uint32_t)(r >> 52);
+			op.data_gen = (uint32_t)i;
+		}
 		break;
 	case 7:
 		op.kind = PROTO_OP_SETATTR;
@@ -225,7 +241,7 @@ snap_fn(const struct rlog_rec *r, void *arg)
 					(unsigned long long)op->chunks[i]);
 	snprintf(line, sizeof(line),
 		 "%llu %d %d %s %s %s %s %s %s %s %llu %u %llu %u %u %s %s "
-		 "%.*s %llu\n",
+		 "%.*s %llu %zu/%08x/%u/%u\n",
 		 (unsigned long long)r->seq, r->state, op->kind, opid,
 		 fid_fmt(&op->parent, f1), op->name ? op->name : "-",
 		 fid_fmt(&op->fid, f2), fid_fmt(&op->newparent, f3),
@@ -234,7 +250,9 @@ snap_fn(const struct rlog_rec *r, void *arg)
 		 (unsigned long long)op->size, op->flags, op->mode, ch,
 		 op->xname ? op->xname : "-", (int)op->xlen,
 		 op->xvalue ? (const char *)op->xvalue : "",
-		 (unsigned long long)r->nbytes);
+		 (unsigned long long)r->nbytes, op->data ? op->dlen : 0,
+		 op->data ? crc32c(0, op->data, op->dlen) : 0, op->data_slot,
+		 op->data_gen);
 	snap_add(s, line);
 	s->nrec++;
 	return 0;
