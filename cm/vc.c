@@ -67,6 +67,15 @@
 
 #define VC_KEY_LEN (1 + 20)
 
+/* The hash chains of files made from now on (vc_set_new_hash_size()). */
+static _Atomic unsigned new_hash_size = VC_HASH_SIZE;
+
+void
+vc_set_new_hash_size(unsigned n)
+{
+	atomic_store(&new_hash_size, n ? n : VC_HASH_SIZE);
+}
+
 struct vc {
 	pthread_mutex_t lock;
 	struct tdb_context *tdb; /* protected by lock */
@@ -588,14 +597,14 @@ vc_open(const char *path, uint32_t vol_id, uint32_t chunk_size)
 		err = ENOMEM;
 		goto fail;
 	}
-	vc->tdb = tdb_open(path, VC_HASH_SIZE, TDB_NOSYNC | TDB_NOLOCK,
+	vc->tdb = tdb_open(path, atomic_load(&new_hash_size), TDB_NOSYNC | TDB_NOLOCK,
 			   O_RDWR | O_CREAT, 0600);
 	if (!vc->tdb) {
 		log_warn(LOG_VC, "cannot open metadata cache '%s': %s; "
 				 "recreating it",
 			 path, strerror(errno));
 		unlink(path);
-		vc->tdb = tdb_open(path, VC_HASH_SIZE,
+		vc->tdb = tdb_open(path, atomic_load(&new_hash_size),
 				   TDB_NOSYNC | TDB_NOLOCK,
 				   O_RDWR | O_CREAT | O_TRUNC, 0600);
 		if (!vc->tdb) {
@@ -2879,7 +2888,7 @@ vc_rebuilt(struct vc *vc)
 static int
 vc_rebuild_locked(struct vc *vc, struct tdbw_rebuild_result *res)
 {
-	return tdbw_rebuild(&vc->tdb, vc->path, VC_HASH_SIZE,
+	return tdbw_rebuild(&vc->tdb, vc->path, atomic_load(&new_hash_size),
 			    TDB_NOSYNC | TDB_NOLOCK, NULL, NULL, res);
 }
 
@@ -2991,10 +3000,11 @@ check_layout(struct tdb_context **tdb, const char *path, int repair,
 
 	res->layout = 1;
 	if (repair)
-		rc = tdbw_rebuild(tdb, path, VC_HASH_SIZE,
+		rc = tdbw_rebuild(tdb, path, atomic_load(&new_hash_size),
 				  TDB_NOSYNC | TDB_NOLOCK, NULL, NULL, &rr);
 	else
-		rc = tdbw_rebuild(tdb, NULL, VC_HASH_SIZE, 0, NULL, NULL, &rr);
+		rc = tdbw_rebuild(tdb, NULL, atomic_load(&new_hash_size), 0,
+				  NULL, NULL, &rr);
 	if (rc) {
 		snprintf(msg, sizeof(msg),
 			 "metadata cache '%s': tdb's structure is damaged "

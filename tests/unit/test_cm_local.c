@@ -828,6 +828,8 @@ main(void)
 	char cmd[300];
 
 	log_init("test_cm_local", 0, LOG_CRIT);
+	/* Small caches, quickly made (vc_set_new_hash_size()). */
+	vc_set_new_hash_size(131071);
 	if (!mkdtemp(dir))
 		return 1;
 	build_table();

@@ -2180,6 +2180,8 @@ main(void)
 	char cmd[300];
 
 	log_init("test_cm_mut", 0, LOG_CRIT);
+	/* Small caches, quickly made (vc_set_new_hash_size()). */
+	vc_set_new_hash_size(131071);
 	/* The server writes to connections the test cut (as cairnd does). */
 	signal(SIGPIPE, SIG_IGN);
 	evthread_use_pthreads();

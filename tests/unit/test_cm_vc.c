@@ -86,7 +86,9 @@ test_hash_size(void)
 	struct proto_attr a = mkattr(f, PROTO_T_FILE, 3), b;
 
 	unlink(path);
+	vc_set_new_hash_size(0); /* what cairnd makes */
 	vc = vc_open(path, 7, 262144);
+	vc_set_new_hash_size(131071);
 	ok(vc != NULL, "vc_open creates the file");
 	vc_close(vc);
 	t = tdb_open(path, 0, TDB_NOLOCK, O_RDONLY, 0600);
@@ -2707,6 +2709,8 @@ int
 main(void)
 {
 	log_init("test_cm_vc", 0, LOG_ERR);
+	/* Small caches, quickly made (vc_set_new_hash_size()). */
+	vc_set_new_hash_size(131071);
 	if (!mkdtemp(dir)) {
 		perror("mkdtemp");
 		return 99;

@@ -1284,6 +1284,8 @@ int
 main(void)
 {
 	log_init("test_cm_wb", 0, LOG_ERR);
+	/* Small caches, quickly made (vc_set_new_hash_size()). */
+	vc_set_new_hash_size(131071);
 	if (!mkdtemp(dir)) {
 		perror("mkdtemp");
 		return 99;
