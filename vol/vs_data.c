@@ -917,16 +917,18 @@ chunk_read(struct vs_vol *v, const uint8_t oid[16], uint64_t chunk,
 	return 0;
 }
 
-/* Does a chunk of @len stored bytes go inline (VS_INLINE_WRITE_MAX)? A
- * bulk import (vos import --jobs 0) too, up to VS_INLINE_BULK_WRITE_MAX,
- * until meta.tdb reaches its cap (vs_import_plan()). */
+/* Does chunk @chunk, of @len stored bytes, go inline (VS_INLINE_WRITE_MAX
+ * for a file's first chunk, VS_INLINE_LATER_MAX for the others)? A bulk
+ * import (vos import --jobs 0) too, up to VS_INLINE_BULK_WRITE_MAX, until
+ * meta.tdb reaches its cap (vs_import_plan()). */
 static bool
-inline_ok(struct vs_vol *v, size_t len)
+inline_ok(struct vs_vol *v, uint64_t chunk, size_t len)
 {
 	struct stat st;
 
 	if (len > ((v->flags & VS_BULK) ? VS_INLINE_BULK_WRITE_MAX
-					  : VS_INLINE_WRITE_MAX) ||
+		   : chunk	       ? VS_INLINE_LATER_MAX
+				       : VS_INLINE_WRITE_MAX) ||
 	    ((v->flags & VS_BULK) &&
 	     __atomic_load_n(&v->bulk_objects, __ATOMIC_RELAXED)))
 		return false;
@@ -963,7 +965,7 @@ chunk_put(struct txn *t, const uint8_t oid[16], uint64_t chunk, uint64_t gen,
 	had_old = rc == 0;
 	if (had_old && old.gen == gen)
 		return -EINVAL; /* one name written twice: a bug of ours */
-	if (inline_ok(v, len)) {
+	if (inline_ok(v, chunk, len)) {
 		/* Small: the bytes go in the entry, durable with the commit;
 		 * the volume is format 3 from this commit on. */
 		rc = cmap_put_inline(v, oid, chunk, gen, buf, len);
