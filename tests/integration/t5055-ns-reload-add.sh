@@ -56,6 +56,10 @@ t_is "$(ns_listvol)" \
 { base; ns_vol proj gamma "$URL_A"; ns_vol d delta "$URL_B"; } >"$conf"
 kill -HUP "$pid"
 t_check "log: d is new" wait_for 10 grep -q "reload: volume 'd' is new" "$log"
+# "is new" is logged before the kernel is told the root changed; the
+# reload is over at its second "reload done".
+reloaded() { [ "$(grep -c 'reload done' "$log")" -ge "$1" ]; }
+wait_for 10 reloaded 2
 t_is "$(ls "$mnt" | tr '\n' ' ')" "alpha d proj " "d is listed at once"
 t_is "$(ls "$mnt/d" 2>&1 | sed 's/.*: //')" "Input/output error" "its server is down: EIO"
 ns_vold_restart "$SRV_B" "$URL_B" || exit 99
