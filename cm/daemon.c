@@ -308,6 +308,14 @@ h_ahead(void *arg, const struct fid *fid)
 	return replay_ahead(cm->replay, fid) || mut_batch_ahead(cm->mut, fid);
 }
 
+static bool
+h_disconnected(void *arg)
+{
+	struct cm *cm = arg;
+
+	return cm->conn && conn_mode(cm->conn) == CM_DISCONNECTED;
+}
+
 static void
 h_dv_changed(void *arg, const struct proto_attr *a)
 {
@@ -414,7 +422,17 @@ h_store_absorbed(void *arg, const struct proto_op *op)
 static void
 h_went_offline(void *arg, bool manual, const char *why)
 {
-	replay_went_offline(((struct cm *)arg)->replay, manual, why);
+	struct cm *cm = arg;
+
+	/* What only memory holds goes to the file: after a crash offline
+	 * nothing can be fetched again (pending attributes of listings'
+	 * entries; listings edited in memory, else the stored older one
+	 * is all a disconnected restart has, t2367). */
+	if (cm->mc)
+		mcache_sync_attrs(cm->mc, SIZE_MAX);
+	if (cm->ino)
+		ino_store_unstored(cm->ino);
+	replay_went_offline(cm->replay, manual, why);
 }
 
 static void
@@ -564,6 +582,7 @@ meta_modules_new(struct cm *cm)
 		.active = h_active,
 		.dv_changed = h_dv_changed,
 		.ahead = h_ahead,
+		.disconnected = h_disconnected,
 		.arg = cm,
 	};
 	const struct mfetch_hooks mfh = {

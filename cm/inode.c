@@ -190,6 +190,35 @@ unlink_free(struct ino_table *t, struct ino_ent *e)
 		memtrim_note(t->nbuckets * 2 * sizeof(*t->by_ino));
 }
 
+void
+ino_store_unstored(struct ino_table *t)
+{
+	struct vc_dir **h = NULL;
+	size_t n = 0, cap = 0;
+
+	if (!t->drop)
+		return;
+	ino_lock(t);
+	for (size_t i = 0; i < t->nbuckets; i++)
+		for (struct ino_ent *e = t->by_ino[i]; e; e = e->next_ino) {
+			if (!e->dir || !e->dir->unstored)
+				continue;
+			if (n == cap) {
+				size_t nc = cap ? 2 * cap : 16;
+				struct vc_dir **nh =
+					realloc(h, nc * sizeof(*nh));
+
+				if (!nh)
+					break; /* the rest at their forget */
+				h = nh;
+				cap = nc;
+			}
+			h[n++] = vc_dir_get(e->dir);
+		}
+	ino_unlock(t);
+	run_held(t, h, n);
+}
+
 struct ino_table *
 ino_new(const struct fid *root)
 {

@@ -104,6 +104,10 @@ void ino_forget(struct ino_table *t, uint64_t ino, uint64_t n);
  * entry's reference), and so do those of every entry at ino_free(). */
 void ino_set_drop(struct ino_table *t, void (*drop)(void *arg, struct vc_dir *d),
 		  void *arg);
+/* Hand every entry's listing that the file does not have (an edit kept
+ * in memory) to @drop as ino_set_drop() set it, with a new reference;
+ * the entries keep theirs. Going offline. */
+void ino_store_unstored(struct ino_table *t);
 /* Drop one open count taken by the caller (entry->nopen++ under the lock);
  * frees the entry when unused. @return true when this was the last open
  * of an entry with orphan_hold (cleared): the caller releases the hold. */

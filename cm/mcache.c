@@ -413,6 +413,66 @@ mcache_attr(struct mcache *mc, const struct fid *fid, struct proto_attr *out)
 	return 0;
 }
 
+/*
+ * The stored listing @d of a directory whose attributes @a have another
+ * DV: not served, the server's is fetched, unless
+ *   - its DV is local and above @a's: an offline or writeback edit
+ *     stores the listing, then the attributes (mcache_offline_dir(),
+ *     install_dir()), and a kill between the two leaves this; nothing
+ *     else does (a fetched listing and its directory's attributes are
+ *     one transaction, vc_put_dir()). The edit was neither logged nor
+ *     answered, so either state is right, and the listing's is the one
+ *     we have: taken, the attributes moved to its DV, where changes of
+ *     the directory are logged (ahead of the server) or nothing can be
+ *     fetched (disconnected). Connected and not ahead, the server's
+ *     listing is fetched as for any stale one.
+ *   - disconnected, any other: the stored listing is older than the
+ *     attributes (a connected edit kept in memory, a listing not
+ *     fetched since an event, then a crash, and a start with the
+ *     server down). It is what we have: served as it is (a cached,
+ *     older view, as the files' data offline), the attributes
+ *     unchanged, so that once connected the server's listing is
+ *     fetched. An edit offline builds on it (a new local DV for both).
+ *     Connected with the server down, a listing fetch still fails
+ *     (EIO) until a change made offline disconnects the mount.
+ * @a is updated when taken. @return whether @d is served.
+ */
+static bool
+dir_other_dv_ok(struct mcache *mc, struct proto_attr *a,
+		const struct vc_dir *d)
+{
+	bool offline = mc->hooks.disconnected &&
+		       mc->hooks.disconnected(mc->hooks.arg);
+	struct ino_ent *e;
+
+	if ((d->dv & CM_DV_LOCAL) && d->dv > a->dv &&
+	    (offline ||
+	     (mc->hooks.ahead && mc->hooks.ahead(mc->hooks.arg, &a->fid)))) {
+		log_info(LOG_META, "a listing stored by an edit a kill cut "
+				   "short (DV %#llx, its directory's "
+				   "attributes at %#llx): taken",
+			 (unsigned long long)d->dv,
+			 (unsigned long long)a->dv);
+		CM_STAT_INC(mc->st, dir_torn);
+		a->dv = d->dv;
+		pend_del(mc, &a->fid);
+		vc_put_attr(mc->vc, a);
+		ino_lock(mc->ino);
+		e = ino_find_locked(mc->ino, &a->fid);
+		if (e && e->have_attr && e->attr.dv < d->dv)
+			e->attr.dv = d->dv;
+		ino_unlock(mc->ino);
+		return true;
+	}
+	if (!offline)
+		return false;
+	log_debug(LOG_META, "disconnected: serving a stored listing at DV "
+			    "%#llx, its directory's attributes at %#llx",
+		  (unsigned long long)d->dv, (unsigned long long)a->dv);
+	CM_STAT_INC(mc->st, dir_stale_offline);
+	return true;
+}
+
 int
 mcache_dir(struct mcache *mc, const struct fid *fid, struct vc_dir **out)
 {
@@ -439,7 +499,7 @@ mcache_dir(struct mcache *mc, const struct fid *fid, struct vc_dir **out)
 	rc = vc_get_dir(mc->vc, fid, &d);
 	if (rc < 0)
 		return rc;
-	if (d->dv != a.dv) {
+	if (d->dv != a.dv && !dir_other_dv_ok(mc, &a, d)) {
 		vc_dir_put(d);
 		return -ENOENT;
 	}

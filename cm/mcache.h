@@ -64,6 +64,10 @@ struct mcache_hooks {
 	 * Then the server's news about it does not replace it (see
 	 * mcache_ahead()). */
 	bool (*ahead)(void *arg, const struct fid *fid);
+	/* Disconnected (the mode): nothing is fetched, the cache is all
+	 * there is (mcache_dir() serves a stored listing older or newer
+	 * than its directory's attributes). */
+	bool (*disconnected)(void *arg);
 	void *arg;
 };
 

@@ -91,6 +91,8 @@ cm_stats_format_counters(const struct cm_stats *st, char *buf, size_t len,
 	P("dir_late_mut %llu\n", LD(dir_late_mut));
 	P("dir_held %llu\n", LD(dir_held));
 	P("dir_attrs_unkept %llu\n", LD(dir_attrs_unkept));
+	P("dir_torn %llu\n", LD(dir_torn));
+	P("dir_stale_offline %llu\n", LD(dir_stale_offline));
 	P("fetched_old %llu\n", LD(fetched_old));
 	P("getattr_requests %llu\n", LD(getattr_reqs));
 	P("getattr_fids %llu\n", LD(getattr_fids));

@@ -66,6 +66,13 @@ struct cm_stats {
 	atomic_uint_fast64_t dir_attrs_unkept; /* entries of overtaken
 						  listings whose attributes
 						  were not kept (dir_take()) */
+	atomic_uint_fast64_t dir_torn; /* listings a kill left ahead of
+					  their directory's attributes,
+					  taken (mcache_dir()) */
+	atomic_uint_fast64_t dir_stale_offline; /* stored listings older
+						   than their directory's
+						   attributes, served
+						   disconnected */
 	atomic_uint_fast64_t fetched_old; /* fetched attributes (listing
 					     entries, getattr answers) older
 					     than the cached DV: not taken */
