@@ -60,6 +60,12 @@ cut() {
 	wait_for 30 running || { kill "$gp" 2>/dev/null; return 1; }
 	sleep 0.2
 	(: >"$mnt/$1/$2") 2>/dev/null &
+	# The breakpoint is never hit when the create fails before it.
+	if ! wait_for 30 sh -c "! kill -0 $gp 2>/dev/null"; then
+		kill "$gp" 2>/dev/null
+		wait "$gp" 2>/dev/null
+		return 1
+	fi
 	wait "$gp"
 	wait_for 10 sh -c "! kill -0 $pid 2>/dev/null"
 	cairnd_kill9 "$mnt"
