@@ -1200,20 +1200,49 @@ sb_jstr(struct proto_sbuf *b, const char *s)
 /* Append @lit (a string literal) at @q. */
 #define SB_LIT(q, lit) (memcpy((q), (lit), sizeof(lit) - 1), (q) + sizeof(lit) - 1)
 
+/* "00" to "99": two digits a division (a listing's attributes are
+ * mostly 19-digit times; one digit a division was a fifth of
+ * cairn-vold's instructions in a listing, session 14). */
+static const char sb_pairs[201] =
+	"00010203040506070809101112131415161718192021222324252627282930313233"
+	"34353637383940414243444546474849505152535455565758596061626364656667"
+	"6869707172737475767778798081828384858687888990919293949596979899";
+
 /* Write @v in decimal at @q; @return the end. */
 static char *
 sb_u64(char *q, uint64_t v)
 {
-	char tmp[20];
-	size_t n = 0;
+	static const uint64_t p10[20] = {
+		1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull,
+		10000000ull, 100000000ull, 1000000000ull, 10000000000ull,
+		100000000000ull, 1000000000000ull, 10000000000000ull,
+		100000000000000ull, 1000000000000000ull,
+		10000000000000000ull, 100000000000000000ull,
+		1000000000000000000ull, 10000000000000000000ull};
+	unsigned t, len;
+	char *p;
 
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	while (n)
-		*q++ = tmp[--n];
-	return q;
+	if (v < 10) {
+		*q = (char)('0' + v);
+		return q + 1;
+	}
+	/* Its digits from its bits (log10(2) ~ 1233 / 4096), then written
+	 * from the end in place. */
+	t = (unsigned)((64 - __builtin_clzll(v)) * 1233) >> 12;
+	len = t + 1 - (v < p10[t]);
+	p = q + len;
+	while (v >= 100) {
+		unsigned r = (unsigned)(v % 100);
+
+		v /= 100;
+		p -= 2;
+		memcpy(p, sb_pairs + 2 * r, 2);
+	}
+	if (v >= 10)
+		memcpy(p - 2, sb_pairs + 2 * v, 2);
+	else
+		p[-1] = (char)('0' + v);
+	return q + len;
 }
 
 static char *

@@ -347,6 +347,56 @@ test_dir_dups(void)
 	}
 }
 
+/* The listing encoder's numbers (two digits a step): every length from 1
+ * to 19 digits and its neighbours, and the signed extremes, as printf
+ * writes them. */
+static void
+test_dir_numbers(void)
+{
+	struct proto_dirent e;
+	struct proto_dir d = {0};
+	char want[96], *s;
+	size_t len;
+	unsigned bad = 0, n = 0;
+	uint64_t p = 1;
+
+	mkattr(&d.dir, F1, PROTO_T_DIR);
+	mkattr(&e.attr, F2, PROTO_T_FILE);
+	e.name = "n";
+	d.ents = &e;
+	d.n = 1;
+	for (int k = 0; k <= 19; k++, p *= 10) {
+		uint64_t v[3] = {p - 1, p, p + 1};
+
+		for (int i = 0; i < 3; i++) {
+			int64_t t = i == 1 ? -(int64_t)(v[i] & INT64_MAX)
+					   : (int64_t)(v[i] & INT64_MAX);
+
+			if (v[i] > INT64_MAX)
+				continue;
+			e.attr.size = v[i];
+			e.attr.atime_ns = t;
+			s = proto_dir_page_encode(&d, NULL, &len);
+			snprintf(want, sizeof(want),
+				 ",\"size\":%llu,\"nlink\":", (unsigned long long)v[i]);
+			bad += !s || !strstr(s, want);
+			snprintf(want, sizeof(want), ",\"atime\":%lld,",
+				 (long long)t);
+			bad += !s || !strstr(s, want);
+			free(s);
+			n++;
+		}
+	}
+	e.attr.size = INT64_MAX;
+	e.attr.atime_ns = INT64_MIN;
+	s = proto_dir_page_encode(&d, NULL, &len);
+	bad += !s || !strstr(s, ",\"size\":9223372036854775807,") ||
+	       !strstr(s, ",\"atime\":-9223372036854775808,");
+	free(s);
+	ok(!bad && n > 50, "listing numbers as printf writes them (%u values, %u wrong)",
+	   n, bad);
+}
+
 /* The listing encoder writes JSON itself (no jansson tree): the output is
  * what jansson would dump for the same document, byte for byte, names with
  * every kind of escape round-trip, and a listing written in pieces is the
@@ -2941,6 +2991,7 @@ main(void)
 	test_dir_pages();
 	test_dir_dups();
 	test_dir_stream();
+	test_dir_numbers();
 	test_link();
 	test_xattrs();
 	test_events();
