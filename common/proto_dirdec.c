@@ -238,13 +238,17 @@ static bool
 num(struct js *j, struct jv *v)
 {
 	const unsigned char *q = j->p, *start = j->p;
-	bool real = false, inf;
+	bool real = false, inf, neg = false;
 	char tmp[64], *endp, *big;
+	uint64_t u = 0;
+	size_t nd = 0; /* integer digits */
 	double d;
 	size_t n;
 
-	if (q < j->end && *q == '-')
+	if (q < j->end && *q == '-') {
+		neg = true;
 		q++;
+	}
 	if (q >= j->end)
 		return false;
 	if (*q == '0') {
@@ -252,8 +256,11 @@ num(struct js *j, struct jv *v)
 		if (q < j->end && *q >= '0' && *q <= '9')
 			return false;
 	} else if (*q >= '1' && *q <= '9') {
-		while (q < j->end && *q >= '0' && *q <= '9')
-			q++;
+		/* Converted as it is scanned: 19 digits cannot overflow 64
+		 * bits, and more are out of range anyway (below). */
+		for (; q < j->end && *q >= '0' && *q <= '9'; q++, nd++)
+			if (nd < 19)
+				u = u * 10 + (uint64_t)(*q - '0');
 	} else {
 		return false;
 	}
@@ -278,18 +285,10 @@ num(struct js *j, struct jv *v)
 	n = (size_t)(q - start);
 	j->p = q;
 	if (!real) {
-		/* A sign and 19 digits at most fit in 64 bits (JSON has no
+		/* 19 digits at most fit in 64 signed bits (JSON has no
 		 * leading zeros): anything longer is out of range. */
-		uint64_t u = 0;
-		bool neg = *start == '-';
-
-		if (n > 20)
+		if (nd > 19)
 			return false;
-		for (const unsigned char *c = start + neg; c < q; c++) {
-			if (u > (UINT64_MAX - 9) / 10)
-				return false;
-			u = u * 10 + (uint64_t)(*c - '0');
-		}
 		if (neg ? u > (uint64_t)INT64_MAX + 1 : u > INT64_MAX)
 			return false;
 		v->kind = JV_INT;
