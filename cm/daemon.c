@@ -377,7 +377,7 @@ h_resend_store(void *arg, uint64_t seq, const struct proto_op *op,
 static void
 h_log_resumed(void *arg)
 {
-	wb_resume(((struct cm *)arg)->wb);
+	wb_resume_crashed(((struct cm *)arg)->wb);
 }
 
 static void
@@ -410,6 +410,12 @@ h_submit_offline(void *arg, const struct proto_op *op, mut_done_fn done,
 		 void *done_arg)
 {
 	return replay_submit(((struct cm *)arg)->replay, op, done, done_arg);
+}
+
+static void
+h_lost(void *arg, const char *why)
+{
+	replay_disconnect(((struct cm *)arg)->replay, false, why);
 }
 
 static void
@@ -632,6 +638,7 @@ write_modules_new(struct cm *cm)
 		.may_absorb = h_may_absorb,
 		.absorb = h_absorb,
 		.submit_offline = h_submit_offline,
+		.lost = h_lost,
 		.arg = cm,
 	};
 	const struct mut_deps md = {
@@ -821,9 +828,10 @@ struct start_job {
 
 /*
  * The first job: follow the events, finish what a crash left half done
- * (logged ops, then dirty files: mut_resume() calls wb_resume() when the
- * log is through; disconnected, both wait for reintegration and dirty
- * files are logged now), then re-apply the recorded pins.
+ * (logged ops, then dirty files: mut_resume() calls wb_resume_crashed()
+ * when the log is through or the server does not answer; disconnected,
+ * the log waits for reintegration and dirty files are logged now), then
+ * re-apply the recorded pins.
  */
 static void
 recover(struct cm_loop *loop, struct cm_job *job)
@@ -841,7 +849,7 @@ recover(struct cm_loop *loop, struct cm_job *job)
 	replay_set_writeback(cm->replay, cm->cfg.writeback, NULL, NULL);
 	if (cm_offline(cm)) {
 		conn_start(cm->conn);
-		wb_resume(cm->wb);
+		wb_resume_crashed(cm->wb);
 	} else if (!replay_resume(cm->replay)) {
 		/* Sync mode and nothing logged as writeback: resend what a
 		 * crash left INFLIGHT, then store the dirty files. */

@@ -75,6 +75,10 @@ struct mreq {
 	 * answer may be the one the server recorded then, not its state
 	 * now. A retry (attempts > 1) is as unsure. */
 	bool resent;
+	/* The server answered it (a refusal is an answer; no reply, the
+	 * gate's refusal, a proxy's 502-504 are not). A record resent at
+	 * start that got no answer stays in the log (finish_end()). */
+	bool answered;
 	struct event *hold_ev; /* held: MUT_HOLD_MS */
 	/* A late create is on mu->lates from its start until it is freed,
 	 * listed in flight or not (waiting for an earlier late create);
@@ -139,8 +143,11 @@ struct mut {
 	const struct mbatch *ending;
 	const struct proto_batch_result *ending_res;
 	size_t ending_next;
-	/* resume state */
-	uint64_t resume_after;
+	/* resume state: the next record after resume_after, up to
+	 * resume_upto (the last INFLIGHT record at start: what a crash
+	 * left; the op log's own records come after it) */
+	uint64_t resume_after, resume_upto;
+	bool upto_set;
 	bool resuming;
 };
 
@@ -650,9 +657,12 @@ finish_end(struct mreq *m, int err, const struct proto_op_result *r)
 			 "replay log, sent again at the next start",
 			 m->op.name ? m->op.name : "");
 	/* A late create without an answer (I/O error, shutdown) stays: its
-	 * caller was answered, so it must reach the server some time. */
+	 * caller was answered, so it must reach the server some time. So
+	 * does a record a crash left that found no server at its resend
+	 * (mut_resume()): it may carry an acknowledged change (a late
+	 * create, a store at close), and the reintegration sends it. */
 	if (m->seq && mu->d.rlog && !(m->replay && err) &&
-	    !(m->late && err == -EIO)) {
+	    !(m->late && err == -EIO) && !(m->resent && err && !m->answered)) {
 		if (m->op.kind == PROTO_OP_STORE && mu->h.data_durable)
 			mu->h.data_durable(mu->h.arg, &m->op.fid, 1);
 		/* Sync mode: in the log's next transaction (RLOG_A_LAZY: a
@@ -708,12 +718,73 @@ finish(struct mreq *m, int err, const struct proto_op_result *r)
 		replay_deferred(mu);
 }
 
+static void absorb_req(struct mreq *m);
+static bool may_absorb(struct mut *mu, const struct mreq *m);
+
+/* DISCONNECTED now (not reintegrating): the gate refuses our requests. */
+static bool
+disconnected(const struct mut *mu)
+{
+	return mu->d.conn && conn_mode(mu->d.conn) == CM_DISCONNECTED;
+}
+
 static void
 retry_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct mreq *m = arg;
+
 	(void)fd;
 	(void)what;
-	send_req(arg);
+	/* Disconnected while it waited to try again (another op got no
+	 * answer, a resend at start, fs disconnect): the gate would refuse
+	 * it and the caller get EIO with the record dropped (a close's
+	 * store, a mkdir), so it is absorbed as at its deadline. */
+	if (disconnected(m->mu) && may_absorb(m->mu, m)) {
+		absorb_req(m);
+		return;
+	}
+	send_req(m);
+}
+
+/* May @m, without an answer, be absorbed (replay_absorb(): disconnect,
+ * keep its record INFLIGHT, apply it locally, answer its caller)? An op
+ * of the op log's own: not a replay (it has its own end), not a record
+ * resent at start (mut_resume()). */
+static bool
+may_absorb(struct mut *mu, const struct mreq *m)
+{
+	return m->seq && !m->replay && !m->resent && !mu->stopped &&
+	       !cm_stopping(mu->d.loop) && mu->h.may_absorb && mu->h.absorb &&
+	       mu->h.may_absorb(mu->h.arg);
+}
+
+/* The server stopped answering: disconnect, and @m's op stays in the
+ * log (INFLIGHT: it may have arrived) to be replayed; the caller gets
+ * the local result. */
+static void
+absorb_req(struct mreq *m)
+{
+	struct mut *mu = m->mu;
+	struct mwaitq wq = STAILQ_HEAD_INITIALIZER(wq);
+	struct mut_batch *b = m->b && m->b->single ? m->b : NULL;
+	struct mwait *w;
+
+	unlist(m);
+	STAILQ_CONCAT(&wq, &m->waiters);
+	absorb_one(mu, m);
+	if (b)
+		for (size_t i = 0; i < b->n; i++)
+			if (b->r[i] == m)
+				b->r[i] = NULL;
+	mreq_free(m);
+	/* What waited for a late create goes on (and is absorbed in its
+	 * turn). */
+	while ((w = STAILQ_FIRST(&wq))) {
+		STAILQ_REMOVE_HEAD(&wq, link);
+		w->wake(w);
+	}
+	if (b)
+		batch_single_next(b);
 }
 
 static bool
@@ -727,6 +798,23 @@ retriable(const struct http_result *res)
 	       res->status == 504;
 }
 
+/*
+ * A record resent at start (mut_resume()) goes to the server only while
+ * the mount is connected: once it is not (a live op got no answer, fs
+ * disconnect), the reintegration sends it with the rest of the log, and
+ * a resend racing it (a retry, a late create's waiter) would only add a
+ * second request under the same opid. Stopping counts too: it ends
+ * without an answer.
+ */
+static bool
+resent_offline(const struct mreq *m)
+{
+	const struct mut *mu = m->mu;
+
+	return mu->stopped || cm_stopping(mu->d.loop) ||
+	       (mu->d.conn && conn_offline(mu->d.conn));
+}
+
 static void
 http_done(void *arg, const struct http_result *res)
 {
@@ -735,32 +823,21 @@ http_done(void *arg, const struct http_result *res)
 	struct proto_op_result r;
 	int rc;
 
-	if (retriable(res) && util_now_ms() >= m->deadline && m->seq &&
-	    !m->replay && !mu->stopped && !cm_stopping(mu->d.loop) &&
-	    mu->h.may_absorb && mu->h.absorb && mu->h.may_absorb(mu->h.arg)) {
-		/* The server stopped answering: disconnect, and this op
-		 * stays in the log (INFLIGHT: it may have arrived) to be
-		 * replayed; the caller gets the local result. */
-		struct mwaitq wq = STAILQ_HEAD_INITIALIZER(wq);
-		struct mut_batch *b = m->b && m->b->single ? m->b : NULL;
-		struct mwait *w;
-
-		unlist(m);
-		STAILQ_CONCAT(&wq, &m->waiters);
-		absorb_one(mu, m);
-		if (b)
-			for (size_t i = 0; i < b->n; i++)
-				if (b->r[i] == m)
-					b->r[i] = NULL;
-		mreq_free(m);
-		/* What waited for a late create goes on (and is absorbed
-		 * in its turn). */
-		while ((w = STAILQ_FIRST(&wq))) {
-			STAILQ_REMOVE_HEAD(&wq, link);
-			w->wake(w);
-		}
-		if (b)
-			batch_single_next(b);
+	if (m->resent && retriable(res) &&
+	    (util_now_ms() >= m->deadline || resent_offline(m))) {
+		/* A record a crash left, without an answer: kept for the
+		 * reintegration (mut_resume() stops, and disconnects). Not
+		 * absorbed: its change is in the caches as far as it ever
+		 * was (a late create's name, mut_show_lates(); the write
+		 * state of a store), and applying it again would fail. */
+		finish(m, -EHOSTUNREACH, NULL);
+		return;
+	}
+	m->answered = !res->err && !retriable(res);
+	if (retriable(res) &&
+	    (util_now_ms() >= m->deadline || disconnected(mu)) &&
+	    may_absorb(mu, m)) {
+		absorb_req(m);
 		return;
 	}
 	if (m->replay && res->err && res->err != -ECANCELED) {
@@ -814,6 +891,10 @@ send_req(struct mreq *m)
 	size_t len = 0;
 	char *body;
 
+	if (m->resent && resent_offline(m)) {
+		finish(m, -EHOSTUNREACH, NULL); /* kept: see http_done() */
+		return;
+	}
 	m->attempts++;
 	snprintf(path, sizeof(path), "/v1/vol/%s/op", mu->d.volume);
 	body = proto_op_encode(&m->op, &len);
@@ -1165,6 +1246,13 @@ mut_send_logged(struct mut *mu, uint64_t seq, const struct proto_op *op,
 }
 
 int
+mut_send_resent(struct mut *mu, uint64_t seq, const struct proto_op *op,
+		mut_done_fn done, void *arg)
+{
+	return send_logged(mu, seq, op, done, arg, false, true);
+}
+
+int
 mut_send_replay(struct mut *mu, uint64_t seq, const struct proto_op *op,
 		mut_done_fn done, void *arg)
 {
@@ -1426,12 +1514,55 @@ batch_go_single(struct mut_batch *b, bool nobatch)
 	batch_single_next(b);
 }
 
+/* May batch @b, without an answer, be absorbed (may_absorb())? */
+static bool
+batch_may_absorb(struct mut_batch *b)
+{
+	struct mut *mu = b->mu;
+
+	return !(b->flags & MUT_B_REPLAY) && !mu->stopped &&
+	       !cm_stopping(mu->d.loop) && mu->h.may_absorb && mu->h.absorb &&
+	       mu->h.may_absorb(mu->h.arg);
+}
+
+/* As for a single op (absorb_req()): disconnect, the records stay
+ * INFLIGHT, each op is applied locally, in order. */
+static void
+batch_absorb(struct mut_batch *b)
+{
+	struct mut *mu = b->mu;
+
+	for (size_t i = 0; i < b->n; i++)
+		unlist(b->r[i]);
+	for (size_t i = 0; i < b->n; i++) {
+		struct mreq *m = b->r[i];
+		struct mwaitq wq = STAILQ_HEAD_INITIALIZER(wq);
+		struct mwait *w;
+
+		STAILQ_CONCAT(&wq, &m->waiters);
+		absorb_one(mu, m);
+		mreq_free(m);
+		while ((w = STAILQ_FIRST(&wq))) {
+			STAILQ_REMOVE_HEAD(&wq, link);
+			w->wake(w);
+		}
+	}
+	batch_free(b);
+}
+
 static void
 batch_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct mut_batch *b = arg;
+
 	(void)fd;
 	(void)what;
-	batch_send_req(arg);
+	/* Disconnected meanwhile: as retry_cb(). */
+	if (disconnected(b->mu) && batch_may_absorb(b)) {
+		batch_absorb(b);
+		return;
+	}
+	batch_send_req(b);
 }
 
 static void
@@ -1443,27 +1574,10 @@ batch_http_done(void *arg, const struct http_result *res)
 	bool replay = b->flags & MUT_B_REPLAY;
 	int rc;
 
-	if (retriable(res) && util_now_ms() >= b->deadline && !replay &&
-	    !mu->stopped && !cm_stopping(mu->d.loop) && mu->h.may_absorb &&
-	    mu->h.absorb && mu->h.may_absorb(mu->h.arg)) {
-		/* As for a single op: disconnect, the records stay INFLIGHT,
-		 * each op is applied locally, in order. */
-		for (size_t i = 0; i < b->n; i++)
-			unlist(b->r[i]);
-		for (size_t i = 0; i < b->n; i++) {
-			struct mreq *m = b->r[i];
-			struct mwaitq wq = STAILQ_HEAD_INITIALIZER(wq);
-			struct mwait *w;
-
-			STAILQ_CONCAT(&wq, &m->waiters);
-			absorb_one(mu, m);
-			mreq_free(m);
-			while ((w = STAILQ_FIRST(&wq))) {
-				STAILQ_REMOVE_HEAD(&wq, link);
-				w->wake(w);
-			}
-		}
-		batch_free(b);
+	if (retriable(res) &&
+	    (util_now_ms() >= b->deadline || disconnected(mu)) &&
+	    batch_may_absorb(b)) {
+		batch_absorb(b);
 		return;
 	}
 	if (replay && res->err && res->err != -ECANCELED) {
@@ -1879,7 +1993,32 @@ fail:
 
 /* --- resume after a crash --- */
 
+/*
+ * The records a crash left INFLIGHT are resent one at a time, in seq
+ * order, under their opids, while the mount is connected. Only those:
+ * the last one's seq is noted at start (resume_upto, mut_show_lates()),
+ * and what the op log appends after it is its own (a create held while
+ * the resume runs was resent beside its own batch, then dropped when the
+ * resend failed: the acknowledged file ended as a conflict copy).
+ *
+ * A resend without an answer ends the resume: the record stays
+ * INFLIGHT, the mount disconnects (auto, as for any mutation without an
+ * answer: conn.h) and the reintegration its probe starts sends it, and
+ * every record after it, in seq order. The same when the mount is not
+ * connected any more (a live op got no answer, fs disconnect): the
+ * records wait for the reintegration. Either way the dirty files come
+ * next (log_resumed: wb_resume_crashed(), which logs them while
+ * disconnected). A refusal (the server answered) is logged and the resume goes on.
+ */
 static void resume_next(struct mut *mu);
+
+static void
+resume_end(struct mut *mu)
+{
+	mu->resuming = false;
+	if (mu->h.log_resumed)
+		mu->h.log_resumed(mu->h.arg);
+}
 
 static void
 resume_done(void *arg, int err, const struct proto_op_result *r)
@@ -1887,11 +2026,26 @@ resume_done(void *arg, int err, const struct proto_op_result *r)
 	struct mut *mu = arg;
 
 	(void)r;
+	if (mu->stopped) {
+		mu->resuming = false;
+		return;
+	}
+	if (err == -EHOSTUNREACH) {
+		/* No answer: kept (finish_end(), wb_store_end()). */
+		log_warn(LOG_MUT,
+			 "record %llu left by a crash got no answer: it and "
+			 "the rest wait for the reintegration",
+			 (unsigned long long)mu->resume_after);
+		if (mu->d.conn && conn_mode(mu->d.conn) == CM_CONNECTED &&
+		    !cm_stopping(mu->d.loop) && mu->h.lost)
+			mu->h.lost(mu->h.arg, "the server does not answer");
+		resume_end(mu);
+		return;
+	}
 	if (err)
-		log_warn(LOG_MUT, "replayed record refused: %s",
-			 strerror(-err));
-	if (!mu->stopped)
-		resume_next(mu);
+		log_warn(LOG_MUT, "resent record %llu refused: %s",
+			 (unsigned long long)mu->resume_after, strerror(-err));
+	resume_next(mu);
 }
 
 static void
@@ -1900,32 +2054,76 @@ resume_next(struct mut *mu)
 	struct rlog_rec rec;
 	int rc;
 
-	if (!mu->d.rlog || cm_stopping(mu->d.loop)) {
-		mu->resuming = false;
-		return;
+	for (;;) {
+		if (!mu->d.rlog || cm_stopping(mu->d.loop)) {
+			mu->resuming = false;
+			return;
+		}
+		if (mu->d.conn && conn_offline(mu->d.conn)) {
+			/* Disconnected meanwhile: the reintegration sends
+			 * what is left, in order. */
+			log_info(LOG_MUT, "not connected: the records a crash "
+					  "left wait for the reintegration");
+			resume_end(mu);
+			return;
+		}
+		rc = rlog_next(mu->d.rlog, mu->resume_after,
+			       RLOG_MASK(RLOG_INFLIGHT), &rec);
+		if (rc == -EUCLEAN && rec.seq > mu->resume_after &&
+		    rec.seq <= mu->resume_upto) {
+			mu->resume_after = rec.seq; /* damaged: step over */
+			continue;
+		}
+		if (rc < 0 || rec.seq > mu->resume_upto) {
+			if (rc == 0)
+				rlog_rec_release(&rec);
+			resume_end(mu);
+			return;
+		}
+		mu->resume_after = rec.seq;
+		if (rlog_is_direct(mu->d.rlog, rec.seq)) {
+			rlog_rec_release(&rec); /* the op log's own */
+			continue;
+		}
+		log_info(LOG_MUT, "resending %s (record %llu) left by a crash",
+			 proto_op_name(rec.op.kind),
+			 (unsigned long long)rec.seq);
+		if (rec.op.kind == PROTO_OP_STORE)
+			rc = mu->h.resend_store
+				     ? mu->h.resend_store(mu->h.arg, rec.seq,
+							  &rec.op, resume_done,
+							  mu)
+				     : -EIO;
+		else
+			rc = mut_send_resent(mu, rec.seq, &rec.op,
+					     resume_done, mu);
+		rlog_rec_release(&rec);
+		if (rc == 0)
+			return; /* resume_done() goes on */
+		log_warn(LOG_MUT, "cannot resend record %llu: %s",
+			 (unsigned long long)mu->resume_after, strerror(-rc));
 	}
-	rc = rlog_next(mu->d.rlog, mu->resume_after, RLOG_MASK(RLOG_INFLIGHT),
-		       &rec);
-	if (rc < 0) {
-		mu->resuming = false;
-		if (mu->h.log_resumed)
-			mu->h.log_resumed(mu->h.arg);
-		return;
+}
+
+/* The last INFLIGHT record now: what mut_resume() takes. */
+static void
+note_upto(struct mut *mu)
+{
+	struct rlog_rec rec;
+	uint64_t after = 0;
+	int rc;
+
+	mu->resume_upto = 0;
+	while ((rc = rlog_next(mu->d.rlog, after, RLOG_MASK(RLOG_INFLIGHT),
+			       &rec)) == 0 ||
+	       rc == -EUCLEAN) {
+		if (rec.seq <= after)
+			break;
+		after = mu->resume_upto = rec.seq;
+		if (rc == 0)
+			rlog_rec_release(&rec);
 	}
-	mu->resume_after = rec.seq;
-	log_info(LOG_MUT, "resending %s (record %llu) left by a crash",
-		 proto_op_name(rec.op.kind), (unsigned long long)rec.seq);
-	if (rec.op.kind == PROTO_OP_STORE)
-		rc = mu->h.resend_store
-			     ? mu->h.resend_store(mu->h.arg, rec.seq, &rec.op,
-						  resume_done, mu)
-			     : -EIO;
-	else
-		rc = send_logged(mu, rec.seq, &rec.op, resume_done, mu, false,
-				 true);
-	rlog_rec_release(&rec);
-	if (rc < 0)
-		resume_next(mu);
+	mu->upto_set = true;
 }
 
 /*
@@ -1945,7 +2143,10 @@ mut_show_lates(struct mut *mu)
 	struct rlog_rec rec;
 	uint64_t after = 0;
 
-	if (!mu || !mu->d.rlog || !mu->d.mc)
+	if (!mu || !mu->d.rlog)
+		return;
+	note_upto(mu);
+	if (!mu->d.mc)
 		return;
 	while (rlog_next(mu->d.rlog, after, RLOG_MASK(RLOG_INFLIGHT),
 			 &rec) == 0) {
@@ -1992,6 +2193,8 @@ mut_resume(struct mut *mu)
 {
 	if (!mu || mu->stopped || mu->resuming)
 		return;
+	if (!mu->upto_set && mu->d.rlog)
+		note_upto(mu);
 	mu->resuming = true;
 	mu->resume_after = 0;
 	resume_next(mu);

@@ -79,6 +79,10 @@ struct mut_hooks {
 		       void *done_arg);
 	int (*submit_offline)(void *arg, const struct proto_op *op,
 			      mut_done_fn done, void *done_arg);
+	/* replay: a record a crash left got no answer at its resend
+	 * (mut_resume()) while connected: disconnect (auto), so that the
+	 * reintegration sends it once the server answers. */
+	void (*lost)(void *arg, const char *why);
 	void *arg;
 };
 
@@ -124,6 +128,13 @@ int mut_submit_direct(struct mut *mu, const struct proto_op *op,
  * store whose chunks were just staged, a record found at start). Loop
  * thread. Same contract as mut_submit(). */
 int mut_send_logged(struct mut *mu, uint64_t seq, const struct proto_op *op,
+		    mut_done_fn done, void *arg);
+
+/* As mut_send_logged(), for a record a crash left INFLIGHT (mut_resume(),
+ * the resend_store hook): its answer may be the one the server recorded
+ * for its opid then; sent only while connected, never absorbed, and
+ * without an answer @done gets -EHOSTUNREACH and the record stays. */
+int mut_send_resent(struct mut *mu, uint64_t seq, const struct proto_op *op,
 		    mut_done_fn done, void *arg);
 
 /* Reintegration (replay.c): send the logged record @seq as
@@ -237,12 +248,17 @@ void mut_events_from(struct mut *mu, uint64_t seq);
 /* At start, before the mount answers: the names of the creates a crash
  * left INFLIGHT go back into the cached listings (a held create's edit
  * is kept in memory only), so the files they made are there before the
- * resent creates are answered. */
+ * resent creates are answered; and the last INFLIGHT record is noted,
+ * the end of what mut_resume() resends. */
 void mut_show_lates(struct mut *mu);
 
-/* Loop thread, at start: resend the records a crash left INFLIGHT, in
- * order (stores go through the resend_store hook, which stages their
- * chunks again). */
+/* Loop thread, at start: resend the records a crash left INFLIGHT (the
+ * last one's seq is noted by mut_show_lates(); the op log's own records
+ * after it are not touched), in order (stores go through the
+ * resend_store hook, which stages their chunks again), then call
+ * log_resumed. While connected only: a resend without an answer keeps
+ * its record, disconnects (the lost hook) and leaves it and the rest to
+ * the reintegration, as does a mode that is not connected. */
 void mut_resume(struct mut *mu);
 
 /* Copy @src into @dst (heap strings, value, chunks), or -ENOMEM.

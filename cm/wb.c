@@ -2167,8 +2167,8 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 	pthread_mutex_unlock(&wb->lock);
 }
 
-void
-wb_resume(struct wb *wb)
+static void
+store_dirty(struct wb *wb, bool crash_left)
 {
 	struct fid *dirty_fids = NULL;
 	size_t n = 0, cap = 0;
@@ -2180,7 +2180,7 @@ wb_resume(struct wb *wb)
 		struct wstate *ws;
 
 		SLIST_FOREACH(ws, &wb->tab[b], link) {
-			if (!ws->dirty)
+			if (!ws->dirty || (crash_left && !ws->crash_left))
 				continue;
 			if (n == cap) {
 				size_t nc = cap ? cap * 2 : 16;
@@ -2192,15 +2192,33 @@ wb_resume(struct wb *wb)
 				dirty_fids = t;
 				cap = nc;
 			}
+			ws->crash_left = false;
 			dirty_fids[n++] = ws->fid;
 		}
 	}
 	pthread_mutex_unlock(&wb->lock);
 	for (size_t i = 0; i < n; i++) {
-		log_info(LOG_WB, "storing data a crash left dirty");
+		log_info(LOG_WB, crash_left ? "storing data a crash left dirty"
+					    : "storing data left dirty");
 		wb_store_start(wb, &dirty_fids[i], NULL, NULL);
 	}
 	free(dirty_fids);
+}
+
+void
+wb_resume(struct wb *wb)
+{
+	store_dirty(wb, false);
+}
+
+void
+wb_resume_crashed(struct wb *wb)
+{
+	/* Only what the crash left: a file written since (created while
+	 * the resume ran, its close's store still in flight) is stored by
+	 * its own close; stored from here too, disconnected, it was logged
+	 * a second time beside its absorbed store. */
+	store_dirty(wb, true);
 }
 
 /* --- setup --- */
@@ -2247,6 +2265,7 @@ load_cb(TDB_DATA k, TDB_DATA v, void *arg)
 	ws->sa_atime_ns = r.sa_atime_ns;
 	ws->sa_mtime_ns = r.sa_mtime_ns;
 	ws->dirty = !ws->logged;
+	ws->crash_left = ws->dirty;
 	/* A version-1 record is rewritten once the table is loaded. */
 	ws->saved = rc == 0;
 	if (rc == 1)

@@ -297,8 +297,12 @@ void wb_data_durable_ahead(struct wb *wb, const struct fid *fids, size_t n);
  */
 int wb_restore_logged(struct wb *wb);
 
-/* Loop thread, after mut_resume(): store what a crash left dirty. */
+/* Loop thread: store every dirty file (the end of a reintegration). */
 void wb_resume(struct wb *wb);
+/* Loop thread, at start, after mut_resume(): store the files a crash
+ * left dirty (loaded dirty from dirty.tdb), once; not those written
+ * since, which their own closes store. */
+void wb_resume_crashed(struct wb *wb);
 
 /* Bytes of dirty data (for fs getcacheparms). */
 uint64_t wb_dirty_files(struct wb *wb);

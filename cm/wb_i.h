@@ -62,6 +62,9 @@ struct wstate {
 	unsigned io;
 	bool retagging;
 	bool dirty, storing, gone, saved;
+	/* Loaded dirty from dirty.tdb at start: what wb_resume_crashed()
+	 * stores (a file made dirty since is its writer's to store). */
+	bool crash_left;
 	bool conflicted; /* its changes went to a conflict copy */
 	bool writeback;	 /* a store above the dirty limit is queued */
 	/* Disconnected: the changes are in the replay log as a STORE record
@@ -171,6 +174,10 @@ struct store {
 	bool owns_state;   /* set ws->storing: clear it at the end */
 	mut_done_fn mdone; /* resend at resume: report here */
 	void *marg;
+	/* A store a crash left INFLIGHT, resent at start (wb_resend_store()):
+	 * staged and sent only while connected; no answer (a PUT or the
+	 * op) ends it with -EHOSTUNREACH and its record stays. */
+	bool resent;
 	/* Where the data comes from: the file itself, or for a conflict
 	 * copy the refused file's chunks at its base DV (clean ones only
 	 * below src_valid_to, the refused state's zero_from). */

@@ -107,6 +107,12 @@ stage_done(void *arg, const struct http_result *res)
 	int rc = cm_http_errno(res->err, res->status, res->body, res->body_len);
 
 	st->inflight--;
+	/* No answer (a transport failure, a proxy's 502-504): for a resend
+	 * that is not a refusal (mut.c's resent records). */
+	if (rc < 0 && st->resent &&
+	    (res->err || res->status == 0 || res->status == 502 ||
+	     res->status == 503 || res->status == 504))
+		rc = -EHOSTUNREACH;
 	if (rc < 0 && !st->err)
 		st->err = rc == -ECANCELED ? -EIO : rc;
 	wb_store_send(st);
@@ -256,6 +262,10 @@ wb_store_send(struct store *st)
 	 * local DV is not a DV the protocol carries. */
 	if (!st->err && !st->batch && (st->op.base_dv & CM_DV_LOCAL))
 		st->err = -ENOENT;
+	/* A resend once the mount is not connected: the reintegration
+	 * sends the record (mut_resume()). */
+	if (!st->err && st->resent && wb->d.conn && conn_offline(wb->d.conn))
+		st->err = -EHOSTUNREACH;
 	if (!st->err && !st->inflight && (rc = store_inline(st)) < 0)
 		st->err = rc;
 	while (!st->err && st->inflight < WB_STAGE_PARALLEL &&
@@ -304,10 +314,15 @@ wb_store_send(struct store *st)
 		mut_batch_send(b);
 		return;
 	}
-	rc = st->replay ? mut_send_replay(wb->d.mut, st->seq, &st->op,
-					  store_sent, st)
-			: mut_send_logged(wb->d.mut, st->seq, &st->op,
-					  store_sent, st);
+	if (st->replay)
+		rc = mut_send_replay(wb->d.mut, st->seq, &st->op, store_sent,
+				     st);
+	else if (st->resent)
+		rc = mut_send_resent(wb->d.mut, st->seq, &st->op, store_sent,
+				     st);
+	else
+		rc = mut_send_logged(wb->d.mut, st->seq, &st->op, store_sent,
+				     st);
 	if (rc < 0)
 		wb_store_end(st, rc, NULL);
 }
@@ -378,7 +393,7 @@ wb_store_end(struct store *st, int err, const struct proto_op_result *r)
 		(void)wb_data_durable(wb, &st->fid, 1);
 		rlog_remove_flags(wb->d.rlog, st->seq, RLOG_A_NOSYNC);
 	}
-	if (err)
+	if (err && !(st->resent && err == -EHOSTUNREACH)) /* mut_resume() says */
 		log_warn(LOG_WB, "store of a file failed: %s",
 			 strerror(-err));
 	if (wb) {
@@ -1343,8 +1358,8 @@ wb_sync_chunks(struct wb *wb, const struct fid *fid)
  * the chunk store holds DIRTY, then send (replayed or resent). */
 static int
 store_from_log(struct wb *wb, uint64_t seq, const struct proto_op *op,
-	       uint64_t src_dv, bool replay, mut_done_fn done, void *arg,
-	       wb_staged_fn staged, void *staged_arg)
+	       uint64_t src_dv, bool replay, bool resent, mut_done_fn done,
+	       void *arg, wb_staged_fn staged, void *staged_arg)
 {
 	struct store *st = calloc(1, sizeof(*st));
 	struct wstate *ws;
@@ -1363,6 +1378,7 @@ store_from_log(struct wb *wb, uint64_t seq, const struct proto_op *op,
 	st->src_valid_to = UINT64_MAX;
 	st->seq = seq;
 	st->replay = replay;
+	st->resent = resent;
 	st->mdone = done;
 	st->marg = arg;
 	st->staged = staged;
@@ -1421,7 +1437,8 @@ int
 wb_replay_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
 		uint64_t src_dv, mut_done_fn done, void *arg)
 {
-	return store_from_log(wb, seq, op, src_dv, true, done, arg, NULL, NULL);
+	return store_from_log(wb, seq, op, src_dv, true, false, done, arg, NULL,
+			      NULL);
 }
 
 int
@@ -1431,16 +1448,16 @@ wb_stage_replay_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
 {
 	if (!staged)
 		return -EINVAL;
-	return store_from_log(wb, seq, op, src_dv, true, done, arg, staged,
-			      staged_arg);
+	return store_from_log(wb, seq, op, src_dv, true, false, done, arg,
+			      staged, staged_arg);
 }
 
 int
 wb_resend_store(struct wb *wb, uint64_t seq, const struct proto_op *op,
 		mut_done_fn done, void *arg)
 {
-	return store_from_log(wb, seq, op, op->base_dv, false, done, arg, NULL,
-			      NULL);
+	return store_from_log(wb, seq, op, op->base_dv, false, true, done, arg,
+			      NULL, NULL);
 }
 
 /* --- stage-ahead --- */
