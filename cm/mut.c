@@ -1996,10 +1996,11 @@ fail:
 /*
  * The records a crash left INFLIGHT are resent one at a time, in seq
  * order, under their opids, while the mount is connected. Only those:
- * the last one's seq is noted at start (resume_upto, mut_show_lates()),
- * and what the op log appends after it is its own (a create held while
- * the resume runs was resent beside its own batch, then dropped when the
- * resend failed: the acknowledged file ended as a conflict copy).
+ * the last one's seq is noted at start (resume_upto, by
+ * mut_show_lates() before the mount answers), and what the op log
+ * appends after it is its own (a create held while the resume ran was
+ * resent beside its own batch, then dropped when that resend failed:
+ * the acknowledged file ended as a conflict copy).
  *
  * A resend without an answer ends the resume: the record stays
  * INFLIGHT, the mount disconnects (auto, as for any mutation without an
@@ -2008,7 +2009,8 @@ fail:
  * connected any more (a live op got no answer, fs disconnect): the
  * records wait for the reintegration. Either way the dirty files come
  * next (log_resumed: wb_resume_crashed(), which logs them while
- * disconnected). A refusal (the server answered) is logged and the resume goes on.
+ * disconnected). A refusal (the server answered) is logged and the
+ * resume goes on.
  */
 static void resume_next(struct mut *mu);
 
@@ -2081,10 +2083,6 @@ resume_next(struct mut *mu)
 			return;
 		}
 		mu->resume_after = rec.seq;
-		if (rlog_is_direct(mu->d.rlog, rec.seq)) {
-			rlog_rec_release(&rec); /* the op log's own */
-			continue;
-		}
 		log_info(LOG_MUT, "resending %s (record %llu) left by a crash",
 			 proto_op_name(rec.op.kind),
 			 (unsigned long long)rec.seq);
@@ -2193,8 +2191,11 @@ mut_resume(struct mut *mu)
 {
 	if (!mu || mu->stopped || mu->resuming)
 		return;
+	/* The bound mut_show_lates() noted before the mount answered (a
+	 * change since has records of its own), else the last now. */
 	if (!mu->upto_set && mu->d.rlog)
 		note_upto(mu);
+	mu->upto_set = false;
 	mu->resuming = true;
 	mu->resume_after = 0;
 	resume_next(mu);
