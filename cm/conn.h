@@ -11,9 +11,11 @@
  *
  * Transitions (anything else is refused and changes nothing):
  *   CONNECTED     -> DISCONNECTED   conn_disconnect(): `fs disconnect`
- *                                   (manual: no probes) or a mutation or
- *                                   replay that got no answer (auto:
- *                                   probes every 1 s doubling to 30 s)
+ *                                   (manual: no probes) or a mutation,
+ *                                   replay or resend at start
+ *                                   (mut_resume()) that got no answer
+ *                                   (auto: probes every 1 s doubling to
+ *                                   30 s)
  *   REINTEGRATING -> DISCONNECTED   conn_disconnect(): the server was lost
  *                                   during the replay
  *   DISCONNECTED  -> DISCONNECTED   conn_disconnect(manual) of an auto

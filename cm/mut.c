@@ -826,10 +826,15 @@ http_done(void *arg, const struct http_result *res)
 	if (m->resent && retriable(res) &&
 	    (util_now_ms() >= m->deadline || resent_offline(m))) {
 		/* A record a crash left, without an answer: kept for the
-		 * reintegration (mut_resume() stops, and disconnects). Not
-		 * absorbed: its change is in the caches as far as it ever
-		 * was (a late create's name, mut_show_lates(); the write
-		 * state of a store), and applying it again would fail. */
+		 * reintegration (mut_resume() stops). While still connected
+		 * it is absorbed as a live op would be (the disconnect, and
+		 * its change applied locally if it is not there yet: an op
+		 * in flight at the kill; one already applied fails there,
+		 * harmlessly), but nobody waits for that answer, and the
+		 * record stays whatever it says. */
+		if (!resent_offline(m) && mu->h.may_absorb && mu->h.absorb &&
+		    mu->h.may_absorb(mu->h.arg))
+			mu->h.absorb(mu->h.arg, &m->op, noop_done, NULL);
 		finish(m, -EHOSTUNREACH, NULL);
 		return;
 	}
@@ -2038,7 +2043,7 @@ resume_done(void *arg, int err, const struct proto_op_result *r)
 			 "record %llu left by a crash got no answer: it and "
 			 "the rest wait for the reintegration",
 			 (unsigned long long)mu->resume_after);
-		if (mu->d.conn && conn_mode(mu->d.conn) == CM_CONNECTED &&
+		if ((!mu->d.conn || conn_mode(mu->d.conn) == CM_CONNECTED) &&
 		    !cm_stopping(mu->d.loop) && mu->h.lost)
 			mu->h.lost(mu->h.arg, "the server does not answer");
 		resume_end(mu);

@@ -12,7 +12,8 @@
  *     opid it is sent under; retries (a lost reply, a refused connection)
  *     reuse the opid, so the server applies the op at most once. A record
  *     left INFLIGHT by a crash is resent, under the same opid, by
- *     mut_resume() at the next start.
+ *     mut_resume() at the next start, or by the reintegration when the
+ *     server does not answer then; it leaves the log only on an answer.
  *  2. The caches change only from the server's reply, never ahead of it:
  *     a refused op leaves nothing behind.
  *  3. An event about an object with an op in flight is held back and

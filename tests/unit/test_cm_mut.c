@@ -493,6 +493,7 @@ static struct fid root, pdir, ffile, gfile;
 static struct {
 	bool may_absorb;
 	int absorbed, resumed, gone, stored, offline, acked, acked_logged;
+	int lost;
 	uint8_t absorbed_opid[16];
 	/* The mcache ahead hook, as daemon.c answers it: a live record
 	 * that is not the op log's own names the FID (replay_ahead()), or
@@ -571,6 +572,15 @@ h_absorb(void *c, const struct proto_op *op, mut_done_fn done, void *arg)
 		done(arg, 0, NULL);
 }
 
+/* replay_disconnect() stand-in: a resend at start got no answer. */
+static void
+h_lost(void *c, const char *why)
+{
+	(void)c;
+	(void)why;
+	hk.lost++;
+}
+
 static int
 h_submit_offline(void *c, const struct proto_op *op, mut_done_fn done,
 		 void *arg)
@@ -642,6 +652,7 @@ static const struct mut_hooks hooks = {
 	.may_absorb = h_may_absorb,
 	.absorb = h_absorb,
 	.submit_offline = h_submit_offline,
+	.lost = h_lost,
 };
 
 /* The op log under test (a second one with other settings replaces it
@@ -1411,6 +1422,89 @@ test_order(void)
 	is_int(log_count(), 0, "resume order: log empty");
 	rlog_effect_release(&ea);
 	rlog_effect_release(&eb);
+}
+
+/*
+ * The server down at start. A resume whose first resend gets no answer:
+ * the record goes to the disconnect hook (applied locally, as a live op
+ * without an answer) but is not dropped, the lost hook is called (no
+ * connection module here: still connected), the resume ends there
+ * (log_resumed once; the second record is not tried), and every record
+ * is still in the log for the reintegration. And a record
+ * appended after mut_show_lates() (a change made since the start: the
+ * op log's own) is not the resume's: before, a create held for its
+ * close was resent beside its batch, and dropped when that failed.
+ */
+static void
+test_resume_lost(void)
+{
+	struct mut_deps d = mdeps;
+	struct mut *saved = mu;
+	struct proto_op a = setattr_op(2, PROTO_SA_MODE, 0761, 0);
+	struct proto_op b = setattr_op(2, PROTO_SA_MODE, 0762, 0);
+	struct proto_op c = setattr_op(2, PROTO_SA_MODE, 0763, 0);
+	struct rlog_effect ea = {0}, eb = {0}, ec = {0};
+	struct rlog_rec rec;
+	bool same = true;
+	int rc, n;
+
+	d.timeout_ms = 300;
+	mu = mut_new(&d, &hooks);
+	rc = rlog_append_ex(cm.rlog, &a, RLOG_A_INFLIGHT | RLOG_A_NOSYNC,
+			    &ea);
+	rc = rc ? rc : rlog_append_ex(cm.rlog, &b,
+				      RLOG_A_INFLIGHT | RLOG_A_NOSYNC, &eb);
+	is_int(rc, 0, "resume lost: two records left INFLIGHT");
+	hk.may_absorb = true;
+	hk.absorbed = hk.resumed = hk.lost = 0;
+	srv_reset(NULL, 0, ACT_DROP);
+	mut_show_lates(mu);
+	mut_resume(mu);
+	run_for(1500);
+	n = srv_nreq();
+	for (int i = 0; i < n && i < MAXREQ; i++)
+		same = same && !memcmp(srv.req[i].opid, ea.opid, 16);
+	ok(n >= 1 && same,
+	   "resume lost: only the first record tried (%d tries)", n);
+	is_int(hk.absorbed, 1, "resume lost: to the disconnect hook once");
+	ok(!memcmp(hk.absorbed_opid, ea.opid, 16),
+	   "resume lost: the first record");
+	is_int(hk.lost, 1, "resume lost: the lost hook called once");
+	is_int(hk.resumed, 1, "resume lost: log_resumed once");
+	is_int(log_count(), 2, "resume lost: both records stay");
+	rc = rlog_next(cm.rlog, 0, RLOG_MASK_ALL, &rec);
+	ok(rc == 0 && rec.state == RLOG_INFLIGHT && rec.seq == ea.seq,
+	   "resume lost: the first still INFLIGHT, first in line");
+	if (rc == 0)
+		rlog_rec_release(&rec);
+
+	/* The server answers. Noted at start: a and b; c comes after (a
+	 * change made meanwhile). */
+	srv_reset(NULL, 0, ACT_APPLY);
+	hk.resumed = hk.lost = 0;
+	mut_show_lates(mu);
+	rc = rlog_append_ex(cm.rlog, &c, RLOG_A_INFLIGHT | RLOG_A_NOSYNC,
+			    &ec);
+	is_int(rc, 0, "resume bound: a record appended after the start");
+	mut_resume(mu);
+	run_for(300);
+	is_int(srv_nreq(), 2, "resume bound: two requests");
+	ok(!memcmp(srv.req[0].opid, ea.opid, 16) &&
+	   !memcmp(srv.req[1].opid, eb.opid, 16),
+	   "resume bound: the two left by the crash, in order");
+	is_int(hk.resumed, 1, "resume bound: log_resumed once");
+	rc = rlog_next(cm.rlog, 0, RLOG_MASK_ALL, &rec);
+	ok(rc == 0 && rec.seq == ec.seq && log_count() == 1,
+	   "resume bound: the later record is left to its owner");
+	if (rc == 0)
+		rlog_rec_release(&rec);
+	rlog_remove_flags(cm.rlog, ec.seq, RLOG_A_NOSYNC);
+	rlog_effect_release(&ea);
+	rlog_effect_release(&eb);
+	rlog_effect_release(&ec);
+	mut_free(mu);
+	mu = saved;
+	hk.may_absorb = false;
 }
 
 /*
@@ -2214,6 +2308,7 @@ main(void)
 	test_malformed();
 	test_deadline();
 	test_order();
+	test_resume_lost();
 	test_late();
 	test_replay();
 	test_batch();
