@@ -9,17 +9,18 @@
 # reintegrates once the server answers.
 #   1. a clean stop, then a start with the server down: a create, a
 #      write+close of an existing file and a mkdir.
-#   2. a store left INFLIGHT by the kill (sync mode drops a record
-#      lazily), and the same three changes right after the start, while
-#      the resume tries to resend it. Before the fix the resume also
-#      resent the new file's own create (appended after the start),
-#      dropped that record when its resend found no server, and the
-#      file only survived as a conflict copy (the store, replayed on
-#      base DV 0, was refused: no such object).
-#   3. a store left INFLIGHT and no change: its resend finds no server,
-#      so the mount disconnects (auto; before, it stayed connected and
-#      the record was sent at the next start only), takes a mkdir
-#      offline, and reconnects by itself once the server is back.
+#   2. a close cut short by the kill (cairn-vold stopped: its create and
+#      store INFLIGHT, never applied), and the same three changes right
+#      after the start, while the resume tries to resend them. Before
+#      the fix the resume also resent the new file's own create
+#      (appended after the start), dropped that record when its resend
+#      found no server, and the file only survived as a conflict copy
+#      (its store, replayed on base DV 0, was refused: no such object).
+#   3. a store answered but left INFLIGHT by the kill (sync mode drops a
+#      record lazily), no change: its resend finds no server, so the
+#      mount disconnects (auto; before, it stayed connected and the
+#      record was sent at the next start only), takes a mkdir offline,
+#      and reconnects by itself once the server is back.
 #   4. an acknowledged create (open(O_CREAT) returned) held back when
 #      cairnd was killed: it never reached the server, and must after.
 . "$top_srcdir/tests/integration/lib.sh"
@@ -106,15 +107,18 @@ outcome() {
 	t_is "$("$FS" conflicts -m "$mnt" 2>&1)" "no conflicts" "$r: no conflict"
 	t_is "$(ls "$mnt/$d" | grep -c conflict)" 0 "$r: no conflict copy"
 }
-# stall_kill CMD...: run CMD (a change) while cairn-vold is stopped, so
-# that its records are INFLIGHT and the server never gets them; kill -9
-# cairnd in the middle, then cairn-vold.
+# stall_kill FILE CMD...: run CMD (a change of FILE) while cairn-vold is
+# stopped, so that its records are INFLIGHT and the server never gets
+# them; once FILE is there (the open answered, the close follows at
+# once), kill -9 cairnd in the middle of it, then cairn-vold.
 stall_kill() {
-	local pid
+	local pid f=$1
+	shift
 	kill -STOP "$VOLD_PID"
 	"$@" &
 	pid=$!
-	sleep 0.7
+	wait_for 10 test -e "$f"
+	sleep 0.5
 	cairnd_kill9 "$mnt"
 	kill "$pid" 2>/dev/null
 	wait "$pid" 2>/dev/null
@@ -152,7 +156,7 @@ ls "$mnt/r2/d" "$mnt/r2/s" >/dev/null
 wait_for 30 drained || t_ok 1 "r2: fs disconnect, fs reconnect"
 # (beside d: the listings on the way to d stay as stored)
 put "$mnt/r2/s/a" a
-stall_kill put "$mnt/r2/s/b" bb
+stall_kill "$mnt/r2/s/b" put "$mnt/r2/s/b" bb
 start_down
 changes r2 r2/d
 wait_for 20 mode disconnected
