@@ -1093,8 +1093,16 @@ reint_finish(struct replay *rp)
 		mfetch_revalidate_all(rp->d.mf);
 	}
 	if (!drain || rp->resume_dirty) {
+		/* The first pass at start stores what the crash left dirty
+		 * (not a file written since: its close stores it); a
+		 * reintegration, every dirty file. */
+		bool start = drain && rp->resume_dirty;
+
 		rp->resume_dirty = false;
-		wb_resume(rp->d.wb);
+		if (start)
+			wb_resume_crashed(rp->d.wb);
+		else
+			wb_resume(rp->d.wb);
 	}
 	check_waiters(rp);
 	if (!drain && rp->waiter) {

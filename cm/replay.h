@@ -179,9 +179,9 @@ int replay_sync(struct replay *rp, const struct fid *fid,
  * Loop thread, at start, before mut_resume(): if the log holds PENDING
  * records (the cache ran in writeback, or offline, before) or writeback
  * is on, start a drain pass that sends them, with what a crash left
- * INFLIGHT, and then stores the files a crash left dirty (wb_resume()):
- * @return true, and mut_resume() must not run. Also starts the drain's
- * clock.
+ * INFLIGHT, and then stores the files a crash left dirty
+ * (wb_resume_crashed()): @return true, and mut_resume() must not run.
+ * Also starts the drain's clock.
  */
 bool replay_resume(struct replay *rp);
 

@@ -2198,8 +2198,7 @@ store_dirty(struct wb *wb, bool crash_left)
 	}
 	pthread_mutex_unlock(&wb->lock);
 	for (size_t i = 0; i < n; i++) {
-		log_info(LOG_WB, crash_left ? "storing data a crash left dirty"
-					    : "storing data left dirty");
+		log_info(LOG_WB, "storing data a crash left dirty");
 		wb_store_start(wb, &dirty_fids[i], NULL, NULL);
 	}
 	free(dirty_fids);
