@@ -2098,8 +2098,8 @@ resume_next(struct mut *mu)
 							  mu)
 				     : -EIO;
 		else
-			rc = mut_send_resent(mu, rec.seq, &rec.op,
-					     resume_done, mu);
+			rc = mut_send_resent(mu, rec.seq, &rec.op, resume_done,
+					     mu);
 		rlog_rec_release(&rec);
 		if (rc == 0)
 			return; /* resume_done() goes on */

@@ -393,9 +393,9 @@ wb_store_end(struct store *st, int err, const struct proto_op_result *r)
 		(void)wb_data_durable(wb, &st->fid, 1);
 		rlog_remove_flags(wb->d.rlog, st->seq, RLOG_A_NOSYNC);
 	}
-	if (err && !(st->resent && err == -EHOSTUNREACH)) /* mut_resume() says */
-		log_warn(LOG_WB, "store of a file failed: %s",
-			 strerror(-err));
+	/* A resend without an answer: mut_resume() says so. */
+	if (err && !(st->resent && err == -EHOSTUNREACH))
+		log_warn(LOG_WB, "store of a file failed: %s", strerror(-err));
 	if (wb) {
 		pthread_mutex_lock(&wb->lock);
 		ws = wb_find_locked(wb, &st->fid);
