@@ -193,28 +193,24 @@ unlink_free(struct ino_table *t, struct ino_ent *e)
 void
 ino_store_unstored(struct ino_table *t)
 {
-	struct vc_dir **h = NULL;
-	size_t n = 0, cap = 0;
+	struct vc_dir **h;
+	size_t n;
 
 	if (!t->drop)
 		return;
 	ino_lock(t);
+	/* A reference of our own each, kept as a freed entry's is. */
 	for (size_t i = 0; i < t->nbuckets; i++)
 		for (struct ino_ent *e = t->by_ino[i]; e; e = e->next_ino) {
+			struct vc_dir *d;
+
 			if (!e->dir || !e->dir->unstored)
 				continue;
-			if (n == cap) {
-				size_t nc = cap ? 2 * cap : 16;
-				struct vc_dir **nh =
-					realloc(h, nc * sizeof(*nh));
-
-				if (!nh)
-					break; /* the rest at their forget */
-				h = nh;
-				cap = nc;
-			}
-			h[n++] = vc_dir_get(e->dir);
+			d = vc_dir_get(e->dir);
+			if (!hold_unstored(t, d))
+				vc_dir_put(d); /* no memory: at its forget */
 		}
+	h = take_held(t, &n);
 	ino_unlock(t);
 	run_held(t, h, n);
 }
