@@ -180,12 +180,23 @@ wait_for 30 drained || t_ok 1 "r3: fs disconnect, fs reconnect"
 # in the log, INFLIGHT, and no dirty file (whose store at the restart
 # would disconnect by itself). A create first in the log was resent
 # and, unanswered, absorbed: that disconnected before the fix too.
-put "$mnt/r3/f" f3
-cairnd_kill9 "$mnt"
-start_down
-"$FS" replaylog -m "$mnt" 2>&1 | sed 's/^/# /'
-n=$(inflight)
-t_ok $(( n >= 1 ? 0 : 1 )) "r3: the kill left records INFLIGHT ($n)"
+# Anything that opens the log's next transaction before the kill
+# (a timer reading the log's statistics) drops the record first: the
+# round is tried again then, 4 times at most.
+tries=0
+while :; do
+	tries=$((tries + 1))
+	put "$mnt/r3/f" f3
+	cairnd_kill9 "$mnt"
+	start_down
+	"$FS" replaylog -m "$mnt" 2>&1 | sed 's/^/# /'
+	n=$(inflight)
+	[ "$n" -ge 1 ] || [ "$tries" -ge 4 ] && break
+	echo "# r3: try $tries: the record was dropped before the kill"
+	vold_restart || exit 99
+	wait_for 30 drained || break
+done
+t_ok $(( n >= 1 ? 0 : 1 )) "r3: the kill left records INFLIGHT ($n, try $tries)"
 wait_for 20 mode disconnected
 t_ok $? "r3: the resend without an answer disconnected the mount"
 t_is "$(stat_of manual)" False "r3: automatically (probes)"
@@ -199,7 +210,7 @@ t_ok $? "r3: reconnected by itself and drained"
 fresh_mount
 t_is "$(cat "$F/r3/f" 2>&1)" f3 "r3: the file stored before the kill is on the server"
 t_ok "$([ -d "$F/r3/m" ]; echo $?)" "r3: the offline mkdir reached the server"
-t_is "$(data_events r3/f)" 2 "r3: the resent store was not applied again (2 stores)"
+t_is "$(data_events r3/f)" $((tries + 1)) "r3: the resent store was not applied again ($((tries + 1)) stores)"
 t_is "$("$FS" conflicts -m "$mnt" 2>&1)" "no conflicts" "r3: no conflict"
 cairnd_umount "$F"
 
