@@ -67,6 +67,19 @@ next_dv(struct txn *t, uint64_t dv)
 	return dv;
 }
 
+/*
+ * A change of @r's attributes: its ctime moves to the transaction's time,
+ * and past the last one when the clock went back or an earlier op of the
+ * same batch changed the object. Two answers about one object at one DV
+ * are ordered by it (a chmod keeps the DV): cairnd keeps the one with the
+ * later ctime (cm/mcache.c, fetched_older()).
+ */
+static void
+touch_ctime(const struct txn *t, struct orec *r)
+{
+	r->ctime = t->now > r->ctime ? t->now : r->ctime + 1;
+}
+
 /* Load the directory @f for a change: must exist and be a directory. */
 static int
 load_dir(struct txn *t, const struct fid *f, struct obj *d)
@@ -88,7 +101,8 @@ static void
 dir_touch(struct txn *t, struct obj *d)
 {
 	d->r.dv = next_dv(t, d->r.dv);
-	d->r.mtime = d->r.ctime = t->now;
+	touch_ctime(t, &d->r);
+	d->r.mtime = d->r.ctime;
 	add_event(t, PROTO_EV_DIR, d->oid, d->r.dv);
 }
 
@@ -327,7 +341,7 @@ op_link(struct txn *t, const struct proto_op *op)
 		goto out;
 	dir_touch(t, &d);
 	o.r.nlink++;
-	o.r.ctime = t->now;
+	touch_ctime(t, &o.r);
 	add_event(t, PROTO_EV_ATTR, o.oid, o.r.dv);
 	rc = put_report(t, &o, &d, NULL);
 out:
@@ -351,7 +365,7 @@ drop_link(struct txn *t, struct obj *o, struct proto_attr *victim)
 	} else if (o->r.nlink > 0) {
 		o->r.nlink--;
 	}
-	o->r.ctime = t->now;
+	touch_ctime(t, &o->r);
 	obj_attr(t->v, o, victim);
 	if (o->r.nlink > 0) {
 		add_event(t, PROTO_EV_ATTR, o->oid, o->r.dv);
@@ -570,7 +584,7 @@ op_rename(struct txn *t, const struct proto_op *op)
 				dst->r.nlink--;
 			}
 		}
-		vic.r.ctime = t->now;
+		touch_ctime(t, &vic.r);
 		rc = obj_put(t->v, &vic);
 		if (rc)
 			goto out;
@@ -612,7 +626,7 @@ op_rename(struct txn *t, const struct proto_op *op)
 			dst->r.nlink++;
 		}
 	}
-	o.r.ctime = t->now;
+	touch_ctime(t, &o.r);
 	dir_touch(t, &sd);
 	if (!same_dir)
 		dir_touch(t, &dd);
@@ -692,7 +706,7 @@ op_setattr(struct txn *t, const struct proto_op *op)
 		o.r.atime = op->atime_ns;
 	if (op->mask & PROTO_SA_MTIME)
 		o.r.mtime = op->mtime_ns;
-	o.r.ctime = t->now;
+	touch_ctime(t, &o.r);
 	if (!(op->mask & PROTO_SA_SIZE))
 		add_event(t, PROTO_EV_ATTR, o.oid, o.r.dv);
 	rc = put_report(t, &o, NULL, NULL);
@@ -783,7 +797,7 @@ op_xattr(struct txn *t, const struct proto_op *op)
 		o.x = nx;
 		o.r.xlen = (uint32_t)nxlen;
 	}
-	o.r.ctime = t->now;
+	touch_ctime(t, &o.r);
 	add_event(t, PROTO_EV_ATTR, o.oid, o.r.dv);
 	rc = put_report(t, &o, NULL, NULL);
 out:
@@ -831,7 +845,7 @@ op_store(struct txn *t, const struct proto_op *op)
 	rc = data_replace(t, &o, op->size, op);
 	if (rc)
 		goto out;
-	o.r.ctime = t->now;
+	touch_ctime(t, &o.r);
 	rc = put_report(t, &o, NULL, NULL);
 	/* Staged chunks go after the commit; inline bytes staged nothing
 	 * (no staging directory to look at). */

@@ -985,6 +985,10 @@ test_batch(void)
 	vs_getattr(vol, &x, &a);
 	ok(a.size == 65636 && a.mode == 0600 && a.mtime_ns == 1234567890,
 	   "store and setattr of one batch both there");
+	/* Each change moves the ctime on (clients order two answers at one
+	 * DV by it; vs_ops.c touch_ctime()). */
+	ok(a.ctime_ns > res.attr.ctime_ns,
+	   "the store and setattr after the create moved the ctime on");
 	data = slurp(&x, &size);
 	ok(data && size == 65636 && data[0] == 'P' && data[65535] == 'P' &&
 		   data[65536] == 'Q' && data[65635] == 'Q',
