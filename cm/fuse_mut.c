@@ -567,6 +567,7 @@ reply_entry(struct cm *cm, struct mop *m, const struct proto_attr *attr)
 		}
 		ent->attr = a;
 		ent->have_attr = true;
+		ent->attr_server = false;
 		e.ino = ent->ino;
 		if (f) {
 			ent->nopen++;

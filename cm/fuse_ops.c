@@ -393,6 +393,7 @@ child:
 		if (!ent->have_attr) {
 			ent->attr = a;
 			ent->have_attr = true;
+			ent->attr_server = false;
 		}
 		e.ino = ent->ino;
 	}

@@ -54,6 +54,8 @@ struct ino_ent {
 				      write state until the last close */
 	bool name_listed;	   /* @name came from a listing (readdirplus),
 				      not a lookup, create or rename */
+	bool attr_server;	   /* @attr is the server's own (its ctime
+				      is the server's clock): mcache.c */
 	char *name;		   /* the last name the kernel looked it up
 				      by (for conflict copies), or NULL */
 	struct ino_ent *next_ino;  /* hash chains */

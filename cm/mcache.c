@@ -406,6 +406,7 @@ mcache_attr(struct mcache *mc, const struct fid *fid, struct proto_attr *out)
 	if (e && !e->have_attr) {
 		e->attr = *out;
 		e->have_attr = true;
+		e->attr_server = false; /* from meta.tdb: not known */
 	}
 	ino_unlock(mc->ino);
 	if (h->overlay)
@@ -616,13 +617,33 @@ same_attr(const struct proto_attr *a, const struct proto_attr *b)
 	       a->atime_ns == b->atime_ns;
 }
 
-/* Is @a, fetched, older than the cached @old? Server DVs only grow, so a
- * cached server DV above @a's was answered after the server built @a. */
+/* Did the server give @a, not our own making (a local DV, or 0: a create
+ * not answered yet)? */
 static bool
-fetched_older(const struct proto_attr *old, const struct proto_attr *a)
+server_attr(const struct proto_attr *a)
 {
-	return old->type == a->type && !(old->dv & CM_DV_LOCAL) &&
-	       !(a->dv & CM_DV_LOCAL) && old->dv > a->dv;
+	return a->dv && !(a->dv & CM_DV_LOCAL);
+}
+
+/*
+ * Is @a, fetched, older than the cached @old? Server DVs only grow, so a
+ * cached server DV above @a's was answered after the server built @a. At
+ * the same DV (a chmod, chown or utimes keeps it) the server's ctime
+ * orders them: every change of an object's attributes moves it forward
+ * (vol/vs_ops.c, touch_ctime()). Only when @old_server says @old is the
+ * server's too (a client's clock is no order of the server's changes):
+ * otherwise, as before, the fetched attributes are taken (t2352's late
+ * getattr took a chmod back until the chmod's event; t4088).
+ */
+static bool
+fetched_older(const struct proto_attr *old, const struct proto_attr *a,
+	      bool old_server)
+{
+	if (old->type != a->type || (old->dv & CM_DV_LOCAL) ||
+	    (a->dv & CM_DV_LOCAL))
+		return false;
+	return old->dv > a->dv || (old_server && old->dv == a->dv &&
+				   old->ctime_ns > a->ctime_ns);
 }
 
 bool
@@ -639,6 +660,7 @@ mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
 	struct proto_attr old;
 	struct ino_ent *e;
 	bool have_old = false, refetch = false, looked = false;
+	bool old_server = false;
 	uint64_t ino = 0;
 
 	if (taken)
@@ -651,13 +673,14 @@ mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
 		e = ino_find_locked(mc->ino, &a->fid);
 		if (e && e->have_attr) {
 			old = e->attr;
+			old_server = e->attr_server;
 			have_old = true;
 		}
 		ino_unlock(mc->ino);
 		if (!have_old)
 			have_old = pend_get(mc, &a->fid, &old) ||
 				   vc_get_attr(mc->vc, &a->fid, &old) == 0;
-		if (have_old && fetched_older(&old, a)) {
+		if (have_old && fetched_older(&old, a, old_server)) {
 			*taken = false;
 			return false;
 		}
@@ -674,6 +697,7 @@ mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
 		}
 		e->attr = *a;
 		e->have_attr = true;
+		e->attr_server = server_attr(a);
 	}
 	ino_unlock(mc->ino);
 	if (!have_old && !looked)
@@ -901,6 +925,7 @@ install_attr(struct mcache *mc, const struct proto_attr *a, bool pages_current)
 		ino = e->ino;
 		e->attr = *a;
 		e->have_attr = true;
+		e->attr_server = false;
 		if (pages_current)
 			e->open_dv = a->dv;
 	}
@@ -931,6 +956,7 @@ install_dir(struct mcache *mc, const struct proto_attr *a, struct vc_dir *nw)
 	if (e) {
 		e->attr = *a;
 		e->have_attr = true;
+		e->attr_server = server_attr(a);
 		prev = e->dir;
 		e->dir = vc_dir_get(nw);
 	}

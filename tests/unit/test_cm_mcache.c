@@ -235,6 +235,38 @@ main(void)
 	is_int(k.dv_changed, 1, "pins told of the new DV");
 	ok(mcache_attr(mc, &f, &got) == 0 && got.dv == 2, "DV 2 cached");
 
+	/* Fetched answers at the DV cached (a chmod keeps it): the server's
+	 * ctime orders two of its own answers; a client's clock does not. */
+	{
+		struct proto_attr fa;
+		bool taken;
+
+		a.mode = 0640;
+		a.ctime_ns = 2000;
+		mcache_apply(mc, &a, true, false); /* an answer of ours */
+		fa = a;
+		fa.mode = 0600;
+		fa.ctime_ns = 1500;
+		mcache_apply_fetched(mc, &fa, true, true, &taken);
+		ok(!taken, "fetched at the same DV, earlier ctime: not taken");
+		ok(mcache_attr(mc, &f, &got) == 0 && got.mode == 0640,
+		   "... the answer's mode stays");
+		fa.mode = 0604;
+		fa.ctime_ns = 2500;
+		mcache_apply_fetched(mc, &fa, true, true, &taken);
+		ok(taken && mcache_attr(mc, &f, &got) == 0 && got.mode == 0604,
+		   "a later ctime is taken");
+		fa.mode = 0700;
+		fa.ctime_ns = 9000; /* a local change, the client's clock */
+		mcache_offline_attr(mc, &fa);
+		fa.mode = 0611;
+		fa.ctime_ns = 3000;
+		mcache_apply_fetched(mc, &fa, true, true, &taken);
+		ok(taken && mcache_attr(mc, &f, &got) == 0 && got.mode == 0611,
+		   "over attributes of a local change: taken (no order)");
+		a = fa;
+	}
+
 	/* A directory the kernel knows whose DV moved: its listing is due,
 	 * unless the news came with the listing. */
 	a = mkattr(&d, PROTO_T_DIR, 5);
