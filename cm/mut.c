@@ -1555,6 +1555,20 @@ batch_absorb(struct mut_batch *b)
 	batch_free(b);
 }
 
+bool
+mut_can_absorb(struct mut *mu)
+{
+	return mu && !mu->stopped && !cm_stopping(mu->d.loop) &&
+	       mu->h.may_absorb && mu->h.absorb && mu->h.may_absorb(mu->h.arg);
+}
+
+void
+mut_batch_absorb(struct mut_batch *b)
+{
+	if (b)
+		batch_absorb(b);
+}
+
 static void
 batch_retry_cb(evutil_socket_t fd, short what, void *arg)
 {

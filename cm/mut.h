@@ -194,6 +194,17 @@ int mut_batch_add_held(struct mut_batch *b, const struct fid *fid);
 size_t mut_batch_len(const struct mut_batch *b);
 int mut_batch_send(struct mut_batch *b);
 void mut_batch_free(struct mut_batch *b);
+/*
+ * An op of the log's own that got no answer before it could be sent (a
+ * store whose staging PUTs got none) is absorbed as one without an
+ * answer is: mut_can_absorb() says whether that may be done now (not
+ * stopping, the replay module takes it); mut_batch_absorb() then takes
+ * @b (not MUT_B_REPLAY): the mount disconnects, each op (a held create
+ * with it first) keeps its record INFLIGHT for the reintegration, is
+ * applied locally in order, and its callback gets the local result.
+ */
+bool mut_can_absorb(struct mut *mu);
+void mut_batch_absorb(struct mut_batch *b);
 
 /* One logged record of a replay batch: its seq, the op as it is to be
  * sent (copied), and who hears its result. */

@@ -171,6 +171,7 @@ struct store {
 	size_t next; /* next chunk to stage */
 	unsigned inflight;
 	int err;
+	bool noanswer;	   /* @err: a staging PUT got no answer */
 	bool owns_state;   /* set ws->storing: clear it at the end */
 	mut_done_fn mdone; /* resend at resume: report here */
 	void *marg;

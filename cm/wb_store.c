@@ -113,8 +113,13 @@ stage_done(void *arg, const struct http_result *res)
 	    (res->err || res->status == 0 || res->status == 502 ||
 	     res->status == 503 || res->status == 504))
 		rc = -EHOSTUNREACH;
-	if (rc < 0 && !st->err)
+	if (rc < 0 && !st->err) {
 		st->err = rc == -ECANCELED ? -EIO : rc;
+		st->noanswer = res->err != -ECANCELED &&
+			       (res->err || res->status == 0 ||
+				res->status == 502 || res->status == 503 ||
+				res->status == 504);
+	}
 	wb_store_send(st);
 }
 
@@ -246,6 +251,42 @@ sa_sent(void *arg, int err, const struct proto_op_result *r)
 	wb_store_end(st, final, st->have_part_r ? &st->part_r : NULL);
 }
 
+/*
+ * A live store whose staging PUTs got no answer (the server went, or a
+ * start found it down) goes as its op would without an answer: the mount
+ * disconnects and the store, with the file's held create before it and
+ * the attributes set meanwhile after it, is absorbed (its records stay
+ * for the reintegration, which stages the chunks again; the close gets
+ * the local result). Before, the store ended with EIO and its record was
+ * dropped while the held create, given back, went alone: the server got
+ * an empty file and nothing stored the bytes until the next start
+ * (t2369). @return true if absorbed (st ends from the callbacks).
+ */
+static bool
+absorb_unstaged(struct store *st)
+{
+	struct wb *wb = st->wb;
+	struct mut_batch *b;
+
+	if (!st->noanswer || st->staged || st->replay || st->resent ||
+	    st->cf || st->mdone || !st->seq || !st->owns_state ||
+	    cm_stopping(wb->d.loop) || !mut_can_absorb(wb->d.mut))
+		return false;
+	b = st->batch ? st->batch : mut_batch_new(wb->d.mut, 0);
+	st->batch = NULL;
+	if (!b || mut_batch_add(b, st->seq, &st->op, store_sent, st) < 0 ||
+	    (st->sa.kind &&
+	     mut_batch_add(b, st->sa_seq, &st->sa, sa_sent, st) < 0)) {
+		st->batch = b; /* wb_store_end() frees it */
+		return false;
+	}
+	log_warn(LOG_WB, "the server did not answer a store's staging: "
+			 "disconnected, the store is kept in the replay log");
+	st->err = 0;
+	mut_batch_absorb(b);
+	return true;
+}
+
 /* Stage what is left (bounded), then send the op once all are in. */
 void
 wb_store_send(struct store *st)
@@ -282,6 +323,8 @@ wb_store_send(struct store *st)
 		st->next++;
 	}
 	if (st->inflight)
+		return;
+	if (st->err && absorb_unstaged(st))
 		return;
 	if (st->err || cm_stopping(wb->d.loop)) {
 		if (st->staged) {
@@ -723,6 +766,13 @@ wb_store_start(struct wb *wb, const struct fid *fid, wb_done_fn done, void *arg)
 		struct proto_op ops[2] = {st->op, st->sa};
 		size_t nops = st->sa.kind ? 2 : 1;
 
+		/* The setattr is sent on base DV 0 (after the store, in its
+		 * batch) but logged on the store's base, as store_offline()
+		 * logs it: a reintegration that takes the records (the
+		 * batch absorbed without an answer) sends it after the
+		 * store's answer and moves it to the DV that gave (base 0
+		 * alone is refused as stale for a file that existed). */
+		ops[1].base_dv = st->op.base_dv;
 		memset(eff, 0, sizeof(eff));
 		/* One transaction for both records. */
 		rc = rlog_append_batch(wb->d.rlog, ops, nops,
