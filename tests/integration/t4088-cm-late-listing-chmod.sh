@@ -67,6 +67,20 @@ for spec in "640 101 2001-02-03" "751 202 2002-03-04" "604 303 2003-04-05"; do
 	t_is "$(ls "$A/d" | grep -c "^other$round\$")" 1 "round $round: A: the listing shows B's file"
 	echo "# round $round: fetched_old $(stat1 fetched_old)"
 done
+# The directory itself: a chmod of d while d's listing (with d's own
+# attributes at the same DV) is held.
+echo "events dirdelay" >"$T_DIR/mode"
+n0=$(ndir)
+p0=$(stat1 dir_pages)
+touch "$B/d/other4"
+wait_for 10 test "$(ndir)" -gt "$n0"
+chmod 750 "$A/d"
+t_ok $? "round 4: A's chmod of d while d's listing is held"
+wait_for 10 test "$(stat1 dir_pages)" -gt "$p0"
+sleep 0.5
+echo "events" >"$T_DIR/mode"
+t_is "$(stat -c %a "$A/d")" 750 "round 4: A: d keeps its mode after its late listing"
+t_is "$(ls "$A/d" | grep -c "^other4\$")" 1 "round 4: A: the listing shows B's file"
 wait_for 10 test "$(stat -c '%a %u' "$B/d/f")" = "604 303"
 t_is "$(stat -c '%a %u' "$B/d/f")" "604 303" "B sees A's last change"
 t_is "$(cat "$A/d/f")" data "A: f's bytes"
