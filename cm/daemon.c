@@ -264,8 +264,13 @@ find_volume(struct cm *cm)
 			rc = -EHOSTUNREACH;
 			goto out;
 		}
+		/* Still CONNECTED: the first change (or resend) without an
+		 * answer disconnects (doc/cm.md, "Starting with the server
+		 * down"). */
 		log_info(LOG_MAIN, "mounting volume '%s' from the cache "
-				   "(disconnected)",
+				   "(server unreachable: what is cached is "
+				   "served, the first change without an answer "
+				   "disconnects)",
 			 vi.name);
 	}
 	pthread_mutex_lock(&cm->lock);

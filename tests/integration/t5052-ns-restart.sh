@@ -4,7 +4,7 @@
 #    replay logs (writeback, a long delay): the restart replays each
 #    volume's log to its own server, nothing lost, nothing mixed;
 #  - a start with server B down: its volume, cached before, mounts from
-#    the cache (disconnected) and the others are connected; a volume
+#    the cache (server unreachable) and the others are connected; a volume
 #    never cached is left out (EIO for it, "failed" in fs listvol) while
 #    the rest are served;
 #  - SIGHUP with a new token for one volume (after vos revoke): the mount
