@@ -204,6 +204,12 @@ fjob_flushed(void *arg, int err)
 	struct fjob *j = arg;
 	struct cm *cm = j->cm;
 
+	/* Disconnected (before, or by this very store: its op or staging
+	 * got no answer and it was absorbed): the changes are in the
+	 * replay log, not on the server, so nothing is dropped (fs(1):
+	 * exit 75); the clean data stays for reading offline too. */
+	if (!err && j->dirty_now && cm->conn && conn_offline(cm->conn))
+		err = -EHOSTUNREACH;
 	if (!err && cm->conn && conn_writeback(cm->conn) &&
 	    !conn_offline(cm->conn) &&
 	    replay_sync(cm->replay, &j->fids[j->i], fjob_synced, j) == 0)
