@@ -48,13 +48,13 @@ for spec in "640 101 2001-02-03" "751 202 2002-03-04" "604 303 2003-04-05"; do
 	n0=$(ndir)
 	p0=$(stat1 dir_pages)
 	touch "$B/d/other$round" # A hears of it, fetches d's listing
-	wait_for 10 test "$(ndir)" -gt "$n0"
+	wait_for 30 test "$(ndir)" -gt "$n0"
 	t_ok "$([ "$(ndir)" -gt "$n0" ] && echo 0 || echo 1)" \
 		"round $round: A asked for d's listing (held back 2 s)"
 	dv0=$("$FS" examine -m "$A" "$A/d/f" 2>/dev/null | awk '$1 == "dv" {print $2}')
 	chmod "$1" "$A/d/f" && chown "$2" "$A/d/f" && touch -m -d "$3 12:00:00 UTC" "$A/d/f"
 	t_ok $? "round $round: A's chmod, chown and touch while the listing is held"
-	wait_for 10 test "$(stat1 dir_pages)" -gt "$p0" # the held reply came
+	wait_for 30 test "$(stat1 dir_pages)" -gt "$p0" # the held reply came
 	t_ok "$([ "$(stat1 dir_pages)" -gt "$p0" ] && echo 0 || echo 1)" \
 		"round $round: the held listing came"
 	sleep 0.5 # and was applied
@@ -73,10 +73,10 @@ echo "events dirdelay" >"$T_DIR/mode"
 n0=$(ndir)
 p0=$(stat1 dir_pages)
 touch "$B/d/other4"
-wait_for 10 test "$(ndir)" -gt "$n0"
+wait_for 30 test "$(ndir)" -gt "$n0"
 chmod 750 "$A/d"
 t_ok $? "round 4: A's chmod of d while d's listing is held"
-wait_for 10 test "$(stat1 dir_pages)" -gt "$p0"
+wait_for 30 test "$(stat1 dir_pages)" -gt "$p0"
 sleep 0.5
 echo "events" >"$T_DIR/mode"
 t_is "$(stat -c %a "$A/d")" 750 "round 4: A: d keeps its mode after its late listing"
