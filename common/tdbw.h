@@ -201,10 +201,15 @@ int tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
  * record; if a commit was in flight (its magic is valid) and the open
  * recovered it read-write, the handle is closed, the file cut to the
  * transaction's start (the recovery record's key_len: the size tdb had
- * when it began), synced (unless TDB_NOSYNC), and opened again. Nothing the
+ * when it began; never below the end of a recovery area the header still
+ * names), synced (unless TDB_NOSYNC), and opened again. Nothing the
  * recovered database names lies past that end (a recovery area beyond it
- * is unhooked by the recovery itself). Only for a file no other process
- * has open (cairn's are guarded by a lock of their own).
+ * is unhooked by the recovery itself). When that commit had moved the
+ * recovery area (its recovery data outgrew the old one), the rollback
+ * leaves the old area named by nothing; if the records then tile the file
+ * with exactly one recovery record among them, the header names it again.
+ * Only for a file no other process has open (cairn's are guarded by a
+ * lock of their own).
  * @cut (may be NULL) gets the bytes cut, 0 when none.
  * @return the handle or NULL and errno, as tdb_open_ex().
  */

@@ -432,6 +432,70 @@ test_recovered_tail(void)
 	unlink(path);
 }
 
+/*
+ * The same kill in a commit whose recovery data outgrew the recovery area:
+ * tdb moved the area past the transaction's end, and the rollback left
+ * the old one named by nothing (tdb_check() would call it dead space,
+ * swallowing every record after it). tdbw_open() names it again.
+ */
+static void
+test_recovered_moved_area(void)
+{
+	char path[256], k[16], v[200], why[256];
+	struct tdb_context *t;
+	uint32_t area0 = 0, area1 = 0, rstart = 0, magic = 0xf53bc0e7u;
+	uint64_t cut = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/m.tdb", dir);
+	t = tdb_open(path, 131, TDB_NOLOCK, O_RDWR | O_CREAT, 0600);
+	memset(v, 'a', sizeof(v));
+	tdbw_txn_start(t);
+	for (int i = 0; i < 3000; i++) {
+		snprintf(k, sizeof(k), "k%d", i);
+		tdbw_store(t, k, strlen(k), v, sizeof(v), TDB_INSERT);
+	}
+	tdbw_txn_commit(t);
+	fd = open(path, O_RDONLY);
+	if (pread(fd, &area0, 4, 44) != 4)
+		area0 = 0;
+	close(fd);
+	/* Every record rewritten (the recovery data outgrows the area),
+	 * and as many new ones (the file grows). */
+	memset(v, 'b', sizeof(v));
+	tdbw_txn_start(t);
+	for (int i = 0; i < 3000; i++) {
+		snprintf(k, sizeof(k), "k%d", i);
+		tdbw_store(t, k, strlen(k), v, sizeof(v), TDB_MODIFY);
+		snprintf(k, sizeof(k), "n%d", i);
+		tdbw_store(t, k, strlen(k), v, sizeof(v), TDB_INSERT);
+	}
+	tdbw_txn_commit(t);
+	tdb_close(t);
+	fd = open(path, O_RDWR);
+	if (pread(fd, &area1, 4, 44) != 4 ||
+	    pwrite(fd, &magic, 4, (off_t)area1 + 20) != 4)
+		area1 = 0;
+	close(fd);
+	ok(area0 && area1 && area1 != area0,
+	   "the commit moved the recovery area (%u -> %u)", area0, area1);
+	t = tdbw_open(path, 0, TDB_NOLOCK, O_RDWR, 0600, NULL, &cut);
+	ok(t != NULL && cut > 0, "tdbw_open rolls it back and cuts %llu bytes",
+	   (unsigned long long)cut);
+	fd = open(path, O_RDONLY);
+	if (pread(fd, &rstart, 4, 44) != 4)
+		rstart = 0;
+	close(fd);
+	is_int((int)rstart, (int)area0, "the old recovery area is named again");
+	is_int(tdbw_check(t, why, sizeof(why)), 0, "tdb_check finds it sound");
+	is_int(tdbw_fetch_fixed(t, "k7", 2, v, sizeof(v)), 0, "k7 is there");
+	ok(v[0] == 'a', "with its value before the rolled-back commit");
+	is_int(tdbw_fetch_fixed(t, "n7", 2, v, sizeof(v)), -ENOENT,
+	       "n7 is not");
+	tdb_close(t);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -441,6 +505,7 @@ main(void)
 	test_damage();
 	test_hostile();
 	test_recovered_tail();
+	test_recovered_moved_area();
 	rmdir(dir);
 	return done_testing();
 }
