@@ -175,7 +175,7 @@ check_state(const char *path, const char *what, int repair,
 		 * as cairnd's start would), and verified again. */
 		tdb_close(tdb);
 		errno = 0;
-		tdb = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
+		tdb = tdbw_open(path, 0, TDB_NOLOCK, O_RDWR, 0600, NULL, NULL);
 		if (!tdb) {
 			rc = errno ? -errno : -EIO;
 		} else {

@@ -586,8 +586,19 @@ tdb_open_log(const char *path, int oflags, unsigned flags)
 
 	if (flags & RLOG_O_NOSYNC)
 		tflags |= TDB_NOSYNC;
+	uint64_t cut = 0;
+	/* tdbw_open(): a commit cut short by a kill (a checkpoint) is rolled
+	 * back and what it had added past the old end cut off, which
+	 * tdb_check() (cairn-fsck) would call damage. */
 	struct tdb_context *t =
-		tdb_open_ex(path, HASH_SIZE, tflags, oflags, 0600, &lc, NULL);
+		tdbw_open(path, HASH_SIZE, tflags, oflags, 0600, &lc, &cut);
+
+	if (cut)
+		log_info(LOG_RLOG,
+			 "'%s': a checkpoint cut short by a crash was rolled "
+			 "back (its changes are still in the journal); %llu "
+			 "bytes it had added cut off",
+			 path, (unsigned long long)cut);
 
 	/* Removed records stay in their hash chain as dead ones, reused by
 	 * the next record of that chain: without it every removal grows

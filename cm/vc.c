@@ -597,8 +597,12 @@ vc_open(const char *path, uint32_t vol_id, uint32_t chunk_size)
 		err = ENOMEM;
 		goto fail;
 	}
-	vc->tdb = tdb_open(path, atomic_load(&new_hash_size), TDB_NOSYNC | TDB_NOLOCK,
-			   O_RDWR | O_CREAT, 0600);
+	/* tdbw_open(): a transaction cut short by a kill is rolled back,
+	 * and what it had added past the old end cut off (tdb_check() at
+	 * an unclean open would call it damage and rebuild the file). */
+	vc->tdb = tdbw_open(path, atomic_load(&new_hash_size),
+			    TDB_NOSYNC | TDB_NOLOCK, O_RDWR | O_CREAT, 0600,
+			    NULL, NULL);
 	if (!vc->tdb) {
 		log_warn(LOG_VC, "cannot open metadata cache '%s': %s; "
 				 "recreating it",
@@ -3051,7 +3055,7 @@ vc_check(const char *path, int repair,
 	 * middle of a transaction; a check opens it read-only, or a
 	 * recovered copy of it (tdbw_open_ro()). */
 	if (repair)
-		tdb = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
+		tdb = tdbw_open(path, 0, TDB_NOLOCK, O_RDWR, 0600, NULL, NULL);
 	else
 		tdb = tdbw_open_ro(path, TDB_NOLOCK, &recovered);
 	if (!tdb)

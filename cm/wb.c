@@ -2354,12 +2354,59 @@ sizes_from_chunks(struct wb *wb)
 	}
 }
 
+/* tdbw_rebuild()'s verify: the rebuilt records are exactly those of the
+ * last checkpoint (the digest in TDBJ_KEY). */
+static int
+digest_verify(void *arg, struct tdb_context *rebuilt)
+{
+	(void)arg;
+	return tdbj_digest_check(rebuilt);
+}
+
+/*
+ * The journal's open refused dirty.tdb (-EUCLEAN). If tdb's structure is
+ * what it refused (tdbw_check()), rebuild the file from its hash chains
+ * as `cairn-fsck --repair` would, and only when the rebuilt records
+ * match the digest of the last checkpoint: then no write state is lost.
+ * A kill in a checkpoint that grew the file, recovered by a tdb that did
+ * not cut the tail (a cairnd before session 15, or tdb itself), left
+ * such a file (doc/cm.md, "Session 15"). @return 0 when *@tdbp was
+ * rebuilt (a new handle), -EUCLEAN otherwise (the refusal stands).
+ */
+static int
+dirty_rebuild(const char *path, struct tdb_context **tdbp)
+{
+	struct tdbw_rebuild_result rr;
+	char why[256];
+	int rc;
+
+	rc = tdbw_check(*tdbp, why, sizeof(why));
+	if (rc != -EUCLEAN)
+		return -EUCLEAN; /* sound: the journal is what was refused */
+	rc = tdbw_rebuild(tdbp, path, tdb_hash_size(*tdbp), TDB_NOLOCK,
+			  digest_verify, NULL, &rr);
+	if (rc) {
+		log_err(LOG_WB,
+			"'%s': tdb's structure is damaged (tdb_check: %s) and "
+			"a rebuild would not keep every write state: %s",
+			path, why, strerror(-rc));
+		return -EUCLEAN;
+	}
+	log_warn(LOG_WB,
+		 "'%s': tdb's structure was damaged (tdb_check: %s); rebuilt "
+		 "from its hash chains: all %llu records kept (they match "
+		 "the digest of its last checkpoint: no write state lost)",
+		 path, why, (unsigned long long)rr.copied);
+	return 0;
+}
+
 struct wb *
 wb_new(const struct wb_deps *deps)
 {
 	struct wb *wb = calloc(1, sizeof(*wb));
 	struct tdb_context *tdb;
 	char path[4096];
+	uint64_t cut = 0;
 	int rc;
 
 	if (!wb)
@@ -2369,11 +2416,21 @@ wb_new(const struct wb_deps *deps)
 	pthread_cond_init(&wb->cond, NULL);
 	snprintf(path, sizeof(path), "%s/dirty.tdb", wb->d.cache_dir);
 	errno = 0;
-	tdb = tdb_open(path, 0, TDB_NOLOCK, O_RDWR | O_CREAT, 0600);
+	/* tdbw_open(): a kill in a checkpoint that grew the file leaves,
+	 * once recovered, a tail tdb_check() calls damage (and the
+	 * journal's open runs it): cut off here. */
+	tdb = tdbw_open(path, 0, TDB_NOLOCK, O_RDWR | O_CREAT, 0600, NULL,
+			&cut);
 	if (!tdb) {
 		rc = tdbw_open_errno(errno);
 		goto fail;
 	}
+	if (cut)
+		log_info(LOG_WB,
+			 "'%s': a checkpoint cut short by a crash was rolled "
+			 "back (its changes are still in dirty.tdb.jnl); "
+			 "%llu bytes it had added cut off",
+			 path, (unsigned long long)cut);
 	/* A save is one record appended to dirty.tdb.jnl, not a tdb
 	 * transaction (which remapped the whole file each time: 4-6 a
 	 * written file). Its commit is not synced (TDBJ_C_NOSYNC), as
@@ -2394,6 +2451,14 @@ wb_new(const struct wb_deps *deps)
 	 * (doc/cache-format.md). That digest's longer TDBJ_KEY also makes
 	 * builds that know the journal but not the digest refuse dirty.tdb. */
 	wb->dj = tdbj_open(tdb, path, TDBJ_O_DIGEST, WB_JOURNAL_MAX, &rc);
+	if (!wb->dj && rc == -EUCLEAN) {
+		char tpath[4096];
+
+		snprintf(tpath, sizeof(tpath), "%s/dirty.tdb", wb->d.cache_dir);
+		if (dirty_rebuild(tpath, &tdb) == 0)
+			wb->dj = tdbj_open(tdb, path, TDBJ_O_DIGEST,
+					   WB_JOURNAL_MAX, &rc);
+	}
 	if (!wb->dj) {
 		tdb_close(tdb);
 		goto fail;

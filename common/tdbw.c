@@ -400,6 +400,168 @@ out:
 	return rc;
 }
 
+/* tdb's on-disk header and record (tdb_private.h), as far as the
+ * recovery record goes: native byte order, no mutex area. */
+#define TDBW_HDR_LEN	    168
+#define TDBW_VERSION	    (0x26011967 + 6)
+#define TDBW_RECOVERY_MAGIC 0xf53bc0e7u
+#define TDBW_MAGIC_FOOD	    "TDB file\n"
+
+/* The size @path had when the transaction whose recovery is pending
+ * began (the recovery record's key_len), or 0: no recovery pending, or a
+ * file this cannot read (converted byte order, mutexes: tdb_open judges
+ * it). */
+static uint64_t
+recovery_pending_eof(const char *path)
+{
+	uint8_t h[TDBW_HDR_LEN], rec[24];
+	uint32_t version, hash_size, mutex_size, rstart, magic, eof;
+	uint64_t ret = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	if (util_pread_all(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
+	    memcmp(h, TDBW_MAGIC_FOOD, strlen(TDBW_MAGIC_FOOD)))
+		goto out;
+	memcpy(&version, h + 32, 4);
+	memcpy(&hash_size, h + 36, 4);
+	memcpy(&rstart, h + 44, 4);
+	memcpy(&mutex_size, h + 64, 4);
+	if (version != TDBW_VERSION || mutex_size || !rstart)
+		goto out;
+	if (util_pread_all(fd, rec, sizeof(rec), rstart) !=
+	    (ssize_t)sizeof(rec))
+		goto out;
+	memcpy(&magic, rec + 20, 4);
+	memcpy(&eof, rec + 8, 4);
+	/* The old end cannot lie inside the header and hash table. */
+	if (magic == TDBW_RECOVERY_MAGIC &&
+	    eof >= TDBW_HDR_LEN + 4 * ((uint64_t)hash_size + 1))
+		ret = eof;
+out:
+	close(fd);
+	return ret;
+}
+
+/* @end, or the end of the recovery area the header of the tdb file @fd
+ * names, if that lies beyond it. */
+static uint64_t
+recovery_area_end(int fd, uint64_t end)
+{
+	uint32_t rstart, rec_len;
+	uint64_t area;
+
+	if (util_pread_all(fd, &rstart, 4, 44) != 4 || !rstart ||
+	    util_pread_all(fd, &rec_len, 4, (off_t)rstart + 4) != 4)
+		return end;
+	area = (uint64_t)rstart + 24 + rec_len;
+	return area > end ? area : end;
+}
+
+/*
+ * A commit whose recovery data outgrew the recovery area frees the old
+ * area in the transaction and puts a new one past the transaction's end,
+ * writing its offset into the header at once. Rolled back, the old area
+ * is the old area again (its blocks written back), but the recovery
+ * unhooks the new one by zeroing the header's offset: the old area is
+ * then named by nothing. tdb never uses it again; tdb_check() takes it
+ * for dead space, which in tdb 1.4 swallows every record after it. So
+ * when the header names no area, walk the records from the first to
+ * @size (each step the record's own length): if they tile the file
+ * exactly, every magic is one of tdb's, and exactly one is a recovery
+ * record's, name that one again (what the header held before the
+ * transaction). Anything else: leave the file as it is. @return 1 when
+ * the header was written, 0 when not, or -errno.
+ */
+static int
+rename_recovery_area(int fd, uint64_t size)
+{
+	uint32_t hash_size, rstart, r[6], found = 0;
+	uint64_t off;
+	int n = 0;
+
+	if (util_pread_all(fd, &hash_size, 4, 36) != 4 ||
+	    util_pread_all(fd, &rstart, 4, 44) != 4 || rstart)
+		return 0;
+	for (off = TDBW_HDR_LEN + 4 * ((uint64_t)hash_size + 1);
+	     off + sizeof(r) <= size; off += sizeof(r) + r[1]) {
+		if (util_pread_all(fd, r, sizeof(r), (off_t)off) !=
+		    (ssize_t)sizeof(r))
+			return 0;
+		switch (r[5]) {
+		case TDBW_RECOVERY_MAGIC:
+		case 0: /* TDB_RECOVERY_INVALID_MAGIC */
+			found = (uint32_t)off;
+			n++;
+			break;
+		case 0x26011999u: /* TDB_MAGIC */
+		case 0xd9fee666u: /* TDB_FREE_MAGIC */
+		case 0xfee1deadu: /* TDB_DEAD_MAGIC */
+			break;
+		default:
+			return 0;
+		}
+	}
+	if (off != size || n != 1 || found >= size)
+		return 0;
+	return util_pwrite_all(fd, &found, 4, 44) ? -EIO : 1;
+}
+
+struct tdb_context *
+tdbw_open(const char *path, int hash_size, int tdb_flags, int oflags,
+	  mode_t mode, const struct tdb_logging_context *log, uint64_t *cut)
+{
+	struct tdb_context *tdb;
+	uint64_t eof = 0, end;
+	uint32_t rstart;
+	struct stat st;
+	bool named;
+	int fd, err = 0;
+
+	if (cut)
+		*cut = 0;
+	if ((oflags & O_ACCMODE) != O_RDONLY && !(tdb_flags & TDB_INTERNAL))
+		eof = recovery_pending_eof(path);
+	tdb = tdb_open_ex(path, hash_size, tdb_flags, oflags, mode, log, NULL);
+	/* Opened read-write with a recovery pending: tdb recovered it. A
+	 * recovery area the header still names may reach past the old end
+	 * (one at the end of the file that this commit enlarged): keep it. */
+	if (!tdb || !eof)
+		return tdb;
+	end = recovery_area_end(tdb_fd(tdb), eof);
+	if (fstat(tdb_fd(tdb), &st))
+		return tdb;
+	named = util_pread_all(tdb_fd(tdb), &rstart, 4, 44) == 4 && rstart;
+	if ((uint64_t)st.st_size <= end && named)
+		return tdb;
+	tdb_close(tdb);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	if ((uint64_t)st.st_size > end && ftruncate(fd, (off_t)end))
+		err = errno;
+	if (!err && !named) {
+		uint64_t size = (uint64_t)st.st_size;
+		int rc = rename_recovery_area(fd, size > end ? end : size);
+
+		if (rc < 0)
+			err = -rc;
+	}
+	if (!err && !(tdb_flags & TDB_NOSYNC) && fdatasync(fd))
+		err = errno;
+	close(fd);
+	if (err) {
+		errno = err;
+		return NULL;
+	}
+	if (cut && (uint64_t)st.st_size > end)
+		*cut = (uint64_t)st.st_size - end;
+	return tdb_open_ex(path, hash_size, tdb_flags,
+			   oflags & ~(O_CREAT | O_EXCL | O_TRUNC), mode, log,
+			   NULL);
+}
+
 struct tdb_context *
 tdbw_open_ro(const char *path, int tdb_flags, int *recovered)
 {
@@ -442,7 +604,7 @@ tdbw_open_ro(const char *path, int tdb_flags, int *recovered)
 	close(out);
 	tdb = NULL;
 	if (!rc) {
-		tdb = tdb_open(tmp, 0, tdb_flags, O_RDWR, 0600);
+		tdb = tdbw_open(tmp, 0, tdb_flags, O_RDWR, 0600, NULL, NULL);
 		if (tdb)
 			*recovered = 1;
 		else

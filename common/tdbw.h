@@ -186,6 +186,39 @@ int tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
 		 void *arg, struct tdbw_rebuild_result *res);
 
 /*
+ * tdb_open_ex() (@log and the hash function may be NULL) that also takes
+ * back what tdb's crash recovery leaves behind. A process killed in a
+ * commit that grew the file (tdb expands it before it writes the
+ * transaction's blocks) leaves the file longer than the transaction's
+ * start; the open recovers it (the old blocks are written back from the
+ * recovery area), but tdb 1.4 no longer cuts the file to the old end
+ * (tdb commit 8c3fda4 "don't truncate tdb on recovery"), so the tail holds
+ * what the dead commit wrote there: records, a free record, zeros, that no
+ * hash chain or free list names. tdb never reads it (it grows the file
+ * past it), but tdb_check() walks every byte to the end and reports
+ * "Hashes do not match records" or a bad magic, which cairnd and
+ * cairn-fsck take for damage. So before the open this reads the recovery
+ * record; if a commit was in flight (its magic is valid) and the open
+ * recovered it read-write, the handle is closed, the file cut to the
+ * transaction's start (the recovery record's key_len: the size tdb had
+ * when it began; never below the end of a recovery area the header still
+ * names), synced (unless TDB_NOSYNC), and opened again. Nothing the
+ * recovered database names lies past that end (a recovery area beyond it
+ * is unhooked by the recovery itself). When that commit had moved the
+ * recovery area (its recovery data outgrew the old one), the rollback
+ * leaves the old area named by nothing; if the records then tile the file
+ * with exactly one recovery record among them, the header names it again.
+ * Only for a file no other process has open (cairn's are guarded by a
+ * lock of their own).
+ * @cut (may be NULL) gets the bytes cut, 0 when none.
+ * @return the handle or NULL and errno, as tdb_open_ex().
+ */
+struct tdb_context *tdbw_open(const char *path, int hash_size, int tdb_flags,
+			      int oflags, mode_t mode,
+			      const struct tdb_logging_context *log,
+			      uint64_t *cut);
+
+/*
  * Open @path for a check that must change nothing (cairn-fsck --check):
  * read-only with @tdb_flags. tdb opens a file left in the middle of a
  * transaction (a process killed in a commit) only read-write, as it

@@ -304,6 +304,198 @@ test_hostile(void)
 	unlink(path);
 }
 
+/*
+ * A process killed in a commit that grew the file (t4081 does it with gdb
+ * in cairnd): the state is made here by committing, then setting the
+ * recovery record's magic valid again, which is the file as the commit
+ * leaves it after its writes and their sync, before it invalidates the
+ * record. tdb's open rolls the transaction back but leaves the grown
+ * tail, which tdb_check() calls damage; tdbw_open() cuts it.
+ */
+static void
+test_recovered_tail(void)
+{
+	char path[256], k[16], v[200], why[256];
+	struct tdb_context *t;
+	struct stat st;
+	uint32_t rstart, magic = 0xf53bc0e7u;
+	uint64_t cut = 1;
+	off_t size0, size1;
+	int fd, bad = 0;
+
+	snprintf(path, sizeof(path), "%s/r.tdb", dir);
+	t = tdb_open(path, 131, TDB_NOLOCK, O_RDWR | O_CREAT, 0600);
+	tdbw_store(t, "old", 3, "1", 1, TDB_INSERT);
+	tdb_close(t);
+	stat(path, &st);
+	size0 = st.st_size;
+	t = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
+	memset(v, 'n', sizeof(v));
+	tdbw_txn_start(t);
+	for (int i = 0; i < 2000; i++) {
+		snprintf(k, sizeof(k), "new%d", i);
+		tdbw_store(t, k, strlen(k), v, sizeof(v), TDB_INSERT);
+	}
+	is_int(tdbw_txn_commit(t), 0, "a commit of 2000 records");
+	tdb_close(t);
+	stat(path, &st);
+	size1 = st.st_size;
+	ok(size1 > size0, "it grew the file (%lld -> %lld bytes)",
+	   (long long)size0, (long long)size1);
+	fd = open(path, O_RDWR);
+	if (pread(fd, &rstart, 4, 44) != 4 ||
+	    pwrite(fd, &magic, 4, (off_t)rstart + 20) != 4)
+		bad = 1;
+	close(fd);
+	ok(!bad && rstart, "its recovery record made valid again (the kill)");
+
+	/* What tdb's own open leaves: the rollback, the tail kept. */
+	{
+		char p2[256];
+		size_t n;
+		uint8_t *buf = tdb_damage_load(path, &n);
+
+		snprintf(p2, sizeof(p2), "%s/r2.tdb", dir);
+		close(open(p2, O_WRONLY | O_CREAT, 0600));
+		if (buf)
+			tdb_damage_save(p2, buf, n);
+		t = tdb_open(p2, 0, TDB_NOLOCK, O_RDWR, 0600);
+		stat(p2, &st);
+		diag("tdb_open: %lld bytes after the recovery, tdb_check %s",
+		     (long long)st.st_size,
+		     tdbw_check(t, why, sizeof(why)) ? why : "clean");
+		tdb_close(t);
+		unlink(p2);
+	}
+
+	t = tdbw_open(path, 0, TDB_NOLOCK, O_RDWR, 0600, NULL, &cut);
+	ok(t != NULL, "tdbw_open opens it");
+	is_int((int)cut, (int)(size1 - size0),
+	       "the tail the commit added is cut");
+	stat(path, &st);
+	is_int((int)st.st_size, (int)size0,
+	       "the file has its size before the commit");
+	is_int(tdbw_check(t, why, sizeof(why)), 0, "tdb_check finds it sound");
+	is_int(tdbw_fetch_fixed(t, "old", 3, v, 1), 0,
+	       "the old record is there");
+	is_int(tdbw_fetch_fixed(t, "new7", 4, v, sizeof(v)), -ENOENT,
+	       "the rolled-back ones are not");
+	tdb_close(t);
+
+	/* A commit that only rewrote records in place, killed the same
+	 * way: the header still names the recovery area after the
+	 * rollback (tdbw_open() never cuts one it names: an area at the
+	 * end that such a commit enlarged reaches past the old end). */
+	memset(v, 'm', sizeof(v));
+	t = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
+	tdbw_txn_start(t);
+	for (int i = 0; i < 2000; i++) {
+		snprintf(k, sizeof(k), "new%d", i);
+		tdbw_store(t, k, strlen(k), v, sizeof(v), TDB_INSERT);
+	}
+	tdbw_txn_commit(t);
+	memset(v, 'o', sizeof(v));
+	tdbw_txn_start(t);
+	for (int i = 0; i < 2000; i++) {
+		snprintf(k, sizeof(k), "new%d", i);
+		tdbw_store(t, k, strlen(k), v, sizeof(v), TDB_MODIFY);
+	}
+	stat(path, &st);
+	size0 = st.st_size;
+	is_int(tdbw_txn_commit(t), 0,
+	       "a commit rewriting 2000 records in place");
+	tdb_close(t);
+	stat(path, &st);
+	size1 = st.st_size;
+	fd = open(path, O_RDWR);
+	bad = pread(fd, &rstart, 4, 44) != 4 ||
+	      pwrite(fd, &magic, 4, (off_t)rstart + 20) != 4;
+	close(fd);
+	t = tdbw_open(path, 0, TDB_NOLOCK, O_RDWR, 0600, NULL, &cut);
+	ok(t != NULL && !bad,
+	   "tdbw_open opens it (%lld -> %lld bytes, "
+	   "recovery area at %u)",
+	   (long long)size0, (long long)size1, rstart);
+	is_int(tdbw_check(t, why, sizeof(why)), 0,
+	       "tdb_check finds it sound (%llu bytes cut)",
+	       (unsigned long long)cut);
+	is_int(tdbw_fetch_fixed(t, "new7", 4, v, sizeof(v)), 0,
+	       "the records of the last commit before it are there");
+	ok(v[0] == 'm', "with their values before the rolled-back one");
+	tdb_close(t);
+
+	/* Nothing pending: nothing cut. */
+	t = tdbw_open(path, 0, TDB_NOLOCK, O_RDWR, 0600, NULL, &cut);
+	ok(t != NULL && cut == 0,
+	   "a file with no recovery pending: nothing cut");
+	tdb_close(t);
+	unlink(path);
+}
+
+/*
+ * The same kill in a commit whose recovery data outgrew the recovery area:
+ * tdb moved the area past the transaction's end, and the rollback left
+ * the old one named by nothing (tdb_check() would call it dead space,
+ * swallowing every record after it). tdbw_open() names it again.
+ */
+static void
+test_recovered_moved_area(void)
+{
+	char path[256], k[16], v[200], why[256];
+	struct tdb_context *t;
+	uint32_t area0 = 0, area1 = 0, rstart = 0, magic = 0xf53bc0e7u;
+	uint64_t cut = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/m.tdb", dir);
+	t = tdb_open(path, 131, TDB_NOLOCK, O_RDWR | O_CREAT, 0600);
+	memset(v, 'a', sizeof(v));
+	tdbw_txn_start(t);
+	for (int i = 0; i < 3000; i++) {
+		snprintf(k, sizeof(k), "k%d", i);
+		tdbw_store(t, k, strlen(k), v, sizeof(v), TDB_INSERT);
+	}
+	tdbw_txn_commit(t);
+	fd = open(path, O_RDONLY);
+	if (pread(fd, &area0, 4, 44) != 4)
+		area0 = 0;
+	close(fd);
+	/* Every record rewritten (the recovery data outgrows the area),
+	 * and as many new ones (the file grows). */
+	memset(v, 'b', sizeof(v));
+	tdbw_txn_start(t);
+	for (int i = 0; i < 3000; i++) {
+		snprintf(k, sizeof(k), "k%d", i);
+		tdbw_store(t, k, strlen(k), v, sizeof(v), TDB_MODIFY);
+		snprintf(k, sizeof(k), "n%d", i);
+		tdbw_store(t, k, strlen(k), v, sizeof(v), TDB_INSERT);
+	}
+	tdbw_txn_commit(t);
+	tdb_close(t);
+	fd = open(path, O_RDWR);
+	if (pread(fd, &area1, 4, 44) != 4 ||
+	    pwrite(fd, &magic, 4, (off_t)area1 + 20) != 4)
+		area1 = 0;
+	close(fd);
+	ok(area0 && area1 && area1 != area0,
+	   "the commit moved the recovery area (%u -> %u)", area0, area1);
+	t = tdbw_open(path, 0, TDB_NOLOCK, O_RDWR, 0600, NULL, &cut);
+	ok(t != NULL && cut > 0, "tdbw_open rolls it back and cuts %llu bytes",
+	   (unsigned long long)cut);
+	fd = open(path, O_RDONLY);
+	if (pread(fd, &rstart, 4, 44) != 4)
+		rstart = 0;
+	close(fd);
+	is_int((int)rstart, (int)area0, "the old recovery area is named again");
+	is_int(tdbw_check(t, why, sizeof(why)), 0, "tdb_check finds it sound");
+	is_int(tdbw_fetch_fixed(t, "k7", 2, v, sizeof(v)), 0, "k7 is there");
+	ok(v[0] == 'a', "with its value before the rolled-back commit");
+	is_int(tdbw_fetch_fixed(t, "n7", 2, v, sizeof(v)), -ENOENT,
+	       "n7 is not");
+	tdb_close(t);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -312,6 +504,8 @@ main(void)
 	test_basic();
 	test_damage();
 	test_hostile();
+	test_recovered_tail();
+	test_recovered_moved_area();
 	rmdir(dir);
 	return done_testing();
 }
