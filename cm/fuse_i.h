@@ -124,7 +124,7 @@ char *fops_tbuf_get(size_t len);
  * FOPS_TRUNC_GRACE_MS after it was answered, is held (fops_read_hold())
  * and read again once that is over. Any thread.
  */
-#define FOPS_TRUNC_GRACE_MS 50
+#define FOPS_TRUNC_GRACE_MS 200
 /* A truncation of inode @ino by the caller of @req begins (before it
  * changes the size). */
 void fops_trunc_begin(fuse_req_t req, uint64_t ino);
