@@ -200,6 +200,9 @@ vol_metrics_text(struct cm *cm, size_t *len)
 	counter(&b, &vl, "cairnd_open_pushes_total",
 		"Small files stored in the page cache at their first open.",
 		LD(open_pushes));
+	counter(&b, &vl, "cairnd_reads_held_total",
+		"Short reads held while a truncation of the file was answered.",
+		LD(reads_held));
 	counter(&b, &vl, "cairnd_chunks_fetched_total",
 		"Chunks fetched, verified and stored.", LD(chunks_fetched));
 	counter(&b, &vl, "cairnd_fetched_bytes_total",

@@ -23,6 +23,7 @@
 #include "cm/stats.h"
 #include "cm/vc.h"
 #include "cm/wb.h"
+#include "common/util.h"
 
 #define READ_BUF_MAX (8u << 20)
 
@@ -194,6 +195,149 @@ fops_file_close(struct cm *cm, struct ino_ent *e, const struct fid *fid)
 		wb_release_write(cm->wb, fid);
 }
 
+/* --- truncations and short reads (fuse_i.h) --- */
+
+/* A mark older than this is a leak (a path that never ended it): it holds
+ * no read any more. */
+#define TRUNC_STALE_MS 10000
+
+/* One per inode being truncated or truncated just now. Inode numbers are
+ * the process's (a namespace mount's volumes have their own ranges), so
+ * one table serves every volume; io_read() sees every request. */
+struct trunc_mark {
+	uint64_t ino;
+	uint32_t pid;	   /* the thread of the last truncation */
+	unsigned running;  /* truncations begun, not yet answered */
+	uint64_t begun_ms; /* util_now_ms() of the last begin */
+	uint64_t ended_ms; /* ... and of the last end; 0: its thread
+			      made another request since (the kernel has
+			      the size) */
+};
+
+static pthread_mutex_t trunc_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct trunc_mark *truncs;  /* protected by trunc_lock */
+static size_t ntruncs, cap_truncs; /* protected by trunc_lock */
+static atomic_size_t ntruncs_hint; /* ntruncs, for io_read() */
+
+static struct trunc_mark *
+trunc_find_locked(uint64_t ino)
+{
+	for (size_t i = 0; i < ntruncs; i++)
+		if (truncs[i].ino == ino)
+			return &truncs[i];
+	return NULL;
+}
+
+static bool
+trunc_live(const struct trunc_mark *t, uint64_t now)
+{
+	if (t->running)
+		return now - t->begun_ms < TRUNC_STALE_MS;
+	return t->ended_ms && now - t->ended_ms < FOPS_TRUNC_GRACE_MS;
+}
+
+void
+fops_trunc_begin(fuse_req_t req, uint64_t ino)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	uint64_t now = util_now_ms();
+	struct trunc_mark *t;
+
+	pthread_mutex_lock(&trunc_lock);
+	/* The marks over drop out here: few files are truncated at once. */
+	for (size_t i = 0; i < ntruncs;) {
+		if (truncs[i].ino != ino && !trunc_live(&truncs[i], now))
+			truncs[i] = truncs[--ntruncs];
+		else
+			i++;
+	}
+	t = trunc_find_locked(ino);
+	if (!t && ntruncs == cap_truncs) {
+		size_t nc = cap_truncs ? cap_truncs * 2 : 8;
+		struct trunc_mark *n = realloc(truncs, nc * sizeof(*n));
+
+		if (n) {
+			truncs = n;
+			cap_truncs = nc;
+		}
+	}
+	if (!t && ntruncs < cap_truncs) {
+		t = &truncs[ntruncs++];
+		memset(t, 0, sizeof(*t));
+		t->ino = ino;
+	}
+	/* Out of memory: no mark, the reads are answered as before. */
+	if (t) {
+		if (t->running && now - t->begun_ms >= TRUNC_STALE_MS)
+			t->running = 0;
+		t->running++;
+		t->begun_ms = now;
+		t->pid = ctx ? (uint32_t)ctx->pid : 0;
+	}
+	atomic_store(&ntruncs_hint, ntruncs);
+	pthread_mutex_unlock(&trunc_lock);
+}
+
+void
+fops_trunc_end(uint64_t ino)
+{
+	struct trunc_mark *t;
+
+	pthread_mutex_lock(&trunc_lock);
+	t = trunc_find_locked(ino);
+	if (t) {
+		if (t->running)
+			t->running--;
+		t->ended_ms = util_now_ms();
+		if (!t->ended_ms)
+			t->ended_ms = 1;
+	}
+	pthread_mutex_unlock(&trunc_lock);
+}
+
+bool
+fops_trunc_hold(uint64_t ino)
+{
+	struct trunc_mark *t;
+	bool hold = false;
+
+	if (!atomic_load(&ntruncs_hint))
+		return false;
+	pthread_mutex_lock(&trunc_lock);
+	if ((t = trunc_find_locked(ino)))
+		hold = trunc_live(t, util_now_ms());
+	pthread_mutex_unlock(&trunc_lock);
+	return hold;
+}
+
+/* io_read(): a request of thread @pid came in. One that the thread can
+ * only have made after its truncation returned (it waits for the answer
+ * of each of these) shows that the kernel has the new size: the grace
+ * of that truncation is over. Not READ (readahead runs ahead of the
+ * thread), RELEASE or FORGET (sent in the background). */
+static void
+trunc_seen(uint32_t pid, uint32_t opcode)
+{
+	switch (opcode) {
+	case FUSE_READ:
+	case FUSE_RELEASE:
+	case FUSE_RELEASEDIR:
+	case FUSE_FORGET:
+	case FUSE_BATCH_FORGET:
+	case FUSE_INTERRUPT:
+	case FUSE_INIT:
+	case FUSE_DESTROY:
+		return;
+	default:
+		break;
+	}
+	pthread_mutex_lock(&trunc_lock);
+	for (size_t i = 0; i < ntruncs; i++)
+		if (truncs[i].pid == pid && !truncs[i].running)
+			truncs[i].ended_ms = 0;
+	pthread_mutex_unlock(&trunc_lock);
+}
+
 void
 fops_read_reply(void *req, const void *buf, size_t len, int err)
 {
@@ -305,6 +449,8 @@ io_read(int fd, void *buf, size_t len, void *userdata)
 		&cm_fuse_opc[h->opcode < CM_FUSE_OPC_MAX ? h->opcode : 0], 1,
 		memory_order_relaxed);
 	in_opcode = h->opcode;
+	if (atomic_load_explicit(&ntruncs_hint, memory_order_relaxed))
+		trunc_seen(h->pid, h->opcode);
 	switch (h->opcode) {
 	case FUSE_WRITE:
 		if ((size_t)n >= sizeof(*h) + sizeof(struct fuse_write_in)) {

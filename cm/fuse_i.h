@@ -112,6 +112,36 @@ void fops_read_reply(void *req, const void *buf, size_t len, int err);
 /* A per-thread buffer of at least @len bytes, or NULL. */
 char *fops_tbuf_get(size_t len);
 
+/*
+ * Truncations and short reads (doc/cm.md "Pages of zeros"). The kernel
+ * takes a READ answered short as the end of the file only if no
+ * attributes of the file came in since it sent it; else it keeps the
+ * size it had and the zeros it filled the rest of the pages with, which
+ * its readers then read. A truncation here (an O_TRUNC open, a setattr
+ * of the size) makes such answers until the kernel has taken the new
+ * size, which it does after our answer. So a READ whose answer comes
+ * back short while a truncation of its inode runs, or less than
+ * FOPS_TRUNC_GRACE_MS after it was answered, is held (fops_read_hold())
+ * and read again once that is over. Any thread.
+ */
+#define FOPS_TRUNC_GRACE_MS 200
+/* A truncation of inode @ino by the caller of @req begins (before it
+ * changes the size). */
+void fops_trunc_begin(fuse_req_t req, uint64_t ino);
+/* ... and was answered (or failed): the grace starts. It ends early when
+ * the caller's thread makes another request (its truncation returned,
+ * so the kernel has the size): the common case, a file truncated and
+ * written, costs its readers no wait. */
+void fops_trunc_end(uint64_t ino);
+/* Must a short answer to a READ of @ino wait? */
+bool fops_trunc_hold(uint64_t ino);
+/* fuse_ops.c: answer the READ @req (@size bytes at @off of the open file
+ * @fh of @ino) once fops_trunc_hold() says no more (at most
+ * FOPS_HOLD_MAX_MS), reading it again then. */
+#define FOPS_HOLD_MAX_MS 2000
+void fops_read_hold(struct cm *cm, fuse_req_t req, fuse_ino_t ino, uint64_t fh,
+		    uint64_t off, size_t size);
+
 /* --- fuse_mut.c --- */
 
 enum wio_kind { W_READ, W_WRITE, W_TRUNC };
@@ -120,11 +150,17 @@ enum wio_kind { W_READ, W_WRITE, W_TRUNC };
 void fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
 		    const struct fid *fid, uint64_t off, const void *buf,
 		    size_t len);
+/* The READ @req of @len bytes at @off of the open file @f (inode @ino),
+ * which has a write state; @may_hold as read_file() (fuse_ops.c). */
+void fmut_wio_read(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
+		   const struct cm_file *f, uint64_t off, size_t len,
+		   bool may_hold);
 
 /* An O_TRUNC open (@fi made, its file handle set) whose set-ID bits its
  * write state could not take (wb_truncate()'s -EPERM): clear them with a
  * setattr of their own, then truncate it if @trunc and answer the open
- * (an error, EIO if the setattr failed, undoes it). */
+ * (an error, EIO if the setattr failed, undoes it). A truncation marks
+ * @ino (fops_trunc_begin()) until the open is answered. */
 void fmut_kill_open(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
 		    const struct fuse_file_info *fi, int how, bool trunc);
 void fmut_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,

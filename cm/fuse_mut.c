@@ -55,11 +55,27 @@ struct wio {
 	 * (how 0: none), in the write state before the data (wb_kill()) */
 	struct wb_kill kill;
 	bool reply0; /* W_TRUNC of a fallocate: answered 0, not attributes */
+	/* W_READ: the open file (fops_read_hold()), and whether a short
+	 * answer may wait for a truncation of @ino */
+	uint64_t fh;
+	bool may_hold;
+	bool trunc_mark; /* W_TRUNC: fops_trunc_end(@ino) owed when answered */
 };
+
+/* @w was answered: the truncation it marked is over. */
+static void
+wio_done(struct wio *w)
+{
+	if (w->trunc_mark) {
+		w->trunc_mark = false;
+		fops_trunc_end(w->ino);
+	}
+}
 
 static void
 wio_free(struct wio *w)
 {
+	wio_done(w);
 	free(w->buf);
 	free(w);
 }
@@ -116,6 +132,10 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 		}
 		if (n < 0)
 			fuse_reply_err(w->req, (int)-n);
+		else if ((size_t)n < w->len && w->may_hold &&
+			 fops_trunc_hold(w->ino))
+			fops_read_hold(cm, w->req, w->ino, w->fh, w->off,
+				       w->len);
 		else
 			fuse_reply_buf(w->req, (const char *)rbuf, (size_t)n);
 		return 0;
@@ -215,11 +235,14 @@ wio_run(struct cm *cm, const struct wio *w, uint8_t *rbuf)
 	struct wio *h;
 	int rc = wio_try(cm, (struct wio *)w, rbuf);
 
-	if (rc == 0)
+	if (rc == 0) {
+		wio_done((struct wio *)w);
 		return;
+	}
 	h = malloc(sizeof(*h));
 	if (!h) {
 		fuse_reply_err(w->req, ENOMEM);
+		wio_done((struct wio *)w);
 		return;
 	}
 	*h = *w;
@@ -268,6 +291,22 @@ fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
 	       const struct fid *fid, uint64_t off, const void *buf, size_t len)
 {
 	wio_start(cm, req, kind, fid, off, buf, len, 0, NULL);
+}
+
+void
+fmut_wio_read(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
+	      const struct cm_file *f, uint64_t off, size_t len, bool may_hold)
+{
+	struct wio w = {.cm = cm, .req = req, .kind = W_READ, .fid = f->fid,
+			.off = off, .len = len, .ino = ino,
+			.fh = (uintptr_t)f, .may_hold = may_hold};
+	uint8_t *rbuf = (uint8_t *)fops_tbuf_get(len ? len : 1);
+
+	if (!rbuf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	wio_run(cm, &w, rbuf);
 }
 
 void
@@ -344,6 +383,8 @@ struct mop {
 	bool reply_open;    /* kill_only of an O_TRUNC open: answer the
 			       open with @fi */
 	bool open_trunc;    /* ... after truncating it */
+	uint64_t trunc_ino; /* a truncation of this inode is marked until
+			       the mop ends (fops_trunc_begin()), or 0 */
 	struct fid need_dir;
 	struct fid fid;	    /* the object (for replies) */
 	uint64_t t0_seq;    /* mfetch_send_seq() when started (name_fid()) */
@@ -373,6 +414,8 @@ mop_free(struct mop *m)
 		open_undo(m->cm, &m->fi);
 	if (m->then) /* the write was answered an error */
 		wio_free(m->then);
+	if (m->trunc_ino)
+		fops_trunc_end(m->trunc_ino);
 	free(m->name);
 	free(m->newname);
 	free(m->target);
@@ -1181,6 +1224,10 @@ fmut_kill_open(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
 	m->reply_open = true;
 	m->open_trunc = trunc;
 	m->fi = *fi;
+	if (trunc) {
+		fops_trunc_begin(req, ino);
+		m->trunc_ino = ino;
+	}
 	mop_start(cm, m); /* counted: a request to the server of its own */
 }
 
@@ -1406,6 +1453,10 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			return;
 		}
 		fops_count(cm, CM_R_OTHER);
+		/* Reads that come back short wait until the kernel has the
+		 * new size (fuse_i.h, fops_trunc_begin()). */
+		fops_trunc_begin(req, ino);
+		w.trunc_mark = true;
 		wio_run(cm, &w, NULL);
 		return;
 	}
@@ -1486,6 +1537,12 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	m->st = *attr;
 	m->to_set = set;
 	m->kill = kill;
+	if (set & FUSE_SET_ATTR_SIZE) {
+		/* As a local truncation: the server's answer makes the
+		 * cached size the new one before the kernel has it. */
+		fops_trunc_begin(req, ino);
+		m->trunc_ino = ino;
+	}
 	mop_start(cm, m);
 }
 

@@ -940,7 +940,7 @@ try_open(struct cm *cm, struct park *p)
 	struct fid fid;
 	bool fresh = false, pushed = false;
 	int kill_later = 0;
-	bool trunc_later = false;
+	bool trunc_later = false, trunc_mark = false;
 
 	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
 		fuse_reply_err(p->req, ESTALE);
@@ -1007,7 +1007,12 @@ try_open(struct cm *cm, struct park *p)
 			 * them (its last store is logged or replayed), a
 			 * setattr of their own goes first, and the
 			 * truncation after it, before the open is
-			 * answered (fmut_kill_open()). */
+			 * answered (fmut_kill_open()). Reads that
+			 * come back short meanwhile wait until the
+			 * kernel has the new size (fuse_i.h,
+			 * fops_trunc_begin()). */
+			fops_trunc_begin(p->req, p->ino);
+			trunc_mark = true;
 			rc = wb_truncate(cm->wb, &fid, 0, &need,
 					 kill ? &k : NULL);
 			if (rc == -EPERM) {
@@ -1029,6 +1034,8 @@ try_open(struct cm *cm, struct park *p)
 			pthread_mutex_destroy(&f->mu);
 			free(f);
 			fuse_reply_err(p->req, -rc);
+			if (trunc_mark)
+				fops_trunc_end(p->ino);
 			return 0;
 		}
 		f->writer = true;
@@ -1048,8 +1055,11 @@ try_open(struct cm *cm, struct park *p)
 		p->fi.keep_cache = pushed = true;
 	p->fi.fh = (uintptr_t)f;
 	if (kill_later) {
+		/* Marks the truncation itself, until it answers. */
 		fmut_kill_open(cm, p->req, p->ino, &p->fi, kill_later,
 			       trunc_later);
+		if (trunc_mark)
+			fops_trunc_end(p->ino);
 		return 0;
 	}
 	if (fuse_reply_open(p->req, &p->fi) != 0) {
@@ -1058,8 +1068,12 @@ try_open(struct cm *cm, struct park *p)
 		fops_file_close(cm, e, &fid);
 		pthread_mutex_destroy(&f->mu);
 		free(f);
+		if (trunc_mark)
+			fops_trunc_end(p->ino);
 		return 0;
 	}
+	if (trunc_mark)
+		fops_trunc_end(p->ino);
 	if (pushed && cm->cfg.readahead_max)
 		sibling_advise(cm, &fid);
 	return 0;
@@ -1199,27 +1213,24 @@ sibling_prefetch(struct cm *cm, const struct fid *fid)
 	cm_post(&cm->loop, &k->job);
 }
 
-/* Valid replies: fuse_reply_buf, fuse_reply_err (possibly from the loop). */
+/*
+ * Read @size bytes at @off of the open file @f (inode @ino) for @req.
+ * @may_hold: a short answer while a truncation of the inode is under way
+ * or was just answered waits (fops_read_hold(), fuse_i.h); false once it
+ * has waited. Any thread.
+ */
 static void
-op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-	struct fuse_file_info *fi)
+read_file(struct cm *cm, fuse_req_t req, fuse_ino_t ino, struct cm_file *f,
+	  uint64_t off, size_t size, bool may_hold)
 {
-	struct cm *cm = fops_req_cm(req);
-	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
 	uint64_t dv = 0, fsize = 0;
 	bool have;
 	size_t len;
 	char *buf;
 	int rc;
 
-	(void)ino;
-	fops_count(cm, CM_R_READ);
-	if (!f || off < 0) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
 	if (wb_active(cm->wb, &f->fid)) {
-		fmut_wio_start(cm, req, W_READ, &f->fid, (uint64_t)off, NULL, size);
+		fmut_wio_read(cm, req, ino, f, off, size, may_hold);
 		return;
 	}
 	ino_lock(cm->ino);
@@ -1231,26 +1242,100 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	ino_unlock(cm->ino);
 	if (!have)
 		goto park;
-	if ((uint64_t)off >= fsize) {
-		fuse_reply_buf(req, NULL, 0);
+	if (off >= fsize) {
+		if (size && may_hold && fops_trunc_hold(ino))
+			fops_read_hold(cm, req, ino, (uintptr_t)f, off, size);
+		else
+			fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	len = fsize - (uint64_t)off < size ? (size_t)(fsize - (uint64_t)off)
-					    : size;
-	file_readahead(cm, f, dv, fsize, (uint64_t)off, len);
+	len = fsize - off < size ? (size_t)(fsize - off) : size;
+	if (len < size && may_hold && fops_trunc_hold(ino)) {
+		fops_read_hold(cm, req, ino, (uintptr_t)f, off, size);
+		return;
+	}
+	file_readahead(cm, f, dv, fsize, off, len);
 	buf = fops_tbuf_get(len);
-	if (buf && fetch_read_cached(cm->fetch, &f->fid, dv, (uint64_t)off, buf,
-				     len) == (ssize_t)len) {
+	if (buf && fetch_read_cached(cm->fetch, &f->fid, dv, off, buf, len) ==
+			   (ssize_t)len) {
 		fuse_reply_buf(req, buf, len);
 		return;
 	}
 	if (off == 0 && fsize <= cm->chunk_size)
 		sibling_prefetch(cm, &f->fid);
 park:
-	rc = fetch_read_park(cm->fetch, &f->fid, (uint64_t)off, size, req,
+	rc = fetch_read_park(cm->fetch, &f->fid, off, size, req,
 			     fops_read_reply);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
+}
+
+/* A READ held by fops_read_hold(), on the loop. */
+struct held_read {
+	struct cm_job job;
+	struct cm *cm;
+	fuse_req_t req;
+	fuse_ino_t ino;
+	struct cm_file *f;
+	uint64_t off;
+	size_t size;
+	uint64_t since_ms;
+};
+
+/* How often a held READ looks again. */
+#define HOLD_STEP_MS 5
+
+static void
+held_read_run(struct cm_loop *loop, struct cm_job *job)
+{
+	struct held_read *h = container_of(job, struct held_read, job);
+
+	/* The file stays open while its READ is out: the kernel holds it. */
+	if (!cm_stopping(loop) && fops_trunc_hold(h->ino) &&
+	    util_now_ms() - h->since_ms < FOPS_HOLD_MAX_MS &&
+	    cm_post_after(loop, &h->job, HOLD_STEP_MS) == 0)
+		return;
+	read_file(h->cm, h->req, h->ino, h->f, h->off, h->size, false);
+	free(h);
+}
+
+void
+fops_read_hold(struct cm *cm, fuse_req_t req, fuse_ino_t ino, uint64_t fh,
+	       uint64_t off, size_t size)
+{
+	struct held_read *h = calloc(1, sizeof(*h));
+
+	if (!h) {
+		read_file(cm, req, ino, (struct cm_file *)(uintptr_t)fh, off,
+			  size, false);
+		return;
+	}
+	CM_STAT_INC(&cm->st, reads_held);
+	h->cm = cm;
+	h->req = req;
+	h->ino = ino;
+	h->f = (struct cm_file *)(uintptr_t)fh;
+	h->off = off;
+	h->size = size;
+	h->since_ms = util_now_ms();
+	h->job.run = held_read_run;
+	cm_post(&cm->loop, &h->job);
+}
+
+/* Valid replies: fuse_reply_buf, fuse_reply_err (possibly from the loop). */
+static void
+op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	struct fuse_file_info *fi)
+{
+	struct cm *cm = fops_req_cm(req);
+	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
+
+	fops_count(cm, CM_R_READ);
+	if (!f || off < 0) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	read_file(cm, req, ino, f, (uint64_t)off, size, true);
 }
 
 /* Valid replies: fuse_reply_err. */

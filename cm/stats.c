@@ -82,6 +82,7 @@ cm_stats_format_counters(const struct cm_stats *st, char *buf, size_t len,
 	P("early_reads %llu\n", LD(early_reads));
 	P("flushed_in_flight %llu\n", LD(flushed_in_flight));
 	P("open_pushes %llu\n", LD(open_pushes));
+	P("reads_held %llu\n", LD(reads_held));
 	P("chunks_advised %llu\n", LD(chunks_advised));
 	P("stale_chunks %llu\n", LD(stale_chunks));
 	P("dir_fetches %llu\n", LD(dir_fetches));

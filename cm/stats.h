@@ -53,6 +53,9 @@ struct cm_stats {
 						(fetch_advise) */
 	atomic_uint_fast64_t open_pushes;    /* small files put in the page
 						cache at open (fuse_ops.c) */
+	atomic_uint_fast64_t reads_held;     /* short READs held while a
+						truncation was answered
+						(fops_read_hold()) */
 	atomic_uint_fast64_t stale_chunks; /* 410 replies */
 	atomic_uint_fast64_t dir_fetches;
 	atomic_uint_fast64_t dir_pages; /* pages of listings received */

@@ -14,10 +14,11 @@
 # mode (doc/cm.md "Data", "A reader during a rewrite"). No kill -9 here
 # (t2360-t2362 do that). TRUNC_SECS sets each run's length, SEED replays.
 # TRUNC_MODES names the cairn mounts, and skips the local runs when set.
-# By default (make check) only sync: in writeback mode about one run in
-# ten still finds pages of zeros, which cairnd's replies do not hold (the
-# kernel's page cache: NEEDSWORK in doc/cm.md); run by hand with
-# TRUNC_MODES="sync writeback".
+# By default (make check) only sync: writeback mode still makes, now and
+# then, a conflict copy of the only writer's file or an EIO to it (doc/cm.md
+# "Pages of zeros", which also says how the kernel's pages of zeros are
+# held off since session 15; t4085 checks those in both modes); run by
+# hand with TRUNC_MODES="sync writeback".
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
 t_timeout 300
