@@ -318,6 +318,8 @@ fops_trunc_hold(uint64_t ino)
 static void
 trunc_seen(uint32_t pid, uint32_t opcode)
 {
+	uint64_t now;
+
 	switch (opcode) {
 	case FUSE_READ:
 	case FUSE_RELEASE:
@@ -332,9 +334,18 @@ trunc_seen(uint32_t pid, uint32_t opcode)
 		break;
 	}
 	pthread_mutex_lock(&trunc_lock);
-	for (size_t i = 0; i < ntruncs; i++)
+	now = util_now_ms();
+	for (size_t i = 0; i < ntruncs;) {
 		if (truncs[i].pid == pid && !truncs[i].running)
 			truncs[i].ended_ms = 0;
+		/* Marks that hold nothing any more go now, so that requests
+		 * after the last truncation's grace skip this lock again. */
+		if (!trunc_live(&truncs[i], now))
+			truncs[i] = truncs[--ntruncs];
+		else
+			i++;
+	}
+	atomic_store(&ntruncs_hint, ntruncs);
 	pthread_mutex_unlock(&trunc_lock);
 }
 
