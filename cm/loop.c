@@ -22,6 +22,7 @@ cm_loop_init(struct cm_loop *l)
 	memset(l, 0, sizeof(*l));
 	pthread_mutex_init(&l->qlock, NULL);
 	TAILQ_INIT(&l->queue);
+	TAILQ_INIT(&l->delayed);
 	atomic_init(&l->stopping, false);
 }
 
@@ -179,6 +180,8 @@ detach(struct cm_loop *l)
 	run_queue(-1, 0, l);
 }
 
+static void free_delayed(struct cm_loop *l);
+
 void
 cm_loop_stop(struct cm_loop *l, void (*teardown)(void *arg), void *arg)
 {
@@ -215,6 +218,7 @@ cm_loop_stop(struct cm_loop *l, void (*teardown)(void *arg), void *arg)
 	}
 	for (struct cm_loop *a = l->next_attached; a; a = a->next_attached)
 		detach(a);
+	free_delayed(l);
 	if (l->qev)
 		event_free(l->qev);
 	l->qev = NULL;
@@ -223,20 +227,46 @@ cm_loop_stop(struct cm_loop *l, void (*teardown)(void *arg), void *arg)
 	l->base = NULL;
 }
 
-struct delayed {
-	struct cm_loop *l;
+struct cm_delayed {
+	struct cm_loop *l;     /* whose job it is */
+	struct cm_loop *owner; /* whose base and list the timer is on */
 	struct cm_job *job;
+	struct event *ev;
+	TAILQ_ENTRY(cm_delayed) link;
 };
 
 static void
 delayed_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct delayed *d = arg;
+	struct cm_delayed *d = arg;
+	struct cm_loop *l = d->l;
+	struct cm_job *job = d->job;
 
 	(void)fd;
 	(void)what;
-	d->job->run(d->l, d->job);
+	pthread_mutex_lock(&d->owner->qlock);
+	TAILQ_REMOVE(&d->owner->delayed, d, link);
+	pthread_mutex_unlock(&d->owner->qlock);
+	event_free(d->ev); /* fired: no longer pending */
 	free(d);
+	job->run(l, job);
+}
+
+/* The timers that never fired (a stop before their time): their jobs
+ * never run, as before; their memory goes with the base. Stopped loop,
+ * main thread. */
+static void
+free_delayed(struct cm_loop *l)
+{
+	struct cm_delayed *d;
+
+	pthread_mutex_lock(&l->qlock);
+	while ((d = TAILQ_FIRST(&l->delayed))) {
+		TAILQ_REMOVE(&l->delayed, d, link);
+		event_free(d->ev);
+		free(d);
+	}
+	pthread_mutex_unlock(&l->qlock);
 }
 
 void
@@ -251,16 +281,32 @@ cm_kernel_barrier(struct cm_loop *l, struct cm_job *job)
 int
 cm_post_after(struct cm_loop *l, struct cm_job *job, unsigned ms)
 {
-	struct delayed *d = malloc(sizeof(*d));
+	struct cm_loop *o = l->owner ? l->owner : l;
+	struct cm_delayed *d = calloc(1, sizeof(*d));
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	int rc = 0;
 
 	if (!d)
 		return -ENOMEM;
 	d->l = l;
+	d->owner = o;
 	d->job = job;
-	if (event_base_once(l->base, -1, EV_TIMEOUT, delayed_cb, d, &tv) < 0) {
+	d->ev = evtimer_new(o->base, delayed_cb, d);
+	if (!d->ev) {
 		free(d);
 		return -ENOMEM;
 	}
-	return 0;
+	pthread_mutex_lock(&o->qlock);
+	if (o->qclosed)
+		rc = -ECANCELED; /* stopped: the base is going */
+	else if (evtimer_add(d->ev, &tv) < 0)
+		rc = -ENOMEM;
+	else
+		TAILQ_INSERT_TAIL(&o->delayed, d, link);
+	pthread_mutex_unlock(&o->qlock);
+	if (rc) {
+		event_free(d->ev);
+		free(d);
+	}
+	return rc;
 }

@@ -52,6 +52,8 @@ struct cm_job {
 	void (*run)(struct cm_loop *loop, struct cm_job *job);
 };
 TAILQ_HEAD(cm_jobq, cm_job);
+struct cm_delayed; /* loop.c: a timer of cm_post_after() */
+TAILQ_HEAD(cm_delayedq, cm_delayed);
 
 /*
  * Kernel notifications; set by the FUSE front, NULL-safe (a NULL hook is
@@ -81,6 +83,9 @@ struct cm_loop {
 
 	pthread_mutex_t qlock;
 	struct cm_jobq queue; /* protected by qlock */
+	/* Timers of cm_post_after() not fired yet, on the loop that owns
+	 * the base (an attached loop's too): freed with the base. */
+	struct cm_delayedq delayed; /* protected by qlock */
 	bool qclosed;	      /* protected by qlock: qev is gone, a
 				 posted job waits for
 				 cm_run_late_jobs() */
