@@ -136,11 +136,11 @@ void fops_trunc_end(uint64_t ino);
 /* Must a short answer to a READ of @ino wait? */
 bool fops_trunc_hold(uint64_t ino);
 /* fuse_ops.c: answer the READ @req (@size bytes at @off of the open file
- * @fh of @ino) once fops_trunc_hold() says no more (at most
+ * @f of @ino) once fops_trunc_hold() says no more (at most
  * FOPS_HOLD_MAX_MS), reading it again then. */
 #define FOPS_HOLD_MAX_MS 2000
-void fops_read_hold(struct cm *cm, fuse_req_t req, fuse_ino_t ino, uint64_t fh,
-		    uint64_t off, size_t size);
+void fops_read_hold(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
+		    struct cm_file *f, uint64_t off, size_t size);
 
 /* --- fuse_mut.c --- */
 
@@ -153,8 +153,7 @@ void fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
 /* The READ @req of @len bytes at @off of the open file @f (inode @ino),
  * which has a write state; @may_hold as read_file() (fuse_ops.c). */
 void fmut_wio_read(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
-		   const struct cm_file *f, uint64_t off, size_t len,
-		   bool may_hold);
+		   struct cm_file *f, uint64_t off, size_t len, bool may_hold);
 
 /* An O_TRUNC open (@fi made, its file handle set) whose set-ID bits its
  * write state could not take (wb_truncate()'s -EPERM): clear them with a

@@ -57,7 +57,7 @@ struct wio {
 	bool reply0; /* W_TRUNC of a fallocate: answered 0, not attributes */
 	/* W_READ: the open file (fops_read_hold()), and whether a short
 	 * answer may wait for a truncation of @ino */
-	uint64_t fh;
+	struct cm_file *file;
 	bool may_hold;
 	bool trunc_mark; /* W_TRUNC: fops_trunc_end(@ino) owed when answered */
 };
@@ -134,7 +134,7 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 			fuse_reply_err(w->req, (int)-n);
 		else if ((size_t)n < w->len && w->may_hold &&
 			 fops_trunc_hold(w->ino))
-			fops_read_hold(cm, w->req, w->ino, w->fh, w->off,
+			fops_read_hold(cm, w->req, w->ino, w->file, w->off,
 				       w->len);
 		else
 			fuse_reply_buf(w->req, (const char *)rbuf, (size_t)n);
@@ -295,11 +295,11 @@ fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,
 
 void
 fmut_wio_read(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
-	      const struct cm_file *f, uint64_t off, size_t len, bool may_hold)
+	      struct cm_file *f, uint64_t off, size_t len, bool may_hold)
 {
 	struct wio w = {.cm = cm, .req = req, .kind = W_READ, .fid = f->fid,
 			.off = off, .len = len, .ino = ino,
-			.fh = (uintptr_t)f, .may_hold = may_hold};
+			.file = f, .may_hold = may_hold};
 	uint8_t *rbuf = (uint8_t *)fops_tbuf_get(len ? len : 1);
 
 	if (!rbuf) {

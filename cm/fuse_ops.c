@@ -1244,14 +1244,14 @@ read_file(struct cm *cm, fuse_req_t req, fuse_ino_t ino, struct cm_file *f,
 		goto park;
 	if (off >= fsize) {
 		if (size && may_hold && fops_trunc_hold(ino))
-			fops_read_hold(cm, req, ino, (uintptr_t)f, off, size);
+			fops_read_hold(cm, req, ino, f, off, size);
 		else
 			fuse_reply_buf(req, NULL, 0);
 		return;
 	}
 	len = fsize - off < size ? (size_t)(fsize - off) : size;
 	if (len < size && may_hold && fops_trunc_hold(ino)) {
-		fops_read_hold(cm, req, ino, (uintptr_t)f, off, size);
+		fops_read_hold(cm, req, ino, f, off, size);
 		return;
 	}
 	file_readahead(cm, f, dv, fsize, off, len);
@@ -1300,21 +1300,20 @@ held_read_run(struct cm_loop *loop, struct cm_job *job)
 }
 
 void
-fops_read_hold(struct cm *cm, fuse_req_t req, fuse_ino_t ino, uint64_t fh,
-	       uint64_t off, size_t size)
+fops_read_hold(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
+	       struct cm_file *f, uint64_t off, size_t size)
 {
 	struct held_read *h = calloc(1, sizeof(*h));
 
 	if (!h) {
-		read_file(cm, req, ino, (struct cm_file *)(uintptr_t)fh, off,
-			  size, false);
+		read_file(cm, req, ino, f, off, size, false);
 		return;
 	}
 	CM_STAT_INC(&cm->st, reads_held);
 	h->cm = cm;
 	h->req = req;
 	h->ino = ino;
-	h->f = (struct cm_file *)(uintptr_t)fh;
+	h->f = f;
 	h->off = off;
 	h->size = size;
 	h->since_ms = util_now_ms();
