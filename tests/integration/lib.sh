@@ -274,6 +274,25 @@ cairnd_mount() { # MNT CACHE VOL TOKENFILE [ARGS]
 	return 0
 }
 
+# vol_data_events VOL TOKENFILE MNT PATH: how many "data" events the
+# server's stream of VOL holds about the object at PATH under the mount
+# MNT (one per store it applied: "applied once" checks of resends).
+vol_data_events() {
+	local fid
+	fid=$("$FS" examine -m "$3" "$3/$4" 2>/dev/null | awk '$1 == "fid" { print $2 }')
+	curl -s -N --max-time 3 -H "Authorization: Bearer $(cat "$2")" \
+		"$VOLD_URL/v1/vol/$1/events?since=0" 2>/dev/null |
+		python3 -c 'import json, sys
+n = 0
+for l in sys.stdin:
+    try:
+        e = json.loads(l)
+    except ValueError:
+        continue
+    n += e.get("kind") == "data" and e.get("fid") == sys.argv[1]
+print(n)' "$fid"
+}
+
 cairnd_pid() { cat "$T_DIR/$(basename "$1").pid" 2>/dev/null; }
 
 cairnd_umount() { # MNT

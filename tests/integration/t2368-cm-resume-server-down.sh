@@ -59,23 +59,8 @@ fresh_mount() {
 	F=$T_DIR/fresh
 	cairnd_mount "$F" "$T_DIR/cache-fresh$n_fresh" rd "$tok" || exit 1
 }
-# data_events PATH: the server's "data" events about PATH's object (one
-# per store it applied), PATH under the fresh mount $F.
-data_events() {
-	local fid
-	fid=$("$FS" examine -m "$F" "$F/$1" 2>/dev/null | awk '$1 == "fid" { print $2 }')
-	curl -s -N --max-time 3 -H "Authorization: Bearer $(cat "$tok")" \
-		"$VOLD_URL/v1/vol/rd/events?since=0" 2>/dev/null |
-		python3 -c 'import json, sys
-n = 0
-for l in sys.stdin:
-    try:
-        e = json.loads(l)
-    except ValueError:
-        continue
-    n += e.get("kind") == "data" and e.get("fid") == sys.argv[1]
-print(n)' "$fid"
-}
+# data_events PATH: stores the server applied to PATH under the fresh mount $F.
+data_events() { vol_data_events rd "$tok" "$F" "$1"; }
 # changes R DIR: a create, a write+close of DIR/old and a mkdir, right
 # away; their exit codes in rc_create, rc_write, rc_mkdir.
 changes() {
