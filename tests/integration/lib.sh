@@ -81,8 +81,13 @@ _t_cleanup() {
 		echo "# repro: top_srcdir=$top_srcdir top_builddir=$top_builddir bash $0"
 		for f in "$T_DIR"/*.log; do
 			[ -f "$f" ] || continue
+			# (a daemon's counters at exit are not what tells)
 			echo "# --- last lines of $f"
-			tail -n 15 "$f" | sed 's/^/#   /'
+			grep -v ' info main: stat ' "$f" | tail -n 15 | sed 's/^/#   /'
+			if grep -q ' \(warning\|error\) ' "$f"; then
+				echo "# --- last warnings and errors of $f"
+				grep ' \(warning\|error\) ' "$f" | tail -n 8 | sed 's/^/#   /'
+			fi
 		done
 	fi
 	exit "$rc"
@@ -265,7 +270,8 @@ cairnd_mount() { # MNT CACHE VOL TOKENFILE [ARGS]
 	_T_MOUNTS="$_T_MOUNTS $mnt"
 	echo "$pid" >"$T_DIR/$(basename "$mnt").pid"
 	if ! wait_for 15 mountpoint -q "$mnt"; then
-		echo "# cairnd did not mount $mnt"; return 1
+		echo "# cairnd did not mount $mnt (stat: $(stat -c %F "$mnt" 2>&1 | head -n 1))"
+		return 1
 	fi
 	# The control socket comes a moment after the mount: a test's first
 	# "fs status" must not race it (t4022 read an empty answer under
