@@ -853,6 +853,15 @@ recover(struct cm_loop *loop, struct cm_job *job)
 	free(sj);
 	replay_set_writeback(cm->replay, cm->cfg.writeback, NULL, NULL);
 	if (cm_offline(cm)) {
+		struct proto_attr ra;
+
+		/* A cache whose metadata was lost (emptied as damaged,
+		 * deleted) serves nothing disconnected, the root first. */
+		if (cm->mc && mcache_attr(cm->mc, &cm->vi.root, &ra) < 0)
+			log_warn(LOG_OFF, "disconnected, and the metadata "
+					  "cache holds nothing of the volume's "
+					  "root (lost or emptied): nothing can "
+					  "be served until 'fs reconnect'");
 		conn_start(cm->conn);
 		wb_resume_crashed(cm->wb);
 	} else if (!replay_resume(cm->replay)) {

@@ -468,8 +468,14 @@ flush_attrs(evutil_socket_t fd, short what, void *arg)
 		mf->attr_unsent -= b->n;
 		rc = send_attr_batch(mf, b);
 		if (rc < 0) {
-			log_err(LOG_META, "cannot send getattr: %s",
-				strerror(-rc));
+			/* Disconnected, the gate refuses every fetch: a miss
+			 * as expected, not an error to log each time. */
+			if (rc == -EHOSTUNREACH)
+				log_debug(LOG_META, "cannot send getattr: %s",
+					  strerror(-rc));
+			else
+				log_err(LOG_META, "cannot send getattr: %s",
+					strerror(-rc));
 			for (size_t i = 0; i < b->n; i++)
 				op_complete(mf, b->ops[i], rc);
 			batch_free(b);

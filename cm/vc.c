@@ -88,6 +88,7 @@ struct vc {
 	atomic_bool need_sweep;
 	atomic_ullong crc_bad; /* damaged records dropped (vc_damaged()) */
 	atomic_bool crc_logged;
+	atomic_bool read_err_logged; /* a failed read (vc_fetch()) */
 	void (*drop_hook)(void *arg); /* vc_set_drop_hook() (tests) */
 	void *drop_hook_arg;
 	atomic_ullong swept; /* orphan pages swept at open (vc_swept()) */
@@ -423,6 +424,11 @@ vc_fetch(struct vc *vc, char tag, const struct fid *fid, TDB_DATA *d)
 	 * which the caller answers from the server. */
 	if (rc == -EUCLEAN)
 		return rc;
+	if (rc && rc != -ENOENT &&
+	    !atomic_exchange(&vc->read_err_logged, true))
+		log_warn(LOG_VC, "metadata cache '%s': a record could not be "
+				 "read (%s): taken as not cached (logged once)",
+			 vc->path, strerror(-rc));
 	if (rc)
 		return -ENOENT;
 	d->dptr = p;
@@ -563,6 +569,17 @@ static int vc_sweep_locked(struct vc *vc, struct vc_check_result *res,
 			   uint64_t *max_id);
 static int id_store_locked(struct vc *vc, uint64_t limit, bool clean);
 
+/* Whether the file holds any record (a new file holds none). */
+static bool
+vc_has_records(struct vc *vc)
+{
+	TDB_DATA k = tdb_firstkey(vc->tdb);
+	bool any = k.dptr != NULL;
+
+	free(k.dptr);
+	return any;
+}
+
 static int
 vc_check_header(struct vc *vc, uint32_t vol_id, uint32_t chunk_size)
 {
@@ -640,6 +657,10 @@ vc_open(const char *path, uint32_t vol_id, uint32_t chunk_size)
 	if (rc != -ENOENT)
 		log_info(LOG_VC, "metadata cache '%s' belongs to another "
 				 "volume or format; emptying it",
+			 path);
+	else if (vc_has_records(vc))
+		log_warn(LOG_VC, "metadata cache '%s' holds records but no "
+				 "header: damaged; emptying it",
 			 path);
 wipe:
 	if (tdb_wipe_all(vc->tdb) != 0) {
