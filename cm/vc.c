@@ -2898,11 +2898,10 @@ vc_rebuilt(struct vc *vc)
  * kill runs tdb_check() (one pass over the file, like the sweep) and,
  * when it fails, rebuilds: tdbw_rebuild() (common/tdbw.c, shared with
  * cairn-fsck --repair) copies every record the hash chains reach into a
- * new file (PATH.rebuild), which is renamed over the old one. A key met
- * twice (chains that loop or cross), a record tdb cannot read or a file
- * that may hold a dead record (whose loop would never end the walk:
- * test_tdbw "hostile") stops the copy, and the file is emptied instead
- * (it is a cache). The copy never brings back a deleted record's bytes,
+ * new file (PATH.rebuild), which is renamed over the old one. Chains that
+ * loop or cross (test_tdbw "hostile"), a key met twice or a record tdb
+ * cannot read stop the copy, and the file is emptied instead (it is a
+ * cache); a dead record a killed delete left in its chain does not. The copy never brings back a deleted record's bytes,
  * as a linear salvage (tdb_rescue()) could. A kill during the copy
  * leaves the old file, still not closed cleanly: the next open starts
  * again; a kill after the rename leaves the new one, swept next.

@@ -20,6 +20,13 @@
 #include "common/tdbw.h"
 #include "common/util.h"
 
+/* tdb's on-disk header and record (tdb_private.h), as far as the
+ * recovery record and the hash chains go: no mutex area. */
+#define TDBW_HDR_LEN	    168
+#define TDBW_VERSION	    (0x26011967 + 6)
+#define TDBW_RECOVERY_MAGIC 0xf53bc0e7u
+#define TDBW_MAGIC_FOOD	    "TDB file\n"
+
 /* tdb's offsets are 32-bit: a file cannot pass 4 GiB. tdb grows a file
  * by at least 10 % (above 100 MiB) and reports a growth that would pass
  * 4 GiB ("tdb_expand overflow detected") as TDB_ERR_OOM, like a failed
@@ -247,61 +254,81 @@ tdbw_check(struct tdb_context *tdb, char *why, size_t whylen)
 }
 
 /*
- * Could the file of @tdb hold a dead record (TDB_DEAD_MAGIC) anywhere, at
- * any offset a hash chain could name? tdb_traverse_read() skips dead
- * records without calling back, so a chain that loops through dead
- * records only would never end; a loop through a live record ends at
- * the key met twice. Files cairn writes have none (no TDB_VOLATILE, no
- * delete inside a traverse). Every occurrence of the magic, in either
- * byte order, after at least 20 bytes and followed by lengths that fit
- * the file counts: one pass over the bytes (a false hit, random bytes
- * that look like a header, costs a refused rebuild, never a hang).
- * @return 1, 0, or a negative errno.
+ * Does every hash chain of @tdb's file end? tdb_traverse_read() skips a
+ * dead record (TDB_DEAD_MAGIC) without calling back, so a chain that
+ * loops through dead records only would never end, and a chain that
+ * names a record twice, or names one past the end, is not one to walk.
+ * And tdb 1.4 writes dead records: a delete marks its record dead, then
+ * takes the dead ones out of the chain (tdb_trim_dead()), so a kill in
+ * between leaves one in its chain, and freed space keeps the bytes of old
+ * dead headers. So rather than look for the magic, walk every chain here,
+ * over the file's bytes, each record offset taken once across all
+ * chains (a bitmap): a chain that comes back to an offset (a loop, two
+ * chains crossing) or names one that is not a record's place (unaligned,
+ * inside the hash table, past the end) makes the file unwalkable. One
+ * step per record at most: bounded by the file's size. The header's
+ * byte order is tdb's (a converted file is read swapped). @return 1
+ * walkable, 0 not, or a negative errno.
  */
 static int
-may_hold_dead(struct tdb_context *tdb)
+chains_walkable(struct tdb_context *tdb)
 {
-	static const uint8_t le[4] = {0xad, 0xde, 0xe1, 0xfe};
-	static const uint8_t be[4] = {0xfe, 0xe1, 0xde, 0xad};
 	struct stat st;
-	uint8_t *m;
-	size_t n;
-	int fd = tdb_fd(tdb), hit = 0;
+	uint8_t *m, *seen = NULL;
+	uint32_t version, hash_size;
+	uint64_t first, n;
+	bool swap;
+	int fd = tdb_fd(tdb), ok = 1;
 
 	if (fd < 0 || fstat(fd, &st) != 0)
 		return -EIO;
-	n = (size_t)st.st_size;
-	if (n < 24)
+	n = (uint64_t)st.st_size;
+	if (n < TDBW_HDR_LEN + 4)
 		return 0;
-	m = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+	m = mmap(NULL, (size_t)n, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (m == MAP_FAILED)
 		return -errno;
-	for (size_t off = 20; off + 4 <= n && !hit; off++) {
-		uint32_t rec_len, klen, dlen;
-		bool swap;
-
-		if (m[off] != le[0] && m[off] != be[0])
-			continue;
-		if (!memcmp(m + off, le, 4))
-			swap = false;
-		else if (!memcmp(m + off, be, 4))
-			swap = true;
-		else
-			continue;
-		memcpy(&rec_len, m + off - 16, 4);
-		memcpy(&klen, m + off - 12, 4);
-		memcpy(&dlen, m + off - 8, 4);
-		if (swap) {
-			rec_len = __builtin_bswap32(rec_len);
-			klen = __builtin_bswap32(klen);
-			dlen = __builtin_bswap32(dlen);
-		}
-		if ((uint64_t)klen + dlen <= rec_len &&
-		    off + 4 + (uint64_t)rec_len <= n)
-			hit = 1;
+	memcpy(&version, m + 32, 4);
+	memcpy(&hash_size, m + 36, 4);
+	swap = version != TDBW_VERSION;
+	if (swap) {
+		version = __builtin_bswap32(version);
+		hash_size = __builtin_bswap32(hash_size);
 	}
-	munmap(m, n);
-	return hit;
+	first = TDBW_HDR_LEN + 4 * ((uint64_t)hash_size + 1);
+	if (version != TDBW_VERSION || first > n) {
+		ok = 0;
+		goto out;
+	}
+	seen = calloc(n / 32 + 1, 1); /* a bit per 4-byte offset */
+	if (!seen) {
+		ok = -ENOMEM;
+		goto out;
+	}
+	for (uint64_t b = 0; b < hash_size && ok == 1; b++) {
+		uint32_t off;
+
+		memcpy(&off, m + TDBW_HDR_LEN + 4 * (b + 1), 4);
+		if (swap)
+			off = __builtin_bswap32(off);
+		while (off) {
+			uint64_t i = off / 4;
+
+			if (off % 4 || off < first || off + 24ull > n ||
+			    (seen[i / 8] & (1u << (i % 8)))) {
+				ok = 0;
+				break;
+			}
+			seen[i / 8] |= (uint8_t)(1u << (i % 8));
+			memcpy(&off, m + off, 4); /* the record's next */
+			if (swap)
+				off = __builtin_bswap32(off);
+		}
+	}
+out:
+	free(seen);
+	munmap(m, (size_t)n);
+	return ok;
 }
 
 struct rebuild {
@@ -340,8 +367,8 @@ tdbw_rebuild(struct tdb_context **tdbp, const char *path, int hash_size,
 	int rc;
 
 	memset(res, 0, sizeof(*res));
-	rc = may_hold_dead(*tdbp);
-	if (rc)
+	rc = chains_walkable(*tdbp);
+	if (rc <= 0)
 		return rc < 0 ? rc : -EUCLEAN;
 	if (path) {
 		len = strlen(path) + sizeof(".rebuild");
@@ -400,12 +427,6 @@ out:
 	return rc;
 }
 
-/* tdb's on-disk header and record (tdb_private.h), as far as the
- * recovery record goes: native byte order, no mutex area. */
-#define TDBW_HDR_LEN	    168
-#define TDBW_VERSION	    (0x26011967 + 6)
-#define TDBW_RECOVERY_MAGIC 0xf53bc0e7u
-#define TDBW_MAGIC_FOOD	    "TDB file\n"
 
 /* The size @path had when the transaction whose recovery is pending
  * began (the recovery record's key_len), or 0: no recovery pending, or a

@@ -147,13 +147,15 @@ struct tdbw_rebuild_result {
  * 0600), which is then renamed over @path and reopened read-write with
  * @tdb_flags; the old handle is closed and *@tdbp replaced.
  *
- * Bounded: a walk of chains that loop meets a live record twice, and a
- * key met twice stops the copy (-EUCLEAN: the chains loop or cross); a
- * loop through dead records only (tdb skips them without a call back)
- * would never end, so a file that may hold a dead record anywhere (one
- * pass over its bytes first; cairn never writes one) is refused with
- * -EUCLEAN before the walk. A record tdb cannot read (a length past the
- * end, a file cut short) stops it with -EUCLEAN too. The rebuild never
+ * Bounded: every chain is walked first over the file's bytes, each
+ * record offset at most once across all chains; a chain that comes back
+ * to an offset (a loop, also one through dead records only, which tdb's
+ * walk would follow for ever without a call back), crosses another or
+ * names no record's place is refused with -EUCLEAN before the copy.
+ * Dead records are skipped (tdb 1.4 marks a deleted record dead before
+ * it unlinks it: a kill leaves one). A key met twice stops the copy
+ * (-EUCLEAN), and so does a record tdb cannot read (a length past the
+ * end, a file cut short). The rebuild never
  * reaches bytes no chain names: a record deleted (or a freed one's
  * leftovers inside a reused space) does not come back, which a linear
  * salvage (tdb_rescue()) would risk. So it either keeps every record the

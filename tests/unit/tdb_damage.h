@@ -143,6 +143,12 @@ tdb_damage_live(const uint8_t *buf, size_t n, size_t off)
  *       bytes, as after a killed free-list merge
  *   'p' a length past the end: the first live record's rec_len
  *       0x7fff0000
+ *   'k' what a kill inside tdb 1.4's deletes leaves: the first record
+ *       a bucket names is unlinked from its chain but neither freed nor
+ *       marked (a kill between the two steps; tdb_check() then finds
+ *       "Hashes do not match records"), and the first other live record
+ *       in file order is marked dead in its chain (a delete marks it,
+ *       then tdb_trim_dead() unlinks it: a kill in between)
  * @return 0, or -1 when the file has no place for it.
  */
 static inline int
@@ -153,6 +159,29 @@ tdb_damage_layout(const char *path, int kind)
 
 	if (!buf)
 		return -1;
+	if (kind == 'k') {
+		uint32_t hs = tdb_damage_u32(buf + 36);
+
+		for (uint32_t b = 0; b < hs && !x; b++) {
+			size_t h = 168 + 4 * ((size_t)b + 1);
+			uint32_t y = tdb_damage_u32(buf + h);
+
+			if (y && tdb_damage_live(buf, n, y)) {
+				tdb_damage_put32(buf + h,
+						 tdb_damage_u32(buf + y));
+				x = y;
+			}
+		}
+		for (off = tdb_damage_first(buf); x && off + 24 <= n;
+		     off += 24 + tdb_damage_u32(buf + off + 4)) {
+			if (off != x && tdb_damage_live(buf, n, off)) {
+				tdb_damage_put32(buf + off + 20, 0xfee1deadu);
+				return tdb_damage_save(path, buf, n);
+			}
+		}
+		free(buf);
+		return -1;
+	}
 	for (off = tdb_damage_first(buf); off + 24 <= n;
 	     off += 24 + tdb_damage_u32(buf + off + 4)) {
 		uint32_t len = tdb_damage_u32(buf + off + 4);

@@ -209,6 +209,8 @@ test_hostile(void)
 		{'d', "a loop of dead records", -1},
 		{'o', "two records overlapping", 2000},
 		{'p', "a record length past the end", -1},
+		{'k', "a kill inside a delete (a dead record in its chain, "
+		      "one unlinked)", 1998},
 		{'t', "a file cut short", -1},
 	};
 	char path[256], why[256];
