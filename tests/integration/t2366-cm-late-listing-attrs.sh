@@ -38,6 +38,11 @@ mkdir "$A/d"
 : >"$A/d/g"
 wait_for 10 test -e "$B/d/g"
 t_is "$(stat -c %s "$A/d/f")" 0 "A: f made empty"
+# d held open in A: an event about a directory the kernel has forgotten
+# fetches nothing (there is no inode to refresh), and the kernel may
+# forget d once an invalidation of the root's entries drops its dentry
+# (a CI run under load did: 2 FORGETs, round 1 never asked for d).
+exec 9<"$A/d"
 sleep 0.5 # the events of the above are applied
 
 for round in 1 2 3; do
@@ -62,6 +67,7 @@ for round in 1 2 3; do
 	# printed, not checked. The bytes above are the check.
 	echo "# round $round: fetched_old $(stat1 fetched_old), dir_attrs_unkept $(stat1 dir_attrs_unkept)"
 done
+exec 9<&-
 cairnd_umount "$A"
 cairnd_mount "$A" "$T_DIR/ca" ll "$T_DIR/tok" || exit 1
 t_is "$(cat "$A/d/f")" "round 3 bytes" "after a restart of A: f's bytes (meta.tdb kept the newer attributes)"

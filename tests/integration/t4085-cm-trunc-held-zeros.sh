@@ -57,10 +57,12 @@ elif cmd == "write":  # path secs seed
     secs, rnd = float(sys.argv[3]), random.Random(int(sys.argv[4]))
     end = time.time() + secs
     v = 0
+    call = ""
     try:
         while time.time() < end:
             v += 1
             size = rnd.randrange(1024, 3 * CHUNK + 1)
+            call = "open(O_TRUNC)"
             fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
             # half the time a second version through the same
             # descriptor, cut by an ftruncate (a setattr of the size,
@@ -69,18 +71,22 @@ elif cmd == "write":  # path secs seed
                 if again:
                     v += 1
                     size = rnd.randrange(1024, 3 * CHUNK + 1)
+                    call = "ftruncate"
                     os.ftruncate(fd, 0)
                 data = content(v, size)
                 step = rnd.choice((10240, 65536))
                 for off in range(0, size, step):
+                    call = "pwrite at %d" % off
                     os.pwrite(fd, data[off:off + step], off)
                 if rnd.random() < 0.2:
+                    call = "fsync"
                     os.fsync(fd)
+            call = "close"
             os.close(fd)
     except OSError as e:
         # the versions written before it, then the error
         print(v - 1)
-        print("writer: version %d: %s" % (v, e), file=sys.stderr)
+        print("writer: version %d: %s: %s" % (v, call, e), file=sys.stderr)
         sys.exit(1)
     print(v)
 elif cmd in ("hold", "read"):  # path stopfile outfile
