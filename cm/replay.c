@@ -455,11 +455,12 @@ map_set(struct replay *rp, const struct fid *fid, uint64_t dv, uint64_t base0,
  * made in writeback, its create answered). The file used to be all that
  * knew its server DV, and it is emptied once the log is: a record logged
  * on that local DV after this start (the store of the file a crash left
- * dirty, wb_resume_crashed(), after the first pass; a chmod) was then,
- * after one more restart, unsendable, a conflict "object gone" for an
- * object the server has (t4075 once, t4082). So the replies are finished
- * now: those cached attributes take the map's DV. Objects a live record
- * names keep their local view; their records' replies come.
+ * dirty, wb_resume_crashed(), after the first pass) was then, after one
+ * more restart, unsendable: a conflict "object gone" for an object the
+ * server has (t4075 once, t4082). So the replies are finished now: those
+ * cached attributes take the map's DV. Objects a live record names keep
+ * their local view; their records' replies come (doc/cm.md "A reply a
+ * kill cut off").
  */
 static void
 map_settle(struct replay *rp)

@@ -7,14 +7,15 @@
 # none, the DV map (<cache>/replay-dv) their DVs, but the cached
 # attributes still their local DVs. The restart's first pass finds
 # nothing to send and empties replay-dv; then it logs the store of f, the
-# crash left f dirty (wb_resume_crashed()); a chmod of g and of their
-# directory are logged on the DVs the mount shows. One more kill -9 and
-# restart: before, all three records were based on local DVs nothing
-# could translate any more and became conflicts "object gone" (the store
-# as a conflict copy of f) for objects the server has (t4075 once in CI).
+# crash left f dirty (wb_resume_crashed()), on f's local DV; chmods of g
+# and of their directory are logged. One more kill -9 and
+# restart: before, the store was based on a local DV nothing could
+# translate any more and became a conflict "object gone" (with a conflict
+# copy of f) for a file the server has (t4075 once in CI), and the chmod
+# of the directory one too (stale: the copy's create moved it first).
 # Now the start moves such cached attributes to the DVs of the map (doc/
-# cm.md "Crashes"): the records drain, no conflict, and a fresh client
-# sees the modes.
+# cm.md "A reply a kill cut off"): the records drain, no conflict, and a
+# fresh client sees the modes.
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
 t_timeout 180
