@@ -941,6 +941,33 @@ mcache_stored_attr(struct mcache *mc, const struct proto_attr *a)
 	install_attr(mc, a, true);
 }
 
+bool
+mcache_settle_local_dv(struct mcache *mc, const struct fid *fid, uint64_t dv)
+{
+	struct proto_attr a;
+	struct ino_ent *e;
+	bool have = false;
+
+	if (!mc || !dv || (dv & CM_DV_LOCAL))
+		return false;
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, fid);
+	if (e && e->have_attr) {
+		a = e->attr;
+		have = true;
+	}
+	ino_unlock(mc->ino);
+	if (!have)
+		have = pend_get(mc, fid, &a) || vc_get_attr(mc->vc, fid, &a) == 0;
+	if (!have || !(a.dv & CM_DV_LOCAL))
+		return false;
+	a.dv = dv;
+	install_attr(mc, &a, false);
+	if (mc->hooks.dv_changed)
+		mc->hooks.dv_changed(mc->hooks.arg, &a);
+	return true;
+}
+
 /* A directory's new attributes @a and its edited listing @nw (our
  * reference, given up) become the cached ones. */
 static void

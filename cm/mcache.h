@@ -181,6 +181,20 @@ bool mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
 		      const char *del, const char *add,
 		      const struct proto_attr *add_attr);
 
+/*
+ * A change of @fid the server took (its record left the replay log, the
+ * DV map kept the @dv it gave) whose reply never reached the caches: a
+ * kill -9 between the record's removal and the reply's application
+ * (replay.c, at the start: the map of <cache>/replay-dv). If the cached
+ * attributes (as stored, no write-state overlay) still carry a local DV,
+ * they move to @dv, the server's, as the reply would have moved them;
+ * the rest of the local view stays until the server's is fetched (a
+ * directory's listing at the local DV is then not current: fetched).
+ * Loop thread. @return whether they moved.
+ */
+bool mcache_settle_local_dv(struct mcache *mc, const struct fid *fid,
+			    uint64_t dv);
+
 /* Any thread: a late create (mut_hold_create()): add @add (@add_attr)
  * to the cached listing of @dir, keeping its DV, so the server's answer
  * (DV + 1) edits it as usual. @return 0, -ENOENT (listing not cached or

@@ -447,6 +447,42 @@ map_set(struct replay *rp, const struct fid *fid, uint64_t dv, uint64_t base0,
 			 strerror(errno));
 }
 
+/*
+ * The map as a previous cairnd left it in replay-dv: a record is removed
+ * (the map learnt its DV first) before its reply is applied to the
+ * caches, so a kill -9 in between leaves cached attributes at the local
+ * DV the op gave them, for an object no record names any more (a file
+ * made in writeback, its create answered). The file used to be all that
+ * knew its server DV, and it is emptied once the log is: a record logged
+ * on that local DV after this start (the store of the file a crash left
+ * dirty, wb_resume_crashed(), after the first pass) was then, after one
+ * more restart, unsendable: a conflict "object gone" for an object the
+ * server has (t4075 once, t4082). So the replies are finished now: those
+ * cached attributes take the map's DV. Objects a live record names keep
+ * their local view; their records' replies come (doc/cm.md "A reply a
+ * kill cut off").
+ */
+static void
+map_settle(struct replay *rp)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < rp->map.cap; i++) {
+		struct fidmap_slot *sl = &rp->map.slot[i];
+
+		if (!sl->used || replay_ahead(rp, &sl->fid))
+			continue;
+		if (mcache_settle_local_dv(rp->d.mc, &sl->fid, sl->dv))
+			n++;
+	}
+	if (n)
+		log_info(LOG_OFF,
+			 "%zu objects still showed a local DV the server "
+			 "had replaced (a restart cut their replies short): "
+			 "moved to the server's",
+			 n);
+}
+
 static void
 map_open(struct replay *rp)
 {
@@ -468,11 +504,13 @@ map_open(struct replay *rp)
 				map_put(rp, &fid, dv, b0, pv);
 		}
 		fclose(f);
-		if (rp->map.n > before)
+		if (rp->map.n > before) {
 			log_info(LOG_OFF,
 				 "going on with a replay a restart cut short "
 				 "(%zu objects already replayed)",
 				 rp->map.n - before);
+			map_settle(rp);
+		}
 	}
 	rp->mapfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 }
