@@ -1533,6 +1533,18 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need,
 			wb_ahead_reset_locked(ws);
 		pthread_mutex_unlock(&wb->lock);
 	}
+	if (rc < 0) {
+		char fs[FID_STRLEN];
+
+		/* Said: an EIO here reaches ftruncate or an O_TRUNC open
+		 * with nothing else in the log (t4085, writeback). */
+		log_debug(LOG_WB,
+			  "truncate of %s to %llu (base DV %llu, size %llu) "
+			  "failed: %s",
+			  fid_fmt(fid, fs), (unsigned long long)size,
+			  (unsigned long long)s.base_dv,
+			  (unsigned long long)s.size, strerror(-rc));
+	}
 	return rc == -ESTALE ? -EIO : rc;
 }
 
