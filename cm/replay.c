@@ -64,6 +64,7 @@ struct replay {
 	struct fidmap map;   /* replay: FID -> the DV our change produced */
 	struct fidmap base0; /* FID -> the DV our first change was based on */
 	struct fidmap prev;  /* FID -> the DV our last change was sent on */
+	struct fidmap logged; /* FID -> the DV our last change was logged on */
 	int mapfd; /* <cache>/replay-dv, the map as it grows (or -1) */
 	uint64_t sent;	     /* records acknowledged since start */
 	struct rbatch *batch; /* the batch in flight, or NULL */
@@ -389,8 +390,17 @@ owned(struct replay *rp, const struct rlog_rec *rec)
  * is replayed twice (kill -9 between its log commit and its write state's
  * save: the restart stores the file again, on the DV the first one
  * produced) moves the file past that base before the setattr goes, and
- * the setattr is still ours, not stale (t4075). A base that is none of
- * these is a server DV the record learned later (writeback: a refresh
+ * the setattr is still ours, not stale (t4075). And the DV our last
+ * change was logged on (rp->logged): a write state whose store was
+ * answered while a later STORE record of the file was still in the log
+ * keeps its base (wb.c stored(), "later"), so every record logged until
+ * one is answered with none after it names that same DV, however many of
+ * them were sent meanwhile. The prev names only the last one's sent
+ * (mapped) base: with two such answers in a row (a writer that fsyncs
+ * each version, its next close logged before the answer reached the
+ * write state) the third record went out on the old DV and came back
+ * 412, a conflict of the client with itself (t4084). A base that is none
+ * of these is a server DV the record learned later (writeback: a refresh
  * after the last drain, another client's change): it stands, and if it is
  * stale the server says so (a conflict, rightly).
  */
@@ -402,18 +412,20 @@ map_find(struct replay *rp, const struct fid *fid)
 
 static void
 map_put(struct replay *rp, const struct fid *fid, uint64_t dv, uint64_t base0,
-	uint64_t prev)
+	uint64_t prev, uint64_t logged)
 {
 	if (!fidmap_put(&rp->map, fid, dv) ||
 	    (!fidmap_find(&rp->base0, fid) &&
 	     !fidmap_put(&rp->base0, fid, base0)) ||
-	    (prev && !fidmap_put(&rp->prev, fid, prev)))
+	    (prev && !fidmap_put(&rp->prev, fid, prev)) ||
+	    (logged && !fidmap_put(&rp->logged, fid, logged)))
 		log_warn(LOG_OFF, "out of memory for the replay DV map");
 }
 
 /*
- * The map is also appended to <cache>/replay-dv ("FID DV BASE0 PREV"
- * lines, PREV 0 when unknown; a line of an older cairnd has no PREV;
+ * The map is also appended to <cache>/replay-dv ("FID DV BASE0 PREV
+ * LOGGED" lines, PREV and LOGGED 0 when unknown; a line of an older
+ * cairnd has no PREV or no LOGGED;
  * no fsync: it must outlive the process, not the machine), so a cairnd
  * killed in the middle of a reintegration or a drain still knows, when it
  * goes on, which DVs its own replayed changes produced. Emptied when the
@@ -430,18 +442,20 @@ static void
 map_set(struct replay *rp, const struct fid *fid, uint64_t dv, uint64_t base0,
 	uint64_t prev)
 {
-	char line[FID_STRLEN + 96], fs[FID_STRLEN];
-	struct fidmap_slot *b;
+	char line[FID_STRLEN + 128], fs[FID_STRLEN];
+	struct fidmap_slot *b, *lg;
 	int n;
 
-	map_put(rp, fid, dv, base0, prev);
+	map_put(rp, fid, dv, base0, prev, 0);
 	if (rp->mapfd < 0)
 		return;
 	b = fidmap_find(&rp->base0, fid);
-	n = snprintf(line, sizeof(line), "%s %llu %llu %llu\n",
+	lg = fidmap_find(&rp->logged, fid);
+	n = snprintf(line, sizeof(line), "%s %llu %llu %llu %llu\n",
 		     fid_fmt(fid, fs), (unsigned long long)dv,
 		     (unsigned long long)(b ? b->dv : 0),
-		     (unsigned long long)prev);
+		     (unsigned long long)prev,
+		     (unsigned long long)(lg ? lg->dv : 0));
 	if (write(rp->mapfd, line, (size_t)n) != n)
 		log_warn(LOG_OFF, "cannot write the replay DV map: %s",
 			 strerror(errno));
@@ -486,7 +500,7 @@ map_settle(struct replay *rp)
 static void
 map_open(struct replay *rp)
 {
-	char path[4096], line[160];
+	char path[4096], line[200];
 	size_t before = rp->map.n;
 	FILE *f;
 
@@ -495,13 +509,14 @@ map_open(struct replay *rp)
 	if (f) {
 		while (fgets(line, sizeof(line), f)) {
 			char *sp = strchr(line, ' ');
-			unsigned long long dv, b0 = 0, pv = 0;
+			unsigned long long dv, b0 = 0, pv = 0, lg = 0;
 			struct fid fid;
 
 			if (sp &&
 			    fid_parse_n(line, (size_t)(sp - line), &fid) == 0 &&
-			    sscanf(sp + 1, "%llu %llu %llu", &dv, &b0, &pv) >= 1)
-				map_put(rp, &fid, dv, b0, pv);
+			    sscanf(sp + 1, "%llu %llu %llu %llu", &dv, &b0, &pv,
+				   &lg) >= 1)
+				map_put(rp, &fid, dv, b0, pv, lg);
 		}
 		fclose(f);
 		if (rp->map.n > before) {
@@ -526,6 +541,7 @@ map_close(struct replay *rp, bool remove)
 	fidmap_clear(&rp->map);
 	fidmap_clear(&rp->base0);
 	fidmap_clear(&rp->prev);
+	fidmap_clear(&rp->logged);
 	if (remove) {
 		map_path(rp, path, sizeof(path));
 		unlink(path);
@@ -580,7 +596,7 @@ static uint64_t
 subst_base(struct replay *rp, struct proto_op *op)
 {
 	uint64_t src = op->base_dv;
-	struct fidmap_slot *s, *b, *pv;
+	struct fidmap_slot *s, *b, *pv, *lg;
 	struct proto_attr ca;
 
 	if (op->kind != PROTO_OP_STORE && op->kind != PROTO_OP_SETATTR)
@@ -588,10 +604,34 @@ subst_base(struct replay *rp, struct proto_op *op)
 	s = map_find(rp, &op->fid);
 	b = fidmap_find(&rp->base0, &op->fid);
 	pv = fidmap_find(&rp->prev, &op->fid);
+	lg = fidmap_find(&rp->logged, &op->fid);
 	if (s && ((src & CM_DV_LOCAL) || src == s->dv || (b && src == b->dv) ||
-		  (pv && src == pv->dv)))
+		  (pv && src == pv->dv) || (lg && src == lg->dv)))
 		op->base_dv = s->dv;
-	else if (!s && (src & CM_DV_LOCAL) &&
+	if (s) {
+		char fs[FID_STRLEN];
+
+		log_debug(LOG_OFF,
+			  "%s of %s logged on DV %llu, sent on %llu (the DV "
+			  "map: %llu, first based on %llu, last sent on %llu, "
+			  "logged on %llu)",
+			  op->kind == PROTO_OP_STORE ? "store" : "setattr",
+			  fid_fmt(&op->fid, fs), (unsigned long long)src,
+			  (unsigned long long)op->base_dv,
+			  (unsigned long long)s->dv,
+			  (unsigned long long)(b ? b->dv : 0),
+			  (unsigned long long)(pv ? pv->dv : 0),
+			  (unsigned long long)(lg ? lg->dv : 0));
+	}
+	/* The write state that logged it stays on @src while "later"
+	 * answers come (see the DV map above): a record after this one
+	 * logged on it is ours too. A refused one leaves it too, harmless:
+	 * the next record on it goes on the DV our last taken change made,
+	 * which the server refuses if anyone changed the file since. */
+	if (!(src & CM_DV_LOCAL) &&
+	    !fidmap_put(&rp->logged, &op->fid, src))
+		log_warn(LOG_OFF, "out of memory for the replay DV map");
+	if (!s && (src & CM_DV_LOCAL) &&
 		 mcache_attr(rp->d.mc, &op->fid, &ca) == 0 &&
 		 !(ca.dv & CM_DV_LOCAL))
 		/* An object made offline whose create went before a

@@ -778,6 +778,15 @@ wb_open_write(struct wb *wb, const struct proto_attr *a,
 		ws->ctime_ns = a->ctime_ns;
 		SLIST_INSERT_HEAD(&wb->tab[bucket(&a->fid)], ws, link);
 		fresh = true;
+		{
+			char fs[FID_STRLEN];
+
+			log_debug(LOG_WB,
+				  "write state of %s: base DV %llu, size %llu",
+				  fid_fmt(&a->fid, fs),
+				  (unsigned long long)a->dv,
+				  (unsigned long long)a->size);
+		}
 	}
 	ws->writers++;
 	set_name_locked(ws, parent, name);
@@ -1524,6 +1533,18 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need,
 			wb_ahead_reset_locked(ws);
 		pthread_mutex_unlock(&wb->lock);
 	}
+	if (rc < 0) {
+		char fs[FID_STRLEN];
+
+		/* Said: an EIO here reaches ftruncate or an O_TRUNC open
+		 * with nothing else in the log (t4085, writeback). */
+		log_debug(LOG_WB,
+			  "truncate of %s to %llu (base DV %llu, size %llu) "
+			  "failed: %s",
+			  fid_fmt(fid, fs), (unsigned long long)size,
+			  (unsigned long long)s.base_dv,
+			  (unsigned long long)s.size, strerror(-rc));
+	}
 	return rc == -ESTALE ? -EIO : rc;
 }
 
@@ -2033,9 +2054,20 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 				       RLOG_MASK(RLOG_PENDING) |
 					       RLOG_MASK(RLOG_INFLIGHT),
 				       PROTO_OP_STORE, UINT64_MAX,
-				       NULL) == 0)
+				       NULL) == 0) {
+			char fs[FID_STRLEN];
+
+			log_debug(LOG_WB,
+				  "stored %s: base %llu (logged on %llu) -> "
+				  "DV %llu; a later store record is logged: "
+				  "the write state stays on DV %llu",
+				  fid_fmt(&op->fid, fs),
+				  (unsigned long long)op->base_dv,
+				  (unsigned long long)src,
+				  (unsigned long long)a->dv,
+				  (unsigned long long)ws->base_dv);
 			later = true;
-		else if (ws && ws->replaying && ws->base_dv == src &&
+		} else if (ws && ws->replaying && ws->base_dv == src &&
 			 (ws->dirty || ws->uncommitted || ws->writing ||
 			  ws->checkpointing)) {
 			/* Written again since the store was logged, no
@@ -2090,6 +2122,18 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 				      a->dv);
 			if (resave && !ws->gone)
 				wb_save_locked(wb, ws);
+			{
+				char fs[FID_STRLEN];
+
+				log_debug(LOG_WB,
+					  "stored %s: base %llu (logged on "
+					  "%llu) -> DV %llu; written again "
+					  "since: the write state moves to it",
+					  fid_fmt(&op->fid, fs),
+					  (unsigned long long)op->base_dv,
+					  (unsigned long long)src,
+					  (unsigned long long)a->dv);
+			}
 			later = true;
 		}
 		pthread_mutex_unlock(&wb->lock);
@@ -2111,6 +2155,18 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 	pthread_mutex_lock(&wb->lock);
 	ws = wb_find_locked(wb, &op->fid);
 	mine = ws && ws->base_dv == src;
+	{
+		char fs[FID_STRLEN];
+
+		log_debug(LOG_WB,
+			  "stored %s: base %llu (logged on %llu) -> DV %llu; "
+			  "write state %s (base %llu)",
+			  fid_fmt(&op->fid, fs),
+			  (unsigned long long)op->base_dv,
+			  (unsigned long long)src, (unsigned long long)a->dv,
+			  mine ? "moves" : ws ? "stays" : "none",
+			  (unsigned long long)(ws ? ws->base_dv : 0));
+	}
 	if (mine) {
 		ws->logged = false;
 		ws->replaying = false;

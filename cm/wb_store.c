@@ -1125,6 +1125,7 @@ store_offline(struct store *st, const struct wstate *s)
 {
 	struct wb *wb = st->wb;
 	struct rlog_effect eff[2];
+	char fs[FID_STRLEN];
 	int rc = -EIO;
 
 	conflict_note_base(wb, &st->fid, &s->attr);
@@ -1175,6 +1176,14 @@ store_offline(struct store *st, const struct wstate *s)
 		for (size_t i = 0; rc == 0 && i < nops; i++)
 			if (eff[i].seq)
 				conflict_note_path(wb, eff[i].seq, &ops[i]);
+		if (rc == 0)
+			log_debug(LOG_WB,
+				  "store of %s logged: record %llu, base %llu, "
+				  "size %llu",
+				  fid_fmt(&st->fid, fs),
+				  (unsigned long long)eff[0].seq,
+				  (unsigned long long)st->op.base_dv,
+				  (unsigned long long)st->op.size);
 		rlog_effect_release(&eff[0]);
 		rlog_effect_release(&eff[1]);
 	}
