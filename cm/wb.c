@@ -2025,6 +2025,23 @@ wb_log_settle(struct wb *wb, const struct fid *fid)
 	stored(wb, &op, &a);
 }
 
+/* stored()'s debug line: what the answer @a to @op (its chunks at @src)
+ * did with the write state @ws (lock held; NULL: none). */
+static void
+stored_debug(const struct proto_op *op, uint64_t src,
+	     const struct proto_attr *a, const char *what,
+	     const struct wstate *ws)
+{
+	char fs[FID_STRLEN];
+
+	log_debug(LOG_WB,
+		  "stored %s: base %llu (logged on %llu) -> DV %llu; %s "
+		  "(its base: %llu)",
+		  fid_fmt(&op->fid, fs), (unsigned long long)op->base_dv,
+		  (unsigned long long)src, (unsigned long long)a->dv, what,
+		  (unsigned long long)(ws ? ws->base_dv : 0));
+}
+
 static void
 stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 {
@@ -2055,17 +2072,8 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 					       RLOG_MASK(RLOG_INFLIGHT),
 				       PROTO_OP_STORE, UINT64_MAX,
 				       NULL) == 0) {
-			char fs[FID_STRLEN];
-
-			log_debug(LOG_WB,
-				  "stored %s: base %llu (logged on %llu) -> "
-				  "DV %llu; a later store record is logged: "
-				  "the write state stays on DV %llu",
-				  fid_fmt(&op->fid, fs),
-				  (unsigned long long)op->base_dv,
-				  (unsigned long long)src,
-				  (unsigned long long)a->dv,
-				  (unsigned long long)ws->base_dv);
+			stored_debug(op, src, a, "a later store record is "
+				     "logged: the write state stays", ws);
 			later = true;
 		} else if (ws && ws->replaying && ws->base_dv == src &&
 			 (ws->dirty || ws->uncommitted || ws->writing ||
@@ -2122,18 +2130,8 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 				      a->dv);
 			if (resave && !ws->gone)
 				wb_save_locked(wb, ws);
-			{
-				char fs[FID_STRLEN];
-
-				log_debug(LOG_WB,
-					  "stored %s: base %llu (logged on "
-					  "%llu) -> DV %llu; written again "
-					  "since: the write state moves to it",
-					  fid_fmt(&op->fid, fs),
-					  (unsigned long long)op->base_dv,
-					  (unsigned long long)src,
-					  (unsigned long long)a->dv);
-			}
+			stored_debug(op, src, a, "written again since: the "
+				     "write state moves", ws);
 			later = true;
 		}
 		pthread_mutex_unlock(&wb->lock);
@@ -2155,18 +2153,11 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 	pthread_mutex_lock(&wb->lock);
 	ws = wb_find_locked(wb, &op->fid);
 	mine = ws && ws->base_dv == src;
-	{
-		char fs[FID_STRLEN];
-
-		log_debug(LOG_WB,
-			  "stored %s: base %llu (logged on %llu) -> DV %llu; "
-			  "write state %s (base %llu)",
-			  fid_fmt(&op->fid, fs),
-			  (unsigned long long)op->base_dv,
-			  (unsigned long long)src, (unsigned long long)a->dv,
-			  mine ? "moves" : ws ? "stays" : "none",
-			  (unsigned long long)(ws ? ws->base_dv : 0));
-	}
+	stored_debug(op, src, a,
+		     mine ? "the write state moves"
+		     : ws ? "the write state stays"
+			  : "no write state",
+		     ws);
 	if (mine) {
 		ws->logged = false;
 		ws->replaying = false;
