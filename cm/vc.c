@@ -2901,10 +2901,11 @@ vc_rebuilt(struct vc *vc)
  * new file (PATH.rebuild), which is renamed over the old one. Chains that
  * loop or cross (test_tdbw "hostile"), a key met twice or a record tdb
  * cannot read stop the copy, and the file is emptied instead (it is a
- * cache); a dead record a killed delete left in its chain does not. The copy never brings back a deleted record's bytes,
- * as a linear salvage (tdb_rescue()) could. A kill during the copy
- * leaves the old file, still not closed cleanly: the next open starts
- * again; a kill after the rename leaves the new one, swept next.
+ * cache); a dead record a killed delete left in its chain does not.
+ * The copy never brings back a deleted record's bytes, as a linear
+ * salvage (tdb_rescue()) could. A kill during the copy leaves the old
+ * file, still not closed cleanly: the next open starts again; a kill
+ * after the rename leaves the new one, swept next.
  */
 
 /* Rebuild the file of @vc in place (above). Under the lock. @return 0 or
