@@ -26,6 +26,10 @@
 #define TDBW_VERSION	    (0x26011967 + 6)
 #define TDBW_RECOVERY_MAGIC 0xf53bc0e7u
 #define TDBW_MAGIC_FOOD	    "TDB file\n"
+/* Where the head of hash chain @b lies (b = -1: the free list's), and
+ * where the first record can: past the header and every chain head. */
+#define TDBW_CHAIN_HEAD(b)  (TDBW_HDR_LEN + 4 * ((uint64_t)(b) + 1))
+#define TDBW_FIRST_REC(hs)  TDBW_CHAIN_HEAD(hs)
 
 /* tdb's offsets are 32-bit: a file cannot pass 4 GiB. tdb grows a file
  * by at least 10 % (above 100 MiB) and reports a growth that would pass
@@ -295,7 +299,7 @@ chains_walkable(struct tdb_context *tdb)
 		version = __builtin_bswap32(version);
 		hash_size = __builtin_bswap32(hash_size);
 	}
-	first = TDBW_HDR_LEN + 4 * ((uint64_t)hash_size + 1);
+	first = TDBW_FIRST_REC(hash_size);
 	if (version != TDBW_VERSION || first > n) {
 		ok = 0;
 		goto out;
@@ -308,7 +312,7 @@ chains_walkable(struct tdb_context *tdb)
 	for (uint64_t b = 0; b < hash_size && ok == 1; b++) {
 		uint32_t off;
 
-		memcpy(&off, m + TDBW_HDR_LEN + 4 * (b + 1), 4);
+		memcpy(&off, m + TDBW_CHAIN_HEAD(b), 4);
 		if (swap)
 			off = __builtin_bswap32(off);
 		while (off) {
@@ -458,7 +462,7 @@ recovery_pending_eof(const char *path)
 	memcpy(&eof, rec + 8, 4);
 	/* The old end cannot lie inside the header and hash table. */
 	if (magic == TDBW_RECOVERY_MAGIC &&
-	    eof >= TDBW_HDR_LEN + 4 * ((uint64_t)hash_size + 1))
+	    eof >= TDBW_FIRST_REC(hash_size))
 		ret = eof;
 out:
 	close(fd);
@@ -505,7 +509,7 @@ rename_recovery_area(int fd, uint64_t size)
 	if (util_pread_all(fd, &hash_size, 4, 36) != 4 ||
 	    util_pread_all(fd, &rstart, 4, 44) != 4 || rstart)
 		return 0;
-	for (off = TDBW_HDR_LEN + 4 * ((uint64_t)hash_size + 1);
+	for (off = TDBW_FIRST_REC(hash_size);
 	     off + sizeof(r) <= size; off += sizeof(r) + r[1]) {
 		if (util_pread_all(fd, r, sizeof(r), (off_t)off) !=
 		    (ssize_t)sizeof(r))
