@@ -27,39 +27,11 @@ NF=${NF:-3}
 SEED=${SEED:-$RANDOM}
 MODES=${TRUNC_MODES:-}
 echo "# seed $SEED, $SECS s per run"
+export PYTHONPATH="$top_srcdir/tests/integration${PYTHONPATH:+:$PYTHONPATH}"
 
 cat >"$T_DIR/tr.py" <<'PY'
 import os, random, sys, time
-CHUNK = 256 * 1024
-LINE = 15
-
-def content(f, v, n):
-    line = b"F%03d V%08d\n" % (f, v)
-    return (line * (n // LINE + 1))[:n]
-
-def check(data, f):
-    """'' if data can be what a reader of file f sees, else why not."""
-    if len(data) > 3 * CHUNK:
-        return "%d bytes, more than any version" % len(data)
-    z = data.find(b"\0")
-    if z >= 0:
-        e = z
-        while e < len(data) and data[e] == 0:
-            e += 1
-        return "zeros at %d-%d of %d bytes" % (z, e, len(data))
-    head = b"F%03d V" % f
-    for o in range(0, len(data), LINE):
-        ln = data[o:o + LINE]
-        if len(ln) < LINE:
-            # the last line, cut: a prefix of a line of this file
-            k = min(len(ln), len(head))
-            if ln[:k] != head[:k] or not (ln[k:].isdigit() or ln[k:] == b""):
-                return "bad last line at %d: %r" % (o, ln)
-            continue
-        if not (ln.startswith(head) and ln[6:14].isdigit() and
-                ln.endswith(b"\n")):
-            return "bad line at %d: %r" % (o, ln)
-    return ""
+from verlines import CHUNK, content, check
 
 cmd = sys.argv[1]
 if cmd == "write":  # root nf secs seed

@@ -24,36 +24,16 @@ SEED=${SEED:-$RANDOM}
 MODES=${TRUNC_MODES:-sync writeback}
 READERS=${TRUNC_READERS:-h1 h2 h3 r1}
 echo "# seed $SEED, $SECS s per mode"
+export PYTHONPATH="$top_srcdir/tests/integration${PYTHONPATH:+:$PYTHONPATH}"
 
 cat >"$T_DIR/hz.py" <<'PY'
 import os, random, sys, time
-CHUNK = 256 * 1024
-LINE = 15
-
-def content(v, n):
-    line = b"F000 V%08d\n" % v
-    return (line * (n // LINE + 1))[:n]
-
-def check(data):
-    if len(data) > 3 * CHUNK:
-        return "%d bytes, more than any version" % len(data)
-    z = data.find(b"\0")
-    if z >= 0:
-        e = z
-        while e < len(data) and data[e] == 0:
-            e += 1
-        return "zeros at %d-%d of %d bytes" % (z, e, len(data))
-    for o in range(0, len(data) - LINE + 1, LINE):
-        ln = data[o:o + LINE]
-        if not (ln.startswith(b"F000 V") and ln[6:14].isdigit() and
-                ln.endswith(b"\n")):
-            return "bad line at %d: %r" % (o, ln)
-    return ""
+from verlines import CHUNK, content, check
 
 cmd, path = sys.argv[1], sys.argv[2]
 if cmd == "init":
     with open(path, "wb") as fh:
-        fh.write(content(0, 3 * CHUNK - 4321))
+        fh.write(content(0, 0, 3 * CHUNK - 4321))
 elif cmd == "write":  # path secs seed
     secs, rnd = float(sys.argv[3]), random.Random(int(sys.argv[4]))
     end = time.time() + secs
@@ -74,7 +54,7 @@ elif cmd == "write":  # path secs seed
                     size = rnd.randrange(1024, 3 * CHUNK + 1)
                     call = "ftruncate"
                     os.ftruncate(fd, 0)
-                data = content(v, size)
+                data = content(0, v, size)
                 step = rnd.choice((10240, 65536))
                 for off in range(0, size, step):
                     call = "pwrite at %d" % off
@@ -112,7 +92,7 @@ elif cmd in ("hold", "read"):  # path stopfile outfile
         if not data:
             # the file is empty (the writer truncates): no spinning
             time.sleep(0.001)
-        why = check(data)
+        why = check(data, 0)
         if why:
             bad += 1
             if bad <= 10:
