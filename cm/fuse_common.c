@@ -228,12 +228,43 @@ trunc_find_locked(uint64_t ino)
 	return NULL;
 }
 
+/* Whether a READ answered short may still have to wait for @t: while
+ * it runs, and after its answer for the grace, or until
+ * FOPS_TRUNC_WAIT_MAX_MS if its thread can be watched (fops_trunc_hold()
+ * then looks whether it ran). */
 static bool
 trunc_live(const struct trunc_mark *t, uint64_t now)
 {
 	if (t->running)
 		return now - t->begun_ms < TRUNC_STALE_MS;
-	return t->ended_ms && now - t->ended_ms < FOPS_TRUNC_GRACE_MS;
+	if (!t->ended_ms)
+		return false;
+	return now - t->ended_ms <
+	       (t->pid ? FOPS_TRUNC_WAIT_MAX_MS : FOPS_TRUNC_GRACE_MS);
+}
+
+/* Is thread @tid runnable (state R in /proc/TID/stat: running, or woken
+ * and waiting for a CPU)? False if it cannot be read (gone, another pid
+ * namespace's /proc, no /proc). */
+static bool
+thread_runnable(uint32_t tid)
+{
+	char path[40], buf[512];
+	const char *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%u/stat", (unsigned)tid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	/* "tid (comm) S ...": the name may hold spaces and parentheses */
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && p[2] == 'R';
 }
 
 void
@@ -299,15 +330,35 @@ bool
 fops_trunc_hold(uint64_t ino)
 {
 	struct trunc_mark *t;
+	uint64_t now, ended = 0;
+	uint32_t pid = 0;
 	bool hold = false;
 
 	if (!atomic_load(&ntruncs_hint))
 		return false;
 	pthread_mutex_lock(&trunc_lock);
-	if ((t = trunc_find_locked(ino)))
-		hold = trunc_live(t, util_now_ms());
+	now = util_now_ms();
+	if ((t = trunc_find_locked(ino)) && trunc_live(t, now)) {
+		hold = true;
+		if (!t->running && now - t->ended_ms >= FOPS_TRUNC_GRACE_MS) {
+			pid = t->pid;
+			ended = t->ended_ms;
+		}
+	}
 	pthread_mutex_unlock(&trunc_lock);
-	return hold;
+	/* Past the grace: the truncating thread has not made a request
+	 * since its answer. Still runnable, it may not have run at all
+	 * (a loaded machine): the kernel has not taken the size yet. Any
+	 * other state, it ran: it took the size, and if it sleeps in
+	 * truncate_pagecache(), that waits for this READ's pages. */
+	if (!pid || thread_runnable(pid))
+		return hold;
+	pthread_mutex_lock(&trunc_lock);
+	if ((t = trunc_find_locked(ino)) && !t->running &&
+	    t->ended_ms == ended)
+		t->ended_ms = 0;
+	pthread_mutex_unlock(&trunc_lock);
+	return false;
 }
 
 /* io_read(): a request of thread @pid came in. One that the thread can

@@ -125,6 +125,10 @@ char *fops_tbuf_get(size_t len);
  * and read again once that is over. Any thread.
  */
 #define FOPS_TRUNC_GRACE_MS 200
+/* ... and past it, for as long as the truncating thread is still
+ * runnable (it has not run since the answer: /proc/TID/stat), up to
+ * this long after the answer. */
+#define FOPS_TRUNC_WAIT_MAX_MS 2000
 /* A truncation of inode @ino by the caller of @req begins (before it
  * changes the size). */
 void fops_trunc_begin(fuse_req_t req, uint64_t ino);
