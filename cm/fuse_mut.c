@@ -252,6 +252,7 @@ wio_run(struct cm *cm, const struct wio *w, uint8_t *rbuf)
 		if (!h->buf) {
 			free(h);
 			fuse_reply_err(w->req, ENOMEM);
+			wio_done((struct wio *)w);
 			return;
 		}
 		memcpy(h->buf, w->buf, w->len);
