@@ -31,7 +31,7 @@ export PYTHONPATH="$top_srcdir/tests/integration${PYTHONPATH:+:$PYTHONPATH}"
 
 cat >"$T_DIR/tr.py" <<'PY'
 import os, random, sys, time
-from verlines import CHUNK, content, check
+from verlines import CHUNK, check, content, pread_all, read_file
 
 cmd = sys.argv[1]
 if cmd == "write":  # root nf secs seed
@@ -67,18 +67,9 @@ elif cmd in ("read", "hold"):  # root nf stopfile outfile seed
     while not os.path.exists(stop):
         f = rnd.randrange(nf)
         if cmd == "read":
-            with open(os.path.join(root, "f%03d" % f), "rb") as fh:
-                data = fh.read()
+            data = read_file(os.path.join(root, "f%03d" % f))
         else:  # the same descriptor: size now, then read to the end
-            fd = fds[f]
-            parts, off = [], 0
-            while True:
-                b = os.pread(fd, 1 << 20, off)
-                if not b:
-                    break
-                parts.append(b)
-                off += len(b)
-            data = b"".join(parts)
+            data = pread_all(fds[f])
         reads += 1
         why = check(data, f)
         if why:

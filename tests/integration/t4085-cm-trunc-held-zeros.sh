@@ -28,7 +28,7 @@ export PYTHONPATH="$top_srcdir/tests/integration${PYTHONPATH:+:$PYTHONPATH}"
 
 cat >"$T_DIR/hz.py" <<'PY'
 import os, random, sys, time
-from verlines import CHUNK, content, check
+from verlines import CHUNK, check, content, read_loop
 
 cmd, path = sys.argv[1], sys.argv[2]
 if cmd == "init":
@@ -71,34 +71,7 @@ elif cmd == "write":  # path secs seed
         sys.exit(1)
     print(v)
 elif cmd in ("hold", "read"):  # path stopfile outfile
-    stop, out = sys.argv[3], sys.argv[4]
-    fd = os.open(path, os.O_RDONLY)
-    reads = bad = 0
-    log = open(out + ".log", "w")
-    while not os.path.exists(stop):
-        if cmd == "read":
-            with open(path, "rb") as fh:
-                data = fh.read()
-        else:
-            parts, off = [], 0
-            while off <= 3 * CHUNK:
-                b = os.pread(fd, 1 << 20, off)
-                if not b:
-                    break
-                parts.append(b)
-                off += len(b)
-            data = b"".join(parts)
-        reads += 1
-        if not data:
-            # the file is empty (the writer truncates): no spinning
-            time.sleep(0.001)
-        why = check(data, 0)
-        if why:
-            bad += 1
-            if bad <= 10:
-                print(why, file=log, flush=True)
-    with open(out, "w") as o:
-        print(reads, bad, file=o)
+    read_loop(cmd, path, sys.argv[3], sys.argv[4], lambda d: check(d, 0))
 PY
 
 vold_start || exit 99

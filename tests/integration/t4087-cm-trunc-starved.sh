@@ -26,7 +26,7 @@ export PYTHONPATH="$top_srcdir/tests/integration${PYTHONPATH:+:$PYTHONPATH}"
 
 cat >"$T_DIR/st.py" <<'PY'
 import os, random, sys, time
-from verlines import CHUNK, content, check
+from verlines import CHUNK, check, content, read_loop
 
 cmd, path = sys.argv[1], sys.argv[2]
 if cmd == "init":
@@ -65,34 +65,9 @@ elif cmd == "write":  # path secs seed
         sys.exit(1)
     print(v)
 elif cmd in ("hold", "read"):  # path stopfile outfile
-    stop, out = sys.argv[3], sys.argv[4]
+    # the CPUs other than the writer's
     os.sched_setaffinity(0, set(range(1, os.cpu_count())))
-    fd = os.open(path, os.O_RDONLY)
-    reads = bad = 0
-    log = open(out + ".log", "w")
-    while not os.path.exists(stop):
-        if cmd == "read":
-            with open(path, "rb") as fh:
-                data = fh.read()
-        else:
-            parts, off = [], 0
-            while off <= 3 * CHUNK:
-                b = os.pread(fd, 1 << 20, off)
-                if not b:
-                    break
-                parts.append(b)
-                off += len(b)
-            data = b"".join(parts)
-        reads += 1
-        if not data:
-            time.sleep(0.001)
-        why = check(data, 0)
-        if why:
-            bad += 1
-            if bad <= 5:
-                print(why, file=log, flush=True)
-    with open(out, "w") as o:
-        print(reads, bad, file=o)
+    read_loop(cmd, path, sys.argv[3], sys.argv[4], lambda d: check(d, 0))
 PY
 
 vold_start || exit 99

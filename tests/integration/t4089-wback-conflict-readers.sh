@@ -27,7 +27,7 @@ export PYTHONPATH="$top_srcdir/tests/integration${PYTHONPATH:+:$PYTHONPATH}"
 
 cat >"$T_DIR/c.py" <<'PY'
 import os, random, sys, time
-from verlines import CHUNK, LINE, content, check
+from verlines import CHUNK, LINE, check, content, read_file, read_loop, zeros
 
 PAGE = 4096
 
@@ -38,12 +38,9 @@ def page_check(data):
     start of one)."""
     if len(data) > 3 * CHUNK:
         return "%d bytes, more than any version" % len(data)
-    z = data.find(b"\0")
-    if z >= 0:
-        e = z
-        while e < len(data) and data[e] == 0:
-            e += 1
-        return "zeros at %d-%d of %d bytes" % (z, e, len(data))
+    z = zeros(data)
+    if z:
+        return z
     for o in range(0, len(data), LINE):
         ln = data[o:o + LINE]
         if o // PAGE != (o + len(ln) - 1) // PAGE:
@@ -84,33 +81,9 @@ elif cmd == "write":  # path f secs seed pause: versions and errors
         time.sleep(pause)
     print(v, errs)
 elif cmd == "hold":  # path stopfile outfile
-    stop, out = sys.argv[3], sys.argv[4]
-    fd = os.open(path, os.O_RDONLY)
-    reads = bad = 0
-    log = open(out + ".log", "w")
-    while not os.path.exists(stop):
-        parts, off = [], 0
-        while off <= 3 * CHUNK:
-            b = os.pread(fd, 1 << 20, off)
-            if not b:
-                break
-            parts.append(b)
-            off += len(b)
-        data = b"".join(parts)
-        reads += 1
-        if not data:
-            time.sleep(0.001)
-        why = page_check(data)
-        if why:
-            bad += 1
-            if bad <= 5:
-                print(why, file=log, flush=True)
-    with open(out, "w") as o:
-        print(reads, bad, file=o)
+    read_loop("hold", path, sys.argv[3], sys.argv[4], page_check)
 elif cmd == "whole":  # path f: is it one whole version of file f?
-    with open(path, "rb") as fh:
-        data = fh.read()
-    why = check(data, int(sys.argv[3]))
+    why = check(read_file(path), int(sys.argv[3]))
     print(why or "ok")
 PY
 

@@ -1,5 +1,5 @@
 """Versions of a file made of numbered lines, and what a reader of them
-may see (t2364, t4085, t4087).
+may see (t2364, t4085, t4087, t4089).
 
 Version V of file F is the 15-byte line b"F%03d V%08d\\n" % (F, V)
 repeated and cut to the version's size. No version holds a NUL byte
@@ -7,6 +7,9 @@ and a writer of them leaves no hole, so a NUL byte a reader reads is a
 page of zeros the kernel made (doc/cm.md "Pages of zeros"), and a line
 of another shape is a mix of versions cut in the wrong place.
 """
+import os
+import time
+
 CHUNK = 256 * 1024
 LINE = 15
 
@@ -22,12 +25,9 @@ def check(data, f, most=3 * CHUNK):
     versions are at most `most` bytes), else why not."""
     if len(data) > most:
         return "%d bytes, more than any version" % len(data)
-    z = data.find(b"\0")
-    if z >= 0:
-        e = z
-        while e < len(data) and data[e] == 0:
-            e += 1
-        return "zeros at %d-%d of %d bytes" % (z, e, len(data))
+    z = zeros(data)
+    if z:
+        return z
     head = b"F%03d V" % f
     for o in range(0, len(data), LINE):
         ln = data[o:o + LINE]
@@ -41,3 +41,59 @@ def check(data, f, most=3 * CHUNK):
                 ln.endswith(b"\n")):
             return "bad line at %d: %r" % (o, ln)
     return ""
+
+
+def zeros(data):
+    """'' if data holds no NUL byte, else where its first run of them is."""
+    z = data.find(b"\0")
+    if z < 0:
+        return ""
+    e = z
+    while e < len(data) and data[e] == 0:
+        e += 1
+    return "zeros at %d-%d of %d bytes" % (z, e, len(data))
+
+
+def pread_all(fd, most=3 * CHUNK):
+    """What descriptor fd holds from its start to its end (at most one
+    read past `most` bytes), in 1 MiB preads: what a reader holding the
+    file open sees, page cache and all."""
+    parts, off = [], 0
+    while off <= most:
+        b = os.pread(fd, 1 << 20, off)
+        if not b:
+            break
+        parts.append(b)
+        off += len(b)
+    return b"".join(parts)
+
+
+def read_file(path):
+    """The file at path, opened for this one read."""
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def read_loop(kind, path, stop, out, why_bad):
+    """A reader of t4085, t4087 and t4089: until the file `stop` exists,
+    read the file at `path` whole through a descriptor opened once
+    ("hold") or at each read ("read"); why_bad(data) says what is wrong
+    with a read, '' if nothing. Writes "READS BAD" to `out` and the
+    first ten reasons to out + ".log"."""
+    fd = os.open(path, os.O_RDONLY)
+    reads = bad = 0
+    with open(out + ".log", "w") as log:
+        while not os.path.exists(stop):
+            data = read_file(path) if kind == "read" else pread_all(fd)
+            reads += 1
+            if not data:
+                # the file is empty (its writer truncates): no spinning
+                time.sleep(0.001)
+            why = why_bad(data)
+            if why:
+                bad += 1
+                if bad <= 10:
+                    print(why, file=log, flush=True)
+    os.close(fd)
+    with open(out, "w") as o:
+        print(reads, bad, file=o)
