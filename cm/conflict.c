@@ -509,6 +509,19 @@ conflict_created(void *arg, int err, const struct proto_op_result *r)
 	cp->op.chunks = c.chunks;
 	cp->op.nchunks = c.n;
 	cp->dirty = c.dirty;
+	{
+		char fs[FID_STRLEN];
+
+		log_debug(LOG_WB,
+			  "conflict copy '%s' of %s: %llu bytes from DV %llu "
+			  "(valid to %llu, server size %llu): %zu chunks, "
+			  "%zu missing",
+			  cf->name, fid_fmt(&cf->fid, fs),
+			  (unsigned long long)cf->size,
+			  (unsigned long long)cf->base_dv,
+			  (unsigned long long)cf->zero_from,
+			  (unsigned long long)cf->srv_size, c.n, cf->missing);
+	}
 	/* Not logged: after a crash the original is still dirty and a new
 	 * copy is made from it. */
 	wb_store_send(cp);
