@@ -2860,6 +2860,34 @@ test_put_dir_room(void)
 	   "room: no reserve record left");
 	if (t)
 		tdb_close(t);
+	/* What a kill between the reserve's store and delete leaves: the
+	 * record, in a file not closed cleanly (a child opens and dies). */
+	t = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
+	ok(t && tdb_store(t, (TDB_DATA){(unsigned char *)TDBW_RESERVE_KEY,
+					TDBW_RESERVE_KEY_LEN},
+			  (TDB_DATA){(unsigned char *)names, 1000},
+			  TDB_INSERT) == 0,
+	   "room: a reserve record left behind");
+	if (t)
+		tdb_close(t);
+	if (fork() == 0)
+		_exit(vc_open(path, 7, 262144) ? 0 : 1);
+	wait(&rc);
+	ok(WIFEXITED(rc) && WEXITSTATUS(rc) == 0,
+	   "room: a child opened it and died");
+	vc = vc_open(path, 7, 262144);
+	ok(vc && vc_get_dir(vc, &pd.dir.fid, &got) == 0 && got &&
+		   got->n == 64,
+	   "room: the open after it: the listing reads");
+	vc_dir_put(got);
+	if (vc)
+		vc_close(vc);
+	t = tdb_open(path, 0, TDB_NOLOCK, O_RDONLY, 0600);
+	ok(t && !tdb_exists(t, (TDB_DATA){(unsigned char *)TDBW_RESERVE_KEY,
+					  TDBW_RESERVE_KEY_LEN}),
+	   "room: the unclean open deleted the reserve record");
+	if (t)
+		tdb_close(t);
 	unlink(path);
 }
 
