@@ -129,15 +129,17 @@ void tdbw_txn_cancel(struct tdb_context *tdb);
  * delete gives its space back to the free list as one free record at
  * least as large as every store of the transaction together asks (tdb
  * asks for 1.25 x (key + value) + 28 bytes a record), so none of them
- * grows the file. Growth happens only when no free record fits, not at
- * every call; a call costs a store and a delete of @need bytes.
+ * grows the file (the commit still may, on disk, to put tdb's recovery
+ * area at its end). Growth happens only when no free record fits, not
+ * at every call; a call costs a store and a delete of @need bytes.
  *
  * Crash safety is that of any store and delete outside a transaction: a
  * kill in the middle may leave tdb's free list unsound (tdbw_check()
  * reports it, tdbw_rebuild() repairs it) or the record itself in place;
- * the caller's format must ignore the key (a NUL byte and a name: no
- * cairn key starts with NUL), and may delete it at open. Not for a
- * handle inside a transaction (-EBUSY: the growth would be in memory).
+ * the caller's format must ignore the key (a NUL byte and a name;
+ * meta.tdb's keys start with a letter), and may delete it at open. Not
+ * for a handle inside a transaction (-EBUSY: the growth would be in
+ * memory).
  * @return 0, -EBUSY, -ENOMEM, or the mapped error of the store.
  */
 #define TDBW_RESERVE_KEY "\0tdbw-reserve"
