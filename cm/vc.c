@@ -3010,8 +3010,9 @@ vc_ids_open_locked(struct vc *vc)
 		rc = tdbw_delete(vc->tdb, TDBW_RESERVE_KEY,
 				 TDBW_RESERVE_KEY_LEN);
 		if (rc && rc != -ENOENT)
-			log_warn(LOG_VC, "cannot delete the reserve record of "
-					 "metadata cache '%s': %s",
+			log_warn(LOG_VC,
+				 "cannot delete the reserve record of "
+				 "metadata cache '%s': %s",
 				 vc->path, strerror(-rc));
 		rc = vc_sweep_locked(vc, &res, &max);
 		if (max >= limit)

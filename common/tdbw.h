@@ -142,7 +142,7 @@ void tdbw_txn_cancel(struct tdb_context *tdb);
  * memory).
  * @return 0, -EBUSY, -ENOMEM, or the mapped error of the store.
  */
-#define TDBW_RESERVE_KEY "\0tdbw-reserve"
+#define TDBW_RESERVE_KEY     "\0tdbw-reserve"
 #define TDBW_RESERVE_KEY_LEN (sizeof(TDBW_RESERVE_KEY) - 1)
 int tdbw_reserve(struct tdb_context *tdb, size_t need);
 

@@ -295,15 +295,17 @@ tdb_damage_use_free(struct tdb_context *t, const char *prefix, long below)
 
 		if (l < 0)
 			return -1;
-		if (l < below)
-			return fstat(tdb_fd(t), &st) || st.st_size != st0.st_size
-				       ? -1 : i;
-		/* A NUL first: a key no cairn format uses. */
-		klen = (size_t)snprintf(k + 1, sizeof(k) - 1, "%s%d", prefix,
-					i) + 1;
+		if (l < below) {
+			if (fstat(tdb_fd(t), &st) || st.st_size != st0.st_size)
+				return -1;
+			return i;
+		}
+		/* A NUL first: a key meta.tdb's sweep ignores. */
 		k[0] = '\0';
-		vlen = (size_t)l * 4 / 5 > klen + 64 ? (size_t)l * 4 / 5 - klen - 64
-						      : 1;
+		klen = 1 + (size_t)snprintf(k + 1, sizeof(k) - 1, "%s%d",
+					    prefix, i);
+		vlen = (size_t)l * 4 / 5;
+		vlen = vlen > klen + 64 ? vlen - klen - 64 : 1;
 		v = calloc(1, vlen);
 		if (!v)
 			return -1;

@@ -2814,7 +2814,8 @@ test_put_dir_room(void)
 		struct fid f = mkfid(7, 0x92);
 		struct proto_attr a;
 
-		if (i % 1000 == 0 && (stat(path, &st) || st.st_size >= 16 << 20))
+		if (i % 1000 == 0 &&
+		    (stat(path, &st) || st.st_size >= 16 << 20))
 			break;
 		memcpy(f.oid, &i, sizeof(i));
 		a = mkattr(f, PROTO_T_FILE, 1);
@@ -2844,7 +2845,8 @@ test_put_dir_room(void)
 		 * when the transaction grows the file. */
 		ok(hwm - rss0 < 6144,
 		   "room: its peak memory %ld kB (< 6 MiB; the 4 MiB growth "
-		   "inside the transaction would add ~7 MB)", hwm - rss0);
+		   "inside the transaction would add ~7 MB)",
+		   hwm - rss0);
 	} else {
 		is_int(vc_put_dir(vc, &pd), 0, "room: an offline mkdir");
 		ok(1, "# SKIP no /proc/self/clear_refs");
@@ -2863,8 +2865,9 @@ test_put_dir_room(void)
 	/* What a kill between the reserve's store and delete leaves: the
 	 * record, in a file not closed cleanly (a child opens and dies). */
 	t = tdb_open(path, 0, TDB_NOLOCK, O_RDWR, 0600);
-	ok(t && tdb_store(t, (TDB_DATA){(unsigned char *)TDBW_RESERVE_KEY,
-					TDBW_RESERVE_KEY_LEN},
+	ok(t && tdb_store(t,
+			  (TDB_DATA){(unsigned char *)TDBW_RESERVE_KEY,
+				     TDBW_RESERVE_KEY_LEN},
 			  (TDB_DATA){(unsigned char *)names, 1000},
 			  TDB_INSERT) == 0,
 	   "room: a reserve record left behind");
@@ -2876,8 +2879,7 @@ test_put_dir_room(void)
 	ok(WIFEXITED(rc) && WEXITSTATUS(rc) == 0,
 	   "room: a child opened it and died");
 	vc = vc_open(path, 7, 262144);
-	ok(vc && vc_get_dir(vc, &pd.dir.fid, &got) == 0 && got &&
-		   got->n == 64,
+	ok(vc && vc_get_dir(vc, &pd.dir.fid, &got) == 0 && got && got->n == 64,
 	   "room: the open after it: the listing reads");
 	vc_dir_put(got);
 	if (vc)
@@ -2926,8 +2928,8 @@ test_kill_put_dir(void)
 			if (write(pfd[1], &v, sizeof(v)) != sizeof(v))
 				_exit(4);
 			for (int k = step; k < step + 100000; k++) {
-				struct proto_dir pd =
-					room_dir(k, (size_t)k % 16, ents, names);
+				struct proto_dir pd = room_dir(
+					k, (size_t)k % 16, ents, names);
 
 				if (vc_put_dir(vc, &pd))
 					_exit(5);
@@ -2959,29 +2961,32 @@ test_kill_put_dir(void)
 			break;
 		}
 		for (int k = step; k <= last; k++) {
-			struct proto_dir pd = room_dir(k, (size_t)k % 16, ents,
-						       names);
+			struct proto_dir pd =
+				room_dir(k, (size_t)k % 16, ents, names);
 			struct vc_dir *got = NULL;
 
 			if (vc_get_dir(vc, &pd.dir.fid, &got) != 0 ||
 			    got->n != pd.n) {
 				if (bad++ < 5)
 					diag("kill put_dir: round %d: step %d "
-					     "lost", r, k);
+					     "lost",
+					     r, k);
 			}
 			vc_dir_put(got);
 		}
 		vc_close(vc);
 		if (tdb_structure_ok(path) != 1 && bad++ < 5)
 			diag("kill put_dir: round %d: tdb_check fails after "
-			     "the open", r);
+			     "the open",
+			     r);
 		t = tdb_open(path, 0, TDB_NOLOCK, O_RDONLY, 0600);
-		if (!t || tdb_exists(t, (TDB_DATA){(unsigned char *)
-						   TDBW_RESERVE_KEY,
-						   TDBW_RESERVE_KEY_LEN})) {
+		if (!t ||
+		    tdb_exists(t, (TDB_DATA){(unsigned char *)TDBW_RESERVE_KEY,
+					     TDBW_RESERVE_KEY_LEN})) {
 			if (bad++ < 5)
 				diag("kill put_dir: round %d: a reserve record "
-				     "after the open", r);
+				     "after the open",
+				     r);
 		}
 		if (t)
 			tdb_close(t);
@@ -2989,9 +2994,11 @@ test_kill_put_dir(void)
 			step = last + 1;
 	}
 	diag("kill put_dir: %d rounds, %d steps, %d kills left tdb's "
-	     "structure to repair", rounds, step, torn);
-	is_int(bad, 0, "kill put_dir: every open after a kill finds the "
-		       "acknowledged directories and a sound file");
+	     "structure to repair",
+	     rounds, step, torn);
+	is_int(bad, 0,
+	       "kill put_dir: every open after a kill finds the "
+	       "acknowledged directories and a sound file");
 	unlink(path);
 }
 

@@ -570,8 +570,10 @@ test_reserve(void)
 	is_int(tdbw_reserve(t, 100 * (8 + sizeof(v) + 32)), 0,
 	       "reserve: room for a transaction");
 	s1 = fsize(t);
-	ok(s1 > s0, "reserve: it grew the file (%lld -> %lld), outside the "
-		    "transaction", (long long)s0, (long long)s1);
+	ok(s1 > s0,
+	   "reserve: it grew the file (%lld -> %lld), outside the "
+	   "transaction",
+	   (long long)s0, (long long)s1);
 	is_int(tdbw_txn_start(t), 0, "reserve: a transaction");
 	is_int(tdbw_reserve(t, 100), -EBUSY,
 	       "reserve: inside a transaction: -EBUSY");
@@ -585,14 +587,17 @@ test_reserve(void)
 	anon1 = status_kb("RssAnon");
 	is_int(tdbw_txn_commit(t), 0, "reserve: its commit");
 	s2 = fsize(t);
-	ok(s2 == s1, "reserve: the transaction did not grow the file "
-		     "(%lld -> %lld)", (long long)s1, (long long)s2);
+	ok(s2 == s1,
+	   "reserve: the transaction did not grow the file "
+	   "(%lld -> %lld)",
+	   (long long)s1, (long long)s2);
 	/* tdb grows a 20 MiB file by 5 MiB; inside the transaction that
 	 * would be zeros in its blocks. */
 	if (anon0 > 0 && anon1 > 0)
-		ok(anon1 - anon0 < 1024, "reserve: the transaction holds "
-					 "%ld kB more anonymous memory (< 1 "
-					 "MiB)",
+		ok(anon1 - anon0 < 1024,
+		   "reserve: the transaction holds "
+		   "%ld kB more anonymous memory (< 1 "
+		   "MiB)",
 		   anon1 - anon0);
 	else
 		ok(1, "# SKIP no RssAnon in /proc/self/status");
