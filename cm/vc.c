@@ -1561,6 +1561,25 @@ dir_delete_if(struct vc *vc, const struct fid *fid, const TDB_DATA *seen)
 	return rc;
 }
 
+/*
+ * What the transaction of vc_put_dir() stores, in tdbw_reserve()'s terms
+ * (key + value + 32 bytes a record), with a margin: its 'A' records
+ * (@alen bytes each, all the same size), the pages of @d (a header, then
+ * per entry its name and 23 bytes), its 'D' record (12 bytes a segment)
+ * and an 'I' record should page ids run out.
+ */
+static size_t
+put_dir_need(const struct vc_dir *d, size_t nattr, size_t alen)
+{
+	size_t need = nattr * (VC_KEY_LEN + alen + 32);
+
+	need += 2 * (VC_KEY_LEN + 64) + d->nseg * (VC_PG_KEY_LEN + 64 + 12);
+	for (size_t k = 0; k < d->nseg; k++)
+		for (uint32_t i = 0; i < d->seg[k]->n; i++)
+			need += d->seg[k]->ents[i].namelen + 24;
+	return need + 256;
+}
+
 int
 vc_put_dir(struct vc *vc, const struct proto_dir *pd)
 {
@@ -1571,7 +1590,18 @@ vc_put_dir(struct vc *vc, const struct proto_dir *pd)
 	d = vc_dir_from_proto(pd);
 	if (!d)
 		return -errno;
+	enc_attr_rec(&w, &pd->dir);
+	if (w.err) {
+		rc = w.err;
+		goto out_unlocked;
+	}
 	pthread_mutex_lock(&vc->lock);
+	/* Room first, outside the transaction: growing the file inside it
+	 * would hold the growth (a quarter of the file) in memory until the
+	 * commit (tdbw_reserve()). */
+	rc = tdbw_reserve(vc->tdb, put_dir_need(d, pd->n + 1, w.len));
+	if (rc)
+		goto out;
 	if ((rc = tdbw_txn_start(vc->tdb)) != 0)
 		goto out;
 	rc = dir_store_locked(vc, d);
@@ -1594,6 +1624,7 @@ vc_put_dir(struct vc *vc, const struct proto_dir *pd)
 		vc->id_limit = vc->next_id;
 out:
 	pthread_mutex_unlock(&vc->lock);
+out_unlocked:
 	free(w.p);
 	vc_dir_put(d);
 	return rc;
@@ -2974,6 +3005,15 @@ vc_ids_open_locked(struct vc *vc)
 				 vc->path, why, (unsigned long long)rr.copied,
 				 (unsigned long long)(util_now_ms() - t0));
 		}
+		/* A kill between tdbw_reserve()'s store and delete (before
+		 * vc_put_dir()'s transaction) left its record: unused space. */
+		rc = tdbw_delete(vc->tdb, TDBW_RESERVE_KEY,
+				 TDBW_RESERVE_KEY_LEN);
+		if (rc && rc != -ENOENT)
+			log_warn(LOG_VC,
+				 "cannot delete the reserve record of "
+				 "metadata cache '%s': %s",
+				 vc->path, strerror(-rc));
 		rc = vc_sweep_locked(vc, &res, &max);
 		if (max >= limit)
 			limit = max + 1;

@@ -202,6 +202,28 @@ tdbw_txn_cancel(struct tdb_context *tdb)
 	tdb_transaction_cancel(tdb);
 }
 
+int
+tdbw_reserve(struct tdb_context *tdb, size_t need)
+{
+	uint8_t *zero;
+	int rc;
+
+	if (tdb_transaction_active(tdb))
+		return -EBUSY;
+	/* calloc: zero pages that a large @need leaves unfaulted (the
+	 * store only reads them). */
+	zero = calloc(1, need ? need : 1);
+	if (!zero)
+		return -ENOMEM;
+	rc = tdbw_store(tdb, TDBW_RESERVE_KEY, TDBW_RESERVE_KEY_LEN, zero, need,
+			TDB_REPLACE);
+	free(zero);
+	if (rc)
+		return rc;
+	rc = tdbw_delete(tdb, TDBW_RESERVE_KEY, TDBW_RESERVE_KEY_LEN);
+	return rc == -ENOENT ? 0 : rc;
+}
+
 /* tdb_check()'s messages, caught by a logging function set for the call:
  * the first of level TDB_DEBUG_ERROR or worse is kept. */
 struct check_log {

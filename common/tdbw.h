@@ -116,6 +116,37 @@ int tdbw_txn_commit(struct tdb_context *tdb);
 void tdbw_txn_cancel(struct tdb_context *tdb);
 
 /*
+ * Room for a transaction, made outside it. tdb grows a file when no free
+ * record fits a store, by a quarter of the file (a tenth past 100 MiB;
+ * tdb 1.4 io.c, tdb_expand_adjust()). Outside a transaction the growth
+ * goes to the file; inside one it is a write of that many zero bytes into
+ * the transaction's blocks (transaction_expand_file()), anonymous memory
+ * held until the commit: ~11 MB for a 45 MB file. So before a
+ * transaction that stores records, call this with @need = the sum over
+ * them of (key + value + 32) bytes: it stores one record of @need bytes
+ * (key TDBW_RESERVE_KEY) and deletes it. The store takes a free record
+ * that fits, or grows the file (outside any transaction: on disk); the
+ * delete gives its space back to the free list as one free record at
+ * least as large as every store of the transaction together asks (tdb
+ * asks for 1.25 x (key + value) + 28 bytes a record), so none of them
+ * grows the file (the commit still may, on disk, to put tdb's recovery
+ * area at its end). Growth happens only when no free record fits, not
+ * at every call; a call costs a store and a delete of @need bytes.
+ *
+ * Crash safety is that of any store and delete outside a transaction: a
+ * kill in the middle may leave tdb's free list unsound (tdbw_check()
+ * reports it, tdbw_rebuild() repairs it) or the record itself in place;
+ * the caller's format must ignore the key (a NUL byte and a name;
+ * meta.tdb's keys start with a letter), and may delete it at open. Not
+ * for a handle inside a transaction (-EBUSY: the growth would be in
+ * memory).
+ * @return 0, -EBUSY, -ENOMEM, or the mapped error of the store.
+ */
+#define TDBW_RESERVE_KEY     "\0tdbw-reserve"
+#define TDBW_RESERVE_KEY_LEN (sizeof(TDBW_RESERVE_KEY) - 1)
+int tdbw_reserve(struct tdb_context *tdb, size_t need);
+
+/*
  * Structure check and rebuild (tdb's own layout: hash chains, free list,
  * record lengths), shared by cairnd's metadata cache (cm/vc.c, at an
  * unclean open) and cairn-fsck.

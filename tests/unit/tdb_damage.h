@@ -9,10 +9,13 @@
 
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <tdb.h>
 
 /* tdb's record header (struct tdb_record in its tdb_private.h): next,
  * rec_len, key_len, data_len, full_hash, magic, all 32-bit in host order,
@@ -248,6 +251,72 @@ tdb_damage_twin(const char *path, const void *a, const void *b, size_t klen)
 	memcpy(buf + ob + 24, a, klen);
 	memcpy(buf + ob + 16, buf + oa + 16, 4);
 	return tdb_damage_save(path, buf, n);
+}
+
+/*
+ * Not damage, but a state tests of tdb's space need: a file whose free
+ * list is used up, so the next store that does not fit grows it. The
+ * largest free record (tdb_summary(), a walk of the whole file) or -1.
+ */
+static inline long
+tdb_damage_largest_free(struct tdb_context *t)
+{
+	static const char tag[] = "Smallest/average/largest free records: ";
+	char *s = tdb_summary(t), *p;
+	long a, b, c = -1;
+
+	if (!s)
+		return -1;
+	p = strstr(s, tag);
+	if (!p || sscanf(p + sizeof(tag) - 1, "%ld/%ld/%ld", &a, &b, &c) != 3)
+		c = -1;
+	free(s);
+	return c;
+}
+
+/* Store records (keys @prefix and a number) each sized to take the
+ * largest free record of @t (tdb asks 1.25 x (key + value) + 28 bytes),
+ * without growing the file, until no free record is @below bytes or
+ * more. @return how many were stored, -1 on error (or if it grew). */
+static inline int
+tdb_damage_use_free(struct tdb_context *t, const char *prefix, long below)
+{
+	struct stat st0, st;
+	char k[64];
+
+	if (fstat(tdb_fd(t), &st0))
+		return -1;
+	for (int i = 0; i < 10000; i++) {
+		long l = tdb_damage_largest_free(t);
+		size_t klen, vlen;
+		uint8_t *v;
+		TDB_DATA kd, vd;
+		int rc;
+
+		if (l < 0)
+			return -1;
+		if (l < below) {
+			if (fstat(tdb_fd(t), &st) || st.st_size != st0.st_size)
+				return -1;
+			return i;
+		}
+		/* A NUL first: a key meta.tdb's sweep ignores. */
+		k[0] = '\0';
+		klen = 1 + (size_t)snprintf(k + 1, sizeof(k) - 1, "%s%d",
+					    prefix, i);
+		vlen = (size_t)l * 4 / 5;
+		vlen = vlen > klen + 64 ? vlen - klen - 64 : 1;
+		v = calloc(1, vlen);
+		if (!v)
+			return -1;
+		kd = (TDB_DATA){(unsigned char *)k, klen};
+		vd = (TDB_DATA){v, vlen};
+		rc = tdb_store(t, kd, vd, TDB_INSERT);
+		free(v);
+		if (rc)
+			return -1;
+	}
+	return -1;
 }
 
 #endif /* CAIRN_TESTS_TDB_DAMAGE_H */

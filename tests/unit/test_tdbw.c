@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -498,6 +499,125 @@ test_recovered_moved_area(void)
 	unlink(path);
 }
 
+/* Resident memory measures what tdb allocates only without the
+ * sanitizers (their allocators, quarantine and shadow memory). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define MEM_MEASURED 0
+#else
+#define MEM_MEASURED 1
+#endif
+
+/* A field of /proc/self/status in kB, or -1. */
+static long
+status_kb(const char *field)
+{
+	char line[256];
+	size_t n = strlen(field);
+	long v = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, n) && line[n] == ':')
+			v = atol(line + n + 1);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static off_t
+fsize(struct tdb_context *t)
+{
+	struct stat st;
+
+	return fstat(tdb_fd(t), &st) ? -1 : st.st_size;
+}
+
+/*
+ * tdbw_reserve(): a transaction that needs more room than the free list
+ * has grows the file inside it, and tdb holds that growth (a quarter of
+ * the file, all zeros) in the transaction's blocks until the commit.
+ * With the room reserved first, the growth is on disk and the
+ * transaction's peak memory is its records. Issue #17.
+ */
+static void
+test_reserve(void)
+{
+	char path[256], k[32], v[200];
+	struct tdb_context *t;
+	off_t s0, s1, s2;
+	long anon0, anon1;
+	int i, rc = 0;
+
+	snprintf(path, sizeof(path), "%s/reserve.tdb", dir);
+	t = tdb_open(path, 131, TDB_NOSYNC | TDB_NOLOCK, O_RDWR | O_CREAT,
+		     0600);
+	ok(t != NULL, "reserve: a database");
+	if (!t)
+		return;
+	memset(v, 'r', sizeof(v));
+	for (i = 0; rc == 0 && fsize(t) < 16 << 20 && i < 1000000; i++) {
+		snprintf(k, sizeof(k), "r%d", i);
+		rc = tdbw_store(t, k, strlen(k), v, sizeof(v), TDB_INSERT);
+	}
+	ok(rc == 0 && fsize(t) >= 16 << 20, "reserve: 16 MiB of records");
+	/* A first transaction: its commit puts tdb's recovery area at the
+	 * end of the file (grown by a quarter, on disk), which later ones
+	 * reuse while their old blocks fit in it. */
+	is_int(tdbw_txn_start(t), 0, "reserve: a first transaction");
+	is_int(tdbw_store(t, "w", 1, v, sizeof(v), TDB_INSERT), 0,
+	       "reserve: its store");
+	is_int(tdbw_txn_commit(t), 0, "reserve: its commit");
+	ok(tdb_damage_use_free(t, "fill", 1024) >= 0,
+	   "reserve: the free list used up (no free record of 1 KiB)");
+	s0 = fsize(t);
+
+	/* The transaction: 100 records of 200 bytes, ~21 KB of tdb's
+	 * space; the free list has none of it. */
+	malloc_trim(0); /* so that what follows allocates fresh pages */
+	anon0 = status_kb("RssAnon");
+	is_int(tdbw_reserve(t, 100 * (8 + sizeof(v) + 32)), 0,
+	       "reserve: room for a transaction");
+	s1 = fsize(t);
+	ok(s1 > s0,
+	   "reserve: it grew the file (%lld -> %lld), outside the "
+	   "transaction",
+	   (long long)s0, (long long)s1);
+	is_int(tdbw_txn_start(t), 0, "reserve: a transaction");
+	is_int(tdbw_reserve(t, 100), -EBUSY,
+	       "reserve: inside a transaction: -EBUSY");
+	for (rc = 0, i = 0; i < 100 && rc == 0; i++) {
+		snprintf(k, sizeof(k), "t%d", i);
+		rc = tdbw_store(t, k, strlen(k), v, sizeof(v), TDB_INSERT);
+	}
+	is_int(rc, 0, "reserve: its 100 stores");
+	/* What the transaction holds, before its commit frees it (RssAnon:
+	 * VmHWM would mix in the file's pages, which a remap drops). */
+	anon1 = status_kb("RssAnon");
+	is_int(tdbw_txn_commit(t), 0, "reserve: its commit");
+	s2 = fsize(t);
+	ok(s2 == s1,
+	   "reserve: the transaction did not grow the file "
+	   "(%lld -> %lld)",
+	   (long long)s1, (long long)s2);
+	/* tdb grows a 20 MiB file by 5 MiB; inside the transaction that
+	 * would be zeros in its blocks. */
+	if (!MEM_MEASURED || anon0 <= 0 || anon1 <= 0)
+		skip(1, "memory not measured (sanitizers, or no RssAnon)");
+	else
+		ok(anon1 - anon0 < 1024,
+		   "reserve: the transaction holds %ld kB more anonymous "
+		   "memory (< 1 MiB)",
+		   anon1 - anon0);
+	is_int(tdbw_reserve(t, 100 * (8 + sizeof(v) + 32)), 0,
+	       "reserve: again, with room left");
+	ok(fsize(t) == s2, "reserve: no growth when a free record fits");
+	ok(!tdb_exists(t, tdbw_data(TDBW_RESERVE_KEY, TDBW_RESERVE_KEY_LEN)),
+	   "reserve: its record does not stay");
+	is_int(tdbw_check(t, NULL, 0), 0, "reserve: tdb_check() accepts it");
+	tdb_close(t);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -508,6 +628,7 @@ main(void)
 	test_hostile();
 	test_recovered_tail();
 	test_recovered_moved_area();
+	test_reserve();
 	rmdir(dir);
 	return done_testing();
 }
