@@ -2050,7 +2050,7 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 	uint64_t src = op->base_dv; /* the DV our chunks are tagged with */
 
 	if (wb) {
-		bool later = false;
+		bool later = false, moved = false;
 
 		pthread_mutex_lock(&wb->lock);
 	again:
@@ -2133,8 +2133,19 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 			stored_debug(op, src, a, "written again since: the "
 				     "write state moves", ws);
 			later = true;
+			moved = true;
 		}
 		pthread_mutex_unlock(&wb->lock);
+		/* The cached attributes take the new DV too, as below: else
+		 * the event of this very store, applied after its record
+		 * left the log, looks like another client's change. It
+		 * dropped the attributes, the kernel's pages with them,
+		 * and until they were fetched again an ftruncate of the
+		 * open file failed with EIO (reply_attr_of(); t4085,
+		 * t4086). Not when a later record keeps the file ahead:
+		 * mcache_stored_attr() leaves it then. */
+		if (moved)
+			mcache_stored_attr(wb->d.mc, a);
 		if (later)
 			return;
 	}

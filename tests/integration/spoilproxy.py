@@ -30,6 +30,7 @@ in MODE_FILE, POST .../batch gets a 404, as from a server of protocol 2.
 With the word "holdop", the answer to a POST .../op or .../batch (which
 the server has applied) is held back until MODE_FILE loses the word (60 s
 at most); each one held is logged to LOG_FILE.held as "STATUS PATH".
+The word "holdattr" does the same to the answer of a POST .../getattr.
 """
 import http.client
 import http.server
@@ -159,16 +160,21 @@ def main():
                     f.write(b"%d %s %s\n" % (r.status,
                             self.path.encode(),
                             (req_body or b"").replace(b"\n", b" ")))
-            if (self.command == "POST" and "holdop" in mode and
-                    self.path.endswith(("/op", "/batch"))):
-                # the server took it; its answer waits while MODE_FILE
-                # has "holdop" (at most 60 s)
+            hold = None
+            if self.command == "POST" and self.path.endswith(("/op",
+                                                              "/batch")):
+                hold = "holdop"
+            elif self.command == "POST" and self.path.endswith("/getattr"):
+                hold = "holdattr"
+            if hold and hold in mode:
+                # the server answered; its answer waits while MODE_FILE
+                # has the word (at most 60 s)
                 with lock, open(log_file + ".held", "a") as f:
                     f.write("%d %s\n" % (r.status, self.path))
                 end = time.time() + 60
                 while time.time() < end:
                     with open(mode_file) as f:
-                        if "holdop" not in f.read().split():
+                        if hold not in f.read().split():
                             break
                     time.sleep(0.02)
             headers = [(k, v) for k, v in r.getheaders()
