@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/tdbw.h"
 #include "tests/tap.h"
+#include "tests/unit/memstat.h"
 #include "tests/unit/tdb_damage.h"
 
 static char dir[] = "/tmp/test_cm_vc.XXXXXX";
@@ -2730,43 +2731,6 @@ test_layout(void)
 	}
 	vc_dir_put(l);
 	unlink(path);
-}
-
-/* Resident memory measures what tdb allocates only without the
- * sanitizers (their allocators, quarantine and shadow memory). */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define MEM_MEASURED 0
-#else
-#define MEM_MEASURED 1
-#endif
-
-/* A field of /proc/self/status in kB, or -1. */
-static long
-status_kb(const char *field)
-{
-	char line[256];
-	size_t n = strlen(field);
-	long v = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, field, n) && line[n] == ':')
-			v = atol(line + n + 1);
-	if (f)
-		fclose(f);
-	return v;
-}
-
-/* Reset VmHWM to VmRSS (Linux 4.0+). @return 0 or -1. */
-static int
-hwm_reset(void)
-{
-	int fd = open("/proc/self/clear_refs", O_WRONLY);
-	int rc = fd >= 0 && write(fd, "5", 1) == 1 ? 0 : -1;
-
-	if (fd >= 0)
-		close(fd);
-	return rc;
 }
 
 /* The directory of step @k of the room tests, with @n entries. */

@@ -18,6 +18,7 @@
 
 #include "common/tdbw.h"
 #include "tests/tap.h"
+#include "tests/unit/memstat.h"
 #include "tests/unit/tdb_damage.h"
 
 static char dir[] = "/tmp/test_tdbw.XXXXXX";
@@ -497,31 +498,6 @@ test_recovered_moved_area(void)
 	       "n7 is not");
 	tdb_close(t);
 	unlink(path);
-}
-
-/* Resident memory measures what tdb allocates only without the
- * sanitizers (their allocators, quarantine and shadow memory). */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define MEM_MEASURED 0
-#else
-#define MEM_MEASURED 1
-#endif
-
-/* A field of /proc/self/status in kB, or -1. */
-static long
-status_kb(const char *field)
-{
-	char line[256];
-	size_t n = strlen(field);
-	long v = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, field, n) && line[n] == ':')
-			v = atol(line + n + 1);
-	if (f)
-		fclose(f);
-	return v;
 }
 
 static off_t
