@@ -321,7 +321,6 @@ cairnd_kill9() { # MNT
 	return 0
 }
 
-# Drop the kernel's page cache for files under PATH (warm vs hot reads).
 # spoilproxy_start SPOILER: start tests/integration/spoilproxy.py between
 # cairnd and cairn-vold (mode in $T_DIR/mode, data requests logged to
 # $T_DIR/proxy.req); sets real_url (the server) and points VOLD_URL at the
@@ -335,6 +334,10 @@ spoilproxy_start() {
 	real_url=$VOLD_URL
 	VOLD_URL=http://127.0.0.1:$(cat "$T_DIR/proxy.port")
 }
+# spoil_mode WORDS...: set the relay's mode in one rename. It reads the
+# file at every step, and "echo WORDS >mode" shows it an empty mode for a
+# moment: no hold word then, so everything held would go at once.
+spoil_mode() { echo "$*" >"$T_DIR/mode.new" && mv "$T_DIR/mode.new" "$T_DIR/mode"; }
 # t_tree DIR: one line per name under DIR, in a stable order: path, "d"
 # and mode for a directory; "f", mode, size, mtime (s) and SHA-256 of the
 # bytes for anything else (what a crash test compares with a reference).

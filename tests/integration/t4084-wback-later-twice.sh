@@ -17,7 +17,7 @@ umask 022
 [ -x "$FS" ] || { echo "# SKIP: $FS not built"; exit 77; }
 
 vol_setup wk
-echo "events" >"$T_DIR/mode"
+spoil_mode events
 echo 'def spoil(mode, status, headers, body): return headers, body, len(body), 0' \
 	>"$T_DIR/spoil.py"
 spoilproxy_start "$T_DIR/spoil.py" || exit 99
@@ -71,7 +71,7 @@ for n in 1 2; do
 	# waits while version 2n is written and logged
 	t_is "$(ver $((2 * n - 1)))" "" "round $n: version $((2 * n - 1)) written"
 	h=$(held)
-	echo "events holdop" >"$T_DIR/mode"
+	spoil_mode events holdop
 	"$FS" sync "$F" >"$T_DIR/sync$n.out" 2>&1 &
 	spid=$!
 	t_track_pid "$spid"
@@ -79,7 +79,7 @@ for n in 1 2; do
 	t_ok "$([ "$(held)" -gt "$h" ] && echo 0 || echo 1)" \
 		"round $n: the store of version $((2 * n - 1)) went, its answer is held"
 	t_is "$(ver $((2 * n)))" "" "round $n: version $((2 * n)) written while the answer waits"
-	echo "events" >"$T_DIR/mode"
+	spoil_mode events
 	wait "$spid"
 	t_is "$?" 0 "round $n: fs sync of version $((2 * n - 1)) succeeded ($(cat "$T_DIR/sync$n.out"))"
 done

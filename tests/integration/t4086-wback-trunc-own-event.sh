@@ -20,10 +20,7 @@ umask 022
 [ -x "$FS" ] || { echo "# SKIP: $FS not built"; exit 77; }
 
 vol_setup wk
-# the relay reads its mode file at every step: replaced in one rename,
-# never seen empty (an empty one would let everything held go)
-setmode() { echo "$*" >"$T_DIR/mode.new" && mv "$T_DIR/mode.new" "$T_DIR/mode"; }
-setmode events
+spoil_mode events
 echo 'def spoil(mode, status, headers, body): return headers, body, len(body), 0' \
 	>"$T_DIR/spoil.py"
 spoilproxy_start "$T_DIR/spoil.py" || exit 99
@@ -68,7 +65,7 @@ t_is "$(ver 1)" "" "version 1 written (its store logged at close)"
 # the store of version 1 goes (fs sync); the server takes it, its answer
 # and its event wait
 h=$(held)
-setmode events holdop holdev
+spoil_mode events holdop holdev
 "$FS" sync "$F" >"$T_DIR/sync.out" 2>&1 &
 spid=$!
 t_track_pid "$spid"
@@ -115,11 +112,11 @@ t_ok "$([ -e "$T_DIR/w.opened" ] && echo 0 || echo 1)" \
 
 # the answer is applied (the write state moves to the new DV), its event
 # still held; then the event, while every getattr answer waits
-setmode events holdev holdattr
+spoil_mode events holdev holdattr
 wait "$spid"
 t_is "$?" 0 "fs sync of version 1 succeeded ($(cat "$T_DIR/sync.out"))"
 e0=$(stat1 events)
-setmode events holdattr
+spoil_mode events holdattr
 wait_for 20 events_more "$e0"
 t_ok "$(events_more "$e0" && echo 0 || echo 1)" "the store's event came"
 sleep 0.5
@@ -128,7 +125,7 @@ touch "$T_DIR/w.go"
 wait_for 30 test -e "$T_DIR/w.trunc"
 t_is "$(cat "$T_DIR/w.trunc" 2>/dev/null)" "ok" \
 	"the ftruncate of the file open for writing succeeded"
-setmode events
+spoil_mode events
 wait_for 30 test -e "$T_DIR/w.end"
 t_is "$(cat "$T_DIR/w.end" 2>/dev/null)" "ok" "the writer wrote version 3 and closed"
 wait "$wpid"
