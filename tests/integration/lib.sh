@@ -321,18 +321,31 @@ cairnd_kill9() { # MNT
 	return 0
 }
 
-# spoilproxy_start SPOILER: start tests/integration/spoilproxy.py between
+# spoilproxy_start [SPOILER]: start tests/integration/spoilproxy.py between
 # cairnd and cairn-vold (mode in $T_DIR/mode, data requests logged to
 # $T_DIR/proxy.req); sets real_url (the server) and points VOLD_URL at the
-# proxy, so mounts made next go through it.
+# proxy, so mounts made next go through it. No SPOILER: one that changes
+# nothing (a relay for the mode's hold words only).
 spoilproxy_start() {
+	local spoiler=${1:-}
+	if [ -z "$spoiler" ]; then
+		spoiler=$T_DIR/spoil-none.py
+		echo 'def spoil(mode, status, headers, body): return headers, body, len(body), 0' \
+			>"$spoiler"
+	fi
 	: >"$T_DIR/proxy.req"
 	python3 "$top_srcdir/tests/integration/spoilproxy.py" "$VOLD_PORT" "$T_DIR/mode" \
-		"$T_DIR/proxy.req" "$T_DIR/proxy.port" "$1" >"$T_DIR/proxy.log" 2>&1 &
+		"$T_DIR/proxy.req" "$T_DIR/proxy.port" "$spoiler" >"$T_DIR/proxy.log" 2>&1 &
 	t_track_pid $!
 	wait_for 10 test -s "$T_DIR/proxy.port" || { echo "# proxy did not start"; return 1; }
 	real_url=$VOLD_URL
 	VOLD_URL=http://127.0.0.1:$(cat "$T_DIR/proxy.port")
+}
+# cm_stat MOUNT NAME: the counter NAME of cairnd's stats (the cairn.stats
+# xattr of the mount's root), or nothing.
+cm_stat() {
+	getfattr -n cairn.stats --only-values "$1" 2>/dev/null |
+		awk -v k="$2" '$1 == k { print $2 }'
 }
 # spoil_mode WORDS...: set the relay's mode in one rename. It reads the
 # file at every step, and "echo WORDS >mode" shows it an empty mode for a

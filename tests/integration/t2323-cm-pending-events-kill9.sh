@@ -27,9 +27,7 @@ make_token pk rw "$T_DIR/tok"
 mb=$T_DIR/b.mnt
 cairnd_mount "$mb" "$T_DIR/cache-b" pk "$T_DIR/tok" || exit 1
 echo "events" >"$T_DIR/mode"
-echo 'def spoil(mode, status, headers, body): return headers, body, len(body), 0' \
-	>"$T_DIR/spoil.py"
-spoilproxy_start "$T_DIR/spoil.py" || exit 99
+spoilproxy_start || exit 99
 mnt=$T_DIR/a.mnt
 cache=$T_DIR/cache-a
 cairnd_mount "$mnt" "$cache" pk "$T_DIR/tok" || exit 1

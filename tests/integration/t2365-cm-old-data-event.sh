@@ -19,9 +19,7 @@ vol_setup old
 B=$T_DIR/b
 cairnd_mount "$B" "$T_DIR/cb" old "$T_DIR/tok" || exit 1
 echo "events" >"$T_DIR/mode"
-echo 'def spoil(mode, status, headers, body): return headers, body, len(body), 0' \
-	>"$T_DIR/spoil.py"
-spoilproxy_start "$T_DIR/spoil.py" || exit 99
+spoilproxy_start || exit 99
 A=$T_DIR/a
 cairnd_mount "$A" "$T_DIR/ca" old "$T_DIR/tok" || exit 1
 stats() { getfattr -n cairn.stats --only-values "$A" 2>/dev/null; }

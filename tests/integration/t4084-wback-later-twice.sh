@@ -18,16 +18,11 @@ umask 022
 
 vol_setup wk
 spoil_mode events
-echo 'def spoil(mode, status, headers, body): return headers, body, len(body), 0' \
-	>"$T_DIR/spoil.py"
-spoilproxy_start "$T_DIR/spoil.py" || exit 99
+spoilproxy_start || exit 99
 A=$T_DIR/a
 cairnd_mount "$A" "$T_DIR/ca" wk "$T_DIR/tok" --write-mode writeback \
 	--writeback-delay 60s --fetch-timeout 30s || exit 1
-stat1() {
-	getfattr -n cairn.stats --only-values "$A" 2>/dev/null |
-		awk -v k="$1" '$1 == k {print $2}'
-}
+stat1() { cm_stat "$A" "$1"; }
 F=$A/f
 # ver N [sync]: version N of f (an O_TRUNC open, its lines, an fsync if
 # asked, close); says which call failed

@@ -111,8 +111,7 @@ for mode in $MODES; do
 	t_is "${2:-x}" 0 "$mode: no read of a NUL byte or a foreign line"
 	# one client: none of its changes may conflict with another of them
 	# (writeback: a store sent on the base DV its write state kept, t4084)
-	set -- $(getfattr -n cairn.stats --only-values "$A" 2>/dev/null |
-		awk '$1 == "conflicts" { print $2 }')
+	set -- $(cm_stat "$A" conflicts)
 	grep 'conflict:' "$T_DIR/cairnd-$mode.log" | head -3 | sed 's/^/#   /'
 	t_is "${1:-x}" 0 "$mode: no conflict of the client with itself"
 	cairnd_umount "$A"

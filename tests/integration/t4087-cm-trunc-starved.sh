@@ -81,8 +81,7 @@ for mode in $MODES; do
 	F=$A/$mode/f
 	python3 "$T_DIR/st.py" init "$F" || exit 1
 	stop=$T_DIR/stop.$mode
-	held0=$(getfattr -n cairn.stats --only-values "$A" 2>/dev/null |
-		awk '$1 == "reads_held" { print $2 }')
+	held0=$(cm_stat "$A" reads_held)
 	pids=""
 	for h in 1 2; do
 		python3 "$T_DIR/st.py" hog "$stop" &
@@ -102,8 +101,7 @@ for mode in $MODES; do
 	# shellcheck disable=SC2086
 	wait $pids
 	set -- $(cat "$T_DIR"/[hr][12]."$mode" | awk '{ r += $1; b += $2 } END { print r + 0, b + 0 }')
-	held=$(getfattr -n cairn.stats --only-values "$A" 2>/dev/null |
-		awk '$1 == "reads_held" { print $2 }')
+	held=$(cm_stat "$A" reads_held)
 	held=$(( ${held:-0} - ${held0:-0} ))
 	echo "# $mode: $(head -1 "$T_DIR/w.$mode") versions, $1 reads, $2 bad, $held reads held"
 	cat "$T_DIR"/[hr][12]."$mode".log | head -6 | sed 's/^/#   /'

@@ -115,8 +115,7 @@ touch "$stop"
 # shellcheck disable=SC2086
 wait $pids
 set -- $(cat "$T_DIR"/h[123] | awk '{ r += $1; b += $2 } END { print r + 0, b + 0 }')
-conflicts=$(getfattr -n cairn.stats --only-values "$A" 2>/dev/null |
-	awk '$1 == "conflicts" { print $2 }')
+conflicts=$(cm_stat "$A" conflicts)
 echo "# A wrote (versions, errors): $(cat "$T_DIR/wa"); B: $(cat "$T_DIR/wb"); $1 reads, $2 bad, $conflicts conflicts"
 cat "$T_DIR"/h[123].log | head -5 | sed 's/^/#   /'
 t_ok "$([ "${conflicts:-0}" -gt 0 ] && echo 0 || echo 1)" "A lost conflicts to B ($conflicts)"
