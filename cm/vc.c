@@ -1597,8 +1597,8 @@ vc_put_dir(struct vc *vc, const struct proto_dir *pd)
 	}
 	pthread_mutex_lock(&vc->lock);
 	/* Room first, outside the transaction: growing the file inside it
-	 * would hold the growth (a quarter of the file) in memory until the
-	 * commit (tdbw_reserve()). */
+	 * would hold the growth (a quarter of the file, a tenth past
+	 * 100 MiB) in memory until the commit (tdbw_reserve()). */
 	rc = tdbw_reserve(vc->tdb, put_dir_need(d, pd->n + 1, w.len));
 	if (rc)
 		goto out;
