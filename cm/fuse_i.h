@@ -149,6 +149,14 @@ void fops_read_hold(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
 /* --- fuse_mut.c --- */
 
 enum wio_kind { W_READ, W_WRITE, W_TRUNC };
+/* FUSE threads only, before a write at @off, or a truncate to @off, of
+ * @fid: while a STORE record of the file that logged more than @off
+ * bytes is in the replay log and the mount is not disconnected, start a
+ * drain pass and wait until the server has answered it (a refusal's
+ * conflict copy made), at most 2 * fetch-timeout + 5 s. The record reads
+ * the file's chunks when it goes; rewritten meanwhile, it sent the new
+ * version's start and zeros, and a refusal's copy saved them. */
+void fmut_drain_first(struct cm *cm, const struct fid *fid, uint64_t off);
 /* Read, write or truncate a file that has a write state; parks on the
  * loop when a chunk must be fetched first. */
 void fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,

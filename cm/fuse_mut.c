@@ -14,14 +14,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h> /* RENAME_NOREPLACE, RENAME_EXCHANGE */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <time.h>
 
 #include "chunkstore/cs.h"
 #include "cm/access.h"
+#include "cm/conn.h"
 #include "cm/fetch.h"
 #include "cm/fuse_i.h"
 #include "cm/inode.h"
@@ -34,6 +37,92 @@
 #include "cm/wb.h"
 #include "common/log.h"
 #include "common/util.h"
+
+/* --- a rewrite waits for the log (doc/cm.md "A rewrite waits for the
+ * log") --- */
+
+/* One waiter: the FUSE thread and replay_sync()'s callback each hold a
+ * reference; the last one frees it (the thread may give up first). */
+struct drainw {
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	unsigned refs;
+	bool done;
+};
+
+static void
+drainw_put(struct drainw *w)
+{
+	bool last;
+
+	pthread_mutex_lock(&w->mu);
+	last = --w->refs == 0;
+	pthread_mutex_unlock(&w->mu);
+	if (last) {
+		pthread_cond_destroy(&w->cond);
+		pthread_mutex_destroy(&w->mu);
+		free(w);
+	}
+}
+
+static void
+drainw_synced(void *arg, int err, uint64_t records)
+{
+	struct drainw *w = arg;
+
+	(void)err; /* a refusal: the copy is made; the write finds out */
+	(void)records;
+	pthread_mutex_lock(&w->mu);
+	w->done = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->mu);
+	drainw_put(w);
+}
+
+void
+fmut_drain_first(struct cm *cm, const struct fid *fid, uint64_t off)
+{
+	uint64_t bound = 2 * cm->cfg.fetch_timeout_ms + 5000, waited = 0;
+	struct drainw *w;
+	char fs[FID_STRLEN];
+
+	if (!cm->replay || !cm->conn || conn_mode(cm->conn) == CM_DISCONNECTED ||
+	    off >= wb_logged_size(cm->wb, fid))
+		return;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	w->refs = 2;
+	if (replay_sync(cm->replay, fid, drainw_synced, w) < 0) {
+		w->refs = 1;
+		drainw_put(w);
+		return;
+	}
+	CM_STAT_INC(&cm->st, rewrite_waits);
+	log_debug(LOG_FUSE, "a write at %llu of %s waits for its logged store",
+		  (unsigned long long)off, fid_fmt(fid, fs));
+	/* In steps, so that a lost server (the records stay: disconnected
+	 * operation) ends the wait: a write must not hang offline. */
+	pthread_mutex_lock(&w->mu);
+	while (!w->done && waited < bound &&
+	       conn_mode(cm->conn) != CM_DISCONNECTED && !cm_stopping(&cm->loop)) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 100 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		if (pthread_cond_timedwait(&w->cond, &w->mu, &until) ==
+		    ETIMEDOUT)
+			waited += 100;
+	}
+	pthread_mutex_unlock(&w->mu);
+	drainw_put(w);
+}
 
 /* --- reads, writes and truncates of files with a write state --- */
 
@@ -327,6 +416,7 @@ fmut_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, EFBIG);
 		return;
 	}
+	fmut_drain_first(cm, &f->fid, (uint64_t)off);
 	if (fops_kill_suidgid(FOPS_KILL_WRITE))
 		fops_kill_of(cm, req, &f->fid, &kill);
 	wio_start(cm, req, W_WRITE, &f->fid, (uint64_t)off, buf, size, ino,
@@ -1408,6 +1498,11 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
+	/* Before anything looks at the write state or the attributes: a
+	 * store the wait sends may end the write state (the truncate then
+	 * goes to the server) or be refused (a conflict copy). */
+	if ((set & FUSE_SET_ATTR_SIZE) && attr->st_size >= 0)
+		fmut_drain_first(cm, &fid, (uint64_t)attr->st_size);
 	/* "now" times set by the kernel with a truncate are ours to keep. */
 	if ((set & FUSE_SET_ATTR_MTIME) && (set & FUSE_SET_ATTR_MTIME_NOW))
 		set &= ~FUSE_SET_ATTR_MTIME;

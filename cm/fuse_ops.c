@@ -1093,6 +1093,15 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
+	if (fi->flags & O_TRUNC) {
+		/* Before the attributes are looked at: a refused store of
+		 * the file drops them and its write state, and this open
+		 * then starts from the server's version. */
+		struct fid fid;
+
+		if (ino_fid(cm->ino, ino, &fid) == 0)
+			fmut_drain_first(cm, &fid, 0);
+	}
 	run_or_park(cm, &p);
 }
 

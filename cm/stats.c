@@ -112,6 +112,7 @@ cm_stats_format_counters(const struct cm_stats *st, char *buf, size_t len,
 	P("log_bytes_restored %llu\n", LD(wb_data_restored));
 	P("read_retries %llu\n", LD(wb_read_retries));
 	P("conflicts %llu\n", LD(conflicts));
+	P("rewrite_waits %llu\n", LD(rewrite_waits));
 	P("wb_save_errors %llu\n", LD(wb_save_errors));
 	P("wb_journal_repairs %llu\n", LD(wb_journal_repairs));
 	P("replay_batches %llu\n", LD(replay_batches));

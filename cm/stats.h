@@ -99,6 +99,9 @@ struct cm_stats {
 						  log at start */
 	atomic_uint_fast64_t wb_read_retries; /* reads redone: a truncate */
 	atomic_uint_fast64_t conflicts;	    /* conflict copies saved */
+	atomic_uint_fast64_t rewrite_waits; /* writes that waited for the log
+					       to send a STORE record of
+					       their file first */
 	atomic_uint_fast64_t wb_save_errors; /* write states dirty.tdb could
 						not save or drop (wb.c) */
 	atomic_uint_fast64_t wb_journal_repairs; /* dirty.tdb.jnl mended

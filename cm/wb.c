@@ -725,6 +725,22 @@ wb_active(struct wb *wb, const struct fid *fid)
 }
 
 uint64_t
+wb_logged_size(struct wb *wb, const struct fid *fid)
+{
+	struct wstate *ws;
+	uint64_t n = 0;
+
+	if (!wb)
+		return 0;
+	pthread_mutex_lock(&wb->lock);
+	ws = wb_find_locked(wb, fid);
+	if (ws && ws->logged && !ws->gone && !ws->conflicted)
+		n = ws->logged_size;
+	pthread_mutex_unlock(&wb->lock);
+	return n;
+}
+
+uint64_t
 wb_dirty_files(struct wb *wb)
 {
 	uint64_t n;
@@ -2314,6 +2330,7 @@ load_cb(TDB_DATA k, TDB_DATA v, void *arg)
 	if (r.namelen)
 		ws->name = strndup(r.name, r.namelen);
 	ws->logged = (r.flags & WB_REC_LOGGED) != 0;
+	ws->logged_size = ws->size;
 	ws->created = (r.flags & WB_REC_CREATED) != 0;
 	ws->sa_mask = r.sa_mask;
 	ws->sa_mode = r.sa_mode;

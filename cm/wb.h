@@ -112,6 +112,13 @@ int wb_orphan_attr(struct wb *wb, const struct fid *fid,
 bool wb_dirty(struct wb *wb, const struct fid *fid);
 /* Does @fid have a write state (open for writing, or dirty)? */
 bool wb_active(struct wb *wb, const struct fid *fid);
+/* While a STORE record of @fid is in the replay log (the write state is
+ * *logged*): the largest size such a record logged, else 0. A record
+ * names the file's chunks, not a copy of them, so a write below that
+ * size or a truncate under it changes what the record sends, or what a
+ * refusal's conflict copy saves (doc/cm.md "A rewrite waits for the
+ * log"). Any thread. */
+uint64_t wb_logged_size(struct wb *wb, const struct fid *fid);
 
 /* A handle with write access was opened on @a's file / released. @parent
  * and @name (may be NULL) name it, for conflict copies. */

@@ -70,6 +70,10 @@ struct wstate {
 	/* Disconnected: the changes are in the replay log as a STORE record
 	 * (their chunks stay DIRTY until it is replayed). */
 	bool logged;
+	/* While logged: the largest size a STORE record of it logged (the
+	 * bytes below it are what such a record sends, read from the
+	 * chunks when it goes; wb_logged_size()). */
+	uint64_t logged_size;
 	/* A logged store is being replayed with base DV replay_to standing
 	 * for replay_from (our own earlier changes moved the DV). */
 	bool replaying;

@@ -840,6 +840,8 @@ mark_logged(struct wb *wb, const struct fid *fid, const struct proto_op *sa)
 	ws = wb_find_locked(wb, fid);
 	if (ws && !ws->gone) {
 		wb_mark_clean_locked(wb, ws);
+		if (!ws->logged || ws->logged_size < ws->size)
+			ws->logged_size = ws->size;
 		ws->logged = true;
 		/* The folded mtime the setattr record carries is the file's
 		 * now (wb_overlay() shows ws->mtime_ns no more). */

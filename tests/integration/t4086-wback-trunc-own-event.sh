@@ -69,7 +69,9 @@ t_ok "$([ "$(held)" -gt "$h" ] && echo 0 || echo 1)" \
 	"the store of version 1 went, its answer is held"
 
 # meanwhile a writer opens the file (no O_TRUNC: nothing is logged) and
-# writes again; it keeps the descriptor open and truncates it on a sign
+# writes again past the logged end (a write below it would wait for the
+# store's answer: doc/cm.md "A rewrite waits for the log"); it keeps the
+# descriptor open and truncates it on a sign
 cat >"$T_DIR/w.py" <<'PY'
 import os, sys, time
 path, d = sys.argv[1], sys.argv[2]
@@ -80,7 +82,7 @@ call = "open"
 try:
     fd = os.open(path, os.O_WRONLY)
     call = "write"
-    os.pwrite(fd, b"version 2\n" * 2000, 0)
+    os.pwrite(fd, b"version 2\n" * 2000, os.fstat(fd).st_size)
     say("w.opened", "")
     end = time.time() + 60
     while not os.path.exists(os.path.join(d, "w.go")) and time.time() < end:
