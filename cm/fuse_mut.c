@@ -169,19 +169,81 @@ wio_free(struct wio *w)
 	free(w);
 }
 
-static void
-reply_attr_of(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
-	      const struct fid *fid)
+/* A truncate's attribute reply whose attributes were not cached (another
+ * client's change dropped them meanwhile): fetched first, on the loop.
+ * The truncate is done; EIO would tell the caller otherwise. */
+struct attr_wait {
+	struct cm_job job;
+	struct cm *cm;
+	fuse_req_t req;
+	fuse_ino_t ino;
+	struct fid fid;
+	bool trunc_mark; /* taken over from the wio: ended at the reply */
+};
+
+static bool
+reply_attr_now(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
+	       const struct fid *fid)
 {
 	struct proto_attr a;
 	struct stat st;
 
-	if (mcache_attr(cm->mc, fid, &a) < 0) {
-		fuse_reply_err(req, EIO);
-		return;
-	}
+	if (mcache_attr(cm->mc, fid, &a) < 0)
+		return false;
 	fops_to_stat(cm, &a, ino, &st);
 	fuse_reply_attr(req, &st, cm->cfg.attr_timeout);
+	return true;
+}
+
+static void
+attr_wait_fetched(void *arg, int err)
+{
+	struct attr_wait *aw = arg;
+
+	if (err || !reply_attr_now(aw->cm, aw->req, aw->ino, &aw->fid))
+		fuse_reply_err(aw->req, EIO);
+	if (aw->trunc_mark)
+		fops_trunc_end(aw->ino);
+	free(aw);
+}
+
+static void
+attr_wait_job(struct cm_loop *loop, struct cm_job *job)
+{
+	struct attr_wait *aw = (struct attr_wait *)job;
+
+	(void)loop;
+	if (cm_stopping(&aw->cm->loop)) {
+		attr_wait_fetched(aw, -ESHUTDOWN);
+		return;
+	}
+	mfetch_want_attr(aw->cm->mf, &aw->fid, attr_wait_fetched, aw);
+}
+
+/* Answer @req with the attributes of @fid (inode @ino), fetched first if
+ * they are not cached; @trunc_mark: fops_trunc_end(@ino) once answered
+ * (else the caller's). @return true if the end is the reply's. */
+static bool
+reply_attr_of(struct cm *cm, fuse_req_t req, fuse_ino_t ino,
+	      const struct fid *fid, bool trunc_mark)
+{
+	struct attr_wait *aw;
+
+	if (reply_attr_now(cm, req, ino, fid))
+		return false;
+	aw = calloc(1, sizeof(*aw));
+	if (!aw) {
+		fuse_reply_err(req, EIO);
+		return false;
+	}
+	aw->cm = cm;
+	aw->req = req;
+	aw->ino = ino;
+	aw->fid = *fid;
+	aw->trunc_mark = trunc_mark;
+	aw->job.run = attr_wait_job;
+	cm_post(&cm->loop, &aw->job);
+	return trunc_mark;
 }
 
 static void kill_mop_start(struct cm *cm, struct wio *w);
@@ -249,8 +311,9 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 			wio_killed(cm, w);
 		if (rc < 0 || w->reply0)
 			fuse_reply_err(w->req, rc < 0 ? -rc : 0);
-		else
-			reply_attr_of(cm, w->req, w->ino, &w->fid);
+		else if (reply_attr_of(cm, w->req, w->ino, &w->fid,
+				       w->trunc_mark))
+			w->trunc_mark = false;
 		return 0;
 	}
 	fuse_reply_err(w->req, EIO);
@@ -1157,7 +1220,7 @@ mop_try(struct cm *cm, struct mop *m)
 			if (m->kill_only)
 				kill_continue(cm, m);
 			else
-				reply_attr_of(cm, m->req, m->ino, &op.fid);
+				reply_attr_of(cm, m->req, m->ino, &op.fid, false);
 			return 0;
 		}
 		break;
@@ -1569,7 +1632,7 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		    (!(set & FUSE_SET_ATTR_GID) || a.gid == attr->st_gid) &&
 		    !(a.mode & (S_ISUID | S_ISGID))) {
 			fops_count(cm, CM_R_OTHER);
-			reply_attr_of(cm, req, ino, &fid);
+			reply_attr_of(cm, req, ino, &fid, false);
 			return;
 		}
 	}
@@ -1614,7 +1677,7 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		    wb_setattr(cm->wb, &fid, mask, attr->st_mode & 07777,
 			       attr->st_uid, attr->st_gid, at, mt) == 0) {
 			fops_count(cm, CM_R_OTHER);
-			reply_attr_of(cm, req, ino, &fid);
+			reply_attr_of(cm, req, ino, &fid, false);
 			return;
 		}
 	}
@@ -1623,7 +1686,7 @@ fmut_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		     FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW |
 		     FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
 		fops_count(cm, CM_R_OTHER);
-		reply_attr_of(cm, req, ino, &fid);
+		reply_attr_of(cm, req, ino, &fid, false);
 		return;
 	}
 	m = mop_new(req, M_SETATTR);
