@@ -83,8 +83,10 @@ void
 fmut_drain_first(struct cm *cm, const struct fid *fid, uint64_t off)
 {
 	uint64_t bound = 2 * cm->cfg.fetch_timeout_ms + 5000, waited = 0;
+	uint64_t t0, ms;
 	struct drainw *w;
 	char fs[FID_STRLEN];
+	bool done;
 
 	if (!cm->replay || !cm->conn || conn_mode(cm->conn) == CM_DISCONNECTED ||
 	    off >= wb_logged_size(cm->wb, fid))
@@ -101,8 +103,10 @@ fmut_drain_first(struct cm *cm, const struct fid *fid, uint64_t off)
 		return;
 	}
 	CM_STAT_INC(&cm->st, rewrite_waits);
+	t0 = util_now_ms();
+	fid_fmt(fid, fs);
 	log_debug(LOG_FUSE, "a write at %llu of %s waits for its logged store",
-		  (unsigned long long)off, fid_fmt(fid, fs));
+		  (unsigned long long)off, fs);
 	/* In steps, so that a lost server (the records stay: disconnected
 	 * operation) ends the wait: a write must not hang offline. */
 	pthread_mutex_lock(&w->mu);
@@ -120,8 +124,21 @@ fmut_drain_first(struct cm *cm, const struct fid *fid, uint64_t off)
 		    ETIMEDOUT)
 			waited += 100;
 	}
+	done = w->done;
 	pthread_mutex_unlock(&w->mu);
 	drainw_put(w);
+	ms = util_now_ms() - t0;
+	if (!done)
+		log_warn(LOG_FUSE,
+			 "a write of %s went on after %llu ms without the "
+			 "server's answer to its logged store (%s)",
+			 fs, (unsigned long long)ms,
+			 conn_mode(cm->conn) == CM_DISCONNECTED ? "disconnected"
+								: "timed out");
+	else if (ms >= 1000)
+		log_info(LOG_FUSE,
+			 "a write of %s waited %llu ms for its logged store",
+			 fs, (unsigned long long)ms);
 }
 
 /* --- reads, writes and truncates of files with a write state --- */

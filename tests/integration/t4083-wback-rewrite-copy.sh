@@ -10,7 +10,8 @@
 # covers first has the log send it (cm/fuse_mut.c fmut_drain_first()):
 # the copy holds the refused version whole and the rewrite goes on from
 # the server's version. Both a small file (its bytes ride in the record)
-# and a large one (three chunks).
+# and a large one (three chunks); and with the server gone, the wait ends
+# when the mount goes disconnected.
 . "$top_srcdir/tests/integration/lib.sh"
 t_need_fuse
 t_timeout 150
@@ -107,4 +108,24 @@ one() {
 
 one big 700000
 one small 20000
+
+# The server gone: the wait ends when the mount goes disconnected (a
+# write must not hang offline); the rewrite is logged and reaches the
+# server once it is back.
+gen down-v1 300000 >"$A/down" || exit 1
+t_check "down: version 1 reaches the server" "$FS" sync -m "$A"
+gen down-v2 300000 >"$T_DIR/down.v2"
+gen down-v3 250000 >"$T_DIR/down.v3"
+cp "$T_DIR/down.v2" "$A/down"
+vold_kill9
+t0=$(date +%s%N)
+cp "$T_DIR/down.v3" "$A/down"
+t_is "$?" 0 "down: a rewrite while the server is gone succeeds"
+ms=$((($(date +%s%N) - t0) / 1000000))
+t_ok "$([ "$ms" -lt 15000 ] && echo 0 || echo 1)" "down: it did not wait for the bound ($ms ms)"
+t_is "$(sha256sum <"$A/down")" "$(sha256sum <"$T_DIR/down.v3")" "down: A reads the rewrite"
+vold_restart || exit 1
+"$FS" reconnect -m "$A" >/dev/null 2>&1
+wait_for 30 sh -c "cmp -s '$B/down' '$T_DIR/down.v3'"
+t_is "$(sha256sum <"$B/down")" "$(sha256sum <"$T_DIR/down.v3")" "down: the server has it once back"
 t_done

@@ -24,8 +24,11 @@ cairnd_mount "$A" "$T_DIR/ca" wk "$T_DIR/tok" --write-mode writeback \
 	--writeback-delay 60s --fetch-timeout 30s || exit 1
 stat1() { cm_stat "$A" "$1"; }
 F=$A/f
-# ver N [sync]: version N of f (an O_TRUNC open, its lines, an fsync if
-# asked, close); says which call failed
+# ver N [sync|append]: version N of f (an O_TRUNC open, its lines, an
+# fsync if asked, close; or its lines appended: an O_TRUNC rewrite while
+# a store of the file is in flight waits for its answer, doc/cm.md "A
+# rewrite waits for the log", an append does not); says which call
+# failed
 ver() {
 	python3 - "$F" "$@" <<'PY'
 import os, sys, time
@@ -37,10 +40,16 @@ def did(what):
           time.time() - t0), file=log, flush=True)
 call = "open"
 try:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    append = sys.argv[3:] == ["append"]
+    flags = os.O_WRONLY if append else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(path, flags, 0o644)
     did("open")
     call = "write"
-    os.write(fd, b"version %d\n" % v * (1000 + 300 * v))
+    data = b"version %d\n" % v * (1000 + 300 * v)
+    if append:
+        os.pwrite(fd, data, os.fstat(fd).st_size)
+    else:
+        os.write(fd, data)
     did("write")
     if sys.argv[3:] == ["sync"]:
         call = "fsync"
@@ -73,7 +82,7 @@ for n in 1 2; do
 	wait_for 20 held_more "$h"
 	t_ok "$([ "$(held)" -gt "$h" ] && echo 0 || echo 1)" \
 		"round $n: the store of version $((2 * n - 1)) went, its answer is held"
-	t_is "$(ver $((2 * n)))" "" "round $n: version $((2 * n)) written while the answer waits"
+	t_is "$(ver $((2 * n)) append)" "" "round $n: version $((2 * n)) appended while the answer waits"
 	spoil_mode events
 	wait "$spid"
 	t_is "$?" 0 "round $n: fs sync of version $((2 * n - 1)) succeeded ($(cat "$T_DIR/sync$n.out"))"
