@@ -82,8 +82,9 @@ drainw_synced(void *arg, int err, uint64_t records)
 void
 fmut_drain_first(struct cm *cm, const struct fid *fid, uint64_t off)
 {
-	uint64_t bound = 2 * cm->cfg.fetch_timeout_ms + 5000, waited = 0;
+	uint64_t bound = 2 * cm->cfg.fetch_timeout_ms + 5000;
 	uint64_t t0, ms;
+	pthread_condattr_t ca;
 	struct drainw *w;
 	char fs[FID_STRLEN];
 	bool done;
@@ -95,7 +96,11 @@ fmut_drain_first(struct cm *cm, const struct fid *fid, uint64_t off)
 	if (!w)
 		return;
 	pthread_mutex_init(&w->mu, NULL);
-	pthread_cond_init(&w->cond, NULL);
+	/* steps of the monotonic clock: a clock set back lengthens none */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	w->refs = 2;
 	if (replay_sync(cm->replay, fid, drainw_synced, w) < 0) {
 		w->refs = 1;
@@ -110,19 +115,17 @@ fmut_drain_first(struct cm *cm, const struct fid *fid, uint64_t off)
 	/* In steps, so that a lost server (the records stay: disconnected
 	 * operation) ends the wait: a write must not hang offline. */
 	pthread_mutex_lock(&w->mu);
-	while (!w->done && waited < bound &&
+	while (!w->done && util_now_ms() - t0 < bound &&
 	       conn_mode(cm->conn) != CM_DISCONNECTED && !cm_stopping(&cm->loop)) {
 		struct timespec until;
 
-		clock_gettime(CLOCK_REALTIME, &until);
+		clock_gettime(CLOCK_MONOTONIC, &until);
 		until.tv_nsec += 100 * 1000000L;
 		if (until.tv_nsec >= 1000000000L) {
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000L;
 		}
-		if (pthread_cond_timedwait(&w->cond, &w->mu, &until) ==
-		    ETIMEDOUT)
-			waited += 100;
+		(void)pthread_cond_timedwait(&w->cond, &w->mu, &until);
 	}
 	done = w->done;
 	pthread_mutex_unlock(&w->mu);
@@ -134,7 +137,8 @@ fmut_drain_first(struct cm *cm, const struct fid *fid, uint64_t off)
 			 "server's answer to its logged store (%s)",
 			 fs, (unsigned long long)ms,
 			 conn_mode(cm->conn) == CM_DISCONNECTED ? "disconnected"
-								: "timed out");
+			 : cm_stopping(&cm->loop)		 ? "stopping"
+								 : "timed out");
 	else if (ms >= 1000)
 		log_info(LOG_FUSE,
 			 "a write of %s waited %llu ms for its logged store",
@@ -196,6 +200,7 @@ struct attr_wait {
 	fuse_ino_t ino;
 	struct fid fid;
 	bool trunc_mark; /* taken over from the wio: ended at the reply */
+	unsigned tries;
 };
 
 static bool
@@ -217,7 +222,17 @@ attr_wait_fetched(void *arg, int err)
 {
 	struct attr_wait *aw = arg;
 
-	if (err || !reply_attr_now(aw->cm, aw->req, aw->ino, &aw->fid))
+	/* A fetch an event overtook completes without storing what it
+	 * brought (mfetch.c): ask again, a few times, from a job of its
+	 * own (not from inside mfetch's completion). */
+	if (!err && !reply_attr_now(aw->cm, aw->req, aw->ino, &aw->fid)) {
+		if (++aw->tries < 4) {
+			cm_post(&aw->cm->loop, &aw->job);
+			return;
+		}
+		err = -EIO;
+	}
+	if (err)
 		fuse_reply_err(aw->req, EIO);
 	if (aw->trunc_mark)
 		fops_trunc_end(aw->ino);

@@ -2330,7 +2330,10 @@ load_cb(TDB_DATA k, TDB_DATA v, void *arg)
 	if (r.namelen)
 		ws->name = strndup(r.name, r.namelen);
 	ws->logged = (r.flags & WB_REC_LOGGED) != 0;
-	ws->logged_size = ws->size;
+	/* What the records in the log cover is not in dirty.tdb (the size
+	 * there may be an older checkpoint's): any rewrite waits for them
+	 * once. */
+	ws->logged_size = ws->logged ? UINT64_MAX : 0;
 	ws->created = (r.flags & WB_REC_CREATED) != 0;
 	ws->sa_mask = r.sa_mask;
 	ws->sa_mode = r.sa_mode;

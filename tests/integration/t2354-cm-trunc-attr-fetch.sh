@@ -50,8 +50,15 @@ t_track_pid "$!"
 wait_for 20 test -e "$T_DIR/t.opened"
 
 # B changes the file's mode: its event drops A's cached attributes, and
-# their fetch waits at the relay
+# their fetch waits at the relay. First A's own events settle (its create
+# and store), so that the count below moves for B's change.
 e0=$(cm_stat "$A" events)
+for _ in $(seq 1 40); do
+	sleep 0.25
+	e1=$(cm_stat "$A" events)
+	[ "$e1" = "$e0" ] && break
+	e0=$e1
+done
 spoil_mode events holdattr
 chmod 600 "$B/f"
 wait_for 20 sh -c "[ \"\$(getfattr -n cairn.stats --only-values '$A' 2>/dev/null | awk '\$1 == \"events\" { print \$2 }')\" -gt $e0 ]"
@@ -63,6 +70,10 @@ spoil_mode events
 wait_for 30 test -e "$T_DIR/t.end"
 r=$(cat "$T_DIR/t.trunc" 2>/dev/null)
 t_is "${r%% *}" ok "the ftruncate succeeded ($r)"
+# answered once the relay let the getattr answer go: it did wait for
+# the fetch (else this run did not reach the case)
+t_ok "$(awk -v t="${r#* }" 'BEGIN { exit !(t + 0 >= 1.0) }' && echo 0 || echo 1)" \
+	"its reply waited for the attributes' fetch (${r#* } s)"
 wait_for 10 sh -c "[ \"\$(cat '$B/f')\" = 01234 ]"
 t_is "$(cat "$B/f")" 01234 "the server has the truncated file"
 t_is "$(stat -c %a "$A/f")" 600 "A shows B's mode"

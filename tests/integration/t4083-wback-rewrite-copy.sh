@@ -91,6 +91,8 @@ one() {
 	t_ok "$([ "$(cm_stat "$A" rewrite_waits)" -gt "$w0" ] && echo 0 || echo 1)" \
 		"$f: the rewrite waited for the log"
 	t_is "$(( $(cm_stat "$A" conflicts) - c0 ))" 1 "$f: one conflict"
+	# B learns of the copy A made through its events
+	wait_for 20 sh -c "ls '$B' | grep -q '^$f\.conflict-'"
 	n=0
 	for c in "$B/$f".conflict-*; do
 		[ -e "$c" ] || continue
