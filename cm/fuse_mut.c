@@ -170,6 +170,9 @@ struct wio {
 	struct cm_file *file;
 	bool may_hold;
 	bool trunc_mark; /* W_TRUNC: fops_trunc_end(@ino) owed when answered */
+	/* W_WRITE, W_TRUNC on a FUSE thread, connected: a change to what
+	 * a logged store still sends waits for the log (WB_IO_LOGGED) */
+	bool drain;
 };
 
 /* @w was answered: the truncation it marked is over. */
@@ -323,9 +326,10 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 			fuse_reply_buf(w->req, (const char *)rbuf, (size_t)n);
 		return 0;
 	case W_WRITE:
-		n = wb_write(cm->wb, &w->fid, w->off, w->buf, w->len, &w->need,
-			     w->kill.how ? &w->kill : NULL);
-		if (n == -EAGAIN || n == -EPERM)
+		n = wb_write_ex(cm->wb, &w->fid, w->off, w->buf, w->len,
+				&w->need, w->kill.how ? &w->kill : NULL,
+				w->drain ? WB_IO_LOGGED : 0);
+		if (n == -EAGAIN || n == -EPERM || n == -EINPROGRESS)
 			return (int)n;
 		if (w->kill.how)
 			wio_killed(cm, w);
@@ -335,9 +339,10 @@ wio_try(struct cm *cm, struct wio *w, uint8_t *rbuf)
 			fuse_reply_write(w->req, (size_t)n);
 		return 0;
 	case W_TRUNC:
-		rc = wb_truncate(cm->wb, &w->fid, w->off, &w->need,
-				 w->kill.how ? &w->kill : NULL);
-		if (rc == -EAGAIN || rc == -EPERM)
+		rc = wb_truncate_ex(cm->wb, &w->fid, w->off, &w->need,
+				    w->kill.how ? &w->kill : NULL,
+				    w->drain ? WB_IO_LOGGED : 0);
+		if (rc == -EAGAIN || rc == -EPERM || rc == -EINPROGRESS)
 			return rc;
 		if (w->kill.how)
 			wio_killed(cm, w);
@@ -417,7 +422,23 @@ static void
 wio_run(struct cm *cm, const struct wio *w, uint8_t *rbuf)
 {
 	struct wio *h;
-	int rc = wio_try(cm, (struct wio *)w, rbuf);
+	int rc;
+
+	/* A FUSE thread may wait for the log (fmut_drain_first()); a
+	 * parked copy, tried again on the loop, may not. */
+	((struct wio *)w)->drain = w->kind != W_READ && cm->conn &&
+				   conn_mode(cm->conn) != CM_DISCONNECTED;
+	rc = wio_try(cm, (struct wio *)w, rbuf);
+	for (int i = 0; rc == -EINPROGRESS && i < 3; i++) {
+		fmut_drain_first(cm, &w->fid, w->off);
+		rc = wio_try(cm, (struct wio *)w, rbuf);
+	}
+	if (rc == -EINPROGRESS) {
+		/* Logged again and again meanwhile (another writer of the
+		 * file closing or fsyncing): as before the wait. */
+		((struct wio *)w)->drain = false;
+		rc = wio_try(cm, (struct wio *)w, rbuf);
+	}
 
 	if (rc == 0) {
 		wio_done((struct wio *)w);
@@ -431,6 +452,7 @@ wio_run(struct cm *cm, const struct wio *w, uint8_t *rbuf)
 	}
 	*h = *w;
 	h->buf = NULL;
+	h->drain = false;
 	if (w->kind == W_WRITE) {
 		h->buf = malloc(w->len ? w->len : 1);
 		if (!h->buf) {
@@ -511,7 +533,6 @@ fmut_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, EFBIG);
 		return;
 	}
-	fmut_drain_first(cm, &f->fid, (uint64_t)off);
 	if (fops_kill_suidgid(FOPS_KILL_WRITE))
 		fops_kill_of(cm, req, &f->fid, &kill);
 	wio_start(cm, req, W_WRITE, &f->fid, (uint64_t)off, buf, size, ino,

@@ -1108,10 +1108,14 @@ wb_kill(struct wb *wb, const struct fid *fid, const struct wb_kill *kill)
 }
 
 /* Take a write slot on @fid's state, after clearing @kill's bits
- * (kill_locked()); fills the snapshot. */
+ * (kill_locked()); fills the snapshot. With WB_IO_LOGGED in @flags,
+ * -EINPROGRESS (nothing taken) when the write or truncate at @at would
+ * change bytes a logged store still has to send (wb_logged_size()):
+ * checked here, under the lock a store takes once the running writes
+ * are done, so no store is logged between the check and the write. */
 static int
 begin_io(struct wb *wb, const struct fid *fid, struct wstate *snap,
-	 const struct wb_kill *kill)
+	 const struct wb_kill *kill, uint64_t at, unsigned flags)
 {
 	struct wstate *ws;
 	int rc;
@@ -1137,6 +1141,9 @@ begin_io(struct wb *wb, const struct fid *fid, struct wstate *snap,
 	}
 	if (rc == 0 && ws->conflicted)
 		rc = -EIO; /* this handle's version is in the conflict copy */
+	if (rc == 0 && (flags & WB_IO_LOGGED) && ws->logged && !ws->gone &&
+	    at < ws->logged_size)
+		rc = -EINPROGRESS;
 	if (rc == 0)
 		rc = kill_locked(wb, ws, kill);
 	if (rc == 0) {
@@ -1271,6 +1278,14 @@ ssize_t
 wb_write(struct wb *wb, const struct fid *fid, uint64_t off, const void *buf,
 	 size_t len, uint64_t *need, const struct wb_kill *kill)
 {
+	return wb_write_ex(wb, fid, off, buf, len, need, kill, 0);
+}
+
+ssize_t
+wb_write_ex(struct wb *wb, const struct fid *fid, uint64_t off,
+	    const void *buf, size_t len, uint64_t *need,
+	    const struct wb_kill *kill, unsigned flags)
+{
 	uint32_t csz = wb->d.chunk_size;
 	struct wstate s;
 	size_t done = 0;
@@ -1278,7 +1293,7 @@ wb_write(struct wb *wb, const struct fid *fid, uint64_t off, const void *buf,
 
 	if (len == 0)
 		return kill ? wb_kill(wb, fid, kill) : 0;
-	rc = begin_io(wb, fid, &s, kill);
+	rc = begin_io(wb, fid, &s, kill, off, flags);
 	if (rc < 0)
 		return rc;
 	while (done < len) {
@@ -1466,6 +1481,13 @@ int
 wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need,
 	    const struct wb_kill *kill)
 {
+	return wb_truncate_ex(wb, fid, size, need, kill, 0);
+}
+
+int
+wb_truncate_ex(struct wb *wb, const struct fid *fid, uint64_t size,
+	       uint64_t *need, const struct wb_kill *kill, unsigned flags)
+{
 	uint32_t csz = wb->d.chunk_size;
 	struct trunc_ctx t = {wb, size, 0, UINT64_MAX};
 	struct wstate s;
@@ -1473,7 +1495,7 @@ wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size, uint64_t *need,
 	bool cut = false;
 	int rc;
 
-	rc = begin_io(wb, fid, &s, kill);
+	rc = begin_io(wb, fid, &s, kill, size, flags);
 	if (rc < 0)
 		return rc;
 	if (size < s.size) {

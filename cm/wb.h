@@ -190,6 +190,17 @@ ssize_t wb_write(struct wb *wb, const struct fid *fid, uint64_t off,
 int wb_truncate(struct wb *wb, const struct fid *fid, uint64_t size,
 		uint64_t *need, const struct wb_kill *kill);
 
+/* wb_write(), wb_truncate() with WB_IO_LOGGED: -EINPROGRESS, nothing
+ * done, when the call would change bytes a STORE record of the file still
+ * in the replay log has to send (wb_logged_size()); the caller waits for
+ * the log (a FUSE thread: fmut_drain_first()) and calls again. */
+#define WB_IO_LOGGED 1u
+ssize_t wb_write_ex(struct wb *wb, const struct fid *fid, uint64_t off,
+		    const void *buf, size_t len, uint64_t *need,
+		    const struct wb_kill *kill, unsigned flags);
+int wb_truncate_ex(struct wb *wb, const struct fid *fid, uint64_t size,
+		   uint64_t *need, const struct wb_kill *kill, unsigned flags);
+
 /*
  * Read from a file with a write state: @return bytes read (0 at EOF),
  * -EAGAIN + *@need, -ENOENT if @fid has no write state (read it the

@@ -919,6 +919,16 @@ test_kill(void)
 	o = a;
 	wb_overlay(e.wb, &o);
 	is_int((int)(o.mode & 07777), 06755, "nor a mode folded");
+	/* Loaded logged, what its records cover is unknown: a write that
+	 * asks (a FUSE thread's) waits for the log first, at any offset. */
+	is_int((int)wb_write_ex(e.wb, &g, 1000, "new", 3, &need, NULL,
+				WB_IO_LOGGED),
+	       -EINPROGRESS, "a write asking for the log's wait: -EINPROGRESS");
+	is_int(wb_truncate_ex(e.wb, &g, 5, &need, NULL, WB_IO_LOGGED),
+	       -EINPROGRESS, "a truncate too");
+	ok(cs_lookup(e.cs, &key, &info) != 0, "and nothing of them done");
+	ok(wb_logged_size(e.wb, &g) == UINT64_MAX,
+	   "wb_logged_size: unknown, all of it");
 	is_int((int)wb_write(e.wb, &g, 0, "new", 3, &need, NULL), 3,
 	       "written once the setattr went (no kill)");
 	wb_release_write(e.wb, &g);
