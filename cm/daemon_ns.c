@@ -396,13 +396,7 @@ retry_main(void *arg)
 		now = util_now_ms();
 		if (next <= now)
 			continue;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += (time_t)((next - now) / 1000);
-		ts.tv_nsec += (long)((next - now) % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		util_deadline(&ts, CLOCK_MONOTONIC, next - now);
 		if (!r->stop)
 			pthread_cond_timedwait(&r->cond, &r->lock, &ts);
 	}

@@ -562,15 +562,8 @@ store_main(void *arg)
 			}
 			if (f->want_spares) {
 				struct timespec ts;
-				uint64_t wait = due - now;
 
-				clock_gettime(CLOCK_REALTIME, &ts);
-				ts.tv_sec += (time_t)(wait / 1000);
-				ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-				if (ts.tv_nsec >= 1000000000L) {
-					ts.tv_sec++;
-					ts.tv_nsec -= 1000000000L;
-				}
+				util_deadline(&ts, CLOCK_REALTIME, due - now);
 				pthread_cond_timedwait(&f->scond, &f->slock,
 						       &ts);
 			} else {

@@ -20,7 +20,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
-#include <time.h>
 
 #include "chunkstore/cs.h"
 #include "cm/access.h"
@@ -119,12 +118,7 @@ fmut_drain_first(struct cm *cm, const struct fid *fid, uint64_t off)
 	       conn_mode(cm->conn) != CM_DISCONNECTED && !cm_stopping(&cm->loop)) {
 		struct timespec until;
 
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_nsec += 100 * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		util_deadline(&until, CLOCK_MONOTONIC, 100);
 		(void)pthread_cond_timedwait(&w->cond, &w->mu, &until);
 	}
 	done = w->done;

@@ -605,8 +605,7 @@ wait_store_locked(struct wb *wb, struct wstate *ws)
 	struct timespec until;
 	uint64_t ms = 2 * wb->d.timeout_ms + 5000;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += (time_t)(ms / 1000);
+	util_deadline(&until, CLOCK_REALTIME, ms);
 	while (ws->storing) {
 		if (pthread_cond_timedwait(&wb->cond, &wb->lock, &until) ==
 		    ETIMEDOUT)

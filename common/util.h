@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* Parse "4096", "256K", "10M", "2G", "1T" (binary units, optional "iB" or
  * "B"). @return 0 and *out, or -EINVAL / -ERANGE; *out untouched then. */
@@ -39,6 +40,9 @@ ssize_t util_pread_all(int fd, void *buf, size_t len, off_t off);
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t util_now_ms(void);
+/* *@ts = now on @clock plus @ms, normalized: the deadline of a
+ * pthread_cond_timedwait() on a condition variable of that clock. */
+void util_deadline(struct timespec *ts, clockid_t clock, uint64_t ms);
 /* Wall-clock time in nanoseconds since the epoch (file times). */
 int64_t util_wall_ns(void);
 

@@ -478,6 +478,28 @@ test_memtrim(void)
 #endif
 }
 
+/* util_deadline: now plus the milliseconds, nanoseconds normalized. */
+static void
+test_deadline(void)
+{
+	struct timespec a, d, b;
+	long long ns;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	util_deadline(&d, CLOCK_MONOTONIC, 1999);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	ok(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L,
+	   "deadline: nanoseconds normalized (%ld)", (long)d.tv_nsec);
+	ns = (long long)(d.tv_sec - a.tv_sec) * 1000000000LL +
+	     (d.tv_nsec - a.tv_nsec);
+	ok(ns >= 1999000000LL, "deadline: at least 1999 ms after before");
+	ns = (long long)(d.tv_sec - b.tv_sec) * 1000000000LL +
+	     (d.tv_nsec - b.tv_nsec);
+	ok(ns <= 1999000000LL, "deadline: at most 1999 ms after after");
+	util_deadline(&d, CLOCK_REALTIME, 0);
+	ok(d.tv_sec > 1000000000, "deadline: of the clock asked (realtime)");
+}
+
 int
 main(void)
 {
@@ -490,5 +512,6 @@ main(void)
 	test_escape();
 	test_secret_file();
 	test_memtrim();
+	test_deadline();
 	return done_testing();
 }
