@@ -343,10 +343,15 @@ spoilproxy_start() {
 }
 # cm_stat MOUNT NAME: the counter NAME of cairnd's stats (the cairn.stats
 # xattr of the mount's root), or nothing.
+# t_version F V SIZE: version V of file F (verlines.py: numbered lines,
+# no NUL byte), SIZE bytes, to stdout.
+t_version() { python3 "$top_srcdir/tests/integration/verlines.py" "$@"; }
 cm_stat() {
 	getfattr -n cairn.stats --only-values "$1" 2>/dev/null |
 		awk -v k="$2" '$1 == k { print $2 }'
 }
+# cm_stat_more MOUNT NAME N: is that counter above N? (for wait_for)
+cm_stat_more() { [ "$(cm_stat "$1" "$2")" -gt "$3" ] 2>/dev/null; }
 # spoil_mode WORDS...: set the relay's mode in one rename. It reads the
 # file at every step, and "echo WORDS >mode" shows it an empty mode for a
 # moment: no hold word then, so everything held would go at once.

@@ -61,7 +61,7 @@ for _ in $(seq 1 40); do
 done
 spoil_mode events holdattr
 chmod 600 "$B/f"
-wait_for 20 sh -c "[ \"\$(getfattr -n cairn.stats --only-values '$A' 2>/dev/null | awk '\$1 == \"events\" { print \$2 }')\" -gt $e0 ]"
+wait_for 20 cm_stat_more "$A" events "$e0"
 t_ok "$([ "$(cm_stat "$A" events)" -gt "$e0" ] && echo 0 || echo 1)" "A heard of B's change"
 sleep 0.3
 touch "$T_DIR/t.go"

@@ -20,13 +20,9 @@ A=$T_DIR/a
 mnt() { cairnd_mount "$A" "$T_DIR/ca" rk "$T_DIR/tok" --write-mode writeback \
 	--writeback-delay 60s --fetch-timeout 30s; }
 mnt || exit 1
-gen() { python3 -c 'import sys
-n, size = sys.argv[1], int(sys.argv[2])
-line = ("%s %s\n" % (n, "y" * 40)).encode()
-sys.stdout.buffer.write((line * (size // len(line) + 1))[:size])' "$@"; }
-gen v0 200000 >"$T_DIR/v0"
-gen v1 400000 >"$T_DIR/v1"
-gen v2 100000 >"$T_DIR/v2"
+t_version 1 0 200000 >"$T_DIR/v0"
+t_version 1 1 400000 >"$T_DIR/v1"
+t_version 1 2 100000 >"$T_DIR/v2"
 cp "$T_DIR/v0" "$A/f" || exit 1
 t_check "version 0 reaches the server" "$FS" sync -m "$A"
 cp "$T_DIR/v1" "$A/f"
@@ -49,7 +45,7 @@ try:
 except OSError as e:
     print(e)' "$A/f" "$T_DIR/v2" >"$T_DIR/rw.out" 2>&1 &
 t_track_pid "$!"
-wait_for 10 sh -c "[ \"\$(getfattr -n cairn.stats --only-values '$A' 2>/dev/null | awk '\$1 == \"rewrite_waits\" { print \$2 }')\" -gt ${w0:-0} ]"
+wait_for 10 cm_stat_more "$A" rewrite_waits "${w0:-0}"
 sleep 0.5
 t_ok "$([ "$(cm_stat "$A" rewrite_waits)" -gt "${w0:-0}" ] && [ ! -s "$T_DIR/rw.out" ] && echo 0 || echo 1)" \
 	"the rewrite waits for the held answer"

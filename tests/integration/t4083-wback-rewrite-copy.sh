@@ -24,12 +24,6 @@ cairnd_mount "$A" "$T_DIR/ca" rw "$T_DIR/tok" --write-mode writeback \
 	--writeback-delay 60s || exit 1
 cairnd_mount "$B" "$T_DIR/cb" rw "$T_DIR/tok" || exit 1
 
-# gen NAME SIZE: SIZE bytes that name NAME on every line
-gen() { python3 -c 'import sys
-n, size = sys.argv[1], int(sys.argv[2])
-line = ("%s %s\n" % (n, "x" * 40)).encode()
-sys.stdout.buffer.write((line * (size // len(line) + 1))[:size])' "$@"; }
-
 cat >"$T_DIR/rewrite.py" <<'PY'
 # path data-file dir: an O_TRUNC open, the first 64 KiB, a sign, then
 # (on "go") the rest and close; says "ok" or the call that failed
@@ -60,18 +54,18 @@ except OSError as e:
     say("w.end", "%s: %s" % (call, e))
 PY
 
-# one FILE SIZE1: v0 on the server, v1 logged on A, B's version stored,
+# one FILE N SIZE1 (N: its number in verlines.py): v0 on the server, v1 logged on A, B's version stored,
 # then A rewrites the file while v1's record is still in the log
 one() {
-	local f=$1 size1=$2 c0 w0 n
-	gen "$f-v0" 150000 >"$A/$f" || return 1
+	local f=$1 fn=$2 size1=$3 c0 w0 n
+	t_version "$fn" 0 150000 >"$A/$f" || return 1
 	t_check "$f: version 0 reaches the server" "$FS" sync -m "$A"
 	wait_for 10 test -s "$B/$f"
-	gen "$f-v1" "$size1" >"$T_DIR/$f.v1"
-	gen "$f-v2" 200000 >"$T_DIR/$f.v2"
+	t_version "$fn" 1 "$size1" >"$T_DIR/$f.v1"
+	t_version "$fn" 2 200000 >"$T_DIR/$f.v2"
 	cp "$T_DIR/$f.v1" "$A/$f"
 	t_is "$?" 0 "$f: version 1 written on A (its store logged)"
-	gen "$f-vB" 90000 >"$B/$f"
+	t_version "$fn" 9 90000 >"$B/$f"
 	t_is "$?" 0 "$f: B stored its own version since"
 	c0=$(cm_stat "$A" conflicts)
 	w0=$(cm_stat "$A" rewrite_waits)
@@ -108,16 +102,16 @@ one() {
 		"$f: A reads version 2"
 }
 
-one big 700000
-one small 20000
+one big 1 700000
+one small 2 20000
 
 # The server gone: the wait ends when the mount goes disconnected (a
 # write must not hang offline); the rewrite is logged and reaches the
 # server once it is back.
-gen down-v1 300000 >"$A/down" || exit 1
+t_version 3 1 300000 >"$A/down" || exit 1
 t_check "down: version 1 reaches the server" "$FS" sync -m "$A"
-gen down-v2 300000 >"$T_DIR/down.v2"
-gen down-v3 250000 >"$T_DIR/down.v3"
+t_version 3 2 300000 >"$T_DIR/down.v2"
+t_version 3 3 250000 >"$T_DIR/down.v3"
 cp "$T_DIR/down.v2" "$A/down"
 vold_kill9
 t0=$(date +%s%N)

@@ -1,5 +1,6 @@
 """Versions of a file made of numbered lines, and what a reader of them
-may see (t2364, t4085, t4087, t4089).
+may see (t2364, t4085, t4087, t4089; t2355 and t4083 write versions with
+lib.sh's t_version, which runs this file as "verlines.py F V SIZE").
 
 Version V of file F is the 15-byte line b"F%03d V%08d\\n" % (F, V)
 repeated and cut to the version's size. No version holds a NUL byte
@@ -97,3 +98,11 @@ def read_loop(kind, path, stop, out, why_bad):
     os.close(fd)
     with open(out, "w") as o:
         print(reads, bad, file=o)
+
+
+if __name__ == "__main__":
+    import sys
+
+    # verlines.py F V SIZE: version V of file F, SIZE bytes, to stdout
+    f, v, n = (int(a) for a in sys.argv[1:4])
+    sys.stdout.buffer.write(content(f, v, n))
