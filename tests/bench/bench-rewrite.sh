@@ -16,7 +16,6 @@ t_timeout 1800
 N=${BENCH_REWRITES:-100}
 RUNS=${BENCH_RUNS:-3}
 BASE=${BENCH_REWRITE_BASE:-}
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 cat >"$T_DIR/rw.py" <<'PY'
 import os, sys, time

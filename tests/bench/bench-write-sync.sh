@@ -51,7 +51,6 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 lastof() { eval "set -- \${$1[@]+\"\${$1[@]}\"}"; [ "$#" -gt 0 ] && echo "${!#}" || echo "?"; }
 # the number of values in array $1 (0 when it has none, under set -u)
 countof() { eval "set -- \${$1[@]+\"\${$1[@]}\"}"; echo "$#"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo "# preparing: $NFILES files of 1-64 KiB, a ${FILE_MB} MiB file; $RUNS runs"
 python3 "$top_srcdir/tests/bench/smalltree.py" "$T_DIR/small" "$NFILES" || exit 99

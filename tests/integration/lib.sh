@@ -350,6 +350,9 @@ cm_stat() {
 	getfattr -n cairn.stats --only-values "$1" 2>/dev/null |
 		awk -v k="$2" '$1 == k { print $2 }'
 }
+# median NUMBERS...: the middle one (the lower of the two middle ones
+# for an even count), for the benchmarks' medians of runs.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 # cm_stat_more MOUNT NAME N: is that counter above N? (for wait_for)
 cm_stat_more() { [ "$(cm_stat "$1" "$2")" -gt "$3" ] 2>/dev/null; }
 # spoil_mode WORDS...: set the relay's mode in one rename. It reads the
