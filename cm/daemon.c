@@ -698,6 +698,8 @@ write_modules_new(struct cm *cm)
 	if (!cm->mut)
 		return -errno;
 	w.mut = cm->mut;
+	if (cm->have_vi)
+		mut_set_server_version(cm->mut, cm->vi.version);
 	cm->wb = wb_new(&w);
 	if (cm->wb && cm->have_vi)
 		wb_set_server_version(cm->wb, cm->vi.version);

@@ -140,6 +140,7 @@ struct mut {
 	 * ending_mu: the ahead hook is asked from any thread. */
 	pthread_mutex_t ending_mu;
 	atomic_bool ending_on; /* ending is set: the lock is worth taking */
+	atomic_bool attach_ok; /* mut_set_server_version() */
 	const struct mbatch *ending;
 	const struct proto_batch_result *ending_res;
 	size_t ending_next;
@@ -171,6 +172,20 @@ absorb_one(struct mut *mu, struct mreq *m)
 	if (m->seq && mu->d.rlog)
 		rlog_undirect(mu->d.rlog, m->seq);
 	mu->h.absorb(mu->h.arg, &m->op, m->done ? m->done : noop_done, m->arg);
+}
+
+/* How a request's body is encoded for this server (PROTO_ENC_ATTACH at
+ * protocol 7), and its type: JSON, or JSON + NUL + attachment. */
+static unsigned
+enc_flags(struct mut *mu)
+{
+	return atomic_load(&mu->attach_ok) ? PROTO_ENC_ATTACH : 0;
+}
+
+static const char *
+body_type(const char *body, size_t len)
+{
+	return memchr(body, 0, len) ? PROTO_ATTACH_TYPE : NULL;
 }
 
 /* --- copies --- */
@@ -902,7 +917,7 @@ send_req(struct mreq *m)
 	}
 	m->attempts++;
 	snprintf(path, sizeof(path), "/v1/vol/%s/op", mu->d.volume);
-	body = proto_op_encode(&m->op, &len);
+	body = proto_op_encode_ex(&m->op, enc_flags(mu), &len);
 	if (!body) {
 		finish(m, errno == ENOMEM ? -ENOMEM : -EINVAL, NULL);
 		return;
@@ -911,6 +926,7 @@ send_req(struct mreq *m)
 	hr.path = path;
 	hr.body = body;
 	hr.body_len = len;
+	hr.content_type = body_type(body, len);
 	hr.on_done = http_done;
 	hr.arg = m;
 	hr.ungated = m->replay;
@@ -1665,7 +1681,7 @@ batch_send_req(struct mut_batch *b)
 	}
 	for (size_t i = 0; i < b->n; i++)
 		ops[i] = b->r[i]->op;
-	body = proto_batch_encode(ops, b->n, false, &len);
+	body = proto_batch_encode_ex(ops, b->n, false, enc_flags(mu), &len);
 	free(ops);
 	if (!body) {
 		batch_finish_all(b, errno == ENOMEM ? -ENOMEM : -EINVAL);
@@ -1676,6 +1692,7 @@ batch_send_req(struct mut_batch *b)
 	hr.path = path;
 	hr.body = body;
 	hr.body_len = len;
+	hr.content_type = body_type(body, len);
 	hr.on_done = batch_http_done;
 	hr.arg = b;
 	hr.ungated = (b->flags & MUT_B_REPLAY) != 0;
@@ -1971,7 +1988,7 @@ mut_send_replay_batch(struct mut *mu, const struct mut_batch_op *ops, size_t n,
 		arr[i] = b->m[i]->op; /* shallow: read by the encoder only */
 		b->n++;
 	}
-	body = proto_batch_encode(arr, n, false, &len);
+	body = proto_batch_encode_ex(arr, n, false, enc_flags(mu), &len);
 	if (!body) {
 		rc = errno == E2BIG ? -E2BIG : errno == ENOMEM ? -ENOMEM
 							       : -EINVAL;
@@ -1982,6 +1999,7 @@ mut_send_replay_batch(struct mut *mu, const struct mut_batch_op *ops, size_t n,
 	hr.path = path;
 	hr.body = body;
 	hr.body_len = len;
+	hr.content_type = body_type(body, len);
 	hr.on_done = mbatch_http_done;
 	hr.arg = b;
 	hr.ungated = true;
@@ -2236,6 +2254,13 @@ mut_new(const struct mut_deps *deps, const struct mut_hooks *hooks)
 	TAILQ_INIT(&mu->lates);
 	pthread_mutex_init(&mu->ending_mu, NULL);
 	return mu;
+}
+
+void
+mut_set_server_version(struct mut *mu, int version)
+{
+	if (mu)
+		atomic_store(&mu->attach_ok, version >= PROTO_V_ATTACH);
 }
 
 void

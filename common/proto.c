@@ -2075,18 +2075,21 @@ done:
 
 /*
  * Append the JSON text of @op to @sb: jansson's compact text of
- * op_to_json(), then a store's inline bytes as "data", its last key,
- * base64 written straight into the buffer. The text is the one
- * json_dumps(JSON_COMPACT) gave of the whole object. Not through jansson:
- * json_string() checks a string's UTF-8 and json_dumps() walks it again
- * code point by code point, which for the 64 KiB inline stores of a
- * writeback drain was 10-15 % of cairnd's CPU during an untar.
+ * op_to_json(), then a store's inline bytes, its last keys. Without
+ * @att: as "data", base64 written straight into the buffer; the text is
+ * the one json_dumps(JSON_COMPACT) gave of the whole object. Not through
+ * jansson: json_string() checks a string's UTF-8 and json_dumps() walks
+ * it again code point by code point, which for the 64 KiB inline stores
+ * of a writeback drain was 10-15 % of cairnd's CPU during an untar. With
+ * @att (PROTO_V_ATTACH): as "data_off" and "data_len", the bytes appended
+ * to @att, which the caller puts after the text and a NUL.
  */
 static void
-op_encode_sb(struct enc *e, struct proto_sbuf *sb, const struct proto_op *op)
+op_encode_sb(struct enc *e, struct proto_sbuf *sb, const struct proto_op *op,
+	     struct proto_sbuf *att)
 {
 	json_t *o = op_to_json(e, op);
-	char *s;
+	char *s, num[64];
 	size_t len, blen;
 
 	if (!o) {
@@ -2106,9 +2109,16 @@ op_encode_sb(struct enc *e, struct proto_sbuf *sb, const struct proto_op *op)
 		return;
 	}
 	/* op_to_json() checked dlen <= PROTO_INLINE_MAX. */
-	blen = (op->dlen + 2) / 3 * 4;
 	sb_put(sb, s, len - 1); /* all but the closing brace */
 	free(s);
+	if (att) {
+		snprintf(num, sizeof(num), ",\"data_off\":%zu,\"data_len\":%zu}",
+			 att->len, op->dlen);
+		sb_str(sb, num);
+		sb_put(att, op->data, op->dlen);
+		return;
+	}
+	blen = (op->dlen + 2) / 3 * 4;
 	sb_put(sb, ",\"data\":\"", 9);
 	sb_grow(sb, blen + 2);
 	if (sb->err)
@@ -2116,6 +2126,22 @@ op_encode_sb(struct enc *e, struct proto_sbuf *sb, const struct proto_op *op)
 	b64_encode_to(sb->p + sb->len, op->data, op->dlen);
 	sb->len += blen;
 	sb_put(sb, "\"}", 2);
+}
+
+/* Put the attachment @att (released) after @sb's text and a NUL: the
+ * body of a request whose stores carry their bytes as "data_off". Nothing
+ * when @att is empty: the body is then plain JSON. */
+static void
+sb_attach(struct proto_sbuf *sb, struct proto_sbuf *att)
+{
+	if (att->err && !sb->err)
+		sb->err = att->err;
+	if (att->len && !sb->err) {
+		sb_put(sb, "", 1);
+		sb_put(sb, att->p, att->len);
+	}
+	free(att->p);
+	memset(att, 0, sizeof(*att));
 }
 
 /* @sb's text, or NULL + errno after a failure of @e or @sb (released). */
@@ -2135,13 +2161,20 @@ sb_finish(struct enc *e, struct proto_sbuf *sb, size_t *lenp)
 }
 
 char *
-proto_op_encode(const struct proto_op *op, size_t *lenp)
+proto_op_encode_ex(const struct proto_op *op, unsigned flags, size_t *lenp)
 {
 	struct enc e = {0};
-	struct proto_sbuf sb = {0};
+	struct proto_sbuf sb = {0}, att = {0};
 
-	op_encode_sb(&e, &sb, op);
+	op_encode_sb(&e, &sb, op, flags & PROTO_ENC_ATTACH ? &att : NULL);
+	sb_attach(&sb, &att);
 	return sb_finish(&e, &sb, lenp);
+}
+
+char *
+proto_op_encode(const struct proto_op *op, size_t *lenp)
+{
+	return proto_op_encode_ex(op, 0, lenp);
 }
 
 void
@@ -2209,9 +2242,80 @@ cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int
-decode_store(json_t *o, struct proto_op *op)
+/* The bytes after a body's JSON text and a NUL (PROTO_V_ATTACH): what
+ * the stores of the body name with "data_off" and "data_len". */
+struct attach {
+	const char *p;
+	size_t len;
+	bool nul;  /* the body had one (then a store must name its bytes) */
+	bool used; /* a store named a range of it */
+};
+
+/* Split a request body at its first NUL: the JSON text before it (its
+ * length the return), the attachment after it into @att (empty without
+ * a NUL). JSON text holds no NUL byte, in a string or outside one. */
+static size_t
+split_attach(const char *buf, size_t len, struct attach *att)
 {
+	const char *nul = buf ? memchr(buf, 0, len) : NULL;
+
+	memset(att, 0, sizeof(*att));
+	if (!nul)
+		return len;
+	att->nul = true;
+	att->p = nul + 1;
+	att->len = len - (size_t)(nul - buf) - 1;
+	return (size_t)(nul - buf);
+}
+
+/* A store's one chunk's bytes, inline: "data" (base64) or "data_off" and
+ * "data_len" (a range of the attachment @att), not both; at most
+ * PROTO_INLINE_MAX and the chunk size, at least one byte. */
+static int
+decode_inline(json_t *o, struct proto_op *op, struct attach *att)
+{
+	size_t max = PROTO_INLINE_MAX < op->chunk_size ? PROTO_INLINE_MAX
+						       : op->chunk_size;
+	bool b64 = json_object_get(o, "data") != NULL;
+	bool off = json_object_get(o, "data_off") != NULL;
+	bool dl = json_object_get(o, "data_len") != NULL;
+	uint64_t at, n;
+	const char *s;
+	size_t len;
+	int rc;
+
+	if (!b64 && !off && !dl)
+		return 0;
+	if (op->nchunks != 1 || (b64 && (off || dl)) || off != dl)
+		return -EINVAL;
+	if (b64) {
+		if (get_str(o, "data", &s, &len))
+			return -EINVAL;
+		rc = b64_decode(s, len, max, &op->data, &op->dlen);
+		if (rc)
+			return rc;
+		return op->dlen ? 0 : -EINVAL;
+	}
+	if (need_u64(o, "data_off", &at) || need_u64(o, "data_len", &n) ||
+	    n == 0)
+		return -EINVAL;
+	if (n > max)
+		return -E2BIG; /* as b64_decode() says */
+	if (at > att->len || n > att->len - at)
+		return -EINVAL;
+	op->data = malloc(n);
+	if (!op->data)
+		return -ENOMEM;
+	memcpy(op->data, att->p + at, n);
+	op->dlen = n;
+	att->used = true;
+	return 0;
+}
+
+static int
+decode_store(json_t *o, struct proto_op *op, struct attach *att)
+{
+	int rc;
 	json_t *arr, *x;
 	uint64_t *sorted;
 	json_int_t v;
@@ -2245,23 +2349,9 @@ decode_store(json_t *o, struct proto_op *op)
 		op->chunks[i] = (uint64_t)v;
 	}
 	op->nchunks = n;
-	if (json_object_get(o, "data")) {
-		/* The bytes of the one chunk, inline (PROTO_V_INLINE). */
-		const char *s;
-		size_t len;
-		int rc;
-
-		if (n != 1 || get_str(o, "data", &s, &len))
-			return -EINVAL;
-		rc = b64_decode(s, len, PROTO_INLINE_MAX < op->chunk_size
-						? PROTO_INLINE_MAX
-						: op->chunk_size,
-				&op->data, &op->dlen);
-		if (rc)
-			return rc;
-		if (!op->dlen)
-			return -EINVAL;
-	}
+	rc = decode_inline(o, op, att);
+	if (rc)
+		return rc;
 	if (n < 2)
 		return 0;
 	sorted = malloc(n * sizeof(*sorted));
@@ -2351,7 +2441,7 @@ decode_xattr(json_t *o, struct proto_op *op)
 /* One op from its JSON object @o (not consumed). @return as
  * proto_op_decode(); on error @op is released. */
 static int
-op_from_json(json_t *o, struct proto_op *op)
+op_from_json(json_t *o, struct proto_op *op, struct attach *att)
 {
 	const char *s;
 	size_t slen;
@@ -2452,7 +2542,7 @@ op_from_json(json_t *o, struct proto_op *op)
 		rc = -EINVAL;
 		break;
 	case PROTO_OP_STORE:
-		rc = decode_store(o, op);
+		rc = decode_store(o, op, att);
 		if (rc)
 			goto out;
 		rc = -EINVAL;
@@ -2470,6 +2560,7 @@ out:
 int
 proto_op_decode(const char *buf, size_t len, struct proto_op *op)
 {
+	struct attach att;
 	json_t *o;
 	int rc;
 
@@ -2477,11 +2568,17 @@ proto_op_decode(const char *buf, size_t len, struct proto_op *op)
 	/* Refuse before parsing what no single op can need. */
 	if (len > PROTO_OP_BODY_MAX)
 		return -E2BIG;
-	o = load(buf, len);
+	o = load(buf, split_attach(buf, len, &att));
 	if (!o)
 		return -EINVAL;
-	rc = op_from_json(o, op);
+	rc = op_from_json(o, op, &att);
 	json_decref(o);
+	if (!rc && att.nul && !att.used) {
+		/* Bytes after a NUL that no store names: not a body a client
+		 * of ours sends. */
+		proto_op_release(op);
+		rc = -EINVAL;
+	}
 	return rc;
 }
 
@@ -2679,6 +2776,7 @@ proto_error_decode(const char *buf, size_t len, struct proto_error *er)
 int
 proto_batch_decode(const char *buf, size_t len, struct proto_batch *b)
 {
+	struct attach att;
 	json_t *o, *arr, *v;
 	size_t n;
 	int rc = -EINVAL;
@@ -2687,7 +2785,7 @@ proto_batch_decode(const char *buf, size_t len, struct proto_batch *b)
 	/* The size is the first check, before a byte is parsed. */
 	if (len > PROTO_BATCH_BODY_MAX)
 		return -E2BIG;
-	o = load(buf, len);
+	o = load(buf, split_attach(buf, len, &att));
 	if (!o)
 		return -EINVAL;
 	arr = json_object_get(o, "ops");
@@ -2710,12 +2808,12 @@ proto_batch_decode(const char *buf, size_t len, struct proto_batch *b)
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		rc = op_from_json(json_array_get(arr, i), &b->ops[i]);
+		rc = op_from_json(json_array_get(arr, i), &b->ops[i], &att);
 		if (rc)
 			goto out;
 		b->n = i + 1;
 	}
-	rc = 0;
+	rc = att.nul && !att.used ? -EINVAL : 0;
 out:
 	json_decref(o);
 	if (rc)
@@ -2738,8 +2836,15 @@ char *
 proto_batch_encode(const struct proto_op *ops, size_t n, bool stop,
 		   size_t *lenp)
 {
+	return proto_batch_encode_ex(ops, n, stop, 0, lenp);
+}
+
+char *
+proto_batch_encode_ex(const struct proto_op *ops, size_t n, bool stop,
+		      unsigned flags, size_t *lenp)
+{
 	struct enc e = {0};
-	struct proto_sbuf sb = {0};
+	struct proto_sbuf sb = {0}, att = {0};
 	char *s;
 	size_t len = 0;
 
@@ -2751,9 +2856,11 @@ proto_batch_encode(const struct proto_op *ops, size_t n, bool stop,
 	for (size_t i = 0; i < n && !e.err && !sb.err; i++) {
 		if (i)
 			sb_put(&sb, ",", 1);
-		op_encode_sb(&e, &sb, &ops[i]);
+		op_encode_sb(&e, &sb, &ops[i],
+			     flags & PROTO_ENC_ATTACH ? &att : NULL);
 	}
 	sb_str(&sb, stop ? "],\"stop_on_error\":true}" : "]}");
+	sb_attach(&sb, &att);
 	s = sb_finish(&e, &sb, &len);
 	if (s && len > PROTO_BATCH_BODY_MAX) {
 		free(s);

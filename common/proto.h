@@ -44,9 +44,12 @@
  * shows a mount point to a client that does not announce 5 as a symlink
  * whose target is "#VOLUME" (proto_attr_compat(), proto_link_compat()).
  * 6: a store may carry its one chunk's bytes inline ("data"); a client
- * sends them only to a server whose volume information says 6. */
-#define PROTO_VERSION 6
-#define PROTO_VERSION_STR "6" /* the same, for headers */
+ * sends them only to a server whose volume information says 6.
+ * 7: a body of /op or /batch may end in an attachment, after its JSON
+ * text and a NUL byte, which stores name with "data_off" and
+ * "data_len" instead of base64 "data" (PROTO_V_ATTACH). */
+#define PROTO_VERSION 7
+#define PROTO_VERSION_STR "7" /* the same, for headers */
 /* The protocol that added sockets and devices: the version a client must
  * announce to be shown them, and a server must speak to keep them. */
 #define PROTO_V_SPECIAL 4
@@ -60,6 +63,14 @@
 /* The protocol that added a small store's bytes inline ("data"): a client
  * sends them only to a server of this version or later. */
 #define PROTO_V_INLINE 6
+/* The protocol that added the attachment of a request body: a client
+ * sends one only to a server of this version or later. */
+#define PROTO_V_ATTACH 7
+/* proto_op_encode_ex() and proto_batch_encode_ex(): stores' inline bytes
+ * in an attachment (PROTO_V_ATTACH), not as base64. */
+#define PROTO_ENC_ATTACH 1u
+/* The Content-Type of a body with an attachment. */
+#define PROTO_ATTACH_TYPE "application/vnd.cairn.ops"
 /* The most bytes a store carries inline (one chunk, a small file's). */
 #define PROTO_INLINE_MAX 65536
 #define PROTO_HDR_VERSION "X-Cairn-Protocol"
@@ -411,6 +422,11 @@ char *proto_xattrs_encode(const struct fid *fid, uint64_t dv,
 			  const struct proto_xattr *x, size_t n, size_t *lenp);
 char *proto_event_encode(const struct proto_event *e, size_t *lenp); /* one line, ends in '\n' */
 char *proto_op_encode(const struct proto_op *op, size_t *lenp);
+/* As proto_op_encode(); with PROTO_ENC_ATTACH in @flags a store's inline
+ * bytes go into the body's attachment (after the JSON text and a NUL;
+ * none when the op has no inline bytes) instead of base64 "data". */
+char *proto_op_encode_ex(const struct proto_op *op, unsigned flags,
+			 size_t *lenp);
 char *proto_op_result_encode(const struct proto_op_result *r, size_t *lenp);
 /* @err positive or negative; @msg NULL = strerror(err). "dv" (= @cur_dv)
  * is written exactly when @err maps to 410 or 412. */
@@ -423,6 +439,10 @@ char *proto_error_encode(int err, const char *msg, uint64_t cur_dv,
  * fewer ops at once). */
 char *proto_batch_encode(const struct proto_op *ops, size_t n, bool stop,
 			 size_t *lenp);
+/* The same, with @flags as proto_op_encode_ex()'s: the stores' bytes in
+ * one attachment, in the order of the ops. */
+char *proto_batch_encode_ex(const struct proto_op *ops, size_t n, bool stop,
+			    unsigned flags, size_t *lenp);
 /* Server side: the batch reply {"results": [{"status": S, "body": B},
  * ...]} from @n statuses (200 or 400..599) and bodies, each body a JSON object
  * of @blen[i] bytes as vs_apply() stores it (spliced in as it is, not
@@ -492,7 +512,10 @@ int proto_event_decode(const char *line, size_t len, struct proto_event *e);
  * (names with proto_name_check(), which may give -ENAMETOOLONG; setattr
  * values only for mask bits; store chunk sizes and offsets); @type is set
  * to DIR for mkdir and SYMLINK for symlink. Release with
- * proto_op_release(), which zeroes @op and accepts NULL. */
+ * proto_op_release(), which zeroes @op and accepts NULL. A body may end
+ * in an attachment (PROTO_V_ATTACH): the JSON text ends at the first NUL,
+ * the bytes after it are what a store's "data_off" and "data_len" name
+ * (-EINVAL for a range outside them, or an attachment no store names). */
 int proto_op_decode(const char *buf, size_t len, struct proto_op *op);
 void proto_op_release(struct proto_op *op);
 /* A batch request: -E2BIG before parsing for a body over

@@ -1467,12 +1467,14 @@ decode_body(struct rjob *r)
 	if (r->kind == J_OP) {
 		rc = proto_op_decode(body, blen, &r->op);
 		if (rc)
-			r->msg = rc == -E2BIG ? "too many chunks"
+			r->msg = rc == -E2BIG ? "too many chunks, or inline bytes "
+						"past 64 KiB"
 					      : "malformed operation";
 	} else if (r->kind == J_BATCH) {
 		rc = proto_batch_decode(body, blen, &r->batch);
 		if (rc)
-			r->msg = rc == -E2BIG ? "too many operations or chunks"
+			r->msg = rc == -E2BIG ? "too many operations or chunks, "
+						"or inline bytes past 64 KiB"
 					      : "malformed batch";
 		if (!rc) {
 			r->reps = calloc(r->batch.n, sizeof(*r->reps));

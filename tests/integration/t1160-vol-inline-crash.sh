@@ -2,7 +2,8 @@
 # t1160-vol-inline-crash: kill -9 cairn-vold while 3 clients write small
 # files the way cairnd closes them (one batch: create with the client's
 # FID, store with the bytes inline, setattr), rewrite their own files
-# (inline stores of 1 B to 64 KiB, staged stores of 64 KiB + 1 to 200 KiB
+# (inline stores of 1 B to 64 KiB, as base64 or in the body's attachment
+# of protocol 7, staged stores of 64 KiB + 1 to 200 KiB
 # that make a chunk object, truncates that trim an object back into an
 # inline chunk), so that kills land inside commits of inline chunks (format
 # 3) and of chunk objects, alone and in group commits; at least 15 rounds.
@@ -41,13 +42,19 @@ def stage(fid, txid, data):
         if st != 204:
             print("writer %s: stage status %d %s" % (wid, st, b[:200]), file=sys.stderr)
             sys.exit(1)
+att = []  # the bytes of the request being built (protocol 7)
 def store(fid, dv, data):
     txid = oid()
     op = {"op": "store", "opid": oid(), "fid": fid, "base_dv": dv, "txid": txid,
           "chunk_size": 65536, "size": len(data)}
     if len(data) <= 65536 and rnd.random() < 0.85:
         op["chunks"] = [0]
-        op["data"] = base64.b64encode(data).decode()
+        if rnd.random() < 0.5:
+            op["data"] = base64.b64encode(data).decode()
+        else:
+            op["data_off"] = sum(len(a) for a in att)
+            op["data_len"] = len(data)
+            att.append(data)
     else:
         stage(fid, txid, data)
         op["chunks"] = list(range((len(data) + 65535) // 65536))
@@ -55,6 +62,7 @@ def store(fid, dv, data):
 try:
     while n < 40:
         n += 1
+        att.clear()
         name = os.path.join(rdir, "%s-%03d" % (wid, n))
         sizes = [1, 100, 3000, 40000, 65536, 65537, 200000]
         if not mine or rnd.random() < 0.6:
@@ -79,10 +87,11 @@ try:
                 data = os.urandom(rnd.choice(sizes))
                 op = store(fid, dv, data)
             route, body = "/op", json.dumps(op)
+        body = body.encode() + (b"\0" + b"".join(att) if att else b"")
         with open(name + ".st", "w") as f:
             f.write("%s %d %s %o" % (fid, len(data), hashlib.sha256(data).hexdigest(), mode))
-        with open(name + ".req", "w") as f:
-            f.write(route + "\n" + body)
+        with open(name + ".req", "wb") as f:
+            f.write(route.encode() + b"\n" + body)
         st, rep, _ = vc.request("POST", vc.vpath(route), body, c=c)
         if st != 200:
             print("writer %s: status %d %s" % (wid, st, rep[:300]), file=sys.stderr)
@@ -157,7 +166,8 @@ c = vc.conn()
 now = {}
 for r in reqs_in(rdir):
     p = os.path.join(rdir, r)
-    route, body = open(p + ".req").read().split("\n", 1)
+    route, body = open(p + ".req", "rb").read().split(b"\n", 1)
+    route = route.decode()
     st, data, _ = vc.request("POST", vc.vpath(route), body, c=c)
     if os.path.exists(p + ".rep"):
         if st != 200 or data != open(p + ".rep", "rb").read():
@@ -179,7 +189,8 @@ for fid, s in now.items():
 if final:
     want, files = set(), {}
     for r in reqs_in(done):
-        route, body = open(os.path.join(done, r + ".req")).read().split("\n", 1)
+        route, body = open(os.path.join(done, r + ".req"), "rb").read().split(b"\n", 1)
+        route, body = route.decode(), body.split(b"\0", 1)[0]
         s = open(os.path.join(done, r + ".st")).read()
         files[s.split()[0]] = s
         if route == "/batch":
@@ -240,7 +251,8 @@ d, exp = sys.argv[1], sys.argv[2]
 files, names = {}, {}
 for f in sorted(os.listdir(d)):
     if f.endswith(".req"):
-        route, body = open(os.path.join(d, f)).read().split("\n", 1)
+        route, body = open(os.path.join(d, f), "rb").read().split(b"\n", 1)
+        route, body = route.decode(), body.split(b"\0", 1)[0]
         s = open(os.path.join(d, f[:-4] + ".st")).read().split()
         files[s[0]] = s
         if route == "/batch":

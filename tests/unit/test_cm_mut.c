@@ -83,6 +83,10 @@ struct sreq {
 	uint64_t base_dv;
 	uint32_t mask, mode;
 	uint64_t size;
+	int attached;	 /* the body held a NUL: an attachment */
+	char ctype[40];	 /* its Content-Type */
+	size_t dlen;	 /* a store's inline bytes: how many */
+	char data[8];	 /* and the first of them */
 };
 
 struct srv {
@@ -244,6 +248,16 @@ h_op(struct evhttp_request *req, void *arg)
 		s->mask = op.mask;
 		s->mode = op.mode;
 		s->size = op.size;
+		s->attached = memchr(body, 0, len) != NULL;
+		snprintf(s->ctype, sizeof(s->ctype), "%s",
+			 evhttp_find_header(evhttp_request_get_input_headers(req),
+					    "Content-Type")
+				 ?: "");
+		s->dlen = op.dlen;
+		if (op.data)
+			memcpy(s->data, op.data,
+			       op.dlen < sizeof(s->data) ? op.dlen
+							 : sizeof(s->data));
 		s->logged = decoded && in_log(op.opid, &s->seq);
 		a = srv.act[n];
 		status = srv.status[n];
@@ -873,6 +887,58 @@ test_create(void)
 	is_int(rc == 0 ? (long long)got.dv : -1, 6,
 	       "create: the parent's DV is the reply's");
 	is_int(log_count(), 0, "create: the record is gone after the reply");
+}
+
+/* A store's inline bytes: base64 in the JSON for a server of protocol 6,
+ * after the JSON and a NUL for one of PROTO_V_ATTACH (protocol 7), with
+ * the attachment's Content-Type; the server decodes the same bytes. */
+static void
+test_attach_body(void)
+{
+	static const int vers[] = {6, PROTO_V_ATTACH};
+	uint64_t one = 0;
+
+	for (int k = 0; k < 2; k++) {
+		struct proto_op op;
+		struct res res = {0};
+
+		srv_reset(NULL, 0, ACT_APPLY);
+		pthread_mutex_lock(&srv.mu);
+		memset(&srv.create_reply, 0, sizeof(srv.create_reply));
+		srv.create_reply.has_attr = true;
+		srv.create_reply.attr = srv.fattr;
+		srv.create_reply.attr.dv++;
+		srv.create_reply.attr.size = 5;
+		pthread_mutex_unlock(&srv.mu);
+		memset(&op, 0, sizeof(op));
+		op.kind = PROTO_OP_STORE;
+		op.fid = ffile;
+		op.base_dv = srv.fattr.dv;
+		op.chunk_size = 65536;
+		op.size = 5;
+		op.chunks = &one;
+		op.nchunks = 1;
+		op.data = "hello";
+		op.dlen = 5;
+		mut_set_server_version(mu, vers[k]);
+		ndone = 0;
+		is_int(mut_submit(mu, &op, done_cb, &res), 0,
+		       "protocol %d store: submitted", vers[k]);
+		run_until(1, 5000);
+		is_int(srv_nreq(), 1, "protocol %d store: one request", vers[k]);
+		ok(srv.req[0].decoded && srv.req[0].kind == PROTO_OP_STORE &&
+			   srv.req[0].dlen == 5 &&
+			   !memcmp(srv.req[0].data, "hello", 5),
+		   "protocol %d store: the server decodes its 5 bytes", vers[k]);
+		is_int(srv.req[0].attached, k,
+		       "protocol %d store: %s", vers[k],
+		       k ? "the bytes after a NUL" : "no attachment");
+		is_str(srv.req[0].ctype,
+		       k ? PROTO_ATTACH_TYPE : "application/json",
+		       "protocol %d store: its Content-Type", vers[k]);
+		is_int(res.err, 0, "protocol %d store: no error", vers[k]);
+	}
+	mut_set_server_version(mu, PROTO_VERSION);
 }
 
 /* A setattr carries its base DV and the caller's opid; the reply is
@@ -2300,6 +2366,7 @@ main(void)
 
 	http_set_gate(cm.http, count_gate, NULL);
 	test_create();
+	test_attach_body();
 	test_setattr();
 	test_refused();
 	test_transport();

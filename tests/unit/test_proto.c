@@ -2980,10 +2980,192 @@ test_inline(void)
 #undef STORE_JSON
 }
 
+/* Stores' bytes in the body's attachment (PROTO_V_ATTACH): after the
+ * JSON text and a NUL, named by "data_off" and "data_len". */
+static void
+test_attach(void)
+{
+	static uint8_t big[PROTO_INLINE_MAX];
+	uint64_t one = 0;
+	struct proto_op op, ops[4], g;
+	struct proto_batch b;
+	size_t len, jl;
+	char *s;
+	int bad;
+
+	memset(&op, 0, sizeof(op));
+	op.kind = PROTO_OP_STORE;
+	fid_parse(F2, &op.fid);
+	memcpy(op.opid, "0123456789abcdef", 16);
+	memcpy(op.txid, "txid-0123456789a", 16);
+	op.chunk_size = 65536;
+	op.size = 5;
+	op.chunks = &one;
+	op.nchunks = 1;
+	op.data = "hello";
+	op.dlen = 5;
+	s = proto_op_encode_ex(&op, PROTO_ENC_ATTACH, &len);
+	jl = s ? strlen(s) : 0;
+	is_str(s ? s : "", "{\"op\":\"store\",\"opid\":\"30313233343536373839616263646566\",\"fid\":\"" F2
+	       "\",\"base_dv\":0,\"txid\":\"747869642d30313233343536373839"
+	       "61\",\"chunk_size\":65536,\"size\":5,\"chunks\":[0],"
+	       "\"data_off\":0,\"data_len\":5}",
+	       "attached store: its JSON text");
+	ok(s && len == jl + 1 + 5 && !memcmp(s + jl + 1, "hello", 5),
+	   "attached store: a NUL, then the bytes");
+	is_int(s ? proto_op_decode(s, len, &g) : -1, 0, "attached store decodes");
+	ok(g.dlen == 5 && g.data && !memcmp(g.data, "hello", 5),
+	   "attached store: the bytes back");
+	proto_op_release(&g);
+	/* Every proper prefix is refused: a cut in the JSON text, the text
+	 * alone (a range and no attachment), a cut in the bytes. */
+	bad = 0;
+	for (size_t i = 0; s && i < len; i++) {
+		if (proto_op_decode(s, i, &g) != -EINVAL || g.data)
+			bad++;
+		proto_op_release(&g);
+	}
+	is_int(bad, 0, "attached store: every truncation refused");
+	free(s);
+
+	/* Without bytes, the body is the plain JSON of proto_op_encode(). */
+	op.data = NULL;
+	op.dlen = 0;
+	s = proto_op_encode_ex(&op, PROTO_ENC_ATTACH, &len);
+	ok(s && len == strlen(s) && !strstr(s, "data"),
+	   "store without bytes: no attachment");
+	free(s);
+
+	/* A batch: the attachment holds the stores' bytes in op order. */
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 13 + 1);
+	for (int k = 0; k < 4; k++) {
+		ops[k] = op;
+		ops[k].data = big + k;
+		ops[k].dlen = (size_t)k + 1;
+		ops[k].size = (uint64_t)k + 1;
+	}
+	ops[1].kind = PROTO_OP_SETXATTR; /* no bytes of its own */
+	ops[1].data = NULL;
+	ops[1].dlen = 0;
+	ops[1].xname = "user.a";
+	ops[1].xvalue = "v";
+	ops[1].xlen = 1;
+	ops[3].data = big;
+	ops[3].dlen = PROTO_INLINE_MAX;
+	ops[3].size = PROTO_INLINE_MAX;
+	s = proto_batch_encode_ex(ops, 4, false, PROTO_ENC_ATTACH, &len);
+	jl = s ? strlen(s) : 0;
+	ok(s && len == jl + 1 + 1 + 3 + PROTO_INLINE_MAX,
+	   "attached batch: the text, a NUL and 1 + 3 + 65,536 bytes");
+	ok(s && strstr(s, "\"data_off\":0,\"data_len\":1}") &&
+		   strstr(s, "\"data_off\":1,\"data_len\":3}") &&
+		   strstr(s, "\"data_off\":4,\"data_len\":65536}"),
+	   "attached batch: the ranges follow each other");
+	is_int(s ? proto_batch_decode(s, len, &b) : -1, 0,
+	       "attached batch decodes");
+	ok(b.n == 4 && b.ops[0].dlen == 1 && !memcmp(b.ops[0].data, big, 1) &&
+		   !b.ops[1].data && b.ops[2].dlen == 3 &&
+		   !memcmp(b.ops[2].data, big + 2, 3) &&
+		   b.ops[3].dlen == PROTO_INLINE_MAX &&
+		   !memcmp(b.ops[3].data, big, PROTO_INLINE_MAX),
+	   "attached batch: each store its bytes");
+	proto_batch_release(&b);
+	bad = 0;
+	for (size_t i = 0; s && i < len; i += i < jl + 8 ? 1 : 4093) {
+		if (proto_batch_decode(s, i, &b) >= 0 || b.ops)
+			bad++;
+		proto_batch_release(&b);
+	}
+	is_int(bad, 0, "attached batch: truncations refused");
+	free(s);
+
+#define ASTORE(extra) \
+	"{\"op\":\"store\",\"opid\":\"" OPID "\",\"fid\":\"" F2             \
+	"\",\"base_dv\":0,\"txid\":\"" OPID "\",\"chunk_size\":65536"        \
+	",\"size\":5,\"chunks\":[0]" extra "}"
+	static const struct {
+		const char *body; /* "|" stands for the NUL */
+		int rc;
+		const char *what;
+	} acases[] = {
+		{ASTORE(",\"data_off\":0,\"data_len\":5") "|hello", 0, "a range"},
+		{ASTORE(",\"data_len\":5,\"data_off\":2") "|xxhello", 0,
+		 "a range further in, keys in any order"},
+		{ASTORE(",\"data_off\":1,\"data_len\":5") "|hello", -EINVAL,
+		 "a range past the end"},
+		{ASTORE(",\"data_off\":6,\"data_len\":1") "|hello", -EINVAL,
+		 "an offset past the end"},
+		{ASTORE(",\"data_off\":18446744073709551615,\"data_len\":5")
+		 "|hello", -EINVAL, "an offset that would wrap"},
+		{ASTORE(",\"data_off\":0,\"data_len\":0") "|hello", -EINVAL,
+		 "no bytes"},
+		{ASTORE(",\"data_off\":0,\"data_len\":65537") "|hello", -E2BIG,
+		 "more than PROTO_INLINE_MAX"},
+		{ASTORE(",\"data_off\":0") "|hello", -EINVAL, "an offset alone"},
+		{ASTORE(",\"data_len\":5") "|hello", -EINVAL, "a length alone"},
+		{ASTORE(",\"data_off\":-1,\"data_len\":5") "|hello", -EINVAL,
+		 "a negative offset"},
+		{ASTORE(",\"data_off\":\"0\",\"data_len\":5") "|hello", -EINVAL,
+		 "an offset that is a string"},
+		{ASTORE(",\"data\":\"aGVsbG8=\",\"data_off\":0,\"data_len\":5")
+		 "|hello", -EINVAL, "base64 and a range"},
+		{ASTORE(",\"data_off\":0,\"data_len\":5"), -EINVAL,
+		 "a range and no attachment"},
+		{ASTORE("") "|hello", -EINVAL, "an attachment nothing names"},
+		{ASTORE("") "|", -EINVAL, "an empty attachment"},
+		{ASTORE(",\"data\":\"aGVsbG8=\"") "|hello", -EINVAL,
+		 "base64, and an attachment nothing names"},
+		{"{\"op\":\"store\"|" ASTORE(",\"data_off\":0,\"data_len\":5}")
+		 "|hello", -EINVAL, "a NUL inside the JSON text"},
+	};
+	for (size_t i = 0; i < sizeof(acases) / sizeof(acases[0]); i++) {
+		char buf[1024];
+		size_t n = strlen(acases[i].body);
+		int rc;
+
+		memcpy(buf, acases[i].body, n);
+		for (size_t j = 0; j < n; j++)
+			if (buf[j] == '|')
+				buf[j] = 0;
+		rc = proto_op_decode(buf, n, &g);
+		is_int(rc, acases[i].rc, "attach decode: %s", acases[i].what);
+		if (!rc)
+			ok(g.dlen == 5 && !memcmp(g.data, "hello", 5),
+			   "attach decode: %s: the bytes", acases[i].what);
+		proto_op_release(&g);
+	}
+	{
+		/* Two stores may name the same bytes; a batch whose
+		 * attachment nothing names is refused as a single op is. */
+		static const char b2[] = "{\"ops\":[" ASTORE(
+			",\"data_off\":0,\"data_len\":5") "," ASTORE(
+			",\"data_off\":0,\"data_len\":5") "]}|hello";
+		static const char b3[] = "{\"ops\":[" ASTORE("") "]}|hello";
+		char buf[1024];
+
+		memcpy(buf, b2, sizeof(b2) - 1);
+		*strchr(buf, '|') = 0;
+		is_int(proto_batch_decode(buf, sizeof(b2) - 1, &b), 0,
+		       "attached batch: two stores, one range");
+		ok(b.n == 2 && b.ops[1].dlen == 5 &&
+			   !memcmp(b.ops[1].data, "hello", 5),
+		   "... both get the bytes");
+		proto_batch_release(&b);
+		memcpy(buf, b3, sizeof(b3) - 1);
+		*strchr(buf, '|') = 0;
+		is_int(proto_batch_decode(buf, sizeof(b3) - 1, &b), -EINVAL,
+		       "attached batch: an attachment nothing names");
+		ok(!b.ops, "... nothing kept");
+	}
+#undef ASTORE
+}
+
 int
 main(void)
 {
 	test_names();
+	test_attach();
 	test_errnos();
 	test_volinfo();
 	test_attrs();
