@@ -2247,8 +2247,8 @@ cmp_u64(const void *a, const void *b)
 struct attach {
 	const char *p;
 	size_t len;
-	bool nul;  /* the body had one (then a store must name its bytes) */
-	bool used; /* a store named a range of it */
+	bool nul;    /* the body had one */
+	size_t next; /* where the next store's range must start */
 };
 
 /* Split a request body at its first NUL: the JSON text before it (its
@@ -2301,14 +2301,17 @@ decode_inline(json_t *o, struct proto_op *op, struct attach *att)
 		return -EINVAL;
 	if (n > max)
 		return -E2BIG; /* as b64_decode() says */
-	if (at > att->len || n > att->len - at)
+	/* The ranges follow each other in op order, as the encoder puts
+	 * them: no byte is copied out twice (decoded bytes stay under the
+	 * body's size, which the server's admission budget counts). */
+	if (at != att->next || at > att->len || n > att->len - at)
 		return -EINVAL;
 	op->data = malloc(n);
 	if (!op->data)
 		return -ENOMEM;
 	memcpy(op->data, att->p + at, n);
 	op->dlen = n;
-	att->used = true;
+	att->next = at + n;
 	return 0;
 }
 
@@ -2573,9 +2576,9 @@ proto_op_decode(const char *buf, size_t len, struct proto_op *op)
 		return -EINVAL;
 	rc = op_from_json(o, op, &att);
 	json_decref(o);
-	if (!rc && att.nul && !att.used) {
-		/* Bytes after a NUL that no store names: not a body a client
-		 * of ours sends. */
+	if (!rc && att.nul && (!att.len || att.next != att.len)) {
+		/* Bytes after a NUL that no store names (or none at all):
+		 * not a body a client of ours sends. */
 		proto_op_release(op);
 		rc = -EINVAL;
 	}
@@ -2813,7 +2816,7 @@ proto_batch_decode(const char *buf, size_t len, struct proto_batch *b)
 			goto out;
 		b->n = i + 1;
 	}
-	rc = att.nul && !att.used ? -EINVAL : 0;
+	rc = att.nul && (!att.len || att.next != att.len) ? -EINVAL : 0;
 out:
 	json_decref(o);
 	if (rc)

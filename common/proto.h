@@ -514,8 +514,9 @@ int proto_event_decode(const char *line, size_t len, struct proto_event *e);
  * to DIR for mkdir and SYMLINK for symlink. Release with
  * proto_op_release(), which zeroes @op and accepts NULL. A body may end
  * in an attachment (PROTO_V_ATTACH): the JSON text ends at the first NUL,
- * the bytes after it are what a store's "data_off" and "data_len" name
- * (-EINVAL for a range outside them, or an attachment no store names). */
+ * the bytes after it are what the stores' "data_off" and "data_len" name,
+ * in op order, one range after the other and all of them (-EINVAL
+ * otherwise). */
 int proto_op_decode(const char *buf, size_t len, struct proto_op *op);
 void proto_op_release(struct proto_op *op);
 /* A batch request: -E2BIG before parsing for a body over

@@ -8,7 +8,8 @@
 # 400 (413 for E2BIG) and the errno the page names, and nothing of their batch is
 # applied (the file keeps its bytes and DV): a range past the end, an
 # offset that would wrap, an empty range, 64 KiB + 1, a range and base64,
-# a range without an attachment, bytes no store names, a NUL and
+# a range without an attachment, bytes no store names (before, after
+# or between ranges: two stores naming the same bytes), a NUL and
 # nothing, a NUL inside the JSON text, and every cut of a good body.
 . "$top_srcdir/tests/integration/lib.sh"
 t_timeout 120
@@ -61,9 +62,9 @@ st, b, _ = post("/batch", [store(f, 3, {"data_off": 0, "data_len": 3}),
                            store(g, 5, {"data_off": 3, "data_len": 5})], b"abcHELLO")
 say("two stores of one body: 200", st == 200, "%d %s" % (st, b[:100]))
 say("... each its range", data(f)[0] == b"abc" and data(g)[0] == b"HELLO")
-st, b, _ = post("/op", store(g, 4, {"data_off": 2, "data_len": 4}), b"..op..")
+st, b, _ = post("/op", store(g, 4, {"data_off": 0, "data_len": 4}), b"op..")
 say("a single op with an attachment: 200", st == 200, "%d %s" % (st, b[:100]))
-say("... its range", data(g)[0] == b"op..")
+say("... its bytes", data(g)[0] == b"op..")
 
 before = data(f)
 h = create("h")
@@ -90,6 +91,14 @@ for route in ("/batch", "/op"):
     bad("a range, no attachment " + route, route, {"data_off": 0, "data_len": 5}, None, "EINVAL")
     bad("bytes nothing names " + route, route, {"data": "aGVsbG8="}, b"hello", "EINVAL")
     bad("a NUL and nothing " + route, route, {"data": "aGVsbG8="}, b"", "EINVAL")
+    bad("bytes before the range " + route, route, {"data_off": 1, "data_len": 5}, b"xhello", "EINVAL")
+    bad("bytes after the range " + route, route, {"data_off": 0, "data_len": 5}, b"hellox", "EINVAL")
+# Two stores naming the same bytes: each range starts where the last ended.
+st, b, _ = post("/batch", [store(f, 5, {"data_off": 0, "data_len": 5}),
+                           store(g, 5, {"data_off": 0, "data_len": 5})], b"hello")
+e = json.loads(b).get("errno") if st != 200 else None
+say("two stores, one range: 400 EINVAL", st == 400 and e == "EINVAL", "%d %s" % (st, b[:100]))
+say("... nothing applied", data(f) == before)
 # A NUL inside the JSON text.
 good = json.dumps({"ops": [store(f, 5, {"data_off": 0, "data_len": 5})]}).encode()
 cut = good[:20] + b"\0" + good[20:] + b"\0hello"

@@ -3090,8 +3090,12 @@ test_attach(void)
 		const char *what;
 	} acases[] = {
 		{ASTORE(",\"data_off\":0,\"data_len\":5") "|hello", 0, "a range"},
-		{ASTORE(",\"data_len\":5,\"data_off\":2") "|xxhello", 0,
-		 "a range further in, keys in any order"},
+		{ASTORE(",\"data_len\":5,\"data_off\":0") "|hello", 0,
+		 "keys in any order"},
+		{ASTORE(",\"data_off\":2,\"data_len\":5") "|xxhello", -EINVAL,
+		 "bytes before the range that nothing names"},
+		{ASTORE(",\"data_off\":0,\"data_len\":5") "|hellox", -EINVAL,
+		 "bytes after the range that nothing names"},
 		{ASTORE(",\"data_off\":1,\"data_len\":5") "|hello", -EINVAL,
 		 "a range past the end"},
 		{ASTORE(",\"data_off\":6,\"data_len\":1") "|hello", -EINVAL,
@@ -3136,21 +3140,37 @@ test_attach(void)
 		proto_op_release(&g);
 	}
 	{
-		/* Two stores may name the same bytes; a batch whose
-		 * attachment nothing names is refused as a single op is. */
+		/* Two stores may not name the same bytes (no byte is copied
+		 * out twice), nor out of op order; a batch whose attachment
+		 * nothing names is refused as a single op is. */
 		static const char b2[] = "{\"ops\":[" ASTORE(
 			",\"data_off\":0,\"data_len\":5") "," ASTORE(
 			",\"data_off\":0,\"data_len\":5") "]}|hello";
+		static const char b4[] = "{\"ops\":[" ASTORE(
+			",\"data_off\":5,\"data_len\":5") "," ASTORE(
+			",\"data_off\":0,\"data_len\":5") "]}|helloworld";
+		static const char b5[] = "{\"ops\":[" ASTORE(
+			",\"data_off\":0,\"data_len\":5") "," ASTORE(
+			",\"data_off\":5,\"data_len\":5") "]}|helloworld";
 		static const char b3[] = "{\"ops\":[" ASTORE("") "]}|hello";
 		char buf[1024];
 
 		memcpy(buf, b2, sizeof(b2) - 1);
 		*strchr(buf, '|') = 0;
-		is_int(proto_batch_decode(buf, sizeof(b2) - 1, &b), 0,
+		is_int(proto_batch_decode(buf, sizeof(b2) - 1, &b), -EINVAL,
 		       "attached batch: two stores, one range");
+		ok(!b.ops, "... nothing kept");
+		memcpy(buf, b4, sizeof(b4) - 1);
+		*strchr(buf, '|') = 0;
+		is_int(proto_batch_decode(buf, sizeof(b4) - 1, &b), -EINVAL,
+		       "attached batch: ranges out of op order");
+		memcpy(buf, b5, sizeof(b5) - 1);
+		*strchr(buf, '|') = 0;
+		is_int(proto_batch_decode(buf, sizeof(b5) - 1, &b), 0,
+		       "attached batch: ranges in op order");
 		ok(b.n == 2 && b.ops[1].dlen == 5 &&
-			   !memcmp(b.ops[1].data, "hello", 5),
-		   "... both get the bytes");
+			   !memcmp(b.ops[1].data, "world", 5),
+		   "... each store its bytes");
 		proto_batch_release(&b);
 		memcpy(buf, b3, sizeof(b3) - 1);
 		*strchr(buf, '|') = 0;
