@@ -930,6 +930,33 @@ sibling_advise(struct cm *cm, const struct fid *fid)
 	vc_dir_put(d);
 }
 
+/*
+ * The truncation of an O_TRUNC open. op_open() waited for the file's
+ * logged store before it looked at anything (fmut_drain_first()), but
+ * another handle's close may have logged one since: then, on a FUSE
+ * worker and connected, wait for that one too rather than cut chunks
+ * its record still has to send (WB_IO_LOGGED, as wio_run() does for
+ * writes). On the loop (a parked open) it cannot wait: as before.
+ */
+static int
+open_truncate(struct cm *cm, struct park *p, const struct fid *fid,
+	      uint64_t *need, const struct wb_kill *kill)
+{
+	unsigned flags = p->tries == 0 && cm->conn &&
+					 conn_mode(cm->conn) != CM_DISCONNECTED
+				 ? WB_IO_LOGGED
+				 : 0;
+	int rc = wb_truncate_ex(cm->wb, fid, 0, need, kill, flags);
+
+	for (int i = 0; rc == -EINPROGRESS && i < 3; i++) {
+		fmut_drain_first(cm, fid, 0);
+		rc = wb_truncate_ex(cm->wb, fid, 0, need, kill, flags);
+	}
+	if (rc == -EINPROGRESS) /* logged again and again meanwhile */
+		rc = wb_truncate(cm->wb, fid, 0, need, kill);
+	return rc;
+}
+
 /* Valid replies: fuse_reply_open, fuse_reply_err. */
 static int
 try_open(struct cm *cm, struct park *p)
@@ -1013,8 +1040,7 @@ try_open(struct cm *cm, struct park *p)
 			 * fops_trunc_begin()). */
 			fops_trunc_begin(p->req, p->ino);
 			trunc_mark = true;
-			rc = wb_truncate(cm->wb, &fid, 0, &need,
-					 kill ? &k : NULL);
+			rc = open_truncate(cm, p, &fid, &need, kill ? &k : NULL);
 			if (rc == -EPERM) {
 				kill_later = k.how;
 				trunc_later = a.size > 0;

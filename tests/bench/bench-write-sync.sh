@@ -174,9 +174,15 @@ sys.exit(0 if d["files"] >= int(sys.argv[1]) and d["bytes"] >= int(sys.argv[2]) 
 	fi
 
 	# 256 MiB: local dd, the mount's dd + close, curl to the stage route
+	# Each of the three starts with no dirty pages of the others to
+	# write back: before session 19 the mount's dd ran while the
+	# kernel flushed the local dd's 256 MiB, and curl after both had
+	# settled.
 	rm -f "$loc/big"
+	sync
 	t0=$(now); dd if="$T_DIR/big.src" of="$loc/big" bs=1M 2>/dev/null; t1=$(now)
 	r_lbig+=("$(secs "$t0" "$t1")")
+	sync
 	t0=$(now)
 	if dd if="$T_DIR/big.src" of="$mnt/big" bs=1M 2>"$T_DIR/dd.err"; then
 		t1=$(now)
@@ -192,6 +198,7 @@ d = json.load(sys.stdin)
 d = d[0] if isinstance(d, list) else d
 print(d["fid"])')
 	txid=$(python3 -c 'import uuid; print(uuid.uuid4().hex)')
+	sync
 	args=()
 	i=0
 	for c in "$T_DIR"/chunks/c*; do
