@@ -767,12 +767,40 @@ set_name_locked(struct wstate *ws, const struct fid *parent, const char *name)
 	ws->parent = *parent;
 }
 
+/*
+ * Lock held: the base DV of a new write state made from the cached
+ * attributes @a. Their DV, unless stored() moved the chunks from that DV
+ * (the one the store was logged on, local or the server's before it) to
+ * the store's answer while a later record kept the attributes on it
+ * (moved_note_locked()): the chunks are at the answer's DV then, and a
+ * write state on the old one found none (a truncate or write asked the
+ * server for a DV it no longer had, or never had, and failed with EIO:
+ * t2356, t2350 under load). Its records are sent on the DV map's DV all
+ * the same (replay.c subst_base()).
+ */
+static uint64_t
+moved_base_locked(struct wb *wb, const struct proto_attr *a)
+{
+	struct fidmap_slot *ms = fidmap_find(&wb->moved_src, &a->fid);
+	struct fidmap_slot *md = fidmap_find(&wb->moved_dst, &a->fid);
+	uint64_t base = a->dv;
+
+	if (ms && ms->dv && ms->dv == a->dv && md && md->dv)
+		base = md->dv;
+	if (ms)
+		ms->dv = 0;
+	if (md)
+		md->dv = 0;
+	return base;
+}
+
 int
 wb_open_write(struct wb *wb, const struct proto_attr *a,
 	      const struct fid *parent, const char *name)
 {
 	struct wstate *ws;
 	bool fresh = false;
+	uint64_t base = 0;
 
 	if (!wb)
 		return -EIO;
@@ -787,19 +815,24 @@ wb_open_write(struct wb *wb, const struct proto_attr *a,
 		ws->fid = a->fid;
 		ws->id = ++wb->next_id;
 		ws->attr = *a;
-		ws->base_dv = a->dv;
+		ws->base_dv = moved_base_locked(wb, a);
 		ws->srv_size = ws->size = ws->zero_from = a->size;
 		ws->mtime_ns = a->mtime_ns;
 		ws->ctime_ns = a->ctime_ns;
 		SLIST_INSERT_HEAD(&wb->tab[bucket(&a->fid)], ws, link);
 		fresh = true;
+		base = ws->base_dv;
 		{
 			char fs[FID_STRLEN];
 
 			log_debug(LOG_WB,
-				  "write state of %s: base DV %llu, size %llu",
+				  "write state of %s: base DV %llu%s, size %llu",
 				  fid_fmt(&a->fid, fs),
-				  (unsigned long long)a->dv,
+				  (unsigned long long)ws->base_dv,
+				  ws->base_dv != a->dv
+					  ? " (its store's answer; the cached "
+					    "attributes stay ahead)"
+					  : "",
 				  (unsigned long long)a->size);
 		}
 	}
@@ -807,8 +840,8 @@ wb_open_write(struct wb *wb, const struct proto_attr *a,
 	set_name_locked(ws, parent, name);
 	pthread_mutex_unlock(&wb->lock);
 	/* Chunks of older DVs would only get in the way of writes. */
-	if (fresh && a->dv > 0)
-		cs_invalidate(wb->d.cs, a->fid.vol, a->fid.oid, a->dv);
+	if (fresh && base > 0)
+		cs_invalidate(wb->d.cs, a->fid.vol, a->fid.oid, base);
 	return 0;
 }
 
@@ -2062,6 +2095,32 @@ wb_log_settle(struct wb *wb, const struct fid *fid)
 	stored(wb, &op, &a);
 }
 
+/* Lock held. @on: stored() moved @fid's chunks from the DV @src to @dst
+ * while the cached attributes stay on @src (wb->moved_src); else forget
+ * what was noted of @fid. */
+static void
+moved_note_locked(struct wb *wb, const struct fid *fid, bool on, uint64_t src,
+		  uint64_t dst)
+{
+	struct fidmap_slot *ms = fidmap_find(&wb->moved_src, fid);
+	struct fidmap_slot *md = fidmap_find(&wb->moved_dst, fid);
+
+	if (!on) {
+		if (ms)
+			ms->dv = 0;
+		if (md)
+			md->dv = 0;
+		return;
+	}
+	/* Out of memory: nothing noted, the write state starts on @src
+	 * as before (its truncate or write then fetches and fails). */
+	if (!fidmap_put(&wb->moved_src, fid, src) ||
+	    !fidmap_put(&wb->moved_dst, fid, dst)) {
+		if ((ms = fidmap_find(&wb->moved_src, fid)))
+			ms->dv = 0;
+	}
+}
+
 /* stored()'s debug line: what the answer @a to @op (its chunks at @src)
  * did with the write state @ws (lock held; NULL: none). */
 static void
@@ -2083,7 +2142,7 @@ static void
 stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 {
 	struct wstate *ws;
-	bool retag = true, mine;
+	bool retag = true, mine, ahead;
 	uint64_t src = op->base_dv; /* the DV our chunks are tagged with */
 
 	if (wb) {
@@ -2198,9 +2257,13 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 	 * replaced by the server's DV through the events), never a write
 	 * state whose base DV no chunk has any more.
 	 */
+	/* Asked as mcache_stored_attr() below asks it (same thread). */
+	ahead = mcache_ahead(wb->d.mc, &op->fid);
 	pthread_mutex_lock(&wb->lock);
 	ws = wb_find_locked(wb, &op->fid);
 	mine = ws && ws->base_dv == src;
+	moved_note_locked(wb, &op->fid, mine && ahead && src != a->dv, src,
+			  a->dv);
 	stored_debug(op, src, a,
 		     mine ? "the write state moves"
 		     : ws ? "the write state stays"
@@ -2623,6 +2686,8 @@ wb_free(struct wb *wb)
 	tdbj_close(wb->dj);
 	fidmap_clear(&wb->based);
 	fidmap_clear(&wb->undropped);
+	fidmap_clear(&wb->moved_src);
+	fidmap_clear(&wb->moved_dst);
 	/* owed chunks: cs_close() syncs the file system; the sync
 	 * threads end first (they use the chunk store and wb->lock) */
 	pthread_mutex_lock(&wb->lock);

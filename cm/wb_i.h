@@ -151,6 +151,13 @@ struct wb {
 	unsigned nsyncers; /* wb_data_durable_ahead() threads running */
 	uint64_t ndirty;
 	unsigned nold; /* version-1 records found at load */
+	/* stored() moved a file's chunks from the DV its store was logged
+	 * on (moved_src) to the answer's (moved_dst) while a later record
+	 * kept the cached attributes on the old one (mcache_ahead()); a
+	 * write state made from those attributes starts on the answer's
+	 * DV, where the chunks are (wb_open_write()). Value 0: none. Under
+	 * lock. */
+	struct fidmap moved_src, moved_dst;
 	/* conflict.c, loop thread: FIDs whose base is in replay-base */
 	struct fidmap based;
 	bool based_loaded;
