@@ -341,6 +341,20 @@ spoilproxy_start() {
 	real_url=$VOLD_URL
 	VOLD_URL=http://127.0.0.1:$(cat "$T_DIR/proxy.port")
 }
+# slowop_start: a relay (slowop.py) between cairnd and cairn-vold that
+# holds the ops of the kinds $T_DIR/mode names ("store=3"; empty now),
+# each hold logged to $T_DIR/proxy.req; sets real_url and points
+# VOLD_URL at the relay, as spoilproxy_start does.
+slowop_start() {
+	: >"$T_DIR/mode"
+	: >"$T_DIR/proxy.req"
+	python3 "$top_srcdir/tests/integration/slowop.py" "$VOLD_PORT" "$T_DIR/mode" \
+		"$T_DIR/proxy.port" "$T_DIR/proxy.req" >"$T_DIR/proxy.log" 2>&1 &
+	t_track_pid $!
+	wait_for 10 test -s "$T_DIR/proxy.port" || { echo "# relay did not start"; return 1; }
+	real_url=$VOLD_URL
+	VOLD_URL=http://127.0.0.1:$(cat "$T_DIR/proxy.port")
+}
 # cm_stat MOUNT NAME: the counter NAME of cairnd's stats (the cairn.stats
 # xattr of the mount's root), or nothing.
 # t_version F V SIZE: version V of file F (verlines.py: numbered lines,

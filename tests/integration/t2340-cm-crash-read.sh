@@ -21,13 +21,7 @@ vold_start
 vos init >/dev/null 2>&1
 vos import wv "$src" >/dev/null || exit 99
 make_token wv rw "$T_DIR/tok"
-: >"$T_DIR/mode"
-python3 "$top_srcdir/tests/integration/slowop.py" "$VOLD_PORT" "$T_DIR/mode" \
-	"$T_DIR/proxy.port" "$T_DIR/proxy.req" >"$T_DIR/proxy.log" 2>&1 &
-t_track_pid $!
-wait_for 10 test -s "$T_DIR/proxy.port" || exit 99
-real_url=$VOLD_URL
-VOLD_URL=http://127.0.0.1:$(cat "$T_DIR/proxy.port")
+slowop_start || exit 99
 A=$T_DIR/a
 B=$T_DIR/b
 want='survives the crash'

@@ -16,13 +16,7 @@ t_timeout 120
 [ -x "$FS" ] || { echo "# SKIP: $FS not built"; exit 77; }
 
 vol_setup at
-: >"$T_DIR/mode"
-python3 "$top_srcdir/tests/integration/slowop.py" "$VOLD_PORT" "$T_DIR/mode" \
-	"$T_DIR/proxy.port" "$T_DIR/holds" >"$T_DIR/proxy.log" 2>&1 &
-t_track_pid $!
-wait_for 10 test -s "$T_DIR/proxy.port" || exit 99
-real_url=$VOLD_URL
-VOLD_URL=http://127.0.0.1:$(cat "$T_DIR/proxy.port")
+slowop_start || exit 99
 A=$T_DIR/a
 CAIRND_LOG_LEVEL=debug cairnd_mount "$A" "$T_DIR/ca" at "$T_DIR/tok" \
 	--write-mode writeback || exit 1
@@ -39,7 +33,7 @@ echo "setattr=3" >"$T_DIR/mode"
 # in a batch is not changed again in it), which the relay holds.
 printf xyz >"$A/t"; chmod 640 "$A/t"
 printf abc >"$A/w"; chmod 604 "$A/w"
-t_check "the relay holds a chmod" wait_for 10 grep -q '^setattr' "$T_DIR/holds"
+t_check "the relay holds a chmod" wait_for 10 grep -q '^setattr' "$T_DIR/proxy.req"
 truncate -s 1 "$A/t" 2>"$T_DIR/trunc.err"
 t_is "$?:$(cat "$T_DIR/trunc.err")" "0:" "a truncate while the chmod is held"
 t_is "$(cat "$A/t")" x "... reads back"
