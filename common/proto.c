@@ -2081,12 +2081,12 @@ done:
  * jansson: json_string() checks a string's UTF-8 and json_dumps() walks
  * it again code point by code point, which for the 64 KiB inline stores
  * of a writeback drain was 10-15 % of cairnd's CPU during an untar. With
- * @att (PROTO_V_ATTACH): as "data_off" and "data_len", the bytes appended
- * to @att, which the caller puts after the text and a NUL.
+ * @att (PROTO_V_ATTACH): as "data_off" (*@att, then moved past them) and
+ * "data_len"; sb_attach() puts the bytes after the text.
  */
 static void
 op_encode_sb(struct enc *e, struct proto_sbuf *sb, const struct proto_op *op,
-	     struct proto_sbuf *att)
+	     size_t *att)
 {
 	json_t *o = op_to_json(e, op);
 	char *s, num[64];
@@ -2103,7 +2103,7 @@ op_encode_sb(struct enc *e, struct proto_sbuf *sb, const struct proto_op *op,
 		return;
 	}
 	len = strlen(s);
-	if (op->kind != PROTO_OP_STORE || !op->data || len < 2) {
+	if (op->kind != PROTO_OP_STORE || !op->data) {
 		sb_put(sb, s, len);
 		free(s);
 		return;
@@ -2113,9 +2113,9 @@ op_encode_sb(struct enc *e, struct proto_sbuf *sb, const struct proto_op *op,
 	free(s);
 	if (att) {
 		snprintf(num, sizeof(num), ",\"data_off\":%zu,\"data_len\":%zu}",
-			 att->len, op->dlen);
+			 *att, op->dlen);
 		sb_str(sb, num);
-		sb_put(att, op->data, op->dlen);
+		*att += op->dlen;
 		return;
 	}
 	blen = (op->dlen + 2) / 3 * 4;
@@ -2128,20 +2128,23 @@ op_encode_sb(struct enc *e, struct proto_sbuf *sb, const struct proto_op *op,
 	sb_put(sb, "\"}", 2);
 }
 
-/* Put the attachment @att (released) after @sb's text and a NUL: the
- * body of a request whose stores carry their bytes as "data_off". Nothing
- * when @att is empty: the body is then plain JSON. */
+/* After @sb's text, a NUL and the inline bytes of the stores of @ops
+ * (@attlen in all, what op_encode_sb() counted), in op order: the body of
+ * a request whose stores name them with "data_off". Nothing when there
+ * are none: the body is then plain JSON. */
 static void
-sb_attach(struct proto_sbuf *sb, struct proto_sbuf *att)
+sb_attach(struct proto_sbuf *sb, const struct proto_op *ops, size_t n,
+	  size_t attlen)
 {
-	if (att->err && !sb->err)
-		sb->err = att->err;
-	if (att->len && !sb->err) {
-		sb_put(sb, "", 1);
-		sb_put(sb, att->p, att->len);
-	}
-	free(att->p);
-	memset(att, 0, sizeof(*att));
+	if (!attlen || sb->err)
+		return;
+	sb_grow(sb, 1 + attlen);
+	if (sb->err)
+		return;
+	sb->p[sb->len++] = 0;
+	for (size_t i = 0; i < n; i++)
+		if (ops[i].kind == PROTO_OP_STORE && ops[i].data)
+			sb_put(sb, ops[i].data, ops[i].dlen);
 }
 
 /* @sb's text, or NULL + errno after a failure of @e or @sb (released). */
@@ -2164,10 +2167,11 @@ char *
 proto_op_encode_ex(const struct proto_op *op, unsigned flags, size_t *lenp)
 {
 	struct enc e = {0};
-	struct proto_sbuf sb = {0}, att = {0};
+	struct proto_sbuf sb = {0};
+	size_t att = 0;
 
 	op_encode_sb(&e, &sb, op, flags & PROTO_ENC_ATTACH ? &att : NULL);
-	sb_attach(&sb, &att);
+	sb_attach(&sb, op, 1, att);
 	return sb_finish(&e, &sb, lenp);
 }
 
@@ -2271,6 +2275,14 @@ split_attach(const char *buf, size_t len, struct attach *att)
 /* A store's one chunk's bytes, inline: "data" (base64) or "data_off" and
  * "data_len" (a range of the attachment @att), not both; at most
  * PROTO_INLINE_MAX and the chunk size, at least one byte. */
+/* After the ops: a body without a NUL, or whose stores named all of the
+ * attachment (and there was one). */
+static bool
+attach_whole(const struct attach *att)
+{
+	return !att->nul || (att->len && att->next == att->len);
+}
+
 static int
 decode_inline(json_t *o, struct proto_op *op, struct attach *att)
 {
@@ -2576,7 +2588,7 @@ proto_op_decode(const char *buf, size_t len, struct proto_op *op)
 		return -EINVAL;
 	rc = op_from_json(o, op, &att);
 	json_decref(o);
-	if (!rc && att.nul && (!att.len || att.next != att.len)) {
+	if (!rc && !attach_whole(&att)) {
 		/* Bytes after a NUL that no store names (or none at all):
 		 * not a body a client of ours sends. */
 		proto_op_release(op);
@@ -2816,7 +2828,7 @@ proto_batch_decode(const char *buf, size_t len, struct proto_batch *b)
 			goto out;
 		b->n = i + 1;
 	}
-	rc = att.nul && (!att.len || att.next != att.len) ? -EINVAL : 0;
+	rc = attach_whole(&att) ? 0 : -EINVAL;
 out:
 	json_decref(o);
 	if (rc)
@@ -2847,7 +2859,8 @@ proto_batch_encode_ex(const struct proto_op *ops, size_t n, bool stop,
 		      unsigned flags, size_t *lenp)
 {
 	struct enc e = {0};
-	struct proto_sbuf sb = {0}, att = {0};
+	struct proto_sbuf sb = {0};
+	size_t att = 0;
 	char *s;
 	size_t len = 0;
 
@@ -2863,7 +2876,7 @@ proto_batch_encode_ex(const struct proto_op *ops, size_t n, bool stop,
 			     flags & PROTO_ENC_ATTACH ? &att : NULL);
 	}
 	sb_str(&sb, stop ? "],\"stop_on_error\":true}" : "]}");
-	sb_attach(&sb, &att);
+	sb_attach(&sb, ops, n, att);
 	s = sb_finish(&e, &sb, &len);
 	if (s && len > PROTO_BATCH_BODY_MAX) {
 		free(s);
