@@ -157,6 +157,15 @@ enum wio_kind { W_READ, W_WRITE, W_TRUNC };
  * the file's chunks when it goes; rewritten meanwhile, it sent the new
  * version's start and zeros, and a refusal's copy saved them. */
 void fmut_drain_first(struct cm *cm, const struct fid *fid, uint64_t off);
+/* Run @try(@arg, flags) once, with WB_IO_LOGGED in flags when @may_wait
+ * (a FUSE thread: the loop must not wait for itself) and the mount is
+ * connected; while it answers -EINPROGRESS (it would change bytes a
+ * logged store of @fid still sends), fmut_drain_first(@fid, @off) and
+ * try again, three times, then once without the flag. @return its
+ * last answer. */
+int fmut_logged_try(struct cm *cm, const struct fid *fid, uint64_t off,
+		    bool may_wait, int (*try)(void *arg, unsigned flags),
+		    void *arg);
 /* Read, write or truncate a file that has a write state; parks on the
  * loop when a chunk must be fetched first. */
 void fmut_wio_start(struct cm *cm, fuse_req_t req, enum wio_kind kind,

@@ -410,29 +410,55 @@ wio_job(struct cm_loop *loop, struct cm_job *job)
 	wb_fetch(cm->wb, &w->fid, w->need, wio_fetched, w);
 }
 
+int
+fmut_logged_try(struct cm *cm, const struct fid *fid, uint64_t off,
+		bool may_wait, int (*try)(void *arg, unsigned flags), void *arg)
+{
+	unsigned flags = may_wait && cm->conn &&
+					 conn_mode(cm->conn) != CM_DISCONNECTED
+				 ? WB_IO_LOGGED
+				 : 0;
+	int rc = try(arg, flags);
+
+	for (int i = 0; rc == -EINPROGRESS && i < 3; i++) {
+		fmut_drain_first(cm, fid, off);
+		rc = try(arg, flags);
+	}
+	/* Logged again and again meanwhile (another writer of the file
+	 * closing or fsyncing): as before the wait. */
+	if (rc == -EINPROGRESS)
+		rc = try(arg, 0);
+	return rc;
+}
+
+struct wio_try_arg {
+	struct cm *cm;
+	struct wio *w;
+	uint8_t *rbuf;
+};
+
+static int
+wio_try_flags(void *arg, unsigned flags)
+{
+	struct wio_try_arg *ta = arg;
+
+	ta->w->drain = (flags & WB_IO_LOGGED) != 0;
+	return wio_try(ta->cm, ta->w, ta->rbuf);
+}
+
 /* Try @w (on the stack, its buffer the caller's) once; park a copy of it
  * if it must wait for a fetch or for a kill's setattr. */
 static void
 wio_run(struct cm *cm, const struct wio *w, uint8_t *rbuf)
 {
 	struct wio *h;
+	struct wio_try_arg ta = {cm, (struct wio *)w, rbuf};
 	int rc;
 
-	/* A FUSE thread may wait for the log (fmut_drain_first()); a
-	 * parked copy, tried again on the loop, may not. */
-	((struct wio *)w)->drain = w->kind != W_READ && cm->conn &&
-				   conn_mode(cm->conn) != CM_DISCONNECTED;
-	rc = wio_try(cm, (struct wio *)w, rbuf);
-	for (int i = 0; rc == -EINPROGRESS && i < 3; i++) {
-		fmut_drain_first(cm, &w->fid, w->off);
-		rc = wio_try(cm, (struct wio *)w, rbuf);
-	}
-	if (rc == -EINPROGRESS) {
-		/* Logged again and again meanwhile (another writer of the
-		 * file closing or fsyncing): as before the wait. */
-		((struct wio *)w)->drain = false;
-		rc = wio_try(cm, (struct wio *)w, rbuf);
-	}
+	/* A FUSE thread may wait for the log; a parked copy, tried again
+	 * on the loop, may not (it never asks: h->drain below). */
+	rc = fmut_logged_try(cm, &w->fid, w->off, w->kind != W_READ,
+			     wio_try_flags, &ta);
 
 	if (rc == 0) {
 		wio_done((struct wio *)w);

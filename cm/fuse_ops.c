@@ -934,27 +934,32 @@ sibling_advise(struct cm *cm, const struct fid *fid)
  * The truncation of an O_TRUNC open. op_open() waited for the file's
  * logged store before it looked at anything (fmut_drain_first()), but
  * another handle's close may have logged one since: then, on a FUSE
- * worker and connected, wait for that one too rather than cut chunks
- * its record still has to send (WB_IO_LOGGED, as wio_run() does for
- * writes). On the loop (a parked open) it cannot wait: as before.
+ * worker, wait for that one too rather than cut chunks its record still
+ * has to send (fmut_logged_try(), as for writes). On the loop (a parked
+ * open) it cannot wait: as before.
  */
+struct open_trunc {
+	struct cm *cm;
+	const struct fid *fid;
+	uint64_t *need;
+	const struct wb_kill *kill;
+};
+
+static int
+open_trunc_try(void *arg, unsigned flags)
+{
+	struct open_trunc *t = arg;
+
+	return wb_truncate_ex(t->cm->wb, t->fid, 0, t->need, t->kill, flags);
+}
+
 static int
 open_truncate(struct cm *cm, struct park *p, const struct fid *fid,
 	      uint64_t *need, const struct wb_kill *kill)
 {
-	unsigned flags = p->tries == 0 && cm->conn &&
-					 conn_mode(cm->conn) != CM_DISCONNECTED
-				 ? WB_IO_LOGGED
-				 : 0;
-	int rc = wb_truncate_ex(cm->wb, fid, 0, need, kill, flags);
+	struct open_trunc t = {cm, fid, need, kill};
 
-	for (int i = 0; rc == -EINPROGRESS && i < 3; i++) {
-		fmut_drain_first(cm, fid, 0);
-		rc = wb_truncate_ex(cm->wb, fid, 0, need, kill, flags);
-	}
-	if (rc == -EINPROGRESS) /* logged again and again meanwhile */
-		rc = wb_truncate(cm->wb, fid, 0, need, kill);
-	return rc;
+	return fmut_logged_try(cm, fid, 0, p->tries == 0, open_trunc_try, &t);
 }
 
 /* Valid replies: fuse_reply_open, fuse_reply_err. */
