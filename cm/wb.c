@@ -767,6 +767,19 @@ set_name_locked(struct wstate *ws, const struct fid *parent, const char *name)
 	ws->parent = *parent;
 }
 
+/* Lock held: nothing noted of @fid in wb->moved_src (see below). */
+static void
+moved_forget_locked(struct wb *wb, const struct fid *fid)
+{
+	struct fidmap_slot *ms = fidmap_find(&wb->moved_src, fid);
+	struct fidmap_slot *md = fidmap_find(&wb->moved_dst, fid);
+
+	if (ms)
+		ms->dv = 0;
+	if (md)
+		md->dv = 0;
+}
+
 /*
  * Lock held: the base DV of a new write state made from the cached
  * attributes @a. Their DV, unless stored() moved the chunks from that DV
@@ -787,10 +800,7 @@ moved_base_locked(struct wb *wb, const struct proto_attr *a)
 
 	if (ms && ms->dv && ms->dv == a->dv && md && md->dv)
 		base = md->dv;
-	if (ms)
-		ms->dv = 0;
-	if (md)
-		md->dv = 0;
+	moved_forget_locked(wb, &a->fid);
 	return base;
 }
 
@@ -2102,23 +2112,11 @@ static void
 moved_note_locked(struct wb *wb, const struct fid *fid, bool on, uint64_t src,
 		  uint64_t dst)
 {
-	struct fidmap_slot *ms = fidmap_find(&wb->moved_src, fid);
-	struct fidmap_slot *md = fidmap_find(&wb->moved_dst, fid);
-
-	if (!on) {
-		if (ms)
-			ms->dv = 0;
-		if (md)
-			md->dv = 0;
-		return;
-	}
 	/* Out of memory: nothing noted, the write state starts on @src
 	 * as before (its truncate or write then fetches and fails). */
-	if (!fidmap_put(&wb->moved_src, fid, src) ||
-	    !fidmap_put(&wb->moved_dst, fid, dst)) {
-		if ((ms = fidmap_find(&wb->moved_src, fid)))
-			ms->dv = 0;
-	}
+	if (!on || !fidmap_put(&wb->moved_src, fid, src) ||
+	    !fidmap_put(&wb->moved_dst, fid, dst))
+		moved_forget_locked(wb, fid);
 }
 
 /* stored()'s debug line: what the answer @a to @op (its chunks at @src)
