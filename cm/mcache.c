@@ -936,7 +936,14 @@ install_attr(struct mcache *mc, const struct proto_attr *a, bool pages_current)
 void
 mcache_stored_attr(struct mcache *mc, const struct proto_attr *a)
 {
-	if (mcache_ahead(mc, &a->fid))
+	mcache_stored_attr_known(mc, a, mcache_ahead(mc, &a->fid));
+}
+
+void
+mcache_stored_attr_known(struct mcache *mc, const struct proto_attr *a,
+			 bool ahead)
+{
+	if (ahead)
 		return;
 	install_attr(mc, a, true);
 }

@@ -177,6 +177,10 @@ void mcache_forget(struct mcache *mc, const struct fid *fid);
  */
 void mcache_local_attr(struct mcache *mc, const struct proto_attr *a);
 void mcache_stored_attr(struct mcache *mc, const struct proto_attr *a);
+/* The same, for a caller that asked mcache_ahead() for @a's FID already
+ * on this thread (@ahead its answer): not asked again. */
+void mcache_stored_attr_known(struct mcache *mc, const struct proto_attr *a,
+			      bool ahead);
 bool mcache_local_dir(struct mcache *mc, const struct proto_attr *dir_after,
 		      const char *del, const char *add,
 		      const struct proto_attr *add_attr);

@@ -2255,7 +2255,8 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 	 * replaced by the server's DV through the events), never a write
 	 * state whose base DV no chunk has any more.
 	 */
-	/* Asked as mcache_stored_attr() below asks it (same thread). */
+	/* Asked once, for the note and for mcache_stored_attr_known()
+	 * below (same thread: nothing leaves the log in between). */
 	ahead = mcache_ahead(wb->d.mc, &op->fid);
 	pthread_mutex_lock(&wb->lock);
 	ws = wb_find_locked(wb, &op->fid);
@@ -2309,7 +2310,7 @@ stored(struct wb *wb, const struct proto_op *op, const struct proto_attr *a)
 	else
 		cs_invalidate(wb->d.cs, op->fid.vol, op->fid.oid, a->dv);
 	pthread_mutex_unlock(&wb->lock);
-	mcache_stored_attr(wb->d.mc, a);
+	mcache_stored_attr_known(wb->d.mc, a, ahead);
 	if (!mine)
 		return;
 	/* The write state goes once the cached attributes name the new DV:
