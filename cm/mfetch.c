@@ -752,8 +752,8 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 			http_send_now(mf->http);
 		if (rc)
 			return rc;
-		rc = proto_dir_page_decode(res->body, res->body_len, !dr->have,
-					   &page, dec);
+		rc = proto_dir_page_decode_unchecked(
+			res->body, res->body_len, !dr->have, &page, dec);
 		if (rc == 0 && (!fid_eq(&page.dir.fid, &dr->op->fid) ||
 				strcmp(dec, early))) {
 			/* A cursor that is not the one read, or another
@@ -783,8 +783,8 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 		dr->failed = rc == -ENOMEM ? rc : rc < 0 ? -EIO : 0;
 		return 1;
 	}
-	rc = proto_dir_page_decode(res->body, res->body_len, !dr->have, &page,
-				   dr->next);
+	rc = proto_dir_page_decode_unchecked(res->body, res->body_len,
+					     !dr->have, &page, dr->next);
 	if (rc == 0 && !fid_eq(&page.dir.fid, &dr->op->fid)) {
 		proto_dir_release(&page);
 		rc = -EINVAL;
@@ -991,8 +991,9 @@ dir_done(void *arg, const struct http_result *res)
 		mcache_gone(mf->mc, &dr->op->fid);
 	if (rc < 0)
 		goto out;
-	/* Each page was checked alone; a name on two pages is caught
-	 * here. */
+	/* The pages' names were not compared (decoded unchecked): a
+	 * name given twice, within a page or across pages, is caught
+	 * here, before anything uses the listing. */
 	nw = vc_dirb_finish(&dr->acc, &dr->op->fid, dr->dir.dv);
 	if (!nw) {
 		rc = errno == EINVAL ? -EIO : -ENOMEM;

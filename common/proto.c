@@ -1590,13 +1590,14 @@ proto_dir_decode(const char *buf, size_t len, struct proto_dir *d)
 	return proto_dir_scan(buf, len, PROTO_DIR_MAX, d, NULL);
 }
 
-int
-proto_dir_page_decode(const char *buf, size_t len, bool allow_whole,
-		      struct proto_dir *d, char *next)
+static int
+page_decode(const char *buf, size_t len, bool allow_whole,
+	    struct proto_dir *d, char *next, bool names)
 {
-	int rc = proto_dir_scan(buf, len,
-				allow_whole ? PROTO_DIR_MAX : PROTO_DIR_PAGE_MAX,
-				d, next);
+	int rc = proto_dir_scan_ex(buf, len,
+				   allow_whole ? PROTO_DIR_MAX
+					       : PROTO_DIR_PAGE_MAX,
+				   d, next, names);
 
 	/* Only a last page (no "next") may be a whole version 1 listing. */
 	if (!rc && next[0] && d->n > PROTO_DIR_PAGE_MAX) {
@@ -1605,6 +1606,21 @@ proto_dir_page_decode(const char *buf, size_t len, bool allow_whole,
 		rc = -E2BIG;
 	}
 	return rc;
+}
+
+int
+proto_dir_page_decode(const char *buf, size_t len, bool allow_whole,
+		      struct proto_dir *d, char *next)
+{
+	return page_decode(buf, len, allow_whole, d, next, true);
+}
+
+int
+proto_dir_page_decode_unchecked(const char *buf, size_t len,
+				bool allow_whole, struct proto_dir *d,
+				char *next)
+{
+	return page_decode(buf, len, allow_whole, d, next, false);
 }
 
 int

@@ -894,6 +894,13 @@ int
 proto_dir_scan(const char *buf, size_t len, size_t max, struct proto_dir *d,
 	       char *next)
 {
+	return proto_dir_scan_ex(buf, len, max, d, next, true);
+}
+
+int
+proto_dir_scan_ex(const char *buf, size_t len, size_t max,
+		  struct proto_dir *d, char *next, bool names)
+{
 	struct js j = {.p = (const unsigned char *)buf,
 		       .end = (const unsigned char *)buf + len};
 	struct top_scan ts = {
@@ -924,7 +931,7 @@ proto_dir_scan(const char *buf, size_t len, size_t max, struct proto_dir *d,
 	else if (ts.ent_rc)
 		rc = ts.ent_rc;
 	else
-		rc = proto_dir_check_names(d);
+		rc = names ? proto_dir_check_names(d) : 0;
 	if (rc == 0 && !d->ents) {
 		/* As the jansson decoder: an array even when empty. */
 		d->ents = calloc(1, sizeof(*d->ents));

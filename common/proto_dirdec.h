@@ -7,6 +7,7 @@
 #ifndef CAIRN_PROTO_DIRDEC_H
 #define CAIRN_PROTO_DIRDEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct proto_dir;
@@ -25,6 +26,10 @@ struct proto_dir;
  */
 int proto_dir_scan(const char *buf, size_t len, size_t max, struct proto_dir *d,
 		   char *next);
+/* As proto_dir_scan(), but @names false leaves the names unchecked for
+ * duplicates (proto_dir_page_decode_unchecked()). */
+int proto_dir_scan_ex(const char *buf, size_t len, size_t max,
+		      struct proto_dir *d, char *next, bool names);
 int proto_dir_decode_jansson(const char *buf, size_t len, size_t max,
 			     struct proto_dir *d, char *next);
 

@@ -324,6 +324,7 @@ test_dir_dups(void)
 		struct proto_dirent e[5];
 		struct proto_dir d = {0}, g;
 		const char *names[5] = {"zz", c[i].a, "mm", c[i].b, "00"};
+		char next[PROTO_CURSOR_MAX];
 		char *s;
 		size_t len;
 
@@ -342,6 +343,21 @@ test_dir_dups(void)
 		is_int(proto_dir_decode_jansson(s, len, PROTO_DIR_MAX, &g,
 						NULL),
 		       c[i].rc, "  the jansson decoder agrees");
+		proto_dir_release(&g);
+		free(s);
+		/* As a page: the unchecked decoder takes it (cairnd checks
+		 * the whole listing), and proto_dir_check_names() of what
+		 * it gave says what the checked one did. */
+		s = proto_dir_page_encode(&d, "1.0.1", &len);
+		is_int(proto_dir_page_decode(s, len, true, &g, next), c[i].rc,
+		       "  as a page too");
+		proto_dir_release(&g);
+		is_int(proto_dir_page_decode_unchecked(s, len, true, &g, next),
+		       0, "  unchecked: decoded");
+		ok(g.n == 5 && !strcmp(next, "1.0.1"),
+		   "  unchecked: five entries and the cursor");
+		is_int(proto_dir_check_names(&g), c[i].rc,
+		       "  unchecked: its names checked after");
 		proto_dir_release(&g);
 		free(s);
 	}
