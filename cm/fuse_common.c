@@ -195,6 +195,23 @@ fops_file_close(struct cm *cm, struct ino_ent *e, const struct fid *fid)
 		wb_release_write(cm->wb, fid);
 }
 
+void
+fops_file_release(struct cm *cm, struct cm_file *f)
+{
+	if (ino_close_file(cm->ino, f->e, f->dio))
+		wb_release_write(cm->wb, &f->fid);
+}
+
+bool
+fops_dio_grant_locked(struct ino_ent *e, bool create_wronly, bool writer)
+{
+	if (!(create_wronly && e->nopen == 0) && e->dio_writers == 0)
+		return false;
+	if (writer && e->dio_writers < UINT16_MAX)
+		e->dio_writers++;
+	return true;
+}
+
 /* --- truncations and short reads (fuse_i.h) --- */
 
 /* A mark older than this is a leak (a path that never ended it): it holds

@@ -33,6 +33,8 @@ struct cm_file {
 	uint64_t ra_dv;	     /* protected by mu */
 	unsigned window;     /* protected by mu: readahead in chunks */
 	bool writer;	     /* opened for writing: holds a wb write state */
+	bool dio;	     /* a writer answered with direct_io: counted in
+				e->dio_writers (fops_dio_grant()) */
 };
 
 /* --- fuse_common.c --- */
@@ -107,6 +109,26 @@ int fops_notdir_err(struct cm *cm, const struct fid *fid);
 int fops_cross(struct cm *cm, fuse_req_t req, const struct fid *mp);
 /* Drop the open count @e held for an open of @fid. */
 void fops_file_close(struct cm *cm, struct ino_ent *e, const struct fid *fid);
+/* The same for the handle @f (its e, fid and dio count). */
+void fops_file_release(struct cm *cm, struct cm_file *f);
+/*
+ * Writes past the page cache (doc/cm.md "Direct writes of new files"). A
+ * file created write-only (tar, cp, dd, a compiler's output) is answered
+ * with direct_io: each write(2) is one WRITE request, where through the
+ * page cache the kernel ends a request at every partial page it does not
+ * hold, so a 10 KiB write that starts inside a page cost two (and the
+ * kernel a copy into pages nobody reads). While such a handle is open,
+ * every other open of the file gets direct_io too, so no handle fills
+ * the page cache that those writes would leave stale; one opened
+ * write-only or read-write is counted as well. With the ino lock held and
+ * before the open is counted in e->nopen: @create_wronly (a CREATE,
+ * O_WRONLY) grants when no other handle is open, any open grants while
+ * e->dio_writers says a handle writes past the cache. @return whether the
+ * open gets direct_io; a @writer is then counted in e->dio_writers (the
+ * caller sets cm_file.dio).
+ */
+bool fops_dio_grant_locked(struct ino_ent *e, bool create_wronly,
+			   bool writer);
 /* Completion of fetch_read_park(): @req is the fuse_req_t. */
 void fops_read_reply(void *req, const void *buf, size_t len, int err);
 /* A per-thread buffer of at least @len bytes, or NULL. */

@@ -627,7 +627,7 @@ open_undo(struct cm *cm, const struct fuse_file_info *fi)
 	struct cm_file *f = (struct cm_file *)(uintptr_t)fi->fh;
 
 	wb_release_write(cm->wb, &f->fid);
-	fops_file_close(cm, f->e, &f->fid);
+	fops_file_release(cm, f);
 	pthread_mutex_destroy(&f->mu);
 	free(f);
 }
@@ -840,6 +840,9 @@ reply_entry(struct cm *cm, struct mop *m, const struct proto_attr *attr)
 		ent->attr_server = false;
 		e.ino = ent->ino;
 		if (f) {
+			f->dio = fops_dio_grant_locked(
+				ent, (m->fi.flags & O_ACCMODE) == O_WRONLY,
+				true);
 			ent->nopen++;
 			ent->opened = true;
 			ent->open_dv = a.dv;
@@ -869,9 +872,10 @@ reply_entry(struct cm *cm, struct mop *m, const struct proto_attr *attr)
 	if (f) {
 		m->fi.fh = (uintptr_t)f;
 		m->fi.keep_cache = 0;
+		m->fi.direct_io = f->dio;
 		if (fuse_reply_create(m->req, &e, &m->fi) != 0) {
 			wb_release_write(cm->wb, &a.fid);
-			fops_file_close(cm, ent, &a.fid);
+			fops_file_release(cm, f);
 			ino_forget(cm->ino, e.ino, 1);
 			pthread_mutex_destroy(&f->mu);
 			free(f);

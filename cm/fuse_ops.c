@@ -994,11 +994,19 @@ try_open(struct cm *cm, struct park *p)
 	ino_lock(cm->ino);
 	e = ino_get_locked(cm->ino, p->ino);
 	if (e) {
+		/* While a handle writes past the page cache, this one
+		 * does too (fuse_i.h, fops_dio_grant_locked()). */
+		bool writes = (p->fi.flags & O_ACCMODE) != O_RDONLY ||
+			      (p->fi.flags & O_TRUNC);
+
+		p->fi.direct_io = fops_dio_grant_locked(e, false, writes);
+		f->dio = p->fi.direct_io && writes;
 		e->nopen++;
 		/* Keep the page cache when the content is the one the
 		 * kernel cached at the last open: events invalidate it
 		 * precisely when it changes. */
-		p->fi.keep_cache = e->opened && e->open_dv == a.dv;
+		p->fi.keep_cache = e->opened && e->open_dv == a.dv &&
+				   !p->fi.direct_io;
 		fresh = !e->opened && !e->pages_dropped;
 		e->opened = true;
 		e->open_dv = a.dv;
@@ -1061,7 +1069,7 @@ try_open(struct cm *cm, struct park *p)
 		}
 
 		if (rc < 0) {
-			fops_file_close(cm, e, &fid);
+			fops_file_release(cm, f);
 			pthread_mutex_destroy(&f->mu);
 			free(f);
 			fuse_reply_err(p->req, -rc);
@@ -1079,7 +1087,8 @@ try_open(struct cm *cm, struct park *p)
 	 * locks (the kernel does): no FLUSH round trip on its close
 	 * (FOPEN_NOFLUSH). Writers keep theirs: close reports the store. */
 	p->fi.noflush = !f->writer;
-	if (fresh && !f->writer && p->tries == 0 && a.type == PROTO_T_FILE &&
+	if (fresh && !f->writer && !p->fi.direct_io && p->tries == 0 &&
+	    a.type == PROTO_T_FILE &&
 	    a.size > 0 && a.size <= OPEN_PUSH_MAX && a.size <= cm->chunk_size &&
 	    !(a.dv & CM_DV_LOCAL) && !wb_active(cm->wb, &fid) &&
 	    open_push(cm, p->ino, e, &a))
@@ -1096,7 +1105,7 @@ try_open(struct cm *cm, struct park *p)
 	if (fuse_reply_open(p->req, &p->fi) != 0) {
 		if (f->writer)
 			wb_release_write(cm->wb, &fid);
-		fops_file_close(cm, e, &fid);
+		fops_file_release(cm, f);
 		pthread_mutex_destroy(&f->mu);
 		free(f);
 		if (trunc_mark)
@@ -1392,7 +1401,7 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			 * dirty and is stored later (wb_resume). */
 			wb_release_write(cm->wb, &f->fid);
 		}
-		fops_file_close(cm, f->e, &f->fid);
+		fops_file_release(cm, f);
 		pthread_mutex_destroy(&f->mu);
 		free(f);
 	}

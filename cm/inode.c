@@ -413,11 +413,19 @@ ino_name_of(struct ino_table *t, const struct fid *fid, struct fid *parent,
 bool
 ino_close(struct ino_table *t, struct ino_ent *e)
 {
+	return ino_close_file(t, e, false);
+}
+
+bool
+ino_close_file(struct ino_table *t, struct ino_ent *e, bool dio)
+{
 	bool release = false;
 	struct vc_dir **h;
 	size_t nh;
 
 	pthread_mutex_lock(&t->lock);
+	if (dio && e->dio_writers > 0 && e->dio_writers < UINT16_MAX)
+		e->dio_writers--;
 	if (e->nopen > 0)
 		e->nopen--;
 	if (e->nopen == 0 && e->orphan_hold) {

@@ -56,6 +56,10 @@ struct ino_ent {
 				      not a lookup, create or rename */
 	bool attr_server;	   /* @attr is the server's own (its ctime
 				      is the server's clock): mcache.c */
+	uint16_t dio_writers;	   /* open handles that write past the
+				      page cache (FOPEN_DIRECT_IO,
+				      fuse_i.h cm_file.dio); sticks at
+				      UINT16_MAX */
 	char *name;		   /* the last name the kernel looked it up
 				      by (for conflict copies), or NULL */
 	struct ino_ent *next_ino;  /* hash chains */
@@ -114,6 +118,9 @@ void ino_store_unstored(struct ino_table *t);
  * frees the entry when unused. @return true when this was the last open
  * of an entry with orphan_hold (cleared): the caller releases the hold. */
 bool ino_close(struct ino_table *t, struct ino_ent *e);
+/* The same for a handle that wrote past the page cache (cm_file.dio):
+ * also drops its count in @e->dio_writers. */
+bool ino_close_file(struct ino_table *t, struct ino_ent *e, bool dio);
 
 /* The FID of @ino. @return 0 or -ENOENT (the kernel used a forgotten or
  * unknown number: a bug, or a hostile /dev/fuse client). */
