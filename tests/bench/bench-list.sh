@@ -18,7 +18,8 @@
 # (another build's binaries), alternating with these in the same run.
 # BENCH_LIST_PERF="coldf warml" records perf profiles of cairnd during
 # those rows (BENCH_LIST_PERF_DIR/perf-ROW-RUN.data, default $T_DIR, which
-# is removed at the end). BENCH_LIST_PERF_VOLD=1 records cairn-vold too
+# is removed at the end; BENCH_LIST_PERF_F sets the sampling rate, default
+# 1000 Hz). BENCH_LIST_PERF_VOLD=1 records cairn-vold too
 # (perf-vold-ROW-RUN.data); BENCH_LIST_STRACE="coldf" counts the system
 # calls of both (strace -c -f, strace-{cairnd,vold}-ROW-RUN.txt in the
 # same directory: strace slows the row, so its time is not comparable).
@@ -79,10 +80,10 @@ measure() {
 	cm=$(cairnd_pid "$m")
 	s0=$(stats "$m"); c0=$(cpu_ms "$cm"); v0=$(cpu_ms "$VOLD_PID")
 	case " ${BENCH_LIST_PERF:-} " in *" $label "*)
-		perf record -q -F 1000 --call-graph dwarf,16384 -p "$cm" -o "$pd/perf-$label-$run.data" >/dev/null 2>&1 &
+		perf record -q -F ${BENCH_LIST_PERF_F:-1000} --call-graph dwarf,16384 -p "$cm" -o "$pd/perf-$label-$run.data" >/dev/null 2>&1 &
 		perf=$!
 		if [ -n "${BENCH_LIST_PERF_VOLD:-}" ]; then
-			perf record -q -F 1000 --call-graph dwarf,16384 -p "$VOLD_PID" -o "$pd/perf-vold-$label-$run.data" >/dev/null 2>&1 &
+			perf record -q -F ${BENCH_LIST_PERF_F:-1000} --call-graph dwarf,16384 -p "$VOLD_PID" -o "$pd/perf-vold-$label-$run.data" >/dev/null 2>&1 &
 			pv=$!
 		fi
 		sleep 1;;
