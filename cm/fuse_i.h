@@ -34,7 +34,7 @@ struct cm_file {
 	unsigned window;     /* protected by mu: readahead in chunks */
 	bool writer;	     /* opened for writing: holds a wb write state */
 	bool dio;	     /* a writer answered with direct_io: counted in
-				e->dio_writers (fops_dio_grant()) */
+				e->dio_writers (fops_dio_grant_locked()) */
 };
 
 /* --- fuse_common.c --- */
