@@ -144,6 +144,22 @@ wait_for() {
 	return 1
 }
 
+# wait_eval SECS 'CODE': as wait_for, for a condition that reads a value
+# each time. CODE (one word, usually in single quotes) is eval'ed every
+# 50 ms, so its $(...) run again at each try. (wait_for 10 test "$(x)" = y
+# expands $(x) once, before the wait: it then sleeps the whole 10 s unless
+# the first value already matched.) Locals are named so that CODE's
+# variables are the caller's.
+wait_eval() {
+	local _we_secs=$1 _we_i _we_n
+	_we_n=$((_we_secs * 20))
+	for _we_i in $(seq 1 "$_we_n"); do
+		eval "$2" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
 t_track_pid() { _T_PIDS="$_T_PIDS $1"; }
 
 # t_evict DIR: written back, then out of the page cache; prints "CACHED N"

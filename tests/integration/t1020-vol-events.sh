@@ -29,7 +29,7 @@ sleep 0.7
 A=$(vc create "$R" a)
 vc op "{\"op\": \"setattr\", \"fid\": \"$A\", \"base_dv\": $(vc attr "$A" dv), \"mask\": [\"mode\"], \"mode\": 384}" >/dev/null
 vc op "{\"op\": \"unlink\", \"parent\": \"$R\", \"name\": \"a\", \"fid\": \"$A\"}" >/dev/null
-wait_for 10 test "$(wc -l <"$T_DIR/live")" -ge 4
+wait_eval 10 '[ "$(wc -l <"$T_DIR/live")" -ge 4 ]'
 kill "$spid" 2>/dev/null
 wait "$spid" 2>/dev/null
 t_is "$(evs "$T_DIR/live")" "1:dir 2:attr 3:dir 4:gone" "live: dir, attr, dir, gone with seq 1..4"

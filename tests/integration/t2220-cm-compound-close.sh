@@ -166,7 +166,7 @@ print("ok")
 PY
 )
 t_is "$out" ok "rename and unlink of files being written"
-wait_for 3 test "$(cat "$B/r2" 2>/dev/null)" = "$(printf 'renamed\nmore')"
+wait_eval 3 '[ "$(cat "$B/r2" 2>/dev/null)" = "$(printf "renamed\nmore")" ]'
 t_is "$(cat "$B/r2" 2>&1)" "$(printf 'renamed\nmore')" "renamed before close: the server has it under the new name"
 t_ok "$([ ! -e "$B/r1" ] && [ ! -e "$B/u1" ] && echo 0 || echo 1)" "no old name, no unlinked file on the server"
 

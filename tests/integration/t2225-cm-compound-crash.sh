@@ -74,7 +74,7 @@ for round in 1 2 3; do
 	closed=$(wc -l <"$T_DIR/closed$round" 2>/dev/null || echo 0)
 	echo "# round $round: killed after $closed closed files"
 	cairnd_mount "$A" "$T_DIR/ca" kc "$T_DIR/tok" || exit 1
-	wait_for 30 test "$(jst replay_pending)" = 0
+	wait_eval 30 '[ "$(jst replay_pending)" = 0 ]'
 	t_is "$(jst replay_pending)|$(jst conflicts)" "0|0" "round $round: the log drained after the restart, no conflict"
 done
 sleep 1

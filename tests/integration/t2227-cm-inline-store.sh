@@ -82,7 +82,7 @@ wait "$wpid"
 closed=$(wc -l <"$T_DIR/closed")
 echo "# $closed of 150 closes returned 0; errors: $(head -c 200 "$T_DIR/writer.err")"
 jst() { "$FS" status --json -m "$A" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$1"; }
-wait_for 30 test "$(jst replay_pending)" = 0
+wait_eval 30 '[ "$(jst replay_pending)" = 0 ]'
 t_is "$(jst replay_pending)|$(jst conflicts)" "0|0" "after the restart: nothing left in the log, no conflict"
 t_ok "$([ "$closed" -gt 0 ] && echo 0 || echo 1)" "some closes returned 0 ($closed)"
 

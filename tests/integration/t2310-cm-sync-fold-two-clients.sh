@@ -94,7 +94,7 @@ touch -d @1400000000 "$A/dir"
 dfid=$(python3 "$top_srcdir/tests/integration/vol-client.py" lookup "$(python3 "$top_srcdir/tests/integration/vol-client.py" root)" dir)
 t_is "$(( $(python3 "$top_srcdir/tests/integration/vol-client.py" attr "$dfid" mtime) / 1000000000 ))" 1400000000 \
 	"a directory's utimes after its files: on the server when it returned"
-wait_for 5 test "$(stat -c %Y "$B/dir" 2>&1)" = 1400000000
+wait_eval 5 '[ "$(stat -c %Y "$B/dir" 2>&1)" = 1400000000 ]'
 t_is "$(stat -c %Y "$B/dir" 2>&1)" 1400000000 "and on B"
 
 # A chmod and utimes after close: their own requests, answered once the

@@ -93,7 +93,7 @@ t_is "$(delta dir_fetches "$s1" "$s2")" 0 "  without a listing fetch"
 t_is "$(delta getattr_fids "$s1" "$s2")" 0 "  nor an attribute fetch"
 
 # Idle: the spares come.
-wait_for 20 test "$(spares)" -gt 0
+wait_eval 20 '[ "$(spares)" -gt 0 ]'
 t_ok "$([ "$(spares)" -gt 0 ] && echo 0 || echo 1)" "spare chunk files made once cairnd is idle ($(spares))"
 
 # A fresh cairnd over the same cache: listing and attributes from the

@@ -87,7 +87,7 @@ listing "$mnt/big" >/dev/null
 chmod 0600 "$mb/big/f000007"
 chmod 0600 "$src/big/f000007"
 listing "$src/big" >"$T_DIR/want3"
-wait_for 20 test "$(stat -c %a "$mnt/big/f000007")" = 600
+wait_eval 20 '[ "$(stat -c %a "$mnt/big/f000007")" = 600 ]'
 t_is "$(stat -c %a "$mnt/big/f000007")" 600 "another client's chmod seen while the listing's attributes were pending"
 sleep 2 # past the write of the pending attributes
 t_is "$(stat -c %a "$mnt/big/f000007")" 600 "  still after they were written"

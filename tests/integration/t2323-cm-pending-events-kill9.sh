@@ -65,7 +65,7 @@ t_is "$(stat -c %s "$mnt/P/F")" 9 "A: P listed again: F's new size (pending)"
 sleep 0.3
 t_is "$(( $(stat1 events) - ev0 ))" 0 "A: no event yet (held back)"
 echo "events" >"$T_DIR/mode"
-wait_for 10 test "$(( $(stat1 events) - ev0 ))" -ge 2
+wait_eval 10 '[ "$(( $(stat1 events) - ev0 ))" -ge 2 ]'
 t_ok "$([ $(( $(stat1 events) - ev0 )) -ge 2 ] && echo 0 || echo 1)" \
 	"A: B's events applied ($(( $(stat1 events) - ev0 )))"
 sleep 0.5 # the sequence saved after the chunk

@@ -43,13 +43,13 @@ t_is "$(( $(stat1 events) - ev0 ))" 0 "A: no event yet (held back)"
 g0=$(stat1 getattr_fids)
 
 echo "events" >"$T_DIR/mode"
-wait_for 10 test "$(( $(stat1 events) - ev0 ))" -ge 6
+wait_eval 10 '[ "$(( $(stat1 events) - ev0 ))" -ge 6 ]'
 n=$(( $(stat1 events) - ev0 ))
 t_ok "$([ "$n" -ge 6 ] && echo 0 || echo 1)" "A: the held events came ($n)"
 # B's change is news: A fetches theirs's attributes again (a getattr,
 # or with a listing when the kernel let go of the inode: 0 or 1), never
 # those of its own files (3 before the fix).
-wait_for 10 test "$(stat -c %s "$A/d/theirs")" = 12
+wait_eval 10 '[ "$(stat -c %s "$A/d/theirs")" = 12 ]'
 t_is "$(cat "$A/d/theirs")" "theirs
 more" "A: B's append to theirs is seen (its event is news)"
 g=$(( $(stat1 getattr_fids) - g0 ))

@@ -50,12 +50,12 @@ for round in 1 2 3; do
 	n0=$(grep -c . "$T_DIR/proxy.req.dir" 2>/dev/null || echo 0)
 	p0=$(stat1 dir_pages)
 	touch "$B/d/other$round" # A hears of it, fetches d's listing
-	wait_for 10 test "$(grep -c . "$T_DIR/proxy.req.dir" 2>/dev/null || echo 0)" -gt "$n0"
+	wait_eval 10 '[ "$(grep -c . "$T_DIR/proxy.req.dir" 2>/dev/null || echo 0)" -gt "$n0" ]'
 	t_ok "$([ "$(grep -c . "$T_DIR/proxy.req.dir" 2>/dev/null || echo 0)" -gt "$n0" ] && echo 0 || echo 1)" \
 		"round $round: A asked for d's listing (held back 2 s)"
 	printf 'round %s bytes\n' "$round" >"$A/d/f" # stored while it is held
 	want="round $round bytes"
-	wait_for 10 test "$(stat1 dir_pages)" -gt "$p0" # the held reply came
+	wait_eval 10 '[ "$(stat1 dir_pages)" -gt "$p0" ]' # the held reply came
 	sleep 0.5 # and was applied
 	echo "events" >"$T_DIR/mode"
 	t_is "$(stat -c %s "$A/d/f")" "$(( ${#want} + 1 ))" "round $round: A: f's size after the late listing"

@@ -75,7 +75,7 @@ unhold 2
 # not heard yet in 2 of 7 runs, on main too).
 t_check "a holder opened the directory again" hold 3
 rm "$B/dir/s000060" && echo y >"$B/dir/s000060"
-wait_for 10 test "$(cat "$A/dir/s000060" 2>&1)" = y
+wait_eval 10 '[ "$(cat "$A/dir/s000060" 2>&1)" = y ]'
 t_is "$(cat "$A/dir/s000060" 2>&1)" y "a name made again on B reads as the new file on A"
 unhold 3
 

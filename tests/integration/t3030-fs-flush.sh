@@ -128,7 +128,7 @@ t_check "the server has the change (read back through the server)" \
 
 # The server goes away: the store fails, nothing is dropped.
 echo go >"$T_DIR/go"
-wait_for 10 test "$(ex "$mnt/data/w.bin" dirty)" = true
+wait_eval 10 '[ "$(ex "$mnt/data/w.bin" dirty)" = true ]'
 vold_stop
 "$FS" flush "$mnt/data/w.bin" >/dev/null 2>"$T_DIR/fl4.err"
 t_is "$?" 75 "flush whose store fails: exit 75"
@@ -144,7 +144,7 @@ t_check "and counts the file kept" grep -q "1 of .* files could not be stored" "
 mode() { "$FS" status --json -m "$mnt" 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["mode"], d["replay_pending"])'; }
 t_is "$(mode | cut -d' ' -f1)" disconnected "the store without an answer disconnected the mount"
 vold_restart || exit 99
-wait_for 30 test "$(mode)" = "connected 0"
+wait_eval 30 '[ "$(mode)" = "connected 0" ]'
 t_is "$(mode)" "connected 0" "the server back: reconnected, the log replayed"
 fsj fv2 flushvolume -m "$mnt"
 t_is "$?" 0 "flushvolume with the server back"

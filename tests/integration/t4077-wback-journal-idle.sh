@@ -41,7 +41,7 @@ t_check "past 256 KiB: $(grep -o '[0-9]* bytes checkpointed while idle' "$T_DIR/
 	test "$(grep -o '[0-9]* bytes checkpointed while idle' "$T_DIR/cairnd-a.log" | head -1 | cut -d' ' -f1)" -gt 262144
 # (a pause of the writer over 200 ms under load checkpoints earlier: what
 # follows may stay below the idle bound, which the timer leaves)
-wait_for 20 test "$(jsize)" -le 262144
+wait_eval 20 '[ "$(jsize)" -le 262144 ]'
 t_check "dirty.tdb.jnl within the idle bound once idle ($(jsize) bytes)" test "$(jsize)" -le 262144
 # a write state kept dirty (open, written) across the kill
 exec 7>"$A/d/open" && printf 'kept\n' >&7 || exit 1
@@ -53,7 +53,7 @@ exec 7>&-
 mnt || exit 1
 t_is "$(cat "$A/d/open" 2>&1)" "kept" "after kill -9 the open file's write survives"
 "$FS" sync -m "$A" >/dev/null 2>&1
-wait_for 60 test "$(jst getcacheparms dirty_files)" = 0 ||
+wait_eval 60 '[ "$(jst getcacheparms dirty_files)" = 0 ]' ||
 	t_ok 1 "the restart stored everything ($(jst getcacheparms dirty_files) left)"
 t_is "$(jst status backlog_records)|$(jst status conflicts)" "0|0" "drained, no conflicts"
 bad=$(python3 - "$A/d" "$N" <<'PY'
