@@ -149,7 +149,8 @@ wait_for() {
 # 50 ms, so its $(...) run again at each try. (wait_for 10 test "$(x)" = y
 # expands $(x) once, before the wait: it then sleeps the whole 10 s unless
 # the first value already matched.) Locals are named so that CODE's
-# variables are the caller's.
+# variables are the caller's; $1, $2 ... in CODE are wait_eval's own
+# arguments, not the caller's: copy them to variables first.
 wait_eval() {
 	local _we_secs=$1 _we_i _we_n
 	_we_n=$((_we_secs * 20))
