@@ -186,19 +186,12 @@ fops_cross(struct cm *cm, fuse_req_t req, const struct fid *mp)
 	return rc < 0 ? rc : 0;
 }
 
-/* Drop an open count of @e; the last close of a file unlinked while open
- * lets its local copy go. */
-void
-fops_file_close(struct cm *cm, struct ino_ent *e, const struct fid *fid)
-{
-	if (ino_close(cm->ino, e))
-		wb_release_write(cm->wb, fid);
-}
-
+/* Drop @f's open count of its entry; the last close of a file unlinked
+ * while open lets its local copy go. */
 void
 fops_file_release(struct cm *cm, struct cm_file *f)
 {
-	if (ino_close_file(cm->ino, f->e, f->dio))
+	if (ino_close(cm->ino, f->e, f->dio))
 		wb_release_write(cm->wb, &f->fid);
 }
 

@@ -107,9 +107,8 @@ int fops_notdir_err(struct cm *cm, const struct fid *fid);
  * itself. Any thread.
  */
 int fops_cross(struct cm *cm, fuse_req_t req, const struct fid *mp);
-/* Drop the open count @e held for an open of @fid. */
-void fops_file_close(struct cm *cm, struct ino_ent *e, const struct fid *fid);
-/* The same for the handle @f (its e, fid and dio count). */
+/* Drop the open count the handle @f holds on f->e (and its dio count);
+ * the last close of a file unlinked while open lets its copy go. */
 void fops_file_release(struct cm *cm, struct cm_file *f);
 /*
  * Writes past the page cache (doc/cm.md "Direct writes of new files"). A

@@ -411,13 +411,7 @@ ino_name_of(struct ino_table *t, const struct fid *fid, struct fid *parent,
 }
 
 bool
-ino_close(struct ino_table *t, struct ino_ent *e)
-{
-	return ino_close_file(t, e, false);
-}
-
-bool
-ino_close_file(struct ino_table *t, struct ino_ent *e, bool dio)
+ino_close(struct ino_table *t, struct ino_ent *e, bool dio)
 {
 	bool release = false;
 	struct vc_dir **h;

@@ -114,13 +114,12 @@ void ino_set_drop(struct ino_table *t, void (*drop)(void *arg, struct vc_dir *d)
  * in memory) to @drop as ino_set_drop() set it, with a new reference;
  * the entries keep theirs. Going offline. */
 void ino_store_unstored(struct ino_table *t);
-/* Drop one open count taken by the caller (entry->nopen++ under the lock);
- * frees the entry when unused. @return true when this was the last open
- * of an entry with orphan_hold (cleared): the caller releases the hold. */
-bool ino_close(struct ino_table *t, struct ino_ent *e);
-/* The same for a handle that wrote past the page cache (cm_file.dio):
- * also drops its count in @e->dio_writers. */
-bool ino_close_file(struct ino_table *t, struct ino_ent *e, bool dio);
+/* Drop one open count taken by the caller (entry->nopen++ under the lock),
+ * and with @dio (a handle that wrote past the page cache, cm_file.dio)
+ * its count in @e->dio_writers; frees the entry when unused. @return true
+ * when this was the last open of an entry with orphan_hold (cleared): the
+ * caller releases the hold. */
+bool ino_close(struct ino_table *t, struct ino_ent *e, bool dio);
 
 /* The FID of @ino. @return 0 or -ENOENT (the kernel used a forgotten or
  * unknown number: a bug, or a hostile /dev/fuse client). */

@@ -565,7 +565,7 @@ test_inodes(void)
 	ino_unlock(t);
 	ino_forget(t, ib, 1);
 	is_int(ino_of(t, &b), ib, "open entry survives forget");
-	ino_close(t, e);
+	ino_close(t, e, false);
 	is_int(ino_of(t, &b), 0, "freed at close");
 	/* Growth. */
 	for (int i = 0; i < 5000; i++) {
