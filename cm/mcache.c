@@ -125,6 +125,26 @@ pend_find_locked(struct mcache *mc, const struct fid *fid, uint64_t *tagp,
 	}
 }
 
+void
+mcache_prefetch_ents(struct mcache *mc, const struct proto_dirent *ents,
+		     size_t n)
+{
+	/* A cold listing's lookups miss; each miss of the 4 MiB table
+	 * waited for memory alone (pend_find_locked was 14-17 % of
+	 * cairnd's samples in a cold ls -f of 100,000 entries, nearly all
+	 * on the load of the slot's tag; 4-5 % with this). The lines
+	 * asked for here arrive together; dir_take() asks for the next
+	 * TAKE_CHUNK entries' while it applies these, as lines asked for
+	 * a whole page ahead were evicted again before their turn. */
+	pthread_mutex_lock(&mc->pend_lock);
+	for (size_t i = 0; mc->pend && i < n; i++) {
+		size_t at = (size_t)pend_tag(&ents[i].attr.fid) & PEND_MASK;
+
+		__builtin_prefetch(&mc->pend[at], 1, 3);
+	}
+	pthread_mutex_unlock(&mc->pend_lock);
+}
+
 /* With pend_lock held: empty slot @i, moving back the entries after it
  * that would no longer be found (backward-shift deletion). */
 static void

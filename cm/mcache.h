@@ -128,6 +128,13 @@ bool mcache_apply(struct mcache *mc, const struct proto_attr *a, bool store,
  * meanwhile), @a is old and nothing is changed; *@taken says which. */
 bool mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
 			  bool store, bool from_listing, bool *taken);
+/* A listing's page of @n entries is about to be applied entry by entry
+ * (mcache_apply_fetched(), then mcache_store_attrs()): bring the places
+ * where their pending attributes are looked for into the CPU's cache,
+ * many misses at once instead of one an entry (mcache.c "Pending
+ * attributes"). Changes nothing. */
+void mcache_prefetch_ents(struct mcache *mc, const struct proto_dirent *ents,
+			  size_t n);
 /* Loop thread: the object is gone from the server: drop everything about
  * it (its chunks too, unless it has a write state). */
 void mcache_gone(struct mcache *mc, const struct fid *fid);

@@ -638,6 +638,12 @@ asked(int rc)
 	return rc < 0 ? rc : 1;
 }
 
+/* dir_take() applies a page's entries this many at a time, the slots of
+ * the next chunk's pending attributes asked for from memory meanwhile
+ * (mcache_prefetch_ents()): asked for a whole page ahead, they were
+ * evicted again before their turn. */
+#define TAKE_CHUNK 64
+
 /* The entries of one page: their names into dr->acc, their attributes
  * applied and stored now, so that no more than one page is ever held
  * decoded. When the directory changed since we asked (the listing is
@@ -653,7 +659,7 @@ dir_take(struct dir_req *dr, const struct proto_dir *page)
 	struct mfetch *mf = dr->mf;
 	struct proto_attr *a;
 	bool changed;
-	size_t n = 0;
+	size_t n = 0, stored = 0;
 	int rc = 0;
 
 	if (page->n > PROTO_DIR_MAX - dr->acc.n)
@@ -673,7 +679,25 @@ dir_take(struct dir_req *dr, const struct proto_dir *page)
 	a = malloc(page->n * sizeof(*a));
 	if (!a)
 		return -ENOMEM;
+	mcache_prefetch_ents(mf->mc, page->ents,
+			     page->n < TAKE_CHUNK ? page->n : TAKE_CHUNK);
 	for (size_t i = 0; i < page->n; i++) {
+		if (i % TAKE_CHUNK == 0) {
+			/* The chunk before is applied: kept pending; the
+			 * slots of the chunk after this one asked for. */
+			size_t at = i + TAKE_CHUNK;
+
+			if (n > stored)
+				mcache_store_attrs(mf->mc, a + stored,
+						   n - stored);
+			stored = n;
+			if (at < page->n)
+				mcache_prefetch_ents(
+					mf->mc, page->ents + at,
+					page->n - at < TAKE_CHUNK
+						? page->n - at
+						: TAKE_CHUNK);
+		}
 		if (changed &&
 		    changed_since(mf, &page->ents[i].attr.fid, dr->gen)) {
 			CM_STAT_INC(mf->st, dir_attrs_unkept);
@@ -683,8 +707,8 @@ dir_take(struct dir_req *dr, const struct proto_dir *page)
 		if (apply_fetched(mf, &a[n], false, true))
 			n++;
 	}
-	if (n)
-		mcache_store_attrs(mf->mc, a, n);
+	if (n > stored)
+		mcache_store_attrs(mf->mc, a + stored, n - stored);
 	free(a);
 	return 0;
 }
