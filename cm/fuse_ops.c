@@ -27,6 +27,7 @@
 
 #include "chunkstore/cs.h"
 #include "cm/conn.h"
+#include "cm/dstream.h"
 #include "cm/fetch.h"
 #include "cm/fuse_i.h"
 #include "cm/fuse_ops.h"
@@ -57,7 +58,14 @@ enum park_op {
 	P_LISTXATTR,
 };
 
-enum need_kind { NEED_ATTR, NEED_DIR, NEED_LINK, NEED_XATTR };
+enum need_kind {
+	NEED_ATTR,
+	NEED_DIR,
+	NEED_DIR_STREAM, /* an OPENDIR: the first of several pages will do */
+	NEED_MORE,	 /* a READDIR of a stream: its next entries */
+	NEED_LINK,
+	NEED_XATTR
+};
 
 struct park {
 	struct cm_job job;
@@ -90,14 +98,26 @@ struct park {
 static int try_op(struct cm *cm, struct park *p);
 
 /* An OPENDIR's handle is its listing (a vc_dir, malloc'ed, so its low
- * bit is free); FH_LATE marks a late listing (try_opendir), whose missing
- * attributes a READDIRPLUS does not fetch the directory again for. */
+ * bits are free); FH_LATE marks a late listing (try_opendir), whose
+ * missing attributes a READDIRPLUS does not fetch the directory again
+ * for. FH_STREAM marks a listing read as it comes (a dstream). */
 #define FH_LATE ((uintptr_t)1)
+#define FH_STREAM ((uintptr_t)2)
 
 static struct vc_dir *
 fh_dir(uint64_t fh)
 {
+	if (fh & FH_STREAM)
+		return NULL;
 	return (struct vc_dir *)(uintptr_t)(fh & ~(uint64_t)FH_LATE);
+}
+
+static struct dstream *
+fh_stream(uint64_t fh)
+{
+	if (!(fh & FH_STREAM))
+		return NULL;
+	return (struct dstream *)(uintptr_t)(fh & ~(uint64_t)FH_STREAM);
 }
 
 /* A late listing of directory @fid for @p, on the loop only (a retry
@@ -202,6 +222,27 @@ park_resume(void *arg, int err)
 	p->job.run(&cm->loop, &p->job);
 }
 
+/* A READDIR of a stream (NEED_MORE): its entries came, or the listing
+ * ended. Not a try of PARK_TRIES: each wake brings an entry nearer, and
+ * a listing of a million entries is 245 pages. Loop thread. */
+static void
+park_more(void *arg, int err)
+{
+	struct park *p = arg;
+	struct cm *cm = p->cm;
+
+	if (err) {
+		fuse_reply_err(p->req, -err == ENOMEM ? ENOMEM : EIO);
+		park_free(p);
+		return;
+	}
+	if (try_op(cm, p) == 0) {
+		park_free(p);
+		return;
+	}
+	p->job.run(&cm->loop, &p->job);
+}
+
 /*
  * A LOOKUP that needs a listing of a directory an open handle holds a
  * late listing of (try_opendir(), mfetch_hold_late()): ls -l stats each
@@ -264,6 +305,20 @@ park_run(struct cm_loop *loop, struct cm_job *job)
 	case NEED_DIR:
 		mfetch_want_dir(cm->mf, &p->need_fid, park_resume, p);
 		break;
+	case NEED_DIR_STREAM:
+		mfetch_want_dir_stream(cm->mf, &p->need_fid, park_resume, p);
+		break;
+	case NEED_MORE: {
+		/* Entry off - 2 is the first this READDIR gives (offsets:
+		 * try_readdir()). */
+		int rc = dstream_wait(fh_stream(p->fi.fh),
+				      p->off > 2 ? (size_t)p->off - 2 : 0,
+				      park_more, p);
+
+		if (rc)
+			park_more(p, rc > 0 ? 0 : rc);
+		break;
+	}
 	case NEED_LINK:
 		mfetch_want_link(cm->mf, &p->need_fid, park_resume, p);
 		break;
@@ -572,6 +627,26 @@ kids_prefetch(struct cm *cm, const struct vc_dir *d)
 	cm_post(&cm->loop, &k->job);
 }
 
+/* Directory @ino is open with listing @d: noted in its inode entry (the
+ * DV the kernel's readdir cache holds). @return whether it is the first
+ * open (its subdirectories' listings are then prefetched). */
+static bool
+dir_opened(struct cm *cm, fuse_ino_t ino, const struct vc_dir *d)
+{
+	struct ino_ent *e;
+	bool first = false;
+
+	ino_lock(cm->ino);
+	e = ino_get_locked(cm->ino, ino);
+	if (e) {
+		first = !e->opened;
+		e->opened = true;
+		e->open_dv = d->dv;
+	}
+	ino_unlock(cm->ino);
+	return first;
+}
+
 /* Directories of this many entries or more are not kept in the
  * kernel's readdir cache across opens (try_opendir). */
 #define DIR_KEEP_MAX 10000
@@ -583,7 +658,6 @@ try_opendir(struct cm *cm, struct park *p)
 	struct vc_dir *d;
 	struct ino_ent *e;
 	struct fid fid;
-	bool first = false;
 	int rc;
 
 	if (ino_fid(cm->ino, p->ino, &fid) < 0) {
@@ -596,6 +670,22 @@ try_opendir(struct cm *cm, struct park *p)
 		return 0;
 	}
 	if (rc < 0) {
+		struct dstream *ds;
+
+		/* A big listing still coming: read it as it comes (a retry,
+		 * on the loop: mfetch's callback at its first page). Not
+		 * for the kernel's readdir cache: the stored listing will
+		 * be sorted otherwise. */
+		if (p->tries > 0 && cm->mf && !mcache_ahead(cm->mc, &fid) &&
+		    (ds = mfetch_stream_get(cm->mf, &fid))) {
+			CM_STAT_INC(&cm->st, dir_streamed);
+			p->fi.fh = (uintptr_t)ds | FH_STREAM;
+			p->fi.cache_readdir = 0;
+			p->fi.keep_cache = 0;
+			if (fuse_reply_open(p->req, &p->fi) != 0)
+				dstream_put(ds);
+			return 0;
+		}
 		/* Fetched, but events overtook it (the directory changes
 		 * faster than its listing arrives): a listing of one DV
 		 * asked for after this open began is what readdir may show,
@@ -604,7 +694,16 @@ try_opendir(struct cm *cm, struct park *p)
 		 * (writeback): only the stored listing has them. On the
 		 * loop: a retry comes from mfetch's callback. */
 		if (!(d = late_dir(cm, p, &fid)))
-			return need(p, NEED_DIR, &fid);
+			/* Local changes ahead (known on the loop, a
+			 * retry): their listing is the stored one, whole (a
+			 * stream that began before them is not taken above;
+			 * waiting for its first page again would find it
+			 * again). */
+			return need(p, p->tries > 0 &&
+						       mcache_ahead(cm->mc, &fid)
+					       ? NEED_DIR
+					       : NEED_DIR_STREAM,
+				    &fid);
 		/* The LOOKUPs of the names it shows (ls -l) take their FIDs
 		 * from it while it is open (park_run()). */
 		mfetch_hold_late(cm->mf, d);
@@ -623,20 +722,16 @@ try_opendir(struct cm *cm, struct park *p)
 	p->fi.cache_readdir = 1;
 	ino_lock(cm->ino);
 	e = ino_get_locked(cm->ino, p->ino);
-	if (e) {
-		/* Not for a big directory: the kernel then reads it from us
-		 * again at each open, and an ls -l (whose stats between
-		 * reads make the kernel ask READDIRPLUS) gets every entry's
-		 * attributes ~25 to a request, where from the kernel's
-		 * cache each stat was a LOOKUP round trip. */
+	/* Not for a big directory: the kernel then reads it from us again
+	 * at each open, and an ls -l (whose stats between reads make the
+	 * kernel ask READDIRPLUS) gets every entry's attributes ~25 to a
+	 * request, where from the kernel's cache each stat was a LOOKUP
+	 * round trip. */
+	if (e)
 		p->fi.keep_cache = e->opened && e->open_dv == d->dv &&
 				   d->n < DIR_KEEP_MAX;
-		first = !e->opened;
-		e->opened = true;
-		e->open_dv = d->dv;
-	}
 	ino_unlock(cm->ino);
-	if (first)
+	if (dir_opened(cm, p->ino, d))
 		kids_prefetch(cm, d);
 	if (fuse_reply_open(p->req, &p->fi) != 0)
 		vc_dir_put(d);
@@ -655,21 +750,171 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /*
+ * One entry of a READDIR(PLUS) reply at @buf (@room bytes left): @name,
+ * the entry of @fid and @type (@dir is the directory itself for "." and
+ * "..", @fid NULL), whose next offset is @next. readdirplus counts a
+ * lookup for every entry it returns with an inode (not "." and "..",
+ * which the kernel does not link). When its attributes are missing and
+ * @may_fetch, nothing is added and *@fetch says the listing should be
+ * fetched (it brings every entry's attributes at once). @return the
+ * bytes the entry takes: more than @room when it did not fit (nothing
+ * added, no lookup counted).
+ */
+static size_t
+dirent_add(struct cm *cm, struct park *p, char *buf, size_t room,
+	   const char *name, const struct fid *dir, const struct fid *fid,
+	   uint8_t type, off_t next, bool may_fetch, bool *fetch)
+{
+	struct fuse_entry_param e;
+	struct proto_attr a;
+	size_t n;
+
+	memset(&e, 0, sizeof(e));
+	*fetch = false;
+	if (!fid) {
+		e.attr.st_ino = fops_st_ino(cm, dir);
+		e.attr.st_mode = S_IFDIR;
+	} else if (!p->plus || type == PROTO_T_MOUNT) {
+		/* A mount point goes without attributes, so the kernel's
+		 * next use of its name is a lookup, which crosses it
+		 * (doc/cm.md "Mount points"). */
+		e.attr.st_ino = fops_st_ino(cm, fid);
+		e.attr.st_mode = fops_dirent_mode(type);
+	} else if (mcache_attr(cm->mc, fid, &a) < 0) {
+		if (may_fetch) {
+			*fetch = true;
+			return room + 1;
+		}
+		/* Still missing: a plain entry, no lookup, with the type
+		 * the listing says (find(1) trusts d_type: a directory
+		 * shown as a file is not descended into). */
+		e.attr.st_ino = fops_st_ino(cm, fid);
+		e.attr.st_mode = fops_dirent_mode(type);
+	} else {
+		struct ino_ent *ent;
+
+		ino_lock(cm->ino);
+		ent = ino_add_locked(cm->ino, fid);
+		e.ino = ent ? ent->ino : 0;
+		/* The kernel now knows it by this name, as after a lookup
+		 * (sibling_prefetch uses it); but the snapshot may predate
+		 * a rename, so a lookup's name stays. */
+		if (ent)
+			ino_set_listed_name_locked(ent, dir, name);
+		ino_unlock(cm->ino);
+		fops_to_stat(cm, &a, e.ino, &e.attr);
+		if (e.ino) {
+			e.attr_timeout = cm->cfg.attr_timeout;
+			e.entry_timeout = cm->cfg.entry_timeout;
+		} else {
+			e.attr.st_ino = fops_st_ino(cm, fid);
+		}
+	}
+	if (p->plus)
+		n = fuse_add_direntry_plus(p->req, buf, room, name, &e, next);
+	else
+		n = fuse_add_direntry(p->req, buf, room, name, &e.attr, next);
+	if (n > room)
+		return n;
+	if (p->plus && e.ino) {
+		struct ino_ent *ent;
+
+		ino_lock(cm->ino);
+		ent = ino_get_locked(cm->ino, e.ino);
+		if (ent)
+			ent->nlookup++;
+		ino_unlock(cm->ino);
+	}
+	return n;
+}
+
+/*
+ * READDIR of a listing read as it comes (try_opendir, dstream.h):
+ * offsets as below, entry i in the order the pages brought them. What
+ * has come is given at once; a READDIR past it waits for the next page
+ * (NEED_MORE), and past the end of the whole listing gets nothing (the
+ * end) or the listing's failure. Attributes missing for READDIRPLUS are
+ * not fetched (the listing being fetched brings them; as for a late
+ * listing, a plain entry).
+ */
+static int
+try_readdir_stream(struct cm *cm, struct park *p, struct dstream *ds)
+{
+	size_t size = p->size, used = 0;
+	char *buf, name[NAME_MAX + 1];
+	int got = 1;
+	bool fetch;
+	off_t i;
+
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(p->req, ENOMEM);
+		return 0;
+	}
+	for (i = p->off;; i++) {
+		struct fid fid;
+		uint8_t type = 0;
+		size_t n;
+
+		if (i < 2) {
+			n = dirent_add(cm, p, buf + used, size - used,
+				       i == 0 ? "." : "..", dstream_fid(ds),
+				       NULL, 0, i + 1, false, &fetch);
+		} else {
+			got = dstream_ent(ds, (size_t)(i - 2), name,
+					  sizeof(name), &fid, &type);
+			if (got <= 0)
+				break;
+			n = dirent_add(cm, p, buf + used, size - used, name,
+				       dstream_fid(ds), &fid, type, i + 1,
+				       false, &fetch);
+		}
+		if (n > size - used)
+			break;
+		used += n;
+	}
+	if (used == 0 && got == 0) {
+		/* Nothing new yet: wait for the next page. */
+		free(buf);
+		return need(p, NEED_MORE, dstream_fid(ds));
+	}
+	if (got == -1) {
+		/* The whole listing came, and was stored unless events
+		 * overtook it: a first open of it prefetches what a walk
+		 * lists next, as try_opendir does. */
+		struct vc_dir *d;
+
+		if (mcache_dir(cm->mc, dstream_fid(ds), &d) == 0) {
+			if (dir_opened(cm, p->ino, d))
+				kids_prefetch(cm, d);
+			vc_dir_put(d);
+		}
+	}
+	if (used == 0 && got < -1)
+		fuse_reply_err(p->req, got == -ENOMEM ? ENOMEM : EIO);
+	else
+		fuse_reply_buf(p->req, buf, used);
+	free(buf);
+	return 0;
+}
+
+/*
  * Valid replies: fuse_reply_buf, fuse_reply_err. Offsets: 1 is ".", 2 is
  * "..", 3 + i is entry i of the snapshot taken at opendir, so offsets stay
- * valid however the directory changes meanwhile. readdirplus counts a
- * lookup for every entry it returns with an inode (not "." and "..",
- * which the kernel does not link).
+ * valid however the directory changes meanwhile.
  */
 static int
 try_readdir(struct cm *cm, struct park *p)
 {
 	struct vc_dir *d = fh_dir(p->fi.fh);
+	struct dstream *ds = fh_stream(p->fi.fh);
 	bool late = p->fi.fh & FH_LATE;
 	size_t size = p->size, used = 0;
 	char *buf;
 	off_t i;
 
+	if (ds)
+		return try_readdir_stream(cm, p, ds);
 	if (!d) {
 		fuse_reply_err(p->req, EBADF);
 		return 0;
@@ -680,88 +925,33 @@ try_readdir(struct cm *cm, struct park *p)
 		return 0;
 	}
 	for (i = p->off; i < (off_t)d->n + 2; i++) {
-		struct fuse_entry_param e;
-		const char *name;
+		bool fetch;
 		size_t n;
 
-		memset(&e, 0, sizeof(e));
 		if (i < 2) {
-			name = i == 0 ? "." : "..";
-			e.attr.st_ino = fops_st_ino(cm, &d->fid);
-			e.attr.st_mode = S_IFDIR;
+			n = dirent_add(cm, p, buf + used, size - used,
+				       i == 0 ? "." : "..", &d->fid, NULL, 0,
+				       i + 1, false, &fetch);
 		} else {
 			const struct vc_dirent *de = vc_dir_ent(d, i - 2);
-			struct proto_attr a;
 
-			name = de->name;
-			/* A mount point goes without attributes, so the
-			 * kernel's next use of its name is a lookup, which
-			 * crosses it (doc/cm.md "Mount points"). */
-			if (!p->plus || de->type == PROTO_T_MOUNT) {
-				e.attr.st_ino = fops_st_ino(cm, &de->fid);
-				e.attr.st_mode = fops_dirent_mode(de->type);
-			} else if (mcache_attr(cm->mc, &de->fid, &a) < 0) {
-				if (p->tries == 0 && used == 0 && !late) {
-					/* One listing fetch brings every
-					 * entry's attributes at once (not
-					 * on a late listing's handle: the
-					 * fetch would be overtaken again;
-					 * dir_take() kept the attributes
-					 * of the entries no event
-					 * touched). */
-					free(buf);
-					return need(p, NEED_DIR, &d->fid);
-				}
-				/* Still missing: a plain entry, no lookup,
-				 * with the type the listing says (find(1)
-				 * trusts d_type: a directory shown as a file
-				 * is not descended into). */
-				e.attr.st_ino = fops_st_ino(cm, &de->fid);
-				e.attr.st_mode = fops_dirent_mode(de->type);
-			} else {
-				struct ino_ent *ent;
-
-				ino_lock(cm->ino);
-				ent = ino_add_locked(cm->ino, &de->fid);
-				e.ino = ent ? ent->ino : 0;
-				/* The kernel now knows it by this name, as
-				 * after a lookup (sibling_prefetch uses it);
-				 * but the snapshot may predate a rename, so
-				 * a lookup's name stays. */
-				if (ent)
-					ino_set_listed_name_locked(ent, &d->fid,
-								   de->name);
-				ino_unlock(cm->ino);
-				fops_to_stat(cm, &a, e.ino, &e.attr);
-				if (e.ino) {
-					e.attr_timeout = cm->cfg.attr_timeout;
-					e.entry_timeout =
-						cm->cfg.entry_timeout;
-				} else {
-					e.attr.st_ino =
-						fops_st_ino(cm, &de->fid);
-				}
+			/* One listing fetch brings every entry's
+			 * attributes at once (not on a late listing's
+			 * handle: the fetch would be overtaken again;
+			 * dir_take() kept the attributes of the entries no
+			 * event touched). */
+			n = dirent_add(cm, p, buf + used, size - used,
+				       de->name, &d->fid, &de->fid, de->type,
+				       i + 1, p->tries == 0 && used == 0 && !late,
+				       &fetch);
+			if (fetch) {
+				free(buf);
+				return need(p, NEED_DIR, &d->fid);
 			}
 		}
-		if (p->plus)
-			n = fuse_add_direntry_plus(p->req, buf + used,
-						   size - used, name, &e,
-						   i + 1);
-		else
-			n = fuse_add_direntry(p->req, buf + used, size - used,
-					      name, &e.attr, i + 1);
 		if (n > size - used)
 			break; /* not added: no lookup counted */
 		used += n;
-		if (p->plus && e.ino) {
-			struct ino_ent *ent;
-
-			ino_lock(cm->ino);
-			ent = ino_get_locked(cm->ino, e.ino);
-			if (ent)
-				ent->nlookup++;
-			ino_unlock(cm->ino);
-		}
 	}
 	fuse_reply_buf(p->req, buf, used);
 	free(buf);
@@ -822,7 +1012,8 @@ op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	(void)ino;
 	fops_count(cm, CM_R_RELEASE);
 	vc_dir_put(fh_dir(fi->fh));
-	if ((fi->fh & FH_LATE) && (r = calloc(1, sizeof(*r)))) {
+	dstream_put(fh_stream(fi->fh));
+	if ((fi->fh & (FH_LATE | FH_STREAM)) && (r = calloc(1, sizeof(*r)))) {
 		r->cm = cm;
 		r->job.run = held_rel_run;
 		cm_post(&cm->loop, &r->job);

@@ -26,6 +26,7 @@
 #include "cm/inode.h"
 #include "cm/loop.h"
 #include "cm/mcache.h"
+#include "cm/dstream.h"
 #include "cm/mfetch.h"
 #include "cm/stats.h"
 #include "cm/vc.h"
@@ -38,6 +39,7 @@ enum mfetch_kind { MK_ATTR, MK_DIR, MK_LINK, MK_XATTR };
 struct mfetch_waiter {
 	mfetch_cb cb;
 	void *arg;
+	bool early; /* a listing's: called at its first page (streams) */
 	SLIST_ENTRY(mfetch_waiter) link;
 };
 SLIST_HEAD(mfetch_waiters, mfetch_waiter);
@@ -48,6 +50,10 @@ struct mfetch_op {
 	struct fid fid;
 	bool sent;
 	struct mfetch_waiters waiters; /* newest first */
+	/* MK_DIR: the listing as its pages come, while an OPENDIR reads
+	 * it (mfetch_want_dir_stream()); ended and dropped here at the
+	 * op's completion. */
+	struct dstream *stream;
 };
 TAILQ_HEAD(mfetch_opq, mfetch_op);
 
@@ -257,6 +263,13 @@ op_complete(struct mfetch *mf, struct mfetch_op *op, int err)
 	struct mfetch_waiter *w;
 
 	TAILQ_REMOVE(&mf->ops, op, link);
+	if (op->stream) {
+		/* Every page is in (0), or the listing failed: readers past
+		 * the end hear which, and no waiter outlives this. */
+		dstream_end(op->stream, err);
+		dstream_wake(op->stream);
+		dstream_put(op->stream);
+	}
 	free(op);
 	while ((w = SLIST_FIRST(&ws))) {
 		SLIST_REMOVE_HEAD(&ws, link);
@@ -276,6 +289,50 @@ op_has_cb(const struct mfetch_op *op)
 		if (w->cb)
 			return true;
 	return false;
+}
+
+/* Does an OPENDIR wait for @op's first page (mfetch_want_dir_stream())? */
+static bool
+op_has_early(const struct mfetch_op *op)
+{
+	const struct mfetch_waiter *w;
+
+	SLIST_FOREACH (w, &op->waiters, link)
+		if (w->early)
+			return true;
+	return false;
+}
+
+/* A page went into @op's stream: the OPENDIRs that wait for its first
+ * page go on (their callback finds the stream), and so do the READDIRs
+ * that wait for more of it. */
+static void
+stream_wake(struct mfetch_op *op)
+{
+	struct mfetch_waiters run = SLIST_HEAD_INITIALIZER(run),
+			      keep = SLIST_HEAD_INITIALIZER(keep);
+	struct mfetch_waiter *w;
+
+	if (!op->stream)
+		return;
+	while ((w = SLIST_FIRST(&op->waiters))) {
+		SLIST_REMOVE_HEAD(&op->waiters, link);
+		if (w->early)
+			SLIST_INSERT_HEAD(&run, w, link);
+		else
+			SLIST_INSERT_HEAD(&keep, w, link);
+	}
+	while ((w = SLIST_FIRST(&keep))) { /* back, in their order */
+		SLIST_REMOVE_HEAD(&keep, link);
+		SLIST_INSERT_HEAD(&op->waiters, w, link);
+	}
+	/* A callback may join this op again: the list is ours. */
+	while ((w = SLIST_FIRST(&run))) {
+		SLIST_REMOVE_HEAD(&run, link);
+		w->cb(w->arg, 0);
+		free(w);
+	}
+	dstream_wake(op->stream);
 }
 
 static struct mfetch_op *
@@ -623,6 +680,8 @@ static int
 dir_restart(struct dir_req *dr)
 {
 	vc_dirb_release(&dr->acc);
+	if (dr->op->stream)
+		dstream_restart(dr->op->stream);
 	dr->have = false;
 	dr->next[0] = 0;
 	dr->gen = dr->mf->gen;
@@ -664,6 +723,16 @@ dir_take(struct dir_req *dr, const struct proto_dir *page)
 
 	if (page->n > PROTO_DIR_MAX - dr->acc.n)
 		return -E2BIG;
+	/* The first page of a listing that comes in several, and an OPENDIR
+	 * waits for it: it reads the pages as they come (dstream.h) rather
+	 * than wait for the last. Not while local changes are ahead of the
+	 * server (only the stored listing has them). Without memory, no
+	 * stream: the OPENDIR waits for the end. */
+	if (!dr->op->stream && dr->acc.n == 0 && dr->next[0] && !dr->whole &&
+	    !dr->ahead && op_has_early(dr->op))
+		dr->op->stream = dstream_new(&dr->op->fid);
+	if (dr->op->stream)
+		(void)dstream_add(dr->op->stream, page->ents, page->n);
 	for (size_t i = 0; i < page->n && rc == 0; i++)
 		rc = vc_dirb_add(&dr->acc, page->ents[i].name,
 				 page->ents[i].attr.type,
@@ -800,6 +869,7 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 			dr->have = true;
 			rc = dir_take(dr, &page);
 			proto_dir_release(&page);
+			stream_wake(dr->op);
 		}
 		if (rc < 0 && rc != -ENOMEM)
 			log_err(LOG_META, "bad directory reply: %s",
@@ -835,6 +905,7 @@ dir_page(struct dir_req *dr, const struct http_result *res)
 		rc = dir_take(dr, &page);
 		proto_dir_release(&page);
 		if (more) {
+			stream_wake(dr->op);
 			/* dr lives on: a failure is the next page's. */
 			if (rc < 0 && rc != -ENOMEM)
 				log_err(LOG_META, "bad directory reply: %s",
@@ -981,6 +1052,12 @@ mfetch_late_dir(struct mfetch *mf, const struct fid *fid, uint64_t since_seq,
 }
 
 static void
+dir_release(void *d)
+{
+	vc_dir_put(d);
+}
+
+static void
 dir_done(void *arg, const struct http_result *res)
 {
 	struct dir_req *dr = arg;
@@ -999,13 +1076,24 @@ dir_done(void *arg, const struct http_result *res)
 		 * is still one DV's whole: kept for an OPENDIR waiting for
 		 * it (mfetch_late_dir()), never stored. */
 		refetch = true;
-		if (!dr->ahead && op_has_cb(dr->op)) {
+		if (!dr->ahead && (op_has_cb(dr->op) || dr->op->stream)) {
 			/* Sorted and indexed only for a waiter (a parked
-			 * FUSE request): not for a prefetch or our own
-			 * refetch, which nobody waits for. */
+			 * FUSE request, a handle reading the stream): not
+			 * for a prefetch or our own refetch, which nobody
+			 * waits for. */
 			nw = vc_dirb_finish(&dr->acc, &dr->op->fid, dr->dir.dv);
 			if (nw)
 				late_put(mf, &dr->op->fid, nw, dr->asked_seq);
+			if (nw && dr->op->stream) {
+				/* The handle that read it as it came holds
+				 * it as a late listing's handle does: ls
+				 * -l's LOOKUPs of the names it gave take
+				 * their FIDs from it (mfetch_held_dir()). */
+				dstream_keep(dr->op->stream, vc_dir_get(nw),
+					     dir_release);
+				mfetch_hold_late(mf, nw);
+				CM_STAT_INC(mf->st, dir_stream_held);
+			}
 			vc_dir_put(nw);
 			nw = NULL;
 		}
@@ -1050,9 +1138,9 @@ out:
 		mfetch_want_dir(mf, &fid, NULL, NULL);
 }
 
-void
-mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
-		void *arg)
+static void
+want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb, void *arg,
+	 bool early)
 {
 	bool fresh;
 	struct mfetch_op *op = op_join(mf, MK_DIR, fid, cb, arg, &fresh);
@@ -1060,7 +1148,11 @@ mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
 	char fs[FID_STRLEN];
 	int rc = 0;
 
-	if (!op || !fresh)
+	if (!op)
+		return;
+	/* op_join() put ours first. */
+	SLIST_FIRST(&op->waiters)->early = early && cb;
+	if (!fresh)
 		return;
 	op->sent = true;
 	dr = calloc(1, sizeof(*dr));
@@ -1081,6 +1173,38 @@ mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
 		free(dr);
 		op_complete(mf, op, rc);
 	}
+}
+
+void
+mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
+		void *arg)
+{
+	want_dir(mf, fid, cb, arg, false);
+}
+
+void
+mfetch_want_dir_stream(struct mfetch *mf, const struct fid *fid,
+		       mfetch_cb cb, void *arg)
+{
+	struct mfetch_op *op = mf && !mf->shutting ? op_find(mf, MK_DIR, fid)
+						    : NULL;
+
+	if (op && op->stream) {
+		cb(arg, 0); /* it streams already: mfetch_stream_get() */
+		return;
+	}
+	want_dir(mf, fid, cb, arg, true);
+}
+
+struct dstream *
+mfetch_stream_get(struct mfetch *mf, const struct fid *fid)
+{
+	struct mfetch_op *op = mf ? op_find(mf, MK_DIR, fid) : NULL;
+
+	if (!op || !op->stream)
+		return NULL;
+	dstream_ref(op->stream);
+	return op->stream;
 }
 
 /* --- symlinks and xattrs --- */

@@ -83,6 +83,19 @@ void mfetch_want_attr(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
 void mfetch_want_dir(struct mfetch *mf, const struct fid *fid, mfetch_cb cb,
 		     void *arg);
 /*
+ * The same for an OPENDIR, which may read a big listing as it comes:
+ * @cb(@arg, 0) runs as soon as the first of several pages is in, and
+ * mfetch_stream_get() then gives the listing so far (dstream.h); a
+ * listing of one page, or one read while local changes are ahead of the
+ * server, calls @cb at its end as mfetch_want_dir() does.
+ */
+void mfetch_want_dir_stream(struct mfetch *mf, const struct fid *fid,
+			    mfetch_cb cb, void *arg);
+/* The listing of @fid being fetched as it comes, a reference (the
+ * caller drops it with dstream_put()), or NULL when none streams. */
+struct dstream;
+struct dstream *mfetch_stream_get(struct mfetch *mf, const struct fid *fid);
+/*
  * A complete listing of @fid that events overtook while it came: it is
  * not stored (a reply older than an event, doc/cm.md "Freshness") and is
  * fetched again, but it is a listing of one DV of the directory, whose

@@ -88,6 +88,8 @@ cm_stats_format_counters(const struct cm_stats *st, char *buf, size_t len,
 	P("dir_fetches %llu\n", LD(dir_fetches));
 	P("dir_pages %llu\n", LD(dir_pages));
 	P("dir_prefetches %llu\n", LD(dir_prefetches));
+	P("dir_streamed %llu\n", LD(dir_streamed));
+	P("dir_stream_held %llu\n", LD(dir_stream_held));
 	P("dir_late %llu\n", LD(dir_late));
 	P("dir_late_mut %llu\n", LD(dir_late_mut));
 	P("dir_held %llu\n", LD(dir_held));

@@ -59,6 +59,10 @@ struct cm_stats {
 	atomic_uint_fast64_t stale_chunks; /* 410 replies */
 	atomic_uint_fast64_t dir_fetches;
 	atomic_uint_fast64_t dir_pages; /* pages of listings received */
+	atomic_uint_fast64_t dir_streamed; /* opendirs that read a big
+					      listing as it came (dstream.h) */
+	atomic_uint_fast64_t dir_stream_held; /* of them, whole but
+						 overtaken: held (dir_done()) */
 	atomic_uint_fast64_t dir_late;	/* opendirs, lookups served a
 					   listing events overtook
 					   (mfetch_late_dir()) */

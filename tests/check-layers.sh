@@ -70,7 +70,7 @@ check mount-helper "admin/mount_cairn.c" \
 # The level of a cm/ file (empty: not in the table).
 cm_level() {
 	case ${1#cm/} in
-	http.[ch] | vc.[ch] | rlog.[ch] | rlog_*.c | rlog_i.h | ctl.[ch] | \
+	http.[ch] | vc.[ch] | rlog.[ch] | rlog_*.c | rlog_i.h | ctl.[ch] | dstream.[ch] | \
 		wb_rec.[ch] | fidmap.[ch]) echo 0 ;;
 	inode.[ch]) echo 1 ;; # the inode table holds vc listings
 	conn.[ch]) echo 1 ;;  # modes, gate, probes: over http only

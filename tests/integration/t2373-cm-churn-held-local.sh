@@ -8,7 +8,10 @@
 # object under its old name, and `mv log log.1; echo x > log` truncated
 # log.1 instead of making a new log. Also: a held listing is used only
 # for a few seconds after it was taken (S1), and a held name whose
-# object is gone falls back to a listing fetch (S2).
+# object is gone falls back to a listing fetch (S2). Since session 21 the
+# holder's OPENDIR reads the listing as it comes (dstream.h) and the
+# overtaken listing is held once its last page is in: hold() waits for
+# that (dir_stream_held).
 . "$top_srcdir/tests/integration/lib.sh"
 . "$top_srcdir/tests/integration/churn.sh"
 t_need_fuse
@@ -35,10 +38,18 @@ while not os.path.exists(stop):
 os.close(fd)
 PY
 hold() { # hold N: start holder N and wait until it read the directory
+	local s0 h0
+	s0=$(stat_of dir_streamed)
+	h0=$(stat_of dir_stream_held)
 	rm -f "$T_DIR/ready$1" "$T_DIR/hstop$1"
 	python3 "$T_DIR/hold.py" "$A/dir" "$T_DIR/ready$1" "$T_DIR/hstop$1" 2>"$T_DIR/hold$1.err" &
 	t_track_pid $!
-	wait_for 120 test -s "$T_DIR/ready$1"
+	wait_for 120 test -s "$T_DIR/ready$1" || return 1
+	# An open that reads the listing as it comes (dir_streamed, a
+	# listing of two pages) holds it once the last page is in, the
+	# listing whole but overtaken by the churn (dir_stream_held).
+	[ "$(stat_of dir_streamed)" = "$s0" ] ||
+		wait_eval 60 '[ "$(stat_of dir_stream_held)" -gt "$h0" ]'
 }
 unhold() { : >"$T_DIR/hstop$1"; }
 stat_of() { getfattr --only-values -n cairn.stats "$A" 2>"$T_DIR/getfattr.err" | awk -v k="$1" '$1 == k {print $2}'; }
