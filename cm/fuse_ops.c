@@ -372,7 +372,7 @@ try_lookup(struct cm *cm, struct park *p)
 	struct proto_attr a;
 	struct fid pfid, cfid;
 	struct ino_ent *ent;
-	bool late;
+	bool late, server;
 	long idx;
 	int rc;
 
@@ -412,7 +412,7 @@ try_lookup(struct cm *cm, struct park *p)
 	cfid = vc_dir_ent(d, idx)->fid;
 	vc_dir_put(d);
 child:
-	if (mcache_attr(cm->mc, &cfid, &a) < 0) {
+	if (mcache_attr_src(cm->mc, &cfid, &a, &server) < 0) {
 		if (late) {
 			/* An event about it came during the fetch, so the
 			 * listing's attributes were not kept: a getattr of
@@ -448,7 +448,11 @@ child:
 		if (!ent->have_attr) {
 			ent->attr = a;
 			ent->have_attr = true;
-			ent->attr_server = false;
+			/* As the cache knows it: a LOOKUP of an inode the
+			 * kernel forgot must not drop the mark that makes
+			 * a late listing's older attributes old news
+			 * (fetched_older(), t4088). */
+			ent->attr_server = server;
 		}
 		e.ino = ent->ino;
 	}

@@ -55,7 +55,8 @@ struct ino_ent {
 	bool name_listed;	   /* @name came from a listing (readdirplus),
 				      not a lookup, create or rename */
 	bool attr_server;	   /* @attr is the server's own (its ctime
-				      is the server's clock): mcache.c */
+				      is the server's clock): mcache.c;
+				      kept in meta.tdb too (VC_ATTR_SERVER) */
 	uint16_t dio_writers;	   /* open handles that write past the
 				      page cache (FOPEN_DIRECT_IO,
 				      fuse_i.h cm_file.dio); sticks at

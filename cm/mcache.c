@@ -64,9 +64,13 @@ struct mcache {
  * by a pending value writes that value first (mcache_sync_attr()), so
  * the saved event sequence never passes it while the file is older.
  * Bounded: past PEND_MAX new entries are stored synchronously (ones
- * already pending are still replaced in place).
+ * already pending are still replaced in place). Every pending value is
+ * a listing's, the server's own: it goes to the file marked so
+ * (VC_ATTR_SERVER, PEND_VC_FLAGS), and a pending value read is taken as
+ * the server's (fetched_older()).
  */
 #define PEND_MAX (128 * 1024)
+#define PEND_VC_FLAGS VC_ATTR_SERVER
 /* An open-addressed table (linear probing) of (hash, node) pairs at most
  * half full, so a lookup that misses, most of a cold listing's, reads one
  * slot and no node: with chains of nodes, the nodes' cache misses were a
@@ -250,7 +254,8 @@ pend_sync_locked(struct mcache *mc, size_t max)
 		if (buf) {
 			buf[k++] = sl->n->a;
 		} else {
-			rc = vc_put_attr(mc->vc, &sl->n->a);
+			rc = vc_put_attrs_flags(mc->vc, &sl->n->a, 1,
+						PEND_VC_FLAGS);
 			if (rc < 0)
 				log_warn(LOG_META, "cannot store attributes: %s",
 					 strerror(-rc));
@@ -259,14 +264,15 @@ pend_sync_locked(struct mcache *mc, size_t max)
 		max--;
 		done++;
 		if (buf && k == cap) {
-			rc = vc_put_attrs(mc->vc, buf, k);
+			rc = vc_put_attrs_flags(mc->vc, buf, k, PEND_VC_FLAGS);
 			if (rc < 0)
 				log_warn(LOG_META, "cannot store attributes: %s",
 					 strerror(-rc));
 			k = 0;
 		}
 	}
-	if (buf && k && (rc = vc_put_attrs(mc->vc, buf, k)) < 0)
+	if (buf && k &&
+	    (rc = vc_put_attrs_flags(mc->vc, buf, k, PEND_VC_FLAGS)) < 0)
 		log_warn(LOG_META, "cannot store attributes: %s",
 			 strerror(-rc));
 	free(buf);
@@ -292,7 +298,7 @@ mcache_sync_attr(struct mcache *mc, const struct fid *fid)
 	if (i >= 0) {
 		/* Under pend_lock, as the sync: no older value after it. */
 		a = mc->pend[i].n->a;
-		rc = vc_put_attr(mc->vc, &a);
+		rc = vc_put_attrs_flags(mc->vc, &a, 1, PEND_VC_FLAGS);
 		if (rc < 0)
 			log_warn(LOG_META, "cannot store attributes: %s",
 				 strerror(-rc));
@@ -399,24 +405,81 @@ inval_entry(struct mcache *mc, uint64_t parent, const char *name, size_t len)
 
 /* --- cached lookups (any thread) --- */
 
+static bool
+same_attr(const struct proto_attr *a, const struct proto_attr *b)
+{
+	return a->type == b->type && a->mode == b->mode && a->uid == b->uid &&
+	       a->gid == b->gid && a->size == b->size && a->nlink == b->nlink &&
+	       a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns &&
+	       a->atime_ns == b->atime_ns;
+}
+
+/* Did the server give @a, not our own making (a local DV, or 0: a create
+ * not answered yet)? */
+static bool
+server_attr(const struct proto_attr *a)
+{
+	return a->dv && !(a->dv & CM_DV_LOCAL);
+}
+
+/* The flags of an 'A' record of @a stored with the same mark as an inode
+ * entry gets (ino_ent.attr_server): so a lookup after the kernel forgot
+ * the inode, and its entry with the mark, reads the mark back. */
+static unsigned
+vc_flags(const struct proto_attr *a)
+{
+	return server_attr(a) ? VC_ATTR_SERVER : 0;
+}
+
+/* The attributes of @fid outside the inode table: pending, else in the
+ * file. *@server: whether they are the server's own (a pending value
+ * always is, a record when it says so). @return 0 or -ENOENT. */
+static int
+stored_attr(struct mcache *mc, const struct fid *fid, struct proto_attr *out,
+	    bool *server)
+{
+	unsigned flags = 0;
+	int rc;
+
+	*server = false;
+	if (pend_get(mc, fid, out)) {
+		*server = true;
+		return 0;
+	}
+	rc = vc_get_attr_flags(mc->vc, fid, out, &flags);
+	if (rc == 0)
+		*server = flags & VC_ATTR_SERVER;
+	return rc;
+}
+
 int
 mcache_attr(struct mcache *mc, const struct fid *fid, struct proto_attr *out)
 {
+	return mcache_attr_src(mc, fid, out, NULL);
+}
+
+int
+mcache_attr_src(struct mcache *mc, const struct fid *fid,
+		struct proto_attr *out, bool *server)
+{
 	const struct mcache_hooks *h = &mc->hooks;
+	struct proto_attr raw;
 	struct ino_ent *e;
+	bool srv = false;
 	int rc;
 
+	if (server)
+		*server = false;
 	ino_lock(mc->ino);
 	e = ino_find_locked(mc->ino, fid);
 	if (e && e->have_attr) {
 		*out = e->attr;
+		srv = e->attr_server;
 		ino_unlock(mc->ino);
-		if (h->overlay)
-			h->overlay(h->arg, out);
-		return 0;
+		goto overlay;
 	}
 	ino_unlock(mc->ino);
-	rc = pend_get(mc, fid, out) ? 0 : vc_get_attr(mc->vc, fid, out);
+	rc = stored_attr(mc, fid, out, &srv);
 	if (rc < 0)
 		return h->orphan_attr && h->orphan_attr(h->arg, fid, out) == 0
 			       ? 0
@@ -426,11 +489,22 @@ mcache_attr(struct mcache *mc, const struct fid *fid, struct proto_attr *out)
 	if (e && !e->have_attr) {
 		e->attr = *out;
 		e->have_attr = true;
-		e->attr_server = false; /* from meta.tdb: not known */
+		/* From the file, whose record says whether they are the
+		 * server's: an inode the kernel forgot and looks up again
+		 * must not lose it (t4088, fetched_older()). */
+		e->attr_server = srv;
 	}
 	ino_unlock(mc->ino);
-	if (h->overlay)
+overlay:
+	if (h->overlay) {
+		raw = *out;
 		h->overlay(h->arg, out);
+		/* A write state's values are ours, not the server's. */
+		if (srv && server && !same_attr(&raw, out))
+			srv = false;
+	}
+	if (server)
+		*server = srv;
 	return 0;
 }
 
@@ -628,23 +702,6 @@ mcache_gone(struct mcache *mc, const struct fid *fid)
 
 /* --- applying news --- */
 
-static bool
-same_attr(const struct proto_attr *a, const struct proto_attr *b)
-{
-	return a->type == b->type && a->mode == b->mode && a->uid == b->uid &&
-	       a->gid == b->gid && a->size == b->size && a->nlink == b->nlink &&
-	       a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns &&
-	       a->atime_ns == b->atime_ns;
-}
-
-/* Did the server give @a, not our own making (a local DV, or 0: a create
- * not answered yet)? */
-static bool
-server_attr(const struct proto_attr *a)
-{
-	return a->dv && !(a->dv & CM_DV_LOCAL);
-}
-
 /*
  * Is @a, fetched, older than the cached @old? Server DVs only grow, so a
  * cached server DV above @a's was answered after the server built @a. At
@@ -653,7 +710,10 @@ server_attr(const struct proto_attr *a)
  * (vol/vs_ops.c, touch_ctime()). Only when @old_server says @old is the
  * server's too (a client's clock is no order of the server's changes):
  * otherwise, as before, the fetched attributes are taken (t2352's late
- * getattr took a chmod back until the chmod's event; t4088).
+ * getattr took a chmod back until the chmod's event; t4088). The mark is
+ * the inode entry's, or the file's (VC_ATTR_SERVER) once the kernel
+ * forgot the inode: before the file kept it, a late listing after a
+ * forget took a chmod back (t4088 under load, other tests' drop_caches).
  */
 static bool
 fetched_older(const struct proto_attr *old, const struct proto_attr *a,
@@ -697,9 +757,11 @@ mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
 			have_old = true;
 		}
 		ino_unlock(mc->ino);
+		/* Not in memory (never, or the kernel forgot the inode and
+		 * its entry went): what the file holds, with its mark. */
 		if (!have_old)
-			have_old = pend_get(mc, &a->fid, &old) ||
-				   vc_get_attr(mc->vc, &a->fid, &old) == 0;
+			have_old = stored_attr(mc, &a->fid, &old,
+					       &old_server) == 0;
 		if (have_old && fetched_older(&old, a, old_server)) {
 			*taken = false;
 			return false;
@@ -725,7 +787,7 @@ mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
 			   vc_get_attr(mc->vc, &a->fid, &old) == 0;
 	if (store) {
 		pend_del(mc, &a->fid);
-		vc_put_attr(mc->vc, a);
+		vc_put_attrs_flags(mc->vc, a, 1, vc_flags(a));
 	}
 	if (!have_old)
 		return false;
@@ -877,9 +939,9 @@ pend_add(struct mcache *mc, const struct proto_attr *a, size_t n)
 	pend_empty_locked(mc);
 	pthread_mutex_unlock(&mc->pend_lock);
 	if (all_over)
-		rc = vc_put_attrs(mc->vc, a, n);
+		rc = vc_put_attrs_flags(mc->vc, a, n, PEND_VC_FLAGS);
 	else if (nover)
-		rc = vc_put_attrs(mc->vc, over, nover);
+		rc = vc_put_attrs_flags(mc->vc, over, nover, PEND_VC_FLAGS);
 	free(over);
 	return rc;
 }
@@ -1004,7 +1066,7 @@ install_dir(struct mcache *mc, const struct proto_attr *a, struct vc_dir *nw)
 	struct ino_ent *e;
 
 	pend_del(mc, &a->fid);
-	vc_put_attr(mc->vc, a);
+	vc_put_attrs_flags(mc->vc, a, 1, vc_flags(a));
 	ino_lock(mc->ino);
 	e = ino_find_locked(mc->ino, &a->fid);
 	if (e) {

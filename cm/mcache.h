@@ -88,6 +88,15 @@ void mcache_free(struct mcache *mc);
 int mcache_attr(struct mcache *mc, const struct fid *fid,
 		struct proto_attr *out);
 /*
+ * Any thread: mcache_attr(), and in *@server whether *@out is the
+ * server's own as it sent it (ino_ent.attr_server: from the entry, or
+ * from the tdb record's VC_ATTR_SERVER; not when a write state overlaid
+ * it). For a caller that puts *@out into an inode entry itself (a
+ * LOOKUP), so the entry says what the cache knows of it.
+ */
+int mcache_attr_src(struct mcache *mc, const struct fid *fid,
+		    struct proto_attr *out, bool *server);
+/*
  * Any thread: a reference to the current listing of directory @fid (drop
  * it with vc_dir_put()). @return 0, -ENOENT (not cached, or stale: its DV
  * is not the directory's), -ENOTDIR.

@@ -15,8 +15,9 @@
  *   'I'        page ids: the reserved limit, closed cleanly or not
  *              ("Page ids" below)
  *   'A'+FID    attributes; version 3 (VC_ATTR_CRC_VERSION): a CRC32C,
- *              the attributes and a u32 rdev (versions 1, without rdev,
- *              and 2, with it, of older cairnd are read)
+ *              the attributes, a u32 rdev and a u8 of flags
+ *              (VC_ATTR_SERVER; version 3 without the flags, and versions
+ *              1, without rdev, and 2, with it, of older cairnd are read)
  *   'D'+FID    directory listing: dv, count, its pages ("Listing design")
  *   'G'+FID+id a page of a listing
  *   'L'+FID    symlink target
@@ -361,16 +362,34 @@ rec_crc_ok(char tag, const uint8_t *p, size_t len)
 	return crc32c(0, p + VC_CRC_OFF, len - VC_CRC_OFF) == c;
 }
 
-/* An 'A' record: version 3, its CRC, the attributes and the rdev. */
+/*
+ * An 'A' record: version 3, its CRC, the attributes, the rdev and a byte
+ * of @flags (VC_ATTR_SERVER). The flags byte came later within version
+ * 3, not as a version of its own: a version-3 record without it (an
+ * older cairnd's) reads as flags 0, and an older cairnd reads one with
+ * it (its decoder takes the bytes it knows and the CRC covers them all),
+ * so a downgrade keeps the cache ("Downgrade", doc/cache-format.md).
+ */
 static void
-enc_attr_rec(struct wbuf *w, const struct proto_attr *a)
+enc_attr_rec(struct wbuf *w, const struct proto_attr *a, unsigned flags)
 {
 	size_t start = w->len;
 
 	rec_begin(w, VC_ATTR_CRC_VERSION);
 	enc_attr(w, a);
 	wb_u32(w, a->rdev);
+	wb_u8(w, (uint8_t)flags);
 	rec_seal(w, start);
+}
+
+/* The flags byte of an 'A' record of version @version whose attributes
+ * @r has read: 0 when it has none. */
+static unsigned
+dec_attr_flags(struct rbuf *r, uint8_t version)
+{
+	if (version != VC_ATTR_CRC_VERSION || r->bad || r->off >= r->len)
+		return 0;
+	return rb_u8(r);
 }
 
 static TDB_DATA
@@ -732,8 +751,16 @@ vc_close(struct vc *vc)
 int
 vc_get_attr(struct vc *vc, const struct fid *fid, struct proto_attr *out)
 {
+	return vc_get_attr_flags(vc, fid, out, NULL);
+}
+
+int
+vc_get_attr_flags(struct vc *vc, const struct fid *fid, struct proto_attr *out,
+		  unsigned *flags)
+{
 	TDB_DATA d;
 	struct rbuf r;
+	unsigned fl;
 	int rc;
 
 	rc = vc_fetch(vc, 'A', fid, &d);
@@ -744,12 +771,15 @@ vc_get_attr(struct vc *vc, const struct fid *fid, struct proto_attr *out)
 	r = (struct rbuf){.p = d.dptr, .len = d.dsize,
 			  .off = rec_off('A', d.dptr[0])};
 	dec_attr(&r, out, d.dptr[0]);
+	fl = dec_attr_flags(&r, d.dptr[0]);
 	if (r.bad || !fid_eq(&out->fid, fid)) {
 		rc = vc_drop_bad(vc, 'A', fid, &d);
 		free(d.dptr);
 		return rc;
 	}
 	free(d.dptr);
+	if (flags)
+		*flags = fl;
 	return 0;
 }
 
@@ -772,13 +802,20 @@ vc_put_attr(struct vc *vc, const struct proto_attr *a)
 int
 vc_put_attrs(struct vc *vc, const struct proto_attr *a, size_t n)
 {
+	return vc_put_attrs_flags(vc, a, n, 0);
+}
+
+int
+vc_put_attrs_flags(struct vc *vc, const struct proto_attr *a, size_t n,
+		   unsigned flags)
+{
 	struct wbuf w = {0};
 	int rc = 0;
 
 	pthread_mutex_lock(&vc->lock);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		w.len = 0;
-		enc_attr_rec(&w, &a[i]);
+		enc_attr_rec(&w, &a[i], flags);
 		rc = vc_store_locked(vc, 'A', &a[i].fid, &w);
 	}
 	pthread_mutex_unlock(&vc->lock);
@@ -1590,7 +1627,7 @@ vc_put_dir(struct vc *vc, const struct proto_dir *pd)
 	d = vc_dir_from_proto(pd);
 	if (!d)
 		return -errno;
-	enc_attr_rec(&w, &pd->dir);
+	enc_attr_rec(&w, &pd->dir, 0);
 	if (w.err) {
 		rc = w.err;
 		goto out_unlocked;
@@ -1610,7 +1647,7 @@ vc_put_dir(struct vc *vc, const struct proto_dir *pd)
 			i == pd->n ? &pd->dir : &pd->ents[i].attr;
 
 		w.len = 0;
-		enc_attr_rec(&w, a);
+		enc_attr_rec(&w, a, 0);
 		rc = vc_store_locked(vc, 'A', &a->fid, &w);
 	}
 	if (rc == 0)
@@ -3379,7 +3416,7 @@ vc_put_listing(struct vc *vc, const struct proto_attr *dir,
 	pthread_mutex_lock(&vc->lock);
 	rc = dir_store_locked(vc, d);
 	if (!rc) {
-		enc_attr_rec(&w, dir);
+		enc_attr_rec(&w, dir, 0);
 		rc = w.err ? w.err : vc_store_locked(vc, 'A', &dir->fid, &w);
 	}
 	pthread_mutex_unlock(&vc->lock);

@@ -123,6 +123,22 @@ int vc_put_attr(struct vc *vc, const struct proto_attr *a);
  * transaction: a killed process leaves some stored, each whole). */
 int vc_put_attrs(struct vc *vc, const struct proto_attr *a, size_t n);
 
+/* What an 'A' record says of its attributes besides them (a byte after
+ * the rdev; vc.c). VC_ATTR_SERVER: they are the server's own, as it sent
+ * them (an answer, a fetch, a listing), so their ctime is the server's
+ * clock and orders them against other attributes of the server at the
+ * same DV (mcache.c, fetched_older()). Without it nothing is known (our
+ * own making, or a record of an older cairnd). */
+#define VC_ATTR_SERVER 0x01u
+/* vc_get_attr() that also gives the record's flags (0 for a record
+ * without them) in *@flags. */
+int vc_get_attr_flags(struct vc *vc, const struct fid *fid,
+		      struct proto_attr *out, unsigned *flags);
+/* vc_put_attrs() with @flags in every record; vc_put_attr(),
+ * vc_put_attrs(), vc_put_dir() and vc_put_listing() write 0. */
+int vc_put_attrs_flags(struct vc *vc, const struct proto_attr *a, size_t n,
+		       unsigned flags);
+
 /* Drop every record of @fid (attributes, listing, link, xattrs). */
 int vc_forget(struct vc *vc, const struct fid *fid);
 /* Drop only the listing / only the xattrs / only the attributes. */

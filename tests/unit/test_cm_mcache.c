@@ -267,6 +267,50 @@ main(void)
 		a = fa;
 	}
 
+	/* The same once the kernel forgot the inode (drop_caches under
+	 * load, t4088): its entry went, and with it the mark that the
+	 * attributes are the server's; the file's record keeps it. */
+	{
+		struct proto_attr fa;
+		struct ino_ent *e;
+		bool taken, server;
+		uint64_t n = known(ino, &f);
+
+		a.mode = 0650;
+		a.ctime_ns = 4000;
+		mcache_apply(mc, &a, true, false); /* an answer of ours */
+		ino_forget(ino, n, UINT64_MAX);
+		ino_lock(ino);
+		e = ino_find_locked(ino, &f);
+		ino_unlock(ino);
+		ok(!e, "forgotten: no inode entry");
+		fa = a;
+		fa.mode = 0600;
+		fa.ctime_ns = 3500;
+		mcache_apply_fetched(mc, &fa, true, true, &taken);
+		ok(!taken, "forgotten: fetched, earlier ctime: not taken");
+		known(ino, &f);
+		ok(mcache_attr_src(mc, &f, &got, &server) == 0 &&
+			   got.mode == 0650 && server,
+		   "looked up again: the answer's mode, the server's own");
+		mcache_apply_fetched(mc, &fa, true, true, &taken);
+		ok(!taken, "... and the late one still not taken");
+		k.overlay = true;
+		ok(mcache_attr_src(mc, &f, &got, &server) == 0 && !server,
+		   "overlaid by a write state: not the server's");
+		k.overlay = false;
+		/* A record without the mark (an older cairnd's, or our own
+		 * making): no order, taken as before. */
+		n = known(ino, &f);
+		ino_forget(ino, n, UINT64_MAX);
+		vc_put_attr(vc, &a);
+		mcache_apply_fetched(mc, &fa, true, true, &taken);
+		ok(taken && mcache_attr_src(mc, &f, &got, &server) == 0 &&
+			   got.mode == 0600 && server,
+		   "a record without the mark: the fetched one is taken");
+		a = fa;
+	}
+
 	/* A directory the kernel knows whose DV moved: its listing is due,
 	 * unless the news came with the listing. */
 	a = mkattr(&d, PROTO_T_DIR, 5);

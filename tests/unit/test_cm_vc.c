@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/crc32c.h"
 #include "cm/inode.h"
 #include "cm/vc.h"
 #include "common/log.h"
@@ -2976,6 +2977,67 @@ test_kill_put_dir(void)
 	unlink(path);
 }
 
+/* The flags byte of 'A' records (VC_ATTR_SERVER): written after the rdev
+ * within version 3; a version-3 record without it (an older cairnd's)
+ * reads as flags 0, so nothing is taken for the server's that was not
+ * marked so. */
+static void
+test_attr_flags(void)
+{
+	struct fid f = mkfid(7, 0x31), g = mkfid(7, 0x32);
+	struct proto_attr a = mkattr(f, PROTO_T_FILE, 3),
+			  ga = mkattr(g, PROTO_T_FILE, 4), b;
+	uint8_t kb[21], *v = NULL;
+	unsigned flags = 99;
+	size_t n = 0, n0 = 0;
+	struct vc *vc;
+	uint32_t c;
+
+	unlink(path);
+	vc = vc_open(path, 7, 262144);
+	is_int(vc_put_attrs_flags(vc, &a, 1, VC_ATTR_SERVER), 0,
+	       "flags: put the server's own");
+	ok(vc_get_attr_flags(vc, &f, &b, &flags) == 0 &&
+		   !memcmp(&a, &b, sizeof(a)) && flags == VC_ATTR_SERVER,
+	   "flags: read back with VC_ATTR_SERVER");
+	ok(vc_get_attr(vc, &f, &b) == 0 && !memcmp(&a, &b, sizeof(a)),
+	   "flags: vc_get_attr() reads it as ever");
+	vc_put_attr(vc, &ga);
+	ok(vc_get_attr_flags(vc, &g, &b, &flags) == 0 && flags == 0,
+	   "flags: vc_put_attr() writes none");
+	vc_close(vc);
+
+	kb[0] = 'A';
+	for (int i = 0; i < 4; i++)
+		kb[1 + i] = (uint8_t)(g.vol >> (8 * i));
+	memcpy(kb + 5, g.oid, 16);
+	ok(raw_get(kb, sizeof(kb), &v, &n0) == 0 && v[0] == VC_ATTR_CRC_VERSION,
+	   "flags: still version 3");
+	free(v);
+	for (int i = 0; i < 4; i++)
+		kb[1 + i] = (uint8_t)(f.vol >> (8 * i));
+	memcpy(kb + 5, f.oid, 16);
+	if (raw_get(kb, sizeof(kb), &v, &n) == 0 && n == n0 && n > 6) {
+		/* As an older cairnd wrote it: no flags byte, its CRC. */
+		ok(v[n - 1] == VC_ATTR_SERVER, "flags: the last byte");
+		n--;
+		c = crc32c(0, v + 5, n - 5);
+		for (int i = 0; i < 4; i++)
+			v[1 + i] = (uint8_t)(c >> (8 * i));
+		poke('A', &f, v, n);
+	} else {
+		ok(0, "flags: the raw record, one size for both");
+	}
+	free(v);
+	vc = vc_open(path, 7, 262144);
+	flags = 99;
+	ok(vc_get_attr_flags(vc, &f, &b, &flags) == 0 &&
+		   !memcmp(&a, &b, sizeof(a)) && flags == 0,
+	   "flags: an older cairnd's version 3 reads, flags 0");
+	vc_close(vc);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -3004,6 +3066,7 @@ main(void)
 	test_pins();
 	test_inodes();
 	test_special();
+	test_attr_flags();
 	test_torn();
 	test_drop_race();
 	test_xattr_crc();
