@@ -289,6 +289,7 @@ park_run(struct cm_loop *loop, struct cm_job *job)
 {
 	struct park *p = container_of(job, struct park, job);
 	struct cm *cm = p->cm;
+	struct vc_dir *d;
 
 	(void)loop;
 	if (!cm->mf) {
@@ -298,6 +299,18 @@ park_run(struct cm_loop *loop, struct cm_job *job)
 	}
 	if (p->need == NEED_DIR && lookup_held(cm, p))
 		return;
+	if ((p->op == P_LOOKUP || p->op == P_OPENDIR) &&
+	    (p->need == NEED_DIR || p->need == NEED_DIR_STREAM) &&
+	    mcache_dir(cm->mc, &p->need_fid, &d) == 0) {
+		/* The listing they need was stored since the worker looked
+		 * (a listing's stream ends for its readers before the loop
+		 * sorts and stores it): no second fetch of it. (A READDIR
+		 * asks for a fetch for the attributes it lacks, not the
+		 * listing.) */
+		vc_dir_put(d);
+		park_resume(p, 0);
+		return;
+	}
 	switch (p->need) {
 	case NEED_ATTR:
 		mfetch_want_attr(cm->mf, &p->need_fid, park_resume, p);
@@ -753,6 +766,46 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	run_or_park(cm, &p);
 }
 
+struct done_job {
+	struct cm_job job;
+	struct cm *cm;
+	fuse_ino_t ino;
+	struct fid fid;
+};
+
+static void
+done_run(struct cm_loop *loop, struct cm_job *job)
+{
+	struct done_job *dj = container_of(job, struct done_job, job);
+	struct vc_dir *d;
+
+	if (!cm_stopping(loop) &&
+	    mcache_dir(dj->cm->mc, &dj->fid, &d) == 0) {
+		if (dir_opened(dj->cm, dj->ino, d))
+			kids_prefetch(dj->cm, d);
+		vc_dir_put(d);
+	}
+	free(dj);
+}
+
+/* Any thread: a READDIR reached the end of the stream of directory @ino
+ * (@fid). Its listing is stored once the loop has sorted it, unless
+ * events overtook it; then (a job on the loop, after that) a first open
+ * of it prefetches what a walk lists next, as try_opendir does. */
+static void
+stream_done(struct cm *cm, fuse_ino_t ino, const struct fid *fid)
+{
+	struct done_job *dj = calloc(1, sizeof(*dj));
+
+	if (!dj)
+		return;
+	dj->cm = cm;
+	dj->ino = ino;
+	dj->fid = *fid;
+	dj->job.run = done_run;
+	cm_post(&cm->loop, &dj->job);
+}
+
 /*
  * One entry of a READDIR(PLUS) reply at @buf (@room bytes left): @name,
  * the entry of @fid and @type (@dir is the directory itself for "." and
@@ -882,18 +935,8 @@ try_readdir_stream(struct cm *cm, struct park *p, struct dstream *ds)
 		free(buf);
 		return need(p, NEED_MORE, dstream_fid(ds));
 	}
-	if (got == -1) {
-		/* The whole listing came, and was stored unless events
-		 * overtook it: a first open of it prefetches what a walk
-		 * lists next, as try_opendir does. */
-		struct vc_dir *d;
-
-		if (mcache_dir(cm->mc, dstream_fid(ds), &d) == 0) {
-			if (dir_opened(cm, p->ino, d))
-				kids_prefetch(cm, d);
-			vc_dir_put(d);
-		}
-	}
+	if (got == -1)
+		stream_done(cm, p->ino, dstream_fid(ds));
 	if (used == 0 && got < -1)
 		fuse_reply_err(p->req, got == -ENOMEM ? ENOMEM : EIO);
 	else
