@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cm/dstream.h"
+#include "common/util.h"
 
 struct dent {
 	uint32_t off; /* of the name, in the block's names */
@@ -63,13 +64,7 @@ struct dstream {
 static uint64_t
 name_hash(const char *s, size_t len)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
+	return util_fnv1a(s, len);
 }
 
 /* With the lock: the block holding entry @i (< s->total). */

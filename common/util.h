@@ -40,6 +40,21 @@ ssize_t util_pread_all(int fd, void *buf, size_t len, off_t off);
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t util_now_ms(void);
+
+/* FNV-1a, 64 bits, of @len bytes at @p. Stable: cairn-vold places a
+ * directory's names in buckets by it (vol/volstore_i.h). */
+static inline uint64_t
+util_fnv1a(const void *p, size_t len)
+{
+	const unsigned char *b = p;
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
 /* *@ts = now on @clock plus @ms, normalized: the deadline of a
  * pthread_cond_timedwait() on a condition variable of that clock. */
 void util_deadline(struct timespec *ts, clockid_t clock, uint64_t ms);

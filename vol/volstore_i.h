@@ -18,6 +18,7 @@
 
 #include "common/tdbj.h"
 #include "common/tdbw.h"
+#include "common/util.h"
 #include "vol/volstore.h"
 
 #define VREC_MAGIC_V1	0x43564f31u /* "CVO1": format 1, one file per DV */
@@ -307,13 +308,7 @@ put_be32(uint8_t *p, uint32_t v)
 static inline uint64_t
 name_hash(const char *s, size_t len)
 {
-	uint64_t h = 1469598103934665603ull;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211ull;
-	}
-	return h;
+	return util_fnv1a(s, len);
 }
 
 /* Fetch @key into a heap buffer (*val, free()). -ENOENT if missing. */
