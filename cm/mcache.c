@@ -734,6 +734,28 @@ mcache_apply(struct mcache *mc, const struct proto_attr *a, bool store,
 }
 
 bool
+mcache_fetched_older(struct mcache *mc, const struct proto_attr *a)
+{
+	struct proto_attr old;
+	struct ino_ent *e;
+	bool have = false, server = false;
+
+	if (mcache_ahead(mc, &a->fid))
+		return false; /* mcache_put_listing() keeps ours then */
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, &a->fid);
+	if (e && e->have_attr) {
+		old = e->attr;
+		server = e->attr_server;
+		have = true;
+	}
+	ino_unlock(mc->ino);
+	if (!have)
+		have = stored_attr(mc, &a->fid, &old, &server) == 0;
+	return have && fetched_older(&old, a, server);
+}
+
+bool
 mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
 		     bool store, bool from_listing, bool *taken)
 {

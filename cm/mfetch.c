@@ -1082,11 +1082,16 @@ dir_done(void *arg, const struct http_result *res)
 	rc = dir_page(dr, res);
 	if (rc > 0)
 		return; /* the next page is on its way */
-	if (rc == 0 && changed_since(mf, &dr->op->fid, dr->gen)) {
-		/* The directory changed after this reply left the server:
-		 * fetch it again once this op is done (below). The listing
-		 * is still one DV's whole: kept for an OPENDIR waiting for
-		 * it (mfetch_late_dir()), never stored. */
+	if (rc == 0 && (changed_since(mf, &dr->op->fid, dr->gen) ||
+			mcache_fetched_older(mf->mc, &dr->dir))) {
+		/* The directory changed after this reply left the server
+		 * (an event said so, or an answer to one of our changes
+		 * gave it a later DV or ctime: the listing would take a
+		 * chmod of ours back, or the name we just made, until the
+		 * change's event; t4088 round 5): fetch it again once this
+		 * op is done (below). The listing is still one DV's whole:
+		 * kept for an OPENDIR waiting for it (mfetch_late_dir()),
+		 * never stored. */
 		refetch = true;
 		if (!dr->ahead && (op_has_cb(dr->op) || dr->op->stream)) {
 			/* Sorted and indexed only for a waiter (a parked

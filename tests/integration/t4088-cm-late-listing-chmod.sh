@@ -97,6 +97,33 @@ t_is "$(ls "$A/d" | grep -c "^other4\$")" 1 "round 4: A: the listing shows B's f
 wait_eval 10 '[ "$(stat -c "%a %u" "$B/d/f")" = "604 303" ]'
 t_is "$(stat -c '%a %u' "$B/d/f")" "604 303" "B sees A's last change"
 t_is "$(cat "$A/d/f")" data "A: f's bytes"
+
+# Round 5: the listing comes before the change's own event (events held
+# back by the relay), on a fresh mount C whose first listing of d is
+# held while C chmods d and makes a file in it. The listing was built
+# before both: its directory is older than the answers C applied, so it
+# is not stored (mcache_fetched_older(), session 21); before, it took
+# the chmod back and hid the new name until the event came.
+C=$T_DIR/c
+echo "events" >"$T_DIR/mode"
+cairnd_mount "$C" "$T_DIR/cc" lc "$T_DIR/tok" || exit 1
+stat "$C/d" >/dev/null
+echo "events dirdelay holdev" >"$T_DIR/mode"
+n0=$(ndir)
+ls "$C/d" >"$T_DIR/c-ls1" 2>&1 &
+lsp=$!
+wait_eval 30 '[ "$(ndir)" -gt "$n0" ]'
+t_ok "$([ "$(ndir)" -gt "$n0" ] && echo 0 || echo 1)" "round 5: C asked for d's listing (held back 2 s)"
+chmod 700 "$C/d" && echo new >"$C/d/new5"
+t_ok $? "round 5: C's chmod of d and a new file while the listing is held, events held too"
+wait "$lsp"
+sleep 0.5
+t_is "$(stat -c %a "$C/d")" 700 "round 5: C: d keeps its mode after the older listing"
+t_is "$(ls "$C/d" | grep -c '^new5$')" 1 "round 5: C: the listing shows the new file"
+echo "events" >"$T_DIR/mode"
+wait_eval 10 '[ "$(stat -c %a "$B/d" 2>/dev/null)" = 700 ]'
+t_is "$(stat -c %a "$B/d")" 700 "round 5: B sees C's chmod"
+cairnd_umount "$C"
 cairnd_umount "$A"
 cairnd_umount "$B"
 t_done
