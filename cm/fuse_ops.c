@@ -299,14 +299,14 @@ park_run(struct cm_loop *loop, struct cm_job *job)
 	}
 	if (p->need == NEED_DIR && lookup_held(cm, p))
 		return;
-	if ((p->op == P_LOOKUP || p->op == P_OPENDIR) &&
+	if (p->op == P_OPENDIR &&
 	    (p->need == NEED_DIR || p->need == NEED_DIR_STREAM) &&
 	    mcache_dir(cm->mc, &p->need_fid, &d) == 0) {
-		/* The listing they need was stored since the worker looked
+		/* The listing it needs was stored since the worker looked
 		 * (a listing's stream ends for its readers before the loop
-		 * sorts and stores it): no second fetch of it. (A READDIR
-		 * asks for a fetch for the attributes it lacks, not the
-		 * listing.) */
+		 * sorts and stores it: `ls; ls`): no second fetch of it.
+		 * Not for a LOOKUP or READDIR, which may ask for a fetch of
+		 * a stored listing for the attributes it brings. */
 		vc_dir_put(d);
 		park_resume(p, 0);
 		return;
