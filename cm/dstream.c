@@ -61,12 +61,6 @@ struct dstream {
 	void (*kept_release)(void *);
 };
 
-static uint64_t
-name_hash(const char *s, size_t len)
-{
-	return util_fnv1a(s, len);
-}
-
 /* With the lock: the block holding entry @i (< s->total). */
 static const struct dblock *
 block_of(const struct dstream *s, size_t i)
@@ -242,7 +236,7 @@ dstream_add(struct dstream *s, const struct proto_dirent *ents, size_t n)
 		size_t len = strlen(ents[i].name);
 
 		if (s->given) {
-			uint64_t h = name_hash(ents[i].name, len);
+			uint64_t h = util_fnv1a(ents[i].name, len);
 
 			if (given_has(s, ents[i].name, len, h))
 				continue;
@@ -265,7 +259,7 @@ dstream_add(struct dstream *s, const struct proto_dirent *ents, size_t n)
 		const char *nm = b->names + b->e[i].off;
 
 		if ((rc = given_add(s, b->first + i,
-				    name_hash(nm, strlen(nm)))) < 0) {
+				    util_fnv1a(nm, strlen(nm)))) < 0) {
 			end_locked(s, rc);
 			break;
 		}
@@ -284,7 +278,7 @@ dstream_restart(struct dstream *s)
 	if (!s->given && !s->ended) {
 		for (size_t i = 0; i < s->total; i++) {
 			const char *nm = ent_name(s, i);
-			int rc = given_add(s, i, name_hash(nm, strlen(nm)));
+			int rc = given_add(s, i, util_fnv1a(nm, strlen(nm)));
 
 			if (rc < 0) {
 				end_locked(s, rc);

@@ -687,13 +687,16 @@ try_opendir(struct cm *cm, struct park *p)
 		return 0;
 	}
 	if (rc < 0) {
+		/* Local changes ahead (known on the loop only, a retry):
+		 * their listing is the stored one, whole. */
+		bool ahead = p->tries > 0 && mcache_ahead(cm->mc, &fid);
 		struct dstream *ds;
 
 		/* A big listing still coming: read it as it comes (a retry,
 		 * on the loop: mfetch's callback at its first page). Not
 		 * for the kernel's readdir cache: the stored listing will
 		 * be sorted otherwise. */
-		if (p->tries > 0 && cm->mf && !mcache_ahead(cm->mc, &fid) &&
+		if (p->tries > 0 && cm->mf && !ahead &&
 		    (ds = mfetch_stream_get(cm->mf, &fid))) {
 			CM_STAT_INC(&cm->st, dir_streamed);
 			p->fi.fh = (uintptr_t)ds | FH_STREAM;
@@ -711,15 +714,10 @@ try_opendir(struct cm *cm, struct park *p)
 		 * (writeback): only the stored listing has them. On the
 		 * loop: a retry comes from mfetch's callback. */
 		if (!(d = late_dir(cm, p, &fid)))
-			/* Local changes ahead (known on the loop, a
-			 * retry): their listing is the stored one, whole (a
-			 * stream that began before them is not taken above;
-			 * waiting for its first page again would find it
-			 * again). */
-			return need(p, p->tries > 0 &&
-						       mcache_ahead(cm->mc, &fid)
-					       ? NEED_DIR
-					       : NEED_DIR_STREAM,
+			/* Ahead: the whole stored listing (waiting for a
+			 * stream's first page again would find the stream
+			 * not taken above again). */
+			return need(p, ahead ? NEED_DIR : NEED_DIR_STREAM,
 				    &fid);
 		/* The LOOKUPs of the names it shows (ls -l) take their FIDs
 		 * from it while it is open (park_run()). */

@@ -733,26 +733,38 @@ mcache_apply(struct mcache *mc, const struct proto_attr *a, bool store,
 	return mcache_apply_fetched(mc, a, store, from_listing, NULL);
 }
 
+/* What is cached of @fid's attributes, before news replaces them: the
+ * inode entry's, else (never held, or the kernel forgot the inode and its
+ * entry went) what the file holds, each with its mark (*@server). The raw
+ * values, no write state's overlay. @return whether there are any. */
+static bool
+cached_attr(struct mcache *mc, const struct fid *fid, struct proto_attr *out,
+	    bool *server)
+{
+	struct ino_ent *e;
+	bool have = false;
+
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, fid);
+	if (e && e->have_attr) {
+		*out = e->attr;
+		*server = e->attr_server;
+		have = true;
+	}
+	ino_unlock(mc->ino);
+	return have || stored_attr(mc, fid, out, server) == 0;
+}
+
 bool
 mcache_fetched_older(struct mcache *mc, const struct proto_attr *a)
 {
 	struct proto_attr old;
-	struct ino_ent *e;
-	bool have = false, server = false;
+	bool server = false;
 
 	if (mcache_ahead(mc, &a->fid))
 		return false; /* mcache_put_listing() keeps ours then */
-	ino_lock(mc->ino);
-	e = ino_find_locked(mc->ino, &a->fid);
-	if (e && e->have_attr) {
-		old = e->attr;
-		server = e->attr_server;
-		have = true;
-	}
-	ino_unlock(mc->ino);
-	if (!have)
-		have = stored_attr(mc, &a->fid, &old, &server) == 0;
-	return have && fetched_older(&old, a, server);
+	return cached_attr(mc, &a->fid, &old, &server) &&
+	       fetched_older(&old, a, server);
 }
 
 bool
@@ -771,19 +783,7 @@ mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
 		return false; /* our own view stands until it is sent */
 	if (taken) {
 		/* What we hold first: it is compared before it is replaced. */
-		ino_lock(mc->ino);
-		e = ino_find_locked(mc->ino, &a->fid);
-		if (e && e->have_attr) {
-			old = e->attr;
-			old_server = e->attr_server;
-			have_old = true;
-		}
-		ino_unlock(mc->ino);
-		/* Not in memory (never, or the kernel forgot the inode and
-		 * its entry went): what the file holds, with its mark. */
-		if (!have_old)
-			have_old = stored_attr(mc, &a->fid, &old,
-					       &old_server) == 0;
+		have_old = cached_attr(mc, &a->fid, &old, &old_server);
 		if (have_old && fetched_older(&old, a, old_server)) {
 			*taken = false;
 			return false;
@@ -805,8 +805,7 @@ mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
 	}
 	ino_unlock(mc->ino);
 	if (!have_old && !looked)
-		have_old = pend_get(mc, &a->fid, &old) ||
-			   vc_get_attr(mc->vc, &a->fid, &old) == 0;
+		have_old = stored_attr(mc, &a->fid, &old, &old_server) == 0;
 	if (store) {
 		pend_del(mc, &a->fid);
 		vc_put_attrs_flags(mc->vc, a, 1, vc_flags(a));

@@ -135,12 +135,12 @@ bool mcache_apply(struct mcache *mc, const struct proto_attr *a, bool store,
  * (a listing's entries, a getattr's answer): when the cached server DV of
  * the object is already past @a's (our own store was answered
  * meanwhile), @a is old and nothing is changed; *@taken says which. */
+bool mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
+			  bool store, bool from_listing, bool *taken);
 /* Is @a, fetched, older than what is cached of its object (the test of
  * mcache_apply_fetched(), nothing changed)? A listing whose directory
  * is older than an answer of ours is not stored (mfetch.c dir_done()). */
 bool mcache_fetched_older(struct mcache *mc, const struct proto_attr *a);
-bool mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
-			  bool store, bool from_listing, bool *taken);
 /* A listing's page of @n entries is about to be applied entry by entry
  * (mcache_apply_fetched(), then mcache_store_attrs()): bring the places
  * where their pending attributes are looked for into the CPU's cache,

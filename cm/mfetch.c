@@ -1099,10 +1099,10 @@ dir_done(void *arg, const struct http_result *res)
 			 * for a prefetch or our own refetch, which nobody
 			 * waits for. */
 			nw = vc_dirb_finish(&dr->acc, &dr->op->fid, dr->dir.dv);
-			if (nw)
+			if (nw) {
 				late_put(mf, &dr->op->fid, nw, dr->asked_seq);
-			if (nw)
 				stream_whole(dr->op);
+			}
 			if (nw && dr->op->stream) {
 				/* The handle that read it as it came holds
 				 * it as a late listing's handle does: ls

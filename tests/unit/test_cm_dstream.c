@@ -59,6 +59,12 @@ release_cb(void *p)
 	free(p);
 }
 
+static int
+cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* Every name of @s once? @return the count, or -1 on a repeat. */
 static long
 distinct(struct dstream *s)
@@ -79,12 +85,12 @@ distinct(struct dstream *s)
 		}
 		names[i] = strdup(nm);
 	}
-	for (size_t i = 0; i < n && rc >= 0; i++)
-		for (size_t j = i + 1; j < n; j++)
-			if (!strcmp(names[i], names[j])) {
-				rc = -1;
-				break;
-			}
+	/* Sorted, a name given twice sits next to itself. */
+	if (rc >= 0)
+		qsort(names, n, sizeof(*names), cmp_name);
+	for (size_t i = 1; i < n && rc >= 0; i++)
+		if (!strcmp(names[i - 1], names[i]))
+			rc = -1;
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
