@@ -293,7 +293,16 @@ int cs_commit(struct cs_store *cs, const struct cs_key *k);
  * go to the open working copy: a crash of the process discards them (the
  * chunk keeps its last commit).
  */
-enum { CS_C_NOSYNC = 1 };
+enum {
+	CS_C_NOSYNC = 1,
+	/* With CS_C_NOSYNC: start writing the committed file to disk now
+	 * (sync_file_range(SYNC_FILE_RANGE_WRITE), not waited for), so that
+	 * the cs_sync_file() that will follow finds it written. cairnd sets
+	 * it for a chunk a stream has filled while its changes are logged
+	 * (writeback, disconnected): the close of a big file then waits for
+	 * the tail of its writing, not for all of it. */
+	CS_C_WRITEOUT = 2,
+};
 int cs_commit_flags(struct cs_store *cs, const struct cs_key *k,
 		    unsigned flags);
 
@@ -304,7 +313,7 @@ int cs_commit_flags(struct cs_store *cs, const struct cs_key *k,
 int cs_commit_file(struct cs_store *cs, uint32_t vol, const uint8_t fid[16]);
 
 /* As cs_commit_file; @flags as cs_commit_flags (CS_C_NOSYNC: no fsync at
- * all, the commits survive kill -9 but not a power cut). */
+ * all, the commits survive kill -9 but not a power cut; CS_C_WRITEOUT). */
 int cs_commit_file_flags(struct cs_store *cs, uint32_t vol,
 			 const uint8_t fid[16], unsigned flags);
 

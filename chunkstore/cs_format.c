@@ -493,6 +493,12 @@ cs_io_fdatasync(int fd)
 	return fdatasync(fd) < 0 ? -errno : 0;
 }
 
+void
+cs_io_writeout(int fd)
+{
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 int
 cs_io_rename(int dirfd, const char *from, const char *to)
 {

@@ -121,6 +121,9 @@ int cs_io_pwrite(int fd, const void *buf, size_t n, off_t off);
 ssize_t cs_io_pread(int fd, void *buf, size_t n, off_t off);
 int cs_io_fsync(int fd);
 int cs_io_fdatasync(int fd);
+/* Start writing @fd's dirty pages to disk, not waiting for them (a hint:
+ * a failure is the later fsync's to report). */
+void cs_io_writeout(int fd);
 int cs_io_rename(int dirfd, const char *from, const char *to);
 int cs_io_ftruncate(int fd, off_t len);
 int cs_io_unlink(int dirfd, const char *path);

@@ -171,7 +171,7 @@ struct commit_job;
 static int commit_begin(struct cs_store *cs, uint32_t slot,
 			struct commit_job *j);
 static int commit_run(struct cs_store *cs, struct commit_job *j, uint32_t n,
-		      int nosync);
+		      unsigned flags);
 static int wc_make_room(struct cs_store *cs, const struct cs_key *k);
 
 static int
@@ -450,10 +450,12 @@ commit_begin(struct cs_store *cs, uint32_t slot, struct commit_job *j)
 	return 0;
 }
 
-/* No lock: checksum the working copy, append its trailer, fsync it. */
+/* No lock: checksum the working copy, append its trailer, fsync it
+ * (@flags: CS_C_NOSYNC, CS_C_WRITEOUT). */
 static void
-commit_io(struct cs_store *cs, struct commit_job *j, int nosync)
+commit_io(struct cs_store *cs, struct commit_job *j, unsigned flags)
 {
+	int nosync = !!(flags & CS_C_NOSYNC);
 	uint8_t tbuf[CS_TRL_SIZE];
 	uint8_t *data = malloc(j->len ? j->len : 1);
 	ssize_t r;
@@ -482,6 +484,8 @@ commit_io(struct cs_store *cs, struct commit_job *j, int nosync)
 	    (!nosync || j->keep_durable)) {
 		j->rc = nosync ? cs_io_fdatasync(j->fd) : cs_io_fsync(j->fd);
 		j->synced = j->rc == 0;
+	} else if (!j->rc && (flags & CS_C_WRITEOUT)) {
+		cs_io_writeout(j->fd);
 	}
 }
 
@@ -523,17 +527,20 @@ commit_finish(struct cs_store *cs, struct commit_job *j)
 }
 
 /* Commit jobs @j[0..n) (begun), then sync folders and the index once
- * (unless @nosync: then the commit survives the death of the process,
- * not of the machine). */
+ * (unless @flags has CS_C_NOSYNC: then the commit survives the death of
+ * the process, not of the machine; CS_C_WRITEOUT starts the files'
+ * writing to disk). */
 static int
-commit_run(struct cs_store *cs, struct commit_job *j, uint32_t n, int nosync)
+commit_run(struct cs_store *cs, struct commit_job *j, uint32_t n,
+	   unsigned flags)
 {
+	int nosync = !!(flags & CS_C_NOSYNC);
 	char sub[CS_PATH_MAX];
 	uint8_t synced[CS_NDIRS] = {0};
 	int rc = 0, done = 0;
 
 	for (uint32_t i = 0; i < n; i++)
-		commit_io(cs, &j[i], nosync);
+		commit_io(cs, &j[i], flags);
 	pthread_mutex_lock(&cs->lock);
 	for (uint32_t i = 0; i < n; i++)
 		commit_finish(cs, &j[i]);
@@ -592,7 +599,7 @@ wc_commit_idle(struct cs_store *cs, const struct cs_key *k, bool space)
 	if (victim == CS_NONE || commit_begin(cs, victim, &j) < 0)
 		return 0;
 	pthread_mutex_unlock(&cs->lock);
-	rc = commit_run(cs, &j, 1, 1);
+	rc = commit_run(cs, &j, 1, CS_C_NOSYNC);
 	pthread_mutex_lock(&cs->lock);
 	if (rc < 1)
 		return 0;
@@ -663,7 +670,7 @@ cs_commit_flags(struct cs_store *cs, const struct cs_key *k, unsigned flags)
 	uint32_t slot;
 	int rc;
 
-	if (!cs || !k || (flags & ~(unsigned)CS_C_NOSYNC))
+	if (!cs || !k || (flags & ~(unsigned)(CS_C_NOSYNC | CS_C_WRITEOUT)))
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
 	slot = cs_find_idle(cs, k);
@@ -679,7 +686,7 @@ cs_commit_flags(struct cs_store *cs, const struct cs_key *k, unsigned flags)
 	pthread_mutex_unlock(&cs->lock);
 	if (rc < 0)
 		return rc;
-	rc = commit_run(cs, &j, 1, !!(flags & CS_C_NOSYNC));
+	rc = commit_run(cs, &j, 1, flags);
 	return rc < 0 ? rc : 0;
 }
 
@@ -697,7 +704,7 @@ cs_commit_file_flags(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
 	uint32_t n = 0, cap = 0, s;
 	int rc = 0;
 
-	if (!cs || !fid || (flags & ~(unsigned)CS_C_NOSYNC))
+	if (!cs || !fid || (flags & ~(unsigned)(CS_C_NOSYNC | CS_C_WRITEOUT)))
 		return -EINVAL;
 	pthread_mutex_lock(&cs->lock);
 	for (s = cs_file_idle(cs, vol, fid); s != CS_NONE;
@@ -721,7 +728,7 @@ cs_commit_file_flags(struct cs_store *cs, uint32_t vol, const uint8_t fid[16],
 	}
 	pthread_mutex_unlock(&cs->lock);
 	if (n) {
-		int r = commit_run(cs, jobs, n, !!(flags & CS_C_NOSYNC));
+		int r = commit_run(cs, jobs, n, flags);
 
 		if (!rc)
 			rc = r;

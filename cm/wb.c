@@ -1329,6 +1329,7 @@ wb_write_ex(struct wb *wb, const struct fid *fid, uint64_t off,
 	    const struct wb_kill *kill, unsigned flags)
 {
 	uint32_t csz = wb->d.chunk_size;
+	unsigned commit_flags;
 	struct wstate s;
 	size_t done = 0;
 	int rc;
@@ -1338,6 +1339,11 @@ wb_write_ex(struct wb *wb, const struct fid *fid, uint64_t off,
 	rc = begin_io(wb, fid, &s, kill, off, flags);
 	if (rc < 0)
 		return rc;
+	/* While changes are logged (writeback, disconnected), the close
+	 * fsyncs what a stream filled: its writing to disk starts at once. */
+	commit_flags = CS_C_NOSYNC |
+		       (wb->d.conn && conn_logs_changes(wb->d.conn) ? CS_C_WRITEOUT
+								   : 0);
 	while (done < len) {
 		uint64_t pos = off + done, c = pos / csz;
 		uint32_t a = (uint32_t)(pos % csz);
@@ -1358,7 +1364,7 @@ wb_write_ex(struct wb *wb, const struct fid *fid, uint64_t off,
 		rc = cs_write(wb->d.cs, &k, s.base_dv, a,
 			      (const uint8_t *)buf + done, n);
 		if (rc == 0 && a + n == csz)
-			rc = cs_commit_flags(wb->d.cs, &k, CS_C_NOSYNC);
+			rc = cs_commit_flags(wb->d.cs, &k, commit_flags);
 		if (rc < 0)
 			break;
 		done += n;

@@ -596,6 +596,15 @@ test_nosync_commit(void)
 	is_int(t_put(cs, &k, 4, MAXLEN, CS_F_DIRTY), 0,
 	       "dirty put over a dirty chunk is fine");
 	is_int(cs_commit_flags(cs, &k, 99), -EINVAL, "bad commit flags");
+	/* CS_C_WRITEOUT: the commit starts the file's writing and returns
+	 * (t2359 looks at the pages); the chunk is committed, unsynced. */
+	is_int(cs_write(cs, &k, 4, 0, "outward", 7), 0, "write");
+	is_int(cs_commit_flags(cs, &k, CS_C_NOSYNC | CS_C_WRITEOUT), 0,
+	       "commit with CS_C_WRITEOUT");
+	n = cs_read(cs, &k, 4, 0, buf, sizeof(buf));
+	ok(n >= 7 && !memcmp(buf, "outward", 7), "... reads the new bytes");
+	is_int(cs_lookup(cs, &k, &info), 0, "lookup");
+	is_int(info.flags, CS_F_VALID | CS_F_DIRTY, "... committed, dirty");
 	is_int(cs_write(cs, &k, 4, 0, "again", 5), 0, "write");
 	is_int(cs_sync_file(cs, 3, k.fid), 0, "sync_file commits and syncs");
 	is_int(cs_lookup(cs, &k, &info), 0, "lookup");
