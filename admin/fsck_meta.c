@@ -157,8 +157,36 @@ check_state(const char *path, const char *what, int repair,
 		report(arg, 0, msg);
 	}
 	rc = tdbw_check(tdb, why, sizeof(why));
-	if (rc == 0)
+	if (rc == 0) {
+		/* Sound structure; are the records those of the last
+		 * checkpoint? A record changed in place (a value, or a key
+		 * within its own chain) passes tdb_check(). */
+		rc = tdbj_digest_check(tdb);
+		if (rc == -ESTALE) {
+			res->errors++;
+			snprintf(msg, sizeof(msg),
+				 "%s '%s': tdb's structure is sound, but its "
+				 "records do not match the digest written at "
+				 "its last checkpoint (a record changed in "
+				 "place, or the file written by a cairnd that "
+				 "does not keep the journal); not %s: it holds "
+				 "writes cairnd acknowledged, and the next "
+				 "cairnd start takes the journal '%s.jnl' for "
+				 "stale and drops it with the writes it holds: "
+				 "keep a copy of the cache folder "
+				 "(cairn-fsck(8), DAMAGED WRITE STATE)",
+				 what, path, repair ? "repaired" : "repairable",
+				 path);
+			report(arg, 1, msg);
+		} else if (rc && rc != -ENOENT) {
+			res->errors++;
+			snprintf(msg, sizeof(msg),
+				 "cannot read the records of %s '%s': %s", what,
+				 path, strerror(-rc));
+			report(arg, 1, msg);
+		}
 		goto out;
+	}
 	res->errors++;
 	if (rc != -EUCLEAN) {
 		snprintf(msg, sizeof(msg), "cannot check %s '%s': %s", what,

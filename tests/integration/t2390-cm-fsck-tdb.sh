@@ -125,9 +125,10 @@ t_is "$got" "offline 1,offline 2,offline 3,offline 4,offline 5,offline 6," \
 cairnd_umount "$mnt"
 
 # A record no chain reaches any more (a rebuild would lose it, and the
-# digest says so), and a key in two chains (the walk meets it twice):
+# digest says so), a key in two chains (the walk meets it twice), and a
+# value changed in place (tdb_check() passes; the digest does not):
 # neither --check nor --repair rewrites the file.
-for kind in unlink twin; do
+for kind in unlink twin value; do
 	rm -rf "$cache"
 	cp -a "$T_DIR/cache.dirty" "$cache"
 	t_is "$($DMG $kind "$cache/dirty.tdb")" ok "dirty.tdb damaged ($kind)"
@@ -138,6 +139,9 @@ for kind in unlink twin; do
 	if [ $kind = unlink ]; then
 		grep -q "write-state file '$cache/dirty.tdb': tdb's structure is damaged (tdb_check: .*); not repairable: it holds writes cairnd acknowledged, and the $((n - 1)) records its hash chains still reach do not match the digest" "$T_DIR/check.$kind"
 		t_ok $? "$kind: ... $((n - 1)) records reachable, not those of the digest"
+	elif [ $kind = value ]; then
+		grep -q "write-state file '$cache/dirty.tdb': tdb's structure is sound, but its records do not match the digest written at its last checkpoint (.*); not repairable: it holds writes cairnd acknowledged, and the next cairnd start takes the journal '$cache/dirty.tdb.jnl' for stale and drops it" "$T_DIR/check.$kind"
+		t_ok $? "$kind: ... a sound structure whose records are not those of the digest"
 	else
 		grep -q "write-state file '$cache/dirty.tdb': tdb's structure is damaged (tdb_check: .*); not repairable: it holds writes cairnd acknowledged, and it cannot be rebuilt (.*hash chains loop or cross" "$T_DIR/check.$kind"
 		t_ok $? "$kind: ... it cannot be rebuilt (the chains cross)"

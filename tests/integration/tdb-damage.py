@@ -20,6 +20,9 @@ KIND:
   twin      the next live record whose key has the first's length and
             that lies in another hash chain becomes a second version of
             the first's key (key bytes and hash copied, its value kept)
+  value     one byte of the first live record's value flipped (its key
+            not tdbj's "\0tdbj" record): tdb's structure stays sound,
+            only the content changed, as bit rot would leave it
   count     print the number of live records (no change)
 Prints "ok" (or the count); exits 1 when the file has no place for it.
 """
@@ -101,6 +104,14 @@ def main():
             if klen(b) == klen(a) and chain(b) != chain(a):
                 buf[b + 24:b + 24 + klen(a)] = buf[a + 24:a + 24 + klen(a)]
                 buf[b + 16:b + 20] = buf[a + 16:a + 20]
+                break
+        else:
+            return 1
+    elif kind == "value":
+        for off, _, _, _ in live:
+            klen, dlen = struct.unpack_from("<2I", buf, off + 8)
+            if dlen and not buf[off + 24:off + 24 + klen].startswith(b"\0tdbj"):
+                buf[off + 24 + klen + dlen - 1] ^= 0x40
                 break
         else:
             return 1
