@@ -4,7 +4,7 @@
 CAIRN_DEPS="gcc make autoconf automake libtool pkg-config
 libfuse3-dev fuse3 libevent-dev libcurl4-openssl-dev libssl-dev libtdb-dev
 libinih-dev libjansson-dev libsystemd-dev systemd curl attr rsync git python3 tar psmisc procps
-gdb strace
+gdb strace tdb-tools
 clang libclang-rt-14-dev"
 
 install_deps() {
