@@ -3,8 +3,9 @@
  * meta.tdb files of a cache folder and runs the record layer's own
  * checker, vc_check() (cm/vc.c), on each, so the format is parsed in one
  * place; and checks tdb's own structure of the write-state and replay-log
- * files (dirty.tdb, rlog.tdb) beside them, which it rewrites only when
- * nothing can be lost (check_state()). It is not a check of the chunk
+ * files (dirty.tdb, rlog.tdb) beside them, and dirty.tdb's records against
+ * their digest, rewriting one only when nothing can be lost
+ * (check_state()). It is not a check of the chunk
  * store (cs_check() is).
  */
 #include "config.h"
@@ -120,7 +121,10 @@ state_verify(void *arg, struct tdb_context *rebuilt)
  * beside it (NAME.jnl) is not a tdb and is read by cairnd only; a
  * rebuild keeps "\0tdbj" (database id and generation), so the pair
  * stays as it was. The rebuilt file is synced before it replaces the
- * old one (no TDB_NOSYNC), the folder after.
+ * old one (no TDB_NOSYNC), the folder after. A sound structure is not
+ * the end of it: dirty.tdb's records are compared with the digest too
+ * (rlog.tdb has none: -ENOENT), since a record changed in place passes
+ * tdb_check().
  */
 static void
 check_state(const char *path, const char *what, int repair,
@@ -160,7 +164,11 @@ check_state(const char *path, const char *what, int repair,
 	if (rc == 0) {
 		/* Sound structure; are the records those of the last
 		 * checkpoint? A record changed in place (a value, or a key
-		 * within its own chain) passes tdb_check(). */
+		 * within its own chain) passes tdb_check(). cairnd's start
+		 * cannot tell such a file from one a cairnd that ignores
+		 * the journal wrote (tdbj.h, TDBJ_O_DIGEST): it takes the
+		 * records as they are, writes a new digest over them and
+		 * drops what the journal holds as stale. */
 		rc = tdbj_digest_check(tdb);
 		if (rc == -ESTALE) {
 			res->errors++;
@@ -171,10 +179,11 @@ check_state(const char *path, const char *what, int repair,
 				 "place, or the file written by a cairnd that "
 				 "does not keep the journal); not %s: it holds "
 				 "writes cairnd acknowledged, and the next "
-				 "cairnd start takes the journal '%s.jnl' for "
-				 "stale and drops it with the writes it holds: "
-				 "keep a copy of the cache folder "
-				 "(cairn-fsck(8), DAMAGED WRITE STATE)",
+				 "cairnd start takes its records as they are "
+				 "and drops what the journal '%s.jnl' holds as "
+				 "stale: keep a copy of the cache folder before "
+				 "cairnd starts (cairn-fsck(8), DAMAGED WRITE "
+				 "STATE)",
 				 what, path, repair ? "repaired" : "repairable",
 				 path);
 			report(arg, 1, msg);

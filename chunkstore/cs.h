@@ -295,7 +295,9 @@ int cs_commit(struct cs_store *cs, const struct cs_key *k);
  */
 enum {
 	CS_C_NOSYNC = 1,
-	/* With CS_C_NOSYNC: start writing the committed file to disk now
+	/* With CS_C_NOSYNC (a synced commit writes anyway, and ignores
+	 * it; so does one that must fdatasync over a durable dirty chunk):
+	 * start writing the committed file to disk now
 	 * (sync_file_range(SYNC_FILE_RANGE_WRITE), not waited for), so that
 	 * the cs_sync_file() that will follow finds it written. cairnd sets
 	 * it for a chunk a stream has filled while its changes are logged

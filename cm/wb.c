@@ -1341,9 +1341,9 @@ wb_write_ex(struct wb *wb, const struct fid *fid, uint64_t off,
 		return rc;
 	/* While changes are logged (writeback, disconnected), the close
 	 * fsyncs what a stream filled: its writing to disk starts at once. */
-	commit_flags = CS_C_NOSYNC |
-		       (wb->d.conn && conn_logs_changes(wb->d.conn) ? CS_C_WRITEOUT
-								   : 0);
+	commit_flags = CS_C_NOSYNC;
+	if (wb->d.conn && conn_logs_changes(wb->d.conn))
+		commit_flags |= CS_C_WRITEOUT;
 	while (done < len) {
 		uint64_t pos = off + done, c = pos / csz;
 		uint32_t a = (uint32_t)(pos % csz);

@@ -140,7 +140,7 @@ for kind in unlink twin value; do
 		grep -q "write-state file '$cache/dirty.tdb': tdb's structure is damaged (tdb_check: .*); not repairable: it holds writes cairnd acknowledged, and the $((n - 1)) records its hash chains still reach do not match the digest" "$T_DIR/check.$kind"
 		t_ok $? "$kind: ... $((n - 1)) records reachable, not those of the digest"
 	elif [ $kind = value ]; then
-		grep -q "write-state file '$cache/dirty.tdb': tdb's structure is sound, but its records do not match the digest written at its last checkpoint (.*); not repairable: it holds writes cairnd acknowledged, and the next cairnd start takes the journal '$cache/dirty.tdb.jnl' for stale and drops it" "$T_DIR/check.$kind"
+		grep -q "write-state file '$cache/dirty.tdb': tdb's structure is sound, but its records do not match the digest written at its last checkpoint (.*); not repairable: it holds writes cairnd acknowledged, and the next cairnd start takes its records as they are and drops what the journal '$cache/dirty.tdb.jnl' holds as stale: keep a copy of the cache folder before cairnd starts" "$T_DIR/check.$kind"
 		t_ok $? "$kind: ... a sound structure whose records are not those of the digest"
 	else
 		grep -q "write-state file '$cache/dirty.tdb': tdb's structure is damaged (tdb_check: .*); not repairable: it holds writes cairnd acknowledged, and it cannot be rebuilt (.*hash chains loop or cross" "$T_DIR/check.$kind"

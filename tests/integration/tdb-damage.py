@@ -110,7 +110,7 @@ def main():
     elif kind == "value":
         for off, _, _, _ in live:
             klen, dlen = struct.unpack_from("<2I", buf, off + 8)
-            if dlen and not buf[off + 24:off + 24 + klen].startswith(b"\0tdbj"):
+            if dlen and bytes(buf[off + 24:off + 24 + klen]) != b"\0tdbj":
                 buf[off + 24 + klen + dlen - 1] ^= 0x40
                 break
         else:

@@ -597,7 +597,11 @@ test_nosync_commit(void)
 	       "dirty put over a dirty chunk is fine");
 	is_int(cs_commit_flags(cs, &k, 99), -EINVAL, "bad commit flags");
 	/* CS_C_WRITEOUT: the commit starts the file's writing and returns
-	 * (t2359 looks at the pages); the chunk is committed, unsynced. */
+	 * (t2359 looks at the pages); the chunk is committed, unsynced. A
+	 * commit without sync first, so that the slot is UNSYNCED: over a
+	 * durable dirty chunk the commit fdatasyncs instead. */
+	is_int(cs_write(cs, &k, 4, 0, "unsynced", 8), 0, "write");
+	is_int(cs_commit_flags(cs, &k, CS_C_NOSYNC), 0, "commit without sync");
 	is_int(cs_write(cs, &k, 4, 0, "outward", 7), 0, "write");
 	is_int(cs_commit_flags(cs, &k, CS_C_NOSYNC | CS_C_WRITEOUT), 0,
 	       "commit with CS_C_WRITEOUT");
