@@ -1390,9 +1390,12 @@ wb_write_ex(struct wb *wb, const struct fid *fid, uint64_t off,
 
 			gen_bump_locked(ws, c0, c1);
 			ws->last_end = off + done;
+			/* Not while changes are logged (the write-out
+			 * above is their counterpart): one look at the
+			 * mode for the whole write. */
 			go = stream && !ws->no_ahead && !ws->gone &&
 			     !ws->logged && full > c0 && wb->d.http &&
-			     !(wb->d.conn && conn_logs_changes(wb->d.conn));
+			     !(commit_flags & CS_C_WRITEOUT);
 		}
 		pthread_mutex_unlock(&wb->lock);
 		for (uint64_t c = c0; go && c < full; c++)
