@@ -50,6 +50,8 @@ struct node {
 };
 
 #define HASH_BITS 16
+/* cairnd's default entry and attribute timeouts: a day */
+#define NF_TIMEOUT 86400.0
 
 enum {
 	R_LOOKUP,
@@ -237,8 +239,8 @@ reply_entry(fuse_req_t req, const struct stat *st)
 		e.attr = *st;
 	}
 	/* cairnd's defaults: a day, negative entries too. */
-	e.attr_timeout = 86400;
-	e.entry_timeout = 86400;
+	e.attr_timeout = NF_TIMEOUT;
+	e.entry_timeout = NF_TIMEOUT;
 	fuse_reply_entry(req, &e);
 }
 
@@ -293,6 +295,16 @@ nf_forget_multi(fuse_req_t req, size_t count_, struct fuse_forget_data *f)
 	fuse_reply_none(req);
 }
 
+/* The attributes @st (copied under the lock), or ENOENT (NULL). */
+static void
+reply_attr(fuse_req_t req, const struct stat *st)
+{
+	if (st)
+		fuse_reply_attr(req, st, NF_TIMEOUT);
+	else
+		fuse_reply_err(req, ENOENT);
+}
+
 static void
 nf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -306,10 +318,7 @@ nf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (n)
 		st = n->st;
 	pthread_mutex_unlock(&fs.lock);
-	if (!n)
-		fuse_reply_err(req, ENOENT);
-	else
-		fuse_reply_attr(req, &st, 86400);
+	reply_attr(req, n ? &st : NULL);
 }
 
 static void
@@ -345,10 +354,7 @@ nf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *a, int set,
 		st = n->st;
 	}
 	pthread_mutex_unlock(&fs.lock);
-	if (!n)
-		fuse_reply_err(req, ENOENT);
-	else
-		fuse_reply_attr(req, &st, 86400);
+	reply_attr(req, n ? &st : NULL);
 }
 
 /* MKDIR, MKNOD, CREATE and SYMLINK: a new name. */
@@ -383,7 +389,7 @@ make(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		memset(&e, 0, sizeof(e));
 		e.ino = st.st_ino;
 		e.attr = st;
-		e.attr_timeout = e.entry_timeout = 86400;
+		e.attr_timeout = e.entry_timeout = NF_TIMEOUT;
 		/* As cairnd: a file created write-only skips the page
 		 * cache (unless the kernel's write-back cache is on). */
 		if ((fi->flags & O_ACCMODE) == O_WRONLY && !fs.writeback)
