@@ -2058,9 +2058,11 @@ test_bulk(void)
 	int bad = 0, dups, n = 3000;
 
 	is_int((int)vs_hash_size(0), 10007, "hash size: default");
-	is_int((int)vs_hash_size(10007), 10007, "  up to 10,007 objects");
-	is_int((int)vs_hash_size(100000), 100001, "  one chain an object, odd");
-	is_int((int)vs_hash_size(1ull << 40), (1 << 22) | 1, "  at most 2^22");
+	is_int((int)vs_hash_size(2501), 10007, "  up to 2,501 objects");
+	is_int((int)vs_hash_size(2502), 10009, "  four chains an object, odd");
+	is_int((int)vs_hash_size(100000), 400001, "  ...at 100,000");
+	is_int((int)vs_hash_size(1ull << 40), (1 << 24) | 1,
+	       "  at most 2^24 chains");
 	vs_vol_create(root, "bulkx", 0, 0, 0, NULL);
 	is_int(vs_vol_open(root, "bulkx", VS_BULK, &v), -EINVAL,
 	       "VS_BULK on a published volume: EINVAL");
@@ -2073,7 +2075,7 @@ test_bulk(void)
 	       0, "open it for bulk writes");
 	if (!v)
 		return;
-	ok(tdb_hash_size(v->tdb) == 50001, "its tdb has 50,001 chains");
+	ok(tdb_hash_size(v->tdb) == 200001, "its tdb has 200,001 chains");
 	vs_vol_info(v, &vi);
 	dir = vi.root;
 	for (int i = 0; i < n; i++) {
