@@ -46,6 +46,16 @@
  * the writeback store): they cost two system calls a fetch, a quarter of
  * a cold listing's CPU (doc/cm.md, "Listings at scale"). Within the
  * process vc->lock guards the handle.
+ *
+ * Misses. Every entry of a listing cairnd takes asks for its cached 'A'
+ * record first (mcache_apply_fetched()), and in a cold listing every ask
+ * misses: a cache and TLB miss on tdb's hash table each. vc->attrs holds
+ * the hash of every 'A' key in the file (common/fpset.h: one pass over
+ * the file at open, then every store adds), so a FID it has never seen
+ * is answered without tdb. It only ever says "maybe" where "no" is true,
+ * never the other way: nothing but this process writes the file while it
+ * is open (the flock above), and each 'A' store goes through
+ * vc_store_locked().
  */
 #include "config.h"
 
@@ -61,6 +71,7 @@
 
 #include "base/crc32c.h"
 #include "cm/vc.h"
+#include "common/fpset.h"
 #include "common/log.h"
 #include "common/memtrim.h"
 #include "common/tdbw.h"
@@ -94,6 +105,10 @@ struct vc {
 	void *drop_hook_arg;
 	atomic_ullong swept; /* orphan pages swept at open (vc_swept()) */
 	atomic_ullong rebuilt; /* files rebuilt at open (vc_rebuilt()) */
+	/* The 'A' keys in the file, as hashes (attr_hash()); protected by
+	 * lock. */
+	struct fpset attrs;
+	atomic_ullong attr_skips; /* lookups it answered (vc_filter_stats()) */
 };
 
 /* --- little-endian buffer helpers --- */
@@ -423,6 +438,21 @@ rec_ok(char tag, const uint8_t *p, size_t n)
 	       rec_crc_ok(tag, p, n);
 }
 
+/* The hash vc->attrs holds for the 'A' key of @fid (object ids are
+ * random, but a test's may be a counter: all 20 bytes are mixed). */
+static uint64_t
+attr_hash(const struct fid *fid)
+{
+	uint64_t a, b, h;
+
+	memcpy(&a, fid->oid, 8);
+	memcpy(&b, fid->oid + 8, 8);
+	h = a ^ ((b ^ fid->vol) * 0x9e3779b97f4a7c15ULL);
+	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+	return h ^ (h >> 31);
+}
+
 /* Fetch a record under the lock; on success the caller frees d->dptr. */
 static int
 vc_fetch(struct vc *vc, char tag, const struct fid *fid, TDB_DATA *d)
@@ -436,7 +466,12 @@ vc_fetch(struct vc *vc, char tag, const struct fid *fid, TDB_DATA *d)
 	d->dptr = NULL;
 	d->dsize = 0;
 	pthread_mutex_lock(&vc->lock);
-	rc = tdbw_fetch(vc->tdb, k.dptr, k.dsize, &p, &n);
+	if (tag == 'A' && !fpset_maybe(&vc->attrs, attr_hash(fid))) {
+		rc = -ENOENT; /* never stored: no need to ask tdb */
+		atomic_fetch_add_explicit(&vc->attr_skips, 1,
+					  memory_order_relaxed);
+	} else
+		rc = tdbw_fetch(vc->tdb, k.dptr, k.dsize, &p, &n);
 	pthread_mutex_unlock(&vc->lock);
 	/* A record tdb finds damaged goes the way of one that does not
 	 * parse (the caller drops it); any other failure to read is a miss,
@@ -469,6 +504,10 @@ vc_store_locked(struct vc *vc, char tag, const struct fid *fid,
 
 	if (w->err)
 		return w->err;
+	/* Before the store: a set that cannot grow turns itself off
+	 * (every answer "maybe"), so its failure is no failure here. */
+	if (tag == 'A')
+		(void)fpset_add(&vc->attrs, attr_hash(fid));
 	return tdbw_store(vc->tdb, k.dptr, k.dsize, w->p, w->len, TDB_REPLACE);
 }
 
@@ -588,6 +627,40 @@ static int vc_sweep_locked(struct vc *vc, struct vc_check_result *res,
 			   uint64_t *max_id);
 static int id_store_locked(struct vc *vc, uint64_t limit, bool clean);
 
+static int
+attrs_load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
+{
+	struct fpset *s = arg;
+	struct rbuf r = {.p = k.dptr, .len = k.dsize, .off = 1};
+	struct fid fid;
+
+	(void)tdb;
+	(void)v;
+	if (k.dsize != VC_KEY_LEN || k.dptr[0] != 'A')
+		return 0;
+	rb_fid(&r, &fid);
+	return fpset_add(s, attr_hash(&fid)) ? 1 : 0; /* off: stop */
+}
+
+/* Fill vc->attrs with every 'A' key of the file: one pass at open, about
+ * 0.3 us a record (doc/cm.md, "The attribute filter"). A pass that stops
+ * short (a damaged chain, no memory) leaves the set off: every FID is
+ * then looked up in the file, as before the set. */
+static void
+attrs_load_locked(struct vc *vc)
+{
+	int n;
+
+	fpset_free(&vc->attrs);
+	n = tdb_traverse_read(vc->tdb, attrs_load_cb, &vc->attrs);
+	if (n >= 0 && !vc->attrs.off)
+		return;
+	fpset_disable(&vc->attrs);
+	log_warn(LOG_VC, "metadata cache '%s': cannot list its attribute "
+			 "records (%s); every lookup asks the file",
+		 vc->path, n < 0 ? tdb_errorstr(vc->tdb) : strerror(ENOMEM));
+}
+
 /* Whether the file holds any record (a new file holds none). */
 static bool
 vc_has_records(struct vc *vc)
@@ -628,6 +701,8 @@ vc_open(const char *path, uint32_t vol_id, uint32_t chunk_size)
 	if (!vc)
 		return NULL;
 	pthread_mutex_init(&vc->lock, NULL);
+	/* "maybe" to every FID until attrs_load_locked() has read them */
+	fpset_disable(&vc->attrs);
 	vc->path = strdup(path);
 	if (!vc->path) {
 		err = ENOMEM;
@@ -699,6 +774,8 @@ wipe:
 ids:
 	pthread_mutex_lock(&vc->lock);
 	rc = vc_ids_open_locked(vc);
+	if (rc == 0)
+		attrs_load_locked(vc);
 	pthread_mutex_unlock(&vc->lock);
 	if (rc == -EAGAIN && !wiped) {
 		wiped = true; /* the sweep failed and emptied the file */
@@ -741,6 +818,7 @@ vc_close(struct vc *vc)
 	}
 	if (vc->tdb)
 		tdb_close(vc->tdb);
+	fpset_free(&vc->attrs);
 	pthread_mutex_destroy(&vc->lock);
 	free(vc->path);
 	free(vc);
@@ -2942,6 +3020,17 @@ uint64_t
 vc_swept(struct vc *vc)
 {
 	return vc ? atomic_load(&vc->swept) : 0;
+}
+
+void
+vc_filter_stats(struct vc *vc, struct vc_filter_stats *st)
+{
+	pthread_mutex_lock(&vc->lock);
+	st->held = vc->attrs.n;
+	st->bytes = fpset_bytes(&vc->attrs);
+	st->on = !vc->attrs.off;
+	pthread_mutex_unlock(&vc->lock);
+	st->skipped = atomic_load(&vc->attr_skips);
 }
 
 uint64_t

@@ -263,6 +263,16 @@ uint64_t vc_swept(struct vc *vc);
  */
 uint64_t vc_rebuilt(struct vc *vc);
 
+/* The attribute filter (vc.c, "Misses"): fingerprints of the 'A' keys it
+ * holds, the bytes of memory they take, the lookups it answered without
+ * the file since vc_open(), and whether it is on (off: every lookup asks
+ * the file, after a failed pass at open or a failed growth). */
+struct vc_filter_stats {
+	uint64_t held, bytes, skipped;
+	bool on;
+};
+void vc_filter_stats(struct vc *vc, struct vc_filter_stats *st);
+
 /* What vc_check() found (counts of records). */
 struct vc_check_result {
 	uint64_t records; /* records read */

@@ -184,6 +184,105 @@ test_attrs(void)
 	}
 }
 
+/* A FID whose object id is a counter in its last bytes (the attribute
+ * filter mixes every byte: such FIDs must not all share a slot). */
+static struct fid
+countfid(uint32_t vol, uint32_t i)
+{
+	struct fid f;
+
+	memset(&f, 0, sizeof(f));
+	f.vol = vol;
+	memcpy(f.oid + 12, &i, sizeof(i));
+	return f;
+}
+
+/* The attribute filter (vc.c, "Misses"): a FID never stored is answered
+ * without the file; one stored, now or by an earlier process, is always
+ * looked up (never a false miss), also after the file was emptied. */
+static void
+test_attr_filter(void)
+{
+	enum { N = 5000 };
+	struct vc_filter_stats st0, st;
+	struct proto_attr a, b;
+	struct vc *vc;
+	int bad = 0, found = 0;
+
+	unlink(path);
+	vc = vc_open(path, 7, 262144);
+	ok(vc != NULL, "filter: a new file");
+	vc_filter_stats(vc, &st0);
+	ok(st0.on && st0.held == 0, "filter: on and empty in a new file");
+	is_int(vc_get_attr(vc, &(struct fid){7, {1}}, &b), -ENOENT,
+	       "filter: a miss");
+	vc_filter_stats(vc, &st);
+	is_int((int)(st.skipped - st0.skipped), 1,
+	       "filter: ...answered without the file");
+	for (uint32_t i = 0; i < N; i++) {
+		a = mkattr(countfid(7, i), PROTO_T_FILE, i + 1);
+		bad += vc_put_attr(vc, &a) != 0;
+	}
+	is_int(bad, 0, "filter: %d attrs stored", N);
+	for (uint32_t i = 0; i < N; i++) {
+		struct fid f = countfid(7, i);
+
+		bad += vc_get_attr(vc, &f, &b) != 0 || b.dv != i + 1;
+	}
+	is_int(bad, 0, "filter: every stored attr reads back");
+	vc_filter_stats(vc, &st0);
+	for (uint32_t i = N; i < 2 * N; i++) {
+		struct fid f = countfid(7, i);
+
+		found += vc_get_attr(vc, &f, &b) == 0;
+	}
+	vc_filter_stats(vc, &st);
+	is_int(found, 0, "filter: %d never stored miss", N);
+	ok(st.skipped - st0.skipped >= N - N / 100,
+	   "filter: %llu of those %d answered without the file",
+	   (unsigned long long)(st.skipped - st0.skipped), N);
+	ok(st.held == N && st.bytes > 0 && st.bytes <= 16 * N,
+	   "filter: holds %llu in %llu bytes", (unsigned long long)st.held,
+	   (unsigned long long)st.bytes);
+	vc_close(vc);
+
+	/* What an earlier process stored is read at open. */
+	vc = vc_open(path, 7, 262144);
+	vc_filter_stats(vc, &st);
+	ok(st.on && st.held == N, "filter: reopened, %llu held (one pass)",
+	   (unsigned long long)st.held);
+	for (uint32_t i = 0; i < N; i++) {
+		struct fid f = countfid(7, i);
+
+		bad += vc_get_attr(vc, &f, &b) != 0 || b.dv != i + 1;
+	}
+	is_int(bad, 0, "filter: every attr of the earlier process reads back");
+	/* One stored and deleted: still a maybe, so the file answers. */
+	{
+		struct fid f = countfid(7, 3);
+
+		is_int(vc_del_attr(vc, &f), 0, "filter: delete a stored attr");
+		is_int(vc_get_attr(vc, &f, &b), -ENOENT,
+		       "filter: ...then it misses (asked of the file)");
+		a = mkattr(f, PROTO_T_DIR, 99);
+		is_int(vc_put_attr(vc, &a), 0, "filter: store it again");
+		is_int(vc_get_attr(vc, &f, &b), 0, "filter: ...found");
+		is_int((int)b.dv, 99, "filter: ...the new one");
+	}
+	vc_close(vc);
+
+	/* Emptied for another volume: nothing of the old file is held. */
+	vc = vc_open(path, 8, 262144);
+	vc_filter_stats(vc, &st);
+	ok(vc && st.on && st.held == 0,
+	   "filter: a file emptied at open holds nothing");
+	a = mkattr(countfid(8, 1), PROTO_T_FILE, 5);
+	is_int(vc_put_attr(vc, &a), 0, "filter: store in the emptied file");
+	is_int(vc_get_attr(vc, &a.fid, &b), 0, "filter: ...found");
+	vc_close(vc);
+	unlink(path);
+}
+
 static void
 test_dirs(void)
 {
@@ -3055,6 +3154,7 @@ main(void)
 	}
 	test_hash_size();
 	test_attrs();
+	test_attr_filter();
 	test_dirs();
 	test_dir_edits();
 	test_dir_read_race();
