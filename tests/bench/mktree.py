@@ -6,13 +6,14 @@
 # go in each system call). The last sessions' generators made ~400 files/s
 # on the shared disk; this one is bound by the file system's creates.
 #
-#   mktree.py ROOT N [--per K] [--empty] [--split] [--threads T]
+#   mktree.py ROOT N [--per K] [--empty] [--max B] [--split] [--threads T]
 #
 # N files f%07d in directories d%04d of K files each (--per 0: all in
-# ROOT itself); sizes 65536 * r^8 bytes (0-64 KiB, a quarter empty, mean
-# ~7 KiB, seeded per directory so any --threads gives the same tree), or
-# all empty (--empty). --split: the first tenth of the directories under
-# ROOT/p0, the rest under ROOT/p1 (bench-scale-tree's shape).
+# ROOT itself); sizes B * r^8 bytes (B = 65536 unless --max says: 0-64
+# KiB, a quarter empty, mean ~7 KiB, seeded per directory so any
+# --threads gives the same tree), or all empty (--empty). --split: the
+# first tenth of the directories under ROOT/p0, the rest under ROOT/p1
+# (bench-scale-tree's shape).
 import os
 import random
 import sys
@@ -20,9 +21,9 @@ import threading
 
 args = sys.argv[1:]
 if len(args) < 2:
-    sys.exit("usage: mktree.py ROOT N [--per K] [--empty] [--split] [--threads T]")
+    sys.exit("usage: mktree.py ROOT N [--per K] [--empty] [--max B] [--split] [--threads T]")
 root, n = args[0], int(args[1])
-per, empty, split, threads = 1000, False, False, 4
+per, empty, split, threads, maxsize = 1000, False, False, 4, 65536
 i = 2
 while i < len(args):
     a = args[i]
@@ -31,6 +32,11 @@ while i < len(args):
         i += 1
     elif a == "--empty":
         empty = True
+    elif a == "--max":
+        maxsize = int(args[i + 1])
+        if not 0 < maxsize <= 65536:
+            sys.exit("mktree.py: --max takes 1 to 65536")
+        i += 1
     elif a == "--split":
         split = True
     elif a == "--threads":
@@ -60,7 +66,7 @@ def one_dir(k):
     for f in range(lo, hi):
         fd = os.open(os.path.join(d, "f%07d" % f), flags, 0o644)
         if not empty:
-            size = int(65536 * rnd.random() ** 8)
+            size = int(maxsize * rnd.random() ** 8)
             if size:
                 data = memoryview(buf[f % 256:f % 256 + size]
                                   if size <= 65280 else buf[:size])
