@@ -22,7 +22,8 @@
 #     cairn-vold; the CPU of both for the cold listing and the FUSE
 #     requests of the listings (cairn.stats)
 # Sizes: BENCH_SCALE_SMALL (10000), BENCH_SCALE_BIG (100000),
-# BENCH_SCALE_OPS (200 creates and unlinks). BENCH_SCALE_BASE=DIR runs
+# BENCH_SCALE_OPS (200 creates and unlinks a round through the mount,
+# BENCH_SCALE_ROUNDS rounds, 5: medians). BENCH_SCALE_BASE=DIR runs
 # every row also with the vos, cairn-vold and cairnd found in DIR (say, a
 # copy of another build's binaries), in the same run, for a before/after.
 set -u
@@ -32,6 +33,7 @@ t_timeout 3600
 SMALL=${BENCH_SCALE_SMALL:-10000}
 BIG=${BENCH_SCALE_BIG:-100000}
 OPS=${BENCH_SCALE_OPS:-200}
+ROUNDS=${BENCH_SCALE_ROUNDS:-5}
 
 now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc -l; }
@@ -85,16 +87,20 @@ for i in range(n):
     os.close(os.open(os.path.join(d, "%s%05d" % (tag, i)), os.O_CREAT | os.O_WRONLY, 0o644))
 PY
 }
-mkrm() { # DIR N: N creates, then N unlinks
+mkrm() { # DIR N: N creates, then N unlinks; prints us an op (timed
+	# inside, so python's start is not in it)
 	python3 - "$1" "$2" <<'PY'
-import os, sys
+import os, sys, time
 d, n = sys.argv[1], int(sys.argv[2])
+t0 = time.monotonic()
 for i in range(n):
     os.close(os.open(os.path.join(d, "new%05d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
 for i in range(n):
     os.unlink(os.path.join(d, "new%05d" % i))
+print("%.1f" % ((time.monotonic() - t0) * 1e6 / (2 * n)))
 PY
 }
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 run_set() { # LABEL BINDIR
 	local label=$1 bin=$2 t ts tb cm m cold warm warml local_f local_l
@@ -163,15 +169,30 @@ run_set() { # LABEL BINDIR
 	echo "cold ls -f CPU: cairnd $((c1 - c0)) ms, cairn-vold $((v1 - v0)) ms ($(echo "($c1 - $c0 + $v1 - $v0) * 1000 / $BIG" | bc) us an entry); FUSE requests: readdir $(sdelta req_readdir "$gs0" "$gs1"), listing fetches $(sdelta dir_fetches "$gs0" "$gs1")"
 	echo "warm ls -l FUSE requests: lookup $(sdelta req_lookup "$gs1" "$gs2"), getxattr $(sdelta req_xattr "$gs1" "$gs2"), getattr $(sdelta req_getattr "$gs1" "$gs2")"
 	mkdir "$m/empty"
-	c0=$(cpu_ms "$cm")
-	ts=$(timed mkrm "$m/empty" "$OPS")
-	c1=$(cpu_ms "$cm")
-	tb=$(timed mkrm "$m/dir" "$OPS")
-	c2=$(cpu_ms "$cm")
+	# ROUNDS rounds, the two directories alternated (a lone pair was
+	# at the mercy of one stall: 1.12-1.25x from one run to the next),
+	# after one unmeasured round each (the first creates in a directory
+	# fetch its listing); the medians are compared.
+	mkrm "$m/empty" "$OPS" >/dev/null; mkrm "$m/dir" "$OPS" >/dev/null
+	local wb="" we="" cb="" ce="" vb="" ve="" x
+	for _ in $(seq "$ROUNDS"); do
+		c0=$(cpu_ms "$cm"); v0=$(cpu_ms "$VOLD_PID")
+		x=$(mkrm "$m/empty" "$OPS") || return 1
+		we+=" $x"
+		c1=$(cpu_ms "$cm"); v1=$(cpu_ms "$VOLD_PID")
+		x=$(mkrm "$m/dir" "$OPS") || return 1
+		wb+=" $x"
+		c2=$(cpu_ms "$cm"); v2=$(cpu_ms "$VOLD_PID")
+		ce+=" $(( (c1 - c0) * 500 / OPS ))" cb+=" $(( (c2 - c1) * 500 / OPS ))"
+		ve+=" $(( (v1 - v0) * 500 / OPS ))" vb+=" $(( (v2 - v1) * 500 / OPS ))"
+	done
+	tb=$(median <<<"$wb"); ts=$(median <<<"$we")
 	printf '%-30s %8s %8s %8s\n' "create+unlink (ms/op)" big empty ratio
-	printf '%-30s %8.2f %8.2f %8s\n' "through the mount" "$(echo "$tb * 500 / $OPS" | bc -l)" \
-		"$(echo "$ts * 500 / $OPS" | bc -l)" "$(ratio "$tb" "$ts")"
-	printf '%-30s %8d %8d\n' "  cairnd CPU (us/op)" $(( (c2 - c1) * 500 / OPS )) $(( (c1 - c0) * 500 / OPS ))
+	printf '%-30s %8.2f %8.2f %8s\n' "through the mount" "$(echo "$tb / 1000" | bc -l)" \
+		"$(echo "$ts / 1000" | bc -l)" "$(ratio "$tb" "$ts")"
+	printf '%-30s %8d %8d\n' "  cairnd CPU (us/op)" "$(median <<<"$cb")" "$(median <<<"$ce")"
+	printf '%-30s %8d %8d\n' "  cairn-vold CPU (us/op)" "$(median <<<"$vb")" "$(median <<<"$ve")"
+	echo "  (medians of $ROUNDS rounds of $OPS creates and unlinks; us an op, big:$wb; empty:$we)"
 	# Offline creates: the listings cached (and current) first.
 	ls -f "$m/empty" "$m/dir" >/dev/null
 	"$FS" disconnect -m "$m" >/dev/null 2>&1
