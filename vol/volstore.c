@@ -167,66 +167,87 @@ obj_release(struct obj *o)
 	o->x = NULL;
 }
 
-int
-obj_get(struct vs_vol *v, const uint8_t oid[16], struct obj *o)
+/* Decode the object record @val (@len bytes) into @o (zeroed by the
+ * caller). @return 0, -EIO (does not parse), -ENOMEM. */
+static int
+obj_decode(struct obj *o, const uint8_t *val, size_t len)
 {
-	uint8_t k[17], *val;
-	size_t len, hlen;
-	int rc;
+	size_t hlen;
 
-	memset(o, 0, sizeof(*o));
-	key_obj(k, oid);
-	rc = kv_get(v, k, sizeof(k), &val, &len);
-	if (rc)
-		return rc;
-	rc = -EIO;
 	if (len < sizeof(o->r))
-		goto out;
+		return -EIO;
 	memcpy(&o->r, val, sizeof(o->r));
 	hlen = sizeof(o->r);
 	if (o->r.magic == OREC_MAGIC_EXT) {
 		struct orec_ext ext;
 
 		if (len < hlen + sizeof(ext))
-			goto out;
+			return -EIO;
 		memcpy(&ext, val + hlen, sizeof(ext));
 		if (ext.len < sizeof(ext) || ext.len > OREC_EXT_MAX ||
 		    ext.len > len - hlen)
-			goto out;
+			return -EIO;
 		o->rdev = ext.rdev;
 		hlen += ext.len;
 	} else if (o->r.magic != OREC_MAGIC) {
-		goto out;
+		return -EIO;
 	}
 	if (len != hlen + (size_t)o->r.tlen + o->r.xlen)
-		goto out;
-	memcpy(o->oid, oid, 16);
+		return -EIO;
 	if (o->r.tlen) {
 		o->target = malloc(o->r.tlen + 1);
-		if (!o->target) {
-			rc = -ENOMEM;
-			goto out;
-		}
+		if (!o->target)
+			return -ENOMEM;
 		memcpy(o->target, val + hlen, o->r.tlen);
 		o->target[o->r.tlen] = 0;
 	}
 	if (o->r.xlen) {
 		o->x = malloc(o->r.xlen);
-		if (!o->x) {
-			rc = -ENOMEM;
-			goto out;
-		}
+		if (!o->x)
+			return -ENOMEM;
 		memcpy(o->x, val + hlen + o->r.tlen, o->r.xlen);
 	}
-	rc = 0;
-out:
-	free(val);
+	return 0;
+}
+
+struct obj_parse {
+	struct obj *o;
+	int rc;
+};
+
+/* tdbj_parse() callback: the record is decoded where tdb keeps it (in
+ * its map), not first copied into a buffer of its own: a listing reads
+ * one object record an entry. */
+static int
+obj_parser(TDB_DATA key, TDB_DATA data, void *arg)
+{
+	struct obj_parse *p = arg;
+
+	(void)key;
+	p->rc = obj_decode(p->o, data.dptr, data.dsize);
+	return 0;
+}
+
+int
+obj_get(struct vs_vol *v, const uint8_t oid[16], struct obj *o)
+{
+	struct obj_parse p = {.o = o, .rc = -EIO};
+	uint8_t k[17];
+	int rc;
+
+	memset(o, 0, sizeof(*o));
+	key_obj(k, oid);
+	rc = tdbj_parse(v->j, k, sizeof(k), obj_parser, &p);
+	if (!rc)
+		rc = p.rc;
 	if (rc) {
 		if (rc == -EIO)
 			log_err(LOG_VOL, "corrupt object record in volume");
 		obj_release(o);
+		return rc;
 	}
-	return rc;
+	memcpy(o->oid, oid, 16);
+	return 0;
 }
 
 /* Sockets, devices and mount points get the COB2 record with its
