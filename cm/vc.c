@@ -642,8 +642,8 @@ attrs_load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 	return fpset_add(s, attr_hash(&fid)) ? 1 : 0; /* off: stop */
 }
 
-/* Fill vc->attrs with every 'A' key of the file: one pass at open, about
- * 0.3 us a record (doc/cm.md, "The attribute filter"). A pass that stops
+/* Fill vc->attrs with every 'A' key of the file: one pass at open,
+ * 0.13-0.26 us a record (doc/cm.md, "The attribute filter"). A pass that stops
  * short (a damaged chain, no memory) leaves the set off: every FID is
  * then looked up in the file, as before the set. */
 static void

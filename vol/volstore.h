@@ -150,8 +150,8 @@ int vs_vol_create_sized(struct vs_root *r, const char *name,
 			uint64_t bytes_limit, uint64_t files_limit, int flags,
 			uint64_t nobjects, uint32_t *id);
 /* The tdb hash chains of a volume made for @nobjects objects: 10,007
- * (the default) up to 10,007 objects, else about one chain per object,
- * at most 2^22 (a 16 MiB table). */
+ * (the default) up to 2,501 objects, else four chains an object (4n + 1),
+ * at most 2^24 + 1 (a 64 MiB table). */
 uint32_t vs_hash_size(uint64_t nobjects);
 /* Make a staged volume visible under its name (atomic rename, fsynced).
  * @return 0, -EEXIST if a volume of that name appeared meanwhile. */

@@ -34,6 +34,7 @@ SMALL=${BENCH_SCALE_SMALL:-10000}
 BIG=${BENCH_SCALE_BIG:-100000}
 OPS=${BENCH_SCALE_OPS:-200}
 ROUNDS=${BENCH_SCALE_ROUNDS:-5}
+case $ROUNDS in '' | *[!0-9]* | 0) echo "BENCH_SCALE_ROUNDS: a number >= 1"; exit 99 ;; esac
 
 now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc -l; }
@@ -190,8 +191,8 @@ run_set() { # LABEL BINDIR
 	printf '%-30s %8s %8s %8s\n' "create+unlink (ms/op)" big empty ratio
 	printf '%-30s %8.2f %8.2f %8s\n' "through the mount" "$(echo "$tb / 1000" | bc -l)" \
 		"$(echo "$ts / 1000" | bc -l)" "$(ratio "$tb" "$ts")"
-	printf '%-30s %8d %8d\n' "  cairnd CPU (us/op)" "$(median <<<"$cb")" "$(median <<<"$ce")"
-	printf '%-30s %8d %8d\n' "  cairn-vold CPU (us/op)" "$(median <<<"$vb")" "$(median <<<"$ve")"
+	printf '%-30s %8.0f %8.0f\n' "  cairnd CPU (us/op)" "$(median <<<"$cb")" "$(median <<<"$ce")"
+	printf '%-30s %8.0f %8.0f\n' "  cairn-vold CPU (us/op)" "$(median <<<"$vb")" "$(median <<<"$ve")"
 	echo "  (medians of $ROUNDS rounds of $OPS creates and unlinks; us an op, big:$wb; empty:$we)"
 	# Offline creates: the listings cached (and current) first.
 	ls -f "$m/empty" "$m/dir" >/dev/null

@@ -24,8 +24,9 @@
 # size (1.00: the row grew exactly as the kernel's own copy did). The
 # last lines name every row whose "x first" is over 1.2.
 #
-# Needs ~12 GB of memory at 1,000,000 files (tmpfs size BENCH_GROWTH_TMPFS,
-# default 16G, nr_inodes unlimited).
+# Needs root and ~12 GB of memory at 1,000,000 files (tmpfs size
+# BENCH_GROWTH_TMPFS, default 16G, nr_inodes unlimited); skips (exit 77)
+# without. Not part of make bench, for that reason.
 set -u
 . "$top_srcdir/tests/integration/lib.sh"
 t_timeout 7200
@@ -34,9 +35,12 @@ RUNS=${BENCH_GROWTH_RUNS:-3}
 MKTREE=$top_srcdir/tests/bench/mktree.py
 case $RUNS in '' | *[!0-9]* | 0) echo "BENCH_GROWTH_RUNS: a number >= 1"; exit 99 ;; esac
 
+[ "$(id -u)" = 0 ] || { echo "bench-vos-growth: needs root (it mounts a tmpfs)"; exit 77; }
+[ -x /usr/bin/time ] || apt-get install -y -qq time >/dev/null 2>&1
+[ -x /usr/bin/time ] || { echo "bench-vos-growth: needs /usr/bin/time"; exit 77; }
 B=$T_DIR/mem
 mkdir -p "$B" && mount -t tmpfs -o "size=${BENCH_GROWTH_TMPFS:-16G},nr_inodes=0" tmpfs "$B" ||
-	{ echo "bench-vos-growth: cannot mount a tmpfs on $B"; exit 99; }
+	{ echo "bench-vos-growth: cannot mount a tmpfs on $B"; exit 77; }
 trap 'rc=$?; umount -l "$B" 2>/dev/null; (exit $rc); _t_cleanup' EXIT
 SRV_ROOT=$B/srv
 vos init >/dev/null || exit 99
