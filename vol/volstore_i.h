@@ -35,7 +35,7 @@
 #define VREC_MAGIC_J3	0x43564a33u
 #define OREC_MAGIC	0x434f4231u /* "COB1" */
 #define OREC_MAGIC_EXT	0x434f4232u /* "COB2": an orec, then an orec_ext */
-#define DIR_SPLIT	64 /* entries per bucket before the dir grows */
+#define DIR_SPLIT	32 /* entries per bucket before the dir grows */
 #define DIR_BUCKETS_MAX (1u << 20)
 #define HASH_SIZE	10007
 /* vs_vol_open() flag of the library's own: a format 1 volume is -EPROTO,
