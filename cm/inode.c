@@ -50,12 +50,7 @@ hash_ino(uint64_t ino)
 static size_t
 hash_fid(const struct fid *f)
 {
-	uint64_t h = 1469598103934665603ULL ^ f->vol;
-
-	/* Object ids are random: a few of their bytes hash well enough. */
-	for (int i = 0; i < FID_OID_LEN; i++)
-		h = (h ^ f->oid[i]) * 1099511628211ULL;
-	return (size_t)h;
+	return (size_t)fid_hash(f);
 }
 
 /* Rehash every entry into @nb buckets. */

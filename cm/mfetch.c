@@ -207,12 +207,7 @@ apply_fetched(struct mfetch *mf, const struct proto_attr *a, bool store,
 static unsigned
 ring_bucket(const struct fid *fid)
 {
-	uint64_t h = fid->vol;
-
-	/* OIDs are random (or a counter in their last bytes): mix all. */
-	for (size_t i = 0; i < FID_OID_LEN; i++)
-		h = (h ^ fid->oid[i]) * 0x100000001b3ULL;
-	return (unsigned)(h >> 20) % MF_RING_BUCKETS;
+	return (unsigned)(fid_hash(fid) >> 20) % MF_RING_BUCKETS;
 }
 
 /* Note event number m->gen, about @fid. */

@@ -102,11 +102,7 @@ struct pin {
 static size_t
 fid_bucket(const struct fid *fid)
 {
-	uint64_t h = fid->vol * 0x9e3779b97f4a7c15ULL;
-
-	for (size_t i = 0; i < FID_OID_LEN; i++)
-		h = (h ^ fid->oid[i]) * 0x100000001b3ULL;
-	return (size_t)(h % PIN_BUCKETS);
+	return (size_t)(fid_hash(fid) % PIN_BUCKETS);
 }
 
 static struct pobj *

@@ -105,7 +105,7 @@ struct vc {
 	void *drop_hook_arg;
 	atomic_ullong swept; /* orphan pages swept at open (vc_swept()) */
 	atomic_ullong rebuilt; /* files rebuilt at open (vc_rebuilt()) */
-	/* The 'A' keys in the file, as hashes (attr_hash()); protected by
+	/* The 'A' keys in the file, as hashes (fid_hash()); protected by
 	 * lock. */
 	struct fpset attrs;
 	atomic_ullong attr_skips; /* lookups it answered (vc_filter_stats()) */
@@ -438,21 +438,6 @@ rec_ok(char tag, const uint8_t *p, size_t n)
 	       rec_crc_ok(tag, p, n);
 }
 
-/* The hash vc->attrs holds for the 'A' key of @fid (object ids are
- * random, but a test's may be a counter: all 20 bytes are mixed). */
-static uint64_t
-attr_hash(const struct fid *fid)
-{
-	uint64_t a, b, h;
-
-	memcpy(&a, fid->oid, 8);
-	memcpy(&b, fid->oid + 8, 8);
-	h = a ^ ((b ^ fid->vol) * 0x9e3779b97f4a7c15ULL);
-	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-	return h ^ (h >> 31);
-}
-
 /* Fetch a record under the lock; on success the caller frees d->dptr. */
 static int
 vc_fetch(struct vc *vc, char tag, const struct fid *fid, TDB_DATA *d)
@@ -466,7 +451,7 @@ vc_fetch(struct vc *vc, char tag, const struct fid *fid, TDB_DATA *d)
 	d->dptr = NULL;
 	d->dsize = 0;
 	pthread_mutex_lock(&vc->lock);
-	if (tag == 'A' && !fpset_maybe(&vc->attrs, attr_hash(fid))) {
+	if (tag == 'A' && !fpset_maybe(&vc->attrs, fid_hash(fid))) {
 		rc = -ENOENT; /* never stored: no need to ask tdb */
 		atomic_fetch_add_explicit(&vc->attr_skips, 1,
 					  memory_order_relaxed);
@@ -507,7 +492,7 @@ vc_store_locked(struct vc *vc, char tag, const struct fid *fid,
 	/* Before the store: a set that cannot grow turns itself off
 	 * (every answer "maybe"), so its failure is no failure here. */
 	if (tag == 'A')
-		(void)fpset_add(&vc->attrs, attr_hash(fid));
+		(void)fpset_add(&vc->attrs, fid_hash(fid));
 	return tdbw_store(vc->tdb, k.dptr, k.dsize, w->p, w->len, TDB_REPLACE);
 }
 
@@ -639,7 +624,7 @@ attrs_load_cb(struct tdb_context *tdb, TDB_DATA k, TDB_DATA v, void *arg)
 	if (k.dsize != VC_KEY_LEN || k.dptr[0] != 'A')
 		return 0;
 	rb_fid(&r, &fid);
-	return fpset_add(s, attr_hash(&fid)) ? 1 : 0; /* off: stop */
+	return fpset_add(s, fid_hash(&fid)) ? 1 : 0; /* off: stop */
 }
 
 /* Fill vc->attrs with every 'A' key of the file: one pass at open,

@@ -73,6 +73,19 @@ fid_eq(const struct fid *a, const struct fid *b)
 	return a->vol == b->vol && !memcmp(a->oid, b->oid, FID_OID_LEN);
 }
 
+uint64_t
+fid_hash(const struct fid *f)
+{
+	uint64_t a, b, h;
+
+	memcpy(&a, f->oid, 8);
+	memcpy(&b, f->oid + 8, 8);
+	h = a ^ ((b ^ f->vol) * 0x9e3779b97f4a7c15ULL);
+	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+	return h ^ (h >> 31);
+}
+
 bool
 fid_is_null(const struct fid *f)
 {

@@ -38,6 +38,10 @@ int fid_parse_n(const char *s, size_t len, struct fid *f);
 int fid_random(uint32_t vol, struct fid *f);
 
 bool fid_eq(const struct fid *a, const struct fid *b);
+/* A 64-bit hash of all 20 bytes of @f, every bit mixed (object ids are
+ * random, but a test's or a client's may be a counter), for in-memory
+ * tables keyed by FID: take its low bits, its high bits or all of it. */
+uint64_t fid_hash(const struct fid *f);
 bool fid_is_null(const struct fid *f);
 
 #endif /* CAIRN_FID_H */

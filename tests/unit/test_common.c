@@ -64,6 +64,32 @@ test_fid(void)
 	is_int(fid_random(42, &f), 0, "fid_random");
 	is_int(fid_random(42, &g), 0, "fid_random again");
 	ok(f.vol == 42 && !fid_eq(&f, &g), "random fids differ");
+	/* fid_hash: the same FID the same hash; a counter in the last bytes
+	 * of the oid, or in the volume, still spreads over the low bits
+	 * (tables take them) and the high bits (fpset's fingerprints). */
+	g = f;
+	ok(fid_hash(&f) == fid_hash(&g), "fid_hash: equal fids, equal hashes");
+	{
+		unsigned lo[64] = {0}, hi[64] = {0}, lo_used = 0, hi_used = 0;
+
+		for (uint32_t i = 0; i < 4096; i++) {
+			struct fid c = {.vol = 7};
+
+			memcpy(c.oid + 12, &i, sizeof(i));
+			if (i >= 2048) {
+				memset(c.oid, 0, sizeof(c.oid));
+				c.vol = i;
+			}
+			lo[fid_hash(&c) & 63]++;
+			hi[fid_hash(&c) >> 58]++;
+		}
+		for (int i = 0; i < 64; i++) {
+			lo_used += lo[i] > 32;
+			hi_used += hi[i] > 32;
+		}
+		is_int((int)lo_used, 64, "fid_hash: counter fids fill every low bucket");
+		is_int((int)hi_used, 64, "fid_hash: ...and every high bucket");
+	}
 }
 
 static void
