@@ -654,9 +654,12 @@ dir_send(struct dir_req *dr)
 		return rc;
 	n = strlen(path);
 	if (!dr->whole)
-		snprintf(path + n, sizeof(path) - n, "?limit=%u%s%s",
-			 PROTO_DIR_PAGE_MAX, dr->next[0] ? "&cursor=" : "",
-			 dr->next);
+		/* enc=bin: binary pages from a server of protocol 8 on; an
+		 * older one ignores it and answers JSON (dir_page() tells
+		 * them apart by their first bytes). */
+		snprintf(path + n, sizeof(path) - n,
+			 "?limit=%u&enc=bin%s%s", PROTO_DIR_PAGE_MAX,
+			 dr->next[0] ? "&cursor=" : "", dr->next);
 	seq = atomic_fetch_add(&mf->send_seq, 1) + 1;
 	if (!dr->next[0]) {
 		/* A first page: a try begins. A listing read while a
@@ -777,16 +780,18 @@ dir_take(struct dir_req *dr, const struct proto_dir *page)
 	return 0;
 }
 
-/* The cursor of the next page when @body starts as cairn-vold writes a
- * page, {"next":"CURSOR", (into @out, PROTO_CURSOR_MAX bytes): the next
- * page can be asked for before this one is decoded. @return whether it
- * does. */
+/* The cursor of the next page when @body is a binary page that has one,
+ * or starts as cairn-vold writes a JSON page, {"next":"CURSOR", (into
+ * @out, PROTO_CURSOR_MAX bytes): the next page can be asked for before
+ * this one is decoded. @return whether it does. */
 static bool
 peek_next(const char *body, size_t len, char *out)
 {
 	static const char head[] = "{\"next\":\"";
 	size_t hl = sizeof(head) - 1, n = 0;
 
+	if (proto_dirb_is(body, len))
+		return proto_dirb_peek_next(body, len, out) == 0 && out[0];
 	if (len < hl || memcmp(body, head, hl))
 		return false;
 	for (const char *c = body + hl; c < body + len && *c != '"'; c++) {

@@ -1594,7 +1594,18 @@ static int
 page_decode(const char *buf, size_t len, bool allow_whole,
 	    struct proto_dir *d, char *next, bool names)
 {
-	int rc = proto_dir_scan_ex(buf, len,
+	int rc;
+
+	if (proto_dirb_is(buf, len)) {
+		/* A binary page (protocol 8) is never a whole listing. */
+		rc = proto_dirb_decode(buf, len, PROTO_DIR_PAGE_MAX, d, next);
+		if (!rc && names && (rc = dir_names_unique(d)) != 0) {
+			proto_dir_release(d);
+			next[0] = 0;
+		}
+		return rc;
+	}
+	rc = proto_dir_scan_ex(buf, len,
 				   allow_whole ? PROTO_DIR_MAX
 					       : PROTO_DIR_PAGE_MAX,
 				   d, next, names);
@@ -3237,9 +3248,17 @@ proto_parse_path(const char *target, struct proto_path *out)
 			    !eq || parse_cursor(eq + 1, vlen, &out->cursor))
 				goto out;
 			out->has_cursor = true;
+		} else if (k == 3 && !memcmp(p, "enc", 3)) {
+			/* Protocol 8: "bin" asks for binary pages. */
+			if (out->kind != PROTO_P_DIR || out->has_enc || !eq ||
+			    !((vlen == 3 && !memcmp(eq + 1, "bin", 3)) ||
+			      (vlen == 4 && !memcmp(eq + 1, "json", 4))))
+				goto out;
+			out->has_enc = true;
+			out->bin = vlen == 3;
 		}
 	}
-	if (out->has_cursor && !out->limit)
+	if ((out->has_cursor || out->bin) && !out->limit)
 		goto out;
 	if (out->kind == PROTO_P_DATA || out->kind == PROTO_P_STAGE) {
 		if (!has_size || !chunk_size_ok(size))

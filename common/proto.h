@@ -47,9 +47,11 @@
  * sends them only to a server whose volume information says 6.
  * 7: a body of /op or /batch may end in an attachment, after its JSON
  * text and a NUL byte, which stores name with "data_off" and
- * "data_len" instead of base64 "data" (PROTO_V_ATTACH). */
-#define PROTO_VERSION 7
-#define PROTO_VERSION_STR "7" /* the same, for headers */
+ * "data_len" instead of base64 "data" (PROTO_V_ATTACH).
+ * 8: listing pages in binary for a client that asks ?enc=bin
+ * (PROTO_V_DIRB); an older server ignores the parameter. */
+#define PROTO_VERSION 8
+#define PROTO_VERSION_STR "8" /* the same, for headers */
 /* The protocol that added sockets and devices: the version a client must
  * announce to be shown them, and a server must speak to keep them. */
 #define PROTO_V_SPECIAL 4
@@ -418,6 +420,43 @@ void proto_sbuf_release(struct proto_sbuf *b);
 char *proto_dir_page_encode(const struct proto_dir *d, const char *next,
 			    size_t *lenp);
 char *proto_link_encode(const char *target, size_t *lenp);
+/*
+ * Binary listing pages (protocol 8, PROTO_V_DIRB; doc/protocol.md,
+ * "Binary pages"): what a client that asks a page with ?enc=bin gets
+ * from a server that knows it (an older one ignores the parameter and
+ * sends JSON, which the client tells by the first bytes,
+ * proto_dirb_is()). Written as the JSON page is: proto_dirb_reserve() on
+ * a zeroed @b keeps the fixed head's room, proto_dirb_ent() for each
+ * entry (the name and attributes checked as proto_dir_enc_ent() checks
+ * them: EINVAL or ERANGE in @b), then proto_dirb_page_end() writes the
+ * head (the directory's attributes, which must be a directory's, the
+ * entry count and @next, "" or NULL for none) and returns the page
+ * (heap, *lenp bytes) or NULL + errno, releasing @b either way.
+ */
+#define PROTO_V_DIRB 8
+#define PROTO_DIRB_MAGIC "CDP1"	/* no JSON text starts with 'C' */
+#define PROTO_DIRB_TYPE "application/vnd.cairn.dirpage" /* Content-Type */
+#define PROTO_DIRB_ATTR_LEN 85	/* bytes of an attribute record */
+#define PROTO_DIRB_HEAD_LEN (9 + PROTO_CURSOR_MAX - 1 + PROTO_DIRB_ATTR_LEN)
+void proto_dirb_reserve(struct proto_sbuf *b);
+void proto_dirb_ent(struct proto_sbuf *b, const char *name, size_t len,
+		    const struct proto_attr *a);
+char *proto_dirb_page_end(struct proto_sbuf *b, const struct proto_attr *dir,
+			  const char *next, size_t *lenp);
+/* Whether the @len bytes at @buf start as a binary page. */
+bool proto_dirb_is(const void *buf, size_t len);
+/* The "next" cursor of a binary page into @next (PROTO_CURSOR_MAX bytes,
+ * "" on the last page) without decoding the rest. @return 0 or -EINVAL. */
+int proto_dirb_peek_next(const void *buf, size_t len, char *next);
+/* Decode a binary page of at most @max entries: as
+ * proto_dir_page_decode_unchecked() does a JSON page (names are not
+ * compared with each other; every other check is made), into *d (zeroed
+ * on failure) and @next (NULL: not wanted). @return 0, -EINVAL (not
+ * such a page, or anything in it out of bounds or refused, trailing
+ * bytes included), -E2BIG (more than @max entries) or -ENOMEM. */
+int proto_dirb_decode(const void *buf, size_t len, size_t max,
+		      struct proto_dir *d, char *next);
+
 char *proto_xattrs_encode(const struct fid *fid, uint64_t dv,
 			  const struct proto_xattr *x, size_t n, size_t *lenp);
 char *proto_event_encode(const struct proto_event *e, size_t *lenp); /* one line, ends in '\n' */
@@ -630,6 +669,8 @@ struct proto_path {
 				not given: the whole listing */
 	bool has_cursor;     /* DIR: "cursor" was given (needs "limit") */
 	struct proto_dir_cursor cursor; /* DIR */
+	bool has_enc;	     /* DIR: "enc" was given (protocol 8) */
+	bool bin;	     /* DIR: enc=bin, binary pages (needs "limit") */
 };
 
 /* Format @c in cairn-vold's form into @buf (PROTO_CURSOR_MAX bytes is
@@ -647,7 +688,8 @@ int proto_cursor_format(char *buf, size_t len,
  * escapes, no empty segments, no trailing '/', no fragment. Query
  * parameters: "size" is required for DATA and STAGE, "since" is optional
  * for EVENTS; "limit" (1..PROTO_DIR_PAGE_MAX) and "cursor" (DV.BUCKET.INDEX,
- * needs "limit") are optional for DIR; a known parameter given twice, one
+ * needs "limit") are optional for DIR, and so is "enc" ("bin" for binary
+ * pages, needs "limit"; "json"; protocol 8); a known parameter given twice, one
  * given to a route that does not take it, or a limit out of its range is
  * -EINVAL; unknown parameters are ignored.
  * The HTTP method is not checked here.

@@ -1521,6 +1521,13 @@ dir_ent(void *arg, const char *name, size_t len, const struct proto_attr *a)
 	}
 	/* An older client sees sockets and devices as files. */
 	proto_attr_compat(&c, r->proto);
+	if (r->path.bin) {
+		/* enc=bin (protocol 8) comes only with limit=. */
+		if (!r->ents.p)
+			proto_dirb_reserve(&r->ents);
+		proto_dirb_ent(&r->ents, name, len, &c);
+		return r->ents.err ? -r->ents.err : 0;
+	}
 	if (r->path.limit && !r->ents.p)
 		proto_dir_enc_reserve(&r->ents);
 	proto_dir_enc_ent(&r->ents, name, len, &c);
@@ -1962,8 +1969,13 @@ job_run(struct vold_job *j)
 				/* The head before the entries encoded under
 				 * the lock, in the room kept for it. */
 				proto_attr_compat(&r->pdir, r->proto);
-				r->out = proto_dir_enc_page_end(
-					&r->ents, &r->pdir, cur, &r->outlen);
+				r->out = r->path.bin
+						 ? proto_dirb_page_end(
+							   &r->ents, &r->pdir,
+							   cur, &r->outlen)
+						 : proto_dir_enc_page_end(
+							   &r->ents, &r->pdir,
+							   cur, &r->outlen);
 			} else {
 				r->out = proto_dir_enc_end(&r->whole,
 							   &r->outlen);
@@ -2153,7 +2165,14 @@ job_done(struct vold_job *j)
 			evhttp_send_reply(r->req, 304, reason(304), NULL);
 			break;
 		}
-		reply_json(r->req, r->out, r->outlen);
+		if (r->path.bin && r->out) {
+			evhttp_add_header(
+				evhttp_request_get_output_headers(r->req),
+				"Cache-Control", "no-cache");
+			reply_body(r->req, 200, PROTO_DIRB_TYPE, r->out,
+				   r->outlen);
+		} else
+			reply_json(r->req, r->out, r->outlen);
 		r->out = NULL;
 		break;
 	default:

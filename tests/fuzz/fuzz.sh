@@ -75,7 +75,7 @@ libs="$(pkg-config --libs jansson openssl)"
 objs=
 # What libcairncommon is made of (common/include.am): its own modules and
 # base/'s CRC32C.
-for m in common/log common/fid common/util common/proto common/proto_dirdec common/token \
+for m in common/log common/fid common/util common/proto common/proto_dirdec common/proto_dirbin common/token \
 	common/ctl_proto base/crc32c; do
 	o=$tmp/$(basename "$m").o
 	if ! "$cc" $cflags -fsanitize=fuzzer-no-link -c "$top_srcdir/$m.c" \

@@ -22,7 +22,10 @@ The proxy sends the returned headers and body, stopping after the first
 as "MODE PATH BLOCKS" (BLOCKS: whether upstream sent X-Cairn-Blocks).
 When SPOILER also defines spoil_dir(mode, path, body) -> body, it is
 called for every 200 reply to a GET of a listing (".../dir/...", its
-pages too), each logged to LOG_FILE.dir as "MODE PATH".
+pages too), each logged to LOG_FILE.dir as "MODE PATH". When it defines
+upstream_path(mode, path) -> path, the request goes upstream with that path
+(t2371 takes "enc=bin" out of listings: the server answers JSON, as one
+before protocol 8 does).
 Every POST's path is appended to LOG_FILE.posts; with the word "postbody"
 in MODE_FILE, "STATUS PATH BODY" (the body on one line) to LOG_FILE.bodies
 once the server answered; with the word "nobatch"
@@ -150,7 +153,10 @@ def main():
             c = http.client.HTTPConnection("127.0.0.1", up_port, timeout=10)
             hdrs = {k: v for k, v in self.headers.items()
                     if k.lower() in FORWARD}
-            c.request(self.command, self.path, body=req_body, headers=hdrs)
+            up = self.path
+            if "upstream_path" in env:
+                up = env["upstream_path"](mode, up)
+            c.request(self.command, up, body=req_body, headers=hdrs)
             r = c.getresponse()
             body = r.read()
             c.close()

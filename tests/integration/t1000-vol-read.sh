@@ -26,7 +26,7 @@ export VC_TOKEN=$(cat "$T_DIR/rw.tok")
 # volinfo
 r=$(vc get /v1/vol/proj)
 t_is "$(echo "$r" | head -1)" 200 "volinfo 200"
-t_is "$(echo "$r" | jget 'd["volume"], d["protocol"], d["readonly"], d["files_used"]')" "proj 7 False 7" "volinfo fields"
+t_is "$(echo "$r" | jget 'd["volume"], d["protocol"], d["readonly"], d["files_used"]')" "proj 8 False 7" "volinfo fields"
 ROOT=$(vc root)
 t_is "$(VC_TOKEN=$(cat "$T_DIR/ro.tok") vc get /v1/vol/proj | jget 'd["readonly"]')" True "readonly true with an ro token"
 t_is "$(vc get /v1/vol/nosuch | head -1)" 403 "another volume's name with this token: 403"
@@ -96,5 +96,5 @@ curl -s -o "$T_DIR/s1" -H "Authorization: Bearer $VC_TOKEN" "$VOLD_URL/v1/vol/pr
 t_is "$(sha256sum <"$T_DIR/s1" | cut -d' ' -f1)" "$(head -c $cs /dev/zero | sha256sum | cut -d' ' -f1)" "a hole reads as zeros"
 t_is "$(vc get "/v1/vol/proj/data/$ROOT/1/0?size=$cs" | head -1)" 400 "chunk GET of a directory: 400"
 t_is "$(vc get "/v1/vol/proj/data/$DATA/$DV/0?size=1000" | head -1)" 400 "chunk size not a power of two: 400"
-t_is "$(vc get /v1/ping | jget 'd["protocol"]')" 7 "ping"
+t_is "$(vc get /v1/ping | jget 'd["protocol"]')" 8 "ping"
 t_done

@@ -3197,6 +3197,337 @@ test_attach(void)
 #undef ASTORE
 }
 
+/* A binary page (protocol 8) of @n entries named bN, as cairn-vold
+ * writes one. */
+static char *
+dirb_page(size_t n, const char *next, size_t *lenp)
+{
+	struct proto_sbuf b = {0};
+	struct proto_attr dir, a;
+	char nm[32];
+
+	mkattr(&dir, F1, PROTO_T_DIR);
+	proto_dirb_reserve(&b);
+	for (size_t i = 0; i < n; i++) {
+		mkattr(&a, i % 2 ? F2 : F3,
+		       i % 3 == 0 ? PROTO_T_FILE : PROTO_T_CHR);
+		a.rdev = i % 3 == 0 ? 0 : (uint32_t)i;
+		a.size = i * 1000003u;
+		snprintf(nm, sizeof(nm), "b%zu", i);
+		proto_dirb_ent(&b, nm, strlen(nm), &a);
+	}
+	return proto_dirb_page_end(&b, &dir, next, lenp);
+}
+
+static void
+test_dir_binary(void)
+{
+	struct proto_attr a;
+	struct proto_dir d = {0}, j = {0}, g = {0};
+	struct proto_dirent e[5];
+	const char *names[5] = {"a.txt", "caf\xc3\xa9", "sub dir",
+				"dev", "x\"y"};
+	char next[PROTO_CURSOR_MAX], jnext[PROTO_CURSOR_MAX], nm[300];
+	char *s, *js;
+	size_t len, jlen, bad = 0, same = 0;
+	int rc;
+
+	/* The same page both ways decodes to the same listing. */
+	mkattr(&d.dir, F1, PROTO_T_DIR);
+	for (int i = 0; i < 5; i++) {
+		e[i].name = (char *)names[i];
+		mkattr(&e[i].attr, i % 2 ? F2 : F3,
+		       i == 3 ? PROTO_T_BLK : i == 2 ? PROTO_T_DIR
+						     : PROTO_T_FILE);
+	}
+	e[3].attr.rdev = 0x0801;
+	e[4].attr.size = (uint64_t)INT64_MAX;
+	e[4].attr.atime_ns = INT64_MIN;
+	e[4].attr.mode = 07777;
+	d.ents = e;
+	d.n = 5;
+	js = proto_dir_page_encode(&d, "7.3.12", &jlen);
+	{
+		struct proto_sbuf b = {0};
+
+		for (int i = 0; i < 5; i++) {
+			if (i == 0)
+				proto_dirb_reserve(&b);
+			/* names as stored: not NUL-ended */
+			memcpy(nm, names[i], strlen(names[i]));
+			memset(nm + strlen(names[i]), 'Z', 4);
+			proto_dirb_ent(&b, nm, strlen(names[i]), &e[i].attr);
+		}
+		s = proto_dirb_page_end(&b, &d.dir, "7.3.12", &len);
+		ok(b.p == NULL && b.len == 0, "binary: the buffer is handed over");
+	}
+	ok(s && js && proto_dirb_is(s, len) && !proto_dirb_is(js, jlen),
+	   "binary: a page starts with its magic, a JSON one does not");
+	ok(s && len == PROTO_DIRB_HEAD_LEN + 5 * (1 + PROTO_DIRB_ATTR_LEN) +
+				 strlen("a.txtcaf\xc3\xa9sub dirdevx\"y"),
+	   "binary: head, then a length, a name and %d bytes an entry",
+	   PROTO_DIRB_ATTR_LEN);
+	rc = s ? proto_dir_page_decode(s, len, false, &g, next) : -1;
+	is_int(rc, 0, "binary: the page decodes (proto_dir_page_decode)");
+	is_int(proto_dir_page_decode(js, jlen, false, &j, jnext), 0,
+	       "and its JSON twin");
+	ok(!strcmp(next, "7.3.12") && !strcmp(jnext, next),
+	   "binary: the same cursor");
+	ok(g.n == 5 && j.n == 5 && attr_eq(&g.dir, &j.dir),
+	   "binary: the same directory and count");
+	for (size_t i = 0; i < g.n && i < j.n; i++)
+		if (!strcmp(g.ents[i].name, j.ents[i].name) &&
+		    attr_eq(&g.ents[i].attr, &j.ents[i].attr))
+			same++;
+	is_int((int)same, 5, "binary: every entry as JSON gives it");
+	proto_dir_release(&j);
+	proto_dir_release(&g);
+	memset(next, 'q', sizeof(next));
+	is_int(proto_dirb_peek_next(s, len, next), 0, "binary: peek at next");
+	is_str(next, "7.3.12", "binary: peeked cursor");
+	/* Re-encoding what was decoded gives the same bytes: one page, one
+	 * encoding (the fuzz target checks this on every input). */
+	{
+		struct proto_sbuf b = {0};
+		char *s2;
+		size_t len2;
+
+		is_int(proto_dirb_decode(s, len, PROTO_DIR_PAGE_MAX, &g, NULL),
+		       0, "binary: proto_dirb_decode, no cursor wanted");
+		proto_dirb_reserve(&b);
+		for (size_t i = 0; i < g.n; i++)
+			proto_dirb_ent(&b, g.ents[i].name,
+				       strlen(g.ents[i].name), &g.ents[i].attr);
+		s2 = proto_dirb_page_end(&b, &g.dir, "7.3.12", &len2);
+		ok(s2 && len2 == len && !memcmp(s, s2, len),
+		   "binary: decoded and encoded again, the same bytes");
+		free(s2);
+		proto_dir_release(&g);
+	}
+
+	/* Every truncation and every trailing byte: EINVAL, nothing kept. */
+	for (size_t cut = 0; cut < len; cut++) {
+		memset(&g, 0x5a, sizeof(g));
+		if (proto_dir_page_decode(s, cut, false, &g, next) == -EINVAL &&
+		    g.n == 0 && g.ents == NULL && next[0] == 0)
+			bad++;
+	}
+	is_int((int)bad, (int)len, "binary: each of %zu truncations: EINVAL",
+	       len);
+	{
+		char *t = malloc(len + 1);
+
+		memcpy(t, s, len);
+		t[len] = 0;
+		is_int(proto_dir_page_decode(t, len + 1, false, &g, next),
+		       -EINVAL, "binary: a byte past the last entry: EINVAL");
+		free(t);
+	}
+
+	/* Each field out of its range, one at a time, in a copy. */
+	{
+		const size_t dir = PROTO_DIRB_HEAD_LEN - PROTO_DIRB_ATTR_LEN;
+		const size_t e0 = PROTO_DIRB_HEAD_LEN; /* "a.txt" */
+		const size_t a0 = e0 + 1 + 5;	       /* its attributes */
+		struct {
+			size_t off;
+			unsigned char v;
+			int rc;
+			const char *what;
+		} bcases[] = {
+			{0, 'X', -EINVAL, "bad magic"},
+			{4, 6, -EINVAL, "a count one past the entries"},
+			{4, 4, -EINVAL, "a count one short (trailing bytes)"},
+			{7, 0x40, -EINVAL, "a count of a billion, 1 KB body"},
+			{8, 64, -EINVAL, "a cursor length of 64"},
+			{8, 7, -EINVAL, "a cursor longer than its text"},
+			{9, '/', -EINVAL, "a '/' in the cursor"},
+			{9 + 62, 1, -EINVAL, "a nonzero byte in the padding"},
+			{dir + 20, PROTO_T_FILE, -EINVAL, "the dir a file"},
+			{dir, 0, 0, "the dir's volume 0 (a FID still)"},
+			{e0, 0, -EINVAL, "a name of 0 bytes"},
+			{e0, 200, -EINVAL, "a name run into the attributes"},
+			{e0, 255, -EINVAL, "a name of 255 run into them"},
+			{e0 + 1, '/', -EINVAL, "a '/' in a name"},
+			{e0 + 1, 0, -EINVAL, "a NUL in a name"},
+			{e0 + 1, 0xff, -EINVAL, "a name not UTF-8"},
+			{a0 + 20, 0, -EINVAL, "type 0"},
+			{a0 + 20, 9, -EINVAL, "type 9"},
+			{a0 + 20, PROTO_T_MOUNT, 0, "type mount"},
+			{a0 + 22, 0x10, -EINVAL, "mode above 07777"},
+			{a0 + 33, 1, -EINVAL, "rdev on a file"},
+			{a0 + 37 + 7, 0x80, -EINVAL, "size 2^63"},
+			{a0 + 45 + 7, 0x80, -EINVAL, "nlink 2^63"},
+			{a0 + 53 + 7, 0x80, -EINVAL, "dv 2^63"},
+			{a0 + 61 + 7, 0x80, 0, "atime before 1970"},
+		};
+
+		for (size_t i = 0; i < sizeof(bcases) / sizeof(bcases[0]); i++) {
+			char *t = malloc(len);
+
+			memcpy(t, s, len);
+			t[bcases[i].off] = (char)bcases[i].v;
+			rc = proto_dir_page_decode(t, len, false, &g, next);
+			is_int(rc, bcases[i].rc, "binary: %s", bcases[i].what);
+			if (!rc)
+				ok(g.n == 5, "binary: and all five entries");
+			else
+				ok(g.n == 0 && !g.ents && !next[0],
+				   "binary: and nothing decoded");
+			proto_dir_release(&g);
+			free(t);
+		}
+		/* A null FID, and a name "..": refused. */
+		{
+			char *t = malloc(len);
+
+			memcpy(t, s, len);
+			memset(t + a0, 0, 4 + FID_OID_LEN);
+			is_int(proto_dir_page_decode(t, len, false, &g, next),
+			       -EINVAL, "binary: a null FID");
+			memcpy(t, s, len);
+			memcpy(t + e0, "\x02..", 3);
+			memcpy(t + e0 + 3, s + e0 + 6, len - e0 - 6);
+			is_int(proto_dir_page_decode(t, len - 3, false, &g,
+						     next),
+			       -EINVAL, "binary: a name '..'");
+			free(t);
+		}
+	}
+	free(s);
+	free(js);
+
+	/* Names given twice: the checked decoder refuses them, the unchecked
+	 * one leaves them to the snapshot's sort (vc_dirb_finish()). */
+	{
+		struct proto_sbuf b = {0};
+
+		mkattr(&a, F2, PROTO_T_FILE);
+		proto_dirb_reserve(&b);
+		proto_dirb_ent(&b, "twice", 5, &a);
+		proto_dirb_ent(&b, "twice", 5, &a);
+		s = proto_dirb_page_end(&b, &d.dir, NULL, &len);
+		is_int(proto_dir_page_decode(s, len, false, &g, next), -EINVAL,
+		       "binary: a name twice, checked: EINVAL");
+		is_int(proto_dir_page_decode_unchecked(s, len, false, &g, next),
+		       0, "binary: unchecked: decoded");
+		ok(g.n == 2 && next[0] == 0, "binary: both, and no cursor");
+		proto_dir_release(&g);
+		free(s);
+	}
+
+	/* Limits: 4,096 entries a page; more is E2BIG, even for a first
+	 * reply (a whole listing is JSON only). */
+	s = dirb_page(PROTO_DIR_PAGE_MAX, "1.2.3", &len);
+	ok(s != NULL, "binary: a full page encodes");
+	rc = proto_dir_page_decode(s, len, true, &g, next);
+	ok(rc == 0 && g.n == PROTO_DIR_PAGE_MAX &&
+		   g.ents[4095].attr.rdev == 0 &&
+		   g.ents[4094].attr.rdev == 4094 &&
+		   !strcmp(g.ents[4094].name, "b4094"),
+	   "binary: a full page decodes");
+	proto_dir_release(&g);
+	free(s);
+	{
+		struct proto_sbuf b = {0};
+		struct proto_attr dir;
+
+		mkattr(&dir, F1, PROTO_T_DIR);
+		mkattr(&a, F2, PROTO_T_FILE);
+		proto_dirb_reserve(&b);
+		for (size_t i = 0; i <= PROTO_DIR_PAGE_MAX; i++) {
+			snprintf(nm, sizeof(nm), "n%zu", i);
+			proto_dirb_ent(&b, nm, strlen(nm), &a);
+		}
+		s = proto_dirb_page_end(&b, &dir, NULL, &len);
+		ok(!s && errno == EINVAL,
+		   "binary: 4,097 entries are not written");
+	}
+	s = dirb_page(10, NULL, &len);
+	is_int(proto_dirb_decode(s, len, 9, &g, next), -E2BIG,
+	       "binary: 10 entries where 9 are allowed: E2BIG");
+	ok(g.n == 0 && !g.ents, "binary: and nothing kept");
+	is_int(proto_dirb_peek_next(s, len, next), 0,
+	       "binary: peek at a last page");
+	is_str(next, "", "binary: no cursor");
+	free(s);
+
+	/* What the encoder refuses, as the JSON encoder does. */
+	{
+		struct { enum proto_type t; uint32_t mode, rdev; uint64_t size;
+			 const char *name; int err; const char *what; } bads[] = {
+			{PROTO_T_NONE, 0644, 0, 0, "x", EINVAL, "type none"},
+			{PROTO_T_FILE, 010000, 0, 0, "x", EINVAL, "mode 010000"},
+			{PROTO_T_FILE, 0644, 5, 0, "x", EINVAL, "rdev on a file"},
+			{PROTO_T_FILE, 0644, 0, (uint64_t)INT64_MAX + 1, "x",
+			 ERANGE, "size 2^63"},
+			{PROTO_T_FILE, 0644, 0, 0, "..", EINVAL, "name '..'"},
+			{PROTO_T_FILE, 0644, 0, 0, "", EINVAL, "empty name"},
+		};
+
+		for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
+			struct proto_sbuf b = {0};
+
+			mkattr(&a, F2, bads[i].t);
+			a.mode = bads[i].mode;
+			a.rdev = bads[i].rdev;
+			a.size = bads[i].size;
+			proto_dirb_reserve(&b);
+			proto_dirb_ent(&b, bads[i].name, strlen(bads[i].name),
+				       &a);
+			s = proto_dirb_page_end(&b, &d.dir, NULL, &len);
+			ok(!s && errno == bads[i].err,
+			   "binary encoder: %s refused", bads[i].what);
+		}
+		memset(&a, 0, sizeof(a));
+		{
+			struct proto_sbuf b = {0};
+
+			proto_dirb_ent(&b, "x", 1, &e[0].attr);
+			s = proto_dirb_page_end(&b, &d.dir, NULL, &len);
+			ok(!s && errno == EINVAL,
+			   "binary encoder: an entry before the reserve");
+			proto_dirb_reserve(&b);
+			s = proto_dirb_page_end(&b, &d.dir, "bad/cursor", &len);
+			ok(!s && errno == EINVAL,
+			   "binary encoder: a bad cursor refused");
+			d.dir.type = PROTO_T_FILE;
+			s = proto_dirb_page_end(&b, &d.dir, NULL, &len);
+			ok(!s && errno == EINVAL,
+			   "binary encoder: a head that is not a directory");
+			mkattr(&d.dir, F1, PROTO_T_DIR);
+		}
+	}
+
+	/* The query that asks for it. */
+	{
+		struct proto_path pp;
+
+		is_int(proto_parse_path("/v1/vol/home/dir/" F1
+					"?limit=10&enc=bin", &pp),
+		       0, "path: enc=bin with limit");
+		ok(pp.bin && pp.has_enc, "path: binary asked for");
+		is_int(proto_parse_path("/v1/vol/home/dir/" F1
+					"?limit=10&enc=json", &pp),
+		       0, "path: enc=json");
+		ok(!pp.bin && pp.has_enc, "path: JSON asked for");
+		is_int(proto_parse_path("/v1/vol/home/dir/" F1 "?enc=bin", &pp),
+		       -EINVAL, "path: enc=bin without limit: EINVAL");
+		is_int(proto_parse_path("/v1/vol/home/dir/" F1
+					"?limit=1&enc=xml", &pp),
+		       -EINVAL, "path: enc=xml: EINVAL");
+		is_int(proto_parse_path("/v1/vol/home/dir/" F1
+					"?limit=1&enc=bin&enc=bin", &pp),
+		       -EINVAL, "path: enc twice: EINVAL");
+		is_int(proto_parse_path("/v1/vol/home/dir/" F1
+					"?limit=1&enc", &pp),
+		       -EINVAL, "path: enc without a value: EINVAL");
+		is_int(proto_parse_path("/v1/vol/home/link/" F1 "?enc=bin",
+					&pp),
+		       -EINVAL, "path: enc on another route: EINVAL");
+	}
+}
+
 int
 main(void)
 {
@@ -3207,6 +3538,7 @@ main(void)
 	test_attrs();
 	test_dir();
 	test_dir_pages();
+	test_dir_binary();
 	test_dir_dups();
 	test_dir_stream();
 	test_dir_numbers();
