@@ -136,6 +136,17 @@ t_done() {
 	[ "$T_FAIL" -eq 0 ] && exit 0
 	exit 1
 }
+# t_crash_seconds DEFAULT: how long a kill -9 loop goes on past its
+# minimum rounds (each loop runs at least its minimum, then until this
+# many seconds have passed, then stops at its maximum). $CAIRN_CRASH_SECONDS
+# overrides DEFAULT: tools/check sets 15 (the suite shares two cores, and
+# more rounds there only delay the rest); a soak run sets it high.
+t_crash_seconds() {
+	case ${CAIRN_CRASH_SECONDS:-} in
+	'' | *[!0-9]*) echo "$1" ;;
+	*) echo "$CAIRN_CRASH_SECONDS" ;;
+	esac
+}
 
 wait_for() {
 	local secs=$1 i n; shift

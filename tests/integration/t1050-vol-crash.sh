@@ -87,7 +87,7 @@ _acked_since() { [ "$(grep -c acked "$T_DIR/log")" -gt "$1" ]; }
 
 start=$(date +%s)
 rounds=0 badrounds=0
-while [ $rounds -lt 30 ] || { [ $rounds -lt 200 ] && [ $(( $(date +%s) - start )) -lt 40 ]; }; do
+while [ $rounds -lt 30 ] || { [ $rounds -lt 200 ] && [ $(( $(date +%s) - start )) -lt "$(t_crash_seconds 40)" ]; }; do
 	[ $(( $(date +%s) - start )) -ge 150 ] && break
 	python3 "$T_DIR/writer.py" "$VC" "$T_DIR/fids" "$T_DIR/log" "$SEED$rounds" 2>>"$T_DIR/writer.err" &
 	wpid=$!

@@ -173,7 +173,7 @@ nreq() { ls "$T_DIR/req" | grep -c '\.rep$'; }
 _progress() { [ "$(nreq)" -gt "$1" ]; }
 start=$(date +%s)
 rounds=0 badrounds=0
-while [ $rounds -lt 15 ] || { [ $rounds -lt 60 ] && [ $(( $(date +%s) - start )) -lt 40 ]; }; do
+while [ $rounds -lt 15 ] || { [ $rounds -lt 60 ] && [ $(( $(date +%s) - start )) -lt "$(t_crash_seconds 40)" ]; }; do
 	[ $(( $(date +%s) - start )) -ge 150 ] && break
 	pids=""
 	for w in a b c; do

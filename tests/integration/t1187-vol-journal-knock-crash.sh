@@ -60,7 +60,7 @@ PY
 knocker() { while :; do vos examine kc >/dev/null 2>&1; sleep 0.0$((RANDOM % 9)); done; }
 
 start=$(date +%s) rounds=0 bad=0
-while [ $rounds -lt 15 ] || { [ $rounds -lt 60 ] && [ $(( $(date +%s) - start )) -lt 30 ]; }; do
+while [ $rounds -lt 15 ] || { [ $rounds -lt 60 ] && [ $(( $(date +%s) - start )) -lt "$(t_crash_seconds 30)" ]; }; do
 	[ $(( $(date +%s) - start )) -ge 150 ] && break
 	python3 "$T_DIR/writer.py" "$VC" "$R" "r$rounds" "$T_DIR/log" 2>>"$T_DIR/writer.err" &
 	wpid=$!
