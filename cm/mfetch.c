@@ -657,9 +657,9 @@ dir_send(struct dir_req *dr)
 		/* enc=bin: binary pages from a server of protocol 8 on; an
 		 * older one ignores it and answers JSON (dir_page() tells
 		 * them apart by their first bytes). */
-		snprintf(path + n, sizeof(path) - n,
-			 "?limit=%u&enc=bin%s%s", PROTO_DIR_PAGE_MAX,
-			 dr->next[0] ? "&cursor=" : "", dr->next);
+		snprintf(path + n, sizeof(path) - n, "?limit=%u&enc=bin%s%s",
+			 PROTO_DIR_PAGE_MAX, dr->next[0] ? "&cursor=" : "",
+			 dr->next);
 	seq = atomic_fetch_add(&mf->send_seq, 1) + 1;
 	if (!dr->next[0]) {
 		/* A first page: a try begins. A listing read while a

@@ -1070,9 +1070,8 @@ out:
 
 /* --- directories --- */
 
-/* A cursor as clients see it: opaque, short, URL-safe as it is. */
-static bool
-cursor_ok(const char *s, size_t len)
+bool
+proto_cursor_ok(const char *s, size_t len)
 {
 	if (len == 0 || len >= PROTO_CURSOR_MAX)
 		return false;
@@ -1325,7 +1324,7 @@ void
 proto_dir_enc_begin(struct proto_sbuf *b, const struct proto_attr *dir,
 		    const char *next)
 {
-	if (next && *next && !cursor_ok(next, strlen(next)) && !b->err)
+	if (next && *next && !proto_cursor_ok(next, strlen(next)) && !b->err)
 		b->err = EINVAL;
 	sb_put(b, "{", 1);
 	if (next && *next) {
@@ -1540,7 +1539,7 @@ proto_dir_decode_jansson(const char *buf, size_t len, size_t max,
 	nx = next ? json_object_get(o, "next") : NULL;
 	if (nx) {
 		if (!json_is_string(nx) ||
-		    !cursor_ok(json_string_value(nx), json_string_length(nx)))
+		    !proto_cursor_ok(json_string_value(nx), json_string_length(nx)))
 			goto out;
 		memcpy(next, json_string_value(nx), json_string_length(nx) + 1);
 	}

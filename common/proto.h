@@ -673,6 +673,9 @@ struct proto_path {
 	bool bin;	     /* DIR: enc=bin, binary pages (needs "limit") */
 };
 
+/* Whether the @len bytes at @s are a page cursor as clients see one:
+ * 1..PROTO_CURSOR_MAX-1 bytes of [0-9A-Za-z._-] (opaque, URL-safe). */
+bool proto_cursor_ok(const char *s, size_t len);
 /* Format @c in cairn-vold's form into @buf (PROTO_CURSOR_MAX bytes is
  * enough). @return the length, or -ENAMETOOLONG if @len is too small. */
 int proto_cursor_format(char *buf, size_t len,

@@ -189,20 +189,6 @@ proto_dirb_ent(struct proto_sbuf *b, const char *name, size_t len,
 	b->nents++;
 }
 
-static bool
-cursor_ok(const char *s, size_t len)
-{
-	if (len == 0 || len >= PROTO_CURSOR_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-		      (s[i] >= 'a' && s[i] <= 'z') ||
-		      (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '.' ||
-		      s[i] == '_' || s[i] == '-'))
-			return false;
-	return true;
-}
-
 char *
 proto_dirb_page_end(struct proto_sbuf *b, const struct proto_attr *dir,
 		    const char *next, size_t *lenp)
@@ -216,9 +202,9 @@ proto_dirb_page_end(struct proto_sbuf *b, const struct proto_attr *dir,
 		proto_dirb_reserve(b); /* no entry came */
 	if (!b->err && !b->reserved)
 		b->err = EINVAL;
-	if (!b->err && (dir->type != PROTO_T_DIR ||
-			(nl && !cursor_ok(next, nl)) ||
-			b->nents > PROTO_DIR_PAGE_MAX))
+	if (!b->err &&
+	    (dir->type != PROTO_T_DIR || (nl && !proto_cursor_ok(next, nl)) ||
+	     b->nents > PROTO_DIR_PAGE_MAX))
 		b->err = EINVAL;
 	if (!b->err && (err = attr_check(dir)) != 0)
 		b->err = err;
@@ -256,7 +242,7 @@ proto_dirb_peek_next(const void *buf, size_t len, char *next)
 	if (len < PROTO_DIRB_HEAD_LEN || !proto_dirb_is(buf, len))
 		return -EINVAL;
 	nl = p[H_NEXTLEN];
-	if (nl && !cursor_ok((const char *)p + H_NEXT, nl))
+	if (nl && !proto_cursor_ok((const char *)p + H_NEXT, nl))
 		return -EINVAL;
 	memcpy(next, p + H_NEXT, nl);
 	next[nl] = 0;
@@ -264,8 +250,8 @@ proto_dirb_peek_next(const void *buf, size_t len, char *next)
 }
 
 int
-proto_dirb_decode(const void *buf, size_t len, size_t max,
-		  struct proto_dir *d, char *next)
+proto_dirb_decode(const void *buf, size_t len, size_t max, struct proto_dir *d,
+		  char *next)
 {
 	const unsigned char *p = buf, *end = p + len;
 	size_t n, nl;
@@ -279,7 +265,7 @@ proto_dirb_decode(const void *buf, size_t len, size_t max,
 	n = get32(p + H_COUNT);
 	nl = p[H_NEXTLEN];
 	if (nl >= PROTO_CURSOR_MAX ||
-	    (nl && !cursor_ok((const char *)p + H_NEXT, nl)))
+	    (nl && !proto_cursor_ok((const char *)p + H_NEXT, nl)))
 		return -EINVAL;
 	/* The padding is zero: one page has one encoding. */
 	for (size_t i = nl; i < PROTO_CURSOR_MAX - 1; i++)

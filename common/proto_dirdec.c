@@ -747,21 +747,6 @@ ent_member(struct js *j, int idx, void *arg)
 	return skip_value(j, NULL);
 }
 
-/* A page cursor as cairn-vold makes them (proto.c's cursor_ok()). */
-static bool
-cursor_ok(const char *s, size_t len)
-{
-	if (len == 0 || len >= PROTO_CURSOR_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-		      (s[i] >= 'a' && s[i] <= 'z') ||
-		      (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '.' ||
-		      s[i] == '_' || s[i] == '-'))
-			return false;
-	return true;
-}
-
 /* The top object's members. */
 enum { T_DIR, T_NEXT, T_ENTRIES };
 static const char *const top_names[] = {"dir", "next", "entries", NULL};
@@ -868,7 +853,7 @@ top_member(struct js *j, int idx, void *arg)
 		if (!skip_value(j, &v))
 			return false;
 		ts->next_ok = false;
-		if (v.kind == JV_STR && cursor_ok(v.s, v.len)) {
+		if (v.kind == JV_STR && proto_cursor_ok(v.s, v.len)) {
 			memcpy(ts->next, v.s, v.len);
 			ts->next[v.len] = 0;
 			ts->next_ok = true;

@@ -3225,8 +3225,8 @@ test_dir_binary(void)
 	struct proto_attr a;
 	struct proto_dir d = {0}, j = {0}, g = {0};
 	struct proto_dirent e[5];
-	const char *names[5] = {"a.txt", "caf\xc3\xa9", "sub dir",
-				"dev", "x\"y"};
+	const char *names[5] = {"a.txt", "caf\xc3\xa9", "sub dir", "dev",
+				"x\"y"};
 	char next[PROTO_CURSOR_MAX], jnext[PROTO_CURSOR_MAX], nm[300];
 	char *s, *js;
 	size_t len, jlen, bad = 0, same = 0;
@@ -3237,8 +3237,9 @@ test_dir_binary(void)
 	for (int i = 0; i < 5; i++) {
 		e[i].name = (char *)names[i];
 		mkattr(&e[i].attr, i % 2 ? F2 : F3,
-		       i == 3 ? PROTO_T_BLK : i == 2 ? PROTO_T_DIR
-						     : PROTO_T_FILE);
+		       i == 3	? PROTO_T_BLK
+		       : i == 2 ? PROTO_T_DIR
+				: PROTO_T_FILE);
 	}
 	e[3].attr.rdev = 0x0801;
 	e[4].attr.size = (uint64_t)INT64_MAX;
@@ -3259,12 +3260,13 @@ test_dir_binary(void)
 			proto_dirb_ent(&b, nm, strlen(names[i]), &e[i].attr);
 		}
 		s = proto_dirb_page_end(&b, &d.dir, "7.3.12", &len);
-		ok(b.p == NULL && b.len == 0, "binary: the buffer is handed over");
+		ok(b.p == NULL && b.len == 0,
+		   "binary: the buffer is handed over");
 	}
 	ok(s && js && proto_dirb_is(s, len) && !proto_dirb_is(js, jlen),
 	   "binary: a page starts with its magic, a JSON one does not");
 	ok(s && len == PROTO_DIRB_HEAD_LEN + 5 * (1 + PROTO_DIRB_ATTR_LEN) +
-				 strlen("a.txtcaf\xc3\xa9sub dirdevx\"y"),
+				   strlen("a.txtcaf\xc3\xa9sub dirdevx\"y"),
 	   "binary: head, then a length, a name and %d bytes an entry",
 	   PROTO_DIRB_ATTR_LEN);
 	rc = s ? proto_dir_page_decode(s, len, false, &g, next) : -1;
@@ -3362,7 +3364,8 @@ test_dir_binary(void)
 			{a0 + 61 + 7, 0x80, 0, "atime before 1970"},
 		};
 
-		for (size_t i = 0; i < sizeof(bcases) / sizeof(bcases[0]); i++) {
+		for (size_t i = 0; i < sizeof(bcases) / sizeof(bcases[0]);
+		     i++) {
 			char *t = malloc(len);
 
 			memcpy(t, s, len);
@@ -3454,11 +3457,19 @@ test_dir_binary(void)
 
 	/* What the encoder refuses, as the JSON encoder does. */
 	{
-		struct { enum proto_type t; uint32_t mode, rdev; uint64_t size;
-			 const char *name; int err; const char *what; } bads[] = {
+		struct {
+			enum proto_type t;
+			uint32_t mode, rdev;
+			uint64_t size;
+			const char *name;
+			int err;
+			const char *what;
+		} bads[] = {
 			{PROTO_T_NONE, 0644, 0, 0, "x", EINVAL, "type none"},
-			{PROTO_T_FILE, 010000, 0, 0, "x", EINVAL, "mode 010000"},
-			{PROTO_T_FILE, 0644, 5, 0, "x", EINVAL, "rdev on a file"},
+			{PROTO_T_FILE, 010000, 0, 0, "x", EINVAL,
+			 "mode 010000"},
+			{PROTO_T_FILE, 0644, 5, 0, "x", EINVAL,
+			 "rdev on a file"},
 			{PROTO_T_FILE, 0644, 0, (uint64_t)INT64_MAX + 1, "x",
 			 ERANGE, "size 2^63"},
 			{PROTO_T_FILE, 0644, 0, 0, "..", EINVAL, "name '..'"},
@@ -3503,24 +3514,26 @@ test_dir_binary(void)
 	{
 		struct proto_path pp;
 
-		is_int(proto_parse_path("/v1/vol/home/dir/" F1
-					"?limit=10&enc=bin", &pp),
+		is_int(proto_parse_path(
+			       "/v1/vol/home/dir/" F1 "?limit=10&enc=bin", &pp),
 		       0, "path: enc=bin with limit");
 		ok(pp.bin && pp.has_enc, "path: binary asked for");
 		is_int(proto_parse_path("/v1/vol/home/dir/" F1
-					"?limit=10&enc=json", &pp),
+					"?limit=10&enc=json",
+					&pp),
 		       0, "path: enc=json");
 		ok(!pp.bin && pp.has_enc, "path: JSON asked for");
 		is_int(proto_parse_path("/v1/vol/home/dir/" F1 "?enc=bin", &pp),
 		       -EINVAL, "path: enc=bin without limit: EINVAL");
-		is_int(proto_parse_path("/v1/vol/home/dir/" F1
-					"?limit=1&enc=xml", &pp),
+		is_int(proto_parse_path(
+			       "/v1/vol/home/dir/" F1 "?limit=1&enc=xml", &pp),
 		       -EINVAL, "path: enc=xml: EINVAL");
 		is_int(proto_parse_path("/v1/vol/home/dir/" F1
-					"?limit=1&enc=bin&enc=bin", &pp),
+					"?limit=1&enc=bin&enc=bin",
+					&pp),
 		       -EINVAL, "path: enc twice: EINVAL");
-		is_int(proto_parse_path("/v1/vol/home/dir/" F1
-					"?limit=1&enc", &pp),
+		is_int(proto_parse_path("/v1/vol/home/dir/" F1 "?limit=1&enc",
+					&pp),
 		       -EINVAL, "path: enc without a value: EINVAL");
 		is_int(proto_parse_path("/v1/vol/home/link/" F1 "?enc=bin",
 					&pp),
