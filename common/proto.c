@@ -1106,8 +1106,8 @@ proto_dir_encode(const struct proto_dir *d, size_t *lenp)
  * (doc/protocol.md, "Profile"). The output is what json_dumps(JSON_COMPACT)
  * of the tree gave, key for key.
  */
-static void
-sb_grow(struct proto_sbuf *b, size_t more)
+void
+proto_sbuf_grow(struct proto_sbuf *b, size_t more)
 {
 	char *p;
 	size_t cap;
@@ -1129,7 +1129,7 @@ sb_grow(struct proto_sbuf *b, size_t more)
 static void
 sb_put(struct proto_sbuf *b, const char *s, size_t n)
 {
-	sb_grow(b, n);
+	proto_sbuf_grow(b, n);
 	if (b->err)
 		return;
 	memcpy(b->p + b->len, s, n);
@@ -1279,7 +1279,7 @@ sb_attr(struct proto_sbuf *b, const struct proto_attr *a)
 			b->err = bad ? EINVAL : ERANGE;
 		return;
 	}
-	sb_grow(b, SB_ATTR_MAX);
+	proto_sbuf_grow(b, SB_ATTR_MAX);
 	if (b->err)
 		return;
 	tn = proto_type_name(a->type);
@@ -1366,7 +1366,7 @@ proto_dir_enc_ent(struct proto_sbuf *b, const char *name, size_t len,
 void
 proto_dir_enc_reserve(struct proto_sbuf *b)
 {
-	sb_grow(b, PROTO_DIR_HEAD_MAX);
+	proto_sbuf_grow(b, PROTO_DIR_HEAD_MAX);
 	if (b->err)
 		return;
 	memset(b->p, ' ', PROTO_DIR_HEAD_MAX);
@@ -2146,7 +2146,7 @@ op_encode_sb(struct enc *e, struct proto_sbuf *sb, const struct proto_op *op,
 	}
 	blen = (op->dlen + 2) / 3 * 4;
 	sb_put(sb, ",\"data\":\"", 9);
-	sb_grow(sb, blen + 2);
+	proto_sbuf_grow(sb, blen + 2);
 	if (sb->err)
 		return;
 	b64_encode_to(sb->p + sb->len, op->data, op->dlen);
@@ -2164,7 +2164,7 @@ sb_attach(struct proto_sbuf *sb, const struct proto_op *ops, size_t n,
 {
 	if (!attlen || sb->err)
 		return;
-	sb_grow(sb, 1 + attlen);
+	proto_sbuf_grow(sb, 1 + attlen);
 	if (sb->err)
 		return;
 	sb->p[sb->len++] = 0;

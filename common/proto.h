@@ -416,6 +416,8 @@ char *proto_dir_enc_page_end(struct proto_sbuf *b, const struct proto_attr *dir,
 			     const char *next, size_t *lenp);
 char *proto_dir_enc_end(struct proto_sbuf *b, size_t *lenp);
 void proto_sbuf_release(struct proto_sbuf *b);
+/* Room for @more bytes (and a NUL) past b->len, or ENOMEM in b->err. */
+void proto_sbuf_grow(struct proto_sbuf *b, size_t more);
 /* A page: as proto_dir_encode() plus "next": @next when not NULL/"". */
 char *proto_dir_page_encode(const struct proto_dir *d, const char *next,
 			    size_t *lenp);

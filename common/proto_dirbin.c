@@ -124,30 +124,10 @@ attr_get(const unsigned char *p, struct proto_attr *a)
 	return attr_check(a) == 0;
 }
 
-static void
-grow(struct proto_sbuf *b, size_t more)
-{
-	size_t cap;
-	char *p;
-
-	if (b->err || b->len + more <= b->cap)
-		return;
-	cap = b->cap ? b->cap : 64 * 1024;
-	while (cap < b->len + more)
-		cap *= 2;
-	p = realloc(b->p, cap);
-	if (!p) {
-		b->err = ENOMEM;
-		return;
-	}
-	b->p = p;
-	b->cap = cap;
-}
-
 void
 proto_dirb_reserve(struct proto_sbuf *b)
 {
-	grow(b, PROTO_DIRB_HEAD_LEN);
+	proto_sbuf_grow(b, PROTO_DIRB_HEAD_LEN);
 	if (b->err)
 		return;
 	memset(b->p, 0, PROTO_DIRB_HEAD_LEN);
@@ -178,7 +158,7 @@ proto_dirb_ent(struct proto_sbuf *b, const char *name, size_t len,
 		b->err = err;
 		return;
 	}
-	grow(b, 1 + len + PROTO_DIRB_ATTR_LEN);
+	proto_sbuf_grow(b, 1 + len + PROTO_DIRB_ATTR_LEN);
 	if (b->err)
 		return;
 	p = (unsigned char *)b->p + b->len;
