@@ -61,7 +61,10 @@ def spoil_dir(mode, path, body):
     if not body.startswith(b"CDP1"):
         return body
     with open(SEEN, "a") as f:
-        f.write("%s %d %d\n" % (m, len(body), struct.unpack_from("<I", body, 4)[0]))
+        # every word of the mode: a request of the mode before a switch
+        # may end after it (a prefetch of the mount before)
+        f.write("%s %d %d\n" % ("+".join(mode) or "good", len(body),
+                                struct.unpack_from("<I", body, 4)[0]))
     e = ents(body)
     if first and e:
         seen["first"] = body[e[0][0]:e[0][0] + 1 + e[0][1]]
@@ -119,7 +122,7 @@ remount || exit 1
 ls -l --time-style=full-iso "$mnt/big" >"$T_DIR/ls.json" 2>&1
 stat -c '%n %F %a %s %Y %i' "$mnt/big/f00013" "$mnt/big/link" "$mnt/big/fifo" \
 	"$mnt/big/sub" >"$T_DIR/stat.json" 2>&1
-t_is "$(wc -l <"$T_DIR/seen")" 0 "json: no binary page came"
+t_is "$(grep -c '^good+json ' "$T_DIR/seen")" 0 "json: no binary page came"
 t_is "$(grep -c '^-' "$T_DIR/ls.bin")/$(grep -c '^[lpd]' "$T_DIR/ls.bin")" 5000/3 \
 	"binary: ls -l shows 5,000 files, a symlink, a fifo and a directory"
 t_ok "$(cmp -s "$T_DIR/ls.bin" "$T_DIR/ls.json" && echo 0 || echo 1)" \
