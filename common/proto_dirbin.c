@@ -213,20 +213,36 @@ proto_dirb_is(const void *buf, size_t len)
 	return len >= 4 && !memcmp(buf, PROTO_DIRB_MAGIC, 4);
 }
 
-int
-proto_dirb_peek_next(const void *buf, size_t len, char *next)
+/* The head of the binary page at @p (@len bytes): its magic, its cursor
+ * (its length, its bytes, its zero padding) into @next when not NULL.
+ * @return the cursor's length, or -EINVAL. */
+static int
+head_cursor(const unsigned char *p, size_t len, char *next)
 {
-	const unsigned char *p = buf;
 	size_t nl;
 
-	if (len < PROTO_DIRB_HEAD_LEN || !proto_dirb_is(buf, len))
+	if (len < PROTO_DIRB_HEAD_LEN || !proto_dirb_is(p, len))
 		return -EINVAL;
 	nl = p[H_NEXTLEN];
 	if (nl && !proto_cursor_ok((const char *)p + H_NEXT, nl))
 		return -EINVAL;
-	memcpy(next, p + H_NEXT, nl);
-	next[nl] = 0;
-	return 0;
+	/* The padding is zero: one page has one encoding. */
+	for (size_t i = nl; i < PROTO_CURSOR_MAX - 1; i++)
+		if (p[H_NEXT + i])
+			return -EINVAL;
+	if (next) {
+		memcpy(next, p + H_NEXT, nl);
+		next[nl] = 0;
+	}
+	return (int)nl;
+}
+
+int
+proto_dirb_peek_next(const void *buf, size_t len, char *next)
+{
+	int nl = head_cursor(buf, len, next);
+
+	return nl < 0 ? nl : 0;
 }
 
 int
@@ -234,23 +250,16 @@ proto_dirb_decode(const void *buf, size_t len, size_t max, struct proto_dir *d,
 		  char *next)
 {
 	const unsigned char *p = buf, *end = p + len;
-	size_t n, nl;
+	char cur[PROTO_CURSOR_MAX];
+	size_t n;
 	int rc = -EINVAL;
 
 	memset(d, 0, sizeof(*d));
 	if (next)
 		next[0] = 0;
-	if (len < PROTO_DIRB_HEAD_LEN || !proto_dirb_is(buf, len))
+	if (head_cursor(p, len, cur) < 0)
 		return -EINVAL;
 	n = get32(p + H_COUNT);
-	nl = p[H_NEXTLEN];
-	if (nl >= PROTO_CURSOR_MAX ||
-	    (nl && !proto_cursor_ok((const char *)p + H_NEXT, nl)))
-		return -EINVAL;
-	/* The padding is zero: one page has one encoding. */
-	for (size_t i = nl; i < PROTO_CURSOR_MAX - 1; i++)
-		if (p[H_NEXT + i])
-			return -EINVAL;
 	if (!attr_get(p + H_DIR, &d->dir) || d->dir.type != PROTO_T_DIR) {
 		memset(d, 0, sizeof(*d));
 		return -EINVAL;
@@ -294,10 +303,8 @@ proto_dirb_decode(const void *buf, size_t len, size_t max, struct proto_dir *d,
 	}
 	if (p != end)
 		goto bad;
-	if (next) {
-		memcpy(next, (const unsigned char *)buf + H_NEXT, nl);
-		next[nl] = 0;
-	}
+	if (next)
+		memcpy(next, cur, sizeof(cur));
 	return 0;
 bad:
 	proto_dir_release(d);
