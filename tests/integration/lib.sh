@@ -148,6 +148,18 @@ t_crash_seconds() {
 	esac
 }
 
+# t_mkfiles DIR N PREFIX: N files DIR/PREFIX00000..., file i holding
+# i % 7 bytes ("x"): a big directory of small files, made in one process.
+t_mkfiles() {
+	mkdir -p "$1" && python3 - "$1" "$2" "$3" <<'PY'
+import os, sys
+d, n, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+for i in range(n):
+    with open(os.path.join(d, "%s%05d" % (prefix, i)), "w") as f:
+        f.write("x" * (i % 7))
+PY
+}
+
 wait_for() {
 	local secs=$1 i n; shift
 	n=$((secs * 20))

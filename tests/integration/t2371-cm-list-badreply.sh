@@ -19,22 +19,10 @@ t_need_fuse
 t_timeout 240
 
 src=$T_DIR/src
-mkdir -p "$src/big" "$src/small"
-python3 - "$src/big" 5000 <<'PY'
-import os, sys
-d, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    with open(os.path.join(d, "f%05d" % i), "w") as f:
-        f.write("x" * (i % 7))
-PY
+mkdir -p "$src/small"
+t_mkfiles "$src/big" 5000 f || exit 99
 # Three pages: a later page that names a next one (the early path).
-mkdir -p "$src/three"
-python3 - "$src/three" 8200 <<'PY'
-import os, sys
-d, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    os.close(os.open(os.path.join(d, "t%05d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
-PY
+t_mkfiles "$src/three" 8200 t || exit 99
 echo hi >"$src/small/a"
 echo there >"$src/small/b"
 vold_start || exit 99

@@ -17,17 +17,14 @@ t_need_fuse
 t_timeout 240
 
 src=$T_DIR/src
-mkdir -p "$src/big" "$src/small" "$src/three"
+mkdir -p "$src/small"
+t_mkfiles "$src/big" 5000 f || exit 99
+t_mkfiles "$src/three" 8200 t || exit 99
 python3 - "$src" <<'PY'
 import os, sys
 d = sys.argv[1]
 for i in range(5000):
-    with open(os.path.join(d, "big", "f%05d" % i), "w") as f:
-        f.write("x" * (i % 7))
     os.chmod(os.path.join(d, "big", "f%05d" % i), 0o600 + (i % 64))
-for i in range(8200):
-    os.close(os.open(os.path.join(d, "three", "t%05d" % i),
-                     os.O_CREAT | os.O_WRONLY, 0o644))
 os.symlink("f00001", os.path.join(d, "big", "link"))
 os.mkfifo(os.path.join(d, "big", "fifo"))
 os.mkdir(os.path.join(d, "big", "sub"))
