@@ -458,6 +458,27 @@ mcache_attr(struct mcache *mc, const struct fid *fid, struct proto_attr *out)
 	return mcache_attr_src(mc, fid, out, NULL);
 }
 
+/* Are @fid's cached attributes in its inode entry still @raw? (None held
+ * there: taken as unchanged.) */
+static bool
+entry_attr_is(struct mcache *mc, const struct fid *fid,
+	      const struct proto_attr *raw)
+{
+	struct ino_ent *e;
+	bool same = true;
+
+	ino_lock(mc->ino);
+	e = ino_find_locked(mc->ino, fid);
+	if (e && e->have_attr)
+		same = e->attr.dv == raw->dv && same_attr(&e->attr, raw);
+	ino_unlock(mc->ino);
+	return same;
+}
+
+/* How often mcache_attr_src() reads again attributes that changed under
+ * the write state's overlay before it answers with what it has. */
+#define ATTR_OVERLAY_TRIES 8
+
 int
 mcache_attr_src(struct mcache *mc, const struct fid *fid,
 		struct proto_attr *out, bool *server)
@@ -466,10 +487,11 @@ mcache_attr_src(struct mcache *mc, const struct fid *fid,
 	struct proto_attr raw;
 	struct ino_ent *e;
 	bool srv = false;
-	int rc;
+	int rc, tries = 0;
 
 	if (server)
 		*server = false;
+again:
 	ino_lock(mc->ino);
 	e = ino_find_locked(mc->ino, fid);
 	if (e && e->have_attr) {
@@ -499,6 +521,20 @@ overlay:
 	if (h->overlay) {
 		raw = *out;
 		h->overlay(h->arg, out);
+		/*
+		 * The attributes and the write state are read under two
+		 * locks, one after the other. A store's answer installs
+		 * its attributes, then the write state goes (stored(), then
+		 * wb_store_end() or the close's wb_release_write()): read
+		 * across both, the attributes from before the store got no
+		 * overlay and went out as they were, the old version's size
+		 * (doc/cm.md "An answer from before a store"). If they
+		 * changed meanwhile, read both again: once the write state
+		 * is gone, the attributes that replaced it are in.
+		 */
+		if (raw.type == PROTO_T_FILE && !entry_attr_is(mc, fid, &raw) &&
+		    ++tries < ATTR_OVERLAY_TRIES)
+			goto again;
 		/* A write state's values are ours, not the server's. */
 		if (srv && server && !same_attr(&raw, out))
 			srv = false;

@@ -58,10 +58,23 @@ k_inval_entry(void *arg, uint64_t parent, const char *name, size_t len)
 	k.inval_entry++;
 }
 
+/* A store answered while a lookup is between the attributes and the
+ * overlay: stored() installs its attributes, then the write state goes. */
+static struct {
+	struct mcache *mc;
+	struct proto_attr stored;
+	bool pending;
+} race;
+
 static void
 h_overlay(void *arg, struct proto_attr *a)
 {
 	k.arg_seen = arg;
+	if (race.pending) {
+		race.pending = false;
+		mcache_stored_attr(race.mc, &race.stored);
+		return; /* and no write state any more */
+	}
 	if (k.overlay)
 		a->size = 777;
 }
@@ -545,6 +558,27 @@ main(void)
 		}
 		is_int((int)bad2, 0, "  each as it was, the dropped ones not");
 		free(pa);
+	}
+
+	/* The attributes read before a store's answer installed its own,
+	 * the overlay after its write state went: read again (t2364's
+	 * reader got the size before the store, zeros past the new one). */
+	{
+		struct fid h = mkfid(0xe1);
+		struct proto_attr old = mkattr(&h, PROTO_T_FILE, 5);
+
+		old.size = 295021;
+		ok(known(ino, &h) != 0, "h known to the kernel");
+		mcache_apply(mc, &old, true, false);
+		race.mc = mc;
+		race.stored = old;
+		race.stored.dv = 6;
+		race.stored.size = 202945;
+		race.pending = true;
+		ok(mcache_attr(mc, &h, &got) == 0 && got.dv == 6 &&
+			   got.size == 202945,
+		   "a store answered under the overlay: its attributes");
+		ok(!race.pending, "  (answered between the two)");
 	}
 
 	is_int((int)atomic_load(&st.invalidations),
