@@ -435,7 +435,9 @@ stage_born(int sfd, const char *name, int64_t *born_ms)
 	struct stat st;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/" STAGE_BORN, name);
+	if ((size_t)snprintf(path, sizeof(path), "%s/" STAGE_BORN, name) >=
+	    sizeof(path))
+		return -ENAMETOOLONG; /* the caller takes 32-byte names only */
 	if (fstatat(sfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		*born_ms = (int64_t)st.st_mtim.tv_sec * 1000 +
 			   st.st_mtim.tv_nsec / 1000000;

@@ -2851,7 +2851,7 @@ room_dir(int k, size_t n, struct proto_dirent *ents, char (*names)[16])
 		e.oid[0] = 0x91;
 		e.oid[4] = (uint8_t)i;
 		e.oid[5] = (uint8_t)(i >> 8);
-		snprintf(names[i], 16, "e%zu", i);
+		snprintf(names[i], 16, "e%u", (unsigned)i);
 		ents[i].name = names[i];
 		ents[i].attr = mkattr(e, PROTO_T_FILE, 1);
 	}

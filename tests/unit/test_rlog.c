@@ -445,7 +445,7 @@ test_states(void)
 	struct rlog_rec r;
 	uint64_t s[5], rm[3];
 	struct rlog_stats st;
-	char name[8];
+	char name[16];
 	int i;
 
 	for (i = 0; i < 5; i++) {
@@ -642,7 +642,7 @@ test_inflight_run(void)
 	struct rlog_stats st;
 	uint64_t s[10];
 	size_t moved = 99;
-	char name[8];
+	char name[16];
 	int i, inorder = 1;
 
 	for (i = 0; i < 10; i++) {
@@ -1183,12 +1183,12 @@ test_batch(void)
 	struct rlog *l = fresh();
 	struct proto_op ops[100];
 	struct rlog_effect effs[100];
-	char names[100][8];
+	char names[100][16];
 	struct rlog_stats st;
 	int i;
 
 	for (i = 0; i < 100; i++) {
-		snprintf(names[i], 8, "n%d", i);
+		snprintf(names[i], sizeof(names[i]), "n%d", i);
 		ops[i] = op_create(ROOT, names[i], F(100 + i));
 	}
 	is_int(rlog_append_batch(l, ops, 100, 0, effs), 0, "batch of 100");
@@ -1861,7 +1861,7 @@ test_reopen(void)
 
 	l = rlog_open(p, &err);
 	for (int i = 0; i < 20; i++) {
-		char name[8];
+		char name[16];
 
 		snprintf(name, sizeof(name), "r%d", i);
 		app(l, op_create(ROOT, name, F(200 + i)));
@@ -1946,7 +1946,7 @@ test_lazy(void)
 
 	l = rlog_open(p, &err);
 	for (int i = 0; i < 3; i++) {
-		char name[8];
+		char name[16];
 
 		snprintf(name, sizeof(name), "lz%d", i);
 		op = op_create(ROOT, name, F(500 + i));

@@ -1105,7 +1105,7 @@ test_ckpt_fail(void)
 	struct tdbj_stats st;
 	struct rlimit old, lim;
 	struct stat sb;
-	char v[5000], k[8], out[8];
+	char v[5000], k[16], out[8];
 
 	fresh();
 	j = jo(TDBJ_O_NOSYNC, 2048, &err);
