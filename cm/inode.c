@@ -28,6 +28,7 @@ struct ino_table {
 	size_t nbuckets;	 /* protected by lock; a power of two */
 	size_t count;		 /* protected by lock */
 	uint64_t next_ino;	 /* protected by lock */
+	uint64_t frees;		 /* protected by lock; entries ever freed */
 	uint64_t root_ino;	 /* set once: INO_ROOT, or base | INO_ROOT */
 	/* ino_set_drop(): listings only an entry held (VC_E_NOSTORE edits)
 	 * go to drop() when it is freed, outside the lock: held collects
@@ -174,6 +175,7 @@ unlink_free(struct ino_table *t, struct ino_ent *e)
 	if (*pp)
 		*pp = e->next_fid;
 	t->count--;
+	t->frees++;
 	if (!hold_unstored(t, e->dir))
 		vc_dir_put(e->dir);
 	memtrim_note(sizeof(*e) + (e->name ? strlen(e->name) + 1 : 0));
@@ -302,6 +304,35 @@ ino_find_locked(struct ino_table *t, const struct fid *fid)
 	while (e && !fid_eq(&e->fid, fid))
 		e = e->next_fid;
 	return e;
+}
+
+struct ino_ent *
+ino_find_note_locked(struct ino_table *t, const struct fid *fid,
+		     struct ino_absent *note)
+{
+	size_t h = hash_fid(fid) & (t->nbuckets - 1);
+	struct ino_ent *e = t->by_fid[h];
+
+	while (e && !fid_eq(&e->fid, fid))
+		e = e->next_fid;
+	*note = (struct ino_absent){.nbuckets = t->nbuckets,
+				    .head = t->by_fid[h],
+				    .frees = t->frees};
+	return e;
+}
+
+/*
+ * An entry goes in at the head of its bucket, a resize changes the
+ * bucket count, and no entry is freed without counting: the same head,
+ * bucket count and free count mean no entry was made in the bucket since
+ * (a new one at a freed one's address needs a free first).
+ */
+bool
+ino_still_absent_locked(const struct ino_table *t, const struct fid *fid,
+			const struct ino_absent *note)
+{
+	return t->nbuckets == note->nbuckets && t->frees == note->frees &&
+	       t->by_fid[hash_fid(fid) & (t->nbuckets - 1)] == note->head;
 }
 
 struct ino_ent *

@@ -86,6 +86,23 @@ void ino_unlock(struct ino_table *t);
 struct ino_ent *ino_get_locked(struct ino_table *t, uint64_t ino);
 /* The entry of @fid, or NULL. */
 struct ino_ent *ino_find_locked(struct ino_table *t, const struct fid *fid);
+/* What ino_find_note_locked() saw of @fid's bucket. */
+struct ino_absent {
+	size_t nbuckets;
+	const void *head;
+	uint64_t frees;
+};
+/* ino_find_locked(), noting the bucket in *@note. */
+struct ino_ent *ino_find_note_locked(struct ino_table *t,
+				     const struct fid *fid,
+				     struct ino_absent *note);
+/* For a @fid that ino_find_note_locked() did not find, under a later
+ * hold of the lock: true when no entry can have been made for it since
+ * (its bucket unchanged), so a second walk of the bucket (a cache miss a
+ * node in a table of a million entries) is not needed; false means look
+ * again. */
+bool ino_still_absent_locked(const struct ino_table *t, const struct fid *fid,
+			     const struct ino_absent *note);
 /* The entry of @fid, created with nlookup 0 if missing; NULL on ENOMEM. */
 struct ino_ent *ino_add_locked(struct ino_table *t, const struct fid *fid);
 

@@ -810,7 +810,8 @@ mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
 	struct proto_attr old;
 	struct ino_ent *e;
 	bool have_old = false, refetch = false, looked = false;
-	bool old_server = false;
+	bool old_server = false, absent = false;
+	struct ino_absent note;
 	uint64_t ino = 0;
 
 	if (taken)
@@ -818,8 +819,23 @@ mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
 	if (mcache_ahead(mc, &a->fid) && mcache_attr(mc, &a->fid, &old) == 0)
 		return false; /* our own view stands until it is sent */
 	if (taken) {
-		/* What we hold first: it is compared before it is replaced. */
-		have_old = cached_attr(mc, &a->fid, &old, &old_server);
+		/* What we hold first: it is compared before it is replaced
+		 * (cached_attr(), noting the bucket: a cold listing's
+		 * entries have no inode entry, and the note saves the second
+		 * lookup below, a cache miss or more in a table of a million
+		 * entries). */
+		ino_lock(mc->ino);
+		e = ino_find_note_locked(mc->ino, &a->fid, &note);
+		if (e && e->have_attr) {
+			old = e->attr;
+			old_server = e->attr_server;
+			have_old = true;
+		}
+		absent = !e;
+		ino_unlock(mc->ino);
+		if (!have_old)
+			have_old = stored_attr(mc, &a->fid, &old,
+					       &old_server) == 0;
 		if (have_old && fetched_older(&old, a, old_server)) {
 			*taken = false;
 			return false;
@@ -828,7 +844,10 @@ mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
 		looked = true;
 	}
 	ino_lock(mc->ino);
-	e = ino_find_locked(mc->ino, &a->fid);
+	if (absent && ino_still_absent_locked(mc->ino, &a->fid, &note))
+		e = NULL; /* still none: nothing made one since */
+	else
+		e = ino_find_locked(mc->ino, &a->fid);
 	if (e) {
 		ino = e->ino;
 		if (e->have_attr) {

@@ -49,6 +49,36 @@ main(void)
 	is_str(buf, "second", "the last name wins");
 	ok(fid_eq(&parent, &root), "its parent");
 	is_int(ino_count(t), 3, "three entries with the root");
+	{
+		/* mcache_apply_fetched(): a FID found missing stays missing
+		 * while its bucket is unchanged; an entry made for it (or
+		 * any free) sends the caller to look again. */
+		struct ino_absent note;
+		struct fid x = {0}, y = {0};
+
+		x.oid[15] = 40;
+		y.oid[15] = 41;
+		ino_lock(t);
+		ok(ino_find_note_locked(t, &x, &note) == NULL,
+		   "note: the FID is missing");
+		ok(ino_still_absent_locked(t, &x, &note),
+		   "note: nothing changed, still missing");
+		ok(ino_add_locked(t, &x) != NULL, "note: an entry is made");
+		ok(!ino_still_absent_locked(t, &x, &note),
+		   "note: the bucket changed, look again");
+		ok(ino_find_note_locked(t, &y, &note) == NULL,
+		   "note: another FID missing");
+		ino_unlock(t);
+		ino_lock(t);
+		ok(ino_find_locked(t, &x) != NULL, "note: the made one found");
+		ino_unlock(t);
+		ino_forget(t, ino_of(t, &x), 0);
+		ino_lock(t);
+		ok(ino_find_locked(t, &x) == NULL, "note: forgotten, freed");
+		ok(!ino_still_absent_locked(t, &y, &note),
+		   "note: a free anywhere sends the caller to look again");
+		ino_unlock(t);
+	}
 
 	/* readdirplus from an opendir snapshot taken before a rename must
 	 * not bring the old name back over the lookup's new one. */
