@@ -1,7 +1,7 @@
 #!/bin/bash
 # fuzz.sh [SECONDS] [TARGET...] - build every fuzz target of
 # tests/fuzz/targets.list (or the named ones) with clang and libFuzzer
-# (+ASan +UBSan) and run each for SECONDS (default 3), one after another,
+# (+ASan +UBSan) and run each for SECONDS (default 2), one after another,
 # then print a table: per target the executions, executions per second,
 # seconds run and findings (crashes, leaks, timeouts, out-of-memory).
 # `make fuzz` runs it with FUZZ_SECONDS (default 60).
@@ -13,7 +13,7 @@
 set -u
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${top_builddir:=$top_srcdir}"
-secs=${1:-3}
+secs=${1:-2}
 [ $# -gt 0 ] && shift
 case $secs in
 ''|*[!0-9]*) echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 99 ;;
