@@ -6,9 +6,14 @@
  * offline path), each timed per 2,000 operations so a cost that grows
  * with the run shows. doc/cm.md "Profiles of the big-directory rows".
  *
- * Usage: bench_vc_dir FILE.tdb [N [EDITS]]   (defaults 100000, 10000)
- * Every edit also stores the new entry's and the directory's attributes,
- * as a create does.
+ * Usage: bench_vc_dir FILE.tdb [N [EDITS [PREFILL]]]
+ * (defaults 100000, 10000, 0). Every edit also stores the new entry's and
+ * the directory's attributes, as a create does. PREFILL > 0 first fills
+ * the file like a cache of a volume of PREFILL files in directories of
+ * 1,000 (their listings and attributes), then drops every 500th file's
+ * attributes (small free records in tdb's free list, as a walk, a pin
+ * and a revalidation leave them): the offline creates of
+ * bench-scale-tree at 1,000,000 files.
  */
 #include "config.h"
 
@@ -81,6 +86,44 @@ build(struct vc *vc, const struct proto_attr *da, unsigned n, double *secs)
 	return d;
 }
 
+/* PREFILL: @files files in directories of 1,000, listed and with their
+ * attributes stored, then every 500th file's attributes dropped. */
+static int
+prefill(struct vc *vc, unsigned files)
+{
+	double t0 = now(), secs;
+
+	for (unsigned d = 0; d * 1000 < files; d++) {
+		struct vc_dirb b = {0};
+		struct fid df = mkfid(0x80000000u + d);
+		struct proto_attr da = mkattr(&df, PROTO_T_DIR, 1);
+		struct vc_dir *dir;
+		char name[32];
+
+		for (unsigned i = 0; i < 1000; i++) {
+			struct fid f = mkfid(0x40000000u + d * 1000 + i);
+			struct proto_attr a = mkattr(&f, PROTO_T_FILE, 1);
+
+			snprintf(name, sizeof(name), "file%04u", i);
+			if (vc_dirb_add(&b, name, PROTO_T_FILE, &f) < 0 ||
+			    vc_put_attr(vc, &a) < 0)
+				return -1;
+		}
+		dir = vc_dirb_finish(&b, &df, 1);
+		if (!dir || vc_put_listing(vc, &da, dir) < 0)
+			return -1;
+		vc_dir_put(dir);
+	}
+	for (unsigned i = 0; i < files; i += 500) {
+		struct fid f = mkfid(0x40000000u + i);
+
+		vc_del_attr(vc, &f);
+	}
+	secs = now() - t0;
+	printf("prefilled %u files in %.1f s\n", files, secs);
+	return 0;
+}
+
 /* @edits creates of names spread over the listing, each kept in memory
  * (@flags VC_E_NOSTORE) or stored. @return 0 or -1. */
 static int
@@ -122,7 +165,7 @@ int
 main(int argc, char **argv)
 {
 	const char *path;
-	unsigned n = 100000, ne = 10000;
+	unsigned n = 100000, ne = 10000, pre = 0;
 	struct fid df = mkfid(0xffffffffu);
 	struct proto_attr da = mkattr(&df, PROTO_T_DIR, 1);
 	struct vc *vc;
@@ -130,7 +173,8 @@ main(int argc, char **argv)
 	double secs;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: bench_vc_dir FILE.tdb [N [EDITS]]\n");
+		fprintf(stderr,
+			"usage: bench_vc_dir FILE.tdb [N [EDITS [PREFILL]]]\n");
 		return 2;
 	}
 	path = argv[1];
@@ -138,6 +182,8 @@ main(int argc, char **argv)
 		n = (unsigned)strtoul(argv[2], NULL, 10);
 	if (argc > 3)
 		ne = (unsigned)strtoul(argv[3], NULL, 10);
+	if (argc > 4)
+		pre = (unsigned)strtoul(argv[4], NULL, 10);
 	if (n == 0)
 		n = 1;
 	log_init("bench_vc_dir", 0, LOG_ERR);
@@ -145,6 +191,10 @@ main(int argc, char **argv)
 	vc = vc_open(path, 7, 262144);
 	if (!vc) {
 		perror(path);
+		return 1;
+	}
+	if (pre && prefill(vc, pre) < 0) {
+		fprintf(stderr, "cannot prefill\n");
 		return 1;
 	}
 	cur = build(vc, &da, n, &secs);
