@@ -13,7 +13,9 @@
  * 1,000 (their listings and attributes), then drops every 500th file's
  * attributes (small free records in tdb's free list, as a walk, a pin
  * and a revalidation leave them): the offline creates of
- * bench-scale-tree at 1,000,000 files.
+ * bench-scale-tree at 1,000,000 files. PER > 0: instead of the rows
+ * above, EDITS stored creates in new directories of PER names each, as
+ * bench-scale-tree's offline creates make them.
  */
 #include "config.h"
 
@@ -161,11 +163,56 @@ edits(struct vc *vc, struct vc_dir **cur, struct proto_attr *da,
 	return 0;
 }
 
+/* PER > 0: @total creates, stored, in new directories of @per names each
+ * (bench-scale-tree's offline creates: each directory made empty, its
+ * listing stored, then filled). @return 0 or -1. */
+static int
+creates_in_dirs(struct vc *vc, unsigned total, unsigned per)
+{
+	double t0 = now();
+	char name[32];
+
+	for (unsigned i = 0, dn = 0; i < total; dn++) {
+		struct fid df = mkfid(0xc0000000u + dn);
+		struct proto_attr da = mkattr(&df, PROTO_T_DIR, 1);
+		struct vc_dirb b = {0};
+		struct vc_dir *cur = vc_dirb_finish(&b, &df, 1);
+
+		if (!cur || vc_put_listing(vc, &da, cur) < 0)
+			return -1;
+		for (unsigned k = 0; k < per && i < total; k++, i++) {
+			struct fid f = mkfid(0x20000000u + i);
+			struct proto_attr ea = mkattr(&f, PROTO_T_FILE, 1);
+			struct vc_dir *nw;
+
+			snprintf(name, sizeof(name), "n%07u", i);
+			da.dv++;
+			if (vc_dir_edit_flags(vc, cur, &da, NULL, name, &ea,
+					      &nw, 0) < 0)
+				return -1;
+			vc_put_attr(vc, &ea);
+			vc_put_attr(vc, &da);
+			vc_dir_put(cur);
+			cur = nw;
+			if ((i + 1) % 10000 == 0) {
+				double t1 = now();
+
+				printf("creates in directories of %u: %7u: "
+				       "%8.1f us a create\n",
+				       per, i + 1, (t1 - t0) * 1e6 / 10000);
+				t0 = t1;
+			}
+		}
+		vc_dir_put(cur);
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *path;
-	unsigned n = 100000, ne = 10000, pre = 0;
+	unsigned n = 100000, ne = 10000, pre = 0, per = 0;
 	struct fid df = mkfid(0xffffffffu);
 	struct proto_attr da = mkattr(&df, PROTO_T_DIR, 1);
 	struct vc *vc;
@@ -174,7 +221,7 @@ main(int argc, char **argv)
 
 	if (argc < 2) {
 		fprintf(stderr,
-			"usage: bench_vc_dir FILE.tdb [N [EDITS [PREFILL]]]\n");
+			"usage: bench_vc_dir FILE.tdb [N [EDITS [PREFILL [PER]]]]\n");
 		return 2;
 	}
 	path = argv[1];
@@ -184,6 +231,8 @@ main(int argc, char **argv)
 		ne = (unsigned)strtoul(argv[3], NULL, 10);
 	if (argc > 4)
 		pre = (unsigned)strtoul(argv[4], NULL, 10);
+	if (argc > 5)
+		per = (unsigned)strtoul(argv[5], NULL, 10);
 	if (n == 0)
 		n = 1;
 	log_init("bench_vc_dir", 0, LOG_ERR);
@@ -196,6 +245,13 @@ main(int argc, char **argv)
 	if (pre && prefill(vc, pre) < 0) {
 		fprintf(stderr, "cannot prefill\n");
 		return 1;
+	}
+	if (per) {
+		int rc = creates_in_dirs(vc, ne, per);
+
+		vc_close(vc);
+		unlink(path);
+		return rc ? 1 : 0;
 	}
 	cur = build(vc, &da, n, &secs);
 	if (!cur) {
