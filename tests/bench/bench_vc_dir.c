@@ -220,8 +220,8 @@ main(int argc, char **argv)
 	double secs;
 
 	if (argc < 2) {
-		fprintf(stderr,
-			"usage: bench_vc_dir FILE.tdb [N [EDITS [PREFILL [PER]]]]\n");
+		fprintf(stderr, "usage: bench_vc_dir FILE.tdb [N [EDITS "
+				"[PREFILL [PER]]]]\n");
 		return 2;
 	}
 	path = argv[1];

@@ -3137,6 +3137,96 @@ test_attr_flags(void)
 	unlink(path);
 }
 
+/*
+ * Page sizes (page_pad() in cm/vc.c): a page's value ends with zeros up
+ * to its size class (256 bytes, or the power of two at most an eighth of
+ * the page); a page of the same version without the pad (an older
+ * cairnd's) reads and checks clean; a pad with a byte set, its CRC right,
+ * is damage: the read drops the listing, vc_check() reports it.
+ */
+static void
+test_page_pad(void)
+{
+	struct vc *vc;
+	struct fid d = mkfid(7, 77);
+	struct proto_attr da = mkattr(d, PROTO_T_DIR, 1);
+	struct vc_dirb b = {0};
+	struct vc_dir *cur, *back = NULL;
+	struct vc_check_result res;
+	uint8_t *v = NULL;
+	size_t n = 0, exact = 9, g = 256, want;
+	char name[16];
+	uint32_t c;
+	int errs = 0, zeros = 1;
+
+	unlink(path);
+	vc = vc_open(path, 7, 262144);
+	for (int i = 0; i < 200; i++) {
+		struct fid f = mkfid(7, 0);
+
+		f.oid[1] = (uint8_t)i;
+		f.oid[2] = 0x5a;
+		snprintf(name, sizeof(name), "p%05d", i);
+		vc_dirb_add(&b, name, PROTO_T_FILE, &f);
+		exact += strlen(name) + 23; /* u16 length, name, type, FID */
+	}
+	cur = vc_dirb_finish(&b, &d, da.dv);
+	ok(cur && cur->nseg == 1, "pad: 200 entries, one page");
+	is_int(vc_put_listing(vc, &da, cur), 0, "pad: stored");
+	vc_dir_put(cur);
+	vc_close(vc);
+	while (g * 16 <= exact)
+		g *= 2;
+	want = (exact + g - 1) / g * g;
+	is_int(count_pages(&d), 1, "pad: one 'G' record");
+	if (raw_get(last_page, sizeof(last_page), &v, &n) != 0 || n != want ||
+	    want == exact) {
+		ok(0, "pad: the page is %zu bytes, %zu padded to %zu (is %zu)",
+		   want, exact, g, n);
+		free(v);
+		unlink(path);
+		return;
+	}
+	ok(1, "pad: the page is %zu bytes, %zu padded to a multiple of %zu", n,
+	   exact, g);
+	for (size_t i = exact; i < n; i++)
+		zeros = zeros && v[i] == 0;
+	ok(zeros, "pad: zeros after the entries");
+
+	/* As an older cairnd wrote it: the entries alone, their CRC. */
+	c = crc32c(0, v + 5, exact - 5);
+	for (int i = 0; i < 4; i++)
+		v[1 + i] = (uint8_t)(c >> (8 * i));
+	raw_put(last_page, sizeof(last_page), v, exact);
+	vc = vc_open(path, 7, 262144);
+	ok(vc_get_dir(vc, &d, &back) == 0 && back && back->n == 200,
+	   "pad: a page without the pad reads");
+	vc_dir_put(back);
+	back = NULL;
+	vc_close(vc);
+	vc_check(path, 0, check_cb, &errs, &res);
+	ok(errs == 0 && res.bad == 0 && res.broken == 0,
+	   "pad: ... and checks clean (%d)", errs);
+
+	/* The pad again, with a byte set and the CRC made right. */
+	v[n - 1] = 1;
+	c = crc32c(0, v + 5, n - 5);
+	for (int i = 0; i < 4; i++)
+		v[1 + i] = (uint8_t)(c >> (8 * i));
+	raw_put(last_page, sizeof(last_page), v, n);
+	errs = 0;
+	vc_check(path, 0, check_cb, &errs, &res);
+	ok(errs > 0 && res.broken == 1,
+	   "pad: vc_check() finds the listing broken (%d)", errs);
+	vc = vc_open(path, 7, 262144);
+	ok(vc_get_dir(vc, &d, &back) != 0 && !back,
+	   "pad: a byte set in the pad drops the listing on read");
+	vc_dir_put(back);
+	vc_close(vc);
+	free(v);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -3162,6 +3252,7 @@ main(void)
 	test_dirb();
 	test_dirb_order();
 	test_dir_pages();
+	test_page_pad();
 	test_link_xattr_seq();
 	test_pins();
 	test_inodes();
