@@ -310,15 +310,11 @@ struct ino_ent *
 ino_find_note_locked(struct ino_table *t, const struct fid *fid,
 		     struct ino_absent *note)
 {
-	size_t h = hash_fid(fid) & (t->nbuckets - 1);
-	struct ino_ent *e = t->by_fid[h];
-
-	while (e && !fid_eq(&e->fid, fid))
-		e = e->next_fid;
-	*note = (struct ino_absent){.nbuckets = t->nbuckets,
-				    .head = t->by_fid[h],
-				    .frees = t->frees};
-	return e;
+	*note = (struct ino_absent){
+		.nbuckets = t->nbuckets,
+		.head = t->by_fid[hash_fid(fid) & (t->nbuckets - 1)],
+		.frees = t->frees};
+	return ino_find_locked(t, fid);
 }
 
 /*

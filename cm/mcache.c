@@ -772,21 +772,26 @@ mcache_apply(struct mcache *mc, const struct proto_attr *a, bool store,
 /* What is cached of @fid's attributes, before news replaces them: the
  * inode entry's, else (never held, or the kernel forgot the inode and its
  * entry went) what the file holds, each with its mark (*@server). The raw
- * values, no write state's overlay. @return whether there are any. */
+ * values, no write state's overlay. With @note, the inode lookup notes
+ * its bucket (ino_find_note_locked()) and *@absent says whether there was
+ * no inode entry. @return whether there are any. */
 static bool
 cached_attr(struct mcache *mc, const struct fid *fid, struct proto_attr *out,
-	    bool *server)
+	    bool *server, struct ino_absent *note, bool *absent)
 {
 	struct ino_ent *e;
 	bool have = false;
 
 	ino_lock(mc->ino);
-	e = ino_find_locked(mc->ino, fid);
+	e = note ? ino_find_note_locked(mc->ino, fid, note)
+		 : ino_find_locked(mc->ino, fid);
 	if (e && e->have_attr) {
 		*out = e->attr;
 		*server = e->attr_server;
 		have = true;
 	}
+	if (absent)
+		*absent = !e;
 	ino_unlock(mc->ino);
 	return have || stored_attr(mc, fid, out, server) == 0;
 }
@@ -799,7 +804,7 @@ mcache_fetched_older(struct mcache *mc, const struct proto_attr *a)
 
 	if (mcache_ahead(mc, &a->fid))
 		return false; /* mcache_put_listing() keeps ours then */
-	return cached_attr(mc, &a->fid, &old, &server) &&
+	return cached_attr(mc, &a->fid, &old, &server, NULL, NULL) &&
 	       fetched_older(&old, a, server);
 }
 
@@ -819,23 +824,12 @@ mcache_apply_fetched(struct mcache *mc, const struct proto_attr *a,
 	if (mcache_ahead(mc, &a->fid) && mcache_attr(mc, &a->fid, &old) == 0)
 		return false; /* our own view stands until it is sent */
 	if (taken) {
-		/* What we hold first: it is compared before it is replaced
-		 * (cached_attr(), noting the bucket: a cold listing's
-		 * entries have no inode entry, and the note saves the second
-		 * lookup below, a cache miss or more in a table of a million
-		 * entries). */
-		ino_lock(mc->ino);
-		e = ino_find_note_locked(mc->ino, &a->fid, &note);
-		if (e && e->have_attr) {
-			old = e->attr;
-			old_server = e->attr_server;
-			have_old = true;
-		}
-		absent = !e;
-		ino_unlock(mc->ino);
-		if (!have_old)
-			have_old = stored_attr(mc, &a->fid, &old,
-					       &old_server) == 0;
+		/* What we hold first: it is compared before it is replaced.
+		 * The note of the bucket saves the second lookup below (a
+		 * cold listing's entries have no inode entry; each lookup is
+		 * a cache miss or more in a table of a million entries). */
+		have_old = cached_attr(mc, &a->fid, &old, &old_server, &note,
+				       &absent);
 		if (have_old && fetched_older(&old, a, old_server)) {
 			*taken = false;
 			return false;

@@ -1656,17 +1656,10 @@ dir_store_locked(struct vc *vc, const struct vc_dir *d)
 	wb_u64(&w, d->dv);
 	wb_u64(&w, d->n);
 	wb_u32(&w, (uint32_t)d->nseg);
-	/* The segment table straight into the buffer: 12 bytes a segment,
-	 * hundreds of segments at each edit of a big listing. */
-	wb_need(&w, 12 * d->nseg);
-	for (size_t k = 0; k < d->nseg && !w.err; k++) {
-		uint8_t *q = w.p + w.len;
-
-		for (int i = 0; i < 8; i++)
-			q[i] = (uint8_t)(d->seg[k]->id >> (8 * i));
-		for (int i = 0; i < 4; i++)
-			q[8 + i] = (uint8_t)(d->seg[k]->n >> (8 * i));
-		w.len += 12;
+	wb_need(&w, 12 * d->nseg); /* room once, not a growth a segment */
+	for (size_t k = 0; k < d->nseg; k++) {
+		wb_u64(&w, d->seg[k]->id);
+		wb_u32(&w, d->seg[k]->n);
 	}
 	rec_seal(&w, 0);
 	rc = vc_store_locked(vc, 'D', &d->fid, &w);
